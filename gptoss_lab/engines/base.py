@@ -1,0 +1,37 @@
+"""The Engine protocol: prompt token ids in, generated token ids out, one at a time."""
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to pick the next token. `temperature=0` is greedy; `None` fields take the engine's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int = 2048
+    seed: int | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Anything that makes Harmony tokens: the in-kernel model, a remote server, a replay.
+
+    `stream` yields generated ids and stops after yielding a stop token (or at the token limit).
+    `recorder`, when given, is told about every token the model processes (expert routing);
+    engines that cannot see routing ignore it.
+    """
+
+    name: str
+
+    def stream(
+        self,
+        prompt: Sequence[int],
+        *,
+        stop: Collection[int],
+        sampling: Sampling = Sampling(),
+        recorder: Any = None,
+    ) -> Iterator[int]: ...

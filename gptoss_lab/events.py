@@ -1,0 +1,97 @@
+"""The typed events a turn produces, in order; views (chat widget, text fallback) consume them.
+
+A turn is: TurnStart, then for each assistant message MessageStart, Delta..., MessageEnd, with
+ToolStart/ToolUpdate/ToolEnd around each tool call, and TurnEnd carrying the finished Reply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from openai_harmony import Message
+
+    from .session import Reply
+
+ToolStatus = Literal["pending", "waiting", "running", "done", "error", "timeout", "skipped"]
+
+
+@dataclass
+class ToolCall:
+    """One tool call by the model: what it asked for and what came back."""
+
+    recipient: str                      # "python" or "functions.NAME"
+    channel: str | None
+    input: str                          # the code, or the JSON arguments
+    content_type: str | None = None
+    status: ToolStatus = "pending"
+    output: str = ""
+    seconds: float = 0.0
+    index: int = 0                      # position in the turn, for views
+
+    @property
+    def name(self) -> str:
+        return self.recipient.removeprefix("functions.")
+
+
+@dataclass
+class TurnStart:
+    prompt: str
+    effort: str
+    model: str
+    approval: str
+
+
+@dataclass
+class MessageStart:
+    channel: str | None
+    recipient: str | None
+    content_type: str | None = None
+
+
+@dataclass
+class Delta:
+    text: str
+    channel: str | None
+
+
+@dataclass
+class MessageEnd:
+    message: "Message | None"           # None when generation stopped inside the message
+    stop_token: int | None
+
+
+@dataclass
+class ParseError:
+    raw: str                            # the model's text that was not valid Harmony
+    reason: str
+
+
+@dataclass
+class ToolStart:
+    call: ToolCall
+
+
+@dataclass
+class ToolUpdate:
+    call: ToolCall                      # status changed (waiting -> running ...)
+
+
+@dataclass
+class ToolEnd:
+    call: ToolCall
+
+
+@dataclass
+class Notice:
+    text: str                           # a one-line note for the user (default model, stop, limits)
+    level: Literal["info", "warning", "error"] = "info"
+
+
+@dataclass
+class TurnEnd:
+    reply: "Reply"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+Event = TurnStart | MessageStart | Delta | MessageEnd | ParseError | ToolStart | ToolUpdate | ToolEnd | Notice | TurnEnd
