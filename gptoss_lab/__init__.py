@@ -1,0 +1,35 @@
+"""gptoss_lab: a Jupyter-native lab for OpenAI's open-weight gpt-oss models.
+
+`%load_ext gptoss_lab` registers the `%gptoss` / `%%gptoss` magics. Importing the package is
+instant: torch and transformers load only when a model does.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["Session", "Reply", "ReplayEngine", "ToolCall", "tool", "load_ipython_extension"]
+
+_LAZY = {
+    "Session": ("session", "Session"),
+    "Reply": ("session", "Reply"),
+    "ReplayEngine": ("engines.replay", "ReplayEngine"),
+    "ToolCall": ("events", "ToolCall"),
+    "tool": ("tools.functions", "tool"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'gptoss_lab' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext gptoss_lab`: register the magics."""
+    from .magics import GptossMagics
+
+    ipython.register_magics(GptossMagics(ipython))

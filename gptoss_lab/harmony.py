@@ -221,3 +221,46 @@ class HarmonyStream:
             self._open = False
             return [MessageEnd(None, None)]
         return []
+
+
+# ---------------------------------------------------------------- token labels
+
+LABELS = ("system", "developer", "user", "tool", "analysis", "commentary", "final", "format")
+_ROLES = {"system", "developer", "user", "assistant"}
+
+
+def label_tokens(ids: Sequence[int]) -> list[str]:
+    """What each token of a rendered conversation is: its author's role, the channel of an assistant
+    message, or "format" for special tokens and headers. Used to split expert routing by channel."""
+    enc = encoding()
+    labels: list[str] = []
+    header: list[int] = []
+    in_header, content = True, "assistant"
+    for token in ids:
+        if token == START:
+            in_header, header = True, []
+            labels.append("format")
+        elif token == MESSAGE and in_header:
+            in_header = False
+            content = _content_label(enc.decode(header))
+            labels.append("format")
+        elif token >= 199998 or in_header:
+            if in_header and token != START:
+                header.append(token)
+            labels.append("format")
+        else:
+            labels.append(content)
+    return labels
+
+
+def _content_label(header: str) -> str:
+    """`assistant to=python<|channel|>analysis` -> analysis; `python to=assistant...` -> tool."""
+    head, _, channel = header.partition("<|channel|>")
+    words = head.split()
+    role = words[0] if words else "assistant"  # the completion prompt ends with <|start|>assistant
+    if role not in _ROLES:
+        return "tool"
+    if role != "assistant":
+        return role
+    channel = channel.split()[0] if channel.split() else "final"
+    return channel if channel in ("analysis", "commentary", "final") else "final"

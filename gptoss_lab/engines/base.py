@@ -14,6 +14,7 @@ class Sampling:
     top_p: float | None = None
     max_new_tokens: int = 2048
     seed: int | None = None
+    logits_processor: Any = None  # e.g. a JSON-schema constraint; engines that can't apply it refuse
 
 
 @runtime_checkable

@@ -1,0 +1,160 @@
+"""The turn loop, on recorded model output (ReplayEngine): what the user gets back in the Reply."""
+from __future__ import annotations
+
+import pytest
+
+from gptoss_lab import ReplayEngine, Session, harmony
+from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd, TurnStart
+
+CALL = "<|channel|>analysis<|message|>Need to compute.<|end|><|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
+FINAL = "<|channel|>final<|message|>{text}<|return|>"
+
+
+class Recorder:
+    """A view that keeps every event and answers approvals from a list."""
+
+    def __init__(self, answers=(), stop_after=None):
+        self.events, self.answers, self.stop_after = [], list(answers), stop_after
+        self.stop_requested = False
+        self.statuses = []
+
+    def handle(self, event):
+        self.events.append(event)
+        if isinstance(event, (ToolUpdate, ToolEnd)):
+            self.statuses.append(event.call.status)  # the call object is live: note its status now
+        if self.stop_after is not None and len(self.events) >= self.stop_after:
+            self.stop_requested = True
+
+    def approve(self, call):
+        return self.answers.pop(0) if self.answers else None
+
+
+def session(recording: str, **kw) -> Session:
+    return Session(ReplayEngine(recording), namespace=kw.pop("namespace", {}), date="2026-11-25", **kw)
+
+
+def test_python_call_runs_in_the_namespace_and_the_answer_comes_back():
+    ns = {"data": [2, 4, 9]}
+    s = session(CALL.format(code="print(sum(data) / len(data))") + FINAL.format(text="The mean is 5.0."), namespace=ns)
+    reply = s.ask("What is the mean of data?")
+    assert reply.final == "The mean is 5.0."
+    assert reply.analysis == "Need to compute."
+    [call] = reply.tool_calls
+    assert (call.recipient, call.input, call.status, call.output) == ("python", "print(sum(data) / len(data))", "done", "5.0\n")
+    assert not reply.errors and not reply.interrupted
+    assert reply.usage.completion_tokens > 10 and reply.usage.ttft is not None
+    # the tool result is in the conversation the model sees next
+    assert "<|start|>python to=assistant<|channel|>analysis<|message|>5.0\n<|end|>" in s.export()
+
+
+def test_model_defined_names_stay_in_the_namespace():
+    ns = {}
+    s = session(CALL.format(code="answer = 6 * 7") + FINAL.format(text="Stored."), namespace=ns)
+    s.ask("Store 6*7 in answer")
+    assert ns["answer"] == 42
+    assert "(no output)" in s.export()
+
+
+def test_events_arrive_in_order():
+    view = Recorder()
+    session(CALL.format(code="print(1)") + FINAL.format(text="1")).ask("q", view=view)
+    kinds = [type(e).__name__ for e in view.events]
+    assert kinds[0] == "TurnStart" and kinds[-1] == "TurnEnd"
+    assert kinds.index("ToolStart") < kinds.index("ToolEnd") < max(i for i, k in enumerate(kinds) if k == "MessageStart")
+    assert [e.channel for e in view.events if isinstance(e, MessageStart)] == ["analysis", "analysis", "final"]
+
+
+def test_multi_turn_drops_earlier_analysis_and_sets_effort():
+    s = session(FINAL.format(text="one") + "<|channel|>analysis<|message|>SECRET<|end|><|start|>assistant" + FINAL.format(text="two"))
+    s.ask("first", effort="high")
+    second = s.ask("second", effort="low")
+    assert second.final == "two" and second.effort == "low"
+    exported = s.export()
+    assert "SECRET" not in exported and "Reasoning: medium" in exported
+    assert "<|start|>user<|message|>first<|end|>" in exported and "one<|end|>" in exported
+
+
+@pytest.mark.parametrize("mode,answers,status,ran", [
+    ("auto", [], "done", True), ("never", [], "skipped", False),
+    ("ask", [True], "done", True), ("ask", [False], "skipped", False),
+])
+def test_approval_modes(mode, answers, status, ran):
+    ns = {}
+    view = Recorder(answers)
+    reply = session(CALL.format(code="ran = True") + FINAL.format(text="ok"), namespace=ns).ask(
+        "q", approval=mode, view=view)
+    assert reply.tool_calls[0].status == status
+    assert ("ran" in ns) == ran
+    if mode == "ask":
+        assert view.statuses[0] == "waiting" and view.statuses[-1] == status
+
+
+def test_ask_without_a_front_end_skips_when_nobody_can_answer(monkeypatch):
+    def no_stdin(prompt):
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", no_stdin)
+    ns = {}
+    reply = session(CALL.format(code="ran = True") + FINAL.format(text="ok"), namespace=ns).ask("q", approval="ask")
+    assert reply.tool_calls[0].status == "skipped" and "ran" not in ns
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    reply = session(CALL.format(code="ran = True") + FINAL.format(text="ok"), namespace=ns).ask("q", approval="ask")
+    assert ns["ran"] is True
+
+
+def test_tool_error_goes_back_to_the_model_which_recovers():
+    rec = CALL.format(code="print(totl)") + CALL.format(code="total = 3\nprint(total)") + FINAL.format(text="3")
+    s = session(rec)
+    reply = s.ask("q")
+    assert [c.status for c in reply.tool_calls] == ["error", "done"]
+    assert "NameError" in reply.tool_calls[0].output and reply.final == "3"
+    assert "NameError: name 'totl' is not defined" in s.export()
+
+
+def test_unknown_tool_and_disabled_python_are_reported_to_the_model():
+    rec = "<|channel|>commentary to=browser.search<|message|>{}<|call|>" + FINAL.format(text="sorry")
+    reply = session(rec).ask("q")
+    assert reply.tool_calls[0].status == "error" and "no tool named" in reply.tool_calls[0].output
+    reply = session(CALL.format(code="print(1)") + FINAL.format(text="x")).ask("q", tools="")
+    assert reply.tool_calls[0].status == "error" and "not enabled" in reply.tool_calls[0].output
+    assert "## python" not in harmony.decode(harmony.render(Session(ReplayEngine(""), tools="").prefix()))
+
+
+def test_malformed_output_never_raises_and_keeps_the_session_usable():
+    s = session("<|channel|>final<|message|>cut off in the midd" + "<|return|>" + FINAL.format(text="fine"))
+    s.engine.segments[0] = harmony.encode("<|channel|>final<|message|>cut off in the midd")
+    reply = s.ask("q", max_new_tokens=100)
+    assert reply.errors and "cut off in the midd" in reply.errors[0]
+    assert s.ask("again").final == "fine"
+
+
+def test_stop_button_keeps_the_partial_answer_and_a_valid_conversation():
+    view = Recorder(stop_after=8)
+    s = session(FINAL.format(text="This is a long answer that will be stopped early by the user"))
+    reply = s.ask("q", view=view)
+    assert reply.interrupted and reply.final and len(reply.final) < 50
+    assert any(isinstance(e, Notice) for e in view.events) and isinstance(view.events[-1], TurnEnd)
+    assert s.history[-1].channel == "final" and harmony.text_of(s.history[-1]) == reply.final
+
+
+def test_keyboard_interrupt_during_a_tool_call_keeps_the_turn():
+    ns = {}
+    s = session(CALL.format(code="raise KeyboardInterrupt") + FINAL.format(text="x"), namespace=ns)
+    reply = s.ask("q")
+    assert reply.interrupted and reply.tool_calls[0].status == "skipped"
+    assert s.export().rstrip().endswith("<|start|>assistant")
+
+
+def test_tool_call_limit():
+    rec = CALL.format(code="print(1)") * 3 + FINAL.format(text="never reached")
+    view = Recorder()
+    reply = Session(ReplayEngine(rec), namespace={}, max_tool_calls=2).ask("q", view=view)
+    assert len(reply.tool_calls) == 3 and reply.tool_calls[-1].status == "pending"
+    assert any(isinstance(e, Notice) and "max_tool_calls" in e.text for e in view.events)
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="approval"):
+        Session(ReplayEngine(""), approval="sometimes")
+    with pytest.raises(ValueError, match="reasoning effort"):
+        session(FINAL.format(text="x")).ask("q", effort="max")
