@@ -56,6 +56,8 @@ def _line_parser() -> _Parser:
     connect.add_argument("url")
     connect.add_argument("--model")
     connect.add_argument("--api-key-env", dest="api_key_env", help="environment variable holding the API key")
+    use = sub.add_parser("use", help="drive a Session object you made in Python from %%gptoss cells")
+    use.add_argument("variable")
     sub.add_parser("status", help="model, settings and conversation length")
     sub.add_parser("reset", help="forget the conversation")
     history = sub.add_parser("history", help="the conversation so far")
@@ -143,6 +145,12 @@ class GptossMagics(Magics):
             api_key = _env_key(opts.api_key_env)
             self.session = _keep_settings(Session.connect(opts.url, model=opts.model, api_key=api_key), self.session)
             print(f"Connected to {opts.url} ({self.session.engine.name}).")
+        elif opts.command == "use":
+            session = self.shell.user_ns.get(opts.variable)
+            if not isinstance(session, Session):
+                raise UsageError(f"%gptoss use: {opts.variable!r} is not a gptoss_lab.Session")
+            self.session = session
+            self._status()
         elif opts.command == "reset":
             if self.session:
                 self.session.reset()
