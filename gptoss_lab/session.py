@@ -286,8 +286,14 @@ class _Turn:
                     call = self._on_event(event) or call
                 if self.view.stop_requested:
                     raise _Stopped
-            for event in stream.close():
-                self._on_event(event)
+            events, cut = stream.close(), self.partial_start is not None
+            for event in events:
+                if not (cut and isinstance(event, ParseError)):
+                    self._on_event(event)
+            if cut:  # the token limit ended a message: keep what was written
+                self._keep_partial()
+                self.emit(Notice(f"The reply reached the token limit ({self.sampling.max_new_tokens} new tokens); "
+                                 "the partial message is kept.", "warning"))
         finally:
             usage.generation_seconds += time.perf_counter() - t0
         return call
@@ -371,15 +377,19 @@ class _Turn:
     def interrupt(self) -> None:
         """Stop button or kernel interrupt: keep what was generated, leave the conversation valid."""
         self.reply.interrupted = True
-        start, text = self.partial_start, "".join(self.partial)
-        if start is not None and text and not start.recipient and start.channel in _CHANNELS:
-            message = Message.from_role_and_content(Role.ASSISTANT, text).with_channel(start.channel)
-            self._on_message(message)
+        self._keep_partial()
         for call in self.reply.tool_calls:
             if call.status in ("pending", "waiting", "running"):
                 self._finish_call(call, ToolResult("skipped", "Interrupted before it ran.", 0.0))
                 self.session.history.append(harmony.tool_message(call.recipient, call.output, call.channel))
         self.emit(Notice("Stopped: the partial reply is kept.", "warning"))
+
+    def _keep_partial(self) -> None:
+        """A message cut off mid-way joins the conversation as written (a half tool call does not)."""
+        start, text = self.partial_start, "".join(self.partial)
+        self.partial_start = None
+        if start is not None and text and not start.recipient and start.channel in _CHANNELS:
+            self._on_message(Message.from_role_and_content(Role.ASSISTANT, text).with_channel(start.channel))
 
     def finish(self, response_format: Any) -> Reply:
         reply = self.reply

@@ -120,12 +120,23 @@ def test_unknown_tool_and_disabled_python_are_reported_to_the_model():
     assert "## python" not in harmony.decode(harmony.render(Session(ReplayEngine(""), tools="").prefix()))
 
 
+def test_token_limit_keeps_the_partial_answer_with_a_notice():
+    view = Recorder()
+    s = session(FINAL.format(text="one two three four five six seven eight nine ten"))
+    reply = s.ask("q", max_new_tokens=6, view=view)
+    assert reply.final and "ten" not in reply.final and not reply.errors
+    assert any(isinstance(e, Notice) and "token limit" in e.text for e in view.events)
+    assert s.history[-1].channel == "final"
+
+
 def test_malformed_output_never_raises_and_keeps_the_session_usable():
-    s = session("<|channel|>final<|message|>cut off in the midd" + "<|return|>" + FINAL.format(text="fine"))
-    s.engine.segments[0] = harmony.encode("<|channel|>final<|message|>cut off in the midd")
-    reply = s.ask("q", max_new_tokens=100)
-    assert reply.errors and "cut off in the midd" in reply.errors[0]
+    s = session("garbage without a header<|return|>" + "<|channel|>nonsense<|message|>x<|return|>" + FINAL.format(text="fine"))
+    reply = s.ask("q")
+    assert reply.errors and "garbage without a header" in reply.errors[0] and reply.final == ""
+    reply = s.ask("q2")
+    assert reply.errors and reply.final == ""
     assert s.ask("again").final == "fine"
+    assert "garbage" not in s.export()
 
 
 def test_stop_button_keeps_the_partial_answer_and_a_valid_conversation():

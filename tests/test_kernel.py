@@ -1,0 +1,80 @@
+"""Real kernels (jupyter_client): the magics, the same-kernel tool, and a kernel interrupt mid-turn."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+pytestmark = pytest.mark.kernel
+
+SETUP = """
+%load_ext gptoss_lab
+from gptoss_lab import Session, ReplayEngine
+data = [3, 5, 10]
+rec = ('<|channel|>analysis<|message|>Use data.<|end|><|start|>assistant to=python<|channel|>analysis<|message|>'
+       'mean = sum(data) / len(data)\\nprint(mean)<|call|><|channel|>final<|message|>The mean is 6.0.<|return|>')
+s = Session(ReplayEngine(rec, delay=0.001))
+%gptoss use s
+"""
+
+
+@pytest.fixture()
+def kernel():
+    km, kc = start_new_kernel(kernel_name="python3")
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def run(kc, code: str, timeout: float = 60) -> tuple[str, dict]:
+    """Execute code; return everything it printed/displayed as text, and the reply content."""
+    out = []
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: out.append(_text(msg)))
+    return "".join(out), reply["content"]
+
+
+def _text(msg: dict) -> str:
+    content = msg["content"]
+    if msg["msg_type"] == "stream":
+        return content["text"]
+    if msg["msg_type"] in ("execute_result", "display_data"):
+        return content["data"].get("text/plain", "")
+    if msg["msg_type"] == "error":
+        return "\n".join(content["traceback"])
+    return ""
+
+
+def test_cell_magic_runs_the_tool_in_the_users_kernel(kernel):
+    _, kc = kernel
+    out, content = run(kc, SETUP)
+    assert content["status"] == "ok", out
+    out, content = run(kc, "%%gptoss --text\nWhat is the mean of {data}?")
+    assert content["status"] == "ok", out
+    assert "The mean is 6.0." in out
+    out, _ = run(kc, "print(mean, _gptoss.final, _gptoss.prompt)")
+    assert out.strip() == "6.0 The mean is 6.0. What is the mean of [3, 5, 10]?"
+
+
+def test_usage_errors_are_one_line(kernel):
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    out, content = run(kc, "%%gptoss --effort extreme\nhi")
+    assert content["status"] == "error" and content["ename"] == "UsageError"
+    assert "invalid choice: 'extreme'" in content["evalue"]
+    out, content = run(kc, "%gptoss use nothing_here")
+    assert content["ename"] == "UsageError" and "is not a gptoss_lab.Session" in content["evalue"]
+
+
+def test_kernel_interrupt_keeps_the_partial_reply(kernel):
+    km, kc = kernel
+    run(kc, "from gptoss_lab import Session, ReplayEngine\n"
+            "s = Session(ReplayEngine('<|channel|>final<|message|>' + 'word ' * 400 + '<|return|>', delay=0.02))")
+    msg_id = kc.execute("reply = s.ask('talk')")
+    time.sleep(3)
+    km.interrupt_kernel()
+    kc.get_shell_msg(timeout=30)  # the cell ends (with ok: the turn caught the interrupt)
+    out, content = run(kc, "print(reply.interrupted, 0 < len(reply.final.split()) < 400, s.history[-1].channel)")
+    assert out.split() == ["True", "True", "final"], out
+    out, _ = run(kc, "s.engine.segments.append(s.engine.segments[0]); print(len(s.ask('again', max_new_tokens=5).final) > 0)")
+    assert out.strip() == "True"
