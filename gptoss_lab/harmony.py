@@ -73,14 +73,27 @@ def encode(text: str) -> list[int]:
 
 # ---------------------------------------------------------------- message builders
 
+PYTHON_TOOL = (
+    "Use this tool to execute Python code in your chain of thought. The code runs in the user's live "
+    "Jupyter kernel (IPython): the user's variables are available to it, and whatever it defines stays "
+    "there for the user. python will respond with the output of the execution (printed text, the value "
+    "of the last expression, or the traceback){timeout}. "
+    "The user may have to approve each call before it runs."
+)
+
+
 def system_message(
     effort: str = "medium",
     *,
     python: bool = True,
+    timeout: float | None = 120.0,
     date: str | None = None,
     identity: str | None = None,
 ) -> Message:
-    """The system message gpt-oss expects: identity, dates, reasoning effort, built-in tools."""
+    """The system message gpt-oss expects: identity, dates, reasoning effort, built-in tools.
+
+    The python tool's description says truthfully where the code runs (this kernel) and its timeout,
+    instead of openai-harmony's default sandbox text."""
     if effort not in _EFFORT:
         raise ValueError(f"reasoning effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     content = (
@@ -91,7 +104,8 @@ def system_message(
     if identity:
         content = content.with_model_identity(identity)
     if python:
-        content = content.with_tools(ToolNamespaceConfig.python())
+        description = PYTHON_TOOL.format(timeout=f" or time out after {timeout:g} seconds" if timeout else "")
+        content = content.with_tools(ToolNamespaceConfig(name="python", description=description, tools=[]))
     return Message.from_role_and_content(Role.SYSTEM, content)
 
 

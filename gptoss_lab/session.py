@@ -89,7 +89,7 @@ class Session:
         engine: Engine,
         *,
         effort: str = "medium",
-        approval: str = "auto",
+        approval: str = "ask",
         timeout: float | None = 120.0,
         namespace: dict[str, Any] | None = None,
         tools: Sequence[Any] | str = ("python",),
@@ -150,7 +150,7 @@ class Session:
             from .tools.functions import response_format_section
 
             fmt = response_format_section(response_format)
-        messages = [harmony.system_message(effort or self.effort, python=python, date=self.date)]
+        messages = [harmony.system_message(effort or self.effort, python=python, timeout=self.timeout, date=self.date)]
         developer = harmony.developer_message(
             self.instructions, functions=[f.description for f in functions.values()], response_format=fmt)
         return messages + ([developer] if developer else [])

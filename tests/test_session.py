@@ -30,6 +30,7 @@ class Recorder:
 
 
 def session(recording: str, **kw) -> Session:
+    kw.setdefault("approval", "auto")
     return Session(ReplayEngine(recording), namespace=kw.pop("namespace", {}), date="2026-11-25", **kw)
 
 
@@ -159,7 +160,7 @@ def test_keyboard_interrupt_during_a_tool_call_keeps_the_turn():
 def test_tool_call_limit():
     rec = CALL.format(code="print(1)") * 3 + FINAL.format(text="never reached")
     view = Recorder()
-    reply = Session(ReplayEngine(rec), namespace={}, max_tool_calls=2).ask("q", view=view)
+    reply = Session(ReplayEngine(rec), namespace={}, max_tool_calls=2, approval="auto").ask("q", view=view)
     assert len(reply.tool_calls) == 3 and reply.tool_calls[-1].status == "pending"
     assert any(isinstance(e, Notice) and "max_tool_calls" in e.text for e in view.events)
 
