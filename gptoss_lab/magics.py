@@ -28,9 +28,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%gptoss", add_help=False, description="Ask the loaded gpt-oss model; the cell body is the prompt.")
-    p.add_argument("--effort", "-e", choices=EFFORTS, help="reasoning effort for this cell")
-    p.add_argument("--approval", "-a", choices=APPROVALS, help="python/function calls: run (auto), ask first, or never run")
-    p.add_argument("--tools", help="comma list: python and/or names of functions in your namespace; '' for none")
+    p.add_argument("--effort", "--reasoning", "-e", dest="effort", choices=EFFORTS, help="reasoning effort for this cell")
+    p.add_argument("--approval", "--approve", "-a", dest="approval", choices=APPROVALS,
+                   help="python/function calls: run (auto), ask first, or never run")
+    p.add_argument("--tools", help="comma list: python and/or names of functions in your namespace; none for no tools")
+    p.add_argument("--new", action="store_true", help="start a new conversation with this cell")
+    p.add_argument("-o", "--output", dest="output", metavar="NAME", help="also keep the Reply in this variable")
     p.add_argument("--routing", "-r", action="store_true", help="record expert routing of every token")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="max new tokens per model call")
     p.add_argument("--temperature", "-t", type=float)
@@ -62,12 +65,8 @@ def _line_parser() -> _Parser:
     sub.add_parser("reset", help="forget the conversation")
     history = sub.add_parser("history", help="the conversation so far")
     history.add_argument("--export", action="store_true", help="as raw Harmony text")
-    config = sub.add_parser("config", help="change session settings")
-    config.add_argument("--effort", choices=EFFORTS)
-    config.add_argument("--approval", choices=APPROVALS)
-    config.add_argument("--timeout", type=float)
-    config.add_argument("--max-tokens", type=int, dest="max_new_tokens")
-    config.add_argument("--instructions")
+    config = sub.add_parser("config", help="change settings: effort=high approval=auto timeout=60 max_tokens=512 ...")
+    config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
     sub.add_parser("routing", help="show the last reply's expert routing")
     return p
 
@@ -118,20 +117,25 @@ class GptossMagics(Magics):
             if opts.response_format not in self.shell.user_ns:
                 raise UsageError(f"%%gptoss --json: no variable named {opts.response_format!r}")
             response_format = self.shell.user_ns[opts.response_format]
+        if opts.new:
+            session.reset()
+        tools = "" if opts.tools == "none" else opts.tools
         view = _make_view(text=opts.text)
         reply = session.ask(
             prompt, effort=opts.effort, approval=opts.approval,
-            tools=opts.tools, routing=opts.routing, view=view,
+            tools=tools, routing=opts.routing, view=view,
             max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
             seed=opts.seed, response_format=response_format, constrain=opts.constrain,
         )
         self.shell.user_ns["_gptoss"] = reply  # like `_`: the last reply, for code in the next cell
+        if opts.output:
+            self.shell.user_ns[opts.output] = reply
 
     def _session(self) -> Session:
         if self.session is None:
             print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
                   "`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).")
-            self.session = Session.load("tiny")
+            self.session = _loaded(Session.load, "tiny")
         return self.session
 
     # ------------------------------------------------------------ %gptoss COMMAND
@@ -139,11 +143,12 @@ class GptossMagics(Magics):
     def _command(self, opts: argparse.Namespace) -> Any:
         if opts.command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map") if getattr(opts, k)}
-            self.session = _keep_settings(Session.load(opts.model, **options), self.session)
+            self.session = _keep_settings(_loaded(Session.load, opts.model, **options), self.session)
             print(f"Loaded {self.session.engine.name}.")
         elif opts.command == "connect":
             api_key = _env_key(opts.api_key_env)
-            self.session = _keep_settings(Session.connect(opts.url, model=opts.model, api_key=api_key), self.session)
+            session = _loaded(Session.connect, opts.url, model=opts.model, api_key=api_key)
+            self.session = _keep_settings(session, self.session)
             print(f"Connected to {opts.url} ({self.session.engine.name}).")
         elif opts.command == "use":
             session = self.shell.user_ns.get(opts.variable)
@@ -157,9 +162,8 @@ class GptossMagics(Magics):
             print("Conversation cleared.")
         elif opts.command == "config":
             session = self._session()
-            for key in ("effort", "approval", "timeout", "max_new_tokens", "instructions"):
-                if getattr(opts, key) is not None:
-                    setattr(session, key, getattr(opts, key))
+            for key, value in _settings(opts.settings).items():
+                setattr(session, key, value)
             self._status()
         elif opts.command == "history":
             session = self._session()
@@ -191,6 +195,46 @@ class GptossMagics(Magics):
         if not replies or replies[-1].routing is None:
             raise UsageError("%gptoss routing: the last reply has no routing; run a cell with `%%gptoss --routing`.")
         return replies[-1].routing
+
+
+_SETTINGS: dict[str, tuple[str, Any]] = {
+    "effort": ("effort", EFFORTS), "reasoning": ("effort", EFFORTS),
+    "approval": ("approval", APPROVALS), "approve": ("approval", APPROVALS),
+    "timeout": ("timeout", float), "max_tokens": ("max_new_tokens", int),
+    "instructions": ("instructions", str), "tools": ("tools", str),
+}
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """`effort=high timeout=60` -> {"effort": "high", "timeout": 60.0}, with one-line errors."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in _SETTINGS:
+            raise UsageError(f"%gptoss config: expected KEY=VALUE with KEY in {', '.join(_SETTINGS)}; got {pair!r}")
+        name, kind = _SETTINGS[key]
+        if isinstance(kind, tuple):
+            if value not in kind:
+                raise UsageError(f"%gptoss config: {key} must be one of {', '.join(kind)}")
+            settings[name] = value
+        else:
+            try:
+                settings[name] = kind(value)
+            except ValueError:
+                raise UsageError(f"%gptoss config: {key}={value!r} is not a valid {kind.__name__}") from None
+    if settings.get("tools") == "none":
+        settings["tools"] = ""
+    return settings
+
+
+def _loaded(make: Any, *args: Any, **kw: Any) -> Session:
+    """Load or connect; an engine's error (missing checkpoint, no memory, server down) is one line."""
+    from .engines.base import EngineError
+
+    try:
+        return make(*args, **kw)
+    except EngineError as err:
+        raise UsageError(str(err)) from None
 
 
 def _keep_settings(new: Session, old: Session | None) -> Session:

@@ -36,3 +36,7 @@ class Engine(Protocol):
         sampling: Sampling = Sampling(),
         recorder: Any = None,
     ) -> Iterator[int]: ...
+
+
+class EngineError(RuntimeError):
+    """A model could not be loaded or reached; the message is one line, written for the user."""
