@@ -24,6 +24,7 @@ from openai_harmony import (
     Role,
     StreamableParser,
     SystemContent,
+    TextContent,
     ToolDescription,
     load_harmony_encoding,
 )
@@ -125,12 +126,13 @@ def developer_message(
         content = content.with_function_tools(list(functions))
     message = Message.from_role_and_content(Role.DEVELOPER, content)
     if response_format:
-        # openai-harmony has no builder for this section yet: append it the way gpt-oss was trained.
-        section = "\n\n# Response Formats\n\n## " + response_format.get("name", "response") + "\n\n"
-        section += json.dumps(response_format.get("schema", response_format), separators=(",", ":"))
-        rendered = encoding().decode(encoding().render(message))
-        body = rendered.split("<|message|>", 1)[1].rsplit("<|end|>", 1)[0]
-        message = Message.from_role_and_content(Role.DEVELOPER, body + section)
+        # openai-harmony has no builder for this section: it follows the DeveloperContent as a second
+        # content, so the tools (and the system message's line about them) render unchanged.
+        section = "\n\n" if instructions or functions else ""
+        section += f"# Response Formats\n\n## {response_format.get('name', 'response')}\n\n"
+        section += "".join(f"// {line}\n" for line in (response_format.get("description") or "").splitlines())
+        section += json.dumps(response_format.get("schema", response_format), separators=(",", ":"), ensure_ascii=False)
+        message = message.adding_content(TextContent(text=section))
     return message
 
 

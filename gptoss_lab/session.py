@@ -6,6 +6,7 @@ approval policy, feeds the results back, and repeats until the model answers or 
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -354,7 +355,7 @@ class _Turn:
                 from .tools.functions import unknown_function_result
 
                 return unknown_function_result(call.name, list(self.functions))
-            return fn.call
+            return functools.partial(fn.call, timeout=self.session.timeout)
         return f"Error: there is no tool named {call.recipient!r}."
 
     def _approved(self, call: ToolCall) -> bool:

@@ -40,7 +40,7 @@ def truncate(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
 
 
 @contextlib.contextmanager
-def _alarm(seconds: float | None):
+def alarm(seconds: float | None):
     """Raise ToolTimeout in the main thread after `seconds` (SIGALRM; a no-op off the main thread)."""
     if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
         yield
@@ -76,7 +76,7 @@ class PythonTool:
             return ToolResult("error", truncate(traceback.format_exc(limit=0)), time.perf_counter() - start)
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), _alarm(self.timeout):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), alarm(self.timeout):
                 exec(compile(tree, _FILENAME, "exec"), self.namespace)
                 if last is not None:
                     value = eval(compile(ast.Expression(last.value), _FILENAME, "eval"), self.namespace)

@@ -1,0 +1,138 @@
+"""User functions as Harmony function tools: the model calls `functions.NAME` with JSON arguments.
+
+A function's name, docstring and type-annotated signature become the `ToolDescription` shown to
+the model in the developer message. A call's arguments are parsed and validated before the
+function runs (in this kernel, on this thread); its return value goes back as JSON, and every
+failure goes back as an `Error: <Type>: <message>` text the model can read and recover from.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import time
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pydantic
+import typing_extensions
+from openai_harmony import ToolDescription
+from pydantic_core import to_jsonable_python
+
+from .python import ToolResult, ToolTimeout, alarm, truncate
+from .schema import Field, describe_errors, object_schema, parse_docstring
+from .schema import parse_final, response_format_section  # noqa: F401  (the session imports them from here)
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+class FunctionTool:
+    """A Python function the model can call; calling the object itself still calls the function."""
+
+    def __init__(self, function: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> None:
+        self.function = function
+        self.name = name or getattr(function, "__name__", "")
+        if not self.name.isidentifier():
+            raise TypeError(f"{function!r} has no usable name ({self.name!r}); pass tool(fn, name='...')")
+        summary, documented = parse_docstring(inspect.getdoc(function))
+        self.summary = description or summary
+        try:
+            hints = typing.get_type_hints(function, include_extras=True)
+        except NameError as err:
+            raise TypeError(f"{self.name}: cannot resolve a type annotation ({err})") from None
+        fields: list[Field] = []
+        typed: dict[str, Any] = {}
+        self._positional: list[str] = []
+        for p in inspect.signature(function).parameters.values():
+            if p.kind in _VARIADIC:
+                raise TypeError(f"{self.name}: parameter {p.name!r} is variadic (*args/**kwargs); the model needs named parameters")
+            if p.name not in hints:
+                raise TypeError(f"{self.name}: parameter {p.name!r} has no type annotation; annotate it (e.g. {p.name}: str)")
+            required = p.default is inspect.Parameter.empty
+            fields.append((p.name, hints[p.name], required, p.default, documented.get(p.name)))
+            typed[p.name] = (typing_extensions.Required if required else typing_extensions.NotRequired)[hints[p.name]]
+            if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+                self._positional.append(p.name)
+        self.parameters: dict[str, Any] = object_schema(fields, self.name)
+        arguments = typing_extensions.TypedDict(f"{self.name}_arguments", typed)  # type: ignore[operator]
+        arguments.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        self._arguments = pydantic.TypeAdapter(arguments)
+        functools.update_wrapper(self, function)  # type: ignore[arg-type]
+
+    @property
+    def description(self) -> ToolDescription:
+        """What the developer message shows the model (`type NAME = (_: {...}) => any`)."""
+        return ToolDescription.new(self.name, self.summary, parameters=self.parameters if self.parameters["properties"] else None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"FunctionTool({self.name}{inspect.signature(self.function)})"
+
+    def call(self, arguments: str, *, timeout: float | None = None) -> ToolResult:
+        """Run the function on the model's JSON arguments; the result or the error, as text for the model."""
+        start = time.perf_counter()
+        try:
+            raw = json.loads(arguments) if arguments.strip() else {}
+            if not isinstance(raw, dict):
+                raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
+            kwargs = dict(self._arguments.validate_python(raw))
+        except pydantic.ValidationError as err:
+            return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}", time.perf_counter() - start)
+        except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError
+            return ToolResult("error", f"Error: {type(err).__name__}: {err}", time.perf_counter() - start)
+        args = []
+        for name in self._positional:  # positional-only parameters, in order, up to the first one left out
+            if name not in kwargs:
+                break
+            args.append(kwargs.pop(name))
+        try:
+            with alarm(timeout):
+                value = self.function(*args, **kwargs)
+            output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
+        except ToolTimeout as err:
+            return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
+        except Exception as err:  # the function's error goes back to the model, never up the stack
+            return ToolResult("error", truncate(f"Error: {type(err).__name__}: {err}"), time.perf_counter() - start)
+        return ToolResult("done", truncate(output), time.perf_counter() - start)
+
+
+def tool(function: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+    """Decorator making a function available to the model: `@tool` or `@tool(name=..., description=...)`."""
+    if function is None:
+        return lambda f: FunctionTool(f, name=name, description=description)
+    return FunctionTool(function, name=name, description=description)
+
+
+def resolve_tools(
+    spec: str | Iterable[str | Callable[..., Any]] | None, namespace: Mapping[str, Any] | None = None
+) -> tuple[bool, dict[str, FunctionTool]]:
+    """(python enabled, {name: FunctionTool}) from `"python,get_weather"` or `["python", get_weather]`.
+
+    Names other than "python" are looked up in `namespace` (the notebook's variables).
+    """
+    items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec or ())
+    python, functions = False, {}
+    for item in items:
+        if item == "python":
+            python = True
+            continue
+        if isinstance(item, str):
+            if namespace is None or item not in namespace:
+                raise ValueError(f"unknown tool {item!r}: it is not 'python' and no function of that name is defined")
+            item = namespace[item]
+        if not callable(item):
+            raise TypeError(f"tool {item!r} is not callable; tools are 'python' or functions")
+        function = item if isinstance(item, FunctionTool) else FunctionTool(item)
+        if functions.get(function.name, function) is not function:
+            raise ValueError(f"two different tools are named {function.name!r}")
+        functions[function.name] = function
+    return python, functions
+
+
+def unknown_function_result(name: str, available: Iterable[str]) -> str:
+    """The error text answering a call of a function that does not exist, listing the ones that do."""
+    names = ", ".join(sorted(available)) or "none"
+    return f"Error: NameError: no function named {name!r}; available functions: {names}"

@@ -1,0 +1,317 @@
+"""User functions as Harmony function tools: what the model is shown, and what a call gives back."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import time
+from typing import Annotated, Any, Literal, Optional
+
+import pydantic
+import pytest
+from typing_extensions import NotRequired, TypedDict
+
+from gptoss_lab import ReplayEngine, Session, harmony, tool
+from gptoss_lab.tools.functions import FunctionTool, resolve_tools, unknown_function_result
+from gptoss_lab.tools.python import MAX_OUTPUT_CHARS
+
+
+class Units(enum.Enum):
+    C = "celsius"
+    F = "fahrenheit"
+
+
+@dataclasses.dataclass
+class Point:
+    """A point on the map.
+
+    Attributes:
+        lat: Latitude in degrees.
+    """
+
+    lat: float
+    lon: float = 0.0
+
+
+class Place(pydantic.BaseModel):
+    name: str = pydantic.Field(description="The place's name.")
+    at: Point | None = None
+
+
+@dataclasses.dataclass
+class Node:
+    child: Node | None = None
+
+
+class Options(TypedDict):
+    verbose: bool
+    label: NotRequired[str]
+
+
+def _schema_of(annotation: Any) -> dict:
+    def f(x): ...
+    f.__annotations__ = {"x": annotation}
+    return FunctionTool(f).parameters["properties"]["x"]
+
+
+@pytest.mark.parametrize("annotation,schema", [
+    (str, {"type": "string"}),
+    (int, {"type": "integer"}),
+    (float, {"type": "number"}),
+    (bool, {"type": "boolean"}),
+    (Any, {}),
+    (Literal["fast", "slow"], {"type": "string", "enum": ["fast", "slow"]}),
+    (Literal[1, "a"], {"enum": [1, "a"]}),
+    (Units, {"type": "string", "enum": ["celsius", "fahrenheit"]}),
+    (Optional[int], {"type": ["integer", "null"]}),
+    (str | None, {"type": ["string", "null"]}),
+    (int | str, {"type": ["integer", "string"]}),
+    (list[int], {"type": "array", "items": {"type": "integer"}}),
+    (tuple[str, ...], {"type": "array", "items": {"type": "string"}}),
+    (list, {"type": "array"}),
+    (dict[str, float], {"type": "object", "additionalProperties": {"type": "number"}}),
+    (dict, {"type": "object"}),
+    (Annotated[str, "The city."], {"type": "string", "description": "The city."}),
+    (Point, {"type": "object", "properties": {
+        "lat": {"description": "Latitude in degrees.", "type": "number"},
+        "lon": {"type": "number", "default": 0.0}}, "required": ["lat"]}),
+    (Place, {"type": "object", "properties": {
+        "name": {"description": "The place's name.", "type": "string"},
+        "at": {**_schema_of(Point), "default": None}}, "required": ["name"]}),
+    (Options, {"type": "object", "properties": {"verbose": {"type": "boolean"}, "label": {"type": "string"}},
+               "required": ["verbose"]}),
+    (Optional[Point], {"oneOf": [_schema_of(Point), {"type": "null"}]}),
+    (list[Point], {"type": "array", "items": _schema_of(Point)}),
+])
+def test_schema_for_each_supported_annotation(annotation, schema):
+    assert _schema_of(annotation) == schema
+
+
+@tool
+def get_weather(city: str, units: Units = Units.C, days: int = 1, near: Point | None = None,
+                mode: Literal["fast", "slow"] = "fast") -> dict:
+    """Get the weather forecast for a city.
+
+    More detail that the model does not need.
+
+    Args:
+        city (str): The city, e.g. "Paris".
+            Any spelling the user gives.
+        units: Temperature units.
+    """
+    return {"city": city, "units": units, "days": days, "near": near}
+
+
+def test_tool_description_from_signature_and_google_docstring():
+    d = get_weather.description
+    assert (d.name, d.description) == ("get_weather", "Get the weather forecast for a city.")
+    props = d.parameters["properties"]
+    assert d.parameters["required"] == ["city"]
+    assert props["city"]["description"] == 'The city, e.g. "Paris". Any spelling the user gives.'
+    assert props["units"] == {"description": "Temperature units.", "type": "string",
+                              "enum": ["celsius", "fahrenheit"], "default": "celsius"}
+    assert props["days"] == {"type": "integer", "default": 1}
+    # an optional object is shown as the object (the model leaves it out rather than writing null)
+    assert props["near"]["type"] == "object" and props["near"]["default"] is None
+
+
+def test_the_model_sees_typescript_like_function_definitions():
+    text = harmony.decode(harmony.render([harmony.developer_message(functions=[get_weather.description])]))
+    assert "// Get the weather forecast for a city.\ntype get_weather = (_: {" in text
+    assert "city: string," in text
+    assert 'units?: "celsius" | "fahrenheit", // default: celsius' in text
+    assert "lat: number," in text and "}) => any;" in text
+
+
+def test_numpy_docstring_and_no_parameters():
+    def total(a: int, b: int = 2) -> int:
+        """Add two numbers.
+
+        Parameters
+        ----------
+        a : int
+            The first
+            number.
+        b : int, optional
+            The second number.
+
+        Returns
+        -------
+        int
+        """
+        return a + b
+
+    def now() -> str:
+        """The current time."""
+        return "12:00"
+
+    props = FunctionTool(total).parameters["properties"]
+    assert props["a"]["description"] == "The first number." and props["b"]["description"] == "The second number."
+    text = harmony.decode(harmony.render([harmony.developer_message(functions=[FunctionTool(now).description])]))
+    assert "// The current time.\ntype now = () => any;" in text
+    assert FunctionTool(now).call("").output == '"12:00"'
+
+
+def test_unsupported_annotations_are_clear_errors():
+    def a(x: bytes): ...
+    def b(city): ...
+    def c(*cities: str): ...
+    def d(x: dict[int, str]): ...
+    def e(tree: Node): ...
+
+    for fn, words in [(a, ["a.x", "bytes"]), (b, ["'city'", "no type annotation"]), (c, ["'cities'", "variadic"]),
+                      (d, ["d.x", "keys must be str"]), (e, ["recursive"])]:
+        with pytest.raises(TypeError) as err:
+            FunctionTool(fn)
+        assert all(w in str(err.value) for w in words), str(err.value)
+    with pytest.raises(TypeError, match="no usable name"):
+        FunctionTool(lambda x: x)
+
+
+def test_call_validates_converts_and_returns_json():
+    result = get_weather.call('{"city": "Paris", "units": "fahrenheit", "near": {"lat": 48.8}}')
+    assert result.status == "done"
+    assert json.loads(result.output) == {"city": "Paris", "units": "fahrenheit", "days": 1,
+                                         "near": {"lat": 48.8, "lon": 0.0}}
+    # the decorated function is still a plain function for the user, with real Enum/dataclass values
+    assert get_weather("Rome", near=Point(1.0))["near"] == Point(1.0)
+
+
+@pytest.mark.parametrize("arguments,expected", [
+    ('{"city": ', "Error: JSONDecodeError: Expecting value"),
+    ('["Paris"]', "Error: TypeError: arguments must be a JSON object, not list"),
+    ('{}', "Error: ValidationError: city: Field required"),
+    ('{"city": "Paris", "units": "kelvin"}', "Error: ValidationError: units: Input should be 'celsius' or 'fahrenheit'"),
+    ('{"city": "Paris", "near": {"lat": "north"}}', "Error: ValidationError: near.lat: Input should be a valid number"),
+    ('{"city": "Paris", "country": "FR"}', "Error: ValidationError: country: Extra inputs are not permitted"),
+])
+def test_bad_arguments_come_back_as_errors_naming_the_field(arguments, expected):
+    result = get_weather.call(arguments)
+    assert result.status == "error" and result.output.startswith(expected), result.output
+
+
+def test_function_errors_timeouts_and_long_results():
+    @tool(name="fetch", description="Fetch a page.")
+    def fetch_page(url: str, *, slow: bool = False) -> str:
+        if slow:
+            time.sleep(5)
+        if url == "bad":
+            raise ConnectionError("host unreachable")
+        return "x" * (MAX_OUTPUT_CHARS * 2)
+
+    assert (fetch_page.name, fetch_page.description.description) == ("fetch", "Fetch a page.")
+    err = fetch_page.call('{"url": "bad"}')
+    assert (err.status, err.output) == ("error", "Error: ConnectionError: host unreachable")
+    long = fetch_page.call('{"url": "ok"}')
+    assert long.status == "done" and "characters cut" in long.output and len(long.output) < MAX_OUTPUT_CHARS + 100
+    slow = fetch_page.call('{"url": "ok", "slow": true}', timeout=0.2)
+    assert slow.status == "timeout" and slow.output.startswith("Error: ToolTimeout") and slow.seconds < 2
+
+
+def test_return_values_that_json_cannot_write():
+    def locate() -> Any:
+        return {"point": Point(1.0, 2.0), "units": Units.F, "tags": {"a"}, "obj": object}
+
+    assert json.loads(FunctionTool(locate).call("{}").output) == {
+        "point": {"lat": 1.0, "lon": 2.0}, "units": "fahrenheit", "tags": ["a"], "obj": "<class 'object'>"}
+
+
+def test_resolve_tools():
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    ns = {"add": add, "get_weather": get_weather, "data": [1, 2]}
+    python, functions = resolve_tools("python, add,get_weather", ns)
+    assert python and list(functions) == ["add", "get_weather"] and functions["get_weather"] is get_weather
+    assert functions["add"].call('{"a": 2, "b": 3}').output == "5"
+    python, functions = resolve_tools([add], None)
+    assert not python and list(functions) == ["add"]
+    assert resolve_tools("python", ns) == (True, {})
+    with pytest.raises(ValueError, match="unknown tool 'nope'"):
+        resolve_tools("python,nope", ns)
+    with pytest.raises(TypeError, match="not callable"):
+        resolve_tools("data", ns)
+    with pytest.raises(ValueError, match="two different tools are named 'add'"):
+        resolve_tools([add, tool(lambda: 0, name="add")], ns)
+
+
+def test_unknown_function_text_lists_the_available_ones():
+    assert unknown_function_result("get_wether", ["get_weather", "add"]) == (
+        "Error: NameError: no function named 'get_wether'; available functions: add, get_weather")
+
+
+# ---------------------------------------------------------------- the full loop, on recorded output
+
+def _call(name: str, arguments: str) -> str:
+    return (f"<|channel|>analysis<|message|>Call {name}.<|end|>"
+            f"<|start|>assistant<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>{arguments}<|call|>")
+
+
+def _final(text: str) -> str:
+    return f"<|channel|>final<|message|>{text}<|return|>"
+
+
+def _session(recording: str, functions: dict, **kw) -> Session:
+    kw.setdefault("approval", "auto")
+    return Session(ReplayEngine(recording), namespace=dict(functions), tools=["python", *functions],
+                   date="2026-11-25", **kw)
+
+
+def _tool_messages(reply) -> list[tuple[str, str | None, str]]:
+    return [(m.author.name, m.channel, harmony.text_of(m)) for m in reply.messages if m.author.role.value == "tool"]
+
+
+def test_function_call_runs_and_the_result_goes_back_on_commentary():
+    seen = []
+
+    def get_temperature(city: str, units: Units = Units.C) -> dict:
+        """Current temperature in a city."""
+        seen.append((city, units))
+        return {"city": city, "temperature": 21}
+
+    s = _session(_call("get_temperature", '{"city": "Paris"}') + _final("It is 21 °C in Paris."),
+                 {"get_temperature": get_temperature})
+    reply = s.ask("How warm is Paris?")
+    assert seen == [("Paris", Units.C)]
+    assert reply.final == "It is 21 °C in Paris." and not reply.errors
+    [call] = reply.tool_calls
+    assert (call.name, call.status, call.input) == ("get_temperature", "done", '{"city": "Paris"}')
+    assert _tool_messages(reply) == [("functions.get_temperature", "commentary", '{"city": "Paris", "temperature": 21}')]
+    exported = s.export()
+    assert "type get_temperature = (_: {" in exported
+    assert ('<|start|>functions.get_temperature to=assistant<|channel|>commentary<|message|>'
+            '{"city": "Paris", "temperature": 21}<|end|>') in exported
+
+
+@pytest.mark.parametrize("name,arguments,error", [
+    ("get_temperature", '{"city": Paris}', "Error: JSONDecodeError: Expecting value"),
+    ("get_temperature", '{"town": "Paris"}', "Error: ValidationError: city: Field required"),
+    ("get_temp", '{"city": "Paris"}', "Error: NameError: no function named 'get_temp'; available functions: get_temperature"),
+    ("get_temperature", '{"city": "Atlantis"}', "Error: KeyError: 'Atlantis'"),
+])
+def test_a_failed_call_goes_back_to_the_model_which_recovers(name, arguments, error):
+    def get_temperature(city: str) -> int:
+        return {"Paris": 21}[city]
+
+    s = _session(_call(name, arguments) + _call("get_temperature", '{"city": "Paris"}') + _final("21 °C."),
+                 {"get_temperature": get_temperature})
+    reply = s.ask("How warm is Paris?")
+    first, second = reply.tool_calls
+    assert first.status == "error" and first.output.startswith(error), first.output
+    assert (second.status, second.output) == ("done", "21")
+    assert reply.final == "21 °C." and not reply.interrupted
+    assert [text for _, _, text in _tool_messages(reply)] == [first.output, "21"]
+
+
+def test_approval_never_skips_the_function():
+    ran = []
+
+    def delete_file(path: str) -> str:
+        ran.append(path)
+        return "deleted"
+
+    s = _session(_call("delete_file", '{"path": "/data"}') + _final("I was not allowed to."),
+                 {"delete_file": delete_file}, approval="never")
+    reply = s.ask("Delete /data")
+    assert ran == [] and reply.tool_calls[0].status == "skipped"
+    assert reply.final == "I was not allowed to."
