@@ -1,0 +1,356 @@
+"""A turn as view state, built from events, and its text/plain, text/markdown and text/html renderings.
+
+The chat widget streams the same state; these renderings are what nbconvert, GitHub, terminal IPython
+and a notebook reopened without its widget state show. Model text is never passed through as HTML:
+Markdown is rendered with raw HTML disabled, math becomes MathML, code is highlighted by Pygments.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..events import (
+    Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, ToolUpdate,
+    TurnEnd, TurnStart,
+)
+
+if TYPE_CHECKING:
+    from ..session import Reply
+
+STATUS_LABEL = {"pending": "pending", "waiting": "waiting for approval", "running": "running", "done": "done",
+                "error": "error", "timeout": "timed out", "skipped": "skipped"}
+REASONING_NOTE = "Reasoning is the model's unfiltered chain of thought, not a checked answer."
+
+
+@dataclass
+class Block:
+    """One assistant message of the turn; its text is kept as parts so streaming stays linear."""
+
+    channel: str | None
+    recipient: str | None = None
+    content_type: str | None = None
+    parts: list[str] = field(default_factory=list)
+    tokens: int = 0
+    started: float = 0.0
+    ended: float | None = None
+    call: ToolCall | None = None
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    @property
+    def kind(self) -> str:
+        """How a view shows it: reasoning, tool, commentary (a preamble) or final."""
+        if self.recipient and self.recipient != "assistant":
+            return "tool"
+        return {"analysis": "reasoning", "final": "final"}.get(self.channel or "", "commentary")
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, (self.ended if self.ended is not None else time.perf_counter()) - self.started)
+
+
+Item = Block | Notice | ParseError
+
+
+class Transcript:
+    """Everything one turn shows: prompt, messages, tool calls, notices, errors and stats."""
+
+    def __init__(self, prompt: str = "", effort: str = "", model: str = "", approval: str = "auto") -> None:
+        self.prompt, self.effort, self.model, self.approval = prompt, effort, model, approval
+        self.items: list[Item] = []
+        self.stats: dict[str, Any] = {}
+        self.interrupted = False
+        self.ended = False
+
+    # ------------------------------------------------------------ building
+
+    def apply(self, event: Event) -> int | None:
+        """Fold one event into the state; returns the index of the item it created or changed."""
+        now = time.perf_counter()
+        if isinstance(event, TurnStart):
+            self.__init__(event.prompt, event.effort, event.model, event.approval)  # type: ignore[misc]
+            return None
+        if isinstance(event, MessageStart):
+            self.items.append(Block(event.channel, event.recipient, event.content_type, started=now))
+            return len(self.items) - 1
+        if isinstance(event, Delta):
+            i = self._open_block()
+            if i is None:  # a delta with no start: begin a block on its channel
+                i = self.apply(MessageStart(event.channel, None))
+            block = self.items[i]
+            block.parts.append(event.text)
+            block.tokens += 1
+            return i
+        if isinstance(event, MessageEnd):
+            i = self._open_block()
+            if i is not None:
+                self.items[i].ended = now
+            return i
+        if isinstance(event, (ToolStart, ToolUpdate, ToolEnd)):
+            return self._attach(event.call)
+        if isinstance(event, (Notice, ParseError)):
+            self.items.append(event)
+            return len(self.items) - 1
+        if isinstance(event, TurnEnd):
+            for item in self.items:
+                if isinstance(item, Block) and item.ended is None:
+                    item.ended = now
+            self.stats = reply_stats(event.reply)
+            self.interrupted = event.reply.interrupted
+            self.ended = True
+        return None
+
+    def _open_block(self) -> int | None:
+        for i in range(len(self.items) - 1, -1, -1):
+            item = self.items[i]
+            if isinstance(item, Block):
+                return i if item.ended is None else None
+        return None
+
+    def _attach(self, call: ToolCall) -> int:
+        """Give the tool call to the message that made it (or a block of its own)."""
+        for i in range(len(self.items) - 1, -1, -1):
+            item = self.items[i]
+            if isinstance(item, Block) and item.kind == "tool" and (item.call is call or (
+                    item.call is None and item.recipient == call.recipient)):
+                item.call = call
+                return i
+        now = time.perf_counter()
+        self.items.append(Block(call.channel, call.recipient, call.content_type, [call.input], started=now,
+                                ended=now, call=call))
+        return len(self.items) - 1
+
+    @classmethod
+    def from_events(cls, events: list[Event]) -> "Transcript":
+        transcript = cls()
+        for event in events:
+            transcript.apply(event)
+        return transcript
+
+    @classmethod
+    def from_reply(cls, reply: "Reply") -> "Transcript":
+        """Rebuild the view of a finished turn from its Reply (for history and `Reply`'s own repr)."""
+        from openai_harmony import Role
+
+        from .. import harmony
+
+        transcript = cls(reply.prompt, reply.effort, reply.model)
+        calls = iter(reply.tool_calls)
+        for message in reply.messages:
+            if message.author.role != Role.ASSISTANT:
+                continue
+            block = Block(message.channel, message.recipient, message.content_type, [harmony.text_of(message)])
+            if block.kind == "tool":
+                block.call = next(calls, None)
+            transcript.items.append(block)
+        transcript.items += [ParseError("", error) for error in reply.errors]
+        transcript.stats = reply_stats(reply)
+        transcript.interrupted = reply.interrupted
+        transcript.ended = True
+        return transcript
+
+    # ------------------------------------------------------------ renderings
+
+    def footer(self) -> str:
+        """One line of stats: tokens, tok/s, time to first token, effort, model."""
+        return stats_line(self.stats or {"effort": self.effort, "model": self.model})
+
+    def to_text(self) -> str:
+        """Plain text, for terminals and text/plain."""
+        out = [f"You: {self.prompt}"]
+        for item in self.items:
+            if isinstance(item, Notice):
+                out.append(f"[{item.level}] {item.text}")
+            elif isinstance(item, ParseError):
+                out.append(f"[not valid Harmony: {item.reason}]" + (f"\n{_indent(item.raw)}" if item.raw else ""))
+            elif item.kind == "reasoning":
+                out.append(f"Reasoning ({_reasoning_summary(item)}):\n{_indent(item.text)}")
+            elif item.kind == "tool":
+                out.append(f"Tool call {item.recipient} [{_status(item)}]:\n{_indent(item.text)}")
+                if item.call is not None and item.call.output:
+                    out.append(f"Output:\n{_indent(item.call.output)}")
+            else:
+                out.append(item.text)
+        out.append(f"-- {self.footer()}")
+        return "\n\n".join(out)
+
+    def to_markdown(self) -> str:
+        """Markdown (GitHub, nbconvert): reasoning in <details>, tool calls as code blocks, final as is."""
+        out = ["> **You:** " + self.prompt.replace("\n", "\n> ")]
+        for item in self.items:
+            if isinstance(item, Notice):
+                out.append(f"*{item.level}: {item.text}*")
+            elif isinstance(item, ParseError):
+                out.append(f"*Not valid Harmony ({item.reason})*" + (f"\n\n{_fence(item.raw)}" if item.raw else ""))
+            elif item.kind == "reasoning":
+                out.append(f"<details><summary>Reasoning ({_reasoning_summary(item)})</summary>\n\n"
+                           f"{_fence(item.text, '')}\n\n</details>")
+            elif item.kind == "tool":
+                out.append(f"**Tool call `{item.recipient}`** — {_status(item)}\n\n{_fence(item.text, _language(item))}")
+                if item.call is not None and item.call.output:
+                    out.append("Output:\n\n" + _fence(item.call.output))
+            else:
+                out.append(item.text)
+        out.append(f"<sub>{html.escape(self.footer())}</sub>")
+        return "\n\n".join(out)
+
+    def to_html(self) -> str:
+        """Self-contained, sanitised HTML (reasoning in <details>, highlighted code, rendered Markdown)."""
+        out = [f'<div class="gx-fallback">{FALLBACK_STYLE}',
+               f'<div class="gx-prompt">{html.escape(self.prompt)}</div>']
+        for item in self.items:
+            if isinstance(item, Notice):
+                out.append(f'<div class="gx-notice gx-{item.level}">{html.escape(item.text)}</div>')
+            elif isinstance(item, ParseError):
+                out.append(f'<div class="gx-notice gx-error">Not valid Harmony ({html.escape(item.reason)})'
+                           + (f"<pre>{html.escape(item.raw)}</pre>" if item.raw else "") + "</div>")
+            elif item.kind == "reasoning":
+                out.append(f'<details class="gx-reasoning"><summary>Reasoning · {_reasoning_summary(item)}</summary>'
+                           f'<div class="gx-note">{REASONING_NOTE}</div>'
+                           f'<div class="gx-reasoning-text">{html.escape(item.text)}</div></details>')
+            elif item.kind == "tool":
+                output = item.call.output if item.call is not None else ""
+                out.append(f'<div class="gx-tool"><div class="gx-tool-head">{html.escape(item.recipient or "")}'
+                           f' · {_status(item)}</div><pre class="gx-code">{code_html(item.text, _language(item))}</pre>'
+                           + (f'<pre class="gx-output">{html.escape(output)}</pre>' if output else "") + "</div>")
+            else:
+                out.append(f'<div class="gx-{item.kind}">{markdown_html(item.text)}</div>')
+        out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div></div>')
+        return "".join(out)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": self.to_text(), "text/markdown": self.to_markdown(), "text/html": self.to_html()}
+
+
+# ---------------------------------------------------------------- shared helpers (also used by the widget)
+
+def reply_stats(reply: "Reply") -> dict[str, Any]:
+    """The footer numbers of a finished turn."""
+    usage = reply.usage
+    return {"tokens": usage.completion_tokens, "tokens_per_s": usage.tokens_per_s, "ttft": usage.ttft,
+            "seconds": usage.seconds, "effort": reply.effort, "model": reply.model,
+            "interrupted": reply.interrupted}
+
+
+def stats_line(stats: dict[str, Any]) -> str:
+    """'123 tokens · 45.6 tok/s · TTFT 0.21 s · 3.0 s · effort medium · model-name' from what is known."""
+    parts = []
+    if stats.get("tokens") is not None:
+        parts.append(f"{stats['tokens']} tokens")
+    if stats.get("tokens_per_s"):
+        parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
+    if stats.get("ttft") is not None:
+        parts.append(f"TTFT {stats['ttft']:.2f} s")
+    if stats.get("seconds"):
+        parts.append(f"{stats['seconds']:.1f} s")
+    if stats.get("effort"):
+        parts.append(f"effort {stats['effort']}")
+    if stats.get("model"):
+        parts.append(str(stats["model"]))
+    if stats.get("interrupted"):
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+def markdown_html(text: str) -> str:
+    """Model Markdown to safe HTML: raw HTML is escaped, unsafe links dropped, $math$ as MathML."""
+    return _markdown().render(text)
+
+
+def code_html(code: str, language: str = "python") -> str:
+    """Syntax-highlighted code as escaped HTML spans (Pygments short classes, styled by the CSS)."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import get_lexer_by_name
+
+    if not language:
+        return html.escape(code)
+    return highlight(code, get_lexer_by_name(language), HtmlFormatter(nowrap=True)).removesuffix("\n")
+
+
+def stable_markdown_end(text: str, start: int = 0) -> int:
+    """End of the Markdown blocks that later text cannot change: the last blank line outside a fence or $$."""
+    end, fenced, math = start, False, False
+    pos = start
+    for line in text[start:].splitlines(keepends=True):
+        pos += len(line)
+        stripped = line.strip()
+        if not line.endswith("\n"):
+            break
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+        elif stripped.startswith("$$") and not fenced and not (len(stripped) > 2 and stripped.endswith("$$")):
+            math = not math
+        elif not stripped and not fenced and not math:
+            end = pos
+    return end
+
+
+@functools.cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+
+    md = MarkdownIt("commonmark", {"html": False, "breaks": False}).enable(["table", "strikethrough"])
+    md.use(dollarmath_plugin, allow_labels=False, allow_digits=False, double_inline=True, renderer=_math)
+    return md
+
+
+def _math(latex: str, options: dict[str, Any]) -> str:
+    display = options.get("display_mode", False)
+    try:
+        from latex2mathml.converter import convert
+
+        return convert(latex, display="block" if display else "inline")
+    except Exception:  # not valid LaTeX (or no converter): show the source
+        return f'<code class="gx-math">{html.escape(latex)}</code>'
+
+
+def _language(block: Block) -> str:
+    if block.content_type and "json" in block.content_type:
+        return "json"
+    return "python" if (block.recipient or "").startswith("python") else ""
+
+
+def _status(block: Block) -> str:
+    return STATUS_LABEL.get(block.call.status, block.call.status) if block.call is not None else "written"
+
+
+def _reasoning_summary(block: Block) -> str:
+    if block.ended is None or not block.started:
+        return f"{block.tokens or len(block.text.split())} {'tokens' if block.tokens else 'words'}"
+    return f"thought for {block.seconds:.1f} s · {block.tokens} tokens"
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def _fence(text: str, language: str = "") -> str:
+    ticks = "```"
+    while ticks in text:
+        ticks += "`"
+    return f"{ticks}{language}\n{text}\n{ticks}"
+
+
+FALLBACK_STYLE = """<style>
+.gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
+ color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5}
+.gx-fallback .gx-prompt{background:var(--jp-layout-color2,rgba(127,127,127,.12));border-radius:12px;padding:6px 12px;
+ margin:4px 0 8px auto;width:fit-content;max-width:80%;white-space:pre-wrap}
+.gx-fallback details{border-left:3px solid var(--jp-border-color2,#ccc);padding-left:8px;margin:6px 0;
+ color:var(--jp-content-font-color2,#666)}
+.gx-fallback .gx-reasoning-text{white-space:pre-wrap}
+.gx-fallback .gx-note,.gx-fallback .gx-footer{font-size:85%;color:var(--jp-content-font-color3,#888)}
+.gx-fallback .gx-tool{border:1px solid var(--jp-border-color2,#ccc);border-radius:8px;margin:6px 0;overflow:hidden}
+.gx-fallback .gx-tool-head{padding:3px 8px;background:var(--jp-layout-color2,rgba(127,127,127,.12));font-size:85%}
+.gx-fallback pre{margin:0;padding:6px 8px;overflow-x:auto;font-family:var(--jp-code-font-family,monospace)}
+.gx-fallback .gx-output{border-top:1px dashed var(--jp-border-color2,#ccc)}
+</style>"""

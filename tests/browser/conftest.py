@@ -1,0 +1,188 @@
+"""Real-browser fixtures: a JupyterLab server on 127.0.0.1 and headless Debian Chromium via Playwright.
+
+`lab_notebook(cells, wait_for=...)` writes a notebook, opens it in Lab, runs all cells and waits for
+a selector in the output; a failing test leaves a screenshot in /tmp (gptoss_lab-<test>.png).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("GPTOSS_LAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+REPO = Path(__file__).resolve().parents[2]
+# Plugins that pop dialogs or reach the network: off, so the first paint is the notebook itself.
+_DISABLED = ["@jupyterlab/apputils-extension:announcements", "@jupyterlab/extensionmanager-extension"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in tests/browser is a browser test."""
+    for item in items:
+        if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the item, so the page fixture knows whether the test failed."""
+    report = yield
+    setattr(item, f"_report_{report.when}", report)
+    return report
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """A running JupyterLab server: its URL, token and root folder, plus a tiny REST client."""
+
+    def __init__(self, url: str, token: str, root: Path) -> None:
+        self.url, self.token, self.root = url, token, root
+
+    def api(self, path: str, method: str = "GET") -> object:
+        """Call the server's REST API (JSON in, JSON out)."""
+        request = urllib.request.Request(f"{self.url}/api/{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel, so tests do not pile up processes on a small machine."""
+        for kernel in self.api("kernels"):
+            self.api(f"kernels/{kernel['id']}", method="DELETE")
+
+    def open_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
+
+
+@pytest.fixture(scope="session")
+def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab on a free 127.0.0.1 port with a random token, a temp root and no browser."""
+    pytest.importorskip("jupyterlab")
+    root = tmp_path_factory.mktemp("lab_root")
+    config = tmp_path_factory.mktemp("lab_config")
+    (config / "labconfig").mkdir()
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {name: True for name in _DISABLED}}))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), JUPYTER_RUNTIME_DIR=str(config / "runtime"))
+    log = open(root.parent / "jupyterlab.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--ServerApp.port_retries=0", "--expose-app-in-browser", "--allow-root",
+         f"--LabApp.workspaces_dir={root.parent / 'lab_workspaces'}", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    lab = Lab(f"http://127.0.0.1:{port}", token, root)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            lab.api("status")
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"JupyterLab did not start; see {log.name}")
+            time.sleep(0.3)
+    yield lab
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Headless Debian Chromium driven by Playwright (no browser download needed)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(chromium, jupyter_lab: Lab, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh browser page (1280x900); screenshot to /tmp when the test fails; kernels stopped after."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    report = getattr(request.node, "_report_call", None)
+    if report is not None and report.failed:
+        shot = Path("/tmp") / f"gptoss_lab-{request.node.name}.png"
+        try:
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+        except Exception as err:  # the page may be gone; the failure itself matters more
+            print(f"no screenshot: {err}")
+    context.close()
+    jupyter_lab.shutdown_kernels()
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    """Write code cells as an nbformat-4 notebook with the python3 kernel."""
+    notebook = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": src,
+                   "outputs": [], "execution_count": None} for i, src in enumerate(cells)],
+    }
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+@pytest.fixture()
+def lab_notebook(page, jupyter_lab: Lab) -> Callable[..., object]:
+    """Open a notebook of `cells` in Lab, run all cells, wait for `wait_for`; returns the page.
+
+    `theme="dark"` switches to JupyterLab Dark first. The app is reachable as `window.jupyterapp`
+    (the server runs with --expose-app-in-browser), so tests can execute Lab commands directly.
+    """
+
+    def run(cells: list[str], *, wait_for: str | None = None, name: str | None = None,
+            theme: str | None = None, timeout: float = 60.0):
+        name = name or f"nb_{secrets.token_hex(4)}.ipynb"
+        write_notebook(jupyter_lab.root / name, cells)
+        page.goto(jupyter_lab.open_url(name))
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
+        page.wait_for_function(
+            "() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
+            " return s.session && s.session.kernel && s.session.kernel.connectionStatus === 'connected'"
+            " && s.session.kernel.status === 'idle'; }", timeout=60_000)
+        page.evaluate("window.jupyterapp.shell.collapseLeft()")
+        if theme == "dark":
+            page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme',"
+                          " {theme: 'JupyterLab Dark'})")
+            page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
+            page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=20_000)
+        # Not awaited: the command's promise resolves only when every cell has finished.
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        if wait_for:
+            page.wait_for_selector(wait_for, timeout=timeout * 1000)
+        return page
+
+    return run

@@ -1,0 +1,100 @@
+"""Transcript: the turn as view state, and the text/Markdown/HTML a reader without the widget sees."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.events import Delta, MessageEnd, MessageStart
+from gptoss_lab.widgets.text import TextView
+from gptoss_lab.widgets.transcript import Transcript, markdown_html, stable_markdown_end
+
+RECORDING = (
+    "<|channel|>analysis<|message|>Compute it with Python.<|end|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>print(sum(i * i for i in range(10)))<|call|>"
+    "<|channel|>analysis<|message|>Got it.<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>The sum is **285**: $\\sum i^2$\n\n<script>alert(1)</script><|return|>"
+)
+
+
+class _Recorder:
+    stop_requested = False
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def handle(self, event) -> None:
+        self.events.append(event)
+
+    def approve(self, call) -> None:
+        return None
+
+
+@pytest.fixture()
+def turn() -> tuple[Transcript, object]:
+    view = _Recorder()
+    reply = Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Sum of squares?", view=view)
+    return Transcript.from_events(view.events), reply
+
+
+def test_events_build_the_turn(turn) -> None:
+    transcript, _ = turn
+    assert transcript.prompt == "Sum of squares?"
+    blocks = transcript.items
+    assert [b.kind for b in blocks] == ["reasoning", "tool", "reasoning", "final"]
+    assert blocks[1].call.status == "done" and blocks[1].call.output.strip() == "285"
+    assert blocks[0].tokens > 3 and blocks[0].ended is not None
+    assert transcript.stats["tokens"] > 20 and transcript.stats["model"] == "replay"
+
+
+def test_reply_rebuilds_the_same_turn(turn) -> None:
+    live, reply = turn
+    again = Transcript.from_reply(reply)
+    assert [(b.kind, b.text) for b in again.items] == [(b.kind, b.text) for b in live.items]
+    assert again.items[1].call.output == live.items[1].call.output
+
+
+def test_fallback_renderings_show_the_whole_turn(turn) -> None:
+    transcript, _ = turn
+    text, md, page = transcript.to_text(), transcript.to_markdown(), transcript.to_html()
+    for rendering in (text, md):
+        assert "Sum of squares?" in rendering and "Compute it with Python." in rendering
+        assert "print(sum(i * i for i in range(10)))" in rendering and "285" in rendering
+    assert "<details><summary>Reasoning" in md and "```python\nprint(sum" in md
+    assert "<strong>285</strong>" in page and "<math" in page and "<details" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page     # the model's raw HTML stays text
+    assert "tok/s" in text
+
+
+def test_markdown_is_sanitised() -> None:
+    html = markdown_html("[x](javascript:alert(1)) <img src=x onerror=alert(1)>")
+    assert "href" not in html and "<img" not in html          # no link to javascript:, the tag as text
+
+
+def test_stable_markdown_end_stops_before_open_blocks() -> None:
+    assert stable_markdown_end("para one\n\npara two") == len("para one\n\n")
+    assert stable_markdown_end("```py\nx = 1\n\ny = 2\n") == 0           # inside a fence: nothing is final
+    assert stable_markdown_end("a\n\n```\ncode\n```\n\nb") == len("a\n\n```\ncode\n```\n\n")
+
+
+def test_text_view_streams_channels() -> None:
+    out = io.StringIO()
+    view = TextView(out)
+    Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Sum?", view=view)
+    printed = out.getvalue()
+    assert printed.index("Reasoning") < printed.index("Tool call python") < printed.index("Answer")
+    assert "The sum is **285**" in printed and "[python: done]\n285" in printed
+
+
+def test_text_view_cannot_ask_without_stdin(monkeypatch) -> None:
+    def no_stdin(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", no_stdin)
+    assert TextView(io.StringIO()).approve(object()) is None  # type: ignore[arg-type]
+
+
+def test_delta_without_start_gets_a_block() -> None:
+    transcript = Transcript.from_events([Delta("hi", "final"), MessageEnd(None, None), MessageStart("final", None)])
+    assert transcript.items[0].text == "hi" and transcript.items[0].kind == "final"
