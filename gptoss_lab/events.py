@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from openai_harmony import Message
 
+    from .routing import Routing
     from .session import Reply
 
 ToolStatus = Literal["pending", "waiting", "running", "done", "error", "timeout", "skipped"]
@@ -40,6 +41,7 @@ class TurnStart:
     effort: str
     model: str
     approval: str
+    routing: "Routing | None" = None    # live expert routing, growing while the turn runs
 
 
 @dataclass

@@ -196,6 +196,12 @@ class Routing:
             new[: self._n] = old[: self._n]
             setattr(self, name, new)
 
+    def truncate(self, n: int) -> None:
+        """Keep the first `n` tokens (views redraw from scratch)."""
+        self._n = min(n, self._n)
+        del self.strings[self._n:], self.labels[self._n:]
+        self._notify("reset", 0)
+
     def relabel(self, labels: Sequence[str]) -> None:
         """Set every token's label (the session does this once the turn's ids are known)."""
         if len(labels) != self._n:
@@ -205,7 +211,7 @@ class Routing:
 
     def observe(self, callback: Callable[[str, int], None]) -> None:
         """Call `callback(kind, start)` after each change: kind "append" (tokens from `start` are
-        new) or "labels" (labels changed)."""
+        new), "labels" (labels changed) or "reset" (tokens were dropped)."""
         self._observers.append(callback)
 
     def _notify(self, kind: str, start: int) -> None:
@@ -362,6 +368,11 @@ class Recorder:
 
     def __init__(self, num_experts: int | None = None) -> None:
         self.routing = Routing(num_experts=num_experts)
+        self._cursor = 0
+
+    def begin(self) -> None:
+        """A new engine call starts: its prompt repeats the turn so far, which is recorded once."""
+        self._cursor = 0
 
     @property
     def tokens(self) -> list[int]:
@@ -382,7 +393,14 @@ class Recorder:
             hint = (" The routers were not called: a fused MoE kernel (e.g. MXFP4 on GPU) may bypass them."
                     if len(experts) == 0 else "")
             raise ValueError(f"routing for {len(experts)} positions given with {len(tokens)} tokens.{hint}")
-        self.routing.append(list(tokens), experts, weights)
+        tokens = list(tokens)
+        have = self.routing.tokens[self._cursor: self._cursor + len(tokens)].tolist()
+        same = next((i for i, (a, b) in enumerate(zip(have, tokens)) if a != b), len(have))
+        if self._cursor + same < len(self.routing):  # the prompt differs from what was recorded
+            self.routing.truncate(self._cursor + same)
+        self._cursor += len(tokens)
+        if same < len(tokens):
+            self.routing.append(tokens[same:], experts[same:], weights[same:])
 
     def finish(self, labels: Sequence[str]) -> Routing:
         """Label every token (see `harmony.label_tokens`) and return the finished Routing."""

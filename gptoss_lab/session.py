@@ -195,7 +195,8 @@ class Session:
                      python, functions, sampling, routing)
         start = len(self.history)
         self.history.append(harmony.user_message(prompt))
-        view.handle(TurnStart(prompt, effort, self.engine.name, approval))
+        view.handle(TurnStart(prompt, effort, self.engine.name, approval,
+                              turn.recorder.routing if turn.recorder else None))
         try:
             turn.run(prefix, keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):
@@ -243,9 +244,13 @@ class _Turn:
                  functions: dict[str, Any], sampling: Sampling, routing: bool) -> None:
         self.session, self.view, self.reply = session, view, reply
         self.approval, self.python, self.functions = approval, python, functions
-        self.sampling, self.routing = sampling, routing
+        self.sampling = sampling
         self.started = time.perf_counter()
         self.recorder: Any = None
+        if routing:  # one record for the turn; each engine call's prompt repeats it (recorded once)
+            from .routing import Recorder
+
+            self.recorder = Recorder()
         self.partial: list[str] = []          # text of the message being generated
         self.partial_start: MessageStart | None = None
 
@@ -270,10 +275,8 @@ class _Turn:
         """One engine call; returns the tool call it ended with, if any."""
         usage = self.reply.usage
         usage.prompt_tokens = len(ids)
-        if self.routing:
-            from .routing import Recorder
-
-            self.recorder = Recorder()
+        if self.recorder is not None:
+            self.recorder.begin()
         call = None
         stream = harmony.HarmonyStream()  # each engine call starts right after `<|start|>assistant`
         t0 = time.perf_counter()

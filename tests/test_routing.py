@@ -224,3 +224,27 @@ def test_session_routing_on_a_tool_using_conversation(random_checkpoint):
         expected, _ = recompute(reference, routing.tokens.tolist())
         np.testing.assert_array_equal(routing.experts, expected)
     assert engine.last_prefill < len(prompt)  # the last turn did reuse cached positions
+
+
+def test_recorder_keeps_one_record_across_the_engine_calls_of_a_turn():
+    """Each engine call re-sends the turn so far as its prompt: it is recorded once; a prompt that
+    differs from what was recorded replaces the differing tail."""
+    from gptoss_lab.routing import Recorder
+
+    def routed(tokens):
+        n = len(tokens)
+        experts = np.tile(np.asarray(tokens, np.int16)[:, None, None] % 8, (1, 2, 2))
+        return tokens, experts, np.full((n, 2, 2), 0.5, np.float32)
+
+    rec = Recorder(num_experts=8)
+    rec.begin()
+    rec.add(*routed([1, 2, 3]))      # first call: prompt
+    rec.add(*routed([4]))            # generated
+    rec.begin()
+    rec.add(*routed([1, 2, 3, 4, 5]))  # second call: prompt = turn so far + tool message
+    rec.add(*routed([6]))
+    assert rec.tokens == [1, 2, 3, 4, 5, 6]
+    rec.begin()
+    rec.add(*routed([1, 2, 9]))      # re-rendered differently from position 2 on
+    assert rec.tokens == [1, 2, 9]
+    assert rec.routing.experts[:, 0, 0].tolist() == [1, 2, 1]

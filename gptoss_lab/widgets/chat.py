@@ -20,20 +20,16 @@ import traitlets
 
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, \
     ToolUpdate, TurnEnd, TurnStart
+from . import asset
 from .transcript import Block, Transcript, code_html, markdown_html, stable_markdown_end, stats_line
 
-
-def _asset(name: str) -> Path:
-    """A front-end file: shipped in gptoss_lab/static/ in a wheel, read from js/ in a source checkout."""
-    shipped = Path(__file__).parent.parent / "static" / name
-    return shipped if shipped.exists() else Path(__file__).parents[2] / "js" / name
 
 
 class ChatView(anywidget.AnyWidget):
     """The chat view of `%%gptoss` turns: reasoning, tool cards, answer, stats, Run/Skip/Stop."""
 
-    _esm = _asset("chat.js")
-    _css = _asset("chat.css")
+    _esm = asset("chat.js")
+    _css = asset("chat.css")
     _chunk = traitlets.Dict().tag(sync=True)       # the latest batch of operations {seq, ops}
     _snapshot = traitlets.Dict().tag(sync=True)    # all operations so far, synced at turn end (re-render)
     _action = traitlets.Dict().tag(sync=True)      # front end -> kernel: {kind: run|skip|stop, index, n}
@@ -82,10 +78,12 @@ class ChatView(anywidget.AnyWidget):
         i = self.transcript.apply(event)
         urgent = False
         if isinstance(event, TurnStart):
-            if not self._shown:
-                from IPython.display import display
+            from IPython.display import display
 
+            if not self._shown:
                 display(self)
+            if event.routing is not None:  # the expert grid below the chat, growing as tokens come
+                display(event.routing.view())
             self._stop = False
             self._decisions.clear()
             self._queue({"op": "turn", "prompt": event.prompt, "effort": event.effort, "model": event.model,

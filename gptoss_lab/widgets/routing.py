@@ -1,7 +1,6 @@
 """RoutingView: the interactive token × layer expert grid of a `Routing`, live while it grows."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -9,13 +8,8 @@ import numpy as np
 import traitlets
 
 from ..routing import Routing
+from . import asset
 
-
-def _asset(name: str) -> Path:
-    """A front-end file: the package's built copy when installed, else the repository's js/ source."""
-    here = Path(__file__).resolve().parents[1]
-    built = here / "static" / name
-    return built if built.exists() else here.parent / "js" / name
 
 
 class RoutingView(anywidget.AnyWidget):
@@ -27,8 +21,8 @@ class RoutingView(anywidget.AnyWidget):
     messages with binary buffers, and a view that renders late asks for what it missed.
     """
 
-    _esm = _asset("routing.js")
-    _css = _asset("routing.css")
+    _esm = asset("routing.js")
+    _css = asset("routing.css")
 
     layers = traitlets.Int(0).tag(sync=True)
     top_k = traitlets.Int(0).tag(sync=True)
@@ -58,7 +52,7 @@ class RoutingView(anywidget.AnyWidget):
             self.strings, self.labels = list(r.strings), list(r.labels)
 
     def _changed(self, kind: str, start: int) -> None:
-        if kind == "labels":
+        if kind != "append":
             self._snapshot()
         else:
             self._send_from(start)
