@@ -27,10 +27,17 @@ def kernel():
     km.shutdown_kernel(now=True)
 
 
-def run(kc, code: str, timeout: float = 60) -> tuple[str, dict]:
-    """Execute code; return everything it printed/displayed as text, and the reply content."""
+def run(kc, code: str, timeout: float = 60, answer: str | None = None) -> tuple[str, dict]:
+    """Execute code (typing `answer` into any input() prompt); return what it printed/displayed as
+    text, and the reply content."""
     out = []
-    reply = kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: out.append(_text(msg)))
+
+    def stdin_hook(msg):
+        out.append(msg["content"]["prompt"])
+        kc.input(answer)
+
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: out.append(_text(msg)),
+                                   allow_stdin=answer is not None, stdin_hook=stdin_hook)
     return "".join(out), reply["content"]
 
 
@@ -49,8 +56,9 @@ def test_cell_magic_runs_the_tool_in_the_users_kernel(kernel):
     _, kc = kernel
     out, content = run(kc, SETUP)
     assert content["status"] == "ok", out
-    out, content = run(kc, "%%gptoss --text\nWhat is the mean of {data}?")
+    out, content = run(kc, "%%gptoss --text --approve ask\nWhat is the mean of {data}?", answer="y")
     assert content["status"] == "ok", out
+    assert "mean = sum(data) / len(data)" in out and "[y/N]" in out  # asked, with the code shown
     assert "The mean is 6.0." in out
     out, _ = run(kc, "print(mean, _gptoss.final, _gptoss.prompt)")
     assert out.strip() == "6.0 The mean is 6.0. What is the mean of [3, 5, 10]?"
