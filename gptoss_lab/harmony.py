@@ -5,6 +5,7 @@ Everything that knows how gpt-oss text is laid out lives here; the rest of the l
 """
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import functools
 import hashlib
@@ -44,6 +45,18 @@ EFFORTS = ("low", "medium", "high")
 _EFFORT = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}
 
 
+# tiktoken's o200k_base split pattern (also what openai-harmony uses for o200k_harmony).
+O200K_PATTERN = "|".join([
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    r"\p{N}{1,3}",
+    r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    r"\s*[\r\n]+",
+    r"\s+(?!\S)",
+    r"\s+",
+])
+
+
 def _check_vocab() -> None:
     digest = hashlib.sha256(VOCAB_FILE.read_bytes()).hexdigest()
     if digest != VOCAB_SHA256:
@@ -60,6 +73,29 @@ def encoding() -> HarmonyEncoding:
         _check_vocab()
         os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(VOCAB_DIR)
     return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+@functools.cache
+def ranks() -> dict[bytes, int]:
+    """The BPE vocabulary, token bytes -> rank (= id), read from the bundled, checked file."""
+    encoding()
+    table = {}
+    for line in VOCAB_FILE.read_bytes().splitlines():
+        if line:
+            token, rank = line.split()
+            table[base64.b64decode(token)] = int(rank)
+    return table
+
+
+@functools.cache
+def special_tokens() -> dict[int, str]:
+    """Every Harmony special token by id (199998-201087), names as openai-harmony spells them."""
+    found = {}
+    for name in encoding().special_tokens_set:
+        (token,) = encode(name)
+        if token < VOCAB_SIZE:
+            found[token] = name
+    return dict(sorted(found.items()))
 
 
 def decode(ids: Iterable[int]) -> str:

@@ -6,7 +6,6 @@ Once the JSON is complete the only token allowed is `<|return|>`. Needs `pip ins
 """
 from __future__ import annotations
 
-import base64
 import functools
 from typing import Any
 
@@ -15,27 +14,14 @@ import numpy as np
 from .. import harmony
 from ..tools.schema import response_format_section
 
-# o200k's pre-tokenisation pattern (tiktoken's `o200k_base`), used by llguidance to tokenize forced text.
-_O200K_PATTERN = "|".join([
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"\p{N}{1,3}", r" ?[^\s\p{L}\p{N}]+[\r\n/]*", r"\s*[\r\n]+", r"\s+(?!\S)", r"\s+",
-])
-
-
 @functools.cache
 def _tokenizer() -> Any:
     """The Harmony vocabulary as an llguidance tokenizer, from the bundled file (about a second; cached)."""
     import llguidance
 
-    ranks = {}
-    for line in harmony.VOCAB_FILE.read_bytes().splitlines():
-        token, rank = line.split()
-        ranks[base64.b64decode(token)] = int(rank)
-    enc = harmony.encoding()
-    specials = {enc.decode([i]): i for i in range(len(ranks), harmony.VOCAB_SIZE)}
+    specials = {name: token for token, name in harmony.special_tokens().items()}
     return llguidance.LLTokenizer.from_tiktoken(
-        encoder=ranks, special_tokens=specials, pattern=_O200K_PATTERN, eos_token=harmony.RETURN,
+        encoder=harmony.ranks(), special_tokens=specials, pattern=harmony.O200K_PATTERN, eos_token=harmony.RETURN,
         n_vocab=harmony.VOCAB_SIZE,
     )
 

@@ -1,0 +1,138 @@
+"""Serve gpt-oss-tiny (or any GptOss checkpoint folder) with llama.cpp.
+
+`python -m gptoss_lab.tiny.llamacpp OUT.gguf [--checkpoint DIR]` converts the checkpoint with
+llama.cpp's own `convert_hf_to_gguf.py`, taken from the `llama-cpp-python` source distribution of
+the installed version (so the GGUF matches the library that serves it), and prints the command
+that serves it:
+
+    python -m llama_cpp.server --model OUT.gguf --model_alias gpt-oss-tiny --host 127.0.0.1 --port 8000
+
+then, in a notebook, `Session.connect("http://127.0.0.1:8000")`. See docs/remote.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from . import CHECKPOINT, tokenizer
+
+LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
+_VENDOR = "vendor/llama.cpp/"
+_NEEDED = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gptoss_lab"
+
+
+def _installed_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("llama-cpp-python")
+    except Exception:  # not installed: convert with the pinned version's converter
+        return LLAMA_CPP_PYTHON
+
+
+def converter(source: str | Path | None = None) -> Path:
+    """llama.cpp's `convert_hf_to_gguf.py`, unpacked from a llama-cpp-python sdist.
+
+    `source` (or `$LLAMA_CPP_SDIST`) is the sdist `.tar.gz` or an unpacked source folder; without
+    one, the sdist of the installed version is fetched with `pip download` into ~/.cache/gptoss_lab.
+    """
+    source = source or os.environ.get("LLAMA_CPP_SDIST")
+    if source and Path(source).is_dir():
+        script = Path(source) / _VENDOR / "convert_hf_to_gguf.py"
+        if not script.is_file():
+            raise FileNotFoundError(f"{source} is not a llama-cpp-python source folder (no {_VENDOR}convert_hf_to_gguf.py)")
+        return script
+    version = _installed_version()
+    target = _CACHE / f"llama-cpp-python-{version}"
+    script = target / "convert_hf_to_gguf.py"
+    if script.is_file():
+        return script
+    if source is None:
+        download = _CACHE / "sdist"
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                        f"llama-cpp-python=={version}", "-d", str(download)], check=True)
+        source = download / f"llama_cpp_python-{version}.tar.gz"
+    with tarfile.open(source) as tar:
+        members = []
+        for member in tar.getmembers():
+            inner = member.name.split("/", 1)[-1]
+            if inner.startswith(_VENDOR) and inner[len(_VENDOR):].startswith(_NEEDED):
+                member.name = inner[len(_VENDOR):]
+                members.append(member)
+        tar.extractall(target, members=members, filter="data")
+    if not script.is_file():
+        raise FileNotFoundError(f"{source} holds no {_VENDOR}convert_hf_to_gguf.py")
+    return script
+
+
+def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: str = "f32",
+            source: str | Path | None = None) -> Path:
+    """Write `checkpoint` as a GGUF file at `out`; f32 keeps a bf16 checkpoint's weights exactly.
+
+    The checkpoint folder is not modified: its files are linked into a staging folder, next to a
+    generated o200k_harmony tokenizer when it has none, and an untied lm_head when its embeddings are tied.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"{checkpoint} has no config.json: not a checkpoint folder")
+    script = converter(source)
+    with tempfile.TemporaryDirectory(prefix="gptoss-gguf-") as staging:
+        tied = json.loads((checkpoint / "config.json").read_text()).get("tie_word_embeddings", False)
+        for item in checkpoint.iterdir():
+            if not (tied and (item.name == "config.json" or item.name.startswith("model.safetensors"))):
+                (Path(staging) / item.name).symlink_to(item.resolve())
+        if tied:
+            _untie(checkpoint, Path(staging))
+        if not (checkpoint / "tokenizer.json").is_file():
+            for name in tokenizer.FILES:
+                (Path(staging) / name).unlink(missing_ok=True)
+            tokenizer.write(staging)
+        name = "gpt-oss-tiny" if checkpoint.resolve() == CHECKPOINT.resolve() else checkpoint.resolve().name
+        done = subprocess.run([sys.executable, str(script), staging, "--outfile", str(out), "--outtype", outtype,
+                               "--model-name", name],
+                              capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"convert_hf_to_gguf.py failed:\n{done.stderr[-3000:]}")
+    return out
+
+
+def _untie(checkpoint: Path, staging: Path) -> None:
+    """Give a tied-embedding checkpoint its own lm_head: llama.cpp's gpt-oss graph needs `output.weight`."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = {}
+    for shard in sorted(checkpoint.glob("*.safetensors")):
+        tensors.update(load_file(shard))
+    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"].clone()
+    save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((checkpoint / "config.json").read_text())
+    (staging / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}, indent=2))
+
+
+def serve_command(gguf: str | Path, *, model: str = "gpt-oss-tiny", host: str = "127.0.0.1", port: int = 8000,
+                  n_ctx: int = 4096) -> list[str]:
+    """The `python -m llama_cpp.server` command line that serves `gguf` under the name `model`."""
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model,
+            "--host", host, "--port", str(port), "--n_ctx", str(n_ctx)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.llamacpp", description=__doc__.split("\n")[0])
+    parser.add_argument("out", help="the GGUF file to write")
+    parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
+    parser.add_argument("--outtype", default="f32", help="f32 (exact), bf16, f16 or q8_0")
+    parser.add_argument("--source", help="llama-cpp-python sdist (.tar.gz or folder) holding convert_hf_to_gguf.py")
+    args = parser.parse_args(argv)
+    out = convert(args.out, args.checkpoint, outtype=args.outtype, source=args.source)
+    print(f"wrote {out}; serve it with:\n  " + " ".join(serve_command(out)))
+
+
+if __name__ == "__main__":
+    main()

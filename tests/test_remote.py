@@ -1,0 +1,252 @@
+"""RemoteEngine against a small fake OpenAI-compatible (and Ollama) server on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from gptoss_lab import harmony
+from gptoss_lab.engines.base import Sampling
+from gptoss_lab.engines.remote import RemoteEngine, RemoteError
+
+ANSWER = (
+    "<|channel|>analysis<|message|>User wants 6×7 — déjà vu 🚀; compute:\n\n    x = 6 * 7  # 42\n<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>It's **42**.<|return|>"
+)
+CALL = ("<|channel|>analysis<|message|>Run it.<|end|>"
+        "<|start|>assistant to=python<|channel|>analysis code<|message|>print(6*7)<|call|>")
+PROMPT = harmony.render([harmony.system_message("low", date="2025-01-01"), harmony.user_message("6*7?")])
+
+
+def _split(text: str, sizes=(3, 1, 7, 2, 5)) -> list[str]:
+    """Irregular chunks that cut words, multi-byte characters' neighbours and special tokens."""
+    chunks, i, k = [], 0, 0
+    while i < len(text):
+        n = sizes[k % len(sizes)]
+        chunks.append(text[i:i + n])
+        i, k = i + n, k + 1
+    return chunks
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a client that hung up on purpose (timeouts, early stop)
+        pass
+
+
+class FakeServer:
+    """Serves /v1/models and a scripted streaming /v1/completions (or Ollama's /api/*)."""
+
+    def __init__(self, chunks=(), *, finish="stop", stop_reason=None, models=("gpt-oss-test",),
+                 api_key=None, ollama=False, delay=0.0, gate=None):
+        self.chunks, self.finish, self.stop_reason = list(chunks), finish, stop_reason
+        self.models, self.api_key, self.ollama, self.delay, self.gate = list(models), api_key, ollama, delay, gate
+        self.requests: list[tuple[str, dict, dict]] = []
+        self.sent = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _json(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _authorized(self):
+                if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    self._json(401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error"}})
+                    return False
+                return True
+
+            def do_GET(self):
+                server.requests.append((self.path, dict(self.headers), {}))
+                if not self._authorized():
+                    return
+                if self.path == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
+                elif server.ollama and self.path == "/api/version":
+                    self._json(200, {"version": "0.12.0"})
+                elif server.ollama and self.path == "/api/tags":
+                    self._json(200, {"models": [{"name": m} for m in server.models]})
+                else:
+                    self._json(404, {"detail": "Not Found"})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append((self.path, dict(self.headers), body))
+                if not self._authorized():
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson" if server.ollama else "text/event-stream")
+                self.end_headers()
+                for i, chunk in enumerate(server.chunks):
+                    if server.gate is not None and i == 1:
+                        server.gate.wait(5)
+                    time.sleep(server.delay)
+                    self._event(chunk, None)
+                    server.sent = i + 1
+                self._event("", server.finish)
+                if not server.ollama:
+                    self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+            def _event(self, text, finish):
+                if server.ollama:
+                    line = {"model": server.models[0], "response": text, "done": finish is not None}
+                    if finish:
+                        line["done_reason"] = finish
+                    self.wfile.write(json.dumps(line).encode() + b"\n")
+                else:
+                    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+                    if finish and server.stop_reason is not None:
+                        choice["stop_reason"] = server.stop_reason
+                    event = {"object": "text_completion", "choices": [choice]}
+                    self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                self.wfile.flush()
+
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _stream(url, **kw):
+    sampling = kw.pop("sampling", Sampling(temperature=0))
+    engine = RemoteEngine(url, timeout=kw.pop("timeout", 10), **kw)
+    return list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS, sampling=sampling))
+
+
+def _strip(text: str, *names: str) -> str:
+    for name in names:
+        text = text.replace(name, "")
+    return text
+
+
+@pytest.mark.parametrize("server_prints", ["all", "llama.cpp"])
+def test_streamed_text_becomes_the_models_token_ids(server_prints):
+    # llama-cpp-python prints <|channel|>/<|message|>/<|start|> but not <|end|> or the stop token
+    text = ANSWER if server_prints == "all" else _strip(ANSWER, "<|end|>", "<|return|>")
+    with FakeServer(_split(text)) as server:
+        assert _stream(server.url) == harmony.encode(ANSWER)
+
+
+def test_tool_call_stop_is_recovered_from_the_header():
+    with FakeServer(_split(_strip(CALL, "<|end|>", "<|call|>"))) as server:
+        ids = _stream(server.url)
+    assert ids == harmony.encode(CALL) and ids[-1] == harmony.CALL
+
+
+def test_vllm_stop_reason_names_the_stop_token():
+    with FakeServer(_split(CALL[: -len("<|call|>")]), stop_reason=harmony.CALL) as server:
+        assert _stream(server.url) == harmony.encode(CALL)
+
+
+def test_request_is_a_raw_streaming_completion_that_keeps_special_tokens():
+    with FakeServer(_split(ANSWER)) as server:
+        _stream(server.url, api_key="sk-test", sampling=Sampling(temperature=0, max_new_tokens=77, seed=3))
+        path, headers, body = server.requests[-1]
+    assert path == "/v1/completions" and headers["Authorization"] == "Bearer sk-test"
+    assert body["prompt"] == harmony.decode(PROMPT) and body["prompt"].endswith("<|start|>assistant")
+    assert body["stream"] is True and body["model"] == "gpt-oss-test"
+    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0, 77, 3)
+    assert body["skip_special_tokens"] is False and sorted(body["stop_token_ids"]) == sorted(harmony.STOP_TOKENS)
+
+
+def test_unset_sampling_is_gpt_oss_recommended_and_constraints_are_refused():
+    with FakeServer(_split(ANSWER)) as server:
+        engine = RemoteEngine(server.url)
+        list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+        assert (server.requests[-1][2]["temperature"], server.requests[-1][2]["top_p"]) == (1.0, 1.0)
+        with pytest.raises(RemoteError, match="cannot apply .*logits processor"):
+            list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS, sampling=Sampling(logits_processor=object())))
+
+
+def test_tokens_arrive_while_the_server_is_still_streaming():
+    gate = threading.Event()
+    chunks = ["<|channel|>final<|message|>Thinking about it", " a lot", " now."]
+    with FakeServer(chunks, gate=gate) as server:
+        tokens = RemoteEngine(server.url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS)
+        first = [next(tokens) for _ in range(4)]  # the server holds chunk 2 until the gate opens
+        assert server.sent == 1 and harmony.decode(first) == "<|channel|>final<|message|>Thinking"
+        gate.set()
+        rest = list(tokens)
+    assert harmony.decode(first + rest) == "".join(chunks) + "<|return|>"
+
+
+def test_max_new_tokens_cuts_the_stream():
+    with FakeServer(_split(ANSWER), finish="length") as server:
+        ids = _stream(server.url, sampling=Sampling(temperature=0, max_new_tokens=5))
+    assert ids == harmony.encode(ANSWER)[:5]
+
+
+def test_ollama_raw_generate():
+    with FakeServer(_split(_strip(ANSWER, "<|end|>", "<|return|>")), ollama=True, models=("gpt-oss:20b",)) as server:
+        ids = _stream(server.url)
+        path, _, body = server.requests[-1]
+    assert ids == harmony.encode(ANSWER)
+    assert path == "/api/generate" and body["raw"] is True and body["model"] == "gpt-oss:20b"
+
+
+# ---------------------------------------------------------------- errors a user can act on
+
+def test_unreachable_server():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RemoteError, match=r"cannot reach the gpt-oss server at http://127.0.0.1:\d+ .*is it running\? "
+                                          r"\(tried 2 times\)"):
+        RemoteEngine(f"http://127.0.0.1:{port}/v1", retries=1)
+
+
+def test_wrong_model_lists_the_servers_models():
+    with FakeServer(models=("gpt-oss-20b", "gpt-oss-120b")) as server:
+        with pytest.raises(RemoteError, match="has no model 'gpt-oss-200b'; it serves: gpt-oss-20b, gpt-oss-120b"):
+            RemoteEngine(server.url, model="gpt-oss-200b")
+        with pytest.raises(RemoteError, match="serves 2 models .*choose one with model="):
+            RemoteEngine(server.url)
+        assert RemoteEngine(server.url, model="gpt-oss-120b").name == "gpt-oss-120b"
+
+
+def test_auth_failure_says_what_to_pass():
+    with FakeServer(api_key="right") as server:
+        with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); pass api_key="):
+            RemoteEngine(server.url, api_key="wrong")
+        assert RemoteEngine(server.url, api_key="right").model == "gpt-oss-test"
+
+
+def test_server_that_strips_special_tokens_is_explained():
+    stripped = _strip(ANSWER, "<|channel|>", "<|message|>", "<|end|>", "<|start|>", "<|return|>")
+    with FakeServer(_split(stripped)) as server:
+        with pytest.raises(RemoteError, match="strips Harmony special tokens.*skip_special_tokens=false"):
+            _stream(server.url)
+
+
+def test_timeout_is_reported():
+    with FakeServer(_split(ANSWER)[:3], delay=1.5) as server:
+        with pytest.raises(RemoteError, match=r"sent nothing for 0.5 s"):
+            _stream(server.url, timeout=0.5)
+
+
+def test_session_connect_runs_a_turn_on_the_server():
+    session_mod = pytest.importorskip("gptoss_lab.session")
+    with FakeServer(_split(_strip(ANSWER, "<|end|>", "<|return|>"))) as server:
+        session = session_mod.Session.connect(server.url, session_options={"namespace": {}, "approval": "auto"})
+        reply = session.ask("6*7?", temperature=0)
+    assert reply.final == "It's **42**." and "déjà vu 🚀" in reply.analysis and not reply.errors
