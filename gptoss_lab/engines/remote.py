@@ -20,7 +20,7 @@ import httpx
 import regex
 
 from .. import harmony
-from .base import Sampling
+from .base import EngineError, Sampling
 
 _HOLD = 2  # trailing pre-tokenizer pieces that more text could still change
 _SNIFF = 256  # characters of output without any Harmony marker before we call the server a stripper
@@ -29,7 +29,7 @@ _SPECIAL_TEXT = regex.compile(r"<\|[A-Za-z0-9_]+\|>")
 _PARTIAL_SPECIAL = regex.compile(r"<(\|[A-Za-z0-9_]*\|?)?$")  # a special token still arriving
 
 
-class RemoteError(RuntimeError):
+class RemoteError(EngineError):
     """A one-line, user-facing reason why the server could not be used."""
 
 
