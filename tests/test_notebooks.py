@@ -1,0 +1,77 @@
+"""The teaching notebooks run top to bottom in a real kernel and show the reader what they promise."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+# What a reader must see in each executed notebook (regular expressions searched in the text of its
+# outputs), and whether the notebook is slow.
+EXPECTED: dict[str, tuple[list[str], bool]] = {
+    "01_quickstart.ipynb": ([r"Loaded gpt-oss-tiny", r"\b444\b", r"answer: .*\b37\.67\b", r"tool call: python ran",
+                             r"low effort: +\d+ words", r"model: gpt-oss-tiny"], False),
+    "02_harmony_format.ipynb": (
+        [re.escape(s) for s in ("<|start|>system<|message|>", "MessageStart", "The mean of `data` is **6.0**.",
+                                "with the old analysis: 249 tokens, without: 227 tokens", "The last value is 10.")],
+        False,
+    ),
+    "03_tools_in_the_kernel.ipynb": (
+        [re.escape(s) for s in ("total = 17.5", "[python: skipped]\nThe user did not allow this call to run.",
+                                "[reviewer] refused", "Timed out after 1 s", "NameError: name 'mean' is not defined",
+                                "Error: ValidationError: currency", "17.50 € is **$20.30**.",
+                                "Basket(items=3, total=17.5, most_expensive='coffee')")],
+        False,
+    ),
+    "04_expert_routing.ipynb": ([r"Routing\(\d+ tokens × 4 layers × top-2 of 8 experts", r"entropy of the load per layer",
+                                 r"Jensen–Shannon divergence of expert load per layer"], False),
+    "05_train_gpt_oss_tiny.ipynb": ([r"QUICK run", r"'final_loss'", r"bundled gpt-oss-tiny"], True),
+}
+
+
+def _output_text(nb: nbformat.NotebookNode) -> str:
+    """Everything the executed notebook shows as text: streamed text joined as a front end shows it,
+    then the plain, Markdown and HTML forms of results."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts.extend("\n" + out.data.get(k, "") + "\n" for k in ("text/plain", "text/markdown", "text/html"))
+    return "".join(parts)
+
+
+def _execute(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, float]:
+    monkeypatch.setenv("GPTOSS_LAB_QUICK", "1")  # notebook 05 trains for seconds, not minutes
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first cell that fails
+    return nb, time.perf_counter() - start
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if slow else [])
+                                  for n, (_, slow) in EXPECTED.items()])
+def test_notebook_runs_and_shows_its_results(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb, seconds = _execute(name, monkeypatch)
+    text = _output_text(nb)
+    for pattern in EXPECTED[name][0]:
+        assert re.search(pattern, text), f"{name}: the reader never sees {pattern!r}"
+    print(f"{name}: {seconds:.1f} s")
+
+
+def test_every_notebook_is_tested_and_committed_without_outputs() -> None:
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == sorted(EXPECTED)
+    for name in names:
+        nb = json.loads((NOTEBOOKS / name).read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{name} has saved outputs"
