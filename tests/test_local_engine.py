@@ -1,0 +1,199 @@
+"""LocalEngine on a random GptOss checkpoint: exact cached decoding, prefix reuse, sampling, load errors."""
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+import torch
+
+from gptoss_lab.engines import local
+from gptoss_lab.engines.base import Sampling
+from gptoss_lab.engines.local import LoadError, LocalEngine
+from gptoss_lab.routing import Recorder
+
+STOP = frozenset({200002, 200012})
+PROMPT = [200006, *range(1000, 1019)]  # 20 tokens: longer than the fixture's sliding window of 8
+
+
+class NoRepeat:
+    """Bans ids already in the sequence, so a random model's greedy output varies from step to step."""
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, input_ids[0]] = float("-inf")
+        return scores
+
+
+GREEDY = Sampling(temperature=0, max_new_tokens=6, logits_processor=NoRepeat())
+
+
+@pytest.fixture(scope="module")
+def engine(random_checkpoint) -> LocalEngine:
+    """float32, so cached and uncached forwards agree far below the random model's logit gaps."""
+    return LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False)
+
+
+def fresh(engine: LocalEngine) -> LocalEngine:
+    """Another engine on the same weights, with an empty cache."""
+    return LocalEngine(engine.model, name=engine.name)
+
+
+def run(engine: LocalEngine, prompt: list[int], sampling: Sampling = GREEDY, **kw) -> list[int]:
+    return list(engine.stream(prompt, stop=STOP, sampling=sampling, **kw))
+
+
+def uncached_greedy(model, prompt: list[int], n: int) -> list[int]:
+    """Greedy decoding by full forwards over the whole sequence: no cache at all."""
+    ids = list(prompt)
+    with torch.inference_mode():
+        for _ in range(n):
+            logits = model(torch.tensor([ids]), use_cache=False).logits[:, -1].float()
+            ids.append(int(NoRepeat()(torch.tensor([ids]), logits).argmax(-1)))
+    return ids[len(prompt):]
+
+
+def test_loads_tiny_and_greedy_stream_equals_transformers_generate(random_checkpoint, monkeypatch, capsys):
+    monkeypatch.setattr("gptoss_lab.tiny.CHECKPOINT", random_checkpoint)  # stands in for the bundled weights
+    engine = LocalEngine.from_pretrained("tiny")
+    assert "Loading gpt-oss-tiny on cpu" in capsys.readouterr().out
+    assert engine.name == "gpt-oss-tiny" and engine.config.model_type == "gpt_oss"
+    assert engine.model.dtype == torch.bfloat16  # the checkpoint's own dtype
+    assert engine.default_sampling.temperature == 0  # its generation_config does not sample
+    from transformers import LogitsProcessorList
+
+    expected = engine.model.generate(torch.tensor([PROMPT]), do_sample=False, max_new_tokens=GREEDY.max_new_tokens,
+                                     logits_processor=LogitsProcessorList([NoRepeat()]))[0, len(PROMPT):].tolist()
+    assert run(engine, PROMPT) == expected
+    assert engine.last_prefill == len(PROMPT)
+
+
+def test_cached_decoding_past_the_sliding_window_equals_uncached_forwards(engine):
+    engine = fresh(engine)
+    engine.prefill_chunk = 6  # chunked prefill must not change anything either
+    assert len(PROMPT) > engine.config.sliding_window
+    assert run(engine, PROMPT, Sampling(temperature=0, max_new_tokens=12, logits_processor=NoRepeat())) == \
+        uncached_greedy(engine.model, PROMPT, 12)
+
+
+def test_follow_up_reuses_the_cached_prefix_and_matches_a_fresh_engine(engine):
+    engine = fresh(engine)
+    first = run(engine, PROMPT)
+    follow_up = PROMPT + first + [200006, 1200, 1201]
+    second = run(engine, follow_up)
+    cached = len(PROMPT) + len(first) - 1  # the last generated token was never fed to the model
+    assert engine.last_prefill == len(follow_up) - cached
+    other = fresh(engine)
+    assert second == run(other, follow_up) and other.last_prefill == len(follow_up)
+
+    branch = PROMPT[:5] + list(range(3000, 3015))  # shares 5 tokens: goes back past the sliding window
+    assert run(engine, branch) == run(fresh(engine), branch)
+    assert engine.last_prefill == len(branch) - 5
+
+    again = run(engine, branch)  # the same prompt again: all but its last token come from the cache
+    assert engine.last_prefill == 1 and again == run(fresh(engine), branch)
+
+    twig = branch[:10] + [3100, 3101]  # back again, before the previous branch point's sliding window
+    assert run(engine, twig) == run(fresh(engine), twig)
+    assert engine.last_prefill == 2
+
+
+def test_closing_the_stream_early_or_an_interrupt_keeps_the_cache_consistent(engine):
+    engine = fresh(engine)
+    stream = engine.stream(PROMPT, stop=STOP, sampling=GREEDY)
+    taken = [next(stream) for _ in range(3)]
+    stream.close()
+    follow_up = PROMPT + taken + [1300]
+    assert run(engine, follow_up) == run(fresh(engine), follow_up)
+    assert engine.last_prefill == 2  # the last token taken and the new one
+
+    left_behind = engine.stream(PROMPT, stop=STOP, sampling=GREEDY)
+    next(left_behind)
+    run(engine, PROMPT + [1350])
+    with pytest.raises(RuntimeError, match="newer stream call"):
+        next(left_behind)  # it may not write into the cache the newer call now owns
+
+    calls = 0
+
+    def interrupt(module, args, output):
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # in the second generated token's forward, once layers 0 and 1 (of 4) have cached it
+            raise KeyboardInterrupt
+
+    handle = engine.model.model.layers[1].register_forward_hook(interrupt)
+    shown = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            shown.extend(engine.stream(PROMPT + [1400], stop=STOP, sampling=GREEDY))
+    finally:
+        handle.remove()
+    assert len(shown) == 2
+    follow_up = PROMPT + [1400, *shown, 1401]  # the partial reply goes into the next prompt
+    assert run(engine, follow_up) == run(fresh(engine), follow_up)
+    assert engine.last_prefill == 2  # the interrupted token is computed again
+
+
+def test_seeded_sampling_repeats_and_different_seeds_differ(engine):
+    def sample(seed: int) -> list[int]:
+        return run(engine, PROMPT, Sampling(temperature=1.0, top_p=0.9, seed=seed, max_new_tokens=6))
+
+    first = sample(1)
+    assert sample(1) == first and sample(2) != first
+
+
+def test_stop_tokens_and_max_new_tokens_end_the_stream(engine):
+    tokens = run(engine, PROMPT)
+    assert len(tokens) == GREEDY.max_new_tokens
+    assert list(engine.stream(PROMPT, stop={tokens[2]}, sampling=GREEDY)) == tokens[:3]
+    assert run(engine, PROMPT, Sampling(temperature=0, max_new_tokens=2, logits_processor=NoRepeat())) == tokens[:2]
+
+
+def test_routing_covers_every_prompt_position_and_generated_token_with_prefix_reuse(engine):
+    engine = fresh(engine)
+    run(engine, PROMPT)  # cached without routing: a routed call must compute the prefix again
+    first = Recorder()
+    tokens = run(engine, PROMPT, recorder=first)
+    assert engine.last_prefill == len(PROMPT)
+    assert first.routing.tokens.tolist() == PROMPT + tokens
+    layers, k = engine.config.num_hidden_layers, engine.config.num_experts_per_tok
+    assert first.routing.experts.shape == (len(PROMPT) + len(tokens), layers, k)
+
+    follow_up = PROMPT + tokens + [1500]
+    second, alone = Recorder(), Recorder()
+    run(engine, follow_up, recorder=second)
+    assert engine.last_prefill == 1  # every cached position, the last generated token included, was routed
+    run(fresh(engine), follow_up, recorder=alone)
+    assert second.routing.tokens.tolist() == alone.routing.tokens.tolist()
+    assert (second.routing.experts == alone.routing.experts).all()
+
+
+def test_load_errors_are_one_clear_line(tmp_path, monkeypatch, random_checkpoint):
+    from transformers import GPT2Config
+
+    def error(name, **kw) -> str:
+        with pytest.raises(LoadError) as info:
+            LocalEngine.from_pretrained(name, progress=False, **kw)
+        message = str(info.value)
+        assert "\n" not in message
+        assert info.value.__context__ is None or info.value.__suppress_context__  # no chained traceback
+        return message
+
+    assert "checkpoint folder not found" in error(tmp_path / "nowhere")
+    monkeypatch.setattr("gptoss_lab.tiny.CHECKPOINT", tmp_path / "nowhere")
+    assert "bundled gpt-oss-tiny checkpoint is missing" in error("tiny")
+
+    GPT2Config(n_layer=1, n_embd=8, n_head=1).save_pretrained(tmp_path / "gpt2")
+    assert "is a gpt2 model, not gpt-oss" in error(tmp_path / "gpt2")
+
+    monkeypatch.setattr(local, "_free_bytes", lambda target: 10**6)
+    assert re.search(r"needs about \d+ MB for its weights \(bfloat16\) but only 1 MB is free on cpu",
+                     error(random_checkpoint))
+    monkeypatch.undo()
+
+    def unreachable(*args, **kw):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    message = error("openai/gpt-oss-20b", cache_dir=str(tmp_path / "hf-cache"))
+    assert "cannot be reached" in message and "load the folder" in message
