@@ -86,3 +86,30 @@ def test_kernel_interrupt_keeps_the_partial_reply(kernel):
     assert out.split() == ["True", "True", "final"], out
     out, _ = run(kc, "s.engine.segments.append(s.engine.segments[0]); print(len(s.ask('again', max_new_tokens=5).final) > 0)")
     assert out.strip() == "True"
+
+
+def test_load_a_checkpoint_folder_and_ask(kernel, random_checkpoint):
+    """`%gptoss load FOLDER` goes through from_pretrained; a cell then streams its tokens as text."""
+    _, kc = kernel
+    out, content = run(kc, f"%load_ext gptoss_lab\n%gptoss load {random_checkpoint} --dtype float32", timeout=120)
+    assert content["status"] == "ok", out
+    assert "Loaded random_gptoss" in out
+    out, content = run(kc, "%%gptoss --text --max-tokens 4 --tools none\nhello", timeout=120)
+    assert content["status"] == "ok", out
+    out, _ = run(kc, "print(_gptoss.usage.completion_tokens, _gptoss.model)")
+    assert out.split()[0] == "4"
+    out, content = run(kc, "%gptoss load /no/such/folder")
+    assert content["ename"] == "UsageError" and len(content["evalue"].splitlines()) == 1
+
+
+def test_first_cell_without_a_load_uses_gpt_oss_tiny_with_a_note(kernel):
+    from gptoss_lab.tiny import CHECKPOINT
+
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    _, kc = kernel
+    out, content = run(kc, "%load_ext gptoss_lab\n%%gptoss --text --approve never --max-tokens 64\nHello!", timeout=120)
+    assert content["status"] == "ok", out
+    assert out.count("No model loaded: using the bundled gpt-oss-tiny") == 1
+    out, _ = run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens > 0)")
+    assert out.split() == ["gpt-oss-tiny", "True"]
