@@ -121,8 +121,8 @@ class GptossMagics(Magics):
             session.reset()
         tools = "" if opts.tools == "none" else opts.tools
         view = _make_view(text=opts.text)
-        reply = session.ask(
-            prompt, effort=opts.effort, approval=opts.approval,
+        reply = _one_line(
+            session.ask, prompt, effort=opts.effort, approval=opts.approval,
             tools=tools, routing=opts.routing, view=view,
             max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
             seed=opts.seed, response_format=response_format, constrain=opts.constrain,
@@ -135,7 +135,7 @@ class GptossMagics(Magics):
         if self.session is None:
             print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
                   "`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).")
-            self.session = _loaded(Session.load, "tiny")
+            self.session = _one_line(Session.load, "tiny")
         return self.session
 
     # ------------------------------------------------------------ %gptoss COMMAND
@@ -143,11 +143,11 @@ class GptossMagics(Magics):
     def _command(self, opts: argparse.Namespace) -> Any:
         if opts.command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map") if getattr(opts, k)}
-            self.session = _keep_settings(_loaded(Session.load, opts.model, **options), self.session)
+            self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self.session)
             print(f"Loaded {self.session.engine.name}.")
         elif opts.command == "connect":
             api_key = _env_key(opts.api_key_env)
-            session = _loaded(Session.connect, opts.url, model=opts.model, api_key=api_key)
+            session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key)
             self.session = _keep_settings(session, self.session)
             print(f"Connected to {opts.url} ({self.session.engine.name}).")
         elif opts.command == "use":
@@ -227,12 +227,12 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
     return settings
 
 
-def _loaded(make: Any, *args: Any, **kw: Any) -> Session:
-    """Load or connect; an engine's error (missing checkpoint, no memory, server down) is one line."""
+def _one_line(call: Any, *args: Any, **kw: Any) -> Any:
+    """Load, connect or ask; an engine's error (missing checkpoint, no memory, server down) is one line."""
     from .engines.base import EngineError
 
     try:
-        return make(*args, **kw)
+        return call(*args, **kw)
     except EngineError as err:
         raise UsageError(str(err)) from None
 

@@ -315,3 +315,28 @@ def test_approval_never_skips_the_function():
     reply = s.ask("Delete /data")
     assert ran == [] and reply.tool_calls[0].status == "skipped"
     assert reply.final == "I was not allowed to."
+
+
+@pytest.mark.slow
+def test_gpt_oss_tiny_calls_a_user_function_end_to_end():
+    """A real model (the bundled gpt-oss-tiny) calls a decorated user function with the right JSON
+    arguments, reads its result and answers with it."""
+    from gptoss_lab import Session, tool
+    from gptoss_lab.tiny import CHECKPOINT
+
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    seen = []
+
+    @tool
+    def get_weather(city: str) -> dict:
+        """Get the current weather for a city."""
+        seen.append(city)
+        return {"city": city, "temperature_c": 17, "condition": "rainy"}
+
+    session = Session.load("tiny", progress=False, session_options={"approval": "auto", "date": "2026-11-25"})
+    reply = session.ask("What's the weather in Oslo?", tools=["python", get_weather], effort="low")
+    assert seen == ["Oslo"]
+    call = reply.tool_calls[0]
+    assert (call.recipient, call.channel, call.status) == ("functions.get_weather", "commentary", "done")
+    assert "17" in reply.final and "rainy" in reply.final
