@@ -108,7 +108,8 @@ def test_first_cell_without_a_load_uses_gpt_oss_tiny_with_a_note(kernel):
     if not (CHECKPOINT / "model.safetensors").is_file():
         pytest.skip("gpt-oss-tiny weights are not in this checkout")
     _, kc = kernel
-    out, content = run(kc, "%load_ext gptoss_lab\n%%gptoss --text --approve never --max-tokens 64\nHello!", timeout=120)
+    run(kc, "%load_ext gptoss_lab")
+    out, content = run(kc, "%%gptoss --text --approve never --max-tokens 64\nHello!", timeout=120)
     assert content["status"] == "ok", out
     assert out.count("No model loaded: using the bundled gpt-oss-tiny") == 1
     out, _ = run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens > 0)")
