@@ -13,7 +13,6 @@ and times this thread's CPU seconds instead of the wall clock, which they barely
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -113,8 +112,7 @@ def main() -> None:
 
             args.model = "tiny" if (CHECKPOINT / "config.json").is_file() else None
         if args.model is None:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-            from conftest import make_random_checkpoint
+            from gptoss_lab.tiny.random_model import make_random_checkpoint
 
             args.model = str(make_random_checkpoint(Path(tmp) / "random"))
         engine = LocalEngine.from_pretrained(args.model, progress=False)

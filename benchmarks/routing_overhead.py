@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,8 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-            from conftest import make_random_checkpoint
+            from gptoss_lab.tiny.random_model import make_random_checkpoint
 
             args.model = str(make_random_checkpoint(Path(tmp) / "random"))
         engine = LocalEngine.from_pretrained(args.model, dtype=args.dtype, progress=False)

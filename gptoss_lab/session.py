@@ -148,7 +148,7 @@ class Session:
         python, functions = self._resolve_tools(self.tools if tools is None else tools)
         fmt = None
         if response_format is not None:
-            from .tools.functions import response_format_section
+            from .tools.schema import response_format_section
 
             fmt = response_format_section(response_format)
         messages = [harmony.system_message(effort or self.effort, python=python, timeout=self.timeout, date=self.date)]
@@ -401,7 +401,7 @@ class _Turn:
         if self.recorder is not None and self.recorder.tokens:
             reply.routing = self.recorder.finish(harmony.label_tokens(self.recorder.tokens))
         if response_format is not None and reply.final and not reply.interrupted:
-            from .tools.functions import parse_final
+            from .tools.schema import parse_final
 
             try:
                 reply.parsed = parse_final(reply.final, response_format)

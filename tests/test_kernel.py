@@ -78,7 +78,7 @@ def test_kernel_interrupt_keeps_the_partial_reply(kernel):
     km, kc = kernel
     run(kc, "from gptoss_lab import Session, ReplayEngine\n"
             "s = Session(ReplayEngine('<|channel|>final<|message|>' + 'word ' * 400 + '<|return|>', delay=0.02))")
-    msg_id = kc.execute("reply = s.ask('talk')")
+    kc.execute("reply = s.ask('talk')")
     time.sleep(3)
     km.interrupt_kernel()
     kc.get_shell_msg(timeout=30)  # the cell ends (with ok: the turn caught the interrupt)

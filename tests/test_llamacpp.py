@@ -14,7 +14,7 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (.ci/run builds it)")
 
-from conftest import make_random_checkpoint  # noqa: E402
+from gptoss_lab.tiny.random_model import make_random_checkpoint  # noqa: E402
 
 from gptoss_lab import harmony  # noqa: E402
 from gptoss_lab.engines.base import Sampling  # noqa: E402

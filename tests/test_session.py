@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from gptoss_lab import ReplayEngine, Session, harmony
-from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd, TurnStart
+from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd
 
 CALL = "<|channel|>analysis<|message|>Need to compute.<|end|><|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
 FINAL = "<|channel|>final<|message|>{text}<|return|>"

@@ -22,7 +22,6 @@ from pydantic_core import to_jsonable_python
 
 from .python import ToolResult, ToolTimeout, alarm, truncate
 from .schema import Field, describe_errors, object_schema, parse_docstring
-from .schema import parse_final, response_format_section  # noqa: F401  (the session imports them from here)
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 

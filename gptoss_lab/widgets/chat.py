@@ -12,7 +12,6 @@ after the cell (as it would have).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -21,7 +20,7 @@ import traitlets
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, \
     ToolUpdate, TurnEnd, TurnStart
 from . import asset
-from .transcript import Block, Transcript, code_html, markdown_html, stable_markdown_end, stats_line
+from .transcript import Block, Transcript, code_html, markdown_html, stable_markdown_end
 
 
 
