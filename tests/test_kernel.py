@@ -114,3 +114,23 @@ def test_first_cell_without_a_load_uses_gpt_oss_tiny_with_a_note(kernel):
     assert out.count("No model loaded: using the bundled gpt-oss-tiny") == 1
     out, _ = run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens > 0)")
     assert out.split() == ["gpt-oss-tiny", "True"]
+
+
+def test_gpt_oss_tiny_answers_with_a_python_call_in_this_kernel(kernel):
+    """The issue's own check: `What is 37 * 12?` ends with 444 after a python call that ran here,
+    and a question about a kernel variable uses the user's value."""
+    from gptoss_lab.tiny import CHECKPOINT
+
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    run(kc, "%gptoss load tiny", timeout=120)
+    out, content = run(kc, "%%gptoss --text --approve auto\nWhat is 37 * 12?", timeout=120)
+    assert content["status"] == "ok", out
+    out, _ = run(kc, "c = _gptoss.tool_calls[0]; print(c.recipient, c.output.strip(), '444' in _gptoss.final)")
+    assert out.split() == ["python", "444", "True"]
+    out, _ = run(kc, "marks = [70, 85, 91, 64]")
+    out, content = run(kc, "%%gptoss --text --approve auto --new\nWhat is the sum of marks?", timeout=120)
+    out, _ = run(kc, "print('marks' in _gptoss.tool_calls[0].input, '310' in _gptoss.final)")
+    assert out.split() == ["True", "True"]
