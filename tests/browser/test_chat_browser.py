@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 RECORDING = (
     "<|channel|>analysis<|message|>The user asks for the sum of squares below 10. "
     "I will compute it with Python to be sure.<|end|>"
@@ -80,3 +82,23 @@ def test_stop_ends_the_turn_and_keeps_the_partial_answer(lab_notebook):
     assert 0 < kept < len(" ".join(f"word{i}" for i in range(400)))
     assert "Stopped" in page.locator(".gx-chat .gx-notice").inner_text()
     assert "word399" not in page.locator(".gx-chat .gx-final").inner_text()
+
+
+def test_gptoss_cell_magic_on_tiny_streams_into_the_chat_view(lab_notebook):
+    """The everyday path: `%load_ext`, then a `%%gptoss` cell on the bundled gpt-oss-tiny (loaded by
+    default, with a note) shows reasoning, a python card with its output, and the answer."""
+    from gptoss_lab.tiny import CHECKPOINT
+
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    page = lab_notebook(["%load_ext gptoss_lab", "%%gptoss --approve auto --effort medium\nWhat is 37 * 12?",
+                         "print('REPLY', _gptoss.final)"], wait_for="text=/^REPLY /")
+    assert page.get_by_text("No model loaded: using the bundled gpt-oss-tiny").count() == 1
+    card = page.locator(".gx-chat .gx-tool")
+    assert "37 * 12" in card.locator(".gx-code").inner_text()
+    assert card.locator(".gx-output").inner_text().strip() == "444"
+    assert page.locator(".gx-chat details.gx-reasoning").count() >= 1
+    assert "444" in page.locator(".gx-chat .gx-final").inner_text()
+    assert "gpt-oss-tiny" in page.locator(".gx-chat .gx-footer").inner_text()
+    assert "444" in _reply_line(page)
+    page.screenshot(path="/tmp/gptoss_chat_tiny.png", full_page=True)
