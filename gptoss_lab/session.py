@@ -146,12 +146,15 @@ class Session:
                response_format: Any = None) -> list[Message]:
         """The system (and developer) messages a turn with these settings starts with."""
         python, functions = self._resolve_tools(self.tools if tools is None else tools)
+        return self._prefix(effort or self.effort, python, functions, response_format)
+
+    def _prefix(self, effort: str, python: bool, functions: dict[str, Any], response_format: Any) -> list[Message]:
         fmt = None
         if response_format is not None:
             from .tools.schema import response_format_section
 
             fmt = response_format_section(response_format)
-        messages = [harmony.system_message(effort or self.effort, python=python, timeout=self.timeout, date=self.date)]
+        messages = [harmony.system_message(effort, python=python, timeout=self.timeout, date=self.date)]
         developer = harmony.developer_message(
             self.instructions, functions=[f.description for f in functions.values()], response_format=fmt)
         return messages + ([developer] if developer else [])
@@ -185,7 +188,7 @@ class Session:
         _check_choice("approval", approval, APPROVALS)
         view = view or self.view or _NullView()
         python, functions = self._resolve_tools(self.tools if tools is None else tools)
-        prefix = self.prefix(effort=effort, tools=tools, response_format=response_format)
+        prefix = self._prefix(effort, python, functions, response_format)
         sampling = Sampling(
             temperature=temperature, top_p=top_p, seed=seed,
             max_new_tokens=max_new_tokens or self.max_new_tokens,
