@@ -12,7 +12,7 @@ __all__ = ["Session", "Reply", "ReplayEngine", "ToolCall", "tool", "load_ipython
 
 _LAZY = {
     "Session": ("session", "Session"),
-    "Reply": ("session", "Reply"),
+    "Reply": ("events", "Reply"),
     "ReplayEngine": ("engines.replay", "ReplayEngine"),
     "ToolCall": ("events", "ToolCall"),
     "tool": ("tools.functions", "tool"),
@@ -30,6 +30,11 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext gptoss_lab`: register the magics."""
+    from .events import Reply
     from .magics import GptossMagics
+    from .widgets.transcript import Transcript
 
     ipython.register_magics(GptossMagics(ipython))
+    # A Reply shown as the last value of a cell reads as its transcript (GitHub, nbconvert, the notebook).
+    ipython.display_formatter.formatters["text/markdown"].for_type(
+        Reply, lambda reply: Transcript.from_reply(reply).to_markdown())

@@ -6,13 +6,12 @@ ToolStart/ToolUpdate/ToolEnd around each tool call, and TurnEnd carrying the fin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from openai_harmony import Message
 
     from .routing import Routing
-    from .session import Reply
 
 ToolStatus = Literal["pending", "waiting", "running", "done", "error", "timeout", "skipped"]
 
@@ -97,3 +96,49 @@ class TurnEnd:
 
 
 Event = TurnStart | MessageStart | Delta | MessageEnd | ParseError | ToolStart | ToolUpdate | ToolEnd | Notice | TurnEnd
+
+
+@dataclass
+class Usage:
+    """Token counts and timings of one turn."""
+
+    prompt_tokens: int = 0          # tokens the engine was given in the turn's last call
+    completion_tokens: int = 0      # tokens generated over the whole turn
+    seconds: float = 0.0            # wall time of the turn, tools included
+    ttft: float | None = None       # seconds from ask() to the first generated token
+    generation_seconds: float = 0.0  # time spent inside the engine
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
+
+
+@dataclass
+class Reply:
+    """What one `ask` produced: the answer, the reasoning, the tool calls, and how it went."""
+
+    prompt: str
+    final: str = ""
+    analysis: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    messages: list["Message"] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    routing: "Routing | None" = None
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    effort: str = "medium"
+    model: str = ""
+    parsed: Any = None
+
+    def __str__(self) -> str:
+        return self.final
+
+
+class View(Protocol):
+    """What a turn's output goes to: the chat widget, the text fallback, or a test recorder."""
+
+    stop_requested: bool
+
+    def handle(self, event: Event) -> None: ...
+
+    def approve(self, call: ToolCall) -> bool | None: ...

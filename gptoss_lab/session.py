@@ -9,16 +9,15 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from openai_harmony import Message, Role
 
 from . import harmony
 from .engines.base import Engine, Sampling
 from .events import (
-    Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, ToolUpdate,
-    TurnEnd, TurnStart,
+    Delta, Event, MessageEnd, MessageStart, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart, ToolUpdate,
+    TurnEnd, TurnStart, View,
 )
 from .tools.python import PythonTool, ToolResult
 
@@ -27,55 +26,6 @@ if TYPE_CHECKING:
 
 APPROVALS = ("auto", "ask", "never")
 _CHANNELS = ("analysis", "commentary", "final")
-
-
-class View(Protocol):
-    """What a turn's output goes to: the chat widget, the text fallback, or a test recorder."""
-
-    stop_requested: bool
-
-    def handle(self, event: Event) -> None: ...
-
-    def approve(self, call: ToolCall) -> bool | None: ...
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0          # tokens the engine was given in the turn's last call
-    completion_tokens: int = 0      # tokens generated over the whole turn
-    seconds: float = 0.0            # wall time of the turn, tools included
-    ttft: float | None = None       # seconds from ask() to the first generated token
-    generation_seconds: float = 0.0  # time spent inside the engine
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
-
-
-@dataclass
-class Reply:
-    """What one `ask` produced: the answer, the reasoning, the tool calls, and how it went."""
-
-    prompt: str
-    final: str = ""
-    analysis: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    messages: list[Message] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    routing: "Routing | None" = None
-    errors: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    effort: str = "medium"
-    model: str = ""
-    parsed: Any = None
-
-    def __str__(self) -> str:
-        return self.final
-
-    def _repr_markdown_(self) -> str:
-        from .widgets.transcript import Transcript
-
-        return Transcript.from_reply(self).to_markdown()
 
 
 class _Stopped(Exception):

@@ -24,7 +24,8 @@ from openai_harmony import Role
 from tqdm import tqdm
 
 from ..engines.local import LocalEngine
-from ..session import Reply, Session
+from ..events import Reply
+from ..session import Session
 from ..tools.functions import FunctionTool
 from . import CHECKPOINT, data
 

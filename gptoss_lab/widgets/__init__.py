@@ -2,8 +2,9 @@
 `transcript.Transcript` (the state both show, with text/Markdown/HTML renderings for saved notebooks)."""
 from pathlib import Path
 
+STATIC = Path(__file__).parent.parent / "static"
+
 
 def asset(name: str) -> Path:
-    """A front-end file: shipped in gptoss_lab/static/ in a wheel, read from js/ in a source checkout."""
-    shipped = Path(__file__).parent.parent / "static" / name
-    return shipped if shipped.exists() else Path(__file__).parents[2] / "js" / name
+    """A front-end file from gptoss_lab/static/ (anywidget reads it; no bundler, no build step)."""
+    return STATIC / name

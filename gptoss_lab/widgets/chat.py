@@ -1,6 +1,6 @@
 """ChatView: the streaming chat widget (anywidget) for `%%gptoss` cells.
 
-Python owns the state and renders Markdown/code to sanitised HTML; the front end (js/chat.js) only
+Python owns the state and renders Markdown/code to sanitised HTML; the front end (static/chat.js) only
 applies batches of small operations. Deltas are batched by time (at most `max_syncs_per_s` syncs),
 and each sync carries only what is new, so a long turn costs linear time and bandwidth.
 

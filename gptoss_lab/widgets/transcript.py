@@ -18,7 +18,7 @@ from ..events import (
 )
 
 if TYPE_CHECKING:
-    from ..session import Reply
+    from ..events import Reply
 
 STATUS_LABEL = {"pending": "pending", "waiting": "waiting for approval", "running": "running", "done": "done",
                 "error": "error", "timeout": "timed out", "skipped": "skipped"}

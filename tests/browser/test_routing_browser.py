@@ -24,7 +24,7 @@ time.sleep(3)
 for i in range(10):
     routing.append([1000 + i], experts[i:i + 1], weights[i:i + 1], ["final"])
 """
-GUTTER, STRIP, CELL, ROW = 34, 6, 4, 8  # js/routing.js layout at 36 layers and the default zoom
+GUTTER, STRIP, CELL, ROW = 34, 6, 4, 8  # static/routing.js layout at 36 layers and the default zoom
 
 
 def _color(e: int) -> tuple[int, int, int]:
