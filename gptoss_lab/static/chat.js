@@ -9,13 +9,6 @@ const STATUS = {
 
 const OPS = new Set(["block", "text", "md", "end", "tool", "notice", "error", "stats"]);
 
-function h(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function send(model, action) {
   model.set("_action", { ...action, n: Date.now() + Math.random() });
   model.save_changes();

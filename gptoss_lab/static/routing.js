@@ -8,25 +8,10 @@ const CHANNEL_COLORS = {
   analysis: "#9b6ad6", commentary: "#3fb6a8", final: "#4caf50", format: "#c8c8c8",
 };
 
-function expertColor(e) {
-  // Golden-ratio hue walk, the same as gptoss_lab.routing._expert_colormap.
-  const h = (e * 0.618034) % 1, s = 0.55 + (0.25 * (e % 3)) / 2, v = 0.95 - (0.2 * (Math.floor(e / 3) % 3)) / 2;
-  const i = Math.floor(h * 6), f = h * 6 - i, p = v * (1 - s), q = v * (1 - f * s), t = v * (1 - (1 - f) * s);
-  const [r, g, b] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][i % 6];
-  return `rgb(${Math.round(r * 255)},${Math.round(g * 255)},${Math.round(b * 255)})`;
-}
-
 function u16(view) {
   // A DataView from the kernel (maybe unaligned) -> its own Uint16Array.
   if (!view || !view.byteLength) return new Uint16Array(0);
   return new Uint16Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
-}
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 function render({ model, el: host }) {
@@ -35,30 +20,30 @@ function render({ model, el: host }) {
   const colors = [];
   const color = (e) => colors[e] || (colors[e] = expertColor(e));
 
-  const root = el("div", "gptoss-routing");
-  const head = el("div", "gr-head");
-  const title = el("span", "gr-title", "Expert routing");
-  const summary = el("span", "gr-summary");
-  const channelSelect = el("select", "gr-channel");
+  const root = h("div", "gptoss-routing");
+  const head = h("div", "gr-head");
+  const title = h("span", "gr-title", "Expert routing");
+  const summary = h("span", "gr-summary");
+  const channelSelect = h("select", "gr-channel");
   channelSelect.title = "Show only the tokens of one channel";
-  const zoom = el("input", "gr-zoom");
+  const zoom = h("input", "gr-zoom");
   Object.assign(zoom, { type: "range", min: 1, max: 16, value: state.cell, title: "Cell width" });
-  head.append(title, summary, el("span", "gr-spacer"), channelSelect, zoom);
+  head.append(title, summary, h("span", "gr-spacer"), channelSelect, zoom);
 
-  const gridBox = el("div", "gr-grid");
-  const canvas = el("canvas", "gr-canvas");
-  const scroller = el("div", "gr-scroll");
-  const spacer = el("div", "gr-scroll-spacer");
+  const gridBox = h("div", "gr-grid");
+  const canvas = h("canvas", "gr-canvas");
+  const scroller = h("div", "gr-scroll");
+  const spacer = h("div", "gr-scroll-spacer");
   scroller.append(spacer);
-  const tooltip = el("div", "gr-tooltip");
+  const tooltip = h("div", "gr-tooltip");
   gridBox.append(canvas, scroller, tooltip);
 
-  const loadHead = el("div", "gr-head gr-load-head");
-  const layerSelect = el("select", "gr-layer");
+  const loadHead = h("div", "gr-head gr-load-head");
+  const layerSelect = h("select", "gr-layer");
   layerSelect.title = "Layer whose expert load is shown";
-  loadHead.append(el("span", "gr-subtitle", "Expert load"), layerSelect);
-  const loadCanvas = el("canvas", "gr-load");
-  const panel = el("div", "gr-panel");
+  loadHead.append(h("span", "gr-subtitle", "Expert load"), layerSelect);
+  const loadCanvas = h("canvas", "gr-load");
+  const panel = h("div", "gr-panel");
   root.append(head, gridBox, loadHead, loadCanvas, panel);
   host.append(root);
 
@@ -111,7 +96,7 @@ function render({ model, el: host }) {
   function setOptions(select, options, value) {
     const key = options.map((o) => o[0]).join("\u0000");
     if (select.dataset.key !== key) {
-      select.replaceChildren(...options.map(([v, text]) => { const o = el("option", "", text); o.value = v; return o; }));
+      select.replaceChildren(...options.map(([v, text]) => { const o = h("option", "", text); o.value = v; return o; }));
       select.dataset.key = key;
     }
     select.value = String(value);
@@ -217,9 +202,9 @@ function render({ model, el: host }) {
     ctx.strokeStyle = getComputedStyle(root).getPropertyValue("--gr-rule").trim() || "#ccc";
     ctx.beginPath(); ctx.moveTo(GUTTER, height - 12.5); ctx.lineTo(width, height - 12.5); ctx.stroke();
     shares.forEach((s, e) => {
-      const h = (s / max) * (height - 18);
+      const barHeight = (s / max) * (height - 18);
       ctx.fillStyle = color(e);
-      ctx.fillRect(GUTTER + e * bw, height - 13 - h, Math.max(bw - 1, 1), h);
+      ctx.fillRect(GUTTER + e * bw, height - 13 - barHeight, Math.max(bw - 1, 1), barHeight);
     });
     ctx.fillStyle = getComputedStyle(root).color;
     ctx.font = `9px ${getComputedStyle(root).fontFamily}`;
@@ -235,24 +220,24 @@ function render({ model, el: host }) {
     const t = model.get("selected");
     if (t < 0 || t >= state.n) { panel.replaceChildren(); panel.classList.remove("gr-open"); return; }
     panel.classList.add("gr-open");
-    const headRow = el("div", "gr-panel-title");
-    headRow.append(el("span", "", `Token ${t} `), el("code", "gr-token", JSON.stringify(state.strings[t])),
-                   el("span", "gr-label", state.labels[t] || "…"));
-    const close = el("button", "gr-close", "×");
+    const headRow = h("div", "gr-panel-title");
+    headRow.append(h("span", "", `Token ${t} `), h("code", "gr-token", JSON.stringify(state.strings[t])),
+                   h("span", "gr-label", state.labels[t] || "…"));
+    const close = h("button", "gr-close", "×");
     close.title = "Close";
     close.addEventListener("click", () => { model.set("selected", -1); model.save_changes(); });
     headRow.append(close);
-    const table = el("div", "gr-panel-table");
+    const table = h("div", "gr-panel-table");
     table.style.gridTemplateColumns = `auto repeat(${state.k}, minmax(70px, 1fr))`;
     for (let l = 0; l < state.L; l++) {
-      table.append(el("span", "gr-panel-layer", `layer ${l}`));
+      table.append(h("span", "gr-panel-layer", `layer ${l}`));
       for (let r = 0; r < state.k; r++) {
         const e = state.experts[at(t, l, r)], w = state.weights[at(t, l, r)] / 65535;
-        const cell = el("span", "gr-pick");
-        const bar = el("span", "gr-bar");
+        const cell = h("span", "gr-pick");
+        const bar = h("span", "gr-bar");
         bar.style.width = `${Math.round(w * 100)}%`;
         bar.style.background = color(e);
-        cell.append(bar, el("span", "gr-pick-text", `e${e} ${w.toFixed(3)}`));
+        cell.append(bar, h("span", "gr-pick-text", `e${e} ${w.toFixed(3)}`));
         table.append(cell);
       }
     }
@@ -272,13 +257,13 @@ function render({ model, el: host }) {
     const hit = cellAt(event);
     if (!hit) { tooltip.style.display = "none"; return; }
     const { t, l } = hit;
-    const rows = [el("div", "gr-tip-title", `#${t} ${JSON.stringify(state.strings[t])} · ${state.labels[t] || "…"} · layer ${l}`)];
+    const rows = [h("div", "gr-tip-title", `#${t} ${JSON.stringify(state.strings[t])} · ${state.labels[t] || "…"} · layer ${l}`)];
     for (let r = 0; r < state.k; r++) {
-      const e = state.experts[at(t, l, r)], row = el("div", "gr-tip-row");
-      const swatch = el("span", "gr-swatch");
+      const e = state.experts[at(t, l, r)], row = h("div", "gr-tip-row");
+      const swatch = h("span", "gr-swatch");
       swatch.style.background = color(e);
-      row.append(swatch, el("span", "gr-tip-expert", `expert ${e}`),
-                 el("span", "gr-tip-weight", (state.weights[at(t, l, r)] / 65535).toFixed(3)));
+      row.append(swatch, h("span", "gr-tip-expert", `expert ${e}`),
+                 h("span", "gr-tip-weight", (state.weights[at(t, l, r)] / 65535).toFixed(3)));
       rows.push(row);
     }
     tooltip.replaceChildren(...rows);

@@ -19,7 +19,7 @@ import traitlets
 
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, \
     ToolUpdate, TurnEnd, TurnStart
-from . import asset
+from . import asset, esm
 from .transcript import Block, Transcript, code_html, markdown_html, stable_markdown_end
 
 
@@ -27,7 +27,7 @@ from .transcript import Block, Transcript, code_html, markdown_html, stable_mark
 class ChatView(anywidget.AnyWidget):
     """The chat view of `%%gptoss` turns: reasoning, tool cards, answer, stats, Run/Skip/Stop."""
 
-    _esm = asset("chat.js")
+    _esm = esm("chat.js")
     _css = asset("chat.css")
     _chunk = traitlets.Dict().tag(sync=True)       # the latest batch of operations {seq, ops}
     _snapshot = traitlets.Dict().tag(sync=True)    # all operations so far, synced at turn end (re-render)

@@ -8,7 +8,7 @@ import numpy as np
 import traitlets
 
 from ..routing import Routing
-from . import asset
+from . import asset, esm
 
 
 
@@ -21,7 +21,7 @@ class RoutingView(anywidget.AnyWidget):
     messages with binary buffers, and a view that renders late asks for what it missed.
     """
 
-    _esm = asset("routing.js")
+    _esm = esm("routing.js")
     _css = asset("routing.css")
 
     layers = traitlets.Int(0).tag(sync=True)
