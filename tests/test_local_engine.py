@@ -7,7 +7,7 @@ import socket
 import pytest
 import torch
 
-from gptoss_lab.engines import local
+from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.local import LoadError, LocalEngine
 from gptoss_lab.routing import Recorder
@@ -186,7 +186,7 @@ def test_load_errors_are_one_clear_line(tmp_path, monkeypatch, random_checkpoint
     GPT2Config(n_layer=1, n_embd=8, n_head=1).save_pretrained(tmp_path / "gpt2")
     assert "is a gpt2 model, not gpt-oss" in error(tmp_path / "gpt2")
 
-    monkeypatch.setattr(local, "_free_bytes", lambda target: 10**6)
+    monkeypatch.setattr(checkpoint, "free_bytes", lambda target: 10**6)
     assert re.search(r"needs about \d+ MB for its weights \(bfloat16\) but only 1 MB is free on cpu",
                      error(random_checkpoint))
     monkeypatch.undo()

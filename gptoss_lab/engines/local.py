@@ -5,27 +5,18 @@ prefix it shares with what is cached. torch and transformers are imported only w
 """
 from __future__ import annotations
 
-import json
-import re
-import socket
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
+from . import checkpoint
 from .base import EngineError, Sampling
+from .checkpoint import LoadError
 
-_HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
-_HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
-_MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
-_MXFP4_BYTES = 4.25 / 8  # 4-bit values plus one 8-bit scale per block of 32
-
-
-class LoadError(EngineError):
-    """A checkpoint could not be loaded; the message says why and what to do, in one line."""
+__all__ = ["LocalEngine", "LoadError"]
 
 
 class LocalEngine:
@@ -55,40 +46,32 @@ class LocalEngine:
         device: str | None = None,
         dtype: Any = None,
         device_map: Any = None,
+        dequantize: bool = False,
         progress: bool = True,
         **kw: Any,
     ) -> LocalEngine:
-        """Load "tiny", a local checkpoint folder or a hub id; refuse early, in one line, what can't work."""
-        source, name, hub = _resolve(name_or_path)
-        hub_kw = {k: kw[k] for k in _HUB_KW if k in kw}
-        if hub and not _hub_reachable():
-            kw["local_files_only"] = hub_kw["local_files_only"] = True
-        config = _load_config(source, name_or_path, hub, hub_kw)
+        """Load "tiny", a local checkpoint folder or a hub id; refuse early, in one line, what can't work.
 
-        import torch
+        MXFP4 experts stay packed where transformers' kernels run, else (or with `dequantize=True`)
+        they load as `dtype`, and a one-line note says so and what it costs.
+        """
+        plan = checkpoint.plan_load(name_or_path, device=device, dtype=dtype, device_map=device_map,
+                                    dequantize=dequantize, **kw)
         from transformers import AutoModelForCausalLM
 
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
-        target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if str(target).startswith("cuda") and not torch.cuda.is_available():
-            raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: use device='cpu'")
-        need, how = _weight_bytes(config, dtype, target, kw)
-        free = _free_bytes(target)
-        if free is not None and need > free:
-            raise LoadError(f"{name} needs about {_size(need)} for its weights ({how}) but only {_size(free)} "
-                            f"is free on {target}: free some memory or choose another device or dtype")
         if progress:
-            print(f"Loading {name} on {target} ...", flush=True)
-        if str(target) != "cpu":  # a plain load lands on the CPU; elsewhere transformers needs a device map
-            kw["device_map"] = target
+            print(f"Loading {plan.source.name} on {plan.target} ({plan.how}, {checkpoint.size(plan.weights)}) ...", flush=True)
+            if plan.note:
+                print(f"Note: {plan.note}.", flush=True)
         try:
-            with _progress_bars(progress):
-                model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or "auto", **kw)
+            with _progress_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
+                model = AutoModelForCausalLM.from_pretrained(plan.source.path, **plan.kwargs)
         except (OSError, ValueError, ImportError) as error:
-            if kw.get("local_files_only") and hub:
-                raise LoadError(_offline_message(name_or_path)) from None
-            raise LoadError(f"could not load {name_or_path}: {_first_line(error)}") from None
-        return cls(model, name=name)
+            raise plan.failed(error) from None
+        engine = cls(model, name=plan.source.name)
+        if progress and (hidden := checkpoint.routing_visible(model)):
+            print(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
+        return engine
 
     def reset(self) -> None:
         """Forget the KV cache (and the routing kept with it), e.g. to free its memory."""
@@ -252,126 +235,6 @@ def _default_sampling(generation_config: Any) -> Sampling:
     return Sampling(temperature=1.0 if temperature is None else temperature, top_p=1.0 if top_p is None else top_p)
 
 
-def _resolve(name_or_path: str | Path) -> tuple[str, str, bool]:
-    """(what to give transformers, short model name, whether it is a hub id) for a user's model name."""
-    if str(name_or_path) == "tiny":
-        from ..tiny import CHECKPOINT
-
-        if not (CHECKPOINT / "config.json").is_file():
-            raise LoadError(f"the bundled gpt-oss-tiny checkpoint is missing from {CHECKPOINT}: reinstall gptoss_lab")
-        return str(CHECKPOINT), "gpt-oss-tiny", False
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder")
-        return str(path), path.resolve().name, False
-    if path.exists():
-        raise LoadError(f"{path} is a file: give the checkpoint folder")
-    text = str(name_or_path)
-    if isinstance(name_or_path, Path) or not _HUB_ID.fullmatch(text):
-        raise LoadError(f"checkpoint folder not found: {path}")
-    return text, text.rsplit("/", 1)[-1], True
-
-
-def _hub_reachable() -> bool:
-    """Whether the Hugging Face Hub answers (quickly: transformers would retry for half a minute)."""
-    from huggingface_hub import constants, is_offline_mode
-
-    if is_offline_mode():
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)), timeout=3).close()
-    except OSError:
-        return False
-    return True
-
-
-def _offline_message(name: str | Path) -> str:
-    return (f"{name} is not a folder on this machine, not in the Hugging Face cache, and the Hub cannot be reached "
-            f"(no network, or HF_HUB_OFFLINE is set): download it where there is network "
-            f"(`hf download {name} --local-dir DIR`) and load the folder DIR instead")
-
-
-def _load_config(source: str, name: str | Path, hub: bool, hub_kw: dict[str, Any]) -> Any:
-    """The checkpoint's config, after checking that it is a gpt-oss model."""
-    from transformers import AutoConfig, PretrainedConfig
-
-    try:
-        raw, _ = PretrainedConfig.get_config_dict(source, **hub_kw)
-    except (OSError, json.JSONDecodeError) as error:
-        if hub and hub_kw.get("local_files_only"):
-            raise LoadError(_offline_message(name)) from None
-        raise LoadError(f"could not read the config of {name}: {_first_line(error)}") from None
-    model_type = raw.get("model_type")
-    if model_type != "gpt_oss":
-        raise LoadError(f"{name} is a {model_type or 'unknown'} model, not gpt-oss (config model_type must be 'gpt_oss')")
-    return AutoConfig.from_pretrained(source, **hub_kw)
-
-
-def _weight_bytes(config: Any, dtype: Any, target: Any, kw: dict[str, Any]) -> tuple[int, str]:
-    """Bytes the weights will take once loaded, and how that was counted (dtype, MXFP4 experts)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    if dtype in (None, "auto"):
-        dtype = getattr(config, "dtype", None) or torch.float32
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    packed = _mxfp4_stays_packed(config, target, kw)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
-    total = 0.0
-    for name, param in skeleton.named_parameters():
-        expert = packed and name.endswith(("experts.gate_up_proj", "experts.down_proj"))
-        total += param.numel() * (_MXFP4_BYTES if expert else itemsize)
-    how = str(dtype).removeprefix("torch.") + (", MXFP4 experts" if packed else "")
-    return int(total), how
-
-
-def _mxfp4_stays_packed(config: Any, target: Any, kw: dict[str, Any]) -> bool:
-    """Whether transformers will keep MXFP4 expert weights packed (it dequantizes them where its kernels can't run)."""
-    quant = getattr(config, "quantization_config", None) or {}
-    quant = quant if isinstance(quant, dict) else quant.to_dict()
-    if quant.get("quant_method") != "mxfp4" or quant.get("dequantize"):
-        return False
-    import torch
-    from transformers.utils.import_utils import is_kernels_available, is_triton_available
-
-    if str(target).startswith("cpu"):
-        return bool(kw.get("use_kernels")) and is_triton_available("3.5.0") and is_kernels_available()
-    return (torch.cuda.is_available() and torch.cuda.get_device_capability() >= (7, 5)
-            and is_triton_available("3.4.0") and is_kernels_available())
-
-
-def _free_bytes(target: Any) -> int | None:
-    """Free memory where the weights will go: RAM, one GPU, or all of them for a multi-device map."""
-    import torch
-
-    if isinstance(target, dict):
-        return None
-    text = str(target)
-    gpus = range(torch.cuda.device_count()) if torch.cuda.is_available() else range(0)
-    if text in _MULTI_DEVICE_MAPS:
-        return _available_ram() + sum(torch.cuda.mem_get_info(i)[0] for i in gpus)
-    if text.startswith("cuda") or text.isdigit():
-        return torch.cuda.mem_get_info(torch.device(int(text) if text.isdigit() else text))[0]
-    return _available_ram()
-
-
-def _available_ram() -> int:
-    """MemAvailable from /proc/meminfo (what can be allocated without swapping), else free pages."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import os
-
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 @contextmanager
 def _progress_bars(enabled: bool) -> Iterator[None]:
     """transformers' loading progress bars as asked: on by default, off with progress=False."""
@@ -393,14 +256,9 @@ def _router_hooks(model: Any, recorder: Any) -> Any:
     """RouterHooks on the model when routing is recorded, else nothing."""
     if recorder is None:
         return nullcontext()
+    hidden = checkpoint.routing_visible(model)
+    if hidden:  # before the first token, instead of a turn whose routing comes back empty
+        raise EngineError(f"routing cannot be recorded on this model: {hidden}")
     from ..routing import RouterHooks
 
     return RouterHooks(model)
-
-
-def _size(n: float) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

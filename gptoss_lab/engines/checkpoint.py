@@ -1,0 +1,409 @@
+"""A gpt-oss checkpoint before its weights load: where it is, what its config says, what it will need.
+
+`plan_load` resolves "tiny", a folder or a hub id, checks that it is gpt-oss, decides whether
+MXFP4 experts stay packed here (transformers' kernels) or are dequantized, and refuses in one line
+what cannot fit. The counting (parameters, weight bytes, KV cache, attention scratch) works from
+the config alone, so the doctor can answer for a model that is not on this machine.
+`routing_visible` says whether router hooks will see a loaded model's routing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .base import EngineError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # public config.json of the released models
+MXFP4_BYTES = 4.25 / 8  # 4-bit values plus one 8-bit scale per block of 32
+EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj")
+SCORE_COPIES = 3.2  # live copies of the attention scores in eager attention at their peak (measured: 3.13 on CPU)
+MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transformers fetches for MXFP4 on GPU
+_HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
+_HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
+_MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+_ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
+
+
+class LoadError(EngineError):
+    """A checkpoint could not be loaded; the message says why and what to do, in one line."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model the user named: what to give transformers, a short name, and whether it is a hub id."""
+
+    path: str
+    name: str
+    hub: bool
+
+
+def resolve(name_or_path: str | Path) -> Source:
+    """"tiny", a checkpoint folder or a hub id, checked for what can be known without the network."""
+    if str(name_or_path) == "tiny":
+        from ..tiny import CHECKPOINT
+
+        if not (CHECKPOINT / "config.json").is_file():
+            raise LoadError(f"the bundled gpt-oss-tiny checkpoint is missing from {CHECKPOINT}: reinstall gptoss_lab")
+        return Source(str(CHECKPOINT), "gpt-oss-tiny", False)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder")
+        return Source(str(path), path.resolve().name, False)
+    if path.exists():
+        raise LoadError(f"{path} is a file: give the checkpoint folder")
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or not _HUB_ID.fullmatch(text):
+        raise LoadError(f"checkpoint folder not found: {path}")
+    return Source(text, text.rsplit("/", 1)[-1], True)
+
+
+def shipped_config(name: str | Path) -> Path | None:
+    """The packaged public config folder of a released model ("openai/gpt-oss-20b" or "gpt-oss-120b"), if it is one."""
+    text = str(name)
+    folder = CONFIGS / text.removeprefix("openai/")
+    return folder if "/" not in text.removeprefix("openai/") and (folder / "config.json").is_file() else None
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub answers (quickly: transformers would retry for half a minute)."""
+    from huggingface_hub import constants, is_offline_mode
+
+    if is_offline_mode():
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+def offline_message(name: str | Path) -> str:
+    return (f"{name} is not a folder on this machine, not in the Hugging Face cache, and the Hub cannot be reached "
+            f"(no network, or HF_HUB_OFFLINE is set): download it where there is network "
+            f"(`hf download {name} --local-dir DIR`) and load the folder DIR instead")
+
+
+def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
+    """The checkpoint's transformers config, after checking that it is a gpt-oss model."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    hub_kw = hub_kw or {}
+    try:
+        raw, _ = PretrainedConfig.get_config_dict(source.path, **hub_kw)
+    except (OSError, json.JSONDecodeError) as error:
+        if source.hub and hub_kw.get("local_files_only"):
+            raise LoadError(offline_message(source.path)) from None
+        raise LoadError(f"could not read the config of {source.path}: {first_line(error)}") from None
+    model_type = raw.get("model_type")
+    if model_type != "gpt_oss":
+        raise LoadError(f"{source.path} is a {model_type or 'unknown'} model, not gpt-oss (config model_type must be 'gpt_oss')")
+    return AutoConfig.from_pretrained(source.path, **hub_kw)
+
+
+# ------------------------------------------------------------------ counting, from the config alone
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Parameter counts of a GptOss config: all of them, those one token uses, and the expert weights among them."""
+
+    total: int
+    active: int   # what one token computes with: top-k experts, attention, routers, the output matrix (not the embedding lookup)
+    experts: int  # expert projection weights (what MXFP4 stores in 4 bits); biases excluded
+
+    @property
+    def rest(self) -> int:
+        return self.total - self.experts
+
+
+def count_parameters(config: Any) -> Parameters:
+    """Exact parameter counts of `GptOssForCausalLM(config)`, computed from the config's sizes."""
+    h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+    experts, top_k, vocab = config.num_local_experts, config.num_experts_per_tok, config.vocab_size
+    bias = 1 if config.attention_bias else 0
+    q, kv = heads * head_dim, kv_heads * head_dim
+    attention = (h + bias) * q + 2 * (h + bias) * kv + q * h + bias * h + heads  # q, k, v, o projections and sinks
+    expert_weights = h * 2 * inter + inter * h
+    expert_biases = 2 * inter + h
+    router = experts * h + experts
+    per_layer = attention + router + experts * (expert_weights + expert_biases) + 2 * h  # two RMSNorms
+    embedding = vocab * h
+    output = 0 if config.tie_word_embeddings else vocab * h
+    total = embedding + output + layers * per_layer + h
+    active_layer = attention + router + top_k * (expert_weights + expert_biases) + 2 * h
+    active = layers * active_layer + h + vocab * h  # the output matrix is used in full, tied or not
+    return Parameters(total, active, layers * experts * expert_weights)
+
+
+def is_mxfp4(config: Any) -> bool:
+    """Whether the checkpoint stores its experts in MXFP4 (and does not ask to dequantize them)."""
+    quant = getattr(config, "quantization_config", None) or {}
+    quant = quant if isinstance(quant, dict) else quant.to_dict()
+    return str(quant.get("quant_method", "")).lower().endswith("mxfp4") and not quant.get("dequantize")
+
+
+def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str:
+    """The dtype the weights load in: the one asked for, else the config's, else the checkpoint's floating dtype, else bfloat16."""
+    if dtype not in (None, "auto"):
+        return str(dtype).removeprefix("torch.")
+    configured = getattr(config, "dtype", None)
+    if configured:
+        return str(configured).removeprefix("torch.")
+    return _stored_dtype(folder) or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
+
+
+def _stored_dtype(folder: str | None) -> str | None:
+    """The first floating dtype in a folder's safetensors headers (what transformers' dtype="auto" picks)."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    names = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+    for shard in sorted(Path(folder).glob("*.safetensors")):
+        with shard.open("rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        for info in header.values():
+            if isinstance(info, dict) and info.get("dtype") in names:
+                return names[info["dtype"]]
+    return None
+
+
+def weight_bytes(config: Any, dtype: str, *, packed: bool) -> int:
+    """Bytes of the loaded weights in `dtype`, expert projections in MXFP4 when `packed`."""
+    params = count_parameters(config)
+    itemsize = _ITEMSIZE[dtype]
+    experts = params.experts * (MXFP4_BYTES if packed else itemsize)
+    return int(experts + params.rest * itemsize)
+
+
+@dataclass(frozen=True)
+class KVCache:
+    """Key/value cache sizes of a GptOss layout: full-attention layers keep every token, sliding ones at most the window."""
+
+    per_token_layer: int  # bytes of keys and values of one token in one layer
+    full_layers: int
+    sliding_layers: int
+    window: int
+
+    @classmethod
+    def of(cls, config: Any, dtype: str = "bfloat16") -> KVCache:
+        types = list(getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers)
+        sliding = sum(t == "sliding_attention" for t in types)
+        per = 2 * config.num_key_value_heads * config.head_dim * _ITEMSIZE[dtype]
+        return cls(per, len(types) - sliding, sliding, int(config.sliding_window or 0))
+
+    def bytes(self, tokens: int, *, keep_past: bool = False) -> int:
+        """Cache bytes for `tokens` tokens; `keep_past` when sliding layers keep old states to rewind (the lab's engine)."""
+        sliding = tokens if keep_past else min(tokens, self.window)
+        return self.per_token_layer * (self.full_layers * tokens + self.sliding_layers * sliding)
+
+
+def attention_scratch(config: Any, tokens: int, chunk: int, dtype: str = "bfloat16") -> int:
+    """Peak bytes of eager attention scores while a prompt of `tokens` is computed `chunk` tokens at a time."""
+    return int(config.num_attention_heads * min(tokens, chunk) * tokens * _ITEMSIZE[dtype] * SCORE_COPIES)
+
+
+# ------------------------------------------------------------------ this machine
+
+
+def mxfp4_kernels(target: Any = None, *, use_kernels: bool = False) -> str | None:
+    """None when transformers can keep MXFP4 experts packed on `target`; else why it will dequantize them, in words.
+
+    Mirrors transformers' own checks (quantizers/quantizer_mxfp4.py): a CUDA GPU of compute capability
+    ≥ 7.5 with triton ≥ 3.4, or a CPU with `use_kernels=True` and triton ≥ 3.5; the `kernels` package
+    in the version range transformers accepts, accelerate, and the hub kernel within reach.
+    """
+    import torch
+    from transformers.utils import import_utils as iu
+
+    text = str(target if target is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if text.startswith("cpu") or (text in _MULTI_DEVICE_MAPS and not torch.cuda.is_available()):
+        if not use_kernels:
+            return "transformers runs MXFP4 on a CPU only with use_kernels=True"
+        if not iu.is_triton_available("3.5.0"):
+            return "triton ≥ 3.5 is not installed (MXFP4 on CPU)"
+    else:
+        if not torch.cuda.is_available():
+            return f"torch {torch.__version__} sees no CUDA GPU"
+        device = torch.device(int(text) if text.isdigit() else text if text.startswith("cuda") else "cuda")
+        capability = torch.cuda.get_device_capability(device)
+        if capability < (7, 5):
+            return (f"{torch.cuda.get_device_name(device)} has compute capability {capability[0]}.{capability[1]}, "
+                    "MXFP4 kernels need 7.5 or more")
+        if not iu.is_triton_available("3.4.0"):
+            return "triton ≥ 3.4 is not installed (`pip install triton`)"
+    if not iu.is_kernels_available():
+        return (f"the `kernels` package {iu.KERNELS_MIN_VERSION} ≤ version < {iu.KERNELS_MAX_VERSION} is not installed "
+                f"(`pip install 'kernels>={iu.KERNELS_MIN_VERSION},<{iu.KERNELS_MAX_VERSION}'`)")
+    if not iu.is_accelerate_available():
+        return "accelerate is not installed (`pip install accelerate`)"
+    if not hub_reachable() and not _cached(MXFP4_KERNEL_REPO):
+        return f"the hub kernel {MXFP4_KERNEL_REPO} is not in the Hugging Face cache and the Hub cannot be reached"
+    return None
+
+
+def _cached(repo_id: str) -> bool:
+    """Whether a hub repository has a snapshot in the local Hugging Face cache."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def free_bytes(target: Any) -> int | None:
+    """Free memory where the weights will go: RAM, one GPU, or all of them for a multi-device map."""
+    import torch
+
+    if isinstance(target, dict):
+        return None
+    text = str(target)
+    gpus = range(torch.cuda.device_count()) if torch.cuda.is_available() else range(0)
+    if text in _MULTI_DEVICE_MAPS:
+        return available_ram() + sum(torch.cuda.mem_get_info(i)[0] for i in gpus)
+    if text.startswith("cuda") or text.isdigit():
+        return torch.cuda.mem_get_info(torch.device(int(text) if text.isdigit() else text))[0]
+    return available_ram()
+
+
+def available_ram() -> int:
+    """RAM that can be allocated without swapping."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+# ------------------------------------------------------------------ the load
+
+
+@dataclass
+class LoadPlan:
+    """What `AutoModelForCausalLM.from_pretrained` gets, what the weights will take, and a note for the user."""
+
+    source: Source
+    target: Any
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: int = 0
+    how: str = ""
+    note: str | None = None  # one line, e.g. that MXFP4 experts are dequantized here and what that costs
+
+    def failed(self, error: BaseException) -> LoadError:
+        """The one-line LoadError for an exception transformers raised while loading."""
+        if self.kwargs.get("local_files_only") and self.source.hub:
+            return LoadError(offline_message(self.source.path))
+        return LoadError(f"could not load {self.source.path}: {first_line(error)}")
+
+
+def plan_load(
+    name_or_path: str | Path,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    device_map: Any = None,
+    dequantize: bool = False,
+    **kw: Any,
+) -> LoadPlan:
+    """Everything decided before the weights load; raises LoadError (one line) for what cannot work.
+
+    `dequantize=True` loads MXFP4 experts as `dtype` even where the kernels could keep them packed
+    (e.g. to record routing, which the fused MXFP4 MoE kernel hides).
+    """
+    import torch
+
+    source = resolve(name_or_path)
+    hub_kw = {k: kw[k] for k in _HUB_KW if k in kw}
+    if source.hub and not hub_reachable():
+        kw["local_files_only"] = hub_kw["local_files_only"] = True
+    config = read_config(source, hub_kw)
+
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if str(target).startswith("cuda") and not torch.cuda.is_available():
+        raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: use device='cpu'")
+    name = dtype_name(config, dtype, None if source.hub else source.path)
+    plan = LoadPlan(source, target, kw)
+    packed = False
+    if is_mxfp4(config):
+        reason = "dequantize=True was asked for" if dequantize else mxfp4_kernels(target, use_kernels=bool(kw.get("use_kernels")))
+        packed = reason is None
+        if not packed:
+            from transformers import Mxfp4Config
+
+            kw["quantization_config"] = Mxfp4Config(dequantize=True)
+            plan.note = (f"{source.name} stores its experts in MXFP4, but {reason}: they load dequantized to {name}, "
+                         f"{size(weight_bytes(config, name, packed=False))} of weights instead of "
+                         f"{size(weight_bytes(config, name, packed=True))}")
+    plan.weights = weight_bytes(config, name, packed=packed)
+    plan.how = name + (", MXFP4 experts" if packed else "")
+    free = free_bytes(target)
+    if free is not None and plan.weights > free:
+        raise LoadError(f"{source.name} needs about {size(plan.weights)} for its weights ({plan.how}) but only "
+                        f"{size(free)} is free on {target}: free some memory or choose another device or dtype")
+    if str(target) != "cpu":  # a plain load lands on the CPU; elsewhere transformers needs a device map
+        kw["device_map"] = target
+    kw["dtype"] = dtype or "auto"
+    return plan
+
+
+@contextmanager
+def quiet_mxfp4_warnings(enabled: bool) -> Iterator[None]:
+    """Silence transformers' own MXFP4 fallback warnings while loading, when the plan's note already said it in one line."""
+    loggers = [logging.getLogger(n) for n in ("transformers.quantizers.quantizer_mxfp4", "transformers.quantizers.auto")]
+    levels = [lg.level for lg in loggers]
+    if enabled:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+# ------------------------------------------------------------------ a loaded model
+
+
+def routing_visible(model: Any) -> str | None:
+    """None when forward hooks on the routers will see every MoE layer's routing; else why not, in words.
+
+    transformers' `GptOssMLP` calls its `GptOssTopKRouter`; the MXFP4 Triton path (`Mxfp4GptOssMLP`)
+    computes the router logits inline and routes inside the kernel, and a hub kernel installed by
+    `kernelize` replaces the layer's `forward` — either way the router module is never called.
+    """
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP, GptOssTopKRouter
+
+    layers = [m for m in model.modules() if hasattr(m, "router") and hasattr(m, "experts")]
+    if not layers:
+        return "the model has no mixture-of-experts layers with a router"
+    for layer in layers:
+        kind = type(layer).__name__
+        if "forward" in vars(layer) or "forward" in vars(layer.router):
+            return (f"a hub kernel ({getattr(layer, 'kernel_layer_name', 'kernelize')}) replaced the MoE layers' "
+                    "forward and routes internally; load it without use_kernels to record routing")
+        if kind == "Mxfp4GptOssMLP":
+            if not getattr(layer.experts, "_is_hooked", False):
+                return ("its MoE layers run transformers' fused MXFP4 kernels, which route inside the kernel without "
+                        "calling the router; load it with dequantize=True to record routing")
+        elif type(layer).forward is not GptOssMLP.forward:
+            return f"its MoE layers ({kind}) are not transformers' GptOssMLP, so the router may not be called"
+        if not isinstance(layer.router, GptOssTopKRouter):
+            return f"its routers ({type(layer.router).__name__}) are not GptOssTopKRouter modules"
+    return None
+
+
+def size(n: float) -> str:
+    """Bytes for people: 1.2 GB, 58 MB."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (or its type), for one-line errors."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
