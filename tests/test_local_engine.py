@@ -187,7 +187,7 @@ def test_load_errors_are_one_clear_line(tmp_path, monkeypatch, random_checkpoint
     assert "is a gpt2 model, not gpt-oss" in error(tmp_path / "gpt2")
 
     monkeypatch.setattr(checkpoint, "free_bytes", lambda target: 10**6)
-    assert re.search(r"needs about \d+ MB for its weights \(bfloat16\) but only 1 MB is free on cpu",
+    assert re.search(r"needs about [\d.]+ MB for its weights \(bfloat16\) but only 1.0 MB is free on cpu",
                      error(random_checkpoint))
     monkeypatch.undo()
 

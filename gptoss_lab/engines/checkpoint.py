@@ -24,7 +24,7 @@ from .base import EngineError
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # public config.json of the released models
 MXFP4_BYTES = 4.25 / 8  # 4-bit values plus one 8-bit scale per block of 32
 EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj")
-SCORE_COPIES = 3.2  # live copies of the attention scores in eager attention at their peak (measured: 3.13 on CPU)
+SCORE_COPIES = 3  # live copies of the attention scores at eager attention's peak (3.13 measured on CPU, K/V repeats included)
 MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transformers fetches for MXFP4 on GPU
 _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
@@ -208,8 +208,15 @@ class KVCache:
 
 
 def attention_scratch(config: Any, tokens: int, chunk: int, dtype: str = "bfloat16") -> int:
-    """Peak bytes of eager attention scores while a prompt of `tokens` is computed `chunk` tokens at a time."""
-    return int(config.num_attention_heads * min(tokens, chunk) * tokens * _ITEMSIZE[dtype] * SCORE_COPIES)
+    """Peak working bytes of one eager attention layer at `tokens` of context, prompts computed `chunk` tokens at a time.
+
+    The scores (heads × chunk × context, a few live copies) and the keys and values repeated for every
+    query head (transformers' `repeat_kv`); both are transient, so only one layer's count matters.
+    """
+    heads, itemsize = config.num_attention_heads, _ITEMSIZE[dtype]
+    scores = heads * min(tokens, chunk) * tokens * itemsize * SCORE_COPIES
+    repeated = 2 * heads * tokens * config.head_dim * itemsize
+    return int(scores + repeated)
 
 
 # ------------------------------------------------------------------ this machine
@@ -400,8 +407,12 @@ def routing_visible(model: Any) -> str | None:
 
 
 def size(n: float) -> str:
-    """Bytes for people: 1.2 GB, 58 MB."""
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+    """Bytes for people, three figures or so: 13.8 GB, 240 MB, 24.6 MB, 512 kB."""
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.{0 if n >= 1e8 else 1}f} MB"
+    return f"{n / 1e3:.0f} kB"
 
 
 def first_line(error: BaseException) -> str:

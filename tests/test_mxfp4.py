@@ -1,0 +1,183 @@
+"""MXFP4: the project's quantizer against transformers' own dequantizer, gpt-oss-tiny in openai/gpt-oss-20b's
+on-disk layout, loading it (CPU: dequantized, with a one-line note), its answers and routing, and the refusal
+to record routing where a fused MoE kernel would hide it."""
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from gptoss_lab.engines import checkpoint
+from gptoss_lab.engines.base import EngineError, Sampling
+from gptoss_lab.engines.local import LocalEngine
+from gptoss_lab.routing import Recorder
+from gptoss_lab.tiny import CHECKPOINT
+from gptoss_lab.tiny.quantize import E2M1, dequantize, main, quantize, quantize_checkpoint
+
+# Layer 0's tensors in openai/gpt-oss-20b's (and -120b's) model.safetensors.index.json.
+PUBLIC_LAYER = {
+    "input_layernorm.weight", "post_attention_layernorm.weight", "mlp.router.weight", "mlp.router.bias",
+    "mlp.experts.gate_up_proj_blocks", "mlp.experts.gate_up_proj_scales", "mlp.experts.gate_up_proj_bias",
+    "mlp.experts.down_proj_blocks", "mlp.experts.down_proj_scales", "mlp.experts.down_proj_bias",
+    "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+    "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight", "self_attn.o_proj.bias",
+    "self_attn.sinks",
+}
+needs_tiny = pytest.mark.skipif(not (CHECKPOINT / "model.safetensors").is_file(), reason="gpt-oss-tiny weights missing")
+
+
+@pytest.fixture(scope="module")
+def tiny_mxfp4(tmp_path_factory):
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    out = tmp_path_factory.mktemp("mxfp4") / "gpt-oss-tiny-mxfp4"
+    return out, quantize_checkpoint(CHECKPOINT, out)
+
+
+def test_packing_matches_transformers_dequantization_element_by_element():
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    torch.manual_seed(0)
+    weight = torch.randn(3, 96, 160) * torch.logspace(-3, 1, 160)  # [experts, in, out] as transformers holds it
+    weight[0, :, :32] = 0  # an all-zero block
+    blocks, scales = quantize(weight.transpose(1, 2))
+    assert blocks.dtype == scales.dtype == torch.uint8
+    assert blocks.shape == (3, 160, 96 // 32, 16) and scales.shape == (3, 160, 96 // 32)
+    theirs = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)  # back to [experts, in, out]
+    assert torch.equal(dequantize(blocks, scales).transpose(1, 2), theirs)
+    error = (theirs - weight).norm() / weight.norm()
+    assert 0 < error < 0.15
+
+
+def test_values_on_the_grid_survive_exactly_and_bytes_are_laid_out_as_gpt_oss_stores_them():
+    values = torch.tensor(E2M1 + tuple(-v for v in E2M1))
+    grid = values[torch.randint(0, 16, (4, 64), generator=torch.Generator().manual_seed(1))]
+    grid[:, 0] = 6.0  # each block's largest magnitude is 6, so its scale is 2**0
+    exact = grid * 2.0 ** torch.tensor([[-3.0], [0.0], [2.0], [5.0]])
+    blocks, scales = quantize(exact)
+    assert torch.equal(dequantize(blocks, scales), exact)
+    assert scales[:, 0].tolist() == [124, 127, 129, 132]  # E8M0: exponent + 127
+
+    block = torch.zeros(1, 32)
+    block[0, :4] = torch.tensor([0.5, -6.0, 1.25, 2.5])  # 1.25 and 2.5 are ties: round half to even code
+    blocks, scales = quantize(block)
+    assert blocks[0, 0, :2].tolist() == [0xF1, 0x42]  # low nibble = even element: 0.5 -> 1, -6 -> 0xF; 1 -> 2, 2 -> 4
+    assert scales.tolist() == [[127]]
+
+
+def test_tiny_in_mxfp4_has_the_public_layout_and_config(tiny_mxfp4):
+    from safetensors import safe_open
+
+    out, errors = tiny_mxfp4
+    config = json.loads((out / "config.json").read_text())
+    public = json.loads((checkpoint.CONFIGS / "gpt-oss-20b" / "config.json").read_text())
+    assert config["quantization_config"] == public["quantization_config"]
+    assert {k: v for k, v in config.items() if k != "quantization_config"} == json.loads((CHECKPOINT / "config.json").read_text())
+    hidden, inter, experts = config["hidden_size"], config["intermediate_size"], config["num_local_experts"]
+    with safe_open(out / "model.safetensors", "pt") as f:
+        names = set(f.keys())
+        for layer in range(config["num_hidden_layers"]):
+            assert {n.removeprefix(f"model.layers.{layer}.") for n in names if n.startswith(f"model.layers.{layer}.")} == PUBLIC_LAYER
+        shape = {n: (f.get_slice(n).get_shape(), f.get_slice(n).get_dtype()) for n in names}
+    e = "model.layers.0.mlp.experts."
+    assert shape[e + "gate_up_proj_blocks"] == ([experts, 2 * inter, hidden // 32, 16], "U8")
+    assert shape[e + "gate_up_proj_scales"] == ([experts, 2 * inter, hidden // 32], "U8")
+    assert shape[e + "down_proj_blocks"] == ([experts, hidden, inter // 32, 16], "U8")
+    assert shape[e + "down_proj_scales"] == ([experts, hidden, inter // 32], "U8")
+    assert {dtype for n, (_, dtype) in shape.items() if not n.endswith(("_blocks", "_scales"))} == {"BF16"}
+    assert len(errors) == 2 * config["num_hidden_layers"]
+    assert all(0.05 < e.relative_rms < 0.15 for e in errors)  # 4-bit values: about 11.5 % RMS on trained weights
+
+
+def test_transformers_loads_the_experts_the_quantizer_packed(tiny_mxfp4, capsys):
+    from safetensors.torch import load_file
+
+    out, _ = tiny_mxfp4
+    engine = LocalEngine.from_pretrained(out)
+    printed = capsys.readouterr()
+    note = [line for line in printed.out.splitlines() if line.startswith("Note:")]
+    assert len(note) == 1 and "stores its experts in MXFP4" in note[0] and "dequantized to bfloat16" in note[0]
+    assert "use_kernels" not in printed.err  # transformers' own fallback warning is not repeated
+    stored = load_file(out / "model.safetensors")
+    for layer in (0, 3):
+        experts = engine.model.model.layers[layer].mlp.experts
+        for proj in ("gate_up_proj", "down_proj"):
+            name = f"model.layers.{layer}.mlp.experts.{proj}"
+            want = dequantize(stored[f"{name}_blocks"], stored[f"{name}_scales"]).transpose(1, 2)
+            assert torch.equal(getattr(experts, proj).float(), want)
+
+
+@needs_tiny
+def test_mxfp4_tiny_answers_and_routes_like_the_bf16_tiny(tiny_mxfp4):
+    from gptoss_lab import Session
+
+    out, _ = tiny_mxfp4
+    bf16, mxfp4 = Session.load("tiny", progress=False), Session.load(out, progress=False)
+    a = bf16.ask("What is 37 * 12?", approval="auto", routing=True, effort="low")
+    b = mxfp4.ask("What is 37 * 12?", approval="auto", routing=True, effort="low")
+    assert "444" in a.final and "444" in b.final
+    assert b.routing.experts.shape[1:] == (4, 2) and len(b.routing) > 100
+
+    tokens = a.routing.tokens.tolist()  # the bf16 turn, teacher-forced through the MXFP4 model
+    forced = Recorder()
+    list(mxfp4.engine.stream(tokens[:-1], stop={tokens[-1]}, sampling=Sampling(temperature=0, max_new_tokens=1),
+                             recorder=forced))
+    n = len(tokens) - 1
+    same = (np.sort(forced.routing.experts[:n], -1) == np.sort(a.routing.experts[:n], -1)).all(-1)
+    assert 0.8 < same.mean() < 1.0  # quantization moves a few routes (3.8 % measured), not most
+
+
+def test_routing_hidden_by_a_fused_kernel_is_refused_before_the_first_token(random_checkpoint):
+    from transformers.integrations.mxfp4 import Mxfp4GptOssExperts, Mxfp4GptOssMLP
+
+    engine = LocalEngine.from_pretrained(random_checkpoint, progress=False, dtype="float32")
+    assert checkpoint.routing_visible(engine.model) is None
+    mlp = engine.model.model.layers[1].mlp
+    original = mlp.forward
+    mlp.forward = types.MethodType(lambda self, x: original(x), mlp)  # what `kernelize` does to an instance
+    assert "hub kernel" in checkpoint.routing_visible(engine.model)
+    del mlp.forward
+    with torch.device("meta"):
+        fused = Mxfp4GptOssMLP(mlp.router, Mxfp4GptOssExperts(engine.config))
+    engine.model.model.layers[1].mlp = fused
+    reason = checkpoint.routing_visible(engine.model)
+    assert "fused MXFP4 kernels" in reason and "dequantize=True" in reason
+    stream = engine.stream([200006, 1000, 1001], stop={200002}, sampling=Sampling(max_new_tokens=2), recorder=Recorder())
+    with pytest.raises(EngineError, match="routing cannot be recorded on this model: its MoE layers run"):
+        next(stream)
+
+
+def test_quantize_command_line(tmp_path, capsys, random_checkpoint):
+    main(["--source", str(random_checkpoint), "--out", str(tmp_path / "q")])
+    out = capsys.readouterr().out
+    assert out.count("relative RMS error") == 8 and f"Wrote {tmp_path / 'q'}" in out
+    with pytest.raises(SystemExit):
+        main(["--source", str(tmp_path / "q"), "--out", str(tmp_path / "again")])
+    assert "already quantized (mxfp4)" in capsys.readouterr().err
+
+
+@pytest.mark.kernel
+def test_mxfp4_tiny_through_the_magics_in_a_real_kernel(tiny_mxfp4):
+    """`%gptoss load` of the MXFP4 folder in a real kernel: 37 * 12 = 444 through a python call, routing captured."""
+    from jupyter_client.manager import start_new_kernel
+
+    from test_kernel import run  # tests/ is on sys.path (rootdir conftest, no package)
+
+    out_dir, _ = tiny_mxfp4
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        run(kc, "%load_ext gptoss_lab")
+        out, content = run(kc, f"%gptoss load {out_dir}", timeout=120)
+        assert content["status"] == "ok", out
+        assert "Note: gpt-oss-tiny-mxfp4 stores its experts in MXFP4" in out and "Loaded gpt-oss-tiny-mxfp4" in out
+        out, content = run(kc, "%%gptoss --text --approve auto --routing\nWhat is 37 * 12?", timeout=120)
+        assert content["status"] == "ok", out
+        out, _ = run(kc, "r = _gptoss.routing; c = _gptoss.tool_calls[0]\n"
+                         "print(c.output.strip(), '444' in _gptoss.final, r.experts.shape[1:], len(r) == len(r.labels) > 100)")
+        assert out.split() == ["444", "True", "(4,", "2)", "True"], out
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
