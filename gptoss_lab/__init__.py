@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Session", "Reply", "ReplayEngine", "ToolCall", "tool", "load_ipython_extension"]
+__all__ = ["Session", "Reply", "ReplayEngine", "ToolCall", "tool", "doctor", "load_ipython_extension"]
 
 _LAZY = {
     "Session": ("session", "Session"),
@@ -16,6 +16,7 @@ _LAZY = {
     "ReplayEngine": ("engines.replay", "ReplayEngine"),
     "ToolCall": ("events", "ToolCall"),
     "tool": ("tools.functions", "tool"),
+    "doctor": ("engines.doctor", "doctor"),
 }
 
 

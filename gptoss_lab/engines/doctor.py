@@ -1,0 +1,259 @@
+"""The memory doctor: will a gpt-oss model fit here, in what form, with how much context — before any weight loads.
+
+`doctor(model)` reads only the config (the public configs of gpt-oss-20b and gpt-oss-120b ship with
+the package, so those answer offline), counts parameters and bytes with `engines.checkpoint`, looks
+at this machine (device, free memory, whether transformers' MXFP4 kernels can run) and says it in
+one line. The result is an object with fields, a text form and an HTML table.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint
+from .checkpoint import KVCache, LoadError, Parameters, size
+
+HEADROOM = 0.05  # share of the free memory kept for activations, the allocator and the runtime
+PACKAGES = ("torch", "transformers", "triton", "kernels", "accelerate")
+_UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What `doctor` found: the model's figures, this machine's, and the verdict (`str()` for text, HTML in notebooks)."""
+
+    model: str
+    parameters: Parameters
+    layers: int
+    experts: int
+    top_k: int
+    mxfp4_checkpoint: bool   # the checkpoint stores its experts in MXFP4
+    mxfp4_bytes: int         # weights with MXFP4 experts
+    bf16_bytes: int          # weights all in bfloat16 (what a fallback load takes)
+    device: str
+    device_name: str
+    packages: dict[str, str | None]
+    kernels: str | None      # None when the MXFP4 kernels are usable here, else why not
+    load_bytes: int          # what loading it here takes
+    load_how: str
+    kv: KVCache
+    prefill_chunk: int
+    free: int | None
+    free_assumed: bool
+    max_context: int
+    scratch_bytes: int       # eager attention's working memory at that context
+    context_limit: int
+    fits: bool
+    verdict: str
+
+    @property
+    def kv_per_1k(self) -> int:
+        """KV-cache bytes per 1,000 tokens past the sliding window: what a long conversation adds."""
+        return self.kv.per_token_layer * self.kv.full_layers * 1000
+
+    @property
+    def kv_per_1k_lab(self) -> int:
+        """The same in this lab's engine, whose sliding-window layers keep their past so a turn can rewind exactly."""
+        return self.kv.bytes(1000, keep_past=True)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, text) pairs of the report, in reading order."""
+        p, kv = self.parameters, self.kv
+        kernels = ("usable" if self.kernels is None else f"not usable: {self.kernels}")
+        if self.mxfp4_checkpoint:
+            kernels += " → the experts stay in MXFP4" if self.kernels is None else " → the experts load dequantized"
+        free = "unknown (a per-module device map)" if self.free is None else (
+            size(self.free) + (" (as given)" if self.free_assumed else " free now"))
+        return [
+            ("parameters", f"{_count(p.total)} total, {_count(p.active)} active per token "
+                           f"({self.layers} layers, {self.experts} experts, top-{self.top_k})"),
+            ("weights", f"{size(self.mxfp4_bytes)} with MXFP4 experts (4.25 bits a value), {size(self.bf16_bytes)} in bfloat16"),
+            ("checkpoint", "MXFP4 experts (quant_method mxfp4)" if self.mxfp4_checkpoint else "not quantized"),
+            ("device", f"{self.device}: {self.device_name}, {free}"),
+            ("MXFP4 kernels", kernels),
+            ("packages", " · ".join(f"{k} {v or '—'}" for k, v in self.packages.items())),
+            ("loads as", f"{self.load_how}: {size(self.load_bytes)} of weights"),
+            ("KV cache", f"{size(self.kv_per_1k)} per 1,000 tokens ({kv.full_layers} full-attention layers; the "
+                         f"{kv.sliding_layers} sliding-window layers hold at most {kv.window} tokens, "
+                         f"{size(kv.bytes(kv.window) - kv.per_token_layer * kv.full_layers * kv.window)} in all); "
+                         f"{size(self.kv_per_1k_lab)} per 1,000 in this lab's engine, which keeps the sliding "
+                         "layers' past to rewind a turn exactly"),
+            ("longest context", self._context()),
+            ("verdict", self.verdict),
+        ]
+
+    def _context(self) -> str:
+        if self.max_context == 0:
+            return "none: the weights leave no room"
+        n = self.max_context
+        cache, scratch = self.kv.bytes(n, keep_past=True), self.scratch_bytes
+        text = (f"{n:,} tokens of {self.context_limit:,}: KV cache {size(cache)} + attention scratch {size(scratch)} "
+                f"(eager attention, prompts computed {self.prefill_chunk:,} tokens at a time)")
+        if n < self.context_limit and scratch > cache:
+            text += "; a smaller prefill chunk (engine.prefill_chunk) leaves room for more"
+        return text
+
+    def __str__(self) -> str:
+        width = max(len(label) for label, _ in self.rows())
+        return "\n".join([f"doctor: {self.model}"] + [f"  {label:<{width}}  {text}" for label, text in self.rows()])
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(label)}</th>"
+                        f"<td style='text-align:left'>{html.escape(text)}</td></tr>" for label, text in self.rows())
+        return f"<div><b>doctor: {html.escape(self.model)}</b><table>{cells}</table></div>"
+
+
+def doctor(
+    model: Any = "tiny",
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    memory: int | str | None = None,
+    mxfp4_kernels: bool | None = None,
+    prefill_chunk: int = 2048,
+) -> Diagnosis:
+    """Will `model` fit here? A hub id, "tiny", a checkpoint folder, a config.json path, a config or a dict; no weights load.
+
+    `device` defaults to the GPU when there is one; `memory` ("80 GB", "16 GiB" or bytes) replaces the
+    measured free memory, and `mxfp4_kernels` the check for transformers' MXFP4 kernels, to ask about
+    another machine; `prefill_chunk` is how many prompt tokens the engine computes at once.
+    """
+    import torch
+
+    name, config, folder = _config(model)
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    p = checkpoint.count_parameters(config)
+    dtype_name = checkpoint.dtype_name(config, dtype, folder)
+    packed_mxfp4 = checkpoint.weight_bytes(config, "bfloat16", packed=True)
+    bf16 = checkpoint.weight_bytes(config, "bfloat16", packed=False)
+    if mxfp4_kernels is None:
+        kernels = checkpoint.mxfp4_kernels(target)
+    else:
+        kernels = None if mxfp4_kernels else "assumed unavailable"
+    mxfp4 = checkpoint.is_mxfp4(config)
+    packed = mxfp4 and kernels is None
+    load = checkpoint.weight_bytes(config, dtype_name, packed=packed)
+    how = dtype_name + (" with MXFP4 experts" if packed else "")
+    free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
+    kv = KVCache.of(config, dtype_name)
+    limit = int(config.max_position_embeddings)
+    context = 0 if free is None else _longest_context(config, kv, load, free, limit, prefill_chunk, dtype_name)
+    fits = context > 0
+    diagnosis = dict(
+        model=name, parameters=p, layers=config.num_hidden_layers, experts=config.num_local_experts,
+        top_k=config.num_experts_per_tok, mxfp4_checkpoint=mxfp4, mxfp4_bytes=packed_mxfp4, bf16_bytes=bf16,
+        device=str(target), device_name=_device_name(target), packages=_versions(), kernels=kernels,
+        load_bytes=load, load_how=how, kv=kv, prefill_chunk=prefill_chunk, free=free,
+        free_assumed=memory is not None, max_context=context, context_limit=limit, fits=fits,
+        scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name),
+    )
+    return Diagnosis(**diagnosis, verdict=_verdict(name, fits, free, load, how, context, limit, mxfp4, kernels,
+                                                       packed_mxfp4, str(target)))
+
+
+def _config(model: Any) -> tuple[str, Any, str | None]:
+    """(name, GptOssConfig, local folder or None) for anything `doctor` accepts; LoadError in one line otherwise."""
+    from transformers import GptOssConfig, PretrainedConfig
+
+    if isinstance(model, PretrainedConfig):
+        name = str(getattr(model, "_name_or_path", "") or "config")
+        return name, _checked(model.model_type, name) and model, None
+    if isinstance(model, dict):
+        return "config", _checked(model.get("model_type"), "the config") and GptOssConfig.from_dict(model), None
+    shipped = checkpoint.shipped_config(model)
+    if shipped is not None:
+        return shipped.name, GptOssConfig.from_pretrained(shipped), None
+    path = Path(str(model)).expanduser()
+    if path.is_file() and path.suffix == ".json":
+        raw = json.loads(path.read_text())
+        return path.parent.name, _checked(raw.get("model_type"), str(path)) and GptOssConfig.from_dict(raw), None
+    source = checkpoint.resolve(model)
+    hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
+    return source.name, checkpoint.read_config(source, hub_kw), None if source.hub else source.path
+
+
+def _checked(model_type: str | None, name: str) -> bool:
+    """True for a gpt-oss config; LoadError in one line for anything else."""
+    if model_type != "gpt_oss":
+        raise LoadError(f"{name} is a {model_type or 'unknown'} model, not gpt-oss (config model_type must be 'gpt_oss')")
+    return True
+
+
+def _longest_context(config: Any, kv: KVCache, load: int, free: int, limit: int, chunk: int, dtype: str) -> int:
+    """The most tokens whose KV cache (as the lab keeps it) and attention scratch fit next to the weights."""
+    budget = free * (1 - HEADROOM) - load
+
+    def fits(n: int) -> bool:
+        return kv.bytes(n, keep_past=True) + checkpoint.attention_scratch(config, n, chunk, dtype) <= budget
+
+    if budget <= 0 or not fits(1):
+        return 0
+    low, high = 1, limit
+    while low < high:  # the largest n that fits
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
+def _verdict(name: str, fits: bool, free: int | None, load: int, how: str, context: int, limit: int,
+             mxfp4: bool, kernels: str | None, packed: int, device: str) -> str:
+    if free is None:
+        return f"{name} needs {size(load)} of weights ({how}); free memory is not measured for a per-module device map"
+    if fits:
+        room = "its full context" if context == limit else f"{context:,} tokens of context"
+        tight = " (tight)" if context < 4096 else ""
+        return f"{name} fits on {device}{tight}: {size(load)} of weights ({how}) in {size(free)}, with room for {room}"
+    if mxfp4 and kernels is not None and packed <= free * (1 - HEADROOM):
+        return (f"{name} does not fit on {device}: without MXFP4 kernels ({kernels}) its weights take {size(load)} "
+                f"({how}) and {size(free)} is free; with the kernels they would take {size(packed)}")
+    if load <= free * (1 - HEADROOM):
+        return f"{name} does not fit on {device}: its {size(load)} of weights ({how}) leave no room for context in {size(free)}"
+    return f"{name} does not fit on {device}: {size(load)} of weights ({how}), {size(free)} free"
+
+
+def _count(n: int) -> str:
+    """A parameter count for people: 20.91 B, 29.1 M."""
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
+def _device_name(target: Any) -> str:
+    import torch
+
+    text = str(target)
+    if text.startswith("cuda") or text.isdigit() or text == "auto":
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible to torch"
+        device = torch.device(int(text) if text.isdigit() else text if text.startswith("cuda") else "cuda")
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
+    import psutil
+
+    return f"CPU, {psutil.cpu_count()} cores"
+
+
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _bytes(memory: int | str) -> int:
+    """Bytes from 17179869184, "80 GB" or "16GiB"."""
+    if isinstance(memory, (int, float)):
+        return int(memory)
+    match = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]i?b|b)?\s*", str(memory).lower())
+    if not match:
+        raise ValueError(f"memory must be bytes or like '80 GB' / '16 GiB', not {memory!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2) or "b"])

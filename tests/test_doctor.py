@@ -1,0 +1,98 @@
+"""The memory doctor on the shipped public configs: published parameter counts, MXFP4 vs bf16 memory, KV cache,
+what fits where, offline; and its one-line refusals."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+import gptoss_lab
+from gptoss_lab.engines import checkpoint
+from gptoss_lab.engines.checkpoint import LoadError
+from gptoss_lab.engines.doctor import doctor
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No network: the released models' figures come from the configs in the package."""
+    def unreachable(*args, **kw):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+
+
+@pytest.mark.parametrize("model, total, active", [("openai/gpt-oss-20b", 20.91e9, 3.61e9),
+                                                  ("openai/gpt-oss-120b", 116.83e9, 5.13e9)])
+def test_parameter_counts_are_the_published_ones(model, total, active):
+    """The model card: 20.91 B total / 3.61 B active and 116.83 B / 5.13 B (embedding lookup not active)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    d = gptoss_lab.doctor(model, memory="80 GB", mxfp4_kernels=True)
+    assert abs(d.parameters.total - total) < 0.005e9 and abs(d.parameters.active - active) < 0.005e9
+    config = AutoConfig.from_pretrained(checkpoint.shipped_config(model))
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    assert d.parameters.total == sum(p.numel() for p in skeleton.parameters())
+    assert d.parameters.experts == sum(p.numel() for n, p in skeleton.named_parameters() if n.endswith(checkpoint.EXPERT_WEIGHTS))
+
+
+def test_20b_fits_16_gb_and_120b_fits_80_gb_only_in_mxfp4():
+    small = doctor("openai/gpt-oss-20b", device="cuda", memory="16 GiB", mxfp4_kernels=True)
+    assert small.fits and small.mxfp4_checkpoint and small.load_how == "bfloat16 with MXFP4 experts"
+    assert round(small.mxfp4_bytes / 1e9, 1) == 13.8 and round(small.bf16_bytes / 1e9, 1) == 41.8
+    assert small.verdict.startswith("gpt-oss-20b fits on cuda") and 1000 < small.max_context < 4096
+    assert not doctor("openai/gpt-oss-20b", device="cuda", memory="16 GiB", mxfp4_kernels=False).fits
+
+    big = doctor("openai/gpt-oss-120b", device="cuda", memory="80 GB", mxfp4_kernels=True)
+    assert big.fits and round(big.load_bytes / 1e9, 1) == 65.2 and big.max_context > 8192
+    fallback = doctor("openai/gpt-oss-120b", device="cuda", memory="80 GB", mxfp4_kernels=False)
+    assert not fallback.fits and fallback.max_context == 0
+    assert fallback.verdict == ("gpt-oss-120b does not fit on cuda: without MXFP4 kernels (assumed unavailable) its "
+                                "weights take 233.7 GB (bfloat16) and 80.0 GB is free; with the kernels they would take 65.2 GB")
+    assert not doctor("openai/gpt-oss-120b", device="cuda", memory="64 GB", mxfp4_kernels=True).fits
+
+
+def test_kv_cache_counts_sliding_window_layers_up_to_their_window():
+    d = doctor("openai/gpt-oss-20b", memory="80 GB", mxfp4_kernels=True)
+    per_token_layer = 2 * 8 * 64 * 2  # keys and values, 8 KV heads of 64, bf16
+    assert d.kv.full_layers == d.kv.sliding_layers == 12 and d.kv.window == 128
+    assert d.kv_per_1k == 12 * 1000 * per_token_layer  # 24.6 MB
+    assert d.kv.bytes(100_000) == (12 * 100_000 + 12 * 128) * per_token_layer
+    assert d.kv_per_1k_lab == 24 * 1000 * per_token_layer  # the lab's engine keeps sliding-layer past to rewind
+    text = str(d)
+    assert "24.6 MB per 1,000 tokens" in text and "49.2 MB per 1,000 in this lab's engine" in text
+
+
+def test_this_cpu_machine_falls_back_to_bf16_and_says_why():
+    d = doctor("openai/gpt-oss-20b", device="cpu")
+    assert d.kernels and "use_kernels=True" in d.kernels and d.load_how == "bfloat16"
+    assert d.packages["torch"] == torch.__version__ and set(d.packages) >= {"triton", "kernels", "accelerate"}
+    assert d.free == pytest.approx(checkpoint.available_ram(), rel=0.2) and not d.free_assumed
+    assert "\n" not in d.verdict
+
+
+def test_folders_configs_and_tiny(tmp_path):
+    tiny = doctor("tiny")
+    assert tiny.model == "gpt-oss-tiny" and tiny.fits and tiny.max_context == tiny.context_limit == 4096
+    assert not tiny.mxfp4_checkpoint and tiny.verdict.endswith("with room for its full context")
+    folder = tmp_path / "<b>odd name"
+    folder.mkdir()
+    (folder / "config.json").write_text((checkpoint.CONFIGS / "gpt-oss-120b" / "config.json").read_text())
+    d = doctor(folder, memory="80 GB", mxfp4_kernels=True)
+    assert d.parameters == doctor("gpt-oss-120b").parameters
+    assert "&lt;b&gt;odd name" in d._repr_html_() and "<b>odd" not in d._repr_html_()
+    assert doctor(folder / "config.json").parameters == d.parameters
+
+
+def test_refusals_are_one_line(tmp_path):
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1).save_pretrained(tmp_path / "gpt2")
+    for model, message in [(tmp_path / "gpt2", "is a gpt2 model, not gpt-oss"), ({"model_type": "llama"}, "not gpt-oss"),
+                           ("someone/not-cached-model", "the Hub cannot be reached"), (tmp_path / "none", "not found")]:
+        with pytest.raises(LoadError, match=message) as info:
+            doctor(model)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="like '80 GB'"):
+        doctor("tiny", memory="lots")
