@@ -1,5 +1,6 @@
 // Shared by every view module: gptoss_lab.widgets.esm() puts this file in front of chat.js and
-// routing.js (anywidget loads one module from a blob URL, so a relative import cannot work).
+// routing.js (anywidget loads one module from a blob URL, so a relative import cannot work), after
+// the vendored DOMPurify (static/vendor/purify.min.js), which it gives this module as `DOMPurify`.
 
 function h(tag, cls, text) {
   // A DOM element with a class and text content (never innerHTML).
@@ -15,4 +16,59 @@ function expertColor(e) {
   const i = Math.floor(hue * 6), f = hue * 6 - i, p = v * (1 - s), q = v * (1 - f * s), t = v * (1 - (1 - f) * s);
   const [r, g, b] = [[v, t, p], [q, v, p], [p, v, t], [p, q, v], [t, p, v], [v, p, q]][i % 6];
   return `rgb(${Math.round(r * 255)},${Math.round(g * 255)},${Math.round(b * 255)})`;
+}
+
+// ---------------------------------------------------------------- sanitised HTML
+// The kernel already sanitises every fragment (gptoss_lab/widgets/sanitize.py); this is the second,
+// independent allow-list, applied before anything touches the DOM: HTML and MathML only, links to
+// http(s)/mailto opening in a new tab without an opener, no style or class that could restyle the page.
+
+const PURIFY = {
+  USE_PROFILES: { html: true, mathMl: true },
+  FORBID_TAGS: ["style", "img", "svg", "form", "input", "button", "textarea", "select", "option", "iframe",
+    "frame", "object", "embed", "link", "meta", "base", "video", "audio", "source", "picture", "maction",
+    "annotation-xml"],
+  FORBID_ATTR: ["id", "name", "src", "srcset", "action", "formaction", "xlink:href", "background", "poster"],
+  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
+  RETURN_DOM_FRAGMENT: true,
+};
+const CLASS_OK = /^(?:[a-z]{1,3}[0-9]?|gx-math|gx-code|gx-output)$/;   // Pygments' short token classes
+
+function purifyHooks() {
+  DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
+    const name = data.attrName;
+    if (name === "style") {       // only a table column's alignment
+      data.keepAttr = (node.nodeName === "TH" || node.nodeName === "TD")
+        && /^\s*text-align:\s*(left|right|center)\s*;?\s*$/i.test(data.attrValue);
+    } else if (name === "class") {
+      data.attrValue = data.attrValue.split(/\s+/).filter((c) => CLASS_OK.test(c)).join(" ");
+    } else if (name === "href" && node.nodeName !== "A") {
+      data.keepAttr = false;      // MathML and other elements never link
+    }
+  });
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.nodeName !== "A") return;
+    if (node.hasAttribute("href")) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    } else {
+      node.removeAttribute("target");
+    }
+  });
+}
+if (DOMPurify.isSupported) purifyHooks();
+
+function safeHTML(html) {
+  // A DOM fragment of sanitised nodes (never a string put back through innerHTML); where DOMPurify
+  // cannot run, the markup is shown as text.
+  if (!DOMPurify.isSupported) return document.createTextNode(String(html));
+  return DOMPurify.sanitize(String(html), PURIFY);
+}
+
+function setHTML(node, html) {
+  node.replaceChildren(safeHTML(html));
+}
+
+function appendHTML(node, html) {
+  node.append(safeHTML(html));
 }

@@ -11,8 +11,13 @@ def asset(name: str) -> Path:
 
 
 def esm(name: str) -> str:
-    """A view's ES module: static/common.js (shared DOM and colour helpers) followed by `name`.
+    """A view's ES module: DOMPurify, static/common.js (shared DOM, colour and sanitising helpers),
+    then `name`.
 
     anywidget loads a widget's module from a blob URL, where a relative `import` cannot resolve,
-    so the shared helpers are put in front of each module instead."""
-    return asset("common.js").read_text() + "\n" + asset(name).read_text()
+    so the shared code is put in front of each module instead. DOMPurify's UMD build is given a
+    `module` of its own, so it becomes a constant of the module, not a global."""
+    purify = asset("vendor/purify.min.js").read_text()
+    return ("const DOMPurify = (() => {\nconst module = { exports: {} }, exports = module.exports;\n"
+            f"{purify}\nreturn module.exports;\n}})();\n" + asset("common.js").read_text() + "\n"
+            + asset(name).read_text())

@@ -1,0 +1,93 @@
+"""Allow-list HTML sanitizing (nh3) for everything rendered from model or tool text, MathML included.
+
+Model text is untrusted: a final answer, a tool's output or a LaTeX formula can carry `<script>`,
+`onerror=`, `javascript:` links or MathML/SVG tricks. Every HTML fragment the kernel builds from such
+text passes `sanitize()` before it is sent to a front end or saved in a notebook; the widget's front
+end sanitizes again with DOMPurify (static/common.js) before anything touches the DOM.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+# HTML that rendered Markdown, highlighted code and the transcript's own structure need.
+_HTML = {
+    "a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h1", "h2", "h3", "h4", "h5",
+    "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+}
+# Presentation MathML (what latex2mathml writes). No `annotation-xml` (it can hold HTML), no `maction`.
+_MATHML = {
+    "math", "mi", "mn", "mo", "ms", "mspace", "mtext", "mrow", "mfrac", "msqrt", "mroot", "mstyle", "merror",
+    "mpadded", "mphantom", "mfenced", "menclose", "msub", "msup", "msubsup", "munder", "mover", "munderover",
+    "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd", "mlabeledtr", "semantics", "annotation",
+}
+_MATHML_ATTRIBUTES = {
+    "display", "displaystyle", "scriptlevel", "mathvariant", "mathsize", "mathcolor", "mathbackground",
+    "stretchy", "fence", "separator", "accent", "accentunder", "largeop", "movablelimits", "symmetric",
+    "lspace", "rspace", "minsize", "maxsize", "linethickness", "width", "height", "depth", "voffset",
+    "columnalign", "rowalign", "columnspacing", "rowspacing", "columnlines", "rowlines", "frame",
+    "framespacing", "columnspan", "rowspan", "notation", "open", "close", "separators", "align", "xmlns",
+    "encoding",
+}
+# Tags removed with everything inside them (their text is code or markup, never content to show).
+_DROP_WITH_CONTENT = {"script", "style", "template", "noscript", "iframe", "object", "embed", "svg", "textarea",
+                      "select", "noembed", "noframes", "xmp", "plaintext", "title"}
+LINK_SCHEMES = ("http://", "https://", "mailto:")
+
+
+def _pygments_classes() -> set[str]:
+    from pygments.token import STANDARD_TYPES
+
+    return {name for name in STANDARD_TYPES.values() if name}
+
+
+# Our own structural classes (the saved transcript); model text cannot produce them: Markdown is rendered
+# with HTML disabled and MathML elements may carry no class at all.
+_GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-error", "gx-reasoning", "gx-note",
+       "gx-reasoning-text", "gx-final", "gx-commentary", "gx-footer"}
+
+
+def _link_only(tag: str, attribute: str, value: str) -> str | None:
+    """Keep href only for http(s) and mailto links; everything else in the allow-list passes."""
+    if attribute == "href":
+        return value if value.strip().lower().startswith(LINK_SCHEMES) else None
+    return value
+
+
+@functools.cache
+def _cleaner() -> Any:
+    import nh3
+
+    attributes: dict[str, set[str]] = {tag: set(_MATHML_ATTRIBUTES) for tag in _MATHML}
+    attributes.update({"a": {"href", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
+                       "abbr": {"title"}, "details": {"open"}})
+    return nh3.Cleaner(
+        tags=_HTML | _MATHML,
+        clean_content_tags=_DROP_WITH_CONTENT,
+        attributes=attributes,
+        attribute_filter=_link_only,
+        url_schemes={"http", "https", "mailto"},
+        url_relative="deny",
+        link_rel="noopener noreferrer",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        allowed_classes={"span": _pygments_classes(), "code": {"gx-math"}, "div": _GX, "details": _GX,
+                         "pre": {"gx-code", "gx-output", "gx-raw"}, "table": {"gx-tool"}, "th": {"gx-tool-head"}},
+        filter_style_properties={"text-align"},   # Markdown tables align columns with style="text-align:…"
+        strip_comments=True,
+    )
+
+
+def sanitize(html: str) -> str:
+    """`html` with only allow-listed tags, attributes, classes and link schemes left (nothing executable)."""
+    return _cleaner().clean(html)
+
+
+_MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
+
+
+def escape_mtext(mathml: str) -> str:
+    """Show the text of `\\text{}` as written: latex2mathml copies it unescaped into <mtext>."""
+    return _MTEXT.sub(lambda m: m.group(1) + m.group(2).replace("<", "&lt;").replace(">", "&gt;") + m.group(3),
+                      mathml)
