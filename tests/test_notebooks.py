@@ -32,6 +32,8 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
     "04_expert_routing.ipynb": ([r"Routing\(\d+ tokens × 4 layers × top-2 of 8 experts", r"entropy of the load per layer",
                                  r"Jensen–Shannon divergence of expert load per layer"], False),
     "05_train_gpt_oss_tiny.ipynb": ([r"QUICK run", r"'final_loss'", r"bundled gpt-oss-tiny"], True),
+    "06_mxfp4_and_memory.ipynb": ([r"relative RMS error +1\d\.\d\d%", r"MXFP4: 37 \* 12 = 444", r"tokens route differently",
+                                   r"total with MXFP4: +65\.2 GB", r"gpt-oss-120b fits on cuda", r"116\.83 B total"], False),
 }
 
 
