@@ -87,6 +87,25 @@ def test_text_view_streams_channels() -> None:
     assert "The sum is **285**" in printed and "[python: done]\n285" in printed
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_text_view_colours_a_terminal_unless_no_color(monkeypatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    printed = {}
+    for name, out in (("terminal", _Terminal()), ("pipe", io.StringIO())):
+        Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Sum?", view=TextView(out))
+        printed[name] = out.getvalue()
+    assert "\x1b[1;36m\n── Answer ──\x1b[0m" in printed["terminal"]           # headers in colour
+    assert "\x1b[32mdone\x1b[0m" in printed["terminal"]                      # a green "done"
+    assert "\x1b[" not in printed["pipe"]                                     # not a terminal: plain
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not TextView(_Terminal()).colour
+
+
 def test_text_view_cannot_ask_without_stdin(monkeypatch) -> None:
     def no_stdin(prompt: str) -> str:
         raise EOFError

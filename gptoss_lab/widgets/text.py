@@ -1,6 +1,11 @@
-"""TextView: the turn as streamed text, for terminal IPython and front ends without widgets."""
+"""TextView: the turn as streamed text, for terminal IPython and front ends without widgets.
+
+In a terminal that supports it, headers, reasoning, tool statuses and notices are coloured (ANSI);
+`NO_COLOR` (https://no-color.org), `TERM=dumb` or output that is not a terminal turn colour off.
+"""
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -8,51 +13,76 @@ from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError,
     TurnEnd, TurnStart
 from .transcript import STATUS_LABEL, Transcript
 
+_STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
+_STATUS_STYLE = {"done": "ok", "error": "bad", "timeout": "bad", "interrupted": "warn", "skipped": "warn",
+                 "waiting": "warn"}
+_LEVEL_STYLE = {"warning": "warn", "error": "bad", "info": "dim"}
+
+
+def supports_colour(stream: TextIO) -> bool:
+    """ANSI colour for this stream: a terminal, not TERM=dumb, and the user has not set NO_COLOR."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or fake stream
+        return False
+
 
 class TextView:
     """Prints channel headers, deltas as they come, tool blocks and the stats line."""
 
     stop_requested = False
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, *, colour: bool | None = None) -> None:
         self.out = out
+        self.colour = supports_colour(out or sys.stdout) if colour is None else colour
         self.transcript = Transcript()
+        self._style: str | None = None  # the style of the message being streamed
 
-    def _print(self, text: str, end: str = "\n") -> None:
+    def _paint(self, text: str, style: str | None) -> str:
+        return f"\x1b[{_STYLE[style]}m{text}\x1b[0m" if self.colour and style and text else text
+
+    def _print(self, text: str, end: str = "\n", style: str | None = None) -> None:
         stream = self.out or sys.stdout
-        stream.write(text + end)
+        stream.write(self._paint(text, style) + end)
         stream.flush()
 
     def handle(self, event: Event) -> None:
         """Print what the event adds to the turn."""
         i = self.transcript.apply(event)
         if isinstance(event, TurnStart):
-            self._print(f"You: {event.prompt}")
+            self._print(f"You: {event.prompt}", style="prompt")
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]  # type: ignore[index]
             header = {"reasoning": "Reasoning (unfiltered model output)", "final": "Answer",
                       "commentary": "Commentary"}.get(block.kind, f"Tool call {block.recipient}")
-            self._print(f"\n── {header} ──")
+            self._style = "reasoning" if block.kind == "reasoning" else None
+            self._print(f"\n── {header} ──", style="header")
         elif isinstance(event, Delta):
-            self._print(event.text, end="")
+            self._print(event.text, end="", style=self._style)
         elif isinstance(event, MessageEnd):
             self._print("")
         elif isinstance(event, ToolUpdate):
-            self._print(f"[{event.call.recipient}: {STATUS_LABEL.get(event.call.status, event.call.status)}]")
+            self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
-            status = STATUS_LABEL.get(event.call.status, event.call.status)
-            self._print(f"[{event.call.recipient}: {status}]" + (f"\n{event.call.output}" if event.call.output else ""))
+            self._print(self._status(event.call) + (f"\n{event.call.output}" if event.call.output else ""))
         elif isinstance(event, Notice):
-            self._print(f"[{event.level}] {event.text}")
+            self._print(f"[{event.level}] {event.text}", style=_LEVEL_STYLE.get(event.level))
         elif isinstance(event, ParseError):
-            self._print(f"[not valid Harmony: {event.reason}]\n{event.raw}")
+            self._print(f"[not valid Harmony: {event.reason}]", style="bad")
+            self._print(event.raw)
         elif isinstance(event, TurnEnd):
-            self._print(f"\n-- {self.transcript.footer()}")
+            self._print(f"\n-- {self.transcript.footer()}", style="dim")
+
+    def _status(self, call: ToolCall) -> str:
+        label = STATUS_LABEL.get(call.status, call.status)
+        return f"[{call.recipient}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
 
     def approve(self, call: ToolCall) -> bool | None:
         """Ask on stdin; None when there is no stdin to ask on."""
         try:
-            answer = input(f"Run this {call.recipient} call? [y/N] ")
+            answer = input(f"{call.question or f'Run this {call.recipient} call?'} [y/N] ")
         except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
             return None
         return answer.strip().lower() in ("y", "yes")

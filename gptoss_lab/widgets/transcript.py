@@ -1,8 +1,9 @@
 """A turn as view state, built from events, and its text/plain, text/markdown and text/html renderings.
 
 The chat widget streams the same state; these renderings are what nbconvert, GitHub, terminal IPython
-and a notebook reopened without its widget state show. Model text is never passed through as HTML:
-Markdown is rendered with raw HTML disabled, math becomes MathML, code is highlighted by Pygments.
+and a saved notebook show. Model text is never passed through as HTML: Markdown is rendered with raw
+HTML disabled, math becomes MathML, code is highlighted by Pygments, and every fragment then passes the
+allow-list sanitizer (sanitize.py) before it leaves the kernel.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from ..events import (
     Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, ToolUpdate,
     TurnEnd, TurnStart,
 )
+from .sanitize import escape_mtext, sanitize
 
 if TYPE_CHECKING:
     from ..events import Reply
 
 STATUS_LABEL = {"pending": "pending", "waiting": "waiting for approval", "running": "running", "done": "done",
-                "error": "error", "timeout": "timed out", "skipped": "skipped"}
+                "error": "error", "timeout": "timed out", "skipped": "skipped", "interrupted": "interrupted"}
 REASONING_NOTE = "Reasoning is the model's unfiltered chain of thought, not a checked answer."
 
 
@@ -62,8 +64,10 @@ Item = Block | Notice | ParseError
 class Transcript:
     """Everything one turn shows: prompt, messages, tool calls, notices, errors and stats."""
 
-    def __init__(self, prompt: str = "", effort: str = "", model: str = "", approval: str = "auto") -> None:
+    def __init__(self, prompt: str = "", effort: str = "", model: str = "", approval: str = "auto",
+                 context_window: int | None = None) -> None:
         self.prompt, self.effort, self.model, self.approval = prompt, effort, model, approval
+        self.context_window = context_window
         self.items: list[Item] = []
         self.stats: dict[str, Any] = {}
         self.interrupted = False
@@ -75,7 +79,8 @@ class Transcript:
         """Fold one event into the state; returns the index of the item it created or changed."""
         now = time.perf_counter()
         if isinstance(event, TurnStart):
-            self.__init__(event.prompt, event.effort, event.model, event.approval)  # type: ignore[misc]
+            self.__init__(event.prompt, event.effort, event.model, event.approval,  # type: ignore[misc]
+                          event.context_window)
             return None
         if isinstance(event, MessageStart):
             self.items.append(Block(event.channel, event.recipient, event.content_type, started=now))
@@ -102,7 +107,7 @@ class Transcript:
             for item in self.items:
                 if isinstance(item, Block) and item.ended is None:
                     item.ended = now
-            self.stats = reply_stats(event.reply)
+            self.stats = reply_stats(event.reply, self.context_window)
             self.interrupted = event.reply.interrupted
             self.ended = True
         return None
@@ -173,7 +178,8 @@ class Transcript:
             elif item.kind == "reasoning":
                 out.append(f"Reasoning ({_reasoning_summary(item)}):\n{_indent(item.text)}")
             elif item.kind == "tool":
-                out.append(f"Tool call {item.recipient} [{_status(item)}]:\n{_indent(item.text)}")
+                code, edited = _ran_code(item)
+                out.append(f"Tool call {item.recipient} [{_status(item)}{edited}]:\n{_indent(code)}")
                 if item.call is not None and item.call.output:
                     out.append(f"Output:\n{_indent(item.call.output)}")
             else:
@@ -193,7 +199,8 @@ class Transcript:
                 out.append(f"<details><summary>Reasoning ({_reasoning_summary(item)})</summary>\n\n"
                            f"{_fence(item.text, '')}\n\n</details>")
             elif item.kind == "tool":
-                out.append(f"**Tool call `{item.recipient}`** — {_status(item)}\n\n{_fence(item.text, _language(item))}")
+                code, edited = _ran_code(item)
+                out.append(f"**Tool call `{item.recipient}`** — {_status(item)}{edited}\n\n{_fence(code, code_language(item))}")
                 if item.call is not None and item.call.output:
                     out.append("Output:\n\n" + _fence(item.call.output))
             else:
@@ -202,28 +209,29 @@ class Transcript:
         return "\n\n".join(out)
 
     def to_html(self) -> str:
-        """Self-contained, sanitised HTML (reasoning in <details>, highlighted code, rendered Markdown)."""
-        out = [f'<div class="gx-fallback">{FALLBACK_STYLE}',
-               f'<div class="gx-prompt">{html.escape(self.prompt)}</div>']
+        """Self-contained, sanitised HTML: prompt, foldable reasoning, tool cards, answer and stats.
+
+        Tool cards are one-column tables and line breaks are <br>, so the turn keeps its shape where
+        the <style> block is dropped (GitHub, sanitising front ends)."""
+        out = [f'<div class="gx-prompt"><b>You:</b> {_lines(self.prompt)}</div>']
+        noted = False
         for item in self.items:
             if isinstance(item, Notice):
                 out.append(f'<div class="gx-notice gx-{item.level}">{html.escape(item.text)}</div>')
             elif isinstance(item, ParseError):
                 out.append(f'<div class="gx-notice gx-error">Not valid Harmony ({html.escape(item.reason)})'
-                           + (f"<pre>{html.escape(item.raw)}</pre>" if item.raw else "") + "</div>")
+                           + (f'<pre class="gx-raw">{html.escape(item.raw)}</pre>' if item.raw else "") + "</div>")
             elif item.kind == "reasoning":
+                note = "" if noted else f'<div class="gx-note">{REASONING_NOTE}</div>'
+                noted = True
                 out.append(f'<details class="gx-reasoning"><summary>Reasoning · {_reasoning_summary(item)}</summary>'
-                           f'<div class="gx-note">{REASONING_NOTE}</div>'
-                           f'<div class="gx-reasoning-text">{html.escape(item.text)}</div></details>')
+                           f'{note}<div class="gx-reasoning-text">{_lines(item.text)}</div></details>')
             elif item.kind == "tool":
-                output = item.call.output if item.call is not None else ""
-                out.append(f'<div class="gx-tool"><div class="gx-tool-head">{html.escape(item.recipient or "")}'
-                           f' · {_status(item)}</div><pre class="gx-code">{code_html(item.text, _language(item))}</pre>'
-                           + (f'<pre class="gx-output">{html.escape(output)}</pre>' if output else "") + "</div>")
+                out.append(_tool_html(item))
             else:
                 out.append(f'<div class="gx-{item.kind}">{markdown_html(item.text)}</div>')
-        out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div></div>')
-        return "".join(out)
+        out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
+        return f'<div class="gx-fallback">{FALLBACK_STYLE}{sanitize("".join(out))}</div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": self.to_text(), "text/markdown": self.to_markdown(), "text/html": self.to_html()}
@@ -231,12 +239,13 @@ class Transcript:
 
 # ---------------------------------------------------------------- shared helpers (also used by the widget)
 
-def reply_stats(reply: "Reply") -> dict[str, Any]:
+def reply_stats(reply: "Reply", context_window: int | None = None) -> dict[str, Any]:
     """The footer numbers of a finished turn."""
     usage = reply.usage
     return {"tokens": usage.completion_tokens, "tokens_per_s": usage.tokens_per_s, "ttft": usage.ttft,
             "seconds": usage.seconds, "effort": reply.effort, "model": reply.model,
-            "interrupted": reply.interrupted}
+            "interrupted": reply.interrupted, "context_tokens": usage.context_tokens,
+            "context_window": context_window}
 
 
 def stats_line(stats: dict[str, Any]) -> str:
@@ -254,14 +263,18 @@ def stats_line(stats: dict[str, Any]) -> str:
         parts.append(f"effort {stats['effort']}")
     if stats.get("model"):
         parts.append(str(stats["model"]))
+    if stats.get("context_tokens") and stats.get("context_window"):
+        used, window = stats["context_tokens"], stats["context_window"]
+        parts.append(f"context {used:,} of {window:,} tokens ({used / window:.0%})")
     if stats.get("interrupted"):
         parts.append("stopped")
     return " · ".join(parts)
 
 
 def markdown_html(text: str) -> str:
-    """Model Markdown to safe HTML: raw HTML is escaped, unsafe links dropped, $math$ as MathML."""
-    return _markdown().render(text)
+    """Model Markdown to sanitised HTML: raw HTML stays text, $math$ becomes MathML, images become links,
+    and only http(s)/mailto links survive."""
+    return sanitize(_markdown().render(text))
 
 
 def code_html(code: str, language: str = "python") -> str:
@@ -272,7 +285,7 @@ def code_html(code: str, language: str = "python") -> str:
 
     if not language:
         return html.escape(code)
-    return highlight(code, get_lexer_by_name(language), HtmlFormatter(nowrap=True)).removesuffix("\n")
+    return sanitize(highlight(code, get_lexer_by_name(language), HtmlFormatter(nowrap=True)).removesuffix("\n"))
 
 
 def stable_markdown_end(text: str, start: int = 0) -> int:
@@ -300,7 +313,16 @@ def _markdown() -> Any:
 
     md = MarkdownIt("commonmark", {"html": False, "breaks": False}).enable(["table", "strikethrough"])
     md.use(dollarmath_plugin, allow_labels=False, allow_digits=False, double_inline=True, renderer=_math)
+    md.add_render_rule("image", _image_as_link)
     return md
+
+
+def _image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    """A model's image is shown as a link: loading it would send a request (and whatever its URL
+    carries) without the user's click."""
+    token = tokens[idx]
+    alt = html.escape(token.content or "image")
+    return f'<a href="{html.escape(token.attrGet("src") or "")}">[image: {alt}]</a>'
 
 
 def _math(latex: str, options: dict[str, Any]) -> str:
@@ -308,12 +330,13 @@ def _math(latex: str, options: dict[str, Any]) -> str:
     try:
         from latex2mathml.converter import convert
 
-        return convert(latex, display="block" if display else "inline")
+        return escape_mtext(convert(latex, display="block" if display else "inline"))
     except Exception:  # not valid LaTeX (or no converter): show the source
         return f'<code class="gx-math">{html.escape(latex)}</code>'
 
 
-def _language(block: Block) -> str:
+def code_language(block: Block) -> str:
+    """The Pygments language of a tool call's input: json for JSON arguments, python for python calls."""
     if block.content_type and "json" in block.content_type:
         return "json"
     return "python" if (block.recipient or "").startswith("python") else ""
@@ -327,6 +350,31 @@ def _reasoning_summary(block: Block) -> str:
     if block.ended is None or not block.started:
         return f"{block.tokens or len(block.text.split())} {'tokens' if block.tokens else 'words'}"
     return f"thought for {block.seconds:.1f} s · {block.tokens} tokens"
+
+
+def _lines(text: str) -> str:
+    """Escaped text whose line breaks survive without CSS."""
+    return html.escape(text).replace("\n", "<br>")
+
+
+def _ran_code(block: Block) -> tuple[str, str]:
+    """The code a tool card shows: what ran, marked when the user edited the model's code before Run."""
+    if block.call is not None and block.call.input != block.text:
+        return block.call.input, " · edited before running"
+    return block.text, ""
+
+
+def _tool_html(block: Block) -> str:
+    """A tool card as a one-column table: head (tool · status), the code that ran, its output."""
+    call = block.call
+    code, edited = _ran_code(block)
+    seconds = f" · {call.seconds:.2f} s" if call is not None and call.seconds >= 0.005 else ""
+    left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
+    rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
+    if call is not None and call.output:
+        rows.append(f'<tr><td {left}><pre class="gx-output">{html.escape(call.output)}</pre></td></tr>')
+    return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{html.escape(block.recipient or "tool")}'
+            f' · {_status(block)}{seconds}{edited}</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def _indent(text: str) -> str:
@@ -344,13 +392,22 @@ FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
  color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5}
 .gx-fallback .gx-prompt{background:var(--jp-layout-color2,rgba(127,127,127,.12));border-radius:12px;padding:6px 12px;
- margin:4px 0 8px auto;width:fit-content;max-width:80%;white-space:pre-wrap}
-.gx-fallback details{border-left:3px solid var(--jp-border-color2,#ccc);padding-left:8px;margin:6px 0;
+ margin:4px 0 8px auto;width:fit-content;max-width:80%}
+.gx-fallback .gx-prompt b{display:none}
+.gx-fallback details{border-left:3px solid var(--jp-border-color2,#ccc);padding:2px 0 2px 10px;margin:6px 0;
  color:var(--jp-content-font-color2,#666)}
-.gx-fallback .gx-reasoning-text{white-space:pre-wrap}
+.gx-fallback summary{cursor:pointer}
 .gx-fallback .gx-note,.gx-fallback .gx-footer{font-size:85%;color:var(--jp-content-font-color3,#888)}
-.gx-fallback .gx-tool{border:1px solid var(--jp-border-color2,#ccc);border-radius:8px;margin:6px 0;overflow:hidden}
-.gx-fallback .gx-tool-head{padding:3px 8px;background:var(--jp-layout-color2,rgba(127,127,127,.12));font-size:85%}
-.gx-fallback pre{margin:0;padding:6px 8px;overflow-x:auto;font-family:var(--jp-code-font-family,monospace)}
-.gx-fallback .gx-output{border-top:1px dashed var(--jp-border-color2,#ccc)}
+.gx-fallback .gx-notice{font-size:90%;padding:4px 10px;margin:6px 0;border-radius:6px;
+ background:var(--jp-layout-color2,rgba(127,127,127,.12))}
+.gx-fallback .gx-warning{border-left:3px solid var(--jp-warn-color1,#ed6c02)}
+.gx-fallback .gx-error{border-left:3px solid var(--jp-error-color1,#d32f2f)}
+.gx-fallback table.gx-tool{border:1px solid var(--jp-border-color2,#ccc);border-collapse:separate;border-spacing:0;
+ border-radius:8px;margin:8px 0;width:100%;overflow:hidden}
+.gx-fallback table.gx-tool th,.gx-fallback table.gx-tool td{border:0;padding:6px 10px;text-align:left}
+.gx-fallback table.gx-tool th{background:var(--jp-layout-color2,rgba(127,127,127,.12));font-weight:600;font-size:85%}
+.gx-fallback table.gx-tool tr + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
+.gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;
+ font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}
+.gx-fallback .gx-output{color:var(--jp-content-font-color2,#555)}
 </style>"""

