@@ -1,4 +1,5 @@
-"""ChatView state: the event -> operation mapping, time-based batching, and what reaches the front end."""
+"""ChatView state: the event -> operation mapping, time-based batching, what reaches the front end, and
+what the front end's messages (Run/Skip/Stop, edits, Regenerate, New chat) do."""
 from __future__ import annotations
 
 import types
@@ -6,7 +7,7 @@ import types
 import pytest
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Delta, MessageEnd, MessageStart, TurnStart
+from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, Reply, TurnEnd, TurnStart
 from gptoss_lab.widgets import chat
 from gptoss_lab.widgets.chat import ChatView
 
@@ -15,10 +16,11 @@ RECORDING = (
     "<|start|>assistant to=python<|channel|>analysis<|message|>print(6 * 7)<|call|>"
     "<|channel|>final<|message|>It is **42** 🎉.\n\nDone.<|return|>"
 )
+AGAIN = "<|channel|>final<|message|>Forty-two.<|return|>"
 
 
 class _Clock:
-    """A fake perf_counter that the test advances."""
+    """A fake perf_counter that the test advances; sleeping advances it too."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -26,11 +28,34 @@ class _Clock:
     def __call__(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture()
+def clock(monkeypatch) -> _Clock:
+    clock = _Clock()
+    monkeypatch.setattr(chat, "time", types.SimpleNamespace(perf_counter=clock, sleep=clock.sleep))
+    return clock
+
 
 def _sent_ops(view: ChatView) -> list[dict]:
     ops: list[dict] = []
     view.observe(lambda change: ops.extend(change["new"]["ops"]), names="_chunk")
     return ops
+
+
+def _comm_messages(view: ChatView) -> list[dict]:
+    """Every state update the view sends to the front end (one comm message each)."""
+    sent: list[dict] = []
+    send = view._send
+    view._send = lambda msg, buffers=None: (sent.append(msg), send(msg, buffers))  # type: ignore[method-assign]
+    return sent
+
+
+def _message(view: ChatView, **content) -> None:
+    """A custom message from the front end, as ipywidgets delivers it."""
+    view._handle_custom_msg(content, [])
 
 
 @pytest.fixture()
@@ -46,15 +71,26 @@ def run_turn():
 def test_turn_maps_to_operations(run_turn) -> None:
     view, ops, reply = run_turn()
     assert ops[0] == {"op": "turn", "prompt": "Six times seven?", "effort": "medium", "model": "replay",
-                      "approval": "auto"}
+                      "approval": "auto", "context_window": None}
     assert [o["kind"] for o in ops if o["op"] == "block"] == ["reasoning", "tool", "final"]
     tool = [o for o in ops if o["op"] == "tool"]
     assert tool[-1]["status"] == "done" and tool[-1]["output"].strip() == "42"
     ends = {o["i"]: o for o in ops if o["op"] == "end"}
     assert '<span class="mi">6</span>' in ends[1]["code"]                 # highlighted once the call is written
     assert "<strong>42</strong>" in ends[2]["html"]                         # the answer as sanitised HTML
-    assert ops[-1]["op"] == "stats" and "tok/s" in ops[-1]["line"]
+    assert ops[-1]["op"] == "stats" and "tok/s" in ops[-1]["line"] and ops[-1]["controls"] is False
+    rates = [o for o in ops if o["op"] == "rate"]
+    assert rates and rates[-1]["tokens"] == sum(b.tokens for b in view.transcript.items)  # live token count
     assert view._snapshot["ops"] == ops and view._snapshot["seq"] == view.syncs  # a late view replays all
+
+
+def test_the_finished_turn_is_kept_as_a_static_transcript(run_turn) -> None:
+    """What the front end writes into the saved notebook instead of the widget reference."""
+    view, _, _ = run_turn()
+    static = view._static
+    assert set(static) == {"text/plain", "text/markdown", "text/html"}
+    assert "<strong>42</strong>" in static["text/html"] and "print(6 * 7)" in static["text/markdown"]
+    assert "Six times seven?" in static["text/plain"]
 
 
 def test_every_character_is_sent_once(run_turn) -> None:
@@ -63,9 +99,7 @@ def test_every_character_is_sent_once(run_turn) -> None:
         assert "".join(o["t"] for o in ops if o["op"] == "text" and o["i"] == i) == block.text
 
 
-def test_finished_markdown_blocks_stream_as_html(monkeypatch) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(chat, "time", types.SimpleNamespace(perf_counter=clock, sleep=lambda s: None))
+def test_finished_markdown_blocks_stream_as_html(clock) -> None:
     view = ChatView()
     ops = _sent_ops(view)
     view._shown = True
@@ -78,39 +112,109 @@ def test_finished_markdown_blocks_stream_as_html(monkeypatch) -> None:
     assert md[0]["upto"] == len("It is **42** 🎉.\n\n".encode("utf-16-le")) // 2  # in JS string units
 
 
-def test_syncs_are_batched_by_time(monkeypatch) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(chat, "time", types.SimpleNamespace(perf_counter=clock, sleep=lambda s: None))
-    view = ChatView()
-    ops = _sent_ops(view)
-    view._shown = True
+def _stream(view: ChatView, clock: _Clock, messages: int, tokens: int, step: float) -> None:
     view.handle(TurnStart("q", "low", "m", "auto"))
-    view.handle(MessageStart("final", None))
+    for m in range(messages):
+        view.handle(MessageStart("final" if m % 2 else "analysis", None))
+        for k in range(tokens):
+            clock.now += step
+            view.handle(Delta(f"m{m}w{k} ", None))
+            assert not view.stop_requested
+        view.handle(MessageEnd(None, None))
+    view.handle(TurnEnd(Reply(prompt="q")))
+
+
+def test_syncs_are_batched_by_time(clock) -> None:
+    view = ChatView()
+    view._shown = True
+    ops, sent = _sent_ops(view), _comm_messages(view)
     tokens, step = 3000, 0.004                       # 250 tok/s for 12 s
-    for k in range(tokens):
-        clock.now += step
-        view.handle(Delta(f"w{k} ", "final"))
-        assert not view.stop_requested
-    view.handle(MessageEnd(None, None))
-    assert view.syncs <= 20 * tokens * step + 3
-    assert view.syncs >= 10 * tokens * step           # and it does stream
-    sent = "".join(o["t"] for o in ops if o["op"] == "text")
-    assert sent == "".join(f"w{k} " for k in range(tokens))
+    _stream(view, clock, 1, tokens, step)
+    assert len(sent) <= 20 * tokens * step + 3
+    assert len(sent) >= 10 * tokens * step            # and it does stream
+    sent_text = "".join(o["t"] for o in ops if o["op"] == "text")
+    assert sent_text == "".join(f"m0w{k} " for k in range(tokens))
     assert max(len(o["t"]) for o in ops if o["op"] == "text") < 200   # increments, not the whole text
 
 
-def test_stop_button_sets_stop_requested() -> None:
+def test_many_short_messages_keep_the_sync_bound(clock) -> None:
+    """2,000 one-token messages at 1,000 tokens/s: message ends are batched too (≤ 30 syncs/s)."""
+    view = ChatView()
+    view._shown = True
+    ops, sent = _sent_ops(view), _comm_messages(view)
+    start = clock.now
+    _stream(view, clock, 2000, 1, 0.001)
+    rate = len(sent) / (clock.now - start)
+    assert rate <= view.max_syncs_per_s + 1 <= 30
+    assert len([o for o in ops if o["op"] == "end"]) == 2000      # every message still ends on screen
+
+
+def test_the_running_status_is_on_screen_before_the_tool_runs() -> None:
+    view = ChatView()
+    ops = _sent_ops(view)
+    namespace = {"ops": ops}
+    code = "print([o['status'] for o in ops if o['op'] == 'tool'][-1])"
+    recording = (f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
+                 "<|channel|>final<|message|>ok<|return|>")
+    reply = Session(ReplayEngine(recording), namespace=namespace, approval="auto").ask("q", view=view)
+    assert reply.tool_calls[0].output.strip() == "running"
+
+
+def test_stop_message_sets_stop_requested() -> None:
     view = ChatView()
     assert not view.stop_requested
-    view._action = {"kind": "stop", "n": 1}
+    _message(view, kind="stop")
     assert view.stop_requested
 
 
-def test_run_and_skip_are_remembered_per_card() -> None:
+def test_run_skip_edit_and_always_are_remembered_per_card() -> None:
     view = ChatView()
-    view._action = {"kind": "run", "index": 3, "n": 1}
-    view._action = {"kind": "skip", "index": 5, "n": 2}
-    assert view._decisions == {3: True, 5: False}
+    _message(view, kind="run", index=3)
+    _message(view, kind="skip", index=5)
+    _message(view, kind="run", index=7, code="print(1)", always=True)
+    _message(view, kind="run", index="8")             # malformed: ignored
+    assert view._decisions == {3: Approval(True), 5: Approval(False), 7: Approval(True, "print(1)", True)}
+
+
+def test_stop_mid_reasoning_ends_the_open_block(clock) -> None:
+    """After Stop the reasoning label must not stay "Thinking…": the open block gets its end."""
+    view = ChatView()
+    view._shown = True
+    ops = _sent_ops(view)
+    for event in (TurnStart("q", "low", "m", "auto"), MessageStart("analysis", None), Delta("hmm", "analysis")):
+        view.handle(event)
+    view.handle(TurnEnd(Reply(prompt="q", interrupted=True)))
+    assert [o["i"] for o in ops if o["op"] == "end"] == [0]
+    assert ops[-1]["op"] == "stats" and ops[-1]["interrupted"] is True
+
+
+def test_regenerate_asks_again_in_place_and_new_chat_forgets(run_turn) -> None:
+    session = Session(ReplayEngine(RECORDING + AGAIN), namespace={}, approval="auto")
+    kept = []
+    view = ChatView().connect(session, keep=kept.append, effort="low")
+    ops = _sent_ops(view)
+    first = session.ask("Six times seven?", view=view)
+    assert ops[-1]["controls"] is True
+    _message(view, kind="regenerate")
+    assert [r.final for r in session.replies] == ["Forty-two."]      # the old answer left the conversation
+    assert kept == session.replies and kept[0] is not first
+    assert [o["prompt"] for o in ops if o["op"] == "turn"] == ["Six times seven?"] * 2
+    assert kept[0].effort == "low"                                   # asked with the view's options
+    assert "Forty-two." in view._static["text/html"] and "42" not in view._static["text/html"]
+    _message(view, kind="new_chat")
+    assert session.history == [] and session.replies == []
+    assert ops[-1]["op"] == "notice" and "New conversation" in ops[-1]["text"]
+
+
+def test_only_the_last_answer_can_be_regenerated() -> None:
+    session = Session(ReplayEngine(AGAIN + AGAIN), namespace={}, approval="auto")
+    old, new = ChatView().connect(session), ChatView().connect(session)
+    ops = _sent_ops(old)
+    session.ask("one", view=old)
+    session.ask("two", view=new)
+    _message(old, kind="regenerate")
+    assert [r.prompt for r in session.replies] == ["one", "two"]
+    assert ops[-1]["op"] == "notice" and "last answer" in ops[-1]["text"]
 
 
 def test_without_a_kernel_approve_defers_to_the_session(run_turn) -> None:

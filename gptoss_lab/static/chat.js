@@ -1,20 +1,34 @@
 // gptoss_lab chat view: applies the kernel's batches of operations to the DOM. Plain ES module, no bundler.
-// Python renders Markdown and code to sanitised HTML; this file only places it and wires the buttons.
+// Python renders Markdown and code to sanitised HTML; this file sanitises it again (setHTML/appendHTML from
+// common.js), places it, wires the buttons, and writes the finished turn into the saved notebook.
 
 const NOTE = "Reasoning is the model's unfiltered chain of thought, not a checked answer.";
 const STATUS = {
   pending: "pending", waiting: "waiting for approval", running: "running…", done: "done",
-  error: "error", timeout: "timed out", skipped: "skipped",
+  error: "error", timeout: "timed out", skipped: "skipped", interrupted: "interrupted",
 };
-
-const OPS = new Set(["block", "text", "md", "end", "tool", "notice", "error", "stats"]);
+const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+const OPS = new Set(["block", "text", "md", "end", "tool", "notice", "error", "rate", "stats"]);
 
 function send(model, action) {
-  model.set("_action", { ...action, n: Date.now() + Math.random() });
-  model.save_changes();
+  // Custom messages, not state syncs: ipywidgets holds a sync back until the kernel reports idle, and
+  // the kernel stays busy for the whole turn (the kernel hears these while the cell runs).
+  model.send(action);
 }
 
-async function copyText(text, button) {
+function button(cls, label, title, onclick) {
+  const b = h("button", `gx-button ${cls}`, label);
+  if (title) b.title = title;
+  b.onclick = onclick;
+  return b;
+}
+
+function flash(node, text, restore) {
+  node.textContent = text;
+  setTimeout(() => (node.textContent = restore), 1500);
+}
+
+async function copyText(text, node, label) {
   try {
     await navigator.clipboard.writeText(text);
   } catch {
@@ -25,56 +39,147 @@ async function copyText(text, button) {
     document.execCommand("copy");
     area.remove();
   }
-  button.textContent = "Copied";
-  setTimeout(() => (button.textContent = "Copy"), 1500);
+  flash(node, "Copied", label);
 }
 
+function seconds(s) {
+  return s < 60 ? `${Math.floor(s)} s` : `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+}
+
+function compact(n) {
+  return n >= 10000 ? `${Math.round(n / 1000)}k` : n.toLocaleString();
+}
+
+// ---------------------------------------------------------------- the notebook around the view
+// JupyterLab and Notebook 7 give the widget manager the notebook's document context; VS Code, Colab and
+// others do not, and the view then does without it (documented fallbacks).
+
+function notebookContext(model) {
+  const ctx = model.widget_manager && model.widget_manager.context;
+  return ctx && ctx.model && ctx.model.sharedModel && ctx.saveState ? ctx : null;
+}
+
+function outputsOf(cell) {
+  const outputs = cell.ymodel && cell.ymodel.get && cell.ymodel.get("outputs");
+  if (!outputs) return [];
+  const list = [];
+  for (let i = 0; i < outputs.length; i++) {
+    const out = outputs.get(i);
+    const data = out && (out.get ? out.get("data") : out.data);
+    if (data) list.push(data);
+  }
+  return list;
+}
+
+function cellIndexOf(ctx, id) {
+  const cells = ctx.model.sharedModel.cells;
+  for (let i = 0; i < cells.length; i++) {
+    if (outputsOf(cells[i]).some((data) => data[WIDGET_MIME] && data[WIDGET_MIME].model_id === id)) return i;
+  }
+  return -1;
+}
+
+// The saved notebook keeps each finished turn as its static transcript (text/html, text/markdown,
+// text/plain), not as a widget reference that reopens as "Error displaying widget: model not found".
+// Just before JupyterLab serialises the notebook the view's output data is swapped in place (no change
+// event, so the live view stays), and swapped back once the file is written.
+const SAVERS = new WeakMap();   // document context -> Map(model id -> model)
+
+function saveTranscripts(ctx, model, id) {
+  let views = SAVERS.get(ctx);
+  if (!views) {
+    views = new Map();
+    SAVERS.set(ctx, views);
+    const swapped = [];
+    ctx.saveState.connect((_, state) => {
+      if (state === "started") {
+        for (const cell of ctx.model.sharedModel.cells) {
+          for (const data of outputsOf(cell)) {
+            const ref = data[WIDGET_MIME];
+            const owner = ref && views.get(ref.model_id);
+            if (!owner) continue;
+            const bundle = owner.get("_static");
+            swapped.push([data, { ...data }]);
+            delete data[WIDGET_MIME];
+            Object.assign(data, bundle && bundle["text/html"] ? bundle
+              : { "text/plain": "(gptoss_lab: this turn was still running when the notebook was saved)" });
+          }
+        }
+      } else {
+        for (const [data, original] of swapped.splice(0)) {
+          for (const key of Object.keys(data)) delete data[key];
+          Object.assign(data, original);
+        }
+      }
+    });
+  }
+  views.set(id, model);
+}
+
+function insertCell(model, code, node) {
+  const ctx = notebookContext(model);
+  if (!ctx) {
+    copyText(code, node, node.textContent);
+    node.title = "This front end does not let widgets add cells: the code is copied, paste it into a new cell";
+    return;
+  }
+  const at = cellIndexOf(ctx, model.get("_id"));
+  const cells = ctx.model.sharedModel;
+  cells.insertCell(at < 0 ? cells.cells.length : at + 1, { cell_type: "code", source: code, metadata: {} });
+  flash(node, at < 0 ? "Added at the end" : "Added below", node.textContent);
+}
+
+// ---------------------------------------------------------------- one turn
+
 class Turn {
-  constructor(model, root, op) {
-    this.model = model;
+  constructor(view, op) {
+    this.view = view;
+    this.model = view.model;
     this.blocks = {};
+    this.noted = false;
+    this.contextWindow = op.context_window || 0;
     this.node = h("div", "gx-turn gx-live");
-    const prompt = h("div", "gx-prompt", op.prompt);
+    const row = h("div", "gx-prompt-row");
+    row.append(h("div", "gx-prompt", op.prompt));
     this.items = h("div", "gx-items");
     this.bar = h("div", "gx-bar");
-    this.stop = h("button", "gx-button gx-stop", "■ Stop");
-    this.stop.title = "End generation (like interrupting the kernel); the partial reply is kept";
-    this.stop.onclick = () => {
-      this.stop.disabled = true;
-      this.stop.textContent = "Stopping…";
-      send(model, { kind: "stop" });
-    };
+    this.stop = button("gx-stop", "■ Stop", "End generation (like interrupting the kernel); the partial reply is kept",
+      () => {
+        this.stop.disabled = true;
+        this.stop.textContent = "Stopping…";
+        send(this.model, { kind: "stop" });
+      });
+    this.progress = h("span", "gx-progress", "generating…");
     const info = h("span", "gx-meta", [op.model, op.effort && `effort ${op.effort}`].filter(Boolean).join(" · "));
-    this.bar.append(this.stop, h("span", "gx-dots"), info);
-    this.node.append(h("div", "gx-prompt-row"), this.items, this.bar);
-    this.node.firstChild.append(prompt);
-    root.appendChild(this.node);
+    this.bar.append(this.stop, this.progress, info);
+    this.node.append(row, this.items, this.bar);
+    view.root.appendChild(this.node);
+  }
+
+  tick() {
+    // Once a second while the turn is live: the "Thinking… N s" of open reasoning blocks.
+    for (const b of Object.values(this.blocks)) {
+      if (b.kind === "reasoning" && !b.ended) b.label.textContent = `Thinking… ${seconds((Date.now() - b.t0) / 1000)}`;
+    }
   }
 
   block(op) {
-    const b = { kind: op.kind, raw: "", upto: 0 };
+    const b = { kind: op.kind, raw: "", upto: 0, t0: Date.now(), ended: false };
     if (op.kind === "reasoning") {
       b.node = h("details", "gx-reasoning");
       b.node.open = true;
       const summary = h("summary");
-      b.label = h("span", "gx-label", "Thinking…");
+      b.label = h("span", "gx-label", "Thinking… 0 s");
       summary.append(h("span", "gx-spinner"), b.label);
       b.text = h("div", "gx-reasoning-text");
-      b.node.append(summary, h("div", "gx-note", NOTE), b.text);
+      b.node.append(summary);
+      if (!this.view.noted) {  // once per view, not under every reasoning block
+        this.view.noted = true;
+        b.node.append(h("div", "gx-note", NOTE));
+      }
+      b.node.append(b.text);
     } else if (op.kind === "tool") {
-      b.node = h("div", "gx-tool");
-      b.node.dataset.status = "writing";
-      const head = h("div", "gx-tool-head");
-      b.status = h("span", "gx-status", "writing…");
-      head.append(h("span", "gx-tool-name", op.recipient || "tool"), b.status);
-      const pre = h("pre", "gx-code");
-      b.text = h("code");
-      pre.append(b.text);
-      b.actions = h("div", "gx-actions");
-      b.actions.hidden = true;
-      b.output = h("pre", "gx-output");
-      b.output.hidden = true;
-      b.node.append(head, pre, b.actions, b.output);
+      this.toolCard(b, op);
     } else {
       if (op.kind === "final") for (const other of Object.values(this.blocks)) {
         if (other.kind === "reasoning") other.node.open = false;  // the answer is here: fold the thinking
@@ -84,14 +189,37 @@ class Turn {
       b.text = h("div", "gx-tail");
       b.node.append(b.md, b.text);
       if (op.kind === "final") {
-        const copy = h("button", "gx-button gx-copy", "Copy");
-        copy.title = "Copy the answer as Markdown";
-        copy.onclick = () => copyText(b.raw, copy);
+        const copy = button("gx-copy", "Copy", "Copy the answer as Markdown", () => copyText(b.raw, copy, "Copy"));
         b.node.append(copy);
       }
     }
     this.blocks[op.i] = b;
     this.items.appendChild(b.node);
+  }
+
+  toolCard(b, op) {
+    b.node = h("div", "gx-tool");
+    b.node.dataset.status = "writing";
+    const head = h("div", "gx-tool-head");
+    b.status = h("span", "gx-status", "writing…");
+    const tools = h("span", "gx-tool-buttons");
+    const copy = button("gx-copy-code", "Copy", "Copy this code", () => copyText(b.code(), copy, "Copy"));
+    tools.append(copy);
+    if ((op.recipient || "").startsWith("python")) {
+      const insert = button("gx-insert", "Insert as cell", "Add this code as a new cell below this one",
+        () => insertCell(this.model, b.code(), insert));
+      tools.append(insert);
+    }
+    head.append(h("span", "gx-tool-name", op.recipient || "tool"), tools, b.status);
+    b.pre = h("pre", "gx-code");
+    b.text = h("code");
+    b.pre.append(b.text);
+    b.actions = h("div", "gx-actions");
+    b.actions.hidden = true;
+    b.output = h("pre", "gx-output");
+    b.output.hidden = true;
+    b.code = () => (b.editor ? b.editor.value : b.ran !== undefined ? b.ran : b.raw);
+    b.node.append(head, b.pre, b.actions, b.output);
   }
 
   text(op) {
@@ -104,8 +232,8 @@ class Turn {
 
   md(op) {
     const b = this.blocks[op.i];
-    if (!b) return;
-    b.md.insertAdjacentHTML("beforeend", op.html);
+    if (!b || !b.md) return;
+    appendHTML(b.md, op.html);
     b.upto = op.upto;
     b.text.textContent = b.raw.slice(b.upto);
   }
@@ -113,15 +241,16 @@ class Turn {
   end(op) {
     const b = this.blocks[op.i];
     if (!b) return;
+    b.ended = true;
     if (b.kind === "reasoning") {
       b.label.textContent = `Thought for ${op.seconds.toFixed(1)} s · ${op.tokens} tokens`;
       b.node.classList.add("gx-ended");
-    } else if (op.html !== undefined) {
-      b.md.innerHTML = op.html;
+    } else if (op.html !== undefined && b.md) {
+      setHTML(b.md, op.html);
       b.upto = b.raw.length;
       b.text.textContent = "";
-    } else if (op.code !== undefined) {
-      b.text.innerHTML = op.code;
+    } else if (op.code !== undefined && b.kind === "tool") {
+      setHTML(b.text, op.code);
     }
   }
 
@@ -130,25 +259,56 @@ class Turn {
     if (!b || !b.status) return;
     b.node.dataset.status = op.status;
     b.status.textContent = STATUS[op.status] || op.status;
+    if (op.code !== undefined) {          // the user's edited code is what runs
+      setHTML(b.text, op.code);
+      b.ran = b.editor ? b.editor.value : b.ran;
+      b.status.textContent += " · edited";
+    }
+    if (b.editor && op.status !== "waiting") this.closeEditor(b);
     b.actions.replaceChildren();
     b.actions.hidden = op.status !== "waiting";
-    if (op.status === "waiting") {
-      const run = h("button", "gx-button gx-run", "▶ Run");
-      const skip = h("button", "gx-button gx-skip", "Skip");
-      const decide = (kind) => {
-        run.disabled = skip.disabled = true;
-        b.status.textContent = kind === "run" ? "starting…" : "skipping…";
-        send(this.model, { kind, index: op.i });
-      };
-      run.onclick = () => decide("run");
-      skip.onclick = () => decide("skip");
-      b.actions.append(h("span", "gx-ask", "Run this code in your kernel?"), run, skip);
-    }
+    if (op.status === "waiting") this.approval(b, op);
     if (op.output !== undefined) {
       b.output.textContent = op.output;
       b.output.hidden = !op.output;
       if (op.seconds) b.status.textContent += ` · ${op.seconds.toFixed(2)} s`;
     }
+  }
+
+  approval(b, op) {
+    const decide = (kind, always) => {
+      for (const node of b.actions.querySelectorAll("button")) node.disabled = true;
+      b.status.textContent = kind === "run" ? "starting…" : "skipping…";
+      const action = { kind, index: op.i, always: !!always };
+      if (b.editor && b.editor.value !== b.raw) action.code = b.editor.value;
+      if (b.editor) b.editor.readOnly = true;
+      send(this.model, action);
+    };
+    const run = button("gx-run", "▶ Run", "Run this code in your kernel", () => decide("run"));
+    const always = button("gx-always", "Always allow", `Run this and every later ${op.recipient || "tool"} call `
+      + "in this conversation without asking", () => decide("run", true));
+    const edit = button("gx-edit", "Edit", "Change the code before it runs (the model is told what ran)",
+      () => (b.editor ? this.closeEditor(b) : this.openEditor(b)));
+    const skip = button("gx-skip", "Skip", "Do not run it; the model is told so", () => decide("skip"));
+    b.actions.append(h("span", "gx-ask", op.question || "Run this code in your kernel?"), run, always, edit, skip);
+  }
+
+  openEditor(b) {
+    b.editor = h("textarea", "gx-editor");
+    b.editor.value = b.code();
+    b.editor.spellcheck = false;
+    b.editor.rows = Math.min(20, Math.max(3, b.editor.value.split("\n").length + 1));
+    b.pre.hidden = true;
+    b.pre.after(b.editor);
+    b.editor.focus();
+  }
+
+  closeEditor(b) {
+    if (b.editor.value !== b.raw) b.ran = b.editor.value;
+    if (b.ran !== undefined) b.text.textContent = b.ran;   // shown as typed until the kernel's highlighted copy
+    b.editor.remove();
+    b.editor = null;
+    b.pre.hidden = false;
   }
 
   notice(op) {
@@ -161,29 +321,72 @@ class Turn {
     this.items.appendChild(node);
   }
 
+  rate(op) {
+    this.progress.textContent = `${op.tokens.toLocaleString()} tokens` + (op.tps ? ` · ${op.tps.toFixed(1)} tok/s` : "");
+  }
+
   stats(op) {
     this.node.classList.remove("gx-live");
-    this.bar.replaceChildren(h("span", "gx-footer", op.line));
     if (op.interrupted) this.node.classList.add("gx-interrupted");
+    const footer = h("div", "gx-footer");
+    footer.append(h("span", "gx-stats", op.line));
+    if (op.context_tokens && this.contextWindow) footer.append(this.meter(op.context_tokens, this.contextWindow));
+    if (op.controls) {
+      const again = button("gx-regenerate", "↻ Regenerate", "Ask the same question again for a new answer "
+        + "(replaces this one in the conversation)", () => {
+        again.disabled = fresh.disabled = true;
+        send(this.model, { kind: "regenerate" });
+      });
+      const fresh = button("gx-new-chat", "New chat", "Forget the conversation: the next question starts fresh",
+        () => {
+          again.disabled = fresh.disabled = true;
+          send(this.model, { kind: "new_chat" });
+        });
+      footer.append(again, fresh);
+    }
+    this.bar.replaceWith(footer);
+    this.bar = footer;
+  }
+
+  meter(used, window) {
+    // Tokens in the model's context after this turn, of its context length; warns as it fills.
+    const share = used / window;
+    const node = h("span", "gx-context");
+    node.dataset.level = share >= 0.9 ? "full" : share >= 0.75 ? "warn" : "ok";
+    node.title = `${used.toLocaleString()} of ${window.toLocaleString()} context tokens used`
+      + (share >= 0.75 ? ": start a new chat before it fills" : "");
+    const bar = h("span", "gx-meter");
+    const fill = h("span", "gx-meter-fill");
+    fill.style.width = `${Math.min(100, share * 100).toFixed(1)}%`;
+    bar.append(fill);
+    node.append(bar, h("span", "gx-meter-text", `context ${compact(used)} / ${compact(window)} (${Math.round(share * 100)}%)`));
+    return node;
   }
 }
 
+// ---------------------------------------------------------------- the view
+
 function render({ model, el }) {
-  const root = h("div", "gx-chat");
-  el.appendChild(root);
+  const view = { model, root: h("div", "gx-chat"), noted: false };
+  el.appendChild(view.root);
   let turn = null;
   let seq = 0;
   const apply = (ops) => {
     for (const op of ops) {
-      if (op.op === "turn") turn = new Turn(model, root, op);
-      else if (turn && OPS.has(op.op)) turn[op.op](op);
+      if (op.op === "turn") {
+        view.root.replaceChildren();   // one turn per view: Regenerate replaces it
+        view.noted = false;
+        turn = new Turn(view, op);
+      } else if (turn && OPS.has(op.op)) {
+        turn[op.op](op);
+      }
     }
   };
   const take = (name) => {
     const batch = model.get(name);
     if (batch && batch.ops && batch.seq > seq) {
       if (name === "_snapshot") {
-        root.replaceChildren();
+        view.root.replaceChildren();
         turn = null;
       }
       apply(batch.ops);
@@ -194,11 +397,14 @@ function render({ model, el }) {
   take("_chunk");
   const onChunk = () => take("_chunk");
   model.on("change:_chunk", onChunk);
-  if (!model.get("_rendered")) {
-    model.set("_rendered", true);
-    model.save_changes();
-  }
-  return () => model.off("change:_chunk", onChunk);
+  const timer = setInterval(() => turn && turn.node.classList.contains("gx-live") && turn.tick(), 1000);
+  const ctx = notebookContext(model);
+  if (ctx) saveTranscripts(ctx, model, model.get("_id"));
+  send(model, { kind: "ready", saves: !!ctx });
+  return () => {
+    clearInterval(timer);
+    model.off("change:_chunk", onChunk);
+  };
 }
 
 export default { render };

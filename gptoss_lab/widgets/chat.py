@@ -1,38 +1,45 @@
 """ChatView: the streaming chat widget (anywidget) for `%%gptoss` cells.
 
 Python owns the state and renders Markdown/code to sanitised HTML; the front end (static/chat.js) only
-applies batches of small operations. Deltas are batched by time (at most `max_syncs_per_s` syncs),
-and each sync carries only what is new, so a long turn costs linear time and bandwidth.
+applies batches of small operations, sanitising again before anything reaches the DOM. Operations are
+batched by time (at most `max_syncs_per_s` syncs whatever the token or message rate), and each sync
+carries only what is new, so a long turn costs linear time and bandwidth.
 
-While the cell runs, the kernel's main thread is busy, so the widget's Run/Skip/Stop clicks wait in
-the shell queue. `_CommPump` reads that queue from the running cell, handles this widget's comm
-messages at once, and hands every other message back to the kernel's own handler, in order, to run
-after the cell (as it would have).
+The front end answers with custom messages (Run/Skip/Stop, Regenerate, New chat), heard during the turn
+through `comm.CommPump`. When the turn ends the view also holds the turn as a static transcript
+(`_static`): the front end writes it into the saved notebook in place of the widget, so a reopened
+notebook, nbconvert and GitHub show the transcript, never "Error displaying widget".
 """
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
-from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, \
-    ToolUpdate, TurnEnd, TurnStart
+from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, \
+    ToolStart, ToolUpdate, TurnEnd, TurnStart
 from . import asset, esm
-from .transcript import Block, Transcript, code_html, markdown_html, stable_markdown_end
+from .comm import CommPump
+from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 
+if TYPE_CHECKING:
+    from ..events import Reply
+
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 class ChatView(anywidget.AnyWidget):
-    """The chat view of `%%gptoss` turns: reasoning, tool cards, answer, stats, Run/Skip/Stop."""
+    """The chat view of a `%%gptoss` turn: reasoning, tool cards, answer, stats and the chat controls."""
 
     _esm = esm("chat.js")
     _css = asset("chat.css")
     _chunk = traitlets.Dict().tag(sync=True)       # the latest batch of operations {seq, ops}
-    _snapshot = traitlets.Dict().tag(sync=True)    # all operations so far, synced at turn end (re-render)
-    _action = traitlets.Dict().tag(sync=True)      # front end -> kernel: {kind: run|skip|stop, index, n}
-    _rendered = traitlets.Bool(False).tag(sync=True)  # a front end has drawn the view
+    _snapshot = traitlets.Dict().tag(sync=True)    # all operations of the turn, synced at its end (re-render)
+    _static = traitlets.Dict().tag(sync=True)      # the finished turn as a MIME bundle, for the saved notebook
+    _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
 
     max_syncs_per_s: float = 20.0
     pump_interval: float = 0.1        # seconds between looks at the shell queue during generation
@@ -40,34 +47,55 @@ class ChatView(anywidget.AnyWidget):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._id = self.model_id
         self.transcript = Transcript()
         self.syncs = 0                      # state syncs sent, for tests and benchmarks
         self._ops: list[dict[str, Any]] = []    # waiting for the next flush
-        self._log: list[dict[str, Any]] = []    # everything sent, for the snapshot
+        self._log: list[dict[str, Any]] = []    # the turn's operations, for the snapshot
         self._md: dict[int, tuple[str, int]] = {}  # streaming Markdown block -> (unrendered text, rendered units)
-        self._last_flush = 0.0
+        self._open: set[int] = set()        # blocks started and not yet ended
+        self._last_flush = -1e9
         self._last_pump = 0.0
-        self._shown = False
+        self._rate = _Rate()
+        self._handle: Any = None            # the DisplayHandle of this view's output, when it displayed itself
+        self._shown = False                 # in a cell's output (by show(), display() or a cell's last value)
+        self._ready = False                 # a front end has drawn the view
+        self._saves = False                 # ... and writes the transcript into the saved notebook itself
         self._stop = False
-        self._decisions: dict[int, bool] = {}
-        self._pump: _CommPump | None = None
-        self.observe(self._on_action, names="_action")
+        self._running = False
+        self._decisions: dict[int, Approval] = {}
+        self._pump: CommPump | None = None
+        self._session: Any = None
+        self._ask_options: dict[str, Any] = {}
+        self._keep: Callable[["Reply"], None] | None = None
+        self._reply: "Reply | None" = None
+        self.on_msg(self._on_msg)
 
     @classmethod
     def show(cls, **kwargs: Any) -> "ChatView":
         """Create a view and display it in the current cell's output."""
+        view = cls(**kwargs)
+        view._display()
+        return view
+
+    def connect(self, session: Any, *, keep: Callable[["Reply"], None] | None = None,
+                **ask_options: Any) -> "ChatView":
+        """Give Regenerate and New chat the session they act on: Regenerate asks the same prompt again with
+        `ask_options` (a new sample), `keep` receives each new Reply (the magics keep it as `_gptoss`)."""
+        self._session, self._keep, self._ask_options = session, keep, ask_options
+        return self
+
+    def _display(self) -> None:
         from IPython.display import display
 
-        view = cls(**kwargs)
-        display(view)
-        return view
+        self._handle = display(self, display_id=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         self._shown = True
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):  # not the default repr, which lists every trait (the whole log)
-            data["text/plain"] = "gptoss_lab chat view (the transcript follows when the turn ends)"
+            data["text/plain"] = "gptoss_lab chat view"
         return bundle
 
     # ------------------------------------------------------------ View protocol
@@ -75,53 +103,44 @@ class ChatView(anywidget.AnyWidget):
     def handle(self, event: Event) -> None:
         """Fold an event into the transcript, queue its operations, flush at most max_syncs_per_s."""
         i = self.transcript.apply(event)
-        urgent = False
+        blocking = False  # the kernel is about to wait (a tool run, the engine after a tool): show all first
         if isinstance(event, TurnStart):
-            from IPython.display import display
-
-            if not self._shown:
-                display(self)
-            if event.routing is not None:  # the expert grid below the chat, growing as tokens come
-                display(event.routing.view())
-            self._stop = False
-            self._decisions.clear()
-            self._queue({"op": "turn", "prompt": event.prompt, "effort": event.effort, "model": event.model,
-                         "approval": event.approval})
+            self._start(event)
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]
             self._queue({"op": "block", "i": i, "kind": block.kind, "channel": block.channel,
                          "recipient": block.recipient})
+            self._open.add(i)
             if block.kind in ("final", "commentary"):
                 self._md[i] = ("", 0)
         elif isinstance(event, Delta):
+            self._rate.token()
             self._queue_text(i, event.text)
         elif isinstance(event, MessageEnd) and i is not None:
             self._queue(self._end_op(i))
-            urgent = True  # a message is complete: show it whole now (one sync per message)
         elif isinstance(event, (ToolStart, ToolUpdate, ToolEnd)):
+            self._rate.pause()
             self._queue(self._tool_op(i, event.call, isinstance(event, ToolEnd)))
-            urgent = event.call.status in ("waiting", "running") or isinstance(event, ToolEnd)
+            blocking = event.call.status == "running" or isinstance(event, ToolEnd)
         elif isinstance(event, Notice):
             self._queue({"op": "notice", "text": event.text, "level": event.level})
         elif isinstance(event, ParseError):
             self._queue({"op": "error", "reason": event.reason, "raw": event.raw})
         elif isinstance(event, TurnEnd):
-            self._queue({"op": "stats", "line": self.transcript.footer(), "interrupted": event.reply.interrupted})
-            self._flush()
-            self._snapshot = {"seq": self.syncs, "ops": list(self._log)}
-            self._show_fallback()
+            self._end(event.reply)
             return
-        self._maybe_flush(urgent)
+        self._maybe_flush(blocking)
 
-    def approve(self, call: ToolCall) -> bool | None:
-        """Wait for Run or Skip on the call's card; None when no front end can answer (input() then)."""
-        self._flush()
+    def approve(self, call: ToolCall) -> Approval | None:
+        """Wait for Run or Skip on the call's card; None when no front end can answer (the session asks
+        on stdin then)."""
+        self._maybe_flush(True)
         pump = self._comm_pump()
-        if pump is None or not self._wait(lambda: self._rendered, self.ready_timeout):
+        if pump is None or not self._wait(lambda: self._ready, self.ready_timeout):
             return None
         index = self._card_of(call)
         self._wait(lambda: index in self._decisions or self._stop, None)
-        return self._decisions.pop(index, False)
+        return self._decisions.pop(index, Approval(False))
 
     @property
     def stop_requested(self) -> bool:
@@ -134,6 +153,45 @@ class ChatView(anywidget.AnyWidget):
                 pump.pump(self.comm.comm_id)
             self._maybe_flush(False)
         return self._stop
+
+    # ------------------------------------------------------------ turn start and end
+
+    def _start(self, event: TurnStart) -> None:
+        if not self._shown:
+            self._display()
+        if event.routing is not None:  # the expert grid below the chat, growing as tokens come
+            from IPython.display import display
+
+            display(event.routing.view())
+        self._stop, self._running = False, True
+        self._decisions.clear()
+        self._log, self._md, self._open = [], {}, set()
+        self._rate = _Rate()
+        self._queue({"op": "turn", "prompt": event.prompt, "effort": event.effort, "model": event.model,
+                     "approval": event.approval, "context_window": event.context_window})
+
+    def _end(self, reply: "Reply") -> None:
+        """Close what the turn left open (Stop mid-message), send the stats and the saved form."""
+        self._running, self._reply = False, reply
+        for i in sorted(self._open):
+            self._queue(self._end_op(i))
+        self._queue_rate()
+        usage = reply.usage
+        self._queue({"op": "stats", "line": self.transcript.footer(), "interrupted": reply.interrupted,
+                     "context_tokens": usage.context_tokens, "controls": self._session is not None})
+        self._maybe_flush(True, final=True)
+        if not self._saves:
+            self._pump_once()  # a front end that drew the view meanwhile says whether it saves the transcript
+        if not self._saves and self._handle is not None:
+            # No front end writes the transcript into the saved notebook (nbclient, VS Code ...): put it
+            # in this output's own bundle, where readers without the widget find it.
+            self._handle.update({_WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id},
+                                 **self._static}, raw=True)
+
+    def _after_turn(self, text: str, level: str = "info") -> None:
+        """A note under a finished turn (Regenerate or New chat), kept in the snapshot."""
+        self._queue({"op": "notice", "text": text, "level": level})
+        self._maybe_flush(True, final=True)
 
     # ------------------------------------------------------------ operations and flushing
 
@@ -162,48 +220,98 @@ class ChatView(anywidget.AnyWidget):
                 self._md[i] = (pending[end:], units)
 
     def _end_op(self, i: int) -> dict[str, Any]:
+        self._open.discard(i)
         block: Block = self.transcript.items[i]  # type: ignore[assignment]
         op: dict[str, Any] = {"op": "end", "i": i, "seconds": round(block.seconds, 2), "tokens": block.tokens}
         if self._md.pop(i, None) is not None:
             op["html"] = markdown_html(block.text)
         elif block.kind == "tool":
-            op["code"] = code_html(block.text, "json" if "json" in (block.content_type or "") else "python")
+            op["code"] = code_html(block.text, code_language(block))
         return op
 
     def _tool_op(self, i: int, call: ToolCall, ended: bool) -> dict[str, Any]:
-        op: dict[str, Any] = {"op": "tool", "i": i, "status": call.status, "recipient": call.recipient}
+        op: dict[str, Any] = {"op": "tool", "i": i, "status": call.status, "recipient": call.recipient,
+                              "question": call.question}
+        block = self.transcript.items[i]
+        if isinstance(block, Block) and call.input != block.text:  # edited before Run: show what runs
+            op["code"] = code_html(call.input, code_language(block))
+            op["edited"] = True
         if ended:
             op["output"] = call.output
             op["seconds"] = round(call.seconds, 2)
         return op
 
-    def _maybe_flush(self, urgent: bool) -> None:
-        if self._ops and (urgent or time.perf_counter() - self._last_flush >= 1.0 / self.max_syncs_per_s):
-            self._flush()
+    def _queue_rate(self) -> None:
+        if self._rate.changed():
+            self._queue({"op": "rate", "tokens": self._rate.tokens, "tps": round(self._rate.per_s, 1)})
 
-    def _flush(self) -> None:
+    def _maybe_flush(self, blocking: bool, *, final: bool = False) -> None:
+        """Flush once 1/max_syncs_per_s has passed since the last sync. Before the kernel blocks (approval,
+        a tool run, the turn's end) wait out the rest of the interval and flush, so the bound holds at
+        any event rate and nothing waits unseen."""
+        if not self._ops and not final:
+            return
+        wait = self._last_flush + 1.0 / self.max_syncs_per_s - time.perf_counter()
+        if wait > 0:
+            if not blocking:
+                return
+            time.sleep(wait)
+        self._flush(final)
+
+    def _flush(self, final: bool = False) -> None:
         self._render_markdown_so_far()
-        if not self._ops:
+        self._queue_rate()
+        if not self._ops and not final:
             return
         self.syncs += 1
-        self._chunk = {"seq": self.syncs, "ops": self._ops}
+        with self.hold_sync():  # one comm message, whatever changed
+            if self._ops:
+                self._chunk = {"seq": self.syncs, "ops": self._ops}
+            if final:
+                self._snapshot = {"seq": self.syncs, "ops": list(self._log)}
+                self._static = self.transcript._repr_mimebundle_()
         self._ops = []
         self._last_flush = time.perf_counter()
 
-    def _show_fallback(self) -> None:
-        """Put the finished turn in the output as text/html/markdown too, for readers without the widget."""
-        from IPython.display import display
-
-        display(self.transcript._repr_mimebundle_(), raw=True)
-
     # ------------------------------------------------------------ front end -> kernel
 
-    def _on_action(self, change: dict[str, Any]) -> None:
-        action = change["new"] or {}
-        if action.get("kind") == "stop":
+    def _on_msg(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
+        kind = content.get("kind")
+        if kind == "ready":
+            self._ready = True
+            self._saves = self._saves or bool(content.get("saves"))
+        elif kind == "stop":
             self._stop = True
-        elif action.get("kind") in ("run", "skip"):
-            self._decisions[int(action["index"])] = action["kind"] == "run"
+        elif kind in ("run", "skip") and isinstance(content.get("index"), int):
+            code = content.get("code")
+            self._decisions[content["index"]] = Approval(kind == "run", code if isinstance(code, str) else None,
+                                                         bool(content.get("always")) and kind == "run")
+        elif kind == "regenerate":
+            self._regenerate()
+        elif kind == "new_chat":
+            self._new_chat()
+
+    def _regenerate(self) -> None:
+        """Ask this view's prompt again (a new sample) in place of its answer; the last answer only."""
+        session = self._session
+        if session is None or self._running:
+            return
+        if not session.replies or session.replies[-1] is not self._reply:
+            self._after_turn("Only the conversation's last answer can be regenerated.", "warning")
+            return
+        try:
+            reply = session.ask(session.rewind(), view=self, **self._ask_options)
+        except Exception as err:  # a refused turn (settings, context) or an engine failure: one line
+            self._after_turn(f"Regenerate failed: {err}", "error")
+            return
+        if self._keep is not None:
+            self._keep(reply)
+
+    def _new_chat(self) -> None:
+        if self._session is None or self._running:
+            return
+        self._session.reset()
+        self._after_turn("New conversation: the next question starts fresh (earlier turns are forgotten).")
 
     def _card_of(self, call: ToolCall) -> int:
         for i, item in enumerate(self.transcript.items):
@@ -211,12 +319,17 @@ class ChatView(anywidget.AnyWidget):
                 return i
         return -1
 
-    def _comm_pump(self) -> "_CommPump | None":
+    def _comm_pump(self) -> CommPump | None:
         if self._pump is None:
-            self._pump = _CommPump.find()
+            self._pump = CommPump.find()
         return self._pump
 
-    def _wait(self, done: Any, timeout: float | None) -> bool:
+    def _pump_once(self) -> None:
+        pump = self._comm_pump()
+        if pump is not None and self.comm is not None:
+            pump.pump(self.comm.comm_id)
+
+    def _wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
         """Handle this widget's comm messages until done() or timeout; True when done."""
         deadline = None if timeout is None else time.perf_counter() + timeout
         while not done():
@@ -227,70 +340,37 @@ class ChatView(anywidget.AnyWidget):
         return True
 
 
+class _Rate:
+    """Live tokens and tokens/s of a turn, timing only the gaps between streamed tokens (not tool runs)."""
+
+    def __init__(self) -> None:
+        self.tokens, self.gaps, self.seconds = 0, 0, 0.0
+        self._last: float | None = None
+        self._sent = 0
+
+    def token(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds += now - self._last
+            self.gaps += 1
+        self._last = now
+        self.tokens += 1
+
+    def pause(self) -> None:
+        self._last = None
+
+    @property
+    def per_s(self) -> float:
+        return self.gaps / self.seconds if self.seconds > 0 else 0.0
+
+    def changed(self) -> bool:
+        """True once per new count (each flush reports the rate at most once)."""
+        if self.tokens == self._sent:
+            return False
+        self._sent = self.tokens
+        return True
+
+
 def _utf16_len(text: str) -> int:
     """Length in JavaScript string units."""
     return len(text.encode("utf-16-le")) // 2
-
-
-class _CommPump:
-    """Handles one widget's comm messages that wait in the busy kernel's shell queue.
-
-    ipykernel 7 forwards shell messages from its shell-channel thread to the main thread over an
-    inproc socket; ipykernel 6 reads the shell socket on the main thread. Either way the running
-    cell can read that socket itself: this widget's comm_msg is dispatched now, anything else is
-    passed to the kernel's own receive callback, which queues it behind the running cell in order.
-    """
-
-    def __init__(self, kernel: Any, stream: Any) -> None:
-        self.kernel, self.stream = kernel, stream
-
-    @classmethod
-    def find(cls) -> "_CommPump | None":
-        """The pump for the current kernel, or None outside a (supported) ipykernel."""
-        try:
-            from IPython import get_ipython
-
-            kernel = get_ipython().kernel  # type: ignore[union-attr]
-            thread = getattr(kernel, "shell_channel_thread", None)
-            stream = thread.manager._shell_channel_to_main.to_stream if thread else kernel.shell_stream
-            if stream is None or stream._recv_callback is None:
-                return None
-            return cls(kernel, stream)
-        except Exception:  # no kernel, or an ipykernel laid out differently: no live buttons
-            return None
-
-    def pump(self, comm_id: str) -> int:
-        """Handle the waiting messages for `comm_id`; returns how many were handled."""
-        import zmq
-
-        handled = 0
-        while True:
-            try:
-                frames = self.stream.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return handled
-            if self._dispatch(frames, comm_id):
-                handled += 1
-            else:
-                self.stream._run_callback(self.stream._recv_callback, frames)
-
-    def _dispatch(self, frames: list[Any], comm_id: str) -> bool:
-        # Peek at header and content without `deserialize`: it records the signature, and the
-        # kernel would then reject a message handed back to it as a replay.
-        session = self.kernel.session
-        try:
-            idents, parts = session.feed_identities(frames, copy=False)
-            header = session.unpack(parts[1].bytes)
-            if header.get("msg_type") != "comm_msg" or session.unpack(parts[4].bytes).get("comm_id") != comm_id:
-                return False
-            msg = session.deserialize(parts, content=True, copy=False)
-        except Exception:
-            return False
-        # busy/idle around it, as the kernel's own dispatch does: ipywidgets in the browser sends
-        # a model's next update only after it saw the kernel go idle on the previous one.
-        self.kernel._publish_status("busy", "shell", parent=msg)
-        try:
-            self.kernel.shell_handlers["comm_msg"](self.stream, idents, msg)
-        finally:
-            self.kernel._publish_status("idle", "shell", parent=msg)
-        return True

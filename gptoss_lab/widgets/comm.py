@@ -1,0 +1,74 @@
+"""Kernel comm plumbing: hear one widget's messages while the cell that drives it is still running.
+
+While a `%%gptoss` cell runs, the kernel's main thread is busy, so a widget's Run/Skip/Stop messages wait
+in the shell queue behind the cell. `CommPump` reads that queue from the running cell, handles the
+messages of one comm at once, and hands every other message back to the kernel's own handler, in order,
+to run after the cell (as it would have).
+
+It publishes no busy/idle status around the messages it handles: the kernel stays busy from the first to
+the last token of a turn (JupyterLab, Notebook 7 and `/api/kernels` all read the kernel's state from
+those status messages, whatever their parent). The widget's front end therefore sends its actions as
+custom messages (`model.send`), which ipywidgets does not hold back waiting for an idle status, unlike
+state syncs (`save_changes`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class CommPump:
+    """Handles one comm's messages that wait in the busy kernel's shell queue.
+
+    ipykernel 7 forwards shell messages from its shell-channel thread to the main thread over an
+    inproc socket; ipykernel 6 reads the shell socket on the main thread. Either way the running
+    cell can read that socket itself: the comm's own `comm_msg` is dispatched now, anything else is
+    passed to the kernel's own receive callback, which queues it behind the running cell in order.
+    """
+
+    def __init__(self, kernel: Any, stream: Any) -> None:
+        self.kernel, self.stream = kernel, stream
+
+    @classmethod
+    def find(cls) -> "CommPump | None":
+        """The pump for the current kernel, or None outside a (supported) ipykernel."""
+        try:
+            from IPython import get_ipython
+
+            kernel = get_ipython().kernel  # type: ignore[union-attr]
+            thread = getattr(kernel, "shell_channel_thread", None)
+            stream = thread.manager._shell_channel_to_main.to_stream if thread else kernel.shell_stream
+            if stream is None or stream._recv_callback is None:
+                return None
+            return cls(kernel, stream)
+        except Exception:  # no kernel, or an ipykernel laid out differently: no live buttons
+            return None
+
+    def pump(self, comm_id: str) -> int:
+        """Handle the waiting messages for `comm_id`; returns how many were handled."""
+        import zmq
+
+        handled = 0
+        while True:
+            try:
+                frames = self.stream.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return handled
+            if self._dispatch(frames, comm_id):
+                handled += 1
+            else:
+                self.stream._run_callback(self.stream._recv_callback, frames)
+
+    def _dispatch(self, frames: list[Any], comm_id: str) -> bool:
+        # Peek at header and content without `deserialize`: it records the signature, and the
+        # kernel would then reject a message handed back to it as a replay.
+        session = self.kernel.session
+        try:
+            idents, parts = session.feed_identities(frames, copy=False)
+            header = session.unpack(parts[1].bytes)
+            if header.get("msg_type") != "comm_msg" or session.unpack(parts[4].bytes).get("comm_id") != comm_id:
+                return False
+            msg = session.deserialize(parts, content=True, copy=False)
+        except Exception:
+            return False
+        self.kernel.shell_handlers["comm_msg"](self.stream, idents, msg)
+        return True
