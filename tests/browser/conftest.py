@@ -1,7 +1,9 @@
-"""Real-browser fixtures: a JupyterLab server on 127.0.0.1 and headless Debian Chromium via Playwright.
+"""Real-browser fixtures: a Jupyter server on 127.0.0.1 serving JupyterLab and Notebook 7, and headless
+Debian Chromium via Playwright.
 
-`lab_notebook(cells, wait_for=...)` writes a notebook, opens it in Lab, runs all cells and waits for
-a selector in the output; a failing test leaves a screenshot in /tmp (gptoss_lab-<test>.png).
+`lab_notebook(cells, wait_for=...)` writes a notebook, opens it in Lab (or Notebook 7 with `ui="notebook"`),
+runs all cells and waits for a selector in the output; `open_notebook(name)` opens a saved one without
+running it; a failing test leaves a screenshot in /tmp (gptoss_lab-<test>.png).
 """
 from __future__ import annotations
 
@@ -67,8 +69,15 @@ class Lab:
         for kernel in self.api("kernels"):
             self.api(f"kernels/{kernel['id']}", method="DELETE")
 
-    def open_url(self, name: str) -> str:
+    def open_url(self, name: str, ui: str = "lab") -> str:
+        """The page of notebook `name` in JupyterLab (`ui="lab"`) or Notebook 7 (`ui="notebook"`)."""
+        if ui == "notebook":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
         return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
+
+    def kernel_states(self) -> list[str]:
+        """`execution_state` of every running kernel, as the server's /api/kernels reports it."""
+        return [kernel["execution_state"] for kernel in self.api("kernels")]
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +97,7 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--ServerApp.port_retries=0", "--expose-app-in-browser", "--allow-root",
+         "--JupyterNotebookApp.expose_app_in_browser=True",
          f"--LabApp.workspaces_dir={root.parent / 'lab_workspaces'}", "--LabApp.news_url=None",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -127,7 +137,8 @@ def chromium() -> Iterator[object]:
 @pytest.fixture()
 def page(chromium, jupyter_lab: Lab, request: pytest.FixtureRequest) -> Iterator[object]:
     """A fresh browser page (1280x900); screenshot to /tmp when the test fails; kernels stopped after."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(viewport={"width": 1280, "height": 900},
+                                   permissions=["clipboard-read", "clipboard-write"])
     page = context.new_page()
     yield page
     report = getattr(request.node, "_report_call", None)
@@ -154,26 +165,66 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
+def _open(page, lab: Lab, name: str, ui: str, kernel: bool = True) -> None:
+    """Go to a notebook and wait until its kernel is idle (or, with kernel=False, until it is drawn)."""
+    page.goto(lab.open_url(name, ui))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
+    if kernel:
+        page.wait_for_function(
+            "() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
+            " return s.session && s.session.kernel && s.session.kernel.connectionStatus === 'connected'"
+            " && s.session.kernel.status === 'idle'; }", timeout=60_000)
+    else:
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    if ui == "lab":
+        page.evaluate("window.jupyterapp.shell.collapseLeft()")
+
+
+@pytest.fixture()
+def save_notebook(page, jupyter_lab: Lab) -> Callable[[str], dict]:
+    """Save the open notebook `name` through the front end (as Ctrl+S does); returns the file as JSON."""
+
+    def save(name: str) -> dict:
+        path = jupyter_lab.root / name
+        before = path.stat().st_mtime_ns if path.exists() else 0
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        deadline = time.monotonic() + 20
+        while path.stat().st_mtime_ns == before:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} was not saved")
+            time.sleep(0.1)
+        time.sleep(0.3)  # the file is replaced whole; let the write settle before reading
+        return json.loads(path.read_text())
+
+    return save
+
+
+@pytest.fixture()
+def open_notebook(page, jupyter_lab: Lab) -> Callable[..., object]:
+    """Open a notebook that is already on disk, without running it; returns the page."""
+
+    def run(name: str, *, ui: str = "lab", kernel: bool = False):
+        _open(page, jupyter_lab, name, ui, kernel)
+        return page
+
+    return run
+
+
 @pytest.fixture()
 def lab_notebook(page, jupyter_lab: Lab) -> Callable[..., object]:
-    """Open a notebook of `cells` in Lab, run all cells, wait for `wait_for`; returns the page.
+    """Open a notebook of `cells` in Lab (or Notebook 7: `ui="notebook"`), run all cells, wait for
+    `wait_for`; returns the page.
 
     `theme="dark"` switches to JupyterLab Dark first. The app is reachable as `window.jupyterapp`
     (the server runs with --expose-app-in-browser), so tests can execute Lab commands directly.
     """
 
     def run(cells: list[str], *, wait_for: str | None = None, name: str | None = None,
-            theme: str | None = None, timeout: float = 60.0):
+            theme: str | None = None, timeout: float = 60.0, ui: str = "lab"):
         name = name or f"nb_{secrets.token_hex(4)}.ipynb"
         write_notebook(jupyter_lab.root / name, cells)
-        page.goto(jupyter_lab.open_url(name))
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
-        page.wait_for_function(
-            "() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
-            " return s.session && s.session.kernel && s.session.kernel.connectionStatus === 'connected'"
-            " && s.session.kernel.status === 'idle'; }", timeout=60_000)
-        page.evaluate("window.jupyterapp.shell.collapseLeft()")
+        _open(page, jupyter_lab, name, ui)
         if theme == "dark":
             page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme',"
                           " {theme: 'JupyterLab Dark'})")

@@ -1,0 +1,92 @@
+"""A saved notebook reads well everywhere: the chat view writes its finished turn into the file as a static
+transcript (text/html, text/markdown, text/plain) instead of a widget reference, so the notebook reopened
+in JupyterLab or Notebook 7 without the session, and nbconvert's HTML, show prompt, foldable reasoning,
+padded tool cards, the answer and the stats, with no "Error displaying widget" box and no placeholder.
+
+Screenshots: /tmp/gptoss_saved_lab.png (trusted), /tmp/gptoss_saved_nb7.png (untrusted: the front end
+sanitises and drops our <style>, as GitHub does), /tmp/gptoss_saved_nbconvert.png.
+"""
+from __future__ import annotations
+
+import json
+
+RECORDING = (
+    "<|channel|>analysis<|message|>The user wants the sum of squares below 10.\nI will compute it.<|end|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>print(sum(i * i for i in range(10)))<|call|>"
+    "<|channel|>final<|message|>The sum is **285**, by $\\sum_{i=0}^{9} i^2$.<|return|>"
+)
+WIDGET = "application/vnd.jupyter.widget-view+json"
+PLACEHOLDERS = ("Error displaying widget", "chat view", "transcript follows", "Loading widget")
+
+
+def _cells() -> list[str]:
+    return [
+        "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+        f"session = Session(ReplayEngine({RECORDING!r}), approval='auto')",
+        "reply = session.ask('Sum of the squares below 10?', view=ChatView.show())",
+        "print('REPLY', reply.final)",
+    ]
+
+
+def _check_transcript(page, where: str, mathml: bool = True) -> None:
+    """What a reader of the saved notebook must see, wherever it is shown."""
+    body = page.locator("body").inner_text()
+    for placeholder in PLACEHOLDERS:
+        assert placeholder not in body, f"{where}: {placeholder!r} shown"
+    turn = page.locator(".gx-fallback")
+    assert turn.count() == 1, where
+    assert "Sum of the squares below 10?" in turn.locator(".gx-prompt").inner_text()
+    reasoning = turn.locator("details.gx-reasoning")
+    assert reasoning.count() == 1 and not reasoning.evaluate("d => d.open")       # folded ...
+    reasoning.locator("summary").click()
+    assert "I will compute it." in reasoning.inner_text()                         # ... and it unfolds
+    card = turn.locator("table.gx-tool")
+    assert "print(sum(i * i for i in range(10)))" in card.locator(".gx-code").inner_text()
+    assert card.locator(".gx-output").inner_text().strip() == "285"
+    padding = card.locator("td").first.evaluate("td => parseFloat(getComputedStyle(td).paddingLeft)")
+    assert padding >= 4, f"{where}: tool card padding {padding}px"                # code not against the border
+    assert turn.locator(".gx-final strong").inner_text() == "285"
+    assert turn.locator(".gx-final math").count() == (1 if mathml else 0)   # sanitisers without MathML drop it
+    assert "tok/s" in turn.locator(".gx-footer").inner_text()
+
+
+def test_saved_notebook_reads_well_in_lab_notebook7_and_nbconvert(lab_notebook, open_notebook, save_notebook,
+                                                                  jupyter_lab):
+    page = lab_notebook(_cells(), wait_for="text=/^REPLY /", name="saved.ipynb")
+    page.wait_for_selector(".gx-chat .gx-footer")
+    saved = save_notebook("saved.ipynb")
+    outputs = saved["cells"][1]["outputs"]
+    assert [WIDGET in o.get("data", {}) for o in outputs] == [False]               # no widget reference saved
+    data = outputs[0]["data"]
+    assert {"text/html", "text/markdown", "text/plain"} <= set(data)
+    assert "The sum is **285**" in "".join(data["text/markdown"])
+    assert not any(p in json.dumps(saved) for p in PLACEHOLDERS)
+    assert "widgets" not in saved["metadata"]                                      # no widget state needed
+    assert page.locator(".gx-chat .gx-final strong").inner_text() == "285"         # the live view stays live
+    again = save_notebook("saved.ipynb")                        # and a second save is the same
+    assert again["cells"][1]["outputs"] == outputs
+
+    jupyter_lab.shutdown_kernels()
+    # A copy edited elsewhere is not trusted: the front end then sanitises the HTML itself and drops
+    # our <style>, as GitHub does; the transcript must still read well.
+    saved["cells"][0]["source"] = "# edited by someone else\n" + "".join(saved["cells"][0]["source"])
+    (jupyter_lab.root / "saved_nb7.ipynb").write_text(json.dumps(saved))
+    open_notebook("saved.ipynb")
+    page.wait_for_selector(".gx-fallback")
+    _check_transcript(page, "JupyterLab")
+    page.screenshot(path="/tmp/gptoss_saved_lab.png")
+
+    open_notebook("saved_nb7.ipynb", ui="notebook")
+    page.wait_for_selector(".gx-fallback")
+    assert page.get_by_text("Not Trusted").count() == 1
+    _check_transcript(page, "Notebook 7", mathml=False)
+    page.screenshot(path="/tmp/gptoss_saved_nb7.png")
+
+    from nbconvert import HTMLExporter
+
+    html, _ = HTMLExporter().from_filename(str(jupyter_lab.root / "saved.ipynb"))
+    export = jupyter_lab.root / "saved.html"
+    export.write_text(html)
+    page.goto(export.as_uri())
+    _check_transcript(page, "nbconvert")
+    page.screenshot(path="/tmp/gptoss_saved_nbconvert.png", full_page=True)
