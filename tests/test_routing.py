@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from gptoss_lab import harmony
-from gptoss_lab.routing import Recorder, RouterHooks, Routing
+from gptoss_lab.tools.python import PythonTool
+from gptoss_lab.engines.hooks import RouterHooks
+from gptoss_lab.routing import Recorder, Routing
 
-PROMPT = harmony.render([harmony.system_message("low", date="2025-01-01"),
+PROMPT = harmony.render([harmony.system_message("low", tools=[PythonTool().system_config()], date="2025-01-01"),
                          harmony.user_message("Which experts does this sentence go through, layer by layer?")])
 
 

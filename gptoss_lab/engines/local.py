@@ -259,6 +259,6 @@ def _router_hooks(model: Any, recorder: Any) -> Any:
     hidden = checkpoint.routing_visible(model)
     if hidden:  # before the first token, instead of a turn whose routing comes back empty
         raise EngineError(f"routing cannot be recorded on this model: {hidden}")
-    from ..routing import RouterHooks
+    from .hooks import RouterHooks
 
     return RouterHooks(model)

@@ -1,12 +1,7 @@
-// RoutingView: token × layer grid of top-1 experts on a canvas, hover tooltip, token panel,
-// per-layer expert-load bars and a channel filter. Data arrives as uint16 arrays [tokens, layers, k].
-
-const GUTTER = 34; // px left of the grid for layer numbers
-const STRIP = 6; // px band above the grid showing each token's channel
-const CHANNEL_COLORS = {
-  system: "#8c8c8c", developer: "#a0785a", user: "#4a90d9", tool: "#e8a33d",
-  analysis: "#9b6ad6", commentary: "#3fb6a8", final: "#4caf50", format: "#c8c8c8",
-};
+// RoutingView: the state and events of the expert-routing view (drawing is in routing_draw.js).
+// Data arrives as uint16 arrays [tokens, layers, k] (a snapshot, then batched appends); the grid
+// zooms from "whole record in the width" to wide cells with token text, scrolls horizontally, and
+// redraws on resize and theme change. Clicking an expert asks the kernel for its card.
 
 function u16(view) {
   // A DataView from the kernel (maybe unaligned) -> its own Uint16Array.
@@ -14,86 +9,173 @@ function u16(view) {
   return new Uint16Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
 }
 
-function render({ model, el: host }) {
-  const state = { n: 0, L: 0, k: 0, E: 0, experts: new Uint16Array(0), weights: new Uint16Array(0),
-                  strings: [], labels: [], cell: 4, hover: null };
-  const colors = [];
-  const color = (e) => colors[e] || (colors[e] = expertColor(e));
+const MAX_CELL = 32;
 
-  const root = h("div", "gptoss-routing");
-  const head = h("div", "gr-head");
-  const title = h("span", "gr-title", "Expert routing");
-  const summary = h("span", "gr-summary");
-  const channelSelect = h("select", "gr-channel");
-  channelSelect.title = "Show only the tokens of one channel";
-  const zoom = h("input", "gr-zoom");
-  Object.assign(zoom, { type: "range", min: 1, max: 16, value: state.cell, title: "Cell width" });
-  head.append(title, summary, h("span", "gr-spacer"), channelSelect, zoom);
+class RoutingGrid {
+  constructor(model, host) {
+    this.model = model;
+    this.data = { n: 0, L: 0, k: 0, E: 0, total: 0, experts: new Uint16Array(0), weights: new Uint16Array(0),
+                  strings: [], labels: [] };
+    this.palette = expertPalette(0);
+    this.shares = null;      // expert-load bars, recomputed only when the data or the filter changes
+    this.card = null;        // the open expert card: {layer, expert, ...} or null
+    this.frame = 0;
+    this.build(host);
+    this.listen();
+    this.loadSnapshot();
+    model.send({ kind: "sync", have: this.data.n }); // tokens that arrived after the synced snapshot
+  }
 
-  const gridBox = h("div", "gr-grid");
-  const canvas = h("canvas", "gr-canvas");
-  const scroller = h("div", "gr-scroll");
-  const spacer = h("div", "gr-scroll-spacer");
-  scroller.append(spacer);
-  const tooltip = h("div", "gr-tooltip");
-  gridBox.append(canvas, scroller, tooltip);
+  // ---------------------------------------------------------------- DOM
 
-  const loadHead = h("div", "gr-head gr-load-head");
-  const layerSelect = h("select", "gr-layer");
-  layerSelect.title = "Layer whose expert load is shown";
-  loadHead.append(h("span", "gr-subtitle", "Expert load"), layerSelect);
-  const loadCanvas = h("canvas", "gr-load");
-  const panel = h("div", "gr-panel");
-  root.append(head, gridBox, loadHead, loadCanvas, panel);
-  host.append(root);
+  build(host) {
+    const control = (text, node) => { const label = h("label", "gr-control"); label.append(h("span", "", text), node); return label; };
+    this.root = h("div", "gptoss-routing");
+    this.summary = h("span", "gr-summary");
+    this.channelSelect = h("select", "gr-channel");
+    this.channelSelect.title = "Show only the tokens of one channel (the others are faded)";
+    this.zoomRange = h("input", "gr-zoom");
+    Object.assign(this.zoomRange, { type: "range", min: 0, max: 1000, value: 0, title: "Cell width: from the whole record to 32 px per token" });
+    this.fitButton = h("button", "gr-fit", "Fit");
+    this.fitButton.title = "Show every token in the width";
+    const head = h("div", "gr-head");
+    head.append(h("span", "gr-title", "Expert routing"), this.summary, h("span", "gr-spacer"),
+                control("Channel", this.channelSelect), control("Zoom", this.zoomRange), this.fitButton);
+    this.canvas = h("canvas", "gr-canvas");
+    this.tooltip = h("div", "gr-tooltip");
+    this.gridBox = h("div", "gr-grid");
+    this.gridBox.append(this.canvas, this.tooltip);
+    this.scroller = h("div", "gr-scroll");
+    this.scroller.title = "Scroll through the tokens (or use the mouse wheel on the grid; Ctrl + wheel zooms)";
+    this.spacer = h("div", "gr-scroll-spacer");
+    this.scroller.append(this.spacer);
+    this.legend = h("div", "gr-legend");
+    this.layerSelect = h("select", "gr-layer");
+    this.layerSelect.title = "Layer whose expert load is shown (choose one to open expert cards from the bars)";
+    const loadHead = h("div", "gr-head gr-load-head");
+    loadHead.append(h("span", "gr-subtitle", "Expert load"), h("span", "gr-hint", "click a bar for the expert's card"),
+                    h("span", "gr-spacer"), control("Layer", this.layerSelect));
+    this.loadCanvas = h("canvas", "gr-load");
+    this.panel = h("div", "gr-panel");
+    this.cardBox = h("div", "gr-card");
+    this.root.append(head, this.gridBox, this.scroller, this.legend, loadHead, this.loadCanvas, this.cardBox, this.panel);
+    host.append(this.root);
+  }
+
+  listen() {
+    const m = this.model;
+    this.handlers = {
+      "change:experts": () => this.loadSnapshot(), "change:labels": () => this.loadSnapshot(),
+      "change:channel": () => { this.shares = null; this.refresh(); }, "change:layer": () => { this.shares = null; this.refresh(); },
+      "change:selected": () => this.schedule(), "change:zoom": () => this.refresh(), "change:total": () => this.refresh(),
+      "msg:custom": (msg, buffers) => this.onMessage(msg, buffers),
+    };
+    for (const [name, fn] of Object.entries(this.handlers)) m.on(name, fn);
+    this.channelSelect.addEventListener("change", () => this.save("channel", this.channelSelect.value));
+    this.layerSelect.addEventListener("change", () => this.save("layer", Number(this.layerSelect.value)));
+    this.zoomRange.addEventListener("input", () => this.zoomTo(this.cellFromRange(), this.grid().gridW / 2));
+    this.fitButton.addEventListener("click", () => this.save("zoom", 0));
+    this.canvas.addEventListener("mousemove", (e) => this.hover(e));
+    this.canvas.addEventListener("mouseleave", () => { this.tooltip.style.display = "none"; });
+    this.canvas.addEventListener("click", (e) => this.click(e));
+    this.canvas.addEventListener("dblclick", (e) => { const hit = this.cellAt(e); if (hit) this.openCard(hit.l, this.data.experts[(hit.t * this.data.L + hit.l) * this.data.k]); });
+    this.canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
+    this.loadCanvas.addEventListener("click", (e) => this.clickLoad(e));
+    this.scroller.addEventListener("scroll", () => this.schedule());
+    this.resize = new ResizeObserver(() => this.schedule());
+    this.resize.observe(this.root);
+    this.theme = new MutationObserver(() => this.schedule()); // JupyterLab switches themes on <body>
+    this.theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name", "data-jp-theme-light", "class"] });
+  }
+
+  destroy() {
+    for (const [name, fn] of Object.entries(this.handlers)) this.model.off(name, fn);
+    this.resize.disconnect();
+    this.theme.disconnect();
+    if (this.frame) cancelAnimationFrame(this.frame);
+  }
+
+  save(name, value) { this.model.set(name, value); this.model.save_changes(); }
 
   // ---------------------------------------------------------------- data
 
-  function reserve(size) {
-    const need = size * state.L * state.k;
-    if (state.experts.length >= need) return;
-    const cap = Math.max(need, 2 * state.experts.length);
+  loadSnapshot() {
+    const m = this.model, d = this.data;
+    d.L = m.get("layers"); d.k = m.get("top_k"); d.E = m.get("num_experts");
+    d.experts = u16(m.get("experts")); d.weights = u16(m.get("weights"));
+    d.strings = m.get("strings").slice(); d.labels = m.get("labels").slice();
+    d.n = d.strings.length;
+    this.palette = expertPalette(d.E);
+    this.shares = null;
+    this.refresh();
+  }
+
+  reserve(size) {
+    const d = this.data, need = size * d.L * d.k;
+    if (d.experts.length >= need) return;
+    const cap = Math.max(need, 2 * d.experts.length);
     for (const key of ["experts", "weights"]) {
       const grown = new Uint16Array(cap);
-      grown.set(state[key].subarray(0, state.n * state.L * state.k));
-      state[key] = grown;
+      grown.set(d[key].subarray(0, d.n * d.L * d.k));
+      d[key] = grown;
     }
   }
 
-  function loadSnapshot() {
-    state.L = model.get("layers"); state.k = model.get("top_k"); state.E = model.get("num_experts");
-    state.experts = u16(model.get("experts")); state.weights = u16(model.get("weights"));
-    state.strings = model.get("strings").slice(); state.labels = model.get("labels").slice();
-    state.n = state.strings.length;
-    refreshControls();
-    schedule();
-  }
-
-  function onAppend(msg, buffers) {
-    if (!msg || msg.kind !== "append") return;
-    if (msg.start > state.n) { model.send({ kind: "sync", have: state.n }); return; }
-    const skip = state.n - msg.start, count = msg.strings.length - skip;
+  onMessage(msg, buffers) {
+    if (!msg) return;
+    if (msg.kind === "card") {
+      if (this.card && msg.card.layer === this.card.layer && msg.card.expert === this.card.expert) { this.card = msg.card; this.drawCard(); }
+      return;
+    }
+    if (msg.kind !== "append") return;
+    const d = this.data;
+    if (msg.start > d.n) { this.model.send({ kind: "sync", have: d.n }); return; }
+    const skip = d.n - msg.start, count = msg.strings.length - skip;
     if (count <= 0) return;
-    state.L = msg.layers; state.k = msg.top_k; state.E = msg.num_experts;
-    const atEnd = scroller.scrollLeft + scroller.clientWidth >= scroller.scrollWidth - 2;
-    const per = state.L * state.k;
-    reserve(state.n + count);
-    state.experts.set(u16(buffers[0]).subarray(skip * per), state.n * per);
-    state.weights.set(u16(buffers[1]).subarray(skip * per), state.n * per);
-    state.strings.push(...msg.strings.slice(skip));
-    state.labels.push(...msg.labels.slice(skip));
-    state.n += count;
-    refreshControls();
-    if (atEnd) requestAnimationFrame(() => { scroller.scrollLeft = scroller.scrollWidth; });
-    schedule();
+    if (msg.num_experts !== d.E) this.palette = expertPalette(msg.num_experts);
+    d.L = msg.layers; d.k = msg.top_k; d.E = msg.num_experts;
+    const atEnd = this.scroller.scrollLeft + this.scroller.clientWidth >= this.scroller.scrollWidth - 2;
+    const per = d.L * d.k;
+    this.reserve(d.n + count);
+    d.experts.set(u16(buffers[0]).subarray(skip * per), d.n * per);
+    d.weights.set(u16(buffers[1]).subarray(skip * per), d.n * per);
+    for (let i = skip; i < msg.strings.length; i++) { d.strings.push(msg.strings[i]); d.labels.push(msg.labels[i]); }
+    d.n += count;
+    this.shares = null;
+    this.refresh();
+    if (atEnd) requestAnimationFrame(() => { this.scroller.scrollLeft = this.scroller.scrollWidth; });
   }
 
-  const at = (t, l, r) => (t * state.L + l) * state.k + r;
-  const visible = (t) => !model.get("channel") || state.labels[t] === model.get("channel");
+  isVisible() {
+    const channel = this.model.get("channel"), labels = this.data.labels;
+    return channel ? (t) => labels[t] === channel : () => true;
+  }
 
-  // ---------------------------------------------------------------- controls
+  // ---------------------------------------------------------------- zoom and controls
 
-  function setOptions(select, options, value) {
+  fitCell(width) { return (width || this.grid().gridW) / Math.max(this.data.n, 1); }
+
+  cell(width) {
+    const zoom = this.model.get("zoom"), fit = this.fitCell(width);
+    return zoom > 0 ? Math.max(fit, Math.min(zoom, MAX_CELL)) : Math.min(fit, MAX_CELL);
+  }
+
+  cellFromRange() {
+    // The slider is logarithmic between "fit" and MAX_CELL px per token.
+    const fit = Math.min(this.fitCell(), MAX_CELL), f = Number(this.zoomRange.value) / 1000;
+    return fit * Math.pow(MAX_CELL / fit, f);
+  }
+
+  zoomTo(cell, anchorX) {
+    const old = this.cell(), token = (this.scroller.scrollLeft + anchorX) / old;
+    const fit = this.fitCell();
+    this.save("zoom", cell <= fit * 1.001 ? 0 : Math.min(cell, MAX_CELL));
+    this.spacer.style.width = `${this.data.n * this.cell()}px`;
+    this.scroller.scrollLeft = token * this.cell() - anchorX;
+    this.schedule();
+  }
+
+  setOptions(select, options, value) {
     const key = options.map((o) => o[0]).join("\u0000");
     if (select.dataset.key !== key) {
       select.replaceChildren(...options.map(([v, text]) => { const o = h("option", "", text); o.value = v; return o; }));
@@ -102,217 +184,134 @@ function render({ model, el: host }) {
     select.value = String(value);
   }
 
-  function refreshControls() {
-    const channels = [...new Set(state.labels.filter((x) => x))];
-    setOptions(channelSelect, [["", "all channels"], ...channels.map((c) => [c, c])], model.get("channel"));
-    const layers = [["-1", "all layers"], ...Array.from({ length: state.L }, (_, i) => [String(i), `layer ${i}`])];
-    setOptions(layerSelect, layers, model.get("layer"));
-    summary.textContent = `${state.n} tokens × ${state.L} layers × top-${state.k} of ${state.E} experts`;
-    spacer.style.width = `${GUTTER + state.n * state.cell}px`;
+  refresh() {
+    // Controls, summary, legend and scroll width for the current data, then a redraw.
+    const d = this.data;
+    const channels = [...new Set(d.labels.filter((x) => x))];
+    this.setOptions(this.channelSelect, [["", "all"], ...channels.map((c) => [c, c])], this.model.get("channel"));
+    this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.model.get("layer"));
+    const total = Math.max(this.model.get("total"), d.n);
+    this.summary.textContent = `${d.n} tokens × ${d.L} layers × top-${d.k} of ${d.E} experts`
+      + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "");
+    this.legend.replaceChildren(...legend(d));
+    const fit = Math.min(this.fitCell(), MAX_CELL), cell = this.cell();
+    this.zoomRange.value = String(fit >= MAX_CELL ? 0 : Math.round((1000 * Math.log(cell / fit)) / Math.log(MAX_CELL / fit)));
+    this.spacer.style.width = `${d.n * cell}px`;
+    this.schedule();
   }
-
-  channelSelect.addEventListener("change", () => { model.set("channel", channelSelect.value); model.save_changes(); });
-  layerSelect.addEventListener("change", () => { model.set("layer", Number(layerSelect.value)); model.save_changes(); });
-  zoom.addEventListener("input", () => {
-    const first = scroller.scrollLeft / state.cell;
-    state.cell = Number(zoom.value);
-    refreshControls();
-    scroller.scrollLeft = first * state.cell;
-    schedule();
-  });
 
   // ---------------------------------------------------------------- drawing
 
-  let frame = 0;
-  function schedule() {
-    if (!frame) frame = requestAnimationFrame(() => { frame = 0; draw(); });
+  schedule() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
   }
 
-  function sizeCanvas(c, width, height) {
-    const dpr = window.devicePixelRatio || 1;
-    if (c.width !== Math.round(width * dpr) || c.height !== Math.round(height * dpr)) {
-      c.width = Math.round(width * dpr); c.height = Math.round(height * dpr);
-      c.style.width = `${width}px`; c.style.height = `${height}px`;
-    }
-    const ctx = c.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    return ctx;
+  grid() {
+    const width = this.gridBox.clientWidth;
+    return gridLayout(this.data, width, this.cell(Math.max(width - GUTTER - 4, 1)));
   }
 
-  function rowHeight() { return Math.max(3, Math.min(14, Math.floor(320 / Math.max(state.L, 1)))); }
-
-  function draw() {
-    drawGrid();
-    drawLoad();
-    drawPanel();
+  style() {
+    const css = getComputedStyle(this.root);
+    return { color: css.color, font: css.fontFamily, mono: css.getPropertyValue("--gr-mono").trim() || "monospace",
+             rule: css.getPropertyValue("--gr-rule").trim() || "#ccc", muted: css.getPropertyValue("--gr-muted").trim() || "#777" };
   }
 
-  function drawGrid() {
-    const width = Math.max(gridBox.clientWidth, 200), rh = rowHeight();
-    const height = STRIP + 2 + state.L * rh;
-    const ctx = sizeCanvas(canvas, width, height);
-    const style = getComputedStyle(root);
-    ctx.clearRect(0, 0, width, height);
-    ctx.fillStyle = style.color;
-    ctx.font = `9px ${style.fontFamily}`;
-    ctx.textBaseline = "middle";
-    const every = Math.ceil(11 / rh);
-    for (let l = 0; l < state.L; l += every) ctx.fillText(String(l), 4, STRIP + 2 + l * rh + rh / 2);
-    const cw = state.cell, first = Math.floor(scroller.scrollLeft / cw);
-    const last = Math.min(state.n, first + Math.ceil((width - GUTTER) / cw) + 1);
-    const channel = model.get("channel"), selected = model.get("selected");
-    for (let t = first; t < last; t++) {
-      const x = GUTTER + (t - first) * cw - (scroller.scrollLeft % cw);
-      ctx.globalAlpha = 1;
-      ctx.fillStyle = CHANNEL_COLORS[state.labels[t]] || "#999";
-      ctx.fillRect(x, 0, Math.max(cw - (cw > 3 ? 1 : 0), 1), STRIP);
-      ctx.globalAlpha = !channel || state.labels[t] === channel ? 1 : 0.12;
-      for (let l = 0; l < state.L; l++) {
-        ctx.fillStyle = color(state.experts[at(t, l, 0)]);
-        ctx.fillRect(x, STRIP + 2 + l * rh, cw, rh);
-      }
-      if (t === selected) {
-        ctx.globalAlpha = 1;
-        ctx.strokeStyle = style.color;
-        ctx.lineWidth = 1.5;
-        ctx.strokeRect(x + 0.5, STRIP + 1.5, Math.max(cw, 2) - 1, state.L * rh + 1);
-      }
-    }
-    ctx.globalAlpha = 1;
+  draw() {
+    if (this.gridBox.clientWidth < 60) return; // hidden (or being laid out): the ResizeObserver calls again
+    const start = performance.now(), lay = this.grid(), style = this.style(), isVisible = this.isVisible();
+    this.spacer.style.width = `${this.data.n * lay.cell}px`;
+    drawGrid(this.canvas, this.data, lay, { scroll: this.scroller.scrollLeft, isVisible, palette: this.palette,
+                                            selected: this.model.get("selected") }, style);
+    if (!this.shares) this.shares = loadShares(this.data, this.model.get("layer"), isVisible);
+    this.bars = drawLoad(this.loadCanvas, lay.width, this.shares, style, this.palette);
+    this.drawPanel();
+    this.root.dataset.drawMs = (performance.now() - start).toFixed(1);
   }
 
-  function loadShares() {
-    const layer = model.get("layer"), counts = new Float64Array(state.E);
-    let total = 0;
-    for (let t = 0; t < state.n; t++) {
-      if (!visible(t)) continue;
-      for (let l = layer < 0 ? 0 : layer; l < (layer < 0 ? state.L : layer + 1); l++) {
-        for (let r = 0; r < state.k; r++) { counts[state.experts[at(t, l, r)]] += 1; total += 1; }
-      }
-    }
-    return counts.map((c) => (total ? c / total : 0));
+  drawPanel() {
+    const t = this.model.get("selected");
+    if (t < 0 || t >= this.data.n) { this.panel.replaceChildren(); this.panel.classList.remove("gr-open"); this.panelToken = -1; return; }
+    if (this.panelToken === t && this.panelN === this.data.n) return;
+    this.panelToken = t; this.panelN = this.data.n;
+    this.panel.classList.add("gr-open");
+    this.panel.replaceChildren(...tokenPanel(this.data, t, (l, e) => this.openCard(l, e), () => this.save("selected", -1)));
   }
 
-  function drawLoad() {
-    const width = Math.max(gridBox.clientWidth, 200), height = 90;
-    const ctx = sizeCanvas(loadCanvas, width, height);
-    ctx.clearRect(0, 0, width, height);
-    const shares = loadShares(), max = Math.max(...shares, 1e-9);
-    const bw = (width - GUTTER) / Math.max(state.E, 1);
-    ctx.strokeStyle = getComputedStyle(root).getPropertyValue("--gr-rule").trim() || "#ccc";
-    ctx.beginPath(); ctx.moveTo(GUTTER, height - 12.5); ctx.lineTo(width, height - 12.5); ctx.stroke();
-    shares.forEach((s, e) => {
-      const barHeight = (s / max) * (height - 18);
-      ctx.fillStyle = color(e);
-      ctx.fillRect(GUTTER + e * bw, height - 13 - barHeight, Math.max(bw - 1, 1), barHeight);
-    });
-    ctx.fillStyle = getComputedStyle(root).color;
-    ctx.font = `9px ${getComputedStyle(root).fontFamily}`;
-    ctx.textBaseline = "top";
-    ctx.fillText(`${(max * 100).toFixed(1)}%`, 0, 2);
-    const step = Math.ceil(24 / bw);
-    for (let e = 0; e < state.E; e += step) {
-      if (GUTTER + e * bw + 18 < width) ctx.fillText(String(e), GUTTER + e * bw, height - 10);
-    }
+  drawCard() {
+    if (!this.card) { this.cardBox.replaceChildren(); this.cardBox.classList.remove("gr-open"); return; }
+    this.cardBox.classList.add("gr-open");
+    this.cardBox.replaceChildren(...cardPanel(this.card, (l, e) => this.openCard(l, e), () => { this.card = null; this.drawCard(); }));
   }
 
-  function drawPanel() {
-    const t = model.get("selected");
-    if (t < 0 || t >= state.n) { panel.replaceChildren(); panel.classList.remove("gr-open"); return; }
-    panel.classList.add("gr-open");
-    const headRow = h("div", "gr-panel-title");
-    headRow.append(h("span", "", `Token ${t} `), h("code", "gr-token", JSON.stringify(state.strings[t])),
-                   h("span", "gr-label", state.labels[t] || "…"));
-    const close = h("button", "gr-close", "×");
-    close.title = "Close";
-    close.addEventListener("click", () => { model.set("selected", -1); model.save_changes(); });
-    headRow.append(close);
-    const table = h("div", "gr-panel-table");
-    table.style.gridTemplateColumns = `auto repeat(${state.k}, minmax(70px, 1fr))`;
-    for (let l = 0; l < state.L; l++) {
-      table.append(h("span", "gr-panel-layer", `layer ${l}`));
-      for (let r = 0; r < state.k; r++) {
-        const e = state.experts[at(t, l, r)], w = state.weights[at(t, l, r)] / 65535;
-        const cell = h("span", "gr-pick");
-        const bar = h("span", "gr-bar");
-        bar.style.width = `${Math.round(w * 100)}%`;
-        bar.style.background = color(e);
-        cell.append(bar, h("span", "gr-pick-text", `e${e} ${w.toFixed(3)}`));
-        table.append(cell);
-      }
-    }
-    panel.replaceChildren(headRow, table);
+  openCard(layer, expert) {
+    if (expert === EMPTY_SLOT || layer < 0) return;
+    this.card = { layer, expert, waiting: true };
+    this.drawCard();
+    this.model.send({ kind: "card", layer, expert });
   }
 
-  // ---------------------------------------------------------------- interaction
+  // ---------------------------------------------------------------- pointer
 
-  function cellAt(event) {
-    const box = canvas.getBoundingClientRect(), x = event.clientX - box.left, y = event.clientY - box.top;
-    const t = Math.floor((x - GUTTER + scroller.scrollLeft) / state.cell), l = Math.floor((y - STRIP - 2) / rowHeight());
-    if (x < GUTTER || t < 0 || t >= state.n || l < 0 || l >= state.L) return null;
+  cellAt(event) {
+    const box = this.canvas.getBoundingClientRect(), lay = this.grid();
+    const x = event.clientX - box.left, y = event.clientY - box.top;
+    const t = Math.floor((x - GUTTER + this.scroller.scrollLeft) / lay.cell), l = Math.floor((y - lay.gridTop) / lay.rowH);
+    if (x < GUTTER || t < 0 || t >= this.data.n || l < 0 || l >= this.data.L) return null;
     return { t, l, x, y };
   }
 
-  canvas.addEventListener("mousemove", (event) => {
-    const hit = cellAt(event);
-    if (!hit) { tooltip.style.display = "none"; return; }
-    const { t, l } = hit;
-    const rows = [h("div", "gr-tip-title", `#${t} ${JSON.stringify(state.strings[t])} · ${state.labels[t] || "…"} · layer ${l}`)];
-    for (let r = 0; r < state.k; r++) {
-      const e = state.experts[at(t, l, r)], row = h("div", "gr-tip-row");
-      const swatch = h("span", "gr-swatch");
-      swatch.style.background = color(e);
-      row.append(swatch, h("span", "gr-tip-expert", `expert ${e}`),
-                 h("span", "gr-tip-weight", (state.weights[at(t, l, r)] / 65535).toFixed(3)));
-      rows.push(row);
-    }
-    tooltip.replaceChildren(...rows);
-    tooltip.style.display = "block";
-    const left = Math.min(hit.x + 14, gridBox.clientWidth - tooltip.offsetWidth - 4);
-    tooltip.style.left = `${Math.max(left, 0)}px`;
-    tooltip.style.top = `${hit.y + 14}px`;
-  });
-  canvas.addEventListener("mouseleave", () => { tooltip.style.display = "none"; });
-  canvas.addEventListener("click", (event) => {
-    const box = canvas.getBoundingClientRect();
+  hover(event) {
+    const hit = this.cellAt(event);
+    if (!hit) { this.tooltip.style.display = "none"; return; }
+    this.tooltip.replaceChildren(...tipRows(this.data, hit.t, hit.l));
+    this.tooltip.style.display = "block";
+    const left = Math.min(hit.x + 14, this.gridBox.clientWidth - this.tooltip.offsetWidth - 4);
+    this.tooltip.style.left = `${Math.max(left, 0)}px`;
+    this.tooltip.style.top = `${hit.y + 14}px`;
+  }
+
+  click(event) {
+    const box = this.canvas.getBoundingClientRect(), lay = this.grid();
     if (event.clientX - box.left < GUTTER) { // the layer numbers: show that layer's load
-      const l = Math.floor((event.clientY - box.top - STRIP - 2) / rowHeight());
-      if (l >= 0 && l < state.L) { model.set("layer", l); model.save_changes(); }
+      const l = Math.floor((event.clientY - box.top - lay.gridTop) / lay.rowH);
+      if (l >= 0 && l < this.data.L) this.save("layer", l);
       return;
     }
-    const hit = cellAt(event);
-    if (hit) { model.set("selected", hit.t); model.save_changes(); }
-  });
-  canvas.addEventListener("wheel", (event) => {
+    const hit = this.cellAt(event);
+    if (hit) this.save("selected", hit.t);
+  }
+
+  clickLoad(event) {
+    if (!this.bars) return;
+    const box = this.loadCanvas.getBoundingClientRect(), e = Math.floor((event.clientX - box.left - GUTTER) / this.bars.bw);
+    if (e < 0 || e >= this.data.E) return;
+    const layer = this.model.get("layer");
+    if (layer < 0) {
+      this.card = { layer: -1, expert: e, error: "choose a layer (right, above the bars) to open an expert's card" };
+      this.drawCard();
+      return;
+    }
+    this.openCard(layer, e);
+  }
+
+  wheel(event) {
+    const box = this.canvas.getBoundingClientRect(), x = Math.max(event.clientX - box.left - GUTTER, 0);
+    if (event.ctrlKey || event.metaKey) {
+      this.zoomTo(this.cell() * (event.deltaY < 0 ? 1.25 : 0.8), x);
+      event.preventDefault();
+      return;
+    }
     const delta = Math.abs(event.deltaX) > Math.abs(event.deltaY) ? event.deltaX : event.deltaY;
-    if (!delta || scroller.scrollWidth <= scroller.clientWidth) return;
-    scroller.scrollLeft += delta;
+    if (!delta || this.scroller.scrollWidth <= this.scroller.clientWidth) return;
+    this.scroller.scrollLeft += delta;
     event.preventDefault();
-  }, { passive: false });
-  scroller.addEventListener("scroll", schedule);
+  }
+}
 
-  const onView = () => { refreshControls(); schedule(); };
-  model.on("change:experts", loadSnapshot);
-  model.on("change:labels", loadSnapshot);
-  model.on("change:channel", onView);
-  model.on("change:layer", onView);
-  model.on("change:selected", schedule);
-  model.on("msg:custom", onAppend);
-  const resize = new ResizeObserver(schedule);
-  resize.observe(root);
-
-  loadSnapshot();
-  model.send({ kind: "sync", have: state.n }); // tokens that arrived after the synced snapshot
-
-  return () => {
-    resize.disconnect();
-    model.off("change:experts", loadSnapshot);
-    model.off("change:labels", loadSnapshot);
-    model.off("change:channel", onView);
-    model.off("change:layer", onView);
-    model.off("change:selected", schedule);
-    model.off("msg:custom", onAppend);
-  };
+function render({ model, el }) {
+  const view = new RoutingGrid(model, el);
+  return () => view.destroy();
 }
 
 export default { render };

@@ -1,75 +1,193 @@
-"""RoutingView: the interactive token × layer expert grid of a `Routing`, live while it grows."""
+"""RoutingView: the interactive token × layer expert grid of a `Routing`, live while it grows.
+
+The record is synced as compact binary traits (expert ids and gate weights as uint16, the weight
+in 16-bit fixed point); while it grows, the new tokens are sent as custom messages with binary
+buffers, batched by time (at most `max_syncs_per_s` messages a second, whatever the token rate:
+the kernel's iopub channel drops messages past ~1,000/s), and a view that renders late asks for
+what it missed. Clicking an expert asks the kernel for its card (`analysis.expert_card`). The
+output also carries a PNG of the grid and the load, so a saved notebook shows the routing without
+the widget.
+"""
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import anywidget
 import numpy as np
 import traitlets
 
-from ..routing import Routing
+from ..routing import analysis
+from ..routing.record import Routing, fixed16
 from . import asset, esm
 
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 class RoutingView(anywidget.AnyWidget):
-    """Canvas grid coloured by top-1 expert, hover for top-k weights, click a token for its routing
-    across layers, per-layer expert-load bars and a channel filter.
+    """Canvas grid coloured by top-1 expert (zoom and scroll over thousands of tokens, token text
+    on hover and on the zoomed axis), a token's routing across layers on click, per-layer expert
+    load bars, a channel filter, a colour legend, and expert cards."""
 
-    The full record is synced as compact binary traits (expert ids and gate weights as uint16, the
-    weight scaled to 0..65535); while the routing grows only the new tokens are sent, as custom
-    messages with binary buffers, and a view that renders late asks for what it missed.
-    """
-
-    _esm = esm("routing.js")
+    _esm = esm("routing_draw.js") + "\n" + asset("routing.js").read_text()  # drawing, then the view
     _css = asset("routing.css")
 
     layers = traitlets.Int(0).tag(sync=True)
     top_k = traitlets.Int(0).tag(sync=True)
     num_experts = traitlets.Int(0).tag(sync=True)
-    experts = traitlets.Bytes(b"").tag(sync=True)   # uint16 [tokens, layers, k]
+    total = traitlets.Int(0).tag(sync=True)         # tokens in the record (the view shows at most `limit`)
+    experts = traitlets.Bytes(b"").tag(sync=True)   # uint16 [tokens, layers, k]; 65535 = empty slot
     weights = traitlets.Bytes(b"").tag(sync=True)   # uint16 [tokens, layers, k], weight × 65535
     strings = traitlets.List(traitlets.Unicode()).tag(sync=True)
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     channel = traitlets.Unicode("").tag(sync=True)  # show only this label's tokens; "" = all
     selected = traitlets.Int(-1).tag(sync=True)     # the token whose routing the panel shows
     layer = traitlets.Int(-1).tag(sync=True)        # the layer of the load bars; -1 = all layers
+    zoom = traitlets.Float(0.0).tag(sync=True)      # cell width in px; 0 = fit the whole record
+
+    max_syncs_per_s: float = 20.0
+    limit: int = 50_000  # tokens shown at most (the first ones); the rest is counted in `total`
 
     def __init__(self, routing: Routing, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.routing = routing
+        self.syncs = 0                   # comm messages sent for the record (snapshots and appends)
+        self._lock = threading.RLock()   # the flush timer runs on its own thread
+        self._pending: int | None = None  # first token not sent yet
+        self._sent = 0                   # tokens the front end has (sent or snapshotted)
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+        self._handle: Any = None
         self._snapshot()
         routing.observe(self._changed)
         self.on_msg(self._message)
 
+    def show(self) -> RoutingView:
+        """Display the view in the current output; when the record is finished the output is updated
+        with a still picture of it too (for saved notebooks)."""
+        from IPython.display import display
+
+        self._handle = display(self, display_id=True)
+        return self
+
+    # ------------------------------------------------------------ kernel -> front end
+
     def _snapshot(self) -> None:
-        """Sync the whole record (on creation and once the labels are final)."""
+        """Sync the whole record (on creation and once the labels are final): one comm message."""
         r = self.routing
-        experts, weights = _pack(r, 0)
-        with self.hold_sync():
-            self.layers, self.top_k, self.num_experts = r.layers, r.top_k, r.num_experts
-            self.experts, self.weights = experts, weights
-            self.strings, self.labels = list(r.strings), list(r.labels)
+        n = min(len(r), self.limit)
+        with self._lock:
+            self._cancel()
+            experts, weights = _pack(r, 0, n)
+            with self.hold_sync():
+                self.layers, self.top_k, self.num_experts, self.total = r.layers, r.top_k, r.num_experts, len(r)
+                self.experts, self.weights = experts, weights
+                self.strings, self.labels = r.strings[:n], r.labels[:n]
+            self._sent, self._pending, self._last = n, None, time.perf_counter()
+            self.syncs += 1
 
     def _changed(self, kind: str, start: int) -> None:
         if kind != "append":
             self._snapshot()
-        else:
-            self._send_from(start)
+            if kind == "labels":
+                self._update_output()
+            return
+        with self._lock:
+            self._pending = start if self._pending is None else min(self._pending, start)
+            wait = self._last + 1.0 / self.max_syncs_per_s - time.perf_counter()
+            if wait <= 0:
+                self._flush()
+            elif self._timer is None:  # the last tokens of a burst go out when the interval has passed
+                self._timer = threading.Timer(wait, self._flush_later)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_later(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the tokens from the first pending one on (every open view appends what it lacks)."""
+        if self._pending is None:
+            return
+        self._send_from(self._pending)
+        self._pending = None
 
     def _send_from(self, start: int) -> None:
-        """Send the tokens from `start` on (every open view appends what it lacks)."""
         r = self.routing
-        self.send({"kind": "append", "start": start, "layers": r.layers, "top_k": r.top_k,
-                   "num_experts": r.num_experts, "strings": r.strings[start:], "labels": r.labels[start:]},
-                  list(_pack(r, start)))
+        end = min(len(r), self.limit)
+        if start >= end:  # past the limit: only the count changes
+            if self.total != len(r):
+                self.total = len(r)
+                self.syncs += 1
+            return
+        self.send({"kind": "append", "start": start, "total": len(r), "layers": r.layers, "top_k": r.top_k,
+                   "num_experts": r.num_experts, "strings": r.strings[start:end], "labels": r.labels[start:end]},
+                  list(_pack(r, start, end)))
+        self._sent, self._last = end, time.perf_counter()
+        self.syncs += 1
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _update_output(self) -> None:
+        """The record is finished: put its picture in this view's output (shown by `show`)."""
+        if self._handle is not None:
+            self._handle.update(self._bundle(), raw=True)
+
+    # ------------------------------------------------------------ front end -> kernel
 
     def _message(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
-        if content.get("kind") == "sync" and int(content.get("have", 0)) < len(self.routing):
-            self._send_from(int(content["have"]))
+        kind = content.get("kind")
+        if kind == "sync" and int(content.get("have", 0)) < min(len(self.routing), self.limit):
+            with self._lock:
+                self._send_from(int(content["have"]))
+        elif kind == "card":
+            self._send_card(int(content.get("layer", -1)), int(content.get("expert", -1)))
+
+    def _send_card(self, layer: int, expert: int) -> None:
+        """The expert card the front end asked for (or why there is none)."""
+        try:
+            card: dict[str, Any] = analysis.expert_card(self.routing, layer, expert).to_dict()
+        except ValueError as error:
+            card = {"layer": layer, "expert": expert, "error": str(error)}
+        self.send({"kind": "card", "card": card})
+
+    # ------------------------------------------------------------ display
+
+    def _bundle(self) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_()
+        data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+        data.update(static_bundle(self.routing))
+        return data
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self._bundle()
 
 
-def _pack(routing: Routing, start: int) -> tuple[bytes, bytes]:
-    experts = routing.experts[start:].astype("<u2").tobytes()
-    weights = np.rint(np.clip(routing.weights[start:], 0, 1) * 65535).astype("<u2").tobytes()
-    return experts, weights
+def static_bundle(routing: Routing) -> dict[str, Any]:
+    """text/plain (the summary) and, when matplotlib is installed, image/png of the grid and load."""
+    bundle: dict[str, Any] = {"text/plain": repr(routing) if len(routing) else
+                              "Expert routing (recording; the picture follows when the turn ends)"}
+    if len(routing):
+        try:
+            from .routing_figures import png, view_figure
+
+            bundle["image/png"] = png(view_figure(routing))
+        except ImportError:
+            pass
+    return bundle
+
+
+def routing_bundle(routing: Routing) -> dict[str, Any]:
+    """A Routing's display: the widget where widgets render, with the PNG and summary as fallbacks."""
+    return RoutingView(routing)._bundle()
+
+
+def _pack(routing: Routing, start: int, end: int) -> tuple[bytes, bytes]:
+    experts = np.asarray(routing.experts[start:end]).astype(np.int64) % 65536  # -1 (empty slot) -> 65535
+    return experts.astype("<u2").tobytes(), fixed16(routing.weights[start:end]).tobytes()

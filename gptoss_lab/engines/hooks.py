@@ -1,0 +1,235 @@
+"""Forward hooks on the routers of an in-kernel gpt-oss model: record their choices, or change them.
+
+`RouterHooks` records what every `GptOssTopKRouter` chose (the routing lab's capture);
+`intervened(model, plan)` makes the routers choose differently while it is active (disabled experts,
+forced experts, another top-k): the mechanics behind `gptoss_lab.routing.interventions`.
+torch is imported only inside the functions that run the model.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_UNDER_INTERVENTION: weakref.WeakSet[Any] = weakref.WeakSet()  # models whose routers are being changed
+
+
+def routers(model: Any) -> list[Any]:
+    """The model's `GptOssTopKRouter` modules in layer order; a one-line error when it has none."""
+    from .checkpoint import routing_visible
+
+    found = [m for m in model.modules() if type(m).__name__ == "GptOssTopKRouter"]
+    if not found:
+        raise ValueError("this model has no GptOssTopKRouter modules, so there is no routing to record or change")
+    hidden = routing_visible(model)
+    if hidden:
+        raise ValueError(f"the routers of this model are bypassed, so its routing cannot be seen or changed: {hidden}")
+    return found
+
+
+class RouterHooks:
+    """Forward hooks on every `GptOssTopKRouter` of a model (layer order), recording its choices.
+
+    Use as a context manager around forward passes; `take()` returns what the routers returned since
+    the last call (one row per token the model saw, batch rows one after the other): the softmax gate
+    weights over the top-k logits and the expert ids, exactly as the model routed them.
+
+    Only models whose MoE layers call their router module are seen: transformers' `GptOssMLP` does,
+    but on GPU with MXFP4 weights the hub "MegaBlocksMoeMLP" kernel (and other fused MoE kernels)
+    may replace the layer's forward and route internally, bypassing the router. Then `take()` finds
+    nothing and `Recorder.add` raises; load the model without those kernels to see its routing.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self._routers = routers(model)
+        self.num_experts: int = int(self._routers[0].num_experts)
+        self.top_k: int = int(self._routers[0].top_k)
+        self._captured: list[list[tuple[Any, Any]]] = [[] for _ in self._routers]
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> RouterHooks:
+        for layer, router in enumerate(self._routers):
+            self._handles.append(router.register_forward_hook(self._hook(layer)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._captured = [[] for _ in self._routers]
+
+    def _hook(self, layer: int) -> Callable[..., None]:
+        def hook(module: Any, args: Any, output: tuple[Any, Any, Any]) -> None:
+            _, scores, indices = output  # (logits, softmax of the top-k logits, top-k expert ids)
+            self._captured[layer].append((indices.detach(), scores.detach()))
+
+        return hook
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """(experts int16 [n, layers, k], weights float32 [n, layers, k]) routed since the last take."""
+        import torch
+
+        captured, self._captured = self._captured, [[] for _ in self._routers]
+        counts = [sum(indices.shape[0] for indices, _ in caps) for caps in captured]
+        if not any(counts):
+            k = self.top_k
+            return np.zeros((0, len(counts), k), np.int16), np.zeros((0, len(counts), k), np.float32)
+        if len(set(counts)) != 1:
+            raise RuntimeError(f"routers saw different numbers of tokens per layer: {counts}")
+        widths = {indices.shape[-1] for caps in captured for indices, _ in caps}
+        width = max(widths)  # an intervention may give some layers another top-k: pad with -1 / 0
+        experts = torch.stack([torch.cat([_pad(i, width, -1) for i, _ in caps]) for caps in captured], dim=1)
+        weights = torch.stack([torch.cat([_pad(w, width, 0) for _, w in caps]) for caps in captured], dim=1)
+        return experts.to(torch.int16).cpu().numpy(), weights.float().cpu().numpy()
+
+
+def _pad(tensor: Any, width: int, value: float) -> Any:
+    """`tensor` [n, k] widened to [n, width] with `value` (k < width only under a top-k intervention)."""
+    import torch
+
+    if tensor.shape[-1] == width:
+        return tensor
+    return torch.nn.functional.pad(tensor, (0, width - tensor.shape[-1]), value=value)
+
+
+def model_of(target: Any) -> tuple[Any, Any]:
+    """(engine or None, torch model) of a Session, a LocalEngine or a transformers GptOss model."""
+    if callable(getattr(target, "modules", None)):
+        return None, target
+    engine = getattr(target, "engine", target)  # a Session holds its engine
+    model = getattr(engine, "model", None)
+    if not callable(getattr(model, "modules", None)):
+        name = getattr(engine, "name", type(engine).__name__)
+        raise ValueError(f"this needs a gpt-oss model in this kernel, and {name} ({type(engine).__name__}) "
+                         f"has none: load one with Session.load(...)")
+    return engine, model
+
+
+# ---------------------------------------------------------------- interventions
+
+
+@dataclass(frozen=True)
+class LayerEdit:
+    """How one layer's router is changed: experts it may not choose, experts it must choose, its top-k.
+
+    `replace=True`: a disabled expert's place goes to the router's next choice (its logit is -inf
+    before the top-k). `replace=False`: the slot stays empty and the remaining gate weights are
+    renormalised (the token uses fewer experts).
+    """
+
+    disabled: frozenset[int] = frozenset()
+    forced: frozenset[int] = frozenset()
+    top_k: int | None = None
+    replace: bool = True
+
+    def check(self, layer: int, num_experts: int, top_k: int) -> None:
+        """One-line errors for edits that cannot apply to a router of `num_experts` and `top_k`."""
+        k = self.top_k or top_k
+        bad = sorted(e for e in self.disabled | self.forced if not 0 <= e < num_experts)
+        if bad:
+            raise ValueError(f"layer {layer} has experts 0..{num_experts - 1}: there is no expert {bad[0]}")
+        if not 1 <= k <= num_experts:
+            raise ValueError(f"top-k must be between 1 and {num_experts} (the experts per layer), not {k}")
+        if self.disabled & self.forced:
+            raise ValueError(f"layer {layer}: expert {min(self.disabled & self.forced)} is both disabled and forced")
+        if len(self.forced) > k:
+            raise ValueError(f"layer {layer}: {len(self.forced)} forced experts do not fit in its top-{k}")
+        if self.replace and num_experts - len(self.disabled) < k:
+            raise ValueError(f"layer {layer}: disabling {len(self.disabled)} of {num_experts} experts "
+                             f"leaves fewer than its top-{k}")
+
+    def route(self, logits: Any, top_k: int) -> tuple[Any, Any]:
+        """(gate weights [n, k'], expert ids [n, k']) for router logits [n, experts] under this edit."""
+        import torch
+
+        k = self.top_k or top_k
+        choose = logits.float()
+        if self.disabled and self.replace:
+            choose = choose.index_fill(-1, _ids(self.disabled, logits), float("-inf"))
+        if self.forced:
+            choose = choose.index_fill(-1, _ids(self.forced, logits), float("inf"))
+        _, indices = torch.topk(choose, k, dim=-1)
+        values = logits.gather(-1, indices).float()  # the weights come from the router's own logits
+        if self.disabled and not self.replace:
+            values = values.masked_fill(torch.isin(indices, _ids(self.disabled, logits)), float("-inf"))
+        scores = torch.nan_to_num(torch.softmax(values, dim=-1), nan=0.0)  # all disabled: no expert
+        return scores.to(logits.dtype), indices
+
+
+def _ids(experts: frozenset[int], like: Any) -> Any:
+    import torch
+
+    return torch.tensor(sorted(experts), dtype=torch.long, device=like.device)
+
+
+def check_plan(model: Any, plan: Mapping[int, LayerEdit]) -> None:
+    """Refuse, in one line, a plan that names layers or experts this model does not have."""
+    found = routers(model)
+    for layer, edit in plan.items():
+        if not 0 <= layer < len(found):
+            raise ValueError(f"this model has layers 0..{len(found) - 1}: there is no layer {layer}")
+        edit.check(layer, int(found[layer].num_experts), int(found[layer].top_k))
+
+
+@contextmanager
+def intervened(model: Any, plan: Mapping[int, LayerEdit]) -> Iterator[None]:
+    """While active, the routers of the layers in `plan` choose as their `LayerEdit` says.
+
+    The hooks run before any other forward hook on the routers (`RouterHooks` records the changed
+    routing, which is what the experts computed with). Refuses a second intervention on the same
+    model at the same time: combine them into one plan instead.
+    """
+    check_plan(model, plan)
+    if model in _UNDER_INTERVENTION:
+        raise RuntimeError("this model is already under an intervention: combine them (a | b) and apply one")
+    found = routers(model)
+    handles = [found[layer].register_forward_hook(_edit_hook(edit, int(found[layer].top_k)), prepend=True)
+               for layer, edit in plan.items()]
+    _UNDER_INTERVENTION.add(model)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        _UNDER_INTERVENTION.discard(model)
+
+
+def _edit_hook(edit: LayerEdit, top_k: int) -> Callable[..., tuple[Any, Any, Any]]:
+    def hook(module: Any, args: Any, output: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+        logits = output[0]
+        scores, indices = edit.route(logits, top_k)
+        return logits, scores, indices
+
+    return hook
+
+
+def teacher_forced(model: Any, ids: list[int], positions: list[int],
+                   plan: Mapping[int, LayerEdit] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One forward pass over `ids` (with `plan` applied): the log-probability of `ids[p]` given
+    `ids[:p]` for each p in `positions` (p ≥ 1), and the routing of every position (experts, weights).
+    The vocabulary projection runs on a few hundred positions at a time (bounded memory)."""
+    import torch
+
+    if any(not 1 <= p < len(ids) for p in positions):
+        raise ValueError(f"positions must be between 1 and {len(ids) - 1} (each is predicted from the ones before)")
+    device = model.get_input_embeddings().weight.device
+    with contextlib.ExitStack() as stack:
+        if plan:
+            stack.enter_context(intervened(model, plan))
+        hooks = stack.enter_context(RouterHooks(model))
+        stack.enter_context(torch.inference_mode())
+        hidden = model.model(input_ids=torch.tensor([ids], dtype=torch.long, device=device), use_cache=False)
+        experts, weights = hooks.take()
+        chosen = []
+        for start in range(0, len(positions), 256):
+            part = positions[start:start + 256]
+            before = torch.tensor([p - 1 for p in part], dtype=torch.long, device=device)
+            logprobs = torch.log_softmax(model.lm_head(hidden.last_hidden_state[0, before]).float(), dim=-1)
+            targets = torch.tensor([ids[p] for p in part], dtype=torch.long, device=logprobs.device)
+            chosen.append(logprobs.gather(-1, targets[:, None])[:, 0].cpu().numpy().astype(np.float64))
+    return (np.concatenate(chosen) if chosen else np.zeros(0)), experts, weights

@@ -1,0 +1,515 @@
+"""Analyses of routing records, vectorised (numpy) and bounded in memory at gpt-oss-120b shapes.
+
+Each takes a `Routing` (tokens × layers × top-k expert ids) and returns numbers a reader can use
+directly: per-layer load and entropy, expert co-activation, vocabulary specialisation (the tokens an
+expert is chosen for, and how much a token's routing depends on its id rather than its context),
+label specialisation with a divergence per layer, cross-layer transitions, hot and cold experts,
+and agreement between two records of the same tokens. Tables are `Table`s: pandas DataFrames whose
+`.plot()` draws the figure that fits them (widgets/routing_figures.py).
+
+An expert slot of -1 means "no expert" (a top-k intervention gave that layer fewer picks); it is
+never counted.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .record import Routing
+
+_CHUNK = 1 << 16  # tokens per step where a step's temporaries grow with k² (bounded memory)
+
+
+class Table(pd.DataFrame):
+    """A DataFrame from a routing analysis; `.plot(**options)` draws its figure (matplotlib).
+
+    Results derived from it (slices, sums ...) are plain DataFrames, with pandas' own `.plot`."""
+
+    _metadata = ["figure_kind", "figure_options"]
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def plot(self, **options: Any) -> Any:  # type: ignore[override]
+        """The figure of this analysis (a matplotlib Figure); options depend on the analysis."""
+        from ..widgets.routing_figures import draw
+
+        return draw(self.figure_kind, self, **{**self.figure_options, **options})
+
+
+def _table(data: Any, kind: str, index: Any = None, columns: Any = None, **options: Any) -> Table:
+    table = Table(data, index=index, columns=columns)
+    table.figure_kind, table.figure_options = kind, options
+    return table
+
+
+class Load(NamedTuple):
+    """Expert load per layer: how often each expert was in a token's top-k, and that as a share."""
+
+    counts: np.ndarray  # int64 [layers, experts]
+    share: np.ndarray   # float64 [layers, experts], rows sum to 1 (0 where no tokens)
+
+
+class Comparison(NamedTuple):
+    """How two routings differ: per-layer Jensen–Shannon divergence of expert load (bits, 0..1)
+    and the (layer, expert, share here, share there) entries that differ most."""
+
+    jsd: np.ndarray
+    top: list[tuple[int, int, float, float]]
+
+    def __repr__(self) -> str:
+        lines = [f"Jensen–Shannon divergence of expert load per layer (bits): mean {self.jsd.mean():.3f}, "
+                 f"max {self.jsd.max():.3f} at layer {int(self.jsd.argmax())}"]
+        lines += [f"  layer {layer:>2} expert {expert:>3}: {a:6.1%} vs {b:6.1%}" for layer, expert, a, b in self.top]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _picks(routing: Routing, layer: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """int64 [tokens, k] expert ids of one layer; empty slots (-1) become `num_experts` (a bin dropped later)."""
+    picks = np.asarray(routing.experts[:, layer]).astype(np.int64)
+    if mask is not None:
+        picks = picks[mask]
+    picks[picks < 0] = routing.num_experts
+    return picks
+
+
+def _counts(keys: np.ndarray, size: int) -> np.ndarray:
+    return np.bincount(keys.ravel(), minlength=size)[:size]
+
+
+def _normalise(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros(counts.shape), where=total > 0)
+
+
+def _entropy(share: np.ndarray) -> np.ndarray:
+    logs = np.log2(share, out=np.zeros(share.shape), where=share > 0)
+    return -(share * logs).sum(axis=-1)
+
+
+def _jsd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen–Shannon divergence (bits, 0..1) of distributions along the last axis."""
+    return np.maximum(_entropy((p + q) / 2) - (_entropy(p) + _entropy(q)) / 2, 0.0)
+
+
+def _token_index(routing: Routing) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct token ids, each position's index among them)."""
+    ids, inverse = np.unique(np.asarray(routing.tokens), return_inverse=True)
+    return ids, inverse.astype(np.int64)
+
+
+def _texts(ids: np.ndarray) -> list[str]:
+    from .record import token_texts
+
+    return token_texts(ids)
+
+
+def _label_codes(routing: Routing, labels: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    """(code per token, label names) from the routing's own labels or a per-token sequence given."""
+    if labels is None:
+        return routing.label_codes, routing.label_names
+    if isinstance(labels, pd.Categorical):
+        return np.asarray(labels.codes, np.int64), [str(c) for c in labels.categories]
+    if len(labels) != len(routing):
+        raise ValueError(f"{len(labels)} labels for {len(routing)} tokens: give one label per token")
+    categorical = pd.Categorical(np.asarray(labels, dtype=object))
+    return np.asarray(categorical.codes, np.int64), [str(c) for c in categorical.categories]
+
+
+def _present(codes: np.ndarray, names: list[str]) -> list[int]:
+    """Label codes that occur, in order of first appearance."""
+    seen = np.unique(codes[codes >= 0], return_index=True)
+    return [int(c) for c in seen[0][np.argsort(seen[1])]]
+
+
+# ---------------------------------------------------------------- load, co-activation, entropy, compare
+
+
+def load(routing: Routing, channel: str | None = None) -> Load:
+    """Per-layer expert load over all tokens, or over the tokens of one label (Harmony channel)."""
+    mask = None if channel is None else routing.mask(channel)
+    size = routing.num_experts
+    counts = np.stack([_counts(_picks(routing, layer, mask), size) for layer in range(routing.layers)]) \
+        if routing.layers else np.zeros((0, size), np.int64)
+    return Load(counts, _normalise(counts))
+
+
+def channel_load(routing: Routing) -> dict[str, Load]:
+    """Expert load of each label present (analysis vs final vs tool ...), in order of appearance."""
+    names = routing.label_names
+    return {names[code]: load(routing, names[code]) for code in _present(routing.label_codes, names)}
+
+
+def coactivation(routing: Routing, layer: int | None = None) -> np.ndarray:
+    """[experts, experts] counts of tokens that chose both experts together (one layer, or all
+    layers summed); the diagonal counts how often each expert was chosen."""
+    size = routing.num_experts + 1
+    total = np.zeros(size * size, np.int64)
+    for l in range(routing.layers) if layer is None else [layer]:
+        picks = _picks(routing, l)
+        for start in range(0, len(routing), _CHUNK):
+            chunk = picks[start:start + _CHUNK]
+            total += _counts(chunk[:, :, None] * size + chunk[:, None, :], size * size)
+    return total.reshape(size, size)[:-1, :-1]
+
+
+def entropy(routing: Routing) -> np.ndarray:
+    """Entropy (bits) of each layer's expert load: log2(experts) is perfectly balanced, 0 one expert."""
+    return _entropy(load(routing).share)
+
+
+def compare(a: Routing, b: Routing, top: int = 10) -> Comparison:
+    """Contrast two routings' expert usage layer by layer (e.g. two prompts on the same model)."""
+    _same_shape(a, b)
+    p, q = load(a).share, load(b).share
+    diff = np.abs(p - q).ravel()
+    order = np.argsort(-diff, kind="stable")[:top]
+    pairs = [divmod(int(i), a.num_experts) for i in order if diff[i] > 0]
+    return Comparison(_jsd(p, q), [(layer, e, float(p[layer, e]), float(q[layer, e])) for layer, e in pairs])
+
+
+def _same_shape(a: Routing, b: Routing) -> None:
+    if (a.layers, a.num_experts) != (b.layers, b.num_experts):
+        raise ValueError(f"cannot compare routings of {a.layers}×{a.num_experts} and "
+                         f"{b.layers}×{b.num_experts} (layers × experts)")
+
+
+def to_frame(routing: Routing) -> pd.DataFrame:
+    """A tidy table, one row per (token, layer, rank)."""
+    n, layers, k = routing.experts.shape
+    position = np.repeat(np.arange(n), layers * k)
+    texts = np.asarray(routing.strings, dtype=object)
+    names = np.asarray(routing.label_names, dtype=object)
+    return pd.DataFrame({
+        "position": position,
+        "token": np.repeat(routing.tokens, layers * k),
+        "text": texts[position] if n else np.zeros(0, object),
+        "label": names[routing.label_codes][position] if n else np.zeros(0, object),
+        "layer": np.tile(np.repeat(np.arange(layers), k), n),
+        "rank": np.tile(np.arange(k), n * layers),
+        "expert": np.asarray(routing.experts).ravel(),
+        "weight": routing.weights.ravel(),
+    })
+
+
+# ---------------------------------------------------------------- vocabulary specialisation
+
+
+def _expert_token_counts(routing: Routing, layer: int, index: np.ndarray, distinct: int) -> np.ndarray:
+    """int64 [experts, distinct tokens]: how often each expert was among a token id's top-k picks."""
+    size = routing.num_experts + 1
+    picks = _picks(routing, layer)
+    counts = _counts(picks * distinct + index[:, None], size * distinct)
+    return counts.reshape(size, distinct)[:-1]
+
+
+def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: str = "count",
+               min_count: int = 1) -> Table:
+    """For each expert (of one layer, or of every layer), the `n` token ids it is chosen for most.
+
+    `count`: how many times the expert was among that token's top-k picks; `specialisation`: the
+    share of the token's occurrences that went to this expert (1.0 = every time). `by="specialisation"`
+    ranks by that instead, among tokens seen at least `min_count` times (OLMoE's vocabulary
+    specialisation). `.plot(layer=..., experts=...)` draws bar charts of the top tokens.
+    """
+    if by not in ("count", "specialisation"):
+        raise ValueError(f"by must be 'count' or 'specialisation', not {by!r}")
+    ids, index = _token_index(routing)
+    occurrences = np.bincount(index, minlength=len(ids))
+    rows = []
+    for l in range(routing.layers) if layer is None else [layer]:
+        counts = _expert_token_counts(routing, l, index, len(ids))
+        spec = counts / np.maximum(occurrences, 1)
+        score = (spec if by == "specialisation" else counts).astype(float)
+        score[:, occurrences < min_count] = -1
+        score[counts == 0] = -1
+        m = min(n, len(ids))
+        best = np.argpartition(-score, m - 1, axis=1)[:, :m] if m else np.zeros((len(score), 0), int)
+        order = np.argsort(-np.take_along_axis(score, best, 1), axis=1, kind="stable")
+        best = np.take_along_axis(best, order, 1)
+        for expert in range(routing.num_experts):
+            keep = best[expert][score[expert, best[expert]] >= 0]
+            rows += [(l, expert, rank, int(ids[t]), int(counts[expert, t]), float(spec[expert, t]))
+                     for rank, t in enumerate(keep)]
+    frame = pd.DataFrame(rows, columns=["layer", "expert", "rank", "token", "count", "specialisation"])
+    frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
+    return _table(frame, "top_tokens")
+
+
+def token_concentration(routing: Routing, min_count: int = 5) -> Table:
+    """How much each token id's routing is fixed by the id itself rather than by its context.
+
+    Per token id seen at least `min_count` times and per layer: the share of its top-k picks that go
+    to its k most frequent experts there. 1.0 = the token always goes to the same experts (token-id
+    routing); near k/experts = its experts change with the context. Columns: text, count, the
+    per-layer values and their mean. `.plot()` draws the count-weighted mean per layer against
+    those two bounds.
+    """
+    ids, index = _token_index(routing)
+    occurrences = np.bincount(index, minlength=len(ids))
+    keep = np.flatnonzero(occurrences >= min_count)
+    remap = np.full(len(ids), -1, np.int64)
+    remap[keep] = np.arange(len(keep))
+    rows = remap[index]
+    chosen = rows >= 0
+    k, size = routing.top_k, routing.num_experts + 1
+    table = np.zeros((len(keep), routing.layers))
+    for l in range(routing.layers):
+        picks = _picks(routing, l)[chosen]
+        counts = _counts(rows[chosen][:, None] * size + picks, len(keep) * size).reshape(len(keep), size)[:, :-1]
+        top = -np.partition(-counts, min(k, size - 1) - 1, axis=1)[:, :k] if len(keep) else counts[:, :k]
+        table[:, l] = top.sum(1) / np.maximum(counts.sum(1), 1)
+    frame = pd.DataFrame(table, index=pd.Index(ids[keep], name="token"),
+                         columns=[f"layer {l}" for l in range(routing.layers)])
+    frame.insert(0, "count", occurrences[keep])
+    frame.insert(0, "text", _texts(ids[keep]))
+    frame["mean"] = table.mean(1) if routing.layers else 0.0
+    frame = frame.sort_values(["mean", "count"], ascending=False)
+    return _table(frame, "token_concentration", top_k=k, num_experts=routing.num_experts)
+
+
+# ---------------------------------------------------------------- label specialisation
+
+
+def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np.ndarray:
+    """int64 [labels, layers, experts] top-k pick counts per label."""
+    size = routing.num_experts + 1
+    position = np.full(int(codes.max()) + 1 if len(codes) else 1, -1, np.int64)
+    position[present] = np.arange(len(present))
+    row = position[np.maximum(codes, 0)]
+    row[codes < 0] = -1
+    valid = row >= 0
+    out = np.zeros((len(present), routing.layers, routing.num_experts), np.int64)
+    for l in range(routing.layers):
+        picks = _picks(routing, l)[valid]
+        out[:, l] = _counts(row[valid][:, None] * size + picks, len(present) * size).reshape(len(present), size)[:, :-1]
+    return out
+
+
+def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
+    """Expert load per label and layer: rows (label, layer), columns experts, values the share of
+    that label's top-k picks in that layer. Labels are the routing's own (Harmony channels) or one
+    per token given here (e.g. "code", "prose", "math"). `.plot()` draws the specialisation heat
+    map: per label, how much more (or less) each expert is used than over all tokens."""
+    codes, names = _label_codes(routing, labels)
+    present = _present(codes, names)
+    counts = _label_counts(routing, codes, present)
+    share = _normalise(counts)
+    index = pd.MultiIndex.from_product([[names[c] for c in present], range(routing.layers)], names=["label", "layer"])
+    frame = pd.DataFrame(share.reshape(-1, routing.num_experts), index=index,
+                         columns=pd.RangeIndex(routing.num_experts, name="expert"))
+    table = _table(frame, "label_load", overall=_normalise(counts.sum(0)).tolist())
+    table.attrs["tokens"] = {names[c]: int((codes == c).sum()) for c in present}
+    return table
+
+
+def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> Table:
+    """Per layer, how differently the labels are routed (bits): `jsd` is the generalised
+    Jensen–Shannon divergence of the labels' expert loads, weighted by their token counts (the
+    mutual information between label and expert, per pick); one column per label gives that label's
+    Jensen–Shannon divergence against all other tokens (0 = routed like the rest, 1 = disjoint)."""
+    codes, names = _label_codes(routing, labels)
+    present = _present(codes, names)
+    counts = _label_counts(routing, codes, present).astype(float)
+    totals = counts.sum(-1)  # [labels, layers]
+    weight = np.divide(totals, totals.sum(0), out=np.zeros_like(totals), where=totals.sum(0) > 0)
+    mixed = _normalise(counts.sum(0))
+    jsd = _entropy(mixed) - (weight * _entropy(_normalise(counts))).sum(0)
+    columns = {"jsd": np.maximum(jsd, 0.0)}
+    for i, code in enumerate(present):
+        columns[f"{names[code]} vs rest"] = _jsd(_normalise(counts[i]), _normalise(counts.sum(0) - counts[i]))
+    return _table(pd.DataFrame(columns, index=pd.RangeIndex(routing.layers, name="layer")), "label_divergence")
+
+
+# ---------------------------------------------------------------- transitions, hot and cold experts
+
+
+def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True, normalize: bool = False) -> Table:
+    """How often expert i in layer l is followed by expert j in layer l+1 (rows i, columns j).
+
+    `top1=True` follows each token's top-1 expert; `top1=False` counts every pair of its top-k picks
+    in the two layers. One layer gives an experts × experts table, `layer=None` every layer's (rows
+    indexed by (layer, expert)). `normalize=True` turns counts into P(next | expert)."""
+    if routing.layers < 2:
+        raise ValueError("transitions need at least two layers")
+    last = routing.layers - 2
+    if layer is not None and not 0 <= layer <= last:
+        raise ValueError(f"layer must be between 0 and {last} (each layer is followed by the next), not {layer}")
+    size = routing.num_experts + 1
+    blocks = []
+    for l in range(routing.layers - 1) if layer is None else [layer]:
+        total = np.zeros(size * size, np.int64)
+        here, there = _picks(routing, l), _picks(routing, l + 1)
+        if top1:
+            here, there = here[:, :1], there[:, :1]
+        for start in range(0, len(routing), _CHUNK):
+            a, b = here[start:start + _CHUNK], there[start:start + _CHUNK]
+            total += _counts(a[:, :, None] * size + b[:, None, :], size * size)
+        counts = total.reshape(size, size)[:-1, :-1]
+        blocks.append(_normalise(counts) if normalize else counts)
+    experts = pd.RangeIndex(routing.num_experts, name="expert")
+    columns = pd.RangeIndex(routing.num_experts, name="next expert")
+    if layer is not None:
+        return _table(blocks[0], "transitions", index=experts, columns=columns, layer=layer)
+    index = pd.MultiIndex.from_product([range(routing.layers - 1), range(routing.num_experts)], names=["layer", "expert"])
+    return _table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0)
+
+
+def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
+    """Per layer: the busiest and the least used expert with their shares of the top-k picks, how
+    many experts were never chosen, the share the `top` busiest experts take (default: a tenth of
+    the experts, at least one) and the balance (load entropy / log2 experts; 1 = perfectly even).
+    `.plot()` draws each layer's cumulative share over its experts, busiest first."""
+    share = load(routing).share
+    top = top or max(1, routing.num_experts // 10)
+    ranked = -np.sort(-share, axis=1)
+    balance = entropy(routing) / np.log2(routing.num_experts) if routing.num_experts > 1 else np.ones(routing.layers)
+    frame = pd.DataFrame({
+        "hot": share.argmax(1), "hot_share": share.max(1),
+        "cold": share.argmin(1), "cold_share": share.min(1),
+        "unused": (share == 0).sum(1),
+        f"top{top}_share": ranked[:, :top].sum(1),
+        "balance": balance,
+    }, index=pd.RangeIndex(routing.layers, name="layer"))
+    return _table(frame, "hot_and_cold", cumulative=np.cumsum(ranked, axis=1).tolist(), top=top)
+
+
+# ---------------------------------------------------------------- agreement between two records
+
+
+def _overlaps(a: Routing, b: Routing) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(start, shared [tokens, layers], same top-1 [tokens, layers]) over chunks of tokens: how many
+    of a's top-k experts are also among b's, and whether the top-1 experts agree."""
+    if len(a) != len(b) or not np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens)):
+        raise ValueError("agreement needs two records of the same tokens (route the same texts or ids twice)")
+    if a.layers != b.layers:
+        raise ValueError(f"the records have {a.layers} and {b.layers} layers")
+    for start in range(0, len(a), _CHUNK):
+        x = np.asarray(a.experts[start:start + _CHUNK]).astype(np.int32)
+        y = np.asarray(b.experts[start:start + _CHUNK]).astype(np.int32)
+        equal = (x[..., :, None] == y[..., None, :]) & (x[..., :, None] >= 0)
+        yield start, equal.any(-1).sum(-1), x[..., 0] == y[..., 0]
+
+
+def agreement(a: Routing, b: Routing) -> Table:
+    """Per layer, how alike two records of the same tokens are routed (two checkpoints, bf16 vs
+    MXFP4, two reasoning efforts, with and without an intervention): `overlap` is the mean share of
+    a's top-k experts also in b's top-k (router saturation), `top1` the share of tokens with the same
+    top-1 expert, `same_set` the share with identical top-k sets."""
+    k = max(a.top_k, 1)
+    shared = np.zeros(a.layers)
+    top1 = np.zeros(a.layers)
+    same = np.zeros(a.layers)
+    for _, overlap, first in _overlaps(a, b):
+        shared += overlap.sum(0)
+        top1 += first.sum(0)
+        same += (overlap == np.minimum(k, b.top_k)).sum(0)
+    n = max(len(a), 1)
+    frame = pd.DataFrame({"overlap": shared / (n * k), "top1": top1 / n, "same_set": same / n},
+                         index=pd.RangeIndex(a.layers, name="layer"))
+    return _table(frame, "agreement")
+
+
+def route_changes(a: Routing, b: Routing) -> Table:
+    """Per token of two records of the same tokens: in how many layers its top-k set and its top-1
+    expert differ, with the token's text and label; `.plot()` marks the changed cells."""
+    k = min(a.top_k, b.top_k)
+    changed = np.zeros(len(a), np.int64)
+    first_changed = np.zeros(len(a), np.int64)
+    cells = np.zeros((len(a), a.layers), bool)
+    for start, overlap, first in _overlaps(a, b):
+        moved = overlap < k
+        cells[start:start + len(moved)] = moved
+        changed[start:start + len(moved)] = moved.sum(1)
+        first_changed[start:start + len(moved)] = (~first).sum(1)
+    frame = pd.DataFrame({"token": np.asarray(a.tokens), "text": a.strings, "label": a.labels,
+                          "layers_changed": changed, "top1_changed": first_changed},
+                         index=pd.RangeIndex(len(a), name="position"))
+    return _table(frame, "route_changes", cells=cells)
+
+
+# ---------------------------------------------------------------- one expert
+
+
+@dataclass
+class ExpertCard:
+    """What one expert of one layer does in a record: its share of the layer's picks, the tokens it
+    is chosen for, its load per label, and where its tokens come from and go to in the next layers."""
+
+    layer: int
+    expert: int
+    picks: int
+    share: float
+    tokens: pd.DataFrame = field(repr=False)      # token, text, count, specialisation
+    labels: pd.DataFrame = field(repr=False)      # label, tokens, chose (share of the label's tokens), lift
+    previous: pd.DataFrame = field(repr=False)    # expert of layer-1 (top-1), share of this expert's tokens
+    next: pd.DataFrame = field(repr=False)        # expert of layer+1 (top-1), share
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (the routing widget draws its card from this)."""
+        return {"layer": self.layer, "expert": self.expert, "picks": self.picks, "share": self.share,
+                "tokens": self.tokens.to_dict("records"), "labels": self.labels.to_dict("records"),
+                "previous": self.previous.to_dict("records"), "next": self.next.to_dict("records")}
+
+    def plot(self) -> Any:
+        """The card as a matplotlib Figure (top tokens, load by label, transitions)."""
+        from ..widgets.routing_figures import draw
+
+        return draw("expert_card", self)
+
+    def _repr_html_(self) -> str:
+        from ..widgets.routing_figures import card_html
+
+        return card_html(self)
+
+    def __repr__(self) -> str:
+        tokens = ", ".join(f"{t!r}×{c}" for t, c in zip(self.tokens["text"], self.tokens["count"]))
+        return (f"ExpertCard(layer {self.layer}, expert {self.expert}: {self.picks} picks, {self.share:.1%} of the layer; "
+                f"top tokens {tokens or '-'})")
+
+
+def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> ExpertCard:
+    """The `ExpertCard` of `expert` in `layer`: top `n` tokens, load by label, transitions."""
+    if not 0 <= layer < routing.layers or not 0 <= expert < routing.num_experts:
+        raise ValueError(f"no expert {expert} in layer {layer}: this record has layers 0..{routing.layers - 1} "
+                         f"and experts 0..{routing.num_experts - 1}")
+    hit = (np.asarray(routing.experts[:, layer]) == expert).any(1)
+    tokens = np.asarray(routing.tokens)
+    ids, counts = np.unique(tokens[hit], return_counts=True)
+    occurrences = np.unique(tokens, return_counts=True)
+    seen = dict(zip(occurrences[0].tolist(), occurrences[1].tolist()))
+    order = np.argsort(-counts, kind="stable")[:n]
+    top = pd.DataFrame({"token": ids[order].astype(int), "text": _texts(ids[order]), "count": counts[order],
+                        "specialisation": [c / seen[int(t)] for t, c in zip(ids[order], counts[order])]})
+    codes, names = routing.label_codes, routing.label_names
+    overall = hit.mean() if len(hit) else 0.0
+    rows = []
+    for code in _present(codes, names):
+        in_label = codes == code
+        chose = float(hit[in_label].mean())
+        rows.append((names[code], int(in_label.sum()), chose, chose / overall if overall else 0.0))
+    labels = pd.DataFrame(rows, columns=["label", "tokens", "chose", "lift"])
+    share = load(routing).share[layer, expert] if len(routing) else 0.0
+    return ExpertCard(layer, expert, int(hit.sum()), float(share), top, labels,
+                      _neighbours(routing, hit, layer - 1, n), _neighbours(routing, hit, layer + 1, n))
+
+
+def _neighbours(routing: Routing, hit: np.ndarray, layer: int, n: int) -> pd.DataFrame:
+    """Top-1 experts of `layer` among the tokens in `hit`, with their shares (empty outside the model)."""
+    if not 0 <= layer < routing.layers or not hit.any():
+        return pd.DataFrame({"expert": pd.Series(dtype=int), "share": pd.Series(dtype=float)})
+    first = np.asarray(routing.experts[:, layer, 0])[hit].astype(np.int64)
+    first = first[first >= 0]
+    counts = np.bincount(first, minlength=routing.num_experts)
+    order = np.argsort(-counts, kind="stable")[:n]
+    order = order[counts[order] > 0]
+    return pd.DataFrame({"expert": order.astype(int), "share": counts[order] / max(len(first), 1)})

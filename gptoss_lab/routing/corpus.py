@@ -1,0 +1,283 @@
+"""Routing over a corpus without generating: `route(texts_or_conversations, model)` -> `Corpus`.
+
+Prefill only (one forward pass per batch, no sampling), batched, with a progress bar. Texts are
+sorted by length inside windows of a few batches to keep padding small; results keep the input
+order. Memory stays bounded: past `memory_limit` (or from the start when `path` is given) the
+record is streamed to a record folder and read back memory-mapped, so a 10,000-text run is done once.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import harmony
+from .record import RecordWriter, Routing, read_record, token_labels
+
+_PAD = 0          # right padding: causal attention never lets a real token see it
+_WINDOW = 8       # batches whose texts are sorted by length together
+_SPILL = 64 << 20  # bytes buffered at most before they are written, once writing to a folder
+
+
+class Corpus(Sequence[Routing]):
+    """The routing of many texts: `corpus[i]` is text i's `Routing` (a view, no copy), `combined`
+    all tokens as one record (for the analyses), `doc_labels` the label given to each text."""
+
+    def __init__(self, combined: Routing, offsets: Sequence[int], doc_labels: Sequence[str | None] | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.combined = combined
+        self.offsets = np.asarray(offsets, np.int64)
+        self.doc_labels: list[str | None] = list(doc_labels) if doc_labels is not None else [None] * (len(self.offsets) - 1)
+        self.meta = dict(meta or {})
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"text {i} of {len(self)}")
+        i %= len(self)
+        return self.combined.select(slice(int(self.offsets[i]), int(self.offsets[i + 1])))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def document(self) -> np.ndarray:
+        """Which text each token of `combined` comes from."""
+        return np.repeat(np.arange(len(self)), self.lengths)
+
+    def token_labels(self) -> pd.Categorical:
+        """Each token's text label (what `label_load`/`label_divergence` take as `labels`)."""
+        names = sorted({str(label) for label in self.doc_labels if label is not None})
+        code = {name: i for i, name in enumerate(names)}
+        per_doc = np.asarray([code.get(str(label), -1) if label is not None else -1 for label in self.doc_labels],
+                             np.int64)
+        return pd.Categorical.from_codes(np.repeat(per_doc, self.lengths), names)
+
+    def label_load(self, by: str = "text") -> Any:
+        """Expert load per text label (`by="text"`) or per Harmony channel (`by="channel"`)."""
+        return self.combined.label_load(self._labels(by))
+
+    def label_divergence(self, by: str = "text") -> Any:
+        """Per layer, how differently the text labels (or channels) are routed (bits)."""
+        return self.combined.label_divergence(self._labels(by))
+
+    def _labels(self, by: str) -> pd.Categorical | None:
+        if by not in ("text", "channel"):
+            raise ValueError(f"by must be 'text' (the labels given to route) or 'channel', not {by!r}")
+        if by == "channel":
+            return None
+        if all(label is None for label in self.doc_labels):
+            raise ValueError("these texts have no labels: give route(..., labels=[...]) or use by='channel'")
+        return self.token_labels()
+
+    def save(self, path: str | Path) -> Path:
+        """Write every text's routing to the record folder `path` (see `Corpus.load`)."""
+        r = self.combined
+        with RecordWriter(path, layers=r.layers, top_k=r.top_k, num_experts=r.num_experts, meta=self.meta) as writer:
+            writer.append(r, self.lengths.tolist(), self.doc_labels)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Corpus:
+        """A record folder written by `route(..., path=)` or `save`, memory-mapped."""
+        combined, offsets, doc_labels, meta = read_record(path)
+        return cls(combined, offsets, doc_labels, meta)
+
+    def view(self) -> Any:
+        """The routing widget over all tokens (see `Routing.view`)."""
+        return self.combined.view()
+
+    def __repr__(self) -> str:
+        extra = f", {self.meta['seconds']:.1f} s" if "seconds" in self.meta else ""
+        where = f", stored in {self.meta['path']}" if "path" in self.meta else ""
+        return (f"Corpus({len(self)} texts, {len(self.combined)} tokens × {self.combined.layers} layers × "
+                f"top-{self.combined.top_k} of {self.combined.num_experts} experts{extra}{where})")
+
+
+def route(
+    items: Iterable[Any],
+    model: Any,
+    *,
+    batch_size: int = 8,
+    labels: Sequence[str | None] | None = None,
+    path: str | Path | None = None,
+    memory_limit: int = 1 << 30,
+    progress: bool = True,
+) -> Corpus:
+    """The expert routing of every text or conversation in `items`, by prefill only (nothing generated).
+
+    Items: plain strings (tokens labelled "text"), conversations (lists of Harmony messages, or
+    objects with a `messages` list such as gpt-oss-tiny's examples; tokens labelled by channel), or
+    token ids. `model`: a Session, a LocalEngine or a transformers GptOss model in this kernel.
+    `labels` gives each item a label (e.g. "code", "math") for `Corpus.label_load`. With `path`, the
+    record is written there as it is made; without, it stays in memory until it passes
+    `memory_limit` bytes, then streams to a temporary folder (a warning says where). Texts longer
+    than the model's context are cut to it.
+    """
+    from ..engines.hooks import RouterHooks, model_of
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    engine, net = model_of(model)
+    items = list(items)
+    if labels is not None and len(labels) != len(items):
+        raise ValueError(f"{len(labels)} labels for {len(items)} texts: give one label per text")
+    config = net.config
+    context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
+    chunk = int(getattr(engine, "prefill_chunk", 2048))
+    store = _Store(config, path, memory_limit, name=getattr(engine, "name", None))
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), desc="routing", unit="text", leave=False, disable=not progress)
+    try:
+        with RouterHooks(net) as hooks:
+            for start in range(0, len(items), batch_size * _WINDOW):
+                window = [_tokens_of(item, context) for item in items[start:start + batch_size * _WINDOW]]
+                routed = _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar)
+                for offset, ((ids, token_labels), (experts, weights)) in enumerate(zip(window, routed)):
+                    label = labels[start + offset] if labels is not None else None
+                    store.add(Routing(ids, experts, weights, token_labels, num_experts=int(config.num_local_experts)),
+                              label)
+    finally:
+        bar.close()
+        corpus = store.finish(seconds=time.perf_counter() - started)
+    return corpus
+
+
+def _tokens_of(item: Any, context: int) -> tuple[list[int], list[str]]:
+    """(token ids, label per token) of one item: text, conversation or ids."""
+    if isinstance(item, str):
+        ids = harmony.encode_text(item)
+        labels = ["text"] * len(ids)
+    else:
+        messages = getattr(item, "messages", item)
+        if isinstance(messages, (list, tuple)) and messages and all(hasattr(m, "author") for m in messages):
+            ids = harmony.render(messages, keep_analysis_from=0)[:-2]  # the conversation as it happened
+            if messages[-1].author.role.value == "assistant" and ids and ids[-1] == harmony.END:
+                ids[-1] = harmony.RETURN  # a finished turn ends as the model ended it
+        elif isinstance(messages, (list, tuple, np.ndarray)) and all(isinstance(t, (int, np.integer)) for t in messages):
+            ids = [int(t) for t in messages]
+        else:
+            raise TypeError(f"route takes texts, conversations (lists of Harmony messages) or token ids, "
+                            f"not {type(item).__name__}")
+        labels = token_labels(ids)
+    return ids[:context], labels[:context]
+
+
+def _route_window(net: Any, hooks: Any, sequences: list[list[int]], batch_size: int, chunk: int,
+                  bar: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Routing of each sequence, in order: short ones batched by length, long ones alone in chunks."""
+    import torch
+
+    results: list[Any] = [None] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    with torch.inference_mode():
+        short = [i for i in order if 0 < len(sequences[i]) <= chunk]
+        for b in range(0, len(short), batch_size):
+            batch = short[b:b + batch_size]
+            width = len(sequences[batch[-1]])
+            ids = torch.full((len(batch), width), _PAD, dtype=torch.long, device=_device(net))
+            for row, i in enumerate(batch):
+                ids[row, :len(sequences[i])] = torch.tensor(sequences[i])
+            net(input_ids=ids, use_cache=False, logits_to_keep=1)
+            experts, weights = hooks.take()  # rows: batch-major, `width` positions each
+            for row, i in enumerate(batch):
+                span = slice(row * width, row * width + len(sequences[i]))
+                results[i] = (experts[span], weights[span])
+            bar.update(len(batch))
+        for i in order:
+            if len(sequences[i]) > chunk:
+                results[i] = _route_long(net, hooks, sequences[i], chunk)
+                bar.update(1)
+            elif not sequences[i]:
+                k, layers = hooks.top_k, len(hooks._routers)
+                results[i] = (np.zeros((0, layers, k), np.int16), np.zeros((0, layers, k), np.float32))
+                bar.update(1)
+    return results
+
+
+def _route_long(net: Any, hooks: Any, ids: list[int], chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sequence longer than one prefill chunk: chunk by chunk over a KV cache (bounded attention memory)."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=net.config)
+    parts = []
+    for start in range(0, len(ids), chunk):
+        piece = torch.tensor([ids[start:start + chunk]], dtype=torch.long, device=_device(net))
+        net(input_ids=piece, cache=cache, use_cache=True, logits_to_keep=1)
+        parts.append(hooks.take())
+    return np.concatenate([e for e, _ in parts]), np.concatenate([w for _, w in parts])
+
+
+def _device(net: Any) -> Any:
+    return net.get_input_embeddings().weight.device
+
+
+class _Store:
+    """Where `route` puts finished texts: memory until the limit, then (or from the start) a record folder."""
+
+    def __init__(self, config: Any, path: str | Path | None, memory_limit: int, name: str | None) -> None:
+        self.config, self.limit = config, memory_limit
+        self.meta = {"model": name} if name else {}
+        self.routing = Routing(num_experts=int(config.num_local_experts))
+        self.lengths: list[int] = []
+        self.labels: list[str | None] = []
+        self.writer: RecordWriter | None = None
+        if path is not None:
+            self._open(Path(path))
+
+    def _open(self, path: Path) -> None:
+        self.meta["path"] = str(path)
+        self.writer = RecordWriter(path, layers=int(self.config.num_hidden_layers),
+                                   top_k=int(self.config.num_experts_per_tok),
+                                   num_experts=int(self.config.num_local_experts), meta=self.meta)
+
+    def add(self, routing: Routing, label: str | None) -> None:
+        if len(routing) and self.routing.layers and routing.experts.shape[1:] != self.routing.experts.shape[1:]:
+            raise ValueError("the model's routing changed shape between texts (an intervention on top-k?)")
+        if len(routing):
+            self.routing.append(routing.tokens, routing.experts, routing.weights, routing.labels)
+        self.lengths.append(len(routing))
+        self.labels.append(label)
+        if self.writer is None and self._bytes() > self.limit:
+            folder = Path(tempfile.mkdtemp(prefix="gptoss_lab-routing-"))
+            warnings.warn(f"the routing passed memory_limit={self.limit:,} bytes: streaming it to {folder} "
+                          f"(memory-mapped; give route(..., path=...) to choose the folder)", stacklevel=3)
+            self._open(folder)
+        if self.writer is not None and self._bytes() > min(self.limit, _SPILL):
+            self._spill()
+
+    def _per_token(self) -> int:
+        return 4 + 1 + int(self.config.num_hidden_layers) * int(self.config.num_experts_per_tok) * 6
+
+    def _bytes(self) -> int:
+        return len(self.routing) * self._per_token()
+
+    def _spill(self) -> None:
+        assert self.writer is not None
+        self.writer.append(self.routing, self.lengths, self.labels)
+        self.routing = Routing(num_experts=int(self.config.num_local_experts))
+        self.lengths, self.labels = [], []
+
+    def finish(self, seconds: float) -> Corpus:
+        """The corpus of everything added (read back from the folder when it was streamed)."""
+        self.meta["seconds"] = round(seconds, 3)
+        if self.writer is None:
+            offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+            return Corpus(self.routing, offsets, self.labels, self.meta)
+        self._spill()
+        self.writer.meta.update(self.meta)
+        self.writer.close()
+        return Corpus.load(self.writer.path)

@@ -1,0 +1,314 @@
+"""Causal interventions on the routers of a model in this kernel: what does an expert do?
+
+An `Intervention` says, per layer, which experts the router may not choose (`disable`), which it
+must choose (`force`) and how many it picks (`top_k`). Apply it around turns with
+`with intervention.apply(session): ...` (or `Session.ask(..., intervene=intervention)`), and see its
+effect with `intervention.compare(session, prompt)`: the answer and its probability with and
+without it, and which tokens changed route. `parse_ablate("1:3,2:5")` reads the `--ablate` option.
+The mechanics (router hooks) live in `gptoss_lab.engines.hooks`.
+"""
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
+from .analysis import Table, _table
+from .record import Routing, token_labels, token_texts
+
+ALL = None  # the layer key meaning "every layer"
+_ITEM = re.compile(r"^\s*(\*|\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Changes to how routers choose, per layer (`None` = every layer). Combine with `a | b`.
+
+    Build with `disable`, `force`, `top_k` or `parse_ablate`; apply with `apply(target)`.
+    """
+
+    edits: tuple[tuple[int | None, LayerEdit], ...] = ()
+
+    def __or__(self, other: Intervention) -> Intervention:
+        merged: dict[int | None, LayerEdit] = dict(self.edits)
+        for layer, edit in other.edits:
+            merged[layer] = _merge(merged[layer], edit, layer) if layer in merged else edit
+        return Intervention(tuple(merged.items()))
+
+    def plan(self, layers: int) -> dict[int, LayerEdit]:
+        """Per-layer edits for a model of `layers` layers (edits for every layer merged into each)."""
+        plan: dict[int, LayerEdit] = {}
+        for layer, edit in self.edits:
+            if layer is not ALL and not 0 <= layer < layers:
+                raise ValueError(f"this model has layers 0..{layers - 1}: there is no layer {layer}")
+            for target in range(layers) if layer is ALL else [layer]:
+                plan[target] = _merge(plan[target], edit, target) if target in plan else edit
+        return plan
+
+    @contextmanager
+    def apply(self, target: Any) -> Iterator[Intervention]:
+        """While the `with` block runs, the model of `target` (a Session, LocalEngine or transformers
+        model) routes with this intervention.
+
+        The engine's KV cache is cleared on entry and on exit: positions cached without the
+        intervention must not be reused under it, nor the other way round (the next turn computes
+        its prompt again)."""
+        engine, model = model_of(target)
+        plan = self.plan(len(routers(model)))
+        check_plan(model, plan)
+        _reset(engine)
+        try:
+            with intervened(model, plan):
+                yield self
+        finally:
+            _reset(engine)
+
+    def compare(self, session: Any, prompt: str, **options: Any) -> Effect:
+        """Ask `prompt` without and with this intervention (greedy, from the same conversation, which
+        is left as it was) and measure the effect; see `Effect`. Options go to `Session.ask`."""
+        return _compare(self, session, prompt, options)
+
+    def token_effect(self, target: Any, record: Routing | Sequence[int]) -> Table:
+        """How this intervention changes the model's confidence in each token of `record` (a Routing,
+        e.g. a reply's, or token ids), by teacher forcing: the log-probability of every token given
+        the ones before, without and with it, and the change (`.plot()`: mean change per label)."""
+        _, model = model_of(target)
+        plan = self.plan(len(routers(model)))
+        check_plan(model, plan)
+        ids = record.tokens.tolist() if isinstance(record, Routing) else [int(t) for t in record]
+        labels = record.labels if isinstance(record, Routing) else token_labels(ids)
+        positions = list(range(1, len(ids)))
+        without = teacher_forced(model, ids, positions)[0]
+        changed = teacher_forced(model, ids, positions, plan)[0]
+        frame = pd.DataFrame({"token": ids[1:], "text": token_texts(ids[1:]), "label": labels[1:],
+                              "without": without, "with": changed, "change": changed - without},
+                             index=pd.RangeIndex(1, len(ids), name="position"))
+        return _table(frame, "token_effect")
+
+    def __repr__(self) -> str:
+        return f"Intervention({self.describe()})"
+
+    def describe(self) -> str:
+        """The intervention in words."""
+        parts = []
+        for layer, edit in self.edits:
+            where = _where(layer)
+            if edit.disabled:
+                how = "" if edit.replace else " (slot left empty)"
+                parts.append(f"disable expert{'s' * (len(edit.disabled) > 1)} {_ids(edit.disabled)} in {where}{how}")
+            if edit.forced:
+                parts.append(f"force expert{'s' * (len(edit.forced) > 1)} {_ids(edit.forced)} in {where}")
+            if edit.top_k:
+                parts.append(f"top-{edit.top_k} in {where}")
+        return "; ".join(parts) or "no change"
+
+
+def _merge(mine: LayerEdit, edit: LayerEdit, layer: int | None) -> LayerEdit:
+    """Two edits of one layer as one; refuses contradictions (two top-k values, two ways to disable)."""
+    if mine.top_k and edit.top_k and mine.top_k != edit.top_k:
+        raise ValueError(f"both interventions set top-k of {_where(layer)} ({mine.top_k} and {edit.top_k})")
+    if mine.disabled and edit.disabled and mine.replace != edit.replace:
+        raise ValueError(f"the interventions disable experts of {_where(layer)} in two different ways (replace)")
+    return LayerEdit(mine.disabled | edit.disabled, mine.forced | edit.forced, mine.top_k or edit.top_k,
+                     mine.replace if mine.disabled else edit.replace)
+
+
+def _where(layer: int | None) -> str:
+    return "every layer" if layer is ALL else f"layer {layer}"
+
+
+def _ids(experts: frozenset[int]) -> str:
+    return ", ".join(map(str, sorted(experts)))
+
+
+def _reset(engine: Any) -> None:
+    if engine is not None and callable(getattr(engine, "reset", None)):
+        engine.reset()
+
+
+def _per_layer(spec: Mapping[int | None, Iterable[int] | int] | Iterable[tuple[int | None, int]] | str
+               ) -> dict[int | None, frozenset[int]]:
+    """{layer: experts} from a mapping, (layer, expert) pairs, or "L:E,..." text."""
+    if isinstance(spec, str):
+        return {layer: edit.disabled for layer, edit in parse_ablate(spec).edits}
+    out: dict[int | None, set[int]] = {}
+    items = spec.items() if isinstance(spec, Mapping) else spec
+    for layer, experts in items:
+        experts = [experts] if isinstance(experts, (int, np.integer)) else experts
+        out.setdefault(None if layer is None else int(layer), set()).update(int(e) for e in experts)
+    return {layer: frozenset(experts) for layer, experts in out.items()}
+
+
+def disable(spec: Any, *, replace: bool = True) -> Intervention:
+    """Routers may not choose these experts: `{layer: [experts]}`, `[(layer, expert), ...]` or
+    "L:E,..." (layer `None` or "*" = every layer). `replace=True`: the router's next choice takes
+    the place (renormalised over the new top-k); `replace=False`: the slot stays empty and the other
+    gate weights are renormalised."""
+    return Intervention(tuple((layer, LayerEdit(disabled=experts, replace=replace))
+                              for layer, experts in _per_layer(spec).items()))
+
+
+def force(spec: Any) -> Intervention:
+    """Routers must choose these experts (taking the last top-k places; their gate weights come from
+    the router's own logits): same forms as `disable`."""
+    return Intervention(tuple((layer, LayerEdit(forced=experts)) for layer, experts in _per_layer(spec).items()))
+
+
+def top_k(k: int, layers: Iterable[int] | None = None) -> Intervention:
+    """Routers pick `k` experts (in `layers`, default every layer), gate weights renormalised over them."""
+    if k < 1:
+        raise ValueError(f"top-k must be at least 1, not {k}")
+    return Intervention(tuple((layer, LayerEdit(top_k=k)) for layer in ([ALL] if layers is None else layers)))
+
+
+def parse_ablate(text: str) -> Intervention:
+    """`--ablate` text to an Intervention that disables experts: "LAYER:EXPERT,..." with "*" for
+    every layer and "A-B" for a range of experts, e.g. "1:3,2:5" or "*:0-3"."""
+    experts: dict[int | None, set[int]] = {}
+    items = [item for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError("--ablate needs LAYER:EXPERT pairs, e.g. --ablate 1:3,2:5")
+    for item in items:
+        match = _ITEM.match(item)
+        if match is None:
+            raise ValueError(f"--ablate takes LAYER:EXPERT pairs separated by commas (e.g. 1:3,2:5 or *:0-3), "
+                             f"not {item.strip()!r}")
+        layer = None if match[1] == "*" else int(match[1])
+        first, last = int(match[2]), int(match[3] or match[2])
+        if last < first:
+            raise ValueError(f"--ablate: the expert range {first}-{last} is empty")
+        experts.setdefault(layer, set()).update(range(first, last + 1))
+    return Intervention(tuple((layer, LayerEdit(disabled=frozenset(e))) for layer, e in experts.items()))
+
+
+# ---------------------------------------------------------------- the effect of an intervention
+
+
+@dataclass
+class Effect:
+    """What an intervention did to one question, measured on the same model and conversation.
+
+    `answers`: each condition's final answer; `probabilities`: for each answer, its probability
+    (product over its tokens) and per-token geometric mean under both conditions, by teacher forcing;
+    `changes`: per token of the baseline turn, in how many layers its route changed under the
+    intervention (`route_changes`); `agreement`: per layer, the top-k overlap of the two routings.
+    """
+
+    intervention: Intervention
+    prompt: str
+    baseline: Any                      # the Reply without the intervention
+    intervened: Any                    # the Reply with it
+    probabilities: pd.DataFrame
+    changes: Any                       # analysis.Table (route_changes) over the baseline turn's tokens
+    agreement: Any                     # analysis.Table (agreement per layer)
+    routing: tuple[Routing, Routing] | None = field(default=None, repr=False)  # both routings of those tokens
+
+    @property
+    def changed(self) -> bool:
+        """Whether the answer text changed."""
+        return self.baseline.final != self.intervened.final
+
+    def changed_tokens(self, n: int = 20) -> pd.DataFrame:
+        """The tokens whose route changed in the most layers (answer tokens first among equals)."""
+        frame = self.changes[self.changes["layers_changed"] > 0]
+        frame = frame.assign(answer=frame["label"] == "final")
+        return frame.sort_values(["layers_changed", "answer", "top1_changed"], ascending=False).head(n)
+
+    def plot(self) -> Any:
+        """Route changes per token and layer, and the agreement per layer (matplotlib Figure)."""
+        from ..widgets.routing_figures import draw
+
+        return draw("effect", self)
+
+    def __repr__(self) -> str:
+        lines = [f"Intervention: {self.intervention.describe()}",
+                 f"without: {self.baseline.final!r}", f"with:    {self.intervened.final!r}",
+                 self.probabilities.to_string(float_format=lambda x: f"{x:.4g}")]
+        lines.append(self._summary())
+        return "\n".join(lines)
+
+    def _summary(self) -> str:
+        moved = self.changes["layers_changed"] > 0
+        answer = self.changes["label"] == "final"
+        return (f"{int(moved.sum())} of {len(self.changes)} tokens of the turn changed route in at least one layer "
+                f"({int((moved & answer).sum())} of the {int(answer.sum())} answer tokens); "
+                f"mean top-k overlap {self.agreement['overlap'].mean():.1%}")
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        moved = self.changed_tokens()
+        rows = "".join(f"<tr><td>{int(i)}</td><td><code>{e(repr(r.text))}</code></td><td>{e(str(r.label))}</td>"
+                       f"<td>{int(r.layers_changed)}</td><td>{int(r.top1_changed)}</td></tr>" for i, r in moved.iterrows())
+        return (f"<div><b>Intervention</b>: {e(self.intervention.describe())}"
+                f"<table><tr><th></th><th>answer</th></tr>"
+                f"<tr><td>without</td><td>{e(self.baseline.final)}</td></tr>"
+                f"<tr><td>with</td><td>{e(self.intervened.final)}</td></tr></table>"
+                f"{self.probabilities.to_html(float_format=lambda x: f'{x:.4g}')}"
+                f"<p>{e(self._summary())}.</p>"
+                f"<table><tr><th>position</th><th>token</th><th>label</th><th>layers changed</th>"
+                f"<th>top-1 changed</th></tr>{rows}</table></div>")
+
+
+def _compare(intervention: Intervention, session: Any, prompt: str, options: dict[str, Any]) -> Effect:
+    engine, model = model_of(session)
+    if engine is None or not callable(getattr(session, "ask", None)):
+        raise TypeError("compare needs a Session (it asks the question twice)")
+    plan = intervention.plan(len(routers(model)))
+    check_plan(model, plan)
+    options = {"temperature": 0, **options, "routing": True, "view": _Quiet()}
+    replies = []
+    for applied in (False, True):
+        history, kept = list(session.history), list(session.replies)
+        try:
+            if applied:
+                with intervention.apply(session):
+                    replies.append(session.ask(prompt, **options))
+            else:
+                replies.append(session.ask(prompt, **options))
+        finally:
+            session.history[:], session.replies[:] = history, kept
+    return _measure(intervention, prompt, replies[0], replies[1], model, plan)
+
+
+def _measure(intervention: Intervention, prompt: str, baseline: Any, changed: Any, model: Any,
+             plan: dict[int, LayerEdit]) -> Effect:
+    """Teacher-force both turns' tokens under both conditions: answer probabilities and routes."""
+    from .analysis import agreement, route_changes
+
+    rows, routes = {}, {}
+    for name, reply in (("answer without", baseline), ("answer with", changed)):
+        ids = reply.routing.tokens.tolist()
+        answer = [p for p, label in enumerate(reply.routing.labels) if label == "final" and p > 0]
+        row = {}
+        for condition, edits in (("without", None), ("with", plan)):
+            logprobs, experts, weights = teacher_forced(model, ids, answer, edits)
+            row[f"P {condition}"] = float(np.exp(logprobs.sum())) if len(answer) else float("nan")
+            row[f"per token {condition}"] = float(np.exp(logprobs.mean())) if len(answer) else float("nan")
+            if name == "answer without":
+                routes[condition] = Routing(ids, experts, weights, reply.routing.labels,
+                                            num_experts=reply.routing.num_experts)
+        rows[name] = row
+    table = pd.DataFrame(rows).T
+    a, b = routes["without"], routes["with"]
+    k = min(a.top_k, b.top_k)  # a top-k intervention records more or fewer slots: compare the common ones
+    a, b = (Routing(r.tokens, r.experts[..., :k], r.weights[..., :k], r.labels, num_experts=r.num_experts) for r in (a, b))
+    return Effect(intervention, prompt, baseline, changed, table, route_changes(a, b), agreement(a, b), (a, b))
+
+
+class _Quiet:
+    """A view that shows nothing (compare's two turns run in the background)."""
+
+    stop_requested = False
+
+    def handle(self, event: Any) -> None:
+        pass
+
+    def approve(self, call: Any) -> bool | None:
+        return None

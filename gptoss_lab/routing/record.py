@@ -1,0 +1,530 @@
+"""The routing record: which experts every token went to, kept compactly, saved and loaded as columns.
+
+`Routing` is what a `Reply` carries and what `route` makes per text: tokens × layers × top-k expert
+ids and gate weights, the token ids and the label of every token (its Harmony channel). `Recorder`
+collects a turn's routing for the engine. On disk a record is a folder of .npy columns (expert ids
+as uint8 when there are at most 255 experts, weights as 16-bit fixed point) and a meta.json, written
+as it is made and read back memory-mapped, so records larger than memory stay usable.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import harmony
+from . import analysis
+
+FORMAT = "gptoss_lab.routing"
+VERSION = 1
+_HEADER = 128  # bytes of each .npy header: fixed, so a column can be appended to and its shape rewritten
+_TEXTS: dict[int, str] = {}  # token id -> its text, decoded once
+
+
+def token_texts(ids: Any) -> list[str]:
+    """The text of each token id (special tokens spelled out); each distinct id is decoded once."""
+    ids = np.asarray(ids)
+    if not len(ids):
+        return []
+    distinct, inverse = np.unique(ids, return_inverse=True)
+    for token in distinct.tolist():
+        if token not in _TEXTS:
+            _TEXTS[token] = harmony.decode([token])
+    return np.asarray([_TEXTS[t] for t in distinct.tolist()], dtype=object)[inverse].tolist()
+
+
+def token_labels(ids: Sequence[int]) -> list[str]:
+    """Each token's label: its Harmony channel or role in a rendered conversation, "text" in plain text."""
+    return harmony.label_tokens(ids) if harmony.START in ids else ["text"] * len(ids)
+
+
+def fixed16(weights: np.ndarray) -> np.ndarray:
+    """Gate weights in 0..1 as uint16 fixed point (weight × 65535): what files and the widget carry."""
+    return np.rint(np.clip(weights, 0, 1) * 65535).astype("<u2")
+
+
+class Routing:
+    """Which experts every token went to: tokens × layers × top-k ids and gate weights.
+
+    `experts` (integers; -1 = an empty slot) and `weights` (float32) have shape [tokens, layers, k];
+    `tokens` are the ids, `strings` their text and `labels` the part of the conversation each belongs
+    to (one of `harmony.LABELS`, "text" for plain text; "" while unknown during streaming). It grows
+    with `append`, and views registered with `observe` are told, so a widget can update live.
+
+    The analyses (`load`, `top_tokens`, `label_load`, `transitions`, `agreement` ...) are the
+    functions of `gptoss_lab.routing.analysis`, also available as methods.
+    """
+
+    def __init__(
+        self,
+        tokens: Sequence[int] = (),
+        experts: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        labels: Sequence[str] | None = None,
+        *,
+        num_experts: int | None = None,
+    ) -> None:
+        self._n = 0
+        self._tokens = np.zeros(0, np.int32)
+        self._experts: np.ndarray = np.zeros((0, 0, 0), np.int16)
+        self._weights: np.ndarray = np.zeros((0, 0, 0), np.float32)
+        self._codes = np.zeros(0, np.uint8)          # label of each token, as an index into _names
+        self._names: list[str] = []
+        self._strings: list[str] = []                # texts decoded so far (lazily, see `strings`)
+        self._num_experts = num_experts
+        self._owned = True                           # buffers are ours to write and grow (not a view or a file)
+        self._observers: list[Callable[[str, int], None]] = []
+        if len(tokens):
+            self.append(tokens, experts, weights, labels)
+
+    @classmethod
+    def from_arrays(cls, tokens: np.ndarray, experts: np.ndarray, weights: np.ndarray, codes: np.ndarray,
+                    names: Sequence[str], *, num_experts: int | None = None) -> Routing:
+        """A record over existing arrays, without copying them (slices, memory-mapped files).
+
+        `weights` may be float or uint16 fixed point (see `fixed16`); `codes` index into `names`."""
+        r = cls(num_experts=num_experts)
+        r._tokens, r._experts, r._weights, r._codes = tokens, experts, weights, codes
+        r._names, r._n, r._owned = list(names), len(tokens), False
+        return r
+
+    # ------------------------------------------------------------ data
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self._tokens[: self._n]
+
+    @property
+    def experts(self) -> np.ndarray:
+        return self._experts[: self._n]
+
+    @property
+    def weights(self) -> np.ndarray:
+        """float32 [tokens, layers, k] (records loaded from a file convert on first use)."""
+        if self._weights.dtype == np.uint16:
+            self._weights = self._weights[: self._n].astype(np.float32) / np.float32(65535)
+        return self._weights[: self._n]
+
+    @property
+    def labels(self) -> list[str]:
+        return np.asarray(self._names or [""], dtype=object)[self.label_codes].tolist()
+
+    @property
+    def label_codes(self) -> np.ndarray:
+        """Each token's label as an index into `label_names` (fast masks for large records)."""
+        return self._codes[: self._n].astype(np.int64)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def strings(self) -> list[str]:
+        """Each token's text (decoded when first asked for)."""
+        if len(self._strings) < self._n:
+            self._strings += token_texts(self._tokens[len(self._strings): self._n])
+        return self._strings
+
+    @property
+    def layers(self) -> int:
+        return self._experts.shape[1]
+
+    @property
+    def top_k(self) -> int:
+        return self._experts.shape[2]
+
+    @property
+    def num_experts(self) -> int:
+        """Experts per layer: as given, else one more than the largest id seen."""
+        if self._num_experts is not None:
+            return self._num_experts
+        return int(self.experts.max()) + 1 if self._n else 0
+
+    @num_experts.setter
+    def num_experts(self, value: int | None) -> None:
+        self._num_experts = value
+
+    def __len__(self) -> int:
+        return self._n
+
+    def mask(self, label: str) -> np.ndarray:
+        """Boolean mask of the tokens with this label."""
+        if label not in self._names:
+            return np.zeros(self._n, bool)
+        return self.label_codes == self._names.index(label)
+
+    def select(self, which: Any) -> Routing:
+        """The record of some tokens: a slice (no copy) or a boolean mask / index array (a copy)."""
+        if isinstance(which, slice):
+            start, stop, step = which.indices(self._n)
+            if step != 1:
+                which = np.arange(start, stop, step)
+            else:
+                return Routing.from_arrays(self.tokens[start:stop], self.experts[start:stop],
+                                           self._weights[start:stop], self._codes[start:stop], self._names,
+                                           num_experts=self.num_experts)
+        return Routing.from_arrays(self.tokens[which], self.experts[which], self.weights[which],
+                                   self._codes[: self._n][which], self._names, num_experts=self.num_experts)
+
+    def _code(self, labels: Sequence[str]) -> np.ndarray:
+        for label in dict.fromkeys(labels):
+            if label not in self._names:
+                self._names.append(label)
+        index = {name: i for i, name in enumerate(self._names)}
+        if len(self._names) > 255:
+            raise ValueError("a routing record holds at most 255 different labels")
+        return np.fromiter((index[label] for label in labels), np.uint8, len(labels))
+
+    def append(self, tokens: Sequence[int], experts: np.ndarray, weights: np.ndarray,
+               labels: Sequence[str] | None = None) -> None:
+        """Add tokens at the end (labels default to "" = not known yet) and tell the observers."""
+        experts, weights = np.asarray(experts, np.int16), np.asarray(weights, np.float32)
+        n = len(tokens)
+        if experts.ndim != 3 or experts.shape[0] != n or weights.shape != experts.shape:
+            raise ValueError(f"need experts and weights of shape [{n}, layers, k] for {n} tokens, "
+                             f"got {experts.shape} and {weights.shape}")
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} tokens")
+        if self._n == 0 and self._experts.shape[1:] != experts.shape[1:]:
+            self._experts = np.zeros((0, *experts.shape[1:]), np.int16)
+            self._weights = np.zeros((0, *experts.shape[1:]), np.float32)
+        if experts.shape[1:] != self._experts.shape[1:]:
+            raise ValueError(f"routing of shape [layers, k] = {list(experts.shape[1:])} does not match "
+                             f"{list(self._experts.shape[1:])}")
+        codes = self._code(labels if labels is not None else [""] * n)
+        start = self._n
+        self._reserve(start + n)
+        self._tokens[start:start + n] = tokens
+        self._experts[start:start + n] = experts
+        self._weights[start:start + n] = weights
+        self._codes[start:start + n] = codes
+        self._n = start + n
+        self._notify("append", start)
+
+    def _reserve(self, size: int) -> None:
+        """Own growable buffers, grown geometrically so that appending one token at a time stays linear."""
+        if self._owned and size <= len(self._tokens):
+            return
+        cap = max(size, 2 * len(self._tokens), 64)
+        for name, old, dtype in (("_tokens", self.tokens, np.int32), ("_experts", self.experts, np.int16),
+                                 ("_weights", self.weights, np.float32), ("_codes", self._codes[: self._n], np.uint8)):
+            new = np.zeros((cap, *old.shape[1:]), dtype)
+            new[: self._n] = old
+            setattr(self, name, new)
+        self._owned = True
+
+    def truncate(self, n: int) -> None:
+        """Keep the first `n` tokens (views redraw from scratch)."""
+        self._n = min(n, self._n)
+        del self._strings[self._n:]
+        self._notify("reset", 0)
+
+    def relabel(self, labels: Sequence[str]) -> None:
+        """Set every token's label (the session does this once the turn's ids are known)."""
+        if len(labels) != self._n:
+            raise ValueError(f"{len(labels)} labels for {self._n} tokens")
+        self._names = []
+        codes = self._code(labels)
+        if not self._owned:
+            self._codes = np.array(self._codes[: self._n], np.uint8)
+        self._codes[: self._n] = codes
+        self._notify("labels", 0)
+
+    def observe(self, callback: Callable[[str, int], None]) -> None:
+        """Call `callback(kind, start)` after each change: kind "append" (tokens from `start` are
+        new), "labels" (labels changed) or "reset" (tokens were dropped)."""
+        self._observers.append(callback)
+
+    def unobserve(self, callback: Callable[[str, int], None]) -> None:
+        if callback in self._observers:
+            self._observers.remove(callback)
+
+    def _notify(self, kind: str, start: int) -> None:
+        for callback in list(self._observers):
+            callback(kind, start)
+
+    # ------------------------------------------------------------ analyses (gptoss_lab.routing.analysis)
+
+    def load(self, channel: str | None = None) -> analysis.Load:
+        """Per-layer expert load over all tokens, or over the tokens of one channel (label)."""
+        return analysis.load(self, channel)
+
+    def channel_load(self) -> dict[str, analysis.Load]:
+        """Expert load of each channel present, in order of appearance."""
+        return analysis.channel_load(self)
+
+    def coactivation(self, layer: int | None = None) -> np.ndarray:
+        """[experts, experts] counts of tokens that chose both experts together."""
+        return analysis.coactivation(self, layer)
+
+    def entropy(self) -> np.ndarray:
+        """Entropy (bits) of each layer's expert load."""
+        return analysis.entropy(self)
+
+    def compare(self, other: Routing, top: int = 10) -> analysis.Comparison:
+        """Contrast two routings' expert usage layer by layer (Jensen–Shannon divergence of load)."""
+        return analysis.compare(self, other, top)
+
+    def to_frame(self) -> Any:
+        """A tidy pandas DataFrame, one row per (token, layer, rank)."""
+        return analysis.to_frame(self)
+
+    def top_tokens(self, n: int = 10, **options: Any) -> analysis.Table:
+        """For each expert, the token ids it is chosen for most (see `analysis.top_tokens`)."""
+        return analysis.top_tokens(self, n, **options)
+
+    def token_concentration(self, min_count: int = 5) -> analysis.Table:
+        """Token-id vs context routing per token id and layer (see `analysis.token_concentration`)."""
+        return analysis.token_concentration(self, min_count)
+
+    def label_load(self, labels: Sequence[str] | None = None) -> analysis.Table:
+        """Expert load per label and layer; `.plot()` is the specialisation heat map."""
+        return analysis.label_load(self, labels)
+
+    def label_divergence(self, labels: Sequence[str] | None = None) -> analysis.Table:
+        """Per layer, how differently the labels are routed (bits)."""
+        return analysis.label_divergence(self, labels)
+
+    def transitions(self, layer: int | None = None, **options: Any) -> analysis.Table:
+        """How often expert i in layer l is followed by expert j in layer l+1."""
+        return analysis.transitions(self, layer, **options)
+
+    def hot_and_cold(self, top: int | None = None) -> analysis.Table:
+        """Busiest and least used experts per layer, and the share the busiest take."""
+        return analysis.hot_and_cold(self, top)
+
+    def agreement(self, other: Routing) -> analysis.Table:
+        """Per layer, top-k overlap and top-1 agreement with another record of the same tokens."""
+        return analysis.agreement(self, other)
+
+    def route_changes(self, other: Routing) -> analysis.Table:
+        """Per token, in how many layers its route differs in another record of the same tokens."""
+        return analysis.route_changes(self, other)
+
+    def expert_card(self, layer: int, expert: int, n: int = 8) -> analysis.ExpertCard:
+        """What one expert does here: top tokens, load by label, transitions."""
+        return analysis.expert_card(self, layer, expert, n)
+
+    # ------------------------------------------------------------ files
+
+    def save(self, path: str | Path) -> Path:
+        """Write the record to the folder `path` (compact .npy columns + meta.json); read it back with
+        `gptoss_lab.routing.load(path)`."""
+        with RecordWriter(path, layers=self.layers, top_k=self.top_k, num_experts=self.num_experts) as writer:
+            writer.append(self)
+        return Path(path)
+
+    # ------------------------------------------------------------ display
+
+    def figure(self, kind: str = "grid", *, channel: str | None = None, layer: int | None = None) -> Any:
+        """A matplotlib Figure for papers and static notebooks: kind "grid" (top-1 expert per token
+        and layer) or "load" (expert load of one layer as bars, or of all layers as a heat map)."""
+        from ..widgets.routing_figures import routing_figure
+
+        return routing_figure(self, kind, channel=channel, layer=layer)
+
+    def view(self) -> Any:
+        """The interactive RoutingView widget of this routing (updates live while it grows)."""
+        from ..widgets.routing import RoutingView
+
+        return RoutingView(self)
+
+    def __repr__(self) -> str:
+        codes = self.label_codes
+        counts = np.bincount(codes, minlength=len(self._names)) if self._n else np.zeros(0, int)
+        order = sorted((i for i in range(len(counts)) if counts[i]), key=lambda i: int(np.argmax(codes == i)))
+        parts = ", ".join(f"{self._names[i] or '?'} {counts[i]}" for i in order)
+        return (f"Routing({self._n} tokens × {self.layers} layers × top-{self.top_k} of "
+                f"{self.num_experts} experts" + (f"; {parts}" if parts else "") + ")")
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The widget where widgets render, with a PNG grid and a text summary as fallbacks."""
+        from ..widgets.routing import routing_bundle
+
+        return routing_bundle(self)
+
+
+class Recorder:
+    """Collects a turn's routing token by token for the engine; `finish` labels it for the session.
+
+    `routing` is the live record from the start, so a view can show it while tokens stream.
+    Engines that know the model's expert count set `num_experts` (otherwise it is inferred).
+    """
+
+    def __init__(self, num_experts: int | None = None) -> None:
+        self.routing = Routing(num_experts=num_experts)
+        self._cursor = 0
+
+    def begin(self) -> None:
+        """A new engine call starts: its prompt repeats the turn so far, which is recorded once."""
+        self._cursor = 0
+
+    @property
+    def tokens(self) -> list[int]:
+        """The ids recorded so far (prompt, then generated), to label them."""
+        return self.routing.tokens.tolist()
+
+    @property
+    def num_experts(self) -> int:
+        return self.routing.num_experts
+
+    @num_experts.setter
+    def num_experts(self, value: int | None) -> None:
+        self.routing.num_experts = value
+
+    def add(self, tokens: Sequence[int], experts: np.ndarray, weights: np.ndarray) -> None:
+        """Record the routing of `tokens` (prompt positions, then each generated token, in order)."""
+        if len(experts) != len(tokens):
+            hint = (" The routers were not called: a fused MoE kernel (e.g. MXFP4 on GPU) may bypass them."
+                    if len(experts) == 0 else "")
+            raise ValueError(f"routing for {len(experts)} positions given with {len(tokens)} tokens.{hint}")
+        tokens = list(tokens)
+        have = self.routing.tokens[self._cursor: self._cursor + len(tokens)].tolist()
+        same = next((i for i, (a, b) in enumerate(zip(have, tokens)) if a != b), len(have))
+        if self._cursor + same < len(self.routing):  # the prompt differs from what was recorded
+            self.routing.truncate(self._cursor + same)
+        self._cursor += len(tokens)
+        if same < len(tokens):
+            self.routing.append(tokens[same:], experts[same:], weights[same:])
+
+    def finish(self, labels: Sequence[str]) -> Routing:
+        """Label every token (see `harmony.label_tokens`) and return the finished Routing."""
+        self.routing.relabel(labels)
+        return self.routing
+
+
+# ---------------------------------------------------------------- the file format
+
+
+def _npy_header(dtype: Any, shape: tuple[int, ...]) -> bytes:
+    """A .npy (version 1.0) header of exactly `_HEADER` bytes."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    body = text.ljust(_HEADER - 11) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+
+class _Column:
+    """One .npy file that grows by appending rows; its header is rewritten with the final row count."""
+
+    def __init__(self, path: Path, dtype: Any, row: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.row, self.rows = path, np.dtype(dtype), row, 0
+        self.file = open(path, "wb")
+        self.file.write(_npy_header(self.dtype, (0, *row)))
+
+    def append(self, values: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(values, self.dtype).tobytes())
+        self.rows += len(values)
+
+    def close(self) -> None:
+        self.file.flush()
+        self.file.seek(0)
+        self.file.write(_npy_header(self.dtype, (self.rows, *self.row)))
+        self.file.close()
+
+
+class RecordWriter:
+    """Writes routing to a record folder as it is made (`route` streams here past its memory limit).
+
+    Each `append` adds whole documents (texts), so a run stopped half-way (Ctrl-C, an error) still
+    leaves a valid record of what was done; `close` (or leaving the `with`) writes the meta.json.
+    """
+
+    def __init__(self, path: str | Path, *, layers: int, top_k: int, num_experts: int,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        reusable = self.path.is_dir() and (not any(self.path.iterdir()) or (self.path / "meta.json").is_file())
+        if self.path.exists() and not reusable:
+            raise FileExistsError(f"{self.path} exists and is not a routing record: choose another path")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.layers, self.top_k, self.num_experts = layers, top_k, num_experts
+        self.meta = dict(meta or {})
+        self.names: list[str] = []
+        self.ends: list[int] = []
+        self.doc_labels: list[str | None] = []
+        self.empty_slots = False
+        wide = (layers, top_k)
+        self.columns = {
+            "tokens": _Column(self.path / "tokens.npy", "<i4", ()),
+            "experts": _Column(self.path / "experts.npy", "u1" if num_experts < 255 else "<u2", wide),
+            "weights": _Column(self.path / "weights.npy", "<u2", wide),
+            "labels": _Column(self.path / "labels.npy", "u1", ()),
+        }
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def tokens(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def append(self, routing: Routing, lengths: Sequence[int] | None = None,
+               doc_labels: Sequence[str | None] | None = None) -> None:
+        """Add `routing` as documents of `lengths` tokens (default: one document), with their labels."""
+        lengths = [len(routing)] if lengths is None else list(lengths)
+        if sum(lengths) != len(routing):
+            raise ValueError(f"document lengths add up to {sum(lengths)}, not {len(routing)} tokens")
+        if len(routing) and routing.experts.shape[1:] != (self.layers, self.top_k):
+            raise ValueError(f"routing of [layers, k] = {list(routing.experts.shape[1:])} does not fit this "
+                             f"record's {[self.layers, self.top_k]}")
+        remap = np.asarray([self._name(name) for name in routing.label_names] or [0], np.uint8)
+        experts = np.asarray(routing.experts)
+        self.empty_slots |= bool(len(experts)) and bool((experts < 0).any())
+        self.columns["tokens"].append(routing.tokens)
+        self.columns["experts"].append(experts.astype(np.int64) % (256 if self.num_experts < 255 else 65536))
+        weights = routing._weights[: len(routing)]
+        self.columns["weights"].append(weights if weights.dtype == np.uint16 else fixed16(weights))
+        self.columns["labels"].append(remap[routing.label_codes])
+        for length in lengths:
+            self.ends.append(self.tokens + length)
+        self.doc_labels += list(doc_labels) if doc_labels is not None else [None] * len(lengths)
+
+    def _name(self, label: str) -> int:
+        if label not in self.names:
+            self.names.append(label)
+        return self.names.index(label)
+
+    def close(self) -> None:
+        """Finish the columns and write meta.json (what a reader checks first)."""
+        if not self.columns:
+            return
+        for column in self.columns.values():
+            column.close()
+        self.columns = {}
+        np.save(self.path / "offsets.npy", np.asarray([0, *self.ends], np.int64))
+        meta = {"format": FORMAT, "version": VERSION, "tokens": self.tokens, "documents": len(self.ends),
+                "layers": self.layers, "top_k": self.top_k, "num_experts": self.num_experts,
+                "label_names": self.names, "doc_labels": self.doc_labels, "empty_slots": self.empty_slots,
+                **self.meta}
+        (self.path / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def load(path: str | Path) -> Routing:
+    """A record folder (from `Routing.save`, `Corpus.save` or `route(..., path=)`), memory-mapped:
+    all its tokens as one Routing (`Corpus.load` keeps the texts apart)."""
+    return read_record(path)[0]
+
+
+def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None], dict[str, Any]]:
+    """(all tokens as one memory-mapped Routing, document offsets, document labels, meta) of a record folder."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is not a routing record (no meta.json): save one with Routing.save or route(..., path=)") from None
+    if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
+        raise ValueError(f"{path} holds {meta.get('format')} version {meta.get('version')}, "
+                         f"not a {FORMAT} record this gptoss_lab can read (version ≤ {VERSION})")
+    columns = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ("tokens", "experts", "weights", "labels")}
+    experts = columns["experts"]
+    if meta.get("empty_slots"):  # the all-ones id stands for an empty slot (-1)
+        empty = np.iinfo(experts.dtype).max
+        experts = np.where(experts == empty, -1, experts).astype(np.int16)
+    routing = Routing.from_arrays(columns["tokens"], experts, columns["weights"], columns["labels"],
+                                  meta["label_names"], num_experts=meta["num_experts"])
+    return routing, np.load(path / "offsets.npy"), list(meta["doc_labels"]), meta

@@ -1,0 +1,331 @@
+// RoutingView drawing: the token × layer grid (pixels written into one ImageData, so 36 layers ×
+// thousands of tokens draw in a few milliseconds), its axes and channel strip, the expert-load bars,
+// and the DOM of the tooltip, token panel, legend and expert card. Pure functions of the view's data;
+// static/routing.js owns the state and the events. Text only ever goes in through textContent.
+
+const GUTTER = 48;       // px left of the grid: layer numbers and the axis title
+const STRIP = 8;         // px band above the grid: each token's channel
+const STRIP_GAP = 3;
+const TICKS_AXIS = 30;   // px below the grid: token positions and the axis title
+const TEXT_AXIS = 84;    // px below the grid when the cells are wide enough for token text
+const TEXT_CELL = 12;    // cell width (px) from which token text is written on the axis
+const LOAD_HEIGHT = 120;
+const CHANNEL_COLORS = {
+  system: "#8c8c8c", developer: "#a0785a", user: "#4a90d9", tool: "#e8a33d", analysis: "#9b6ad6",
+  commentary: "#3fb6a8", final: "#4caf50", format: "#c8c8c8", text: "#5b8def",
+};
+const EMPTY_SLOT = 65535;
+
+function channelColor(label) { return CHANNEL_COLORS[label] || "#999999"; }
+
+function rgbBytes(color) {
+  // "rgb(r,g,b)" or "#rrggbb" -> [r, g, b]
+  if (color[0] === "#") return [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16));
+  return color.match(/\d+/g).slice(0, 3).map(Number);
+}
+
+function expertPalette(E) {
+  // RGB bytes of every expert id, then one grey for an empty slot.
+  const pal = new Uint8Array(3 * (E + 1));
+  for (let e = 0; e < E; e++) pal.set(rgbBytes(expertColor(e)), 3 * e);
+  pal.set([150, 150, 150], 3 * E);
+  return pal;
+}
+
+function shownText(s) {
+  // A token as a reader can see it on one line: newlines, tabs and edge spaces made visible.
+  return (s || "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣").replace(/ $/, "␣");
+}
+
+function sizeCanvas(canvas, width, height) {
+  // The canvas fills its box's width (CSS); its buffer follows at the device pixel ratio.
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.round(width * dpr), hgt = Math.round(height * dpr);
+  if (canvas.width !== w || canvas.height !== hgt) { canvas.width = w; canvas.height = hgt; }
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return { ctx, dpr };
+}
+
+function gridLayout(data, width, cell) {
+  // Where everything goes in the grid canvas (CSS px) for this width and cell width.
+  const rowH = Math.max(5, Math.min(16, Math.floor(360 / Math.max(data.L, 1))));
+  const gridW = Math.max(width - GUTTER - 4, 1);
+  const gridTop = STRIP + STRIP_GAP;
+  const gridH = data.L * rowH;
+  const axis = cell >= TEXT_CELL ? TEXT_AXIS : TICKS_AXIS;
+  return { width, rowH, gridW, gridTop, gridH, axisTop: gridTop + gridH + 2, height: gridTop + gridH + 2 + axis, cell };
+}
+
+function niceStep(minimum) {
+  // The smallest 1, 2 or 5 × 10^n that is at least `minimum`.
+  const base = Math.pow(10, Math.floor(Math.log10(Math.max(minimum, 1))));
+  return [1, 2, 5, 10].map((m) => m * base).find((s) => s >= minimum) || 10 * base;
+}
+
+function paintCells(ctx, dpr, data, lay, scroll, isVisible, palette) {
+  // Channel strip and grid as device pixels: one ImageData, one putImageData per frame.
+  const w = Math.round(lay.gridW * dpr), top = Math.round(lay.gridTop * dpr), stripH = Math.round(STRIP * dpr);
+  const h = Math.round((lay.gridTop + lay.gridH) * dpr);
+  if (w <= 0 || h <= 0) return;
+  const image = ctx.createImageData(w, h), px = image.data;
+  const rows = new Int32Array(data.L + 1).map((_, l) => top + Math.round(l * lay.rowH * dpr));
+  const cellD = lay.cell * dpr, gapX = cellD >= 5, gapY = lay.rowH * dpr >= 5, per = data.L * data.k;
+  const origin = scroll * dpr, stripRGB = {};
+  for (let x = 0; x < w; x++) {
+    const at = origin + x, t = Math.floor(at / cellD);
+    if (t >= data.n) break;
+    if (gapX && at - t * cellD >= cellD - 1) continue;
+    const label = data.labels[t], alpha = isVisible(t) ? 255 : 38;
+    const strip = stripRGB[label] || (stripRGB[label] = rgbBytes(channelColor(label)));
+    for (let y = 0; y < stripH; y++) {
+      const o = 4 * (y * w + x);
+      px[o] = strip[0]; px[o + 1] = strip[1]; px[o + 2] = strip[2]; px[o + 3] = 255;
+    }
+    for (let l = 0; l < data.L; l++) {
+      let e = data.experts[t * per + l * data.k];
+      e = e >= data.E ? data.E : e;
+      const r = palette[3 * e], g = palette[3 * e + 1], b = palette[3 * e + 2];
+      const end = rows[l + 1] - (gapY ? 1 : 0);
+      for (let y = rows[l]; y < end; y++) {
+        const o = 4 * (y * w + x);
+        px[o] = r; px[o + 1] = g; px[o + 2] = b; px[o + 3] = alpha;
+      }
+    }
+  }
+  ctx.putImageData(image, Math.round(GUTTER * dpr), 0);
+}
+
+function paintLayerAxis(ctx, data, lay, style) {
+  ctx.fillStyle = style.color;
+  ctx.font = `10px ${style.font}`;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  const every = Math.ceil(12 / lay.rowH);
+  for (let l = 0; l < data.L; l += every) ctx.fillText(String(l), GUTTER - 4, lay.gridTop + l * lay.rowH + lay.rowH / 2);
+  ctx.fillText("ch.", GUTTER - 4, STRIP / 2 + 1);
+  ctx.save();
+  ctx.translate(11, lay.gridTop + lay.gridH / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center";
+  ctx.fillText("layer", 0, 0);
+  ctx.restore();
+}
+
+function paintTokenAxis(ctx, data, lay, scroll, style) {
+  // Token text under each column when zoomed in; otherwise positions at round steps.
+  const first = Math.floor(scroll / lay.cell), last = Math.min(data.n, Math.ceil((scroll + lay.gridW) / lay.cell));
+  const x0 = GUTTER - scroll;
+  ctx.fillStyle = style.color;
+  ctx.strokeStyle = style.rule;
+  ctx.font = `10px ${style.font}`;
+  ctx.textBaseline = "middle";
+  if (lay.cell >= TEXT_CELL) {
+    ctx.font = `10px ${style.mono}`;
+    ctx.textAlign = "left";
+    for (let t = first; t < last; t++) {
+      const text = shownText(data.strings[t]);
+      ctx.save();
+      ctx.translate(x0 + (t + 0.5) * lay.cell, lay.axisTop + 2);
+      ctx.rotate(Math.PI / 2);
+      ctx.fillText(text.length > 12 ? `${text.slice(0, 11)}…` : text, 0, 0);
+      ctx.restore();
+    }
+  } else {
+    const step = niceStep(64 / lay.cell);
+    ctx.textAlign = "center";
+    ctx.beginPath();
+    for (let t = Math.ceil(first / step) * step; t < last; t += step) {
+      const x = x0 + (t + 0.5) * lay.cell;
+      ctx.moveTo(x + 0.5, lay.axisTop); ctx.lineTo(x + 0.5, lay.axisTop + 4);
+      ctx.fillText(String(t), x, lay.axisTop + 10);
+    }
+    ctx.stroke();
+  }
+  ctx.textAlign = "right";
+  ctx.font = `10px ${style.font}`;
+  ctx.fillStyle = style.muted;
+  ctx.fillText("token position →", lay.width - 4, lay.height - 7);
+}
+
+function paintSelection(ctx, lay, scroll, t, style) {
+  if (t < 0) return;
+  const x = GUTTER + t * lay.cell - scroll;
+  if (x + lay.cell < GUTTER || x > lay.width) return;
+  ctx.strokeStyle = style.color;
+  ctx.lineWidth = 1.5;
+  ctx.strokeRect(Math.max(x, GUTTER) + 0.5, lay.gridTop - 1.5, Math.max(lay.cell, 2) - 1, lay.gridH + 2);
+}
+
+function drawGrid(canvas, data, lay, view, style) {
+  // The whole grid canvas for the current scroll, channel filter and selection.
+  const { ctx, dpr } = sizeCanvas(canvas, lay.width, lay.height);
+  ctx.clearRect(0, 0, lay.width, lay.height);
+  paintCells(ctx, dpr, data, lay, view.scroll, view.isVisible, view.palette);
+  paintLayerAxis(ctx, data, lay, style);
+  paintTokenAxis(ctx, data, lay, view.scroll, style);
+  paintSelection(ctx, lay, view.scroll, view.selected, style);
+}
+
+function loadShares(data, layer, isVisible) {
+  // Share of the top-k picks each expert took (one layer or all), over the visible tokens.
+  const counts = new Float64Array(data.E), per = data.L * data.k;
+  const from = layer < 0 ? 0 : layer, to = layer < 0 ? data.L : layer + 1;
+  let total = 0;
+  for (let t = 0; t < data.n; t++) {
+    if (!isVisible(t)) continue;
+    for (let i = t * per + from * data.k; i < t * per + to * data.k; i++) {
+      const e = data.experts[i];
+      if (e < data.E) { counts[e] += 1; total += 1; }
+    }
+  }
+  return counts.map((c) => (total ? c / total : 0));
+}
+
+function drawLoad(canvas, width, shares, style, palette) {
+  // Bars per expert, with a labelled y axis (share of picks) and x axis (expert id).
+  const height = LOAD_HEIGHT, bottom = 28, E = shares.length;
+  const { ctx } = sizeCanvas(canvas, width, height);
+  ctx.clearRect(0, 0, width, height);
+  const max = Math.max(...shares, 1e-9), plotH = height - bottom - 6, bw = (width - GUTTER - 4) / Math.max(E, 1);
+  ctx.strokeStyle = style.rule;
+  ctx.beginPath();
+  ctx.moveTo(GUTTER - 0.5, 4); ctx.lineTo(GUTTER - 0.5, height - bottom + 0.5); ctx.lineTo(width - 4, height - bottom + 0.5);
+  ctx.stroke();
+  shares.forEach((s, e) => {
+    const barH = (s / max) * plotH;
+    ctx.fillStyle = `rgb(${palette[3 * e]},${palette[3 * e + 1]},${palette[3 * e + 2]})`;
+    ctx.fillRect(GUTTER + e * bw, height - bottom - barH, Math.max(bw - (bw > 3 ? 1 : 0), 1), barH);
+  });
+  ctx.fillStyle = style.color;
+  ctx.font = `10px ${style.font}`;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  ctx.fillText(`${(max * 100).toFixed(1)}%`, GUTTER - 4, height - bottom - plotH);
+  ctx.fillText("0", GUTTER - 4, height - bottom);
+  ctx.textAlign = "center";
+  const step = niceStep(28 / bw);
+  for (let e = 0; e < E; e += step) ctx.fillText(String(e), GUTTER + (e + 0.5) * bw, height - bottom + 9);
+  ctx.fillStyle = style.muted;
+  ctx.fillText("expert", GUTTER + (width - GUTTER) / 2, height - 7);
+  ctx.save();
+  ctx.translate(11, (height - bottom) / 2 + 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText("share", 0, 0);
+  ctx.restore();
+  return { bw };
+}
+
+// ------------------------------------------------------------------ DOM parts
+
+function swatch(color) {
+  const node = h("span", "gr-swatch");
+  node.style.background = color;
+  return node;
+}
+
+function tipRows(data, t, l) {
+  // Tooltip content for token t at layer l: the token, its channel, and its top-k experts and weights.
+  const rows = [h("div", "gr-tip-title", `#${t} ${JSON.stringify(data.strings[t])} · ${data.labels[t] || "…"} · layer ${l}`)];
+  for (let r = 0; r < data.k; r++) {
+    const i = (t * data.L + l) * data.k + r, e = data.experts[i];
+    if (e === EMPTY_SLOT) continue;
+    const row = h("div", "gr-tip-row");
+    row.append(swatch(expertColor(e)), h("span", "gr-tip-expert", `expert ${e}`),
+               h("span", "gr-tip-weight", (data.weights[i] / 65535).toFixed(3)));
+    rows.push(row);
+  }
+  rows.push(h("div", "gr-tip-hint", "click: this token's experts · double-click: expert card"));
+  return rows;
+}
+
+function tokenPanel(data, t, onExpert, onClose) {
+  // Every layer's top-k experts of token t; each pick opens that expert's card.
+  const head = h("div", "gr-panel-title");
+  const close = h("button", "gr-close", "×");
+  close.title = "Close";
+  close.addEventListener("click", onClose);
+  head.append(h("span", "", `Token ${t} `), h("code", "gr-token", JSON.stringify(data.strings[t])),
+              h("span", "gr-label", data.labels[t] || "…"), h("span", "gr-hint", "click an expert for its card"), close);
+  const table = h("div", "gr-panel-table");
+  table.style.gridTemplateColumns = `auto repeat(${data.k}, minmax(70px, 1fr))`;
+  for (let l = 0; l < data.L; l++) {
+    table.append(h("span", "gr-panel-layer", `layer ${l}`));
+    for (let r = 0; r < data.k; r++) {
+      const i = (t * data.L + l) * data.k + r, e = data.experts[i], w = data.weights[i] / 65535;
+      const pick = h("button", "gr-pick");
+      if (e !== EMPTY_SLOT) {
+        const bar = h("span", "gr-bar");
+        bar.style.width = `${Math.round(w * 100)}%`;
+        bar.style.background = expertColor(e);
+        pick.append(bar, h("span", "gr-pick-text", `e${e} ${w.toFixed(3)}`));
+        pick.title = `expert ${e} of layer ${l}: open its card`;
+        pick.addEventListener("click", () => onExpert(l, e));
+      } else pick.disabled = true;
+      table.append(pick);
+    }
+  }
+  return [head, table];
+}
+
+function legend(data) {
+  // What the colours mean: channel strip colours present, and the expert colour scale.
+  const channels = [...new Set(data.labels.filter((x) => x))];
+  const items = channels.map((c) => { const item = h("span", "gr-legend-item"); item.append(swatch(channelColor(c)), h("span", "", c)); return item; });
+  const scale = h("span", "gr-legend-scale");
+  const steps = Math.min(data.E, 16);
+  for (let i = 0; i < steps; i++) scale.append(swatch(expertColor(Math.round((i * (data.E - 1)) / Math.max(steps - 1, 1)))));
+  const experts = h("span", "gr-legend-item");
+  experts.append(h("span", "", "cells: top-1 expert"), scale, h("span", "gr-muted", `ids 0–${Math.max(data.E - 1, 0)} (hover for the id)`));
+  return [h("span", "gr-legend-title", "channel strip:"), ...items, experts];
+}
+
+function chip(text, color, onClick) {
+  const node = h("button", "gr-chip");
+  node.append(swatch(color), h("span", "", text));
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+function cardPanel(card, onExpert, onClose) {
+  // An expert's card: share of its layer, top tokens, load by channel, and neighbouring experts.
+  const head = h("div", "gr-panel-title");
+  const close = h("button", "gr-close", "×");
+  close.title = "Close the card";
+  close.addEventListener("click", onClose);
+  head.append(swatch(expertColor(card.expert)), h("b", "", `Expert ${card.expert} · layer ${card.layer}`));
+  if (card.error || card.waiting) {
+    head.append(h("span", "gr-muted", card.error || "waiting for the kernel…"), close);
+    return [head];
+  }
+  head.append(h("span", "gr-muted", `${card.picks} picks · ${(card.share * 100).toFixed(1)}% of the layer`), close);
+  const tokens = h("div", "gr-card-col");
+  tokens.append(h("div", "gr-card-head", "chosen most for"));
+  for (const row of card.tokens) {
+    const line = h("div", "gr-card-row");
+    line.append(h("code", "gr-token", shownText(row.text)), h("span", "gr-muted", `×${row.count} · ${Math.round(row.specialisation * 100)}% of its uses`));
+    tokens.append(line);
+  }
+  const labels = h("div", "gr-card-col");
+  labels.append(h("div", "gr-card-head", "share of each channel's tokens"));
+  const most = Math.max(...card.labels.map((r) => r.chose), 1e-9);
+  for (const row of card.labels) {
+    const line = h("div", "gr-card-row"), bar = h("span", "gr-card-bar");
+    bar.style.width = `${Math.round((row.chose / most) * 60)}px`;
+    bar.style.background = channelColor(row.label);
+    line.append(h("span", "gr-card-label", row.label || "?"), bar, h("span", "gr-muted", `${(row.chose * 100).toFixed(1)}% (${row.lift.toFixed(2)}×)`));
+    labels.append(line);
+  }
+  const moves = h("div", "gr-card-col");
+  for (const [name, rows, layer] of [["from layer", card.previous, card.layer - 1], ["to layer", card.next, card.layer + 1]]) {
+    if (!rows.length) continue;
+    moves.append(h("div", "gr-card-head", `its tokens' top-1 expert ${name} ${layer}`));
+    const line = h("div", "gr-card-chips");
+    for (const row of rows) line.append(chip(`e${row.expert} ${Math.round(row.share * 100)}%`, expertColor(row.expert), () => onExpert(layer, row.expert)));
+    moves.append(line);
+  }
+  const body = h("div", "gr-card-body");
+  body.append(tokens, labels, moves);
+  return [head, body];
+}

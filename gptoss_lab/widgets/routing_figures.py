@@ -1,0 +1,309 @@
+"""Static pictures of routing (matplotlib): for papers, nbconvert, and saved notebooks.
+
+`routing_figure` draws a record's grid or load, `view_figure` the still image a RoutingView leaves in
+a saved notebook, and `draw(kind, result)` the figure of each analysis (what `Table.plot()` calls).
+Figures are `matplotlib.figure.Figure`s made without pyplot, so nothing depends on a backend.
+"""
+from __future__ import annotations
+
+import html
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+
+_MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
+
+
+def expert_colormap(num_experts: int) -> Any:
+    """Distinct colours for expert ids; the same golden-ratio hue walk as static/common.js `expertColor`."""
+    from matplotlib.colors import ListedColormap, hsv_to_rgb
+
+    ids = np.arange(max(num_experts, 1))
+    hsv = np.stack([(ids * 0.618034) % 1.0, 0.55 + 0.25 * (ids % 3) / 2, 0.95 - 0.2 * ((ids // 3) % 3) / 2], axis=1)
+    return ListedColormap(hsv_to_rgb(hsv))
+
+
+def png(figure: Any, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # token text in scripts the default font lacks: drawn as boxes, no warning
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+# ---------------------------------------------------------------- a record: grid and load
+
+
+def _grid(ax: Any, routing: Any, channel: str | None) -> None:
+    """Top-1 expert per token (x) and layer (y), other channels greyed; long records sampled."""
+    n = len(routing)
+    step = max(1, -(-n // _MAX_COLUMNS))
+    top1 = np.asarray(routing.experts[::step, :, 0]).T.astype(float)
+    top1[top1 < 0] = np.nan
+    if channel is not None:
+        top1[:, ~routing.mask(channel)[::step]] = np.nan
+    cmap = expert_colormap(routing.num_experts).with_extremes(bad="#dddddd")
+    ax.imshow(top1, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
+              vmax=max(routing.num_experts, 1) - 0.5, extent=(-0.5, n - 0.5, routing.layers - 0.5, -0.5))
+    ax.set_xlabel("token" + (f" (every {step}th shown)" if step > 1 else ""))
+    ax.set_ylabel("layer")
+    ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10)
+
+
+def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | None) -> None:
+    share = routing.load(channel).share
+    if layer is None:
+        image = ax.imshow(share, aspect="auto", interpolation="nearest", cmap="viridis")
+        figure.colorbar(image, ax=ax, label="share of top-k picks")
+        ax.set_xlabel("expert")
+        ax.set_ylabel("layer")
+    else:
+        ax.bar(np.arange(routing.num_experts), share[layer],
+               color=expert_colormap(routing.num_experts)(np.arange(routing.num_experts)))
+        ax.set_xlabel("expert")
+        ax.set_ylabel("share of top-k picks")
+    ax.set_title("expert load" + (f", layer {layer}" if layer is not None else "")
+                 + (f" ({channel})" if channel else ""), fontsize=10)
+
+
+def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = None, layer: int | None = None) -> Any:
+    """kind "grid": token × layer grid coloured by each token's top-1 expert (tokens of other
+    channels greyed when `channel` is given); kind "load": expert load of `layer` as bars, or of all
+    layers as a layer × expert heat map."""
+    if kind == "grid":
+        figure = _figure(min(16, 2 + len(routing) / 40), 1 + 0.18 * max(routing.layers, 4))
+        _grid(figure.add_subplot(), routing, channel)
+        return figure
+    if kind == "load":
+        figure = _figure(10, 3 if layer is not None else 1 + 0.2 * max(routing.layers, 4))
+        _load(figure.add_subplot(), figure, routing, channel, layer)
+        return figure
+    raise ValueError(f"kind must be 'grid' or 'load', not {kind!r}")
+
+
+def view_figure(routing: Any) -> Any:
+    """The still image of a RoutingView: the grid above the expert load of every layer."""
+    figure = _figure(10, 2.2 + 0.12 * max(routing.layers, 4) * 2)
+    top, bottom = figure.subplots(2, 1, height_ratios=[1.2, 1])
+    _grid(top, routing, None)
+    _load(bottom, figure, routing, None, None)
+    figure.suptitle(repr(routing), fontsize=9)
+    return figure
+
+
+# ---------------------------------------------------------------- analyses
+
+
+def draw(kind: str, result: Any, **options: Any) -> Any:
+    """The figure of an analysis result (`Table.plot`, `ExpertCard.plot`, `Effect.plot`)."""
+    painters = {"top_tokens": _top_tokens, "token_concentration": _token_concentration, "label_load": _label_load,
+                "label_divergence": _per_layer_lines, "agreement": _per_layer_lines, "transitions": _transitions,
+                "hot_and_cold": _hot_and_cold, "route_changes": _route_changes, "expert_card": _expert_card,
+                "effect": _effect, "token_effect": _token_effect}
+    if kind not in painters:
+        raise ValueError(f"no figure for {kind!r}")
+    return painters[kind](result, **options)
+
+
+def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, **_: Any) -> Any:
+    """Bar charts of each expert's top tokens (one layer; by default the first eight experts)."""
+    layer = int(table["layer"].min()) if layer is None else layer
+    rows = table[table["layer"] == layer]
+    experts = list(experts) if experts is not None else sorted(rows["expert"].unique())[:8]
+    cols = min(4, max(len(experts), 1))
+    lines = -(-len(experts) // cols)
+    figure = _figure(3 * cols, 2.2 * max(lines, 1))
+    axes = np.atleast_1d(figure.subplots(max(lines, 1), cols, squeeze=False)).ravel()
+    colors = expert_colormap(int(table["expert"].max()) + 1 if len(table) else 1)
+    for ax, expert in zip(axes, experts):
+        part = rows[rows["expert"] == expert].sort_values("rank")
+        ax.barh(np.arange(len(part))[::-1], part["count"], color=colors(expert))
+        ax.set_yticks(np.arange(len(part))[::-1], [repr(t)[1:-1][:14] for t in part["text"]], fontsize=7)
+        ax.set_title(f"expert {expert}", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in axes[len(experts):]:
+        ax.set_visible(False)
+    figure.suptitle(f"tokens each expert is chosen for most, layer {layer}", fontsize=10)
+    return figure
+
+
+def _token_concentration(table: Any, top_k: int = 1, num_experts: int = 1, **_: Any) -> Any:
+    """Count-weighted mean concentration per layer between the context-only and token-only bounds."""
+    layers = [c for c in table.columns if str(c).startswith("layer ")]
+    weights = table["count"].to_numpy(float)
+    means = [np.average(table[c], weights=weights) if weights.sum() else 0.0 for c in layers]
+    figure = _figure(7, 3)
+    ax = figure.add_subplot()
+    ax.plot(range(len(layers)), means, marker="o", label="tokens seen (count-weighted)")
+    ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="pure token-id routing")
+    ax.axhline(top_k / max(num_experts, 1), color="grey", ls=":", lw=0.8, label="uniform (context only)")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("share to a token's usual experts")
+    ax.set_title("token-id vs context routing", fontsize=10)
+    ax.legend(fontsize=7)
+    return figure
+
+
+def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
+    """The specialisation heat map: per label, log2 of its expert load over the load of all tokens."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    labels = list(dict.fromkeys(table.index.get_level_values("label")))
+    overall = np.asarray(overall, float)
+    cols = min(4, len(labels))
+    lines = -(-len(labels) // cols)
+    figure = _figure(3.4 * cols, 0.6 + (1 + 0.12 * overall.shape[0]) * lines)
+    axes = np.atleast_1d(figure.subplots(lines, cols, squeeze=False)).ravel()
+    image = None
+    for ax, label in zip(axes, labels):
+        share = table.xs(label, level="label").to_numpy(float)
+        lift = np.log2(np.divide(share, overall, out=np.ones_like(share), where=overall > 0).clip(1 / 4, 4))
+        image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
+        ax.set_title(f"{label} ({table.attrs.get('tokens', {}).get(label, '?')} tokens)", fontsize=9)
+        ax.set_xlabel("expert", fontsize=8)
+        ax.set_ylabel("layer", fontsize=8)
+    for ax in axes[len(labels):]:
+        ax.set_visible(False)
+    if image is not None:
+        figure.colorbar(image, ax=axes[: len(labels)].tolist(), label="log2 load vs all tokens", shrink=0.8)
+    figure.suptitle("which experts each label uses more (red) or less (blue) than all tokens", fontsize=10)
+    return figure
+
+
+def _per_layer_lines(table: Any, **_: Any) -> Any:
+    figure = _figure(7, 3)
+    ax = figure.add_subplot()
+    for column in table.columns:
+        ax.plot(table.index, table[column], marker="o" if len(table) < 40 else None, label=str(column),
+                lw=2 if column in ("jsd", "overlap") else 1)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("bits" if "jsd" in table.columns else "share")
+    ax.set_title("divergence of the labels' routing per layer" if "jsd" in table.columns
+                 else "agreement of two routings per layer", fontsize=10)
+    ax.legend(fontsize=7)
+    return figure
+
+
+def _transitions(table: Any, layer: int = 0, **_: Any) -> Any:
+    matrix = table.xs(layer, level="layer") if "layer" in (table.index.names or []) else table
+    figure = _figure(5, 4.3)
+    ax = figure.add_subplot()
+    image = ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest")
+    figure.colorbar(image, ax=ax, label="tokens")
+    ax.set_xlabel(f"expert in layer {layer + 1}")
+    ax.set_ylabel(f"expert in layer {layer}")
+    ax.set_title(f"transitions from layer {layer} to {layer + 1}", fontsize=10)
+    return figure
+
+
+def _hot_and_cold(table: Any, cumulative: Any = None, top: int = 1, **_: Any) -> Any:
+    curves = np.asarray(cumulative, float)
+    figure = _figure(6, 3.4)
+    ax = figure.add_subplot()
+    experts = curves.shape[1] if curves.ndim == 2 else 0
+    from matplotlib import colormaps
+
+    for layer, curve in enumerate(curves):
+        ax.plot(np.arange(1, experts + 1), curve, color=colormaps["viridis"](layer / max(len(curves) - 1, 1)), lw=0.8)
+    ax.plot([0, experts], [0, 1], color="grey", ls="--", lw=0.8, label="perfect balance")
+    ax.axvline(top, color="grey", ls=":", lw=0.8, label=f"top {top}")
+    ax.set_xlabel("experts, busiest first")
+    ax.set_ylabel("cumulative share of picks")
+    ax.set_title("how much of each layer's routing the busiest experts take (dark = early layers)", fontsize=9)
+    ax.legend(fontsize=7)
+    return figure
+
+
+def _route_changes(table: Any, cells: Any = None, **_: Any) -> Any:
+    cells = np.asarray(cells, bool)
+    figure = _figure(min(16, 2 + len(table) / 40), 1 + 0.18 * max(cells.shape[1] if cells.ndim == 2 else 4, 4))
+    ax = figure.add_subplot()
+    ax.imshow(cells.T, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
+    ax.set_xlabel("token")
+    ax.set_ylabel("layer")
+    ax.set_title("where the route changed (black: top-k set differs)", fontsize=10)
+    return figure
+
+
+def _expert_card(card: Any, **_: Any) -> Any:
+    figure = _figure(10, 3)
+    tokens, labels, moves = figure.subplots(1, 3)
+    color = expert_colormap(card.expert + 1)(card.expert)
+    tokens.barh(np.arange(len(card.tokens))[::-1], card.tokens["count"], color=color)
+    tokens.set_yticks(np.arange(len(card.tokens))[::-1], [repr(t)[1:-1][:14] for t in card.tokens["text"]], fontsize=7)
+    tokens.set_title("top tokens", fontsize=9)
+    labels.bar(card.labels["label"], card.labels["chose"], color=color)
+    labels.tick_params(axis="x", labelrotation=45, labelsize=7)
+    labels.set_title("share of each label's tokens", fontsize=9)
+    for frame, name, offset in ((card.previous, f"from layer {card.layer - 1}", -0.2),
+                                (card.next, f"to layer {card.layer + 1}", 0.2)):
+        if len(frame):
+            moves.bar(np.arange(len(frame)) + offset, frame["share"], width=0.4, label=name)
+            for i, expert in enumerate(frame["expert"]):
+                moves.annotate(str(expert), (i + offset, 0), ha="center", va="bottom", fontsize=6)
+    moves.set_xticks([])
+    moves.set_title("top-1 experts of its tokens", fontsize=9)
+    moves.legend(fontsize=7)
+    figure.suptitle(f"expert {card.expert} of layer {card.layer}: {card.picks} picks ({card.share:.1%} of the layer)",
+                    fontsize=10)
+    return figure
+
+
+def _effect(effect: Any, **_: Any) -> Any:
+    cells = np.asarray(effect.changes.figure_options["cells"], bool)
+    figure = _figure(min(16, 3 + len(cells) / 40), 2.4 + 0.1 * max(cells.shape[1], 4))
+    grid, lines = figure.subplots(1, 2, width_ratios=[4, 1])
+    grid.imshow(cells.T, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
+    answer = np.flatnonzero(np.asarray(effect.changes["label"]) == "final")
+    if len(answer):
+        grid.axvspan(answer[0] - 0.5, answer[-1] + 0.5, color="tab:green", alpha=0.15, label="answer")
+        grid.legend(fontsize=7, loc="upper left")
+    grid.set_xlabel("token of the turn without the intervention")
+    grid.set_ylabel("layer")
+    grid.set_title("route changed (black)", fontsize=9)
+    lines.plot(effect.agreement["overlap"], np.arange(len(effect.agreement)), marker="o")
+    lines.set_ylim(len(effect.agreement) - 0.5, -0.5)
+    lines.set_xlim(0, 1.02)
+    lines.set_xlabel("top-k overlap")
+    figure.suptitle(effect.intervention.describe(), fontsize=10)
+    return figure
+
+
+def _token_effect(table: Any, by: str = "label", **_: Any) -> Any:
+    """Mean change of log-probability per group of tokens (default: per label), with its spread."""
+    groups = table.groupby(by)["change"]
+    means, spread = groups.mean(), groups.std().fillna(0)
+    figure = _figure(max(4, 0.9 * len(means) + 2), 3)
+    ax = figure.add_subplot()
+    ax.bar([str(x) for x in means.index], means.to_numpy(), yerr=spread.to_numpy(), color="tab:red", alpha=0.75)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("log-probability change (nats)")
+    ax.set_title("how the intervention changes the model's confidence in each kind of token", fontsize=9)
+    ax.tick_params(axis="x", labelrotation=30)
+    return figure
+
+
+def card_html(card: Any) -> str:
+    """An ExpertCard as HTML for notebooks (every text escaped)."""
+    e = html.escape
+    tokens = "".join(f"<tr><td><code>{e(repr(t))}</code></td><td>{c}</td><td>{s:.0%}</td></tr>"
+                     for t, c, s in zip(card.tokens["text"], card.tokens["count"], card.tokens["specialisation"]))
+    labels = "".join(f"<tr><td>{e(str(name))}</td><td>{n}</td><td>{chose:.1%}</td><td>{lift:.2f}×</td></tr>"
+                     for name, n, chose, lift in card.labels.itertuples(index=False))
+    moves = "; ".join(f"{name}: " + ", ".join(f"e{x} {s:.0%}" for x, s in zip(frame["expert"], frame["share"]))
+                      for name, frame in ((f"from layer {card.layer - 1}", card.previous),
+                                          (f"to layer {card.layer + 1}", card.next)) if len(frame))
+    return (f"<div><b>Expert {card.expert}, layer {card.layer}</b>: {card.picks} picks, {card.share:.1%} of the layer"
+            f"<table><tr><th>token</th><th>count</th><th>of its uses</th></tr>{tokens}</table>"
+            f"<table><tr><th>label</th><th>tokens</th><th>chose it</th><th>lift</th></tr>{labels}</table>"
+            f"<p>{e(moves)}</p></div>")
