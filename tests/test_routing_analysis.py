@@ -1,0 +1,190 @@
+"""Routing analyses against results computed by hand on small records, and the record's file format."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gptoss_lab import harmony
+from gptoss_lab.routing import Corpus, Routing, load
+
+
+def _record() -> Routing:
+    """4 tokens (ids a b a c), 3 layers, top-2 of 4 experts, two labels.
+
+    layer 0: token a always goes to {0, 1}; b to {2, 3}; c to {0, 2}
+    layer 1: every token goes to {1, 0} (top-1 = 1)
+    layer 2: top-1 follows layer 0's top-1 plus one: a -> 1, b -> 3, c -> 1
+    """
+    a, b, c = harmony.encode_text(" alpha")[0], harmony.encode_text(" beta")[0], harmony.encode_text(" gamma")[0]
+    experts = np.array([
+        [[0, 1], [1, 0], [1, 2]],   # a
+        [[2, 3], [1, 0], [3, 0]],   # b
+        [[0, 1], [1, 0], [1, 3]],   # a
+        [[0, 2], [1, 0], [1, 0]],   # c
+    ])
+    weights = np.array([[[0.75, 0.25], [0.5, 0.5], [0.6, 0.4]]] * 4)
+    return Routing([a, b, a, c], experts, weights, ["user", "user", "final", "final"], num_experts=4)
+
+
+def test_top_tokens_counts_and_specialisation():
+    r = _record()
+    a, b = int(r.tokens[0]), int(r.tokens[1])
+    table = r.top_tokens(2, layer=0)
+    expert0 = table[table.expert == 0]
+    # expert 0 of layer 0 is chosen for a twice (of 2 uses) and for c once (of 1 use)
+    assert expert0[["token", "count", "specialisation"]].values.tolist()[0] == [a, 2, 1.0]
+    assert expert0["count"].tolist() == [2, 1] and expert0["text"].tolist()[0] == " alpha"
+    assert table[table.expert == 3][["token", "count"]].values.tolist() == [[b, 1]]
+    by_spec = r.top_tokens(1, layer=0, by="specialisation", min_count=2)  # only a is seen twice
+    assert set(by_spec["token"]) == {a} and set(by_spec["expert"]) == {0, 1}
+    assert list(r.top_tokens(1).groupby("layer").size()) == [4, 2, 4]  # experts that were ever chosen, per layer
+
+
+def test_token_concentration_separates_token_id_from_context_routing():
+    r = _record()
+    table = r.token_concentration(min_count=2)  # only token a (2 uses) qualifies
+    assert list(table.index) == [int(r.tokens[0])] and table["count"].tolist() == [2]
+    # a's picks: layer 0 {0,1} {0,1} -> its 2 usual experts take 4/4; layer 2: {1,2} {1,3} -> 1 and 2 (or 3) take 3/4
+    assert table.loc[int(r.tokens[0]), ["layer 0", "layer 1", "layer 2"]].tolist() == [1.0, 1.0, 0.75]
+    assert table["mean"].iloc[0] == pytest.approx(2.75 / 3)
+
+
+def test_label_load_and_divergence():
+    r = _record()
+    table = r.label_load()
+    assert list(table.index.get_level_values("label").unique()) == ["user", "final"]
+    np.testing.assert_allclose(table.loc[("user", 0)].values, [0.25, 0.25, 0.25, 0.25])
+    np.testing.assert_allclose(table.loc[("final", 0)].values, [0.5, 0.25, 0.25, 0.0])
+    assert table.attrs["tokens"] == {"user": 2, "final": 2}
+    divergence = r.label_divergence()
+    # layer 1: both labels go to {0, 1} only -> 0 bits; layer 0: JSD of (1/4,1/4,1/4,1/4) and (1/2,1/4,1/4,0)
+    p, q = np.array([0.25, 0.25, 0.25, 0.25]), np.array([0.5, 0.25, 0.25, 0.0])
+    m = (p + q) / 2
+    h = lambda x: -(x[x > 0] * np.log2(x[x > 0])).sum()  # noqa: E731
+    expected = h(m) - (h(p) + h(q)) / 2
+    assert divergence.loc[0, "jsd"] == pytest.approx(expected)            # equal weights: generalised = plain JSD
+    assert divergence.loc[0, "user vs rest"] == pytest.approx(expected)   # two labels: the rest is the other one
+    assert divergence.loc[1, "jsd"] == pytest.approx(0.0)
+    # labels given per token (e.g. a domain) replace the channels
+    by_word = r.label_load(["a", "b", "a", "c"])
+    np.testing.assert_allclose(by_word.loc[("a", 0)].values, [0.5, 0.5, 0.0, 0.0])
+    with pytest.raises(ValueError, match="one label per token"):
+        r.label_load(["x"])
+
+
+def test_transitions_top1_and_all_pairs():
+    r = _record()
+    top1 = r.transitions(1)  # layer 1 top-1 is always 1; layer 2 top-1: 1, 3, 1, 1
+    assert top1.loc[1, 1] == 3 and top1.loc[1, 3] == 1 and top1.values.sum() == 4
+    pairs = r.transitions(0, top1=False)  # every pair of top-2 picks: 4 tokens × 2 × 2
+    assert pairs.values.sum() == 16 and pairs.loc[2, 1] == 2 and pairs.loc[0, 0] == 3  # 2 -> 1: b and c
+    every = r.transitions(normalize=True)
+    assert every.index.names == ["layer", "expert"] and every.shape == (2 * 4, 4)
+    np.testing.assert_allclose(every.loc[(0, 0)].values, [0, 1, 0, 0])  # a, a, c: top-1 0 -> 1
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        r.transitions(2)
+
+
+def test_hot_and_cold_experts():
+    r = _record()
+    table = r.hot_and_cold(top=1)
+    assert table.loc[1, "hot_share"] == 0.5 and table.loc[1, "unused"] == 2  # only experts 0 and 1 in layer 1
+    # layer 2 picks: 1 ×3, 2, 3 ×2, 0 -> hot expert 1 with 3/8, cold expert 2 or 0 with 1/8
+    assert table.loc[2, "hot"] == 1 and table.loc[2, "hot_share"] == 3 / 8 and table.loc[2, "cold_share"] == 1 / 8
+    assert table.loc[2, "top1_share"] == 3 / 8
+    assert table.loc[1, "balance"] == pytest.approx(0.5)  # 1 bit of log2(4) = 2
+
+
+def test_agreement_and_route_changes():
+    r = _record()
+    other_experts = r.experts.copy()
+    other_experts[1, 0] = [3, 1]      # token 1, layer 0: {2,3} -> {3,1}: overlap 1 of 2, top-1 differs
+    other_experts[3, 2] = [0, 1]      # token 3, layer 2: same set {1,0}, top-1 differs
+    other = Routing(r.tokens, other_experts, r.weights, r.labels, num_experts=4)
+    table = r.agreement(other)
+    assert table.loc[0].tolist() == [pytest.approx(7 / 8), 0.75, 0.75]
+    assert table.loc[1].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc[2].tolist() == [1.0, 0.75, 1.0]
+    changes = r.route_changes(other)
+    assert changes["layers_changed"].tolist() == [0, 1, 0, 0] and changes["top1_changed"].tolist() == [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="same tokens"):
+        r.agreement(r.select(slice(0, 3)))
+
+
+def test_expert_card():
+    r = _record()
+    card = r.expert_card(0, 0)  # tokens a, a, c chose expert 0 in layer 0
+    assert card.picks == 3 and card.share == pytest.approx(3 / 8)
+    assert card.tokens["count"].tolist() == [2, 1] and card.tokens["specialisation"].tolist() == [1.0, 1.0]
+    assert card.labels.set_index("label")["chose"].to_dict() == {"user": 0.5, "final": 1.0}
+    assert card.next.set_index("expert")["share"].to_dict() == {1: 1.0} and card.previous.empty
+    assert "alpha" in card._repr_html_() and "<script" not in card._repr_html_()
+    with pytest.raises(ValueError, match="no expert 9 in layer 0"):
+        r.expert_card(0, 9)
+
+
+def test_empty_slots_are_never_counted():
+    experts = np.array([[[0, -1], [1, 2]]])  # a top-1 intervention left layer 0 one slot
+    r = Routing([5], experts, np.array([[[1.0, 0.0], [0.5, 0.5]]]), ["text"], num_experts=3)
+    assert r.load().counts.tolist() == [[1, 0, 0], [0, 1, 1]]
+    assert r.coactivation(0).tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_every_table_plots():
+    r = _record()
+    other = Routing(r.tokens, r.experts[:, :, ::-1], r.weights, r.labels, num_experts=4)
+    tables = [r.top_tokens(3), r.token_concentration(1), r.label_load(), r.label_divergence(), r.transitions(),
+              r.hot_and_cold(), r.agreement(other), r.route_changes(other)]
+    for table in tables:
+        figure = table.plot()
+        assert figure.axes and figure.axes[0].get_title(), table.figure_kind
+    assert r.expert_card(2, 1).plot().axes
+    assert type(tables[0].head(2)) is pd.DataFrame  # derived tables are plain frames
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    n, layers, k, experts = 300, 5, 4, 128
+    chosen = np.argsort(rng.random((n, layers, experts)), axis=-1)[..., :k]
+    weights = rng.dirichlet(np.ones(k), (n, layers))
+    labels = list(rng.choice(["system", "user", "analysis", "final"], n))
+    r = Routing(rng.integers(0, 200000, n), chosen, weights, labels, num_experts=experts)
+    r.save(tmp_path / "run")
+    back = load(tmp_path / "run")
+    assert isinstance(back.experts, np.memmap) and back.experts.dtype == np.uint8  # compact and memory-mapped
+    np.testing.assert_array_equal(back.experts, r.experts)
+    np.testing.assert_array_equal(back.tokens, r.tokens)
+    np.testing.assert_allclose(back.weights, r.weights, atol=1 / 65535)
+    assert back.labels == labels and back.num_experts == experts and back.strings == r.strings
+    assert back.load().counts.tolist() == r.load().counts.tolist()
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "run").iterdir())
+    assert on_disk < n * layers * k * 3 + 4096  # 1 byte per id, 2 per weight, + small columns and meta
+    back.append([7], chosen[:1], weights[:1], ["final"])  # a loaded record still grows
+    assert len(back) == n + 1 and back.labels[-1] == "final"
+
+
+def test_corpus_save_load_keeps_texts_and_labels(tmp_path):
+    parts = [Routing([1, 2, 3], np.zeros((3, 2, 2), int), np.full((3, 2, 2), 0.5), ["text"] * 3, num_experts=300),
+             Routing([4], np.full((1, 2, 2), 299), np.full((1, 2, 2), 0.5), ["final"], num_experts=300)]
+    combined = Routing(num_experts=300)
+    for part in parts:
+        combined.append(part.tokens, part.experts, part.weights, part.labels)
+    corpus = Corpus(combined, [0, 3, 4], ["prose", "math"])
+    corpus.save(tmp_path / "c")
+    back = Corpus.load(tmp_path / "c")
+    assert len(back) == 2 and back.doc_labels == ["prose", "math"] and back.lengths.tolist() == [3, 1]
+    assert back[1].tokens.tolist() == [4] and back[1].experts.dtype == np.uint16 and back[1].experts.max() == 299
+    assert list(back.token_labels()) == ["prose"] * 3 + ["math"]
+    assert back.label_load().attrs["tokens"] == {"math": 1, "prose": 3}
+
+
+def test_load_refuses_what_is_not_a_record(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a routing record"):
+        load(tmp_path)
+    (tmp_path / "x").write_text("data")
+    with pytest.raises(FileExistsError, match="not a routing record"):
+        _record().save(tmp_path)

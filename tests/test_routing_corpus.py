@@ -1,0 +1,102 @@
+"""route(): prefill-only routing over many texts equals what a turn records, in order, batched or
+not, in memory or streamed to a record folder, and a failed run keeps what it had done."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from gptoss_lab import harmony
+from gptoss_lab.routing import Corpus, route
+from gptoss_lab.tiny import data
+
+
+@pytest.fixture(scope="module")
+def session():
+    from gptoss_lab import Session
+
+    return Session.load("tiny", progress=False, dtype="float32", session_options={"approval": "auto"})
+
+
+@pytest.fixture(scope="module")
+def turn(session):
+    """A real turn on gpt-oss-tiny (with a python call), recorded token by token as it ran."""
+    session.reset()
+    reply = session.ask("What is 37 * 12?", routing=True, temperature=0, max_new_tokens=120)
+    session.reset()
+    assert reply.routing is not None and len(reply.routing) > 200
+    return reply.routing
+
+
+def test_route_equals_the_per_turn_capture(session, turn):
+    ids = turn.tokens.tolist()
+    corpus = route([ids[:40], ids, "plain text, routed as text", ids[:150]], session, batch_size=3, progress=False)
+    assert len(corpus) == 4 and corpus.lengths.tolist()[:2] == [40, len(ids)]
+    whole = corpus[1]
+    np.testing.assert_array_equal(whole.experts, turn.experts)        # batched with shorter texts, padded
+    np.testing.assert_allclose(whole.weights, turn.weights, atol=1e-6)
+    assert whole.labels == turn.labels and whole.strings == turn.strings
+    np.testing.assert_array_equal(corpus[3].experts, turn.experts[:150])
+    assert set(corpus[2].labels) == {"text"} and corpus[2].tokens.tolist() == harmony.encode_text("plain text, routed as text")
+    assert len(corpus.combined) == sum(corpus.lengths) and corpus.combined.num_experts == 8
+
+
+def test_long_texts_are_routed_in_chunks_over_a_cache(session, turn):
+    """Past the engine's prefill chunk a text runs chunk by chunk (sliding-window layers included)."""
+    chunk = session.engine.prefill_chunk
+    session.engine.prefill_chunk = 64  # tiny's sliding window is 128: chunks cross it
+    try:
+        corpus = route([turn.tokens.tolist()], session, progress=False)
+    finally:
+        session.engine.prefill_chunk = chunk
+    np.testing.assert_array_equal(corpus[0].experts, turn.experts)
+
+
+def test_conversations_are_rendered_as_they_happened(session):
+    examples = data.dataset(3, seed=11)
+    corpus = route(examples, session, labels=[e.category for e in examples], progress=False)
+    for example, routing in zip(examples, corpus):
+        ids = harmony.render(example.messages, keep_analysis_from=0)[:-2]
+        ids[-1] = harmony.RETURN
+        assert routing.tokens.tolist() == ids
+        assert routing.labels == harmony.label_tokens(ids)
+    assert corpus.doc_labels == [e.category for e in examples]
+    assert set(corpus.label_load().attrs["tokens"]) == {e.category for e in examples}
+
+
+def test_streams_to_disk_past_the_memory_limit(session, turn, tmp_path):
+    ids = turn.tokens.tolist()
+    texts = [ids[:n] for n in (30, 90, 60, 120)]
+    in_memory = route(texts, session, progress=False)
+    with pytest.warns(UserWarning, match="streaming it to"):
+        streamed = route(texts, session, memory_limit=10_000, progress=False)
+    assert "path" in streamed.meta and isinstance(streamed.combined.experts, np.memmap)
+    np.testing.assert_array_equal(streamed.combined.experts, in_memory.combined.experts)
+    assert streamed.lengths.tolist() == [30, 90, 60, 120]
+    chosen = route(texts, session, path=tmp_path / "run", labels=["a", "b", "a", "b"], progress=False)
+    again = Corpus.load(tmp_path / "run")
+    assert chosen.meta["path"] == str(tmp_path / "run") and again.doc_labels == ["a", "b", "a", "b"]
+    np.testing.assert_array_equal(again[2].experts, in_memory[2].experts)
+
+
+def test_a_failed_run_keeps_the_texts_it_finished(session, turn, tmp_path):
+    items = [turn.tokens[:20].tolist()] * 8 + [object()]  # the 9th item is in the second window
+    with pytest.raises(TypeError, match="texts, conversations"):
+        route(items, session, batch_size=1, path=tmp_path / "partial", progress=False)
+    kept = Corpus.load(tmp_path / "partial")
+    assert len(kept) == 8 and kept.lengths.tolist() == [20] * 8
+
+
+def test_one_line_errors(session):
+    from gptoss_lab import ReplayEngine
+
+    with pytest.raises(ValueError, match="has none: load one"):
+        route(["x"], ReplayEngine("<|channel|>final<|message|>hi<|return|>"), progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        route(["x"], session, batch_size=0)
+    with pytest.raises(ValueError, match="one label per text"):
+        route(["x", "y"], session, labels=["a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about in a small run
+        assert len(route([], session, progress=False)) == 0

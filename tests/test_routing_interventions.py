@@ -1,0 +1,184 @@
+"""Interventions on the routers: the arithmetic of a changed router, `--ablate` parsing, and on
+gpt-oss-tiny (greedy): a no-op changes nothing, an ablation changes the answers, the KV cache is
+never shared between the two, and the comparison cell measures it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gptoss_lab.engines.hooks import LayerEdit
+from gptoss_lab.routing import Intervention, disable, force, parse_ablate, top_k
+
+QUESTIONS = ["What is 37 * 12?", "What is 4821 - 1937?", "What is 19 + 23?"]
+
+
+# ---------------------------------------------------------------- the arithmetic, by hand
+
+
+LOGITS = torch.tensor([[2.0, 1.0, 0.0, -1.0]])  # one token, four experts: ranked 0 > 1 > 2 > 3
+
+
+def _softmax(values):
+    e = np.exp(np.asarray(values) - max(values))
+    return (e / e.sum()).tolist()
+
+
+def test_a_disabled_expert_gives_its_place_to_the_next_choice():
+    scores, ids = LayerEdit(disabled=frozenset({0})).route(LOGITS, 2)
+    assert ids.tolist() == [[1, 2]]
+    np.testing.assert_allclose(scores[0].tolist(), _softmax([1.0, 0.0]), rtol=1e-6)
+
+
+def test_a_disabled_expert_can_leave_its_slot_empty():
+    scores, ids = LayerEdit(disabled=frozenset({0}), replace=False).route(LOGITS, 2)
+    assert ids.tolist() == [[0, 1]] and scores.tolist() == [[0.0, 1.0]]  # the other weight renormalised
+
+
+def test_forced_experts_and_top_k():
+    scores, ids = LayerEdit(forced=frozenset({3})).route(LOGITS, 2)
+    assert ids.tolist() == [[3, 0]]  # chosen whatever its logit; weights from the router's own logits
+    np.testing.assert_allclose(scores[0].tolist(), _softmax([-1.0, 2.0]), rtol=1e-6)
+    scores, ids = LayerEdit(top_k=3).route(LOGITS, 2)
+    assert ids.tolist() == [[0, 1, 2]]
+    np.testing.assert_allclose(scores[0].tolist(), _softmax([2.0, 1.0, 0.0]), rtol=1e-6)
+
+
+def test_impossible_edits_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="no expert 9"):
+        LayerEdit(disabled=frozenset({9})).check(0, 8, 2)
+    with pytest.raises(ValueError, match="both disabled and forced"):
+        LayerEdit(disabled=frozenset({1}), forced=frozenset({1})).check(0, 8, 2)
+    with pytest.raises(ValueError, match="do not fit in its top-2"):
+        LayerEdit(forced=frozenset({1, 2, 3})).check(0, 8, 2)
+    with pytest.raises(ValueError, match="leaves fewer than its top-2"):
+        LayerEdit(disabled=frozenset(range(7))).check(0, 8, 2)
+
+
+def test_parse_ablate():
+    assert parse_ablate("1:3,2:5").describe() == "disable expert 3 in layer 1; disable expert 5 in layer 2"
+    assert parse_ablate(" *:0-2 , 1:7").plan(2) == {0: LayerEdit(disabled=frozenset({0, 1, 2})),
+                                                   1: LayerEdit(disabled=frozenset({0, 1, 2, 7}))}
+    for bad in ("", "3", "a:1", "1:2:3", "1:5-2"):
+        with pytest.raises(ValueError, match="--ablate") as error:
+            parse_ablate(bad)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="no layer 4"):
+        parse_ablate("4:1").plan(4)
+
+
+def test_combining_interventions():
+    both = disable({0: [1]}) | force([(0, 2)]) | top_k(3, layers=[1])
+    assert both.plan(2) == {0: LayerEdit(disabled=frozenset({1}), forced=frozenset({2})), 1: LayerEdit(top_k=3)}
+    with pytest.raises(ValueError, match="top-k of layer 1"):
+        top_k(3, layers=[1]) | top_k(4, layers=[1])
+    assert repr(Intervention()) == "Intervention(no change)"
+
+
+# ---------------------------------------------------------------- on gpt-oss-tiny
+
+
+@pytest.fixture(scope="module")
+def session():
+    from gptoss_lab import Session
+
+    return Session.load("tiny", progress=False, dtype="float32", session_options={"approval": "auto"})
+
+
+def _answers(session, intervention=None):
+    """Each question's generated tokens and final answer (fresh conversation, greedy)."""
+    out = []
+    for question in QUESTIONS:
+        session.reset()
+        if intervention is None:
+            reply = session.ask(question, routing=True, temperature=0, max_new_tokens=150)
+        else:
+            with intervention.apply(session):
+                reply = session.ask(question, routing=True, temperature=0, max_new_tokens=150)
+        out.append((reply.routing.tokens.tolist(), reply.final))
+    session.reset()
+    return out
+
+
+@pytest.fixture(scope="module")
+def baseline(session):
+    return _answers(session)
+
+
+def test_a_no_op_intervention_changes_nothing(session, baseline):
+    """top-2 on every layer of a top-2 model runs every router through the intervention hooks."""
+    assert all(final for _, final in baseline)
+    assert _answers(session, top_k(2)) == baseline  # the same tokens, one for one
+
+
+def test_an_ablation_changes_the_answers(session, baseline):
+    ablated = _answers(session, parse_ablate("*:0-3"))  # half the experts of every layer
+    changed = [b != a for (b, _), (a, _) in zip(baseline, ablated)]
+    assert sum(changed) >= 2, ablated
+
+
+def test_the_kv_cache_is_not_shared_across_an_intervention(session):
+    engine = session.engine
+    session.reset()
+    session.ask(QUESTIONS[0], temperature=0, max_new_tokens=20)
+    prompt_before = engine.last_prefill
+    session.reset()
+    session.ask(QUESTIONS[0], temperature=0, max_new_tokens=20)
+    assert engine.last_prefill < prompt_before  # without an intervention the system prefix is reused
+    session.reset()
+    with disable({1: [2]}).apply(session):
+        session.ask(QUESTIONS[0], temperature=0, max_new_tokens=20)
+        assert engine.last_prefill == prompt_before  # nothing computed without it is reused
+    session.reset()
+    session.ask(QUESTIONS[0], temperature=0, max_new_tokens=20)
+    assert engine.last_prefill == prompt_before  # nor what was computed under it
+    session.reset()
+
+
+def test_recorded_routing_is_the_changed_routing(session):
+    session.reset()
+    with (disable({1: [2]}) | top_k(1, layers=[0])).apply(session):
+        routing = session.ask(QUESTIONS[2], routing=True, temperature=0, max_new_tokens=30).routing
+        with pytest.raises(RuntimeError, match="already under an intervention"):
+            with top_k(2).apply(session):
+                pass
+    session.reset()
+    assert (routing.experts[:, 1] != 2).all()                 # never routed to the disabled expert
+    assert (routing.experts[:, 0, 1] == -1).all()             # layer 0 picked one expert: an empty slot
+    assert routing.load().counts[0].sum() == len(routing)     # ... that is never counted
+    hooks = [r._forward_hooks for r in session.engine.model.modules() if type(r).__name__ == "GptOssTopKRouter"]
+    assert all(not any("_edit_hook" in getattr(h, "__qualname__", "") for h in d.values()) for d in hooks)
+
+
+def test_compare_shows_answers_probabilities_and_route_changes(session):
+    history = list(session.history)
+    effect = parse_ablate("*:0-3").compare(session, QUESTIONS[0], max_new_tokens=150)
+    assert session.history == history  # the conversation is left as it was
+    assert effect.changed and effect.baseline.final != effect.intervened.final
+    p = effect.probabilities
+    assert p.loc["answer without", "P without"] > p.loc["answer without", "P with"]  # the right answer got less likely
+    assert (effect.changes["layers_changed"] > 0).any() and effect.agreement["overlap"].min() < 1
+    text = repr(effect)
+    assert "disable experts 0, 1, 2, 3 in every layer" in text and "answer tokens" in text
+    html = effect._repr_html_()
+    assert "<script" not in html and "changed route" in html
+    assert effect.plot().axes
+
+
+def test_token_effect(session):
+    session.reset()
+    reply = session.ask(QUESTIONS[1], routing=True, temperature=0, max_new_tokens=100)
+    session.reset()
+    same = top_k(2).token_effect(session, reply.routing)
+    assert len(same) == len(reply.routing) - 1 and same["change"].abs().max() < 1e-4
+    hurt = parse_ablate("*:0-3").token_effect(session, reply.routing)
+    assert hurt.loc[hurt["label"] == "final", "change"].mean() < -0.1
+    assert hurt.plot().axes
+
+
+def test_interventions_need_a_model_in_the_kernel():
+    from gptoss_lab import ReplayEngine
+
+    with pytest.raises(ValueError, match="has none: load one"):
+        with top_k(1).apply(ReplayEngine("<|channel|>final<|message|>hi<|return|>")):
+            pass
