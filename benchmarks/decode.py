@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from gptoss_lab import Session, harmony
+from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.local import LocalEngine
 
@@ -82,7 +83,7 @@ def conversation(tokens: int) -> list[int]:
     """Harmony prompt ids of a multi-turn chat, cut to `tokens`."""
     from openai_harmony import Message, Role
 
-    messages = [harmony.system_message("low", date="2025-01-01")]
+    messages = [harmony.system_message("low", tools=[PythonTool().system_config()], date="2025-01-01")]
     turn = 0
     while len(harmony.render(messages)) < tokens:
         turn += 1
@@ -116,7 +117,7 @@ def main() -> None:
 
             args.model = str(make_random_checkpoint(Path(tmp) / "random"))
         engine = LocalEngine.from_pretrained(args.model, progress=False)
-    prompt = harmony.render([harmony.system_message("low", date="2025-01-01"),
+    prompt = harmony.render([harmony.system_message("low", tools=[PythonTool().system_config()], date="2025-01-01"),
                              harmony.user_message("Count the experts, please.")])
     stop = frozenset(harmony.STOP_TOKENS)
     engine_rate(engine, prompt, 8)  # warm up both paths

@@ -13,21 +13,22 @@ if TYPE_CHECKING:
 
     from .routing import Routing
 
-ToolStatus = Literal["pending", "waiting", "running", "done", "error", "timeout", "skipped"]
+ToolStatus = Literal["pending", "waiting", "running", "done", "error", "timeout", "skipped", "interrupted"]
 
 
 @dataclass
 class ToolCall:
     """One tool call by the model: what it asked for and what came back."""
 
-    recipient: str                      # "python" or "functions.NAME"
+    recipient: str                      # "python", "functions.NAME", "browser.search" ...
     channel: str | None
     input: str                          # the code, or the JSON arguments
     content_type: str | None = None
     status: ToolStatus = "pending"
     output: str = ""
     seconds: float = 0.0
-    index: int = 0                      # position in the turn, for views
+    question: str = ""                  # what the view asks before it runs (approval `ask`)
+    data: Any = None                    # the tool's structured result, for views (search results ...)
 
     @property
     def name(self) -> str:
@@ -41,6 +42,7 @@ class TurnStart:
     model: str
     approval: str
     routing: "Routing | None" = None    # live expert routing, growing while the turn runs
+    context_window: int | None = None   # the model's context length in tokens, when known
 
 
 @dataclass
@@ -92,7 +94,33 @@ class Notice:
 @dataclass
 class TurnEnd:
     reply: "Reply"
-    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Approval:
+    """A user's answer to "run this call?": run or skip, maybe with edited input, maybe for good.
+
+    `code` replaces the call's input (the edited code is what runs and what the model is told
+    ran); `always` allows this tool for the rest of the conversation."""
+
+    run: bool
+    code: str | None = None
+    always: bool = False
+
+
+@dataclass
+class Citation:
+    """A `【cursor†Lstart-Lend】` citation in a final answer, resolved against what the browser showed."""
+
+    marker: str                         # the citation as written, e.g. 【3†L10-L12】
+    cursor: int
+    start: int                          # first and last cited line (inclusive)
+    end: int
+    url: str = ""
+    title: str = ""
+    text: str = ""                      # the cited lines
+
+
 
 
 Event = TurnStart | MessageStart | Delta | MessageEnd | ParseError | ToolStart | ToolUpdate | ToolEnd | Notice | TurnEnd
@@ -107,6 +135,7 @@ class Usage:
     seconds: float = 0.0            # wall time of the turn, tools included
     ttft: float | None = None       # seconds from ask() to the first generated token
     generation_seconds: float = 0.0  # time spent inside the engine
+    context_tokens: int = 0         # tokens in the model's context at the end of the turn
 
     @property
     def tokens_per_s(self) -> float:
@@ -121,6 +150,7 @@ class Reply:
     final: str = ""
     analysis: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
     messages: list["Message"] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     routing: "Routing | None" = None
@@ -141,4 +171,5 @@ class View(Protocol):
 
     def handle(self, event: Event) -> None: ...
 
-    def approve(self, call: ToolCall) -> bool | None: ...
+    def approve(self, call: ToolCall) -> Approval | bool | None:
+        """Run or skip `call` (None: this view cannot ask anyone)."""

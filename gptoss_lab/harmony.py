@@ -6,12 +6,15 @@ Everything that knows how gpt-oss text is laid out lives here; the rest of the l
 from __future__ import annotations
 
 import base64
+import codecs
 import datetime as _dt
 import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,10 @@ from openai_harmony import (
     ToolDescription,
     load_harmony_encoding,
 )
-from openai_harmony import ReasoningEffort, RenderConversationConfig, ToolNamespaceConfig  # not in __all__
+from openai_harmony import ReasoningEffort, ToolNamespaceConfig  # not in __all__
 
-from .events import Delta, MessageEnd, MessageStart, ParseError
+from .events import Delta, Event, MessageEnd, MessageStart, ParseError
+from .settings import EFFORTS
 
 VOCAB_DIR = Path(__file__).parent / "vocab"
 VOCAB_FILE = VOCAB_DIR / "o200k_base.tiktoken"
@@ -40,8 +44,11 @@ VOCAB_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d
 START, CONSTRAIN, CHANNEL, MESSAGE, END, RETURN, CALL = 200006, 200003, 200005, 200008, 200007, 200002, 200012
 STOP_TOKENS: frozenset[int] = frozenset({RETURN, CALL})
 VOCAB_SIZE = 201088
+CHANNELS = ("analysis", "commentary", "final")
+# What each token of a conversation is (see `label_tokens`); also the routing lab's channel labels.
+LABELS = ("system", "developer", "user", "tool", "analysis", "commentary", "final", "format")
+ROLES = ("system", "developer", "user", "assistant")
 
-EFFORTS = ("low", "medium", "high")
 _EFFORT = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}
 
 
@@ -108,29 +115,38 @@ def encode(text: str) -> list[int]:
     return encoding().encode(text, allowed_special="all")
 
 
+def encode_text(text: str) -> list[int]:
+    """Text to token ids with special-token spellings kept as plain text (user data never becomes format)."""
+    return encoding().encode(clean(text), allowed_special=set())
+
+
+def clean(text: str) -> str:
+    """`text` as valid UTF-8: lone surrogates (from undecodable file names, say) become `\\udcxx` escapes.
+
+    Every place where text enters the conversation goes through this, so one odd character can
+    never make a later render or export fail."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@functools.cache
+def _token_bytes() -> list[bytes | None]:
+    """Bytes of every token id (special tokens as their spelling), for O(1) streaming decode."""
+    table: list[bytes | None] = [None] * VOCAB_SIZE
+    for token_bytes, rank in ranks().items():
+        table[rank] = token_bytes
+    for token, name in special_tokens().items():
+        table[token] = name.encode()
+    return table
+
+
 # ---------------------------------------------------------------- message builders
 
-PYTHON_TOOL = (
-    "Use this tool to execute Python code in your chain of thought. The code runs in the user's live "
-    "Jupyter kernel (IPython): the user's variables are available to it, and whatever it defines stays "
-    "there for the user. python will respond with the output of the execution (printed text, the value "
-    "of the last expression, or the traceback){timeout}. "
-    "The user may have to approve each call before it runs."
-)
-
-
-def system_message(
-    effort: str = "medium",
-    *,
-    python: bool = True,
-    timeout: float | None = 120.0,
-    date: str | None = None,
-    identity: str | None = None,
-) -> Message:
-    """The system message gpt-oss expects: identity, dates, reasoning effort, built-in tools.
-
-    The python tool's description says truthfully where the code runs (this kernel) and its timeout,
-    instead of openai-harmony's default sandbox text."""
+def system_message(effort: str = "medium", *, tools: Sequence[ToolNamespaceConfig] = (), date: str | None = None) -> Message:
+    """The system message gpt-oss expects: identity, dates, reasoning effort, built-in tools (python, browser)."""
     if effort not in _EFFORT:
         raise ValueError(f"reasoning effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
     content = (
@@ -138,11 +154,8 @@ def system_message(
         .with_reasoning_effort(_EFFORT[effort])
         .with_conversation_start_date(date or _dt.date.today().isoformat())
     )
-    if identity:
-        content = content.with_model_identity(identity)
-    if python:
-        description = PYTHON_TOOL.format(timeout=f" or time out after {timeout:g} seconds" if timeout else "")
-        content = content.with_tools(ToolNamespaceConfig(name="python", description=description, tools=[]))
+    for config in tools:
+        content = content.with_tools(config)
     return Message.from_role_and_content(Role.SYSTEM, content)
 
 
@@ -152,12 +165,14 @@ def developer_message(
     functions: Sequence[ToolDescription] = (),
     response_format: dict[str, Any] | None = None,
 ) -> Message | None:
-    """The developer message: instructions, function tools and a response format; None when empty."""
+    """The developer message: instructions, function tools and a response format; None when empty.
+
+    `response_format` is `{"name", "description"?, "schema"}` (see `gptoss_lab.structured`)."""
     if not (instructions or functions or response_format):
         return None
     content = DeveloperContent.new()
     if instructions:
-        content = content.with_instructions(instructions)
+        content = content.with_instructions(clean(instructions))
     if functions:
         content = content.with_function_tools(list(functions))
     message = Message.from_role_and_content(Role.DEVELOPER, content)
@@ -168,39 +183,29 @@ def developer_message(
         section += f"# Response Formats\n\n## {response_format.get('name', 'response')}\n\n"
         section += "".join(f"// {line}\n" for line in (response_format.get("description") or "").splitlines())
         section += json.dumps(response_format.get("schema", response_format), separators=(",", ":"), ensure_ascii=False)
-        message = message.adding_content(TextContent(text=section))
+        message = message.adding_content(TextContent(text=clean(section)))
     return message
 
 
 def user_message(text: str) -> Message:
-    return Message.from_role_and_content(Role.USER, text)
+    return Message.from_role_and_content(Role.USER, clean(text))
 
 
-def tool_message(tool: str, output: str, channel: str | None) -> Message:
-    """A tool's answer to the assistant: from `tool` (python, functions.NAME), on the caller's channel."""
-    message = Message.from_author_and_content(Author.new(Role.TOOL, tool), output).with_recipient("assistant")
+def tool_message(author: str, output: str, channel: str | None) -> Message:
+    """A tool's answer to the assistant: from `author` (python, functions.NAME, browser.search), on the caller's channel."""
+    message = Message.from_author_and_content(Author.new(Role.TOOL, author), clean(output)).with_recipient("assistant")
     return message.with_channel(channel) if channel else message
 
 
-# ---------------------------------------------------------------- rendering
-
-def render(messages: Sequence[Message], *, keep_analysis_from: int | None = None) -> list[int]:
-    """Prompt ids for the next assistant message.
-
-    Analysis of earlier turns is dropped (gpt-oss is trained without it); analysis at index
-    `keep_analysis_from` or later (the current turn's tool loop) is kept. openai-harmony's own
-    `auto_drop_analysis` would keep earlier reasoning during a later tool loop, so the rule is
-    applied here and the library's is turned off.
-    """
-    keep = len(messages) if keep_analysis_from is None else keep_analysis_from
-    kept = [
-        m for i, m in enumerate(messages)
-        if not (i < keep and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient)
-    ]
-    return encoding().render_conversation_for_completion(
-        Conversation.from_messages(kept), Role.ASSISTANT,
-        config=RenderConversationConfig(auto_drop_analysis=False),
-    )
+def assistant_message(text: str, channel: str | None, recipient: str | None = None,
+                      content_type: str | None = None) -> Message:
+    """An assistant message as the model wrote it (channel, optional recipient and content type)."""
+    message = Message.from_role_and_content(Role.ASSISTANT, clean(text))
+    if channel:
+        message = message.with_channel(channel)
+    if recipient:
+        message = message.with_recipient(recipient)
+    return message.with_content_type(content_type) if content_type else message
 
 
 def text_of(message: Message) -> str:
@@ -211,108 +216,277 @@ def text_of(message: Message) -> str:
     return "".join(parts)
 
 
+# ---------------------------------------------------------------- rendering
+
+def render(messages: Sequence[Message], *, keep_analysis_from: int | None = None) -> list[int]:
+    """Prompt ids for the next assistant message (see `Renderer.render`; this one caches nothing)."""
+    return Renderer().render(messages, keep_analysis_from=keep_analysis_from)
+
+
+class Renderer:
+    """Renders conversations for completion, encoding each message once and reusing it after.
+
+    A session keeps one, so a turn's engine calls only encode the messages that are new. The ids
+    equal openai-harmony's `render_conversation_for_completion` of the kept messages (tested). The
+    leading system and developer messages are rendered together: the system message's text depends
+    on whether the developer message lists function tools.
+    """
+
+    _SUFFIX = [START, 173781]  # <|start|>assistant
+
+    def __init__(self) -> None:
+        self._cache: dict[Any, tuple[Any, list[int]]] = {}
+
+    def render(self, messages: Sequence[Message], *, keep_analysis_from: int | None = None) -> list[int]:
+        """Analysis of earlier turns is dropped (gpt-oss is trained without it); analysis at index
+        `keep_analysis_from` or later (the current turn's tool loop) is kept. openai-harmony's own
+        `auto_drop_analysis` would keep earlier reasoning during a later tool loop, so the rule is
+        applied here."""
+        keep = len(messages) if keep_analysis_from is None else keep_analysis_from
+        head = 0
+        while head < len(messages) and messages[head].author.role in (Role.SYSTEM, Role.DEVELOPER):
+            head += 1
+        live: dict[Any, tuple[Any, list[int]]] = {}
+        ids = self._ids(tuple(messages[:head]), live) if head else []
+        for i in range(head, len(messages)):
+            m = messages[i]
+            if i < keep and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient:
+                continue
+            ids += self._ids(m, live)
+        self._cache = live
+        return ids + self._SUFFIX
+
+    def _ids(self, item: Message | tuple[Message, ...], live: dict[Any, tuple[Any, list[int]]]) -> list[int]:
+        key = tuple(map(id, item)) if isinstance(item, tuple) else id(item)
+        entry = self._cache.get(key)
+        if entry is None or not _same(entry[0], item):
+            if isinstance(item, tuple):
+                ids = encoding().render_conversation(Conversation.from_messages(list(item)))
+            else:
+                ids = encoding().render(item)
+            entry = (item, ids)
+        live[key] = entry
+        return entry[1]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple):
+        return isinstance(b, tuple) and len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return a is b
+
+
+# ---------------------------------------------------------------- the header parser
+
+_MARKERS = re.compile(r"(<\|channel\|>|<\|constrain\|>)")
+
+
+@dataclass(frozen=True)
+class Header:
+    """A message header (`assistant to=python<|channel|>analysis code`): who wrote it, on which
+    channel, to whom, and its content type. The one parser of headers in the lab."""
+
+    role: str = "assistant"              # system, developer, user, assistant, or tool
+    author: str | None = None            # a tool message's author (python, functions.NAME, browser.open)
+    channel: str | None = None
+    recipient: str | None = None
+    content_type: str | None = None      # as openai-harmony keeps it: "code", "<|constrain|>json"
+    constrain: str | None = None         # the format after <|constrain|>: "json"
+
+    @property
+    def label(self) -> str:
+        """What its content is, for token labels: a role, "tool", or an assistant message's channel."""
+        if self.role != "assistant":
+            return self.role
+        return self.channel if self.channel in CHANNELS else "final"
+
+    @property
+    def is_call(self) -> bool:
+        """An assistant message addressed to a tool."""
+        return self.role == "assistant" and self.recipient is not None
+
+
+def parse_header(text: str, *, role: str | None = None) -> Header:
+    """Parse header text (between `<|start|>` and `<|message|>`, special tokens spelled out).
+
+    `role` is given when the text starts after the role (a completion prompt ends with
+    `<|start|>assistant`). Accepts every shape gpt-oss and servers write: the recipient before or
+    after the channel, `to=python code`, `<|constrain|>json` after the recipient or right after the
+    channel (then it is a content type, not a recipient)."""
+    parts = _MARKERS.split(text)
+    first = parts[0].split()
+    author = None
+    if role is None:
+        name = first.pop(0) if first and not first[0].startswith("to=") else "assistant"
+        role, author = (name, None) if name in ROLES else ("tool", name)
+    channel = recipient = constrain = None
+    extra: list[str] = []
+    words = [("", w) for w in first]
+    for marker, segment in zip(parts[1::2], parts[2::2]):
+        seg = segment.split()
+        if marker == "<|channel|>" and seg and channel is None and not seg[0].startswith("to="):
+            channel = seg.pop(0)
+        elif marker == "<|constrain|>" and seg and constrain is None:
+            constrain = seg.pop(0)
+        words += [("", w) for w in seg]
+    for _, word in words:
+        if word.startswith("to=") and recipient is None:
+            recipient = word[3:] or None
+        else:
+            extra.append(word)
+    if role == "assistant" and recipient == "assistant":
+        recipient = None
+    if role == "tool" and recipient == "assistant":
+        recipient = "assistant"
+    content_type = " ".join(extra) or None
+    if constrain:
+        content_type = f"<|constrain|>{constrain}" if content_type is None else f"{content_type} <|constrain|>{constrain}"
+    return Header(role, author, channel, recipient, content_type, constrain)
+
+
 # ---------------------------------------------------------------- streaming parser
 
-class HarmonyStream:
-    """Turns generated token ids into typed events, one token at a time.
+_END_NAMES = {END: "<|end|>", RETURN: "<|return|>", CALL: "<|call|>"}
 
-    Wraps openai-harmony's `StreamableParser`; when the model writes something that is not valid
-    Harmony, it emits a `ParseError` with the raw text and starts afresh instead of raising, so a
-    malformed reply never breaks the session.
+
+class HarmonyStream:
+    """Turns generated token ids into typed events, one token at a time, in O(1) per token.
+
+    Generation starts right after `<|start|>assistant`. When the model writes something that is not
+    valid Harmony, the stream emits a `ParseError` with the raw text and resynchronises at the next
+    `<|start|>` instead of raising, so a malformed reply never breaks the session. A missing
+    `<|end|>` before the next `<|start|>` closes the open message (it is not merged into the next).
     """
 
     def __init__(self) -> None:
-        self._enc = encoding()
-        self._reset()
+        self._bytes = _token_bytes()
+        self._state = "header"
+        self._role: str | None = "assistant"   # the header's role is already written
+        self._raw: list[bytes] = []              # header bytes, or stray bytes between messages
+        self._parts: list[str] = []              # content text of the open message
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.header: Header | None = None        # the open message's header, while in its content
 
-    def _reset(self) -> None:
-        self._parser = StreamableParser(self._enc, Role.ASSISTANT, strict=False)
-        self._open = False
-        self._raw: list[int] = []
-        self._done = 0
+    @property
+    def in_message(self) -> bool:
+        """Whether a message's content was being written when generation stopped or is still being written."""
+        return self._state in ("content", "cut")
 
-    def feed(self, token: int) -> list:
+    def feed(self, token: int) -> list[Event]:
         """Feed one token; returns the events it completes (often one `Delta`, sometimes none)."""
-        self._raw.append(token)
-        try:
-            self._parser.process(token)
-        except Exception as err:  # HarmonyError and friends: report, resync
-            events = self._close_open()
-            events.append(ParseError(self._enc.decode(self._raw), str(err)))
-            self._reset()
-            return events
-        events: list = []
-        p = self._parser
-        if not self._open and p.current_channel is not None and p.state.name == "CONTENT":
-            self._open = True
-            events.append(MessageStart(p.current_channel, p.current_recipient, p.current_content_type))
-        delta = p.last_content_delta
-        if self._open and delta:
-            events.append(Delta(delta, p.current_channel))
-        messages = p.messages
-        while self._done < len(messages):
-            msg = messages[self._done]
-            self._done += 1
-            if not self._open:  # a message with no content tokens
-                events.append(MessageStart(msg.channel, msg.recipient, msg.content_type))
-            self._open = False
-            events.append(MessageEnd(msg, token))
-            self._raw = []
-        return events
-
-    def close(self) -> list:
-        """End of generation: an unfinished message is returned as a `ParseError` with its raw text."""
-        events = self._close_open()
-        if self._raw:
-            events.append(ParseError(self._enc.decode(self._raw), "generation ended inside a message"))
-        self._reset()
-        return events
-
-    def _close_open(self) -> list:
-        if self._open:
-            self._open = False
-            return [MessageEnd(None, None)]
+        piece = self._bytes[token] if 0 <= token < VOCAB_SIZE else None
+        if piece is None:
+            return [ParseError(f"<token {token}>", f"token id {token} is not in the Harmony vocabulary")]
+        if token == START:
+            return self._start()
+        if self._state == "content":
+            return self._content(token, piece)
+        if self._state == "between":
+            self._raw.append(piece)
+            return []
+        if token == MESSAGE:
+            return self._open()
+        if token in _END_NAMES:
+            raw = self._take_raw() + _END_NAMES[token]
+            self._state = "between"
+            return [ParseError(raw, f"a message header ended by {_END_NAMES[token]} before <|message|>")]
+        self._raw.append(piece)
         return []
+
+    def close(self) -> list[Event]:
+        """End of generation: an open message ends as `MessageEnd(None, None)` (cut off; its header
+        and `partial_text()` stay readable); an unfinished header or stray text is a `ParseError`."""
+        events: list[Event] = []
+        if self._state == "content":
+            self._flush_decoder()
+            events.append(MessageEnd(None, None))
+            self._state = "cut"
+        elif self._raw:
+            reason = "generation ended inside a message header" if self._state == "header" else "text after the last message"
+            events.append(ParseError(self._take_raw(), reason))
+            self._state = "between"
+        return events
+
+    def partial_text(self) -> str:
+        """The content written so far in the open message."""
+        return "".join(self._parts)
+
+    # ------------------------------------------------------------ states
+
+    def _start(self) -> list[Event]:
+        events: list[Event] = []
+        if self._state == "content":  # the <|end|> is missing: the open message ends as written
+            events += self._end(None)
+        elif self._raw:
+            reason = "text outside a message" if self._state == "between" else "a message header with no <|message|>"
+            events.append(ParseError(self._take_raw(), reason))
+        self._state, self._role = "header", None
+        return events
+
+    def _open(self) -> list[Event]:
+        text = self._take_raw()
+        self.header = parse_header(text, role=self._role)
+        self._state, self._parts = "content", []
+        self._decoder.reset()
+        return [MessageStart(self.header.channel, self.header.recipient, self.header.content_type)]
+
+    def _content(self, token: int, piece: bytes) -> list[Event]:
+        if token in _END_NAMES:
+            return self._end(token)
+        events: list[Event] = []
+        if token >= 199998:  # a format token inside the text: kept as written, and reported
+            events.append(ParseError(piece.decode(), "a special token inside a message's text"))
+        text = self._decoder.decode(piece)
+        if text:
+            self._parts.append(text)
+            events.append(Delta(text, self.header.channel if self.header else None))
+        return events
+
+    def _end(self, stop: int | None) -> list[Event]:
+        events: list[Event] = []
+        tail = self._flush_decoder()
+        if tail:
+            events.append(Delta(tail, self.header.channel if self.header else None))
+        header = self.header or Header()
+        message = assistant_message("".join(self._parts), header.channel, header.recipient, header.content_type)
+        events.append(MessageEnd(message, stop))
+        self._state, self.header, self._parts, self._role = "between", None, [], None
+        return events
+
+    def _flush_decoder(self) -> str:
+        tail = self._decoder.decode(b"", final=True)
+        if tail:
+            self._parts.append(tail)
+        return tail
+
+    def _take_raw(self) -> str:
+        text = b"".join(self._raw).decode("utf-8", "replace")
+        self._raw = []
+        return text
 
 
 # ---------------------------------------------------------------- token labels
 
-LABELS = ("system", "developer", "user", "tool", "analysis", "commentary", "final", "format")
-_ROLES = {"system", "developer", "user", "assistant"}
-
-
 def label_tokens(ids: Sequence[int]) -> list[str]:
-    """What each token of a rendered conversation is: its author's role, the channel of an assistant
-    message, or "format" for special tokens and headers. Used to split expert routing by channel."""
-    enc = encoding()
+    """What each token of a rendered conversation is (one of LABELS): its author's role, the channel
+    of an assistant message, or "format" for special tokens and headers. Used to split expert routing
+    by channel."""
+    table = _token_bytes()
     labels: list[str] = []
-    header: list[int] = []
-    in_header, content = True, "assistant"
+    header: list[bytes] = []
+    in_header, content = True, "final"
+    role: str | None = "assistant"  # the completion prompt ends with <|start|>assistant
     for token in ids:
         if token == START:
-            in_header, header = True, []
+            in_header, header, role = True, [], None
             labels.append("format")
         elif token == MESSAGE and in_header:
             in_header = False
-            content = _content_label(enc.decode(header))
+            content = parse_header(b"".join(header).decode("utf-8", "replace"), role=role).label
             labels.append("format")
-        elif token >= 199998 or in_header:
-            if in_header and token != START:
-                header.append(token)
+        elif in_header or token >= 199998:
+            if in_header and 0 <= token < VOCAB_SIZE and table[token] is not None:
+                header.append(table[token])
             labels.append("format")
         else:
             labels.append(content)
     return labels
-
-
-def _content_label(header: str) -> str:
-    """`assistant to=python<|channel|>analysis` -> analysis; `python to=assistant...` -> tool."""
-    head, _, channel = header.partition("<|channel|>")
-    words = head.split()
-    role = words[0] if words else "assistant"  # the completion prompt ends with <|start|>assistant
-    if role not in _ROLES:
-        return "tool"
-    if role != "assistant":
-        return role
-    channel = channel.split()[0] if channel.split() else "final"
-    return channel if channel in ("analysis", "commentary", "final") else "final"

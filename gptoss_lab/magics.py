@@ -1,4 +1,8 @@
-"""`%gptoss` and `%%gptoss`: parse the options, pick a view, hand over to the Session. Nothing else."""
+"""`%gptoss` and `%%gptoss`: parse the options, pick a view, hand over to the Session. Nothing else.
+
+Each command has its own typed parser with real `--help`; values are checked by `Settings`
+(one line naming the bad value) and engine problems come back as one-line UsageErrors.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,76 +14,122 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .harmony import EFFORTS
-from .session import APPROVALS, Session
+from .settings import APPROVALS, EFFORTS, SettingsError, parse_assignments
 
-_FIELD = re.compile(r"\{([A-Za-z_][\w.]*(?:\[[^\[\]{}]+\])*)\}")
+_FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*(?:\[[^\[\]{}]+\])*)\}")
+_CELL_EXAMPLE = """example:
+  %%gptoss --effort high --approve ask
+  What is the mean of {data}?"""
+_LINE_EXAMPLE = """examples:
+  %gptoss load tiny                 (or openai/gpt-oss-20b on a GPU, or a checkpoint folder)
+  %gptoss config effort=high approve=auto timeout=60
+  %gptoss browse ~/papers           (then: %%gptoss --tools browser)
+  %gptoss load --help               (help for one command)"""
+
+
+class _HelpShown(Exception):
+    """argparse printed the help the user asked for; the magic ends quietly."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports mistakes as one-line UsageErrors instead of exiting the kernel."""
+    """argparse that reports mistakes as one-line UsageErrors and never exits the kernel."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
     def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        raise UsageError(message or self.format_usage())
+        if status:
+            raise UsageError(message or self.format_usage())
+        raise _HelpShown
 
 
 def _cell_parser() -> _Parser:
-    p = _Parser(prog="%%gptoss", add_help=False, description="Ask the loaded gpt-oss model; the cell body is the prompt.")
+    p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
+                "({name} inserts a variable's value, {{ and }} write braces).",
+                epilog=_CELL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--effort", "--reasoning", "-e", dest="effort", choices=EFFORTS, help="reasoning effort for this cell")
-    p.add_argument("--approval", "--approve", "-a", dest="approval", choices=APPROVALS,
-                   help="python/function calls: run (auto), ask first, or never run")
-    p.add_argument("--tools", help="comma list: python and/or names of functions in your namespace; none for no tools")
+    p.add_argument("--approve", "--approval", "-a", dest="approval", choices=APPROVALS,
+                   help="tool calls: run them (auto), ask first (ask), or never run them")
+    p.add_argument("--tools", help="comma list: python, browser and/or names of functions in your namespace; none for no tools")
     p.add_argument("--new", action="store_true", help="start a new conversation with this cell")
     p.add_argument("-o", "--output", dest="output", metavar="NAME", help="also keep the Reply in this variable")
     p.add_argument("--routing", "-r", action="store_true", help="record expert routing of every token")
-    p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="max new tokens per model call")
-    p.add_argument("--temperature", "-t", type=float)
-    p.add_argument("--top-p", type=float, dest="top_p")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--ablate", metavar="L:E,...", help="disable experts E of layers L for this turn (e.g. 1:3,2:5)")
+    p.add_argument("--max-tokens", type=int, dest="max_new_tokens", metavar="N", help="max new tokens per model call")
+    p.add_argument("--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)")
+    p.add_argument("--top-p", type=float, dest="top_p", metavar="P")
+    p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="tool call timeout for this cell")
     p.add_argument("--json", dest="response_format", metavar="SCHEMA_VAR",
                    help="answer in the JSON schema held by this variable (pydantic model, dataclass or dict)")
     p.add_argument("--constrain", action="store_true", help="with --json: constrain decoding to the schema")
-    p.add_argument("--timeout", type=float, help="python tool timeout in seconds for this session")
     p.add_argument("--text", action="store_true", help="plain text view instead of the chat widget")
     return p
 
 
 def _line_parser() -> _Parser:
-    p = _Parser(prog="%gptoss", add_help=False)
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
-    load = sub.add_parser("load", help="load a checkpoint into this kernel: tiny, a folder, or a hub id")
+    p = _Parser(prog="%gptoss", description="Manage the gpt-oss model and conversation of this kernel. "
+                "Ask it with a %%gptoss cell (%%gptoss --help).", epilog=_LINE_EXAMPLE,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    def command(name: str, text: str) -> _Parser:
+        return sub.add_parser(name, help=text, description=text)
+
+    command("help", "show this help and the %%gptoss options")
+    load = command("load", "load a checkpoint into this kernel: tiny (default), a folder, or a hub id")
     load.add_argument("model", nargs="?", default="tiny")
-    load.add_argument("--device")
-    load.add_argument("--dtype")
-    load.add_argument("--device-map", dest="device_map")
-    connect = sub.add_parser("connect", help="use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
+    load.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    load.add_argument("--dtype", help="float32, bfloat16 ... (default: float32 on a CPU, the checkpoint's on a GPU)")
+    load.add_argument("--device-map", dest="device_map", help="transformers device map, e.g. auto")
+    connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
     connect.add_argument("url")
-    connect.add_argument("--model")
-    connect.add_argument("--api-key-env", dest="api_key_env", help="environment variable holding the API key")
-    use = sub.add_parser("use", help="drive a Session object you made in Python from %%gptoss cells")
+    connect.add_argument("--model", help="the served model's name (default: the server's only model)")
+    connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", help="environment variable holding the API key")
+    use = command("use", "drive a Session object you made in Python from %%gptoss cells")
     use.add_argument("variable")
-    sub.add_parser("status", help="model, settings and conversation length")
-    sub.add_parser("reset", help="forget the conversation")
-    history = sub.add_parser("history", help="the conversation so far")
+    command("status", "model, settings and conversation length")
+    command("reset", "forget the conversation (a new chat)")
+    command("regenerate", "ask the last question again for a new answer")
+    history = command("history", "the conversation so far")
     history.add_argument("--export", action="store_true", help="as raw Harmony text")
-    config = sub.add_parser("config", help="change settings: effort=high approval=auto timeout=60 max_tokens=512 ...")
+    config = command("config", "change settings: effort=high approve=auto timeout=60 max_tokens=512 tools=python,f "
+                               "temperature=0.7 threads=1 ...")
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
-    sub.add_parser("routing", help="show the last reply's expert routing")
+    command("routing", "show the last reply's expert routing")
+    browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
+    browse.add_argument("source", nargs="+", help="folders/files, or a backend URL")
+    doctor = command("doctor", "will this model fit here? parameters, memory, kernels, longest context")
+    doctor.add_argument("model", nargs="?", help="hub id, folder or config (default: the loaded model or tiny)")
     return p
 
 
+def usage() -> str:
+    """The full usage of both magics, as `%gptoss help` prints it."""
+    line, cell = _line_parser(), _cell_parser()
+    parts = [line.format_help()]
+    for action in line._subparsers._group_actions:  # type: ignore[union-attr]
+        for name, parser in action.choices.items():
+            if name != "help" and parser._actions[1:]:
+                parts.append(parser.format_help())
+    parts.append(cell.format_help())
+    return "\n".join(parts)
+
+
 def interpolate(text: str, namespace: dict[str, Any]) -> str:
-    """Replace `{name}`, `{name.attr}`, `{name[0]}` with values from the namespace; leave other braces."""
+    """Replace `{name}`, `{name.attr}`, `{name[0]}` with values from the namespace; `{{`/`}}` write braces.
+
+    An undefined name is a UsageError naming it, so a typo never reaches the model silently."""
     formatter = string.Formatter()
 
     def value(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return match.group(0)[0]
         try:
             return str(formatter.get_field(match.group(1), (), namespace)[0])
-        except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-            return match.group(0)
+        except (KeyError, AttributeError, IndexError, TypeError, ValueError) as err:
+            raise UsageError(f"%%gptoss: {{{match.group(1)}}} cannot be filled in ({type(err).__name__}: {err}); "
+                             "write {{ and }} for literal braces") from None
 
     return _FIELD.sub(value, text)
 
@@ -90,49 +140,59 @@ class GptossMagics(Magics):
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
-        self.session: Session | None = None
+        self.session: Any = None
+        self.gptoss.__func__.__doc__ = usage()  # `%gptoss?` and `%%gptoss?` show the whole usage
 
     @line_cell_magic
     def gptoss(self, line: str, cell: str | None = None) -> Any:
-        """%gptoss load|connect|status|reset|history|config|routing ... ; %%gptoss [--effort ...] prompt"""
+        """%gptoss COMMAND ... ; %%gptoss [options] prompt (replaced by the full usage at load time)."""
         try:
             words = shlex.split(line)
         except ValueError as err:
             raise UsageError(f"%gptoss: {err}") from None
-        if cell is None:
-            return self._command(_line_parser().parse_args(words or ["status"]))
-        return self._ask(_cell_parser().parse_args(words), cell)
+        try:
+            if cell is None:
+                return self._command(_line_parser().parse_args(words or ["status"]))
+            return self._ask(_cell_parser().parse_args(words), cell)
+        except _HelpShown:
+            return None
 
     # ------------------------------------------------------------ %%gptoss
 
     def _ask(self, opts: argparse.Namespace, cell: str) -> None:
         prompt = interpolate(cell.strip(), self.shell.user_ns)
         if not prompt:
-            raise UsageError("%%gptoss: the cell is empty; write your question below the magic line.")
-        session = self._session()
-        if opts.timeout is not None:
-            session.timeout = opts.timeout
+            raise UsageError("%%gptoss: the cell is empty; write your question below the magic line "
+                             "(%%gptoss --help for the options).")
         response_format = None
         if opts.response_format:
             if opts.response_format not in self.shell.user_ns:
                 raise UsageError(f"%%gptoss --json: no variable named {opts.response_format!r}")
             response_format = self.shell.user_ns[opts.response_format]
+        intervene = None
+        if opts.ablate:
+            from .routing.interventions import parse_ablate
+
+            intervene = _one_line(parse_ablate, opts.ablate)
+        session = self._session()
+        overrides = {k: getattr(opts, k) for k in ("effort", "approval", "tools", "max_new_tokens", "temperature",
+                                                   "top_p", "seed", "timeout")}
+        _one_line(session.settings.replace, **overrides)  # a bad value is refused before anything changes
         if opts.new:
             session.reset()
-        tools = "" if opts.tools == "none" else opts.tools
-        view = _make_view(text=opts.text)
-        reply = _one_line(
-            session.ask, prompt, effort=opts.effort, approval=opts.approval,
-            tools=tools, routing=opts.routing, view=view,
-            max_new_tokens=opts.max_new_tokens, temperature=opts.temperature, top_p=opts.top_p,
-            seed=opts.seed, response_format=response_format, constrain=opts.constrain,
-        )
-        self.shell.user_ns["_gptoss"] = reply  # like `_`: the last reply, for code in the next cell
-        if opts.output:
-            self.shell.user_ns[opts.output] = reply
+        reply = _one_line(session.ask, prompt, view=_make_view(text=opts.text), routing=opts.routing,
+                          response_format=response_format, constrain=opts.constrain, intervene=intervene, **overrides)
+        self._keep(reply, opts.output)
 
-    def _session(self) -> Session:
+    def _keep(self, reply: Any, name: str | None = None) -> None:
+        self.shell.user_ns["_gptoss"] = reply  # like `_`: the last reply, for code in the next cell
+        if name:
+            self.shell.user_ns[name] = reply
+
+    def _session(self) -> Any:
         if self.session is None:
+            from .session import Session
+
             print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
                   "`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).")
             self.session = _one_line(Session.load, "tiny")
@@ -141,54 +201,98 @@ class GptossMagics(Magics):
     # ------------------------------------------------------------ %gptoss COMMAND
 
     def _command(self, opts: argparse.Namespace) -> Any:
-        if opts.command == "load":
+        from .session import Session
+
+        command = opts.command
+        if command == "help":
+            print(usage())
+        elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map") if getattr(opts, k)}
             self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self.session)
             print(f"Loaded {self.session.engine.name}.")
-        elif opts.command == "connect":
+        elif command == "connect":
             api_key = _env_key(opts.api_key_env)
             session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key)
             self.session = _keep_settings(session, self.session)
             print(f"Connected to {opts.url} ({self.session.engine.name}).")
-        elif opts.command == "use":
+        elif command == "use":
             session = self.shell.user_ns.get(opts.variable)
             if not isinstance(session, Session):
                 raise UsageError(f"%gptoss use: {opts.variable!r} is not a gptoss_lab.Session")
             self.session = session
             self._status()
-        elif opts.command == "reset":
+        elif command == "reset":
             if self.session:
                 self.session.reset()
-            print("Conversation cleared.")
-        elif opts.command == "config":
-            session = self._session()
-            for key, value in _settings(opts.settings).items():
-                setattr(session, key, value)
-            self._status()
-        elif opts.command == "history":
-            session = self._session()
-            if opts.export:
-                print(session.export())
-            else:
-                from .widgets.transcript import Transcript
-
-                from IPython.display import display
-
-                for reply in session.replies:
-                    display(Transcript.from_reply(reply))
-        elif opts.command == "routing":
+            print("Conversation cleared: the next %%gptoss cell starts a new chat.")
+        elif command == "regenerate":
+            self._regenerate()
+        elif command == "config":
+            self._config(opts.settings)
+        elif command == "history":
+            self._history(opts.export)
+        elif command == "routing":
             return self._last_routing()
+        elif command == "browse":
+            self._browse(opts.source)
+        elif command == "doctor":
+            from . import doctor
+
+            model = opts.model or (self.session.engine if self.session is not None else "tiny")
+            return _one_line(doctor, model)
         else:
             self._status()
         return None
 
+    def _config(self, pairs: list[str]) -> None:
+        session = self._session()
+        threads = [p.partition("=")[2] for p in pairs if p.startswith("threads=")]
+        try:
+            changes = parse_assignments(p for p in pairs if not p.startswith("threads="))
+        except SettingsError as err:
+            raise UsageError(f"%gptoss config: {err}") from None
+        _one_line(session.configure, **changes)
+        for value in threads:
+            _set_threads(value)
+        self._status()
+
+    def _regenerate(self) -> None:
+        if self.session is None or not self.session.replies:
+            raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
+        prompt = self.session.rewind()
+        self._keep(_one_line(self.session.ask, prompt, view=_make_view(text=False)))
+
+    def _history(self, export: bool) -> None:
+        session = self._session()
+        if export:
+            print(session.export())
+            return
+        from IPython.display import display
+
+        from .widgets.transcript import Transcript
+
+        for reply in session.replies:
+            display(Transcript.from_reply(reply))
+
+    def _browse(self, sources: list[str]) -> None:
+        from .tools.browser import Browser
+
+        browser = _one_line(Browser.from_sources, sources)
+        self._session().browser = browser
+        print(f"The browser reads {browser.describe()}; ask with `%%gptoss --tools browser` "
+              "(or `%gptoss config tools=python,browser`).")
+
     def _status(self) -> None:
         if self.session is None:
-            print("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`.")
+            print("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
+                  "`%gptoss help` lists everything.")
             return
         s = self.session
-        print(f"model: {s.engine.name} | effort: {s.effort} | approval: {s.approval} | "
-              f"timeout: {s.timeout} s | max tokens: {s.max_new_tokens} | turns: {len(s.replies)}")
+        settings = s.settings
+        tools = settings.tools if isinstance(settings.tools, str) else ",".join(
+            getattr(t, "name", getattr(t, "__name__", str(t))) for t in settings.tools)
+        print(f"model: {s.engine.name} | effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "
+              f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens} | turns: {len(s.replies)}")
 
     def _last_routing(self) -> Any:
         replies = self.session.replies if self.session else []
@@ -197,51 +301,35 @@ class GptossMagics(Magics):
         return replies[-1].routing
 
 
-_SETTINGS: dict[str, tuple[str, Any]] = {
-    "effort": ("effort", EFFORTS), "reasoning": ("effort", EFFORTS),
-    "approval": ("approval", APPROVALS), "approve": ("approval", APPROVALS),
-    "timeout": ("timeout", float), "max_tokens": ("max_new_tokens", int),
-    "instructions": ("instructions", str), "tools": ("tools", str),
-}
-
-
-def _settings(pairs: list[str]) -> dict[str, Any]:
-    """`effort=high timeout=60` -> {"effort": "high", "timeout": 60.0}, with one-line errors."""
-    settings: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in _SETTINGS:
-            raise UsageError(f"%gptoss config: expected KEY=VALUE with KEY in {', '.join(_SETTINGS)}; got {pair!r}")
-        name, kind = _SETTINGS[key]
-        if isinstance(kind, tuple):
-            if value not in kind:
-                raise UsageError(f"%gptoss config: {key} must be one of {', '.join(kind)}")
-            settings[name] = value
-        else:
-            try:
-                settings[name] = kind(value)
-            except ValueError:
-                raise UsageError(f"%gptoss config: {key}={value!r} is not a valid {kind.__name__}") from None
-    if settings.get("tools") == "none":
-        settings["tools"] = ""
-    return settings
-
-
 def _one_line(call: Any, *args: Any, **kw: Any) -> Any:
-    """Load, connect or ask; an engine's error (missing checkpoint, no memory, server down) is one line."""
+    """Run `call`; a user-facing error (engine, settings, tools, prompt) becomes a one-line UsageError."""
     from .engines.base import EngineError
+    from .session import TurnError
 
     try:
         return call(*args, **kw)
-    except EngineError as err:
+    except (EngineError, TurnError, SettingsError) as err:
         raise UsageError(str(err)) from None
 
 
-def _keep_settings(new: Session, old: Session | None) -> Session:
-    """A new model keeps the user's settings (not the conversation: its KV cache belongs to the old one)."""
+def _set_threads(value: str) -> None:
+    """`config threads=N`: torch's CPU threads for the model (1 is best when Jupyter and a browser share 2 cores)."""
+    try:
+        threads = int(value)
+        if threads < 1:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"%gptoss config: threads must be a whole number ≥ 1, not {value!r}") from None
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _keep_settings(new: Any, old: Any) -> Any:
+    """A new model keeps the user's settings and documents (not the conversation: its KV cache belongs to the old one)."""
     if old is not None:
-        for key in ("effort", "approval", "timeout", "max_new_tokens", "instructions", "tools", "date"):
-            setattr(new, key, getattr(old, key))
+        new.settings = old.settings
+        new.browser = old.browser
     return new
 
 

@@ -1,31 +1,36 @@
 """The conversation and the turn loop: the only place that loops.
 
 `Session.ask` renders the Harmony prompt, streams tokens from the engine through `HarmonyStream`,
-hands every event to the view, runs tool calls (python in this kernel, user functions) under the
-approval policy, feeds the results back, and repeats until the model answers or stops.
+hands every event to the view, asks the `Toolset` who answers each call, runs it under the approval
+policy, feeds the result back, and repeats until the model answers or stops. Every turn ends with
+a `Reply`, also when the engine, a tool or a view fails; the conversation is left valid (no call
+without an answer) whatever happened.
 """
 from __future__ import annotations
 
-import functools
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
-from openai_harmony import Message, Role
+from openai_harmony import Message
 
 from . import harmony
-from .engines.base import Engine, Sampling
+from .engines.base import Engine, EngineError, Sampling
 from .events import (
-    Delta, Event, MessageEnd, MessageStart, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart, ToolUpdate,
-    TurnEnd, TurnStart, View,
+    Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart,
+    ToolUpdate, TurnEnd, TurnStart, View,
 )
-from .tools.python import PythonTool, ToolResult
+from .settings import Settings, SettingsError, make
+from .structured import ResponseFormat
+from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, interrupted
 
-if TYPE_CHECKING:
-    from .routing import Routing
 
-APPROVALS = ("auto", "ask", "never")
-_CHANNELS = ("analysis", "commentary", "final")
+
+class TurnError(ValueError):
+    """A turn could not start (bad settings, unknown tool, prompt too long); one line for the user."""
 
 
 class _Stopped(Exception):
@@ -33,44 +38,37 @@ class _Stopped(Exception):
 
 
 class Session:
-    """A conversation with a gpt-oss model and the settings its turns use."""
+    """A conversation with a gpt-oss model and the settings its turns use.
 
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        effort: str = "medium",
-        approval: str = "ask",
-        timeout: float | None = 120.0,
-        namespace: dict[str, Any] | None = None,
-        tools: Sequence[Any] | str = ("python",),
-        instructions: str | None = None,
-        date: str | None = None,
-        max_new_tokens: int = 2048,
-        max_tool_calls: int = 8,
-        view: View | None = None,
-    ) -> None:
-        _check_choice("reasoning effort", effort, harmony.EFFORTS)
-        _check_choice("approval", approval, APPROVALS)
+    Settings (effort, approval, timeout, max_new_tokens, tools, ...; see `gptoss_lab.settings`) are
+    given as keyword arguments, read as attributes (`session.effort`) and changed with `configure`.
+    `browser` is the browser tool the `browser` tool name refers to (see `gptoss_lab.tools.browser`).
+    """
+
+    def __init__(self, engine: Engine, *, namespace: dict[str, Any] | None = None, view: View | None = None,
+                 browser: Tool | None = None, **settings: Any) -> None:
         self.engine = engine
-        self.effort = effort
-        self.approval = approval
-        self.timeout = timeout
+        self.settings: Settings = make(settings)
         self.namespace = namespace if namespace is not None else _user_namespace()
-        self.tools = tools
-        self.instructions = instructions
-        self.date = date
-        self.max_new_tokens = max_new_tokens
-        self.max_tool_calls = max_tool_calls
         self.view = view
+        self.browser = browser
         self.history: list[Message] = []
         self.replies: list[Reply] = []
+        self._turn_starts: list[int] = []     # index in history of each turn's user message
+        self._allowed: set[str] = set()       # tools the user allowed for the rest of the conversation
+        self._renderer = harmony.Renderer()
+
+    def __getattr__(self, name: str) -> Any:
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in Settings.names():
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------ construction
 
     @classmethod
     def load(cls, name_or_path: str = "tiny", *, session_options: dict[str, Any] | None = None,
-             **engine_options: Any) -> "Session":
+             **engine_options: Any) -> Session:
         """Load a gpt-oss checkpoint into this process ("tiny", a local folder, or a hub id)."""
         from .engines.local import LocalEngine
 
@@ -78,12 +76,17 @@ class Session:
 
     @classmethod
     def connect(cls, url: str, *, model: str | None = None, api_key: str | None = None,
-                session_options: dict[str, Any] | None = None, **engine_options: Any) -> "Session":
+                session_options: dict[str, Any] | None = None, **engine_options: Any) -> Session:
         """Use a gpt-oss model served by an OpenAI-compatible server (vLLM, llama.cpp, Ollama)."""
         from .engines.remote import RemoteEngine
 
         engine = RemoteEngine(url, model=model, api_key=api_key, **engine_options)
         return cls(engine, **(session_options or {}))
+
+    def configure(self, **changes: Any) -> Settings:
+        """Change settings for the following turns (checked; SettingsError names a bad value)."""
+        self.settings = self.settings.replace(**changes)
+        return self.settings
 
     # ------------------------------------------------------------ conversation
 
@@ -91,27 +94,28 @@ class Session:
         """Forget the conversation (settings and the loaded model stay)."""
         self.history.clear()
         self.replies.clear()
+        self._turn_starts.clear()
+        self._allowed.clear()
+        if self.browser is not None:
+            self.browser.reset()
 
-    def prefix(self, *, effort: str | None = None, tools: Sequence[Any] | str | None = None,
-               response_format: Any = None) -> list[Message]:
+    def rewind(self) -> str:
+        """Drop the last turn (its question, answer and tool calls) and return its prompt, e.g. to
+        ask it again for a new sample. Side effects of its tool calls are not undone."""
+        if not self._turn_starts:
+            raise TurnError("there is no turn to take back")
+        del self.history[self._turn_starts.pop():]
+        return self.replies.pop().prompt
+
+    def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
         """The system (and developer) messages a turn with these settings starts with."""
-        python, functions = self._resolve_tools(self.tools if tools is None else tools)
-        return self._prefix(effort or self.effort, python, functions, response_format)
+        settings = self._checked(overrides)
+        fmt = ResponseFormat.from_user(response_format) if response_format is not None else None
+        return self._prefix(settings, self._toolset(settings), fmt)
 
-    def _prefix(self, effort: str, python: bool, functions: dict[str, Any], response_format: Any) -> list[Message]:
-        fmt = None
-        if response_format is not None:
-            from .tools.schema import response_format_section
-
-            fmt = response_format_section(response_format)
-        messages = [harmony.system_message(effort, python=python, timeout=self.timeout, date=self.date)]
-        developer = harmony.developer_message(
-            self.instructions, functions=[f.description for f in functions.values()], response_format=fmt)
-        return messages + ([developer] if developer else [])
-
-    def export(self, **settings: Any) -> str:
+    def export(self, **overrides: Any) -> str:
         """The whole conversation as Harmony text, as the model would see it next."""
-        return harmony.decode(harmony.render(self.prefix(**settings) + self.history))
+        return harmony.decode(harmony.render(self.prefix(**overrides) + self.history))
 
     # ------------------------------------------------------------ the turn loop
 
@@ -119,67 +123,92 @@ class Session:
         self,
         prompt: str,
         *,
-        effort: str | None = None,
-        approval: str | None = None,
-        tools: Sequence[Any] | str | None = None,
-        routing: bool = False,
         view: View | None = None,
-        max_new_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
+        routing: bool = False,
         response_format: Any = None,
         constrain: bool = False,
+        intervene: Any = None,
+        **overrides: Any,
     ) -> Reply:
-        """One user turn: generate, run tool calls, feed results back, until the model answers."""
-        effort = effort or self.effort
-        approval = approval or self.approval
-        _check_choice("reasoning effort", effort, harmony.EFFORTS)
-        _check_choice("approval", approval, APPROVALS)
-        view = view or self.view or _NullView()
-        python, functions = self._resolve_tools(self.tools if tools is None else tools)
-        prefix = self._prefix(effort, python, functions, response_format)
-        sampling = Sampling(
-            temperature=temperature, top_p=top_p, seed=seed,
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
-            logits_processor=self._constraint(response_format) if constrain else None,
-        )
-        turn = _Turn(self, view, Reply(prompt=prompt, effort=effort, model=self.engine.name), approval,
-                     python, functions, sampling, routing)
-        start = len(self.history)
-        self.history.append(harmony.user_message(prompt))
-        view.handle(TurnStart(prompt, effort, self.engine.name, approval,
-                              turn.recorder.routing if turn.recorder else None))
+        """One user turn: generate, run tool calls, feed results back, until the model answers.
+
+        `overrides` are settings for this turn only (effort=, approval=, tools=, max_new_tokens=,
+        temperature=, top_p=, seed=, timeout= ...). Problems found before generating (a bad setting,
+        an unknown tool, a prompt over the model's context) raise TurnError; anything after ends
+        the turn with its `Reply` (see `reply.errors`)."""
+        settings = self._checked(overrides)
+        prompt = harmony.clean(prompt)
+        if not prompt.strip():
+            raise TurnError("the prompt is empty")
         try:
-            turn.run(prefix, keep_analysis_from=len(prefix) + start)
+            fmt = ResponseFormat.from_user(response_format) if response_format is not None else None
+        except (TypeError, ValueError) as err:
+            raise TurnError(f"response format: {err}") from None
+        if constrain and fmt is None:
+            raise TurnError("constrain=True (--constrain) needs a response format (--json SCHEMA)")
+        tools = self._toolset(settings)
+        prefix = self._prefix(settings, tools, fmt)
+        start = len(self.history)
+        user = harmony.user_message(prompt)
+        ids = self._renderer.render(prefix + self.history + [user], keep_analysis_from=len(prefix) + start)
+        window = _context_window(self.engine)
+        if window is not None and len(ids) >= window:
+            raise TurnError(f"the prompt is {len(ids)} tokens but the model's context is {window} tokens: "
+                            "shorten it or start a new conversation (%gptoss reset)")
+        processor = fmt.processor() if constrain and fmt is not None else None
+        view = view or self.view or _NullView()
+        turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
+                     Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))
+        self.history.append(user)
+        self._turn_starts.append(start)
+        turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
+                            turn.recorder.routing if turn.recorder else None, window))
+        try:
+            with _intervention(intervene, self.engine):
+                turn.run(keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):
             turn.interrupt()
-        finally:
-            reply = turn.finish(response_format)
+        except Exception as err:  # an engine, tool or view failure: the turn still ends with its Reply
+            turn.fail(err)
+        with _deferred_interrupts():  # a second Ctrl-C must not lose the reply
+            reply = turn.finish(fmt)
             self.replies.append(reply)
-            view.handle(TurnEnd(reply))
+            turn.emit(TurnEnd(reply))
         return reply
 
     # ------------------------------------------------------------ helpers
 
-    def _resolve_tools(self, spec: Sequence[Any] | str) -> tuple[bool, dict[str, Any]]:
-        names = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
-        if all(n == "python" for n in names):
-            return bool(names), {}
-        from .tools.functions import resolve_tools
+    def _checked(self, overrides: dict[str, Any]) -> Settings:
+        try:
+            return self.settings.replace(**overrides)
+        except SettingsError as err:
+            raise TurnError(str(err)) from None
 
-        return resolve_tools(names, self.namespace)
+    def _toolset(self, settings: Settings) -> Toolset:
+        from .tools.python import PythonTool
 
-    def _constraint(self, response_format: Any) -> Any:
-        if response_format is None:
-            raise ValueError("constrain=True needs a response_format")
-        from .engines.constrain import json_schema_processor
+        builtins = {"python": lambda: PythonTool(self.namespace, timeout=settings.timeout),
+                    "browser": self._browser}
+        try:
+            return Toolset.resolve(settings.tools, self.namespace, builtins, timeout=settings.timeout)
+        except ToolSpecError as err:
+            raise TurnError(str(err)) from None
 
-        return json_schema_processor(response_format)
+    def _browser(self) -> Tool:
+        if self.browser is None:
+            raise ToolSpecError("the browser has no documents to read: choose them with `%gptoss browse FOLDER` "
+                                "or Session(..., browser=Browser(...))")
+        return self.browser
+
+    def _prefix(self, settings: Settings, tools: Toolset, fmt: ResponseFormat | None) -> list[Message]:
+        messages = [harmony.system_message(settings.effort, tools=tools.system_configs(), date=settings.date)]
+        developer = harmony.developer_message(settings.instructions, functions=tools.function_descriptions(),
+                                              response_format=fmt.section if fmt else None)
+        return messages + ([developer] if developer else [])
 
 
 class _NullView:
-    """The view used when nobody is watching (plain `Session.ask` from code)."""
+    """The view used when nobody is watching (plain `Session.ask` from code): nobody can approve."""
 
     stop_requested = False
 
@@ -193,91 +222,125 @@ class _NullView:
 class _Turn:
     """The state of one `ask` while it runs; `Session.ask` drives it."""
 
-    def __init__(self, session: Session, view: View, reply: Reply, approval: str, python: bool,
-                 functions: dict[str, Any], sampling: Sampling, routing: bool) -> None:
-        self.session, self.view, self.reply = session, view, reply
-        self.approval, self.python, self.functions = approval, python, functions
-        self.sampling = sampling
+    def __init__(self, session: Session, view: View, settings: Settings, tools: Toolset, prefix: list[Message],
+                 processor: Any, routing: bool, window: int | None, reply: Reply) -> None:
+        self.session, self.view, self.settings, self.tools = session, view, settings, tools
+        self.prefix, self.window, self.reply = prefix, window, reply
+        self.sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed,
+                                 max_new_tokens=settings.max_new_tokens, logits_processor=processor)
         self.started = time.perf_counter()
         self.recorder: Any = None
         if routing:  # one record for the turn; each engine call's prompt repeats it (recorded once)
             from .routing import Recorder
 
             self.recorder = Recorder()
-        self.partial: list[str] = []          # text of the message being generated
-        self.partial_start: MessageStart | None = None
+        self.stream: harmony.HarmonyStream | None = None
+        self.skipped = 0
+        self.ended_why: str | None = None     # why the turn ended without a final answer, if it did
+        self.last_ids = 0
 
     def emit(self, event: Event) -> None:
-        self.view.handle(event)
+        """Hand an event to the view; a view that fails is dropped for the rest of the turn (noted)."""
+        try:
+            self.view.handle(event)
+        except (KeyboardInterrupt, _Stopped):
+            raise
+        except Exception as err:
+            self.reply.errors.append(f"the view failed and was closed: {type(err).__name__}: {err}")
+            self.view = _NullView()
 
-    def run(self, prefix: list[Message], keep_analysis_from: int) -> None:
+    def run(self, keep_analysis_from: int) -> None:
         history = self.session.history
-        for calls in range(self.session.max_tool_calls + 1):
-            ids = harmony.render(prefix + history, keep_analysis_from=keep_analysis_from)
+        calls = 0
+        while True:
+            ids = self.session._renderer.render(self.prefix + history, keep_analysis_from=keep_analysis_from)
             call = self._generate(ids)
             if call is None:
                 return
-            if calls == self.session.max_tool_calls:
-                self.emit(Notice(f"Stopped after {calls} tool calls (max_tool_calls).", "warning"))
+            tool = self.tools.find(call.recipient)
+            if calls >= self.settings.max_tool_calls:
+                self._answer(call, tool, ToolResult("skipped", f"Not run: this turn reached its limit of "
+                                                    f"{self.settings.max_tool_calls} tool calls."))
+                self._end_early(f"Stopped after {calls} tool calls (max_tool_calls).")
                 return
-            result = self._run_tool(call)
-            history.append(harmony.tool_message(call.recipient, result.output or "(no output)", call.channel))
-            self.reply.messages.append(history[-1])
+            calls += 1
+            self._answer(call, tool, self._run_tool(call, tool))
+            if call.status == "interrupted":
+                raise KeyboardInterrupt
+            if self.skipped >= self.settings.max_skipped:
+                self._end_early(f"Stopped: the model kept calling tools after {self.skipped} calls were skipped.")
+                return
+
+    # ------------------------------------------------------------ generation
 
     def _generate(self, ids: list[int]) -> ToolCall | None:
         """One engine call; returns the tool call it ended with, if any."""
         usage = self.reply.usage
-        usage.prompt_tokens = len(ids)
+        usage.prompt_tokens = self.last_ids = len(ids)
+        room = self.sampling.max_new_tokens if self.window is None else min(self.sampling.max_new_tokens,
+                                                                            self.window - len(ids))
+        if room <= 0:
+            self._end_early(f"The conversation fills the model's context ({self.window} tokens); "
+                            "start a new one (%gptoss reset) or ask with --new.")
+            return None
+        sampling = self.sampling if room == self.sampling.max_new_tokens else _with_limit(self.sampling, room)
         if self.recorder is not None:
             self.recorder.begin()
-        call = None
-        stream = harmony.HarmonyStream()  # each engine call starts right after `<|start|>assistant`
-        t0 = time.perf_counter()
+        self.stream = stream = harmony.HarmonyStream()  # each engine call starts right after `<|start|>assistant`
+        generated, last, t0 = 0, None, time.perf_counter()
+        tokens = self.session.engine.stream(ids, stop=harmony.STOP_TOKENS, sampling=sampling, recorder=self.recorder)
         try:
-            for token in self.session.engine.stream(ids, stop=harmony.STOP_TOKENS, sampling=self.sampling,
-                                                    recorder=self.recorder):
+            for token in tokens:
                 if usage.ttft is None:
                     usage.ttft = time.perf_counter() - self.started
+                generated, last = generated + 1, token
                 usage.completion_tokens += 1
-                for event in stream.feed(token):
-                    call = self._on_event(event) or call
+                for event in stream.feed(int(token)):
+                    call = self._on_event(event)
+                    if call is not None:
+                        return call
                 if self.view.stop_requested:
                     raise _Stopped
-            events, cut = stream.close(), self.partial_start is not None
-            for event in events:
-                if not (cut and isinstance(event, ParseError)):
-                    self._on_event(event)
-            if cut:  # the token limit ended a message: keep what was written
-                self._keep_partial()
-                self.emit(Notice(f"The reply reached the token limit ({self.sampling.max_new_tokens} new tokens); "
-                                 "the partial message is kept.", "warning"))
+            for event in stream.close():
+                self._on_event(event)
         finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()
             usage.generation_seconds += time.perf_counter() - t0
-        return call
-
-    def _on_event(self, event: Event) -> ToolCall | None:
-        self.emit(event)
-        if isinstance(event, MessageStart):
-            self.partial, self.partial_start = [], event
-        elif isinstance(event, Delta):
-            self.partial.append(event.text)
-        elif isinstance(event, ParseError):
-            self.reply.errors.append(f"Not valid Harmony ({event.reason}): {event.raw!r}")
-        elif isinstance(event, MessageEnd) and event.message is not None:
-            self.partial_start = None
-            return self._on_message(event.message)
+            self.last_ids = len(ids) + generated
+        if last in harmony.STOP_TOKENS:
+            if not self.reply.final and self.ended_why is None:
+                self._end_early("The model ended its turn without a final answer.")
+        elif generated >= room:
+            self._end_early(f"The reply reached the token limit ({room} new tokens); what was written is kept "
+                            "(raise --max-tokens to allow more).")
+        else:
+            self._end_early("The engine's stream ended before the model finished its reply; what was written is kept.")
         return None
 
-    def _on_message(self, message: Message) -> ToolCall | None:
-        if message.channel not in _CHANNELS:
-            self.reply.errors.append(f"Message without a valid channel: {harmony.text_of(message)!r}")
+    def _on_event(self, event: Event) -> ToolCall | None:
+        if isinstance(event, MessageEnd) and event.message is None:  # cut off: keep what was written
+            self._keep_partial()
             return None
+        self.emit(event)
+        if isinstance(event, ParseError):
+            self.reply.errors.append(f"Not valid Harmony ({event.reason}): {event.raw!r}")
+        elif isinstance(event, MessageEnd):
+            return self._on_message(event.message, event.stop_token)
+        return None
+
+    def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
+        text = harmony.text_of(message)
+        if message.channel not in harmony.CHANNELS:
+            self.reply.errors.append(f"A message without a valid channel ({message.channel!r}) was left out: {text!r}")
+            return None
+        if stop == harmony.CALL and not message.recipient:
+            self.reply.errors.append("The model ended a message with <|call|> but named no tool; it was kept as text.")
         self.session.history.append(message)
         self.reply.messages.append(message)
-        text = harmony.text_of(message)
         if message.recipient:
-            call = ToolCall(message.recipient, message.channel, text, message.content_type,
-                            index=len(self.reply.tool_calls))
+            call = ToolCall(message.recipient, message.channel, text, message.content_type)
             self.reply.tool_calls.append(call)
             self.emit(ToolStart(call))
             return call
@@ -289,87 +352,154 @@ class _Turn:
 
     # ------------------------------------------------------------ tools
 
-    def _run_tool(self, call: ToolCall) -> ToolResult:
-        """Dispatch one call under the approval policy; always returns a result the model can read."""
-        runner = self._runner(call)
-        if isinstance(runner, str):  # unknown or disabled tool: tell the model, let it recover
-            return self._finish_call(call, ToolResult("error", runner, 0.0))
-        if not self._approved(call):
-            return self._finish_call(call, ToolResult("skipped", "The user did not allow this call to run.", 0.0))
+    def _run_tool(self, call: ToolCall, tool: Tool | None) -> ToolResult:
+        """Run one call under the approval policy; always a result the model can read."""
+        if tool is None:
+            self.reply.errors.append(f"The model called {call.recipient!r}, which is not an enabled tool.")
+            return ToolResult("error", self.tools.unknown(call.recipient))
+        approved = self._approved(call, tool)
+        if approved is not True:
+            self.skipped += 1
+            return ToolResult("skipped", approved)
         call.status = "running"
         self.emit(ToolUpdate(call))
-        return self._finish_call(call, runner(call.input))
+        t0 = time.perf_counter()
+        try:
+            result = tool.run(call)
+        except KeyboardInterrupt:
+            result = interrupted("")
+        except BaseException as err:  # a tool's failure (SystemExit included) goes back to the model
+            result = ToolResult("error", f"Error: {type(err).__name__}: {err}")
+        result.seconds = result.seconds or time.perf_counter() - t0
+        return result
 
-    def _runner(self, call: ToolCall) -> Callable[[str], ToolResult] | str:
-        if call.recipient in ("python", "python.exec") or call.recipient.startswith("python "):
-            if not self.python:
-                return "Error: the python tool is not enabled in this conversation."
-            return PythonTool(self.session.namespace, timeout=self.session.timeout).run
-        if call.recipient.startswith("functions."):
-            fn = self.functions.get(call.name)
-            if fn is None:
-                from .tools.functions import unknown_function_result
-
-                return unknown_function_result(call.name, list(self.functions))
-            return functools.partial(fn.call, timeout=self.session.timeout)
-        return f"Error: there is no tool named {call.recipient!r}."
-
-    def _approved(self, call: ToolCall) -> bool:
-        if self.approval == "auto":
+    def _approved(self, call: ToolCall, tool: Tool) -> bool | str:
+        """True to run, else the text that tells the model why the call did not run."""
+        if self.settings.approval == "auto" or tool.name in self.session._allowed:
             return True
-        if self.approval == "never":
-            return False
+        if self.settings.approval == "never":
+            return "Not run: the user's settings do not allow tool calls (approval: never). Answer without it."
+        call.question = tool.approval_question(call)
         call.status = "waiting"
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
-        return _ask_stdin(call) if decision is None else decision
+        if decision is None:
+            note = f"The {call.recipient} call was skipped: approval is required and nobody could approve it."
+            self.reply.errors.append(note)
+            self.emit(Notice(note + " Use approval='auto' or a view that can ask.", "warning"))
+            return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
+        if not isinstance(decision, Approval):
+            decision = Approval(bool(decision))
+        if not decision.run:
+            return "Not run: the user chose not to run this call. Answer without it, and say so."
+        if decision.always:
+            self.session._allowed.add(tool.name)
+        if decision.code is not None and decision.code != call.input:
+            self._edit(call, harmony.clean(decision.code))
+        return True
 
-    def _finish_call(self, call: ToolCall, result: ToolResult) -> ToolResult:
-        call.status, call.output, call.seconds = result.status, result.output, result.seconds  # type: ignore[assignment]
+    def _edit(self, call: ToolCall, code: str) -> None:
+        """The user edited the call before running it: what runs is what the model is told it wrote."""
+        old = self.session.history[-1]
+        new = harmony.assistant_message(code, old.channel, old.recipient, old.content_type)
+        self.session.history[-1] = new
+        self.reply.messages[self.reply.messages.index(old)] = new
+        call.input = code
+
+    def _answer(self, call: ToolCall, tool: Tool | None, result: ToolResult) -> None:
+        """Record the result on the call, tell the view, and put the tool's reply in the conversation."""
+        call.status, call.output, call.seconds, call.data = result.status, result.output, result.seconds, result.data
         self.emit(ToolEnd(call))
-        return result
+        author = tool.author(call) if tool is not None else call.recipient.split(" ")[0]
+        message = harmony.tool_message(author, result.output or "(no output)", call.channel)
+        self.session.history.append(message)
+        self.reply.messages.append(message)
 
     # ------------------------------------------------------------ ending
+
+    def _end_early(self, why: str) -> None:
+        self.ended_why = why
+        self.reply.errors.append(why)
+        self.emit(Notice(why, "warning"))
+
+    def _keep_partial(self) -> None:
+        """A message cut off mid-way joins the conversation as written (a half tool call does not)."""
+        stream, self.stream = self.stream, None
+        if stream is None or not stream.in_message or stream.header is None:
+            return
+        header, text = stream.header, stream.partial_text()
+        self.emit(MessageEnd(None, None))
+        if text and not header.recipient and header.channel in harmony.CHANNELS:
+            self._on_message(harmony.assistant_message(text, header.channel), None)
 
     def interrupt(self) -> None:
         """Stop button or kernel interrupt: keep what was generated, leave the conversation valid."""
         self.reply.interrupted = True
         self._keep_partial()
+        self._answer_unanswered("skipped", "Not run: the user stopped the turn before this call ran.")
+        self._end_early("Stopped: the partial reply is kept.")
+
+    def fail(self, err: Exception) -> None:
+        """An engine, tool or view failed mid-turn: keep the partial reply and say what happened in one line."""
+        self._keep_partial()
+        self._answer_unanswered("error", f"Not run: the turn failed before this call ran ({type(err).__name__}).")
+        what = str(err) if isinstance(err, EngineError) else f"{type(err).__name__}: {err}"
+        self._end_early(f"The turn failed: {what}".splitlines()[0])
+
+    def _answer_unanswered(self, status: Any, text: str) -> None:
         for call in self.reply.tool_calls:
-            if call.status in ("pending", "waiting", "running"):
-                self._finish_call(call, ToolResult("skipped", "Interrupted before it ran.", 0.0))
-                self.session.history.append(harmony.tool_message(call.recipient, call.output, call.channel))
-        self.emit(Notice("Stopped: the partial reply is kept.", "warning"))
+            if call.status in ("pending", "waiting"):
+                tool = self.tools.find(call.recipient)
+                self._answer(call, tool, ToolResult(status, text))
 
-    def _keep_partial(self) -> None:
-        """A message cut off mid-way joins the conversation as written (a half tool call does not)."""
-        start, text = self.partial_start, "".join(self.partial)
-        self.partial_start = None
-        if start is not None and text and not start.recipient and start.channel in _CHANNELS:
-            self._on_message(Message.from_role_and_content(Role.ASSISTANT, text).with_channel(start.channel))
-
-    def finish(self, response_format: Any) -> Reply:
+    def finish(self, fmt: ResponseFormat | None) -> Reply:
         reply = self.reply
         reply.usage.seconds = time.perf_counter() - self.started
+        reply.usage.context_tokens = self.last_ids
         if self.recorder is not None and self.recorder.tokens:
             reply.routing = self.recorder.finish(harmony.label_tokens(self.recorder.tokens))
-        if response_format is not None and reply.final and not reply.interrupted:
-            from .tools.schema import parse_final
-
+        if reply.final:
+            reply.citations = self.tools.citations(reply.final)
+        if fmt is not None and reply.final and not reply.interrupted:
             try:
-                reply.parsed = parse_final(reply.final, response_format)
+                reply.parsed = fmt.parse(reply.final)
             except ValueError as err:
                 reply.errors.append(str(err))
         return reply
 
 
-def _ask_stdin(call: ToolCall) -> bool:
-    """Approval through the notebook's input() box (works while the cell is busy); no stdin -> skip."""
+def _with_limit(sampling: Sampling, limit: int) -> Sampling:
+    from dataclasses import replace
+
+    return replace(sampling, max_new_tokens=limit)
+
+
+def _context_window(engine: Engine) -> int | None:
+    window = getattr(engine, "context_window", None)
+    return int(window) if window else None
+
+
+@contextlib.contextmanager
+def _intervention(intervene: Any, engine: Engine) -> Iterator[None]:
+    """Apply a routing intervention (see `gptoss_lab.routing`) to the engine for one turn."""
+    if intervene is None:
+        yield
+        return
+    with intervene.apply(engine):
+        yield
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, so a turn's Reply is always made and kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *args: None)
     try:
-        answer = input(f"Run this {call.recipient} call?\n{call.input}\n[y/N] ")
-    except Exception:  # StdinNotImplementedError, EOFError: nobody can answer
-        return False
-    return answer.strip().lower() in ("y", "yes")
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _user_namespace() -> dict[str, Any]:
@@ -380,8 +510,3 @@ def _user_namespace() -> dict[str, Any]:
     except ImportError:
         shell = None
     return shell.user_ns if shell is not None else {}
-
-
-def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {', '.join(choices)}, not {value!r}")

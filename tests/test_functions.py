@@ -12,7 +12,10 @@ import pytest
 from typing_extensions import NotRequired, TypedDict
 
 from gptoss_lab import ReplayEngine, Session, harmony, tool
-from gptoss_lab.tools.functions import FunctionTool, resolve_tools, unknown_function_result
+from gptoss_lab.events import ToolCall
+from gptoss_lab.tools.base import Toolset, ToolSpecError
+from gptoss_lab.tools.functions import FunctionTool
+from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.tools.python import MAX_OUTPUT_CHARS
 
 
@@ -221,23 +224,29 @@ def test_resolve_tools():
         return a + b
 
     ns = {"add": add, "get_weather": get_weather, "data": [1, 2]}
-    python, functions = resolve_tools("python, add,get_weather", ns)
-    assert python and list(functions) == ["add", "get_weather"] and functions["get_weather"] is get_weather
-    assert functions["add"].call('{"a": 2, "b": 3}').output == "5"
-    python, functions = resolve_tools([add], None)
-    assert not python and list(functions) == ["add"]
-    assert resolve_tools("python", ns) == (True, {})
-    with pytest.raises(ValueError, match="unknown tool 'nope'"):
-        resolve_tools("python,nope", ns)
-    with pytest.raises(TypeError, match="not callable"):
-        resolve_tools("data", ns)
-    with pytest.raises(ValueError, match="two different tools are named 'add'"):
-        resolve_tools([add, tool(lambda: 0, name="add")], ns)
+    builtins = {"python": lambda: PythonTool(ns)}
+    tools = Toolset.resolve("python, add,get_weather", ns, builtins)
+    assert tools.names == ["python", "functions"]
+    assert [d.name for d in tools.function_descriptions()] == ["add", "get_weather"]
+    assert tools.find("functions.get_weather").functions["get_weather"] is get_weather
+    assert tools.find("functions.add").run(ToolCall("functions.add", "commentary", '{"a": 2, "b": 3}')).output == "5"
+    assert Toolset.resolve([add], {}, builtins).names == ["functions"]
+    assert Toolset.resolve("python", ns, builtins).function_descriptions() == []
+    assert Toolset.resolve("none", ns, builtins).names == []
+    with pytest.raises(ToolSpecError, match="unknown tool 'nope'"):
+        Toolset.resolve("python,nope", ns, builtins)
+    with pytest.raises(ToolSpecError, match="not callable"):
+        Toolset.resolve("data", ns, builtins)
+    with pytest.raises(ToolSpecError, match="two different tools are named 'add'"):
+        Toolset.resolve([add, tool(lambda: 0, name="add")], ns, builtins)
 
 
 def test_unknown_function_text_lists_the_available_ones():
-    assert unknown_function_result("get_wether", ["get_weather", "add"]) == (
-        "Error: NameError: no function named 'get_wether'; available functions: add, get_weather")
+    tools = Toolset.resolve([get_weather], {}, {})
+    result = tools.find("functions.get_wether").run(ToolCall("functions.get_wether", "commentary", "{}"))
+    assert result.status == "error"
+    assert result.output == "Error: NameError: no function named 'get_wether'; available functions: get_weather"
+    assert Toolset.resolve("", {}, {}).find("functions.x") is None
 
 
 # ---------------------------------------------------------------- the full loop, on recorded output

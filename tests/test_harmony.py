@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from gptoss_lab import harmony
+from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.events import Delta, MessageEnd, MessageStart, ParseError
 
 
@@ -54,9 +55,9 @@ def test_special_token_ids_match_the_design():
 
 
 def test_system_message_carries_effort_and_python_tool():
-    text = harmony.decode(harmony.render([harmony.system_message("high", date="2026-11-25")]))
+    text = harmony.decode(harmony.render([harmony.system_message("high", tools=[PythonTool().system_config()], date="2026-11-25")]))
     assert "Reasoning: high" in text and "## python" in text and "Current date: 2026-11-25" in text
-    plain = harmony.decode(harmony.render([harmony.system_message("low", python=False)]))
+    plain = harmony.decode(harmony.render([harmony.system_message("low")]))
     assert "Reasoning: low" in plain and "## python" not in plain
     with pytest.raises(ValueError, match="low, medium, high"):
         harmony.system_message("extreme")
@@ -102,7 +103,8 @@ def test_stream_reports_a_cut_off_message_instead_of_raising():
     stream = harmony.HarmonyStream()
     events = [e for t in harmony.encode("<|channel|>final<|message|>half an ans") for e in stream.feed(t)]
     events += stream.close()
-    assert isinstance(events[-1], ParseError) and "half an ans" in events[-1].raw
+    assert isinstance(events[-1], MessageEnd) and events[-1].message is None  # cut off, not raised
+    assert stream.in_message and stream.header.channel == "final" and stream.partial_text() == "half an ans"
 
 
 def test_label_tokens_by_role_and_channel():

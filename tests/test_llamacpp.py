@@ -17,12 +17,13 @@ llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not ins
 from gptoss_lab.tiny.random_model import make_random_checkpoint  # noqa: E402
 
 from gptoss_lab import harmony  # noqa: E402
+from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.engines.base import Sampling  # noqa: E402
 from gptoss_lab.tiny import CHECKPOINT, llamacpp  # noqa: E402
 
 pytestmark = pytest.mark.slow
 QUESTION = "Use python to compute 17 * 23."
-PROMPT = harmony.render([harmony.system_message("low", date="2025-08-05"), harmony.user_message(QUESTION)])
+PROMPT = harmony.render([harmony.system_message("low", tools=[PythonTool().system_config()], date="2025-08-05"), harmony.user_message(QUESTION)])
 GREEDY = Sampling(temperature=0.0, max_new_tokens=48)
 TRAINED = (CHECKPOINT / "config.json").is_file()
 needs_tiny = pytest.mark.skipif(not TRAINED, reason="needs the trained gpt-oss-tiny: a random model writes no Harmony")

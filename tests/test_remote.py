@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gptoss_lab import harmony
+from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError
 
@@ -19,7 +20,7 @@ ANSWER = (
 )
 CALL = ("<|channel|>analysis<|message|>Run it.<|end|>"
         "<|start|>assistant to=python<|channel|>analysis code<|message|>print(6*7)<|call|>")
-PROMPT = harmony.render([harmony.system_message("low", date="2025-01-01"), harmony.user_message("6*7?")])
+PROMPT = harmony.render([harmony.system_message("low", tools=[PythonTool().system_config()], date="2025-01-01"), harmony.user_message("6*7?")])
 
 
 def _split(text: str, sizes=(3, 1, 7, 2, 5)) -> list[str]:

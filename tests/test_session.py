@@ -1,10 +1,13 @@
 """The turn loop, on recorded model output (ReplayEngine): what the user gets back in the Reply."""
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from gptoss_lab import ReplayEngine, Session, harmony
 from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd
+from gptoss_lab.widgets.text import TextView
 
 CALL = "<|channel|>analysis<|message|>Need to compute.<|end|><|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
 FINAL = "<|channel|>final<|message|>{text}<|return|>"
@@ -90,17 +93,17 @@ def test_approval_modes(mode, answers, status, ran):
         assert view.statuses[0] == "waiting" and view.statuses[-1] == status
 
 
-def test_ask_without_a_front_end_skips_when_nobody_can_answer(monkeypatch):
-    def no_stdin(prompt):
-        raise EOFError
-
-    monkeypatch.setattr("builtins.input", no_stdin)
+def test_ask_without_a_front_end_skips_and_says_so(monkeypatch):
     ns = {}
     reply = session(CALL.format(code="ran = True") + FINAL.format(text="ok"), namespace=ns).ask("q", approval="ask")
-    assert reply.tool_calls[0].status == "skipped" and "ran" not in ns
-    monkeypatch.setattr("builtins.input", lambda prompt: "y")
-    reply = session(CALL.format(code="ran = True") + FINAL.format(text="ok"), namespace=ns).ask("q", approval="ask")
-    assert ns["ran"] is True
+    [call] = reply.tool_calls
+    assert call.status == "skipped" and "ran" not in ns
+    assert "nobody could approve" in reply.errors[0]                 # the user is told ...
+    assert "could not be asked" in call.output                       # ... and so is the model
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")        # the text view asks on stdin
+    reply = session(CALL.format(code="ran = True") + FINAL.format(text="ok"), namespace=ns).ask(
+        "q", approval="ask", view=TextView(io.StringIO()))
+    assert ns["ran"] is True and reply.tool_calls[0].status == "done"
 
 
 def test_tool_error_goes_back_to_the_model_which_recovers():
@@ -113,9 +116,10 @@ def test_tool_error_goes_back_to_the_model_which_recovers():
 
 
 def test_unknown_tool_and_disabled_python_are_reported_to_the_model():
-    rec = "<|channel|>commentary to=browser.search<|message|>{}<|call|>" + FINAL.format(text="sorry")
+    rec = "<|channel|>commentary to=container.exec<|message|>{}<|call|>" + FINAL.format(text="sorry")
     reply = session(rec).ask("q")
-    assert reply.tool_calls[0].status == "error" and "no tool named" in reply.tool_calls[0].output
+    assert reply.tool_calls[0].status == "error" and "no tool named 'container.exec'" in reply.tool_calls[0].output
+    assert "available: python" in reply.tool_calls[0].output and "not an enabled tool" in reply.errors[0]
     reply = session(CALL.format(code="print(1)") + FINAL.format(text="x")).ask("q", tools="")
     assert reply.tool_calls[0].status == "error" and "not enabled" in reply.tool_calls[0].output
     assert "## python" not in harmony.decode(harmony.render(Session(ReplayEngine(""), tools="").prefix()))
@@ -125,8 +129,9 @@ def test_token_limit_keeps_the_partial_answer_with_a_notice():
     view = Recorder()
     s = session(FINAL.format(text="one two three four five six seven eight nine ten"))
     reply = s.ask("q", max_new_tokens=6, view=view)
-    assert reply.final and "ten" not in reply.final and not reply.errors
+    assert reply.final and "ten" not in reply.final
     assert any(isinstance(e, Notice) and "token limit" in e.text for e in view.events)
+    assert any("token limit (6 new tokens)" in e for e in reply.errors)
     assert s.history[-1].channel == "final"
 
 
@@ -153,7 +158,8 @@ def test_keyboard_interrupt_during_a_tool_call_keeps_the_turn():
     ns = {}
     s = session(CALL.format(code="raise KeyboardInterrupt") + FINAL.format(text="x"), namespace=ns)
     reply = s.ask("q")
-    assert reply.interrupted and reply.tool_calls[0].status == "skipped"
+    assert reply.interrupted and reply.tool_calls[0].status == "interrupted"
+    assert "may have had side effects" in reply.tool_calls[0].output
     assert s.export().rstrip().endswith("<|start|>assistant")
 
 
@@ -161,12 +167,12 @@ def test_tool_call_limit():
     rec = CALL.format(code="print(1)") * 3 + FINAL.format(text="never reached")
     view = Recorder()
     reply = Session(ReplayEngine(rec), namespace={}, max_tool_calls=2, approval="auto").ask("q", view=view)
-    assert len(reply.tool_calls) == 3 and reply.tool_calls[-1].status == "pending"
+    assert len(reply.tool_calls) == 3 and reply.tool_calls[-1].status == "skipped"  # answered, never left open
     assert any(isinstance(e, Notice) and "max_tool_calls" in e.text for e in view.events)
 
 
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="approval"):
         Session(ReplayEngine(""), approval="sometimes")
-    with pytest.raises(ValueError, match="reasoning effort"):
+    with pytest.raises(ValueError, match="effort must be 'low', 'medium' or 'high', not 'max'"):
         session(FINAL.format(text="x")).ask("q", effort="max")

@@ -63,7 +63,7 @@ def test_response_format_keeps_the_function_tools_working():
         return a + b
 
     developer = harmony.developer_message(functions=[add.description], response_format=response_format_section(PLAIN))
-    text = harmony.decode(harmony.render([harmony.system_message(python=False, date="2026-11-25"), developer]))
+    text = harmony.decode(harmony.render([harmony.system_message(date="2026-11-25"), developer]))
     assert "Calls to these tools must go to the commentary channel: 'functions'." in text
     assert "type add = (_: {" in text and "## rating\n\n{" in text
 

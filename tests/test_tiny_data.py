@@ -106,7 +106,7 @@ def test_python_tool_outputs_are_the_real_tool_outputs():
         for i, m in enumerate(messages):
             if m.author.role == Role.TOOL and m.author.name == "python" and i > example.turn:  # (earlier turns
                 code = harmony.text_of(messages[i - 1])                                        # had namespaces of their own)
-                output = PythonTool(copy.deepcopy(example.namespace)).run(code).output or "(no output)"
+                output = PythonTool(copy.deepcopy(example.namespace)).execute(code).output or "(no output)"
                 assert harmony.text_of(m) == output
 
 

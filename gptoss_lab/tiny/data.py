@@ -58,7 +58,7 @@ def _assistant(text: str, channel: str, recipient: str | None = None, content_ty
 
 def _run(code: str, namespace: dict[str, Any]) -> str:
     """The tool text the session would send back: real PythonTool output, '(no output)' when empty."""
-    return PythonTool(namespace, timeout=None).run(code).output or "(no output)"
+    return PythonTool(namespace, timeout=None).execute(code).output or "(no output)"
 
 
 def _python_call(code: str, namespace: dict[str, Any]) -> tuple[list[Message], str]:
@@ -440,7 +440,7 @@ def make_example(rng: random.Random, category: str | None = None, effort: str | 
         functions_used = [name, *rng.sample(others, rng.randint(0, 1))]
         rng.shuffle(functions_used)
         functions = {n: (lambda _result=(result if n == name else {}), **_: _result) for n in functions_used}
-    head = [harmony.system_message(effort, python=True, date=_date(rng))]
+    head = [harmony.system_message(effort, tools=[PythonTool().system_config()], date=_date(rng))]
     if functions_used:
         head.append(harmony.developer_message(functions=tool_descriptions(functions_used)))
     messages = [*head, *body]

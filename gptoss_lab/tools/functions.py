@@ -12,7 +12,7 @@ import inspect
 import json
 import time
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pydantic
@@ -20,7 +20,9 @@ import typing_extensions
 from openai_harmony import ToolDescription
 from pydantic_core import to_jsonable_python
 
-from .python import ToolResult, ToolTimeout, alarm, truncate
+from ..events import ToolCall
+from .base import Tool, ToolResult
+from .python import ToolTimeout, alarm, truncate
 from .schema import Field, describe_errors, object_schema, parse_docstring
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -105,33 +107,26 @@ def tool(function: Callable[..., Any] | None = None, *, name: str | None = None,
     return FunctionTool(function, name=name, description=description)
 
 
-def resolve_tools(
-    spec: str | Iterable[str | Callable[..., Any]] | None, namespace: Mapping[str, Any] | None = None
-) -> tuple[bool, dict[str, FunctionTool]]:
-    """(python enabled, {name: FunctionTool}) from `"python,get_weather"` or `["python", get_weather]`.
+class Functions(Tool):
+    """The `functions` namespace: the user's function tools, shown in the developer message."""
 
-    Names other than "python" are looked up in `namespace` (the notebook's variables).
-    """
-    items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec or ())
-    python, functions = False, {}
-    for item in items:
-        if item == "python":
-            python = True
-            continue
-        if isinstance(item, str):
-            if namespace is None or item not in namespace:
-                raise ValueError(f"unknown tool {item!r}: it is not 'python' and no function of that name is defined")
-            item = namespace[item]
-        if not callable(item):
-            raise TypeError(f"tool {item!r} is not callable; tools are 'python' or functions")
-        function = item if isinstance(item, FunctionTool) else FunctionTool(item)
-        if functions.get(function.name, function) is not function:
-            raise ValueError(f"two different tools are named {function.name!r}")
-        functions[function.name] = function
-    return python, functions
+    name = "functions"
 
+    def __init__(self, functions: Iterable[FunctionTool], *, timeout: float | None = None) -> None:
+        self.functions = {f.name: f for f in functions}
+        self.timeout = timeout
 
-def unknown_function_result(name: str, available: Iterable[str]) -> str:
-    """The error text answering a call of a function that does not exist, listing the ones that do."""
-    names = ", ".join(sorted(available)) or "none"
-    return f"Error: NameError: no function named {name!r}; available functions: {names}"
+    def function_descriptions(self) -> list[ToolDescription]:
+        return [f.description for f in self.functions.values()]
+
+    def approval_question(self, call: ToolCall) -> str:
+        return f"Call {call.recipient.removeprefix('functions.')} with these arguments?"
+
+    def run(self, call: ToolCall) -> ToolResult:
+        """Call the named function on the JSON arguments; an unknown name lists the ones that exist."""
+        name = call.recipient.removeprefix("functions.")
+        function = self.functions.get(name)
+        if function is None:
+            names = ", ".join(sorted(self.functions)) or "none"
+            return ToolResult("error", f"Error: NameError: no function named {name!r}; available functions: {names}")
+        return function.call(call.input, timeout=self.timeout)

@@ -13,22 +13,26 @@ import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from openai_harmony import ToolNamespaceConfig
+
+from ..events import ToolCall
+from .base import Tool, ToolResult
 
 MAX_OUTPUT_CHARS = 6000
 _FILENAME = "<gptoss-python>"
+DESCRIPTION = (
+    "Use this tool to execute Python code in your chain of thought. The code runs in the user's live "
+    "Jupyter kernel (IPython): the user's variables are available to it, and whatever it defines stays "
+    "there for the user. python will respond with the output of the execution (printed text, the value "
+    "of the last expression, or the traceback){timeout}. "
+    "The user may have to approve each call before it runs."
+)
 
 
 class ToolTimeout(Exception):
     """The model's code ran past the tool's timeout."""
-
-
-@dataclass
-class ToolResult:
-    status: Literal["done", "error", "timeout"]
-    output: str
-    seconds: float
 
 
 def truncate(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
@@ -58,14 +62,36 @@ def alarm(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
-class PythonTool:
+class PythonTool(Tool):
     """Runs model-written code in `namespace` (the IPython user namespace inside a kernel)."""
+
+    name = "python"
 
     def __init__(self, namespace: dict[str, Any] | None = None, *, timeout: float | None = 120.0) -> None:
         self.namespace = namespace if namespace is not None else {}
         self.timeout = timeout
 
-    def run(self, code: str) -> ToolResult:
+    def system_config(self) -> ToolNamespaceConfig:
+        """The python namespace, saying truthfully where the code runs (this kernel) and its timeout,
+        instead of openai-harmony's default sandbox text."""
+        limit = f" or time out after {self.timeout:g} seconds" if self.timeout else ""
+        return ToolNamespaceConfig(name="python", description=DESCRIPTION.format(timeout=limit), tools=[])
+
+    def answers(self, recipient: str) -> bool:
+        # gpt-oss also writes `to=python code` (a content type) and `python.exec`
+        return recipient.split(" ")[0] in ("python", "python.exec")
+
+    def author(self, call: ToolCall) -> str:
+        return "python"
+
+    def approval_question(self, call: ToolCall) -> str:
+        return "Run this code in your kernel?"
+
+    def run(self, call: ToolCall) -> ToolResult:
+        """Run the call's code (see `execute`)."""
+        return self.execute(call.input)
+
+    def execute(self, code: str) -> ToolResult:
         """Execute `code` like a notebook cell: statements run, the last expression's value is shown."""
         start = time.perf_counter()
         out = io.StringIO()

@@ -1,0 +1,103 @@
+"""Settings: how a session's turns run, validated once where they are given.
+
+One frozen object shared by `Session`, `Session.ask(**overrides)` and the magics: a bad value is
+refused at once with one line naming the value and what is allowed, never deep inside a turn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import pydantic
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+EFFORTS = ("low", "medium", "high")
+APPROVALS = ("auto", "ask", "never")
+ALIASES = {"reasoning": "effort", "approve": "approval", "max_tokens": "max_new_tokens"}
+
+class SettingsError(ValueError):
+    """A setting was given a value it cannot take; the message is one line, written for the user."""
+
+
+@dataclass(frozen=True, config=pydantic.ConfigDict(arbitrary_types_allowed=True, extra="forbid"))
+class Settings:
+    """How turns run; build with `make(...)` or `replace(...)`, which refuse bad values in one line."""
+
+    effort: Literal["low", "medium", "high"] = "medium"
+    approval: Literal["auto", "ask", "never"] = "ask"
+    timeout: float = Field(120.0, gt=0, le=86400, allow_inf_nan=False)   # seconds a tool call may run
+    max_new_tokens: int = Field(2048, ge=1, le=1_000_000)                # per engine call
+    max_tool_calls: int = Field(8, ge=0, le=1000)                        # per turn
+    max_skipped: int = Field(2, ge=1, le=100)  # skipped calls in a turn before the turn is ended
+    temperature: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)  # None: the model's default
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    tools: Any = "python"          # "python,get_weather,browser", "none", or a list of names/functions/tools
+    instructions: str | None = None
+    date: str | None = None        # the conversation start date shown to the model (YYYY-MM-DD); None: today
+
+    @pydantic.field_validator("tools")
+    @classmethod
+    def _tools(cls, value: Any) -> Any:
+        if value is None:
+            return "none"
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Iterable):
+            return tuple(value)
+        raise ValueError("must be a comma-separated string of tool names or a list of tools")
+
+    @pydantic.field_validator("date")
+    @classmethod
+    def _date(cls, value: str | None) -> str | None:
+        try:
+            return value if value is None else _dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError("must be a date written YYYY-MM-DD") from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied and checked; None values and aliases (`reasoning=`) are understood."""
+        changes = {ALIASES.get(k, k): v for k, v in changes.items() if v is not None}
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise SettingsError(f"unknown setting {unknown[0]!r}; settings are {', '.join(self.names())}")
+        return make({**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, **changes})
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def make(values: dict[str, Any]) -> Settings:
+    """`Settings(**values)` with pydantic's errors turned into one SettingsError line."""
+    try:
+        return Settings(**values)
+    except pydantic.ValidationError as err:
+        raise SettingsError(_one_line(err)) from None
+    except TypeError as err:
+        raise SettingsError(str(err)) from None
+
+
+def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
+    """`["effort=high", "timeout=60"]` -> {"effort": "high", "timeout": "60"} (values checked by `replace`)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = ALIASES.get(key.strip(), key.strip())
+        if not sep or key not in Settings.names():
+            raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(Settings.names())}; got {pair!r}")
+        out[key] = value.strip()
+    return out
+
+
+def _one_line(err: pydantic.ValidationError) -> str:
+    problems = []
+    for e in err.errors(include_url=False):
+        field = ".".join(str(p) for p in e["loc"]) or "settings"
+        message = e["msg"][0].lower() + e["msg"][1:]
+        message = message.replace("input should be", "must be").replace("value error, ", "")
+        problems.append(f"{field} {message}, not {e['input']!r}" if "input" in e else f"{field}: {message}")
+    return "; ".join(problems)

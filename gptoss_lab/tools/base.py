@@ -1,0 +1,167 @@
+"""The one shape every tool has, and the set of tools a turn may call.
+
+Modelled on gpt-oss's `tools/tool.py`: a tool owns its name (the namespace the model addresses,
+`python`, `browser`, `functions`), its configuration, what it shows the model (a namespace in the
+system message, or function descriptions in the developer message) and its replies. The session
+only asks the `Toolset` "who answers this recipient?" and never knows a tool's name or grammar.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..events import Citation, ToolCall, ToolStatus
+
+if TYPE_CHECKING:
+    from openai_harmony import ToolDescription, ToolNamespaceConfig
+
+
+@dataclass
+class ToolResult:
+    """What a tool call gave back: the text the model reads, and how it went."""
+
+    status: ToolStatus
+    output: str
+    seconds: float = 0.0
+    data: Any = None        # structured payload for views (search results, an opened page window)
+
+
+def interrupted(output: str) -> ToolResult:
+    """The result of a call the user interrupted while it ran: it may have had side effects, and the
+    model is told so, with what it printed before the interrupt."""
+    shown = output if output.strip() else "(none)"
+    return ToolResult("interrupted", "Interrupted by the user while it ran; it may have had side effects. "
+                                     f"Output before the interrupt:\n{shown}")
+
+
+class Tool(ABC):
+    """Something the model can call. Subclasses set `name` and implement `run`."""
+
+    name: str = ""
+
+    def system_config(self) -> ToolNamespaceConfig | None:
+        """The namespace this built-in tool adds to the system message (python, browser), if any."""
+        return None
+
+    def function_descriptions(self) -> list[ToolDescription]:
+        """Function tools this tool adds to the developer message's `functions` namespace, if any."""
+        return []
+
+    def answers(self, recipient: str) -> bool:
+        """Whether a message addressed `to=recipient` is for this tool (`browser.search` for `browser`)."""
+        return recipient == self.name or recipient.startswith(self.name + ".")
+
+    def author(self, call: ToolCall) -> str:
+        """The author name of the tool's reply message (gpt-oss answers as the recipient it was called by)."""
+        return call.recipient
+
+    def approval_question(self, call: ToolCall) -> str:
+        """The one-line question a view asks before the call runs under the `ask` policy."""
+        return f"Run this {call.recipient} call?"
+
+    @abstractmethod
+    def run(self, call: ToolCall) -> ToolResult:
+        """Do the call and say what happened; never raise for the model's mistakes (return an error result)."""
+
+    def citations(self, text: str) -> list[Citation]:
+        """The citations in a final answer that point into this tool's results (the browser's)."""
+        return []
+
+    def reset(self) -> None:
+        """Forget per-conversation state (e.g. the browser's page stack) when the conversation is cleared."""
+
+
+class ToolSpecError(ValueError):
+    """A tool list names something that is not a tool; the message is one line, written for the user."""
+
+
+ToolSpec = str | Sequence["str | Callable[..., Any] | Tool"]
+Builtin = Callable[[], Tool]
+
+
+class Toolset:
+    """The tools of one turn, asked by recipient; unknown recipients get a message listing what exists."""
+
+    def __init__(self, tools: Iterable[Tool] = (), *, disabled: Iterable[str] = ()) -> None:
+        self.tools: list[Tool] = list(tools)
+        self.disabled = [name for name in disabled if name not in self.names]  # built-ins not enabled
+
+    @classmethod
+    def resolve(cls, spec: ToolSpec | None, namespace: Mapping[str, Any], builtins: Mapping[str, Builtin],
+                *, timeout: float | None = None) -> Toolset:
+        """Tools from `"python,get_weather"` or `["python", get_weather, my_tool]`.
+
+        A name in `builtins` (python, browser) makes that tool; any other name is looked up in
+        `namespace` (the notebook's variables): a `Tool` is used as is, a function becomes a
+        function tool (run with `timeout`). `"none"` or `""` means no tools.
+        """
+        from .functions import FunctionTool, Functions
+
+        items = _split(spec)
+        tools: list[Tool] = []
+        functions: dict[str, FunctionTool] = {}
+        for item in items:
+            if isinstance(item, str):
+                if item in builtins:
+                    tools.append(builtins[item]())
+                    continue
+                if item not in namespace:
+                    known = ", ".join([*builtins, "or a function defined in this kernel"])
+                    raise ToolSpecError(f"unknown tool {item!r}: tools are {known}")
+                item = namespace[item]
+            if isinstance(item, Tool):
+                tools.append(item)
+                continue
+            if not callable(item):
+                raise ToolSpecError(f"tool {item!r} is not callable; tools are {', '.join(builtins)} or functions")
+            try:
+                function = item if isinstance(item, FunctionTool) else FunctionTool(item)
+            except TypeError as err:
+                raise ToolSpecError(str(err)) from None
+            if functions.get(function.name, function) is not function:
+                raise ToolSpecError(f"two different tools are named {function.name!r}")
+            functions[function.name] = function
+        if functions:
+            tools.append(Functions(functions.values(), timeout=timeout))
+        names = [t.name for t in tools]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate:
+            raise ToolSpecError(f"the tool {duplicate!r} is listed twice")
+        return cls(tools, disabled=builtins)
+
+    def find(self, recipient: str) -> Tool | None:
+        """The tool that answers `recipient`, or None."""
+        return next((t for t in self.tools if t.answers(recipient)), None)
+
+    def unknown(self, recipient: str) -> str:
+        """The error text answering a call no tool takes, naming the tools that exist."""
+        name = recipient.split(" ")[0].split(".")[0]
+        if name in self.disabled:
+            return f"Error: the {name} tool is not enabled in this conversation."
+        names = [t.name for t in self.tools if t.system_config() is not None]
+        names += [f"functions.{d.name}" for t in self.tools for d in t.function_descriptions()]
+        return f"Error: there is no tool named {recipient!r}; available: {', '.join(names) or 'none'}"
+
+    def system_configs(self) -> list[ToolNamespaceConfig]:
+        return [c for t in self.tools if (c := t.system_config()) is not None]
+
+    def function_descriptions(self) -> list[ToolDescription]:
+        return [d for t in self.tools for d in t.function_descriptions()]
+
+    def citations(self, text: str) -> list[Citation]:
+        return [c for t in self.tools for c in t.citations(text)]
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tools]
+
+
+def _split(spec: ToolSpec | None) -> list[Any]:
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        items = [s.strip() for s in spec.split(",") if s.strip()]
+        return [] if items == ["none"] else items
+    return list(spec)
