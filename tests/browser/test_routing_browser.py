@@ -1,36 +1,51 @@
-"""RoutingView in real JupyterLab + Chromium: a 400-token × 36-layer × 128-expert record draws on
-the canvas, hovering a cell shows its top-k experts, clicking a token opens its panel, the channel
-filter dims other tokens, and tokens appended later arrive live."""
+"""RoutingView in real JupyterLab + Chromium at gpt-oss-120b shape: 5,000 tokens × 36 layers × top-4
+of 128 experts. It draws the grid (cell colours = the top-1 expert), measures its render time and
+JavaScript heap, zooms to readable token text, hovers, opens a token's panel and an expert card, fades
+other channels, keeps its width through a theme switch and a resize, and receives 2,000 fast
+appends in few comm messages. Screenshots go to /tmp/gptoss_lab-routing-*.png."""
 from __future__ import annotations
+
+import time
 
 import pytest
 
 DATA = """
 import numpy as np
 rng = np.random.default_rng(0)
-n, L, k, E = 400, 36, 4, 128
-experts = np.argsort(rng.random((n, L, E)), axis=-1)[..., :k]
+n, L, k, E = 5000, 36, 4, 128
+experts = np.argsort(rng.random((n, L, E), dtype=np.float32), axis=-1)[..., :k]
 weights = -np.sort(-rng.dirichlet(np.ones(k), (n, L)), axis=-1)
-labels = ["system"] * 50 + ["user"] * 50 + ["analysis"] * 200 + ["final"] * 100
+labels = ["system"] * 500 + ["user"] * 500 + ["analysis"] * 2500 + ["final"] * 1500
+tokens = rng.integers(1000, 100000, n)
 """
 SETUP = DATA + """
+import os, time
 from gptoss_lab.routing import Routing
-routing = Routing(rng.integers(1000, 100000, n), experts, weights, labels, num_experts=E)
-routing.view()
+routing = Routing(tokens, experts, weights, labels, num_experts=E)
+def wait_for(flag):
+    while not os.path.exists(flag):
+        time.sleep(0.05)
+"""
+SHOW = """
+wait_for("show")
+view = routing.view()
+view
 """
 LIVE = """
-import time
-time.sleep(3)
-for i in range(10):
-    routing.append([1000 + i], experts[i:i + 1], weights[i:i + 1], ["final"])
+wait_for("go")
+start = time.perf_counter()
+for i in range(2000):
+    routing.append([tokens[i]], experts[i:i + 1], weights[i:i + 1], ["final"])
+print(f"2000 appends in {time.perf_counter() - start:.3f} s")
 """
-GUTTER, STRIP, CELL, ROW = 34, 6, 4, 8  # static/routing.js layout at 36 layers and the default zoom
+ZOOM = 8          # px per token, set from the kernel for the pixel checks
+GUTTER, TOP, ROW = 48, 11, 10  # static/routing_draw.js: gutter, strip + gap, row height at 36 layers
 
 
 def _color(e: int) -> tuple[int, int, int]:
-    from gptoss_lab.routing import _expert_colormap
+    from gptoss_lab.widgets.routing_figures import expert_colormap
 
-    return tuple(round(c * 255) for c in _expert_colormap(128)(e)[:3])
+    return tuple(round(c * 255) for c in expert_colormap(128)(e)[:3])
 
 
 def _pixel(page, x: float, y: float) -> list[int]:
@@ -41,21 +56,87 @@ def _pixel(page, x: float, y: float) -> list[int]:
         [x, y])
 
 
-@pytest.mark.parametrize("theme", ["light", "dark"])
-def test_routing_view_draws_hovers_and_clicks(lab_notebook, theme):
-    page = lab_notebook([SETUP, LIVE], wait_for=".gptoss-routing .gr-canvas", theme=theme, timeout=90)
+_CELL = "() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth / 5000"
+_SET_CELL = """px => { const root = document.querySelector('.gptoss-routing'), range = root.querySelector('.gr-zoom');
+    const fit = (root.querySelector('.gr-grid').clientWidth - 52) / 5000;  // the whole record in the grid's width
+    range.value = Math.round(1000 * Math.log(px / fit) / Math.log(32 / fit));  // the slider is logarithmic
+    range.dispatchEvent(new Event('input')); }"""
+
+
+def _heap(cdp) -> float:
+    cdp.send("HeapProfiler.collectGarbage")
+    return cdp.send("Runtime.getHeapUsage")["usedSize"] / 1e6
+
+
+def _pixel_text_color(page) -> list[int]:
+    """The brightest pixel of the layer-number gutter (the text colour the canvas last drew with)."""
+    return page.evaluate("""() => { const c = document.querySelector('.gptoss-routing .gr-canvas');
+        const d = window.devicePixelRatio || 1, w = Math.round(40 * d), h = Math.round(100 * d);
+        const px = c.getContext('2d').getImageData(0, Math.round(11 * d), w, h).data;
+        let best = [0, 0, 0, 0];
+        for (let i = 0; i < px.length; i += 4) if (px[i + 3] > 200 && px[i] + px[i + 1] + px[i + 2] > best[0] + best[1] + best[2]) best = Array.from(px.slice(i, i + 4));
+        return best; }""")
+
+
+def _draws(page) -> float:
+    return float(page.get_attribute(".gptoss-routing", "data-draw-ms"))
+
+
+def _redrawn(page, before: str | None) -> float:
+    page.wait_for_function("b => document.querySelector('.gptoss-routing').dataset.drawMs !== undefined"
+                           " && document.querySelector('.gptoss-routing').dataset.drawMs !== b", arg=before,
+                           timeout=10_000)
+    return _draws(page)
+
+
+def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
+    page = lab_notebook([SETUP, SHOW, LIVE], timeout=120)
     data: dict = {}
     exec(DATA, data)
     experts, weights = data["experts"], data["weights"]
-    page.wait_for_selector(".gptoss-routing .gr-summary:has-text('410 tokens × 36 layers × top-4 of 128 experts')",
-                           timeout=30_000)
+    cdp = page.context.new_cdp_session(page)
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'busy'",
+                           timeout=60_000)
+    time.sleep(1)  # cell 1 has built the record; cell 2 waits for the flag
+    heap_before = _heap(cdp)
+    (jupyter_lab.root / "show").touch()
+    start = time.perf_counter()
+    page.wait_for_selector(".gptoss-routing[data-draw-ms]", timeout=60_000)
+    first = time.perf_counter() - start
+    page.wait_for_selector(".gptoss-routing .gr-summary:has-text('5000 tokens × 36 layers × top-4 of 128 experts')")
+    heap_after = _heap(cdp)
+    fit_ms = _draws(page)
+    print(f"first draw {first:.2f} s after the cell ran (kernel packing + comm + render); "
+          f"full redraw at fit: {fit_ms} ms; JS heap +{heap_after - heap_before:.1f} MB")
+    assert heap_after - heap_before < 120
 
+    root = page.locator(".gptoss-routing")
+    area = page.locator(".jp-OutputArea-output:has(.gptoss-routing)")
+    width = root.bounding_box()["width"]
+    assert width <= area.bounding_box()["width"] + 1 and width > 600  # fits the cell and uses it
+    canvas = page.locator(".gptoss-routing .gr-canvas")
+    assert abs(canvas.bounding_box()["width"] - (width - 18)) < 4  # the grid spans the view (less its padding)
+    for label in ("Channel", "Zoom", "Layer", "Fit", "layer", "channel strip:", "cells: top-1 expert"):
+        assert page.locator(f".gptoss-routing :text('{label}')").count(), label
+    root.screenshot(path="/tmp/gptoss_lab-routing-fit.png")
+
+    # zoom in with the slider: at its far end 32 px per token, with the token text on the axis
+    before = page.get_attribute(".gptoss-routing", "data-draw-ms")
+    page.evaluate(_SET_CELL, 32)
+    zoomed_ms = _redrawn(page, before)
+    assert round(page.evaluate(_CELL)) == 32
+    root.screenshot(path="/tmp/gptoss_lab-routing-zoomed.png")
+    page.locator(".gptoss-routing .gr-scroll").evaluate("el => { el.scrollLeft = 0; }")
+    page.evaluate(_SET_CELL, ZOOM)
+    page.wait_for_timeout(300)
+    cell = page.evaluate(_CELL)
+    scroll = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll').scrollLeft")
     t, layer = 7, 20
-    x, y = GUTTER + t * CELL + CELL / 2, STRIP + 2 + layer * ROW + ROW / 2
+    x, y = GUTTER + (t + 0.5) * cell - scroll, TOP + layer * ROW + ROW / 2
+    assert t * cell >= scroll
     r, g, b, a = _pixel(page, x, y)
     assert a == 255 and max(abs(p - q) for p, q in zip((r, g, b), _color(experts[t, layer, 0]))) <= 2
 
-    canvas = page.locator(".gptoss-routing .gr-canvas")
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + x, box["y"] + y)
     tooltip = page.locator(".gptoss-routing .gr-tooltip")
@@ -69,18 +150,53 @@ def test_routing_view_draws_hovers_and_clicks(lab_notebook, theme):
     page.mouse.click(box["x"] + x, box["y"] + y)
     panel = page.locator(".gptoss-routing .gr-panel.gr-open")
     panel.wait_for(timeout=5_000)
-    assert f"Token {t}" in panel.inner_text()
-    assert page.locator(".gptoss-routing .gr-panel-layer").count() == 36
-    last = page.locator(".gptoss-routing .gr-panel-table").inner_text()
-    assert f"e{experts[t, 35, 0]} " in last
+    assert f"Token {t}" in panel.inner_text() and page.locator(".gptoss-routing .gr-panel-layer").count() == 36
 
-    loaded = page.evaluate("""() => { const c = document.querySelector('.gptoss-routing .gr-load');
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let painted = 0; for (let i = 3; i < d.length; i += 4) painted += d[i] > 0; return painted; }""")
-    assert loaded > 500  # the expert-load bars are drawn
+    # the kernel is busy (cell 3 waits), so the card waits too; it arrives once the kernel is idle
+    page.locator(".gptoss-routing .gr-pick").nth(layer * 4).click()
+    card = page.locator(".gptoss-routing .gr-card.gr-open")
+    card.wait_for(timeout=5_000)
+    assert f"Expert {experts[t, layer, 0]} · layer {layer}" in card.inner_text()
 
+    # channel filter: a system token fades, a user token stays
     page.locator(".gptoss-routing select.gr-channel").select_option("user")
     page.wait_for_timeout(300)
-    assert _pixel(page, x, y)[3] < 100  # token 7 is a system token: faded
-    assert _pixel(page, GUTTER + 60 * CELL + CELL / 2, y)[3] == 255  # token 60 is a user token
-    page.screenshot(path=f"/tmp/gptoss_lab-routing-view-{theme}.png")
+    assert _pixel(page, x, y)[3] < 100
+    user_x = GUTTER + (600 + 0.5) * cell - scroll
+    if user_x < box["width"]:
+        assert _pixel(page, user_x, y)[3] == 255
+    page.locator(".gptoss-routing select.gr-channel").select_option("")
+
+    # live appends: count the comm messages the routing widget gets
+    page.evaluate("""() => { window.__routingMsgs = 0;
+        const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+        kernel.iopubMessage.connect((_, msg) => { if (msg.header.msg_type === 'comm_msg') window.__routingMsgs++; }); }""")
+    (jupyter_lab.root / "go").touch()
+    start = time.perf_counter()
+    page.wait_for_selector(".gptoss-routing .gr-summary:has-text('7000 tokens')", timeout=60_000)
+    elapsed = time.perf_counter() - start
+    messages = page.evaluate("() => window.__routingMsgs")
+    print(f"2000 appends arrived in {messages} comm messages within {elapsed:.2f} s")
+    assert messages <= 30 * elapsed + 3
+
+    # the card answers now that the kernel is idle
+    page.wait_for_selector(".gptoss-routing .gr-card.gr-open :text('chosen most for')", timeout=20_000)
+    root.screenshot(path="/tmp/gptoss_lab-routing-card.png")
+
+    # theme switch and resize keep the view the cell's width
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
+    page.wait_for_function("() => getComputedStyle(document.querySelector('.gptoss-routing')).backgroundColor"
+                           " !== 'rgb(255, 255, 255)'", timeout=20_000)
+    page.wait_for_timeout(500)
+    assert abs(root.bounding_box()["width"] - width) < 2 and canvas.bounding_box()["width"] > 600
+    axis_text = _pixel_text_color(page)
+    assert sum(axis_text[:3]) > 3 * 128  # the axis labels were redrawn light on the dark background
+    root.screenshot(path="/tmp/gptoss_lab-routing-dark.png")
+    page.set_viewport_size({"width": 900, "height": 900})
+    page.wait_for_timeout(800)
+    narrow = root.bounding_box()["width"]
+    assert narrow < width - 200 and narrow <= area.bounding_box()["width"] + 1
+    assert abs(canvas.bounding_box()["width"] - (narrow - 18)) < 4
+    root.screenshot(path="/tmp/gptoss_lab-routing-narrow.png")
+    print(f"redraw at 32 px/token: {zoomed_ms} ms")

@@ -1,0 +1,119 @@
+"""RoutingView on the kernel side: comm messages stay few whatever the token rate, every token
+still arrives, expert cards answer, and the output carries a picture for saved notebooks."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from gptoss_lab.routing import Recorder, Routing
+from gptoss_lab.widgets.routing import RoutingView
+
+L, K, E = 36, 4, 128
+
+
+def _counting(view: RoutingView) -> list[dict]:
+    """Every comm message the widget sends (state syncs and custom messages) lands in the list."""
+    sent: list[dict] = []
+    send = view._send
+
+    def counted(msg, buffers=None):
+        sent.append(msg)
+        return send(msg, buffers)
+
+    view._send = counted
+    return sent
+
+
+def _drain(view: RoutingView) -> None:
+    deadline = time.monotonic() + 10
+    while view._pending is not None or view._timer is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def _appended(sent: list[dict]) -> list[int]:
+    """Token positions carried by the custom append messages."""
+    out = []
+    for msg in sent:
+        content = msg.get("content", {})
+        if msg.get("method") == "custom" and content.get("kind") == "append":
+            out += range(content["start"], content["start"] + len(content["strings"]))
+    return out
+
+
+def test_two_thousand_appends_send_few_messages_and_every_token():
+    rng = np.random.default_rng(0)
+    routing = Routing(num_experts=E)
+    view = RoutingView(routing)
+    sent = _counting(view)
+    experts = rng.integers(0, E, (2000, L, K))
+    start = time.perf_counter()
+    for i in range(2000):  # as fast as Python goes (a fast model, or a replay)
+        routing.append([1000 + i], experts[i:i + 1], np.full((1, L, K), 0.25))
+    burst = time.perf_counter() - start
+    _drain(view)
+    assert len(sent) <= view.max_syncs_per_s * burst + 2, (len(sent), burst)
+    assert sorted(set(_appended(sent))) == list(range(2000))  # the trailing tokens were sent too
+
+    sent.clear()
+    start = time.perf_counter()
+    for i in range(2000, 2300):  # a steady 600 tokens/s for half a second
+        routing.append([1000 + i], experts[i % 2000:i % 2000 + 1], np.full((1, L, K), 0.25))
+        time.sleep(1 / 600)
+    elapsed = time.perf_counter() - start
+    _drain(view)
+    assert len(sent) <= 30 * elapsed + 2 and len(sent) >= 5  # throttled, but still live
+    assert sorted(set(_appended(sent))) == list(range(2000, 2300))
+
+
+def test_finished_turn_resyncs_once_and_updates_the_output_picture():
+    recorder = Recorder(num_experts=8)
+    view = RoutingView(recorder.routing)
+    sent = _counting(view)
+    updates = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            updates.append(bundle)
+
+    view._handle = Handle()
+    recorder.add([200006, 173781], np.zeros((2, 4, 2), np.int16), np.full((2, 4, 2), 0.5))
+    _drain(view)
+    recorder.finish(["format", "format"])
+    state = [m for m in sent if m.get("method") == "update"]
+    assert state and state[-1]["state"]["labels"] == ["format", "format"]
+    (bundle,) = updates
+    assert bundle["image/png"][:4] == b"\x89PNG" and bundle["text/plain"].startswith("Routing(2 tokens")
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_display_bundle_has_a_picture_and_a_summary():
+    routing = Routing([1, 2, 3], np.zeros((3, 4, 2), int), np.full((3, 4, 2), 0.5), ["user"] * 3, num_experts=8)
+    bundle = RoutingView(routing)._repr_mimebundle_()
+    assert bundle["text/plain"] == repr(routing) and "object at 0x" not in bundle["text/plain"]
+    assert bundle["image/png"][:4] == b"\x89PNG"
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
+    live = RoutingView(Routing())._repr_mimebundle_()
+    assert "image/png" not in live and "picture follows" in live["text/plain"]
+
+
+def test_expert_card_message():
+    rng = np.random.default_rng(1)
+    routing = Routing(rng.integers(0, 50, 100), rng.integers(0, 8, (100, 4, 2)), np.full((100, 4, 2), 0.5),
+                      ["user"] * 50 + ["final"] * 50, num_experts=8)
+    view = RoutingView(routing)
+    sent = _counting(view)
+    view._message(view, {"kind": "card", "layer": 2, "expert": 5}, [])
+    view._message(view, {"kind": "card", "layer": 9, "expert": 5}, [])
+    good, bad = (m["content"]["card"] for m in sent)
+    assert good["layer"] == 2 and good["expert"] == 5 and good["picks"] == int((routing.experts[:, 2] == 5).any(1).sum())
+    assert {row["label"] for row in good["labels"]} == {"user", "final"} and len(good["tokens"]) <= 8
+    assert "no expert 5 in layer 9" in bad["error"]
+
+
+def test_large_records_show_the_first_tokens_and_say_so(monkeypatch):
+    routing = Routing(np.arange(1500), np.zeros((1500, 2, 2), int), np.full((1500, 2, 2), 0.5), num_experts=4)
+    monkeypatch.setattr(RoutingView, "limit", 1000)
+    view = RoutingView(routing)
+    assert len(view.strings) == 1000 and view.total == 1500 and len(view.experts) == 1000 * 2 * 2 * 2
