@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -15,6 +15,11 @@ class Sampling:
     max_new_tokens: int = 2048
     seed: int | None = None
     logits_processor: Any = None  # e.g. a JSON-schema constraint; engines that can't apply it refuse
+
+    def with_defaults(self, default: Sampling) -> Sampling:
+        """This sampling with its unset temperature and top_p taken from `default` (an engine's own)."""
+        return replace(self, temperature=default.temperature if self.temperature is None else self.temperature,
+                       top_p=default.top_p if self.top_p is None else self.top_p)
 
 
 @runtime_checkable
