@@ -117,7 +117,7 @@ def encode(text: str) -> list[int]:
 
 def encode_text(text: str) -> list[int]:
     """Text to token ids with special-token spellings kept as plain text (user data never becomes format)."""
-    return encoding().encode(clean(text), allowed_special=set())
+    return encoding().encode(clean(text), allowed_special=set(), disallowed_special=())
 
 
 def clean(text: str) -> str:
@@ -247,7 +247,7 @@ class Renderer:
         while head < len(messages) and messages[head].author.role in (Role.SYSTEM, Role.DEVELOPER):
             head += 1
         live: dict[Any, tuple[Any, list[int]]] = {}
-        ids = self._ids(tuple(messages[:head]), live) if head else []
+        ids = list(self._ids(tuple(messages[:head]), live)) if head else []  # a copy: cached lists stay as they are
         for i in range(head, len(messages)):
             m = messages[i]
             if i < keep and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient:

@@ -6,9 +6,9 @@ Each command has its own typed parser with real `--help`; values are checked by 
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import shlex
-import string
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .settings import APPROVALS, EFFORTS, SettingsError, parse_assignments
 
-_FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*(?:\[[^\[\]{}]+\])*)\}")
+_FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([A-Za-z_]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")
 _CELL_EXAMPLE = """example:
   %%gptoss --effort high --approve ask
   What is the mean of {data}?"""
@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
-                "({name} inserts a variable's value, {{ and }} write braces).",
+                "({name} inserts a variable's value, {{name}} writes {name} itself).",
                 epilog=_CELL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--effort", "--reasoning", "-e", dest="effort", choices=EFFORTS, help="reasoning effort for this cell")
     p.add_argument("--approve", "--approval", "-a", dest="approval", choices=APPROVALS,
@@ -117,21 +117,35 @@ def usage() -> str:
 
 
 def interpolate(text: str, namespace: dict[str, Any]) -> str:
-    """Replace `{name}`, `{name.attr}`, `{name[0]}` with values from the namespace; `{{`/`}}` write braces.
-
-    An undefined name is a UsageError naming it, so a typo never reaches the model silently."""
-    formatter = string.Formatter()
+    """Replace `{name}`, `{name.attr}`, `{name[0]}`, `{name['key']}` with values from the namespace;
+    `{{name}}` writes `{name}` itself; other braces (JSON, code) are left alone. An undefined name is
+    a UsageError naming it, so a typo never reaches the model silently."""
 
     def value(match: re.Match[str]) -> str:
-        if match.group(1) is None:
-            return match.group(0)[0]
+        if match.group(2) is None:
+            return "{" + match.group(1) + "}"
         try:
-            return str(formatter.get_field(match.group(1), (), namespace)[0])
+            return str(_lookup(match.group(2), namespace))
         except (KeyError, AttributeError, IndexError, TypeError, ValueError) as err:
-            raise UsageError(f"%%gptoss: {{{match.group(1)}}} cannot be filled in ({type(err).__name__}: {err}); "
-                             "write {{ and }} for literal braces") from None
+            raise UsageError(f"%%gptoss: {{{match.group(2)}}} cannot be filled in ({type(err).__name__}: {err}); "
+                             f"write {{{{{match.group(2)}}}}} for the text itself") from None
 
     return _FIELD.sub(value, text)
+
+
+def _lookup(field: str, namespace: dict[str, Any]) -> Any:
+    """The value of `name(.attr|[index])*`: indexes are ints, quoted strings or bare words."""
+    name, rest = re.match(r"[A-Za-z_]\w*", field).group(), field  # type: ignore[union-attr]
+    if name not in namespace:
+        raise KeyError(f"no variable named {name!r}")
+    value, rest = namespace[name], field[len(name):]
+    for attr, index in re.findall(r"\.(\w+)|\[([^\[\]]+)\]", rest):
+        if attr:
+            value = getattr(value, attr)
+        else:
+            key = index.strip()
+            value = value[ast.literal_eval(key) if key[0] in "'\"" or key.lstrip("-").isdigit() else key]
+    return value
 
 
 @magics_class

@@ -333,10 +333,10 @@ class _Turn:
     def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
         text = harmony.text_of(message)
         if message.channel not in harmony.CHANNELS:
-            self.reply.errors.append(f"A message without a valid channel ({message.channel!r}) was left out: {text!r}")
+            self._warn(f"A message without a valid channel ({message.channel!r}) was left out: {text!r}")
             return None
         if stop == harmony.CALL and not message.recipient:
-            self.reply.errors.append("The model ended a message with <|call|> but named no tool; it was kept as text.")
+            self._warn("The model ended a message with <|call|> but named no tool; it was kept as text.")
         self.session.history.append(message)
         self.reply.messages.append(message)
         if message.recipient:
@@ -355,7 +355,7 @@ class _Turn:
     def _run_tool(self, call: ToolCall, tool: Tool | None) -> ToolResult:
         """Run one call under the approval policy; always a result the model can read."""
         if tool is None:
-            self.reply.errors.append(f"The model called {call.recipient!r}, which is not an enabled tool.")
+            self._warn(f"The model called {call.recipient!r}, which is not an enabled tool.")
             return ToolResult("error", self.tools.unknown(call.recipient))
         approved = self._approved(call, tool)
         if approved is not True:
@@ -384,9 +384,8 @@ class _Turn:
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
         if decision is None:
-            note = f"The {call.recipient} call was skipped: approval is required and nobody could approve it."
-            self.reply.errors.append(note)
-            self.emit(Notice(note + " Use approval='auto' or a view that can ask.", "warning"))
+            self._warn(f"The {call.recipient} call was skipped: approval is required and nobody could approve it "
+                       "(use approval='auto', or a view that can ask).")
             return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
         if not isinstance(decision, Approval):
             decision = Approval(bool(decision))
@@ -408,6 +407,7 @@ class _Turn:
 
     def _answer(self, call: ToolCall, tool: Tool | None, result: ToolResult) -> None:
         """Record the result on the call, tell the view, and put the tool's reply in the conversation."""
+        result.output = harmony.clean(result.output)
         call.status, call.output, call.seconds, call.data = result.status, result.output, result.seconds, result.data
         self.emit(ToolEnd(call))
         author = tool.author(call) if tool is not None else call.recipient.split(" ")[0]
@@ -417,10 +417,14 @@ class _Turn:
 
     # ------------------------------------------------------------ ending
 
+    def _warn(self, text: str) -> None:
+        """Something the user should know about this turn: in the view now, and in `reply.errors`."""
+        self.reply.errors.append(text)
+        self.emit(Notice(text, "warning"))
+
     def _end_early(self, why: str) -> None:
         self.ended_why = why
-        self.reply.errors.append(why)
-        self.emit(Notice(why, "warning"))
+        self._warn(why)
 
     def _keep_partial(self) -> None:
         """A message cut off mid-way joins the conversation as written (a half tool call does not)."""

@@ -115,3 +115,63 @@ def test_label_tokens_by_role_and_channel():
     by_text = {harmony.decode([i]): lab for i, lab in zip(ids, labels) if lab != "system"}
     assert by_text["hi"] == "user" and by_text["x"] == "analysis" and by_text["y"] == "final"
     assert by_text["<|return|>"] == "format"
+
+
+# ---------------------------------------------------------------- the one header parser
+
+@pytest.mark.parametrize("text, role, expected", [
+    ("<|channel|>analysis", "assistant", dict(role="assistant", channel="analysis", recipient=None, content_type=None)),
+    ("assistant<|channel|>final", None, dict(role="assistant", channel="final", recipient=None)),
+    ("assistant to=python<|channel|>analysis", None, dict(channel="analysis", recipient="python", content_type=None)),
+    ("<|channel|>analysis to=python code", "assistant", dict(channel="analysis", recipient="python", content_type="code")),
+    ("<|channel|>commentary to=functions.get_weather <|constrain|>json", "assistant",
+     dict(channel="commentary", recipient="functions.get_weather", content_type="<|constrain|>json", constrain="json")),
+    ("<|channel|>final<|constrain|>json", "assistant",  # a content type right after the channel, not a recipient
+     dict(channel="final", recipient=None, content_type="<|constrain|>json", constrain="json")),
+    ("assistant<|channel|>commentary to=browser.search", None, dict(channel="commentary", recipient="browser.search")),
+    ("python to=assistant<|channel|>analysis", None, dict(role="tool", author="python", recipient="assistant", channel="analysis")),
+    ("functions.get_weather to=assistant<|channel|>commentary", None,
+     dict(role="tool", author="functions.get_weather", channel="commentary")),
+    ("user", None, dict(role="user", channel=None, recipient=None)),
+    ("developer", None, dict(role="developer")),
+    ("", "assistant", dict(role="assistant", channel=None, recipient=None)),
+])
+def test_header_parser_reads_every_shape(text, role, expected):
+    header = harmony.parse_header(text, role=role)
+    assert {k: getattr(header, k) for k in expected} == expected
+
+
+def test_header_labels_and_calls():
+    assert harmony.parse_header("python to=assistant<|channel|>analysis").label == "tool"
+    assert harmony.parse_header("<|channel|>commentary to=functions.f", role="assistant").is_call
+    assert harmony.parse_header("<|channel|>weird", role="assistant").label == "final"
+    assert harmony.parse_header("system").label == "system"
+
+
+def test_incremental_rendering_equals_openai_harmony():
+    from openai_harmony import Conversation, RenderConversationConfig, Role
+
+    call = harmony.assistant_message("print(1)", "analysis", "python", "code")
+    fn = harmony.assistant_message("{}", "commentary", "functions.f", "<|constrain|>json")
+    messages = [harmony.system_message("low", tools=[PythonTool().system_config()]),
+                harmony.developer_message("Be brief.", functions=[__import__("openai_harmony").ToolDescription.new("f", "F.")]),
+                harmony.user_message("q <|start|>x"), harmony.assistant_message("think", "analysis"), call,
+                harmony.tool_message("python", "1", "analysis"), fn, harmony.tool_message("functions.f", "2", "commentary"),
+                harmony.assistant_message("one", "final"), harmony.user_message("again"),
+                harmony.assistant_message("more thought", "analysis")]
+    renderer = harmony.Renderer()
+    for n in range(3, len(messages) + 1):
+        for keep in (None, 4, n - 1):
+            got = renderer.render(messages[:n], keep_analysis_from=keep)
+            k = n if keep is None else keep
+            kept = [m for i, m in enumerate(messages[:n])
+                    if not (i < k and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient)]
+            want = harmony.encoding().render_conversation_for_completion(
+                Conversation.from_messages(kept), Role.ASSISTANT, config=RenderConversationConfig(auto_drop_analysis=False))
+            assert got == want, (n, keep)
+
+
+def test_events_import_without_the_session():
+    code = "import sys, gptoss_lab.events, gptoss_lab.harmony; print('gptoss_lab.session' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
