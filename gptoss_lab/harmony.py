@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import regex
 from openai_harmony import (
     Author,
     Conversation,
@@ -490,3 +491,102 @@ def label_tokens(ids: Sequence[int]) -> list[str]:
         else:
             labels.append(content)
     return labels
+
+
+# ---------------------------------------------------------------- re-tokenising streamed text
+# (remote engines: a server streams what the model wrote as text with the special tokens spelled
+# out; this turns it back into the ids the local engine would have produced)
+
+_SPELLED = re.compile(r"<\|[A-Za-z0-9_]+\|>")
+_SPELLING_ARRIVES = re.compile(r"<(\|[A-Za-z0-9_]*\|?)?$")  # a special token cut by the chunk boundary
+_HOLD = 2  # trailing pre-tokenizer pieces that more text could still change
+
+
+@functools.cache
+def _pieces() -> regex.Pattern:
+    return regex.compile(O200K_PATTERN)
+
+
+@functools.cache
+def _special_ids() -> dict[str, int]:
+    return {name: token for token, name in special_tokens().items()}
+
+
+class Retokenizer:
+    """Streamed text in, Harmony ids out, each id emitted once no later text can change it.
+
+    Text between special tokens is held back by its last `_HOLD` pre-tokenizer pieces (a word can
+    still grow, whitespace can still regroup) and encoded piece by piece; a special token, complete
+    or still arriving (`<|chan`), is a hard boundary. Headers are read with `parse_header`, so the
+    ids the server left out can be restored: an `<|end|>` missing before `<|start|>`, and the stop
+    token (`implied_stop`) when the server stopped without printing it.
+    """
+
+    def __init__(self) -> None:
+        self._text = ""                      # text not yet turned into ids
+        self._role: str | None = "assistant"  # a completion prompt ends with <|start|>assistant
+        self._header_text = ""
+        self.header: Header | None = None    # the open message's header, while its content streams
+        self.harmony_seen = False            # a <|channel|> or <|message|> arrived
+
+    def feed(self, text: str) -> list[int]:
+        """More streamed text; returns the ids it settles."""
+        self._text += text
+        return self._drain(final=False)
+
+    def flush(self) -> list[int]:
+        """End of stream: everything pending is final."""
+        return self._drain(final=True)
+
+    def implied_stop(self) -> list[int]:
+        """The stop token a server swallowed when it reported a stop: `<|call|>` after a message with
+        a recipient, `<|return|>` after a final answer, `<|end|>` after other messages."""
+        if self.header is None:
+            return []
+        if self.header.is_call:
+            return [CALL]
+        return [RETURN] if self.header.channel in (None, "final") else [END]
+
+    def _drain(self, *, final: bool) -> list[int]:
+        out: list[int] = []
+        specials = _special_ids()
+        while (match := next((m for m in _SPELLED.finditer(self._text) if m.group() in specials), None)):
+            out += self._ordinary(self._text[: match.start()])
+            out += self._special(specials[match.group()])
+            self._text = self._text[match.end():]
+        if final:
+            out += self._ordinary(self._text)
+            self._text = ""
+            return out
+        arriving = _SPELLING_ARRIVES.search(self._text)
+        cut = arriving.start() if arriving else len(self._text)
+        stable = _pieces().findall(self._text[:cut])[:-_HOLD]
+        for piece in stable:  # one at a time: re-splitting them joined could regroup whitespace
+            out += self._ordinary(piece)
+        self._text = self._text[sum(map(len, stable)):]
+        return out
+
+    def _ordinary(self, text: str) -> list[int]:
+        if not text:
+            return []
+        if self.header is None:
+            self._header_text += text
+        return encode_text(text)
+
+    def _special(self, token: int) -> list[int]:
+        out = [token]
+        self.harmony_seen |= token in (CHANNEL, MESSAGE)
+        if token == START:
+            if self.header is not None:  # the server dropped the <|end|> before it
+                out.insert(0, END)
+            self.header, self._header_text, self._role = None, "", None
+        elif self.header is not None:  # inside a message's content
+            if token in _END_NAMES:
+                self.header = None
+        elif token == MESSAGE:
+            self.header, self._header_text = parse_header(self._header_text, role=self._role), ""
+        elif token in _END_NAMES:  # a header cut short: the stream's parser reports it
+            self._header_text = ""
+        else:  # <|channel|>, <|constrain|> inside the header
+            self._header_text += special_tokens()[token]
+        return out
