@@ -32,10 +32,12 @@ def __getattr__(name: str) -> Any:
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext gptoss_lab`: register the magics."""
     from .events import Reply
-    from .magics import GptossMagics
+    from .magics import GptossMagics, help_cells
     from .widgets.transcript import Transcript
 
     ipython.register_magics(GptossMagics(ipython))
+    if help_cells not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(help_cells)
     # A Reply shown as the last value of a cell reads as its transcript (GitHub, nbconvert, the notebook).
     ipython.display_formatter.formatters["text/markdown"].for_type(
         Reply, lambda reply: Transcript.from_reply(reply).to_markdown())

@@ -116,6 +116,14 @@ def usage() -> str:
     return "\n".join(parts)
 
 
+def help_cells(lines: list[str]) -> list[str]:
+    """An IPython input transformer: `%%gptoss --help` with nothing below becomes `%gptoss help`
+    (IPython refuses an empty cell-magic body before the magic could print its help)."""
+    if lines and re.match(r"\s*%%gptoss\b.*(?:\s|^)(?:-h|--help)\b", lines[0]) and not "".join(lines[1:]).strip():
+        return ["%gptoss help\n"]
+    return lines
+
+
 def interpolate(text: str, namespace: dict[str, Any]) -> str:
     """Replace `{name}`, `{name.attr}`, `{name[0]}`, `{name['key']}` with values from the namespace;
     `{{name}}` writes `{name}` itself; other braces (JSON, code) are left alone. An undefined name is
@@ -164,6 +172,9 @@ class GptossMagics(Magics):
             words = shlex.split(line)
         except ValueError as err:
             raise UsageError(f"%gptoss: {err}") from None
+        if (words[:1] if cell is None else words) and {"-h", "--help"} & set(words if cell is not None else words[:1]):
+            print(usage())  # the whole usage: both magics, every command and option
+            return None
         try:
             if cell is None:
                 return self._command(_line_parser().parse_args(words or ["status"]))

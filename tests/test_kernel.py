@@ -134,3 +134,57 @@ def test_gpt_oss_tiny_answers_with_a_python_call_in_this_kernel(kernel):
     out, content = run(kc, "%%gptoss --text --approve auto --new\nWhat is the sum of marks?", timeout=120)
     out, _ = run(kc, "print('marks' in _gptoss.tool_calls[0].input, '310' in _gptoss.final)")
     assert out.split() == ["True", "True"]
+
+
+def test_help_is_where_users_look_for_it(kernel):
+    """Every way of asking for help prints the full usage (all options, an example) and never an error."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    for code in ("%gptoss help", "%gptoss --help", "%%gptoss --help\n", "%gptoss?", "%%gptoss?\n", "%gptoss -h"):
+        out, content = run(kc, code)
+        assert content["status"] == "ok", (code, out)
+        out += "".join(p.get("data", {}).get("text/plain", "") for p in content.get("payload", []))  # `?` pages
+        for needle in ("load", "config", "browse", "--effort", "--approve", "--tools", "example"):
+            assert needle in out, (code, needle)
+    out, content = run(kc, "%gptoss load --help")
+    assert content["status"] == "ok" and "--dtype" in out and "error" not in out.lower(), out
+    out, content = run(kc, "%gptoss config --help")
+    assert content["status"] == "ok" and "KEY=VALUE" in out
+    out, content = run(kc, "%gptoss nonsense")
+    assert content["ename"] == "UsageError" and "--help" in content["evalue"]
+
+
+def test_undefined_names_and_bad_values_are_one_line_errors(kernel):
+    _, kc = kernel
+    run(kc, SETUP)
+    for cell, needle in (("%%gptoss --text\nWhat is {undefined_name}?", "{undefined_name} cannot be filled in"),
+                         ("%%gptoss --text --max-tokens -5\nhi", "max_new_tokens must be greater than or equal to 1"),
+                         ("%%gptoss --text --temperature nan\nhi", "temperature must be a finite number"),
+                         ("%%gptoss --text --tools nosuchfn\nhi", "unknown tool 'nosuchfn'"),
+                         ("%%gptoss --text --constrain\nhi", "needs a response format")):
+        out, content = run(kc, cell)
+        assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
+        assert needle in content["evalue"] and "\n" not in content["evalue"], (cell, content["evalue"])
+    out, content = run(kc, "%gptoss config timeout=0")
+    assert content["ename"] == "UsageError" and "timeout must be greater than 0" in content["evalue"]
+    out, _ = run(kc, "print(s.history == [], s.settings.timeout)")
+    assert out.split() == ["True", "120.0"]  # nothing changed, nothing asked
+
+
+def test_two_quick_interrupts_still_leave_the_partial_reply_in_gptoss(kernel):
+    km, kc = kernel
+    run(kc, "%load_ext gptoss_lab\nfrom gptoss_lab import Session, ReplayEngine\n"
+            "s = Session(ReplayEngine('<|channel|>final<|message|>' + 'word ' * 400 + '<|return|>', delay=0.02))\n"
+            "%gptoss use s")
+    kc.execute("%%gptoss --text\ntalk")
+    time.sleep(3)
+    km.interrupt_kernel()
+    time.sleep(0.05)
+    km.interrupt_kernel()
+    deadline = time.time() + 30
+    while time.time() < deadline:  # the cell's reply (ok or error: either way the kernel lives on)
+        msg = kc.get_shell_msg(timeout=30)
+        if msg["msg_type"] == "execute_reply":
+            break
+    out, _ = run(kc, "print(_gptoss.interrupted, 0 < len(_gptoss.final.split()) < 400, s.history[-1].channel)")
+    assert out.split() == ["True", "True", "final"], out
