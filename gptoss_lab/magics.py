@@ -82,6 +82,7 @@ def _line_parser() -> _Parser:
     load.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     load.add_argument("--dtype", help="float32, bfloat16 ... (default: float32 on a CPU, the checkpoint's on a GPU)")
     load.add_argument("--device-map", dest="device_map", help="transformers device map, e.g. auto")
+    load.add_argument("--dequantize", action="store_true", help="load MXFP4 experts dequantized (bf16) even where kernels run")
     connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
     connect.add_argument("url")
     connect.add_argument("--model", help="the served model's name (default: the server's only model)")
@@ -232,7 +233,7 @@ class GptossMagics(Magics):
         if command == "help":
             print(usage())
         elif command == "load":
-            options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map") if getattr(opts, k)}
+            options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
             self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self.session)
             print(f"Loaded {self.session.engine.name}.")
         elif command == "connect":

@@ -32,6 +32,7 @@ class LocalEngine:
         self.config = model.config
         self.name = name or str(getattr(self.config, "_name_or_path", "") or "gpt-oss").rstrip("/").rsplit("/", 1)[-1]
         self.default_sampling = _default_sampling(getattr(model, "generation_config", None))
+        self.context_window: int | None = getattr(self.config, "max_position_embeddings", None)  # tokens
         self.prefill_chunk = 2048  # prompt tokens per forward: bounds the attention memory of long prompts
         self.last_prefill = 0
         self._streams = 0  # stream calls started: only the latest may still touch the cache
