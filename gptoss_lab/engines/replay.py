@@ -31,11 +31,6 @@ class ReplayEngine:
             self.segments.append(current)
         self._next = 0
 
-    @property
-    def remaining(self) -> int:
-        """Segments not played yet."""
-        return len(self.segments) - self._next
-
     def stream(
         self,
         prompt: Sequence[int],
