@@ -63,7 +63,8 @@ def run_turn():
     def run(recording: str = RECORDING, **ask) -> tuple[ChatView, list[dict], object]:
         view = ChatView()
         ops = _sent_ops(view)
-        reply = Session(ReplayEngine(recording), namespace={}, approval="auto").ask("Six times seven?", view=view, **ask)
+        session = Session(ReplayEngine(recording), namespace={}, approval="auto")
+        reply = session.ask("Six times seven?", view=view, **ask)
         return view, ops, reply
     return run
 

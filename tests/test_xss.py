@@ -105,8 +105,9 @@ def _problems(html: str) -> list[str]:
 
 def _without_our_style(html: str) -> str:
     """The saved transcript starts with its own constant <style> block; everything after it is audited."""
+    start = '<div class="gx-fallback"><style>'
     head, _, rest = html.partition("</style>")
-    assert head.startswith('<div class="gx-fallback"><style>') and "<" not in head[len('<div class="gx-fallback"><style>'):]
+    assert head.startswith(start) and "<" not in head[len(start):]
     return '<div class="gx-fallback">' + rest
 
 

@@ -143,12 +143,12 @@ class Turn {
     row.append(h("div", "gx-prompt", op.prompt));
     this.items = h("div", "gx-items");
     this.bar = h("div", "gx-bar");
-    this.stop = button("gx-stop", "■ Stop", "End generation (like interrupting the kernel); the partial reply is kept",
-      () => {
-        this.stop.disabled = true;
-        this.stop.textContent = "Stopping…";
-        send(this.model, { kind: "stop" });
-      });
+    const why = "End generation (like interrupting the kernel); the partial reply is kept";
+    this.stop = button("gx-stop", "■ Stop", why, () => {
+      this.stop.disabled = true;
+      this.stop.textContent = "Stopping…";
+      send(this.model, { kind: "stop" });
+    });
     this.progress = h("span", "gx-progress", "generating…");
     const info = h("span", "gx-meta", [op.model, op.effort && `effort ${op.effort}`].filter(Boolean).join(" · "));
     this.bar.append(this.stop, this.progress, info);
@@ -159,7 +159,8 @@ class Turn {
   tick() {
     // Once a second while the turn is live: the "Thinking… N s" of open reasoning blocks.
     for (const b of Object.values(this.blocks)) {
-      if (b.kind === "reasoning" && !b.ended) b.label.textContent = `Thinking… ${seconds((Date.now() - b.t0) / 1000)}`;
+      if (b.kind !== "reasoning" || b.ended) continue;
+      b.label.textContent = `Thinking… ${seconds((Date.now() - b.t0) / 1000)}`;
     }
   }
 
@@ -322,7 +323,8 @@ class Turn {
   }
 
   rate(op) {
-    this.progress.textContent = `${op.tokens.toLocaleString()} tokens` + (op.tps ? ` · ${op.tps.toFixed(1)} tok/s` : "");
+    const rate = op.tps ? ` · ${op.tps.toFixed(1)} tok/s` : "";
+    this.progress.textContent = `${op.tokens.toLocaleString()} tokens${rate}`;
   }
 
   stats(op) {
@@ -359,7 +361,8 @@ class Turn {
     const fill = h("span", "gx-meter-fill");
     fill.style.width = `${Math.min(100, share * 100).toFixed(1)}%`;
     bar.append(fill);
-    node.append(bar, h("span", "gx-meter-text", `context ${compact(used)} / ${compact(window)} (${Math.round(share * 100)}%)`));
+    const text = `context ${compact(used)} / ${compact(window)} (${Math.round(share * 100)}%)`;
+    node.append(bar, h("span", "gx-meter-text", text));
     return node;
   }
 }

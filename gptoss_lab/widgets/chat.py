@@ -22,7 +22,7 @@ import traitlets
 from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, \
     ToolStart, ToolUpdate, TurnEnd, TurnStart
 from . import asset, esm
-from .comm import CommPump
+from .comm import CommPump, busy_status
 from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class ChatView(anywidget.AnyWidget):
     ready_timeout: float = 3.0        # how long approve() waits for a front end to draw the view
 
     def __init__(self, **kwargs: Any) -> None:
+        busy_status.hold()  # before the comm opens: the front end may answer it with a control request
         super().__init__(**kwargs)
         self._id = self.model_id
         self.transcript = Transcript()
@@ -164,6 +165,7 @@ class ChatView(anywidget.AnyWidget):
 
             display(event.routing.view())
         self._stop, self._running = False, True
+        busy_status.hold()
         self._decisions.clear()
         self._log, self._md, self._open = [], {}, set()
         self._rate = _Rate()
@@ -173,12 +175,13 @@ class ChatView(anywidget.AnyWidget):
     def _end(self, reply: "Reply") -> None:
         """Close what the turn left open (Stop mid-message), send the stats and the saved form."""
         self._running, self._reply = False, reply
+        busy_status.release()
         for i in sorted(self._open):
             self._queue(self._end_op(i))
         self._queue_rate()
-        usage = reply.usage
-        self._queue({"op": "stats", "line": self.transcript.footer(), "interrupted": reply.interrupted,
-                     "context_tokens": usage.context_tokens, "controls": self._session is not None})
+        self._queue({"op": "stats", "line": self.transcript.footer(context=False),  # the meter shows the context
+                     "interrupted": reply.interrupted, "context_tokens": reply.usage.context_tokens,
+                     "controls": self._session is not None})
         self._maybe_flush(True, final=True)
         if not self._saves:
             self._pump_once()  # a front end that drew the view meanwhile says whether it saves the transcript

@@ -9,7 +9,8 @@ It publishes no busy/idle status around the messages it handles: the kernel stay
 the last token of a turn (JupyterLab, Notebook 7 and `/api/kernels` all read the kernel's state from
 those status messages, whatever their parent). The widget's front end therefore sends its actions as
 custom messages (`model.send`), which ipywidgets does not hold back waiting for an idle status, unlike
-state syncs (`save_changes`).
+state syncs (`save_changes`). `BusyStatus` covers the other source of a false idle: the control
+channel.
 """
 from __future__ import annotations
 
@@ -72,3 +73,53 @@ class CommPump:
             return False
         self.kernel.shell_handlers["comm_msg"](self.stream, idents, msg)
         return True
+
+
+class BusyStatus:
+    """Keeps the kernel's reported status busy while the running cell (or comm message) works.
+
+    ipykernel answers every control-channel request with busy then idle, and JupyterLab and
+    jupyter_server take that idle as the kernel's state unless the request's type is on their
+    "untracked" list. JupyterLab 4.6 sends such a request (`create_subshell_request`, for comms over
+    subshells) when the first widget of a kernel opens, so a turn's chat view made the kernel read idle
+    mid-turn. While held, each control idle is followed at once by a busy with the running request's
+    parent, which is true: the main shell is still busy with it. Released at the end of the turn, and
+    in any case when the cell ends. Outside a kernel it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._kernel: Any = None
+
+    def hold(self) -> None:
+        """Start (or keep) re-asserting busy for the request the main shell is running now."""
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            kernel = shell.kernel  # type: ignore[union-attr]
+            publish, parent = type(kernel)._publish_status.__get__(kernel), kernel.get_parent("shell")
+        except Exception:
+            return
+
+        def _publish(status: str, channel: str, parent_: Any = None) -> None:
+            publish(status, channel, parent_)
+            if channel == "control" and status == "idle":
+                publish("busy", "shell", parent)
+
+        if self._kernel is None:
+            shell.events.register("post_run_cell", self._cell_ended)
+        kernel._publish_status = _publish
+        self._kernel = kernel
+
+    def release(self) -> None:
+        """Publish statuses as ipykernel does again."""
+        kernel, self._kernel = self._kernel, None
+        if kernel is not None:
+            kernel.__dict__.pop("_publish_status", None)
+            kernel.shell.events.unregister("post_run_cell", self._cell_ended)
+
+    def _cell_ended(self, result: Any = None) -> None:
+        self.release()
+
+
+busy_status = BusyStatus()

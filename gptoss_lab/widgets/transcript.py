@@ -163,9 +163,11 @@ class Transcript:
 
     # ------------------------------------------------------------ renderings
 
-    def footer(self) -> str:
-        """One line of stats: tokens, tok/s, time to first token, effort, model."""
-        return stats_line(self.stats or {"effort": self.effort, "model": self.model})
+    def footer(self, context: bool = True) -> str:
+        """One line of stats: tokens, tok/s, time to first token, effort, model (and context use,
+        unless a view shows it as a meter)."""
+        stats = self.stats or {"effort": self.effort, "model": self.model}
+        return stats_line(stats if context else {**stats, "context_tokens": None})
 
     def to_text(self) -> str:
         """Plain text, for terminals and text/plain."""
@@ -200,7 +202,8 @@ class Transcript:
                            f"{_fence(item.text, '')}\n\n</details>")
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
-                out.append(f"**Tool call `{item.recipient}`** — {_status(item)}{edited}\n\n{_fence(code, code_language(item))}")
+                out.append(f"**Tool call `{item.recipient}`** — {_status(item)}{edited}\n\n"
+                           + _fence(code, code_language(item)))
                 if item.call is not None and item.call.output:
                     out.append("Output:\n\n" + _fence(item.call.output))
             else:
@@ -373,8 +376,9 @@ def _tool_html(block: Block) -> str:
     rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
     if call is not None and call.output:
         rows.append(f'<tr><td {left}><pre class="gx-output">{html.escape(call.output)}</pre></td></tr>')
-    return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{html.escape(block.recipient or "tool")}'
-            f' · {_status(block)}{seconds}{edited}</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    head = f'{html.escape(block.recipient or "tool")} · {_status(block)}{seconds}{edited}'
+    return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def _indent(text: str) -> str:

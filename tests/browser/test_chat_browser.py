@@ -1,11 +1,17 @@
-"""The chat widget in real JupyterLab + Chromium: a ReplayEngine session streams through ChatView.
+"""The chat widget in real JupyterLab (and Notebook 7) + Chromium: a ReplayEngine session streams through
+ChatView.
 
 Checks what a user sees and what their clicks do while the cell is still running: Run executes the
-approved code, Skip skips it, Stop ends the turn with the partial answer kept.
+approved code, Skip skips it, Stop ends the turn with the partial reply kept, the kernel reads busy from
+the first to the last token, and the chat controls (timer, live tokens/s, Edit, Always allow, Copy,
+Insert as cell, context meter, Regenerate, New chat) work.
+Screenshots: /tmp/gptoss_chat_light.png, /tmp/gptoss_chat_dark.png, /tmp/gptoss_chat_tiny.png,
+/tmp/gptoss_chat_approval.png, /tmp/gptoss_chat_controls.png.
 """
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -18,8 +24,15 @@ RECORDING = (
     "- squares: `0, 1, 4, ..., 81`\n- closed form: $\\frac{n(n+1)(2n+1)}{6}$\n\n"
     "$$\\sum_{i=0}^{9} i^2 = 285$$\n<|return|>"
 )
-LONG = ("<|channel|>analysis<|message|>Counting slowly.<|end|><|start|>assistant<|channel|>final<|message|>"
-        + " ".join(f"word{i}" for i in range(400)) + "<|return|>")
+LONG = ("<|channel|>analysis<|message|>" + " ".join(f"thought{i}" for i in range(400)) + "<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
+CONTROLS = (
+    "<|channel|>analysis<|message|>" + " ".join(f"step{i}" for i in range(40)) + "<|end|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>x = 6 * 7\nprint(x)<|call|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>print(x + 1)<|call|>"
+    "<|channel|>final<|message|>It is **48**.<|return|>"
+    "<|channel|>final<|message|>A regenerated answer.<|return|>"
+)
 
 
 def _cells(recording: str, approval: str, delay: float) -> list[str]:
@@ -27,13 +40,26 @@ def _cells(recording: str, approval: str, delay: float) -> list[str]:
         "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
         f"session = Session(ReplayEngine({recording!r}, delay={delay}), approval={approval!r})",
         "reply = session.ask('What is the sum of the squares below 10?', view=ChatView.show())",
-        "print('REPLY', reply.interrupted, [c.status for c in reply.tool_calls], len(reply.final))",
+        "print('REPLY', reply.interrupted, [c.status for c in reply.tool_calls], len(reply.final),"
+        " len(reply.analysis))",
     ]
 
 
 def _reply_line(page) -> str:
     page.wait_for_selector("text=/^REPLY /", timeout=30_000)
     return page.locator("text=/^REPLY /").inner_text()
+
+
+def _kernel_run(page, code: str) -> str:
+    """Run code in the notebook's kernel from the page (as a cell would) and return what it printed."""
+    return page.evaluate("""async (code) => {
+      const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+      const future = kernel.requestExecute({ code });
+      let out = "";
+      future.onIOPub = (msg) => { if (msg.header.msg_type === "stream") out += msg.content.text; };
+      await future.done;
+      return out;
+    }""", code)
 
 
 def test_run_executes_the_approved_call_and_the_answer_renders(lab_notebook):
@@ -50,13 +76,12 @@ def test_run_executes_the_approved_call_and_the_answer_renders(lab_notebook):
     assert reasoning.evaluate_all("nodes => nodes.map(n => n.open)") == [False, False]  # folded for the answer
     assert re.match(r"Thought for \d+\.\d s · \d+ tokens", reasoning.first.locator("summary").inner_text())
     assert "unfiltered" in reasoning.first.locator(".gx-note").text_content()
+    assert page.locator(".gx-chat .gx-note").count() == 1       # the disclaimer once, not under each block
     final = page.locator(".gx-chat .gx-final")
     assert final.locator("strong").inner_text() == "285"         # Markdown rendered, not shown raw
     assert final.locator("li").count() == 2 and final.locator("math").count() == 2
     assert "tok/s" in page.locator(".gx-chat .gx-footer").inner_text()
     assert page.locator(".gx-stop").count() == 0                 # the turn is over
-    fallback = page.locator(".gx-fallback")                      # the copy for saved notebooks: hidden while live
-    assert fallback.count() == 1 and not fallback.is_visible() and "285" in fallback.text_content()
     assert _reply_line(page).startswith("REPLY False ['done'] ")
     page.screenshot(path="/tmp/gptoss_chat_light.png", full_page=True)
 
@@ -67,21 +92,105 @@ def test_skip_skips_the_call(lab_notebook):
     page.wait_for_selector(".gx-tool[data-status='skipped']", timeout=30_000)
     page.wait_for_selector(".gx-footer", timeout=30_000)
     assert "['skipped']" in _reply_line(page)
-    assert "did not allow" in page.locator(".gx-chat .gx-output").inner_text()
+    assert "did not allow" in page.locator(".gx-chat .gx-output").inner_text() or \
+        "chose not to run" in page.locator(".gx-chat .gx-output").inner_text()
     page.screenshot(path="/tmp/gptoss_chat_dark.png", full_page=True)
 
 
-def test_stop_ends_the_turn_and_keeps_the_partial_answer(lab_notebook):
-    page = lab_notebook(_cells(LONG, "auto", 0.02), wait_for=".gx-final")
-    page.wait_for_function("() => document.querySelector('.gx-final').innerText.includes('word20')")
+def test_stop_ends_the_turn_and_keeps_the_partial_reasoning(lab_notebook):
+    page = lab_notebook(_cells(LONG, "auto", 0.02), wait_for=".gx-reasoning")
+    page.wait_for_function("() => document.querySelector('.gx-reasoning-text').innerText.includes('thought20')")
+    assert page.locator(".gx-reasoning .gx-label").inner_text().startswith("Thinking…")
     page.locator(".gx-stop").click()
     page.wait_for_selector(".gx-footer", timeout=30_000)
     line = _reply_line(page)
-    assert line.startswith("REPLY True [] ")
+    assert line.startswith("REPLY True [] 0 ")
     kept = int(line.rsplit(" ", 1)[1])
-    assert 0 < kept < len(" ".join(f"word{i}" for i in range(400)))
+    assert 0 < kept < len(" ".join(f"thought{i}" for i in range(400)))
     assert "Stopped" in page.locator(".gx-chat .gx-notice").inner_text()
-    assert "word399" not in page.locator(".gx-chat .gx-final").inner_text()
+    label = page.locator(".gx-reasoning .gx-label").inner_text()
+    assert label.startswith("Thought for") and "Thinking" not in label   # not left "Thinking…" after Stop
+
+
+@pytest.mark.parametrize("ui", ["lab", "notebook"])
+def test_kernel_reads_busy_from_the_first_to_the_last_token(lab_notebook, jupyter_lab, ui):
+    """The status indicator and /api/kernels say busy for the whole turn, Run included (JupyterLab and
+    Notebook 7); the kernel goes idle once the cell is done."""
+    page = lab_notebook(_cells(RECORDING, "ask", 0.08), wait_for=".gx-chat .gx-reasoning", ui=ui)
+    samples, clicked = [], False
+    while page.locator(".gx-chat .gx-footer").count() == 0:
+        samples.append((
+            page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"),
+            page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status"),
+            tuple(jupyter_lab.kernel_states()),
+        ))
+        if not clicked and page.locator(".gx-run").count():
+            page.locator(".gx-run").click()                      # Run still works while the kernel reads busy
+            clicked = True
+        time.sleep(0.25)
+    assert clicked and len(samples) >= 8
+    assert all(s == ("busy", "busy", ("busy",)) for s in samples), samples
+    assert _reply_line(page).startswith("REPLY False ['done'] ")
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
+                           " === 'idle'", timeout=10_000)
+
+
+def test_chat_controls(lab_notebook, page):
+    """Thinking… N s and live tok/s while streaming; Edit + Always allow on the approval card (the edited
+    code runs, the next call runs unasked); Copy and Insert as cell on a code card; the context meter
+    warns; Regenerate asks again in place; New chat forgets the conversation."""
+    page = lab_notebook([
+        "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+        f"probe = Session(ReplayEngine({CONTROLS!r}), approval='auto', namespace={{}}).ask('Compute it')\n"
+        f"engine = ReplayEngine({CONTROLS!r}, delay=0.06)\n"
+        "engine.context_window = round(probe.usage.context_tokens / 0.8)  # this turn fills ~80 %: a warning\n"
+        "session = Session(engine, approval='ask')\nkept = []",
+        "reply = session.ask('Compute it', view=ChatView.show().connect(session, keep=kept.append))",
+    ], wait_for=".gx-chat .gx-reasoning")
+    page.wait_for_function("() => /^Thinking… [1-9] s$/.test(document.querySelector('.gx-reasoning .gx-label')"
+                           ".textContent)", timeout=10_000)            # the timer ticks while it thinks
+    assert re.fullmatch(r"\d+ tokens · \d+\.\d tok/s", page.locator(".gx-progress").inner_text())
+
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-edit", timeout=30_000)
+    page.locator(".gx-edit").click()
+    page.locator(".gx-editor").fill("x = 6 * 8\nprint(x)")
+    page.screenshot(path="/tmp/gptoss_chat_approval.png")
+    page.locator(".gx-always").click()
+    cards = page.locator(".gx-chat .gx-tool")
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    assert cards.nth(0).locator(".gx-output").inner_text().strip() == "48"        # the edited code ran
+    assert "edited" in cards.nth(0).locator(".gx-status").inner_text()
+    assert "x = 6 * 8" in cards.nth(0).locator(".gx-code").inner_text()
+    assert cards.nth(1).locator(".gx-output").inner_text().strip() == "49"        # ran without asking
+    assert page.locator(".gx-run").count() == 0
+    told = _kernel_run(page, "print([m for m in session.history if m.recipient][0].content[0].text,"
+                             " [c.status for c in reply.tool_calls])")
+    assert told.strip() == "x = 6 * 8\nprint(x) ['done', 'done']"                 # the model is told what ran
+
+    meter = page.locator(".gx-context")
+    window = int(_kernel_run(page, "print(engine.context_window)"))
+    assert meter.get_attribute("data-level") == "warn" and f"/ {window}" in meter.inner_text()
+
+    cards.nth(0).hover()
+    cards.nth(0).locator(".gx-copy-code").click()
+    assert page.evaluate("() => navigator.clipboard.readText()") == "x = 6 * 8\nprint(x)"
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    assert cells.count() == 2
+    cards.nth(1).hover()
+    cards.nth(1).locator(".gx-insert").click()
+    page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell').length === 3")
+    assert "print(x + 1)" in cells.nth(2).locator(".jp-InputArea").inner_text()   # below the chat's cell
+    page.screenshot(path="/tmp/gptoss_chat_controls.png", full_page=True)
+
+    page.locator(".gx-regenerate").click()
+    page.wait_for_function("() => document.querySelector('.gx-final') &&"
+                           " document.querySelector('.gx-final').innerText.includes('A regenerated answer.')")
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    assert page.locator(".gx-chat .gx-turn").count() == 1                       # in place of the old answer
+    assert _kernel_run(page, "print(len(session.replies), kept[-1].final)").strip() == "1 A regenerated answer."
+    page.locator(".gx-new-chat").click()
+    page.wait_for_selector(".gx-notice:has-text('New conversation')")
+    assert _kernel_run(page, "print(len(session.history), len(session.replies))").strip() == "0 0"
 
 
 def test_gptoss_cell_magic_on_tiny_streams_into_the_chat_view(lab_notebook):
