@@ -227,3 +227,55 @@ def test_widget_text_repr_is_short() -> None:
     data = ChatView()._repr_mimebundle_()
     data = data[0] if isinstance(data, tuple) else data
     assert "application/vnd.jupyter.widget-view+json" in data and len(data["text/plain"]) < 100
+
+
+TURN_CELL = (
+    "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+    "rec = '<|channel|>analysis<|message|>' + 'hmm ' * 40 + '<|end|><|start|>assistant<|channel|>final<|message|>"
+    "It is **42**.<|return|>'\n"
+    "reply = Session(ReplayEngine(rec, delay=0.05), approval='auto').ask('Six times seven?', view=ChatView.show())"
+)
+
+
+@pytest.mark.kernel
+def test_a_control_request_mid_turn_leaves_the_kernel_busy():
+    """JupyterLab 4.6 asks for a comm subshell (control channel) when a widget opens; ipykernel answers
+    busy/idle, which front ends and jupyter_server read as the kernel's state. During a chat turn every
+    such idle is followed at once by busy again, so the kernel reads busy to the turn's end."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        cell = kc.execute(TURN_CELL)
+        states, asked = [], False                                  # (state, parent type) as a front end sees them
+        while True:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["msg_type"] == "comm_msg" and not asked:         # the view streams: the turn is running
+                kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
+                asked = True
+            if msg["msg_type"] == "status":
+                states.append((msg["content"]["execution_state"], msg["parent_header"].get("msg_type")))
+                if states[-1][0] == "idle" and msg["parent_header"].get("msg_id") == cell:
+                    break
+        control_idle = states.index(("idle", "create_subshell_request"))
+        assert states[control_idle + 1] == ("busy", "execute_request")
+        assert states[-1] == ("idle", "execute_request") and len(states) == control_idle + 3
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@pytest.mark.kernel
+def test_without_a_front_end_the_output_itself_holds_the_transcript():
+    """nbclient (papermill, nbconvert --execute) has no chat front end to write the transcript into the
+    saved notebook: the view's own output is updated with it when the turn ends."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(TURN_CELL.replace("0.05", "0"))])
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    (output,) = nb.cells[0].outputs
+    assert output["output_type"] == "display_data"
+    data = output["data"]
+    assert "<strong>42</strong>" in data["text/html"] and "It is **42**." in data["text/markdown"]
+    assert "Six times seven?" in data["text/plain"]
