@@ -1,0 +1,135 @@
+"""Where the browser's pages come from: one small protocol, and a backend made of the user's functions.
+
+A backend answers `search(query, topn) -> list[SearchResult]` and `fetch(url) -> Page`, and says in
+one line what it reads (`describe`) and, for approval questions, where (`where`). Local documents
+(`local.py`) are the default; SearXNG, Exa and You.com (`web.py`) are for users with network access;
+`FunctionBackend` plugs in any in-house search. Backends raise `BackendError` with a one-line
+message, which the browser hands to the model as the tool's output and shows the user.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .extract import ExtractError, html_page, text_page
+from .page import Page, SearchResult
+
+
+class BackendError(Exception):
+    """A search or fetch failed (unreachable, refused, timed out, unreadable); the message is one line."""
+
+
+class Backend(ABC):
+    """Searches and fetches pages for the browser."""
+
+    @abstractmethod
+    def search(self, query: str, topn: int) -> list[SearchResult]:
+        """The best `topn` hits for `query`, best first."""
+
+    @abstractmethod
+    def fetch(self, url: str) -> Page:
+        """The page at `url` (raise BackendError when it cannot be had)."""
+
+    def describe(self) -> str:
+        """One line for the user: what this backend reads."""
+        return type(self).__name__
+
+    def where(self) -> str:
+        """Where a search looks, for approval questions ("your documents", "the web through SearXNG")."""
+        return self.describe()
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """The first line of `text`, cut to `limit` characters (error messages stay one line)."""
+    line = " ".join(str(text).split("\n", 1)[0].split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class FunctionBackend(Backend):
+    """Search with the user's function: `search(query, topn)` returns hits as dicts (`title`, `url`,
+    `snippet` or `content`, optionally the whole `text`), `(title, url, snippet)` tuples or
+    `SearchResult`s. Pages come from `fetch(url)` (text, `{"title", "text" | "html"}` or a `Page`), else
+    from the `text` the hits carried, else from the web when `fetch="web"`."""
+
+    def __init__(self, search: Callable[[str, int], Any], fetch: Callable[[str], Any] | str | None = None, *,
+                 timeout: float = 15.0) -> None:
+        if not callable(search):
+            raise TypeError(f"search must be a function (query, topn) -> results, not {type(search).__name__}")
+        if not (fetch is None or fetch == "web" or callable(fetch)):
+            raise TypeError('fetch must be a function (url) -> page text, "web" or None')
+        self._search, self._fetch, self.timeout = search, fetch, timeout
+        self._texts: dict[str, tuple[str, str]] = {}   # url -> (title, text) given with the hits
+
+    def search(self, query: str, topn: int) -> list[SearchResult]:
+        name = getattr(self._search, "__name__", "search")
+        try:
+            hits = self._search(query, topn)
+        except Exception as err:
+            raise BackendError(f"{name} raised {type(err).__name__}: {one_line(str(err))}") from None
+        try:
+            results = [self._result(hit) for hit in list(hits or [])[:topn]]
+        except (TypeError, ValueError, KeyError) as err:
+            raise BackendError(f"{name} returned a result the browser cannot read ({one_line(str(err))}); "
+                               "return dicts with title, url and snippet") from None
+        return results
+
+    def _result(self, hit: Any) -> SearchResult:
+        if isinstance(hit, SearchResult):
+            return hit
+        if isinstance(hit, Mapping):
+            url, title = str(hit["url"]), str(hit.get("title") or hit["url"])
+            snippet = hit.get("snippet") or hit.get("content") or hit.get("summary") or ""
+            if hit.get("text"):
+                self._texts[url] = (title, str(hit["text"]))
+                snippet = snippet or str(hit["text"])[:300]
+            return SearchResult(title, url, str(snippet), str(hit.get("source") or ""), hit.get("line"))
+        if isinstance(hit, (tuple, list)) and 2 <= len(hit) <= 3:
+            return SearchResult(str(hit[0]), str(hit[1]), str(hit[2]) if len(hit) == 3 else "")
+        raise TypeError(f"a hit of type {type(hit).__name__}")
+
+    def fetch(self, url: str) -> Page:
+        if callable(self._fetch):
+            name = getattr(self._fetch, "__name__", "fetch")
+            try:
+                got = self._fetch(url)
+            except Exception as err:
+                raise BackendError(f"{name} raised {type(err).__name__}: {one_line(str(err))}") from None
+            return _page_from(got, url, name)
+        if url in self._texts:
+            title, text = self._texts[url]
+            return text_page(text, url, title)
+        if self._fetch == "web":
+            from .web import fetch_web
+
+            return fetch_web(url, timeout=self.timeout)
+        raise BackendError("the search function gave no text for this page and no fetch function was given "
+                           "(Browser(search=..., fetch=...))")
+
+    def describe(self) -> str:
+        return f"the results of {getattr(self._search, '__name__', 'a search function')}()"
+
+    def where(self) -> str:
+        return f"with {getattr(self._search, '__name__', 'your search function')}()"
+
+
+def _page_from(got: Any, url: str, name: str) -> Page:
+    """What a user's fetch function returned, as a page."""
+    if isinstance(got, Page):
+        return got
+    try:
+        if isinstance(got, bytes):
+            from .extract import document_page
+
+            return document_page(got, url, url)
+        if isinstance(got, str):
+            return text_page(got, url, url.rsplit("/", 1)[-1] or url)
+        if isinstance(got, Mapping):
+            title = str(got.get("title") or url)
+            if got.get("html") is not None:
+                return html_page(str(got["html"]), url, title)
+            return text_page(str(got.get("text") or ""), url, title)
+    except ExtractError as err:
+        raise BackendError(str(err)) from None
+    raise BackendError(f"{name} returned {type(got).__name__}; return the page text, a dict with title and "
+                       "text (or html), or a Page")

@@ -1,0 +1,226 @@
+"""Documents to pages: HTML, Markdown, plain text and PDF become the text the model reads.
+
+HTML goes through the reference's conversion (openai/gpt-oss `simple_browser/page_contents.py`,
+Apache-2.0): links become `【{id}†text】` (`【{id}†text†domain】` off-site) so the model can open them
+by id, images `[Image n: alt]`, then html2text makes Markdown-like text. Web pages fetched raw are
+first cut to their main content (readability-lxml). Markdown and text are read as written; PDFs
+page by page (pypdf). Every fetched page starts with a `URL:` line, as in the reference.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import PurePosixPath
+from urllib.parse import urljoin, urlparse
+
+from .page import Page, domain, merge_whitespace, replace_special_chars
+
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
+TEXT_SUFFIXES = {".txt", ".text", ".rst", ".org", ".tex", ".csv", ".tsv", ".json", ".yaml", ".yml", ".toml",
+                 ".py", ".log", ".ini", ".cfg"}
+PDF_SUFFIXES = {".pdf"}
+DOCUMENT_SUFFIXES = HTML_SUFFIXES | MARKDOWN_SUFFIXES | TEXT_SUFFIXES | PDF_SUFFIXES
+
+_SUP = re.compile(r"<sup( [^>]*)?>([\w\-]+)</sup>")
+_SUB = re.compile(r"<sub( [^>]*)?>([\w\-]+)</sub>")
+_TAGS_BETWEEN_WORDS = re.compile(r"(?<=\w)((<[^>]*>)+)(?=\w)")
+_ANCHOR_SPACE = re.compile(r"(【\@[^】]+】)(\s+)")
+_BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
+_EXTRA_NEWLINES = re.compile(r"\n(\s*\n)+")
+_SMP = re.compile(r"[\U00010000-\U0001FFFF]")
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_MARKDOWN_TITLE = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_SETEXT_TITLE = re.compile(r"\A\s*([^\n]{1,120}?)\s*\n\s*(?:=+|-+)\s*$", re.MULTILINE)
+
+
+class ExtractError(ValueError):
+    """A document could not be read as text (an encrypted or broken PDF, binary data); one line."""
+
+
+def with_url(url: str, text: str) -> str:
+    """A fetched page's text as the reference lays it out: a `URL:` line first."""
+    return f"\nURL: {url}\n{text}"
+
+
+def html_page(html: str, url: str, title: str | None = None, *, main_content: bool = False) -> Page:
+    """An HTML document as the model reads it; `main_content` drops navigation and boilerplate first
+    (for web pages fetched raw; the user's own documents are kept whole)."""
+    import lxml.etree
+    import lxml.html
+
+    raw = html
+    found_title = ""
+    if main_content:
+        html, found_title = _main_content(html)
+    html = _XML_DECLARATION.sub("", replace_special_chars(_SMP.sub("", html)))
+    try:
+        root = lxml.html.fromstring(html) if html.strip() else None
+    except (lxml.etree.ParserError, ValueError):
+        root = None
+    title_element = root.find(".//title") if root is not None else None
+    if not title:
+        title = found_title or (title_element.text if title_element is not None else None) or (domain(url) if url else "")
+    if root is None:
+        return Page(url=url, title=title, text=with_url(url, ""), raw=raw)
+    urls = _number_links(root, url)
+    _replace_images(root)
+    for node in root.findall(".//math"):
+        node.getparent().remove(node)
+    for node in root.xpath(".//script|.//style|.//noscript|.//template"):
+        node.getparent().remove(node)
+    text = _html_to_text(lxml.etree.tostring(root, encoding="UTF-8").decode())
+    text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
+    text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
+    return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
+
+
+def text_page(text: str, url: str, title: str, *, raw: str | None = None) -> Page:
+    """Plain text or Markdown, read as written (characters that look like link syntax replaced)."""
+    return Page(url=url, title=title, text=with_url(url, replace_special_chars(text.replace("\r\n", "\n"))), raw=raw)
+
+
+def heading_title(text: str) -> str | None:
+    """A document's title when it starts with one: an underlined first line, or the first `# Heading`."""
+    match = _SETEXT_TITLE.match(text) or _MARKDOWN_TITLE.search(text)
+    return match.group(1).strip() if match else None
+
+
+def pdf_text(data: bytes) -> tuple[str, str | None]:
+    """The text of a PDF, page after page, and its title if it has one."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ExtractError("the PDF is encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = (reader.metadata or {}).get("/Title") if reader.metadata else None
+    except ExtractError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as err:
+        raise ExtractError(f"not a readable PDF ({type(err).__name__}: {err})".splitlines()[0]) from None
+    text = "\n\n".join(p.strip("\n") for p in pages).strip()
+    return text, str(title).strip() if title else None
+
+
+def decode_text(data: bytes, charset: str | None = None) -> str:
+    """Bytes of a text document as str (the declared charset, else UTF-8, else Windows-1252); binary
+    data is refused."""
+    if b"\x00" in data[:8192]:
+        raise ExtractError("binary data, not a text document")
+    if charset:
+        try:
+            return data.decode(charset, "replace")
+        except LookupError:  # a charset Python does not know
+            pass
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")  # the usual non-UTF-8 text file; never fails
+
+
+def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
+                  main_content: bool = False) -> Page:
+    """Any supported document (by content type, else by file name) as a page."""
+    suffix = PurePosixPath(urlparse(name).path or name).suffix.lower()
+    content_type = content_type.split(";")[0].strip().lower()
+    stem = PurePosixPath(urlparse(name).path or name).name or name
+    if content_type == "application/pdf" or (not content_type and suffix in PDF_SUFFIXES) or data[:5] == b"%PDF-":
+        text, title = pdf_text(data)
+        return text_page(text, url, title or stem)
+    text = decode_text(data, charset)
+    if content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES):
+        return html_page(text, url, main_content=main_content)
+    if content_type and not content_type.startswith("text/") and content_type not in ("application/json",
+                                                                                        "application/xml"):
+        raise ExtractError(f"cannot read {content_type} documents")
+    return text_page(text, url, heading_title(text) or stem, raw=text)
+
+
+# ---------------------------------------------------------------- the reference's HTML conversion
+
+def _main_content(html: str) -> tuple[str, str]:
+    """readability-lxml's main content of a web page, unless it kept too little of it."""
+    from readability import Document
+
+    try:
+        document = Document(html)
+        summary, title = document.summary(html_partial=True), document.short_title()
+    except Exception:  # readability gives up on odd markup: keep the whole page
+        return html, ""
+    kept, whole = len(_visible_text(summary)), len(_visible_text(html))
+    return (summary if kept >= min(500, whole // 4) else html), title or ""
+
+
+def _visible_text(html: str) -> str:
+    return merge_whitespace(re.sub(r"<[^>]*>", " ", html)).strip()
+
+
+def _node_text(node: object) -> str:
+    return merge_whitespace(" ".join(node.itertext()))  # type: ignore[attr-defined]
+
+
+def _replace_node_with_text(node: object, text: str) -> None:
+    previous, parent = node.getprevious(), node.getparent()  # type: ignore[attr-defined]
+    tail = node.tail or ""  # type: ignore[attr-defined]
+    if previous is None:
+        parent.text = (parent.text or "") + text + tail
+    else:
+        previous.tail = (previous.tail or "") + text + tail
+    parent.remove(node)
+
+
+def _number_links(root: object, url: str) -> dict[str, str]:
+    """Each link becomes `【id†text】` (`【id†text†domain】` when it leaves the page's site); id -> URL."""
+    here = domain(url)
+    urls: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for a in root.findall(".//a[@href]"):  # type: ignore[attr-defined]
+        link = a.attrib["href"]
+        if link.startswith(("mailto:", "javascript:")):
+            continue
+        text = _node_text(a).replace("†", "‡")
+        if not re.sub(r"【\@([^】]+)】", "", text):  # an image link
+            continue
+        if link.startswith("#"):
+            _replace_node_with_text(a, text)
+            continue
+        try:
+            link = urljoin(url, link)
+            there = domain(link)
+        except ValueError:
+            there = ""
+        if not there:
+            continue
+        link_id = ids.get(link)
+        if link_id is None:
+            link_id = ids[link] = str(len(urls))
+            urls[link_id] = link
+        _replace_node_with_text(a, f"【{link_id}†{text}】" if there == here else f"【{link_id}†{text}†{there}】")
+    return urls
+
+
+def _replace_images(root: object) -> None:
+    for count, img in enumerate(root.findall(".//img")):  # type: ignore[attr-defined]
+        name = img.get("alt", img.get("title"))
+        _replace_node_with_text(img, f"[Image {count}: {name}]" if name else f"[Image {count}]")
+
+
+def _html_to_text(html: str) -> str:
+    import html2text
+
+    html = _SUP.sub(r"^{\2}", html)
+    html = _SUB.sub(r"_{\2}", html)
+    html = _TAGS_BETWEEN_WORDS.sub(r" \1", html)
+    converter = html2text.HTML2Text()
+    converter.ignore_links = True
+    converter.ignore_images = True
+    converter.body_width = 0
+    converter.ignore_tables = True
+    converter.unicode_snob = True
+    converter.ignore_emphasis = True
+    return converter.handle(html).strip()

@@ -1,0 +1,214 @@
+"""The default backend: the user's own documents (a folder, files, or texts in memory), searched with BM25.
+
+Each document is read once (HTML, Markdown, text, PDF; see extract.py) and cut into passages of a few
+of its wrapped lines; bm25s ranks the passages (English stop words and stems), and a search returns
+each document once, at its best passage, so `open` starts at the lines that matched. Nothing here
+touches the network, and `fetch` only ever returns one of the indexed documents: the model cannot
+read any other file.
+"""
+from __future__ import annotations
+
+import glob
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from .backends import Backend, BackendError
+from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page
+from .page import Page, SearchResult, merge_whitespace, strip_links
+
+PASSAGE_LINES = 8            # wrapped lines per indexed passage; passages overlap by half
+SNIPPET_CHARS = 240
+PROGRESS_FROM = 20           # files: show a progress bar from this many on
+MAX_FILE_BYTES = 50_000_000
+_RULES = re.compile(r"(?<!\S)(?:[-=*_~]{2,}|#+)(?!\S)")   # Markdown rules and heading marks, not words
+_KINDS = {".pdf": "PDF", ".md": "Markdown", ".markdown": "Markdown", ".html": "HTML", ".htm": "HTML",
+          ".xhtml": "HTML"}
+
+
+@dataclass
+class _Passage:
+    doc: int
+    line: int
+
+
+class LocalBackend(Backend):
+    """Documents in this process, ranked with BM25; see `from_paths` and `from_texts`."""
+
+    def __init__(self, pages: Iterable[Page], *, labels: Mapping[str, str] | None = None,
+                 roots: Iterable[str] = (), skipped: Iterable[tuple[str, str]] = (),
+                 kinds: Iterable[str] = ()) -> None:
+        self.pages: list[Page] = list(pages)
+        self.labels = dict(labels or {})                  # url -> what the model sees as its source
+        self.roots = list(roots)
+        self.skipped = list(skipped)                      # (name, why) of files that could not be read
+        self.kinds = Counter(kinds)
+        self._by_url = {p.url: i for i, p in enumerate(self.pages)}
+        self._by_name: dict[str, int] = {}
+        for i, page in enumerate(self.pages):
+            for name in (self.labels.get(page.url, ""), unquote(urlparse(page.url).path)):
+                if name:
+                    self._by_name.setdefault(name, i)
+                    self._by_name.setdefault(name.rsplit("/", 1)[-1], i)
+        self._index()
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | Path], *, progress: bool | None = None) -> LocalBackend:
+        """Folders (searched recursively for documents), files and glob patterns."""
+        files, roots = collect(paths)
+        if not files:
+            raise BackendError(f"no documents found in {', '.join(roots)} (the browser reads "
+                               f"{', '.join(sorted(DOCUMENT_SUFFIXES))})")
+        from tqdm.auto import tqdm
+
+        show = len(files) >= PROGRESS_FROM if progress is None else progress
+        pages, labels, skipped, kinds = [], {}, [], []
+        for path, label in tqdm(files, desc="Reading documents", unit="file", disable=not show):
+            try:
+                if path.stat().st_size > MAX_FILE_BYTES:
+                    raise ExtractError(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
+                page = document_page(path.read_bytes(), path.as_uri(), path.name)
+            except (ExtractError, OSError) as err:
+                skipped.append((label, str(err)))
+                continue
+            pages.append(page)
+            labels[page.url] = label
+            kinds.append(_kind(path.name))
+        if not pages:
+            raise BackendError(f"none of the {len(files)} documents could be read (first: {skipped[0][0]}: {skipped[0][1]})")
+        return cls(pages, labels=labels, roots=roots, skipped=skipped, kinds=kinds)
+
+    @classmethod
+    def from_texts(cls, texts: Mapping[str, str]) -> LocalBackend:
+        """Documents given as text, by name (the name is the page's URL and source; `.md`/`.html`
+        names are read as Markdown/HTML)."""
+        if not texts:
+            raise BackendError("no documents were given")
+        pages = [document_page(str(text).encode(), name, name) for name, text in texts.items()]
+        return cls(pages, labels={name: name for name in texts}, roots=["memory"], kinds=map(_kind, texts))
+
+    # ------------------------------------------------------------ the index
+
+    def _index(self) -> None:
+        import bm25s
+        import Stemmer
+        from bm25s.tokenization import Tokenizer
+
+        self._passages: list[_Passage] = []
+        corpus: list[str] = []
+        for d, page in enumerate(self.pages):
+            lines = page.lines
+            first = 2 if lines[:2] == ["", f"URL: {page.url}"] else 0   # after the `URL:` header
+            for start in range(first, max(first + 1, len(lines) - PASSAGE_LINES // 2), PASSAGE_LINES // 2):
+                text = "\n".join(lines[start:start + PASSAGE_LINES])
+                if text.strip():
+                    self._passages.append(_Passage(d, start))
+                    corpus.append(f"{page.title}\n{strip_links(text)}")
+        self._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english").stemWord, stopwords="en")
+        self._retriever = None
+        if corpus:
+            big = len(corpus) >= 20_000
+            tokens = self._tokenizer.tokenize(corpus, return_as="tuple", show_progress=big)
+            self._retriever = bm25s.BM25()
+            self._retriever.index(tokens, show_progress=big)
+
+    def search(self, query: str, topn: int) -> list[SearchResult]:
+        if self._retriever is None or topn <= 0:
+            return []
+        words = self._tokenizer.tokenize([query], update_vocab=False, return_as="string", show_progress=False)
+        if not any(words[0]):
+            return []
+        k = min(len(self._passages), max(topn * 8, 50))
+        ids, scores = self._retriever.retrieve(words, k=k, show_progress=False)
+        results: list[SearchResult] = []
+        seen: set[int] = set()
+        for passage_id, score in zip(ids[0], scores[0]):
+            passage = self._passages[int(passage_id)]
+            if score <= 0 or passage.doc in seen:
+                continue
+            seen.add(passage.doc)
+            page = self.pages[passage.doc]
+            results.append(SearchResult(page.title, page.url, _snippet(page, passage.line, query),
+                                        self.labels.get(page.url, page.url), passage.line))
+            if len(results) == topn:
+                break
+        return results
+
+    def fetch(self, url: str) -> Page:
+        i = self._by_url.get(url)
+        if i is None:
+            i = self._by_name.get(unquote(urlparse(url).path) if url.startswith("file:") else url.strip())
+        if i is None:
+            raise BackendError(f"not one of the {len(self.pages)} documents (open a search result by its id, "
+                               "or a document by its path)")
+        return self.pages[i]
+
+    # ------------------------------------------------------------ telling the user
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.kinds.most_common())
+        lines = sum(len(p.lines) for p in self.pages)
+        where = f" in {', '.join(self.roots)}" if self.roots and self.roots != ["memory"] else ""
+        text = f"{len(self.pages)} document{'s' * (len(self.pages) != 1)}{where} ({kinds}; {lines:,} lines)"
+        if self.skipped:
+            name, why = self.skipped[0]
+            text += f"; skipped {len(self.skipped)} that could not be read ({name}: {why}" + \
+                (", ..." if len(self.skipped) > 1 else "") + ")"
+        return text
+
+    def where(self) -> str:
+        return f"your {len(self.pages)} document{'s' * (len(self.pages) != 1)}"
+
+
+def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The document files under `paths` (folders recursively, hidden ones skipped; files; globs), each
+    with its label (its path relative to the folder it was found in), and the roots as given."""
+    files: dict[Path, str] = {}
+    roots: list[str] = []
+    for item in paths:
+        text = str(item)
+        roots.append(text)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                rel = found.relative_to(path)
+                if found.is_file() and found.suffix.lower() in DOCUMENT_SUFFIXES and \
+                        not any(part.startswith(".") for part in rel.parts):
+                    files.setdefault(found.resolve(), rel.as_posix())
+        elif path.is_file():
+            files.setdefault(path.resolve(), path.name)
+        elif glob.has_magic(text):
+            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True)) if Path(m).is_file()]
+            if not matches:
+                raise BackendError(f"no files match {text}")
+            for match in matches:
+                files.setdefault(match.resolve(), match.name)
+        else:
+            raise BackendError(f"no such file or folder: {text}")
+    return list(files.items()), roots
+
+
+def _kind(name: str) -> str:
+    return _KINDS.get(Path(name).suffix.lower(), "text")
+
+
+def _snippet(page: Page, line: int, query: str) -> str:
+    """The passage's text around the first query word it contains, about SNIPPET_CHARS long."""
+    text = merge_whitespace(_RULES.sub(" ", strip_links(" ".join(page.lines[line:line + PASSAGE_LINES])))).strip()
+    if len(text) <= SNIPPET_CHARS:
+        return text
+    words = [w for w in re.findall(r"\w{3,}", query.lower())]
+    lower = text.lower()
+    hits = [lower.find(w[: max(3, len(w) - 2)]) for w in words]
+    first = min((h for h in hits if h >= 0), default=0)
+    start = max(0, first - SNIPPET_CHARS // 4)
+    start = text.rfind(" ", 0, start) + 1 if start else 0
+    end = text.rfind(" ", start, start + SNIPPET_CHARS)
+    end = end if end > start else start + SNIPPET_CHARS
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+

@@ -1,0 +1,209 @@
+"""What the model sees of the browser: pages, numbered line windows, search and find results.
+
+gpt-oss was trained to browse with OpenAI's browser; its open reference (openai/gpt-oss,
+`gpt_oss/tools/simple_browser`, Apache-2.0) lays pages out as below, and this module reproduces that
+layout character for character: pages wrapped at 80 columns, windows of `L{n}: ` lines sized to
+about `view_tokens` tokens, a `[{cursor}] title (url)` header with a `**viewing lines [a - b] of n**`
+scrollbar, links as `【{id}†text】`, find results as `# 【{i}†match at L{n}】` blocks, citations as
+`【{cursor}†L{start}-L{end}】`. The teaching model (gpt-oss-tiny) learns to browse from this output,
+so it changes only together with the lead.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import textwrap
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlparse
+
+from ... import harmony
+
+FIND_PAGE_LINK_FORMAT = "# 【{idx}†{title}】"
+PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
+PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【\d*(?:†(?P<content>[^†】]*)(?:†[^†】]*)?)?$")
+LINK_PATTERN = re.compile(r"【\d+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
+CITATION_PATTERN = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
+FIND_HEADER = re.compile(r"^# 【\d+†match at L\d+】$")
+_CITED_LINES = re.compile(r"^\s*L(\d+)(?:\s*-\s*L?(\d+))?\s*$")
+_SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\u200b": ""}
+_SPECIAL_RE = re.compile("|".join(map(re.escape, _SPECIAL_CHARS)))
+
+
+@dataclass
+class Extract:
+    """A search result's snippet (or a find match): where a link leads and the line to open it at."""
+
+    url: str
+    text: str
+    title: str
+    line_idx: int | None = None
+
+
+@dataclass
+class SearchResult:
+    """One hit of a backend's search: a title, where it is, a snippet, and (local documents) the line
+    of the passage that matched, so `open` starts there."""
+
+    title: str
+    url: str
+    snippet: str = ""
+    source: str = ""          # the label after the title (the web's domain, a document's path)
+    line: int | None = None
+
+    def label(self) -> str:
+        return self.source or domain(self.url)
+
+
+@dataclass(eq=False)
+class Page:
+    """A page on the browser's stack: its text as the model reads it, its links by id, and for result
+    pages the snippets those links came with."""
+
+    url: str
+    title: str
+    text: str
+    urls: dict[str, str] = field(default_factory=dict)
+    snippets: dict[str, Extract] | None = None
+    raw: str | None = None          # the source (HTML, Markdown) for `view_source`
+    kind: str = "page"              # page | search | find
+    origin: Page | None = field(default=None, repr=False)   # the page a find page searched
+
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        """The page's text wrapped as the model sees it (line n is `L{n}`)."""
+        return wrap_lines(self.text)
+
+
+def replace_special_chars(text: str) -> str:
+    """Characters that would read as link or citation syntax become look-alikes (as the reference does)."""
+    return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS[m.group(0)], text)
+
+
+def merge_whitespace(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("\n", " "))
+
+
+def domain(url: str) -> str:
+    """The host of a URL (`www.example.com`), or of a bare domain."""
+    if "http" not in url:
+        url = "http://" + url
+    return urlparse(url).netloc
+
+
+def maybe_truncate(text: str, num_chars: int = 1024) -> str:
+    return text[: num_chars - 3] + "..." if len(text) > num_chars else text
+
+
+def wrap_lines(text: str, width: int = 80) -> list[str]:
+    """Wrap each line at `width` columns keeping whitespace and empty lines (the line numbers' basis)."""
+    return list(itertools.chain.from_iterable(
+        textwrap.wrap(line, width=width, replace_whitespace=False, drop_whitespace=False) if line else [""]
+        for line in text.split("\n")))
+
+
+def join_lines(lines: list[str], add_line_numbers: bool = False, offset: int = 0) -> str:
+    if add_line_numbers:
+        return "\n".join(f"L{i + offset}: {line}" for i, line in enumerate(lines))
+    return "\n".join(lines)
+
+
+def strip_links(text: str) -> str:
+    """`【3†text†domain】` -> `text` (find searches what a reader sees, not the link syntax)."""
+    text = PARTIAL_INITIAL_LINK_PATTERN.sub("", text)
+    text = PARTIAL_FINAL_LINK_PATTERN.sub(lambda m: m.group("content") or "", text)
+    return LINK_PATTERN.sub(lambda m: m.group("content"), text)
+
+
+# ---------------------------------------------------------------- windows sized in tokens
+
+@functools.cache
+def _token_lengths() -> list[int]:
+    """Characters each token of the Harmony vocabulary decodes to (bundled vocabulary, no download)."""
+    ranks = harmony.ranks()
+    lengths = [1] * (max(ranks.values()) + 1)
+    for token, rank in ranks.items():
+        lengths[rank] = len(token.decode("utf-8", "replace"))
+    return lengths
+
+
+def _token_starts(text: str) -> list[int]:
+    """Character offset where each token of `text` starts."""
+    lengths = _token_lengths()
+    ids = harmony.encode_text(text)
+    return [0, *itertools.accumulate(lengths[i] if i < len(lengths) else 1 for i in ids)][:-1] if ids else []
+
+
+def end_line(lines: list[str], loc: int, num_lines: int, view_tokens: int) -> int:
+    """The line after the last one shown from `loc`: `num_lines` lines, or (num_lines <= 0) as many
+    as fit in about `view_tokens` tokens of numbered text, rounding up to whole lines."""
+    total = len(lines)
+    if num_lines <= 0:
+        text = join_lines(lines[loc:], add_line_numbers=True, offset=loc)
+        num_lines = total
+        if len(text) > view_tokens:  # at least one character per token: short text fits
+            starts = _token_starts(text[: (view_tokens + 1) * max(_token_lengths())])
+            if len(starts) > view_tokens:
+                num_lines = text[: starts[view_tokens]].count("\n") + 1
+    return min(loc + num_lines, total)
+
+
+def display(page: Page, cursor: int, loc: int, end: int) -> str:
+    """`[cursor] title (url)`, the scrollbar, and lines loc..end-1 numbered: one browsing display."""
+    header = page.title
+    shown = maybe_truncate(unquote(page.url))
+    if shown:
+        header += f" ({shown})"
+    header += f"\n**viewing lines [{loc} - {end - 1}] of {len(page.lines) - 1}**\n\n"
+    return f"[{cursor}] {header}{join_lines(page.lines[loc:end], add_line_numbers=True, offset=loc)}"
+
+
+# ---------------------------------------------------------------- result pages
+
+def results_page(query: str, results: list[SearchResult]) -> Page:
+    """The search result page: `  * 【i†title†source】 snippet` per hit, under `# Search Results`
+    (what the reference's HTML result page becomes once converted, byte for byte)."""
+    items = []
+    urls: dict[str, str] = {}
+    snippets: dict[str, Extract] = {}
+    for i, hit in enumerate(results):
+        title = merge_whitespace(replace_special_chars(hit.title)).strip().replace("†", "‡") or hit.url
+        label = merge_whitespace(replace_special_chars(hit.label())).replace("†", "‡").strip()
+        snippet = merge_whitespace(replace_special_chars(hit.snippet)).strip()
+        items.append(f"  * 【{i}†{title}†{label}】 {snippet}")
+        urls[str(i)] = hit.url
+        snippets[str(i)] = Extract(url=hit.url, text=snippet, title=title, line_idx=hit.line)
+    text = "\nURL: \n# Search Results" + ("\n\n" + "\n".join(items) if items else "")
+    return Page(url="", title=query, text=text, urls=urls, snippets=snippets, kind="search")
+
+
+def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: int = 4) -> Page:
+    """Case-insensitive matches of `pattern` in `page`, each shown with the lines that follow it."""
+    pattern = pattern.lower()
+    lines = strip_links(join_lines(page.lines)).split("\n")
+    chunks: list[str] = []
+    snippets: dict[str, Extract] = {}
+    line_idx = 0
+    while line_idx < len(lines) and len(chunks) < max_results:
+        if pattern not in lines[line_idx].lower():
+            line_idx += 1
+            continue
+        snippet = "\n".join(lines[line_idx: line_idx + num_show_lines])
+        title = FIND_PAGE_LINK_FORMAT.format(idx=len(chunks), title=f"match at L{line_idx}")
+        snippets[str(len(chunks))] = Extract(url=page.url, text=snippet, title=f"#{len(chunks)}", line_idx=line_idx)
+        chunks.append(f"{title}\n{snippet}")
+        line_idx += num_show_lines
+    text = "\n\n".join(chunks) if chunks else f"No `find` results for pattern: `{pattern}`"
+    return Page(url=f"{page.url}/find?pattern={quote(pattern)}",
+                title=f"Find results for text: `{pattern}` in `{page.title}`", text=text,
+                urls={str(i): page.url for i in range(len(chunks))}, snippets=snippets, kind="find", origin=page)
+
+
+def cited_lines(content: str) -> tuple[int, int] | None:
+    """`L9-L11` -> (9, 11), `L3` -> (3, 3); None when the citation names no lines."""
+    match = _CITED_LINES.match(content)
+    if match is None:
+        return None
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) is not None else start
+    return (start, end) if end >= start else (end, start)

@@ -1,0 +1,360 @@
+"""The browser tool: gpt-oss's `browser.search` / `browser.open` / `browser.find`, over any backend.
+
+It behaves like the reference (openai/gpt-oss `simple_browser_tool.py`): every result is a page
+pushed on a stack and addressed by its cursor; `search` shows a numbered result page, `open` a
+window of numbered lines (by link id from a page, by URL, or scrolled with `loc`/`num_lines`),
+`find` the matches of a pattern in a page; the model cites what it read as `【cursor†Lstart-Lend】`
+and `citations()` resolves those against the stack. One Browser serves a whole conversation
+(`Session.browser`); `reset()` forgets its pages when the conversation is cleared.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from openai_harmony import ToolNamespaceConfig
+
+from ...events import Citation, ToolCall
+from ..base import Tool, ToolResult
+from .backends import Backend, BackendError, FunctionBackend, one_line
+from .local import LocalBackend
+from .page import (
+    CITATION_PATTERN, FIND_HEADER, Page, cited_lines, display, end_line, find_page, maybe_truncate,
+    replace_special_chars, results_page,
+)
+
+VIEW_SOURCE_PREFIX = "view-source:"
+_PARAMETERS = {
+    "search": {"query", "topn", "top_n", "source"},
+    "open": {"id", "cursor", "loc", "num_lines", "view_source", "source"},
+    "find": {"pattern", "cursor"},
+}
+_REQUIRED = {"search": "query", "find": "pattern"}
+_EXAMPLE = {"search": '{"query": "solar panel cleaning"}', "open": '{"id": 0}', "find": '{"pattern": "warranty"}'}
+
+
+class BrowserError(ValueError):
+    """The browser cannot be set up as asked (no documents, an unknown backend, a missing key); one line."""
+
+
+class _UsageError(Exception):
+    """The model used the browser wrongly (a bad cursor, link id or location); told to the model."""
+
+
+class Browser(Tool):
+    """gpt-oss's browser over your documents or a search backend.
+
+    `Browser("~/papers")` (a folder, files, globs), `Browser({"name.md": text, ...})` (texts in
+    memory), `Browser(search=my_search, fetch=my_fetch)` (your own search), or
+    `Browser(SearXNG("http://127.0.0.1:8888"))` / `Browser.from_sources(["searxng:http://..."])`.
+    `view_tokens` sizes the windows `open` shows (about that many tokens, as gpt-oss was trained);
+    a search shows at most `max_results` hits.
+    """
+
+    name = "browser"
+
+    def __init__(self, source: Backend | str | Path | Sequence[str | Path] | Mapping[str, str] | None = None, *,
+                 search: Callable[[str, int], Any] | None = None, fetch: Callable[[str], Any] | str | None = None,
+                 view_tokens: int = 1024, max_results: int = 20) -> None:
+        self.backend = _backend(source, search, fetch)
+        self.view_tokens = view_tokens
+        self.max_results = max_results
+        self.stack: list[Page] = []             # cursor -> page, as the model was shown them
+        self._fetched: dict[str, Page] = {}    # url -> page, so opening a link twice reads it once
+
+    @classmethod
+    def from_sources(cls, sources: Sequence[str], *, api_key_env: str | None = None, **options: Any) -> Browser:
+        """What `%gptoss browse` takes: folders, files and globs, or one backend: `searxng:URL` (or a bare
+        http(s) URL of a SearXNG instance), `exa`, `youcom` (keys from EXA_API_KEY / YDC_API_KEY, or
+        the variable `api_key_env` names)."""
+        return cls(_from_sources(list(sources), api_key_env), **options)
+
+    def describe(self) -> str:
+        """One line: what the browser reads."""
+        return self.backend.describe()
+
+    def __repr__(self) -> str:
+        return f"Browser({self.describe()}; {len(self.stack)} pages open)"
+
+    # ------------------------------------------------------------ the Tool protocol
+
+    def system_config(self) -> ToolNamespaceConfig:
+        """The browser namespace exactly as gpt-oss was trained on it (openai-harmony's)."""
+        return ToolNamespaceConfig.browser()
+
+    def approval_question(self, call: ToolCall) -> str:
+        try:
+            function, args = _parse(call)
+            question = self._question(function, args)
+        except _UsageError:
+            question = f"Run {call.recipient} with {call.input.strip() or 'no arguments'}?"
+        return one_line(question, 240)
+
+    def run(self, call: ToolCall) -> ToolResult:
+        t0 = time.perf_counter()
+        try:
+            function, args = _parse(call)
+            output, data = getattr(self, f"_{function}")(**args)
+            status = "done"
+        except (_UsageError, BrowserError) as err:
+            output, data, status = str(err), None, "error"
+        return ToolResult(status, output, time.perf_counter() - t0, data)  # type: ignore[arg-type]
+
+    def citations(self, text: str) -> list[Citation]:
+        """Each `【cursor†Lstart-Lend】` in `text`, with the page it points to and the cited lines
+        (empty text when the cursor or the lines were never shown)."""
+        found = []
+        for match in CITATION_PATTERN.finditer(text):
+            lines = cited_lines(match.group("content"))
+            if lines is None:
+                continue
+            cursor, (start, end) = int(match.group("cursor")), lines
+            page = self.stack[cursor] if cursor < len(self.stack) else None
+            url = title = quoted = ""
+            if page is not None:
+                source = page.origin or page
+                url, title = source.url, source.title
+                shown = page.lines[start:end + 1]
+                if page.kind == "find":
+                    shown = [line for line in shown if not FIND_HEADER.match(line)]
+                quoted = "\n".join(shown)
+            found.append(Citation(match.group(0), cursor, start, end, url, title, quoted))
+        return found
+
+    def reset(self) -> None:
+        self.stack.clear()
+        self._fetched.clear()
+
+    # ------------------------------------------------------------ what the model can call
+
+    def search(self, query: str, topn: int = 10) -> str:
+        """Search and show the result page (as the model sees it); raises ValueError on errors."""
+        return self._call(self._search, query=query, topn=topn)
+
+    def open(self, id: int | str = -1, cursor: int = -1, loc: int = -1, num_lines: int = -1,
+             view_source: bool = False) -> str:
+        """Open link `id` of page `cursor` (or a URL), or scroll the current page to line `loc`."""
+        return self._call(self._open, id=id, cursor=cursor, loc=loc, num_lines=num_lines, view_source=view_source)
+
+    def find(self, pattern: str, cursor: int = -1) -> str:
+        """Find `pattern` in the current page (or page `cursor`) and show the matches."""
+        return self._call(self._find, pattern=pattern, cursor=cursor)
+
+    def _call(self, method: Callable[..., tuple[str, Any]], **args: Any) -> str:
+        try:
+            return method(**args)[0]
+        except _UsageError as err:
+            raise BrowserError(str(err)) from None
+
+    # ------------------------------------------------------------ the reference's behaviour
+
+    def _search(self, query: str, topn: int = 10, top_n: int | None = None, source: str | None = None) -> tuple[str, Any]:
+        count = max(1, min(int(top_n or topn), self.max_results))
+        try:
+            results = self.backend.search(query, count)
+        except BackendError as err:
+            raise _UsageError(f"Error during search for `{query}`: {maybe_truncate(str(err))}") from None
+        self.stack.append(results_page(query, results))
+        text, data = self._show(0)
+        data["query"] = query
+        data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": r.label(), "snippet": r.snippet}
+                           for i, r in enumerate(results)]
+        return text, data
+
+    def _open(self, id: int | str = -1, cursor: int = -1, loc: int = -1, num_lines: int = -1,
+              view_source: bool = False, source: str | None = None) -> tuple[str, Any]:
+        snippet = None
+        stay = False
+        direct = isinstance(id, str)
+        if isinstance(id, str):
+            url = id
+        else:
+            current = self._page(cursor)
+            if id >= 0:
+                url = current.urls.get(str(id), "")
+                if not url:
+                    raise _UsageError(f"Invalid link id `{id}`.")
+                snippet = (current.snippets or {}).get(str(id))
+            else:
+                stay, url = not view_source, current.url
+        if stay:
+            page = current
+        else:
+            page = self._fetch(url, direct)
+            if view_source:
+                page = Page(url=VIEW_SOURCE_PREFIX + page.url, title=page.title,
+                            text=replace_special_chars(page.raw if page.raw is not None else page.text))
+                snippet = None
+        self.stack.append(page)
+        if loc < 0:
+            loc = snippet.line_idx if snippet is not None and snippet.line_idx is not None else 0
+            if loc > 4:
+                loc -= 4
+        return self._show(loc, num_lines)
+
+    def _find(self, pattern: str, cursor: int = -1) -> tuple[str, Any]:
+        page = self._page(cursor)
+        if page.snippets is not None:
+            raise _UsageError("Cannot run `find` on search results page or find results page")
+        found = find_page(str(pattern), page)
+        self.stack.append(found)
+        text, data = self._show(0)
+        data["pattern"] = str(pattern)
+        data["matches"] = [{"id": int(i), "line": e.line_idx, "text": e.text} for i, e in (found.snippets or {}).items()]
+        data["url"], data["title"] = page.url, page.title
+        return text, data
+
+    def _page(self, cursor: int) -> Page:
+        if not self.stack:
+            raise _UsageError("No pages to access!")
+        if cursor == -1:
+            return self.stack[-1]
+        if not 0 <= cursor < len(self.stack):
+            raise _UsageError(f"Cursor `{cursor}` is out of range. Available cursor indices: [0 - {len(self.stack) - 1}].")
+        return self.stack[cursor]
+
+    def _fetch(self, url: str, direct: bool) -> Page:
+        if not direct and url in self._fetched:
+            return self._fetched[url]
+        try:
+            page = self.backend.fetch(url)
+        except BackendError as err:
+            raise _UsageError(f"Error fetching URL `{maybe_truncate(url)}`: {maybe_truncate(str(err))}") from None
+        self._fetched[url] = page
+        return page
+
+    def _show(self, loc: int, num_lines: int = -1) -> tuple[str, dict[str, Any]]:
+        """The top page's window from `loc`; a location past the end takes the page off the stack."""
+        page, cursor = self.stack[-1], len(self.stack) - 1
+        total = len(page.lines)
+        if loc >= total:
+            self.stack.pop()
+            raise _UsageError(f"Invalid location parameter: `{loc}`. Cannot exceed page maximum of {total - 1}.")
+        end = end_line(page.lines, loc, num_lines, self.view_tokens)
+        data = {"kind": page.kind, "cursor": cursor, "title": page.title, "url": page.url, "start": loc,
+                "end": end - 1, "total": total - 1, "lines": [[loc + i, line] for i, line in enumerate(page.lines[loc:end])]}
+        return display(page, cursor, loc, end), data
+
+    # ------------------------------------------------------------ approval
+
+    def _question(self, function: str, args: dict[str, Any]) -> str:
+        if function == "search":
+            return f"Search {self.backend.where()} for {args['query']!r}?"
+        if function == "find":
+            title = self._title(args.get("cursor", -1))
+            return f"Find {args['pattern']!r} in {title}?" if title else f"Find {args['pattern']!r}?"
+        target = args.get("id", -1)
+        if isinstance(target, str):
+            return f"Open {target} ({self.backend.where()})?"
+        cursor = args.get("cursor", -1)
+        page = self.stack[cursor] if self.stack and -1 <= cursor < len(self.stack) else None
+        if target >= 0 and page is not None and str(target) in page.urls:
+            extract = (page.snippets or {}).get(str(target))
+            name = f"{extract.title} ({page.urls[str(target)]})" if extract else page.urls[str(target)]
+            return f"Open result {target}: {name}?"
+        if target < 0 and page is not None:
+            return f"Show {page.title or page.url} from line {max(args.get('loc', 0), 0)}?"
+        return f"Open link {target} of page {cursor}?"
+
+    def _title(self, cursor: int) -> str:
+        if self.stack and -1 <= cursor < len(self.stack):
+            page = self.stack[cursor]
+            return repr(page.title or page.url)
+        return ""
+
+
+def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
+    """The function (search, open, find) and its checked arguments; a _UsageError the model can act on."""
+    function = call.recipient.split(".", 1)[1].strip() if "." in call.recipient else ""
+    if function not in _PARAMETERS:
+        raise _UsageError(f"Unknown function: {function or call.recipient!r} (the browser has search, open and find)")
+    text = call.input.strip()
+    try:
+        args = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise _UsageError(f"Invalid function arguments: browser.{function} takes a JSON object, e.g. {_EXAMPLE[function]}")
+    unknown = sorted(set(args) - _PARAMETERS[function])
+    if unknown:
+        raise _UsageError(f"Invalid function arguments: browser.{function} has no parameter `{unknown[0]}` "
+                          f"(it takes {', '.join(sorted(_PARAMETERS[function]))})")
+    needed = _REQUIRED.get(function)
+    if needed and not isinstance(args.get(needed), str):
+        raise _UsageError(f"Invalid function arguments: browser.{function} needs `{needed}` (a string), "
+                          f"e.g. {_EXAMPLE[function]}")
+    for name in ("topn", "top_n", "cursor", "loc", "num_lines"):
+        if name in args:
+            args[name] = _integer(name, args[name])
+    if "id" in args:
+        value = args["id"]
+        args["id"] = int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() \
+            else value if isinstance(value, str) else _integer("id", value)
+    if "view_source" in args:
+        args["view_source"] = bool(args["view_source"])
+    return function, args
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _UsageError(f"`{name}` should be an integer, not `bool`")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise _UsageError(f"`{name}` should be an integer, not `{type(value).__name__}`")
+
+
+def _backend(source: Any, search: Any, fetch: Any) -> Backend:
+    if search is not None:
+        if source is not None:
+            raise BrowserError("give documents or a search function, not both")
+        try:
+            return FunctionBackend(search, fetch)
+        except TypeError as err:
+            raise BrowserError(str(err)) from None
+    if isinstance(source, Backend):
+        return source
+    if isinstance(source, Mapping):
+        try:
+            return LocalBackend.from_texts(source)
+        except BackendError as err:
+            raise BrowserError(str(err)) from None
+    if isinstance(source, (str, Path)):
+        return _from_sources([str(source)], None)
+    if isinstance(source, Sequence) and source:
+        return _from_sources([str(s) for s in source], None)
+    raise BrowserError("the browser needs something to read: a folder or files (Browser('~/docs')), texts "
+                       "(Browser({'name.md': text})), a backend (searxng:URL, exa, youcom) or search=my_function")
+
+
+_BACKENDS = {"exa": "exa", "youcom": "youcom", "you.com": "youcom", "you": "youcom", "ydc": "youcom"}
+
+
+def _from_sources(sources: list[str], api_key_env: str | None) -> Backend:
+    from .web import Exa, SearXNG, YouCom
+
+    if not sources:
+        raise BrowserError("give a folder, files, or a backend (searxng:URL, exa, youcom)")
+    specs = [s for s in sources if not Path(s).expanduser().exists() and (
+        s.lower().startswith(("searxng:", "http://", "https://")) or s.lower().rstrip(":") in _BACKENDS)]
+    try:
+        if not specs:
+            return LocalBackend.from_paths(sources)
+        if len(sources) > 1:
+            raise BrowserError(f"a search backend ({specs[0]}) is used alone, not with other sources")
+        spec = specs[0]
+        name = spec.lower().rstrip(":")
+        if name.startswith("searxng:"):
+            return SearXNG(spec.split(":", 1)[1])
+        if name.startswith(("http://", "https://")):
+            return SearXNG(spec)
+        keys = {"api_key_env": api_key_env} if api_key_env else {}
+        return Exa(**keys) if _BACKENDS[name] == "exa" else YouCom(**keys)
+    except BackendError as err:
+        raise BrowserError(str(err)) from None

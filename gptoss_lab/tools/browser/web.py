@@ -1,0 +1,192 @@
+"""Web backends, for users who configure one: self-hosted SearXNG, and the APIs the reference supports
+(Exa, You.com) with keys from environment variables.
+
+Nothing here runs unless the user chose such a backend (`%gptoss browse searxng:URL`, `exa`, `youcom`).
+Every failure (unreachable, refused, 401, timeout, not JSON, unexpected JSON) is a one-line
+`BackendError` naming the service, which the model reads as the tool's output. Requests to the APIs
+follow the reference (openai/gpt-oss `simple_browser/backend.py`); base URLs can be changed, which is
+how the tests talk to fake servers on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from .backends import Backend, BackendError, one_line
+from .extract import ExtractError, document_page, html_page
+from .page import Page, SearchResult
+
+TIMEOUT = 15.0
+MAX_PAGE_BYTES = 5_000_000
+USER_AGENT = "gptoss_lab-browser/0.1 (+https://github.com/openai/gpt-oss)"
+
+
+def _reason(err: Exception) -> str:
+    cause = err.__cause__ or err.__context__
+    text = str(err) or (str(cause) if cause else "") or type(err).__name__
+    return one_line(text, 160)
+
+
+class HttpService:
+    """Requests to one service, with every way they fail turned into one line naming it."""
+
+    def __init__(self, name: str, base_url: str, *, headers: dict[str, str] | None = None,
+                 timeout: float = TIMEOUT, key_hint: str = "") -> None:
+        self.name, self.base_url, self.timeout, self.key_hint = name, base_url.rstrip("/"), timeout, key_hint
+        self.headers = {"user-agent": USER_AGENT, **(headers or {})}
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = self.base_url + path
+        try:
+            response = httpx.request(method, url, headers=self.headers, timeout=self.timeout, **kwargs)
+        except httpx.TimeoutException:
+            raise BackendError(f"{self.name} did not answer within {self.timeout:g} s") from None
+        except httpx.ConnectError as err:
+            raise BackendError(f"cannot reach {self.name} at {self.base_url} ({_reason(err)})") from None
+        except httpx.HTTPError as err:
+            raise BackendError(f"{self.name} request failed: {type(err).__name__}: {_reason(err)}") from None
+        if response.status_code in (401, 403):
+            hint = f": check {self.key_hint}" if self.key_hint else ""
+            raise BackendError(f"{self.name} refused the request (HTTP {response.status_code}){hint}")
+        if response.status_code >= 400:
+            raise BackendError(f"{self.name} answered HTTP {response.status_code}: "
+                               f"{one_line(response.text, 160) or response.reason_phrase}")
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type")
+            raise BackendError(f"{self.name} answered with something that is not JSON ({kind}, "
+                               f"{len(response.content):,} bytes)") from None
+
+
+def _malformed(name: str, what: str) -> BackendError:
+    return BackendError(f"{name} answered JSON without {what}")
+
+
+class SearXNG(Backend):
+    """A SearXNG instance (self-hosted metasearch; its settings must allow the `json` format). Pages
+    are fetched from the web directly, cut to their main content."""
+
+    def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise BackendError(f"a SearXNG URL starts with http:// or https://, not {url!r}")
+        self.url, self.timeout = url.rstrip("/"), timeout
+        self._service = HttpService("SearXNG", self.url, timeout=timeout)
+
+    def search(self, query: str, topn: int) -> list[SearchResult]:
+        try:
+            data = self._service.json("GET", "/search", params={"q": query, "format": "json"})
+        except BackendError as err:
+            if "HTTP 403" in str(err):  # what SearXNG says when the json format is not enabled
+                raise BackendError("SearXNG refused JSON output (HTTP 403): add `json` to search.formats "
+                                   "in its settings.yml") from None
+            raise
+        hits = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(hits, list):
+            raise _malformed("SearXNG", "a `results` list")
+        return [SearchResult(str(h.get("title") or h["url"]), str(h["url"]), str(h.get("content") or ""))
+                for h in hits[:topn] if isinstance(h, dict) and h.get("url")]
+
+    def fetch(self, url: str) -> Page:
+        return fetch_web(url, timeout=self.timeout)
+
+    def describe(self) -> str:
+        return f"the web through SearXNG at {self.url}"
+
+    where = describe
+
+
+class _SearchApi(Backend):
+    """A paid search API with an `x-api-key` key read from an environment variable (or given)."""
+
+    NAME = BASE_URL = KEY_ENV = ""
+
+    def __init__(self, *, api_key: str | None = None, api_key_env: str | None = None,
+                 base_url: str | None = None, timeout: float = TIMEOUT) -> None:
+        env = api_key_env or self.KEY_ENV
+        key = api_key or os.environ.get(env)
+        if not key:
+            raise BackendError(f"the environment variable {env} is not set: put your {self.NAME} API key there "
+                               "(or pass api_key=...)")
+        self._service = HttpService(self.NAME, base_url or self.BASE_URL, headers={"x-api-key": key},
+                                    timeout=timeout, key_hint=f"the API key in {env}")
+
+    def describe(self) -> str:
+        return f"the web through {self.NAME} ({self._service.base_url})"
+
+    where = describe
+
+
+class Exa(_SearchApi):
+    """The Exa search API (key in EXA_API_KEY); pages come from its contents endpoint."""
+
+    NAME, BASE_URL, KEY_ENV = "Exa", "https://api.exa.ai", "EXA_API_KEY"
+
+    def search(self, query: str, topn: int) -> list[SearchResult]:
+        data = self._service.json("POST", "/search", json={"query": query, "numResults": topn,
+                                                           "contents": {"text": True, "summary": True}})
+        hits = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(hits, list):
+            raise _malformed("Exa", "a `results` list")
+        return [SearchResult(str(h.get("title") or h["url"]), str(h["url"]), str(h.get("summary") or ""))
+                for h in hits if isinstance(h, dict) and h.get("url")]
+
+    def fetch(self, url: str) -> Page:
+        data = self._service.json("POST", "/contents", json={"urls": [url], "text": {"includeHtmlTags": True}})
+        results = data.get("results") if isinstance(data, dict) else None
+        if not results or not isinstance(results[0], dict):
+            raise BackendError(f"Exa returned no contents for {url}")
+        return html_page(str(results[0].get("text") or ""), url, str(results[0].get("title") or "") or None)
+
+
+class YouCom(_SearchApi):
+    """The You.com search API (key in YDC_API_KEY): web and news results; pages from its contents endpoint."""
+
+    NAME, BASE_URL, KEY_ENV = "You.com", "https://api.ydc-index.io", "YDC_API_KEY"
+
+    def search(self, query: str, topn: int) -> list[SearchResult]:
+        data = self._service.json("GET", "/v1/search", params={"query": query, "count": topn})
+        groups = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(groups, dict):
+            raise _malformed("You.com", "a `results` object")
+        found = [(h, h.get("snippets")) for h in groups.get("web") or [] if isinstance(h, dict)]
+        found += [(h, h.get("description")) for h in groups.get("news") or [] if isinstance(h, dict)]
+        return [SearchResult(str(h.get("title") or h["url"]), str(h["url"]),
+                             " ".join(map(str, text)) if isinstance(text, list) else str(text or ""))
+                for h, text in found if h.get("url")]
+
+    def fetch(self, url: str) -> Page:
+        data = self._service.json("POST", "/v1/contents", json={"urls": [url], "livecrawl_formats": "html"})
+        if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+            raise BackendError(f"You.com returned no contents for {url}")
+        if "html" not in data[0]:
+            raise BackendError(f"You.com returned no HTML for {url}")
+        return html_page(str(data[0]["html"] or ""), url, str(data[0].get("title") or "") or None)
+
+
+def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
+    """A web page fetched directly (http and https only, at most MAX_PAGE_BYTES), cut to its main content."""
+    if not url.startswith(("http://", "https://")):
+        raise BackendError("only http:// and https:// addresses can be opened")
+    try:
+        with httpx.stream("GET", url, headers={"user-agent": USER_AGENT}, timeout=timeout,
+                          follow_redirects=True) as response:
+            if response.status_code >= 400:
+                raise BackendError(f"HTTP {response.status_code} {response.reason_phrase}")
+            data = b""
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > MAX_PAGE_BYTES:
+                    raise BackendError(f"the page is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
+            content_type, charset = response.headers.get("content-type", ""), response.charset_encoding
+            final = str(response.url)
+    except httpx.TimeoutException:
+        raise BackendError(f"no answer within {timeout:g} s") from None
+    except httpx.HTTPError as err:
+        raise BackendError(f"{type(err).__name__}: {_reason(err)}") from None
+    try:
+        return document_page(data, final, final, content_type=content_type, charset=charset, main_content=True)
+    except ExtractError as err:
+        raise BackendError(str(err)) from None

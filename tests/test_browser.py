@@ -1,0 +1,274 @@
+"""The browser tool: what the model sees (the reference's formats), the page stack, and citations.
+
+Expected strings marked "reference" were produced by openai/gpt-oss's own simple_browser code
+(`process_html`, `SimpleBrowserTool`) on the same input: the model must see exactly what it saw in training.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from openai_harmony import ToolNamespaceConfig
+
+from gptoss_lab import harmony
+from gptoss_lab.events import ToolCall
+from gptoss_lab.tools.browser import Browser, BrowserError, LocalBackend, SearchResult, demo_folder
+from gptoss_lab.tools.browser.demo import DEMO_FACTS, text_pdf
+from gptoss_lab.tools.browser.extract import document_page, html_page
+from gptoss_lab.tools.browser.page import Page, display, end_line, find_page, join_lines, results_page
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_folder(tmp_path_factory.mktemp("browser") / "docs")
+
+
+def call(recipient: str, **args: object) -> ToolCall:
+    return ToolCall(f"browser.{recipient}", "analysis", json.dumps(args), "code")
+
+
+def line_of(page_text: str, words: str) -> int:
+    """The `L{n}` number of the first displayed line containing `words`."""
+    for line in page_text.splitlines():
+        if words in line and line.startswith("L"):
+            return int(line.split(":", 1)[0][1:])
+    raise AssertionError(f"{words!r} not shown in:\n{page_text}")
+
+
+# ---------------------------------------------------------------- the reference's formats
+
+def test_result_page_is_what_the_reference_shows() -> None:
+    hits = [SearchResult("Solar panel care", "https://www.example.com/solar", "Clean panels twice a year."),
+            SearchResult("Wind turbines", "https://other.org/wind?a=1&b=2", "Turbines need oil. They 【x】 spin.")]
+    page = results_page("solar care", hits)
+    # reference: process_html of the Exa/You.com result page for these hits
+    assert page.text == ("\nURL: \n# Search Results\n\n  * 【0†Solar panel care†www.example.com】 Clean panels twice a year."
+                         "\n  * 【1†Wind turbines†other.org】 Turbines need oil. They 〖x〗 spin.")
+    assert page.urls == {"0": "https://www.example.com/solar", "1": "https://other.org/wind?a=1&b=2"}
+    assert page.title == "solar care" and page.url == ""
+    # reference: an empty title/snippet and a dagger in a title; no results at all
+    odd = results_page("q", [SearchResult("T  i\n t†le", "https://x.com/a", "")])
+    assert odd.text == "\nURL: \n# Search Results\n\n  * 【0†T i t‡le†x.com】 "
+    assert results_page("q", []).text == "\nURL: \n# Search Results"
+
+
+def test_html_is_converted_as_the_reference_does() -> None:
+    html = """<html><head><title>My page</title></head><body><h1>Heading</h1><p>First para with a <a href="/x">local link</a> and <a href="https://ext.com/y">external</a>.</p>
+<p>Second para<sup>2</sup> H<sub>2</sub>O. <img alt="a cat" src="c.png"> <img src="d.png"></p><ul><li>one</li><li>two</li></ul>
+<table><tr><td>a</td><td>b</td></tr></table><pre>code
+  block</pre></body></html>"""
+    page = html_page(html, "https://site.com/page")
+    reference = ("# Heading \n\nFirst para with a 【0†local link】 and 【1†external†ext.com】.\n\nSecond para^{2} H_{2}O. "
+                 "[Image 0: a cat] [Image 1]\n\n  * one \n  * two\n\na b   \n\n    code\n      block")
+    assert page.text == "\nURL: https://site.com/page\n" + reference
+    assert page.urls == {"0": "https://site.com/x", "1": "https://ext.com/y"} and page.title == "My page"
+    # reference: a page fetched through the Exa/You.com contents endpoint
+    assert html_page("<div>Fetch Result 1 text</div>", "https://www.example.com/fetch1", "Fetch Result 1").text == \
+        "\nURL: https://www.example.com/fetch1\nFetch Result 1 text"
+
+
+def test_display_header_scrollbar_and_numbered_lines() -> None:
+    page = Page(url="https://example.com/a%20b", title="A page", text="first\n\n" + "x" * 170)
+    assert display(page, 3, 0, len(page.lines)) == (
+        "[3] A page (https://example.com/a b)\n**viewing lines [0 - 4] of 4**\n\n"
+        "L0: first\nL1: \nL2: " + "x" * 80 + "\nL3: " + "x" * 80 + "\nL4: " + "x" * 10)
+    assert display(page, 0, 2, 3).splitlines()[1] == "**viewing lines [2 - 2] of 4**"
+
+
+def test_windows_hold_about_view_tokens_tokens_rounded_up_to_whole_lines() -> None:
+    words = " ".join(f"word{i}" for i in range(3000))
+    lines = Page(url="u", title="t", text=words).lines
+    for loc, view in ((0, 1024), (40, 200), (10, 64)):
+        end = end_line(lines, loc, -1, view)
+        shown = join_lines(lines[loc:end], add_line_numbers=True, offset=loc)
+        fewer = join_lines(lines[loc:end - 1], add_line_numbers=True, offset=loc)
+        assert len(harmony.encode_text(fewer)) < view <= len(harmony.encode_text(shown)) + 1
+    assert end_line(lines, 5, 7, 1024) == 12                 # num_lines given: exactly that many
+    assert end_line(lines, len(lines) - 2, 50, 1024) == len(lines)
+    short = Page(url="u", title="t", text="a\nb\nc").lines
+    assert end_line(short, 0, -1, 1024) == 3                  # short pages are shown whole
+
+
+def test_find_results_format() -> None:
+    page = Page(url="https://x.org/p", title="P", text="alpha\nThe Code is 42\nbeta\ngamma\ndelta\nanother code 【3†link†x.org】 here")
+    found = find_page("CODE", page)
+    assert found.text == ("# 【0†match at L1】\nThe Code is 42\nbeta\ngamma\ndelta\n\n"
+                          "# 【1†match at L5】\nanother code link here")
+    assert found.title == "Find results for text: `code` in `P`"
+    assert found.url == "https://x.org/p/find?pattern=code"
+    assert find_page("zzz", page).text == "No `find` results for pattern: `zzz`"
+
+
+def test_system_config_is_the_trained_browser_namespace() -> None:
+    browser = Browser({"a.md": "# A\nhello"})
+    assert browser.system_config() == ToolNamespaceConfig.browser()
+    text = harmony.decode(harmony.encoding().render(harmony.system_message("low", tools=[browser.system_config()])))
+    assert "## browser\n\n// Tool for browsing." in text and "`【{cursor}†L{line_start}(-L{line_end})?】`" in text
+    assert "type search = (_: {\nquery: string," in text and "type find = (_: {\npattern: string," in text
+
+
+# ---------------------------------------------------------------- search, open, find and the page stack
+
+def test_search_open_find_walk_the_page_stack(docs: Path) -> None:
+    browser = Browser(docs)
+    results = browser.run(call("search", query="inverter reset code"))
+    assert results.status == "done"
+    assert results.output.startswith("[0] inverter reset code\n**viewing lines [0 - ")
+    assert "\nL4:   * 【0†Rooftop solar array: maintenance notes†equipment/solar-array.txt】 " in results.output
+    assert results.data["results"][0]["url"] == (docs / "equipment/solar-array.txt").resolve().as_uri()
+
+    opened = browser.run(call("open", id=0))
+    header = opened.output.splitlines()
+    assert header[0] == f"[1] Rooftop solar array: maintenance notes ({(docs / 'equipment/solar-array.txt').resolve().as_uri()})"
+    assert header[1].startswith("**viewing lines [") and header[2] == ""
+    fact = line_of(opened.output, "the reset code is 7719")
+    assert opened.data["start"] <= fact <= opened.data["end"]   # opened at the passage that matched
+    assert [n for n, _ in opened.data["lines"]] == list(range(opened.data["start"], opened.data["end"] + 1))
+
+    found = browser.run(call("find", pattern="reset code"))
+    assert found.output.startswith("[2] Find results for text: `reset code` in `Rooftop solar array: maintenance notes`")
+    assert f"L0: # 【0†match at L{fact}】\nL1: keypad: the reset code is 7719." in found.output
+    assert found.data["matches"][0]["line"] == fact
+
+    scrolled = browser.run(call("open", cursor=1, loc=0, num_lines=3))   # scroll an earlier page: a new cursor
+    assert scrolled.output.splitlines()[:2] == [header[0].replace("[1]", "[3]", 1), "**viewing lines [0 - 2] of "
+                                                + header[1].rsplit(" of ", 1)[1]]
+    again = browser.run(call("open", cursor=0, id=0))                    # a link of the result page, from the cache
+    assert again.output.startswith("[4] Rooftop solar array") and len(browser.stack) == 5
+    assert browser.stack[4] is browser.stack[1]
+
+
+def test_link_in_a_document_opens_another_document(docs: Path) -> None:
+    browser = Browser(docs)
+    browser.run(call("open", id=(docs / "reports/survey-2024.html").resolve().as_uri()))
+    shown = browser.run(call("open", id=0))          # 【0†Leave】 -> ../handbook/leave.md
+    assert shown.status == "done" and shown.output.startswith("[1] Paid leave at Kestrel Labs")
+    outside = browser.run(call("open", cursor=0, id=1))   # the web link: not one of the documents
+    assert outside.status == "error"
+    assert outside.output == ("Error fetching URL `https://example.org/kestrel`: not one of the 4 documents "
+                              "(open a search result by its id, or a document by its path)")
+
+
+def test_model_mistakes_get_the_reference_messages(docs: Path) -> None:
+    browser = Browser(docs)
+    assert browser.run(call("open", id=0)).output == "No pages to access!"
+    assert browser.run(call("find", pattern="x")).output == "No pages to access!"
+    browser.run(call("search", query="greenhouse humidity"))
+    assert browser.run(call("open", id=7)).output == "Invalid link id `7`."
+    assert browser.run(call("open", cursor=4, id=0)).output == "Cursor `4` is out of range. Available cursor indices: [0 - 0]."
+    assert browser.run(call("find", pattern="x")).output == "Cannot run `find` on search results page or find results page"
+    bad = browser.run(call("open", id=0, loc=999))
+    assert bad.status == "error" and bad.output.startswith("Invalid location parameter: `999`. Cannot exceed page maximum of ")
+    assert len(browser.stack) == 1                    # the page that could not be shown is not kept
+    assert browser.run(ToolCall("browser.search", "analysis", "solar", "code")).output == \
+        'Invalid function arguments: browser.search takes a JSON object, e.g. {"query": "solar panel cleaning"}'
+    assert browser.run(call("search", q="x")).output.startswith("Invalid function arguments: browser.search has no parameter `q`")
+    assert browser.run(ToolCall("browser.click", "analysis", "{}")).output == \
+        "Unknown function: 'click' (the browser has search, open and find)"
+    assert browser.run(call("open", cursor="zero")).output == "`cursor` should be an integer, not `str`"
+    outside = browser.run(call("open", id="/etc/passwd"))
+    assert outside.status == "error" and "not one of the 4 documents" in outside.output
+
+
+def test_numbers_written_loosely_still_work(docs: Path) -> None:
+    browser = Browser(docs)
+    browser.run(call("search", query="greenhouse humidity"))
+    shown = browser.run(call("open", id="0", cursor=0.0, loc="2", num_lines=2.0))
+    assert shown.status == "done" and shown.data["start"] == 2 and shown.data["end"] == 3
+
+
+def test_documents_of_every_kind_are_read(docs: Path, tmp_path: Path) -> None:
+    backend = LocalBackend.from_paths([docs])
+    assert sorted(backend.kinds) == ["HTML", "Markdown", "PDF", "text"]
+    pdf = backend.fetch((docs / "manuals/greenhouse.pdf").resolve().as_uri())
+    assert pdf.title == "Greenhouse operating manual" and "Keep the humidity at 68 percent" in pdf.text
+    assert backend.fetch("handbook/leave.md").title == "Paid leave at Kestrel Labs"      # by path, as listed
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    (tmp_path / "ok.txt").write_text("Owls hunt at night.\n")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "secret.md").write_text("# Secret\n")
+    mixed = LocalBackend.from_paths([tmp_path])
+    assert [p.title for p in mixed.pages] == ["ok.txt"]
+    assert mixed.describe().startswith("1 document in ") and "skipped 1 that could not be read (broken.pdf: " in mixed.describe()
+    assert document_page(text_pdf(["Hello (world)"]), "x.pdf", "x.pdf").text.endswith("Hello (world)")
+
+
+def test_sources_that_do_not_exist_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(BrowserError, match=r"^no such file or folder: .*nowhere$"):
+        Browser.from_sources([str(tmp_path / "nowhere")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BrowserError, match=r"^no documents found in "):
+        Browser.from_sources([str(tmp_path / "empty")])
+    with pytest.raises(BrowserError, match="needs something to read"):
+        Browser()
+    with pytest.raises(BrowserError, match="used alone"):
+        Browser.from_sources(["searxng:http://127.0.0.1:1", str(tmp_path)])
+
+
+def test_in_memory_texts_and_a_search_function() -> None:
+    memory = Browser({"notes/owls.md": "# Owls\n\nBarn owls swallow mice whole.", "bats.txt": "Bats hunt by echo."})
+    assert memory.search("barn owl").splitlines()[7] == "L4:   * 【0†Owls†notes/owls.md】 Owls Barn owls swallow mice whole."
+    assert memory.open(id=0).endswith("\nL2: # Owls\nL3: \nL4: Barn owls swallow mice whole.")
+    assert memory.describe() == "2 documents (1 Markdown, 1 text; 8 lines)"
+
+    def wiki(query: str, topn: int) -> list[dict[str, str]]:
+        return [{"title": "Owl", "url": "https://wiki.example/owl", "snippet": "Owls are birds.",
+                 "text": "Owls are birds.\nThey hunt at night."}][:topn]
+
+    def failing(query: str, topn: int) -> list[dict[str, str]]:
+        raise ConnectionError("the wiki is down")
+
+    browser = Browser(search=wiki)
+    assert "【0†Owl†wiki.example】 Owls are birds." in browser.search("owls")
+    assert "L3: They hunt at night." in browser.open(id=0)
+    result = Browser(search=failing).run(call("search", query="owls"))
+    assert result.status == "error"
+    assert result.output == "Error during search for `owls`: failing raised ConnectionError: the wiki is down"
+
+
+# ---------------------------------------------------------------- citations and approval
+
+def test_citations_resolve_to_the_lines_the_model_saw(docs: Path) -> None:
+    browser = Browser(docs)
+    browser.run(call("search", query="greenhouse humidity"))
+    opened = browser.run(call("open", id=0))
+    fact = line_of(opened.output, "humidity at 68 percent")
+    found = browser.run(call("find", pattern="68 percent"))
+    assert found.status == "done"
+    answer = f"Keep it at 68 percent 【1†L{fact}】, see also 【2†L0-L1】 and 【1†L{fact}-L{fact + 1}】 【7†L1】 【0†Owl】."
+    cites = browser.citations(answer)
+    assert [c.marker for c in cites] == [f"【1†L{fact}】", "【2†L0-L1】", f"【1†L{fact}-L{fact + 1}】", "【7†L1】"]
+    first, in_find, two, unknown = cites
+    assert (first.cursor, first.start, first.end) == (1, fact, fact)
+    assert first.text == "Keep the humidity at 68 percent during the day and let it fall at night."
+    assert first.url == (docs / "manuals/greenhouse.pdf").resolve().as_uri() and first.title == "Greenhouse operating manual"
+    assert in_find.text == "Keep the humidity at 68 percent during the day and let it fall at night."  # header left out
+    assert in_find.url == first.url
+    assert two.text.splitlines()[1] == "The temperature should stay between 18 and 24 degrees Celsius."
+    assert (unknown.url, unknown.text) == ("", "")
+    browser.reset()
+    assert browser.stack == [] and browser.citations(answer)[0].text == ""
+
+
+def test_approval_questions_say_what_will_be_read(docs: Path) -> None:
+    browser = Browser(docs)
+    assert browser.approval_question(call("search", query="solar")) == "Search your 4 documents for 'solar'?"
+    browser.run(call("search", query="solar inverter"))
+    question = browser.approval_question(call("open", id=0))
+    assert question == ("Open result 0: Rooftop solar array: maintenance notes "
+                        f"({(docs / 'equipment/solar-array.txt').resolve().as_uri()})?")
+    browser.run(call("open", id=0))
+    assert browser.approval_question(call("find", pattern="code")) == "Find 'code' in 'Rooftop solar array: maintenance notes'?"
+    assert browser.approval_question(call("open", id="https://x.org")) == "Open https://x.org (your 4 documents)?"
+    assert browser.approval_question(ToolCall("browser.open", "analysis", "nonsense")) == "Run browser.open with nonsense?"
+
+
+def test_demo_folder_states_each_fact_once_and_search_finds_it_first(docs: Path) -> None:
+    browser = Browser(docs)
+    pages = LocalBackend.from_paths([docs]).pages
+    for fact in DEMO_FACTS:
+        hits = [p for p in pages if fact.quote in p.text]
+        assert len(hits) == 1 and hits[0].url.endswith(fact.file) and fact.answer in fact.quote
+        assert browser.search(fact.question).splitlines()[7].startswith(f"L4:   * 【0†{hits[0].title}†{fact.file}】"), fact.question

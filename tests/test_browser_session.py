@@ -1,0 +1,98 @@
+"""Browsing turns through the session (ReplayEngine plays recorded gpt-oss browser calls): the calls
+reach the browser, its pages come back to the model as `browser.*` tool messages, and the answer's
+citations resolve to the lines that state the fact."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.events import ToolUpdate
+from gptoss_lab.session import TurnError
+from gptoss_lab.tools.browser import Browser, demo_folder
+from gptoss_lab.tools.browser.demo import DEMO_QUESTION, DEMO_RECORDING
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo_folder(tmp_path_factory.mktemp("browse") / "docs")
+
+
+class Approver:
+    """A view that approves every call and keeps the questions it was asked."""
+
+    stop_requested = False
+
+    def __init__(self, answer: bool = True) -> None:
+        self.answer, self.questions = answer, []
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, ToolUpdate) and event.call.status == "waiting":
+            self.questions.append(event.call.question)
+
+    def approve(self, call: object) -> bool:
+        return self.answer
+
+
+def browsing_session(docs: Path, **settings: object) -> Session:
+    settings.setdefault("approval", "auto")
+    return Session(ReplayEngine(DEMO_RECORDING), namespace={}, browser=Browser(docs), tools="browser",
+                   date="2026-11-25", **settings)
+
+
+def test_search_open_find_then_an_answer_whose_citations_resolve(docs: Path) -> None:
+    session = browsing_session(docs)
+    reply = session.ask(DEMO_QUESTION)
+    assert [c.recipient for c in reply.tool_calls] == ["browser.search", "browser.open", "browser.find"]
+    assert [c.status for c in reply.tool_calls] == ["done", "done", "done"]
+    search, opened, found = reply.tool_calls
+    assert search.output.startswith("[0] greenhouse humidity\n**viewing lines [0 - ")
+    assert "L4:   * 【0†Greenhouse operating manual†manuals/greenhouse.pdf】" in search.output
+    assert "\nL4: Keep the humidity at 68 percent during the day and let it fall at night." in opened.output
+    assert found.output.startswith("[2] Find results for text: `humidity` in `Greenhouse operating manual`")
+    assert search.data["results"][0]["title"] == "Greenhouse operating manual"
+
+    assert reply.final.startswith("Keep the greenhouse at **68 percent** humidity")
+    first, second = reply.citations
+    manual = (docs / "manuals/greenhouse.pdf").resolve().as_uri()
+    assert (first.marker, first.cursor, first.start, first.end, first.url) == ("【1†L4】", 1, 4, 4, manual)
+    assert first.text == "Keep the humidity at 68 percent during the day and let it fall at night."
+    assert second.text == "The temperature should stay between 18 and 24 degrees Celsius."
+    assert first.title == "Greenhouse operating manual"
+
+    exported = session.export()
+    assert "## browser\n\n// Tool for browsing." in exported                      # the trained namespace
+    assert "<|start|>assistant to=browser.search<|channel|>analysis code<|message|>{\"query\": \"greenhouse humidity\"}<|call|>" in exported
+    assert ("<|start|>browser.search to=assistant<|channel|>analysis<|message|>[0] greenhouse humidity\n"
+            in exported)                                                        # answered as browser.search
+    assert "<|start|>browser.find to=assistant<|channel|>analysis<|message|>[2] Find results" in exported
+
+
+def test_browser_calls_follow_the_approval_policy(docs: Path) -> None:
+    view = Approver()
+    reply = browsing_session(docs, approval="ask").ask(DEMO_QUESTION, view=view)
+    assert view.questions == ["Search your 4 documents for 'greenhouse humidity'?",
+                              "Open result 0: Greenhouse operating manual "
+                              f"({(docs / 'manuals/greenhouse.pdf').resolve().as_uri()})?",
+                              "Find 'humidity' in 'Greenhouse operating manual'?"]
+    assert [c.status for c in reply.tool_calls] == ["done", "done", "done"]
+
+    skipped = browsing_session(docs, approval="never").ask(DEMO_QUESTION)
+    assert skipped.tool_calls[0].status == "skipped"
+    assert skipped.tool_calls[0].output.startswith("Not run: the user's settings do not allow tool calls")
+    assert all(c.text == "" for c in skipped.citations)   # the model cites pages it never saw: nothing to show
+
+
+def test_one_browser_per_conversation_and_reset_forgets_its_pages(docs: Path) -> None:
+    session = browsing_session(docs)
+    session.ask(DEMO_QUESTION)
+    assert len(session.browser.stack) == 3
+    session.reset()
+    assert session.browser.stack == []
+
+
+def test_asking_for_the_browser_without_documents_is_one_line() -> None:
+    session = Session(ReplayEngine("<|channel|>final<|message|>x<|return|>"), namespace={}, tools="browser")
+    with pytest.raises(TurnError, match="the browser has no documents to read: choose them with `%gptoss browse FOLDER`"):
+        session.ask("hello")
