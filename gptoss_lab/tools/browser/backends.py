@@ -41,8 +41,8 @@ class Backend(ABC):
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """The first line of `text`, cut to `limit` characters (error messages stay one line)."""
-    line = " ".join(str(text).split("\n", 1)[0].split())
+    """`text` on one line (whitespace runs become one space), cut to `limit` characters."""
+    line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
