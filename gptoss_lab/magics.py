@@ -99,7 +99,9 @@ def _line_parser() -> _Parser:
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
     command("routing", "show the last reply's expert routing")
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
-    browse.add_argument("source", nargs="+", help="folders/files, or a backend URL")
+    browse.add_argument("source", nargs="+", help="folders, files or globs; or one backend: searxng:URL, exa, youcom")
+    browse.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the exa/youcom API key "
+                        "(default EXA_API_KEY / YDC_API_KEY)")
     doctor = command("doctor", "will this model fit here? parameters, memory, kernels, longest context")
     doctor.add_argument("model", nargs="?", help="hub id, folder or config (default: the loaded model or tiny)")
     return p
@@ -260,7 +262,7 @@ class GptossMagics(Magics):
         elif command == "routing":
             return self._last_routing()
         elif command == "browse":
-            self._browse(opts.source)
+            self._browse(opts.source, opts.api_key_env)
         elif command == "doctor":
             from . import doctor
 
@@ -300,10 +302,13 @@ class GptossMagics(Magics):
         for reply in session.replies:
             display(Transcript.from_reply(reply))
 
-    def _browse(self, sources: list[str]) -> None:
-        from .tools.browser import Browser
+    def _browse(self, sources: list[str], api_key_env: str | None) -> None:
+        from .tools.browser import Browser, BrowserError
 
-        browser = _one_line(Browser.from_sources, sources)
+        try:
+            browser = Browser.from_sources(sources, api_key_env=api_key_env)
+        except BrowserError as err:
+            raise UsageError(f"%gptoss browse: {err}") from None
         self._session().browser = browser
         print(f"The browser reads {browser.describe()}; ask with `%%gptoss --tools browser` "
               "(or `%gptoss config tools=python,browser`).")
