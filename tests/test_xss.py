@@ -104,11 +104,14 @@ def _problems(html: str) -> list[str]:
 
 
 def _without_our_style(html: str) -> str:
-    """The saved transcript starts with its own constant <style> block; everything after it is audited."""
-    start = '<div class="gx-fallback"><style>'
-    head, _, rest = html.partition("</style>")
-    assert head.startswith(start) and "<" not in head[len(start):]
-    return '<div class="gx-fallback">' + rest
+    """The saved transcript starts with its own constant <style> blocks; everything after them is audited."""
+    start = '<div class="gx-fallback">'
+    assert html.startswith(start)
+    rest = html[len(start):]
+    while rest.startswith("<style>"):
+        css, _, rest = rest[len("<style>"):].partition("</style>")
+        assert "<" not in css
+    return start + rest
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

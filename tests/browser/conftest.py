@@ -201,6 +201,23 @@ def save_notebook(page, jupyter_lab: Lab) -> Callable[[str], dict]:
 
 
 @pytest.fixture()
+def kernel_run(page) -> Callable[[str], str]:
+    """Run code in the open notebook's kernel from the page (as a cell would); returns what it printed."""
+
+    def run(code: str) -> str:
+        return page.evaluate("""async (code) => {
+          const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+          const future = kernel.requestExecute({ code });
+          let out = "";
+          future.onIOPub = (msg) => { if (msg.header.msg_type === "stream") out += msg.content.text; };
+          await future.done;
+          return out;
+        }""", code)
+
+    return run
+
+
+@pytest.fixture()
 def open_notebook(page, jupyter_lab: Lab) -> Callable[..., object]:
     """Open a notebook that is already on disk, without running it; returns the page."""
 

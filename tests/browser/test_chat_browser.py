@@ -50,18 +50,6 @@ def _reply_line(page) -> str:
     return page.locator("text=/^REPLY /").inner_text()
 
 
-def _kernel_run(page, code: str) -> str:
-    """Run code in the notebook's kernel from the page (as a cell would) and return what it printed."""
-    return page.evaluate("""async (code) => {
-      const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-      const future = kernel.requestExecute({ code });
-      let out = "";
-      future.onIOPub = (msg) => { if (msg.header.msg_type === "stream") out += msg.content.text; };
-      await future.done;
-      return out;
-    }""", code)
-
-
 def test_run_executes_the_approved_call_and_the_answer_renders(lab_notebook):
     page = lab_notebook(_cells(RECORDING, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-run")
     card = page.locator(".gx-chat .gx-tool")
@@ -135,7 +123,7 @@ def test_kernel_reads_busy_from_the_first_to_the_last_token(lab_notebook, jupyte
                            " === 'idle'", timeout=10_000)
 
 
-def test_chat_controls(lab_notebook, page):
+def test_chat_controls(lab_notebook, kernel_run):
     """Thinking… N s and live tok/s while streaming; Edit + Always allow on the approval card (the edited
     code runs, the next call runs unasked); Copy and Insert as cell on a code card; the context meter
     warns; Regenerate asks again in place; New chat forgets the conversation."""
@@ -163,12 +151,12 @@ def test_chat_controls(lab_notebook, page):
     assert "x = 6 * 8" in cards.nth(0).locator(".gx-code").inner_text()
     assert cards.nth(1).locator(".gx-output").inner_text().strip() == "49"        # ran without asking
     assert page.locator(".gx-run").count() == 0
-    told = _kernel_run(page, "print([m for m in session.history if m.recipient][0].content[0].text,"
+    told = kernel_run("print([m for m in session.history if m.recipient][0].content[0].text,"
                              " [c.status for c in reply.tool_calls])")
     assert told.strip() == "x = 6 * 8\nprint(x) ['done', 'done']"                 # the model is told what ran
 
     meter = page.locator(".gx-context")
-    window = int(_kernel_run(page, "print(engine.context_window)"))
+    window = int(kernel_run("print(engine.context_window)"))
     assert meter.get_attribute("data-level") == "warn" and f"/ {window}" in meter.inner_text()
 
     cards.nth(0).hover()
@@ -187,10 +175,10 @@ def test_chat_controls(lab_notebook, page):
                            " document.querySelector('.gx-final').innerText.includes('A regenerated answer.')")
     page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
     assert page.locator(".gx-chat .gx-turn").count() == 1                       # in place of the old answer
-    assert _kernel_run(page, "print(len(session.replies), kept[-1].final)").strip() == "1 A regenerated answer."
+    assert kernel_run("print(len(session.replies), kept[-1].final)").strip() == "1 A regenerated answer."
     page.locator(".gx-new-chat").click()
     page.wait_for_selector(".gx-notice:has-text('New conversation')")
-    assert _kernel_run(page, "print(len(session.history), len(session.replies))").strip() == "0 0"
+    assert kernel_run("print(len(session.history), len(session.replies))").strip() == "0 0"
 
 
 def test_gptoss_cell_magic_on_tiny_streams_into_the_chat_view(lab_notebook):

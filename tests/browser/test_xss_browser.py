@@ -1,6 +1,7 @@
 """Hostile model text in real Chromium: no script runs and nothing reaches the kernel, in the live chat view,
 in the saved notebook reopened in JupyterLab (trusted, so Lab does not sanitise it) and in nbconvert's HTML.
 
+The front end's own sanitizer is tested apart: HTML that skips the kernel's is pushed into the view.
 Every payload calls `window.__hit()` if it ever runs; the page defines it to raise a flag and to ask the
 kernel to create a marker file. A positive control at the end proves that detector works.
 Screenshot: /tmp/gptoss_xss_live.png (the payloads shown as text, links without targets).
@@ -28,6 +29,24 @@ PAYLOADS = [
     f'<input autofocus onfocus="{HIT}">',
     f"![pixel](javascript:{HIT})",
 ]
+# HTML the kernel would never send (its sanitizer removes all of it): pushed straight into the view to
+# show that the front end's own sanitizer (DOMPurify) stops it before the DOM.
+RAW = "".join([
+    f"<img src=x onerror={HIT}>", f'<a href="javascript:{HIT}">raw link</a>', f'<svg onload="{HIT}"></svg>',
+    f'<math><mi href="javascript:{HIT}">m</mi></math>', f'<iframe srcdoc="<script>parent.__hit()</script>"></iframe>',
+    f'<div style="position:fixed;inset:0;z-index:99" onclick="{HIT}">overlay</div>',
+    '<span class="gx-run jp-Dialog nb">spoofed classes</span>', f'<form action="javascript:{HIT}"><input></form>',
+    "<strong>unsanitised-ok</strong>",
+])
+PUSH_RAW = f"""
+items = view.transcript.items
+final = [i for i, b in enumerate(items) if getattr(b, "kind", "") == "final"][0]
+tool = [i for i, b in enumerate(items) if getattr(b, "kind", "") == "tool"][0]
+view._chunk = {{"seq": 10 ** 6, "ops": [
+    {{"op": "end", "i": final, "html": {RAW!r}, "seconds": 0, "tokens": 0}},
+    {{"op": "end", "i": tool, "code": {RAW!r}, "seconds": 0, "tokens": 0}}]}}
+print("pushed")
+"""
 DETECTOR = """
 window.__hit = () => {
   window.__pwned = (window.__pwned || 0) + 1;
@@ -50,7 +69,7 @@ def _cells() -> list[str]:
         "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
         f"PAYLOADS = {chr(10).join(PAYLOADS)!r}\n"
         f"session = Session(ReplayEngine({recording!r}), approval='auto')",
-        "reply = session.ask('Hi', view=ChatView.show())",
+        "view = ChatView.show()\nreply = session.ask('Hi', view=view)",
         "print('REPLY', len(reply.final))",
     ]
 
@@ -89,7 +108,8 @@ def _assert_inert(page, scope: str, dialogs: list, marker, where: str) -> None:
     assert live == [], f"{where}: live markup {live}"
 
 
-def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_notebook, jupyter_lab, page):
+def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_notebook, kernel_run, jupyter_lab,
+                                           page):
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.add_init_script(DETECTOR)
@@ -106,6 +126,13 @@ def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_not
     _provoke(page, ".gx-chat")
     _assert_inert(page, ".gx-chat", dialogs, marker, "live widget")
     final.screenshot(path="/tmp/gptoss_xss_live.png")
+
+    assert kernel_run(PUSH_RAW).strip() == "pushed"                   # past the kernel's sanitizer
+    page.wait_for_selector(".gx-chat .gx-final strong:has-text('unsanitised-ok')")
+    assert page.locator(".gx-chat .gx-code strong:has-text('unsanitised-ok')").count() == 1
+    assert page.locator(".gx-chat .gx-run, .gx-chat .jp-Dialog, .gx-final [style]").count() == 0
+    _provoke(page, ".gx-chat")
+    _assert_inert(page, ".gx-chat", dialogs, marker, "raw HTML pushed to the front end")
 
     save_notebook("xss.ipynb")
     jupyter_lab.shutdown_kernels()
