@@ -9,7 +9,6 @@ import pytest
 
 from gptoss_lab import harmony
 from gptoss_lab.routing import Corpus, route
-from gptoss_lab.tiny import data
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +52,26 @@ def test_long_texts_are_routed_in_chunks_over_a_cache(session, turn):
     np.testing.assert_array_equal(corpus[0].experts, turn.experts)
 
 
+def _conversation(question: str, answer: str) -> list:
+    return [harmony.system_message("low", date="2025-01-01"), harmony.user_message(question),
+            harmony.assistant_message("Use python.", "analysis"),
+            harmony.assistant_message(f"print({question})", "analysis", "python"),
+            harmony.tool_message("python", answer, "analysis"),
+            harmony.assistant_message(f"{question} = {answer}.", "final")]
+
+
 def test_conversations_are_rendered_as_they_happened(session):
-    examples = data.dataset(3, seed=11)
-    corpus = route(examples, session, labels=[e.category for e in examples], progress=False)
-    for example, routing in zip(examples, corpus):
-        ids = harmony.render(example.messages, keep_analysis_from=0)[:-2]
-        ids[-1] = harmony.RETURN
+    conversations = [_conversation("2 + 3", "5"), _conversation("7 * 6", "42")]
+    corpus = route(conversations, session, labels=["sum", "product"], progress=False)
+    for messages, routing in zip(conversations, corpus):
+        ids = harmony.render(messages, keep_analysis_from=0)[:-2]
+        assert ids[-1] == harmony.END
+        ids[-1] = harmony.RETURN  # a finished turn ends as the model ended it
         assert routing.tokens.tolist() == ids
         assert routing.labels == harmony.label_tokens(ids)
-    assert corpus.doc_labels == [e.category for e in examples]
-    assert set(corpus.label_load().attrs["tokens"]) == {e.category for e in examples}
+        assert {"system", "user", "analysis", "tool", "final"} <= set(routing.labels)
+    assert corpus.doc_labels == ["sum", "product"]
+    assert corpus.label_load().attrs["tokens"] == {"product": len(corpus[1]), "sum": len(corpus[0])}
 
 
 def test_streams_to_disk_past_the_memory_limit(session, turn, tmp_path):

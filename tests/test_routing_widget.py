@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from gptoss_lab.routing import Recorder, Routing
 from gptoss_lab.widgets.routing import RoutingView
@@ -117,3 +118,22 @@ def test_large_records_show_the_first_tokens_and_say_so(monkeypatch):
     monkeypatch.setattr(RoutingView, "limit", 1000)
     view = RoutingView(routing)
     assert len(view.strings) == 1000 and view.total == 1500 and len(view.experts) == 1000 * 2 * 2 * 2
+
+
+@pytest.mark.kernel
+def test_a_saved_notebook_keeps_the_picture_of_a_live_view():
+    """Displayed while empty (as the chat view does at turn start), updated when the turn ends: the
+    saved output holds the PNG and the summary next to the widget."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import numpy as np\nfrom IPython.display import display\nfrom gptoss_lab.routing import Recorder\n"
+        "recorder = Recorder(num_experts=8)\ndisplay(recorder.routing.view())\n"
+        "recorder.add([200006, 173781, 200005], np.zeros((3, 4, 2), np.int16), np.full((3, 4, 2), 0.5))\n"
+        "recorder.finish(['format'] * 3);")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    (output,) = nb.cells[0].outputs
+    assert output.data["text/plain"].startswith("Routing(3 tokens × 4 layers")
+    assert output.data["image/png"] and "application/vnd.jupyter.widget-view+json" in output.data

@@ -225,7 +225,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
         raise ValueError(f"by must be 'count' or 'specialisation', not {by!r}")
     ids, index = _token_index(routing)
     occurrences = np.bincount(index, minlength=len(ids))
-    rows = []
+    parts = []
     for l in range(routing.layers) if layer is None else [layer]:
         counts = _expert_token_counts(routing, l, index, len(ids))
         spec = counts / np.maximum(occurrences, 1)
@@ -233,14 +233,16 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
         score[:, occurrences < min_count] = -1
         score[counts == 0] = -1
         m = min(n, len(ids))
-        best = np.argpartition(-score, m - 1, axis=1)[:, :m] if m else np.zeros((len(score), 0), int)
-        order = np.argsort(-np.take_along_axis(score, best, 1), axis=1, kind="stable")
-        best = np.take_along_axis(best, order, 1)
-        for expert in range(routing.num_experts):
-            keep = best[expert][score[expert, best[expert]] >= 0]
-            rows += [(l, expert, rank, int(ids[t]), int(counts[expert, t]), float(spec[expert, t]))
-                     for rank, t in enumerate(keep)]
-    frame = pd.DataFrame(rows, columns=["layer", "expert", "rank", "token", "count", "specialisation"])
+        if not m:
+            continue
+        best = np.argpartition(-score, m - 1, axis=1)[:, :m]
+        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(score, best, 1), axis=1, kind="stable"), 1)
+        expert, rank = np.nonzero(np.take_along_axis(score, best, 1) >= 0)  # valid ones come first in each row
+        token = best[expert, rank]
+        parts.append(pd.DataFrame({"layer": l, "expert": expert, "rank": rank, "token": ids[token],
+                                   "count": counts[expert, token], "specialisation": spec[expert, token]}))
+    columns = ["layer", "expert", "rank", "token", "count", "specialisation"]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
     return _table(frame, "top_tokens")
 

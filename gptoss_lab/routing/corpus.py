@@ -117,8 +117,8 @@ def route(
     """The expert routing of every text or conversation in `items`, by prefill only (nothing generated).
 
     Items: plain strings (tokens labelled "text"), conversations (lists of Harmony messages, or
-    objects with a `messages` list such as gpt-oss-tiny's examples; tokens labelled by channel), or
-    token ids. `model`: a Session, a LocalEngine or a transformers GptOss model in this kernel.
+    objects with a `messages` list; tokens labelled by channel), or token ids (or objects with
+    `ids`, such as gpt-oss-tiny's generated conversations). `model`: a Session, a LocalEngine or a transformers GptOss model in this kernel.
     `labels` gives each item a label (e.g. "code", "math") for `Corpus.label_load`. With `path`, the
     record is written there as it is made; without, it stays in memory until it passes
     `memory_limit` bytes, then streams to a temporary folder (a warning says where). Texts longer
@@ -161,7 +161,7 @@ def _tokens_of(item: Any, context: int) -> tuple[list[int], list[str]]:
         ids = harmony.encode_text(item)
         labels = ["text"] * len(ids)
     else:
-        messages = getattr(item, "messages", item)
+        messages = getattr(item, "messages", getattr(item, "ids", item))
         if isinstance(messages, (list, tuple)) and messages and all(hasattr(m, "author") for m in messages):
             ids = harmony.render(messages, keep_analysis_from=0)[:-2]  # the conversation as it happened
             if messages[-1].author.role.value == "assistant" and ids and ids[-1] == harmony.END:

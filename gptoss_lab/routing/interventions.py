@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -262,7 +263,8 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
         raise TypeError("compare needs a Session (it asks the question twice)")
     plan = intervention.plan(len(routers(model)))
     check_plan(model, plan)
-    options = {"temperature": 0, **options, "routing": True, "view": _Quiet()}
+    quiet = SimpleNamespace(stop_requested=False, handle=lambda event: None, approve=lambda call: None)  # shows nothing
+    options = {"temperature": 0, **options, "routing": True, "view": quiet}
     replies = []
     for applied in (False, True):
         history, kept = list(session.history), list(session.replies)
@@ -301,14 +303,3 @@ def _measure(intervention: Intervention, prompt: str, baseline: Any, changed: An
     a, b = (Routing(r.tokens, r.experts[..., :k], r.weights[..., :k], r.labels, num_experts=r.num_experts) for r in (a, b))
     return Effect(intervention, prompt, baseline, changed, table, route_changes(a, b), agreement(a, b), (a, b))
 
-
-class _Quiet:
-    """A view that shows nothing (compare's two turns run in the background)."""
-
-    stop_requested = False
-
-    def handle(self, event: Any) -> None:
-        pass
-
-    def approve(self, call: Any) -> bool | None:
-        return None

@@ -65,11 +65,14 @@ class RoutingView(anywidget.AnyWidget):
 
     def show(self) -> RoutingView:
         """Display the view in the current output; when the record is finished the output is updated
-        with a still picture of it too (for saved notebooks)."""
+        with a still picture of it too (for saved notebooks). `display(view)` does the same."""
         from IPython.display import display
 
-        self._handle = display(self, display_id=True)
+        self._handle = display(self._bundle(), raw=True, display_id=True)
         return self
+
+    def _ipython_display_(self) -> None:
+        self.show()
 
     # ------------------------------------------------------------ kernel -> front end
 
