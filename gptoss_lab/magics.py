@@ -208,9 +208,10 @@ class GptossMagics(Magics):
         _one_line(session.settings.replace, **overrides)  # a bad value is refused before anything changes
         if opts.new:
             session.reset()
-        reply = _one_line(session.ask, prompt, view=_make_view(text=opts.text), routing=opts.routing,
-                          response_format=response_format, constrain=opts.constrain, intervene=intervene, **overrides)
-        self._keep(reply, opts.output)
+        options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,
+                   "intervene": intervene, **overrides}
+        view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output), **options)
+        self._keep(_one_line(session.ask, prompt, view=view, **options), opts.output)
 
     def _keep(self, reply: Any, name: str | None = None) -> None:
         self.shell.user_ns["_gptoss"] = reply  # like `_`: the last reply, for code in the next cell
@@ -288,7 +289,8 @@ class GptossMagics(Magics):
         if self.session is None or not self.session.replies:
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
         prompt = self.session.rewind()
-        self._keep(_one_line(self.session.ask, prompt, view=_make_view(text=False)))
+        view = _make_view(text=False, session=self.session, keep=self._keep)
+        self._keep(_one_line(self.session.ask, prompt, view=view))
 
     def _history(self, export: bool) -> None:
         session = self._session()
@@ -374,8 +376,9 @@ def _env_key(var: str | None) -> str | None:
     return os.environ[var]
 
 
-def _make_view(*, text: bool) -> Any:
-    """The chat widget in a notebook front end; the streaming text view in a terminal or on request."""
+def _make_view(*, text: bool, session: Any = None, keep: Any = None, **ask_options: Any) -> Any:
+    """The chat widget in a notebook front end; the streaming text view in a terminal or on request.
+    The widget's Regenerate and New chat act on `session`, asking with `ask_options`; `keep` gets the Reply."""
     from IPython import get_ipython
 
     shell = get_ipython()
@@ -385,4 +388,4 @@ def _make_view(*, text: bool) -> Any:
         return TextView()
     from .widgets.chat import ChatView
 
-    return ChatView.show()
+    return ChatView.show().connect(session, keep=keep, **ask_options)
