@@ -116,11 +116,11 @@ def test_search_open_find_walk_the_page_stack(docs: Path) -> None:
     assert results.status == "done"
     assert results.output.startswith("[0] inverter reset code\n**viewing lines [0 - ")
     assert "\nL4:   * 【0†Rooftop solar array: maintenance notes†equipment/solar-array.txt】 " in results.output
-    assert results.data["results"][0]["url"] == (docs / "equipment/solar-array.txt").resolve().as_uri()
+    assert results.data["results"][0]["url"] == "equipment/solar-array.txt"     # its path in the folder
 
     opened = browser.run(call("open", id=0))
     header = opened.output.splitlines()
-    assert header[0] == f"[1] Rooftop solar array: maintenance notes ({(docs / 'equipment/solar-array.txt').resolve().as_uri()})"
+    assert header[0] == "[1] Rooftop solar array: maintenance notes (equipment/solar-array.txt)"
     assert header[1].startswith("**viewing lines [") and header[2] == ""
     fact = line_of(opened.output, "the reset code is 7719")
     assert opened.data["start"] <= fact <= opened.data["end"]   # opened at the passage that matched
@@ -141,7 +141,8 @@ def test_search_open_find_walk_the_page_stack(docs: Path) -> None:
 
 def test_link_in_a_document_opens_another_document(docs: Path) -> None:
     browser = Browser(docs)
-    browser.run(call("open", id=(docs / "reports/survey-2024.html").resolve().as_uri()))
+    browser.run(call("open", id=(docs / "reports/survey-2024.html").resolve().as_uri()))   # a file URL works too
+    assert browser.stack[0].url == "reports/survey-2024.html" and browser.stack[0].urls["0"] == "handbook/leave.md"
     shown = browser.run(call("open", id=0))          # 【0†Leave】 -> ../handbook/leave.md
     assert shown.status == "done" and shown.output.startswith("[1] Paid leave at Kestrel Labs")
     outside = browser.run(call("open", cursor=0, id=1))   # the web link: not one of the documents
@@ -181,9 +182,10 @@ def test_numbers_written_loosely_still_work(docs: Path) -> None:
 def test_documents_of_every_kind_are_read(docs: Path, tmp_path: Path) -> None:
     backend = LocalBackend.from_paths([docs])
     assert sorted(backend.kinds) == ["HTML", "Markdown", "PDF", "text"]
-    pdf = backend.fetch((docs / "manuals/greenhouse.pdf").resolve().as_uri())
+    pdf = backend.fetch("manuals/greenhouse.pdf")
     assert pdf.title == "Greenhouse operating manual" and "Keep the humidity at 68 percent" in pdf.text
-    assert backend.fetch("handbook/leave.md").title == "Paid leave at Kestrel Labs"      # by path, as listed
+    assert backend.fetch(str((docs / "handbook/leave.md").resolve())).title == "Paid leave at Kestrel Labs"  # by path
+    assert backend.fetch("leave.md") is backend.fetch("handbook/leave.md")              # by file name
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4 not really")
     (tmp_path / "ok.txt").write_text("Owls hunt at night.\n")
@@ -243,7 +245,7 @@ def test_citations_resolve_to_the_lines_the_model_saw(docs: Path) -> None:
     first, in_find, two, unknown = cites
     assert (first.cursor, first.start, first.end) == (1, fact, fact)
     assert first.text == "Keep the humidity at 68 percent during the day and let it fall at night."
-    assert first.url == (docs / "manuals/greenhouse.pdf").resolve().as_uri() and first.title == "Greenhouse operating manual"
+    assert first.url == "manuals/greenhouse.pdf" and first.title == "Greenhouse operating manual"
     assert in_find.text == "Keep the humidity at 68 percent during the day and let it fall at night."  # header left out
     assert in_find.url == first.url
     assert two.text.splitlines()[1] == "The temperature should stay between 18 and 24 degrees Celsius."
@@ -258,7 +260,7 @@ def test_approval_questions_say_what_will_be_read(docs: Path) -> None:
     browser.run(call("search", query="solar inverter"))
     question = browser.approval_question(call("open", id=0))
     assert question == ("Open result 0: Rooftop solar array: maintenance notes "
-                        f"({(docs / 'equipment/solar-array.txt').resolve().as_uri()})?")
+                        "(equipment/solar-array.txt)?")
     browser.run(call("open", id=0))
     assert browser.approval_question(call("find", pattern="code")) == "Find 'code' in 'Rooftop solar array: maintenance notes'?"
     assert browser.approval_question(call("open", id="https://x.org")) == "Open https://x.org (your 4 documents)?"

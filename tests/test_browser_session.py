@@ -55,7 +55,7 @@ def test_search_open_find_then_an_answer_whose_citations_resolve(docs: Path) -> 
 
     assert reply.final.startswith("Keep the greenhouse at **68 percent** humidity")
     first, second = reply.citations
-    manual = (docs / "manuals/greenhouse.pdf").resolve().as_uri()
+    manual = "manuals/greenhouse.pdf"
     assert (first.marker, first.cursor, first.start, first.end, first.url) == ("【1†L4】", 1, 4, 4, manual)
     assert first.text == "Keep the humidity at 68 percent during the day and let it fall at night."
     assert second.text == "The temperature should stay between 18 and 24 degrees Celsius."
@@ -74,7 +74,7 @@ def test_browser_calls_follow_the_approval_policy(docs: Path) -> None:
     reply = browsing_session(docs, approval="ask").ask(DEMO_QUESTION, view=view)
     assert view.questions == ["Search your 4 documents for 'greenhouse humidity'?",
                               "Open result 0: Greenhouse operating manual "
-                              f"({(docs / 'manuals/greenhouse.pdf').resolve().as_uri()})?",
+                              "(manuals/greenhouse.pdf)?",
                               "Find 'humidity' in 'Greenhouse operating manual'?"]
     assert [c.status for c in reply.tool_calls] == ["done", "done", "done"]
 

@@ -272,6 +272,12 @@ class Turn {
     if (op.output !== undefined) {
       b.output.textContent = op.output;
       b.output.hidden = !op.output;
+      if (op.card !== undefined) {        // a browser call: results or page window (widgets/citations.py)
+        b.card = b.card || h("div", "gx-browse-card");
+        setHTML(b.card, op.card);
+        b.output.after(b.card);
+        b.output.hidden = true;
+      }
       if (op.seconds) b.status.textContent += ` · ${op.seconds.toFixed(2)} s`;
     }
   }

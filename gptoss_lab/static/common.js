@@ -32,7 +32,8 @@ const PURIFY = {
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
   RETURN_DOM_FRAGMENT: true,
 };
-const CLASS_OK = /^(?:[a-z]{1,3}[0-9]?|gx-math|gx-code|gx-output)$/;   // Pygments' short token classes
+const CLASS_OK = /^(?:[a-z]{1,3}[0-9]?|gx-math|gx-code|gx-output|gx-(?:cite|browse)(?:-[a-z]+)*)$/;   // Pygments' short
+// token classes; the browser's chips, sources and cards (widgets/citations.py; a chip's popup is its data-cite text)
 
 function purifyHooks() {
   DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {

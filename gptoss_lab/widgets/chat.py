@@ -23,6 +23,7 @@ from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, P
     ToolStart, ToolUpdate, TurnEnd, TurnStart
 from . import asset, esm
 from .comm import CommPump, busy_status
+from .citations import card_html, with_chips
 from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class ChatView(anywidget.AnyWidget):
     """The chat view of a `%%gptoss` turn: reasoning, tool cards, answer, stats and the chat controls."""
 
     _esm = esm("chat.js")
-    _css = asset("chat.css")
+    _css = asset("chat.css").read_text() + asset("citations.css").read_text()
     _chunk = traitlets.Dict().tag(sync=True)       # the latest batch of operations {seq, ops}
     _snapshot = traitlets.Dict().tag(sync=True)    # all operations of the turn, synced at its end (re-render)
     _static = traitlets.Dict().tag(sync=True)      # the finished turn as a MIME bundle, for the saved notebook
@@ -178,6 +179,10 @@ class ChatView(anywidget.AnyWidget):
         busy_status.release()
         for i in sorted(self._open):
             self._queue(self._end_op(i))
+        for i, item in enumerate(self.transcript.items if reply.citations else []):  # chips (citations.py)
+            if isinstance(item, Block) and item.kind == "final":
+                self._queue({"op": "end", "i": i, "seconds": round(item.seconds, 2), "tokens": item.tokens,
+                             "html": with_chips(markdown_html(item.text), reply.citations)})
         self._queue_rate()
         self._queue({"op": "stats", "line": self.transcript.footer(context=False),  # the meter shows the context
                      "interrupted": reply.interrupted, "context_tokens": reply.usage.context_tokens,
@@ -242,6 +247,9 @@ class ChatView(anywidget.AnyWidget):
         if ended:
             op["output"] = call.output
             op["seconds"] = round(call.seconds, 2)
+            card = card_html(call)  # a browser call: its results or page window (citations.py)
+            if card:
+                op["card"] = card
         return op
 
     def _queue_rate(self) -> None:

@@ -47,6 +47,11 @@ def _pygments_classes() -> set[str]:
 # with HTML disabled and MathML elements may carry no class at all.
 _GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-error", "gx-reasoning", "gx-note",
        "gx-reasoning-text", "gx-final", "gx-commentary", "gx-footer"}
+# The browser's citation chips, sources list and call cards (widgets/citations.py); a chip's popup is the
+# text of its data-cite attribute, drawn by CSS.
+_BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources", "gx-browse-results"},
+           "div": {"gx-cite-head", "gx-browse", "gx-browse-head"}, "pre": {"gx-browse-lines"},
+           "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines"}, "details": {"gx-browse-raw"}}
 
 
 def _link_only(tag: str, attribute: str, value: str) -> str | None:
@@ -62,7 +67,7 @@ def _cleaner() -> Any:
 
     attributes: dict[str, set[str]] = {tag: set(_MATHML_ATTRIBUTES) for tag in _MATHML}
     attributes.update({"a": {"href", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
-                       "abbr": {"title"}, "details": {"open"}})
+                       "abbr": {"title"}, "details": {"open"}, "sup": {"data-cite"}})
     return nh3.Cleaner(
         tags=_HTML | _MATHML,
         clean_content_tags=_DROP_WITH_CONTENT,
@@ -72,8 +77,9 @@ def _cleaner() -> Any:
         url_relative="deny",
         link_rel="noopener noreferrer",
         set_tag_attribute_values={"a": {"target": "_blank"}},
-        allowed_classes={"span": _pygments_classes(), "code": {"gx-math"}, "div": _GX, "details": _GX,
-                         "pre": {"gx-code", "gx-output", "gx-raw"}, "table": {"gx-tool"}, "th": {"gx-tool-head"}},
+        allowed_classes={"span": _pygments_classes() | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
+                         "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
+                         "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"]},
         filter_style_properties={"text-align"},   # Markdown tables align columns with style="text-align:…"
         strip_comments=True,
     )

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
     TurnEnd, TurnStart
+from .citations import sources_text
 from .transcript import STATUS_LABEL, Transcript
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -73,6 +74,8 @@ class TextView:
             self._print(f"[not valid Harmony: {event.reason}]", style="bad")
             self._print(event.raw)
         elif isinstance(event, TurnEnd):
+            if event.reply.citations:  # browser citations with the lines they cite (widgets/citations.py)
+                self._print("\n" + sources_text(event.reply.citations))
             self._print(f"\n-- {self.transcript.footer()}", style="dim")
 
     def _status(self, call: ToolCall) -> str:

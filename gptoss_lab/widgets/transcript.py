@@ -17,6 +17,7 @@ from ..events import (
     Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, ToolUpdate,
     TurnEnd, TurnStart,
 )
+from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
 from .sanitize import escape_mtext, sanitize
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Transcript:
         self.prompt, self.effort, self.model, self.approval = prompt, effort, model, approval
         self.context_window = context_window
         self.items: list[Item] = []
+        self.citations: list[Any] = []       # the answer's browser citations (widgets/citations.py)
         self.stats: dict[str, Any] = {}
         self.interrupted = False
         self.ended = False
@@ -108,6 +110,7 @@ class Transcript:
                 if isinstance(item, Block) and item.ended is None:
                     item.ended = now
             self.stats = reply_stats(event.reply, self.context_window)
+            self.citations = event.reply.citations
             self.interrupted = event.reply.interrupted
             self.ended = True
         return None
@@ -157,6 +160,7 @@ class Transcript:
             transcript.items.append(block)
         transcript.items += [ParseError("", error) for error in reply.errors]
         transcript.stats = reply_stats(reply)
+        transcript.citations = reply.citations
         transcript.interrupted = reply.interrupted
         transcript.ended = True
         return transcript
@@ -186,6 +190,8 @@ class Transcript:
                     out.append(f"Output:\n{_indent(item.call.output)}")
             else:
                 out.append(item.text)
+        if self.citations:
+            out.append(sources_text(self.citations))
         out.append(f"-- {self.footer()}")
         return "\n\n".join(out)
 
@@ -208,6 +214,8 @@ class Transcript:
                     out.append("Output:\n\n" + _fence(item.call.output))
             else:
                 out.append(item.text)
+        if self.citations:
+            out.append(sources_markdown(self.citations))
         out.append(f"<sub>{html.escape(self.footer())}</sub>")
         return "\n\n".join(out)
 
@@ -232,9 +240,13 @@ class Transcript:
             elif item.kind == "tool":
                 out.append(_tool_html(item))
             else:
-                out.append(f'<div class="gx-{item.kind}">{markdown_html(item.text)}</div>')
+                answer = markdown_html(item.text)
+                out.append(f'<div class="gx-{item.kind}">{with_chips(answer, self.citations) if item.kind == "final" else answer}</div>')
+        if self.citations:
+            out.append(sources_html(self.citations))
         out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
-        return f'<div class="gx-fallback">{FALLBACK_STYLE}{sanitize("".join(out))}</div>'
+        browse = style() if self.citations or any(isinstance(i, Block) and is_browser_call(i.call) for i in self.items) else ""
+        return f'<div class="gx-fallback">{FALLBACK_STYLE}{browse}{sanitize("".join(out))}</div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": self.to_text(), "text/markdown": self.to_markdown(), "text/html": self.to_html()}
@@ -374,8 +386,9 @@ def _tool_html(block: Block) -> str:
     seconds = f" · {call.seconds:.2f} s" if call is not None and call.seconds >= 0.005 else ""
     left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
     rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
-    if call is not None and call.output:
-        rows.append(f'<tr><td {left}><pre class="gx-output">{html.escape(call.output)}</pre></td></tr>')
+    if call is not None and call.output:  # a browser call shows its card: results or page window (citations.py)
+        output = card_html(call) or f'<pre class="gx-output">{html.escape(call.output)}</pre>'
+        rows.append(f'<tr><td {left}>{output}</td></tr>')
     head = f'{html.escape(block.recipient or "tool")} · {_status(block)}{seconds}{edited}'
     return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')

@@ -44,9 +44,11 @@ def with_url(url: str, text: str) -> str:
     return f"\nURL: {url}\n{text}"
 
 
-def html_page(html: str, url: str, title: str | None = None, *, main_content: bool = False) -> Page:
+def html_page(html: str, url: str, title: str | None = None, *, main_content: bool = False,
+              base: str | None = None) -> Page:
     """An HTML document as the model reads it; `main_content` drops navigation and boilerplate first
-    (for web pages fetched raw; the user's own documents are kept whole)."""
+    (for web pages fetched raw; the user's own documents are kept whole). Links are resolved against
+    `base` (default: `url`)."""
     import lxml.etree
     import lxml.html
 
@@ -64,7 +66,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
         title = found_title or (title_element.text if title_element is not None else None) or (domain(url) if url else "")
     if root is None:
         return Page(url=url, title=title, text=with_url(url, ""), raw=raw)
-    urls = _number_links(root, url)
+    urls = _number_links(root, base or url)
     _replace_images(root)
     for node in root.findall(".//math"):
         node.getparent().remove(node)
@@ -124,8 +126,9 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
 
 
 def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
-                  main_content: bool = False) -> Page:
-    """Any supported document (by content type, else by file name) as a page."""
+                  main_content: bool = False, base: str | None = None) -> Page:
+    """Any supported document (by content type, else by file name) as a page (HTML links resolved
+    against `base`, default `url`)."""
     suffix = PurePosixPath(urlparse(name).path or name).suffix.lower()
     content_type = content_type.split(";")[0].strip().lower()
     stem = PurePosixPath(urlparse(name).path or name).name or name
@@ -134,7 +137,7 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
         return text_page(text, url, title or stem)
     text = decode_text(data, charset)
     if content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES):
-        return html_page(text, url, main_content=main_content)
+        return html_page(text, url, main_content=main_content, base=base)
     if content_type and not content_type.startswith("text/") and content_type not in ("application/json",
                                                                                         "application/xml"):
         raise ExtractError(f"cannot read {content_type} documents")

@@ -2,9 +2,10 @@
 
 Each document is read once (HTML, Markdown, text, PDF; see extract.py) and cut into passages of a few
 of its wrapped lines; bm25s ranks the passages (English stop words and stems), and a search returns
-each document once, at its best passage, so `open` starts at the lines that matched. Nothing here
-touches the network, and `fetch` only ever returns one of the indexed documents: the model cannot
-read any other file.
+each document once, at its best passage, so `open` starts at the lines that matched. A document's URL
+is its path inside the folder (`manuals/greenhouse.pdf`): short, and the same wherever the folder
+lives, so line numbers do not depend on it. Nothing here touches the network, and `fetch` only ever
+returns one of the indexed documents: the model cannot read any other file.
 """
 from __future__ import annotations
 
@@ -38,21 +39,19 @@ class _Passage:
 class LocalBackend(Backend):
     """Documents in this process, ranked with BM25; see `from_paths` and `from_texts`."""
 
-    def __init__(self, pages: Iterable[Page], *, labels: Mapping[str, str] | None = None,
+    def __init__(self, pages: Iterable[Page], *, files: Mapping[str, Path] | None = None,
                  roots: Iterable[str] = (), skipped: Iterable[tuple[str, str]] = (),
                  kinds: Iterable[str] = ()) -> None:
         self.pages: list[Page] = list(pages)
-        self.labels = dict(labels or {})                  # url -> what the model sees as its source
+        self.files = dict(files or {})                    # url -> the file it was read from
         self.roots = list(roots)
         self.skipped = list(skipped)                      # (name, why) of files that could not be read
         self.kinds = Counter(kinds)
-        self._by_url = {p.url: i for i, p in enumerate(self.pages)}
-        self._by_name: dict[str, int] = {}
+        self._by_name: dict[str, int] = {}                # url, file URI, path or file name -> page
         for i, page in enumerate(self.pages):
-            for name in (self.labels.get(page.url, ""), unquote(urlparse(page.url).path)):
-                if name:
-                    self._by_name.setdefault(name, i)
-                    self._by_name.setdefault(name.rsplit("/", 1)[-1], i)
+            file = self.files.get(page.url)
+            for name in (page.url, *((file.as_uri(), str(file)) if file else ()), page.url.rsplit("/", 1)[-1]):
+                self._by_name.setdefault(name, i)
         self._index()
 
     # ------------------------------------------------------------ construction
@@ -67,21 +66,24 @@ class LocalBackend(Backend):
         from tqdm.auto import tqdm
 
         show = len(files) >= PROGRESS_FROM if progress is None else progress
-        pages, labels, skipped, kinds = [], {}, [], []
-        for path, label in tqdm(files, desc="Reading documents", unit="file", disable=not show):
+        pages, paths, skipped, kinds = [], {}, [], []
+        for path, name in tqdm(files, desc="Reading documents", unit="file", disable=not show):
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ExtractError(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
-                page = document_page(path.read_bytes(), path.as_uri(), path.name)
+                page = document_page(path.read_bytes(), name, path.name, base=path.as_uri())
             except (ExtractError, OSError) as err:
-                skipped.append((label, str(err)))
+                skipped.append((name, str(err)))
                 continue
             pages.append(page)
-            labels[page.url] = label
+            paths[name] = path
             kinds.append(_kind(path.name))
         if not pages:
             raise BackendError(f"none of the {len(files)} documents could be read (first: {skipped[0][0]}: {skipped[0][1]})")
-        return cls(pages, labels=labels, roots=roots, skipped=skipped, kinds=kinds)
+        names = {path.as_uri(): name for name, path in paths.items()}
+        for page in pages:  # links between the documents lead to their names
+            page.urls = {i: names.get(link, link) for i, link in page.urls.items()}
+        return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds)
 
     @classmethod
     def from_texts(cls, texts: Mapping[str, str]) -> LocalBackend:
@@ -90,7 +92,7 @@ class LocalBackend(Backend):
         if not texts:
             raise BackendError("no documents were given")
         pages = [document_page(str(text).encode(), name, name) for name, text in texts.items()]
-        return cls(pages, labels={name: name for name in texts}, roots=["memory"], kinds=map(_kind, texts))
+        return cls(pages, roots=["memory"], kinds=map(_kind, texts))
 
     # ------------------------------------------------------------ the index
 
@@ -133,16 +135,16 @@ class LocalBackend(Backend):
                 continue
             seen.add(passage.doc)
             page = self.pages[passage.doc]
-            results.append(SearchResult(page.title, page.url, _snippet(page, passage.line, query),
-                                        self.labels.get(page.url, page.url), passage.line))
+            results.append(SearchResult(page.title, page.url, _snippet(page, passage.line, query), page.url,
+                                        passage.line))
             if len(results) == topn:
                 break
         return results
 
     def fetch(self, url: str) -> Page:
-        i = self._by_url.get(url)
-        if i is None:
-            i = self._by_name.get(unquote(urlparse(url).path) if url.startswith("file:") else url.strip())
+        i = self._by_name.get(url.strip())
+        if i is None and url.startswith("file:"):
+            i = self._by_name.get(unquote(urlparse(url).path))
         if i is None:
             raise BackendError(f"not one of the {len(self.pages)} documents (open a search result by its id, "
                                "or a document by its path)")
@@ -167,7 +169,8 @@ class LocalBackend(Backend):
 
 def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[str]]:
     """The document files under `paths` (folders recursively, hidden ones skipped; files; globs), each
-    with its label (its path relative to the folder it was found in), and the roots as given."""
+    with its name (its path inside the folder it was found in; the whole path where two would have the
+    same name), and the roots as given."""
     files: dict[Path, str] = {}
     roots: list[str] = []
     for item in paths:
@@ -190,7 +193,8 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
                 files.setdefault(match.resolve(), match.name)
         else:
             raise BackendError(f"no such file or folder: {text}")
-    return list(files.items()), roots
+    counts = Counter(files.values())
+    return [(path, name if counts[name] == 1 else path.as_posix()) for path, name in files.items()], roots
 
 
 def _kind(name: str) -> str:

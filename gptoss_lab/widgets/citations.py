@@ -1,0 +1,196 @@
+"""How the browser shows: cards for browser calls, numbered citation chips in answers, a sources list.
+
+A browser call's card shows what it found (the query and the numbered results with titles and
+sources; the opened window with its line numbers; the find matches) from the call's `data`. In an
+answer each `【cursor†Lstart-Lend】` becomes a small numbered chip whose popup (CSS, from its
+`data-cite` text) shows the source and the cited lines; an http(s) source opens on click. Saved
+notebooks and the text view list the sources with the cited lines under the answer.
+
+Everything from a page or the model is escaped text inside markup built here, and every fragment
+passes the allow-list sanitizer; links are http(s) only and open without an opener.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..events import Citation, ToolCall
+from . import asset
+from .sanitize import sanitize
+
+POPUP_CHARS = 700
+_TAG = re.compile(r"(<[^>]*>)")
+_MARKER = re.compile(r"【\d+†[^†】]+(?:†[^†】]+)?】")
+_KINDS = ("search", "page", "find")
+
+
+@functools.cache
+def style() -> str:
+    """The CSS of chips, sources and cards (static/citations.css) as a <style> block."""
+    return f"<style>{asset('citations.css').read_text()}</style>"
+
+
+def _link(url: str) -> str | None:
+    return url if url.lower().startswith(("http://", "https://")) else None
+
+
+def _a(url: str, text: str) -> str:
+    """`text` as a link when `url` is http(s), else as bold text."""
+    href = _link(url)
+    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else f"<b>{html.escape(text)}</b>"
+
+
+def _lines_span(start: int, end: int) -> str:
+    return f"L{start}" if start == end else f"L{start}–L{end}"
+
+
+# ---------------------------------------------------------------- citations
+
+def numbered(citations: Sequence[Citation]) -> list[tuple[int, Citation]]:
+    """Each distinct citation once with its number (1, 2, ... in order of first appearance)."""
+    seen: dict[tuple[int, int, int], int] = {}
+    out = []
+    for c in citations:
+        key = (c.cursor, c.start, c.end)
+        if key not in seen:
+            seen[key] = len(seen) + 1
+            out.append((seen[key], c))
+    return out
+
+
+def _missing(c: Citation) -> str:
+    if not c.url and not c.title:
+        return f"The model cites page [{c.cursor}], which it was never shown."
+    return f"Page [{c.cursor}] ({c.title or c.url}) has no {_lines_span(c.start, c.end)}."
+
+
+def popup_text(number: int, c: Citation) -> str:
+    """What a chip shows on hover: the source, the cited lines, where it is."""
+    if not c.text.strip():
+        return f"[{number}] {_missing(c)}"
+    quoted = c.text if len(c.text) <= POPUP_CHARS else c.text[:POPUP_CHARS - 1] + "…"
+    where = f"\n{c.url}" if c.url else ""
+    return f"[{number}] {c.title or c.url} · {_lines_span(c.start, c.end)}\n{quoted}{where}"
+
+
+def chip_html(number: int, c: Citation) -> str:
+    """A numbered chip: hover shows the cited lines (data-cite, drawn by CSS), click opens an http(s) source."""
+    missing = " gx-cite-missing" if not c.text.strip() else ""
+    href = _link(c.url)
+    link = f'<a href="{html.escape(href)}">{number}</a>' if href else f"<a>{number}</a>"
+    return f'<sup class="gx-cite{missing}" data-cite="{html.escape(popup_text(number, c))}">{link}</sup>'
+
+
+def with_chips(answer_html: str, citations: Sequence[Citation]) -> str:
+    """The answer's HTML with each citation marker replaced by its chip (not inside code)."""
+    if not citations:
+        return answer_html
+    chips = {}
+    for number, c in numbered(citations):
+        chips[(c.cursor, c.start, c.end)] = chip_html(number, c)
+    by_marker = {c.marker: chips[(c.cursor, c.start, c.end)] for c in citations}
+    parts, code = [], 0
+    for part in _TAG.split(answer_html):
+        if part.startswith("<"):
+            name = part[1:].lstrip("/").split(None, 1)[0].rstrip(">").lower() if len(part) > 2 else ""
+            if name in ("code", "pre"):
+                code += -1 if part.startswith("</") else 1
+            parts.append(part)
+        elif code > 0:
+            parts.append(part)
+        else:
+            parts.append(_MARKER.sub(lambda m: by_marker.get(html.unescape(m.group(0)), m.group(0)), part))
+    return sanitize("".join(parts))
+
+
+def sources_html(citations: Sequence[Citation]) -> str:
+    """The sources under an answer (saved notebooks): number, title, lines, where, and the cited text."""
+    items = []
+    for number, c in numbered(citations):
+        if c.text.strip():
+            where = f' <span class="gx-browse-source">{html.escape(c.url)}</span>' if c.url else ""
+            items.append(f"<li>{_a(c.url, c.title or c.url)} · {_lines_span(c.start, c.end)}{where}<br>"
+                         f'<span class="gx-cite-lines">{html.escape(c.text)}</span></li>')
+        else:
+            items.append(f"<li>{html.escape(_missing(c))}</li>")
+    return sanitize(f'<div class="gx-cite-head">Sources</div><ol class="gx-cite-sources">{"".join(items)}</ol>')
+
+
+def sources_text(citations: Sequence[Citation]) -> str:
+    """The sources as plain text (terminals, text/plain)."""
+    lines = ["Sources:"]
+    for number, c in numbered(citations):
+        if c.text.strip():
+            where = f" ({c.url})" if c.url else ""
+            lines.append(f"  [{number}] {c.title or c.url}{where}, {_lines_span(c.start, c.end)}:")
+            lines += [f"      {line}" for line in c.text.splitlines()]
+        else:
+            lines.append(f"  [{number}] {_missing(c)}")
+    return "\n".join(lines)
+
+
+def sources_markdown(citations: Sequence[Citation]) -> str:
+    """The sources as Markdown (nbconvert, GitHub): a numbered list with the cited lines quoted."""
+    out = ["**Sources**", ""]
+    for number, c in numbered(citations):
+        if c.text.strip():
+            title = _md_escape(c.title or c.url)
+            head = f"[{title}]({c.url})" if _link(c.url) else f"**{title}**" + (f" ({_md_escape(c.url)})" if c.url else "")
+            out.append(f"{number}. {head} · {_lines_span(c.start, c.end)}")
+            out += [f"   > {_md_escape(line)}" for line in c.text.splitlines() if line.strip()]
+        else:
+            out.append(f"{number}. {_md_escape(_missing(c))}")
+    return "\n".join(out)
+
+
+def _md_escape(text: str) -> str:
+    """Text shown literally in Markdown (no links, emphasis or HTML from a page)."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", text)
+
+
+# ---------------------------------------------------------------- cards of browser calls
+
+def is_browser_call(call: ToolCall | None) -> bool:
+    return call is not None and isinstance(call.data, dict) and call.data.get("kind") in _KINDS
+
+
+def card_html(call: ToolCall | None) -> str | None:
+    """The card body of a browser call (None for other calls): results, the opened window, or matches."""
+    if not is_browser_call(call):
+        return None
+    data: dict[str, Any] = call.data  # type: ignore[union-attr]
+    cursor = f"page [{data['cursor']}]"
+    if data["kind"] == "search":
+        results = data.get("results") or []
+        items = "".join(f'<li>{_a(r["url"], r["title"] or r["url"])} <span class="gx-browse-source">'
+                        f'{html.escape(r["source"])}</span><br><span class="gx-browse-snippet">'
+                        f'{html.escape(r["snippet"])}</span></li>' for r in results)
+        body = (f'<div class="gx-browse-head">Search <b>{html.escape(data["query"])}</b> · '
+                f'{len(results)} result{"s" * (len(results) != 1)} · {cursor}</div>'
+                + (f'<ol class="gx-browse-results" start="0">{items}</ol>' if results else "")
+                + _raw(call.output))  # type: ignore[union-attr]
+    elif data["kind"] == "find":
+        matches = data.get("matches") or []
+        shown = "".join(_numbered_lines([(m["line"] + k, text) for k, text in enumerate(m["text"].split("\n"))])
+                        + "\n" for m in matches)
+        body = (f'<div class="gx-browse-head">Find <b>{html.escape(data["pattern"])}</b> in '
+                f'{_a(data["url"], data["title"] or data["url"])} · {len(matches)} match{"es" * (len(matches) != 1)}'
+                f' · {cursor}</div>' + (f'<pre class="gx-browse-lines">{shown.rstrip()}</pre>' if matches else ""))
+    else:
+        body = (f'<div class="gx-browse-head">{_a(data["url"], data["title"] or data["url"])} '
+                f'<span class="gx-browse-source">{html.escape(data["url"])}</span> · lines {data["start"]}–'
+                f'{data["end"]} of {data["total"]} · {cursor}</div>'
+                f'<pre class="gx-browse-lines">{_numbered_lines(data["lines"])}</pre>')
+    return sanitize(f'<div class="gx-browse">{body}</div>')
+
+
+def _numbered_lines(lines: Sequence[Sequence[Any]]) -> str:
+    return "\n".join(f'<span class="gx-browse-n">L{n}</span> {html.escape(str(text))}' for n, text in lines)
+
+
+def _raw(output: str) -> str:
+    return (f'<details class="gx-browse-raw"><summary>What the model read</summary>'
+            f'<pre class="gx-browse-lines">{html.escape(output)}</pre></details>')
