@@ -1,130 +1,51 @@
-"""RemoteEngine: gpt-oss on an inference server (llama.cpp, vLLM, Ollama) behind the same Engine protocol.
+"""RemoteEngine: gpt-oss on an inference server (llama.cpp, vLLM, SGLang, Ollama) behind the Engine protocol.
 
-The session renders the Harmony prompt itself; this engine sends it as a raw streaming completion
-(`/v1/completions`, or Ollama's `/api/generate` with `raw: true`) and turns the streamed text,
-special tokens included, back into Harmony token ids for the same parser the local engine feeds.
-Servers differ in which special tokens they print, so the engine restores what the text implies:
-a `<|end|>` before a `<|start|>`, and the stop token (`<|call|>` / `<|return|>`) when the server
-reports a stop instead of printing it. Server options: docs/remote.md.
+The session renders the Harmony prompt itself; this engine sends it as **token ids** (`"prompt": [ids]`
+on `/v1/completions`, which llama.cpp's llama-server, vLLM and SGLang accept), so text inside a
+user's message can never become a control token on the server. Servers that take only text
+(Ollama's `/api/generate`, llama-cpp-python's server, found by its refusing the first ids) get `inert_text(ids)`: the special ids spelled
+out, and every special-token spelling inside ordinary text broken by a zero-width joiner.
+
+The streamed answer (server-sent events, or Ollama's NDJSON) is text with the special tokens spelled
+out; `harmony.Retokenizer` turns it back into ids for the same parser the local engine feeds. A
+dropped connection, an error event or a stalled stream ends it with a one-line `RemoteError` after
+the ids already received, so the session keeps the partial answer. Server options: docs/remote.md.
 """
 from __future__ import annotations
 
-import functools
+import itertools
 import json
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import httpx
 import regex
+from httpx_sse import EventSource, SSEError
 
 from .. import harmony
 from .base import EngineError, Sampling
 
-_HOLD = 2  # trailing pre-tokenizer pieces that more text could still change
 _SNIFF = 256  # characters of output without any Harmony marker before we call the server a stripper
 _DOCS = "see docs/remote.md"
-_SPECIAL_TEXT = regex.compile(r"<\|[A-Za-z0-9_]+\|>")
-_PARTIAL_SPECIAL = regex.compile(r"<(\|[A-Za-z0-9_]*\|?)?$")  # a special token still arriving
+_JOINER = "\u200d"  # zero-width joiner: `<\u200d|start|>` reads the same to a person, is no token to a server
+_SPELLING = regex.compile(r"<(?=\|[A-Za-z0-9_]+\|>)")  # the `<` of anything spelled like a special token
 
 
 class RemoteError(EngineError):
     """A one-line, user-facing reason why the server could not be used."""
 
 
-@functools.cache
-def _splitter() -> regex.Pattern:
-    return regex.compile(harmony.O200K_PATTERN)
-
-
-@functools.cache
-def _special_ids() -> dict[str, int]:
-    return {name: token for token, name in harmony.special_tokens().items()}
-
-
-class _Retokenizer:
-    """Streamed text in, Harmony ids out, emitting each id once no later text can change it.
-
-    Text between special tokens is held back by its last `_HOLD` pre-tokenizer pieces (a word can
-    still grow, whitespace can still regroup) and re-encoded; a special token, complete or still
-    arriving (`<|chan`), is a hard boundary.
-    """
-
-    def __init__(self) -> None:
-        self._text = ""
-        self._specials = _special_ids()
-        self.in_content = False  # after <|message|>, before the message's end
-        self.header = ""  # header text of the current message (recipient, channel)
-        self.channel: str | None = None
-        self.harmony_seen = False  # a <|channel|> or <|message|> arrived
-
-    def feed(self, text: str) -> list[int]:
-        self._text += text
-        return self._drain(final=False)
-
-    def flush(self) -> list[int]:
-        """End of stream: everything pending is final."""
-        return self._drain(final=True)
-
-    def _drain(self, *, final: bool) -> list[int]:
-        out: list[int] = []
-        while True:
-            match = next((m for m in _SPECIAL_TEXT.finditer(self._text) if m.group() in self._specials), None)
-            if match is None:
-                break
-            out += self._ordinary(self._text[: match.start()])
-            out += self._special(self._specials[match.group()])
-            self._text = self._text[match.end():]
-        if final:
-            out += self._ordinary(self._text)
-            self._text = ""
-            return out
-        cut = self._partial_special_start()
-        head, tail = self._text[:cut], self._text[cut:]
-        stable = _splitter().findall(head)[:-_HOLD]
-        for piece in stable:  # one at a time: re-splitting them joined could regroup whitespace
-            out += self._ordinary(piece)
-        self._text = head[sum(map(len, stable)):] + tail
-        return out
-
-    def _partial_special_start(self) -> int:
-        partial = _PARTIAL_SPECIAL.search(self._text)
-        return partial.start() if partial else len(self._text)
-
-    def _ordinary(self, text: str) -> list[int]:
-        if not text:
-            return []
-        if not self.in_content:
-            self.header += text
-        return harmony.encode(text)
-
-    def _special(self, token: int) -> list[int]:
-        out = [token]
-        if token == harmony.START and self.in_content:  # the server dropped the <|end|> before it
-            out.insert(0, harmony.END)
-        if token in (harmony.CHANNEL, harmony.MESSAGE):
-            self.harmony_seen = True
-        if token == harmony.MESSAGE:
-            self.in_content = True
-            self.channel = self.header.split("<|channel|>")[-1].split(" ")[0] if "<|channel|>" in self.header else None
-        elif token == harmony.CHANNEL and not self.in_content:
-            self.header += "<|channel|>"
-        elif token in (harmony.START, harmony.END, harmony.RETURN, harmony.CALL):
-            self.in_content = False
-            self.header = ""
-        return out
-
-    def implied_stop(self) -> list[int]:
-        """Tokens the server swallowed when it reported a stop: `<|call|>` after a message with a
-        recipient, `<|return|>` after a final answer, `<|end|>` after other messages."""
-        if not self.in_content:
-            return []
-        if " to=" in " " + self.header:
-            return [harmony.CALL]
-        if self.channel in (None, "final"):
-            return [harmony.RETURN]
-        return [harmony.END]
+def inert_text(ids: Sequence[int]) -> str:
+    """`ids` as text for a server that tokenizes text with special tokens recognised: the special ids
+    spelled out, and special-token spellings inside ordinary text broken with a zero-width joiner,
+    so the server's tokenizer finds exactly the special tokens that `ids` holds."""
+    specials = harmony.special_tokens()
+    parts = []
+    for special, run in itertools.groupby(ids, key=specials.__contains__):
+        text = harmony.decode(run)
+        parts.append(text if special else _SPELLING.sub("<" + _JOINER, text))
+    return "".join(parts)
 
 
 def _base_url(url: str) -> str:
@@ -137,25 +58,33 @@ def _base_url(url: str) -> str:
     return url
 
 
-def _server_message(response: httpx.Response) -> str:
-    """The error text a server put in its body (OpenAI, FastAPI and Ollama shapes), on one line."""
-    try:
-        body = response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:200]
+def _error_text(body: Any) -> str:
+    """The message in an error body (OpenAI, FastAPI and Ollama shapes), on one line."""
     error = body.get("error", body.get("detail", body.get("message", body))) if isinstance(body, dict) else body
     if isinstance(error, dict):
         error = error.get("message", error)
     return " ".join(str(error).split())[:200]
 
 
+def _server_message(response: httpx.Response) -> str:
+    """The error text a server put in its response body, on one line."""
+    try:
+        return _error_text(response.json())
+    except ValueError:
+        return " ".join(response.text.split())[:200]
+    except httpx.ResponseNotRead:  # the body broke off: the status says enough
+        return "(the response body broke off)"
+
+
 class RemoteEngine:
-    """Harmony tokens from a gpt-oss model on an OpenAI-compatible server (llama.cpp, vLLM) or Ollama.
+    """Harmony tokens from a gpt-oss model on an OpenAI-compatible server (llama.cpp, vLLM, SGLang) or Ollama.
 
     `url` is the server root (`http://host:8000`, a trailing `/v1` is fine). `model=None` takes the
     server's only model. Connection errors are retried `retries` times; `timeout` (seconds) bounds
     connecting and each wait for the next streamed chunk. Construction checks the server and the
     model name, so a wrong URL or name fails at `Session.connect`, not at the first question.
+    `prompt_as` says how prompts travel: "ids", or "text" (`inert_text`) for Ollama and for a server
+    that refused its first token-id prompt but took the same prompt as text.
     """
 
     def __init__(
@@ -173,6 +102,8 @@ class RemoteEngine:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout))
         self.ollama = self._is_ollama()
+        self.prompt_as = "text" if self.ollama else "ids"
+        self._ids_accepted = False
         models = self.models()
         if model is None:
             if len(models) != 1:
@@ -237,14 +168,14 @@ class RemoteEngine:
     # ------------------------------------------------------------ generation
 
     def _body(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling) -> tuple[str, dict]:
-        text = harmony.decode(prompt)
         if self.ollama:
             options = {"num_predict": sampling.max_new_tokens, "temperature": sampling.temperature,
                        "top_p": sampling.top_p, "seed": sampling.seed, "repeat_penalty": 1.0, "top_k": 0}
-            return "/api/generate", {"model": self.model, "prompt": text, "raw": True, "stream": True,
+            return "/api/generate", {"model": self.model, "prompt": inert_text(prompt), "raw": True, "stream": True,
                                      "options": {k: v for k, v in options.items() if v is not None}}
         body = {
-            "model": self.model, "prompt": text, "stream": True, "max_tokens": sampling.max_new_tokens,
+            "model": self.model, "prompt": list(prompt) if self.prompt_as == "ids" else inert_text(prompt),
+            "stream": True, "max_tokens": sampling.max_new_tokens,
             "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
             # vLLM: keep special tokens in the text, stop on the Harmony stop ids and say which one stopped
             "skip_special_tokens": False, "spaces_between_special_tokens": False, "stop_token_ids": sorted(stop),
@@ -253,29 +184,79 @@ class RemoteEngine:
         }
         return "/v1/completions", {k: v for k, v in body.items() if v is not None}
 
-    def _chunks(self, response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
-        """(text, finish_reason, stop_reason) for each streamed chunk, SSE or Ollama NDJSON."""
-        for line in response.iter_lines():
-            line = line.strip()
-            if not line or line.startswith(":") or line.startswith("event:"):
-                continue
-            if line.startswith("data:"):
-                line = line[5:].strip()
-            if line == "[DONE]":
-                return
+    def _send(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling) -> httpx.Response:
+        """The streaming response to one completion request, its body read when it is an HTTP error."""
+        path, body = self._body(prompt, stop, sampling)
+        request = self._client.build_request("POST", path, json=body)
+        response = self._retrying(lambda: self._client.send(request, stream=True))
+        if response.status_code >= 400:
             try:
-                data = json.loads(line)
-            except ValueError:
-                raise RemoteError(
-                    f"the server at {self.url} sent something that is not a completion stream: {line[:120]!r}") from None
-            if "error" in data:
-                message = _server_message(httpx.Response(500, json=data))
-                raise RemoteError(f"the server at {self.url} stopped with an error: {message}")
-            if self.ollama:
-                yield data.get("response", ""), (data.get("done_reason") or "stop") if data.get("done") else None, None
-            else:
-                choice = (data.get("choices") or [{}])[0]
-                yield choice.get("text") or "", choice.get("finish_reason"), choice.get("stop_reason")
+                response.read()
+            except httpx.HTTPError:
+                pass  # reported by its status alone (see _server_message)
+            finally:
+                response.close()
+        return response
+
+    def _open(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling) -> httpx.Response:
+        """The streaming response. Until a token-id prompt has been accepted once, an HTTP error to one
+        is answered by asking again with `inert_text` (llama-cpp-python's server answers a list prompt
+        with HTTP 500); when that works, prompts are sent as text from then on."""
+        response = self._send(prompt, stop, sampling)
+        refused = response.status_code >= 400 and response.status_code not in (401, 403)
+        if self.prompt_as == "ids" and not self._ids_accepted and refused:
+            self.prompt_as = "text"
+            response = self._send(prompt, stop, sampling)
+            if response.status_code >= 400:  # refused for another reason: keep sending ids, say why
+                self.prompt_as = "ids"
+        self._ids_accepted |= self.prompt_as == "ids" and response.status_code < 400
+        self._raise_for(response, "/api/generate" if self.ollama else "/v1/completions")
+        return response
+
+    def _json(self, line: str) -> dict:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: {line[:120]!r}")
+        if "error" in data:
+            raise RemoteError(f"the server at {self.url} stopped with an error: {_error_text(data)}")
+        return data
+
+    def _events(self, response: httpx.Response) -> Iterator[dict]:
+        """The stream's JSON chunks (server-sent events, or Ollama's NDJSON lines). Running out before the
+        server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
+        if self.ollama:
+            for line in response.iter_lines():
+                if line.strip():
+                    yield self._json(line)
+        else:
+            try:
+                for event in EventSource(response).iter_sse():
+                    if event.data.strip() == "[DONE]":
+                        return
+                    if event.data:
+                        yield self._json(event.data)
+            except SSEError:
+                raise RemoteError(f"the server at {self.url} did not answer with an event stream "
+                                  f"(Content-Type: {response.headers.get('content-type')!r})") from None
+        raise RemoteError(f"the server at {self.url} closed the stream mid-answer (it never said it was done)")
+
+    def _chunks(self, response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
+        """(text, finish_reason, stop_reason) for each streamed chunk; every failure a one-line RemoteError."""
+        try:
+            for data in self._events(response):
+                if self.ollama:
+                    yield data.get("response", ""), (data.get("done_reason") or "stop") if data.get("done") else None, None
+                else:
+                    choice = (data.get("choices") or [{}])[0]
+                    yield choice.get("text") or "", choice.get("finish_reason"), choice.get("stop_reason")
+        except httpx.TimeoutException:
+            raise RemoteError(f"the server at {self.url} sent nothing for {self.timeout:g} s (timeout=...)") from None
+        except (httpx.TransportError, httpx.StreamError) as err:
+            why = " ".join(f"{type(err).__name__}: {err}".split())
+            raise RemoteError(f"the connection to {self.url} broke mid-answer ({why})") from None
 
     def stream(
         self,
@@ -289,33 +270,27 @@ class RemoteEngine:
         if sampling.logits_processor is not None:
             raise RemoteError(
                 "a remote server cannot apply this session's logits processor (constrained output); use a local engine")
-        if sampling.temperature is None or sampling.top_p is None:
-            sampling = replace(
-                sampling,
-                temperature=self.default_sampling.temperature if sampling.temperature is None else sampling.temperature,
-                top_p=self.default_sampling.top_p if sampling.top_p is None else sampling.top_p,
-            )
-        path, body = self._body(prompt, stop, sampling)
-        request = self._client.build_request("POST", path, json=body)
-        response = self._retrying(lambda: self._client.send(request, stream=True))
+        sampling = sampling.with_defaults(self.default_sampling)
+        response = self._open(prompt, stop, sampling)
         try:
-            if response.status_code >= 400:
-                response.read()
-                self._raise_for(response, path)
             yield from self._tokens(response, stop, sampling.max_new_tokens)
-        except httpx.TimeoutException:
-            raise RemoteError(f"the server at {self.url} sent nothing for {self.timeout:g} s (timeout=...)") from None
-        except (httpx.TransportError, httpx.StreamError) as err:
-            raise RemoteError(f"the connection to {self.url} broke mid-answer ({type(err).__name__}: {err})") from None
         finally:
             response.close()
 
     def _tokens(self, response: httpx.Response, stop: Collection[int], limit: int) -> Iterator[int]:
-        retok = _Retokenizer()
+        retok = harmony.Retokenizer()
         pending: list[int] = []  # held until the output has shown a Harmony marker
         count = seen = 0
-        finish = stop_reason = None
-        for text, finish, stop_reason in self._chunks(response):
+        finish = stop_reason = failure = None
+        chunks = self._chunks(response)
+        while True:
+            try:
+                text, finish, stop_reason = next(chunks)
+            except StopIteration:
+                break
+            except RemoteError as err:  # the ids received so far still go out, then the error
+                failure = err
+                break
             seen += len(text)
             pending += retok.feed(text)
             if finish:
@@ -330,6 +305,10 @@ class RemoteEngine:
             if done:
                 return
         pending += retok.flush()
+        if failure is not None:
+            if retok.harmony_seen:
+                yield from _until_stop(pending, stop, limit - count)[0]
+            raise failure
         if seen and not retok.harmony_seen:
             self._stripped()
         if finish == "stop":  # the server stopped on a token it may not have printed
