@@ -410,3 +410,29 @@ def test_a_server_that_answers_without_an_event_stream_is_explained():
     with FakeServer(_split(ANSWER), content_type="application/json") as server:
         with pytest.raises(RemoteError, match=r"did not answer with an event stream \(Content-Type: 'application/json'\)"):
             _stream(server.url)
+
+
+# ---------------------------------------------------------------- the re-tokeniser (harmony.Retokenizer)
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 1000])
+def test_retokenizer_gives_the_same_ids_whatever_the_chunking(size):
+    text = ANSWER + "<|start|>assistant<|channel|>commentary to=functions.f <|constrain|>json<|message|>{\"a\": 1}<|call|>"
+    retok = harmony.Retokenizer()
+    ids = [t for i in range(0, len(text), size) for t in retok.feed(text[i:i + size])] + retok.flush()
+    assert ids == harmony.encode(text)
+
+
+@pytest.mark.parametrize("header, stop", [
+    ("<|channel|>final", harmony.RETURN),
+    ("<|channel|>final <|constrain|>json", harmony.RETURN),  # a content type, not a recipient
+    ("<|channel|>analysis", harmony.END),
+    ("<|channel|>commentary", harmony.END),  # a preamble
+    (" to=python<|channel|>analysis code", harmony.CALL),
+    ("<|channel|>commentary to=functions.get_weather <|constrain|>json", harmony.CALL),
+    ("<|channel|>analysis<|message|>x<|end|><|start|>assistant to=browser.search<|channel|>analysis", harmony.CALL),
+])
+def test_the_swallowed_stop_token_follows_the_header(header, stop):
+    retok = harmony.Retokenizer()
+    retok.feed(header + "<|message|>text")
+    retok.flush()
+    assert retok.implied_stop() == [stop]
