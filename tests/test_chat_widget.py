@@ -161,6 +161,17 @@ def test_the_running_status_is_on_screen_before_the_tool_runs() -> None:
     assert reply.tool_calls[0].output.strip() == "running"
 
 
+def test_the_reasoning_disclaimer_is_shown_once(monkeypatch) -> None:
+    monkeypatch.setattr(ChatView, "noted", False)
+    first, second = ChatView(), ChatView()
+    notes = []
+    for view in (first, second):
+        ops = _sent_ops(view)
+        Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("q", view=view)
+        notes.append([o.get("note", False) for o in ops if o["op"] == "block" and o["kind"] == "reasoning"])
+    assert notes == [[True], [False]]
+
+
 def test_stop_message_sets_stop_requested() -> None:
     view = ChatView()
     assert not view.stop_requested

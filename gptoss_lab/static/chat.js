@@ -136,7 +136,6 @@ class Turn {
     this.view = view;
     this.model = view.model;
     this.blocks = {};
-    this.noted = false;
     this.contextWindow = op.context_window || 0;
     this.node = h("div", "gx-turn gx-live");
     const row = h("div", "gx-prompt-row");
@@ -174,10 +173,7 @@ class Turn {
       summary.append(h("span", "gx-spinner"), b.label);
       b.text = h("div", "gx-reasoning-text");
       b.node.append(summary);
-      if (!this.view.noted) {  // once per view, not under every reasoning block
-        this.view.noted = true;
-        b.node.append(h("div", "gx-note", NOTE));
-      }
+      if (op.note) b.node.append(h("div", "gx-note", NOTE));   // once, not under every reasoning block
       b.node.append(b.text);
     } else if (op.kind === "tool") {
       this.toolCard(b, op);
@@ -376,7 +372,7 @@ class Turn {
 // ---------------------------------------------------------------- the view
 
 function render({ model, el }) {
-  const view = { model, root: h("div", "gx-chat"), noted: false };
+  const view = { model, root: h("div", "gx-chat") };
   el.appendChild(view.root);
   let turn = null;
   let seq = 0;
@@ -384,7 +380,6 @@ function render({ model, el }) {
     for (const op of ops) {
       if (op.op === "turn") {
         view.root.replaceChildren();   // one turn per view: Regenerate replaces it
-        view.noted = false;
         turn = new Turn(view, op);
       } else if (turn && OPS.has(op.op)) {
         turn[op.op](op);

@@ -43,6 +43,7 @@ class ChatView(anywidget.AnyWidget):
     _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
 
     max_syncs_per_s: float = 20.0
+    noted = False                     # the reasoning disclaimer was shown (once per kernel, not every turn)
     pump_interval: float = 0.1        # seconds between looks at the shell queue during generation
     ready_timeout: float = 3.0        # how long approve() waits for a front end to draw the view
 
@@ -110,8 +111,10 @@ class ChatView(anywidget.AnyWidget):
             self._start(event)
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]
-            self._queue({"op": "block", "i": i, "kind": block.kind, "channel": block.channel,
-                         "recipient": block.recipient})
+            op = {"op": "block", "i": i, "kind": block.kind, "channel": block.channel, "recipient": block.recipient}
+            if block.kind == "reasoning" and not ChatView.noted:
+                op["note"] = ChatView.noted = True
+            self._queue(op)
             self._open.add(i)
             if block.kind in ("final", "commentary"):
                 self._md[i] = ("", 0)
