@@ -56,9 +56,11 @@ def uncached_greedy(model, prompt: list[int], n: int) -> list[int]:
 def test_loads_tiny_and_greedy_stream_equals_transformers_generate(random_checkpoint, monkeypatch, capsys):
     monkeypatch.setattr("gptoss_lab.tiny.CHECKPOINT", random_checkpoint)  # stands in for the bundled weights
     engine = LocalEngine.from_pretrained("tiny")
-    assert "Loading gpt-oss-tiny on cpu" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Loading gpt-oss-tiny on cpu (float32, the CPU default, " in out and " torch thread" in out
     assert engine.name == "gpt-oss-tiny" and engine.config.model_type == "gpt_oss"
-    assert engine.model.dtype == torch.bfloat16  # the checkpoint's own dtype
+    assert engine.model.dtype == torch.float32  # a bf16 checkpoint computes in float32 on a CPU
+    assert engine.slow_path_reason is None  # the lean forward, compared here with transformers' generate
     assert engine.default_sampling.temperature == 0  # its generation_config does not sample
     from transformers import LogitsProcessorList
 
@@ -121,7 +123,7 @@ def test_closing_the_stream_early_or_an_interrupt_keeps_the_cache_consistent(eng
         if calls == 3:  # in the second generated token's forward, once layers 0 and 1 (of 4) have cached it
             raise KeyboardInterrupt
 
-    handle = engine.model.model.layers[1].register_forward_hook(interrupt)
+    handle = engine.model.model.layers[1].mlp.router.register_forward_hook(interrupt)
     shown = []
     try:
         with pytest.raises(KeyboardInterrupt):

@@ -131,7 +131,8 @@ def doctor(
     name, config, folder = _config(model)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     p = checkpoint.count_parameters(config)
-    dtype_name = checkpoint.dtype_name(config, dtype, folder)
+    free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
+    dtype_name = checkpoint.dtype_name(config, dtype or checkpoint.cpu_default(config, target, free), folder)
     packed_mxfp4 = checkpoint.weight_bytes(config, "bfloat16", packed=True)
     bf16 = checkpoint.weight_bytes(config, "bfloat16", packed=False)
     if mxfp4_kernels is None:
@@ -142,7 +143,6 @@ def doctor(
     packed = mxfp4 and kernels is None
     load = checkpoint.weight_bytes(config, dtype_name, packed=packed)
     how = dtype_name + (" with MXFP4 experts" if packed else "")
-    free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
     kv = KVCache.of(config, dtype_name)
     limit = int(config.max_position_embeddings)
     context = 0 if free is None else _longest_context(config, kv, load, free, limit, prefill_chunk, dtype_name)

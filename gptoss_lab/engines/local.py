@@ -1,7 +1,10 @@
 """LocalEngine: a gpt-oss checkpoint in this process, run with transformers.
 
 The KV cache lives between calls, so a follow-up turn only computes the tokens after the longest
-prefix it shares with what is cached. torch and transformers are imported only when used.
+prefix it shares with what is cached. On a CPU, plain GptOss models run through `KVForward` (a
+lean forward with a static KV store and fused chunked attention, see `fastpath`); other models
+(GPUs, MXFP4 kernels, hub kernels) run through transformers' forward with a DynamicCache.
+torch and transformers are imported only when used.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, fastpath
 from .base import EngineError, Sampling
 from .checkpoint import LoadError
 
@@ -24,10 +27,11 @@ class LocalEngine:
 
     Each `stream` call reuses the longest common prefix of its prompt with the cached tokens
     (`last_prefill` tells how many prompt tokens had to be computed). Sliding-window layers keep
-    their past states so the cache can go back to any earlier position exactly.
+    their past states so the cache can go back to any earlier position exactly. `fast=False`
+    (or a model `fastpath` does not support; `slow_path_reason` says why) uses transformers' forward.
     """
 
-    def __init__(self, model: Any, *, name: str | None = None) -> None:
+    def __init__(self, model: Any, *, name: str | None = None, fast: bool = True) -> None:
         self.model = model.eval()
         self.config = model.config
         self.name = name or str(getattr(self.config, "_name_or_path", "") or "gpt-oss").rstrip("/").rsplit("/", 1)[-1]
@@ -37,6 +41,8 @@ class LocalEngine:
         self.last_prefill = 0
         self._streams = 0  # stream calls started: only the latest may still touch the cache
         self._device = model.get_input_embeddings().weight.device
+        self.slow_path_reason = fastpath.unsupported(model) if fast else "fast=False was asked for"
+        self._fast = fastpath.KVForward(model) if self.slow_path_reason is None else None
         self.reset()
 
     @classmethod
@@ -49,19 +55,26 @@ class LocalEngine:
         device_map: Any = None,
         dequantize: bool = False,
         progress: bool = True,
+        fast: bool = True,
         **kw: Any,
     ) -> LocalEngine:
         """Load "tiny", a local checkpoint folder or a hub id; refuse early, in one line, what can't work.
 
         MXFP4 experts stay packed where transformers' kernels run, else (or with `dequantize=True`)
-        they load as `dtype`, and a one-line note says so and what it costs.
+        they load as `dtype`, and a one-line note says so and what it costs. On a CPU the default
+        dtype is float32 (bf16 matmuls are emulated on most CPUs) and torch leaves one core free
+        (see `share_cores`); the load line says both.
         """
         plan = checkpoint.plan_load(name_or_path, device=device, dtype=dtype, device_map=device_map,
                                     dequantize=dequantize, **kw)
         from transformers import AutoModelForCausalLM
 
+        how = plan.how + (", the CPU default" if dtype is None and plan.target == "cpu" and plan.how == "float32" else "")
+        if plan.target == "cpu":
+            threads = share_cores()
+            how += f", {threads} torch thread{'s' * (threads > 1)}"
         if progress:
-            print(f"Loading {plan.source.name} on {plan.target} ({plan.how}, {checkpoint.size(plan.weights)}) ...", flush=True)
+            print(f"Loading {plan.source.name} on {plan.target} ({how}, {checkpoint.size(plan.weights)}) ...", flush=True)
             if plan.note:
                 print(f"Note: {plan.note}.", flush=True)
         try:
@@ -69,7 +82,7 @@ class LocalEngine:
                 model = AutoModelForCausalLM.from_pretrained(plan.source.path, **plan.kwargs)
         except (OSError, ValueError, ImportError) as error:
             raise plan.failed(error) from None
-        engine = cls(model, name=plan.source.name)
+        engine = cls(model, name=plan.source.name, fast=fast)
         if progress and (hidden := checkpoint.routing_visible(model)):
             print(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
         return engine
@@ -77,6 +90,8 @@ class LocalEngine:
     def reset(self) -> None:
         """Forget the KV cache (and the routing kept with it), e.g. to free its memory."""
         self._cache: Any = None
+        if self._fast is not None:
+            self._fast.reset()
         self._tokens: list[int] = []
         self._routes: list[tuple[np.ndarray, np.ndarray]] = []  # routing of positions [0, _routed)
         self._routed = 0
@@ -105,7 +120,7 @@ class LocalEngine:
         """The decode loop of `stream` (run under inference mode, one token per resume)."""
         from transformers import DynamicCache
 
-        if self._cache is None:
+        if self._cache is None and self._fast is None:
             self._cache = DynamicCache(config=self.config)
             self._cache.activate_past_recording()
         self._streams += 1
@@ -145,8 +160,11 @@ class LocalEngine:
         start = len(self._tokens)
         for i in range(0, len(tokens), self.prefill_chunk):
             chunk = tokens[i:i + self.prefill_chunk]
-            ids = torch.tensor([chunk], dtype=torch.long, device=self._device)
-            out = self.model(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=1)
+            if self._fast is not None:
+                logits = self._fast(chunk)
+            else:
+                ids = torch.tensor([chunk], dtype=torch.long, device=self._device)
+                logits = self.model(input_ids=ids, cache=self._cache, use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
             # Only now is the chunk cached in every layer; a forward stopped half-way (Ctrl-C) leaves
             # some layers longer than `_tokens`, and the next call's `_rollback` cuts them back.
             self._tokens.extend(chunk)
@@ -156,7 +174,7 @@ class LocalEngine:
             if self._routed == start:
                 self._routes.append((experts, weights))
                 self._routed += len(tokens)
-        return out.logits[:, -1, :].float()
+        return logits
 
     def _common_prefix(self, prompt: list[int], *, routed: bool) -> int:
         """How many cached positions the prompt can reuse (never all of it: the last token gives the logits)."""
@@ -173,7 +191,9 @@ class LocalEngine:
         an earlier branch point needs; these layers record their past, so slicing is exact.
         """
         del self._tokens[n:]
-        for layer in self._cache.layers:
+        if self._fast is not None:
+            self._fast.truncate(n)
+        for layer in self._cache.layers if self._cache is not None else ():
             if layer.is_initialized and layer.keys.shape[-2] > n:
                 layer.keys, layer.values = layer.keys[..., :n, :], layer.values[..., :n, :]
             if layer.is_initialized and hasattr(layer, "cumulative_length"):
@@ -226,6 +246,21 @@ class LocalEngine:
             return token
 
         return pick
+
+
+def share_cores() -> int:
+    """torch's CPU threads for the model: all physical cores but one (at least one), so Jupyter and
+    the browser sharing the machine keep a core; a choice already made (OMP_NUM_THREADS, or
+    `torch.set_num_threads` / `%gptoss config threads=N` below the default) is kept. Returns the count."""
+    import os
+
+    import psutil
+    import torch
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() >= cores:
+        torch.set_num_threads(max(1, cores - 1))
+    return torch.get_num_threads()
 
 
 def _default_sampling(generation_config: Any) -> Sampling:

@@ -1,0 +1,87 @@
+"""The lean CPU forward (KVForward) against transformers' own forward: same logits, same greedy tokens,
+same routing, exact rollback; models it cannot run fall back to transformers with the reason."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gptoss_lab import harmony
+from gptoss_lab.engines.base import Sampling
+from gptoss_lab.engines.fastpath import KVForward
+from gptoss_lab.engines.local import LocalEngine
+from gptoss_lab.routing import Recorder
+
+STOP = frozenset(harmony.STOP_TOKENS)
+LONG = [200006, *range(2000, 2300)]  # 301 tokens: many times the random model's sliding window of 8
+
+
+class NoRepeat:
+    """Bans ids already in the sequence, so a random model's greedy output varies from step to step."""
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, input_ids[0]] = float("-inf")
+        return scores
+
+
+@pytest.fixture(scope="module")
+def model(random_checkpoint):
+    return LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False).model
+
+
+def greedy(engine: LocalEngine, prompt: list[int], n: int = 24, **kw) -> list[int]:
+    sampling = Sampling(temperature=0, max_new_tokens=n, logits_processor=NoRepeat())
+    return list(engine.stream(prompt, stop=(), sampling=sampling, **kw))
+
+
+def test_prefill_in_chunks_and_blocks_gives_transformers_logits(model):
+    with torch.inference_mode():
+        reference = model(torch.tensor([LONG]), use_cache=False).logits[0].float()
+        for block, chunks in ((2048, [301]), (16, [100, 1, 1, 199]), (7, [5, 3, 293])):
+            forward = KVForward(model)
+            forward.block = block
+            end = 0
+            for size in chunks:
+                logits = forward(LONG[end:end + size])
+                end += size
+                torch.testing.assert_close(logits[0], reference[end - 1], atol=2e-5, rtol=1e-4)
+        forward.truncate(150)  # back past many windows: positions 150.. are computed again, exactly
+        torch.testing.assert_close(forward(LONG[150:])[0], reference[-1], atol=2e-5, rtol=1e-4)
+
+
+def test_greedy_tokens_routing_and_reuse_equal_the_transformers_path(model):
+    fast, slow = LocalEngine(model), LocalEngine(model, fast=False)
+    assert fast.slow_path_reason is None and slow.slow_path_reason == "fast=False was asked for"
+    fast.prefill_chunk = slow.prefill_chunk = 64
+    routed = {}
+    for engine in (fast, slow):
+        recorder = Recorder()
+        first = greedy(engine, LONG, recorder=recorder)
+        follow_up = LONG + first + [200006, 1200, 1201]
+        second = greedy(engine, follow_up)
+        assert engine.last_prefill == 3  # only the new tokens (a routed turn also fed its last token)
+        branch = LONG[:40] + list(range(3000, 3030))  # back before many sliding windows
+        third = greedy(engine, branch)
+        assert engine.last_prefill == 30
+        routed[engine is fast] = (first, second, third, recorder.routing.experts, recorder.routing.weights)
+    assert routed[True][:3] == routed[False][:3]
+    assert (routed[True][3] == routed[False][3]).all()
+    torch.testing.assert_close(torch.from_numpy(routed[True][4]), torch.from_numpy(routed[False][4]))
+
+
+def test_tiny_answers_the_same_through_both_paths():
+    prompt = harmony.render([harmony.system_message("low", date="2025-01-01"), harmony.user_message("What is 37 * 12?")])
+    fast = LocalEngine.from_pretrained("tiny", progress=False)
+    slow = LocalEngine(fast.model, fast=False)
+    sampling = Sampling(temperature=0, max_new_tokens=96)
+    tokens = list(fast.stream(prompt, stop=STOP, sampling=sampling))
+    assert tokens == list(slow.stream(prompt, stop=STOP, sampling=sampling))
+    assert "python" in harmony.decode(tokens)  # tiny computes it with its tool, as trained
+
+
+def test_models_it_cannot_run_use_transformers_and_say_why(model, monkeypatch):
+    layer = model.model.layers[0]
+    monkeypatch.setattr(layer.mlp, "forward", layer.mlp.forward)  # as a hub kernel would replace it
+    engine = LocalEngine(model)
+    assert engine.slow_path_reason == "its GptOssMLP is not transformers' GptOssMLP"
+    assert greedy(engine, LONG[:20], 4) == greedy(LocalEngine(model, fast=False), LONG[:20], 4)
