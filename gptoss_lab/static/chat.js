@@ -256,12 +256,11 @@ class Turn {
     if (!b || !b.status) return;
     b.node.dataset.status = op.status;
     b.status.textContent = STATUS[op.status] || op.status;
+    if (b.editor && op.status !== "waiting") this.closeEditor(b);
     if (op.code !== undefined) {          // the user's edited code is what runs
       setHTML(b.text, op.code);
-      b.ran = b.editor ? b.editor.value : b.ran;
       b.status.textContent += " · edited";
     }
-    if (b.editor && op.status !== "waiting") this.closeEditor(b);
     b.actions.replaceChildren();
     b.actions.hidden = op.status !== "waiting";
     if (op.status === "waiting") this.approval(b, op);
