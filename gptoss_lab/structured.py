@@ -1,14 +1,193 @@
-"""Structured output: a response format built once per turn, holding everything about it.
+"""Structured output: JSON schemas in Harmony's style, and a response format built once per turn.
 
-`ResponseFormat.from_user(obj)` takes what a user gives (a pydantic model, dataclass, TypedDict or
-JSON-schema dict) and holds the schema, the developer-message section the model reads, `parse()`
-for the final answer, and the constraint processor for constrained decoding.
+`HarmonySchema` is pydantic's JSON-schema generator writing what the Harmony renderer shows best
+(the model reads schemas as TypeScript-like text): everything inlined, no titles, `"type": [X,
+"null"]` for optional scalars. Function tools (`tools/functions.py`) and response formats both use
+it, and both validate with the same pydantic `TypeAdapter` the schema came from.
+
+`ResponseFormat.from_user(obj)` takes what a user gives (a pydantic model, dataclass, TypedDict,
+any type pydantic knows, or a JSON-schema dict) and holds the schema, the developer-message section
+the model reads, `parse()` for the final answer, and the llguidance constraint for decoding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import functools
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import docstring_parser
+import jsonschema
+import pydantic
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from . import harmony
+
+_DEFS = "#/$defs/"
+_VALUES = frozenset({"enum", "const", "default", "examples"})  # keys whose values are data, not schemas
+_NAMED = frozenset({"properties", "patternProperties", "dependentSchemas"})  # name -> schema maps
+_SCALARS = frozenset({"string", "integer", "number", "boolean"})
+_NULL = {"type": "null"}
+_SUPPORTED = ("str, int, float, bool, datetime, Literal, Enum, list, dict, Optional, "
+              "a dataclass, a TypedDict or a pydantic model")
+
+
+class StructuredOutputError(ValueError):
+    """The model's final answer does not parse or does not match the requested schema."""
+
+
+def docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """(summary, {parameter or attribute: description}) of a Google, NumPy or reST docstring.
+
+    The summary is the first paragraph; every text is put on one line, since the renderer
+    writes a description as a `//` comment and a line break would end the comment."""
+    try:
+        parsed = docstring_parser.parse(doc or "")
+    except docstring_parser.ParseError:
+        return _one_line((doc or "").split("\n\n")[0]), {}
+    summary = (parsed.description or "").split("\n\n")[0]
+    return _one_line(summary), {p.arg_name: _one_line(p.description) for p in parsed.params if p.description}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class HarmonySchema(GenerateJsonSchema):
+    """pydantic's JSON schema as the Harmony renderer shows it best.
+
+    Definitions are inlined (the renderer shows a `$ref` as `any`; only a type that refers to
+    itself keeps its `$defs`); titles and class docstrings are left out (the renderer prints them as
+    stray comments, twice for objects), attributes documented in a class docstring get their
+    description; optional scalars become `"type": [X, "null"]` (`string | null`) and other
+    optionals `oneOf` (the renderer shows `anyOf` as `any`); an optional property whose default is
+    None is shown as its type (the model leaves it out rather than writing null); a one-value
+    Literal is an `enum` (a `const` shows as `any`)."""
+
+    def generate(self, schema: core_schema.CoreSchema, mode: Any = "validation") -> JsonSchemaValue:
+        return _inlined(super().generate(schema, mode))
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        return _plain_object(super().model_schema(schema), schema["cls"])
+
+    def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
+        return _plain_object(super().dataclass_schema(schema), schema["cls"])
+
+    def typed_dict_schema(self, schema: core_schema.TypedDictSchema) -> JsonSchemaValue:
+        return _plain_object(super().typed_dict_schema(schema), schema.get("cls"))
+
+    def literal_schema(self, schema: core_schema.LiteralSchema) -> JsonSchemaValue:
+        result = super().literal_schema(schema)
+        if "const" in result:
+            result["enum"] = [result.pop("const")]
+        return result
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        inner = self.generate_inner(schema["schema"])
+        if inner == _NULL:
+            return inner
+        kind = inner.get("type")
+        kinds = [kind] if isinstance(kind, str) else kind
+        if isinstance(kinds, list) and _SCALARS.issuperset(kinds) and not {"enum", "const"} & inner.keys():
+            return {**inner, "type": [*kinds, "null"]}
+        return {"oneOf": [inner, _NULL]}
+
+    def union_schema(self, schema: core_schema.UnionSchema) -> JsonSchemaValue:
+        result = super().union_schema(schema)
+        members = result.get("anyOf")
+        if members is None:
+            return result
+        kinds = [m.get("type") for m in members]
+        if all(m.keys() == {"type"} for m in members):
+            flat = [k for kind in kinds for k in ([kind] if isinstance(kind, str) else kind)]
+            return {"type": list(dict.fromkeys(flat))}
+        if all(isinstance(k, str) for k in kinds) and len(set(kinds)) == len(kinds):
+            return {"oneOf": members}  # members of different types: exactly one matches
+        return result
+
+    def emit_warning(self, kind: Any, detail: str) -> None:
+        if kind != "non-serializable-default":  # such a default is simply not shown to the model
+            super().emit_warning(kind, detail)
+
+
+def _plain_object(schema: JsonSchemaValue, cls: Any) -> JsonSchemaValue:
+    """A class's object schema without its docstring, its documented attributes described, and
+    optional properties defaulting to None shown as their type. Unless the class keeps extra keys,
+    none are allowed: pydantic would drop them, and a constrained answer must be able to end."""
+    schema.pop("description", None)
+    schema.setdefault("additionalProperties", False)
+    _, documented = docstring(getattr(cls, "__doc__", None))
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        if "description" not in prop and documented.get(name):
+            prop["description"] = documented[name]
+        alternatives = prop.get("oneOf", ())
+        if name not in required and prop.get("default", ...) is None and len(alternatives) == 2 and alternatives[1] == _NULL:
+            schema["properties"][name] = {**{k: v for k, v in prop.items() if k != "oneOf"}, **alternatives[0]}
+    return schema
+
+
+def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
+    """`schema` without titles and with every `$ref` replaced by its definition; a type that refers
+    to itself keeps its definition in `$defs` (the only case left with references)."""
+    definitions = schema.pop("$defs", {})
+    kept: dict[str, Any] = {}
+
+    def walk(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_DEFS):
+            name = ref[len(_DEFS):]
+            if name in seen:  # recursive: keep the reference and its definition
+                if name not in kept:
+                    kept[name] = None
+                    kept[name] = walk(definitions[name], (name,))
+                return node
+            siblings = {k: v for k, v in node.items() if k != "$ref"}
+            return {**walk(definitions[name], (*seen, name)), **walk(siblings, seen)}
+        out = {}
+        for key, value in node.items():
+            if key == "title":
+                continue
+            if key in _VALUES:
+                out[key] = value
+            elif key in _NAMED:
+                out[key] = {name: walk(sub, seen) for name, sub in value.items()}
+            else:
+                out[key] = walk(value, seen)
+        return out
+
+    result = walk(schema, ())
+    if kept:
+        result["$defs"] = kept
+    return result
+
+
+def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.TypeAdapter, dict[str, Any]]:
+    """The pydantic adapter validating a type, and its Harmony-style JSON schema; TypeError naming
+    `where` for a type pydantic can't validate or describe."""
+    try:
+        adapter = pydantic.TypeAdapter(annotation)
+        return adapter, adapter.json_schema(schema_generator=HarmonySchema)
+    except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError, NameError):
+        raise TypeError(f"{where}: unsupported type annotation {annotation!r}; use {_SUPPORTED}") from None
+
+
+def describe_errors(err: pydantic.ValidationError) -> str:
+    """pydantic's errors as `field.path: message; ...` (no URLs), short enough to show the model."""
+    return "; ".join(
+        (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"] for e in err.errors()
+    )
+
+
+# ---------------------------------------------------------------- response formats
 
 @dataclass(frozen=True)
 class ResponseFormat:
@@ -16,28 +195,174 @@ class ResponseFormat:
 
     target: Any                 # what the user gave; `parse` returns an instance of it
     section: dict[str, Any]     # {"name", "description"?, "schema"} for the developer message
+    _load: Callable[[str], Any] = field(repr=False, compare=False)  # JSON text -> validated value
 
     @classmethod
-    def from_user(cls, obj: Any) -> ResponseFormat:
-        """From a pydantic model, dataclass, TypedDict or JSON-schema dict; TypeError for anything else."""
+    def from_user(cls, obj: Any, *, name: str | None = None, description: str | None = None) -> ResponseFormat:
+        """From a pydantic model, dataclass, TypedDict (or any type pydantic validates) or a JSON-schema
+        dict; TypeError for anything else, ValueError for a dict that is not a valid JSON schema.
+        `name` and `description` replace the ones taken from the class or the schema's title."""
         if isinstance(obj, ResponseFormat):
             return obj
-        from .tools.schema import response_format_section
-
-        return cls(obj, response_format_section(obj))
+        if isinstance(obj, Mapping):
+            schema, load = _dict_format(obj)
+            default_name, doc = str(obj.get("title", "response")), obj.get("description")
+        else:
+            if not _is_type(obj):
+                raise TypeError(f"expected a pydantic model, dataclass, TypedDict or JSON-schema dict, not {obj!r}")
+            adapter, schema = typed_schema(obj, where="response format")
+            default_name, doc = getattr(obj, "__name__", "response"), _class_summary(obj)
+            load = functools.partial(_load_typed, adapter)
+        section: dict[str, Any] = {"name": re.sub(r"[^A-Za-z0-9_-]", "_", name or default_name)}
+        if description or doc:
+            section["description"] = description or doc
+        section["schema"] = schema
+        return cls(obj, section, load)
 
     @property
     def schema(self) -> dict[str, Any]:
         return self.section["schema"]
 
     def parse(self, text: str) -> Any:
-        """The final answer as the requested type; StructuredOutputError (a ValueError) says what is wrong."""
-        from .tools.schema import parse_final
+        """The final answer as the requested type: a model/dataclass instance, a dict or a JSON value
+        (a ```json fence around it is accepted). StructuredOutputError says what is wrong."""
+        match = re.fullmatch(r"\s*```(?:json)?\s*\n(.*?)\n?```\s*", text, flags=re.S)
+        return self._load(match.group(1) if match else text.strip())
 
-        return parse_final(text, self.target)
-
-    def processor(self) -> Any:
-        """A transformers logits processor keeping `final` answers inside the schema (needs llguidance)."""
-        from .engines.constrain import JsonSchemaProcessor
-
+    def processor(self) -> JsonSchemaProcessor:
+        """A transformers logits processor keeping `final` answers inside the schema (needs llguidance);
+        ValueError when llguidance cannot compile the schema."""
         return JsonSchemaProcessor(self.schema)
+
+
+def _is_type(obj: Any) -> bool:
+    """A class or a typing construct (list[int], Literal[...]), not an instance or a string."""
+    return isinstance(obj, type) or type(obj).__module__ in ("typing", "types", "typing_extensions")
+
+
+def _class_summary(cls: Any) -> str | None:
+    """A class docstring's summary, ignoring the signature dataclasses write as a docstring."""
+    doc = cls.__dict__.get("__doc__") if isinstance(cls, type) else None
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        return None
+    return docstring(doc)[0] or None
+
+
+def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
+    try:
+        return adapter.validate_json(body)
+    except pydantic.ValidationError as err:
+        if any(e["type"] == "json_invalid" for e in err.errors()):
+            raise StructuredOutputError(f"the final answer is not valid JSON: {err.errors()[0]['msg']}") from None
+        raise StructuredOutputError(f"the final answer does not match the schema: {describe_errors(err)}") from None
+
+
+def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[str], Any]]:
+    """A JSON-schema dict, checked, and its loader. pydantic builds validators from types, not from
+    schemas, so a schema dict is validated by `jsonschema` (the reference implementation)."""
+    schema = dict(schema)
+    kind = jsonschema.validators.validator_for(schema)
+    try:
+        kind.check_schema(schema)
+    except jsonschema.SchemaError as err:
+        raise ValueError(f"not a valid JSON schema: {err.message}") from None
+    validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
+
+    def load(body: str) -> Any:
+        try:
+            value = json.loads(body)
+        except json.JSONDecodeError as err:
+            raise StructuredOutputError(f"the final answer is not valid JSON: {err}") from None
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "answer"
+            raise StructuredOutputError(f"the final answer does not match the schema: {where}: {error.message}")
+        return value
+
+    return schema, load
+
+
+# ---------------------------------------------------------------- constrained decoding
+
+@functools.cache
+def _tokenizer() -> Any:
+    """The Harmony vocabulary as an llguidance tokenizer, from the bundled file (seconds; cached)."""
+    import llguidance
+
+    specials = {name: token for token, name in harmony.special_tokens().items()}
+    return llguidance.LLTokenizer.from_tiktoken(
+        encoder=harmony.ranks(), special_tokens=specials, pattern=harmony.O200K_PATTERN, eos_token=harmony.RETURN,
+        n_vocab=harmony.VOCAB_SIZE,
+    )
+
+
+class JsonSchemaProcessor:
+    """Logits processor (transformers' `__call__(input_ids, scores)`) keeping the content of an open
+    `final` message inside a JSON schema; reasoning, tool calls and headers are free. Once the JSON
+    is complete the only token allowed is `<|return|>`.
+
+    Stateless across engine calls: each call finds the message being written in `input_ids`, so the
+    same processor serves every call of a tool-using turn."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        try:
+            import llguidance
+            import llguidance.torch
+        except ImportError:
+            raise ImportError("constrained decoding needs llguidance: pip install llguidance") from None
+        # compact JSON: with free whitespace a weak model can pad forever without closing the object;
+        # lenient: keywords llguidance cannot enforce (uniqueItems, format: binary ...) are left to `parse`
+        options = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "lenient": True}
+        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=options)
+        problem = llguidance.LLMatcher.validate_grammar(self.grammar, _tokenizer())
+        if problem:
+            raise ValueError(f"llguidance cannot constrain to this schema: {problem.splitlines()[0]}")
+        self._mask = llguidance.torch.allocate_token_bitmask(1, harmony.VOCAB_SIZE)
+        self._matcher: Any = None
+        self._consumed: list[int] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        content = _final_content(input_ids[0].tolist())
+        if content is None:
+            return scores
+        import torch
+        from llguidance.torch import apply_token_bitmask_inplace, fill_next_token_bitmask
+
+        fill_next_token_bitmask(self._advance(content), self._mask)
+        # llguidance's masking kernel is torch.compile'd; compiling it at the first constrained token
+        # took 11-106 s on a 2-core CPU, more than it saves over a turn (about 3 ms a token): run it eagerly
+        eager = torch.compiler.set_stance("force_eager") if hasattr(torch.compiler, "set_stance") else contextlib.nullcontext()
+        with eager:
+            apply_token_bitmask_inplace(scores, self._mask.to(scores.device, non_blocking=True))
+        return scores
+
+    def _advance(self, content: list[int]) -> Any:
+        """The matcher brought to `content` (a new final message starts a fresh matcher)."""
+        import llguidance
+
+        if self._matcher is None or content[:len(self._consumed)] != self._consumed:
+            self._matcher, self._consumed = llguidance.LLMatcher(_tokenizer(), self.grammar), []
+        new = content[len(self._consumed):]
+        if new and not self._matcher.consume_tokens(new):
+            raise RuntimeError(f"constrained decoding lost track of the answer: {self._matcher.get_error()}")
+        self._consumed = content
+        return self._matcher
+
+
+_CLOSED = frozenset({harmony.END, *harmony.STOP_TOKENS})
+
+
+def _final_content(ids: list[int]) -> list[int] | None:
+    """The tokens written so far in an open `final` answer, or None when the model is elsewhere."""
+    if harmony.START not in ids:
+        return None
+    start = len(ids) - ids[::-1].index(harmony.START)
+    rest = ids[start:]
+    if harmony.MESSAGE not in rest:
+        return None
+    body = rest.index(harmony.MESSAGE)
+    content = rest[body + 1:]
+    if _CLOSED.intersection(content):
+        return None
+    header = harmony.parse_header(harmony.decode(rest[:body]))
+    return content if header.role == "assistant" and header.channel == "final" and not header.is_call else None

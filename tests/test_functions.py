@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional
 
 import pydantic
@@ -46,6 +48,10 @@ class Node:
     child: Node | None = None
 
 
+class Handle:
+    """Not something JSON can carry."""
+
+
 class Options(TypedDict):
     verbose: bool
     label: NotRequired[str]
@@ -69,20 +75,28 @@ def _schema_of(annotation: Any) -> dict:
     (Optional[int], {"type": ["integer", "null"]}),
     (str | None, {"type": ["string", "null"]}),
     (int | str, {"type": ["integer", "string"]}),
+    (int | str | None, {"type": ["integer", "string", "null"]}),
+    (int | datetime.date, {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date"}]}),
+    (list[int] | None, {"oneOf": [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}]}),
     (list[int], {"type": "array", "items": {"type": "integer"}}),
     (tuple[str, ...], {"type": "array", "items": {"type": "string"}}),
-    (list, {"type": "array"}),
+    (list, {"type": "array", "items": {}}),
     (dict[str, float], {"type": "object", "additionalProperties": {"type": "number"}}),
-    (dict, {"type": "object"}),
+    (dict, {"type": "object", "additionalProperties": True}),
+    (datetime.datetime, {"type": "string", "format": "date-time"}),
+    (datetime.date | None, {"type": ["string", "null"], "format": "date"}),
+    (Literal["only"], {"type": "string", "enum": ["only"]}),
+    (Optional[Units], {"oneOf": [{"type": "string", "enum": ["celsius", "fahrenheit"]}, {"type": "null"}]}),
     (Annotated[str, "The city."], {"type": "string", "description": "The city."}),
+    # extra keys are refused (pydantic would drop them), and the schema says so
     (Point, {"type": "object", "properties": {
         "lat": {"description": "Latitude in degrees.", "type": "number"},
-        "lon": {"type": "number", "default": 0.0}}, "required": ["lat"]}),
+        "lon": {"type": "number", "default": 0.0}}, "required": ["lat"], "additionalProperties": False}),
     (Place, {"type": "object", "properties": {
         "name": {"description": "The place's name.", "type": "string"},
-        "at": {**_schema_of(Point), "default": None}}, "required": ["name"]}),
+        "at": {**_schema_of(Point), "default": None}}, "required": ["name"], "additionalProperties": False}),
     (Options, {"type": "object", "properties": {"verbose": {"type": "boolean"}, "label": {"type": "string"}},
-               "required": ["verbose"]}),
+               "required": ["verbose"], "additionalProperties": False}),
     (Optional[Point], {"oneOf": [_schema_of(Point), {"type": "null"}]}),
     (list[Point], {"type": "array", "items": _schema_of(Point)}),
 ])
@@ -156,14 +170,14 @@ def test_numpy_docstring_and_no_parameters():
 
 
 def test_unsupported_annotations_are_clear_errors():
-    def a(x: bytes): ...
+    def a(x: Handle): ...
     def b(city): ...
     def c(*cities: str): ...
-    def d(x: dict[int, str]): ...
+    def d(ok: int, x: Callable[[int], int]): ...
     def e(tree: Node): ...
 
-    for fn, words in [(a, ["a.x", "bytes"]), (b, ["'city'", "no type annotation"]), (c, ["'cities'", "variadic"]),
-                      (d, ["d.x", "keys must be str"]), (e, ["recursive"])]:
+    for fn, words in [(a, ["a.x", "Handle", "unsupported"]), (b, ["'city'", "no type annotation"]),
+                      (c, ["'cities'", "variadic"]), (d, ["d.x", "Callable", "unsupported"]), (e, ["Node", "recursive"])]:
         with pytest.raises(TypeError) as err:
             FunctionTool(fn)
         assert all(w in str(err.value) for w in words), str(err.value)
@@ -209,6 +223,64 @@ def test_function_errors_timeouts_and_long_results():
     assert long.status == "done" and "characters cut" in long.output and len(long.output) < MAX_OUTPUT_CHARS + 100
     slow = fetch_page.call('{"url": "ok", "slow": true}', timeout=0.2)
     assert slow.status == "timeout" and slow.output.startswith("Error: ToolTimeout") and slow.seconds < 2
+
+
+def test_a_datetime_parameter_is_described_and_validated_by_the_same_adapter():
+    seen = []
+
+    @tool
+    def book(room: str, start: datetime.datetime, until: datetime.date | None = None) -> str:
+        """Book a room.
+
+        :param start: when the meeting starts.
+        """
+        seen.append((start, until))
+        return "booked"
+
+    props = book.parameters["properties"]
+    assert props["start"] == {"description": "when the meeting starts.", "type": "string", "format": "date-time"}
+    assert props["until"] == {"type": ["string", "null"], "format": "date", "default": None}
+    text = harmony.decode(harmony.render([harmony.developer_message(functions=[book.description])]))
+    assert "// when the meeting starts.\nstart: string," in text and "until?: string | null, // default: null" in text
+    assert book.call('{"room": "A", "start": "2026-11-25T10:30:00", "until": "2026-11-26"}').output == '"booked"'
+    assert seen == [(datetime.datetime(2026, 11, 25, 10, 30), datetime.date(2026, 11, 26))]
+    bad = book.call('{"room": "A", "start": "next Tuesday"}')
+    assert bad.status == "error" and bad.output.startswith("Error: ValidationError: start: Input should be a valid datetime")
+
+
+def test_descriptions_defaults_and_positional_only_parameters():
+    def scale(value: float, /, factor: Annotated[float, "How much bigger."] = 2.0,
+              label: Annotated[str, pydantic.Field(description="From Field.", max_length=5)] = "x",
+              marker: object = object()) -> float:
+        """Scale a value.
+
+        Args:
+            factor: ignored, the Annotated text wins.
+            label: ignored, the Field wins.
+        """
+        return value * factor
+
+    fn = FunctionTool(scale)
+    props = fn.parameters["properties"]
+    assert props["factor"] == {"description": "How much bigger.", "type": "number", "default": 2.0}
+    assert props["label"] == {"description": "From Field.", "type": "string", "maxLength": 5, "default": "x"}
+    assert props["marker"] == {}  # a default JSON cannot write is not shown
+    assert fn.call('{"value": 3}').output == "6.0" and fn.call('{"value": 3, "factor": 3}').output == "9.0"
+    assert fn.call('{"value": 3, "label": "too long"}').output.startswith(
+        "Error: ValidationError: label: String should have at most 5 characters")
+
+
+def test_exit_and_keyboard_interrupt_do_not_escape():
+    def leave(code: int) -> None:
+        raise SystemExit(code)
+
+    def hang() -> None:
+        raise KeyboardInterrupt
+
+    exited = FunctionTool(leave).call('{"code": 3}')
+    assert (exited.status, exited.output) == ("error", "Error: SystemExit: 3")
+    stopped = FunctionTool(hang).call("{}")
+    assert stopped.status == "interrupted" and stopped.output.startswith("Interrupted by the user while it ran")
 
 
 def test_return_values_that_json_cannot_write():
@@ -324,6 +396,16 @@ def test_approval_never_skips_the_function():
     reply = s.ask("Delete /data")
     assert ran == [] and reply.tool_calls[0].status == "skipped"
     assert reply.final == "I was not allowed to."
+
+
+def test_an_interrupted_function_ends_the_turn_and_keeps_the_reply():
+    def wait_for_input() -> str:
+        raise KeyboardInterrupt
+
+    s = _session(_call("wait_for_input", "{}") + _final("never reached"), {"wait_for_input": wait_for_input})
+    reply = s.ask("Wait for me.")
+    assert reply.interrupted and reply.final != "never reached"
+    assert [c.status for c in reply.tool_calls] == ["interrupted"]
 
 
 @pytest.mark.slow

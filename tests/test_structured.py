@@ -1,15 +1,27 @@
-"""Structured output: the response-format section the model is shown, and the validated answer."""
+"""Structured output: the response-format section the model is shown, the validated answer, and the
+llguidance constraint that keeps a `final` answer inside the schema."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+from typing import Literal
 
 import pydantic
 import pytest
 from typing_extensions import NotRequired, TypedDict
 
 from gptoss_lab import ReplayEngine, Session, harmony, tool
-from gptoss_lab.tools.schema import StructuredOutputError, parse_final, response_format_section, validate
+from gptoss_lab.session import TurnError
+from gptoss_lab.structured import ResponseFormat, StructuredOutputError
+
+
+def response_format_section(schema, **kw):
+    return ResponseFormat.from_user(schema, **kw).section
+
+
+def parse_final(text, schema):
+    return ResponseFormat.from_user(schema).parse(text)
 
 
 class ShoppingList(pydantic.BaseModel):
@@ -39,10 +51,11 @@ def test_sections_for_each_kind_of_schema():
         "name": "ShoppingList", "description": "Items to buy.",
         "schema": {"type": "object", "properties": {
             "items": {"description": "Entries on the shopping list.", "type": "array", "items": {"type": "string"}},
-            "store": {"type": ["string", "null"], "default": None}}, "required": ["items"]}}
+            "store": {"type": ["string", "null"], "default": None}}, "required": ["items"], "additionalProperties": False}}
     assert response_format_section(Point) == {  # a dataclass's generated docstring is not a description
         "name": "Point", "schema": {"type": "object", "properties": {
-            "x": {"type": "number"}, "y": {"type": "number", "default": 0.0}}, "required": ["x"]}}
+            "x": {"type": "number"}, "y": {"type": "number", "default": 0.0}}, "required": ["x"],
+            "additionalProperties": False}}
     assert response_format_section(Movie)["schema"]["required"] == ["title"]
     assert response_format_section(PLAIN) == {"name": "rating", "schema": PLAIN}
     assert response_format_section(PLAIN, name="my rating!", description="How good.")["name"] == "my_rating_"
@@ -86,25 +99,150 @@ def test_parse_final_gives_the_python_object(schema, text, expected):
     (Point, '{"y": 1}', "x: Field required"),
     (PLAIN, "{'stars': 3}", "the final answer is not valid JSON"),
     (PLAIN, '{"stars": 5}', "stars: 5 is not one of [1, 2, 3]"),
-    (PLAIN, '{"stars": 1, "comment": "ok"}', "comment: unexpected field"),
-    (PLAIN, '{}', "stars: Field required"),
-    (PLAIN, '[1]', "answer: expected object"),
+    (PLAIN, '{"stars": 1, "comment": "ok"}', "answer: Additional properties are not allowed ('comment' was unexpected)"),
+    (PLAIN, '{}', "answer: 'stars' is a required property"),
+    (PLAIN, '[1]', "answer: [1] is not of type 'object'"),
 ])
 def test_parse_final_errors_say_what_is_wrong(schema, text, message):
-    with pytest.raises(StructuredOutputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(StructuredOutputError) as err:
         parse_final(text, schema)
+    assert message in str(err.value)
 
 
-def test_validator_handles_refs_unions_and_arrays():
+def test_schema_dicts_are_validated_with_refs_unions_and_arrays():
     schema = {"$defs": {"tag": {"type": "string"}},
               "type": "object",
               "properties": {"tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}},
                              "size": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
                              "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "number"}]}}}
-    validate({"tags": ["a"], "size": None, "pair": ["x", 1.5]}, schema)
-    for bad, where in [({"tags": ["a", 2]}, "tags.1"), ({"size": "big"}, "size"), ({"pair": [1, 1]}, "pair.0")]:
-        with pytest.raises(StructuredOutputError, match=f"schema: {where}: expected"):
-            validate(bad, schema)
+    good = {"tags": ["a"], "size": None, "pair": ["x", 1.5]}
+    assert parse_final(json.dumps(good), schema) == good
+    for bad, where in [({"tags": ["a", 2]}, "tags.1: 2 is not of type 'string'"), ({"size": "big"}, "size: 'big'"),
+                       ({"pair": [1, 1]}, "pair.0: 1 is not of type 'string'")]:
+        with pytest.raises(StructuredOutputError, match=f"schema: {where}"):
+            parse_final(json.dumps(bad), schema)
+
+
+class Meeting(pydantic.BaseModel):
+    topic: str
+    at: datetime.datetime
+
+
+@dataclasses.dataclass
+class Tree:
+    """A labelled tree."""
+
+    label: str
+    children: list[Tree] = dataclasses.field(default_factory=list)
+
+
+def test_from_user_takes_each_kind_of_input_and_refuses_the_rest():
+    for target in (ShoppingList, Point, Movie, list[int], PLAIN):
+        fmt = ResponseFormat.from_user(target)
+        assert fmt.target is target and fmt.schema is fmt.section["schema"]
+        assert ResponseFormat.from_user(fmt) is fmt
+    assert ResponseFormat.from_user(list[int]).section == {"name": "list", "schema": {"type": "array", "items": {"type": "integer"}}}
+    # a type that refers to itself keeps its definition (the model reads the schema as JSON)
+    tree = ResponseFormat.from_user(Tree)
+    assert tree.section["description"] == "A labelled tree." and tree.schema["$defs"]["Tree"]["required"] == ["label"]
+    assert tree.parse('{"label": "a", "children": [{"label": "b"}]}') == Tree("a", [Tree("b")])
+    for wrong in (ShoppingList(items=[]), "ShoppingList", 42, print):
+        with pytest.raises(TypeError, match="expected a pydantic model, dataclass, TypedDict or JSON-schema dict"):
+            ResponseFormat.from_user(wrong)
+    with pytest.raises(ValueError, match="not a valid JSON schema: 'strng' is not valid"):
+        ResponseFormat.from_user({"type": "strng"})
+
+
+def test_a_bad_response_format_is_a_one_line_turn_error():
+    session = _session('<|channel|>final<|message|>{}<|return|>')
+    with pytest.raises(TurnError, match="^response format: expected a pydantic model.*not 42$"):
+        session.ask("?", response_format=42)
+    with pytest.raises(TurnError, match="^response format: not a valid JSON schema"):
+        session.ask("?", response_format={"type": 3})
+
+
+def test_dates_are_shown_as_formatted_strings_and_parsed_to_datetimes():
+    fmt = ResponseFormat.from_user(Meeting)
+    assert fmt.schema["properties"]["at"] == {"type": "string", "format": "date-time"}
+    assert fmt.parse('{"topic": "review", "at": "2026-11-25T10:30:00"}').at == datetime.datetime(2026, 11, 25, 10, 30)
+    with pytest.raises(StructuredOutputError, match="schema: at: Input should be a valid datetime"):
+        fmt.parse('{"topic": "review", "at": "next Tuesday"}')
+
+
+# ---------------------------------------------------------------- constrained decoding, without a model
+
+MOOD = {"type": "object", "additionalProperties": False, "required": ["mood", "ok", "score"],
+        "properties": {"mood": {"enum": ["happy", "sad"]}, "ok": {"type": "boolean"},
+                       "score": {"type": "integer", "minimum": 0, "maximum": 9}}}
+
+
+class Verdict(pydantic.BaseModel):
+    mood: Literal["happy", "sad"]
+    ok: bool
+    score: int = pydantic.Field(ge=0, le=9)
+    seen: datetime.date | None = None
+
+
+_PROMPT = harmony.render([harmony.user_message("Rate it.")])  # ends with <|start|>assistant
+
+
+def _allowed(processor, ids: list[int]) -> set[int]:
+    """The token ids the processor leaves possible after `ids`."""
+    import torch
+
+    scores = processor(torch.tensor([ids]), torch.zeros(1, harmony.VOCAB_SIZE))
+    return set(torch.isfinite(scores[0]).nonzero().flatten().tolist())
+
+
+def test_the_constraint_masks_only_the_open_final_answer():
+    pytest.importorskip("llguidance")
+    processor = ResponseFormat.from_user(MOOD).processor()
+    everything = harmony.VOCAB_SIZE
+    assert len(_allowed(processor, _PROMPT + harmony.encode("<|channel|>analysis<|message|>Let me think"))) == everything
+    assert len(_allowed(processor, _PROMPT + harmony.encode("<|channel|>fin"))) == everything  # header not finished
+    final = _PROMPT + harmony.encode("<|channel|>final<|message|>")
+    assert {harmony.decode([t]) for t in _allowed(processor, final)} <= {"{", '{"', '{"\n'} | {"{\""}
+    inside = {harmony.decode([t]) for t in _allowed(processor, final + harmony.encode_text('{"mood": "'))}
+    assert "happy" in inside and "sad" in inside and "angry" not in inside
+    assert all("happy".startswith(t) or "sad".startswith(t) for t in inside), inside
+    complete = final + harmony.encode_text('{"mood": "sad", "ok": true, "score": 3}')
+    assert _allowed(processor, complete) == {harmony.RETURN}
+    # after the answer, in a later message of the same turn (a tool loop), the model is free again
+    later = complete + [harmony.RETURN, harmony.START] + harmony.encode("assistant<|channel|>commentary<|message|>")
+    assert len(_allowed(processor, later)) == everything
+    # a second final answer in the same turn gets a fresh matcher
+    again = later + harmony.encode("ok<|end|><|start|>assistant<|channel|>final<|message|>") + harmony.encode_text('{"mood": "h')
+    assert {harmony.decode([t]) for t in _allowed(processor, again)} <= {"a", "ap", "app", "appy", 'appy"', 'appy",'}
+
+
+def test_random_scores_under_the_constraint_always_decode_to_a_valid_answer():
+    pytest.importorskip("llguidance")
+    import torch
+
+    fmt = ResponseFormat.from_user(Verdict)  # bounded answers: random scores must still close the JSON
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        processor, ids = fmt.processor(), _PROMPT + harmony.encode("<|channel|>final<|message|>")
+        start = len(ids)
+        for _ in range(60):
+            scores = processor(torch.tensor([ids]), torch.randn(1, harmony.VOCAB_SIZE, generator=generator))
+            ids.append(int(scores.argmax()))
+            if ids[-1] == harmony.RETURN:
+                break
+        assert ids[-1] == harmony.RETURN, harmony.decode(ids[start:])
+        assert isinstance(fmt.parse(harmony.decode(ids[start:-1])), Verdict)
+
+
+def test_constraint_errors_are_clear():
+    pytest.importorskip("llguidance")
+    with pytest.raises(ValueError, match="llguidance cannot constrain to this schema: regex parse error"):
+        ResponseFormat.from_user({"type": "string", "pattern": "(?<=x)y"}).processor()
+    # what llguidance cannot enforce is left to parse(): sets, bytes
+    ResponseFormat.from_user(dict[str, set[int] | bytes]).processor()
+    processor = ResponseFormat.from_user(MOOD).processor()
+    forced = _PROMPT + harmony.encode("<|channel|>final<|message|>") + harmony.encode_text("Sure! Here")
+    with pytest.raises(RuntimeError, match="constrained decoding lost track of the answer"):
+        _allowed(processor, forced)
 
 
 def _session(recording: str) -> Session:
@@ -128,8 +266,6 @@ def test_constrained_decoding_makes_a_random_model_write_schema_valid_json(rando
     import torch
     from transformers import GptOssForCausalLM, LogitsProcessorList
 
-    from gptoss_lab.engines.constrain import json_schema_processor
-
     schema = {"type": "object", "additionalProperties": False, "required": ["mood", "ok", "score"],
               "properties": {"mood": {"enum": ["happy", "sad"]}, "ok": {"type": "boolean"},
                              "score": {"type": "integer", "minimum": 0, "maximum": 9}}}
@@ -139,7 +275,7 @@ def test_constrained_decoding_makes_a_random_model_write_schema_valid_json(rando
     with torch.no_grad():
         unconstrained = model.generate(ids, max_new_tokens=12, do_sample=False)[0, len(prompt):].tolist()
         out = model.generate(ids, max_new_tokens=40, do_sample=True, top_k=0, pad_token_id=harmony.RETURN,
-                             eos_token_id=harmony.RETURN, logits_processor=LogitsProcessorList([json_schema_processor(schema)]))
+                             eos_token_id=harmony.RETURN, logits_processor=LogitsProcessorList([ResponseFormat.from_user(schema).processor()]))
     generated = out[0, len(prompt):].tolist()
     with pytest.raises(StructuredOutputError):  # the random model alone writes no JSON
         parse_final(harmony.decode(unconstrained), schema)

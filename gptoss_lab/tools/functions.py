@@ -7,23 +7,25 @@ failure goes back as an `Error: <Type>: <message>` text the model can read and r
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import inspect
 import json
 import time
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 import typing_extensions
 from openai_harmony import ToolDescription
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..events import ToolCall
-from .base import Tool, ToolResult
+from ..structured import describe_errors, docstring, typed_schema
+from .base import Tool, ToolResult, interrupted
 from .python import ToolTimeout, alarm, truncate
-from .schema import Field, describe_errors, object_schema, parse_docstring
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -36,30 +38,39 @@ class FunctionTool:
         self.name = name or getattr(function, "__name__", "")
         if not self.name.isidentifier():
             raise TypeError(f"{function!r} has no usable name ({self.name!r}); pass tool(fn, name='...')")
-        summary, documented = parse_docstring(inspect.getdoc(function))
+        summary, documented = docstring(inspect.getdoc(function))
         self.summary = description or summary
         try:
             hints = typing.get_type_hints(function, include_extras=True)
         except NameError as err:
             raise TypeError(f"{self.name}: cannot resolve a type annotation ({err})") from None
-        fields: list[Field] = []
-        typed: dict[str, Any] = {}
+        fields: dict[str, Any] = {}
         self._positional: list[str] = []
         for p in inspect.signature(function).parameters.values():
             if p.kind in _VARIADIC:
                 raise TypeError(f"{self.name}: parameter {p.name!r} is variadic (*args/**kwargs); the model needs named parameters")
             if p.name not in hints:
                 raise TypeError(f"{self.name}: parameter {p.name!r} has no type annotation; annotate it (e.g. {p.name}: str)")
-            required = p.default is inspect.Parameter.empty
-            fields.append((p.name, hints[p.name], required, p.default, documented.get(p.name)))
-            typed[p.name] = (typing_extensions.Required if required else typing_extensions.NotRequired)[hints[p.name]]
+            fields[p.name] = _field(hints[p.name], p.default, documented.get(p.name))
             if p.kind is inspect.Parameter.POSITIONAL_ONLY:
                 self._positional.append(p.name)
-        self.parameters: dict[str, Any] = object_schema(fields, self.name)
-        arguments = typing_extensions.TypedDict(f"{self.name}_arguments", typed)  # type: ignore[operator]
-        arguments.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-        self._arguments = pydantic.TypeAdapter(arguments)
+        self._arguments, self.parameters = self._schema(fields, hints)
         functools.update_wrapper(self, function)  # type: ignore[arg-type]
+
+    def _schema(self, fields: dict[str, Any], hints: dict[str, Any]) -> tuple[pydantic.TypeAdapter, dict[str, Any]]:
+        """The arguments' validator and the JSON schema the model is shown, from one pydantic adapter."""
+        arguments = typing_extensions.TypedDict(f"{self.name}_arguments", fields)  # type: ignore[operator]
+        arguments.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        try:
+            adapter, schema = typed_schema(arguments, where=self.name)
+        except TypeError:
+            for name in fields:  # name the parameter whose type is the problem
+                typed_schema(hints[name], where=f"{self.name}.{name}")
+            raise
+        if "$defs" in schema:
+            raise TypeError(f"{self.name}: {', '.join(schema['$defs'])} refers to itself; recursive types "
+                            "cannot be shown to the model as function parameters")
+        return adapter, schema
 
     @property
     def description(self) -> ToolDescription:
@@ -95,9 +106,25 @@ class FunctionTool:
             output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
         except ToolTimeout as err:
             return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
-        except Exception as err:  # the function's error goes back to the model, never up the stack
+        except KeyboardInterrupt:
+            return dataclasses.replace(interrupted(""), seconds=time.perf_counter() - start)
+        except BaseException as err:  # SystemExit too: the function's error goes back to the model, never up the stack
             return ToolResult("error", truncate(f"Error: {type(err).__name__}: {err}"), time.perf_counter() - start)
         return ToolResult("done", truncate(output), time.perf_counter() - start)
+
+
+def _field(annotation: Any, default: Any, documented: str | None) -> Any:
+    """A parameter as a TypedDict entry: required or not, with the description (an `Annotated` text,
+    else the docstring's) and the default the model is shown. The default is not given to pydantic:
+    a parameter left out gets the function's own default object."""
+    base, *metadata = typing.get_args(annotation) if typing.get_origin(annotation) is Annotated else (annotation,)
+    text = next((m for m in metadata if isinstance(m, str)), documented)
+    extra = None
+    if default is not inspect.Parameter.empty:
+        with contextlib.suppress(PydanticSerializationError):
+            extra = {"default": to_jsonable_python(default)}
+    described = Annotated[(base, pydantic.Field(description=text, json_schema_extra=extra), *metadata)]  # type: ignore[valid-type]
+    return (typing_extensions.Required if default is inspect.Parameter.empty else typing_extensions.NotRequired)[described]
 
 
 def tool(function: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
