@@ -1,0 +1,188 @@
+"""The format room's speed work, checked for exactness: incremental rendering equals openai-harmony's
+full render, long unbroken text gets openai-harmony's ids in bounded, interruptible time, and the
+per-token cost of streaming does not grow with the message."""
+from __future__ import annotations
+
+import base64
+import random
+import signal
+import string
+import time
+
+import pytest
+from openai_harmony import Conversation, RenderConversationConfig, Role, ToolDescription
+
+from gptoss_lab import Session, harmony
+from gptoss_lab.engines.base import Sampling
+from gptoss_lab.tools.python import PythonTool
+
+
+def reference_encode(text: str) -> list[int]:
+    return harmony.encoding().encode(text, allowed_special=set(), disallowed_special=())
+
+
+def long_piece(rng: random.Random, n: int) -> str:
+    """A pre-tokenizer piece (or run) of about n characters, of a kind openai-harmony handles slowly or oddly."""
+    kind = rng.randrange(8)
+    if kind == 0:
+        return rng.choice("ax") * n
+    if kind == 1:
+        return "".join(rng.choice(string.ascii_letters) for _ in range(n))
+    if kind == 2:
+        return base64.b64encode(rng.randbytes(n))[:n].decode()
+    if kind == 3:
+        return "!" + "/\n" * (n // 2)
+    if kind == 4:
+        return rng.choice([" ", "\n", "\t ", "\r\n"]) * n
+    if kind == 5:
+        return "".join(rng.choice("éñßжя漢字") for _ in range(n))
+    if kind == 6:
+        return "".join(rng.choice("0123456789") for _ in range(n))
+    return "Ab" * (n // 2)
+
+
+def random_text(rng: random.Random) -> str:
+    words = ["the", "Experts", "route", "tokens", "<|start|>", "<|end|>", "émigré", "数字", "😀", "12345", "\n\n",
+             "  ", "{\"a\": [1, 2]}", "don't", "x=1;", "http://example.com/a/b?c=d", "\t"]
+    parts = [rng.choice(words) for _ in range(rng.randrange(1, 12))]
+    if rng.random() < 0.2:
+        parts.insert(rng.randrange(len(parts) + 1), long_piece(rng, rng.randrange(harmony.LONG_PIECE - 50, 1500)))
+    return rng.choice(["", " "]).join(parts)
+
+
+def test_long_pieces_are_encoded_with_openai_harmonys_ids():
+    rng = random.Random(0)
+    for _ in range(60):
+        text = random_text(rng) + long_piece(rng, rng.randrange(200, 4000)) + random_text(rng)
+        assert harmony.encode_text(text) == reference_encode(text), repr(text[:40])
+    a = "a" * 200_000  # openai-harmony: ~17 s
+    ids = harmony.encode_text(a)
+    assert harmony.decode(ids) == a and ids == harmony.encode_text("a" * 100_000) * 2  # 8-byte tokens, evenly
+
+
+def test_encoding_long_text_can_be_interrupted():
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            harmony.encode_text("b" * 5_000_000)  # tens of seconds of work
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.perf_counter() - start < 10  # it stopped long before the end (openai-harmony would not)
+
+
+def random_conversation(rng: random.Random) -> tuple[list, list[int]]:
+    """A conversation with tool loops, function calls and several turns; and where each turn starts."""
+    tools = [PythonTool().system_config()] if rng.random() < 0.7 else []
+    messages = [harmony.system_message(rng.choice(["low", "medium", "high"]), tools=tools, date="2025-06-01")]
+    functions = [ToolDescription.new("lookup", "Look it up.", parameters={"type": "object", "properties": {
+        "q": {"type": "string"}}})] if rng.random() < 0.5 else []
+    developer = harmony.developer_message(random_text(rng) if rng.random() < 0.5 else None, functions=functions,
+                                          response_format={"name": "answer", "schema": {"type": "object"}}
+                                          if rng.random() < 0.3 else None)
+    if developer is not None:
+        messages.append(developer)
+    starts = []
+    for _ in range(rng.randrange(1, 4)):
+        starts.append(len(messages))
+        messages.append(harmony.user_message(random_text(rng)))
+        for _ in range(rng.randrange(0, 4)):
+            step = rng.randrange(4)
+            if step == 0:
+                messages.append(harmony.assistant_message(random_text(rng), "analysis"))
+            elif step == 1 and tools:
+                messages.append(harmony.assistant_message(random_text(rng), "analysis", "python", "code"))
+                messages.append(harmony.tool_message("python", random_text(rng), "analysis"))
+            elif step == 2 and functions:
+                messages.append(harmony.assistant_message('{"q": "x"}', "commentary", "functions.lookup",
+                                                          "<|constrain|>json"))
+                messages.append(harmony.tool_message("functions.lookup", random_text(rng), "commentary"))
+            else:
+                messages.append(harmony.assistant_message(random_text(rng), "commentary"))
+        messages.append(harmony.assistant_message(random_text(rng), "final"))
+    return messages, starts
+
+
+def full_render(messages: list, keep: int) -> list[int]:
+    kept = [m for i, m in enumerate(messages)
+            if not (i < keep and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient)]
+    return harmony.encoding().render_conversation_for_completion(
+        Conversation.from_messages(kept), Role.ASSISTANT, config=RenderConversationConfig(auto_drop_analysis=False))
+
+
+def test_incremental_rendering_equals_a_full_render_over_random_conversations():
+    rng = random.Random(1)
+    for _ in range(40):
+        messages, starts = random_conversation(rng)
+        renderer = harmony.Renderer()  # one per session: it sees the conversation grow, and change
+        for n in range(starts[0] + 1, len(messages) + 1):
+            keep = max(s for s in starts if s < n)  # the current turn's tool loop keeps its analysis
+            shown = messages[:n]
+            assert renderer.render(shown, keep_analysis_from=keep) == full_render(shown, keep)
+        edited = list(messages)
+        i = rng.randrange(starts[0], len(messages))  # a message replaced by an edited copy (approval edits)
+        edited[i] = harmony.assistant_message(random_text(rng), "final")
+        assert renderer.render(edited) == full_render(edited, len(edited))
+        rewound = messages[:starts[-1]]  # a rewind
+        assert renderer.render(rewound) == full_render(rewound, len(rewound))
+
+
+# ---------------------------------------------------------------- streaming cost per token
+
+
+def message_tokens(n: int) -> list[int]:
+    """An analysis message of n content tokens, as the model writes it after `<|start|>assistant`."""
+    word = harmony.encode_text(" expert")
+    return harmony.encode("<|channel|>analysis<|message|>") + word * n + harmony.encode("<|end|>")
+
+
+def window_costs(times: list[float], head: int, early: int, late: int, width: int) -> tuple[float, float]:
+    return times[head + early + width] - times[head + early], times[head + late + width] - times[head + late]
+
+
+def test_stream_parser_cost_per_token_is_flat():
+    tokens = message_tokens(17_000)
+    head = len(harmony.encode("<|channel|>analysis<|message|>"))
+    early, late = [], []
+    for _ in range(5):  # the least disturbed of several runs, each window measured in the same run
+        stream, clock, times = harmony.HarmonyStream(), time.perf_counter, []
+        for token in tokens:
+            times.append(clock())
+            stream.feed(token)
+        a, b = window_costs(times, head, 1_000, 16_000, 1_000)
+        early.append(a)
+        late.append(b)
+    assert min(late) / min(early) <= 1.2, (min(early), min(late))
+
+
+class _TimedEngine:
+    """Yields a recording and notes the time of every token it hands over (the session's work lies between)."""
+
+    name = "timed"
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens, self.times = tokens, []
+
+    def stream(self, prompt, *, stop, sampling=Sampling(), recorder=None):
+        for token in self.tokens:
+            self.times.append(time.perf_counter())
+            yield token
+
+
+def test_session_cost_per_token_is_flat_with_no_view():
+    tokens = message_tokens(17_000) + harmony.encode("<|start|>assistant<|channel|>final<|message|>ok<|return|>")
+    head = len(harmony.encode("<|channel|>analysis<|message|>"))
+    early, late = [], []
+    for _ in range(3):
+        engine = _TimedEngine(tokens)
+        reply = Session(engine, namespace={}, tools="", max_new_tokens=20_000).ask("Think at length.")
+        assert reply.final == "ok" and reply.analysis.count("expert") == 17_000
+        a, b = window_costs(engine.times, head, 1_000, 16_000, 1_000)
+        early.append(a)
+        late.append(b)
+    assert min(late) / min(early) <= 1.2, (min(early), min(late))
