@@ -34,6 +34,11 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
     "05_train_gpt_oss_tiny.ipynb": ([r"QUICK run", r"'final_loss'", r"bundled gpt-oss-tiny"], True),
     "06_mxfp4_and_memory.ipynb": ([r"relative RMS error +1\d\.\d\d%", r"MXFP4: 37 \* 12 = 444", r"tokens route differently",
                                    r"total with MXFP4: +65\.2 GB", r"gpt-oss-120b fits on cuda", r"116\.83 B total"], False),
+    "08_browsing.ipynb": ([r"4 documents in \S+/kestrel_docs \(1 text, 1 Markdown, 1 PDF, 1 HTML; \d+ lines\)",
+                           r"\[1\] Greenhouse operating manual \(manuals/greenhouse\.pdf\)\n\*\*viewing lines \[2 - 8\] of 8\*\*",
+                           r"【1†L4】 -> manuals/greenhouse\.pdf L4: Keep the humidity at 68 percent",
+                           r"Sources:\n  \[1\] Greenhouse operating manual \(manuals/greenhouse\.pdf\), L4:",
+                           r"every citation resolves to the lines it quotes: True"], False),
 }
 
 
