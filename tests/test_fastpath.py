@@ -85,3 +85,17 @@ def test_models_it_cannot_run_use_transformers_and_say_why(model, monkeypatch):
     engine = LocalEngine(model)
     assert engine.slow_path_reason == "its GptOssMLP is not transformers' GptOssMLP"
     assert greedy(engine, LONG[:20], 4) == greedy(LocalEngine(model, fast=False), LONG[:20], 4)
+
+
+def test_weights_changed_in_place_are_used_at_once(random_checkpoint):
+    model = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False).model
+    forward = KVForward(model)
+    with torch.inference_mode():
+        before = forward(LONG[:10])
+    with torch.no_grad():
+        model.lm_head.weight.mul_(-1)  # e.g. a training step between two turns (tied: the embedding too)
+    forward.reset()
+    with torch.inference_mode():
+        after = forward(LONG[:10])
+        torch.testing.assert_close(after[0], model(torch.tensor([LONG[:10]]), use_cache=False).logits[0, -1])
+    assert not torch.allclose(before, after)

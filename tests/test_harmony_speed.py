@@ -132,6 +132,18 @@ def test_incremental_rendering_equals_a_full_render_over_random_conversations():
         assert renderer.render(rewound) == full_render(rewound, len(rewound))
 
 
+def test_a_turn_encodes_only_its_new_messages(monkeypatch):
+    messages, _ = random_conversation(random.Random(2))
+    renderer = harmony.Renderer()
+    renderer.render(messages)
+    encoded = []
+    render_message = harmony._render_message
+    monkeypatch.setattr(harmony, "_render_message", lambda m: encoded.append(m) or render_message(m))
+    question = harmony.user_message("And then?")
+    renderer.render(messages + [question])
+    assert encoded == [question]
+
+
 # ---------------------------------------------------------------- streaming cost per token
 
 
