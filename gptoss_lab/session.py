@@ -155,7 +155,10 @@ class Session:
         if window is not None and len(ids) >= window:
             raise TurnError(f"the prompt is {len(ids)} tokens but the model's context is {window} tokens: "
                             "shorten it or start a new conversation (%gptoss reset)")
-        processor = fmt.processor() if constrain and fmt is not None else None
+        try:
+            processor = fmt.processor() if constrain and fmt is not None else None
+        except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile
+            raise TurnError(f"constrain: {err}") from None
         view = view or self.view or _NullView()
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))

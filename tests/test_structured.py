@@ -239,6 +239,10 @@ def test_constraint_errors_are_clear():
         ResponseFormat.from_user({"type": "string", "pattern": "(?<=x)y"}).processor()
     # what llguidance cannot enforce is left to parse(): sets, bytes
     ResponseFormat.from_user(dict[str, set[int] | bytes]).processor()
+    session = _session('<|channel|>final<|message|>"y"<|return|>')
+    with pytest.raises(TurnError, match="^constrain: llguidance cannot constrain to this schema: regex parse error"):
+        session.ask("?", response_format={"type": "string", "pattern": "(?<=x)y"}, constrain=True)
+    assert session.history == []  # refused before the turn started
     processor = ResponseFormat.from_user(MOOD).processor()
     forced = _PROMPT + harmony.encode("<|channel|>final<|message|>") + harmony.encode_text("Sure! Here")
     with pytest.raises(RuntimeError, match="constrained decoding lost track of the answer"):
