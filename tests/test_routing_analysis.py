@@ -124,11 +124,13 @@ def test_expert_card():
         r.expert_card(0, 9)
 
 
-def test_empty_slots_are_never_counted():
+def test_empty_slots_are_never_counted(tmp_path):
     experts = np.array([[[0, -1], [1, 2]]])  # a top-1 intervention left layer 0 one slot
     r = Routing([5], experts, np.array([[[1.0, 0.0], [0.5, 0.5]]]), ["text"], num_experts=3)
     assert r.load().counts.tolist() == [[1, 0, 0], [0, 1, 1]]
     assert r.coactivation(0).tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    r.save(tmp_path / "r")
+    assert load(tmp_path / "r").experts.tolist() == experts.tolist()  # still empty after a round trip
 
 
 def test_every_table_plots():

@@ -82,6 +82,15 @@ def _picks(routing: Routing, layer: int, mask: np.ndarray | None = None) -> np.n
     return picks
 
 
+def _blocks(routing: Routing, size: int = _CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, int64 [tokens, layers, k]) blocks of contiguous tokens, empty slots as `num_experts`:
+    one pass over the record in memory order, whatever its size."""
+    for start in range(0, len(routing), size):
+        block = np.asarray(routing.experts[start:start + size]).astype(np.int64)
+        block[block < 0] = routing.num_experts
+        yield start, block
+
+
 def _counts(keys: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(keys.ravel(), minlength=size)[:size]
 
@@ -137,9 +146,14 @@ def _present(codes: np.ndarray, names: list[str]) -> list[int]:
 def load(routing: Routing, channel: str | None = None) -> Load:
     """Per-layer expert load over all tokens, or over the tokens of one label (Harmony channel)."""
     mask = None if channel is None else routing.mask(channel)
-    size = routing.num_experts
-    counts = np.stack([_counts(_picks(routing, layer, mask), size) for layer in range(routing.layers)]) \
-        if routing.layers else np.zeros((0, size), np.int64)
+    size = routing.num_experts + 1
+    layer = np.arange(routing.layers)[None, :, None] * size
+    counts = np.zeros(routing.layers * size, np.int64)
+    for start, block in _blocks(routing):
+        if mask is not None:
+            block = block[mask[start:start + len(block)]]
+        counts += _counts(block + layer, routing.layers * size)
+    counts = counts.reshape(routing.layers, size)[:, :-1]
     return Load(counts, _normalise(counts))
 
 
@@ -154,11 +168,9 @@ def coactivation(routing: Routing, layer: int | None = None) -> np.ndarray:
     layers summed); the diagonal counts how often each expert was chosen."""
     size = routing.num_experts + 1
     total = np.zeros(size * size, np.int64)
-    for l in range(routing.layers) if layer is None else [layer]:
-        picks = _picks(routing, l)
-        for start in range(0, len(routing), _CHUNK):
-            chunk = picks[start:start + _CHUNK]
-            total += _counts(chunk[:, :, None] * size + chunk[:, None, :], size * size)
+    for _, block in _blocks(routing, _CHUNK // 8):
+        picks = block if layer is None else block[:, layer: layer + 1]
+        total += _counts(picks[..., :, None] * size + picks[..., None, :], size * size)
     return total.reshape(size, size)[:-1, :-1]
 
 
@@ -284,17 +296,18 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
 
 def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np.ndarray:
     """int64 [labels, layers, experts] top-k pick counts per label."""
-    size = routing.num_experts + 1
+    size, layers = routing.num_experts + 1, routing.layers
     position = np.full(int(codes.max()) + 1 if len(codes) else 1, -1, np.int64)
     position[present] = np.arange(len(present))
     row = position[np.maximum(codes, 0)]
     row[codes < 0] = -1
-    valid = row >= 0
-    out = np.zeros((len(present), routing.layers, routing.num_experts), np.int64)
-    for l in range(routing.layers):
-        picks = _picks(routing, l)[valid]
-        out[:, l] = _counts(row[valid][:, None] * size + picks, len(present) * size).reshape(len(present), size)[:, :-1]
-    return out
+    layer = np.arange(layers)[None, :, None] * size
+    total = np.zeros(len(present) * layers * size, np.int64)
+    for start, block in _blocks(routing):
+        rows = row[start:start + len(block)]
+        valid = rows >= 0
+        total += _counts(rows[valid][:, None, None] * (layers * size) + layer + block[valid], len(total))
+    return total.reshape(len(present), layers, size)[..., :-1]
 
 
 def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
@@ -347,17 +360,16 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     if layer is not None and not 0 <= layer <= last:
         raise ValueError(f"layer must be between 0 and {last} (each layer is followed by the next), not {layer}")
     size = routing.num_experts + 1
-    blocks = []
-    for l in range(routing.layers - 1) if layer is None else [layer]:
-        total = np.zeros(size * size, np.int64)
-        here, there = _picks(routing, l), _picks(routing, l + 1)
+    first, last = (0, routing.layers - 1) if layer is None else (layer, layer + 1)
+    offset = np.arange(last - first)[None, :, None, None] * size * size
+    total = np.zeros((last - first) * size * size, np.int64)
+    for _, block in _blocks(routing, _CHUNK // 4):
+        here, there = block[:, first:last], block[:, first + 1:last + 1]
         if top1:
-            here, there = here[:, :1], there[:, :1]
-        for start in range(0, len(routing), _CHUNK):
-            a, b = here[start:start + _CHUNK], there[start:start + _CHUNK]
-            total += _counts(a[:, :, None] * size + b[:, None, :], size * size)
-        counts = total.reshape(size, size)[:-1, :-1]
-        blocks.append(_normalise(counts) if normalize else counts)
+            here, there = here[..., :1], there[..., :1]
+        total += _counts(offset + here[..., :, None] * size + there[..., None, :], len(total))
+    counts = total.reshape(last - first, size, size)[:, :-1, :-1]
+    blocks = [_normalise(c) if normalize else c for c in counts]
     experts = pd.RangeIndex(routing.num_experts, name="expert")
     columns = pd.RangeIndex(routing.num_experts, name="next expert")
     if layer is not None:

@@ -20,6 +20,7 @@ from . import analysis
 
 FORMAT = "gptoss_lab.routing"
 VERSION = 1
+_WRITE_ROWS = 1 << 16  # tokens written per slice
 _HEADER = 128  # bytes of each .npy header: fixed, so a column can be appended to and its shape rewritten
 _TEXTS: dict[int, str] = {}  # token id -> its text, decoded once
 
@@ -473,13 +474,16 @@ class RecordWriter:
             raise ValueError(f"routing of [layers, k] = {list(routing.experts.shape[1:])} does not fit this "
                              f"record's {[self.layers, self.top_k]}")
         remap = np.asarray([self._name(name) for name in routing.label_names] or [0], np.uint8)
-        experts = np.asarray(routing.experts)
-        self.empty_slots |= bool(len(experts)) and bool((experts < 0).any())
-        self.columns["tokens"].append(routing.tokens)
-        self.columns["experts"].append(experts.astype(np.int64) % (256 if self.num_experts < 255 else 65536))
-        weights = routing._weights[: len(routing)]
-        self.columns["weights"].append(weights if weights.dtype == np.uint16 else fixed16(weights))
-        self.columns["labels"].append(remap[routing.label_codes])
+        ids = self.columns["experts"].dtype
+        for start in range(0, len(routing), _WRITE_ROWS):  # in slices: bounded memory for any record
+            end = min(start + _WRITE_ROWS, len(routing))
+            experts = np.asarray(routing.experts[start:end])
+            self.empty_slots |= bool((experts < 0).any())
+            weights = routing._weights[start:end]
+            self.columns["tokens"].append(routing.tokens[start:end])
+            self.columns["experts"].append(experts.astype(ids))  # an empty slot (-1) wraps to the all-ones id
+            self.columns["weights"].append(weights if weights.dtype == np.uint16 else fixed16(weights))
+            self.columns["labels"].append(remap[routing._codes[start:end]])
         for length in lengths:
             self.ends.append(self.tokens + length)
         self.doc_labels += list(doc_labels) if doc_labels is not None else [None] * len(lengths)
