@@ -528,7 +528,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     experts = columns["experts"]
     if meta.get("empty_slots"):  # the all-ones id stands for an empty slot (-1)
         empty = np.iinfo(experts.dtype).max
-        experts = np.where(experts == empty, -1, experts).astype(np.int16)
+        experts = np.where(experts == empty, np.int16(-1), experts.astype(np.int16))
     routing = Routing.from_arrays(columns["tokens"], experts, columns["weights"], columns["labels"],
                                   meta["label_names"], num_experts=meta["num_experts"])
     return routing, np.load(path / "offsets.npy"), list(meta["doc_labels"]), meta
