@@ -99,3 +99,25 @@ def test_weights_changed_in_place_are_used_at_once(random_checkpoint):
         after = forward(LONG[:10])
         torch.testing.assert_close(after[0], model(torch.tensor([LONG[:10]]), use_cache=False).logits[0, -1])
     assert not torch.allclose(before, after)
+
+
+QUESTIONS = [  # (question, kernel variables, what a right final answer contains)
+    ("What is 37 * 12?", {}, "444"),
+    ("What is the mean of data?", {"data": [2, 4, 9]}, "5.0"),
+    ("What is the capital of France?", {}, "Paris"),
+]
+
+
+def test_float32_answers_tinys_questions_as_well_as_bfloat16():
+    from gptoss_lab import Session
+
+    f32 = LocalEngine.from_pretrained("tiny", progress=False)  # the CPU default: float32, the lean forward
+    bf16 = LocalEngine.from_pretrained("tiny", dtype="bfloat16", fast=False, progress=False)  # the old default
+    assert f32.model.dtype == torch.float32 and bf16.model.dtype == torch.bfloat16
+    right = {f32: 0, bf16: 0}
+    for question, variables, expected in QUESTIONS:
+        for engine in (f32, bf16):
+            reply = Session(engine, namespace=dict(variables), approval="auto", effort="low").ask(question)
+            assert not reply.errors, reply.errors
+            right[engine] += expected in reply.final
+    assert right[f32] >= right[bf16] >= len(QUESTIONS) - 1
