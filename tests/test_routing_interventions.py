@@ -171,7 +171,9 @@ def test_token_effect(session):
     session.reset()
     same = top_k(2).token_effect(session, reply.routing)
     assert len(same) == len(reply.routing) - 1 and same["change"].abs().max() < 1e-4
-    hurt = parse_ablate("*:0-3").token_effect(session, reply.routing)
+    assert same["position"].tolist() == list(range(1, len(reply.routing)))
+    hurt = parse_ablate("*:0-3").token_effect(session, [reply.routing, reply.routing.tokens[:50].tolist()])
+    assert hurt["document"].value_counts().to_dict() == {0: len(reply.routing) - 1, 1: 49}
     assert hurt.loc[hurt["label"] == "final", "change"].mean() < -0.1
     assert hurt.plot().axes
 

@@ -76,21 +76,28 @@ class Intervention:
         is left as it was) and measure the effect; see `Effect`. Options go to `Session.ask`."""
         return _compare(self, session, prompt, options)
 
-    def token_effect(self, target: Any, record: Routing | Sequence[int]) -> Table:
-        """How this intervention changes the model's confidence in each token of `record` (a Routing,
-        e.g. a reply's, or token ids), by teacher forcing: the log-probability of every token given
-        the ones before, without and with it, and the change (`.plot()`: mean change per label)."""
+    def token_effect(self, target: Any, records: Routing | Sequence[int] | Iterable[Routing]) -> Table:
+        """How this intervention changes the model's confidence in each token, by teacher forcing: the
+        log-probability of every token given the ones before, without and with it, and the change.
+
+        `records`: a Routing (e.g. a reply's), token ids, or several Routings (a Corpus, a list: one
+        forward pass each, rows tagged by `document`). `.plot(by="label")`: the mean change per group."""
         _, model = model_of(target)
         plan = self.plan(len(routers(model)))
         check_plan(model, plan)
-        ids = record.tokens.tolist() if isinstance(record, Routing) else [int(t) for t in record]
-        labels = record.labels if isinstance(record, Routing) else token_labels(ids)
-        positions = list(range(1, len(ids)))
-        without = teacher_forced(model, ids, positions)[0]
-        changed = teacher_forced(model, ids, positions, plan)[0]
-        frame = pd.DataFrame({"token": ids[1:], "text": token_texts(ids[1:]), "label": labels[1:],
-                              "without": without, "with": changed, "change": changed - without},
-                             index=pd.RangeIndex(1, len(ids), name="position"))
+        single = isinstance(records, Routing) or (len(records) > 0 and isinstance(records[0], (int, np.integer)))
+        frames = []
+        for document, record in enumerate([records] if single else records):
+            ids = record.tokens.tolist() if isinstance(record, Routing) else [int(t) for t in record]
+            labels = record.labels if isinstance(record, Routing) else token_labels(ids)
+            positions = list(range(1, len(ids)))
+            without = teacher_forced(model, ids, positions)[0]
+            changed = teacher_forced(model, ids, positions, plan)[0]
+            frames.append(pd.DataFrame({"document": document, "position": positions, "token": ids[1:],
+                                        "text": token_texts(ids[1:]), "label": labels[1:], "without": without,
+                                        "with": changed, "change": changed - without}))
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["document", "position", "token", "text", "label", "without", "with", "change"])
         return _table(frame, "token_effect")
 
     def __repr__(self) -> str:

@@ -280,16 +280,18 @@ def _effect(effect: Any, **_: Any) -> Any:
 
 
 def _token_effect(table: Any, by: str = "label", **_: Any) -> Any:
-    """Mean change of log-probability per group of tokens (default: per label), with its spread."""
+    """Mean change of log-probability per group of tokens (default: per label) ± its standard error."""
     groups = table.groupby(by)["change"]
-    means, spread = groups.mean(), groups.std().fillna(0)
+    means, error = groups.mean(), groups.sem().fillna(0)
     figure = _figure(max(4, 0.9 * len(means) + 2), 3)
     ax = figure.add_subplot()
-    ax.bar([str(x) for x in means.index], means.to_numpy(), yerr=spread.to_numpy(), color="tab:red", alpha=0.75)
+    ax.bar([str(x) for x in means.index], means.to_numpy(), yerr=error.to_numpy(), color="tab:red", alpha=0.75,
+           capsize=3)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_ylabel("log-probability change (nats)")
-    ax.set_title("how the intervention changes the model's confidence in each kind of token", fontsize=9)
-    ax.tick_params(axis="x", labelrotation=30)
+    ax.set_ylabel("mean log-probability change (nats)")
+    counts = groups.size()
+    ax.set_xticks(range(len(means)), [f"{x}\n({counts[x]} tokens)" for x in means.index], fontsize=8)
+    ax.set_title("how the intervention changes the model's confidence in each kind of token (± s.e.)", fontsize=9)
     return figure
 
 
