@@ -96,3 +96,33 @@ def test_asking_for_the_browser_without_documents_is_one_line() -> None:
     session = Session(ReplayEngine("<|channel|>final<|message|>x<|return|>"), namespace={}, tools="browser")
     with pytest.raises(TurnError, match="the browser has no documents to read: choose them with `%gptoss browse FOLDER`"):
         session.ask("hello")
+
+
+def test_browse_magic_gives_the_session_its_documents_or_one_line(docs: Path, capsys: pytest.CaptureFixture) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "gptoss_lab")
+    shell.user_ns["s"] = Session(ReplayEngine(""), namespace=shell.user_ns)
+    shell.run_line_magic("gptoss", "use s")
+    shell.run_line_magic("gptoss", f"browse {docs}")
+    assert capsys.readouterr().out.endswith(
+        f"The browser reads 4 documents in {docs} (1 text, 1 Markdown, 1 PDF, 1 HTML; 90 lines); ask with "
+        "`%%gptoss --tools browser` (or `%gptoss config tools=python,browser`).\n")
+    assert isinstance(shell.user_ns["s"].browser, Browser)
+    for line, message in ((f"browse {docs}/nowhere", f"%gptoss browse: no such file or folder: {docs}/nowhere"),
+                          ("browse exa --api-key-env NO_SUCH_VAR", "%gptoss browse: the environment variable "
+                           "NO_SUCH_VAR is not set: put your Exa API key there (or pass api_key=...)")):
+        with pytest.raises(UsageError) as err:
+            shell.run_line_magic("gptoss", line)
+        assert str(err.value) == message
+
+
+def test_large_folders_show_a_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for i in range(25):
+        (tmp_path / f"note{i:02d}.txt").write_text(f"Note {i}: the lab keeps {i} owls.\n")
+    browser = Browser(tmp_path)
+    err = capsys.readouterr().err
+    assert "Reading documents" in err and "25/25" in err
+    assert browser.describe().startswith("25 documents in ")

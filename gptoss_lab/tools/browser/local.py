@@ -72,6 +72,7 @@ class LocalBackend(Backend):
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ExtractError(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
                 page = document_page(path.read_bytes(), name, path.name, base=path.as_uri())
+                page.lines  # wrapped here, under the progress bar (the index needs them)
             except (ExtractError, OSError) as err:
                 skipped.append((name, str(err)))
                 continue

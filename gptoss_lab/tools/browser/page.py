@@ -96,8 +96,10 @@ def maybe_truncate(text: str, num_chars: int = 1024) -> str:
 
 
 def wrap_lines(text: str, width: int = 80) -> list[str]:
-    """Wrap each line at `width` columns keeping whitespace and empty lines (the line numbers' basis)."""
+    """Wrap each line at `width` columns keeping whitespace and empty lines (the line numbers' basis).
+    A short line without tabs is its own wrapping (textwrap's answer, without its cost)."""
     return list(itertools.chain.from_iterable(
+        [line] if len(line) <= width and "\t" not in line else
         textwrap.wrap(line, width=width, replace_whitespace=False, drop_whitespace=False) if line else [""]
         for line in text.split("\n")))
 
