@@ -5,7 +5,10 @@ Expected strings marked "reference" were produced by openai/gpt-oss's own simple
 """
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser, BrowserError, LocalBackend, SearchResult, demo_folder
 from gptoss_lab.tools.browser.demo import DEMO_FACTS, text_pdf
 from gptoss_lab.tools.browser.extract import document_page, html_page
-from gptoss_lab.tools.browser.page import Page, display, end_line, find_page, join_lines, results_page
+from gptoss_lab.tools.browser.page import Page, display, end_line, find_page, join_lines, results_page, wrap_lines
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,20 @@ def test_display_header_scrollbar_and_numbered_lines() -> None:
         "[3] A page (https://example.com/a b)\n**viewing lines [0 - 4] of 4**\n\n"
         "L0: first\nL1: \nL2: " + "x" * 80 + "\nL3: " + "x" * 80 + "\nL4: " + "x" * 10)
     assert display(page, 0, 2, 3).splitlines()[1] == "**viewing lines [2 - 2] of 4**"
+
+
+def test_lines_are_wrapped_exactly_as_the_reference_wraps_them() -> None:
+    rng = random.Random(7)
+    chars = " \t\u00a0ab  x\r\f\v.-【】"
+
+    def reference(text: str) -> list[str]:   # simple_browser_tool.wrap_lines
+        return list(itertools.chain.from_iterable(
+            textwrap.wrap(line, width=80, replace_whitespace=False, drop_whitespace=False) if line else [""]
+            for line in text.split("\n")))
+
+    for _ in range(2000):
+        text = "\n".join("".join(rng.choice(chars) for _ in range(rng.randint(0, 170))) for _ in range(rng.randint(1, 4)))
+        assert wrap_lines(text) == reference(text), repr(text)
 
 
 def test_windows_hold_about_view_tokens_tokens_rounded_up_to_whole_lines() -> None:

@@ -99,10 +99,18 @@ def test_asking_for_the_browser_without_documents_is_one_line() -> None:
 
 
 def test_browse_magic_gives_the_session_its_documents_or_one_line(docs: Path, capsys: pytest.CaptureFixture) -> None:
-    from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
+    try:
+        _browse_in(shell, docs, capsys)
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+
+
+def _browse_in(shell, docs: Path, capsys: pytest.CaptureFixture) -> None:
+    from IPython.core.error import UsageError
+
     shell.run_line_magic("load_ext", "gptoss_lab")
     shell.user_ns["s"] = Session(ReplayEngine(""), namespace=shell.user_ns)
     shell.run_line_magic("gptoss", "use s")
