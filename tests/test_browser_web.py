@@ -207,8 +207,8 @@ def test_youcom_web_and_news_results(server: FakeServer, monkeypatch: pytest.Mon
         "news": [{"title": "News Result 1", "url": "https://www.example.com/news1", "description": "News 1 description"}]}})
     server.routes["POST /v1/contents"] = as_json([{"title": "Fetch Result 1", "url": "https://www.example.com/web1",
                                                    "html": "<div>Fetch Result 1 text</div>"}])
-    browser = Browser.from_sources(["youcom"], api_key_env="MY_YDC")
-    browser.backend._service.base_url = server.url   # what a self-hosted proxy would be; the key still comes from MY_YDC
+    assert Browser.from_sources(["youcom"], api_key_env="MY_YDC").describe() == "the web through You.com (https://api.ydc-index.io)"
+    browser = Browser(YouCom(api_key_env="MY_YDC", base_url=server.url))
     status, output = search(browser, "test")
     assert status == "done"
     assert "L4:   * 【0†Web Result 1†www.example.com】 Web 1 snippets\nL5:   * 【1†News Result 1†www.example.com】 News 1 description" in output
