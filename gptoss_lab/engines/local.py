@@ -273,19 +273,22 @@ def _default_sampling(generation_config: Any) -> Sampling:
 
 @contextmanager
 def _progress_bars(enabled: bool) -> Iterator[None]:
-    """transformers' loading progress bars as asked: on by default, off with progress=False."""
-    if enabled:
-        yield
-        return
+    """transformers' loading progress bars as asked: on by default (as plain-text bars, which a saved
+    notebook keeps at their last state, not a widget frozen at 0 %), off with progress=False."""
+    from tqdm.std import tqdm as text_tqdm
     from transformers.utils import logging
 
     was = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
+    if enabled:
+        logging.enable_progress_bar()
+        logging.set_tqdm_hook(lambda factory, args, kwargs: text_tqdm(*args, **kwargs))
+    else:
+        logging.disable_progress_bar()
     try:
         yield
     finally:
-        if was:
-            logging.enable_progress_bar()
+        logging.set_tqdm_hook(None)
+        (logging.enable_progress_bar if was else logging.disable_progress_bar)()
 
 
 def _router_hooks(model: Any, recorder: Any) -> Any:
