@@ -188,3 +188,16 @@ def test_two_quick_interrupts_still_leave_the_partial_reply_in_gptoss(kernel):
             break
     out, _ = run(kc, "print(_gptoss.interrupted, 0 < len(_gptoss.final.split()) < 400, s.history[-1].channel)")
     assert out.split() == ["True", "True", "final"], out
+
+
+def test_chat_view_without_a_widget_front_end_asks_in_the_input_box(kernel):
+    """A notebook client that draws no widgets (here jupyter_client) still gets asked: the chat view
+    falls back to the input() box, showing the code, and the answer decides."""
+    _, kc = kernel
+    out, content = run(kc, SETUP)
+    assert content["status"] == "ok", out
+    out, content = run(kc, "%%gptoss --approve ask\nWhat is the mean of {data}?", answer="y", timeout=90)
+    assert content["status"] == "ok", out
+    assert "Run this code in your kernel?" in out and "mean = sum(data) / len(data)" in out
+    out, _ = run(kc, "print(mean, _gptoss.tool_calls[0].status)")
+    assert out.split() == ["6.0", "done"]

@@ -24,6 +24,7 @@ from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, P
 from . import asset, esm
 from .comm import CommPump, busy_status
 from .citations import card_html, with_chips
+from .text import ask_on_stdin
 from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 
 if TYPE_CHECKING:
@@ -136,13 +137,13 @@ class ChatView(anywidget.AnyWidget):
             return
         self._maybe_flush(blocking)
 
-    def approve(self, call: ToolCall) -> Approval | None:
-        """Wait for Run or Skip on the call's card; None when no front end can answer (the session asks
-        on stdin then)."""
+    def approve(self, call: ToolCall) -> Approval | bool | None:
+        """Wait for Run or Skip on the call's card; where no front end draws the widget, ask in the
+        notebook's input box instead (None when there is no stdin either)."""
         self._maybe_flush(True)
         pump = self._comm_pump()
         if pump is None or not self._wait(lambda: self._ready, self.ready_timeout):
-            return None
+            return ask_on_stdin(call, show_input=True)
         index = self._card_of(call)
         self._wait(lambda: index in self._decisions or self._stop, None)
         return self._decisions.pop(index, Approval(False))

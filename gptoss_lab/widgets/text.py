@@ -83,9 +83,16 @@ class TextView:
         return f"[{call.recipient}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
 
     def approve(self, call: ToolCall) -> bool | None:
-        """Ask on stdin; None when there is no stdin to ask on."""
-        try:
-            answer = input(f"{call.question or f'Run this {call.recipient} call?'} [y/N] ")
-        except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
-            return None
-        return answer.strip().lower() in ("y", "yes")
+        """Ask on stdin (the code was printed as it streamed); None when there is no stdin to ask on."""
+        return ask_on_stdin(call)
+
+
+def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
+    """Run or skip `call`, answered on stdin (a notebook's input box works while the cell runs);
+    None when there is no stdin to ask on (the session then skips the call and says so)."""
+    code = f"\n{call.input}\n" if show_input else " "
+    try:
+        answer = input(f"{call.question or f'Run this {call.recipient} call?'}{code}[y/N] ")
+    except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
+        return None
+    return answer.strip().lower() in ("y", "yes")
