@@ -77,6 +77,11 @@ def test_tiny_answers_the_same_through_both_paths():
     tokens = list(fast.stream(prompt, stop=STOP, sampling=sampling))
     assert tokens == list(slow.stream(prompt, stop=STOP, sampling=sampling))
     assert "python" in harmony.decode(tokens)  # tiny computes it with its tool, as trained
+    with torch.inference_mode():  # tiny's unused vocabulary rows are zero: left out, their logits stay exactly 0
+        logits = KVForward(fast.model)(prompt)[0]
+        torch.testing.assert_close(logits, fast.model(torch.tensor([prompt])).logits[0, -1], atol=2e-5, rtol=1e-4)
+        zero = ~fast.model.lm_head.weight.any(dim=1)
+    assert zero.sum() > 100_000 and (logits[zero] == 0).all()
 
 
 def test_models_it_cannot_run_use_transformers_and_say_why(model, monkeypatch):

@@ -7,9 +7,10 @@ they are, so router hooks (routing capture, interventions) see exactly what the 
 keys and values go into preallocated buffers that keep every position (sliding-window layers
 included), so going back to any earlier position is a length change; prompt chunks use torch's
 fused CPU attention kernel (no score matrix), with gpt-oss's attention sinks merged through its
-log-sum-exp, and sliding windows as small per-block masks. A float32 vocabulary projection is
-read from a transposed copy (1.5x faster on the CPU: the step's largest matrix by far on small
-models; refreshed when the weights change). Only models that are plain
+log-sum-exp, and sliding windows as small per-block masks. A float32 vocabulary projection (the
+step's largest matrix by far on small models) is read from a transposed copy, 1.5x faster on the
+CPU, that leaves out all-zero rows (their logits are exactly 0; gpt-oss-tiny zeroes the rows of
+tokens it never saw), refreshed when the weights change. Only models that are plain
 transformers GptOss on the CPU qualify (`unsupported` says why not); others use transformers.
 torch is imported only when the class is used.
 """
@@ -67,7 +68,7 @@ class KVForward:
         self.length = 0
         self._keys: list[Any] = []
         self._values: list[Any] = []
-        self._head: tuple[Any, int, Any] | None = None  # (weight, its version, transposed copy)
+        self._head: tuple[Any, int, Any, Any] | None = None  # (weight, its version, transposed rows, their ids)
 
     @property
     def capacity(self) -> int:
@@ -107,10 +108,14 @@ class KVForward:
             return self.model.lm_head(x).float()
         if self._head is None or self._head[0] is not weight or self._head[1] != weight._version:
             self._head = None  # the stale copy goes first
-            if weight.numel() * 4 * 8 > psutil.virtual_memory().available:  # no room for a copy
+            rows = weight.detach().any(dim=1).nonzero()[:, 0]
+            if rows.numel() * weight.shape[1] * 4 * 8 > psutil.virtual_memory().available:  # no room for a copy
                 return self.model.lm_head(x)
-            self._head = (weight, weight._version, weight.detach().t().contiguous())
-        return x @ self._head[2]
+            self._head = (weight, weight._version, weight.detach()[rows].t().contiguous(), rows)
+        _, _, matrix, rows = self._head
+        if rows.numel() == weight.shape[0]:
+            return x @ matrix
+        return x.new_zeros((1, weight.shape[0])).index_copy_(1, rows, x @ matrix)
 
     # ------------------------------------------------------------ the KV store
 
