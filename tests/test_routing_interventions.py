@@ -117,6 +117,20 @@ def test_an_ablation_changes_the_answers(session, baseline):
     assert sum(changed) >= 2, ablated
 
 
+def test_session_ask_intervene(session, baseline):
+    """`Session.ask(..., intervene=...)` (what `%%gptoss --ablate` uses) applies it for that turn only."""
+    session.reset()
+    same = session.ask(QUESTIONS[0], intervene=top_k(2), routing=True, temperature=0, max_new_tokens=150)
+    session.reset()
+    ablated = session.ask(QUESTIONS[0], intervene=parse_ablate("*:0-3"), routing=True, temperature=0, max_new_tokens=150)
+    session.reset()
+    after = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=150)
+    session.reset()
+    assert (same.routing.tokens.tolist(), same.final) == baseline[0]
+    assert ablated.routing.tokens.tolist() != baseline[0][0]
+    assert (after.routing.tokens.tolist(), after.final) == baseline[0]  # nothing left behind
+
+
 def test_the_kv_cache_is_not_shared_across_an_intervention(session):
     engine = session.engine
     session.reset()

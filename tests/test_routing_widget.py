@@ -89,6 +89,16 @@ def test_finished_turn_resyncs_once_and_updates_the_output_picture():
     assert "application/vnd.jupyter.widget-view+json" in bundle
 
 
+def test_a_closed_view_stops_following_the_record():
+    routing = Routing(num_experts=8)
+    view = RoutingView(routing)
+    sent = _counting(view)
+    view.close()
+    routing.append([1], np.zeros((1, 4, 2), int), np.full((1, 4, 2), 0.5))
+    time.sleep(0.1)
+    assert sent == [] and routing._observers == []
+
+
 def test_display_bundle_has_a_picture_and_a_summary():
     routing = Routing([1, 2, 3], np.zeros((3, 4, 2), int), np.full((3, 4, 2), 0.5), ["user"] * 3, num_experts=8)
     bundle = RoutingView(routing)._repr_mimebundle_()

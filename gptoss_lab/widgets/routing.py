@@ -74,6 +74,13 @@ class RoutingView(anywidget.AnyWidget):
     def _ipython_display_(self) -> None:
         self.show()
 
+    def close(self) -> None:
+        """Stop following the record (a closed view sends nothing more) and close the widget."""
+        self.routing.unobserve(self._changed)
+        with self._lock:
+            self._cancel()
+        super().close()
+
     # ------------------------------------------------------------ kernel -> front end
 
     def _snapshot(self) -> None:
