@@ -73,22 +73,20 @@ class Comparison(NamedTuple):
 # ---------------------------------------------------------------- helpers
 
 
-def _picks(routing: Routing, layer: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """int64 [tokens, k] expert ids of one layer; empty slots (-1) become `num_experts` (a bin dropped later)."""
-    picks = np.asarray(routing.experts[:, layer]).astype(np.int64)
-    if mask is not None:
-        picks = picks[mask]
-    picks[picks < 0] = routing.num_experts
-    return picks
+# Counting code works on "bins": an expert id plus one, so that an empty slot (-1) falls in bin 0,
+# which is dropped at the end; `num_experts + 1` bins per layer.
+
+
+def _picks(routing: Routing, layer: int) -> np.ndarray:
+    """int64 [tokens, k] bins (expert id + 1) of one layer."""
+    return np.add(routing.experts[:, layer], 1, dtype=np.int64)
 
 
 def _blocks(routing: Routing, size: int = _CHUNK) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, int64 [tokens, layers, k]) blocks of contiguous tokens, empty slots as `num_experts`:
-    one pass over the record in memory order, whatever its size."""
+    """(start, int64 [tokens, layers, k] bins) for blocks of contiguous tokens: one pass over the
+    record in memory order (cast and shift fused), whatever its size."""
     for start in range(0, len(routing), size):
-        block = np.asarray(routing.experts[start:start + size]).astype(np.int64)
-        block[block < 0] = routing.num_experts
-        yield start, block
+        yield start, np.add(routing.experts[start:start + size], 1, dtype=np.int64)
 
 
 def _counts(keys: np.ndarray, size: int) -> np.ndarray:
@@ -153,7 +151,7 @@ def load(routing: Routing, channel: str | None = None) -> Load:
         if mask is not None:
             block = block[mask[start:start + len(block)]]
         counts += _counts(block + layer, routing.layers * size)
-    counts = counts.reshape(routing.layers, size)[:, :-1]
+    counts = counts.reshape(routing.layers, size)[:, 1:]
     return Load(counts, _normalise(counts))
 
 
@@ -171,7 +169,7 @@ def coactivation(routing: Routing, layer: int | None = None) -> np.ndarray:
     for _, block in _blocks(routing, _CHUNK // 8):
         picks = block if layer is None else block[:, layer: layer + 1]
         total += _counts(picks[..., :, None] * size + picks[..., None, :], size * size)
-    return total.reshape(size, size)[:-1, :-1]
+    return total.reshape(size, size)[1:, 1:]
 
 
 def entropy(routing: Routing) -> np.ndarray:
@@ -221,7 +219,7 @@ def _expert_token_counts(routing: Routing, layer: int, index: np.ndarray, distin
     size = routing.num_experts + 1
     picks = _picks(routing, layer)
     counts = _counts(picks * distinct + index[:, None], size * distinct)
-    return counts.reshape(size, distinct)[:-1]
+    return counts.reshape(size, distinct)[1:]
 
 
 def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: str = "count",
@@ -279,7 +277,7 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     table = np.zeros((len(keep), routing.layers))
     for l in range(routing.layers):
         picks = _picks(routing, l)[chosen]
-        counts = _counts(rows[chosen][:, None] * size + picks, len(keep) * size).reshape(len(keep), size)[:, :-1]
+        counts = _counts(rows[chosen][:, None] * size + picks, len(keep) * size).reshape(len(keep), size)[:, 1:]
         top = -np.partition(-counts, min(k, size - 1) - 1, axis=1)[:, :k] if len(keep) else counts[:, :k]
         table[:, l] = top.sum(1) / np.maximum(counts.sum(1), 1)
     frame = pd.DataFrame(table, index=pd.Index(ids[keep], name="token"),
@@ -307,7 +305,7 @@ def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np
         rows = row[start:start + len(block)]
         valid = rows >= 0
         total += _counts(rows[valid][:, None, None] * (layers * size) + layer + block[valid], len(total))
-    return total.reshape(len(present), layers, size)[..., :-1]
+    return total.reshape(len(present), layers, size)[..., 1:]
 
 
 def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
@@ -368,7 +366,7 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
         if top1:
             here, there = here[..., :1], there[..., :1]
         total += _counts(offset + here[..., :, None] * size + there[..., None, :], len(total))
-    counts = total.reshape(last - first, size, size)[:, :-1, :-1]
+    counts = total.reshape(last - first, size, size)[:, 1:, 1:]
     blocks = [_normalise(c) if normalize else c for c in counts]
     experts = pd.RangeIndex(routing.num_experts, name="expert")
     columns = pd.RangeIndex(routing.num_experts, name="next expert")
