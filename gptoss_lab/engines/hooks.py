@@ -47,6 +47,7 @@ class RouterHooks:
 
     def __init__(self, model: Any) -> None:
         self._routers = routers(model)
+        self.layers = len(self._routers)
         self.num_experts: int = int(self._routers[0].num_experts)
         self.top_k: int = int(self._routers[0].top_k)
         self._captured: list[list[tuple[Any, Any]]] = [[] for _ in self._routers]

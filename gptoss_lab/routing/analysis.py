@@ -43,7 +43,8 @@ class Table(pd.DataFrame):
         return draw(self.figure_kind, self, **{**self.figure_options, **options})
 
 
-def _table(data: Any, kind: str, index: Any = None, columns: Any = None, **options: Any) -> Table:
+def result_table(data: Any, kind: str, index: Any = None, columns: Any = None, **options: Any) -> Table:
+    """A `Table` whose `.plot()` draws figure `kind` of widgets/routing_figures.py with `options`."""
     table = Table(data, index=index, columns=columns)
     table.figure_kind, table.figure_options = kind, options
     return table
@@ -254,7 +255,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     columns = ["layer", "expert", "rank", "token", "count", "specialisation"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
-    return _table(frame, "top_tokens")
+    return result_table(frame, "top_tokens")
 
 
 def token_concentration(routing: Routing, min_count: int = 5) -> Table:
@@ -286,7 +287,7 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     frame.insert(0, "text", _texts(ids[keep]))
     frame["mean"] = table.mean(1) if routing.layers else 0.0
     frame = frame.sort_values(["mean", "count"], ascending=False)
-    return _table(frame, "token_concentration", top_k=k, num_experts=routing.num_experts)
+    return result_table(frame, "token_concentration", top_k=k, num_experts=routing.num_experts)
 
 
 # ---------------------------------------------------------------- label specialisation
@@ -320,7 +321,7 @@ def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     index = pd.MultiIndex.from_product([[names[c] for c in present], range(routing.layers)], names=["label", "layer"])
     frame = pd.DataFrame(share.reshape(-1, routing.num_experts), index=index,
                          columns=pd.RangeIndex(routing.num_experts, name="expert"))
-    table = _table(frame, "label_load", overall=_normalise(counts.sum(0)).tolist())
+    table = result_table(frame, "label_load", overall=_normalise(counts.sum(0)).tolist())
     table.attrs["tokens"] = {names[c]: int((codes == c).sum()) for c in present}
     return table
 
@@ -340,7 +341,7 @@ def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> T
     columns = {"jsd": np.maximum(jsd, 0.0)}
     for i, code in enumerate(present):
         columns[f"{names[code]} vs rest"] = _jsd(_normalise(counts[i]), _normalise(counts.sum(0) - counts[i]))
-    return _table(pd.DataFrame(columns, index=pd.RangeIndex(routing.layers, name="layer")), "label_divergence")
+    return result_table(pd.DataFrame(columns, index=pd.RangeIndex(routing.layers, name="layer")), "label_divergence")
 
 
 # ---------------------------------------------------------------- transitions, hot and cold experts
@@ -371,9 +372,9 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     experts = pd.RangeIndex(routing.num_experts, name="expert")
     columns = pd.RangeIndex(routing.num_experts, name="next expert")
     if layer is not None:
-        return _table(blocks[0], "transitions", index=experts, columns=columns, layer=layer)
+        return result_table(blocks[0], "transitions", index=experts, columns=columns, layer=layer)
     index = pd.MultiIndex.from_product([range(routing.layers - 1), range(routing.num_experts)], names=["layer", "expert"])
-    return _table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0)
+    return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0)
 
 
 def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
@@ -392,7 +393,7 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
         f"top{top}_share": ranked[:, :top].sum(1),
         "balance": balance,
     }, index=pd.RangeIndex(routing.layers, name="layer"))
-    return _table(frame, "hot_and_cold", cumulative=np.cumsum(ranked, axis=1).tolist(), top=top)
+    return result_table(frame, "hot_and_cold", cumulative=np.cumsum(ranked, axis=1).tolist(), top=top)
 
 
 # ---------------------------------------------------------------- agreement between two records
@@ -428,7 +429,7 @@ def agreement(a: Routing, b: Routing) -> Table:
     n = max(len(a), 1)
     frame = pd.DataFrame({"overlap": shared / (n * k), "top1": top1 / n, "same_set": same / n},
                          index=pd.RangeIndex(a.layers, name="layer"))
-    return _table(frame, "agreement")
+    return result_table(frame, "agreement")
 
 
 def route_changes(a: Routing, b: Routing) -> Table:
@@ -446,7 +447,7 @@ def route_changes(a: Routing, b: Routing) -> Table:
     frame = pd.DataFrame({"token": np.asarray(a.tokens), "text": a.strings, "label": a.labels,
                           "layers_changed": changed, "top1_changed": first_changed},
                          index=pd.RangeIndex(len(a), name="position"))
-    return _table(frame, "route_changes", cells=cells)
+    return result_table(frame, "route_changes", cells=cells)
 
 
 # ---------------------------------------------------------------- one expert

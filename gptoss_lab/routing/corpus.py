@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .. import harmony
 from .record import RecordWriter, Routing, read_record, token_labels
@@ -118,8 +119,8 @@ def route(
 
     Items: plain strings (tokens labelled "text"), conversations (lists of Harmony messages, or
     objects with a `messages` list; tokens labelled by channel), or token ids (or objects with
-    `ids`, such as gpt-oss-tiny's generated conversations). `model`: a Session, a LocalEngine or a transformers GptOss model in this kernel.
-    `labels` gives each item a label (e.g. "code", "math") for `Corpus.label_load`. With `path`, the
+    `ids`, such as gpt-oss-tiny's generated conversations). `model`: a Session, a LocalEngine or a
+    transformers GptOss model in this kernel. `labels` gives each item a label (e.g. "code", "math") for `Corpus.label_load`. With `path`, the
     record is written there as it is made; without, it stays in memory until it passes
     `memory_limit` bytes, then streams to a temporary folder (a warning says where). Texts longer
     than the model's context are cut to it.
@@ -137,8 +138,6 @@ def route(
     chunk = int(getattr(engine, "prefill_chunk", 2048))
     store = _Store(config, path, memory_limit, name=getattr(engine, "name", None))
     started = time.perf_counter()
-    from tqdm import tqdm
-
     bar = tqdm(total=len(items), desc="routing", unit="text", leave=False, disable=not progress)
     try:
         with RouterHooks(net) as hooks:
@@ -201,8 +200,8 @@ def _route_window(net: Any, hooks: Any, sequences: list[list[int]], batch_size: 
                 results[i] = _route_long(net, hooks, sequences[i], chunk)
                 bar.update(1)
             elif not sequences[i]:
-                k, layers = hooks.top_k, len(hooks._routers)
-                results[i] = (np.zeros((0, layers, k), np.int16), np.zeros((0, layers, k), np.float32))
+                results[i] = (np.zeros((0, hooks.layers, hooks.top_k), np.int16),
+                              np.zeros((0, hooks.layers, hooks.top_k), np.float32))
                 bar.update(1)
     return results
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
-from .analysis import Table, _table
+from .analysis import Table, result_table
 from .record import Routing, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
@@ -98,7 +98,7 @@ class Intervention:
                                         "with": changed, "change": changed - without}))
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["document", "position", "token", "text", "label", "without", "with", "change"])
-        return _table(frame, "token_effect")
+        return result_table(frame, "token_effect")
 
     def __repr__(self) -> str:
         return f"Intervention({self.describe()})"
