@@ -83,11 +83,17 @@ def _picks(routing: Routing, layer: int) -> np.ndarray:
     return np.add(routing.experts[:, layer], 1, dtype=np.int64)
 
 
-def _blocks(routing: Routing, size: int = _CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+def _blocks(routing: Routing, size: int = _CHUNK, per_layer: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(start, int64 [tokens, layers, k] bins) for blocks of contiguous tokens: one pass over the
-    record in memory order (cast and shift fused), whatever its size."""
+    record in memory order (cast and shift fused), whatever its size. `per_layer=True` numbers the
+    bins of layer l from l × (num_experts + 1), so one bincount counts every layer at once."""
+    layers, k = routing.layers, routing.top_k
+    shift = np.ones(layers * k, np.int64)
+    if per_layer:
+        shift += np.repeat(np.arange(layers) * (routing.num_experts + 1), k)
     for start in range(0, len(routing), size):
-        yield start, np.add(routing.experts[start:start + size], 1, dtype=np.int64)
+        block = np.asarray(routing.experts[start:start + size])
+        yield start, np.add(block.reshape(len(block), -1), shift, dtype=np.int64).reshape(block.shape)
 
 
 def _counts(keys: np.ndarray, size: int) -> np.ndarray:
@@ -146,12 +152,11 @@ def load(routing: Routing, channel: str | None = None) -> Load:
     """Per-layer expert load over all tokens, or over the tokens of one label (Harmony channel)."""
     mask = None if channel is None else routing.mask(channel)
     size = routing.num_experts + 1
-    layer = np.arange(routing.layers)[None, :, None] * size
     counts = np.zeros(routing.layers * size, np.int64)
-    for start, block in _blocks(routing):
+    for start, block in _blocks(routing, per_layer=True):
         if mask is not None:
             block = block[mask[start:start + len(block)]]
-        counts += _counts(block + layer, routing.layers * size)
+        counts += _counts(block, routing.layers * size)
     counts = counts.reshape(routing.layers, size)[:, 1:]
     return Load(counts, _normalise(counts))
 
@@ -300,12 +305,11 @@ def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np
     position[present] = np.arange(len(present))
     row = position[np.maximum(codes, 0)]
     row[codes < 0] = -1
-    layer = np.arange(layers)[None, :, None] * size
     total = np.zeros(len(present) * layers * size, np.int64)
-    for start, block in _blocks(routing):
+    for start, block in _blocks(routing, per_layer=True):
         rows = row[start:start + len(block)]
         valid = rows >= 0
-        total += _counts(rows[valid][:, None, None] * (layers * size) + layer + block[valid], len(total))
+        total += _counts(rows[valid][:, None, None] * (layers * size) + block[valid], len(total))
     return total.reshape(len(present), layers, size)[..., 1:]
 
 
