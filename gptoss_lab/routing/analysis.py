@@ -171,11 +171,15 @@ def coactivation(routing: Routing, layer: int | None = None) -> np.ndarray:
     """[experts, experts] counts of tokens that chose both experts together (one layer, or all
     layers summed); the diagonal counts how often each expert was chosen."""
     size = routing.num_experts + 1
-    total = np.zeros(size * size, np.int64)
-    for _, block in _blocks(routing, _CHUNK // 8):
+    first, second = np.triu_indices(routing.top_k, 1)  # each pair of a token's picks once (they are distinct)
+    pairs = np.zeros(size * size, np.int64)
+    single = np.zeros(size, np.int64)
+    for _, block in _blocks(routing, _CHUNK // 2):
         picks = block if layer is None else block[:, layer: layer + 1]
-        total += _counts(picks[..., :, None] * size + picks[..., None, :], size * size)
-    return total.reshape(size, size)[1:, 1:]
+        pairs += _counts(picks[..., first] * size + picks[..., second], size * size)
+        single += _counts(picks, size)
+    upper = pairs.reshape(size, size)
+    return (upper + upper.T + np.diag(single))[1:, 1:]
 
 
 def entropy(routing: Routing) -> np.ndarray:
