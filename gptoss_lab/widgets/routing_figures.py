@@ -34,6 +34,15 @@ def png(figure: Any, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
+def _labels(ax: Any, x: str, y: str, title: str, *, size: int = 10, legend: bool = False) -> None:
+    """Axis labels, title (and legend) of one panel."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title, fontsize=size)
+    if legend:
+        ax.legend(fontsize=7)
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
@@ -147,10 +156,7 @@ def _token_concentration(table: Any, top_k: int = 1, num_experts: int = 1, **_: 
     ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="pure token-id routing")
     ax.axhline(top_k / max(num_experts, 1), color="grey", ls=":", lw=0.8, label="uniform (context only)")
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("share to a token's usual experts")
-    ax.set_title("token-id vs context routing", fontsize=10)
-    ax.legend(fontsize=7)
+    _labels(ax, "layer", "share to a token's usual experts", "token-id vs context routing", legend=True)
     return figure
 
 
@@ -186,11 +192,10 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
     for column in table.columns:
         ax.plot(table.index, table[column], marker="o" if len(table) < 40 else None, label=str(column),
                 lw=2 if column in ("jsd", "overlap") else 1)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("bits" if "jsd" in table.columns else "share")
-    ax.set_title("divergence of the labels' routing per layer" if "jsd" in table.columns
-                 else "agreement of two routings per layer", fontsize=10)
-    ax.legend(fontsize=7)
+    divergence = "jsd" in table.columns
+    _labels(ax, "layer", "bits" if divergence else "share",
+            "divergence of the labels' routing per layer" if divergence else "agreement of two routings per layer",
+            legend=True)
     return figure
 
 
@@ -217,10 +222,8 @@ def _hot_and_cold(table: Any, cumulative: Any = None, top: int = 1, **_: Any) ->
         ax.plot(np.arange(1, experts + 1), curve, color=colormaps["viridis"](layer / max(len(curves) - 1, 1)), lw=0.8)
     ax.plot([0, experts], [0, 1], color="grey", ls="--", lw=0.8, label="perfect balance")
     ax.axvline(top, color="grey", ls=":", lw=0.8, label=f"top {top}")
-    ax.set_xlabel("experts, busiest first")
-    ax.set_ylabel("cumulative share of picks")
-    ax.set_title("how much of each layer's routing the busiest experts take (dark = early layers)", fontsize=9)
-    ax.legend(fontsize=7)
+    _labels(ax, "experts, busiest first", "cumulative share of picks",
+            "how much of each layer's routing the busiest experts take (dark = early layers)", size=9, legend=True)
     return figure
 
 
