@@ -54,6 +54,7 @@ class KVForward:
     """
 
     block = 2048  # query rows per fused-attention call on full-attention layers
+    sparse_vocabulary = True  # leave all-zero vocabulary rows out of the projection (False: benchmarks compare)
 
     def __init__(self, model: Any) -> None:
         import torch
@@ -69,6 +70,7 @@ class KVForward:
         self._keys: list[Any] = []
         self._values: list[Any] = []
         self._head: tuple[Any, int, Any, Any] | None = None  # (weight, its version, transposed rows, their ids)
+        self._out: Any = None  # the logits of the sparse projection, zero where the rows are (reused: no page faults)
 
     @property
     def capacity(self) -> int:
@@ -83,7 +85,8 @@ class KVForward:
         self.length = min(self.length, n)
 
     def __call__(self, tokens: list[int]) -> Any:
-        """Compute `tokens` after the cached positions; the float32 logits [1, vocab] of the last one."""
+        """Compute `tokens` after the cached positions; the float32 logits [1, vocab] of the last one
+        (a buffer that the next call may overwrite)."""
         import torch
 
         model = self.model.model
@@ -108,14 +111,15 @@ class KVForward:
             return self.model.lm_head(x).float()
         if self._head is None or self._head[0] is not weight or self._head[1] != weight._version:
             self._head = None  # the stale copy goes first
-            rows = weight.detach().any(dim=1).nonzero()[:, 0]
+            rows = weight.detach().any(dim=1).nonzero()[:, 0] if self.sparse_vocabulary else torch.arange(weight.shape[0])
             if rows.numel() * weight.shape[1] * 4 * 8 > psutil.virtual_memory().available:  # no room for a copy
                 return self.model.lm_head(x)
             self._head = (weight, weight._version, weight.detach()[rows].t().contiguous(), rows)
+            self._out = x.new_zeros((1, weight.shape[0]))
         _, _, matrix, rows = self._head
         if rows.numel() == weight.shape[0]:
             return x @ matrix
-        return x.new_zeros((1, weight.shape[0])).index_copy_(1, rows, x @ matrix)
+        return self._out.index_copy_(1, rows, x @ matrix)
 
     # ------------------------------------------------------------ the KV store
 

@@ -228,8 +228,8 @@ class LocalEngine:
             generator = torch.Generator(device=device).manual_seed(sampling.seed)
 
         def draw(logits: Any) -> int:
-            if greedy:
-                return int(logits.argmax(-1))
+            if greedy:  # the first of equal maxima, as argmax, and faster over 201k logits
+                return int(logits.max(-1).indices)
             return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
 
         if not processors:
