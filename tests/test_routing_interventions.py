@@ -133,6 +133,7 @@ def test_session_ask_intervene(session, baseline):
 
 def test_the_kv_cache_is_not_shared_across_an_intervention(session):
     engine = session.engine
+    engine.reset()  # nothing cached: the first turn computes its whole prompt
     session.reset()
     session.ask(QUESTIONS[0], temperature=0, max_new_tokens=20)
     prompt_before = engine.last_prefill
