@@ -415,8 +415,7 @@ def _overlaps(a: Routing, b: Routing) -> Iterator[tuple[int, np.ndarray, np.ndar
     if a.layers != b.layers:
         raise ValueError(f"the records have {a.layers} and {b.layers} layers")
     for start in range(0, len(a), _CHUNK):
-        x = np.asarray(a.experts[start:start + _CHUNK]).astype(np.int32)
-        y = np.asarray(b.experts[start:start + _CHUNK]).astype(np.int32)
+        x, y = np.asarray(a.experts[start:start + _CHUNK]), np.asarray(b.experts[start:start + _CHUNK])
         equal = (x[..., :, None] == y[..., None, :]) & (x[..., :, None] >= 0)
         yield start, equal.any(-1).sum(-1), x[..., 0] == y[..., 0]
 
