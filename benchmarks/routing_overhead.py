@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from gptoss_lab import harmony
+from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.local import LocalEngine
 from gptoss_lab.routing import Recorder
@@ -45,7 +46,7 @@ def main() -> None:
 
             args.model = str(make_random_checkpoint(Path(tmp) / "random"))
         engine = LocalEngine.from_pretrained(args.model, dtype=args.dtype, progress=False)
-    prompt = harmony.render([harmony.system_message("low", date="2025-01-01"),
+    prompt = harmony.render([harmony.system_message("low", tools=[PythonTool().system_config()], date="2025-01-01"),
                              harmony.user_message("Count the experts, please.")])
     decode_rate(engine, prompt, 8, record=True)  # warm up both paths
     decode_rate(engine, prompt, 8, record=False)
