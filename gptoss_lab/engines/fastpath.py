@@ -41,8 +41,10 @@ def unsupported(model: Any) -> str | None:
         kinds = (gpt_oss.GptOssDecoderLayer, gpt_oss.GptOssAttention, gpt_oss.GptOssMLP, gpt_oss.GptOssTopKRouter,
                  gpt_oss.GptOssExperts)
         for part, kind in zip(parts, kinds):
-            if type(part) is not kind or "forward" in vars(part):
+            if type(part) is not kind:
                 return f"its {type(part).__name__} is not transformers' {kind.__name__}"
+            if "forward" in vars(part):
+                return f"its {kind.__name__} runs a replaced forward (a hub kernel?)"
     return None
 
 
@@ -69,7 +71,7 @@ class KVForward:
         self.length = 0
         self._keys: list[Any] = []
         self._values: list[Any] = []
-        self._head: tuple[Any, int, Any, Any] | None = None  # (weight, its version, transposed rows, their ids)
+        self._head: tuple[Any, int, Any, Any] | None = None  # (weight, its version, transposed rows or None, their ids)
         self._out: Any = None  # the logits of the sparse projection, zero where the rows are (reused: no page faults)
 
     @property
@@ -112,11 +114,12 @@ class KVForward:
         if self._head is None or self._head[0] is not weight or self._head[1] != weight._version:
             self._head = None  # the stale copy goes first
             rows = weight.detach().any(dim=1).nonzero()[:, 0] if self.sparse_vocabulary else torch.arange(weight.shape[0])
-            if rows.numel() * weight.shape[1] * 4 * 8 > psutil.virtual_memory().available:  # no room for a copy
-                return self.model.lm_head(x)
-            self._head = (weight, weight._version, weight.detach()[rows].t().contiguous(), rows)
+            room = rows.numel() * weight.shape[1] * 4 * 8 < psutil.virtual_memory().available
+            self._head = (weight, weight._version, weight.detach()[rows].t().contiguous() if room else None, rows)
             self._out = x.new_zeros((1, weight.shape[0]))
         _, _, matrix, rows = self._head
+        if matrix is None:
+            return self.model.lm_head(x)
         if rows.numel() == weight.shape[0]:
             return x @ matrix
         return self._out.index_copy_(1, rows, x @ matrix)
