@@ -221,6 +221,12 @@ def prefill_section(lab: LocalEngine, long_lab: LocalEngine, lengths: list[int],
         else:
             row(f"cold prefill {length:,} tokens, tok/s; ms per token", spread(lab_rate),
                 spread([1000 * s / length for s in result["lab"]]))
+    long = max(lengths)
+    short, far = document(1024), document(long)
+    result = alternate({"far": lambda: stream_rate(long_lab, far, 64), "near": lambda: stream_rate(long_lab, short, 64)},
+                       rounds)
+    row(f"decode after a {long:,}-token prompt vs after 1,024 tokens, 64 tokens, tok/s", spread(result["far"]),
+        spread(result["near"]), spread(ratios(result["far"], result["near"])))
     history = document(4096)
 
     def follow_up(reuse: bool) -> float:
