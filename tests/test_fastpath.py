@@ -126,3 +126,15 @@ def test_float32_answers_tinys_questions_as_well_as_bfloat16():
             assert not reply.errors, reply.errors
             right[engine] += expected in reply.final
     assert right[f32] >= right[bf16] >= len(QUESTIONS) - 1
+
+
+def test_logits_written_in_place_by_a_processor_do_not_leak_into_the_next_step():
+    engine = LocalEngine.from_pretrained("tiny", progress=False)
+    prompt = harmony.render([harmony.system_message("low", date="2025-01-01"), harmony.user_message("Hello!")])
+    forward = KVForward(engine.model)
+    with torch.inference_mode():
+        logits = forward(prompt)
+        logits[:, :100_000] = float("-inf")  # e.g. a grammar mask written into the scores
+        after = forward([1000])
+        torch.testing.assert_close(after[0], engine.model(torch.tensor([prompt + [1000]])).logits[0, -1],
+                                   atol=2e-5, rtol=1e-4)

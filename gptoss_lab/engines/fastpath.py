@@ -122,7 +122,7 @@ class KVForward:
             return self.model.lm_head(x)
         if rows.numel() == weight.shape[0]:
             return x @ matrix
-        return self._out.index_copy_(1, rows, x @ matrix)
+        return self._out.zero_().index_copy_(1, rows, x @ matrix)  # zeroed again: a logits processor may write it
 
     # ------------------------------------------------------------ the KV store
 
