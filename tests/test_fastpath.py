@@ -10,18 +10,10 @@ from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.fastpath import KVForward
 from gptoss_lab.engines.local import LocalEngine
 from gptoss_lab.routing import Recorder
+from test_local_engine import NoRepeat
 
 STOP = frozenset(harmony.STOP_TOKENS)
 LONG = [200006, *range(2000, 2300)]  # 301 tokens: many times the random model's sliding window of 8
-
-
-class NoRepeat:
-    """Bans ids already in the sequence, so a random model's greedy output varies from step to step."""
-
-    def __call__(self, input_ids, scores):
-        scores = scores.clone()
-        scores[:, input_ids[0]] = float("-inf")
-        return scores
 
 
 @pytest.fixture(scope="module")
