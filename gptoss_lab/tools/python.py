@@ -1,27 +1,36 @@
 """The python tool: code the model writes runs in THIS kernel, in the user's namespace.
 
 The user's variables are visible to the model's code and what the code defines stays there,
-exactly like a notebook cell. Output (stdout, stderr, the last expression's value, or the
-traceback) is captured as text and fed back to the model, cut to a bounded length.
+exactly like a notebook cell. The code runs under `containment.contain`: on its own thread, with
+a timeout it cannot defeat, unable to end the kernel from Python, stopped by the user's interrupt
+(see that module for what no in-process guard can prevent). Its output (stdout, stderr, the last
+expression's value, or the traceback) is captured as text, bounded while it is written, and fed
+back to the model.
 """
 from __future__ import annotations
 
 import ast
-import contextlib
+import functools
 import io
-import signal
+import sys
 import threading
 import time
 import traceback
-from typing import Any, Literal
+from types import CodeType
+from typing import Any
 
 from openai_harmony import ToolNamespaceConfig
 
 from ..events import ToolCall
-from .base import Tool, ToolResult
+from . import containment
+from .base import Tool, ToolResult, interrupted
+from .containment import ToolTimeout, contain, deadline
+
+__all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "alarm", "deadline", "truncate"]
 
 MAX_OUTPUT_CHARS = 6000
 _FILENAME = "<gptoss-python>"
+_LAB_FILES = {sys._getframe().f_code.co_filename, containment._HERE}   # frames left out of tracebacks
 DESCRIPTION = (
     "Use this tool to execute Python code in your chain of thought. The code runs in the user's live "
     "Jupyter kernel (IPython): the user's variables are available to it, and whatever it defines stays "
@@ -29,37 +38,59 @@ DESCRIPTION = (
     "of the last expression, or the traceback){timeout}. "
     "The user may have to approve each call before it runs."
 )
+alarm = deadline  # the name tools/functions.py imports
 
 
-class ToolTimeout(Exception):
-    """The model's code ran past the tool's timeout."""
+class Capture(io.TextIOBase):
+    """A text stream that keeps at most `limit` characters while it is written: the first two thirds
+    and the last third, with the number of characters cut between them stated (thread-safe)."""
+
+    def __init__(self, limit: int = MAX_OUTPUT_CHARS) -> None:
+        self.limit, self.total = limit, 0
+        self._head_size, self._tail_size = limit * 2 // 3, limit // 3
+        self._keep = limit - self._head_size      # tail kept while the whole text may still fit
+        self._head: list[str] = []
+        self._tail: list[str] = []
+        self._head_len = self._tail_len = 0
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        written = len(text)
+        with self._lock:
+            self.total += written
+            if self._head_len < self._head_size:
+                piece = text[: self._head_size - self._head_len]
+                self._head.append(piece)
+                self._head_len += len(piece)
+                text = text[len(piece):]
+            if len(text) >= self._keep:
+                self._tail, self._tail_len = [text[-self._keep:]], self._keep
+            elif text:
+                self._tail.append(text)
+                self._tail_len += len(text)
+                if self._tail_len > 2 * self._keep:  # trim now and then: amortised O(1) per character
+                    self._tail, self._tail_len = ["".join(self._tail)[-self._keep:]], self._keep
+        return written
+
+    def writable(self) -> bool:
+        return True
+
+    def getvalue(self) -> str:
+        with self._lock:
+            head, tail = "".join(self._head), "".join(self._tail)
+        if self.total <= self.limit:
+            return head + tail
+        tail = tail[-self._tail_size:]
+        return f"{head}\n... [{self.total - len(head) - len(tail)} characters cut] ...\n{tail}"
 
 
 def truncate(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
     """Keep the head and tail of long output and say how much was cut, so the model knows."""
-    if len(text) <= limit:
-        return text
-    head, tail = text[: limit * 2 // 3], text[-(limit // 3):]
-    return f"{head}\n... [{len(text) - len(head) - len(tail)} characters cut] ...\n{tail}"
-
-
-@contextlib.contextmanager
-def alarm(seconds: float | None):
-    """Raise ToolTimeout in the main thread after `seconds` (SIGALRM; a no-op off the main thread)."""
-    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise ToolTimeout(f"Timed out after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    capture = Capture(limit)
+    capture.write(text)
+    return capture.getvalue()
 
 
 class PythonTool(Tool):
@@ -92,36 +123,120 @@ class PythonTool(Tool):
         return self.execute(call.input)
 
     def execute(self, code: str) -> ToolResult:
-        """Execute `code` like a notebook cell: statements run, the last expression's value is shown."""
+        """Execute `code` like a notebook cell: statements run, the last expression's value is shown.
+
+        Never raises for anything the code does: errors, `exit()`, the timeout and the user's
+        interrupt (status "interrupted", with what it printed until then) come back as the result.
+        """
         start = time.perf_counter()
-        out = io.StringIO()
-        status: Literal["done", "error", "timeout"] = "done"
         try:
-            tree = ast.parse(code, filename=_FILENAME)
-        except SyntaxError:
-            return ToolResult("error", truncate(traceback.format_exc(limit=0)), time.perf_counter() - start)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), alarm(self.timeout):
-                exec(compile(tree, _FILENAME, "exec"), self.namespace)
-                if last is not None:
-                    value = eval(compile(ast.Expression(last.value), _FILENAME, "eval"), self.namespace)
-                    if value is not None:
-                        print(repr(value))
-        except ToolTimeout as err:
-            status = "timeout"
-            out.write(f"\n{err}" if out.tell() else str(err))
-        except KeyboardInterrupt:
-            raise
-        except BaseException as err:  # the model's error goes back to the model, never up the stack
-            status = "error"
-            out.write(_format_error(err))
-        return ToolResult(status, truncate(out.getvalue()), time.perf_counter() - start)
+            body, last = _compile(code)
+        except Exception as err:  # SyntaxError; ValueError for a null byte; RecursionError for deep nesting
+            return ToolResult("error", truncate("".join(traceback.format_exception_only(type(err), err))),
+                              time.perf_counter() - start)
+        out = Capture()
+        outcome = contain(functools.partial(_run, body, last, self.namespace, out), timeout=self.timeout,
+                          output=out, namespace=self.namespace, label="the model's python code")
+        if outcome.status == "error":
+            out.write(_format_error(outcome.error))
+        elif outcome.status == "timeout":
+            out.write(f"\nTimed out after {self.timeout:g} s" if out.total else f"Timed out after {self.timeout:g} s")
+        text = out.getvalue() + _notes(outcome)
+        if outcome.status == "interrupted":
+            result = interrupted(text)
+            result.seconds = time.perf_counter() - start
+            return result
+        return ToolResult(outcome.status, text, time.perf_counter() - start)
 
 
-def _format_error(err: BaseException) -> str:
-    """A traceback that starts at the model's code (the lab's own frames are left out)."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != _FILENAME:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(err), err, tb))
+def _compile(code: str) -> tuple[CodeType, CodeType | None]:
+    """The code's statements, and its last expression on its own (its value is shown, as in a cell)."""
+    tree = ast.parse(code, filename=_FILENAME)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    try:
+        expression = compile(ast.Expression(last.value), _FILENAME, "eval") if last is not None else None
+        return compile(tree, _FILENAME, "exec"), expression
+    except SyntaxError as err:  # `return` outside a function and the like: show the line, as Python does
+        lines = code.splitlines()
+        if err.text is None and err.lineno and err.lineno <= len(lines):
+            err.text = lines[err.lineno - 1] + "\n"
+        raise
+
+
+def _run(body: CodeType, last: CodeType | None, namespace: dict[str, Any], out: Capture) -> None:
+    exec(body, namespace)
+    if last is not None:
+        value = eval(last, namespace)
+        if value is not None:
+            out.write(_bounded_repr(value, out.limit) + "\n")
+
+
+def _notes(outcome: containment.Outcome) -> str:
+    """What the model should know about code that is still going after the call returned."""
+    notes = ""
+    if outcome.still_running:
+        notes += ("\nThe code did not stop when told (it is stuck in native code or keeps catching the stop) "
+                  "and may still be running in the background.")
+    if outcome.threads:
+        several = outcome.threads > 1
+        notes += (f"\n[{outcome.threads} thread{'s' if several else ''} started by this code "
+                  f"{'are' if several else 'is'} still running in the background]")
+    return notes
+
+
+_BRACKETS = {list: ("[", "]"), tuple: ("(", ")"), set: ("{", "}"), frozenset: ("frozenset({", "})"),
+             dict: ("{", "}")}
+
+
+def _bounded_repr(value: Any, limit: int, _seen: frozenset[int] = frozenset()) -> str:
+    """repr(value); but a str/bytes or builtin container whose repr would be cut anyway (longer than
+    `limit`) is shown by its head and tail with the cut stated, without building its whole repr."""
+    kind = type(value)
+    if kind in (str, bytes) and len(value) > limit:
+        head, tail = value[: limit // 2], value[-(limit // 4):]
+        cut = f" ... [{len(value) - len(head) - len(tail)} characters cut] ... "
+        return repr(head)[:-1] + cut + repr(tail)[1 if kind is str else 2:]
+    if kind not in _BRACKETS or len(value) <= limit // 3:  # each item takes 3 characters or more
+        return repr(value)
+    if id(value) in _seen:
+        return "[...]"
+    seen = _seen | {id(value)}
+
+    def shown(item: Any) -> str:
+        if kind is dict:
+            return f"{_bounded_repr(item[0], limit, seen)}: {_bounded_repr(item[1], limit, seen)}"
+        return _bounded_repr(item, limit, seen)
+
+    items = value.items() if kind is dict else value
+    head = _take(map(shown, items), limit // 2)
+    ordered = kind not in (set, frozenset)  # a set's last items are no more telling than its others
+    tail = _take(map(shown, reversed(items if kind is dict else value)), limit // 4)[::-1] if ordered else []
+    tail = tail[: max(0, len(value) - len(head))]
+    opener, closer = _BRACKETS[kind]
+    cut = f"... [{len(value) - len(head) - len(tail)} items cut] ..."
+    return opener + ", ".join([*head, cut, *tail]) + closer
+
+
+def _take(reprs: Any, chars: int) -> list[str]:
+    """Item reprs from the iterator until together they pass `chars` characters."""
+    taken: list[str] = []
+    total = 0
+    for text in reprs:
+        taken.append(text)
+        total += len(text) + 2
+        if total >= chars:
+            break
+    return taken
+
+
+def _format_error(err: BaseException | None) -> str:
+    """The traceback as Python prints it, from the model's code down (the lab's own frames left out)."""
+    if err is None:
+        return ""
+    report = traceback.TracebackException(type(err), err, err.__traceback__)
+    pending = [report]
+    while pending:  # the exception, and the ones it was raised from or while handling
+        part = pending.pop()
+        part.stack = traceback.StackSummary.from_list([f for f in part.stack if f.filename not in _LAB_FILES])
+        pending += [e for e in (part.__cause__, part.__context__) if e is not None]
+    return "".join(report.format())

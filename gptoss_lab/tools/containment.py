@@ -1,0 +1,601 @@
+"""Running code the user did not write in this kernel, so that it can neither end the kernel nor hold it.
+
+`contain(fn, timeout=...)` runs `fn` (the model's code) on a worker thread while the calling thread
+watches, so the caller has its answer at the timeout whatever the code does:
+
+- At the timeout the worker gets `ToolTimeout`, a BaseException raised into it asynchronously (no
+  signal is involved, so the code cannot ignore, cancel or re-time it), and again and again until it
+  stops. The first one can be handled (`finally` blocks run); from POLITE seconds on, every line the
+  code runs raises it again, so `except BaseException: pass` in a loop does not keep it alive.
+- While it runs, the calls that end or freeze the process from Python (IPython's `exit`/`quit`,
+  `os._exit`, `os.abort`, `os.exec*`, `os.kill`/`killpg` of this process, `signal.raise_signal` and
+  `pthread_kill`, a timer whose signal would kill the process, `_thread.interrupt_main`,
+  `sys.setswitchinterval`) are refused in the code's threads (`ExitRefused`, a SystemExit: the code
+  stops there, as it would have); the kernel's and the user's threads still get the real functions.
+  The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
+  only on the main thread); the user's interrupt (SIGINT) still reaches the watcher and stops it.
+- Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
+  its answer at the timeout anyway, the user is told on stderr, and the worker keeps being stopped in
+  the background (every REPEAT seconds, so it may run a moment after the call returns).
+
+Not preventable from inside the process: crashing the interpreter (ctypes, a C extension, running out
+of memory), a C loop that never releases the GIL (`sum(range(10**12))` freezes the kernel exactly as
+it would in a cell), or another process ending this one (`subprocess.run(["kill", ...])`). Approval
+is the defence against those.
+"""
+from __future__ import annotations
+
+import _thread
+import builtins
+import contextlib
+import contextvars
+import ctypes
+import functools
+import io
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+_HERE = sys._getframe().f_code.co_filename
+_OURS = {_HERE, threading.Thread.run.__code__.co_filename}  # frames a stop never raises in
+POLL = 0.02       # seconds between looks at a running worker
+GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as stuck
+POLITE = 0.1      # seconds during which a stop can be handled (cleanup in `finally` runs) before it is forced
+REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
+
+
+class _Stops:
+    """Mixin of the exceptions raised into a thread to stop it: made in a thread that is being stopped
+    (as happens when the exception is raised there), it makes every later line of that thread's code
+    raise it again, so a handler that swallows it cannot keep the code going."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        if threading.get_ident() in _stopping and not getattr(sys.gettrace(), "stops", False):
+            _trace_to_stop(sys._getframe(1), type(self))
+
+
+class ToolTimeout(_Stops, BaseException):
+    """The code ran past its timeout. A BaseException, so `except Exception` does not swallow it."""
+
+    seconds: float | None = None
+
+    def __str__(self) -> str:
+        said = super().__str__()
+        return said or (f"Timed out after {self.seconds:g} s" if self.seconds else "Timed out")
+
+    @classmethod
+    @functools.lru_cache(maxsize=64)
+    def after(cls, seconds: float) -> type[ToolTimeout]:
+        """The ToolTimeout class whose instances say `Timed out after {seconds} s` (an asynchronous
+        exception is raised from its class, so the message lives on the class)."""
+        return type(cls.__name__, (cls,), {"seconds": seconds, "__module__": cls.__module__})
+
+
+class _Interrupt(_Stops, KeyboardInterrupt):
+    """The user's interrupt, passed on to the code's thread (code that handles KeyboardInterrupt sees one)."""
+
+
+class ExitRefused(SystemExit):
+    """Model code asked to end (or freeze) the kernel's process; the code stops here, the kernel lives on."""
+
+
+def _trace_to_stop(frame: Any, stop: type[BaseException]) -> None:
+    """Make every line and opcode of this thread's frames below `frame` (down to this module's) raise `stop`."""
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename in _OURS:
+            return None
+        frame.f_trace_opcodes = True
+        if event in ("line", "opcode"):
+            raise stop
+        return tracer
+
+    tracer.stops = True  # type: ignore[attr-defined]
+    while frame is not None and frame.f_code.co_filename not in _OURS:
+        frame.f_trace, frame.f_trace_opcodes = tracer, True
+        frame = frame.f_back
+    sys.settrace(tracer)
+
+
+# ---------------------------------------------------------------- the worker and its watcher
+
+@dataclass
+class Outcome:
+    """How a contained run went. `still_running`: the code did not stop when told (stuck in a native
+    call) and keeps being stopped in the background; `threads`: threads it started that still run."""
+
+    status: Literal["done", "error", "timeout", "interrupted"]
+    value: Any = None
+    error: BaseException | None = None
+    still_running: bool = False
+    threads: int = 0
+
+
+class _Worker(threading.Thread):
+    """The thread the code runs on. `finished` is set with no call in between, so a stop request
+    checked against it (with the GIL held) never lands after the code is done."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__(name="gptoss-python", daemon=True)
+        self.fn, self.context = fn, contextvars.copy_context()  # the caller's decimal context etc.
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def run(self) -> None:
+        try:
+            try:
+                self.value = self.context.run(self.fn)
+            except BaseException as err:
+                self.error = err
+        except BaseException as err:  # a second stop request landed while the first was recorded
+            self.error = err
+        self.finished = True
+        try:
+            sys.settrace(None)
+            _stopping.discard(threading.get_ident())
+        except BaseException:  # a stop request that raced the end of the code: it has ended anyway
+            pass
+
+
+class _Defuse(BaseException):
+    """Raised into the stopping thread itself, and caught there: see `_poke`."""
+
+
+def _poke(threads: list[Any], stop: type[BaseException], *, force: bool = True) -> None:
+    """Raise `stop` in each thread that runs Python within the next POLL seconds (with `force`, every
+    later line of its code raises it too). A thread (or deadline) whose `finished` is true is left alone.
+
+    The exception (PyThreadState_SetAsyncExc) is never left pending on a thread stuck in a native
+    call: it is taken back after POLL seconds, because on CPython 3.11 a pending one makes every
+    *traced* thread (a debugger's, coverage's) spin until it is delivered. Taking it back leaves the
+    interpreter's "pending" flag set, so this thread then raises one into itself and catches it,
+    which clears the flag. Each `finished` is read right before its call, with no Python call in
+    between, so the GIL is not given up between the check and the raise.
+    """
+    me, defuse, exc = ctypes.c_ulong(threading.get_ident()), ctypes.py_object(_Defuse), ctypes.py_object(stop)
+    targets = [(thread, ctypes.c_ulong(thread.ident)) for thread in threads if thread.ident is not None]
+    if force:
+        _stopping.update(thread.ident for thread, _ in targets)
+    checked = [(thread, target) for thread, target in targets if isinstance(thread, (_Worker, deadline))]
+    for thread, target in targets:
+        if not isinstance(thread, (_Worker, deadline)):  # a thread the code started: hitting it as it ends is harmless
+            _set_async_exc(target, exc)
+    for thread, target in checked:
+        if not thread.finished:
+            _set_async_exc(target, exc)
+    time.sleep(POLL)  # a native call: the GIL is free for the targets to take the exception
+    try:
+        for _, target in targets:
+            _set_async_exc(target, None)
+        _set_async_exc(me, defuse)
+        for _ in range(2):  # it arrives at the next check: after the call, at a function's start, a loop's end
+            _noop()
+    except _Defuse:
+        pass
+
+
+def _noop() -> None:
+    pass
+
+
+def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | None = None,
+            namespace: dict[str, Any] | None = None, label: str = "the model's code") -> Outcome:
+    """Run `fn` on a worker thread under the guards; return when it ends, at the timeout, or at the
+    user's interrupt (recorded, passed on to the code, never raised here).
+
+    While it runs, what the code's threads write on sys.stdout/sys.stderr goes to `output`, and
+    `exit`/`quit` in `namespace` are refused to it. When the code does not stop when told, a line
+    naming `label` on the user's stderr says so and what to do.
+    """
+    worker = _Worker(fn)
+    stuck: list[threading.Thread] = []
+    with _held_interrupts() as interrupts:
+        with _GUARDS.running(output, namespace) as run:
+            worker.start()
+            status = _watch(worker, timeout, interrupts)
+            if status in ("timeout", "interrupted"):  # the threads the code started go with it
+                stuck = _stop([worker, *run.started()], _Interrupt if status == "interrupted" else ToolTimeout)
+            threads = [t for t in run.started() if t.is_alive()]
+    if worker in stuck:
+        why = "when interrupted" if status == "interrupted" else f"at its {timeout:g} s timeout"
+        print(f"gptoss_lab: {label} did not stop {why}: it is stuck in native code or keeps catching the stop. "
+              "It keeps being stopped in the background and may still change your variables; restart the "
+              "kernel if it does not end.", file=sys.stderr)
+    if interrupts.seen:  # also when the interrupt came as the code finished: the turn ends, output kept
+        status = "interrupted"
+    return Outcome(status, worker.value, worker.error, worker in stuck, len(threads))
+
+
+def _watch(worker: _Worker, timeout: float | None,
+           interrupts: _Interrupts) -> Literal["done", "error", "timeout", "interrupted"]:
+    end = None if timeout is None else time.monotonic() + timeout
+    while not worker.finished:
+        if interrupts.seen:
+            return "interrupted"
+        left = POLL if end is None else min(POLL, end - time.monotonic())
+        if left <= 0:
+            return "timeout"
+        worker.join(left)
+    return "error" if worker.error is not None else "done"
+
+
+def _stop(threads: list[threading.Thread], stop: type[BaseException]) -> list[threading.Thread]:
+    """Raise `stop` into each thread until it ends or GRACE passes (for POLITE seconds it can be
+    handled, so cleanup runs; then it is forced); the ones still running are handed to the
+    background reaper, which keeps stopping them, and returned."""
+    start = time.monotonic()
+    alive = [t for t in threads if _running(t)]
+    while alive and time.monotonic() < start + GRACE:
+        _poke(alive, stop, force=time.monotonic() > start + POLITE)
+        alive = [t for t in alive if _running(t)]
+    _GUARDS.keep_stopping(alive)
+    return alive
+
+
+def _running(thread: threading.Thread) -> bool:
+    return thread.is_alive() and not (isinstance(thread, _Worker) and thread.finished)
+
+
+class _Interrupts:
+    seen = False
+
+
+@contextlib.contextmanager
+def _held_interrupts() -> Iterator[_Interrupts]:
+    """On the main thread, Ctrl-C / the kernel's interrupt is recorded instead of raised, so the watcher
+    is never left half-way (guards installed, output redirected) and passes the interrupt on."""
+    interrupts = _Interrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupts
+        return
+
+    def record(signum: int, frame: Any) -> None:
+        interrupts.seen = True
+
+    previous = signal.signal(signal.SIGINT, record)
+    try:
+        yield interrupts
+    finally:
+        # set again even if unchanged: that also reinstalls the C-level handler if the code replaced it via ctypes
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+# ---------------------------------------------------------------- guards
+
+def _self_targeted_kill(pid: int, sig: int) -> str | None:
+    if sig and (pid in (0, -1, os.getpid()) or (pid < -1 and -pid == os.getpgrp())):
+        return f"os.kill({pid}, {sig}) would signal the kernel's own process"
+    return None
+
+
+def _self_targeted_killpg(pgid: int, sig: int) -> str | None:
+    if sig and pgid in (0, os.getpgrp()):
+        return f"os.killpg({pgid}, {sig}) would signal the kernel's own process group"
+    return None
+
+
+def _fatal_timer(sig: int, seconds: float, what: str) -> str | None:
+    if seconds and signal.getsignal(sig) == signal.SIG_DFL:
+        return f"{what} would end the kernel when it fires ({signal.Signals(sig).name} has no handler)"
+    return None
+
+
+def _timer_signal(which: int) -> int:
+    return {signal.ITIMER_REAL: signal.SIGALRM, signal.ITIMER_VIRTUAL: signal.SIGVTALRM}.get(which, signal.SIGPROF)
+
+
+# why a call from the model's threads is refused (None: allowed); names not listed are always refused
+_CHECKS: dict[str, Callable[..., str | None]] = {
+    "kill": _self_targeted_kill,
+    "killpg": _self_targeted_killpg,
+    "pthread_kill": lambda ident, sig: f"signal.pthread_kill(..., {sig}) would signal a kernel thread" if sig else None,
+    "alarm": lambda seconds: _fatal_timer(signal.SIGALRM, seconds, f"signal.alarm({seconds})"),
+    "setitimer": lambda which, seconds, interval=0.0: _fatal_timer(_timer_signal(which), seconds,
+                                                                   f"signal.setitimer({which}, {seconds})"),
+}
+_ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the kernel",
+           "_exit": "os._exit() would end the kernel's process", "abort": "os.abort() would end the kernel's process",
+           "execv": "os.exec*() would replace the kernel's process", "execve": "os.exec*() would replace the kernel's process",
+           "raise_signal": "signal.raise_signal() would signal the kernel's own process",
+           "interrupt_main": "_thread.interrupt_main() would interrupt the kernel"}
+
+
+def _patch_table() -> list[tuple[Any, str]]:
+    """(owner, name) of each function the guards stand in for, in the public module and in the C module
+    behind it (`import posix; posix._exit(1)` is refused too). os.execl & co call os.execv/execve."""
+    table = [(builtins, "exit"), (builtins, "quit"), (_thread, "interrupt_main")]
+    for module in (os, sys.modules.get("posix") or sys.modules.get("nt")):
+        table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve")]
+    for module in (signal, sys.modules.get("_signal")):
+        table += [(module, name) for name in ("raise_signal", "pthread_kill", "alarm", "setitimer")]
+    return [(owner, name) for owner, name in table if owner is not None and hasattr(owner, name)]
+
+
+class _Run:
+    """One contained run as the guards see it."""
+
+    def __init__(self) -> None:
+        self.before = set(threading.enumerate())
+
+    def started(self) -> list[threading.Thread]:
+        """Threads the code started that still run (low-level `_thread` threads are not seen)."""
+        return [t for t in threading.enumerate() if t not in self.before and not isinstance(t, _Worker)
+                and not isinstance(t, threading._DummyThread) and t is not _GUARDS.reaper]
+
+
+class _Guards:
+    """The stand-ins, installed while model code runs or a thread it started is still alive.
+
+    A thread is the model's during a run if it did not exist when the run began, and afterwards if it
+    was still running when its run ended. The stand-ins refuse the model's threads only.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.runs: list[_Run] = []
+        self.trusted: set[threading.Thread] = set()
+        self.lingering: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        self.stuck: list[threading.Thread] = []
+        self.installed: list[tuple[Any, str, Any, Any]] = []   # owner, name, original, stand-in
+        self.made: dict[tuple[Any, str], tuple[Any, Any]] = {}  # (owner, name): original, its stand-in
+        self.shell: Any = None
+        self.timers: list[int] = []
+        self.reaper: threading.Thread | None = None
+
+    def is_model_thread(self) -> bool:
+        thread = threading.current_thread()
+        return thread in self.lingering or (bool(self.runs) and thread not in self.trusted)
+
+    @contextlib.contextmanager
+    def running(self, output: TextIO | None, namespace: dict[str, Any] | None) -> Iterator[_Run]:
+        """The guards installed, output routed and `exit`/`quit` in `namespace` refused, for one run."""
+        with self.lock:
+            if not self.runs:
+                self.trusted = {t for t in threading.enumerate() if t not in self.lingering}
+            run = _Run()
+            self.runs.append(run)
+            if not self.installed:
+                self._install()
+        names = _stand_in_names(namespace)
+        streams = _route(output) if output is not None else None
+        try:
+            yield run
+        finally:
+            if streams is not None:  # put back even if the code replaced them
+                sys.stdout, sys.stderr = streams
+            _restore_names(namespace, names)
+            with self.lock:
+                self.runs.remove(run)
+                self.lingering.update(run.started())
+                self._uninstall_if_done()
+                self._watch_lingering()
+
+    def keep_stopping(self, threads: list[threading.Thread]) -> None:
+        """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""
+        with self.lock:
+            self.lingering.update(threads)
+            self.stuck += threads
+            self._watch_lingering()
+
+    def _watch_lingering(self) -> None:
+        if self.installed and self.reaper is None:
+            self.reaper = threading.Thread(target=self._reap, name="gptoss-python-reaper", daemon=True)
+            self.reaper.start()
+
+    def _reap(self) -> None:
+        """Keep stopping the stuck threads, and take the stand-ins out once the model's threads have all ended."""
+        while True:
+            time.sleep(REPEAT)
+            with self.lock:
+                self.stuck = [t for t in self.stuck if _running(t)]
+                _poke(self.stuck, ToolTimeout)
+                self._uninstall_if_done()
+                if not self.installed:
+                    self.reaper = None
+                    return
+
+    def _uninstall_if_done(self) -> None:
+        """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
+        _stopping.intersection_update(t.ident for t in threading.enumerate())
+        if self.runs or any(_running(t) for t in self.lingering):
+            return
+        for owner, name, original, stand_in in reversed(self.installed):
+            if getattr(owner, name, None) is stand_in:
+                setattr(owner, name, original)
+        self.installed = []
+        if self.shell is not None:
+            self.shell._trait_validators.pop("exit_now", None)
+            self.shell = None
+        for which in self.timers:  # a timer the code set (when its signal had a handler) goes with it
+            signal.setitimer(which, 0)
+        self.timers = []
+
+    def _install(self) -> None:
+        for owner, name in _patch_table():
+            original = getattr(owner, name)
+            made = self.made.get((owner, name))
+            if made is None or made[0] is not original:  # made once, unless someone else replaced it since
+                made = self.made[owner, name] = original, _stand_in(original, name)
+            self._replace(owner, name, made[1])
+        switch, excepthook = sys.setswitchinterval, threading.excepthook
+
+        def setswitchinterval(interval: float) -> None:
+            if self.is_model_thread():
+                raise PermissionError("sys.setswitchinterval could let the code hold the kernel past its timeout; "
+                                      "the python tool does not allow it")
+            switch(interval)
+
+        def quiet_stops(args: Any) -> None:  # a thread of the model's that was stopped ends without a traceback
+            if not (isinstance(args.exc_value, _Stops) and self.is_model_thread()):
+                excepthook(args)
+
+        self._replace(sys, "setswitchinterval", setswitchinterval)
+        self._replace(threading, "excepthook", quiet_stops)
+        if hasattr(signal, "getitimer"):
+            self.timers = [w for w in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
+                           if signal.getitimer(w) == (0.0, 0.0)]
+        self._guard_ipython_exit()
+
+    def _replace(self, owner: Any, name: str, stand_in: Any) -> None:
+        self.installed.append((owner, name, getattr(owner, name), stand_in))
+        setattr(owner, name, stand_in)
+
+    def _guard_ipython_exit(self) -> None:
+        """IPython's `exit` (and `get_ipython().ask_exit()`) only set `shell.exit_now`, which stops the
+        kernel moments later: a validator on that trait refuses it to the model's threads."""
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+        if shell is None or not shell.has_trait("exit_now") or "exit_now" in shell._trait_validators:
+            return
+
+        def refuse(owner: Any, proposal: Any) -> Any:
+            if proposal["value"] and self.is_model_thread():
+                raise ExitRefused("exit() would end the kernel, so the python tool does not allow it; "
+                                  "the code stopped here")
+            return proposal["value"]
+
+        shell._trait_validators["exit_now"] = refuse
+        self.shell = shell
+
+
+_GUARDS = _Guards()
+
+
+def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """`original` for the kernel's and the user's threads; for the model's, ExitRefused when the call
+    would end the process (always, for exits; by its arguments, for kill and timers)."""
+    check = _CHECKS.get(name)
+
+    @functools.wraps(original)
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
+        if _GUARDS.is_model_thread():
+            try:
+                why = check(*args, **kwargs) if check is not None else _ALWAYS[name]
+            except TypeError:  # wrong arguments: the real function says so
+                why = None
+            if why:
+                raise ExitRefused(f"{why}, so the python tool does not allow it; the code stopped here")
+        return original(*args, **kwargs)
+
+    return stand_in
+
+
+def _stand_in_names(namespace: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """IPython puts its own `exit`/`quit` in the user namespace: refuse them too, for this run."""
+    names: dict[str, tuple[Any, Any]] = {}
+    for name in ("exit", "quit"):
+        if namespace is not None and name in namespace:
+            names[name] = (namespace[name], _stand_in(namespace[name], name))
+            namespace[name] = names[name][1]
+    return names
+
+
+def _restore_names(namespace: dict[str, Any] | None, names: dict[str, tuple[Any, Any]]) -> None:
+    for name, (original, stand_in) in names.items():
+        if namespace is not None and namespace.get(name) is stand_in:  # the code may have rebound it: keep that
+            namespace[name] = original
+
+
+def _route(output: TextIO) -> tuple[Any, Any]:
+    """Send what the model's threads write on sys.stdout/sys.stderr to `output`; return the streams to restore."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Router(saved[0], output), _Router(saved[1], output)
+    return saved
+
+
+class _Router(io.TextIOBase):
+    """A sys.stdout/sys.stderr that sends the model's threads' writes to the run's output and the
+    others' (the kernel's, the user's background threads) to the stream it replaced."""
+
+    def __init__(self, original: Any, output: TextIO) -> None:
+        self._original, self._output = original, output
+
+    def _target(self) -> Any:
+        return self._output if _GUARDS.is_model_thread() else self._original
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        if not _GUARDS.is_model_thread() and self._original is not None:
+            self._original.flush()
+
+    def close(self) -> None:
+        """Closing sys.stdout from the model's code does not close the kernel's stream."""
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._original, "encoding", None) or "utf-8"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+
+# ---------------------------------------------------------------- deadline for trusted code
+
+class deadline:
+    """`with deadline(seconds):` raises ToolTimeout in this thread once `seconds` have passed, and again
+    every REPEAT seconds until the block ends (so `except Exception` cannot swallow it). For code the
+    user trusts (function tools): it guards no exits and runs the block in place; model code goes
+    through `contain`. `deadline(None)` or `deadline(0)` does nothing.
+
+    On the main thread it is SIGALRM, whose handler runs in this thread and so knows exactly where
+    the block is (and wakes a blocking call such as `time.sleep`). Elsewhere a watcher thread raises
+    it (see `_poke`); a blocking native call then only sees it when it returns.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.finished = True
+        self._alarm = False
+
+    def __enter__(self) -> deadline:
+        if not self.seconds:
+            return self
+        self.ident, self.finished = threading.get_ident(), False
+        self._stop = ToolTimeout.after(self.seconds)
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM"):
+            self._previous, self._alarm = signal.signal(signal.SIGALRM, self._on_alarm), True
+            signal.setitimer(signal.ITIMER_REAL, self.seconds, REPEAT)
+        else:
+            threading.Thread(target=self._watch, name="gptoss-deadline", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finished = True
+        if self._alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL if self._previous is None else self._previous)
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        if not self.finished and frame.f_code.co_filename != _HERE:  # not in the block's own exit
+            raise self._stop()
+
+    def _watch(self) -> None:
+        end = time.monotonic() + (self.seconds or 0)
+        while not self.finished and time.monotonic() < end:
+            time.sleep(min(end - time.monotonic(), REPEAT))
+        while not self.finished:
+            top = sys._current_frames().get(self.ident)
+            if top is not None and top.f_code.co_filename != _HERE:  # not while the block's own exit runs
+                _poke([self], self._stop, force=False)
+            time.sleep(REPEAT)
