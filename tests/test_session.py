@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import threading
 
 import pytest
 
@@ -156,10 +159,11 @@ def test_stop_button_keeps_the_partial_answer_and_a_valid_conversation():
 
 def test_keyboard_interrupt_during_a_tool_call_keeps_the_turn():
     ns = {}
-    s = session(CALL.format(code="raise KeyboardInterrupt") + FINAL.format(text="x"), namespace=ns)
+    s = session(CALL.format(code="print('started')\nwhile True: pass") + FINAL.format(text="x"), namespace=ns)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # the user's interrupt, mid-run
     reply = s.ask("q")
     assert reply.interrupted and reply.tool_calls[0].status == "interrupted"
-    assert "may have had side effects" in reply.tool_calls[0].output
+    assert "may have had side effects" in reply.tool_calls[0].output and "started" in reply.tool_calls[0].output
     assert s.export().rstrip().endswith("<|start|>assistant")
 
 
