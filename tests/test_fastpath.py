@@ -49,6 +49,7 @@ def test_greedy_tokens_routing_and_reuse_equal_the_transformers_path(model):
     for engine in (fast, slow):
         recorder = Recorder()
         first = greedy(engine, LONG, recorder=recorder)
+        assert recorder.routing.tokens.tolist() == LONG + first  # routing taken in batches, none missing
         follow_up = LONG + first + [200006, 1200, 1201]
         second = greedy(engine, follow_up)
         assert engine.last_prefill == 3  # only the new tokens (a routed turn also fed its last token)
@@ -57,6 +58,11 @@ def test_greedy_tokens_routing_and_reuse_equal_the_transformers_path(model):
         assert engine.last_prefill == 30
         routed[engine is fast] = (first, second, third, recorder.routing.experts, recorder.routing.weights)
     assert routed[True][:3] == routed[False][:3]
+    closed = Recorder()  # a stream closed early, in the middle of a routing batch
+    stream = fast.stream(LONG[:50], stop=(), sampling=Sampling(temperature=0, max_new_tokens=100), recorder=closed)
+    taken = [next(stream) for _ in range(21)]
+    stream.close()
+    assert closed.routing.tokens.tolist() == LONG[:50] + taken
     assert (routed[True][3] == routed[False][3]).all()
     torch.testing.assert_close(torch.from_numpy(routed[True][4]), torch.from_numpy(routed[False][4]))
 

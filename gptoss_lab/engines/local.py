@@ -21,6 +21,8 @@ from .checkpoint import LoadError
 
 __all__ = ["LocalEngine", "LoadError"]
 
+ROUTING_BATCH = 16  # generated tokens whose routing is taken from the hooks at once (a take costs ~0.1 ms)
+
 
 class LocalEngine:
     """A GptOss model in this process: streams tokens with a KV cache kept between calls.
@@ -130,12 +132,23 @@ class LocalEngine:
         self.last_prefill = len(prompt) - reuse
         pick = self._sampler(sampling, prompt)
         with _router_hooks(self.model, recorder) as hooks:
+            unrecorded: list[int] = []  # computed tokens whose routing the hooks still hold
+
+            def forward(tokens: list[int], *, record: bool = True) -> Any:
+                logits = self._forward(tokens)
+                if hooks is not None:
+                    unrecorded.extend(tokens)
+                    if record or len(unrecorded) >= ROUTING_BATCH:
+                        self._record(unrecorded, hooks, recorder)
+                        unrecorded.clear()
+                return logits
+
             if hooks is not None:
                 if hasattr(recorder, "num_experts"):
                     recorder.num_experts = self.config.num_local_experts
                 if reuse:
                     recorder.add(prompt[:reuse], *self._routes_upto(reuse))
-            logits = self._forward(prompt[reuse:], hooks, recorder)
+            logits = forward(prompt[reuse:])
             for step in range(sampling.max_new_tokens):
                 token = pick(logits)
                 done = token in stop or step + 1 == sampling.max_new_tokens
@@ -146,18 +159,17 @@ class LocalEngine:
                     raise
                 finally:
                     if done and hooks is not None and current == self._streams:
-                        self._forward([token], hooks, recorder)  # so the last token's routing is recorded too
+                        forward([token])  # so the last token's routing is recorded too
                 if done:
                     return
                 if current != self._streams:
                     raise RuntimeError("this stream was left behind by a newer stream call on the same engine")
-                logits = self._forward([token], hooks, recorder)
+                logits = forward([token], record=False)
 
-    def _forward(self, tokens: list[int], hooks: Any, recorder: Any) -> Any:
+    def _forward(self, tokens: list[int]) -> Any:
         """Run `tokens` through the model onto the cache; return the float32 logits [1, vocab] of the last one."""
         import torch
 
-        start = len(self._tokens)
         for i in range(0, len(tokens), self.prefill_chunk):
             chunk = tokens[i:i + self.prefill_chunk]
             if self._fast is not None:
@@ -168,13 +180,16 @@ class LocalEngine:
             # Only now is the chunk cached in every layer; a forward stopped half-way (Ctrl-C) leaves
             # some layers longer than `_tokens`, and the next call's `_rollback` cuts them back.
             self._tokens.extend(chunk)
-        if hooks is not None:
-            experts, weights = hooks.take()
-            recorder.add(tokens, experts, weights)  # first: it refuses routing that does not cover the tokens
-            if self._routed == start:
-                self._routes.append((experts, weights))
-                self._routed += len(tokens)
         return logits
+
+    def _record(self, tokens: list[int], hooks: Any, recorder: Any) -> None:
+        """Hand the routing of the last computed `tokens` to the recorder, and keep it with the cache."""
+        start = len(self._tokens) - len(tokens)
+        experts, weights = hooks.take()
+        recorder.add(tokens, experts, weights)  # first: it refuses routing that does not cover the tokens
+        if self._routed == start:
+            self._routes.append((experts, weights))
+            self._routed += len(tokens)
 
     def _common_prefix(self, prompt: list[int], *, routed: bool) -> int:
         """How many cached positions the prompt can reuse (never all of it: the last token gives the logits)."""
