@@ -368,7 +368,7 @@ class _Turn:
         self.emit(ToolUpdate(call))
         t0 = time.perf_counter()
         try:
-            result = tool.run(call)
+            result = tool.run(call, stop=lambda: self.view.stop_requested)
         except KeyboardInterrupt:
             result = interrupted("")
         except BaseException as err:  # a tool's failure (SystemExit included) goes back to the model

@@ -271,3 +271,31 @@ def test_parse_errors_reach_the_view():
     view = Recorder()
     session("<|channel|>fin").ask("q", view=view)
     assert any(isinstance(e, ParseError) for e in view.events)
+
+
+def test_stop_during_a_tool_run_interrupts_it():
+    """The view's Stop reaches code that is running (not only generation): the call is recorded as
+    interrupted with what it printed, and the turn ends at once."""
+    import time
+
+    class StopSoon(Recorder):
+        started = None
+
+        @property
+        def stop_requested(self):
+            running = any(isinstance(e, ToolUpdate) and e.call.status == "running" for e in self.events)
+            if running and self.started is None:
+                self.started = time.monotonic()
+            return self.started is not None and time.monotonic() - self.started > 0.3
+
+        @stop_requested.setter
+        def stop_requested(self, value):
+            pass
+
+    t0 = time.monotonic()
+    s = session(CALL.format(code="print('working')\nwhile True:\n    pass") + FINAL.format(text="never"), timeout=30)
+    reply = s.ask("q", view=StopSoon())
+    [call] = reply.tool_calls
+    assert reply.interrupted and call.status == "interrupted" and "working" in call.output
+    assert time.monotonic() - t0 < 10
+    assert_valid(s)

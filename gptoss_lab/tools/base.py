@@ -62,8 +62,11 @@ class Tool(ABC):
         return f"Run this {call.recipient} call?"
 
     @abstractmethod
-    def run(self, call: ToolCall) -> ToolResult:
-        """Do the call and say what happened; never raise for the model's mistakes (return an error result)."""
+    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
+        """Do the call and say what happened; never raise for the model's mistakes (return an error result).
+
+        `stop()` turns True when the user presses Stop; a tool that can run for long checks it and
+        returns `interrupted(...)`."""
 
     def citations(self, text: str) -> list[Citation]:
         """The citations in a final answer that point into this tool's results (the browser's)."""

@@ -188,10 +188,15 @@ def _noop() -> None:
     pass
 
 
+def _never() -> bool:
+    return False
+
+
 def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | None = None,
-            namespace: dict[str, Any] | None = None, label: str = "the model's code") -> Outcome:
+            namespace: dict[str, Any] | None = None, label: str = "the model's code",
+            stop: Callable[[], bool] = _never) -> Outcome:
     """Run `fn` on a worker thread under the guards; return when it ends, at the timeout, or at the
-    user's interrupt (recorded, passed on to the code, never raised here).
+    user's interrupt (Ctrl-C, or `stop()` turning True: recorded, passed on to the code, never raised here).
 
     While it runs, what the code's threads write on sys.stdout/sys.stderr goes to `output`, and
     `exit`/`quit` in `namespace` are refused to it. When the code does not stop when told, a line
@@ -202,7 +207,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     with _held_interrupts() as interrupts:
         with _GUARDS.running(output, namespace) as run:
             worker.start()
-            status = _watch(worker, timeout, interrupts)
+            status = _watch(worker, timeout, interrupts, stop)
             if status in ("timeout", "interrupted"):  # the threads the code started go with it
                 stuck = _stop([worker, *run.started()], _Interrupt if status == "interrupted" else ToolTimeout)
             threads = [t for t in run.started() if t.is_alive()]
@@ -216,11 +221,11 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     return Outcome(status, worker.value, worker.error, worker in stuck, len(threads))
 
 
-def _watch(worker: _Worker, timeout: float | None,
-           interrupts: _Interrupts) -> Literal["done", "error", "timeout", "interrupted"]:
+def _watch(worker: _Worker, timeout: float | None, interrupts: _Interrupts,
+           stop: Callable[[], bool]) -> Literal["done", "error", "timeout", "interrupted"]:
     end = None if timeout is None else time.monotonic() + timeout
     while not worker.finished:
-        if interrupts.seen:
+        if interrupts.seen or stop():
             return "interrupted"
         left = POLL if end is None else min(POLL, end - time.monotonic())
         if left <= 0:

@@ -149,7 +149,7 @@ class Functions(Tool):
     def approval_question(self, call: ToolCall) -> str:
         return f"Call {call.recipient.removeprefix('functions.')} with these arguments?"
 
-    def run(self, call: ToolCall) -> ToolResult:
+    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
         """Call the named function on the JSON arguments; an unknown name lists the ones that exist."""
         name = call.recipient.removeprefix("functions.")
         function = self.functions.get(name)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
@@ -118,11 +119,11 @@ class PythonTool(Tool):
     def approval_question(self, call: ToolCall) -> str:
         return "Run this code in your kernel?"
 
-    def run(self, call: ToolCall) -> ToolResult:
-        """Run the call's code (see `execute`)."""
-        return self.execute(call.input)
+    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
+        """Run the call's code (see `execute`); Stop in the view interrupts it like a kernel interrupt."""
+        return self.execute(call.input, stop=stop)
 
-    def execute(self, code: str) -> ToolResult:
+    def execute(self, code: str, *, stop: Callable[[], bool] = lambda: False) -> ToolResult:
         """Execute `code` like a notebook cell: statements run, the last expression's value is shown.
 
         Never raises for anything the code does: errors, `exit()`, the timeout and the user's
@@ -136,7 +137,7 @@ class PythonTool(Tool):
                               time.perf_counter() - start)
         out = Capture()
         outcome = contain(functools.partial(_run, body, last, self.namespace, out), timeout=self.timeout,
-                          output=out, namespace=self.namespace, label="the model's python code")
+                          output=out, namespace=self.namespace, label="the model's python code", stop=stop)
         if outcome.status == "error":
             out.write(_format_error(outcome.error))
         elif outcome.status == "timeout":

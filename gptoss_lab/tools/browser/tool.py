@@ -93,11 +93,11 @@ class Browser(Tool):
             question = f"Run {call.recipient} with {call.input.strip() or 'no arguments'}?"
         return one_line(question, 240)
 
-    def run(self, call: ToolCall) -> ToolResult:
+    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
         t0 = time.perf_counter()
         try:
-            function, args = _parse(call)
-            output, data = getattr(self, f"_{function}")(**args)
+            function, args = _parse(call)  # checked against the three functions: no name from the model reaches getattr
+            output, data = {"search": self._search, "open": self._open, "find": self._find}[function](**args)
             status = "done"
         except (_UsageError, BrowserError) as err:
             output, data, status = str(err), None, "error"
