@@ -6,8 +6,8 @@ runs the same modules' weights with the same maths: the router and expert module
 they are, so router hooks (routing capture, interventions) see exactly what the model routed;
 keys and values go into preallocated buffers that keep every position (sliding-window layers
 included), so going back to any earlier position is a length change; prompt chunks use torch's
-fused CPU attention kernel (no score matrix), with gpt-oss's attention sinks merged through its
-log-sum-exp, and sliding windows as small per-block masks. A float32 vocabulary projection (the
+fused CPU attention kernel (no score matrix; one pass over the keys when decoding), with gpt-oss's
+attention sinks merged through its log-sum-exp, and sliding windows as small per-block masks. A float32 vocabulary projection (the
 step's largest matrix by far on small models) is read from a transposed copy, 1.5x faster on the
 CPU, that leaves out all-zero rows (their logits are exactly 0; gpt-oss-tiny zeroes the rows of
 tokens it never saw), refreshed when the weights change. Only models that are plain
@@ -167,29 +167,14 @@ class KVForward:
         return F.linear(out.transpose(1, 2).reshape(1, n, -1), attn.o_proj.weight, attn.o_proj.bias)
 
     def _decode(self, attn: Any, i: int, q: Any, p: int) -> Any:
-        """One query at position p: transformers' eager attention (scores, sink, softmax) over its keys."""
-        import torch
-
+        """One query at position p over its keys (the fused kernel reads each key and value once)."""
         w = self.windows[i]
-        lo = 0 if w is None else max(0, p - w + 1)
-        keys, values = self._keys[i][:, :, lo:p + 1], self._values[i][:, :, lo:p + 1]
-        q = q.view(1, self.kv_heads, self.groups, self.head_dim)
-        scores = torch.matmul(q, keys.transpose(2, 3)) * attn.scaling
-        sinks = attn.sinks.view(1, self.kv_heads, self.groups, 1).to(scores.dtype)
-        logits = torch.cat([scores, sinks], dim=-1)
-        logits = logits - logits.max(dim=-1, keepdim=True).values
-        probs = torch.softmax(logits, dim=-1, dtype=logits.dtype)[..., :-1].to(values.dtype)
-        return torch.matmul(probs, values).view(1, self.heads, 1, self.head_dim)
+        return _merge([self._fused(attn, i, q, 0 if w is None else max(0, p - w + 1), p + 1)], attn.sinks, q.dtype)
 
     def _full(self, attn: Any, i: int, q: Any, p0: int) -> Any:
         """Queries at positions p0.. on a full-attention layer: all earlier keys, then the block's own (causal)."""
-        n, d = q.shape[2], self.head_dim
-        parts = []
-        if p0:  # every earlier key is visible to every query: one call, heads of a group stacked as rows
-            keys, values = self._keys[i][:, :, :p0], self._values[i][:, :, :p0]
-            out, lse = self._flash(q.reshape(1, self.kv_heads, self.groups * n, d), keys, values, 0.0, False,
-                                   scale=attn.scaling)
-            parts.append((out.reshape(1, self.heads, n, d), lse.reshape(1, self.heads, n)))
+        n = q.shape[2]
+        parts = [self._fused(attn, i, q, 0, p0)] if p0 else []  # every earlier key is visible to every query
         keys, values = (self._repeat(b[i][:, :, p0:p0 + n]) for b in (self._keys, self._values))
         parts.append(self._flash(q, keys, values, 0.0, True, scale=attn.scaling))
         return _merge(parts, attn.sinks, q.dtype)
@@ -198,16 +183,22 @@ class KVForward:
         """At most `window` queries at positions p0.. on a sliding-window layer, with a small mask."""
         import torch
 
-        n, d, w = q.shape[2], self.head_dim, self.windows[i]
+        n, w = q.shape[2], self.windows[i]
         lo = max(0, p0 - w + 1)
-        keys, values = self._keys[i][:, :, lo:p0 + n], self._values[i][:, :, lo:p0 + n]
         query = torch.arange(p0, p0 + n, device=q.device).view(-1, 1)
         key = torch.arange(lo, p0 + n, device=q.device).view(1, -1)
-        hidden = (key > query) | (query - key >= w)
-        mask = q.new_zeros(hidden.shape).masked_fill(hidden, float("-inf")).repeat(self.groups, 1)
-        out, lse = self._flash(q.reshape(1, self.kv_heads, self.groups * n, d), keys, values, 0.0, False,
+        mask = q.new_zeros(query.shape[0], key.shape[1]).masked_fill((key > query) | (query - key >= w), float("-inf"))
+        return _merge([self._fused(attn, i, q, lo, p0 + n, mask)], attn.sinks, q.dtype)
+
+    def _fused(self, attn: Any, i: int, q: Any, lo: int, hi: int, mask: Any = None) -> tuple[Any, Any]:
+        """(output, log-sum-exp) of queries q [1, heads, n, d] over cached keys lo..hi-1, in one call: the heads
+        that share a key/value head are stacked as rows (no repeated keys), a mask [n, keys] repeated for them."""
+        n, d = q.shape[2], self.head_dim
+        stacked = q.reshape(1, self.kv_heads, self.groups * n, d)
+        mask = None if mask is None else mask.repeat(self.groups, 1)
+        out, lse = self._flash(stacked, self._keys[i][:, :, lo:hi], self._values[i][:, :, lo:hi], 0.0, False,
                                attn_mask=mask, scale=attn.scaling)
-        return _merge([(out.reshape(1, self.heads, n, d), lse.reshape(1, self.heads, n))], attn.sinks, q.dtype)
+        return out.reshape(1, self.heads, n, d), lse.reshape(1, self.heads, n)
 
     def _repeat(self, states: Any) -> Any:
         """[1, kv_heads, n, d] -> [1, heads, n, d] (each key/value head serves `groups` query heads)."""
