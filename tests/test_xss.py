@@ -171,6 +171,41 @@ def test_a_whole_turn_with_payloads_in_its_answer() -> None:
     assert "&lt;script&gt;" in reply_html                         # shown as text, not dropped silently
 
 
+def _as_a_trusted_front_end_renders(markdown: str) -> str:
+    """Markdown to HTML with raw HTML live and links as written: what JupyterLab does with a trusted
+    `text/markdown` output (a freshly run cell), the worst case for the saved Markdown form."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": True}).enable("table")
+    md.validateLink = lambda url: True  # no scheme filter of its own
+    return md.render(markdown)
+
+
+def _markdown_problems(markdown: str) -> list[str]:
+    """What a trusted front end would run or fetch; links disarmed to `#` (this page) are fine."""
+    return [p for p in _problems(_as_a_trusted_front_end_renders(markdown)) if p != "href='#' on <a>"]
+
+
+def test_markdown_form_of_a_turn_carries_nothing_executable() -> None:
+    """`_gptoss` as a cell's last value and every saved transcript have a text/markdown form; rendered
+    as a trusted front end renders it (raw HTML live), it must run nothing and fetch nothing."""
+    for payload in PAYLOADS:
+        markdown = Transcript.from_events(_turn_events(payload)).to_markdown()
+        assert _markdown_problems(markdown) == [], (payload, markdown)
+    reply = Session(ReplayEngine("<|channel|>final<|message|>" + " ".join(PAYLOADS) + "<|return|>"),
+                    namespace={}, approval="never", tools="").ask("<img src=x onerror=window.__pwned=1> {x}")
+    markdown = Transcript.from_reply(reply).to_markdown()
+    assert _markdown_problems(markdown) == []
+    assert "&lt;script>" in markdown and "[md link](#" in markdown  # shown as text, links disarmed
+
+
+def test_markdown_keeps_what_is_safe() -> None:
+    from gptoss_lab.widgets.sanitize import inert_markdown
+
+    text = "**bold** [docs](https://example.org/a?b=1) [m](mailto:a@b.org) `a<b`\n```html\n<b>kept</b>\n```"
+    assert inert_markdown(text) == text
+
+
 def test_safe_content_survives_sanitizing() -> None:
     """The allow-list is not a blank page: links, math, tables, code and text-as-written stay."""
     html = markdown_html("[docs](https://example.org) and mail@x: [m](mailto:a@b.org)\n\n"

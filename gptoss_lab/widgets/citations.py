@@ -19,7 +19,7 @@ from typing import Any
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import sanitize
+from .sanitize import literal_markdown, sanitize
 
 POPUP_CHARS = 700
 _TAG = re.compile(r"(<[^>]*>)")
@@ -137,18 +137,20 @@ def sources_markdown(citations: Sequence[Citation]) -> str:
     out = ["**Sources**", ""]
     for number, c in numbered(citations):
         if c.text.strip():
-            title = _md_escape(c.title or c.url)
-            head = f"[{title}]({c.url})" if _link(c.url) else f"**{title}**" + (f" ({_md_escape(c.url)})" if c.url else "")
+            title = literal_markdown(c.title or c.url)
+            head = f"[{title}]({_md_url(c.url)})" if _link(c.url) else f"**{title}**" + (f" ({literal_markdown(c.url)})" if c.url else "")
             out.append(f"{number}. {head} · {_lines_span(c.start, c.end)}")
-            out += [f"   > {_md_escape(line)}" for line in c.text.splitlines() if line.strip()]
+            out += [f"   > {literal_markdown(line)}" for line in c.text.splitlines() if line.strip()]
         else:
-            out.append(f"{number}. {_md_escape(_missing(c))}")
+            out.append(f"{number}. {literal_markdown(_missing(c))}")
     return "\n".join(out)
 
 
-def _md_escape(text: str) -> str:
-    """Text shown literally in Markdown (no links, emphasis or HTML from a page)."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", text)
+def _md_url(url: str) -> str:
+    """A link destination that cannot end early: brackets, quotes and spaces percent-encoded."""
+    from urllib.parse import quote
+
+    return quote(url, safe=":/?#[]@!$&*+,;=%~.-_")
 
 
 # ---------------------------------------------------------------- cards of browser calls

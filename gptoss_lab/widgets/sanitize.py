@@ -97,3 +97,57 @@ def escape_mtext(mathml: str) -> str:
     """Show the text of `\\text{}` as written: latex2mathml copies it unescaped into <mtext>."""
     return _MTEXT.sub(lambda m: m.group(1) + m.group(2).replace("<", "&lt;").replace(">", "&gt;") + m.group(3),
                       mathml)
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_CODE_SPAN = re.compile(r"(`+)(?:.+?)(?<!`)\1(?!`)")
+_DESTINATION = re.compile(r"(\]\(\s*<?)([^)\s>]*)")
+_DEFINITION = re.compile(r"^( {0,3}\[[^\]]+\]:\s*<?)(\S*)", re.MULTILINE)
+
+
+def inert_markdown(text: str) -> str:
+    """Model Markdown that any Markdown renderer shows without running anything.
+
+    Front ends render trusted `text/markdown` outputs with their raw HTML live, so the Markdown form
+    of a turn must carry none: outside code, `<` becomes `&lt;` (HTML shows as text), images become
+    links (nothing is fetched without a click), and link destinations other than http(s) and mailto
+    become `#`, as in the HTML form. Code spans and fenced blocks stay as written (their text
+    is never markup)."""
+    out, fence = [], None
+    for line in text.splitlines(keepends=True):
+        opener = _FENCE.match(line)
+        if fence is not None:
+            if opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence):
+                fence = None
+            out.append(line)
+        elif opener:
+            fence = opener.group(1)
+            out.append(line)
+        else:
+            out.append(_inert_line(line))
+    return "".join(out)
+
+
+def _inert_line(line: str) -> str:
+    parts, last = [], 0
+    for span in _CODE_SPAN.finditer(line):
+        parts += [_inert_prose(line[last:span.start()]), span.group()]
+        last = span.end()
+    return "".join(parts + [_inert_prose(line[last:])])
+
+
+def _inert_prose(text: str) -> str:
+    text = text.replace("<", "&lt;").replace("![", "[")
+    text = _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text)
+    return _DEFINITION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text)
+
+
+def _safe_destination(url: str) -> str:
+    """The same rule as the HTML sanitizer's: http(s) and mailto only (no entities that could hide a scheme)."""
+    low = url.strip().lower()
+    return url if low.startswith(LINK_SCHEMES) and "&" not in low else "#"
+
+
+def literal_markdown(text: str) -> str:
+    """`text` shown literally on one line of Markdown: no links, emphasis, code or HTML from it."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", " ".join(text.split()))

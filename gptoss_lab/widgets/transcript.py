@@ -18,7 +18,7 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import escape_mtext, sanitize
+from .sanitize import escape_mtext, inert_markdown, literal_markdown, sanitize
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -197,23 +197,23 @@ class Transcript:
 
     def to_markdown(self) -> str:
         """Markdown (GitHub, nbconvert): reasoning in <details>, tool calls as code blocks, final as is."""
-        out = ["> **You:** " + self.prompt.replace("\n", "\n> ")]
+        out = ["> **You:**\n>\n> " + inert_markdown(self.prompt).replace("\n", "\n> ")]  # own lines: fences stay fences
         for item in self.items:
             if isinstance(item, Notice):
-                out.append(f"*{item.level}: {item.text}*")
+                out.append(f"*{item.level}: {literal_markdown(item.text)}*")
             elif isinstance(item, ParseError):
-                out.append(f"*Not valid Harmony ({item.reason})*" + (f"\n\n{_fence(item.raw)}" if item.raw else ""))
+                out.append(f"*Not valid Harmony ({literal_markdown(item.reason)})*" + (f"\n\n{_fence(item.raw)}" if item.raw else ""))
             elif item.kind == "reasoning":
                 out.append(f"<details><summary>Reasoning ({_reasoning_summary(item)})</summary>\n\n"
                            f"{_fence(item.text, '')}\n\n</details>")
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
-                out.append(f"**Tool call `{item.recipient}`** — {_status(item)}{edited}\n\n"
+                out.append(f"**Tool call {_code_span(item.recipient or '')}** — {_status(item)}{edited}\n\n"
                            + _fence(code, code_language(item)))
                 if item.call is not None and item.call.output:
                     out.append("Output:\n\n" + _fence(item.call.output))
             else:
-                out.append(item.text)
+                out.append(inert_markdown(item.text))  # trusted Markdown outputs render their HTML live
         if self.citations:
             out.append(sources_markdown(self.citations))
         out.append(f"<sub>{html.escape(self.footer())}</sub>")
@@ -370,6 +370,14 @@ def _reasoning_summary(block: Block) -> str:
 def _lines(text: str) -> str:
     """Escaped text whose line breaks survive without CSS."""
     return html.escape(text).replace("\n", "<br>")
+
+
+def _code_span(text: str) -> str:
+    """`text` as a Markdown code span that no backtick inside can end early."""
+    ticks = "`"
+    while ticks in text:
+        ticks += "`"
+    return f"{ticks} {text} {ticks}"
 
 
 def _ran_code(block: Block) -> tuple[str, str]:
