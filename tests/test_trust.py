@@ -299,3 +299,16 @@ def test_stop_during_a_tool_run_interrupts_it():
     assert reply.interrupted and call.status == "interrupted" and "working" in call.output
     assert time.monotonic() - t0 < 10
     assert_valid(s)
+
+
+def test_terminal_control_sequences_from_the_model_are_shown_not_obeyed():
+    import io
+
+    from gptoss_lab.widgets.text import TextView
+
+    out = io.StringIO()
+    text = "evil \x1b]52;c;ZXZpbA==\x07 clipboard, \x1b[2J clear, \r overwrite, \x9b31m C1"
+    session(FINAL.format(text=text)).ask("q", view=TextView(out, colour=True))
+    printed = out.getvalue()
+    assert "\x1b]" not in printed and "\x1b[2J" not in printed and "\r" not in printed and "\x9b" not in printed
+    assert "\\x1b]52;c;ZXZpbA==\\x07 clipboard" in printed  # visible, so the user sees what was attempted

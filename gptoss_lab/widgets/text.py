@@ -6,6 +6,7 @@ In a terminal that supports it, headers, reasoning, tool statuses and notices ar
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TextIO
 
@@ -18,6 +19,13 @@ _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": 
 _STATUS_STYLE = {"done": "ok", "error": "bad", "timeout": "bad", "interrupted": "warn", "skipped": "warn",
                  "waiting": "warn"}
 _LEVEL_STYLE = {"warning": "warn", "error": "bad", "info": "dim"}
+# Terminal control characters in model or tool text (ESC sequences can retitle the window, write the
+# clipboard or overwrite lines) are printed as visible escapes, never sent to the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 def supports_colour(stream: TextIO) -> bool:
@@ -46,7 +54,7 @@ class TextView:
 
     def _print(self, text: str, end: str = "\n", style: str | None = None) -> None:
         stream = self.out or sys.stdout
-        stream.write(self._paint(text, style) + end)
+        stream.write(self._paint(_CONTROL.sub(_shown, text), style) + end)
         stream.flush()
 
     def handle(self, event: Event) -> None:
