@@ -24,8 +24,9 @@ _LEVEL_STYLE = {"warning": "warn", "error": "bad", "info": "dim"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _shown(match: re.Match[str]) -> str:
-    return repr(match.group())[1:-1]
+def visible(text: str) -> str:
+    """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def supports_colour(stream: TextIO) -> bool:
@@ -54,41 +55,41 @@ class TextView:
 
     def _print(self, text: str, end: str = "\n", style: str | None = None) -> None:
         stream = self.out or sys.stdout
-        stream.write(self._paint(_CONTROL.sub(_shown, text), style) + end)
+        stream.write(self._paint(text, style) + end)
         stream.flush()
 
     def handle(self, event: Event) -> None:
         """Print what the event adds to the turn."""
         i = self.transcript.apply(event)
         if isinstance(event, TurnStart):
-            self._print(f"You: {event.prompt}", style="prompt")
+            self._print(f"You: {visible(event.prompt)}", style="prompt")
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]  # type: ignore[index]
             header = {"reasoning": "Reasoning (unfiltered model output)", "final": "Answer",
-                      "commentary": "Commentary"}.get(block.kind, f"Tool call {block.recipient}")
+                      "commentary": "Commentary"}.get(block.kind, f"Tool call {visible(block.recipient or '')}")
             self._style = "reasoning" if block.kind == "reasoning" else None
             self._print(f"\n── {header} ──", style="header")
         elif isinstance(event, Delta):
-            self._print(event.text, end="", style=self._style)
+            self._print(visible(event.text), end="", style=self._style)
         elif isinstance(event, MessageEnd):
             self._print("")
         elif isinstance(event, ToolUpdate):
             self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
-            self._print(self._status(event.call) + (f"\n{event.call.output}" if event.call.output else ""))
+            self._print(self._status(event.call) + (f"\n{visible(event.call.output)}" if event.call.output else ""))
         elif isinstance(event, Notice):
-            self._print(f"[{event.level}] {event.text}", style=_LEVEL_STYLE.get(event.level))
+            self._print(f"[{event.level}] {visible(event.text)}", style=_LEVEL_STYLE.get(event.level))
         elif isinstance(event, ParseError):
-            self._print(f"[not valid Harmony: {event.reason}]", style="bad")
-            self._print(event.raw)
+            self._print(f"[not valid Harmony: {visible(event.reason)}]", style="bad")
+            self._print(visible(event.raw))
         elif isinstance(event, TurnEnd):
             if event.reply.citations:  # browser citations with the lines they cite (widgets/citations.py)
-                self._print("\n" + sources_text(event.reply.citations))
+                self._print("\n" + visible(sources_text(event.reply.citations)))
             self._print(f"\n-- {self.transcript.footer()}", style="dim")
 
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)
-        return f"[{call.recipient}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
+        return f"[{visible(call.recipient)}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
 
     def approve(self, call: ToolCall) -> bool | None:
         """Ask on stdin (the code was printed as it streamed); None when there is no stdin to ask on."""
