@@ -99,7 +99,7 @@ class TextView:
 def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
     """Run or skip `call`, answered on stdin (a notebook's input box works while the cell runs);
     None when there is no stdin to ask on (the session then skips the call and says so)."""
-    code = f"\n{call.input}\n" if show_input else " "
+    code = f"\n{visible(call.input)}\n" if show_input else " "
     try:
         answer = input(f"{call.question or f'Run this {call.recipient} call?'}{code}[y/N] ")
     except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
