@@ -101,7 +101,7 @@ def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
     None when there is no stdin to ask on (the session then skips the call and says so)."""
     code = f"\n{visible(call.input)}\n" if show_input else " "
     try:
-        answer = input(f"{call.question or f'Run this {call.recipient} call?'}{code}[y/N] ")
+        answer = input(visible(call.question or f"Run this {call.recipient} call?") + f"{code}[y/N] ")
     except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
         return None
     return answer.strip().lower() in ("y", "yes")
