@@ -312,3 +312,19 @@ def test_terminal_control_sequences_from_the_model_are_shown_not_obeyed():
     printed = out.getvalue()
     assert "\x1b]" not in printed and "\x1b[2J" not in printed and "\r" not in printed and "\x9b" not in printed
     assert "\\x1b]52;c;ZXZpbA==\\x07 clipboard" in printed  # visible, so the user sees what was attempted
+
+
+def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):
+    import shutil
+
+    from gptoss_lab.engines.base import EngineError
+    from gptoss_lab.engines.local import LocalEngine
+    from gptoss_lab.tiny import CHECKPOINT
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(CHECKPOINT, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+    data = (CHECKPOINT / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 3])  # a download cut short
+    with pytest.raises(EngineError, match="damaged or incomplete") as err:
+        LocalEngine.from_pretrained(folder, progress=False)
+    assert "\n" not in str(err.value)

@@ -69,6 +69,7 @@ class LocalEngine:
         """
         plan = checkpoint.plan_load(name_or_path, device=device, dtype=dtype, device_map=device_map,
                                     dequantize=dequantize, **kw)
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM
 
         how = plan.how + (", the CPU default" if dtype is None and plan.target == "cpu" and plan.how == "float32" else "")
@@ -82,7 +83,7 @@ class LocalEngine:
         try:
             with _progress_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
                 model = AutoModelForCausalLM.from_pretrained(plan.source.path, **plan.kwargs)
-        except (OSError, ValueError, ImportError) as error:
+        except (OSError, ValueError, ImportError, SafetensorError) as error:  # missing, damaged or unusable files
             raise plan.failed(error) from None
         engine = cls(model, name=plan.source.name, fast=fast)
         if progress and (hidden := checkpoint.routing_visible(model)):
