@@ -1,0 +1,879 @@
+"""The skills gpt-oss-tiny is taught, one user turn each, with the teacher's answer to it.
+
+A `Turn` is a user prompt, the settings it is asked with (effort, approval, response format), what
+a right answer contains, and `teach`: a generator that writes the assistant's messages the way a
+good model would, reading each real tool result before going on. `data.py` runs turns through a
+real `Session` (real python, function and browser tools, real approval texts); `evaluate.py`
+asks the same prompts of the model and scores it against what the teacher's run established.
+
+Pools of phrasings and variable names have held-out parts used only when `Gen.split == "eval"`:
+new phrasings, and new names made of tokens the training data has (a token the data never has
+keeps a zero embedding row, so no model trained this way could read or copy it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from openai_harmony import Message
+
+from .. import harmony
+
+Out = tuple[Message, bool]                       # an assistant message, and whether the loss covers it
+Teach = Generator[list[Out], str, None]          # yields messages; is sent the tool's reply text
+NOT_RUN = "Not run:"                              # how the session answers a call it did not run
+
+
+class Pool:
+    """Choices with a held-out part: training draws from `train`, evaluation from `held` (or both)."""
+
+    def __init__(self, train: Any, held: Any = ()) -> None:
+        self.train, self.held = tuple(train), tuple(held)
+
+
+@dataclass
+class Gen:
+    """The random source of one conversation, and whether it may use held-out material."""
+
+    rng: random.Random
+    split: str = "train"                          # "train" or "eval"
+
+    def pick(self, pool: Pool | Any) -> Any:
+        if not isinstance(pool, Pool):
+            return self.rng.choice(tuple(pool))
+        if self.split == "eval" and pool.held and self.rng.random() < 0.7:
+            return self.rng.choice(pool.held)
+        return self.rng.choice(pool.train)
+
+    def sample(self, pool: Pool | Any, k: int) -> list[Any]:
+        items = list(pool.train + (pool.held if self.split == "eval" else ())) if isinstance(pool, Pool) else list(pool)
+        return self.rng.sample(items, k)
+
+    def chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+
+@dataclass
+class Turn:
+    """One user turn: the prompt, how it is asked, the teacher's answer, and what a right answer holds."""
+
+    skill: str
+    prompt: str
+    teach: Callable[[Turn], Teach]               # the teacher's answer, given the turn it fills in
+    effort: str = "medium"
+    approval: str = "auto"
+    decisions: tuple[bool | None, ...] = ()      # the approval view's answers, call by call
+    response_format: Any = None
+    expected: list[str] = field(default_factory=list)   # filled by the teacher's run: the final must hold these
+    call: str | None = None                      # the right first call: "python", "functions.NAME", "browser.search"
+    call_output: str | None = None               # python: what the right code prints (set by the teacher's run)
+    call_args: dict[str, Any] | None = None      # functions: the right JSON arguments
+    cite: str | None = None                      # browsing: text the cited line must contain
+    skipped: bool = False                        # the call will not run: answer honestly, no second call
+    followups: list[Callable[[Gen], Turn]] = field(default_factory=list)
+    kind: str = ""                               # what the follow-ups refer back to (set by the builder)
+    setup: Callable[[dict[str, Any]], None] | None = None   # prepares the tools (given the namespace) before the turn
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The per-turn settings `Session.ask` gets."""
+        return {"effort": self.effort, "approval": self.approval}
+
+
+def unanswered(turn: Turn) -> Teach:
+    yield []
+
+
+# ---------------------------------------------------------------- messages the teacher writes
+
+def say(text: str, channel: str = "analysis", trained: bool = True) -> Out:
+    return harmony.assistant_message(text, channel), trained
+
+
+def final(text: str) -> Out:
+    return harmony.assistant_message(text, "final"), True
+
+
+def python_call(code: str, trained: bool = True) -> Out:
+    return harmony.assistant_message(code, "analysis", "python"), trained
+
+
+def function_call(name: str, args: dict[str, Any]) -> Out:
+    return harmony.assistant_message(json.dumps(args), "commentary", f"functions.{name}", "<|constrain|>json"), True
+
+
+def think(g: Gen, effort: str, low: str, steps: list[str]) -> Out:
+    """Analysis that follows the reasoning effort: one line (low), a few sentences (medium), numbered steps (high)."""
+    if effort == "low":
+        return say(low)
+    if effort == "medium":
+        return say(" ".join(steps[:2]) if len(steps) > 2 else " ".join(steps))
+    return say(" ".join(f"Step {i}: {s}" for i, s in enumerate(steps, 1)))
+
+
+def check(effort: str, text: str) -> list[Out]:
+    """High effort checks the tool's result before answering; lower efforts answer at once."""
+    return [say(f"Check: {text}")] if effort == "high" else []
+
+
+def result_of(output: str) -> str:
+    return output.strip()
+
+
+# ---------------------------------------------------------------- honest answers when a call did not run
+
+def not_run(output: str, what: str) -> str:
+    """The final answer after a call the session did not run: say why, and what is missing."""
+    reason = output.removeprefix(NOT_RUN).strip().lower()
+    if "chose not to run" in reason:
+        return f"You chose not to run the call, so I could not {what}."
+    if "could not be asked" in reason:
+        return f"I could not {what}: the call needed your approval and nobody could give it."
+    if "do not allow" in reason:
+        return f"Your settings do not allow tool calls (approval: never), so I could not {what}."
+    return f"The call did not run, so I could not {what}."
+
+
+# ---------------------------------------------------------------- arithmetic
+
+_ASK = Pool(("What is {e}?", "What's {e}?", "Compute {e}.", "Calculate {e}.", "How much is {e}?", "{e} = ?",
+             "Please compute {e}.", "Can you work out {e}?", "what is {e}", "Evaluate {e}.",
+             "Use python to compute {e}.", "I need {e}.", "Quick: {e}?", "Solve {e}.", "{e}"),
+            ("What does {e} come to?", "Work out {e} for me.", "Could you calculate {e}?"))
+_WORDS = {
+    "+": Pool(("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?"),
+              ("What do {a} and {b} add up to?",)),
+    "-": Pool(("What is {a} minus {b}?", "Subtract {b} from {a}.", "What is the difference between {a} and {b}?"),
+              ("What is {a} take away {b}?",)),
+    "*": Pool(("What is {a} times {b}?", "Multiply {a} by {b}.", "What is the product of {a} and {b}?"),
+              ("What is {a} multiplied by {b}?",)),
+    "/": Pool(("What is {a} divided by {b}?", "Divide {a} by {b}.", "What is {a} over {b}?"),
+              ("How much is {a} split into {b} equal parts?",)),
+    "//": Pool(("What is {a} divided by {b}, rounded down?", "Integer-divide {a} by {b}.",
+                "How many whole times does {b} go into {a}?"), ("What is the floor of {a} divided by {b}?",)),
+    "%": Pool(("What is {a} modulo {b}?", "What is the remainder of {a} divided by {b}?", "What is {a} mod {b}?"),
+              ("What is left over when {a} is divided by {b}?",)),
+    "**": Pool(("What is {a} to the power of {b}?", "What is {a} raised to {b}?", "Raise {a} to the power {b}."),
+               ("What is {a} to the {b}th power?",)),
+}
+_ARITH_FINAL = Pool(("{e} = {r}.", "{e} = {r}.", "The answer is {r}.", "{e} is {r}."), ("{e} equals {r}.",))
+
+
+def _number(g: Gen, digits: tuple[int, ...] = (1, 2, 2, 3, 3, 4)) -> int:
+    d = g.pick(digits)
+    return g.rng.randint(10 ** (d - 1) if d > 1 else 0, 10 ** d - 1)
+
+
+def _decimal(g: Gen) -> str:
+    return f"{g.rng.randint(0, 99)}.{g.rng.randint(1, 9)}" if g.chance(0.6) else f"{g.rng.randint(0, 999)}.{g.rng.randint(10, 99)}"
+
+
+def code_for(expr: str) -> str:
+    """The code the model writes for an expression: exact print, or rounded when it can give a float."""
+    if "/" in expr.replace("//", "") or "." in expr:
+        return f"print(round({expr}, 4))"
+    return f"print({expr})"
+
+
+def expression(g: Gen) -> tuple[str, str, str]:
+    """(the question's text, the python expression, the operator word kind) for one arithmetic question."""
+    kind = g.rng.random()
+    if kind < 0.62:
+        op = g.pick(("+", "-", "*", "+", "-", "*", "/", "//", "%", "**"))
+        a, b = _number(g), _number(g)
+        if op in ("/", "//", "%"):
+            b = g.rng.randint(2, 99)
+        if op == "**":
+            a, b = g.rng.randint(2, 12), g.rng.randint(2, 9)
+            while len(str(a ** b)) > 10:
+                b -= 1
+        if g.chance(0.15) and op in ("+", "-", "*"):
+            a = -a
+        sa, sb = str(a), str(b)
+        if g.chance(0.12) and op in ("+", "-", "*", "/"):
+            sa, sb = _decimal(g), (_decimal(g) if op != "/" else str(b))
+        expr = f"{sa} {op} {sb}"
+        if g.chance(0.3):
+            return g.pick(_WORDS[op]).format(a=sa, b=sb), expr, op
+        shown = expr.replace(" ", "") if g.chance(0.15) and not sa.startswith("-") else expr
+        return g.pick(_ASK).format(e=shown), expr, op
+    a, b, c = (g.rng.randint(1, 999) for _ in range(3))
+    o1, o2 = g.pick("+-*"), g.pick("+-*")
+    if g.chance(0.2):
+        c = g.rng.randint(2, 20)
+        o2 = g.pick(("/", "//", "%"))
+    expr = g.pick((f"{a} {o1} {b} {o2} {c}", f"({a} {o1} {b}) {o2} {c}", f"{a} {o1} ({b} {o2} {c})"))
+    if g.chance(0.1):
+        expr = f"-{expr}" if expr[0] != "(" else f"-{expr}"
+    return g.pick(_ASK).format(e=expr), expr, "mixed"
+
+
+def python_answer(g: Gen, turn: Turn, code: str, analysis: Out, done: Callable[[str], str], what: str,
+                  check_text: Callable[[str], str] | None = None, record: bool = True) -> Teach:
+    """The shape of most python turns: think, call, then answer from the output (or say why not)."""
+    out = yield [analysis, python_call(code)]
+    yield _after_python(g, turn, out, done, what, check_text, record)
+
+
+def _after_python(g: Gen, turn: Turn, out: str, done: Callable[[str], str], what: str,
+                  check_text: Callable[[str], str] | None, record: bool = True) -> list[Out]:
+    if out.startswith(NOT_RUN):
+        turn.expected = ["could not"]
+        return [final(not_run(out, what))]
+    result = result_of(out)
+    if record:
+        turn.expected, turn.call_output = [result], out
+    checked = check(turn.effort, check_text(result)) if check_text else []
+    return [*checked, final(done(result))]
+
+
+def arithmetic(g: Gen, effort: str, shown: str | None = None, expr: str | None = None, skill: str = "arithmetic") -> Turn:
+    op = ""
+    if expr is None:
+        shown, expr, op = expression(g)
+    code = code_for(expr)
+    turn = Turn(skill, shown or expr, unanswered, effort=effort, call="python", kind="number")
+    analysis = think(g, effort, g.pick(("Compute it with python.", "Use python.", "Exact arithmetic: python.")), [
+        f"The user wants {expr}.", "Exact arithmetic is best done by the python tool.", f"Run {code}.",
+        "Then copy the printed result."])
+    template = g.pick(_ARITH_FINAL)
+    turn.teach = lambda t: python_answer(g, t, code, analysis, lambda r: template.format(e=expr, r=r),
+                                       f"compute {expr}", lambda r: f"python printed {r} for {expr}; report it as is.")
+    turn.followups = [lambda g2: number_followup(g2, turn)]
+    turn.kind = op or "mixed"
+    return turn
+
+
+_FOLLOW = (
+    ("/", Pool(("Now divide that by {c}.", "Divide the result by {c}.", "And divided by {c}?"), ("Split that by {c}.",))),
+    ("*", Pool(("Now multiply that by {c}.", "And times {c}?", "Multiply the result by {c}."), ("Scale that by {c}.",))),
+    ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?"), ("Increase that by {c}.",))),
+    ("-", Pool(("Now subtract {c} from that.", "Minus {c}?", "Take {c} away from the result."), ("Reduce that by {c}.",))),
+    ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?"), ("That mod {c}?",))),
+    ("//", Pool(("Now integer-divide that by {c}.", "How many whole times does {c} go into that?"), ())),
+    ("**", Pool(("What is that squared?", "Square the result.", "And squared?"), ("Now square it.",))),
+)
+
+
+def number_followup(g: Gen, previous: Turn) -> Turn:
+    """"Now divide that by 3": the same kind of question on the previous answer's number."""
+    value = previous.expected[0] if previous.expected else "0"
+    op, pool = g.pick(_FOLLOW)
+    c = g.rng.randint(2, 99) if op in ("/", "%", "//") else (2 if op == "**" else _number(g, (1, 2, 3)))
+    expr = f"{value} {op} {c}"
+    shown = g.pick(pool).format(c=c)
+    turn = arithmetic(g, previous.effort, shown, expr, skill="followup")
+    code = code_for(expr)
+    analysis = think(g, turn.effort, f"Use the previous result, {value}.", [
+        f"The previous result was {value}.", f"Compute {expr} with python.", f"Run {code}.", "Copy the result."])
+    template = g.pick(_ARITH_FINAL)
+    turn.teach = lambda t: python_answer(g, t, code, analysis, lambda r: template.format(e=expr, r=r),
+                                       f"compute {expr}", lambda r: f"{expr} printed {r}.")
+    return turn
+
+
+# ---------------------------------------------------------------- the user's variables
+
+LIST_NAMES = Pool(("data", "values", "scores", "numbers", "ages", "temps", "sales", "nums", "counts", "weights", "heights",
+                   "marks", "readings", "samples", "costs", "x", "y", "points", "totals", "visits", "steps", "results",
+                   "grades", "prices_list", "daily_sales", "times"),
+                  ("data2", "scores2", "data_list", "marks_list", "nums2", "counts2"))
+DICT_NAMES = Pool(("prices", "stock", "inventory", "population", "salaries", "ratings", "votes", "budget", "ages_by_name",
+                   "scores_by_name", "counts_by_city"), ("prices2", "stock2", "ratings2", "budget2"))
+STRING_NAMES = Pool(("text", "name", "message", "sentence", "title", "word", "greeting", "note"), ("text2", "note2", "title2"))
+FRAME_NAMES = Pool(("df", "sales_df", "people", "orders", "products", "inventory_df", "cities"),
+                   ("df2", "df_sales", "people_df", "orders2"))
+KEYS = Pool(("apple", "banana", "cherry", "mango", "pear", "grape", "lemon", "kiwi", "plum", "peach", "alice", "bob",
+             "carol", "dave", "erin", "frank", "north", "south", "east", "west", "red", "blue", "green", "tea", "coffee"))
+PHRASES = ("hello world", "gpt oss", "the quick brown fox", "jupyter notebook", "mixture of experts", "harmony format",
+           "open weights", "python tool", "reasoning effort", "tiny model", "machine learning", "data science",
+           "good morning everyone", "the rain in spain")
+_PEOPLE = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jin", "Kai", "Lea", "Max", "Nia", "Omar", "Pia")
+_FRAME_COLUMNS = (("price", "float"), ("qty", "int"), ("score", "int"), ("age", "int"), ("rating", "float"), ("sales", "int"))
+
+
+def make_namespace(g: Gen) -> dict[str, Any]:
+    """A notebook's variables: a few lists, dicts and strings, and a pandas DataFrame."""
+    import pandas as pd
+
+    ns: dict[str, Any] = {}
+    for name in g.sample(LIST_NAMES, 3):
+        ns[name] = [g.rng.randint(0, 200) for _ in range(g.rng.randint(3, 9))]
+    for name in g.sample(DICT_NAMES, 2):
+        ns[name] = {k: g.rng.randint(1, 999) for k in g.sample(KEYS, g.rng.randint(2, 6))}
+    ns[g.pick(STRING_NAMES)] = g.pick(PHRASES)
+    columns = g.rng.sample(_FRAME_COLUMNS, g.rng.randint(2, 3))
+    rows = g.rng.randint(4, 8)
+    frame: dict[str, list[Any]] = {"name": g.rng.sample(_PEOPLE, rows)}
+    for col, kind in columns:
+        frame[col] = [round(g.rng.uniform(1, 99), 2) if kind == "float" else g.rng.randint(1, 60) for _ in range(rows)]
+    ns[g.pick(FRAME_NAMES)] = pd.DataFrame(frame)
+    return ns
+
+
+_LIST_QS = {  # stat: (questions, code, final)
+    "mean": (Pool(("What is the mean of {v}?", "What's the average of {v}?", "Compute the mean of {v}.", "Average of {v}?"),
+                  ("What is the arithmetic mean of {v}?",)), "print(round(sum({v}) / len({v}), 2))", "The mean of {v} is {r}."),
+    "sum": (Pool(("What is the sum of {v}?", "Add up all the values in {v}.", "What is the total of {v}?", "Sum {v}."),
+                 ("What do the values in {v} add up to?",)), "print(sum({v}))", "The sum of {v} is {r}."),
+    "max": (Pool(("What is the largest value in {v}?", "What is the max of {v}?", "Find the maximum of {v}."),
+                 ("What is the highest value in {v}?",)), "print(max({v}))", "The largest value in {v} is {r}."),
+    "min": (Pool(("What is the smallest value in {v}?", "What is the min of {v}?", "Find the minimum of {v}."),
+                 ("What is the lowest value in {v}?",)), "print(min({v}))", "The smallest value in {v} is {r}."),
+    "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?"),
+                 ("How many values does {v} hold?",)), "print(len({v}))", "{v} has {r} items."),
+    "sorted": (Pool(("Sort {v}.", "What is {v} sorted?", "Show {v} in ascending order."), ("Put {v} in order.",)),
+               "print(sorted({v}))", "Sorted: {r}."),
+    "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?"), ("What does {v} start with?",)),
+              "print({v}[0])", "The first element of {v} is {r}."),
+    "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?"), ("What does {v} end with?",)),
+             "print({v}[-1])", "The last element of {v} is {r}."),
+    "above": (Pool(("How many values in {v} are above {k}?", "Count the items in {v} greater than {k}."),
+                   ("How many entries of {v} exceed {k}?",)), "print(len([n for n in {v} if n > {k}]))",
+              "{r} values in {v} are above {k}."),
+}
+_DICT_QS = {
+    "get": (Pool(("What is {v}['{k}']?", "What value does {v} have for {k}?", "Look up {k} in {v}.",
+                  "What is the {k} entry of {v}?"), ("Find {k} in {v}.",)), "print({v}['{k}'])", "{v}['{k}'] is {r}."),
+    "argmax": (Pool(("Which key in {v} has the largest value?", "What is the key with the highest value in {v}?"),
+                    ("Which entry of {v} is biggest?",)), "print(max({v}, key={v}.get))",
+               "The key with the largest value in {v} is {r}."),
+    "len": (Pool(("How many entries does {v} have?", "How many keys are in {v}?"), ("How big is {v}?",)),
+            "print(len({v}))", "{v} has {r} entries."),
+    "total": (Pool(("What is the total of the values in {v}?", "Sum the values of {v}."), ("Add up {v}.",)),
+              "print(sum({v}.values()))", "The values of {v} add up to {r}."),
+}
+_STR_QS = {
+    "chars": (Pool(("How many characters are in {v}?", "What is the length of {v}?"), ("How long is the string {v}?",)),
+              "print(len({v}))", "{v} has {r} characters."),
+    "upper": (Pool(("What is {v} in upper case?", "Uppercase {v}."), ("Convert {v} to capitals.",)),
+              "print({v}.upper())", "In upper case: {r}."),
+    "words": (Pool(("How many words are in {v}?", "Count the words in {v}."), ("What is the word count of {v}?",)),
+              "print(len({v}.split()))", "{v} has {r} words."),
+}
+_FRAME_QS = {
+    "shape": (Pool(("What is the shape of {v}?", "How many rows and columns does {v} have?", "What is {v}.shape?"),
+                   ("What are the dimensions of {v}?",)), "print({v}.shape)", "{v} has {r0} rows and {r1} columns."),
+    "columns": (Pool(("What columns does {v} have?", "List the columns of {v}.", "What are the column names of {v}?"),
+                     ("Which columns are in {v}?",)), "print(list({v}.columns))", "The columns of {v} are {rl}."),
+    "rows": (Pool(("How many rows does {v} have?", "How many rows are in {v}?", "len({v})?"), ("How long is {v}?",)),
+             "print(len({v}))", "{v} has {r} rows."),
+    "mean": (Pool(("What is the mean {c} in {v}?", "What is the average of the {c} column of {v}?",
+                   "Mean of {v}['{c}']?"), ("What is the typical {c} in {v}, on average?",)),
+             "print(round({v}['{c}'].mean(), 2))", "The mean {c} in {v} is {r}."),
+    "max": (Pool(("What is the largest {c} in {v}?", "What is the max of the {c} column in {v}?"),
+                 ("What is the highest {c} in {v}?",)), "print({v}['{c}'].max())", "The largest {c} in {v} is {r}."),
+    "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?"),
+                 ("What is the lowest {c} in {v}?",)), "print({v}['{c}'].min())", "The smallest {c} in {v} is {r}."),
+    "sum": (Pool(("What is the total {c} in {v}?", "Sum the {c} column of {v}."), ("Add up {c} in {v}.",)),
+            "print(round({v}['{c}'].sum(), 2))", "The total {c} in {v} is {r}."),
+    "count_above": (Pool(("How many rows of {v} have {c} above {k}?", "Count the rows in {v} where {c} > {k}."),
+                         ("In {v}, how many rows have a {c} over {k}?",)),
+                    "print(len({v}[{v}['{c}'] > {k}]))", "{r} rows of {v} have {c} above {k}."),
+    "names_above": (Pool(("Which names in {v} have {c} above {k}?", "Who in {v} has a {c} greater than {k}?"),
+                         ("List the names in {v} with {c} over {k}.",)),
+                    "print({v}[{v}['{c}'] > {k}]['name'].tolist())", "The names with {c} above {k}: {rl}."),
+    "top": (Pool(("Who has the highest {c} in {v}?", "Which name in {v} has the largest {c}?"),
+                 ("Whose {c} is the biggest in {v}?",)), "print({v}.loc[{v}['{c}'].idxmax(), 'name'])",
+            "{r} has the highest {c} in {v}."),
+}
+
+
+def _fill(template: str, result: str) -> str:
+    """A final-answer template filled from the printed result ({r}, the items of a list {rl}, a shape {r0} {r1})."""
+    items = [s.strip().strip("'\"") for s in result.strip("[]()").split(",") if s.strip()]
+    values = {"r": result, "rl": ", ".join(items) if items else "none"}
+    if len(items) >= 2:
+        values["r0"], values["r1"] = items[0], items[1]
+    return re.sub(r"\{(r|rl|r0|r1)\}", lambda m: values.get(m.group(1), result), template)
+
+
+def _expected_parts(template: str, result: str) -> list[str]:
+    """What the final answer must contain: the result itself, or its items when it is a list or a shape."""
+    if "{rl}" in template or "{r0}" in template:
+        return [s.strip().strip("'\"") for s in result.strip("[]()").split(",") if s.strip()] or ["none"]
+    return [result]
+
+
+def variable_question(g: Gen, ns: dict[str, Any], kind: str | None = None, name: str | None = None,
+                      stat: str | None = None, column: str | None = None) -> tuple[str, str, str, dict[str, Any]]:
+    """(question, code, final template, what the follow-ups need) about one of the user's variables."""
+    import pandas as pd
+
+    names = [n for n, v in ns.items() if _kind(v) == kind] if kind else [n for n in ns if _kind(ns[n])]
+    name = name or g.pick(names)
+    value = ns[name]
+    kind = _kind(value)
+    table = {"list": _LIST_QS, "dict": _DICT_QS, "str": _STR_QS, "frame": _FRAME_QS}[kind]
+    stat = stat if stat in table else g.pick(sorted(table))
+    questions, code, final_t = table[stat]
+    key = ""
+    if kind == "list":
+        key = str(g.pick((10, 50, 100, 150)))
+    elif kind == "dict":
+        key = g.pick(list(value))
+    elif kind == "frame" and isinstance(value, pd.DataFrame):
+        numeric = [c for c in value.columns if c != "name"]
+        column = column if column in numeric else g.pick(numeric)
+        key = str(g.pick((10, 20, 30, 50)))
+    fill = {"v": name, "k": key, "c": column or ""}
+    return (g.pick(questions).format(**fill), code.format(**fill), final_t.format_map(_Keep(fill)),
+            {"kind": kind, "name": name, "stat": stat, "column": column})
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _kind(value: Any) -> str:
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return "frame"
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
+        return "list"
+    if isinstance(value, dict) and value and all(isinstance(v, (int, float)) for v in value.values()):
+        return "dict"
+    return "str" if isinstance(value, str) and len(value) < 80 else ""
+
+
+def variable(g: Gen, effort: str, ns: dict[str, Any], kind: str | None = None, skill: str = "kernel",
+             name: str | None = None, stat: str | None = None, column: str | None = None) -> Turn:
+    question, code, final_t, about = variable_question(g, ns, kind, name, stat, column)
+    skill = "dataframe" if about["kind"] == "frame" and skill == "kernel" else skill
+    turn = Turn(skill, question, unanswered, effort=effort, call="python", kind=about["kind"])
+    analysis = think(g, effort, g.pick(("The variable is in the user's kernel; use python.", "Read it with python.")), [
+        f"The question is about {about['name']}, a variable in the user's kernel.",
+        "python runs in the same kernel, so it can read it.", f"Run: {code}", "Answer from the printed output."])
+
+    def teach(turn: Turn) -> Teach:
+        out = yield [analysis, python_call(code)]
+        if out.startswith(NOT_RUN):
+            turn.expected = ["could not"]
+            yield [final(not_run(out, f"read {about['name']}"))]
+            return
+        result = result_of(out)
+        turn.expected, turn.call_output = _expected_parts(final_t, result), out
+        yield [*check(effort, f"the output is {result}; copy it exactly."), final(_fill(final_t, result))]
+
+    turn.teach = teach
+    turn.followups = [lambda g2: variable_followup(g2, turn, ns, about)]
+    return turn
+
+
+_SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}."), ("Now do {v}.",))
+_OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}."), ("Also the {s}?",))
+_STAT_WORDS = {"mean": "mean", "sum": "sum", "max": "maximum", "min": "minimum", "len": "length"}
+
+
+def variable_followup(g: Gen, previous: Turn, ns: dict[str, Any], about: dict[str, Any]) -> Turn:
+    """"And the max?" (same variable) or "What about temps?" (same question, another variable)."""
+    kind, name, stat = about["kind"], about["name"], about["stat"]
+    others = [n for n, v in ns.items() if _kind(v) == kind and n != name]
+    if kind in ("list", "frame") and g.chance(0.5):
+        new_stat = g.pick([s for s in _STAT_WORDS if s != stat and (kind == "list" or s in ("mean", "max", "min", "sum"))])
+        turn = variable(g, previous.effort, ns, kind, "followup", name, new_stat, about.get("column"))
+        turn.prompt = g.pick(_OTHER_STAT).format(s=_STAT_WORDS[new_stat])
+        return turn
+    if others and stat not in ("get", "above", "count_above", "names_above"):
+        other = g.pick(others)
+        turn = variable(g, previous.effort, ns, kind, "followup", other, stat, about.get("column"))
+        turn.prompt = g.pick(_SAME_STAT_OTHER).format(v=other)
+        return turn
+    return variable(g, previous.effort, ns, kind, "followup", name)
+
+
+def define(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
+    """"Store 37 * 12 in total": the model's code defines a variable that stays in the kernel."""
+    shown, expr, _ = expression(g)
+    target = g.pick(Pool(("total", "result", "answer", "value", "product", "amount", "z", "n"), ("total2", "result2", "value2")))
+    code = f"{target} = {expr}\nprint({target})"
+    prompt = g.pick(Pool(("Store {e} in a variable called {t}.", "Set {t} to {e}.", "Save {e} as {t}.",
+                          "Put the value of {e} in {t}."), ("Assign {e} to {t}.",))).format(e=expr, t=target)
+    turn = Turn("define", prompt, unanswered, effort=effort, call="python", kind="number")
+    analysis = think(g, effort, f"Define {target} with python.", [
+        f"The user wants a variable {target} holding {expr}.", "Code run by python stays in the user's kernel.",
+        f"Run {target} = {expr} and print it."])
+    turn.teach = lambda t: python_answer(g, t, code, analysis, lambda r: f"Done: {target} = {r}.",
+                                       f"set {target}", lambda r: f"{target} is now {r}.")
+
+    def use(g2: Gen) -> Turn:
+        op = g2.pick(("*", "+", "-", "/", "//"))
+        c = g2.rng.randint(2, 99)
+        follow = arithmetic(g2, turn.effort, None, f"{target} {op} {c}", skill="followup")
+        follow.prompt = g2.pick(Pool(("What is {t} {o} {c}?", "Now compute {t} {o} {c}."), ("Evaluate {t} {o} {c}.",))).format(
+            t=target, o=op, c=c)
+        return follow
+
+    turn.followups = [use, lambda g2: number_followup(g2, turn)]
+    return turn
+
+
+# ---------------------------------------------------------------- direct answers (no tool)
+
+CAPITALS = {"France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
+            "China": "Beijing", "India": "New Delhi", "Brazil": "Brasilia", "Canada": "Ottawa", "Egypt": "Cairo",
+            "Kenya": "Nairobi", "Mexico": "Mexico City", "Peru": "Lima", "Norway": "Oslo", "Sweden": "Stockholm",
+            "Poland": "Warsaw", "Greece": "Athens", "Portugal": "Lisbon", "Ireland": "Dublin", "Austria": "Vienna",
+            "Russia": "Moscow", "Turkey": "Ankara", "Chile": "Santiago", "Argentina": "Buenos Aires",
+            "Australia": "Canberra", "Thailand": "Bangkok", "Vietnam": "Hanoi", "Finland": "Helsinki",
+            "Denmark": "Copenhagen", "Belgium": "Brussels", "Netherlands": "Amsterdam", "Cuba": "Havana"}
+COUNTRIES = Pool(CAPITALS)
+_CAPITAL_QS = Pool(("What is the capital of {c}?", "What's the capital of {c}?", "Capital of {c}?",
+                    "Which city is the capital of {c}?"), ("Tell me the capital of {c}.", "Name the capital of {c}."))
+_FACTS = (  # (questions, answer, key word the answer must contain)
+    (Pool(("Hello!", "Hi", "Hey there", "Good morning!", "hello"), ("Hi there!",)), "Hello! How can I help you today?", "Hello"),
+    (Pool(("Thanks!", "Thank you", "thanks a lot"), ("Thank you very much!",)), "You're welcome!", "welcome"),
+    (Pool(("Who are you?", "What are you?", "What model are you?"), ("Which model is this?",)),
+     "I am gpt-oss-tiny, a small teaching model in the gpt-oss family, trained by gptoss_lab.", "gpt-oss-tiny"),
+    (Pool(("What is Harmony?", "Explain the Harmony format.", "What is the harmony format?"), ("Tell me about Harmony.",)),
+     "Harmony is the chat format of gpt-oss: messages with roles and channels (analysis, commentary, final).", "channels"),
+    (Pool(("What is gpt-oss?", "Tell me about gpt-oss."), ("What are the gpt-oss models?",)),
+     "gpt-oss is OpenAI's family of open-weight mixture-of-experts language models.", "open-weight"),
+    (Pool(("What is a mixture of experts?", "What does MoE mean?"), ("Explain mixture of experts.",)),
+     "A mixture of experts routes each token to a few expert networks chosen by a router.", "router"),
+    (Pool(("What can you do?", "How can you help me?"), ("What are you good at?",)),
+     "I can do arithmetic and read your notebook variables with python, call your functions, search the documents "
+     "you give me, and answer short questions.", "python"),
+    (Pool(("What color is the sky?", "What colour is a clear sky?"), ()), "The sky is blue.", "blue"),
+    (Pool(("How many days are in a week?",), ("How many days does a week have?",)), "A week has 7 days.", "7"),
+    (Pool(("What is the largest planet?", "Which planet is the biggest?"), ()), "Jupiter is the largest planet.", "Jupiter"),
+)
+
+
+def direct(g: Gen, effort: str, country: str | None = None) -> Turn:
+    if country or g.chance(0.5):
+        country = country or g.pick(COUNTRIES)
+        prompt, answer, key = g.pick(_CAPITAL_QS).format(c=country), f"The capital of {country} is {CAPITALS[country]}.", CAPITALS[country]
+    else:
+        questions, answer, key = g.pick(_FACTS)
+        prompt = g.pick(questions)
+    turn = Turn("direct", prompt, unanswered, effort=effort, expected=[key], kind="capital" if country else "fact")
+    analysis = think(g, effort, "Simple question; answer directly.", [
+        "This is a short question I can answer directly.", "No tool is needed.", "Answer briefly."])
+
+    def teach(turn: Turn) -> Teach:
+        yield [analysis, final(answer)]
+
+    turn.teach = teach
+    if country:
+        turn.followups = [lambda g2: _capital_followup(g2, turn, country)]
+    return turn
+
+
+def _capital_followup(g: Gen, previous: Turn, country: str) -> Turn:
+    other = g.pick([c for c in (COUNTRIES.train + (COUNTRIES.held if g.split == "eval" else ())) if c != country])
+    turn = direct(g, previous.effort, other)
+    turn.skill = "followup"
+    turn.prompt = g.pick(Pool(("And of {c}?", "What about {c}?", "And {c}?"), ("Same for {c}.",))).format(c=other)
+    return turn
+
+
+# ---------------------------------------------------------------- function tools
+
+CITIES = Pool(("Paris", "London", "Tokyo", "Berlin", "Madrid", "Rome", "Oslo", "Lima", "Cairo", "Sydney", "Toronto",
+               "Chicago", "Boston", "Seoul", "Mumbai", "Lagos", "Dublin", "Vienna", "Prague", "Athens", "Denver",
+               "Austin"))
+_CONDITIONS = ("sunny", "cloudy", "rainy", "windy", "snowy", "foggy", "clear")
+_SYMBOLS = Pool(("AAPL", "MSFT", "NVDA", "GOOG", "AMZN", "TSLA", "META", "IBM", "INTC", "ORCL", "NFLX", "AMD"))
+_CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK")
+_ZONES = Pool(("Europe/Paris", "Asia/Tokyo", "America/New_York", "Europe/London", "Australia/Sydney", "America/Chicago"))
+
+
+def _object(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+FUNCTIONS: dict[str, tuple[str, dict[str, Any]]] = {  # name: (description, JSON schema of the arguments)
+    "get_weather": ("Get the current weather for a city.", _object(city={"type": "string"})),
+    "get_stock_price": ("Get the latest stock price for a ticker symbol.", _object(symbol={"type": "string"})),
+    "convert_currency": ("Convert an amount of money between currencies.",
+                         _object(amount={"type": "number"}, from_currency={"type": "string"}, to_currency={"type": "string"})),
+    "get_time": ("Get the current local time in a time zone.", _object(timezone={"type": "string"})),
+    "get_population": ("Get the population of a country.", _object(country={"type": "string"})),
+    "get_distance": ("Get the road distance in km between two cities.",
+                     _object(origin={"type": "string"}, destination={"type": "string"})),
+    "order_status": ("Look up the status of an order by its number.", _object(order_id={"type": "integer"})),
+}
+_ORDER_STATES = ("shipped", "delivered", "processing", "cancelled", "packed")
+
+
+def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], str, list[str], str, str]:
+    """(arguments, result, final answer, expected strings, question, what) for one call of `name`."""
+    r = g.rng
+    if name == "get_weather":
+        city = g.pick(CITIES)
+        temp, cond = r.randint(-10, 38), r.choice(_CONDITIONS)
+        q = g.pick(Pool(("What's the weather in {c}?", "How warm is it in {c} right now?", "Weather in {c}?",
+                         "What is the weather like in {c} today?"), ("Is it cold in {c} today?",))).format(c=city)
+        return {"city": city}, {"city": city, "temperature_c": temp, "condition": cond}, \
+            f"It is {temp} °C and {cond} in {city}.", [str(temp), cond], q, f"get the weather for {city}"
+    if name == "get_stock_price":
+        sym = g.pick(_SYMBOLS)
+        price = round(r.uniform(5, 900), 2)
+        q = g.pick(Pool(("What is the stock price of {s}?", "How much is {s} trading at?", "Price of {s} stock?"),
+                        ("Get me the latest {s} price.",))).format(s=sym)
+        return {"symbol": sym}, {"symbol": sym, "price": price}, f"{sym} is trading at {price}.", [str(price)], q, \
+            f"get the price of {sym}"
+    if name == "convert_currency":
+        src, dst = r.sample(_CURRENCIES, 2)
+        amount = r.choice((r.randint(1, 999), r.randint(1, 9999)))
+        converted = round(amount * r.uniform(0.3, 3), 2)
+        q = g.pick(Pool(("Convert {a} {f} to {t}.", "How much is {a} {f} in {t}?", "What is {a} {f} in {t}?"),
+                        ("Change {a} {f} into {t}.",))).format(a=amount, f=src, t=dst)
+        return {"amount": amount, "from_currency": src, "to_currency": dst}, {"amount": converted, "currency": dst}, \
+            f"{amount} {src} is {converted} {dst}.", [str(converted)], q, f"convert {amount} {src}"
+    if name == "get_time":
+        zone = g.pick(_ZONES)
+        time = f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}"
+        q = g.pick(Pool(("What time is it in {z}?", "Current time in {z}?", "Tell me the time in {z}."),
+                        ("What is the local time in {z}?",))).format(z=zone)
+        return {"timezone": zone}, {"timezone": zone, "time": time}, f"It is {time} in {zone}.", [time], q, \
+            f"get the time in {zone}"
+    if name == "get_population":
+        country = g.pick(COUNTRIES)
+        people = r.randint(100_000, 1_500_000_000)
+        q = g.pick(Pool(("What is the population of {c}?", "How many people live in {c}?", "Population of {c}?"),
+                        ("How populous is {c}?",))).format(c=country)
+        return {"country": country}, {"country": country, "population": people}, \
+            f"The population of {country} is {people}.", [str(people)], q, f"get the population of {country}"
+    if name == "get_distance":
+        a, b = g.sample(CITIES, 2)
+        km = r.randint(20, 9000)
+        q = g.pick(Pool(("How far is it from {a} to {b}?", "Distance from {a} to {b}?", "How many km from {a} to {b}?"),
+                        ("What is the road distance between {a} and {b}?",))).format(a=a, b=b)
+        return {"origin": a, "destination": b}, {"origin": a, "destination": b, "km": km}, \
+            f"It is {km} km from {a} to {b}.", [str(km)], q, f"get the distance from {a} to {b}"
+    order = r.randint(1000, 99999)
+    state = r.choice(_ORDER_STATES)
+    q = g.pick(Pool(("What is the status of order {o}?", "Where is my order {o}?", "Check order {o}."),
+                    ("Has order {o} shipped yet?",))).format(o=order)
+    return {"order_id": order}, {"order_id": order, "status": state}, f"Order {order} is {state}.", [state], q, \
+        f"check order {order}"
+
+
+@dataclass
+class FunctionSet:
+    """The functions a conversation lists, and what each returns on the next call (set per turn)."""
+
+    names: list[str]
+    results: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def function_turn(g: Gen, effort: str, fs: FunctionSet, name: str | None = None, skill: str = "function") -> Turn:
+    name = name or g.pick(fs.names)
+    args, result, answer, expected, question, what = function_case(g, name)
+    turn = Turn(skill, question, unanswered, effort=effort, call=f"functions.{name}", call_args=args, kind=name)
+    analysis = think(g, effort, f"Call {name}.", [
+        f"The user asks something the {name} function can answer.", f"Its arguments: {json.dumps(args)}.",
+        f"Call {name}, then answer from its result."])
+    failing = skill == "error"
+
+    def setup(namespace: dict[str, Any]) -> None:
+        fs.results = {name: result}
+        fs.errors = {name: f"the service has no data for {json.dumps(args)}"} if failing else {}
+
+    def teach(turn: Turn) -> Teach:
+        out = yield [analysis, function_call(name, args)]
+        if out.startswith(NOT_RUN):
+            turn.expected = ["could not"]
+            yield [final(not_run(out, what))]
+        elif out.startswith("Error"):
+            turn.expected = ["could not"]
+            yield [final(f"I could not {what}: {name} reported an error ({out.split(':', 2)[-1].strip()}).")]
+        else:
+            turn.expected = expected
+            yield [*check(effort, f"{name} returned {out}."), final(answer)]
+
+    turn.teach, turn.setup = teach, setup
+    turn.followups = [lambda g2: _function_followup(g2, turn, fs, name)]
+    return turn
+
+
+def _function_followup(g: Gen, previous: Turn, fs: FunctionSet, name: str) -> Turn:
+    turn = function_turn(g, previous.effort, fs, name, skill="followup")
+    prompts = {"get_weather": ("And in {city}?", "What about {city}?"), "get_stock_price": ("And {symbol}?", "What about {symbol}?"),
+               "get_population": ("And {country}?", "What about {country}?"), "get_time": ("And in {timezone}?",),
+               "order_status": ("And order {order_id}?",)}
+    if name in prompts:
+        turn.prompt = g.pick(prompts[name]).format(**turn.call_args)  # type: ignore[arg-type]
+    return turn
+
+
+# ---------------------------------------------------------------- structured answers
+
+def structured(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
+    """A final answer as JSON in the requested shape (the response format in the developer message)."""
+    if g.chance(0.6):
+        shown, expr, _ = expression(g)
+        code = code_for(expr)
+        fmt = _format(g, "Calculation", (("expression", str), ("result", float)))
+        turn = Turn("structured", shown, unanswered, effort=effort, call="python", response_format=fmt, kind="number")
+        make = lambda r: json.dumps({"expression": expr, "result": _json_number(r)})  # noqa: E731
+        what = f"compute {expr}"
+    else:
+        question, code, _, about = variable_question(g, ns, g.pick(("list", "frame")))
+        fmt = _format(g, "Answer", (("question", str), ("answer", str)))
+        turn = Turn("structured", question, unanswered, effort=effort, call="python", response_format=fmt, kind="")
+        make = lambda r: json.dumps({"question": question, "answer": r})  # noqa: E731
+        what = f"read {about['name']}"
+    analysis = think(g, effort, "Use python, then answer in the requested JSON format.", [
+        "The answer must follow the response format in the developer message.", f"Compute it with {code}.",
+        "Then write the JSON object."])
+
+    def teach(turn: Turn) -> Teach:
+        out = yield [analysis, python_call(code)]
+        if out.startswith(NOT_RUN):
+            turn.expected = ["could not"]
+            yield [final(not_run(out, what))]
+            return
+        result = result_of(out)
+        turn.expected, turn.call_output = [result], out
+        yield [final(make(result))]
+
+    turn.teach = teach
+    return turn
+
+
+def _json_number(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _format(g: Gen, name: str, fields: tuple[tuple[str, type], ...]) -> Any:
+    """A response format as users write it: a dataclass, or a JSON-schema dict."""
+    if g.chance(0.5):
+        return dataclasses.make_dataclass(name, list(fields))
+    types = {str: "string", float: "number", int: "integer"}
+    return {"title": name, "type": "object", "properties": {k: {"type": types[t]} for k, t in fields},
+            "required": [k for k, _ in fields]}
+
+
+# ---------------------------------------------------------------- tool errors and recovery
+
+def _typo(name: str, g: Gen) -> str:
+    if len(name) < 3:
+        return name + name[-1]
+    i = g.rng.randrange(1, len(name))
+    return name[:i] + name[i + 1:] if g.chance(0.5) else name[:i] + name[i] + name[i:]
+
+
+def error(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None) -> Turn:
+    """A call that fails: fixed and run again (typo, syntax), or reported honestly (no such variable,
+    division by zero, a missing key, a function's error)."""
+    kind = g.rng.random()
+    if fs and kind < 0.15:
+        return function_turn(g, effort, fs, skill="error")
+    if kind < 0.45:
+        fix = "typo" if g.chance(0.6) else "syntax"
+        if fix == "typo":
+            question, code, final_t, about = variable_question(g, ns, g.pick(("list", "dict", "frame")))
+            wrong = code.replace(about["name"], _typo(about["name"], g), 1)
+            note = f"NameError: I misspelled the variable; it is {about['name']}. Fix the name and run again."
+        else:
+            question, expr, _ = expression(g)
+            code, final_t = code_for(expr), f"{expr} = {{r}}."
+            wrong = code[:-1]
+            note = "SyntaxError: a parenthesis is missing. Fix it and run again."
+        turn = Turn("error", question, unanswered, effort=effort, call="python")
+        analysis = think(g, effort, "Use python.", [f"Run {code} in python.", "Use python for an exact result."])
+
+        def teach(turn: Turn) -> Teach:
+            out = yield [analysis, python_call(wrong, trained=False)]
+            if out.startswith(NOT_RUN):
+                turn.expected = ["could not"]
+                yield [final(not_run(out, "run the code"))]
+                return
+            out = yield [say(note), python_call(code)]
+            result = result_of(out)
+            turn.expected, turn.call_output = _expected_parts(final_t, result), out
+            yield [final(_fill(final_t, result))]
+
+        turn.teach = teach
+        return turn
+    if kind < 0.65:
+        missing = g.pick([n for n in LIST_NAMES.train if n not in ns])
+        stat = g.pick(("mean", "sum", "max", "len"))
+        question, code, _, _ = variable_question(g, {missing: [1, 2]}, "list", missing, stat)
+        answer = f"There is no variable named {missing} in your kernel. Define it first, then ask again."
+        expected, note = [missing], f"NameError: {missing} is not defined in the kernel. Tell the user."
+    elif kind < 0.82:
+        a = _number(g)
+        question = g.pick(_WORDS["/"]).format(a=a, b=0) if g.chance(0.4) else g.pick(_ASK).format(e=f"{a} / 0")
+        code = code_for(f"{a} / 0")
+        answer = f"{a} / 0 is undefined: dividing by zero is not possible, and python raised ZeroDivisionError."
+        expected, note = ["undefined"], "ZeroDivisionError: division by zero has no result. Tell the user."
+    else:
+        name = g.pick([n for n, v in ns.items() if _kind(v) == "dict"])
+        key = g.pick([k for k in KEYS.train if k not in ns[name]])
+        question = g.pick(_DICT_QS["get"][0]).format(v=name, k=key)
+        code = f"print({name}['{key}'])"
+        answer = f"{name} has no entry for {key} (KeyError). Its keys are: {', '.join(ns[name])}."
+        expected, note = [key, *list(ns[name])], f"KeyError: {key} is not a key of {name}. Tell the user which keys exist."
+    turn = Turn("error", question, unanswered, effort=effort, call="python")
+    analysis = think(g, effort, "Use python.", [f"Run {code} in python.", "Use python for an exact result."])
+
+    def report(turn: Turn) -> Teach:
+        out = yield [analysis, python_call(code)]
+        if out.startswith(NOT_RUN):
+            turn.expected = ["could not"]
+            yield [final(not_run(out, "run the code"))]
+            return
+        turn.expected, turn.call_output = expected, out
+        yield [say(note), final(answer)]
+
+    turn.teach = report
+    return turn
+
+
+# ---------------------------------------------------------------- skipped calls
+
+def skip(turn: Turn, g: Gen) -> Turn:
+    """The same turn, asked so that its call does not run: the user skips it, nobody can approve it,
+    or approval is `never`. The teacher answers honestly and does not call again."""
+    how = g.rng.random()
+    if how < 0.5:
+        turn.approval, turn.decisions = "ask", (False,)
+    elif how < 0.75:
+        turn.approval, turn.decisions = "ask", (None,)
+    else:
+        turn.approval = "never"
+    turn.skill, turn.skipped = "skip", True
+    original = turn.teach
+
+    def again(g2: Gen) -> Turn:
+        prompt = g2.pick(Pool(("OK, run it.", "Go ahead and run it.", "You can run it now.", "Please try again, I allow it."),
+                              ("Run it now, please.",)))
+        retry = dataclasses.replace(turn, skill="followup", prompt=prompt, approval="auto", decisions=(), skipped=False,
+                                    expected=[], followups=[])
+        retry.teach = original
+        return retry
+
+    turn.followups = [again]
+    return turn
+
+
+# ---------------------------------------------------------------- long outputs (long conversations)
+
+def show(g: Gen, effort: str, size: int) -> Turn:
+    """"Show me the log": a variable whose printed value is long (`size` characters), for long contexts."""
+    name = g.pick(Pool(("log_lines", "readings_all", "big_list", "history", "sensor_data", "events"), ("events2", "history2")))
+    values = [g.rng.randint(0, 9999) for _ in range(max(4, size // 6))]
+    prompt = g.pick(Pool(("Show me {v}.", "Print {v}.", "What is in {v}?", "Display {v}."), ("Let me see {v}.",))).format(v=name)
+    turn = Turn("long", prompt, unanswered, effort=effort, call="python", kind="list")
+    analysis = think(g, effort, "Print it with python.", [f"The user wants to see {name}.", f"Run print({name})."])
+    turn.teach = lambda t: python_answer(g, t, f"print({name})", analysis,
+                                       lambda r: f"{name} is printed above; it starts with {values[0]} and ends with {values[-1]}.",
+                                       f"show {name}", None, record=False)
+    turn.expected = [str(values[0])]
+    turn.setup = lambda namespace: namespace.__setitem__(name, list(values))
+    return turn
