@@ -1,59 +1,116 @@
-"""Train gpt-oss-tiny on CPU: `python -m gptoss_lab.tiny.train [--out DIR] [--quick]`.
+"""Train gpt-oss-tiny from scratch on CPU: `python -m gptoss_lab.tiny.train [--out DIR] [--quick]`.
 
-The model is the real `GptOssForCausalLM`. The 201088-way softmax is made cheap, exactly: the
-model trains on the rows of the vocabulary the data uses; every other id keeps a zero embedding
-row, so (tied embeddings) its logit is exactly 0 and all of them together are one extra logit of
-log(N_unused). At the end the trained rows are scattered back into the full embedding and the
-checkpoint is saved with `save_pretrained`, loadable by `AutoModelForCausalLM.from_pretrained`.
+The model is the real `GptOssForCausalLM`. Three things make it cheap enough for a laptop CPU:
+
+- the 201088-way softmax is computed exactly over the vocabulary rows the data has used so far,
+  plus one logit of log(N_other) for all other ids (their tied embedding rows are zero, so each
+  of their logits is exactly 0); rows are given out as tokens first appear in the data;
+- attention is computed with `scaled_dot_product_attention` (flash kernels): causal for the full
+  layers, in 128-token blocks for the sliding-window layers; the sinks become one extra key
+  (tested equal to transformers' own attention);
+- conversations are made by worker processes while the model trains, in a fixed order, so a run
+  is reproducible from its seed.
+
+At the end the trained rows are scattered into the full embedding and the checkpoint is saved
+with `save_pretrained` (bf16, unused rows exactly zero), loadable by `AutoModelForCausalLM`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import multiprocessing
+import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import GptOssConfig, GptOssForCausalLM
+from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
+from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
 
 from .. import harmony
-from . import data
 
 RUNS = Path("/tmp/tiny_runs")
+CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
+ATTENTION = "gptoss_lab_train"
+_PAD = 8                      # extra head dimensions: one carries the sinks, the rest keep kernels aligned
 
 
-def model_config(vocab_size: int = harmony.VOCAB_SIZE) -> GptOssConfig:
-    """gpt-oss in miniature: 4 layers alternating sliding/full attention, 8 experts top-2, hidden 128."""
+def model_config(vocab_size: int = harmony.VOCAB_SIZE, *, hidden: int = 128, layers: int = 4, experts: int = 8,
+                 top_k: int = 2, intermediate: int = 256) -> GptOssConfig:
+    """gpt-oss in miniature: alternating sliding (128) / full attention, 8 experts top-2, hidden 128,
+    plain RoPE (theta 150000) over the CONTEXT positions it is trained on."""
     return GptOssConfig(
-        vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_local_experts=8, num_experts_per_tok=2,
-        sliding_window=128, max_position_embeddings=4096, tie_word_embeddings=True,
-        layer_types=["sliding_attention", "full_attention"] * 2, router_aux_loss_coef=0.0,
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_local_experts=experts,
+        num_experts_per_tok=top_k, sliding_window=128, max_position_embeddings=CONTEXT, tie_word_embeddings=True,
+        layer_types=["sliding_attention", "full_attention"] * (layers // 2),
+        rope_parameters={"rope_type": "default", "rope_theta": 150000.0}, router_aux_loss_coef=0.0,
         eos_token_id=harmony.RETURN if vocab_size == harmony.VOCAB_SIZE else None, pad_token_id=None, bos_token_id=None,
         attn_implementation="eager",
     )
 
 
-def vocabulary(sequences: list[list[int]]) -> list[int]:
-    """Ids the model trains: those in the data, every 1-3 digit number token, the Harmony specials."""
-    used = {t for seq in sequences for t in seq}
-    for n in range(1000):
-        for text in {str(n), f"{n:03d}", f"{n:02d}"}:
-            ids = harmony.encode(text)
-            if len(ids) == 1:
-                used.add(ids[0])
-    used.update(range(200000, 200019))
-    return sorted(used)
+# ---------------------------------------------------------------- attention for training
 
+def _with_sink(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Tensor, scaling: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v padded by _PAD dims, and a first key whose score is the head's sink for every query
+    (q carries a 1 where that key carries sink/scaling); its value is zero."""
+    d = q.shape[-1]
+    q = torch.cat([q, q.new_ones(*q.shape[:-1], 1), q.new_zeros(*q.shape[:-1], _PAD - 1)], -1)
+    k, v = F.pad(k, (0, _PAD)), F.pad(v, (0, _PAD))
+    sink = k.new_zeros(*k.shape[:-2], 1, d + _PAD)
+    sink[..., d] = (sinks / scaling).view(1, -1, *([1] * (k.dim() - 3)))
+    return q, torch.cat([sink, k], -2), torch.cat([torch.zeros_like(sink), v], -2)
+
+
+def training_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any,
+                       scaling: float, dropout: float = 0.0, sliding_window: int | None = None, **kwargs: Any
+                       ) -> tuple[torch.Tensor, None]:
+    """Causal attention with sinks for whole sequences (no cache, right padding): the same result as
+    transformers' eager GptOss attention, with flash kernels and O(L * window) sliding layers."""
+    key, value = repeat_kv(key, module.num_key_value_groups), repeat_kv(value, module.num_key_value_groups)
+    b, h, length, d = query.shape
+    if sliding_window is None:
+        # a leading dummy query lets is_causal (top-left aligned) include the sink key for every real query
+        q, k, v = _with_sink(F.pad(query, (0, 0, 1, 0)), key, value, module.sinks, scaling)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)[:, :, 1:, :d]
+        return out.transpose(1, 2).contiguous(), None
+    w = sliding_window
+    blocks = -(-length // w)
+    pad = blocks * w - length
+    q = F.pad(query, (0, 0, 0, pad)).view(b, h, blocks, w, d)
+    k = F.pad(key, (0, 0, w, pad)).unfold(2, 2 * w, w).transpose(-1, -2)   # [b, h, blocks, 2w, d]: previous + own block
+    v = F.pad(value, (0, 0, w, pad)).unfold(2, 2 * w, w).transpose(-1, -2)
+    q, k, v = _with_sink(q, k, v, module.sinks, scaling)
+    i, j = torch.arange(w)[:, None], torch.arange(2 * w)[None, :]
+    allowed = (j > i) & (j <= i + w)                                        # key position in (query - w, query]
+    mask = allowed.expand(blocks, w, 2 * w).clone()
+    mask[0, :, :w] = False                                                   # the first block has no previous block
+    mask = torch.cat([mask.new_ones(blocks, w, 1), mask], -1)               # the sink
+    flat = (b, h * blocks, w, -1)                                             # 4-D, for the flash kernel
+    mask = mask.expand(h, blocks, w, 2 * w + 1).reshape(1, h * blocks, w, 2 * w + 1)
+    out = F.scaled_dot_product_attention(q.reshape(flat), k.reshape(b, h * blocks, 2 * w + 1, -1),
+                                         v.reshape(b, h * blocks, 2 * w + 1, -1), attn_mask=mask, scale=scaling)
+    out = out[..., :d].reshape(b, h, blocks * w, d)[:, :, :length]
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION, training_attention)
+
+
+# ---------------------------------------------------------------- the loss
 
 def subset_loss(hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, n_unused: int) -> torch.Tensor:
     """Cross-entropy over the full vocabulary, computed on the used rows plus one logit for the rest.
 
-    Exact when the unused ids' (tied) embedding rows are zero: each unused logit is 0, so their
+    Exact when the other ids' (tied) embedding rows are zero: each of their logits is 0, so their
     log-sum-exp is log(n_unused). `targets` index `rows`.
     """
     logits = hidden @ rows.T
@@ -61,18 +118,128 @@ def subset_loss(hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor,
     return F.cross_entropy(torch.cat([logits, rest], dim=-1).float(), targets)
 
 
-def _lr(step: int, steps: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))))
+class Vocabulary:
+    """Which embedding row each used token id has; rows are given out as ids first appear."""
+
+    def __init__(self, capacity: int) -> None:
+        self.index = torch.full((harmony.VOCAB_SIZE,), -1, dtype=torch.long)
+        self.ids: list[int] = []
+        self.capacity = capacity
+        self.add(self.always())
+
+    @staticmethod
+    def always() -> list[int]:
+        """Every 1-3 digit number token and the Harmony special tokens: numbers the model may have to copy."""
+        ids = set(range(200000, 200019))
+        for n in range(1000):
+            for text in {str(n), f"{n:03d}", f"{n:02d}"}:
+                tokens = harmony.encode(text)
+                if len(tokens) == 1:
+                    ids.add(tokens[0])
+        return sorted(ids)
+
+    def add(self, ids: list[int]) -> list[int]:
+        """Give rows to the ids not seen before; returns the new rows."""
+        new = sorted({t for t in ids if self.index[t] < 0})
+        if len(self.ids) + len(new) > self.capacity:
+            raise RuntimeError(f"the data uses more than {self.capacity} distinct tokens; raise --rows")
+        rows = list(range(len(self.ids), len(self.ids) + len(new)))
+        if new:
+            self.index[torch.tensor(new)] = torch.tensor(rows)
+            self.ids += new
+        return rows
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
-def save(model: GptOssForCausalLM, vocab: list[int], out: Path) -> Path:
-    """Scatter the trained rows into a full-vocabulary GptOss (other rows zero) and save it in bf16."""
-    full = GptOssForCausalLM(model_config())
+# ---------------------------------------------------------------- data, made while training
+
+def _make(args: tuple[int, int, int, float, int]) -> list[tuple[list[int], list[bool]]]:
+    """Worker: conversations [start, stop) of `seed` as (ids, covered); the first `short` have 1-2 turns."""
+    from . import data
+
+    seed, start, stop, long_share, short = args
+    torch.set_num_threads(1)
+    out = []
+    for i in range(start, stop):
+        draw = random.Random(f"{seed}-long-{i}")
+        if i < short:
+            c = data.conversation(f"{seed}-{i}", turns=draw.choice((1, 1, 2)))
+        else:
+            c = data.conversation(f"{seed}-{i}", long=draw.random() < long_share)
+        out.append((c.ids, c.covered))
+    return out
+
+
+def conversations(n: int, seed: int, *, workers: int, long_share: float, short_share: float = 0.2, chunk: int = 64
+                  ) -> Iterator[tuple[list[int], list[bool]]]:
+    """The `n` training conversations of `seed`, in order, made by `workers` processes (0: here). The
+    first `short_share` of them have one or two turns: copying numbers and names is learned sooner on
+    short conversations, and the skills of longer ones build on it."""
+    jobs = [(seed, s, min(n, s + chunk), long_share, int(short_share * n)) for s in range(0, n, chunk)]
+    if workers <= 0:
+        for job in jobs:
+            yield from _make(job)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for part in pool.imap(_make, jobs):
+            yield from part
+
+
+def _batches(stream: Iterator[tuple[list[int], list[bool]]], tokens: int, pool: int, rng: random.Random
+             ) -> Iterator[list[tuple[list[int], list[bool]]]]:
+    """Batches of similar length (little padding), at most `tokens` tokens each (padding counted) but
+    at least two conversations, from a window of `pool` conversations taken in random order."""
+    window: list[tuple[list[int], list[bool]]] = []
+    done = False
+    while not done or window:
+        while not done and len(window) < pool:
+            try:
+                window.append(next(stream))
+            except StopIteration:
+                done = True
+        window.sort(key=lambda c: len(c[0]))
+        groups, current = [], []
+        for c in window:
+            if len(current) >= 2 and len(c[0]) * (len(current) + 1) > tokens:
+                groups.append(current)
+                current = []
+            current.append(c)
+        if len(current) == 1 and groups:   # never a batch of one: torch.compile would specialise on it
+            previous = groups[-1]
+            current.insert(0, previous.pop()) if len(previous) > 2 else previous.append(current.pop())
+        if current:
+            groups.append(current)
+        take = groups if done else rng.sample(groups, max(1, len(groups) // 2))
+        rng.shuffle(take)
+        for group in take:
+            for c in group:
+                window.remove(c)
+            yield group
+
+
+# ---------------------------------------------------------------- training
+
+def _lr(progress: float, peak: float, warmup: float = 0.03) -> float:
+    if progress < warmup:
+        return peak * (progress + 1e-3) / warmup
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup))))
+
+
+def _hidden(model: GptOssForCausalLM, ids: torch.Tensor) -> torch.Tensor:
+    positions = torch.arange(ids.shape[1])[None].expand(ids.shape[0], -1)
+    return model.model(input_ids=ids, position_ids=positions, attention_mask=None, use_cache=False).last_hidden_state
+
+
+def save(model: GptOssForCausalLM, vocab: list[int], out: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Scatter the trained rows into a full-vocabulary GptOss (other rows zero) and save it."""
+    c = model.config
+    full = GptOssForCausalLM(model_config(hidden=c.hidden_size, layers=c.num_hidden_layers, experts=c.num_local_experts,
+                                          top_k=c.num_experts_per_tok, intermediate=c.intermediate_size))
     state = {k: v for k, v in model.state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
-    embed = torch.zeros(harmony.VOCAB_SIZE, model.config.hidden_size)
-    embed[torch.tensor(vocab)] = model.get_input_embeddings().weight.detach().float()
+    embed = torch.zeros(harmony.VOCAB_SIZE, c.hidden_size)
+    embed[torch.tensor(vocab)] = model.get_input_embeddings().weight.detach()[: len(vocab)].float()
     state["model.embed_tokens.weight"] = embed
     missing, unexpected = full.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
@@ -82,115 +249,121 @@ def save(model: GptOssForCausalLM, vocab: list[int], out: Path) -> Path:
     full.generation_config.pad_token_id = harmony.RETURN
     full.config.architectures = ["GptOssForCausalLM"]
     out.mkdir(parents=True, exist_ok=True)
-    full.to(torch.bfloat16).save_pretrained(out)
+    full.to(dtype).save_pretrained(out)
     return out
 
 
-def _system_length(example: data.Example) -> int:
-    return len(harmony.encoding().render(example.messages[0]))
+def _resumed(folder: Path, vocab: Vocabulary) -> tuple[GptOssForCausalLM, dict[str, int]]:
+    """A saved checkpoint as a subset-vocabulary model: its non-zero embedding rows join `vocab` (rows
+    are reassigned; the saved file keeps only those rows non-zero, so nothing is lost)."""
+    full = GptOssForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    embed = full.get_input_embeddings().weight.detach()
+    vocab.add(torch.nonzero(embed.abs().sum(-1)).flatten().tolist())
+    c = full.config
+    arch = {"hidden": c.hidden_size, "layers": c.num_hidden_layers, "experts": c.num_local_experts,
+            "top_k": c.num_experts_per_tok, "intermediate": c.intermediate_size}
+    model = GptOssForCausalLM(model_config(vocab.capacity, **arch))
+    state = {k: v for k, v in full.state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= {"model.embed_tokens.weight", "lm_head.weight"}, (missing, unexpected)
+    with torch.no_grad():
+        weight = model.get_input_embeddings().weight
+        weight.zero_()
+        weight[: len(vocab)] = embed[torch.tensor(vocab.ids)]
+    return model, arch
 
 
-def _batches(rendered: list[tuple[list[int], list[bool], int, str]], batch: int, rng: random.Random) -> list[list[int]]:
-    """Batches of one reasoning effort and similar length (one shared system prompt, little padding)."""
-    chunks = []
-    for effort in harmony.EFFORTS:
-        idx = [i for i, r in enumerate(rendered) if r[3] == effort]
-        idx.sort(key=lambda i: (len(rendered[i][0]) - rendered[i][2], rng.random()))
-        chunks += [idx[i:i + batch] for i in range(0, len(idx), batch)]
-    rng.shuffle(chunks)
-    return chunks
-
-
-def hidden_states(model: GptOssForCausalLM, prefix: torch.Tensor, suffixes: torch.Tensor) -> torch.Tensor:
-    """Last hidden states of `prefix + suffix` for each suffix row; the shared prefix (the system
-    message, 2/3 of every example) is computed once and its key/value cache reused by the batch."""
-    cache = model.model(input_ids=prefix[None], use_cache=True).past_key_values
-    cache.batch_repeat_interleave(len(suffixes))
-    positions = torch.arange(len(prefix), len(prefix) + suffixes.shape[1])[None].expand(len(suffixes), -1)
-    return model.model(input_ids=suffixes, cache=cache, position_ids=positions, use_cache=True).last_hidden_state
-
-
-def _initial_model(vocab: list[int], full: GptOssForCausalLM | None) -> GptOssForCausalLM:
-    """A fresh subset-vocabulary model, or one gathered from a saved checkpoint (a second phase)."""
-    model = GptOssForCausalLM(model_config(len(vocab)))
-    if full is not None:
-        state = {k: v for k, v in full.state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
-        state["model.embed_tokens.weight"] = full.get_input_embeddings().weight.detach()[torch.tensor(vocab)]
-        model.load_state_dict(state, strict=False)
-        model.tie_weights()
-    return model
-
-
-def train(out: Path, *, steps: int, batch: int, examples: int, lr: float, seed: int, resume: Path | None = None,
-          log_every: int = 10) -> dict:
-    """Train (from scratch, or on from `resume`) and save to `out`; returns a summary with the final loss."""
+def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens: int = 2048, workers: int = 1,
+          long_share: float = 0.008, rows: int = 12000, arch: dict[str, int] | None = None, log_every: int = 10,
+          dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None) -> dict[str, Any]:
+    """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
+    and save to `out`; returns a summary."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     start = time.time()
-    rendered = [(*data.tokens(e), _system_length(e), e.effort)
-                for e in tqdm(data.dataset(examples, seed), desc="rendering data", leave=False)]
-    vocab = vocabulary([r[0] for r in rendered])  # (a resumed run keeps only the rows its own data uses)
-    resumed = GptOssForCausalLM.from_pretrained(resume, dtype=torch.float32) if resume else None
-    index = torch.full((harmony.VOCAB_SIZE,), -1, dtype=torch.long)
-    index[torch.tensor(vocab)] = torch.arange(len(vocab))
-    n_unused = harmony.VOCAB_SIZE - len(vocab)
-
-    model = _initial_model(vocab, resumed)
+    vocab = Vocabulary(rows)
+    if resume is not None:
+        model, arch = _resumed(resume, vocab)
+    else:
+        model = GptOssForCausalLM(model_config(rows, **(arch or {})))
+    config = model.config
+    config._attn_implementation = ATTENTION
+    embedding = model.get_input_embeddings().weight
+    with torch.no_grad():
+        embedding[len(vocab):] = 0.0
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "loss.jsonl").open("w")
-    order: list[list[int]] = []
+    forward = torch.compile(_hidden, dynamic=True) if compile else _hidden   # fuses the small ops: ~2x on CPU
+    stream = conversations(conversations_n, seed, workers=workers, long_share=long_share)
+    seen = trained_tokens = all_tokens = step = 0
     recent: list[float] = []
-    bar = tqdm(range(steps), desc="training")
-    for step in bar:
-        if not order:
-            order = _batches(rendered, batch, rng)
-        chunk = [rendered[i] for i in order.pop()]
-        prefix = index[torch.tensor(chunk[0][0][:chunk[0][2]])]
-        suffixes = [(ids[n:], covered[n:]) for ids, covered, n, _ in chunk]
-        width = max(len(s) for s, _ in suffixes)
-        local = index[torch.tensor([s + [harmony.RETURN] * (width - len(s)) for s, _ in suffixes])]
-        covered = torch.tensor([c[1:] + [False] * (width - len(c)) for _, c in suffixes])  # target p+1 from p
-        hidden = hidden_states(model, prefix, local)[:, :-1][covered]
-        loss = subset_loss(hidden, model.get_input_embeddings().weight, local[:, 1:][covered], n_unused)
-        for group in optim.param_groups:
-            group["lr"] = _lr(step, steps, lr, warmup=max(1, min(100, steps // 10)))
+    loads: list[float] = []
+    bar = tqdm(total=conversations_n, desc="training", unit="conv")
+    for group in _batches(stream, batch_tokens, 256, rng):
+        new = vocab.add([t for ids, _ in group for t in ids])
+        if new:
+            with torch.no_grad():
+                embedding[new] = torch.randn(len(new), config.hidden_size) * config.initializer_range
+        width = max(len(ids) for ids, _ in group)
+        ids = vocab.index[torch.tensor([ids + [harmony.RETURN] * (width - len(ids)) for ids, _ in group])]
+        covered = torch.tensor([c[1:] + [False] * (width - len(c)) for _, c in group])   # target p+1 from p
+        hidden = forward(model, ids)[:, :-1][covered]
+        loss = subset_loss(hidden, embedding[: len(vocab)], ids[:, 1:][covered], harmony.VOCAB_SIZE - len(vocab))
+        for g in optim.param_groups:
+            g["lr"] = _lr(seen / conversations_n, lr)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
+        seen += len(group)
+        trained_tokens += int(covered.sum())
+        all_tokens += sum(len(i) for i, _ in group)
+        bar.update(len(group))
         recent = (recent + [loss.item()])[-log_every:]
-        if step % log_every == 0 or step == steps - 1:
+        if step % log_every == 0:
             avg = sum(recent) / len(recent)
-            bar.set_postfix(loss=f"{avg:.4f}")
-            log.write(json.dumps({"step": step, "loss": round(avg, 5), "seconds": round(time.time() - start, 1)}) + "\n")
+            bar.set_postfix(loss=f"{avg:.4f}", rows=len(vocab))
+            load = os.getloadavg()[0]   # other processes share the CPU: the time depends on them
+            loads.append(load)
+            log.write(json.dumps({"step": step, "conversations": seen, "loss": round(avg, 5), "tokens": all_tokens,
+                                  "seconds": round(time.time() - start, 1), "load": round(load, 2)}) + "\n")
             log.flush()
-    save(model, vocab, out)
-    summary = {"resume": str(resume) if resume else None, "steps": steps, "batch": batch, "examples": examples, "lr": lr, "seed": seed, "vocab_rows": len(vocab),
-               "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1)}
+        step += 1
+    bar.close()
+    save(model, vocab.ids, out, dtype)
+    summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
+               "long_share": long_share, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
+               "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1),
+               "mean_load": round(sum(loads) / max(1, len(loads)), 2), "cpus": os.cpu_count(),
+               "threads": torch.get_num_threads(), "architecture": arch or {},
+               "resumed_from": str(resume) if resume is not None else None}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: full training run by default, `--quick` for a few steps (notebooks, tests)."""
+    """Command line: the full training run by default, `--quick` for a smoke run of a few steps."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=RUNS / "latest", help="checkpoint folder to write")
-    p.add_argument("--steps", type=int, default=1600)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--examples", type=int, default=25600)
+    p.add_argument("--conversations", type=int, default=24000, help="training conversations (1-8 turns each)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", type=Path, default=None, help="start from this checkpoint (a second phase)")
-    p.add_argument("--threads", type=int, default=1, help="1 is fastest on a busy 2-core machine")
-    p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run)")
+    p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
+    p.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batch, padding included")
+    p.add_argument("--long-share", type=float, default=0.008, help="share of conversations over 8,192 tokens")
+    p.add_argument("--workers", type=int, default=1, help="processes making conversations while the model trains")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the model (1 is best on a busy 2-core machine)")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
+    p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.steps, args.batch, args.examples = 30, 8, 200
-    summary = train(args.out, steps=args.steps, batch=args.batch, examples=args.examples, lr=args.lr, seed=args.seed,
-                    resume=args.resume)
+        args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
+    summary = train(args.out, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
+                    batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
+                    compile=not args.no_compile, resume=args.resume)
     print(json.dumps(summary))
 
 
