@@ -1,57 +1,50 @@
 """Evaluate gpt-oss-tiny through the real Session: `python -m gptoss_lab.tiny.evaluate [--n 100]`.
 
-Questions come from a held-out seed of the training generator; each runs as a real turn
-(`Session` + `LocalEngine` on the checkpoint folder, greedy, python in a namespace holding the
-example's variables, the example's function tools). Scored per question: the reply is valid
-Harmony, the first tool call is the right one (same output / same function and arguments; no call
-for direct questions), and the final answer contains the expected values.
+Held-out conversations (another seed, held-out phrasings and names) are first run with the
+teacher to establish each turn's right answer; then the model is asked the same prompts, turn
+after turn, in one real `Session` + `LocalEngine` (greedy), so every later turn sees the
+model's own earlier answers, as a user's conversation does. Scored per turn:
+
+- valid: the reply is valid Harmony and ends with a final answer;
+- tool: the first call is the right one (python printing what the right code prints; the right
+  function with the right JSON arguments; a browser search), or no call where none is needed;
+- final: the final answer holds the expected values (and parses, for a response format);
+- cited: browsing answers cite a line that holds the fact;
+- loops: a turn whose call was skipped and that called a tool again (must be none).
+
+Printed per skill and per turn index; `--check` exits non-zero when a target is missed.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import json
 import random
 import re
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from openai_harmony import Role
 from tqdm import tqdm
 
 from ..engines.local import LocalEngine
 from ..events import Reply
 from ..session import Session
-from ..tools.functions import FunctionTool
 from . import CHECKPOINT, data
+from .skills import Turn
 
 HELD_OUT_SEED = 20250805
-CATEGORIES = ("arithmetic", "kernel", "direct", "function", "followup")
-_TYPES = {"string": str, "number": float}
+TARGETS = {"valid": 99.0, "tool": 95.0, "final_turn1": 95.0, "final_later": 92.0, "cited": 90.0, "loops": 0}
+_INVALID = ("Not valid Harmony", "A message without a valid channel", "named no tool", "token limit",
+            "without a final answer", "stream ended", "kept calling tools")
 
 
-def questions(n: int, seed: int = HELD_OUT_SEED) -> list[data.Example]:
-    """`n` held-out examples, the categories in turn, efforts at random."""
-    rng = random.Random(seed)
-    return [data.make_example(rng, CATEGORIES[i % len(CATEGORIES)]) for i in range(n)]
-
-
-def _function_tool(name: str, function: Callable[..., Any]) -> FunctionTool:
-    """A typed stand-in for the example's function tool, described exactly as in training."""
-    description, schema = data._FUNCTIONS[name]
-    params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, annotation=_TYPES[v["type"]])
-              for k, v in schema["properties"].items()]
-
-    def stub(**kwargs: Any) -> Any:
-        return function(**kwargs)
-
-    stub.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    stub.__annotations__ = {p.name: p.annotation for p in params}
-    return FunctionTool(stub, name=name, description=description)
+def conversations(n: int, seed: int = HELD_OUT_SEED, long_share: float = 0.1) -> list[data.Conversation]:
+    """`n` held-out conversations (the teacher's run of each gives the right answers)."""
+    rng = random.Random(f"eval-long-{seed}")
+    return [data.conversation(f"eval-{seed}-{i}", "eval", long=rng.random() < long_share) for i in range(n)]
 
 
 def _contains(text: str, value: str) -> bool:
@@ -59,79 +52,140 @@ def _contains(text: str, value: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None
 
 
-def score(example: data.Example, reply: Reply) -> dict[str, bool]:
-    """valid / tool / final for one reply."""
+def score(turn: Turn, reply: Reply) -> dict[str, Any]:
+    """The scores of one turn's reply (see the module docstring)."""
     calls = reply.tool_calls
-    if example.category == "direct":
+    first = calls[0] if calls else None
+    if turn.call is None:
         tool = not calls
-    elif example.category == "function":
-        recipient, args = example.call.split(" ", 1)  # type: ignore[union-attr]
+    elif first is None or first.recipient.split(" ")[0] != turn.call.split(" ")[0] and not (
+            turn.call == "browser.search" and first.recipient.startswith("browser.search")):
+        tool = False
+    elif turn.call == "python" and turn.call_output is not None and not turn.skipped:
+        tool = first.output == turn.call_output
+    elif turn.call_args is not None:
         try:
-            tool = bool(calls) and calls[0].recipient == recipient and json.loads(calls[0].input) == json.loads(args)
+            tool = json.loads(first.input) == turn.call_args
         except ValueError:
             tool = False
     else:
-        tool = bool(calls) and calls[0].recipient == "python" and calls[0].output.strip() == example.expected[0]
-    return {"valid": not reply.errors and bool(reply.final), "tool": tool,
-            "final": all(_contains(reply.final, e) for e in example.expected)}
+        tool = True
+    final = bool(reply.final) and all(_contains(reply.final, e) for e in turn.expected)
+    if turn.response_format is not None and not turn.skipped:
+        final = final and reply.parsed is not None
+    result: dict[str, Any] = {
+        "valid": bool(reply.final) and not any(m in e for e in reply.errors for m in _INVALID),
+        "tool": tool, "final": final,
+    }
+    if turn.cite is not None:
+        result["cited"] = any(turn.cite in c.text for c in reply.citations)
+    if turn.skipped:
+        result["loops"] = len(calls) > 1
+    return result
 
 
-def ask(engine: LocalEngine, example: data.Example, *, max_new_tokens: int = 256) -> Reply:
-    """Run the example's question as one real Session turn (earlier turns given as history)."""
-    tools: list[Any] = ["python", *(_function_tool(n, f) for n, f in example.functions.items())]
-    session = Session(engine, effort=example.effort, approval="auto", namespace=copy.deepcopy(example.namespace),
-                      tools=tools, max_new_tokens=max_new_tokens, max_tool_calls=3)
-    first_user = next(i for i, m in enumerate(example.messages) if m.author.role == Role.USER)
-    session.history = list(example.messages[first_user:example.turn])
-    return session.ask(example.question)
+def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 320) -> list[Reply]:
+    """Ask the model the conversation's prompts in one real Session; the reply of each turn."""
+    user = data.ScriptedUser()
+    tools: list[Any] = ["python", *(data.function_tools(conversation.functions) if conversation.functions else []),
+                        *(["browser"] if conversation.library is not None else [])]
+    browser = conversation.library.browser() if conversation.library is not None else None
+    session = Session(engine, namespace=copy.deepcopy(conversation.namespace), view=user, browser=browser, tools=tools,
+                      date=conversation.date, max_new_tokens=max_new_tokens)
+    return [data.ask(session, user, turn) for turn in conversation.turns]
 
 
-def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD_OUT_SEED,
-             engine: LocalEngine | None = None, max_new_tokens: int = 256) -> dict[str, Any]:
-    """Scores per category and overall, and the mean analysis length (words) per reasoning effort."""
+def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD_OUT_SEED, *, long_share: float = 0.1,
+             engine: Any = None, max_new_tokens: int = 320, progress: bool = True) -> dict[str, Any]:
+    """Scores per skill and per turn index (percent), the analysis length per effort, and the failures."""
     engine = engine or LocalEngine.from_pretrained(checkpoint, progress=False)
-    rows: dict[str, list[dict[str, bool]]] = defaultdict(list)
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     words: dict[str, list[int]] = defaultdict(list)
-    failures = []
+    failures, longest = [], 0
     start = time.time()
-    for example in tqdm(questions(n, seed), desc="evaluating", leave=False):
-        reply = ask(engine, example, max_new_tokens=max_new_tokens)
-        result = score(example, reply)
-        rows[example.category].append(result)
-        rows["all"].append(result)
-        words[example.effort].append(len(reply.analysis.split()))
-        if not all(result.values()):
-            failures.append({"question": example.question, "expected": example.expected, "final": reply.final,
-                             "calls": [c.input for c in reply.tool_calls], "errors": reply.errors})
-    table = {cat: {k: round(100 * sum(r[k] for r in rows[cat]) / len(rows[cat]), 1) for k in ("valid", "tool", "final")}
-             | {"n": len(rows[cat])} for cat in (*CATEGORIES, "all") if rows[cat]}
+    for conversation in tqdm(conversations(n, seed, long_share), desc="evaluating", disable=not progress, leave=False):
+        replies = run(engine, conversation, max_new_tokens=max_new_tokens)
+        for k, (turn, reply) in enumerate(zip(conversation.turns, replies), 1):
+            result = score(turn, reply)
+            longest = max(longest, reply.usage.context_tokens)
+            for key in (turn.skill, f"turn {k}", "all", *(["long conversations"] if conversation.long else [])):
+                rows[key].append(result)
+            words[turn.effort].append(len(reply.analysis.split()))
+            if not all(v for key, v in result.items() if key != "loops") or result.get("loops"):
+                failures.append({"turn": k, "skill": turn.skill, "prompt": turn.prompt, "expected": turn.expected,
+                                 "final": reply.final, "calls": [(c.recipient, c.input, c.output[:80]) for c in reply.tool_calls],
+                                 "errors": reply.errors, **result})
+    table = {key: _percent(results) for key, results in sorted(rows.items(), key=lambda kv: _order(kv[0]))}
     return {"table": table, "analysis_words": {e: round(sum(w) / len(w), 1) for e, w in words.items()},
-            "failures": failures, "seconds": round(time.time() - start, 1)}
+            "longest_context": longest, "failures": failures, "seconds": round(time.time() - start, 1)}
+
+
+def _percent(results: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"n": len(results)}
+    for key in ("valid", "tool", "final", "cited"):
+        scored = [r[key] for r in results if key in r]
+        if scored:
+            row[key] = round(100 * sum(scored) / len(scored), 1)
+    row["loops"] = sum(bool(r.get("loops")) for r in results)
+    return row
+
+
+def _order(key: str) -> tuple[int, str]:
+    if key.startswith("turn "):
+        return 1, f"{int(key.split()[1]):02d}"
+    return (2 if key in ("long conversations", "all") else 0), key
+
+
+def misses(result: dict[str, Any]) -> list[str]:
+    """The targets the evaluation misses (empty when every target is met)."""
+    table, missed = result["table"], []
+    checks = [("all", "valid", TARGETS["valid"]), ("all", "tool", TARGETS["tool"]),
+              ("turn 1", "final", TARGETS["final_turn1"])]
+    checks += [(k, "final", TARGETS["final_later"]) for k in table if k.startswith("turn ") and k != "turn 1"]
+    checks += [("browse", "cited", TARGETS["cited"])]
+    for key, metric, target in checks:
+        value = table.get(key, {}).get(metric)
+        if value is not None and value < target:
+            missed.append(f"{key}: {metric} {value} % < {target} %")
+    loops = table.get("all", {}).get("loops", 0)
+    if loops > TARGETS["loops"]:
+        missed.append(f"{loops} turn(s) kept calling tools after a skipped call")
+    return missed
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """The evaluation as a Markdown table (percent of questions)."""
-    lines = ["| category | n | valid Harmony % | right tool call % | final answer correct % |", "|---|---|---|---|---|"]
-    for cat, row in result["table"].items():
-        lines.append(f"| {cat} | {row['n']} | {row['valid']} | {row['tool']} | {row['final']} |")
+    """The evaluation as a Markdown table (percent of turns)."""
+    lines = ["| | turns | valid Harmony % | right tool / code % | right final answer % | cited right line % | loops after a skip |",
+             "|---|---|---|---|---|---|---|"]
+    for key, row in result["table"].items():
+        cells = [str(row.get(k, "")) for k in ("n", "valid", "tool", "final", "cited", "loops")]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     words = ", ".join(f"{e}: {w}" for e, w in sorted(result["analysis_words"].items()))
-    return "\n".join(lines) + f"\n\nMean analysis length (words) per reasoning effort: {words}."
+    return ("\n".join(lines) + f"\n\nMean analysis length (words) per reasoning effort: {words}."
+            f"\nLongest conversation: {result['longest_context']} tokens.")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: print the table (and the failed questions with --show-failures)."""
+    """Command line: print the tables (and the failed turns with --show-failures)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=str(CHECKPOINT))
-    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--n", type=int, default=100, help="held-out conversations (1-8 turns each)")
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED)
+    p.add_argument("--long-share", type=float, default=0.1, help="share of conversations over 8,192 tokens")
     p.add_argument("--show-failures", action="store_true")
+    p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     args = p.parse_args(argv)
-    result = evaluate(args.checkpoint, args.n, args.seed)
+    result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share)
     print(format_table(result))
     print(f"({result['seconds']} s)")
     if args.show_failures:
         for f in result["failures"]:
-            print(json.dumps(f, ensure_ascii=False))
+            print(json.dumps(f, ensure_ascii=False, default=str))
+    missed = misses(result)
+    for line in missed:
+        print("missed:", line)
+    if args.check and missed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""gpt-oss-tiny's held-out evaluation, as `python -m gptoss_lab.tiny.evaluate` runs it, with its targets
+asserted: valid Harmony, right tool calls, right answers on every turn index, cited browsing answers,
+no tool calls after a skip, conversations past 8,192 tokens."""
+from __future__ import annotations
+
+import pytest
+
+from gptoss_lab.tiny import CHECKPOINT, evaluate
+
+pytestmark = pytest.mark.skipif(not (CHECKPOINT / "model.safetensors").is_file(), reason="no gpt-oss-tiny weights")
+
+
+@pytest.mark.slow
+def test_held_out_conversations_meet_every_target():
+    result = evaluate.evaluate(CHECKPOINT, n=36, seed=evaluate.HELD_OUT_SEED + 1, long_share=0.08, progress=False)
+    table = evaluate.format_table(result)
+    assert not evaluate.misses(result), table
+    rows = result["table"]
+    assert {"turn 1", "turn 4", "turn 8", "browse", "skip", "dataframe", "followup"} <= set(rows), table
+    assert rows["long conversations"]["final"] >= evaluate.TARGETS["final_later"], table
+    assert result["longest_context"] >= 8192, table
+    words = result["analysis_words"]
+    assert words["low"] < words["medium"] < words["high"], words  # effort visibly changes the reasoning
+
+
+def test_scores_are_strict():
+    """A wrong number, a second call after a skip, a citation of the wrong line: each is scored as a miss."""
+    from gptoss_lab.events import Citation, Reply, ToolCall
+    from gptoss_lab.tiny.skills import Turn, unanswered
+
+    turn = Turn("arithmetic", "What is 37 * 12?", unanswered, call="python", call_output="444\n", expected=["444"])
+    right = Reply("q", final="37 * 12 = 444.", tool_calls=[ToolCall("python", "analysis", "print(37 * 12)", output="444\n")])
+    assert evaluate.score(turn, right) == {"valid": True, "tool": True, "final": True}
+    wrong = Reply("q", final="37 * 12 = 4444.", tool_calls=[ToolCall("python", "analysis", "print(37 + 12)", output="49\n")])
+    assert evaluate.score(turn, wrong) == {"valid": True, "tool": False, "final": False}
+    skipped = Turn("skip", "What is 2 ** 10?", unanswered, call="python", expected=["could not"], skipped=True)
+    looping = Reply("q", final="I could not run it.", tool_calls=[ToolCall("python", "analysis", "print(2 ** 10)")] * 2)
+    assert evaluate.score(skipped, looping)["loops"] is True
+    browse = Turn("browse", "When was Velmora founded?", unanswered, call="browser.search", expected=["1312"],
+                  cite="Velmora was founded in 1312.")
+    cited = Reply("q", final="Velmora was founded in 1312. 【1†L4】", tool_calls=[ToolCall("browser.search", "analysis", "{}")],
+                  citations=[Citation("【1†L4】", 1, 4, 4, text="The mayor of Velmora is Ilsa Dunmere.")])
+    assert evaluate.score(browse, cited)["cited"] is False
