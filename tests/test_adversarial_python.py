@@ -155,17 +155,20 @@ def test_a_print_flood_is_bounded_while_it_is_written():
 def test_an_interrupt_mid_run_returns_the_partial_output():
     """The kernel's interrupt is SIGINT to the process: the run ends as interrupted, with what was
     printed, and Ctrl-C works as before afterwards."""
-    handler = signal.getsignal(signal.SIGINT)
-    timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    result = PythonTool({}, timeout=30).execute("print('partial')\nn = 0\nwhile True:\n    n += 1")
-    assert result.status == "interrupted" and result.seconds < 2
-    assert result.output.endswith("Output before the interrupt:\npartial\n")
-    assert "may have had side effects" in result.output
-    assert signal.getsignal(signal.SIGINT) is handler
-    with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a kernel, whatever ran before
+    try:
+        timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        result = PythonTool({}, timeout=30).execute("print('partial')\nn = 0\nwhile True:\n    n += 1")
+        assert result.status == "interrupted" and result.seconds < 2
+        assert result.output.endswith("Output before the interrupt:\npartial\n")
+        assert "may have had side effects" in result.output
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("where", ["main thread", "other thread"])

@@ -169,7 +169,7 @@ def test_stream_parser_cost_per_token_is_flat():
         a, b = window_costs(times, head, 1_000, 16_000, 1_000)
         early.append(a)
         late.append(b)
-    assert min(late) / min(early) <= 1.2, (min(early), min(late))
+    assert min(late) / min(early) <= 1.5, (min(early), min(late))  # O(n) per token would be ~16x
 
 
 class _TimedEngine:
@@ -197,4 +197,4 @@ def test_session_cost_per_token_is_flat_with_no_view():
         a, b = window_costs(engine.times, head, 1_000, 16_000, 1_000)
         early.append(a)
         late.append(b)
-    assert min(late) / min(early) <= 1.2, (min(early), min(late))
+    assert min(late) / min(early) <= 1.5, (min(early), min(late))  # O(n) per token would be ~16x

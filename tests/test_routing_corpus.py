@@ -34,7 +34,7 @@ def test_route_equals_the_per_turn_capture(session, turn):
     assert len(corpus) == 4 and corpus.lengths.tolist()[:2] == [40, len(ids)]
     whole = corpus[1]
     np.testing.assert_array_equal(whole.experts, turn.experts)        # batched with shorter texts, padded
-    np.testing.assert_allclose(whole.weights, turn.weights, atol=1e-6)
+    np.testing.assert_allclose(whole.weights, turn.weights, atol=1e-5)  # float32, batched vs one by one
     assert whole.labels == turn.labels and whole.strings == turn.strings
     np.testing.assert_array_equal(corpus[3].experts, turn.experts[:150])
     assert set(corpus[2].labels) == {"text"} and corpus[2].tokens.tolist() == harmony.encode_text("plain text, routed as text")
