@@ -74,7 +74,7 @@ def test_this_cpu_machine_falls_back_to_bf16_and_says_why():
 
 def test_folders_configs_and_tiny(tmp_path):
     tiny = doctor("tiny")
-    assert tiny.model == "gpt-oss-tiny" and tiny.fits and tiny.max_context == tiny.context_limit == 4096
+    assert tiny.model == "gpt-oss-tiny" and tiny.fits and tiny.max_context == tiny.context_limit == 12288
     assert not tiny.mxfp4_checkpoint and tiny.verdict.endswith("with room for its full context")
     folder = tmp_path / "<b>odd name"
     folder.mkdir()
