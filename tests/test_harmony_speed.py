@@ -169,7 +169,7 @@ def test_stream_parser_cost_per_token_is_flat():
         a, b = window_costs(times, head, 1_000, 16_000, 1_000)
         early.append(a)
         late.append(b)
-    assert min(late) / min(early) <= 1.5, (min(early), min(late))  # O(n) per token would be ~16x
+    assert min(late) / min(early) <= 1.2, (min(early), min(late))
 
 
 class _TimedEngine:
@@ -190,11 +190,11 @@ def test_session_cost_per_token_is_flat_with_no_view():
     tokens = message_tokens(17_000) + harmony.encode("<|start|>assistant<|channel|>final<|message|>ok<|return|>")
     head = len(harmony.encode("<|channel|>analysis<|message|>"))
     early, late = [], []
-    for _ in range(3):
+    for _ in range(5):  # the least disturbed of several runs, as above
         engine = _TimedEngine(tokens)
         reply = Session(engine, namespace={}, tools="", max_new_tokens=20_000).ask("Think at length.")
         assert reply.final == "ok" and reply.analysis.count("expert") == 17_000
         a, b = window_costs(engine.times, head, 1_000, 16_000, 1_000)
         early.append(a)
         late.append(b)
-    assert min(late) / min(early) <= 1.5, (min(early), min(late))  # O(n) per token would be ~16x
+    assert min(late) / min(early) <= 1.2, (min(early), min(late))
