@@ -306,7 +306,9 @@ class LoadPlan:
         """The one-line LoadError for an exception transformers raised while loading."""
         if self.kwargs.get("local_files_only") and self.source.hub:
             return LoadError(offline_message(self.source.path))
-        if type(error).__name__ == "SafetensorError":
+        from safetensors import SafetensorError
+
+        if isinstance(error, SafetensorError):
             return LoadError(f"could not load {self.source.path}: a .safetensors file is damaged or incomplete "
                              f"({first_line(error)}); copy or download it again")
         return LoadError(f"could not load {self.source.path}: {first_line(error)}")
