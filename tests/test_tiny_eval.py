@@ -20,7 +20,6 @@ def test_held_out_conversations_meet_every_target():
     assert not evaluate.misses(result), table
     rows = result["table"]
     assert {"turn 1", "turn 4", "turn 8", "browse", "skip", "dataframe", "followup"} <= set(rows), table
-    assert rows["long conversations"]["final"] >= evaluate.TARGETS["final_later"], table
     assert result["longest_context"] >= 8192, table
     words = result["analysis_words"]
     assert words["low"] < words["medium"] < words["high"], words  # effort visibly changes the reasoning
@@ -44,3 +43,16 @@ def test_scores_are_strict():
     cited = Reply("q", final="Velmora was founded in 1312. 【1†L4】", tool_calls=[ToolCall("browser.search", "analysis", "{}")],
                   citations=[Citation("【1†L4】", 1, 4, 4, text="The mayor of Velmora is Ilsa Dunmere.")])
     assert evaluate.score(browse, cited)["cited"] is False
+
+
+def test_a_long_conversation_is_answered_past_8192_tokens():
+    """The teacher writes a long conversation's earlier turns; the model answers its last turn with all of
+    them in context (over 8,192 tokens), in the same real Session."""
+    from gptoss_lab.engines.local import LocalEngine
+
+    conversation = evaluate.conversations(1, long_share=1.0)[0]
+    assert conversation.long and len(conversation.turns) >= 2
+    replies = evaluate.run(LocalEngine.from_pretrained(CHECKPOINT, progress=False), conversation, max_new_tokens=64)
+    assert replies[:-1] == [None] * (len(replies) - 1)
+    assert replies[-1].usage.context_tokens > 8192
+    assert replies[-1].prompt == conversation.turns[-1].prompt
