@@ -129,7 +129,7 @@ def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD
             words[turn.effort].append(len(reply.analysis.split()))
             if not all(v for key, v in result.items() if key != "loops") or result.get("loops"):
                 failures.append({"turn": k, "skill": turn.skill, "prompt": turn.prompt, "expected": turn.expected,
-                                 "final": reply.final, "calls": [(c.recipient, c.input, c.output[:80]) for c in reply.tool_calls],
+                                 "answer": reply.final, "calls": [(c.recipient, c.input, c.output[:80]) for c in reply.tool_calls],
                                  "errors": reply.errors, **result})
     table = {key: _percent(results) for key, results in sorted(rows.items(), key=lambda kv: _order(kv[0]))}
     return {"table": table, "analysis_words": {e: round(sum(w) / len(w), 1) for e, w in words.items()},
