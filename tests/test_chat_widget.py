@@ -212,7 +212,8 @@ def test_regenerate_asks_again_in_place_and_new_chat_forgets(run_turn) -> None:
     assert kept == session.replies and kept[0] is not first
     assert [o["prompt"] for o in ops if o["op"] == "turn"] == ["Six times seven?"] * 2
     assert kept[0].effort == "low"                                   # asked with the view's options
-    assert "Forty-two." in view._static["text/html"] and "42" not in view._static["text/html"]
+    html = view._static["text/html"]                                 # the saved form: only the new answer
+    assert "Forty-two." in html and "<strong>42</strong>" not in html and "gx-code" not in html   # nor its tool call
     _message(view, kind="new_chat")
     assert session.history == [] and session.replies == []
     assert ops[-1]["op"] == "notice" and "New conversation" in ops[-1]["text"]
