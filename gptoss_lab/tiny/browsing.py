@@ -175,7 +175,8 @@ def browse(g: Gen, effort: str, library: Library, fact: Fact | None = None, prom
             turn.cite = None
             yield [final(f"The page about {fact.entity} does not say.")]
             return
-        yield [*check(effort, f"line {line} says: {fact.line}"), final(f"{fact.line} 【{page_cursor}†L{line}】")]
+        yield [say(f"L{line}: {fact.line}"), *check(effort, f"line {line} says: {fact.line}"),
+               final(f"{fact.line} 【{page_cursor}†L{line}】")]
 
     turn.teach = teach
     turn.followups = [lambda g2: _browse_followup(g2, turn, library, fact)]

@@ -35,6 +35,24 @@ class Pool:
     def __init__(self, train: Any, held: Any = ()) -> None:
         self.train, self.held = tuple(train), tuple(held)
 
+    def vary(self, item: Any, g: Gen) -> Any:
+        """The item as drawn (a `Names` pool makes new names from it)."""
+        return item
+
+
+class Names(Pool):
+    """Variable names. Drawn for training, nearly half get a suffix (`temps3`, `scores_new`), so the model
+    learns to copy the name it reads instead of recalling the few it has seen; the suffix "2" and the
+    held-out names themselves are never made."""
+
+    SUFFIXES = (*"13456789", "_new", "_old", "_all", "_raw", "_a", "_b", "_x", "_list", "_df", "_sales", "_v")
+
+    def vary(self, item: Any, g: Gen) -> Any:
+        if not g.chance(0.45):
+            return item
+        made = item + g.rng.choice(self.SUFFIXES)
+        return item if made in self.held else made
+
 
 @dataclass
 class Gen:
@@ -48,11 +66,13 @@ class Gen:
             return self.rng.choice(tuple(pool))
         if self.split == "eval" and pool.held and self.rng.random() < 0.7:
             return self.rng.choice(pool.held)
-        return self.rng.choice(pool.train)
+        return pool.vary(self.rng.choice(pool.train), self)
 
     def sample(self, pool: Pool | Any, k: int) -> list[Any]:
-        items = list(pool.train + (pool.held if self.split == "eval" else ())) if isinstance(pool, Pool) else list(pool)
-        return self.rng.sample(items, k)
+        if not isinstance(pool, Pool):
+            return self.rng.sample(list(pool), k)
+        items = self.rng.sample(list(pool.train + (pool.held if self.split == "eval" else ())), k)
+        return [item if item in pool.held else pool.vary(item, self) for item in items]
 
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
@@ -279,14 +299,14 @@ def number_followup(g: Gen, previous: Turn) -> Turn:
 
 # ---------------------------------------------------------------- the user's variables
 
-LIST_NAMES = Pool(("data", "values", "scores", "numbers", "ages", "temps", "sales", "nums", "counts", "weights", "heights",
+LIST_NAMES = Names(("data", "values", "scores", "numbers", "ages", "temps", "sales", "nums", "counts", "weights", "heights",
                    "marks", "readings", "samples", "costs", "x", "y", "points", "totals", "visits", "steps", "results",
                    "grades", "prices_list", "daily_sales", "times"),
                   ("data2", "scores2", "data_list", "marks_list", "nums2", "counts2"))
-DICT_NAMES = Pool(("prices", "stock", "inventory", "population", "salaries", "ratings", "votes", "budget", "ages_by_name",
+DICT_NAMES = Names(("prices", "stock", "inventory", "population", "salaries", "ratings", "votes", "budget", "ages_by_name",
                    "scores_by_name", "counts_by_city"), ("prices2", "stock2", "ratings2", "budget2"))
-STRING_NAMES = Pool(("text", "name", "message", "sentence", "title", "word", "greeting", "note"), ("text2", "note2", "title2"))
-FRAME_NAMES = Pool(("df", "sales_df", "people", "orders", "products", "inventory_df", "cities"),
+STRING_NAMES = Names(("text", "name", "message", "sentence", "title", "word", "greeting", "note"), ("text2", "note2", "title2"))
+FRAME_NAMES = Names(("df", "sales_df", "people", "orders", "products", "inventory_df", "cities"),
                    ("df2", "df_sales", "people_df", "orders2"))
 KEYS = Pool(("apple", "banana", "cherry", "mango", "pear", "grape", "lemon", "kiwi", "plum", "peach", "alice", "bob",
              "carol", "dave", "erin", "frank", "north", "south", "east", "west", "red", "blue", "green", "tea", "coffee"))
@@ -492,7 +512,7 @@ def variable_followup(g: Gen, previous: Turn, ns: dict[str, Any], about: dict[st
 def define(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
     """"Store 37 * 12 in total": the model's code defines a variable that stays in the kernel."""
     shown, expr, _ = expression(g)
-    target = g.pick(Pool(("total", "result", "answer", "value", "product", "amount", "z", "n"), ("total2", "result2", "value2")))
+    target = g.pick(Names(("total", "result", "answer", "value", "product", "amount", "z", "n"), ("total2", "result2", "value2")))
     code = f"{target} = {expr}\nprint({target})"
     prompt = g.pick(Pool(("Store {e} in a variable called {t}.", "Set {t} to {e}.", "Save {e} as {t}.",
                           "Put the value of {e} in {t}."), ("Assign {e} to {t}.",))).format(e=expr, t=target)
@@ -801,7 +821,7 @@ def error(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None) -> Tu
         turn.teach = teach
         return turn
     if kind < 0.65:
-        missing = g.pick([n for n in LIST_NAMES.train if n not in ns])
+        missing = g.pick([m for m in (LIST_NAMES.vary(n, g) for n in LIST_NAMES.train) if m not in ns])
         stat = g.pick(("mean", "sum", "max", "len"))
         question, code, _, _ = variable_question(g, {missing: [1, 2]}, "list", missing, stat)
         answer = f"There is no variable named {missing} in your kernel. Define it first, then ask again."
