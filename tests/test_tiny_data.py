@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import random
 import re
 from collections import Counter
 
@@ -12,7 +13,7 @@ from openai_harmony import Role
 
 from gptoss_lab import harmony
 from gptoss_lab.session import Session
-from gptoss_lab.tiny import data, evaluate
+from gptoss_lab.tiny import data, evaluate, skills
 from gptoss_lab.tiny.train import Vocabulary
 
 
@@ -155,3 +156,17 @@ def test_held_out_material_is_made_of_trained_tokens():
         [harmony.decode([t]) for t in unseen]
     training_prompts = {t.prompt for c in training for t in c.turns}
     assert len(prompts - training_prompts) > 0.5 * len(prompts)
+
+
+def test_training_names_vary_and_never_make_a_held_out_name():
+    """Training draws new variable names (a base and a suffix, `temps3`), so the model must copy the name
+    the user wrote rather than recall a few; the evaluation's held-out names are never made."""
+    pools = (skills.LIST_NAMES, skills.DICT_NAMES, skills.STRING_NAMES, skills.FRAME_NAMES)
+    held = {name for pool in pools for name in pool.held}
+    bases = {name for pool in pools for name in pool.train}
+    g = skills.Gen(random.Random(3))
+    names = [name for _ in range(300) for name in skills.make_namespace(g)]
+    made = [name for name in names if name not in bases]
+    assert not held & set(names)
+    assert 0.25 < len(made) / len(names) < 0.6 and len(set(made)) > 150, (len(made), len(names), len(set(made)))
+    assert all(name.isidentifier() for name in names)
