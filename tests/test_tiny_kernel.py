@@ -71,8 +71,6 @@ def test_skipped_call_is_answered_honestly_without_another_call(kernel):  # noqa
     assert _check(kc, "_gptoss.tool_calls[0].output.strip(), '2884' in _gptoss.final") == "2884 True"
 
 
-@pytest.mark.xfail(strict=True, reason="gpt-oss-tiny v2 has not learned to cite yet (issue 14): on the held-out "
-                   "evaluations it cites the right line in 0 % and 11 % of browsing answers (two seeds); here it answers without a citation")
 def test_browsing_answer_cites_the_line_that_states_the_fact(kernel, tmp_path):  # noqa: F811
     _, kc = kernel
     run(kc, LOAD, timeout=180)
