@@ -300,14 +300,14 @@ def number_followup(g: Gen, previous: Turn) -> Turn:
 # ---------------------------------------------------------------- the user's variables
 
 LIST_NAMES = Names(("data", "values", "scores", "numbers", "ages", "temps", "sales", "nums", "counts", "weights", "heights",
-                   "marks", "readings", "samples", "costs", "x", "y", "points", "totals", "visits", "steps", "results",
-                   "grades", "prices_list", "daily_sales", "times"),
-                  ("data2", "scores2", "data_list", "marks_list", "nums2", "counts2"))
+                    "marks", "readings", "samples", "costs", "x", "y", "points", "totals", "visits", "steps", "results",
+                    "grades", "prices_list", "daily_sales", "times"),
+                   ("data2", "scores2", "data_list", "marks_list", "nums2", "counts2"))
 DICT_NAMES = Names(("prices", "stock", "inventory", "population", "salaries", "ratings", "votes", "budget", "ages_by_name",
-                   "scores_by_name", "counts_by_city"), ("prices2", "stock2", "ratings2", "budget2"))
+                    "scores_by_name", "counts_by_city"), ("prices2", "stock2", "ratings2", "budget2"))
 STRING_NAMES = Names(("text", "name", "message", "sentence", "title", "word", "greeting", "note"), ("text2", "note2", "title2"))
 FRAME_NAMES = Names(("df", "sales_df", "people", "orders", "products", "inventory_df", "cities"),
-                   ("df2", "df_sales", "people_df", "orders2"))
+                    ("df2", "df_sales", "people_df", "orders2"))
 KEYS = Pool(("apple", "banana", "cherry", "mango", "pear", "grape", "lemon", "kiwi", "plum", "peach", "alice", "bob",
              "carol", "dave", "erin", "frank", "north", "south", "east", "west", "red", "blue", "green", "tea", "coffee"))
 PHRASES = ("hello world", "gpt oss", "the quick brown fox", "jupyter notebook", "mixture of experts", "harmony format",
