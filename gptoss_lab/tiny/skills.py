@@ -48,7 +48,7 @@ class Names(Pool):
     SUFFIXES = (*"13456789", "_new", "_old", "_all", "_raw", "_a", "_b", "_x", "_list", "_df", "_sales", "_v")
 
     def vary(self, item: Any, g: Gen) -> Any:
-        if not g.chance(0.45):
+        if item in self.held or not g.chance(0.45):
             return item
         made = item + g.rng.choice(self.SUFFIXES)
         return item if made in self.held else made
@@ -72,7 +72,7 @@ class Gen:
         if not isinstance(pool, Pool):
             return self.rng.sample(list(pool), k)
         items = self.rng.sample(list(pool.train + (pool.held if self.split == "eval" else ())), k)
-        return [item if item in pool.held else pool.vary(item, self) for item in items]
+        return [pool.vary(item, self) for item in items]
 
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
