@@ -83,22 +83,22 @@ class Library:
 
 
 _TOWN = (  # (line, question, answer key, query words)
-    ("{e} was founded in {year}.", Pool(("When was {e} founded?", "In what year was {e} founded?"), ("What year did {e} begin?",)), "year", "founded"),
+    ("{e} was founded in {year}.", Pool(("When was {e} founded?", "In what year was {e} founded?"), ("What year was {e} founded?",)), "year", "founded"),
     ("The population of {e} is {count}.", Pool(("What is the population of {e}?", "How many people live in {e}?"), ("How big is the population of {e}?",)), "count", "population"),
     ("The mayor of {e} is {person}.", Pool(("Who is the mayor of {e}?",), ("Who runs {e} as mayor?",)), "person", "mayor"),
-    ("{e} lies on the river {river}.", Pool(("Which river does {e} lie on?", "What river runs through {e}?"), ("On which river is {e}?",)), "river", "river"),
+    ("{e} lies on the river {river}.", Pool(("Which river does {e} lie on?", "What river runs through {e}?"), ("Which river is {e} on?",)), "river", "river"),
     ("The lighthouse of {e} is {metres} metres tall.", Pool(("How tall is the lighthouse of {e}?",), ("What is the height of the {e} lighthouse?",)), "metres", "lighthouse"),
-    ("The local dish of {e} is {dish}.", Pool(("What is the local dish of {e}?", "What food is {e} known for?"), ("Which dish comes from {e}?",)), "dish", "dish"),
+    ("The local dish of {e} is {dish}.", Pool(("What is the local dish of {e}?", "What food is {e} known for?"), ("What dish is {e} known for?",)), "dish", "dish"),
 )
 _PERSON = (
-    ("{e} was born in {town} in {year}.", Pool(("Where was {e} born?", "In which town was {e} born?"), ("What is the birthplace of {e}?",)), "town", "born"),
-    ("{e} works as a {job}.", Pool(("What does {e} work as?", "What is the job of {e}?"), ("What is {e}'s profession?",)), "job", "job"),
+    ("{e} was born in {town} in {year}.", Pool(("Where was {e} born?", "In which town was {e} born?"), ("What town was {e} born in?",)), "town", "born"),
+    ("{e} works as a {job}.", Pool(("What does {e} work as?", "What is the job of {e}?"), ("What job does {e} have?",)), "job", "job"),
     ("{e} has {count} grandchildren.", Pool(("How many grandchildren does {e} have?",), ("How many grandchildren has {e}?",)), "count", "grandchildren"),
 )
 _FIRM = (
-    ("{e} was started by {person} in {year}.", Pool(("Who started {e}?", "Who founded the firm {e}?"), ("Who set up {e}?",)), "person", "started"),
+    ("{e} was started by {person} in {year}.", Pool(("Who started {e}?", "Who founded the firm {e}?"), ("Who was {e} started by?",)), "person", "started"),
     ("{e} makes {product}.", Pool(("What does {e} make?", "What does the firm {e} produce?"), ("What are {e}'s products?",)), "product", "makes"),
-    ("{e} has {count} employees.", Pool(("How many employees does {e} have?", "How many people work at {e}?"), ("What is the staff count of {e}?",)), "count", "employees"),
+    ("{e} has {count} employees.", Pool(("How many employees does {e} have?", "How many people work at {e}?"), ("How many employees work at {e}?",)), "count", "employees"),
 )
 _FILLER = ("Visitors often arrive by the morning train.", "The old market square is paved with grey stone.",
            "Records from that time are kept in the town archive.", "Many families have lived here for generations.",

@@ -7,8 +7,9 @@ real `Session` (real python, function and browser tools, real approval texts); `
 asks the same prompts of the model and scores it against what the teacher's run established.
 
 Pools of phrasings and variable names have held-out parts used only when `Gen.split == "eval"`:
-new phrasings, and new names made of tokens the training data has (a token the data never has
-keeps a zero embedding row, so no model trained this way could read or copy it).
+new sentences and new names, both made of tokens the training data has (a token the data never has
+keeps a zero embedding row, so no model trained this way could read or copy it; a test holds every
+held-out prompt to this).
 """
 from __future__ import annotations
 
@@ -164,24 +165,24 @@ def not_run(output: str, what: str) -> str:
 _ASK = Pool(("What is {e}?", "What's {e}?", "Compute {e}.", "Calculate {e}.", "How much is {e}?", "{e} = ?",
              "Please compute {e}.", "Can you work out {e}?", "what is {e}", "Evaluate {e}.",
              "Use python to compute {e}.", "I need {e}.", "Quick: {e}?", "Solve {e}.", "{e}"),
-            ("What does {e} come to?", "Work out {e} for me.", "Could you calculate {e}?"))
+            ("What is the answer to {e}?", "Please work out {e}.", "Can you compute {e} for me?"))
 _WORDS = {
     "+": Pool(("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?"),
               ("What do {a} and {b} add up to?",)),
     "-": Pool(("What is {a} minus {b}?", "Subtract {b} from {a}.", "What is the difference between {a} and {b}?"),
-              ("What is {a} take away {b}?",)),
+              ("How much is {a} minus {b}?",)),
     "*": Pool(("What is {a} times {b}?", "Multiply {a} by {b}.", "What is the product of {a} and {b}?"),
-              ("What is {a} multiplied by {b}?",)),
+              ("How much is {a} times {b}?",)),
     "/": Pool(("What is {a} divided by {b}?", "Divide {a} by {b}.", "What is {a} over {b}?"),
-              ("How much is {a} split into {b} equal parts?",)),
+              ("How much is {a} divided by {b}?",)),
     "//": Pool(("What is {a} divided by {b}, rounded down?", "Integer-divide {a} by {b}.",
-                "How many whole times does {b} go into {a}?"), ("What is the floor of {a} divided by {b}?",)),
+                "How many whole times does {b} go into {a}?"), ("What is {a} divided by {b}, as a whole number?",)),
     "%": Pool(("What is {a} modulo {b}?", "What is the remainder of {a} divided by {b}?", "What is {a} mod {b}?"),
-              ("What is left over when {a} is divided by {b}?",)),
+              ("What is the remainder of {a} over {b}?",)),
     "**": Pool(("What is {a} to the power of {b}?", "What is {a} raised to {b}?", "Raise {a} to the power {b}."),
-               ("What is {a} to the {b}th power?",)),
+               ("What is {a} raised to the power {b}?",)),
 }
-_ARITH_FINAL = Pool(("{e} = {r}.", "{e} = {r}.", "The answer is {r}.", "{e} is {r}."), ("{e} equals {r}.",))
+_ARITH_FINAL = Pool(("{e} = {r}.", "{e} = {r}.", "The answer is {r}.", "{e} is {r}."), ("The result of {e} is {r}.",))
 
 
 def _number(g: Gen, digits: tuple[int, ...] = (1, 2, 2, 3, 3, 4)) -> int:
@@ -270,11 +271,11 @@ def arithmetic(g: Gen, effort: str, shown: str | None = None, expr: str | None =
 
 
 _FOLLOW = (
-    ("/", Pool(("Now divide that by {c}.", "Divide the result by {c}.", "And divided by {c}?"), ("Split that by {c}.",))),
-    ("*", Pool(("Now multiply that by {c}.", "And times {c}?", "Multiply the result by {c}."), ("Scale that by {c}.",))),
-    ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?"), ("Increase that by {c}.",))),
-    ("-", Pool(("Now subtract {c} from that.", "Minus {c}?", "Take {c} away from the result."), ("Reduce that by {c}.",))),
-    ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?"), ("That mod {c}?",))),
+    ("/", Pool(("Now divide that by {c}.", "Divide the result by {c}.", "And divided by {c}?"), ("Divide that by {c}.",))),
+    ("*", Pool(("Now multiply that by {c}.", "And times {c}?", "Multiply the result by {c}."), ("Multiply that by {c}.",))),
+    ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?"), ("Add {c} to that.",))),
+    ("-", Pool(("Now subtract {c} from that.", "Minus {c}?", "Take {c} away from the result."), ("Subtract {c} from the result.",))),
+    ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?"), ("What about that modulo {c}?",))),
     ("//", Pool(("Now integer-divide that by {c}.", "How many whole times does {c} go into that?"), ())),
     ("**", Pool(("What is that squared?", "Square the result.", "And squared?"), ("Now square it.",))),
 )
@@ -344,17 +345,17 @@ _LIST_QS = {  # stat: (questions, code, final)
     "max": (Pool(("What is the largest value in {v}?", "What is the max of {v}?", "Find the maximum of {v}."),
                  ("What is the highest value in {v}?",)), "print(max({v}))", "The largest value in {v} is {r}."),
     "min": (Pool(("What is the smallest value in {v}?", "What is the min of {v}?", "Find the minimum of {v}."),
-                 ("What is the lowest value in {v}?",)), "print(min({v}))", "The smallest value in {v} is {r}."),
+                 ("What is the smallest number in {v}?",)), "print(min({v}))", "The smallest value in {v} is {r}."),
     "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?"),
-                 ("How many values does {v} hold?",)), "print(len({v}))", "{v} has {r} items."),
+                 ("How many items does {v} have?",)), "print(len({v}))", "{v} has {r} items."),
     "sorted": (Pool(("Sort {v}.", "What is {v} sorted?", "Show {v} in ascending order."), ("Put {v} in order.",)),
                "print(sorted({v}))", "Sorted: {r}."),
-    "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?"), ("What does {v} start with?",)),
+    "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?"), ("What is the first value of {v}?",)),
               "print({v}[0])", "The first element of {v} is {r}."),
-    "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?"), ("What does {v} end with?",)),
+    "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?"), ("What is the last value of {v}?",)),
              "print({v}[-1])", "The last element of {v} is {r}."),
     "above": (Pool(("How many values in {v} are above {k}?", "Count the items in {v} greater than {k}."),
-                   ("How many entries of {v} exceed {k}?",)), "print(len([n for n in {v} if n > {k}]))",
+                   ("How many items in {v} are greater than {k}?",)), "print(len([n for n in {v} if n > {k}]))",
               "{r} values in {v} are above {k}."),
 }
 _DICT_QS = {
@@ -371,35 +372,35 @@ _DICT_QS = {
 _STR_QS = {
     "chars": (Pool(("How many characters are in {v}?", "What is the length of {v}?"), ("How long is the string {v}?",)),
               "print(len({v}))", "{v} has {r} characters."),
-    "upper": (Pool(("What is {v} in upper case?", "Uppercase {v}."), ("Convert {v} to capitals.",)),
+    "upper": (Pool(("What is {v} in upper case?", "Uppercase {v}."), ("Show {v} in upper case.",)),
               "print({v}.upper())", "In upper case: {r}."),
-    "words": (Pool(("How many words are in {v}?", "Count the words in {v}."), ("What is the word count of {v}?",)),
+    "words": (Pool(("How many words are in {v}?", "Count the words in {v}."), ("How many words does {v} have?",)),
               "print(len({v}.split()))", "{v} has {r} words."),
 }
 _FRAME_QS = {
     "shape": (Pool(("What is the shape of {v}?", "How many rows and columns does {v} have?", "What is {v}.shape?"),
-                   ("What are the dimensions of {v}?",)), "print({v}.shape)", "{v} has {r0} rows and {r1} columns."),
+                   ("How many rows and columns are in {v}?",)), "print({v}.shape)", "{v} has {r0} rows and {r1} columns."),
     "columns": (Pool(("What columns does {v} have?", "List the columns of {v}.", "What are the column names of {v}?"),
                      ("Which columns are in {v}?",)), "print(list({v}.columns))", "The columns of {v} are {rl}."),
     "rows": (Pool(("How many rows does {v} have?", "How many rows are in {v}?", "len({v})?"), ("How long is {v}?",)),
              "print(len({v}))", "{v} has {r} rows."),
     "mean": (Pool(("What is the mean {c} in {v}?", "What is the average of the {c} column of {v}?",
-                   "Mean of {v}['{c}']?"), ("What is the typical {c} in {v}, on average?",)),
+                   "Mean of {v}['{c}']?"), ("What is the average {c} in {v}?",)),
              "print(round({v}['{c}'].mean(), 2))", "The mean {c} in {v} is {r}."),
     "max": (Pool(("What is the largest {c} in {v}?", "What is the max of the {c} column in {v}?"),
                  ("What is the highest {c} in {v}?",)), "print({v}['{c}'].max())", "The largest {c} in {v} is {r}."),
     "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?"),
-                 ("What is the lowest {c} in {v}?",)), "print({v}['{c}'].min())", "The smallest {c} in {v} is {r}."),
+                 ("Find the smallest {c} in {v}.",)), "print({v}['{c}'].min())", "The smallest {c} in {v} is {r}."),
     "sum": (Pool(("What is the total {c} in {v}?", "Sum the {c} column of {v}."), ("Add up {c} in {v}.",)),
             "print(round({v}['{c}'].sum(), 2))", "The total {c} in {v} is {r}."),
     "count_above": (Pool(("How many rows of {v} have {c} above {k}?", "Count the rows in {v} where {c} > {k}."),
-                         ("In {v}, how many rows have a {c} over {k}?",)),
+                         ("How many rows in {v} have a {c} over {k}?",)),
                     "print(len({v}[{v}['{c}'] > {k}]))", "{r} rows of {v} have {c} above {k}."),
     "names_above": (Pool(("Which names in {v} have {c} above {k}?", "Who in {v} has a {c} greater than {k}?"),
                          ("List the names in {v} with {c} over {k}.",)),
                     "print({v}[{v}['{c}'] > {k}]['name'].tolist())", "The names with {c} above {k}: {rl}."),
     "top": (Pool(("Who has the highest {c} in {v}?", "Which name in {v} has the largest {c}?"),
-                 ("Whose {c} is the biggest in {v}?",)), "print({v}.loc[{v}['{c}'].idxmax(), 'name'])",
+                 ("Which name has the biggest {c} in {v}?",)), "print({v}.loc[{v}['{c}'].idxmax(), 'name'])",
             "{r} has the highest {c} in {v}."),
 }
 
@@ -488,7 +489,7 @@ def variable(g: Gen, effort: str, ns: dict[str, Any], kind: str | None = None, s
 
 
 _SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}."), ("Now do {v}.",))
-_OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}."), ("Also the {s}?",))
+_OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}."), ("And now the {s}?",))
 _STAT_WORDS = {"mean": "mean", "sum": "sum", "max": "maximum", "min": "minimum", "len": "length"}
 
 
@@ -515,7 +516,7 @@ def define(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
     target = g.pick(Names(("total", "result", "answer", "value", "product", "amount", "z", "n"), ("total2", "result2", "value2")))
     code = f"{target} = {expr}\nprint({target})"
     prompt = g.pick(Pool(("Store {e} in a variable called {t}.", "Set {t} to {e}.", "Save {e} as {t}.",
-                          "Put the value of {e} in {t}."), ("Assign {e} to {t}.",))).format(e=expr, t=target)
+                          "Put the value of {e} in {t}."), ("Store the value of {e} in {t}.",))).format(e=expr, t=target)
     turn = Turn("define", prompt, unanswered, effort=effort, call="python", kind="number")
     analysis = think(g, effort, f"Define {target} with python.", [
         f"The user wants a variable {target} holding {expr}.", "Code run by python stays in the user's kernel.",
@@ -549,7 +550,7 @@ _CAPITAL_QS = Pool(("What is the capital of {c}?", "What's the capital of {c}?",
                     "Which city is the capital of {c}?"), ("Tell me the capital of {c}.", "Name the capital of {c}."))
 _FACTS = (  # (questions, answer, key word the answer must contain)
     (Pool(("Hello!", "Hi", "Hey there", "Good morning!", "hello"), ("Hi there!",)), "Hello! How can I help you today?", "Hello"),
-    (Pool(("Thanks!", "Thank you", "thanks a lot"), ("Thank you very much!",)), "You're welcome!", "welcome"),
+    (Pool(("Thanks!", "Thank you", "thanks a lot"), ("Thanks a lot!",)), "You're welcome!", "welcome"),
     (Pool(("Who are you?", "What are you?", "What model are you?"), ("Which model is this?",)),
      "I am gpt-oss-tiny, a small teaching model in the gpt-oss family, trained by gptoss_lab.", "gpt-oss-tiny"),
     (Pool(("What is Harmony?", "Explain the Harmony format.", "What is the harmony format?"), ("Tell me about Harmony.",)),
@@ -558,7 +559,7 @@ _FACTS = (  # (questions, answer, key word the answer must contain)
      "gpt-oss is OpenAI's family of open-weight mixture-of-experts language models.", "open-weight"),
     (Pool(("What is a mixture of experts?", "What does MoE mean?"), ("Explain mixture of experts.",)),
      "A mixture of experts routes each token to a few expert networks chosen by a router.", "router"),
-    (Pool(("What can you do?", "How can you help me?"), ("What are you good at?",)),
+    (Pool(("What can you do?", "How can you help me?"), ("What can you help me with?",)),
      "I can do arithmetic and read your notebook variables with python, call your functions, search the documents "
      "you give me, and answer short questions.", "python"),
     (Pool(("What color is the sky?", "What colour is a clear sky?"), ()), "The sky is blue.", "blue"),
@@ -631,7 +632,7 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
         city = g.pick(CITIES)
         temp, cond = r.randint(-10, 38), r.choice(_CONDITIONS)
         q = g.pick(Pool(("What's the weather in {c}?", "How warm is it in {c} right now?", "Weather in {c}?",
-                         "What is the weather like in {c} today?"), ("Is it cold in {c} today?",))).format(c=city)
+                         "What is the weather like in {c} today?"), ("How is the weather in {c} today?",))).format(c=city)
         return {"city": city}, {"city": city, "temperature_c": temp, "condition": cond}, \
             f"It is {temp} °C and {cond} in {city}.", [str(temp), cond], q, f"get the weather for {city}"
     if name == "get_stock_price":
@@ -646,7 +647,7 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
         amount = r.choice((r.randint(1, 999), r.randint(1, 9999)))
         converted = round(amount * r.uniform(0.3, 3), 2)
         q = g.pick(Pool(("Convert {a} {f} to {t}.", "How much is {a} {f} in {t}?", "What is {a} {f} in {t}?"),
-                        ("Change {a} {f} into {t}.",))).format(a=amount, f=src, t=dst)
+                        ("How much {t} is {a} {f}?",))).format(a=amount, f=src, t=dst)
         return {"amount": amount, "from_currency": src, "to_currency": dst}, {"amount": converted, "currency": dst}, \
             f"{amount} {src} is {converted} {dst}.", [str(converted)], q, f"convert {amount} {src}"
     if name == "get_time":
@@ -660,7 +661,7 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
         country = g.pick(COUNTRIES)
         people = r.randint(100_000, 1_500_000_000)
         q = g.pick(Pool(("What is the population of {c}?", "How many people live in {c}?", "Population of {c}?"),
-                        ("How populous is {c}?",))).format(c=country)
+                        ("What population does {c} have?",))).format(c=country)
         return {"country": country}, {"country": country, "population": people}, \
             f"The population of {country} is {people}.", [str(people)], q, f"get the population of {country}"
     if name == "get_distance":
@@ -673,7 +674,7 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
     order = r.randint(1000, 99999)
     state = r.choice(_ORDER_STATES)
     q = g.pick(Pool(("What is the status of order {o}?", "Where is my order {o}?", "Check order {o}."),
-                    ("Has order {o} shipped yet?",))).format(o=order)
+                    ("Where is order {o} now?",))).format(o=order)
     return {"order_id": order}, {"order_id": order, "status": state}, f"Order {order} is {state}.", [state], q, \
         f"check order {order}"
 
@@ -872,7 +873,7 @@ def skip(turn: Turn, g: Gen) -> Turn:
 
     def again(g2: Gen) -> Turn:
         prompt = g2.pick(Pool(("OK, run it.", "Go ahead and run it.", "You can run it now.", "Please try again, I allow it."),
-                              ("Run it now, please.",)))
+                              ("Please run it now.",)))
         retry = dataclasses.replace(turn, skill="followup", prompt=prompt, approval="auto", decisions=(), skipped=False,
                                     expected=[], followups=[])
         retry.teach = original
