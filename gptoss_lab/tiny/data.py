@@ -39,7 +39,7 @@ NEW_TOPICS = {  # skill: weight when a turn starts a new topic
 }
 TURNS = (1, 2, 3, 4, 5, 6, 7, 8)
 _TURN_WEIGHTS = (0.2, 0.17, 0.14, 0.12, 0.1, 0.09, 0.09, 0.09)
-FOLLOW_UP = 0.4          # chance that a turn follows up the previous one (when it can be followed up)
+FOLLOW_UP = 0.5          # chance that a turn follows up the previous one (when it can be followed up)
 LONG_TOKENS = (8400, 9400)   # a long conversation's length, in tokens
 
 

@@ -271,13 +271,13 @@ def arithmetic(g: Gen, effort: str, shown: str | None = None, expr: str | None =
 
 
 _FOLLOW = (
-    ("/", Pool(("Now divide that by {c}.", "Divide the result by {c}.", "And divided by {c}?"), ("Divide that by {c}.",))),
-    ("*", Pool(("Now multiply that by {c}.", "And times {c}?", "Multiply the result by {c}."), ("Multiply that by {c}.",))),
-    ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?"), ("Add {c} to that.",))),
-    ("-", Pool(("Now subtract {c} from that.", "Minus {c}?", "Take {c} away from the result."), ("Subtract {c} from the result.",))),
-    ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?"), ("What about that modulo {c}?",))),
-    ("//", Pool(("Now integer-divide that by {c}.", "How many whole times does {c} go into that?"), ())),
-    ("**", Pool(("What is that squared?", "Square the result.", "And squared?"), ("Now square it.",))),
+    ("/", Pool(("Now divide that by {c}.", "Divide the result by {c}.", "And divided by {c}?", "Now divide it by {c}.", "What is that over {c}?"), ("Divide that by {c}.",))),
+    ("*", Pool(("Now multiply that by {c}.", "And times {c}?", "Multiply the result by {c}.", "What is that times {c}?", "times {c}"), ("Multiply that by {c}.",))),
+    ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?", "What is that plus {c}?", "And add {c}."), ("Add {c} to that.",))),
+    ("-", Pool(("Now subtract {c} from that.", "Minus {c}?", "Take {c} away from the result.", "What is that minus {c}?", "And subtract {c}."), ("Subtract {c} from the result.",))),
+    ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?", "Now take that mod {c}."), ("What about that modulo {c}?",))),
+    ("//", Pool(("Now integer-divide that by {c}.", "How many whole times does {c} go into that?", "Floor-divide that by {c}."), ())),
+    ("**", Pool(("What is that squared?", "Square the result.", "And squared?", "Now square that.", "What is the square of that?", "square the answer"), ("Now square it.",))),
 )
 
 
@@ -342,31 +342,31 @@ _LIST_QS = {  # stat: (questions, code, final)
                   ("What is the arithmetic mean of {v}?",)), "print(round(sum({v}) / len({v}), 2))", "The mean of {v} is {r}."),
     "sum": (Pool(("What is the sum of {v}?", "Add up all the values in {v}.", "What is the total of {v}?", "Sum {v}."),
                  ("What do the values in {v} add up to?",)), "print(sum({v}))", "The sum of {v} is {r}."),
-    "max": (Pool(("What is the largest value in {v}?", "What is the max of {v}?", "Find the maximum of {v}."),
+    "max": (Pool(("What is the largest value in {v}?", "What is the max of {v}?", "Find the maximum of {v}.", "What is the biggest number in {v}?"),
                  ("What is the highest value in {v}?",)), "print(max({v}))", "The largest value in {v} is {r}."),
-    "min": (Pool(("What is the smallest value in {v}?", "What is the min of {v}?", "Find the minimum of {v}."),
+    "min": (Pool(("What is the smallest value in {v}?", "What is the min of {v}?", "Find the minimum of {v}.", "What is the lowest number in {v}?"),
                  ("What is the smallest number in {v}?",)), "print(min({v}))", "The smallest value in {v} is {r}."),
-    "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?"),
+    "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?", "Count the values in {v}."),
                  ("How many items does {v} have?",)), "print(len({v}))", "{v} has {r} items."),
-    "sorted": (Pool(("Sort {v}.", "What is {v} sorted?", "Show {v} in ascending order."), ("Put {v} in order.",)),
+    "sorted": (Pool(("Sort {v}.", "What is {v} sorted?", "Show {v} in ascending order.", "Order {v} from small to large."), ("Put {v} in order.",)),
                "print(sorted({v}))", "Sorted: {r}."),
-    "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?"), ("What is the first value of {v}?",)),
+    "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?", "Show the first item of {v}.", "What comes first in {v}?"), ("What is the first value of {v}?",)),
               "print({v}[0])", "The first element of {v} is {r}."),
-    "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?"), ("What is the last value of {v}?",)),
+    "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?", "Show the last item of {v}.", "What is at the end of {v}?"), ("What is the last value of {v}?",)),
              "print({v}[-1])", "The last element of {v} is {r}."),
-    "above": (Pool(("How many values in {v} are above {k}?", "Count the items in {v} greater than {k}."),
+    "above": (Pool(("How many values in {v} are above {k}?", "Count the items in {v} greater than {k}.", "How many numbers in {v} are over {k}?"),
                    ("How many items in {v} are greater than {k}?",)), "print(len([n for n in {v} if n > {k}]))",
               "{r} values in {v} are above {k}."),
 }
 _DICT_QS = {
     "get": (Pool(("What is {v}['{k}']?", "What value does {v} have for {k}?", "Look up {k} in {v}.",
                   "What is the {k} entry of {v}?"), ("Find {k} in {v}.",)), "print({v}['{k}'])", "{v}['{k}'] is {r}."),
-    "argmax": (Pool(("Which key in {v} has the largest value?", "What is the key with the highest value in {v}?"),
+    "argmax": (Pool(("Which key in {v} has the largest value?", "What is the key with the highest value in {v}?", "Which key of {v} is the largest?"),
                     ("Which entry of {v} is biggest?",)), "print(max({v}, key={v}.get))",
                "The key with the largest value in {v} is {r}."),
-    "len": (Pool(("How many entries does {v} have?", "How many keys are in {v}?"), ("How big is {v}?",)),
+    "len": (Pool(("How many entries does {v} have?", "How many keys are in {v}?", "What is the size of {v}?"), ("How big is {v}?",)),
             "print(len({v}))", "{v} has {r} entries."),
-    "total": (Pool(("What is the total of the values in {v}?", "Sum the values of {v}."), ("Add up {v}.",)),
+    "total": (Pool(("What is the total of the values in {v}?", "Sum the values of {v}.", "What do the values of {v} sum to?"), ("Add up {v}.",)),
               "print(sum({v}.values()))", "The values of {v} add up to {r}."),
 }
 _STR_QS = {
@@ -387,19 +387,19 @@ _FRAME_QS = {
     "mean": (Pool(("What is the mean {c} in {v}?", "What is the average of the {c} column of {v}?",
                    "Mean of {v}['{c}']?"), ("What is the average {c} in {v}?",)),
              "print(round({v}['{c}'].mean(), 2))", "The mean {c} in {v} is {r}."),
-    "max": (Pool(("What is the largest {c} in {v}?", "What is the max of the {c} column in {v}?"),
+    "max": (Pool(("What is the largest {c} in {v}?", "What is the max of the {c} column in {v}?", "Which {c} in {v} is the biggest?"),
                  ("What is the highest {c} in {v}?",)), "print({v}['{c}'].max())", "The largest {c} in {v} is {r}."),
-    "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?"),
+    "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?", "What is the lowest {c} in {v}?"),
                  ("Find the smallest {c} in {v}.",)), "print({v}['{c}'].min())", "The smallest {c} in {v} is {r}."),
-    "sum": (Pool(("What is the total {c} in {v}?", "Sum the {c} column of {v}."), ("Add up {c} in {v}.",)),
+    "sum": (Pool(("What is the total {c} in {v}?", "Sum the {c} column of {v}.", "What do the {c} values in {v} add up to?"), ("Add up {c} in {v}.",)),
             "print(round({v}['{c}'].sum(), 2))", "The total {c} in {v} is {r}."),
-    "count_above": (Pool(("How many rows of {v} have {c} above {k}?", "Count the rows in {v} where {c} > {k}."),
+    "count_above": (Pool(("How many rows of {v} have {c} above {k}?", "Count the rows in {v} where {c} > {k}.", "How many rows have {c} over {k} in {v}?"),
                          ("How many rows in {v} have a {c} over {k}?",)),
                     "print(len({v}[{v}['{c}'] > {k}]))", "{r} rows of {v} have {c} above {k}."),
-    "names_above": (Pool(("Which names in {v} have {c} above {k}?", "Who in {v} has a {c} greater than {k}?"),
+    "names_above": (Pool(("Which names in {v} have {c} above {k}?", "Who in {v} has a {c} greater than {k}?", "Show the names in {v} where {c} is over {k}."),
                          ("List the names in {v} with {c} over {k}.",)),
                     "print({v}[{v}['{c}'] > {k}]['name'].tolist())", "The names with {c} above {k}: {rl}."),
-    "top": (Pool(("Who has the highest {c} in {v}?", "Which name in {v} has the largest {c}?"),
+    "top": (Pool(("Who has the highest {c} in {v}?", "Which name in {v} has the largest {c}?", "Whose {c} is highest in {v}?"),
                  ("Which name has the biggest {c} in {v}?",)), "print({v}.loc[{v}['{c}'].idxmax(), 'name'])",
             "{r} has the highest {c} in {v}."),
 }
@@ -488,8 +488,8 @@ def variable(g: Gen, effort: str, ns: dict[str, Any], kind: str | None = None, s
     return turn
 
 
-_SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}."), ("Now do {v}.",))
-_OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}."), ("And now the {s}?",))
+_SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}.", "Do the same for {v}.", "Now for {v}."), ("Now do {v}.",))
+_OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}.", "How about the {s}?"), ("And now the {s}?",))
 _STAT_WORDS = {"mean": "mean", "sum": "sum", "max": "maximum", "min": "minimum", "len": "length"}
 
 
