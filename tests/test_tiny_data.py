@@ -166,3 +166,15 @@ def test_training_names_vary_and_never_make_a_held_out_name():
     assert not held & set(names)
     assert 0.25 < len(made) / len(names) < 0.6 and len(set(made)) > 150, (len(made), len(names), len(set(made)))
     assert all(name.isidentifier() for name in names)
+
+
+def test_a_training_phase_can_weight_topics_and_the_default_draws_stay_the_same():
+    """`--topics browse=0.3` gives a phase more browsing lessons (and more document folders); without it
+    a seed draws exactly the conversations it always drew, so evaluations stay comparable."""
+    plain = [data.conversation(f"mix-{i}") for i in range(60)]
+    assert [c.ids for c in plain] == [data.conversation(f"mix-{i}", topics={}).ids for i in range(60)]
+    boosted = [data.conversation(f"mix-{i}", topics={"browse": 0.3}) for i in range(60)]
+
+    def browsing(conversations: list[data.Conversation]) -> int:
+        return sum(t.skill == "browse" for c in conversations for t in c.turns)
+    assert browsing(boosted) > 2 * browsing(plain) > 0, (browsing(boosted), browsing(plain))

@@ -136,7 +136,14 @@ def make_library(g: Gen, size: int | None = None) -> Library:
 
 
 _RESULT = re.compile(r"【(\d+)†([^†】]+)†([^†】]+)】")
-_LINE = re.compile(r"^L(\d+): (.*)$", re.M)
+_MATCH = re.compile(r"^L\d+: # 【\d+†match at L(\d+)】\nL\d+: (.*)$", re.M)   # a find result and its first line
+_PATTERNS = {"job": "works as"}   # what to find on the page when the query's word is not in the line
+
+
+def _pattern_of(fact: Fact) -> str:
+    """What the teacher finds on the opened page: the query's word, which the fact's line holds."""
+    word = fact.query.removeprefix(fact.entity).strip()
+    return _PATTERNS.get(word, word)
 
 
 def cursor_of(output: str) -> int | None:
@@ -147,7 +154,8 @@ def cursor_of(output: str) -> int | None:
 
 def browse(g: Gen, effort: str, library: Library, fact: Fact | None = None, prompt: str | None = None,
            skill: str = "browse") -> Turn:
-    """Search, open the entity's document, answer with the line that states the fact and cite it."""
+    """Search, open the entity's document, find the fact's word on it, answer with the line that states
+    the fact and cite it: the line number is copied from the find result (`match at L5`), one short hop."""
     fact = fact or g.pick(library.facts)
     turn = Turn(skill, prompt or fact.question, unanswered, effort=effort, call="browser.search",
                 expected=[fact.answer], cite=fact.line, kind="browse")
@@ -169,8 +177,11 @@ def browse(g: Gen, effort: str, library: Library, fact: Fact | None = None, prom
             return
         out = yield [say(f"Result {hit.group(1)} is about {fact.title}. Open it."),
                      browser_call("open", {"id": int(hit.group(1)), "cursor": search_cursor})]
-        line = next((int(m.group(1)) for m in _LINE.finditer(out) if m.group(2).strip() == fact.line), None)
         page_cursor = cursor_of(out)
+        pattern = _pattern_of(fact)
+        if page_cursor is not None:
+            out = yield [say(f"Find \"{pattern}\" on page {page_cursor}."), browser_call("find", {"pattern": pattern})]
+        line = next((int(m.group(1)) for m in _MATCH.finditer(out) if m.group(2).strip() == fact.line), None)
         if line is None or page_cursor is None:
             turn.cite = None
             yield [final(f"The page about {fact.entity} does not say.")]

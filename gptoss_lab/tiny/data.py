@@ -19,7 +19,7 @@ import copy
 import datetime as _dt
 import inspect
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ NEW_TOPICS = {  # skill: weight when a turn starts a new topic
 }
 TURNS = (1, 2, 3, 4, 5, 6, 7, 8)
 _TURN_WEIGHTS = (0.2, 0.17, 0.14, 0.12, 0.1, 0.09, 0.09, 0.09)
+DOCUMENTS = 0.35         # chance that a conversation has a document folder to browse
 FOLLOW_UP = 0.5          # chance that a turn follows up the previous one (when it can be followed up)
 LONG_TOKENS = (8400, 9400)   # a long conversation's length, in tokens
 
@@ -141,9 +142,10 @@ def _date(g: Gen) -> str:
     return (_dt.date(2024, 1, 1) + _dt.timedelta(days=g.rng.randrange(3 * 365))).isoformat()
 
 
-def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, library: Any) -> Turn:
-    """A turn on a new topic, its skill drawn from NEW_TOPICS (among those the conversation's tools allow)."""
-    weights = {k: w for k, w in NEW_TOPICS.items() if (k != "function" or fs) and (k != "browse" or library)}
+def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, library: Any,
+             topics: Mapping[str, float] = NEW_TOPICS) -> Turn:
+    """A turn on a new topic, its skill drawn from `topics` (among those the conversation's tools allow)."""
+    weights = {k: w for k, w in topics.items() if (k != "function" or fs) and (k != "browse" or library)}
     skill = g.rng.choices(list(weights), list(weights.values()))[0]
     if skill == "arithmetic":
         return skills.arithmetic(g, effort)
@@ -171,12 +173,17 @@ def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, li
     return skills.direct(g, effort)
 
 
-def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: int | None = None) -> Conversation:
-    """One conversation from `seed`, run through a real Session with the teacher engine."""
+def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: int | None = None,
+                 topics: Mapping[str, float] | None = None) -> Conversation:
+    """One conversation from `seed`, run through a real Session with the teacher engine. `topics`
+    reweights NEW_TOPICS for a training phase; a browse weight above the default also gives more
+    conversations a document folder, in proportion (the same seed draws the same with none given)."""
     g = Gen(random.Random(seed), split)
+    topics = {**NEW_TOPICS, **(topics or {})}
     ns = skills.make_namespace(g)
     fs = FunctionSet(g.sample(list(skills.FUNCTIONS), g.rng.randint(2, 4))) if g.chance(0.45) else None
-    library = browsing.make_library(g) if g.chance(0.35) else None
+    documents = DOCUMENTS * max(1.0, topics["browse"] / NEW_TOPICS["browse"])
+    library = browsing.make_library(g) if g.chance(min(1.0, documents)) else None
     browser = library.browser() if library else None
     date = _date(g)
     start = Conversation([], copy.deepcopy(ns), fs, date, library, long)
@@ -199,7 +206,7 @@ def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: 
             turn = g.pick(start.turns[-1].followups)(g)
             turn.effort = effort
         else:
-            turn = new_turn(g, effort, ns, fs, library)
+            turn = new_turn(g, effort, ns, fs, library, topics)
         if last_turn and long:
             while len(teacher.last) < LONG_TOKENS[0]:  # pad with long outputs until the conversation is long
                 padding = skills.show(g, effort, min(6000, 2 * (LONG_TOKENS[1] - len(teacher.last))))

@@ -34,6 +34,7 @@ from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
 from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
 
 from .. import harmony
+from . import data
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -155,29 +156,27 @@ class Vocabulary:
 
 # ---------------------------------------------------------------- data, made while training
 
-def _make(args: tuple[int, int, int, float, int]) -> list[tuple[list[int], list[bool]]]:
+def _make(args: tuple[int, int, int, float, int, dict[str, float]]) -> list[tuple[list[int], list[bool]]]:
     """Worker: conversations [start, stop) of `seed` as (ids, covered); the first `short` have 1-2 turns."""
-    from . import data
-
-    seed, start, stop, long_share, short = args
+    seed, start, stop, long_share, short, topics = args
     torch.set_num_threads(1)
     out = []
     for i in range(start, stop):
         draw = random.Random(f"{seed}-long-{i}")
         if i < short:
-            c = data.conversation(f"{seed}-{i}", turns=draw.choice((1, 1, 2)))
+            c = data.conversation(f"{seed}-{i}", turns=draw.choice((1, 1, 2)), topics=topics)
         else:
-            c = data.conversation(f"{seed}-{i}", long=draw.random() < long_share)
+            c = data.conversation(f"{seed}-{i}", long=draw.random() < long_share, topics=topics)
         out.append((c.ids, c.covered))
     return out
 
 
-def conversations(n: int, seed: int, *, workers: int, long_share: float, short_share: float = 0.2, chunk: int = 64
-                  ) -> Iterator[tuple[list[int], list[bool]]]:
+def conversations(n: int, seed: int, *, workers: int, long_share: float, short_share: float = 0.2, chunk: int = 64,
+                  topics: dict[str, float] | None = None) -> Iterator[tuple[list[int], list[bool]]]:
     """The `n` training conversations of `seed`, in order, made by `workers` processes (0: here). The
     first `short_share` of them have one or two turns: copying numbers and names is learned sooner on
     short conversations, and the skills of longer ones build on it."""
-    jobs = [(seed, s, min(n, s + chunk), long_share, int(short_share * n)) for s in range(0, n, chunk)]
+    jobs = [(seed, s, min(n, s + chunk), long_share, int(short_share * n), topics or {}) for s in range(0, n, chunk)]
     if workers <= 0:
         for job in jobs:
             yield from _make(job)
@@ -275,7 +274,8 @@ def _resumed(folder: Path, vocab: Vocabulary) -> tuple[GptOssForCausalLM, dict[s
 
 def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens: int = 2048, workers: int = 1,
           long_share: float = 0.008, rows: int = 12000, arch: dict[str, int] | None = None, log_every: int = 10,
-          dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None) -> dict[str, Any]:
+          dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
+          topics: dict[str, float] | None = None) -> dict[str, Any]:
     """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
     and save to `out`; returns a summary."""
     torch.manual_seed(seed)
@@ -296,7 +296,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "loss.jsonl").open("w")
     forward = torch.compile(_hidden, dynamic=True) if compile else _hidden   # fuses the small ops: ~2x on CPU
-    stream = conversations(conversations_n, seed, workers=workers, long_share=long_share)
+    stream = conversations(conversations_n, seed, workers=workers, long_share=long_share, topics=topics)
     seen = trained_tokens = all_tokens = step = 0
     recent: list[float] = []
     loads: list[float] = []
@@ -334,13 +334,25 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     bar.close()
     save(model, vocab.ids, out, dtype)
     summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
-               "long_share": long_share, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
+               "long_share": long_share, "topics": topics or {}, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
                "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1),
                "mean_load": round(sum(loads) / max(1, len(loads)), 2), "cpus": os.cpu_count(),
                "threads": torch.get_num_threads(), "architecture": arch or {},
                "resumed_from": str(resume) if resume is not None else None}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _topic(text: str) -> tuple[str, float]:
+    """`browse=0.3` -> ("browse", 0.3), for --topics (a one-line error for anything else)."""
+    skill, _, weight = text.partition("=")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = -1.0
+    if skill not in data.NEW_TOPICS or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SKILL=WEIGHT, SKILL one of {', '.join(data.NEW_TOPICS)}")
+    return skill, value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -353,6 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
     p.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batch, padding included")
     p.add_argument("--long-share", type=float, default=0.008, help="share of conversations over 8,192 tokens")
+    p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
+                   help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
     p.add_argument("--workers", type=int, default=1, help="processes making conversations while the model trains")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the model (1 is best on a busy 2-core machine)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
@@ -363,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
     summary = train(args.out, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
                     batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
-                    compile=not args.no_compile, resume=args.resume)
+                    compile=not args.no_compile, resume=args.resume, topics=dict(args.topics))
     print(json.dumps(summary))
 
 
