@@ -33,8 +33,7 @@ def _kept(c: data.Conversation) -> list:
 def _replay(c: data.Conversation, teacher: data.Teacher | None = None) -> Session:
     """The conversation asked again in a fresh session, the teacher answering."""
     teacher, user = teacher or data.Teacher(), data.ScriptedUser()
-    tools = ["python", *(data.function_tools(c.functions) if c.functions else []), *(["browser"] if c.library else [])]
-    session = Session(teacher, namespace=copy.deepcopy(c.namespace), view=user, tools=tools, date=c.date,
+    session = Session(teacher, namespace=copy.deepcopy(c.namespace), view=user, tools=c.tools(), date=c.date,
                       browser=c.library.browser() if c.library else None)
     teacher.session = session
     for turn in c.turns:
@@ -73,6 +72,19 @@ def test_loss_covers_the_last_turn_as_generated_and_earlier_calls_and_answers_as
         # the last turn's first message starts right after the prompt's <|start|>assistant
         first = next(p for p in range(last_user, len(ids)) if ids[p] == harmony.START and harmony.decode([ids[p + 1]]) == "assistant")
         assert not covered[first] and not covered[first + 1] and covered[first + 2]
+
+
+def test_some_conversations_offer_only_the_browser_or_functions_and_never_call_python():
+    """`%%gptoss --tools browser` is how the README asks about documents: the model must have seen a
+    system message without python, and turns that answer with the tools it has."""
+    without = [c for c in _conversations() if not c.python]
+    assert 5 <= len(without) <= 30, len(without)
+    for c in without:
+        assert c.library is not None or c.functions, c.turns[0].prompt
+        prompt = harmony.encoding().decode(c.ids)
+        assert "## python" not in prompt and ("## browser" in prompt or "namespace functions" in prompt)
+        assert not [t for t in c.turns if t.call == "python"], [t.prompt for t in c.turns]
+    assert any(c.library is not None and not c.functions for c in without)   # the kernel test's `--tools browser`
 
 
 def test_conversations_mix_skills_turns_efforts_and_follow_ups():

@@ -40,6 +40,8 @@ NEW_TOPICS = {  # skill: weight when a turn starts a new topic
 TURNS = (1, 2, 3, 4, 5, 6, 7, 8)
 _TURN_WEIGHTS = (0.2, 0.17, 0.14, 0.12, 0.1, 0.09, 0.09, 0.09)
 DOCUMENTS = 0.35         # chance that a conversation has a document folder to browse
+WITHOUT_PYTHON = 0.2     # chance that a conversation with documents or functions offers only those (`--tools browser`)
+_NEEDS_PYTHON = frozenset({"arithmetic", "kernel", "dataframe", "structured", "error", "define"})
 FOLLOW_UP = 0.5          # chance that a turn follows up the previous one (when it can be followed up)
 LONG_TOKENS = (8400, 9400)   # a long conversation's length, in tokens
 
@@ -55,8 +57,14 @@ class Conversation:
     date: str
     library: Any = None                            # the documents the browser reads (browsing.Library), or None
     long: bool = False
+    python: bool = True                            # whether the python tool is offered
     ids: list[int] = field(default_factory=list)   # the training sequence
     covered: list[bool] = field(default_factory=list)   # covered[p]: the loss predicts ids[p] (from p - 1)
+
+    def tools(self) -> list[Any]:
+        """The tools the conversation's Session offers: python (unless left out), its functions, the browser."""
+        return [*(["python"] if self.python else []), *(function_tools(self.functions) if self.functions else []),
+                *(["browser"] if self.library is not None else [])]
 
     @property
     def effort(self) -> str:
@@ -143,9 +151,10 @@ def _date(g: Gen) -> str:
 
 
 def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, library: Any,
-             topics: Mapping[str, float] = NEW_TOPICS) -> Turn:
+             topics: Mapping[str, float] = NEW_TOPICS, python: bool = True) -> Turn:
     """A turn on a new topic, its skill drawn from `topics` (among those the conversation's tools allow)."""
-    weights = {k: w for k, w in topics.items() if (k != "function" or fs) and (k != "browse" or library)}
+    weights = {k: w for k, w in topics.items()
+               if (k != "function" or fs) and (k != "browse" or library) and (python or k not in _NEEDS_PYTHON)}
     skill = g.rng.choices(list(weights), list(weights.values()))[0]
     if skill == "arithmetic":
         return skills.arithmetic(g, effort)
@@ -163,8 +172,10 @@ def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, li
         base = g.rng.random()
         if library and base < 0.25:
             return skills.skip(browsing.browse(g, effort, library), g)
-        if fs and base < 0.3:
+        if fs and (base < 0.3 or not python):
             return skills.skip(skills.function_turn(g, effort, fs), g)
+        if not python:
+            return skills.skip(browsing.browse(g, effort, library), g)
         if base < 0.65:
             return skills.skip(skills.arithmetic(g, effort), g)
         return skills.skip(skills.variable(g, effort, ns), g)
@@ -186,10 +197,11 @@ def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: 
     library = browsing.make_library(g) if g.chance(min(1.0, documents)) else None
     browser = library.browser() if library else None
     date = _date(g)
-    start = Conversation([], copy.deepcopy(ns), fs, date, library, long)
+    # drawn apart from `g`, so that conversations which keep python are the same as before this choice existed
+    python = long or not (fs or library) or random.Random(f"tools-{seed}").random() >= WITHOUT_PYTHON
+    start = Conversation([], copy.deepcopy(ns), fs, date, library, long, python)
     teacher, user = Teacher(), ScriptedUser()
-    tools: list[Any] = ["python", *(function_tools(fs) if fs else []), *(["browser"] if browser is not None else [])]
-    session = Session(teacher, namespace=ns, view=user, browser=browser, tools=tools, date=date)
+    session = Session(teacher, namespace=ns, view=user, browser=browser, tools=start.tools(), date=date)
     teacher.session = session
     n = turns or (g.rng.randint(5, 8) if long else g.rng.choices(TURNS, _TURN_WEIGHTS)[0])
     effort = g.pick(harmony.EFFORTS)
@@ -206,7 +218,7 @@ def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: 
             turn = g.pick(start.turns[-1].followups)(g)
             turn.effort = effort
         else:
-            turn = new_turn(g, effort, ns, fs, library, topics)
+            turn = new_turn(g, effort, ns, fs, library, topics, python)
         if last_turn and long:
             while len(teacher.last) < LONG_TOKENS[0]:  # pad with long outputs until the conversation is long
                 padding = skills.show(g, effort, min(6000, 2 * (LONG_TOKENS[1] - len(teacher.last))))

@@ -92,11 +92,9 @@ def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 3
     In a long conversation the teacher writes every turn but the last (None in the list), so the
     model answers that last turn past 8,192 tokens of context whatever it would have written before."""
     user = data.ScriptedUser()
-    tools: list[Any] = ["python", *(data.function_tools(conversation.functions) if conversation.functions else []),
-                        *(["browser"] if conversation.library is not None else [])]
     browser = conversation.library.browser() if conversation.library is not None else None
-    session = Session(engine, namespace=copy.deepcopy(conversation.namespace), view=user, browser=browser, tools=tools,
-                      date=conversation.date)
+    session = Session(engine, namespace=copy.deepcopy(conversation.namespace), view=user, browser=browser,
+                      tools=conversation.tools(), date=conversation.date)
     teacher, teacher_tokens = data.Teacher(), session.max_new_tokens   # the teacher writes as in training
     teacher.session = session
     replies: list[Reply | None] = []
