@@ -12,8 +12,8 @@ pytestmark = pytest.mark.skipif(not (CHECKPOINT / "model.safetensors").is_file()
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="gpt-oss-tiny v2 misses the issue-14 targets (measured on 100 held-out conversations of seed 20250805: "
-                   "valid Harmony 94.2 %, right tool 86.1 %, right final 88.5 % on turn 1 and 67-85 % on turns 2-8, "
-                   "69.2 % past 8,192 tokens, cited 71.4 %); the model card has the table")
+                   "valid Harmony 97.6 %, right tool 85.8 %, right final 90.8 % on turn 1 and 50-95 % on turns 2-8, "
+                   "61.5 % past 8,192 tokens, cited 91.3 %); the model card has the table")
 def test_held_out_conversations_meet_every_target():
     result = evaluate.evaluate(CHECKPOINT, n=36, seed=evaluate.HELD_OUT_SEED + 1, long_share=0.08, progress=False)
     table = evaluate.format_table(result)
