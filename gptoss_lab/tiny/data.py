@@ -170,12 +170,10 @@ def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, li
         return skills.error(g, effort, ns, fs)
     if skill == "skip":
         base = g.rng.random()
-        if library and base < 0.25:
+        if library and (base < 0.25 or not (python or fs)):
             return skills.skip(browsing.browse(g, effort, library), g)
         if fs and (base < 0.3 or not python):
             return skills.skip(skills.function_turn(g, effort, fs), g)
-        if not python:
-            return skills.skip(browsing.browse(g, effort, library), g)
         if base < 0.65:
             return skills.skip(skills.arithmetic(g, effort), g)
         return skills.skip(skills.variable(g, effort, ns), g)
@@ -197,7 +195,8 @@ def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: 
     library = browsing.make_library(g) if g.chance(min(1.0, documents)) else None
     browser = library.browser() if library else None
     date = _date(g)
-    # drawn apart from `g`, so that conversations which keep python are the same as before this choice existed
+    # long conversations keep python (their long outputs are printed by it); drawn apart from `g`, so that
+    # conversations which keep python are the same as before this choice existed
     python = long or not (fs or library) or random.Random(f"tools-{seed}").random() >= WITHOUT_PYTHON
     start = Conversation([], copy.deepcopy(ns), fs, date, library, long, python)
     teacher, user = Teacher(), ScriptedUser()
