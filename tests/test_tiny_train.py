@@ -106,6 +106,17 @@ def test_quick_training_is_seeded_lowers_the_loss_and_saves_a_loadable_checkpoin
         saved = model.float().model(input_ids=ids).last_hidden_state
         again = resumed.model(input_ids=vocabulary.index[ids]).last_hidden_state
     assert torch.allclose(saved, again, atol=1e-5)
+    # --layers grows it deeper: sliding/full pairs that start as pass-throughs, so the outputs stay the same
+    vocabulary = train.Vocabulary(capacity=12000)
+    grown, arch = train._resumed(tmp_path / "a", vocabulary, layers=8)
+    assert arch["layers"] == 8 and grown.config.layer_types == ["sliding_attention", "full_attention"] * 4
+    with torch.no_grad():
+        deeper = grown.model(input_ids=vocabulary.index[ids]).last_hidden_state
+    assert torch.allclose(saved, deeper, atol=1e-5)
+    assert grown.model.layers[2].mlp.experts.down_proj.abs().sum() == 0  # a new layer; layer 4 is the old layer 2
+    assert torch.equal(grown.model.layers[4].mlp.router.weight, resumed.model.layers[2].mlp.router.weight)
+    with pytest.raises(ValueError, match="at least the checkpoint's 4"):
+        train._resumed(tmp_path / "a", train.Vocabulary(capacity=12000), layers=2)
 
 
 def test_shipped_checkpoint_loads_like_gpt_oss_without_warnings_and_is_small(caplog):

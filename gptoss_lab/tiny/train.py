@@ -252,19 +252,41 @@ def save(model: GptOssForCausalLM, vocab: list[int], out: Path, dtype: torch.dty
     return out
 
 
-def _resumed(folder: Path, vocab: Vocabulary) -> tuple[GptOssForCausalLM, dict[str, int]]:
+def _resumed(folder: Path, vocab: Vocabulary, layers: int | None = None) -> tuple[GptOssForCausalLM, dict[str, int]]:
     """A saved checkpoint as a subset-vocabulary model: its non-zero embedding rows join `vocab` (rows
-    are reassigned; the saved file keeps only those rows non-zero, so nothing is lost)."""
+    are reassigned; the saved file keeps only those rows non-zero, so nothing is lost).
+
+    With `layers` above the checkpoint's, the model is grown deeper: a new sliding/full pair goes after
+    each old pair (in turn) with zero attention output and zero expert output projections, so each new
+    layer passes its input through and the grown model computes exactly what the checkpoint computes."""
     full = GptOssForCausalLM.from_pretrained(folder, dtype=torch.float32)
     embed = full.get_input_embeddings().weight.detach()
     vocab.add(torch.nonzero(embed.abs().sum(-1)).flatten().tolist())
     c = full.config
-    arch = {"hidden": c.hidden_size, "layers": c.num_hidden_layers, "experts": c.num_local_experts,
+    old = c.num_hidden_layers
+    arch = {"hidden": c.hidden_size, "layers": layers or old, "experts": c.num_local_experts,
             "top_k": c.num_experts_per_tok, "intermediate": c.intermediate_size}
+    if arch["layers"] < old or arch["layers"] % 2:
+        raise ValueError(f"--layers must be even and at least the checkpoint's {old}, not {arch['layers']}")
     model = GptOssForCausalLM(model_config(vocab.capacity, **arch))
-    state = {k: v for k, v in full.state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
+    where = _layer_places(old // 2, arch["layers"] // 2)
+    state = {}
+    for key, value in full.state_dict().items():
+        if "embed_tokens" in key or "lm_head" in key:
+            continue
+        if key.startswith("model.layers."):
+            index, rest = key[len("model.layers."):].split(".", 1)
+            key = f"model.layers.{2 * where[int(index) // 2] + int(index) % 2}.{rest}"
+        state[key] = value
+    with torch.no_grad():
+        for i, layer in enumerate(model.model.layers):
+            if i // 2 not in where:   # a new layer: it adds nothing to the residual stream until trained
+                for tensor in (layer.self_attn.o_proj.weight, layer.self_attn.o_proj.bias,
+                               layer.mlp.experts.down_proj, layer.mlp.experts.down_proj_bias):
+                    tensor.zero_()
     missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and set(missing) <= {"model.embed_tokens.weight", "lm_head.weight"}, (missing, unexpected)
+    new_keys = {k for k in model.state_dict() if k.startswith("model.layers.") and int(k.split(".")[2]) // 2 not in where}
+    assert not unexpected and set(missing) - new_keys <= {"model.embed_tokens.weight", "lm_head.weight"}, (missing, unexpected)
     with torch.no_grad():
         weight = model.get_input_embeddings().weight
         weight.zero_()
@@ -272,20 +294,27 @@ def _resumed(folder: Path, vocab: Vocabulary) -> tuple[GptOssForCausalLM, dict[s
     return model, arch
 
 
+def _layer_places(old_pairs: int, pairs: int) -> list[int]:
+    """Where each old sliding/full pair goes among `pairs`: new pairs are spread after the old ones,
+    e.g. 2 old of 4 -> [0, 2] (old, new, old, new)."""
+    return [i * pairs // old_pairs for i in range(old_pairs)]
+
+
 def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens: int = 2048, workers: int = 1,
           long_share: float = 0.008, rows: int = 12000, arch: dict[str, int] | None = None, log_every: int = 10,
           dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
-          topics: dict[str, float] | None = None) -> dict[str, Any]:
+          topics: dict[str, float] | None = None, layers: int | None = None) -> dict[str, Any]:
     """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
-    and save to `out`; returns a summary."""
+    and save to `out`; returns a summary. `layers` grows a resumed checkpoint deeper (see `_resumed`)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     start = time.time()
     vocab = Vocabulary(rows)
     if resume is not None:
-        model, arch = _resumed(resume, vocab)
+        model, arch = _resumed(resume, vocab, layers)
     else:
-        model = GptOssForCausalLM(model_config(rows, **(arch or {})))
+        arch = {**(arch or {}), **({"layers": layers} if layers else {})}
+        model = GptOssForCausalLM(model_config(rows, **arch))
     config = model.config
     config._attn_implementation = ATTENTION
     embedding = model.get_input_embeddings().weight
@@ -363,6 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
+    p.add_argument("--layers", type=int, help="layers (even; default 4, or the resumed checkpoint's: more grows it "
+                   "deeper, new layers starting as pass-throughs)")
     p.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batch, padding included")
     p.add_argument("--long-share", type=float, default=0.008, help="share of conversations over 8,192 tokens")
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
@@ -377,7 +408,8 @@ def main(argv: list[str] | None = None) -> None:
         args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
     summary = train(args.out, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
                     batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
-                    compile=not args.no_compile, resume=args.resume, topics=dict(args.topics))
+                    compile=not args.no_compile, resume=args.resume, topics=dict(args.topics),
+                    layers=args.layers)
     print(json.dumps(summary))
 
 
