@@ -139,3 +139,10 @@ def test_shipped_checkpoint_loads_like_gpt_oss_without_warnings_and_is_small(cap
     assert set(types) == {"sliding_attention", "full_attention"} and types[0] != types[1]
     rows = model.get_input_embeddings().weight
     assert (rows.abs().sum(-1) > 0).sum() < 20000  # only the rows training used are non-zero
+
+
+def test_an_odd_layer_count_is_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--layers", "3", "--quick"])
+    assert exit_.value.code == 2
+    assert "--layers must be an even number of at least 2" in capsys.readouterr().err

@@ -403,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
     p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
     args = p.parse_args(argv)
+    if args.layers is not None and (args.layers < 2 or args.layers % 2):
+        p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
     torch.set_num_threads(args.threads)
     if args.quick:
         args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
