@@ -83,22 +83,75 @@ class Library:
 
 
 _TOWN = (  # (line, question, answer key, query words)
-    ("{e} was founded in {year}.", Pool(("When was {e} founded?", "In what year was {e} founded?"), ("What year was {e} founded?",)), "year", "founded"),
-    ("The population of {e} is {count}.", Pool(("What is the population of {e}?", "How many people live in {e}?"), ("How big is the population of {e}?",)), "count", "population"),
-    ("The mayor of {e} is {person}.", Pool(("Who is the mayor of {e}?",), ("Who runs {e} as mayor?",)), "person", "mayor"),
-    ("{e} lies on the river {river}.", Pool(("Which river does {e} lie on?", "What river runs through {e}?"), ("Which river is {e} on?",)), "river", "river"),
-    ("The lighthouse of {e} is {metres} metres tall.", Pool(("How tall is the lighthouse of {e}?",), ("What is the height of the {e} lighthouse?",)), "metres", "lighthouse"),
-    ("The local dish of {e} is {dish}.", Pool(("What is the local dish of {e}?", "What food is {e} known for?"), ("What dish is {e} known for?",)), "dish", "dish"),
+    ("{e} was founded in {year}.", Pool(("When was {e} founded?", "In what year was {e} founded?", "In which year was {e} founded?",
+                                         "Find the year {e} was founded.", "When was the town of {e} founded?",
+                                         "Can you find the year {e} was founded?",
+                                         "Search for the year {e} was founded.",
+                                         "Tell me the year {e} was founded."), ("What year was {e} founded?",)), "year", "founded"),
+    ("The population of {e} is {count}.", Pool(("What is the population of {e}?", "How many people live in {e}?", "How many people does {e} have?",
+                                                "Tell me the population of {e}.",
+                                                "Can you find the population of {e}?",
+                                                "How many people are in {e}?", "Population of {e}?",
+                                                "What is the number of people in {e}?",
+                                                "Find the population of {e}.", "How many people are there in {e}?"), ("How big is the population of {e}?",)), "count", "population"),
+    ("The mayor of {e} is {person}.", Pool(("Who is the mayor of {e}?", "Tell me the mayor of {e}.",
+                                            "Can you find the mayor of {e}?", "Who is mayor of {e}?",
+                                            "Name the mayor of {e}.", "Search for the mayor of {e}.",
+                                            "Who is the current mayor of {e}?", "Who is the mayor in {e}?",
+                                            "Find the mayor of {e}.", "What is the name of the mayor of {e}?"), ("Who runs {e} as mayor?",)), "person", "mayor"),
+    ("{e} lies on the river {river}.", Pool(("Which river does {e} lie on?", "What river runs through {e}?", "What river does {e} lie on?",
+                                             "Tell me the river of {e}.", "Can you find the river {e} lies on?",
+                                             "Search for the river of {e}.", "Which river runs by {e}?",
+                                             "Find the river that runs through {e}.",
+                                             "Which river runs through {e}?"), ("Which river is {e} on?",)), "river", "river"),
+    ("The lighthouse of {e} is {metres} metres tall.", Pool(("How tall is the lighthouse of {e}?", "How high is the lighthouse of {e}?",
+                                                             "How many metres tall is the lighthouse of {e}?",
+                                                             "Can you find the height of the lighthouse of {e}?",
+                                                             "Find the height in metres of the lighthouse of {e}.",
+                                                             "Find the height of the lighthouse in {e}.",
+                                                             "How many metres high is the {e} lighthouse?",
+                                                             "Tell me the height of the lighthouse in {e}.",
+                                                             "Search for the lighthouse of {e} and its height."), ("What is the height of the {e} lighthouse?",)), "metres", "lighthouse"),
+    ("The local dish of {e} is {dish}.", Pool(("What is the local dish of {e}?", "What food is {e} known for?", "Which dish is local to {e}?",
+                                               "Tell me the local dish of {e}.",
+                                               "Can you find the local dish of {e}?", "Local dish of {e}?",
+                                               "Search for the local food of {e}.", "Name the dish of {e}.",
+                                               "Which food is {e} known for?", "Find the local dish of {e}."), ("What dish is {e} known for?",)), "dish", "dish"),
 )
 _PERSON = (
-    ("{e} was born in {town} in {year}.", Pool(("Where was {e} born?", "In which town was {e} born?"), ("What town was {e} born in?",)), "town", "born"),
-    ("{e} works as a {job}.", Pool(("What does {e} work as?", "What is the job of {e}?"), ("What job does {e} have?",)), "job", "job"),
-    ("{e} has {count} grandchildren.", Pool(("How many grandchildren does {e} have?",), ("How many grandchildren has {e}?",)), "count", "grandchildren"),
+    ("{e} was born in {town} in {year}.", Pool(("Where was {e} born?", "In which town was {e} born?", "Tell me where {e} was born.",
+                                                "Can you find where {e} was born?",
+                                                "What is the town where {e} was born?",
+                                                "Search for where {e} was born.", "Where is {e} from?",
+                                                "Tell me the town where {e} was born.", "Find where {e} was born."), ("What town was {e} born in?",)), "town", "born"),
+    ("{e} works as a {job}.", Pool(("What does {e} work as?", "What is the job of {e}?", "Tell me the job of {e}.",
+                                    "Can you find what {e} works as?", "What work does {e} do?",
+                                    "Search for the job of {e}.", "What does {e} do for work?",
+                                    "Find out what {e} works as.", "Find the job of {e}."), ("What job does {e} have?",)), "job", "job"),
+    ("{e} has {count} grandchildren.", Pool(("How many grandchildren does {e} have?", "What is the number of grandchildren of {e}?",
+                                             "Count the grandchildren of {e}.",
+                                             "Find the number of grandchildren {e} has.",
+                                             "What number of grandchildren does {e} have?",
+                                             "Find the number of grandchildren of {e}.",
+                                             "Tell me the number of grandchildren {e} has.",
+                                             "Can you find the number of grandchildren of {e}?"), ("How many grandchildren has {e}?",)), "count", "grandchildren"),
 )
 _FIRM = (
-    ("{e} was started by {person} in {year}.", Pool(("Who started {e}?", "Who founded the firm {e}?"), ("Who was {e} started by?",)), "person", "started"),
-    ("{e} makes {product}.", Pool(("What does {e} make?", "What does the firm {e} produce?"), ("What are {e}'s products?",)), "product", "makes"),
-    ("{e} has {count} employees.", Pool(("How many employees does {e} have?", "How many people work at {e}?"), ("How many employees work at {e}?",)), "count", "employees"),
+    ("{e} was started by {person} in {year}.", Pool(("Who started {e}?", "Who founded the firm {e}?", "Who started the firm {e}?",
+                                                     "Who founded {e}?", "Who first started {e}?",
+                                                     "Who was it that started {e}?",
+                                                     "Who was it that founded {e}?", "Who started the firm of {e}?"), ("Who was {e} started by?",)), "person", "started"),
+    ("{e} makes {product}.", Pool(("What does {e} make?", "What does the firm {e} produce?", "What products does {e} make?",
+                                   "Tell me what {e} makes.", "Can you find what {e} makes?",
+                                   "Search for what the firm {e} makes.", "What does the firm {e} make?",
+                                   "What products does the firm {e} make?", "Find what {e} makes.",
+                                   "Which products does {e} make?"), ("What are {e}'s products?",)), "product", "makes"),
+    ("{e} has {count} employees.", Pool(("How many employees does {e} have?", "How many people work at {e}?", "Can you find the number of employees at {e}?",
+                                         "What is the number of employees of {e}?", "Count the employees of {e}.",
+                                         "What is the number of employees at {e}?",
+                                         "Find the number of employees of {e}.",
+                                         "How many people does the firm {e} have?",
+                                         "How many employees has the firm {e}?"), ("How many employees work at {e}?",)), "count", "employees"),
 )
 _FILLER = ("Visitors often arrive by the morning train.", "The old market square is paved with grey stone.",
            "Records from that time are kept in the town archive.", "Many families have lived here for generations.",
@@ -201,7 +254,10 @@ def _browse_followup(g: Gen, previous: Turn, library: Library, fact: Fact) -> Tu
         return browse(g, previous.effort, library, skill="followup")
     other = g.pick(others)
     word = other.query.removeprefix(other.entity).strip()
-    prompt = g.pick(Pool(("And what about its {w}?", "What does it say about the {w}?"), ("And the {w}?",))).format(w=word)
+    prompt = g.pick(Pool(("And what about its {w}?", "What does it say about the {w}?", "What about the {w}?",
+                          "And its {w}?", "Now the {w}.", "What does the page say about its {w}?",
+                          "How about the {w}?", "Now search for the {w}.", "Tell me about its {w}.",
+                          "Can you find its {w}?"), ("And the {w}?",))).format(w=word)
     return browse(g, previous.effort, library, other, prompt, skill="followup")
 
 
@@ -211,7 +267,10 @@ def missing(g: Gen, effort: str, library: Library) -> Turn:
     while any(absent in f.entity for f in library.facts):
         absent = _name(g)
     word = g.pick(("founded", "mayor", "population"))
-    fact = Fact(absent, g.pick(Pool(("When was {e} founded?", "Who is the mayor of {e}?", "What is the population of {e}?"),
+    fact = Fact(absent, g.pick(Pool(("When was {e} founded?", "Who is the mayor of {e}?", "What is the population of {e}?", "How many people live in {e}?",
+                                     "Which river does {e} lie on?", "What is the local dish of {e}?",
+                                     "Can you find the mayor of {e}?", "Search for {e}.",
+                                     "What do you know about {e}?", "Who is the mayor in {e}?"),
                                     ("What do the documents say about {e}?",))).format(e=absent),
                 "", "do not mention", f"{absent} {word}", url="(none)", title=absent)
     turn = browse(g, effort, library, fact)

@@ -167,19 +167,38 @@ _ASK = Pool(("What is {e}?", "What's {e}?", "Compute {e}.", "Calculate {e}.", "H
              "Use python to compute {e}.", "I need {e}.", "Quick: {e}?", "Solve {e}.", "{e}"),
             ("What is the answer to {e}?", "Please work out {e}.", "Can you compute {e} for me?"))
 _WORDS = {
-    "+": Pool(("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?"),
+    "+": Pool(("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?", "Add {b} to {a}.",
+               "Compute {a} plus {b}.", "{a} plus {b}?", "Find the sum of {a} and {b}.",
+               "Can you add {a} and {b}?", "Please add {a} and {b} for me.", "Find the total of {a} and {b}."),
               ("What do {a} and {b} add up to?",)),
-    "-": Pool(("What is {a} minus {b}?", "Subtract {b} from {a}.", "What is the difference between {a} and {b}?"),
+    "-": Pool(("What is {a} minus {b}?", "Subtract {b} from {a}.", "What is the difference between {a} and {b}?", "Take {b} away from {a}.",
+               "Compute {a} minus {b}.", "{a} minus {b}?", "Find the difference between {a} and {b}.",
+               "Please subtract {b} from {a}.", "Can you work out {a} minus {b}?",
+               "What do you get if you subtract {b} from {a}?"),
               ("How much is {a} minus {b}?",)),
-    "*": Pool(("What is {a} times {b}?", "Multiply {a} by {b}.", "What is the product of {a} and {b}?"),
+    "*": Pool(("What is {a} times {b}?", "Multiply {a} by {b}.", "What is the product of {a} and {b}?", "Compute {a} times {b}.",
+               "{a} times {b}?", "Find the product of {a} and {b}.", "Can you multiply {a} by {b}?",
+               "Please multiply {a} and {b}.", "What do you get if you multiply {a} by {b}?",
+               "Calculate {a} times {b} for me."),
               ("How much is {a} times {b}?",)),
-    "/": Pool(("What is {a} divided by {b}?", "Divide {a} by {b}.", "What is {a} over {b}?"),
+    "/": Pool(("What is {a} divided by {b}?", "Divide {a} by {b}.", "What is {a} over {b}?", "{a} divided by {b}?",
+               "Compute {a} divided by {b}.", "Please divide {a} by {b}.", "Can you divide {a} by {b}?",
+               "What do you get if you divide {a} by {b}?", "Calculate {a} over {b}.", "Find {a} divided by {b}."),
               ("How much is {a} divided by {b}?",)),
     "//": Pool(("What is {a} divided by {b}, rounded down?", "Integer-divide {a} by {b}.",
-                "How many whole times does {b} go into {a}?"), ("What is {a} divided by {b}, as a whole number?",)),
-    "%": Pool(("What is {a} modulo {b}?", "What is the remainder of {a} divided by {b}?", "What is {a} mod {b}?"),
+                "How many whole times does {b} go into {a}?", "Compute {a} divided by {b}, rounded down.",
+                "What is the integer division of {a} by {b}?", "Floor-divide {a} by {b}.",
+                "How many times does {b} go into {a}, as a whole number?",
+                "Find {a} divided by {b}, rounded down to a whole number.", "Can you integer-divide {a} by {b}?",
+                "Use integer division to divide {a} by {b}."), ("What is {a} divided by {b}, as a whole number?",)),
+    "%": Pool(("What is {a} modulo {b}?", "What is the remainder of {a} divided by {b}?", "What is {a} mod {b}?", "Compute {a} modulo {b}.",
+               "{a} mod {b}?", "Calculate {a} mod {b}.", "Can you work out {a} modulo {b}?",
+               "Find the remainder of {a} divided by {b}.", "Divide {a} by {b} and give me the remainder."),
               ("What is the remainder of {a} over {b}?",)),
-    "**": Pool(("What is {a} to the power of {b}?", "What is {a} raised to {b}?", "Raise {a} to the power {b}."),
+    "**": Pool(("What is {a} to the power of {b}?", "What is {a} raised to {b}?", "Raise {a} to the power {b}.", "Compute {a} to the power of {b}.",
+                "Calculate {a} raised to {b}.", "Find {a} to the power of {b}.",
+                "Please compute {a} raised to {b}.", "{a} to the power of {b}?",
+                "Use python to compute {a} to the power of {b}.", "Can you work out {a} to the power of {b}?"),
                ("What is {a} raised to the power {b}?",)),
 }
 _ARITH_FINAL = Pool(("{e} = {r}.", "{e} = {r}.", "The answer is {r}.", "{e} is {r}."), ("The result of {e} is {r}.",))
@@ -272,19 +291,34 @@ def arithmetic(g: Gen, effort: str, shown: str | None = None, expr: str | None =
 
 _FOLLOW = (
     ("/", Pool(("Now divide that by {c}.", "Divide the result by {c}.", "And divided by {c}?", "Now divide it by {c}.",
-                "What is that over {c}?"), ("Divide that by {c}.",))),
+                "What is that over {c}?", "Take that and divide it by {c}.", "What is the result divided by {c}?",
+                "Can you divide the answer by {c}?", "Divide the answer by {c} now.",
+                "Can you now divide that result by {c}?"), ("Divide that by {c}.",))),
     ("*", Pool(("Now multiply that by {c}.", "And times {c}?", "Multiply the result by {c}.", "What is that times {c}?",
-                "times {c}"), ("Multiply that by {c}.",))),
-    ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?", "What is that plus {c}?", "And add {c}."),
+                "times {c}", "Take that and multiply it by {c}.", "What is the result times {c}?",
+                "Can you multiply the answer by {c}?", "Multiply the answer by {c} now.",
+                "Can you now multiply that result by {c}?"), ("Multiply that by {c}.",))),
+    ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?", "What is that plus {c}?", "And add {c}.", "Take that and add {c} to it.",
+                "What is the result plus {c}?", "Can you add {c} to the answer?", "Add {c} to the answer now.",
+                "Can you now add {c} to that result?"),
                ("Add {c} to that.",))),
     ("-", Pool(("Now subtract {c} from that.", "Minus {c}?", "Take {c} away from the result.", "What is that minus {c}?",
-                "And subtract {c}."), ("Subtract {c} from the result.",))),
-    ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?", "Now take that mod {c}."),
+                "And subtract {c}.", "Take that and subtract {c} from it.", "What is the result minus {c}?",
+                "Can you take {c} away from the answer?", "Subtract {c} from the answer now.",
+                "Can you now subtract {c} from that result?"), ("Subtract {c} from the result.",))),
+    ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?", "Now take that mod {c}.", "What is the result mod {c}?",
+                "Can you find the remainder of the answer divided by {c}?", "Take the answer mod {c}.",
+                "And the remainder of that over {c}?", "Now compute the result modulo {c}.",
+                "Take the result modulo {c}."),
                ("What about that modulo {c}?",))),
     ("//", Pool(("Now integer-divide that by {c}.", "How many whole times does {c} go into that?",
-                 "Floor-divide that by {c}."), ())),
+                 "Floor-divide that by {c}.", "What is that divided by {c}, rounded down?",
+                 "Integer-divide the result by {c}.", "How many whole times does {c} go into the result?",
+                 "Now divide it by {c} as a whole number.", "Divide the result by {c}, rounded down.",
+                 "Can you integer-divide the answer by {c}?", "Use integer division to divide that by {c}."), ())),
     ("**", Pool(("What is that squared?", "Square the result.", "And squared?", "Now square that.",
-                 "What is the square of that?", "square the answer"), ("Now square it.",))),
+                 "What is the square of that?", "square the answer", "What is the result squared?",
+                 "Can you square that?", "Raise that to the power of 2.", "Can you square the answer?"), ("Now square it.",))),
 )
 
 
@@ -345,79 +379,157 @@ def make_namespace(g: Gen) -> dict[str, Any]:
 
 
 _LIST_QS = {  # stat: (questions, code, final)
-    "mean": (Pool(("What is the mean of {v}?", "What's the average of {v}?", "Compute the mean of {v}.", "Average of {v}?"),
+    "mean": (Pool(("What is the mean of {v}?", "What's the average of {v}?", "Compute the mean of {v}.", "Average of {v}?", "Find the mean of {v}.",
+                   "Calculate the average of {v}.", "Mean of {v}?", "Can you compute the mean of {v}?",
+                   "Compute the average of the values in {v}.", "Can you give me the average of {v}?"),
                   ("What is the arithmetic mean of {v}?",)), "print(round(sum({v}) / len({v}), 2))", "The mean of {v} is {r}."),
-    "sum": (Pool(("What is the sum of {v}?", "Add up all the values in {v}.", "What is the total of {v}?", "Sum {v}."),
+    "sum": (Pool(("What is the sum of {v}?", "Add up all the values in {v}.", "What is the total of {v}?", "Sum {v}.", "Find the sum of {v}.",
+                  "Compute the sum of {v}.", "Can you sum up {v}?", "What is the sum of all the numbers in {v}?",
+                  "Sum of {v}?", "Can you give me the total of {v}?"),
                  ("What do the values in {v} add up to?",)), "print(sum({v}))", "The sum of {v} is {r}."),
     "max": (Pool(("What is the largest value in {v}?", "What is the max of {v}?", "Find the maximum of {v}.",
-                  "What is the biggest number in {v}?"),
+                  "What is the biggest number in {v}?", "Max of {v}?", "Which number in {v} is the largest?",
+                  "Compute the max of {v}.", "Can you find the largest value in {v}?",
+                  "Can you give me the maximum of {v}?", "Which value in {v} is the biggest?"),
                  ("What is the highest value in {v}?",)), "print(max({v}))", "The largest value in {v} is {r}."),
     "min": (Pool(("What is the smallest value in {v}?", "What is the min of {v}?", "Find the minimum of {v}.",
-                  "What is the lowest number in {v}?"),
+                  "What is the lowest number in {v}?", "Compute the min of {v}.",
+                  "Can you find the lowest value in {v}?", "Print the min of {v}.",
+                  "Which value of {v} is the lowest?", "Can you give me the minimum of {v}?",
+                  "Use python to find the min of {v}."),
                  ("What is the smallest number in {v}?",)), "print(min({v}))", "The smallest value in {v} is {r}."),
-    "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?", "Count the values in {v}."),
+    "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?", "Count the values in {v}.", "Count the items in {v}.",
+                  "How many values are there in {v}?", "Count the numbers in {v}.",
+                  "Can you count the items in {v}?", "Print the length of {v}."),
                  ("How many items does {v} have?",)), "print(len({v}))", "{v} has {r} items."),
     "sorted": (Pool(("Sort {v}.", "What is {v} sorted?", "Show {v} in ascending order.",
-                     "Order {v} from small to large."), ("Put {v} in order.",)),
+                     "Order {v} from small to large.", "Sort the values in {v}.",
+                     "Show {v} sorted from low to high.", "Print {v} in ascending order.",
+                     "Sort the numbers in {v}, smallest first.", "What is {v} in sorted order?",
+                     "Print {v} sorted."), ("Put {v} in order.",)),
                "print(sorted({v}))", "Sorted: {r}."),
     "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?", "Show the first item of {v}.",
-                    "What comes first in {v}?"), ("What is the first value of {v}?",)),
+                    "What comes first in {v}?", "Which value comes first in {v}?", "Print the first item in {v}.",
+                    "Print the first element of {v}.", "Which number is at the beginning of {v}?",
+                    "Read the first value in {v}."), ("What is the first value of {v}?",)),
               "print({v}[0])", "The first element of {v} is {r}."),
     "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?", "Show the last item of {v}.",
-                   "What is at the end of {v}?"), ("What is the last value of {v}?",)),
+                   "What is at the end of {v}?", "Which value comes last in {v}?",
+                   "What number is at the end of {v}?", "Print the last item in {v}.",
+                   "Print the last element of {v}.", "Read the last value in {v}."), ("What is the last value of {v}?",)),
              "print({v}[-1])", "The last element of {v} is {r}."),
     "above": (Pool(("How many values in {v} are above {k}?", "Count the items in {v} greater than {k}.",
-                    "How many numbers in {v} are over {k}?"),
+                    "How many numbers in {v} are over {k}?", "Count the values in {v} that are above {k}.",
+                    "Count the numbers over {k} in {v}.", "How many of the values in {v} are more than {k}?",
+                    "Count the numbers in {v} that are greater than {k}.",
+                    "What is the count of values in {v} above {k}?", "Can you count the items of {v} above {k}?",
+                    "Find the number of values in {v} above {k}."),
                    ("How many items in {v} are greater than {k}?",)), "print(len([n for n in {v} if n > {k}]))",
               "{r} values in {v} are above {k}."),
 }
 _DICT_QS = {
     "get": (Pool(("What is {v}['{k}']?", "What value does {v} have for {k}?", "Look up {k} in {v}.",
-                  "What is the {k} entry of {v}?"), ("Find {k} in {v}.",)), "print({v}['{k}'])", "{v}['{k}'] is {r}."),
+                  "What is the {k} entry of {v}?", "What does {v} say for {k}?", "Get the value of {k} in {v}.",
+                  "Look up the {k} entry in {v}.", "Print {v}['{k}'].", "{v}['{k}']?",
+                  "Can you find the value for {k} in {v}?"), ("Find {k} in {v}.",)), "print({v}['{k}'])", "{v}['{k}'] is {r}."),
     "argmax": (Pool(("Which key in {v} has the largest value?", "What is the key with the highest value in {v}?",
-                     "Which key of {v} is the largest?"),
+                     "Which key of {v} is the largest?", "Which key of {v} has the highest value?",
+                     "Find the key with the largest value in {v}.", "What key has the max value in {v}?",
+                     "Use python to find the key in {v} with the largest value.",
+                     "Can you find which key in {v} has the highest value?",
+                     "Print the key of {v} with the largest value."),
                     ("Which entry of {v} is biggest?",)), "print(max({v}, key={v}.get))",
                "The key with the largest value in {v} is {r}."),
-    "len": (Pool(("How many entries does {v} have?", "How many keys are in {v}?", "What is the size of {v}?"), ("How big is {v}?",)),
+    "len": (Pool(("How many entries does {v} have?", "How many keys are in {v}?", "What is the size of {v}?", "Count the entries in {v}.",
+                  "Can you count the keys of {v}?", "len({v})?", "Count the keys in {v}.",
+                  "Find the length of {v}.", "How many keys are there in {v}?",
+                  "Print the number of entries in {v}."), ("How big is {v}?",)),
             "print(len({v}))", "{v} has {r} entries."),
     "total": (Pool(("What is the total of the values in {v}?", "Sum the values of {v}.",
-                    "What do the values of {v} sum to?"), ("Add up {v}.",)),
+                    "What do the values of {v} sum to?", "Sum up the values in {v}.",
+                    "What is the sum of the values of {v}?", "Can you sum the values of {v}?",
+                    "Add up every value in {v}.", "Sum of the values in {v}?",
+                    "Print the sum of all the values in {v}.", "Sum all the values of {v}."), ("Add up {v}.",)),
               "print(sum({v}.values()))", "The values of {v} add up to {r}."),
 }
 _STR_QS = {
-    "chars": (Pool(("How many characters are in {v}?", "What is the length of {v}?"), ("How long is the string {v}?",)),
+    "chars": (Pool(("How many characters are in {v}?", "What is the length of {v}?", "Count the characters in {v}.",
+                    "Can you count the characters of {v}?", "What is the length of the string {v}?", "len({v})?",
+                    "Print the length of {v}.", "Find the number of characters in {v}.",
+                    "Tell me the number of characters in {v}."), ("How long is the string {v}?",)),
               "print(len({v}))", "{v} has {r} characters."),
-    "upper": (Pool(("What is {v} in upper case?", "Uppercase {v}."), ("Show {v} in upper case.",)),
+    "upper": (Pool(("What is {v} in upper case?", "Uppercase {v}.", "Convert {v} to upper case.",
+                    "Upper case of {v}?", "Print {v} in all upper case.", "Can you convert {v} to upper case?",
+                    "I need {v} in upper case.", "What does {v} say in upper case?",
+                    "Convert the string {v} into upper case."), ("Show {v} in upper case.",)),
               "print({v}.upper())", "In upper case: {r}."),
-    "words": (Pool(("How many words are in {v}?", "Count the words in {v}."), ("How many words does {v} have?",)),
+    "words": (Pool(("How many words are in {v}?", "Count the words in {v}.", "Count the words of {v}.",
+                    "Can you count the words in {v}?", "How many words make up {v}?",
+                    "How many words are there in {v}?", "What is the word count of {v}?",
+                    "Find the number of words in {v}.", "Print the number of words in {v}.",
+                    "Tell me the number of words in the string {v}."), ("How many words does {v} have?",)),
               "print(len({v}.split()))", "{v} has {r} words."),
 }
 _FRAME_QS = {
-    "shape": (Pool(("What is the shape of {v}?", "How many rows and columns does {v} have?", "What is {v}.shape?"),
+    "shape": (Pool(("What is the shape of {v}?", "How many rows and columns does {v} have?", "What is {v}.shape?", "Can you print the shape of {v}?",
+                    "Tell me the number of rows and columns of {v}.", "What size is {v}, in rows and columns?",
+                    "Print {v}.shape.", "Find the shape of {v}.", "What shape does {v} have?",
+                    "Count the rows and the columns of {v}."),
                    ("How many rows and columns are in {v}?",)), "print({v}.shape)", "{v} has {r0} rows and {r1} columns."),
-    "columns": (Pool(("What columns does {v} have?", "List the columns of {v}.", "What are the column names of {v}?"),
+    "columns": (Pool(("What columns does {v} have?", "List the columns of {v}.", "What are the column names of {v}?", "Show the columns of {v}.",
+                      "What are the columns in {v}?", "Print the columns of {v}.",
+                      "Tell me the column names in {v}.", "Which columns does {v} have?",
+                      "Can you print the column names of {v}?", "Find the names of the columns in {v}."),
                      ("Which columns are in {v}?",)), "print(list({v}.columns))", "The columns of {v} are {rl}."),
-    "rows": (Pool(("How many rows does {v} have?", "How many rows are in {v}?", "len({v})?"), ("How long is {v}?",)),
+    "rows": (Pool(("How many rows does {v} have?", "How many rows are in {v}?", "len({v})?", "Count the rows of {v}.",
+                   "Can you count the rows in {v}?", "Find the number of rows in {v}.",
+                   "Print the number of rows of {v}.", "Can you find the length of {v}?",
+                   "Tell me the number of rows in {v}.", "What is the length of {v} in rows?"), ("How long is {v}?",)),
              "print(len({v}))", "{v} has {r} rows."),
     "mean": (Pool(("What is the mean {c} in {v}?", "What is the average of the {c} column of {v}?",
-                   "Mean of {v}['{c}']?"), ("What is the average {c} in {v}?",)),
+                   "Mean of {v}['{c}']?", "Compute the mean of the {c} column in {v}.", "Average {c} in {v}?",
+                   "Find the mean {c} of {v}.", "Can you compute the average {c} of {v}?",
+                   "Print the mean of {c} in {v}.", "Find the mean of the {c} values in {v}."), ("What is the average {c} in {v}?",)),
              "print(round({v}['{c}'].mean(), 2))", "The mean {c} in {v} is {r}."),
-    "max": (Pool(("What is the largest {c} in {v}?", "What is the max of the {c} column in {v}?", "Which {c} in {v} is the biggest?"),
+    "max": (Pool(("What is the largest {c} in {v}?", "What is the max of the {c} column in {v}?", "Which {c} in {v} is the biggest?", "Max {c} in {v}?",
+                  "What is the maximum {c} of {v}?", "Can you find the biggest {c} in {v}?",
+                  "Which {c} value of {v} is largest?", "Compute the maximum of the {c} column of {v}.",
+                  "Use python to find the largest {c} in {v}.", "Print the max {c} in {v}."),
                  ("What is the highest {c} in {v}?",)), "print({v}['{c}'].max())", "The largest {c} in {v} is {r}."),
-    "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?", "What is the lowest {c} in {v}?"),
+    "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?", "What is the lowest {c} in {v}?", "What is the minimum {c} of {v}?",
+                  "Can you find the lowest {c} in {v}?", "Which {c} value of {v} is smallest?",
+                  "Compute the minimum of the {c} column of {v}.", "What is the min {c} of {v}?",
+                  "Print the min {c} in {v}.", "Use python to get the lowest {c} in {v}."),
                  ("Find the smallest {c} in {v}.",)), "print({v}['{c}'].min())", "The smallest {c} in {v} is {r}."),
     "sum": (Pool(("What is the total {c} in {v}?", "Sum the {c} column of {v}.",
-                  "What do the {c} values in {v} add up to?"), ("Add up {c} in {v}.",)),
+                  "What do the {c} values in {v} add up to?", "Compute the sum of the {c} column of {v}.",
+                  "Can you sum up the {c} values of {v}?", "Find the sum of the {c} column in {v}.",
+                  "What does the {c} column of {v} add up to?", "Sum of {c} in {v}?",
+                  "Can you find the sum of {c} in {v}?", "Print the total {c} of {v}."), ("Add up {c} in {v}.",)),
             "print(round({v}['{c}'].sum(), 2))", "The total {c} in {v} is {r}."),
     "count_above": (Pool(("How many rows of {v} have {c} above {k}?", "Count the rows in {v} where {c} > {k}.",
-                          "How many rows have {c} over {k} in {v}?"),
+                          "How many rows have {c} over {k} in {v}?", "Count the rows of {v} with {c} above {k}.",
+                          "Can you count the rows where {c} is above {k} in {v}?",
+                          "What number of rows in {v} have {c} above {k}?",
+                          "Count the rows in {v} with a {c} greater than {k}.",
+                          "What is the number of rows of {v} where {c} is greater than {k}?",
+                          "Tell me the number of rows in {v} with {c} above {k}.",
+                          "Can you count the rows of {v} that have {c} over {k}?"),
                          ("How many rows in {v} have a {c} over {k}?",)),
                     "print(len({v}[{v}['{c}'] > {k}]))", "{r} rows of {v} have {c} above {k}."),
     "names_above": (Pool(("Which names in {v} have {c} above {k}?", "Who in {v} has a {c} greater than {k}?",
-                          "Show the names in {v} where {c} is over {k}."),
+                          "Show the names in {v} where {c} is over {k}.", "Who in {v} has {c} above {k}?",
+                          "Which people in {v} have a {c} over {k}?",
+                          "Show me the names in {v} with a {c} greater than {k}.",
+                          "Can you find the names in {v} where {c} is above {k}?",
+                          "Print the names of the rows in {v} with {c} above {k}.",
+                          "Find the names in {v} where {c} is more than {k}.",
+                          "In {v}, which people have {c} greater than {k}?"),
                          ("List the names in {v} with {c} over {k}.",)),
                     "print({v}[{v}['{c}'] > {k}]['name'].tolist())", "The names with {c} above {k}: {rl}."),
-    "top": (Pool(("Who has the highest {c} in {v}?", "Which name in {v} has the largest {c}?", "Whose {c} is highest in {v}?"),
+    "top": (Pool(("Who has the highest {c} in {v}?", "Which name in {v} has the largest {c}?", "Whose {c} is highest in {v}?", "Who in {v} has the largest {c}?",
+                  "Find the name with the highest {c} in {v}.", "Who has the most {c} in {v}?",
+                  "Can you find the name with the max {c} in {v}?", "Find the name in {v} with the largest {c}."),
                  ("Which name has the biggest {c} in {v}?",)), "print({v}.loc[{v}['{c}'].idxmax(), 'name'])",
             "{r} has the highest {c} in {v}."),
 }
@@ -506,8 +618,12 @@ def variable(g: Gen, effort: str, ns: dict[str, Any], kind: str | None = None, s
     return turn
 
 
-_SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}.", "Do the same for {v}.", "Now for {v}."), ("Now do {v}.",))
-_OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}.", "How about the {s}?"), ("And now the {s}?",))
+_SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}.", "Do the same for {v}.", "Now for {v}.", "How about {v}?",
+                         "And {v}?", "Now the same for {v}.", "The same question for {v}.",
+                         "Can you do it for {v}?"), ("Now do {v}.",))
+_OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}.", "How about the {s}?", "What is the {s}?",
+                    "Now give me the {s}.", "And what is the {s}?", "Can you find the {s}?",
+                    "What is the {s} of it?", "Compute the {s} of the same variable."), ("And now the {s}?",))
 _STAT_WORDS = {"mean": "mean", "sum": "sum", "max": "maximum", "min": "minimum", "len": "length"}
 
 
@@ -534,7 +650,8 @@ def define(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
     target = g.pick(Names(("total", "result", "answer", "value", "product", "amount", "z", "n"), ("total2", "result2", "value2")))
     code = f"{target} = {expr}\nprint({target})"
     prompt = g.pick(Pool(("Store {e} in a variable called {t}.", "Set {t} to {e}.", "Save {e} as {t}.",
-                          "Put the value of {e} in {t}."), ("Store the value of {e} in {t}.",))).format(e=expr, t=target)
+                          "Put the value of {e} in {t}.", "Put {e} in a variable {t}.", "Define {t} as {e}.",
+                          "Define a variable {t} holding {e}.", "Set a variable {t} to {e}.", "Store {e} as {t}."), ("Store the value of {e} in {t}.",))).format(e=expr, t=target)
     turn = Turn("define", prompt, unanswered, effort=effort, call="python", kind="number")
     analysis = think(g, effort, f"Define {target} with python.", [
         f"The user wants a variable {target} holding {expr}.", "Code run by python stays in the user's kernel.",
@@ -546,7 +663,11 @@ def define(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
         op = g2.pick(("*", "+", "-", "/", "//"))
         c = g2.rng.randint(2, 99)
         follow = arithmetic(g2, turn.effort, None, f"{target} {op} {c}", skill="followup")
-        follow.prompt = g2.pick(Pool(("What is {t} {o} {c}?", "Now compute {t} {o} {c}."), ("Evaluate {t} {o} {c}.",))).format(
+        follow.prompt = g2.pick(Pool(("What is {t} {o} {c}?", "Now compute {t} {o} {c}.", "Can you work out {t} {o} {c}?",
+                                      "What do you get for {t} {o} {c}?", "Use python to compute {t} {o} {c}.",
+                                      "Please compute {t} {o} {c} now.", "What is the value of {t} {o} {c}?",
+                                      "Now use {t}: what is {t} {o} {c}?", "What does {t} {o} {c} give?",
+                                      "Calculate {t} {o} {c} with python."), ("Evaluate {t} {o} {c}.",))).format(
             t=target, o=op, c=c)
         return follow
 
@@ -565,24 +686,46 @@ CAPITALS = {"France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "M
             "Denmark": "Copenhagen", "Belgium": "Brussels", "Netherlands": "Amsterdam", "Cuba": "Havana"}
 COUNTRIES = Pool(CAPITALS)
 _CAPITAL_QS = Pool(("What is the capital of {c}?", "What's the capital of {c}?", "Capital of {c}?",
-                    "Which city is the capital of {c}?"), ("Tell me the capital of {c}.", "Name the capital of {c}."))
+                    "Which city is the capital of {c}?", "Capital city of {c}?",
+                    "What city is the capital of {c}?", "Do you know the capital of {c}?",
+                    "The capital of {c} is which city?"), ("Tell me the capital of {c}.", "Name the capital of {c}."))
 _FACTS = (  # (questions, answer, key word the answer must contain)
-    (Pool(("Hello!", "Hi", "Hey there", "Good morning!", "hello"), ("Hi there!",)), "Hello! How can I help you today?", "Hello"),
-    (Pool(("Thanks!", "Thank you", "thanks a lot"), ("Thanks a lot!",)), "You're welcome!", "welcome"),
-    (Pool(("Who are you?", "What are you?", "What model are you?"), ("Which model is this?",)),
+    (Pool(("Hello!", "Hi", "Hey there", "Good morning!", "hello", "Hello", "Hi!", "Hey!", "Good morning",
+           "Hello there!"), ("Hi there!",)), "Hello! How can I help you today?", "Hello"),
+    (Pool(("Thanks!", "Thank you", "thanks a lot", "Thank you!", "Thanks", "thanks!", "Thank you so much!",
+           "Thanks, that is what I need.", "Thanks for the help!"), ("Thanks a lot!",)), "You're welcome!", "welcome"),
+    (Pool(("Who are you?", "What are you?", "What model are you?", "What is your name?", "What are you called?",
+           "Which model are you?", "Tell me your name.", "What are you exactly?"), ("Which model is this?",)),
      "I am gpt-oss-tiny, a small teaching model in the gpt-oss family, trained by gptoss_lab.", "gpt-oss-tiny"),
-    (Pool(("What is Harmony?", "Explain the Harmony format.", "What is the harmony format?"), ("Tell me about Harmony.",)),
+    (Pool(("What is Harmony?", "Explain the Harmony format.", "What is the harmony format?", "What is the Harmony format?",
+           "Explain Harmony.", "How does the Harmony format work?", "What does Harmony do?",
+           "What is the harmony chat format?"), ("Tell me about Harmony.",)),
      "Harmony is the chat format of gpt-oss: messages with roles and channels (analysis, commentary, final).", "channels"),
-    (Pool(("What is gpt-oss?", "Tell me about gpt-oss."), ("What are the gpt-oss models?",)),
+    (Pool(("What is gpt-oss?", "Tell me about gpt-oss.", "Explain gpt-oss.", "What does gpt-oss mean?",
+           "Is gpt-oss an open model?", "What is the gpt-oss family?", "Tell me what gpt-oss is.",
+           "Explain what gpt-oss is.", "What is the gpt-oss model family?"), ("What are the gpt-oss models?",)),
      "gpt-oss is OpenAI's family of open-weight mixture-of-experts language models.", "open-weight"),
-    (Pool(("What is a mixture of experts?", "What does MoE mean?"), ("Explain mixture of experts.",)),
+    (Pool(("What is a mixture of experts?", "What does MoE mean?", "What is MoE?",
+           "How does a mixture of experts work?", "Explain what MoE is.", "What does mixture of experts mean?",
+           "Tell me what a mixture of experts is.", "Explain MoE.", "What is MoE in a language model?",
+           "How does MoE work?"), ("Explain mixture of experts.",)),
      "A mixture of experts routes each token to a few expert networks chosen by a router.", "router"),
-    (Pool(("What can you do?", "How can you help me?"), ("What can you help me with?",)),
+    (Pool(("What can you do?", "How can you help me?", "What can you do for me?", "How can you help?",
+           "What do you do?", "What tools can you use?", "Tell me what you can do.",
+           "Tell me what you can do for me.", "What tools do you have?", "Which tools can you use?"), ("What can you help me with?",)),
      "I can do arithmetic and read your notebook variables with python, call your functions, search the documents "
      "you give me, and answer short questions.", "python"),
-    (Pool(("What color is the sky?", "What colour is a clear sky?"), ()), "The sky is blue.", "blue"),
-    (Pool(("How many days are in a week?",), ("How many days does a week have?",)), "A week has 7 days.", "7"),
-    (Pool(("What is the largest planet?", "Which planet is the biggest?"), ()), "Jupiter is the largest planet.", "Jupiter"),
+    (Pool(("What color is the sky?", "What colour is a clear sky?", "What colour is the sky?",
+           "Which color is the sky?", "What is the color of the sky?", "What color is the sky today?",
+           "Tell me the colour of the sky.", "What is the colour of the sky?", "Tell me the color of the sky.",
+           "Which colour is the sky?"), ()), "The sky is blue.", "blue"),
+    (Pool(("How many days are in a week?", "How long is a week in days?", "How many days make up a week?",
+           "Count the days of a week.", "How many days long is a week?", "Tell me the number of days in a week.",
+           "What is the number of days in a week?", "What number of days is in a week?"), ("How many days does a week have?",)), "A week has 7 days.", "7"),
+    (Pool(("What is the largest planet?", "Which planet is the biggest?", "Which planet is the largest?",
+           "What is the biggest planet?", "Name the largest planet.", "What planet is the biggest?",
+           "Which is the largest planet?", "Tell me the biggest planet.", "Which planet is largest?",
+           "What planet is the largest?"), ()), "Jupiter is the largest planet.", "Jupiter"),
 )
 
 
@@ -610,7 +753,9 @@ def _capital_followup(g: Gen, previous: Turn, country: str) -> Turn:
     other = g.pick([c for c in (COUNTRIES.train + (COUNTRIES.held if g.split == "eval" else ())) if c != country])
     turn = direct(g, previous.effort, other)
     turn.skill = "followup"
-    turn.prompt = g.pick(Pool(("And of {c}?", "What about {c}?", "And {c}?"), ("Same for {c}.",))).format(c=other)
+    turn.prompt = g.pick(Pool(("And of {c}?", "What about {c}?", "And {c}?", "And for {c}?", "How about {c}?",
+                               "What is the capital of {c} then?", "Now {c}.", "What about the capital of {c}?",
+                               "Which city for {c}?"), ("Same for {c}.",))).format(c=other)
     return turn
 
 
@@ -650,13 +795,19 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
         city = g.pick(CITIES)
         temp, cond = r.randint(-10, 38), r.choice(_CONDITIONS)
         q = g.pick(Pool(("What's the weather in {c}?", "How warm is it in {c} right now?", "Weather in {c}?",
-                         "What is the weather like in {c} today?"), ("How is the weather in {c} today?",))).format(c=city)
+                         "What is the weather like in {c} today?", "Weather for {c} today?",
+                         "Is it warm in {c} today?", "What is the weather in {c} right now?",
+                         "Can you check the weather in {c}?", "Tell me the weather in {c}.",
+                         "Get the current weather for {c}."), ("How is the weather in {c} today?",))).format(c=city)
         return {"city": city}, {"city": city, "temperature_c": temp, "condition": cond}, \
             f"It is {temp} °C and {cond} in {city}.", [str(temp), cond], q, f"get the weather for {city}"
     if name == "get_stock_price":
         sym = g.pick(_SYMBOLS)
         price = round(r.uniform(5, 900), 2)
-        q = g.pick(Pool(("What is the stock price of {s}?", "How much is {s} trading at?", "Price of {s} stock?"),
+        q = g.pick(Pool(("What is the stock price of {s}?", "How much is {s} trading at?", "Price of {s} stock?", "What is {s} trading at?",
+                         "What does {s} stock cost right now?", "Can you get the stock price for {s}?",
+                         "Tell me the price of {s}.", "Check the {s} stock price.", "Current price of {s}?",
+                         "Can you check the price of {s} stock?"),
                         ("Get me the latest {s} price.",))).format(s=sym)
         return {"symbol": sym}, {"symbol": sym, "price": price}, f"{sym} is trading at {price}.", [str(price)], q, \
             f"get the price of {sym}"
@@ -664,34 +815,47 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
         src, dst = r.sample(_CURRENCIES, 2)
         amount = r.choice((r.randint(1, 999), r.randint(1, 9999)))
         converted = round(amount * r.uniform(0.3, 3), 2)
-        q = g.pick(Pool(("Convert {a} {f} to {t}.", "How much is {a} {f} in {t}?", "What is {a} {f} in {t}?"),
+        q = g.pick(Pool(("Convert {a} {f} to {t}.", "How much is {a} {f} in {t}?", "What is {a} {f} in {t}?", "Can you convert {a} {f} into {t}?",
+                         "{a} {f} to {t}?", "Please convert {a} {f} to {t}.", "How many {t} do I get for {a} {f}?",
+                         "Convert {a} {f} into {t} for me.", "I need {a} {f} in {t}."),
                         ("How much {t} is {a} {f}?",))).format(a=amount, f=src, t=dst)
         return {"amount": amount, "from_currency": src, "to_currency": dst}, {"amount": converted, "currency": dst}, \
             f"{amount} {src} is {converted} {dst}.", [str(converted)], q, f"convert {amount} {src}"
     if name == "get_time":
         zone = g.pick(_ZONES)
         time = f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}"
-        q = g.pick(Pool(("What time is it in {z}?", "Current time in {z}?", "Tell me the time in {z}."),
+        q = g.pick(Pool(("What time is it in {z}?", "Current time in {z}?", "Tell me the time in {z}.", "What time is it now in {z}?",
+                         "Get the current time for {z}.", "Check the time in {z}.",
+                         "Tell me the current time in {z}.", "What time is it right now in {z}?",
+                         "Can you get the time in {z}?", "Get me the time in {z}."),
                         ("What is the local time in {z}?",))).format(z=zone)
         return {"timezone": zone}, {"timezone": zone, "time": time}, f"It is {time} in {zone}.", [time], q, \
             f"get the time in {zone}"
     if name == "get_population":
         country = g.pick(COUNTRIES)
         people = r.randint(100_000, 1_500_000_000)
-        q = g.pick(Pool(("What is the population of {c}?", "How many people live in {c}?", "Population of {c}?"),
+        q = g.pick(Pool(("What is the population of {c}?", "How many people live in {c}?", "Population of {c}?", "How many people are in {c}?",
+                         "Can you get the population of {c}?", "How many people does {c} have?",
+                         "Get the population for {c}.", "Find the population of {c}.",
+                         "How many people live in {c} today?", "What is the current population of {c}?"),
                         ("What population does {c} have?",))).format(c=country)
         return {"country": country}, {"country": country, "population": people}, \
             f"The population of {country} is {people}.", [str(people)], q, f"get the population of {country}"
     if name == "get_distance":
         a, b = g.sample(CITIES, 2)
         km = r.randint(20, 9000)
-        q = g.pick(Pool(("How far is it from {a} to {b}?", "Distance from {a} to {b}?", "How many km from {a} to {b}?"),
+        q = g.pick(Pool(("How far is it from {a} to {b}?", "Distance from {a} to {b}?", "How many km from {a} to {b}?", "How many km is it from {a} to {b}?",
+                         "Can you get the distance between {a} and {b}?", "How far is {a} from {b}?",
+                         "Tell me the distance from {a} to {b} in km.", "Get the distance in km from {a} to {b}.",
+                         "Find the distance from {a} to {b}.", "How many km is {a} from {b}?"),
                         ("What is the road distance between {a} and {b}?",))).format(a=a, b=b)
         return {"origin": a, "destination": b}, {"origin": a, "destination": b, "km": km}, \
             f"It is {km} km from {a} to {b}.", [str(km)], q, f"get the distance from {a} to {b}"
     order = r.randint(1000, 99999)
     state = r.choice(_ORDER_STATES)
-    q = g.pick(Pool(("What is the status of order {o}?", "Where is my order {o}?", "Check order {o}."),
+    q = g.pick(Pool(("What is the status of order {o}?", "Where is my order {o}?", "Check order {o}.", "Can you check the status of order {o}?",
+                     "Tell me the status of my order {o}.", "Look up order {o}.", "Check the status of order {o}.",
+                     "What is the current status of order {o}?", "Can you find my order {o}?"),
                     ("Where is order {o} now?",))).format(o=order)
     return {"order_id": order}, {"order_id": order, "status": state}, f"Order {order} is {state}.", [state], q, \
         f"check order {order}"
@@ -890,7 +1054,9 @@ def skip(turn: Turn, g: Gen) -> Turn:
     original = turn.teach
 
     def again(g2: Gen) -> Turn:
-        prompt = g2.pick(Pool(("OK, run it.", "Go ahead and run it.", "You can run it now.", "Please try again, I allow it."),
+        prompt = g2.pick(Pool(("OK, run it.", "Go ahead and run it.", "You can run it now.", "Please try again, I allow it.", "Run it.",
+                               "OK, go ahead.", "I allow it, run it now.", "You can run it.",
+                               "OK, you can run the code now.", "You can try again, I approve."),
                               ("Please run it now.",)))
         retry = dataclasses.replace(turn, skill="followup", prompt=prompt, approval="auto", decisions=(), skipped=False,
                                     expected=[], followups=[])
@@ -907,7 +1073,9 @@ def show(g: Gen, effort: str, size: int) -> Turn:
     """"Show me the log": a variable whose printed value is long (`size` characters), for long contexts."""
     name = g.pick(Pool(("log_lines", "readings_all", "big_list", "history", "sensor_data", "events"), ("events2", "history2")))
     values = [g.rng.randint(0, 9999) for _ in range(max(4, size // 6))]
-    prompt = g.pick(Pool(("Show me {v}.", "Print {v}.", "What is in {v}?", "Display {v}."), ("Let me see {v}.",))).format(v=name)
+    prompt = g.pick(Pool(("Show me {v}.", "Print {v}.", "What is in {v}?", "Display {v}.", "Print out {v}.",
+                          "Show {v}.", "Display the values of {v}.", "Can you print {v}?",
+                          "Show the values in {v}.", "Display {v} for me."), ("Let me see {v}.",))).format(v=name)
     turn = Turn("long", prompt, unanswered, effort=effort, call="python", kind="list")
     analysis = think(g, effort, "Print it with python.", [f"The user wants to see {name}.", f"Run print({name})."])
     turn.teach = lambda t: python_answer(g, t, f"print({name})", analysis,
