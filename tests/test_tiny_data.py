@@ -190,3 +190,35 @@ def test_a_training_phase_can_weight_topics_and_the_default_draws_stay_the_same(
     def browsing(conversations: list[data.Conversation]) -> int:
         return sum(t.skill == "browse" for c in conversations for t in c.turns)
     assert browsing(boosted) > 2 * browsing(plain) > 0, (browsing(boosted), browsing(plain))
+
+
+def test_final_answers_state_only_values_the_conversation_has_shown():
+    """Every number in a final answer, and every key a missing-key answer lists, was in the conversation
+    before it (asked, or printed by a call of that turn): the model learns to copy values, not to make them up."""
+    for c in _conversations():
+        text = harmony.encoding().decode(c.ids)
+        k = text.rfind("<|channel|>final<|message|>")
+        answer = text[k:].split("<|message|>", 1)[1].split("<|")[0]
+        assert all(evaluate._contains(text[:k], n) for n in re.findall(r"(?<!\w)\d+(?:\.\d+)?(?!\w)", answer)), answer
+    listed = 0
+    for i in range(60):
+        c = data.conversation(f"keys-{i}", turns=1, topics={"error": 50.0})
+        text = harmony.encoding().decode(c.ids)
+        if keys := re.search(r"Its keys are: ([^.]*)\.", text):
+            printed = text[text.rfind("<|start|>user"):text.rfind("<|channel|>final")]
+            outputs = "".join(re.findall(r"<\|start\|>python to=assistant<\|channel\|>analysis<\|message\|>(.*?)<\|end\|>",
+                                         printed, re.S))
+            assert all(f"'{key}'" in outputs for key in keys.group(1).split(", ")), printed
+            listed += 1
+    assert listed >= 3, listed
+
+
+def test_training_asks_about_long_numbers_and_the_evaluation_keeps_the_users_sizes():
+    """000-099 are tokens only inside numbers of six digits or more (590062 is 590|062): training
+    practises such numbers, the held-out questions keep the sizes users ask about (up to four digits)."""
+    def long_share(split: str) -> float:
+        exprs = [skills.expression(skills.Gen(random.Random(i), split))[1] for i in range(400)]
+        return sum(any(len(n) >= 6 for n in re.findall(r"\d+", e)) for e in exprs) / len(exprs)
+
+    assert long_share("train") > 0.2
+    assert long_share("eval") == 0.0

@@ -204,8 +204,16 @@ _WORDS = {
 _ARITH_FINAL = Pool(("{e} = {r}.", "{e} = {r}.", "The answer is {r}.", "{e} is {r}."), ("The result of {e} is {r}.",))
 
 
-def _number(g: Gen, digits: tuple[int, ...] = (1, 2, 2, 3, 3, 4)) -> int:
-    d = g.pick(digits)
+_DIGITS = (1, 2, 2, 3, 3, 4)
+# Training also asks about 5- to 7-digit numbers: the tokens 000-099 occur only inside numbers of six
+# digits or more (590062 is 590|062), and with the users' sizes alone they were seen 8x less often than
+# 100-999 and miscopied (590062 answered as 590774).
+_TRAIN_DIGITS = (1, 2, 3, 4, 5, 6, 6, 7, 7, 8, 9)
+
+
+def _number(g: Gen, digits: tuple[int, ...] | None = None) -> int:
+    """A number of `digits` (one drawn) digits; by default the sizes users ask about, longer ones in training."""
+    d = g.pick(digits or (_TRAIN_DIGITS if g.split == "train" else _DIGITS))
     return g.rng.randint(10 ** (d - 1) if d > 1 else 0, 10 ** d - 1)
 
 
@@ -973,7 +981,7 @@ def _typo(name: str, g: Gen) -> str:
 def error(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None) -> Turn:
     """A call that fails: fixed and run again (typo, syntax), or reported honestly (no such variable,
     division by zero, a missing key, a function's error)."""
-    kind = g.rng.random()
+    kind, listing = g.rng.random(), None
     if fs and kind < 0.15:
         return function_turn(g, effort, fs, skill="error")
     if kind < 0.45:
@@ -1019,9 +1027,9 @@ def error(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None) -> Tu
         name = g.pick([n for n, v in ns.items() if _kind(v) == "dict"])
         key = g.pick([k for k in KEYS.train if k not in ns[name]])
         question = g.pick(_DICT_QS["get"][0]).format(v=name, k=key)
-        code = f"print({name}['{key}'])"
+        code, listing = f"print({name}['{key}'])", f"print(list({name}))"
         answer = f"{name} has no entry for {key} (KeyError). Its keys are: {', '.join(ns[name])}."
-        expected, note = [key, *list(ns[name])], f"KeyError: {key} is not a key of {name}. Tell the user which keys exist."
+        expected, note = [key, *list(ns[name])], f"KeyError: {key} is not a key of {name}. List its keys with {listing}."
     turn = Turn("error", question, unanswered, effort=effort, call="python")
     analysis = think(g, effort, "Use python.", [f"Run {code} in python.", "Use python for an exact result."])
 
@@ -1032,7 +1040,16 @@ def error(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None) -> Tu
             yield [final(not_run(out, "run the code"))]
             return
         turn.expected, turn.call_output = expected, out
-        yield [say(note), final(answer)]
+        if listing is None:
+            yield [say(note), final(answer)]
+            return
+        # the keys are named only after a call has shown them: the model must not learn to make them up
+        keys = yield [say(note), python_call(listing)]
+        if keys.startswith(NOT_RUN):
+            turn.expected = [key]
+            yield [final(f"{name} has no entry for {key} (KeyError); I could not list its keys.")]
+            return
+        yield [final(answer)]
 
     turn.teach = report
     return turn
