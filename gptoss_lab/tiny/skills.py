@@ -205,7 +205,7 @@ _ARITH_FINAL = Pool(("{e} = {r}.", "{e} = {r}.", "The answer is {r}.", "{e} is {
 
 
 _DIGITS = (1, 2, 2, 3, 3, 4)
-# Training also asks about 5- to 7-digit numbers: the tokens 000-099 occur only inside numbers of six
+# Training also asks about numbers of five to nine digits: the tokens 000-099 occur only inside numbers of six
 # digits or more (590062 is 590|062), and with the users' sizes alone they were seen 8x less often than
 # 100-999 and miscopied (590062 answered as 590774).
 _TRAIN_DIGITS = (1, 2, 3, 4, 5, 6, 6, 7, 7, 8, 9)
