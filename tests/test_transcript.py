@@ -117,3 +117,21 @@ def test_text_view_cannot_ask_without_stdin(monkeypatch) -> None:
 def test_delta_without_start_gets_a_block() -> None:
     transcript = Transcript.from_events([Delta("hi", "final"), MessageEnd(None, None), MessageStart("final", None)])
     assert transcript.items[0].text == "hi" and transcript.items[0].kind == "final"
+
+
+
+def test_a_reopened_reply_names_its_problems_as_the_live_view_did() -> None:
+    """`%gptoss history` and a displayed Reply rebuild the turn from `reply.errors`: a skipped call is a
+    warning, as it was live, not "Not valid Harmony", and a parse error is not wrapped twice."""
+    recording = ("<|channel|>analysis<|message|>Try <|constrain|> here.<|end|>"
+                 "<|start|>assistant to=python<|channel|>analysis<|message|>print(1)<|call|>"
+                 "<|channel|>final<|message|>I could not run it.<|return|>")
+    view = _Recorder()
+    reply = Session(ReplayEngine(recording), namespace={}, approval="ask").ask("Run it.", view=view)
+    live, again = Transcript.from_events(view.events), Transcript.from_reply(reply)
+    skip = "*warning: The python call was skipped: approval is required"
+    assert skip in live.to_markdown() and skip in again.to_markdown()
+    for rendering in (again.to_markdown(), again.to_text(), again.to_html()):
+        assert "Not valid Harmony (The python call" not in rendering
+        assert "Not valid Harmony (Not valid Harmony" not in rendering
+        assert rendering.count("a special token inside a message") == 1

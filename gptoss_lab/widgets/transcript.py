@@ -158,7 +158,7 @@ class Transcript:
             if block.kind == "tool":
                 block.call = next(calls, None)
             transcript.items.append(block)
-        transcript.items += [ParseError("", error) for error in reply.errors]
+        transcript.items += [Notice(error, "warning") for error in reply.errors]  # as the live view noted them
         transcript.stats = reply_stats(reply)
         transcript.citations = reply.citations
         transcript.interrupted = reply.interrupted
