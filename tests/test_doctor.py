@@ -11,6 +11,8 @@ import gptoss_lab
 from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.doctor import doctor
+from gptoss_lab.engines.local import LocalEngine
+from test_kernel import kernel, run  # noqa: F401  (the kernel fixture; tests/ is on sys.path)
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +98,24 @@ def test_refusals_are_one_line(tmp_path):
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="like '80 GB'"):
         doctor("tiny", memory="lots")
+
+
+def test_the_loaded_model_and_odd_arguments():
+    """`%gptoss doctor` sizes the loaded model; a model served elsewhere and an unknown dtype are one-line refusals."""
+    engine = LocalEngine.from_pretrained("tiny", progress=False)
+    d = doctor(engine, memory="1 GB")
+    assert d.model == "gpt-oss-tiny" and d.parameters == doctor("tiny").parameters and d.fits
+    for call, message in [(lambda: doctor(gptoss_lab.ReplayEngine("")), "not loaded in this kernel"),
+                          (lambda: doctor("tiny", dtype="banana"), "unknown dtype 'banana': use one of float32"),
+                          (lambda: LocalEngine.from_pretrained("tiny", dtype="nn"), "unknown dtype 'nn'")]:
+        with pytest.raises(LoadError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.kernel
+def test_doctor_after_load_in_a_kernel(kernel):
+    out, reply = run(kernel[1], "%load_ext gptoss_lab\n%gptoss load tiny\n%gptoss doctor", timeout=120)
+    assert reply["status"] == "ok" and "gpt-oss-tiny" in out and "fits" in out and "Traceback" not in out
+    out, reply = run(kernel[1], "%gptoss load tiny --dtype banana")
+    assert reply["status"] == "error" and "UsageError: unknown dtype 'banana'" in out and "AttributeError" not in out

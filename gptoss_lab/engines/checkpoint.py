@@ -156,11 +156,19 @@ def is_mxfp4(config: Any) -> bool:
 def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str:
     """The dtype the weights load in: the one asked for, else the config's, else the checkpoint's floating dtype, else bfloat16."""
     if dtype not in (None, "auto"):
-        return str(dtype).removeprefix("torch.")
+        return _asked_dtype(dtype)
     configured = getattr(config, "dtype", None)
     if configured:
         return str(configured).removeprefix("torch.")
     return _stored_dtype(folder) or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
+
+
+def _asked_dtype(dtype: Any) -> str:
+    """The name of a dtype asked for ("bfloat16", "torch.float16", torch.float32); LoadError in one line for any other."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in _ITEMSIZE:
+        raise LoadError(f"unknown dtype {str(dtype)!r}: use one of {', '.join(_ITEMSIZE)}")
+    return name
 
 
 def _stored_dtype(folder: str | None) -> str | None:
@@ -336,7 +344,7 @@ def plan_load(
         kw["local_files_only"] = hub_kw["local_files_only"] = True
     config = read_config(source, hub_kw)
 
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if str(target).startswith("cuda") and not torch.cuda.is_available():
         raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: use device='cpu'")

@@ -120,7 +120,8 @@ def doctor(
     mxfp4_kernels: bool | None = None,
     prefill_chunk: int = 2048,
 ) -> Diagnosis:
-    """Will `model` fit here? A hub id, "tiny", a checkpoint folder, a config.json path, a config or a dict; no weights load.
+    """Will `model` fit here? A hub id, "tiny", a checkpoint folder, a config.json path, a config, a dict or a loaded
+    LocalEngine; no weights load.
 
     `device` defaults to the GPU when there is one; `memory` ("80 GB", "16 GiB" or bytes) replaces the
     measured free memory, and `mxfp4_kernels` the check for transformers' MXFP4 kernels, to ask about
@@ -160,9 +161,17 @@ def doctor(
 
 
 def _config(model: Any) -> tuple[str, Any, str | None]:
-    """(name, GptOssConfig, local folder or None) for anything `doctor` accepts; LoadError in one line otherwise."""
+    """(name, GptOssConfig, local folder or None) for anything `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
     from transformers import GptOssConfig, PretrainedConfig
 
+    from .base import Engine
+
+    if isinstance(getattr(model, "config", None), PretrainedConfig):  # a loaded LocalEngine or transformers model
+        name = str(getattr(model, "name", "") or getattr(model.config, "_name_or_path", "") or "model")
+        return name, _checked(model.config.model_type, name) and model.config, None
+    if isinstance(model, Engine):
+        raise LoadError(f"{getattr(model, 'name', 'this model')} is not loaded in this kernel, so doctor cannot size it: "
+                        "give a hub id, a folder or a config.json")
     if isinstance(model, PretrainedConfig):
         name = str(getattr(model, "_name_or_path", "") or "config")
         return name, _checked(model.model_type, name) and model, None
