@@ -84,7 +84,7 @@ class RoutingGrid {
     this.scroller.addEventListener("scroll", () => this.schedule());
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.root);
-    this.theme = new MutationObserver(() => this.schedule()); // JupyterLab switches themes on <body>
+    this.theme = new MutationObserver(() => this.restyle()); // JupyterLab switches themes on <body>
     this.theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name", "data-jp-theme-light", "class"] });
   }
 
@@ -92,6 +92,7 @@ class RoutingGrid {
     for (const [name, fn] of Object.entries(this.handlers)) this.model.off(name, fn);
     this.resize.disconnect();
     this.theme.disconnect();
+    clearInterval(this.restyling);
     if (this.frame) cancelAnimationFrame(this.frame);
   }
 
@@ -202,6 +203,18 @@ class RoutingGrid {
 
   // ---------------------------------------------------------------- drawing
 
+  restyle() {
+    // The new theme's stylesheet lands after <body> changes, and the old one goes first: for two seconds,
+    // redraw whenever the text colour differs from the one the canvas was last drawn with.
+    clearInterval(this.restyling);
+    let ticks = 0;
+    this.restyling = setInterval(() => {
+      if (getComputedStyle(this.root).color !== this.drawnColor) this.schedule();
+      if (++ticks >= 40) clearInterval(this.restyling);
+    }, 50);
+    this.schedule();
+  }
+
   schedule() {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
   }
@@ -220,6 +233,7 @@ class RoutingGrid {
   draw() {
     if (this.gridBox.clientWidth < 60) return; // hidden (or being laid out): the ResizeObserver calls again
     const start = performance.now(), lay = this.grid(), style = this.style(), isVisible = this.isVisible();
+    this.drawnColor = style.color;
     this.spacer.style.width = `${this.data.n * lay.cell}px`;
     drawGrid(this.canvas, this.data, lay, { scroll: this.scroller.scrollLeft, isVisible, palette: this.palette,
                                             selected: this.model.get("selected") }, style);

@@ -233,19 +233,21 @@ def lab_notebook(page, jupyter_lab: Lab) -> Callable[..., object]:
     """Open a notebook of `cells` in Lab (or Notebook 7: `ui="notebook"`), run all cells, wait for
     `wait_for`; returns the page.
 
-    `theme="dark"` switches to JupyterLab Dark first. The app is reachable as `window.jupyterapp`
-    (the server runs with --expose-app-in-browser), so tests can execute Lab commands directly.
+    The page is in JupyterLab Light, or Dark with `theme="dark"` (the server keeps the theme a test chose,
+    so every test sets its own). The app is reachable as `window.jupyterapp` (the server runs with
+    --expose-app-in-browser), so tests can execute Lab commands directly.
     """
 
     def run(cells: list[str], *, wait_for: str | None = None, name: str | None = None,
-            theme: str | None = None, timeout: float = 60.0, ui: str = "lab"):
+            theme: str = "light", timeout: float = 60.0, ui: str = "lab"):
         name = name or f"nb_{secrets.token_hex(4)}.ipynb"
         write_notebook(jupyter_lab.root / name, cells)
         _open(page, jupyter_lab, name, ui)
-        if theme == "dark":
+        light = "false" if theme == "dark" else "true"
+        if page.evaluate("() => document.body.dataset.jpThemeLight") != light:
             page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme',"
-                          " {theme: 'JupyterLab Dark'})")
-            page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
+                          f" {{theme: 'JupyterLab {theme.capitalize()}'}})")
+            page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=20_000)
             page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=20_000)
         # Not awaited: the command's promise resolves only when every cell has finished.
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")

@@ -184,6 +184,8 @@ def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
     root.screenshot(path="/tmp/gptoss_lab-routing-card.png")
 
     # theme switch and resize keep the view the cell's width
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.gptoss-routing')).backgroundColor") \
+        == "rgb(255, 255, 255)"  # light until now, so the switch below is a real one
     page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
     page.wait_for_function("() => getComputedStyle(document.querySelector('.gptoss-routing')).backgroundColor"
