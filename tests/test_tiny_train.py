@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gptoss_lab import harmony
-from gptoss_lab.tiny import CHECKPOINT, train
+from gptoss_lab.tiny import CHECKPOINT, evaluate, train
 
 
 def _small_model(vocab: int, seed: int = 0):
@@ -146,3 +146,17 @@ def test_an_odd_layer_count_is_a_one_line_usage_error(capsys):
         train.main(["--layers", "3", "--quick"])
     assert exit_.value.code == 2
     assert "--layers must be an even number of at least 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (train.main, ["--conversations", "-3"], "--conversations: expected an integer of at least 1, not '-3'"),
+    (train.main, ["--long-share", "2"], "--long-share: expected a number from 0.0 to 1.0, not '2'"),
+    (train.main, ["--resume", "/nonexistent", "--quick"], "--resume: /nonexistent is not a checkpoint folder"),
+    (evaluate.main, ["--n", "0"], "--n: expected an integer of at least 1, not '0'"),
+    (evaluate.main, ["--checkpoint", "/nonexistent"], "checkpoint folder not found: /nonexistent"),
+])
+def test_bad_command_line_values_are_one_line_usage_errors(main, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err

@@ -31,10 +31,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..engines.base import EngineError
 from ..engines.local import LocalEngine
 from ..events import Reply
 from ..session import Session
-from . import CHECKPOINT, data
+from . import CHECKPOINT, data, number
 from .skills import Turn
 
 HELD_OUT_SEED = 20250805
@@ -183,13 +184,16 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: print the tables (and the failed turns with --show-failures)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=str(CHECKPOINT))
-    p.add_argument("--n", type=int, default=100, help="held-out conversations (1-8 turns each)")
+    p.add_argument("--n", type=number(int, 1), default=100, help="held-out conversations (1-8 turns each)")
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED)
-    p.add_argument("--long-share", type=float, default=0.1, help="share of conversations over 8,192 tokens")
+    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1, help="share of conversations over 8,192 tokens")
     p.add_argument("--show-failures", action="store_true")
     p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     args = p.parse_args(argv)
-    result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share)
+    try:
+        result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share)
+    except EngineError as err:  # a missing or damaged checkpoint: one line, not a traceback
+        p.error(str(err))
     print(format_table(result))
     print(f"({result['seconds']} s)")
     if args.show_failures:

@@ -34,7 +34,7 @@ from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
 from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
 
 from .. import harmony
-from . import data
+from . import data, number
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -388,23 +388,25 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: the full training run by default, `--quick` for a smoke run of a few steps."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=RUNS / "latest", help="checkpoint folder to write")
-    p.add_argument("--conversations", type=int, default=24000, help="training conversations (1-8 turns each)")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--conversations", type=number(int, 1), default=24000, help="training conversations (1-8 turns each)")
+    p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
     p.add_argument("--layers", type=int, help="layers (even; default 4, or the resumed checkpoint's: more grows it "
                    "deeper, new layers starting as pass-throughs)")
-    p.add_argument("--batch-tokens", type=int, default=2048, help="tokens per batch, padding included")
-    p.add_argument("--long-share", type=float, default=0.008, help="share of conversations over 8,192 tokens")
+    p.add_argument("--batch-tokens", type=number(int, 64), default=2048, help="tokens per batch, padding included")
+    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.008, help="share of conversations over 8,192 tokens")
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
-    p.add_argument("--workers", type=int, default=1, help="processes making conversations while the model trains")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the model (1 is best on a busy 2-core machine)")
+    p.add_argument("--workers", type=number(int, 0), default=1, help="processes making conversations while the model trains")
+    p.add_argument("--threads", type=number(int, 1), default=1, help="torch threads for the model (1 is best on a busy 2-core machine)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
     p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
     args = p.parse_args(argv)
     if args.layers is not None and (args.layers < 2 or args.layers % 2):
         p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
+    if args.resume is not None and not (args.resume / "config.json").is_file():
+        p.error(f"--resume: {args.resume} is not a checkpoint folder (it has no config.json)")
     torch.set_num_threads(args.threads)
     if args.quick:
         args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
