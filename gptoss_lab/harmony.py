@@ -244,9 +244,16 @@ def user_message(text: str) -> Message:
 
 
 def tool_message(author: str, output: str, channel: str | None) -> Message:
-    """A tool's answer to the assistant: from `author` (python, functions.NAME, browser.search), on the caller's channel."""
+    """A tool's answer to the assistant: from `author` (python, functions.NAME, browser.search), on the caller's channel.
+    An author that would read as a role (a call to `system`, `user` ...) answers as functions.NAME instead,
+    so no reply to the model's call can pose as the system or the user in the next prompt."""
+    if author in _ROLE_NAMES:
+        author = f"functions.{author}"
     message = Message.from_author_and_content(Author.new(Role.TOOL, author), clean(output)).with_recipient("assistant")
     return message.with_channel(channel) if channel else message
+
+
+_ROLE_NAMES = frozenset(role.value for role in Role)
 
 
 def assistant_message(text: str, channel: str | None, recipient: str | None = None,

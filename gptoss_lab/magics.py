@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import keyword
 import re
 import shlex
 from typing import Any
@@ -188,6 +189,8 @@ class GptossMagics(Magics):
     # ------------------------------------------------------------ %%gptoss
 
     def _ask(self, opts: argparse.Namespace, cell: str) -> None:
+        if opts.output is not None and (not opts.output.isidentifier() or keyword.iskeyword(opts.output)):
+            raise UsageError(f"%%gptoss -o: {opts.output!r} is not a variable name")
         prompt = interpolate(cell.strip(), self.shell.user_ns)
         if not prompt:
             raise UsageError("%%gptoss: the cell is empty; write your question below the magic line "
@@ -288,9 +291,10 @@ class GptossMagics(Magics):
     def _regenerate(self) -> None:
         if self.session is None or not self.session.replies:
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
+        options = self.session.last_options()  # the same tools, format, approval ... as the question had
         prompt = self.session.rewind()
-        view = _make_view(text=False, session=self.session, keep=self._keep)
-        self._keep(_one_line(self.session.ask, prompt, view=view))
+        view = _make_view(text=False, session=self.session, keep=self._keep, **options)
+        self._keep(_one_line(self.session.ask, prompt, view=view, **options))
 
     def _history(self, export: bool) -> None:
         session = self._session()

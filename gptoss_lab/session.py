@@ -54,7 +54,7 @@ class Session:
         self.browser = browser
         self.history: list[Message] = []
         self.replies: list[Reply] = []
-        self._turn_starts: list[int] = []     # index in history of each turn's user message
+        self._turns: list[tuple[int, dict[str, Any]]] = []  # each turn's user message index, and `ask` options
         self._allowed: set[str] = set()       # tools the user allowed for the rest of the conversation
         self._renderer = harmony.Renderer()
 
@@ -94,7 +94,7 @@ class Session:
         """Forget the conversation (settings and the loaded model stay)."""
         self.history.clear()
         self.replies.clear()
-        self._turn_starts.clear()
+        self._turns.clear()
         self._allowed.clear()
         if self.browser is not None:
             self.browser.reset()
@@ -102,10 +102,16 @@ class Session:
     def rewind(self) -> str:
         """Drop the last turn (its question, answer and tool calls) and return its prompt, e.g. to
         ask it again for a new sample. Side effects of its tool calls are not undone."""
-        if not self._turn_starts:
+        if not self._turns:
             raise TurnError("there is no turn to take back")
-        del self.history[self._turn_starts.pop():]
+        del self.history[self._turns.pop()[0]:]
         return self.replies.pop().prompt
+
+    def last_options(self) -> dict[str, Any]:
+        """The options the last turn was asked with (`ask`'s keywords but `view`), to ask it again alike."""
+        if not self._turns:
+            raise TurnError("there is no turn yet")
+        return dict(self._turns[-1][1])
 
     def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
         """The system (and developer) messages a turn with these settings starts with."""
@@ -146,6 +152,11 @@ class Session:
             raise TurnError(f"response format: {err}") from None
         if constrain and fmt is None:
             raise TurnError("constrain=True (--constrain) needs a response format (--json SCHEMA)")
+        if intervene is not None:
+            try:
+                intervene.check(self.engine)
+            except (TypeError, ValueError) as err:  # no such layer or expert, or no model here to change
+                raise TurnError(f"intervention (--ablate): {err}") from None
         tools = self._toolset(settings)
         prefix = self._prefix(settings, tools, fmt)
         start = len(self.history)
@@ -163,9 +174,12 @@ class Session:
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))
         self.history.append(user)
-        self._turn_starts.append(start)
+        self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
+                                    "intervene": intervene, **overrides}))
         turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
                             turn.recorder.routing if turn.recorder else None, window))
+        if routing:
+            _warn_unrouted(turn, self.engine)
         try:
             with _intervention(intervene, self.engine):
                 turn.run(keep_analysis_from=len(prefix) + start)
@@ -378,10 +392,10 @@ class _Turn:
 
     def _approved(self, call: ToolCall, tool: Tool) -> bool | str:
         """True to run, else the text that tells the model why the call did not run."""
+        if self.settings.approval == "never":  # stronger than an earlier "Always allow"
+            return "Not run: the user's settings do not allow tool calls (approval: never). Answer without it."
         if self.settings.approval == "auto" or tool.name in self.session._allowed:
             return True
-        if self.settings.approval == "never":
-            return "Not run: the user's settings do not allow tool calls (approval: never). Answer without it."
         call.question = tool.approval_question(call)
         call.status = "waiting"
         self.emit(ToolUpdate(call))
@@ -484,6 +498,16 @@ def _with_limit(sampling: Sampling, limit: int) -> Sampling:
 def _context_window(engine: Engine) -> int | None:
     window = getattr(engine, "context_window", None)
     return int(window) if window else None
+
+
+def _warn_unrouted(turn: _Turn, engine: Engine) -> None:
+    """Routing asked of a model outside this kernel (a server, a replay): say that the reply will have none."""
+    from .engines.hooks import model_of
+
+    try:
+        model_of(engine)
+    except ValueError as err:
+        turn._warn(f"no expert routing recorded: {err}")
 
 
 @contextlib.contextmanager

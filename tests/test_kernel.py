@@ -161,7 +161,9 @@ def test_undefined_names_and_bad_values_are_one_line_errors(kernel):
                          ("%%gptoss --text --max-tokens -5\nhi", "max_new_tokens must be greater than or equal to 1"),
                          ("%%gptoss --text --temperature nan\nhi", "temperature must be a finite number"),
                          ("%%gptoss --text --tools nosuchfn\nhi", "unknown tool 'nosuchfn'"),
-                         ("%%gptoss --text --constrain\nhi", "needs a response format")):
+                         ("%%gptoss --text --constrain\nhi", "needs a response format"),
+                         ("%%gptoss --text -o 1st\nhi", "'1st' is not a variable name"),
+                         ("%%gptoss --text -o class\nhi", "'class' is not a variable name")):
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
         assert needle in content["evalue"] and "\n" not in content["evalue"], (cell, content["evalue"])
@@ -169,6 +171,41 @@ def test_undefined_names_and_bad_values_are_one_line_errors(kernel):
     assert content["ename"] == "UsageError" and "timeout must be greater than 0" in content["evalue"]
     out, _ = run(kc, "print(s.history == [], s.settings.timeout)")
     assert out.split() == ["True", "120.0"]  # nothing changed, nothing asked
+
+
+def test_doctor_examines_the_loaded_model(kernel, random_checkpoint):
+    _, kc = kernel
+    run(kc, SETUP)
+    out, content = run(kc, "%gptoss doctor")  # a replayed model has no weights here to examine
+    assert content["ename"] == "UsageError" and content["evalue"] == (
+        "replay is not loaded in this kernel, so doctor cannot size it: give a hub id, a folder or a config.json")
+    out, content = run(kc, f"%gptoss load {random_checkpoint} --dtype float32", timeout=120)
+    assert content["status"] == "ok", out
+    out, content = run(kc, "d = %gptoss doctor\nprint(d.model, d.layers, d.experts)")
+    assert content["status"] == "ok", out
+    assert out.split() == [random_checkpoint.name, "4", "8"]
+
+
+def test_regenerate_asks_again_with_the_cells_options(kernel):
+    _, kc = kernel
+    out, content = run(kc, SETUP + """
+import dataclasses
+@dataclasses.dataclass
+class Person:
+    name: str
+def greet(name: str) -> str:
+    return "hi " + name
+turn = ('<|start|>assistant to=functions.greet<|channel|>commentary <|constrain|>json<|message|>{"name": "Ada"}<|call|>'
+        '<|channel|>final<|message|>{"name": "Ada"}<|return|>')
+s = Session(ReplayEngine(turn + turn))
+%gptoss use s
+""")
+    assert content["status"] == "ok", out
+    for cell in ("%%gptoss --text --json Person --tools greet --approve auto\nWho?", "%gptoss regenerate"):
+        out, content = run(kc, cell)
+        assert content["status"] == "ok", out
+        out, _ = run(kc, "print(_gptoss.parsed, [c.output for c in _gptoss.tool_calls], _gptoss.errors, len(s.replies))")
+        assert out.strip() == "Person(name='Ada') ['\"hi Ada\"'] [] 1", (cell, out)
 
 
 def test_two_quick_interrupts_still_leave_the_partial_reply_in_gptoss(kernel):

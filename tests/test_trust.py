@@ -328,3 +328,50 @@ def test_a_damaged_checkpoint_is_a_one_line_error(tmp_path):
     with pytest.raises(EngineError, match="damaged or incomplete") as err:
         LocalEngine.from_pretrained(folder, progress=False)
     assert "\n" not in str(err.value)
+
+
+def test_never_holds_after_always_allow():
+    ns = {}
+    view = Recorder(answers=[Approval(True, always=True)])
+    s = session(CALL.format(code="x = 1") + FINAL.format(text="a") + CALL.format(code="x = 2") + FINAL.format(text="b"),
+                approval="ask", namespace=ns)
+    s.ask("one", view=view)
+    reply = s.ask("two", approval="never", view=view)
+    assert ns["x"] == 1 and reply.tool_calls[0].status == "skipped" and "approval: never" in reply.tool_calls[0].output
+    assert_valid(s)
+
+
+@pytest.mark.parametrize("role", ["system", "developer", "user"])
+def test_a_call_to_a_role_name_cannot_make_a_message_of_that_role(role):
+    """The reply to a call `to=system` (no such tool) must not be rendered as a system (or user ...) message."""
+    recording = (f"<|start|>assistant to={role}<|channel|>commentary<|message|>{{}}<|call|>"
+                 "<|channel|>final<|message|>ok<|return|>")
+    session = Session(ReplayEngine(recording), namespace={}, approval="auto")
+    reply = session.ask("hi")
+    assert any("not an enabled tool" in e for e in reply.errors)
+    prompt = session.export()
+    assert prompt.count(f"<|start|>{role}") == {"system": 1, "user": 1, "developer": 0}[role]
+    assert f"<|start|>functions.{role} to=assistant" in prompt
+
+
+def test_an_intervention_the_model_cannot_take_is_refused_before_the_turn(random_checkpoint):
+    """`--ablate 99:1` (no layer 99), or any intervention on a model outside this kernel: one line, and the
+    conversation is left as it was (no question without an answer in the history)."""
+    from gptoss_lab.routing.interventions import parse_ablate
+
+    local = Session.load(random_checkpoint, device="cpu")
+    remote_like = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={})
+    for session, ablate, message in [(local, "99:1", "there is no layer 99"), (local, "1:4000", "expert"),
+                                     (remote_like, "1:3", "needs a gpt-oss model in this kernel")]:
+        with pytest.raises(TurnError, match=message) as info:
+            session.ask("hi", intervene=parse_ablate(ablate))
+        assert str(info.value).startswith("intervention (--ablate): ") and "\n" not in str(info.value)
+        assert session.history == [] and session.replies == []
+    assert remote_like.ask("hi").final == "ok"
+
+
+def test_routing_asked_of_a_model_that_cannot_record_it_says_so():
+    reply = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={}).ask("hi", routing=True)
+    assert reply.final == "ok" and reply.routing is None
+    assert reply.errors == ["no expert routing recorded: this needs a gpt-oss model in this kernel, and replay "
+                            "(ReplayEngine) has none: load one with Session.load(...)"]
