@@ -176,8 +176,10 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
     try:
         adapter = pydantic.TypeAdapter(annotation)
         return adapter, adapter.json_schema(schema_generator=HarmonySchema)
-    except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError, NameError):
-        raise TypeError(f"{where}: unsupported type annotation {annotation!r}; use {_SUPPORTED}") from None
+    except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError, NameError) as err:
+        hint = (" (on Python < 3.12 a TypedDict must come from typing_extensions, not typing)"
+                if getattr(err, "code", None) == "typed-dict-version" else "")
+        raise TypeError(f"{where}: unsupported type annotation {annotation!r}{hint}; use {_SUPPORTED}") from None
 
 
 def describe_errors(err: pydantic.ValidationError) -> str:
@@ -210,7 +212,7 @@ class ResponseFormat:
         else:
             if not _is_type(obj):
                 raise TypeError(f"expected a pydantic model, dataclass, TypedDict or JSON-schema dict, not {obj!r}")
-            adapter, schema = typed_schema(obj, where="response format")
+            adapter, schema = typed_schema(obj, where=getattr(obj, "__name__", repr(obj)))
             default_name, doc = getattr(obj, "__name__", "response"), _class_summary(obj)
             load = functools.partial(_load_typed, adapter)
         section: dict[str, Any] = {"name": re.sub(r"[^A-Za-z0-9_-]", "_", name or default_name)}
@@ -227,7 +229,14 @@ class ResponseFormat:
         """The final answer as the requested type: a model/dataclass instance, a dict or a JSON value
         (a ```json fence around it is accepted). StructuredOutputError says what is wrong."""
         match = re.fullmatch(r"\s*```(?:json)?\s*\n(.*?)\n?```\s*", text, flags=re.S)
-        return self._load(match.group(1) if match else text.strip())
+        try:
+            return self._load(match.group(1) if match else text.strip())
+        except StructuredOutputError:
+            raise
+        except Exception as err:  # the schema's own failure: a $ref that leads nowhere, a validator that raises
+            kind = next(c.__name__ for c in type(err).__mro__ if not c.__name__.startswith("_"))
+            raise StructuredOutputError(f"the final answer could not be checked against the schema "
+                                        f"({kind}: {_one_line(str(err))[:300]})") from None
 
     def processor(self) -> JsonSchemaProcessor:
         """A transformers logits processor keeping `final` answers inside the schema (needs llguidance);

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import sys
+import typing
 from typing import Literal
 
 import pydantic
@@ -286,3 +288,35 @@ def test_constrained_decoding_makes_a_random_model_write_schema_valid_json(rando
     assert generated[-1] == harmony.RETURN
     value = parse_final(harmony.decode(generated[:-1]), schema)
     assert value["mood"] in ("happy", "sad") and 0 <= value["score"] <= 9
+
+
+class Strict(pydantic.BaseModel):
+    x: int
+
+    @pydantic.field_validator("x")
+    @classmethod
+    def _lookup(cls, value: int) -> int:
+        return {1: 1}[value]  # a KeyError: pydantic passes it on instead of reporting a validation error
+
+
+@pytest.mark.parametrize("schema,final,message", [
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}, '{"a": 1}',
+     "the final answer could not be checked against the schema (Unresolvable: PointerToNowhere: '/$defs/missing' does not exist"),
+    (Strict, '{"x": 2}', "the final answer could not be checked against the schema (KeyError: 2)"),
+])
+def test_a_schema_that_fails_while_checking_still_gives_the_reply(schema, final, message):
+    s = _session(f"<|channel|>final<|message|>{final}<|return|><|channel|>final<|message|>next<|return|>")
+    reply = s.ask("?", response_format=schema)
+    assert reply.final == final and reply.parsed is None and reply.errors[0].startswith(message)
+    assert s.replies == [reply] and s.ask("again").final == "next"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="pydantic takes typing.TypedDict from Python 3.12 on")
+def test_a_typing_typeddict_is_refused_saying_which_one_works():
+    class Film(typing.TypedDict):
+        title: str
+
+    with pytest.raises(TurnError) as err:
+        _session("").ask("?", response_format=Film)
+    assert str(err.value).startswith("response format: Film: unsupported type annotation")
+    assert "a TypedDict must come from typing_extensions, not typing" in str(err.value)
