@@ -225,6 +225,20 @@ def test_function_errors_timeouts_and_long_results():
     assert slow.status == "timeout" and slow.output.startswith("Error: ToolTimeout") and slow.seconds < 2
 
 
+def test_a_generator_function_is_bound_by_the_timeout():
+    @tool
+    def readings(sensor: str):
+        """Readings as they come (for 3 s)."""
+        for _ in range(60):
+            time.sleep(0.05)
+            yield 20.5
+
+    start = time.perf_counter()
+    result = readings.call('{"sensor": "a"}', timeout=0.3)
+    assert result.status == "timeout" and result.output == "Error: ToolTimeout: Timed out after 0.3 s"
+    assert time.perf_counter() - start < 2
+
+
 def test_a_datetime_parameter_is_described_and_validated_by_the_same_adapter():
     seen = []
 

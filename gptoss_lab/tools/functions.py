@@ -101,9 +101,9 @@ class FunctionTool:
                 break
             args.append(kwargs.pop(name))
         try:
-            with alarm(timeout):
+            with alarm(timeout):  # a generator's body runs as its value is written: within the timeout too
                 value = self.function(*args, **kwargs)
-            output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
+                output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
         except ToolTimeout as err:
             return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
         except KeyboardInterrupt:
