@@ -43,8 +43,9 @@ class FakeServer:
 
     def __init__(self, chunks=(), *, finish="stop", stop_reason=None, models=("gpt-oss-test",),
                  api_key=None, ollama=False, delay=0.0, gate=None, refuse=None, fail_after=None, fail=None,
-                 content_type=None):
+                 content_type=None, models_body=None):
         self.chunks, self.finish, self.stop_reason = list(chunks), finish, stop_reason
+        self.models_body = models_body  # (content type, bytes) answering /v1/models instead of the model list
         self.models, self.api_key, self.ollama, self.delay, self.gate = list(models), api_key, ollama, delay, gate
         # refuse: "ids" answers a token-id prompt with HTTP 500 (as llama-cpp-python's server does), "all" 400s every prompt
         # fail ("cut", "close", "error") happens after `fail_after` chunks: the connection cut mid-body,
@@ -79,7 +80,14 @@ class FakeServer:
                 server.requests.append((self.path, dict(self.headers), {}))
                 if not self._authorized():
                     return
-                if self.path == "/v1/models":
+                if self.path == "/v1/models" and server.models_body is not None:
+                    kind, data = server.models_body
+                    self.send_response(200)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                elif self.path == "/v1/models":
                     self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
                 elif server.ollama and self.path == "/api/version":
                     self._json(200, {"version": "0.12.0"})
@@ -239,6 +247,30 @@ def test_unreachable_server():
     with pytest.raises(RemoteError, match=r"cannot reach the gpt-oss server at http://127.0.0.1:\d+ .*is it running\? "
                                           r"\(tried 2 times\)"):
         RemoteEngine(f"http://127.0.0.1:{port}/v1", retries=1)
+
+
+@pytest.mark.parametrize("url,message", [
+    ("ftp://127.0.0.1:8000", "'ftp://127.0.0.1:8000' is not an http(s) server URL; write it like http://127.0.0.1:8000"),
+    ("http://[::1", "'http://[::1' is not a server URL (Invalid port: ':1'); write it like http://127.0.0.1:8000"),
+    ("", "'' is not an http(s) server URL; write it like http://127.0.0.1:8000"),
+])
+def test_what_is_no_server_url_is_refused_in_one_line(url, message):
+    with pytest.raises(RemoteError) as err:
+        RemoteEngine(url)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("body", [
+    ("text/html", b"<html><body>Jupyter</body></html>"),
+    ("application/json", b'{"data": null}'),
+    ("application/json", b'[1, 2]'),
+    ("application/json", b'{"data": [{"name": "gpt-oss"}]}'),
+])
+def test_a_server_without_a_model_list_is_explained(body):
+    with FakeServer(models_body=body) as server:
+        with pytest.raises(RemoteError, match=rf"^the server at {server.url} answered /v1/models with no list of models "
+                                              r"\(.*\): is it an OpenAI-compatible server"):
+            RemoteEngine(server.url)
 
 
 def test_wrong_model_lists_the_servers_models():

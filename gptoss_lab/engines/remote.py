@@ -49,12 +49,19 @@ def inert_text(ids: Sequence[int]) -> str:
 
 
 def _base_url(url: str) -> str:
-    url = url.strip().rstrip("/")
+    """The server root of `url` (scheme added, a trailing /v1 ... taken off); RemoteError for what is no http(s) URL."""
+    given, url = url, url.strip().rstrip("/")
     if "://" not in url:
         url = "http://" + url
     for suffix in ("/v1/completions", "/v1", "/api"):
         if url.endswith(suffix):
             url = url[: -len(suffix)]
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as err:
+        raise RemoteError(f"{given!r} is not a server URL ({err}); write it like http://127.0.0.1:8000") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise RemoteError(f"{given!r} is not an http(s) server URL; write it like http://127.0.0.1:8000")
     return url
 
 
@@ -161,9 +168,14 @@ class RemoteEngine:
 
     def models(self) -> list[str]:
         """The model names the server serves."""
-        if self.ollama:
-            return [m["name"] for m in self._request("GET", "/api/tags").json().get("models", [])]
-        return [m["id"] for m in self._request("GET", "/v1/models").json().get("data", [])]
+        path, listing, key = ("/api/tags", "models", "name") if self.ollama else ("/v1/models", "data", "id")
+        response = self._request("GET", path)
+        try:
+            return [str(model[key]) for model in response.json()[listing]]
+        except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or JSON of another shape
+            raise RemoteError(f"the server at {self.url} answered {path} with no list of models "
+                              f"({_server_message(response)[:80]!r}): is it an OpenAI-compatible server "
+                              f"(vLLM, llama.cpp, SGLang) or Ollama? {_DOCS}") from None
 
     # ------------------------------------------------------------ generation
 
