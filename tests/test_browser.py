@@ -226,6 +226,35 @@ def test_sources_that_do_not_exist_are_one_line_errors(tmp_path: Path) -> None:
         Browser.from_sources(["searxng:http://127.0.0.1:1", str(tmp_path)])
 
 
+def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("The vault password is hunter2.\n")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "notes.md").write_text("# Notes\n\nThe owls sleep all day.\n")
+    (docs / "sub" / "link.txt").symlink_to(outside / "secret.txt")
+    (docs / "sub" / "alias.md").symlink_to(docs / "notes.md")   # a link inside the folder is fine
+    (docs / "sub" / "outdir").symlink_to(outside, target_is_directory=True)
+    browser = Browser(docs)
+    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 6 lines); skipped 1 that could not be read "
+                                  f"(sub/link.txt: a link to a file outside {docs})")
+    assert "link.txt" not in browser.search("vault password hunter2")
+    for target in ("sub/link.txt", "link.txt", str(outside / "secret.txt"), (outside / "secret.txt").as_uri()):
+        result = browser.run(call("open", id=target))
+        assert result.status == "error" and "hunter2" not in result.output
+    with pytest.raises(BrowserError, match=r"^no documents found in .*/docs/sub/\*\.txt \(.*; left out link.txt: a "
+                                           r"link to a file outside .*/docs/sub/\*\.txt\)$"):
+        Browser(str(docs / "sub" / "*.txt"))
+    assert "link.txt" in Browser(str(docs / "sub" / "link.txt")).search("hunter2")  # a file named by the user is read
+
+
+def test_a_searxng_source_without_its_url_is_one_line() -> None:
+    for spec in ("searxng:", "SearXNG:"):
+        with pytest.raises(BrowserError, match=r"^a SearXNG URL starts with http:// or https://, not ''$"):
+            Browser.from_sources([spec])
+
+
 def test_in_memory_texts_and_a_search_function() -> None:
     memory = Browser({"notes/owls.md": "# Owls\n\nBarn owls swallow mice whole.", "bats.txt": "Bats hunt by echo."})
     assert memory.search("barn owl").splitlines()[7] == "L4:   * 【0†Owls†notes/owls.md】 Owls Barn owls swallow mice whole."
@@ -265,6 +294,7 @@ def test_citations_resolve_to_the_lines_the_model_saw(docs: Path) -> None:
     assert first.url == "manuals/greenhouse.pdf" and first.title == "Greenhouse operating manual"
     assert in_find.text == "Keep the humidity at 68 percent during the day and let it fall at night."  # header left out
     assert in_find.url == first.url
+    assert (in_find.cursor, in_find.start, in_find.end) == (2, fact, fact)  # the manual's line, not the find page's
     assert two.text.splitlines()[1] == "The temperature should stay between 18 and 24 degrees Celsius."
     assert (unknown.url, unknown.text) == ("", "")
     browser.reset()

@@ -10,6 +10,7 @@ returns one of the indexed documents: the model cannot read any other file.
 from __future__ import annotations
 
 import glob
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -59,14 +60,15 @@ class LocalBackend(Backend):
     @classmethod
     def from_paths(cls, paths: Iterable[str | Path], *, progress: bool | None = None) -> LocalBackend:
         """Folders (searched recursively for documents), files and glob patterns."""
-        files, roots = collect(paths)
+        files, roots, outside = collect(paths)
         if not files:
+            left_out = f"; left out {outside[0][0]}: {outside[0][1]}" if outside else ""
             raise BackendError(f"no documents found in {', '.join(roots)} (the browser reads "
-                               f"{', '.join(sorted(DOCUMENT_SUFFIXES))})")
+                               f"{', '.join(sorted(DOCUMENT_SUFFIXES))}{left_out})")
         from tqdm.auto import tqdm
 
         show = len(files) >= PROGRESS_FROM if progress is None else progress
-        pages, paths, skipped, kinds = [], {}, [], []
+        pages, paths, skipped, kinds = [], {}, list(outside), []
         for path, name in tqdm(files, desc="Reading documents", unit="file", disable=not show):
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
@@ -80,7 +82,7 @@ class LocalBackend(Backend):
             paths[name] = path
             kinds.append(_kind(path.name))
         if not pages:
-            raise BackendError(f"none of the {len(files)} documents could be read (first: {skipped[0][0]}: {skipped[0][1]})")
+            raise BackendError(f"none of the {len(skipped)} documents could be read (first: {skipped[0][0]}: {skipped[0][1]})")
         names = {path.as_uri(): name for name, path in paths.items()}
         for page in pages:  # links between the documents lead to their names
             page.urls = {i: names.get(link, link) for i, link in page.urls.items()}
@@ -168,12 +170,14 @@ class LocalBackend(Backend):
         return f"your {len(self.pages)} document{'s' * (len(self.pages) != 1)}"
 
 
-def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[str]]:
+def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[str], list[tuple[str, str]]]:
     """The document files under `paths` (folders recursively, hidden ones skipped; files; globs), each
     with its name (its path inside the folder it was found in; the whole path where two would have the
-    same name), and the roots as given."""
+    same name), the roots as given, and (name, why) of the files left out because a link leads from a
+    folder (or a glob's folder) to a file outside it: the browser reads nothing outside what it was given."""
     files: dict[Path, str] = {}
     roots: list[str] = []
+    outside: list[tuple[str, str]] = []
     for item in paths:
         text = str(item)
         roots.append(text)
@@ -183,19 +187,30 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
                 rel = found.relative_to(path)
                 if found.is_file() and found.suffix.lower() in DOCUMENT_SUFFIXES and \
                         not any(part.startswith(".") for part in rel.parts):
-                    files.setdefault(found.resolve(), rel.as_posix())
+                    _add_inside(files, outside, found, rel.as_posix(), path, text)
         elif path.is_file():
             files.setdefault(path.resolve(), path.name)
         elif glob.has_magic(text):
             matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True)) if Path(m).is_file()]
             if not matches:
                 raise BackendError(f"no files match {text}")
+            folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
             for match in matches:
-                files.setdefault(match.resolve(), match.name)
+                _add_inside(files, outside, match, match.name, folder, text)
         else:
             raise BackendError(f"no such file or folder: {text}")
     counts = Counter(files.values())
-    return [(path, name if counts[name] == 1 else path.as_posix()) for path, name in files.items()], roots
+    return [(path, name if counts[name] == 1 else path.as_posix()) for path, name in files.items()], roots, outside
+
+
+def _add_inside(files: dict[Path, str], outside: list[tuple[str, str]], found: Path, name: str, folder: Path,
+                given: str) -> None:
+    """Add `found` under `name` when it really lies in `folder` (links followed), else say why not."""
+    real = found.resolve()
+    if real.is_relative_to(folder.resolve()):
+        files.setdefault(real, name)
+    else:
+        outside.append((name, f"a link to a file outside {given}"))
 
 
 def _kind(name: str) -> str:

@@ -24,7 +24,6 @@ PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
 PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【\d*(?:†(?P<content>[^†】]*)(?:†[^†】]*)?)?$")
 LINK_PATTERN = re.compile(r"【\d+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 CITATION_PATTERN = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
-FIND_HEADER = re.compile(r"^# 【\d+†match at L\d+】$")
 _CITED_LINES = re.compile(r"^\s*L(\d+)(?:\s*-\s*L?(\d+))?\s*$")
 _SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\u200b": ""}
 _SPECIAL_RE = re.compile("|".join(map(re.escape, _SPECIAL_CHARS)))

@@ -22,7 +22,7 @@ from ..base import Tool, ToolResult
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .local import LocalBackend
 from .page import (
-    CITATION_PATTERN, FIND_HEADER, Page, cited_lines, display, end_line, find_page, maybe_truncate,
+    CITATION_PATTERN, Page, cited_lines, display, end_line, find_page, maybe_truncate,
     replace_special_chars, results_page,
 )
 
@@ -105,7 +105,8 @@ class Browser(Tool):
 
     def citations(self, text: str) -> list[Citation]:
         """Each `【cursor†Lstart-Lend】` in `text`, with the page it points to and the cited lines
-        (empty text when the cursor or the lines were never shown)."""
+        (empty text when the cursor or the lines were never shown). A citation of a find page's lines
+        points to the page that was searched, with those lines' numbers there."""
         found = []
         for match in CITATION_PATTERN.finditer(text):
             lines = cited_lines(match.group("content"))
@@ -119,7 +120,10 @@ class Browser(Tool):
                 url, title = source.url, source.title
                 shown = page.lines[start:end + 1]
                 if page.kind == "find":
-                    shown = [line for line in shown if not FIND_HEADER.match(line)]
+                    numbers = _searched_lines(page)
+                    cited = [n for n in range(start, min(end, len(page.lines) - 1) + 1) if n in numbers]
+                    shown = [page.lines[n] for n in cited]
+                    start, end = (numbers[cited[0]], numbers[cited[-1]]) if cited else (start, end)
                 quoted = "\n".join(shown)
             found.append(Citation(match.group(0), cursor, start, end, url, title, quoted))
         return found
@@ -266,6 +270,19 @@ class Browser(Tool):
         return ""
 
 
+def _searched_lines(page: Page) -> dict[int, int]:
+    """A find page's line numbers -> the numbers of the same lines in the page it searched (its match
+    headers and the blank lines between matches have none)."""
+    numbers: dict[int, int] = {}
+    at = 0
+    for extract in (page.snippets or {}).values():
+        shown = extract.text.split("\n")
+        for k in range(len(shown)):
+            numbers[at + 1 + k] = (extract.line_idx or 0) + k
+        at += len(shown) + 2  # the header, the lines shown, the blank line before the next match
+    return numbers
+
+
 def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
     """The function (search, open, find) and its checked arguments; a _UsageError the model can act on."""
     function = call.recipient.split(".", 1)[1].strip() if "." in call.recipient else ""
@@ -350,7 +367,7 @@ def _from_sources(sources: list[str], api_key_env: str | None) -> Backend:
             raise BrowserError(f"a search backend ({specs[0]}) is used alone, not with other sources")
         spec = specs[0]
         name = spec.lower().rstrip(":")
-        if name.startswith("searxng:"):
+        if spec.lower().startswith("searxng:"):
             return SearXNG(spec.split(":", 1)[1])
         if name.startswith(("http://", "https://")):
             return SearXNG(spec)
