@@ -9,6 +9,7 @@ import torch
 
 from gptoss_lab.engines.hooks import LayerEdit
 from gptoss_lab.routing import Intervention, disable, force, parse_ablate, top_k
+from gptoss_lab.settings import SettingsError
 
 QUESTIONS = ["What is 37 * 12?", "What is 4821 - 1937?", "What is 19 + 23?"]
 
@@ -65,6 +66,17 @@ def test_parse_ablate():
         assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="no layer 4"):
         parse_ablate("4:1").plan(4)
+
+
+def test_ablate_mistakes_are_settings_errors_and_huge_ranges_are_refused_at_once():
+    """`%%gptoss --ablate` shows a SettingsError as one line (any other error is a traceback); an expert
+    beyond what a record can hold is refused before a set of that many ids is built."""
+    for bad, message in (("garbage", "not 'garbage'"), (",,", "needs LAYER:EXPERT pairs"),
+                         ("1:3-1", "range 3-1 is empty"), ("0:40000", "there is no expert 40000"),
+                         ("*:0-99999999999999999999", "there is no expert 99999999999999999999")):
+        with pytest.raises(SettingsError, match=message):
+            parse_ablate(bad)
+    assert parse_ablate("0:32767").describe() == "disable expert 32767 in layer 0"
 
 
 def test_combining_interventions():
@@ -129,6 +141,14 @@ def test_session_ask_intervene(session, baseline):
     assert (same.routing.tokens.tolist(), same.final) == baseline[0]
     assert ablated.routing.tokens.tolist() != baseline[0][0]
     assert (after.routing.tokens.tolist(), after.final) == baseline[0]  # nothing left behind
+
+
+def test_check_says_in_one_line_what_the_loaded_model_does_not_have(session):
+    assert set(parse_ablate("*:0").check(session)) == {0, 1, 2, 3}
+    for spec, message in (("9:1", "this model has layers 0..3: there is no layer 9"),
+                          ("1:8", "layer 1 has experts 0..7: there is no expert 8")):
+        with pytest.raises(ValueError, match=message):
+            parse_ablate(spec).check(session)
 
 
 def test_the_kv_cache_is_not_shared_across_an_intervention(session):

@@ -21,11 +21,13 @@ import numpy as np
 import pandas as pd
 
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
+from ..settings import SettingsError
 from .analysis import Table, result_table
 from .record import Routing, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
 _ITEM = re.compile(r"^\s*(\*|\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
+_MAX_EXPERT = 32767  # expert ids are int16 in a Routing: a range past this only fills memory
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,14 @@ class Intervention:
                 plan[target] = _merge(plan[target], edit, target) if target in plan else edit
         return plan
 
+    def check(self, target: Any) -> dict[int, LayerEdit]:
+        """The per-layer plan for the model of `target` (a Session, LocalEngine or transformers model),
+        checked against it: a one-line ValueError when a layer, an expert or a top-k does not exist there."""
+        _, model = model_of(target)
+        plan = self.plan(len(routers(model)))
+        check_plan(model, plan)
+        return plan
+
     @contextmanager
     def apply(self, target: Any) -> Iterator[Intervention]:
         """While the `with` block runs, the model of `target` (a Session, LocalEngine or transformers
@@ -62,8 +72,7 @@ class Intervention:
         intervention must not be reused under it, nor the other way round (the next turn computes
         its prompt again)."""
         engine, model = model_of(target)
-        plan = self.plan(len(routers(model)))
-        check_plan(model, plan)
+        plan = self.check(model)
         _reset(engine)
         try:
             with intervened(model, plan):
@@ -83,8 +92,7 @@ class Intervention:
         `records`: a Routing (e.g. a reply's), token ids, or several Routings (a Corpus, a list: one
         forward pass each, rows tagged by `document`). `.plot(by="label")`: the mean change per group."""
         _, model = model_of(target)
-        plan = self.plan(len(routers(model)))
-        check_plan(model, plan)
+        plan = self.check(model)
         single = isinstance(records, Routing) or (len(records) > 0 and isinstance(records[0], (int, np.integer)))
         frames = []
         for document, record in enumerate([records] if single else records):
@@ -178,20 +186,23 @@ def top_k(k: int, layers: Iterable[int] | None = None) -> Intervention:
 
 def parse_ablate(text: str) -> Intervention:
     """`--ablate` text to an Intervention that disables experts: "LAYER:EXPERT,..." with "*" for
-    every layer and "A-B" for a range of experts, e.g. "1:3,2:5" or "*:0-3"."""
+    every layer and "A-B" for a range of experts, e.g. "1:3,2:5" or "*:0-3". Bad text raises
+    SettingsError (a ValueError) with a one-line message for the user."""
     experts: dict[int | None, set[int]] = {}
     items = [item for item in text.split(",") if item.strip()]
     if not items:
-        raise ValueError("--ablate needs LAYER:EXPERT pairs, e.g. --ablate 1:3,2:5")
+        raise SettingsError("--ablate needs LAYER:EXPERT pairs, e.g. --ablate 1:3,2:5")
     for item in items:
         match = _ITEM.match(item)
         if match is None:
-            raise ValueError(f"--ablate takes LAYER:EXPERT pairs separated by commas (e.g. 1:3,2:5 or *:0-3), "
-                             f"not {item.strip()!r}")
+            raise SettingsError(f"--ablate takes LAYER:EXPERT pairs separated by commas (e.g. 1:3,2:5 or *:0-3), "
+                                f"not {item.strip()!r}")
         layer = None if match[1] == "*" else int(match[1])
         first, last = int(match[2]), int(match[3] or match[2])
         if last < first:
-            raise ValueError(f"--ablate: the expert range {first}-{last} is empty")
+            raise SettingsError(f"--ablate: the expert range {first}-{last} is empty")
+        if last > _MAX_EXPERT:
+            raise SettingsError(f"--ablate: there is no expert {last} (expert ids go up to {_MAX_EXPERT} at most)")
         experts.setdefault(layer, set()).update(range(first, last + 1))
     return Intervention(tuple((layer, LayerEdit(disabled=frozenset(e))) for layer, e in experts.items()))
 
@@ -268,8 +279,7 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     engine, model = model_of(session)
     if engine is None or not callable(getattr(session, "ask", None)):
         raise TypeError("compare needs a Session (it asks the question twice)")
-    plan = intervention.plan(len(routers(model)))
-    check_plan(model, plan)
+    plan = intervention.check(model)
     quiet = SimpleNamespace(stop_requested=False, handle=lambda event: None, approve=lambda call: None)  # shows nothing
     options = {"temperature": 0, **options, "routing": True, "view": quiet}
     replies = []

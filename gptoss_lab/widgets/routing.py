@@ -182,7 +182,7 @@ class RoutingView(anywidget.AnyWidget):
 def static_bundle(routing: Routing) -> dict[str, Any]:
     """text/plain (the summary) and, when matplotlib is installed, image/png of the grid and load."""
     bundle: dict[str, Any] = {"text/plain": repr(routing) if len(routing) else
-                              "Expert routing (recording; the picture follows when the turn ends)"}
+                              "Expert routing: no tokens recorded yet"}
     if len(routing):
         try:
             from .routing_figures import png, view_figure
