@@ -12,7 +12,6 @@ from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
-from test_kernel import kernel, run  # noqa: F401  (the kernel fixture; tests/ is on sys.path)
 
 
 @pytest.fixture(autouse=True)
@@ -112,10 +111,3 @@ def test_the_loaded_model_and_odd_arguments():
             call()
         assert "\n" not in str(info.value)
 
-
-@pytest.mark.kernel
-def test_doctor_after_load_in_a_kernel(kernel):
-    out, reply = run(kernel[1], "%load_ext gptoss_lab\n%gptoss load tiny\n%gptoss doctor", timeout=120)
-    assert reply["status"] == "ok" and "gpt-oss-tiny" in out and "fits" in out and "Traceback" not in out
-    out, reply = run(kernel[1], "%gptoss load tiny --dtype banana")
-    assert reply["status"] == "error" and "UsageError: unknown dtype 'banana'" in out and "AttributeError" not in out
