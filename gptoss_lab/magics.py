@@ -292,9 +292,8 @@ class GptossMagics(Magics):
         if self.session is None or not self.session.replies:
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
         options = self.session.last_options()  # the same tools, format, approval ... as the question had
-        prompt = self.session.rewind()
         view = _make_view(text=False, session=self.session, keep=self._keep, **options)
-        self._keep(_one_line(self.session.ask, prompt, view=view, **options))
+        self._keep(_one_line(self.session.regenerate, view=view))
 
     def _history(self, export: bool) -> None:
         session = self._session()

@@ -107,6 +107,22 @@ class Session:
         del self.history[self._turns.pop()[0]:]
         return self.replies.pop().prompt
 
+    def regenerate(self, *, view: View | None = None) -> Reply:
+        """Ask the last question again, with the options it was asked with, for a new sample. When the new
+        turn is refused before it starts (a deleted function tool, a setting no longer valid) the old one stays."""
+        if not self._turns:
+            raise TurnError("there is no answer to regenerate yet")
+        start, options = self._turns[-1]
+        kept = self.history[start:], self.replies[-1]
+        prompt = self.rewind()
+        try:
+            return self.ask(prompt, view=view, **options)
+        except TurnError:
+            self.history += kept[0]
+            self.replies.append(kept[1])
+            self._turns.append((start, options))
+            raise
+
     def last_options(self) -> dict[str, Any]:
         """The options the last turn was asked with (`ask`'s keywords but `view`), to ask it again alike."""
         if not self._turns:

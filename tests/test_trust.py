@@ -375,3 +375,26 @@ def test_routing_asked_of_a_model_that_cannot_record_it_says_so():
     assert reply.final == "ok" and reply.routing is None
     assert reply.errors == ["no expert routing recorded: this needs a gpt-oss model in this kernel, and replay "
                             "(ReplayEngine) has none: load one with Session.load(...)"]
+
+
+def test_a_refused_regenerate_keeps_the_turn_it_would_have_replaced():
+    namespace: dict = {}
+
+    @tool
+    def greet(name: str) -> str:
+        """Say hi."""
+        return "hi " + name
+
+    namespace["greet"] = greet
+    turn = ('<|start|>assistant to=functions.greet<|channel|>commentary <|constrain|>json<|message|>{"name": "Ada"}<|call|>'
+            '<|channel|>final<|message|>Said hi.<|return|>')
+    s = Session(ReplayEngine(turn + turn), namespace=namespace, approval="auto")
+    first = s.ask("Greet Ada.", tools="greet")
+    history = list(s.history)
+    del namespace["greet"]                       # the tool the question was asked with is gone
+    with pytest.raises(TurnError, match="greet"):
+        s.regenerate()
+    assert s.history == history and s.replies == [first]
+    namespace["greet"] = greet
+    again = s.regenerate()
+    assert again.final == "Said hi." and s.replies == [again] and len(s.history) == len(history)
