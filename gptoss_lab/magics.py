@@ -96,7 +96,7 @@ def _line_parser() -> _Parser:
     history = command("history", "the conversation so far")
     history.add_argument("--export", action="store_true", help="as raw Harmony text")
     config = command("config", "change settings: effort=high approve=auto timeout=60 max_tokens=512 tools=python,f "
-                               "temperature=0.7 threads=1 ...")
+                               "temperature=0.7 threads=1 ...; KEY=default sets one back (seed=default)")
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
     command("routing", "show the last reply's expert routing")
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
@@ -327,8 +327,13 @@ class GptossMagics(Magics):
         settings = s.settings
         tools = settings.tools if isinstance(settings.tools, str) else ",".join(
             getattr(t, "name", getattr(t, "__name__", str(t))) for t in settings.tools)
+        chosen = [f" | {name}: {value}" for name in ("temperature", "top_p", "seed", "date")  # shown once set
+                  if (value := getattr(settings, name)) is not None]
+        if settings.instructions:
+            chosen.append(f" | instructions: {len(settings.instructions)} characters")
         print(f"model: {s.engine.name} | effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "
-              f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens} | turns: {len(s.replies)}")
+              f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)} | "
+              f"turns: {len(s.replies)}")
 
     def _last_routing(self) -> Any:
         replies = self.session.replies if self.session else []

@@ -23,7 +23,7 @@ from .events import (
     Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart,
     ToolUpdate, TurnEnd, TurnStart, View,
 )
-from .settings import Settings, SettingsError, make
+from .settings import DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
 from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, interrupted
 
@@ -84,8 +84,9 @@ class Session:
         return cls(engine, **(session_options or {}))
 
     def configure(self, **changes: Any) -> Settings:
-        """Change settings for the following turns (checked; SettingsError names a bad value)."""
-        self.settings = self.settings.replace(**changes)
+        """Change settings for the following turns (checked; SettingsError names a bad value); None puts a
+        setting back to its default (`configure(seed=None)`: no fixed seed again)."""
+        self.settings = self.settings.replace(**{k: DEFAULT if v is None else v for k, v in changes.items()})
         return self.settings
 
     # ------------------------------------------------------------ conversation

@@ -59,16 +59,29 @@ class Settings:
             raise ValueError("must be a date written YYYY-MM-DD") from None
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with `changes` applied and checked; None values and aliases (`reasoning=`) are understood."""
+        """A copy with `changes` applied and checked; None values are left out (not given), DEFAULT puts a
+        setting back to its default, and aliases (`reasoning=`) are understood."""
         changes = {ALIASES.get(k, k): v for k, v in changes.items() if v is not None}
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise SettingsError(f"unknown setting {unknown[0]!r}; settings are {', '.join(self.names())}")
+        changes = {k: getattr(_DEFAULTS, k) if v is DEFAULT else v for k, v in changes.items()}
         return make({**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, **changes})
 
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+
+class _Default:
+    """A setting's default value again (`%gptoss config seed=default`, `Session.configure(seed=None)`)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = _Default()
+_DEFAULTS = Settings()
 
 
 def make(values: dict[str, Any]) -> Settings:
@@ -81,15 +94,16 @@ def make(values: dict[str, Any]) -> Settings:
         raise SettingsError(str(err)) from None
 
 
-def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
-    """`["effort=high", "timeout=60"]` -> {"effort": "high", "timeout": "60"} (values checked by `replace`)."""
+def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
+    """`["effort=high", "timeout=60"]` -> {"effort": "high", "timeout": "60"} (values checked by `replace`);
+    `seed=default` -> {"seed": DEFAULT}, the setting's default again."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = ALIASES.get(key.strip(), key.strip())
         if not sep or key not in Settings.names():
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(Settings.names())}; got {pair!r}")
-        out[key] = value.strip()
+        out[key] = DEFAULT if value.strip().lower() == "default" else value.strip()
     return out
 
 

@@ -154,6 +154,16 @@ def test_help_is_where_users_look_for_it(kernel):
     assert content["ename"] == "UsageError" and "--help" in content["evalue"]
 
 
+def test_config_shows_what_it_set_and_default_sets_it_back(kernel):
+    _, kc = kernel
+    run(kc, SETUP)
+    out, content = run(kc, "%gptoss config seed=3 temperature=0.5 effort=high")
+    assert content["status"] == "ok" and "effort: high" in out and "temperature: 0.5 | seed: 3 |" in out, out
+    out, content = run(kc, "%gptoss config seed=default effort=default\nprint(s.settings.seed, s.settings.effort)")
+    assert content["status"] == "ok" and "seed:" not in out.splitlines()[0] and "temperature: 0.5" in out, out
+    assert out.splitlines()[-1] == "None medium"
+
+
 def test_undefined_names_and_bad_values_are_one_line_errors(kernel):
     _, kc = kernel
     run(kc, SETUP)

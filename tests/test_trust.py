@@ -398,3 +398,11 @@ def test_a_refused_regenerate_keeps_the_turn_it_would_have_replaced():
     namespace["greet"] = greet
     again = s.regenerate()
     assert again.final == "Said hi." and s.replies == [again] and len(s.history) == len(history)
+
+
+def test_configure_none_puts_a_setting_back_while_ask_none_means_not_given():
+    s = session(FINAL.format(text="ok"))
+    s.configure(seed=7, temperature=0.3)
+    assert s.ask("q", seed=None).final == "ok" and s.settings.seed == 7      # an ask option left out
+    assert s.configure(seed=None).seed is None and s.settings.temperature == 0.3
+    assert make({}).replace(effort="high").replace(effort=parse_assignments(["effort=default"])["effort"]).effort == "medium"
