@@ -156,7 +156,8 @@ class Session:
         """One user turn: generate, run tool calls, feed results back, until the model answers.
 
         `overrides` are settings for this turn only (effort=, approval=, tools=, max_new_tokens=,
-        temperature=, top_p=, seed=, timeout= ...). Problems found before generating (a bad setting,
+        temperature=, top_p=, seed=, timeout= ...); `intervene` changes the expert routing for this turn
+        (`gptoss_lab.routing.disable(...)` ..., or `--ablate` text such as "1:3,2:5"). Problems found before generating (a bad setting,
         an unknown tool, a prompt over the model's context) raise TurnError; anything after ends
         the turn with its `Reply` (see `reply.errors`)."""
         settings = self._checked(overrides)
@@ -170,10 +171,7 @@ class Session:
         if constrain and fmt is None:
             raise TurnError("constrain=True (--constrain) needs a response format (--json SCHEMA)")
         if intervene is not None:
-            try:
-                intervene.check(self.engine)
-            except (TypeError, ValueError) as err:  # no such layer or expert, or no model here to change
-                raise TurnError(f"intervention (--ablate): {err}") from None
+            intervene = _checked_intervention(intervene, self.engine)
         tools = self._toolset(settings)
         prefix = self._prefix(settings, tools, fmt)
         start = len(self.history)
@@ -515,6 +513,21 @@ def _with_limit(sampling: Sampling, limit: int) -> Sampling:
 def _context_window(engine: Engine) -> int | None:
     window = getattr(engine, "context_window", None)
     return int(window) if window else None
+
+
+def _checked_intervention(intervene: Any, engine: Engine) -> Any:
+    """`intervene=` as an Intervention (`--ablate` text is parsed) the loaded model can take; TurnError otherwise."""
+    from .routing.interventions import Intervention, parse_ablate
+
+    try:
+        intervene = parse_ablate(intervene) if isinstance(intervene, str) else intervene
+        if not isinstance(intervene, Intervention):
+            raise TypeError(f"intervene= takes gptoss_lab.routing.disable(...), force(...), top_k(...) or "
+                            f"'LAYER:EXPERT,...' text, not {type(intervene).__name__}")
+        intervene.check(engine)
+    except (TypeError, ValueError) as err:  # no such layer or expert, or no model here to change
+        raise TurnError(f"intervention (--ablate): {err}") from None
+    return intervene
 
 
 def _warn_unrouted(turn: _Turn, engine: Engine) -> None:

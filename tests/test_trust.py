@@ -368,6 +368,11 @@ def test_an_intervention_the_model_cannot_take_is_refused_before_the_turn(random
         assert str(info.value).startswith("intervention (--ablate): ") and "\n" not in str(info.value)
         assert session.history == [] and session.replies == []
     assert remote_like.ask("hi").final == "ok"
+    with pytest.raises(TurnError, match=r"^intervention \(--ablate\): intervene= takes .* not int$"):
+        local.ask("hi", intervene=42)
+    reply = local.ask("hi", intervene="1:3", max_new_tokens=2, routing=True)  # --ablate text works from Python too
+    assert reply.routing.experts.shape[1:] == (4, 2) and 3 not in set(reply.routing.experts[:, 1].ravel().tolist())
+    assert 3 in set(local.ask("hi", max_new_tokens=2, routing=True).routing.experts[:, 1].ravel().tolist())
 
 
 def test_routing_asked_of_a_model_that_cannot_record_it_says_so():
