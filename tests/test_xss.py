@@ -217,3 +217,14 @@ def test_safe_content_survives_sanitizing() -> None:
     assert "<code>x &lt; y</code>" in html
     assert markdown_html("![diagram](https://example.org/d.png)") == (
         '<p><a href="https://example.org/d.png" target="_blank" rel="noopener noreferrer">[image: diagram]</a></p>\n')
+
+
+def test_math_cannot_paint_outside_its_own_box() -> None:
+    """A formula keeps the box of its content: `\\smash{\\raise{..}}` would lift text over the page above
+    (a fake prompt, a fake card), negative space would pull it over the page's left edge. Math as written
+    stays: display mode, a binomial's missing bar, ordinary space."""
+    overlay = markdown_html(r"$\smash{\raise{30em}{\text{OVERLAY}}}$ $\smash{\lower{30em}{x}}$ $\mathrlap{\rule{90em}{1em}}$")
+    assert overlay.count("<mpadded>") == 5 and "<mpadded " not in overlay and "OVERLAY" in overlay
+    assert "width" not in markdown_html(r"$\hspace{-40em}x \kern-40em y \mkern-900mu z$")
+    kept = markdown_html("$$\\binom{n}{k}$$\n\n$a\\hspace{2em}b$")
+    assert 'display="block"' in kept and 'linethickness="0"' in kept and '<mspace width="2em">' in kept

@@ -296,9 +296,21 @@ class Turn {
   }
 
   openEditor(b) {
+    const code = b.code();              // before b.editor exists: b.code() would read the new, empty editor
     b.editor = h("textarea", "gx-editor");
-    b.editor.value = b.code();
+    b.editor.value = code;
     b.editor.spellcheck = false;
+    b.editor.title = "Shift+Enter or Ctrl+Enter runs the code";
+    b.editor.addEventListener("keydown", (event) => {
+      // Keys typed here are the editor's, not the notebook's (as in ipywidgets' text boxes): JupyterLab
+      // would swallow Enter, and its Shift+Enter would run the cell again, clearing this view while the
+      // turn waits for an answer.
+      event.stopPropagation();
+      if (event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        b.actions.querySelector(".gx-run")?.click();
+      }
+    });
     b.editor.rows = Math.min(20, Math.max(3, b.editor.value.split("\n").length + 1));
     b.pre.hidden = true;
     b.pre.after(b.editor);

@@ -29,9 +29,15 @@ const PURIFY = {
     "frame", "object", "embed", "link", "meta", "base", "video", "audio", "source", "picture", "maction",
     "annotation-xml"],
   FORBID_ATTR: ["id", "name", "src", "srcset", "action", "formaction", "xlink:href", "background", "poster"],
-  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
   RETURN_DOM_FRAGMENT: true,
 };
+// Links only to http(s) and mailto (checked in the hook: DOMPurify's ALLOWED_URI_REGEXP applies to the value
+// of every attribute, and would drop MathML's display, linethickness ... and a list's start).
+const LINK_OK = /^(?:https?:|mailto:)/i;
+// MathML lengths a formula could use to paint outside its own box (\smash{\raise{30em}{...}} over the page
+// above): mpadded's are dropped and no length may be negative (as in widgets/sanitize.py).
+const MATH_LENGTHS = new Set(["width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize"]);
+const MATHML = "http://www.w3.org/1998/Math/MathML";
 const CLASS_OK = /^(?:[a-z]{1,3}[0-9]?|gx-math|gx-code|gx-output|gx-(?:cite|browse)(?:-[a-z]+)*)$/;   // Pygments' short
 // token classes; the browser's chips, sources and cards (widgets/citations.py; a chip's popup is its data-cite text)
 
@@ -43,8 +49,10 @@ function purifyHooks() {
         && /^\s*text-align:\s*(left|right|center)\s*;?\s*$/i.test(data.attrValue);
     } else if (name === "class") {
       data.attrValue = data.attrValue.split(/\s+/).filter((c) => CLASS_OK.test(c)).join(" ");
-    } else if (name === "href" && node.nodeName !== "A") {
-      data.keepAttr = false;      // MathML and other elements never link
+    } else if (name === "href") {  // MathML and other elements never link
+      data.keepAttr = node.nodeName === "A" && LINK_OK.test(data.attrValue.replace(/[\s\u0000-\u001f]/g, ""));
+    } else if (node.namespaceURI === MATHML && MATH_LENGTHS.has(name)) {
+      data.keepAttr = node.localName !== "mpadded" && !data.attrValue.trim().startsWith("-");
     }
   });
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {

@@ -54,10 +54,18 @@ _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources", "gx-
            "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines"}, "details": {"gx-browse-raw"}}
 
 
-def _link_only(tag: str, attribute: str, value: str) -> str | None:
-    """Keep href only for http(s) and mailto links; everything else in the allow-list passes."""
+# MathML lengths a formula could use to paint outside its own box (`\smash{\raise{30em}{...}}` over the page
+# above, `\rlap` of a long rule, negative space): mpadded's are dropped and no length may be negative.
+_MATH_LENGTHS = {"width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize"}
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """Keep href only for http(s) and mailto links, and no MathML geometry that leaves the formula's box;
+    everything else in the allow-list passes."""
     if attribute == "href":
         return value if value.strip().lower().startswith(LINK_SCHEMES) else None
+    if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or value.strip().startswith("-")):
+        return None
     return value
 
 
@@ -72,7 +80,7 @@ def _cleaner() -> Any:
         tags=_HTML | _MATHML,
         clean_content_tags=_DROP_WITH_CONTENT,
         attributes=attributes,
-        attribute_filter=_link_only,
+        attribute_filter=_filter_attribute,
         url_schemes={"http", "https", "mailto"},
         url_relative="deny",
         link_rel="noopener noreferrer",

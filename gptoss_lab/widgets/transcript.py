@@ -415,7 +415,7 @@ def _fence(text: str, language: str = "") -> str:
 
 FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
- color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5}
+ color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5;overflow-wrap:anywhere}
 .gx-fallback .gx-prompt{background:var(--jp-layout-color2,rgba(127,127,127,.12));border-radius:12px;padding:6px 12px;
  margin:4px 0 8px auto;width:fit-content;max-width:80%}
 .gx-fallback .gx-prompt b{display:none}

@@ -6,7 +6,8 @@ approved code, Skip skips it, Stop ends the turn with the partial reply kept, th
 the first to the last token, and the chat controls (timer, live tokens/s, Edit, Always allow, Copy,
 Insert as cell, context meter, Regenerate, New chat) work.
 Screenshots: /tmp/gptoss_chat_light.png, /tmp/gptoss_chat_dark.png, /tmp/gptoss_chat_tiny.png,
-/tmp/gptoss_chat_approval.png, /tmp/gptoss_chat_controls.png.
+/tmp/gptoss_chat_approval.png, /tmp/gptoss_chat_controls.png, /tmp/gptoss_chat_keyboard.png,
+/tmp/gptoss_chat_math.png, /tmp/gptoss_chat_saved_narrow.png.
 """
 from __future__ import annotations
 
@@ -205,3 +206,121 @@ def test_gptoss_cell_magic_on_tiny_streams_into_the_chat_view(lab_notebook):
     assert "gpt-oss-tiny" in page.locator(".gx-chat .gx-footer").inner_text()
     assert "444" in _reply_line(page)
     page.screenshot(path="/tmp/gptoss_chat_tiny.png", full_page=True)
+
+
+KEYBOARD = (
+    "<|channel|>analysis<|message|>Two steps.<|end|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>x = 6 * 7\nprint(x)<|call|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>print(x + 1)<|call|>"
+    "<|channel|>final<|message|>Done.<|return|>"
+)
+FOCUSED = "() => document.activeElement && document.activeElement.className"
+
+
+def test_approval_card_by_keyboard_only(lab_notebook):
+    """Tab reaches Run with a visible focus ring; Edit opens on the model's code; Enter types a new line
+    (not swallowed by JupyterLab); Shift+Enter in the editor runs the edited code (it does not run the cell
+    again, which would clear the view while the turn waits); Space on Run approves the next call."""
+    page = lab_notebook(_cells(KEYBOARD, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-run")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if "gx-run" in page.evaluate(FOCUSED):
+            break
+    assert "gx-run" in page.evaluate(FOCUSED)
+    box = page.locator(".gx-run").bounding_box()
+    above = {"x": box["x"], "y": box["y"] - 4, "width": box["width"], "height": 2}   # 2-4 px above the button
+    focused = page.screenshot(clip=above)
+    page.locator(".gx-run").evaluate("b => b.blur()")
+    assert page.screenshot(clip=above) != focused, "no focus ring clear of ▶ Run (one touching it looks like Run)"
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert "gx-edit" in page.evaluate(FOCUSED)
+    page.keyboard.press("Enter")
+    editor = page.locator(".gx-editor")
+    assert page.evaluate(FOCUSED) == "gx-editor"
+    assert editor.input_value() == "x = 6 * 7\nprint(x)"                  # the model's code, to change
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Enter")
+    page.keyboard.type("print('by keyboard')")
+    assert editor.input_value() == "x = 6 * 7\nprint(x)\nprint('by keyboard')"
+    page.screenshot(path="/tmp/gptoss_chat_keyboard.png")
+    page.keyboard.press("Shift+Enter")
+    card = page.locator(".gx-chat .gx-tool").first
+    page.wait_for_selector(".gx-tool[data-status='done']", timeout=30_000)
+    assert card.locator(".gx-output").inner_text().split() == ["42", "by", "keyboard"]
+    assert "edited" in card.locator(".gx-status").inner_text()
+
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=30_000)
+    page.locator(".gx-tool[data-status='waiting'] .gx-run").focus()
+    page.keyboard.press("Space")
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    assert page.locator(".gx-chat .gx-tool").nth(1).locator(".gx-output").inner_text().strip() == "43"
+    assert _reply_line(page).startswith("REPLY False ['done', 'done'] ")
+    assert page.locator(".jp-Notebook .jp-Cell").count() == 3             # no cell added or run by the keys
+
+
+MATH = (
+    "<|channel|>final<|message|>Steps:\n\n3. three\n4. four\n\n"
+    "Choose $\\binom{n}{k}$ in display:\n\n$$\\sum_{i=0}^{9} i^2 = 285$$\n\n"
+    "Up: $\\smash{\\raise{25em}{\\text{OVERLAY-UP}}}$ down: $\\smash{\\lower{25em}{\\text{OVERLAY-DOWN}}}$"
+    " left: $\\hspace{-40em}\\text{PULLED-LEFT}$\n\nEnd.<|return|>"
+)
+OUTSIDE = """(box) => {
+  const r = document.querySelector(box).getBoundingClientRect();
+  return [...document.querySelectorAll(box + ' math *')].filter((n) => {
+    const q = n.getBoundingClientRect();
+    return q.width && (q.top < r.top - 1 || q.bottom > r.bottom + 1 || q.left < r.left - 1 || q.right > r.right + 1);
+  }).map((n) => n.localName + ' ' + n.textContent);
+}"""
+
+
+def test_markdown_and_math_render_as_written_and_stay_in_the_answer_box(lab_notebook, save_notebook, open_notebook,
+                                                                       jupyter_lab):
+    """Display math is a centred block, a list keeps its first number, a binomial has no fraction bar; and a
+    formula cannot paint outside the answer (`\\smash{\\raise{..}}` over the prompt above, negative space
+    past its left edge), live or in the saved notebook. Screenshot: /tmp/gptoss_chat_math.png."""
+    page = lab_notebook(_cells(MATH, "auto", 0.0), wait_for="text=/^REPLY /", name="math.ipynb")
+    final = page.locator(".gx-chat .gx-final")
+    assert final.locator("ol").get_attribute("start") == "3"
+    assert final.locator("li").first.evaluate("li => li.parentElement.start") == 3
+    shown = final.locator("math").evaluate_all("ms => ms.map(m => getComputedStyle(m).display)")
+    assert shown.count("block math") == 1 and shown.count("math") == 4, shown
+    assert final.locator("mfrac").get_attribute("linethickness") == "0"
+    assert "OVERLAY-UP" in final.inner_text() and "PULLED-LEFT" in final.inner_text()
+    assert page.evaluate(OUTSIDE, ".gx-chat .gx-final") == []
+    final.screenshot(path="/tmp/gptoss_chat_math.png")
+
+    save_notebook("math.ipynb")
+    jupyter_lab.shutdown_kernels()
+    page = open_notebook("math.ipynb")
+    page.wait_for_selector(".gx-fallback .gx-final math")
+    assert page.locator(".gx-fallback .gx-final math[display='block']").count() == 1
+    assert page.evaluate(OUTSIDE, ".gx-fallback .gx-final") == []
+
+
+def test_saved_turn_wraps_long_tokens_in_a_narrow_notebook(lab_notebook, save_notebook, open_notebook, jupyter_lab):
+    """A 300-character token (a hash, a URL, a path) in the prompt and the answer stays readable in the saved
+    transcript of a 600 px notebook: wrapped inside its box, not cut off at the output's edge."""
+    token = "k" * 299 + "Z"
+    recording = f"<|channel|>final<|message|>The key is {token} as asked.<|return|>"
+    page = lab_notebook([
+        "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+        f"session = Session(ReplayEngine({recording!r}), approval='auto')",
+        f"reply = session.ask('Spell the key {token}', view=ChatView.show())",
+    ], wait_for=".gx-chat .gx-footer", name="long.ipynb")
+    save_notebook("long.ipynb")
+    jupyter_lab.shutdown_kernels()
+    page.set_viewport_size({"width": 600, "height": 900})
+    page = open_notebook("long.ipynb")
+    page.wait_for_selector(".gx-fallback .gx-final")
+    for part in (".gx-prompt", ".gx-final"):
+        node = page.locator(f".gx-fallback {part}")
+        assert token in node.inner_text().replace("\n", "")
+        ends = page.evaluate("""(sel) => { const r = document.querySelector('.gx-fallback').getBoundingClientRect();
+          const range = document.createRange(); range.selectNodeContents(document.querySelector(sel));
+          return [range.getBoundingClientRect().right, r.right]; }""",
+                             f".gx-fallback {part}")
+        assert ends[0] <= ends[1] + 1, (part, ends)                        # all of its text is on screen
+    page.locator(".gx-fallback").screenshot(path="/tmp/gptoss_chat_saved_narrow.png")
