@@ -411,7 +411,7 @@ class _Turn:
             return "Not run: the user's settings do not allow tool calls (approval: never). Answer without it."
         if self.settings.approval == "auto" or tool.name in self.session._allowed:
             return True
-        call.question = tool.approval_question(call)
+        call.question = tool.approval_question(call) + _bidi_warning(call.input)
         call.status = "waiting"
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
@@ -513,6 +513,16 @@ def _with_limit(sampling: Sampling, limit: int) -> Sampling:
 def _context_window(engine: Engine) -> int | None:
     window = getattr(engine, "context_window", None)
     return int(window) if window else None
+
+
+def _bidi_warning(code: str) -> str:
+    """A warning for the approval question when the call holds Unicode direction controls (shown written out)."""
+    from .widgets.sanitize import BIDI_CONTROLS
+
+    if BIDI_CONTROLS.search(code) is None:
+        return ""
+    return (" Careful: it holds Unicode direction controls (shown as \\u202e ...), which can make code read "
+            "in another order than it runs.")
 
 
 def _checked_intervention(intervene: Any, engine: Engine) -> Any:

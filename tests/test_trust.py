@@ -411,3 +411,32 @@ def test_configure_none_puts_a_setting_back_while_ask_none_means_not_given():
     assert s.ask("q", seed=None).final == "ok" and s.settings.seed == 7      # an ask option left out
     assert s.configure(seed=None).seed is None and s.settings.temperature == 0.3
     assert make({}).replace(effort="high").replace(effort=parse_assignments(["effort=default"])["effort"]).effort == "medium"
+
+
+def test_code_with_direction_controls_is_shown_in_the_order_it_runs():
+    """'Trojan Source': U+202E and friends can make code read differently from how it runs; every place that
+    shows the code to the user (the card, a saved turn, a terminal) writes them out, and the question warns."""
+    from gptoss_lab.widgets.text import visible
+    from gptoss_lab.widgets.transcript import Transcript, code_html
+
+    code = 'access = "user\u202e \u2066# admin only\u2069 \u2066"\nprint(access)'
+    asked = []
+
+    class Approver:
+        stop_requested = False
+
+        def handle(self, event) -> None:
+            pass
+
+        def approve(self, call) -> bool:
+            asked.append(call.question)
+            return False
+
+    recording = (f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
+                 "<|channel|>final<|message|>Skipped.<|return|>")
+    reply = Session(ReplayEngine(recording), namespace={}, approval="ask").ask("go", view=Approver())
+    assert asked == ["Run this code in your kernel? Careful: it holds Unicode direction controls (shown as "
+                     "\\u202e ...), which can make code read in another order than it runs."]
+    assert reply.tool_calls[0].input == code                        # what would run is untouched
+    for shown in (code_html(code), visible(code), Transcript.from_reply(reply).to_html()):
+        assert "\u202e" not in shown and "\u2066" not in shown and "\\u202e" in shown

@@ -93,6 +93,15 @@ def _cleaner() -> Any:
     )
 
 
+# Unicode direction controls: in code they can make what a reader sees differ from what runs ("Trojan Source").
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def reveal_bidi(text: str) -> str:
+    """Direction controls written out (`\\u202e`), so shown code reads in the order it runs."""
+    return BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def sanitize(html: str) -> str:
     """`html` with only allow-listed tags, attributes, classes and link schemes left (nothing executable)."""
     return _cleaner().clean(html)

@@ -13,6 +13,7 @@ from typing import TextIO
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
     TurnEnd, TurnStart
 from .citations import sources_text
+from .sanitize import BIDI_CONTROLS
 from .transcript import STATUS_LABEL, Transcript
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -21,7 +22,7 @@ _STATUS_STYLE = {"done": "ok", "error": "bad", "timeout": "bad", "interrupted": 
 _LEVEL_STYLE = {"warning": "warn", "error": "bad", "info": "dim"}
 # Terminal control characters in model or tool text (ESC sequences can retitle the window, write the
 # clipboard or overwrite lines) are printed as visible escapes, never sent to the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)  # written out, never obeyed
 
 
 def visible(text: str) -> str:

@@ -18,7 +18,7 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import escape_mtext, inert_markdown, literal_markdown, sanitize
+from .sanitize import escape_mtext, inert_markdown, literal_markdown, reveal_bidi, sanitize
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -293,14 +293,15 @@ def markdown_html(text: str) -> str:
 
 
 def code_html(code: str, language: str = "python") -> str:
-    """Syntax-highlighted code as escaped HTML spans (Pygments short classes, styled by the CSS)."""
+    """Syntax-highlighted code as escaped HTML spans (Pygments short classes, styled by the CSS); direction
+    controls are written out, so the code reads in the order it runs."""
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import get_lexer_by_name
 
     if not language:
-        return html.escape(code)
-    return sanitize(highlight(code, get_lexer_by_name(language), HtmlFormatter(nowrap=True)).removesuffix("\n"))
+        return reveal_bidi(html.escape(code))
+    return reveal_bidi(sanitize(highlight(code, get_lexer_by_name(language), HtmlFormatter(nowrap=True)).removesuffix("\n")))
 
 
 def stable_markdown_end(text: str, start: int = 0) -> int:
