@@ -213,7 +213,7 @@ class GptossMagics(Magics):
             session.reset()
         options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,
                    "intervene": intervene, **overrides}
-        view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output), **options)
+        view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output))
         self._keep(_one_line(session.ask, prompt, view=view, **options), opts.output)
 
     def _keep(self, reply: Any, name: str | None = None) -> None:
@@ -291,8 +291,7 @@ class GptossMagics(Magics):
     def _regenerate(self) -> None:
         if self.session is None or not self.session.replies:
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
-        options = self.session.last_options()  # the same tools, format, approval ... as the question had
-        view = _make_view(text=False, session=self.session, keep=self._keep, **options)
+        view = _make_view(text=False, session=self.session, keep=self._keep)
         self._keep(_one_line(self.session.regenerate, view=view))
 
     def _history(self, export: bool) -> None:
@@ -384,9 +383,10 @@ def _env_key(var: str | None) -> str | None:
     return os.environ[var]
 
 
-def _make_view(*, text: bool, session: Any = None, keep: Any = None, **ask_options: Any) -> Any:
-    """The chat widget in a notebook front end; the streaming text view in a terminal or on request.
-    The widget's Regenerate and New chat act on `session`, asking with `ask_options`; `keep` gets the Reply."""
+def _make_view(*, text: bool, session: Any = None, keep: Any = None) -> Any:
+    """The chat widget in a notebook front end (shown when the turn starts, so a refused question leaves no
+    empty view); the streaming text view in a terminal or on request. The widget's Regenerate and New chat
+    act on `session`; `keep` gets each Reply."""
     from IPython import get_ipython
 
     shell = get_ipython()
@@ -396,4 +396,4 @@ def _make_view(*, text: bool, session: Any = None, keep: Any = None, **ask_optio
         return TextView()
     from .widgets.chat import ChatView
 
-    return ChatView.show().connect(session, keep=keep, **ask_options)
+    return ChatView().connect(session, keep=keep)

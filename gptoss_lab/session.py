@@ -124,12 +124,6 @@ class Session:
             self._turns.append((start, options))
             raise
 
-    def last_options(self) -> dict[str, Any]:
-        """The options the last turn was asked with (`ask`'s keywords but `view`), to ask it again alike."""
-        if not self._turns:
-            raise TurnError("there is no turn yet")
-        return dict(self._turns[-1][1])
-
     def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
         """The system (and developer) messages a turn with these settings starts with."""
         settings = self._checked(overrides)

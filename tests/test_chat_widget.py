@@ -203,15 +203,15 @@ def test_stop_mid_reasoning_ends_the_open_block(clock) -> None:
 def test_regenerate_asks_again_in_place_and_new_chat_forgets(run_turn) -> None:
     session = Session(ReplayEngine(RECORDING + AGAIN), namespace={}, approval="auto")
     kept = []
-    view = ChatView().connect(session, keep=kept.append, effort="low")
+    view = ChatView().connect(session, keep=kept.append)
     ops = _sent_ops(view)
-    first = session.ask("Six times seven?", view=view)
+    first = session.ask("Six times seven?", view=view, effort="low")
     assert ops[-1]["controls"] is True
     _message(view, kind="regenerate")
     assert [r.final for r in session.replies] == ["Forty-two."]      # the old answer left the conversation
     assert kept == session.replies and kept[0] is not first
     assert [o["prompt"] for o in ops if o["op"] == "turn"] == ["Six times seven?"] * 2
-    assert kept[0].effort == "low"                                   # asked with the view's options
+    assert kept[0].effort == "low"                                   # asked with the question's options
     html = view._static["text/html"]                                 # the saved form: only the new answer
     assert "Forty-two." in html and "<strong>42</strong>" not in html and "gx-code" not in html   # nor its tool call
     _message(view, kind="new_chat")

@@ -248,3 +248,15 @@ def test_chat_view_without_a_widget_front_end_asks_in_the_input_box(kernel):
     assert "Run this code in your kernel?" in out and "mean = sum(data) / len(data)" in out
     out, _ = run(kc, "print(mean, _gptoss.tool_calls[0].status)")
     assert out.split() == ["6.0", "done"]
+
+
+def test_a_refused_question_leaves_no_empty_chat_view(kernel):
+    """The chat view appears when the turn starts: a question refused before it (here the browser without
+    documents) shows its one-line error alone, and the next question gets its view."""
+    _, kc = kernel
+    run(kc, SETUP)
+    out, content = run(kc, "%%gptoss --tools browser\nWhat do my notes say?")
+    assert content["ename"] == "UsageError" and "the browser has no documents" in content["evalue"]
+    assert "gptoss_lab chat view" not in out
+    out, content = run(kc, "%%gptoss --approve auto\nWhat is the mean of {data}?")
+    assert content["status"] == "ok" and out.count("gptoss_lab chat view") == 1, out

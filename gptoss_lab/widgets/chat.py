@@ -70,7 +70,6 @@ class ChatView(anywidget.AnyWidget):
         self._decisions: dict[int, Approval] = {}
         self._pump: CommPump | None = None
         self._session: Any = None
-        self._ask_options: dict[str, Any] = {}
         self._keep: Callable[["Reply"], None] | None = None
         self._reply: "Reply | None" = None
         self.on_msg(self._on_msg)
@@ -82,11 +81,10 @@ class ChatView(anywidget.AnyWidget):
         view._display()
         return view
 
-    def connect(self, session: Any, *, keep: Callable[["Reply"], None] | None = None,
-                **ask_options: Any) -> "ChatView":
+    def connect(self, session: Any, *, keep: Callable[["Reply"], None] | None = None) -> "ChatView":
         """Give Regenerate and New chat the session they act on: Regenerate asks the same prompt again with
-        `ask_options` (a new sample), `keep` receives each new Reply (the magics keep it as `_gptoss`)."""
-        self._session, self._keep, self._ask_options = session, keep, ask_options
+        the options it was asked with (a new sample), `keep` receives each new Reply (`_gptoss` in the magics)."""
+        self._session, self._keep = session, keep
         return self
 
     def _display(self) -> None:
@@ -315,7 +313,7 @@ class ChatView(anywidget.AnyWidget):
             self._after_turn("Only the conversation's last answer can be regenerated.", "warning")
             return
         try:
-            reply = session.ask(session.rewind(), view=self, **self._ask_options)
+            reply = session.regenerate(view=self)
         except Exception as err:  # a refused turn (settings, context) or an engine failure: one line
             self._after_turn(f"Regenerate failed: {err}", "error")
             return
