@@ -64,6 +64,7 @@ class ChatView(anywidget.AnyWidget):
         self._handle: Any = None            # the DisplayHandle of this view's output, when it displayed itself
         self._shown = False                 # in a cell's output (by show(), display() or a cell's last value)
         self._ready = False                 # a front end has drawn the view
+        self._routing_view: Any = None      # the expert grid shown under this turn (--routing)
         self._saves = False                 # ... and writes the transcript into the saved notebook itself
         self._stop = False
         self._running = False
@@ -164,9 +165,7 @@ class ChatView(anywidget.AnyWidget):
         if not self._shown:
             self._display()
         if event.routing is not None:  # the expert grid below the chat, growing as tokens come
-            from IPython.display import display
-
-            display(event.routing.view())
+            self._routing_view = event.routing.view().show()
         self._stop, self._running = False, True
         busy_status.hold()
         self._decisions.clear()
@@ -194,9 +193,12 @@ class ChatView(anywidget.AnyWidget):
             self._pump_once()  # a front end that drew the view meanwhile says whether it saves the transcript
         if not self._saves and self._handle is not None:
             # No front end writes the transcript into the saved notebook (nbclient, VS Code ...): put it
-            # in this output's own bundle, where readers without the widget find it.
-            self._handle.update({_WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id},
-                                 **self._static}, raw=True)
+            # in this output's own bundle, where readers without the widget find it. Where nobody drew the
+            # view (nbclient, papermill) the widget goes: nbconvert would show its empty place, not the turn.
+            widget = {_WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id}}
+            self._handle.update({**(widget if self._ready else {}), **self._static}, raw=True)
+            if self._routing_view is not None and not self._ready:
+                self._routing_view.finish_output(drawn=False)
 
     def _after_turn(self, text: str, level: str = "info") -> None:
         """A note under a finished turn (Regenerate or New chat), kept in the snapshot."""

@@ -101,7 +101,7 @@ class RoutingView(anywidget.AnyWidget):
         if kind != "append":
             self._snapshot()
             if kind == "labels":
-                self._update_output()
+                self.finish_output()
             return
         with self._lock:
             self._pending = start if self._pending is None else min(self._pending, start)
@@ -144,10 +144,12 @@ class RoutingView(anywidget.AnyWidget):
             self._timer.cancel()
             self._timer = None
 
-    def _update_output(self) -> None:
-        """The record is finished: put its picture in this view's output (shown by `show`)."""
+    def finish_output(self, drawn: bool = True) -> None:
+        """The record is finished: put its picture in this view's output (shown by `show`). `drawn=False`
+        (no front end drew the views: nbclient, papermill) leaves the widget out, so nbconvert shows the picture."""
         if self._handle is not None:
-            self._handle.update(self._bundle(), raw=True)
+            bundle = self._bundle()
+            self._handle.update(bundle if drawn else {k: v for k, v in bundle.items() if k != _WIDGET_MIME}, raw=True)
 
     # ------------------------------------------------------------ front end -> kernel
 

@@ -34,6 +34,10 @@ def supports_colour(stream: TextIO) -> bool:
     """ANSI colour for this stream: a terminal, not TERM=dumb, and the user has not set NO_COLOR."""
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
+    return _isatty(stream)
+
+
+def _isatty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or fake stream
@@ -50,14 +54,21 @@ class TextView:
         self.colour = supports_colour(out or sys.stdout) if colour is None else colour
         self.transcript = Transcript()
         self._style: str | None = None  # the style of the message being streamed
+        self._pending = ""              # a line being streamed outside a terminal, written when it ends
 
     def _paint(self, text: str, style: str | None) -> str:
         return f"\x1b[{_STYLE[style]}m{text}\x1b[0m" if self.colour and style and text else text
 
     def _print(self, text: str, end: str = "\n", style: str | None = None) -> None:
         stream = self.out or sys.stdout
-        stream.write(self._paint(text, style) + end)
-        stream.flush()
+        self._pending += self._paint(text, style) + end
+        # A terminal shows each token as it comes. Elsewhere (a notebook) only whole lines are written: each
+        # write there can become an output of its own, and a saved notebook would read one token per line.
+        cut = len(self._pending) if end or _isatty(stream) else self._pending.rfind("\n") + 1
+        if cut:
+            stream.write(self._pending[:cut])
+            stream.flush()
+            self._pending = self._pending[cut:]
 
     def handle(self, event: Event) -> None:
         """Print what the event adds to the turn."""
