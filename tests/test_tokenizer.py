@@ -68,3 +68,15 @@ def test_ensure_writes_only_when_missing(folder):
     stamp = (folder / "tokenizer.json").stat().st_mtime_ns
     tokenizer.ensure(folder)
     assert (folder / "tokenizer.json").stat().st_mtime_ns == stamp
+
+
+def test_the_command_line_has_help_and_writes_nothing_for_it(tmp_path, monkeypatch, capsys):
+    from gptoss_lab.tiny import tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        tokenizer.main(["--help"])
+    assert exit_.value.code == 0 and "usage: python -m gptoss_lab.tiny.tokenizer" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []           # no folder named --help
+    tokenizer.main(["out"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(tokenizer.FILES)

@@ -8,8 +8,8 @@ the model. The file is 8.5 MB (3 MB gzipped), so it can be generated rather than
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from .. import harmony
@@ -98,7 +98,13 @@ def ensure(folder: str | Path) -> Path:
     return folder
 
 
+def main(argv: list[str] | None = None) -> None:
+    """Command line: write the tokenizer files into FOLDER and print the tokenizer.json path."""
+    p = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.tokenizer",
+                                description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.")
+    p.add_argument("folder", type=Path, help="a checkpoint folder (made if missing)")
+    print(write(p.parse_args(argv).folder) / "tokenizer.json")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m gptoss_lab.tiny.tokenizer FOLDER")
-    print(write(sys.argv[1]) / "tokenizer.json")
+    main()
