@@ -1,10 +1,15 @@
 """Routing analyses against results computed by hand on small records, and the record's file format."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+import gptoss_lab
 from gptoss_lab import harmony
 from gptoss_lab.routing import Corpus, Routing, load
 
@@ -112,6 +117,51 @@ def test_agreement_and_route_changes():
         r.agreement(r.select(slice(0, 3)))
 
 
+def test_empty_slots_and_smaller_top_k_in_agreement():
+    # a top-1 intervention on layer 0 left slot 1 empty: the record agrees fully with itself
+    experts = np.array([[[0, -1], [1, 2]], [[3, -1], [0, 1]]])
+    r = Routing([5, 6], experts, np.full((2, 2, 2), 0.5), ["text"] * 2, num_experts=4)
+    assert r.agreement(r).values.tolist() == [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    assert r.route_changes(r)["layers_changed"].tolist() == [0, 0]
+    # {0, 1} against {0}: half of a's experts are in b's, the top-1 agrees, the sets differ
+    two = Routing([5], np.array([[[0, 1]]]), np.full((1, 1, 2), 0.5), num_experts=4)
+    one = Routing([5], np.array([[[0]]]), np.ones((1, 1, 1)), num_experts=4)
+    assert two.agreement(one).values.tolist() == [[0.5, 1.0, 0.0]]
+    assert one.agreement(two).values.tolist() == [[1.0, 1.0, 0.0]]
+    assert two.route_changes(one)["layers_changed"].tolist() == [1]
+
+
+def test_user_errors_are_one_line_value_errors():
+    r = _record()
+    with pytest.raises(ValueError, match="expert ids go from 0 to 3 .* not 4"):
+        Routing([1], np.array([[[0, 4]]]), np.full((1, 1, 2), 0.5), num_experts=4)  # was counted in the next layer
+    with pytest.raises(ValueError, match="not -2"):
+        Routing([1], np.array([[[0, -2]]]), np.full((1, 1, 2), 0.5), num_experts=4)
+    with pytest.raises(ValueError, match="not 40000"):
+        Routing([1], np.array([[[40000]]]), np.ones((1, 1, 1)))  # past int16: it wrapped around
+    for call in (lambda: r.coactivation(3), lambda: r.coactivation(-1), lambda: r.top_tokens(layer=3),
+                 lambda: r.top_tokens(layer=-1), lambda: r.figure("load", layer=3)):
+        with pytest.raises(ValueError, match="this record has layers 0..2: there is no layer"):
+            call()
+    with pytest.raises(ValueError, match="no label 'finall': this record has 'user', 'final'"):
+        r.load("finall")  # a typo used to give an all-zero load
+    assert r.load("analysis").counts.sum() == 0  # a Harmony channel this turn did not use is empty
+    with pytest.raises(ValueError, match="at least 1, not -1"):
+        r.top_tokens(-1)
+    with pytest.raises(ValueError, match="at least 1, not 0"):
+        r.hot_and_cold(top=0)
+
+
+def test_labels_without_tokens_or_without_a_rest():
+    r = _record()
+    unlabelled = r.label_load([None] * 4)  # e.g. texts routed without labels
+    assert unlabelled.empty and unlabelled.plot().axes
+    assert r.label_divergence([None] * 4)["jsd"].tolist() == [0.0, 0.0, 0.0]
+    single = r.label_divergence(["code"] * 4)  # one label: no "vs rest" (there is no rest)
+    assert list(single.columns) == ["jsd"] and single["jsd"].tolist() == [0.0, 0.0, 0.0]
+    assert r.select(slice(0, 0)).top_tokens().plot() is not None
+
+
 def test_expert_card():
     r = _record()
     card = r.expert_card(0, 0)  # tokens a, a, c chose expert 0 in layer 0
@@ -182,6 +232,19 @@ def test_corpus_save_load_keeps_texts_and_labels(tmp_path):
     assert back[1].tokens.tolist() == [4] and back[1].experts.dtype == np.uint16 and back[1].experts.max() == 299
     assert list(back.token_labels()) == ["prose"] * 3 + ["math"]
     assert back.label_load().attrs["tokens"] == {"math": 1, "prose": 3}
+
+
+def test_a_loaded_record_saves_over_its_own_folder(tmp_path):
+    # in a child process: writing over the memory-mapped columns used to kill the process (SIGBUS)
+    script = (f"import numpy as np; from gptoss_lab.routing import Routing, load\n"
+              f"path = {str(tmp_path / 'r')!r}\n"
+              f"Routing([1, 2], np.array([[[0, 1]], [[2, 3]]]), np.full((2, 1, 2), 0.5), ['user', 'ünï ✓'], "
+              f"num_experts=4).save(path)\n"
+              f"r = load(path); r.relabel(['a', 'b']); r.save(path)\n"
+              f"back = load(path); assert back.labels == ['a', 'b'] and back.experts.tolist() == [[[0, 1]], [[2, 3]]]\n")
+    root = Path(gptoss_lab.__file__).parents[1]  # the child imports this same checkout
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root)
+    assert result.returncode == 0, result.stderr[-500:]
 
 
 def test_load_refuses_what_is_not_a_record(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gptoss_lab.engines.hooks import LayerEdit
-from gptoss_lab.routing import Intervention, disable, force, parse_ablate, top_k
+from gptoss_lab.routing import Intervention, Routing, disable, force, parse_ablate, top_k
 from gptoss_lab.settings import SettingsError
 
 QUESTIONS = ["What is 37 * 12?", "What is 4821 - 1937?", "What is 19 + 23?"]
@@ -211,6 +211,9 @@ def test_token_effect(session):
     assert hurt["document"].value_counts().to_dict() == {0: len(reply.routing) - 1, 1: 49}
     assert hurt.loc[hurt["label"] == "final", "change"].mean() < -0.1
     assert hurt.plot().axes
+    records = [Routing(), reply.routing.select(slice(0, 1)), reply.routing.select(slice(0, 3))]
+    short = top_k(2).token_effect(session, records)
+    assert short["document"].tolist() == [2, 2] and short["position"].tolist() == [1, 2]  # an empty text has no rows
 
 
 def test_interventions_need_a_model_in_the_kernel():

@@ -121,6 +121,12 @@ def _token_index(routing: Routing) -> tuple[np.ndarray, np.ndarray]:
     return ids, inverse.astype(np.int64)
 
 
+def check_layer(routing: Routing, layer: int) -> None:
+    """Refuse, in one line, a layer index this record does not have."""
+    if not 0 <= layer < routing.layers:
+        raise ValueError(f"this record has layers 0..{routing.layers - 1}: there is no layer {layer}")
+
+
 def _texts(ids: np.ndarray) -> list[str]:
     from .record import token_texts
 
@@ -170,6 +176,8 @@ def channel_load(routing: Routing) -> dict[str, Load]:
 def coactivation(routing: Routing, layer: int | None = None) -> np.ndarray:
     """[experts, experts] counts of tokens that chose both experts together (one layer, or all
     layers summed); the diagonal counts how often each expert was chosen."""
+    if layer is not None:
+        check_layer(routing, layer)
     size = routing.num_experts + 1
     first, second = np.triu_indices(routing.top_k, 1)  # each pair of a token's picks once (they are distinct)
     pairs = np.zeros(size * size, np.int64)
@@ -243,6 +251,10 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     """
     if by not in ("count", "specialisation"):
         raise ValueError(f"by must be 'count' or 'specialisation', not {by!r}")
+    if n < 1:
+        raise ValueError(f"n (tokens per expert) must be at least 1, not {n}")
+    if layer is not None:
+        check_layer(routing, layer)
     ids, index = _token_index(routing)
     occurrences = np.bincount(index, minlength=len(ids))
     parts = []
@@ -305,7 +317,7 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
 def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np.ndarray:
     """int64 [labels, layers, experts] top-k pick counts per label."""
     size, layers = routing.num_experts + 1, routing.layers
-    position = np.full(int(codes.max()) + 1 if len(codes) else 1, -1, np.int64)
+    position = np.full(int(codes.max(initial=0)) + 1, -1, np.int64)
     position[present] = np.arange(len(present))
     row = position[np.maximum(codes, 0)]
     row[codes < 0] = -1
@@ -337,8 +349,9 @@ def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
 def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     """Per layer, how differently the labels are routed (bits): `jsd` is the generalised
     Jensen–Shannon divergence of the labels' expert loads, weighted by their token counts (the
-    mutual information between label and expert, per pick); one column per label gives that label's
-    Jensen–Shannon divergence against all other tokens (0 = routed like the rest, 1 = disjoint)."""
+    mutual information between label and expert, per pick); where there are two labels or more, one
+    column per label gives that label's Jensen–Shannon divergence against the tokens of the other
+    labels (0 = routed like the rest, 1 = disjoint)."""
     codes, names = _label_codes(routing, labels)
     present = _present(codes, names)
     counts = _label_counts(routing, codes, present).astype(float)
@@ -347,7 +360,7 @@ def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> T
     mixed = _normalise(counts.sum(0))
     jsd = _entropy(mixed) - (weight * _entropy(_normalise(counts))).sum(0)
     columns = {"jsd": np.maximum(jsd, 0.0)}
-    for i, code in enumerate(present):
+    for i, code in enumerate(present if len(present) > 1 else []):  # a single label has no rest
         columns[f"{names[code]} vs rest"] = _jsd(_normalise(counts[i]), _normalise(counts.sum(0) - counts[i]))
     return result_table(pd.DataFrame(columns, index=pd.RangeIndex(routing.layers, name="layer")), "label_divergence")
 
@@ -390,6 +403,8 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
     many experts were never chosen, the share the `top` busiest experts take (default: a tenth of
     the experts, at least one) and the balance (load entropy / log2 experts; 1 = perfectly even).
     `.plot()` draws each layer's cumulative share over its experts, busiest first."""
+    if top is not None and top < 1:
+        raise ValueError(f"top (the busiest experts summed) must be at least 1, not {top}")
     share = load(routing).share
     top = top or max(1, routing.num_experts // 10)
     ranked = -np.sort(-share, axis=1)
@@ -407,9 +422,23 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
 # ---------------------------------------------------------------- agreement between two records
 
 
-def _overlaps(a: Routing, b: Routing) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(start, shared [tokens, layers], same top-1 [tokens, layers]) over chunks of tokens: how many
-    of a's top-k experts are also among b's, and whether the top-1 experts agree."""
+class _Overlap(NamedTuple):
+    """Per token and layer of a chunk of two records: a's experts also among b's, each one's number of
+    experts (empty slots not counted), and whether the top-1 experts agree."""
+
+    start: int
+    shared: np.ndarray
+    mine: np.ndarray
+    theirs: np.ndarray
+    top1: np.ndarray
+
+    @property
+    def same_set(self) -> np.ndarray:
+        return (self.shared == self.mine) & (self.mine == self.theirs)
+
+
+def _overlaps(a: Routing, b: Routing) -> Iterator[_Overlap]:
+    """The `_Overlap` of each chunk of tokens of two records of the same tokens."""
     if len(a) != len(b) or not np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens)):
         raise ValueError("agreement needs two records of the same tokens (route the same texts or ids twice)")
     if a.layers != b.layers:
@@ -417,24 +446,23 @@ def _overlaps(a: Routing, b: Routing) -> Iterator[tuple[int, np.ndarray, np.ndar
     for start in range(0, len(a), _CHUNK):
         x, y = np.asarray(a.experts[start:start + _CHUNK]), np.asarray(b.experts[start:start + _CHUNK])
         equal = (x[..., :, None] == y[..., None, :]) & (x[..., :, None] >= 0)
-        yield start, equal.any(-1).sum(-1), x[..., 0] == y[..., 0]
+        yield _Overlap(start, equal.any(-1).sum(-1), (x >= 0).sum(-1), (y >= 0).sum(-1), x[..., 0] == y[..., 0])
 
 
 def agreement(a: Routing, b: Routing) -> Table:
     """Per layer, how alike two records of the same tokens are routed (two checkpoints, bf16 vs
     MXFP4, two reasoning efforts, with and without an intervention): `overlap` is the mean share of
     a's top-k experts also in b's top-k (router saturation), `top1` the share of tokens with the same
-    top-1 expert, `same_set` the share with identical top-k sets."""
-    k = max(a.top_k, 1)
+    top-1 expert, `same_set` the share with identical top-k sets (empty slots are no experts)."""
     shared = np.zeros(a.layers)
     top1 = np.zeros(a.layers)
     same = np.zeros(a.layers)
-    for _, overlap, first in _overlaps(a, b):
-        shared += overlap.sum(0)
-        top1 += first.sum(0)
-        same += (overlap == np.minimum(k, b.top_k)).sum(0)
+    for part in _overlaps(a, b):
+        shared += (part.shared / np.maximum(part.mine, 1)).sum(0)
+        top1 += part.top1.sum(0)
+        same += part.same_set.sum(0)
     n = max(len(a), 1)
-    frame = pd.DataFrame({"overlap": shared / (n * k), "top1": top1 / n, "same_set": same / n},
+    frame = pd.DataFrame({"overlap": shared / n, "top1": top1 / n, "same_set": same / n},
                          index=pd.RangeIndex(a.layers, name="layer"))
     return result_table(frame, "agreement")
 
@@ -442,15 +470,15 @@ def agreement(a: Routing, b: Routing) -> Table:
 def route_changes(a: Routing, b: Routing) -> Table:
     """Per token of two records of the same tokens: in how many layers its top-k set and its top-1
     expert differ, with the token's text and label; `.plot()` marks the changed cells."""
-    k = min(a.top_k, b.top_k)
     changed = np.zeros(len(a), np.int64)
     first_changed = np.zeros(len(a), np.int64)
     cells = np.zeros((len(a), a.layers), bool)
-    for start, overlap, first in _overlaps(a, b):
-        moved = overlap < k
-        cells[start:start + len(moved)] = moved
-        changed[start:start + len(moved)] = moved.sum(1)
-        first_changed[start:start + len(moved)] = (~first).sum(1)
+    for part in _overlaps(a, b):
+        moved = ~part.same_set
+        rows = slice(part.start, part.start + len(moved))
+        cells[rows] = moved
+        changed[rows] = moved.sum(1)
+        first_changed[rows] = (~part.top1).sum(1)
     frame = pd.DataFrame({"token": np.asarray(a.tokens), "text": a.strings, "label": a.labels,
                           "layers_changed": changed, "top1_changed": first_changed},
                          index=pd.RangeIndex(len(a), name="position"))

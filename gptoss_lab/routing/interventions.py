@@ -23,11 +23,10 @@ import pandas as pd
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
 from ..settings import SettingsError
 from .analysis import Table, result_table
-from .record import Routing, token_labels, token_texts
+from .record import MAX_EXPERT, Routing, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
 _ITEM = re.compile(r"^\s*(\*|\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
-_MAX_EXPERT = 32767  # expert ids are int16 in a Routing: a range past this only fills memory
 
 
 @dataclass(frozen=True)
@@ -90,13 +89,16 @@ class Intervention:
         log-probability of every token given the ones before, without and with it, and the change.
 
         `records`: a Routing (e.g. a reply's), token ids, or several Routings (a Corpus, a list: one
-        forward pass each, rows tagged by `document`). `.plot(by="label")`: the mean change per group."""
+        forward pass each, rows tagged by `document`; one of fewer than two tokens has none).
+        `.plot(by="label")`: the mean change per group."""
         _, model = model_of(target)
         plan = self.check(model)
         single = isinstance(records, Routing) or (len(records) > 0 and isinstance(records[0], (int, np.integer)))
         frames = []
         for document, record in enumerate([records] if single else records):
             ids = record.tokens.tolist() if isinstance(record, Routing) else [int(t) for t in record]
+            if len(ids) < 2:  # no token to predict (an empty text, one token): no rows
+                continue
             labels = record.labels if isinstance(record, Routing) else token_labels(ids)
             positions = list(range(1, len(ids)))
             without = teacher_forced(model, ids, positions)[0]
@@ -201,8 +203,8 @@ def parse_ablate(text: str) -> Intervention:
         first, last = int(match[2]), int(match[3] or match[2])
         if last < first:
             raise SettingsError(f"--ablate: the expert range {first}-{last} is empty")
-        if last > _MAX_EXPERT:
-            raise SettingsError(f"--ablate: there is no expert {last} (expert ids go up to {_MAX_EXPERT} at most)")
+        if last > MAX_EXPERT:
+            raise SettingsError(f"--ablate: there is no expert {last} (expert ids go up to {MAX_EXPERT} at most)")
         experts.setdefault(layer, set()).update(range(first, last + 1))
     return Intervention(tuple((layer, LayerEdit(disabled=frozenset(e))) for layer, e in experts.items()))
 

@@ -23,6 +23,7 @@ VERSION = 1
 _WRITE_ROWS = 1 << 16  # tokens written per slice
 _HEADER = 128  # bytes of each .npy header: fixed, so a column can be appended to and its shape rewritten
 _TEXTS: dict[int, str] = {}  # token id -> its text, decoded once
+MAX_EXPERT = 32767  # expert ids are int16
 
 
 def token_texts(ids: Any) -> list[str]:
@@ -152,8 +153,11 @@ class Routing:
         return self._n
 
     def mask(self, label: str) -> np.ndarray:
-        """Boolean mask of the tokens with this label."""
+        """Boolean mask of the tokens with this label (none for a Harmony label this record lacks)."""
         if label not in self._names:
+            if label not in (*harmony.LABELS, "text"):
+                raise ValueError(f"no label {label!r}: this record has {', '.join(map(repr, self._names)) or 'none'} "
+                                 f"(or a Harmony label: {', '.join(harmony.LABELS)})")
             return np.zeros(self._n, bool)
         return self.label_codes == self._names.index(label)
 
@@ -182,7 +186,7 @@ class Routing:
     def append(self, tokens: Sequence[int], experts: np.ndarray, weights: np.ndarray,
                labels: Sequence[str] | None = None) -> None:
         """Add tokens at the end (labels default to "" = not known yet) and tell the observers."""
-        experts, weights = np.asarray(experts, np.int16), np.asarray(weights, np.float32)
+        experts, weights = self._expert_ids(experts), np.asarray(weights, np.float32)
         n = len(tokens)
         if experts.ndim != 3 or experts.shape[0] != n or weights.shape != experts.shape:
             raise ValueError(f"need experts and weights of shape [{n}, layers, k] for {n} tokens, "
@@ -204,6 +208,15 @@ class Routing:
         self._codes[start:start + n] = codes
         self._n = start + n
         self._notify("append", start)
+
+    def _expert_ids(self, experts: Any) -> np.ndarray:
+        """`experts` as int16, refusing ids outside -1..num_experts - 1 (they would be counted in another layer)."""
+        experts = np.asarray(experts)
+        top = (self._num_experts if self._num_experts is not None else MAX_EXPERT + 1) - 1
+        if experts.size and (experts.min() < -1 or experts.max() > top):
+            bad = experts.min() if experts.min() < -1 else experts.max()
+            raise ValueError(f"expert ids go from 0 to {top} (-1 = an empty slot), not {int(bad)}")
+        return experts.astype(np.int16)
 
     def _reserve(self, size: int) -> None:
         """Own growable buffers, grown geometrically so that appending one token at a time stays linear."""
@@ -412,6 +425,7 @@ class _Column:
 
     def __init__(self, path: Path, dtype: Any, row: tuple[int, ...]) -> None:
         self.path, self.dtype, self.row, self.rows = path, np.dtype(dtype), row, 0
+        path.unlink(missing_ok=True)  # a record read from here stays mapped to the old file (no truncation under it)
         self.file = open(path, "wb")
         self.file.write(_npy_header(self.dtype, (0, *row)))
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..routing.analysis import check_layer
+
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
 
 
@@ -69,6 +71,8 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
 
 
 def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | None) -> None:
+    if layer is not None:
+        check_layer(routing, layer)
     share = routing.load(channel).share
     if layer is None:
         image = ax.imshow(share, aspect="auto", interpolation="nearest", cmap="viridis")
@@ -125,7 +129,7 @@ def draw(kind: str, result: Any, **options: Any) -> Any:
 
 def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, **_: Any) -> Any:
     """Bar charts of each expert's top tokens (one layer; by default the first eight experts)."""
-    layer = int(table["layer"].min()) if layer is None else layer
+    layer = int(table["layer"].min()) if layer is None and len(table) else layer or 0
     rows = table[table["layer"] == layer]
     experts = list(experts) if experts is not None else sorted(rows["expert"].unique())[:8]
     cols = min(4, max(len(experts), 1))
@@ -166,8 +170,8 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
 
     labels = list(dict.fromkeys(table.index.get_level_values("label")))
     overall = np.asarray(overall, float)
-    cols = min(4, len(labels))
-    lines = -(-len(labels) // cols)
+    cols = min(4, max(len(labels), 1))  # no labelled tokens: an empty panel
+    lines = -(-len(labels) // cols) or 1
     figure = _figure(3.4 * cols, 0.6 + (1 + 0.12 * overall.shape[0]) * lines)
     axes = np.atleast_1d(figure.subplots(lines, cols, squeeze=False)).ravel()
     image = None
