@@ -404,8 +404,6 @@ def parse_header(text: str, *, role: str | None = None) -> Header:
             extra.append(word)
     if role == "assistant" and recipient == "assistant":
         recipient = None
-    if role == "tool" and recipient == "assistant":
-        recipient = "assistant"
     content_type = " ".join(extra) or None
     if constrain:
         content_type = f"<|constrain|>{constrain}" if content_type is None else f"{content_type} <|constrain|>{constrain}"
@@ -422,7 +420,8 @@ class HarmonyStream:
 
     Generation starts right after `<|start|>assistant`. When the model writes something that is not
     valid Harmony, the stream emits a `ParseError` with the raw text and resynchronises at the next
-    `<|start|>` instead of raising, so a malformed reply never breaks the session. A missing
+    `<|start|>` instead of raising, so a malformed reply never breaks the session; a message it writes
+    as another author (a tool's answer, a user turn) is such an error, never an assistant message. A missing
     `<|end|>` before the next `<|start|>` closes the open message (it is not merged into the next).
     """
 
@@ -493,7 +492,11 @@ class HarmonyStream:
 
     def _open(self) -> list[Event]:
         text = self._take_raw()
-        self.header = parse_header(text, role=self._role)
+        header = parse_header(text, role=self._role)
+        if header.role != "assistant":  # the model wrote a tool's answer or a user turn itself: not its message
+            self._state = "between"  # its text is reported as text outside a message
+            return [ParseError(f"{text}<|message|>", f"the model wrote a message as {header.author or header.role}")]
+        self.header = header
         self._state, self._parts = "content", []
         self._decoder.reset()
         return [MessageStart(self.header.channel, self.header.recipient, self.header.content_type)]

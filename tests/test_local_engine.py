@@ -136,6 +136,22 @@ def test_closing_the_stream_early_or_an_interrupt_keeps_the_cache_consistent(eng
     assert engine.last_prefill == 2  # the interrupted token is computed again
 
 
+def test_weights_changed_since_the_cache_was_computed_are_used_for_the_whole_prompt(random_checkpoint):
+    model = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False).model  # not shared
+    layer = model.model.layers[1]
+    for fast in (True, False):
+        engine = LocalEngine(model, fast=fast)
+        before = run(engine, PROMPT)
+        with torch.no_grad():
+            layer.self_attn.v_proj.weight.mul_(-3)  # in place: a training step, an edited head
+        changed = run(engine, PROMPT)
+        assert changed != before and changed == run(LocalEngine(model, fast=fast), PROMPT)
+        assert engine.last_prefill == len(PROMPT)  # nothing computed with the old weights is reused
+        layer.mlp.experts.down_proj = torch.nn.Parameter(layer.mlp.experts.down_proj.detach() * -2)  # replaced
+        assert run(engine, PROMPT) == run(LocalEngine(model, fast=fast), PROMPT) != changed
+        assert engine.last_prefill == len(PROMPT)
+
+
 def test_seeded_sampling_repeats_and_different_seeds_differ(engine):
     def sample(seed: int) -> list[int]:
         return run(engine, PROMPT, Sampling(temperature=1.0, top_p=0.9, seed=seed, max_new_tokens=6))

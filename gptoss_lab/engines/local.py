@@ -28,7 +28,9 @@ class LocalEngine:
     """A GptOss model in this process: streams tokens with a KV cache kept between calls.
 
     Each `stream` call reuses the longest common prefix of its prompt with the cached tokens
-    (`last_prefill` tells how many prompt tokens had to be computed). Sliding-window layers keep
+    (`last_prefill` tells how many prompt tokens had to be computed); weights changed in place or
+    replaced since (a training step, an edited expert) make it start again, but a change through
+    a parameter's `.data` cannot be seen: call `reset()` after one. Sliding-window layers keep
     their past states so the cache can go back to any earlier position exactly. `fast=False`
     (or a model `fastpath` does not support; `slow_path_reason` says why) uses transformers' forward.
     """
@@ -93,6 +95,7 @@ class LocalEngine:
     def reset(self) -> None:
         """Forget the KV cache (and the routing kept with it), e.g. to free its memory."""
         self._cache: Any = None
+        self._weights = self._weights_now()  # what the cache was computed with
         if self._fast is not None:
             self._fast.reset()
         self._tokens: list[int] = []
@@ -123,6 +126,8 @@ class LocalEngine:
         """The decode loop of `stream` (run under inference mode, one token per resume)."""
         from transformers import DynamicCache
 
+        if self._weights_now() != self._weights:
+            self.reset()
         if self._cache is None and self._fast is None:
             self._cache = DynamicCache(config=self.config)
             self._cache.activate_past_recording()
@@ -166,6 +171,16 @@ class LocalEngine:
                 if current != self._streams:
                     raise RuntimeError("this stream was left behind by a newer stream call on the same engine")
                 logits = forward([token], record=False)
+
+    def _weights_now(self) -> tuple[tuple[int, int, int], ...]:
+        """Each parameter's and buffer's identity, storage and in-place version: changes when weights change.
+        Offloaded weights (on "meta" between forwards, put back by accelerate's hooks) are left out, and
+        tensors made under inference mode have no version to read."""
+        from itertools import chain
+
+        tensors = chain(self.model.parameters(), self.model.buffers())
+        return tuple((id(t), t.data_ptr(), -1 if t.is_inference() else t._version)
+                     for t in tensors if t.device.type != "meta")
 
     def _forward(self, tokens: list[int]) -> Any:
         """Run `tokens` through the model onto the cache; return the float32 logits [1, vocab] of the last one."""
