@@ -90,6 +90,13 @@ def test_models_it_cannot_run_use_transformers_and_say_why(model, monkeypatch):
     assert greedy(engine, LONG[:20], 4) == greedy(LocalEngine(model, fast=False), LONG[:20], 4)
 
 
+def test_bfloat16_weights_take_the_transformers_path(random_checkpoint):
+    """In bf16 the lean path's float32 attention could flip a near tie that transformers' bf16 rounding decides."""
+    engine = LocalEngine.from_pretrained(random_checkpoint, dtype="bfloat16", progress=False)
+    assert engine.slow_path_reason == "its weights are bfloat16: the lean path equals transformers in float32 only"
+    assert LocalEngine.from_pretrained(random_checkpoint, progress=False).slow_path_reason is None  # float32 on a CPU
+
+
 def test_weights_changed_in_place_are_used_at_once(random_checkpoint):
     model = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False).model
     forward = KVForward(model)
