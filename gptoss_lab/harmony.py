@@ -294,7 +294,7 @@ class Renderer:
     _SUFFIX = [START, 173781]  # <|start|>assistant
 
     def __init__(self) -> None:
-        self._cache: dict[Any, tuple[Any, list[int]]] = {}
+        self._cache: dict[Any, list[int]] = {}
 
     def render(self, messages: Sequence[Message], *, keep_analysis_from: int | None = None) -> list[int]:
         """Analysis of earlier turns is dropped (gpt-oss is trained without it); analysis at index
@@ -305,7 +305,7 @@ class Renderer:
         head = 0
         while head < len(messages) and messages[head].author.role in (Role.SYSTEM, Role.DEVELOPER):
             head += 1
-        live: dict[Any, tuple[Any, list[int]]] = {}
+        live: dict[Any, list[int]] = {}
         ids = list(self._ids(tuple(messages[:head]), live)) if head else []  # a copy: cached lists stay as they are
         for i in range(head, len(messages)):
             m = messages[i]
@@ -315,17 +315,17 @@ class Renderer:
         self._cache = live
         return ids + self._SUFFIX
 
-    def _ids(self, item: Message | tuple[Message, ...], live: dict[Any, tuple[Any, list[int]]]) -> list[int]:
-        key = tuple(map(id, item)) if isinstance(item, tuple) else id(item)
-        entry = self._cache.get(key)
-        if entry is None or not _same(entry[0], item):
+    def _ids(self, item: Message | tuple[Message, ...], live: dict[Any, list[int]]) -> list[int]:
+        # keyed by what the messages say, not by the objects: a message changed in place renders anew
+        key = tuple(map(_signature, item)) if isinstance(item, tuple) else _signature(item)
+        ids = self._cache.get(key)
+        if ids is None:
             if isinstance(item, tuple):
                 ids = encoding().render_conversation(Conversation.from_messages(list(item)))
             else:
                 ids = _render_message(item)
-            entry = (item, ids)
-        live[key] = entry
-        return entry[1]
+        live[key] = ids
+        return ids
 
 
 def _render_message(message: Message) -> list[int]:
@@ -338,10 +338,10 @@ def _render_message(message: Message) -> list[int]:
     return frame[:-1] + encode_text(text) + frame[-1:]
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, tuple):
-        return isinstance(b, tuple) and len(a) == len(b) and all(x is y for x, y in zip(a, b))
-    return a is b
+def _signature(message: Message) -> tuple[Any, ...]:
+    """Everything a message's rendering depends on (its author, header and contents), as a dict key."""
+    contents = tuple(c.text if isinstance(c, TextContent) else c.model_dump_json() for c in message.content)
+    return (message.author.role, message.author.name, message.channel, message.recipient, message.content_type, contents)
 
 
 # ---------------------------------------------------------------- the header parser

@@ -197,3 +197,17 @@ def test_a_message_the_model_writes_as_a_tool_or_the_user_is_an_error_not_an_ass
         ("Now do it.<|end|>", "text outside a message"),
     ]
     assert [e.channel for e in events if isinstance(e, MessageStart)] == ["analysis", "final"]
+
+
+def test_a_message_changed_in_place_renders_anew():
+    """The renderer's cache follows what messages say: an edit of `session.history` in place is what the
+    model sees next (openai-harmony's own builders change messages in place too)."""
+    from openai_harmony import TextContent
+
+    renderer = harmony.Renderer()
+    history = [harmony.system_message("low"), harmony.user_message("Capital of Italy?"),
+               harmony.assistant_message("Paris.", "final")]
+    renderer.render(history)
+    history[2].content[0] = TextContent(text="Rome.")
+    assert renderer.render(history) == harmony.render(history)
+    assert "Rome." in harmony.decode(renderer.render(history))
