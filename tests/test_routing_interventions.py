@@ -222,3 +222,17 @@ def test_interventions_need_a_model_in_the_kernel():
     with pytest.raises(ValueError, match="has none: load one"):
         with top_k(1).apply(ReplayEngine("<|channel|>final<|message|>hi<|return|>")):
             pass
+
+
+def test_a_slot_left_empty_is_recorded_empty(session):
+    """`disable(..., replace=False)`: the disabled expert computes nothing, so the record shows no expert there."""
+    session.reset()
+    plain = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=20).routing
+    busiest = int(np.bincount(plain.experts[:, 1].ravel()[plain.experts[:, 1].ravel() >= 0]).argmax())
+    session.reset()
+    emptied = session.ask(QUESTIONS[0], intervene=disable({1: [busiest]}, replace=False), routing=True,
+                          temperature=0, max_new_tokens=20).routing
+    session.reset()
+    layer = emptied.experts[:, 1]
+    assert busiest not in set(layer.ravel().tolist()) and (layer == -1).any()
+    assert np.all(emptied.weights[:, 1][layer == -1] == 0) and (emptied.experts[:, 0] >= 0).all()

@@ -37,7 +37,8 @@ class RouterHooks:
 
     Use as a context manager around forward passes; `take()` returns what the routers returned since
     the last call (one row per token the model saw, batch rows one after the other): the softmax gate
-    weights over the top-k logits and the expert ids, exactly as the model routed them.
+    weights over the top-k logits and the expert ids, exactly as the model routed them (a slot whose
+    gate weight is 0, an expert disabled with `replace=False`, is recorded empty: -1).
 
     Only models whose MoE layers call their router module are seen: transformers' `GptOssMLP` does,
     but on GPU with MXFP4 weights the hub "MegaBlocksMoeMLP" kernel (and other fused MoE kernels)
@@ -86,6 +87,7 @@ class RouterHooks:
         width = max(widths)  # an intervention may give some layers another top-k: pad with -1 / 0
         experts = torch.stack([torch.cat([_pad(i, width, -1) for i, _ in caps]) for caps in captured], dim=1)
         weights = torch.stack([torch.cat([_pad(w, width, 0) for _, w in caps]) for caps in captured], dim=1)
+        experts = experts.masked_fill(weights == 0, -1)  # no gate weight, no expert (disabled with replace=False)
         return experts.to(torch.int16).cpu().numpy(), weights.float().cpu().numpy()
 
 
