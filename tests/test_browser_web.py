@@ -3,10 +3,12 @@ results are parsed into the reference's result page, pages are fetched and cut t
 every failure (401, timeout, not JSON, unreachable) is one line, to the model and to the user."""
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -17,7 +19,7 @@ from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser, BrowserError, Exa, SearXNG, YouCom
 from gptoss_lab.tools.browser.demo import text_pdf
 
-Reply = tuple[int, str, bytes]          # status, content type, body
+Reply = tuple                           # status, content type, body (bytes, or chunks sent as they come), headers?
 Route = Callable[[dict], Reply]
 
 
@@ -39,13 +41,18 @@ class FakeServer:
                            "json": json.loads(body) if body else None}
                 server.requests.append(request)
                 route = server.routes.get(f"{self.command} {url.path}")
-                status, kind, data = route(request) if route else (404, "text/plain", b"not found")
+                status, kind, data, *headers = route(request) if route else (404, "text/plain", b"not found")
                 try:
                     self.send_response(status)
                     self.send_header("content-type", kind)
-                    self.send_header("content-length", str(len(data)))
+                    for name, value in (headers[0] if headers else {}).items():
+                        self.send_header(name, value)
+                    if isinstance(data, bytes):
+                        self.send_header("content-length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    for chunk in [data] if isinstance(data, bytes) else data:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
                     pass
 
@@ -229,3 +236,100 @@ def test_missing_keys_and_bad_backends_are_refused_up_front(monkeypatch: pytest.
         Browser.from_sources(["youcom"], api_key_env="NOPE")
     with pytest.raises(BrowserError, match="a SearXNG URL starts with http:// or https://"):
         Browser.from_sources(["searxng:127.0.0.1:8888"])
+
+
+# ---------------------------------------------------------------- hostile pages
+
+def opened(browser: Browser, url: str) -> tuple[str, str]:
+    result = browser.run(ToolCall("browser.open", "analysis", json.dumps({"id": url})))
+    return result.status, result.output
+
+
+def test_a_page_that_trickles_in_is_cut_off_at_the_timeout(server: FakeServer) -> None:
+    def trickle(request: dict) -> Reply:
+        return 200, "text/plain", (time.sleep(0.2) or b"a" for _ in range(30))   # 6 s, a byte at a time
+
+    server.routes["GET /slow"] = trickle
+    t0 = time.perf_counter()
+    status, output = opened(Browser(SearXNG(server.url, timeout=0.5)), f"{server.url}/slow")
+    assert time.perf_counter() - t0 < 2
+    assert (status, output) == ("error", f"Error fetching URL `{server.url}/slow`: the page did not arrive within 0.5 s")
+
+
+def test_a_page_compressed_twice_over_is_refused_before_it_is_unpacked(server: FakeServer) -> None:
+    bomb = gzip.compress(gzip.compress(bytes(50_000_000)))        # a few hundred bytes, 50 MB unpacked
+    server.routes["GET /bomb"] = lambda r: (200, "text/html", bomb, {"content-encoding": "gzip, gzip"})
+    server.routes["GET /zipped"] = lambda r: (200, "text/html", gzip.compress(b"<p>Owls hunt at dusk.</p>"),
+                                              {"content-encoding": "gzip"})
+    browser = Browser(SearXNG(server.url))
+    tracemalloc.start()
+    try:
+        status, output = opened(browser, f"{server.url}/bomb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (status, output) == ("error", f"Error fetching URL `{server.url}/bomb`: the page is encoded 2 times over "
+                                         "(gzip, gzip)")
+    assert peak < 10_000_000
+    assert opened(browser, f"{server.url}/zipped")[1].endswith("L2: Owls hunt at dusk.")   # one layer is read
+
+
+def test_redirects_do_not_reach_other_addresses_on_this_computer(server: FakeServer) -> None:
+    inside = FakeServer()                                           # say, the Jupyter server
+    inside.routes["GET /api"] = lambda r: (200, "text/plain", b"secret")
+    port = inside.url.rsplit(":", 1)[1]
+    try:
+        server.routes["GET /moved"] = lambda r: (301, "text/plain", b"", {"location": "/owls"})
+        server.routes["GET /owls"] = lambda r: (200, "text/plain", b"Owls hunt at dusk.")
+        server.routes["GET /file"] = lambda r: (302, "text/plain", b"", {"location": "file:///etc/passwd"})
+        browser = Browser(SearXNG(server.url))
+        assert opened(browser, f"{server.url}/moved")[1].endswith("L2: Owls hunt at dusk.")   # same site: followed
+        assert opened(browser, f"{server.url}/file")[1] == (f"Error fetching URL `{server.url}/file`: only http:// "
+                                                             "and https:// addresses can be opened")
+        for target in (f"{inside.url}/api", f"http://localhost:{port}/api", f"http://0x7f000001:{port}/api",
+                       f"http://en.wikipedia.org@127.0.0.1:{port}/api", "http://169.254.169.254/latest/meta-data/"):
+            server.routes["GET /jump"] = lambda r, target=target: (302, "text/plain", b"", {"location": target})
+            status, output = opened(browser, f"{server.url}/jump")
+            assert (status, output) == ("error", f"Error fetching URL `{server.url}/jump`: the page redirects to "
+                                                 f"{target}, an address on this computer or its network; open it "
+                                                 "directly to read it")
+        assert inside.requests == []
+        assert opened(browser, f"{inside.url}/api")[1].endswith("L2: secret")   # as documented: asked for, it opens
+    finally:
+        inside.close()
+
+
+def test_odd_charsets_and_pdfs_that_hit_pypdfs_limits_fail_in_one_line(server: FakeServer) -> None:
+    server.routes["GET /idna"] = lambda r: (200, "text/plain; charset=idna", "Owls \u00e9 \xff".encode("latin-1"))
+    contents = b"4 0 R /Extra [" + b"0 " * 100_001 + b"]"          # an array longer than pypdf reads
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %s >>" % contents,
+               b"<< /Length 0 >>\nstream\n\nendstream"]
+    pdf, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n%s\nendobj\n" % (n, body)
+    pdf += b"xref\n0 5\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets) \
+        + b"trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF" % (len(pdf))
+    server.routes["GET /limits.pdf"] = lambda r: (200, "application/pdf", pdf)
+    browser = Browser(SearXNG(server.url))
+    assert opened(browser, f"{server.url}/idna")[1].endswith("L2: Owls é ÿ")
+    status, output = opened(browser, f"{server.url}/limits.pdf")
+    assert status == "error" and output.startswith(f"Error fetching URL `{server.url}/limits.pdf`: not a readable "
+                                                   "PDF (LimitReachedError: ") and "\n" not in output
+
+
+def test_approval_questions_always_show_where_a_page_is(server: FakeServer) -> None:
+    hidden = "http://en.wikipedia.org%2Fwiki%2FOwl" + "%20" * 100 + "@127.0.0.1:8888/api/contents"
+    server.routes["GET /search"] = as_json({"results": [
+        {"url": "http://127.0.0.1:8888/api/contents", "title": "Owl - Wikipedia (https://en.wikipedia.org/wiki/Owl)"
+                                                              + " " + "." * 300},
+        {"url": hidden, "title": "Owl"}]})
+    browser = Browser(SearXNG(server.url))
+    search(browser)
+    assert browser.approval_question(ToolCall("browser.open", "analysis", '{"id": 0}')).endswith(
+        "… (http://127.0.0.1:8888/api/contents)?")
+    assert browser.approval_question(ToolCall("browser.open", "analysis", '{"id": 1}')) == \
+        "Open result 1: Owl (http://…@127.0.0.1:8888/api/contents)?"
+    assert browser.approval_question(ToolCall("browser.open", "analysis", json.dumps({"id": hidden}))) == \
+        f"Open http://…@127.0.0.1:8888/api/contents (the web through SearXNG at {server.url})?"

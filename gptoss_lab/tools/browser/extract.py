@@ -92,7 +92,7 @@ def heading_title(text: str) -> str | None:
 def pdf_text(data: bytes) -> tuple[str, str | None]:
     """The text of a PDF, page after page, and its title if it has one."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
@@ -103,7 +103,7 @@ def pdf_text(data: bytes) -> tuple[str, str | None]:
         title = (reader.metadata or {}).get("/Title") if reader.metadata else None
     except ExtractError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as err:
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as err:
         raise ExtractError(f"not a readable PDF ({type(err).__name__}: {err})".splitlines()[0]) from None
     text = "\n\n".join(p.strip("\n") for p in pages).strip()
     return text, str(title).strip() if title else None
@@ -117,7 +117,7 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
     if charset:
         try:
             return data.decode(charset, "replace")
-        except LookupError:  # a charset Python does not know
+        except (LookupError, UnicodeError):  # a charset Python does not know, or cannot decode with "replace"
             pass
     try:
         return data.decode("utf-8-sig")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from openai_harmony import ToolNamespaceConfig
 
@@ -252,12 +253,13 @@ class Browser(Tool):
             return f"Find {args['pattern']!r} in {title}?" if title else f"Find {args['pattern']!r}?"
         target = args.get("id", -1)
         if isinstance(target, str):
-            return f"Open {target} ({self.backend.where()})?"
+            return f"Open {_address(target)} ({self.backend.where()})?"
         cursor = args.get("cursor", -1)
         page = self.stack[cursor] if self.stack and -1 <= cursor < len(self.stack) else None
         if target >= 0 and page is not None and str(target) in page.urls:
             extract = (page.snippets or {}).get(str(target))
-            name = f"{extract.title} ({page.urls[str(target)]})" if extract else page.urls[str(target)]
+            url = _address(page.urls[str(target)])
+            name = f"{one_line(extract.title, 80)} ({url})" if extract else url
             return f"Open result {target}: {name}?"
         if target < 0 and page is not None:
             return f"Show {page.title or page.url} from line {max(args.get('loc', 0), 0)}?"
@@ -268,6 +270,23 @@ class Browser(Tool):
             page = self.stack[cursor]
             return repr(page.title or page.url)
         return ""
+
+
+def _address(url: str) -> str:
+    """`url` for an approval question, short enough that the question never loses its host: a user
+    name before the host (`user@`) is left out, a long host keeps its end, a long rest is cut."""
+    url = one_line(url, 10_000)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return one_line(url, 120)
+    if not parts.netloc:
+        return one_line(url, 120)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    host = host if len(host) <= 80 else "…" + host[-79:]
+    start = f"{parts.scheme}://{'…@' if '@' in parts.netloc else ''}{host}"
+    rest = url.split(parts.netloc, 1)[1]
+    return start + one_line(rest, max(20, 120 - len(start)))
 
 
 def _searched_lines(page: Page) -> dict[int, int]:

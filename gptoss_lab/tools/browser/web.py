@@ -9,17 +9,21 @@ how the tests talk to fake servers on 127.0.0.1.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+import time
 from typing import Any
 
 import httpx
 
 from .backends import Backend, BackendError, one_line
 from .extract import ExtractError, document_page, html_page
-from .page import Page, SearchResult
+from .page import Page, SearchResult, maybe_truncate
 
 TIMEOUT = 15.0
 MAX_PAGE_BYTES = 5_000_000
+MAX_REDIRECTS = 10
 USER_AGENT = "gptoss_lab-browser/0.1 (+https://github.com/openai/gpt-oss)"
 
 
@@ -167,26 +171,77 @@ class YouCom(_SearchApi):
 
 
 def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
-    """A web page fetched directly (http and https only, at most MAX_PAGE_BYTES), cut to its main content."""
-    if not url.startswith(("http://", "https://")):
-        raise BackendError("only http:// and https:// addresses can be opened")
+    """A web page fetched directly (http and https only, at most MAX_PAGE_BYTES, all of it within
+    `timeout` seconds), cut to its main content. Redirects are followed, but not from one address to
+    another on this machine or its network: the model opens such an address itself, under approval."""
+    deadline = time.monotonic() + timeout
     try:
-        with httpx.stream("GET", url, headers={"user-agent": USER_AGENT}, timeout=timeout,
-                          follow_redirects=True) as response:
-            if response.status_code >= 400:
-                raise BackendError(f"HTTP {response.status_code} {response.reason_phrase}")
-            data = b""
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > MAX_PAGE_BYTES:
-                    raise BackendError(f"the page is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
-            content_type, charset = response.headers.get("content-type", ""), response.charset_encoding
-            final = str(response.url)
+        with httpx.Client(headers={"user-agent": USER_AGENT}, timeout=timeout) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                if not url.startswith(("http://", "https://")):
+                    raise BackendError("only http:// and https:// addresses can be opened")
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        if time.monotonic() > deadline:
+                            raise BackendError(f"the page did not arrive within {timeout:g} s")
+                        target = str(response.url.join(response.headers["location"]))
+                        if target.startswith(("http://", "https://")) and _origin(target) != _origin(url) \
+                                and _is_local(httpx.URL(target).host):
+                            raise BackendError(f"the page redirects to {maybe_truncate(target, 200)}, an address on "
+                                               "this computer or its network; open it directly to read it")
+                        url = target
+                        continue
+                    if response.status_code >= 400:
+                        raise BackendError(f"HTTP {response.status_code} {response.reason_phrase}")
+                    data = _body(response, deadline, timeout)
+                    content_type, charset = response.headers.get("content-type", ""), response.charset_encoding
+                    final = str(response.url)
+                    break
+            else:
+                raise BackendError(f"more than {MAX_REDIRECTS} redirects")
     except httpx.TimeoutException:
         raise BackendError(f"no answer within {timeout:g} s") from None
-    except httpx.HTTPError as err:
+    except (httpx.HTTPError, httpx.InvalidURL) as err:
         raise BackendError(f"{type(err).__name__}: {_reason(err)}") from None
     try:
         return document_page(data, final, final, content_type=content_type, charset=charset, main_content=True)
     except ExtractError as err:
         raise BackendError(str(err)) from None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
+
+
+def _is_local(host: str) -> bool:
+    """Whether `host` names this computer or an address on a private network (literal addresses in
+    any spelling the resolver accepts, `localhost`, or a name that resolves to such an address)."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].split("%")[0])
+                         for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)]
+        except (OSError, UnicodeError, ValueError):
+            return False  # a name that does not resolve is not fetched either
+    return any(not address.is_global for address in addresses)
+
+
+def _body(response: httpx.Response, deadline: float, timeout: float) -> bytes:
+    """The decoded body, refused once it grows past MAX_PAGE_BYTES or takes longer than `timeout`."""
+    codings = [c for c in response.headers.get_list("content-encoding", split_commas=True)
+               if c.strip().lower() not in ("", "identity")]
+    if len(codings) > 1:  # each layer multiplies what a few bytes decode to
+        raise BackendError(f"the page is encoded {len(codings)} times over ({', '.join(codings)})")
+    data = bytearray()
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) > MAX_PAGE_BYTES:
+            raise BackendError(f"the page is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
+        if time.monotonic() > deadline:
+            raise BackendError(f"the page did not arrive within {timeout:g} s")
+    return bytes(data)
