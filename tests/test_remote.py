@@ -43,9 +43,12 @@ class FakeServer:
 
     def __init__(self, chunks=(), *, finish="stop", stop_reason=None, models=("gpt-oss-test",),
                  api_key=None, ollama=False, delay=0.0, gate=None, refuse=None, fail_after=None, fail=None,
-                 content_type=None, models_body=None):
+                 content_type=None, models_body=None, raw=None):
         self.chunks, self.finish, self.stop_reason = list(chunks), finish, stop_reason
         self.models_body = models_body  # (content type, bytes) answering /v1/models instead of the model list
+        # raw(n) answers the n-th completion request (from 1) with its items as they are: bytes written to the
+        # socket (status line and headers included), a float slept, None a cut connection
+        self.raw = raw
         self.models, self.api_key, self.ollama, self.delay, self.gate = list(models), api_key, ollama, delay, gate
         # refuse: "ids" answers a token-id prompt with HTTP 500 (as llama-cpp-python's server does), "all" 400s every prompt
         # fail ("cut", "close", "error") happens after `fail_after` chunks: the connection cut mid-body,
@@ -101,6 +104,8 @@ class FakeServer:
                 server.requests.append((self.path, dict(self.headers), body))
                 if not self._authorized():
                     return
+                if server.raw is not None:
+                    return self._raw(server.raw(sum(path == self.path for path, _, _ in server.requests)))
                 if server.refuse == "ids" and isinstance(body["prompt"], list):  # llama-cpp-python's answer
                     detail = "1 validation error: {'type': 'string_type', 'loc': ('body', 'prompt', 'str')}"
                     return self._json(500, {"error": {"message": detail, "type": "internal_server_error"}})
@@ -126,6 +131,17 @@ class FakeServer:
                     self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
                 self.close_connection = True
+
+            def _raw(self, items):
+                self.close_connection = True
+                for item in items:
+                    if item is None:
+                        return self.connection.shutdown(socket.SHUT_RDWR)
+                    if isinstance(item, float):
+                        time.sleep(item)
+                    else:
+                        self.wfile.write(item)
+                        self.wfile.flush()
 
             def _fail(self):
                 if server.fail == "error":
@@ -468,3 +484,79 @@ def test_the_swallowed_stop_token_follows_the_header(header, stop):
     retok.feed(header + "<|message|>text")
     retok.flush()
     assert retok.implied_stop() == [stop]
+
+
+# ---------------------------------------------------------------- hostile and flaky servers (FakeServer(raw=...))
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+
+
+def _event(text="", finish=None, data=None):
+    data = data if data is not None else {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+def _status(code, reason, body=b'{"error": {"message": "busy"}}', headers=b""):
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (code, reason, len(body))
+            + headers + b"Connection: close\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize("data", [{"choices": [None]}, {"choices": [{"text": 5}]}, {"choices": {"text": "x"}},
+                                  {"choices": [{"text": "x", "finish_reason": ["stop"]}]}])
+def test_a_chunk_of_another_shape_ends_in_one_line_after_the_partial_answer(data):
+    with FakeServer(raw=lambda n: [HEAD, _event("<|channel|>final<|message|>Hi there "), _event(data=data)]) as server:
+        ids = []
+        with pytest.raises(RemoteError, match=r"sent something that is not a completion stream: '\{\"choices"):
+            for token in RemoteEngine(server.url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS):
+                ids.append(token)
+    assert harmony.decode(ids) == "<|channel|>final<|message|>Hi there "
+
+
+def test_a_body_that_cannot_be_decoded_is_a_remote_error():
+    head = HEAD.replace(b"Connection", b"Content-Encoding: gzip\r\nConnection")
+    with FakeServer(raw=lambda n: [head, b"this is no gzip" * 8]) as server:
+        with pytest.raises(RemoteError, match=r"sent a body that cannot be decoded \(DecodingError: "):
+            _stream(server.url)
+
+
+def test_a_server_that_ignores_max_tokens_is_cut_at_the_limit_and_the_conversation_goes_on():
+    from gptoss_lab.session import Session
+
+    endless = [HEAD, _event("<|channel|>final<|message|>Hi ")] + [_event("-")] * 20_000  # one piece that never settles
+    with FakeServer(raw=lambda n: endless if n == 1 else [HEAD, _event("<|channel|>final<|message|>Yes."),
+                                                           _event(finish="stop")]) as server:
+        session = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"})
+        started = time.perf_counter()
+        reply = session.ask("Draw a line", max_new_tokens=50)
+        assert time.perf_counter() - started < 5
+        assert reply.final.startswith("Hi ---") and reply.errors == [
+            f"The turn failed: the server at {server.url} kept streaming past max_tokens=50 (it ignores the limit)"]
+        assert session.ask("Done?").final == "Yes."
+
+
+def test_chunks_without_text_do_not_keep_a_stalled_stream_alive():
+    with FakeServer(raw=lambda n: [HEAD, _event("<|channel|>final<|message|>Hi there")] + [_event(), 0.2] * 50) as server:
+        started = time.perf_counter()
+        with pytest.raises(RemoteError, match=r"sent nothing for 1 s \(timeout=...\)"):
+            _stream(server.url, timeout=1)
+    assert time.perf_counter() - started < 3
+
+
+def test_a_busy_server_is_asked_again_and_keeps_getting_token_ids():
+    answer = [HEAD, _event("<|channel|>final<|message|>42"), _event(finish="stop")]
+    with FakeServer(raw=lambda n: [_status(503, b"Service Unavailable", headers=b"Retry-After: 0\r\n")] if n == 1
+                    else answer) as server:
+        engine = RemoteEngine(server.url, timeout=10)
+        assert harmony.decode(engine.stream(PROMPT, stop=harmony.STOP_TOKENS)) == "<|channel|>final<|message|>42<|return|>"
+        prompts = [body["prompt"] for path, _, body in server.requests if path == "/v1/completions"]
+    assert engine.prompt_as == "ids" and prompts == [PROMPT, PROMPT]  # "not now" is no refusal of token ids
+
+
+def test_a_long_retry_after_is_reported_not_waited_for():
+    with FakeServer(raw=lambda n: [_status(429, b"Too Many Requests", headers=b"Retry-After: 60\r\n")]) as server:
+        engine = RemoteEngine(server.url, timeout=10)
+        started = time.perf_counter()
+        with pytest.raises(RemoteError, match=r"answered /v1/completions with HTTP 429: busy \(Retry-After: 60\)$"):
+            list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+        assert time.perf_counter() - started < 2 and engine.prompt_as == "ids"
+        assert sum(path == "/v1/completions" for path, _, _ in server.requests) == 1

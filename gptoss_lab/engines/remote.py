@@ -30,6 +30,9 @@ _SNIFF = 256  # characters of output without any Harmony marker before we call t
 _DOCS = "see docs/remote.md"
 _JOINER = "\u200d"  # zero-width joiner: `<\u200d|start|>` reads the same to a person, is no token to a server
 _SPELLING = regex.compile(r"<(?=\|[A-Za-z0-9_]+\|>)")  # the `<` of anything spelled like a special token
+_BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", never "not this prompt"
+_OVERRUN = (4, 64)  # text chunks past max_tokens=n (4n + 64: margin for servers that split tokens' text)
+_MAX_WAIT = 5.0  # seconds of a server's Retry-After we wait before asking again; a longer one is reported
 
 
 class RemoteError(EngineError):
@@ -137,7 +140,8 @@ class RemoteEngine:
         for attempt in range(self.retries + 1):
             try:
                 return call()
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as err:
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                    httpx.WriteError) as err:
                 if attempt == self.retries:
                     raise RemoteError(
                         f"cannot reach the gpt-oss server at {self.url} ({type(err).__name__}: {err}); "
@@ -147,6 +151,9 @@ class RemoteEngine:
             except httpx.TimeoutException:
                 raise RemoteError(f"the server at {self.url} did not answer within {self.timeout:g} s (timeout=...)") \
                     from None
+            except httpx.HTTPError as err:  # a body that cannot be decoded, a redirect loop ...
+                raise RemoteError(f"the server at {self.url} sent an answer that cannot be read "
+                                  f"({_one_line(err)})") from None
 
     def _raise_for(self, response: httpx.Response, path: str) -> None:
         if response.status_code < 400:
@@ -156,8 +163,9 @@ class RemoteEngine:
                 f"the server at {self.url} refused the request (HTTP {response.status_code}: {_server_message(response)}); "
                 "pass api_key=... (or %gptoss connect --api-key-env VAR)"
             )
-        raise RemoteError(
-            f"the server at {self.url} answered {path} with HTTP {response.status_code}: {_server_message(response)}")
+        retry = f" (Retry-After: {response.headers['retry-after']})" if "retry-after" in response.headers else ""
+        raise RemoteError(f"the server at {self.url} answered {path} with HTTP {response.status_code}: "
+                          f"{_server_message(response)}{retry}")
 
     def _is_ollama(self) -> bool:
         try:
@@ -197,17 +205,23 @@ class RemoteEngine:
         return "/v1/completions", {k: v for k, v in body.items() if v is not None}
 
     def _send(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling) -> httpx.Response:
-        """The streaming response to one completion request, its body read when it is an HTTP error."""
+        """The streaming response to one completion request, its body read when it is an HTTP error. A busy
+        server (HTTP 429, 503 ...) is asked again `retries` times, after its Retry-After when that is short."""
         path, body = self._body(prompt, stop, sampling)
         request = self._client.build_request("POST", path, json=body)
-        response = self._retrying(lambda: self._client.send(request, stream=True))
-        if response.status_code >= 400:
-            try:
-                response.read()
-            except httpx.HTTPError:
-                pass  # reported by its status alone (see _server_message)
-            finally:
-                response.close()
+        for attempt in range(self.retries + 1):
+            response = self._retrying(lambda: self._client.send(request, stream=True))
+            if response.status_code >= 400:
+                try:
+                    response.read()
+                except httpx.HTTPError:
+                    pass  # reported by its status alone (see _server_message)
+                finally:
+                    response.close()
+            wait = _retry_wait(response, attempt)
+            if response.status_code not in _BUSY or attempt == self.retries or wait is None:
+                return response
+            time.sleep(wait)
         return response
 
     def _open(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling) -> httpx.Response:
@@ -215,7 +229,7 @@ class RemoteEngine:
         is answered by asking again with `inert_text` (llama-cpp-python's server answers a list prompt
         with HTTP 500); when that works, prompts are sent as text from then on."""
         response = self._send(prompt, stop, sampling)
-        refused = response.status_code >= 400 and response.status_code not in (401, 403)
+        refused = response.status_code >= 400 and response.status_code not in _BUSY | {401, 403}
         if self.prompt_as == "ids" and not self._ids_accepted and refused:
             self.prompt_as = "text"
             response = self._send(prompt, stop, sampling)
@@ -256,19 +270,39 @@ class RemoteEngine:
         raise RemoteError(f"the server at {self.url} closed the stream mid-answer (it never said it was done)")
 
     def _chunks(self, response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
-        """(text, finish_reason, stop_reason) for each streamed chunk; every failure a one-line RemoteError."""
+        """(text, finish_reason, stop_reason) for each streamed chunk; every failure a one-line RemoteError.
+        Chunks without text (keep-alives) do not count as an answer: `timeout` seconds of them is a stall."""
+        silent = f"the server at {self.url} sent nothing for {self.timeout:g} s (timeout=...)"
         try:
+            last = time.monotonic()
             for data in self._events(response):
-                if self.ollama:
-                    yield data.get("response", ""), (data.get("done_reason") or "stop") if data.get("done") else None, None
-                else:
-                    choice = (data.get("choices") or [{}])[0]
-                    yield choice.get("text") or "", choice.get("finish_reason"), choice.get("stop_reason")
+                chunk = self._chunk(data)
+                if chunk[0] or chunk[1]:
+                    last = time.monotonic()
+                elif time.monotonic() - last > self.timeout:
+                    raise RemoteError(silent)
+                yield chunk
         except httpx.TimeoutException:
-            raise RemoteError(f"the server at {self.url} sent nothing for {self.timeout:g} s (timeout=...)") from None
+            raise RemoteError(silent) from None
+        except httpx.DecodingError as err:
+            raise RemoteError(f"the server at {self.url} sent a body that cannot be decoded ({_one_line(err)})") \
+                from None
         except (httpx.TransportError, httpx.StreamError) as err:
-            why = " ".join(f"{type(err).__name__}: {err}".split())
-            raise RemoteError(f"the connection to {self.url} broke mid-answer ({why})") from None
+            raise RemoteError(f"the connection to {self.url} broke mid-answer ({_one_line(err)})") from None
+
+    def _chunk(self, data: dict) -> tuple[str, str | None, Any]:
+        """(text, finish_reason, stop_reason) of one streamed JSON chunk; RemoteError for another shape."""
+        if self.ollama:
+            finish = (data.get("done_reason") or "stop") if data.get("done") else None
+            text, stop_reason = data.get("response", ""), None
+        else:
+            choices = data.get("choices") or [{}]  # a chunk without choices (usage, keep-alive) carries no text
+            choice = choices[0] if isinstance(choices, list) and isinstance(choices[0], dict) else {"text": choices}
+            text, finish, stop_reason = choice.get("text") or "", choice.get("finish_reason"), choice.get("stop_reason")
+        if not isinstance(text, str) or not isinstance(finish, str | None):
+            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: "
+                              f"{json.dumps(data)[:120]!r}")
+        return text, finish, stop_reason
 
     def stream(
         self,
@@ -292,8 +326,9 @@ class RemoteEngine:
     def _tokens(self, response: httpx.Response, stop: Collection[int], limit: int) -> Iterator[int]:
         retok = harmony.Retokenizer()
         pending: list[int] = []  # held until the output has shown a Harmony marker
-        count = seen = 0
+        count = seen = texts = 0  # texts: chunks with text, about one generated token each
         finish = stop_reason = failure = None
+        overrun = False
         chunks = self._chunks(response)
         while True:
             try:
@@ -303,9 +338,14 @@ class RemoteEngine:
             except RemoteError as err:  # the ids received so far still go out, then the error
                 failure = err
                 break
-            seen += len(text)
+            seen, texts = seen + len(text), texts + bool(text)
             pending += retok.feed(text)
             if finish:
+                break
+            overrun = texts > _OVERRUN[0] * limit + _OVERRUN[1]
+            if overrun:  # far past max_tokens, text still settling ("-----..."): the server ignores the limit
+                failure = RemoteError(f"the server at {self.url} kept streaming past max_tokens={limit} "
+                                      "(it ignores the limit)")
                 break
             if not retok.harmony_seen:
                 if seen > _SNIFF:
@@ -318,9 +358,11 @@ class RemoteEngine:
                 return
         pending += retok.flush()
         if failure is not None:
-            if retok.harmony_seen:
-                yield from _until_stop(pending, stop, limit - count)[0]
-            raise failure
+            out, done = _until_stop(pending, stop, limit - count) if retok.harmony_seen else ([], False)
+            yield from out
+            if not (done and overrun):  # the flushed text filled max_tokens: a normal end at the limit
+                raise failure
+            return
         if seen and not retok.harmony_seen:
             self._stripped()
         if finish == "stop":  # the server stopped on a token it may not have printed
@@ -340,6 +382,21 @@ class RemoteEngine:
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+
+def _one_line(err: Exception) -> str:
+    """`err` as "Name: message" on one line."""
+    return " ".join(f"{type(err).__name__}: {err}".split())
+
+
+def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
+    """Seconds to wait before asking a busy server again: its Retry-After (seconds), else a back-off;
+    None when it asks for longer than `_MAX_WAIT`."""
+    try:
+        wait = float(response.headers.get("retry-after", 0.5 * 2**attempt))
+    except ValueError:  # an HTTP date: too far ahead to wait for in a notebook
+        return None
+    return max(wait, 0.0) if wait <= _MAX_WAIT else None
 
 
 def _until_stop(ids: list[int], stop: Collection[int], room: int) -> tuple[list[int], bool]:
