@@ -560,3 +560,64 @@ def test_a_long_retry_after_is_reported_not_waited_for():
             list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
         assert time.perf_counter() - started < 2 and engine.prompt_as == "ids"
         assert sum(path == "/v1/completions" for path, _, _ in server.requests) == 1
+
+
+@pytest.mark.parametrize("keep_alive", [b": ping\r\n\r\n", b":\n", b"\n", b"event: ping\ndata:\n\n"])
+def test_comment_keep_alives_do_not_keep_a_stalled_stream_alive(keep_alive):
+    # llama-cpp-python's server sends `: ping` comments while the model is silent: they are no answer either
+    pings = [HEAD, _event("<|channel|>final<|message|>Hi there")] + [keep_alive, 0.1] * 60
+    with FakeServer(raw=lambda n: pings) as server:
+        started = time.perf_counter()
+        with pytest.raises(RemoteError, match=r"sent nothing for 1 s \(timeout=...\)"):
+            _stream(server.url, timeout=1)
+    assert time.perf_counter() - started < 3
+
+
+def test_event_stream_lines_are_read_as_the_sse_spec_says():
+    # a BOM, a comment, CRLF / CR / LF line ends (one split across writes), a two-line `data:`, other fields,
+    # a raw U+2028 inside the JSON (no line end in SSE), an empty event, then [DONE] without a finish reason
+    body = [HEAD, b"\xef\xbb\xbf: hello\r\n",
+            b'data: {"choices": [{"text": "<|channel|>final<|message|>A\xe2\x80\xa8B",\r', 0.05,
+            b'\ndata:  "finish_reason": null}]}\r\n\r\n',
+            b'id: 7\revent: message\rdata:{"choices": [{"text": " C"}]}\r\r', b"data:\n\n",
+            b"data: [DONE]\n\n", _event(" never read")]
+    with FakeServer(raw=lambda n: body) as server:
+        assert harmony.decode(_stream(server.url)) == "<|channel|>final<|message|>A\u2028B C"
+
+
+def test_ollama_lines_end_only_at_newlines():
+    lines = [json.dumps({"response": text, "done": False}, ensure_ascii=False).encode() + b"\n"
+             for text in ("<|channel|>final<|message|>A\u2028B", "\x85C\x1c")]
+    head = HEAD.replace(b"text/event-stream", b"application/x-ndjson")
+    done = json.dumps({"response": "", "done": True, "done_reason": "stop"}).encode() + b"\n"
+    with FakeServer(raw=lambda n: [head, *lines, done], ollama=True) as server:
+        assert harmony.decode(_stream(server.url)) == "<|channel|>final<|message|>A\u2028B\x85C\x1c<|return|>"
+
+
+def _echoing(server, answer="<|channel|>final<|message|>42."):
+    """raw=...: a server that streams the prompt it was sent (as text) before its completion, as `echo` does;
+    like llama-cpp-python's server, it refuses token ids when `server.text_only`."""
+    def respond(n):
+        prompt = server.requests[-1][2]["prompt"]
+        if isinstance(prompt, list) and server.text_only:
+            return [_status(500, b"Internal Server Error", b'{"error": {"message": "prompt must be a string"}}')]
+        text = harmony.decode(prompt) if isinstance(prompt, list) else prompt
+        return [HEAD, *(_event(piece) for piece in _split(text + answer, sizes=(40, 3, 90))), _event(finish="stop")]
+    return respond
+
+
+@pytest.mark.parametrize("text_only", [False, True])
+def test_a_server_that_echoes_the_prompt_is_refused_in_one_line(text_only):
+    from gptoss_lab.session import Session
+
+    with FakeServer() as server:
+        server.raw, server.text_only = _echoing(server), text_only
+        engine = RemoteEngine(server.url, timeout=10)
+        with pytest.raises(RemoteError) as caught:
+            list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+        assert str(caught.value) == (f"the server at {server.url} echoes the prompt before its answer "
+                                     "(its streamed text starts with the prompt): turn `echo` off on the server "
+                                     "or its proxy; see docs/remote.md")
+        assert engine.prompt_as == ("text" if text_only else "ids")
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
+    assert reply.errors == [f"The turn failed: {caught.value}"] and not reply.final

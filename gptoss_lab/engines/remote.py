@@ -6,10 +6,11 @@ user's message can never become a control token on the server. Servers that take
 (Ollama's `/api/generate`, llama-cpp-python's server, found by its refusing the first ids) get `inert_text(ids)`: the special ids spelled
 out, and every special-token spelling inside ordinary text broken by a zero-width joiner.
 
-The streamed answer (server-sent events, or Ollama's NDJSON) is text with the special tokens spelled
-out; `harmony.Retokenizer` turns it back into ids for the same parser the local engine feeds. A
-dropped connection, an error event or a stalled stream ends it with a one-line `RemoteError` after
-the ids already received, so the session keeps the partial answer. Server options: docs/remote.md.
+The streamed answer (server-sent events, or Ollama's NDJSON; both read here, line by line) is text
+with the special tokens spelled out; `harmony.Retokenizer` turns it back into ids for the same parser
+the local engine feeds. A dropped connection, an error event, a stalled stream (keep-alive comments
+count as silence) or a server that echoes the prompt ends it with a one-line `RemoteError` after the
+ids already received, so the session keeps the partial answer. Server options: docs/remote.md.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ _SPELLING = regex.compile(r"<(?=\|[A-Za-z0-9_]+\|>)")  # the `<` of anything spe
 _BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", never "not this prompt"
 _OVERRUN = (4, 64)  # text chunks past max_tokens=n (4n + 64: margin for servers that split tokens' text)
 _MAX_WAIT = 5.0  # seconds of a server's Retry-After we wait before asking again; a longer one is reported
+_ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
 
 
 class RemoteError(EngineError):
@@ -250,16 +252,23 @@ class RemoteEngine:
             raise RemoteError(f"the server at {self.url} stopped with an error: {_error_text(data)}")
         return data
 
-    def _events(self, response: httpx.Response) -> Iterator[dict]:
-        """The stream's JSON chunks (server-sent events, or Ollama's NDJSON lines). Running out before the
-        server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
+    def _events(self, response: httpx.Response, stalled: Callable[[], None]) -> Iterator[dict]:
+        """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines);
+        `stalled()` is called at every read of the body, keep-alive comments (`: ping`, which httpx-sse
+        drops) included, so a stall is seen while it lasts. Running out before the server said it was done
+        (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
+        reads = _Reads(response, stalled)
         if self.ollama:
-            for line in response.iter_lines():
-                if line.strip():
-                    yield self._json(line)
+            line = ""
+            for text in reads.iter_text():  # lines end at "\n" only: JSON may hold U+2028 and the like unescaped
+                line += text
+                *done, line = line.split("\n")
+                yield from (self._json(item) for item in done if item.strip())
+            if line.strip():
+                yield self._json(line)
         else:
             try:
-                for event in EventSource(response).iter_sse():
+                for event in EventSource(reads).iter_sse():  # type: ignore[arg-type]
                     if event.data.strip() == "[DONE]":
                         return
                     if event.data:
@@ -271,16 +280,22 @@ class RemoteEngine:
 
     def _chunks(self, response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
         """(text, finish_reason, stop_reason) for each streamed chunk; every failure a one-line RemoteError.
-        Chunks without text (keep-alives) do not count as an answer: `timeout` seconds of them is a stall."""
+        Chunks without text and SSE comments (keep-alives) do not count as an answer: `timeout` seconds of them
+        is a stall."""
         silent = f"the server at {self.url} sent nothing for {self.timeout:g} s (timeout=...)"
+        last = [time.monotonic()]  # when text last came
+
+        def stalled() -> None:
+            if time.monotonic() - last[0] > self.timeout:
+                raise RemoteError(silent)
+
         try:
-            last = time.monotonic()
-            for data in self._events(response):
+            for data in self._events(response, stalled):
                 chunk = self._chunk(data)
                 if chunk[0] or chunk[1]:
-                    last = time.monotonic()
-                elif time.monotonic() - last > self.timeout:
-                    raise RemoteError(silent)
+                    last[0] = time.monotonic()
+                else:
+                    stalled()
                 yield chunk
         except httpx.TimeoutException:
             raise RemoteError(silent) from None
@@ -319,17 +334,41 @@ class RemoteEngine:
         sampling = sampling.with_defaults(self.default_sampling)
         response = self._open(prompt, stop, sampling)
         try:
-            yield from self._tokens(response, stop, sampling.max_new_tokens)
+            yield from self._tokens(self._unechoed(self._chunks(response), prompt), stop, sampling.max_new_tokens)
         finally:
             response.close()
 
-    def _tokens(self, response: httpx.Response, stop: Collection[int], limit: int) -> Iterator[int]:
+    def _unechoed(self, chunks: Iterator[tuple[str, str | None, Any]],
+                  prompt: Sequence[int]) -> Iterator[tuple[str, str | None, Any]]:
+        """`chunks`, or a one-line RemoteError when their text starts with the prompt: a server (or proxy) with
+        `echo` on streams the prompt back before the completion. The first chunks are held while their text
+        could still be the start of the prompt (a real answer leaves it within a few characters). Zero-width
+        joiners are left out of the comparison, so the `inert_text` a text-only server got matches too."""
+        head = harmony.decode(prompt).replace(_JOINER, "")[:_ECHO]
+        held: list[tuple[str, str | None, Any]] = []
+        text = ""
+        try:
+            for chunk in chunks:
+                held.append(chunk)
+                text += chunk[0].replace(_JOINER, "")
+                if chunk[1] or len(text) >= len(head) or not head.startswith(text):
+                    break
+        except RemoteError:  # what arrived before a failure still goes out
+            yield from held
+            raise
+        if head and text.startswith(head):
+            raise RemoteError(f"the server at {self.url} echoes the prompt before its answer (its streamed text "
+                              f"starts with the prompt): turn `echo` off on the server or its proxy; {_DOCS}")
+        yield from held
+        yield from chunks
+
+    def _tokens(self, chunks: Iterator[tuple[str, str | None, Any]], stop: Collection[int],
+                limit: int) -> Iterator[int]:
         retok = harmony.Retokenizer()
         pending: list[int] = []  # held until the output has shown a Harmony marker
         count = seen = texts = 0  # texts: chunks with text, about one generated token each
         finish = stop_reason = failure = None
         overrun = False
-        chunks = self._chunks(response)
         while True:
             try:
                 text, finish, stop_reason = next(chunks)
@@ -387,6 +426,18 @@ class RemoteEngine:
 def _one_line(err: Exception) -> str:
     """`err` as "Name: message" on one line."""
     return " ".join(f"{type(err).__name__}: {err}".split())
+
+
+class _Reads:
+    """The response as httpx-sse reads it (its headers and text), calling `stalled()` at every read."""
+
+    def __init__(self, response: httpx.Response, stalled: Callable[[], None]) -> None:
+        self.headers, self._response, self._stalled = response.headers, response, stalled
+
+    def iter_text(self) -> Iterator[str]:
+        for text in self._response.iter_text():
+            self._stalled()
+            yield text
 
 
 def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
