@@ -316,3 +316,54 @@ def test_interrupt_mid_run_in_a_kernel(kernel):
     km.interrupt_kernel()
     reply = kc.get_shell_msg(timeout=10)["content"]
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+
+
+# ---------------------------------------------------------------- the code's objects never run on the caller's thread
+
+AFTER_THE_CODE = {  # each would run the model's code on the caller's thread (the kernel's), unguarded and untimed
+    "an error whose str loops": "class E(Exception):\n    def __str__(self):\n        while True: pass\nraise E()",
+    "a finalizer in the error's frames": ("def f():\n    class D:\n        def __del__(self):\n            while True: pass\n"
+                                          "    d = D()\n    raise ValueError('x')\nf()"),
+    "time.monotonic replaced": "import time\ntime.monotonic = lambda: 0.0\nwhile True: pass",
+    "Thread.join replaced": "import threading\nthreading.Thread.join = lambda self, timeout=None: exec('while True: pass')\nwhile True: pass",
+}
+
+
+@pytest.mark.parametrize("code", AFTER_THE_CODE.values(), ids=AFTER_THE_CODE.keys())
+def test_the_callers_thread_never_runs_the_codes_objects(code):
+    saved = time.monotonic, threading.Thread.join
+    try:
+        start = time.perf_counter()
+        result = PythonTool({}, timeout=0.5).execute(code)
+        del result  # what the call returned holds nothing of the code's that runs when dropped
+        assert time.perf_counter() - start < 0.5 + containment.GRACE + 0.5
+    finally:
+        time.monotonic, threading.Thread.join = saved
+
+
+def test_an_error_whose_str_exits_is_refused():
+    result = PythonTool({}, timeout=5).execute("class E(Exception):\n    def __str__(self):\n        import os\n"
+                                               "        os._exit(1)\nraise E()")
+    assert result.status == "error" and result.output.endswith("E: <exception str() failed>\n")
+
+
+def test_a_thread_whose_is_alive_loops_does_not_hold_the_call():
+    result = PythonTool({}, timeout=5).execute(
+        "import threading, time\nclass T(threading.Thread):\n    def is_alive(self):\n        while True: pass\n"
+        "    def __eq__(self, other):\n        while True: pass\n    __hash__ = object.__hash__\n"
+        "T(target=time.sleep, args=(0.5,)).start()\n'returned'")
+    assert result.status == "done" and result.seconds < 0.4
+    assert result.output == "'returned'\n\n[1 thread started by this code is still running in the background]"
+    assert _guards_gone()
+
+
+def test_the_stand_ins_do_not_hand_out_the_real_function():
+    result = PythonTool({}, timeout=5).execute("import os\nos._exit.__wrapped__(1)")
+    assert result.status == "error" and "has no attribute '__wrapped__'" in result.output
+
+
+def test_a_str_subclass_cannot_unbound_the_output():
+    result = PythonTool({}, timeout=5).execute(
+        "import sys\nclass S(str):\n    def __getitem__(self, k): return 'y' * 10**6\n    def __len__(self): return 1\n"
+        "for _ in range(3): sys.stdout.write(S('a'))")
+    assert (result.status, result.output) == ("done", "aaa")

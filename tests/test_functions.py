@@ -445,3 +445,11 @@ def test_gpt_oss_tiny_calls_a_user_function_end_to_end():
     call = reply.tool_calls[0]
     assert (call.recipient, call.channel, call.status) == ("functions.get_weather", "commentary", "done")
     assert "17" in reply.final and "rainy" in reply.final
+
+
+def test_deeply_nested_arguments_are_an_error_for_the_model():
+    def echo(x: Any) -> Any:
+        return x
+
+    result = FunctionTool(echo).call('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert result.status == "error" and result.output.startswith("Error: RecursionError: maximum recursion depth")

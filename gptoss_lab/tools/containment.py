@@ -49,6 +49,9 @@ GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as s
 POLITE = 0.1      # seconds during which a stop can be handled (cleanup in `finally` runs) before it is forced
 REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+# Taken now, so that code which replaces time.monotonic or Thread.is_alive neither re-times its own
+# timeout nor gets the watcher (the kernel's main thread) to run it.
+_monotonic, _sleep, _is_alive = time.monotonic, time.sleep, threading.Thread.is_alive
 _stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
 
 
@@ -173,7 +176,7 @@ def _poke(threads: list[Any], stop: type[BaseException], *, force: bool = True) 
     for thread, target in checked:
         if not thread.finished:
             _set_async_exc(target, exc)
-    time.sleep(POLL)  # a native call: the GIL is free for the targets to take the exception
+    _sleep(POLL)  # a native call: the GIL is free for the targets to take the exception
     try:
         for _, target in targets:
             _set_async_exc(target, None)
@@ -210,7 +213,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
             status = _watch(worker, timeout, interrupts, stop)
             if status in ("timeout", "interrupted"):  # the threads the code started go with it
                 stuck = _stop([worker, *run.started()], _Interrupt if status == "interrupted" else ToolTimeout)
-            threads = [t for t in run.started() if t.is_alive()]
+            threads = [t for t in run.started() if _is_alive(t)]
     if worker in stuck:
         why = "when interrupted" if status == "interrupted" else f"at its {timeout:g} s timeout"
         print(f"gptoss_lab: {label} did not stop {why}: it is stuck in native code or keeps catching the stop. "
@@ -223,14 +226,14 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
 
 def _watch(worker: _Worker, timeout: float | None, interrupts: _Interrupts,
            stop: Callable[[], bool]) -> Literal["done", "error", "timeout", "interrupted"]:
-    end = None if timeout is None else time.monotonic() + timeout
+    end = None if timeout is None else _monotonic() + timeout
     while not worker.finished:
         if interrupts.seen or stop():
             return "interrupted"
-        left = POLL if end is None else min(POLL, end - time.monotonic())
+        left = POLL if end is None else min(POLL, end - _monotonic())
         if left <= 0:
             return "timeout"
-        worker.join(left)
+        _sleep(left)  # not worker.join: the code may have replaced Thread.join
     return "error" if worker.error is not None else "done"
 
 
@@ -238,17 +241,17 @@ def _stop(threads: list[threading.Thread], stop: type[BaseException]) -> list[th
     """Raise `stop` into each thread until it ends or GRACE passes (for POLITE seconds it can be
     handled, so cleanup runs; then it is forced); the ones still running are handed to the
     background reaper, which keeps stopping them, and returned."""
-    start = time.monotonic()
+    start = _monotonic()
     alive = [t for t in threads if _running(t)]
-    while alive and time.monotonic() < start + GRACE:
-        _poke(alive, stop, force=time.monotonic() > start + POLITE)
+    while alive and _monotonic() < start + GRACE:
+        _poke(alive, stop, force=_monotonic() > start + POLITE)
         alive = [t for t in alive if _running(t)]
     _GUARDS.keep_stopping(alive)
     return alive
 
 
 def _running(thread: threading.Thread) -> bool:
-    return thread.is_alive() and not (isinstance(thread, _Worker) and thread.finished)
+    return _is_alive(thread) and not (isinstance(thread, _Worker) and thread.finished)
 
 
 class _Interrupts:
@@ -330,11 +333,11 @@ class _Run:
     """One contained run as the guards see it."""
 
     def __init__(self) -> None:
-        self.before = set(threading.enumerate())
+        self.before = {id(t): t for t in threading.enumerate()}  # by identity: a thread's __eq__ is the code's
 
     def started(self) -> list[threading.Thread]:
         """Threads the code started that still run (low-level `_thread` threads are not seen)."""
-        return [t for t in threading.enumerate() if t not in self.before and not isinstance(t, _Worker)
+        return [t for t in threading.enumerate() if id(t) not in self.before and not isinstance(t, _Worker)
                 and not isinstance(t, threading._DummyThread) and t is not _GUARDS.reaper]
 
 
@@ -400,7 +403,7 @@ class _Guards:
     def _reap(self) -> None:
         """Keep stopping the stuck threads, and take the stand-ins out once the model's threads have all ended."""
         while True:
-            time.sleep(REPEAT)
+            _sleep(REPEAT)
             with self.lock:
                 self.stuck = [t for t in self.stuck if _running(t)]
                 _poke(self.stuck, ToolTimeout)
@@ -481,7 +484,6 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     would end the process (always, for exits; by its arguments, for kill and timers)."""
     check = _CHECKS.get(name)
 
-    @functools.wraps(original)
     def stand_in(*args: Any, **kwargs: Any) -> Any:
         if _GUARDS.is_model_thread():
             try:
@@ -492,6 +494,8 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
                 raise ExitRefused(f"{why}, so the python tool does not allow it; the code stopped here")
         return original(*args, **kwargs)
 
+    functools.update_wrapper(stand_in, original)
+    del stand_in.__wrapped__  # `os._exit.__wrapped__(1)` would be the real function
     return stand_in
 
 
@@ -596,11 +600,11 @@ class deadline:
             raise self._stop()
 
     def _watch(self) -> None:
-        end = time.monotonic() + (self.seconds or 0)
-        while not self.finished and time.monotonic() < end:
-            time.sleep(min(end - time.monotonic(), REPEAT))
+        end = _monotonic() + (self.seconds or 0)
+        while not self.finished and _monotonic() < end:
+            _sleep(min(end - _monotonic(), REPEAT))
         while not self.finished:
             top = sys._current_frames().get(self.ident)
             if top is not None and top.f_code.co_filename != _HERE:  # not while the block's own exit runs
                 _poke([self], self._stop, force=False)
-            time.sleep(REPEAT)
+            _sleep(REPEAT)

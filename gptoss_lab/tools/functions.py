@@ -93,7 +93,7 @@ class FunctionTool:
             kwargs = dict(self._arguments.validate_python(raw))
         except pydantic.ValidationError as err:
             return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}", time.perf_counter() - start)
-        except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError
+        except (ValueError, TypeError, RecursionError) as err:  # JSONDecodeError is a ValueError; deep nesting recurses
             return ToolResult("error", f"Error: {type(err).__name__}: {err}", time.perf_counter() - start)
         args = []
         for name in self._positional:  # positional-only parameters, in order, up to the first one left out

@@ -58,6 +58,7 @@ class Capture(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        text = str.__str__(text)  # a str subclass's own __len__/__getitem__ cannot unbound the capture
         written = len(text)
         with self._lock:
             self.total += written
@@ -135,11 +136,11 @@ class PythonTool(Tool):
         except Exception as err:  # SyntaxError; ValueError for a null byte; RecursionError for deep nesting
             return ToolResult("error", truncate("".join(traceback.format_exception_only(type(err), err))),
                               time.perf_counter() - start)
-        out = Capture()
-        outcome = contain(functools.partial(_run, body, last, self.namespace, out), timeout=self.timeout,
+        out, shown = Capture(), []
+        outcome = contain(functools.partial(_run, body, last, self.namespace, out, shown), timeout=self.timeout,
                           output=out, namespace=self.namespace, label="the model's python code", stop=stop)
-        if outcome.status == "error":
-            out.write(_format_error(outcome.error))
+        if outcome.status == "error":  # formatted on the code's thread; this one never touches the error
+            out.write(shown[0] if shown else "The code's error could not be shown (formatting it failed).\n")
         elif outcome.status == "timeout":
             out.write(f"\nTimed out after {self.timeout:g} s" if out.total else f"Timed out after {self.timeout:g} s")
         text = out.getvalue() + _notes(outcome)
@@ -164,12 +165,26 @@ def _compile(code: str) -> tuple[CodeType, CodeType | None]:
         raise
 
 
-def _run(body: CodeType, last: CodeType | None, namespace: dict[str, Any], out: Capture) -> None:
-    exec(body, namespace)
-    if last is not None:
-        value = eval(last, namespace)
-        if value is not None:
-            out.write(_bounded_repr(value, out.limit) + "\n")
+def _run(body: CodeType, last: CodeType | None, namespace: dict[str, Any], out: Capture, shown: list[str]) -> None:
+    try:
+        exec(body, namespace)
+        if last is not None:
+            value = eval(last, namespace)
+            if value is not None:
+                out.write(_bounded_repr(value, out.limit) + "\n")
+    except BaseException as err:
+        # The error is the model's object (its __str__, its frames' source loaders): it is formatted here,
+        # under the timeout and the guards, and its frames dropped here, so no finalizer of theirs runs
+        # on the caller's thread later.
+        try:
+            shown.append(_format_error(err))
+        finally:
+            chained: BaseException | None = err
+            for _ in range(100):  # the exception and the ones it was raised from or while handling
+                if chained is None:
+                    break
+                chained.__traceback__, chained = None, chained.__cause__ or chained.__context__
+        raise
 
 
 def _notes(outcome: containment.Outcome) -> str:
