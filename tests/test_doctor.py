@@ -111,3 +111,36 @@ def test_the_loaded_model_and_odd_arguments():
             call()
         assert "\n" not in str(info.value)
 
+
+
+@pytest.mark.parametrize("memory, expected", [("16GB", 16 * 10**9), ("16 GiB", 16 * 2**30), ("0", 0), (0, 0),
+                                              ("1e12", 10**12), ("1.5e3 MB", 15 * 10**8), (1e12, 10**12)])
+def test_memory_strings(memory, expected):
+    assert doctor("openai/gpt-oss-20b", memory=memory, mxfp4_kernels=True).free == expected
+
+
+@pytest.mark.parametrize("memory", [-5, "-1", "-1 GB", float("nan"), float("inf"), True, "1.2.3GB", ".", "1e999"])
+def test_memory_that_is_no_amount_is_refused_in_one_line(memory):
+    with pytest.raises(ValueError, match="memory must be a number of bytes") as info:
+        doctor("openai/gpt-oss-20b", memory=memory, mxfp4_kernels=True)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU this machine lacks")
+def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_given():
+    for device in ("cuda", "cuda:0", "0"):
+        with pytest.raises(LoadError, match="sees no CUDA GPU here: use device='cpu', or give memory=") as info:
+            doctor("openai/gpt-oss-20b", device=device)
+        assert "\n" not in str(info.value)
+    d = doctor("openai/gpt-oss-20b", device="cuda", memory="16 GiB")
+    assert d.device_name == "no CUDA GPU visible to torch" and not d.fits
+
+
+def test_control_characters_in_a_model_name_stay_escaped(tmp_path):
+    folder = tmp_path / "x\n  verdict  fits\x1b[2J<i>"
+    folder.mkdir()
+    (folder / "config.json").write_text((checkpoint.CONFIGS / "gpt-oss-20b" / "config.json").read_text())
+    d = doctor(folder, memory="80 GB", mxfp4_kernels=True)
+    assert d.model == "x\\n  verdict  fits\\x1b[2J<i>"
+    assert "\n" not in d.verdict and "\x1b" not in str(d) and len(str(d).splitlines()) == 1 + len(d.rows())
+    assert "\x1b" not in d._repr_html_() and "&lt;i&gt;" in d._repr_html_() and "<i>" not in d._repr_html_()

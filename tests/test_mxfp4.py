@@ -181,3 +181,50 @@ def test_mxfp4_tiny_through_the_magics_in_a_real_kernel(tiny_mxfp4):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_quantize_refusals_are_one_line_and_write_nothing(tmp_path, capsys, random_checkpoint, monkeypatch):
+    source_files = {p.name: p.read_bytes() for p in random_checkpoint.iterdir()}
+    (tmp_path / "llama").mkdir()
+    (tmp_path / "llama" / "config.json").write_text('{"model_type": "llama"}')
+    (tmp_path / "list").mkdir()
+    (tmp_path / "list" / "config.json").write_text("[1, 2]")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "README.md").write_text("mine")
+    for source, out, message in [(tmp_path / "none", tmp_path / "a", "No such file or directory"),
+                                 (tmp_path / "llama", tmp_path / "b", "is not a gpt-oss checkpoint (model_type 'llama')"),
+                                 (tmp_path / "list", tmp_path / "c", "is not a gpt-oss checkpoint (model_type None)"),
+                                 (random_checkpoint, random_checkpoint, "another folder than its source"),
+                                 (random_checkpoint, existing, "existing already exists: give a new (or empty) folder")]:
+        with pytest.raises(SystemExit) as info:
+            main(["--source", str(source), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert info.value.code == 1 and message in err and err.count("\n") == 1, err
+    assert (existing / "README.md").read_text() == "mine" and [p.name for p in existing.iterdir()] == ["README.md"]
+    assert {p.name: p.read_bytes() for p in random_checkpoint.iterdir()} == source_files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "list", "llama"]
+
+    def refuse(self, *args, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    with pytest.raises(SystemExit):
+        main(["--source", str(random_checkpoint), "--out", str(tmp_path / "ro" / "q")])
+    assert capsys.readouterr().err == f"error: cannot write {tmp_path / 'ro' / 'q'}: Permission denied\n"
+
+
+def test_quantize_into_an_empty_folder_and_nothing_left_when_it_fails(tmp_path, random_checkpoint, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(quantize_checkpoint(random_checkpoint, empty)) == 8 and (empty / "config.json").is_file()
+
+    import gptoss_lab.tiny.quantize as q
+
+    def broken(tensors):
+        raise ValueError("MXFP4 needs rows of a multiple of 32 values; these have 7")
+
+    monkeypatch.setattr(q, "quantize_state_dict", broken)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        quantize_checkpoint(random_checkpoint, tmp_path / "half")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no half-written folder

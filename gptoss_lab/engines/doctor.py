@@ -130,7 +130,11 @@ def doctor(
     import torch
 
     name, config, folder = _config(model)
+    name = _printable(name)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if memory is None and _is_cuda(target) and not torch.cuda.is_available():
+        raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: use device='cpu', "
+                        "or give memory= (e.g. '80 GB') to size the model for another machine")
     p = checkpoint.count_parameters(config)
     free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
     dtype_name = checkpoint.dtype_name(config, dtype or checkpoint.cpu_default(config, target, free), folder)
@@ -233,6 +237,16 @@ def _count(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
 
 
+def _printable(name: str) -> str:
+    """`name` with control characters (newlines, terminal escapes) spelled as escapes, so reports stay as laid out."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
+def _is_cuda(target: Any) -> bool:
+    text = str(target)
+    return text.startswith("cuda") or text.isdigit()
+
+
 def _device_name(target: Any) -> str:
     import torch
 
@@ -259,10 +273,17 @@ def _versions() -> dict[str, str | None]:
 
 
 def _bytes(memory: int | str) -> int:
-    """Bytes from 17179869184, "80 GB" or "16GiB"."""
+    """Bytes from 17179869184, 1e12, "80 GB", "16GiB" or "1.5e12 B"; ValueError for anything else, negative or not finite."""
+    wrong = f"memory must be a number of bytes (0 or more) or like '80 GB' / '16 GiB', not {memory!r}"
+    if isinstance(memory, bool):
+        raise ValueError(wrong)
     if isinstance(memory, (int, float)):
-        return int(memory)
-    match = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]i?b|b)?\s*", str(memory).lower())
-    if not match:
-        raise ValueError(f"memory must be bytes or like '80 GB' / '16 GiB', not {memory!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2) or "b"])
+        value = float(memory)
+    else:
+        match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*([kmgt]i?b|b)?\s*", str(memory).lower())
+        if not match:
+            raise ValueError(wrong)
+        value = float(match.group(1) + (match.group(2) or "")) * _UNITS[match.group(3) or "b"]
+    if not 0 <= value < float("inf"):  # also NaN
+        raise ValueError(wrong)
+    return int(value)

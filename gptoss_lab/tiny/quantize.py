@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,12 +103,14 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     Every safetensors shard keeps its name (and the index its map); the other files are copied, and
     config.json gains the public `quantization_config`. Returns the quantization error per projection.
     """
-    from safetensors.torch import load_file, save_file
-
     source, out = Path(source), Path(out)
-    config = json.loads((source / "config.json").read_text())
-    if config.get("model_type") != "gpt_oss":
-        raise ValueError(f"{source} is not a gpt-oss checkpoint (model_type {config.get('model_type')!r})")
+    try:
+        config = json.loads((source / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{source / 'config.json'} is not valid JSON ({error})") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != "gpt_oss":
+        raise ValueError(f"{source} is not a gpt-oss checkpoint (model_type {model_type!r})")
     if config.get("quantization_config"):
         raise ValueError(f"{source} is already quantized ({config['quantization_config'].get('quant_method')})")
     shards = sorted(source.glob("*.safetensors"))
@@ -115,7 +118,30 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
         raise ValueError(f"{source} has no .safetensors weights")
     if out.resolve() == source.resolve():
         raise ValueError("write the MXFP4 checkpoint to another folder than its source")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise ValueError(f"{out} already exists: give a new (or empty) folder, nothing there is overwritten")
+    # Everything is written to a hidden sibling folder that becomes `out` only when complete,
+    # so a failure halfway leaves nothing behind.
+    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        partial.mkdir(parents=True)
+    except OSError as error:
+        raise OSError(f"cannot write {out}: {error.strerror or error}") from None
+    try:
+        errors = _write(source, shards, config, partial)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return errors
+
+
+def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) -> list[LayerError]:
+    """quantize_checkpoint's writing, into the (new, empty) folder `out`."""
+    from safetensors.torch import load_file, save_file
+
     errors: list[LayerError] = []
     renamed: dict[str, str] = {}
     for shard in shards:
