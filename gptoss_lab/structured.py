@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,12 @@ class HarmonySchema(GenerateJsonSchema):
         if "const" in result:
             result["enum"] = [result.pop("const")]
         return result
+
+    def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
+        # pydantic offers "number or numeric string" with a look-ahead pattern, which the renderer shows
+        # as `any` and llguidance cannot compile; a JSON number validates to an exact Decimal
+        result = super().decimal_schema(schema)
+        return result["anyOf"][0] if self.mode == "validation" and "anyOf" in result else result
 
     def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
         inner = self.generate_inner(schema["schema"])
@@ -158,6 +165,8 @@ def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
                 continue
             if key in _VALUES:
                 out[key] = value
+            elif key == "discriminator" and isinstance(value, dict):  # its mapping names $defs inlined away
+                out[key] = {k: v for k, v in value.items() if k != "mapping"}
             elif key in _NAMED:
                 out[key] = {name: walk(sub, seen) for name, sub in value.items()}
             else:
@@ -215,7 +224,7 @@ class ResponseFormat:
             adapter, schema = typed_schema(obj, where=getattr(obj, "__name__", repr(obj)))
             default_name, doc = getattr(obj, "__name__", "response"), _class_summary(obj)
             load = functools.partial(_load_typed, adapter)
-        section: dict[str, Any] = {"name": re.sub(r"[^A-Za-z0-9_-]", "_", name or default_name)}
+        section: dict[str, Any] = {"name": _section_name(name or default_name)}
         if description or doc:
             section["description"] = description or doc
         section["schema"] = schema
@@ -227,10 +236,10 @@ class ResponseFormat:
 
     def parse(self, text: str) -> Any:
         """The final answer as the requested type: a model/dataclass instance, a dict or a JSON value
-        (a ```json fence around it is accepted). StructuredOutputError says what is wrong."""
-        match = re.fullmatch(r"\s*```(?:json)?\s*\n(.*?)\n?```\s*", text, flags=re.S)
+        (a ```json fence, with or without prose around it, or prose after the JSON is accepted).
+        StructuredOutputError says what is wrong."""
         try:
-            return self._load(match.group(1) if match else text.strip())
+            return self._load(_json_part(text))
         except StructuredOutputError:
             raise
         except Exception as err:  # the schema's own failure: a $ref that leads nowhere, a validator that raises
@@ -242,6 +251,30 @@ class ResponseFormat:
         """A transformers logits processor keeping `final` answers inside the schema (needs llguidance);
         ValueError when llguidance cannot compile the schema."""
         return JsonSchemaProcessor(self.schema)
+
+
+_FENCE = re.compile(r"```[ \t]*(?:json[ \t]*)?(?:\n|(?=[\[{\"]))(.*?)```", flags=re.S | re.I)
+
+
+def _json_part(text: str) -> str:
+    """The JSON in a final answer: the first ```json fence's content (prose around it is ignored),
+    or the text without prose written after a complete JSON object or array."""
+    body = text.strip()
+    match = None if body[:1] in ("{", "[") else _FENCE.search(body)  # a JSON answer may quote a fence
+    body = match.group(1).strip() if match else body
+    if body[:1] in ("{", "["):
+        with contextlib.suppress(ValueError, RecursionError):
+            _, end = json.JSONDecoder().raw_decode(body)
+            return body[:end]
+    return body
+
+
+def _section_name(name: str) -> str:
+    """A name for the `## name` heading: ASCII letters, digits, `_` and `-` (accents dropped, others `_`),
+    at most 64 characters; "response" when nothing readable is left."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", ascii_name.strip())[:64]
+    return cleaned if re.search(r"[A-Za-z0-9]", cleaned) else "response"
 
 
 def _is_type(obj: Any) -> bool:
@@ -279,7 +312,7 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
 
     def load(body: str) -> Any:
         try:
-            value = json.loads(body)
+            value = json.loads(body, parse_constant=_not_json)
         except json.JSONDecodeError as err:
             raise StructuredOutputError(f"the final answer is not valid JSON: {err}") from None
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
@@ -289,6 +322,10 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
         return value
 
     return schema, load
+
+
+def _not_json(constant: str) -> Any:
+    raise json.JSONDecodeError(f"{constant} is not a JSON value", constant, 0)
 
 
 # ---------------------------------------------------------------- constrained decoding
@@ -325,7 +362,7 @@ class JsonSchemaProcessor:
         self.grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=options)
         problem = llguidance.LLMatcher.validate_grammar(self.grammar, _tokenizer())
         if problem:
-            raise ValueError(f"llguidance cannot constrain to this schema: {problem.splitlines()[0]}")
+            raise ValueError(f"llguidance cannot constrain to this schema: {_one_line(problem)[:300]}")
         self._mask = llguidance.torch.allocate_token_bitmask(1, harmony.VOCAB_SIZE)
         self._matcher: Any = None
         self._consumed: list[int] = []

@@ -7,6 +7,7 @@ import datetime
 import json
 import sys
 import typing
+from decimal import Decimal
 from typing import Literal
 
 import pydantic
@@ -320,3 +321,83 @@ def test_a_typing_typeddict_is_refused_saying_which_one_works():
         _session("").ask("?", response_format=Film)
     assert str(err.value).startswith("response format: Film: unsupported type annotation")
     assert "a TypedDict must come from typing_extensions, not typing" in str(err.value)
+
+
+class Invoice(pydantic.BaseModel):
+    total: Decimal = pydantic.Field(ge=0)
+    lines: dict[str, Decimal] = {}
+
+
+def test_decimals_are_shown_as_numbers_constrained_and_parsed_exactly():
+    fmt = ResponseFormat.from_user(Invoice)  # was "anyOf number | look-ahead pattern": `any`, and no --constrain
+    assert fmt.schema["properties"]["total"] == {"type": "number", "minimum": 0.0}
+    assert fmt.schema["properties"]["lines"]["additionalProperties"] == {"type": "number"}
+    assert fmt.parse('{"total": 0.1, "lines": {"tea": "2.50"}}') == Invoice(total=Decimal("0.1"), lines={"tea": Decimal("2.50")})
+    pytest.importorskip("llguidance")
+    fmt.processor()
+
+
+class Cat(pydantic.BaseModel):
+    kind: Literal["cat"]
+    lives: int
+
+
+class Dog(pydantic.BaseModel):
+    kind: Literal["dog"]
+
+
+class Owner(pydantic.BaseModel):
+    pet: typing.Annotated[Cat | Dog, pydantic.Field(discriminator="kind")]
+
+
+def test_a_discriminated_union_names_no_inlined_definition():
+    schema = ResponseFormat.from_user(Owner).schema
+    assert "$defs" not in json.dumps(schema) and schema["properties"]["pet"]["discriminator"] == {"propertyName": "kind"}
+    assert ResponseFormat.from_user(Owner).parse('{"pet": {"kind": "cat", "lives": 9}}') == Owner(pet=Cat(kind="cat", lives=9))
+
+
+@pytest.mark.parametrize("text", [
+    'Here is the list:\n```json\n{"items": ["eggs"]}\n```\nAnything else?',
+    '```JSON\n{"items": ["eggs"]}\n```',
+    '```json {"items": ["eggs"]}```',
+    '{"items": ["eggs"]}\n\nLet me know if you need more.',
+    '```json\n{"items": ["eggs"]}\n```\n(prices vary)',
+])
+def test_prose_around_the_json_answer_is_ignored(text):
+    assert parse_final(text, ShoppingList) == ShoppingList(items=["eggs"])
+    assert parse_final(text, {"type": "object"}) == {"items": ["eggs"]}
+
+
+def test_a_json_answer_quoting_a_fence_is_kept_whole():
+    assert parse_final('{"md": "```json {\\"a\\": 1}```"}', {"type": "object"}) == {"md": '```json {"a": 1}```'}
+
+
+def test_nan_and_infinity_are_not_json_for_a_schema_dict():
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(StructuredOutputError, match=f"not valid JSON: {constant} is not a JSON value"):
+            parse_final(constant, {"type": "number"})
+
+
+@pytest.mark.parametrize("given,name", [
+    ("my schema", "my_schema"), ("Ünïcode résumé", "Unicode_resume"), ("日本語", "response"), ("!!!", "response"),
+    ("x" * 100, "x" * 64),
+])
+def test_section_names_are_readable_ascii(given, name):
+    assert response_format_section(PLAIN, name=given)["name"] == name
+    assert response_format_section({**PLAIN, "title": given})["name"] == name
+    assert response_format_section({**PLAIN, "title": ""})["name"] == "response"
+
+
+def test_an_uncompilable_schema_says_why_on_one_line():
+    pytest.importorskip("llguidance")
+    with pytest.raises(ValueError) as err:
+        ResponseFormat.from_user({"type": "string", "pattern": "(?<=x)y"}).processor()
+    assert "\n" not in str(err.value) and "look-around" in str(err.value) and "not supported" in str(err.value)
+
+
+def test_constrain_without_llguidance_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llguidance", None)
+    session = _session('<|channel|>final<|message|>{}<|return|>')
+    with pytest.raises(TurnError, match=r"^constrain: constrained decoding needs llguidance: pip install llguidance$"):
+        session.ask("?", response_format=ShoppingList, constrain=True)
+    assert session.history == []
