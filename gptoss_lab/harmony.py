@@ -269,10 +269,7 @@ def assistant_message(text: str, channel: str | None, recipient: str | None = No
 
 def text_of(message: Message) -> str:
     """The text content of a message (system/developer contents rendered as their text)."""
-    parts = []
-    for c in message.content:
-        parts.append(getattr(c, "text", None) or str(c))
-    return "".join(parts)
+    return "".join(c.text if isinstance(getattr(c, "text", None), str) else str(c) for c in message.content)
 
 
 # ---------------------------------------------------------------- rendering

@@ -200,6 +200,9 @@ class GptossMagics(Magics):
             if opts.response_format not in self.shell.user_ns:
                 raise UsageError(f"%%gptoss --json: no variable named {opts.response_format!r}")
             response_format = self.shell.user_ns[opts.response_format]
+            if response_format is None:
+                raise UsageError(f"%%gptoss --json: {opts.response_format} is None, not a schema "
+                                 "(a pydantic model, dataclass, TypedDict or JSON-schema dict)")
         intervene = None
         if opts.ablate:
             from .routing.interventions import parse_ablate

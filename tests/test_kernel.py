@@ -166,14 +166,15 @@ def test_config_shows_what_it_set_and_default_sets_it_back(kernel):
 
 def test_undefined_names_and_bad_values_are_one_line_errors(kernel):
     _, kc = kernel
-    run(kc, SETUP)
+    run(kc, SETUP + "nothing = None\n")
     for cell, needle in (("%%gptoss --text\nWhat is {undefined_name}?", "{undefined_name} cannot be filled in"),
                          ("%%gptoss --text --max-tokens -5\nhi", "max_new_tokens must be greater than or equal to 1"),
                          ("%%gptoss --text --temperature nan\nhi", "temperature must be a finite number"),
                          ("%%gptoss --text --tools nosuchfn\nhi", "unknown tool 'nosuchfn'"),
                          ("%%gptoss --text --constrain\nhi", "needs a response format"),
                          ("%%gptoss --text -o 1st\nhi", "'1st' is not a variable name"),
-                         ("%%gptoss --text -o class\nhi", "'class' is not a variable name")):
+                         ("%%gptoss --text -o class\nhi", "'class' is not a variable name"),
+                         ("%%gptoss --text --json nothing\nhi", "nothing is None, not a schema")):
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
         assert needle in content["evalue"] and "\n" not in content["evalue"], (cell, content["evalue"])

@@ -440,3 +440,8 @@ def test_code_with_direction_controls_is_shown_in_the_order_it_runs():
     assert reply.tool_calls[0].input == code                        # what would run is untouched
     for shown in (code_html(code), visible(code), Transcript.from_reply(reply).to_html()):
         assert "\u202e" not in shown and "\u2066" not in shown and "\\u202e" in shown
+
+
+def test_an_empty_final_answer_is_empty():
+    reply = Session(ReplayEngine("<|channel|>final<|message|><|return|>"), namespace={}).ask("?")
+    assert reply.final == ""
