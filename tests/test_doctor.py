@@ -134,6 +134,8 @@ def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_gi
         assert "\n" not in str(info.value)
     d = doctor("openai/gpt-oss-20b", device="cuda", memory="16 GiB")
     assert d.device_name == "no CUDA GPU visible to torch" and not d.fits
+    with pytest.raises(LoadError, match="^0 was asked for, but torch .* sees no CUDA GPU here: use device='cpu'$"):
+        LocalEngine.from_pretrained("tiny", device="0")  # loading checks a GPU index as doctor does
 
 
 def test_control_characters_in_a_model_name_stay_escaped(tmp_path):

@@ -274,6 +274,21 @@ def _cached(repo_id: str) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def on_gpu(target: Any) -> bool:
+    """Whether `target` names one CUDA GPU: "cuda", "cuda:1" or a GPU index."""
+    text = str(target)
+    return text.startswith("cuda") or text.isdigit()
+
+
+def check_gpu(target: Any, hint: str = "") -> None:
+    """A one-line LoadError when `target` is a CUDA GPU and torch sees none (`hint` ends the message)."""
+    import torch
+
+    if on_gpu(target) and not torch.cuda.is_available():
+        raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: "
+                        f"use device='cpu'{hint}")
+
+
 def free_bytes(target: Any) -> int | None:
     """Free memory where the weights will go: RAM, one GPU, or all of them for a multi-device map."""
     import torch
@@ -284,7 +299,7 @@ def free_bytes(target: Any) -> int | None:
     gpus = range(torch.cuda.device_count()) if torch.cuda.is_available() else range(0)
     if text in _MULTI_DEVICE_MAPS:
         return available_ram() + sum(torch.cuda.mem_get_info(i)[0] for i in gpus)
-    if text.startswith("cuda") or text.isdigit():
+    if on_gpu(text):
         return torch.cuda.mem_get_info(torch.device(int(text) if text.isdigit() else text))[0]
     return available_ram()
 
@@ -346,8 +361,7 @@ def plan_load(
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if str(target).startswith("cuda") and not torch.cuda.is_available():
-        raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: use device='cpu'")
+    check_gpu(target)
     if dtype is None and (default := cpu_default(config, target, free_bytes(target))):
         dtype = getattr(torch, default)
     name = dtype_name(config, dtype, None if source.hub else source.path)

@@ -132,9 +132,8 @@ def doctor(
     name, config, folder = _config(model)
     name = _printable(name)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if memory is None and _is_cuda(target) and not torch.cuda.is_available():
-        raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: use device='cpu', "
-                        "or give memory= (e.g. '80 GB') to size the model for another machine")
+    if memory is None:
+        checkpoint.check_gpu(target, ", or give memory= (e.g. '80 GB') to size the model for another machine")
     p = checkpoint.count_parameters(config)
     free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
     dtype_name = checkpoint.dtype_name(config, dtype or checkpoint.cpu_default(config, target, free), folder)
@@ -240,11 +239,6 @@ def _count(n: int) -> str:
 def _printable(name: str) -> str:
     """`name` with control characters (newlines, terminal escapes) spelled as escapes, so reports stay as laid out."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
-
-
-def _is_cuda(target: Any) -> bool:
-    text = str(target)
-    return text.startswith("cuda") or text.isdigit()
 
 
 def _device_name(target: Any) -> str:
