@@ -211,7 +211,7 @@ class GptossMagics(Magics):
         session = self._session()
         overrides = {k: getattr(opts, k) for k in ("effort", "approval", "tools", "max_new_tokens", "temperature",
                                                    "top_p", "seed", "timeout")}
-        _one_line(session.settings.replace, **overrides)  # a bad value is refused before anything changes
+        _one_line(session.prefix, **overrides)  # a bad value or tool name is refused before anything changes
         if opts.new:
             session.reset()
         options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,

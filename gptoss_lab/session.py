@@ -86,7 +86,13 @@ class Session:
     def configure(self, **changes: Any) -> Settings:
         """Change settings for the following turns (checked; SettingsError names a bad value); None puts a
         setting back to its default (`configure(seed=None)`: no fixed seed again)."""
-        self.settings = self.settings.replace(**{k: DEFAULT if v is None else v for k, v in changes.items()})
+        settings = self.settings.replace(**{k: DEFAULT if v is None else v for k, v in changes.items()})
+        if "tools" in changes:  # an unknown tool name is refused now, not at the next turn
+            try:
+                self._toolset(settings)
+            except ToolSpecError as err:
+                raise SettingsError(f"tools: {err}") from None
+        self.settings = settings
         return self.settings
 
     # ------------------------------------------------------------ conversation
@@ -126,9 +132,9 @@ class Session:
 
     def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
         """The system (and developer) messages a turn with these settings starts with."""
-        settings = self._checked(overrides)
+        settings, tools = self._checked(overrides)
         fmt = ResponseFormat.from_user(response_format) if response_format is not None else None
-        return self._prefix(settings, self._toolset(settings), fmt)
+        return self._prefix(settings, tools, fmt)
 
     def export(self, **overrides: Any) -> str:
         """The whole conversation as Harmony text, as the model would see it next."""
@@ -154,7 +160,7 @@ class Session:
         (`gptoss_lab.routing.disable(...)` ..., or `--ablate` text such as "1:3,2:5"). Problems found before generating (a bad setting,
         an unknown tool, a prompt over the model's context) raise TurnError; anything after ends
         the turn with its `Reply` (see `reply.errors`)."""
-        settings = self._checked(overrides)
+        settings, tools = self._checked(overrides)
         prompt = harmony.clean(prompt)
         if not prompt.strip():
             raise TurnError("the prompt is empty")
@@ -166,7 +172,6 @@ class Session:
             raise TurnError("constrain=True (--constrain) needs a response format (--json SCHEMA)")
         if intervene is not None:
             intervene = _checked_intervention(intervene, self.engine)
-        tools = self._toolset(settings)
         prefix = self._prefix(settings, tools, fmt)
         start = len(self.history)
         user = harmony.user_message(prompt)
@@ -204,10 +209,12 @@ class Session:
 
     # ------------------------------------------------------------ helpers
 
-    def _checked(self, overrides: dict[str, Any]) -> Settings:
+    def _checked(self, overrides: dict[str, Any]) -> tuple[Settings, Toolset]:
+        """A turn's settings and tools; a bad value or tool name is a TurnError before anything runs."""
         try:
-            return self.settings.replace(**overrides)
-        except SettingsError as err:
+            settings = self.settings.replace(**overrides)
+            return settings, self._toolset(settings)
+        except (SettingsError, ToolSpecError) as err:
             raise TurnError(str(err)) from None
 
     def _toolset(self, settings: Settings) -> Toolset:
@@ -215,10 +222,7 @@ class Session:
 
         builtins = {"python": lambda: PythonTool(self.namespace, timeout=settings.timeout),
                     "browser": self._browser}
-        try:
-            return Toolset.resolve(settings.tools, self.namespace, builtins, timeout=settings.timeout)
-        except ToolSpecError as err:
-            raise TurnError(str(err)) from None
+        return Toolset.resolve(settings.tools, self.namespace, builtins, timeout=settings.timeout)
 
     def _browser(self) -> Tool:
         if self.browser is None:

@@ -180,8 +180,16 @@ def test_undefined_names_and_bad_values_are_one_line_errors(kernel):
         assert needle in content["evalue"] and "\n" not in content["evalue"], (cell, content["evalue"])
     out, content = run(kc, "%gptoss config timeout=0")
     assert content["ename"] == "UsageError" and "timeout must be greater than 0" in content["evalue"]
-    out, _ = run(kc, "print(s.history == [], s.settings.timeout)")
-    assert out.split() == ["True", "120.0"]  # nothing changed, nothing asked
+    out, content = run(kc, "%gptoss config tools=python,nosuchfn")  # refused here, not at the next cell
+    assert content["ename"] == "UsageError" and content["evalue"] == (
+        "tools: unknown tool 'nosuchfn': tools are python, browser, or a function defined in this kernel")
+    out, _ = run(kc, "print(s.history == [], s.settings.timeout, s.settings.tools)")
+    assert out.split() == ["True", "120.0", "python"]  # nothing changed, nothing asked
+    run(kc, "%%gptoss --text --approve auto\nWhat is the mean?", timeout=60)
+    out, content = run(kc, "%%gptoss --text --new --tools nosuchfn\nWhat is the mean?")
+    assert content["ename"] == "UsageError" and "unknown tool 'nosuchfn'" in content["evalue"]
+    out, _ = run(kc, "print(len(s.replies), s.replies[0].final)")
+    assert out.split("\n")[0] == "1 The mean is 6.0."  # --new with a bad tool did not forget the conversation
 
 
 def test_doctor_examines_the_loaded_model(kernel, random_checkpoint):

@@ -142,6 +142,19 @@ def test_config_values_are_checked_too():
         Session(ReplayEngine(""), timeout=-1)
 
 
+def test_configure_refuses_an_unknown_tool_at_once_and_keeps_the_old_tools():
+    def f() -> int:
+        """One."""
+        return 1
+
+    s = session(FINAL.format(text="x"), namespace={"f": f})
+    with pytest.raises(SettingsError, match="tools: unknown tool 'nosuch'") as err:
+        s.configure(tools="python,nosuch")
+    assert "\n" not in str(err.value) and s.settings.tools == "python"
+    assert s.configure(tools="python,f").tools == "python,f"
+    assert s.configure(effort="high").effort == "high"  # other settings are not held to the tools' check
+
+
 def test_constrain_needs_a_response_format():
     with pytest.raises(TurnError, match="needs a response format"):
         session(FINAL.format(text="x")).ask("q", constrain=True)
