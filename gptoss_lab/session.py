@@ -9,6 +9,7 @@ without an answer) whatever happened.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import signal
 import threading
 import time
@@ -318,7 +319,9 @@ class _Turn:
             self.recorder.begin()
         self.stream = stream = harmony.HarmonyStream()  # each engine call starts right after `<|start|>assistant`
         generated, last, t0 = 0, None, time.perf_counter()
-        tokens = self.session.engine.stream(ids, stop=harmony.STOP_TOKENS, sampling=sampling, recorder=self.recorder)
+        engine = self.session.engine
+        waits = {"should_stop": lambda: self.view.stop_requested} if _takes(engine.stream, "should_stop") else {}
+        tokens = engine.stream(ids, stop=harmony.STOP_TOKENS, sampling=sampling, recorder=self.recorder, **waits)
         try:
             for token in tokens:
                 if usage.ttft is None:
@@ -331,6 +334,8 @@ class _Turn:
                         return call
                 if self.view.stop_requested:
                     raise _Stopped
+            if self.view.stop_requested:  # an engine that waits on a server ends its stream when asked to
+                raise _Stopped
             for event in stream.close():
                 self._on_event(event)
         finally:
@@ -521,6 +526,15 @@ def _bidi_warning(code: str) -> str:
         return ""
     return (" Careful: it holds Unicode direction controls (shown as \\u202e ...), which can make code read "
             "in another order than it runs.")
+
+
+def _takes(function: Any, keyword: str) -> bool:
+    """Whether `function` names the parameter `keyword` (not just **kwargs, which a wrapper may pass on to
+    an engine without it)."""
+    try:
+        return keyword in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _checked_intervention(intervene: Any, engine: Engine) -> Any:

@@ -621,3 +621,43 @@ def test_a_server_that_echoes_the_prompt_is_refused_in_one_line(text_only):
         assert engine.prompt_as == ("text" if text_only else "ids")
         reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
     assert reply.errors == [f"The turn failed: {caught.value}"] and not reply.final
+
+
+class _StopAfter:
+    """A view whose Stop button is clicked `seconds` after the turn starts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.clicked_at = seconds, None
+        self.events = []
+
+    def handle(self, event):
+        self.events.append(event)
+        if self.clicked_at is None:
+            self.clicked_at = time.perf_counter() + self.seconds
+
+    def approve(self, call):
+        return None
+
+    @property
+    def stop_requested(self):
+        return self.clicked_at is not None and time.perf_counter() >= self.clicked_at
+
+
+def test_stop_ends_a_turn_while_the_server_is_silent():
+    from gptoss_lab.session import Session
+
+    stalls = {1: [HEAD, _event("<|channel|>final<|message|>Hi there"), 20.0],  # silent mid-answer
+              2: [20.0]}                                                          # silent before its headers
+    answer = [HEAD, _event("<|channel|>final<|message|>Back."), _event(finish="stop")]
+    with FakeServer(raw=lambda n: stalls.get(n, answer)) as server:
+        session = Session.connect(server.url, timeout=60, session_options={"namespace": {}, "tools": "none"})
+        for said in (True, False):
+            started, view = time.perf_counter(), _StopAfter(0.5)
+            reply = session.ask("Say hi", view=view)
+            assert time.perf_counter() - started < 3  # not the server's 20 s nor the 60 s timeout
+            shown = "".join(e.text for e in view.events if type(e).__name__ == "Delta")
+            assert reply.interrupted and reply.final == shown and (shown.startswith("Hi") if said else shown == "")
+            assert reply.errors == ["Stopped: the partial reply is kept."]
+        assert session.ask("Still there?").final == "Back."  # the conversation goes on
+        assert [m.content[0].text for m in session.history if m.author.role.value == "user"] == [
+            "Say hi", "Say hi", "Still there?"]

@@ -14,8 +14,12 @@ ids already received, so the session keeps the partial answer. Server options: d
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import queue
+import socket
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
@@ -326,17 +330,21 @@ class RemoteEngine:
         stop: Collection[int],
         sampling: Sampling = Sampling(),
         recorder: Any = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[int]:
-        """Generated Harmony ids as the server streams them; routing is not visible remotely."""
+        """Generated Harmony ids as the server streams them; routing is not visible remotely. The server is
+        read on a helper thread, so `should_stop()` (the view's Stop button) is asked every 0.1 s while it is
+        silent, before its headers or mid-answer; when it says yes the stream ends where it is."""
         if sampling.logits_processor is not None:
             raise RemoteError(
                 "a remote server cannot apply this session's logits processor (constrained output); use a local engine")
         sampling = sampling.with_defaults(self.default_sampling)
-        response = self._open(prompt, stop, sampling)
+        reader = _Reader(lambda: self._open(prompt, stop, sampling),
+                         lambda response: self._unechoed(self._chunks(response), prompt))
         try:
-            yield from self._tokens(self._unechoed(self._chunks(response), prompt), stop, sampling.max_new_tokens)
+            yield from self._tokens(reader.chunks(should_stop or (lambda: False)), stop, sampling.max_new_tokens)
         finally:
-            response.close()
+            reader.abort()
 
     def _unechoed(self, chunks: Iterator[tuple[str, str | None, Any]],
                   prompt: Sequence[int]) -> Iterator[tuple[str, str | None, Any]]:
@@ -438,6 +446,67 @@ class _Reads:
         for text in self._response.iter_text():
             self._stalled()
             yield text
+
+
+class _Reader:
+    """One completion request read on a daemon thread, its chunks (or its RemoteError) handed over in order,
+    so the caller can give up on a silent server at once: `abort()` shuts the socket, which wakes the
+    thread from its read, and the thread closes the response."""
+
+    _END = object()
+
+    def __init__(self, open_response: Callable[[], httpx.Response],
+                 read: Callable[[httpx.Response], Iterator[tuple[str, str | None, Any]]]) -> None:
+        self._items: queue.Queue[Any] = queue.Queue()
+        self._aborted = threading.Event()
+        self._response: httpx.Response | None = None
+        self._thread = threading.Thread(target=self._run, args=(open_response, read), daemon=True,
+                                        name="gptoss-remote-stream")
+        self._thread.start()
+
+    def _run(self, open_response: Callable[[], httpx.Response],
+             read: Callable[[httpx.Response], Iterator[tuple[str, str | None, Any]]]) -> None:
+        response = None
+        try:
+            response = self._response = open_response()
+            if self._aborted.is_set():
+                return
+            for chunk in read(response):
+                if self._aborted.is_set():
+                    return
+                self._items.put(chunk)
+        except Exception as err:  # noqa: BLE001 - handed to the reading thread, which raises it there
+            self._items.put(err)
+        finally:
+            if response is not None:
+                response.close()
+            self._items.put(self._END)
+
+    def chunks(self, should_stop: Callable[[], bool]) -> Iterator[tuple[str, str | None, Any]]:
+        """The chunks as they come; ends quietly once `should_stop()` says yes while waiting."""
+        while True:
+            try:
+                item = self._items.get(timeout=0.1)
+            except queue.Empty:
+                if should_stop():
+                    return
+                continue
+            if item is self._END:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def abort(self) -> None:
+        """Stop reading: the thread ends at its next chunk, or now if it waits on the server."""
+        if not self._thread.is_alive():
+            return
+        self._aborted.set()
+        stream = self._response.extensions.get("network_stream") if self._response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
