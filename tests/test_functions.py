@@ -5,6 +5,8 @@ import dataclasses
 import datetime
 import enum
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional
@@ -237,6 +239,30 @@ def test_a_generator_function_is_bound_by_the_timeout():
     result = readings.call('{"sensor": "a"}', timeout=0.3)
     assert result.status == "timeout" and result.output == "Error: ToolTimeout: Timed out after 0.3 s"
     assert time.perf_counter() - start < 2
+
+
+def test_endless_iterators_returned_by_a_function_are_cut_not_looped_forever():
+    # serializing itertools.count() loops in C, out of reach of the timeout and Ctrl-C, until memory runs out:
+    # run in a child process so that a regression fails here instead of freezing the test run
+    code = """if True:
+        import itertools, resource
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a regression ends in MemoryError, not swap
+        from gptoss_lab import tool
+
+        @tool
+        def numbers() -> object:
+            \"\"\"Every number.\"\"\"
+            return {"n": itertools.count(), "words": itertools.repeat("x"), "few": (c for c in "ab")}
+
+        result = numbers.call("{}", timeout=5)
+        print(result.status); print(result.output[:40]); print(result.output[-120:])
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-500:]
+    status, head, tail = done.stdout.splitlines()
+    assert status == "done"
+    assert head.startswith('{"n": [0, 1, 2, 3, 4, 5,')
+    assert tail.endswith('"... (more items not read: the function returned an iterator; read 1000)"], "few": ["a", "b"]}')
 
 
 def test_a_datetime_parameter_is_described_and_validated_by_the_same_adapter():

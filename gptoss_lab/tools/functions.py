@@ -2,7 +2,8 @@
 
 A function's name, docstring and type-annotated signature become the `ToolDescription` shown to
 the model in the developer message. A call's arguments are parsed and validated before the
-function runs (in this kernel, on this thread); its return value goes back as JSON, and every
+function runs (in this kernel, on this thread); its return value goes back as JSON (an iterator read up
+to MAX_ITEMS items), and every
 failure goes back as an `Error: <Type>: <message>` text the model can read and recover from.
 """
 from __future__ import annotations
@@ -11,10 +12,11 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import itertools
 import json
 import time
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any
 
 import pydantic
@@ -28,6 +30,7 @@ from .base import Tool, ToolResult, interrupted
 from .python import ToolTimeout, alarm, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+MAX_ITEMS = 1000  # items read from an iterator a function returns
 
 
 class FunctionTool:
@@ -102,7 +105,7 @@ class FunctionTool:
             args.append(kwargs.pop(name))
         try:
             with alarm(timeout):  # a generator's body runs as its value is written: within the timeout too
-                value = self.function(*args, **kwargs)
+                value = _bounded(self.function(*args, **kwargs))
                 output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
         except ToolTimeout as err:
             return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
@@ -111,6 +114,21 @@ class FunctionTool:
         except BaseException as err:  # SystemExit too: the function's error goes back to the model, never up the stack
             return ToolResult("error", truncate(f"Error: {type(err).__name__}: {err}"), time.perf_counter() - start)
         return ToolResult("done", truncate(output), time.perf_counter() - start)
+
+
+def _bounded(value: Any) -> Any:
+    """`value` with every iterator in it (also inside dicts, lists, tuples and sets) read into a list of at
+    most MAX_ITEMS items: serializing `itertools.count()` would loop in C, where no timeout or Ctrl-C
+    reaches, until memory runs out. A cut list ends with a string saying so."""
+    if isinstance(value, Iterator):
+        items = list(itertools.islice(value, MAX_ITEMS + 1))
+        more = [f"... (more items not read: the function returned an iterator; read {MAX_ITEMS})"]
+        return [_bounded(item) for item in items[:MAX_ITEMS]] + (more if len(items) > MAX_ITEMS else [])
+    if isinstance(value, dict):
+        return {key: _bounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_bounded(item) for item in value]
+    return value
 
 
 def _field(annotation: Any, default: Any, documented: str | None) -> Any:
