@@ -2,9 +2,9 @@
 
 A function's name, docstring and type-annotated signature become the `ToolDescription` shown to
 the model in the developer message. A call's arguments are parsed and validated before the
-function runs (in this kernel, on this thread); its return value goes back as JSON (an iterator read up
-to MAX_ITEMS items), and every
-failure goes back as an `Error: <Type>: <message>` text the model can read and recover from.
+function runs (in this kernel, on this thread); its return value goes back as JSON (an iterator read
+up to MAX_ITEMS items), and every failure goes back as an `Error: <Type>: <message>` text the model
+can read and recover from.
 """
 from __future__ import annotations
 
