@@ -135,3 +135,19 @@ def test_a_reopened_reply_names_its_problems_as_the_live_view_did() -> None:
         assert "Not valid Harmony (The python call" not in rendering
         assert "Not valid Harmony (Not valid Harmony" not in rendering
         assert rendering.count("a special token inside a message") == 1
+
+
+def test_a_long_tool_output_folds_in_saved_renderings_and_loses_nothing() -> None:
+    recording = ("<|start|>assistant to=python<|channel|>analysis<|message|>for i in range(300): print('row', i)<|call|>"
+                 "<|channel|>final<|message|>Printed 300 rows.<|return|>")
+    reply = Session(ReplayEngine(recording), namespace={}, approval="auto").ask("Print rows")
+    transcript = Transcript.from_reply(reply)
+    output = reply.tool_calls[0].output
+    assert output.startswith("row 0\nrow 1\n") and "row 299" in output
+    for rendering in (transcript.to_html(), transcript.to_markdown()):
+        shown, folded = rendering.split("<details><summary>", 1)[0], rendering.split("<details><summary>", 1)[1]
+        assert "row 19" in shown and "row 20" not in shown  # 20 lines shown, the rest folded ...
+        assert folded.startswith("280 more lines (") and "row 20\n" in folded and "row 299" in folded  # ... not lost
+        assert rendering.index("Printed 300 rows.") > rendering.index("row 299")
+    short = Transcript.from_reply(Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("q"))
+    assert "more line" not in short.to_html() and "more line" not in short.to_markdown()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 STATUS_LABEL = {"pending": "pending", "waiting": "waiting for approval", "running": "running", "done": "done",
                 "error": "error", "timeout": "timed out", "skipped": "skipped", "interrupted": "interrupted"}
 REASONING_NOTE = "Reasoning is the model's unfiltered chain of thought, not a checked answer."
+FOLD_LINES, FOLD_CHARS = 20, 2000  # how much of a tool's output a saved card shows before folding the rest
 
 
 @dataclass
@@ -211,7 +212,9 @@ class Transcript:
                 out.append(f"**Tool call {_code_span(item.recipient or '')}** — {_status(item)}{edited}\n\n"
                            + _fence(code, code_language(item)))
                 if item.call is not None and item.call.output:
-                    out.append("Output:\n\n" + _fence(item.call.output))
+                    head, rest = _fold(item.call.output)
+                    out.append("Output:\n\n" + _fence(head) + (f"\n\n<details><summary>{_more(rest)}</summary>\n\n"
+                                                                 f"{_fence(rest)}\n\n</details>" if rest else ""))
             else:
                 out.append(inert_markdown(item.text))  # trusted Markdown outputs render their HTML live
         if self.citations:
@@ -396,11 +399,35 @@ def _tool_html(block: Block) -> str:
     left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
     rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
     if call is not None and call.output:  # a browser call shows its card: results or page window (citations.py)
-        output = card_html(call) or f'<pre class="gx-output">{html.escape(call.output)}</pre>'
+        output = card_html(call) or _output_html(call.output)
         rows.append(f'<tr><td {left}>{output}</td></tr>')
     head = f'{html.escape(block.recipient or "tool")} · {_status(block)}{seconds}{edited}'
     return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _fold(text: str) -> tuple[str, str]:
+    """A tool's output split into what a saved card shows (FOLD_LINES lines, FOLD_CHARS characters at most)
+    and the rest, which folds into <details> so a long output does not bury the answer (rest "" when short)."""
+    lines = text.splitlines(keepends=True)
+    if len(lines) <= FOLD_LINES + 4 and len(text) <= FOLD_CHARS + 200:  # folding a few lines would save nothing
+        return text, ""
+    cut = min(len("".join(lines[:FOLD_LINES])), FOLD_CHARS)
+    cut = text.rfind("\n", 0, cut) + 1 or cut  # at a line end where there is one
+    return text[:cut].rstrip("\n"), text[cut:]
+
+
+def _more(rest: str) -> str:
+    """The summary of a folded output: how much more there is."""
+    lines = rest.rstrip("\n").count("\n") + 1
+    return f"{lines} more lines ({len(rest):,} characters)" if lines > 1 else f"{len(rest):,} more characters"
+
+
+def _output_html(output: str) -> str:
+    head, rest = _fold(output)
+    folded = (f'<details><summary>{_more(rest)}</summary><pre class="gx-output">{html.escape(rest)}</pre></details>'
+              if rest else "")
+    return f'<pre class="gx-output">{html.escape(head)}</pre>{folded}'
 
 
 def _indent(text: str) -> str:
