@@ -101,6 +101,55 @@ def test_stop_ends_the_turn_and_keeps_the_partial_reasoning(lab_notebook):
     assert label.startswith("Thought for") and "Thinking" not in label   # not left "Thinking…" after Stop
 
 
+STALLED_SERVER = """
+import json, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Stalled(BaseHTTPRequestHandler):  # an OpenAI-compatible server that says a few words, then goes silent
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = json.dumps({"object": "list", "data": [{"id": "stalled", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        text = "<|channel|>analysis<|message|>Let me think about this carefully"
+        self.wfile.write(b"data: " + json.dumps({"choices": [{"index": 0, "text": text}]}).encode() + b"\\n\\n")
+        self.wfile.flush()
+        time.sleep(300)
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Stalled)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+from gptoss_lab import Session
+from gptoss_lab.widgets.chat import ChatView
+session = Session.connect(f"http://127.0.0.1:{server.server_address[1]}", timeout=600)
+"""
+
+
+def test_stop_ends_a_turn_while_a_remote_server_is_silent(lab_notebook):
+    page = lab_notebook([STALLED_SERVER, "reply = session.ask('Think hard', view=ChatView.show())",
+                         "print('REPLY', reply.interrupted, repr(reply.analysis))"], wait_for=".gx-reasoning")
+    page.wait_for_function("() => document.querySelector('.gx-reasoning-text').innerText.includes('think about')")
+    time.sleep(1.0)  # the server is silent now (for 300 s; the engine's own timeout is 600 s)
+    clicked = time.perf_counter()
+    page.locator(".gx-stop").click()
+    page.wait_for_selector(".gx-footer", timeout=20_000)
+    assert time.perf_counter() - clicked < 20
+    assert _reply_line(page).startswith("REPLY True 'Let me think about this")
+    assert "Stopped" in page.locator(".gx-chat .gx-notice").inner_text()
+
+
 @pytest.mark.parametrize("ui", ["lab", "notebook"])
 def test_kernel_reads_busy_from_the_first_to_the_last_token(lab_notebook, jupyter_lab, ui):
     """The status indicator and /api/kernels say busy for the whole turn, Run included (JupyterLab and
