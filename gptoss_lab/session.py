@@ -191,11 +191,11 @@ class Session:
         self.history.append(user)
         self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
                                     "intervene": intervene, **overrides}))
-        turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
-                            turn.recorder.routing if turn.recorder else None, window))
-        if routing:
-            _warn_unrouted(turn, self.engine)
-        try:
+        try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
+            turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
+                                turn.recorder.routing if turn.recorder else None, window))
+            if routing:
+                _warn_unrouted(turn, self.engine)
             with _intervention(intervene, self.engine):
                 turn.run(keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):

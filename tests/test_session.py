@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from gptoss_lab import ReplayEngine, Session, harmony
-from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd
+from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd, TurnStart
 from gptoss_lab.widgets.text import TextView
 
 CALL = "<|channel|>analysis<|message|>Need to compute.<|end|><|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
@@ -165,6 +165,19 @@ def test_keyboard_interrupt_during_a_tool_call_keeps_the_turn():
     assert reply.interrupted and reply.tool_calls[0].status == "interrupted"
     assert "may have had side effects" in reply.tool_calls[0].output and "started" in reply.tool_calls[0].output
     assert s.export().rstrip().endswith("<|start|>assistant")
+
+
+def test_an_interrupt_while_the_view_starts_still_ends_the_turn_with_a_reply():
+    class Slow(Recorder):  # Ctrl-C while the chat view is being displayed at the turn's start
+        def handle(self, event):
+            super().handle(event)
+            if isinstance(event, TurnStart):
+                raise KeyboardInterrupt
+
+    s = session(FINAL.format(text="first") + FINAL.format(text="second"))
+    reply = s.ask("q", view=Slow())
+    assert reply.interrupted and s.replies == [reply] and reply.errors == ["Stopped: the partial reply is kept."]
+    assert s.regenerate().final == "first" and len(s.replies) == 1  # turns and replies kept in step
 
 
 def test_tool_call_limit():
