@@ -91,6 +91,15 @@ def test_transitions_top1_and_all_pairs():
         r.transitions(2)
 
 
+def test_transition_figures_say_what_their_colours_measure():
+    """The colour bar said "tokens" also for probabilities (normalize=True) and for pairs of top-k picks."""
+    r = _record()
+    for table, label in ((r.transitions(0), "tokens"), (r.transitions(top1=False), "pairs of top-k picks"),
+                         (r.transitions(1, normalize=True), "P(next expert | expert)")):
+        figure = table.plot()
+        assert figure.axes[1].get_ylabel() == label  # the colour bar's axis
+
+
 def test_hot_and_cold_experts():
     r = _record()
     table = r.hot_and_cold(top=1)
@@ -150,6 +159,50 @@ def test_user_errors_are_one_line_value_errors():
         r.top_tokens(-1)
     with pytest.raises(ValueError, match="at least 1, not 0"):
         r.hot_and_cold(top=0)
+
+
+def test_layer_and_expert_indices_must_be_whole_numbers():
+    """A bool or a float as a layer or an expert is refused in one line (it gave a numpy broadcasting
+    or indexing error, or silently meant layer 1)."""
+    r = _record()
+    for call, message in ((lambda: r.top_tokens(layer=True), "layer must be a whole number, not True"),
+                          (lambda: r.coactivation(1.0), "layer must be a whole number, not 1.0"),
+                          (lambda: r.transitions(0.5), "layer must be a whole number, not 0.5"),
+                          (lambda: r.expert_card(True, 1), "layer must be a whole number, not True"),
+                          (lambda: r.expert_card(1, 2.0), "expert must be a whole number, not 2.0"),
+                          (lambda: r.figure("load", layer=1.5), "layer must be a whole number, not 1.5"),
+                          (lambda: r.hot_and_cold(top=True), "top must be a whole number, not True")):
+        with pytest.raises(TypeError) as error:
+            call()
+        assert str(error.value) == message
+    assert r.expert_card(np.int64(1), np.int64(0)).picks == 4  # numpy integers are whole numbers
+
+
+def test_token_text_with_dollar_signs_plots_as_written():
+    """"$$" is one token (LaTeX): matplotlib read it as mathematics and failed to draw the top
+    tokens and the expert card (a multi-line ParseException). Token texts and labels are drawn as
+    the text they are."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from gptoss_lab.routing.analysis import result_table
+    from gptoss_lab.widgets.routing_figures import view_figure
+
+    dollars = harmony.encode_text("$$")
+    assert len(dollars) == 1
+    r = Routing(dollars * 3, np.zeros((3, 2, 1), int), np.ones((3, 2, 1)), ["$a$"] * 3, num_experts=2)
+    for figure, want in ((r.top_tokens().plot(), "$$"), (r.expert_card(0, 0).plot(), "$$"),
+                         (r.expert_card(0, 0).plot(), "$a$"), (r.label_load().plot(), "$a$ (3 tokens)"),
+                         (r.label_divergence(["$a$", "$b$", "$b$"]).plot(), "$a$ vs rest"),
+                         (view_figure(r), "$a$ 3"), (r.figure(channel="$a$"), "($a$)"),
+                         (r.figure("load", channel="$a$"), "($a$)"),
+                         (result_table(pd.DataFrame({"label": ["$a$"], "change": [0.5]}), "token_effect").plot(),
+                          "$a$\n(1 tokens)")):
+        FigureCanvasAgg(figure).draw()
+        texts = [t for ax in figure.axes for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title)]
+        texts += [*figure.axes[0].get_legend().get_texts()] if figure.axes[0].get_legend() else []
+        texts += [figure._suptitle] if figure._suptitle else []
+        shown = [t for t in texts if want in t.get_text()]
+        assert shown and not any(t.get_parse_math() for t in shown), [t.get_text() for t in texts]
 
 
 def test_labels_without_tokens_or_without_a_rest():

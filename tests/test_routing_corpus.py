@@ -106,6 +106,8 @@ def test_one_line_errors(session):
         route(["x"], session, batch_size=0)
     with pytest.raises(ValueError, match="one label per text"):
         route(["x", "y"], session, labels=["a"])
+    with pytest.raises(TypeError, match=r"route takes a list of texts, not one text: route\(\[text\], model\)"):
+        route("hello", session)  # was routed as five one-letter texts
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about in a small run
         assert len(route([], session, progress=False)) == 0

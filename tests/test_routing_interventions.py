@@ -87,6 +87,23 @@ def test_combining_interventions():
     assert repr(Intervention()) == "Intervention(no change)"
 
 
+def test_indices_that_are_not_whole_numbers_are_refused_not_rounded():
+    """A float or a bool is not an expert, a layer or a top-k: 2.7 used to disable expert 2, True
+    expert 1, and top_k(1.5) was accepted, then failed the turn inside torch."""
+    for make, message in ((lambda: disable({1: [2.7]}), "expert must be a whole number, not 2.7"),
+                          (lambda: force({1.5: [2]}), "layer must be a whole number, not 1.5"),
+                          (lambda: disable({1: True}), "expert must be a whole number, not True"),
+                          (lambda: disable([(0, "3")]), "expert must be a whole number, not '3'"),
+                          (lambda: top_k(1.5), "top-k must be a whole number, not 1.5"),
+                          (lambda: top_k(True), "top-k must be a whole number, not True"),
+                          (lambda: top_k(1, layers=[True]), "layer must be a whole number, not True")):
+        with pytest.raises(TypeError) as error:
+            make()
+        assert str(error.value) == message
+    assert disable({np.int64(1): np.int64(3), None: range(2)}).describe() == (
+        "disable expert 3 in layer 1; disable experts 0, 1 in every layer")
+
+
 # ---------------------------------------------------------------- on gpt-oss-tiny
 
 
@@ -198,6 +215,20 @@ def test_compare_shows_answers_probabilities_and_route_changes(session):
     html = effect._repr_html_()
     assert "<script" not in html and "changed route" in html
     assert effect.plot().axes
+
+
+def test_compare_keeps_the_conversation_so_that_regenerate_asks_the_users_question(session):
+    """compare asks twice and puts the conversation back: `regenerate` (and `rewind`) then act on the
+    user's own last turn, not on compare's (which dropped the user's answer and asked their question twice)."""
+    session.reset()
+    mine = session.ask(QUESTIONS[1], temperature=0, max_new_tokens=150)
+    history = list(session.history)
+    disable({1: [2]}).compare(session, QUESTIONS[0], max_new_tokens=150)
+    assert session.history == history and session.replies == [mine]
+    again = session.regenerate()
+    assert again.prompt == QUESTIONS[1] and session.replies == [again]
+    assert [m for m in session.history if m.author.role.value == "user"] == history[:1]  # asked once, not twice
+    session.reset()
 
 
 def test_token_effect(session):

@@ -130,6 +130,26 @@ def test_large_records_show_the_first_tokens_and_say_so(monkeypatch):
     assert len(view.strings) == 1000 and view.total == 1500 and len(view.experts) == 1000 * 2 * 2 * 2
 
 
+def test_a_view_of_a_huge_record_decodes_only_the_tokens_it_shows(monkeypatch):
+    """The view shows the first `limit` tokens, but it decoded the text and label of every token of the
+    record: seconds and 1.6 GB for a 2-million-token corpus, enough to kill the kernel past that."""
+    import tracemalloc
+
+    n = 400_000
+    routing = Routing.from_arrays(np.arange(n, dtype=np.int32) % 50_000, np.zeros((n, 1, 1), np.int16),
+                                  np.zeros((n, 1, 1), np.float32), np.zeros(n, np.uint8), ["text"], num_experts=4)
+    monkeypatch.setattr(RoutingView, "limit", 1000)
+    RoutingView(routing.select(slice(0, 1000)))  # what any first view allocates once (tokenizer, widget machinery)
+    tracemalloc.start()
+    try:
+        view = RoutingView(routing)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(view.strings) == len(view.labels) == 1000 and view.total == n
+    assert peak < 1_000_000, f"{peak:,} bytes to show 1,000 tokens"
+
+
 @pytest.mark.kernel
 def test_a_saved_notebook_keeps_the_picture_of_a_live_view():
     """Displayed while empty (as the chat view does at turn start), updated when the turn ends: the

@@ -121,9 +121,16 @@ def _token_index(routing: Routing) -> tuple[np.ndarray, np.ndarray]:
     return ids, inverse.astype(np.int64)
 
 
+def whole(value: Any, name: str) -> int:
+    """`value` as an int: a one-line TypeError for a bool, a float or text (2.7 must not mean 2, nor True 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
+
 def check_layer(routing: Routing, layer: int) -> None:
     """Refuse, in one line, a layer index this record does not have."""
-    if not 0 <= layer < routing.layers:
+    if not 0 <= whole(layer, "layer") < routing.layers:
         raise ValueError(f"this record has layers 0..{routing.layers - 1}: there is no layer {layer}")
 
 
@@ -251,7 +258,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     """
     if by not in ("count", "specialisation"):
         raise ValueError(f"by must be 'count' or 'specialisation', not {by!r}")
-    if n < 1:
+    if whole(n, "n") < 1:
         raise ValueError(f"n (tokens per expert) must be at least 1, not {n}")
     if layer is not None:
         check_layer(routing, layer)
@@ -377,7 +384,7 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     if routing.layers < 2:
         raise ValueError("transitions need at least two layers")
     last = routing.layers - 2
-    if layer is not None and not 0 <= layer <= last:
+    if layer is not None and not 0 <= whole(layer, "layer") <= last:
         raise ValueError(f"layer must be between 0 and {last} (each layer is followed by the next), not {layer}")
     size = routing.num_experts + 1
     first, last = (0, routing.layers - 1) if layer is None else (layer, layer + 1)
@@ -392,10 +399,11 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     blocks = [_normalise(c) if normalize else c for c in counts]
     experts = pd.RangeIndex(routing.num_experts, name="expert")
     columns = pd.RangeIndex(routing.num_experts, name="next expert")
+    measure = "P(next expert | expert)" if normalize else "tokens" if top1 else "pairs of top-k picks"
     if layer is not None:
-        return result_table(blocks[0], "transitions", index=experts, columns=columns, layer=layer)
+        return result_table(blocks[0], "transitions", index=experts, columns=columns, layer=layer, measure=measure)
     index = pd.MultiIndex.from_product([range(routing.layers - 1), range(routing.num_experts)], names=["layer", "expert"])
-    return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0)
+    return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0, measure=measure)
 
 
 def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
@@ -403,7 +411,7 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
     many experts were never chosen, the share the `top` busiest experts take (default: a tenth of
     the experts, at least one) and the balance (load entropy / log2 experts; 1 = perfectly even).
     `.plot()` draws each layer's cumulative share over its experts, busiest first."""
-    if top is not None and top < 1:
+    if top is not None and whole(top, "top") < 1:
         raise ValueError(f"top (the busiest experts summed) must be at least 1, not {top}")
     share = load(routing).share
     top = top or max(1, routing.num_experts // 10)
@@ -527,7 +535,7 @@ class ExpertCard:
 
 def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> ExpertCard:
     """The `ExpertCard` of `expert` in `layer`: top `n` tokens, load by label, transitions."""
-    if not 0 <= layer < routing.layers or not 0 <= expert < routing.num_experts:
+    if not 0 <= whole(layer, "layer") < routing.layers or not 0 <= whole(expert, "expert") < routing.num_experts:
         raise ValueError(f"no expert {expert} in layer {layer}: this record has layers 0..{routing.layers - 1} "
                          f"and experts 0..{routing.num_experts - 1}")
     hit = (np.asarray(routing.experts[:, layer]) == expert).any(1)

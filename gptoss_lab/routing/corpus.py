@@ -127,6 +127,8 @@ def route(
     """
     from ..engines.hooks import RouterHooks, model_of
 
+    if isinstance(items, str):  # would be routed as one text per character
+        raise TypeError("route takes a list of texts, not one text: route([text], model)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     engine, net = model_of(model)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
 from ..settings import SettingsError
-from .analysis import Table, result_table
+from .analysis import Table, result_table, whole
 from .record import MAX_EXPERT, Routing, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
@@ -159,8 +159,9 @@ def _per_layer(spec: Mapping[int | None, Iterable[int] | int] | Iterable[tuple[i
     out: dict[int | None, set[int]] = {}
     items = spec.items() if isinstance(spec, Mapping) else spec
     for layer, experts in items:
-        experts = [experts] if isinstance(experts, (int, np.integer)) else experts
-        out.setdefault(None if layer is None else int(layer), set()).update(int(e) for e in experts)
+        experts = [experts] if isinstance(experts, str) or not isinstance(experts, Iterable) else experts
+        out.setdefault(None if layer is None else whole(layer, "layer"), set()).update(
+            whole(e, "expert") for e in experts)
     return {layer: frozenset(experts) for layer, experts in out.items()}
 
 
@@ -181,9 +182,11 @@ def force(spec: Any) -> Intervention:
 
 def top_k(k: int, layers: Iterable[int] | None = None) -> Intervention:
     """Routers pick `k` experts (in `layers`, default every layer), gate weights renormalised over them."""
+    k = whole(k, "top-k")
     if k < 1:
         raise ValueError(f"top-k must be at least 1, not {k}")
-    return Intervention(tuple((layer, LayerEdit(top_k=k)) for layer in ([ALL] if layers is None else layers)))
+    return Intervention(tuple((layer, LayerEdit(top_k=k)) for layer in
+                              ([ALL] if layers is None else [whole(layer, "layer") for layer in layers])))
 
 
 def parse_ablate(text: str) -> Intervention:
@@ -286,15 +289,16 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     options = {"temperature": 0, **options, "routing": True, "view": quiet}
     replies = []
     for applied in (False, True):
-        history, kept = list(session.history), list(session.replies)
+        asked = len(session.replies)
         try:
             if applied:
                 with intervention.apply(session):
                     replies.append(session.ask(prompt, **options))
             else:
                 replies.append(session.ask(prompt, **options))
-        finally:
-            session.history[:], session.replies[:] = history, kept
+        finally:  # compare's turn is taken back, so `regenerate` and `rewind` act on the user's own last turn
+            while len(session.replies) > asked:
+                session.rewind()
     return _measure(intervention, prompt, replies[0], replies[1], model, plan)
 
 

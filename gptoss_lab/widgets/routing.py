@@ -89,11 +89,12 @@ class RoutingView(anywidget.AnyWidget):
         n = min(len(r), self.limit)
         with self._lock:
             self._cancel()
-            experts, weights = _pack(r, 0, n)
+            part = r.select(slice(0, n))  # decoded and converted alone: a record may hold millions of tokens
+            experts, weights = _pack(part)
             with self.hold_sync():
                 self.layers, self.top_k, self.num_experts, self.total = r.layers, r.top_k, r.num_experts, len(r)
                 self.experts, self.weights = experts, weights
-                self.strings, self.labels = r.strings[:n], r.labels[:n]
+                self.strings, self.labels = part.strings, part.labels
             self._sent, self._pending, self._last = n, None, time.perf_counter()
             self.syncs += 1
 
@@ -133,9 +134,9 @@ class RoutingView(anywidget.AnyWidget):
                 self.total = len(r)
                 self.syncs += 1
             return
+        part = r.select(slice(start, end))
         self.send({"kind": "append", "start": start, "total": len(r), "layers": r.layers, "top_k": r.top_k,
-                   "num_experts": r.num_experts, "strings": r.strings[start:end], "labels": r.labels[start:end]},
-                  list(_pack(r, start, end)))
+                   "num_experts": r.num_experts, "strings": part.strings, "labels": part.labels}, list(_pack(part)))
         self._sent, self._last = end, time.perf_counter()
         self.syncs += 1
 
@@ -200,6 +201,6 @@ def routing_bundle(routing: Routing) -> dict[str, Any]:
     return RoutingView(routing)._bundle()
 
 
-def _pack(routing: Routing, start: int, end: int) -> tuple[bytes, bytes]:
-    experts = np.asarray(routing.experts[start:end]).astype(np.int64) % 65536  # -1 (empty slot) -> 65535
-    return experts.astype("<u2").tobytes(), fixed16(routing.weights[start:end]).tobytes()
+def _pack(routing: Routing) -> tuple[bytes, bytes]:
+    experts = np.asarray(routing.experts).astype(np.int64) % 65536  # -1 (empty slot) -> 65535
+    return experts.astype("<u2").tobytes(), fixed16(routing.weights).tobytes()

@@ -42,7 +42,8 @@ def _labels(ax: Any, x: str, y: str, title: str, *, size: int = 10, legend: bool
     ax.set_ylabel(y)
     ax.set_title(title, fontsize=size)
     if legend:
-        ax.legend(fontsize=7)
+        for text in ax.legend(fontsize=7).get_texts():
+            text.set_parse_math(False)  # labels from the data ("$" is text, not mathematics)
 
 
 def _figure(width: float, height: float) -> Any:
@@ -67,7 +68,8 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
               vmax=max(routing.num_experts, 1) - 0.5, extent=(-0.5, n - 0.5, routing.layers - 0.5, -0.5))
     ax.set_xlabel("token" + (f" (every {step}th shown)" if step > 1 else ""))
     ax.set_ylabel("layer")
-    ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10)
+    ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10,
+                 parse_math=False)
 
 
 def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | None) -> None:
@@ -85,7 +87,7 @@ def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | 
         ax.set_xlabel("expert")
         ax.set_ylabel("share of top-k picks")
     ax.set_title("expert load" + (f", layer {layer}" if layer is not None else "")
-                 + (f" ({channel})" if channel else ""), fontsize=10)
+                 + (f" ({channel})" if channel else ""), fontsize=10, parse_math=False)
 
 
 def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = None, layer: int | None = None) -> Any:
@@ -109,7 +111,7 @@ def view_figure(routing: Any) -> Any:
     top, bottom = figure.subplots(2, 1, height_ratios=[1.2, 1])
     _grid(top, routing, None)
     _load(bottom, figure, routing, None, None)
-    figure.suptitle(repr(routing), fontsize=9)
+    figure.suptitle(repr(routing), fontsize=9, parse_math=False)
     return figure
 
 
@@ -140,7 +142,8 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, **_: 
     for ax, expert in zip(axes, experts):
         part = rows[rows["expert"] == expert].sort_values("rank")
         ax.barh(np.arange(len(part))[::-1], part["count"], color=colors(expert))
-        ax.set_yticks(np.arange(len(part))[::-1], [repr(t)[1:-1][:14] for t in part["text"]], fontsize=7)
+        ax.set_yticks(np.arange(len(part))[::-1], [repr(t)[1:-1][:14] for t in part["text"]], fontsize=7,
+                      parse_math=False)
         ax.set_title(f"expert {expert}", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes[len(experts):]:
@@ -179,7 +182,7 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
         share = table.xs(label, level="label").to_numpy(float)
         lift = np.log2(np.divide(share, overall, out=np.ones_like(share), where=overall > 0).clip(1 / 4, 4))
         image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
-        ax.set_title(f"{label} ({table.attrs.get('tokens', {}).get(label, '?')} tokens)", fontsize=9)
+        ax.set_title(f"{label} ({table.attrs.get('tokens', {}).get(label, '?')} tokens)", fontsize=9, parse_math=False)
         ax.set_xlabel("expert", fontsize=8)
         ax.set_ylabel("layer", fontsize=8)
     for ax in axes[len(labels):]:
@@ -203,12 +206,12 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
     return figure
 
 
-def _transitions(table: Any, layer: int = 0, **_: Any) -> Any:
+def _transitions(table: Any, layer: int = 0, measure: str = "tokens", **_: Any) -> Any:
     matrix = table.xs(layer, level="layer") if "layer" in (table.index.names or []) else table
     figure = _figure(5, 4.3)
     ax = figure.add_subplot()
     image = ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest")
-    figure.colorbar(image, ax=ax, label="tokens")
+    figure.colorbar(image, ax=ax, label=measure)
     ax.set_xlabel(f"expert in layer {layer + 1}")
     ax.set_ylabel(f"expert in layer {layer}")
     ax.set_title(f"transitions from layer {layer} to {layer + 1}", fontsize=10)
@@ -247,10 +250,11 @@ def _expert_card(card: Any, **_: Any) -> Any:
     tokens, labels, moves = figure.subplots(1, 3)
     color = expert_colormap(card.expert + 1)(card.expert)
     tokens.barh(np.arange(len(card.tokens))[::-1], card.tokens["count"], color=color)
-    tokens.set_yticks(np.arange(len(card.tokens))[::-1], [repr(t)[1:-1][:14] for t in card.tokens["text"]], fontsize=7)
+    tokens.set_yticks(np.arange(len(card.tokens))[::-1], [repr(t)[1:-1][:14] for t in card.tokens["text"]], fontsize=7,
+                      parse_math=False)
     tokens.set_title("top tokens", fontsize=9)
-    labels.bar(card.labels["label"], card.labels["chose"], color=color)
-    labels.tick_params(axis="x", labelrotation=45, labelsize=7)
+    labels.bar(np.arange(len(card.labels)), card.labels["chose"], color=color)
+    labels.set_xticks(np.arange(len(card.labels)), card.labels["label"], rotation=45, fontsize=7, parse_math=False)
     labels.set_title("share of each label's tokens", fontsize=9)
     for frame, name, offset in ((card.previous, f"from layer {card.layer - 1}", -0.2),
                                 (card.next, f"to layer {card.layer + 1}", 0.2)):
@@ -297,7 +301,7 @@ def _token_effect(table: Any, by: str = "label", **_: Any) -> Any:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel("mean log-probability change (nats)")
     counts = groups.size()
-    ax.set_xticks(range(len(means)), [f"{x}\n({counts[x]} tokens)" for x in means.index], fontsize=8)
+    ax.set_xticks(range(len(means)), [f"{x}\n({counts[x]} tokens)" for x in means.index], fontsize=8, parse_math=False)
     ax.set_title("how the intervention changes the model's confidence in each kind of token (± s.e.)", fontsize=9)
     return figure
 
