@@ -66,7 +66,7 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
     cmap = expert_colormap(routing.num_experts).with_extremes(bad="#dddddd")
     ax.imshow(top1, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
               vmax=max(routing.num_experts, 1) - 0.5, extent=(-0.5, n - 0.5, routing.layers - 0.5, -0.5))
-    ax.set_xlabel("token" + (f" (every {step}th shown)" if step > 1 else ""))
+    ax.set_xlabel("token" + (f" (one in {step} shown)" if step > 1 else ""))
     ax.set_ylabel("layer")
     ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10,
                  parse_math=False)
