@@ -39,6 +39,9 @@ def test_route_equals_the_per_turn_capture(session, turn):
     np.testing.assert_array_equal(corpus[3].experts, turn.experts[:150])
     assert set(corpus[2].labels) == {"text"} and corpus[2].tokens.tolist() == harmony.encode_text("plain text, routed as text")
     assert len(corpus.combined) == sum(corpus.lengths) and corpus.combined.num_experts == 8
+    with pytest.raises(TypeError, match=r"^a text's index must be a whole number, not 1\.5$"):
+        corpus[1.5]  # was numpy's "only integers, slices ... are valid indices"
+    assert corpus[np.int64(-1)].tokens.tolist() == corpus[3].tokens.tolist()
 
 
 def test_long_texts_are_routed_in_chunks_over_a_cache(session, turn):

@@ -242,6 +242,8 @@ def test_token_effect(session):
     assert hurt["document"].value_counts().to_dict() == {0: len(reply.routing) - 1, 1: 49}
     assert hurt.loc[hurt["label"] == "final", "change"].mean() < -0.1
     assert hurt.plot().axes
+    with pytest.raises(TypeError, match="not text: route it first"):
+        top_k(2).token_effect(session, "What is 2 + 2?")  # was "invalid literal for int() with base 10: 'W'"
     records = [Routing(), reply.routing.select(slice(0, 1)), reply.routing.select(slice(0, 3))]
     short = top_k(2).token_effect(session, records)
     assert short["document"].tolist() == [2, 2] and short["position"].tolist() == [1, 2]  # an empty text has no rows

@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .. import harmony
+from .analysis import whole
 from .record import RecordWriter, Routing, read_record, token_labels
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
@@ -43,7 +44,7 @@ class Corpus(Sequence[Routing]):
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
+        if not -len(self) <= whole(i, "a text's index") < len(self):
             raise IndexError(f"text {i} of {len(self)}")
         i %= len(self)
         return self.combined.select(slice(int(self.offsets[i]), int(self.offsets[i + 1])))

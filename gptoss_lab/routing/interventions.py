@@ -91,6 +91,9 @@ class Intervention:
         `records`: a Routing (e.g. a reply's), token ids, or several Routings (a Corpus, a list: one
         forward pass each, rows tagged by `document`; one of fewer than two tokens has none).
         `.plot(by="label")`: the mean change per group."""
+        if isinstance(records, str):  # would be read as one "token id" per character
+            raise TypeError("token_effect takes a Routing, token ids or several Routings, not text: "
+                            "route it first (route([text], model)) or pass harmony.encode_text(text)")
         _, model = model_of(target)
         plan = self.check(model)
         single = isinstance(records, Routing) or (len(records) > 0 and isinstance(records[0], (int, np.integer)))
