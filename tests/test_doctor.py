@@ -146,3 +146,71 @@ def test_control_characters_in_a_model_name_stay_escaped(tmp_path):
     assert d.model == "x\\n  verdict  fits\\x1b[2J<i>"
     assert "\n" not in d.verdict and "\x1b" not in str(d) and len(str(d).splitlines()) == 1 + len(d.rows())
     assert "\x1b" not in d._repr_html_() and "&lt;i&gt;" in d._repr_html_() and "<i>" not in d._repr_html_()
+
+
+def weights_without_a_dtype(folder, random_checkpoint):
+    """A checkpoint folder whose config names no dtype, so the doctor reads it from the safetensors headers."""
+    import json
+    import shutil
+
+    shutil.copytree(random_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["dtype"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_the_weights_dtype_is_read_from_safetensors_headers_safely(tmp_path, random_checkpoint):
+    """A header claiming exabytes was read into memory (MemoryError), and a FIFO named *.safetensors froze the kernel."""
+    import os
+    import signal
+
+    folder = weights_without_a_dtype(tmp_path / "no-dtype", random_checkpoint)
+    assert doctor(folder, memory="1 kB").load_how == "bfloat16"  # from the stored tensors
+    (folder / "model.safetensors").write_bytes((2**62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(LoadError, match=r"model.safetensors is damaged or incomplete \(.*\); copy or download") as info:
+        doctor(folder, memory="1 kB")
+    assert "\n" not in str(info.value)
+    (folder / "model.safetensors").unlink()
+    os.mkfifo(folder / "model.safetensors")
+
+    def frozen(signum, frame):
+        raise TimeoutError("doctor waited on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, frozen)
+    signal.alarm(10)
+    try:
+        with pytest.raises(LoadError, match=r"model.safetensors is not a regular file$"):
+            doctor(folder, memory="1 kB")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_loaded_model_is_sized_in_the_dtype_it_was_loaded_in():
+    """`%gptoss doctor` after `%gptoss load tiny --dtype bfloat16` said "loads as float32: 116 MB" for a 58 MB model."""
+    engine = LocalEngine.from_pretrained("tiny", dtype="bfloat16", progress=False)
+    d = doctor(engine, memory="1 GB")
+    held = sum(p.numel() * p.element_size() for p in engine.model.parameters())
+    assert d.load_how == "bfloat16" and d.load_bytes == held == 2 * 29_108_912  # parameters counted by hand
+    assert d.kv.per_token_layer == 2 * 2 * 32 * 2  # keys and values, 2 KV heads of 32, in bf16
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model_type": "gpt_oss", "hidden_size": "x"}, "is not a valid gpt-oss config: .*'hidden_size' expected int"),
+    ({"model_type": "gpt_oss", "num_experts_per_tok": 200}, r"num_experts_per_tok \(200\) is more than num_local_experts"),
+    ({"model_type": "gpt_oss", "hidden_size": 0}, "hidden_size must be a positive whole number, not 0"),
+    ([1, 2], "is an unknown model, not gpt-oss"),
+])
+def test_a_config_no_gpt_oss_can_have_is_one_line_not_a_report(tmp_path, config, message):
+    """A dict or a config.json with impossible sizes got a traceback or a report of a model that cannot exist."""
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for model in ([config] if isinstance(config, dict) else []) + [tmp_path / "config.json"]:
+        with pytest.raises(LoadError, match=message) as info:
+            doctor(model)
+        assert "\n" not in str(info.value)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(LoadError, match="could not read .*config.json: Expecting property name"):
+        doctor(tmp_path / "config.json")

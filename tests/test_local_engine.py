@@ -9,6 +9,7 @@ import torch
 
 from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.base import Sampling
+from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LoadError, LocalEngine
 from gptoss_lab.routing import Recorder
 
@@ -215,3 +216,96 @@ def test_load_errors_are_one_clear_line(tmp_path, monkeypatch, random_checkpoint
     monkeypatch.setattr(socket, "create_connection", unreachable)
     message = error("openai/gpt-oss-20b", cache_dir=str(tmp_path / "hf-cache"))
     assert "cannot be reached" in message and "load the folder" in message
+
+
+def broken_copy(source, folder, *, config=None, tensors=None):
+    """A copy of a checkpoint folder with its config.json and/or its tensors changed in place."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    if config is not None:
+        data = json.loads((folder / "config.json").read_text())
+        config(data)
+        (folder / "config.json").write_text(json.dumps(data))
+    if tensors is not None:
+        weights = load_file(folder / "model.safetensors")
+        tensors(weights)
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(LoadError) as info:
+        call()
+    assert "\n" not in str(info.value) and (info.value.__context__ is None or info.value.__suppress_context__)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.pop("model.layers.0.self_attn.q_proj.weight"), "model.layers.0.self_attn.q_proj.weight is missing"),
+    (lambda t: t.update({"model.layers.1.self_attn.k_proj.weight": torch.zeros(3, 3)}),
+     r"model.layers.1.self_attn.k_proj.weight has shape \(3, 3\), the config needs \(32, 64\)"),
+    (lambda t: t.update({"model.norm.weight": t["model.norm.weight"].to(torch.int32)}),
+     "model.norm.weight is stored as I32, not floating point"),
+])
+def test_missing_misshapen_or_integer_weights_are_refused_before_loading(tmp_path, random_checkpoint, change, message):
+    """transformers would fill a missing tensor with random values (a different model) and print a table for a wrong
+    shape; the load refuses both in one line naming the tensor."""
+    folder = broken_copy(random_checkpoint, tmp_path / "broken", tensors=change)
+    assert re.search(message, one_line_error(lambda: LocalEngine.from_pretrained(folder, progress=False)))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(hidden_size="wide"), "not a valid gpt-oss config: .*'hidden_size' expected int"),
+    (lambda c: c.update(layer_types=["full_attention"]), "not a valid gpt-oss config: .*must be equal to the number"),
+    (lambda c: c.update(num_experts_per_tok=9), "num_experts_per_tok \\(9\\) is more than num_local_experts \\(8\\)"),
+    (lambda c: c.update(num_attention_heads=3), "num_attention_heads \\(3\\) is not a multiple of num_key_value_heads"),
+    (lambda c: c.update(hidden_size=0), "hidden_size must be a positive whole number, not 0"),
+])
+def test_a_config_that_cannot_describe_a_gpt_oss_model_is_one_line(tmp_path, random_checkpoint, change, message):
+    folder = broken_copy(random_checkpoint, tmp_path / "bad-config", config=change)
+    assert re.search(message, one_line_error(lambda: LocalEngine.from_pretrained(folder, progress=False)))
+    assert re.search(message, one_line_error(lambda: doctor(folder)))
+
+
+def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path, random_checkpoint):
+    folder = broken_copy(random_checkpoint, tmp_path / "list")
+    (folder / "config.json").write_text("[1, 2]")
+    assert "is an unknown model, not gpt-oss" in one_line_error(lambda: LocalEngine.from_pretrained(folder, progress=False))
+
+
+def test_remote_code_is_never_run(tmp_path, random_checkpoint):
+    """A checkpoint's own Python (auto_map) would run with the kernel's authority: trust_remote_code=True is refused."""
+    folder = broken_copy(random_checkpoint, tmp_path / "remote", config=lambda c: c.update(
+        auto_map={"AutoConfig": "evil.Config", "AutoModelForCausalLM": "evil.Model"}))
+    (folder / "evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n"
+                                    "from transformers import GptOssConfig as Config, GptOssForCausalLM as Model\n")
+    message = one_line_error(lambda: LocalEngine.from_pretrained(folder, progress=False, trust_remote_code=True))
+    assert "trust_remote_code=True is refused" in message
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.pop("model.layers.0.self_attn.q_proj.weight"),
+     "^could not load someone/broken: the weight model.layers.0.self_attn.q_proj.weight is missing"),
+    (lambda t: t.update({"model.layers.0.self_attn.q_proj.weight": torch.zeros(3, 3)}),
+     "^could not load someone/broken: You set `ignore_mismatched_sizes`"),
+])
+def test_a_broken_checkpoint_in_the_hub_cache_is_not_loaded_nor_called_absent(tmp_path, monkeypatch, random_checkpoint,
+                                                                              change, message):
+    """Offline, a cached hub id loaded with random values for a missing weight, and a wrong shape was reported as
+    "not in the Hugging Face cache"."""
+    def unreachable(*args, **kw):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    repo = tmp_path / "hub" / "models--someone--broken"
+    broken_copy(random_checkpoint, repo / "snapshots" / "abc", tensors=change)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    message_seen = one_line_error(lambda: LocalEngine.from_pretrained("someone/broken", cache_dir=str(tmp_path / "hub"),
+                                                                      progress=False))
+    assert re.search(message, message_seen)

@@ -228,3 +228,27 @@ def test_quantize_into_an_empty_folder_and_nothing_left_when_it_fails(tmp_path, 
     with pytest.raises(ValueError, match="multiple of 32"):
         quantize_checkpoint(random_checkpoint, tmp_path / "half")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no half-written folder
+
+
+GATE_UP = "model.layers.0.mlp.experts.gate_up_proj"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.pop(f"{GATE_UP}_scales"), f"the weight {GATE_UP}_scales is missing"),
+    (lambda t: t.update({f"{GATE_UP}_blocks": t[f"{GATE_UP}_blocks"][:, :, :1].contiguous()}),
+     rf"the weight {GATE_UP}_blocks has shape \(8, 128, 1, 16\), the config needs \(8, 128, 2, 16\)"),
+    (lambda t: t.update({f"{GATE_UP}_scales": t[f"{GATE_UP}_scales"].to(torch.int16)}),
+     f"the weight {GATE_UP}_scales is stored as I16, not U8"),
+])
+def test_mxfp4_blocks_or_scales_that_do_not_fit_the_config_are_one_line(tmp_path, random_checkpoint, change, message):
+    """Before, transformers printed a report with a traceback per expert projection and raised a RuntimeError."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "q"
+    quantize_checkpoint(random_checkpoint, folder)
+    tensors = load_file(folder / "model.safetensors")
+    change(tensors)
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(checkpoint.LoadError, match=message) as info:
+        LocalEngine.from_pretrained(folder, progress=False)
+    assert "\n" not in str(info.value)

@@ -30,6 +30,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
 _MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 _ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
+_STORED_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
 
 
 class LoadError(EngineError):
@@ -95,6 +96,7 @@ def offline_message(name: str | Path) -> str:
 
 def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
     """The checkpoint's transformers config, after checking that it is a gpt-oss model."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig, PretrainedConfig
 
     hub_kw = hub_kw or {}
@@ -104,10 +106,89 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
         if source.hub and hub_kw.get("local_files_only"):
             raise LoadError(offline_message(source.path)) from None
         raise LoadError(f"could not read the config of {source.path}: {first_line(error)}") from None
-    model_type = raw.get("model_type")
+    check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, str(source.path))
+    try:
+        config = AutoConfig.from_pretrained(source.path, **hub_kw)
+    except (ValueError, TypeError, StrictDataclassError) as error:  # transformers' checks of the values, several lines
+        message = " ".join(str(error).split())
+        raise LoadError(f"the config of {source.path} is not a valid gpt-oss config: {message}") from None
+    check_sizes(config, f"the config of {source.path}")
+    return config
+
+
+def check_model_type(model_type: Any, name: str) -> bool:
+    """True for a gpt-oss config's model_type; a one-line LoadError naming `name` for anything else."""
     if model_type != "gpt_oss":
-        raise LoadError(f"{source.path} is a {model_type or 'unknown'} model, not gpt-oss (config model_type must be 'gpt_oss')")
-    return AutoConfig.from_pretrained(source.path, **hub_kw)
+        kind = f"a {model_type}" if model_type else "an unknown"
+        raise LoadError(f"{name} is {kind} model, not gpt-oss (config model_type must be 'gpt_oss')")
+    return True
+
+
+def check_sizes(config: Any, name: str) -> None:
+    """A one-line LoadError (`name` is what it says is wrong) for sizes no GptOss model can have: transformers
+    accepts them, then fails mid-load or mid-turn."""
+    wrong = f"{name} is not a valid gpt-oss config"
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise LoadError(f"{wrong}: {key} must be a positive whole number, not {value!r}")
+    experts, top_k = config.num_local_experts, config.num_experts_per_tok
+    if top_k > experts:
+        raise LoadError(f"{wrong}: num_experts_per_tok ({top_k}) is more than num_local_experts ({experts})")
+    if config.num_attention_heads % config.num_key_value_heads:
+        raise LoadError(f"{wrong}: num_attention_heads ({config.num_attention_heads}) is not a multiple of "
+                        f"num_key_value_heads ({config.num_key_value_heads})")
+
+
+def check_tensors(folder: str, config: Any) -> None:
+    """A one-line LoadError for a weight the config needs that the folder's safetensors lack or store in another shape or
+    dtype: transformers would fill a missing one with random values (a different model, one logged warning) and report
+    a wrong shape in a multi-line table. Reads only the headers, before any weight loads."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    stored = _headers(folder)
+    if not stored:
+        return  # no safetensors: transformers says what is missing
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight" and config.tie_word_embeddings:
+            continue  # the embedding matrix, stored once
+        wanted = {name: (tuple(tensor.shape), None)}  # None: any floating-point dtype
+        if name.endswith(EXPERT_WEIGHTS) and f"{name}_blocks" in stored:  # MXFP4, rows are output features
+            experts, inputs, outputs = tensor.shape
+            wanted = {f"{name}_blocks": ((experts, outputs, inputs // 32, 16), "U8"),
+                      f"{name}_scales": ((experts, outputs, inputs // 32), "U8")}
+        for key, (shape, dtype) in wanted.items():
+            if key not in stored:
+                raise LoadError(f"could not load {folder}: the weight {key} is missing from its .safetensors files")
+            got_shape, got_dtype = stored[key]
+            if got_shape != shape:
+                raise LoadError(f"could not load {folder}: the weight {key} has shape {got_shape}, the config needs {shape}")
+            if got_dtype != dtype and not (dtype is None and got_dtype in _STORED_FLOATS):
+                raise LoadError(f"could not load {folder}: the weight {key} is stored as {got_dtype}, "
+                                f"not {dtype or 'floating point'}")
+
+
+def _headers(folder: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """(shape, safetensors dtype) of every tensor in a folder's .safetensors files, from their headers alone."""
+    from safetensors import SafetensorError, safe_open
+
+    found: dict[str, tuple[tuple[int, ...], str]] = {}
+    for shard in sorted(Path(folder).glob("*.safetensors")):
+        if not shard.is_file():  # e.g. a FIFO, whose read would wait forever (here and in transformers)
+            raise LoadError(f"could not load {folder}: {shard.name} is not a regular file")
+        try:
+            with safe_open(shard, "pt") as f:
+                for name in f.keys():
+                    tensor = f.get_slice(name)
+                    found[name] = (tuple(tensor.get_shape()), tensor.get_dtype())
+        except (OSError, SafetensorError) as error:
+            raise LoadError(f"could not load {folder}: {shard.name} is damaged or incomplete ({first_line(error)}); "
+                            "copy or download it again") from None
+    return found
 
 
 # ------------------------------------------------------------------ counting, from the config alone
@@ -175,14 +256,7 @@ def _stored_dtype(folder: str | None) -> str | None:
     """The first floating dtype in a folder's safetensors headers (what transformers' dtype="auto" picks)."""
     if folder is None or not Path(folder).is_dir():
         return None
-    names = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
-    for shard in sorted(Path(folder).glob("*.safetensors")):
-        with shard.open("rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        for info in header.values():
-            if isinstance(info, dict) and info.get("dtype") in names:
-                return names[info["dtype"]]
-    return None
+    return next((_STORED_FLOATS[dtype] for _, dtype in _headers(folder).values() if dtype in _STORED_FLOATS), None)
 
 
 def weight_bytes(config: Any, dtype: str, *, packed: bool) -> int:
@@ -327,8 +401,8 @@ class LoadPlan:
 
     def failed(self, error: BaseException) -> LoadError:
         """The one-line LoadError for an exception transformers raised while loading."""
-        if self.kwargs.get("local_files_only") and self.source.hub:
-            return LoadError(offline_message(self.source.path))
+        if isinstance(error, OSError) and self.kwargs.get("local_files_only") and self.source.hub:
+            return LoadError(offline_message(self.source.path))  # a file the cache lacks (not a broken one it has)
         from safetensors import SafetensorError
 
         if isinstance(error, SafetensorError):
@@ -353,11 +427,16 @@ def plan_load(
     """
     import torch
 
+    if kw.get("trust_remote_code"):
+        raise LoadError("trust_remote_code=True is refused: gpt-oss runs on transformers' own code, and a checkpoint's "
+                        "code would run with this kernel's full authority")
     source = resolve(name_or_path)
     hub_kw = {k: kw[k] for k in _HUB_KW if k in kw}
     if source.hub and not hub_reachable():
         kw["local_files_only"] = hub_kw["local_files_only"] = True
     config = read_config(source, hub_kw)
+    if not source.hub:
+        check_tensors(source.path, config)
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))

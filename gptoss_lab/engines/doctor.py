@@ -136,7 +136,9 @@ def doctor(
         checkpoint.check_gpu(target, ", or give memory= (e.g. '80 GB') to size the model for another machine")
     p = checkpoint.count_parameters(config)
     free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
-    dtype_name = checkpoint.dtype_name(config, dtype or checkpoint.cpu_default(config, target, free), folder)
+    loaded = getattr(model, "config", None) is config  # a loaded model's config names the dtype it is in
+    default = None if loaded else checkpoint.cpu_default(config, target, free)
+    dtype_name = checkpoint.dtype_name(config, dtype or default, folder)
     packed_mxfp4 = checkpoint.weight_bytes(config, "bfloat16", packed=True)
     bf16 = checkpoint.weight_bytes(config, "bfloat16", packed=False)
     if mxfp4_kernels is None:
@@ -171,32 +173,42 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
 
     if isinstance(getattr(model, "config", None), PretrainedConfig):  # a loaded LocalEngine or transformers model
         name = str(getattr(model, "name", "") or getattr(model.config, "_name_or_path", "") or "model")
-        return name, _checked(model.config.model_type, name) and model.config, None
+        return name, checkpoint.check_model_type(model.config.model_type, name) and model.config, None
     if isinstance(model, Engine):
         raise LoadError(f"{getattr(model, 'name', 'this model')} is not loaded in this kernel, so doctor cannot size it: "
                         "give a hub id, a folder or a config.json")
     if isinstance(model, PretrainedConfig):
         name = str(getattr(model, "_name_or_path", "") or "config")
-        return name, _checked(model.model_type, name) and model, None
+        return name, checkpoint.check_model_type(model.model_type, name) and model, None
     if isinstance(model, dict):
-        return "config", _checked(model.get("model_type"), "the config") and GptOssConfig.from_dict(model), None
+        return "config", _valid(model, "the config"), None
     shipped = checkpoint.shipped_config(model)
     if shipped is not None:
         return shipped.name, GptOssConfig.from_pretrained(shipped), None
     path = Path(str(model)).expanduser()
     if path.is_file() and path.suffix == ".json":
-        raw = json.loads(path.read_text())
-        return path.parent.name, _checked(raw.get("model_type"), str(path)) and GptOssConfig.from_dict(raw), None
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise LoadError(f"could not read {path}: {checkpoint.first_line(error)}") from None
+        return path.parent.name, _valid(raw, str(path)), None
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
     return source.name, checkpoint.read_config(source, hub_kw), None if source.hub else source.path
 
 
-def _checked(model_type: str | None, name: str) -> bool:
-    """True for a gpt-oss config; LoadError in one line for anything else."""
-    if model_type != "gpt_oss":
-        raise LoadError(f"{name} is a {model_type or 'unknown'} model, not gpt-oss (config model_type must be 'gpt_oss')")
-    return True
+def _valid(raw: Any, name: str) -> Any:
+    """The GptOssConfig of a config.json's contents; LoadError in one line for another model or values no GptOss can have."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import GptOssConfig
+
+    checkpoint.check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, name)
+    try:
+        config = GptOssConfig.from_dict(raw)
+    except (ValueError, TypeError, StrictDataclassError) as error:  # transformers' checks of the values, several lines
+        raise LoadError(f"{name} is not a valid gpt-oss config: {' '.join(str(error).split())}") from None
+    checkpoint.check_sizes(config, name)
+    return config
 
 
 def _longest_context(config: Any, kv: KVCache, load: int, free: int, limit: int, chunk: int, dtype: str) -> int:

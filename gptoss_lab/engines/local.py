@@ -84,9 +84,12 @@ class LocalEngine:
                 print(f"Note: {plan.note}.", flush=True)
         try:
             with _progress_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
-                model = AutoModelForCausalLM.from_pretrained(plan.source.path, **plan.kwargs)
-        except (OSError, ValueError, ImportError, SafetensorError) as error:  # missing, damaged or unusable files
+                model, info = AutoModelForCausalLM.from_pretrained(plan.source.path, output_loading_info=True, **plan.kwargs)
+        except (OSError, ValueError, ImportError, RuntimeError, SafetensorError) as error:  # bad files, out of memory
             raise plan.failed(error) from None
+        if info["missing_keys"]:  # transformers filled them with random values: another model than the one asked for
+            raise LoadError(f"could not load {plan.source.path}: the weight {min(info['missing_keys'])} is missing "
+                            "from its .safetensors files")
         engine = cls(model, name=plan.source.name, fast=fast)
         if progress and (hidden := checkpoint.routing_visible(model)):
             print(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
