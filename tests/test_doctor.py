@@ -214,3 +214,18 @@ def test_a_config_no_gpt_oss_can_have_is_one_line_not_a_report(tmp_path, config,
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(LoadError, match="could not read .*config.json: Expecting property name"):
         doctor(tmp_path / "config.json")
+
+
+def test_a_loaded_models_own_weights_count_as_free_for_it(monkeypatch):
+    """Free memory measured after loading leaves the loaded weights out: subtracting them again said a running
+    model did not fit (or left it less context than it has)."""
+    from gptoss_lab.engines import checkpoint
+
+    engine = LocalEngine.from_pretrained("tiny", dtype="bfloat16", progress=False)
+    weights = 2 * 29_108_912
+    monkeypatch.setattr(checkpoint, "free_bytes", lambda target: 10_000_000)  # what is left next to the loaded model
+    d = doctor(engine, device="cpu")
+    assert d.free == 10_000_000 + weights and d.fits
+    assert "free now, with the loaded weights" in str(d)
+    assert doctor("tiny", device="cpu", dtype="bfloat16").free == 10_000_000  # not loaded: as measured
+    assert doctor(engine, device="cpu", memory="1 GB").free == 10**9           # another machine: as given

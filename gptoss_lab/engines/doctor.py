@@ -45,6 +45,7 @@ class Diagnosis:
     prefill_chunk: int
     free: int | None
     free_assumed: bool
+    free_counts_loaded: bool  # the model is loaded on this device: its weights count as free for it
     max_context: int
     scratch_bytes: int       # eager attention's working memory at that context
     context_limit: int
@@ -68,7 +69,8 @@ class Diagnosis:
         if self.mxfp4_checkpoint:
             kernels += " → the experts stay in MXFP4" if self.kernels is None else " → the experts load dequantized"
         free = "unknown (a per-module device map)" if self.free is None else (
-            size(self.free) + (" (as given)" if self.free_assumed else " free now"))
+            size(self.free) + (" (as given)" if self.free_assumed else
+                               " free now, with the loaded weights" if self.free_counts_loaded else " free now"))
         return [
             ("parameters", f"{_count(p.total)} total, {_count(p.active)} active per token "
                            f"({self.layers} layers, {self.experts} experts, top-{self.top_k})"),
@@ -148,6 +150,9 @@ def doctor(
     mxfp4 = checkpoint.is_mxfp4(config)
     packed = mxfp4 and kernels is None
     load = checkpoint.weight_bytes(config, dtype_name, packed=packed)
+    resident = loaded and memory is None and free is not None and _on(model, target)
+    if resident:  # the measured free memory leaves out the weights already loaded there: they are this model's
+        free += load
     how = dtype_name + (" with MXFP4 experts" if packed else "")
     kv = KVCache.of(config, dtype_name)
     limit = int(config.max_position_embeddings)
@@ -158,7 +163,7 @@ def doctor(
         top_k=config.num_experts_per_tok, mxfp4_checkpoint=mxfp4, mxfp4_bytes=packed_mxfp4, bf16_bytes=bf16,
         device=str(target), device_name=_device_name(target), packages=_versions(), kernels=kernels,
         load_bytes=load, load_how=how, kv=kv, prefill_chunk=prefill_chunk, free=free,
-        free_assumed=memory is not None, max_context=context, context_limit=limit, fits=fits,
+        free_assumed=memory is not None, free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name),
     )
     return Diagnosis(**diagnosis, verdict=_verdict(name, fits, free, load, how, context, limit, mxfp4, kernels,
@@ -209,6 +214,15 @@ def _valid(raw: Any, name: str) -> Any:
         raise LoadError(f"{name} is not a valid gpt-oss config: {' '.join(str(error).split())}") from None
     checkpoint.check_sizes(config, name)
     return config
+
+
+def _on(model: Any, target: str) -> bool:
+    """Whether a loaded model's weights are on the kind of device `target` names."""
+    import torch
+
+    net = getattr(model, "model", model)
+    first = next(iter(net.parameters()), None) if hasattr(net, "parameters") else None
+    return first is not None and first.device.type == torch.device(target).type
 
 
 def _longest_context(config: Any, kv: KVCache, load: int, free: int, limit: int, chunk: int, dtype: str) -> int:
