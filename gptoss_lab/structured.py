@@ -23,6 +23,7 @@ from typing import Any
 import docstring_parser
 import jsonschema
 import pydantic
+import regex
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -303,22 +304,33 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     """A JSON-schema dict, checked, and its loader. pydantic builds validators from types, not from
     schemas, so a schema dict is validated by `jsonschema` (the reference implementation)."""
     schema = dict(schema)
-    kind = jsonschema.validators.validator_for(schema)
     try:
+        kind = jsonschema.validators.validator_for(schema)
         kind.check_schema(schema)
     except jsonschema.SchemaError as err:
-        raise ValueError(f"not a valid JSON schema: {err.message}") from None
+        raise ValueError(f"not a valid JSON schema: {_one_line(err.message)[:300]}") from None
+    except (AttributeError, TypeError, RecursionError) as err:  # a "$schema" that is not text; nesting too deep
+        raise ValueError(f"not a valid JSON schema ({type(err).__name__}: {_one_line(str(err))[:200]})") from None
+    try:  # the developer message shows the schema as JSON: a set, a date or a 5000-digit number cannot be shown
+        json.dumps(schema)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"not a valid JSON schema: {_one_line(str(err))[:200]}") from None
+    # patterns matched with the `regex` module: `re` backtracks for ever on patterns like ^(a+)+$ and a long answer
+    kind = jsonschema.validators.extend(kind, {"pattern": _pattern, "patternProperties": _pattern_properties,
+                                               "additionalProperties": _additional_properties})
     validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
 
     def load(body: str) -> Any:
         try:
-            value = json.loads(body, parse_constant=_not_json)
-        except json.JSONDecodeError as err:
-            raise StructuredOutputError(f"the final answer is not valid JSON: {err}") from None
+            value = json.loads(body, parse_constant=_not_json, parse_float=_finite)
+        except (ValueError, RecursionError) as err:  # JSONDecodeError; digits over the int limit; nesting
+            raise StructuredOutputError(f"the final answer is not valid JSON: {_one_line(str(err))[:300]}") from None
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "answer"
-            raise StructuredOutputError(f"the final answer does not match the schema: {where}: {error.message}")
+            # one short line, however long the answer or the schema's enum
+            raise StructuredOutputError(_one_line(f"the final answer does not match the schema: {where}: "
+                                                  f"{error.message}")[:400])
         return value
 
     return schema, load
@@ -326,6 +338,54 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
 
 def _not_json(constant: str) -> Any:
     raise json.JSONDecodeError(f"{constant} is not a JSON value", constant, 0)
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; one too large for a float (1e999) is refused like Infinity."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+# jsonschema's `pattern`, `patternProperties` and `additionalProperties` keywords, with `regex` for `re`
+_REGEX_SECONDS = 2.0  # per match: a TimeoutError past it is reported as an answer that could not be checked
+
+
+def _search(pattern: str, text: str) -> bool:
+    return regex.search(pattern, text, timeout=_REGEX_SECONDS) is not None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "object"):
+        for pattern, subschema in patterns.items():
+            for key, value in instance.items():
+                if _search(pattern, key):
+                    yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object"):
+        return
+    patterns = list(schema.get("patternProperties", {}))
+    extras = [key for key in instance
+              if key not in schema.get("properties", {}) and not any(_search(p, key) for p in patterns)]
+    if validator.is_type(allowed, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], allowed, path=key)
+    elif not allowed and extras:
+        names = ", ".join(repr(key) for key in sorted(extras))
+        if patterns:
+            yield jsonschema.ValidationError(f"{names} {'does' if len(extras) == 1 else 'do'} not match any of the "
+                                             f"regexes: {', '.join(repr(p) for p in sorted(patterns))}")
+        else:
+            yield jsonschema.ValidationError(f"Additional properties are not allowed ({names} "
+                                             f"{'was' if len(extras) == 1 else 'were'} unexpected)")
 
 
 # ---------------------------------------------------------------- constrained decoding

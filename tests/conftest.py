@@ -4,8 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gptoss_lab.tiny.random_model import make_random_checkpoint
+
+# Fuzz tests draw the same examples in every run (a CI failure can be rerun as is) and write no database.
+settings.register_profile("lab", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=list(HealthCheck))
+settings.load_profile("lab")
 
 
 @pytest.fixture(scope="session")

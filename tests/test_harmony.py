@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gptoss_lab import harmony
 from gptoss_lab.tools.python import PythonTool
@@ -211,3 +212,68 @@ def test_a_message_changed_in_place_renders_anew():
     history[2].content[0] = TextContent(text="Rome.")
     assert renderer.render(history) == harmony.render(history)
     assert "Rome." in harmony.decode(renderer.render(history))
+
+
+# ---------------------------------------------------------------- fuzzing the stream parser and the re-tokeniser
+
+
+_SPECIALS = ["<|start|>", "<|channel|>", "<|message|>", "<|constrain|>", "<|end|>", "<|call|>", "<|return|>"]
+_WORDS = ["assistant", "system", "user", "developer", "tool", "to=python", "to=functions.x", "to=assistant", "to=",
+          "analysis", "commentary", "final", "json", "code", " ", "\n", "<|channel|>commentary to=python code",
+          "x" * 700, "é", "🙂", "\u202e", "\x00", "<|", "|>", "<|chan", "<|endoftext|>", "<|reserved_200013|>", "<|x|>",
+          "!!", "'s", "123456", "\r\n", "   ", "\t"]
+_TEXT = st.lists(st.one_of(st.sampled_from(_SPECIALS + _WORDS), st.text(max_size=6)), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.one_of(st.sampled_from([harmony.START, harmony.CHANNEL, harmony.MESSAGE, harmony.CONSTRAIN,
+                                           harmony.END, harmony.CALL, harmony.RETURN]),
+                          st.integers(0, harmony.VOCAB_SIZE - 1), st.integers(199_990, 201_100), st.integers(-3, 2**40),
+                          st.sampled_from(harmony.encode("assistant to=functions.x system user analysis final json"))),
+                max_size=80))
+def test_any_token_ids_give_well_formed_events(ids):
+    """Whatever the ids, the stream never raises; messages open and close in turn, every message it ends is the
+    assistant's and renders, and its text is what the deltas said."""
+    stream = harmony.HarmonyStream()
+    events = [e for token in ids for e in stream.feed(token)] + stream.close()
+    open_, text = False, ""
+    for event in events:
+        if isinstance(event, MessageStart):
+            assert not open_
+            open_, text = True, ""
+        elif isinstance(event, Delta):
+            assert open_
+            text += event.text
+        elif isinstance(event, MessageEnd):
+            assert open_
+            open_ = False
+            if event.message is not None:
+                assert event.message.author.role.value == "assistant" and harmony.text_of(event.message) == text
+                harmony.render([harmony.system_message(date="2026-11-25"), event.message])
+        else:
+            assert isinstance(event, ParseError) and isinstance(event.raw, str) and event.reason
+
+
+def _retokenized(chunks):
+    retok = harmony.Retokenizer()
+    ids = [i for chunk in chunks for i in retok.feed(chunk)] + retok.flush()
+    return ids, retok.implied_stop()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_TEXT, st.lists(st.integers(0, 10**6), max_size=12))
+def test_retokenizing_text_cut_anywhere_gives_the_same_ids(text, cuts):
+    """A server's text stream cut at arbitrary points (inside words, whitespace runs and special tokens)
+    gives the ids of the whole text, and the same implied stop token."""
+    cuts = sorted({c % (len(text) + 1) for c in cuts})
+    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    assert _retokenized(chunks) == _retokenized([text])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from([" ", "\n", "\r", "!", "'", "s", "t", "a", "A", "1", "/", "é", "\t", "<|end|>",
+                                 "<|start|>", "<|message|>", "<", "|", ">", "\u3000", "ǅ", "\u0301"]), max_size=40).map("".join))
+def test_retokenizing_text_one_character_at_a_time_gives_the_same_ids(text):
+    assert _retokenized(list(text)) == _retokenized([text])
+    if "<|start|>" not in text:  # (a missing <|end|> before <|start|> is restored, so the ids differ from encode's)
+        assert _retokenized([text])[0] == harmony.encode(text)

@@ -2,14 +2,18 @@
 llguidance constraint that keeps a `final` answer inside the schema."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
+import signal
 import sys
 import typing
 from decimal import Decimal
 from typing import Literal
 
+import hypothesis
+import hypothesis.strategies
 import pydantic
 import pytest
 from typing_extensions import NotRequired, TypedDict
@@ -401,3 +405,125 @@ def test_constrain_without_llguidance_is_one_line(monkeypatch):
     with pytest.raises(TurnError, match=r"^constrain: constrained decoding needs llguidance: pip install llguidance$"):
         session.ask("?", response_format=ShoppingList, constrain=True)
     assert session.history == []
+
+
+# ---------------------------------------------------------------- hostile schemas and answers (fuzzing)
+
+class _Deadline(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _within(seconds):
+    """Fail (instead of hanging the test run) when the block takes longer than `seconds`."""
+    def expire(*_):
+        raise _Deadline(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "1" * 5000, '{"n": ' + "9" * 5000 + "}"],
+                         ids=["deep", "long-int", "long-int-inside"])
+def test_an_answer_too_deep_or_too_long_a_number_is_not_valid_json(text):
+    with pytest.raises(StructuredOutputError, match="^the final answer is not valid JSON: "):
+        parse_final(text, {"type": ["array", "object", "integer"]})
+
+
+@pytest.mark.parametrize("text", ["1e999999", "-1e400", '{"n": 1E+9999}'])
+def test_a_number_too_large_for_a_float_is_refused_like_infinity(text):
+    with pytest.raises(StructuredOutputError, match="^the final answer is not valid JSON: .*too large"):
+        parse_final(text, {"type": ["number", "object"]})
+    assert parse_final("1e308", {"type": "number"}) == 1e308
+
+
+def test_a_mismatch_is_one_short_line_however_long_the_enum_or_the_answer():
+    enum = {"enum": list(range(100_000))}
+    with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: answer: 'x' is not one of") as err:
+        parse_final('"x"', enum)
+    assert len(str(err.value)) <= 400
+    with pytest.raises(StructuredOutputError) as err:
+        parse_final(json.dumps({"line\nbreak" * 1000: "x" * 100_000}), {"type": "object", "additionalProperties": {"type": "integer"}})
+    assert len(str(err.value)) <= 400 and "\n" not in str(err.value)
+
+
+def test_a_backtracking_pattern_cannot_hang_the_answer_check():
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^(a+)+$"}}}
+    with _within(5):
+        with pytest.raises(StructuredOutputError, match="does not match '\\^\\(a\\+\\)\\+\\$'"):
+            parse_final('{"code": "' + "a" * 60 + '!"}', schema)
+        assert parse_final('{"code": "aaaa"}', schema) == {"code": "aaaa"}
+        keys = {"type": "object", "patternProperties": {"^(a+)+$": {"type": "integer"}}, "additionalProperties": False}
+        with pytest.raises(StructuredOutputError, match="does not match any of the regexes: '\\^\\(a\\+\\)\\+\\$'"):
+            parse_final('{"' + "a" * 60 + '!": 1}', keys)
+        with pytest.raises(StructuredOutputError, match="aaaa: 'x' is not of type 'integer'"):
+            parse_final('{"aaaa": "x"}', keys)
+
+
+@pytest.mark.parametrize("schema", [
+    {"$schema": 5, "type": "object"},
+    {"$schema": ["x"], "type": "object"},
+    json.loads('{"items":' * 900 + "{}" + "}" * 900),
+    {"type": "string", "default": {"a", "b"}},
+    {"type": "string", "examples": [datetime.date(2026, 11, 25)]},
+    {"type": "integer", "maximum": 10 ** 5000},
+], ids=["schema-int", "schema-list", "deep", "set", "date", "huge-int"])
+def test_a_hostile_schema_dict_is_a_one_line_turn_error(schema):
+    with pytest.raises(ValueError, match="^not a valid JSON schema"):
+        ResponseFormat.from_user(schema)
+    session = _session('<|channel|>final<|message|>{}<|return|>')
+    with pytest.raises(TurnError, match="^response format: not a valid JSON schema") as err:
+        session.ask("?", response_format=schema)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("schema", [
+    {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"$ref": "#"},
+    {"$ref": "http://example.com/schema.json"},
+])
+def test_a_schema_whose_refs_lead_nowhere_still_ends_the_turn_with_its_reply(schema):
+    s = _session('<|channel|>final<|message|>{"a": 1}<|return|><|channel|>final<|message|>next<|return|>')
+    with _within(10):
+        reply = s.ask("?", response_format=schema)
+    assert reply.final == '{"a": 1}' and reply.parsed is None
+    assert reply.errors[0].startswith("the final answer could not be checked against the schema (")
+    assert s.ask("again").final == "next"
+
+
+_JSON = hypothesis.strategies.recursive(
+    hypothesis.strategies.none() | hypothesis.strategies.booleans() | hypothesis.strategies.integers()
+    | hypothesis.strategies.floats(allow_nan=False, allow_infinity=False) | hypothesis.strategies.text(max_size=20),
+    lambda inner: hypothesis.strategies.lists(inner, max_size=5)
+    | hypothesis.strategies.dictionaries(hypothesis.strategies.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+_NOISE = hypothesis.strategies.sampled_from(
+    ["", "\ufeff", "```json\n", "```", "NaN", "Infinity", "1e999", "[" * 3000, "}", ",", '"a":1,"a":2', " \n", "\ud800",
+     "Here is the answer:", "{", "\x00", "-", "0x1F", "01", "1" * 5000])
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(_JSON, hypothesis.strategies.lists(_NOISE, max_size=4), hypothesis.strategies.integers(0, 3))
+def test_any_final_answer_parses_or_is_one_line_error(value, noise, where):
+    """Whatever the model writes as its final answer (valid JSON, broken JSON, prose, fences, huge numbers,
+    deep nesting, a BOM ...), `parse` gives the value or a one-line StructuredOutputError, for a schema dict
+    and for a type alike; a valid JSON answer of the right type is given back as it was written."""
+    text = json.dumps(value)
+    if noise:
+        text = "".join(noise[:where]) + text + "".join(noise[where:])
+    for fmt in (ResponseFormat.from_user({"type": ["object", "array", "string", "number", "integer", "boolean", "null"]}),
+                ResponseFormat.from_user(typing.Any)):
+        try:
+            parsed = fmt.parse(text)
+        except StructuredOutputError as err:
+            assert "\n" not in str(err) and len(str(err)) <= 600
+        else:
+            if not noise:
+                assert parsed == value
