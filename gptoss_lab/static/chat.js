@@ -357,7 +357,9 @@ class Turn {
           again.disabled = fresh.disabled = true;
           send(this.model, { kind: "new_chat" });
         });
-      footer.append(again, fresh);
+      const group = h("span", "gx-turn-buttons");   // wraps as one: never New chat alone on the next line
+      group.append(again, fresh);
+      footer.append(group);
     }
     this.bar.replaceWith(footer);
     this.bar = footer;

@@ -441,6 +441,10 @@ def _fence(text: str, language: str = "") -> str:
     return f"{ticks}{language}\n{text}\n{ticks}"
 
 
+# The last five rules are more specific than JupyterLab's and nbconvert's rendered-HTML rules (`.jp-ThemedContainer
+# .jp-RenderedHTMLCommon pre` paints every pre and code in the page colour; `tbody tr:nth-child(even)` stripes and
+# `tbody tr:hover` tints table rows), which would otherwise put a tool card's output in a box of its own, tint the
+# card blue under the pointer, and leave a code block in the answer without a background.
 FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
  color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5;overflow-wrap:anywhere}
@@ -463,4 +467,11 @@ FALLBACK_STYLE = """<style>
 .gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;
  font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}
 .gx-fallback .gx-output{color:var(--jp-content-font-color2,#555)}
+.gx-fallback table.gx-tool tbody tr{background:none}
+.gx-fallback table.gx-tool pre,.gx-fallback div.gx-notice pre{background:none;color:inherit;
+ font-size:var(--jp-code-font-size,13px)}
+.gx-fallback table.gx-tool pre.gx-output{color:var(--jp-content-font-color2,#555)}
+.gx-fallback div.gx-final pre,.gx-fallback div.gx-commentary pre{margin:8px 0;padding:6px 10px;border-radius:6px;
+ background:var(--jp-layout-color2,rgba(127,127,127,.12))}
+.gx-fallback div.gx-final pre code,.gx-fallback div.gx-commentary pre code{background:none;padding:0}
 </style>"""

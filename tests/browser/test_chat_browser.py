@@ -101,6 +101,72 @@ def test_stop_ends_the_turn_and_keeps_the_partial_reasoning(lab_notebook):
     assert label.startswith("Thought for") and "Thinking" not in label   # not left "Thinking…" after Stop
 
 
+STATUSES = (
+    "<|start|>assistant to=python<|channel|>analysis<|message|>1 / 0<|call|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>print(2)<|call|>"
+    "<|channel|>final<|message|>Done.<|return|>"
+)
+# WCAG contrast of an element's text against what is painted behind it (semi-transparent colours composited;
+# the canvas turns any CSS colour, color-mix() included, into sRGB bytes).
+CONTRAST = """(node) => {
+  const ctx = document.createElement('canvas').getContext('2d', { willReadFrequently: true });
+  const rgba = (css) => { ctx.clearRect(0, 0, 1, 1); ctx.fillStyle = '#000'; ctx.fillStyle = css; ctx.fillRect(0, 0, 1, 1);
+    const d = ctx.getImageData(0, 0, 1, 1).data; return [d[0], d[1], d[2], d[3] / 255]; };
+  const over = (top, below) => top.slice(0, 3).map((c, i) => top[3] * c + (1 - top[3]) * below[i]);
+  const layers = [];
+  for (let n = node; n; n = n.parentElement) {
+    const c = rgba(getComputedStyle(n).backgroundColor);
+    if (c[3] > 0) layers.push(c);
+    if (c[3] === 1) break;
+  }
+  let bg = [255, 255, 255];
+  for (const layer of layers.reverse()) bg = over(layer, bg);
+  const fg = over(rgba(getComputedStyle(node).color), bg);
+  const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_tool_status_reads_at_4_5_to_1_in_light_and_dark(lab_notebook, theme):
+    """A card's status ("waiting for approval", "error", "done") is small text on the card's grey head: it must
+    read at WCAG AA (4.5:1), not at the 2.3:1 of the theme's orange (light) or 2.7:1 of its red (dark)."""
+    page = lab_notebook(_cells(STATUSES, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-run", theme=theme)
+    seen = {}
+    for status in ("waiting", "error", "waiting", "done"):
+        card = page.locator(f".gx-chat .gx-tool[data-status='{status}']").first
+        card.wait_for(timeout=30_000)
+        seen[status] = round(card.locator(".gx-status").evaluate(CONTRAST), 2)
+        if status == "waiting":
+            card.locator(".gx-run").click()
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    assert all(ratio >= 4.5 for ratio in seen.values()), seen
+
+
+def test_footer_buttons_stay_together_in_a_narrow_notebook(lab_notebook):
+    """Where the footer wraps (a notebook 400-800 px wide), Regenerate and New chat wrap as one group at the
+    right, never Regenerate at the end of the stats line and New chat alone at the next line's left."""
+    page = lab_notebook([
+        "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+        f"session = Session(ReplayEngine({RECORDING!r}), approval='auto')",
+        "reply = session.ask('What is the sum of the squares below 10?', view=ChatView.show().connect(session))",
+    ], wait_for=".gx-chat .gx-footer .gx-new-chat")
+    footer = page.locator(".gx-chat .gx-footer")
+    apart, wrapped = [], 0
+    for width in range(800, 399, -10):
+        page.set_viewport_size({"width": width, "height": 900})
+        stats, again, fresh = (footer.locator(s).bounding_box() for s in (".gx-stats", ".gx-regenerate", ".gx-new-chat"))
+        box = footer.bounding_box()
+        wrapped += fresh["y"] > stats["y"] + 2
+        if abs(again["y"] - fresh["y"]) >= 2 or abs(fresh["x"] + fresh["width"] - box["x"] - box["width"]) >= 2:
+            apart.append(width)
+            footer.screenshot(path="/tmp/gptoss_chat_footer_narrow.png")
+    assert wrapped, "the footer never wrapped: the test needs narrower pages"
+    assert apart == [], f"Regenerate and New chat apart, or not at the right, at widths {apart}"
+
+
 STALLED_SERVER = """
 import json, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

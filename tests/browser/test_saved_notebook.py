@@ -13,7 +13,7 @@ import json
 RECORDING = (
     "<|channel|>analysis<|message|>The user wants the sum of squares below 10.\nI will compute it.<|end|>"
     "<|start|>assistant to=python<|channel|>analysis<|message|>print(sum(i * i for i in range(10)))<|call|>"
-    "<|channel|>final<|message|>The sum is **285**, by $\\sum_{i=0}^{9} i^2$.<|return|>"
+    "<|channel|>final<|message|>The sum is **285**, by $\\sum_{i=0}^{9} i^2$.\n\n```\nprint(285)\n```<|return|>"
 )
 WIDGET = "application/vnd.jupyter.widget-view+json"
 PLACEHOLDERS = ("Error displaying widget", "chat view", "transcript follows", "Loading widget")
@@ -50,6 +50,29 @@ def _check_transcript(page, where: str, mathml: bool = True) -> None:
     assert "tok/s" in turn.locator(".gx-footer").inner_text()
 
 
+TRANSPARENT = "rgba(0, 0, 0, 0)"
+BACKGROUNDS = "nodes => nodes.map(n => getComputedStyle(n).backgroundColor)"
+
+
+def _check_card_style(page, where: str) -> None:
+    """Where our style applies (a trusted notebook, nbconvert), the front end's table and code rules do not
+    restyle the transcript: the tool card's rows are neither striped nor tinted under the pointer, its code and
+    output sit on the card itself (no box of the page colour inside it), and a code block in the answer has its
+    own background, as in the live view."""
+    card = page.locator(".gx-fallback table.gx-tool")
+    rows = card.locator("tbody tr")
+    assert rows.evaluate_all(BACKGROUNDS) == [TRANSPARENT] * rows.count(), where
+    rows.first.hover()
+    assert rows.evaluate_all(BACKGROUNDS) == [TRANSPARENT] * rows.count(), f"{where}: card tinted under the pointer"
+    assert card.locator("pre").evaluate_all(BACKGROUNDS) == [TRANSPARENT] * 2, where
+    code = page.locator(".gx-fallback .gx-final pre")
+    assert code.inner_text().strip() == "print(285)"
+    assert code.evaluate("n => getComputedStyle(n).backgroundColor") not in (TRANSPARENT, page.evaluate(
+        "() => getComputedStyle(document.querySelector('.gx-fallback').closest('.jp-OutputArea-output')"
+        " || document.body).backgroundColor")), f"{where}: the answer's code block has no background"
+    assert code.locator("code").evaluate("n => getComputedStyle(n).backgroundColor") == TRANSPARENT, where
+
+
 def test_saved_notebook_reads_well_in_lab_notebook7_and_nbconvert(lab_notebook, open_notebook, save_notebook,
                                                                   jupyter_lab):
     page = lab_notebook(_cells(), wait_for="text=/^REPLY /", name="saved.ipynb")
@@ -74,6 +97,7 @@ def test_saved_notebook_reads_well_in_lab_notebook7_and_nbconvert(lab_notebook, 
     open_notebook("saved.ipynb")
     page.wait_for_selector(".gx-fallback")
     _check_transcript(page, "JupyterLab")
+    _check_card_style(page, "JupyterLab")
     page.screenshot(path="/tmp/gptoss_saved_lab.png")
 
     open_notebook("saved_nb7.ipynb", ui="notebook")
@@ -89,4 +113,5 @@ def test_saved_notebook_reads_well_in_lab_notebook7_and_nbconvert(lab_notebook, 
     export.write_text(html)
     page.goto(export.as_uri())
     _check_transcript(page, "nbconvert")
+    _check_card_style(page, "nbconvert")
     page.screenshot(path="/tmp/gptoss_saved_nbconvert.png", full_page=True)
