@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from openai_harmony import Message
 
@@ -452,14 +452,14 @@ class _Turn:
 
     # ------------------------------------------------------------ ending
 
-    def _warn(self, text: str) -> None:
+    def _warn(self, text: str, level: Literal["warning", "error"] = "warning") -> None:
         """Something the user should know about this turn: in the view now, and in `reply.errors`."""
         self.reply.errors.append(text)
-        self.emit(Notice(text, "warning"))
+        self.emit(Notice(text, level))
 
-    def _end_early(self, why: str) -> None:
+    def _end_early(self, why: str, level: Literal["warning", "error"] = "warning") -> None:
         self.ended_why = why
-        self._warn(why)
+        self._warn(why, level)
 
     def _keep_partial(self) -> None:
         """A message cut off mid-way joins the conversation as written (a half tool call does not)."""
@@ -483,7 +483,7 @@ class _Turn:
         self._keep_partial()
         self._answer_unanswered("error", f"Not run: the turn failed before this call ran ({type(err).__name__}).")
         what = str(err) if isinstance(err, EngineError) else f"{type(err).__name__}: {err}"
-        self._end_early(f"The turn failed: {what}".splitlines()[0])
+        self._end_early(f"The turn failed: {what}".splitlines()[0], "error")  # shown as an error, not a warning
 
     def _answer_unanswered(self, status: Any, text: str) -> None:
         for call in self.reply.tool_calls:

@@ -206,6 +206,8 @@ def test_an_engine_failure_mid_answer_keeps_the_partial_reply():
     reply = s.ask("q", view=view)
     assert reply.final and reply.final in "The answer is forty two, as computed."
     assert any("broke mid-answer" in e for e in reply.errors) and any("broke mid-answer" in n for n in view.notices())
+    levels = {e.text: e.level for e in view.events if isinstance(e, Notice)}
+    assert [level for text, level in levels.items() if text.startswith("The turn failed")] == ["error"]  # red, not orange
     assert_valid(s)
     assert s.ask("again").final == "The answer is forty two, as computed."
 
