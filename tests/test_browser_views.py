@@ -84,7 +84,8 @@ def test_a_citation_of_a_blank_line_is_not_said_to_be_missing() -> None:
     blank, past = browser.citations("Owls 【0†L3】 【0†L50-L60】")
     assert browser.stack[0].lines[3] == "" and blank.text == ""   # L3 exists: a blank line
     assert [chip["data-cite"] for chip in chips_of(with_chips("Owls 【0†L3】 【0†L50-L60】", [blank, past]))] == [
-        "[1] Page [0] (Notes) has no text at L3.", "[2] Page [0] (Notes) has no text at L50–L60."]
+        "[1] Page [0] (Notes) showed the model no text at L3.",
+        "[2] Page [0] (Notes) showed the model no text at L50–L60."]
 
 
 def test_sources_list_the_cited_lines_for_saved_notebooks_and_terminals(reply) -> None:

@@ -64,7 +64,7 @@ def numbered(citations: Sequence[Citation]) -> list[tuple[int, Citation]]:
 def _missing(c: Citation) -> str:
     if not c.url and not c.title:
         return f"The model cites page [{c.cursor}], which it was never shown."
-    return f"Page [{c.cursor}] ({c.title or c.url}) has no text at {_lines_span(c.start, c.end)}."
+    return f"Page [{c.cursor}] ({c.title or c.url}) showed the model no text at {_lines_span(c.start, c.end)}."
 
 
 def popup_text(number: int, c: Citation) -> str:

@@ -32,6 +32,8 @@ _EXTRA_NEWLINES = re.compile(r"\n(\s*\n)+")
 _SMP = re.compile(r"[\U00010000-\U0001FFFF]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _MARKDOWN_TITLE = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+                 (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _SETEXT_TITLE = re.compile(r"\A\s*([^\n]{1,120}?)\s*\n\s*(?:=+|-+)\s*$", re.MULTILINE)
 
 
@@ -41,7 +43,7 @@ class ExtractError(ValueError):
 
 def with_url(url: str, text: str) -> str:
     """A fetched page's text as the reference lays it out: a `URL:` line first."""
-    return f"\nURL: {url}\n{text}"
+    return f"\nURL: {merge_whitespace(url)}\n{text}"  # one line, whatever a file's name holds
 
 
 def html_page(html: str, url: str, title: str | None = None, *, main_content: bool = False,
@@ -80,7 +82,8 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
 
 def text_page(text: str, url: str, title: str, *, raw: str | None = None) -> Page:
     """Plain text or Markdown, read as written (characters that look like link syntax replaced)."""
-    return Page(url=url, title=title, text=with_url(url, replace_special_chars(text.replace("\r\n", "\n"))), raw=raw)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and classic Mac line ends
+    return Page(url=url, title=title, text=with_url(url, replace_special_chars(text)), raw=raw)
 
 
 def heading_title(text: str) -> str | None:
@@ -112,6 +115,9 @@ def pdf_text(data: bytes) -> tuple[str, str | None]:
 def decode_text(data: bytes, charset: str | None = None) -> str:
     """Bytes of a text document as str (the declared charset, else UTF-8, else Windows-1252); binary
     data is refused."""
+    for bom, codec in _UNICODE_BOMS:  # UTF-16/32 (Notepad's "Unicode", PowerShell's `>`): NULs, yet text
+        if data.startswith(bom):
+            return data[len(bom):].decode(codec, "replace")
     if b"\x00" in data[:8192]:
         raise ExtractError("binary data, not a text document")
     if charset:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -183,11 +184,8 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
         roots.append(text)
         path = Path(text).expanduser()
         if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                rel = found.relative_to(path)
-                if found.is_file() and found.suffix.lower() in DOCUMENT_SUFFIXES and \
-                        not any(part.startswith(".") for part in rel.parts):
-                    _add_inside(files, outside, found, rel.as_posix(), path, text)
+            for found in _documents_in(path):
+                _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
         elif path.is_file():
             files.setdefault(path.resolve(), path.name)
         elif glob.has_magic(text):
@@ -201,6 +199,29 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
             raise BackendError(f"no such file or folder: {text}")
     counts = Counter(files.values())
     return [(path, name if counts[name] == 1 else path.as_posix()) for path, name in files.items()], roots, outside
+
+
+def _documents_in(folder: Path) -> list[Path]:
+    """The document files under `folder`, sorted; hidden folders are not entered (nor links to folders),
+    and a folder of any depth is walked without recursion."""
+    found: list[Path] = []
+    todo = [folder]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            todo.append(Path(entry.path))
+                        elif entry.is_file() and Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES:
+                            found.append(Path(entry.path))
+                    except OSError:
+                        continue
+        except OSError:  # a folder that cannot be listed is left out, as rglob did
+            continue
+    return sorted(found)
 
 
 def _add_inside(files: dict[Path, str], outside: list[tuple[str, str]], found: Path, name: str, folder: Path,

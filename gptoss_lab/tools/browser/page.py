@@ -94,12 +94,28 @@ def maybe_truncate(text: str, num_chars: int = 1024) -> str:
     return text[: num_chars - 3] + "..." if len(text) > num_chars else text
 
 
+class _Wrapper(textwrap.TextWrapper):
+    """textwrap's wrapping, with words longer than LONG_WORD cut in pieces first: textwrap copies the
+    rest of a long word for each line it fills (minutes for a 50 MB line without spaces). The lines
+    are the same, but for where a hyphen inside such a word may end a line near a cut."""
+
+    LONG_WORD = 4096
+
+    def _split(self, text: str) -> list[str]:
+        pieces = []
+        for chunk in super()._split(text):
+            # every piece longer than a line, so that each is cut where the whole word would have been
+            cuts = range(0, len(chunk) - self.width - 1, self.LONG_WORD) if len(chunk) > self.LONG_WORD else [0]
+            pieces += [chunk[a:b] for a, b in zip(cuts, [*cuts[1:], len(chunk)])]
+        return pieces
+
+
 def wrap_lines(text: str, width: int = 80) -> list[str]:
     """Wrap each line at `width` columns keeping whitespace and empty lines (the line numbers' basis).
     A short line without tabs is its own wrapping (textwrap's answer, without its cost)."""
+    wrapper = _Wrapper(width=width, replace_whitespace=False, drop_whitespace=False)
     return list(itertools.chain.from_iterable(
-        [line] if len(line) <= width and "\t" not in line else
-        textwrap.wrap(line, width=width, replace_whitespace=False, drop_whitespace=False) if line else [""]
+        [line] if len(line) <= width and "\t" not in line else wrapper.wrap(line) if line else [""]
         for line in text.split("\n")))
 
 
@@ -110,10 +126,16 @@ def join_lines(lines: list[str], add_line_numbers: bool = False, offset: int = 0
 
 
 def strip_links(text: str) -> str:
-    """`【3†text†domain】` -> `text` (find searches what a reader sees, not the link syntax)."""
-    text = PARTIAL_INITIAL_LINK_PATTERN.sub("", text)
-    text = PARTIAL_FINAL_LINK_PATTERN.sub(lambda m: m.group("content") or "", text)
-    return LINK_PATTERN.sub(lambda m: m.group("content"), text)
+    """`【3†text†domain】` -> `text` (find searches what a reader sees, not the link syntax). A link
+    wrapped across lines keeps its line breaks, so lines keep their numbers."""
+    text = PARTIAL_INITIAL_LINK_PATTERN.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    text = PARTIAL_FINAL_LINK_PATTERN.sub(lambda m: _keep_breaks(m, m.group("content") or ""), text)
+    return LINK_PATTERN.sub(lambda m: _keep_breaks(m, m.group("content")), text)
+
+
+def _keep_breaks(match: re.Match[str], kept: str) -> str:
+    """`kept` (a part of `match`) followed by the line breaks the rest of the match held."""
+    return kept + "\n" * (match.group(0).count("\n") - kept.count("\n"))
 
 
 # ---------------------------------------------------------------- windows sized in tokens
@@ -151,8 +173,8 @@ def end_line(lines: list[str], loc: int, num_lines: int, view_tokens: int) -> in
 
 def display(page: Page, cursor: int, loc: int, end: int) -> str:
     """`[cursor] title (url)`, the scrollbar, and lines loc..end-1 numbered: one browsing display."""
-    header = page.title
-    shown = maybe_truncate(unquote(page.url))
+    header = merge_whitespace(page.title)  # a title or URL on one line: no line of theirs reads as a page line
+    shown = merge_whitespace(maybe_truncate(unquote(page.url)))
     if shown:
         header += f" ({shown})"
     header += f"\n**viewing lines [{loc} - {end - 1}] of {len(page.lines) - 1}**\n\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class Browser(Tool):
         self.max_results = max_results
         self.stack: list[Page] = []             # cursor -> page, as the model was shown them
         self._fetched: dict[str, Page] = {}    # url -> page, so opening a link twice reads it once
+        # page -> the windows (first line, line after the last) the model was shown of it, at any cursor
+        self._shown: weakref.WeakKeyDictionary[Page, list[tuple[int, int]]] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_sources(cls, sources: Sequence[str], *, api_key_env: str | None = None, **options: Any) -> Browser:
@@ -105,9 +108,9 @@ class Browser(Tool):
         return ToolResult(status, output, time.perf_counter() - t0, data)  # type: ignore[arg-type]
 
     def citations(self, text: str) -> list[Citation]:
-        """Each `【cursor†Lstart-Lend】` in `text`, with the page it points to and the cited lines
-        (empty text when the cursor or the lines were never shown). A citation of a find page's lines
-        points to the page that was searched, with those lines' numbers there."""
+        """Each `【cursor†Lstart-Lend】` in `text`, with the page it points to and the cited lines the
+        model was shown (empty text when the cursor or the lines were never shown). A citation of a
+        find page's lines points to the page that was searched, with those lines' numbers there."""
         found = []
         for match in CITATION_PATTERN.finditer(text):
             lines = cited_lines(match.group("content"))
@@ -119,12 +122,14 @@ class Browser(Tool):
             if page is not None:
                 source = page.origin or page
                 url, title = source.url, source.title
-                shown = page.lines[start:end + 1]
+                windows = self._shown.get(page)   # none known (a page put back on the stack): all of it
+                cited = [n for n in range(start, min(end, len(page.lines) - 1) + 1)
+                         if windows is None or any(a <= n < b for a, b in windows)]
                 if page.kind == "find":
                     numbers = _searched_lines(page)
-                    cited = [n for n in range(start, min(end, len(page.lines) - 1) + 1) if n in numbers]
-                    shown = [page.lines[n] for n in cited]
+                    cited = [n for n in cited if n in numbers]
                     start, end = (numbers[cited[0]], numbers[cited[-1]]) if cited else (start, end)
+                shown = [page.lines[n] for n in cited]
                 quoted = "\n".join(shown)
             found.append(Citation(match.group(0), cursor, start, end, url, title, quoted))
         return found
@@ -132,6 +137,7 @@ class Browser(Tool):
     def reset(self) -> None:
         self.stack.clear()
         self._fetched.clear()
+        self._shown.clear()
 
     # ------------------------------------------------------------ what the model can call
 
@@ -207,6 +213,9 @@ class Browser(Tool):
         found = find_page(str(pattern), page)
         self.stack.append(found)
         text, data = self._show(0)
+        numbers = _searched_lines(found)   # the lines of `page` the matches showed count as shown there too
+        self._shown.setdefault(page, []).extend((numbers[n], numbers[n] + 1) for n in range(data["end"] + 1)
+                                                if n in numbers)
         data["pattern"] = str(pattern)
         data["matches"] = [{"id": int(i), "line": e.line_idx, "text": e.text} for i, e in (found.snippets or {}).items()]
         data["url"], data["title"] = page.url, page.title
@@ -239,6 +248,7 @@ class Browser(Tool):
             self.stack.pop()
             raise _UsageError(f"Invalid location parameter: `{loc}`. Cannot exceed page maximum of {total - 1}.")
         end = end_line(page.lines, loc, num_lines, self.view_tokens)
+        self._shown.setdefault(page, []).append((loc, end))
         data = {"kind": page.kind, "cursor": cursor, "title": page.title, "url": page.url, "start": loc,
                 "end": end - 1, "total": total - 1, "lines": [[loc + i, line] for i, line in enumerate(page.lines[loc:end])]}
         return display(page, cursor, loc, end), data
@@ -330,7 +340,11 @@ def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
         args["id"] = int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() \
             else value if isinstance(value, str) else _integer("id", value)
     if "view_source" in args:
-        args["view_source"] = bool(args["view_source"])
+        value = args["view_source"]
+        flag = value.strip().lower() if isinstance(value, str) else value
+        if flag not in (True, False, None, "true", "false"):  # 0/1 compare equal to False/True
+            raise _UsageError(f"`view_source` should be true or false, not `{maybe_truncate(str(value), 40)}`")
+        args["view_source"] = flag in (True, "true")
     return function, args
 
 
