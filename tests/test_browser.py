@@ -274,6 +274,8 @@ def test_in_memory_texts_and_a_search_function() -> None:
     result = Browser(search=failing).run(call("search", query="owls"))
     assert result.status == "error"
     assert result.output == "Error during search for `owls`: failing raised ConnectionError: the wiki is down"
+    long = Browser(search=failing).run(call("search", query="owl " * 5000))  # the error does not echo 20,000 characters
+    assert long.output.startswith("Error during search for `owl owl") and len(long.output) < 300
 
 
 # ---------------------------------------------------------------- citations and approval

@@ -167,7 +167,7 @@ class Browser(Tool):
         try:
             results = self.backend.search(query, count)
         except BackendError as err:
-            raise _UsageError(f"Error during search for `{query}`: {maybe_truncate(str(err))}") from None
+            raise _UsageError(f"Error during search for `{maybe_truncate(query, 200)}`: {maybe_truncate(str(err))}") from None
         self.stack.append(results_page(query, results))
         text, data = self._show(0)
         data["query"] = query
