@@ -35,7 +35,11 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magics import GptossMagics, help_cells
     from .widgets.transcript import Transcript
 
-    ipython.register_magics(GptossMagics(ipython))
+    magics = GptossMagics(ipython)
+    loaded = ipython.magics_manager.registry.get(GptossMagics.__name__)
+    if loaded is not None:  # %reload_ext: keep the loaded model and the conversation
+        magics.session, magics.text = loaded.session, getattr(loaded, "text", False)
+    ipython.register_magics(magics)
     if help_cells not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(help_cells)
     # A Reply shown as the last value of a cell reads as its transcript (sanitized HTML where HTML

@@ -10,14 +10,16 @@ import ast
 import keyword
 import re
 import shlex
+import unicodedata
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .settings import APPROVALS, EFFORTS, SettingsError, parse_assignments
+from .widgets.sanitize import visible
 
-_FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([A-Za-z_]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")
+_FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
 _CELL_EXAMPLE = """example:
   %%gptoss --effort high --approve ask
   What is the mean of {data}?"""
@@ -44,6 +46,13 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
+def _given(value: str) -> str:
+    """An argument's value, refused when empty: `load ""` would load the current folder, `doctor ""` size tiny."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"an empty value ({value!r}) is not allowed")
+    return value
+
+
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
                 "({name} inserts a variable's value, {{name}} writes {name} itself).",
@@ -58,7 +67,8 @@ def _cell_parser() -> _Parser:
     p.add_argument("--ablate", metavar="L:E,...", help="disable experts E of layers L for this turn (e.g. 1:3,2:5)")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", metavar="N", help="max new tokens per model call")
     p.add_argument("--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)")
-    p.add_argument("--top-p", type=float, dest="top_p", metavar="P")
+    p.add_argument("--top-p", type=float, dest="top_p", metavar="P", help="nucleus sampling: keep the likeliest tokens "
+                   "up to this probability (0 < P <= 1)")
     p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="tool call timeout for this cell")
     p.add_argument("--json", dest="response_format", metavar="SCHEMA_VAR",
@@ -75,21 +85,23 @@ def _line_parser() -> _Parser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     def command(name: str, text: str) -> _Parser:
-        return sub.add_parser(name, help=text, description=text)
+        return sub.add_parser(name, help=text.replace("%", "%%"), description=text)  # help= is %-formatted
 
     command("help", "show this help and the %%gptoss options")
     load = command("load", "load a checkpoint into this kernel: tiny (default), a folder, or a hub id")
-    load.add_argument("model", nargs="?", default="tiny")
-    load.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    load.add_argument("--dtype", help="float32, bfloat16 ... (default: float32 on a CPU, the checkpoint's on a GPU)")
-    load.add_argument("--device-map", dest="device_map", help="transformers device map, e.g. auto")
+    load.add_argument("model", nargs="?", default="tiny", type=_given)
+    load.add_argument("--device", type=_given, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    load.add_argument("--dtype", type=_given,
+                      help="float32, bfloat16 ... (default: float32 on a CPU, the checkpoint's on a GPU)")
+    load.add_argument("--device-map", dest="device_map", type=_given, help="transformers device map, e.g. auto")
     load.add_argument("--dequantize", action="store_true", help="load MXFP4 experts dequantized (bf16) even where kernels run")
     connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
-    connect.add_argument("url")
-    connect.add_argument("--model", help="the served model's name (default: the server's only model)")
-    connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", help="environment variable holding the API key")
+    connect.add_argument("url", type=_given)
+    connect.add_argument("--model", type=_given, help="the served model's name (default: the server's only model)")
+    connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_given,
+                         help="environment variable holding the API key")
     use = command("use", "drive a Session object you made in Python from %%gptoss cells")
-    use.add_argument("variable")
+    use.add_argument("variable", type=_given)
     command("status", "model, settings and conversation length")
     command("reset", "forget the conversation (a new chat)")
     command("regenerate", "ask the last question again for a new answer")
@@ -100,11 +112,13 @@ def _line_parser() -> _Parser:
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
     command("routing", "show the last reply's expert routing")
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
-    browse.add_argument("source", nargs="+", help="folders, files or globs; or one backend: searxng:URL, exa, youcom")
-    browse.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the exa/youcom API key "
-                        "(default EXA_API_KEY / YDC_API_KEY)")
+    browse.add_argument("source", nargs="+", type=_given,
+                        help="folders, files or globs; or one backend: searxng:URL, exa, youcom")
+    browse.add_argument("--api-key-env", metavar="VAR", type=_given,
+                        help="environment variable holding the exa/youcom API key (default EXA_API_KEY / YDC_API_KEY)")
     doctor = command("doctor", "will this model fit here? parameters, memory, kernels, longest context")
-    doctor.add_argument("model", nargs="?", help="hub id, folder or config (default: the loaded model or tiny)")
+    doctor.add_argument("model", nargs="?", type=_given,
+                        help="hub id, folder or config (default: the loaded model or tiny)")
     return p
 
 
@@ -139,7 +153,9 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
         try:
             return str(_lookup(match.group(2), namespace))
         except (KeyError, AttributeError, IndexError, TypeError, ValueError) as err:
-            raise UsageError(f"%%gptoss: {{{match.group(2)}}} cannot be filled in ({type(err).__name__}: {err}); "
+            why = " ".join(str(err).split())  # one line, whatever the object's error says
+            why = why if len(why) <= 300 else why[:299] + "…"
+            raise UsageError(f"%%gptoss: {{{match.group(2)}}} cannot be filled in ({type(err).__name__}: {why}); "
                              f"write {{{{{match.group(2)}}}}} for the text itself") from None
 
     return _FIELD.sub(value, text)
@@ -147,17 +163,34 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
 
 def _lookup(field: str, namespace: dict[str, Any]) -> Any:
     """The value of `name(.attr|[index])*`: indexes are ints, quoted strings or bare words."""
-    name, rest = re.match(r"[A-Za-z_]\w*", field).group(), field  # type: ignore[union-attr]
+    written = re.match(r"[^\W\d]\w*", field).group()  # type: ignore[union-attr]
+    name = _identifier(written)  # as Python reads it: `ｘ` is x
     if name not in namespace:
         raise KeyError(f"no variable named {name!r}")
-    value, rest = namespace[name], field[len(name):]
-    for attr, index in re.findall(r"\.(\w+)|\[([^\[\]]+)\]", rest):
-        if attr:
-            value = getattr(value, attr)
-        else:
-            key = index.strip()
-            value = value[ast.literal_eval(key) if key[0] in "'\"" or key.lstrip("-").isdigit() else key]
+    value = namespace[name]
+    for attr, index in re.findall(r"\.(\w+)|\[([^\[\]]+)\]", field[len(written):]):
+        value = getattr(value, _identifier(attr)) if attr else value[_key(index.strip())]
     return value
+
+
+def _identifier(name: str) -> str:
+    """A name as Python code would spell it (identifiers are NFKC-normalised when code is compiled)."""
+    return unicodedata.normalize("NFKC", name)
+
+
+def _key(text: str) -> int | str:
+    """An index as written: an integer, a quoted string, or else the bare word itself."""
+    if re.fullmatch(r"-?\d+", text, re.ASCII):
+        return int(text)
+    if text[:1] not in ("'", '"'):
+        return text
+    try:
+        key = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        key = None
+    if not isinstance(key, str):
+        raise ValueError(f"[{text}] is not an integer, a quoted string or a bare word")
+    return key
 
 
 @magics_class
@@ -167,6 +200,7 @@ class GptossMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self.session: Any = None
+        self.text = False  # the last cell asked for the text view: so does %gptoss regenerate
         self.gptoss.__func__.__doc__ = usage()  # `%gptoss?` and `%%gptoss?` show the whole usage
 
     @line_cell_magic
@@ -189,14 +223,14 @@ class GptossMagics(Magics):
     # ------------------------------------------------------------ %%gptoss
 
     def _ask(self, opts: argparse.Namespace, cell: str) -> None:
-        if opts.output is not None and (not opts.output.isidentifier() or keyword.iskeyword(opts.output)):
-            raise UsageError(f"%%gptoss -o: {opts.output!r} is not a variable name")
+        if opts.output is not None:
+            opts.output = self._check_output_name(opts.output)
         prompt = interpolate(cell.strip(), self.shell.user_ns)
         if not prompt:
             raise UsageError("%%gptoss: the cell is empty; write your question below the magic line "
                              "(%%gptoss --help for the options).")
         response_format = None
-        if opts.response_format:
+        if opts.response_format is not None:
             if opts.response_format not in self.shell.user_ns:
                 raise UsageError(f"%%gptoss --json: no variable named {opts.response_format!r}")
             response_format = self.shell.user_ns[opts.response_format]
@@ -204,20 +238,36 @@ class GptossMagics(Magics):
                 raise UsageError(f"%%gptoss --json: {opts.response_format} is None, not a schema "
                                  "(a pydantic model, dataclass, TypedDict or JSON-schema dict)")
         intervene = None
-        if opts.ablate:
+        if opts.ablate is not None:
             from .routing.interventions import parse_ablate
 
             intervene = _one_line(parse_ablate, opts.ablate)
         session = self._session()
         overrides = {k: getattr(opts, k) for k in ("effort", "approval", "tools", "max_new_tokens", "temperature",
                                                    "top_p", "seed", "timeout")}
-        _one_line(session.prefix, **overrides)  # a bad value or tool name is refused before anything changes
-        if opts.new:
-            session.reset()
         options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,
                    "intervene": intervene, **overrides}
+        self.text = opts.text
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output))
-        self._keep(_one_line(session.ask, prompt, view=view, **options), opts.output)
+        # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
+        self._keep(_one_line(session.ask, prompt, view=view, new=opts.new, **options), opts.output)
+
+    def _check_output_name(self, name: str) -> str:
+        """`-o NAME` as the variable code reads, if it is a name that hides nothing the kernel or the lab relies on."""
+        import builtins
+
+        from .session import Session
+
+        if not name.isidentifier() or keyword.iskeyword(_identifier(name)):
+            raise UsageError(f"%%gptoss -o: {name!r} is not a variable name")
+        name = _identifier(name)
+        if name in self.shell.user_ns_hidden or (name.startswith("__") and name.endswith("__")):
+            raise UsageError(f"%%gptoss -o: {name} belongs to IPython; choose another name")
+        if hasattr(builtins, name):
+            raise UsageError(f"%%gptoss -o: {name} would hide Python's builtin {name}; choose another name")
+        if isinstance(self.shell.user_ns.get(name), Session):
+            raise UsageError(f"%%gptoss -o: {name} holds your Session; choose another name")
+        return name
 
     def _keep(self, reply: Any, name: str | None = None) -> None:
         self.shell.user_ns["_gptoss"] = reply  # like `_`: the last reply, for code in the next cell
@@ -230,6 +280,7 @@ class GptossMagics(Magics):
 
             print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
                   "`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).")
+            _import_torch()
             self.session = _one_line(Session.load, "tiny")
         return self.session
 
@@ -243,13 +294,14 @@ class GptossMagics(Magics):
             print(usage())
         elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
+            _import_torch()
             self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self.session)
-            print(f"Loaded {self.session.engine.name}.")
+            print(f"Loaded {visible(self.session.engine.name)}.")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
             session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key)
             self.session = _keep_settings(session, self.session)
-            print(f"Connected to {opts.url} ({self.session.engine.name}).")
+            print(f"Connected to {visible(opts.url)} ({visible(self.session.engine.name)}).")  # names the server chose
         elif command == "use":
             session = self.shell.user_ns.get(opts.variable)
             if not isinstance(session, Session):
@@ -274,6 +326,7 @@ class GptossMagics(Magics):
             from . import doctor
 
             model = opts.model or (self.session.engine if self.session is not None else "tiny")
+            _import_torch()
             return _one_line(doctor, model)
         else:
             self._status()
@@ -281,32 +334,36 @@ class GptossMagics(Magics):
 
     def _config(self, pairs: list[str]) -> None:
         session = self._session()
-        threads = [p.partition("=")[2] for p in pairs if p.startswith("threads=")]
+        threads = [_threads(p.partition("=")[2]) for p in pairs if p.startswith("threads=")]  # checked first
         try:
             changes = parse_assignments(p for p in pairs if not p.startswith("threads="))
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
-        _one_line(session.configure, **changes)
-        for value in threads:
-            _set_threads(value)
+        _one_line(session.configure, **changes)  # a bad value changes nothing
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads[-1])
         self._status()
 
     def _regenerate(self) -> None:
         if self.session is None or not self.session.replies:
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
-        view = _make_view(text=False, session=self.session, keep=self._keep)
+        view = _make_view(text=self.text, session=self.session, keep=self._keep)
         self._keep(_one_line(self.session.regenerate, view=view))
 
     def _history(self, export: bool) -> None:
-        session = self._session()
+        if self.session is None or not (self.session.replies or export):
+            print("No conversation yet: ask with a %%gptoss cell.")
+            return
         if export:
-            print(session.export())
+            print(visible(self.session.export()))
             return
         from IPython.display import display
 
         from .widgets.transcript import Transcript
 
-        for reply in session.replies:
+        for reply in self.session.replies:
             display(Transcript.from_reply(reply))
 
     def _browse(self, sources: list[str], api_key_env: str | None) -> None:
@@ -333,8 +390,8 @@ class GptossMagics(Magics):
                   if (value := getattr(settings, name)) is not None]
         if settings.instructions:
             chosen.append(f" | instructions: {len(settings.instructions)} characters")
-        print(f"model: {s.engine.name} | effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "
-              f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)} | "
+        print(f"model: {visible(s.engine.name)} | effort: {settings.effort} | approve: {settings.approval} | "
+              f"tools: {tools} | timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)} | "
               f"turns: {len(s.replies)}")
 
     def _last_routing(self) -> Any:
@@ -355,17 +412,36 @@ def _one_line(call: Any, *args: Any, **kw: Any) -> Any:
         raise UsageError(str(err)) from None
 
 
-def _set_threads(value: str) -> None:
+def _import_torch() -> None:
+    """Import torch with Ctrl-C held until it is in, then honoured: an `import torch` cut short leaves torch
+    broken for the kernel's life ("Only a single TORCH_LIBRARY can be used ..." at every later load)."""
+    import signal
+    import sys
+    import threading
+
+    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda *args: pressed.append(True))
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass  # not installed: loading says so in one line
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def _threads(value: str) -> int:
     """`config threads=N`: torch's CPU threads for the model (1 is best when Jupyter and a browser share 2 cores)."""
     try:
         threads = int(value)
-        if threads < 1:
+        if not 1 <= threads <= 1024:  # torch overflows past 2**31
             raise ValueError
     except ValueError:
-        raise UsageError(f"%gptoss config: threads must be a whole number ≥ 1, not {value!r}") from None
-    import torch
-
-    torch.set_num_threads(threads)
+        raise UsageError(f"%gptoss config: threads must be a whole number from 1 to 1024, not {value!r}") from None
+    return threads
 
 
 def _keep_settings(new: Any, old: Any) -> Any:

@@ -152,9 +152,12 @@ class Session:
         response_format: Any = None,
         constrain: bool = False,
         intervene: Any = None,
+        new: bool = False,
         **overrides: Any,
     ) -> Reply:
         """One user turn: generate, run tool calls, feed results back, until the model answers.
+        `new=True` asks it in a new conversation (`reset()`), once the question is accepted: a refused one
+        forgets nothing.
 
         `overrides` are settings for this turn only (effort=, approval=, tools=, max_new_tokens=,
         temperature=, top_p=, seed=, timeout= ...); `intervene` changes the expert routing for this turn
@@ -174,9 +177,10 @@ class Session:
         if intervene is not None:
             intervene = _checked_intervention(intervene, self.engine)
         prefix = self._prefix(settings, tools, fmt)
-        start = len(self.history)
+        past = [] if new else self.history
+        start = len(past)
         user = harmony.user_message(prompt)
-        ids = self._renderer.render(prefix + self.history + [user], keep_analysis_from=len(prefix) + start)
+        ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start)
         window = _context_window(self.engine)
         if window is not None and len(ids) >= window:
             raise TurnError(f"the prompt is {len(ids)} tokens but the model's context is {window} tokens: "
@@ -185,6 +189,8 @@ class Session:
             processor = fmt.processor() if constrain and fmt is not None else None
         except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile
             raise TurnError(f"constrain: {err}") from None
+        if new:
+            self.reset()
         view = view or self.view or _NullView()
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))

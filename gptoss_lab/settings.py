@@ -45,7 +45,7 @@ class Settings:
         if value is None:
             return "none"
         if isinstance(value, str):
-            return value
+            return value if value.strip(" ,") else "none"  # "" means no tools, and says so in %gptoss status
         if isinstance(value, Iterable):
             return tuple(value)
         raise ValueError("must be a comma-separated string of tool names or a list of tools")

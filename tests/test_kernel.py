@@ -269,3 +269,173 @@ def test_a_refused_question_leaves_no_empty_chat_view(kernel):
     assert "gptoss_lab chat view" not in out
     out, content = run(kc, "%%gptoss --approve auto\nWhat is the mean of {data}?")
     assert content["status"] == "ok" and out.count("gptoss_lab chat view") == 1, out
+
+
+def test_output_names_that_would_break_the_kernel_are_refused(kernel):
+    """`-o __builtins__`, `-o get_ipython` or `-o In` used to replace what every later cell needs (even
+    `print(...)` then failed); builtins and the Session being driven are refused too, in one line."""
+    _, kc = kernel
+    run(kc, SETUP)
+    for name, needle in (("__builtins__", "belongs to IPython"), ("get_ipython", "belongs to IPython"),
+                         ("In", "belongs to IPython"), ("print", "would hide Python's builtin print"),
+                         ("s", "s holds your Session")):
+        out, content = run(kc, f"%%gptoss --text --approve never -o {name}\nWhat is the mean?")
+        assert content["status"] == "error" and content["ename"] == "UsageError", (name, out)
+        assert needle in content["evalue"] and "\n" not in content["evalue"], (name, content["evalue"])
+    out, content = run(kc, "print(len(s.replies), type(In).__name__)\n%gptoss status")
+    assert content["status"] == "ok" and out.splitlines()[0] == "0 list", out
+    out, content = run(kc, "%%gptoss --text --approve never -o answer\nWhat is the mean?\n")
+    out, _ = run(kc, "print(answer.final)")
+    assert out.strip() == "The mean is 6.0."
+    out, content = run(kc, "%%gptoss --text --approve never -o ａｎｓ\nWhat is the mean?\n")  # code reads it as ans
+    out, content = run(kc, "print(ａｎｓ is _gptoss)")
+    assert content["status"] == "ok" and out.strip() == "True", out
+
+
+def test_an_empty_option_value_is_refused_not_ignored(kernel):
+    """`--json ""` and `--ablate ""` were dropped silently: the answer came without the schema asked for."""
+    _, kc = kernel
+    run(kc, SETUP)
+    for cell, needle in (('%%gptoss --text --json ""\nhi', "%%gptoss --json: no variable named ''"),
+                         ('%%gptoss --text --ablate ""\nhi', "--ablate needs LAYER:EXPERT pairs")):
+        out, content = run(kc, cell)
+        assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
+        assert needle in content["evalue"], (cell, content["evalue"])
+    out, _ = run(kc, "print(len(s.replies))")
+    assert out.strip() == "0"
+
+
+def test_config_with_one_bad_value_changes_nothing(kernel):
+    """`config threads=0 effort=high` refused threads but had already set effort=high; a huge thread
+    count was a torch traceback."""
+    _, kc = kernel
+    run(kc, SETUP + "import torch\nthreads = torch.get_num_threads()\n")
+    for cell in ("%gptoss config threads=0 effort=high", f"%gptoss config effort=high threads={2**40}",
+                 "%gptoss config effort=bogus threads=2"):
+        out, content = run(kc, cell)
+        assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
+        out, _ = run(kc, "print(s.settings.effort, torch.get_num_threads() == threads)")
+        assert out.split() == ["medium", "True"], (cell, out)
+        assert "threads must be a whole number from 1 to 1024" in content["evalue"] or "bogus" in cell, content["evalue"]
+    out, content = run(kc, "%gptoss config threads=2 effort=high\nprint(s.settings.effort, torch.get_num_threads())")
+    assert content["status"] == "ok" and out.splitlines()[-1] == "high 2", out
+
+
+def test_new_with_a_refused_question_forgets_nothing(kernel):
+    """`%%gptoss --new` with a question refused before it starts (--constrain without --json, a bad
+    schema) used to clear the conversation anyway."""
+    _, kc = kernel
+    run(kc, SETUP + "bad = {'type': 'object', 'properties': 5}\n")
+    out, content = run(kc, "%%gptoss --text --approve auto\nWhat is the mean?")
+    assert content["status"] == "ok", out
+    for cell in ("%%gptoss --text --new --constrain\nhi", "%%gptoss --text --new --json bad\nhi"):
+        out, content = run(kc, cell)
+        assert content["ename"] == "UsageError", (cell, out)
+        out, _ = run(kc, "print(len(s.replies), len(s.history) > 0, s.replies[0].final)")
+        assert out.strip() == "1 True The mean is 6.0.", (cell, out)
+    out, content = run(kc, "%%gptoss --text --new --approve never\nhi")
+    assert content["status"] == "ok", out
+    out, _ = run(kc, "print(len(s.replies), s.replies[0].prompt)")
+    assert out.strip() == "1 hi"  # a --new question that runs still starts a new chat
+
+
+def test_reload_ext_keeps_the_model_and_the_conversation(kernel):
+    """`%reload_ext gptoss_lab` (after editing code, say) used to forget the loaded model and the chat."""
+    _, kc = kernel
+    run(kc, SETUP)
+    run(kc, "%%gptoss --text --approve auto\nWhat is the mean?")
+    out, content = run(kc, "%reload_ext gptoss_lab\n%gptoss status")
+    assert content["status"] == "ok" and "model: replay" in out and "turns: 1" in out, out
+
+
+def test_history_without_a_conversation_says_so_and_loads_nothing(kernel):
+    """`%gptoss history` before any question printed nothing, and before any model loaded gpt-oss-tiny
+    to print nothing."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    out, content = run(kc, "%gptoss history")
+    assert content["status"] == "ok" and out.strip() == "No conversation yet: ask with a %%gptoss cell.", out
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
+    run(kc, SETUP)
+    out, content = run(kc, "%gptoss history")
+    assert out.strip() == "No conversation yet: ask with a %%gptoss cell.", out
+
+
+def test_names_and_text_from_a_server_reach_a_terminal_as_text(kernel):
+    """A model name chosen by a server (`%gptoss connect` takes the only one served) and the model's text
+    are written out where text/plain is shown (terminals, jupyter console): status, the text view's
+    footer and `%gptoss history`."""
+    _, kc = kernel
+    run(kc, SETUP + "s = Session(ReplayEngine('<|channel|>final<|message|>clear \\x1b[2J here<|return|>'))\n"
+                    "s.engine.name = 'evil\\x1b]0;pwned\\x07'\n%gptoss use s")
+    for cell in ("%gptoss status", "%%gptoss --text --approve never\nhi", "%gptoss history"):
+        out, content = run(kc, cell)
+        assert content["status"] == "ok", (cell, out)
+        assert "\x1b]" not in out and "\x07" not in out and "evil\\x1b]0;pwned\\x07" in out, (cell, out)
+    assert "\x1b[2J" not in out and "clear \\x1b[2J here" in out, out
+    out, content = run(kc, "%gptoss history --export")
+    assert content["status"] == "ok" and "\x1b" not in out and "clear \\x1b[2J here<|end|>" in out, out
+
+
+def test_help_names_the_cell_magic_and_every_cell_option(kernel):
+    """argparse %-formats help= text, so the command list said `%gptoss options` / `%gptoss cells`
+    where it meant the cell magic; --top-p had no help."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    out, _ = run(kc, "%gptoss help")
+    assert "show this help and the %%gptoss options" in out
+    assert "from %%gptoss cells" in " ".join(out.split())
+    top_p = " ".join(out.split("\n  --top-p P", 1)[1].split("--seed", 1)[0].split())
+    assert top_p.startswith("nucleus sampling"), top_p
+
+
+def test_regenerate_keeps_the_text_view_of_its_cell(kernel):
+    """After `%%gptoss --text`, `%gptoss regenerate` showed the chat widget instead of the text it was asked in;
+    `--tools ""` (no tools) showed as `tools: ` in status."""
+    _, kc = kernel
+    run(kc, SETUP + "s.engine.segments *= 2")
+    out, content = run(kc, "%%gptoss --text --approve auto --tools python\nWhat is the mean?")
+    assert content["status"] == "ok", out
+    out, content = run(kc, "%gptoss regenerate")
+    assert content["status"] == "ok" and "gptoss_lab chat view" not in out, out
+    assert out.startswith("You: What is the mean?") and "The mean is 6.0." in out, out
+    out, content = run(kc, "%gptoss config tools=")
+    assert content["status"] == "ok" and "| tools: none |" in out, out
+
+
+def test_an_empty_command_argument_is_refused(kernel):
+    """`%gptoss browse ""` read every file of the current folder ("115 documents in  ..."), `load ""` tried the
+    current folder, `doctor ""` sized gpt-oss-tiny: an empty value is now refused in one line, loading nothing."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    for cell, argument in (('%gptoss browse ""', "source"), ('%gptoss load ""', "model"), ('%gptoss doctor ""', "model"),
+                           ("%gptoss load tiny --dtype=", "--dtype"), ('%gptoss use " "', "variable")):
+        out, content = run(kc, cell, timeout=120)
+        assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
+        assert f"argument {argument}: an empty value" in content["evalue"], (cell, content["evalue"])
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
+
+
+def test_ctrl_c_while_the_first_cell_loads_tiny_leaves_a_kernel_that_works(kernel):
+    """Ctrl-C during the first cell's load of gpt-oss-tiny landed in `import torch`, and a torch import cut short
+    stays broken: every later cell failed ("Only a single TORCH_LIBRARY can be used ...") until a restart."""
+    km, kc = kernel
+    run(kc, "%load_ext gptoss_lab\nimport sys\nprint('torch' in sys.modules)")
+    msg_id = kc.execute("%%gptoss --text --approve never --max-tokens 8\nHello!")
+    interrupted = False
+    while True:
+        msg = kc.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if not interrupted and "No model loaded: using" in msg["content"].get("text", ""):
+            km.interrupt_kernel()  # as the load starts: torch is being imported
+            interrupted = True
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    assert interrupted
+    out, content = run(kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", timeout=120)
+    assert content["status"] == "ok", out
+    out, _ = run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens)")
+    assert out.split() == ["gpt-oss-tiny", "8"], out

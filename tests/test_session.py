@@ -10,6 +10,7 @@ import pytest
 
 from gptoss_lab import ReplayEngine, Session, harmony
 from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd, TurnStart
+from gptoss_lab.session import TurnError
 from gptoss_lab.widgets.text import TextView
 
 CALL = "<|channel|>analysis<|message|>Need to compute.<|end|><|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
@@ -178,6 +179,17 @@ def test_an_interrupt_while_the_view_starts_still_ends_the_turn_with_a_reply():
     reply = s.ask("q", view=Slow())
     assert reply.interrupted and s.replies == [reply] and reply.errors == ["Stopped: the partial reply is kept."]
     assert s.regenerate().final == "first" and len(s.replies) == 1  # turns and replies kept in step
+
+
+def test_new_starts_a_conversation_only_for_a_question_it_accepts():
+    s = session(FINAL.format(text="first") + FINAL.format(text="second"))
+    s.ask("one")
+    with pytest.raises(TurnError, match="needs a response format"):
+        s.ask("two", new=True, constrain=True)  # refused before it starts: the conversation stays
+    assert [r.final for r in s.replies] == ["first"] and len(s.history) == 2
+    reply = s.ask("three", new=True)
+    assert s.replies == [reply] and [m.author.role.value for m in s.history] == ["user", "assistant"]
+    assert s.regenerate().prompt == "three" and len(s.replies) == 1
 
 
 def test_tool_call_limit():

@@ -106,6 +106,17 @@ def test_text_view_colours_a_terminal_unless_no_color(monkeypatch) -> None:
     assert not TextView(_Terminal()).colour
 
 
+
+def test_text_view_footer_writes_out_control_characters_of_the_model_name() -> None:
+    """The footer names the model, a name a server chooses: it reached the terminal raw (an OSC retitle here)."""
+    engine = ReplayEngine("<|channel|>final<|message|>ok<|return|>")
+    engine.name = "evil\x1b]0;pwned\x07\x1b[2J"
+    out = _Terminal()
+    Session(engine, namespace={}).ask("q", view=TextView(out, colour=True))
+    footer = out.getvalue().rsplit("-- ", 1)[1]
+    assert "\x1b]" not in footer and "\x07" not in footer and "\x1b[2J" not in footer
+    assert "evil\\x1b]0;pwned\\x07\\x1b[2J" in footer
+
 def test_text_view_cannot_ask_without_stdin(monkeypatch) -> None:
     def no_stdin(prompt: str) -> str:
         raise EOFError

@@ -180,6 +180,43 @@ def test_interpolation_names_what_it_cannot_fill():
         interpolate("what is {undefined_name}?", {})
 
 
+
+def test_an_index_that_is_not_a_literal_is_a_one_line_error_and_never_runs():
+    """`{d['k]}` was a SyntaxError traceback out of the magic, `{d['a' + 'b']}` an error naming an
+    `<ast.BinOp object at 0x...>`; only integers, quoted strings and bare words index, nothing is evaluated."""
+    from IPython.core.error import UsageError
+
+    ns = {"d": {"k": 2, -1: "last", "a b": 3}}
+    for field, why in (("d['k]", "['k] is not an integer, a quoted string or a bare word"),
+                       ("d['a' + 'b']", "['a' + 'b'] is not an integer, a quoted string or a bare word"),
+                       ("d[__import__('os')]", "KeyError")):
+        with pytest.raises(UsageError) as err:
+            interpolate("{" + field + "}", ns)
+        assert why in str(err.value) and "\n" not in str(err.value) and " at 0x" not in str(err.value), str(err.value)
+    assert interpolate("{d['k']} {d[-1]} {d[a b]} {__import__('os')}", ns) == "2 last 3 {__import__('os')}"
+
+    class Loud:
+        def __getattr__(self, name):
+            raise AttributeError("line one\nline two " + "x" * 5000)
+
+    with pytest.raises(UsageError) as err:
+        interpolate("{loud.attr}", {"loud": Loud()})
+    assert "\n" not in str(err.value) and len(str(err.value)) < 500 and "line one line two" in str(err.value)
+
+
+def test_names_are_read_as_python_reads_them():
+    """`{élève}` (a name Python accepts) was sent to the model as the text `{élève}`, silently; `{ｘ}` is x in
+    Python code (NFKC), and so it is here."""
+    from IPython.core.error import UsageError
+
+    class Point:
+        x = 7
+
+    ns = {"élève": "Zoé", "x": 1, "p": Point()}
+    assert interpolate("{élève} {ｘ} {p.ｘ} {{élève}}", ns) == "Zoé 1 7 {élève}"
+    with pytest.raises(UsageError, match=r"\{ñ\} cannot be filled in"):
+        interpolate("{ñ}", ns)
+
 # ---------------------------------------------------------------- every turn ends with a Reply
 
 class _Dropping:

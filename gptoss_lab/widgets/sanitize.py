@@ -168,3 +168,13 @@ def _safe_destination(url: str) -> str:
 def literal_markdown(text: str) -> str:
     """`text` shown literally on one line of Markdown: no links, emphasis, code or HTML from it."""
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", " ".join(text.split()))
+
+
+# Terminal control characters in model or tool text (ESC sequences can retitle the window, write the
+# clipboard or overwrite lines) are printed as visible escapes, never sent to the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)  # written out, never obeyed
+
+
+def visible(text: str) -> str:
+    """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)

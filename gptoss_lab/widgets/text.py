@@ -6,28 +6,19 @@ In a terminal that supports it, headers, reasoning, tool statuses and notices ar
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import TextIO
 
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
     TurnEnd, TurnStart
 from .citations import sources_text
-from .sanitize import BIDI_CONTROLS
+from .sanitize import visible
 from .transcript import STATUS_LABEL, Transcript
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
 _STATUS_STYLE = {"done": "ok", "error": "bad", "timeout": "bad", "interrupted": "warn", "skipped": "warn",
                  "waiting": "warn"}
 _LEVEL_STYLE = {"warning": "warn", "error": "bad", "info": "dim"}
-# Terminal control characters in model or tool text (ESC sequences can retitle the window, write the
-# clipboard or overwrite lines) are printed as visible escapes, never sent to the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)  # written out, never obeyed
-
-
-def visible(text: str) -> str:
-    """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def supports_colour(stream: TextIO) -> bool:
@@ -97,7 +88,7 @@ class TextView:
         elif isinstance(event, TurnEnd):
             if event.reply.citations:  # browser citations with the lines they cite (widgets/citations.py)
                 self._print("\n" + visible(sources_text(event.reply.citations)))
-            self._print(f"\n-- {self.transcript.footer()}", style="dim")
+            self._print(f"\n-- {visible(self.transcript.footer())}", style="dim")  # the model's name is a server's text
 
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)

@@ -18,7 +18,7 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import escape_mtext, inert_markdown, literal_markdown, reveal_bidi, sanitize
+from .sanitize import escape_mtext, inert_markdown, literal_markdown, reveal_bidi, sanitize, visible
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -252,7 +252,8 @@ class Transcript:
         return f'<div class="gx-fallback">{FALLBACK_STYLE}{browse}{sanitize("".join(out))}</div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": self.to_text(), "text/markdown": self.to_markdown(), "text/html": self.to_html()}
+        # text/plain reaches terminals (terminal IPython, `jupyter console`): control sequences written out
+        return {"text/plain": visible(self.to_text()), "text/markdown": self.to_markdown(), "text/html": self.to_html()}
 
 
 # ---------------------------------------------------------------- shared helpers (also used by the widget)
