@@ -157,6 +157,7 @@ def test_footer_buttons_stay_together_in_a_narrow_notebook(lab_notebook):
     apart, wrapped = [], 0
     for width in range(800, 399, -10):
         page.set_viewport_size({"width": width, "height": 900})
+        _settle(page, footer)  # JupyterLab lays the notebook out again a frame or more after a resize
         stats, again, fresh = (footer.locator(s).bounding_box() for s in (".gx-stats", ".gx-regenerate", ".gx-new-chat"))
         box = footer.bounding_box()
         wrapped += fresh["y"] > stats["y"] + 2
@@ -165,6 +166,19 @@ def test_footer_buttons_stay_together_in_a_narrow_notebook(lab_notebook):
             footer.screenshot(path="/tmp/gptoss_chat_footer_narrow.png")
     assert wrapped, "the footer never wrapped: the test needs narrower pages"
     assert apart == [], f"Regenerate and New chat apart, or not at the right, at widths {apart}"
+
+
+def _settle(page, locator, frames: int = 3) -> None:
+    """Wait until `locator`'s layout has stayed the same for `frames` animation frames (at most ~2 s)."""
+    last, still = None, 0
+    for _ in range(120):
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => done()))")
+        box = (locator.bounding_box(), locator.evaluate("node => node.innerText.length"),
+               [locator.locator(s).bounding_box() for s in (".gx-regenerate", ".gx-new-chat")])
+        still = still + 1 if box == last else 0
+        if still >= frames:
+            return
+        last = box
 
 
 STALLED_SERVER = """
