@@ -309,3 +309,10 @@ def test_a_broken_checkpoint_in_the_hub_cache_is_not_loaded_nor_called_absent(tm
     message_seen = one_line_error(lambda: LocalEngine.from_pretrained("someone/broken", cache_dir=str(tmp_path / "hub"),
                                                                       progress=False))
     assert re.search(message, message_seen)
+
+
+def test_a_device_torch_does_not_know_is_refused_before_the_loading_line(capsys):
+    """`%gptoss load --device bogus` printed "Loading gpt-oss-tiny on bogus (...)" and then transformers' error."""
+    with pytest.raises(LoadError, match=r"^'bogus' is not a device: use cpu, cuda, cuda:1, mps \.\.\.$"):
+        LocalEngine.from_pretrained("tiny", device="bogus")
+    assert "Loading" not in capsys.readouterr().out

@@ -440,6 +440,11 @@ def plan_load(
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device is not None and device_map is None and not str(device).isdigit():
+        try:  # refused before "Loading ... on bogus" is printed, not by transformers after it
+            torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise LoadError(f"{device!r} is not a device: use cpu, cuda, cuda:1, mps ...") from None
     check_gpu(target)
     if dtype is None and (default := cpu_default(config, target, free_bytes(target))):
         dtype = getattr(torch, default)
