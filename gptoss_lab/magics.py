@@ -247,10 +247,10 @@ class GptossMagics(Magics):
                                                    "top_p", "seed", "timeout")}
         options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,
                    "intervene": intervene, **overrides}
-        self.text = opts.text
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output))
         # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
         self._keep(_one_line(session.ask, prompt, view=view, new=opts.new, **options), opts.output)
+        self.text = opts.text  # the view `%gptoss regenerate` uses for this turn
 
     def _check_output_name(self, name: str) -> str:
         """`-o NAME` as the variable code reads, if it is a name that hides nothing the kernel or the lab relies on."""

@@ -122,9 +122,9 @@ class Browser(Tool):
             if page is not None:
                 source = page.origin or page
                 url, title = source.url, source.title
-                windows = self._shown.get(page)   # none known (a page put back on the stack): all of it
+                windows = self._shown.get(page, [])   # every page on the stack was shown when it was put there
                 cited = [n for n in range(start, min(end, len(page.lines) - 1) + 1)
-                         if windows is None or any(a <= n < b for a, b in windows)]
+                         if any(a <= n < b for a, b in windows)]
                 if page.kind == "find":
                     numbers = _searched_lines(page)
                     cited = [n for n in cited if n in numbers]
