@@ -280,7 +280,6 @@ class GptossMagics(Magics):
 
             print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
                   "`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).")
-            _import_torch()
             self.session = _one_line(Session.load, "tiny")
         return self.session
 
@@ -294,7 +293,6 @@ class GptossMagics(Magics):
             print(usage())
         elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
-            _import_torch()
             self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self.session)
             print(f"Loaded {visible(self.session.engine.name)}.")
         elif command == "connect":
@@ -326,7 +324,6 @@ class GptossMagics(Magics):
             from . import doctor
 
             model = opts.model or (self.session.engine if self.session is not None else "tiny")
-            _import_torch()
             return _one_line(doctor, model)
         else:
             self._status()
@@ -341,6 +338,9 @@ class GptossMagics(Magics):
             raise UsageError(f"%gptoss config: {err}") from None
         _one_line(session.configure, **changes)  # a bad value changes nothing
         if threads:
+            from .engines.checkpoint import import_torch
+
+            import_torch()
             import torch
 
             torch.set_num_threads(threads[-1])
@@ -410,27 +410,6 @@ def _one_line(call: Any, *args: Any, **kw: Any) -> Any:
         return call(*args, **kw)
     except (EngineError, TurnError, SettingsError) as err:
         raise UsageError(str(err)) from None
-
-
-def _import_torch() -> None:
-    """Import torch with Ctrl-C held until it is in, then honoured: an `import torch` cut short leaves torch
-    broken for the kernel's life ("Only a single TORCH_LIBRARY can be used ..." at every later load)."""
-    import signal
-    import sys
-    import threading
-
-    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
-        return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda *args: pressed.append(True))
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        pass  # not installed: loading says so in one line
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pressed:
-        raise KeyboardInterrupt
 
 
 def _threads(value: str) -> int:

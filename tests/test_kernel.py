@@ -418,24 +418,44 @@ def test_an_empty_command_argument_is_refused(kernel):
     assert out.startswith("No model loaded"), out
 
 
-def test_ctrl_c_while_the_first_cell_loads_tiny_leaves_a_kernel_that_works(kernel):
-    """Ctrl-C during the first cell's load of gpt-oss-tiny landed in `import torch`, and a torch import cut short
-    stays broken: every later cell failed ("Only a single TORCH_LIBRARY can be used ...") until a restart."""
-    km, kc = kernel
-    run(kc, "%load_ext gptoss_lab\nimport sys\nprint('torch' in sys.modules)")
-    msg_id = kc.execute("%%gptoss --text --approve never --max-tokens 8\nHello!")
+def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> None:
+    """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended."""
+    msg_id = kc.execute(code)
     interrupted = False
     while True:
         msg = kc.get_iopub_msg(timeout=120)
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
-        if not interrupted and "No model loaded: using" in msg["content"].get("text", ""):
-            km.interrupt_kernel()  # as the load starts: torch is being imported
+        if not interrupted and marker in msg["content"].get("text", ""):
+            time.sleep(delay)
+            km.interrupt_kernel()
             interrupted = True
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
     assert interrupted
+
+
+def test_ctrl_c_while_the_first_cell_loads_tiny_leaves_a_kernel_that_works(kernel):
+    """Ctrl-C during the first cell's load of gpt-oss-tiny landed in `import torch`, and a torch import cut short
+    stays broken: every later cell failed ("Only a single TORCH_LIBRARY can be used ...") until a restart."""
+    km, kc = kernel
+    run(kc, "%load_ext gptoss_lab\nimport sys\nprint('torch' in sys.modules)")
+    # interrupted as the load starts: torch is being imported
+    _interrupt_once_printed(km, kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", "No model loaded: using")
     out, content = run(kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", timeout=120)
     assert content["status"] == "ok", out
     out, _ = run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens)")
     assert out.split() == ["gpt-oss-tiny", "8"], out
+
+
+def test_ctrl_c_while_session_load_imports_torch_leaves_a_kernel_that_works(kernel):
+    """The same from plain Python: Ctrl-C inside `Session.load`'s import of torch broke torch for the kernel's life."""
+    km, kc = kernel
+    out, _ = run(kc, "import sys\nfrom gptoss_lab import Session\nprint('torch' in sys.modules)")
+    assert out.strip() == "False", out
+    # 0.3 s after the print: inside the import (which takes seconds), not before it starts
+    _interrupt_once_printed(km, kc, "print('loading', flush=True)\ns = Session.load('tiny')", "loading", delay=0.3)
+    out, content = run(kc, "s = Session.load('tiny')\nr = s.ask('Hello!', max_new_tokens=8, approval='never')\n"
+                           "print(r.model, r.usage.completion_tokens)", timeout=120)
+    assert content["status"] == "ok", out
+    assert out.split()[-2:] == ["gpt-oss-tiny", "8"], out

@@ -411,6 +411,27 @@ class LoadPlan:
         return LoadError(f"could not load {self.source.path}: {first_line(error)}")
 
 
+def import_torch() -> None:
+    """Import torch with Ctrl-C held until it is in, then honoured: an `import torch` cut short leaves torch
+    broken for the process's life ("Only a single TORCH_LIBRARY can be used ..." at every later load)."""
+    import signal
+    import sys
+    import threading
+
+    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda *args: pressed.append(True))
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass  # not installed: loading says so in one line
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
 def plan_load(
     name_or_path: str | Path,
     *,
@@ -425,6 +446,7 @@ def plan_load(
     `dequantize=True` loads MXFP4 experts as `dtype` even where the kernels could keep them packed
     (e.g. to record routing, which the fused MXFP4 MoE kernel hides).
     """
+    import_torch()
     import torch
 
     if kw.get("trust_remote_code"):

@@ -129,6 +129,7 @@ def doctor(
     measured free memory, and `mxfp4_kernels` the check for transformers' MXFP4 kernels, to ask about
     another machine; `prefill_chunk` is how many prompt tokens the engine computes at once.
     """
+    checkpoint.import_torch()
     import torch
 
     name, config, folder = _config(model)
