@@ -292,6 +292,7 @@ def _class_summary(cls: Any) -> str | None:
 
 
 def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
+    _strict_json(body)  # pydantic reads 1e999 as inf
     try:
         return adapter.validate_json(body)
     except pydantic.ValidationError as err:
@@ -315,16 +316,16 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
         json.dumps(schema)
     except (TypeError, ValueError) as err:
         raise ValueError(f"not a valid JSON schema: {_one_line(str(err))[:200]}") from None
+    if _has_key(schema, "unevaluatedProperties") and _has_key(schema, "patternProperties"):
+        raise ValueError("not supported: unevaluatedProperties with patternProperties (jsonschema matches those "
+                         "patterns with no time limit); use additionalProperties instead")
     # patterns matched with the `regex` module: `re` backtracks for ever on patterns like ^(a+)+$ and a long answer
     kind = jsonschema.validators.extend(kind, {"pattern": _pattern, "patternProperties": _pattern_properties,
                                                "additionalProperties": _additional_properties})
     validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
 
     def load(body: str) -> Any:
-        try:
-            value = json.loads(body, parse_constant=_not_json, parse_float=_finite)
-        except (ValueError, RecursionError) as err:  # JSONDecodeError; digits over the int limit; nesting
-            raise StructuredOutputError(f"the final answer is not valid JSON: {_one_line(str(err))[:300]}") from None
+        value = _strict_json(body)
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "answer"
@@ -334,6 +335,22 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
         return value
 
     return schema, load
+
+
+def _has_key(node: Any, key: str) -> bool:
+    """Whether `key` is a key of any object inside this JSON value (a checked schema: finite nesting)."""
+    if isinstance(node, Mapping):
+        return key in node or any(_has_key(value, key) for value in node.values())
+    return isinstance(node, list) and any(_has_key(value, key) for value in node)
+
+
+def _strict_json(body: str) -> Any:
+    """The answer as JSON, or a one-line StructuredOutputError: no NaN/Infinity, no number too large for a float,
+    no integer over Python's digit limit, no nesting past the recursion limit."""
+    try:
+        return json.loads(body, parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError; digits over the int limit; nesting
+        raise StructuredOutputError(f"the final answer is not valid JSON: {_one_line(str(err))[:300]}") from None
 
 
 def _not_json(constant: str) -> Any:

@@ -268,7 +268,7 @@ def test_session_reply_parsed_and_errors():
 
     bad = _session('<|channel|>final<|message|>coffee, soda<|return|>').ask("?", response_format=ShoppingList)
     assert bad.parsed is None and bad.final == "coffee, soda"
-    assert bad.errors == ["the final answer is not valid JSON: Invalid JSON: expected value at line 1 column 1"]
+    assert bad.errors == ["the final answer is not valid JSON: Expecting value: line 1 column 1 (char 0)"]
 
 
 @pytest.mark.slow
@@ -442,6 +442,26 @@ def test_a_number_too_large_for_a_float_is_refused_like_infinity(text):
     assert parse_final("1e308", {"type": "number"}) == 1e308
 
 
+class _Reading(pydantic.BaseModel):
+    value: float
+
+
+@dataclasses.dataclass
+class _Sample:
+    value: float
+
+
+@pytest.mark.parametrize("kind", [_Reading, _Sample, float], ids=["pydantic", "dataclass", "float"])
+@pytest.mark.parametrize("number", ["1e999", "-1e400"])
+def test_a_typed_format_refuses_a_number_too_large_for_a_float(kind, number):
+    """pydantic's JSON parser read 1e999 as inf and the Reply carried value=inf; refused as the schema-dict path does."""
+    text = number if kind is float else '{"value": %s}' % number
+    with pytest.raises(StructuredOutputError, match="^the final answer is not valid JSON: .*too large"):
+        ResponseFormat.from_user(kind).parse(text)
+    fine = ResponseFormat.from_user(kind).parse("1e308" if kind is float else '{"value": 1e308}')
+    assert (fine if kind is float else fine.value) == 1e308
+
+
 def test_a_mismatch_is_one_short_line_however_long_the_enum_or_the_answer():
     enum = {"enum": list(range(100_000))}
     with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: answer: 'x' is not one of") as err:
@@ -463,6 +483,19 @@ def test_a_backtracking_pattern_cannot_hang_the_answer_check():
             parse_final('{"' + "a" * 60 + '!": 1}', keys)
         with pytest.raises(StructuredOutputError, match="aaaa: 'x' is not of type 'integer'"):
             parse_final('{"aaaa": "x"}', keys)
+
+
+def test_unevaluated_properties_with_pattern_properties_is_refused_not_left_to_hang():
+    """jsonschema checks patternProperties for unevaluatedProperties with `re` and no time limit: a ^(a+)+$ key
+    pattern and a long key held the kernel; such a schema is refused when given, in one line."""
+    schema = {"type": "object", "patternProperties": {"^(a+)+$": {"type": "integer"}},
+              "unevaluatedProperties": False}
+    with pytest.raises(ValueError, match="^not supported: unevaluatedProperties with patternProperties"):
+        ResponseFormat.from_user(schema)
+    nested = {"type": "object", "properties": {"inner": schema}}
+    with pytest.raises(ValueError, match="^not supported: unevaluatedProperties with patternProperties"):
+        ResponseFormat.from_user(nested)
+    assert ResponseFormat.from_user({"type": "object", "unevaluatedProperties": False}).parse("{}") == {}
 
 
 @pytest.mark.parametrize("schema", [
