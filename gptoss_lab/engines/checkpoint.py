@@ -141,14 +141,16 @@ def check_sizes(config: Any, name: str) -> None:
                         f"num_key_value_heads ({config.num_key_value_heads})")
 
 
-def check_tensors(folder: str, config: Any) -> None:
+def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
     """A one-line LoadError for a weight the config needs that the folder's safetensors lack or store in another shape or
     dtype: transformers would fill a missing one with random values (a different model, one logged warning) and report
-    a wrong shape in a multi-line table. Reads only the headers, before any weight loads."""
+    a wrong shape in a multi-line table. Reads only the headers, before any weight loads; `name` names the checkpoint
+    in the message (default: the folder)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    stored = _headers(folder)
+    label = name or folder
+    stored = _headers(folder, label)
     if not stored:
         return  # no safetensors: transformers says what is missing
     with torch.device("meta"):
@@ -163,30 +165,42 @@ def check_tensors(folder: str, config: Any) -> None:
                       f"{name}_scales": ((experts, outputs, inputs // 32), "U8")}
         for key, (shape, dtype) in wanted.items():
             if key not in stored:
-                raise LoadError(f"could not load {folder}: the weight {key} is missing from its .safetensors files")
+                raise LoadError(f"could not load {label}: the weight {key} is missing from its .safetensors files")
             got_shape, got_dtype = stored[key]
             if got_shape != shape:
-                raise LoadError(f"could not load {folder}: the weight {key} has shape {got_shape}, the config needs {shape}")
+                raise LoadError(f"could not load {label}: the weight {key} has shape {got_shape}, the config needs {shape}")
             if got_dtype != dtype and not (dtype is None and got_dtype in _STORED_FLOATS):
-                raise LoadError(f"could not load {folder}: the weight {key} is stored as {got_dtype}, "
+                raise LoadError(f"could not load {label}: the weight {key} is stored as {got_dtype}, "
                                 f"not {dtype or 'floating point'}")
 
 
-def _headers(folder: str) -> dict[str, tuple[tuple[int, ...], str]]:
+def _cached_snapshot(repo: str, hub_kw: dict[str, Any]) -> str | None:
+    """The folder of a hub checkpoint in the local Hugging Face cache (its `subfolder` if given), or None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo, revision=hub_kw.get("revision"), cache_dir=hub_kw.get("cache_dir"),
+                                   local_files_only=True, allow_patterns=["*.json", "*.safetensors"])
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError is an OSError), a bad revision
+        return None
+    return str(Path(folder) / hub_kw.get("subfolder", ""))
+
+
+def _headers(folder: str, label: str) -> dict[str, tuple[tuple[int, ...], str]]:
     """(shape, safetensors dtype) of every tensor in a folder's .safetensors files, from their headers alone."""
     from safetensors import SafetensorError, safe_open
 
     found: dict[str, tuple[tuple[int, ...], str]] = {}
     for shard in sorted(Path(folder).glob("*.safetensors")):
         if not shard.is_file():  # e.g. a FIFO, whose read would wait forever (here and in transformers)
-            raise LoadError(f"could not load {folder}: {shard.name} is not a regular file")
+            raise LoadError(f"could not load {label}: {shard.name} is not a regular file")
         try:
             with safe_open(shard, "pt") as f:
                 for name in f.keys():
                     tensor = f.get_slice(name)
                     found[name] = (tuple(tensor.get_shape()), tensor.get_dtype())
         except (OSError, SafetensorError) as error:
-            raise LoadError(f"could not load {folder}: {shard.name} is damaged or incomplete ({first_line(error)}); "
+            raise LoadError(f"could not load {label}: {shard.name} is damaged or incomplete ({first_line(error)}); "
                             "copy or download it again") from None
     return found
 
@@ -256,7 +270,7 @@ def _stored_dtype(folder: str | None) -> str | None:
     """The first floating dtype in a folder's safetensors headers (what transformers' dtype="auto" picks)."""
     if folder is None or not Path(folder).is_dir():
         return None
-    return next((_STORED_FLOATS[dtype] for _, dtype in _headers(folder).values() if dtype in _STORED_FLOATS), None)
+    return next((_STORED_FLOATS[dtype] for _, dtype in _headers(folder, folder).values() if dtype in _STORED_FLOATS), None)
 
 
 def weight_bytes(config: Any, dtype: str, *, packed: bool) -> int:
@@ -459,6 +473,8 @@ def plan_load(
     config = read_config(source, hub_kw)
     if not source.hub:
         check_tensors(source.path, config)
+    elif hub_kw.get("local_files_only") and (cached := _cached_snapshot(source.path, hub_kw)):
+        check_tensors(cached, config, name=source.path)  # offline, the cache is exactly what will load
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
