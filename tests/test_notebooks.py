@@ -70,6 +70,14 @@ def _output_text(nb: nbformat.NotebookNode) -> str:
     return "".join(parts)
 
 
+def _frozen_progress_bars(nb: nbformat.NotebookNode) -> list[str]:
+    """Progress-bar widgets (tqdm.auto) in the outputs: saved, their only static form is the bar as it was
+    first displayed (0 %), which GitHub, nbconvert and a closed-and-reopened notebook show."""
+    return [out.data["text/plain"] for cell in nb.cells for out in cell.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+            and re.search(r"\d+%\|", out.data.get("text/plain", ""))]
+
+
 def _execute(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, float]:
     monkeypatch.setenv("GPTOSS_LAB_QUICK", "1")  # notebook 05 trains for seconds, not minutes
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
@@ -89,6 +97,8 @@ def test_notebook_runs_and_shows_its_results(name: str, monkeypatch: pytest.Monk
         assert re.search(pattern, text), f"{name}: the reader never sees {pattern!r}"
     for pattern in FORBIDDEN.get(name, []):
         assert not re.search(pattern, text), f"{name}: the reader sees {pattern!r}, which the prose contradicts"
+    frozen = _frozen_progress_bars(nb)
+    assert not frozen, f"{name}: the saved notebook shows progress bars frozen as first displayed: {frozen}"
     if name == "01_quickstart.ipynb":  # saved and exported without widgets, the turns are still there
         markdown, _ = MarkdownExporter().from_notebook_node(nb)
         assert "gptoss_lab chat view" not in markdown and "37 * 12 = 444." in markdown
@@ -113,3 +123,14 @@ def test_every_notebook_is_tested_and_committed_without_outputs() -> None:
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{name} has saved outputs"
 
+
+def test_every_relative_link_in_the_readme_docs_and_notebooks_resolves() -> None:
+    root = NOTEBOOKS.parent
+    pages = {path: path.read_text() for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]}
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        pages[path] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    broken = [f"{path.relative_to(root)}: {target}" for path, text in pages.items()
+              for target in re.findall(r"\]\(([^)\s]+)\)", text)
+              if not re.match(r"[a-z]+:", target) and not (path.parent / target.split("#")[0]).exists()]
+    assert not broken, f"links to nothing: {broken}"
