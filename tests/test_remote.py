@@ -269,11 +269,30 @@ def test_unreachable_server():
     ("ftp://127.0.0.1:8000", "'ftp://127.0.0.1:8000' is not an http(s) server URL; write it like http://127.0.0.1:8000"),
     ("http://[::1", "'http://[::1' is not a server URL (Invalid port: ':1'); write it like http://127.0.0.1:8000"),
     ("", "'' is not an http(s) server URL; write it like http://127.0.0.1:8000"),
+    ("http://", "'http://' is not an http(s) server URL; write it like http://127.0.0.1:8000"),  # was http://http:
+    ("http://gpu-box:8000/v1?key=1", "'http://gpu-box:8000/v1?key=1' is not a server URL (it has a ?query or "
+                                     "#fragment); write it like http://127.0.0.1:8000"),
+    ("http://bob:SECRET@[::1",  # the password is left out
+     "'http://[::1' is not a server URL (Invalid port: ':1'); write it like http://127.0.0.1:8000"),
 ])
 def test_what_is_no_server_url_is_refused_in_one_line(url, message):
     with pytest.raises(RemoteError) as err:
         RemoteEngine(url)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"timeout": None}, "timeout must be a number of seconds above 0, not None"),
+    ({"timeout": -1}, "timeout must be a number of seconds above 0, not -1"),
+    ({"timeout": "30"}, "timeout must be a number of seconds above 0, not '30'"),
+    ({"timeout": float("inf")}, "timeout must be a number of seconds above 0, not inf"),
+    ({"retries": -1}, "retries must be a whole number, 0 or more, not -1"),
+    ({"retries": 1.5}, "retries must be a whole number, 0 or more, not 1.5"),
+])
+def test_a_timeout_or_retries_that_cannot_work_is_refused_in_one_line(option, message):
+    with pytest.raises(RemoteError) as caught:
+        RemoteEngine("http://127.0.0.1:9", **option)  # refused before anything is asked
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("body", [
@@ -296,6 +315,18 @@ def test_wrong_model_lists_the_servers_models():
         with pytest.raises(RemoteError, match="serves 2 models .*choose one with model="):
             RemoteEngine(server.url)
         assert RemoteEngine(server.url, model="gpt-oss-120b").name == "gpt-oss-120b"
+
+
+def test_a_server_with_hundreds_of_models_is_listed_in_one_short_line():
+    names = ["x" * 5000] + [f"model-{i}" for i in range(300)]  # a gateway's hundreds, one absurd name
+    with FakeServer(models=names) as server:
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url)
+        assert str(caught.value) == (f"the server at {server.url} serves 301 models ({'x' * 80}, model-0, model-1, "
+                                     "model-2, model-3, model-4, model-5, model-6, model-7, model-8, … (291 more)): "
+                                     "choose one with model=...")
+        with pytest.raises(RemoteError, match=r"has no model 'gpt-oss'; it serves: x+, .*, model-8, … \(291 more\)$"):
+            RemoteEngine(server.url, model="gpt-oss")
 
 
 def test_auth_failure_says_what_to_pass():
@@ -502,7 +533,9 @@ def _status(code, reason, body=b'{"error": {"message": "busy"}}', headers=b""):
 
 
 @pytest.mark.parametrize("data", [{"choices": [None]}, {"choices": [{"text": 5}]}, {"choices": {"text": "x"}},
-                                  {"choices": [{"text": "x", "finish_reason": ["stop"]}]}])
+                                  {"choices": [{"text": "x", "finish_reason": ["stop"]}]},
+                                  {"choices": [{"delta": {"content": "x"}}]},  # chat completions: text lost, not ''
+                                  {"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]}])
 def test_a_chunk_of_another_shape_ends_in_one_line_after_the_partial_answer(data):
     with FakeServer(raw=lambda n: [HEAD, _event("<|channel|>final<|message|>Hi there "), _event(data=data)]) as server:
         ids = []
@@ -661,3 +694,197 @@ def test_stop_ends_a_turn_while_the_server_is_silent():
         assert session.ask("Still there?").final == "Back."  # the conversation goes on
         assert [m.content[0].text for m in session.history if m.author.role.value == "user"] == [
             "Say hi", "Say hi", "Still there?"]
+
+
+# ---------------------------------------------------------------- secrets, hostile text and floods
+
+KEY = "sk-SECRET-1234"
+
+
+@pytest.mark.parametrize("raw", [
+    [_status(401, b"Unauthorized", b'{"error": {"message": "Incorrect API key provided: sk-SECRET-1234"}}')],
+    [_status(400, b"Bad Request", b"x" * 190 + b"sk-SECRET-1234")],  # the key just across the 200-character cut
+    [HEAD, _event("<|channel|>final<|message|>Hi"), b'data: {"error": "no quota for key sk-SECRET-1234"}\n\n'],
+    [HEAD, _event("<|channel|>final<|message|>Hi"), b"data: " + b"x" * 110 + b" sk-SECRET-1234\n\n"],
+])
+def test_the_api_key_and_a_url_password_never_appear_in_errors(raw):
+    with FakeServer(raw=lambda n: raw) as server:
+        messages = []
+        for url, key in ((server.url, KEY), (server.url.replace("http://", "http://bob:sk-SECRET-1234@"), None)):
+            engine = RemoteEngine(url, api_key=key, retries=0)
+            with pytest.raises(RemoteError) as caught:
+                list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+            messages.append(str(caught.value))
+            assert "SECRET" not in repr(vars(engine)) and engine.url == server.url
+        sent = [headers["Authorization"] for _, headers, _ in server.requests]
+    for message in messages:
+        assert message.startswith(f"the server at {server.url} ") and "***" in message
+        assert "SECRE" not in message  # not even a key cut short
+    assert sent[0] == f"Bearer {KEY}" and sent[-1] == "Basic Ym9iOnNrLVNFQ1JFVC0xMjM0"  # bob:sk-SECRET-1234
+
+
+def test_an_api_key_a_header_cannot_carry_is_refused_without_showing_it():
+    with FakeServer(_split(ANSWER), api_key=KEY) as server:
+        assert RemoteEngine(server.url, api_key=f" {KEY}\n").model == "gpt-oss-test"  # as read from a file
+        for key in (f"{KEY}é", f"{KEY}\nX-Other: 1"):
+            with pytest.raises(RemoteError) as caught:
+                RemoteEngine(server.url, api_key=key)
+            assert str(caught.value) == ("api_key holds a character an HTTP header cannot carry (a line break, "
+                                         "a non-ASCII letter ...): check the value or variable it came from")
+        with pytest.raises(RemoteError) as caught:  # the URL's basic auth would silently replace the key
+            RemoteEngine(server.url.replace("http://", "http://bob:pass-SECRET@"), api_key=KEY)
+        assert str(caught.value) == ("give api_key or a user:password@ in the URL, not both: both go in the one "
+                                     "Authorization header")
+
+
+def test_server_text_in_errors_has_control_characters_written_out():
+    with FakeServer(models=("\x1b[31mred\x1b[0m", "gpt\u202eoss")) as server:
+        with pytest.raises(RemoteError, match=r"serves 2 models \(\\x1b\[31mred\\x1b\[0m, gpt\\u202eoss\)"):
+            RemoteEngine(server.url)
+    body = b'{"error": {"message": "\\u001b]0;pwned\\u0007\\u001b[2J gone"}}'
+    with FakeServer(raw=lambda n: [_status(400, b"Bad Request", body)]) as server:
+        with pytest.raises(RemoteError) as caught:
+            _stream(server.url, retries=0)
+    assert str(caught.value).endswith(r"HTTP 400: \x1b]0;pwned\x07\x1b[2J gone") and "\x1b" not in str(caught.value)
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/completions"])
+def test_a_redirect_is_reported_not_followed(path):
+    with FakeServer(_split(ANSWER)) as elsewhere, FakeServer(_split(ANSWER)) as server:
+        location = f"{elsewhere.url}{path}".encode()
+        moved = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % location
+        if path == "/v1/models":
+            server.httpd.RequestHandlerClass.do_GET = lambda self: (self.wfile.write(moved), self.wfile.flush())
+        else:
+            server.raw = lambda n: [moved]
+        with pytest.raises(RemoteError) as caught:
+            _stream(server.url, api_key=KEY)
+    assert str(caught.value) == (f"the server at {server.url} redirects {path} to {location.decode()!r} "
+                                 "(redirects are not followed): connect to the inference server's own address")
+    assert elsewhere.requests == []  # the key never went to the other host
+
+
+def _gzip_bomb(megabytes: int) -> bytes:
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+    return b"".join(packer.compress(b" " * (1 << 20)) for _ in range(megabytes)) + packer.flush()
+
+
+def test_answers_that_never_end_do_not_fill_the_kernels_memory():
+    import tracemalloc
+
+    bomb = _gzip_bomb(1024)  # 1 GiB of spaces in about 1 MB
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    endless = [HEAD, b'data: {"choices": [{"text": "'] + [b"A" * (1 << 20)] * 64  # 64 MiB without a line end
+    tracemalloc.start()
+    try:
+        with FakeServer(models_body=("application/json", b"")) as server:
+            server.httpd.RequestHandlerClass.do_GET = lambda self: (self.wfile.write(head + bomb), self.wfile.flush(),
+                                                                    setattr(self, "close_connection", True))
+            with pytest.raises(RemoteError, match=r"answered /v1/models with no list of models \(''\)"):
+                RemoteEngine(server.url)
+        with FakeServer(raw=lambda n: endless) as server:
+            with pytest.raises(RemoteError) as caught:
+                _stream(server.url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20, f"{peak >> 20} MiB"  # one network read's worth of gzip (64 KiB × 1,000) at most
+    assert str(caught.value) == (f"the server at {server.url} sent 4 MiB without ending an event or line: "
+                                 "that is no completion stream")
+
+
+def test_a_model_list_that_trickles_in_is_a_timeout():
+    def trickle(handler):  # a byte every 0.2 s: each read well within the timeout, the whole body not
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+        for _ in range(40):
+            handler.wfile.flush()
+            time.sleep(0.2)
+            handler.wfile.write(b" ")
+
+    with FakeServer() as server:
+        server.httpd.RequestHandlerClass.do_GET = trickle
+        started = time.perf_counter()
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url, timeout=1)
+    assert time.perf_counter() - started < 4
+    assert str(caught.value) == f"the server at {server.url} did not answer within 1 s (timeout=...)"
+
+
+def test_a_flood_of_long_chunks_is_cut_at_the_limit_at_once():
+    from gptoss_lab.session import Session
+
+    flood = [HEAD, _event("<|channel|>final<|message|>Hi ")] + [_event("-" * 100_000)] * 40
+    with FakeServer(raw=lambda n: flood) as server:
+        session = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"})
+        started = time.perf_counter()
+        reply = session.ask("Draw a line", max_new_tokens=50)
+    assert time.perf_counter() - started < 5
+    assert reply.errors == [
+        f"The turn failed: the server at {server.url} kept streaming past max_tokens=50 (it ignores the limit)"]
+
+
+def test_stop_works_while_a_server_floods_text_that_gives_no_token():
+    from gptoss_lab.session import Session
+
+    # one piece that never settles, then silence (so Stop, not the stream's end, ends the turn however fast it is read)
+    flood = [HEAD, _event("<|channel|>final<|message|>Hi ")] + [_event("-" * 50)] * 4_000 + [30.0]
+    with FakeServer(raw=lambda n: flood if n == 1 else [HEAD, _event("<|channel|>final<|message|>Back."),
+                                                        _event(finish="stop")]) as server:
+        session = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"})
+        started = time.perf_counter()
+        reply = session.ask("Draw a line", view=_StopAfter(0.5), max_new_tokens=100_000)
+        assert time.perf_counter() - started < 3
+        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert session.ask("Still there?").final == "Back."
+
+
+def test_error_null_in_every_chunk_is_no_error():
+    chunk = {"choices": [{"text": "<|channel|>final<|message|>42", "finish_reason": None}], "error": None}
+    with FakeServer(raw=lambda n: [HEAD, _event(data=chunk), _event(finish="stop")]) as server:
+        assert harmony.decode(_stream(server.url)) == "<|channel|>final<|message|>42<|return|>"
+
+
+def test_an_error_object_mid_stream_ends_in_one_line_with_its_message():
+    error = {"object": "error", "message": "prompt is too long", "type": "BadRequestError", "code": 400}
+    with FakeServer(raw=lambda n: [HEAD, _event("<|channel|>final<|message|>Hi"), _event(data=error)]) as server:
+        with pytest.raises(RemoteError, match=r"stopped with an error: prompt is too long$"):
+            _stream(server.url)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/models", "/v1/completions/", "/api/generate"])
+def test_a_pasted_endpoint_url_connects_to_the_server_root(path):
+    with FakeServer() as server:
+        assert RemoteEngine(server.url + path).url == server.url
+
+
+def test_an_html_error_page_is_quoted_as_its_text():
+    page = (b"<html>\r\n<head><title>404 Not Found</title><style>h1 {color: red}</style></head>\r\n<body><!-- x -->"
+            b"<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx/1.18.0 &amp; co</center>\r\n"
+            b"</body>\r\n</html>\r\n")
+    answer = (b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+              % len(page) + page)
+    with FakeServer(raw=lambda n: [answer]) as server:
+        with pytest.raises(RemoteError) as caught:
+            _stream(server.url, retries=0)
+    assert str(caught.value) == (f"the server at {server.url} answered /v1/completions with HTTP 404: "
+                                 "404 Not Found 404 Not Found nginx/1.18.0 & co")
+
+
+def test_a_server_faster_than_the_notebook_waits_instead_of_filling_memory():
+    import tracemalloc
+
+    flood = [HEAD, _event("<|channel|>final<|message|>Hi ")] + [_event("word " * 200)] * 200_000
+    with FakeServer(raw=lambda n: flood) as server:
+        engine = RemoteEngine(server.url, timeout=10)
+        stop_at = time.perf_counter() + 2
+        tracemalloc.start()
+        try:
+            stream = engine.stream(PROMPT, stop=harmony.STOP_TOKENS, sampling=Sampling(max_new_tokens=10**6),
+                                   should_stop=lambda: time.perf_counter() > stop_at)
+            tokens = sum(1 for _ in stream)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert tokens > 1000 and peak < 16 << 20, f"{peak >> 20} MiB"  # the unread chunks were not all held

@@ -15,8 +15,10 @@ ids already received, so the session keeps the partial answer. Server options: d
 from __future__ import annotations
 
 import contextlib
+import html
 import itertools
 import json
+import math
 import queue
 import socket
 import threading
@@ -29,6 +31,7 @@ import regex
 from httpx_sse import EventSource, SSEError
 
 from .. import harmony
+from ..widgets.sanitize import visible
 from .base import EngineError, Sampling
 
 _SNIFF = 256  # characters of output without any Harmony marker before we call the server a stripper
@@ -39,6 +42,13 @@ _BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", nev
 _OVERRUN = (4, 64)  # text chunks past max_tokens=n (4n + 64: margin for servers that split tokens' text)
 _MAX_WAIT = 5.0  # seconds of a server's Retry-After we wait before asking again; a longer one is reported
 _ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
+_MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
+_LONGEST_TOKEN = 128  # characters of o200k's longest token: more text than max_tokens × this is past the limit
+_HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can carry
+_USERINFO = regex.compile(r"(?<=//)[^/?#@\s]*@")  # `user:password@` in a URL as typed
+_MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
+_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1", "/api/generate", "/api/chat",
+              "/api/tags", "/api")  # what a pasted endpoint URL ends with, taken off to leave the server root
 
 
 class RemoteError(EngineError):
@@ -57,21 +67,26 @@ def inert_text(ids: Sequence[int]) -> str:
     return "".join(parts)
 
 
-def _base_url(url: str) -> str:
-    """The server root of `url` (scheme added, a trailing /v1 ... taken off); RemoteError for what is no http(s) URL."""
-    given, url = url, url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    for suffix in ("/v1/completions", "/v1", "/api"):
+def _base_url(url: str) -> httpx.URL:
+    """The server root of `url` (scheme added, a trailing /v1, /v1/chat/completions ... taken off); RemoteError for
+    what is no http(s) URL. Its `user:password@`, if any, is left out of the message."""
+    given = _USERINFO.sub("", url)
+    url = url.strip()
+    url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
+    for suffix in _ENDPOINTS:
         if url.endswith(suffix):
             url = url[: -len(suffix)]
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as err:
-        raise RemoteError(f"{given!r} is not a server URL ({err}); write it like http://127.0.0.1:8000") from None
+        raise RemoteError(f"{given!r} is not a server URL ({_USERINFO.sub('', str(err))}); "
+                          "write it like http://127.0.0.1:8000") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise RemoteError(f"{given!r} is not an http(s) server URL; write it like http://127.0.0.1:8000")
-    return url
+    if parsed.query or parsed.fragment:  # httpx would put the API's paths after it
+        raise RemoteError(f"{given!r} is not a server URL (it has a ?query or #fragment); "
+                          "write it like http://127.0.0.1:8000")
+    return parsed
 
 
 def _error_text(body: Any) -> str:
@@ -79,15 +94,19 @@ def _error_text(body: Any) -> str:
     error = body.get("error", body.get("detail", body.get("message", body))) if isinstance(body, dict) else body
     if isinstance(error, dict):
         error = error.get("message", error)
-    return " ".join(str(error).split())[:200]
+    return " ".join(str(error).split())
 
 
 def _server_message(response: httpx.Response) -> str:
-    """The error text a server put in its response body, on one line."""
+    """The error text a server put in its response body (read with `_capped`), on one line; of an HTML error
+    page (a proxy's "502 Bad Gateway"), its text."""
     try:
         return _error_text(response.json())
     except ValueError:
-        return " ".join(response.text.split())[:200]
+        text = response.text
+        if "html" in response.headers.get("content-type", ""):  # its start: the regex is slow on a long page
+            text = html.unescape(_MARKUP.sub(" ", text[:8192]))
+        return " ".join(text.split())
     except httpx.ResponseNotRead:  # the body broke off: the status says enough
         return "(the response body broke off)"
 
@@ -95,9 +114,11 @@ def _server_message(response: httpx.Response) -> str:
 class RemoteEngine:
     """Harmony tokens from a gpt-oss model on an OpenAI-compatible server (llama.cpp, vLLM, SGLang) or Ollama.
 
-    `url` is the server root (`http://host:8000`, a trailing `/v1` is fine). `model=None` takes the
+    `url` is the server root (`http://host:8000`, a trailing `/v1` is fine; `user:password@` is sent as basic
+    auth, never shown). `api_key` (surrounding whitespace taken off) is sent as a bearer token; neither
+    appears in an error, even when the server quotes it. `model=None` takes the
     server's only model. Connection errors are retried `retries` times; `timeout` (seconds) bounds
-    connecting and each wait for the next streamed chunk. Construction checks the server and the
+    connecting, each wait for the next streamed chunk and reading a whole answer that is no stream. Construction checks the server and the
     model name, so a wrong URL or name fails at `Session.connect`, not at the first question.
     `prompt_as` says how prompts travel: "ids", or "text" (`inert_text`) for Ollama and for a server
     that refused its first token-id prompt but took the same prompt as text.
@@ -112,22 +133,39 @@ class RemoteEngine:
         timeout: float = 120.0,
         retries: int = 2,
     ) -> None:
-        self.url = _base_url(url)
+        if not (isinstance(timeout, int | float) and 0 < timeout < math.inf):
+            raise RemoteError(f"timeout must be a number of seconds above 0, not {timeout!r}")
+        if not (isinstance(retries, int) and retries >= 0):
+            raise RemoteError(f"retries must be a whole number, 0 or more, not {retries!r}")
+        parsed = _base_url(url)
+        self.url = str(parsed.copy_with(username=None, password=None))
         self.timeout = timeout
         self.retries = retries
+        api_key = api_key.strip() if api_key else None
+        if api_key and not _HEADER_SAFE.fullmatch(api_key):
+            raise RemoteError("api_key holds a character an HTTP header cannot carry (a line break, a non-ASCII "
+                              "letter ...): check the value or variable it came from")
+        if api_key and parsed.userinfo:
+            raise RemoteError("give api_key or a user:password@ in the URL, not both: both go in the one "
+                              "Authorization header")
+        # a key or password shorter than this would blank out ordinary words of a message if hidden in it
+        self._secrets = _Hidden(s for s in (api_key, parsed.password) if s and len(s) >= 4)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout))
-        self.ollama = self._is_ollama()
-        self.prompt_as = "text" if self.ollama else "ids"
-        self._ids_accepted = False
-        models = self.models()
-        if model is None:
-            if len(models) != 1:
-                raise RemoteError(f"the server at {self.url} serves {len(models)} models "
-                                  f"({', '.join(models) or 'none'}): choose one with model=...")
-            model = models[0]
-        elif model not in models and f"{model}:latest" not in models:  # Ollama's implied tag
-            raise RemoteError(f"the server at {self.url} has no model {model!r}; it serves: {', '.join(models) or '(none)'}")
+        auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
+        self._client = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=httpx.Timeout(timeout))
+        with self._cleaned():
+            self.ollama = self._is_ollama()
+            self.prompt_as = "text" if self.ollama else "ids"
+            self._ids_accepted = False
+            models = self.models()
+            if model is None:
+                if len(models) != 1:
+                    raise RemoteError(f"the server at {self.url} serves {len(models)} models "
+                                      f"({_listed(models) or 'none'}): choose one with model=...")
+                model = models[0]
+            elif model not in models and f"{model}:latest" not in models:  # Ollama's implied tag
+                raise RemoteError(f"the server at {self.url} has no model {model!r}; "
+                                  f"it serves: {_listed(models) or '(none)'}")
         self.model = model
         self.name = model
         # gpt-oss's recommended sampling, so an unset value means the same on every server
@@ -135,9 +173,30 @@ class RemoteEngine:
 
     # ------------------------------------------------------------ requests
 
-    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One request with retries on connection errors; HTTP errors become RemoteError."""
-        response = self._retrying(lambda: self._client.request(method, path, **kw))
+    @contextlib.contextmanager
+    def _cleaned(self) -> Iterator[None]:
+        """RemoteErrors raised inside, as a user may see them: what a server sent (an error quoting the key,
+        a model name, a header) with control characters written out and the key and password never shown."""
+        try:
+            yield
+        except RemoteError as err:
+            raise RemoteError(visible(self._quote(" ".join(str(err).split()), None))) from None
+
+    def _quote(self, text: str, limit: int | None = 200) -> str:
+        """What a server sent, to quote in a message: the key and password hidden, then cut to `limit` characters
+        (in that order, so no cut leaves part of a key)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:limit]
+
+    def _get(self, path: str) -> httpx.Response:
+        """GET `path` with retries on connection errors, at most `_MAX_BODY` bytes of its body read."""
+        return self._retrying(lambda: _capped(self._client.send(self._client.build_request("GET", path), stream=True),
+                                              self.timeout))
+
+    def _request(self, path: str) -> httpx.Response:
+        """GET `path` (`_get`); HTTP errors become RemoteError."""
+        response = self._get(path)
         self._raise_for(response, path)
         return response
 
@@ -162,34 +221,41 @@ class RemoteEngine:
                                   f"({_one_line(err)})") from None
 
     def _raise_for(self, response: httpx.Response, path: str) -> None:
+        if response.is_redirect:  # not followed: the key would go along to wherever it points
+            location = self._quote(response.headers["location"])
+            raise RemoteError(f"the server at {self.url} redirects {path} to {location!r} "
+                              "(redirects are not followed): connect to the inference server's own address")
         if response.status_code < 400:
             return
         if response.status_code in (401, 403):
             raise RemoteError(
-                f"the server at {self.url} refused the request (HTTP {response.status_code}: {_server_message(response)}); "
+                f"the server at {self.url} refused the request (HTTP {response.status_code}: "
+                f"{self._quote(_server_message(response))}); "
                 "pass api_key=... (or %gptoss connect --api-key-env VAR)"
             )
-        retry = f" (Retry-After: {response.headers['retry-after']})" if "retry-after" in response.headers else ""
+        retry = f" (Retry-After: {self._quote(response.headers['retry-after'], 40)})" \
+            if "retry-after" in response.headers else ""
         raise RemoteError(f"the server at {self.url} answered {path} with HTTP {response.status_code}: "
-                          f"{_server_message(response)}{retry}")
+                          f"{self._quote(_server_message(response))}{retry}")
 
     def _is_ollama(self) -> bool:
         try:
-            response = self._retrying(lambda: self._client.get("/api/version"))
+            response = self._get("/api/version")
             return response.status_code == 200 and "version" in response.json()
-        except ValueError:
+        except (ValueError, TypeError):  # not JSON, or JSON that is no object
             return False
 
     def models(self) -> list[str]:
         """The model names the server serves."""
         path, listing, key = ("/api/tags", "models", "name") if self.ollama else ("/v1/models", "data", "id")
-        response = self._request("GET", path)
-        try:
-            return [str(model[key]) for model in response.json()[listing]]
-        except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or JSON of another shape
-            raise RemoteError(f"the server at {self.url} answered {path} with no list of models "
-                              f"({_server_message(response)[:80]!r}): is it an OpenAI-compatible server "
-                              f"(vLLM, llama.cpp, SGLang) or Ollama? {_DOCS}") from None
+        with self._cleaned():
+            response = self._request(path)
+            try:
+                return [str(model[key]) for model in response.json()[listing]]
+            except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or JSON of another shape
+                raise RemoteError(f"the server at {self.url} answered {path} with no list of models "
+                                  f"({self._quote(_server_message(response), 80)!r}): is it an OpenAI-compatible "
+                                  f"server (vLLM, llama.cpp, SGLang) or Ollama? {_DOCS}") from None
 
     # ------------------------------------------------------------ generation
 
@@ -217,13 +283,10 @@ class RemoteEngine:
         request = self._client.build_request("POST", path, json=body)
         for attempt in range(self.retries + 1):
             response = self._retrying(lambda: self._client.send(request, stream=True))
-            if response.status_code >= 400:
-                try:
-                    response.read()
-                except httpx.HTTPError:
-                    pass  # reported by its status alone (see _server_message)
-                finally:
-                    response.close()
+            if response.is_error or response.is_redirect:
+                with contextlib.suppress(httpx.HTTPError):  # a body that broke off: reported by its status alone
+                    response = _capped(response, self.timeout)
+                response.close()
             wait = _retry_wait(response, attempt)
             if response.status_code not in _BUSY or attempt == self.retries or wait is None:
                 return response
@@ -251,9 +314,10 @@ class RemoteEngine:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: {line[:120]!r}")
-        if "error" in data:
-            raise RemoteError(f"the server at {self.url} stopped with an error: {_error_text(data)}")
+            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: "
+                              f"{self._quote(line, 120)!r}")
+        if data.get("error") is not None or data.get("object") == "error":  # some send "error": null in every chunk
+            raise RemoteError(f"the server at {self.url} stopped with an error: {self._quote(_error_text(data))}")
         return data
 
     def _events(self, response: httpx.Response, stalled: Callable[[], None]) -> Iterator[dict]:
@@ -261,18 +325,23 @@ class RemoteEngine:
         `stalled()` is called at every read of the body, keep-alive comments (`: ping`, which httpx-sse
         drops) included, so a stall is seen while it lasts. Running out before the server said it was done
         (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
-        reads = _Reads(response, stalled)
+        reads = _Reads(response, stalled, RemoteError(
+            f"the server at {self.url} sent {_MAX_BODY >> 20} MiB without ending an event or line: "
+            "that is no completion stream"))
         if self.ollama:
             line = ""
             for text in reads.iter_text():  # lines end at "\n" only: JSON may hold U+2028 and the like unescaped
                 line += text
                 *done, line = line.split("\n")
+                if done:
+                    reads.unended = len(line)
                 yield from (self._json(item) for item in done if item.strip())
             if line.strip():
                 yield self._json(line)
         else:
             try:
                 for event in EventSource(reads).iter_sse():  # type: ignore[arg-type]
+                    reads.unended = 0
                     if event.data.strip() == "[DONE]":
                         return
                     if event.data:
@@ -318,9 +387,11 @@ class RemoteEngine:
             choices = data.get("choices") or [{}]  # a chunk without choices (usage, keep-alive) carries no text
             choice = choices[0] if isinstance(choices, list) and isinstance(choices[0], dict) else {"text": choices}
             text, finish, stop_reason = choice.get("text") or "", choice.get("finish_reason"), choice.get("stop_reason")
+            if "text" not in choice and choice.keys() & {"delta", "message"}:  # a chat completion: its text is lost
+                text = None
         if not isinstance(text, str) or not isinstance(finish, str | None):
             raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: "
-                              f"{json.dumps(data)[:120]!r}")
+                              f"{self._quote(json.dumps(data), 120)!r}")
         return text, finish, stop_reason
 
     def stream(
@@ -342,7 +413,8 @@ class RemoteEngine:
         reader = _Reader(lambda: self._open(prompt, stop, sampling),
                          lambda response: self._unechoed(self._chunks(response), prompt))
         try:
-            yield from self._tokens(reader.chunks(should_stop or (lambda: False)), stop, sampling.max_new_tokens)
+            with self._cleaned():
+                yield from self._tokens(reader.chunks(should_stop or (lambda: False)), stop, sampling.max_new_tokens)
         finally:
             reader.abort()
 
@@ -386,13 +458,13 @@ class RemoteEngine:
                 failure = err
                 break
             seen, texts = seen + len(text), texts + bool(text)
-            pending += retok.feed(text)
-            if finish:
-                break
-            overrun = texts > _OVERRUN[0] * limit + _OVERRUN[1]
+            overrun = texts > _OVERRUN[0] * limit + _OVERRUN[1] or seen > _LONGEST_TOKEN * limit
             if overrun:  # far past max_tokens, text still settling ("-----..."): the server ignores the limit
                 failure = RemoteError(f"the server at {self.url} kept streaming past max_tokens={limit} "
                                       "(it ignores the limit)")
+                break
+            pending += retok.feed(text)
+            if finish:
                 break
             if not retok.harmony_seen:
                 if seen > _SNIFF:
@@ -431,33 +503,54 @@ class RemoteEngine:
         self._client.close()
 
 
+def _listed(names: list[str], shown: int = 10) -> str:
+    """The first `shown` names, each cut to 80 characters, and how many more: a server may serve hundreds."""
+    more = f", … ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(name[:80] for name in names[:shown]) + more
+
+
+class _Hidden(tuple):
+    """Secrets (an API key, a URL's password) that a repr of the engine does not show."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} hidden>"
+
+
 def _one_line(err: Exception) -> str:
     """`err` as "Name: message" on one line."""
     return " ".join(f"{type(err).__name__}: {err}".split())
 
 
 class _Reads:
-    """The response as httpx-sse reads it (its headers and text), calling `stalled()` at every read."""
+    """The response as httpx-sse reads it (its headers and text), calling `stalled()` at every read and raising
+    `too_long` once `_MAX_BODY` characters came since the reader last set `unended` (at an event's end), so an
+    endless line cannot fill memory."""
 
-    def __init__(self, response: httpx.Response, stalled: Callable[[], None]) -> None:
-        self.headers, self._response, self._stalled = response.headers, response, stalled
+    def __init__(self, response: httpx.Response, stalled: Callable[[], None], too_long: RemoteError) -> None:
+        self.headers, self._response, self._stalled, self._too_long = response.headers, response, stalled, too_long
+        self.unended = 0
 
     def iter_text(self) -> Iterator[str]:
         for text in self._response.iter_text():
             self._stalled()
+            self.unended += len(text)
+            if self.unended > _MAX_BODY:
+                raise self._too_long
             yield text
 
 
 class _Reader:
     """One completion request read on a daemon thread, its chunks (or its RemoteError) handed over in order,
     so the caller can give up on a silent server at once: `abort()` shuts the socket, which wakes the
-    thread from its read, and the thread closes the response."""
+    thread from its read, and the thread closes the response. At most `_AHEAD` chunks wait to be taken:
+    a server that streams faster than they are taken waits (TCP holds it back) instead of filling memory."""
 
     _END = object()
+    _AHEAD = 1024
 
     def __init__(self, open_response: Callable[[], httpx.Response],
                  read: Callable[[httpx.Response], Iterator[tuple[str, str | None, Any]]]) -> None:
-        self._items: queue.Queue[Any] = queue.Queue()
+        self._items: queue.Queue[Any] = queue.Queue(self._AHEAD)
         self._aborted = threading.Event()
         self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, args=(open_response, read), daemon=True,
@@ -472,18 +565,28 @@ class _Reader:
             if self._aborted.is_set():
                 return
             for chunk in read(response):
-                if self._aborted.is_set():
+                if not self._put(chunk):
                     return
-                self._items.put(chunk)
         except Exception as err:  # noqa: BLE001 - handed to the reading thread, which raises it there
-            self._items.put(err)
+            self._put(err)
         finally:
             if response is not None:
                 response.close()
-            self._items.put(self._END)
+            self._put(self._END)
+
+    def _put(self, item: Any) -> bool:
+        """Hand `item` over once there is room; False (and nothing handed over) once aborted."""
+        while not self._aborted.is_set():
+            try:
+                self._items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def chunks(self, should_stop: Callable[[], bool]) -> Iterator[tuple[str, str | None, Any]]:
-        """The chunks as they come; ends quietly once `should_stop()` says yes while waiting."""
+        """The chunks as they come; ends quietly once `should_stop()` says yes, asked while waiting and at
+        every chunk (a flood of text that gives no token yet would otherwise never let the caller ask)."""
         while True:
             try:
                 item = self._items.get(timeout=0.1)
@@ -491,7 +594,7 @@ class _Reader:
                 if should_stop():
                     return
                 continue
-            if item is self._END:
+            if item is self._END or should_stop():
                 return
             if isinstance(item, Exception):
                 raise item
@@ -507,6 +610,26 @@ class _Reader:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def _capped(response: httpx.Response, timeout: float) -> httpx.Response:
+    """`response` (opened with stream=True) with at most `_MAX_BODY` bytes of its decoded body read, then closed:
+    a hostile or broken server (an endless body, a gzip bomb) cannot fill the kernel's memory, nor hold it with
+    a body that trickles in: ReadTimeout once reading took `timeout` seconds."""
+    body = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        for part in response.iter_bytes():
+            body += part
+            if len(body) >= _MAX_BODY:
+                break
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"the body took over {timeout:g} s", request=response.request)
+    finally:
+        response.close()
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]  # decoded
+    return httpx.Response(response.status_code, headers=headers, content=bytes(body[:_MAX_BODY]),
+                          request=response.request)
 
 
 def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
