@@ -9,11 +9,12 @@ without an answer) whatever happened.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from openai_harmony import Message
@@ -38,6 +39,22 @@ class _Stopped(Exception):
     """The view's Stop button: ends the turn like a kernel interrupt."""
 
 
+def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse `method` while a turn of the session runs: a second thread's `ask`, or a function tool that
+    asks, resets or rewinds the session whose turn called it, would interleave two turns in one history."""
+    @functools.wraps(method)
+    def guarded(self: Session, *args: Any, **kwargs: Any) -> Any:
+        if not self._busy.acquire(blocking=False):
+            raise TurnError("this session is running a turn: wait for it to end "
+                            "(a tool cannot use the session whose turn called it)")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._busy.release()
+
+    return guarded
+
+
 class Session:
     """A conversation with a gpt-oss model and the settings its turns use.
 
@@ -48,6 +65,9 @@ class Session:
 
     def __init__(self, engine: Engine, *, namespace: dict[str, Any] | None = None, view: View | None = None,
                  browser: Tool | None = None, **settings: Any) -> None:
+        if not isinstance(engine, Engine):  # Session("tiny") for Session.load("tiny")
+            raise TypeError(f"Session(...) takes an engine, not {type(engine).__name__}: load a model with "
+                            "Session.load('tiny') or use a server with Session.connect(url)")
         self.engine = engine
         self.settings: Settings = make(settings)
         self.namespace = namespace if namespace is not None else _user_namespace()
@@ -58,6 +78,7 @@ class Session:
         self._turns: list[tuple[int, dict[str, Any]]] = []  # each turn's user message index, and `ask` options
         self._allowed: set[str] = set()       # tools the user allowed for the rest of the conversation
         self._renderer = harmony.Renderer()
+        self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
@@ -98,8 +119,12 @@ class Session:
 
     # ------------------------------------------------------------ conversation
 
+    @_one_at_a_time
     def reset(self) -> None:
         """Forget the conversation (settings and the loaded model stay)."""
+        self._forget()
+
+    def _forget(self) -> None:
         self.history.clear()
         self.replies.clear()
         self._turns.clear()
@@ -107,6 +132,7 @@ class Session:
         if self.browser is not None:
             self.browser.reset()
 
+    @_one_at_a_time
     def rewind(self) -> str:
         """Drop the last turn (its question, answer and tool calls) and return its prompt, e.g. to
         ask it again for a new sample. Side effects of its tool calls are not undone."""
@@ -143,6 +169,7 @@ class Session:
 
     # ------------------------------------------------------------ the turn loop
 
+    @_one_at_a_time
     def ask(
         self,
         prompt: str,
@@ -165,6 +192,8 @@ class Session:
         an unknown tool, a prompt over the model's context) raise TurnError; anything after ends
         the turn with its `Reply` (see `reply.errors`)."""
         settings, tools = self._checked(overrides)
+        if not isinstance(prompt, str):
+            raise TurnError(f"the prompt must be text (a str), not {type(prompt).__name__}")
         prompt = harmony.clean(prompt)
         if not prompt.strip():
             raise TurnError("the prompt is empty")
@@ -190,7 +219,7 @@ class Session:
         except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile
             raise TurnError(f"constrain: {err}") from None
         if new:
-            self.reset()
+            self._forget()
         view = view or self.view or _NullView()
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))
@@ -353,6 +382,9 @@ class _Turn:
         if last in harmony.STOP_TOKENS:
             if not self.reply.final and self.ended_why is None:
                 self._end_early("The model ended its turn without a final answer.")
+        elif generated >= room and room < self.sampling.max_new_tokens:
+            self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept: "
+                            "start a new conversation (%gptoss reset) or ask with --new.")
         elif generated >= room:
             self._end_early(f"The reply reached the token limit ({room} new tokens); what was written is kept "
                             "(raise --max-tokens to allow more).")
@@ -407,6 +439,11 @@ class _Turn:
         t0 = time.perf_counter()
         try:
             result = tool.run(call, stop=lambda: self.view.stop_requested)
+            if not isinstance(result, ToolResult):  # a tool of the user's: its mistake goes to the model too
+                raise TypeError(f"{type(tool).__name__}.run gave {type(result).__name__}, not a ToolResult")
+            if not isinstance(result.output, str):
+                raise TypeError(f"{type(tool).__name__}.run gave a ToolResult whose output is "
+                                f"{type(result.output).__name__}, not text")
         except KeyboardInterrupt:
             result = interrupted("")
         except BaseException as err:  # a tool's failure (SystemExit included) goes back to the model
@@ -447,14 +484,18 @@ class _Turn:
         call.input = code
 
     def _answer(self, call: ToolCall, tool: Tool | None, result: ToolResult) -> None:
-        """Record the result on the call, tell the view, and put the tool's reply in the conversation."""
+        """Record the result on the call, put the tool's reply in the conversation, then tell the view (a Ctrl-C
+        while the view shows it, or a tool whose `author` fails, must not leave the call unanswered)."""
         result.output = harmony.clean(result.output)
-        call.status, call.output, call.seconds, call.data = result.status, result.output, result.seconds, result.data
-        self.emit(ToolEnd(call))
-        author = tool.author(call) if tool is not None else call.recipient.split(" ")[0]
+        author = call.recipient.split(" ")[0]
+        if tool is not None:
+            with contextlib.suppress(Exception):
+                author = tool.author(call)
         message = harmony.tool_message(author, result.output or "(no output)", call.channel)
+        call.status, call.output, call.seconds, call.data = result.status, result.output, result.seconds, result.data
         self.session.history.append(message)
         self.reply.messages.append(message)
+        self.emit(ToolEnd(call))
 
     # ------------------------------------------------------------ ending
 
@@ -493,9 +534,8 @@ class _Turn:
 
     def _answer_unanswered(self, status: Any, text: str) -> None:
         for call in self.reply.tool_calls:
-            if call.status in ("pending", "waiting"):
-                tool = self.tools.find(call.recipient)
-                self._answer(call, tool, ToolResult(status, text))
+            if call.status in ("pending", "waiting"):  # answered as its recipient (no tool asked: one may have failed)
+                self._answer(call, None, ToolResult(status, text))
 
     def finish(self, fmt: ResponseFormat | None) -> Reply:
         reply = self.reply
@@ -504,7 +544,10 @@ class _Turn:
         if self.recorder is not None and self.recorder.tokens:
             reply.routing = self.recorder.finish(harmony.label_tokens(self.recorder.tokens))
         if reply.final:
-            reply.citations = self.tools.citations(reply.final)
+            try:
+                reply.citations = self.tools.citations(reply.final)
+            except Exception as err:  # a tool of the user's: the reply is still made
+                reply.errors.append(f"The citations could not be read: {type(err).__name__}: {err}".splitlines()[0])
         if fmt is not None and reply.final and not reply.interrupted:
             try:
                 reply.parsed = fmt.parse(reply.final)

@@ -325,3 +325,46 @@ def test_a_device_torch_does_not_know_is_refused_before_the_loading_line(capsys)
     with pytest.raises(LoadError, match=r"^'bogus' is not a device: use cpu, cuda, cuda:1, mps \.\.\.$"):
         LocalEngine.from_pretrained("tiny", device="bogus")
     assert "Loading" not in capsys.readouterr().out
+
+
+def test_a_stream_started_from_another_thread_waits_for_the_running_forward(engine):
+    """Two threads sharing an engine (two Sessions on one model): the second stream's cut-back and prefill
+    ran in the middle of the first one's forward, which then wrote its keys over them; a follow-up on the
+    second conversation reused that cache and gave other tokens than a fresh engine."""
+    import threading
+
+    engine = fresh(engine)
+    entered, go = threading.Event(), threading.Event()
+    first_thread: list[threading.Thread] = []
+
+    def pause(module, args, output):  # the first stream's prefill stops half-way through the layers
+        if threading.current_thread() is first_thread[0] and not go.is_set():
+            entered.set()
+            go.wait(10)
+
+    first_out: list = []
+
+    def first():
+        try:
+            first_out.extend(run(engine, [200006, *range(4000, 4030)]))
+        except RuntimeError as err:  # left behind by the second stream: it may not touch the cache again
+            first_out.append(err)
+
+    first_thread.append(threading.Thread(target=first))
+    handle = engine.model.model.layers[1].mlp.router.register_forward_hook(pause)
+    try:
+        first_thread[0].start()
+        assert entered.wait(10)
+        second_out: list = []
+        second = threading.Thread(target=lambda: second_out.extend(run(engine, PROMPT)))
+        second.start()
+        second.join(1.0)  # it waits for the first forward (no longer: the test would hang otherwise)
+        go.set()
+        second.join(30)
+        first_thread[0].join(30)
+    finally:
+        go.set()
+        handle.remove()
+    assert second_out == run(fresh(engine), PROMPT)
+    follow_up = PROMPT + second_out + [1600, 1601]
+    assert run(engine, follow_up) == run(fresh(engine), follow_up)

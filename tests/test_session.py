@@ -11,6 +11,7 @@ import pytest
 from gptoss_lab import ReplayEngine, Session, harmony
 from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd, TurnStart
 from gptoss_lab.session import TurnError
+from gptoss_lab.tools.base import Tool, ToolResult
 from gptoss_lab.widgets.text import TextView
 
 CALL = "<|channel|>analysis<|message|>Need to compute.<|end|><|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
@@ -205,3 +206,168 @@ def test_bad_settings_are_clear_errors():
         Session(ReplayEngine(""), approval="sometimes")
     with pytest.raises(ValueError, match="effort must be 'low', 'medium' or 'high', not 'max'"):
         session(FINAL.format(text="x")).ask("q", effort="max")
+
+
+def test_a_tool_that_asks_resets_or_rewinds_its_own_session_is_refused_and_the_turn_stays_whole():
+    """A function tool calling `session.ask` put a user turn between the model's call and its answer."""
+    rec = ('<|channel|>commentary to=functions.helper <|constrain|>json<|message|>{"q": "hi"}<|call|>' * 3
+           + FINAL.format(text="outer answer") + FINAL.format(text="next"))
+    ns = {}
+    s = session(rec, namespace=ns, tools="helper")
+    uses = iter([lambda: s.ask("nested"), s.reset, s.rewind])
+
+    def helper(q: str) -> str:
+        """Use the session."""
+        return str(next(uses)())
+
+    ns["helper"] = helper
+    reply = s.ask("outer")
+    assert reply.final == "outer answer" and len(reply.tool_calls) == 3
+    for call in reply.tool_calls:
+        assert call.status == "error" and "TurnError: this session is running a turn" in call.output
+    roles = [m.author.role.value for m in s.history]
+    assert roles == ["user"] + ["assistant", "tool"] * 3 + ["assistant"]  # each call answered right after it
+    assert s.replies == [reply] and s.ask("again").final == "next"       # and the session still works
+
+
+def test_a_second_thread_cannot_ask_while_a_turn_runs():
+    started, release = threading.Event(), threading.Event()
+
+    class Waiting(Recorder):
+        def handle(self, event):
+            super().handle(event)
+            if isinstance(event, TurnStart):
+                started.set()
+                release.wait(10)
+
+    s = session(FINAL.format(text="first") + FINAL.format(text="second"))
+    worker = threading.Thread(target=lambda: s.ask("one", view=Waiting()))
+    worker.start()
+    assert started.wait(10)
+    try:
+        with pytest.raises(TurnError, match="^this session is running a turn: wait for it to end"):
+            s.ask("two")
+        with pytest.raises(TurnError, match="running a turn"):
+            s.reset()
+    finally:
+        release.set()
+        worker.join(10)
+    assert [r.final for r in s.replies] == ["first"] and len(s.history) == 2
+    assert s.ask("two").final == "second"
+
+
+def test_a_reply_cut_by_the_models_context_says_so_not_raise_max_tokens():
+    s = session(FINAL.format(text="one two three four five six seven eight nine ten"))
+    prompt_tokens = len(harmony.render(s.prefix() + [harmony.user_message("q")]))
+    s.engine.context_window = prompt_tokens + 6  # room for 6 of the reply's tokens, well below max_new_tokens
+    reply = s.ask("q")
+    assert reply.final and "ten" not in reply.final
+    assert reply.errors == [f"The reply filled the model's context ({prompt_tokens + 6} tokens); what was written "
+                            "is kept: start a new conversation (%gptoss reset) or ask with --new."]
+
+
+@pytest.mark.parametrize("prompt", [None, 42, b"What is 2+2?", ["hi"]])
+def test_a_prompt_that_is_not_text_is_a_turn_error(prompt):
+    s = session(FINAL.format(text="x"))
+    with pytest.raises(TurnError, match=f"^the prompt must be text \\(a str\\), not {type(prompt).__name__}$"):
+        s.ask(prompt)
+    assert not s.history and not s.replies
+
+
+class _Calc(Tool):
+    name = "calc"
+
+    def run(self, call, stop=lambda: False):
+        return ToolResult("done", "42")
+
+
+class _GivesText(_Calc):
+    def run(self, call, stop=lambda: False):
+        return "42"  # not a ToolResult
+
+
+class _GivesNoOutput(_Calc):
+    def run(self, call, stop=lambda: False):
+        return ToolResult("done", None)
+
+
+class _NoAuthor(_Calc):
+    def author(self, call):
+        raise ValueError("no author")
+
+
+CALC = "<|channel|>commentary to=calc<|message|>6*7<|call|>"
+
+
+@pytest.mark.parametrize("tool,status,output", [
+    (_GivesText(), "error", "Error: TypeError: _GivesText.run gave str, not a ToolResult"),
+    (_GivesNoOutput(), "error", "Error: TypeError: _GivesNoOutput.run gave a ToolResult whose output is NoneType, not text"),
+    (_NoAuthor(), "done", "42"),
+])
+def test_a_tool_of_the_users_that_misbehaves_still_answers_its_call(tool, status, output):
+    """A custom Tool returning a str, or failing in `author`, failed the turn and left the call unanswered."""
+    s = session(CALC + FINAL.format(text="done"), tools=[tool])
+    reply = s.ask("q")
+    assert reply.final == "done" and not reply.errors
+    assert [(c.status, c.output) for c in reply.tool_calls] == [(status, output)]
+    assert [m.author.role.value for m in s.history] == ["user", "assistant", "tool", "assistant"]
+
+
+def test_an_interrupt_while_the_view_shows_a_tool_result_keeps_the_result_in_the_conversation():
+    class Interrupting(Recorder):
+        def handle(self, event):
+            super().handle(event)
+            if isinstance(event, ToolEnd):
+                raise KeyboardInterrupt
+
+    s = session(CALC + FINAL.format(text="done"), tools=[_Calc()])
+    reply = s.ask("q", view=Interrupting())
+    assert reply.interrupted and reply.tool_calls[0].status == "done"
+    assert [m.author.role.value for m in s.history] == ["user", "assistant", "tool"]  # the call has its answer
+    assert harmony.text_of(s.history[-1]) == "42"
+
+
+class _FailsToAnswer(_Calc):
+    def answers(self, recipient):
+        raise ValueError("boom")
+
+
+class _FailsToCite(_Calc):
+    def citations(self, text):
+        raise ValueError("boom")
+
+
+def test_a_tool_of_the_users_failing_in_answers_or_citations_still_ends_the_turn_with_a_reply():
+    """Both raised out of `ask`: no Reply, and a turn without its reply (a later rewind failed)."""
+    s = session(CALC + FINAL.format(text="done"), tools=[_FailsToAnswer()])
+    reply = s.ask("q")
+    assert reply.errors == ["The turn failed: ValueError: boom"] and s.replies == [reply]
+    assert reply.tool_calls[0].status == "error"
+    assert [m.author.role.value for m in s.history] == ["user", "assistant", "tool"]
+    assert s.rewind() == "q" and not s.history
+
+    s = session(CALC + FINAL.format(text="done"), tools=[_FailsToCite()])
+    reply = s.ask("q")
+    assert reply.final == "done" and reply.errors == ["The citations could not be read: ValueError: boom"]
+    assert s.replies == [reply]
+
+
+@pytest.mark.parametrize("engine", ["tiny", None])
+def test_a_session_made_without_an_engine_says_how_to_load_one(engine):
+    """Session("tiny") was accepted, then every ask failed with "'str' object has no attribute 'name'"."""
+    with pytest.raises(TypeError, match=r"^Session\(\.\.\.\) takes an engine, not (str|NoneType): load a model with "
+                                        r"Session\.load\('tiny'\) or use a server with Session\.connect\(url\)$"):
+        Session(engine, namespace={})
+
+
+def test_model_code_cannot_reset_or_ask_the_session_mid_turn():
+    """The python tool's code runs on a worker thread: `s.reset()` there wiped the question and the call
+    mid-turn, leaving a conversation that starts with a tool's answer."""
+    ns = {}
+    s = session(CALL.format(code="s.reset()") + CALL.format(code="s.ask('inner')") + FINAL.format(text="done"),
+                namespace=ns)
+    ns["s"] = s
+    reply = s.ask("go")
+    assert [c.status for c in reply.tool_calls] == ["error", "error"]
+    assert all("TurnError: this session is running a turn" in c.output for c in reply.tool_calls)
+    assert [m.author.role.value for m in s.history] == ["user"] + ["assistant", "assistant", "tool"] * 2 + ["assistant"]

@@ -130,12 +130,12 @@ class KVForward:
     # ------------------------------------------------------------ the KV store
 
     def _reserve(self, needed: int, like: Any) -> None:
-        """Grow the buffers (doubling, up to the model's context) to hold `needed` positions."""
+        """Grow the buffers (doubling, up to the model's context unless more is needed) to hold `needed` positions."""
         if needed <= self.capacity:
             return
         size = max(needed, 2 * self.capacity, 256)
-        if self.limit is not None:
-            size = max(needed, min(size, self.limit))
+        if self.limit is not None and needed <= self.limit:  # past it (a benchmark), not one copy per token
+            size = min(size, self.limit)
         keys, values = [], []
         for i in range(len(self.windows)):
             for old, new in ((self._keys, keys), (self._values, values)):

@@ -8,8 +8,9 @@ torch and transformers are imported only when used.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class LocalEngine:
         self.prefill_chunk = 2048  # prompt tokens per forward: bounds the attention memory of long prompts
         self.last_prefill = 0
         self._streams = 0  # stream calls started: only the latest may still touch the cache
+        self._lock = threading.Lock()  # one thread computes at a time (threads sharing the engine)
         self._device = model.get_input_embeddings().weight.device
         self.slow_path_reason = fastpath.unsupported(model) if fast else "fast=False was asked for"
         self._fast = fastpath.KVForward(model) if self.slow_path_reason is None else None
@@ -129,37 +131,41 @@ class LocalEngine:
         """The decode loop of `stream` (run under inference mode, one token per resume)."""
         from transformers import DynamicCache
 
-        if self._weights_now() != self._weights:
-            self.reset()
-        if self._cache is None and self._fast is None:
-            self._cache = DynamicCache(config=self.config)
-            self._cache.activate_past_recording()
-        self._streams += 1
-        current = self._streams
-        reuse = self._common_prefix(prompt, routed=recorder is not None)
-        self._rollback(reuse)
-        self.last_prefill = len(prompt) - reuse
-        pick = self._sampler(sampling, prompt)
-        with _router_hooks(self.model, recorder) as hooks:
-            unrecorded: list[int] = []  # computed tokens whose routing the hooks still hold
+        with ExitStack() as stack:
+            with self._lock:  # held between this stream's yields only: a newer stream makes it stale, see below
+                if self._weights_now() != self._weights:
+                    self.reset()
+                if self._cache is None and self._fast is None:
+                    self._cache = DynamicCache(config=self.config)
+                    self._cache.activate_past_recording()
+                self._streams += 1
+                current = self._streams
+                reuse = self._common_prefix(prompt, routed=recorder is not None)
+                self._rollback(reuse)
+                self.last_prefill = len(prompt) - reuse
+                pick = self._sampler(sampling, prompt)
+                hooks = stack.enter_context(_router_hooks(self.model, recorder))
+                unrecorded: list[int] = []  # computed tokens whose routing the hooks still hold
 
-            def forward(tokens: list[int], *, record: bool = True) -> Any:
-                logits = self._forward(tokens)
+                def forward(tokens: list[int], *, record: bool = True) -> Any:
+                    logits = self._forward(tokens)
+                    if hooks is not None:
+                        unrecorded.extend(tokens)
+                        if record or len(unrecorded) >= ROUTING_BATCH:
+                            self._record(unrecorded, hooks, recorder)
+                            unrecorded.clear()
+                    return logits
+
                 if hooks is not None:
-                    unrecorded.extend(tokens)
-                    if record or len(unrecorded) >= ROUTING_BATCH:
-                        self._record(unrecorded, hooks, recorder)
-                        unrecorded.clear()
-                return logits
-
-            if hooks is not None:
-                if hasattr(recorder, "num_experts"):
-                    recorder.num_experts = self.config.num_local_experts
-                if reuse:
-                    recorder.add(prompt[:reuse], *self._routes_upto(reuse))
-            logits = forward(prompt[reuse:])
+                    if hasattr(recorder, "num_experts"):
+                        recorder.num_experts = self.config.num_local_experts
+                    if reuse:
+                        recorder.add(prompt[:reuse], *self._routes_upto(reuse))
+                logits = forward(prompt[reuse:])
             for step in range(sampling.max_new_tokens):
-                token = pick(logits)
+                with self._lock:  # the logits may be a buffer that a newer stream's forward has written
+                    self._owned_by(current)
+                    token = pick(logits)
                 done = token in stop or step + 1 == sampling.max_new_tokens
                 try:
                     yield token
@@ -167,13 +173,20 @@ class LocalEngine:
                     done = True
                     raise
                 finally:
-                    if done and hooks is not None and current == self._streams:
-                        forward([token])  # so the last token's routing is recorded too
+                    if done and hooks is not None and current == self._streams:  # (a newer stream may hold the lock)
+                        with self._lock:
+                            if current == self._streams:
+                                forward([token])  # so the last token's routing is recorded too
                 if done:
                     return
-                if current != self._streams:
-                    raise RuntimeError("this stream was left behind by a newer stream call on the same engine")
-                logits = forward([token], record=False)
+                with self._lock:
+                    self._owned_by(current)
+                    logits = forward([token], record=False)
+
+    def _owned_by(self, stream: int) -> None:
+        """Refuse to go on with a stream that a newer `stream` call replaced: the cache is the newer one's."""
+        if stream != self._streams:
+            raise RuntimeError("this stream was left behind by a newer stream call on the same engine")
 
     def _weights_now(self) -> tuple[tuple[int, int, int], ...]:
         """Each parameter's and buffer's identity, storage and in-place version: changes when weights change.
