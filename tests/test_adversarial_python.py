@@ -1,5 +1,6 @@
 """Hostile model code in the python tool: it cannot end the kernel, hold it past the timeout, flood
-its memory, or turn the user's interrupt into silence.
+its memory, turn the user's interrupt into silence, prompt the user for input, or take the builtins
+away from later cells.
 
 First each case on the tool itself (this process is the "kernel": that the test goes on at all shows
 it lived), then in a real kernel (jupyter_client) through a whole turn, where after every case the
@@ -7,9 +8,14 @@ kernel must be alive and the next turn must work.
 """
 from __future__ import annotations
 
+import builtins
+import gc
+import getpass
 import json
 import os
+import resource
 import signal
+import sys
 import threading
 import time
 import tracemalloc
@@ -49,6 +55,15 @@ EXITS = {
     "import _thread\n_thread.interrupt_main()": "would interrupt the kernel",
     "import os, sys\nos.execl(sys.executable, 'python', '-c', 'pass')": "would replace the kernel's process",
     "import signal\nsignal.alarm(1)": "SIGALRM has no handler",
+    "import faulthandler\nfaulthandler._sigabrt()": "faulthandler._sigabrt() would crash the kernel's process",
+    "import faulthandler\nfaulthandler.dump_traceback_later(0.3, exit=True)": "would end the kernel when it fires",
+    "import resource\nresource.setrlimit(resource.RLIMIT_CPU, (1, resource.getrlimit(resource.RLIMIT_CPU)[1]))":
+        "would lower a limit of the kernel's own process",
+    "import sys\nsys.setrecursionlimit(25)": "sys.setrecursionlimit(25) would put the kernel's own code over its",
+    "import os, signal\nclass P(int):\n    def __eq__(self, other): return False\n    __hash__ = int.__hash__\n"
+    "os.kill(P(os.getpid()), signal.SIGKILL)": "os.kill(",  # a pid that says it is not this one
+    "import sys\nclass N(int):\n    def __lt__(self, other): return False\nsys.setrecursionlimit(N(25))":
+        "sys.setrecursionlimit(25) would put",
     "import sys\nsys.exit(3)": "SystemExit: 3",
     "raise SystemExit": "SystemExit",
 }
@@ -57,12 +72,100 @@ EXITS = {
 @pytest.mark.parametrize("code", EXITS)
 def test_ending_the_process_is_reported_as_an_error(code):
     ns = {"exit": "the user's own exit"}
+    limit = sys.getrecursionlimit()
     result = PythonTool(ns, timeout=5).execute("print('before')\n" + code + "\nprint('after')")
-    assert result.status == "error"
+    assert result.status == "error" and sys.getrecursionlimit() == limit
     assert result.output.startswith("before\nTraceback (most recent call last):\n")
     assert EXITS[code] in result.output and "after" not in result.output.split("\n", 1)[1]
     assert os._exit is REAL_EXIT and signal.alarm is not None and not containment._GUARDS.installed
     assert ns["exit"] == "the user's own exit"  # what the namespace held is back
+
+
+BLINDS = {  # a function the guards rely on, replaced by the code first (threading's own put back once refused)
+    "threading.get_ident": ("main, real = threading.main_thread().ident, threading.get_ident\n"
+                            "threading.get_ident = lambda: main\ntry:\n    _thread.interrupt_main()\n"
+                            "finally:\n    threading.get_ident = real"),
+    "threading.current_thread": ("main, real = threading.main_thread(), threading.current_thread\n"
+                                 "threading.current_thread = lambda: main\ntry:\n    _thread.interrupt_main()\n"
+                                 "finally:\n    threading.current_thread = real"),
+    "os.getpid": "me = os.getpid()\nos.getpid = lambda: 1\nos.kill(me, signal.SIGUSR1)",
+    "signal.getsignal": "signal.getsignal = lambda sig: None\nsignal.alarm(5)",
+    "resource.getrlimit": ("soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+                           "resource.getrlimit = lambda which: (0, 0)\n"
+                           "resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 1, hard))"),
+}
+
+
+@pytest.mark.parametrize("code", BLINDS.values(), ids=BLINDS.keys())
+def test_replacing_what_the_guards_rely_on_does_not_blind_them(code, monkeypatch):
+    for owner, name in ((threading, "get_ident"), (threading, "current_thread"), (os, "getpid"),
+                        (signal, "getsignal"), (resource, "getrlimit")):
+        monkeypatch.setattr(owner, name, getattr(owner, name))  # put back after the test
+    received: list[int] = []
+    monkeypatch.setattr(signal, "signal", signal.signal)
+    signal.signal(signal.SIGUSR1, lambda sig, frame: received.append(sig))  # were it sent, the test would go on
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        result = PythonTool({}, timeout=5).execute("import _thread, os, resource, signal, threading\n" + code)
+    finally:
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        signal.alarm(0)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    assert result.status == "error" and "ExitRefused: " in result.output and not received
+    assert _guards_gone()
+
+
+def test_raising_a_limit_is_allowed():
+    """Only lowering the process's limits is refused: recursive code may raise the recursion limit, as in a cell."""
+    limit = sys.getrecursionlimit()
+    try:
+        result = PythonTool({}, timeout=5).execute(
+            f"import resource, sys\nsys.setrecursionlimit({limit + 4000})\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+            f"sys.setrecursionlimit({limit + 1000})\nsys.getrecursionlimit()")  # down again, not under the start
+    finally:
+        sys.setrecursionlimit(limit)
+    assert (result.status, result.output) == ("done", f"{limit + 1000}\n")
+
+
+@pytest.mark.parametrize("code", ["answer = input('Password: ')", "import getpass\nanswer = getpass.getpass('Key: ')"])
+def test_the_code_cannot_put_a_prompt_in_front_of_the_user(code, monkeypatch):
+    """In a kernel input() and getpass() show a box in the notebook and wait for the user: the model's code
+    could ask for a password that way. It gets EOFError, as when there is nobody to type; the user still can."""
+    asked: list[str] = []
+    for owner, name in ((builtins, "input"), (getpass, "getpass")):  # as ipykernel puts them during a cell
+        monkeypatch.setattr(owner, name, lambda prompt="": asked.append(prompt) or "hunter2")
+    ns: dict = {}
+    result = PythonTool(ns, timeout=5).execute(code)
+    assert asked == [] and "answer" not in ns
+    assert result.status == "error" and result.output.splitlines()[-1].startswith("EOFError: ")
+    assert "the python tool's code cannot read input" in result.output
+    assert input("yours? ") == "hunter2" and asked == ["yours? "]
+
+
+def test_a_prompt_is_refused_at_a_later_cell_too(monkeypatch):
+    """ipykernel puts its own input() in at every cell: a run in a later cell, while a thread of an earlier
+    run still keeps the guards in, refuses it too."""
+    tool = PythonTool({}, timeout=5)
+    lingers = "import threading, time\nthreading.Thread(target=time.sleep, args=(1,)).start()"
+    assert tool.execute(lingers).status == "done"
+    asked: list[str] = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": asked.append(prompt) or "hunter2")  # the next cell's
+    result = tool.execute("input('Password: ')")
+    assert asked == [] and result.status == "error" and "EOFError: input() would wait" in result.output
+    assert _guards_gone() and input("yours? ") == "hunter2"
+
+
+@pytest.mark.parametrize("code", ["__builtins__ = {}", "del __builtins__", "__builtins__ = {'print': None}"])
+def test_the_code_cannot_take_the_builtins_away_from_later_code(code):
+    """`__builtins__` is how the namespace's code finds print, len, import ...: rebound, every later cell and
+    call would fail. It is put back after the run (the code's other names stay, as in a cell)."""
+    ns = {"__builtins__": builtins, "kept": 1}  # as in IPython's namespace
+    tool = PythonTool(ns, timeout=5)
+    assert tool.execute(code + "\nmine = 2").status == "done"
+    assert ns["__builtins__"] is builtins and (ns["kept"], ns["mine"]) == (1, 2)
+    assert tool.execute("print(len('abc'))").output == "3\n"
+    exec("import json\nassert len(json.dumps(1)) == 1", ns)  # as the user's next cell would run in it
 
 
 def test_the_users_own_threads_keep_the_real_functions_while_model_code_runs():
@@ -79,11 +182,12 @@ def test_the_users_own_threads_keep_the_real_functions_while_model_code_runs():
     assert (result.status, result.output, received) == ("done", "'slept'\n", ["USR1"])
 
 
+NESTED_LOOP = ("n = 0\nwhile True:\n    try:\n        n = 1\n        while True:\n            try:\n"
+               "                n += 1\n            except BaseException:\n                pass\n"
+               "    except BaseException:\n        continue")
 HOLDS = {
     "except Exception, sleeping": "import time\nwhile True:\n    try:\n        time.sleep(0.01)\n    except Exception:\n        pass",
-    "except BaseException, nested": ("n = 0\nwhile True:\n    try:\n        n = 1\n        while True:\n            try:\n"
-                                     "                n += 1\n            except BaseException:\n                pass\n"
-                                     "    except BaseException:\n        continue"),
+    "except BaseException, nested": NESTED_LOOP,
     "SIGALRM ignored and setitimer(0)": ("import signal\ntry:\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
                                          "except ValueError as err:\n    print('refused:', err)\n"
                                          "signal.setitimer(signal.ITIMER_REAL, 0)\nn = 0\nwhile True:\n    n += 1"),
@@ -94,7 +198,24 @@ HOLDS = {
     "a thread that loops forever": ("import threading\ndef spin():\n    n = 0\n    while True:\n        n += 1\n"
                                     "threading.Thread(target=spin, daemon=True).start()\nwhile True:\n    pass"),
     "a finally that loops": "try:\n    n = 1\n    while True: n += 1\nfinally:\n    while True:\n        pass",
+    "compiled under the lab's file name": ("from gptoss_lab.tools import containment\n"  # whose frames a stop spared
+                                           "exec(compile('''" + NESTED_LOOP + "''', containment.__file__, 'exec'))"),
+    "sys.settrace replaced": "import sys\nsys.settrace = lambda trace: None\n" + NESTED_LOOP,
+    "a worker said to be finished": "import threading\nthreading.current_thread().finished = True\nwhile True:\n    pass",
+    "a worker made a plain Thread": ("import threading\nthreading.current_thread().__class__ = threading.Thread\n"
+                                     "while True:\n    pass"),
 }
+
+
+EVIL_THREAD = (  # every look-up the kernel's thread could make on its objects loops there
+    "import threading, time\nKERNEL = threading.main_thread().ident\n"
+    "def held():\n    while threading.get_ident() == KERNEL:\n        pass\n"
+    "class Meta(type):\n    def __eq__(cls, other):\n        held()\n        return cls is other\n    __hash__ = type.__hash__\n"
+    "class T(threading.Thread, metaclass=Meta):\n"
+    "    def __getattribute__(self, name):\n        held()\n        return object.__getattribute__(self, name)\n"
+    "    def __hash__(self):\n        held()\n        return id(self)\n"
+    "    def __eq__(self, other):\n        held()\n        return self is other\n"
+    "    @property\n    def __class__(self):\n        held()\n        return T\n")
 
 
 @pytest.mark.parametrize("code", HOLDS.values(), ids=HOLDS.keys())
@@ -220,12 +341,17 @@ KERNEL_CASES = [
     ("get_ipython().ask_exit()", "error", "exit() would end the kernel"),
     ("import os\nos._exit(1)", "error", "os._exit() would end"),
     ("import sys\nsys.exit()", "error", "SystemExit"),
+    ("import sys\nsys.setrecursionlimit(25)", "error", "would put the kernel's own code over its recursion limit"),
+    ("__builtins__ = {}", "done", ""),
     ("raise SystemExit", "error", "SystemExit"),
     (HOLDS["except BaseException, nested"], "timeout", "Timed out after 1 s"),
     (HOLDS["SIGALRM ignored and setitimer(0)"], "timeout", "refused: signal only works in main thread"),
     ("import ctypes\nctypes.CDLL(None).signal(2, ctypes.c_void_p(1))\n" + HOLDS["SIGINT ignored"], "timeout", "Timed out"),
     (HOLDS["a thread that loops forever"], "timeout", "Timed out after 1 s"),
     ("while True:\n    print('x' * 1000)", "timeout", "characters cut"),
+    (HOLDS["a worker said to be finished"], "timeout", "Timed out after 1 s"),
+    (EVIL_THREAD + "def spin():\n    while True: pass\nT(target=spin).start()\nwhile True: pass", "timeout",
+     "Timed out after 1 s"),
 ]
 
 
@@ -318,6 +444,20 @@ def test_interrupt_mid_run_in_a_kernel(kernel):
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
 
 
+@pytest.mark.kernel
+def test_the_code_cannot_prompt_in_the_notebook(kernel):
+    """input() from the model's code would put an input box in the notebook (a phishing prompt): none is sent."""
+    km, kc = kernel
+    requests: list[dict] = []
+    reply = kc.execute_interactive("r = turn('answer = input(\"Password: \")')", timeout=60, allow_stdin=True,
+                                   stdin_hook=requests.append, output_hook=lambda msg: None)
+    assert reply["content"]["status"] == "ok" and requests == []
+    out, _ = _execute(kc, "print(json.dumps(r))")
+    result = json.loads(out)
+    assert result["status"] == "error" and "EOFError: input() would wait for the user" in result["output"]
+    _assert_alive_and_answering(km, kc)
+
+
 # ---------------------------------------------------------------- the code's objects never run on the caller's thread
 
 AFTER_THE_CODE = {  # each would run the model's code on the caller's thread (the kernel's), unguarded and untimed
@@ -341,6 +481,18 @@ def test_the_callers_thread_never_runs_the_codes_objects(code):
         time.monotonic, threading.Thread.join = saved
 
 
+def test_the_errors_finalizer_runs_on_the_codes_thread():
+    """The code's exception is dropped where it was raised: its __del__ (which could loop or exit) runs
+    under the timeout and the guards, not on the kernel's thread when the garbage collector gets to it."""
+    ns: dict = {}
+    result = PythonTool(ns, timeout=5).execute(
+        "import threading\nran = []\nclass E(Exception):\n"
+        "    def __del__(self):\n        ran.append(threading.current_thread().name)\nraise E('boom')")
+    gc.collect()
+    assert ns["ran"] == ["gptoss-python"]
+    assert result.status == "error" and result.output.endswith("E: boom\n")
+
+
 def test_an_error_whose_str_exits_is_refused():
     result = PythonTool({}, timeout=5).execute("class E(Exception):\n    def __str__(self):\n        import os\n"
                                                "        os._exit(1)\nraise E()")
@@ -354,6 +506,23 @@ def test_a_thread_whose_is_alive_loops_does_not_hold_the_call():
         "T(target=time.sleep, args=(0.5,)).start()\n'returned'")
     assert result.status == "done" and result.seconds < 0.4
     assert result.output == "'returned'\n\n[1 thread started by this code is still running in the background]"
+    assert _guards_gone()
+
+
+@pytest.mark.parametrize("ending", ["done", "timeout"])
+def test_a_thread_whose_every_look_up_loops_does_not_hold_the_kernel(ending):
+    """A Thread subclass whose __getattribute__, __class__ (isinstance), __hash__ and __eq__ loop on the
+    kernel's thread: the lab never asks it anything, so the call returns, at the timeout at the latest."""
+    if ending == "done":
+        code, timeout = EVIL_THREAD + "T(target=time.sleep, args=(0.5,)).start()\n'returned'", 5
+    else:
+        code, timeout = EVIL_THREAD + "def spin():\n    while True: pass\nT(target=spin).start()\nwhile True: pass", 0.5
+    result = PythonTool({}, timeout=timeout).execute(code)
+    assert result.status == ending and result.seconds < 0.4 + (0 if ending == "done" else 0.5 + containment.GRACE)
+    if ending == "done":
+        assert result.output == "'returned'\n\n[1 thread started by this code is still running in the background]"
+    else:
+        assert result.output == "Timed out after 0.5 s"  # and its thread was stopped with it
     assert _guards_gone()
 
 

@@ -7,11 +7,17 @@ watches, so the caller has its answer at the timeout whatever the code does:
   signal is involved, so the code cannot ignore, cancel or re-time it), and again and again until it
   stops. The first one can be handled (`finally` blocks run); from POLITE seconds on, every line the
   code runs raises it again, so `except BaseException: pass` in a loop does not keep it alive.
+  Whether the code still runs is read from its thread's stack (the lab's frames told apart by their
+  code objects, not file names), never from what the code can set, and the lab never asks the code's
+  thread objects anything (a Thread subclass can make any look-up run its code).
 - While it runs, the calls that end or freeze the process from Python (IPython's `exit`/`quit`,
   `os._exit`, `os.abort`, `os.exec*`, `os.kill`/`killpg` of this process, `signal.raise_signal` and
-  `pthread_kill`, a timer whose signal would kill the process, `_thread.interrupt_main`,
-  `sys.setswitchinterval`) are refused in the code's threads (`ExitRefused`, a SystemExit: the code
-  stops there, as it would have); the kernel's and the user's threads still get the real functions.
+  `pthread_kill`, a timer whose signal would kill the process, `faulthandler`'s crash helpers and its
+  exiting timer, lowering the process's resource limits or the recursion limit the kernel's own code
+  runs under, `_thread.interrupt_main`, `sys.setswitchinterval`) are refused in the code's threads
+  (`ExitRefused`, a SystemExit: the code stops there, as it would have); the kernel's and the user's
+  threads still get the real functions. `input()` and `getpass()` raise EOFError there: the code
+  cannot put a prompt in front of the user.
   The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
   only on the main thread); the user's interrupt (SIGINT) still reaches the watcher and stops it.
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
@@ -30,28 +36,44 @@ import builtins
 import contextlib
 import contextvars
 import ctypes
+import faulthandler
 import functools
+import getpass
 import io
+import math
+import operator
 import os
 import signal
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+_getrlimit = getattr(resource, "getrlimit", None)
+
 _HERE = sys._getframe().f_code.co_filename
-_OURS = {_HERE, threading.Thread.run.__code__.co_filename}  # frames a stop never raises in
 POLL = 0.02       # seconds between looks at a running worker
 GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as stuck
 POLITE = 0.1      # seconds during which a stop can be handled (cleanup in `finally` runs) before it is forced
 REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-# Taken now, so that code which replaces time.monotonic or Thread.is_alive neither re-times its own
-# timeout nor gets the watcher (the kernel's main thread) to run it.
-_monotonic, _sleep, _is_alive = time.monotonic, time.sleep, threading.Thread.is_alive
+# Taken now, so that code which replaces time.monotonic or sys._current_frames neither re-times its own
+# timeout nor gets the watcher (the kernel's main thread) to run it, and code which replaces
+# threading.get_ident, sys.settrace, os.getpid, signal.getsignal ... does not blind the guards and stops.
+_monotonic, _sleep, _current_frames = time.monotonic, time.sleep, sys._current_frames
+_get_ident, _settrace, _gettrace, _getframe = _thread.get_ident, sys.settrace, sys.gettrace, sys._getframe
+_getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
+# ident -> Thread, and the threads being started. The lab reads these tables and compares the thread objects
+# in them by identity only: a Thread subclass of the model's can make any look-up on its objects (an
+# attribute, __class__ for isinstance, __hash__, __eq__) run its code on whichever thread looks.
+_active, _limbo = threading._active, threading._limbo  # type: ignore[attr-defined]
 _stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
 
 
@@ -62,8 +84,8 @@ class _Stops:
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
-        if threading.get_ident() in _stopping and not getattr(sys.gettrace(), "stops", False):
-            _trace_to_stop(sys._getframe(1), type(self))
+        if _get_ident() in _stopping and not getattr(_gettrace(), "stops", False):
+            _trace_to_stop(_getframe(1), type(self))
 
 
 class ToolTimeout(_Stops, BaseException):
@@ -95,7 +117,7 @@ def _trace_to_stop(frame: Any, stop: type[BaseException]) -> None:
     """Make every line and opcode of this thread's frames below `frame` (down to this module's) raise `stop`."""
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code.co_filename in _OURS:
+        if id(frame.f_code) in _OURS:
             return None
         frame.f_trace_opcodes = True
         if event in ("line", "opcode"):
@@ -103,10 +125,10 @@ def _trace_to_stop(frame: Any, stop: type[BaseException]) -> None:
         return tracer
 
     tracer.stops = True  # type: ignore[attr-defined]
-    while frame is not None and frame.f_code.co_filename not in _OURS:
+    while frame is not None and id(frame.f_code) not in _OURS:
         frame.f_trace, frame.f_trace_opcodes = tracer, True
         frame = frame.f_back
-    sys.settrace(tracer)
+    _settrace(tracer)
 
 
 # ---------------------------------------------------------------- the worker and its watcher
@@ -114,38 +136,44 @@ def _trace_to_stop(frame: Any, stop: type[BaseException]) -> None:
 @dataclass
 class Outcome:
     """How a contained run went. `still_running`: the code did not stop when told (stuck in a native
-    call) and keeps being stopped in the background; `threads`: threads it started that still run."""
+    call) and keeps being stopped in the background; `threads`: threads it started that still run.
+    The code's error itself is not kept: it is dropped on the code's thread (see `_Worker`)."""
 
     status: Literal["done", "error", "timeout", "interrupted"]
     value: Any = None
-    error: BaseException | None = None
     still_running: bool = False
     threads: int = 0
 
 
 class _Worker(threading.Thread):
     """The thread the code runs on. `finished` is set with no call in between, so a stop request
-    checked against it (with the GIL held) never lands after the code is done."""
+    checked against it (with the GIL held) never lands after the code is done. The code can reach this
+    object (`threading.current_thread()`) and set `finished` or `ident` itself: so it starts only once
+    `go` is set (the watcher has the ident by then), and `finished` counts only once no frame of the
+    code's is left on the thread's stack (see `_running`). The code's error is dropped here, not kept:
+    its `__del__` runs on this thread, under the timeout and the guards, not on the kernel's thread
+    whenever the garbage collector gets to it."""
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         super().__init__(name="gptoss-python", daemon=True)
         self.fn, self.context = fn, contextvars.copy_context()  # the caller's decimal context etc.
+        self.go = threading.Event()
         self.value: Any = None
-        self.error: BaseException | None = None
-        self.finished = False
+        self.failed = self.finished = False
 
     def run(self) -> None:
+        self.go.wait()
         try:
             try:
                 self.value = self.context.run(self.fn)
-            except BaseException as err:
-                self.error = err
-        except BaseException as err:  # a second stop request landed while the first was recorded
-            self.error = err
+            except BaseException:
+                self.failed = True
+        except BaseException:  # a second stop request landed while the first was recorded
+            self.failed = True
         self.finished = True
         try:
-            sys.settrace(None)
-            _stopping.discard(threading.get_ident())
+            _settrace(None)
+            _stopping.discard(_get_ident())
         except BaseException:  # a stop request that raced the end of the code: it has ended anyway
             pass
 
@@ -154,9 +182,9 @@ class _Defuse(BaseException):
     """Raised into the stopping thread itself, and caught there: see `_poke`."""
 
 
-def _poke(threads: list[Any], stop: type[BaseException], *, force: bool = True) -> None:
-    """Raise `stop` in each thread that runs Python within the next POLL seconds (with `force`, every
-    later line of its code raises it too). A thread (or deadline) whose `finished` is true is left alone.
+def _poke(threads: dict[int, Any], stop: type[BaseException], *, force: bool = True) -> None:
+    """Raise `stop` in each thread (by ident) that runs Python within the next POLL seconds (with `force`,
+    every later line of its code raises it too). A worker or deadline that is done is left alone.
 
     The exception (PyThreadState_SetAsyncExc) is never left pending on a thread stuck in a native
     call: it is taken back after POLL seconds, because on CPython 3.11 a pending one makes every
@@ -165,20 +193,22 @@ def _poke(threads: list[Any], stop: type[BaseException], *, force: bool = True) 
     which clears the flag. Each `finished` is read right before its call, with no Python call in
     between, so the GIL is not given up between the check and the raise.
     """
-    me, defuse, exc = ctypes.c_ulong(threading.get_ident()), ctypes.py_object(_Defuse), ctypes.py_object(stop)
-    targets = [(thread, ctypes.c_ulong(thread.ident)) for thread in threads if thread.ident is not None]
+    me, defuse, exc = ctypes.c_ulong(_get_ident()), ctypes.py_object(_Defuse), ctypes.py_object(stop)
+    targets = [(ident, thread, ctypes.c_ulong(ident)) for ident, thread in threads.items()]
     if force:
-        _stopping.update(thread.ident for thread, _ in targets)
-    checked = [(thread, target) for thread, target in targets if isinstance(thread, (_Worker, deadline))]
-    for thread, target in targets:
-        if not isinstance(thread, (_Worker, deadline)):  # a thread the code started: hitting it as it ends is harmless
-            _set_async_exc(target, exc)
-    for thread, target in checked:
-        if not thread.finished:
-            _set_async_exc(target, exc)
+        _stopping.update(threads)
+    for ident, thread, target in targets:
+        if type(thread) is deadline:
+            if not thread.finished:
+                _set_async_exc(target, exc)
+        elif _active.get(ident) is thread:  # not ended (then its ident could be another thread's)
+            # a worker's `finished` is read right before the call (a forged one: see `_running`); a thread
+            # the code started: hitting it as it ends is harmless
+            if type(thread) is not _Worker or not thread.finished or _in_code(ident):
+                _set_async_exc(target, exc)
     _sleep(POLL)  # a native call: the GIL is free for the targets to take the exception
     try:
-        for _, target in targets:
+        for _, _, target in targets:
             _set_async_exc(target, None)
         _set_async_exc(me, defuse)
         for _ in range(2):  # it arrives at the next check: after the call, at a function's start, a loop's end
@@ -206,52 +236,69 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     naming `label` on the user's stderr says so and what to do.
     """
     worker = _Worker(fn)
-    stuck: list[threading.Thread] = []
+    stuck: dict[int, Any] = {}
     with _held_interrupts() as interrupts:
         with _GUARDS.running(output, namespace) as run:
             worker.start()
-            status = _watch(worker, timeout, interrupts, stop)
+            ident = worker.ident or 0
+            worker.go.set()
+            status = _watch(worker, ident, timeout, interrupts, stop)
             if status in ("timeout", "interrupted"):  # the threads the code started go with it
-                stuck = _stop([worker, *run.started()], _Interrupt if status == "interrupted" else ToolTimeout)
-            threads = [t for t in run.started() if _is_alive(t)]
-    if worker in stuck:
+                stuck = _stop({ident: worker, **run.started()}, _Interrupt if status == "interrupted" else ToolTimeout)
+            threads = run.started()
+    if ident in stuck:
         why = "when interrupted" if status == "interrupted" else f"at its {timeout:g} s timeout"
         print(f"gptoss_lab: {label} did not stop {why}: it is stuck in native code or keeps catching the stop. "
               "It keeps being stopped in the background and may still change your variables; restart the "
               "kernel if it does not end.", file=sys.stderr)
     if interrupts.seen:  # also when the interrupt came as the code finished: the turn ends, output kept
         status = "interrupted"
-    return Outcome(status, worker.value, worker.error, worker in stuck, len(threads))
+    return Outcome(status, worker.value, ident in stuck, len(threads))
 
 
-def _watch(worker: _Worker, timeout: float | None, interrupts: _Interrupts,
+def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts,
            stop: Callable[[], bool]) -> Literal["done", "error", "timeout", "interrupted"]:
     end = None if timeout is None else _monotonic() + timeout
-    while not worker.finished:
+    while _running(ident, worker):
         if interrupts.seen or stop():
             return "interrupted"
         left = POLL if end is None else min(POLL, end - _monotonic())
         if left <= 0:
             return "timeout"
         _sleep(left)  # not worker.join: the code may have replaced Thread.join
-    return "error" if worker.error is not None else "done"
+    return "error" if worker.failed else "done"
 
 
-def _stop(threads: list[threading.Thread], stop: type[BaseException]) -> list[threading.Thread]:
-    """Raise `stop` into each thread until it ends or GRACE passes (for POLITE seconds it can be
-    handled, so cleanup runs; then it is forced); the ones still running are handed to the
+def _stop(threads: dict[int, Any], stop: type[BaseException]) -> dict[int, Any]:
+    """Raise `stop` into each thread (by ident) until it ends or GRACE passes (for POLITE seconds it
+    can be handled, so cleanup runs; then it is forced); the ones still running are handed to the
     background reaper, which keeps stopping them, and returned."""
     start = _monotonic()
-    alive = [t for t in threads if _running(t)]
+    alive = {ident: t for ident, t in threads.items() if _running(ident, t)}
     while alive and _monotonic() < start + GRACE:
         _poke(alive, stop, force=_monotonic() > start + POLITE)
-        alive = [t for t in alive if _running(t)]
+        alive = {ident: t for ident, t in alive.items() if _running(ident, t)}
     _GUARDS.keep_stopping(alive)
     return alive
 
 
-def _running(thread: threading.Thread) -> bool:
-    return _is_alive(thread) and not (isinstance(thread, _Worker) and thread.finished)
+def _running(ident: int, thread: Any) -> bool:
+    """Whether `thread` (running as `ident`) still runs: read from threading's table and the thread's
+    stack, never from the thread object of a thread the code started. The worker counts as done once it
+    says so and no frame of the code's is left on its stack (the code can set `finished` itself)."""
+    if _active.get(ident) is not thread:  # it has ended (and its ident may be another thread's by now)
+        return False
+    return type(thread) is not _Worker or not thread.finished or _in_code(ident)
+
+
+def _in_code(ident: int) -> bool:
+    """Whether thread `ident` has a frame of code other than this module's and threading's on its stack."""
+    frame = _current_frames().get(ident)
+    while frame is not None:
+        if id(frame.f_code) not in _OURS:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _Interrupts:
@@ -281,20 +328,38 @@ def _held_interrupts() -> Iterator[_Interrupts]:
 # ---------------------------------------------------------------- guards
 
 def _self_targeted_kill(pid: int, sig: int) -> str | None:
-    if sig and (pid in (0, -1, os.getpid()) or (pid < -1 and -pid == os.getpgrp())):
+    if sig and (pid in (0, -1, _getpid()) or (pid < -1 and -pid == _getpgrp())):
         return f"os.kill({pid}, {sig}) would signal the kernel's own process"
     return None
 
 
 def _self_targeted_killpg(pgid: int, sig: int) -> str | None:
-    if sig and pgid in (0, os.getpgrp()):
+    if sig and pgid in (0, _getpgrp()):
         return f"os.killpg({pgid}, {sig}) would signal the kernel's own process group"
     return None
 
 
 def _fatal_timer(sig: int, seconds: float, what: str) -> str | None:
-    if seconds and signal.getsignal(sig) == signal.SIG_DFL:
+    if seconds and _getsignal(sig) == signal.SIG_DFL:
         return f"{what} would end the kernel when it fires ({signal.Signals(sig).name} has no handler)"
+    return None
+
+
+def _lowered_limit(what: str, which: int, limits: tuple[int, int]) -> str | None:
+    """Lowering a resource limit of the kernel's process ends it (a CPU or file-size limit's signal)
+    or starves it, and a lowered hard limit cannot be raised again; raising one is allowed."""
+    (soft, hard), (old_soft, old_hard) = (
+        [math.inf if value == resource.RLIM_INFINITY else value for value in pair]
+        for pair in (limits, _getrlimit(which)))
+    if soft < old_soft or hard < old_hard:
+        return f"{what}({which}, {tuple(limits)}) would lower a limit of the kernel's own process"
+    return None
+
+
+def _lowered_recursion_limit(limit: int) -> str | None:
+    floor = _GUARDS.recursion_limit
+    if limit < floor:  # the kernel's threads are deeper than a small limit: every call would fail there
+        return f"sys.setrecursionlimit({limit}) would put the kernel's own code over its recursion limit ({floor})"
     return None
 
 
@@ -302,6 +367,7 @@ def _timer_signal(which: int) -> int:
     return {signal.ITIMER_REAL: signal.SIGALRM, signal.ITIMER_VIRTUAL: signal.SIGVTALRM}.get(which, signal.SIGPROF)
 
 
+_CRASHES = ("_read_null", "_sigabrt", "_sigfpe", "_sigsegv", "_stack_overflow", "_fatal_error_c_thread")
 # why a call from the model's threads is refused (None: allowed); names not listed are always refused
 _CHECKS: dict[str, Callable[..., str | None]] = {
     "kill": _self_targeted_kill,
@@ -310,18 +376,31 @@ _CHECKS: dict[str, Callable[..., str | None]] = {
     "alarm": lambda seconds: _fatal_timer(signal.SIGALRM, seconds, f"signal.alarm({seconds})"),
     "setitimer": lambda which, seconds, interval=0.0: _fatal_timer(_timer_signal(which), seconds,
                                                                    f"signal.setitimer({which}, {seconds})"),
+    "dump_traceback_later": lambda timeout, repeat=False, file=None, exit=False: (
+        f"faulthandler.dump_traceback_later({timeout}, exit=True) would end the kernel when it fires"
+        if exit else None),
+    "setrlimit": lambda which, limits: _lowered_limit("resource.setrlimit", which, limits),
+    "prlimit": lambda pid, which, limits=None: (
+        _lowered_limit("resource.prlimit", which, limits) if limits is not None and pid in (0, _getpid()) else None),
+    "setrecursionlimit": _lowered_recursion_limit,
 }
 _ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the kernel",
            "_exit": "os._exit() would end the kernel's process", "abort": "os.abort() would end the kernel's process",
            "execv": "os.exec*() would replace the kernel's process", "execve": "os.exec*() would replace the kernel's process",
            "raise_signal": "signal.raise_signal() would signal the kernel's own process",
-           "interrupt_main": "_thread.interrupt_main() would interrupt the kernel"}
+           "interrupt_main": "_thread.interrupt_main() would interrupt the kernel",
+           **{name: f"faulthandler.{name}() would crash the kernel's process" for name in _CRASHES}}
+_INPUTS = {"input": "input() would wait for the user to type in the notebook; the python tool's code cannot read input",
+           "getpass": "getpass() would ask the user for a password in the notebook; the python tool's code cannot "
+                      "read input"}
 
 
 def _patch_table() -> list[tuple[Any, str]]:
     """(owner, name) of each function the guards stand in for, in the public module and in the C module
     behind it (`import posix; posix._exit(1)` is refused too). os.execl & co call os.execv/execve."""
-    table = [(builtins, "exit"), (builtins, "quit"), (_thread, "interrupt_main")]
+    table = [(builtins, "exit"), (builtins, "quit"), (builtins, "input"), (getpass, "getpass"),
+             (_thread, "interrupt_main"), (sys, "setrecursionlimit"), (resource, "setrlimit"), (resource, "prlimit")]
+    table += [(faulthandler, name) for name in ("dump_traceback_later", *_CRASHES)]
     for module in (os, sys.modules.get("posix") or sys.modules.get("nt")):
         table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve")]
     for module in (signal, sys.modules.get("_signal")):
@@ -333,12 +412,12 @@ class _Run:
     """One contained run as the guards see it."""
 
     def __init__(self) -> None:
-        self.before = {id(t): t for t in threading.enumerate()}  # by identity: a thread's __eq__ is the code's
+        self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values()]}
 
-    def started(self) -> list[threading.Thread]:
-        """Threads the code started that still run (low-level `_thread` threads are not seen)."""
-        return [t for t in threading.enumerate() if id(t) not in self.before and not isinstance(t, _Worker)
-                and not isinstance(t, threading._DummyThread) and t is not _GUARDS.reaper]
+    def started(self) -> dict[int, threading.Thread]:
+        """Threads the code started that still run, by ident (low-level `_thread` threads are not seen)."""
+        return {ident: t for ident, t in dict(_active).items() if id(t) not in self.before and type(t) is not _Worker
+                and type(t) is not threading._DummyThread and t is not _GUARDS.reaper}
 
 
 class _Guards:
@@ -351,30 +430,37 @@ class _Guards:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.runs: list[_Run] = []
-        self.trusted: set[threading.Thread] = set()
-        self.lingering: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-        self.stuck: list[threading.Thread] = []
+        self.trusted: dict[int, threading.Thread] = {}     # ident -> thread, as `_Run.started` (compared by identity)
+        self.lingering: dict[int, threading.Thread] = {}
+        self.stuck: dict[int, threading.Thread] = {}
         self.installed: list[tuple[Any, str, Any, Any]] = []   # owner, name, original, stand-in
         self.made: dict[tuple[Any, str], tuple[Any, Any]] = {}  # (owner, name): original, its stand-in
         self.shell: Any = None
         self.timers: list[int] = []
+        self.recursion_limit = sys.getrecursionlimit()  # the lowest the model's code may set (taken at install)
         self.reaper: threading.Thread | None = None
 
     def is_model_thread(self) -> bool:
-        thread = threading.current_thread()
-        return thread in self.lingering or (bool(self.runs) and thread not in self.trusted)
+        ident = _get_ident()
+        thread = _active.get(ident)  # None: a low-level thread, which the model's code may have started
+        if thread is not None and self.lingering.get(ident) is thread:
+            return True
+        return bool(self.runs) and (thread is None or self.trusted.get(ident) is not thread)
 
     @contextlib.contextmanager
     def running(self, output: TextIO | None, namespace: dict[str, Any] | None) -> Iterator[_Run]:
         """The guards installed, output routed and `exit`/`quit` in `namespace` refused, for one run."""
         with self.lock:
             if not self.runs:
-                self.trusted = {t for t in threading.enumerate() if t not in self.lingering}
+                self.trusted = {i: t for i, t in dict(_active).items() if self.lingering.get(i) is not t}
             run = _Run()
             self.runs.append(run)
             if not self.installed:
                 self._install()
+            else:  # a thread of an earlier run's still runs; ipykernel may have put its own input() back since
+                self._stand_ins()
         names = _stand_in_names(namespace)
+        kept = namespace.get("__builtins__") if namespace is not None else None
         streams = _route(output) if output is not None else None
         try:
             yield run
@@ -382,17 +468,23 @@ class _Guards:
             if streams is not None:  # put back even if the code replaced them
                 sys.stdout, sys.stderr = streams
             _restore_names(namespace, names)
+            if namespace is not None and namespace.get("__builtins__") is not kept:
+                # rebound or deleted by the code: every later cell and call would have no print, import ...
+                if kept is None:
+                    namespace.pop("__builtins__", None)
+                else:
+                    namespace["__builtins__"] = kept
             with self.lock:
                 self.runs.remove(run)
                 self.lingering.update(run.started())
                 self._uninstall_if_done()
                 self._watch_lingering()
 
-    def keep_stopping(self, threads: list[threading.Thread]) -> None:
+    def keep_stopping(self, threads: dict[int, Any]) -> None:
         """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""
         with self.lock:
             self.lingering.update(threads)
-            self.stuck += threads
+            self.stuck.update(threads)
             self._watch_lingering()
 
     def _watch_lingering(self) -> None:
@@ -405,7 +497,7 @@ class _Guards:
         while True:
             _sleep(REPEAT)
             with self.lock:
-                self.stuck = [t for t in self.stuck if _running(t)]
+                self.stuck = {ident: t for ident, t in self.stuck.items() if _running(ident, t)}
                 _poke(self.stuck, ToolTimeout)
                 self._uninstall_if_done()
                 if not self.installed:
@@ -414,8 +506,9 @@ class _Guards:
 
     def _uninstall_if_done(self) -> None:
         """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
-        _stopping.intersection_update(t.ident for t in threading.enumerate())
-        if self.runs or any(_running(t) for t in self.lingering):
+        _stopping.intersection_update(dict(_active))
+        self.lingering = {ident: t for ident, t in self.lingering.items() if _running(ident, t)}
+        if self.runs or self.lingering:
             return
         for owner, name, original, stand_in in reversed(self.installed):
             if getattr(owner, name, None) is stand_in:
@@ -429,12 +522,8 @@ class _Guards:
         self.timers = []
 
     def _install(self) -> None:
-        for owner, name in _patch_table():
-            original = getattr(owner, name)
-            made = self.made.get((owner, name))
-            if made is None or made[0] is not original:  # made once, unless someone else replaced it since
-                made = self.made[owner, name] = original, _stand_in(original, name)
-            self._replace(owner, name, made[1])
+        self.recursion_limit = sys.getrecursionlimit()
+        self._stand_ins()
         switch, excepthook = sys.setswitchinterval, threading.excepthook
 
         def setswitchinterval(interval: float) -> None:
@@ -453,6 +542,17 @@ class _Guards:
             self.timers = [w for w in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
                            if signal.getitimer(w) == (0.0, 0.0)]
         self._guard_ipython_exit()
+
+    def _stand_ins(self) -> None:
+        """Put each stand-in in place, where it is not already."""
+        for owner, name in _patch_table():
+            original = getattr(owner, name)
+            made = self.made.get((owner, name))
+            if made is not None and original is made[1]:
+                continue
+            if made is None or made[0] is not original:  # made once, unless someone else replaced it since
+                made = self.made[owner, name] = original, _stand_in(original, name)
+            self._replace(owner, name, made[1])
 
     def _replace(self, owner: Any, name: str, stand_in: Any) -> None:
         self.installed.append((owner, name, getattr(owner, name), stand_in))
@@ -481,14 +581,18 @@ _GUARDS = _Guards()
 
 def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     """`original` for the kernel's and the user's threads; for the model's, ExitRefused when the call
-    would end the process (always, for exits; by its arguments, for kill and timers)."""
+    would end the process (always, for exits; by its arguments, for kill and timers), and EOFError
+    for a prompt to the user."""
     check = _CHECKS.get(name)
 
     def stand_in(*args: Any, **kwargs: Any) -> Any:
         if _GUARDS.is_model_thread():
+            if name in _INPUTS:
+                raise EOFError(_INPUTS[name])
+            args, kwargs = tuple(map(_plain, args)), {key: _plain(value) for key, value in kwargs.items()}
             try:
                 why = check(*args, **kwargs) if check is not None else _ALWAYS[name]
-            except TypeError:  # wrong arguments: the real function says so
+            except (TypeError, ValueError):  # wrong arguments: the real function says so
                 why = None
             if why:
                 raise ExitRefused(f"{why}, so the python tool does not allow it; the code stopped here")
@@ -497,6 +601,19 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     functools.update_wrapper(stand_in, original)
     del stand_in.__wrapped__  # `os._exit.__wrapped__(1)` would be the real function
     return stand_in
+
+
+def _plain(value: Any) -> Any:
+    """A number (or a tuple of them) as a plain int or float, taken once: the check and the real call then
+    see the same value (an int subclass's __eq__ or __lt__, or an __index__ that answers differently at
+    each call, could make the check see another pid or limit than the call)."""
+    if isinstance(value, tuple):
+        return tuple(map(_plain, value))
+    if isinstance(value, float):
+        return float(value)
+    if hasattr(type(value), "__index__"):
+        return operator.index(value)
+    return value
 
 
 def _stand_in_names(namespace: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
@@ -606,5 +723,34 @@ class deadline:
         while not self.finished:
             top = sys._current_frames().get(self.ident)
             if top is not None and top.f_code.co_filename != _HERE:  # not while the block's own exit runs
-                _poke([self], self._stop, force=False)
+                _poke({self.ident: self}, self._stop, force=False)
             _sleep(REPEAT)
+
+
+def _code_ids(*modules: Any) -> frozenset[int]:
+    """The ids of the code objects of these modules' functions, methods and the functions nested in them.
+    By identity, not file name: code the model compiles under one of these files' names is still the code's."""
+    names = {module.__name__ for module in modules}
+    pending: list[Any] = [*(value for module in modules for value in vars(module).values()), *_CHECKS.values()]
+    seen: set[int] = set()
+    codes: set[int] = set()
+    while pending:
+        obj = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, CodeType):
+            codes.add(id(obj))
+            pending += obj.co_consts
+        elif isinstance(obj, FunctionType) and obj.__module__ in names:
+            pending += [obj.__code__, getattr(obj, "__wrapped__", None)]
+        elif isinstance(obj, (staticmethod, classmethod)):
+            pending.append(obj.__func__)
+        elif isinstance(obj, property):
+            pending += [obj.fget, obj.fset, obj.fdel]
+        elif isinstance(obj, type) and obj.__module__ in names:
+            pending += vars(obj).values()
+    return frozenset(codes)
+
+
+_OURS = _code_ids(sys.modules[__name__], threading)  # frames a stop never raises in, nor waits for
