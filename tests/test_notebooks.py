@@ -134,3 +134,26 @@ def test_every_relative_link_in_the_readme_docs_and_notebooks_resolves() -> None
               for target in re.findall(r"\]\(([^)\s]+)\)", text)
               if not re.match(r"[a-z]+:", target) and not (path.parent / target.split("#")[0]).exists()]
     assert not broken, f"links to nothing: {broken}"
+
+
+@pytest.mark.kernel
+def test_long_work_shows_plain_progress_on_stdout_that_a_saved_notebook_keeps(tmp_path: Path) -> None:
+    """Loading tiny and reading a folder of documents (like routing a corpus and training) show their progress as a text
+    bar on stdout: a tqdm widget was saved frozen at 0 % (the only output of `%gptoss browse` on 20+ files), and stderr bars
+    are painted red in JupyterLab, their closing newline an empty red stripe under "Loaded gpt-oss-tiny."."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(25):
+        (docs / f"note{i}.md").write_text(f"# Note {i}\n\nPlace {i} has {i * 7} houses.\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in (
+        "%load_ext gptoss_lab\n%gptoss load tiny",
+        f"%gptoss browse {docs}",
+    )])
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    outputs = [out for cell in nb.cells for out in cell.outputs]
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], outputs
+    assert not [o for o in outputs if o.get("name") == "stderr"], [o.text for o in outputs if o.get("name") == "stderr"]
+    stdout = [re.sub(r".*\r", "", "".join(o.text for o in cell.outputs if o.get("name") == "stdout"))
+              for cell in nb.cells]
+    assert "Loading weights: 100%" in stdout[0] and "Loaded gpt-oss-tiny." in stdout[0], stdout[0]
+    assert "Reading documents: 100%" in stdout[1] and "The browser reads 25 documents" in stdout[1], stdout[1]

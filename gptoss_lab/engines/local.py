@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from . import checkpoint, fastpath
 from .base import EngineError, Sampling
+from ..widgets import transformers_bars
 from .checkpoint import LoadError
 
 __all__ = ["LocalEngine", "LoadError"]
@@ -85,7 +86,7 @@ class LocalEngine:
             if plan.note:
                 print(f"Note: {plan.note}.", flush=True)
         try:
-            with _progress_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
+            with transformers_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
                 model, info = AutoModelForCausalLM.from_pretrained(plan.source.path, output_loading_info=True, **plan.kwargs)
         except (OSError, ValueError, ImportError, RuntimeError, SafetensorError) as error:  # bad files, out of memory
             raise plan.failed(error) from None
@@ -316,26 +317,6 @@ def _default_sampling(generation_config: Any) -> Sampling:
         return Sampling(temperature=0.0)
     temperature, top_p = generation_config.temperature, generation_config.top_p
     return Sampling(temperature=1.0 if temperature is None else temperature, top_p=1.0 if top_p is None else top_p)
-
-
-@contextmanager
-def _progress_bars(enabled: bool) -> Iterator[None]:
-    """transformers' loading progress bars as asked: on by default (as plain-text bars, which a saved
-    notebook keeps at their last state, not a widget frozen at 0 %), off with progress=False."""
-    from tqdm.std import tqdm as text_tqdm
-    from transformers.utils import logging
-
-    was = logging.is_progress_bar_enabled()
-    if enabled:
-        logging.enable_progress_bar()
-        logging.set_tqdm_hook(lambda factory, args, kwargs: text_tqdm(*args, **kwargs))
-    else:
-        logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_tqdm_hook(None)
-        (logging.enable_progress_bar if was else logging.disable_progress_bar)()
 
 
 def _router_hooks(model: Any, recorder: Any) -> Any:

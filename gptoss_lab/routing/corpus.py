@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .. import harmony
+from ..widgets import text_bar
 from .analysis import whole
 from .record import RecordWriter, Routing, read_record, token_labels
 
@@ -141,7 +141,7 @@ def route(
     chunk = int(getattr(engine, "prefill_chunk", 2048))
     store = _Store(config, path, memory_limit, name=getattr(engine, "name", None))
     started = time.perf_counter()
-    bar = tqdm(total=len(items), desc="routing", unit="text", leave=False, disable=not progress)
+    bar = text_bar(total=len(items), desc="routing", unit="text", leave=False, disable=not progress)
     try:
         with RouterHooks(net) as hooks:
             for start in range(0, len(items), batch_size * _WINDOW):

@@ -29,12 +29,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from ..engines.base import EngineError
 from ..engines.local import LocalEngine
 from ..events import Reply
 from ..session import Session
+from ..widgets import text_bar
 from . import CHECKPOINT, data, number
 from .skills import Turn
 
@@ -116,7 +116,7 @@ def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD
     words: dict[str, list[int]] = defaultdict(list)
     failures, longest = [], 0
     start = time.time()
-    for conversation in tqdm(conversations(n, seed, long_share), desc="evaluating", disable=not progress, leave=False):
+    for conversation in text_bar(conversations(n, seed, long_share), desc="evaluating", disable=not progress, leave=False):
         replies = run(engine, conversation, max_new_tokens=max_new_tokens)
         for k, (turn, reply) in enumerate(zip(conversation.turns, replies), 1):
             if reply is None:

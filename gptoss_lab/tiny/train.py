@@ -29,11 +29,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
 from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
 
 from .. import harmony
+from ..widgets import text_bar, transformers_bars
 from . import data, number
 
 RUNS = Path("/tmp/tiny_runs")
@@ -248,7 +248,8 @@ def save(model: GptOssForCausalLM, vocab: list[int], out: Path, dtype: torch.dty
     full.generation_config.pad_token_id = harmony.RETURN
     full.config.architectures = ["GptOssForCausalLM"]
     out.mkdir(parents=True, exist_ok=True)
-    full.to(dtype).save_pretrained(out)
+    with transformers_bars(False):  # "Writing model shards" for one 58 MB file says nothing
+        full.to(dtype).save_pretrained(out)
     return out
 
 
@@ -329,7 +330,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     seen = trained_tokens = all_tokens = step = 0
     recent: list[float] = []
     loads: list[float] = []
-    bar = tqdm(total=conversations_n, desc="training", unit="conv")
+    bar = text_bar(total=conversations_n, desc="training", unit="conv")
     for group in _batches(stream, batch_tokens, 256, rng):
         new = vocab.add([t for ids, _ in group for t in ids])
         if new:

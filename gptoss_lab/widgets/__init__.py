@@ -1,6 +1,12 @@
 """Views of a turn: `chat.ChatView` (the notebook widget), `text.TextView` (terminals), and
 `transcript.Transcript` (the state both show, with text/Markdown/HTML renderings for saved notebooks)."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 STATIC = Path(__file__).parent.parent / "static"
 
@@ -21,3 +27,29 @@ def esm(name: str) -> str:
     return ("const DOMPurify = (() => {\nconst module = { exports: {} }, exports = module.exports;\n"
             f"{purify}\nreturn module.exports;\n}})();\n" + asset("common.js").read_text() + "\n"
             + asset(name).read_text())
+
+
+def text_bar(iterable: Any = None, **kwargs: Any) -> Any:
+    """A plain-text tqdm progress bar on stdout. A saved notebook keeps its last state (a tqdm widget is saved
+    frozen at 0 %), and JupyterLab does not paint it red, as it does stderr, nor split it from the lines around it."""
+    from tqdm.std import tqdm
+
+    return tqdm(iterable, file=sys.stdout, **kwargs)
+
+
+@contextmanager
+def transformers_bars(enabled: bool) -> Iterator[None]:
+    """transformers' progress bars (loading, saving) as `text_bar`s while this runs, or none if not `enabled`."""
+    from transformers.utils import logging
+
+    was = logging.is_progress_bar_enabled()
+    if enabled:
+        logging.enable_progress_bar()
+        logging.set_tqdm_hook(lambda factory, args, kwargs: text_bar(*args, **kwargs))
+    else:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_tqdm_hook(None)
+        (logging.enable_progress_bar if was else logging.disable_progress_bar)()

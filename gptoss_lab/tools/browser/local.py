@@ -66,11 +66,11 @@ class LocalBackend(Backend):
             left_out = f"; left out {outside[0][0]}: {outside[0][1]}" if outside else ""
             raise BackendError(f"no documents found in {', '.join(roots)} (the browser reads "
                                f"{', '.join(sorted(DOCUMENT_SUFFIXES))}{left_out})")
-        from tqdm.auto import tqdm
+        from ...widgets import text_bar
 
         show = len(files) >= PROGRESS_FROM if progress is None else progress
         pages, paths, skipped, kinds = [], {}, list(outside), []
-        for path, name in tqdm(files, desc="Reading documents", unit="file", disable=not show):
+        for path, name in text_bar(files, desc="Reading documents", unit="file", disable=not show):
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ExtractError(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
