@@ -16,7 +16,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import APPROVALS, EFFORTS, SettingsError, parse_assignments
+from .settings import ALIASES, APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, make, parse_assignments
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -299,7 +299,8 @@ class GptossMagics(Magics):
             api_key = _env_key(opts.api_key_env)
             session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key)
             self.session = _keep_settings(session, self.session)
-            print(f"Connected to {visible(opts.url)} ({visible(self.session.engine.name)}).")  # names the server chose
+            # the engine's URL (a user:password@ taken out), and the names the server chose
+            print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)}).")
         elif command == "use":
             session = self.shell.user_ns.get(opts.variable)
             if not isinstance(session, Session):
@@ -330,12 +331,19 @@ class GptossMagics(Magics):
         return None
 
     def _config(self, pairs: list[str]) -> None:
-        session = self._session()
-        threads = [_threads(p.partition("=")[2]) for p in pairs if p.startswith("threads=")]  # checked first
+        # the keys and threads= are checked before a model is loaded for the settings (a typo loaded tiny first)
+        for pair in pairs:
+            key, sep, _ = pair.partition("=")
+            if not sep or (ALIASES.get(key.strip(), key.strip()) not in Settings.names() and key.strip() != "threads"):
+                raise UsageError(f"%gptoss config: expected KEY=VALUE with KEY one of {_config_keys()}; got {pair!r}")
+        threads = [_threads(p.partition("=")[2]) for p in pairs if p.startswith("threads=")]
         try:
             changes = parse_assignments(p for p in pairs if not p.startswith("threads="))
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
+        if self.session is None:  # a bad value is refused before tiny loads for it (tools are checked after)
+            _one_line(make, {k: v for k, v in changes.items() if v is not DEFAULT and k != "tools"})
+        session = self._session()
         _one_line(session.configure, **changes)  # a bad value changes nothing
         if threads:
             from .engines.checkpoint import import_torch
@@ -410,6 +418,12 @@ def _one_line(call: Any, *args: Any, **kw: Any) -> Any:
         return call(*args, **kw)
     except (EngineError, TurnError, SettingsError) as err:
         raise UsageError(str(err)) from None
+
+
+def _config_keys() -> str:
+    """The keys `%gptoss config` takes, named as its help names them (approve, max_tokens; threads too)."""
+    shown = {setting: key for key, setting in ALIASES.items() if key != "reasoning"}
+    return ", ".join([shown.get(name, name) for name in Settings.names()] + ["threads"])
 
 
 def _threads(value: str) -> int:

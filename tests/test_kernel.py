@@ -459,3 +459,21 @@ def test_ctrl_c_while_session_load_imports_torch_leaves_a_kernel_that_works(kern
                            "print(r.model, r.usage.completion_tokens)", timeout=120)
     assert content["status"] == "ok", out
     assert out.split()[-2:] == ["gpt-oss-tiny", "8"], out
+
+
+def test_config_refuses_a_typo_before_loading_a_model_and_names_the_keys_it_takes(kernel):
+    """`%gptoss config nosuch=1` (or a bad value) with no model loaded loaded gpt-oss-tiny before refusing, and the
+    refusal listed `approval`/`max_new_tokens` (the Python names) but not `threads`, which the help offers."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    for cell, message in (("%gptoss config nosuch=1", "%gptoss config: expected KEY=VALUE with KEY one of effort, "
+                                                      "approve, timeout, max_tokens, "),
+                          ("%gptoss config effort=bogus", "effort must be 'low', 'medium' or 'high', not 'bogus'")):
+        out, content = run(kc, cell)
+        assert content["status"] == "error" and content["evalue"].startswith(message), (cell, content["evalue"])
+        assert "Loading" not in out and "No model loaded" not in out, (cell, out)
+    assert run(kc, "%gptoss config nosuch=1")[1]["evalue"].endswith(", date, threads; got 'nosuch=1'")
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
+    out, content = run(kc, "%gptoss config approve=auto max_tokens=64", timeout=120)
+    assert content["status"] == "ok" and "approve: auto | " in out and "max tokens: 64 | " in out, out

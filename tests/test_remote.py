@@ -888,3 +888,18 @@ def test_a_server_faster_than_the_notebook_waits_instead_of_filling_memory():
         finally:
             tracemalloc.stop()
     assert tokens > 1000 and peak < 16 << 20, f"{peak >> 20} MiB"  # the unread chunks were not all held
+
+
+def test_connect_magic_does_not_print_a_urls_password(capsys):
+    """`%gptoss connect http://bob:pw@host` printed the URL as typed: the password stayed in the saved notebook."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with FakeServer() as server:
+            shell.run_line_magic("gptoss", "connect " + server.url.replace("http://", "http://bob:pw-SECRET@"))
+        out = capsys.readouterr().out
+        assert f"Connected to {server.url} (gpt-oss-test)." in out and "SECRET" not in out, out
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
