@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Delta, MessageEnd, MessageStart
+from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
 from gptoss_lab.widgets.text import TextView
 from gptoss_lab.widgets.transcript import Transcript, markdown_html, stable_markdown_end
 
@@ -162,3 +163,21 @@ def test_a_long_tool_output_folds_in_saved_renderings_and_loses_nothing() -> Non
         assert rendering.index("Printed 300 rows.") > rendering.index("row 299")
     short = Transcript.from_reply(Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("q"))
     assert "more line" not in short.to_html() and "more line" not in short.to_markdown()
+
+
+def test_a_tool_call_of_backticks_renders_in_linear_time_and_its_name_is_cut() -> None:
+    """A tool name, code and output of 64 000 backticks each (a hostile or broken server): every code span and
+    fence is one backtick longer than the longest run inside, found in one pass (a loop of `in` checks took
+    10 s for the Markdown form, 13 s for the chat view's turn end); a saved card shows 200 characters of the
+    name (it was a head 6 500 px tall)."""
+    ticks = "`" * 64_000
+    call = ToolCall(ticks, "analysis", ticks, status="done", output=ticks)
+    transcript = Transcript.from_events([TurnStart("Hi", "low", "replay", "auto"), MessageStart("analysis", ticks),
+                                         Delta(ticks, "analysis"), MessageEnd(None, None), ToolStart(call), ToolEnd(call)])
+    start = time.perf_counter()
+    markdown, page, text = transcript.to_markdown(), transcript.to_html(), transcript.to_text()
+    assert time.perf_counter() - start < 1.0
+    name = "`" * 200 + "… (63,800 more characters)"
+    assert f"**Tool call {'`' * 201} {name} {'`' * 201}** — done" in markdown
+    assert f"{'`' * 64_001}\n{ticks}\n{'`' * 64_001}" in markdown               # the code, as written
+    assert f">{name} · done</th>" in page and f"Tool call {name} [done]" in text

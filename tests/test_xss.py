@@ -4,15 +4,18 @@ Harmony, the prompt, the chat view's operations and the saved transcript), and n
 come out. The browser half (real Chromium, nothing runs) is tests/browser/test_xss_browser.py."""
 from __future__ import annotations
 
+import io
 from html.parser import HTMLParser
 
 import pytest
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Delta, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, \
-    TurnStart
+from gptoss_lab.events import Citation, Delta, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, \
+    ToolStart, TurnStart
 from gptoss_lab.widgets.chat import ChatView
-from gptoss_lab.widgets.sanitize import sanitize
+from gptoss_lab.widgets.citations import card_html, sources_html, sources_markdown, sources_text, with_chips
+from gptoss_lab.widgets.sanitize import BIDI_CONTROLS, HIDDEN, inert_markdown, sanitize
+from gptoss_lab.widgets.text import TextView
 from gptoss_lab.widgets.transcript import Transcript, markdown_html
 
 PAYLOADS = [
@@ -126,11 +129,14 @@ def test_sanitizer_on_raw_payloads(payload: str) -> None:
 
 def _turn_events(payload: str) -> list:
     call = ToolCall("python", "analysis", payload, status="done", output=payload)
+    named = ToolCall(payload, "commentary", "{}", status="error", output=payload)  # a (remote server's) tool name
     return [
         TurnStart(payload, "low", "replay", "auto"),
         MessageStart("analysis", None), Delta(payload, "analysis"), MessageEnd(None, None),
         MessageStart("analysis", "python"), Delta(payload, "analysis"), MessageEnd(None, None),
         ToolStart(call), ToolEnd(call),
+        MessageStart("commentary", payload), Delta("{}", "commentary"), MessageEnd(None, None),
+        ToolStart(named), ToolEnd(named),
         Notice(payload, "warning"), ParseError(payload, payload),
         MessageStart("commentary", None), Delta(payload, "commentary"), MessageEnd(None, None),
         MessageStart("final", None), Delta(payload, "final"), MessageEnd(None, None),
@@ -228,3 +234,110 @@ def test_math_cannot_paint_outside_its_own_box() -> None:
     assert "width" not in markdown_html(r"$\hspace{-40em}x \kern-40em y \mkern-900mu z$")
     kept = markdown_html("$$\\binom{n}{k}$$\n\n$a\\hspace{2em}b$")
     assert 'display="block"' in kept and 'linethickness="0"' in kept and '<mspace width="2em">' in kept
+
+
+# Markdown whose structure a line-by-line reading gets wrong, so that its HTML or script link would be live in
+# the Markdown form: a fence that is not one (a backtick in its info string), a closing fence with an info string,
+# a fence its list item ends, a code span opened on an earlier line or by half a backtick run, definitions whose
+# label spans lines or that sit in a quote or list, a code span a table's cells split. (Tags as CommonMark reads
+# HTML: an unquoted attribute value with `=` in it makes a line text, not HTML.)
+_IMG = '<img src=x onerror="window.__pwned=1">'
+STRUCTURE = [
+    f"```x`\n{_IMG}\n",
+    f"```\n``` x\n```\n{_IMG}\n",
+    f"- a\n\n   ```\n{_IMG}\n   ```",
+    f"a ` b\n`{_IMG}`",
+    f"``{_IMG}`",
+    f"\\`{_IMG}`",
+    "[a\nb]: javascript:window.__pwned=1\n\n[a b]",
+    "> [x]: javascript:window.__pwned=1\n\n[x]",
+    "- [x]: javascript:window.__pwned=1\n\n[x]",
+    f"| `{_IMG} | x` |\n|-|-|",
+]
+
+
+@pytest.mark.parametrize("payload", STRUCTURE)
+def test_markdown_structure_cannot_smuggle_html_or_links_into_the_markdown_form(payload: str) -> None:
+    transcript = Transcript.from_events(_turn_events(payload))
+    assert _markdown_problems(transcript.to_markdown()) == []
+    assert _problems(_without_our_style(transcript.to_html())) == []
+
+
+def test_one_piece_of_model_markdown_cannot_continue_another() -> None:
+    """Commentary that opens a list item, then an answer whose fence the item ends: each is inert alone, not
+    together. The turn's Markdown form is checked whole, and shows the model's Markdown as code."""
+    payload = f"   ```\n{_IMG}\n   ```"
+    transcript = Transcript.from_events([
+        TurnStart("Hi", "low", "replay", "auto"),
+        MessageStart("commentary", None), Delta("- a", "commentary"), MessageEnd(None, None),
+        MessageStart("final", None), Delta(payload, "final"), MessageEnd(None, None)])
+    markdown = transcript.to_markdown()
+    assert _markdown_problems(markdown) == []
+    assert f"````\n{payload}\n````" in markdown                        # shown as written, as code
+
+
+@pytest.mark.parametrize("name", [f"x\n\n{_IMG}",
+                                  "x`\n\n[a](javascript:window.__pwned=1)"])
+def test_a_tool_name_stays_one_code_span_in_the_markdown_form(name: str) -> None:
+    """A blank line in a (remote server's) tool name ended its code span: the rest was Markdown, HTML and all."""
+    call = ToolCall(name, "commentary", "{}", status="error", output="unknown tool")
+    markdown = Transcript.from_events([TurnStart("Hi", "low", "replay", "auto"), MessageStart("commentary", name),
+                                       Delta("{}", "commentary"), MessageEnd(None, None), ToolStart(call),
+                                       ToolEnd(call)]).to_markdown()
+    assert _markdown_problems(markdown) == []
+    ticks = "``" if "`" in name else "`"
+    assert f"{ticks} {' '.join(name.split())} {ticks}** — error" in markdown     # the name as code, on one line
+
+
+def test_direction_controls_and_zero_width_characters_of_pages_and_tool_names_are_written_out() -> None:
+    """A page can call itself `Invoice \\u202efdp.exe` (read: "Invoice exe.pdf") or give its address a zero-width
+    space, a tool's name, code or output can hide a direction control: cards, chips, sources, tool calls and the
+    notices that name them show them written out (`\\u202e`) in every rendering, and an address that holds one is
+    not made a link."""
+    title, url, name = "Invoice \u202efdp.exe", "https://bank\u200b.example/\u2066login", "browser.search\u202e"
+    call = ToolCall(name, "analysis", '{"q": "\u2067"}', status="done", output=f"[0] {title} \u202e", data={
+        "kind": "search", "cursor": 0, "query": "pay \u202eyap", "title": "", "url": "", "start": 0, "end": 0,
+        "total": 0, "lines": [], "results": [{"id": 0, "title": title, "url": url, "source": url,
+                                              "snippet": "a \u202eb"}]})
+    cites = [Citation("【0†L1】", 0, 1, 1, url, title, "line \u202eone")]
+    events = [TurnStart("Hi", "low", "replay", "auto"), MessageStart("analysis", name), Delta(call.input, "analysis"),
+              MessageEnd(None, None), ToolStart(call), ToolEnd(call), MessageStart("final", None),
+              Delta("See 【0†L1】.", "final"), MessageEnd(None, None),
+              Notice(f"The model called '{name}\u200b', which is not an enabled tool.", "warning")]
+    transcript = Transcript.from_events(events)
+    transcript.citations = cites
+    out = io.StringIO()
+    text_view = TextView(out, colour=False)
+    for event in events:
+        text_view.handle(event)
+    renderings = {"card": card_html(call), "chips": with_chips(markdown_html("See 【0†L1】."), cites),
+                  "sources": sources_html(cites), "text": sources_text(cites), "markdown": sources_markdown(cites),
+                  "to_html": transcript.to_html(), "to_markdown": transcript.to_markdown(),
+                  "to_text": transcript.to_text(), "terminal": out.getvalue()}
+    for where, rendering in renderings.items():
+        assert HIDDEN.search(rendering) is None and "u202e" in rendering, where
+        assert "u2067" in rendering or where not in ("to_html", "to_markdown", "to_text", "terminal"), where
+    assert "href" not in renderings["card"] + renderings["chips"] + renderings["sources"]
+    assert "https://bank\\u200b.example/\\u2066login" in renderings["card"]
+    for where in ("to_html", "to_text", "terminal"):
+        assert "browser.search\\u202e" in renderings[where] and "called 'browser.search\\u202e\\u200b'" in renderings[where]
+
+
+def test_math_cannot_make_a_letter_larger_than_the_page() -> None:
+    """`\\Huge` is 2.49 times its parent's size: eight nested made one letter 10 000 px tall (Chromium's largest
+    font), the answer a blank page. Sizes go, and no negative scriptlevel (a larger font at each step) stays."""
+    huge = markdown_html("$" + "\\Huge " * 8 + "W$")
+    assert "mathsize" not in huge and "<mi>W</mi>" in huge
+    assert "scriptlevel" not in sanitize('<math><mstyle scriptlevel="-9"><mi>x</mi></mstyle></math>')
+    assert 'scriptlevel="0"' in markdown_html("$\\displaystyle x$")
+
+
+def test_code_in_an_answer_reads_in_the_order_it_runs() -> None:
+    """Trojan Source in an answer's code (what a reader copies into a cell and runs): its code spans and blocks have
+    their direction controls written out in the HTML and Markdown forms; its prose keeps them (right-to-left text)."""
+    code = 'if access != "user\u202e \u2066# admin\u2069 \u2066":'
+    answer = f"Run `{code}` or\n\n```python\n{code}\n```\n\nthen \u05e9\u05dc\u05d5\u05dd\u200f."
+    for form in (markdown_html(answer), inert_markdown(answer)):
+        code_part, prose = form.split("then ")
+        assert BIDI_CONTROLS.search(code_part) is None and code_part.count("\\u202e") == 2, form
+        assert prose.startswith("\u05e9\u05dc\u05d5\u05dd\u200f."), form

@@ -1,5 +1,5 @@
 // gptoss_lab chat view: applies the kernel's batches of operations to the DOM. Plain ES module, no bundler.
-// Python renders Markdown and code to sanitised HTML; this file sanitises it again (setHTML/appendHTML from
+// Python renders Markdown and code to sanitised HTML; this file sanitises it again (safeHTML/setHTML from
 // common.js), places it, wires the buttons, and writes the finished turn into the saved notebook.
 
 const NOTE = "Reasoning is the model's unfiltered chain of thought, not a checked answer.";
@@ -9,6 +9,29 @@ const STATUS = {
 };
 const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
 const OPS = new Set(["block", "text", "md", "end", "tool", "notice", "error", "rate", "stats"]);
+// Written out (\u202e), as the kernel writes them (widgets/sanitize.py): direction controls in code (a tool's and the
+// answer's), a tool's output and card, and zero-width characters too in names and notices, so none reads as
+// something else.
+const BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
+const BIDI_RE = new RegExp(`[${BIDI}]`, "g");
+const HIDDEN_RE = new RegExp(`[${BIDI}\u200b-\u200d\u2060\ufeff]`, "g");
+
+function reveal(text, pattern = HIDDEN_RE) {
+  return String(text).replace(pattern, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+function revealText(node) {
+  // Every text node under `node` with its direction controls written out.
+  const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+  for (let text = walker.nextNode(); text; text = walker.nextNode()) text.data = reveal(text.data, BIDI_RE);
+}
+
+function answerHTML(html) {
+  // Sanitised answer HTML whose code (not its prose: right-to-left text) has its direction controls written out.
+  const fragment = safeHTML(html);
+  if (fragment.querySelectorAll) for (const code of fragment.querySelectorAll("code")) revealText(code);
+  return fragment;
+}
 
 function send(model, action) {
   // Custom messages, not state syncs: ipywidgets holds a sync back until the kernel reports idle, and
@@ -207,7 +230,9 @@ class Turn {
         () => insertCell(this.model, b.code(), insert));
       tools.append(insert);
     }
-    head.append(h("span", "gx-tool-name", op.recipient || "tool"), tools, b.status);
+    const name = h("span", "gx-tool-name", reveal(op.recipient || "tool"));
+    name.title = name.textContent;
+    head.append(name, tools, b.status);
     b.pre = h("pre", "gx-code");
     b.text = h("code");
     b.pre.append(b.text);
@@ -224,13 +249,13 @@ class Turn {
     if (!b) return;
     b.raw += op.t;
     if (b.md) b.text.textContent = b.raw.slice(b.upto);
-    else b.text.appendChild(document.createTextNode(op.t));
+    else b.text.appendChild(document.createTextNode(b.kind === "tool" ? reveal(op.t, BIDI_RE) : op.t));
   }
 
   md(op) {
     const b = this.blocks[op.i];
     if (!b || !b.md) return;
-    appendHTML(b.md, op.html);
+    b.md.append(answerHTML(op.html));
     b.upto = op.upto;
     b.text.textContent = b.raw.slice(b.upto);
   }
@@ -243,11 +268,12 @@ class Turn {
       b.label.textContent = `Thought for ${op.seconds.toFixed(1)} s · ${op.tokens} tokens`;
       b.node.classList.add("gx-ended");
     } else if (op.html !== undefined && b.md) {
-      setHTML(b.md, op.html);
+      b.md.replaceChildren(answerHTML(op.html));
       b.upto = b.raw.length;
       b.text.textContent = "";
     } else if (op.code !== undefined && b.kind === "tool") {
       setHTML(b.text, op.code);
+      revealText(b.text);
     }
   }
 
@@ -259,17 +285,19 @@ class Turn {
     if (b.editor && op.status !== "waiting") this.closeEditor(b);
     if (op.code !== undefined) {          // the user's edited code is what runs
       setHTML(b.text, op.code);
+      revealText(b.text);
       b.status.textContent += " · edited";
     }
     b.actions.replaceChildren();
     b.actions.hidden = op.status !== "waiting";
     if (op.status === "waiting") this.approval(b, op);
     if (op.output !== undefined) {
-      b.output.textContent = op.output;
+      b.output.textContent = reveal(op.output, BIDI_RE);
       b.output.hidden = !op.output;
       if (op.card !== undefined) {        // a browser call: results or page window (widgets/citations.py)
         b.card = b.card || h("div", "gx-browse-card");
         setHTML(b.card, op.card);
+        revealText(b.card);
         b.output.after(b.card);
         b.output.hidden = true;
       }
@@ -287,12 +315,14 @@ class Turn {
       send(this.model, action);
     };
     const run = button("gx-run", "▶ Run", "Run this code in your kernel", () => decide("run"));
-    const always = button("gx-always", "Always allow", `Run this and every later ${op.recipient || "tool"} call `
-      + "in this conversation without asking", () => decide("run", true));
+    const name = reveal(op.recipient || "tool");
+    const always = button("gx-always", "Always allow", `Run this and every later ${name} call in this conversation `
+      + "without asking", () => decide("run", true));
     const edit = button("gx-edit", "Edit", "Change the code before it runs (the model is told what ran)",
       () => (b.editor ? this.closeEditor(b) : this.openEditor(b)));
     const skip = button("gx-skip", "Skip", "Do not run it; the model is told so", () => decide("skip"));
-    b.actions.append(h("span", "gx-ask", op.question || "Run this code in your kernel?"), run, always, edit, skip);
+    const ask = h("span", "gx-ask", reveal(op.question || "Run this code in your kernel?", BIDI_RE));
+    b.actions.append(ask, run, always, edit, skip);
   }
 
   openEditor(b) {
@@ -326,7 +356,7 @@ class Turn {
   }
 
   notice(op) {
-    this.items.appendChild(h("div", `gx-notice gx-${op.level}`, op.text));
+    this.items.appendChild(h("div", `gx-notice gx-${op.level}`, reveal(op.text)));   // it can name a tool, a page
   }
 
   error(op) {

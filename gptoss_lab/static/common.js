@@ -20,15 +20,27 @@ function expertColor(e) {
 
 // ---------------------------------------------------------------- sanitised HTML
 // The kernel already sanitises every fragment (gptoss_lab/widgets/sanitize.py); this is the second,
-// independent allow-list, applied before anything touches the DOM: HTML and MathML only, links to
+// independent allow-list, applied before anything touches the DOM: the kernel's tags and attributes and no more
+// (DOMPurify's own HTML profile keeps <dialog open>, drawn over the approval card below it, <label for> that clicks
+// a control elsewhere in JupyterLab, and data-commandlinker-command, a JupyterLab command run on click), links to
 // http(s)/mailto opening in a new tab without an opener, no style or class that could restyle the page.
 
+// The attributes of HTML elements and of MathML elements, as the kernel keeps them.
+const HTML_ATTRS = new Set(["href", "title", "start", "style", "open", "class", "data-cite"]);
+const MATH_ATTRS = new Set(["display", "displaystyle", "scriptlevel", "mathvariant", "mathcolor", "mathbackground",
+  "stretchy", "fence", "separator", "accent", "accentunder", "largeop", "movablelimits", "symmetric", "lspace",
+  "rspace", "minsize", "maxsize", "linethickness", "width", "height", "depth", "voffset", "columnalign", "rowalign",
+  "columnspacing", "rowspacing", "columnlines", "rowlines", "frame", "framespacing", "columnspan", "rowspan",
+  "notation", "open", "close", "separators", "align", "xmlns", "encoding"]);
 const PURIFY = {
-  USE_PROFILES: { html: true, mathMl: true },
-  FORBID_TAGS: ["style", "img", "svg", "form", "input", "button", "textarea", "select", "option", "iframe",
-    "frame", "object", "embed", "link", "meta", "base", "video", "audio", "source", "picture", "maction",
-    "annotation-xml"],
-  FORBID_ATTR: ["id", "name", "src", "srcset", "action", "formaction", "xlink:href", "background", "poster"],
+  ALLOWED_TAGS: ["a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h1", "h2", "h3", "h4",
+    "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "math", "mi", "mn", "mo", "ms", "mspace", "mtext", "mrow",
+    "mfrac", "msqrt", "mroot", "mstyle", "merror", "mpadded", "mphantom", "mfenced", "menclose", "msub", "msup",
+    "msubsup", "munder", "mover", "munderover", "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd",
+    "mlabeledtr", "semantics", "annotation"],
+  ALLOWED_ATTR: [...HTML_ATTRS, ...MATH_ATTRS],
+  ALLOW_DATA_ATTR: false,
   RETURN_DOM_FRAGMENT: true,
 };
 // Links only to http(s) and mailto (checked in the hook: DOMPurify's ALLOWED_URI_REGEXP applies to the value
@@ -44,15 +56,21 @@ const CLASS_OK = /^(?:[a-z]{1,3}[0-9]?|gx-math|gx-code|gx-output|gx-(?:cite|brow
 function purifyHooks() {
   DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
     const name = data.attrName;
-    if (name === "style") {       // only a table column's alignment
+    if (!(node.namespaceURI === MATHML ? MATH_ATTRS : HTML_ATTRS).has(name)) {
+      data.keepAttr = false;      // an HTML attribute on MathML or the other way round (<table width=...>)
+    } else if (name === "style") {       // only a table column's alignment
       data.keepAttr = (node.nodeName === "TH" || node.nodeName === "TD")
         && /^\s*text-align:\s*(left|right|center)\s*;?\s*$/i.test(data.attrValue);
     } else if (name === "class") {
       data.attrValue = data.attrValue.split(/\s+/).filter((c) => CLASS_OK.test(c)).join(" ");
+    } else if (name === "data-cite") {  // a citation chip's popup text (widgets/citations.py)
+      data.keepAttr = node.nodeName === "SUP";
     } else if (name === "href") {  // MathML and other elements never link
       data.keepAttr = node.nodeName === "A" && LINK_OK.test(data.attrValue.replace(/[\s\u0000-\u001f]/g, ""));
     } else if (node.namespaceURI === MATHML && MATH_LENGTHS.has(name)) {
       data.keepAttr = node.localName !== "mpadded" && !data.attrValue.trim().startsWith("-");
+    } else if (name === "scriptlevel") {   // no larger font at each step (and no mathsize at all: nested \Huge)
+      data.keepAttr = !data.attrValue.trim().startsWith("-");
     }
   });
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {
@@ -76,8 +94,4 @@ function safeHTML(html) {
 
 function setHTML(node, html) {
   node.replaceChildren(safeHTML(html));
-}
-
-function appendHTML(node, html) {
-  node.append(safeHTML(html));
 }

@@ -11,6 +11,7 @@ passes the allow-list sanitizer; links are http(s) only and open without an open
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import re
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import literal_markdown, sanitize
+from .sanitize import HIDDEN, literal_markdown, reveal_bidi, reveal_hidden, sanitize
 
 POPUP_CHARS = 700
 _TAG = re.compile(r"(<[^>]*>)")
@@ -34,13 +35,31 @@ def style() -> str:
 
 
 def _link(url: str) -> str | None:
-    return url if url.lower().startswith(("http://", "https://")) else None
+    """`url` when it can be a link: http(s), and nothing invisible in it that makes it read as another."""
+    return url if url.lower().startswith(("http://", "https://")) and not HIDDEN.search(url) else None
 
 
 def _a(url: str, text: str) -> str:
-    """`text` as a link when `url` is http(s), else as bold text."""
-    href = _link(url)
-    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else f"<b>{html.escape(text)}</b>"
+    """`text` (a title or URL, shown with its hidden characters written out) as a link when `url` is http(s),
+    else as bold text."""
+    href, shown = _link(url), _name(text)
+    return f'<a href="{html.escape(href)}">{shown}</a>' if href else f"<b>{shown}</b>"
+
+
+def _name(text: str) -> str:
+    """A title, URL, source, query or pattern as escaped HTML: direction controls and zero-width characters
+    written out, so a page cannot make its name or address read as another's."""
+    return html.escape(reveal_hidden(text))
+
+
+def _text(text: str) -> str:
+    """A page's lines as escaped HTML, direction controls written out (they could reorder what is shown)."""
+    return html.escape(reveal_bidi(text))
+
+
+def _shown(c: Citation) -> Citation:
+    """`c` as text shows it: hidden characters of its title and URL, direction controls of its lines written out."""
+    return dataclasses.replace(c, url=reveal_hidden(c.url), title=reveal_hidden(c.title), text=reveal_bidi(c.text))
 
 
 def _lines_span(start: int, end: int) -> str:
@@ -69,6 +88,7 @@ def _missing(c: Citation) -> str:
 
 def popup_text(number: int, c: Citation) -> str:
     """What a chip shows on hover: the source, the cited lines, where it is."""
+    c = _shown(c)
     if not c.text.strip():
         return f"[{number}] {_missing(c)}"
     quoted = c.text if len(c.text) <= POPUP_CHARS else c.text[:POPUP_CHARS - 1] + "…"
@@ -111,11 +131,11 @@ def sources_html(citations: Sequence[Citation]) -> str:
     items = []
     for number, c in numbered(citations):
         if c.text.strip():
-            where = f' <span class="gx-browse-source">{html.escape(c.url)}</span>' if c.url else ""
+            where = f' <span class="gx-browse-source">{_name(c.url)}</span>' if c.url else ""
             items.append(f"<li>{_a(c.url, c.title or c.url)} · {_lines_span(c.start, c.end)}{where}<br>"
-                         f'<span class="gx-cite-lines">{html.escape(c.text)}</span></li>')
+                         f'<span class="gx-cite-lines">{_text(c.text)}</span></li>')
         else:
-            items.append(f"<li>{html.escape(_missing(c))}</li>")
+            items.append(f"<li>{html.escape(_missing(_shown(c)))}</li>")
     return sanitize(f'<div class="gx-cite-head">Sources</div><ol class="gx-cite-sources">{"".join(items)}</ol>')
 
 
@@ -123,6 +143,7 @@ def sources_text(citations: Sequence[Citation]) -> str:
     """The sources as plain text (terminals, text/plain)."""
     lines = ["Sources:"]
     for number, c in numbered(citations):
+        c = _shown(c)
         if c.text.strip():
             where = f" ({c.url})" if c.url else ""
             lines.append(f"  [{number}] {c.title or c.url}{where}, {_lines_span(c.start, c.end)}:")
@@ -136,9 +157,10 @@ def sources_markdown(citations: Sequence[Citation]) -> str:
     """The sources as Markdown (nbconvert, GitHub): a numbered list with the cited lines quoted."""
     out = ["**Sources**", ""]
     for number, c in numbered(citations):
+        href, c = _link(c.url), _shown(c)
         if c.text.strip():
             title = literal_markdown(c.title or c.url)
-            head = f"[{title}]({_md_url(c.url)})" if _link(c.url) else f"**{title}**" + (f" ({literal_markdown(c.url)})" if c.url else "")
+            head = f"[{title}]({_md_url(href)})" if href else f"**{title}**" + (f" ({literal_markdown(c.url)})" if c.url else "")
             out.append(f"{number}. {head} · {_lines_span(c.start, c.end)}")
             out += [f"   > {literal_markdown(line)}" for line in c.text.splitlines() if line.strip()]
         else:
@@ -168,9 +190,9 @@ def card_html(call: ToolCall | None) -> str | None:
     if data["kind"] == "search":
         results = data.get("results") or []
         items = "".join(f'<li>{_a(r["url"], r["title"] or r["url"])} <span class="gx-browse-source">'
-                        f'{html.escape(r["source"])}</span><br><span class="gx-browse-snippet">'
-                        f'{html.escape(r["snippet"])}</span></li>' for r in results)
-        body = (f'<div class="gx-browse-head">Search <b>{html.escape(data["query"])}</b> · '
+                        f'{_name(r["source"])}</span><br><span class="gx-browse-snippet">'
+                        f'{_text(r["snippet"])}</span></li>' for r in results)
+        body = (f'<div class="gx-browse-head">Search <b>{_name(data["query"])}</b> · '
                 f'{len(results)} result{"s" * (len(results) != 1)} · {cursor}</div>'
                 + (f'<ol class="gx-browse-results" start="0">{items}</ol>' if results else "")
                 + _raw(call.output))  # type: ignore[union-attr]
@@ -178,21 +200,21 @@ def card_html(call: ToolCall | None) -> str | None:
         matches = data.get("matches") or []
         shown = "".join(_numbered_lines([(m["line"] + k, text) for k, text in enumerate(m["text"].split("\n"))])
                         + "\n" for m in matches)
-        body = (f'<div class="gx-browse-head">Find <b>{html.escape(data["pattern"])}</b> in '
+        body = (f'<div class="gx-browse-head">Find <b>{_name(data["pattern"])}</b> in '
                 f'{_a(data["url"], data["title"] or data["url"])} · {len(matches)} match{"es" * (len(matches) != 1)}'
                 f' · {cursor}</div>' + (f'<pre class="gx-browse-lines">{shown.rstrip()}</pre>' if matches else ""))
     else:
         body = (f'<div class="gx-browse-head">{_a(data["url"], data["title"] or data["url"])} '
-                f'<span class="gx-browse-source">{html.escape(data["url"])}</span> · lines {data["start"]}–'
+                f'<span class="gx-browse-source">{_name(data["url"])}</span> · lines {data["start"]}–'
                 f'{data["end"]} of {data["total"]} · {cursor}</div>'
                 f'<pre class="gx-browse-lines">{_numbered_lines(data["lines"])}</pre>')
     return sanitize(f'<div class="gx-browse">{body}</div>')
 
 
 def _numbered_lines(lines: Sequence[Sequence[Any]]) -> str:
-    return "\n".join(f'<span class="gx-browse-n">L{n}</span> {html.escape(str(text))}' for n, text in lines)
+    return "\n".join(f'<span class="gx-browse-n">L{n}</span> {_text(str(text))}' for n, text in lines)
 
 
 def _raw(output: str) -> str:
     return (f'<details class="gx-browse-raw"><summary>What the model read</summary>'
-            f'<pre class="gx-browse-lines">{html.escape(output)}</pre></details>')
+            f'<pre class="gx-browse-lines">{_text(output)}</pre></details>')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from typing import Any
 
 # HTML that rendered Markdown, highlighted code and the transcript's own structure need.
@@ -23,8 +24,10 @@ _MATHML = {
     "mpadded", "mphantom", "mfenced", "menclose", "msub", "msup", "msubsup", "munder", "mover", "munderover",
     "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd", "mlabeledtr", "semantics", "annotation",
 }
+# No `mathsize` (`\Huge` is 2.49 times its parent's size: ten nested make a 10 000 px letter); a negative
+# `scriptlevel` (a larger font at each step) is dropped by _filter_attribute.
 _MATHML_ATTRIBUTES = {
-    "display", "displaystyle", "scriptlevel", "mathvariant", "mathsize", "mathcolor", "mathbackground",
+    "display", "displaystyle", "scriptlevel", "mathvariant", "mathcolor", "mathbackground",
     "stretchy", "fence", "separator", "accent", "accentunder", "largeop", "movablelimits", "symmetric",
     "lspace", "rspace", "minsize", "maxsize", "linethickness", "width", "height", "depth", "voffset",
     "columnalign", "rowalign", "columnspacing", "rowspacing", "columnlines", "rowlines", "frame",
@@ -60,11 +63,13 @@ _MATH_LENGTHS = {"width", "height", "depth", "lspace", "rspace", "voffset", "min
 
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
-    """Keep href only for http(s) and mailto links, and no MathML geometry that leaves the formula's box;
-    everything else in the allow-list passes."""
+    """Keep href only for http(s) and mailto links, no MathML geometry that leaves the formula's box and no
+    negative scriptlevel; everything else in the allow-list passes."""
     if attribute == "href":
         return value if value.strip().lower().startswith(LINK_SCHEMES) else None
     if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or value.strip().startswith("-")):
+        return None
+    if attribute == "scriptlevel" and value.strip().startswith("-"):
         return None
     return value
 
@@ -97,9 +102,24 @@ def _cleaner() -> Any:
 BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+# ... and, with them, the invisible characters that can make a name or a URL read as another one
+# (zero-width space and joiners, word joiner, byte order mark).
+HIDDEN = re.compile(BIDI_CONTROLS.pattern[:-1] + "\u200b-\u200d\u2060\ufeff]")
+
+
 def reveal_bidi(text: str) -> str:
     """Direction controls written out (`\\u202e`), so shown code reads in the order it runs."""
-    return BIDI_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return BIDI_CONTROLS.sub(_escape, text)
+
+
+def reveal_hidden(text: str) -> str:
+    """Direction controls and zero-width characters written out (`\\u200b`): for names and URLs, which
+    are shown to say what something is, never to lay out right-to-left text."""
+    return HIDDEN.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def sanitize(html: str) -> str:
@@ -117,9 +137,9 @@ def escape_mtext(mathml: str) -> str:
 
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_CODE_SPAN = re.compile(r"(`+)(?:.+?)(?<!`)\1(?!`)")
-_DESTINATION = re.compile(r"(\]\(\s*<?)([^)\s>]*)")
-_DEFINITION = re.compile(r"^( {0,3}\[[^\]]+\]:\s*<?)(\S*)", re.MULTILINE)
+_CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(?:.+?)(?<!`)\1(?!`)")  # a whole run, not after a backslash
+_DESTINATION = re.compile(r"(\]\([ \t]*<?)([^)\s>]*)")
+_DEFINITION = re.compile(r"^( {0,3}\[[^\]]+\]:[ \t]*<?)(\S*)", re.MULTILINE)
 
 
 def inert_markdown(text: str) -> str:
@@ -129,26 +149,69 @@ def inert_markdown(text: str) -> str:
     of a turn must carry none: outside code, `<` becomes `&lt;` (HTML shows as text), images become
     links (nothing is fetched without a click), and link destinations other than http(s) and mailto
     become `#`, as in the HTML form. Code spans and fenced blocks stay as written (their text
-    is never markup)."""
+    is never markup), direction controls written out as in the HTML form. Where a CommonMark parser
+    still finds HTML, an image or another link in the result (the line-by-line rules above misread
+    the text's structure), the text is shown as code."""
     out, fence = [], None
     for line in text.splitlines(keepends=True):
         opener = _FENCE.match(line)
         if fence is not None:
             if opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence):
                 fence = None
-            out.append(line)
+            out.append(reveal_bidi(line))
         elif opener:
             fence = opener.group(1)
-            out.append(line)
+            out.append(reveal_bidi(line))
         else:
             out.append(_inert_line(line))
-    return "".join(out)
+    markdown = "".join(out)
+    return markdown if markdown_is_inert(markdown) else fenced(text)
+
+
+def fenced(text: str, language: str = "") -> str:
+    """`text` as a fenced code block that no line of it can close."""
+    ticks = "`" * max(3, max(map(len, re.findall("`+", text)), default=0) + 1)  # one pass (`in` checks are quadratic)
+    return f"{ticks}{language}\n{text}\n{ticks}"
+
+
+# Our own HTML in a turn's Markdown form (widgets/transcript.py): folds and the footer.
+_OWN_HTML = re.compile(r"<details><summary>[^<>]*</summary>|</details>|</?sub>")
+
+
+def markdown_is_inert(markdown: str) -> bool:
+    """True when a CommonMark renderer that keeps raw HTML and every link (a trusted output) finds in `markdown`
+    no HTML but our own folds and footer, no image and no link other than http(s), mailto or `#`."""
+    for token in _tokens(_commonmark().parse(markdown)):
+        if token.type in ("html_block", "html_inline") and _OWN_HTML.sub("", token.content).strip():
+            return False
+        if token.type == "image" or (token.type == "link_open" and not _safe_href(str(token.attrGet("href")))):
+            return False
+    return True
+
+
+def _tokens(tokens: list[Any]) -> Iterator[Any]:
+    for token in tokens:
+        yield token
+        yield from _tokens(token.children or [])
+
+
+def _safe_href(href: str) -> bool:
+    return href == "#" or href.lower().startswith(LINK_SCHEMES)
+
+
+@functools.cache
+def _commonmark() -> Any:
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    md.validateLink = lambda url: True  # every link as written, as a trusted front end shows it
+    return md
 
 
 def _inert_line(line: str) -> str:
     parts, last = [], 0
     for span in _CODE_SPAN.finditer(line):
-        parts += [_inert_prose(line[last:span.start()]), span.group()]
+        parts += [_inert_prose(line[last:span.start()]), reveal_bidi(span.group())]
         last = span.end()
     return "".join(parts + [_inert_prose(line[last:])])
 

@@ -12,7 +12,7 @@ from typing import TextIO
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
     TurnEnd, TurnStart
 from .citations import sources_text
-from .sanitize import visible
+from .sanitize import reveal_hidden, visible
 from .transcript import STATUS_LABEL, Transcript
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -69,7 +69,7 @@ class TextView:
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]  # type: ignore[index]
             header = {"reasoning": "Reasoning (unfiltered model output)", "final": "Answer",
-                      "commentary": "Commentary"}.get(block.kind, f"Tool call {visible(block.recipient or '')}")
+                      "commentary": "Commentary"}.get(block.kind, f"Tool call {visible(reveal_hidden(block.recipient or ''))}")
             self._style = "reasoning" if block.kind == "reasoning" else None
             self._print(f"\n── {header} ──", style="header")
         elif isinstance(event, Delta):
@@ -81,7 +81,7 @@ class TextView:
         elif isinstance(event, ToolEnd):
             self._print(self._status(event.call) + (f"\n{visible(event.call.output)}" if event.call.output else ""))
         elif isinstance(event, Notice):
-            self._print(f"[{event.level}] {visible(event.text)}", style=_LEVEL_STYLE.get(event.level))
+            self._print(f"[{event.level}] {visible(reveal_hidden(event.text))}", style=_LEVEL_STYLE.get(event.level))
         elif isinstance(event, ParseError):
             self._print(f"[not valid Harmony: {visible(event.reason)}]", style="bad")
             self._print(visible(event.raw))
@@ -92,7 +92,7 @@ class TextView:
 
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)
-        return f"[{visible(call.recipient)}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
+        return f"[{visible(reveal_hidden(call.recipient))}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
 
     def approve(self, call: ToolCall) -> bool | None:
         """Ask on stdin (the code was printed as it streamed); None when there is no stdin to ask on."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,8 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import escape_mtext, inert_markdown, literal_markdown, reveal_bidi, sanitize, visible
+from .sanitize import escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, reveal_bidi, \
+    reveal_hidden, sanitize, visible
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -27,6 +30,7 @@ STATUS_LABEL = {"pending": "pending", "waiting": "waiting for approval", "runnin
                 "error": "error", "timeout": "timed out", "skipped": "skipped", "interrupted": "interrupted"}
 REASONING_NOTE = "Reasoning is the model's unfiltered chain of thought, not a checked answer."
 FOLD_LINES, FOLD_CHARS = 20, 2000  # how much of a tool's output a saved card shows before folding the rest
+NAME_CHARS = 200  # how much of a tool's name a saved card shows (a server can send a name of any length)
 
 
 @dataclass
@@ -179,16 +183,16 @@ class Transcript:
         out = [f"You: {self.prompt}"]
         for item in self.items:
             if isinstance(item, Notice):
-                out.append(f"[{item.level}] {item.text}")
+                out.append(f"[{item.level}] {reveal_hidden(item.text)}")  # it can name a tool, a page
             elif isinstance(item, ParseError):
                 out.append(f"[not valid Harmony: {item.reason}]" + (f"\n{_indent(item.raw)}" if item.raw else ""))
             elif item.kind == "reasoning":
                 out.append(f"Reasoning ({_reasoning_summary(item)}):\n{_indent(item.text)}")
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
-                out.append(f"Tool call {item.recipient} [{_status(item)}{edited}]:\n{_indent(code)}")
+                out.append(f"Tool call {_tool_name(item)} [{_status(item)}{edited}]:\n{_indent(code)}")
                 if item.call is not None and item.call.output:
-                    out.append(f"Output:\n{_indent(item.call.output)}")
+                    out.append(f"Output:\n{_indent(reveal_bidi(item.call.output))}")
             else:
                 out.append(item.text)
         if self.citations:
@@ -197,26 +201,34 @@ class Transcript:
         return "\n\n".join(out)
 
     def to_markdown(self) -> str:
-        """Markdown (GitHub, nbconvert): reasoning in <details>, tool calls as code blocks, final as is."""
-        out = ["> **You:**\n>\n> " + inert_markdown(self.prompt).replace("\n", "\n> ")]  # own lines: fences stay fences
+        """Markdown (GitHub, nbconvert): reasoning in <details>, tool calls as code blocks, final as is.
+
+        Each piece of model Markdown is inert alone, but one can continue another (a list item that takes
+        in the next piece's fence), so the whole is checked again; where it is not inert, every piece of
+        model Markdown is shown as code."""
+        markdown = self._markdown(inert_markdown)
+        return markdown if markdown_is_inert(markdown) else self._markdown(fenced)
+
+    def _markdown(self, prose: Callable[[str], str]) -> str:
+        out = ["> **You:**\n>\n> " + prose(self.prompt).replace("\n", "\n> ")]  # own lines: fences stay fences
         for item in self.items:
             if isinstance(item, Notice):
-                out.append(f"*{item.level}: {literal_markdown(item.text)}*")
+                out.append(f"*{item.level}: {literal_markdown(reveal_hidden(item.text))}*")
             elif isinstance(item, ParseError):
-                out.append(f"*Not valid Harmony ({literal_markdown(item.reason)})*" + (f"\n\n{_fence(item.raw)}" if item.raw else ""))
+                out.append(f"*Not valid Harmony ({literal_markdown(item.reason)})*" + (f"\n\n{fenced(item.raw)}" if item.raw else ""))
             elif item.kind == "reasoning":
                 out.append(f"<details><summary>Reasoning ({_reasoning_summary(item)})</summary>\n\n"
-                           f"{_fence(item.text, '')}\n\n</details>")
+                           f"{fenced(item.text, '')}\n\n</details>")
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
-                out.append(f"**Tool call {_code_span(item.recipient or '')}** — {_status(item)}{edited}\n\n"
-                           + _fence(code, code_language(item)))
+                out.append(f"**Tool call {_code_span(_tool_name(item))}** — {_status(item)}{edited}\n\n"
+                           + fenced(code, code_language(item)))
                 if item.call is not None and item.call.output:
-                    head, rest = _fold(item.call.output)
-                    out.append("Output:\n\n" + _fence(head) + (f"\n\n<details><summary>{_more(rest)}</summary>\n\n"
-                                                                 f"{_fence(rest)}\n\n</details>" if rest else ""))
+                    head, rest = _fold(reveal_bidi(item.call.output))
+                    out.append("Output:\n\n" + fenced(head) + (f"\n\n<details><summary>{_more(rest)}</summary>\n\n"
+                                                                 f"{fenced(rest)}\n\n</details>" if rest else ""))
             else:
-                out.append(inert_markdown(item.text))  # trusted Markdown outputs render their HTML live
+                out.append(prose(item.text))  # trusted Markdown outputs render their HTML live
         if self.citations:
             out.append(sources_markdown(self.citations))
         out.append(f"<sub>{html.escape(self.footer())}</sub>")
@@ -231,7 +243,7 @@ class Transcript:
         noted = False
         for item in self.items:
             if isinstance(item, Notice):
-                out.append(f'<div class="gx-notice gx-{item.level}">{html.escape(item.text)}</div>')
+                out.append(f'<div class="gx-notice gx-{item.level}">{html.escape(reveal_hidden(item.text))}</div>')
             elif isinstance(item, ParseError):
                 out.append(f'<div class="gx-notice gx-error">Not valid Harmony ({html.escape(item.reason)})'
                            + (f'<pre class="gx-raw">{html.escape(item.raw)}</pre>' if item.raw else "") + "</div>")
@@ -292,7 +304,7 @@ def stats_line(stats: dict[str, Any]) -> str:
 
 def markdown_html(text: str) -> str:
     """Model Markdown to sanitised HTML: raw HTML stays text, $math$ becomes MathML, images become links,
-    and only http(s)/mailto links survive."""
+    only http(s)/mailto links survive, and code has its direction controls written out."""
     return sanitize(_markdown().render(text))
 
 
@@ -334,7 +346,19 @@ def _markdown() -> Any:
     md = MarkdownIt("commonmark", {"html": False, "breaks": False}).enable(["table", "strikethrough"])
     md.use(dollarmath_plugin, allow_labels=False, allow_digits=False, double_inline=True, renderer=_math)
     md.add_render_rule("image", _image_as_link)
+    md.core.ruler.push("reveal_bidi", _reveal_code)
     return md
+
+
+def _reveal_code(state: Any) -> None:
+    """Direction controls in the answer's code written out, as in a tool call's: code is what a reader copies and
+    runs, and must read in the order it runs ("Trojan Source"); prose keeps them (right-to-left text)."""
+    for token in state.tokens:
+        if token.type in ("fence", "code_block"):
+            token.content = reveal_bidi(token.content)
+        for child in token.children or []:
+            if child.type == "code_inline":
+                child.content = reveal_bidi(child.content)
 
 
 def _image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
@@ -378,18 +402,25 @@ def _lines(text: str) -> str:
 
 
 def _code_span(text: str) -> str:
-    """`text` as a Markdown code span that no backtick inside can end early."""
-    ticks = "`"
-    while ticks in text:
-        ticks += "`"
-    return f"{ticks} {text} {ticks}"
+    """`text` as a Markdown code span on one line (a blank line would end it and let the rest be Markdown)
+    that no backtick inside can end early."""
+    ticks = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)  # one pass (`in` checks are quadratic)
+    return f"{ticks} {' '.join(text.split())} {ticks}"
+
+
+def _tool_name(block: Block) -> str:
+    """A tool call's name as its saved card shows it: hidden characters written out (see sanitize.reveal_hidden),
+    cut after NAME_CHARS characters."""
+    name = reveal_hidden(block.recipient or "tool")
+    return name if len(name) <= NAME_CHARS else f"{name[:NAME_CHARS]}… ({len(name) - NAME_CHARS:,} more characters)"
 
 
 def _ran_code(block: Block) -> tuple[str, str]:
-    """The code a tool card shows: what ran, marked when the user edited the model's code before Run."""
+    """The code a tool card shows: what ran, marked when the user edited the model's code before Run; direction
+    controls written out (as in tool outputs), so it reads in the order it runs in every rendering."""
     if block.call is not None and block.call.input != block.text:
-        return block.call.input, " · edited before running"
-    return block.text, ""
+        return reveal_bidi(block.call.input), " · edited before running"
+    return reveal_bidi(block.text), ""
 
 
 def _tool_html(block: Block) -> str:
@@ -400,9 +431,9 @@ def _tool_html(block: Block) -> str:
     left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
     rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
     if call is not None and call.output:  # a browser call shows its card: results or page window (citations.py)
-        output = card_html(call) or _output_html(call.output)
+        output = card_html(call) or _output_html(reveal_bidi(call.output))
         rows.append(f'<tr><td {left}>{output}</td></tr>')
-    head = f'{html.escape(block.recipient or "tool")} · {_status(block)}{seconds}{edited}'
+    head = f'{html.escape(_tool_name(block))} · {_status(block)}{seconds}{edited}'
     return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
@@ -433,13 +464,6 @@ def _output_html(output: str) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
-
-
-def _fence(text: str, language: str = "") -> str:
-    ticks = "```"
-    while ticks in text:
-        ticks += "`"
-    return f"{ticks}{language}\n{text}\n{ticks}"
 
 
 # The last five rules are more specific than JupyterLab's and nbconvert's rendered-HTML rules (`.jp-ThemedContainer

@@ -8,6 +8,7 @@ Screenshot: /tmp/gptoss_xss_live.png (the payloads shown as text, links without 
 """
 from __future__ import annotations
 
+import re
 import time
 
 HIT = "window.__hit()"
@@ -162,3 +163,192 @@ def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_not
         time.sleep(0.2)
     assert page.evaluate("() => window.__pwned") == 1 and marker.exists()
     marker.unlink()
+
+HIDDEN = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff]")
+CARDS = r'''
+from gptoss_lab.events import Delta, MessageEnd, MessageStart, Notice, ToolCall, ToolEnd, ToolStart, TurnStart
+from gptoss_lab.widgets.chat import ChatView
+title, url = "Invoice \u202efdp.exe", "https://bank\u200b.example/\u2066login"
+search = ToolCall("browser.search\u202e", "analysis", '{"query": "pay"}', status="done", output=f"[0] {title}", data={
+    "kind": "search", "cursor": 0, "query": "pay \u202eyap", "title": "", "url": "", "start": 0, "end": 0,
+    "total": 0, "lines": [], "results": [{"id": 0, "title": title, "url": url, "source": url, "snippet": "a \u202eb"}]})
+long = ToolCall("`" * 64_000, "commentary", "{}", status="error", output="unknown tool")
+code = ToolCall("python", "analysis", 'print("\u202e olleh")', status="done", output="\u202e olleh")
+view = ChatView.show()
+view.handle(TurnStart("Hi", "low", "replay", "auto"))
+for call in (search, long, code):
+    for event in (MessageStart(call.channel, call.recipient), Delta(call.input, call.channel), MessageEnd(None, None),
+                  ToolStart(call), ToolEnd(call)):
+        view.handle(event)
+view.handle(Notice("The model called 'browser.search\u202e\u200b', which is not an enabled tool.", "warning"))
+view._flush(final=True)
+print("SHOWN")
+'''
+STATUS_IN_CARD = """() => [...document.querySelectorAll('.gx-chat .gx-tool')].map((card) => {
+  const r = card.getBoundingClientRect(), s = card.querySelector('.gx-status').getBoundingClientRect();
+  return s.width > 0 && s.left >= r.left && s.right <= r.right; })"""
+
+
+def test_cards_write_out_hidden_characters_and_keep_their_status_in_view(lab_notebook, save_notebook, open_notebook,
+                                                                          jupyter_lab):
+    """A page titled `Invoice \\u202efdp.exe` (read: "Invoice exe.pdf"), an address with a zero-width space, a tool
+    name with a direction control and a python output with one: the live cards and the saved ones show them written
+    out; a 64 000-character tool name is cut, and every card's status stays in view."""
+    page = lab_notebook([CARDS], wait_for="text=SHOWN", name="cards.ipynb")
+    page.wait_for_selector(".gx-chat .gx-output:has-text('olleh')")
+    chat = page.locator(".gx-chat")
+    assert HIDDEN.findall(chat.inner_text()) == []
+    assert "Invoice \\u202efdp.exe https://bank\\u200b.example/\\u2066login" in chat.inner_text()
+    assert page.locator(".gx-chat .gx-browse-card a[href]").count() == 0         # not a link: it reads as another
+    assert page.locator(".gx-chat .gx-tool-name").first.inner_text() == "browser.search\\u202e"
+    assert page.locator(".gx-chat .gx-output").last.inner_text() == "\\u202e olleh"
+    assert "called 'browser.search\\u202e\\u200b'" in page.locator(".gx-chat .gx-notice").inner_text()
+    assert page.evaluate(STATUS_IN_CARD) == [True, True, True]
+    assert page.locator(".gx-chat .gx-tool-name").nth(1).get_attribute("title") == "`" * 64_000
+    chat.screenshot(path="/tmp/gptoss_xss_cards_live.png")
+
+    save_notebook("cards.ipynb")
+    jupyter_lab.shutdown_kernels()
+    page = open_notebook("cards.ipynb")
+    page.wait_for_selector(".gx-fallback .gx-browse")
+    saved = page.locator(".gx-fallback")
+    assert HIDDEN.findall(saved.inner_text()) == []
+    assert "Invoice \\u202efdp.exe https://bank\\u200b.example/\\u2066login" in saved.inner_text()
+    heads = page.locator(".gx-fallback th.gx-tool-head").evaluate_all("hs => hs.map(h => h.getBoundingClientRect().height)")
+    assert len(heads) == 3 and max(heads) < 80, heads
+    saved.screenshot(path="/tmp/gptoss_xss_cards_saved.png")
+
+
+LONG = r'''
+from gptoss_lab.events import Delta, MessageEnd, MessageStart, Notice, ToolCall, ToolStart, TurnStart
+from gptoss_lab.widgets.chat import ChatView
+word = "w" * 3000
+view = ChatView.show()
+view.handle(TurnStart("Hi", "low", "model-" + word, "ask"))
+view.handle(Notice(f"The model called '{word}', which is not an enabled tool.", "warning"))
+call = ToolCall("browser.search", "analysis", '{"query": "%s"}' % word, status="waiting",
+                question=f"Search your 4 documents for '{word}'?")
+for event in (MessageStart("analysis", "browser.search"), Delta(call.input, "analysis"), MessageEnd(None, None),
+              ToolStart(call)):
+    view.handle(event)
+view._flush()
+print("SHOWN")
+'''
+INSIDE = """(sel) => { const box = document.querySelector('.gx-chat .gx-tool').getBoundingClientRect();
+  return [...document.querySelectorAll(sel)].map((n) => { const r = n.getBoundingClientRect();
+    return r.width > 0 && r.left >= box.left && r.right <= box.right && n.scrollWidth <= n.clientWidth + 1; }); }"""
+
+
+def test_one_long_word_cannot_push_the_approval_buttons_out_of_the_card(lab_notebook):
+    """A search query of 3 000 letters in the approval question, a tool name as long in a notice, a model name as
+    long in the bar: the text wraps in its box, ▶ Run and Skip stay in the card (they were 30 000 px to its right)."""
+    page = lab_notebook([LONG], wait_for="text=SHOWN", name="long_words.ipynb")
+    page.wait_for_selector(".gx-chat .gx-run")
+    assert page.evaluate(INSIDE, ".gx-chat .gx-run, .gx-chat .gx-skip, .gx-chat .gx-ask") == [True, True, True]
+    assert page.evaluate(INSIDE, ".gx-chat .gx-notice, .gx-chat .gx-meta") == [True, True]
+    page.locator(".gx-chat .gx-actions").screenshot(path="/tmp/gptoss_xss_long_question.png")
+
+
+COMMAND = ('<span data-commandlinker-command="help:about">ABOUT</span> <sup data-cite="kept">1</sup>'
+           '<span data-cite="not here">x</span>')
+PUSH_COMMAND = f"""
+final = [i for i, b in enumerate(view.transcript.items) if getattr(b, "kind", "") == "final"][0]
+view._chunk = {{"seq": 10 ** 6, "ops": [{{"op": "end", "i": final, "html": {COMMAND!r}, "seconds": 0, "tokens": 0}}]}}
+print("pushed")
+"""
+
+
+def test_html_past_the_kernel_cannot_name_a_lab_command(lab_notebook, kernel_run):
+    """JupyterLab runs the command an element names in data-commandlinker-command when it is clicked (any command,
+    with data-commandlinker-args): the front end's sanitizer keeps no data attribute but a chip's data-cite."""
+    page = lab_notebook(["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+                         "session = Session(ReplayEngine('<|channel|>final<|message|>Hello<|return|>'), approval='auto')",
+                         "view = ChatView.show()\nreply = session.ask('Hi', view=view)\nprint('REPLY')"],
+                        wait_for="text=REPLY", name="commands.ipynb")
+    assert kernel_run(PUSH_COMMAND).strip() == "pushed"
+    page.wait_for_selector(".gx-chat .gx-final :text('ABOUT')")
+    page.locator(".gx-chat .gx-final :text('ABOUT')").click()
+    page.wait_for_timeout(1500)
+    assert page.locator(".jp-Dialog").count() == 0                         # help:about did not open
+    assert page.locator(".gx-final [data-commandlinker-command]").count() == 0
+    assert page.locator(".gx-final sup[data-cite='kept']").count() == 1 and page.locator(".gx-final span[data-cite]").count() == 0
+
+
+HUGE = "Big: $" + "\\Huge " * 8 + "W$."
+PUSH_HUGE = f"""
+final = [i for i, b in enumerate(view.transcript.items) if getattr(b, "kind", "") == "final"][0]
+html = '<math><mstyle mathsize="2.49em">' * 8 + '<mi>V</mi>' + '</mstyle>' * 8 + '<mstyle scriptlevel="-9"><mi>S</mi></mstyle></math>'
+view._chunk = {{"seq": 10 ** 6, "ops": [{{"op": "end", "i": final, "html": html, "seconds": 0, "tokens": 0}}]}}
+print("pushed")
+"""
+SIZES = "() => [...document.querySelectorAll('.gx-chat .gx-final mi')].map((n) => parseFloat(getComputedStyle(n).fontSize))"
+
+
+def test_nested_huge_cannot_blow_a_letter_up_to_a_page(lab_notebook, kernel_run):
+    """Eight nested `\\Huge` made one letter 10 000 px tall; and past the kernel, neither mathsize nor a negative
+    scriptlevel makes a letter larger than the text around it."""
+    recording = f"<|channel|>final<|message|>{HUGE}<|return|>"
+    page = lab_notebook(["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+                         f"session = Session(ReplayEngine({recording!r}), approval='auto')",
+                         "view = ChatView.show()\nreply = session.ask('Hi', view=view)\nprint('REPLY')"],
+                        wait_for="text=REPLY", name="huge.ipynb")
+    page.wait_for_selector(".gx-chat .gx-final math")
+    assert max(page.evaluate(SIZES)) < 30
+    assert kernel_run(PUSH_HUGE).strip() == "pushed"
+    page.wait_for_selector(".gx-chat .gx-final mi:text('S')")
+    assert max(page.evaluate(SIZES)) < 30
+
+
+TROJAN = 'if access != "user\u202e \u2066# admin\u2069 \u2066":'
+RAW_CODE = f"<p>raw <code>{TROJAN}</code></p>"
+PUSH_TROJAN = f"""
+final = [i for i, b in enumerate(view.transcript.items) if getattr(b, "kind", "") == "final"][0]
+view._chunk = {{"seq": 10 ** 6, "ops": [{{"op": "end", "i": final, "html": {RAW_CODE!r}, "seconds": 0, "tokens": 0}}]}}
+print("pushed")
+"""
+
+
+def test_code_in_an_answer_shows_its_direction_controls(lab_notebook, kernel_run):
+    """Trojan Source in an answer's code span and code block shows written out, and so does code past the kernel."""
+    answer = f"Run `{TROJAN}` or\n\n```python\n{TROJAN}\n```\n\nthen go."
+    recording = f"<|channel|>final<|message|>{answer}<|return|>"
+    page = lab_notebook(["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+                         f"session = Session(ReplayEngine({recording!r}), approval='auto')",
+                         "view = ChatView.show()\nreply = session.ask('Hi', view=view)\nprint('REPLY')"],
+                        wait_for="text=REPLY", name="trojan.ipynb")
+    page.wait_for_selector(".gx-chat .gx-final pre code")
+    codes = page.locator(".gx-chat .gx-final code").all_inner_texts()
+    assert len(codes) == 2 and all(HIDDEN.search(c) is None and "\\u202e" in c for c in codes), codes
+    assert kernel_run(PUSH_TROJAN).strip() == "pushed"
+    page.wait_for_selector(".gx-chat .gx-final :text('raw')")
+    assert page.locator(".gx-chat .gx-final code").inner_text() == TROJAN.encode("ascii", "backslashreplace").decode()
+
+
+OVERLAY = ('<p>Let me check.</p><dialog open>FAKE ▶ Run' + '<br>' * 6 + '</dialog><div popover="manual" dir="rtl">pop</div>'
+           '<label for="x">label</label><marquee>marquee</marquee><table width="9000"><tr><td>t</td></tr></table>')
+PUSH_OVERLAY = f"""
+view._chunk = {{"seq": 10 ** 6, "ops": [{{"op": "end", "i": 0, "html": {OVERLAY!r}, "seconds": 0, "tokens": 0}}]}}
+print("pushed")
+"""
+WAITING = ("from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolCall, ToolStart, TurnStart\n"
+           "from gptoss_lab.widgets.chat import ChatView\n"
+           "view = ChatView.show()\nview.handle(TurnStart('Hi', 'low', 'replay', 'ask'))\n"
+           "for e in (MessageStart('commentary', None), Delta('Let me check.', 'commentary'), MessageEnd(None, None)):\n"
+           "    view.handle(e)\n"
+           "call = ToolCall('python', 'analysis', 'print(1)', status='waiting', question='Run this code in your kernel?')\n"
+           "for e in (MessageStart('analysis', 'python'), Delta(call.input, 'analysis'), MessageEnd(None, None), ToolStart(call)):\n"
+           "    view.handle(e)\n"
+           "view._flush()\nprint('SHOWN')")
+
+
+def test_html_past_the_kernel_cannot_draw_over_the_approval_card(lab_notebook, kernel_run):
+    """The front end keeps the kernel's tags and attributes only: DOMPurify's HTML profile kept <dialog open>, an
+    absolutely placed box drawn over the approval card below the commentary, and <label>, <marquee>, popover, dir."""
+    page = lab_notebook([WAITING], wait_for="text=SHOWN", name="overlay.ipynb")
+    page.wait_for_selector(".gx-chat .gx-run")
+    assert kernel_run(PUSH_OVERLAY).strip() == "pushed"
+    page.wait_for_selector(".gx-chat .gx-commentary :text('FAKE')")
+    md = page.locator(".gx-chat .gx-commentary .gx-md")
+    assert md.locator("dialog, label, marquee, [popover], [dir], [width]").count() == 0
+    assert md.evaluate("(n) => [...n.querySelectorAll('*')].map((e) => e.localName)") == ["p", "br", "br", "br", "br",
+                                                                                         "br", "br", "div", "table", "tbody", "tr", "td"]
