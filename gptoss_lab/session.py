@@ -39,6 +39,11 @@ class _Stopped(Exception):
     """The view's Stop button: ends the turn like a kernel interrupt."""
 
 
+def _settings_of(session_options: dict[str, Any] | None) -> Settings:
+    """The settings among `Session(...)`'s keyword arguments, checked (SettingsError names a bad one)."""
+    return make({k: v for k, v in (session_options or {}).items() if k not in ("namespace", "view", "browser")})
+
+
 def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
     """Refuse `method` while a turn of the session runs: a second thread's `ask`, or a function tool that
     asks, resets or rewinds the session whose turn called it, would interleave two turns in one history."""
@@ -94,6 +99,7 @@ class Session:
         """Load a gpt-oss checkpoint into this process ("tiny", a local folder, or a hub id)."""
         from .engines.local import LocalEngine
 
+        _settings_of(session_options)  # a bad setting is refused before the model loads, not after
         return cls(LocalEngine.from_pretrained(name_or_path, **engine_options), **(session_options or {}))
 
     @classmethod
@@ -101,6 +107,8 @@ class Session:
                 session_options: dict[str, Any] | None = None, **engine_options: Any) -> Session:
         """Use a gpt-oss model served by an OpenAI-compatible server (vLLM, llama.cpp, Ollama)."""
         from .engines.remote import RemoteEngine
+
+        _settings_of(session_options)  # a bad setting is refused before the server is asked
 
         engine = RemoteEngine(url, model=model, api_key=api_key, **engine_options)
         return cls(engine, **(session_options or {}))
@@ -465,8 +473,12 @@ class _Turn:
             self._warn(f"The {call.recipient} call was skipped: approval is required and nobody could approve it "
                        "(use approval='auto', or a view that can ask).")
             return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
-        if not isinstance(decision, Approval):
-            decision = Approval(bool(decision))
+        if isinstance(decision, bool):
+            decision = Approval(decision)
+        elif not isinstance(decision, Approval):  # "no" is truthy: only True, False or an Approval decide
+            self._warn(f"The {call.recipient} call was skipped: the view answered {type(decision).__name__} "
+                       f"{str(decision)[:40]!r}, not True, False or an Approval.")
+            return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
         if not decision.run:
             return "Not run: the user chose not to run this call. Answer without it, and say so."
         if decision.always:

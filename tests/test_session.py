@@ -11,6 +11,7 @@ import pytest
 from gptoss_lab import ReplayEngine, Session, harmony
 from gptoss_lab.events import MessageStart, Notice, ToolEnd, ToolUpdate, TurnEnd, TurnStart
 from gptoss_lab.session import TurnError
+from gptoss_lab.settings import SettingsError
 from gptoss_lab.tools.base import Tool, ToolResult
 from gptoss_lab.widgets.text import TextView
 
@@ -96,6 +97,17 @@ def test_approval_modes(mode, answers, status, ran):
     assert ("ran" in ns) == ran
     if mode == "ask":
         assert view.statuses[0] == "waiting" and view.statuses[-1] == status
+
+
+@pytest.mark.parametrize("answer", ["no", "n", 1, [False]])
+def test_a_views_answer_that_is_not_yes_or_no_does_not_run_the_call(answer):
+    """A view's approve() answering "no" (a truthy string) ran the model's code: only True, False or an Approval decide."""
+    ns = {}
+    reply = session(CALL.format(code="ran = True") + FINAL.format(text="ok"), namespace=ns).ask(
+        "q", approval="ask", view=Recorder([answer]))
+    [call] = reply.tool_calls
+    assert call.status == "skipped" and "ran" not in ns
+    assert reply.errors[0].startswith(f"The python call was skipped: the view answered {type(answer).__name__} ")
 
 
 def test_ask_without_a_front_end_skips_and_says_so(monkeypatch):
@@ -371,3 +383,19 @@ def test_model_code_cannot_reset_or_ask_the_session_mid_turn():
     assert [c.status for c in reply.tool_calls] == ["error", "error"]
     assert all("TurnError: this session is running a turn" in c.output for c in reply.tool_calls)
     assert [m.author.role.value for m in s.history] == ["user"] + ["assistant", "assistant", "tool"] * 2 + ["assistant"]
+
+
+def test_a_bad_setting_for_load_is_refused_before_the_model_loads(monkeypatch):
+    """`Session.load("tiny", session_options={"effort": "max"})` loaded the whole model, then refused the setting."""
+    from gptoss_lab.engines.local import LocalEngine
+
+    def loading(*args, **kw):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(LocalEngine, "from_pretrained", loading)
+    for options, message in (({"effort": "max"}, "effort must be 'low', 'medium' or 'high', not 'max'"),
+                             ({"bogus": 1}, "bogus unexpected keyword argument")):
+        with pytest.raises(SettingsError, match=message):
+            Session.load("tiny", session_options=options)
+        with pytest.raises(SettingsError, match=message):
+            Session.connect("http://127.0.0.1:9", session_options=options)
