@@ -211,6 +211,9 @@ class Session:
             raise TurnError(f"response format: {err}") from None
         if constrain and fmt is None:
             raise TurnError("constrain=True (--constrain) needs a response format (--json SCHEMA)")
+        if constrain and getattr(self.engine, "constrains", True) is False:
+            raise TurnError(f"constrain=True (--constrain) needs the model in this kernel: {self.engine.name} runs on "
+                            "a server, which cannot apply the constraint (ask without it; the answer is still checked)")
         if intervene is not None:
             intervene = _checked_intervention(intervene, self.engine)
         prefix = self._prefix(settings, tools, fmt)
@@ -436,7 +439,8 @@ class _Turn:
     def _run_tool(self, call: ToolCall, tool: Tool | None) -> ToolResult:
         """Run one call under the approval policy; always a result the model can read."""
         if tool is None:
-            self._warn(f"The model called {call.recipient!r}, which is not an enabled tool.")
+            name = call.recipient if len(call.recipient) <= 80 else call.recipient[:80] + "…"  # a name can be 64 000 long
+            self._warn(f"The model called {name!r}, which is not an enabled tool.")
             return ToolResult("error", self.tools.unknown(call.recipient))
         approved = self._approved(call, tool)
         if approved is not True:

@@ -903,3 +903,17 @@ def test_connect_magic_does_not_print_a_urls_password(capsys):
         assert f"Connected to {server.url} (gpt-oss-test)." in out and "SECRET" not in out, out
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+
+
+def test_constrained_output_on_a_server_is_refused_before_the_question_joins_the_conversation():
+    """`constrain=True` on a remote engine was accepted as a question, then failed the turn ("a remote server cannot
+    apply ..."), leaving a failed turn in the conversation."""
+    from gptoss_lab import Session
+    from gptoss_lab.session import TurnError
+
+    with FakeServer(_split(ANSWER)) as server:
+        session = Session(RemoteEngine(server.url), namespace={})
+        with pytest.raises(TurnError, match=r"^constrain=True \(--constrain\) needs the model in this kernel: "):
+            session.ask("q", response_format={"type": "object"}, constrain=True)
+        assert session.history == [] and session.replies == []
+        assert not [path for path, *_ in server.requests if "completions" in path], server.requests

@@ -399,3 +399,12 @@ def test_a_bad_setting_for_load_is_refused_before_the_model_loads(monkeypatch):
             Session.load("tiny", session_options=options)
         with pytest.raises(SettingsError, match=message):
             Session.connect("http://127.0.0.1:9", session_options=options)
+
+
+def test_a_call_to_a_long_unknown_tool_name_is_noticed_in_one_short_line():
+    """The notice quoted the whole name the model wrote (64 000 characters shown to the user)."""
+    name = "functions." + "x" * 5000
+    reply = session(f"<|channel|>commentary to={name} <|constrain|>json<|message|>{{}}<|call|>"
+                    + FINAL.format(text="ok")).ask("q")
+    notice = next(e for e in reply.errors if "not an enabled tool" in e)
+    assert len(notice) < 160 and notice.startswith("The model called 'functions.xxx") and "…'" in notice, notice

@@ -124,6 +124,8 @@ class RemoteEngine:
     that refused its first token-id prompt but took the same prompt as text.
     """
 
+    constrains = False  # a logits processor (constrained output) cannot run on the server: Session refuses it up front
+
     def __init__(
         self,
         url: str,
