@@ -568,6 +568,7 @@ def label_tokens(ids: Sequence[int]) -> list[str]:
 _SPELLED = re.compile(r"<\|[A-Za-z0-9_]+\|>")
 _SPELLING_ARRIVES = re.compile(r"<(\|[A-Za-z0-9_]*\|?)?$")  # a special token cut by the chunk boundary
 _HOLD = 2  # trailing pre-tokenizer pieces that more text could still change
+_SETTLE = 4096  # characters of a piece that never ends settled at a time (see Retokenizer._ordinary_piece)
 
 
 @functools.cache
@@ -628,11 +629,25 @@ class Retokenizer:
             return out
         arriving = _SPELLING_ARRIVES.search(self._text)
         cut = arriving.start() if arriving else len(self._text)
-        stable = _pieces().findall(self._text[:cut])[:-_HOLD]
+        pieces = _pieces().findall(self._text[:cut])
+        stable = pieces[:-_HOLD]
         for piece in stable:  # one at a time: re-splitting them joined could regroup whitespace
-            out += self._ordinary(piece)
+            out += self._ordinary_piece(piece)
         self._text = self._text[sum(map(len, stable)):]
+        if len(pieces) > len(stable) and len(pieces[len(stable)]) >= 2 * _SETTLE:  # a piece that keeps growing
+            done = (len(pieces[len(stable)]) // _SETTLE - 1) * _SETTLE
+            out += self._ordinary_piece(self._text[:done])
+            self._text = self._text[done:]
         return out
+
+    def _ordinary_piece(self, piece: str) -> list[int]:
+        """One pre-tokenizer piece; one of 2 * `_SETTLE` characters or more ("-----..." that never ends) in
+        `_SETTLE`-character parts, whole or as it arrives alike, so the held text, and each feed's work, stay bounded."""
+        if len(piece) < 2 * _SETTLE:
+            return self._ordinary(piece)
+        done = (len(piece) // _SETTLE - 1) * _SETTLE
+        return [i for start in range(0, done, _SETTLE) for i in self._ordinary(piece[start:start + _SETTLE])] \
+            + self._ordinary(piece[done:])
 
     def _ordinary(self, text: str) -> list[int]:
         if not text:
