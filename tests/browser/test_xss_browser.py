@@ -284,14 +284,19 @@ print("pushed")
 SIZES = "() => [...document.querySelectorAll('.gx-chat .gx-final mi')].map((n) => parseFloat(getComputedStyle(n).fontSize))"
 
 
+def _answered(lab_notebook, answer: str, name: str):
+    """A notebook whose chat view shows a replayed turn answering `answer`."""
+    recording = f"<|channel|>final<|message|>{answer}<|return|>"
+    return lab_notebook(["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+                         f"session = Session(ReplayEngine({recording!r}), approval='auto')",
+                         "view = ChatView.show()\nreply = session.ask('Hi', view=view)\nprint('REPLY')"],
+                        wait_for="text=REPLY", name=name)
+
+
 def test_nested_huge_cannot_blow_a_letter_up_to_a_page(lab_notebook, kernel_run):
     """Eight nested `\\Huge` made one letter 10 000 px tall; and past the kernel, neither mathsize nor a negative
     scriptlevel makes a letter larger than the text around it."""
-    recording = f"<|channel|>final<|message|>{HUGE}<|return|>"
-    page = lab_notebook(["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
-                         f"session = Session(ReplayEngine({recording!r}), approval='auto')",
-                         "view = ChatView.show()\nreply = session.ask('Hi', view=view)\nprint('REPLY')"],
-                        wait_for="text=REPLY", name="huge.ipynb")
+    page = _answered(lab_notebook, HUGE, "huge.ipynb")
     page.wait_for_selector(".gx-chat .gx-final math")
     assert max(page.evaluate(SIZES)) < 30
     assert kernel_run(PUSH_HUGE).strip() == "pushed"
@@ -311,11 +316,7 @@ print("pushed")
 def test_code_in_an_answer_shows_its_direction_controls(lab_notebook, kernel_run):
     """Trojan Source in an answer's code span and code block shows written out, and so does code past the kernel."""
     answer = f"Run `{TROJAN}` or\n\n```python\n{TROJAN}\n```\n\nthen go."
-    recording = f"<|channel|>final<|message|>{answer}<|return|>"
-    page = lab_notebook(["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
-                         f"session = Session(ReplayEngine({recording!r}), approval='auto')",
-                         "view = ChatView.show()\nreply = session.ask('Hi', view=view)\nprint('REPLY')"],
-                        wait_for="text=REPLY", name="trojan.ipynb")
+    page = _answered(lab_notebook, answer, "trojan.ipynb")
     page.wait_for_selector(".gx-chat .gx-final pre code")
     codes = page.locator(".gx-chat .gx-final code").all_inner_texts()
     assert len(codes) == 2 and all(HIDDEN.search(c) is None and "\\u202e" in c for c in codes), codes
