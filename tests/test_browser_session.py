@@ -131,6 +131,6 @@ def test_large_folders_show_a_progress_bar(tmp_path: Path, capsys: pytest.Captur
     for i in range(25):
         (tmp_path / f"note{i:02d}.txt").write_text(f"Note {i}: the lab keeps {i} owls.\n")
     browser = Browser(tmp_path)
-    err = capsys.readouterr().err
-    assert "Reading documents" in err and "25/25" in err
+    out = capsys.readouterr().out  # stdout: stderr is painted red in JupyterLab
+    assert "Reading documents" in out and "25/25" in out
     assert browser.describe().startswith("25 documents in ")
