@@ -1,5 +1,6 @@
 """Hostile model code in the python tool: it cannot end the kernel, hold it past the timeout, flood
-its memory, turn the user's interrupt into silence, prompt the user for input, or take the builtins
+its memory or its output, turn the user's interrupt into silence, prompt the user for input, close the
+kernel's file descriptors or streams, crash it by deep recursion, or take the builtins or modules
 away from later cells.
 
 First each case on the tool itself (this process is the "kernel": that the test goes on at all shows
@@ -11,6 +12,7 @@ from __future__ import annotations
 import builtins
 import gc
 import getpass
+import io
 import json
 import os
 import resource
@@ -118,14 +120,15 @@ def test_replacing_what_the_guards_rely_on_does_not_blind_them(code, monkeypatch
 def test_raising_a_limit_is_allowed():
     """Only lowering the process's limits is refused: recursive code may raise the recursion limit, as in a cell."""
     limit = sys.getrecursionlimit()
+    high = max(limit, containment._SAFE_RECURSION)  # as far as the stack allows (see below)
     try:
         result = PythonTool({}, timeout=5).execute(
-            f"import resource, sys\nsys.setrecursionlimit({limit + 4000})\n"
+            f"import resource, sys\nsys.setrecursionlimit({high})\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE))\n"
-            f"sys.setrecursionlimit({limit + 1000})\nsys.getrecursionlimit()")  # down again, not under the start
+            f"sys.setrecursionlimit({(limit + high) // 2})\nsys.getrecursionlimit()")  # down again, not under the start
     finally:
         sys.setrecursionlimit(limit)
-    assert (result.status, result.output) == ("done", f"{limit + 1000}\n")
+    assert (result.status, result.output) == ("done", f"{(limit + high) // 2}\n")
 
 
 @pytest.mark.parametrize("code", ["answer = input('Password: ')", "import getpass\nanswer = getpass.getpass('Key: ')"])
@@ -154,6 +157,172 @@ def test_a_prompt_is_refused_at_a_later_cell_too(monkeypatch):
     result = tool.execute("input('Password: ')")
     assert asked == [] and result.status == "error" and "EOFError: input() would wait" in result.output
     assert _guards_gone() and input("yours? ") == "hunter2"
+
+
+PROMPTS = {  # ipykernel's own prompts, which builtins.input and getpass.getpass only stand for
+    "Kernel.raw_input": "Kernel.raw_input(kernel, 'Password: ')",
+    "Kernel.getpass": "Kernel.getpass(kernel, 'Key: ')",
+    "Kernel._input_request": "Kernel._input_request(kernel, 'Password: ', None, None, password=True)",
+}
+
+
+@pytest.mark.parametrize("code", PROMPTS.values(), ids=PROMPTS.keys())
+def test_the_code_cannot_prompt_through_the_kernel_object(code, monkeypatch):
+    """`get_ipython().kernel.raw_input(...)` and the like send the notebook an input box without builtins.input."""
+    from ipykernel.kernelbase import Kernel
+
+    asked: list[str] = []
+    for name in PROMPTS:
+        monkeypatch.setattr(Kernel, name.split(".")[1], lambda self, prompt="", *args, **kwargs: asked.append(prompt))
+    ns = {"Kernel": Kernel, "kernel": object()}
+    result = PythonTool(ns, timeout=5).execute("answer = " + code)
+    assert asked == [] and "answer" not in ns
+    assert result.status == "error" and result.output.splitlines()[-1].startswith("EOFError: ")
+    assert _guards_gone() and Kernel.raw_input(None, "yours? ") is None and asked == ["yours? "]
+
+
+FDS = {
+    "os.close": "os.close({r})",
+    "os.closerange": "os.closerange(3, 4096)",
+    "os.dup2": "os.dup2(mine, {w})",
+    "open(fd)": "open({r}).close()",
+    "os.fdopen": "os.fdopen({w}, 'w').close()",
+    "posix.close": "import posix\nposix.close({w})",
+}
+
+
+@pytest.mark.parametrize("code", FDS.values(), ids=FDS.keys())
+def test_the_code_cannot_close_the_kernels_file_descriptors(code):
+    """Closing or replacing a descriptor the kernel had (its sockets, pipes, output) leaves it deaf; the
+    code's own descriptors may be closed."""
+    r, w = os.pipe()  # the kernel's, as far as the run can tell
+    try:
+        result = PythonTool({}, timeout=5).execute(
+            "import os\nmine, theirs = os.pipe()\nos.close(theirs)\n" + code.format(r=r, w=w))
+        assert result.status == "error" and "would close the kernel's own file descriptor" in result.output
+        os.fstat(r), os.fstat(w)  # both still open
+        assert os.write(w, b"x") == 1 and os.read(r, 1) == b"x"
+    finally:
+        os.close(r), os.close(w)
+
+
+def test_the_code_can_close_its_own_file_descriptors():
+    result = PythonTool({}, timeout=5).execute(
+        "import os\na, b = os.pipe()\nc, d = os.pipe()\nos.dup2(a, b)\nos.close(a)\nos.closerange(b, b + 1)\n"
+        "open(c).close()\nos.close(d)\nwith open(os.devnull) as f:\n    pass\n'closed'")
+    assert (result.status, result.output) == ("done", "'closed'\n")
+
+
+def test_the_kernels_stream_is_out_of_the_codes_reach(monkeypatch):
+    """`sys.stdout._original.close()` closed the kernel's stream: every later cell failed on a closed file."""
+    kernels = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", kernels)
+    result = PythonTool({}, timeout=5).execute("import sys\nsys.stdout._original.close()")
+    assert result.status == "error" and "AttributeError" in result.output
+    assert not kernels.closed and sys.stdout is kernels
+
+
+def test_os_write_to_the_output_is_bounded_like_print(capfd):
+    """os.write(1, ...) and sys.__stdout__ skipped the bounded capture and went to the notebook unlimited."""
+    result = PythonTool({}, timeout=5).execute("import os, sys\nos.write(1, b'x' * 100000)\nsys.__stdout__.write('x' * 100000)\n"
+                                               "sys.__stdout__.flush()\nos.write(2, b'err\\n')\n'end'")
+    assert result.status == "done" and "characters cut" in result.output and len(result.output) < MAX_OUTPUT_CHARS + 100
+    assert result.output.endswith("err\n'end'\n")
+    assert "x" not in capfd.readouterr().out  # nothing went to the process's own descriptor
+
+
+def test_the_code_cannot_take_builtins_or_modules_away(monkeypatch):
+    """`sys.modules.clear()`, `builtins.__import__ = None`, `builtins.print = None`, `sys.displayhook = None`
+    left later cells failing: what was there before the run is put back; what the code added stays, as in a cell."""
+    for name in ("print", "__import__", "len"):
+        monkeypatch.setattr(builtins, name, getattr(builtins, name))  # put back after the test, fix or not
+    monkeypatch.setattr(sys, "displayhook", sys.displayhook)
+    displayhook = sys.displayhook
+    modules = dict(sys.modules)
+    try:
+        result = PythonTool({}, timeout=5).execute(
+            "import builtins, sys, types\nsys.modules.clear()\nsys.modules['mine'] = types.ModuleType('mine')\n"
+            "builtins.mine = 1\nbuiltins.print = builtins.__import__ = sys.displayhook = None\ndel builtins.len")
+        put_back = {name: getattr(builtins, name, None) for name in ("print", "__import__", "len")}
+        lost = [name for name in modules if name not in sys.modules]
+        mine = sys.modules.pop("mine", None), builtins.__dict__.pop("mine", None)
+    finally:
+        sys.modules.update(modules)
+    assert result.status == "done" and lost == [] and mine[0] is not None and mine[1] == 1
+    assert put_back == {"print": print, "__import__": __import__, "len": len} and sys.displayhook is displayhook
+
+
+def test_putting_builtins_and_modules_back_is_cheap():
+    """Done at every call: the guards' whole set-up and take-down, snapshots included, stays well under 1 ms
+    (about 0.13 ms with 1,100 modules loaded, 0.02 ms of it without the snapshots)."""
+    import torch  # noqa: F401  (a kernel's worth of modules)
+
+    for _ in range(3):
+        with containment._GUARDS.running(None, None):
+            pass
+    start = time.perf_counter()
+    for _ in range(100):
+        with containment._GUARDS.running(None, None):
+            pass
+    assert (time.perf_counter() - start) / 100 < 0.001
+
+
+def test_a_replaced_get_ident_does_not_stop_interrupts_being_held(monkeypatch):
+    """The code's worker took the kernel's thread out of threading's table as it ended (threading asks
+    threading.get_ident whose thread ends): the next run's Ctrl-C was then raised in the kernel, not held."""
+    monkeypatch.setattr(threading, "get_ident", threading.get_ident)
+    first = PythonTool({}, timeout=5).execute("import threading\nmain = threading.main_thread().ident\n"
+                                              "threading.get_ident = lambda: main")
+    assert first.status == "done"
+    assert threading._active.get(threading.main_thread().ident) is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            result = PythonTool({}, timeout=30).execute("while True:\n    pass")
+        except KeyboardInterrupt:
+            pytest.fail("the interrupt was raised in the caller instead of ending the run")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.status == "interrupted"
+
+
+HIJACKS = {
+    "once": "raise_into_main()\n",
+    "again and again": ("def pester():\n    while True:\n        try:\n            raise_into_main()\n"
+                        "            time.sleep(0.001)\n        except BaseException:\n            pass\n"
+                        "threading.Thread(target=pester, daemon=True).start()\n"),
+}
+
+
+@pytest.mark.parametrize("code", HIJACKS.values(), ids=HIJACKS.keys())
+def test_an_exception_raised_into_the_callers_thread_still_stops_the_code(code):
+    """PyThreadState_SetAsyncExc aimed at the kernel's thread: the call still returns, and the code is stopped."""
+    ns: dict = {}
+    try:
+        result = PythonTool(ns, timeout=5).execute(
+            "import ctypes, threading, time\nmain = threading.main_thread().ident\ndef raise_into_main():\n"
+            "    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(SystemExit))\n"
+            + code + "n = 0\nwhile True:\n    n += 1")
+        time.sleep(0.3)  # an exception still raised into this thread would land here
+    except SystemExit:
+        pytest.fail("the code's exception reached the caller")
+    assert result.status == "error" and result.seconds < 2
+    assert result.output.endswith("Hijacked: the code raised an exception into the kernel's thread, so the python "
+                                  "tool stopped it\n")
+    n = ns["n"]
+    time.sleep(0.3)
+    assert ns["n"] == n and _guards_gone()
+
+
+@pytest.mark.parametrize("code", ["import sys\nsys.setrecursionlimit(10**6)",
+                                  "import sys\nclass B(int):\n    pass\nsys.setrecursionlimit(B(10**9))"])
+def test_the_recursion_limit_cannot_be_raised_past_the_stack(code):
+    """Recursion through C code (repr, getattr) past what the thread's stack holds crashes the process."""
+    limit = sys.getrecursionlimit()
+    result = PythonTool({}, timeout=5).execute(code)
+    assert sys.getrecursionlimit() == limit
+    assert result.status == "error" and "would let deep recursion overflow the C stack" in result.output
 
 
 @pytest.mark.parametrize("code", ["__builtins__ = {}", "del __builtins__", "__builtins__ = {'print': None}"])
@@ -352,6 +521,21 @@ KERNEL_CASES = [
     (HOLDS["a worker said to be finished"], "timeout", "Timed out after 1 s"),
     (EVIL_THREAD + "def spin():\n    while True: pass\nT(target=spin).start()\nwhile True: pass", "timeout",
      "Timed out after 1 s"),
+    ("import os\nos.closerange(3, 4096)", "error", "would close the kernel's own file descriptor"),
+    ("import sys\nsys.stdout._original.close()", "error", "AttributeError"),
+    ("import sys\nsys.modules.clear()", "done", ""),
+    ("import builtins\nbuiltins.__import__ = None", "done", ""),
+    ("import builtins\nbuiltins.print = None", "done", ""),
+    ("import sys\nsys.displayhook = sys.excepthook = None", "done", ""),
+    ("import os, sys\nos.write(1, b'x' * 100000)\nos.write(2, b'y' * 100000)\nsys.__stdout__.write('z' * 100000)\n"
+     "sys.__stdout__.flush()", "done", "characters cut"),
+    *(("import ctypes, threading, time\nmain = threading.main_thread().ident\ndef raise_into_main():\n"
+       "    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(SystemExit))\n"
+       + code + "while True: pass", "error", "Hijacked: the code raised an exception into the kernel's thread")
+      for code in HIJACKS.values()),
+    ("import sys\nsys.setrecursionlimit(10**6)\nclass R:\n    def __init__(self, n): self.n = n\n"
+     "    def __getattr__(self, name): return getattr(R(self.n - 1), name) if self.n else 0\nR(10**5).x",
+     "error", "would let deep recursion overflow the C stack"),
 ]
 
 
@@ -396,6 +580,7 @@ def test_hostile_code_in_a_kernel_turn(kernel):
     for code, status, said in KERNEL_CASES:
         out, content = _execute(kc, f"print(json.dumps(turn({code!r})))")
         assert content["status"] == "ok", (code, out)
+        assert len(out) < 2 * MAX_OUTPUT_CHARS, (code, out[:200])  # nothing the code wrote went past the bound
         result = json.loads(out.strip().splitlines()[-1])
         assert result["status"] == status and said in result["output"], (code, result)
         assert result["final"] == "done"  # the turn went on to the model's answer
@@ -445,16 +630,21 @@ def test_interrupt_mid_run_in_a_kernel(kernel):
 
 
 @pytest.mark.kernel
-def test_the_code_cannot_prompt_in_the_notebook(kernel):
+@pytest.mark.parametrize(("code", "said"), [
+    ("input('Password: ')", "EOFError: input() would wait for the user"),
+    ("get_ipython().kernel.raw_input('Password: ')", "EOFError: raw_input() would wait for the user"),
+    ("get_ipython().kernel.getpass('Password: ')", "EOFError: getpass() would ask the user for a password"),
+])
+def test_the_code_cannot_prompt_in_the_notebook(kernel, code, said):
     """input() from the model's code would put an input box in the notebook (a phishing prompt): none is sent."""
     km, kc = kernel
     requests: list[dict] = []
-    reply = kc.execute_interactive("r = turn('answer = input(\"Password: \")')", timeout=60, allow_stdin=True,
+    reply = kc.execute_interactive(f"r = turn({'answer = ' + code!r})", timeout=60, allow_stdin=True,
                                    stdin_hook=requests.append, output_hook=lambda msg: None)
     assert reply["content"]["status"] == "ok" and requests == []
     out, _ = _execute(kc, "print(json.dumps(r))")
     result = json.loads(out)
-    assert result["status"] == "error" and "EOFError: input() would wait for the user" in result["output"]
+    assert result["status"] == "error" and said in result["output"]
     _assert_alive_and_answering(km, kc)
 
 

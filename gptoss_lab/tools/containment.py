@@ -14,20 +14,33 @@ watches, so the caller has its answer at the timeout whatever the code does:
   `os._exit`, `os.abort`, `os.exec*`, `os.kill`/`killpg` of this process, `signal.raise_signal` and
   `pthread_kill`, a timer whose signal would kill the process, `faulthandler`'s crash helpers and its
   exiting timer, lowering the process's resource limits or the recursion limit the kernel's own code
-  runs under, `_thread.interrupt_main`, `sys.setswitchinterval`) are refused in the code's threads
-  (`ExitRefused`, a SystemExit: the code stops there, as it would have); the kernel's and the user's
-  threads still get the real functions. `input()` and `getpass()` raise EOFError there: the code
-  cannot put a prompt in front of the user.
+  runs under, `_thread.interrupt_main`, `sys.setswitchinterval`), and those that leave it deaf
+  or crash it later (closing or replacing, with `os.close`, `os.closerange`, `os.dup2` or `open(fd)`, a
+  file descriptor the process had before the run: its sockets, pipes and output; raising the recursion
+  limit past what a thread's stack holds, where recursion through C code would overflow it) are
+  refused in the code's threads (`ExitRefused`, a SystemExit: the code stops there, as it would have);
+  the kernel's and the user's threads still get the real functions. `input()`, `getpass()` and the
+  kernel's own `raw_input`/`getpass`/`_input_request` raise EOFError there: the code cannot put a
+  prompt in front of the user. Its `os.write` to descriptors 1 and 2 goes into its bounded output, as
+  its prints do (`sys.stdout` hides the kernel's stream, which the code could close).
   The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
   only on the main thread); the user's interrupt (SIGINT) still reaches the watcher and stops it.
+- After each run the `builtins` and `sys` attributes and `sys.modules` entries that were there before
+  it are put back as they were (`sys.modules.clear()`, `builtins.print = None`, `sys.displayhook = None`
+  would leave later cells failing); what the code added stays, as in a cell. An exception the code
+  raises into the kernel's thread (ctypes' `PyThreadState_SetAsyncExc`), once or again and again,
+  ends the call and stops the code (`Hijacked`).
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
   its answer at the timeout anyway, the user is told on stderr, and the worker keeps being stopped in
   the background (every REPEAT seconds, so it may run a moment after the call returns).
 
 Not preventable from inside the process: crashing the interpreter (ctypes, a C extension, running out
 of memory), a C loop that never releases the GIL (`sum(range(10**12))` freezes the kernel exactly as
-it would in a cell), or another process ending this one (`subprocess.run(["kill", ...])`). Approval
-is the defence against those.
+it would in a cell), or another process ending this one (`subprocess.run(["kill", ...])`). Nor are
+the other ways to the same descriptors and streams (`socket.socket(fileno=...)`, `io.FileIO(fd)`, an
+`os.dup` of one, the kernel's stream objects found through `gc`), or a subprocess's output, which goes
+to the process's descriptors 1 and 2 unbounded unless the code captures it. Approval is the defence
+against those.
 """
 from __future__ import annotations
 
@@ -70,10 +83,14 @@ _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _monotonic, _sleep, _current_frames = time.monotonic, time.sleep, sys._current_frames
 _get_ident, _settrace, _gettrace, _getframe = _thread.get_ident, sys.settrace, sys.gettrace, sys._getframe
 _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
+_listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
+_KEPT = ((builtins, builtins.__dict__), (sys, sys.__dict__))  # whose attributes are put back after each run
 # ident -> Thread, and the threads being started. The lab reads these tables and compares the thread objects
 # in them by identity only: a Thread subclass of the model's can make any look-up on its objects (an
 # attribute, __class__ for isinstance, __hash__, __eq__) run its code on whichever thread looks.
 _active, _limbo = threading._active, threading._limbo  # type: ignore[attr-defined]
+_MAIN_THREAD = threading.main_thread()  # the kernel's; a replaced threading.get_ident could take it out of `_active`
+_MAIN = _MAIN_THREAD.ident
 _stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
 
 
@@ -107,6 +124,13 @@ class ToolTimeout(_Stops, BaseException):
 
 class _Interrupt(_Stops, KeyboardInterrupt):
     """The user's interrupt, passed on to the code's thread (code that handles KeyboardInterrupt sees one)."""
+
+
+class Hijacked(_Stops, BaseException):
+    """The code raised an exception into the kernel's thread (ctypes' PyThreadState_SetAsyncExc): it is stopped."""
+
+    def __str__(self) -> str:
+        return "the code raised an exception into the kernel's thread, so the python tool stopped it"
 
 
 class ExitRefused(SystemExit):
@@ -177,6 +201,13 @@ class _Worker(threading.Thread):
         except BaseException:  # a stop request that raced the end of the code: it has ended anyway
             pass
 
+    def _delete(self) -> None:
+        """Take this thread out of threading's table by its own ident: threading's own way asks
+        `threading.get_ident`, which the code may have replaced (it would take the kernel's thread out)."""
+        with threading._active_limbo_lock:  # type: ignore[attr-defined]
+            if _active.get(self._ident) is self:  # type: ignore[attr-defined]
+                del _active[self._ident]  # type: ignore[attr-defined]
+
 
 class _Defuse(BaseException):
     """Raised into the stopping thread itself, and caught there: see `_poke`."""
@@ -241,13 +272,24 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
         with _GUARDS.running(output, namespace) as run:
             worker.start()
             ident = worker.ident or 0
-            worker.go.set()
-            status = _watch(worker, ident, timeout, interrupts, stop)
-            if status in ("timeout", "interrupted"):  # the threads the code started go with it
-                stuck = _stop({ident: worker, **run.started()}, _Interrupt if status == "interrupted" else ToolTimeout)
+            attacked, stopping = False, None
+            while True:  # until the code is stopped, whatever it raises into this thread meanwhile
+                try:
+                    worker.go.set()
+                    if not attacked:
+                        status = _watch(worker, ident, timeout, interrupts, stop)
+                    if attacked or status in ("timeout", "interrupted"):  # the threads the code started go with it
+                        with_ = Hijacked if attacked else _Interrupt if status == "interrupted" else ToolTimeout
+                        stopping = _monotonic() if stopping is None else stopping  # not restarted: it gets forced
+                        stuck = _stop({ident: worker, **run.started()}, with_, stopping)
+                    break
+                except BaseException:  # raised into this thread by the code (PyThreadState_SetAsyncExc): it ends
+                    status, attacked = "error", True
+            _set_async_exc(ctypes.c_ulong(_get_ident()), None)  # one it left pending is dropped
             threads = run.started()
     if ident in stuck:
-        why = "when interrupted" if status == "interrupted" else f"at its {timeout:g} s timeout"
+        why = ("when interrupted" if status == "interrupted" else "when told" if attacked
+               else f"at its {timeout:g} s timeout")
         print(f"gptoss_lab: {label} did not stop {why}: it is stuck in native code or keeps catching the stop. "
               "It keeps being stopped in the background and may still change your variables; restart the "
               "kernel if it does not end.", file=sys.stderr)
@@ -269,11 +311,11 @@ def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Inte
     return "error" if worker.failed else "done"
 
 
-def _stop(threads: dict[int, Any], stop: type[BaseException]) -> dict[int, Any]:
-    """Raise `stop` into each thread (by ident) until it ends or GRACE passes (for POLITE seconds it
-    can be handled, so cleanup runs; then it is forced); the ones still running are handed to the
-    background reaper, which keeps stopping them, and returned."""
-    start = _monotonic()
+def _stop(threads: dict[int, Any], stop: type[BaseException], start: float | None = None) -> dict[int, Any]:
+    """Raise `stop` into each thread (by ident) until it ends or GRACE passes since `start` (now, by
+    default; for POLITE seconds it can be handled, so cleanup runs; then it is forced); the ones still
+    running are handed to the background reaper, which keeps stopping them, and returned."""
+    start = _monotonic() if start is None else start
     alive = {ident: t for ident, t in threads.items() if _running(ident, t)}
     while alive and _monotonic() < start + GRACE:
         _poke(alive, stop, force=_monotonic() > start + POLITE)
@@ -310,7 +352,7 @@ def _held_interrupts() -> Iterator[_Interrupts]:
     """On the main thread, Ctrl-C / the kernel's interrupt is recorded instead of raised, so the watcher
     is never left half-way (guards installed, output redirected) and passes the interrupt on."""
     interrupts = _Interrupts()
-    if threading.current_thread() is not threading.main_thread():
+    if _get_ident() != _MAIN:  # not threading.current_thread(): the code can make that answer otherwise
         yield interrupts
         return
 
@@ -356,10 +398,40 @@ def _lowered_limit(what: str, which: int, limits: tuple[int, int]) -> str | None
     return None
 
 
-def _lowered_recursion_limit(limit: int) -> str | None:
+def _recursion_limit_out_of_range(limit: int) -> str | None:
     floor = _GUARDS.recursion_limit
     if limit < floor:  # the kernel's threads are deeper than a small limit: every call would fail there
         return f"sys.setrecursionlimit({limit}) would put the kernel's own code over its recursion limit ({floor})"
+    if limit > max(floor, _SAFE_RECURSION):  # recursion through C (repr, getattr) then overflows the stack: a crash
+        return (f"sys.setrecursionlimit({limit}) would let deep recursion overflow the C stack and crash the kernel "
+                f"(at most {max(floor, _SAFE_RECURSION)} here)")
+    return None
+
+
+def _safe_recursion_limit() -> int:
+    """The highest recursion limit under which recursion through C code cannot overflow a thread's stack:
+    measured on CPython 3.11 (an 8 MiB stack overflows at about 12,000 levels of `__getattr__` recursion),
+    with room to spare."""
+    stack = threading.stack_size()
+    if not stack and _getrlimit is not None:
+        soft = _getrlimit(resource.RLIMIT_STACK)[0]
+        stack = soft if soft != resource.RLIM_INFINITY else 0
+    return (stack or 8 * 2**20) // 1600
+
+
+_SAFE_RECURSION = _safe_recursion_limit()
+
+
+def _kernel_fd(what: str, *fds: int) -> str | None:
+    """Closing or replacing a file descriptor the process had before the run cuts the kernel off from
+    its sockets, pipes or output; the code's own may be closed."""
+    kept = [fd for fd in fds if fd in _GUARDS.fds]
+    return f"{what} would close the kernel's own file descriptor {kept[0]}" if kept else None
+
+
+def _opened_kernel_fd(file: Any, *args: Any, closefd: bool = True, **kwargs: Any) -> str | None:
+    if isinstance(file, int) and closefd:  # the file object closes the descriptor when closed or collected
+        return _kernel_fd(f"open({file})", file)
     return None
 
 
@@ -382,7 +454,12 @@ _CHECKS: dict[str, Callable[..., str | None]] = {
     "setrlimit": lambda which, limits: _lowered_limit("resource.setrlimit", which, limits),
     "prlimit": lambda pid, which, limits=None: (
         _lowered_limit("resource.prlimit", which, limits) if limits is not None and pid in (0, _getpid()) else None),
-    "setrecursionlimit": _lowered_recursion_limit,
+    "setrecursionlimit": _recursion_limit_out_of_range,
+    "close": lambda fd: _kernel_fd(f"os.close({fd})", fd),
+    "closerange": lambda low, high: _kernel_fd(f"os.closerange({low}, {high})",
+                                              *(fd for fd in _GUARDS.fds if low <= fd < high)),
+    "dup2": lambda fd, fd2, inheritable=True: _kernel_fd(f"os.dup2({fd}, {fd2})", fd2),
+    "open": _opened_kernel_fd,
 }
 _ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the kernel",
            "_exit": "os._exit() would end the kernel's process", "abort": "os.abort() would end the kernel's process",
@@ -393,6 +470,8 @@ _ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the 
 _INPUTS = {"input": "input() would wait for the user to type in the notebook; the python tool's code cannot read input",
            "getpass": "getpass() would ask the user for a password in the notebook; the python tool's code cannot "
                       "read input"}
+_INPUTS |= {"raw_input": _INPUTS["input"].replace("input()", "raw_input()"),
+            "_input_request": _INPUTS["input"].replace("input()", "an input request")}
 
 
 def _patch_table() -> list[tuple[Any, str]]:
@@ -401,8 +480,12 @@ def _patch_table() -> list[tuple[Any, str]]:
     table = [(builtins, "exit"), (builtins, "quit"), (builtins, "input"), (getpass, "getpass"),
              (_thread, "interrupt_main"), (sys, "setrecursionlimit"), (resource, "setrlimit"), (resource, "prlimit")]
     table += [(faulthandler, name) for name in ("dump_traceback_later", *_CRASHES)]
+    table += [(owner, "open") for owner in (builtins, io, sys.modules.get("_io"))]  # os.fdopen calls io.open
+    kernel = getattr(sys.modules.get("ipykernel.kernelbase"), "Kernel", None)  # its own prompts, as methods
+    table += [(kernel, name) for name in ("raw_input", "getpass", "_input_request")]
     for module in (os, sys.modules.get("posix") or sys.modules.get("nt")):
-        table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve")]
+        table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve",
+                                              "close", "closerange", "dup2", "write")]
     for module in (signal, sys.modules.get("_signal")):
         table += [(module, name) for name in ("raise_signal", "pthread_kill", "alarm", "setitimer")]
     return [(owner, name) for owner, name in table if owner is not None and hasattr(owner, name)]
@@ -438,6 +521,8 @@ class _Guards:
         self.shell: Any = None
         self.timers: list[int] = []
         self.recursion_limit = sys.getrecursionlimit()  # the lowest the model's code may set (taken at install)
+        self.fds: frozenset[int] = frozenset()  # the process's file descriptors when the runs began
+        self.output: TextIO | None = None       # the latest run's: where os.write(1 or 2, ...) of the code goes
         self.reaper: threading.Thread | None = None
 
     def is_model_thread(self) -> bool:
@@ -453,6 +538,12 @@ class _Guards:
         with self.lock:
             if not self.runs:
                 self.trusted = {i: t for i, t in dict(_active).items() if self.lingering.get(i) is not t}
+                self.fds = _open_fds()
+            self.output = output if output is not None else self.output
+            originals = {id(stand_in): original for original, stand_in in self.made.values()}
+            kept = [{name: originals.get(id(value), value) for name, value in attributes.items()}
+                    for _, attributes in _KEPT]
+            kept_modules = dict(_modules)
             run = _Run()
             self.runs.append(run)
             if not self.installed:
@@ -460,25 +551,40 @@ class _Guards:
             else:  # a thread of an earlier run's still runs; ipykernel may have put its own input() back since
                 self._stand_ins()
         names = _stand_in_names(namespace)
-        kept = namespace.get("__builtins__") if namespace is not None else None
+        kept_builtins = namespace.get("__builtins__") if namespace is not None else None
         streams = _route(output) if output is not None else None
         try:
             yield run
         finally:
-            if streams is not None:  # put back even if the code replaced them
-                sys.stdout, sys.stderr = streams
+            for name, stream in (streams or {}).items():  # put back even if the code replaced them
+                setattr(sys, name, stream)
             _restore_names(namespace, names)
-            if namespace is not None and namespace.get("__builtins__") is not kept:
+            if namespace is not None and namespace.get("__builtins__") is not kept_builtins:
                 # rebound or deleted by the code: every later cell and call would have no print, import ...
-                if kept is None:
+                if kept_builtins is None:
                     namespace.pop("__builtins__", None)
                 else:
-                    namespace["__builtins__"] = kept
+                    namespace["__builtins__"] = kept_builtins
             with self.lock:
                 self.runs.remove(run)
                 self.lingering.update(run.started())
                 self._uninstall_if_done()
+                self._put_back(kept, kept_modules)
                 self._watch_lingering()
+
+    def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any]) -> None:
+        """The builtins, `sys` attributes and modules that were there before the run, as they were
+        (`builtins.print = None`, `sys.modules.clear()`, `sys.displayhook = None` would leave later cells
+        failing); what the code added stays, as in a cell. A stand-in still installed stays in place."""
+        for (owner, attributes), before in zip(_KEPT, kept):
+            guarded = {name: stand_in for installed, name, _, stand_in in self.installed if installed is owner}
+            for name, value in before.items():
+                value = guarded.get(name, value)
+                if attributes.get(name, attributes) is not value:
+                    attributes[name] = value
+        for name, module in kept_modules.items():
+            if _modules.get(name, _modules) is not module:
+                _modules[name] = module
 
     def keep_stopping(self, threads: dict[int, Any]) -> None:
         """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""
@@ -506,6 +612,8 @@ class _Guards:
 
     def _uninstall_if_done(self) -> None:
         """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
+        if _active.get(_MAIN) is not _MAIN_THREAD:  # taken out by a thread that ended under a replaced get_ident
+            _active[_MAIN] = _MAIN_THREAD
         _stopping.intersection_update(dict(_active))
         self.lingering = {ident: t for ident, t in self.lingering.items() if _running(ident, t)}
         if self.runs or self.lingering:
@@ -520,6 +628,14 @@ class _Guards:
         for which in self.timers:  # a timer the code set (when its signal had a handler) goes with it
             signal.setitimer(which, 0)
         self.timers = []
+
+    def write(self, original: Callable[..., Any], fd: int, data: Any) -> int:
+        """os.write(1 or 2, ...) from the model's threads: into the run's bounded output, as print goes."""
+        if self.output is None:
+            return original(fd, data)
+        data = memoryview(data).tobytes()
+        self.output.write(data.decode(errors="replace"))
+        return len(data)
 
     def _install(self) -> None:
         self.recursion_limit = sys.getrecursionlimit()
@@ -590,6 +706,8 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
             if name in _INPUTS:
                 raise EOFError(_INPUTS[name])
             args, kwargs = tuple(map(_plain, args)), {key: _plain(value) for key, value in kwargs.items()}
+            if name == "write" and len(args) == 2 and args[0] in (1, 2):
+                return _GUARDS.write(original, *args)
             try:
                 why = check(*args, **kwargs) if check is not None else _ALWAYS[name]
             except (TypeError, ValueError):  # wrong arguments: the real function says so
@@ -601,6 +719,24 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     functools.update_wrapper(stand_in, original)
     del stand_in.__wrapped__  # `os._exit.__wrapped__(1)` would be the real function
     return stand_in
+
+
+def _open_fds() -> frozenset[int]:
+    """The process's open file descriptors (none where they cannot be listed)."""
+    for where in ("/proc/self/fd", "/dev/fd"):
+        try:
+            listed = _listdir(where)
+        except OSError:
+            continue
+        fds = set()
+        for fd in map(int, listed):
+            try:
+                _fstat(fd)
+            except OSError:  # the listing's own, closed again
+                continue
+            fds.add(fd)
+        return frozenset(fds)
+    return frozenset()
 
 
 def _plain(value: Any) -> Any:
@@ -632,29 +768,32 @@ def _restore_names(namespace: dict[str, Any] | None, names: dict[str, tuple[Any,
             namespace[name] = original
 
 
-def _route(output: TextIO) -> tuple[Any, Any]:
-    """Send what the model's threads write on sys.stdout/sys.stderr to `output`; return the streams to restore."""
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Router(saved[0], output), _Router(saved[1], output)
+_STREAMS = ("stdout", "stderr", "__stdout__", "__stderr__")  # __stdout__: the process's, unbounded in a kernel
+
+
+def _route(output: TextIO) -> dict[str, Any]:
+    """Send what the model's threads write on sys.stdout/sys.stderr (and __stdout__/__stderr__) to `output`;
+    return the streams to restore."""
+    saved = {name: getattr(sys, name, None) for name in _STREAMS}
+    for name, stream in saved.items():
+        setattr(sys, name, _Router(stream, output) if stream is not None else None)
     return saved
 
 
 class _Router(io.TextIOBase):
     """A sys.stdout/sys.stderr that sends the model's threads' writes to the run's output and the
-    others' (the kernel's, the user's background threads) to the stream it replaced."""
+    others' (the kernel's, the user's background threads) to the stream it replaced. The replaced
+    stream is no attribute of it: the code's `sys.stdout._original.close()` would close the kernel's."""
 
     def __init__(self, original: Any, output: TextIO) -> None:
-        self._original, self._output = original, output
-
-    def _target(self) -> Any:
-        return self._output if _GUARDS.is_model_thread() else self._original
+        self._target = lambda: output if _GUARDS.is_model_thread() else original
 
     def write(self, text: str) -> int:
         return self._target().write(text)
 
     def flush(self) -> None:
-        if not _GUARDS.is_model_thread() and self._original is not None:
-            self._original.flush()
+        if not _GUARDS.is_model_thread():
+            self._target().flush()
 
     def close(self) -> None:
         """Closing sys.stdout from the model's code does not close the kernel's stream."""
@@ -666,14 +805,14 @@ class _Router(io.TextIOBase):
         return False
 
     def fileno(self) -> int:
-        return self._original.fileno()
+        return self._target().fileno()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self._original, "encoding", None) or "utf-8"
+        return getattr(self._target(), "encoding", None) or "utf-8"
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._original, name)
+    def __getattr__(self, name: str) -> Any:  # the model's threads see the run's output's, the others the stream's
+        return getattr(self._target(), name)
 
 
 # ---------------------------------------------------------------- deadline for trusted code
