@@ -9,6 +9,7 @@ kernel must be alive and the next turn must work.
 """
 from __future__ import annotations
 
+import _thread
 import builtins
 import gc
 import getpass
@@ -285,6 +286,18 @@ def test_a_replaced_get_ident_does_not_stop_interrupts_being_held(monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert result.status == "interrupted"
+    # filed under the kernel's ident by the replaced get_ident, the worker seemed ended and spun on for good
+    time.sleep(0.5)
+    assert not [ident for ident, frame in sys._current_frames().items() if _runs_model_code(frame)]
+    assert threading.get_ident is _thread.get_ident  # put back after the call, not only by this test's monkeypatch
+
+
+def _runs_model_code(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename == "<gptoss-python>":
+            return True
+        frame = frame.f_back
+    return False
 
 
 HIJACKS = {

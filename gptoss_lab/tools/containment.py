@@ -25,9 +25,10 @@ watches, so the caller has its answer at the timeout whatever the code does:
   its prints do (`sys.stdout` hides the kernel's stream, which the code could close).
   The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
   only on the main thread); the user's interrupt (SIGINT) still reaches the watcher and stops it.
-- After each run the `builtins` and `sys` attributes and `sys.modules` entries that were there before
-  it are put back as they were (`sys.modules.clear()`, `builtins.print = None`, `sys.displayhook = None`
-  would leave later cells failing); what the code added stays, as in a cell. An exception the code
+- After each run the attributes of `builtins`, `sys`, `threading`, `_thread`, `os` and `signal` and the
+  `sys.modules` entries that were there before it are put back as they were (`sys.modules.clear()`,
+  `builtins.print = None`, `sys.displayhook = None` would leave later cells failing; a replaced
+  `threading.get_ident` would misfile every later thread); what the code added stays, as in a cell. An exception the code
   raises into the kernel's thread (ctypes' `PyThreadState_SetAsyncExc`), once or again and again,
   ends the call and stops the code (`Hijacked`).
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
@@ -84,7 +85,8 @@ _monotonic, _sleep, _current_frames = time.monotonic, time.sleep, sys._current_f
 _get_ident, _settrace, _gettrace, _getframe = _thread.get_ident, sys.settrace, sys.gettrace, sys._getframe
 _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
 _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
-_KEPT = ((builtins, builtins.__dict__), (sys, sys.__dict__))  # whose attributes are put back after each run
+# whose attributes are put back after each run: the modules the kernel itself runs on
+_KEPT = tuple((module, module.__dict__) for module in (builtins, sys, threading, _thread, os, signal))
 # ident -> Thread, and the threads being started. The lab reads these tables and compares the thread objects
 # in them by identity only: a Thread subclass of the model's can make any look-up on its objects (an
 # attribute, __class__ for isinstance, __hash__, __eq__) run its code on whichever thread looks.
@@ -200,6 +202,11 @@ class _Worker(threading.Thread):
             _stopping.discard(_get_ident())
         except BaseException:  # a stop request that raced the end of the code: it has ended anyway
             pass
+
+    def _set_ident(self) -> None:
+        """File this thread under its real ident: threading asks `threading.get_ident`, which code of an earlier
+        run may have replaced (the worker would be filed under the kernel's thread, seem ended, and never be stopped)."""
+        self._ident = _get_ident()
 
     def _delete(self) -> None:
         """Take this thread out of threading's table by its own ident: threading's own way asks
