@@ -5,6 +5,7 @@ come out. The browser half (real Chromium, nothing runs) is tests/browser/test_x
 from __future__ import annotations
 
 import io
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -232,8 +233,12 @@ def test_math_cannot_paint_outside_its_own_box() -> None:
     overlay = markdown_html(r"$\smash{\raise{30em}{\text{OVERLAY}}}$ $\smash{\lower{30em}{x}}$ $\mathrlap{\rule{90em}{1em}}$")
     assert overlay.count("<mpadded>") == 5 and "<mpadded " not in overlay and "OVERLAY" in overlay
     assert "width" not in markdown_html(r"$\hspace{-40em}x \kern-40em y \mkern-900mu z$")
+    # nor can it be far larger than a formula ever is: a 300em black rule covered the whole page below
+    huge = markdown_html(r"$\rule{1em}{300em} \hspace{300em} \kern{5in} \mspace{9000mu} \rule{2000px}{1pt}$")
+    assert not re.search(r'(width|height)="(300em|5in|9000mu|2000px)"', huge), huge
     kept = markdown_html("$$\\binom{n}{k}$$\n\n$a\\hspace{2em}b$")
     assert 'display="block"' in kept and 'linethickness="0"' in kept and '<mspace width="2em">' in kept
+    assert 'maxsize="2.470em"' in markdown_html(r"$\Bigg( x \Bigg)$") and 'width="2em"' in markdown_html(r"$a\qquad b$")
 
 
 # Markdown whose structure a line-by-line reading gets wrong, so that its HTML or script link would be live in

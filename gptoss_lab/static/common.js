@@ -47,8 +47,17 @@ const PURIFY = {
 // of every attribute, and would drop MathML's display, linethickness ... and a list's start).
 const LINK_OK = /^(?:https?:|mailto:)/i;
 // MathML lengths a formula could use to paint outside its own box (\smash{\raise{30em}{...}} over the page
-// above): mpadded's are dropped and no length may be negative (as in widgets/sanitize.py).
+// above): mpadded's are dropped, and no length may be negative or larger than 12 em (as in widgets/sanitize.py).
 const MATH_LENGTHS = new Set(["width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize"]);
+const EM = {"": 1, em: 1, ex: 0.5, px: 1 / 16, pt: 1 / 12, pc: 1, in: 6, cm: 2.362, mm: 0.2362, mu: 1 / 18, "%": 0.01};
+
+function smallLength(value) {
+  // A non-negative length of at most 12 em, or a named space (thinmathspace).
+  if (/^\s*[a-z]+\s*$/i.test(value)) return true;
+  const m = /^\s*(\d*\.?\d+)\s*([a-z%]*)\s*$/i.exec(value);
+  const unit = m && EM[m[2].toLowerCase()];
+  return Boolean(unit) && parseFloat(m[1]) * unit <= 12;
+}
 const MATHML = "http://www.w3.org/1998/Math/MathML";
 const CLASS_OK = /^(?:[a-z]{1,3}[0-9]?|gx-math|gx-code|gx-output|gx-(?:cite|browse)(?:-[a-z]+)*)$/;   // Pygments' short
 // token classes; the browser's chips, sources and cards (widgets/citations.py; a chip's popup is its data-cite text)
@@ -68,7 +77,7 @@ function purifyHooks() {
     } else if (name === "href") {  // MathML and other elements never link
       data.keepAttr = node.nodeName === "A" && LINK_OK.test(data.attrValue.replace(/[\s\u0000-\u001f]/g, ""));
     } else if (node.namespaceURI === MATHML && MATH_LENGTHS.has(name)) {
-      data.keepAttr = node.localName !== "mpadded" && !data.attrValue.trim().startsWith("-");
+      data.keepAttr = node.localName !== "mpadded" && smallLength(data.attrValue);
     } else if (name === "scriptlevel") {   // no larger font at each step (and no mathsize at all: nested \Huge)
       data.keepAttr = !data.attrValue.trim().startsWith("-");
     }

@@ -58,16 +58,31 @@ _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources", "gx-
 
 
 # MathML lengths a formula could use to paint outside its own box (`\smash{\raise{30em}{...}}` over the page
-# above, `\rlap` of a long rule, negative space): mpadded's are dropped and no length may be negative.
+# above, `\rlap` of a long rule, negative space): mpadded's are dropped and no length may be negative. Nor
+# may one be larger than a formula ever needs (`\rule{1em}{300em}` was a black block down the whole page).
 _MATH_LENGTHS = {"width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize"}
+_MATH_LENGTH_MAX_EM = 12
+# Each unit in em at the default 16 px font (`mu`, which latex2mathml writes for \mkern, is 1/18 em).
+_EM = {"": 1, "em": 1, "ex": 0.5, "px": 1 / 16, "pt": 1 / 12, "pc": 1, "in": 6, "cm": 2.362, "mm": 0.2362,
+       "mu": 1 / 18, "%": 0.01}
+_LENGTH = re.compile(r"\s*(\d*\.?\d+)\s*([a-z%]*)\s*", re.IGNORECASE)
+
+
+def _small_length(value: str) -> bool:
+    """A non-negative MathML length of at most _MATH_LENGTH_MAX_EM, or a named space (`thinmathspace`)."""
+    if value.strip().isalpha():
+        return True
+    match = _LENGTH.fullmatch(value)
+    unit = match and _EM.get(match.group(2).lower())
+    return bool(unit) and float(match.group(1)) * unit <= _MATH_LENGTH_MAX_EM
 
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
-    """Keep href only for http(s) and mailto links, no MathML geometry that leaves the formula's box and no
-    negative scriptlevel; everything else in the allow-list passes."""
+    """Keep href only for http(s) and mailto links, no MathML geometry that leaves the formula's box or is
+    larger than a formula, and no negative scriptlevel; everything else in the allow-list passes."""
     if attribute == "href":
         return value if value.strip().lower().startswith(LINK_SCHEMES) else None
-    if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or value.strip().startswith("-")):
+    if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or not _small_length(value)):
         return None
     if attribute == "scriptlevel" and value.strip().startswith("-"):
         return None
