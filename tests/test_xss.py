@@ -346,3 +346,27 @@ def test_code_in_an_answer_reads_in_the_order_it_runs() -> None:
         code_part, prose = form.split("then ")
         assert BIDI_CONTROLS.search(code_part) is None and code_part.count("\\u202e") == 2, form
         assert prose.startswith("\u05e9\u05dc\u05d5\u05dd\u200f."), form
+
+
+def test_terminal_colour_in_tool_output_is_not_shown_as_noise() -> None:
+    """Code that prints in colour (pytest, rich, pip, a coloured traceback): the notebook shows the text, not
+    ESC `[31m` — in the live view, the saved card, the Markdown form and a terminal."""
+    output = "\x1b[31mFAILED\x1b[0m 1 test \x1b]0;wintitle9\x07\x1b[1;32mok\x1b[m\n"
+    call = ToolCall("python", "analysis", "run()", status="done", output=output)
+    events = [TurnStart("q", "low", "replay", "auto"), ToolStart(call), ToolEnd(call)]
+    transcript = Transcript.from_events(events)
+    view = ChatView()
+    view._shown = True
+    sent: list[dict] = []
+    view.observe(lambda change: sent.extend(change["new"]["ops"]), names="_chunk")
+    terminal = io.StringIO()
+    text_view = TextView(terminal, colour=False)
+    for event in events:
+        view.handle(event)
+        text_view.handle(event)
+    view._flush()
+    outputs = [op["output"] for op in sent if "output" in op]
+    assert outputs
+    for text in [transcript.to_html(), transcript.to_markdown(), transcript.to_text(), terminal.getvalue(), *outputs]:
+        assert "FAILED" in text and "1 test" in text and "ok" in text, text
+        assert not re.search(r"\x1b|\\x1b|\[31m|\[0m|wintitle9", text), text

@@ -24,6 +24,7 @@ from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, P
 from . import asset, esm
 from .comm import CommPump, busy_status
 from .citations import card_html, with_chips
+from .sanitize import shown_output
 from .text import ask_on_stdin
 from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 
@@ -249,7 +250,7 @@ class ChatView(anywidget.AnyWidget):
             op["code"] = code_html(call.input, code_language(block))
             op["edited"] = True
         if ended:
-            op["output"] = call.output
+            op["output"] = shown_output(call.output)
             op["seconds"] = round(call.seconds, 2)
             card = card_html(call)  # a browser call: its results or page window (citations.py)
             if card:

@@ -133,6 +133,17 @@ def reveal_hidden(text: str) -> str:
     return HIDDEN.sub(_escape, text)
 
 
+# Terminal colour, cursor and window-title sequences (CSI, OSC): a notebook paints no terminal, so shown tool
+# output leaves them out instead of showing ESC `[31m` (JupyterLab paints colour; the card shows text).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)")
+
+
+def shown_output(text: str) -> str:
+    """A tool's output as the notebook shows it: terminal sequences left out, direction controls written out
+    (the conversation keeps the output as the model read it)."""
+    return reveal_bidi(_ANSI.sub("", text))
+
+
 def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 

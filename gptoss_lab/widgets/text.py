@@ -12,7 +12,7 @@ from typing import TextIO
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
     TurnEnd, TurnStart
 from .citations import sources_text
-from .sanitize import reveal_hidden, visible
+from .sanitize import reveal_hidden, shown_output, visible
 from .transcript import STATUS_LABEL, Transcript
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -79,7 +79,7 @@ class TextView:
         elif isinstance(event, ToolUpdate):
             self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
-            self._print(self._status(event.call) + (f"\n{visible(event.call.output)}" if event.call.output else ""))
+            self._print(self._status(event.call) + (f"\n{visible(shown_output(event.call.output))}" if event.call.output else ""))
         elif isinstance(event, Notice):
             self._print(f"[{event.level}] {visible(reveal_hidden(event.text))}", style=_LEVEL_STYLE.get(event.level))
         elif isinstance(event, ParseError):

@@ -21,7 +21,7 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
 from .sanitize import escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, reveal_bidi, \
-    reveal_hidden, sanitize, visible
+    reveal_hidden, sanitize, shown_output, visible
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -192,7 +192,7 @@ class Transcript:
                 code, edited = _ran_code(item)
                 out.append(f"Tool call {_tool_name(item)} [{_status(item)}{edited}]:\n{_indent(code)}")
                 if item.call is not None and item.call.output:
-                    out.append(f"Output:\n{_indent(reveal_bidi(item.call.output))}")
+                    out.append(f"Output:\n{_indent(shown_output(item.call.output))}")
             else:
                 out.append(item.text)
         if self.citations:
@@ -224,7 +224,7 @@ class Transcript:
                 out.append(f"**Tool call {_code_span(_tool_name(item))}** — {_status(item)}{edited}\n\n"
                            + fenced(code, code_language(item)))
                 if item.call is not None and item.call.output:
-                    head, rest = _fold(reveal_bidi(item.call.output))
+                    head, rest = _fold(shown_output(item.call.output))
                     out.append("Output:\n\n" + fenced(head) + (f"\n\n<details><summary>{_more(rest)}</summary>\n\n"
                                                                  f"{fenced(rest)}\n\n</details>" if rest else ""))
             else:
@@ -431,7 +431,7 @@ def _tool_html(block: Block) -> str:
     left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
     rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
     if call is not None and call.output:  # a browser call shows its card: results or page window (citations.py)
-        output = card_html(call) or _output_html(reveal_bidi(call.output))
+        output = card_html(call) or _output_html(shown_output(call.output))
         rows.append(f'<tr><td {left}>{output}</td></tr>')
     head = f'{html.escape(_tool_name(block))} · {_status(block)}{seconds}{edited}'
     return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
