@@ -232,6 +232,29 @@ def test_os_write_to_the_output_is_bounded_like_print(capfd):
     assert "x" not in capfd.readouterr().out  # nothing went to the process's own descriptor
 
 
+def test_what_a_child_process_writes_is_the_codes_output_and_bounded(capfd):
+    """`os.system`, `subprocess.run` without capture: the children's output went to the process's own
+    descriptors (in a kernel: the notebook, unbounded, and never to the model). It is the code's output now."""
+    result = PythonTool({}, timeout=20).execute(
+        "import os, subprocess\nos.system('echo from-shell; echo err-shell >&2')\n"
+        "subprocess.run('yes | head -c 100000', shell=True)\nprint('end')")
+    assert result.status == "done", result.output
+    assert result.output.startswith("from-shell\nerr-shell\ny\n") and result.output.endswith("y\nend\n")
+    assert "characters cut" in result.output and len(result.output) < MAX_OUTPUT_CHARS + 100
+    written = capfd.readouterr()
+    assert "shell" not in written.out + written.err and "y\ny" not in written.out
+
+
+def test_a_child_left_writing_ends_with_the_run(capfd):
+    """`subprocess.Popen(['yes'])` left running wrote into the notebook for good after the call returned; its
+    output now ends with the run (the pipe closes: it gets EPIPE), and nothing reaches the process's own."""
+    namespace: dict = {}
+    result = PythonTool(namespace, timeout=5).execute("import subprocess\np = subprocess.Popen(['yes'])\np.pid")
+    assert len(result.output) < MAX_OUTPUT_CHARS + 100 and result.output.endswith("y\n")  # its output, bounded
+    assert namespace["p"].wait(timeout=10) != 0  # subprocess.TimeoutExpired while it writes on
+    assert "y\ny" not in capfd.readouterr().out
+
+
 def test_the_code_cannot_take_builtins_or_modules_away(monkeypatch):
     """`sys.modules.clear()`, `builtins.__import__ = None`, `builtins.print = None`, `sys.displayhook = None`
     left later cells failing: what was there before the run is put back; what the code added stays, as in a cell."""
@@ -546,6 +569,8 @@ KERNEL_CASES = [
        "    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(SystemExit))\n"
        + code + "while True: pass", "error", "Hijacked: the code raised an exception into the kernel's thread")
       for code in HIJACKS.values()),
+    ("import os\nos.system('head -c 50000 /dev/zero | tr \"\\\\0\" y')", "done", "yyyyy\n... ["),
+    ("import subprocess, time\nsubprocess.Popen(['yes'])\ntime.sleep(0.3)", "done", "y\ny\n"),
     ("import sys\nsys.setrecursionlimit(10**6)\nclass R:\n    def __init__(self, n): self.n = n\n"
      "    def __getattr__(self, name): return getattr(R(self.n - 1), name) if self.n else 0\nR(10**5).x",
      "error", "would let deep recursion overflow the C stack"),

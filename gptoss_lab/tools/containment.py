@@ -22,7 +22,8 @@ watches, so the caller has its answer at the timeout whatever the code does:
   the kernel's and the user's threads still get the real functions. `input()`, `getpass()` and the
   kernel's own `raw_input`/`getpass`/`_input_request` raise EOFError there: the code cannot put a
   prompt in front of the user. Its `os.write` to descriptors 1 and 2 goes into its bounded output, as
-  its prints do (`sys.stdout` hides the kernel's stream, which the code could close).
+  its prints do (`sys.stdout` hides the kernel's stream, which the code could close), and so does what
+  its subprocesses write there: while runs go on, 1 and 2 are a pipe into the output (`_Descriptors`).
   The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
   only on the main thread); the user's interrupt (SIGINT) still reaches the watcher and stops it.
 - After each run the attributes of `builtins`, `sys`, `threading`, `_thread`, `os` and `signal` and the
@@ -39,14 +40,14 @@ Not preventable from inside the process: crashing the interpreter (ctypes, a C e
 of memory), a C loop that never releases the GIL (`sum(range(10**12))` freezes the kernel exactly as
 it would in a cell), or another process ending this one (`subprocess.run(["kill", ...])`). Nor are
 the other ways to the same descriptors and streams (`socket.socket(fileno=...)`, `io.FileIO(fd)`, an
-`os.dup` of one, the kernel's stream objects found through `gc`), or a subprocess's output, which goes
-to the process's descriptors 1 and 2 unbounded unless the code captures it. Approval is the defence
-against those.
+`os.dup` of one, the kernel's stream objects found through `gc`, a child opening `/proc/<pid>/fd/1`).
+Approval is the defence against those.
 """
 from __future__ import annotations
 
 import _thread
 import builtins
+import codecs
 import contextlib
 import contextvars
 import ctypes
@@ -57,6 +58,7 @@ import io
 import math
 import operator
 import os
+import select
 import signal
 import sys
 import threading
@@ -85,6 +87,8 @@ _monotonic, _sleep, _current_frames = time.monotonic, time.sleep, sys._current_f
 _get_ident, _settrace, _gettrace, _getframe = _thread.get_ident, sys.settrace, sys.gettrace, sys._getframe
 _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
 _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
+_pipe, _dup, _dup2, _close, _read, _select = os.pipe, os.dup, os.dup2, os.close, os.read, select.select
+_start_thread = _thread.start_new_thread
 # whose attributes are put back after each run: the modules the kernel itself runs on
 _KEPT = tuple((module, module.__dict__) for module in (builtins, sys, threading, _thread, os, signal))
 # ident -> Thread, and the threads being started. The lab reads these tables and compares the thread objects
@@ -530,6 +534,7 @@ class _Guards:
         self.recursion_limit = sys.getrecursionlimit()  # the lowest the model's code may set (taken at install)
         self.fds: frozenset[int] = frozenset()  # the process's file descriptors when the runs began
         self.output: TextIO | None = None       # the latest run's: where os.write(1 or 2, ...) of the code goes
+        self.descriptors: _Descriptors | None = None  # descriptors 1 and 2 sent to `output` while runs go on
         self.reaper: threading.Thread | None = None
 
     def is_model_thread(self) -> bool:
@@ -544,6 +549,9 @@ class _Guards:
         """The guards installed, output routed and `exit`/`quit` in `namespace` refused, for one run."""
         with self.lock:
             if not self.runs:
+                if output is not None and os.name == "posix":
+                    with contextlib.suppress(OSError):   # 1 or 2 closed (a daemon): nothing to send there
+                        self.descriptors = _Descriptors(self._write_output)
                 self.trusted = {i: t for i, t in dict(_active).items() if self.lingering.get(i) is not t}
                 self.fds = _open_fds()
             self.output = output if output is not None else self.output
@@ -574,6 +582,9 @@ class _Guards:
                     namespace["__builtins__"] = kept_builtins
             with self.lock:
                 self.runs.remove(run)
+                if not self.runs and self.descriptors is not None:
+                    self.descriptors.close()
+                    self.descriptors = None
                 self.lingering.update(run.started())
                 self._uninstall_if_done()
                 self._put_back(kept, kept_modules)
@@ -640,9 +651,21 @@ class _Guards:
         """os.write(1 or 2, ...) from the model's threads: into the run's bounded output, as print goes."""
         if self.output is None:
             return original(fd, data)
+        self.settle()
         data = memoryview(data).tobytes()
         self.output.write(data.decode(errors="replace"))
         return len(data)
+
+    def settle(self) -> None:
+        """What children wrote so far into the output, before the code's own next write (in order)."""
+        descriptors = self.descriptors
+        if descriptors is not None:
+            descriptors.settle()
+
+    def _write_output(self, text: str) -> None:
+        output = self.output
+        if output is not None:
+            output.write(text)
 
     def _install(self) -> None:
         self.recursion_limit = sys.getrecursionlimit()
@@ -775,6 +798,73 @@ def _restore_names(namespace: dict[str, Any] | None, names: dict[str, tuple[Any,
             namespace[name] = original
 
 
+class _Descriptors:
+    """The process's descriptors 1 and 2 sent into the runs' bounded output while runs go on: what a child
+    process or C code writes there (`os.system("ls")`, `subprocess.run` without capture) reaches the model
+    and the card, bounded, instead of going to the kernel's output unbounded and unseen by the model. When
+    they are put back the pipe closes: a child left writing (`Popen(["yes"])`) gets EPIPE, not the notebook."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        for stream in (sys.__stdout__, sys.__stderr__):   # what was written before the runs stays out of them
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                stream.flush()
+        self._sink, self._decode = sink, codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+        out = _dup(1)
+        try:
+            self._saved = (out, _dup(2))
+        except OSError:
+            _close(out)
+            raise
+        self._pipe, write = _pipe()
+        os.set_blocking(self._pipe, False)
+        self._waiting = select.poll()
+        self._waiting.register(self._pipe, select.POLLIN)
+        _dup2(write, 1)
+        _dup2(write, 2)
+        _close(write)
+        self._done, self._ended, self._reading = False, _thread.allocate_lock(), _thread.allocate_lock()
+        self._ended.acquire()
+        _start_thread(self._pump, ())   # low-level: in no thread table, so no run takes it for the code's and stops it
+
+    def _pump(self) -> None:
+        try:
+            while not self._done:
+                if _select([self._pipe], [], [], POLL)[0] and not self._take():
+                    break   # every writer gone
+            for _ in range(16):   # what was written before 1 and 2 were put back (a child may write on)
+                if not self._take():
+                    break
+        finally:
+            self._ended.release()
+
+    def _take(self, only_waiting: bool = False) -> bool:
+        with self._reading:
+            if only_waiting and not self._waiting.poll(0):   # 0.3 µs where a read that finds nothing takes 1
+                return False
+            try:
+                data = _read(self._pipe, 1 << 16)
+            except OSError:   # nothing there now
+                return False
+            if data:
+                self._sink(self._decode(data))
+            return bool(data)
+
+    def settle(self) -> None:
+        """Take in what is in the pipe now, before the code's own next write: a child's output that is
+        complete (`os.system` returned) comes before what the code prints after it."""
+        while self._take(only_waiting=True):
+            pass
+
+    def close(self) -> None:
+        """Put 1 and 2 back, take in what is left and close the pipe."""
+        for fd, saved in zip((1, 2), self._saved):
+            _dup2(saved, fd)
+            _close(saved)
+        self._done = True
+        self._ended.acquire(timeout=2)
+        _close(self._pipe)
+
+
 _STREAMS = ("stdout", "stderr", "__stdout__", "__stderr__")  # __stdout__: the process's, unbounded in a kernel
 
 
@@ -787,13 +877,18 @@ def _route(output: TextIO) -> dict[str, Any]:
     return saved
 
 
+def _settled(output: TextIO) -> TextIO:
+    _GUARDS.settle()
+    return output
+
+
 class _Router(io.TextIOBase):
     """A sys.stdout/sys.stderr that sends the model's threads' writes to the run's output and the
     others' (the kernel's, the user's background threads) to the stream it replaced. The replaced
     stream is no attribute of it: the code's `sys.stdout._original.close()` would close the kernel's."""
 
     def __init__(self, original: Any, output: TextIO) -> None:
-        self._target = lambda: output if _GUARDS.is_model_thread() else original
+        self._target = lambda: _settled(output) if _GUARDS.is_model_thread() else original
 
     def write(self, text: str) -> int:
         return self._target().write(text)
