@@ -368,3 +368,39 @@ def test_a_stream_started_from_another_thread_waits_for_the_running_forward(engi
     assert second_out == run(fresh(engine), PROMPT)
     follow_up = PROMPT + second_out + [1600, 1601]
     assert run(engine, follow_up) == run(fresh(engine), follow_up)
+
+
+def test_stop_during_a_long_prefill_ends_the_stream_between_chunks(engine):
+    """Stop in the view was only seen once the first token came: a 100k-token prompt's prefill ran to its end.
+    Asked between prefill chunks, it ends the stream at once; the chunks computed stay cached and correct."""
+    engine = fresh(engine)
+    engine.prefill_chunk = 8
+    prompt = PROMPT + list(range(2000, 2044))  # 64 tokens: 8 chunks
+    asked = []
+    assert run(engine, prompt, should_stop=lambda: asked.append(1) or len(asked) >= 3) == []
+    assert len(asked) == 3 and len(engine._tokens) == 24  # three chunks computed, then Stop
+    assert run(engine, prompt) == run(fresh(engine), prompt)
+    assert engine.last_prefill == len(prompt) - 24
+
+
+def test_stop_clicked_during_prefill_ends_the_turn_with_its_reply(engine):
+    from gptoss_lab import Session
+
+    class StopDuringPrefill:
+        checks = 0
+
+        @property
+        def stop_requested(self) -> bool:
+            self.checks += 1
+            return self.checks >= 2
+
+        def handle(self, event) -> None:
+            pass
+
+    engine = fresh(engine)
+    engine.prefill_chunk = 16
+    session = Session(engine)
+    view = StopDuringPrefill()
+    reply = session.ask("Hello there", view=view)
+    assert reply.interrupted and reply.final == "" and engine.last_prefill > 32
+    assert len(engine._tokens) == 32  # two chunks computed: Stop was seen before the third

@@ -28,9 +28,9 @@ class Engine(Protocol):
 
     `stream` yields generated ids and stops after yielding a stop token (or at the token limit).
     `recorder`, when given, is told about every token the model processes (expert routing);
-    engines that cannot see routing ignore it. An engine that waits on something outside this
-    process (a server) may also take `should_stop`, a callable it asks while it waits, ending
-    its stream when it answers True; the session passes it to engines whose `stream` takes it.
+    engines that cannot see routing ignore it. An engine that can be busy long before a token (a
+    server it waits on, a long prefill) may also take `should_stop`, a callable it asks meanwhile,
+    ending its stream when it answers True; the session passes it to engines whose `stream` takes it.
     """
 
     name: str

@@ -26,6 +26,10 @@ __all__ = ["LocalEngine", "LoadError"]
 ROUTING_BATCH = 16  # generated tokens whose routing is taken from the hooks at once (a take costs ~0.1 ms)
 
 
+def _never() -> bool:
+    return False
+
+
 class LocalEngine:
     """A GptOss model in this process: streams tokens with a KV cache kept between calls.
 
@@ -115,20 +119,25 @@ class LocalEngine:
         stop: Collection[int],
         sampling: Sampling = Sampling(),
         recorder: Any = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[int]:
         """Yield generated ids until a stop token (yielded too) or `sampling.max_new_tokens`.
 
         With a `recorder`, it gets the expert routing of every prompt position and then of each
-        generated token. Closing the iterator early (or Ctrl-C) leaves the cache consistent.
+        generated token. `should_stop` (the view's Stop) is asked between prefill chunks, so a long
+        prompt does not hold Stop until its first token; the stream then ends with nothing. Closing the
+        iterator early (or Ctrl-C) leaves the cache consistent.
         """
         import torch
 
         prompt = [int(t) for t in prompt]
         if not prompt:
             raise ValueError("the prompt is empty")
-        return torch.inference_mode()(self._generate)(prompt, frozenset(stop), sampling, recorder)
+        return torch.inference_mode()(self._generate)(prompt, frozenset(stop), sampling, recorder,
+                                                      should_stop or _never)
 
-    def _generate(self, prompt: list[int], stop: frozenset[int], sampling: Sampling, recorder: Any) -> Iterator[int]:
+    def _generate(self, prompt: list[int], stop: frozenset[int], sampling: Sampling, recorder: Any,
+                  should_stop: Callable[[], bool]) -> Iterator[int]:
         """The decode loop of `stream` (run under inference mode, one token per resume)."""
         from transformers import DynamicCache
 
@@ -148,8 +157,10 @@ class LocalEngine:
                 hooks = stack.enter_context(_router_hooks(self.model, recorder))
                 unrecorded: list[int] = []  # computed tokens whose routing the hooks still hold
 
-                def forward(tokens: list[int], *, record: bool = True) -> Any:
-                    logits = self._forward(tokens)
+                def forward(tokens: list[int], *, record: bool = True, asking: Callable[[], bool] = _never) -> Any:
+                    logits = self._forward(tokens, asking)
+                    if logits is None:  # stopped between chunks: the hooks' partial routing goes with them
+                        return None
                     if hooks is not None:
                         unrecorded.extend(tokens)
                         if record or len(unrecorded) >= ROUTING_BATCH:
@@ -162,7 +173,9 @@ class LocalEngine:
                         recorder.num_experts = self.config.num_local_experts
                     if reuse:
                         recorder.add(prompt[:reuse], *self._routes_upto(reuse))
-                logits = forward(prompt[reuse:])
+                logits = forward(prompt[reuse:], asking=should_stop)
+                if logits is None:
+                    return
             for step in range(sampling.max_new_tokens):
                 with self._lock:  # the logits may be a buffer that a newer stream's forward has written
                     self._owned_by(current)
@@ -199,11 +212,14 @@ class LocalEngine:
         return tuple((id(t), t.data_ptr(), -1 if t.is_inference() else t._version)
                      for t in tensors if t.device.type != "meta")
 
-    def _forward(self, tokens: list[int]) -> Any:
-        """Run `tokens` through the model onto the cache; return the float32 logits [1, vocab] of the last one."""
+    def _forward(self, tokens: list[int], should_stop: Callable[[], bool] = _never) -> Any:
+        """Run `tokens` through the model onto the cache; return the float32 logits [1, vocab] of the last one,
+        or None when `should_stop()` (asked before each chunk after the first) said yes."""
         import torch
 
         for i in range(0, len(tokens), self.prefill_chunk):
+            if i and should_stop():
+                return None
             chunk = tokens[i:i + self.prefill_chunk]
             if self._fast is not None:
                 logits = self._fast(chunk)
