@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import re
+import reprlib
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import jsonschema
 import pydantic
 import regex
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
 
 from . import harmony
 
@@ -117,9 +118,24 @@ class HarmonySchema(GenerateJsonSchema):
             return {"oneOf": members}  # members of different types: exactly one matches
         return result
 
+    def encode_default(self, dft: Any) -> Any:
+        return json_default(super().encode_default(dft))
+
     def emit_warning(self, kind: Any, detail: str) -> None:
         if kind != "non-serializable-default":  # such a default is simply not shown to the model
             super().emit_warning(kind, detail)
+
+
+def json_default(value: Any) -> Any:
+    """A default as the JSON value the model is shown; PydanticSerializationError when JSON cannot write it:
+    an arbitrary object, or NaN and infinity (`within: float = math.inf`), which the Harmony renderer refuses
+    (every turn would fail). Such a default is simply not shown."""
+    encoded = to_jsonable_python(value)
+    try:
+        json.dumps(encoded, allow_nan=False)
+    except ValueError:
+        raise PydanticSerializationError("NaN and infinity are not JSON") from None
+    return encoded
 
 
 def _plain_object(schema: JsonSchemaValue, cls: Any) -> JsonSchemaValue:
@@ -140,7 +156,8 @@ def _plain_object(schema: JsonSchemaValue, cls: Any) -> JsonSchemaValue:
 
 
 def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
-    """`schema` without titles and with every `$ref` replaced by its definition; a type that refers
+    """`schema` without titles, its descriptions on one line (the renderer writes one as a `//` comment,
+    which a line break would end) and with every `$ref` replaced by its definition; a type that refers
     to itself keeps its definition in `$defs` (the only case left with references)."""
     definitions = schema.pop("$defs", {})
     kept: dict[str, Any] = {}
@@ -166,6 +183,8 @@ def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
                 continue
             if key in _VALUES:
                 out[key] = value
+            elif key == "description" and isinstance(value, str):
+                out[key] = _one_line(value)
             elif key == "discriminator" and isinstance(value, dict):  # its mapping names $defs inlined away
                 out[key] = {k: v for k, v in value.items() if k != "mapping"}
             elif key in _NAMED:
@@ -192,11 +211,19 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
         raise TypeError(f"{where}: unsupported type annotation {annotation!r}{hint}; use {_SUPPORTED}") from None
 
 
+_ERRORS_SHOWN = 3      # validation errors described; the others are counted
+_ERROR_CHARS = 200     # per error: a Literal of 3 000 values lists them all
+
+
 def describe_errors(err: pydantic.ValidationError) -> str:
-    """pydantic's errors as `field.path: message; ...` (no URLs), short enough to show the model."""
-    return "; ".join(
-        (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"] for e in err.errors()
-    )
+    """pydantic's errors as `field.path: message; ...` (no URLs), short enough to show the model: the first
+    few, each cut short, and how many more (5 000 wrong items were 400 000 characters)."""
+    errors = err.errors()
+    shown = [_one_line((".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"])
+             for e in errors[:_ERRORS_SHOWN]]
+    more = len(errors) - len(shown)
+    return "; ".join(t if len(t) <= _ERROR_CHARS else t[:_ERROR_CHARS - 1] + "…" for t in shown) + (
+        f"; and {more} more error{'s' if more > 1 else ''}" if more else "")
 
 
 # ---------------------------------------------------------------- response formats
@@ -221,7 +248,10 @@ class ResponseFormat:
             default_name, doc = str(obj.get("title", "response")), obj.get("description")
         else:
             if not _is_type(obj):
-                raise TypeError(f"expected a pydantic model, dataclass, TypedDict or JSON-schema dict, not {obj!r}")
+                hint = " (JSON text? pass json.loads(text))" if isinstance(obj, str) and obj.lstrip()[:1] == "{" else ""
+                # reprlib: a DataFrame's repr is many lines, a string's may be long, a broken one raises
+                raise TypeError("expected a pydantic model, dataclass, TypedDict or JSON-schema dict, "
+                                f"not {_one_line(reprlib.repr(obj))}{hint}")
             adapter, schema = typed_schema(obj, where=getattr(obj, "__name__", repr(obj)))
             default_name, doc = getattr(obj, "__name__", "response"), _class_summary(obj)
             load = functools.partial(_load_typed, adapter)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import json
+import math
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from gptoss_lab import ReplayEngine, Session, harmony, tool
 from gptoss_lab.events import ToolCall
+from gptoss_lab.session import TurnError
 from gptoss_lab.tools.base import Toolset, ToolSpecError
 from gptoss_lab.tools.functions import FunctionTool
 from gptoss_lab.tools.python import PythonTool
@@ -52,6 +55,11 @@ class Node:
 
 class Handle:
     """Not something JSON can carry."""
+
+
+@dataclasses.dataclass
+class Area:
+    radius: float = math.inf
 
 
 class Options(TypedDict):
@@ -479,3 +487,179 @@ def test_deeply_nested_arguments_are_an_error_for_the_model():
 
     result = FunctionTool(echo).call('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     assert result.status == "error" and result.output.startswith("Error: RecursionError: maximum recursion depth")
+
+
+def test_a_nan_or_infinite_default_is_not_shown_and_the_turn_runs():
+    # `within: float = math.inf` is a common default; NaN and infinity are not JSON, and the renderer refused
+    # the developer message: every turn with the tool failed with "ValueError: invalid conversation JSON"
+    def nearby(city: str, within: float = math.inf, area: Area | None = None, limit: float = math.nan) -> list:
+        """Places near a city."""
+        return [city, within]
+
+    reply = _session(_call("nearby", '{"city": "Oslo"}') + _final("Found."), {"nearby": nearby}).ask("Near Oslo?")
+    assert (reply.final, reply.errors) == ("Found.", [])
+    assert reply.tool_calls[0].output == '["Oslo", Infinity]'
+    props = FunctionTool(nearby).parameters["properties"]
+    assert props["within"] == {"type": "number"} and props["limit"] == {"type": "number"}
+    assert props["area"]["properties"]["radius"] == {"type": "number"}
+
+
+def test_an_async_function_is_refused_when_it_is_made_a_tool():
+    # called without an event loop, the model read "<coroutine object fetch at 0x...>" as a successful result
+    async def fetch(url: str) -> str:
+        return url
+
+    async def pages(url: str):
+        yield url
+
+    class Client:
+        async def __call__(self, url: str) -> str:
+            return url
+
+    for make in (lambda: fetch, lambda: pages, lambda: tool(Client(), name="client"),
+                 lambda: tool(functools.partial(fetch), name="fetch")):
+        with pytest.raises((TypeError, ToolSpecError), match=r"^(fetch|pages|client): async functions cannot be "):
+            Toolset.resolve([make()], {}, {})
+
+
+def test_a_function_python_cannot_describe_is_a_one_line_turn_error():
+    # a C function without a signature (max, dict) raised ValueError, a malformed string annotation
+    # SyntaxError, out of `ask` as a traceback instead of the one-line TurnError
+    def broken(x: "list[int") -> int:
+        return 0
+
+    s = _session(_final("ok"), {})
+    for fn, message in [(max, "^max has no signature Python can read"),
+                        (broken, r"^broken: cannot resolve a type annotation \(SyntaxError: ")]:
+        with pytest.raises(TurnError, match=message):
+            s.ask("Hi", tools=[fn])
+
+
+def test_a_positional_only_parameter_left_out_gets_its_default():
+    # the model left out `start` and gave `stop`: stop was passed by keyword and the call failed
+    def span(start: int = 0, stop: int = 10, /, step: int = 1) -> list:
+        return [start, stop, step]
+
+    assert FunctionTool(span).call('{"stop": 5}').output == "[0, 5, 1]"
+    assert FunctionTool(span).call('{"step": 2}').output == "[0, 10, 2]"
+
+
+class _Lookup:
+    """A table (this class docstring is not the tool's description)."""
+
+    def __init__(self, table: dict[str, int]) -> None:
+        self.table, self.name, self.function = table, "ignored", None
+
+    def __call__(self, key: str) -> int:
+        """Look a key up."""
+        return self.table[key]
+
+
+def _scaled(value: float, factor: float, handle: Handle) -> float:
+    """Scale a value."""
+    return value * factor
+
+
+def test_a_named_partial_or_callable_object_is_a_tool():
+    # both were refused ("... is not a module, class, method, or function") even with a name
+    lookup = tool(_Lookup({"a": 1}), name="lookup")
+    assert (lookup.name, lookup.summary) == ("lookup", "Look a key up.")
+    assert lookup.call('{"key": "a"}').output == "1"
+    double = tool(functools.partial(_scaled, factor=2.0, handle=Handle()), name="double")
+    # what the partial fixes is not the model's to choose, nor shown to it
+    assert (double.summary, list(double.parameters["properties"])) == ("Scale a value.", ["value"])
+    assert double.call('{"value": 3}').output == "6.0"
+    assert double.call('{"value": 3, "factor": 5}').output.startswith("Error: ValidationError: factor: Extra inputs")
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+def test_an_error_whose_message_cannot_be_read_still_goes_back_to_the_model():
+    # the exception's broken __str__ raised out of `call`: the model read that RuntimeError instead
+    def lookup(key: str) -> int:
+        raise _Unprintable
+
+    result = FunctionTool(lookup).call('{"key": "a"}')
+    assert (result.status, result.output) == ("error", "Error: _Unprintable: (its message could not be read)")
+
+
+class _Stop(pydantic.BaseModel):
+    name: str = pydantic.Field(description="The stop's name.\nAs on the sign.")
+
+
+def test_a_description_on_several_lines_stays_inside_its_comment():
+    # the renderer writes a description as a `//` comment: its second line was shown as code in the type
+    def route(city: Annotated[str, "The city.\nNot the country."], stop: _Stop) -> str:
+        """Plan a route."""
+        return city
+
+    text = harmony.decode(harmony.render([harmony.developer_message(functions=[FunctionTool(route).description])]))
+    assert "// The city. Not the country.\ncity: string," in text
+    assert "// The stop's name. As on the sign.\n    name: string," in text
+
+
+def test_a_return_value_json_cannot_write_is_not_reported_as_the_function_failing():
+    # the model read "Error: UnicodeDecodeError: ..." as if the call had failed, and could run it again
+    def save_thumbnail(path: str) -> bytes:
+        return b"\x89PNG\r\n"
+
+    result = FunctionTool(save_thumbnail).call('{"path": "a.png"}')
+    assert result.status == "error" and result.output.startswith(
+        "Error: UnicodeDecodeError: the function ran, but JSON cannot write what it returned: 'utf-8' codec")
+
+
+def test_a_decorated_function_can_be_made_a_tool_again_under_another_name():
+    # the first tool's attributes were copied over the new one: the model was still shown `get_weather`
+    weather = tool(get_weather, name="weather", description="The weather.")
+    assert (weather.name, weather.description.name, weather.summary) == ("weather", "weather", "The weather.")
+    assert weather.parameters == get_weather.parameters
+    assert json.loads(weather.call('{"city": "Oslo"}').output)["city"] == "Oslo"
+    assert [d.name for d in Toolset.resolve([weather, get_weather], {}, {}).function_descriptions()] == [
+        "weather", "get_weather"]
+
+
+def test_tool_on_a_method_says_to_use_the_bound_method():
+    # the hint was "annotate it (e.g. self: str)"
+    with pytest.raises(TypeError, match=r"^price: parameter 'self' is the method's object: make the tool from the "
+                                        r"bound method, tool\(obj.price\)$"):
+        class Shop:
+            @tool
+            def price(self, item: str) -> float:
+                return 1.0
+
+    class Shop:
+        def price(self, item: str) -> float:
+            """The price of an item."""
+            return 1.5
+
+    assert tool(Shop().price).call('{"item": "tea"}').output == "1.5"
+
+
+def test_many_validation_errors_come_back_as_a_few_short_ones():
+    # 5 000 wrong items were 400 000 characters of errors sent to the model (about 100 000 tokens of context)
+    def total(xs: list[int], unit: Literal[tuple(f"unit{i}" for i in range(3000))] = "unit0") -> int:  # type: ignore[misc]
+        return sum(xs)
+
+    many = FunctionTool(total).call(json.dumps({"xs": ["a"] * 5000}))
+    assert many.status == "error" and len(many.output) < 1000, len(many.output)
+    assert many.output.startswith("Error: ValidationError: xs.0: Input should be a valid integer")
+    assert many.output.endswith("; and 4997 more errors")
+    long = FunctionTool(total).call(json.dumps({"xs": [], "unit": "none"}))
+    assert long.output.startswith("Error: ValidationError: unit: Input should be 'unit0', 'unit1'") and len(long.output) < 400
+
+
+class _Frame:
+    def __repr__(self) -> str:
+        return "   a  b\n" + "0  1  2\n" * 5000
+
+
+def test_a_callable_without_a_name_is_named_on_one_short_line():
+    # the error showed the partial's repr, which held the whole table: thousands of lines
+    with pytest.raises(ToolSpecError) as err:
+        Toolset.resolve([functools.partial(_scaled, handle=_Frame())], {}, {})
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 200, message[:300]
+    assert message == "this partial has no usable name (''); pass tool(fn, name='...')"

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import math
 import signal
 import sys
 import typing
@@ -560,3 +561,56 @@ def test_any_final_answer_parses_or_is_one_line_error(value, noise, where):
         else:
             if not noise:
                 assert parsed == value
+
+
+class Search(pydantic.BaseModel):
+    query: str
+    within: float = math.inf
+
+
+def test_a_nan_or_infinite_default_is_not_shown_to_the_model():
+    # the section showed `"default":Infinity`, which is not JSON (the renderer refuses it in function parameters)
+    schema = ResponseFormat.from_user(Search).schema
+    assert schema["properties"]["within"] == {"type": "number"}
+    json.dumps(schema, allow_nan=False)
+    session = _session('<|channel|>final<|message|>{"query": "cafés"}<|return|>')
+    reply = session.ask("Find cafés", response_format=Search)
+    assert (reply.parsed, reply.errors) == (Search(query="cafés"), [])
+    assert '"within":{"type":"number"}' in session.export(response_format=Search)
+
+
+class _Table:
+    def __repr__(self) -> str:
+        return "   a  b\n" + "0  1  2\n" * 5000
+
+
+class _Loud:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize("wrong,shown", [
+    (_Table(), "not a b 0 1 ... 1 2 0 1 2"),  # --json df: the whole frame was the error message
+    ("x" * 5000, "not 'xxxxxx"),
+    (_Loud(), "not <_Loud instance at"),  # its repr's RuntimeError came out of `ask` instead of a TurnError
+    ('{"type": "object"}', """not '{"type": "object"}' (JSON text? pass json.loads(text))"""),
+], ids=["many-lines", "long-text", "broken-repr", "json-text"])
+def test_a_wrong_response_format_is_named_on_one_short_line(wrong, shown):
+    with pytest.raises(TurnError) as err:
+        _session('<|channel|>final<|message|>{}<|return|>').ask("?", response_format=wrong)
+    message = str(err.value)
+    assert message.startswith("response format: expected a pydantic model") and shown in message, message
+    assert "\n" not in message and len(message) < 200
+
+
+class Readings(pydantic.BaseModel):
+    values: list[int]
+
+
+def test_an_answer_with_many_mismatches_is_one_short_error():
+    # 300 wrong items made one error line of 24 000 characters in reply.errors (and the view)
+    reply = _session(f'<|channel|>final<|message|>{json.dumps({"values": ["a"] * 300})}<|return|>').ask(
+        "?", response_format=Readings)
+    [error] = reply.errors
+    assert error.startswith("the final answer does not match the schema: values.0: Input should be a valid integer")
+    assert error.endswith("; and 297 more errors") and len(error) < 1000, len(error)

@@ -25,7 +25,7 @@ from openai_harmony import ToolDescription
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..events import ToolCall
-from ..structured import describe_errors, docstring, typed_schema
+from ..structured import describe_errors, docstring, json_default, typed_schema
 from .base import Tool, ToolResult, interrupted
 from .python import ToolTimeout, alarm, truncate
 
@@ -39,26 +39,42 @@ class FunctionTool:
     def __init__(self, function: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> None:
         self.function = function
         self.name = name or getattr(function, "__name__", "")
-        if not self.name.isidentifier():
-            raise TypeError(f"{function!r} has no usable name ({self.name!r}); pass tool(fn, name='...')")
-        summary, documented = docstring(inspect.getdoc(function))
+        if not self.name.isidentifier():  # not its repr: a partial's holds its arguments' (a whole table)
+            raise TypeError(f"this {type(function).__name__} has no usable name ({self.name!r}); pass tool(fn, name='...')")
+        described = _described(function)
+        if inspect.iscoroutinefunction(described) or inspect.isasyncgenfunction(described):
+            raise TypeError(f"{self.name}: async functions cannot be function tools (calls run synchronously, "
+                            "outside any event loop); use a plain def")
+        summary, documented = docstring(inspect.getdoc(described))
         self.summary = description or summary
         try:
-            hints = typing.get_type_hints(function, include_extras=True)
-        except NameError as err:
-            raise TypeError(f"{self.name}: cannot resolve a type annotation ({err})") from None
+            parameters = inspect.signature(function).parameters.values()
+        except ValueError:  # a C function that does not say its signature (max, dict)
+            raise TypeError(f"{self.name} has no signature Python can read; wrap it in a def with "
+                            "type-annotated parameters") from None
+        try:
+            hints = typing.get_type_hints(described, include_extras=True)
+        except Exception as err:  # a string annotation that does not name or parse: NameError, SyntaxError ...
+            raise TypeError(f"{self.name}: cannot resolve a type annotation ({type(err).__name__}: {err})") from None
+        fixed = function.keywords if isinstance(function, functools.partial) else {}
         fields: dict[str, Any] = {}
-        self._positional: list[str] = []
-        for p in inspect.signature(function).parameters.values():
+        self._positional: list[tuple[str, Any]] = []  # positional-only parameters and their defaults
+        for p in parameters:
+            if p.name in fixed:  # set by the user's partial: not the model's to choose
+                continue
             if p.kind in _VARIADIC:
                 raise TypeError(f"{self.name}: parameter {p.name!r} is variadic (*args/**kwargs); the model needs named parameters")
+            if p.name == "self" and p.name not in hints:  # `@tool` on a method in a class body
+                raise TypeError(f"{self.name}: parameter 'self' is the method's object: make the tool from the "
+                                f"bound method, tool(obj.{self.name})")
             if p.name not in hints:
                 raise TypeError(f"{self.name}: parameter {p.name!r} has no type annotation; annotate it (e.g. {p.name}: str)")
             fields[p.name] = _field(hints[p.name], p.default, documented.get(p.name))
             if p.kind is inspect.Parameter.POSITIONAL_ONLY:
-                self._positional.append(p.name)
+                self._positional.append((p.name, p.default))
         self._arguments, self.parameters = self._schema(fields, hints)
-        functools.update_wrapper(self, function)  # type: ignore[arg-type]
+        # not the function's __dict__: a callable object's own `name` or `function` would replace this tool's
+        functools.update_wrapper(self, function, updated=())  # type: ignore[arg-type]
 
     def _schema(self, fields: dict[str, Any], hints: dict[str, Any]) -> tuple[pydantic.TypeAdapter, dict[str, Any]]:
         """The arguments' validator and the JSON schema the model is shown, from one pydantic adapter."""
@@ -98,22 +114,39 @@ class FunctionTool:
             return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}", time.perf_counter() - start)
         except (ValueError, TypeError, RecursionError) as err:  # JSONDecodeError is a ValueError; deep nesting recurses
             return ToolResult("error", f"Error: {type(err).__name__}: {err}", time.perf_counter() - start)
-        args = []
-        for name in self._positional:  # positional-only parameters, in order, up to the first one left out
-            if name not in kwargs:
-                break
-            args.append(kwargs.pop(name))
+        given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
+        # positional-only parameters, in order, up to the last one given; one left out before it gets its default
+        args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
+        ran = False  # an error after the function returned is JSON's: the call's side effects happened
         try:
             with alarm(timeout):  # a generator's body runs as its value is written: within the timeout too
                 value = _bounded(self.function(*args, **kwargs))
+                ran = True
                 output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
         except ToolTimeout as err:
             return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
         except KeyboardInterrupt:
             return dataclasses.replace(interrupted(""), seconds=time.perf_counter() - start)
         except BaseException as err:  # SystemExit too: the function's error goes back to the model, never up the stack
-            return ToolResult("error", truncate(f"Error: {type(err).__name__}: {err}"), time.perf_counter() - start)
+            note = "the function ran, but JSON cannot write what it returned: " if ran else ""
+            return ToolResult("error", truncate(_error_text(err, note)), time.perf_counter() - start)
         return ToolResult("done", truncate(output), time.perf_counter() - start)
+
+
+def _error_text(err: BaseException, note: str = "") -> str:
+    """`Error: Type: message`, also for an exception whose __str__ fails (it would raise out of the call)."""
+    try:
+        return f"Error: {type(err).__name__}: {note}{err}"
+    except Exception:
+        return f"Error: {type(err).__name__}: {note}(its message could not be read)"
+
+
+def _described(function: Callable[..., Any]) -> Callable[..., Any]:
+    """What holds a callable's annotations and docstring: a tool's or a partial's function, a callable
+    object's `__call__`."""
+    while isinstance(function, FunctionTool | functools.partial):
+        function = function.function if isinstance(function, FunctionTool) else function.func
+    return function if inspect.isroutine(function) or inspect.isclass(function) else type(function).__call__
 
 
 def _bounded(value: Any) -> Any:
@@ -140,7 +173,7 @@ def _field(annotation: Any, default: Any, documented: str | None) -> Any:
     extra = None
     if default is not inspect.Parameter.empty:
         with contextlib.suppress(PydanticSerializationError):
-            extra = {"default": to_jsonable_python(default)}
+            extra = {"default": json_default(default)}
     described = Annotated[(base, pydantic.Field(description=text, json_schema_extra=extra), *metadata)]  # type: ignore[valid-type]
     return (typing_extensions.Required if default is inspect.Parameter.empty else typing_extensions.NotRequired)[described]
 
