@@ -359,6 +359,9 @@ def test_resolve_tools():
         Toolset.resolve("data", ns, builtins)
     with pytest.raises(ToolSpecError, match="two different tools are named 'add'"):
         Toolset.resolve([add, tool(lambda: 0, name="add")], ns, builtins)
+    for twice in ("add,python,add", [add, add], [add, tool(add)]):  # one function listed twice is said so
+        with pytest.raises(ToolSpecError, match="^the tool 'add' is listed twice$"):
+            Toolset.resolve(twice, {**ns, "add": add}, builtins)
 
 
 def test_unknown_function_text_lists_the_available_ones():

@@ -123,8 +123,11 @@ class Toolset:
                 function = item if isinstance(item, FunctionTool) else FunctionTool(item)
             except TypeError as err:
                 raise ToolSpecError(str(err)) from None
-            if functions.get(function.name, function) is not function:
-                raise ToolSpecError(f"two different tools are named {function.name!r}")
+            known = functions.get(function.name)
+            if known is not None:
+                same = known.function is function.function  # the same function twice (add,add or [add, tool(add)])
+                raise ToolSpecError(f"the tool {function.name!r} is listed twice" if same
+                                    else f"two different tools are named {function.name!r}")
             functions[function.name] = function
         if functions:
             tools.append(Functions(functions.values(), timeout=timeout))
