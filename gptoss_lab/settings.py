@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import difflib
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -107,10 +108,19 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+# Keywords people write for a setting of another name (function tools are tools=[f]).
+_MEANT = {"functions": "tools", "function": "tools"}
+
+
 def _one_line(err: pydantic.ValidationError) -> str:
     problems = []
     for e in err.errors(include_url=False):
         field = ".".join(str(p) for p in e["loc"]) or "settings"
+        if e["type"] == "unexpected_keyword_argument":   # not its value: it may be a function, a DataFrame ...
+            meant = _MEANT.get(field) or next(iter(difflib.get_close_matches(field, Settings.names(), 1)), None)
+            problems.append(f"{field} is not a setting{f' (did you mean {meant}?)' if meant else ''}; "
+                            f"settings are {', '.join(Settings.names())}")
+            continue
         message = e["msg"][0].lower() + e["msg"][1:]
         message = message.replace("input should be", "must be").replace("value error, ", "")
         problems.append(f"{field} {message}, not {e['input']!r}" if "input" in e else f"{field}: {message}")

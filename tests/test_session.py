@@ -394,11 +394,24 @@ def test_a_bad_setting_for_load_is_refused_before_the_model_loads(monkeypatch):
 
     monkeypatch.setattr(LocalEngine, "from_pretrained", loading)
     for options, message in (({"effort": "max"}, "effort must be 'low', 'medium' or 'high', not 'max'"),
-                             ({"bogus": 1}, "bogus unexpected keyword argument")):
+                             ({"bogus": 1}, "^bogus is not a setting; settings are effort, ")):
         with pytest.raises(SettingsError, match=message):
             Session.load("tiny", session_options=options)
         with pytest.raises(SettingsError, match=message):
             Session.connect("http://127.0.0.1:9", session_options=options)
+
+
+def test_a_keyword_that_is_not_a_setting_names_the_one_meant():
+    """`Session(engine, functions=[f])` said "functions unexpected keyword argument, not [<function f at 0x…>]"."""
+    def f(x: int) -> int:
+        return x
+
+    engine = ReplayEngine("<|channel|>final<|message|>hi<|return|>")
+    for given, meant in (("functions", "tools"), ("tool", "tools"), ("temprature", "temperature")):
+        with pytest.raises(SettingsError) as err:
+            Session(engine, **{given: [f]})
+        assert str(err.value).startswith(f"{given} is not a setting (did you mean {meant}?); settings are effort, ")
+        assert "<function" not in str(err.value)
 
 
 def test_a_call_to_a_long_unknown_tool_name_is_noticed_in_one_short_line():
