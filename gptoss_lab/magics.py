@@ -53,6 +53,17 @@ def _given(value: str) -> str:
     return value
 
 
+def _negative_ablate(words: list[str]) -> list[str]:
+    """`--ablate -1:3` as `--ablate=-1:3`: argparse takes a value that starts with '-' for an option."""
+    out: list[str] = []
+    for word in words:
+        if out and out[-1] == "--ablate" and word[:1] == "-" and word[1:2].isdigit():
+            out[-1] = f"--ablate={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
                 "({name} inserts a variable's value, {{name}} writes {name} itself).",
@@ -64,7 +75,8 @@ def _cell_parser() -> _Parser:
     p.add_argument("--new", action="store_true", help="start a new conversation with this cell")
     p.add_argument("-o", "--output", dest="output", metavar="NAME", help="also keep the Reply in this variable")
     p.add_argument("--routing", "-r", action="store_true", help="record expert routing of every token")
-    p.add_argument("--ablate", metavar="L:E,...", help="disable experts E of layers L for this turn (e.g. 1:3,2:5)")
+    p.add_argument("--ablate", metavar="L:E,...", help="disable experts E of layers L for this turn (e.g. 1:3,2:5; "
+                   "-1:3 = the last layer)")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", metavar="N", help="max new tokens per model call")
     p.add_argument("--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, dest="top_p", metavar="P", help="nucleus sampling: keep the likeliest tokens "
@@ -216,7 +228,7 @@ class GptossMagics(Magics):
         try:
             if cell is None:
                 return self._command(_line_parser().parse_args(words or ["status"]))
-            return self._ask(_cell_parser().parse_args(words), cell)
+            return self._ask(_cell_parser().parse_args(_negative_ablate(words)), cell)
         except _HelpShown:
             return None
 

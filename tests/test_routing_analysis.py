@@ -306,3 +306,60 @@ def test_load_refuses_what_is_not_a_record(tmp_path):
     (tmp_path / "x").write_text("data")
     with pytest.raises(FileExistsError, match="not a routing record"):
         _record().save(tmp_path)
+
+
+def _meta(path: Path, **changes) -> None:
+    import json
+
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, **changes}))
+
+
+def _npz(path: Path) -> None:
+    """An .npz archive under a .npy name (np.load opens both)."""
+    with open(path, "wb") as file:
+        np.savez(file, np.arange(4))
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda p: _meta(p, num_experts=2), "experts.npy has expert 3, past the 2 experts meta.json says"),
+    (lambda p: _meta(p, layers=9), "experts.npy holds uint8 [4, 3, 2], not the integers [4, 9, 2] meta.json says"),
+    (lambda p: _meta(p, num_experts="4"), "meta.json has num_experts = '4', not a whole number ≥ 1"),
+    (lambda p: _meta(p, label_names=None), "meta.json's label_names is not a list of at most 255 texts"),
+    (lambda p: _meta(p, seconds="soon"), "meta.json has seconds = 'soon', not a number"),
+    (lambda p: np.save(p / "labels.npy", np.full(4, 7, np.uint8)), "labels.npy has label 7 of 2 label_names"),
+    (lambda p: np.save(p / "tokens.npy", np.arange(2, dtype=np.int32)),
+     "tokens.npy holds int32 [2], not the integers [4]"),
+    (lambda p: np.save(p / "tokens.npy", np.full(4, 2**30, np.int32)), "tokens.npy has token ids outside 0..201087"),
+    (lambda p: np.save(p / "experts.npy", np.zeros((4, 3, 2), np.float32)), "experts.npy holds float32 [4, 3, 2]"),
+    (lambda p: np.save(p / "tokens.npy", np.array([{}] * 4, object), allow_pickle=True),
+     "tokens.npy: Array can't be memory-mapped"),  # never unpickled
+    (lambda p: _npz(p / "tokens.npy"), "tokens.npy is not a .npy array"),
+    (lambda p: np.save(p / "offsets.npy", np.array([0, 9])), "offsets.npy does not split 4 tokens into documents"),
+    (lambda p: (p / "meta.json").write_text("{"), "meta.json: Expecting property name"),
+])
+def test_a_damaged_or_foreign_record_is_refused_in_one_line(tmp_path, damage, why):
+    """A record whose meta.json and columns disagree (another model's, a damaged or a hand-made one) is
+    refused on load with one line saying what is wrong: it loaded, then counted an expert id past the
+    record's expert count in the next layer's load (wrong numbers, no error), or failed deep inside an
+    analysis (IndexError, UFuncTypeError, OverflowError ...)."""
+    _record().save(tmp_path / "r")
+    damage(tmp_path / "r")
+    with pytest.raises(ValueError) as error:
+        load(tmp_path / "r").load()
+    assert str(error.value).startswith(f"{tmp_path / 'r'} is not a valid routing record: {why}")
+    assert "\n" not in str(error.value)
+
+
+def test_save_never_writes_over_a_folder_that_is_not_a_record(tmp_path):
+    """A folder with a meta.json of its own (a project's) is not a record: `save` refuses it in one line and
+    leaves it as it was (its meta.json was replaced by the record's, and .npy columns were written beside it)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "meta.json").write_text('{"name": "my project"}')
+    with pytest.raises(FileExistsError, match="exists and is not a routing record: choose another path"):
+        _record().save(project)
+    assert (project / "meta.json").read_text() == '{"name": "my project"}'
+    assert sorted(f.name for f in project.iterdir()) == ["meta.json"]
+    _record().save(tmp_path / "r")
+    assert len(load(_record().save(tmp_path / "r"))) == 4  # a record's own folder is written over

@@ -114,3 +114,44 @@ def test_one_line_errors(session):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about in a small run
         assert len(route([], session, progress=False)) == 0
+
+
+def test_a_top_k_intervention_streams_to_a_folder_too(session, tmp_path):
+    """Routed under `top_k(3)`, a corpus has 3 picks per layer in memory, in a folder given with `path=` and
+    past `memory_limit` alike: the folder's columns were made for the model's top-2 ("routing of
+    [layers, k] = [4, 3] does not fit this record's [4, 2]")."""
+    from gptoss_lab.routing import top_k
+
+    texts = ["hello world", "a b c"]
+    with top_k(3).apply(session):
+        kept = route(texts, session, progress=False)
+        stored = route(texts, session, progress=False, path=tmp_path / "c")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "streaming it to ..."
+            spilled = route(texts, session, progress=False, memory_limit=10)
+    for corpus in (kept, stored, spilled):
+        assert corpus.combined.top_k == 3 and len(corpus.combined) == 5
+        np.testing.assert_array_equal(corpus.combined.experts, kept.combined.experts)
+    assert Corpus.load(tmp_path / "c").combined.top_k == 3
+
+
+def test_a_corpus_of_empty_texts_keeps_the_model_shape(session, tmp_path):
+    """Empty texts have no tokens, yet the corpus is still one of the model's 4 layers × top-2 (it said
+    "0 tokens × 0 layers × top-0", and its expert cards "this record has layers 0..-1")."""
+    corpus = route(["", ""], session, progress=False)
+    assert repr(corpus).startswith("Corpus(2 texts, 0 tokens × 4 layers × top-2 of 8 experts")
+    assert corpus.combined.expert_card(3, 7).picks == 0
+    assert repr(Corpus.load(corpus.save(tmp_path / "c"))).startswith("Corpus(2 texts, 0 tokens × 4 layers × top-2")
+
+
+def test_records_go_to_the_home_folder_for_a_path_with_a_tilde(session, tmp_path, monkeypatch):
+    """`save("~/runs/a")` writes under the home folder (it made a folder named "~" in the working folder)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    corpus = route(["hello world"], session, progress=False)
+    assert corpus.save("~/runs/a") == tmp_path / "home" / "runs" / "a"
+    assert Corpus.load("~/runs/a").combined.tokens.tolist() == corpus.combined.tokens.tolist()
+    assert corpus.combined.save("~/runs/b") == tmp_path / "home" / "runs" / "b"
+    stored = route(["hello world"], session, progress=False, path="~/runs/c")
+    assert stored.meta["path"] == str(tmp_path / "home" / "runs" / "c")
+    assert not (tmp_path / "~").exists()

@@ -68,6 +68,17 @@ def test_parse_ablate():
         parse_ablate("4:1").plan(4)
 
 
+def test_negative_layers_count_from_the_last_as_in_python():
+    """`--ablate -1:3` disables expert 3 of the last layer (it was refused as "not '-1:3'"); beyond the
+    first layer, one line says which layers there are."""
+    assert parse_ablate("-1:3").plan(4) == {3: LayerEdit(disabled=frozenset({3}))}
+    assert (parse_ablate("-4:1") | disable({-1: [2]}) | top_k(3, layers=[-2])).plan(4) == {
+        0: LayerEdit(disabled=frozenset({1})), 3: LayerEdit(disabled=frozenset({2})), 2: LayerEdit(top_k=3)}
+    with pytest.raises(ValueError) as error:
+        parse_ablate("-5:1").plan(4)
+    assert str(error.value) == "this model has layers 0..3 (-1 = the last): there is no layer -5"
+
+
 def test_ablate_mistakes_are_settings_errors_and_huge_ranges_are_refused_at_once():
     """`%%gptoss --ablate` shows a SettingsError as one line (any other error is a traceback); an expert
     beyond what a record can hold is refused before a set of that many ids is built."""
@@ -162,7 +173,7 @@ def test_session_ask_intervene(session, baseline):
 
 def test_check_says_in_one_line_what_the_loaded_model_does_not_have(session):
     assert set(parse_ablate("*:0").check(session)) == {0, 1, 2, 3}
-    for spec, message in (("9:1", "this model has layers 0..3: there is no layer 9"),
+    for spec, message in (("9:1", r"this model has layers 0..3 \(-1 = the last\): there is no layer 9"),
                           ("1:8", "layer 1 has experts 0..7: there is no expert 8")):
         with pytest.raises(ValueError, match=message):
             parse_ablate(spec).check(session)

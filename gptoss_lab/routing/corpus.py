@@ -87,7 +87,7 @@ class Corpus(Sequence[Routing]):
         r = self.combined
         with RecordWriter(path, layers=r.layers, top_k=r.top_k, num_experts=r.num_experts, meta=self.meta) as writer:
             writer.append(r, self.lengths.tolist(), self.doc_labels)
-        return Path(path)
+        return writer.path
 
     @classmethod
     def load(cls, path: str | Path) -> Corpus:
@@ -233,12 +233,20 @@ class _Store:
     def __init__(self, config: Any, path: str | Path | None, memory_limit: int, name: str | None) -> None:
         self.config, self.limit = config, memory_limit
         self.meta = {"model": name} if name else {}
-        self.routing = Routing(num_experts=int(config.num_local_experts))
+        self.routing = self._empty()
         self.lengths: list[int] = []
         self.labels: list[str | None] = []
         self.writer: RecordWriter | None = None
         if path is not None:
-            self._open(Path(path))
+            self._open(Path(path).expanduser())
+
+    def _empty(self) -> Routing:
+        """No tokens yet, in the model's shape: a corpus of empty texts still has the model's layers and top-k
+        (it said "0 layers × top-0"); the first tokens routed set the top-k (an intervention may change it)."""
+        shape = (0, int(self.config.num_hidden_layers), int(self.config.num_experts_per_tok))
+        routing = Routing(num_experts=int(self.config.num_local_experts))
+        routing.append([], np.zeros(shape, np.int16), np.zeros(shape, np.float32))
+        return routing
 
     def _open(self, path: Path) -> None:
         self.meta["path"] = str(path)
@@ -247,7 +255,7 @@ class _Store:
                                    num_experts=int(self.config.num_local_experts), meta=self.meta)
 
     def add(self, routing: Routing, label: str | None) -> None:
-        if len(routing) and self.routing.layers and routing.experts.shape[1:] != self.routing.experts.shape[1:]:
+        if len(routing) and len(self.routing) and routing.experts.shape[1:] != self.routing.experts.shape[1:]:
             raise ValueError("the model's routing changed shape between texts (an intervention on top-k?)")
         if len(routing):
             self.routing.append(routing.tokens, routing.experts, routing.weights, routing.labels)
@@ -270,7 +278,7 @@ class _Store:
     def _spill(self) -> None:
         assert self.writer is not None
         self.writer.append(self.routing, self.lengths, self.labels)
-        self.routing = Routing(num_experts=int(self.config.num_local_experts))
+        self.routing = self._empty()
         self.lengths, self.labels = [], []
 
     def finish(self, seconds: float) -> Corpus:

@@ -26,7 +26,7 @@ from .analysis import Table, result_table, whole
 from .record import MAX_EXPERT, Routing, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
-_ITEM = re.compile(r"^\s*(\*|\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
+_ITEM = re.compile(r"^\s*(\*|-?\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,13 @@ class Intervention:
         return Intervention(tuple(merged.items()))
 
     def plan(self, layers: int) -> dict[int, LayerEdit]:
-        """Per-layer edits for a model of `layers` layers (edits for every layer merged into each)."""
+        """Per-layer edits for a model of `layers` layers (edits for every layer merged into each; a negative
+        layer counts from the last, as in Python)."""
         plan: dict[int, LayerEdit] = {}
         for layer, edit in self.edits:
-            if layer is not ALL and not 0 <= layer < layers:
-                raise ValueError(f"this model has layers 0..{layers - 1}: there is no layer {layer}")
-            for target in range(layers) if layer is ALL else [layer]:
+            if layer is not ALL and not -layers <= layer < layers:
+                raise ValueError(f"this model has layers 0..{layers - 1} (-1 = the last): there is no layer {layer}")
+            for target in range(layers) if layer is ALL else [layer % layers]:
                 plan[target] = _merge(plan[target], edit, target) if target in plan else edit
         return plan
 
@@ -170,7 +171,7 @@ def _per_layer(spec: Mapping[int | None, Iterable[int] | int] | Iterable[tuple[i
 
 def disable(spec: Any, *, replace: bool = True) -> Intervention:
     """Routers may not choose these experts: `{layer: [experts]}`, `[(layer, expert), ...]` or
-    "L:E,..." (layer `None` or "*" = every layer). `replace=True`: the router's next choice takes
+    "L:E,..." (layer `None` or "*" = every layer, -1 the last). `replace=True`: the router's next choice takes
     the place (renormalised over the new top-k); `replace=False`: the slot stays empty and the other
     gate weights are renormalised."""
     return Intervention(tuple((layer, LayerEdit(disabled=experts, replace=replace))
@@ -194,7 +195,8 @@ def top_k(k: int, layers: Iterable[int] | None = None) -> Intervention:
 
 def parse_ablate(text: str) -> Intervention:
     """`--ablate` text to an Intervention that disables experts: "LAYER:EXPERT,..." with "*" for
-    every layer and "A-B" for a range of experts, e.g. "1:3,2:5" or "*:0-3". Bad text raises
+    every layer, negative layers counted from the last as in Python, and "A-B" for a range of experts,
+    e.g. "1:3,2:5", "-1:3" or "*:0-3". Bad text raises
     SettingsError (a ValueError) with a one-line message for the user."""
     experts: dict[int | None, set[int]] = {}
     items = [item for item in text.split(",") if item.strip()]

@@ -329,7 +329,7 @@ class Routing:
         `gptoss_lab.routing.load(path)`."""
         with RecordWriter(path, layers=self.layers, top_k=self.top_k, num_experts=self.num_experts) as writer:
             writer.append(self)
-        return Path(path)
+        return writer.path
 
     # ------------------------------------------------------------ display
 
@@ -449,24 +449,31 @@ class RecordWriter:
 
     def __init__(self, path: str | Path, *, layers: int, top_k: int, num_experts: int,
                  meta: dict[str, Any] | None = None) -> None:
-        self.path = Path(path)
-        reusable = self.path.is_dir() and (not any(self.path.iterdir()) or (self.path / "meta.json").is_file())
+        self.path = Path(path).expanduser()  # "~/runs/a" is in the home folder, not a folder "~" here
+        reusable = self.path.is_dir() and (not any(self.path.iterdir()) or _is_record(self.path))
         if self.path.exists() and not reusable:
             raise FileExistsError(f"{self.path} exists and is not a routing record: choose another path")
         self.path.mkdir(parents=True, exist_ok=True)
-        self.layers, self.top_k, self.num_experts = layers, top_k, num_experts
+        self.num_experts = num_experts
         self.meta = dict(meta or {})
         self.names: list[str] = []
         self.ends: list[int] = []
         self.doc_labels: list[str | None] = []
         self.empty_slots = False
-        wide = (layers, top_k)
-        self.columns = {
-            "tokens": _Column(self.path / "tokens.npy", "<i4", ()),
-            "experts": _Column(self.path / "experts.npy", "u1" if num_experts < 255 else "<u2", wide),
-            "weights": _Column(self.path / "weights.npy", "<u2", wide),
-            "labels": _Column(self.path / "labels.npy", "u1", ()),
-        }
+        self.columns = {"tokens": _Column(self.path / "tokens.npy", "<i4", ()),
+                        "labels": _Column(self.path / "labels.npy", "u1", ())}
+        self._wide(layers, top_k)
+
+    def _wide(self, layers: int, top_k: int) -> None:
+        """(Re)start the [layers, k] columns: until tokens are written, the first routing appended sets their
+        shape (a top-k intervention routes with another k than the model's)."""
+        for name in ("experts", "weights"):
+            if name in self.columns:
+                self.columns[name].file.close()
+        self.layers, self.top_k = layers, top_k
+        self.columns["experts"] = _Column(self.path / "experts.npy", "u1" if self.num_experts < 255 else "<u2",
+                                          (layers, top_k))
+        self.columns["weights"] = _Column(self.path / "weights.npy", "<u2", (layers, top_k))
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -485,8 +492,10 @@ class RecordWriter:
         if sum(lengths) != len(routing):
             raise ValueError(f"document lengths add up to {sum(lengths)}, not {len(routing)} tokens")
         if len(routing) and routing.experts.shape[1:] != (self.layers, self.top_k):
-            raise ValueError(f"routing of [layers, k] = {list(routing.experts.shape[1:])} does not fit this "
-                             f"record's {[self.layers, self.top_k]}")
+            if self.columns["experts"].rows:
+                raise ValueError(f"routing of [layers, k] = {list(routing.experts.shape[1:])} does not fit this "
+                                 f"record's {[self.layers, self.top_k]}")
+            self._wide(*routing.experts.shape[1:])
         remap = np.asarray([self._name(name) for name in routing.label_names] or [0], np.uint8)
         ids = self.columns["experts"].dtype
         for start in range(0, len(routing), _WRITE_ROWS):  # in slices: bounded memory for any record
@@ -522,6 +531,15 @@ class RecordWriter:
         (self.path / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
+def _is_record(path: Path) -> bool:
+    """Whether the folder holds a routing record, the only folder written over (any meta.json was: a project's own)."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
 def load(path: str | Path) -> Routing:
     """A record folder (from `Routing.save`, `Corpus.save` or `route(..., path=)`), memory-mapped:
     all its tokens as one Routing (`Corpus.load` keeps the texts apart)."""
@@ -529,20 +547,78 @@ def load(path: str | Path) -> Routing:
 
 
 def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None], dict[str, Any]]:
-    """(all tokens as one memory-mapped Routing, document offsets, document labels, meta) of a record folder."""
-    path = Path(path)
+    """(all tokens as one memory-mapped Routing, document offsets, document labels, meta) of a record folder.
+
+    Everything is checked against meta.json before use (a one-line ValueError says what is wrong): a
+    file from another model, a damaged or hand-made one must not be counted as something else (an expert
+    id past the record's expert count was counted in the next layer's load)."""
+    path = Path(path).expanduser()
     try:
         meta = json.loads((path / "meta.json").read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} is not a routing record (no meta.json): save one with Routing.save or route(..., path=)") from None
-    if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a valid routing record: meta.json: {error}") from None
+    meta = meta if isinstance(meta, dict) else {}
+    if meta.get("format") != FORMAT or not isinstance(meta.get("version", 0), int) or meta.get("version", 0) > VERSION:
         raise ValueError(f"{path} holds {meta.get('format')} version {meta.get('version')}, "
                          f"not a {FORMAT} record this gptoss_lab can read (version ≤ {VERSION})")
-    columns = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ("tokens", "experts", "weights", "labels")}
+    columns = {name: _column(path, name) for name in ("tokens", "experts", "weights", "labels", "offsets")}
+    _check_record(meta, columns, lambda why: ValueError(f"{path} is not a valid routing record: {why}"))
     experts = columns["experts"]
     if meta.get("empty_slots"):  # the all-ones id stands for an empty slot (-1)
         empty = np.iinfo(experts.dtype).max
         experts = np.where(experts == empty, np.int16(-1), experts.astype(np.int16))
     routing = Routing.from_arrays(columns["tokens"], experts, columns["weights"], columns["labels"],
                                   meta["label_names"], num_experts=meta["num_experts"])
-    return routing, np.load(path / "offsets.npy"), list(meta["doc_labels"]), meta
+    return routing, np.array(columns["offsets"]), list(meta["doc_labels"]), meta  # a copy: np.save rewrites the file
+
+
+def _column(path: Path, name: str) -> np.ndarray:
+    """One .npy column, memory-mapped (never unpickled: object arrays are refused)."""
+    try:
+        column = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a valid routing record: {name}.npy: {error}") from None
+    if not isinstance(column, np.ndarray):  # an .npz archive answers np.load too
+        raise ValueError(f"{path} is not a valid routing record: {name}.npy is not a .npy array")
+    return column
+
+
+def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Callable[[str], Exception]) -> None:
+    """Raise `bad(why)` unless the columns have the shapes, types and values meta.json says."""
+    sizes = {key: meta.get(key) for key in ("tokens", "documents", "layers", "top_k", "num_experts")}
+    for key, value in sizes.items():
+        least = 1 if key == "num_experts" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise bad(f"meta.json has {key} = {value!r}, not a whole number ≥ {least}")
+    if isinstance(meta.get("seconds", 0), bool) or not isinstance(meta.get("seconds", 0), (int, float)):
+        raise bad(f"meta.json has seconds = {meta['seconds']!r}, not a number")  # what Corpus shows
+    names, doc_labels = meta.get("label_names"), meta.get("doc_labels")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names) or len(names) > 255:
+        raise bad("meta.json's label_names is not a list of at most 255 texts")
+    if not isinstance(doc_labels, list) or len(doc_labels) != sizes["documents"]:
+        raise bad(f"meta.json's doc_labels is not a list of {sizes['documents']} labels (one per document)")
+    n, wide = sizes["tokens"], (sizes["layers"], sizes["top_k"])
+    for name, shape in (("tokens", (n,)), ("experts", (n, *wide)), ("weights", (n, *wide)), ("labels", (n,)),
+                        ("offsets", (sizes["documents"] + 1,))):
+        column = columns[name]
+        if column.dtype.kind not in "iu" or column.shape != shape or (name == "weights" and column.dtype != np.uint16):
+            raise bad(f"{name}.npy holds {column.dtype} {list(column.shape)}, not the integers {list(shape)} "
+                      f"meta.json says")
+    offsets = np.asarray(columns["offsets"])
+    if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+        raise bad(f"offsets.npy does not split {n} tokens into documents")
+    empty = np.iinfo(columns["experts"].dtype).max if meta.get("empty_slots") else None
+    for start in range(0, n, _WRITE_ROWS):  # in slices: bounded memory for any record
+        end = start + _WRITE_ROWS
+        tokens, labels = columns["tokens"][start:end], columns["labels"][start:end]
+        experts = columns["experts"][start:end]
+        top = int((experts if empty is None else np.where(experts == empty, 0, experts)).max())
+        if tokens.min() < 0 or tokens.max() >= harmony.VOCAB_SIZE:
+            raise bad(f"tokens.npy has token ids outside 0..{harmony.VOCAB_SIZE - 1} (the Harmony vocabulary)")
+        if labels.max() >= len(names):
+            raise bad(f"labels.npy has label {int(labels.max())} of {len(names)} label_names")
+        if top >= sizes["num_experts"]:
+            raise bad(f"experts.npy has expert {top}, past the {sizes['num_experts']} experts meta.json says "
+                      f"(a record of another model?)")

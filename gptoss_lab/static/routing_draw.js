@@ -32,10 +32,18 @@ function expertPalette(E) {
   return pal;
 }
 
+// Control, direction and zero-width characters of a token, written out (\u202e) as the kernel's repr() does:
+// obeyed, one reversed the tooltip and panel after it, or showed as nothing.
+const HIDDEN_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/g;
+
+function revealed(s) { return s.replace(HIDDEN_CHARS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`); }
+
 function shownText(s) {
-  // A token as a reader can see it on one line: newlines, tabs and edge spaces made visible.
-  return (s || "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣").replace(/ $/, "␣");
+  // A token as a reader can see it on one line: newlines, tabs, edge spaces and other controls made visible.
+  return revealed((s || "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣").replace(/ $/, "␣"));
 }
+
+function quoted(s) { return revealed(JSON.stringify(s || "")); } // a token in quotes, escaped as JSON and the rest
 
 function sizeCanvas(canvas, width, height) {
   // The canvas fills its box's width (CSS); its buffer follows at the device pixel ratio.
@@ -227,7 +235,7 @@ function swatch(color) {
 
 function tipRows(data, t, l) {
   // Tooltip content for token t at layer l: the token, its channel, and its top-k experts and weights.
-  const rows = [h("div", "gr-tip-title", `#${t} ${JSON.stringify(data.strings[t])} · ${data.labels[t] || "…"} · layer ${l}`)];
+  const rows = [h("div", "gr-tip-title", `#${t} ${quoted(data.strings[t])} · ${data.labels[t] || "…"} · layer ${l}`)];
   for (let r = 0; r < data.k; r++) {
     const i = (t * data.L + l) * data.k + r, e = data.experts[i];
     if (e === EMPTY_SLOT) continue;
@@ -246,7 +254,7 @@ function tokenPanel(data, t, onExpert, onClose) {
   const close = h("button", "gr-close", "×");
   close.title = "Close";
   close.addEventListener("click", onClose);
-  head.append(h("span", "", `Token ${t} `), h("code", "gr-token", JSON.stringify(data.strings[t])),
+  head.append(h("span", "", `Token ${t} `), h("code", "gr-token", quoted(data.strings[t])),
               h("span", "gr-label", data.labels[t] || "…"), h("span", "gr-hint", "click an expert for its card"), close);
   const table = h("div", "gr-panel-table");
   table.style.gridTemplateColumns = `auto repeat(${data.k}, minmax(70px, 1fr))`;

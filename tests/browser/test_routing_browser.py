@@ -202,3 +202,47 @@ def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
     assert abs(canvas.bounding_box()["width"] - (narrow - 18)) < 4
     root.screenshot(path="/tmp/gptoss_lab-routing-narrow.png")
     print(f"redraw at 32 px/token: {zoomed_ms} ms")
+
+
+HOSTILE_TEXT = "a\u202eevil x\u200by \x1b<img src=x onerror=window.__pwned=1>"
+HOSTILE = f"""
+import numpy as np
+from gptoss_lab import harmony
+from gptoss_lab.routing import Routing
+ids = harmony.encode_text({HOSTILE_TEXT!r})
+hidden = [i for i, t in enumerate(ids) if harmony.decode([t]) in ("\\u202e", "\\u200b", "\\x1b")]
+experts = np.tile([[0, 1], [2, 1]], (len(ids), 1, 1))
+experts[hidden, 1] = [3, 0]  # expert 3 of layer 1: the hidden characters' (its card lists them)
+routing = Routing(ids, experts, np.full((len(ids), 2, 2), 0.5), ["user"] * len(ids), num_experts=4)
+view = routing.view()
+view
+"""
+
+
+def test_control_and_direction_characters_in_tokens_are_written_out(lab_notebook):
+    """A token that is U+202E (right-to-left override), U+200B (zero width) or ESC shows as \\u202e in the
+    tooltip, the token panel and the expert card: obeyed, the override reversed the rest of the tooltip
+    line and of the panel's title, and the others showed as nothing. Markup stays text."""
+    page = lab_notebook([HOSTILE], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
+    from gptoss_lab import harmony
+
+    tokens = len(harmony.encode_text(HOSTILE_TEXT))
+    cell = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth") / tokens
+    x, y = GUTTER + 1.5 * cell, 11 + 8  # token 1 (U+202E), layer 0 (rows are 16 px at 2 layers)
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    tooltip = page.locator(".gptoss-routing .gr-tooltip")
+    tooltip.wait_for(state="visible", timeout=5_000)
+    assert tooltip.locator(".gr-tip-title").inner_text() == '#1 "\\u202e" · user · layer 0'
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.locator(".gptoss-routing .gr-panel.gr-open").wait_for(timeout=5_000)
+    assert page.locator(".gptoss-routing .gr-panel .gr-token").inner_text() == '"\\u202e"'
+    page.locator(".gptoss-routing .gr-pick").nth(2).click()  # its layer-1 top-1: expert 3
+    card = page.locator(".gptoss-routing .gr-card.gr-open")
+    card.locator(":text('chosen most for')").wait_for(timeout=20_000)
+    shown = card.locator(".gr-token").all_inner_texts()
+    assert sorted(shown) == ["\\u001b", "\\u200b", "\\u202e"], shown
+    text = page.locator(".gptoss-routing").inner_text()
+    assert not {"\u202e", "\u200b", "\x1b"} & set(text), text
+    assert page.locator(".gptoss-routing img").count() == 0 and page.evaluate("() => window.__pwned") is None
+
