@@ -105,8 +105,9 @@ def test_one_line_errors(session):
 
     with pytest.raises(ValueError, match="has none: load one"):
         route(["x"], ReplayEngine("<|channel|>final<|message|>hi<|return|>"), progress=False)
-    with pytest.raises(ValueError, match="batch_size"):
-        route(["x"], session, batch_size=0)
+    for bad in (0, 2.5, True, "8"):  # 2.5 was a TypeError from range(), True was taken as 1
+        with pytest.raises(ValueError, match=f"^batch_size must be a whole number of texts ≥ 1, not {bad!r}$"):
+            route(["x"], session, batch_size=bad)
     with pytest.raises(ValueError, match="one label per text"):
         route(["x", "y"], session, labels=["a"])
     with pytest.raises(TypeError, match=r"route takes a list of texts, not one text: route\(\[text\], model\)"):

@@ -167,3 +167,15 @@ def test_a_saved_notebook_keeps_the_picture_of_a_live_view():
     (output,) = nb.cells[0].outputs
     assert output.data["text/plain"].startswith("Routing(3 tokens × 4 layers")
     assert output.data["image/png"] and "application/vnd.jupyter.widget-view+json" in output.data
+
+
+def test_a_figure_of_a_record_with_no_tokens_says_so():
+    """`Routing().figure()` raised IndexError; a shaped empty record warned 'identical low and high xlims'."""
+    import warnings
+
+    shaped = Routing([], np.zeros((0, 4, 2), int), np.zeros((0, 4, 2)), [], num_experts=8)
+    for routing in (Routing(), shaped):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            figure = routing.figure()
+        assert [t.get_text() for t in figure.axes[0].texts] == ["no tokens recorded"]

@@ -130,8 +130,8 @@ def route(
 
     if isinstance(items, str):  # would be routed as one text per character
         raise TypeError("route takes a list of texts, not one text: route([text], model)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of texts ≥ 1, not {batch_size!r}")
     engine, net = model_of(model)
     items = list(items)
     if labels is not None and len(labels) != len(items):

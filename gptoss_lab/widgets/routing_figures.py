@@ -58,6 +58,12 @@ def _figure(width: float, height: float) -> Any:
 def _grid(ax: Any, routing: Any, channel: str | None) -> None:
     """Top-1 expert per token (x) and layer (y), other channels greyed; long records sampled."""
     n = len(routing)
+    ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10,
+                 parse_math=False)
+    if not n:  # an empty grid says so (no columns: imshow failed on a record without layers, warned on one with)
+        ax.text(0.5, 0.5, "no tokens recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([]), ax.set_yticks([])
+        return
     step = max(1, -(-n // _MAX_COLUMNS))
     top1 = np.asarray(routing.experts[::step, :, 0]).T.astype(float)
     top1[top1 < 0] = np.nan
@@ -68,8 +74,6 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
               vmax=max(routing.num_experts, 1) - 0.5, extent=(-0.5, n - 0.5, routing.layers - 0.5, -0.5))
     ax.set_xlabel("token" + (f" (one in {step} shown)" if step > 1 else ""))
     ax.set_ylabel("layer")
-    ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10,
-                 parse_math=False)
 
 
 def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | None) -> None:
