@@ -324,11 +324,19 @@ def _class_summary(cls: Any) -> str | None:
 def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
     _strict_json(body)  # pydantic reads 1e999 as inf
     try:
-        return adapter.validate_json(body)
+        value = adapter.validate_json(body)
     except pydantic.ValidationError as err:
         if any(e["type"] == "json_invalid" for e in err.errors()):
             raise StructuredOutputError(f"the final answer is not valid JSON: {err.errors()[0]['msg']}") from None
         raise StructuredOutputError(f"the final answer does not match the schema: {describe_errors(err)}") from None
+    try:
+        json.dumps(to_jsonable_python(value, fallback=str), allow_nan=False)
+    except ValueError:  # NaN or infinity: a default (`within: float = math.inf`), or lax mode read the string
+        with contextlib.suppress(pydantic.ValidationError):   # "nan" as a float NaN, which JSON has not
+            return adapter.validate_json(body, strict=True)
+        raise StructuredOutputError("the final answer does not match the schema: a number is NaN or infinity "
+                                    "(written as a string)") from None
+    return value
 
 
 def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[str], Any]]:
@@ -378,9 +386,15 @@ def _strict_json(body: str) -> Any:
     """The answer as JSON, or a one-line StructuredOutputError: no NaN/Infinity, no number too large for a float,
     no integer over Python's digit limit, no nesting past the recursion limit."""
     try:
-        return json.loads(body, parse_constant=_not_json, parse_float=_finite)
+        return json_value(body)
     except (ValueError, RecursionError) as err:  # JSONDecodeError; digits over the int limit; nesting
         raise StructuredOutputError(f"the final answer is not valid JSON: {_one_line(str(err))[:300]}") from None
+
+
+def json_value(text: str) -> Any:
+    """`text` as JSON has it (ValueError or RecursionError otherwise): Python's json module also reads NaN,
+    Infinity and 1e999 (as inf), which are not JSON and which a model's answer or arguments must not carry."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite)
 
 
 def _not_json(constant: str) -> Any:

@@ -211,6 +211,10 @@ def test_call_validates_converts_and_returns_json():
     ('{"city": "Paris", "units": "kelvin"}', "Error: ValidationError: units: Input should be 'celsius' or 'fahrenheit'"),
     ('{"city": "Paris", "near": {"lat": "north"}}', "Error: ValidationError: near.lat: Input should be a valid number"),
     ('{"city": "Paris", "country": "FR"}', "Error: ValidationError: country: Extra inputs are not permitted"),
+    # not JSON, though Python's json module reads them (the function got lat=nan / inf)
+    ('{"city": "Paris", "near": {"lat": NaN}}', "Error: JSONDecodeError: NaN is not a JSON value"),
+    ('{"city": "Paris", "near": {"lat": -Infinity}}', "Error: JSONDecodeError: -Infinity is not a JSON value"),
+    ('{"city": "Paris", "near": {"lat": 1e999}}', "Error: ValueError: the number 1e999 is too large"),
 ])
 def test_bad_arguments_come_back_as_errors_naming_the_field(arguments, expected):
     result = get_weather.call(arguments)

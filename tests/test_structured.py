@@ -463,6 +463,16 @@ def test_a_typed_format_refuses_a_number_too_large_for_a_float(kind, number):
     assert (fine if kind is float else fine.value) == 1e308
 
 
+@pytest.mark.parametrize("kind", [_Reading, _Sample, float], ids=["pydantic", "dataclass", "float"])
+@pytest.mark.parametrize("number", ['"nan"', '"-Infinity"', '"inf"'])
+def test_a_typed_format_refuses_nan_or_infinity_written_as_a_string(kind, number):
+    """pydantic's lax mode reads the string "nan" as a float NaN: the Reply carried value=nan, which JSON has not."""
+    text = number if kind is float else '{"value": %s}' % number
+    with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: .*NaN or infinity"):
+        ResponseFormat.from_user(kind).parse(text)
+    assert ResponseFormat.from_user(kind).parse("2.5" if kind is float else '{"value": "2.5"}') is not None
+
+
 def test_a_mismatch_is_one_short_line_however_long_the_enum_or_the_answer():
     enum = {"enum": list(range(100_000))}
     with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: answer: 'x' is not one of") as err:

@@ -25,7 +25,7 @@ from openai_harmony import ToolDescription
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..events import ToolCall
-from ..structured import describe_errors, docstring, json_default, typed_schema
+from ..structured import describe_errors, docstring, json_default, json_value, typed_schema
 from .base import Tool, ToolResult, interrupted
 from .python import ToolTimeout, alarm, truncate
 
@@ -106,7 +106,7 @@ class FunctionTool:
         """Run the function on the model's JSON arguments; the result or the error, as text for the model."""
         start = time.perf_counter()
         try:
-            raw = json.loads(arguments) if arguments.strip() else {}
+            raw = json_value(arguments) if arguments.strip() else {}
             if not isinstance(raw, dict):
                 raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
             kwargs = dict(self._arguments.validate_python(raw))
