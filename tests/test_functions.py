@@ -268,13 +268,36 @@ def test_endless_iterators_returned_by_a_function_are_cut_not_looped_forever():
 
         result = numbers.call("{}", timeout=5)
         print(result.status); print(result.output[:40]); print(result.output[-120:])
+
+        import dataclasses, pydantic  # also inside a dataclass or a pydantic model (it looped until MemoryError)
+
+        @dataclasses.dataclass
+        class Rows:
+            rows: object
+            name: str = "r"
+
+        class Model(pydantic.BaseModel, arbitrary_types_allowed=True):
+            rows: object
+            inner: Rows
+
+        @tool
+        def wrapped() -> object:
+            \"\"\"Rows.\"\"\"
+            return [Rows(itertools.count()), Model(rows=itertools.repeat(1), inner=Rows(iter("xyz")))]
+
+        result = wrapped.call("{}", timeout=5)
+        print(result.status); print(result.output[:40]); print(result.output[-100:])
+        plain = tool(lambda: Rows([1, 2]), name="plain").call("{}")  # nothing to cut: as before
+        print(plain.output)
     """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-500:]
-    status, head, tail = done.stdout.splitlines()
+    status, head, tail, status2, head2, tail2, plain = done.stdout.splitlines()
     assert status == "done"
     assert head.startswith('{"n": [0, 1, 2, 3, 4, 5,')
     assert tail.endswith('"... (more items not read: the function returned an iterator; read 1000)"], "few": ["a", "b"]}')
+    assert status2 == "done" and head2.startswith('[{"rows": [0, 1, 2, 3, 4,')
+    assert tail2.endswith('read 1000)"], "inner": {"rows": ["x", "y", "z"], "name": "r"}}]') and plain == '{"rows": [1, 2], "name": "r"}'
 
 
 def test_a_datetime_parameter_is_described_and_validated_by_the_same_adapter():

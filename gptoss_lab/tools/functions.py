@@ -150,18 +150,28 @@ def _described(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _bounded(value: Any) -> Any:
-    """`value` with every iterator in it (also inside dicts, lists, tuples and sets) read into a list of at
-    most MAX_ITEMS items: serializing `itertools.count()` would loop in C, where no timeout or Ctrl-C
-    reaches, until memory runs out. A cut list ends with a string saying so."""
+    """`value` with every iterator in it (also inside dicts, lists, tuples, sets, dataclasses and pydantic
+    models) read into a list of at most MAX_ITEMS items: serializing `itertools.count()` would loop in C,
+    where no timeout or Ctrl-C reaches, until memory runs out. A cut list ends with a string saying so.
+    What holds no iterator is returned as it is (a model keeps its own serializer)."""
     if isinstance(value, Iterator):
         items = list(itertools.islice(value, MAX_ITEMS + 1))
         more = [f"... (more items not read: the function returned an iterator; read {MAX_ITEMS})"]
         return [_bounded(item) for item in items[:MAX_ITEMS]] + (more if len(items) > MAX_ITEMS else [])
     if isinstance(value, dict):
-        return {key: _bounded(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_bounded(item) for item in value]
-    return value
+        pairs = list(value.items())
+    elif isinstance(value, list | tuple | set | frozenset):
+        pairs = list(enumerate(value))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        pairs = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    elif isinstance(value, pydantic.BaseModel):
+        pairs = [(name, getattr(value, name)) for name in type(value).model_fields]
+    else:
+        return value
+    bounded = [(key, _bounded(item)) for key, item in pairs]
+    if all(new is old for (_, new), (_, old) in zip(bounded, pairs)):
+        return value
+    return [item for _, item in bounded] if isinstance(value, list | tuple | set | frozenset) else dict(bounded)
 
 
 def _field(annotation: Any, default: Any, documented: str | None) -> Any:
