@@ -47,3 +47,25 @@ def test_browse_mistakes_links_out_of_the_folder_and_find_citations(kernel, tmp_
     assert "Barn owls eat mice" in out
     # the cited line of the find page is line 5 of the document, which the sources name
     assert "Sources:\n  [1] Owls (owls.md), L5:\n      Barn owls swallow mice whole." in out
+
+
+def test_browse_a_folder_with_a_page_bomb_and_a_name_holding_terminal_sequences(kernel, tmp_path: Path) -> None:
+    from test_browser_hostile import pdf
+
+    docs = tmp_path / "hostile"
+    docs.mkdir()
+    (docs / "owls.md").write_text("# Owls\n\nBarn owls swallow mice whole.\n")
+    text = b"BT /F1 12 Tf 72 720 Td (owls) Tj ET"
+    (docs / "\x1b]0;owned\x07bomb.pdf").write_bytes(pdf([      # 2.5 kB listing one page 90,000 times
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [%s] /Count 90000 >>" % b" ".join([b"3 0 R"] * 300),
+        b"<< /Type /Pages /Kids [%s] /Count 300 >>" % b" ".join([b"4 0 R"] * 300),
+        b"<< /Type /Page /MediaBox [0 0 612 792] /Contents 5 0 R /Resources << /Font << /F1 6 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text), b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]))
+    out, content = run(kernel[1], SETUP + "import time\nt0 = time.perf_counter()")
+    assert content["status"] == "ok", out
+    out, content = run(kernel[1], f"%gptoss browse {docs}\nprint(round(time.perf_counter() - t0))")
+    assert content["status"] == "ok", out
+    printed, seconds = out.rstrip("\n").rsplit("\n", 1)
+    assert int(seconds) < 10                        # was minutes: every listed page was read
+    assert printed.startswith(f"The browser reads 1 document in {docs} (1 Markdown; 6 lines); skipped 1 that could not "
+                              "be read (\\x1b]0;owned\\x07bomb.pdf: the PDF has 90,000 pages; the browser reads at most 5,000);")

@@ -134,3 +134,23 @@ def test_large_folders_show_a_progress_bar(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out  # stdout: stderr is painted red in JupyterLab
     assert "Reading documents" in out and "25/25" in out
     assert browser.describe().startswith("25 documents in ")
+
+
+def test_a_call_with_a_number_python_cannot_read_is_answered_under_approval(docs: Path) -> None:
+    recording = ('<|channel|>analysis to=browser.open code<|message|>{"cursor": "²"}<|call|>'
+                 '<|channel|>final<|message|>No page to open.<|return|>')
+    view = Approver()
+    reply = Session(ReplayEngine(recording), namespace={}, browser=Browser(docs), tools="browser",
+                    approval="ask").ask("Open it.", view=view)
+    assert view.questions == ['Run browser.open with {"cursor": "²"}?']   # was a ValueError: the turn failed
+    assert [(c.status, c.output) for c in reply.tool_calls] == [("error", "`cursor` should be an integer, not `str`")]
+    assert reply.final == "No page to open."
+
+
+def test_a_citation_of_more_digits_than_python_reads_leaves_the_others_resolved() -> None:
+    recording = ('<|channel|>analysis to=browser.open code<|message|>{"id": "owls.md"}<|call|>'
+                 f'<|channel|>final<|message|>Owls hunt at dusk 【0†L4】, see 【{"9" * 5000}†L1】.<|return|>')
+    reply = Session(ReplayEngine(recording), namespace={}, browser=Browser({"owls.md": "# Owls\n\nBarn owls hunt at dusk.\n"}),
+                    tools="browser", approval="auto").ask("When do owls hunt?")
+    assert reply.errors == []                       # was "The citations could not be read: ValueError: Exceeds the limit
+    assert [(c.cursor, c.start, c.text) for c in reply.citations] == [(0, 4, "Barn owls hunt at dusk.")]   # (4300 digits)"

@@ -2,6 +2,7 @@
 nothing a document or the model wrote becomes live HTML."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from html.parser import HTMLParser
@@ -168,3 +169,13 @@ def test_the_chat_view_sends_cards_and_chips(docs: Path) -> None:
     assert len(last_answer) == 1 and len(chips_of(last_answer[0]["html"])) == 2
     assert ops.index(last_answer[0]) < max(i for i, op in enumerate(ops) if op["op"] == "stats")
 
+
+
+def test_terminal_sequences_in_a_document_reach_no_terminal_or_card() -> None:
+    browser = Browser({"log.txt": "Owls \x1b]52;c;cm0gLXJmIH4=\x07hunt \x1b[2J\x1b[31mat dusk."})  # OSC 52: set the clipboard
+    opened = browser.run(ToolCall("browser.open", "analysis", '{"id": "log.txt"}'))
+    cites = browser.citations("Owls 【0†L2】")
+    shown = [sources_text(cites), sources_markdown(cites), with_chips("Owls 【0†L2】", cites),
+             card_html(dataclasses.replace(ToolCall("browser.open", "analysis", "{}"), output=opened.output, data=opened.data))]
+    assert [("\x1b" in form, "Owls hunt at dusk." in form) for form in shown] == [(False, True)] * 4
+    assert "\n      Owls hunt at dusk." in shown[0]    # the text/plain a terminal prints wrote the clipboard, cleared it

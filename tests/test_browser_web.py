@@ -333,3 +333,37 @@ def test_approval_questions_always_show_where_a_page_is(server: FakeServer) -> N
         "Open result 1: Owl (http://…@127.0.0.1:8888/api/contents)?"
     assert browser.approval_question(ToolCall("browser.open", "analysis", json.dumps({"id": hidden}))) == \
         f"Open http://…@127.0.0.1:8888/api/contents (the web through SearXNG at {server.url})?"
+
+
+def test_a_search_service_that_trickles_or_floods_is_cut_off(server: FakeServer) -> None:
+    server.routes["GET /search"] = lambda r: (200, "application/json", (time.sleep(0.2) or b" " for _ in range(30)))
+    t0 = time.perf_counter()
+    status, output = search(Browser(SearXNG(server.url, timeout=0.5)))
+    assert time.perf_counter() - t0 < 2                              # was 6 s: the timeout held per read only
+    assert (status, output) == ("error", "Error during search for `owls`: SearXNG's answer did not arrive within 0.5 s")
+
+    flood = [b'{"results": [{"url": "http://x.example", "title": "'] + [b"A" * 1_000_000] * 60 + [b'"}]}']
+    server.routes["GET /search"] = lambda r: (200, "application/json", iter(flood))
+    tracemalloc.start()
+    try:
+        status, output = search(Browser(SearXNG(server.url)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (status, output) == ("error", "Error during search for `owls`: SearXNG's answer is larger than 5 MB")
+    assert peak < 30_000_000                                         # was 600 MB for this 60 MB answer
+
+
+def test_search_services_answering_odd_json_are_one_line(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXA_API_KEY", "k")
+    monkeypatch.setenv("YDC_API_KEY", "k")
+    server.routes["GET /search"] = as_json({"results": [{"url": "http://[oops/", "title": "Owls"}]})
+    status, output = search(Browser(SearXNG(server.url)))     # was a ValueError out of run(): urllib's, on the host
+    assert status == "done" and output.endswith("L4:   * 【0†Owls†】 ")
+    server.routes["GET /v1/search"] = as_json({"results": {"web": 5}})
+    assert search(Browser(YouCom(base_url=server.url))) == ("error", "Error during search for `owls`: You.com answered "
+                                                                     "JSON without a `results` object of `web` and `news` lists")
+    for results in (5, {"0": {"text": "x"}}):                 # were a TypeError and a KeyError
+        server.routes["POST /contents"] = as_json({"results": results})
+        assert opened(Browser(Exa(base_url=server.url)), "https://example.com/owls") == (
+            "error", "Error fetching URL `https://example.com/owls`: Exa returned no contents for https://example.com/owls")

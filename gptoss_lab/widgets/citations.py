@@ -20,7 +20,7 @@ from typing import Any
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import HIDDEN, literal_markdown, reveal_bidi, reveal_hidden, sanitize
+from .sanitize import HIDDEN, literal_markdown, reveal_hidden, sanitize, shown_output
 
 POPUP_CHARS = 700
 _TAG = re.compile(r"(<[^>]*>)")
@@ -53,13 +53,15 @@ def _name(text: str) -> str:
 
 
 def _text(text: str) -> str:
-    """A page's lines as escaped HTML, direction controls written out (they could reorder what is shown)."""
-    return html.escape(reveal_bidi(text))
+    """A page's lines as escaped HTML, shown as tool output is (terminal sequences left out, direction controls
+    written out: they could reorder what is shown)."""
+    return html.escape(shown_output(text))
 
 
 def _shown(c: Citation) -> Citation:
-    """`c` as text shows it: hidden characters of its title and URL, direction controls of its lines written out."""
-    return dataclasses.replace(c, url=reveal_hidden(c.url), title=reveal_hidden(c.title), text=reveal_bidi(c.text))
+    """`c` as text shows it: hidden characters of its title and URL written out, its lines as tool output is
+    shown (a document's terminal sequences must not reach a terminal through the sources' text/plain)."""
+    return dataclasses.replace(c, url=reveal_hidden(c.url), title=reveal_hidden(c.title), text=shown_output(c.text))
 
 
 def _lines_span(start: int, end: int) -> str:

@@ -8,6 +8,7 @@ message, which the browser hands to the model as the tool's output and shows the
 """
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -68,7 +69,7 @@ class FunctionBackend(Backend):
         except Exception as err:
             raise BackendError(f"{name} raised {type(err).__name__}: {one_line(str(err))}") from None
         try:
-            results = [self._result(hit) for hit in list(hits or [])[:topn]]
+            results = [self._result(hit) for hit in itertools.islice(hits or [], topn)]  # a generator may not end
         except (TypeError, ValueError, KeyError) as err:
             raise BackendError(f"{name} returned a result the browser cannot read ({one_line(str(err))}); "
                                "return dicts with title, url and snippet") from None

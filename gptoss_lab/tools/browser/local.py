@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ...widgets.sanitize import visible
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page
 from .page import Page, SearchResult, merge_whitespace, strip_links
@@ -63,7 +64,7 @@ class LocalBackend(Backend):
         """Folders (searched recursively for documents), files and glob patterns."""
         files, roots, outside = collect(paths)
         if not files:
-            left_out = f"; left out {outside[0][0]}: {outside[0][1]}" if outside else ""
+            left_out = f"; left out {_written_out(outside[0][0])}: {outside[0][1]}" if outside else ""
             raise BackendError(f"no documents found in {', '.join(roots)} (the browser reads "
                                f"{', '.join(sorted(DOCUMENT_SUFFIXES))}{left_out})")
         from ...widgets import text_bar
@@ -74,7 +75,7 @@ class LocalBackend(Backend):
             try:
                 if path.stat().st_size > MAX_FILE_BYTES:
                     raise ExtractError(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
-                page = document_page(path.read_bytes(), name, path.name, base=path.as_uri())
+                page = document_page(path.read_bytes(), name, _readable(path.name), base=path.as_uri())
                 page.lines  # wrapped here, under the progress bar (the index needs them)
             except (ExtractError, OSError) as err:
                 skipped.append((name, str(err)))
@@ -83,7 +84,8 @@ class LocalBackend(Backend):
             paths[name] = path
             kinds.append(_kind(path.name))
         if not pages:
-            raise BackendError(f"none of the {len(skipped)} documents could be read (first: {skipped[0][0]}: {skipped[0][1]})")
+            raise BackendError(f"none of the {len(skipped)} documents could be read (first: {_written_out(skipped[0][0])}: "
+                               f"{_written_out(skipped[0][1])})")
         names = {path.as_uri(): name for name, path in paths.items()}
         for page in pages:  # links between the documents lead to their names
             page.urls = {i: names.get(link, link) for i, link in page.urls.items()}
@@ -95,7 +97,12 @@ class LocalBackend(Backend):
         names are read as Markdown/HTML)."""
         if not texts:
             raise BackendError("no documents were given")
-        pages = [document_page(str(text).encode(), name, name) for name, text in texts.items()]
+        pages = []
+        for name, text in texts.items():
+            try:
+                pages.append(document_page(str(text).encode(), name, name))
+            except ExtractError as err:
+                raise BackendError(f"{name}: {err}") from None
         return cls(pages, roots=["memory"], kinds=map(_kind, texts))
 
     # ------------------------------------------------------------ the index
@@ -161,10 +168,10 @@ class LocalBackend(Backend):
         lines = sum(len(p.lines) for p in self.pages)
         where = f" in {', '.join(self.roots)}" if self.roots and self.roots != ["memory"] else ""
         text = f"{len(self.pages)} document{'s' * (len(self.pages) != 1)}{where} ({kinds}; {lines:,} lines)"
-        if self.skipped:
+        if self.skipped:  # a file's name can hold line breaks and terminal sequences: written out, on one line
             name, why = self.skipped[0]
-            text += f"; skipped {len(self.skipped)} that could not be read ({name}: {why}" + \
-                (", ..." if len(self.skipped) > 1 else "") + ")"
+            text += f"; skipped {len(self.skipped)} that could not be read ({_written_out(name)}: " \
+                f"{_written_out(why)}" + (", ..." if len(self.skipped) > 1 else "") + ")"
         return text
 
     def where(self) -> str:
@@ -197,8 +204,10 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
                 _add_inside(files, outside, match, match.name, folder, text)
         else:
             raise BackendError(f"no such file or folder: {text}")
-    counts = Counter(files.values())
-    return [(path, name if counts[name] == 1 else path.as_posix()) for path, name in files.items()], roots, outside
+    names = {path: _readable(name) for path, name in files.items()}
+    counts = Counter(names.values())
+    return [(path, name if counts[name] == 1 else _readable(path.as_posix())) for path, name in names.items()], \
+        roots, [(_readable(name), why) for name, why in outside]
 
 
 def _documents_in(folder: Path) -> list[Path]:
@@ -232,6 +241,22 @@ def _add_inside(files: dict[Path, str], outside: list[tuple[str, str]], found: P
         files.setdefault(real, name)
     else:
         outside.append((name, f"a link to a file outside {given}"))
+
+
+def _readable(name: str) -> str:
+    """A file name as text: bytes of it that are not UTF-8 (kept by Python as lone surrogates, which cannot be
+    written out as UTF-8: a transcript's HTML, Markdown and text raised UnicodeEncodeError) read as Windows-1252,
+    as a document's text is."""
+    raw = os.fsencode(name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
+def _written_out(text: str) -> str:
+    """`text` on one line, its line breaks and terminal control characters written out (`\\n`, `\\x1b`)."""
+    return visible(text).replace("\n", "\\n")
 
 
 def _kind(name: str) -> str:

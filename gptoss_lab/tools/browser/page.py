@@ -27,6 +27,8 @@ CITATION_PATTERN = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:�
 _CITED_LINES = re.compile(r"^\s*L(\d+)(?:\s*-\s*L?(\d+))?\s*$")
 _SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\u200b": ""}
 _SPECIAL_RE = re.compile("|".join(map(re.escape, _SPECIAL_CHARS)))
+MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
+MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
 
 @dataclass
@@ -68,6 +70,11 @@ class Page:
     kind: str = "page"              # page | search | find
     origin: Page | None = field(default=None, repr=False)   # the page a find page searched
 
+    def __post_init__(self) -> None:
+        # every display's header and every indexed passage carries the title: a document whose first line was a
+        # 3 MB `# heading` took more than 4 GB of memory, and a long one was put in front of every window
+        self.title = maybe_truncate(self.title, MAX_TITLE_CHARS)
+
     @functools.cached_property
     def lines(self) -> list[str]:
         """The page's text wrapped as the model sees it (line n is `L{n}`)."""
@@ -84,10 +91,14 @@ def merge_whitespace(text: str) -> str:
 
 
 def domain(url: str) -> str:
-    """The host of a URL (`www.example.com`), or of a bare domain."""
+    """The host of a URL (`www.example.com`), or of a bare domain; empty for what urllib cannot read
+    (`http://[oops`)."""
     if "http" not in url:
         url = "http://" + url
-    return urlparse(url).netloc
+    try:
+        return urlparse(url).netloc
+    except ValueError:
+        return ""
 
 
 def maybe_truncate(text: str, num_chars: int = 1024) -> str:
@@ -159,16 +170,18 @@ def _token_starts(text: str) -> list[int]:
 
 def end_line(lines: list[str], loc: int, num_lines: int, view_tokens: int) -> int:
     """The line after the last one shown from `loc`: `num_lines` lines, or (num_lines <= 0) as many
-    as fit in about `view_tokens` tokens of numbered text, rounding up to whole lines."""
+    as fit in about `view_tokens` tokens of numbered text, rounding up to whole lines. However many lines
+    are asked for, a window holds at most about MAX_WINDOWS windows' tokens (num_lines=10**9 put a whole
+    document, 3.8 million tokens, in the conversation for good)."""
     total = len(lines)
-    if num_lines <= 0:
-        text = join_lines(lines[loc:], add_line_numbers=True, offset=loc)
-        num_lines = total
-        if len(text) > view_tokens:  # at least one character per token: short text fits
-            starts = _token_starts(text[: (view_tokens + 1) * max(_token_lengths())])
-            if len(starts) > view_tokens:
-                num_lines = text[: starts[view_tokens]].count("\n") + 1
-    return min(loc + num_lines, total)
+    budget = view_tokens if num_lines <= 0 else view_tokens * MAX_WINDOWS
+    text = join_lines(lines[loc:], add_line_numbers=True, offset=loc)
+    fits = total
+    if len(text) > budget:  # at least one character per token: short text fits
+        starts = _token_starts(text[: (budget + 1) * max(_token_lengths())])
+        if len(starts) > budget:
+            fits = text[: starts[budget]].count("\n") + 1
+    return min(loc + (fits if num_lines <= 0 else min(num_lines, fits)), total)
 
 
 def display(page: Page, cursor: int, loc: int, end: int) -> str:
@@ -227,6 +240,9 @@ def cited_lines(content: str) -> tuple[int, int] | None:
     match = _CITED_LINES.match(content)
     if match is None:
         return None
-    start = int(match.group(1))
-    end = int(match.group(2)) if match.group(2) is not None else start
+    try:
+        start = int(match.group(1))
+        end = int(match.group(2)) if match.group(2) is not None else start
+    except ValueError:  # more digits than Python converts: no line of any page
+        return None
     return (start, end) if end >= start else (end, start)

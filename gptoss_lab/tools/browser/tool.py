@@ -13,6 +13,7 @@ import json
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,10 +114,10 @@ class Browser(Tool):
         find page's lines points to the page that was searched, with those lines' numbers there."""
         found = []
         for match in CITATION_PATTERN.finditer(text):
-            lines = cited_lines(match.group("content"))
-            if lines is None:
+            lines, cursor = cited_lines(match.group("content")), _number(match.group("cursor"))
+            if lines is None or cursor is None:  # no lines, or a cursor of more digits than Python converts
                 continue
-            cursor, (start, end) = int(match.group("cursor")), lines
+            start, end = lines
             page = self.stack[cursor] if cursor < len(self.stack) else None
             url = title = quoted = ""
             if page is not None:
@@ -200,8 +201,9 @@ class Browser(Tool):
                             text=replace_special_chars(page.raw if page.raw is not None else page.text))
                 snippet = None
         self.stack.append(page)
-        if loc < 0:
-            loc = snippet.line_idx if snippet is not None and snippet.line_idx is not None else 0
+        if loc < 0:  # at the result's passage: a line of the page (a backend's hit can name any value)
+            line = snippet.line_idx if snippet is not None else None
+            loc = int(line) if isinstance(line, Integral) and 0 <= line < len(page.lines) else 0
             if loc > 4:
                 loc -= 4
         return self._show(loc, num_lines)
@@ -320,7 +322,7 @@ def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
     text = call.input.strip()
     try:
         args = json.loads(text) if text else {}
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or a number of more digits than Python converts
         args = None
     if not isinstance(args, dict):
         raise _UsageError(f"Invalid function arguments: browser.{function} takes a JSON object, e.g. {_EXAMPLE[function]}")
@@ -337,8 +339,8 @@ def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
             args[name] = _integer(name, args[name])
     if "id" in args:
         value = args["id"]
-        args["id"] = int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() \
-            else value if isinstance(value, str) else _integer("id", value)
+        number = _number(value) if isinstance(value, str) else None
+        args["id"] = number if number is not None else value if isinstance(value, str) else _integer("id", value)
     if "view_source" in args:
         value = args["view_source"]
         flag = value.strip().lower() if isinstance(value, str) else value
@@ -355,9 +357,21 @@ def _integer(name: str, value: Any) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    number = _number(value) if isinstance(value, str) else None
+    if number is not None:
+        return number
     raise _UsageError(f"`{name}` should be an integer, not `{type(value).__name__}`")
+
+
+def _number(text: str) -> int | None:
+    """`text` as an integer when it is one ("3", " -1 "), else None (also for digits int() does not read:
+    `²`, or more of them than Python converts)."""
+    if not text.strip().lstrip("-").isdigit():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _backend(source: Any, search: Any, fetch: Any) -> Backend:

@@ -10,6 +10,7 @@ how the tests talk to fake servers on 127.0.0.1.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import time
@@ -42,9 +43,13 @@ class HttpService:
         self.headers = {"user-agent": USER_AGENT, **(headers or {})}
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The service's JSON answer, read whole within `timeout` seconds and at most MAX_PAGE_BYTES long
+        (a service that trickles or floods cannot hold the kernel or fill its memory)."""
         url = self.base_url + path
+        deadline = time.monotonic() + self.timeout
         try:
-            response = httpx.request(method, url, headers=self.headers, timeout=self.timeout, **kwargs)
+            with httpx.stream(method, url, headers=self.headers, timeout=self.timeout, **kwargs) as response:
+                data = _body(response, deadline, self.timeout, f"{self.name}'s answer")
         except httpx.TimeoutException:
             raise BackendError(f"{self.name} did not answer within {self.timeout:g} s") from None
         except httpx.ConnectError as err:
@@ -55,14 +60,15 @@ class HttpService:
             hint = f": check {self.key_hint}" if self.key_hint else ""
             raise BackendError(f"{self.name} refused the request (HTTP {response.status_code}){hint}")
         if response.status_code >= 400:
+            text = data.decode(response.encoding or "utf-8", "replace")
             raise BackendError(f"{self.name} answered HTTP {response.status_code}: "
-                               f"{one_line(response.text, 160) or response.reason_phrase}")
+                               f"{one_line(text, 160) or response.reason_phrase}")
         try:
-            return response.json()
+            return json.loads(data)
         except ValueError:
             kind = response.headers.get("content-type", "no content type")
             raise BackendError(f"{self.name} answered with something that is not JSON ({kind}, "
-                               f"{len(response.content):,} bytes)") from None
+                               f"{len(data):,} bytes)") from None
 
 
 def _malformed(name: str, what: str) -> BackendError:
@@ -140,7 +146,7 @@ class Exa(_SearchApi):
     def fetch(self, url: str) -> Page:
         data = self._service.json("POST", "/contents", json={"urls": [url], "text": {"includeHtmlTags": True}})
         results = data.get("results") if isinstance(data, dict) else None
-        if not results or not isinstance(results[0], dict):
+        if not isinstance(results, list) or not results or not isinstance(results[0], dict):
             raise BackendError(f"Exa returned no contents for {url}")
         return html_page(str(results[0].get("text") or ""), url, str(results[0].get("title") or "") or None)
 
@@ -153,10 +159,11 @@ class YouCom(_SearchApi):
     def search(self, query: str, topn: int) -> list[SearchResult]:
         data = self._service.json("GET", "/v1/search", params={"query": query, "count": topn})
         groups = data.get("results") if isinstance(data, dict) else None
-        if not isinstance(groups, dict):
-            raise _malformed("You.com", "a `results` object")
-        found = [(h, h.get("snippets")) for h in groups.get("web") or [] if isinstance(h, dict)]
-        found += [(h, h.get("description")) for h in groups.get("news") or [] if isinstance(h, dict)]
+        web, news = (groups.get("web") or [], groups.get("news") or []) if isinstance(groups, dict) else (None, None)
+        if not isinstance(web, list) or not isinstance(news, list):
+            raise _malformed("You.com", "a `results` object of `web` and `news` lists")
+        found = [(h, h.get("snippets")) for h in web if isinstance(h, dict)]
+        found += [(h, h.get("description")) for h in news if isinstance(h, dict)]
         return [SearchResult(str(h.get("title") or h["url"]), str(h["url"]),
                              " ".join(map(str, text)) if isinstance(text, list) else str(text or ""))
                 for h, text in found if h.get("url")]
@@ -231,17 +238,18 @@ def _is_local(host: str) -> bool:
     return any(not address.is_global for address in addresses)
 
 
-def _body(response: httpx.Response, deadline: float, timeout: float) -> bytes:
-    """The decoded body, refused once it grows past MAX_PAGE_BYTES or takes longer than `timeout`."""
+def _body(response: httpx.Response, deadline: float, timeout: float, what: str = "the page") -> bytes:
+    """The decoded body, refused once it grows past MAX_PAGE_BYTES or takes longer than `timeout`
+    (`what` names it in the error)."""
     codings = [c for c in response.headers.get_list("content-encoding", split_commas=True)
                if c.strip().lower() not in ("", "identity")]
     if len(codings) > 1:  # each layer multiplies what a few bytes decode to
-        raise BackendError(f"the page is encoded {len(codings)} times over ({', '.join(codings)})")
+        raise BackendError(f"{what} is encoded {len(codings)} times over ({', '.join(codings)})")
     data = bytearray()
     for chunk in response.iter_bytes():
         data += chunk
         if len(data) > MAX_PAGE_BYTES:
-            raise BackendError(f"the page is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
+            raise BackendError(f"{what} is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
         if time.monotonic() > deadline:
-            raise BackendError(f"the page did not arrive within {timeout:g} s")
+            raise BackendError(f"{what} did not arrive within {timeout:g} s")
     return bytes(data)
