@@ -351,7 +351,8 @@ def test_code_in_an_answer_reads_in_the_order_it_runs() -> None:
 def test_terminal_colour_in_tool_output_is_not_shown_as_noise() -> None:
     """Code that prints in colour (pytest, rich, pip, a coloured traceback): the notebook shows the text, not
     ESC `[31m` — in the live view, the saved card, the Markdown form and a terminal."""
-    output = "\x1b[31mFAILED\x1b[0m 1 test \x1b]0;wintitle9\x07\x1b[1;32mok\x1b[m\n"
+    output = ("\x1b[31mFAILED\x1b[0m 1 test \x1b]0;wintitle9\x07\x1b[1;32mok\x1b[m\n"
+              "\x1bc\x9b2J\x1b(B\x07\x00reset and bell\n")   # a terminal reset, an 8-bit CSI, a bell, NUL
     call = ToolCall("python", "analysis", "run()", status="done", output=output)
     events = [TurnStart("q", "low", "replay", "auto"), ToolStart(call), ToolEnd(call)]
     transcript = Transcript.from_events(events)
@@ -368,5 +369,5 @@ def test_terminal_colour_in_tool_output_is_not_shown_as_noise() -> None:
     outputs = [op["output"] for op in sent if "output" in op]
     assert outputs
     for text in [transcript.to_html(), transcript.to_markdown(), transcript.to_text(), terminal.getvalue(), *outputs]:
-        assert "FAILED" in text and "1 test" in text and "ok" in text, text
-        assert not re.search(r"\x1b|\\x1b|\[31m|\[0m|wintitle9", text), text
+        assert "FAILED" in text and "1 test" in text and "ok" in text and "reset and bell" in text, text
+        assert not re.search(r"\x1b|\\x1b|\[31m|\[0m|wintitle9|\x9b|\x07|\x00|2J", text), text

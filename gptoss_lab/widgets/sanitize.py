@@ -133,15 +133,17 @@ def reveal_hidden(text: str) -> str:
     return HIDDEN.sub(_escape, text)
 
 
-# Terminal colour, cursor and window-title sequences (CSI, OSC): a notebook paints no terminal, so shown tool
-# output leaves them out instead of showing ESC `[31m` (JupyterLab paints colour; the card shows text).
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)")
+# Terminal colour, cursor, window-title and reset sequences (CSI in 7 and 8 bits, OSC, two-character ESC
+# sequences such as `ESC c`): a notebook paints no terminal, so shown tool output leaves them out instead of
+# showing ESC `[31m` (JupyterLab paints colour; the card shows text) or passing a reset on to a terminal.
+_ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)|\x1b[ -/]*[0-~]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")   # the others but tab, line feed, return
 
 
 def shown_output(text: str) -> str:
-    """A tool's output as the notebook shows it: terminal sequences left out, direction controls written out
-    (the conversation keeps the output as the model read it)."""
-    return reveal_bidi(_ANSI.sub("", text))
+    """A tool's output as the notebook shows it: terminal sequences left out, other control characters and
+    direction controls written out (`\\x07`, `\\u202e`); the conversation keeps the output as the model read it."""
+    return reveal_bidi(_CONTROLS.sub(lambda m: repr(m.group())[1:-1], _ANSI.sub("", text)))
 
 
 def _escape(match: re.Match[str]) -> str:
