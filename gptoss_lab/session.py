@@ -80,7 +80,8 @@ class Session:
         self.browser = browser
         self.history: list[Message] = []
         self.replies: list[Reply] = []
-        self._turns: list[tuple[int, dict[str, Any]]] = []  # each turn's user message index, and `ask` options
+        # each turn's user message index, `ask` options and the browser's state before it
+        self._turns: list[tuple[int, dict[str, Any], Any]] = []
         self._allowed: set[str] = set()       # tools the user allowed for the rest of the conversation
         self._renderer = harmony.Renderer()
         self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
@@ -146,7 +147,10 @@ class Session:
         ask it again for a new sample. Side effects of its tool calls are not undone."""
         if not self._turns:
             raise TurnError("there is no turn to take back")
-        del self.history[self._turns.pop()[0]:]
+        start, _, pages = self._turns.pop()
+        del self.history[start:]
+        if self.browser is not None:  # its pages go too: the next turn's cursors and citations start from here
+            self.browser.restore(pages)
         return self.replies.pop().prompt
 
     def regenerate(self, *, view: View | None = None) -> Reply:
@@ -154,15 +158,17 @@ class Session:
         turn is refused before it starts (a deleted function tool, a setting no longer valid) the old one stays."""
         if not self._turns:
             raise TurnError("there is no answer to regenerate yet")
-        start, options = self._turns[-1]
-        kept = self.history[start:], self.replies[-1]
+        turn = self._turns[-1]
+        kept = self.history[turn[0]:], self.replies[-1], self.browser.snapshot() if self.browser is not None else None
         prompt = self.rewind()
         try:
-            return self.ask(prompt, view=view, **options)
+            return self.ask(prompt, view=view, **turn[1])
         except TurnError:
             self.history += kept[0]
             self.replies.append(kept[1])
-            self._turns.append((start, options))
+            self._turns.append(turn)
+            if self.browser is not None:
+                self.browser.restore(kept[2])
             raise
 
     def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
@@ -236,7 +242,8 @@ class Session:
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))
         self.history.append(user)
         self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
-                                    "intervene": intervene, **overrides}))
+                                    "intervene": intervene, **overrides},
+                            self.browser.snapshot() if self.browser is not None else None))
         try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
             turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
                                 turn.recorder.routing if turn.recorder else None, window))

@@ -154,3 +154,26 @@ def test_a_citation_of_more_digits_than_python_reads_leaves_the_others_resolved(
                     tools="browser", approval="auto").ask("When do owls hunt?")
     assert reply.errors == []                       # was "The citations could not be read: ValueError: Exceeds the limit
     assert [(c.cursor, c.start, c.text) for c in reply.citations] == [(0, 4, "Barn owls hunt at dusk.")]   # (4300 digits)"
+
+
+def test_a_turn_taken_back_takes_its_pages_back(docs: Path) -> None:
+    """rewind/regenerate kept the taken-back turn's pages on the browser's stack: the regenerated answer's cursors
+    went on from 3, and a citation of cursor 1 resolved to a page of a turn the model no longer had."""
+    session = browsing_session(docs)
+    first = session.ask(DEMO_QUESTION)
+    assert len(session.browser.stack) == 3 and first.tool_calls[0].output.startswith("[0] ")
+    session.rewind()
+    assert session.browser.stack == [] and not any(c.url for c in session.browser.citations("See 【1†L4】."))
+    session.engine = ReplayEngine(DEMO_RECORDING)  # a recording plays once
+    again = session.ask(DEMO_QUESTION)
+    assert again.tool_calls[0].output.startswith("[0] ") and len(session.browser.stack) == 3
+    session.engine = ReplayEngine(DEMO_RECORDING)
+    regenerated = session.regenerate()
+    assert regenerated.tool_calls[0].output.startswith("[0] ") and len(session.browser.stack) == 3
+    assert [c.cursor for c in regenerated.citations] == [c.cursor for c in first.citations]
+
+    stack = list(session.browser.stack)
+    session._turns[-1][1]["effort"] = "max"  # the turn's options no longer valid: its regenerate is refused
+    with pytest.raises(TurnError):
+        session.regenerate()
+    assert session.browser.stack == stack  # the kept turn keeps its pages

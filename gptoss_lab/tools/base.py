@@ -75,6 +75,13 @@ class Tool(ABC):
     def reset(self) -> None:
         """Forget per-conversation state (e.g. the browser's page stack) when the conversation is cleared."""
 
+    def snapshot(self) -> Any:
+        """Per-conversation state as it is now, for `restore` when the turns after it are taken back."""
+        return None
+
+    def restore(self, snapshot: Any) -> None:
+        """Go back to `snapshot` (`Session.rewind`: the browser's pages of a taken-back turn are gone with it)."""
+
 
 class ToolSpecError(ValueError):
     """A tool list names something that is not a tool; the message is one line, written for the user."""

@@ -140,6 +140,14 @@ class Browser(Tool):
         self._fetched.clear()
         self._shown.clear()
 
+    def snapshot(self) -> tuple[list[Page], dict[Page, list[tuple[int, int]]]]:
+        return list(self.stack), {page: list(windows) for page, windows in self._shown.items()}
+
+    def restore(self, snapshot: tuple[list[Page], dict[Page, list[tuple[int, int]]]]) -> None:
+        stack, shown = snapshot
+        self.stack[:] = stack
+        self._shown = weakref.WeakKeyDictionary({page: list(windows) for page, windows in shown.items()})
+
     # ------------------------------------------------------------ what the model can call
 
     def search(self, query: str, topn: int = 10) -> str:
