@@ -86,6 +86,19 @@ class Session:
         self._renderer = harmony.Renderer()
         self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
 
+    @property
+    def browser(self) -> Tool | None:
+        """The browser tool the `browser` tool name refers to. One set mid-conversation (`%gptoss browse OTHER`)
+        takes over the pages the model was shown, so the cursors and citations in the history stay valid."""
+        return self.__dict__.get("_browser_tool")
+
+    @browser.setter
+    def browser(self, tool: Tool | None) -> None:
+        old = self.__dict__.get("_browser_tool")
+        if old is not None and tool is not None and old is not tool and type(old) is type(tool) and self.history:
+            tool.restore(old.snapshot())
+        self.__dict__["_browser_tool"] = tool
+
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
         if settings is not None and name in Settings.names():

@@ -177,3 +177,18 @@ def test_a_turn_taken_back_takes_its_pages_back(docs: Path) -> None:
     with pytest.raises(TurnError):
         session.regenerate()
     assert session.browser.stack == stack  # the kept turn keeps its pages
+
+
+def test_a_browser_replaced_mid_conversation_keeps_the_pages_the_model_saw(docs: Path, tmp_path: Path) -> None:
+    """`%gptoss browse OTHER` mid-chat made a new browser whose cursors restarted at 0: the history's 【1†L4】 then
+    resolved into whatever the next search put at cursor 1."""
+    session = browsing_session(docs)
+    first = session.ask(DEMO_QUESTION)
+    other = demo_folder(tmp_path / "more")
+    session.browser = Browser(other)
+    assert len(session.browser.stack) == 3
+    resolved = session.browser.citations(first.final)
+    assert [(c.cursor, c.start, c.text) for c in resolved] == [(c.cursor, c.start, c.text) for c in first.citations]
+    session.reset()
+    session.browser = Browser(docs)   # a new conversation starts from no pages
+    assert session.browser.stack == []
