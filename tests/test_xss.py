@@ -371,3 +371,20 @@ def test_terminal_colour_in_tool_output_is_not_shown_as_noise() -> None:
     for text in [transcript.to_html(), transcript.to_markdown(), transcript.to_text(), terminal.getvalue(), *outputs]:
         assert "FAILED" in text and "1 test" in text and "ok" in text and "reset and bell" in text, text
         assert not re.search(r"\x1b|\\x1b|\[31m|\[0m|wintitle9|\x9b|\x07|\x00|2J", text), text
+
+
+def test_lone_surrogates_from_a_search_service_are_written_out_so_every_rendering_encodes() -> None:
+    """JSON may hold "\\ud800": the card, the sources and every export raised UnicodeEncodeError on it."""
+    title, snippet = "Odd \ud800 title", "snip \udfff pet"
+    call = ToolCall("browser.search", "analysis", '{"query": "q"}', status="done", output="[0] q", data={
+        "kind": "search", "cursor": 0, "query": "q", "title": "", "url": "", "start": 0, "end": 0, "total": 0,
+        "lines": ["line \ud800"], "results": [{"id": 0, "title": title, "url": "https://a.example/\ud800",
+                                              "source": "a.example", "snippet": snippet}]})
+    cites = [Citation("【0†L1】", 0, 1, 1, "https://a.example/\ud800", title, "cited \ud800 line")]
+    events = [TurnStart("Hi", "low", "replay", "auto"), ToolStart(call), ToolEnd(call)]
+    transcript = Transcript.from_events(events)
+    transcript.citations = cites
+    for rendering in (card_html(call), sources_html(cites), sources_text(cites), sources_markdown(cites),
+                      transcript.to_html(), transcript.to_markdown(), transcript.to_text()):
+        rendering.encode("utf-8")
+        assert "\\ud800" in rendering

@@ -118,8 +118,8 @@ BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 # ... and, with them, the invisible characters that can make a name or a URL read as another one
-# (zero-width space and joiners, word joiner, byte order mark).
-HIDDEN = re.compile(BIDI_CONTROLS.pattern[:-1] + "\u200b-\u200d\u2060\ufeff]")
+# (zero-width space and joiners, word joiner, byte order mark); and lone surrogates, which no rendering encodes.
+HIDDEN = re.compile(BIDI_CONTROLS.pattern[:-1] + "\u200b-\u200d\u2060\ufeff\ud800-\udfff]")
 
 
 def reveal_bidi(text: str) -> str:
@@ -137,7 +137,9 @@ def reveal_hidden(text: str) -> str:
 # sequences such as `ESC c`): a notebook paints no terminal, so shown tool output leaves them out instead of
 # showing ESC `[31m` (JupyterLab paints colour; the card shows text) or passing a reset on to a terminal.
 _ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)|\x1b[ -/]*[0-~]")
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")   # the others but tab, line feed, return
+# the other control characters but tab, line feed and return, and lone surrogates (JSON's "\ud800", which no
+# rendering could encode)
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def shown_output(text: str) -> str:
