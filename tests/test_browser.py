@@ -220,8 +220,9 @@ def test_sources_that_do_not_exist_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(BrowserError, match=r"^no documents found in "):
         Browser.from_sources([str(tmp_path / "empty")])
-    with pytest.raises(BrowserError, match="needs something to read"):
-        Browser()
+    for nothing in ((), ("",), ("  ",), ([],), ([""],)):  # Browser("") read the whole working folder, recursively
+        with pytest.raises(BrowserError, match="needs something to read"):
+            Browser(*nothing)
     with pytest.raises(BrowserError, match="used alone"):
         Browser.from_sources(["searxng:http://127.0.0.1:1", str(tmp_path)])
 

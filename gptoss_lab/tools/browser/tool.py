@@ -397,10 +397,10 @@ def _backend(source: Any, search: Any, fetch: Any) -> Backend:
             return LocalBackend.from_texts(source)
         except BackendError as err:
             raise BrowserError(str(err)) from None
-    if isinstance(source, (str, Path)):
+    if isinstance(source, str | Path) and str(source).strip():   # "" is no folder (not the working one)
         return _from_sources([str(source)], None)
-    if isinstance(source, Sequence) and source:
-        return _from_sources([str(s) for s in source], None)
+    if isinstance(source, Sequence) and not isinstance(source, str) and any(str(s).strip() for s in source):
+        return _from_sources([str(s) for s in source if str(s).strip()], None)
     raise BrowserError("the browser needs something to read: a folder or files (Browser('~/docs')), texts "
                        "(Browser({'name.md': text})), a backend (searxng:URL, exa, youcom) or search=my_function")
 
