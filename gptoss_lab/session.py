@@ -80,8 +80,8 @@ class Session:
         self.browser = browser
         self.history: list[Message] = []
         self.replies: list[Reply] = []
-        # each turn's user message index, `ask` options and the browser's state before it
-        self._turns: list[tuple[int, dict[str, Any], Any]] = []
+        # each turn's user message index, `ask` options and the browser (and its state) before it
+        self._turns: list[tuple[int, dict[str, Any], tuple[Tool | None, Any]]] = []
         self._allowed: set[str] = set()       # tools the user allowed for the rest of the conversation
         self._renderer = harmony.Renderer()
         self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
@@ -162,9 +162,22 @@ class Session:
             raise TurnError("there is no turn to take back")
         start, _, pages = self._turns.pop()
         del self.history[start:]
-        if self.browser is not None:  # its pages go too: the next turn's cursors and citations start from here
-            self.browser.restore(pages)
+        self._browser_back(pages)
         return self.replies.pop().prompt
+
+    def _browser_state(self) -> tuple[Tool | None, Any]:
+        return self.browser, self.browser.snapshot() if self.browser is not None else None
+
+    def _browser_back(self, state: tuple[Tool | None, Any]) -> None:
+        """The browser's pages as they were at `state`: a taken-back turn's pages go with it, so the next turn's
+        cursors and citations start from there (none when there was no browser yet)."""
+        tool, pages = state
+        if self.browser is None:
+            return
+        if tool is None:
+            self.browser.reset()
+        elif type(tool) is type(self.browser):
+            self.browser.restore(pages)
 
     def regenerate(self, *, view: View | None = None) -> Reply:
         """Ask the last question again, with the options it was asked with, for a new sample. When the new
@@ -172,7 +185,7 @@ class Session:
         if not self._turns:
             raise TurnError("there is no answer to regenerate yet")
         turn = self._turns[-1]
-        kept = self.history[turn[0]:], self.replies[-1], self.browser.snapshot() if self.browser is not None else None
+        kept = self.history[turn[0]:], self.replies[-1], self._browser_state()
         prompt = self.rewind()
         try:
             return self.ask(prompt, view=view, **turn[1])
@@ -180,8 +193,7 @@ class Session:
             self.history += kept[0]
             self.replies.append(kept[1])
             self._turns.append(turn)
-            if self.browser is not None:
-                self.browser.restore(kept[2])
+            self._browser_back(kept[2])
             raise
 
     def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
@@ -255,8 +267,7 @@ class Session:
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))
         self.history.append(user)
         self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
-                                    "intervene": intervene, **overrides},
-                            self.browser.snapshot() if self.browser is not None else None))
+                                    "intervene": intervene, **overrides}, self._browser_state()))
         try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
             turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
                                 turn.recorder.routing if turn.recorder else None, window))

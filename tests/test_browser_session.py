@@ -192,3 +192,18 @@ def test_a_browser_replaced_mid_conversation_keeps_the_pages_the_model_saw(docs:
     session.reset()
     session.browser = Browser(docs)   # a new conversation starts from no pages
     assert session.browser.stack == []
+
+
+def test_taking_back_a_turn_from_before_the_browser_was_set(docs: Path) -> None:
+    """Turns asked before `%gptoss browse` have no browser state to go back to: rewinding past them clears the pages."""
+    session = Session(ReplayEngine("<|channel|>final<|message|>Hello.<|return|>"), namespace={}, approval="auto",
+                      date="2026-11-25")
+    session.ask("Hi")
+    session.browser = Browser(docs)
+    session.engine = ReplayEngine(DEMO_RECORDING)
+    session.ask(DEMO_QUESTION, tools="browser")
+    assert len(session.browser.stack) == 3
+    session.rewind()
+    assert session.browser.stack == []
+    session.rewind()   # the first turn: asked with no browser at all
+    assert session.browser.stack == [] and session.history == []
