@@ -822,14 +822,19 @@ class _Descriptors:
         _dup2(write, 1)
         _dup2(write, 2)
         _close(write)
-        self._done, self._ended, self._reading = False, _thread.allocate_lock(), _thread.allocate_lock()
+        self._done = self._closed = False
+        self._ended, self._reading = _thread.allocate_lock(), _thread.allocate_lock()
         self._ended.acquire()
         _start_thread(self._pump, ())   # low-level: in no thread table, so no run takes it for the code's and stops it
 
     def _pump(self) -> None:
         try:
             while not self._done:
-                if _select([self._pipe], [], [], POLL)[0] and not self._take():
+                try:
+                    ready = _select([self._pipe], [], [], POLL)[0]
+                except (OSError, ValueError):   # closed meanwhile (close() gave up waiting)
+                    break
+                if ready and not self._take():
                     break   # every writer gone
             for _ in range(16):   # what was written before 1 and 2 were put back (a child may write on)
                 if not self._take():
@@ -839,8 +844,8 @@ class _Descriptors:
 
     def _take(self, only_waiting: bool = False) -> bool:
         with self._reading:
-            if only_waiting and not self._waiting.poll(0):   # 0.3 µs where a read that finds nothing takes 1
-                return False
+            if self._closed or (only_waiting and not self._waiting.poll(0)):  # a poll: 0.3 µs, a vain read 1 µs
+                return False   # closed: its number may be another file's now (a thread kept this object)
             try:
                 data = _read(self._pipe, 1 << 16)
             except OSError:   # nothing there now
@@ -862,7 +867,9 @@ class _Descriptors:
             _close(saved)
         self._done = True
         self._ended.acquire(timeout=2)
-        _close(self._pipe)
+        with self._reading:
+            self._closed = True
+            _close(self._pipe)
 
 
 _STREAMS = ("stdout", "stderr", "__stdout__", "__stderr__")  # __stdout__: the process's, unbounded in a kernel
