@@ -214,6 +214,20 @@ def test_the_code_can_close_its_own_file_descriptors():
     assert (result.status, result.output) == ("done", "'closed'\n")
 
 
+def test_a_number_the_kernel_closed_meanwhile_is_the_codes_own_once_it_reopens_it():
+    """A descriptor the kernel had at the start and closed during the run (a file object collected) got its number
+    reused by the code's own pipe (subprocess.Popen's), whose closing was then refused as the kernel's (seen in CI)."""
+    r, w = os.pipe()
+    os.close(w)
+    closer = threading.Timer(0.1, os.close, [r])  # the kernel's own thread, there before the run
+    closer.start()
+    result = PythonTool({}, timeout=5).execute(
+        f"import os, time\ntime.sleep(0.5)\na, b = os.pipe()\nassert {r} in (a, b), (a, b)\nos.close(a)\nos.close(b)\n"
+        "import subprocess\nsubprocess.run(['true'])\n'closed'")
+    closer.join()
+    assert (result.status, result.output) == ("done", "'closed'\n")
+
+
 def test_the_kernels_stream_is_out_of_the_codes_reach(monkeypatch):
     """`sys.stdout._original.close()` closed the kernel's stream: every later cell failed on a closed file."""
     kernels = io.StringIO()

@@ -436,8 +436,18 @@ _SAFE_RECURSION = _safe_recursion_limit()
 def _kernel_fd(what: str, *fds: int) -> str | None:
     """Closing or replacing a file descriptor the process had before the run cuts the kernel off from
     its sockets, pipes or output; the code's own may be closed."""
-    kept = [fd for fd in fds if fd in _GUARDS.fds]
+    kept = [fd for fd in fds if fd in _GUARDS.fds and _file_of(fd) == _GUARDS.fds[fd]]
     return f"{what} would close the kernel's own file descriptor {kept[0]}" if kept else None
+
+
+def _file_of(fd: int) -> tuple[int, int] | None:
+    """Which file `fd` is now (device, inode), None when it is closed: a number the kernel had at the start may
+    have been closed since (a file object collected) and now be one the code opened itself (Popen's pipes)."""
+    try:
+        info = _fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _opened_kernel_fd(file: Any, *args: Any, closefd: bool = True, **kwargs: Any) -> str | None:
@@ -532,7 +542,7 @@ class _Guards:
         self.shell: Any = None
         self.timers: list[int] = []
         self.recursion_limit = sys.getrecursionlimit()  # the lowest the model's code may set (taken at install)
-        self.fds: frozenset[int] = frozenset()  # the process's file descriptors when the runs began
+        self.fds: dict[int, tuple[int, int]] = {}  # the process's file descriptors when the runs began: their files
         self.output: TextIO | None = None       # the latest run's: where os.write(1 or 2, ...) of the code goes
         self.descriptors: _Descriptors | None = None  # descriptors 1 and 2 sent to `output` while runs go on
         self.reaper: threading.Thread | None = None
@@ -751,22 +761,15 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     return stand_in
 
 
-def _open_fds() -> frozenset[int]:
-    """The process's open file descriptors (none where they cannot be listed)."""
+def _open_fds() -> dict[int, tuple[int, int]]:
+    """The process's open file descriptors and the file each is (none where they cannot be listed)."""
     for where in ("/proc/self/fd", "/dev/fd"):
         try:
             listed = _listdir(where)
         except OSError:
             continue
-        fds = set()
-        for fd in map(int, listed):
-            try:
-                _fstat(fd)
-            except OSError:  # the listing's own, closed again
-                continue
-            fds.add(fd)
-        return frozenset(fds)
-    return frozenset()
+        return {fd: file for fd in map(int, listed) if (file := _file_of(fd)) is not None}  # not the listing's own
+    return {}
 
 
 def _plain(value: Any) -> Any:
