@@ -137,15 +137,20 @@ def reveal_hidden(text: str) -> str:
 # sequences such as `ESC c`): a notebook paints no terminal, so shown tool output leaves them out instead of
 # showing ESC `[31m` (JupyterLab paints colour; the card shows text) or passing a reset on to a terminal.
 _ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)|\x1b[ -/]*[0-~]")
-# the other control characters but tab, line feed and return, and lone surrogates (JSON's "\ud800", which no
-# rendering could encode)
-_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# the other control characters but tab, line feed and return, lone surrogates (JSON's "\ud800", which no
+# rendering could encode) and direction controls
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|" + BIDI_CONTROLS.pattern)
 
 
 def shown_output(text: str) -> str:
     """A tool's output as the notebook shows it: terminal sequences left out, other control characters and
     direction controls written out (`\\x07`, `\\u202e`); the conversation keeps the output as the model read it."""
-    return reveal_bidi(_CONTROLS.sub(lambda m: repr(m.group())[1:-1], _ANSI.sub("", text)))
+    return _CONTROLS.sub(_written_out, _ANSI.sub("", text))
+
+
+def _written_out(match: re.Match[str]) -> str:
+    """A character as Python writes it in a string literal (`\\x1b`, `\\u202e`)."""
+    return repr(match.group())[1:-1]
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -270,4 +275,4 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)
 
 def visible(text: str) -> str:
     """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return _CONTROL.sub(_written_out, text)
