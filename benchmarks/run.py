@@ -1,4 +1,5 @@
-"""The lab's speed on this machine, in one table: decode, prefill, llama.cpp, remote, front end, routing, format.
+"""The lab's speed on this machine, in one table: decode, prefill, llama.cpp, remote, front end, routing, format,
+python tool.
 
     python benchmarks/run.py [--rounds 5] [--threads 1] [--lengths 1024,4096,16384,32768] [--no-llamacpp] [--quick]
 
@@ -432,6 +433,34 @@ def format_section(rounds: int) -> None:
     row("encode 200,000 × 'a', s (openai-harmony: ~17 s, quadratic)", f"{clock() - start:.2f}", "")
 
 
+def tools_section(rounds: int) -> None:
+    """The python tool's guards, set up and taken down at every call (snapshots of builtins and modules
+    included), against running the same code with no guard: what containment costs a call."""
+    print("tools", flush=True)
+    from gptoss_lab.tools import containment
+    from gptoss_lab.tools.python import PythonTool
+
+    def guards() -> float:
+        start = clock()
+        for _ in range(100):
+            with containment._GUARDS.running(None, None):
+                pass
+        return (clock() - start) / 100 * 1000
+
+    def call() -> float:
+        tool = PythonTool({}, timeout=5)
+        start = clock()
+        for _ in range(20):
+            tool.execute("x = 6 * 7")
+        return (clock() - start) / 20 * 1000
+
+    guards()
+    result = alternate({"guards": guards, "call": call}, rounds)
+    row(f"python tool: guards per call, ms ({len(sys.modules)} modules loaded)", spread(result["guards"]), "", "",
+        "< 1")
+    row("python tool: whole call of `x = 6 * 7` (worker thread, guards, output), ms", spread(result["call"]), "")
+
+
 def long_checkpoint(tmp: Path) -> Path:
     """tiny with max_position_embeddings 40,960 (weights linked, not copied)."""
     folder = tmp / "tiny-long"
@@ -494,6 +523,7 @@ def main() -> None:
         front_end_section(args.rounds)
         routing_section(lab, args.rounds)
         format_section(args.rounds)
+        tools_section(args.rounds)
     print()
     print(f"Machine: {header} (at the start); {time.strftime('%Y-%m-%d')}, {clock() - started:.0f} s.")
     print("Each cell: median (min–max) over rounds; ratios are per round, the conditions alternating.\n")
