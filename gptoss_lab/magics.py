@@ -16,7 +16,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import ALIASES, APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, make, parse_assignments
+from .settings import APPROVALS, DEFAULT, EFFORTS, SettingsError, make, parse_assignments
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -344,26 +344,22 @@ class GptossMagics(Magics):
 
     def _config(self, pairs: list[str]) -> None:
         # the keys and threads= are checked before a model is loaded for the settings (a typo loaded tiny first)
-        for pair in pairs:
-            key, sep, _ = pair.partition("=")
-            if not sep or (ALIASES.get(key.strip(), key.strip()) not in Settings.names() and key.strip() != "threads"):
-                raise UsageError(f"%gptoss config: expected KEY=VALUE with KEY one of {_config_keys()}; got {pair!r}")
-        threads = [_threads(p.partition("=")[2]) for p in pairs if p.startswith("threads=")]
         try:
-            changes = parse_assignments(p for p in pairs if not p.startswith("threads="))
+            changes = parse_assignments(pairs, extra=("threads",))
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
+        threads = _threads(changes.pop("threads")) if "threads" in changes else None
         if self.session is None:  # a bad value is refused before tiny loads for it (tools are checked after)
             _one_line(make, {k: v for k, v in changes.items() if v is not DEFAULT and k != "tools"})
         session = self._session()
         _one_line(session.configure, **changes)  # a bad value changes nothing
-        if threads:
+        if threads is not None:
             from .engines.checkpoint import import_torch
 
             import_torch()
             import torch
 
-            torch.set_num_threads(threads[-1])
+            torch.set_num_threads(threads)
         self._status()
 
     def _regenerate(self) -> None:
@@ -430,12 +426,6 @@ def _one_line(call: Any, *args: Any, **kw: Any) -> Any:
         return call(*args, **kw)
     except (EngineError, TurnError, SettingsError) as err:
         raise UsageError(str(err)) from None
-
-
-def _config_keys() -> str:
-    """The keys `%gptoss config` takes, named as its help names them (approve, max_tokens; threads too)."""
-    shown = {setting: key for key, setting in ALIASES.items() if key != "reasoning"}
-    return ", ".join([shown.get(name, name) for name in Settings.names()] + ["threads"])
 
 
 def _threads(value: str) -> int:

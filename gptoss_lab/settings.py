@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import pydantic
@@ -95,16 +95,21 @@ def make(values: dict[str, Any]) -> Settings:
         raise SettingsError(str(err)) from None
 
 
-def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
+def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[str, Any]:
     """`["effort=high", "timeout=60"]` -> {"effort": "high", "timeout": "60"} (values checked by `replace`);
-    `seed=default` -> {"seed": DEFAULT}, the setting's default again."""
+    `seed=default` -> {"seed": DEFAULT}, the setting's default again. Keys in `extra` (a caller's own, such
+    as the magic's `threads`) pass through as given; any other key is refused, naming the keys as users write them."""
     out = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = ALIASES.get(key.strip(), key.strip())
-        if not sep or key not in Settings.names():
-            raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(Settings.names())}; got {pair!r}")
-        out[key] = DEFAULT if value.strip().lower() == "default" else value.strip()
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        key = ALIASES.get(key, key)
+        if not sep or key not in (*Settings.names(), *extra):
+            shown = {setting: alias for alias, setting in ALIASES.items() if alias != "reasoning"}
+            keys = [shown.get(name, name) for name in Settings.names()] + list(extra)
+            meant = next(iter(difflib.get_close_matches(key, keys, 1)), None) if sep else None
+            raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
+                                + (f" (did you mean {meant}?)" if meant else ""))
+        out[key] = DEFAULT if value.lower() == "default" else value
     return out
 
 

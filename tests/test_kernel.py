@@ -468,11 +468,13 @@ def test_config_refuses_a_typo_before_loading_a_model_and_names_the_keys_it_take
     run(kc, "%load_ext gptoss_lab")
     for cell, message in (("%gptoss config nosuch=1", "%gptoss config: expected KEY=VALUE with KEY one of effort, "
                                                       "approve, timeout, max_tokens, "),
-                          ("%gptoss config effort=bogus", "effort must be 'low', 'medium' or 'high', not 'bogus'")):
+                          ("%gptoss config effort=bogus", "effort must be 'low', 'medium' or 'high', not 'bogus'"),
+                          ("%gptoss config max_token=64", "%gptoss config: expected KEY=VALUE with KEY one of effort, ")):
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["evalue"].startswith(message), (cell, content["evalue"])
         assert "Loading" not in out and "No model loaded" not in out, (cell, out)
     assert run(kc, "%gptoss config nosuch=1")[1]["evalue"].endswith(", date, threads; got 'nosuch=1'")
+    assert run(kc, "%gptoss config max_token=64")[1]["evalue"].endswith("got 'max_token=64' (did you mean max_tokens?)")
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded"), out
     out, content = run(kc, "%gptoss config approve=auto max_tokens=64", timeout=120)
