@@ -321,10 +321,18 @@ def _npz(path: Path) -> None:
         np.savez(file, np.arange(4))
 
 
+def _below_zero(path: Path) -> np.ndarray:
+    """The record's expert ids as int8, with id -2 in layer 1 (bin -1 of layer 1 is expert 3 of layer 0)."""
+    experts = np.load(path).astype(np.int8)
+    experts[:, 1] = -2
+    return experts
+
+
 @pytest.mark.parametrize("damage, why", [
     (lambda p: _meta(p, num_experts=2), "experts.npy has expert 3, past the 2 experts meta.json says"),
-    (lambda p: _meta(p, layers=9), "experts.npy holds uint8 [4, 3, 2], not the integers [4, 9, 2] meta.json says"),
-    (lambda p: _meta(p, num_experts="4"), "meta.json has num_experts = '4', not a whole number ≥ 1"),
+    (lambda p: _meta(p, layers=9), "experts.npy holds uint8 [4, 3, 2], not the unsigned integers [4, 9, 2] meta.json says"),
+    (lambda p: _meta(p, num_experts="4"), "meta.json has num_experts = '4', not a whole number ≥ 0"),
+    (lambda p: _meta(p, num_experts=10**12), "meta.json has num_experts = 1000000000000, past the 32768 a record holds"),
     (lambda p: _meta(p, label_names=None), "meta.json's label_names is not a list of at most 255 texts"),
     (lambda p: _meta(p, seconds="soon"), "meta.json has seconds = 'soon', not a number"),
     (lambda p: np.save(p / "labels.npy", np.full(4, 7, np.uint8)), "labels.npy has label 7 of 2 label_names"),
@@ -332,6 +340,9 @@ def _npz(path: Path) -> None:
      "tokens.npy holds int32 [2], not the integers [4]"),
     (lambda p: np.save(p / "tokens.npy", np.full(4, 2**30, np.int32)), "tokens.npy has token ids outside 0..201087"),
     (lambda p: np.save(p / "experts.npy", np.zeros((4, 3, 2), np.float32)), "experts.npy holds float32 [4, 3, 2]"),
+    (lambda p: np.save(p / "experts.npy", _below_zero(p / "experts.npy")),  # was counted in the layer before
+     "experts.npy holds int8 [4, 3, 2], not the unsigned integers [4, 3, 2]"),
+    (lambda p: np.save(p / "labels.npy", np.full(4, -1, np.int8)), "labels.npy holds int8 [4], not the unsigned"),
     (lambda p: np.save(p / "tokens.npy", np.array([{}] * 4, object), allow_pickle=True),
      "tokens.npy: Array can't be memory-mapped"),  # never unpickled
     (lambda p: _npz(p / "tokens.npy"), "tokens.npy is not a .npy array"),

@@ -156,3 +156,30 @@ def test_records_go_to_the_home_folder_for_a_path_with_a_tilde(session, tmp_path
     stored = route(["hello world"], session, progress=False, path="~/runs/c")
     assert stored.meta["path"] == str(tmp_path / "home" / "runs" / "c")
     assert not (tmp_path / "~").exists()
+
+
+def test_a_router_that_produces_nan_is_refused_naming_text_token_and_layer(session, tmp_path):
+    """A router whose weights went NaN gives NaN gate weights: they were stored as 0 in the record folder, plausible
+    data. `route` stops at the first such text in one line, and the folder keeps the texts done before it."""
+    import torch
+
+    router = session.engine.model.model.layers[1].mlp.router
+    kept = router.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            router.weight[0] = float("nan")  # expert 0's logit is NaN for every token
+        with pytest.raises(ValueError, match=r"^token 0 of text 0 has gate weight nan in layer 1, not a share in "
+                                             r"0\.\.1 \(did the router produce NaN\?\): a routing record cannot hold it$"):
+            route(["hello world", "a b c"], session, progress=False, path=tmp_path / "c")
+    finally:
+        with torch.no_grad():
+            router.weight.copy_(kept)
+    assert len(Corpus.load(tmp_path / "c")) == 0
+
+
+def test_numeric_text_labels_are_kept_as_text(session, tmp_path):
+    """Labels from a numpy array (np.int64) were kept until meta.json was written at the end of the run, which
+    failed ("Object of type int64 is not JSON serializable"): the whole run's folder was no record."""
+    stored = route(["hello world", "a b c"], session, labels=np.array([1, 2]), path=tmp_path / "c", progress=False)
+    kept = route(["hello world", "a b c"], session, labels=np.array([1, 2]), progress=False)
+    assert stored.doc_labels == kept.doc_labels == Corpus.load(tmp_path / "c").doc_labels == ["1", "2"]

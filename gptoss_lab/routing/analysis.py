@@ -22,7 +22,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from .record import Routing
 
-_CHUNK = 1 << 16  # tokens per step where a step's temporaries grow with k² (bounded memory)
+_CHUNK = 1 << 16  # tokens per step (at top-4 where a step's temporaries grow with k², see `_step`)
 
 
 class Table(pd.DataFrame):
@@ -96,6 +96,12 @@ def _blocks(routing: Routing, size: int = _CHUNK, per_layer: bool = False) -> It
         yield start, np.add(block.reshape(len(block), -1), shift, dtype=np.int64).reshape(block.shape)
 
 
+def _step(pairs: int, tokens: int = _CHUNK) -> int:
+    """Tokens per step for temporaries of `pairs` entries per token and layer (k × k'): `tokens` up to top-4,
+    fewer past it, so memory stays bounded for any top-k (a top-32 intervention's record took gigabytes)."""
+    return max(1, tokens * 16 // max(pairs, 16))
+
+
 def _counts(keys: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(keys.ravel(), minlength=size)[:size]
 
@@ -144,10 +150,10 @@ def _label_codes(routing: Routing, labels: Sequence[str] | None) -> tuple[np.nda
     """(code per token, label names) from the routing's own labels or a per-token sequence given."""
     if labels is None:
         return routing.label_codes, routing.label_names
+    if len(labels) != len(routing):  # a Categorical too: extra labels were ignored, too few an IndexError
+        raise ValueError(f"{len(labels)} labels for {len(routing)} tokens: give one label per token")
     if isinstance(labels, pd.Categorical):
         return np.asarray(labels.codes, np.int64), [str(c) for c in labels.categories]
-    if len(labels) != len(routing):
-        raise ValueError(f"{len(labels)} labels for {len(routing)} tokens: give one label per token")
     categorical = pd.Categorical(np.asarray(labels, dtype=object))
     return np.asarray(categorical.codes, np.int64), [str(c) for c in categorical.categories]
 
@@ -189,7 +195,7 @@ def coactivation(routing: Routing, layer: int | None = None) -> np.ndarray:
     first, second = np.triu_indices(routing.top_k, 1)  # each pair of a token's picks once (they are distinct)
     pairs = np.zeros(size * size, np.int64)
     single = np.zeros(size, np.int64)
-    for _, block in _blocks(routing, _CHUNK // 2):
+    for _, block in _blocks(routing, _step(routing.top_k ** 2, _CHUNK // 2)):
         picks = block if layer is None else block[:, layer: layer + 1]
         pairs += _counts(picks[..., first] * size + picks[..., second], size * size)
         single += _counts(picks, size)
@@ -205,6 +211,8 @@ def entropy(routing: Routing) -> np.ndarray:
 def compare(a: Routing, b: Routing, top: int = 10) -> Comparison:
     """Contrast two routings' expert usage layer by layer (e.g. two prompts on the same model)."""
     _same_shape(a, b)
+    if whole(top, "top") < 0:  # -1 dropped the last entry, as a slice does
+        raise ValueError(f"top (the entries that differ most) must be at least 0, not {top}")
     p, q = load(a).share, load(b).share
     diff = np.abs(p - q).ravel()
     order = np.argsort(-diff, kind="stable")[:top]
@@ -390,7 +398,7 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     first, last = (0, routing.layers - 1) if layer is None else (layer, layer + 1)
     offset = np.arange(last - first)[None, :, None, None] * size * size
     total = np.zeros((last - first) * size * size, np.int64)
-    for _, block in _blocks(routing, _CHUNK // 4):
+    for _, block in _blocks(routing, _step(1 if top1 else routing.top_k ** 2, _CHUNK // 4)):
         here, there = block[:, first:last], block[:, first + 1:last + 1]
         if top1:
             here, there = here[..., :1], there[..., :1]
@@ -449,10 +457,16 @@ def _overlaps(a: Routing, b: Routing) -> Iterator[_Overlap]:
     """The `_Overlap` of each chunk of tokens of two records of the same tokens."""
     if len(a) != len(b) or not np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens)):
         raise ValueError("agreement needs two records of the same tokens (route the same texts or ids twice)")
-    if a.layers != b.layers:
-        raise ValueError(f"the records have {a.layers} and {b.layers} layers")
-    for start in range(0, len(a), _CHUNK):
-        x, y = np.asarray(a.experts[start:start + _CHUNK]), np.asarray(b.experts[start:start + _CHUNK])
+    given = [r._num_experts for r in (a, b) if r._num_experts is not None]  # else inferred from the ids seen
+    differ = [f"layers ({a.layers} and {b.layers})"] if a.layers != b.layers else []
+    if len(set(given)) > 1 or (given and max(a.num_experts, b.num_experts) > given[0]):
+        differ.append(f"experts ({a.num_experts} and {b.num_experts})")
+    if differ:  # the ids of another model's experts name other experts: equal ids are no agreement
+        raise ValueError(f"the records differ in {' and '.join(differ)}: agreement compares two routings "
+                         f"of the same model")
+    step = _step(a.top_k * b.top_k)
+    for start in range(0, len(a), step):
+        x, y = np.asarray(a.experts[start:start + step]), np.asarray(b.experts[start:start + step])
         equal = (x[..., :, None] == y[..., None, :]) & (x[..., :, None] >= 0)
         yield _Overlap(start, equal.any(-1).sum(-1), (x >= 0).sum(-1), (y >= 0).sum(-1), x[..., 0] == y[..., 0])
 
@@ -460,13 +474,15 @@ def _overlaps(a: Routing, b: Routing) -> Iterator[_Overlap]:
 def agreement(a: Routing, b: Routing) -> Table:
     """Per layer, how alike two records of the same tokens are routed (two checkpoints, bf16 vs
     MXFP4, two reasoning efforts, with and without an intervention): `overlap` is the mean share of
-    a's top-k experts also in b's top-k (router saturation), `top1` the share of tokens with the same
-    top-1 expert, `same_set` the share with identical top-k sets (empty slots are no experts)."""
+    a's top-k experts also in b's top-k (router saturation; 1 where both have none), `top1` the share of
+    tokens with the same top-1 expert, `same_set` the share with identical top-k sets (empty slots are no
+    experts)."""
     shared = np.zeros(a.layers)
     top1 = np.zeros(a.layers)
     same = np.zeros(a.layers)
     for part in _overlaps(a, b):
-        shared += (part.shared / np.maximum(part.mine, 1)).sum(0)
+        none_and_none = part.theirs == 0  # a token with no experts in either agrees fully
+        shared += np.where(part.mine > 0, part.shared / np.maximum(part.mine, 1), none_and_none).sum(0)
         top1 += part.top1.sum(0)
         same += part.same_set.sum(0)
     n = max(len(a), 1)

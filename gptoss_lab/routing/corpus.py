@@ -20,7 +20,7 @@ import pandas as pd
 from .. import harmony
 from ..widgets import text_bar
 from .analysis import whole
-from .record import RecordWriter, Routing, read_record, token_labels
+from .record import RecordWriter, Routing, check_weights, read_record, token_labels
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
 _WINDOW = 8       # batches whose texts are sorted by length together
@@ -35,7 +35,13 @@ class Corpus(Sequence[Routing]):
                  meta: dict[str, Any] | None = None) -> None:
         self.combined = combined
         self.offsets = np.asarray(offsets, np.int64)
-        self.doc_labels: list[str | None] = list(doc_labels) if doc_labels is not None else [None] * (len(self.offsets) - 1)
+        ends = self.offsets[[0, -1]].tolist() if self.offsets.ndim == 1 and len(self.offsets) else None
+        if ends != [0, len(combined)] or (np.diff(self.offsets) < 0).any():  # a text past the end was cut short
+            raise ValueError(f"offsets must rise from 0 to {len(combined)}, the tokens of combined")
+        doc_labels = [None] * len(self) if doc_labels is None else doc_labels
+        if len(doc_labels) != len(self):
+            raise ValueError(f"{len(doc_labels)} labels for {len(self)} texts: give one label per text")
+        self.doc_labels = _label_texts(doc_labels)
         self.meta = dict(meta or {})
 
     def __len__(self) -> int:
@@ -85,6 +91,7 @@ class Corpus(Sequence[Routing]):
     def save(self, path: str | Path) -> Path:
         """Write every text's routing to the record folder `path` (see `Corpus.load`)."""
         r = self.combined
+        check_weights(r)  # before the writer empties the folder
         with RecordWriter(path, layers=r.layers, top_k=r.top_k, num_experts=r.num_experts, meta=self.meta) as writer:
             writer.append(r, self.lengths.tolist(), self.doc_labels)
         return writer.path
@@ -136,6 +143,7 @@ def route(
     items = list(items)
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"{len(labels)} labels for {len(items)} texts: give one label per text")
+    labels = _label_texts(labels) if labels is not None else None
     config = net.config
     context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
     chunk = int(getattr(engine, "prefill_chunk", 2048))
@@ -149,12 +157,18 @@ def route(
                 routed = _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar)
                 for offset, ((ids, token_labels), (experts, weights)) in enumerate(zip(window, routed)):
                     label = labels[start + offset] if labels is not None else None
-                    store.add(Routing(ids, experts, weights, token_labels, num_experts=int(config.num_local_experts)),
-                              label)
+                    routing = Routing(ids, experts, weights, token_labels, num_experts=int(config.num_local_experts))
+                    check_weights(routing, f" of text {start + offset}")  # refused before it is stored
+                    store.add(routing, label)
     finally:
         bar.close()
         corpus = store.finish(seconds=time.perf_counter() - started)
     return corpus
+
+
+def _label_texts(labels: Sequence[Any]) -> list[str | None]:
+    """Text labels as text (None: no label): a numpy integer was kept, then failed meta.json at the end of a run."""
+    return [None if label is None else str(label) for label in labels]
 
 
 def _tokens_of(item: Any, context: int) -> tuple[list[int], list[str]]:

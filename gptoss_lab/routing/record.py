@@ -3,7 +3,7 @@
 `Routing` is what a `Reply` carries and what `route` makes per text: tokens × layers × top-k expert
 ids and gate weights, the token ids and the label of every token (its Harmony channel). `Recorder`
 collects a turn's routing for the engine. On disk a record is a folder of .npy columns (expert ids
-as uint8 when there are at most 255 experts, weights as 16-bit fixed point) and a meta.json, written
+as uint8 when there are at most 128 experts, weights as 16-bit fixed point) and a meta.json, written
 as it is made and read back memory-mapped, so records larger than memory stay usable.
 """
 from __future__ import annotations
@@ -48,6 +48,34 @@ def fixed16(weights: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(weights, 0, 1) * 65535).astype("<u2")
 
 
+def check_weights(routing: Routing, where: str = "") -> None:
+    """Refuse, in one line naming the token and layer, gate weights that are no share in 0..1 (NaN from a
+    broken router, logits given as weights): a record keeps weights as 16-bit fixed point, where NaN was
+    stored as 0 and 7.5 as 1, plausible numbers. Memory-bounded; weights read from a file are always valid."""
+    if routing._weights.dtype == np.uint16:
+        return
+    half = 0.5 / 65535  # what still rounds into 0..1
+    for start in range(0, len(routing), _WRITE_ROWS):
+        weights = routing.weights[start:start + _WRITE_ROWS]
+        bad = ~((weights >= -half) & (weights <= 1 + half))  # NaN compares False
+        if bad.any():
+            token, layer, slot = np.argwhere(bad)[0]
+            value = float(weights[token, layer, slot])
+            raise ValueError(f"token {start + token}{where} has gate weight {value:g} in layer {layer}, not a share "
+                             f"in 0..1 (did the router produce NaN?): a routing record cannot hold it")
+
+
+def _token_ids(tokens: Any) -> np.ndarray:
+    """`tokens` as ids, refusing what no Harmony token is: a record saved with it could not be loaded back."""
+    ids = np.asarray(tokens)
+    if ids.size and ids.dtype.kind not in "iu":  # 1.9 was cut to token 1
+        raise ValueError(f"token ids are whole numbers, not {ids.dtype} values")
+    if ids.size and (ids.min() < 0 or ids.max() >= harmony.VOCAB_SIZE):
+        bad = ids.min() if ids.min() < 0 else ids.max()
+        raise ValueError(f"token ids go from 0 to {harmony.VOCAB_SIZE - 1} (the Harmony vocabulary), not {int(bad)}")
+    return ids
+
+
 class Routing:
     """Which experts every token went to: tokens × layers × top-k ids and gate weights.
 
@@ -76,10 +104,10 @@ class Routing:
         self._codes = np.zeros(0, np.uint8)          # label of each token, as an index into _names
         self._names: list[str] = []
         self._strings: list[str] = []                # texts decoded so far (lazily, see `strings`)
-        self._num_experts = num_experts
+        self.num_experts = num_experts
         self._owned = True                           # buffers are ours to write and grow (not a view or a file)
         self._observers: list[Callable[[str, int], None]] = []
-        if len(tokens):
+        if len(tokens) or experts is not None:  # no tokens yet in a given shape keeps its [layers, k]
             self.append(tokens, experts, weights, labels)
 
     @classmethod
@@ -143,10 +171,17 @@ class Routing:
         """Experts per layer: as given, else one more than the largest id seen."""
         if self._num_experts is not None:
             return self._num_experts
-        return int(self.experts.max()) + 1 if self._n else 0
+        return int(self.experts.max()) + 1 if self.experts.size else 0
 
     @num_experts.setter
     def num_experts(self, value: int | None) -> None:
+        # a count the ids do not fit is refused: an id past it was counted in the next layer, past 32768 it wrapped
+        if value is not None:
+            seen = int(self.experts.max()) + 1 if self.experts.size else 0
+            if not seen <= analysis.whole(value, "num_experts") <= MAX_EXPERT + 1:
+                raise ValueError(f"num_experts must be from {seen} to {MAX_EXPERT + 1}, not {value}"
+                                 + (f" (this record has expert {seen - 1})" if seen else ""))
+            value = int(value)
         self._num_experts = value
 
     def __len__(self) -> int:
@@ -174,19 +209,29 @@ class Routing:
         return Routing.from_arrays(self.tokens[which], self.experts[which], self.weights[which],
                                    self._codes[: self._n][which], self._names, num_experts=self.num_experts)
 
-    def _code(self, labels: Sequence[str]) -> np.ndarray:
+    def _code(self, labels: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
+        """`labels` as indices into `names` (default: this record's label names) plus the labels new to them,
+        which become the record's names; refused whole, the record left as it was, for a label that is no
+        text (meta.json could not hold it: the record saved, then failed to load) or a 256th label."""
+        names = list(self._names if names is None else names)
         for label in dict.fromkeys(labels):
-            if label not in self._names:
-                self._names.append(label)
-        index = {name: i for i, name in enumerate(self._names)}
-        if len(self._names) > 255:
+            if not isinstance(label, str):
+                raise ValueError(f"labels are texts (a Harmony channel, 'text' ...), not {label!r}")
+            if label not in names:
+                names.append(label)
+        if len(names) > 255:
             raise ValueError("a routing record holds at most 255 different labels")
-        return np.fromiter((index[label] for label in labels), np.uint8, len(labels))
+        index = {name: i for i, name in enumerate(names)}
+        codes = np.fromiter((index[label] for label in labels), np.uint8, len(labels))
+        self._names = names
+        return codes
 
     def append(self, tokens: Sequence[int], experts: np.ndarray, weights: np.ndarray,
                labels: Sequence[str] | None = None) -> None:
         """Add tokens at the end (labels default to "" = not known yet) and tell the observers."""
-        experts, weights = self._expert_ids(experts), np.asarray(weights, np.float32)
+        if experts is None or weights is None:
+            raise ValueError(f"need experts and weights of shape [{len(tokens)}, layers, k] for {len(tokens)} tokens")
+        tokens, experts, weights = _token_ids(tokens), self._expert_ids(experts), np.asarray(weights, np.float32)
         n = len(tokens)
         if experts.ndim != 3 or experts.shape[0] != n or weights.shape != experts.shape:
             raise ValueError(f"need experts and weights of shape [{n}, layers, k] for {n} tokens, "
@@ -212,6 +257,10 @@ class Routing:
     def _expert_ids(self, experts: Any) -> np.ndarray:
         """`experts` as int16, refusing ids outside -1..num_experts - 1 (they would be counted in another layer)."""
         experts = np.asarray(experts)
+        if experts.dtype.kind not in "iubf":
+            raise ValueError(f"expert ids are whole numbers (-1 = an empty slot), not {experts.dtype} values")
+        if experts.dtype.kind == "f" and not (experts % 1 == 0).all():  # 2.7 was cut to 2, NaN became expert 0
+            raise ValueError(f"expert ids are whole numbers (-1 = an empty slot), not {experts[experts % 1 != 0][0]}")
         top = (self._num_experts if self._num_experts is not None else MAX_EXPERT + 1) - 1
         if experts.size and (experts.min() < -1 or experts.max() > top):
             bad = experts.min() if experts.min() < -1 else experts.max()
@@ -232,6 +281,8 @@ class Routing:
 
     def truncate(self, n: int) -> None:
         """Keep the first `n` tokens (views redraw from scratch)."""
+        if analysis.whole(n, "n") < 0:  # -1 made the record's length -1 (len() failed)
+            raise ValueError(f"truncate keeps the first n tokens: n must be at least 0, not {n}")
         self._n = min(n, self._n)
         del self._strings[self._n:]
         self._notify("reset", 0)
@@ -240,8 +291,7 @@ class Routing:
         """Set every token's label (the session does this once the turn's ids are known)."""
         if len(labels) != self._n:
             raise ValueError(f"{len(labels)} labels for {self._n} tokens")
-        self._names = []
-        codes = self._code(labels)
+        codes = self._code(labels, [])
         if not self._owned:
             self._codes = np.array(self._codes[: self._n], np.uint8)
         self._codes[: self._n] = codes
@@ -327,6 +377,7 @@ class Routing:
     def save(self, path: str | Path) -> Path:
         """Write the record to the folder `path` (compact .npy columns + meta.json); read it back with
         `gptoss_lab.routing.load(path)`."""
+        check_weights(self)  # before the writer empties the folder
         with RecordWriter(path, layers=self.layers, top_k=self.top_k, num_experts=self.num_experts) as writer:
             writer.append(self)
         return writer.path
@@ -449,6 +500,10 @@ class RecordWriter:
 
     def __init__(self, path: str | Path, *, layers: int, top_k: int, num_experts: int,
                  meta: dict[str, Any] | None = None) -> None:
+        try:  # refused before anything is written: meta.json is written last, once the columns are done
+            json.dumps(meta)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"a routing record's meta must be JSON data: {error}") from None
         self.path = Path(path).expanduser()  # "~/runs/a" is in the home folder, not a folder "~" here
         reusable = self.path.is_dir() and (not any(self.path.iterdir()) or _is_record(self.path))
         if self.path.exists() and not reusable:
@@ -471,7 +526,7 @@ class RecordWriter:
             if name in self.columns:
                 self.columns[name].file.close()
         self.layers, self.top_k = layers, top_k
-        self.columns["experts"] = _Column(self.path / "experts.npy", "u1" if self.num_experts < 255 else "<u2",
+        self.columns["experts"] = _Column(self.path / "experts.npy", "u1" if self.num_experts <= 128 else "<u2",
                                           (layers, top_k))
         self.columns["weights"] = _Column(self.path / "weights.npy", "<u2", (layers, top_k))
 
@@ -524,10 +579,10 @@ class RecordWriter:
             column.close()
         self.columns = {}
         np.save(self.path / "offsets.npy", np.asarray([0, *self.ends], np.int64))
-        meta = {"format": FORMAT, "version": VERSION, "tokens": self.tokens, "documents": len(self.ends),
-                "layers": self.layers, "top_k": self.top_k, "num_experts": self.num_experts,
-                "label_names": self.names, "doc_labels": self.doc_labels, "empty_slots": self.empty_slots,
-                **self.meta}
+        meta = {**self.meta, "format": FORMAT, "version": VERSION, "tokens": self.tokens,  # a loaded record's
+                "documents": len(self.ends), "layers": self.layers, "top_k": self.top_k,  # meta says what it held
+                "num_experts": self.num_experts, "label_names": self.names, "doc_labels": self.doc_labels,
+                "empty_slots": self.empty_slots}
         (self.path / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -567,8 +622,11 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     _check_record(meta, columns, lambda why: ValueError(f"{path} is not a valid routing record: {why}"))
     experts = columns["experts"]
     if meta.get("empty_slots"):  # the all-ones id stands for an empty slot (-1)
-        empty = np.iinfo(experts.dtype).max
-        experts = np.where(experts == empty, np.int16(-1), experts.astype(np.int16))
+        signed = np.dtype(experts.dtype.str.replace("u", "i"))
+        if meta["num_experts"] <= np.iinfo(signed).max + 1:  # read as signed, all-ones is -1: still memory-mapped
+            experts = experts.view(signed)
+        else:  # uint8 ids past 127 (129 to 254 experts, written so before): a converted copy
+            experts = np.where(experts == np.iinfo(experts.dtype).max, np.int16(-1), experts.astype(np.int16))
     routing = Routing.from_arrays(columns["tokens"], experts, columns["weights"], columns["labels"],
                                   meta["label_names"], num_experts=meta["num_experts"])
     return routing, np.array(columns["offsets"]), list(meta["doc_labels"]), meta  # a copy: np.save rewrites the file
@@ -589,9 +647,10 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
     """Raise `bad(why)` unless the columns have the shapes, types and values meta.json says."""
     sizes = {key: meta.get(key) for key in ("tokens", "documents", "layers", "top_k", "num_experts")}
     for key, value in sizes.items():
-        least = 1 if key == "num_experts" else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise bad(f"meta.json has {key} = {value!r}, not a whole number ≥ {least}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(f"meta.json has {key} = {value!r}, not a whole number ≥ 0")
+    if sizes["num_experts"] > MAX_EXPERT + 1:  # every analysis allocates counts per expert
+        raise bad(f"meta.json has num_experts = {sizes['num_experts']}, past the {MAX_EXPERT + 1} a record holds")
     if isinstance(meta.get("seconds", 0), bool) or not isinstance(meta.get("seconds", 0), (int, float)):
         raise bad(f"meta.json has seconds = {meta['seconds']!r}, not a number")  # what Corpus shows
     names, doc_labels = meta.get("label_names"), meta.get("doc_labels")
@@ -602,10 +661,10 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
     n, wide = sizes["tokens"], (sizes["layers"], sizes["top_k"])
     for name, shape in (("tokens", (n,)), ("experts", (n, *wide)), ("weights", (n, *wide)), ("labels", (n,)),
                         ("offsets", (sizes["documents"] + 1,))):
-        column = columns[name]
-        if column.dtype.kind not in "iu" or column.shape != shape or (name == "weights" and column.dtype != np.uint16):
-            raise bad(f"{name}.npy holds {column.dtype} {list(column.shape)}, not the integers {list(shape)} "
-                      f"meta.json says")
+        column, kinds = columns[name], "iu" if name in ("tokens", "offsets") else "u"  # ids and codes: never negative
+        if column.dtype.kind not in kinds or column.shape != shape or (name == "weights" and column.dtype != np.uint16):
+            raise bad(f"{name}.npy holds {column.dtype} {list(column.shape)}, not the "
+                      f"{'integers' if kinds == 'iu' else 'unsigned integers'} {list(shape)} meta.json says")
     offsets = np.asarray(columns["offsets"])
     if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
         raise bad(f"offsets.npy does not split {n} tokens into documents")
@@ -614,7 +673,8 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
         end = start + _WRITE_ROWS
         tokens, labels = columns["tokens"][start:end], columns["labels"][start:end]
         experts = columns["experts"][start:end]
-        top = int((experts if empty is None else np.where(experts == empty, 0, experts)).max())
+        ids = experts if empty is None else experts[experts != empty]
+        top = int(ids.max()) if ids.size else -1  # none: no layers, no slots, or all empty
         if tokens.min() < 0 or tokens.max() >= harmony.VOCAB_SIZE:
             raise bad(f"tokens.npy has token ids outside 0..{harmony.VOCAB_SIZE - 1} (the Harmony vocabulary)")
         if labels.max() >= len(names):
