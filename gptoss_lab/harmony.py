@@ -219,6 +219,7 @@ def developer_message(
 ) -> Message | None:
     """The developer message: instructions, function tools and a response format; None when empty.
 
+    Function tools' schemas are rewritten for openai-harmony's renderer (see `_shown_tool`).
     `response_format` is `{"name", "description"?, "schema"}` (see `gptoss_lab.structured`)."""
     if not (instructions or functions or response_format):
         return None
@@ -226,7 +227,7 @@ def developer_message(
     if instructions:
         content = content.with_instructions(clean(instructions))
     if functions:
-        content = content.with_function_tools(list(functions))
+        content = content.with_function_tools([_shown_tool(f) for f in functions])
     message = Message.from_role_and_content(Role.DEVELOPER, content)
     if response_format:
         # openai-harmony has no builder for this section: it follows the DeveloperContent as a second
@@ -237,6 +238,141 @@ def developer_message(
         section += json.dumps(response_format.get("schema", response_format), separators=(",", ":"), ensure_ascii=False)
         message = message.adding_content(TextContent(text=clean(section)))
     return message
+
+
+# ---------------------------------------------------------------- function tools as the model reads them
+
+_LIMITS = ("format", "pattern", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf",
+           "minLength", "maxLength", "minItems", "maxItems")  # keywords the renderer does not show
+_SCALAR_TEXT = {"string": "string", "number": "number", "integer": "number", "boolean": "boolean", "null": "null"}
+
+
+def _shown_tool(tool: ToolDescription) -> ToolDescription:
+    """`tool` with a schema openai-harmony's renderer turns into TypeScript-like text that states what the
+    function accepts, and with nothing that could end a comment, a string or the namespace it is written in.
+
+    The renderer writes a number enum (`Literal[1, 2]`, an IntEnum) as `number`; a mixed enum (`Literal["a",
+    None]`), `null` and a tuple as `any`; a list of a union as `"x" | "y"[]`; string enum values, string
+    defaults, examples and property names as they are (a quote or a line break in them ends the string or
+    the `//` comment). It writes a `type` list as its members joined by ` | `, so a type it cannot show is
+    given to it as one member holding the type's TypeScript text (see `_shown`)."""
+    parameters = _shown(tool.parameters) if tool.parameters else None
+    return ToolDescription.new(tool.name, clean("\n".join(tool.description.splitlines())), parameters=parameters)
+
+
+def _shown(schema: Any, *, in_property: bool = False) -> dict[str, Any]:
+    """The schema for the renderer: objects with properties (and arrays and unions of them) left for it to
+    lay out with their descriptions as comments; every other type as its one-line TypeScript text.
+    `in_property`: the schema is an object's property (the renderer writes its description above it)."""
+    if not isinstance(schema, dict):
+        return {"type": [_text(schema)[0]]}
+    notes = _notes(schema)
+    variants = schema.get("oneOf", schema.get("anyOf"))
+    if _has_properties(schema):
+        required = set(schema.get("required", ()))
+        properties = schema["properties"]
+        shown = {"type": "object", "required": [_key(k) for k in properties if k in required],
+                 "properties": {_key(k): _shown(v, in_property=True) for k, v in properties.items()}}
+        # the renderer writes an object's description inside its type too (`start:     // ...` then `{`):
+        # a property's is written above it as a union of one, elsewhere it is left out
+        description = notes.pop("description", None)
+        if description and in_property:
+            return {**notes, "description": description, "oneOf": [shown]}
+        return {**notes, **shown}
+    if isinstance(variants, list) and any(map(_has_properties, variants)):
+        return {**notes, "oneOf": [_shown(v) for v in variants]}
+    if schema.get("type") == "array" and "prefixItems" not in schema and _has_properties(schema.get("items")):
+        return {**notes, "type": "array", "items": _shown(schema["items"])}
+    return {**notes, "type": [_text(schema)[0]]}
+
+
+def _has_properties(schema: Any) -> bool:
+    """An object schema with properties: the renderer lays it out, a property a line."""
+    properties = schema.get("properties") if isinstance(schema, dict) and schema.get("type") == "object" else None
+    return isinstance(properties, dict) and bool(properties)
+
+
+def _notes(schema: dict[str, Any]) -> dict[str, Any]:
+    """The description (on one line, with the limits the renderer leaves out: a format, a range, a pattern),
+    default and string examples, each string escaped as JSON writes it: the renderer writes them inside
+    `//` comments and quotes as they are."""
+    notes: dict[str, Any] = {}
+    tuple_like = "prefixItems" in schema or schema.get("maxItems") == 0  # its text has its length: `[A, B]`, `[]`
+    limits = ", ".join(f"{key}: {json.dumps(schema[key], ensure_ascii=False)}" for key in _LIMITS
+                       if key in schema and not (tuple_like and key.endswith("Items")))
+    description = " ".join(str(schema.get("description") or "").split())
+    if description or limits:
+        notes["description"] = f"{description} ({limits})" if description and limits else description or limits
+    if "default" in schema:
+        notes["default"] = _escaped(schema["default"]) if isinstance(schema["default"], str) else schema["default"]
+    if isinstance(schema.get("examples"), list):
+        notes["examples"] = [_escaped(e) for e in schema["examples"] if isinstance(e, str)]
+    return notes
+
+
+def _escaped(text: str) -> str:
+    """`text` as it is written between quotes in JSON (line breaks and quotes escaped)."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def _key(name: str) -> str:
+    """A property name as TypeScript writes it: quoted (JSON-escaped) unless it is an identifier."""
+    return name if name.isidentifier() else json.dumps(name, ensure_ascii=False)
+
+
+def _text(schema: Any) -> tuple[str, bool]:
+    """One line of TypeScript for a JSON schema, and whether it is a union (an array of it needs brackets)."""
+    if not isinstance(schema, dict):
+        return ("never" if schema is False else "any"), False
+    if schema.get("nullable") is True:  # OpenAPI's way to allow null, which the renderer shows
+        return _union([_text({k: v for k, v in schema.items() if k != "nullable"}), ("null", False)])
+    values = [schema["const"]] if "const" in schema else schema.get("enum")
+    if isinstance(values, list) and values:
+        return _union([(json.dumps(v, ensure_ascii=False), False) for v in values])
+    variants = schema.get("oneOf", schema.get("anyOf"))
+    if isinstance(variants, list) and variants:
+        return _union([_text(v) for v in variants])
+    if isinstance(schema.get("allOf"), list) and len(schema["allOf"]) == 1:
+        return _text(schema["allOf"][0])
+    kind = schema.get("type")
+    if isinstance(kind, list) and kind:
+        return _union([_text({**schema, "type": k}) for k in kind])
+    if kind == "array":
+        return _array_text(schema), False
+    if kind == "object":
+        return _object_text(schema), False
+    return _SCALAR_TEXT.get(kind, "any") if isinstance(kind, str) else "any", False
+
+
+def _union(members: list[tuple[str, bool]]) -> tuple[str, bool]:
+    """`A | B` of (text, is a union) members, each once."""
+    unique = list(dict.fromkeys(members))
+    return " | ".join(text for text, _ in unique), len(unique) > 1 or unique[0][1]
+
+
+def _array_text(schema: dict[str, Any]) -> str:
+    """`T[]`, `(A | B)[]`, or a tuple: `[A, B]`, `[A, ...B[]]`."""
+    rest = schema.get("items")
+    if isinstance(schema.get("prefixItems"), list):
+        items = [_text(s)[0] for s in schema["prefixItems"]]
+        if rest is not None and rest is not False:
+            items.append(f"...{_array_text({'items': rest})}")
+        return f"[{', '.join(items)}]"
+    if schema.get("maxItems") == 0:
+        return "[]"
+    text, union = _text({} if rest is None else rest)
+    return f"({text})[]" if union else f"{text}[]"
+
+
+def _object_text(schema: dict[str, Any]) -> str:
+    """`{a: T, b?: U}`, or `Record<string, T>` for a map."""
+    properties = schema.get("properties")
+    if isinstance(properties, dict) and properties:
+        required = set(schema.get("required", ()))
+        return "{" + ", ".join(f"{_key(k)}{'' if k in required else '?'}: {_text(v)[0]}"
+                               for k, v in properties.items()) + "}"
+    extra = schema.get("additionalProperties", True)
+    return "{}" if extra is False else f"Record<string, {_text(extra)[0]}>"
 
 
 def user_message(text: str) -> Message:

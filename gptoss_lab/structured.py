@@ -69,7 +69,8 @@ class HarmonySchema(GenerateJsonSchema):
     description; optional scalars become `"type": [X, "null"]` (`string | null`) and other
     optionals `oneOf` (the renderer shows `anyOf` as `any`); an optional property whose default is
     None is shown as its type (the model leaves it out rather than writing null); a one-value
-    Literal is an `enum` (a `const` shows as `any`)."""
+    Literal is an `enum` (a `const` shows as `any`). What the renderer still shows wrongly (number
+    enums, tuples, null) is rewritten where function tools are rendered (`harmony.developer_message`)."""
 
     def generate(self, schema: core_schema.CoreSchema, mode: Any = "validation") -> JsonSchemaValue:
         return _inlined(super().generate(schema, mode))
@@ -209,6 +210,8 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
         hint = (" (on Python < 3.12 a TypedDict must come from typing_extensions, not typing)"
                 if getattr(err, "code", None) == "typed-dict-version" else "")
         raise TypeError(f"{where}: unsupported type annotation {annotation!r}{hint}; use {_SUPPORTED}") from None
+    except RecursionError:  # list[list[...]] a few hundred deep: pydantic recurses once per level
+        raise TypeError(f"{where}: the type annotation is nested too deeply to describe") from None
 
 
 _ERRORS_SHOWN = 3      # validation errors described; the others are counted

@@ -146,7 +146,7 @@ def test_the_model_sees_typescript_like_function_definitions():
     text = harmony.decode(harmony.render([harmony.developer_message(functions=[get_weather.description])]))
     assert "// Get the weather forecast for a city.\ntype get_weather = (_: {" in text
     assert "city: string," in text
-    assert 'units?: "celsius" | "fahrenheit", // default: celsius' in text
+    assert 'units?: "celsius" | "fahrenheit", // default: "celsius"' in text
     assert "lat: number," in text and "}) => any;" in text
 
 
@@ -316,7 +316,8 @@ def test_a_datetime_parameter_is_described_and_validated_by_the_same_adapter():
     assert props["start"] == {"description": "when the meeting starts.", "type": "string", "format": "date-time"}
     assert props["until"] == {"type": ["string", "null"], "format": "date", "default": None}
     text = harmony.decode(harmony.render([harmony.developer_message(functions=[book.description])]))
-    assert "// when the meeting starts.\nstart: string," in text and "until?: string | null, // default: null" in text
+    assert '// when the meeting starts. (format: "date-time")\nstart: string,' in text
+    assert '// format: "date"\nuntil?: string | null, // default: null' in text
     assert book.call('{"room": "A", "start": "2026-11-25T10:30:00", "until": "2026-11-26"}').output == '"booked"'
     assert seen == [(datetime.datetime(2026, 11, 25, 10, 30), datetime.date(2026, 11, 26))]
     bad = book.call('{"room": "A", "start": "next Tuesday"}')
@@ -693,3 +694,22 @@ def test_a_callable_without_a_name_is_named_on_one_short_line():
     message = str(err.value)
     assert "\n" not in message and len(message) < 200, message[:300]
     assert message == "this partial has no usable name (''); pass tool(fn, name='...')"
+
+
+class _Account(pydantic.BaseModel):
+    name: str
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return {"alice": "Alice"}[name]  # a KeyError, not the ValueError pydantic turns into a ValidationError
+
+
+def test_a_validator_that_raises_any_error_goes_back_to_the_model():
+    # the KeyError of the user's validator came out of `call` instead of going back to the model as text
+    def pay(to: _Account, amount: float) -> str:
+        return f"paid {to.name}"
+
+    assert FunctionTool(pay).call('{"to": {"name": "alice"}, "amount": 1}').output == '"paid Alice"'
+    result = FunctionTool(pay).call('{"to": {"name": "mallory"}, "amount": 1}')
+    assert (result.status, result.output) == ("error", "Error: KeyError: 'mallory'")

@@ -112,8 +112,8 @@ class FunctionTool:
             kwargs = dict(self._arguments.validate_python(raw))
         except pydantic.ValidationError as err:
             return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}", time.perf_counter() - start)
-        except (ValueError, TypeError, RecursionError) as err:  # JSONDecodeError is a ValueError; deep nesting recurses
-            return ToolResult("error", f"Error: {type(err).__name__}: {err}", time.perf_counter() - start)
+        except Exception as err:  # JSONDecodeError, deep nesting (RecursionError), a user's validator raising KeyError
+            return ToolResult("error", truncate(_error_text(err)), time.perf_counter() - start)
         given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
         # positional-only parameters, in order, up to the last one given; one left out before it gets its default
         args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
