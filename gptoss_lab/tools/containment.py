@@ -826,11 +826,16 @@ class _Descriptors:
         _dup2(write, 2)
         _close(write)
         self._done = self._closed = False
-        self._ended, self._reading = _thread.allocate_lock(), _thread.allocate_lock()
+        self._ended, self._reading, started = _thread.allocate_lock(), _thread.allocate_lock(), _thread.allocate_lock()
         self._ended.acquire()
-        _start_thread(self._pump, ())   # low-level: in no thread table, so no run takes it for the code's and stops it
+        started.acquire()
+        _start_thread(self._pump, (started,))   # low-level: in no thread table, so no run takes it for the code's
+        # Until a new thread runs, CPython 3.11 files it under the ident of the thread that started it: an
+        # exception the code raises into the kernel's thread (PyThreadState_SetAsyncExc) went to the pump.
+        started.acquire()
 
-    def _pump(self) -> None:
+    def _pump(self, started: Any) -> None:
+        started.release()
         try:
             while not self._done:
                 try:
