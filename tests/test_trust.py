@@ -360,6 +360,36 @@ def test_stop_during_a_tool_run_interrupts_it():
     assert_valid(s)
 
 
+@pytest.mark.parametrize("body", ["time.sleep(60)", "while True:\n        pass"])
+def test_stop_during_a_user_function_interrupts_it(body):
+    """The view's Stop reached python code but not a user function: it runs on the kernel's own thread,
+    so Stop was only read after it returned (here: after its 60 s timeout). Now the turn ends at once."""
+    import time
+
+    namespace: dict = {}
+    exec(f"import time\ndef crunch() -> int:\n    \"Crunch the numbers.\"\n    {body}\n    return 1", namespace)
+
+    class StopSoon(Recorder):
+        @property
+        def stop_requested(self):
+            started = [e for e in self.events if isinstance(e, ToolUpdate) and e.call.status == "running"]
+            return bool(started) and time.monotonic() - t0 > 0.3
+
+        @stop_requested.setter
+        def stop_requested(self, value):
+            pass
+
+    rec = "<|channel|>commentary to=functions.crunch <|constrain|>json<|message|>{}<|call|>" + FINAL.format(text="later")
+    s = session(rec, tools=[namespace["crunch"]], timeout=60)
+    t0 = time.monotonic()
+    reply = s.ask("q", view=StopSoon())
+    [call] = reply.tool_calls
+    assert reply.interrupted and call.status == "interrupted", (reply.final, call.status, call.output)
+    assert time.monotonic() - t0 < 5
+    assert_valid(s)
+    assert s.ask("again").final == "later"   # the conversation goes on
+
+
 def test_terminal_control_sequences_from_the_model_are_shown_not_obeyed():
     import io
 

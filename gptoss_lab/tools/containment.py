@@ -78,6 +78,7 @@ _HERE = sys._getframe().f_code.co_filename
 POLL = 0.02       # seconds between looks at a running worker
 GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as stuck
 POLITE = 0.1      # seconds during which a stop can be handled (cleanup in `finally` runs) before it is forced
+STOP_POLL = 0.1   # seconds between asks of the view's Stop while a trusted function runs
 REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 # Taken now, so that code which replaces time.monotonic or sys._current_frames neither re-times its own
@@ -935,29 +936,34 @@ class _Router(io.TextIOBase):
 # ---------------------------------------------------------------- deadline for trusted code
 
 class deadline:
-    """`with deadline(seconds):` raises ToolTimeout in this thread once `seconds` have passed, and again
-    every REPEAT seconds until the block ends (so `except Exception` cannot swallow it). For code the
-    user trusts (function tools): it guards no exits and runs the block in place; model code goes
-    through `contain`. `deadline(None)` or `deadline(0)` does nothing.
+    """`with deadline(seconds, stop):` raises ToolTimeout in this thread once `seconds` have passed, and
+    again every REPEAT seconds until the block ends (so `except Exception` cannot swallow it); on the main
+    thread it also asks `stop()` (the view's Stop) every STOP_POLL seconds and, once it says yes, raises
+    KeyboardInterrupt the same way. For code the user trusts (function tools): it guards no exits and
+    runs the block in place; model code goes through `contain`. With no seconds and no stop it does nothing.
 
     On the main thread it is SIGALRM, whose handler runs in this thread and so knows exactly where
     the block is (and wakes a blocking call such as `time.sleep`). Elsewhere a watcher thread raises
-    it (see `_poke`); a blocking native call then only sees it when it returns.
+    the timeout (see `_poke`; a blocking native call then only sees it when it returns); `stop` is not
+    asked there, as asking it reads the kernel's messages, which belongs to the main thread.
     """
 
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float | None, stop: Callable[[], bool] | None = None) -> None:
+        self.seconds, self.stop = seconds, stop
         self.finished = True
         self._alarm = False
 
     def __enter__(self) -> deadline:
-        if not self.seconds:
+        on_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
+        if not self.seconds and not (self.stop and on_main):
             return self
-        self.ident, self.finished = threading.get_ident(), False
-        self._stop = ToolTimeout.after(self.seconds)
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM"):
+        self.ident, self.finished, self._stopped = threading.get_ident(), False, False
+        self._end = _monotonic() + self.seconds if self.seconds else None
+        self._stop = ToolTimeout.after(self.seconds) if self.seconds else None
+        if on_main:
             self._previous, self._alarm = signal.signal(signal.SIGALRM, self._on_alarm), True
-            signal.setitimer(signal.ITIMER_REAL, self.seconds, REPEAT)
+            first = min(self.seconds or STOP_POLL, STOP_POLL) if self.stop else self.seconds
+            signal.setitimer(signal.ITIMER_REAL, first, min(REPEAT, STOP_POLL) if self.stop else REPEAT)
         else:
             threading.Thread(target=self._watch, name="gptoss-deadline", daemon=True).start()
         return self
@@ -969,11 +975,16 @@ class deadline:
             signal.signal(signal.SIGALRM, signal.SIG_DFL if self._previous is None else self._previous)
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
-        if not self.finished and frame.f_code.co_filename != _HERE:  # not in the block's own exit
+        if self.finished or frame.f_code.co_filename == _HERE:  # not in the block's own exit
+            return
+        if self._end is not None and _monotonic() >= self._end - 0.001:  # the timer may ring a hair early
             raise self._stop()
+        self._stopped = self._stopped or bool(self.stop and self.stop())
+        if self._stopped:
+            raise KeyboardInterrupt
 
     def _watch(self) -> None:
-        end = _monotonic() + (self.seconds or 0)
+        end = self._end or 0
         while not self.finished and _monotonic() < end:
             _sleep(min(end - _monotonic(), REPEAT))
         while not self.finished:

@@ -27,7 +27,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..events import ToolCall
 from ..structured import describe_errors, docstring, json_default, json_value, typed_schema
 from .base import Tool, ToolResult, interrupted
-from .python import ToolTimeout, alarm, truncate
+from .python import ToolTimeout, deadline, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 MAX_ITEMS = 1000  # items read from an iterator a function returns
@@ -102,8 +102,9 @@ class FunctionTool:
     def __repr__(self) -> str:
         return f"FunctionTool({self.name}{inspect.signature(self.function)})"
 
-    def call(self, arguments: str, *, timeout: float | None = None) -> ToolResult:
-        """Run the function on the model's JSON arguments; the result or the error, as text for the model."""
+    def call(self, arguments: str, *, timeout: float | None = None, stop: Callable[[], bool] | None = None) -> ToolResult:
+        """Run the function on the model's JSON arguments; the result or the error, as text for the model.
+        It runs here, on the caller's thread, ended by `timeout` or once `stop()` (the view's Stop) says yes."""
         start = time.perf_counter()
         try:
             raw = json_value(arguments) if arguments.strip() else {}
@@ -119,7 +120,7 @@ class FunctionTool:
         args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
         ran = False  # an error after the function returned is JSON's: the call's side effects happened
         try:
-            with alarm(timeout):  # a generator's body runs as its value is written: within the timeout too
+            with deadline(timeout, stop):  # a generator's body runs as its value is written: within the timeout too
                 value = _bounded(self.function(*args, **kwargs))
                 ran = True
                 output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
@@ -217,4 +218,4 @@ class Functions(Tool):
         if function is None:
             names = ", ".join(sorted(self.functions)) or "none"
             return ToolResult("error", f"Error: NameError: no function named {name!r}; available functions: {names}")
-        return function.call(call.input, timeout=self.timeout)
+        return function.call(call.input, timeout=self.timeout, stop=stop)

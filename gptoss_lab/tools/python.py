@@ -27,7 +27,7 @@ from . import containment
 from .base import Tool, ToolResult, interrupted
 from .containment import ToolTimeout, contain, deadline
 
-__all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "alarm", "deadline", "truncate"]
+__all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "deadline", "truncate"]
 
 MAX_OUTPUT_CHARS = 6000
 _FILENAME = "<gptoss-python>"
@@ -39,7 +39,6 @@ DESCRIPTION = (
     "of the last expression, or the traceback){timeout}. "
     "The user may have to approve each call before it runs."
 )
-alarm = deadline  # the name tools/functions.py imports
 
 
 class Capture(io.TextIOBase):

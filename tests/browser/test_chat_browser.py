@@ -3,11 +3,11 @@ ChatView.
 
 Checks what a user sees and what their clicks do while the cell is still running: Run executes the
 approved code, Skip skips it, Stop ends the turn with the partial reply kept, the kernel reads busy from
-the first to the last token, and the chat controls (timer, live tokens/s, Edit, Always allow, Copy,
+the first to the last token, Stop ends a user function that runs, and the chat controls (timer, live tokens/s, Edit, Always allow, Copy,
 Insert as cell, context meter, Regenerate, New chat) work.
 Screenshots: /tmp/gptoss_chat_light.png, /tmp/gptoss_chat_dark.png, /tmp/gptoss_chat_tiny.png,
 /tmp/gptoss_chat_approval.png, /tmp/gptoss_chat_controls.png, /tmp/gptoss_chat_keyboard.png,
-/tmp/gptoss_chat_math.png, /tmp/gptoss_chat_saved_narrow.png.
+/tmp/gptoss_chat_math.png, /tmp/gptoss_chat_saved_narrow.png, /tmp/gptoss_chat_stop_function.png.
 """
 from __future__ import annotations
 
@@ -228,6 +228,38 @@ def test_stop_ends_a_turn_while_a_remote_server_is_silent(lab_notebook):
     assert time.perf_counter() - clicked < 20
     assert _reply_line(page).startswith("REPLY True 'Let me think about this")
     assert "Stopped" in page.locator(".gx-chat .gx-notice").inner_text()
+
+
+SLOW_FUNCTION = """
+import time
+from gptoss_lab import Session, ReplayEngine
+from gptoss_lab.widgets.chat import ChatView
+
+def crunch() -> int:
+    "Crunch the numbers (for five minutes)."
+    time.sleep(300)
+    return 1
+
+session = Session(ReplayEngine('<|channel|>analysis<|message|>Crunch first.<|end|><|start|>assistant to=functions.crunch'
+                               '<|channel|>commentary <|constrain|>json<|message|>{}<|call|>'
+                               '<|channel|>final<|message|>never<|return|>'), tools=[crunch], approval='auto', timeout=600)
+"""
+
+
+def test_stop_ends_a_turn_while_a_user_function_runs(lab_notebook):
+    """A user function runs on the kernel's own thread: Stop was read only once it returned (here, after
+    300 s); now the function is interrupted and the turn ends, the call shown as interrupted."""
+    page = lab_notebook([SLOW_FUNCTION, "reply = session.ask('Crunch', view=ChatView.show())",
+                         "print('REPLY', reply.interrupted, [c.status for c in reply.tool_calls], repr(reply.final))"],
+                        wait_for=".gx-chat .gx-tool")
+    time.sleep(1.0)  # the function is asleep now
+    clicked = time.perf_counter()
+    page.locator(".gx-stop").click()
+    page.wait_for_selector(".gx-footer", timeout=20_000)
+    assert time.perf_counter() - clicked < 20
+    assert _reply_line(page).strip() == "REPLY True ['interrupted'] ''"
+    assert "Stopped" in page.locator(".gx-chat .gx-notice").inner_text()
+    page.screenshot(path="/tmp/gptoss_chat_stop_function.png")
 
 
 @pytest.mark.parametrize("ui", ["lab", "notebook"])
