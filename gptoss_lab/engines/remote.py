@@ -14,11 +14,11 @@ ids already received, so the session keeps the partial answer. Server options: d
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import itertools
 import json
-import math
 import queue
 import socket
 import threading
@@ -40,13 +40,17 @@ _JOINER = "\u200d"  # zero-width joiner: `<\u200d|start|>` reads the same to a p
 _SPELLING = regex.compile(r"<(?=\|[A-Za-z0-9_]+\|>)")  # the `<` of anything spelled like a special token
 _BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", never "not this prompt"
 _OVERRUN = (4, 64)  # text chunks past max_tokens=n (4n + 64: margin for servers that split tokens' text)
+_LONGEST_WAIT = 86_400  # seconds: the largest timeout= (a day; 1e10 overflowed the sockets' clocks)
 _MAX_WAIT = 5.0  # seconds of a server's Retry-After we wait before asking again; a longer one is reported
 _ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
 _MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
 _LONGEST_TOKEN = 128  # characters of o200k's longest token: more text than max_tokens × this is past the limit
+_NAME = 200  # characters of the model's name shown (a status line, a view's header)
 _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can carry
-_USERINFO = regex.compile(r"(?<=//)[^/?#@\s]*@")  # `user:password@` in a URL as typed
+# a URL's `user:password@` as typed: all after the scheme up to the last @ (a password may hold a raw / or @)
+_USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
+_ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
 _ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1", "/api/generate", "/api/chat",
               "/api/tags", "/api")  # what a pasted endpoint URL ends with, taken off to leave the server root
 
@@ -70,7 +74,8 @@ def inert_text(ids: Sequence[int]) -> str:
 def _base_url(url: str) -> httpx.URL:
     """The server root of `url` (scheme added, a trailing /v1, /v1/chat/completions ... taken off); RemoteError for
     what is no http(s) URL. Its `user:password@`, if any, is left out of the message."""
-    given = _USERINFO.sub("", url)
+    given = _USERINFO.sub(r"\1", url)
+    secret = given != url  # httpx may quote a piece of a password (`Invalid port: 'se'` of `user:se/cret@`)
     url = url.strip()
     url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
     for suffix in _ENDPOINTS:
@@ -79,10 +84,13 @@ def _base_url(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as err:
-        raise RemoteError(f"{given!r} is not a server URL ({_USERINFO.sub('', str(err))}); "
-                          "write it like http://127.0.0.1:8000") from None
+        why = "write / ? # @ in a password as %2F %3F %23 %40" if secret else err
+        raise RemoteError(f"{given!r} is not a server URL ({why}); write it like http://127.0.0.1:8000") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise RemoteError(f"{given!r} is not an http(s) server URL; write it like http://127.0.0.1:8000")
+    if "@" in parsed.path:  # a password's `/` ended the host: the rest of it would be sent as the path
+        raise RemoteError(f"{given!r} is not a server URL (an @ after its host): "
+                          "write / ? # @ in a password as %2F %3F %23 %40")
     if parsed.query or parsed.fragment:  # httpx would put the API's paths after it
         raise RemoteError(f"{given!r} is not a server URL (it has a ?query or #fragment); "
                           "write it like http://127.0.0.1:8000")
@@ -97,11 +105,20 @@ def _error_text(body: Any) -> str:
     return " ".join(str(error).split())
 
 
+def _loads(text: str | bytes) -> Any:
+    """`text` parsed as JSON; ValueError also for JSON nested too deep for Python's parser (a hostile `[[[[...`,
+    which json raises as RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _server_message(response: httpx.Response) -> str:
     """The error text a server put in its response body (read with `_capped`), on one line; of an HTML error
     page (a proxy's "502 Bad Gateway"), its text."""
     try:
-        return _error_text(response.json())
+        return _error_text(_loads(response.content))
     except ValueError:
         text = response.text
         if "html" in response.headers.get("content-type", ""):  # its start: the regex is slow on a long page
@@ -118,7 +135,8 @@ class RemoteEngine:
     auth, never shown). `api_key` (surrounding whitespace taken off) is sent as a bearer token; neither
     appears in an error, even when the server quotes it. `model=None` takes the
     server's only model. Connection errors are retried `retries` times; `timeout` (seconds) bounds
-    connecting, each wait for the next streamed chunk and reading a whole answer that is no stream. Construction checks the server and the
+    connecting (up to an answer's last header), each wait for the next streamed chunk and reading a whole answer
+    that is no stream. Construction checks the server and the
     model name, so a wrong URL or name fails at `Session.connect`, not at the first question.
     `prompt_as` says how prompts travel: "ids", or "text" (`inert_text`) for Ollama and for a server
     that refused its first token-id prompt but took the same prompt as text.
@@ -135,8 +153,9 @@ class RemoteEngine:
         timeout: float = 120.0,
         retries: int = 2,
     ) -> None:
-        if not (isinstance(timeout, int | float) and 0 < timeout < math.inf):
-            raise RemoteError(f"timeout must be a number of seconds above 0, not {timeout!r}")
+        if not (isinstance(timeout, int | float) and 0 < timeout <= _LONGEST_WAIT):
+            raise RemoteError(f"timeout must be a number of seconds above 0, at most {_LONGEST_WAIT} (a day), "
+                              f"not {timeout!r}")
         if not (isinstance(retries, int) and retries >= 0):
             raise RemoteError(f"retries must be a whole number, 0 or more, not {retries!r}")
         parsed = _base_url(url)
@@ -150,11 +169,15 @@ class RemoteEngine:
         if api_key and parsed.userinfo:
             raise RemoteError("give api_key or a user:password@ in the URL, not both: both go in the one "
                               "Authorization header")
+        # user:password@ as its Authorization header carries it, which a server or proxy may quote back
+        basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
         # a key or password shorter than this would blank out ordinary words of a message if hidden in it
-        self._secrets = _Hidden(s for s in (api_key, parsed.password) if s and len(s) >= 4)
+        self._secrets = _Hidden(s for s in (api_key, parsed.password, basic) if s and len(s) >= 4)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
-        self._client = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=httpx.Timeout(timeout))
+        # no kept-alive connections: every request connects anew, so its `_HeaderClock` sees the socket
+        self._client = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=httpx.Timeout(timeout),
+                                    limits=httpx.Limits(max_keepalive_connections=0))
         with self._cleaned():
             self.ollama = self._is_ollama()
             self.prompt_as = "text" if self.ollama else "ids"
@@ -169,7 +192,7 @@ class RemoteEngine:
                 raise RemoteError(f"the server at {self.url} has no model {model!r}; "
                                   f"it serves: {_listed(models) or '(none)'}")
         self.model = model
-        self.name = model
+        self.name = model if len(model) <= _NAME else model[: _NAME - 1] + "…"  # shown: a server's choice, any length
         # gpt-oss's recommended sampling, so an unset value means the same on every server
         self.default_sampling = Sampling(temperature=1.0, top_p=1.0)
 
@@ -193,8 +216,8 @@ class RemoteEngine:
 
     def _get(self, path: str) -> httpx.Response:
         """GET `path` with retries on connection errors, at most `_MAX_BODY` bytes of its body read."""
-        return self._retrying(lambda: _capped(self._client.send(self._client.build_request("GET", path), stream=True),
-                                              self.timeout))
+        return self._retrying(lambda hook: _capped(
+            self._client.send(self._client.build_request("GET", path, extensions=hook), stream=True), self.timeout))
 
     def _request(self, path: str) -> httpx.Response:
         """GET `path` (`_get`); HTTP errors become RemoteError."""
@@ -202,13 +225,19 @@ class RemoteEngine:
         self._raise_for(response, path)
         return response
 
-    def _retrying(self, call: Callable[[], httpx.Response]) -> httpx.Response:
-        """`call()`, retried on connection errors; its failures as one-line RemoteErrors."""
+    def _retrying(self, call: Callable[[dict[str, Any]], httpx.Response]) -> httpx.Response:
+        """`call(extensions)`, retried on connection errors; its failures as one-line RemoteErrors. The request
+        that `call` sends carries the extensions: a `_HeaderClock`, which ends it when its headers take longer
+        than `timeout`."""
         for attempt in range(self.retries + 1):
+            clock = _HeaderClock(self.timeout)
             try:
-                return call()
+                return call({"trace": clock})
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
                     httpx.WriteError) as err:
+                if clock.expired:
+                    raise RemoteError(f"the server at {self.url} did not answer within {self.timeout:g} s "
+                                      "(timeout=...)") from None
                 if attempt == self.retries:
                     raise RemoteError(
                         f"cannot reach the gpt-oss server at {self.url} ({type(err).__name__}: {err}); "
@@ -221,6 +250,8 @@ class RemoteEngine:
             except httpx.HTTPError as err:  # a body that cannot be decoded, a redirect loop ...
                 raise RemoteError(f"the server at {self.url} sent an answer that cannot be read "
                                   f"({_one_line(err)})") from None
+            finally:
+                clock.stop()
 
     def _raise_for(self, response: httpx.Response, path: str) -> None:
         if response.is_redirect:  # not followed: the key would go along to wherever it points
@@ -243,7 +274,7 @@ class RemoteEngine:
     def _is_ollama(self) -> bool:
         try:
             response = self._get("/api/version")
-            return response.status_code == 200 and "version" in response.json()
+            return response.status_code == 200 and "version" in _loads(response.content)
         except (ValueError, TypeError):  # not JSON, or JSON that is no object
             return False
 
@@ -253,7 +284,7 @@ class RemoteEngine:
         with self._cleaned():
             response = self._request(path)
             try:
-                return [str(model[key]) for model in response.json()[listing]]
+                return [str(model[key]) for model in _loads(response.content)[listing]]
             except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or JSON of another shape
                 raise RemoteError(f"the server at {self.url} answered {path} with no list of models "
                                   f"({self._quote(_server_message(response), 80)!r}): is it an OpenAI-compatible "
@@ -282,9 +313,9 @@ class RemoteEngine:
         """The streaming response to one completion request, its body read when it is an HTTP error. A busy
         server (HTTP 429, 503 ...) is asked again `retries` times, after its Retry-After when that is short."""
         path, body = self._body(prompt, stop, sampling)
-        request = self._client.build_request("POST", path, json=body)
         for attempt in range(self.retries + 1):
-            response = self._retrying(lambda: self._client.send(request, stream=True))
+            response = self._retrying(lambda hook: self._client.send(
+                self._client.build_request("POST", path, json=body, extensions=hook), stream=True))
             if response.is_error or response.is_redirect:
                 with contextlib.suppress(httpx.HTTPError):  # a body that broke off: reported by its status alone
                     response = _capped(response, self.timeout)
@@ -312,15 +343,19 @@ class RemoteEngine:
 
     def _json(self, line: str) -> dict:
         try:
-            data = json.loads(line)
+            data = _loads(line)
         except ValueError:
             data = None
         if not isinstance(data, dict):
             raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: "
                               f"{self._quote(line, 120)!r}")
         if data.get("error") is not None or data.get("object") == "error":  # some send "error": null in every chunk
-            raise RemoteError(f"the server at {self.url} stopped with an error: {self._quote(_error_text(data))}")
+            raise self._stopped(data)
         return data
+
+    def _stopped(self, body: Any) -> RemoteError:
+        """The one-line RemoteError for an error the server streamed (`body`: its JSON, or its text)."""
+        return RemoteError(f"the server at {self.url} stopped with an error: {self._quote(_error_text(body))}")
 
     def _events(self, response: httpx.Response, stalled: Callable[[], None]) -> Iterator[dict]:
         """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines);
@@ -329,7 +364,7 @@ class RemoteEngine:
         (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
         reads = _Reads(response, stalled, RemoteError(
             f"the server at {self.url} sent {_MAX_BODY >> 20} MiB without ending an event or line: "
-            "that is no completion stream"))
+            "that is no completion stream"), events=not self.ollama)
         if self.ollama:
             line = ""
             for text in reads.iter_text():  # lines end at "\n" only: JSON may hold U+2028 and the like unescaped
@@ -344,6 +379,12 @@ class RemoteEngine:
             try:
                 for event in EventSource(reads).iter_sse():  # type: ignore[arg-type]
                     reads.unended = 0
+                    if event.event == "error":  # `event: error`, or llama.cpp's `error: {...}` line (see _Reads)
+                        try:
+                            body = _loads(event.data)
+                        except ValueError:
+                            body = event.data
+                        raise self._stopped(body)
                     if event.data.strip() == "[DONE]":
                         return
                     if event.data:
@@ -523,29 +564,72 @@ def _one_line(err: Exception) -> str:
     return " ".join(f"{type(err).__name__}: {err}".split())
 
 
+class _HeaderClock:
+    """httpx's `trace` hook for one request: it shuts the request's connection once `timeout` seconds passed
+    between connecting and the response's last header (httpx's timeout bounds each read, so a server sending
+    its headers a byte at a time, or a TLS handshake as slowly, held the request forever); `expired` says so."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout, self.expired = timeout, False
+        self._timer: threading.Timer | None = None
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            sock = info["return_value"].get_extra_info("socket")
+            self._timer = threading.Timer(self.timeout, self._expire, (sock,))
+            self._timer.daemon = True
+            self._timer.start()
+        elif event in ("http11.receive_response_headers.complete", "http11.receive_response_headers.failed"):
+            self.stop()
+
+    def _expire(self, sock: socket.socket) -> None:
+        self.expired = True
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        """Headers in (or the request over): the clock stops."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class _Reads:
     """The response as httpx-sse reads it (its headers and text), calling `stalled()` at every read and raising
     `too_long` once `_MAX_BODY` characters came since the reader last set `unended` (at an event's end), so an
-    endless line cannot fill memory."""
+    endless line cannot fill memory. Of an event stream (`events`), whole lines are handed on, llama.cpp's
+    `error: {...}` lines (a field SSE does not know, which httpx-sse drops) written as `event: error` events."""
 
-    def __init__(self, response: httpx.Response, stalled: Callable[[], None], too_long: RemoteError) -> None:
+    def __init__(self, response: httpx.Response, stalled: Callable[[], None], too_long: RemoteError, *,
+                 events: bool) -> None:
         self.headers, self._response, self._stalled, self._too_long = response.headers, response, stalled, too_long
+        self._events = events
         self.unended = 0
 
     def iter_text(self) -> Iterator[str]:
+        held: list[str] = []  # an event stream's text after its last line break: a line whose start is not known
         for text in self._response.iter_text():
             self._stalled()
             self.unended += len(text)
             if self.unended > _MAX_BODY:
                 raise self._too_long
-            yield text
+            if not self._events:
+                yield text
+                continue
+            end = max(text.rfind("\n"), text.rfind("\r")) + 1
+            if end:
+                yield _ERROR_FIELD.sub("event: error\ndata:", "".join(held) + text[:end])
+                held = []
+            held.append(text[end:])
+        if any(held):
+            yield "".join(held)
 
 
 class _Reader:
     """One completion request read on a daemon thread, its chunks (or its RemoteError) handed over in order,
     so the caller can give up on a silent server at once: `abort()` shuts the socket, which wakes the
-    thread from its read, and the thread closes the response. At most `_AHEAD` chunks wait to be taken:
-    a server that streams faster than they are taken waits (TCP holds it back) instead of filling memory."""
+    thread from its read, and the thread closes the response. At most `_AHEAD` chunks, and about `_MAX_BODY`
+    characters of text, wait to be taken: a server that streams faster than they are taken waits (TCP holds
+    it back) instead of filling memory, also with chunks of megabytes each."""
 
     _END = object()
     _AHEAD = 1024
@@ -553,6 +637,7 @@ class _Reader:
     def __init__(self, open_response: Callable[[], httpx.Response],
                  read: Callable[[httpx.Response], Iterator[tuple[str, str | None, Any]]]) -> None:
         self._items: queue.Queue[Any] = queue.Queue(self._AHEAD)
+        self._given = self._taken = 0  # characters of text handed over and taken (each written by one thread)
         self._aborted = threading.Event()
         self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, args=(open_response, read), daemon=True,
@@ -578,12 +663,17 @@ class _Reader:
 
     def _put(self, item: Any) -> bool:
         """Hand `item` over once there is room; False (and nothing handed over) once aborted."""
+        size = len(item[0]) if isinstance(item, tuple) else 0
         while not self._aborted.is_set():
+            if self._given - self._taken >= _MAX_BODY:
+                time.sleep(0.01)
+                continue
             try:
                 self._items.put(item, timeout=0.1)
-                return True
             except queue.Full:
                 continue
+            self._given += size
+            return True
         return False
 
     def chunks(self, should_stop: Callable[[], bool]) -> Iterator[tuple[str, str | None, Any]]:
@@ -600,6 +690,7 @@ class _Reader:
                 return
             if isinstance(item, Exception):
                 raise item
+            self._taken += len(item[0])
             yield item
 
     def abort(self) -> None:
