@@ -112,6 +112,9 @@ def _line_parser() -> _Parser:
     connect.add_argument("--model", type=_given, help="the served model's name (default: the server's only model)")
     connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_given,
                          help="environment variable holding the API key")
+    connect.add_argument("--timeout", type=float, metavar="SECONDS",
+                         help="wait for the server: connecting, each streamed chunk (default 120)")
+    connect.add_argument("--retries", type=int, metavar="N", help="times a connection error is retried (default 2)")
     use = command("use", "drive a Session object you made in Python from %%gptoss cells")
     use.add_argument("variable", type=_given)
     command("status", "model, settings and conversation length")
@@ -309,7 +312,8 @@ class GptossMagics(Magics):
             print(f"Loaded {visible(self.session.engine.name)}.")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
-            session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key)
+            waits = {k: getattr(opts, k) for k in ("timeout", "retries") if getattr(opts, k) is not None}
+            session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, **waits)
             self.session = _keep_settings(session, self.session)
             # the engine's URL (a user:password@ taken out), and the names the server chose
             print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)}).")

@@ -166,3 +166,23 @@ def test_an_error_a_server_streams_as_its_own_event_is_shown_with_the_partial_an
     assert reply.final == "It is"
     assert reply.errors == [f"The turn failed: the server at {server.url} stopped with an error: "
                             "the request exceeds the available context size, try increasing it"]
+
+
+def test_the_connect_magic_takes_a_timeout_and_retries():
+    """`%gptoss connect` had no --timeout: a user of the magic waited the default 120 s on a server that trickles."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        url, listener = _trickling_server()
+        with listener:
+            started = time.monotonic()
+            with pytest.raises(UsageError, match=r"^the server at .* did not answer within 1 s \(timeout=\.\.\.\)$"):
+                shell.run_line_magic("gptoss", f"connect {url} --timeout 1 --retries 0")
+            assert time.monotonic() - started < 4
+        with pytest.raises(UsageError, match=r"^timeout must be a number of seconds above 0, at most 86400"):
+            shell.run_line_magic("gptoss", f"connect {url} --timeout 0")
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
