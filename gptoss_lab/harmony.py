@@ -28,7 +28,6 @@ from openai_harmony import (
     HarmonyEncodingName,
     Message,
     Role,
-    StreamableParser,
     SystemContent,
     TextContent,
     ToolDescription,

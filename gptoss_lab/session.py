@@ -22,7 +22,7 @@ from openai_harmony import Message
 from . import harmony
 from .engines.base import Engine, EngineError, Sampling
 from .events import (
-    Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart,
+    Approval, Event, MessageEnd, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart,
     ToolUpdate, TurnEnd, TurnStart, View,
 )
 from .settings import DEFAULT, Settings, SettingsError, make

@@ -155,9 +155,9 @@ def route(
             for start in range(0, len(items), batch_size * _WINDOW):
                 window = [_tokens_of(item, context) for item in items[start:start + batch_size * _WINDOW]]
                 routed = _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar)
-                for offset, ((ids, token_labels), (experts, weights)) in enumerate(zip(window, routed)):
+                for offset, ((ids, channels), (experts, weights)) in enumerate(zip(window, routed)):
                     label = labels[start + offset] if labels is not None else None
-                    routing = Routing(ids, experts, weights, token_labels, num_experts=int(config.num_local_experts))
+                    routing = Routing(ids, experts, weights, channels, num_experts=int(config.num_local_experts))
                     check_weights(routing, f" of text {start + offset}")  # refused before it is stored
                     store.add(routing, label)
     finally:
