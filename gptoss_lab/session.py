@@ -254,7 +254,10 @@ class Session:
         ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start)
         window = _context_window(self.engine)
         if window is not None and len(ids) >= window:
-            raise TurnError(f"the prompt is {len(ids)} tokens but the model's context is {window} tokens: "
+            setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
+            why = (f" ({setup} of them the instructions and the tools' definitions: offer fewer tools or smaller types)"
+                   if setup * 2 >= len(ids) else "")
+            raise TurnError(f"the prompt is {len(ids)} tokens but the model's context is {window} tokens{why}: "
                             "shorten it or start a new conversation (%gptoss reset)")
         try:
             processor = fmt.processor() if constrain and fmt is not None else None

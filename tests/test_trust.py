@@ -171,8 +171,28 @@ def test_a_prompt_over_the_context_is_refused_with_its_length():
     engine = ReplayEngine(FINAL.format(text="x"))
     engine.context_window = 120
     s = Session(engine, namespace={}, tools="none")
-    with pytest.raises(TurnError, match=r"the prompt is \d+ tokens but the model's context is 120 tokens"):
+    with pytest.raises(TurnError, match=r"the prompt is \d+ tokens but the model's context is 120 tokens: "):
         s.ask("word " * 200)
+    assert not s.history
+
+
+def test_a_prompt_over_the_context_says_when_the_tools_definitions_take_it():
+    """A function whose type lists thousands of values filled the context; the error only said the prompt was
+    too long, though the question was two words."""
+    from typing import Literal
+
+    def pick(code: str) -> str:
+        "Pick a code."
+        return code
+
+    pick.__annotations__["code"] = Literal[tuple(f"code-{i}" for i in range(3000))]
+
+    engine = ReplayEngine(FINAL.format(text="x"))
+    engine.context_window = 4096
+    s = Session(engine, namespace={}, tools=[pick])
+    with pytest.raises(TurnError, match=r"^the prompt is \d+ tokens but the model's context is 4096 tokens \((\d+) of them "
+                                        r"the instructions and the tools' definitions: offer fewer tools"):
+        s.ask("Which code?")
     assert not s.history
 
 
