@@ -253,6 +253,24 @@ def test_a_generator_function_is_bound_by_the_timeout():
     assert time.perf_counter() - start < 2
 
 
+def _slow_check(name: str) -> str:
+    time.sleep(5)  # a look-up in a slow directory
+    return name
+
+
+def test_a_users_validator_is_bound_by_the_timeout():
+    """The arguments were validated before the timeout started: a slow validator held the kernel past it."""
+    @tool
+    def greet(name: Annotated[str, pydantic.AfterValidator(_slow_check)]) -> str:
+        """Greet someone known."""
+        return f"Hello {name}"
+
+    start = time.perf_counter()
+    result = greet.call('{"name": "Ada"}', timeout=0.3)
+    assert result.status == "timeout" and result.output == "Error: ToolTimeout: Timed out after 0.3 s"
+    assert time.perf_counter() - start < 2
+
+
 def test_endless_iterators_returned_by_a_function_are_cut_not_looped_forever():
     # serializing itertools.count() loops in C, out of reach of the timeout and Ctrl-C, until memory runs out:
     # run in a child process so that a regression fails here instead of freezing the test run

@@ -106,21 +106,24 @@ class FunctionTool:
         """Run the function on the model's JSON arguments; the result or the error, as text for the model.
         It runs here, on the caller's thread, ended by `timeout` or once `stop()` (the view's Stop) says yes."""
         start = time.perf_counter()
-        try:
-            raw = json_value(arguments) if arguments.strip() else {}
-            if not isinstance(raw, dict):
-                raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
-            kwargs = dict(self._arguments.validate_python(raw))
-        except pydantic.ValidationError as err:
-            return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}", time.perf_counter() - start)
-        except Exception as err:  # JSONDecodeError, deep nesting (RecursionError), a user's validator raising KeyError
-            return ToolResult("error", truncate(_error_text(err)), time.perf_counter() - start)
-        given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
-        # positional-only parameters, in order, up to the last one given; one left out before it gets its default
-        args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
         ran = False  # an error after the function returned is JSON's: the call's side effects happened
         try:
-            with deadline(timeout, stop):  # a generator's body runs as its value is written: within the timeout too
+            # the user's validators run on the model's arguments, and a generator's body as its value is written:
+            # within the timeout too
+            with deadline(timeout, stop):
+                try:
+                    raw = json_value(arguments) if arguments.strip() else {}
+                    if not isinstance(raw, dict):
+                        raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
+                    kwargs = dict(self._arguments.validate_python(raw))
+                except pydantic.ValidationError as err:
+                    return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}",
+                                      time.perf_counter() - start)
+                except Exception as err:  # JSONDecodeError, deep nesting (RecursionError), a validator's KeyError
+                    return ToolResult("error", truncate(_error_text(err)), time.perf_counter() - start)
+                given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
+                # positional-only parameters, in order, up to the last one given; one left out before it: its default
+                args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
                 value = _bounded(self.function(*args, **kwargs))
                 ran = True
                 output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
