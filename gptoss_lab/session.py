@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import re
 import signal
 import threading
 import time
@@ -82,7 +83,7 @@ class Session:
         self.replies: list[Reply] = []
         # each turn's user message index, `ask` options and the browser (and its state) before it
         self._turns: list[tuple[int, dict[str, Any], tuple[Tool | None, Any]]] = []
-        self._allowed: set[str] = set()       # tools the user allowed for the rest of the conversation
+        self._allowed: set[str] = set()       # recipients the user allowed for the rest of the conversation
         self._renderer = harmony.Renderer()
         self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
 
@@ -129,7 +130,8 @@ class Session:
 
     def configure(self, **changes: Any) -> Settings:
         """Change settings for the following turns (checked; SettingsError names a bad value); None puts a
-        setting back to its default (`configure(seed=None)`: no fixed seed again)."""
+        setting back to its default (`configure(seed=None)`: no fixed seed again). Setting `approval` also
+        takes back every "Always allow": `%gptoss config approve=ask` means ask again for every call."""
         settings = self.settings.replace(**{k: DEFAULT if v is None else v for k, v in changes.items()})
         if "tools" in changes:  # an unknown tool name is refused now, not at the next turn
             try:
@@ -137,6 +139,8 @@ class Session:
             except ToolSpecError as err:
                 raise SettingsError(f"tools: {err}") from None
         self.settings = settings
+        if "approval" in changes:
+            self._allowed.clear()
         return self.settings
 
     # ------------------------------------------------------------ conversation
@@ -501,9 +505,9 @@ class _Turn:
         """True to run, else the text that tells the model why the call did not run."""
         if self.settings.approval == "never":  # stronger than an earlier "Always allow"
             return "Not run: the user's settings do not allow tool calls (approval: never). Answer without it."
-        if self.settings.approval == "auto" or tool.name in self.session._allowed:
+        if self.settings.approval == "auto" or call.recipient in self.session._allowed:
             return True
-        call.question = tool.approval_question(call) + _bidi_warning(call.input)
+        call.question = tool.approval_question(call) + _bidi_warning(call.input) + _wide_warning(call.input)
         call.status = "waiting"
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
@@ -519,8 +523,8 @@ class _Turn:
             return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
         if not decision.run:
             return "Not run: the user chose not to run this call. Answer without it, and say so."
-        if decision.always:
-            self.session._allowed.add(tool.name)
+        if decision.always:  # this recipient only (one function, one browser command), as the card says
+            self.session._allowed.add(call.recipient)
         if decision.code is not None and decision.code != call.input:
             self._edit(call, harmony.clean(decision.code))
         return True
@@ -625,6 +629,18 @@ def _bidi_warning(code: str) -> str:
         return ""
     return (" Careful: it holds Unicode direction controls (shown as \\u202e ...), which can make code read "
             "in another order than it runs.")
+
+
+_WIDE = 120  # characters of a line a tool card shows without scrolling sideways, about
+
+
+def _wide_warning(code: str) -> str:
+    """A warning for the approval question when a line is too long to read whole: code pushed past the card's
+    right edge (after a run of spaces, say) runs all the same. Lines as Python splits them (not at \\f, \\u2028)."""
+    widest = max(len(line.expandtabs()) for line in re.split("\r\n?|\n", code))
+    if widest <= _WIDE:
+        return ""
+    return f" Careful: a line is {widest} characters long; scroll sideways to read all of it before it runs."
 
 
 def _takes(function: Any, keyword: str) -> bool:

@@ -310,7 +310,8 @@ class Turn {
       for (const node of b.actions.querySelectorAll("button")) node.disabled = true;
       b.status.textContent = kind === "run" ? "starting…" : "skipping…";
       const action = { kind, index: op.i, always: !!always };
-      if (b.editor && b.editor.value !== b.raw) action.code = b.editor.value;
+      const code = b.code();            // the open editor's, or what a closed one left on the card
+      if (code !== b.raw) action.code = code;
       if (b.editor) b.editor.readOnly = true;
       send(this.model, action);
     };

@@ -7,7 +7,8 @@ the first to the last token, Stop ends a user function that runs, and the chat c
 Insert as cell, context meter, Regenerate, New chat) work.
 Screenshots: /tmp/gptoss_chat_light.png, /tmp/gptoss_chat_dark.png, /tmp/gptoss_chat_tiny.png,
 /tmp/gptoss_chat_approval.png, /tmp/gptoss_chat_controls.png, /tmp/gptoss_chat_keyboard.png,
-/tmp/gptoss_chat_math.png, /tmp/gptoss_chat_saved_narrow.png, /tmp/gptoss_chat_stop_function.png.
+/tmp/gptoss_chat_math.png, /tmp/gptoss_chat_saved_narrow.png, /tmp/gptoss_chat_stop_function.png,
+/tmp/gptoss_chat_wide_line.png.
 """
 from __future__ import annotations
 
@@ -420,6 +421,41 @@ def test_approval_card_by_keyboard_only(lab_notebook):
     assert page.locator(".gx-chat .gx-tool").nth(1).locator(".gx-output").inner_text().strip() == "43"
     assert _reply_line(page).startswith("REPLY False ['done', 'done'] ")
     assert page.locator(".jp-Notebook .jp-Cell").count() == 3             # no cell added or run by the keys
+
+
+def test_edit_closed_before_run_runs_the_code_the_card_shows(lab_notebook):
+    """Edit, change the code, Edit again to close the editor (the card shows the change), then Run: the changed
+    code runs, not the model's (which the card no longer shows)."""
+    page = lab_notebook(_cells(KEYBOARD, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-edit")
+    card = page.locator(".gx-chat .gx-tool").first
+    card.locator(".gx-edit").click()
+    page.locator(".gx-editor").fill("x = 6 * 8\nprint(x)")
+    card.locator(".gx-edit").click()                                      # closes the editor, keeps the change
+    assert page.locator(".gx-editor").count() == 0
+    assert card.locator(".gx-code").inner_text() == "x = 6 * 8\nprint(x)"
+    card.locator(".gx-run").click()
+    page.wait_for_selector(".gx-tool[data-status='done']", timeout=30_000)
+    assert card.locator(".gx-output").inner_text().strip() == "48"         # what the card showed ran
+    assert "edited" in card.locator(".gx-status").inner_text()
+    page.locator(".gx-tool[data-status='waiting'] .gx-skip").click()
+    assert _reply_line(page).startswith("REPLY False ['done', 'skipped'] ")
+
+
+WIDE = ("<|start|>assistant to=python<|channel|>analysis<|message|>print('hello')" + " " * 300
+        + "; import os; print(os.getcwd())<|call|><|channel|>final<|message|>Done.<|return|>")
+
+
+def test_a_line_too_long_for_the_card_is_named_on_it(lab_notebook):
+    """Code pushed past the card's right edge by a run of spaces is out of sight (the card scrolls sideways):
+    the question on the card says a line is that long. Screenshot: /tmp/gptoss_chat_wide_line.png."""
+    page = lab_notebook(_cells(WIDE, "ask", 0.0), wait_for=".gx-tool[data-status='waiting'] .gx-run")
+    card = page.locator(".gx-chat .gx-tool").first
+    code = card.locator(".gx-code")
+    assert code.evaluate("pre => pre.scrollWidth > pre.clientWidth + 100")      # the rest of the line is out of view
+    assert "a line is 345 characters long; scroll sideways" in card.locator(".gx-ask").inner_text()
+    card.screenshot(path="/tmp/gptoss_chat_wide_line.png")
+    card.locator(".gx-skip").click()
+    assert _reply_line(page).startswith("REPLY False ['skipped'] ")
 
 
 MATH = (
