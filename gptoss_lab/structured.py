@@ -396,8 +396,18 @@ def _strict_json(body: str) -> Any:
 
 def json_value(text: str) -> Any:
     """`text` as JSON has it (ValueError or RecursionError otherwise): Python's json module also reads NaN,
-    Infinity and 1e999 (as inf), which are not JSON and which a model's answer or arguments must not carry."""
-    return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    Infinity and 1e999 (as inf), which are not JSON and which a model's answer or arguments must not carry,
+    and keeps the last of a key given twice, where a reader of the text (the approval card) sees the first."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite, object_pairs_hook=_once_each)
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise ValueError(f"the key {key[:80]!r} is given twice")
+        value[key] = item
+    return value
 
 
 def _not_json(constant: str) -> Any:

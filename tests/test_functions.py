@@ -412,10 +412,46 @@ def test_resolve_tools():
 
 def test_unknown_function_text_lists_the_available_ones():
     tools = Toolset.resolve([get_weather], {}, {})
-    result = tools.find("functions.get_wether").run(ToolCall("functions.get_wether", "commentary", "{}"))
-    assert result.status == "error"
-    assert result.output == "Error: NameError: no function named 'get_wether'; available functions: get_weather"
+    assert tools.find("functions.get_wether") is None   # no tool answers it: no user is asked about it
+    assert tools.unknown("functions.get_wether") == ("Error: there is no tool named 'functions.get_wether'; "
+                                                    "available: functions.get_weather")
     assert Toolset.resolve("", {}, {}).find("functions.x") is None
+
+
+def test_a_function_that_does_not_exist_is_never_put_to_the_user():
+    """Any functions.* name was put to the user ("Call delete_all_files with these arguments?"), then failed."""
+    from gptoss_lab.events import Approval
+
+    class Asks:
+        stop_requested = False
+
+        def __init__(self):
+            self.asked = []
+
+        def handle(self, event):
+            pass
+
+        def approve(self, call):
+            self.asked.append(call.question)
+            return Approval(True)
+
+    s = _session(_call("delete_all_files", "{}") + _final("Done."), {"get_weather": get_weather}, approval="ask")
+    view = Asks()
+    reply = s.ask("Clean up", view=view)
+    assert view.asked == [] and reply.tool_calls[0].status == "error"
+    assert reply.tool_calls[0].output.startswith("Error: there is no tool named 'functions.delete_all_files'; available: ")
+
+
+def test_a_key_given_twice_in_the_arguments_is_refused():
+    """The card showed {"path": "/tmp/safe", ...} while the function ran with the later "/home"."""
+    ran = []
+
+    def remove(path: str) -> str:
+        ran.append(path)
+        return "removed"
+
+    result = tool(remove).call('{"path": "/tmp/safe", "path": "/home"}')
+    assert (result.status, result.output, ran) == ("error", "Error: ValueError: the key 'path' is given twice", [])
 
 
 # ---------------------------------------------------------------- the full loop, on recorded output
@@ -464,7 +500,7 @@ def test_function_call_runs_and_the_result_goes_back_on_commentary():
 @pytest.mark.parametrize("name,arguments,error", [
     ("get_temperature", '{"city": Paris}', "Error: JSONDecodeError: Expecting value"),
     ("get_temperature", '{"town": "Paris"}', "Error: ValidationError: city: Field required"),
-    ("get_temp", '{"city": "Paris"}', "Error: NameError: no function named 'get_temp'; available functions: get_temperature"),
+    ("get_temp", '{"city": "Paris"}', "Error: there is no tool named 'functions.get_temp'; available: "),
     ("get_temperature", '{"city": "Atlantis"}', "Error: KeyError: 'Atlantis'"),
 ])
 def test_a_failed_call_goes_back_to_the_model_which_recovers(name, arguments, error):

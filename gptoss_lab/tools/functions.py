@@ -211,14 +211,14 @@ class Functions(Tool):
     def function_descriptions(self) -> list[ToolDescription]:
         return [f.description for f in self.functions.values()]
 
+    def answers(self, recipient: str) -> bool:
+        """Only the functions listed: a call of another name is answered as no tool, never put to the user
+        ("Call delete_all_files with these arguments?" was asked for a function that does not exist)."""
+        return recipient.startswith("functions.") and recipient.removeprefix("functions.") in self.functions
+
     def approval_question(self, call: ToolCall) -> str:
         return f"Call {call.recipient.removeprefix('functions.')} with these arguments?"
 
     def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
-        """Call the named function on the JSON arguments; an unknown name lists the ones that exist."""
-        name = call.recipient.removeprefix("functions.")
-        function = self.functions.get(name)
-        if function is None:
-            names = ", ".join(sorted(self.functions)) or "none"
-            return ToolResult("error", f"Error: NameError: no function named {name!r}; available functions: {names}")
-        return function.call(call.input, timeout=self.timeout, stop=stop)
+        """Call the named function (one it `answers`) on the JSON arguments."""
+        return self.functions[call.recipient.removeprefix("functions.")].call(call.input, timeout=self.timeout, stop=stop)
