@@ -168,3 +168,15 @@ def test_ask_under_nbconvert_runs_nothing_and_says_why():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     NotebookClient(nb, kernel_name="python3", timeout=60).execute()
     assert nb.cells[1].outputs[0]["text"] == "False ['skipped'] done The python call was skipped: approval is\n"
+
+
+def test_a_long_unknown_recipient_is_cut_in_the_error_the_model_reads():
+    """The whole recipient (64 000 characters of it) went back into the conversation."""
+    from gptoss_lab.tools.base import Toolset
+
+    def lookup(key: str) -> str:
+        "Look a key up."
+        return key
+
+    text = Toolset.resolve([lookup], {}, {}).unknown("functions." + "x" * 64_000)
+    assert text == "Error: there is no tool named '" + "functions." + "x" * 70 + "…'; available: functions.lookup"

@@ -155,7 +155,8 @@ class Toolset:
             return f"Error: the {name} tool is not enabled in this conversation."
         names = [t.name for t in self.tools if t.system_config() is not None]
         names += [f"functions.{d.name}" for t in self.tools for d in t.function_descriptions()]
-        return f"Error: there is no tool named {recipient!r}; available: {', '.join(names) or 'none'}"
+        shown = recipient if len(recipient) <= 80 else recipient[:80] + "…"  # the model may write a 64 000-long name
+        return f"Error: there is no tool named {shown!r}; available: {', '.join(names) or 'none'}"
 
     def system_configs(self) -> list[ToolNamespaceConfig]:
         return [c for t in self.tools if (c := t.system_config()) is not None]
