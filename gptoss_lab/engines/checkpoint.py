@@ -8,6 +8,7 @@ the config alone, so the doctor can answer for a model that is not on this machi
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -31,6 +32,8 @@ _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
 _MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 _ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 _STORED_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
+MAX_LAYERS = 1024  # gpt-oss-120b has 36; transformers lists a layer type per layer before any check
+MAX_JSON_BYTES = 16 * 2**20  # a checkpoint's config, generation config or shard index (gpt-oss-120b's index: 60 kB)
 
 
 class LoadError(EngineError):
@@ -54,7 +57,7 @@ def resolve(name_or_path: str | Path) -> Source:
         if not (CHECKPOINT / "config.json").is_file():
             raise LoadError(f"the bundled gpt-oss-tiny checkpoint is missing from {CHECKPOINT}: reinstall gptoss_lab")
         return Source(str(CHECKPOINT), "gpt-oss-tiny", False)
-    path = Path(name_or_path).expanduser()
+    path = local_path(name_or_path)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder")
@@ -67,11 +70,23 @@ def resolve(name_or_path: str | Path) -> Source:
     return Source(text, text.rsplit("/", 1)[-1], True)
 
 
+def local_path(name_or_path: str | Path) -> Path:
+    """`name_or_path` as a path on this machine (~ expanded); a one-line LoadError where the file system cannot look
+    it up (a name longer than it allows, ~user of no such user), which `%gptoss load` showed as a traceback."""
+    try:
+        path = Path(name_or_path).expanduser()
+        path.exists()
+    except (OSError, RuntimeError) as error:
+        reason = getattr(error, "strerror", None) or first_line(error)
+        raise LoadError(f"checkpoint folder not found: {name_or_path} ({reason})") from None
+    return path
+
+
 def shipped_config(name: str | Path) -> Path | None:
     """The packaged public config folder of a released model ("openai/gpt-oss-20b" or "gpt-oss-120b"), if it is one."""
-    text = str(name)
-    folder = CONFIGS / text.removeprefix("openai/")
-    return folder if "/" not in text.removeprefix("openai/") and (folder / "config.json").is_file() else None
+    short = str(name).removeprefix("openai/")
+    shipped = {folder.name for folder in CONFIGS.iterdir() if (folder / "config.json").is_file()}
+    return CONFIGS / short if short in shipped else None
 
 
 def hub_reachable() -> bool:
@@ -100,17 +115,20 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
     from transformers import AutoConfig, PretrainedConfig
 
     hub_kw = hub_kw or {}
+    if not source.hub:
+        _json_file(Path(source.path) / "config.json", source.path)
     try:
         raw, _ = PretrainedConfig.get_config_dict(source.path, **hub_kw)
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, json.JSONDecodeError, RecursionError) as error:
         if source.hub and hub_kw.get("local_files_only"):
             raise LoadError(offline_message(source.path)) from None
         raise LoadError(f"could not read the config of {source.path}: {first_line(error)}") from None
     check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, str(source.path))
+    check_raw(raw, f"the config of {source.path}")
     try:
         config = AutoConfig.from_pretrained(source.path, **hub_kw)
     except (ValueError, TypeError, StrictDataclassError) as error:  # transformers' checks of the values, several lines
-        message = " ".join(str(error).split())
+        message = clip(" ".join(str(error).split()))
         raise LoadError(f"the config of {source.path} is not a valid gpt-oss config: {message}") from None
     check_sizes(config, f"the config of {source.path}")
     return config
@@ -119,26 +137,48 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
 def check_model_type(model_type: Any, name: str) -> bool:
     """True for a gpt-oss config's model_type; a one-line LoadError naming `name` for anything else."""
     if model_type != "gpt_oss":
-        kind = f"a {model_type}" if model_type else "an unknown"
+        kind = f"a {clip(' '.join(str(model_type).split()), 40)}" if model_type else "an unknown"
         raise LoadError(f"{name} is {kind} model, not gpt-oss (config model_type must be 'gpt_oss')")
     return True
+
+
+def check_raw(raw: dict[str, Any], name: str) -> None:
+    """A one-line LoadError for a config.json's contents that transformers fails on while it builds the config:
+    more than MAX_LAYERS layers (a list entry per layer, 10**9 of them: 8 GB), a quantization_config that is no object."""
+    wrong = f"{name} is not a valid gpt-oss config"
+    layers = raw.get("num_hidden_layers")
+    if isinstance(layers, int) and layers > MAX_LAYERS:
+        raise LoadError(f"{wrong}: num_hidden_layers ({layers:,}) is more than the {MAX_LAYERS:,} this lab loads "
+                        "(gpt-oss-120b has 36)")
+    quant = raw.get("quantization_config")
+    if quant is not None and not isinstance(quant, dict):
+        raise LoadError(f"{wrong}: quantization_config must be an object, not {quant!r:.40}")
 
 
 def check_sizes(config: Any, name: str) -> None:
     """A one-line LoadError (`name` is what it says is wrong) for sizes no GptOss model can have: transformers
     accepts them, then fails mid-load or mid-turn."""
+    from ..harmony import VOCAB_SIZE
+
     wrong = f"{name} is not a valid gpt-oss config"
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
                 "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size", "max_position_embeddings"):
         value = getattr(config, key, None)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise LoadError(f"{wrong}: {key} must be a positive whole number, not {value!r}")
+    if config.vocab_size < VOCAB_SIZE:  # the prompt's Harmony tokens would index past the embedding
+        raise LoadError(f"{wrong}: vocab_size ({config.vocab_size:,}) is less than the {VOCAB_SIZE:,} tokens of the "
+                        "Harmony format gpt-oss reads")
     experts, top_k = config.num_local_experts, config.num_experts_per_tok
     if top_k > experts:
         raise LoadError(f"{wrong}: num_experts_per_tok ({top_k}) is more than num_local_experts ({experts})")
     if config.num_attention_heads % config.num_key_value_heads:
         raise LoadError(f"{wrong}: num_attention_heads ({config.num_attention_heads}) is not a multiple of "
                         f"num_key_value_heads ({config.num_key_value_heads})")
+    window = getattr(config, "sliding_window", None)  # None: sliding layers attend to every position
+    sliding = "sliding_attention" in (getattr(config, "layer_types", None) or ())
+    if sliding and window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+        raise LoadError(f"{wrong}: sliding_window must be a positive whole number, not {window!r}")
 
 
 def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
@@ -153,8 +193,8 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
     stored = _headers(folder, label)
     if not stored:
         return  # no safetensors: transformers says what is missing
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    with torch.device("meta"):  # shapes only, on a copy: the config's dtype and attention are the load's to refuse
+        model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=torch.float32, attn_implementation="eager")
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
             continue  # the embedding matrix, stored once
@@ -174,6 +214,33 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
                                 f"not {dtype or 'floating point'}")
 
 
+def check_sampling(folder: str, name: str) -> None:
+    """A one-line LoadError (naming `name`) for a generation_config.json that the load fails on (no object) or whose
+    sampling defaults every sampled turn would fail on: each must be a number `%gptoss config` accepts. An unreadable
+    file is left to transformers, which ignores it."""
+    from ..settings import SettingsError, make
+
+    path = Path(folder) / "generation_config.json"
+    _json_file(path, name)
+    try:
+        data = json.loads(path.read_bytes()) if path.is_file() else {}
+    except (OSError, ValueError, RecursionError):
+        return
+    wrong = f"could not load {name}: its generation_config.json"
+    if not isinstance(data, dict):
+        raise LoadError(f"{wrong} must be an object, not {data!r:.40}")
+    if not data.get("do_sample"):
+        return  # greedy: the engine does not use them
+    values = {key: data[key] for key in ("temperature", "top_p") if data.get(key) is not None}
+    for key, value in values.items():
+        if not isinstance(value, (int, float)):
+            raise LoadError(f"{wrong} is wrong: {key} must be a number, not {value!r:.40}")
+    try:
+        make(values)
+    except SettingsError as error:
+        raise LoadError(f"{wrong} is wrong: {error}") from None
+
+
 def _cached_snapshot(repo: str, hub_kw: dict[str, Any]) -> str | None:
     """The folder of a hub checkpoint in the local Hugging Face cache (its `subfolder` if given), or None."""
     from huggingface_hub import snapshot_download
@@ -186,14 +253,60 @@ def _cached_snapshot(repo: str, hub_kw: dict[str, Any]) -> str | None:
     return str(Path(folder) / hub_kw.get("subfolder", ""))
 
 
+def read_json(path: Path, label: str) -> Any:
+    """A checkpoint's JSON file, refused in one line (naming `label`) when it is too large or not JSON."""
+    _json_file(path, label)
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not JSON, not UTF-8
+        raise LoadError(f"could not read {label}: {path.name}: {first_line(error)}") from None
+
+
+def _json_file(path: Path, label: str) -> None:
+    """A one-line LoadError for a JSON file transformers would read whole that is too large: a sparse file of
+    terabytes fills the memory (transformers skips what is not a regular file)."""
+    if path.is_file() and (length := path.stat().st_size) > MAX_JSON_BYTES:
+        raise LoadError(f"could not load {label}: {path.name} is {size(length)}, more than a checkpoint's JSON file "
+                        f"can be ({size(MAX_JSON_BYTES)})")
+
+
+def _weight_files(folder: Path, label: str) -> list[Path]:
+    """The .safetensors files transformers will read: model.safetensors, else the shards its index names (each a
+    file in the folder: the index must not reach elsewhere), else none."""
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if single.exists():
+        return [single]
+    if not index.is_file():
+        return []
+    data = read_json(index, label)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
+        raise LoadError(f"could not load {label}: {index.name} has no weight_map of tensor names to shard files")
+    shards = sorted(set(weight_map.values()))
+    present = {path.name for path in folder.iterdir()}  # not a lookup per name: one too long for the file system raises
+    for shard in shards:
+        if shard in ("", ".", "..") or Path(shard).name != shard:
+            raise LoadError(f"could not load {label}: {index.name} names the shard {shard!r:.80}, which is not a file "
+                            "in the checkpoint folder")
+        if shard not in present or not (folder / shard).exists():  # exists: not a link to a blob never downloaded
+            raise LoadError(f"could not load {label}: the shard {shard!r:.80} named in {index.name} is missing; "
+                            "copy or download it again")
+    return [folder / shard for shard in shards]
+
+
 def _headers(folder: str, label: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """(shape, safetensors dtype) of every tensor in a folder's .safetensors files, from their headers alone."""
+    """(shape, safetensors dtype) of every tensor in the .safetensors files transformers will read, from their headers alone."""
     from safetensors import SafetensorError, safe_open
 
     found: dict[str, tuple[tuple[int, ...], str]] = {}
-    for shard in sorted(Path(folder).glob("*.safetensors")):
+    for shard in _weight_files(Path(folder), label):
         if not shard.is_file():  # e.g. a FIFO, whose read would wait forever (here and in transformers)
             raise LoadError(f"could not load {label}: {shard.name} is not a regular file")
+        try:
+            str(shard).encode()
+        except UnicodeEncodeError:  # safetensors takes UTF-8 paths only; the file itself is fine
+            raise LoadError(f"could not load {label.encode(errors='backslashreplace').decode()}: its path is not "
+                            "valid UTF-8, which safetensors cannot open: rename the folder") from None
         try:
             with safe_open(shard, "pt") as f:
                 for name in f.keys():
@@ -254,7 +367,11 @@ def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str
         return _asked_dtype(dtype)
     configured = getattr(config, "dtype", None)
     if configured:
-        return str(configured).removeprefix("torch.")
+        name = str(configured).removeprefix("torch.")
+        if name not in _ITEMSIZE:  # e.g. int8, which transformers cannot build a GptOss model in
+            raise LoadError(f"the config's dtype {name!r} is not one the weights can load in: give dtype= one of "
+                            f"{', '.join(_ITEMSIZE)}")
+        return name
     return _stored_dtype(folder) or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
 
 
@@ -414,7 +531,13 @@ class LoadPlan:
     note: str | None = None  # one line, e.g. that MXFP4 experts are dequantized here and what that costs
 
     def failed(self, error: BaseException) -> LoadError:
-        """The one-line LoadError for an exception transformers raised while loading."""
+        """The one-line LoadError for an exception transformers raised while loading. The exception (the LoadError's
+        context) loses its traceback, whose frames held the half-loaded model: kept as the notebook's last error,
+        its memory stayed taken, and a second try found too little free."""
+        cause: BaseException | None = error
+        while cause is not None:
+            cause.__traceback__ = None
+            cause = cause.__cause__ or cause.__context__
         if isinstance(error, OSError) and self.kwargs.get("local_files_only") and self.source.hub:
             return LoadError(offline_message(self.source.path))  # a file the cache lacks (not a broken one it has)
         from safetensors import SafetensorError
@@ -466,6 +589,10 @@ def plan_load(
     if kw.get("trust_remote_code"):
         raise LoadError("trust_remote_code=True is refused: gpt-oss runs on transformers' own code, and a checkpoint's "
                         "code would run with this kernel's full authority")
+    if kw.get("use_safetensors") is False:
+        raise LoadError("use_safetensors=False is refused: pickled weights (pytorch_model.bin) can run code with this "
+                        "kernel's full authority when loaded")
+    kw["use_safetensors"] = True  # transformers would otherwise fall back to pytorch_model.bin
     source = resolve(name_or_path)
     hub_kw = {k: kw[k] for k in _HUB_KW if k in kw}
     if source.hub and not hub_reachable():
@@ -473,8 +600,10 @@ def plan_load(
     config = read_config(source, hub_kw)
     if not source.hub:
         check_tensors(source.path, config)
+        check_sampling(source.path, source.path)
     elif hub_kw.get("local_files_only") and (cached := _cached_snapshot(source.path, hub_kw)):
         check_tensors(cached, config, name=source.path)  # offline, the cache is exactly what will load
+        check_sampling(cached, source.path)
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -575,5 +704,10 @@ def size(n: float) -> str:
 
 
 def first_line(error: BaseException) -> str:
-    """The first line of an exception's message (or its type), for one-line errors."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """The first line of an exception's message (or its type), clipped, for one-line errors."""
+    return clip((str(error).strip().splitlines() or [type(error).__name__])[0])
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters: transformers quotes a config's values, which can be megabytes long."""
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -8,11 +8,9 @@ one line. The result is an object with fields, a text form and an HTML table.
 from __future__ import annotations
 
 import html
-import json
 import re
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from . import checkpoint
@@ -191,13 +189,9 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
     shipped = checkpoint.shipped_config(model)
     if shipped is not None:
         return shipped.name, GptOssConfig.from_pretrained(shipped), None
-    path = Path(str(model)).expanduser()
+    path = checkpoint.local_path(str(model))
     if path.is_file() and path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise LoadError(f"could not read {path}: {checkpoint.first_line(error)}") from None
-        return path.parent.name, _valid(raw, str(path)), None
+        return path.parent.name, _valid(checkpoint.read_json(path, str(path.parent)), str(path)), None
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
     return source.name, checkpoint.read_config(source, hub_kw), None if source.hub else source.path
@@ -209,10 +203,11 @@ def _valid(raw: Any, name: str) -> Any:
     from transformers import GptOssConfig
 
     checkpoint.check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, name)
+    checkpoint.check_raw(raw, name)
     try:
         config = GptOssConfig.from_dict(raw)
     except (ValueError, TypeError, StrictDataclassError) as error:  # transformers' checks of the values, several lines
-        raise LoadError(f"{name} is not a valid gpt-oss config: {' '.join(str(error).split())}") from None
+        raise LoadError(f"{name} is not a valid gpt-oss config: {checkpoint.clip(' '.join(str(error).split()))}") from None
     checkpoint.check_sizes(config, name)
     return config
 

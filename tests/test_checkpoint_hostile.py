@@ -1,0 +1,330 @@
+"""Hostile or damaged checkpoint folders: each refused in one line before any weight loads (or loaded, where
+transformers would load it), and nothing in them run: pickled weights, JSON files that fill the memory, configs
+transformers builds for minutes or fails on mid-turn, shard indexes that reach outside the folder, stray files."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gptoss_lab.engines.checkpoint import LoadError
+from gptoss_lab.engines.doctor import doctor
+from gptoss_lab.engines.local import LocalEngine
+from gptoss_lab.tiny.quantize import quantize_checkpoint
+
+# Runs a load in a child whose address space is capped, so a checkpoint that fills the memory fails there, not here.
+CAPPED_LOAD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+from gptoss_lab.engines.checkpoint import LoadError
+from gptoss_lab.engines.local import LocalEngine
+try:
+    LocalEngine.from_pretrained(sys.argv[1], progress=False)
+except LoadError as error:
+    print(f"LoadError: {error}")
+"""
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(LoadError) as info:
+        call()
+    assert "\n" not in str(info.value) and (info.value.__context__ is None or info.value.__suppress_context__)
+    return str(info.value)
+
+
+def load(folder: Path, **kw) -> LocalEngine:
+    return LocalEngine.from_pretrained(folder, progress=False, **kw)
+
+
+def capped_load(folder: Path) -> str:
+    """What a load of `folder` says, in a child process capped at 3 GiB of address space."""
+    child = subprocess.run([sys.executable, "-c", CAPPED_LOAD, str(folder)], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert child.returncode == 0, child.stderr[-2000:]
+    return child.stdout.strip()
+
+
+def copy_with_config(source: Path, folder: Path, **changes) -> Path:
+    """A copy of a checkpoint folder with keys of its config.json changed (None: removed)."""
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory, random_checkpoint) -> Path:
+    """The random checkpoint in openai/gpt-oss-20b's layout: MXFP4 experts in two shards named by an index."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("sharded") / "gpt-oss-random"
+    quantize_checkpoint(random_checkpoint, folder)
+    tensors = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+        shard = f"model-0000{i}-of-00002.safetensors"
+        save_file({n: tensors[n] for n in part}, folder / shard, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, shard))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
+
+
+def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, random_checkpoint):
+    """A folder whose weights are pytorch_model.bin: transformers unpickled it (a benign one loaded) and, for a pickle
+    that calls a function, raised torch's multi-line UnpicklingError advising to retry with weights_only=False (which
+    runs the code). Only .safetensors load now."""
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(random_checkpoint / "config.json", folder)
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"model.norm.weight": Payload()}))
+    assert "no file named model.safetensors" in one_line_error(lambda: load(folder))
+    assert "use_safetensors=False is refused" in one_line_error(lambda: load(random_checkpoint, use_safetensors=False))
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("name", ["config.json", "generation_config.json", "model.safetensors.index.json"])
+def test_a_json_file_of_gigabytes_is_refused_before_it_is_read(tmp_path, random_checkpoint, sharded, name):
+    """transformers reads these files whole: a sparse 64 GiB one (no disk used) raised MemoryError, or filled the RAM."""
+    folder = tmp_path / "huge-json"
+    shutil.copytree(sharded if name.endswith("index.json") else random_checkpoint, folder)
+    with open(folder / name, "r+b") as file:
+        file.truncate(64 * 2**30)
+    assert capped_load(folder) == (f"LoadError: could not load {folder}: {name} is 68.7 GB, more than a checkpoint's "
+                                   "JSON file can be (16.8 MB)")
+    if name == "config.json":
+        assert "is 68.7 GB, more than" in one_line_error(lambda: doctor(folder / name))
+
+
+def test_a_config_of_a_billion_layers_is_refused_before_transformers_lists_them(tmp_path, random_checkpoint):
+    """transformers builds one layer_types entry per layer (8 GB for 10**9): a MemoryError after 20 s here."""
+    folder = copy_with_config(random_checkpoint, tmp_path / "deep", num_hidden_layers=10**9, layer_types=None)
+    assert capped_load(folder) == (f"LoadError: the config of {folder} is not a valid gpt-oss config: num_hidden_layers "
+                                   "(1,000,000,000) is more than the 1,024 this lab loads (gpt-oss-120b has 36)")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"quantization_config": "mxfp4"}, "quantization_config must be an object, not 'mxfp4'"),  # was AttributeError
+    ({"sliding_window": 0}, "sliding_window must be a positive whole number, not 0"),  # loaded, then every turn failed
+    ({"sliding_window": -5}, "sliding_window must be a positive whole number, not -5"),
+])
+def test_config_values_transformers_fails_on_later_are_one_line(tmp_path, random_checkpoint, changes, message):
+    folder = copy_with_config(random_checkpoint, tmp_path / "odd", **changes)
+    expected = f"the config of {folder} is not a valid gpt-oss config: {message}"
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+
+
+@pytest.mark.parametrize("generation, message", [
+    ([1, 2], "must be an object, not [1, 2]"),  # was transformers' TypeError, with a traceback
+    ({"do_sample": True, "temperature": -1}, "is wrong: temperature must be greater than or equal to 0, not -1"),
+    ({"do_sample": True, "top_p": "0.9"}, "is wrong: top_p must be a number, not '0.9'"),
+])
+def test_sampling_defaults_every_turn_would_fail_on_are_refused_at_load(tmp_path, random_checkpoint, generation,
+                                                                        message):
+    """The engine samples with generation_config.json's temperature and top_p: the load succeeded, then every turn
+    ended in "The turn failed: ValueError: `temperature` (=-1) has to be a strictly positive float"."""
+    folder = tmp_path / "sampling"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "generation_config.json").write_text(json.dumps(generation))
+    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: its generation_config.json {message}"
+    (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.6, "top_p": 1}))
+    assert load(folder).default_sampling.temperature == 0.6
+
+
+@pytest.mark.kernel
+def test_a_refused_load_in_a_kernel_is_one_line_and_keeps_the_loaded_model(tmp_path, random_checkpoint):
+    """`%gptoss load FOLDER` of a checkpoint whose generation_config.json is a list showed transformers' TypeError
+    traceback; the model loaded before keeps answering either way."""
+    from jupyter_client.manager import start_new_kernel
+
+    folder = tmp_path / "list"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "generation_config.json").write_text("[1, 2]")
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        def run(code: str) -> tuple[str, dict]:
+            out = []
+            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: out.append(
+                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
+            return "".join(out), reply["content"]
+
+        assert run("%load_ext gptoss_lab\n%gptoss load tiny")[1]["status"] == "ok"
+        _, refused = run(f"%gptoss load {folder}")
+        assert (refused["ename"], refused["evalue"]) == (
+            "UsageError", f"could not load {folder}: its generation_config.json must be an object, not [1, 2]")
+        assert run("%gptoss status")[0].startswith("model: gpt-oss-tiny |")
+        assert run("%%gptoss --text --approve never --max-tokens 8\nHello!")[1]["status"] == "ok"
+        assert run("print(_gptoss.model, _gptoss.usage.completion_tokens)")[0].split() == ["gpt-oss-tiny", "8"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_a_load_that_fails_midway_leaves_no_model_behind(random_checkpoint, monkeypatch):
+    """The LoadError's context kept transformers' traceback, whose frames held the half-loaded model: kept as the
+    notebook's last error (sys.last_value), its memory stayed taken and a second try found too little free."""
+    import gc
+    import weakref
+
+    from transformers.modeling_utils import PreTrainedModel
+
+    built = []
+
+    def unreadable(model, *args, **kw):  # the weights fail to load into the model just built
+        built.append(weakref.ref(model))
+        raise RuntimeError("Input/output error")
+
+    monkeypatch.setattr(PreTrainedModel, "_load_pretrained_model", staticmethod(unreadable))
+    with pytest.raises(LoadError, match=f"^could not load {random_checkpoint}: Input/output error$") as info:
+        load(random_checkpoint)
+    kept = info.value  # as IPython keeps the last error
+    gc.collect()
+    assert kept.__context__ is not None and built and built[0]() is None
+
+
+def test_a_vocabulary_smaller_than_harmony_is_refused_at_load(tmp_path):
+    """A checkpoint whose weights fit its config of 1,000 tokens loaded, then every turn ended in "The turn failed:
+    IndexError: index out of range in self" (Harmony's <|start|> is token 200006)."""
+    import torch
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    config = GptOssConfig(vocab_size=1000, hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          num_key_value_heads=1, head_dim=16, num_local_experts=2, num_experts_per_tok=1)
+    GptOssForCausalLM(config).to(torch.bfloat16).save_pretrained(tmp_path / "small")
+    expected = (f"the config of {tmp_path / 'small'} is not a valid gpt-oss config: vocab_size (1,000) is less than "
+                "the 201,088 tokens of the Harmony format gpt-oss reads")
+    assert one_line_error(lambda: load(tmp_path / "small")) == expected
+
+
+def test_a_config_dtype_or_attention_this_machine_lacks_is_one_line(tmp_path, random_checkpoint):
+    """The header check built the model from the config as given: a ValueError (int8) or ImportError (flash attention)
+    with a traceback before the load began, and a KeyError from the doctor."""
+    folder = copy_with_config(random_checkpoint, tmp_path / "int8", dtype="int8")
+    assert load(folder).name == "int8"  # a CPU loads float32 by default
+    expected = ("the config's dtype 'int8' is not one the weights can load in: give dtype= one of float32, float64, "
+                "bfloat16, float16")
+    assert one_line_error(lambda: load(folder, dtype="auto")) == expected
+    assert one_line_error(lambda: doctor(folder, device="cuda", memory="80 GB")) == expected
+    folder = copy_with_config(random_checkpoint, tmp_path / "flash", _attn_implementation="flash_attention_2")
+    assert one_line_error(lambda: load(folder)).startswith(f"could not load {folder}: ")
+
+
+def test_config_values_quoted_in_a_refusal_are_clipped_to_one_short_line(tmp_path, random_checkpoint):
+    """transformers quotes the value it refuses: a 1 MB hidden_size filled the notebook with a 1 MB error, and a
+    model_type with a line break wrote a second line of the checkpoint's choosing under the refusal."""
+    folder = copy_with_config(random_checkpoint, tmp_path / "long", hidden_size="x" * 1_000_000)
+    for call in (lambda: load(folder), lambda: doctor(folder), lambda: doctor(json.loads((folder / "config.json").read_text()))):
+        message = one_line_error(call)
+        assert len(message) < 500 and message.endswith("x…")
+    folder = copy_with_config(random_checkpoint, tmp_path / "two-lines", model_type="llama\nLoaded openai/gpt-oss-20b.")
+    assert one_line_error(lambda: load(folder)) == (f"{folder} is a llama Loaded openai/gpt-oss-20b. model, not gpt-oss "
+                                                    "(config model_type must be 'gpt_oss')")
+
+
+def test_a_deeply_nested_config_json_is_one_line(tmp_path, random_checkpoint):
+    """json raised RecursionError, with a traceback, in the load and in the doctor."""
+    folder = tmp_path / "nested"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert one_line_error(lambda: load(folder)).startswith(f"could not read the config of {folder}: maximum recursion")
+    assert one_line_error(lambda: doctor(folder / "config.json")).startswith(
+        f"could not read {folder}: config.json: maximum recursion")
+
+
+def test_stray_safetensors_files_transformers_does_not_read_do_not_block_the_load(tmp_path, random_checkpoint, sharded):
+    """A partial download or old shard beside the weights: the load refused it as damaged, or took a wrong shape
+    from it, though transformers reads only model.safetensors or the shards the index names."""
+    from safetensors.torch import save_file
+    import torch
+
+    single = tmp_path / "single"
+    shutil.copytree(random_checkpoint, single)
+    (single / "model.safetensors.part.safetensors").write_bytes(b"half a download")
+    assert load(single).name == "single"
+    folder = tmp_path / "gpt-oss-random"
+    shutil.copytree(sharded, folder)
+    save_file({"model.norm.weight": torch.zeros(3)}, folder / "model-00000-of-00003.safetensors")  # an older export
+    assert load(folder).name == "gpt-oss-random"
+
+
+@pytest.mark.parametrize("index, message", [
+    ({"metadata": {}}, "model.safetensors.index.json has no weight_map of tensor names to shard files"),  # KeyError
+    ({"weight_map": [1, 2]}, "model.safetensors.index.json has no weight_map of tensor names to shard files"),
+    ("../outside/model-00001-of-00002.safetensors",
+     "model.safetensors.index.json names the shard '../outside/model-00001-of-00002.safetensors', which is not a file "
+     "in the checkpoint folder"),
+    ("gone.safetensors", "the shard 'gone.safetensors' named in model.safetensors.index.json is missing; copy or "
+                         "download it again"),
+    ("x" * 300, f"the shard '{'x' * 79} named in model.safetensors.index.json is missing; copy or download it again"),
+    ("a\nb", "the shard 'a\\nb' named in model.safetensors.index.json is missing; copy or download it again"),
+], ids=["no-weight-map", "weight-map-list", "outside", "missing", "long-name", "newline"])
+def test_a_shard_index_that_is_broken_or_reaches_outside_the_folder_is_one_line(tmp_path, sharded, index, message):
+    """A str `index` renames the second shard in the weight map (the file is moved there, if it can be)."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(sharded, folder)
+    path = folder / "model.safetensors.index.json"
+    if isinstance(index, str):
+        data = json.loads(path.read_text())
+        data["weight_map"] = {k: index if v.startswith("model-00001") else v for k, v in data["weight_map"].items()}
+        if index.startswith("../"):
+            (tmp_path / "outside").mkdir()
+            (folder / "model-00001-of-00002.safetensors").rename(tmp_path / "outside" / "model-00001-of-00002.safetensors")
+        index = data
+    path.write_text(json.dumps(index))
+    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {message}"
+
+
+def test_a_sharded_checkpoint_in_the_hub_cache_loads_offline(tmp_path, sharded, monkeypatch):
+    """openai/gpt-oss-20b as `hf download` caches it: an index and shards, each a symlink into ../../blobs."""
+    def unreachable(*args, **kw):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    repo = tmp_path / "models--someone--gpt-oss-random"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    for file in sharded.iterdir():
+        shutil.copy(file, repo / "blobs" / file.name)
+        (repo / "snapshots" / "abc" / file.name).symlink_to(Path("../../blobs") / file.name)
+    engine = LocalEngine.from_pretrained("someone/gpt-oss-random", progress=False, cache_dir=str(tmp_path))
+    assert engine.name == "gpt-oss-random"
+
+
+def test_a_folder_whose_name_is_not_utf8_says_so(tmp_path, random_checkpoint):
+    """safetensors opens UTF-8 paths only: the load said the intact weights were "damaged or incomplete"."""
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/ckpt-\xff"))
+    shutil.copytree(random_checkpoint, folder)
+    message = one_line_error(lambda: load(folder))
+    assert message.endswith("ckpt-\\udcff: its path is not valid UTF-8, which safetensors cannot open: rename the folder")
+    message.encode()  # printable in a notebook: no lone surrogates
+
+
+@pytest.mark.parametrize("name, reason", [("~nosuchuser/gpt-oss", "Could not determine home directory."),
+                                          ("x" * 300, "File name too long"),
+                                          ("/tmp/" + "y" * 300 + "/gpt-oss", "File name too long")],
+                         ids=["no-such-user", "long-name", "long-folder"])
+def test_a_name_the_file_system_cannot_look_up_is_one_line(name, reason):
+    """`%gptoss load ~nosuchuser/gpt-oss` and `%gptoss doctor xxx…` showed a RuntimeError or OSError traceback."""
+    expected = f"checkpoint folder not found: {name} ({reason})"
+    assert one_line_error(lambda: load(name)) == expected
+    assert one_line_error(lambda: doctor(name)) == expected
