@@ -328,3 +328,55 @@ def test_a_name_the_file_system_cannot_look_up_is_one_line(name, reason):
     expected = f"checkpoint folder not found: {name} ({reason})"
     assert one_line_error(lambda: load(name)) == expected
     assert one_line_error(lambda: doctor(name)) == expected
+
+
+def test_whole_number_sampling_defaults_work(tmp_path, random_checkpoint):
+    """`"temperature": 2` in generation_config.json loaded, then every sampled turn failed: "`temperature` (=2) has
+    to be a strictly positive float"."""
+    from gptoss_lab import Session
+
+    folder = copy_with_config(random_checkpoint, tmp_path / "sampled")
+    (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 2, "top_p": 1}))
+    reply = Session(load(folder), namespace={}, tools="none").ask("Hi", max_new_tokens=4)
+    assert not any("temperature" in e for e in reply.errors), reply.errors
+
+
+def test_a_load_with_missing_weights_or_stopped_midway_leaves_no_model_behind(tmp_path, random_checkpoint, monkeypatch):
+    """The refusal of missing weights, and Ctrl-C during the load, kept the loaded model alive in the error's
+    traceback (the notebook keeps the last error): two models in memory after an interrupted load."""
+    import gc
+    import weakref
+
+    from safetensors.torch import load_file, save_file
+    from transformers import GptOssForCausalLM
+    from transformers.modeling_utils import PreTrainedModel
+
+    from gptoss_lab.engines import checkpoint
+
+    built = []
+    real_init = GptOssForCausalLM.__init__
+
+    def init(self, *args, **kw):
+        real_init(self, *args, **kw)
+        built.append(weakref.ref(self))
+
+    monkeypatch.setattr(GptOssForCausalLM, "__init__", init)
+    folder = copy_with_config(random_checkpoint, tmp_path / "missing")
+    tensors = load_file(folder / "model.safetensors")
+    tensors.pop("model.layers.0.self_attn.q_proj.weight")
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    monkeypatch.setattr(checkpoint, "check_tensors", lambda *a, **k: None)  # the path past the headers' check
+    with pytest.raises(LoadError, match="the weight model.layers.0.self_attn.q_proj.weight is missing") as refused:
+        load(folder)
+    monkeypatch.undo()
+    monkeypatch.setattr(GptOssForCausalLM, "__init__", init)
+
+    def interrupted(model, *args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PreTrainedModel, "_load_pretrained_model", staticmethod(interrupted))
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        load(random_checkpoint)
+    kept = (refused.value, stopped.value)   # as IPython keeps the last error
+    gc.collect()
+    assert len(built) >= 2 and [ref() for ref in built if ref() is not None] == [], kept

@@ -89,14 +89,20 @@ class LocalEngine:
             print(f"Loading {plan.source.name} on {plan.target} ({how}, {checkpoint.size(plan.weights)}) ...", flush=True)
             if plan.note:
                 print(f"Note: {plan.note}.", flush=True)
+        interrupted = False
         try:
             with transformers_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
                 model, info = AutoModelForCausalLM.from_pretrained(plan.source.path, output_loading_info=True, **plan.kwargs)
         except (OSError, ValueError, ImportError, RuntimeError, SafetensorError) as error:  # bad files, out of memory
             raise plan.failed(error) from None
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:  # raised anew here: the interrupted load's frames held the half-loaded model
+            raise KeyboardInterrupt
         if info["missing_keys"]:  # transformers filled them with random values: another model than the one asked for
-            raise LoadError(f"could not load {plan.source.path}: the weight {min(info['missing_keys'])} is missing "
-                            "from its .safetensors files")
+            missing = min(info["missing_keys"])
+            del model, info   # not kept alive by this frame in the error's traceback
+            raise LoadError(f"could not load {plan.source.path}: the weight {missing} is missing from its .safetensors files")
         engine = cls(model, name=plan.source.name, fast=fast)
         if progress and (hidden := checkpoint.routing_visible(model)):
             print(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
@@ -331,8 +337,9 @@ def _default_sampling(generation_config: Any) -> Sampling:
     """The checkpoint's own sampling defaults (generation_config.json); greedy when it does not sample."""
     if generation_config is None or not generation_config.do_sample:
         return Sampling(temperature=0.0)
-    temperature, top_p = generation_config.temperature, generation_config.top_p
-    return Sampling(temperature=1.0 if temperature is None else temperature, top_p=1.0 if top_p is None else top_p)
+    temperature, top_p = generation_config.temperature, generation_config.top_p   # an int (2) failed every turn
+    return Sampling(temperature=1.0 if temperature is None else float(temperature),
+                    top_p=1.0 if top_p is None else float(top_p))
 
 
 def _router_hooks(model: Any, recorder: Any) -> Any:
