@@ -101,7 +101,7 @@ class Approval:
     """A user's answer to "run this call?": run or skip, maybe with edited input, maybe for good.
 
     `code` replaces the call's input (the edited code is what runs and what the model is told
-    ran); `always` allows this recipient (python, one function, one browser command) for the rest of the
+    ran); `always` allows this tool (python, the browser; of function tools the one function) for the rest of the
     conversation, until the approval setting is set again."""
 
     run: bool

@@ -64,6 +64,21 @@ def test_always_allow_for_one_function_does_not_allow_another():
     assert [recipient for recipient, _ in view.asked] == ["functions.lookup", "functions.wipe"]
 
 
+def test_always_allow_for_the_browser_covers_its_search_open_and_find(tmp_path):
+    """Allowing browser.search for good must not ask again at browser.open and browser.find of the same documents
+    (a per-command scope asked three times a question, and the card says "every later browser call")."""
+    from gptoss_lab.tools.browser import Browser
+
+    (tmp_path / "notes.md").write_text("# Notes\n\nThe kettle boils at 100 degrees.\n")
+    recording = (_call("browser.search", '{"query": "kettle"}', "analysis") + _call("browser.open", '{"id": 0}', "analysis")
+                 + _call("browser.find", '{"pattern": "boils"}', "analysis") + FINAL.format("100 degrees"))
+    session = Session(ReplayEngine(recording), namespace={}, browser=Browser(tmp_path), tools="browser", approval="ask")
+    view = _Asks(Approval(True, always=True))
+    reply = session.ask("When does the kettle boil?", view=view)
+    assert [c.status for c in reply.tool_calls] == ["done", "done", "done"] and reply.final == "100 degrees"
+    assert [recipient for recipient, _ in view.asked] == ["browser.search"]
+
+
 def test_setting_approval_again_takes_back_always_allow():
     """`%gptoss config approve=ask` (configure(approval=...)) after "Always allow": the next call is asked about."""
     namespace: dict = {}

@@ -316,7 +316,8 @@ class Turn {
       send(this.model, action);
     };
     const run = button("gx-run", "▶ Run", "Run this code in your kernel", () => decide("run"));
-    const name = reveal(op.recipient || "tool");
+    const recipient = op.recipient || "tool";   // what Always allow covers: one function, else the whole tool
+    const name = reveal(recipient.startsWith("functions.") ? recipient : recipient.split(".")[0]);
     const always = button("gx-always", "Always allow", `Run this and every later ${name} call in this conversation `
       + "without asking", () => decide("run", true));
     const edit = button("gx-edit", "Edit", "Change the code before it runs (the model is told what ran)",
