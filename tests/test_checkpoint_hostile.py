@@ -380,3 +380,16 @@ def test_a_load_with_missing_weights_or_stopped_midway_leaves_no_model_behind(tm
     kept = (refused.value, stopped.value)   # as IPython keeps the last error
     gc.collect()
     assert len(built) >= 2 and [ref() for ref in built if ref() is not None] == [], kept
+
+
+def test_a_keyword_that_is_no_load_option_is_refused_in_one_line(random_checkpoint):
+    """transformers takes an unknown keyword as a config value, after the checks (`sliding_window=0` loaded, then
+    every turn failed), or fails with a traceback (`foo=1`); a session setting given to load was one of those."""
+    from gptoss_lab import Session
+
+    assert one_line_error(lambda: load(random_checkpoint, sliding_window=0)).startswith(
+        "sliding_window is not an option of a load: give device=, dtype=, device_map=, dequantize= or one of revision, ")
+    assert one_line_error(lambda: Session.load(str(random_checkpoint), progress=False, effort="high")) == (
+        "effort is not an option of a load: effort is a session setting: pass session_options={'effort': ...} or "
+        "configure it after the load")
+    assert load(random_checkpoint, attn_implementation="eager").name == random_checkpoint.name

@@ -29,6 +29,9 @@ SCORE_COPIES = 3  # live copies of the attention scores at eager attention's pea
 MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transformers fetches for MXFP4 on GPU
 _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
+# transformers' loading options a load may pass on; others it takes as config values after this module's checks
+_LOAD_OPTIONS = (*_HUB_KW, "trust_remote_code", "use_safetensors", "use_kernels", "attn_implementation", "max_memory",
+                 "offload_folder", "low_cpu_mem_usage")
 _MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 _ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 _STORED_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
@@ -586,6 +589,15 @@ def plan_load(
     import_torch()
     import torch
 
+    unknown = sorted(set(kw) - set(_LOAD_OPTIONS))
+    if unknown:  # transformers would override the config with it, past the checks (sliding_window=0), or fail
+        from ..settings import Settings
+
+        name = unknown[0]
+        hint = (f"{name} is a session setting: pass session_options={{{name!r}: ...}} or configure it after the load"
+                if name in Settings.names() else
+                f"give device=, dtype=, device_map=, dequantize= or one of {', '.join(_LOAD_OPTIONS)}")
+        raise LoadError(f"{name} is not an option of a load: {hint}")
     if kw.get("trust_remote_code"):
         raise LoadError("trust_remote_code=True is refused: gpt-oss runs on transformers' own code, and a checkpoint's "
                         "code would run with this kernel's full authority")
