@@ -290,11 +290,14 @@ def _versions() -> dict[str, str | None]:
 
 def _bytes(memory: int | str) -> int:
     """Bytes from 17179869184, 1e12, "80 GB", "16GiB" or "1.5e12 B"; ValueError for anything else, negative or not finite."""
-    wrong = f"memory must be a number of bytes (0 or more) or like '80 GB' / '16 GiB', not {memory!r}"
+    wrong = f"memory must be a number of bytes (0 or more) or like '80 GB' / '16 GiB', not {memory!r:.60}"
     if isinstance(memory, bool):
         raise ValueError(wrong)
     if isinstance(memory, (int, float)):
-        value = float(memory)
+        try:
+            value = float(memory)
+        except OverflowError:   # 10**400: no float holds it
+            raise ValueError(wrong) from None
     else:
         match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*([kmgt]i?b|b)?\s*", str(memory).lower())
         if not match:
