@@ -79,26 +79,17 @@ def test_always_allow_for_the_browser_covers_its_search_open_and_find(tmp_path):
     assert [recipient for recipient, _ in view.asked] == ["browser.search"]
 
 
-def test_setting_approval_again_takes_back_always_allow():
-    """`%gptoss config approve=ask` (configure(approval=...)) after "Always allow": the next call is asked about."""
+@pytest.mark.parametrize("change, status, asked", [({"approval": "ask"}, "skipped", 2), ({"effort": "high"}, "done", 1)])
+def test_setting_approval_again_takes_back_always_allow(change, status, asked):
+    """`%gptoss config approve=ask` (configure(approval=...)) after "Always allow": the next call is asked about;
+    another setting keeps what was allowed."""
     namespace: dict = {}
     recording = _python("x = 1") + FINAL.format("a") + _python("x = 2") + FINAL.format("b")
     session = Session(ReplayEngine(recording), namespace=namespace, approval="ask")
-    view = _Asks(Approval(True, always=True))
+    view = _Asks(Approval(True, always=True))   # then: skip
     session.ask("one", view=view)
-    session.configure(approval="ask")
-    reply = session.ask("two", view=view)
-    assert reply.tool_calls[0].status == "skipped" and namespace["x"] == 1 and len(view.asked) == 2
-
-
-def test_other_settings_keep_always_allow():
-    namespace: dict = {}
-    recording = _python("x = 1") + FINAL.format("a") + _python("x = 2") + FINAL.format("b")
-    session = Session(ReplayEngine(recording), namespace=namespace, approval="ask")
-    view = _Asks(Approval(True, always=True))
-    session.ask("one", view=view)
-    session.configure(effort="high")
-    assert session.ask("two", view=view).tool_calls[0].status == "done" and len(view.asked) == 1
+    session.configure(**change)
+    assert session.ask("two", view=view).tool_calls[0].status == status and len(view.asked) == asked
 
 
 @pytest.mark.parametrize("line", ["print('hi')" + " " * 300 + "; import os; os.remove('precious')",

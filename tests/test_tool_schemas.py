@@ -19,6 +19,7 @@ from gptoss_lab import ReplayEngine, Session, harmony, tool
 from gptoss_lab.session import TurnError
 from gptoss_lab.structured import ResponseFormat
 from gptoss_lab.tools.functions import FunctionTool
+from test_functions import Point, Units  # tests/ is on sys.path
 
 
 class Level(enum.IntEnum):
@@ -26,26 +27,9 @@ class Level(enum.IntEnum):
     HIGH = 2
 
 
-class Units(enum.Enum):
-    C = "celsius"
-    F = "fahrenheit"
-
-
 class Mode(str, enum.Enum):
     FAST = "fast"
     SLOW = "slow"
-
-
-@dataclasses.dataclass
-class Point:
-    """A point.
-
-    Attributes:
-        lat: Latitude in degrees.
-    """
-
-    lat: float
-    lon: float = 0.0
 
 
 class Box(TypedDict):
