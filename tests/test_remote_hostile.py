@@ -167,3 +167,23 @@ def test_the_connect_magic_takes_a_timeout_and_retries():
             shell.run_line_magic("gptoss", f"connect {url} --timeout 0")
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+
+
+def test_a_key_sent_in_plain_text_over_a_network_is_warned_about(monkeypatch):
+    """`Session.connect("http://gpu-box:8000", api_key=...)` sent the key unencrypted with no word said; to this
+    machine (127.0.0.1, localhost) it crosses no network and stays quiet."""
+    import warnings
+
+    from gptoss_lab.engines import remote
+
+    loopback = remote._loopback
+    assert loopback("localhost") and loopback("::1") and loopback("127.0.0.2") and not loopback("gpu-box")
+    with FakeServer() as server:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", remote.RemoteWarning)
+            RemoteEngine(server.url, api_key="sk-local-key")   # this machine: no warning
+        monkeypatch.setattr(remote, "_loopback", lambda host: False)   # as if 127.0.0.1 were another machine
+        with pytest.warns(remote.RemoteWarning, match=r"^the API key goes unencrypted over http:// to 127\.0\.0\.1: "):
+            RemoteEngine(server.url, api_key="sk-local-key")
+        with pytest.warns(remote.RemoteWarning, match=r"^the password goes unencrypted"):
+            RemoteEngine(server.url.replace("http://", "http://bob:pw-secret@"))

@@ -17,12 +17,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import html
+import ipaddress
 import itertools
 import json
 import queue
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
@@ -69,6 +71,18 @@ def inert_text(ids: Sequence[int]) -> str:
         text = harmony.decode(run)
         parts.append(text if special else _SPELLING.sub("<" + _JOINER, text))
     return "".join(parts)
+
+
+class RemoteWarning(UserWarning):
+    """A remote setting that works but puts something at risk (a key sent in plain text)."""
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is this machine (a key sent there in plain text never crosses a network)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost" or host.lower().endswith(".localhost")
 
 
 def _base_url(url: str) -> httpx.URL:
@@ -169,6 +183,10 @@ class RemoteEngine:
         if api_key and parsed.userinfo:
             raise RemoteError("give api_key or a user:password@ in the URL, not both: both go in the one "
                               "Authorization header")
+        if (api_key or parsed.userinfo) and parsed.scheme == "http" and not _loopback(parsed.host):
+            secret = "API key" if api_key else "password"
+            warnings.warn(f"the {secret} goes unencrypted over http:// to {parsed.host}: anyone on the way can read it; "
+                          "use https:// unless the network is yours", RemoteWarning, stacklevel=2)
         # user:password@ as its Authorization header carries it, which a server or proxy may quote back
         basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
         # a key or password shorter than this would blank out ordinary words of a message if hidden in it
