@@ -606,6 +606,8 @@ def plan_load(
                         "kernel's full authority when loaded")
     kw["use_safetensors"] = True  # transformers would otherwise fall back to pytorch_model.bin
     source = resolve(name_or_path)
+    if not source.hub and kw.get("subfolder"):  # a local folder's subfolder is the folder that loads, checks included
+        source = resolve(Path(source.path) / kw.pop("subfolder"))
     hub_kw = {k: kw[k] for k in _HUB_KW if k in kw}
     if source.hub and not hub_reachable():
         kw["local_files_only"] = hub_kw["local_files_only"] = True
