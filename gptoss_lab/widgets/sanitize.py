@@ -224,6 +224,17 @@ def markdown_is_inert(markdown: str) -> bool:
     return True
 
 
+def stay_apart(pieces: list[str]) -> bool:
+    """True when `pieces`, joined by blank lines, are the blocks each is alone: none reaches into the next (an
+    unclosed fence that takes in the tool card, sources or footer after it, a list that takes in the next piece)."""
+    return _blocks("\n\n".join(pieces)) == sum(map(_blocks, pieces))
+
+
+def _blocks(markdown: str) -> int:
+    """How many top-level blocks (paragraphs, lists, fences, quotes ...) CommonMark finds in `markdown`."""
+    return sum(token.level == 0 and token.nesting >= 0 for token in _commonmark().parse(markdown))
+
+
 def _tokens(tokens: list[Any]) -> Iterator[Any]:
     for token in tokens:
         yield token

@@ -21,7 +21,7 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
 from .sanitize import escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, reveal_bidi, \
-    reveal_hidden, sanitize, shown_output, visible
+    reveal_hidden, sanitize, shown_output, stay_apart, visible
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -205,12 +205,15 @@ class Transcript:
 
         Each piece of model Markdown is inert alone, but one can continue another (a list item that takes
         in the next piece's fence), so the whole is checked again; where it is not inert, every piece of
-        model Markdown is shown as code."""
-        markdown = self._markdown(inert_markdown)
-        return markdown if markdown_is_inert(markdown) else self._markdown(fenced)
+        model Markdown is shown as code. So it is where one piece reaches into the next (an unclosed fence
+        that would show the tool card, sources or footer after it as its code)."""
+        pieces = self._markdown(inert_markdown)
+        markdown = "\n\n".join(pieces)
+        return markdown if markdown_is_inert(markdown) and stay_apart(pieces) else "\n\n".join(self._markdown(fenced))
 
-    def _markdown(self, prose: Callable[[str], str]) -> str:
-        out = ["> **You:**\n>\n> " + prose(self.prompt).replace("\n", "\n> ")]  # own lines: fences stay fences
+    def _markdown(self, prose: Callable[[str], str]) -> list[str]:
+        # each line quoted (a lone CR ends one too), so the prompt's fences and text stay inside the quote
+        out = ["> **You:**\n>\n> " + re.sub(r"\r\n?|\n", "\n> ", prose(self.prompt))]
         for item in self.items:
             if isinstance(item, Notice):
                 out.append(f"*{item.level}: {literal_markdown(reveal_hidden(item.text))}*")
@@ -231,8 +234,8 @@ class Transcript:
                 out.append(prose(item.text))  # trusted Markdown outputs render their HTML live
         if self.citations:
             out.append(sources_markdown(self.citations))
-        out.append(f"<sub>{html.escape(self.footer())}</sub>")
-        return "\n\n".join(out)
+        out.append(f"<sub>{literal_markdown(self.footer())}</sub>")  # it names the model: a server's text
+        return out
 
     def to_html(self) -> str:
         """Self-contained, sanitised HTML: prompt, foldable reasoning, tool cards, answer and stats.

@@ -1,0 +1,61 @@
+"""The static fallback of a turn (what a saved or exported notebook shows) under hostile text: in the Markdown form
+no piece (model Markdown, the prompt) may reach past its own place and restyle the tool cards, sources or footer
+around it, and text that is not Markdown (a server's model name) stays text."""
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+
+from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.events import Citation
+from gptoss_lab.widgets.transcript import Transcript
+
+
+def _turn(recording: str, prompt: str = "Check it.") -> Transcript:
+    reply = Session(ReplayEngine(recording), namespace={}, approval="auto").ask(prompt)
+    return Transcript.from_reply(reply)
+
+
+def _rendered(markdown: str) -> str:
+    """The Markdown form as a CommonMark front end (GitHub, nbconvert) shows it."""
+    return MarkdownIt("commonmark", {"html": True}).render(markdown)
+
+
+def test_an_unclosed_fence_in_the_model_text_does_not_swallow_the_tool_card_or_footer() -> None:
+    """A preamble ending in ```` ```` ```` turned the tool card that followed into its code (its head shown as
+    code, the code that ran as part of the preamble); an answer ending in `~~~` did the same to the footer."""
+    transcript = _turn("<|channel|>commentary<|message|>Let me check.\n\n````<|end|>"
+                       "<|start|>assistant to=python<|channel|>commentary<|message|>print(6 * 7)<|call|>"
+                       "<|start|>assistant<|channel|>final<|message|>It is 42.\n\n~~~<|return|>")
+    shown = _rendered(transcript.to_markdown())
+    assert "<strong>Tool call <code>python</code></strong>" in shown
+    assert "<sub>" in shown and "&lt;sub&gt;" not in shown  # the footer is a footer, not code
+
+
+def test_an_unclosed_fence_in_the_answer_does_not_swallow_the_sources() -> None:
+    transcript = _turn("<|channel|>final<|message|>See 【0†L1】.\n\n```<|return|>")
+    transcript.citations = [Citation("【0†L1】", 0, 1, 1, "https://a.example/", "A page", "cited line")]
+    shown = _rendered(transcript.to_markdown())
+    assert "<p><strong>Sources</strong></p>" in shown
+
+
+def test_a_servers_model_name_in_the_footer_is_text_not_markdown() -> None:
+    """The footer names the model, and a remote server chooses that name: in the Markdown form it was live Markdown,
+    so a name could put a tracking image (fetched when the saved notebook is opened) and a link under every turn."""
+    name = "![t](https://evil.example/pixel.png) [sign in](https://phish.example) *gpt-oss*"
+    reply = Session(ReplayEngine("<|channel|>final<|message|>Hi.<|return|>", name=name), namespace={},
+                    approval="auto").ask("Hello")
+    shown = _rendered(Transcript.from_reply(reply).to_markdown())
+    assert "<img" not in shown and "phish.example\"" not in shown and "<em>" not in shown
+    assert name in shown  # written as it is
+    assert "<p>Hi.</p>" in shown  # the answer itself still renders as Markdown
+
+
+def test_a_prompt_with_carriage_returns_stays_inside_its_quote() -> None:
+    """A prompt is often a document's text; CommonMark ends a line at a lone CR too, and a line not marked as quoted
+    left the quote with its code fence, so the prompt's HTML was live in the Markdown form."""
+    prompt = "```\r<img src=x onerror=alert(1)>\r```"
+    reply = Session(ReplayEngine("<|channel|>final<|message|>Done.<|return|>"), namespace={},
+                    approval="auto").ask(prompt)
+    shown = _rendered(Transcript.from_reply(reply).to_markdown())
+    assert "<img" not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
+    assert shown.index("</blockquote>") > shown.index("onerror")  # the whole prompt is in the quote
