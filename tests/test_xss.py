@@ -328,6 +328,12 @@ def test_direction_controls_and_zero_width_characters_of_pages_and_tool_names_ar
         assert "browser.search\\u202e" in renderings[where] and "called 'browser.search\\u202e\\u200b'" in renderings[where]
 
 
+def test_math_cannot_hide_text_in_a_colour() -> None:
+    """`$\\color{white}{...}$` kept mathcolor="white": text on a white page that the reader never sees."""
+    shown = markdown_html(r"$\color{white}{secret} \colorbox{black}{x} \textcolor{white}{y}$")
+    assert "<mi>s</mi><mi>e</mi><mi>c</mi>" in shown and "mathcolor" not in shown and "mathbackground" not in shown, shown
+
+
 def test_math_cannot_make_a_letter_larger_than_the_page() -> None:
     """`\\Huge` is 2.49 times its parent's size: eight nested made one letter 10 000 px tall (Chromium's largest
     font), the answer a blank page. Sizes go, and no negative scriptlevel (a larger font at each step) stays."""

@@ -27,7 +27,8 @@ function expertColor(e) {
 
 // The attributes of HTML elements and of MathML elements, as the kernel keeps them.
 const HTML_ATTRS = new Set(["href", "title", "start", "style", "open", "class", "data-cite"]);
-const MATH_ATTRS = new Set(["display", "displaystyle", "scriptlevel", "mathvariant", "mathcolor", "mathbackground",
+// No mathcolor / mathbackground: \color{white} hid text on a white page.
+const MATH_ATTRS = new Set(["display", "displaystyle", "scriptlevel", "mathvariant",
   "stretchy", "fence", "separator", "accent", "accentunder", "largeop", "movablelimits", "symmetric", "lspace",
   "rspace", "minsize", "maxsize", "linethickness", "width", "height", "depth", "voffset", "columnalign", "rowalign",
   "columnspacing", "rowspacing", "columnlines", "rowlines", "frame", "framespacing", "columnspan", "rowspan",

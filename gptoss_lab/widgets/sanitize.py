@@ -25,9 +25,10 @@ _MATHML = {
     "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd", "mlabeledtr", "semantics", "annotation",
 }
 # No `mathsize` (`\Huge` is 2.49 times its parent's size: ten nested make a 10 000 px letter); a negative
-# `scriptlevel` (a larger font at each step) is dropped by _filter_attribute.
+# `scriptlevel` (a larger font at each step) is dropped by _filter_attribute. No `mathcolor`/`mathbackground`:
+# `\color{white}` hid text on a white page (what the reader cannot see, the reader cannot check).
 _MATHML_ATTRIBUTES = {
-    "display", "displaystyle", "scriptlevel", "mathvariant", "mathcolor", "mathbackground",
+    "display", "displaystyle", "scriptlevel", "mathvariant",
     "stretchy", "fence", "separator", "accent", "accentunder", "largeop", "movablelimits", "symmetric",
     "lspace", "rspace", "minsize", "maxsize", "linethickness", "width", "height", "depth", "voffset",
     "columnalign", "rowalign", "columnspacing", "rowspacing", "columnlines", "rowlines", "frame",

@@ -38,7 +38,7 @@ RAW = "".join([
     f'<div style="position:fixed;inset:0;z-index:99" onclick="{HIT}">overlay</div>',
     '<span class="gx-run jp-Dialog nb">spoofed classes</span>', f'<form action="javascript:{HIT}"><input></form>',
     '<math><mpadded voffset="30em" height="0"><mtext>lifted</mtext></mpadded><mspace width="-40em"/>'
-    '<mspace height="300em" mathbackground="black"/><mspace depth="1e9px"/></math>',
+    '<mspace height="300em" mathbackground="black"/><mspace depth="1e9px"/><mi mathcolor="white">hid</mi></math>',
     "<strong>unsanitised-ok</strong>",
 ])
 PUSH_RAW = f"""
@@ -135,7 +135,8 @@ def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_not
     assert page.locator(".gx-chat .gx-code strong:has-text('unsanitised-ok')").count() == 1
     assert page.locator(".gx-chat .gx-run, .gx-chat .jp-Dialog, .gx-final [style]").count() == 0
     assert page.locator(".gx-final mpadded[voffset], .gx-final mpadded[height], .gx-final mspace[width], "
-                        ".gx-final mspace[height], .gx-final mspace[depth]").count() == 0
+                        ".gx-final mspace[height], .gx-final mspace[depth], .gx-final [mathbackground], "
+                        ".gx-final [mathcolor]").count() == 0   # nor a colour that hides text on the page
     _provoke(page, ".gx-chat")
     _assert_inert(page, ".gx-chat", dialogs, marker, "raw HTML pushed to the front end")
 
