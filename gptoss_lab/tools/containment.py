@@ -957,9 +957,9 @@ class deadline:
         on_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
         if not self.seconds and not (self.stop and on_main):
             return self
-        self.ident, self.finished, self._stopped = threading.get_ident(), False, False
+        self.ident, self.finished, self._stop_asked = threading.get_ident(), False, False
         self._end = _monotonic() + self.seconds if self.seconds else None
-        self._stop = ToolTimeout.after(self.seconds) if self.seconds else None
+        self._timeout = ToolTimeout.after(self.seconds) if self.seconds else None
         if on_main:
             self._previous, self._alarm = signal.signal(signal.SIGALRM, self._on_alarm), True
             first = min(self.seconds or STOP_POLL, STOP_POLL) if self.stop else self.seconds
@@ -978,9 +978,9 @@ class deadline:
         if self.finished or frame.f_code.co_filename == _HERE:  # not in the block's own exit
             return
         if self._end is not None and _monotonic() >= self._end - 0.001:  # the timer may ring a hair early
-            raise self._stop()
-        self._stopped = self._stopped or bool(self.stop and self.stop())
-        if self._stopped:
+            raise self._timeout()
+        self._stop_asked = self._stop_asked or bool(self.stop and self.stop())
+        if self._stop_asked:
             raise KeyboardInterrupt
 
     def _watch(self) -> None:
@@ -990,7 +990,7 @@ class deadline:
         while not self.finished:
             top = sys._current_frames().get(self.ident)
             if top is not None and top.f_code.co_filename != _HERE:  # not while the block's own exit runs
-                _poke({self.ident: self}, self._stop, force=False)
+                _poke({self.ident: self}, self._timeout, force=False)
             _sleep(REPEAT)
 
 
