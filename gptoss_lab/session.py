@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import inspect
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -143,6 +145,21 @@ class Session:
             self._allowed.clear()
         return self.settings
 
+    @_one_at_a_time
+    def unload(self) -> None:
+        """Let go of the model: its weights and KV cache are freed (once no other variable holds the engine) and
+        a server's connections closed. The conversation and settings stay readable; later turns are refused."""
+        engine, self.engine = self.engine, _Unloaded(self.engine.name)
+        close = getattr(engine, "close", None)
+        del engine
+        if callable(close):
+            close()
+        del close
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()  # give the freed blocks back to the GPU, where other processes can use them
+
     # ------------------------------------------------------------ conversation
 
     @_one_at_a_time
@@ -183,16 +200,18 @@ class Session:
         elif type(tool) is type(self.browser):
             self.browser.restore(pages)
 
+    @_one_at_a_time
     def regenerate(self, *, view: View | None = None) -> Reply:
         """Ask the last question again, with the options it was asked with, for a new sample. When the new
-        turn is refused before it starts (a deleted function tool, a setting no longer valid) the old one stays."""
+        turn is refused before it starts (a deleted function tool, a setting no longer valid) the old one stays.
+        The turn is held from the take-back to the new answer, so another thread's `ask` cannot come between."""
         if not self._turns:
             raise TurnError("there is no answer to regenerate yet")
         turn = self._turns[-1]
         kept = self.history[turn[0]:], self.replies[-1], self._browser_state()
-        prompt = self.rewind()
+        prompt = Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]  # this turn already holds _busy
         try:
-            return self.ask(prompt, view=view, **turn[1])
+            return Session.ask.__wrapped__(self, prompt, view=view, **turn[1])  # type: ignore[attr-defined]
         except TurnError:
             self.history += kept[0]
             self.replies.append(kept[1])
@@ -234,6 +253,9 @@ class Session:
         (`gptoss_lab.routing.disable(...)` ..., or `--ablate` text such as "1:3,2:5"). Problems found before generating (a bad setting,
         an unknown tool, a prompt over the model's context) raise TurnError; anything after ends
         the turn with its `Reply` (see `reply.errors`)."""
+        if isinstance(self.engine, _Unloaded):
+            raise TurnError(f"{self.engine.name} was unloaded: load a model (%gptoss load NAME, or Session.load) "
+                            "to ask again")
         settings, tools = self._checked(overrides)
         if not isinstance(prompt, str):
             raise TurnError(f"the prompt must be text (a str), not {type(prompt).__name__}")
@@ -320,6 +342,16 @@ class Session:
         developer = harmony.developer_message(settings.instructions, functions=tools.function_descriptions(),
                                               response_format=fmt.section if fmt else None)
         return messages + ([developer] if developer else [])
+
+
+class _Unloaded:
+    """The engine of a session after `Session.unload`: it only keeps the model's name (turns are refused)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[int]:
+        raise EngineError(f"{self.name} was unloaded")
 
 
 class _NullView:

@@ -421,3 +421,35 @@ def test_a_call_to_a_long_unknown_tool_name_is_noticed_in_one_short_line():
                     + FINAL.format(text="ok")).ask("q")
     notice = next(e for e in reply.errors if "not an enabled tool" in e)
     assert len(notice) < 160 and notice.startswith("The model called 'functions.xxx") and "…'" in notice, notice
+
+
+def test_regenerate_holds_the_session_from_the_take_back_to_the_new_answer():
+    """Another thread's question while regenerate is under way is refused, as during any turn. It used to
+    slip in before the take-back, and regenerate then took back and asked again the intruder's question."""
+    class Pages(Tool):  # a browser: its state is noted when regenerate starts (a hook inside it)
+        name = "browser"
+        armed, intruder = False, []
+
+        def run(self, call, stop=lambda: False):
+            return ToolResult("")
+
+        def snapshot(self):
+            if Pages.armed:
+                Pages.armed = False
+                thread = threading.Thread(target=self._ask)
+                thread.start()
+                thread.join(5)
+
+        def _ask(self):
+            try:
+                self.intruder.append(s.ask("intruder").final)
+            except TurnError as err:
+                self.intruder.append(str(err))
+
+    s = session(FINAL.format(text="first") + FINAL.format(text="again") + FINAL.format(text="other"), browser=Pages())
+    s.ask("q")
+    Pages.armed = True
+    reply = s.regenerate()
+    assert Pages.intruder == ["this session is running a turn: wait for it to end "
+                              "(a tool cannot use the session whose turn called it)"]
+    assert reply.prompt == "q" and reply.final == "again" and s.replies == [reply]
