@@ -39,6 +39,7 @@ def load_ipython_extension(ipython: Any) -> None:
     loaded = ipython.magics_manager.registry.get(GptossMagics.__name__)
     if loaded is not None:  # %reload_ext: keep the loaded model and the conversation
         magics.session, magics.text = loaded.session, getattr(loaded, "text", False)
+        magics._unloaded = getattr(loaded, "_unloaded", None)
     ipython.register_magics(magics)
     if help_cells not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(help_cells)

@@ -117,6 +117,7 @@ def _line_parser() -> _Parser:
     connect.add_argument("--retries", type=int, metavar="N", help="times a connection error is retried (default 2)")
     use = command("use", "drive a Session object you made in Python from %%gptoss cells")
     use.add_argument("variable", type=_given)
+    command("unload", "free the model's memory (settings and documents are kept for the next model)")
     command("status", "model, settings and conversation length")
     command("reset", "forget the conversation (a new chat)")
     command("regenerate", "ask the last question again for a new answer")
@@ -215,6 +216,7 @@ class GptossMagics(Magics):
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         self.session: Any = None
+        self._unloaded: Any = None  # the session `%gptoss unload` let go of: the next model takes its settings
         self.text = False  # the last cell asked for the text view: so does %gptoss regenerate
         self.gptoss.__func__.__doc__ = usage()  # `%gptoss?` and `%%gptoss?` show the whole usage
 
@@ -295,8 +297,12 @@ class GptossMagics(Magics):
 
             print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
                   "`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).")
-            self.session = _one_line(Session.load, "tiny")
+            self.session = _keep_settings(_one_line(Session.load, "tiny"), self._unloaded)
         return self.session
+
+    def _settings_from(self) -> Any:
+        """The session whose settings and documents a newly loaded model takes over."""
+        return self.session if self.session is not None else self._unloaded
 
     # ------------------------------------------------------------ %gptoss COMMAND
 
@@ -308,13 +314,13 @@ class GptossMagics(Magics):
             print(usage())
         elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
-            self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self.session)
+            self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self._settings_from())
             print(f"Loaded {visible(self.session.engine.name)}.")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
             waits = {k: getattr(opts, k) for k in ("timeout", "retries") if getattr(opts, k) is not None}
             session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, **waits)
-            self.session = _keep_settings(session, self.session)
+            self.session = _keep_settings(session, self._settings_from())
             # the engine's URL (a user:password@ taken out), and the names the server chose
             print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)}).")
         elif command == "use":
@@ -323,6 +329,8 @@ class GptossMagics(Magics):
                 raise UsageError(f"%gptoss use: {opts.variable!r} is not a gptoss_lab.Session")
             self.session = session
             self._status()
+        elif command == "unload":
+            self._unload()
         elif command == "reset":
             if self.session:
                 self.session.reset()
@@ -365,6 +373,21 @@ class GptossMagics(Magics):
 
             torch.set_num_threads(threads)
         self._status()
+
+    def _unload(self) -> None:
+        if self.session is None:
+            print("No model loaded: there is nothing to unload.")
+            return
+        import psutil
+
+        process = psutil.Process()
+        before = process.memory_info().rss
+        session, self.session, self._unloaded = self.session, None, self.session
+        _one_line(session.unload)
+        after = process.memory_info().rss
+        print(f"Unloaded {visible(session.engine.name)}: this kernel uses {before / 2**20:,.0f} MB of memory "
+              f"before, {after / 2**20:,.0f} MB now. The next %%gptoss cell loads gpt-oss-tiny "
+              "(or `%gptoss load NAME`), with your settings.")
 
     def _regenerate(self) -> None:
         if self.session is None or not self.session.replies:

@@ -479,3 +479,37 @@ def test_config_refuses_a_typo_before_loading_a_model_and_names_the_keys_it_take
     assert out.startswith("No model loaded"), out
     out, content = run(kc, "%gptoss config approve=auto max_tokens=64", timeout=120)
     assert content["status"] == "ok" and "approve: auto | " in out and "max tokens: 64 | " in out, out
+
+
+def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
+    """`%gptoss unload` lets go of the weights (nothing in the kernel holds the model any more), says what the
+    kernel's memory was and is, refuses later turns of that session in one line, and the next model takes over the
+    settings; the conversation stays readable."""
+    from gptoss_lab.tiny import CHECKPOINT
+
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab\n%gptoss load tiny\n%gptoss config effort=high timeout=7", timeout=120)
+    run(kc, "import weakref, gc\nm = get_ipython().find_magic('gptoss').__self__\ns = m.session\n"
+            "w = weakref.ref(s.engine.model)")
+    out, content = run(kc, "%%gptoss --text --approve never --max-tokens 32\nHi", timeout=120)
+    assert content["status"] == "ok", out
+    out, content = run(kc, "%gptoss unload")
+    assert content["status"] == "ok" and out.startswith("Unloaded gpt-oss-tiny: this kernel uses "), out
+    out, _ = run(kc, "gc.collect(); print(w() is None, len(s.replies), m.session)")
+    assert out.split() == ["True", "1", "None"]
+    out, content = run(kc, "s.ask('again')")
+    assert content["ename"] == "TurnError" and "gpt-oss-tiny was unloaded: load a model" in content["evalue"]
+    out, content = run(kc, "s.regenerate()")
+    assert content["ename"] == "TurnError" and "was unloaded" in content["evalue"]
+    out, _ = run(kc, "print(len(s.replies), s.replies[0].prompt)")
+    assert out.split() == ["1", "Hi"]  # the refused regenerate kept the last answer
+    out, content = run(kc, "%gptoss unload")
+    assert out.strip() == "No model loaded: there is nothing to unload."
+    out, content = run(kc, "%gptoss status")
+    assert "No model loaded" in out, out
+    out, content = run(kc, "%%gptoss --text --approve never --max-tokens 32\nHi", timeout=120)
+    assert content["status"] == "ok" and "No model loaded: using the bundled gpt-oss-tiny" in out, out
+    out, _ = run(kc, "%gptoss status")
+    assert "effort: high" in out and "timeout: 7 s" in out and "turns: 1" in out, out
