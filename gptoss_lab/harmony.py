@@ -234,7 +234,7 @@ def developer_message(
         section = "\n\n" if instructions or functions else ""
         section += f"# Response Formats\n\n## {response_format.get('name', 'response')}\n\n"
         section += "".join(f"// {line}\n" for line in (response_format.get("description") or "").splitlines())
-        section += json.dumps(response_format.get("schema", response_format), separators=(",", ":"), ensure_ascii=False)
+        section += _json(response_format.get("schema", response_format), separators=(",", ":"))
         message = message.adding_content(TextContent(text=clean(section)))
     return message
 
@@ -243,6 +243,7 @@ def developer_message(
 
 _LIMITS = ("format", "pattern", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf",
            "minLength", "maxLength", "minItems", "maxItems")  # keywords the renderer does not show
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\u0085\u2028\u2029"}  # lines to str.splitlines, not to JSON
 _SCALAR_TEXT = {"string": "string", "number": "number", "integer": "number", "boolean": "boolean", "null": "null"}
 
 
@@ -297,7 +298,7 @@ def _notes(schema: dict[str, Any]) -> dict[str, Any]:
     `//` comments and quotes as they are."""
     notes: dict[str, Any] = {}
     tuple_like = "prefixItems" in schema or schema.get("maxItems") == 0  # its text has its length: `[A, B]`, `[]`
-    limits = ", ".join(f"{key}: {json.dumps(schema[key], ensure_ascii=False)}" for key in _LIMITS
+    limits = ", ".join(f"{key}: {_json(schema[key])}" for key in _LIMITS
                        if key in schema and not (tuple_like and key.endswith("Items")))
     description = " ".join(str(schema.get("description") or "").split())
     if description or limits:
@@ -311,12 +312,18 @@ def _notes(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _escaped(text: str) -> str:
     """`text` as it is written between quotes in JSON (line breaks and quotes escaped)."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
+    return _json(text)[1:-1]
+
+
+def _json(value: Any, **options: Any) -> str:
+    """`value` as JSON text on one line: the line breaks JSON writes as they are (U+0085, U+2028, U+2029) are
+    escaped too, so a name or value cannot start a line of its own in the text the model reads."""
+    return json.dumps(value, ensure_ascii=False, **options).translate(_LINE_BREAKS)
 
 
 def _key(name: str) -> str:
     """A property name as TypeScript writes it: quoted (JSON-escaped) unless it is an identifier."""
-    return name if name.isidentifier() else json.dumps(name, ensure_ascii=False)
+    return name if name.isidentifier() else _json(name)
 
 
 def _text(schema: Any) -> tuple[str, bool]:
@@ -327,7 +334,7 @@ def _text(schema: Any) -> tuple[str, bool]:
         return _union([_text({k: v for k, v in schema.items() if k != "nullable"}), ("null", False)])
     values = [schema["const"]] if "const" in schema else schema.get("enum")
     if isinstance(values, list) and values:
-        return _union([(json.dumps(v, ensure_ascii=False), False) for v in values])
+        return _union([(_json(v), False) for v in values])
     variants = schema.get("oneOf", schema.get("anyOf"))
     if isinstance(variants, list) and variants:
         return _union([_text(v) for v in variants])

@@ -12,6 +12,7 @@ the model reads, `parse()` for the final answer, and the llguidance constraint f
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import json
 import re
@@ -31,6 +32,7 @@ from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_p
 from . import harmony
 
 _DEFS = "#/$defs/"
+_FLAGS = "x-gptoss-flags"  # HarmonySchema's note on an enum.Flag, made part of its description by `_inlined`
 _VALUES = frozenset({"enum", "const", "default", "examples"})  # keys whose values are data, not schemas
 _NAMED = frozenset({"properties", "patternProperties", "dependentSchemas"})  # name -> schema maps
 _SCALARS = frozenset({"string", "integer", "number", "boolean"})
@@ -88,6 +90,16 @@ class HarmonySchema(GenerateJsonSchema):
         result = super().literal_schema(schema)
         if "const" in result:
             result["enum"] = [result.pop("const")]
+        return result
+
+    def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:
+        result = super().enum_schema(schema)
+        flags = schema["cls"]
+        if issubclass(flags, enum.Flag):  # any combination is valid (3 = READ | WRITE), not only the members listed
+            result.pop("enum", None)
+            result["type"] = "integer"
+            # pydantic writes the class's docstring as the description after this: `_inlined` adds the note to it
+            result[_FLAGS] = "A sum of flags: " + ", ".join(f"{member.name} = {member.value}" for member in flags) + "."
         return result
 
     def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
@@ -180,7 +192,7 @@ def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
             return {**walk(definitions[name], (*seen, name)), **walk(siblings, seen)}
         out = {}
         for key, value in node.items():
-            if key == "title":
+            if key in ("title", _FLAGS):
                 continue
             if key in _VALUES:
                 out[key] = value
@@ -192,6 +204,8 @@ def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
                 out[key] = {name: walk(sub, seen) for name, sub in value.items()}
             else:
                 out[key] = walk(value, seen)
+        if isinstance(node.get(_FLAGS), str):
+            out["description"] = " ".join(filter(None, [out.get("description"), node[_FLAGS]]))
         return out
 
     result = walk(schema, ())

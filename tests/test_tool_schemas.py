@@ -242,3 +242,37 @@ def test_an_annotation_nested_too_deeply_is_a_one_line_error():
     session = Session(ReplayEngine(["<|channel|>final<|message|>ok<|return|>"]), namespace={})
     with pytest.raises(TurnError, match="nested too deeply"):
         session.ask("Hi", tools=[deep])
+
+
+class Access(enum.IntFlag):
+    """File access."""
+
+    READ = 1
+    WRITE = 2
+
+
+def test_a_flag_is_a_number_whose_comment_names_the_flags():
+    # an IntFlag was shown as `1 | 2` while the function takes 3 (READ | WRITE) as well
+    function = _one(Access)
+    assert "// File access. A sum of flags: READ = 1, WRITE = 2.\nx: number,\n" in _text(function)
+    assert function.call(json.dumps({"x": 3})).output == json.dumps(repr(Access.READ | Access.WRITE))
+
+
+_BREAKS = "\u2028\u2029\x85"
+Keys = TypedDict("Keys", {f"k{_BREAKS}x": int})
+
+
+def test_unicode_line_breaks_in_names_and_values_are_escaped():
+    # U+2028, U+2029 and U+0085 are line breaks to str.splitlines (and to readers of the text) that JSON writes
+    # as they are: a quoted name, an enum value or a default could start a line of its own in the namespace
+    breaks = _BREAKS
+
+    def f(keys: Keys, mode: Literal["a", "b\u2028\u2029\x85"] = f"b{breaks}") -> str:
+        return "ok"
+
+    text = _text(f)
+    assert not set(breaks) & set(text)
+    assert '"k\\u2028\\u2029\\u0085x": number,' in text and '"b\\u2028\\u2029\\u0085"' in text
+    fmt = ResponseFormat.from_user({"type": "object", "properties": {f"a{breaks}": {"type": "string"}}})
+    rendered = harmony.decode(harmony.render([harmony.developer_message(response_format=fmt.section)]))
+    assert not set(breaks) & set(rendered) and '"a\\u2028\\u2029\\u0085"' in rendered
