@@ -1,9 +1,10 @@
 """Structured output: JSON schemas in Harmony's style, and a response format built once per turn.
 
-`HarmonySchema` is pydantic's JSON-schema generator writing what the Harmony renderer shows best
-(the model reads schemas as TypeScript-like text): everything inlined, no titles, `"type": [X,
-"null"]` for optional scalars. Function tools (`tools/functions.py`) and response formats both use
-it, and both validate with the same pydantic `TypeAdapter` the schema came from.
+`HarmonySchema` is pydantic's JSON-schema generator writing a compact, self-contained schema for a
+Harmony prompt: everything inlined, no titles, `"type": [X, "null"]` for optional scalars. Function
+tools (`tools/functions.py`) and response formats both use it, and both validate with the same
+pydantic `TypeAdapter` the schema came from. What a schema *says* is decided here; how a function's
+schema is *written* for the model (TypeScript-like text, escaping) is `harmony._shown`'s concern.
 
 `ResponseFormat.from_user(obj)` takes what a user gives (a pydantic model, dataclass, TypedDict,
 any type pydantic knows, or a JSON-schema dict) and holds the schema, the developer-message section
@@ -63,16 +64,16 @@ def _one_line(text: str) -> str:
 
 
 class HarmonySchema(GenerateJsonSchema):
-    """pydantic's JSON schema as the Harmony renderer shows it best.
+    """pydantic's JSON schema, compact and self-contained, as a Harmony prompt states it.
 
-    Definitions are inlined (the renderer shows a `$ref` as `any`; only a type that refers to
-    itself keeps its `$defs`); titles and class docstrings are left out (the renderer prints them as
-    stray comments, twice for objects), attributes documented in a class docstring get their
-    description; optional scalars become `"type": [X, "null"]` (`string | null`) and other
-    optionals `oneOf` (the renderer shows `anyOf` as `any`); an optional property whose default is
-    None is shown as its type (the model leaves it out rather than writing null); a one-value
-    Literal is an `enum` (a `const` shows as `any`). What the renderer still shows wrongly (number
-    enums, tuples, null) is rewritten where function tools are rendered (`harmony.developer_message`)."""
+    Definitions are inlined (a `$ref` tells the model nothing; only a type that refers to itself
+    keeps its `$defs`); titles and class docstrings are left out (they would be stray comments),
+    attributes documented in a class docstring get their description; unions of plain types become
+    one `"type"` list (`[X, "null"]` for optional scalars), unions of distinct types `oneOf` (exactly
+    one matches); an optional property whose default is None is given as its type (the model leaves
+    it out rather than writing null); a one-value Literal is an `enum`; an `enum.Flag` is an integer
+    whose description names the flags. How a function's schema is then written as text for the
+    model is `harmony._shown`'s concern (`harmony.developer_message`)."""
 
     def generate(self, schema: core_schema.CoreSchema, mode: Any = "validation") -> JsonSchemaValue:
         return _inlined(super().generate(schema, mode))
