@@ -28,7 +28,7 @@ from .events import (
     Approval, Event, MessageEnd, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart,
     ToolUpdate, TurnEnd, TurnStart, View,
 )
-from .settings import DEFAULT, Settings, SettingsError, make
+from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
 from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, interrupted
 
@@ -204,14 +204,20 @@ class Session:
     def regenerate(self, *, view: View | None = None) -> Reply:
         """Ask the last question again, with the options it was asked with, for a new sample. When the new
         turn is refused before it starts (a deleted function tool, a setting no longer valid) the old one stays.
-        The turn is held from the take-back to the new answer, so another thread's `ask` cannot come between."""
+        The turn is held from the take-back to the new answer, so another thread's `ask` cannot come between.
+        Its approval policy is the stricter of the question's and the session's now: after
+        `configure(approval="never")` a question once asked with `approval="auto"` runs no code when regenerated."""
         if not self._turns:
             raise TurnError("there is no answer to regenerate yet")
         turn = self._turns[-1]
+        options = dict(turn[1])
+        for key in ("approval", "approve"):  # the setting or its alias, as the question was asked
+            if options.get(key) in APPROVALS:
+                options[key] = max(options[key], self.settings.approval, key=APPROVALS.index)
         kept = self.history[turn[0]:], self.replies[-1], self._browser_state()
         prompt = Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]  # this turn already holds _busy
         try:
-            return Session.ask.__wrapped__(self, prompt, view=view, **turn[1])  # type: ignore[attr-defined]
+            return Session.ask.__wrapped__(self, prompt, view=view, **options)  # type: ignore[attr-defined]
         except TurnError:
             self.history += kept[0]
             self.replies.append(kept[1])

@@ -453,3 +453,19 @@ def test_regenerate_holds_the_session_from_the_take_back_to_the_new_answer():
     assert Pages.intruder == ["this session is running a turn: wait for it to end "
                               "(a tool cannot use the session whose turn called it)"]
     assert reply.prompt == "q" and reply.final == "again" and s.replies == [reply]
+
+
+@pytest.mark.parametrize("key", ["approval", "approve"])
+def test_regenerate_runs_no_code_after_the_user_turned_approval_to_never(key):
+    """A question asked with approval auto, regenerated after `configure(approval="never")`, ran its code again
+    without asking: the user's later, stricter choice must hold. A looser setting does not loosen the question's."""
+    ns = {"ran": []}
+    code = "ran.append(1)\nprint(len(ran))"
+    s = session((CALL.format(code=code) + FINAL.format(text="done")) * 4, namespace=ns)
+    assert s.ask("go", **{key: "auto"}).tool_calls[0].status == "done" and ns["ran"] == [1]
+    s.configure(approval="never")
+    reply = s.regenerate()
+    assert reply.tool_calls[0].status == "skipped" and ns["ran"] == [1]
+    s.configure(approval="auto")
+    s.ask("again", **{key: "never"})
+    assert s.regenerate().tool_calls[0].status == "skipped" and ns["ran"] == [1]
