@@ -14,7 +14,7 @@ import heapq
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,7 +283,27 @@ def _shown(schema: Any, *, in_property: bool = False) -> dict[str, Any]:
         return {**notes, "oneOf": [_shown(v) for v in variants]}
     if schema.get("type") == "array" and "prefixItems" not in schema and _has_properties(schema.get("items")):
         return {**notes, "type": "array", "items": _shown(schema["items"])}
+    inner = "; ".join(dict.fromkeys(_inner_notes(schema)))
+    if inner:  # the one-line text below has no room for the descriptions of the properties inside it
+        notes["description"] = f"{notes['description']} ({inner})" if notes.get("description") else inner
     return {**notes, "type": [_text(schema)[0]]}
+
+
+def _inner_notes(schema: Any) -> Iterator[str]:
+    """`name: description` of each described property anywhere inside `schema` (in a tuple, a union, a map)."""
+    if isinstance(schema, list):
+        for item in schema:
+            yield from _inner_notes(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    properties = schema.get("properties")
+    for name, sub in (properties.items() if isinstance(properties, dict) else ()):
+        if isinstance(sub, dict) and (note := _notes(sub).get("description")):
+            yield f"{_key(name)}: {note}"
+        yield from _inner_notes(sub)
+    for key in ("items", "prefixItems", "oneOf", "anyOf", "allOf", "additionalProperties"):
+        yield from _inner_notes(schema.get(key))
 
 
 def _has_properties(schema: Any) -> bool:

@@ -276,3 +276,15 @@ def test_unicode_line_breaks_in_names_and_values_are_escaped():
     fmt = ResponseFormat.from_user({"type": "object", "properties": {f"a{breaks}": {"type": "string"}}})
     rendered = harmony.decode(harmony.render([harmony.developer_message(response_format=fmt.section)]))
     assert not set(breaks) & set(rendered) and '"a\\u2028\\u2029\\u0085"' in rendered
+
+
+def test_descriptions_inside_a_tuple_or_a_union_are_kept():
+    # a tuple or a union of objects is written on one line, where the renderer has no room for comments: the
+    # descriptions of the properties inside it were left out
+    def f(pairs: Annotated[list[tuple[Point, int]], pydantic.Field(description="Points and counts.")],
+          either: list[Point | int] = []) -> str:
+        return "ok"
+
+    text = _text(f)
+    assert "// Points and counts. (lat: Latitude in degrees.)\npairs: [{lat: number, lon?: number}, number][],\n" in text
+    assert "// lat: Latitude in degrees.\neither?: ({lat: number, lon?: number} | number)[], // default: []\n" in text
