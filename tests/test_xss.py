@@ -270,7 +270,7 @@ def test_markdown_structure_cannot_smuggle_html_or_links_into_the_markdown_form(
 
 def test_one_piece_of_model_markdown_cannot_continue_another() -> None:
     """Commentary that opens a list item, then an answer whose fence the item ends: each is inert alone, not
-    together. The turn's Markdown form is checked whole, and shows the model's Markdown as code."""
+    together. Each piece sits in its own quote now, so the item cannot reach the fence; the image stays code."""
     payload = f"   ```\n{_IMG}\n   ```"
     transcript = Transcript.from_events([
         TurnStart("Hi", "low", "replay", "auto"),
@@ -278,7 +278,7 @@ def test_one_piece_of_model_markdown_cannot_continue_another() -> None:
         MessageStart("final", None), Delta(payload, "final"), MessageEnd(None, None)])
     markdown = transcript.to_markdown()
     assert _markdown_problems(markdown) == []
-    assert f"````\n{payload}\n````" in markdown                        # shown as written, as code
+    assert "<pre><code>&lt;img" in _as_a_trusted_front_end_renders(markdown)  # its fence stays in its own quote
 
 
 @pytest.mark.parametrize("name", [f"x\n\n{_IMG}",

@@ -12,11 +12,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-# HTML that rendered Markdown, highlighted code and the transcript's own structure need.
+# HTML that rendered Markdown, highlighted code and the transcript's own structure need (no h1–h3: a model's
+# headings are demoted, see `_heading_level`).
 _HTML = {
-    "a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h1", "h2", "h3", "h4", "h5",
-    "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table",
-    "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+    "a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h4", "h5", "h6", "hr", "i",
+    "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot",
+    "th", "thead", "tr", "ul",
 }
 # Presentation MathML (what latex2mathml writes). No `annotation-xml` (it can hold HTML), no `maction`.
 _MATHML = {
@@ -50,7 +51,7 @@ def _pygments_classes() -> set[str]:
 # Our own structural classes (the saved transcript); model text cannot produce them: Markdown is rendered
 # with HTML disabled and MathML elements may carry no class at all.
 _GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-error", "gx-reasoning", "gx-note",
-       "gx-reasoning-text", "gx-final", "gx-commentary", "gx-footer"}
+       "gx-reasoning-text", "gx-footer"}
 # The browser's citation chips, sources list and call cards (widgets/citations.py); a chip's popup is the
 # text of its data-cite attribute, drawn by CSS.
 _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources", "gx-browse-results"},
@@ -108,7 +109,8 @@ def _cleaner() -> Any:
         set_tag_attribute_values={"a": {"target": "_blank"}},
         allowed_classes={"span": _pygments_classes() | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
                          "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
-                         "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"]},
+                         "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
+                         "blockquote": {"gx-final", "gx-commentary"}},
         filter_style_properties={"text-align"},   # Markdown tables align columns with style="text-align:…"
         strip_comments=True,
     )
@@ -160,7 +162,16 @@ def _escape(match: re.Match[str]) -> str:
 
 def sanitize(html: str) -> str:
     """`html` with only allow-listed tags, attributes, classes and link schemes left (nothing executable)."""
-    return _cleaner().clean(html)
+    return _cleaner().clean(whole(html))
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def whole(text: str) -> str:
+    """`text` with each lone surrogate (JSON's "\\ud800", which no encoding can write) written out (`\\ud800`),
+    as names and outputs show them: one in an answer made the HTML form raise, the other forms unsendable."""
+    return _SURROGATES.sub(_escape, text)
 
 
 _MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
@@ -175,7 +186,6 @@ def escape_mtext(mathml: str) -> str:
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(?:.+?)(?<!`)\1(?!`)")  # a whole run, not after a backslash
 _DESTINATION = re.compile(r"(\]\([ \t]*<?)([^)\s>]*)")
-_DEFINITION = re.compile(r"^( {0,3}\[[^\]]+\]:[ \t]*<?)(\S*)", re.MULTILINE)
 
 
 def inert_markdown(text: str) -> str:
@@ -183,11 +193,13 @@ def inert_markdown(text: str) -> str:
 
     Front ends render trusted `text/markdown` outputs with their raw HTML live, so the Markdown form
     of a turn must carry none: outside code, `<` becomes `&lt;` (HTML shows as text), images become
-    links (nothing is fetched without a click), and link destinations other than http(s) and mailto
-    become `#`, as in the HTML form. Code spans and fenced blocks stay as written (their text
-    is never markup), direction controls written out as in the HTML form. Where a CommonMark parser
-    still finds HTML, an image or another link in the result (the line-by-line rules above misread
-    the text's structure), the text is shown as code."""
+    links (nothing is fetched without a click), link destinations other than http(s) and mailto
+    become `#`, as in the HTML form, and `]:` is escaped (a link reference definition holds for the whole
+    page: one in an answer made `[x]` in the prompt a link). Headings are demoted (`_heading_level`).
+    Code spans and fenced blocks stay as written (their text is never markup), direction controls
+    written out as in the HTML form. Where a CommonMark parser still finds HTML, an image, another
+    link, a definition or a heading above h4 in the result (the line-by-line rules above misread the
+    text's structure), the text is shown as code."""
     out, fence = [], None
     for line in text.splitlines(keepends=True):
         opener = _FENCE.match(line)
@@ -200,8 +212,50 @@ def inert_markdown(text: str) -> str:
             out.append(reveal_bidi(line))
         else:
             out.append(_inert_line(line))
-    markdown = "".join(out)
-    return markdown if markdown_is_inert(markdown) else fenced(text)
+    markdown = _demoted("".join(out))
+    return markdown if markdown is not None and markdown_is_inert(markdown) else fenced(text)
+
+
+def _heading_level(level: int) -> int:
+    """The level a model's heading is shown at: h1–h3 as h4–h6, so that no answer puts a top-level heading
+    (an entry in JupyterLab's table of contents) in the notebook it is saved in."""
+    return min(6, level + 3)
+
+
+def _demoted(markdown: str) -> str | None:
+    """`markdown` with each ATX heading at `_heading_level` and each setext heading (`Title` over `===` or `---`)
+    a paragraph and a rule, as `demote_headings` renders them; None where a heading above h4 is left."""
+    headings = [t for t in _commonmark().parse(markdown) if t.type == "heading_open"]
+    if not headings:
+        return markdown
+    lines = re.split(r"(?<=\n)|(?<=\r)(?!\n)", markdown)  # as CommonMark ends lines (a lone CR ends one too)
+    for token in headings:
+        level, (first, end) = int(token.tag[1]), token.map
+        if token.markup.startswith("#"):  # no `#` comes before a heading's own (only spaces and list markers do)
+            at = lines[first].index("#")
+            lines[first] = lines[first][:at] + "#" * (_heading_level(level) - level) + lines[first][at:]
+        else:  # a blank line (in the underline's quote, if any; as the line before ends) makes it a rule
+            prefix, rest = re.split("[-=]+", lines[end - 1], maxsplit=1)
+            lines[end - 1] = f"{prefix.rstrip()}{lines[end - 2][-1]}{prefix}---{rest}"
+    demoted = "".join(lines)
+    return None if any(t.type == "heading_open" and t.tag < "h4" for t in _commonmark().parse(demoted)) else demoted
+
+
+def demote_headings(state: Any) -> None:
+    """A markdown-it core rule: headings at `_heading_level`, a setext one a paragraph and a rule (what a model
+    writing text over `---` most often means)."""
+    from markdown_it.token import Token
+
+    tokens = []
+    for token in state.tokens:
+        tokens.append(token)
+        if token.type in ("heading_open", "heading_close") and token.markup.startswith("#"):
+            token.tag = f"h{_heading_level(int(token.tag[1]))}"
+        elif token.type in ("heading_open", "heading_close"):
+            token.tag = "p"
+            if token.type == "heading_close":
+                tokens.append(Token("hr", "hr", 0, markup="---", block=True, level=token.level))
+    state.tokens = tokens
 
 
 def fenced(text: str, language: str = "") -> str:
@@ -216,13 +270,15 @@ _OWN_HTML = re.compile(r"<details><summary>[^<>]*</summary>|</details>|</?sub>")
 
 def markdown_is_inert(markdown: str) -> bool:
     """True when a CommonMark renderer that keeps raw HTML and every link (a trusted output) finds in `markdown`
-    no HTML but our own folds and footer, no image and no link other than http(s), mailto or `#`."""
-    for token in _tokens(_commonmark().parse(markdown)):
+    no HTML but our own folds and footer, no image, no link other than http(s), mailto or `#`, no link reference
+    definition (it makes links of brackets anywhere in the page)."""
+    env: dict[str, Any] = {}
+    for token in _tokens(_commonmark().parse(markdown, env)):
         if token.type in ("html_block", "html_inline") and _OWN_HTML.sub("", token.content).strip():
             return False
         if token.type == "image" or (token.type == "link_open" and not _safe_href(str(token.attrGet("href")))):
             return False
-    return True
+    return not env.get("references")
 
 
 def stay_apart(pieces: list[str]) -> bool:
@@ -265,8 +321,7 @@ def _inert_line(line: str) -> str:
 
 def _inert_prose(text: str) -> str:
     text = text.replace("<", "&lt;").replace("![", "[")
-    text = _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text)
-    return _DEFINITION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text)
+    return _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text).replace("]:", "\\]:")
 
 
 def _safe_destination(url: str) -> str:

@@ -1,11 +1,14 @@
 """TextView: the turn as streamed text, for terminal IPython and front ends without widgets.
 
+Headers, statuses and notices start at a line's start; the model's text is indented under its header, so that
+no answer can print a line that passes for a header ("── Tool call python ──") or a prompt ("You:").
 In a terminal that supports it, headers, reasoning, tool statuses and notices are coloured (ANSI);
 `NO_COLOR` (https://no-color.org), `TERM=dumb` or output that is not a terminal turn colour off.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TextIO
 
@@ -13,12 +16,14 @@ from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError,
     TurnEnd, TurnStart
 from .citations import sources_text
 from .sanitize import reveal_hidden, shown_output, visible
-from .transcript import STATUS_LABEL, Transcript
+from .transcript import LABEL, STATUS_LABEL, Transcript, hang
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
 _STATUS_STYLE = {"done": "ok", "error": "bad", "timeout": "bad", "interrupted": "warn", "skipped": "warn",
                  "waiting": "warn"}
 _LEVEL_STYLE = {"warning": "warn", "error": "bad", "info": "dim"}
+_INDENT = "    "
+_LINE_START = re.compile(r"(?<=\n)(?=[^\n])")  # where a line of streamed text begins (blank lines stay blank)
 
 
 def supports_colour(stream: TextIO) -> bool:
@@ -46,6 +51,7 @@ class TextView:
         self.transcript = Transcript()
         self._style: str | None = None  # the style of the message being streamed
         self._pending = ""              # a line being streamed outside a terminal, written when it ends
+        self._line_start = True         # the model's next character begins a line (and is indented)
 
     def _paint(self, text: str, style: str | None) -> str:
         return f"\x1b[{_STYLE[style]}m{text}\x1b[0m" if self.colour and style and text else text
@@ -65,15 +71,19 @@ class TextView:
         """Print what the event adds to the turn."""
         i = self.transcript.apply(event)
         if isinstance(event, TurnStart):
-            self._print(f"You: {visible(event.prompt)}", style="prompt")
+            self._print(f"You: {hang(visible(event.prompt))}", style="prompt")
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]  # type: ignore[index]
-            header = {"reasoning": "Reasoning (unfiltered model output)", "final": "Answer",
-                      "commentary": "Commentary"}.get(block.kind, f"Tool call {visible(reveal_hidden(block.recipient or ''))}")
-            self._style = "reasoning" if block.kind == "reasoning" else None
+            header = {"reasoning": "Reasoning (unfiltered model output)", **LABEL}.get(
+                block.kind, f"Tool call {visible(reveal_hidden(block.recipient or ''))}")
+            self._style, self._line_start = "reasoning" if block.kind == "reasoning" else None, True
             self._print(f"\n── {header} ──", style="header")
         elif isinstance(event, Delta):
-            self._print(visible(event.text), end="", style=self._style)
+            text = visible(event.text)
+            first = _INDENT if self._line_start and text[:1] not in ("", "\n") else ""
+            shown = first + _LINE_START.sub(_INDENT, text)
+            self._line_start = text.endswith("\n") if text else self._line_start
+            self._print(shown, end="", style=self._style)
         elif isinstance(event, MessageEnd):
             self._print("")
         elif isinstance(event, ToolUpdate):
@@ -81,14 +91,16 @@ class TextView:
         elif isinstance(event, ToolEnd):
             self._print(self._status(event.call) + (f"\n{visible(shown_output(event.call.output))}" if event.call.output else ""))
         elif isinstance(event, Notice):
-            self._print(f"[{event.level}] {visible(reveal_hidden(event.text))}", style=_LEVEL_STYLE.get(event.level))
+            notice = hang(visible(reveal_hidden(event.text)))
+            self._print(f"[{event.level}] {notice}", style=_LEVEL_STYLE.get(event.level))
         elif isinstance(event, ParseError):
-            self._print(f"[not valid Harmony: {visible(event.reason)}]", style="bad")
-            self._print(visible(event.raw))
+            self._print(f"[not valid Harmony: {hang(visible(event.reason))}]", style="bad")
+            self._print(_INDENT + hang(visible(event.raw)))
         elif isinstance(event, TurnEnd):
             if event.reply.citations:  # browser citations with the lines they cite (widgets/citations.py)
                 self._print("\n" + visible(sources_text(event.reply.citations)))
-            self._print(f"\n-- {visible(self.transcript.footer())}", style="dim")  # the model's name is a server's text
+            footer = " ".join(visible(self.transcript.footer()).split())  # the model's name is a server's text
+            self._print(f"\n-- {footer}", style="dim")
 
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)

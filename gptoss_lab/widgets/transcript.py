@@ -20,14 +20,15 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, reveal_bidi, \
-    reveal_hidden, sanitize, shown_output, stay_apart, visible
+from .sanitize import demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, \
+    reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible, whole
 
 if TYPE_CHECKING:
     from ..events import Reply
 
 STATUS_LABEL = {"pending": "pending", "waiting": "waiting for approval", "running": "running", "done": "done",
                 "error": "error", "timeout": "timed out", "skipped": "skipped", "interrupted": "interrupted"}
+LABEL = {"final": "Answer", "commentary": "Commentary"}  # what the text forms call the model's prose
 REASONING_NOTE = "Reasoning is the model's unfiltered chain of thought, not a checked answer."
 FOLD_LINES, FOLD_CHARS = 20, 2000  # how much of a tool's output a saved card shows before folding the rest
 NAME_CHARS = 200  # how much of a tool's name a saved card shows (a server can send a name of any length)
@@ -179,13 +180,14 @@ class Transcript:
         return stats_line(stats if context else {**stats, "context_tokens": None})
 
     def to_text(self) -> str:
-        """Plain text, for terminals and text/plain."""
-        out = [f"You: {self.prompt}"]
+        """Plain text, for terminals and text/plain. The turn's own structure starts at a line's start and every
+        line of text it shows is indented, so no answer, output or prompt can pass for a label ("You:")."""
+        out = [f"You: {hang(self.prompt)}"]
         for item in self.items:
             if isinstance(item, Notice):
-                out.append(f"[{item.level}] {reveal_hidden(item.text)}")  # it can name a tool, a page
+                out.append(f"[{item.level}] {hang(reveal_hidden(item.text))}")  # it can name a tool, a page
             elif isinstance(item, ParseError):
-                out.append(f"[not valid Harmony: {item.reason}]" + (f"\n{_indent(item.raw)}" if item.raw else ""))
+                out.append(f"[not valid Harmony: {hang(item.reason)}]" + (f"\n{_indent(item.raw)}" if item.raw else ""))
             elif item.kind == "reasoning":
                 out.append(f"Reasoning ({_reasoning_summary(item)}):\n{_indent(item.text)}")
             elif item.kind == "tool":
@@ -194,14 +196,16 @@ class Transcript:
                 if item.call is not None and item.call.output:
                     out.append(f"Output:\n{_indent(shown_output(item.call.output))}")
             else:
-                out.append(item.text)
+                out.append(f"{LABEL[item.kind]}:\n{_indent(item.text)}")
         if self.citations:
             out.append(sources_text(self.citations))
-        out.append(f"-- {self.footer()}")
-        return "\n\n".join(out)
+        out.append(f"-- {' '.join(self.footer().split())}")  # it names the model: a server's text
+        return whole("\n\n".join(out))
 
     def to_markdown(self) -> str:
-        """Markdown (GitHub, nbconvert): reasoning in <details>, tool calls as code blocks, final as is.
+        """Markdown (GitHub, nbconvert): reasoning in <details>, tool calls as code blocks, the prompt and the
+        model's Markdown each in a quote under its label ("You:", "Answer:"), so that no line of an answer can
+        pass for the prompt, a tool card or the sources (the model's own quotes are nested in its quote).
 
         Each piece of model Markdown is inert alone, but one can continue another (a list item that takes
         in the next piece's fence), so the whole is checked again; where it is not inert, every piece of
@@ -209,11 +213,12 @@ class Transcript:
         that would show the tool card, sources or footer after it as its code)."""
         pieces = self._markdown(inert_markdown)
         markdown = "\n\n".join(pieces)
-        return markdown if markdown_is_inert(markdown) and stay_apart(pieces) else "\n\n".join(self._markdown(fenced))
+        if not (markdown_is_inert(markdown) and stay_apart(pieces)):
+            markdown = "\n\n".join(self._markdown(fenced))
+        return whole(markdown)
 
     def _markdown(self, prose: Callable[[str], str]) -> list[str]:
-        # each line quoted (a lone CR ends one too), so the prompt's fences and text stay inside the quote
-        out = ["> **You:**\n>\n> " + re.sub(r"\r\n?|\n", "\n> ", prose(self.prompt))]
+        out = [f"> **You:**\n>\n{_quoted(prose(self.prompt))}"]
         for item in self.items:
             if isinstance(item, Notice):
                 out.append(f"*{item.level}: {literal_markdown(reveal_hidden(item.text))}*")
@@ -230,8 +235,10 @@ class Transcript:
                     head, rest = _fold(shown_output(item.call.output))
                     out.append("Output:\n\n" + fenced(head) + (f"\n\n<details><summary>{_more(rest)}</summary>\n\n"
                                                                  f"{fenced(rest)}\n\n</details>" if rest else ""))
-            else:
-                out.append(prose(item.text))  # trusted Markdown outputs render their HTML live
+            elif prose is fenced:  # code, in which no line is structure
+                out.append(fenced(item.text))
+            else:  # quoted under its label: no line of it can pass for the prompt, a tool card or the sources
+                out.append(f"> **{LABEL[item.kind]}:**\n>\n{_quoted(prose(item.text))}")
         if self.citations:
             out.append(sources_markdown(self.citations))
         out.append(f"<sub>{literal_markdown(self.footer())}</sub>")  # it names the model: a server's text
@@ -257,9 +264,11 @@ class Transcript:
                            f'{note}<div class="gx-reasoning-text">{_lines(item.text)}</div></details>')
             elif item.kind == "tool":
                 out.append(_tool_html(item))
-            else:
+            else:  # quoted under its label, as in the Markdown form: where the style is dropped (GitHub) no line of
+                # the answer passes for the prompt or a tool card; the style hides the label and the quote's bar
                 answer = markdown_html(item.text)
-                out.append(f'<div class="gx-{item.kind}">{with_chips(answer, self.citations) if item.kind == "final" else answer}</div>')
+                answer = with_chips(answer, self.citations) if item.kind == "final" else answer
+                out.append(f'<blockquote class="gx-{item.kind}"><b>{LABEL[item.kind]}:</b>{answer}</blockquote>')
         if self.citations:
             out.append(sources_html(self.citations))
         out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
@@ -280,6 +289,11 @@ def reply_stats(reply: "Reply", context_window: int | None = None) -> dict[str, 
             "seconds": usage.seconds, "effort": reply.effort, "model": reply.model,
             "interrupted": reply.interrupted, "context_tokens": usage.context_tokens,
             "context_window": context_window}
+
+
+def hang(text: str) -> str:
+    """`text` with every line but its first indented: it follows a label, and no line of it may pass for one."""
+    return "\n    ".join(text.splitlines())
 
 
 def stats_line(stats: dict[str, Any]) -> str:
@@ -349,6 +363,7 @@ def _markdown() -> Any:
     md = MarkdownIt("commonmark", {"html": False, "breaks": False}).enable(["table", "strikethrough"])
     md.use(dollarmath_plugin, allow_labels=False, allow_digits=False, double_inline=True, renderer=_math)
     md.add_render_rule("image", _image_as_link)
+    md.core.ruler.push("demote_headings", demote_headings)
     md.core.ruler.push("reveal_bidi", _reveal_code)
     return md
 
@@ -469,6 +484,11 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def _quoted(markdown: str) -> str:
+    """`markdown` as a block quote: each line quoted (a lone CR ends one too), so its fences and text stay inside."""
+    return "> " + re.sub(r"\r\n?|\n", "\n> ", markdown)
+
+
 # The last five rules are more specific than JupyterLab's and nbconvert's rendered-HTML rules (`.jp-ThemedContainer
 # .jp-RenderedHTMLCommon pre` paints every pre and code in the page colour; `tbody tr:nth-child(even)` stripes and
 # `tbody tr:hover` tints table rows), which would otherwise put a tool card's output in a box of its own, tint the
@@ -479,6 +499,8 @@ FALLBACK_STYLE = """<style>
 .gx-fallback .gx-prompt{background:var(--jp-layout-color2,rgba(127,127,127,.12));border-radius:12px;padding:6px 12px;
  margin:4px 0 8px auto;width:fit-content;max-width:80%}
 .gx-fallback .gx-prompt b{display:none}
+div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{margin:0;padding:0;border:0}
+.gx-fallback blockquote.gx-final > b:first-child,.gx-fallback blockquote.gx-commentary > b:first-child{display:none}
 .gx-fallback details{border-left:3px solid var(--jp-border-color2,#ccc);padding:2px 0 2px 10px;margin:6px 0;
  color:var(--jp-content-font-color2,#666)}
 .gx-fallback summary{cursor:pointer}
@@ -499,7 +521,7 @@ FALLBACK_STYLE = """<style>
 .gx-fallback table.gx-tool pre,.gx-fallback div.gx-notice pre{background:none;color:inherit;
  font-size:var(--jp-code-font-size,13px)}
 .gx-fallback table.gx-tool pre.gx-output{color:var(--jp-content-font-color2,#555)}
-.gx-fallback div.gx-final pre,.gx-fallback div.gx-commentary pre{margin:8px 0;padding:6px 10px;border-radius:6px;
- background:var(--jp-layout-color2,rgba(127,127,127,.12))}
-.gx-fallback div.gx-final pre code,.gx-fallback div.gx-commentary pre code{background:none;padding:0}
+.gx-fallback blockquote.gx-final pre,.gx-fallback blockquote.gx-commentary pre{margin:8px 0;padding:6px 10px;
+ border-radius:6px;background:var(--jp-layout-color2,rgba(127,127,127,.12))}
+.gx-fallback blockquote.gx-final pre code,.gx-fallback blockquote.gx-commentary pre code{background:none;padding:0}
 </style>"""
