@@ -115,6 +115,11 @@ def _line_parser() -> _Parser:
     connect.add_argument("--timeout", type=float, metavar="SECONDS",
                          help="wait for the server: connecting, each streamed chunk (default 120)")
     connect.add_argument("--retries", type=int, metavar="N", help="times a connection error is retried (default 2)")
+    trust = connect.add_mutually_exclusive_group()
+    trust.add_argument("--ca-bundle", dest="verify", metavar="PATH", type=_given,
+                       help="trust an https server whose certificate (self-signed) or CA this PEM file holds")
+    trust.add_argument("--insecure", dest="verify", action="store_false",
+                       help="do not check the https server's certificate (anyone on the way can pose as it)")
     use = command("use", "drive a Session object you made in Python from %%gptoss cells")
     use.add_argument("variable", type=_given)
     command("unload", "free the model's memory (settings and documents are kept for the next model)")
@@ -318,8 +323,8 @@ class GptossMagics(Magics):
             print(f"Loaded {visible(self.session.engine.name)}.")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
-            waits = {k: getattr(opts, k) for k in ("timeout", "retries") if getattr(opts, k) is not None}
-            session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, **waits)
+            given = {k: getattr(opts, k) for k in ("timeout", "retries", "verify") if getattr(opts, k) is not None}
+            session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, **given)
             self.session = _keep_settings(session, self._settings_from())
             # the engine's URL (a user:password@ taken out), and the names the server chose
             print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)}).")

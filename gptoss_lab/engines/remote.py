@@ -20,8 +20,10 @@ import html
 import ipaddress
 import itertools
 import json
+import os
 import queue
 import socket
+import ssl
 import threading
 import time
 import warnings
@@ -44,6 +46,7 @@ _BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", nev
 _OVERRUN = (4, 64)  # text chunks past max_tokens=n (4n + 64: margin for servers that split tokens' text)
 _LONGEST_WAIT = 86_400  # seconds: the largest timeout= (a day; 1e10 overflowed the sockets' clocks)
 _MAX_WAIT = 5.0  # seconds of a server's Retry-After we wait before asking again; a longer one is reported
+_MAX_WAITING = 30.0  # seconds of waits between the tries of one request, in all: then the last failure is reported
 _ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
 _MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
 _LONGEST_TOKEN = 128  # characters of o200k's longest token: more text than max_tokens × this is past the limit
@@ -53,6 +56,8 @@ _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can c
 _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
+# OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
+_PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
 _ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1", "/api/generate", "/api/chat",
               "/api/tags", "/api")  # what a pasted endpoint URL ends with, taken off to leave the server root
 
@@ -111,6 +116,31 @@ def _base_url(url: str) -> httpx.URL:
     return parsed
 
 
+def _trusted(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """httpx's `verify=` for `verify`: a CA bundle's path as an SSL context that trusts it (httpx 0.28 deprecates
+    a path); RemoteError for what is no bool, no SSL context and no readable bundle of PEM certificates."""
+    if isinstance(verify, bool | ssl.SSLContext):
+        return verify
+    if not isinstance(verify, str | os.PathLike):
+        raise RemoteError(f"verify must be True, False, a CA bundle file's path or an ssl.SSLContext, "
+                          f"not {verify!r}")
+    path = os.path.expanduser(os.fspath(verify))
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as err:  # no such file, a folder, a file without a PEM certificate (ssl.SSLError)
+        raise RemoteError(f"the CA bundle {path!r} cannot be used ({_one_line(err)}): give a PEM file "
+                          "of the server's certificate or of the CA that signed it") from None
+
+
+def _tls_failure(err: BaseException) -> ssl.SSLError | None:
+    """The TLS error that `err` (an httpx.ConnectError) comes of, if any: a certificate refused, a handshake
+    with a server that speaks no TLS."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
 def _error_text(body: Any) -> str:
     """The message in an error body (OpenAI, FastAPI and Ollama shapes), on one line."""
     error = body.get("error", body.get("detail", body.get("message", body))) if isinstance(body, dict) else body
@@ -147,11 +177,13 @@ class RemoteEngine:
 
     `url` is the server root (`http://host:8000`, a trailing `/v1` is fine; `user:password@` is sent as basic
     auth, never shown). `api_key` (surrounding whitespace taken off) is sent as a bearer token; neither
-    appears in an error, even when the server quotes it. `model=None` takes the
-    server's only model. Connection errors are retried `retries` times; `timeout` (seconds) bounds
-    connecting (up to an answer's last header), each wait for the next streamed chunk and reading a whole answer
-    that is no stream. Construction checks the server and the
-    model name, so a wrong URL or name fails at `Session.connect`, not at the first question.
+    appears in an error or in the model's text, even when the server quotes it. `verify` checks an https server's
+    certificate: True against the usual CAs, a CA bundle file's path (a self-signed or private CA's server), False
+    (not checked), or an `ssl.SSLContext` (a client certificate). `model=None` takes the server's only model.
+    Connection errors are retried `retries` times (waiting at most `_MAX_WAITING` s in all); `timeout` (seconds)
+    bounds connecting (up to an answer's last header), each wait for the next streamed chunk and reading a whole
+    answer that is no stream. Construction checks the server and the model name, so a wrong URL or name fails at
+    `Session.connect`, not at the first question.
     `prompt_as` says how prompts travel: "ids", or "text" (`inert_text`) for Ollama and for a server
     that refused its first token-id prompt but took the same prompt as text.
     """
@@ -166,6 +198,7 @@ class RemoteEngine:
         api_key: str | None = None,
         timeout: float = 120.0,
         retries: int = 2,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
     ) -> None:
         if not (isinstance(timeout, int | float) and 0 < timeout <= _LONGEST_WAIT):
             raise RemoteError(f"timeout must be a number of seconds above 0, at most {_LONGEST_WAIT} (a day), "
@@ -187,6 +220,12 @@ class RemoteEngine:
             secret = "API key" if api_key else "password"
             warnings.warn(f"the {secret} goes unencrypted over http:// to {parsed.host}: anyone on the way can read it; "
                           "use https:// unless the network is yours", RemoteWarning, stacklevel=2)
+        if (api_key or parsed.userinfo) and verify is False and parsed.scheme == "https" \
+                and not _loopback(parsed.host):
+            secret = "API key" if api_key else "password"
+            warnings.warn(f"the {secret} goes to {parsed.host} with its certificate unchecked (verify=False): anyone "
+                          "on the way can pose as the server and read it; give its CA bundle instead (verify='ca.pem')",
+                          RemoteWarning, stacklevel=2)
         # user:password@ as its Authorization header carries it, which a server or proxy may quote back
         basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
         # a key or password shorter than this would blank out ordinary words of a message if hidden in it
@@ -195,7 +234,7 @@ class RemoteEngine:
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
         # no kept-alive connections: every request connects anew, so its `_HeaderClock` sees the socket
         self._client = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=httpx.Timeout(timeout),
-                                    limits=httpx.Limits(max_keepalive_connections=0))
+                                    limits=httpx.Limits(max_keepalive_connections=0), verify=_trusted(verify))
         with self._cleaned():
             self.ollama = self._is_ollama()
             self.prompt_as = "text" if self.ollama else "ids"
@@ -210,7 +249,8 @@ class RemoteEngine:
                 raise RemoteError(f"the server at {self.url} has no model {model!r}; "
                                   f"it serves: {_listed(models) or '(none)'}")
         self.model = model
-        self.name = model if len(model) <= _NAME else model[: _NAME - 1] + "…"  # shown: a server's choice, any length
+        shown = self._quote(model, None)  # a server's choice, any length, and it may quote the key
+        self.name = shown if len(shown) <= _NAME else shown[: _NAME - 1] + "…"
         # gpt-oss's recommended sampling, so an unset value means the same on every server
         self.default_sampling = Sampling(temperature=1.0, top_p=1.0)
 
@@ -243,25 +283,47 @@ class RemoteEngine:
         self._raise_for(response, path)
         return response
 
-    def _retrying(self, call: Callable[[dict[str, Any]], httpx.Response]) -> httpx.Response:
-        """`call(extensions)`, retried on connection errors; its failures as one-line RemoteErrors. The request
-        that `call` sends carries the extensions: a `_HeaderClock`, which ends it when its headers take longer
-        than `timeout`."""
+    def _retrying(self, call: Callable[[dict[str, Any]], httpx.Response],
+                  aborted: threading.Event | None = None) -> httpx.Response:
+        """`call(extensions)`, retried on connection errors (for at most `_MAX_WAITING` s of waits); its failures
+        as one-line RemoteErrors. The request that `call` sends carries the extensions: a `_HeaderClock`, which
+        ends it when its headers take longer than `timeout`, or at once when `aborted` is set."""
+        aborted = aborted or threading.Event()
+        waited = 0.0
         for attempt in range(self.retries + 1):
-            clock = _HeaderClock(self.timeout)
+            if aborted.is_set():
+                raise RemoteError("stopped")  # the reader gave up: no one sees this
+            clock = _HeaderClock(self.timeout, aborted)
             try:
                 return call({"trace": clock})
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                    httpx.WriteError) as err:
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as err:
                 if clock.expired:
                     raise RemoteError(f"the server at {self.url} did not answer within {self.timeout:g} s "
                                       "(timeout=...)") from None
-                if attempt == self.retries:
+                tls = _tls_failure(err)  # no retry mends it
+                if isinstance(tls, ssl.SSLCertVerificationError):
+                    raise RemoteError(
+                        f"the server at {self.url} has a TLS certificate this machine does not trust "
+                        f"({tls.verify_message or tls.reason}): give its CA bundle with verify='ca.pem' "
+                        "(%gptoss connect --ca-bundle PATH), or verify=False (--insecure) to not check it") from None
+                if type(tls) is ssl.SSLError:  # its subclasses: a connection closed mid-handshake, maybe for now
+                    plain = ": it answers in plain http, so write its URL with http://" \
+                        if tls.reason in _PLAIN_HTTP else ""
+                    raise RemoteError(f"the TLS handshake with the server at {self.url} failed "
+                                      f"({_one_line(tls)}){plain}") from None
+                pause = min(0.5 * 2**attempt, _MAX_WAIT)
+                if attempt == self.retries or waited + pause > _MAX_WAITING:
+                    capped = f"; retries stop after {_MAX_WAITING:g} s of waiting" if attempt < self.retries else ""
                     raise RemoteError(
                         f"cannot reach the gpt-oss server at {self.url} ({type(err).__name__}: {err}); "
-                        f"is it running? (tried {self.retries + 1} times)"
+                        f"is it running? (tried {attempt + 1} time{'s' * bool(attempt)}{capped})"
                     ) from None
-                time.sleep(0.5 * 2**attempt)
+                aborted.wait(pause)
+                waited += pause
+            except httpx.ConnectTimeout:  # not retried: each try would wait the whole timeout again
+                raise RemoteError(f"cannot reach the gpt-oss server at {self.url}: no connection within "
+                                  f"{self.timeout:g} s (timeout=...); is the address right, and is it running?") \
+                    from None
             except httpx.TimeoutException:
                 raise RemoteError(f"the server at {self.url} did not answer within {self.timeout:g} s (timeout=...)") \
                     from None
@@ -271,7 +333,8 @@ class RemoteEngine:
             finally:
                 clock.stop()
 
-    def _raise_for(self, response: httpx.Response, path: str) -> None:
+    def _raise_for(self, response: httpx.Response, path: str, tries: str = "") -> None:
+        """RemoteError for a redirect or an HTTP error `response` to `path`; `tries` is said after a busy one's."""
         if response.is_redirect:  # not followed: the key would go along to wherever it points
             location = self._quote(response.headers["location"])
             raise RemoteError(f"the server at {self.url} redirects {path} to {location!r} "
@@ -287,7 +350,7 @@ class RemoteEngine:
         retry = f" (Retry-After: {self._quote(response.headers['retry-after'], 40)})" \
             if "retry-after" in response.headers else ""
         raise RemoteError(f"the server at {self.url} answered {path} with HTTP {response.status_code}: "
-                          f"{self._quote(_server_message(response))}{retry}")
+                          f"{self._quote(_server_message(response))}{retry}{tries}")
 
     def _is_ollama(self) -> bool:
         try:
@@ -327,32 +390,45 @@ class RemoteEngine:
         }
         return "/v1/completions", {k: v for k, v in body.items() if v is not None}
 
-    def _send(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling) -> httpx.Response:
+    def _send(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling,
+              aborted: threading.Event) -> httpx.Response:
         """The streaming response to one completion request, its body read when it is an HTTP error. A busy
-        server (HTTP 429, 503 ...) is asked again `retries` times, after its Retry-After when that is short."""
+        server (HTTP 429, 503 ...) is asked again `retries` times, after its Retry-After when that is short, for at
+        most `_MAX_WAITING` s of waits; `aborted` ends a wait at once."""
         path, body = self._body(prompt, stop, sampling)
+        waited = 0.0
         for attempt in range(self.retries + 1):
-            response = self._retrying(lambda hook: self._client.send(
-                self._client.build_request("POST", path, json=body, extensions=hook), stream=True))
-            if response.is_error or response.is_redirect:
-                with contextlib.suppress(httpx.HTTPError):  # a body that broke off: reported by its status alone
-                    response = _capped(response, self.timeout)
-                response.close()
+            response = self._retrying(lambda hook: self._error_read(self._client.send(
+                self._client.build_request("POST", path, json=body, extensions=hook), stream=True)), aborted)
             wait = _retry_wait(response, attempt)
             if response.status_code not in _BUSY or attempt == self.retries or wait is None:
                 return response
-            time.sleep(wait)
+            if waited + wait > _MAX_WAITING:
+                self._raise_for(response, path, f" (asked {attempt + 1} times; retries stop after "
+                                                 f"{_MAX_WAITING:g} s of waiting)")
+            if aborted.wait(wait):
+                return response
+            waited += wait
         return response
 
-    def _open(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling) -> httpx.Response:
+    def _error_read(self, response: httpx.Response) -> httpx.Response:
+        """`response`, its body read (`_capped`) when it is an HTTP error or a redirect."""
+        if response.is_error or response.is_redirect:
+            with contextlib.suppress(httpx.HTTPError):  # a body that broke off: reported by its status alone
+                response = _capped(response, self.timeout)
+            response.close()
+        return response
+
+    def _open(self, prompt: Sequence[int], stop: Collection[int], sampling: Sampling,
+              aborted: threading.Event) -> httpx.Response:
         """The streaming response. Until a token-id prompt has been accepted once, an HTTP error to one
         is answered by asking again with `inert_text` (llama-cpp-python's server answers a list prompt
         with HTTP 500); when that works, prompts are sent as text from then on."""
-        response = self._send(prompt, stop, sampling)
+        response = self._send(prompt, stop, sampling, aborted)
         refused = response.status_code >= 400 and response.status_code not in _BUSY | {401, 403}
         if self.prompt_as == "ids" and not self._ids_accepted and refused:
             self.prompt_as = "text"
-            response = self._send(prompt, stop, sampling)
+            response = self._send(prompt, stop, sampling, aborted)
             if response.status_code >= 400:  # refused for another reason: keep sending ids, say why
                 self.prompt_as = "ids"
         self._ids_accepted |= self.prompt_as == "ids" and response.status_code < 400
@@ -471,13 +547,31 @@ class RemoteEngine:
             raise RemoteError(
                 "a remote server cannot apply this session's logits processor (constrained output); use a local engine")
         sampling = sampling.with_defaults(self.default_sampling)
-        reader = _Reader(lambda: self._open(prompt, stop, sampling),
-                         lambda response: self._unechoed(self._chunks(response), prompt))
+        reader = _Reader(lambda aborted: self._open(prompt, stop, sampling, aborted),
+                         lambda response: self._unechoed(self._unkeyed(self._chunks(response)), prompt))
         try:
             with self._cleaned():
                 yield from self._tokens(reader.chunks(should_stop or (lambda: False)), stop, sampling.max_new_tokens)
         finally:
             reader.abort()
+
+    def _unkeyed(self, chunks: Iterator[tuple[str, str | None, Any]]) -> Iterator[tuple[str, str | None, Any]]:
+        """`chunks` with the key and password hidden in their text (as `_quote` hides them): a server may write
+        them into the answer, which the chat view, the transcript and the conversation would keep. Text that
+        could be the start of one is held until the next chunk (or the end) tells."""
+        held = ""
+        try:
+            for text, finish, stop_reason in chunks:
+                text = self._quote(held + text, None)
+                cut = len(text) - (0 if finish else _secret_start(text, self._secrets))
+                text, held = text[:cut], text[cut:]
+                yield text, finish, stop_reason
+        except RemoteError:  # what arrived before a failure still goes out
+            if held:
+                yield held, None, None
+            raise
+        if held:
+            yield held, None, None
 
     def _unechoed(self, chunks: Iterator[tuple[str, str | None, Any]],
                   prompt: Sequence[int]) -> Iterator[tuple[str, str | None, Any]]:
@@ -570,6 +664,12 @@ def _listed(names: list[str], shown: int = 10) -> str:
     return ", ".join(name[:80] for name in names[:shown]) + more
 
 
+def _secret_start(text: str, secrets: Sequence[str]) -> int:
+    """How many characters at the end of `text` could begin one of `secrets` (the next text tells)."""
+    return max((n for secret in secrets for n in range(1, min(len(secret), len(text) + 1))
+                if text.endswith(secret[:n])), default=0)
+
+
 class _Hidden(tuple):
     """Secrets (an API key, a URL's password) that a repr of the engine does not show."""
 
@@ -585,30 +685,36 @@ def _one_line(err: Exception) -> str:
 class _HeaderClock:
     """httpx's `trace` hook for one request: it shuts the request's connection once `timeout` seconds passed
     between connecting and the response's last header (httpx's timeout bounds each read, so a server sending
-    its headers a byte at a time, or a TLS handshake as slowly, held the request forever); `expired` says so."""
+    its headers a byte at a time, or a TLS handshake as slowly, held the request forever), or as soon as
+    `aborted` is set (Stop) before `stop()` (the call that sent it is over, an error body read); `expired` says it
+    timed out. It holds a duplicate of the connection's socket: TLS detaches the socket httpx connected, so
+    shutting that one down did nothing to an https request."""
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout, self.expired = timeout, False
-        self._timer: threading.Timer | None = None
+    def __init__(self, timeout: float, aborted: threading.Event) -> None:
+        self.timeout, self.expired, self._aborted = timeout, False, aborted
+        self._headers_in, self._done = False, threading.Event()
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event == "connection.connect_tcp.complete":
-            sock = info["return_value"].get_extra_info("socket")
-            self._timer = threading.Timer(self.timeout, self._expire, (sock,))
-            self._timer.daemon = True
-            self._timer.start()
+            sock = info["return_value"].get_extra_info("socket").dup()
+            threading.Thread(target=self._watch, args=(sock,), daemon=True, name="gptoss-remote-clock").start()
         elif event in ("http11.receive_response_headers.complete", "http11.receive_response_headers.failed"):
-            self.stop()
+            self._headers_in = True
 
-    def _expire(self, sock: socket.socket) -> None:
-        self.expired = True
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    def _watch(self, sock: socket.socket) -> None:
+        """Shut `sock` down once the request is aborted, or the time is up before the headers are in."""
+        deadline = time.monotonic() + self.timeout
+        with sock:
+            while not self._done.wait(0.1):
+                if self._aborted.is_set() or (time.monotonic() >= deadline and not self._headers_in):
+                    self.expired = not self._aborted.is_set()
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    return
 
     def stop(self) -> None:
-        """Headers in (or the request over): the clock stops."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """The request is over (or handed on to be read as a stream): the clock stops."""
+        self._done.set()
 
 
 class _Reads:
@@ -645,14 +751,16 @@ class _Reads:
 class _Reader:
     """One completion request read on a daemon thread, its chunks (or its RemoteError) handed over in order,
     so the caller can give up on a silent server at once: `abort()` shuts the socket, which wakes the
-    thread from its read, and the thread closes the response. At most `_AHEAD` chunks, and about `_MAX_BODY`
-    characters of text, wait to be taken: a server that streams faster than they are taken waits (TCP holds
-    it back) instead of filling memory, also with chunks of megabytes each."""
+    thread from its read, and the thread closes the response; before the headers, `open_response` is given the
+    event `abort()` sets (its `_HeaderClock` then shuts the socket, and waits to ask a busy server again end).
+    At most `_AHEAD` chunks, and about `_MAX_BODY` characters of text, wait to be taken: a server that streams
+    faster than they are taken waits (TCP holds it back) instead of filling memory, also with chunks of
+    megabytes each."""
 
     _END = object()
     _AHEAD = 1024
 
-    def __init__(self, open_response: Callable[[], httpx.Response],
+    def __init__(self, open_response: Callable[[threading.Event], httpx.Response],
                  read: Callable[[httpx.Response], Iterator[tuple[str, str | None, Any]]]) -> None:
         self._items: queue.Queue[Any] = queue.Queue(self._AHEAD)
         self._given = self._taken = 0  # characters of text handed over and taken (each written by one thread)
@@ -662,11 +770,11 @@ class _Reader:
                                         name="gptoss-remote-stream")
         self._thread.start()
 
-    def _run(self, open_response: Callable[[], httpx.Response],
+    def _run(self, open_response: Callable[[threading.Event], httpx.Response],
              read: Callable[[httpx.Response], Iterator[tuple[str, str | None, Any]]]) -> None:
         response = None
         try:
-            response = self._response = open_response()
+            response = self._response = open_response(self._aborted)
             if self._aborted.is_set():
                 return
             for chunk in read(response):
@@ -712,7 +820,7 @@ class _Reader:
             yield item
 
     def abort(self) -> None:
-        """Stop reading: the thread ends at its next chunk, or now if it waits on the server."""
+        """Stop reading: the thread ends at its next chunk, or within about 0.1 s if it waits on the server."""
         if not self._thread.is_alive():
             return
         self._aborted.set()
@@ -747,7 +855,7 @@ def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
     """Seconds to wait before asking a busy server again: its Retry-After (seconds), else a back-off;
     None when it asks for longer than `_MAX_WAIT`."""
     try:
-        wait = float(response.headers.get("retry-after", 0.5 * 2**attempt))
+        wait = float(response.headers.get("retry-after", min(0.5 * 2**attempt, _MAX_WAIT)))
     except ValueError:  # an HTTP date: too far ahead to wait for in a notebook
         return None
     return max(wait, 0.0) if wait <= _MAX_WAIT else None
