@@ -85,7 +85,7 @@ def test_text_view_streams_channels() -> None:
     Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Sum?", view=view)
     printed = out.getvalue()
     assert printed.index("Reasoning") < printed.index("Tool call python") < printed.index("Answer")
-    assert "The sum is **285**" in printed and "[python: done]\n285" in printed
+    assert "The sum is **285**" in printed and "[python: done]\n    285" in printed
 
 
 class _Terminal(io.StringIO):

@@ -34,9 +34,10 @@ const MATH_ATTRS = new Set(["display", "displaystyle", "scriptlevel", "mathvaria
   "columnspacing", "rowspacing", "columnlines", "rowlines", "frame", "framespacing", "columnspan", "rowspan",
   "notation", "open", "close", "separators", "align", "xmlns", "encoding"]);
 const PURIFY = {
-  ALLOWED_TAGS: ["a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h1", "h2", "h3", "h4",
-    "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table",
-    "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "math", "mi", "mn", "mo", "ms", "mspace", "mtext", "mrow",
+  // No h1-h3 (the kernel shows a model's headings three levels down): none becomes an entry of the page's outline.
+  ALLOWED_TAGS: ["a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h4", "h5", "h6", "hr",
+    "i", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td",
+    "tfoot", "th", "thead", "tr", "ul", "math", "mi", "mn", "mo", "ms", "mspace", "mtext", "mrow",
     "mfrac", "msqrt", "mroot", "mstyle", "merror", "mpadded", "mphantom", "mfenced", "menclose", "msub", "msup",
     "msubsup", "munder", "mover", "munderover", "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd",
     "mlabeledtr", "semantics", "annotation"],

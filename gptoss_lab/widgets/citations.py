@@ -26,6 +26,7 @@ POPUP_CHARS = 700
 _TAG = re.compile(r"(<[^>]*>)")
 _MARKER = re.compile(r"【\d+†[^†】]+(?:†[^†】]+)?】")
 _KINDS = ("search", "page", "find")
+_BLOCK_START = re.compile(r"^(\d+(?=\.)|(?=[-=]))")  # before a `-` or `=` that starts a line, or a number's `.`
 
 
 @functools.cache
@@ -59,9 +60,16 @@ def _text(text: str) -> str:
 
 
 def _shown(c: Citation) -> Citation:
-    """`c` as text shows it: hidden characters of its title and URL written out, its lines as tool output is
-    shown (a document's terminal sequences must not reach a terminal through the sources' text/plain)."""
-    return dataclasses.replace(c, url=reveal_hidden(c.url), title=reveal_hidden(c.title), text=shown_output(c.text))
+    """`c` as text shows it: its title and URL each on one line with hidden characters written out (a line break in
+    a title printed a line of its own, which could pass for "Answer:"), its lines as tool output is shown (a
+    document's terminal sequences must not reach a terminal through the sources' text/plain)."""
+    return dataclasses.replace(c, url=_one_line(c.url), title=_one_line(c.title), text=shown_output(c.text))
+
+
+def _one_line(name: str) -> str:
+    """A title or URL on one line (every run of white space, line breaks included, one space), hidden characters
+    written out."""
+    return " ".join(reveal_hidden(name).split())
 
 
 def _lines_span(start: int, end: int) -> str:
@@ -164,10 +172,16 @@ def sources_markdown(citations: Sequence[Citation]) -> str:
             title = literal_markdown(c.title or c.url)
             head = f"[{title}]({_md_url(href)})" if href else f"**{title}**" + (f" ({literal_markdown(c.url)})" if c.url else "")
             out.append(f"{number}. {head} · {_lines_span(c.start, c.end)}")
-            out += [f"   > {literal_markdown(line)}" for line in c.text.splitlines() if line.strip()]
+            out += [f"   > {_cited_line(line)}" for line in c.text.splitlines() if line.strip()]
         else:
             out.append(f"{number}. {literal_markdown(_missing(c))}")
     return "\n".join(out)
+
+
+def _cited_line(line: str) -> str:
+    """A cited line as literal Markdown that starts no block: a leading `=` or `-` (a heading's underline, a rule,
+    a list item) or a number's `.` (a numbered list) escaped, so that a page makes no heading inside the Sources."""
+    return _BLOCK_START.sub(r"\1\\", literal_markdown(line))
 
 
 def _md_url(url: str) -> str:

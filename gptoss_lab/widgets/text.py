@@ -1,7 +1,8 @@
 """TextView: the turn as streamed text, for terminal IPython and front ends without widgets.
 
-Headers, statuses and notices start at a line's start; the model's text is indented under its header, so that
-no answer can print a line that passes for a header ("── Tool call python ──") or a prompt ("You:").
+Headers, statuses and notices start at a line's start; the model's text and tools' outputs are indented under
+theirs, so that no answer, output or page can print a line that passes for a header ("── Answer ──") or a prompt
+("You:").
 In a terminal that supports it, headers, reasoning, tool statuses and notices are coloured (ANSI);
 `NO_COLOR` (https://no-color.org), `TERM=dumb` or output that is not a terminal turn colour off.
 """
@@ -15,7 +16,7 @@ from typing import TextIO
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
     TurnEnd, TurnStart
 from .citations import sources_text
-from .sanitize import reveal_hidden, shown_output, visible
+from .sanitize import reveal_hidden, shown_output, visible, whole
 from .transcript import LABEL, STATUS_LABEL, Transcript, hang
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -58,7 +59,7 @@ class TextView:
 
     def _print(self, text: str, end: str = "\n", style: str | None = None) -> None:
         stream = self.out or sys.stdout
-        self._pending += self._paint(text, style) + end
+        self._pending += self._paint(whole(text), style) + end  # a server's lone surrogate: no stream can encode it
         # A terminal shows each token as it comes. Elsewhere (a notebook) only whole lines are written: each
         # write there can become an output of its own, and a saved notebook would read one token per line.
         cut = len(self._pending) if end or _isatty(stream) else self._pending.rfind("\n") + 1
@@ -89,7 +90,8 @@ class TextView:
         elif isinstance(event, ToolUpdate):
             self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
-            self._print(self._status(event.call) + (f"\n{visible(shown_output(event.call.output))}" if event.call.output else ""))
+            output = f"\n{_INDENT}{hang(visible(shown_output(event.call.output)))}" if event.call.output else ""
+            self._print(self._status(event.call) + output)  # indented as the model's text: a page prints no header
         elif isinstance(event, Notice):
             notice = hang(visible(reveal_hidden(event.text)))
             self._print(f"[{event.level}] {notice}", style=_LEVEL_STYLE.get(event.level))
@@ -113,10 +115,11 @@ class TextView:
 
 def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
     """Run or skip `call`, answered on stdin (a notebook's input box works while the cell runs);
-    None when there is no stdin to ask on (the session then skips the call and says so)."""
-    code = f"\n{visible(call.input)}\n" if show_input else " "
+    None when there is no stdin to ask on (the session then skips the call and says so). The code is indented as
+    the text view shows it: no line of it passes for the question or an answer to it."""
+    code = f"\n{_INDENT}{hang(visible(call.input))}\n" if show_input else " "
     try:
-        answer = input(visible(call.question or f"Run this {call.recipient} call?") + f"{code}[y/N] ")
+        answer = input(whole(visible(call.question or f"Run this {call.recipient} call?") + f"{code}[y/N] "))
     except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
         return None
     return answer.strip().lower() in ("y", "yes")
