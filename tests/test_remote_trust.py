@@ -325,3 +325,18 @@ def test_stop_while_a_busy_server_trickles_its_error_body_ends_the_reader_at_onc
         reply = session.ask("Say hi", view=_StopAfter(0.5))
         assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
         assert _gone_within(1), _readers()
+
+
+def test_stop_before_the_output_shows_harmony_is_a_stop_not_a_stripping_server():
+    """Stop while a server had sent only a little text without a Harmony marker yet (a slow start, a thinking
+    preamble) ended the turn with "the server strips Harmony special tokens", blaming the server for the user's
+    Stop; the turn is stopped like any other and the conversation goes on."""
+    stalls = {1: [HEAD, _event("Thinking"), 20.0]}  # text without a marker, then silent
+    answer = [HEAD, _event("<|channel|>final<|message|>Back."), _event(finish="stop")]
+    with FakeServer(raw=lambda n: stalls.get(n, answer)) as server:
+        session = Session.connect(server.url, timeout=60, session_options={"namespace": {}, "tools": "none"})
+        started = time.perf_counter()
+        reply = session.ask("Say hi", view=_StopAfter(0.5))
+        assert time.perf_counter() - started < 3
+        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert session.ask("Still there?").final == "Back."

@@ -638,6 +638,8 @@ class RemoteEngine:
                 raise failure
             return
         if seen and not retok.harmony_seen:
+            if finish is None:  # Stop ended the stream (a server's own end has a finish or is an error): nothing yet
+                return
             self._stripped()
         if finish == "stop":  # the server stopped on a token it may not have printed
             pending += [stop_reason] if isinstance(stop_reason, int) and stop_reason in stop else retok.implied_stop()
