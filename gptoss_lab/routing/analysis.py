@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .record import Routing
 
 _CHUNK = 1 << 16  # tokens per step (at top-4 where a step's temporaries grow with k², see `_step`)
+_CELLS = 1 << 24  # counts of an experts × experts analysis at most (128 MiB); past it, one counts a subset
 
 
 class Table(pd.DataFrame):
@@ -140,6 +141,30 @@ def check_layer(routing: Routing, layer: int) -> None:
         raise ValueError(f"this record has layers 0..{routing.layers - 1}: there is no layer {layer}")
 
 
+def _subset(routing: Routing, experts: Sequence[int] | None, tables: int,
+            what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the expert ids counted, the bin of each expert id + 1 among them, 0 = not counted; None for all experts).
+    `tables` experts × experts tables past `_CELLS` counts are refused in one line: 32,768 experts made 8 GiB."""
+    if experts is None:
+        ids = np.arange(routing.num_experts)
+    else:
+        ids = np.asarray(experts)
+        if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
+            raise TypeError(f"experts must be a list of expert ids, not {experts!r}")
+        if ids.size and (ids.min() < 0 or ids.max() >= routing.num_experts or len(np.unique(ids)) < len(ids)):
+            raise ValueError(f"experts must be distinct ids from 0 to {routing.num_experts - 1}, not {ids.tolist()}")
+    m = len(ids)
+    if tables * m * m > _CELLS:
+        shape = f"{tables} × {m} × {m}" if tables > 1 else f"{m} × {m}"
+        raise ValueError(f"{what} of {m} experts would be {shape} counts ({tables * m * m * 8 / 2**30:.1f} GiB): "
+                         f"pass experts=[...] to count a subset, e.g. np.argsort(-routing.load().counts.sum(0))[:100]")
+    if experts is None:
+        return ids, None
+    bins = np.zeros(routing.num_experts + 1, np.int64)
+    bins[ids + 1] = np.arange(1, m + 1)
+    return ids, bins
+
+
 def _texts(ids: np.ndarray) -> list[str]:
     from .record import token_texts
 
@@ -186,21 +211,26 @@ def channel_load(routing: Routing) -> dict[str, Load]:
     return {names[code]: load(routing, names[code]) for code in _present(routing.label_codes, names)}
 
 
-def coactivation(routing: Routing, layer: int | None = None) -> np.ndarray:
+def coactivation(routing: Routing, layer: int | None = None, experts: Sequence[int] | None = None) -> np.ndarray:
     """[experts, experts] counts of tokens that chose both experts together (one layer, or all
-    layers summed); the diagonal counts how often each expert was chosen."""
+    layers summed); the diagonal counts how often each expert was chosen. `experts` (ids) counts
+    among those only, rows and columns in their order: needed past 4,096 experts."""
     if layer is not None:
         check_layer(routing, layer)
-    size = routing.num_experts + 1
+    ids, bins = _subset(routing, experts, 1, "co-activation")
+    size = len(ids) + 1
     first, second = np.triu_indices(routing.top_k, 1)  # each pair of a token's picks once (they are distinct)
     pairs = np.zeros(size * size, np.int64)
     single = np.zeros(size, np.int64)
     for _, block in _blocks(routing, _step(routing.top_k ** 2, _CHUNK // 2)):
         picks = block if layer is None else block[:, layer: layer + 1]
+        picks = picks if bins is None else bins[picks]
         pairs += _counts(picks[..., first] * size + picks[..., second], size * size)
         single += _counts(picks, size)
-    upper = pairs.reshape(size, size)
-    return (upper + upper.T + np.diag(single))[1:, 1:]
+    upper = pairs.reshape(size, size)[1:, 1:]
+    table = upper + upper.T
+    table[np.diag_indices(len(ids))] += single[1:]
+    return table
 
 
 def entropy(routing: Routing) -> np.ndarray:
@@ -247,12 +277,19 @@ def to_frame(routing: Routing) -> pd.DataFrame:
 # ---------------------------------------------------------------- vocabulary specialisation
 
 
-def _expert_token_counts(routing: Routing, layer: int, index: np.ndarray, distinct: int) -> np.ndarray:
-    """int64 [experts, distinct tokens]: how often each expert was among a token id's top-k picks."""
-    size = routing.num_experts + 1
-    picks = _picks(routing, layer)
-    counts = _counts(picks * distinct + index[:, None], size * distinct)
-    return counts.reshape(size, distinct)[1:]
+def _pairs(first: np.ndarray, second: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first, second, count) of each distinct pair that occurs (`second` < `size`), in order: memory grows with
+    the pairs seen, not with a first × second table (32,768 experts × a corpus's token ids were gigabytes a layer)."""
+    keys, counts = np.unique(first * size + second, return_counts=True)
+    return keys // size, keys % size, counts
+
+
+def _ranks(groups: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the order that sorts entries by group, then by score from high to low, ties kept in order; the rank of each
+    entry so ordered within its group)."""
+    order = np.lexsort((-scores, groups))
+    ordered = groups[order]
+    return order, np.arange(len(order)) - np.searchsorted(ordered, ordered)
 
 
 def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: str = "count",
@@ -274,20 +311,18 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     occurrences = np.bincount(index, minlength=len(ids))
     parts = []
     for l in range(routing.layers) if layer is None else [layer]:
-        counts = _expert_token_counts(routing, l, index, len(ids))
-        spec = counts / np.maximum(occurrences, 1)
-        score = (spec if by == "specialisation" else counts).astype(float)
-        score[:, occurrences < min_count] = -1
-        score[counts == 0] = -1
-        m = min(n, len(ids))
-        if not m:
-            continue
-        best = np.argpartition(-score, m - 1, axis=1)[:, :m]
-        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(score, best, 1), axis=1, kind="stable"), 1)
-        expert, rank = np.nonzero(np.take_along_axis(score, best, 1) >= 0)  # valid ones come first in each row
-        token = best[expert, rank]
-        parts.append(pd.DataFrame({"layer": l, "expert": expert, "rank": rank, "token": ids[token],
-                                   "count": counts[expert, token], "specialisation": spec[expert, token]}))
+        picks = _picks(routing, l)
+        chosen = picks > 0  # not an empty slot
+        tokens = np.broadcast_to(index[:, None], picks.shape)[chosen]
+        expert, token, counts = _pairs(picks[chosen] - 1, tokens, len(ids))
+        seen = occurrences[token] >= min_count
+        expert, token, counts = expert[seen], token[seen], counts[seen]
+        spec = counts / occurrences[token]
+        order, rank = _ranks(expert, spec if by == "specialisation" else counts)  # ties: lower token id first
+        order, rank = order[rank < n], rank[rank < n]
+        if len(order):
+            parts.append(pd.DataFrame({"layer": l, "expert": expert[order], "rank": rank, "token": ids[token[order]],
+                                       "count": counts[order], "specialisation": spec[order]}))
     columns = ["layer", "expert", "rank", "token", "count", "specialisation"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
@@ -314,9 +349,12 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     table = np.zeros((len(keep), routing.layers))
     for l in range(routing.layers):
         picks = _picks(routing, l)[chosen]
-        counts = _counts(rows[chosen][:, None] * size + picks, len(keep) * size).reshape(len(keep), size)[:, 1:]
-        top = -np.partition(-counts, min(k, size - 1) - 1, axis=1)[:, :k] if len(keep) else counts[:, :k]
-        table[:, l] = top.sum(1) / np.maximum(counts.sum(1), 1)
+        valid = picks > 0  # not an empty slot
+        row, _, counts = _pairs(np.broadcast_to(rows[chosen][:, None], picks.shape)[valid], picks[valid], size)
+        order, rank = _ranks(row, counts)
+        top = order[rank < k]  # each token id's k most frequent experts
+        table[:, l] = (np.bincount(row[top], counts[top], len(keep))
+                       / np.maximum(np.bincount(row, counts, len(keep)), 1))
     frame = pd.DataFrame(table, index=pd.Index(ids[keep], name="token"),
                          columns=[f"layer {l}" for l in range(routing.layers)])
     frame.insert(0, "count", occurrences[keep])
@@ -348,7 +386,8 @@ def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     """Expert load per label and layer: rows (label, layer), columns experts, values the share of
     that label's top-k picks in that layer. Labels are the routing's own (Harmony channels) or one
     per token given here (e.g. "code", "prose", "math"). `.plot()` draws the specialisation heat
-    map: per label, how much more (or less) each expert is used than over all tokens."""
+    map: per label (the 16 with most tokens), how much more (or less) each expert is used than over
+    all tokens."""
     codes, names = _label_codes(routing, labels)
     present = _present(codes, names)
     counts = _label_counts(routing, codes, present)
@@ -372,45 +411,50 @@ def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> T
     counts = _label_counts(routing, codes, present).astype(float)
     totals = counts.sum(-1)  # [labels, layers]
     weight = np.divide(totals, totals.sum(0), out=np.zeros_like(totals), where=totals.sum(0) > 0)
-    mixed = _normalise(counts.sum(0))
-    jsd = _entropy(mixed) - (weight * _entropy(_normalise(counts))).sum(0)
+    overall = counts.sum(0)
+    jsd = _entropy(_normalise(overall)) - (weight * _entropy(_normalise(counts))).sum(0)
     columns = {"jsd": np.maximum(jsd, 0.0)}
-    for i, code in enumerate(present if len(present) > 1 else []):  # a single label has no rest
-        columns[f"{names[code]} vs rest"] = _jsd(_normalise(counts[i]), _normalise(counts.sum(0) - counts[i]))
+    if len(present) > 1:  # a single label has no rest; all at once: summing the rest per label took labels² time
+        rest = _jsd(_normalise(counts), _normalise(overall - counts))  # [labels, layers]
+        columns.update({f"{names[code]} vs rest": rest[i] for i, code in enumerate(present)})
     return result_table(pd.DataFrame(columns, index=pd.RangeIndex(routing.layers, name="layer")), "label_divergence")
 
 
 # ---------------------------------------------------------------- transitions, hot and cold experts
 
 
-def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True, normalize: bool = False) -> Table:
+def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True, normalize: bool = False,
+                experts: Sequence[int] | None = None) -> Table:
     """How often expert i in layer l is followed by expert j in layer l+1 (rows i, columns j).
 
     `top1=True` follows each token's top-1 expert; `top1=False` counts every pair of its top-k picks
     in the two layers. One layer gives an experts × experts table, `layer=None` every layer's (rows
-    indexed by (layer, expert)). `normalize=True` turns counts into P(next | expert)."""
+    indexed by (layer, expert)). `normalize=True` turns counts into P(next | expert). `experts` (ids)
+    counts among those only (needed for models with thousands of experts)."""
     if routing.layers < 2:
         raise ValueError("transitions need at least two layers")
     last = routing.layers - 2
     if layer is not None and not 0 <= whole(layer, "layer") <= last:
         raise ValueError(f"layer must be between 0 and {last} (each layer is followed by the next), not {layer}")
-    size = routing.num_experts + 1
+    ids, bins = _subset(routing, experts, last + 1 if layer is None else 1, "transitions")
+    size = len(ids) + 1
     first, last = (0, routing.layers - 1) if layer is None else (layer, layer + 1)
     offset = np.arange(last - first)[None, :, None, None] * size * size
     total = np.zeros((last - first) * size * size, np.int64)
     for _, block in _blocks(routing, _step(1 if top1 else routing.top_k ** 2, _CHUNK // 4)):
+        block = block if bins is None else bins[block]
         here, there = block[:, first:last], block[:, first + 1:last + 1]
         if top1:
             here, there = here[..., :1], there[..., :1]
         total += _counts(offset + here[..., :, None] * size + there[..., None, :], len(total))
     counts = total.reshape(last - first, size, size)[:, 1:, 1:]
     blocks = [_normalise(c) if normalize else c for c in counts]
-    experts = pd.RangeIndex(routing.num_experts, name="expert")
-    columns = pd.RangeIndex(routing.num_experts, name="next expert")
+    rows = pd.Index(ids, name="expert")
+    columns = pd.Index(ids, name="next expert")
     measure = "P(next expert | expert)" if normalize else "tokens" if top1 else "pairs of top-k picks"
     if layer is not None:
-        return result_table(blocks[0], "transitions", index=experts, columns=columns, layer=layer, measure=measure)
-    index = pd.MultiIndex.from_product([range(routing.layers - 1), range(routing.num_experts)], names=["layer", "expert"])
+        return result_table(blocks[0], "transitions", index=rows, columns=columns, layer=layer, measure=measure)
+    index = pd.MultiIndex.from_product([range(routing.layers - 1), ids], names=["layer", "expert"])
     return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0, measure=measure)
 
 
@@ -554,6 +598,8 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
     if not 0 <= whole(layer, "layer") < routing.layers or not 0 <= whole(expert, "expert") < routing.num_experts:
         raise ValueError(f"no expert {expert} in layer {layer}: this record has layers 0..{routing.layers - 1} "
                          f"and experts 0..{routing.num_experts - 1}")
+    if whole(n, "n") < 1:  # -1 dropped the last token and neighbour, as a slice does
+        raise ValueError(f"n (top tokens and neighbours shown) must be at least 1, not {n}")
     hit = (np.asarray(routing.experts[:, layer]) == expert).any(1)
     tokens = np.asarray(routing.tokens)
     ids, counts = np.unique(tokens[hit], return_counts=True)

@@ -44,7 +44,7 @@ def token_labels(ids: Sequence[int]) -> list[str]:
 
 
 def fixed16(weights: np.ndarray) -> np.ndarray:
-    """Gate weights in 0..1 as uint16 fixed point (weight × 65535): what files and the widget carry."""
+    """Gate weights in 0..1 as uint16 fixed point (weight × 65535): what record files carry."""
     return np.rint(np.clip(weights, 0, 1) * 65535).astype("<u2")
 
 
@@ -206,7 +206,8 @@ class Routing:
                 return Routing.from_arrays(self.tokens[start:stop], self.experts[start:stop],
                                            self._weights[start:stop], self._codes[start:stop], self._names,
                                            num_experts=self.num_experts)
-        return Routing.from_arrays(self.tokens[which], self.experts[which], self.weights[which],
+        # the weights as stored (a loaded file's uint16): `weights` converted the whole file to float32 first
+        return Routing.from_arrays(self.tokens[which], self.experts[which], self._weights[: self._n][which],
                                    self._codes[: self._n][which], self._names, num_experts=self.num_experts)
 
     def _code(self, labels: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
@@ -320,9 +321,9 @@ class Routing:
         """Expert load of each channel present, in order of appearance."""
         return analysis.channel_load(self)
 
-    def coactivation(self, layer: int | None = None) -> np.ndarray:
-        """[experts, experts] counts of tokens that chose both experts together."""
-        return analysis.coactivation(self, layer)
+    def coactivation(self, layer: int | None = None, experts: Sequence[int] | None = None) -> np.ndarray:
+        """[experts, experts] counts of tokens that chose both experts together (of `experts` only, if given)."""
+        return analysis.coactivation(self, layer, experts)
 
     def entropy(self) -> np.ndarray:
         """Entropy (bits) of each layer's expert load."""
@@ -590,7 +591,7 @@ def _is_record(path: Path) -> bool:
     """Whether the folder holds a routing record, the only folder written over (any meta.json was: a project's own)."""
     try:
         meta = json.loads((path / "meta.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # JSON nested past Python's recursion limit
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
@@ -612,7 +613,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
         meta = json.loads((path / "meta.json").read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} is not a routing record (no meta.json): save one with Routing.save or route(..., path=)") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # JSON nested past Python's recursion limit
         raise ValueError(f"{path} is not a valid routing record: meta.json: {error}") from None
     meta = meta if isinstance(meta, dict) else {}
     if meta.get("format") != FORMAT or not isinstance(meta.get("version", 0), int) or meta.get("version", 0) > VERSION:
@@ -656,6 +657,8 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
     names, doc_labels = meta.get("label_names"), meta.get("doc_labels")
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names) or len(names) > 255:
         raise bad("meta.json's label_names is not a list of at most 255 texts")
+    if len(set(names)) < len(names):  # the tokens of its second code were never counted under the label
+        raise bad(f"meta.json's label_names has {next(n for i, n in enumerate(names) if n in names[:i])!r} twice")
     if not isinstance(doc_labels, list) or len(doc_labels) != sizes["documents"]:
         raise bad(f"meta.json's doc_labels is not a list of {sizes['documents']} labels (one per document)")
     n, wide = sizes["tokens"], (sizes["layers"], sizes["top_k"])

@@ -1,20 +1,24 @@
 // RoutingView: the state and events of the expert-routing view (drawing is in routing_draw.js).
-// Data arrives as uint16 arrays [tokens, layers, k] (a snapshot, then batched appends); the grid
-// zooms from "whole record in the width" to wide cells with token text, scrolls horizontally, and
-// redraws on resize and theme change. Clicking an expert asks the kernel for its card.
+// Data arrives as arrays [tokens, layers, k], expert ids uint16 and gate weights float32 (a snapshot,
+// then batched appends); the grid zooms from "whole record in the width" to wide cells with token text,
+// scrolls horizontally, and redraws on resize and theme change. Clicking an expert asks the kernel for its card.
 
-function u16(view) {
-  // A DataView from the kernel (maybe unaligned) -> its own Uint16Array.
-  if (!view || !view.byteLength) return new Uint16Array(0);
-  return new Uint16Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
+function typed(view, Type) {
+  // A DataView from the kernel (maybe unaligned) -> its own typed array.
+  if (!view || !view.byteLength) return new Type(0);
+  return new Type(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
 }
+
+function u16(view) { return typed(view, Uint16Array); }
+
+function f32(view) { return typed(view, Float32Array); } // gate weights: a NaN stays NaN
 
 const MAX_CELL = 32;
 
 class RoutingGrid {
   constructor(model, host) {
     this.model = model;
-    this.data = { n: 0, L: 0, k: 0, E: 0, total: 0, experts: new Uint16Array(0), weights: new Uint16Array(0),
+    this.data = { n: 0, L: 0, k: 0, E: 0, total: 0, experts: new Uint16Array(0), weights: new Float32Array(0),
                   strings: [], labels: [] };
     this.palette = expertPalette(0);
     this.shares = null;      // expert-load bars, recomputed only when the data or the filter changes
@@ -103,7 +107,7 @@ class RoutingGrid {
   loadSnapshot() {
     const m = this.model, d = this.data;
     d.L = m.get("layers"); d.k = m.get("top_k"); d.E = m.get("num_experts");
-    d.experts = u16(m.get("experts")); d.weights = u16(m.get("weights"));
+    d.experts = u16(m.get("experts")); d.weights = f32(m.get("weights"));
     d.strings = m.get("strings").slice(); d.labels = m.get("labels").slice();
     d.n = d.strings.length;
     this.palette = expertPalette(d.E);
@@ -116,7 +120,7 @@ class RoutingGrid {
     if (d.experts.length >= need) return;
     const cap = Math.max(need, 2 * d.experts.length);
     for (const key of ["experts", "weights"]) {
-      const grown = new Uint16Array(cap);
+      const grown = new d[key].constructor(cap);
       grown.set(d[key].subarray(0, d.n * d.L * d.k));
       d[key] = grown;
     }
@@ -139,7 +143,7 @@ class RoutingGrid {
     const per = d.L * d.k;
     this.reserve(d.n + count);
     d.experts.set(u16(buffers[0]).subarray(skip * per), d.n * per);
-    d.weights.set(u16(buffers[1]).subarray(skip * per), d.n * per);
+    d.weights.set(f32(buffers[1]).subarray(skip * per), d.n * per);
     for (let i = skip; i < msg.strings.length; i++) { d.strings.push(msg.strings[i]); d.labels.push(msg.labels[i]); }
     d.n += count;
     this.shares = null;

@@ -16,7 +16,8 @@ const CHANNEL_COLORS = {
 };
 const EMPTY_SLOT = 65535;
 
-function channelColor(label) { return CHANNEL_COLORS[label] || "#999999"; }
+// Own keys only: a label "constructor" or "__proto__" found Object's members (a black strip, a swatch without colour).
+function channelColor(label) { return Object.hasOwn(CHANNEL_COLORS, label) ? CHANNEL_COLORS[label] : "#999999"; }
 
 function rgbBytes(color) {
   // "rgb(r,g,b)" or "#rrggbb" -> [r, g, b]
@@ -41,6 +42,12 @@ function revealed(s) { return s.replace(HIDDEN_CHARS, (c) => `\\u${c.charCodeAt(
 function shownText(s) {
   // A token as a reader can see it on one line: newlines, tabs, edge spaces and other controls made visible.
   return revealed((s || "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣").replace(/ $/, "␣"));
+}
+
+function percent(share) {
+  // A share as a percentage: one decimal, two significant digits below 0.1 % (among 32,768 experts all read "0.0%").
+  const p = share * 100;
+  return `${p === 0 || p >= 0.1 ? p.toFixed(1) : p.toPrecision(2)}%`;
 }
 
 function quoted(s) { return revealed(JSON.stringify(s || "")); } // a token in quotes, escaped as JSON and the rest
@@ -80,19 +87,20 @@ function paintCells(ctx, dpr, data, lay, scroll, isVisible, palette) {
   const image = ctx.createImageData(w, h), px = image.data;
   const rows = new Int32Array(data.L + 1).map((_, l) => top + Math.round(l * lay.rowH * dpr));
   const cellD = lay.cell * dpr, gapX = cellD >= 5, gapY = lay.rowH * dpr >= 5, per = data.L * data.k;
-  const origin = scroll * dpr, stripRGB = {};
+  const origin = scroll * dpr, stripRGB = new Map();
   for (let x = 0; x < w; x++) {
     const at = origin + x, t = Math.floor(at / cellD);
     if (t >= data.n) break;
     if (gapX && at - t * cellD >= cellD - 1) continue;
     const label = data.labels[t], alpha = isVisible(t) ? 255 : 38;
-    const strip = stripRGB[label] || (stripRGB[label] = rgbBytes(channelColor(label)));
+    if (!stripRGB.has(label)) stripRGB.set(label, rgbBytes(channelColor(label)));
+    const strip = stripRGB.get(label);
     for (let y = 0; y < stripH; y++) {
       const o = 4 * (y * w + x);
       px[o] = strip[0]; px[o + 1] = strip[1]; px[o + 2] = strip[2]; px[o + 3] = 255;
     }
     for (let l = 0; l < data.L; l++) {
-      let e = data.experts[t * per + l * data.k];
+      let e = data.k ? data.experts[t * per + l * data.k] : EMPTY_SLOT; // top-0: no pick, an empty cell
       e = e >= data.E ? data.E : e;
       const r = palette[3 * e], g = palette[3 * e + 1], b = palette[3 * e + 2];
       const end = rows[l + 1] - (gapY ? 1 : 0);
@@ -210,7 +218,7 @@ function drawLoad(canvas, width, shares, style, palette) {
   ctx.font = `10px ${style.font}`;
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
-  ctx.fillText(`${(max * 100).toFixed(1)}%`, GUTTER - 4, height - bottom - plotH);
+  ctx.fillText(percent(max), GUTTER - 4, height - bottom - plotH);
   ctx.fillText("0", GUTTER - 4, height - bottom);
   ctx.textAlign = "center";
   const step = niceStep(28 / bw);
@@ -241,7 +249,7 @@ function tipRows(data, t, l) {
     if (e === EMPTY_SLOT) continue;
     const row = h("div", "gr-tip-row");
     row.append(swatch(expertColor(e)), h("span", "gr-tip-expert", `expert ${e}`),
-               h("span", "gr-tip-weight", (data.weights[i] / 65535).toFixed(3)));
+               h("span", "gr-tip-weight", data.weights[i].toFixed(3)));
     rows.push(row);
   }
   rows.push(h("div", "gr-tip-hint", "click: this token's experts · double-click: expert card"));
@@ -261,11 +269,11 @@ function tokenPanel(data, t, onExpert, onClose) {
   for (let l = 0; l < data.L; l++) {
     table.append(h("span", "gr-panel-layer", `layer ${l}`));
     for (let r = 0; r < data.k; r++) {
-      const i = (t * data.L + l) * data.k + r, e = data.experts[i], w = data.weights[i] / 65535;
+      const i = (t * data.L + l) * data.k + r, e = data.experts[i], w = data.weights[i];
       const pick = h("button", "gr-pick");
       if (e !== EMPTY_SLOT) {
         const bar = h("span", "gr-bar");
-        bar.style.width = `${Math.round(w * 100)}%`;
+        bar.style.width = `${Math.round(Math.min(Math.max(w, 0), 1) * 100) || 0}%`; // NaN: none; 7.5: the cell's width
         bar.style.background = expertColor(e);
         pick.append(bar, h("span", "gr-pick-text", `e${e} ${w.toFixed(3)}`));
         pick.title = `expert ${e} of layer ${l}: open its card`;
@@ -307,7 +315,7 @@ function cardPanel(card, onExpert, onClose) {
     head.append(h("span", "gr-muted", card.error || "waiting for the kernel…"), close);
     return [head];
   }
-  head.append(h("span", "gr-muted", `${card.picks} picks · ${(card.share * 100).toFixed(1)}% of the layer`), close);
+  head.append(h("span", "gr-muted", `${card.picks} picks · ${percent(card.share)} of the layer`), close);
   const tokens = h("div", "gr-card-col");
   tokens.append(h("div", "gr-card-head", "chosen most for"));
   for (const row of card.tokens) {
@@ -322,7 +330,7 @@ function cardPanel(card, onExpert, onClose) {
     const line = h("div", "gr-card-row"), bar = h("span", "gr-card-bar");
     bar.style.width = `${Math.round((row.chose / most) * 60)}px`;
     bar.style.background = channelColor(row.label);
-    line.append(h("span", "gr-card-label", row.label || "?"), bar, h("span", "gr-muted", `${(row.chose * 100).toFixed(1)}% (${row.lift.toFixed(2)}×)`));
+    line.append(h("span", "gr-card-label", row.label || "?"), bar, h("span", "gr-muted", `${percent(row.chose)} (${row.lift.toFixed(2)}×)`));
     labels.append(line);
   }
   const moves = h("div", "gr-card-col");

@@ -1,12 +1,12 @@
 """RoutingView: the interactive token × layer expert grid of a `Routing`, live while it grows.
 
-The record is synced as compact binary traits (expert ids and gate weights as uint16, the weight
-in 16-bit fixed point); while it grows, the new tokens are sent as custom messages with binary
-buffers, batched by time (at most `max_syncs_per_s` messages a second, whatever the token rate:
-the kernel's iopub channel drops messages past ~1,000/s), and a view that renders late asks for
-what it missed. Clicking an expert asks the kernel for its card (`analysis.expert_card`). The
-output also carries a PNG of the grid and the load, so a saved notebook shows the routing without
-the widget.
+The record is synced as compact binary traits (expert ids as uint16, gate weights as float32, so a
+NaN or 7.5 from a broken router shows as itself, not as a plausible 0 or 1); while it grows, the new
+tokens are sent as custom messages with binary buffers, batched by time (at most `max_syncs_per_s`
+messages a second, whatever the token rate: the kernel's iopub channel drops messages past ~1,000/s),
+and a view that renders late asks for what it missed. Clicking an expert asks the kernel for its
+card (`analysis.expert_card`). The output also carries a PNG of the grid and the load, so a saved
+notebook shows the routing without the widget.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import traitlets
 
 from ..routing import analysis
-from ..routing.record import Routing, fixed16
+from ..routing.record import Routing
 from . import asset, esm
 
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -36,9 +36,9 @@ class RoutingView(anywidget.AnyWidget):
     layers = traitlets.Int(0).tag(sync=True)
     top_k = traitlets.Int(0).tag(sync=True)
     num_experts = traitlets.Int(0).tag(sync=True)
-    total = traitlets.Int(0).tag(sync=True)         # tokens in the record (the view shows at most `limit`)
+    total = traitlets.Int(0).tag(sync=True)         # tokens in the record (the view shows the first `_shown()`)
     experts = traitlets.Bytes(b"").tag(sync=True)   # uint16 [tokens, layers, k]; 65535 = empty slot
-    weights = traitlets.Bytes(b"").tag(sync=True)   # uint16 [tokens, layers, k], weight × 65535
+    weights = traitlets.Bytes(b"").tag(sync=True)   # float32 [tokens, layers, k]
     strings = traitlets.List(traitlets.Unicode()).tag(sync=True)
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     channel = traitlets.Unicode("").tag(sync=True)  # show only this label's tokens; "" = all
@@ -48,10 +48,11 @@ class RoutingView(anywidget.AnyWidget):
 
     max_syncs_per_s: float = 20.0
     limit: int = 50_000  # tokens shown at most (the first ones); the rest is counted in `total`
+    cells: int = 50_000 * 36 * 4  # and entries (token × layer × pick): 50,000 tokens at top-32 are 8 times more
 
     def __init__(self, routing: Routing, **kwargs: Any) -> None:
+        self.routing = routing  # first: the traits given are checked against it
         super().__init__(**kwargs)
-        self.routing = routing
         self.syncs = 0                   # comm messages sent for the record (snapshots and appends)
         self._lock = threading.RLock()   # the flush timer runs on its own thread
         self._pending: int | None = None  # first token not sent yet
@@ -62,6 +63,14 @@ class RoutingView(anywidget.AnyWidget):
         self._snapshot()
         routing.observe(self._changed)
         self.on_msg(self._message)
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal: dict[str, Any]) -> int:
+        """-1 (all layers) or a layer of the record: the bars of layer 36 of 36 were the next token's layer 0."""
+        if not -1 <= proposal["value"] < self.routing.layers:
+            raise traitlets.TraitError(f"layer is -1 (all layers) or one of 0..{self.routing.layers - 1}, "
+                                       f"not {proposal['value']}")
+        return proposal["value"]
 
     def show(self) -> RoutingView:
         """Display the view in the current output; when the record is finished the output is updated
@@ -86,7 +95,7 @@ class RoutingView(anywidget.AnyWidget):
     def _snapshot(self) -> None:
         """Sync the whole record (on creation and once the labels are final): one comm message."""
         r = self.routing
-        n = min(len(r), self.limit)
+        n = self._shown()
         with self._lock:
             self._cancel()
             part = r.select(slice(0, n))  # decoded and converted alone: a record may hold millions of tokens
@@ -128,7 +137,7 @@ class RoutingView(anywidget.AnyWidget):
 
     def _send_from(self, start: int) -> None:
         r = self.routing
-        end = min(len(r), self.limit)
+        end = self._shown()
         if start >= end:  # past the limit: only the count changes
             if self.total != len(r):
                 self.total = len(r)
@@ -139,6 +148,11 @@ class RoutingView(anywidget.AnyWidget):
                    "num_experts": r.num_experts, "strings": part.strings, "labels": part.labels}, list(_pack(part)))
         self._sent, self._last = end, time.perf_counter()
         self.syncs += 1
+
+    def _shown(self) -> int:
+        """Tokens the view carries: the first `limit`, fewer where a token has more than 36 layers × top-4 entries."""
+        r = self.routing
+        return min(len(r), self.limit, self.cells // max(r.layers * r.top_k, 1))
 
     def _cancel(self) -> None:
         if self._timer is not None:
@@ -156,7 +170,7 @@ class RoutingView(anywidget.AnyWidget):
 
     def _message(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         kind = content.get("kind")
-        if kind == "sync" and int(content.get("have", 0)) < min(len(self.routing), self.limit):
+        if kind == "sync" and int(content.get("have", 0)) < self._shown():
             with self._lock:
                 self._send_from(int(content["have"]))
         elif kind == "card":
@@ -202,5 +216,6 @@ def routing_bundle(routing: Routing) -> dict[str, Any]:
 
 
 def _pack(routing: Routing) -> tuple[bytes, bytes]:
+    """(expert ids as uint16, gate weights as float32): fixed point showed a NaN weight as 0 and 7.5 as 1."""
     experts = np.asarray(routing.experts).astype(np.int64) % 65536  # -1 (empty slot) -> 65535
-    return experts.astype("<u2").tobytes(), fixed16(routing.weights).tobytes()
+    return experts.astype("<u2").tobytes(), np.asarray(routing.weights, "<f4").tobytes()

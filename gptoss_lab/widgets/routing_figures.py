@@ -16,6 +16,7 @@ import numpy as np
 from ..routing.analysis import check_layer
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
+_MAX_LABELS = 16  # labels drawn at most by a label figure: one per document (1,000) took minutes to draw
 
 
 def expert_colormap(num_experts: int) -> Any:
@@ -65,7 +66,8 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
         ax.set_xticks([]), ax.set_yticks([])
         return
     step = max(1, -(-n // _MAX_COLUMNS))
-    top1 = np.asarray(routing.experts[::step, :, 0]).T.astype(float)
+    picks = np.asarray(routing.experts[::step])  # a record of top-0 (saved and loaded like any) has no top-1: grey
+    top1 = (picks[..., 0] if routing.top_k else np.full(picks.shape[:2], -1)).T.astype(float)
     top1[top1 < 0] = np.nan
     if channel is not None:
         top1[:, ~routing.mask(channel)[::step]] = np.nan
@@ -175,7 +177,10 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
     """The specialisation heat map: per label, log2 of its expert load over the load of all tokens."""
     from matplotlib.colors import TwoSlopeNorm
 
-    labels = list(dict.fromkeys(table.index.get_level_values("label")))
+    every = list(dict.fromkeys(table.index.get_level_values("label")))
+    tokens = table.attrs.get("tokens", {})
+    most = set(sorted(every, key=lambda label: -tokens.get(label, 0))[:_MAX_LABELS])
+    labels = [label for label in every if label in most]  # those with most tokens, in order of appearance
     overall = np.asarray(overall, float)
     cols = min(4, max(len(labels), 1))  # no labelled tokens: an empty panel
     lines = -(-len(labels) // cols) or 1
@@ -186,21 +191,27 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
         share = table.xs(label, level="label").to_numpy(float)
         lift = np.log2(np.divide(share, overall, out=np.ones_like(share), where=overall > 0).clip(1 / 4, 4))
         image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
-        ax.set_title(f"{label} ({table.attrs.get('tokens', {}).get(label, '?')} tokens)", fontsize=9, parse_math=False)
+        ax.set_title(f"{label} ({tokens.get(label, '?')} tokens)", fontsize=9, parse_math=False)
         ax.set_xlabel("expert", fontsize=8)
         ax.set_ylabel("layer", fontsize=8)
     for ax in axes[len(labels):]:
         ax.set_visible(False)
     if image is not None:
         figure.colorbar(image, ax=axes[: len(labels)].tolist(), label="log2 load vs all tokens", shrink=0.8)
-    figure.suptitle("which experts each label uses more (red) or less (blue) than all tokens", fontsize=10)
+    figure.suptitle("which experts each label uses more (red) or less (blue) than all tokens"
+                    + (f" ({len(labels)} of {len(every)} labels: those with most tokens)" if len(labels) < len(every)
+                       else ""), fontsize=10)
     return figure
 
 
 def _per_layer_lines(table: Any, **_: Any) -> Any:
     figure = _figure(7, 3)
     ax = figure.add_subplot()
-    for column in table.columns:
+    columns = list(table.columns)[: _MAX_LABELS + 1]  # jsd and the first labels' "vs rest"
+    if len(columns) < len(table.columns):
+        ax.text(1, 1.02, f"{len(columns) - 1} of {len(table.columns) - 1} labels drawn", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=7)
+    for column in columns:
         ax.plot(table.index, table[column], marker="o" if len(table) < 40 else None, label=str(column),
                 lw=2 if column in ("jsd", "overlap") else 1)
     divergence = "jsd" in table.columns
@@ -216,6 +227,9 @@ def _transitions(table: Any, layer: int = 0, measure: str = "tokens", **_: Any) 
     ax = figure.add_subplot()
     image = ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest")
     figure.colorbar(image, ax=ax, label=measure)
+    for axis, ids in ((ax.xaxis, matrix.columns), (ax.yaxis, matrix.index)):  # the ids, also of a subset of experts
+        axis.set_major_formatter(lambda x, _, ids=ids.to_numpy(): str(ids[int(x)]) if x % 1 == 0 and 0 <= x < len(ids)
+                                 else "")
     ax.set_xlabel(f"expert in layer {layer + 1}")
     ax.set_ylabel(f"expert in layer {layer}")
     ax.set_title(f"transitions from layer {layer} to {layer + 1}", fontsize=10)

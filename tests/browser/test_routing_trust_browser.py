@@ -1,0 +1,85 @@
+"""RoutingView in real JupyterLab + Chromium with gate weights no router should give: they show as themselves."""
+from __future__ import annotations
+
+BROKEN = """
+import numpy as np
+from gptoss_lab.routing import Routing
+weights = np.array([[[np.nan, 0.25], [0.5, np.inf]], [[7.5, 0.25], [0.5, 0.5]]], np.float32)
+routing = Routing([11, 12], np.array([[[1, 2], [3, 0]]] * 2), weights, ["final"] * 2, num_experts=4)
+view = routing.view()
+view.selected = 0
+view
+"""
+
+
+def test_a_nan_gate_weight_shows_as_nan_in_the_token_panel(lab_notebook):
+    """The live view carried weights as 16-bit fixed point, so a broken router's NaN showed as a plausible 0.000,
+    infinity and 7.5 as 1.000 (saving such a record is refused; the view is what the researcher looks at)."""
+    page = lab_notebook([BROKEN], wait_for=".gptoss-routing .gr-panel.gr-open", timeout=60)
+    picks = page.locator(".gptoss-routing .gr-panel .gr-pick-text").all_inner_texts()
+    assert picks == ["e1 NaN", "e2 0.250", "e3 0.500", "e0 Infinity"], picks
+
+PROTOTYPE = """
+import numpy as np
+from gptoss_lab.routing import Routing
+routing = Routing([11, 12, 13], np.zeros((3, 2, 1), int), np.ones((3, 2, 1)), ["constructor", "__proto__", "final"],
+                  num_experts=2)
+routing.view()
+"""
+
+
+def test_labels_named_like_javascript_object_keys_get_the_unknown_labels_colour(lab_notebook):
+    """A label "constructor" or "__proto__" (any text is a label: a file's, a corpus's) looked its colour up in a plain
+    object and found Object's own members: its channel strip was drawn black and its legend swatch had no colour."""
+    page = lab_notebook([PROTOTYPE], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    strip = page.evaluate("""() => { const c = document.querySelector('.gptoss-routing .gr-canvas');
+        const d = window.devicePixelRatio || 1, ctx = c.getContext('2d');  // the middle of each token's strip
+        const at = (t) => ctx.getImageData(Math.round((48 + 32 * t + 16) * d), Math.round(4 * d), 1, 1).data;
+        return [0, 1, 2].map((t) => Array.from(at(t))); }""")
+    assert strip == [[153, 153, 153, 255], [153, 153, 153, 255], [76, 175, 80, 255]], strip  # final: #4caf50
+    swatches = page.locator(".gptoss-routing .gr-legend .gr-legend-item .gr-swatch").evaluate_all(
+        "nodes => nodes.slice(0, 3).map((n) => n.style.background)")
+    assert swatches == ["rgb(153, 153, 153)", "rgb(153, 153, 153)", "rgb(76, 175, 80)"], swatches
+
+TOP0 = """
+import numpy as np
+from gptoss_lab.routing import Routing
+Routing([11, 12], np.zeros((2, 3, 0), int), np.zeros((2, 3, 0)), ["final"] * 2, num_experts=4).view()
+"""
+
+
+def test_a_record_of_top_0_draws_empty_cells_not_black_ones(lab_notebook):
+    """A record of top-0 (hand-made, or a file's) has no pick to colour a cell with: the grid read past its data and
+    drew every cell black, a colour no expert has."""
+    page = lab_notebook([TOP0], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    cells = page.evaluate("""() => { const c = document.querySelector('.gptoss-routing .gr-canvas');
+        const d = window.devicePixelRatio || 1, ctx = c.getContext('2d');  // token t, layer 1 (rows of 16 px)
+        const at = (t) => ctx.getImageData(Math.round((48 + 32 * t + 16) * d), Math.round(35 * d), 1, 1).data;
+        return [0, 1].map((t) => Array.from(at(t))); }""")
+    assert cells == [[150, 150, 150, 255]] * 2, cells  # the grey of an empty slot
+
+MANY = """
+import numpy as np
+from gptoss_lab.routing import Routing
+ids = (32767 - np.arange(12_000)).reshape(3000, 1, 4).repeat(2, axis=1)  # experts 20768..32767, once each a layer
+routing = Routing(np.arange(1, 3001), ids, np.full((3000, 2, 4), 0.25), ["final"] * 3000, num_experts=32768)
+view = routing.view()
+view.layer = 0
+view
+"""
+
+
+def test_shares_among_32768_experts_are_not_all_0_percent(page, lab_notebook):
+    """Among 32,768 experts a share is a few thousandths of a percent: the load axis was topped "0.0%" and every
+    expert card said "0.0% of the layer"."""
+    page.add_init_script("""{ const fill = CanvasRenderingContext2D.prototype.fillText; window.__texts = [];
+        CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) { window.__texts.push(String(text));
+        return fill.call(this, text, ...rest); }; }""")
+    page = lab_notebook([MANY], wait_for=".gptoss-routing[data-draw-ms]", timeout=90)
+    assert "0.0083%" in page.evaluate("() => window.__texts")  # 1 pick of 12,000: the top of the load axis
+    box = page.locator(".gptoss-routing .gr-load").bounding_box()
+    page.mouse.click(box["x"] + box["width"] - 8, box["y"] + 60)  # a bar near the right end: an expert chosen once
+    card = page.locator(".gptoss-routing .gr-card.gr-open .gr-panel-title")
+    page.wait_for_function("() => /of the layer/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=20_000)
+    assert "1 picks · 0.0083% of the layer" in card.inner_text(), card.inner_text()
