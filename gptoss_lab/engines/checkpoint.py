@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 from urllib.parse import urlparse
 
@@ -53,8 +55,9 @@ class Source:
 
 
 def resolve(name_or_path: str | Path) -> Source:
-    """"tiny", a checkpoint folder or a hub id, checked for what can be known without the network."""
-    if str(name_or_path) == "tiny":
+    """"tiny", a checkpoint folder or a hub id, checked for what can be known without the network. Only the string
+    "tiny" is the bundled model: a Path, "./tiny" or "tiny/" is the folder of that name."""
+    if isinstance(name_or_path, str) and name_or_path == "tiny":
         from ..tiny import CHECKPOINT
 
         if not (CHECKPOINT / "config.json").is_file():
@@ -62,14 +65,18 @@ def resolve(name_or_path: str | Path) -> Source:
         return Source(str(CHECKPOINT), "gpt-oss-tiny", False)
     path = local_path(name_or_path)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").exists():
             raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder")
         return Source(str(path), path.resolve().name, False)
     if path.exists():
         raise LoadError(f"{path} is a file: give the checkpoint folder")
     text = str(name_or_path)
-    if isinstance(name_or_path, Path) or not _HUB_ID.fullmatch(text):
-        raise LoadError(f"checkpoint folder not found: {path}")
+    if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(text):
+        raise LoadError(f"checkpoint folder not found: {text}")
+    if text.lower() == "tiny":  # mistyped names, not Hub ids to look up (offline: "hf download Tiny" was the advice)
+        raise LoadError(f"{text} is not a checkpoint folder here: the bundled model is tiny, in lower case")
+    if "/" not in text and shipped_config(text.lower()):
+        raise LoadError(f"{text} is not a checkpoint folder here: the released model's Hub id is openai/{text.lower()}")
     return Source(text, text.rsplit("/", 1)[-1], True)
 
 
@@ -86,8 +93,11 @@ def local_path(name_or_path: str | Path) -> Path:
 
 
 def shipped_config(name: str | Path) -> Path | None:
-    """The packaged public config folder of a released model ("openai/gpt-oss-20b" or "gpt-oss-120b"), if it is one."""
-    short = str(name).removeprefix("openai/")
+    """The packaged public config folder of a released model ("openai/gpt-oss-20b" or "gpt-oss-120b"), if it is one
+    (a Path is a folder, never a released model's name)."""
+    if not isinstance(name, str):
+        return None
+    short = name.removeprefix("openai/")
     shipped = {folder.name for folder in CONFIGS.iterdir() if (folder / "config.json").is_file()}
     return CONFIGS / short if short in shipped else None
 
@@ -130,7 +140,7 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
     check_raw(raw, f"the config of {source.path}")
     try:
         config = AutoConfig.from_pretrained(source.path, **hub_kw)
-    except (ValueError, TypeError, StrictDataclassError) as error:  # transformers' checks of the values, several lines
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as error:  # transformers' checks of the values
         message = clip(" ".join(str(error).split()))
         raise LoadError(f"the config of {source.path} is not a valid gpt-oss config: {message}") from None
     check_sizes(config, f"the config of {source.path}")
@@ -172,16 +182,47 @@ def check_sizes(config: Any, name: str) -> None:
     if config.vocab_size < VOCAB_SIZE:  # the prompt's Harmony tokens would index past the embedding
         raise LoadError(f"{wrong}: vocab_size ({config.vocab_size:,}) is less than the {VOCAB_SIZE:,} tokens of the "
                         "Harmony format gpt-oss reads")
+    pad = getattr(config, "pad_token_id", None)  # the embedding's padding row: torch asserts it is one of its rows
+    if pad is not None and (not isinstance(pad, int) or isinstance(pad, bool) or not 0 <= pad < config.vocab_size):
+        raise LoadError(f"{wrong}: pad_token_id must be a token id below vocab_size ({config.vocab_size:,}), "
+                        f"not {clip(repr(pad), 40)}")
     experts, top_k = config.num_local_experts, config.num_experts_per_tok
     if top_k > experts:
         raise LoadError(f"{wrong}: num_experts_per_tok ({top_k}) is more than num_local_experts ({experts})")
     if config.num_attention_heads % config.num_key_value_heads:
         raise LoadError(f"{wrong}: num_attention_heads ({config.num_attention_heads}) is not a multiple of "
                         f"num_key_value_heads ({config.num_key_value_heads})")
+    _check_rope(getattr(config, "rope_parameters", None) or {}, wrong)
+    eps = getattr(config, "rms_norm_eps", None)  # below 0, the norms take square roots of negatives: NaN logits
+    if not _finite(eps) or eps < 0:
+        raise LoadError(f"{wrong}: rms_norm_eps must be a number of 0 or more, not {clip(repr(eps), 40)}")
     window = getattr(config, "sliding_window", None)  # None: sliding layers attend to every position
     sliding = "sliding_attention" in (getattr(config, "layer_types", None) or ())
     if sliding and window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
         raise LoadError(f"{wrong}: sliding_window must be a positive whole number, not {window!r}")
+
+
+def _check_rope(rope: Any, wrong: str) -> None:
+    """A one-line LoadError (after `wrong`) for rotary settings transformers takes and then fails on: a rope_theta of 0
+    or below loaded and every turn wrote "!!!!" (NaN logits), an unknown rope_type was a KeyError building the model,
+    a scaling factor below 1 (transformers only warns) scrambled the positions."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    if not isinstance(rope, dict):
+        return
+    kind, theta, factor = rope.get("rope_type", "default"), rope.get("rope_theta"), rope.get("factor")
+    if kind != "default" and kind not in ROPE_INIT_FUNCTIONS:
+        raise LoadError(f"{wrong}: rope_type must be one of default, {', '.join(ROPE_INIT_FUNCTIONS)}, "
+                        f"not {clip(repr(kind), 40)}")
+    if not _finite(theta) or theta <= 0:
+        raise LoadError(f"{wrong}: rope_theta must be a number above 0, not {clip(repr(theta), 40)}")
+    if factor is not None and (not _finite(factor) or factor < 1):
+        raise LoadError(f"{wrong}: the rope scaling factor must be a number of 1 or more, not {clip(repr(factor), 40)}")
+
+
+def _finite(value: Any) -> bool:
+    """Whether `value` is a finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
@@ -196,8 +237,12 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
     stored = _headers(folder, label)
     if not stored:
         return  # no safetensors: transformers says what is missing
-    with torch.device("meta"):  # shapes only, on a copy: the config's dtype and attention are the load's to refuse
-        model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=torch.float32, attn_implementation="eager")
+    try:
+        with torch.device("meta"):  # shapes only, on a copy: the config's dtype and attention are the load's to refuse
+            model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=torch.float32,
+                                                     attn_implementation="eager")
+    except (ValueError, TypeError, KeyError, ArithmeticError, AssertionError) as error:  # e.g. yarn's beta_fast < 0
+        raise LoadError(f"could not load {label}: its config builds no gpt-oss model ({first_line(error)})") from None
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
             continue  # the embedding matrix, stored once
@@ -215,6 +260,35 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
             if got_dtype != dtype and not (dtype is None and got_dtype in _STORED_FLOATS):
                 raise LoadError(f"could not load {label}: the weight {key} is stored as {got_dtype}, "
                                 f"not {dtype or 'floating point'}")
+
+
+def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
+    """A one-line LoadError for an MXFP4 expert scale that makes weights infinite in `dtype`: a scale byte s stands
+    for 2**(s - 127), transformers dequantizes without a check, so 255 (NaN in the MX format) or any s where 6 (the
+    largest 4-bit value) times it overflows loaded inf weights, and every turn wrote "!!!!" (NaN logits). Reads the
+    scales only, 1/16 of the experts' bytes; `name` names the checkpoint (default: the folder)."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    from ..tiny.quantize import E2M1, SCALE_BIAS
+
+    label = name or folder
+    limit = min(254, SCALE_BIAS + math.floor(math.log2(torch.finfo(getattr(torch, dtype)).max / E2M1[-1])))
+    suffixes = tuple(f"{weight}_scales" for weight in EXPERT_WEIGHTS)
+    for shard in _weight_files(Path(folder), label):
+        try:
+            with safe_open(shard, "pt") as f:
+                for key in f.keys():
+                    if key.endswith(suffixes):
+                        scales = f.get_tensor(key)
+                        if scales.numel() and (top := int(scales.max())) > limit:
+                            power = top - SCALE_BIAS
+                            raise LoadError(f"could not load {label}: the MXFP4 scales {key!r:.120} hold {top} "
+                                            f"(2**{power}), too large for {dtype}: weights up to 6 × 2**{power} would "
+                                            f"be infinite; scales go up to {limit}")
+        except (OSError, SafetensorError) as error:
+            raise LoadError(f"could not load {label}: {printable(shard.name)} is damaged or incomplete "
+                            f"({first_line(error)}); copy or download it again") from None
 
 
 def check_sampling(folder: str, name: str) -> None:
@@ -266,11 +340,22 @@ def read_json(path: Path, label: str) -> Any:
 
 
 def _json_file(path: Path, label: str) -> None:
-    """A one-line LoadError for a JSON file transformers would read whole that is too large: a sparse file of
-    terabytes fills the memory (transformers skips what is not a regular file)."""
-    if path.is_file() and (length := path.stat().st_size) > MAX_JSON_BYTES:
-        raise LoadError(f"could not load {label}: {path.name} is {size(length)}, more than a checkpoint's JSON file "
-                        f"can be ({size(MAX_JSON_BYTES)})")
+    """A one-line LoadError, before anything reads it, for a JSON file (or link) that is there but no regular file
+    with contents of a checkpoint's size: a FIFO or /dev/zero waits or reads forever, /proc/kmsg (a "regular" file
+    of 0 bytes) waits for kernel messages, a sparse file of terabytes fills the memory."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return  # absent (or a dangling link): the caller says what is missing
+    except OSError as error:
+        raise LoadError(f"could not load {label}: {path.name} cannot be read ({error.strerror or error})") from None
+    if not S_ISREG(stat.st_mode):
+        raise LoadError(f"could not load {label}: {path.name} is not a regular file")
+    if stat.st_size == 0:
+        raise LoadError(f"could not load {label}: {path.name} is empty (0 bytes on disk)")
+    if stat.st_size > MAX_JSON_BYTES:
+        raise LoadError(f"could not load {label}: {path.name} is {size(stat.st_size)}, more than a checkpoint's JSON "
+                        f"file can be ({size(MAX_JSON_BYTES)})")
 
 
 def _weight_files(folder: Path, label: str) -> list[Path]:
@@ -279,7 +364,7 @@ def _weight_files(folder: Path, label: str) -> list[Path]:
     single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
     if single.exists():
         return [single]
-    if not index.is_file():
+    if not index.exists():
         return []
     data = read_json(index, label)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
@@ -298,13 +383,15 @@ def _weight_files(folder: Path, label: str) -> list[Path]:
 
 
 def _headers(folder: str, label: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """(shape, safetensors dtype) of every tensor in the .safetensors files transformers will read, from their headers alone."""
+    """(shape, safetensors dtype) of every tensor in the .safetensors files transformers will read, from their headers
+    alone; a tensor in two shards is refused (transformers would take one copy or the other without a word)."""
     from safetensors import SafetensorError, safe_open
 
     found: dict[str, tuple[tuple[int, ...], str]] = {}
+    where: dict[str, str] = {}  # tensor name -> the shard it is in
     for shard in _weight_files(Path(folder), label):
         if not shard.is_file():  # e.g. a FIFO, whose read would wait forever (here and in transformers)
-            raise LoadError(f"could not load {label}: {shard.name} is not a regular file")
+            raise LoadError(f"could not load {label}: {printable(shard.name)} is not a regular file")
         try:
             str(shard).encode()
         except UnicodeEncodeError:  # safetensors takes UTF-8 paths only; the file itself is fine
@@ -313,11 +400,14 @@ def _headers(folder: str, label: str) -> dict[str, tuple[tuple[int, ...], str]]:
         try:
             with safe_open(shard, "pt") as f:
                 for name in f.keys():
+                    if name in where:
+                        raise LoadError(f"could not load {label}: the weight {name!r:.120} is in two shards, "
+                                        f"{where[name]!r:.80} and {shard.name!r:.80}: remove one copy")
                     tensor = f.get_slice(name)
-                    found[name] = (tuple(tensor.get_shape()), tensor.get_dtype())
+                    found[name], where[name] = (tuple(tensor.get_shape()), tensor.get_dtype()), shard.name
         except (OSError, SafetensorError) as error:
-            raise LoadError(f"could not load {label}: {shard.name} is damaged or incomplete ({first_line(error)}); "
-                            "copy or download it again") from None
+            raise LoadError(f"could not load {label}: {printable(shard.name)} is damaged or incomplete "
+                            f"({first_line(error)}); copy or download it again") from None
     return found
 
 
@@ -482,6 +572,18 @@ def _cached(repo_id: str) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def check_device(device: Any) -> None:
+    """A one-line LoadError for a device torch does not know (None: the default; a GPU index is one)."""
+    import torch
+
+    if device is None or str(device).isdigit():
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise LoadError(f"{device!r} is not a device: use cpu, cuda, cuda:1, mps ...") from None
+
+
 def on_gpu(target: Any) -> bool:
     """Whether `target` names one CUDA GPU: "cuda", "cuda:1" or a GPU index."""
     text = str(target)
@@ -612,20 +714,17 @@ def plan_load(
     if source.hub and not hub_reachable():
         kw["local_files_only"] = hub_kw["local_files_only"] = True
     config = read_config(source, hub_kw)
-    if not source.hub:
-        check_tensors(source.path, config)
-        check_sampling(source.path, source.path)
-    elif hub_kw.get("local_files_only") and (cached := _cached_snapshot(source.path, hub_kw)):
-        check_tensors(cached, config, name=source.path)  # offline, the cache is exactly what will load
-        check_sampling(cached, source.path)
+    local = None if source.hub else source.path  # the folder that will load, where it is known before the load
+    if source.hub and hub_kw.get("local_files_only"):
+        local = _cached_snapshot(source.path, hub_kw)  # offline, the cache is exactly what will load
+    if local is not None:
+        check_tensors(local, config, name=source.path)
+        check_sampling(local, source.path)
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device is not None and device_map is None and not str(device).isdigit():
-        try:  # refused before "Loading ... on bogus" is printed, not by transformers after it
-            torch.device(device)
-        except (RuntimeError, TypeError, ValueError):
-            raise LoadError(f"{device!r} is not a device: use cpu, cuda, cuda:1, mps ...") from None
+    if device_map is None:  # refused before "Loading ... on bogus" is printed, not by transformers after it
+        check_device(device)
     check_gpu(target)
     if dtype is None and (default := cpu_default(config, target, free_bytes(target))):
         dtype = getattr(torch, default)
@@ -648,6 +747,8 @@ def plan_load(
     if free is not None and plan.weights > free:
         raise LoadError(f"{source.name} needs about {size(plan.weights)} for its weights ({plan.how}) but only "
                         f"{size(free)} is free on {target}: free some memory or choose another device or dtype")
+    if local is not None:  # after the quick refusals: it reads the scales; packed experts compute in bfloat16
+        check_scales(local, "bfloat16" if packed else name, source.path)
     if str(target) != "cpu":  # a plain load lands on the CPU; elsewhere transformers needs a device map
         kw["device_map"] = target
     kw["dtype"] = dtype or "auto"
@@ -720,6 +821,12 @@ def size(n: float) -> str:
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message (or its type), clipped, for one-line errors."""
     return clip((str(error).strip().splitlines() or [type(error).__name__])[0])
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, terminal escapes) spelled as escapes, so a name a checkpoint chose
+    (a shard's file name) cannot add lines of its own to a one-line message or a report."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def clip(text: str, limit: int = 300) -> str:

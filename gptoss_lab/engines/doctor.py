@@ -130,8 +130,9 @@ def doctor(
     checkpoint.import_torch()
     import torch
 
+    checkpoint.check_device(device)  # "bogus" was sized as this machine's RAM: "does not fit on bogus"
     name, config, folder = _config(model)
-    name = _printable(name)
+    name = checkpoint.printable(name)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if memory is None:
         checkpoint.check_gpu(target, ", or give memory= (e.g. '80 GB') to size the model for another machine")
@@ -190,7 +191,7 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
     if shipped is not None:
         return shipped.name, GptOssConfig.from_pretrained(shipped), None
     path = checkpoint.local_path(str(model))
-    if path.is_file() and path.suffix == ".json":
+    if path.suffix == ".json" and path.exists() and not path.is_dir():  # a FIFO or device is refused unread
         return path.parent.name, _valid(checkpoint.read_json(path, str(path.parent)), str(path)), None
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
@@ -206,7 +207,7 @@ def _valid(raw: Any, name: str) -> Any:
     checkpoint.check_raw(raw, name)
     try:
         config = GptOssConfig.from_dict(raw)
-    except (ValueError, TypeError, StrictDataclassError) as error:  # transformers' checks of the values, several lines
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as error:  # transformers' checks of the values
         raise LoadError(f"{name} is not a valid gpt-oss config: {checkpoint.clip(' '.join(str(error).split()))}") from None
     checkpoint.check_sizes(config, name)
     return config
@@ -256,11 +257,6 @@ def _verdict(name: str, fits: bool, free: int | None, load: int, how: str, conte
 def _count(n: int) -> str:
     """A parameter count for people: 20.91 B, 29.1 M."""
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
-
-
-def _printable(name: str) -> str:
-    """`name` with control characters (newlines, terminal escapes) spelled as escapes, so reports stay as laid out."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
 def _device_name(target: Any) -> str:

@@ -18,16 +18,13 @@ import numpy as np
 
 from . import checkpoint, fastpath
 from .base import EngineError, Sampling
+from ..tools.containment import _never
 from ..widgets import transformers_bars
 from .checkpoint import LoadError
 
 __all__ = ["LocalEngine", "LoadError"]
 
 ROUTING_BATCH = 16  # generated tokens whose routing is taken from the hooks at once (a take costs ~0.1 ms)
-
-
-def _never() -> bool:
-    return False
 
 
 class LocalEngine:
@@ -93,8 +90,8 @@ class LocalEngine:
         try:
             with transformers_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
                 model, info = AutoModelForCausalLM.from_pretrained(plan.source.path, output_loading_info=True, **plan.kwargs)
-        except (OSError, ValueError, ImportError, RuntimeError, SafetensorError) as error:  # bad files, out of memory
-            raise plan.failed(error) from None
+        except (OSError, ValueError, TypeError, ImportError, RuntimeError, SafetensorError) as error:
+            raise plan.failed(error) from None  # bad files, out of memory, a quantization_config it cannot build
         except KeyboardInterrupt:
             interrupted = True
         if interrupted:  # raised anew here: the interrupted load's frames held the half-loaded model
@@ -281,15 +278,15 @@ class LocalEngine:
     def _sampler(self, sampling: Sampling, prompt: list[int]) -> Callable[[Any], int]:
         """A function from last-position logits to the next id: processors, then greedy or a seeded draw."""
         import torch
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+        from transformers import LogitsProcessorList, TopPLogitsWarper
 
         temperature = sampling.temperature if sampling.temperature is not None else self.default_sampling.temperature
         top_p = sampling.top_p if sampling.top_p is not None else self.default_sampling.top_p
         processors = LogitsProcessorList([sampling.logits_processor] if sampling.logits_processor is not None else [])
-        greedy = not temperature
+        greedy = not temperature or temperature < torch.finfo(torch.float32).tiny  # below it, it is greedy in effect
         if not greedy:
             if temperature != 1.0:
-                processors.append(TemperatureLogitsWarper(temperature))
+                processors.append(_tempered(temperature))
             if top_p is not None and top_p < 1.0:
                 processors.append(TopPLogitsWarper(top_p))
         device = self.model.get_output_embeddings().weight.device  # where the logits are
@@ -340,6 +337,13 @@ def _default_sampling(generation_config: Any) -> Sampling:
     temperature, top_p = generation_config.temperature, generation_config.top_p   # an int (2) failed every turn
     return Sampling(temperature=1.0 if temperature is None else float(temperature),
                     top_p=1.0 if top_p is None else float(top_p))
+
+
+def _tempered(temperature: float) -> Callable[[Any, Any], Any]:
+    """A logits processor dividing by `temperature` once the largest logit is taken off (the same distribution):
+    transformers' TemperatureLogitsWarper divides first, so a tiny temperature (1e-40, a checkpoint's sampling default
+    or `%gptoss config`) made inf - inf = NaN in the softmax and every sampled turn failed."""
+    return lambda ids, scores: (scores - scores.max(-1, keepdim=True).values) / temperature
 
 
 def _router_hooks(model: Any, recorder: Any) -> Any:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engines.checkpoint import LoadError, read_json
 from . import CHECKPOINT
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
@@ -47,6 +48,8 @@ def quantize(weight: Any) -> tuple[Any, Any]:
     if cols % BLOCK:
         raise ValueError(f"MXFP4 needs rows of a multiple of {BLOCK} values; these have {cols}")
     w = weight.detach().float().reshape(*lead, cols // BLOCK, BLOCK)
+    if not torch.isfinite(w).all():  # a NaN turned its block into zeros, an inf into NaNs (scale byte 255)
+        raise ValueError("MXFP4 holds finite values only, and these weights hold inf or NaN")
     amax = w.abs().amax(dim=-1, keepdim=True)
     # smallest e with amax / 2**e <= 6; an all-zero block takes the smallest scale
     exponent = torch.ceil(torch.log2(amax / E2M1[-1])).clamp(-SCALE_BIAS, 255 - SCALE_BIAS)
@@ -89,7 +92,10 @@ def quantize_state_dict(tensors: dict[str, Any]) -> tuple[dict[str, Any], list[L
             out[name] = tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
             continue
         weight = tensor.float().transpose(-1, -2)  # transformers holds [experts, in, out]; the checkpoint [experts, out, in]
-        blocks, scales = quantize(weight)
+        try:
+            blocks, scales = quantize(weight)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
         out[f"{name}_blocks"], out[f"{name}_scales"] = blocks, scales
         change = dequantize(blocks, scales) - weight
         rms = float(change.pow(2).mean().sqrt() / weight.pow(2).mean().sqrt().clamp_min(1e-30))
@@ -104,10 +110,10 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     config.json gains the public `quantization_config`. Returns the quantization error per projection.
     """
     source, out = Path(source), Path(out)
-    try:
-        config = json.loads((source / "config.json").read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{source / 'config.json'} is not valid JSON ({error})") from None
+    try:  # refused unread when it is no regular file (a FIFO hung the command) or too large
+        config = read_json(source / "config.json", str(source))
+    except LoadError as error:
+        raise ValueError(str(error)) from None
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type != "gpt_oss":
         raise ValueError(f"{source} is not a gpt-oss checkpoint (model_type {model_type!r})")

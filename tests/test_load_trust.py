@@ -1,0 +1,304 @@
+"""What a load takes on trust from the name it is given and the folder it reads: only the string "tiny" is the bundled
+model (and a mistyped name says what was meant), JSON files that are no regular file (a FIFO, /dev/zero, a /proc file)
+are refused before anything reads them, a tensor stored in two shards, MXFP4 scales that make expert weights infinite,
+shard names that would add a line to a refusal and config values torch or transformers fail on are refused in one
+line, a tiny sampling temperature answers like greedy, and the quantizer refuses weights MXFP4 cannot hold."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gptoss_lab.engines import local
+from gptoss_lab.engines.checkpoint import LoadError
+from gptoss_lab.engines.doctor import doctor
+from gptoss_lab.engines.local import LocalEngine
+from gptoss_lab.tiny import CHECKPOINT
+from gptoss_lab.tiny.quantize import quantize_checkpoint
+from gptoss_lab.tools import containment
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(LoadError) as info:
+        call()
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def load(folder: str | Path, **kw) -> LocalEngine:
+    return LocalEngine.from_pretrained(folder, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def mxfp4(tmp_path_factory, random_checkpoint) -> Path:
+    """The random checkpoint with MXFP4 experts, as openai/gpt-oss-20b stores them."""
+    folder = tmp_path_factory.mktemp("mxfp4") / "gpt-oss-random-mxfp4"
+    quantize_checkpoint(random_checkpoint, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory, random_checkpoint) -> Path:
+    """The random checkpoint in two shards named by a model.safetensors.index.json."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path_factory.mktemp("sharded") / "gpt-oss-random"
+    shutil.copytree(random_checkpoint, folder)
+    tensors = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({n: tensors[n] for n in part}, folder / shard, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, shard))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
+
+
+def test_only_the_string_tiny_is_the_bundled_model(tmp_path, monkeypatch, random_checkpoint):
+    """`Session.load(Path("tiny"))` loaded the bundled gpt-oss-tiny, not the folder ./tiny; a missing ./tiny was
+    reported as "tiny" (as if the bundled model were missing); `doctor(Path("gpt-oss-20b"))` sized the released
+    model instead of looking for the folder."""
+    monkeypatch.chdir(tmp_path)
+    for name in (Path("tiny"), "./tiny", "tiny/", Path("gpt-oss-20b")):
+        assert one_line_error(lambda: load(name)) == f"checkpoint folder not found: {name}"
+    assert one_line_error(lambda: doctor(Path("tiny"))) == "checkpoint folder not found: tiny"
+    assert one_line_error(lambda: doctor(Path("gpt-oss-20b"))) == "checkpoint folder not found: gpt-oss-20b"
+    shutil.copytree(random_checkpoint, tmp_path / "tiny")
+    assert load(Path("tiny")).config.hidden_size == 64  # the folder's random model (gpt-oss-tiny's differs)
+    assert load("./tiny").name == "tiny"
+    assert doctor(Path("tiny")).model == "tiny"
+    assert load("tiny").name == "gpt-oss-tiny"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "proc", "empty"])
+@pytest.mark.parametrize("name", ["config.json", "generation_config.json", "model.safetensors.index.json"])
+def test_a_json_file_that_is_no_regular_file_is_refused_before_it_is_read(tmp_path, random_checkpoint, sharded, name,
+                                                                           kind):
+    """A config.json linked to /proc/kmsg (a "regular" file of 0 bytes that waits for kernel messages: /proc/self/status
+    stands in for it here) hung the load until Ctrl-C; a FIFO or /dev/zero was "no config.json", and as
+    generation_config.json or the shard index was skipped without a word."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(sharded if name.endswith("index.json") else random_checkpoint, folder)
+    path = folder / name
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "empty":
+        path.touch()
+    else:
+        path.symlink_to("/dev/zero" if kind == "dev-zero" else "/proc/self/status")
+    why = "is empty (0 bytes on disk)" if kind in ("proc", "empty") else "is not a regular file"
+    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {name} {why}"
+    if name == "config.json":  # the doctor reads a folder or a config.json
+        assert one_line_error(lambda: doctor(folder)) == f"could not load {folder}: {name} {why}"
+        assert one_line_error(lambda: doctor(path)) == f"could not load {folder}: {name} {why}"
+
+
+def test_a_tensor_in_two_shards_is_refused(tmp_path, sharded):
+    """A second copy of a weight in another shard loaded, one copy or the other taken without a word."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "twice"
+    shutil.copytree(sharded, folder)
+    first, second = folder / "model-00001-of-00002.safetensors", folder / "model-00002-of-00002.safetensors"
+    copied = sorted(load_file(first))[0]
+    tensors = load_file(second)
+    tensors[copied] = load_file(first)[copied] * 100
+    save_file(tensors, second, metadata={"format": "pt"})
+    assert one_line_error(lambda: load(folder)) == (
+        f"could not load {folder}: the weight {copied!r} is in two shards, 'model-00001-of-00002.safetensors' and "
+        "'model-00002-of-00002.safetensors': remove one copy")
+
+
+@pytest.mark.parametrize("byte, dtype, refused", [
+    (255, None, "hold 255 (2**128), too large for float32: weights up to 6 × 2**128 would be infinite; scales go up "
+                "to 252"),  # and NaN in the MX format
+    (253, None, "hold 253 (2**126), too large for float32: weights up to 6 × 2**126 would be infinite; scales go up "
+                "to 252"),
+    (141, "float16", "hold 141 (2**14), too large for float16: weights up to 6 × 2**14 would be infinite; scales go "
+                     "up to 140"),
+    (252, None, None),
+    (140, "float16", None),
+], ids=["255", "253", "float16-141", "252-loads", "float16-140-loads"])
+def test_mxfp4_scales_that_make_weights_infinite_are_refused(tmp_path, mxfp4, byte, dtype, refused):
+    """One scale byte of 255 loaded: transformers dequantized 6 * 2**128 to inf, and every turn wrote "!!!!!!!!"
+    (NaN logits) with no hint why."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "scaled"
+    shutil.copytree(mxfp4, folder)
+    key = "model.layers.1.mlp.experts.down_proj_scales"
+    tensors = load_file(folder / "model.safetensors")
+    tensors[key][0, 0, 0] = byte
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    if refused is None:
+        experts = load(folder, dtype=dtype).model.model.layers[1].mlp.experts.down_proj
+        assert torch.isfinite(experts).all()
+    else:
+        assert one_line_error(lambda: load(folder, dtype=dtype)) == (
+            f"could not load {folder}: the MXFP4 scales {key!r} {refused}")
+
+
+def test_the_engine_stops_with_the_containment_modules_never():
+    """`_never` (a stop check that never stops) was defined twice; the engine takes containment's."""
+    assert local._never is containment._never and "_never" not in vars(local.LocalEngine)
+    assert local.__dict__["_never"].__module__ == "gptoss_lab.tools.containment"
+
+
+def test_a_shard_name_cannot_add_a_line_to_the_refusal(tmp_path, sharded):
+    """The index named a damaged shard "x\\nLoaded gpt-oss-120b.safetensors" (a file of that name beside it): the
+    refusal printed a second line of the checkpoint's choosing."""
+    folder = tmp_path / "named"
+    shutil.copytree(sharded, folder)
+    bad = "x\nLoaded gpt-oss-120b.safetensors"
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    (folder / bad).write_bytes(b"garbage")
+    index = folder / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["weight_map"] = {k: bad if v.startswith("model-00002") else v for k, v in data["weight_map"].items()}
+    index.write_text(json.dumps(data))
+    assert one_line_error(lambda: load(folder)).startswith(
+        f"could not load {folder}: x\\nLoaded gpt-oss-120b.safetensors is damaged or incomplete (")
+
+
+YARN = {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+        "original_max_position_embeddings": 4096}
+INVALID = "the config of {folder} is not a valid gpt-oss config: "
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"pad_token_id": 10**9},  # was torch's AssertionError
+     INVALID + "pad_token_id must be a token id below vocab_size (201,088), not 1000000000"),
+    ({"quantization_config": {"quant_method": "gptq"}},  # was transformers' TypeError
+     "could not load {folder}: GPTQConfig.__init__() missing 1 required positional argument: 'bits'"),
+    ({"rope_parameters": {"rope_type": "default", "rope_theta": 0}},  # loaded, and every turn wrote "!!!!"
+     INVALID + "rope_theta must be a number above 0, not 0"),
+    ({"rope_parameters": {**YARN, "factor": 0.5}},  # transformers warned, then loaded it
+     INVALID + "the rope scaling factor must be a number of 1 or more, not 0.5"),
+    ({"rope_parameters": {**YARN, "rope_type": "bogus"}}, INVALID + "rope_type must be one of default, "),  # KeyError
+    ({"rope_parameters": {**YARN, "rope_type": "llama3"}},  # KeyError
+     INVALID + "\"Missing required keys in `rope_parameters` for 'rope_type'='llama3'"),
+    ({"rope_parameters": {**YARN, "beta_fast": -5}},  # ValueError: math domain error
+     "could not load {folder}: its config builds no gpt-oss model (math domain error)"),
+    ({"rms_norm_eps": -1.0}, INVALID + "rms_norm_eps must be a number of 0 or more, not -1.0"),  # "!!!!"
+], ids=["pad-token-id", "gptq-config", "rope-theta-0", "rope-factor-0.5", "rope-type-bogus", "llama3-keys-missing",
+        "yarn-beta-fast", "rms-norm-eps"])
+def test_config_values_torch_or_transformers_raise_on_are_one_line(tmp_path, random_checkpoint, changes, message):
+    """Each showed a traceback from deep inside the load, or loaded a model whose every turn wrote "!!!!"."""
+    folder = tmp_path / "odd"
+    shutil.copytree(random_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    assert one_line_error(lambda: load(folder)).startswith(message.format(folder=folder))
+
+
+def test_quantizing_weights_that_hold_inf_or_nan_is_refused_in_one_line(tmp_path, capsys, random_checkpoint):
+    """`python -m gptoss_lab.tiny.quantize` wrote a NaN's block as zeros and an inf's block as NaNs (scale byte 255)
+    without a word; the checkpoint then loaded and answered "!!!!"."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from gptoss_lab.tiny.quantize import main, quantize
+
+    weight = torch.ones(2, 64)
+    weight[1, 5] = float("nan")
+    with pytest.raises(ValueError, match="^MXFP4 holds finite values only, and these weights hold inf or NaN$"):
+        quantize(weight)
+    source = tmp_path / "source"
+    shutil.copytree(random_checkpoint, source)
+    tensors = load_file(source / "model.safetensors")
+    key = "model.layers.2.mlp.experts.down_proj"
+    tensors[key][0, 0, 0] = float("inf")
+    save_file(tensors, source / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(SystemExit):
+        main(["--source", str(source), "--out", str(tmp_path / "out")])
+    assert capsys.readouterr().err == f"error: {key}: MXFP4 holds finite values only, and these weights hold inf or NaN\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.kernel
+def test_load_dot_slash_tiny_in_a_kernel_is_the_folder(tmp_path, random_checkpoint):
+    """In a notebook whose folder has no ./tiny, `%gptoss load ./tiny` said "checkpoint folder not found: tiny" (as if
+    the bundled model were missing) and `Session.load(Path("tiny"))` loaded the bundled model; with a ./tiny folder
+    both load the folder, and only `%gptoss load tiny` is the bundled model."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        def run(code: str) -> tuple[str, dict]:
+            out = []
+            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: out.append(
+                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
+            return "".join(out), reply["content"]
+
+        assert run("%load_ext gptoss_lab\nfrom pathlib import Path\nfrom gptoss_lab import Session")[1]["status"] == "ok"
+        refused = run("%gptoss load ./tiny")[1]
+        assert (refused["ename"], refused["evalue"]) == ("UsageError", "checkpoint folder not found: ./tiny")
+        refused = run('Session.load(Path("tiny"), progress=False)')[1]
+        assert (refused["ename"], refused["evalue"]) == ("LoadError", "checkpoint folder not found: tiny")
+        shutil.copytree(random_checkpoint, tmp_path / "tiny")
+        assert run("%gptoss load ./tiny")[1]["status"] == "ok"
+        assert run("%gptoss status")[0].startswith("model: tiny |")
+        assert run('print(Session.load(Path("tiny"), progress=False).engine.config.hidden_size)')[0].strip() == "64"
+        assert run("%gptoss load tiny")[1]["status"] == "ok"
+        assert run("%gptoss status")[0].startswith("model: gpt-oss-tiny |")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("Tiny", "Tiny is not a checkpoint folder here: the bundled model is tiny, in lower case"),
+    ("gpt-oss-20b", "gpt-oss-20b is not a checkpoint folder here: the released model's Hub id is openai/gpt-oss-20b"),
+    ("GPT-OSS-120B", "GPT-OSS-120B is not a checkpoint folder here: the released model's Hub id is openai/gpt-oss-120b"),
+], ids=["Tiny", "gpt-oss-20b", "GPT-OSS-120B"])
+def test_a_mistyped_model_name_says_what_was_meant(tmp_path, monkeypatch, name, message):
+    """`%gptoss load gpt-oss-20b` was looked up on the Hub as is and, offline, advised `hf download gpt-oss-20b`,
+    which fails too; `%gptoss load Tiny` the same."""
+    monkeypatch.chdir(tmp_path)
+    assert one_line_error(lambda: load(name)) == message
+
+
+@pytest.mark.parametrize("model, temperature", [("random", 1e-300), ("tiny", 2e-38)])
+def test_a_tiny_sampling_temperature_answers_like_greedy(tmp_path, random_checkpoint, model, temperature):
+    """A generation_config.json sampling at temperature 1e-300 (which the load accepted, as `%gptoss config` does)
+    failed every turn: "The turn failed: RuntimeError: probability tensor contains either `inf`, `nan` or element < 0";
+    so did gpt-oss-tiny (larger logits than the random model's) at 2e-38, above float32's smallest normal number."""
+    from gptoss_lab import Session
+
+    folder = tmp_path / "cold"
+    shutil.copytree(random_checkpoint if model == "random" else CHECKPOINT, folder)
+    (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": temperature}))
+    reply = Session(load(folder), namespace={}, tools="none").ask("Hi", max_new_tokens=6, seed=3)
+    assert not any("failed" in error for error in reply.errors), reply.errors
+    greedy = Session(load(folder), namespace={}, tools="none").ask("Hi", max_new_tokens=6, temperature=0)
+    assert reply.usage.completion_tokens == greedy.usage.completion_tokens == 6
+    assert (reply.analysis, reply.final) == (greedy.analysis, greedy.final)
+
+
+def test_quantizing_a_source_whose_config_is_a_fifo_is_refused_unread(tmp_path, random_checkpoint):
+    """`python -m gptoss_lab.tiny.quantize --source FOLDER` with a FIFO for config.json waited forever (run in a child
+    with a time limit, so that a hang fails the test instead of holding it)."""
+    source = tmp_path / "source"
+    shutil.copytree(random_checkpoint, source)
+    (source / "config.json").unlink()
+    os.mkfifo(source / "config.json")
+    child = subprocess.run([sys.executable, "-m", "gptoss_lab.tiny.quantize", "--source", str(source), "--out",
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert (child.returncode, child.stderr) == (1, f"error: could not load {source}: config.json is not a regular file\n")
+
+
+def test_the_doctor_refuses_a_device_torch_does_not_know():
+    """`doctor(model, device="bogus")` sized the model against this machine's RAM: "... does not fit on bogus"."""
+    assert one_line_error(lambda: doctor("openai/gpt-oss-20b", device="bogus")) == (
+        "'bogus' is not a device: use cpu, cuda, cuda:1, mps ...")
+    assert doctor("openai/gpt-oss-20b", device="cuda:1", memory="80 GB").fits  # another machine's GPU
