@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import keyword
+import os
 import re
 import shlex
 import unicodedata
@@ -51,6 +52,16 @@ def _given(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError(f"an empty value ({value!r}) is not allowed")
     return value
+
+
+def _words(line: str, *, windows: bool = os.name == "nt") -> list[str]:
+    """The magic line's words, split as a shell splits them (quotes group words); on Windows a backslash is a
+    path's separator, not an escape: `%gptoss browse C:\\Users\\me\\docs` lost every one of them."""
+    lexer = shlex.shlex(line, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    if windows:
+        lexer.escape = ""
+    return list(lexer)
 
 
 def _negative_ablate(words: list[str]) -> list[str]:
@@ -229,7 +240,7 @@ class GptossMagics(Magics):
     def gptoss(self, line: str, cell: str | None = None) -> Any:
         """%gptoss COMMAND ... ; %%gptoss [options] prompt (replaced by the full usage at load time)."""
         try:
-            words = shlex.split(line)
+            words = _words(line)
         except ValueError as err:
             raise UsageError(f"%gptoss: {err}") from None
         if (words[:1] if cell is None else words) and {"-h", "--help"} & set(words if cell is not None else words[:1]):

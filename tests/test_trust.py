@@ -674,3 +674,14 @@ def test_the_fuzzed_invariants_catch_what_they_guard():
                          "x", "auto")
     assert [c.status for c in reply.tool_calls] == ["done"] and reply.final == "ok"
     assert any("the model wrote a message as user" in e for e in reply.errors)
+
+
+def test_a_windows_path_on_the_magic_line_keeps_its_backslashes():
+    """`%gptoss browse C:\\Users\\me\\docs` on Windows reached the browser as C:Usersmedocs (a shell's escapes);
+    there a backslash is the path's separator, and quotes still group words with spaces."""
+    from gptoss_lab.magics import _words
+
+    line = r'browse C:\Users\me\docs "C:\Program Files\notes.txt" --api-key-env KEY'
+    assert _words(line, windows=True) == ["browse", r"C:\Users\me\docs", r"C:\Program Files\notes.txt",
+                                          "--api-key-env", "KEY"]
+    assert _words(r"load my\ model", windows=False) == ["load", "my model"]  # elsewhere as a shell splits it
