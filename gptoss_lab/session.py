@@ -84,7 +84,8 @@ class Session:
         self.history: list[Message] = []
         self.replies: list[Reply] = []
         # each turn's user message index, `ask` options and the browser (and its state) before it
-        self._turns: list[tuple[int, dict[str, Any], tuple[Tool | None, Any]]] = []
+        # and the session's approval policy when it was asked (see `regenerate`)
+        self._turns: list[tuple[int, dict[str, Any], tuple[Tool | None, Any], str]] = []
         self._allowed: set[str] = set()       # what the user allowed for the rest of the conversation (_scope)
         self._renderer = harmony.Renderer()
         self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
@@ -181,7 +182,7 @@ class Session:
         ask it again for a new sample. Side effects of its tool calls are not undone."""
         if not self._turns:
             raise TurnError("there is no turn to take back")
-        start, _, pages = self._turns.pop()
+        start, _, pages, _ = self._turns.pop()
         del self.history[start:]
         self._browser_back(pages)
         return self.replies.pop().prompt
@@ -205,15 +206,16 @@ class Session:
         """Ask the last question again, with the options it was asked with, for a new sample. When the new
         turn is refused before it starts (a deleted function tool, a setting no longer valid) the old one stays.
         The turn is held from the take-back to the new answer, so another thread's `ask` cannot come between.
-        Its approval policy is the stricter of the question's and the session's now: after
-        `configure(approval="never")` a question once asked with `approval="auto"` runs no code when regenerated."""
+        When the session's approval policy was made stricter since the question was asked, the stricter one holds:
+        after `configure(approval="never")` a question once asked with `approval="auto"` runs no code when regenerated."""
         if not self._turns:
             raise TurnError("there is no answer to regenerate yet")
         turn = self._turns[-1]
-        options = dict(turn[1])
-        for key in ("approval", "approve"):  # the setting or its alias, as the question was asked
-            if options.get(key) in APPROVALS:
-                options[key] = max(options[key], self.settings.approval, key=APPROVALS.index)
+        options, now = dict(turn[1]), self.settings.approval
+        if APPROVALS.index(now) > APPROVALS.index(turn[3]):  # the user allows less than when it was asked
+            for key in ("approval", "approve"):  # the setting or its alias, as the question was asked
+                if options.get(key) in APPROVALS:
+                    options[key] = max(options[key], now, key=APPROVALS.index)
         kept = self.history[turn[0]:], self.replies[-1], self._browser_state()
         prompt = Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]  # this turn already holds _busy
         try:
@@ -302,7 +304,7 @@ class Session:
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))
         self.history.append(user)
         self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
-                                    "intervene": intervene, **overrides}, self._browser_state()))
+                                    "intervene": intervene, **overrides}, self._browser_state(), self.settings.approval))
         try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
             turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
                                 turn.recorder.routing if turn.recorder else None, window))

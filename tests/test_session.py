@@ -458,10 +458,11 @@ def test_regenerate_holds_the_session_from_the_take_back_to_the_new_answer():
 @pytest.mark.parametrize("key", ["approval", "approve"])
 def test_regenerate_runs_no_code_after_the_user_turned_approval_to_never(key):
     """A question asked with approval auto, regenerated after `configure(approval="never")`, ran its code again
-    without asking: the user's later, stricter choice must hold. A looser setting does not loosen the question's."""
+    without asking: the user's later, stricter choice must hold. A looser setting does not loosen the question's,
+    and an unchanged one leaves the question's own (regenerate asks with its options)."""
     ns = {"ran": []}
     code = "ran.append(1)\nprint(len(ran))"
-    s = session((CALL.format(code=code) + FINAL.format(text="done")) * 4, namespace=ns)
+    s = session((CALL.format(code=code) + FINAL.format(text="done")) * 6, namespace=ns)
     assert s.ask("go", **{key: "auto"}).tool_calls[0].status == "done" and ns["ran"] == [1]
     s.configure(approval="never")
     reply = s.regenerate()
@@ -469,3 +470,6 @@ def test_regenerate_runs_no_code_after_the_user_turned_approval_to_never(key):
     s.configure(approval="auto")
     s.ask("again", **{key: "never"})
     assert s.regenerate().tool_calls[0].status == "skipped" and ns["ran"] == [1]
+    s.configure(approval="ask")
+    s.ask("third", **{key: "auto"})
+    assert s.regenerate().tool_calls[0].status == "done" and ns["ran"] == [1, 1, 1]
