@@ -66,6 +66,8 @@ class Comparison(NamedTuple):
     top: list[tuple[int, int, float, float]]
 
     def __repr__(self) -> str:
+        if not len(self.jsd):  # max() of no layers raised
+            return "Jensen–Shannon divergence of expert load: the records have no layers"
         lines = [f"Jensen–Shannon divergence of expert load per layer (bits): mean {self.jsd.mean():.3f}, "
                  f"max {self.jsd.max():.3f} at layer {int(self.jsd.argmax())}"]
         lines += [f"  layer {layer:>2} expert {expert:>3}: {a:6.1%} vs {b:6.1%}" for layer, expert, a, b in self.top]
@@ -393,10 +395,11 @@ def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     counts = _label_counts(routing, codes, present)
     share = _normalise(counts)
     index = pd.MultiIndex.from_product([[names[c] for c in present], range(routing.layers)], names=["label", "layer"])
-    frame = pd.DataFrame(share.reshape(-1, routing.num_experts), index=index,
-                         columns=pd.RangeIndex(routing.num_experts, name="expert"))
+    frame = pd.DataFrame(share.reshape(len(present) * routing.layers, routing.num_experts), index=index,
+                         columns=pd.RangeIndex(routing.num_experts, name="expert"))  # -1 failed for 0 experts
     table = result_table(frame, "label_load", overall=_normalise(counts.sum(0)).tolist())
-    table.attrs["tokens"] = {names[c]: int((codes == c).sum()) for c in present}
+    tokens = np.bincount(codes[codes >= 0], minlength=len(names))  # one pass: a pass per label took labels × tokens
+    table.attrs["tokens"] = {names[c]: int(tokens[c]) for c in present}
     return table
 
 
@@ -465,6 +468,8 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
     `.plot()` draws each layer's cumulative share over its experts, busiest first."""
     if top is not None and whole(top, "top") < 1:
         raise ValueError(f"top (the busiest experts summed) must be at least 1, not {top}")
+    if not routing.num_experts:
+        raise ValueError("this record has no experts (num_experts is 0): none is hot or cold")
     share = load(routing).share
     top = top or max(1, routing.num_experts // 10)
     ranked = -np.sort(-share, axis=1)
@@ -512,7 +517,12 @@ def _overlaps(a: Routing, b: Routing) -> Iterator[_Overlap]:
     for start in range(0, len(a), step):
         x, y = np.asarray(a.experts[start:start + step]), np.asarray(b.experts[start:start + step])
         equal = (x[..., :, None] == y[..., None, :]) & (x[..., :, None] >= 0)
-        yield _Overlap(start, equal.any(-1).sum(-1), (x >= 0).sum(-1), (y >= 0).sum(-1), x[..., 0] == y[..., 0])
+        yield _Overlap(start, equal.any(-1).sum(-1), (x >= 0).sum(-1), (y >= 0).sum(-1), _top1(x) == _top1(y))
+
+
+def _top1(experts: np.ndarray) -> np.ndarray:
+    """[tokens, layers] top-1 experts, -1 (an empty slot) for a top-0 record (whose slot 0 was an IndexError)."""
+    return experts[..., 0] if experts.shape[-1] else np.full(experts.shape[:-1], -1, experts.dtype)
 
 
 def agreement(a: Routing, b: Routing) -> Table:
@@ -600,7 +610,9 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
                          f"and experts 0..{routing.num_experts - 1}")
     if whole(n, "n") < 1:  # -1 dropped the last token and neighbour, as a slice does
         raise ValueError(f"n (top tokens and neighbours shown) must be at least 1, not {n}")
-    hit = (np.asarray(routing.experts[:, layer]) == expert).any(1)
+    picks = np.asarray(routing.experts[:, layer])
+    chosen = picks == expert
+    hit = chosen.any(1)
     tokens = np.asarray(routing.tokens)
     ids, counts = np.unique(tokens[hit], return_counts=True)
     occurrences = np.unique(tokens, return_counts=True)
@@ -610,14 +622,14 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
                         "specialisation": [c / seen[int(t)] for t, c in zip(ids[order], counts[order])]})
     codes, names = routing.label_codes, routing.label_names
     overall = hit.mean() if len(hit) else 0.0
-    rows = []
-    for code in _present(codes, names):
-        in_label = codes == code
-        chose = float(hit[in_label].mean())
-        rows.append((names[code], int(in_label.sum()), chose, chose / overall if overall else 0.0))
+    in_label = np.bincount(codes, minlength=len(names))  # one pass for all labels, not one per label
+    chose = np.bincount(codes, hit, len(names)) / np.maximum(in_label, 1)
+    rows = [(names[c], int(in_label[c]), float(chose[c]), float(chose[c] / overall) if overall else 0.0)
+            for c in _present(codes, names)]
     labels = pd.DataFrame(rows, columns=["label", "tokens", "chose", "lift"])
-    share = load(routing).share[layer, expert] if len(routing) else 0.0
-    return ExpertCard(layer, expert, int(hit.sum()), float(share), top, labels,
+    valid = int((picks >= 0).sum())  # this layer's picks: the whole record's load was a scan of every layer per card
+    share = int(chosen.sum()) / valid if valid else 0.0
+    return ExpertCard(layer, expert, int(hit.sum()), share, top, labels,
                       _neighbours(routing, hit, layer - 1, n), _neighbours(routing, hit, layer + 1, n))
 
 

@@ -34,7 +34,10 @@ class Corpus(Sequence[Routing]):
     def __init__(self, combined: Routing, offsets: Sequence[int], doc_labels: Sequence[str | None] | None = None,
                  meta: dict[str, Any] | None = None) -> None:
         self.combined = combined
-        self.offsets = np.asarray(offsets, np.int64)
+        given = np.asarray(offsets)
+        if given.size and given.dtype.kind not in "iu":  # 1.5 was cut to 1: another split into texts
+            raise ValueError(f"offsets are whole numbers of tokens, not {given.dtype} values")
+        self.offsets = given.astype(np.int64)
         ends = self.offsets[[0, -1]].tolist() if self.offsets.ndim == 1 and len(self.offsets) else None
         if ends != [0, len(combined)] or (np.diff(self.offsets) < 0).any():  # a text past the end was cut short
             raise ValueError(f"offsets must rise from 0 to {len(combined)}, the tokens of combined")

@@ -107,6 +107,7 @@ class Routing:
         self.num_experts = num_experts
         self._owned = True                           # buffers are ours to write and grow (not a view or a file)
         self._observers: list[Callable[[str, int], None]] = []
+        self._view: Any = None                       # the RoutingView of `view`, made once
         if len(tokens) or experts is not None:  # no tokens yet in a given shape keeps its [layers, k]
             self.append(tokens, experts, weights, labels)
 
@@ -393,10 +394,14 @@ class Routing:
         return routing_figure(self, kind, channel=channel, layer=layer)
 
     def view(self) -> Any:
-        """The interactive RoutingView widget of this routing (updates live while it grows)."""
+        """The interactive RoutingView widget of this routing (updates live while it grows): one per record,
+        shown again by each display, until closed (re-running a cell made a new one each time, each kept in
+        the kernel with a copy of the record)."""
         from ..widgets.routing import RoutingView
 
-        return RoutingView(self)
+        if self._view is None or self._view.comm is None:  # a closed widget has no comm
+            self._view = RoutingView(self)
+        return self._view
 
     def __repr__(self) -> str:
         codes = self.label_codes
@@ -502,7 +507,7 @@ class RecordWriter:
     def __init__(self, path: str | Path, *, layers: int, top_k: int, num_experts: int,
                  meta: dict[str, Any] | None = None) -> None:
         try:  # refused before anything is written: meta.json is written last, once the columns are done
-            json.dumps(meta)
+            json.dumps(meta, allow_nan=False)  # NaN is no JSON: the record saved, then failed to load
         except (TypeError, ValueError) as error:
             raise TypeError(f"a routing record's meta must be JSON data: {error}") from None
         self.path = Path(path).expanduser()  # "~/runs/a" is in the home folder, not a folder "~" here
@@ -547,6 +552,7 @@ class RecordWriter:
         lengths = [len(routing)] if lengths is None else list(lengths)
         if sum(lengths) != len(routing):
             raise ValueError(f"document lengths add up to {sum(lengths)}, not {len(routing)} tokens")
+        check_weights(routing)  # before any row is written: fixed point stored a NaN as 0
         if len(routing) and routing.experts.shape[1:] != (self.layers, self.top_k):
             if self.columns["experts"].rows:
                 raise ValueError(f"routing of [layers, k] = {list(routing.experts.shape[1:])} does not fit this "
@@ -584,7 +590,7 @@ class RecordWriter:
                 "documents": len(self.ends), "layers": self.layers, "top_k": self.top_k,  # meta says what it held
                 "num_experts": self.num_experts, "label_names": self.names, "doc_labels": self.doc_labels,
                 "empty_slots": self.empty_slots}
-        (self.path / "meta.json").write_text(json.dumps(meta, indent=1))
+        (self.path / "meta.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
 
 
 def _is_record(path: Path) -> bool:
@@ -610,7 +616,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     id past the record's expert count was counted in the next layer's load)."""
     path = Path(path).expanduser()
     try:
-        meta = json.loads((path / "meta.json").read_text())
+        meta = json.loads((path / "meta.json").read_text(), parse_constant=_no_constant)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} is not a routing record (no meta.json): save one with Routing.save or route(..., path=)") from None
     except (OSError, ValueError, RecursionError) as error:  # JSON nested past Python's recursion limit
@@ -631,6 +637,11 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     routing = Routing.from_arrays(columns["tokens"], experts, columns["weights"], columns["labels"],
                                   meta["label_names"], num_experts=meta["num_experts"])
     return routing, np.array(columns["offsets"]), list(meta["doc_labels"]), meta  # a copy: np.save rewrites the file
+
+
+def _no_constant(name: str) -> None:
+    """Refuse NaN and Infinity, which Python's json reads but JSON has not (a Corpus showed "nan s")."""
+    raise ValueError(f"{name} is no JSON number")
 
 
 def _column(path: Path, name: str) -> np.ndarray:

@@ -211,8 +211,9 @@ def static_bundle(routing: Routing) -> dict[str, Any]:
 
 
 def routing_bundle(routing: Routing) -> dict[str, Any]:
-    """A Routing's display: the widget where widgets render, with the PNG and summary as fallbacks."""
-    return RoutingView(routing)._bundle()
+    """A Routing's display: the widget where widgets render (the record's one view, shown again: a new one per
+    display stayed in the kernel, with its copy of the record), with the PNG and summary as fallbacks."""
+    return routing.view()._bundle()
 
 
 def _pack(routing: Routing) -> tuple[bytes, bytes]:

@@ -56,15 +56,19 @@ def _figure(width: float, height: float) -> Any:
 # ---------------------------------------------------------------- a record: grid and load
 
 
+def _say(ax: Any, text: str) -> None:
+    """An empty panel that says why: imshow of no rows or columns (no tokens, no experts) warned or failed."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([]), ax.set_yticks([])
+
+
 def _grid(ax: Any, routing: Any, channel: str | None) -> None:
     """Top-1 expert per token (x) and layer (y), other channels greyed; long records sampled."""
     n = len(routing)
     ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10,
                  parse_math=False)
-    if not n:  # an empty grid says so (no columns: imshow failed on a record without layers, warned on one with)
-        ax.text(0.5, 0.5, "no tokens recorded", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xticks([]), ax.set_yticks([])
-        return
+    if not n:
+        return _say(ax, "no tokens recorded")
     step = max(1, -(-n // _MAX_COLUMNS))
     picks = np.asarray(routing.experts[::step])  # a record of top-0 (saved and loaded like any) has no top-1: grey
     top1 = (picks[..., 0] if routing.top_k else np.full(picks.shape[:2], -1)).T.astype(float)
@@ -82,7 +86,9 @@ def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | 
     if layer is not None:
         check_layer(routing, layer)
     share = routing.load(channel).share
-    if layer is None:
+    if not routing.num_experts:
+        _say(ax, "no experts")
+    elif layer is None:
         image = ax.imshow(share, aspect="auto", interpolation="nearest", cmap="viridis")
         figure.colorbar(image, ax=ax, label="share of top-k picks")
         ax.set_xlabel("expert")
@@ -189,8 +195,11 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
     image = None
     for ax, label in zip(axes, labels):
         share = table.xs(label, level="label").to_numpy(float)
-        lift = np.log2(np.divide(share, overall, out=np.ones_like(share), where=overall > 0).clip(1 / 4, 4))
-        image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
+        if share.size:
+            lift = np.log2(np.divide(share, overall, out=np.ones_like(share), where=overall > 0).clip(1 / 4, 4))
+            image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
+        else:
+            _say(ax, "no experts")
         ax.set_title(f"{label} ({tokens.get(label, '?')} tokens)", fontsize=9, parse_math=False)
         ax.set_xlabel("expert", fontsize=8)
         ax.set_ylabel("layer", fontsize=8)
@@ -225,8 +234,10 @@ def _transitions(table: Any, layer: int = 0, measure: str = "tokens", **_: Any) 
     matrix = table.xs(layer, level="layer") if "layer" in (table.index.names or []) else table
     figure = _figure(5, 4.3)
     ax = figure.add_subplot()
-    image = ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest")
-    figure.colorbar(image, ax=ax, label=measure)
+    if matrix.size:
+        figure.colorbar(ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest"), ax=ax, label=measure)
+    else:
+        _say(ax, "no experts")
     for axis, ids in ((ax.xaxis, matrix.columns), (ax.yaxis, matrix.index)):  # the ids, also of a subset of experts
         axis.set_major_formatter(lambda x, _, ids=ids.to_numpy(): str(ids[int(x)]) if x % 1 == 0 and 0 <= x < len(ids)
                                  else "")
