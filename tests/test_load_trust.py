@@ -178,7 +178,7 @@ INVALID = "the config of {folder} is not a valid gpt-oss config: "
     ({"pad_token_id": 10**9},  # was torch's AssertionError
      INVALID + "pad_token_id must be a token id below vocab_size (201,088), not 1000000000"),
     ({"quantization_config": {"quant_method": "gptq"}},  # was transformers' TypeError
-     "could not load {folder}: GPTQConfig.__init__() missing 1 required positional argument: 'bits'"),
+     INVALID + "quantization_config's quant_method must be 'mxfp4', not 'gptq'"),
     ({"rope_parameters": {"rope_type": "default", "rope_theta": 0}},  # loaded, and every turn wrote "!!!!"
      INVALID + "rope_theta must be a number above 0, not 0"),
     ({"rope_parameters": {**YARN, "factor": 0.5}},  # transformers warned, then loaded it

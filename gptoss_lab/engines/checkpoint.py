@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import math
+import os
 import re
 import socket
 from collections.abc import Iterator
@@ -39,6 +40,13 @@ _ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 _STORED_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
 MAX_LAYERS = 1024  # gpt-oss-120b has 36; transformers lists a layer type per layer before any check
 MAX_JSON_BYTES = 16 * 2**20  # a checkpoint's config, generation config or shard index (gpt-oss-120b's index: 60 kB)
+# what a checkpoint's config may choose (kind: config attribute, load option, choices): implementations in
+# transformers' own code; any other (a Hub kernel "org/name", flash_attention_2, deepgemm) makes transformers download
+# a kernel and run it, which only the user's own load option may ask for
+_BUILT_IN_IMPLEMENTATIONS = {
+    "attention": ("_attn_implementation", "attn_implementation", ("eager", "sdpa", "flex_attention")),
+    "experts": ("_experts_implementation", "experts_implementation", ("eager", "grouped_mm", "batched_mm")),
+}
 
 
 class LoadError(EngineError):
@@ -57,6 +65,9 @@ class Source:
 def resolve(name_or_path: str | Path) -> Source:
     """"tiny", a checkpoint folder or a hub id, checked for what can be known without the network. Only the string
     "tiny" is the bundled model: a Path, "./tiny" or "tiny/" is the folder of that name."""
+    if not isinstance(name_or_path, (str, os.PathLike)) or name_or_path == "":  # None: a TypeError; "": this folder
+        raise LoadError(f"give 'tiny', a checkpoint folder or a Hub id such as openai/gpt-oss-20b, "
+                        f"not {clip(repr(name_or_path), 40)}")
     if isinstance(name_or_path, str) and name_or_path == "tiny":
         from ..tiny import CHECKPOINT
 
@@ -65,11 +76,13 @@ def resolve(name_or_path: str | Path) -> Source:
         return Source(str(CHECKPOINT), "gpt-oss-tiny", False)
     path = local_path(name_or_path)
     if path.is_dir():
-        if not (path / "config.json").exists():
+        if not os.path.lexists(path / "config.json"):  # a link that loops is there: reading it says so
             raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder")
         return Source(str(path), path.resolve().name, False)
     if path.exists():
         raise LoadError(f"{path} is a file: give the checkpoint folder")
+    if path.is_symlink():  # not a Hub id to look up
+        raise LoadError(f"{path} is a symbolic link to nothing (it dangles or loops): give the checkpoint folder")
     text = str(name_or_path)
     if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(text):
         raise LoadError(f"checkpoint folder not found: {text}")
@@ -157,7 +170,10 @@ def check_model_type(model_type: Any, name: str) -> bool:
 
 def check_raw(raw: dict[str, Any], name: str) -> None:
     """A one-line LoadError for a config.json's contents that transformers fails on while it builds the config:
-    more than MAX_LAYERS layers (a list entry per layer, 10**9 of them: 8 GB), a quantization_config that is no object."""
+    more than MAX_LAYERS layers (a list entry per layer, 10**9 of them: 8 GB), a quantization_config that is no object
+    or not MXFP4 (gpt-oss's experts are MXFP4 or unquantized: transformers skips an unknown quant_method with a
+    warning and loads the weights as unquantized ones; bitsandbytes, fp8 and others need other weights, other packages,
+    and may fetch Hub kernels)."""
     wrong = f"{name} is not a valid gpt-oss config"
     layers = raw.get("num_hidden_layers")
     if isinstance(layers, int) and layers > MAX_LAYERS:
@@ -166,6 +182,9 @@ def check_raw(raw: dict[str, Any], name: str) -> None:
     quant = raw.get("quantization_config")
     if quant is not None and not isinstance(quant, dict):
         raise LoadError(f"{wrong}: quantization_config must be an object, not {quant!r:.40}")
+    if quant is not None and quant.get("quant_method") != "mxfp4":
+        raise LoadError(f"{wrong}: quantization_config's quant_method must be 'mxfp4', not "
+                        f"{clip(repr(quant.get('quant_method')), 40)}")
 
 
 def check_sizes(config: Any, name: str) -> None:
@@ -193,6 +212,16 @@ def check_sizes(config: Any, name: str) -> None:
         raise LoadError(f"{wrong}: num_attention_heads ({config.num_attention_heads}) is not a multiple of "
                         f"num_key_value_heads ({config.num_key_value_heads})")
     _check_rope(getattr(config, "rope_parameters", None) or {}, wrong)
+    if getattr(config, "hidden_act", None) != "silu":  # transformers ignores it: the experts compute SwiGLU anyway
+        raise LoadError(f"{wrong}: hidden_act must be 'silu' (gpt-oss's SwiGLU), not "
+                        f"{clip(repr(getattr(config, 'hidden_act', None)), 40)}")
+    for key in ("swiglu_alpha", "swiglu_limit"):  # a limit of 0 or below clamps every expert's output to nonsense
+        value = getattr(config, key, None)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise LoadError(f"{wrong}: {key} must be a number above 0, not {clip(repr(value), 40)}")
+    if getattr(config, "return_dict", True) is not True:  # GptOss's forward reads its own outputs by name
+        raise LoadError(f"{wrong}: return_dict must be true, not {clip(repr(config.return_dict), 40)} (transformers' "
+                        "gpt-oss forward fails on the tuples it makes then)")
     eps = getattr(config, "rms_norm_eps", None)  # below 0, the norms take square roots of negatives: NaN logits
     if not _finite(eps) or eps < 0:
         raise LoadError(f"{wrong}: rms_norm_eps must be a number of 0 or more, not {clip(repr(eps), 40)}")
@@ -370,6 +399,8 @@ def _weight_files(folder: Path, label: str) -> list[Path]:
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
         raise LoadError(f"could not load {label}: {index.name} has no weight_map of tensor names to shard files")
+    if not isinstance(data.get("metadata"), dict):  # transformers adds to it: a KeyError or TypeError mid-load
+        raise LoadError(f"could not load {label}: {index.name} has no metadata object (it may be empty: {{}})")
     shards = sorted(set(weight_map.values()))
     present = {path.name for path in folder.iterdir()}  # not a lookup per name: one too long for the file system raises
     for shard in shards:
@@ -584,6 +615,13 @@ def check_device(device: Any) -> None:
         raise LoadError(f"{device!r} is not a device: use cpu, cuda, cuda:1, mps ...") from None
 
 
+def check_prefill_chunk(tokens: Any) -> None:
+    """A one-line ValueError for a prefill chunk that is no whole number of tokens, 1 or more: 0 failed every turn with
+    range()'s error, -1 with an UnboundLocalError, and either sized no attention scores in the doctor."""
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+        raise ValueError(f"prefill_chunk must be a whole number of tokens, 1 or more, not {tokens!r:.40}")
+
+
 def on_gpu(target: Any) -> bool:
     """Whether `target` names one CUDA GPU: "cuda", "cuda:1" or a GPU index."""
     text = str(target)
@@ -714,6 +752,7 @@ def plan_load(
     if source.hub and not hub_reachable():
         kw["local_files_only"] = hub_kw["local_files_only"] = True
     config = read_config(source, hub_kw)
+    _check_implementations(config, kw, source.path)
     local = None if source.hub else source.path  # the folder that will load, where it is known before the load
     if source.hub and hub_kw.get("local_files_only"):
         local = _cached_snapshot(source.path, hub_kw)  # offline, the cache is exactly what will load
@@ -753,6 +792,18 @@ def plan_load(
         kw["device_map"] = target
     kw["dtype"] = dtype or "auto"
     return plan
+
+
+def _check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:
+    """A one-line LoadError for an attention or experts implementation the checkpoint's config names that is not in
+    transformers' own code and not the one the load asks for: transformers would download a Hub kernel for it and run
+    it. Refused even when the load asks for another: a config's "_attn_implementation" outranks the load's option."""
+    for kind, (attribute, option, built_in) in _BUILT_IN_IMPLEMENTATIONS.items():
+        value = getattr(config, attribute, None)
+        if value is not None and value not in built_in and value != kw.get(option):
+            raise LoadError(f"could not load {label}: its config asks for the {kind} implementation "
+                            f"{clip(repr(value), 60)}, which transformers would download from the Hub and "
+                            f"run: a checkpoint may choose {', '.join(built_in)}")
 
 
 def cpu_default(config: Any, target: Any, free: int | None) -> str | None:

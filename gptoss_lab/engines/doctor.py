@@ -131,6 +131,7 @@ def doctor(
     import torch
 
     checkpoint.check_device(device)  # "bogus" was sized as this machine's RAM: "does not fit on bogus"
+    checkpoint.check_prefill_chunk(prefill_chunk)
     name, config, folder = _config(model)
     name = checkpoint.printable(name)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -44,7 +44,7 @@ class LocalEngine:
         self.name = name or str(getattr(self.config, "_name_or_path", "") or "gpt-oss").rstrip("/").rsplit("/", 1)[-1]
         self.default_sampling = _default_sampling(getattr(model, "generation_config", None))
         self.context_window: int | None = getattr(self.config, "max_position_embeddings", None)  # tokens
-        self.prefill_chunk = 2048  # prompt tokens per forward: bounds the attention memory of long prompts
+        self.prefill_chunk = 2048
         self.last_prefill = 0
         self._streams = 0  # stream calls started: only the latest may still touch the cache
         self._lock = threading.Lock()  # one thread computes at a time (threads sharing the engine)
@@ -104,6 +104,16 @@ class LocalEngine:
         if progress and (hidden := checkpoint.routing_visible(model)):
             print(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
         return engine
+
+    @property
+    def prefill_chunk(self) -> int:
+        """Prompt tokens per forward: bounds the attention memory of long prompts (the doctor sizes it)."""
+        return self._prefill_chunk
+
+    @prefill_chunk.setter
+    def prefill_chunk(self, tokens: int) -> None:
+        checkpoint.check_prefill_chunk(tokens)
+        self._prefill_chunk = tokens
 
     def reset(self) -> None:
         """Forget the KV cache (and the routing kept with it), e.g. to free its memory."""

@@ -1,0 +1,226 @@
+"""More of what a load takes on trust: a checkpoint's config cannot choose code for transformers to download and run
+(a Hub attention or experts kernel; its auto_map is never followed); a model given as None, a number or "", a
+prefill_chunk of 0 (in the doctor or on the engine), configs no gpt-oss model can have (a negative swiglu_limit,
+another hidden_act, a quantization that is not MXFP4, return_dict false), a shard index without metadata or reaching
+outside the folder, and a folder that is a symbolic link loop are refused in one line; hostile token ids in
+generation_config.json load and answer."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gptoss_lab.engines.base import Sampling
+from gptoss_lab.engines.checkpoint import LoadError
+from gptoss_lab.engines.doctor import doctor
+from gptoss_lab.engines.local import LocalEngine
+from gptoss_lab.session import Session
+
+
+def one_line_error(call, kind: type[Exception] = LoadError) -> str:
+    with pytest.raises(kind) as info:
+        call()
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def load(folder: str | Path, **kw) -> LocalEngine:
+    return LocalEngine.from_pretrained(folder, progress=False, **kw)
+
+
+def with_config(source: Path, folder: Path, **changes) -> Path:
+    """A copy of a checkpoint folder with keys of its config.json changed."""
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+@pytest.fixture
+def no_downloads(monkeypatch) -> list[str]:
+    """transformers' loaders of Hub kernels and of a checkpoint's own code, replaced by a record of what was asked."""
+    import transformers.modeling_utils as modeling
+    import transformers.models.auto.auto_factory as factory
+    import transformers.models.auto.configuration_auto as configuration
+
+    asked: list[str] = []
+
+    def record(what, *args, **kw):
+        asked.append(str(what))
+        raise RuntimeError(f"asked to fetch {what}")
+
+    monkeypatch.setattr(modeling, "lazy_import_flash_attention", record)
+    for module in (factory, configuration):
+        monkeypatch.setattr(module, "get_class_from_dynamic_module", record)
+    return asked
+
+
+ATTENTION = ("which transformers would download from the Hub and run: a checkpoint may choose eager, sdpa, "
+             "flex_attention")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"_attn_implementation": "kernels-community/vllm-flash-attn3"},
+     "the attention implementation 'kernels-community/vllm-flash-attn3', " + ATTENTION),
+    ({"attn_implementation": "evil/kernel"}, "the attention implementation 'evil/kernel', " + ATTENTION),
+    ({"attn_implementation": "flash_attention_2"},  # gpt-oss takes a Hub kernel for it
+     "the attention implementation 'flash_attention_2', " + ATTENTION),
+    ({"experts_implementation": "deepgemm"},  # kernels-community/deep-gemm
+     "the experts implementation 'deepgemm', which transformers would download from the Hub and run: a checkpoint "
+     "may choose eager, grouped_mm, batched_mm"),
+], ids=["hub-kernel", "attn-implementation", "flash-attention", "experts"])
+def test_a_config_cannot_choose_a_hub_kernel_to_run(tmp_path, random_checkpoint, no_downloads, changes, message):
+    """The config's choice went to transformers, which fetched the kernel from the Hub (here: `kernels` is not
+    installed, said in a line about installing it) and ran it; the user may still ask for it. A config's
+    "_attn_implementation" outranks the load's attn_implementation=, so asking for another does not help."""
+    folder = with_config(random_checkpoint, tmp_path / "kernel", **changes)
+    expected = f"could not load {folder}: its config asks for {message}"
+    assert one_line_error(lambda: load(folder)) == expected
+    assert no_downloads == []
+    if "experts_implementation" not in changes:
+        (value,) = changes.values()
+        assert one_line_error(lambda: load(folder, attn_implementation="eager")) == expected
+        assert "asked to fetch" in one_line_error(lambda: load(folder, attn_implementation=value))  # the user's ask
+        assert no_downloads
+
+
+def test_a_configs_auto_map_and_trust_remote_code_are_never_followed(tmp_path, random_checkpoint, no_downloads):
+    """transformers has gpt-oss's code, so it leaves a checkpoint's auto_map (its own modeling code) unread."""
+    folder = with_config(random_checkpoint, tmp_path / "remote", trust_remote_code=True,
+                         auto_map={"AutoConfig": "evil/repo--configuration.Config",
+                                   "AutoModelForCausalLM": "evil/repo--modeling.Model"})
+    assert load(folder).name == "remote"
+    assert doctor(folder).fits
+    assert no_downloads == []
+
+
+ACCEPTED = "give 'tiny', a checkpoint folder or a Hub id such as openai/gpt-oss-20b, not "
+
+
+@pytest.mark.parametrize("model", [None, 5, 2.5, b"tiny", ["tiny"], ""], ids=repr)
+def test_a_model_that_is_no_name_or_folder_is_one_line(model, tmp_path, monkeypatch, random_checkpoint):
+    """Each was a TypeError from pathlib, with a traceback; "" (an empty variable) loaded the current folder."""
+    shutil.copytree(random_checkpoint, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    assert one_line_error(lambda: load(model)) == ACCEPTED + repr(model)
+    assert one_line_error(lambda: Session.load(model)) == ACCEPTED + repr(model)
+    assert one_line_error(lambda: doctor(model)) == ACCEPTED + repr(model)
+
+
+@pytest.fixture(scope="module")
+def engine(random_checkpoint) -> LocalEngine:
+    return load(random_checkpoint)
+
+
+CHUNKS = [0, -1, 1.5, True, "2048"]
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_the_doctor_refuses_a_prefill_chunk_that_is_no_positive_count(chunk):
+    """0 or -1 sized no attention scores at all (and said it fits)."""
+    expected = f"prefill_chunk must be a whole number of tokens, 1 or more, not {chunk!r}"
+    assert one_line_error(lambda: doctor("tiny", prefill_chunk=chunk), ValueError) == expected
+    assert doctor("tiny", prefill_chunk=1).prefill_chunk == 1
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_the_engine_refuses_a_prefill_chunk_that_is_no_positive_count(engine, chunk):
+    """Set on the engine (as the doctor's report advises), it was taken, and every turn failed: range()'s "arg 3 must
+    not be zero", an UnboundLocalError, a TypeError."""
+    def set_chunk():
+        engine.prefill_chunk = chunk
+
+    expected = f"prefill_chunk must be a whole number of tokens, 1 or more, not {chunk!r}"
+    assert one_line_error(set_chunk, ValueError) == expected
+    assert engine.prefill_chunk == 2048
+    engine.prefill_chunk = 2
+    assert len(list(engine.stream([1, 2, 3], stop=set(), sampling=Sampling(temperature=0, max_new_tokens=2)))) == 2
+    engine.prefill_chunk = 2048
+
+
+INVALID = "the config of {folder} is not a valid gpt-oss config: "
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"swiglu_limit": -7.0}, "swiglu_limit must be a number above 0, not -7.0"),  # loaded, clamped every expert
+    ({"swiglu_limit": 0.0}, "swiglu_limit must be a number above 0, not 0.0"),
+    ({"swiglu_alpha": float("nan")}, "swiglu_alpha must be a number above 0, not nan"),
+    ({"hidden_act": "bogus"}, "hidden_act must be 'silu' (gpt-oss's SwiGLU), not 'bogus'"),  # loaded, ignored
+    ({"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}},  # "requires accelerate"
+     "quantization_config's quant_method must be 'mxfp4', not 'bitsandbytes'"),
+    ({"quantization_config": {"quant_method": "weird"}},  # loaded unquantized, after a warning
+     "quantization_config's quant_method must be 'mxfp4', not 'weird'"),
+    ({"quantization_config": {}}, "quantization_config's quant_method must be 'mxfp4', not None"),
+    ({"return_dict": False},  # loaded; where transformers' forward runs (a GPU), every turn was an AttributeError
+     "return_dict must be true, not False (transformers' gpt-oss forward fails on the tuples it makes then)"),
+], ids=["swiglu-limit-negative", "swiglu-limit-0", "swiglu-alpha-nan", "hidden-act", "bitsandbytes", "unknown-quant",
+        "no-quant-method", "return-dict"])
+def test_config_values_no_gpt_oss_model_has_are_refused(tmp_path, random_checkpoint, changes, message):
+    folder = with_config(random_checkpoint, tmp_path / "odd", **changes)
+    expected = INVALID.format(folder=folder) + message
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+
+
+def test_a_shard_index_without_metadata_is_one_line(tmp_path, random_checkpoint):
+    """transformers adds the tensor names to the index's metadata: a KeyError with a traceback when it had none."""
+    from safetensors import safe_open
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    with safe_open(folder / "model-00001-of-00001.safetensors", "pt") as f:
+        weight_map = dict.fromkeys(f.keys(), "model-00001-of-00001.safetensors")
+    index = folder / "model.safetensors.index.json"
+    for data in ({"weight_map": weight_map}, {"metadata": [], "weight_map": weight_map}):
+        index.write_text(json.dumps(data))
+        assert one_line_error(lambda: load(folder)) == (f"could not load {folder}: model.safetensors.index.json has no "
+                                                        "metadata object (it may be empty: {})")
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    assert load(folder).name == "ckpt"
+
+
+def test_a_folder_that_is_a_symlink_loop_is_not_looked_up_on_the_hub(tmp_path, monkeypatch, random_checkpoint):
+    """`load("loop")` where ./loop links to itself was taken for a Hub id (a lookup of "loop" on the Hub, offline
+    advice to download it); a config.json that loops was "has no config.json"."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink("loop", "loop")
+    expected = "loop is a symbolic link to nothing (it dangles or loops): give the checkpoint folder"
+    assert one_line_error(lambda: load("loop")) == expected
+    assert one_line_error(lambda: doctor("loop")) == expected
+    shutil.copytree(random_checkpoint, tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "config.json").unlink()
+    os.symlink("config.json", tmp_path / "ckpt" / "config.json")
+    assert one_line_error(lambda: load("ckpt")) == ("could not load ckpt: config.json cannot be read (Too many levels "
+                                                    "of symbolic links)")
+
+
+def test_hostile_token_ids_in_generation_config_load_and_answer(tmp_path, random_checkpoint):
+    """The engine stops on Harmony's tokens, not on the generation config's: ids past the vocabulary or negative, and a
+    huge max_length, change nothing."""
+    folder = tmp_path / "ids"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "generation_config.json").write_text(json.dumps(
+        {"eos_token_id": [10**30, -5], "bos_token_id": -1, "pad_token_id": 10**12, "max_length": 10**30}))
+    engine = load(folder)
+    assert len(list(engine.stream([1, 2, 3], stop=set(), sampling=Sampling(temperature=0, max_new_tokens=3)))) == 3
+
+
+@pytest.mark.parametrize("shard, message", [
+    ("../../etc/passwd", "model.safetensors.index.json names the shard '../../etc/passwd', which is not a file in the "
+                         "checkpoint folder"),
+    ("/etc/passwd", "model.safetensors.index.json names the shard '/etc/passwd', which is not a file in the checkpoint "
+                    "folder"),
+    ("zero.safetensors", "zero.safetensors is not a regular file"),  # a link to /dev/zero: read forever
+], ids=["parent", "absolute", "dev-zero"])
+def test_a_shard_index_cannot_reach_outside_the_folder_or_read_forever(tmp_path, random_checkpoint, shard, message):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "zero.safetensors").symlink_to("/dev/zero")
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"model.norm.weight": shard}}))
+    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {message}"
