@@ -9,6 +9,7 @@ page by page (pypdf). Every fetched page starts with a `URL:` line, as in the re
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ PDF_SUFFIXES = {".pdf"}
 DOCUMENT_SUFFIXES = HTML_SUFFIXES | MARKDOWN_SUFFIXES | TEXT_SUFFIXES | PDF_SUFFIXES
 MAX_PDF_PAGES = 5_000
 MAX_PDF_SECONDS = 60.0
+MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
 
 _SUP = re.compile(r"<sup( [^>]*)?>([\w\-]+)</sup>")
 _SUB = re.compile(r"<sub( [^>]*)?>([\w\-]+)</sub>")
@@ -35,10 +37,8 @@ _BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
 _EXTRA_NEWLINES = re.compile(r"\n(\s*\n)+")
 _SMP = re.compile(r"[\U00010000-\U0001FFFF]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
-_MARKDOWN_TITLE = re.compile(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                  (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
-_SETEXT_TITLE = re.compile(r"\A\s*([^\n]{1,120}?)\s*\n\s*(?:=+|-+)\s*$", re.MULTILINE)
 
 
 class ExtractError(ValueError):
@@ -63,8 +63,12 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     if main_content:
         html, found_title = _main_content(html)
     html = _XML_DECLARATION.sub("", replace_special_chars(_SMP.sub("", html)))
+    # without huge_tree, libxml2 silently drops the rest of a document after 255 nested elements (old HTML's
+    # unclosed tags; _flatten reads what lies deeper) or a text of more than 10 MB (a log in `<pre>`); a parser
+    # is not shared between threads
+    parser = lxml.html.HTMLParser(huge_tree=True)
     try:
-        root = lxml.html.fromstring(html) if html.strip() else None
+        root = lxml.html.fromstring(html, parser=parser) if html.strip() else None
     except (lxml.etree.ParserError, ValueError):
         root = None
     if root is not None:  # written as entities (&#12304;), they are only decoded now: nor can they fake links
@@ -84,10 +88,29 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
         node.getparent().remove(node)
     for node in root.xpath(".//script|.//style|.//noscript|.//template"):
         node.getparent().remove(node)
+    _flatten(root)
     text = _html_to_text(lxml.etree.tostring(root, encoding="UTF-8").decode())
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
+
+
+def _flatten(root: Any) -> None:
+    """What lies deeper than MAX_DEPTH elements becomes text (links and images are text by now): each level
+    of a list or a quote indents every line in it, so kB of nesting made MB of text."""
+    import lxml.etree
+
+    depth = 0
+    deep: list[Any] = []
+    for event, node in lxml.etree.iterwalk(root, events=("start", "end")):
+        if event == "end":
+            depth -= 1
+        elif (depth := depth + 1) == MAX_DEPTH and len(node):
+            deep.append(node)
+    for node in deep:
+        text = "".join(node.itertext())
+        del node[:]
+        node.text = text
 
 
 def _site_or_name(url: str) -> str:
@@ -107,15 +130,24 @@ def text_page(text: str, url: str, title: str, *, raw: str | None = None) -> Pag
 
 
 def heading_title(text: str) -> str | None:
-    """A document's title when it starts with one: an underlined first line, or the first `# Heading`."""
-    match = _SETEXT_TITLE.match(text) or _MARKDOWN_TITLE.search(text)
-    return match.group(1).strip() if match else None
+    """A document's title when it starts with one: an underlined first line, or the first `# Heading`. Read
+    line by line: the regular expressions that did it backtracked for hours over a few thousand spaces."""
+    lines = text.split("\n")
+    first, underline = [*itertools.islice(filter(None, map(str.strip, lines)), 2), "", ""][:2]
+    if len(first) <= 120 and underline and set(underline) in ({"="}, {"-"}):
+        return first
+    for line in lines:
+        heading = line.lstrip()
+        if heading.startswith("#") and heading[1:2].isspace() and len(line) - len(heading) <= 3:
+            title = heading[1:].strip().rstrip("#").rstrip()   # `# Title ##`: closing marks are no part of it
+            if title:
+                return title
+    return None
 
 
 def pdf_text(data: bytes) -> tuple[str, str | None]:
     """The text of a PDF, page after page, and its title if it has one."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
@@ -137,7 +169,7 @@ def pdf_text(data: bytes) -> tuple[str, str | None]:
         title = (reader.metadata or {}).get("/Title") if reader.metadata else None
     except ExtractError:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as err:
+    except Exception as err:  # pypdf fails on broken files with assorted errors (AssertionError, AttributeError ...)
         raise ExtractError(f"not a readable PDF ({type(err).__name__}: {err})".splitlines()[0]) from None
     text = "\n\n".join(p.strip("\n") for p in pages).strip()
     return text, str(title).strip() if title else None
@@ -166,7 +198,10 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
                   main_content: bool = False, base: str | None = None) -> Page:
     """Any supported document (by content type, else by file name) as a page (HTML links resolved
     against `base`, default `url`)."""
-    path = PurePosixPath(urlparse(name).path if "://" in name else name)  # a file may be named `C# notes.html`
+    try:
+        path = PurePosixPath(urlparse(name).path if "://" in name else name)  # a file may be named `C# notes.html`
+    except ValueError:  # `http://[x/owls.html`: urllib's "Invalid IPv6 URL"
+        path = PurePosixPath(name)
     suffix = path.suffix.lower()
     content_type = content_type.split(";")[0].strip().lower()
     stem = path.name or name
@@ -188,6 +223,7 @@ def _main_content(html: str) -> tuple[str, str]:
     """readability-lxml's main content of a web page, unless it kept too little of it."""
     from readability import Document
 
+    logging.getLogger("readability").setLevel(logging.CRITICAL)  # it logs each page it gives up on, traceback and all
     try:
         document = Document(html)
         summary, title = document.summary(html_partial=True), document.short_title()
@@ -230,7 +266,7 @@ def _replace_nodes_with_text(replacements: list[tuple[Any, str]]) -> None:
 
 def _number_links(root: Any, url: str) -> dict[str, str]:
     """Each link becomes `【id†text】` (`【id†text†domain】` when it leaves the page's site); id -> URL."""
-    here = domain(url)
+    here = _site(url)
     urls: dict[str, str] = {}
     ids: dict[str, str] = {}
     replacements = []
@@ -246,7 +282,7 @@ def _number_links(root: Any, url: str) -> dict[str, str]:
             continue
         try:
             link = urljoin(url, link)
-            there = domain(link)
+            there = _site(link)
         except ValueError:
             there = ""
         if not there:
@@ -258,6 +294,12 @@ def _number_links(root: Any, url: str) -> dict[str, str]:
         replacements.append((a, f"【{link_id}†{text}】" if there == here else f"【{link_id}†{text}†{there}】"))
     _replace_nodes_with_text(replacements)
     return urls
+
+
+def _site(url: str) -> str:
+    """Where a link leads: its `domain`, and for every file on this computer `file:` (what `domain` makes of a
+    file URL, unless its path holds "http": then none, and links to `https-setup.html` were dropped)."""
+    return "file:" if url.startswith("file:") else domain(url)
 
 
 def _replace_images(root: Any) -> None:

@@ -9,6 +9,8 @@ returns one of the indexed documents: the model cannot read any other file.
 """
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import glob
 import itertools
 import os
@@ -155,7 +157,8 @@ class LocalBackend(Backend):
     def fetch(self, url: str) -> Page:
         i = self._by_name.get(url.strip())
         if i is None and url.startswith("file:"):
-            i = self._by_name.get(unquote(urlparse(url).path))
+            with contextlib.suppress(ValueError):   # `file://[x`: urllib's "Invalid IPv6 URL"
+                i = self._by_name.get(unquote(urlparse(url).path))
         if i is None:
             raise BackendError(f"not one of the {len(self.pages)} documents (open a search result by its id, "
                                "or a document by its path)")
@@ -189,17 +192,17 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
     for item in paths:
         text = str(item)
         roots.append(text)
-        path = Path(text).expanduser()
+        path = Path(os.path.expanduser(text))   # pathlib's raised RuntimeError for ~user of no such user
         if path.is_dir():
             for found in _documents_in(path):
                 _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
         elif path.is_file():
             files.setdefault(path.resolve(), path.name)
         elif glob.has_magic(text):
-            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True)) if Path(m).is_file()]
+            folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
+            matches = _matches(folder, path.relative_to(folder).parts)
             if not matches:
                 raise BackendError(f"no files match {text}")
-            folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
             for match in matches:
                 _add_inside(files, outside, match, match.name, folder, text)
         else:
@@ -229,6 +232,45 @@ def _documents_in(folder: Path) -> list[Path]:
                     except OSError:
                         continue
         except OSError:  # a folder that cannot be listed is left out, as rglob did
+            continue
+    return sorted(found)
+
+
+def _matches(folder: Path, pattern: tuple[str, ...]) -> list[Path]:
+    """The files under `folder` whose path inside it matches the glob `pattern` (its parts), sorted, as glob
+    finds them (hidden names only where the pattern's part starts with a dot), but `**` enters no link to a
+    folder (glob's went round a link to `.` without end, and through a link to `/` walked the whole disk)."""
+    found: set[Path] = set()
+    seen: set[tuple[Path, int]] = set()
+    todo = [(folder, 0)]
+    while todo:
+        here, at = todo.pop()
+        if (here, at) in seen:
+            continue
+        seen.add((here, at))
+        if at == len(pattern):
+            if here.is_file():
+                found.add(here)
+            continue
+        part = pattern[at]
+        if not glob.has_magic(part):
+            todo.append((here / part, at + 1))
+            continue
+        if part == "**":
+            todo.append((here, at + 1))
+        try:
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") and not part.startswith("."):
+                        continue
+                    if part == "**":
+                        if entry.is_dir(follow_symlinks=False):
+                            todo.append((Path(entry.path), at))
+                        if at + 1 == len(pattern):  # a last `**` matches the files too
+                            todo.append((Path(entry.path), at + 1))
+                    elif fnmatch.fnmatch(entry.name, part):
+                        todo.append((Path(entry.path), at + 1))
+        except OSError:  # not a folder, or one that cannot be listed
             continue
     return sorted(found)
 

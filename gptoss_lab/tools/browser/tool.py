@@ -10,6 +10,7 @@ and `citations()` resolves those against the stack. One Browser serves a whole c
 from __future__ import annotations
 
 import json
+import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from openai_harmony import ToolNamespaceConfig
 
 from ...events import Citation, ToolCall
+from ...harmony import clean
 from ..base import Tool, ToolResult
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .local import LocalBackend
@@ -75,7 +77,8 @@ class Browser(Tool):
         """What `%gptoss browse` takes: folders, files and globs, or one backend: `searxng:URL` (or a bare
         http(s) URL of a SearXNG instance), `exa`, `youcom` (keys from EXA_API_KEY / YDC_API_KEY, or
         the variable `api_key_env` names)."""
-        return cls(_from_sources(list(sources), api_key_env), **options)
+        sources = [s for s in sources if str(s).strip()]    # "" is no folder (not the working one)
+        return cls(_from_sources(sources, api_key_env), **options)
 
     def describe(self) -> str:
         """One line: what the browser reads."""
@@ -123,9 +126,10 @@ class Browser(Tool):
             if page is not None:
                 source = page.origin or page
                 url, title = source.url, source.title
-                windows = self._shown.get(page, [])   # every page on the stack was shown when it was put there
-                cited = [n for n in range(start, min(end, len(page.lines) - 1) + 1)
-                         if any(a <= n < b for a, b in windows)]
+                # every page on the stack was shown when it was put there; only its windows are walked, not the
+                # lines cited (`L0-L1000000` walked a long page line by line, window by window)
+                stop = min(end + 1, len(page.lines))
+                cited = sorted({n for a, b in self._shown.get(page, []) for n in range(max(a, start), min(b, stop))})
                 if page.kind == "find":
                     numbers = _searched_lines(page)
                     cited = [n for n in cited if n in numbers]
@@ -334,6 +338,8 @@ def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
         args = None
     if not isinstance(args, dict):
         raise _UsageError(f"Invalid function arguments: browser.{function} takes a JSON object, e.g. {_EXAMPLE[function]}")
+    # JSON's "\ud800" is text no encoding writes (a find's URL raised UnicodeEncodeError): read as its escape
+    args = {clean(name): clean(value) if isinstance(value, str) else value for name, value in args.items()}
     unknown = sorted(set(args) - _PARAMETERS[function])
     if unknown:
         raise _UsageError(f"Invalid function arguments: browser.{function} has no parameter `{unknown[0]}` "
@@ -413,7 +419,7 @@ def _from_sources(sources: list[str], api_key_env: str | None) -> Backend:
 
     if not sources:
         raise BrowserError("give a folder, files, or a backend (searxng:URL, exa, youcom)")
-    specs = [s for s in sources if not Path(s).expanduser().exists() and (
+    specs = [s for s in sources if not os.path.exists(os.path.expanduser(s)) and (
         s.lower().startswith(("searxng:", "http://", "https://")) or s.lower().rstrip(":") in _BACKENDS)]
     try:
         if not specs:

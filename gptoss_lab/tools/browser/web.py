@@ -9,11 +9,14 @@ how the tests talk to fake servers on 127.0.0.1.
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -48,7 +51,9 @@ class HttpService:
         url = self.base_url + path
         deadline = time.monotonic() + self.timeout
         try:
-            with httpx.stream(method, url, headers=self.headers, timeout=self.timeout, **kwargs) as response:
+            with _cut_off(self.timeout) as extensions, \
+                    httpx.Client(headers=self.headers, timeout=self.timeout) as client, \
+                    client.stream(method, url, extensions=extensions, **kwargs) as response:
                 data = _body(response, deadline, self.timeout, f"{self.name}'s answer")
         except httpx.TimeoutException:
             raise BackendError(f"{self.name} did not answer within {self.timeout:g} s") from None
@@ -65,6 +70,8 @@ class HttpService:
                                f"{one_line(text, 160) or response.reason_phrase}")
         try:
             return json.loads(data)
+        except RecursionError:
+            raise BackendError(f"{self.name} answered JSON nested too deeply ({len(data):,} bytes)") from None
         except ValueError:
             kind = response.headers.get("content-type", "no content type")
             raise BackendError(f"{self.name} answered with something that is not JSON ({kind}, "
@@ -183,11 +190,12 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
     another on this machine or its network: the model opens such an address itself, under approval."""
     deadline = time.monotonic() + timeout
     try:
-        with httpx.Client(headers={"user-agent": USER_AGENT}, timeout=timeout) as client:
+        with _cut_off(timeout) as extensions, \
+                httpx.Client(headers={"user-agent": USER_AGENT}, timeout=timeout) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 if not url.startswith(("http://", "https://")):
                     raise BackendError("only http:// and https:// addresses can be opened")
-                with client.stream("GET", url) as response:
+                with client.stream("GET", url, extensions=extensions) as response:
                     if response.is_redirect:
                         if time.monotonic() > deadline:
                             raise BackendError(f"the page did not arrive within {timeout:g} s")
@@ -208,7 +216,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
                 raise BackendError(f"more than {MAX_REDIRECTS} redirects")
     except httpx.TimeoutException:
         raise BackendError(f"no answer within {timeout:g} s") from None
-    except (httpx.HTTPError, httpx.InvalidURL) as err:
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as err:  # UnicodeError: a host IDNA cannot write (`a..b`)
         raise BackendError(f"{type(err).__name__}: {_reason(err)}") from None
     try:
         return document_page(data, final, final, content_type=content_type, charset=charset, main_content=True)
@@ -238,6 +246,41 @@ def _is_local(host: str) -> bool:
     return any(not address.is_global for address in addresses)
 
 
+@contextlib.contextmanager
+def _cut_off(timeout: float) -> Iterator[dict[str, Any]]:
+    """Request extensions under which the connections a request opens are shut down `timeout` seconds from now,
+    and the request fails as timed out: httpx's timeouts hold for each read, so a server sending its headers a
+    byte at a time held the kernel for as long as it liked."""
+    sockets: list[socket.socket] = []
+    fired = threading.Event()
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":  # a duplicate: TLS takes over (detaches) the socket itself
+            sockets.append(info["return_value"].get_extra_info("socket").dup())
+            if fired.is_set():  # connected just after the timeout
+                shut()
+
+    def shut() -> None:
+        fired.set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(timeout, shut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield {"trace": trace}
+    except httpx.TransportError as err:
+        if fired.is_set():
+            raise httpx.ReadTimeout(f"cut off after {timeout:g} s") from err
+        raise
+    finally:
+        timer.cancel()
+        for sock in sockets:
+            sock.close()
+
+
 def _body(response: httpx.Response, deadline: float, timeout: float, what: str = "the page") -> bytes:
     """The decoded body, refused once it grows past MAX_PAGE_BYTES or takes longer than `timeout`
     (`what` names it in the error)."""
@@ -246,10 +289,16 @@ def _body(response: httpx.Response, deadline: float, timeout: float, what: str =
     if len(codings) > 1:  # each layer multiplies what a few bytes decode to
         raise BackendError(f"{what} is encoded {len(codings)} times over ({', '.join(codings)})")
     data = bytearray()
-    for chunk in response.iter_bytes():
-        data += chunk
-        if len(data) > MAX_PAGE_BYTES:
-            raise BackendError(f"{what} is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
-        if time.monotonic() > deadline:
-            raise BackendError(f"{what} did not arrive within {timeout:g} s")
+    try:
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) > MAX_PAGE_BYTES:
+                raise BackendError(f"{what} is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
+            if time.monotonic() > deadline:
+                break
+    except httpx.TransportError:
+        if time.monotonic() <= deadline:
+            raise
+    if time.monotonic() > deadline:  # also when _cut_off shut the connection down: what came may end anywhere
+        raise BackendError(f"{what} did not arrive within {timeout:g} s")
     return bytes(data)
