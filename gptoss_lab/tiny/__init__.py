@@ -1,6 +1,9 @@
 """gpt-oss-tiny: a small GptOss the lab trains itself on synthetic Harmony data, shipped in the package."""
 import argparse
-from collections.abc import Callable
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CHECKPOINT = Path(__file__).parent / "checkpoint"
@@ -18,3 +21,25 @@ def number(kind: type, low: float, high: float | None = None) -> Callable[[str],
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} {span}, not {text!r}")
         return value
     return parse
+
+
+@contextmanager
+def new_folder(out: Path) -> Iterator[Path]:
+    """A hidden sibling folder to write `out` into, which becomes `out` only when the block completes, so a
+    failure or Ctrl-C halfway leaves nothing behind. `out` must be new or an empty folder (ValueError: nothing
+    is overwritten); OSError, in one line, when it cannot be made. The tiny model's commands (train, quantize) write with it."""
+    if out.is_symlink() or out.exists() and not (out.is_dir() and not any(out.iterdir())):   # a link: no rename onto it
+        raise ValueError(f"{out} already exists: give a new (or empty) folder, nothing there is overwritten")
+    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        partial.mkdir(parents=True)
+    except OSError as error:
+        raise OSError(f"cannot write {out}: {error.strerror or error}") from None
+    try:
+        yield partial
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

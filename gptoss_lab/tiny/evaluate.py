@@ -26,6 +26,7 @@ import re
 import sys
 import time
 from collections import defaultdict
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -182,16 +183,22 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: print the tables (and the failed turns with --show-failures)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(CHECKPOINT))
-    p.add_argument("--n", type=number(int, 1), default=100, help="held-out conversations (1-8 turns each)")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED)
-    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1, help="share of conversations over 8,192 tokens")
-    p.add_argument("--show-failures", action="store_true")
+    p = argparse.ArgumentParser(
+        prog="python -m gptoss_lab.tiny.evaluate", description=__doc__.splitlines()[0],
+        epilog="example: python -m gptoss_lab.tiny.evaluate --n 10 --show-failures (a quick look: 10 held-out "
+               "conversations and the turns the model got wrong)")
+    p.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
+    p.add_argument("--n", type=number(int, 1), default=100,
+                   help="held-out conversations, 1-8 turns each (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="seed of the held-out conversations (default: %(default)s)")
+    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1,
+                   help="share of conversations over 8,192 tokens (default: %(default)s)")
+    p.add_argument("--show-failures", action="store_true", help="print each failed turn as a JSON line")
     p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     args = p.parse_args(argv)
     try:
-        result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share)
+        with redirect_stdout(sys.stderr):   # the progress bar: stdout is the table's (`… evaluate > table.md`)
+            result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share)
     except EngineError as err:  # a missing or damaged checkpoint: one line, not a traceback
         p.error(str(err))
     print(format_table(result))

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import uuid
 from pathlib import Path
 
 from . import CHECKPOINT, tokenizer
@@ -42,6 +44,7 @@ def converter(source: str | Path | None = None) -> Path:
 
     `source` (or `$LLAMA_CPP_SDIST`) is the sdist `.tar.gz` or an unpacked source folder; without
     one, the sdist of the installed version is fetched with `pip download` into ~/.cache/gptoss_lab.
+    Each sdist is unpacked once, into a folder of the cache named after it.
     """
     source = source or os.environ.get("LLAMA_CPP_SDIST")
     if source and Path(source).is_dir():
@@ -49,57 +52,79 @@ def converter(source: str | Path | None = None) -> Path:
         if not script.is_file():
             raise FileNotFoundError(f"{source} is not a llama-cpp-python source folder (no {_VENDOR}convert_hf_to_gguf.py)")
         return script
+    if source and not Path(source).is_file():
+        raise FileNotFoundError(f"{source}: no such file or folder (give a llama-cpp-python sdist .tar.gz or its folder)")
     version = _installed_version()
-    target = _CACHE / f"llama-cpp-python-{version}"
+    target = _CACHE / (Path(source).name.removesuffix(".tar.gz") if source else f"llama-cpp-python-{version}")
     script = target / "convert_hf_to_gguf.py"
     if script.is_file():
         return script
     if source is None:
         download = _CACHE / "sdist"
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                        f"llama-cpp-python=={version}", "-d", str(download)], check=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                               f"llama-cpp-python=={version}", "-d", str(download)])
+        if done.returncode:
+            raise RuntimeError(f"pip could not download the llama-cpp-python {version} sdist (offline? give --source)")
         source = download / f"llama_cpp_python-{version}.tar.gz"
-    with tarfile.open(source) as tar:
-        members = []
-        for member in tar.getmembers():
-            inner = member.name.split("/", 1)[-1]
-            if inner.startswith(_VENDOR) and inner[len(_VENDOR):].startswith(_NEEDED):
-                member.name = inner[len(_VENDOR):]
-                members.append(member)
-        tar.extractall(target, members=members, filter="data")
-    if not script.is_file():
-        raise FileNotFoundError(f"{source} holds no {_VENDOR}convert_hf_to_gguf.py")
+    # unpacked beside `target`, which it becomes only when whole: an interrupted unpacking broke every later run
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        with tarfile.open(source) as tar:
+            members = []
+            for member in tar.getmembers():
+                inner = member.name.split("/", 1)[-1]
+                if inner.startswith(_VENDOR) and inner[len(_VENDOR):].startswith(_NEEDED):
+                    member.name = inner[len(_VENDOR):]
+                    members.append(member)
+            tar.extractall(partial, members=members, filter="data")
+        if not (partial / "convert_hf_to_gguf.py").is_file():
+            raise FileNotFoundError(f"{source} holds no {_VENDOR}convert_hf_to_gguf.py")
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return script
 
 
 def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: str = "f32",
             source: str | Path | None = None) -> Path:
-    """Write `checkpoint` as a GGUF file at `out`; f32 keeps a bf16 checkpoint's weights exactly.
+    """Write `checkpoint` as a GGUF file at `out` (a new file: nothing is overwritten); f32 keeps a bf16
+    checkpoint's weights exactly.
 
     The checkpoint folder is not modified: its files are linked into a staging folder, next to a
     generated o200k_harmony tokenizer when it has none, and an untied lm_head when its embeddings are tied.
+    The GGUF is written beside `out` and renamed when whole, so a failure or Ctrl-C leaves none.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"{checkpoint} has no config.json: not a checkpoint folder")
+    if out.exists() or out.is_symlink():
+        raise FileExistsError(f"{out} already exists: give a new file name, nothing is overwritten")
+    if not out.parent.is_dir():
+        raise NotADirectoryError(f"{out.parent} is not a folder: make it first")
     script = converter(source)
-    with tempfile.TemporaryDirectory(prefix="gptoss-gguf-") as staging:
-        tied = json.loads((checkpoint / "config.json").read_text()).get("tie_word_embeddings", False)
-        for item in checkpoint.iterdir():
-            if not (tied and (item.name == "config.json" or item.name.startswith("model.safetensors"))):
-                (Path(staging) / item.name).symlink_to(item.resolve())
-        if tied:
-            _untie(checkpoint, Path(staging))
-        if not (checkpoint / "tokenizer.json").is_file():
-            for name in tokenizer.FILES:
-                (Path(staging) / name).unlink(missing_ok=True)
-            tokenizer.write(staging)
-        name = "gpt-oss-tiny" if checkpoint.resolve() == CHECKPOINT.resolve() else checkpoint.resolve().name
-        done = subprocess.run([sys.executable, str(script), staging, "--outfile", str(out), "--outtype", outtype,
-                               "--model-name", name],
-                              capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"convert_hf_to_gguf.py failed:\n{done.stderr[-3000:]}")
+    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="gptoss-gguf-") as staging:
+            tied = json.loads((checkpoint / "config.json").read_text()).get("tie_word_embeddings", False)
+            for item in checkpoint.iterdir():
+                if not (tied and (item.name == "config.json" or item.name.startswith("model.safetensors"))):
+                    (Path(staging) / item.name).symlink_to(item.resolve())
+            if tied:
+                _untie(checkpoint, Path(staging))
+            if not (checkpoint / "tokenizer.json").is_file():
+                for name in tokenizer.FILES:
+                    (Path(staging) / name).unlink(missing_ok=True)
+                tokenizer.write(staging)
+            name = "gpt-oss-tiny" if checkpoint.resolve() == CHECKPOINT.resolve() else checkpoint.resolve().name
+            done = subprocess.run([sys.executable, str(script), staging, "--outfile", str(partial), "--outtype", outtype,
+                                   "--model-name", name],
+                                  capture_output=True, text=True)
+        if done.returncode:   # its last line says why (a traceback's last line is the error)
+            raise RuntimeError(f"convert_hf_to_gguf.py failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}")
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
     return out
 
 
@@ -124,13 +149,24 @@ def serve_command(gguf: str | Path, *, model: str = "gpt-oss-tiny", host: str = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.llamacpp", description=__doc__.split("\n")[0])
-    parser.add_argument("out", help="the GGUF file to write")
+    """Command line: convert, then print the command that serves the GGUF."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gptoss_lab.tiny.llamacpp",
+        description="Convert gpt-oss-tiny (or any GptOss checkpoint folder) to a GGUF file with llama.cpp's own "
+                    "converter, and print the command that serves it.",
+        epilog="example: python -m gptoss_lab.tiny.llamacpp /tmp/gpt-oss-tiny.gguf, then "
+               "Session.connect('http://127.0.0.1:8000') (docs/remote.md)")
+    parser.add_argument("out", help="the GGUF file to write (a new file: nothing is overwritten)")
     parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
-    parser.add_argument("--outtype", default="f32", help="f32 (exact), bf16, f16 or q8_0")
-    parser.add_argument("--source", help="llama-cpp-python sdist (.tar.gz or folder) holding convert_hf_to_gguf.py")
+    parser.add_argument("--outtype", default="f32", choices=("f32", "bf16", "f16", "q8_0"),
+                        help="f32 keeps bf16 weights exactly (default: %(default)s)")
+    parser.add_argument("--source", help="llama-cpp-python sdist (.tar.gz or folder) holding convert_hf_to_gguf.py "
+                        "(default: $LLAMA_CPP_SDIST, or the installed version's, fetched with pip once)")
     args = parser.parse_args(argv)
-    out = convert(args.out, args.checkpoint, outtype=args.outtype, source=args.source)
+    try:
+        out = convert(args.out, args.checkpoint, outtype=args.outtype, source=args.source)
+    except (OSError, RuntimeError, tarfile.TarError) as error:
+        parser.exit(1, f"error: {error}\n")
     print(f"wrote {out}; serve it with:\n  " + " ".join(serve_command(out)))
 
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..engines.checkpoint import LoadError, read_json
-from . import CHECKPOINT
+from . import CHECKPOINT, new_folder
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
 BLOCK = 32  # values sharing one scale
@@ -124,24 +123,8 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
         raise ValueError(f"{source} has no .safetensors weights")
     if out.resolve() == source.resolve():
         raise ValueError("write the MXFP4 checkpoint to another folder than its source")
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        raise ValueError(f"{out} already exists: give a new (or empty) folder, nothing there is overwritten")
-    # Everything is written to a hidden sibling folder that becomes `out` only when complete,
-    # so a failure halfway leaves nothing behind.
-    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        partial.mkdir(parents=True)
-    except OSError as error:
-        raise OSError(f"cannot write {out}: {error.strerror or error}") from None
-    try:
-        errors = _write(source, shards, config, partial)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return errors
+    with new_folder(out) as partial:
+        return _write(source, shards, config, partial)
 
 
 def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) -> list[LayerError]:
@@ -173,9 +156,14 @@ def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: quantize gpt-oss-tiny (or SOURCE) into OUT and print the error per projection."""
-    parser = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.quantize", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gptoss_lab.tiny.quantize",
+        description="Write a bf16 GptOss checkpoint (gpt-oss-tiny by default) with its expert weights in MXFP4, "
+                    "openai/gpt-oss-20b's layout, and print how far each expert projection moved.",
+        epilog="example: python -m gptoss_lab.tiny.quantize --out gpt-oss-tiny-mxfp4, then %gptoss load gpt-oss-tiny-mxfp4")
     parser.add_argument("--source", default=str(CHECKPOINT), help="a bf16 GptOss checkpoint folder (default: gpt-oss-tiny)")
-    parser.add_argument("--out", default="gpt-oss-tiny-mxfp4", help="folder to write (default: %(default)s)")
+    parser.add_argument("--out", default="gpt-oss-tiny-mxfp4",
+                        help="a new (or empty) folder to write; nothing is overwritten (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         errors = quantize_checkpoint(args.source, args.out)

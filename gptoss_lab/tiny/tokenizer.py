@@ -77,16 +77,32 @@ def tokenizer_json() -> dict:
 
 
 def write(folder: str | Path) -> Path:
-    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `folder`."""
+    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `folder` (made if missing).
+
+    Each file is written beside its name and renamed when all are whole, so a failure or Ctrl-C halfway leaves
+    none of them (nor the folder, if this made it)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json(), ensure_ascii=False), encoding="utf-8")
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 131072,
               "add_bos_token": False, "add_eos_token": False,
               "clean_up_tokenization_spaces": False, "model_input_names": ["input_ids", "attention_mask"],
               **_SPECIAL_MAP}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (folder / "special_tokens_map.json").write_text(json.dumps(_SPECIAL_MAP, indent=2) + "\n", encoding="utf-8")
+    texts = {"tokenizer.json": json.dumps(tokenizer_json(), ensure_ascii=False),
+             "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
+             "special_tokens_map.json": json.dumps(_SPECIAL_MAP, indent=2) + "\n"}
+    made = not folder.is_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    partials = {folder / f".{name}.partial": folder / name for name in texts}
+    try:
+        for partial, text in zip(partials, texts.values()):
+            partial.write_text(text, encoding="utf-8")
+        for partial, final in partials.items():
+            partial.replace(final)
+    except BaseException:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        if made:
+            folder.rmdir()
+        raise
     return folder
 
 
@@ -101,9 +117,21 @@ def ensure(folder: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     """Command line: write the tokenizer files into FOLDER and print the tokenizer.json path."""
     p = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.tokenizer",
-                                description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.")
-    p.add_argument("folder", type=Path, help="a checkpoint folder (made if missing)")
-    print(write(p.parse_args(argv).folder) / "tokenizer.json")
+                                description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.",
+                                epilog="example: python -m gptoss_lab.tiny.tokenizer gptoss_lab/tiny/checkpoint "
+                                       "(then AutoTokenizer.from_pretrained, vLLM or llama.cpp can read that folder)")
+    p.add_argument("folder", type=Path, help="a checkpoint folder (made if missing) that has none of "
+                   + ", ".join(FILES) + ": a checkpoint's own tokenizer files are never overwritten")
+    folder = p.parse_args(argv).folder
+    if folder.exists() and not folder.is_dir():
+        p.error(f"{folder} is not a folder")
+    there = [name for name in FILES if (folder / name).exists() or (folder / name).is_symlink()]
+    if there:
+        p.error(f"{folder} already has {there[0]}: nothing overwritten (remove it to write a new one)")
+    try:
+        print(write(folder) / "tokenizer.json")
+    except OSError as error:
+        p.error(f"cannot write {folder}: {error.strerror or error}")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@ import math
 import multiprocessing
 import os
 import random
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, closing, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +37,9 @@ from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
 from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
 
 from .. import harmony
+from ..engines.checkpoint import LoadError, read_json
 from ..widgets import text_bar, transformers_bars
-from . import data, number
+from . import data, new_folder, number
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -181,9 +186,21 @@ def conversations(n: int, seed: int, *, workers: int, long_share: float, short_s
         for job in jobs:
             yield from _make(job)
         return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with _spawn_pool(workers) as pool:
         for part in pool.imap(_make, jobs):
             yield from part
+
+
+def _spawn_pool(workers: int) -> Any:
+    """A spawn Pool whose workers start with Ctrl-C ignored (inherited), leaving it to this process, which stops
+    them: each worker printed a traceback of its own when a run was interrupted."""
+    main_thread = threading.current_thread() is threading.main_thread()   # only it may set signal handlers
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        return multiprocessing.get_context("spawn").Pool(workers)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _batches(stream: Iterator[tuple[list[int], list[bool]]], tokens: int, pool: int, rng: random.Random
@@ -330,38 +347,38 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     seen = trained_tokens = all_tokens = step = 0
     recent: list[float] = []
     loads: list[float] = []
-    bar = text_bar(total=conversations_n, desc="training", unit="conv")
-    for group in _batches(stream, batch_tokens, 256, rng):
-        new = vocab.add([t for ids, _ in group for t in ids])
-        if new:
-            with torch.no_grad():
-                embedding[new] = torch.randn(len(new), config.hidden_size) * config.initializer_range
-        width = max(len(ids) for ids, _ in group)
-        ids = vocab.index[torch.tensor([ids + [harmony.RETURN] * (width - len(ids)) for ids, _ in group])]
-        covered = torch.tensor([c[1:] + [False] * (width - len(c)) for _, c in group])   # target p+1 from p
-        hidden = forward(model, ids)[:, :-1][covered]
-        loss = subset_loss(hidden, embedding[: len(vocab)], ids[:, 1:][covered], harmony.VOCAB_SIZE - len(vocab))
-        for g in optim.param_groups:
-            g["lr"] = _lr(seen / conversations_n, lr)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        seen += len(group)
-        trained_tokens += int(covered.sum())
-        all_tokens += sum(len(i) for i, _ in group)
-        bar.update(len(group))
-        recent = (recent + [loss.item()])[-log_every:]
-        if step % log_every == 0:
-            avg = sum(recent) / len(recent)
-            bar.set_postfix(loss=f"{avg:.4f}", rows=len(vocab))
-            load = os.getloadavg()[0]   # other processes share the CPU: the time depends on them
-            loads.append(load)
-            log.write(json.dumps({"step": step, "conversations": seen, "loss": round(avg, 5), "tokens": all_tokens,
-                                  "seconds": round(time.time() - start, 1), "load": round(load, 2)}) + "\n")
-            log.flush()
-        step += 1
-    bar.close()
+    # closed also when the run fails or is interrupted: the workers stop, the bar ends its line, the log is flushed
+    with closing(stream), log, text_bar(total=conversations_n, desc="training", unit="conv") as bar:
+        for group in _batches(stream, batch_tokens, 256, rng):
+            new = vocab.add([t for ids, _ in group for t in ids])
+            if new:
+                with torch.no_grad():
+                    embedding[new] = torch.randn(len(new), config.hidden_size) * config.initializer_range
+            width = max(len(ids) for ids, _ in group)
+            ids = vocab.index[torch.tensor([ids + [harmony.RETURN] * (width - len(ids)) for ids, _ in group])]
+            covered = torch.tensor([c[1:] + [False] * (width - len(c)) for _, c in group])   # target p+1 from p
+            hidden = forward(model, ids)[:, :-1][covered]
+            loss = subset_loss(hidden, embedding[: len(vocab)], ids[:, 1:][covered], harmony.VOCAB_SIZE - len(vocab))
+            for g in optim.param_groups:
+                g["lr"] = _lr(seen / conversations_n, lr)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            seen += len(group)
+            trained_tokens += int(covered.sum())
+            all_tokens += sum(len(i) for i, _ in group)
+            bar.update(len(group))
+            recent = (recent + [loss.item()])[-log_every:]
+            if step % log_every == 0:
+                avg = sum(recent) / len(recent)
+                bar.set_postfix(loss=f"{avg:.4f}", rows=len(vocab))
+                load = os.getloadavg()[0]   # other processes share the CPU: the time depends on them
+                loads.append(load)
+                log.write(json.dumps({"step": step, "conversations": seen, "loss": round(avg, 5), "tokens": all_tokens,
+                                      "seconds": round(time.time() - start, 1), "load": round(load, 2)}) + "\n")
+                log.flush()
+            step += 1
     save(model, vocab.ids, out, dtype)
     summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
                "long_share": long_share, "topics": topics or {}, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
@@ -380,41 +397,81 @@ def _topic(text: str) -> tuple[str, float]:
         value = float(weight)
     except ValueError:
         value = -1.0
-    if skill not in data.NEW_TOPICS or value < 0:
+    if skill not in data.NEW_TOPICS or not 0 <= value < math.inf:   # inf or NaN stopped the run at its first draw
         raise argparse.ArgumentTypeError(f"{text!r}: expected SKILL=WEIGHT, SKILL one of {', '.join(data.NEW_TOPICS)}")
     return skill, value
 
 
+def _checkpoint_layers(folder: Path) -> int:
+    """The layers of the gpt-oss checkpoint `folder` (read safely), or a one-line ValueError."""
+    try:
+        config = read_json(folder / "config.json", str(folder))
+    except LoadError as error:
+        raise ValueError(str(error)) from None
+    layers = config.get("num_hidden_layers") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or config.get("model_type") != "gpt_oss" or not isinstance(layers, int):
+        raise ValueError(f"{folder} is not a gpt-oss checkpoint folder")
+    return layers
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: the full training run by default, `--quick` for a smoke run of a few steps."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=RUNS / "latest", help="checkpoint folder to write")
-    p.add_argument("--conversations", type=number(int, 1), default=24000, help="training conversations (1-8 turns each)")
-    p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(
+        prog="python -m gptoss_lab.tiny.train", description=__doc__.splitlines()[0],
+        epilog="example: python -m gptoss_lab.tiny.train --quick --out /tmp/tiny_runs/smoke (a smoke run of a few "
+               "steps); the checkpoint card (gptoss_lab/tiny/checkpoint/README.md) has the shipped model's commands")
+    p.add_argument("--out", type=Path, default=RUNS / "latest",
+                   help="a new (or empty) checkpoint folder, written when the run ends (until then .OUT.partial-* "
+                   "beside it holds the run's loss.jsonl); nothing is overwritten (default: %(default)s)")
+    p.add_argument("--conversations", type=number(int, 1), default=24000,
+                   help="training conversations, 1-8 turns each (default: %(default)s)")
+    p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model and of the conversations (default: %(default)s)")
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
     p.add_argument("--layers", type=int, help="layers (even; default 4, or the resumed checkpoint's: more grows it "
                    "deeper, new layers starting as pass-throughs)")
-    p.add_argument("--batch-tokens", type=number(int, 64), default=2048, help="tokens per batch, padding included")
-    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.008, help="share of conversations over 8,192 tokens")
+    p.add_argument("--batch-tokens", type=number(int, 64), default=2048,
+                   help="tokens per batch, padding included (default: %(default)s)")
+    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.008,
+                   help="share of conversations over 8,192 tokens (default: %(default)s)")
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
-    p.add_argument("--workers", type=number(int, 0), default=1, help="processes making conversations while the model trains")
-    p.add_argument("--threads", type=number(int, 1), default=1, help="torch threads for the model (1 is best on a busy 2-core machine)")
+    p.add_argument("--workers", type=number(int, 0), default=1,
+                   help="processes making conversations while the model trains (default: %(default)s)")
+    p.add_argument("--threads", type=number(int, 1), default=1,
+                   help="torch threads for the model, 1 is best on a busy 2-core machine (default: %(default)s)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
     p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
     args = p.parse_args(argv)
     if args.layers is not None and (args.layers < 2 or args.layers % 2):
         p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
-    if args.resume is not None and not (args.resume / "config.json").is_file():
-        p.error(f"--resume: {args.resume} is not a checkpoint folder (it has no config.json)")
+    if args.topics and not sum({**data.NEW_TOPICS, **dict(args.topics)}.values()) > 0:
+        p.error("--topics: every weight is 0, so no conversation has a skill to draw")
+    if args.resume is not None:
+        if not (args.resume / "config.json").is_file():
+            p.error(f"--resume: {args.resume} is not a checkpoint folder (it has no config.json)")
+        try:
+            old = _checkpoint_layers(args.resume)
+        except ValueError as error:
+            p.error(f"--resume: {error}")
+        if args.layers is not None and args.layers < old:
+            p.error(f"--layers must be even and at least the checkpoint's {old}, not {args.layers}")
     torch.set_num_threads(args.threads)
     if args.quick:
         args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
-    summary = train(args.out, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
-                    batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
-                    compile=not args.no_compile, resume=args.resume, topics=dict(args.topics),
-                    layers=args.layers)
+    stack = ExitStack()   # the run writes beside --out, which it becomes only when the run completes
+    try:
+        partial = stack.enter_context(new_folder(args.out))
+    except (OSError, ValueError) as error:
+        p.error(f"--out: {error}")
+    try:
+        with stack, redirect_stdout(sys.stderr):   # the progress bar: stdout is the summary's (`… train | jq`)
+            summary = train(partial, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
+                            batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
+                            compile=not args.no_compile, resume=args.resume, topics=dict(args.topics),
+                            layers=args.layers)
+    except KeyboardInterrupt:
+        p.exit(130, f"interrupted: nothing written to {args.out}\n")
     print(json.dumps(summary))
 
 
