@@ -127,7 +127,7 @@ def test_tokenizer_refuses_to_overwrite_a_checkpoints_tokenizer_and_bad_folders(
     folder.mkdir()
     config = '{"chat_template": "{% for m in messages %}…{% endfor %}"}'
     (folder / "tokenizer_config.json").write_text(config)
-    _one_line_error(_run("tokenizer", str(folder)), f"{folder} already has tokenizer_config.json")
+    _one_line_error(_run("tokenizer", str(folder)), f"{folder} already has its own tokenizer_config.json")
     assert [p.name for p in folder.iterdir()] == ["tokenizer_config.json"]
     assert (folder / "tokenizer_config.json").read_text() == config
     (tmp_path / "file").write_text("x")
@@ -220,3 +220,18 @@ def test_quantize_refuses_a_link_to_an_empty_folder_before_it_works(tmp_path, ra
     done = _run("quantize", "--source", str(random_checkpoint), "--out", str(tmp_path / "link"))
     _one_line_error(done, f"{tmp_path / 'link'} already exists")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link"] and not any((tmp_path / "empty").iterdir())
+
+
+def test_tokenizer_writes_again_into_a_folder_holding_only_its_own_files(tmp_path):
+    """The checkpoint card's own command (`tokenizer gptoss_lab/tiny/checkpoint`, whose tokenizer_config.json and
+    special_tokens_map.json this command wrote and git keeps) was refused once overwriting was."""
+    import shutil
+
+    from gptoss_lab.tiny import CHECKPOINT
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(CHECKPOINT, folder, ignore=shutil.ignore_patterns("model.safetensors", "tokenizer.json"))
+    result = _run("tokenizer", str(folder))
+    assert result.returncode == 0 and result.stdout.strip() == str(folder / "tokenizer.json"), result.stderr
+    assert (folder / "tokenizer.json").stat().st_size > 8_000_000
+

@@ -76,19 +76,31 @@ def tokenizer_json() -> dict:
     }
 
 
+def _texts() -> dict[str, str]:
+    """The contents of each of FILES, as `write` writes them."""
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 131072,
+              "add_bos_token": False, "add_eos_token": False,
+              "clean_up_tokenization_spaces": False, "model_input_names": ["input_ids", "attention_mask"],
+              **_SPECIAL_MAP}
+    return {"tokenizer.json": json.dumps(tokenizer_json(), ensure_ascii=False),
+            "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
+            "special_tokens_map.json": json.dumps(_SPECIAL_MAP, indent=2) + "\n"}
+
+
+def _theirs(folder: Path) -> list[str]:
+    """The tokenizer files in `folder` that `write` did not write (another tokenizer's, a chat template): a link,
+    or a file whose contents differ from what `write` writes."""
+    ours = _texts()
+    return [name for name in FILES if (path := folder / name).is_symlink() or path.exists() and not (
+        path.is_file() and path.stat().st_size == len(ours[name].encode()) and path.read_text("utf-8") == ours[name])]
+
+
 def write(folder: str | Path) -> Path:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `folder` (made if missing).
 
     Each file is written beside its name and renamed when all are whole, so a failure or Ctrl-C halfway leaves
     none of them (nor the folder, if this made it)."""
-    folder = Path(folder)
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 131072,
-              "add_bos_token": False, "add_eos_token": False,
-              "clean_up_tokenization_spaces": False, "model_input_names": ["input_ids", "attention_mask"],
-              **_SPECIAL_MAP}
-    texts = {"tokenizer.json": json.dumps(tokenizer_json(), ensure_ascii=False),
-             "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
-             "special_tokens_map.json": json.dumps(_SPECIAL_MAP, indent=2) + "\n"}
+    folder, texts = Path(folder), _texts()
     made = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
     partials = {folder / f".{name}.partial": folder / name for name in texts}
@@ -121,13 +133,14 @@ def main(argv: list[str] | None = None) -> None:
                                 epilog="example: python -m gptoss_lab.tiny.tokenizer gptoss_lab/tiny/checkpoint "
                                        "(then AutoTokenizer.from_pretrained, vLLM or llama.cpp can read that folder)")
     p.add_argument("folder", type=Path, help="a checkpoint folder (made if missing) that has none of "
-                   + ", ".join(FILES) + ": a checkpoint's own tokenizer files are never overwritten")
+                   + ", ".join(FILES) + " but the ones this command writes: a checkpoint's own tokenizer files are never "
+                   "overwritten")
     folder = p.parse_args(argv).folder
     if folder.exists() and not folder.is_dir():
         p.error(f"{folder} is not a folder")
-    there = [name for name in FILES if (folder / name).exists() or (folder / name).is_symlink()]
-    if there:
-        p.error(f"{folder} already has {there[0]}: nothing overwritten (remove it to write a new one)")
+    there = _theirs(folder) if folder.is_dir() else []
+    if there:  # the lab's own files (gpt-oss-tiny's config) are written again; no other tokenizer's
+        p.error(f"{folder} already has its own {there[0]}: nothing overwritten (remove it to write a new one)")
     try:
         print(write(folder) / "tokenizer.json")
     except OSError as error:
