@@ -18,6 +18,7 @@ from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
 from gptoss_lab.tiny.quantize import quantize_checkpoint
+from test_kernel import run  # tests/ is on sys.path
 
 # Runs a load in a child whose address space is capped, so a checkpoint that fills the memory fails there, not here.
 CAPPED_LOAD = """
@@ -67,16 +68,22 @@ def copy_with_config(source: Path, folder: Path, **changes) -> Path:
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory, random_checkpoint) -> Path:
     """The random checkpoint in openai/gpt-oss-20b's layout: MXFP4 experts in two shards named by an index."""
-    from safetensors.torch import load_file, save_file
-
     folder = tmp_path_factory.mktemp("sharded") / "gpt-oss-random"
     quantize_checkpoint(random_checkpoint, folder)
+    return in_two_shards(folder, first=0)
+
+
+def in_two_shards(folder: Path, first: int = 1) -> Path:
+    """`folder`'s model.safetensors split into two shards (numbered from `first`) named by an index, as released
+    checkpoints are stored."""
+    from safetensors.torch import load_file, save_file
+
     tensors = load_file(folder / "model.safetensors")
     (folder / "model.safetensors").unlink()
     names = sorted(tensors)
     weight_map = {}
     for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
-        shard = f"model-0000{i}-of-00002.safetensors"
+        shard = f"model-0000{i + first}-of-00002.safetensors"
         save_file({n: tensors[n] for n in part}, folder / shard, metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(part, shard))
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
@@ -160,19 +167,13 @@ def test_a_refused_load_in_a_kernel_is_one_line_and_keeps_the_loaded_model(tmp_p
     (folder / "generation_config.json").write_text("[1, 2]")
     km, kc = start_new_kernel(kernel_name="python3")
     try:
-        def run(code: str) -> tuple[str, dict]:
-            out = []
-            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: out.append(
-                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
-            return "".join(out), reply["content"]
-
-        assert run("%load_ext gptoss_lab\n%gptoss load tiny")[1]["status"] == "ok"
-        _, refused = run(f"%gptoss load {folder}")
+        assert run(kc, "%load_ext gptoss_lab\n%gptoss load tiny", timeout=120)[1]["status"] == "ok"
+        _, refused = run(kc, f"%gptoss load {folder}", timeout=120)
         assert (refused["ename"], refused["evalue"]) == (
             "UsageError", f"could not load {folder}: its generation_config.json must be an object, not [1, 2]")
-        assert run("%gptoss status")[0].startswith("model: gpt-oss-tiny |")
-        assert run("%%gptoss --text --approve never --max-tokens 8\nHello!")[1]["status"] == "ok"
-        assert run("print(_gptoss.model, _gptoss.usage.completion_tokens)")[0].split() == ["gpt-oss-tiny", "8"]
+        assert run(kc, "%gptoss status", timeout=120)[0].startswith("model: gpt-oss-tiny |")
+        assert run(kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", timeout=120)[1]["status"] == "ok"
+        assert run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens)", timeout=120)[0].split() == ["gpt-oss-tiny", "8"]
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -14,21 +14,10 @@ from pathlib import Path
 import pytest
 
 from gptoss_lab.engines.base import Sampling
-from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
 from gptoss_lab.session import Session
-
-
-def one_line_error(call, kind: type[Exception] = LoadError) -> str:
-    with pytest.raises(kind) as info:
-        call()
-    assert "\n" not in str(info.value)
-    return str(info.value)
-
-
-def load(folder: str | Path, **kw) -> LocalEngine:
-    return LocalEngine.from_pretrained(folder, progress=False, **kw)
+from test_load_trust import load, one_line_error  # tests/ is on sys.path
 
 
 def with_config(source: Path, folder: Path, **changes) -> Path:

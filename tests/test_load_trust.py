@@ -21,10 +21,13 @@ from gptoss_lab.engines.local import LocalEngine
 from gptoss_lab.tiny import CHECKPOINT
 from gptoss_lab.tiny.quantize import quantize_checkpoint
 from gptoss_lab.tools import containment
+from test_checkpoint_hostile import in_two_shards  # tests/ is on sys.path
+from test_kernel import run  # tests/ is on sys.path
 
 
-def one_line_error(call) -> str:
-    with pytest.raises(LoadError) as info:
+def one_line_error(call, kind: type[Exception] = LoadError) -> str:
+    """The message of the `kind` error `call()` raises, checked to be one line."""
+    with pytest.raises(kind) as info:
         call()
     assert "\n" not in str(info.value)
     return str(info.value)
@@ -45,20 +48,9 @@ def mxfp4(tmp_path_factory, random_checkpoint) -> Path:
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory, random_checkpoint) -> Path:
     """The random checkpoint in two shards named by a model.safetensors.index.json."""
-    from safetensors.torch import load_file, save_file
-
     folder = tmp_path_factory.mktemp("sharded") / "gpt-oss-random"
     shutil.copytree(random_checkpoint, folder)
-    tensors = load_file(folder / "model.safetensors")
-    (folder / "model.safetensors").unlink()
-    names = sorted(tensors)
-    weight_map = {}
-    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
-        shard = f"model-0000{i + 1}-of-00002.safetensors"
-        save_file({n: tensors[n] for n in part}, folder / shard, metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(part, shard))
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return folder
+    return in_two_shards(folder)
 
 
 def test_only_the_string_tiny_is_the_bundled_model(tmp_path, monkeypatch, random_checkpoint):
@@ -233,23 +225,17 @@ def test_load_dot_slash_tiny_in_a_kernel_is_the_folder(tmp_path, random_checkpoi
 
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
-        def run(code: str) -> tuple[str, dict]:
-            out = []
-            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: out.append(
-                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
-            return "".join(out), reply["content"]
-
-        assert run("%load_ext gptoss_lab\nfrom pathlib import Path\nfrom gptoss_lab import Session")[1]["status"] == "ok"
-        refused = run("%gptoss load ./tiny")[1]
+        assert run(kc, "%load_ext gptoss_lab\nfrom pathlib import Path\nfrom gptoss_lab import Session", timeout=120)[1]["status"] == "ok"
+        refused = run(kc, "%gptoss load ./tiny", timeout=120)[1]
         assert (refused["ename"], refused["evalue"]) == ("UsageError", "checkpoint folder not found: ./tiny")
-        refused = run('Session.load(Path("tiny"), progress=False)')[1]
+        refused = run(kc, 'Session.load(Path("tiny"), progress=False)', timeout=120)[1]
         assert (refused["ename"], refused["evalue"]) == ("LoadError", "checkpoint folder not found: tiny")
         shutil.copytree(random_checkpoint, tmp_path / "tiny")
-        assert run("%gptoss load ./tiny")[1]["status"] == "ok"
-        assert run("%gptoss status")[0].startswith("model: tiny |")
-        assert run('print(Session.load(Path("tiny"), progress=False).engine.config.hidden_size)')[0].strip() == "64"
-        assert run("%gptoss load tiny")[1]["status"] == "ok"
-        assert run("%gptoss status")[0].startswith("model: gpt-oss-tiny |")
+        assert run(kc, "%gptoss load ./tiny", timeout=120)[1]["status"] == "ok"
+        assert run(kc, "%gptoss status", timeout=120)[0].startswith("model: tiny |")
+        assert run(kc, 'print(Session.load(Path("tiny"), progress=False).engine.config.hidden_size)', timeout=120)[0].strip() == "64"
+        assert run(kc, "%gptoss load tiny", timeout=120)[1]["status"] == "ok"
+        assert run(kc, "%gptoss status", timeout=120)[0].startswith("model: gpt-oss-tiny |")
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
