@@ -78,6 +78,18 @@ def test_a_self_signed_server_says_its_certificate_failed_and_how_to_trust_it(ce
         assert RemoteEngine(url, verify=ssl.create_default_context(cafile=certificate[0])).model == "gpt-oss-test"
 
 
+def test_a_certificate_for_another_name_says_so_not_to_give_a_ca_bundle(certificate):
+    """A server reached by a name its certificate does not give (localhost for one of 127.0.0.1) was told to pass
+    the CA bundle it had already passed."""
+    with _https(certificate) as (server, url):
+        other = url.replace("127.0.0.1", "localhost")
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(other, timeout=5, verify=certificate[0])
+    assert str(caught.value) == (
+        f"the server at {other} has a TLS certificate for another name (Hostname mismatch, certificate is not valid "
+        "for 'localhost'.): connect with a name the certificate gives (or verify=False, --insecure, to not check it)")
+
+
 def test_https_to_a_plain_http_server_says_so():
     """It read "cannot reach the gpt-oss server ... is it running? (tried 3 times)" of a server that runs."""
     with FakeServer() as server:

@@ -46,6 +46,7 @@ _BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", nev
 _OVERRUN = (4, 64)  # text chunks past max_tokens=n (4n + 64: margin for servers that split tokens' text)
 _LONGEST_WAIT = 86_400  # seconds: the largest timeout= (a day; 1e10 overflowed the sockets' clocks)
 _MAX_WAIT = 5.0  # seconds of a server's Retry-After we wait before asking again; a longer one is reported
+_HOSTNAME_MISMATCH = 62  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH
 _MAX_WAITING = 30.0  # seconds of waits between the tries of one request, in all: then the last failure is reported
 _ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
 _MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
@@ -301,6 +302,11 @@ class RemoteEngine:
                     raise RemoteError(f"the server at {self.url} did not answer within {self.timeout:g} s "
                                       "(timeout=...)") from None
                 tls = _tls_failure(err)  # no retry mends it
+                if isinstance(tls, ssl.SSLCertVerificationError) and tls.verify_code == _HOSTNAME_MISMATCH:
+                    raise RemoteError(  # a CA bundle cannot mend this one: the certificate is another name's
+                        f"the server at {self.url} has a TLS certificate for another name ({tls.verify_message}): "
+                        "connect with a name the certificate gives (or verify=False, --insecure, to not check it)"
+                    ) from None
                 if isinstance(tls, ssl.SSLCertVerificationError):
                     raise RemoteError(
                         f"the server at {self.url} has a TLS certificate this machine does not trust "
