@@ -860,13 +860,15 @@ def _capped(response: httpx.Response, timeout: float) -> httpx.Response:
 
 
 def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
-    """Seconds to wait before asking a busy server again: its Retry-After (seconds), else a back-off;
-    None when it asks for longer than `_MAX_WAIT`."""
+    """Seconds to wait before asking a busy server again: the back-off, or its Retry-After (seconds) when longer
+    (a Retry-After of 0 had `retries=1000` ask a thousand times at once); None when it asks for more than
+    `_MAX_WAIT`."""
+    backoff = min(0.5 * 2**attempt, _MAX_WAIT)
     try:
-        wait = float(response.headers.get("retry-after", min(0.5 * 2**attempt, _MAX_WAIT)))
+        wait = float(response.headers.get("retry-after", backoff))
     except ValueError:  # an HTTP date: too far ahead to wait for in a notebook
         return None
-    return max(wait, 0.0) if wait <= _MAX_WAIT else None
+    return max(wait, backoff) if wait <= _MAX_WAIT else None
 
 
 def _until_stop(ids: list[int], stop: Collection[int], room: int) -> tuple[list[int], bool]:
