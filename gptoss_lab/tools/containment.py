@@ -29,7 +29,11 @@ watches, so the caller has its answer at the timeout whatever the code does:
 - After each run the attributes of `builtins`, `sys`, `threading`, `_thread`, `os` and `signal` and the
   `sys.modules` entries that were there before it are put back as they were (`sys.modules.clear()`,
   `builtins.print = None`, `sys.displayhook = None` would leave later cells failing; a replaced
-  `threading.get_ident` would misfile every later thread); what the code added stays, as in a cell. An exception the code
+  `threading.get_ident` would misfile every later thread); what the code added stays, as in a cell. So do
+  the entries of the hook lists the interpreter calls by itself, `sys.meta_path`, `sys.path_hooks` and
+  `gc.callbacks` (`sys.meta_path.clear()` would fail every later import); what the code added to them stays
+  after them (a library it imported, six say, needs its finder). `sys.addaudithook`, whose hook could never be
+  taken out and would see every later cell, is refused. An exception the code
   raises into the kernel's thread (ctypes' `PyThreadState_SetAsyncExc`), once or again and again,
   ends the call and stops the code (`Hijacked`).
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
@@ -53,6 +57,7 @@ import contextvars
 import ctypes
 import faulthandler
 import functools
+import gc
 import getpass
 import io
 import math
@@ -74,6 +79,11 @@ except ImportError:  # Windows
     resource = None  # type: ignore[assignment]
 _getrlimit = getattr(resource, "getrlimit", None)
 
+# This module's functions look builtins up in a copy taken now (a function keeps the `__builtins__` of its
+# globals as they were when it was made): code that deletes or replaces `builtins.id`, `len`, `dict` ... while it
+# runs would otherwise make the watcher fail at every look, and hold the kernel past the timeout.
+__builtins__ = dict(vars(builtins))
+_BUILTINS = vars(builtins)
 _HERE = sys._getframe().f_code.co_filename
 POLL = 0.02       # seconds between looks at a running worker
 GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as stuck
@@ -287,12 +297,14 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
             attacked, stopping = False, None
             while True:  # until the code is stopped, whatever it raises into this thread meanwhile
                 try:
-                    worker.go.set()
+                    if not worker.go.is_set():  # set() runs threading's code, which needs the builtins the code may take
+                        worker.go.set()
                     if not attacked:
                         status = _watch(worker, ident, timeout, interrupts, stop)
                     if attacked or status in ("timeout", "interrupted"):  # the threads the code started go with it
                         with_ = Hijacked if attacked else _Interrupt if status == "interrupted" else ToolTimeout
                         stopping = _monotonic() if stopping is None else stopping  # not restarted: it gets forced
+                        _builtins_back()
                         stuck = _stop({ident: worker, **run.started()}, with_, stopping)
                     break
                 except BaseException:  # raised into this thread by the code (PyThreadState_SetAsyncExc): it ends
@@ -308,6 +320,14 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     if interrupts.seen:  # also when the interrupt came as the code finished: the turn ends, output kept
         status = "interrupted"
     return Outcome(status, worker.value, ident in stuck, len(threads))
+
+
+def _builtins_back() -> None:
+    """Put back the builtins the code deleted or replaced, but those the guards stand in for (the run's end
+    puts back those): stopping the code runs threading's code (the reaper thread), which looks them up."""
+    for name, value in __builtins__.items():
+        if name not in _PATCHED and _BUILTINS.get(name, _BUILTINS) is not value:
+            _BUILTINS[name] = value
 
 
 def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts,
@@ -488,19 +508,23 @@ _ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the 
            "execv": "os.exec*() would replace the kernel's process", "execve": "os.exec*() would replace the kernel's process",
            "raise_signal": "signal.raise_signal() would signal the kernel's own process",
            "interrupt_main": "_thread.interrupt_main() would interrupt the kernel",
+           "addaudithook": "sys.addaudithook() would run the code on the kernel's thread at every audited event, "
+                           "unguarded and untimed, for as long as the kernel lives",
            **{name: f"faulthandler.{name}() would crash the kernel's process" for name in _CRASHES}}
 _INPUTS = {"input": "input() would wait for the user to type in the notebook; the python tool's code cannot read input",
            "getpass": "getpass() would ask the user for a password in the notebook; the python tool's code cannot "
                       "read input"}
 _INPUTS |= {"raw_input": _INPUTS["input"].replace("input()", "raw_input()"),
             "_input_request": _INPUTS["input"].replace("input()", "an input request")}
+_PATCHED = frozenset((*_CHECKS, *_ALWAYS, *_INPUTS))  # the builtins among them: open, exit, quit, input
 
 
 def _patch_table() -> list[tuple[Any, str]]:
     """(owner, name) of each function the guards stand in for, in the public module and in the C module
     behind it (`import posix; posix._exit(1)` is refused too). os.execl & co call os.execv/execve."""
     table = [(builtins, "exit"), (builtins, "quit"), (builtins, "input"), (getpass, "getpass"),
-             (_thread, "interrupt_main"), (sys, "setrecursionlimit"), (resource, "setrlimit"), (resource, "prlimit")]
+             (_thread, "interrupt_main"), (sys, "setrecursionlimit"), (sys, "addaudithook"),
+             (resource, "setrlimit"), (resource, "prlimit")]
     table += [(faulthandler, name) for name in ("dump_traceback_later", *_CRASHES)]
     table += [(owner, "open") for owner in (builtins, io, sys.modules.get("_io"))]  # os.fdopen calls io.open
     kernel = getattr(sys.modules.get("ipykernel.kernelbase"), "Kernel", None)  # its own prompts, as methods
@@ -570,6 +594,7 @@ class _Guards:
             kept = [{name: originals.get(id(value), value) for name, value in attributes.items()}
                     for _, attributes in _KEPT]
             kept_modules = dict(_modules)
+            kept_hooks = [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, gc.callbacks)]
             run = _Run()
             self.runs.append(run)
             if not self.installed:
@@ -598,13 +623,19 @@ class _Guards:
                     self.descriptors = None
                 self.lingering.update(run.started())
                 self._uninstall_if_done()
-                self._put_back(kept, kept_modules)
+                self._put_back(kept, kept_modules, kept_hooks)
                 self._watch_lingering()
 
-    def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any]) -> None:
+    def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any],
+                  kept_hooks: list[tuple[list[Any], list[Any]]]) -> None:
         """The builtins, `sys` attributes and modules that were there before the run, as they were
         (`builtins.print = None`, `sys.modules.clear()`, `sys.displayhook = None` would leave later cells
-        failing); what the code added stays, as in a cell. A stand-in still installed stays in place."""
+        failing); what the code added stays, as in a cell. A stand-in still installed stays in place.
+        The hook lists' entries too, in their order, what the code added after them (by identity: == would ask
+        the code's objects' __eq__)."""
+        for hooks, before in kept_hooks:
+            if any(not any(now is then for now in hooks) for then in before):  # the code took one out
+                hooks[:] = before + [now for now in hooks if not any(now is then for then in before)]
         for (owner, attributes), before in zip(_KEPT, kept):
             guarded = {name: stand_in for installed, name, _, stand_in in self.installed if installed is owner}
             for name, value in before.items():
