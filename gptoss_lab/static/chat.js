@@ -46,6 +46,14 @@ function button(cls, label, title, onclick) {
   return b;
 }
 
+function keepFocus(leaving, target) {
+  // Keyboard focus inside `leaving`, which is about to go, moves to `target`, which stays: left alone it would
+  // drop to the page, and the next Tab would start again at the top of JupyterLab.
+  if (!leaving.contains(document.activeElement)) return;
+  if (target.tagName !== "BUTTON") target.tabIndex = -1;
+  target.focus({ preventScroll: true });
+}
+
 function flash(node, text, restore) {
   node.textContent = text;
   setTimeout(() => (node.textContent = restore), 1500);
@@ -167,6 +175,7 @@ class Turn {
     this.bar = h("div", "gx-bar");
     const why = "End generation (like interrupting the kernel); the partial reply is kept";
     this.stop = button("gx-stop", "■ Stop", why, () => {
+      keepFocus(this.stop, this.progress);   // a disabled button loses focus; the footer's line takes it in stats()
       this.stop.disabled = true;
       this.stop.textContent = "Stopping…";
       send(this.model, { kind: "stop" });
@@ -222,6 +231,7 @@ class Turn {
     b.node.dataset.status = "writing";
     const head = h("div", "gx-tool-head");
     b.status = h("span", "gx-status", "writing…");
+    b.status.setAttribute("role", "status");   // read out as it changes: "waiting for approval" needs the user
     const tools = h("span", "gx-tool-buttons");
     const copy = button("gx-copy-code", "Copy", "Copy this code", () => copyText(b.code(), copy, "Copy"));
     tools.append(copy);
@@ -307,6 +317,7 @@ class Turn {
 
   approval(b, op) {
     const decide = (kind, always) => {
+      keepFocus(b.node, b.status);      // from the buttons or the editor, which go
       for (const node of b.actions.querySelectorAll("button")) node.disabled = true;
       b.status.textContent = kind === "run" ? "starting…" : "skipping…";
       const action = { kind, index: op.i, always: !!always };
@@ -374,26 +385,27 @@ class Turn {
 
   stats(op) {
     this.node.classList.remove("gx-live");
-    if (op.interrupted) this.node.classList.add("gx-interrupted");
     const footer = h("div", "gx-footer");
-    footer.append(h("span", "gx-stats", op.line));
+    const line = h("span", "gx-stats", op.line);
+    footer.append(line);
     if (op.context_tokens && this.contextWindow) footer.append(this.meter(op.context_tokens, this.contextWindow));
     if (op.controls) {
-      const again = button("gx-regenerate", "↻ Regenerate", "Ask the same question again for a new answer "
-        + "(replaces this one in the conversation)", () => {
+      const ask = (kind) => () => {
+        keepFocus(group, line);
         again.disabled = fresh.disabled = true;
-        send(this.model, { kind: "regenerate" });
-      });
+        send(this.model, { kind });
+      };
+      const again = button("gx-regenerate", "↻ Regenerate", "Ask the same question again for a new answer "
+        + "(replaces this one in the conversation)", ask("regenerate"));
       const fresh = button("gx-new-chat", "New chat", "Forget the conversation: the next question starts fresh",
-        () => {
-          again.disabled = fresh.disabled = true;
-          send(this.model, { kind: "new_chat" });
-        });
+        ask("new_chat"));
       const group = h("span", "gx-turn-buttons");   // wraps as one: never New chat alone on the next line
       group.append(again, fresh);
       footer.append(group);
     }
-    this.bar.replaceWith(footer);
+    this.bar.after(footer);
+    keepFocus(this.bar, line);          // not to ↻ Regenerate, where a second Enter would drop the kept reply
+    this.bar.remove();
     this.bar = footer;
   }
 
@@ -423,9 +435,13 @@ function render({ model, el }) {
   let seq = 0;
   const apply = (ops) => {
     for (const op of ops) {
-      if (op.op === "turn") {
-        view.root.replaceChildren();   // one turn per view: Regenerate replaces it
+      if (op.op === "turn") {          // one turn per view: Regenerate replaces it
+        const old = view.root.firstChild;
         turn = new Turn(view, op);
+        if (old) {
+          keepFocus(old, turn.stop);
+          old.remove();
+        }
       } else if (turn && OPS.has(op.op)) {
         turn[op.op](op);
       }
