@@ -8,11 +8,14 @@ page by page (pypdf). Every fetched page starts with a `URL:` line, as in the re
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import logging
+import math
 import re
 import time
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -27,6 +30,8 @@ PDF_SUFFIXES = {".pdf"}
 DOCUMENT_SUFFIXES = HTML_SUFFIXES | MARKDOWN_SUFFIXES | TEXT_SUFFIXES | PDF_SUFFIXES
 MAX_PDF_PAGES = 5_000
 MAX_PDF_SECONDS = 60.0
+MAX_HTML_SECONDS = 10.0     # html2text is pure Python: a 5 MB page of `<br>` took 19 s to convert
+MAX_MAIN_CONTENT_TAGS = 50_000  # readability-lxml (pure Python too) cuts only pages of at most this many tags
 MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
 
 _SUP = re.compile(r"<sup( [^>]*)?>([\w\-]+)</sup>")
@@ -51,16 +56,18 @@ def with_url(url: str, text: str) -> str:
 
 
 def html_page(html: str, url: str, title: str | None = None, *, main_content: bool = False,
-              base: str | None = None) -> Page:
+              base: str | None = None, deadline: float | None = None) -> Page:
     """An HTML document as the model reads it; `main_content` drops navigation and boilerplate first
-    (for web pages fetched raw; the user's own documents are kept whole). Links are resolved against
-    `base` (default: `url`)."""
+    (for web pages fetched raw; the user's own documents are kept whole; pages of more than
+    MAX_MAIN_CONTENT_TAGS tags too). Links are resolved against `base` (default: `url`). Converting
+    takes at most MAX_HTML_SECONDS, and ends by `deadline` (a `time.monotonic()`) if one is given."""
     import lxml.etree
     import lxml.html
 
+    deadline = min(time.monotonic() + MAX_HTML_SECONDS, math.inf if deadline is None else deadline)
     raw = html
     found_title = ""
-    if main_content:
+    if main_content and html.count("<") <= MAX_MAIN_CONTENT_TAGS:
         html, found_title = _main_content(html)
     html = _XML_DECLARATION.sub("", replace_special_chars(_SMP.sub("", html)))
     # without huge_tree, libxml2 silently drops the rest of a document after 255 nested elements (old HTML's
@@ -89,7 +96,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     for node in root.xpath(".//script|.//style|.//noscript|.//template"):
         node.getparent().remove(node)
     _flatten(root)
-    text = _html_to_text(lxml.etree.tostring(root, encoding="UTF-8").decode())
+    text = _html_to_text(lxml.etree.tostring(root, encoding="UTF-8").decode(), deadline)
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
@@ -145,34 +152,72 @@ def heading_title(text: str) -> str | None:
     return None
 
 
-def pdf_text(data: bytes) -> tuple[str, str | None]:
-    """The text of a PDF, page after page, and its title if it has one."""
+def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | None]:
+    """The text of a PDF, page after page, and its title if it has one, read within MAX_PDF_SECONDS and by
+    `deadline` (a `time.monotonic()`) if one is given."""
     from pypdf import PdfReader
 
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    deadline = min(time.monotonic() + MAX_PDF_SECONDS, math.inf if deadline is None else deadline)
+
+    def in_time(*_: object) -> None:  # called before each drawing operation: pages can share one of 1M of them
+        if time.monotonic() > deadline:
+            raise ExtractError(f"reading the PDF took longer than {MAX_PDF_SECONDS:g} s")
+
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ExtractError("the PDF is encrypted")
-        if len(reader.pages) > MAX_PDF_PAGES:  # a few kB can list one page 100,000 times: minutes of reading
-            raise ExtractError(f"the PDF has {len(reader.pages):,} pages; the browser reads at most {MAX_PDF_PAGES:,}")
-        deadline = time.monotonic() + MAX_PDF_SECONDS
-
-        def in_time(*_: object) -> None:  # called before each drawing operation: pages can share one of 1M of them
-            if time.monotonic() > deadline:
-                raise ExtractError(f"reading the PDF took longer than {MAX_PDF_SECONDS:g} s")
-
-        pages = []
-        for page in reader.pages:
-            in_time()
-            pages.append(page.extract_text(visitor_operand_before=in_time) or "")
-        title = (reader.metadata or {}).get("/Title") if reader.metadata else None
+        with _quiet("pypdf"):  # it logs at ERROR what it works around (CJK fonts' "Advanced encoding")
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise ExtractError("the PDF is encrypted")
+            if (count := _page_count(reader.root_object["/Pages"], in_time)) > MAX_PDF_PAGES:
+                raise ExtractError(f"the PDF has {count:,} pages; the browser reads at most {MAX_PDF_PAGES:,}")
+            pages = []
+            for page in reader.pages:
+                in_time()
+                pages.append(page.extract_text(visitor_operand_before=in_time) or "")
+            title = (reader.metadata or {}).get("/Title") if reader.metadata else None
     except ExtractError:
         raise
     except Exception as err:  # pypdf fails on broken files with assorted errors (AssertionError, AttributeError ...)
         raise ExtractError(f"not a readable PDF ({type(err).__name__}: {err})".splitlines()[0]) from None
     text = "\n\n".join(p.strip("\n") for p in pages).strip()
     return text, str(title).strip() if title else None
+
+
+def _page_count(node: Any, in_time: Callable[[], None]) -> int:
+    """How many pages the page tree under `node` lists, each node read once however often it is listed, and
+    refused past MAX_PDF_PAGES distinct pages: pypdf builds every page it lists before counting them (100,000
+    took 5 s and 375 MB)."""
+    pages_under: dict[int, int] = {}    # id of a node (pypdf keeps each it read) -> the pages it lists
+    leaves = itertools.count(1)
+
+    def count(node: Any) -> int:
+        node = node.get_object()
+        if id(node) not in pages_under:
+            in_time()
+            pages_under[id(node)] = 0   # a node listing itself lists nothing more
+            kids = node.get("/Kids") if isinstance(node, dict) else None
+            if isinstance(kids, list):
+                pages_under[id(node)] = sum(map(count, kids))
+            elif next(leaves) > MAX_PDF_PAGES:
+                raise ExtractError(f"the PDF has more than {MAX_PDF_PAGES:,} pages; the browser reads at most "
+                                   f"{MAX_PDF_PAGES:,}")
+            else:
+                pages_under[id(node)] = 1
+        return pages_under[id(node)]
+
+    return count(node)
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """The logger `name` (and those under it) silent meanwhile, its level restored after."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def decode_text(data: bytes, charset: str | None = None) -> str:
@@ -195,9 +240,9 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
 
 
 def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
-                  main_content: bool = False, base: str | None = None) -> Page:
+                  main_content: bool = False, base: str | None = None, deadline: float | None = None) -> Page:
     """Any supported document (by content type, else by file name) as a page (HTML links resolved
-    against `base`, default `url`)."""
+    against `base`, default `url`), read by `deadline` (a `time.monotonic()`) if one is given."""
     try:
         path = PurePosixPath(urlparse(name).path if "://" in name else name)  # a file may be named `C# notes.html`
     except ValueError:  # `http://[x/owls.html`: urllib's "Invalid IPv6 URL"
@@ -206,11 +251,11 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
     content_type = content_type.split(";")[0].strip().lower()
     stem = path.name or name
     if content_type == "application/pdf" or (not content_type and suffix in PDF_SUFFIXES) or data[:5] == b"%PDF-":
-        text, title = pdf_text(data)
+        text, title = pdf_text(data, deadline)
         return text_page(text, url, title or stem)
     text = decode_text(data, charset)
     if content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES):
-        return html_page(text, url, main_content=main_content, base=base)
+        return html_page(text, url, main_content=main_content, base=base, deadline=deadline)
     if content_type and not content_type.startswith("text/") and content_type not in ("application/json",
                                                                                         "application/xml"):
         raise ExtractError(f"cannot read {content_type} documents")
@@ -310,7 +355,9 @@ def _replace_images(root: Any) -> None:
     _replace_nodes_with_text(replacements)
 
 
-def _html_to_text(html: str) -> str:
+def _html_to_text(html: str, deadline: float) -> str:
+    """html2text's Markdown-like text of `html`, converted a piece at a time (each cut before a tag) as
+    `HTML2Text.handle` does at once, and refused once `deadline` passes."""
     import html2text
 
     html = _SUP.sub(r"^{\2}", html)
@@ -323,4 +370,13 @@ def _html_to_text(html: str) -> str:
     converter.ignore_tables = True
     converter.unicode_snob = True
     converter.ignore_emphasis = True
-    return converter.handle(html).strip()
+    start = 0
+    while start < len(html):
+        if time.monotonic() > deadline:
+            raise ExtractError(f"converting the page took longer than {MAX_HTML_SECONDS:g} s")
+        end = html.find("<", start + 65_536)
+        end = len(html) if end < 0 else end
+        converter.feed(html[start:end])
+        start = end
+    converter.feed("")
+    return converter.optwrap(converter.finish()).strip()

@@ -15,6 +15,8 @@ import glob
 import itertools
 import os
 import re
+import stat
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +32,9 @@ PASSAGE_LINES = 8            # wrapped lines per indexed passage; passages overl
 SNIPPET_CHARS = 240
 PROGRESS_FROM = 20           # files: show a progress bar from this many on
 MAX_FILE_BYTES = 50_000_000
+MAX_FOLDER_BYTES = 1_000_000_000    # all the files read, together
+MAX_READ_SECONDS = 600.0            # reading them all: each PDF may take 60 s, each HTML file 10 s
+_KERNEL_FOLDERS = (Path("/proc"), Path("/sys"))   # files of size 0 that wait for what they report (/proc/kmsg)
 _RULES = re.compile(r"(?<!\S)(?:[-=*_~]{2,}|#+)(?!\S)")   # Markdown rules and heading marks, not words
 _KINDS = {".pdf": "PDF", ".md": "Markdown", ".markdown": "Markdown", ".html": "HTML", ".htm": "HTML",
           ".xhtml": "HTML"}
@@ -73,14 +78,18 @@ class LocalBackend(Backend):
 
         show = len(files) >= PROGRESS_FROM if progress is None else progress
         pages, paths, skipped, kinds = [], {}, list(outside), []
+        deadline, total = time.monotonic() + MAX_READ_SECONDS, 0
+        late = f"not read: the browser reads documents for at most {MAX_READ_SECONDS:g} s"
         for path, name in text_bar(files, desc="Reading documents", unit="file", disable=not show):
             try:
-                if path.stat().st_size > MAX_FILE_BYTES:
-                    raise ExtractError(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
-                page = document_page(path.read_bytes(), name, _readable(path.name), base=path.as_uri())
+                if time.monotonic() > deadline:
+                    raise ExtractError(late)
+                data = _read(path, MAX_FOLDER_BYTES - total)
+                total += len(data)
+                page = document_page(data, name, _readable(path.name), base=path.as_uri(), deadline=deadline)
                 page.lines  # wrapped here, under the progress bar (the index needs them)
-            except (ExtractError, OSError) as err:
-                skipped.append((name, str(err)))
+            except (ExtractError, OSError) as err:   # past the deadline: also the document it cut short
+                skipped.append((name, late if time.monotonic() > deadline else str(err)))
                 continue
             pages.append(page)
             paths[name] = path
@@ -211,6 +220,25 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
     counts = Counter(names.values())
     return [(path, name if counts[name] == 1 else _readable(path.as_posix())) for path, name in names.items()], \
         roots, [(_readable(name), why) for name, why in outside]
+
+
+def _read(path: Path, room: int) -> bytes:
+    """The bytes of the regular file at `path`, refused past MAX_FILE_BYTES or `room` (what is left of
+    MAX_FOLDER_BYTES); nothing that could wait is read: the kernel's files (/proc, /sys), and a pipe or device
+    (opened without waiting, then refused)."""
+    real = path.resolve()
+    if any(real.is_relative_to(folder) for folder in _KERNEL_FOLDERS):
+        raise ExtractError(f"a file of the kernel's (under /{real.parts[1]}), not a document")
+    with open(real, "rb", opener=lambda name, flags: os.open(name, flags | getattr(os, "O_NONBLOCK", 0))) as file:
+        size = os.fstat(file.fileno())
+        if not stat.S_ISREG(size.st_mode):
+            raise ExtractError("not a regular file")
+        if size.st_size > MAX_FILE_BYTES:
+            raise ExtractError(f"larger than {MAX_FILE_BYTES // 1_000_000} MB")
+        if size.st_size > room:
+            raise ExtractError(f"not read: the browser reads at most {MAX_FOLDER_BYTES / 1e6:,g} MB of "
+                               "documents in all")
+        return file.read(size.st_size)
 
 
 def _documents_in(folder: Path) -> list[Path]:

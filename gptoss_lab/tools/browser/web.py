@@ -155,7 +155,7 @@ class Exa(_SearchApi):
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list) or not results or not isinstance(results[0], dict):
             raise BackendError(f"Exa returned no contents for {url}")
-        return html_page(str(results[0].get("text") or ""), url, str(results[0].get("title") or "") or None)
+        return _api_page(results[0].get("text"), url, results[0].get("title"))
 
 
 class YouCom(_SearchApi):
@@ -181,7 +181,15 @@ class YouCom(_SearchApi):
             raise BackendError(f"You.com returned no contents for {url}")
         if "html" not in data[0]:
             raise BackendError(f"You.com returned no HTML for {url}")
-        return html_page(str(data[0]["html"] or ""), url, str(data[0].get("title") or "") or None)
+        return _api_page(data[0]["html"], url, data[0].get("title"))
+
+
+def _api_page(html: Any, url: str, title: Any) -> Page:
+    """A page a search API returned as HTML (and its title, if any); one too slow to convert is one line."""
+    try:
+        return html_page(str(html or ""), url, str(title or "") or None)
+    except ExtractError as err:
+        raise BackendError(str(err)) from None
 
 
 def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:

@@ -1,0 +1,133 @@
+"""Bounds on what reading documents and pages may cost: a hostile web page, PDF or folder holds the kernel for
+a bounded time and memory, and the user is told in one line what was left out; nothing waits on a file that
+never ends (the kernel's /proc files, a pipe); pypdf's log of what it works around stays out of the notebook."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from test_browser_hostile import pdf
+from test_browser_web import FakeServer, opened, server  # noqa: F401  (the fake server fixture)
+
+from gptoss_lab.tools.browser import Browser, BrowserError, Exa, SearXNG, extract, local
+from gptoss_lab.tools.browser.extract import html_page
+
+
+def test_a_web_page_of_a_megabyte_of_tags_is_given_up_on_time(server: FakeServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract, "MAX_HTML_SECONDS", 0.5, raising=False)
+    server.routes["GET /br"] = lambda request: (200, "text/html", b"<br>" * 250_000)
+    t0 = time.perf_counter()
+    status, output = opened(Browser(SearXNG(server.url)), f"{server.url}/br")
+    assert time.perf_counter() - t0 < 3             # was 5 s (the fetch's 5 MB: 19 s, after its timeout)
+    assert (status, output) == ("error", f"Error fetching URL `{server.url}/br`: converting the page took longer "
+                                         "than 0.5 s")
+
+
+def test_a_long_page_converted_a_piece_at_a_time_reads_as_one() -> None:
+    html = "".join(f"<p>{n}. Barn owls &amp; <b>tawny</b> owls</p>\n<ul><li>at dusk</li></ul>" for n in range(6_000))
+    text = html_page(html, "owls.html").text           # 370 kB: six pieces, each cut before a tag
+    assert text == "\nURL: owls.html\n" + " \n\n".join(f"{n}\\. Barn owls & tawny owls\n\n  * at dusk"
+                                                         for n in range(6_000))   # as for three of them
+
+
+def _pages_pdf(count: int) -> bytes:
+    """A PDF listing `count` distinct page objects (each a few dozen bytes), all drawing the same text."""
+    text = b"BT /F1 12 Tf 72 720 Td (owls) Tj ET"
+    kids = b" ".join(b"%d 0 R" % (5 + n) for n in range(count))
+    return pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, count),
+                b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+               + [b"<< /Type /Page /Parent 2 0 R /Contents 3 0 R /Resources << /Font << /F1 4 0 R >> >> >>"] * count)
+
+
+def test_a_pdf_listing_more_pages_than_are_read_is_refused_before_pypdf_builds_them(tmp_path: Path) -> None:
+    (tmp_path / "many.pdf").write_bytes(_pages_pdf(30_000))   # 2.5 MB
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    t0 = time.perf_counter()
+    described = Browser(tmp_path).describe()
+    assert time.perf_counter() - t0 < 2            # was 4 s, and 105 MB at the peak (now 26 MB)
+    assert described.endswith("; skipped 1 that could not be read (many.pdf: the PDF has more than 5,000 pages; "
+                              "the browser reads at most 5,000)")
+
+
+def test_a_folder_is_read_for_at_most_max_read_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "MAX_READ_SECONDS", 0.5, raising=False)
+    text = zlib.compress(b"BT /F1 12 Tf " + b"(a) Tj " * 100_000 + b"ET")   # 1 kB: 1.3 s of pypdf's time
+    (tmp_path / "b-slow.pdf").write_bytes(pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(text), text),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]))
+    for name in ("a-owls.md", "c-owls.md"):
+        (tmp_path / name).write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    t0 = time.perf_counter()
+    browser = Browser(tmp_path)
+    assert time.perf_counter() - t0 < 3            # a folder of such PDFs (60 s each) was read without end
+    assert browser.describe() == f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 2 that could not be " \
+        "read (b-slow.pdf: not read: the browser reads documents for at most 0.5 s, ...)"
+    assert [name for name, _ in browser.backend.skipped] == ["b-slow.pdf", "c-owls.md"]
+
+
+def test_a_folder_is_read_up_to_max_folder_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "MAX_FOLDER_BYTES", 100, raising=False)
+    (tmp_path / "a.md").write_text("# Owls\n\n" + "Barn owls hunt at dusk. " * 2)     # 56 bytes
+    (tmp_path / "b.md").write_text("# Voles\n\n" + "Field voles hide at dusk. " * 2)  # 61: past the 100
+    (tmp_path / "c.md").write_text("# Bats\n\nBats fly at dusk.\n")                    # 26: still in
+    browser = Browser(tmp_path)
+    assert browser.describe().endswith("; skipped 1 that could not be read (b.md: not read: the browser reads at "
+                                       "most 0.0001 MB of documents in all)")   # was all three, however many GB
+    assert [page.url for page in browser.backend.pages] == ["a.md", "c.md"]
+
+
+def test_the_kernels_files_are_not_read() -> None:
+    with pytest.raises(BrowserError) as error:     # /proc/kmsg the same way: it waited for the kernel's next message
+        Browser("/proc/self/status")
+    assert str(error.value) == "none of the 1 documents could be read (first: status: a file of the kernel's " \
+                               "(under /proc), not a document)"
+
+
+def test_a_file_that_became_a_pipe_is_not_waited_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    found = local.collect([tmp_path])
+    os.mkfifo(tmp_path / "voles.md")               # made a pipe after the folder was listed
+    monkeypatch.setattr(local, "collect", lambda paths: ([*found[0], (tmp_path / "voles.md", "voles.md")],
+                                                         *found[1:]))
+    done: list[str] = []
+    reader = threading.Thread(target=lambda: done.append(Browser(tmp_path).describe()), daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():                          # let it go: it waited for a writer
+        with open(tmp_path / "voles.md", "wb"):
+            pass
+    assert done == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 1 that could not be read "
+                    "(voles.md: not a regular file)"]
+
+
+def test_pypdf_working_around_a_font_encoding_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    text = b"BT /F1 12 Tf 72 720 Td (owls) Tj ET"
+    data = pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+                b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /KSCms-UHC-H >>"])
+    with caplog.at_level(logging.WARNING):
+        described = Browser({"cjk.pdf": data.decode("latin-1")}).describe()
+    assert [record.getMessage() for record in caplog.records] == []   # was "Advanced encoding /KSCms-UHC-H not ..."
+    assert described == "1 document (1 PDF; 3 lines)"
+
+
+def test_a_page_from_a_search_api_of_a_megabyte_of_tags_is_one_line(server: FakeServer,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract, "MAX_HTML_SECONDS", 0.5, raising=False)
+    monkeypatch.setenv("EXA_API_KEY", "secret")
+    server.routes["POST /contents"] = lambda request: (200, "application/json", json.dumps(
+        {"results": [{"title": "Owls", "text": "<br>" * 250_000}]}).encode())
+    status, output = opened(Browser(Exa(base_url=server.url)), "https://example.com/owls")
+    assert (status, output) == ("error", "Error fetching URL `https://example.com/owls`: converting the page took "
+                                         "longer than 0.5 s")   # was a page, after the time it took
