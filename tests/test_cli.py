@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,33 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(gptoss_lab.__file__).parent.parent),
 def _run(module: str, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", f"gptoss_lab.tiny.{module}", *args], capture_output=True, text=True,
                           env=ENV, cwd=cwd, timeout=timeout)
+
+
+def _ctrl_c_default() -> None:
+    """Ctrl-C as in a terminal: a shell running the tests in the background (`pytest &`) ignores SIGINT, and a
+    command inheriting that would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _ctrl_c(module: str, *args: str, ready: Callable[[str], bool]) -> tuple[int, str]:
+    """Run a command and press Ctrl-C (SIGINT to its whole process group, as a terminal does) once `ready(stderr so
+    far)`; its exit status and stderr."""
+    with tempfile.NamedTemporaryFile("w+") as err:
+        process = subprocess.Popen([sys.executable, "-m", f"gptoss_lab.tiny.{module}", *args], env=ENV,
+                                   stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
+                                   preexec_fn=_ctrl_c_default)
+        try:
+            deadline = time.time() + 120
+            while not ready(Path(err.name).read_text()) and time.time() < deadline:
+                assert process.poll() is None, Path(err.name).read_text()
+                time.sleep(0.5)
+            time.sleep(1)
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        return process.returncode, Path(err.name).read_text()
 
 
 def _one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
@@ -37,6 +67,7 @@ def _one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
     ("quantize", ["usage: python -m gptoss_lab.tiny.quantize", "MXFP4", "default: gpt-oss-tiny-mxfp4", "example"]),
     ("llamacpp", ["usage: python -m gptoss_lab.tiny.llamacpp", "default: f32", "example"]),
     ("tokenizer", ["usage: python -m gptoss_lab.tiny.tokenizer", "example"]),
+    ("random_model", ["usage: python -m gptoss_lab.tiny.random_model", "default: 4", "example"]),
 ])
 def test_help_names_the_command_its_defaults_and_an_example(module, shown):
     done = _run(module, "--help")
@@ -103,22 +134,43 @@ def test_train_refuses_fewer_layers_than_the_resumed_checkpoint_before_it_loads_
 
 def test_train_interrupted_with_ctrl_c_leaves_nothing_behind(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "gptoss_lab.tiny.train", "--conversations", "64", "--no-compile",
-                                "--out", str(out)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not any(p.name == "loss.jsonl" for p in tmp_path.rglob("*")) and time.time() < deadline:
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.5)
-        time.sleep(1)
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group, workers too
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode != 0
+    status, err = _ctrl_c("train", "--conversations", "64", "--no-compile", "--out", str(out),
+                          ready=lambda _: any(p.name == "loss.jsonl" for p in tmp_path.rglob("*")))
+    assert status != 0
     assert "Traceback" not in err and f"interrupted: nothing written to {out}" in err.splitlines(), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_and_llamacpp_interrupted_with_ctrl_c_say_so_in_one_line(tmp_path, random_checkpoint):
+    status, err = _ctrl_c("evaluate", ready=lambda err: "evaluating" in err)
+    assert status == 130 and err.strip().splitlines()[-1] == "interrupted: no table printed", err
+    assert "Traceback" not in err, err
+    slow = _fake_source(tmp_path / "slow", "open(out, 'wb').write(b'GGUF half')\nimport time\ntime.sleep(60)\n")
+    out = tmp_path / "m.gguf"
+    status, err = _ctrl_c("llamacpp", str(out), "--checkpoint", str(random_checkpoint), "--source", str(slow),
+                          ready=lambda _: any(".partial" in p.name for p in tmp_path.iterdir()))
+    assert status == 130 and err.strip().splitlines() == [f"interrupted: nothing written to {out}"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow"]
+
+
+def test_train_refuses_more_workers_than_cpus(tmp_path):
+    too_many = str((os.cpu_count() or 1) + 1)   # each a process importing torch: 64 of them filled the memory
+    done = _run("train", "--quick", "--workers", too_many, "--out", str(tmp_path / "run"), timeout=300)
+    _one_line_error(done, f"argument --workers: expected an integer from 0 to {os.cpu_count() or 1}, not '{too_many}'")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("zero, kind", [
+    (["function"], "with functions but no python"),
+    (["browse"], "with documents but no python"),
+    (["arithmetic", "kernel", "dataframe", "structured", "error", "define"], "with python but no functions or documents"),
+])
+def test_train_refuses_a_topic_mix_that_leaves_some_conversations_nothing_to_draw(tmp_path, zero, kind):
+    """The first two crashed a few conversations in (`--topics skip=0 direct=0 function=0 --conversations 10`), the
+    third at once: random.choices' traceback, weights all 0."""
+    done = _run("train", "--quick", "--out", str(tmp_path / "run"), "--topics",
+                *(f"{skill}=0" for skill in ["skip", "direct", *zero]), timeout=300)
+    _one_line_error(done, f"--topics: conversations {kind} would have no skill to draw: give one of")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -235,3 +287,36 @@ def test_tokenizer_writes_again_into_a_folder_holding_only_its_own_files(tmp_pat
     assert result.returncode == 0 and result.stdout.strip() == str(folder / "tokenizer.json"), result.stderr
     assert (folder / "tokenizer.json").stat().st_size > 8_000_000
 
+
+
+def test_tokenizer_ensure_writes_only_the_missing_files_and_never_another_tokenizers(tmp_path):
+    """`ensure` wrote all three files when one was missing: over another tokenizer's config (its chat template)."""
+    from gptoss_lab.tiny import CHECKPOINT, tokenizer
+
+    theirs = tmp_path / "gpt-oss-20b"
+    theirs.mkdir()
+    config = '{"chat_template": "{% for m in messages %}…{% endfor %}"}'
+    (theirs / "tokenizer_config.json").write_text(config)
+    with pytest.raises(ValueError, match="already has its own tokenizer_config.json: nothing overwritten"):
+        tokenizer.ensure(theirs)
+    assert [p.name for p in theirs.iterdir()] == ["tokenizer_config.json"]
+    assert (theirs / "tokenizer_config.json").read_text() == config
+    ours = tmp_path / "tiny"   # the lab's own config files, kept in git: only tokenizer.json is missing
+    shutil.copytree(CHECKPOINT, ours, ignore=shutil.ignore_patterns("model.safetensors", "tokenizer.json"))
+    kept = {p.name: p.stat().st_mtime_ns for p in ours.iterdir()}
+    tokenizer.ensure(ours)
+    assert (ours / "tokenizer.json").stat().st_size > 8_000_000
+    assert {p.name: p.stat().st_mtime_ns for p in ours.iterdir() if p.name != "tokenizer.json"} == kept
+
+
+def test_random_model_writes_a_new_checkpoint_and_overwrites_nothing(tmp_path):
+    out = tmp_path / "random"
+    done = _run("random_model", str(out), "--layers", "2", "--seed", "1")
+    assert done.returncode == 0 and done.stdout.strip() == str(out), done
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"]) == ("gpt_oss", 2)
+    assert (out / "model.safetensors").is_file() and [p.name for p in tmp_path.iterdir()] == ["random"]
+    _one_line_error(_run("random_model", str(out)), f"{out} already exists")
+    _one_line_error(_run("random_model", str(tmp_path / "odd"), "--layers", "3"), "--layers must be an even number")
+    _one_line_error(_run("random_model", str(tmp_path / "k"), "--top-k", "9"), "--top-k must be at most --experts (8)")
+    assert [p.name for p in tmp_path.iterdir()] == ["random"]

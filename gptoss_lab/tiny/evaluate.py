@@ -105,6 +105,8 @@ def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 3
         session.engine = teacher if forced else engine
         session.configure(max_new_tokens=teacher_tokens if forced else max_new_tokens)
         reply = data.ask(session, user, turn, teacher if forced else None)
+        if reply.interrupted:   # a Session ends a turn at Ctrl-C and goes on (a notebook's stop); an evaluation stops
+            raise KeyboardInterrupt
         replies.append(None if forced else reply)
     return replies
 
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
             result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share)
     except EngineError as err:  # a missing or damaged checkpoint: one line, not a traceback
         p.error(str(err))
+    except KeyboardInterrupt:
+        p.exit(130, "interrupted: no table printed\n")
     print(format_table(result))
     print(f"({result['seconds']} s)")
     if args.show_failures:

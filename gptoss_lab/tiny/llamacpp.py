@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         out = convert(args.out, args.checkpoint, outtype=args.outtype, source=args.source)
     except (OSError, RuntimeError, tarfile.TarError) as error:
         parser.exit(1, f"error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"interrupted: nothing written to {args.out}\n")
     print(f"wrote {out}; serve it with:\n  " + " ".join(serve_command(out)))
 
 

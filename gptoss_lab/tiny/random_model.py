@@ -1,7 +1,12 @@
-"""Randomly initialised GptOss checkpoints: the untrained baseline for routing studies, tests and benchmarks."""
+"""Randomly initialised GptOss checkpoints: the untrained baseline for routing studies, tests and benchmarks.
+
+`python -m gptoss_lab.tiny.random_model OUT` writes one into the new folder OUT."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+from . import new_folder, number
 
 
 def make_random_checkpoint(path: Path, *, seed: int = 0, layers: int = 4, experts: int = 8, top_k: int = 2,
@@ -20,3 +25,34 @@ def make_random_checkpoint(path: Path, *, seed: int = 0, layers: int = 4, expert
     model = GptOssForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(path)
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: write a random checkpoint into OUT and print its path."""
+    p = argparse.ArgumentParser(
+        prog="python -m gptoss_lab.tiny.random_model", description=__doc__.splitlines()[0],
+        epilog="example: python -m gptoss_lab.tiny.random_model /tmp/random-gptoss --layers 2, then "
+               "%gptoss load /tmp/random-gptoss (a model that routes but has learned nothing)")
+    p.add_argument("out", type=Path, help="a new (or empty) folder to write; nothing is overwritten")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights (default: %(default)s)")
+    p.add_argument("--layers", type=number(int, 2), default=4,
+                   help="layers, an even number (sliding/full pairs) (default: %(default)s)")
+    p.add_argument("--experts", type=number(int, 1), default=8, help="experts per layer (default: %(default)s)")
+    p.add_argument("--top-k", type=number(int, 1), default=2, help="experts per token (default: %(default)s)")
+    args = p.parse_args(argv)
+    if args.layers % 2:
+        p.error(f"--layers must be an even number (sliding/full pairs), not {args.layers}")
+    if args.top_k > args.experts:
+        p.error(f"--top-k must be at most --experts ({args.experts}), not {args.top_k}")
+    try:
+        with new_folder(args.out) as partial:
+            make_random_checkpoint(partial, seed=args.seed, layers=args.layers, experts=args.experts, top_k=args.top_k)
+    except (OSError, ValueError) as error:
+        p.error(str(error))
+    except KeyboardInterrupt:
+        p.exit(130, f"interrupted: nothing written to {args.out}\n")
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

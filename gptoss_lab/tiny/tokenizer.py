@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from .. import harmony
@@ -95,18 +96,25 @@ def _theirs(folder: Path) -> list[str]:
         path.is_file() and path.stat().st_size == len(ours[name].encode()) and path.read_text("utf-8") == ours[name])]
 
 
-def write(folder: str | Path) -> Path:
-    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `folder` (made if missing).
+def _refuse_theirs(folder: Path) -> None:
+    """A one-line ValueError when `folder` has another tokenizer's files (see `_theirs`): they are never overwritten."""
+    if there := _theirs(folder):
+        raise ValueError(f"{folder} already has its own {there[0]}: nothing overwritten (remove it to write a new one)")
+
+
+def write(folder: str | Path, names: Iterable[str] = FILES) -> Path:
+    """Write `names` (tokenizer.json, tokenizer_config.json and special_tokens_map.json by default) into `folder`
+    (made if missing).
 
     Each file is written beside its name and renamed when all are whole, so a failure or Ctrl-C halfway leaves
     none of them (nor the folder, if this made it)."""
     folder, texts = Path(folder), _texts()
     made = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    partials = {folder / f".{name}.partial": folder / name for name in texts}
+    partials = {folder / f".{name}.partial": folder / name for name in names}
     try:
-        for partial, text in zip(partials, texts.values()):
-            partial.write_text(text, encoding="utf-8")
+        for partial, final in partials.items():
+            partial.write_text(texts[final.name], encoding="utf-8")
         for partial, final in partials.items():
             partial.replace(final)
     except BaseException:
@@ -119,10 +127,13 @@ def write(folder: str | Path) -> Path:
 
 
 def ensure(folder: str | Path) -> Path:
-    """Write the tokenizer files into `folder` unless they are already there."""
+    """Write the tokenizer files missing from `folder`, and only those; a one-line ValueError, nothing written, when
+    one there is another tokenizer's (as the command refuses it)."""
     folder = Path(folder)
-    if not all((folder / name).exists() for name in FILES):
-        write(folder)
+    missing = [name for name in FILES if not ((folder / name).exists() or (folder / name).is_symlink())]
+    if missing:
+        _refuse_theirs(folder)
+        write(folder, missing)
     return folder
 
 
@@ -138,11 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     folder = p.parse_args(argv).folder
     if folder.exists() and not folder.is_dir():
         p.error(f"{folder} is not a folder")
-    there = _theirs(folder) if folder.is_dir() else []
-    if there:  # the lab's own files (gpt-oss-tiny's config) are written again; no other tokenizer's
-        p.error(f"{folder} already has its own {there[0]}: nothing overwritten (remove it to write a new one)")
     try:
+        _refuse_theirs(folder)   # the lab's own files (gpt-oss-tiny's config) are written again; no other tokenizer's
         print(write(folder) / "tokenizer.json")
+    except ValueError as error:
+        p.error(str(error))
     except OSError as error:
         p.error(f"cannot write {folder}: {error.strerror or error}")
 

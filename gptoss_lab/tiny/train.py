@@ -402,6 +402,21 @@ def _topic(text: str) -> tuple[str, float]:
     return skill, value
 
 
+def _undrawable(topics: dict[str, float]) -> str | None:
+    """Why a --topics mix leaves conversations with no skill to draw (`data.new_turn` would fail on them), or None."""
+    weights = {**data.NEW_TOPICS, **topics}
+    if not sum(weights.values()) > 0:
+        return "every weight is 0, so no conversation has a skill to draw"
+    kinds = {"with python but no functions or documents": set(weights) - {"function", "browse"},
+             "with functions but no python": {"function", "skip", "direct"},
+             "with documents but no python": {"browse", "skip", "direct"}}
+    for kind, skills in kinds.items():
+        if not sum(weights[skill] for skill in skills) > 0:
+            return (f"conversations {kind} would have no skill to draw: give one of {', '.join(sorted(skills))} "
+                    "a weight above 0")
+    return None
+
+
 def _checkpoint_layers(folder: Path) -> int:
     """The layers of the gpt-oss checkpoint `folder` (read safely), or a one-line ValueError."""
     try:
@@ -436,8 +451,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="share of conversations over 8,192 tokens (default: %(default)s)")
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
-    p.add_argument("--workers", type=number(int, 0), default=1,
-                   help="processes making conversations while the model trains (default: %(default)s)")
+    cpus = os.cpu_count() or 1   # each worker is a process importing torch
+    p.add_argument("--workers", type=number(int, 0, cpus), default=1,
+                   help=f"processes making conversations while the model trains, at most this machine's {cpus} CPUs "
+                   "(default: %(default)s)")
     p.add_argument("--threads", type=number(int, 1), default=1,
                    help="torch threads for the model, 1 is best on a busy 2-core machine (default: %(default)s)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
@@ -445,8 +462,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.layers is not None and (args.layers < 2 or args.layers % 2):
         p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
-    if args.topics and not sum({**data.NEW_TOPICS, **dict(args.topics)}.values()) > 0:
-        p.error("--topics: every weight is 0, so no conversation has a skill to draw")
+    if why := _undrawable(dict(args.topics)):
+        p.error(f"--topics: {why}")
     if args.resume is not None:
         if not (args.resume / "config.json").is_file():
             p.error(f"--resume: {args.resume} is not a checkpoint folder (it has no config.json)")
