@@ -88,27 +88,26 @@ def _texts() -> dict[str, str]:
             "special_tokens_map.json": json.dumps(_SPECIAL_MAP, indent=2) + "\n"}
 
 
-def _theirs(folder: Path) -> list[str]:
+def _theirs(folder: Path, ours: dict[str, str]) -> list[str]:
     """The tokenizer files in `folder` that `write` did not write (another tokenizer's, a chat template): a link,
-    or a file whose contents differ from what `write` writes."""
-    ours = _texts()
+    or a file whose contents differ from `ours` (`_texts()`)."""
     return [name for name in FILES if (path := folder / name).is_symlink() or path.exists() and not (
         path.is_file() and path.stat().st_size == len(ours[name].encode()) and path.read_text("utf-8") == ours[name])]
 
 
-def _refuse_theirs(folder: Path) -> None:
+def _refuse_theirs(folder: Path, ours: dict[str, str]) -> None:
     """A one-line ValueError when `folder` has another tokenizer's files (see `_theirs`): they are never overwritten."""
-    if there := _theirs(folder):
+    if there := _theirs(folder, ours):
         raise ValueError(f"{folder} already has its own {there[0]}: nothing overwritten (remove it to write a new one)")
 
 
-def write(folder: str | Path, names: Iterable[str] = FILES) -> Path:
+def write(folder: str | Path, names: Iterable[str] = FILES, *, texts: dict[str, str] | None = None) -> Path:
     """Write `names` (tokenizer.json, tokenizer_config.json and special_tokens_map.json by default) into `folder`
     (made if missing).
 
     Each file is written beside its name and renamed when all are whole, so a failure or Ctrl-C halfway leaves
-    none of them (nor the folder, if this made it)."""
-    folder, texts = Path(folder), _texts()
+    none of them (nor the folder, if this made it). `texts`: `_texts()` when the caller has it (it takes ~2 s)."""
+    folder, texts = Path(folder), texts or _texts()
     made = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
     partials = {folder / f".{name}.partial": folder / name for name in names}
@@ -132,8 +131,9 @@ def ensure(folder: str | Path) -> Path:
     folder = Path(folder)
     missing = [name for name in FILES if not ((folder / name).exists() or (folder / name).is_symlink())]
     if missing:
-        _refuse_theirs(folder)
-        write(folder, missing)
+        texts = _texts()
+        _refuse_theirs(folder, texts)
+        write(folder, missing, texts=texts)
     return folder
 
 
@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     if folder.exists() and not folder.is_dir():
         p.error(f"{folder} is not a folder")
     try:
-        _refuse_theirs(folder)   # the lab's own files (gpt-oss-tiny's config) are written again; no other tokenizer's
-        print(write(folder) / "tokenizer.json")
+        texts = _texts()
+        _refuse_theirs(folder, texts)   # the lab's own files (gpt-oss-tiny's config) are written again; no other's
+        print(write(folder, texts=texts) / "tokenizer.json")
     except ValueError as error:
         p.error(str(error))
     except OSError as error:
