@@ -21,10 +21,11 @@ import traitlets
 
 from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, \
     ToolStart, ToolUpdate, TurnEnd, TurnStart
+from ..harmony import clean
 from . import asset, esm
 from .comm import CommPump, busy_status
 from .citations import card_html, with_chips
-from .sanitize import shown_output, whole
+from .sanitize import shown_output
 from .text import ask_on_stdin
 from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 
@@ -211,12 +212,12 @@ class ChatView(anywidget.AnyWidget):
     def _queue(self, op: dict[str, Any]) -> None:
         # each lone surrogate written out (a server's "\ud800" in a name, a notice, an answer), as the static forms
         # show it: the kernel cannot encode one, and no state update holding one would ever reach the front end
-        op = {key: whole(value) if isinstance(value, str) else value for key, value in op.items()}
+        op = {key: clean(value) if isinstance(value, str) else value for key, value in op.items()}
         self._ops.append(op)
         self._log.append(op)
 
     def _queue_text(self, i: int, text: str) -> None:
-        text = whole(text)  # as _queue writes it: the Markdown rendered so far counts the units the front end has
+        text = clean(text)  # as _queue writes it: the Markdown rendered so far counts the units the front end has
         last = self._ops[-1] if self._ops else None
         if last is not None and last["op"] == "text" and last["i"] == i:
             last["t"] += text  # the same dict is in the log: merged there too

@@ -161,17 +161,11 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def sanitize(html: str) -> str:
-    """`html` with only allow-listed tags, attributes, classes and link schemes left (nothing executable)."""
-    return _cleaner().clean(whole(html))
+    """`html` with only allow-listed tags, attributes, classes and link schemes left (nothing executable); a lone
+    surrogate (a server's "\\ud800", which no encoding can write) written out, as `harmony.clean` does."""
+    from ..harmony import clean  # here, not at the top: `%load_ext` imports this module, not the format's
 
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def whole(text: str) -> str:
-    """`text` with each lone surrogate (JSON's "\\ud800", which no encoding can write) written out (`\\ud800`),
-    as names and outputs show them: one in an answer made the HTML form raise, the other forms unsendable."""
-    return _SURROGATES.sub(_escape, text)
+    return _cleaner().clean(clean(html))
 
 
 _MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)

@@ -15,8 +15,9 @@ from typing import TextIO
 
 from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
     TurnEnd, TurnStart
+from ..harmony import clean
 from .citations import sources_text
-from .sanitize import reveal_hidden, shown_output, visible, whole
+from .sanitize import reveal_hidden, shown_output, visible
 from .transcript import LABEL, STATUS_LABEL, Transcript, hang
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -59,7 +60,7 @@ class TextView:
 
     def _print(self, text: str, end: str = "\n", style: str | None = None) -> None:
         stream = self.out or sys.stdout
-        self._pending += self._paint(whole(text), style) + end  # a server's lone surrogate: no stream can encode it
+        self._pending += self._paint(clean(text), style) + end  # a server's lone surrogate: no stream can encode it
         # A terminal shows each token as it comes. Elsewhere (a notebook) only whole lines are written: each
         # write there can become an output of its own, and a saved notebook would read one token per line.
         cut = len(self._pending) if end or _isatty(stream) else self._pending.rfind("\n") + 1
@@ -119,7 +120,7 @@ def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
     the text view shows it: no line of it passes for the question or an answer to it."""
     code = f"\n{_INDENT}{hang(visible(call.input))}\n" if show_input else " "
     try:
-        answer = input(whole(visible(call.question or f"Run this {call.recipient} call?") + f"{code}[y/N] "))
+        answer = input(clean(visible(call.question or f"Run this {call.recipient} call?") + f"{code}[y/N] "))
     except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
         return None
     return answer.strip().lower() in ("y", "yes")

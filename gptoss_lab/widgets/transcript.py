@@ -21,7 +21,7 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
 from .sanitize import demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, \
-    reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible, whole
+    reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -200,7 +200,9 @@ class Transcript:
         if self.citations:
             out.append(sources_text(self.citations))
         out.append(f"-- {' '.join(self.footer().split())}")  # it names the model: a server's text
-        return whole("\n\n".join(out))
+        from ..harmony import clean  # a lone surrogate written out: no output can carry one
+
+        return clean("\n\n".join(out))
 
     def to_markdown(self) -> str:
         """Markdown (GitHub, nbconvert): reasoning in <details>, tool calls as code blocks, the prompt and the
@@ -215,7 +217,9 @@ class Transcript:
         markdown = "\n\n".join(pieces)
         if not (markdown_is_inert(markdown) and stay_apart(pieces)):
             markdown = "\n\n".join(self._markdown(fenced))
-        return whole(markdown)
+        from ..harmony import clean
+
+        return clean(markdown)
 
     def _markdown(self, prose: Callable[[str], str]) -> list[str]:
         out = [f"> **You:**\n>\n{_quoted(prose(self.prompt))}"]
