@@ -260,7 +260,8 @@ class Session:
         temperature=, top_p=, seed=, timeout= ...); `intervene` changes the expert routing for this turn
         (`gptoss_lab.routing.disable(...)` ..., or `--ablate` text such as "1:3,2:5"). Problems found before generating (a bad setting,
         an unknown tool, a prompt over the model's context) raise TurnError; anything after ends
-        the turn with its `Reply` (see `reply.errors`)."""
+        the turn with its `Reply` (see `reply.errors`); a Ctrl-C that lands while that Reply is being kept
+        is raised as KeyboardInterrupt once it is in `replies`."""
         if isinstance(self.engine, _Unloaded):
             raise TurnError(f"{self.engine.name} was unloaded: load a model (%gptoss load NAME, or Session.load) "
                             "to ask again")
@@ -736,15 +737,19 @@ def _intervention(intervene: Any, engine: Engine) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the block ends, so a turn's Reply is always made and kept."""
+    """Hold Ctrl-C (SIGINT) until the block ends, so a turn's Reply is always made and kept; then deliver
+    it (a notebook cell or an evaluation still stops: it was dropped before)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda *args: None)
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _user_namespace() -> dict[str, Any]:

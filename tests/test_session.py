@@ -194,6 +194,20 @@ def test_an_interrupt_while_the_view_starts_still_ends_the_turn_with_a_reply():
     assert s.regenerate().final == "first" and len(s.replies) == 1  # turns and replies kept in step
 
 
+def test_a_ctrl_c_while_the_reply_is_being_kept_is_held_then_delivered_not_lost():
+    class InterruptsAtTheEnd(Recorder):  # the user's Ctrl-C lands while the turn's end is shown
+        def handle(self, event):
+            super().handle(event)
+            if isinstance(event, TurnEnd):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    s = session(FINAL.format(text="kept"))
+    with pytest.raises(KeyboardInterrupt):  # the caller (a notebook cell, an evaluation) still stops
+        s.ask("q", view=InterruptsAtTheEnd())
+    assert [r.final for r in s.replies] == ["kept"] and not s.replies[0].interrupted  # the reply was kept first
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_new_starts_a_conversation_only_for_a_question_it_accepts():
     s = session(FINAL.format(text="first") + FINAL.format(text="second"))
     s.ask("one")

@@ -9,6 +9,7 @@ import random
 import re
 from collections import Counter
 
+import pytest
 from openai_harmony import Role
 from safetensors.torch import load_file
 
@@ -222,3 +223,20 @@ def test_training_asks_about_long_numbers_and_the_evaluation_keeps_the_users_siz
 
     assert long_share("train") > 0.2
     assert long_share("eval") == 0.0
+
+
+def test_ctrl_c_while_a_conversation_is_made_stops_making_it(monkeypatch):
+    """A Session turns Ctrl-C into an interrupted Reply and goes on; making data (and evaluating) must stop
+    instead: it went on and failed with a mismatched training sequence, or ignored the Ctrl-C."""
+    stream, calls = data.Teacher.stream, []
+
+    def interrupted_on_the_third_message(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(data.Teacher, "stream", interrupted_on_the_third_message)
+    with pytest.raises(KeyboardInterrupt):
+        data.conversation("test-interrupt", turns=4)
+    assert len(calls) == 3   # nothing was written after the interrupt

@@ -233,13 +233,18 @@ def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: 
 
 
 def ask(session: Session, user: ScriptedUser, turn: Turn, teacher: Teacher | None = None) -> Any:
-    """Ask `turn` in `session` as its script says (the teacher, when given, writes the answer); the Reply."""
+    """Ask `turn` in `session` as its script says (the teacher, when given, writes the answer); the Reply.
+
+    A Session ends a turn at Ctrl-C and goes on (a notebook's stop); making data or evaluating stops instead."""
     if teacher is not None:
         teacher.policy = turn.teach(turn)
     user.decisions = list(turn.decisions)
     if turn.setup is not None:
         turn.setup(session.namespace)
-    return session.ask(turn.prompt, effort=turn.effort, approval=turn.approval, response_format=turn.response_format)
+    reply = session.ask(turn.prompt, effort=turn.effort, approval=turn.approval, response_format=turn.response_format)
+    if reply.interrupted:
+        raise KeyboardInterrupt
+    return reply
 
 
 # ---------------------------------------------------------------- the training sequence
