@@ -265,7 +265,9 @@ class GptossMagics(Magics):
         response_format = None
         if opts.response_format is not None:
             if opts.response_format not in self.shell.user_ns:
-                raise UsageError(f"%%gptoss --json: no variable named {opts.response_format!r}")
+                how = ("" if opts.response_format.isidentifier() else ": it takes the name of a variable holding the "
+                       "schema (schema = {...} in a cell above, then --json schema)")
+                raise UsageError(f"%%gptoss --json: no variable named {opts.response_format!r}{how}")
             response_format = self.shell.user_ns[opts.response_format]
             if response_format is None:
                 raise UsageError(f"%%gptoss --json: {opts.response_format} is None, not a schema "

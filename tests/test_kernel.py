@@ -297,7 +297,9 @@ def test_an_empty_option_value_is_refused_not_ignored(kernel):
     _, kc = kernel
     run(kc, SETUP)
     for cell, needle in (('%%gptoss --text --json ""\nhi', "%%gptoss --json: no variable named ''"),
-                         ('%%gptoss --text --ablate ""\nhi', "--ablate needs LAYER:EXPERT pairs")):
+                         ('%%gptoss --text --ablate ""\nhi', "--ablate needs LAYER:EXPERT pairs"),
+                         ("%%gptoss --text --json '{\"type\": \"object\"}'\nhi",  # a schema written inline
+                          "it takes the name of a variable holding the schema (schema = {...} in a cell above")):
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
         assert needle in content["evalue"], (cell, content["evalue"])
