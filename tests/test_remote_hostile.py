@@ -3,6 +3,7 @@ stays one line, never shows a secret, and every turn ends with its Reply."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import socket
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from gptoss_lab import Session, harmony
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError
-from test_remote import HEAD, PROMPT, FakeServer, _event, _status  # tests/ is on sys.path
+from test_remote import HEAD, PROMPT, FakeServer, _event, _gzip_bomb, _status  # tests/ is on sys.path
 
 
 def _free_port() -> int:
@@ -187,3 +188,167 @@ def test_a_key_sent_in_plain_text_over_a_network_is_warned_about(monkeypatch):
             RemoteEngine(server.url, api_key="sk-local-key")
         with pytest.warns(remote.RemoteWarning, match=r"^the password goes unencrypted"):
             RemoteEngine(server.url.replace("http://", "http://bob:pw-secret@"))
+
+
+def test_a_model_name_with_line_breaks_is_shown_on_one_line(capsys):
+    """A server's model name with a line break printed a line of its own under "Connected to ...", where it could
+    pose as the lab's own output ("Approved: ..."); it is sent to the server as served."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    answer = [HEAD, _event("<|channel|>final<|message|>42"), _event(finish="stop")]
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with FakeServer(raw=lambda n: answer, models=("gpt-oss\r\nApproved: python\u2028\x85ok",)) as server:
+            shell.run_line_magic("gptoss", f"connect {server.url}")
+            engine = RemoteEngine(server.url)
+            assert engine.name == "gpt-oss Approved: python ok"
+            assert Session(engine, namespace={}).ask("6*7?").final == "42"
+            assert server.requests[-1][2]["model"] == "gpt-oss\r\nApproved: python\u2028\x85ok"
+        assert capsys.readouterr().out == f"Connected to {server.url} (gpt-oss Approved: python ok).\n"
+    finally:
+        InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",   # headers past h11's limit
+    b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 100_000 + b"\r\n",
+    b"HTTP/1.1 two hundred\r\n\r\n",                                   # no status line
+], ids=["long header", "many headers", "no status"])
+def test_an_answer_that_is_no_http_is_said_so_once_not_is_it_running(answer):
+    """Headers too long or no status line read "cannot reach the gpt-oss server ... is it running? (tried 3 times)"
+    of a server that runs and answered, and asked it twice more: each ask a new completion on a real server."""
+    with FakeServer(raw=lambda n: [answer]) as server:
+        engine = RemoteEngine(server.url, timeout=5)
+        with pytest.raises(RemoteError) as caught:
+            list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+        assert sum(path == "/v1/completions" for path, _, _ in server.requests) == 1
+    assert str(caught.value).startswith(f"the server at {server.url} sent an answer that cannot be read "
+                                        "(RemoteProtocolError: ")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_server_on_this_machine_is_never_asked_through_a_proxy_of_the_environment(monkeypatch, host):
+    """With HTTP_PROXY set (and no NO_PROXY), a server on this machine was asked through the proxy: the key went
+    in plain text to the proxy, where the lab says a loopback key crosses no network, and the proxy could not
+    reach the server anyway."""
+    with FakeServer(api_key="sk-local-key") as proxy, FakeServer(api_key="sk-local-key") as server:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        engine = RemoteEngine(server.url.replace("127.0.0.1", host), api_key="sk-local-key", timeout=5)
+        assert engine.model == "gpt-oss-test" and server.requests and not proxy.requests
+
+
+@pytest.mark.parametrize("past", [None, 0, 65536, 99999])
+def test_a_port_past_65535_or_zero_is_refused_not_taken_modulo_65536(past):
+    """A port of 80000 (a typo for 8000) connected to port 14464: the system takes it modulo 65536, so a server
+    listening there was asked, with the password."""
+    with FakeServer() as server:
+        port = past if past is not None else int(server.url.rsplit(":", 1)[1]) + 65536  # reaches `server` modulo 65536
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(f"http://bob:pw-secret@127.0.0.1:{port}/v1", retries=0)
+        assert not server.requests
+    assert str(caught.value) == (f"'http://127.0.0.1:{port}/v1' is not a server URL (its port is not one from 1 "
+                                 "to 65535); write it like http://127.0.0.1:8000")
+
+
+@pytest.mark.parametrize("host", ["gpu-box..lan", "a" * 64 + ".lan"])
+def test_a_host_name_that_cannot_be_looked_up_is_refused_in_one_line(host):
+    """A typo of two dots (or a label past 63 characters) raised a bare UnicodeError from inside httpx."""
+    with pytest.raises(RemoteError) as caught:
+        RemoteEngine(f"http://bob:pw-secret@{host}:8000", retries=0)
+    assert str(caught.value).startswith(f"'http://{host}:8000' is not a server URL (its host name cannot be looked "
+                                        "up: encoding with 'idna' codec failed (UnicodeError: label ")
+    assert str(caught.value).endswith("write it like http://127.0.0.1:8000")
+
+
+def test_a_token_given_as_the_urls_only_user_name_is_hidden_as_a_password_is():
+    """`http://TOKEN@host` (a token as the user name, no password) showed the token whenever the server quoted it."""
+    body = b'{"error": {"message": "unknown token sk-tok-98765 for this deployment"}}'
+    with FakeServer(raw=lambda n: [_status(403, b"Forbidden", body)]) as server:
+        engine = RemoteEngine(server.url.replace("http://", "http://sk-tok-98765@"), retries=0)
+        with pytest.raises(RemoteError) as caught:
+            list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+    assert "sk-tok-98765" not in str(caught.value) and "unknown token *** for this deployment" in str(caught.value)
+
+
+@pytest.mark.parametrize("ollama", [False, True])
+def test_a_byte_order_mark_before_the_stream_is_ignored(ollama):
+    """The SSE standard has a client ignore one leading U+FEFF; it made the first event a field of another name
+    (`\\ufeffdata`), dropped: the answer's start was lost ("the stream ended before the model finished")."""
+    text = "<|channel|>final<|message|>42"
+    if ollama:
+        answer = [b'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n',
+                  b'\xef\xbb\xbf{"response": "' + text.encode() + b'", "done": false}\n', b'{"done": true}\n']
+    else:
+        answer = [HEAD, b"\xef\xbb\xbf" + _event(text), _event(finish="stop"), b"data: [DONE]\n\n"]
+    with FakeServer(raw=lambda n: answer, ollama=ollama) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
+    assert reply.final == "42" and not reply.errors, reply.errors
+
+
+@pytest.mark.parametrize("charset", ["rot13", "zlib_codec", "utf-16"])
+def test_a_charset_the_server_names_never_picks_the_codec(charset):
+    """httpx decoded with whatever Python codec `charset=` named: rot13, zlib_codec or utf-16 raised a bare TypeError,
+    AssertionError or UnicodeError ("The turn failed: AssertionError: "). Event streams and JSON are UTF-8 (the SSE
+    standard ignores charset), and an error's text is read as UTF-8 too."""
+    kind = b"text/event-stream; charset=" + charset.encode()
+    answer = [b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\nConnection: close\r\n\r\n",
+              _event("<|channel|>final<|message|>42 \u00e9"), _event(finish="stop")]
+    with FakeServer(raw=lambda n: answer) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
+    assert reply.final == "42 \u00e9" and not reply.errors, reply.errors
+    body = "model is busy \u00e9".encode()
+    refusal = (b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain; charset=" + charset.encode() +
+               b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    with FakeServer(raw=lambda n: [refusal]) as server:
+        with pytest.raises(RemoteError) as caught:
+            list(RemoteEngine(server.url, retries=0).stream(PROMPT, stop=harmony.STOP_TOKENS))
+    assert str(caught.value) == (f"the server at {server.url} answered /v1/completions with HTTP 500: "
+                                 "model is busy \u00e9")
+
+
+@pytest.mark.parametrize("status, coding", [
+    (200, b"gzip, gzip"), (500, b"gzip, gzip"), (200, b"gzip\r\nContent-Encoding: gzip"), (200, b"br"),
+], ids=["stream", "error body", "two headers", "brotli"])
+def test_a_body_compressed_twice_over_is_refused_before_it_is_expanded(status, coding):
+    """httpx expands each read whole, layer by layer: `Content-Encoding: gzip, gzip` made 256 MiB in memory of a
+    body of under a kilobyte (three layers: more than any kernel has) before the lab's 4 MiB limit saw any of it.
+    One gzip or deflate layer (at most about 1,000 times a read) is read; more, or a coding without that bound, not."""
+    import tracemalloc
+
+    bomb = gzip.compress(_gzip_bomb(256))  # 256 MiB of spaces, compressed twice over
+    kind = b"text/event-stream" if status == 200 else b"application/json"
+    answer = [b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Encoding: %s\r\nConnection: close\r\n\r\n"
+              % (status, kind, coding) + bomb]
+    with FakeServer(raw=lambda n: answer) as server:
+        engine = RemoteEngine(server.url, retries=0)
+        tracemalloc.start()
+        try:
+            with pytest.raises(RemoteError) as caught:
+                list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 32 << 20, f"{peak >> 20} MiB"
+    shown = "br" if coding == b"br" else "gzip, gzip"
+    assert str(caught.value) == (f"the server at {server.url} sent an answer that cannot be read (DecodingError: its "
+                                 f"body is compressed as {shown}: one gzip or deflate is read, no more)")
+
+
+@pytest.mark.parametrize("status, said", [(b"304 Not Modified", "HTTP 304: (no text)"),
+                                          (b"300 Multiple Choices", "HTTP 300: (no text)"),
+                                          (b"999 Odd", "HTTP 999: odd")])
+def test_a_status_without_a_location_or_past_599_is_said_in_one_line(status, said):
+    """A 3xx without a Location raised a bare KeyError ('location'), at connect too; a status past 599 said
+    "(the response body broke off)" of a body that was whole."""
+    body = b"odd" if status.startswith(b"999") else b""
+    answer = [b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body]
+    with FakeServer(raw=lambda n: answer) as server:
+        reply = Session.connect(server.url, retries=0, session_options={"namespace": {}, "tools": "none"}).ask("hi")
+        assert reply.errors == [f"The turn failed: the server at {server.url} answered /v1/completions with {said}"]
+        server.httpd.RequestHandlerClass.do_GET = lambda self: self._raw(answer)
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url, retries=0)
+    assert str(caught.value) == f"the server at {server.url} answered /v1/models with {said}"

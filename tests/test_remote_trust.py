@@ -1,5 +1,5 @@
 """RemoteEngine and `%gptoss connect` with https servers of their own CA, hostile back-off asks, a key the server
-writes into the answer, and Stop while the server has not answered yet."""
+writes into the answer, and Stop while the server has not answered yet (or cannot be reached)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 
 import pytest
 
@@ -258,7 +259,8 @@ def test_a_busy_server_is_asked_again_for_at_most_the_waiting_cap(monkeypatch, r
 
 @pytest.mark.parametrize("ollama", [False, True])
 def test_a_key_the_server_writes_into_the_answer_is_hidden(ollama):
-    """The key was hidden in error messages but shown whole in the chat view, the Reply and the conversation."""
+    """A key of 12+ characters never comes up in an answer by chance: the server quoted it, and the chat view, the
+    Reply and the conversation (the saved notebook) would keep it."""
     text = f"<|channel|>final<|message|>Your key is {KEY}; again: {KEY}<|return|>"
     for sizes in ((3, 1, 7, 2, 5), (1,), (len(text),)):  # the key cut across chunks, a character each, whole
         with FakeServer(_split(text, sizes), api_key=KEY, ollama=ollama) as server:
@@ -270,13 +272,24 @@ def test_a_key_the_server_writes_into_the_answer_is_hidden(ollama):
         assert KEY not in repr(session.history) and not reply.errors
 
 
-def test_a_password_the_server_writes_into_the_answer_or_its_model_name_is_hidden():
-    text = "<|channel|>final<|message|>Hi bob:hunter22 (Basic Ym9iOmh1bnRlcjIy) and a partial hunter<|return|>"
+def test_a_word_that_is_the_urls_password_stays_in_the_answer_and_is_hidden_in_the_labs_messages():
+    """A password of a common word (hunter22) was blanked out wherever the model wrote it: an answer about the
+    password became `Hi bob:***`. The model's name (the lab's status line) and the lab's errors still hide it; the
+    Authorization header's 16 characters are hidden in the answer too (no answer has them by chance)."""
+    text = "<|channel|>final<|message|>Hi bob:hunter22 (Basic Ym9iOmh1bnRlcjIy) and hunter<|return|>"
     with FakeServer(_split(text), models=("gpt-oss-hunter22",)) as server:
         session = Session.connect(server.url.replace("http://", "http://bob:hunter22@"))
         reply = session.ask("hi")
+    assert reply.final == "Hi bob:hunter22 (Basic ***) and hunter"
     assert session.engine.name == reply.model == "gpt-oss-***" and session.engine.model == "gpt-oss-hunter22"
-    assert reply.final == "Hi bob:*** (Basic ***) and a partial hunter"
+    assert "hunter22" not in session.engine.url + repr(session.engine)
+    broken = [HEAD, _event("<|channel|>final<|message|>hunter22 is"),
+              b'data: {"error": "bad password hunter22 (Ym9iOmh1bnRlcjIy)"}\n\n']
+    with FakeServer(raw=lambda n: broken) as server:
+        reply = Session.connect(server.url.replace("http://", "http://bob:hunter22@"), retries=0).ask("hi")
+    assert reply.final == "hunter22 is"
+    assert reply.errors == [f"The turn failed: the server at {server.url} stopped with an error: "
+                            "bad password *** (***)"]
 
 
 def test_the_key_is_hidden_in_what_arrived_before_the_stream_broke():
@@ -326,6 +339,72 @@ def test_stop_before_the_headers_ends_the_reader_at_once(request, server):
         reply = session.ask("Say hi", view=_StopAfter(0.5))
         assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
         assert _gone_within(1), _readers()  # so it cannot ask a busy server again either
+
+
+@contextlib.contextmanager
+def _unanswered() -> Iterator[str]:
+    """The URL of an address that never answers a connect: a listener whose queue is full (Linux then leaves
+    further connections unanswered, as a firewall or a wrong host does)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued = [socket.socket() for _ in range(3)]
+        for sock in queued:
+            sock.setblocking(False)
+            sock.connect_ex(listener.getsockname())
+        try:
+            yield "http://127.0.0.1:%d" % listener.getsockname()[1]
+        finally:
+            for sock in queued:
+                sock.close()
+
+
+def test_stop_while_connecting_ends_the_reader_at_once():
+    """The turn ended at Stop, but the thread reading the server went on connecting to an address that never
+    answers until the timeout (60 s here, 120 s by default): a thread left behind for every stopped turn."""
+    with _unanswered() as url, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RemoteEngine, "models", lambda self: ["gpt-oss-test"])  # made without asking the server
+        patch.setattr(RemoteEngine, "_is_ollama", lambda self: False)
+        session = Session(RemoteEngine(url, timeout=60), namespace={}, tools="none")
+        assert _gone_within(5)  # no reader of an earlier test is left
+        before = threading.active_count()
+        reply = session.ask("Say hi", view=_StopAfter(0.5))
+        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        deadline = time.monotonic() + 1
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert threading.active_count() <= before, threading.enumerate()
+
+
+def test_stop_while_the_name_lookup_hangs_ends_the_reader_at_once(monkeypatch):
+    """A name lookup that hangs (a DNS server that does not answer) held the reader after Stop until the resolver
+    gave up, and held `RemoteEngine(...)` past its timeout: only the lookup itself is left to end with the resolver."""
+    release, lookup = threading.Event(), socket.getaddrinfo
+
+    def hanging(host, *args, **kwargs):  # the system resolver, waiting on a DNS server that never answers
+        if host != "gpu-box.test":
+            return lookup(host, *args, **kwargs)
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine("http://gpu-box.test:8000", timeout=1)
+        assert time.monotonic() - started < 2
+        assert str(caught.value).startswith("cannot reach the gpt-oss server at http://gpu-box.test:8000: "
+                                            "no connection within 1 s (timeout=...)")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(RemoteEngine, "models", lambda self: ["gpt-oss-test"])  # made without asking the server
+            patch.setattr(RemoteEngine, "_is_ollama", lambda self: False)
+            session = Session(RemoteEngine("http://gpu-box.test:8000", timeout=60), namespace={}, tools="none")
+        assert _gone_within(5)
+        reply = session.ask("Say hi", view=_StopAfter(0.5))
+        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert _gone_within(1), _readers()
+    finally:
+        release.set()
 
 
 def test_stop_while_a_busy_server_trickles_its_error_body_ends_the_reader_at_once():

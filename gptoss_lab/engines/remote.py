@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import html
 import ipaddress
 import itertools
 import json
 import os
 import queue
+import selectors
 import socket
 import ssl
 import threading
@@ -30,8 +32,10 @@ import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
+import httpcore
 import httpx
 import regex
+from httpcore._backends.sync import SyncStream
 from httpx_sse import EventSource, SSEError
 
 from .. import harmony
@@ -52,6 +56,7 @@ _ECHO = 64  # characters of the prompt that, streamed back first, show a server 
 _MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
 _LONGEST_TOKEN = 128  # characters of o200k's longest token: more text than max_tokens × this is past the limit
 _NAME = 200  # characters of the model's name shown (a status line, a view's header)
+_QUOTED = 12  # a key or password this long never comes up in an answer by chance: there the server quoted it
 _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can carry
 # a URL's `user:password@` as typed: all after the scheme up to the last @ (a password may hold a raw / or @)
 _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
@@ -59,6 +64,8 @@ _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", rege
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
 _PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
+# httpcore's RemoteProtocolErrors of a connection dropped (retried); h11's others say the answer is no HTTP
+_DROPPED = ("Server disconnected", "peer closed connection", "peer unexpectedly closed connection")
 _ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1", "/api/generate", "/api/chat",
               "/api/tags", "/api")  # what a pasted endpoint URL ends with, taken off to leave the server root
 
@@ -114,6 +121,14 @@ def _base_url(url: str) -> httpx.URL:
     if parsed.query or parsed.fragment:  # httpx would put the API's paths after it
         raise RemoteError(f"{given!r} is not a server URL (it has a ?query or #fragment); "
                           "write it like http://127.0.0.1:8000")
+    try:
+        parsed.host.encode("idna")  # as the system's name lookup is given it
+    except UnicodeError as err:  # an empty label (two dots), one past 63 characters
+        raise RemoteError(f"{given!r} is not a server URL (its host name cannot be looked up: {err}); "
+                          "write it like http://127.0.0.1:8000") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:  # the system would take it modulo 65536
+        raise RemoteError(f"{given!r} is not a server URL (its port is not one from 1 to 65535); "
+                          "write it like http://127.0.0.1:8000")
     return parsed
 
 
@@ -165,7 +180,7 @@ def _server_message(response: httpx.Response) -> str:
     try:
         return _error_text(_loads(response.content))
     except ValueError:
-        text = response.text
+        text = response.content.decode("utf-8", "replace")  # not its charset=: that may name any codec (rot13, zlib)
         if "html" in response.headers.get("content-type", ""):  # its start: the regex is slow on a long page
             text = html.unescape(_MARKUP.sub(" ", text[:8192]))
         return " ".join(text.split())
@@ -178,7 +193,8 @@ class RemoteEngine:
 
     `url` is the server root (`http://host:8000`, a trailing `/v1` is fine; `user:password@` is sent as basic
     auth, never shown). `api_key` (surrounding whitespace taken off) is sent as a bearer token; neither
-    appears in an error or in the model's text, even when the server quotes it. `verify` checks an https server's
+    appears in the lab's errors, `url`, `name` or repr, even when the server quotes it; in the model's text one of
+    12+ characters is hidden (a server quoted it), a shorter one left (a word that is also the password). `verify` checks an https server's
     certificate: True against the usual CAs, a CA bundle file's path (a self-signed or private CA's server), False
     (not checked), or an `ssl.SSLContext` (a client certificate). `model=None` takes the server's only model.
     Connection errors are retried `retries` times (waiting at most `_MAX_WAITING` s in all); `timeout` (seconds)
@@ -229,13 +245,24 @@ class RemoteEngine:
                           RemoteWarning, stacklevel=2)
         # user:password@ as its Authorization header carries it, which a server or proxy may quote back
         basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
+        token = None if parsed.password else parsed.username  # `http://TOKEN@host`: the user name is the secret
         # a key or password shorter than this would blank out ordinary words of a message if hidden in it
-        self._secrets = _Hidden(s for s in (api_key, parsed.password, basic) if s and len(s) >= 4)
+        self._secrets = _Hidden(s for s in (api_key, parsed.password, token, basic) if s and len(s) >= 4)
+        self._quoted = _Hidden(s for s in self._secrets if len(s) >= _QUOTED)  # hidden in the model's text too
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
+        # a server on this machine never through a proxy of the environment (HTTP_PROXY): one elsewhere cannot reach
+        # it, and the key would cross the network in plain text to it
+        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+        direct = {f"all://{host}": None} if _loopback(parsed.host) else None
         # no kept-alive connections: every request connects anew, so its `_HeaderClock` sees the socket
-        self._client = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=httpx.Timeout(timeout),
-                                    limits=httpx.Limits(max_keepalive_connections=0), verify=_trusted(verify))
+        self._client = httpx.Client(base_url=self.url, headers={**headers, "Accept-Encoding": "gzip, deflate"},
+                                    auth=auth, timeout=httpx.Timeout(timeout), verify=_trusted(verify), mounts=direct,
+                                    limits=httpx.Limits(max_keepalive_connections=0),
+                                    event_hooks={"response": [_one_coding]})
+        for transport in (self._client._transport, *self._client._mounts.values()):  # an env proxy's too
+            if isinstance(transport, httpx.HTTPTransport):  # httpx has no public way to give httpcore a backend
+                transport._pool._network_backend = _Connector()
         with self._cleaned():
             self.ollama = self._is_ollama()
             self.prompt_as = "text" if self.ollama else "ids"
@@ -250,7 +277,7 @@ class RemoteEngine:
                 raise RemoteError(f"the server at {self.url} has no model {model!r}; "
                                   f"it serves: {_listed(models) or '(none)'}")
         self.model = model
-        shown = self._quote(model, None)  # a server's choice, any length, and it may quote the key
+        shown = " ".join(self._quote(model, None).split())  # a server's choice: any length, lines, the key quoted
         self.name = shown if len(shown) <= _NAME else shown[: _NAME - 1] + "…"
         # gpt-oss's recommended sampling, so an unset value means the same on every server
         self.default_sampling = Sampling(temperature=1.0, top_p=1.0)
@@ -269,9 +296,7 @@ class RemoteEngine:
     def _quote(self, text: str, limit: int | None = 200) -> str:
         """What a server sent, to quote in a message: the key and password hidden, then cut to `limit` characters
         (in that order, so no cut leaves part of a key)."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text[:limit]
+        return _blanked(text, self._secrets)[:limit]
 
     def _get(self, path: str) -> httpx.Response:
         """GET `path` with retries on connection errors, at most `_MAX_BODY` bytes of its body read."""
@@ -317,6 +342,9 @@ class RemoteEngine:
                         if tls.reason in _PLAIN_HTTP else ""
                     raise RemoteError(f"the TLS handshake with the server at {self.url} failed "
                                       f"({_one_line(tls)}){plain}") from None
+                if isinstance(err, httpx.RemoteProtocolError) and not str(err).startswith(_DROPPED):  # no retry mends
+                    raise RemoteError(f"the server at {self.url} sent an answer that cannot be read "
+                                      f"({_one_line(err)}): is it the inference server's address and port?") from None
                 pause = min(0.5 * 2**attempt, _MAX_WAIT)
                 if attempt == self.retries or waited + pause > _MAX_WAITING:
                     capped = f"; retries stop after {_MAX_WAITING:g} s of waiting" if attempt < self.retries else ""
@@ -340,12 +368,13 @@ class RemoteEngine:
                 clock.stop()
 
     def _raise_for(self, response: httpx.Response, path: str, tries: str = "") -> None:
-        """RemoteError for a redirect or an HTTP error `response` to `path`; `tries` is said after a busy one's."""
-        if response.is_redirect:  # not followed: the key would go along to wherever it points
+        """RemoteError for a `response` to `path` that is no success (a redirect, an HTTP error, a 304 ...); `tries`
+        is said after a busy one's."""
+        if response.has_redirect_location:  # not followed: the key would go along to wherever it points
             location = self._quote(response.headers["location"])
             raise RemoteError(f"the server at {self.url} redirects {path} to {location!r} "
                               "(redirects are not followed): connect to the inference server's own address")
-        if response.status_code < 400:
+        if response.is_success:
             return
         if response.status_code in (401, 403):
             raise RemoteError(
@@ -356,7 +385,7 @@ class RemoteEngine:
         retry = f" (Retry-After: {self._quote(response.headers['retry-after'], 40)})" \
             if "retry-after" in response.headers else ""
         raise RemoteError(f"the server at {self.url} answered {path} with HTTP {response.status_code}: "
-                          f"{self._quote(_server_message(response))}{retry}{tries}")
+                          f"{self._quote(_server_message(response)) or '(no text)'}{retry}{tries}")
 
     def _is_ollama(self) -> bool:
         try:
@@ -418,8 +447,8 @@ class RemoteEngine:
         return response
 
     def _error_read(self, response: httpx.Response) -> httpx.Response:
-        """`response`, its body read (`_capped`) when it is an HTTP error or a redirect."""
-        if response.is_error or response.is_redirect:
+        """`response`, its body read (`_capped`) when it is no success (an HTTP error, a redirect, a 304 ...)."""
+        if not response.is_success:
             with contextlib.suppress(httpx.HTTPError):  # a body that broke off: reported by its status alone
                 response = _capped(response, self.timeout)
             response.close()
@@ -562,14 +591,15 @@ class RemoteEngine:
             reader.abort()
 
     def _unkeyed(self, chunks: Iterator[tuple[str, str | None, Any]]) -> Iterator[tuple[str, str | None, Any]]:
-        """`chunks` with the key and password hidden in their text (as `_quote` hides them): a server may write
-        them into the answer, which the chat view, the transcript and the conversation would keep. Text that
-        could be the start of one is held until the next chunk (or the end) tells."""
+        """`chunks` with a key or password of `_QUOTED`+ characters hidden in their text: a server that writes one
+        into the answer would have the chat view, the transcript and the saved notebook keep it. A shorter one (a
+        word: `hunter22`) is left, as blanking it would change the model's words. Text that could be the start of
+        one is held until the next chunk (or the end) tells."""
         held = ""
         try:
             for text, finish, stop_reason in chunks:
-                text = self._quote(held + text, None)
-                cut = len(text) - (0 if finish else _secret_start(text, self._secrets))
+                text = _blanked(held + text, self._quoted)
+                cut = len(text) - (0 if finish else _secret_start(text, self._quoted))
                 text, held = text[:cut], text[cut:]
                 yield text, finish, stop_reason
         except RemoteError:  # what arrived before a failure still goes out
@@ -672,6 +702,13 @@ def _listed(names: list[str], shown: int = 10) -> str:
     return ", ".join(name[:80] for name in names[:shown]) + more
 
 
+def _blanked(text: str, secrets: Sequence[str]) -> str:
+    """`text` with each of `secrets` written `***`."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def _secret_start(text: str, secrets: Sequence[str]) -> int:
     """How many characters at the end of `text` could begin one of `secrets` (the next text tells)."""
     return max((n for secret in secrets for n in range(1, min(len(secret), len(text) + 1))
@@ -690,20 +727,107 @@ def _one_line(err: Exception) -> str:
     return " ".join(f"{type(err).__name__}: {err}".split())
 
 
+# what a non-blocking connect_ex answers while connecting (Windows: WSAEWOULDBLOCK)
+_CONNECTING = {errno.EINPROGRESS, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK)}
+_connecting = threading.local()  # `aborted`: the Stop event of the request this thread connects for (`_HeaderClock`)
+
+
+class _Connector(httpcore.SyncBackend):
+    """httpcore's sockets, with a TCP connect that Stop abandons within 0.1 s: `socket.create_connection` blocks,
+    so a Stop while an address never answered (a firewall, a wrong host) left the reading thread connecting until
+    the timeout, as a name lookup that hung did (`_lookup`). Stop is the event `_HeaderClock` sets for this thread
+    (httpcore connects on the request's thread)."""
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        aborted = getattr(_connecting, "aborted", None) or threading.Event()
+        deadline = time.monotonic() + (timeout if timeout is not None else _LONGEST_WAIT)
+
+        def waited() -> None:
+            if aborted.is_set():
+                raise httpcore.ConnectError("stopped")
+            if time.monotonic() >= deadline:
+                raise httpcore.ConnectTimeout("timed out")
+
+        addresses = _lookup(host, port, waited)
+        failure: OSError = OSError(f"no address for {host}")
+        for family, kind, proto, _, address in addresses:  # as socket.create_connection: the first that connects
+            sock = socket.socket(family, kind, proto)
+            try:
+                if local_address:
+                    sock.bind((local_address, 0))
+                sock.setblocking(False)
+                code = sock.connect_ex(address)
+                if code in _CONNECTING:
+                    with selectors.DefaultSelector() as waiting:
+                        waiting.register(sock, selectors.EVENT_WRITE)
+                        while not waiting.select(0.1):
+                            waited()
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+                sock.settimeout(timeout)
+                for option in socket_options or ():
+                    sock.setsockopt(*option)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return SyncStream(sock)
+            except OSError as err:
+                sock.close()
+                failure = err
+            except BaseException:
+                sock.close()
+                raise
+        raise httpcore.ConnectError(str(failure)) from failure
+
+
+def _lookup(host: str, port: int, waited: Callable[[], None]) -> list[tuple[Any, ...]]:
+    """`socket.getaddrinfo` of `host`, looked up on a helper thread while `waited()` is called every 0.1 s (it raises
+    at Stop or the timeout): the system resolver cannot be interrupted, so a lookup that hangs is left to end on its
+    thread, not on the request's."""
+    found: queue.Queue[list[tuple[Any, ...]] | Exception] = queue.Queue()
+
+    def look() -> None:
+        try:
+            found.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as err:  # noqa: BLE001 - raised on the request's thread, as a ConnectError
+            found.put(err)
+
+    try:
+        ipaddress.ip_address(host)
+        look()  # an address: nothing to wait for
+    except ValueError:
+        threading.Thread(target=look, daemon=True, name="gptoss-remote-lookup").start()
+    while True:
+        try:
+            addresses = found.get(timeout=0.1)
+        except queue.Empty:
+            waited()
+            continue
+        if isinstance(addresses, Exception):
+            raise httpcore.ConnectError(str(addresses)) from addresses
+        return addresses
+
+
 class _HeaderClock:
     """httpx's `trace` hook for one request: it shuts the request's connection once `timeout` seconds passed
     between connecting and the response's last header (httpx's timeout bounds each read, so a server sending
     its headers a byte at a time, or a TLS handshake as slowly, held the request forever), or as soon as
     `aborted` is set (Stop) before `stop()` (the call that sent it is over, an error body read); `expired` says it
-    timed out. It holds a duplicate of the connection's socket: TLS detaches the socket httpx connected, so
-    shutting that one down did nothing to an https request."""
+    timed out; while the request connects, it hands `aborted` to `_Connector`. It holds a duplicate of the
+    connection's socket: TLS detaches the socket httpx connected, so shutting that one down did nothing to an https
+    request."""
 
     def __init__(self, timeout: float, aborted: threading.Event) -> None:
         self.timeout, self.expired, self._aborted = timeout, False, aborted
         self._headers_in, self._done = False, threading.Event()
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
-        if event == "connection.connect_tcp.complete":
+        if event == "connection.connect_tcp.started":
+            _connecting.aborted = self._aborted  # for `_Connector`, on this thread
+        elif event == "connection.connect_tcp.failed":
+            _connecting.aborted = None
+        elif event == "connection.connect_tcp.complete":
+            _connecting.aborted = None
             sock = info["return_value"].get_extra_info("socket").dup()
             threading.Thread(target=self._watch, args=(sock,), daemon=True, name="gptoss-remote-clock").start()
         elif event in ("http11.receive_response_headers.complete", "http11.receive_response_headers.failed"):
@@ -728,19 +852,24 @@ class _HeaderClock:
 class _Reads:
     """The response as httpx-sse reads it (its headers and text), calling `stalled()` at every read and raising
     `too_long` once `_MAX_BODY` characters came since the reader last set `unended` (at an event's end), so an
-    endless line cannot fill memory. Of an event stream (`events`), whole lines are handed on, llama.cpp's
-    `error: {...}` lines (a field SSE does not know, which httpx-sse drops) written as `event: error` events."""
+    endless line cannot fill memory; a byte order mark starting the stream is left out. Of an event stream
+    (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
+    httpx-sse drops) written as `event: error` events."""
 
     def __init__(self, response: httpx.Response, stalled: Callable[[], None], too_long: RemoteError, *,
                  events: bool) -> None:
         self.headers, self._response, self._stalled, self._too_long = response.headers, response, stalled, too_long
+        response.encoding = "utf-8"  # as SSE and JSON are, whatever its charset= names (httpx would run any codec)
         self._events = events
         self.unended = 0
 
     def iter_text(self) -> Iterator[str]:
         held: list[str] = []  # an event stream's text after its last line break: a line whose start is not known
+        start = True  # one U+FEFF (byte order mark) starting the stream is no text (the SSE standard's rule)
         for text in self._response.iter_text():
             self._stalled()
+            if start and text:
+                text, start = text.removeprefix("\ufeff"), False
             self.unended += len(text)
             if self.unended > _MAX_BODY:
                 raise self._too_long
@@ -857,6 +986,17 @@ def _capped(response: httpx.Response, timeout: float) -> httpx.Response:
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]  # decoded
     return httpx.Response(response.status_code, headers=headers, content=bytes(body[:_MAX_BODY]),
                           request=response.request)
+
+
+def _one_coding(response: httpx.Response) -> None:
+    """httpx's response hook: DecodingError for a body compressed more than once, or otherwise than gzip or deflate
+    (whose one layer expands a network read at most about 1,000-fold). httpx expands each read whole, layer by layer:
+    `gzip, gzip` of under a kilobyte made hundreds of MiB before `_capped` or `_Reads` saw the first byte."""
+    codings = [coding.strip().lower() for value in response.headers.get_list("content-encoding")
+               for coding in value.split(",") if coding.strip().lower() not in ("", "identity")]
+    if len(codings) > 1 or not set(codings) <= {"gzip", "deflate"}:
+        raise httpx.DecodingError(f"its body is compressed as {', '.join(codings)}: one gzip or deflate is read, "
+                                  "no more", request=response.request)
 
 
 def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
