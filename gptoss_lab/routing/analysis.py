@@ -307,6 +307,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
         raise ValueError(f"by must be 'count' or 'specialisation', not {by!r}")
     if whole(n, "n") < 1:
         raise ValueError(f"n (tokens per expert) must be at least 1, not {n}")
+    whole(min_count, "min_count")  # "2" was a numpy UFuncTypeError
     if layer is not None:
         check_layer(routing, layer)
     ids, index = _token_index(routing)
@@ -342,7 +343,7 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     """
     ids, index = _token_index(routing)
     occurrences = np.bincount(index, minlength=len(ids))
-    keep = np.flatnonzero(occurrences >= min_count)
+    keep = np.flatnonzero(occurrences >= whole(min_count, "min_count"))  # "5" was a numpy UFuncTypeError
     remap = np.full(len(ids), -1, np.int64)
     remap[keep] = np.arange(len(keep))
     rows = remap[index]

@@ -20,7 +20,7 @@ import pandas as pd
 from .. import harmony
 from ..widgets import text_bar
 from .analysis import whole
-from .record import RecordWriter, Routing, check_weights, read_record, token_labels
+from .record import RecordWriter, Routing, check_vocabulary, check_weights, read_record, token_labels
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
 _WINDOW = 8       # batches whose texts are sorted by length together
@@ -112,8 +112,9 @@ class Corpus(Sequence[Routing]):
     def __repr__(self) -> str:
         extra = f", {self.meta['seconds']:.1f} s" if "seconds" in self.meta else ""
         where = f", stored in {self.meta['path']}" if "path" in self.meta else ""
-        return (f"Corpus({len(self)} texts, {len(self.combined)} tokens × {self.combined.layers} layers × "
-                f"top-{self.combined.top_k} of {self.combined.num_experts} experts{extra}{where})")
+        r = self.combined  # a path with a lone surrogate (meta.json from elsewhere) failed the display
+        return harmony.clean(f"Corpus({len(self)} texts, {len(r)} tokens × {r.layers} layers × top-{r.top_k} of "
+                             f"{r.num_experts} experts{extra}{where})")
 
 
 def route(
@@ -142,6 +143,10 @@ def route(
         raise TypeError("route takes a list of texts, not one text: route([text], model)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number of texts ≥ 1, not {batch_size!r}")
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float)) or not memory_limit >= 0:
+        raise ValueError(f"memory_limit must be a number of bytes ≥ 0, not {memory_limit!r}")  # failed after a batch
+    if isinstance(labels, str):  # would be one label per character
+        raise TypeError("labels is a list of one label per text, not one text: labels=[label] * len(texts)")
     engine, net = model_of(model)
     items = list(items)
     if labels is not None and len(labels) != len(items):
@@ -149,6 +154,7 @@ def route(
     labels = _label_texts(labels) if labels is not None else None
     config = net.config
     context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
+    vocab = int(getattr(config, "vocab_size", harmony.VOCAB_SIZE))
     chunk = int(getattr(engine, "prefill_chunk", 2048))
     store = _Store(config, path, memory_limit, name=getattr(engine, "name", None))
     started = time.perf_counter()
@@ -156,7 +162,7 @@ def route(
     try:
         with RouterHooks(net) as hooks:
             for start in range(0, len(items), batch_size * _WINDOW):
-                window = [_tokens_of(item, context) for item in items[start:start + batch_size * _WINDOW]]
+                window = [_tokens_of(item, context, vocab) for item in items[start:start + batch_size * _WINDOW]]
                 routed = _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar)
                 for offset, ((ids, channels), (experts, weights)) in enumerate(zip(window, routed)):
                     label = labels[start + offset] if labels is not None else None
@@ -170,12 +176,13 @@ def route(
 
 
 def _label_texts(labels: Sequence[Any]) -> list[str | None]:
-    """Text labels as text (None: no label): a numpy integer was kept, then failed meta.json at the end of a run."""
-    return [None if label is None else str(label) for label in labels]
+    """Text labels as text (None: no label): a numpy integer was kept, then failed meta.json at the end of a run;
+    a lone surrogate (an undecodable file name) failed the display of every table of them."""
+    return [None if label is None else harmony.clean(str(label)) for label in labels]
 
 
-def _tokens_of(item: Any, context: int) -> tuple[list[int], list[str]]:
-    """(token ids, label per token) of one item: text, conversation or ids."""
+def _tokens_of(item: Any, context: int, vocab: int) -> tuple[list[int], list[str]]:
+    """(token ids, label per token) of one item: text, conversation or ids (of the model's `vocab`)."""
     if isinstance(item, str):
         ids = harmony.encode_text(item)
         labels = ["text"] * len(ids)
@@ -187,6 +194,7 @@ def _tokens_of(item: Any, context: int) -> tuple[list[int], list[str]]:
                 ids[-1] = harmony.RETURN  # a finished turn ends as the model ended it
         elif isinstance(messages, (list, tuple, np.ndarray)) and all(isinstance(t, (int, np.integer)) for t in messages):
             ids = [int(t) for t in messages]
+            check_vocabulary(ids, vocab)
         else:
             raise TypeError(f"route takes texts, conversations (lists of Harmony messages) or token ids, "
                             f"not {type(item).__name__}")

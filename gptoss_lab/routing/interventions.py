@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import harmony
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
 from ..settings import SettingsError
 from .analysis import Table, result_table, whole
-from .record import MAX_EXPERT, Routing, token_labels, token_texts
+from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
 _ITEM = re.compile(r"^\s*(\*|-?\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
@@ -101,6 +102,7 @@ class Intervention:
         frames = []
         for document, record in enumerate([records] if single else records):
             ids = record.tokens.tolist() if isinstance(record, Routing) else [int(t) for t in record]
+            check_vocabulary(ids, int(getattr(model.config, "vocab_size", harmony.VOCAB_SIZE)))
             if len(ids) < 2:  # no token to predict (an empty text, one token): no rows
                 continue
             labels = record.labels if isinstance(record, Routing) else token_labels(ids)

@@ -8,7 +8,10 @@ as it is made and read back memory-mapped, so records larger than memory stay us
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,11 @@ _WRITE_ROWS = 1 << 16  # tokens written per slice
 _HEADER = 128  # bytes of each .npy header: fixed, so a column can be appended to and its shape rewritten
 _TEXTS: dict[int, str] = {}  # token id -> its text, decoded once
 MAX_EXPERT = 32767  # expert ids are int16
+MAX_LAYERS = 1024  # layers of a record at most (models have tens): an 843-byte record folder saying 10**6 made
+                   # its load() take 145 MB, and a view lists every layer in its menu
+MAX_LABEL = 100  # characters of a label: a view sends each token's (a 10,000-character one: 200 MB for 20,000 tokens)
+_SERIALS = itertools.count()  # a record's contents' number: a new one after each change
+_PART_VIEWS: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()  # see Routing.view
 
 
 def token_texts(ids: Any) -> list[str]:
@@ -65,6 +73,21 @@ def check_weights(routing: Routing, where: str = "") -> None:
                              f"in 0..1 (did the router produce NaN?): a routing record cannot hold it")
 
 
+def check_vocabulary(ids: Sequence[int], vocab: int) -> None:
+    """Refuse, in one line, token ids outside a model's `vocab` ids: torch said "index out of range in self"."""
+    if len(ids) and not 0 <= min(ids) <= max(ids) < vocab:
+        raise ValueError(f"token ids go from 0 to {vocab - 1} (the model's vocabulary), "
+                         f"not {min(ids) if min(ids) < 0 else max(ids)}")
+
+
+def _selection(which: Any, n: int) -> tuple[Any, ...]:
+    """What `select(which)` takes of a record of `n` tokens, as a key: equal for the same tokens."""
+    if isinstance(which, slice):
+        return which.indices(n)
+    which = np.ascontiguousarray(which)
+    return which.dtype.str, which.shape, hashlib.blake2b(which.tobytes(), digest_size=16).digest()
+
+
 def _token_ids(tokens: Any) -> np.ndarray:
     """`tokens` as ids, refusing what no Harmony token is: a record saved with it could not be loaded back."""
     ids = np.asarray(tokens)
@@ -104,10 +127,12 @@ class Routing:
         self._codes = np.zeros(0, np.uint8)          # label of each token, as an index into _names
         self._names: list[str] = []
         self._strings: list[str] = []                # texts decoded so far (lazily, see `strings`)
+        self._view: Any = None                       # the RoutingView of `view`, made once
+        self._serial = next(_SERIALS)                # these contents (parts selected from them share views)
+        self._family: tuple[Any, ...] | None = None  # (the record's serial, selection, experts) of a part
         self.num_experts = num_experts
         self._owned = True                           # buffers are ours to write and grow (not a view or a file)
         self._observers: list[Callable[[str, int], None]] = []
-        self._view: Any = None                       # the RoutingView of `view`, made once
         if len(tokens) or experts is not None:  # no tokens yet in a given shape keeps its [layers, k]
             self.append(tokens, experts, weights, labels)
 
@@ -184,6 +209,7 @@ class Routing:
                                  + (f" (this record has expert {seen - 1})" if seen else ""))
             value = int(value)
         self._num_experts = value
+        self._changed()
 
     def __len__(self) -> int:
         return self._n
@@ -198,33 +224,40 @@ class Routing:
         return self.label_codes == self._names.index(label)
 
     def select(self, which: Any) -> Routing:
-        """The record of some tokens: a slice (no copy) or a boolean mask / index array (a copy)."""
+        """The record of some tokens: a slice (no copy) or a boolean mask / index array (a copy).
+        Parts selected alike (`corpus[0]` twice, one mask in a loop) share one view until either record changes."""
+        if isinstance(which, (int, np.integer)):  # "object of type 'numpy.int32' has no len()"
+            raise TypeError(f"select takes a slice, a boolean mask or token positions, not {which!r}: "
+                            f"select([{which!r}]) is the record of that one token")
+        key = _selection(which, self._n)
         if isinstance(which, slice):
             start, stop, step = which.indices(self._n)
-            if step != 1:
-                which = np.arange(start, stop, step)
-            else:
-                return Routing.from_arrays(self.tokens[start:stop], self.experts[start:stop],
-                                           self._weights[start:stop], self._codes[start:stop], self._names,
-                                           num_experts=self.num_experts)
+            which = slice(start, stop) if step == 1 else np.arange(start, stop, step)
         # the weights as stored (a loaded file's uint16): `weights` converted the whole file to float32 first
-        return Routing.from_arrays(self.tokens[which], self.experts[which], self._weights[: self._n][which],
+        part = Routing.from_arrays(self.tokens[which], self.experts[which], self._weights[: self._n][which],
                                    self._codes[: self._n][which], self._names, num_experts=self.num_experts)
+        part._family = (self._serial, key, part.num_experts)
+        return part
 
     def _code(self, labels: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
         """`labels` as indices into `names` (default: this record's label names) plus the labels new to them,
         which become the record's names; refused whole, the record left as it was, for a label that is no
         text (meta.json could not hold it: the record saved, then failed to load) or a 256th label."""
         names = list(self._names if names is None else names)
+        texts: dict[str, str] = {}
         for label in dict.fromkeys(labels):
             if not isinstance(label, str):
                 raise ValueError(f"labels are texts (a Harmony channel, 'text' ...), not {label!r}")
-            if label not in names:
-                names.append(label)
+            if len(label) > MAX_LABEL:
+                raise ValueError(f"a label is a name of at most {MAX_LABEL} characters (a channel, a category), "
+                                 f"not one of {len(label):,}")
+            texts[label] = harmony.clean(label)  # a lone surrogate (an undecodable file name) failed every display
+            if texts[label] not in names:
+                names.append(texts[label])
         if len(names) > 255:
             raise ValueError("a routing record holds at most 255 different labels")
         index = {name: i for i, name in enumerate(names)}
-        codes = np.fromiter((index[label] for label in labels), np.uint8, len(labels))
+        codes = np.fromiter((index[texts[label]] for label in labels), np.uint8, len(labels))
         self._names = names
         return codes
 
@@ -240,6 +273,8 @@ class Routing:
                              f"got {experts.shape} and {weights.shape}")
         if labels is not None and len(labels) != n:
             raise ValueError(f"{len(labels)} labels for {n} tokens")
+        if experts.shape[1] > MAX_LAYERS:
+            raise ValueError(f"a routing record holds at most {MAX_LAYERS} layers, not {experts.shape[1]}")
         if self._n == 0 and self._experts.shape[1:] != experts.shape[1:]:
             self._experts = np.zeros((0, *experts.shape[1:]), np.int16)
             self._weights = np.zeros((0, *experts.shape[1:]), np.float32)
@@ -309,6 +344,7 @@ class Routing:
             self._observers.remove(callback)
 
     def _notify(self, kind: str, start: int) -> None:
+        self._changed()
         for callback in list(self._observers):
             callback(kind, start)
 
@@ -400,8 +436,22 @@ class Routing:
         from ..widgets.routing import RoutingView
 
         if self._view is None or self._view.comm is None:  # a closed widget has no comm
-            self._view = RoutingView(self)
+            shared = _PART_VIEWS.get(self._family) if self._family is not None else None
+            # a part selected alike before shows its view: `corpus[0]` made a new widget at each display
+            self._view = shared if shared is not None and shared.comm is not None else RoutingView(self)
+            if self._family is not None:
+                _PART_VIEWS[self._family] = self._view
         return self._view
+
+    def _changed(self) -> None:
+        """The contents changed: parts selected from now on, and this record if it is a part, get views of their own."""
+        self._serial = next(_SERIALS)
+        if self._family is not None:
+            if self._view is not None and self._view.routing is not self:
+                self._view = None  # another part's view, of the tokens as selected
+            else:
+                _PART_VIEWS.pop(self._family, None)  # this view follows this record, no longer the selection
+            self._family = None
 
     def __repr__(self) -> str:
         codes = self.label_codes
@@ -585,6 +635,8 @@ class RecordWriter:
         for column in self.columns.values():
             column.close()
         self.columns = {}
+        for name in ("offsets.npy", "meta.json"):  # a link there (a record from elsewhere) is replaced:
+            (self.path / name).unlink(missing_ok=True)  # np.save wrote through it, over the file it named
         np.save(self.path / "offsets.npy", np.asarray([0, *self.ends], np.int64))
         meta = {**self.meta, "format": FORMAT, "version": VERSION, "tokens": self.tokens,  # a loaded record's
                 "documents": len(self.ends), "layers": self.layers, "top_k": self.top_k,  # meta says what it held
@@ -596,7 +648,7 @@ class RecordWriter:
 def _is_record(path: Path) -> bool:
     """Whether the folder holds a routing record, the only folder written over (any meta.json was: a project's own)."""
     try:
-        meta = json.loads((path / "meta.json").read_text())
+        meta = json.loads(_regular(path / "meta.json").read_text())
     except (OSError, ValueError, RecursionError):  # JSON nested past Python's recursion limit
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT
@@ -616,7 +668,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     id past the record's expert count was counted in the next layer's load)."""
     path = Path(path).expanduser()
     try:
-        meta = json.loads((path / "meta.json").read_text(), parse_constant=_no_constant)
+        meta = json.loads(_regular(path / "meta.json").read_text(), parse_constant=_no_constant)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} is not a routing record (no meta.json): save one with Routing.save or route(..., path=)") from None
     except (OSError, ValueError, RecursionError) as error:  # JSON nested past Python's recursion limit
@@ -639,6 +691,14 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     return routing, np.array(columns["offsets"]), list(meta["doc_labels"]), meta  # a copy: np.save rewrites the file
 
 
+def _regular(file: Path) -> Path:
+    """`file`, refused (OSError) where it is there but no regular file: reading a pipe (a record unpacked from a
+    tar archive) or a device waited forever."""
+    if file.exists() and not file.is_file():
+        raise OSError("not a regular file (a pipe or a device is never read)")
+    return file
+
+
 def _no_constant(name: str) -> None:
     """Refuse NaN and Infinity, which Python's json reads but JSON has not (a Corpus showed "nan s")."""
     raise ValueError(f"{name} is no JSON number")
@@ -647,7 +707,7 @@ def _no_constant(name: str) -> None:
 def _column(path: Path, name: str) -> np.ndarray:
     """One .npy column, memory-mapped (never unpickled: object arrays are refused)."""
     try:
-        column = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        column = np.load(_regular(path / f"{name}.npy"), mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path} is not a valid routing record: {name}.npy: {error}") from None
     if not isinstance(column, np.ndarray):  # an .npz archive answers np.load too
@@ -663,11 +723,14 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
             raise bad(f"meta.json has {key} = {value!r}, not a whole number ≥ 0")
     if sizes["num_experts"] > MAX_EXPERT + 1:  # every analysis allocates counts per expert
         raise bad(f"meta.json has num_experts = {sizes['num_experts']}, past the {MAX_EXPERT + 1} a record holds")
+    if sizes["layers"] > MAX_LAYERS:  # and per layer
+        raise bad(f"meta.json has layers = {sizes['layers']}, past the {MAX_LAYERS} a record holds")
     if isinstance(meta.get("seconds", 0), bool) or not isinstance(meta.get("seconds", 0), (int, float)):
         raise bad(f"meta.json has seconds = {meta['seconds']!r}, not a number")  # what Corpus shows
     names, doc_labels = meta.get("label_names"), meta.get("doc_labels")
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names) or len(names) > 255:
-        raise bad("meta.json's label_names is not a list of at most 255 texts")
+    if (not isinstance(names, list) or len(names) > 255 or not all(
+            isinstance(name, str) and len(name) <= MAX_LABEL and harmony.clean(name) == name for name in names)):
+        raise bad(f"meta.json's label_names is not a list of at most 255 texts of at most {MAX_LABEL} characters")
     if len(set(names)) < len(names):  # the tokens of its second code were never counted under the label
         raise bad(f"meta.json's label_names has {next(n for i, n in enumerate(names) if n in names[:i])!r} twice")
     if not isinstance(doc_labels, list) or len(doc_labels) != sizes["documents"]:

@@ -10,6 +10,8 @@ notebook shows the routing without the widget.
 """
 from __future__ import annotations
 
+import math
+import reprlib
 import threading
 import time
 from typing import Any
@@ -23,6 +25,8 @@ from ..routing.record import Routing
 from . import asset, esm
 
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_CONTROLS = ("channel", "selected", "layer", "zoom")  # the traits a front end changes; the record's are the kernel's
+_REQUESTS = {"sync": ("have",), "card": ("layer", "expert")}  # the messages a front end sends, and their numbers
 
 
 class RoutingView(anywidget.AnyWidget):
@@ -72,6 +76,32 @@ class RoutingView(anywidget.AnyWidget):
                                        f"not {proposal['value']}")
         return proposal["value"]
 
+    @traitlets.validate("selected")
+    def _valid_selected(self, proposal: dict[str, Any]) -> int:
+        """-1 (none) or a token of the record: -5 was a token counted from the end for code reading `selected`."""
+        if not -1 <= proposal["value"] < len(self.routing):
+            raise traitlets.TraitError(f"selected is -1 (no token) or one of the record's {len(self.routing)} tokens, "
+                                       f"not {proposal['value']}")
+        return proposal["value"]
+
+    @traitlets.validate("zoom")
+    def _valid_zoom(self, proposal: dict[str, Any]) -> float:
+        """A cell width in px, 0 = fit: NaN and infinity are no JSON numbers."""
+        if not 0 <= proposal["value"] < math.inf:
+            raise traitlets.TraitError(f"zoom is a cell width in px ≥ 0 (0 = fit the record), "
+                                       f"not {proposal['value']}")
+        return proposal["value"]
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A front end's changes: of the controls only (the record's traits are the kernel's: ignored), each checked
+        as a user's is; a token or layer the record lacks is answered with the kernel's value, not a traceback."""
+        for name in _CONTROLS:
+            if name in sync_data:
+                try:
+                    super().set_state({name: sync_data[name]})
+                except traitlets.TraitError:
+                    self.send_state(name)
+
     def show(self) -> RoutingView:
         """Display the view in the current output; when the record is finished the output is updated
         with a still picture of it too (for saved notebooks). `display(view)` does the same."""
@@ -104,6 +134,8 @@ class RoutingView(anywidget.AnyWidget):
                 self.layers, self.top_k, self.num_experts, self.total = r.layers, r.top_k, r.num_experts, len(r)
                 self.experts, self.weights = experts, weights
                 self.strings, self.labels = part.strings, part.labels
+                if self.selected >= len(r):  # the token was dropped (a regenerated turn)
+                    self.selected = -1
             self._sent, self._pending, self._last = n, None, time.perf_counter()
             self.syncs += 1
 
@@ -168,13 +200,20 @@ class RoutingView(anywidget.AnyWidget):
 
     # ------------------------------------------------------------ front end -> kernel
 
-    def _message(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
-        kind = content.get("kind")
-        if kind == "sync" and int(content.get("have", 0)) < self._shown():
+    def _message(self, widget: Any, content: Any, buffers: list[bytes]) -> None:
+        """A front end asks for the tokens it lacks ("sync", after the `have` it has) or an expert's card. The numbers
+        are checked first (a negative `have` sent the last tokens as the first; text raised in the comm handler):
+        a request the view never makes is answered with one line."""
+        try:
+            kind, numbers = _request(content)
+        except ValueError as error:
+            self.send({"kind": "error", "error": str(error)})
+            return
+        if kind == "sync" and numbers["have"] < self._shown():
             with self._lock:
-                self._send_from(int(content["have"]))
+                self._send_from(numbers["have"])
         elif kind == "card":
-            self._send_card(int(content.get("layer", -1)), int(content.get("expert", -1)))
+            self._send_card(numbers["layer"], numbers["expert"])
 
     def _send_card(self, layer: int, expert: int) -> None:
         """The expert card the front end asked for (or why there is none)."""
@@ -214,6 +253,18 @@ def routing_bundle(routing: Routing) -> dict[str, Any]:
     """A Routing's display: the widget where widgets render (the record's one view, shown again: a new one per
     display stayed in the kernel, with its copy of the record), with the PNG and summary as fallbacks."""
     return routing.view()._bundle()
+
+
+def _request(content: Any) -> tuple[str, dict[str, int]]:
+    """(kind, its whole numbers ≥ 0) of a front end's message, or a one-line ValueError."""
+    kind = content.get("kind") if isinstance(content, dict) else None
+    if not isinstance(kind, str) or kind not in _REQUESTS:
+        raise ValueError(f"the routing view asks for 'sync' or 'card', not {reprlib.repr(kind)}")
+    numbers = {name: content.get(name) for name in _REQUESTS[kind]}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"a {kind} request's {name} is a whole number ≥ 0, not {reprlib.repr(value)}")
+    return kind, numbers
 
 
 def _pack(routing: Routing) -> tuple[bytes, bytes]:

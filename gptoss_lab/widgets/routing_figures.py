@@ -17,6 +17,7 @@ from ..routing.analysis import check_layer
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
 _MAX_LABELS = 16  # labels drawn at most by a label figure: one per document (1,000) took minutes to draw
+_MAX_INCHES = 24  # a figure's width and height at most: 20,000 layers (a 20 kB record file) took a minute to draw
 
 
 def expert_colormap(num_experts: int) -> Any:
@@ -50,7 +51,7 @@ def _labels(ax: Any, x: str, y: str, title: str, *, size: int = 10, legend: bool
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(min(width, _MAX_INCHES), min(height, _MAX_INCHES)), layout="constrained")
 
 
 # ---------------------------------------------------------------- a record: grid and load
@@ -231,7 +232,12 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
 
 
 def _transitions(table: Any, layer: int = 0, measure: str = "tokens", **_: Any) -> Any:
-    matrix = table.xs(layer, level="layer") if "layer" in (table.index.names or []) else table
+    every = "layer" in (table.index.names or [])  # every layer's table, or one layer's
+    layers = list(table.index.levels[0]) if every else [table.figure_options["layer"]]
+    if layer not in layers:  # a KeyError, or one layer's table drawn with another's title
+        have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}"
+        raise ValueError(f"this table has the transitions from {have}, not from layer {layer}")
+    matrix = table.xs(layer, level="layer") if every else table
     figure = _figure(5, 4.3)
     ax = figure.add_subplot()
     if matrix.size:
@@ -267,7 +273,10 @@ def _route_changes(table: Any, cells: Any = None, **_: Any) -> Any:
     cells = np.asarray(cells, bool)
     figure = _figure(min(16, 2 + len(table) / 40), 1 + 0.18 * max(cells.shape[1] if cells.ndim == 2 else 4, 4))
     ax = figure.add_subplot()
-    ax.imshow(cells.T, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
+    if cells.size:
+        ax.imshow(cells.T, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
+    else:  # imshow of no tokens warned
+        _say(ax, "no layers" if len(cells) else "no tokens")
     ax.set_xlabel("token")
     ax.set_ylabel("layer")
     ax.set_title("where the route changed (black: top-k set differs)", fontsize=10)
@@ -293,7 +302,8 @@ def _expert_card(card: Any, **_: Any) -> Any:
                 moves.annotate(str(expert), (i + offset, 0), ha="center", va="bottom", fontsize=6)
     moves.set_xticks([])
     moves.set_title("top-1 experts of its tokens", fontsize=9)
-    moves.legend(fontsize=7)
+    if len(card.previous) or len(card.next):  # an expert no token chose: a legend of nothing warned
+        moves.legend(fontsize=7)
     figure.suptitle(f"expert {card.expert} of layer {card.layer}: {card.picks} picks ({card.share:.1%} of the layer)",
                     fontsize=10)
     return figure

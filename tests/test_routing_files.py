@@ -1,0 +1,207 @@
+"""Routing records from elsewhere, and odd ones: a record folder holding a pipe is refused at once (reading it waited
+forever), saving over a record never writes through a link it holds, labels and layers are bounded and any text
+displays, pictures stay of bounded size and draw without warnings, and `route` and `token_effect` refuse token ids
+past the model's vocabulary (and `route` arguments it cannot use) in one line."""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from gptoss_lab.routing import Routing, load
+from gptoss_lab.widgets.routing import static_bundle
+
+
+def _small() -> Routing:
+    return Routing([1, 2, 3], np.array([[[0, 1]], [[1, 2]], [[0, 2]]]), np.full((3, 1, 2), 0.5), ["user"] * 3,
+                   num_experts=4)
+
+
+def _within(seconds: float, call, *args):
+    """`call(*args)`'s result or exception, or AssertionError if it has not returned within `seconds`."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = call(*args)
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return outcome, thread.is_alive()
+
+
+def _unblock(fifo) -> None:
+    """Let a reader waiting on `fifo` go (a writer that opens and closes: the reader sees its end)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # no reader waiting
+        pass
+
+
+@pytest.mark.parametrize("name", ["meta.json", "tokens.npy", "weights.npy"])
+def test_a_record_folder_holding_a_pipe_is_refused_at_once(tmp_path, name):
+    """A record unpacked from a tar archive may hold a named pipe: load() waited on it forever, the kernel busy."""
+    folder = _small().save(tmp_path / "record")
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    outcome, waiting = _within(10, load, folder)
+    _unblock(folder / name)
+    assert not waiting, f"load() still waits on the pipe {name}"
+    error = outcome.get("error")
+    assert isinstance(error, ValueError) and str(error) == (
+        f"{folder} is not a valid routing record: {name}: not a regular file (a pipe or a device is never read)")
+
+
+def test_saving_over_a_record_holding_a_pipe_is_refused_at_once(tmp_path):
+    folder = _small().save(tmp_path / "record")
+    (folder / "meta.json").unlink()
+    os.mkfifo(folder / "meta.json")
+    outcome, waiting = _within(10, _small().save, folder)
+    _unblock(folder / "meta.json")
+    assert not waiting, "save() still waits on the pipe meta.json"
+    assert isinstance(outcome.get("error"), FileExistsError)
+
+
+def test_saving_over_a_record_replaces_a_link_it_holds_and_leaves_its_target(tmp_path):
+    """A record folder from elsewhere with offsets.npy linked to one of the user's files: saving a record there
+    (a corpus saved back where it was loaded from) wrote the offsets over that file."""
+    folder = _small().save(tmp_path / "record")
+    victim = tmp_path / "notes.txt"
+    victim.write_text("my notes")
+    (folder / "offsets.npy").unlink()
+    (folder / "offsets.npy").symlink_to(victim)
+    _small().save(folder)
+    assert victim.read_text() == "my notes"
+    assert not (folder / "offsets.npy").is_symlink() and len(load(folder)) == 3
+
+
+def test_a_record_of_a_thousand_layers_draws_a_picture_of_bounded_size():
+    """One token of 1,024 layers drew a 10 × 248 inch picture: 800 × 19,836 px and 7 s for its display (20,000
+    layers took a minute)."""
+    r = Routing([1], np.zeros((1, 1024, 1), int), np.full((1, 1024, 1), 1.0), num_experts=2)
+    picture = static_bundle(r)["image/png"]
+    width, height = int.from_bytes(picture[16:20], "big"), int.from_bytes(picture[20:24], "big")
+    assert width <= 24 * 80 and height <= 24 * 80, (width, height)
+
+
+def test_a_record_of_more_layers_than_a_model_has_is_refused_in_one_line(tmp_path):
+    """An 843-byte record folder saying 10**6 layers loaded, and its load() took 145 MB (10**9: 145 GB)."""
+    folder = Routing([], np.zeros((0, 2, 1), int), np.zeros((0, 2, 1)), num_experts=8).save(tmp_path / "record")
+    meta = (folder / "meta.json").read_text()
+    (folder / "meta.json").write_text(meta.replace('"layers": 2', '"layers": 1000000'))
+    for name in ("experts", "weights"):
+        np.save(folder / f"{name}.npy", np.zeros((0, 10 ** 6, 1), np.load(folder / f"{name}.npy").dtype))
+    with pytest.raises(ValueError, match=r"is not a valid routing record: meta.json has layers = 1000000, past the "
+                                         r"1024 a record holds$"):
+        load(folder)
+    with pytest.raises(ValueError, match=r"^a routing record holds at most 1024 layers, not 1025$"):
+        Routing([1], np.zeros((1, 1025, 1), int), np.ones((1, 1025, 1)), num_experts=2)
+    assert Routing([1], np.zeros((1, 1024, 1), int), np.ones((1, 1024, 1)), num_experts=2).layers == 1024
+
+
+def test_the_card_of_an_expert_no_token_chose_draws_without_warnings():
+    """It warned "No artists with labels found to put in legend"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _small().expert_card(0, 3).plot()
+        _small().expert_card(0, 0).plot()  # drawn as before
+
+
+def test_the_route_changes_of_no_tokens_draw_without_warnings():
+    """They warned "Attempting to set identical low and high xlims"."""
+    empty = _small().select(slice(0, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty.route_changes(empty).plot()
+
+
+@pytest.fixture(scope="module")
+def session():
+    from gptoss_lab import Session
+
+    return Session.load("tiny", progress=False, dtype="float32", session_options={"approval": "auto"})
+
+
+@pytest.mark.parametrize("ids, shown", [([5, 10 ** 9], 10 ** 9), ([-1, 5], -1), ([201088], 201088)])
+def test_route_refuses_token_ids_past_the_vocabulary_in_one_line(session, ids, shown):
+    """They reached the model's embedding: "IndexError: index out of range in self"."""
+    from gptoss_lab.routing import route
+
+    with pytest.raises(ValueError, match=rf"^token ids go from 0 to 201087 \(the model's vocabulary\), not {shown}$"):
+        route([ids], session, progress=False)
+    assert len(route([[5, 201087]], session, progress=False).combined) == 2
+
+
+def test_labels_with_a_lone_surrogate_display():
+    """Labels from undecodable file names: every display of the record (its summary, its view's labels) failed in
+    the kernel with "UnicodeEncodeError: surrogates not allowed"."""
+    from jupyter_client.session import json_packer
+
+    from gptoss_lab.routing import Corpus
+
+    r = Routing([1, 2], np.zeros((2, 1, 2), int), np.full((2, 1, 2), 0.5), ["\ud800.txt", "x"], num_experts=4)
+    assert r.labels == ["\\ud800.txt", "x"]
+    json_packer({"summary": repr(r), "labels": r.view().labels})  # what the kernel sends
+    corpus = Corpus(r, [0, 1, 2], ["\ud800.txt", None], {"path": "/data/\ud800"})
+    json_packer({"summary": repr(corpus), "labels": corpus.doc_labels})
+    r.view().close()
+
+
+def test_a_record_file_naming_a_label_with_a_lone_surrogate_is_refused(tmp_path):
+    folder = _small().save(tmp_path / "record")
+    meta = (folder / "meta.json").read_text()
+    (folder / "meta.json").write_text(meta.replace('"user"', '"\\ud800"'))
+    with pytest.raises(ValueError, match=r"meta.json's label_names is not a list of at most 255 texts of at most "
+                                         r"100 characters$"):
+        load(folder)
+
+
+def test_a_label_of_thousands_of_characters_is_refused_in_one_line(tmp_path):
+    """A view sends every token's label: a 170 kB record folder naming a 10,000-character label made a 200 MB
+    comm message for its 20,000 tokens when displayed."""
+    folder = _small().save(tmp_path / "record")
+    meta = (folder / "meta.json").read_text()
+    (folder / "meta.json").write_text(meta.replace('"user"', '"' + "x" * 10_000 + '"'))
+    with pytest.raises(ValueError, match=r"label_names is not a list of at most 255 texts of at most 100 characters$"):
+        load(folder)
+    r = _small()
+    with pytest.raises(ValueError, match=r"^a label is a name of at most 100 characters \(a channel, a category\), "
+                                         r"not one of 10,000$"):
+        r.relabel(["x" * 10_000, "a", "b"])
+    assert r.labels == ["user"] * 3
+    r.relabel(["x" * 100, "a", "b"])
+
+
+@pytest.mark.parametrize("limit", ["1GB", None, float("nan"), -1, True])
+def test_route_refuses_a_memory_limit_that_is_no_number_of_bytes_at_once(session, limit):
+    """"1GB" was "TypeError: '>' not supported between instances of 'int' and 'str'" after the first batch."""
+    from gptoss_lab.routing import route
+
+    with pytest.raises(ValueError, match=rf"^memory_limit must be a number of bytes ≥ 0, not {limit!r}$"):
+        route(["hi", "yo"], session, memory_limit=limit, progress=False)
+
+
+def test_route_refuses_one_text_as_labels(session):
+    """labels="ab" labelled two texts "a" and "b"."""
+    from gptoss_lab.routing import route
+
+    with pytest.raises(TypeError, match=r"^labels is a list of one label per text, not one text: "
+                                        r"labels=\[label\] \* len\(texts\)$"):
+        route(["hi", "yo"], session, labels="ab", progress=False)
+    assert route(["hi", "yo"], session, labels=["ab"] * 2, memory_limit=1.5e9, progress=False).doc_labels == ["ab"] * 2
+
+
+@pytest.mark.parametrize("ids, shown", [([5, 10 ** 9], 10 ** 9), ([5, -1], -1)])
+def test_token_effect_refuses_token_ids_past_the_vocabulary_in_one_line(session, ids, shown):
+    """They reached the model's embedding: "IndexError: index out of range in self"."""
+    from gptoss_lab.routing import disable
+
+    with pytest.raises(ValueError, match=rf"^token ids go from 0 to 201087 \(the model's vocabulary\), not {shown}$"):
+        disable({0: [1]}).token_effect(session, ids)
+    assert len(disable({0: [1]}).token_effect(session, [5, 201087])) == 1

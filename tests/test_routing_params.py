@@ -1,0 +1,44 @@
+"""Mistyped arguments of the routing analyses answer in one line: a min_count given as text, one token's position
+given to `select`, and a transitions figure of a layer its table lacks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gptoss_lab.routing import Routing
+
+
+def _record() -> Routing:
+    rng = np.random.default_rng(0)
+    return Routing(rng.integers(0, 100, 50), rng.integers(0, 8, (50, 4, 2)), np.full((50, 4, 2), 0.5),
+                   ["user"] * 20 + ["final"] * 30, num_experts=8)
+
+
+def test_a_min_count_given_as_text_is_refused_in_one_line():
+    """It was numpy's "ufunc 'greater_equal' did not contain a loop with signature matching types"."""
+    r = _record()
+    with pytest.raises(TypeError, match=r"^min_count must be a whole number, not '5'$"):
+        r.token_concentration("5")
+    with pytest.raises(TypeError, match=r"^min_count must be a whole number, not '2'$"):
+        r.top_tokens(min_count="2")
+    assert len(r.top_tokens(min_count=2)) and len(r.token_concentration(1))
+
+
+def test_selecting_one_position_says_how():
+    """`r.select(3)` was "TypeError: object of type 'numpy.int32' has no len()"."""
+    r = _record()
+    with pytest.raises(TypeError, match=r"^select takes a slice, a boolean mask or token positions, not 3: "
+                                        r"select\(\[3\]\) is the record of that one token$"):
+        r.select(3)
+    assert r.select([3]).tokens.tolist() == [r.tokens[3]]
+
+
+def test_a_transitions_figure_of_a_layer_the_table_lacks_is_refused_in_one_line():
+    """`plot(layer=99)` was a KeyError: 99; one layer's table drawn for another layer was titled with that layer."""
+    r = _record()
+    with pytest.raises(ValueError, match=r"^this table has the transitions from layers 0..2, not from layer 99$"):
+        r.transitions().plot(layer=99)
+    with pytest.raises(ValueError, match=r"^this table has the transitions from layer 0, not from layer 2$"):
+        r.transitions(0).plot(layer=2)
+    assert r.transitions().plot(layer=2).axes[0].get_title() == "transitions from layer 2 to 3"
+    assert r.transitions(1).plot().axes[0].get_title() == "transitions from layer 1 to 2"
