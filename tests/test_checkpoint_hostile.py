@@ -107,6 +107,25 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, random_checkp
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.parametrize("weights", ["adapter_model.bin", "other.safetensors"])
+def test_a_config_cannot_name_another_weights_file(tmp_path, random_checkpoint, monkeypatch, weights):
+    """config.json's "transformers_weights" makes transformers load that file instead of model.safetensors: an
+    adapter_model.bin was unpickled (torch.load; a benign pickle loaded), and another .safetensors file loaded
+    without the checks, which had read model.safetensors."""
+    import torch
+
+    unpickled = []
+    monkeypatch.setattr(torch, "load", lambda *args, **kw: unpickled.append(args) or {})
+    folder = copy_with_config(random_checkpoint, tmp_path / "named", transformers_weights=weights)
+    shutil.copy(folder / "model.safetensors", folder / weights)
+    expected = (f"the config of {folder} is not a valid gpt-oss config: transformers_weights ({weights!r}) would load "
+                "weights other than model.safetensors or the shards model.safetensors.index.json names, unchecked "
+                "(a .bin file is a pickle): remove it")
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+    assert unpickled == []
+
+
 @pytest.mark.parametrize("name", ["config.json", "generation_config.json", "model.safetensors.index.json"])
 def test_a_json_file_of_gigabytes_is_refused_before_it_is_read(tmp_path, random_checkpoint, sharded, name):
     """transformers reads these files whole: a sparse 64 GiB one (no disk used) raised MemoryError, or filled the RAM."""
@@ -139,6 +158,81 @@ def test_config_values_transformers_fails_on_later_are_one_line(tmp_path, random
     assert one_line_error(lambda: doctor(folder)) == expected
 
 
+TOO_LARGE = "is more than 1,099,511,627,776 (2**40), larger than any model this lab loads"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_local_experts": 2**62}, f"num_local_experts {TOO_LARGE}"),  # torch's RuntimeError building the model
+    ({"vocab_size": 10**400}, f"vocab_size {TOO_LARGE}"),  # the doctor's OverflowError
+    ({"sliding_window": 2**64}, f"sliding_window {TOO_LARGE}"),  # loaded, then every turn was an OverflowError
+    ({"hidden_size": 2**30, "intermediate_size": 2**30},  # the doctor's verdict: "5.3e+29 GB of weights"
+     "its sizes make more than 1,000,000,000,000,000 parameters (gpt-oss-120b has 116,829,156,672)"),
+], ids=["experts", "vocab", "window", "parameters"])
+def test_sizes_no_machine_can_hold_are_refused_in_one_line(tmp_path, random_checkpoint, changes, message):
+    """The doctor said "does not fit" with a size of two hundred digits, or raised OverflowError; the load raised
+    torch's RuntimeError, or loaded a window every turn then failed on."""
+    folder = copy_with_config(random_checkpoint, tmp_path / "huge", **changes)
+    expected = f"the config of {folder} is not a valid gpt-oss config: {message}"
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+    config = json.loads((folder / "config.json").read_text())
+    assert one_line_error(lambda: doctor(config)) == f"the config is not a valid gpt-oss config: {message}"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dtype": "auto"}, "module 'torch' has no attribute 'auto'"),  # "auto" is a load's dtype, not a config's
+    ({"use_return_dict": False}, "property 'use_return_dict' of 'GptOssConfig' object has no setter"),
+], ids=["dtype-auto", "use-return-dict"])
+def test_config_keys_transformers_cannot_set_are_one_line(tmp_path, random_checkpoint, changes, message):
+    """transformers raised AttributeError building the config: a traceback from the load and from the doctor."""
+    folder = copy_with_config(random_checkpoint, tmp_path / "odd", **changes)
+    expected = f"the config of {folder} is not a valid gpt-oss config: {message}"
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+    config = json.loads((folder / "config.json").read_text())
+    assert one_line_error(lambda: doctor(config)) == f"the config is not a valid gpt-oss config: {message}"
+
+
+ROTARY = "its rotary settings (yarn) "
+
+
+@pytest.mark.parametrize("rope, message", [
+    ({"attention_factor": float("nan")}, ROTARY + "scale attention by nan: it must be a number above 0, at most 100"),
+    ({"attention_factor": 1e300}, ROTARY + "scale attention by 1e+300: it must be a number above 0, at most 100"),
+    ({"attention_factor": -1.0}, ROTARY + "scale attention by -1.0: it must be a number above 0, at most 100"),
+    ({"attention_factor": "x" * 100}, ROTARY + f"scale attention by {'x' * 42!r:.40}…: it must be a number above 0, at "
+                                               "most 100"),
+    ({"beta_fast": float("nan")}, ROTARY + "compute rotary frequencies that are not finite numbers"),
+    ({"partial_rotary_factor": 0.5}, ROTARY + "rotate 8 of a head's 16 dimensions; gpt-oss rotates them all "
+                                              "(partial_rotary_factor must be 1)"),
+    ({"original_max_position_embeddings": 0}, "division by zero"),
+], ids=["attention-factor-nan", "attention-factor-huge", "attention-factor-negative", "attention-factor-text", "beta-nan",
+        "partial", "zero"])
+def test_rotary_settings_no_gpt_oss_can_run_are_refused_in_one_line(tmp_path, random_checkpoint, rope, message):
+    """NaN or huge attention factors and a NaN beta loaded, and every turn wrote "!!!!" (NaN logits); a partial rotary
+    factor loaded, and every turn was a RuntimeError; an original context of 0 was a ZeroDivisionError traceback."""
+    config = json.loads((random_checkpoint / "config.json").read_text())
+    folder = copy_with_config(random_checkpoint, tmp_path / "rope", rope_parameters={**config["rope_parameters"], **rope})
+    expected = f"the config of {folder} is not a valid gpt-oss config: {message}"
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+    config = json.loads((folder / "config.json").read_text())
+    assert one_line_error(lambda: doctor(config)) == f"the config is not a valid gpt-oss config: {message}"
+
+
+def test_a_number_of_thousands_of_digits_in_a_config_is_one_line(tmp_path, random_checkpoint):
+    """Python reads at most 4,300 digits of a whole number: the load and the doctor raised its ValueError with a
+    traceback."""
+    folder = tmp_path / "digits"
+    shutil.copytree(random_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config).replace(f'"hidden_size": {config["hidden_size"]}',
+                                                                   '"hidden_size": ' + "9" * 5000))
+    expected = f"could not read the config of {folder}: Exceeds the limit (4300 digits) for integer string conversion"
+    assert one_line_error(lambda: load(folder)).startswith(expected)
+    assert one_line_error(lambda: doctor(folder)).startswith(expected)
+
+
 @pytest.mark.parametrize("generation, message", [
     ([1, 2], "must be an object, not [1, 2]"),  # was transformers' TypeError, with a traceback
     ({"do_sample": True, "temperature": -1}, "is wrong: temperature must be greater than or equal to 0, not -1"),
@@ -154,6 +248,24 @@ def test_sampling_defaults_every_turn_would_fail_on_are_refused_at_load(tmp_path
     assert one_line_error(lambda: load(folder)) == f"could not load {folder}: its generation_config.json {message}"
     (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.6, "top_p": 1}))
     assert load(folder).default_sampling.temperature == 0.6
+
+
+@pytest.mark.parametrize("text, reason", [("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded"),
+                                          ('{"temperature": ' + "9" * 5000 + "}", "Exceeds the limit (4300 digits)")],
+                         ids=["nested", "digits"])
+def test_a_generation_config_transformers_fails_on_is_refused_before_the_weights_load(tmp_path, random_checkpoint,
+                                                                                     capsys, text, reason):
+    """The check skipped a generation_config.json it could not read as "left to transformers, which ignores it", but
+    transformers ignores only one that is no JSON: these it raised on after reading every weight (minutes for
+    gpt-oss-120b)."""
+    folder = tmp_path / "generation"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "generation_config.json").write_text(text)
+    message = one_line_error(lambda: LocalEngine.from_pretrained(folder))
+    assert message.startswith(f"could not load {folder}: its generation_config.json cannot be read ({reason}")
+    assert "Loading" not in capsys.readouterr().out
+    (folder / "generation_config.json").write_text('{"do_sample": ')  # no JSON: transformers ignores it
+    assert load(folder).default_sampling.temperature == 0
 
 
 @pytest.mark.kernel

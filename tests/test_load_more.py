@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,10 @@ def test_a_config_cannot_choose_a_hub_kernel_to_run(tmp_path, random_checkpoint,
     folder = with_config(random_checkpoint, tmp_path / "kernel", **changes)
     expected = f"could not load {folder}: its config asks for {message}"
     assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected  # the doctor sized it and said it fits
+    config = folder / "config.json"
+    assert one_line_error(lambda: doctor(config)) == expected.replace(str(folder), str(config))
+    assert one_line_error(lambda: doctor(json.loads(config.read_text()))) == expected.replace(str(folder), "the config")
     assert no_downloads == []
     if "experts_implementation" not in changes:
         (value,) = changes.values()
@@ -84,6 +89,41 @@ def test_a_configs_auto_map_and_trust_remote_code_are_never_followed(tmp_path, r
     assert load(folder).name == "remote"
     assert doctor(folder).fits
     assert no_downloads == []
+
+
+ADAPTER = {"peft_type": "LORA", "base_model_name_or_path": "someone/another-model", "r": 8, "lora_alpha": 16,
+           "target_modules": ["q_proj", "v_proj"]}
+
+
+def test_a_folder_holding_a_peft_adapter_is_refused_before_transformers_could_apply_it(tmp_path, random_checkpoint,
+                                                                                      monkeypatch):
+    """Where peft is installed, transformers finds adapter_config.json next to config.json and applies the adapter's
+    weights on top of the checked ones (or, for a Hub id, loads the base model the adapter names); without peft it
+    ignores the file, so the same folder was another model on another machine. peft is not installed here: transformers
+    is told it is, and the load fails in peft's import if anything reaches it."""
+    import transformers.integrations.peft as peft_integration
+
+    folder = tmp_path / "adapted"
+    shutil.copytree(random_checkpoint, folder)
+    (folder / "adapter_config.json").write_text(json.dumps(ADAPTER))
+    expected = (f"could not load {folder}: it holds a PEFT adapter (adapter_config.json), which transformers would "
+                "apply to its weights where peft is installed: load a folder without it (merge the adapter first)")
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+    monkeypatch.setattr(peft_integration, "is_peft_available", lambda: True)
+    assert one_line_error(lambda: load(folder)) == expected
+    monkeypatch.setattr(socket, "create_connection", unreachable)  # a Hub id in the cache, offline
+    repo = tmp_path / "models--someone--adapted"
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    shutil.copytree(folder, repo / "snapshots" / "abc", dirs_exist_ok=True)
+    message = one_line_error(lambda: load("someone/adapted", cache_dir=str(tmp_path)))
+    assert message == expected.replace(str(folder), "someone/adapted")
+
+
+def unreachable(*args, **kw):
+    raise OSError("network is unreachable")
 
 
 ACCEPTED = "give 'tiny', a checkpoint folder or a Hub id such as openai/gpt-oss-20b, not "
@@ -213,3 +253,32 @@ def test_a_shard_index_cannot_reach_outside_the_folder_or_read_forever(tmp_path,
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {"model.norm.weight": shard}}))
     assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {message}"
+
+
+FLEX = ("flex_attention cannot run gpt-oss's attention sinks on a CPU (transformers refuses it at every turn): use "
+        "attn_implementation='eager', or load on a GPU")
+
+
+def test_flex_attention_on_a_cpu_is_refused_at_load(tmp_path, random_checkpoint):
+    """Chosen by the config (which outranks the load's option) or by the load, the model loaded, then every turn failed:
+    "ValueError: Attention sinks cannot be run on CPU with flex attention"."""
+    folder = with_config(random_checkpoint, tmp_path / "flex", _attn_implementation="flex_attention")
+    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {FLEX}"
+    assert one_line_error(lambda: load(folder, attn_implementation="eager")) == f"could not load {folder}: {FLEX}"
+    expected = f"could not load {random_checkpoint}: {FLEX}"
+    assert one_line_error(lambda: load(random_checkpoint, attn_implementation="flex_attention")) == expected
+    engine = load(random_checkpoint, attn_implementation="eager", fast=False)
+    assert len(list(engine.stream([1, 2, 3], stop=set(), sampling=Sampling(temperature=0, max_new_tokens=2)))) == 2
+
+
+@pytest.mark.parametrize("layer_types", [None, ["full_attention"] * 4], ids=["sliding-layers", "full-layers"])
+def test_a_sliding_window_of_null_is_refused(tmp_path, random_checkpoint, layer_types):
+    """The check let null through ("every position"): it loaded, the doctor sized sliding layers of 0 tokens, and every
+    turn on transformers' forward (any GPU, or fast=False) failed: "'NoneType' object cannot be interpreted as an
+    integer", or "Could not find a `sliding_window` argument in the config" with full-attention layers only."""
+    changes = {"sliding_window": None} | ({"layer_types": layer_types} if layer_types else {})
+    folder = with_config(random_checkpoint, tmp_path / "window", **changes)
+    expected = (f"the config of {folder} is not a valid gpt-oss config: sliding_window must be a positive whole number, "
+                "not None")
+    assert one_line_error(lambda: load(folder)) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected

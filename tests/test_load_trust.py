@@ -179,7 +179,7 @@ INVALID = "the config of {folder} is not a valid gpt-oss config: "
     ({"rope_parameters": {**YARN, "rope_type": "llama3"}},  # KeyError
      INVALID + "\"Missing required keys in `rope_parameters` for 'rope_type'='llama3'"),
     ({"rope_parameters": {**YARN, "beta_fast": -5}},  # ValueError: math domain error
-     "could not load {folder}: its config builds no gpt-oss model (math domain error)"),
+     INVALID + "its rotary settings (yarn) compute no rotary embedding (math domain error)"),
     ({"rms_norm_eps": -1.0}, INVALID + "rms_norm_eps must be a number of 0 or more, not -1.0"),  # "!!!!"
 ], ids=["pad-token-id", "gptq-config", "rope-theta-0", "rope-factor-0.5", "rope-type-bogus", "llama3-keys-missing",
         "yarn-beta-fast", "rms-norm-eps"])

@@ -252,3 +252,43 @@ def test_mxfp4_blocks_or_scales_that_do_not_fit_the_config_are_one_line(tmp_path
     with pytest.raises(checkpoint.LoadError, match=message) as info:
         LocalEngine.from_pretrained(folder, progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_mxfp4_weights_whose_config_does_not_say_so_are_refused_before_they_load(tmp_path, random_checkpoint, capfd):
+    """A config.json without its quantization_config (edited, or from another converter): the header check took the
+    MXFP4 tensors, transformers loaded every weight and printed a table of unexpected and missing ones, and the load
+    ended in "the weight ... is missing from its .safetensors files", though it is there, packed."""
+    folder = tmp_path / "q"
+    quantize_checkpoint(random_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["quantization_config"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(checkpoint.LoadError) as info:
+        LocalEngine.from_pretrained(folder, progress=False)
+    assert str(info.value) == (f"could not load {folder}: the weight {GATE_UP} is stored in MXFP4 ({GATE_UP}_blocks), "
+                               "but its config has no quantization_config: add \"quantization_config\": "
+                               "{\"quant_method\": \"mxfp4\"} to its config.json")
+    assert "LOAD REPORT" not in capfd.readouterr().err  # refused before any weight loaded
+
+
+@pytest.mark.parametrize("patterns", [[".*" * 16 + "Q"], "lm_head", ["model.(layers"], [7]],
+                         ids=["backtracking", "no-list", "no-regex", "no-string"])
+def test_modules_to_not_convert_that_are_no_module_names_are_refused(tmp_path, random_checkpoint, patterns):
+    """transformers matches each pattern against every MoE layer's name as a regular expression where the experts stay
+    packed (a GPU with the MXFP4 kernels): ten ".*" took 4.5 s a name here, and each two more about 30 times as long
+    (sixteen: days per layer); an unbalanced "(" raised re.error and a number a TypeError (its should_convert_module,
+    run here). The CPU load, which dequantizes, never reads them: each loaded here."""
+    from gptoss_lab.engines.doctor import doctor
+
+    folder = tmp_path / "q"
+    quantize_checkpoint(random_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization_config"]["modules_to_not_convert"][0] == "model.layers.*.self_attn"  # as released
+    config["quantization_config"]["modules_to_not_convert"] = patterns
+    (folder / "config.json").write_text(json.dumps(config))
+    expected = (f"the config of {folder} is not a valid gpt-oss config: quantization_config's modules_to_not_convert "
+                f"must be a list of module names, each with at most one .* (model.layers.*.self_attn), not {patterns!r:.60}")
+    for call in (lambda: LocalEngine.from_pretrained(folder, progress=False), lambda: doctor(folder)):
+        with pytest.raises(checkpoint.LoadError) as info:
+            call()
+        assert str(info.value) == expected

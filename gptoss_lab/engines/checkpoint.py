@@ -30,6 +30,9 @@ MXFP4_BYTES = 4.25 / 8  # 4-bit values plus one 8-bit scale per block of 32
 EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj")
 SCORE_COPIES = 3  # live copies of the attention scores at eager attention's peak (3.13 measured on CPU, K/V repeats included)
 MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transformers fetches for MXFP4 on GPU
+# a module name with at most one ".*" (openai/gpt-oss-20b's: "model.layers.*.self_attn"): transformers matches these as
+# regular expressions, and many ".*" backtrack for hours on each layer's name
+_MODULE_PATTERN = re.compile(r"[\w.]*(?:(?<=\.)\*[\w.]*)?")  # no backtracking here either: "*" is no [\w.]
 _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
 # transformers' loading options a load may pass on; others it takes as config values after this module's checks
@@ -39,6 +42,9 @@ _MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 _ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 _STORED_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
 MAX_LAYERS = 1024  # gpt-oss-120b has 36; transformers lists a layer type per layer before any check
+MAX_SIZE = 2**40  # a config's largest size or window: torch sizes tensors and masks in 64-bit integers
+MAX_ATTENTION_SCALING = 100  # yarn's attention factor: gpt-oss's is 1.35; 10**15 overflows the scores (NaN logits)
+MAX_PARAMETERS = 10**15  # 2 PB of bfloat16 weights, no machine's memory (gpt-oss-120b: 1.2 * 10**11)
 MAX_JSON_BYTES = 16 * 2**20  # a checkpoint's config, generation config or shard index (gpt-oss-120b's index: 60 kB)
 # what a checkpoint's config may choose (kind: config attribute, load option, choices): implementations in
 # transformers' own code; any other (a Hub kernel "org/name", flash_attention_2, deepgemm) makes transformers download
@@ -145,19 +151,42 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
         _json_file(Path(source.path) / "config.json", source.path)
     try:
         raw, _ = PretrainedConfig.get_config_dict(source.path, **hub_kw)
-    except (OSError, json.JSONDecodeError, RecursionError) as error:
-        if source.hub and hub_kw.get("local_files_only"):
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: not JSON, a number of 4,300 digits or more
+        if isinstance(error, OSError) and source.hub and hub_kw.get("local_files_only"):
             raise LoadError(offline_message(source.path)) from None
         raise LoadError(f"could not read the config of {source.path}: {first_line(error)}") from None
     check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, str(source.path))
+    _check_no_adapter(source, hub_kw)
     check_raw(raw, f"the config of {source.path}")
     try:
         config = AutoConfig.from_pretrained(source.path, **hub_kw)
-    except (ValueError, TypeError, KeyError, StrictDataclassError) as error:  # transformers' checks of the values
+    except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError, StrictDataclassError) as error:
+        # transformers' checks of the values; also yarn's original context of 0 (ZeroDivisionError), "dtype": "auto"
+        # and a key naming a read-only property such as use_return_dict (AttributeError)
         message = clip(" ".join(str(error).split()))
         raise LoadError(f"the config of {source.path} is not a valid gpt-oss config: {message}") from None
     check_sizes(config, f"the config of {source.path}")
     return config
+
+
+def _check_no_adapter(source: Source, hub_kw: dict[str, Any]) -> None:
+    """A one-line LoadError for a checkpoint that holds a PEFT adapter_config.json: where peft is installed,
+    transformers applies the adapter's weights on top of the checked ones (for a Hub id that is only an adapter, it
+    loads the base model the adapter names), and without peft it ignores the file, so the same folder is another
+    model on another machine. A Hub id is looked up (as transformers would) only where peft is installed."""
+    from transformers.integrations import peft
+    from transformers.utils.peft_utils import ADAPTER_CONFIG_NAME, find_adapter_config_file
+
+    if source.hub:
+        found = peft.is_peft_available() and find_adapter_config_file(
+            source.path, **{k: hub_kw[k] for k in ("cache_dir", "token", "revision", "local_files_only", "subfolder")
+                            if k in hub_kw})
+    else:
+        found = os.path.lexists(Path(source.path) / ADAPTER_CONFIG_NAME)
+    if found:
+        raise LoadError(f"could not load {source.path}: it holds a PEFT adapter ({ADAPTER_CONFIG_NAME}), which "
+                        "transformers would apply to its weights where peft is installed: load a folder without it "
+                        "(merge the adapter first)")
 
 
 def check_model_type(model_type: Any, name: str) -> bool:
@@ -169,8 +198,9 @@ def check_model_type(model_type: Any, name: str) -> bool:
 
 
 def check_raw(raw: dict[str, Any], name: str) -> None:
-    """A one-line LoadError for a config.json's contents that transformers fails on while it builds the config:
-    more than MAX_LAYERS layers (a list entry per layer, 10**9 of them: 8 GB), a quantization_config that is no object
+    """A one-line LoadError for a config.json's contents that transformers fails on while it builds the config, or that
+    makes it load what was not checked: more than MAX_LAYERS layers (a list entry per layer, 10**9 of them: 8 GB), a
+    weights file of the config's choosing (transformers_weights), a quantization_config that is no object
     or not MXFP4 (gpt-oss's experts are MXFP4 or unquantized: transformers skips an unknown quant_method with a
     warning and loads the weights as unquantized ones; bitsandbytes, fp8 and others need other weights, other packages,
     and may fetch Hub kernels)."""
@@ -179,12 +209,22 @@ def check_raw(raw: dict[str, Any], name: str) -> None:
     if isinstance(layers, int) and layers > MAX_LAYERS:
         raise LoadError(f"{wrong}: num_hidden_layers ({layers:,}) is more than the {MAX_LAYERS:,} this lab loads "
                         "(gpt-oss-120b has 36)")
+    weights = raw.get("transformers_weights")  # transformers loads the file it names (even adapter_model.bin)
+    if weights is not None:
+        raise LoadError(f"{wrong}: transformers_weights ({clip(repr(weights), 60)}) would load weights other than "
+                        "model.safetensors or the shards model.safetensors.index.json names, unchecked (a .bin file "
+                        "is a pickle): remove it")
     quant = raw.get("quantization_config")
     if quant is not None and not isinstance(quant, dict):
         raise LoadError(f"{wrong}: quantization_config must be an object, not {quant!r:.40}")
     if quant is not None and quant.get("quant_method") != "mxfp4":
         raise LoadError(f"{wrong}: quantization_config's quant_method must be 'mxfp4', not "
                         f"{clip(repr(quant.get('quant_method')), 40)}")
+    patterns = (quant or {}).get("modules_to_not_convert")  # regular expressions to transformers, on a GPU
+    if patterns is not None and not (isinstance(patterns, list) and
+                                     all(isinstance(p, str) and _MODULE_PATTERN.fullmatch(p) for p in patterns)):
+        raise LoadError(f"{wrong}: quantization_config's modules_to_not_convert must be a list of module names, each "
+                        f"with at most one .* (model.layers.*.self_attn), not {clip(repr(patterns), 60)}")
 
 
 def check_sizes(config: Any, name: str) -> None:
@@ -194,10 +234,12 @@ def check_sizes(config: Any, name: str) -> None:
 
     wrong = f"{name} is not a valid gpt-oss config"
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size", "max_position_embeddings"):
+                "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size", "max_position_embeddings",
+                "sliding_window"):  # a window of null: every turn on transformers' forward failed (a GPU's)
         value = getattr(config, key, None)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise LoadError(f"{wrong}: {key} must be a positive whole number, not {value!r}")
+        _check_at_most(key, value, wrong)
     if config.vocab_size < VOCAB_SIZE:  # the prompt's Harmony tokens would index past the embedding
         raise LoadError(f"{wrong}: vocab_size ({config.vocab_size:,}) is less than the {VOCAB_SIZE:,} tokens of the "
                         "Harmony format gpt-oss reads")
@@ -211,7 +253,11 @@ def check_sizes(config: Any, name: str) -> None:
     if config.num_attention_heads % config.num_key_value_heads:
         raise LoadError(f"{wrong}: num_attention_heads ({config.num_attention_heads}) is not a multiple of "
                         f"num_key_value_heads ({config.num_key_value_heads})")
+    if count_parameters(config).total > MAX_PARAMETERS:  # torch's RuntimeError building it; the doctor's 30-digit sizes
+        raise LoadError(f"{wrong}: its sizes make more than {MAX_PARAMETERS:,} parameters (gpt-oss-120b has "
+                        "116,829,156,672)")
     _check_rope(getattr(config, "rope_parameters", None) or {}, wrong)
+    _check_rotary(config, wrong)
     if getattr(config, "hidden_act", None) != "silu":  # transformers ignores it: the experts compute SwiGLU anyway
         raise LoadError(f"{wrong}: hidden_act must be 'silu' (gpt-oss's SwiGLU), not "
                         f"{clip(repr(getattr(config, 'hidden_act', None)), 40)}")
@@ -225,10 +271,12 @@ def check_sizes(config: Any, name: str) -> None:
     eps = getattr(config, "rms_norm_eps", None)  # below 0, the norms take square roots of negatives: NaN logits
     if not _finite(eps) or eps < 0:
         raise LoadError(f"{wrong}: rms_norm_eps must be a number of 0 or more, not {clip(repr(eps), 40)}")
-    window = getattr(config, "sliding_window", None)  # None: sliding layers attend to every position
-    sliding = "sliding_attention" in (getattr(config, "layer_types", None) or ())
-    if sliding and window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
-        raise LoadError(f"{wrong}: sliding_window must be a positive whole number, not {window!r}")
+
+
+def _check_at_most(key: str, value: int, wrong: str) -> None:
+    """A one-line LoadError (after `wrong`) for a size above MAX_SIZE, not quoted: it may have thousands of digits."""
+    if value > MAX_SIZE:
+        raise LoadError(f"{wrong}: {key} is more than {MAX_SIZE:,} (2**40), larger than any model this lab loads")
 
 
 def _check_rope(rope: Any, wrong: str) -> None:
@@ -247,6 +295,35 @@ def _check_rope(rope: Any, wrong: str) -> None:
         raise LoadError(f"{wrong}: rope_theta must be a number above 0, not {clip(repr(theta), 40)}")
     if factor is not None and (not _finite(factor) or factor < 1):
         raise LoadError(f"{wrong}: the rope scaling factor must be a number of 1 or more, not {clip(repr(factor), 40)}")
+
+
+def _check_rotary(config: Any, wrong: str) -> None:
+    """A one-line LoadError (after `wrong`) for rotary settings whose embedding, computed here as transformers computes
+    it, no gpt-oss can run: frequencies that are not finite or an attention scale not in (0, MAX_ATTENTION_SCALING]
+    (a NaN beta or attention_factor loaded, and every turn wrote "!!!!"), or fewer frequencies than half a head (a
+    partial_rotary_factor loaded, and every turn was a RuntimeError). Computed for a head of at most 256 dimensions:
+    what goes wrong does not depend on it, and a head_dim of 10**12 would allocate terabytes."""
+    import torch
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRotaryEmbedding
+
+    probe = copy.deepcopy(config)
+    probe.head_dim = min(config.head_dim, 256)
+    kind = probe.rope_parameters.get("rope_type", "default") if isinstance(probe.rope_parameters, dict) else "default"
+    rotary = f"its rotary settings ({clip(str(kind), 40)})"
+    try:
+        with torch.device("cpu"):
+            embedding = GptOssRotaryEmbedding(probe)
+    except (ValueError, TypeError, KeyError, ArithmeticError, RuntimeError) as error:
+        raise LoadError(f"{wrong}: {rotary} compute no rotary embedding ({first_line(error)})") from None
+    scale = embedding.attention_scaling
+    if not _finite(scale) or not 0 < scale <= MAX_ATTENTION_SCALING:
+        raise LoadError(f"{wrong}: {rotary} scale attention by {clip(repr(scale), 40)}: it must be a number above 0, "
+                        f"at most {MAX_ATTENTION_SCALING}")
+    if not torch.isfinite(embedding.inv_freq).all():
+        raise LoadError(f"{wrong}: {rotary} compute rotary frequencies that are not finite numbers")
+    if 2 * embedding.inv_freq.numel() != probe.head_dim:
+        raise LoadError(f"{wrong}: {rotary} rotate {2 * embedding.inv_freq.numel()} of a head's {probe.head_dim} "
+                        "dimensions; gpt-oss rotates them all (partial_rotary_factor must be 1)")
 
 
 def _finite(value: Any) -> bool:
@@ -277,6 +354,10 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
             continue  # the embedding matrix, stored once
         wanted = {name: (tuple(tensor.shape), None)}  # None: any floating-point dtype
         if name.endswith(EXPERT_WEIGHTS) and f"{name}_blocks" in stored:  # MXFP4, rows are output features
+            if getattr(config, "quantization_config", None) is None:  # transformers would load them as unexpected
+                raise LoadError(f"could not load {label}: the weight {name} is stored in MXFP4 ({name}_blocks), but "
+                                "its config has no quantization_config: add \"quantization_config\": "
+                                "{\"quant_method\": \"mxfp4\"} to its config.json")
             experts, inputs, outputs = tensor.shape
             wanted = {f"{name}_blocks": ((experts, outputs, inputs // 32, 16), "U8"),
                       f"{name}_scales": ((experts, outputs, inputs // 32), "U8")}
@@ -322,16 +403,19 @@ def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
 
 def check_sampling(folder: str, name: str) -> None:
     """A one-line LoadError (naming `name`) for a generation_config.json that the load fails on (no object) or whose
-    sampling defaults every sampled turn would fail on: each must be a number `%gptoss config` accepts. An unreadable
-    file is left to transformers, which ignores it."""
+    sampling defaults every sampled turn would fail on: each must be a number `%gptoss config` accepts. A file that is
+    no JSON (or no UTF-8) is left to transformers, which ignores it; one nested too deep, or with a number of 4,300
+    digits or more, transformers raises on after every weight has loaded."""
     from ..settings import SettingsError, make
 
     path = Path(folder) / "generation_config.json"
     _json_file(path, name)
     try:
         data = json.loads(path.read_bytes()) if path.is_file() else {}
-    except (OSError, ValueError, RecursionError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return
+    except (ValueError, RecursionError) as error:
+        raise LoadError(f"could not load {name}: its generation_config.json cannot be read ({first_line(error)})") from None
     wrong = f"could not load {name}: its generation_config.json"
     if not isinstance(data, dict):
         raise LoadError(f"{wrong} must be an object, not {data!r:.40}")
@@ -752,7 +836,7 @@ def plan_load(
     if source.hub and not hub_reachable():
         kw["local_files_only"] = hub_kw["local_files_only"] = True
     config = read_config(source, hub_kw)
-    _check_implementations(config, kw, source.path)
+    check_implementations(config, kw, source.path)
     local = None if source.hub else source.path  # the folder that will load, where it is known before the load
     if source.hub and hub_kw.get("local_files_only"):
         local = _cached_snapshot(source.path, hub_kw)  # offline, the cache is exactly what will load
@@ -765,6 +849,11 @@ def plan_load(
     if device_map is None:  # refused before "Loading ... on bogus" is printed, not by transformers after it
         check_device(device)
     check_gpu(target)
+    on_cpu = str(target).startswith("cpu") or (target in _MULTI_DEVICE_MAPS and not torch.cuda.is_available())
+    attention = getattr(config, "_attn_implementation", None) or kw.get("attn_implementation")  # the config's outranks
+    if on_cpu and attention == "flex_attention":
+        raise LoadError(f"could not load {source.path}: flex_attention cannot run gpt-oss's attention sinks on a CPU "
+                        "(transformers refuses it at every turn): use attn_implementation='eager', or load on a GPU")
     if dtype is None and (default := cpu_default(config, target, free_bytes(target))):
         dtype = getattr(torch, default)
     name = dtype_name(config, dtype, None if source.hub else source.path)
@@ -794,7 +883,7 @@ def plan_load(
     return plan
 
 
-def _check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:
+def check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:
     """A one-line LoadError for an attention or experts implementation the checkpoint's config names that is not in
     transformers' own code and not the one the load asks for: transformers would download a Hub kernel for it and run
     it. Refused even when the load asks for another: a config's "_attn_implementation" outranks the load's option."""

@@ -196,7 +196,9 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
         return path.parent.name, _valid(checkpoint.read_json(path, str(path.parent)), str(path)), None
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
-    return source.name, checkpoint.read_config(source, hub_kw), None if source.hub else source.path
+    config = checkpoint.read_config(source, hub_kw)
+    checkpoint.check_implementations(config, {}, source.path)  # the load refuses it: no report saying it fits
+    return source.name, config, None if source.hub else source.path
 
 
 def _valid(raw: Any, name: str) -> Any:
@@ -208,9 +210,10 @@ def _valid(raw: Any, name: str) -> Any:
     checkpoint.check_raw(raw, name)
     try:
         config = GptOssConfig.from_dict(raw)
-    except (ValueError, TypeError, KeyError, StrictDataclassError) as error:  # transformers' checks of the values
+    except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError, StrictDataclassError) as error:
         raise LoadError(f"{name} is not a valid gpt-oss config: {checkpoint.clip(' '.join(str(error).split()))}") from None
     checkpoint.check_sizes(config, name)
+    checkpoint.check_implementations(config, {}, name)
     return config
 
 
