@@ -796,8 +796,14 @@ class Retokenizer:
         for piece in stable:  # one at a time: re-splitting them joined could regroup whitespace
             out += self._ordinary_piece(piece)
         self._text = self._text[sum(map(len, stable)):]
-        if len(pieces) > len(stable) and len(pieces[len(stable)]) >= 2 * _SETTLE:  # a piece that keeps growing
-            done = (len(pieces[len(stable)]) // _SETTLE - 1) * _SETTLE
+        held = pieces[len(stable):]
+        growing = [k for k, piece in enumerate(held) if len(piece) >= 2 * _SETTLE]  # a piece that keeps growing
+        if growing:  # the pieces before it are settled by it (`a=xxx...`: when it was the second, the held text grew)
+            k = growing[-1]
+            for piece in held[:k]:
+                out += self._ordinary_piece(piece)
+            self._text = self._text[sum(map(len, held[:k])):]
+            done = (len(held[k]) // _SETTLE - 1) * _SETTLE
             out += self._ordinary_piece(self._text[:done])
             self._text = self._text[done:]
         return out

@@ -279,14 +279,20 @@ def test_retokenizing_text_one_character_at_a_time_gives_the_same_ids(text):
         assert _retokenized([text])[0] == harmony.encode(text)
 
 
-def test_a_piece_that_never_ends_is_settled_as_it_arrives_and_the_same_however_it_is_cut():
+@pytest.mark.parametrize("head, text", [
+    ("<|channel|>final<|message|>", "-" * 40_000 + " and then words"),
+    ("<|channel|>final<|message|>", "a=" + "x" * 40_000 + " and then words"),  # the growing piece second of those held
+    ("<|channel|>final<|message|>", "a " + "x" * 40_000 + " and then words"),
+    ("<|channel|>commentary ", "to=" + "x" * 40_000 + " code"),                 # in a header
+], ids=["dashes", "a=x...", "a x...", "header to=x..."])
+def test_a_piece_that_never_ends_is_settled_as_it_arrives_and_the_same_however_it_is_cut(head, text):
     """A server streaming "-----..." with no end held all of it back and re-scanned it at every chunk (8 300 chunks of
-    32 characters took ~40 s): its ids now come out as it arrives, the same for any cutting of the stream."""
-    text = "-" * 40_000 + " and then words"
+    32 characters took ~40 s): its ids now come out as it arrives, the same for any cutting of the stream. Also
+    after a short piece (`a=xxx...`), which held it back as before."""
     streams = []
     for size in (32, 999, len(text)):
         retok = harmony.Retokenizer()
-        ids = retok.feed("<|channel|>final<|message|>")
+        ids = retok.feed(head)
         settled = []
         for start in range(0, len(text), size):
             ids += retok.feed(text[start:start + size])
@@ -295,4 +301,4 @@ def test_a_piece_that_never_ends_is_settled_as_it_arrives_and_the_same_however_i
         if size == 32:  # what arrived, less a bounded tail, is already settled
             assert settled[len(settled) // 2] > 20_000 - 9_000, settled[len(settled) // 2]
     assert streams[0] == streams[1] == streams[2]
-    assert harmony.decode(streams[0]) == "<|channel|>final<|message|>" + text
+    assert harmony.decode(streams[0]) == head + text
