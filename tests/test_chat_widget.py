@@ -291,3 +291,18 @@ def test_without_a_front_end_the_output_itself_holds_the_transcript():
     data = output["data"]
     assert "<strong>42</strong>" in data["text/html"] and "It is **42**." in data["text/markdown"]
     assert "Six times seven?" in data["text/plain"]
+
+
+def test_a_view_drawn_mid_turn_gets_the_turn_so_far(clock) -> None:
+    """A view drawn mid-turn (a new view of the notebook) says it missed batches: the kernel sends the turn so far,
+    queued operations included, as a snapshot at the latest sequence number (the views that have it all ignore it)."""
+    view = ChatView()
+    ops = _sent_ops(view)
+    view.handle(TurnStart("Hi", "low", "m", "ask"))
+    view.handle(MessageStart("analysis", None))
+    clock.now += 1
+    view.handle(Delta("Thinking", "analysis"))
+    view.handle(Delta(" more", "analysis"))                  # queued: the interval has not passed
+    _message(view, kind="ready", saves=False, behind=True)
+    assert view._snapshot == {"seq": view.syncs, "ops": ops}
+    assert "".join(o["t"] for o in ops if o["op"] == "text") == "Thinking more"

@@ -29,8 +29,23 @@ function revealText(node) {
 function answerHTML(html) {
   // Sanitised answer HTML whose code (not its prose: right-to-left text) has its direction controls written out.
   const fragment = safeHTML(html);
-  if (fragment.querySelectorAll) for (const code of fragment.querySelectorAll("code")) revealText(code);
+  if (!fragment.querySelectorAll) return fragment;
+  for (const code of fragment.querySelectorAll("code")) revealText(code);
+  // A chip of a local file is no link: focusable all the same, so Tab (and a tap) shows its popup (citations.css)
+  for (const chip of fragment.querySelectorAll("sup.gx-cite > a:not([href])")) chip.tabIndex = 0;
   return fragment;
+}
+
+function placePopup(event) {
+  // A citation chip's popup (citations.css) opens at the chip, moved left as far as it must to stay in the view:
+  // near the right edge of a narrow notebook its lines ran past the edge and were cut off.
+  const chip = event.target.closest && event.target.closest("sup.gx-cite");
+  const view = chip && chip.closest(".gx-chat");
+  if (!view) return;
+  const room = view.getBoundingClientRect(), at = chip.getBoundingClientRect().left;
+  chip.style.setProperty("--gx-cite-room", `${room.width}px`);
+  const width = parseFloat(getComputedStyle(chip, "::after").width) || 0;
+  chip.style.setProperty("--gx-cite-left", `${Math.max(room.left - at, Math.min(-4, room.right - at - width))}px`);
 }
 
 function send(model, action) {
@@ -258,8 +273,12 @@ class Turn {
     const b = this.blocks[op.i];
     if (!b) return;
     b.raw += op.t;
+    // Reasoning scrolls in its box as it streams, unless the reader scrolled up: the newest thoughts stay in view
+    const box = b.kind === "reasoning" ? b.text : null;
+    const follow = box && box.scrollHeight - box.scrollTop - box.clientHeight < 4;
     if (b.md) b.text.textContent = b.raw.slice(b.upto);
     else b.text.appendChild(document.createTextNode(b.kind === "tool" ? reveal(op.t, BIDI_RE) : op.t));
+    if (follow) box.scrollTop = box.scrollHeight;
   }
 
   md(op) {
@@ -409,6 +428,30 @@ class Turn {
     this.bar = footer;
   }
 
+  gone() {
+    // The kernel restarted: the new one knows nothing of this turn, so nothing here can reach it. A waiting card
+    // says its call was not run and a running one that it was cut off; no button is left that would wait forever.
+    for (const b of Object.values(this.blocks)) {
+      const status = b.status && b.node.dataset.status;
+      if (!["writing", "pending", "waiting", "running"].includes(status)) continue;
+      keepFocus(b.node, b.status);
+      if (b.editor) b.editor.readOnly = true;
+      b.node.dataset.status = "interrupted";
+      b.status.textContent = status === "running" ? "interrupted" : "not run";
+      const ask = b.actions.querySelector(".gx-ask");
+      if (ask) ask.textContent = "The kernel restarted: this call was not run.";
+    }
+    keepFocus(this.bar, this.bar.querySelector(".gx-stats, .gx-progress"));
+    for (const node of this.node.querySelectorAll("button:not(.gx-copy):not(.gx-copy-code):not(.gx-insert)")) {
+      node.disabled = true;
+      node.title = "The kernel restarted: this conversation is gone";
+    }
+    if (this.node.classList.contains("gx-live")) {
+      this.node.classList.remove("gx-live");
+      this.progress.textContent = "the kernel restarted";
+    }
+  }
+
   meter(used, window) {
     // Tokens in the model's context after this turn, of its context length; warns as it fills.
     const share = used / window;
@@ -431,6 +474,8 @@ class Turn {
 function render({ model, el }) {
   const view = { model, root: h("div", "gx-chat") };
   el.appendChild(view.root);
+  view.root.addEventListener("pointerover", placePopup);
+  view.root.addEventListener("focusin", placePopup);
   let turn = null;
   let seq = 0;
   const apply = (ops) => {
@@ -459,16 +504,29 @@ function render({ model, el }) {
     }
   };
   take("_snapshot");
-  take("_chunk");
-  const onChunk = () => take("_chunk");
+  // Drawn mid-turn (a new view of the notebook or of the output), the view has missed the turn's first batches: it
+  // asks for the whole turn so far and takes no batch until that snapshot is in
+  let behind = (model.get("_chunk").seq || 0) > seq + 1;
+  if (!behind) take("_chunk");
+  const onChunk = () => behind || take("_chunk");
+  const onSnapshot = () => {
+    if (behind) take("_snapshot");
+    behind = behind && seq < model.get("_snapshot").seq;
+  };
   model.on("change:_chunk", onChunk);
+  model.on("change:_snapshot", onSnapshot);
+  // The widget manager marks every model of the old kernel no longer live when the kernel restarts.
+  const gone = () => turn && turn.gone();
+  model.on("comm_live_update", gone);
   const timer = setInterval(() => turn && turn.node.classList.contains("gx-live") && turn.tick(), 1000);
   const ctx = notebookContext(model);
   if (ctx) saveTranscripts(ctx, model, model.get("_id"));
-  send(model, { kind: "ready", saves: !!ctx });
+  send(model, { kind: "ready", saves: !!ctx, behind });
   return () => {
     clearInterval(timer);
     model.off("change:_chunk", onChunk);
+    model.off("change:_snapshot", onSnapshot);
+    model.off("comm_live_update", gone);
   };
 }
 

@@ -301,6 +301,8 @@ class ChatView(anywidget.AnyWidget):
         if kind == "ready":
             self._ready = True
             self._saves = self._saves or bool(content.get("saves"))
+            if content.get("behind"):
+                self._resend()
         elif kind == "stop":
             self._stop = True
         elif kind in ("run", "skip") and isinstance(content.get("index"), int):
@@ -311,6 +313,12 @@ class ChatView(anywidget.AnyWidget):
             self._regenerate()
         elif kind == "new_chat":
             self._new_chat()
+
+    def _resend(self) -> None:
+        """The turn so far as a snapshot, for a view drawn mid-turn that missed its first batches (a new view of the
+        notebook): the views that have them all ignore it."""
+        self._flush()
+        self._snapshot = {"seq": self.syncs, "ops": list(self._log)}
 
     def _regenerate(self) -> None:
         """Ask this view's prompt again (a new sample) in place of its answer; the last answer only."""

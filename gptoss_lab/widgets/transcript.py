@@ -496,7 +496,9 @@ def _quoted(markdown: str) -> str:
 # The last five rules are more specific than JupyterLab's and nbconvert's rendered-HTML rules (`.jp-ThemedContainer
 # .jp-RenderedHTMLCommon pre` paints every pre and code in the page colour; `tbody tr:nth-child(even)` stripes and
 # `tbody tr:hover` tints table rows), which would otherwise put a tool card's output in a box of its own, tint the
-# card blue under the pointer, and leave a code block in the answer without a background.
+# card blue under the pointer, and leave a code block in the answer without a background. The prompt's, reasoning's
+# and answer's paragraphs each read in the direction of their first letter (unicode-bidi: plaintext): Arabic and
+# Hebrew right to left, as in the live view (chat.css).
 FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
  color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5;overflow-wrap:anywhere}
@@ -508,7 +510,9 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback details{border-left:3px solid var(--jp-border-color2,#ccc);padding:2px 0 2px 10px;margin:6px 0;
  color:var(--jp-content-font-color2,#666)}
 .gx-fallback summary{cursor:pointer}
-.gx-fallback .gx-note,.gx-fallback .gx-footer{font-size:85%;color:var(--jp-content-font-color3,#888)}
+.gx-fallback .gx-prompt,.gx-fallback .gx-reasoning-text,.gx-fallback .gx-notice,
+ .gx-fallback blockquote :is(p,li,h4,h5,h6,td,th){unicode-bidi:plaintext;text-align:start}
+.gx-fallback .gx-note,.gx-fallback .gx-footer{font-size:85%;color:var(--jp-content-font-color2,#57606a)}
 .gx-fallback .gx-notice{font-size:90%;padding:4px 10px;margin:6px 0;border-radius:6px;
  background:var(--jp-layout-color2,rgba(127,127,127,.12))}
 .gx-fallback .gx-warning{border-left:3px solid var(--jp-warn-color1,#ed6c02)}

@@ -1,7 +1,8 @@
 """The chat view used by keyboard and screen reader in real JupyterLab + Chromium (a ReplayEngine session).
 
 Screenshots: /tmp/gptoss_chat_ux_focus.png, /tmp/gptoss_chat_ux_grey_light.png, /tmp/gptoss_chat_ux_grey_dark.png,
-/tmp/gptoss_chat_ux_stop.png, /tmp/gptoss_chat_ux_narrow.png.
+/tmp/gptoss_chat_ux_stop.png, /tmp/gptoss_chat_ux_narrow.png, /tmp/gptoss_chat_ux_restart.png, /tmp/gptoss_chat_ux_touch.png,
+/tmp/gptoss_chat_ux_rtl.png.
 """
 from __future__ import annotations
 
@@ -66,18 +67,22 @@ LONG = ("<|channel|>analysis<|message|>" + " ".join(f"thought{i}" for i in range
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_small_grey_text_reads_at_4_5_to_1(lab_notebook, theme):
-    """The live bar (tokens, tok/s, model · effort), the finished turn's stats line and the reasoning disclaimer
-    read at WCAG AA (4.5:1), not at the 2.7:1 of JupyterLab Light's faintest text colour (a projector washes
-    that out). Screenshot: /tmp/gptoss_chat_ux_grey_{theme}.png."""
+    """The live bar (tokens, tok/s, model · effort), the finished turn's stats line, the reasoning disclaimer and a
+    notice under the turn read at WCAG AA (4.5:1), not at the 2.7:1 of JupyterLab Light's faintest text colour (a
+    projector washes that out), nor the notice's 4.45:1 (grey on grey).
+    Screenshot: /tmp/gptoss_chat_ux_grey_{theme}.png."""
     cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
              f"session = Session(ReplayEngine({LONG!r}, delay=0.02), approval='auto')",
-             "reply = session.ask('Think', view=ChatView.show())"]
+             "reply = session.ask('Think', view=ChatView.show().connect(session))"]
     page = lab_notebook(cells, wait_for=".gx-reasoning", theme=theme)
     page.wait_for_function("() => document.querySelector('.gx-progress').textContent.includes('tok/s')")
     seen = {name: page.locator(f".gx-chat {name}").evaluate(CONTRAST) for name in (".gx-progress", ".gx-meta")}
     page.locator(".gx-stop").click()
     page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    page.locator(".gx-new-chat").click()
+    page.wait_for_selector(".gx-chat .gx-notice")
     seen.update({name: page.locator(f".gx-chat {name}").evaluate(CONTRAST) for name in (".gx-stats", ".gx-note")})
+    seen[".gx-notice"] = min(page.locator(".gx-chat .gx-notice").evaluate_all(f"nodes => nodes.map({CONTRAST})"))
     page.screenshot(path=f"/tmp/gptoss_chat_ux_grey_{theme}.png")
     assert min(seen.values()) >= 4.5, seen
 
@@ -126,3 +131,128 @@ def test_a_wide_table_scrolls_in_a_400_px_window(lab_notebook):
     assert table[0] <= 1 and table[1], f"table past the view's edge or not scrollable: {table}"
     assert th[2] == td[2], f"header broken over lines: {th[2]} px high, a cell {td[2]} px"
     assert formula[0] <= 1 and formula[1], f"formula past the view's edge or not scrollable: {formula}"
+
+
+KERNEL_BACK = ("() => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;"
+               " return k.connectionStatus === 'connected' && k.status === 'idle'; }")
+
+
+def test_a_waiting_card_says_so_when_the_kernel_restarts(lab_notebook):
+    """The kernel restarts while a card waits for approval: the card no longer looks live (▶ Run pressed then said
+    "starting…" forever, as the new kernel knows nothing of the call). Its buttons are disabled, its line says the
+    call was not run, and the turn's ■ Stop is disabled too. Screenshot: /tmp/gptoss_chat_ux_restart.png."""
+    page = lab_notebook(CELLS, wait_for=".gx-tool[data-status='waiting'] .gx-run")
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    page.wait_for_function(KERNEL_BACK, timeout=60_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path="/tmp/gptoss_chat_ux_restart.png")
+    card = page.locator(".gx-chat .gx-tool").first
+    assert card.locator(".gx-ask").inner_text() == "The kernel restarted: this call was not run."
+    assert card.locator(".gx-status").inner_text() == "not run"
+    buttons = card.locator(".gx-actions button")
+    assert buttons.count() == 4 and all(b.is_disabled() for b in buttons.all())
+    assert page.locator(".gx-chat .gx-stop").is_disabled()
+    assert page.locator(".gx-chat .gx-progress").inner_text() == "the kernel restarted"
+
+
+OVERLAP = """([a, b]) => { const r = a.getBoundingClientRect(), s = b.getBoundingClientRect();
+  return r.left < s.right && s.left < r.right && r.top < s.bottom && s.top < r.bottom; }"""
+
+
+def test_copy_buttons_show_on_a_touch_screen(lab_notebook):
+    """On a touch screen (no hover) the answer's Copy and a card's Copy and Insert as cell are shown without hovering
+    (they appeared only under the pointer, so a tablet user never saw them), and the answer's Copy sits under the
+    answer, not over its first line. Screenshot: /tmp/gptoss_chat_ux_touch.png."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), CELLS[1]]
+    page = lab_notebook(cells, wait_for=".gx-chat .gx-footer")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})   # a tablet
+    assert page.evaluate("() => matchMedia('(hover: none)').matches")
+    page.mouse.move(1, 1)                                 # the pointer over nothing of the view
+    page.wait_for_timeout(300)                            # the opacity transition
+    page.screenshot(path="/tmp/gptoss_chat_ux_touch.png")
+    opacity = "nodes => nodes.map(n => getComputedStyle(n).opacity)"
+    assert page.locator(".gx-chat .gx-copy").evaluate_all(opacity) == ["1"]
+    assert page.locator(".gx-chat .gx-tool-buttons").evaluate_all(opacity) == ["1", "1"]
+    final = page.locator(".gx-chat .gx-final")
+    copy, answer = final.locator(".gx-copy").element_handle(), final.locator(".gx-md").element_handle()
+    assert not page.evaluate(OVERLAP, [copy, answer])
+
+
+RTL = ("<|channel|>analysis<|message|>سأحسب المجموع!\nThen answer.<|end|>"
+       "<|start|>assistant<|channel|>final<|message|>الجواب هو **4**، وهذا صحيح!\n\nEnglish line!<|return|>")
+# [x of the first letter, x of the first "!"] of a node's text: a right-to-left line has its "!" left of its start.
+ENDS = """(node) => {
+  const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT), at = (t, i) => {
+    const r = document.createRange(); r.setStart(t, i); r.setEnd(t, i + 1); return r.getBoundingClientRect().left; };
+  let first = null, bang = null;
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    if (!t.parentElement.getClientRects().length) continue;           // hidden ("You:" of the static form)
+    const i = t.data.search(/\\p{L}/u), j = t.data.indexOf("!");
+    if (first === null && i >= 0) first = at(t, i);
+    if (bang === null && j >= 0) bang = at(t, j);
+  }
+  return [first, bang];
+}"""
+
+
+def test_arabic_reads_right_to_left_live_and_saved(lab_notebook):
+    """An Arabic prompt, reasoning and answer read right to left, each line in the direction of its first letter, in
+    the live view and in the static transcript: the sentence's "!" ended up on its right, its start's side (the page
+    is left to right), while an English line stays left to right. Screenshot: /tmp/gptoss_chat_ux_rtl.png."""
+    cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+             "from gptoss_lab.widgets.transcript import Transcript\n"
+             f"session = Session(ReplayEngine({RTL!r}), approval='auto')",
+             "reply = session.ask('مرحبا بالعالم!', view=ChatView.show())",
+             "Transcript.from_reply(reply)"]
+    page = lab_notebook(cells, wait_for=".gx-fallback .gx-final")
+    page.wait_for_selector(".gx-chat .gx-footer")
+    page.locator(".gx-chat .gx-reasoning > summary").click()            # the answer folded it
+    page.locator(".gx-fallback details.gx-reasoning > summary").click()
+    page.screenshot(path="/tmp/gptoss_chat_ux_rtl.png", full_page=True)
+    seen = {}
+    for view in (".gx-chat", ".gx-fallback"):
+        for name in (".gx-prompt", ".gx-reasoning-text", ".gx-final p"):
+            seen[f"{view} {name}"] = page.locator(f"{view} {name}").first.evaluate(ENDS)
+    wrong = {name: ends for name, ends in seen.items() if not ends[1] < ends[0]}
+    assert not wrong, f"left to right: {wrong}"
+    first, bang = page.locator(".gx-chat .gx-final p").last.evaluate(ENDS)
+    assert first < bang                                                   # "English line!" stays left to right
+
+
+THOUGHTS = ("<|channel|>analysis<|message|>" + "\n".join(f"thought line {i}" for i in range(150)) + "<|end|>"
+            "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
+SCROLL = "n => [n.scrollTop, n.scrollHeight - n.clientHeight, n.textContent.length]"
+
+
+def test_streaming_reasoning_stays_in_view(lab_notebook):
+    """Reasoning longer than its box scrolls as it streams, so the newest thoughts are in view (the box stayed at its
+    first lines while the rest streamed unseen below); a reader who scrolls back up is left there."""
+    cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+             f"session = Session(ReplayEngine({THOUGHTS!r}, delay=0.02), approval='auto')",
+             "reply = session.ask('Think', view=ChatView.show())"]
+    page = lab_notebook(cells, wait_for=".gx-reasoning-text")
+    box = page.locator(".gx-chat .gx-reasoning-text")
+    page.wait_for_function("() => { const n = document.querySelector('.gx-reasoning-text');"
+                           " return n.scrollHeight > n.clientHeight + 100; }", timeout=30_000)
+    top, bottom, _ = box.evaluate(SCROLL)
+    assert bottom - top <= 4, f"not following: scrolled to {top} of {bottom}"
+    box.evaluate("n => { n.scrollTop = 10; }")                            # the reader scrolls back up
+    length = box.evaluate(SCROLL)[2]
+    page.wait_for_function(f"() => document.querySelector('.gx-reasoning-text').textContent.length > {length + 100}")
+    assert box.evaluate(SCROLL)[0] == 10
+
+
+def test_a_second_view_drawn_mid_turn_shows_the_turn(lab_notebook):
+    """File > New View for Notebook while a card waits for approval: the new view shows the turn so far, with the
+    waiting card and its ▶ Run (it was blank, and stayed blank after the turn, having missed the turn's first
+    batches), and ▶ Run there runs the call, in both views."""
+    page = lab_notebook(CELLS, wait_for=".gx-tool[data-status='waiting'] .gx-run")
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:clone')")
+    page.wait_for_function("() => document.querySelectorAll('.gx-chat').length === 2", timeout=20_000)
+    second = page.locator(".gx-chat").nth(1)
+    second.locator(".gx-tool[data-status='waiting'] .gx-run").wait_for(timeout=20_000)
+    assert second.locator(".gx-prompt").inner_text() == "Compute it"
+    second.locator(".gx-run").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.gx-chat')].every("
+                           "(v) => v.querySelector(\".gx-tool[data-status='done']\"))", timeout=30_000)

@@ -4,9 +4,14 @@ with citations) over a folder of documents, asked under the approval policy.
 What a user sees: the approval question says what will be searched; the calls show as cards (the
 numbered results, the opened window with line numbers, the matches); each citation in the answer is a
 numbered chip that shows the cited lines when hovered, in the live view and in the saved notebook
-reopened. Screenshots: /tmp/gptoss_browse_live.png, /tmp/gptoss_browse_hover.png, /tmp/gptoss_browse_saved.png.
+reopened. Screenshots: /tmp/gptoss_browse_live.png, /tmp/gptoss_browse_hover.png, /tmp/gptoss_browse_saved.png,
+/tmp/gptoss_browse_grey_{light,dark}.png, /tmp/gptoss_browse_keyboard.png, /tmp/gptoss_browse_narrow.png.
 """
 from __future__ import annotations
+
+import pytest
+
+from tests.browser.test_chat_browser import CONTRAST
 
 CELLS = [
     "from gptoss_lab import Session, ReplayEngine\n"
@@ -62,3 +67,63 @@ def test_browsing_turn_cards_and_citation_chips_live_and_saved(lab_notebook, sav
     _hover_shows_the_cited_lines(page, ".gx-fallback")
     assert "Keep the humidity at 68 percent" in page.locator(".gx-fallback .gx-cite-sources").inner_text()
     page.screenshot(path="/tmp/gptoss_browse_saved.png")
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_source_lines_and_saved_footer_read_at_4_5_to_1(lab_notebook, save_notebook, open_notebook, theme):
+    """The cards' source lines (a result's file, a page's address, line numbers) and the citation chips' numbers in
+    the live view, and the same in the saved transcript reopened in JupyterLab with its stats footer and reasoning
+    note, read at WCAG AA (4.5:1), not at the 2.7:1 of the theme's third text colour (nor the chips' 3.9:1, blue on
+    blue, in Light). Screenshot: /tmp/gptoss_browse_grey_{theme}.png."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
+    page = lab_notebook(cells, name=f"grey_{theme}.ipynb", wait_for="text=/^CITED /", theme=theme)
+    names = (".gx-browse-source", ".gx-browse-n", ".gx-browse-raw summary", "sup.gx-cite > a")
+    seen = {f"live {name}": page.locator(f".gx-chat {name}").first.evaluate(CONTRAST) for name in names}
+    save_notebook(f"grey_{theme}.ipynb")
+    page = open_notebook(f"grey_{theme}.ipynb")
+    page.wait_for_selector(".gx-fallback > div.gx-footer", timeout=30_000)
+    seen.update({f"saved {name}": page.locator(f".gx-fallback {name}").first.evaluate(CONTRAST)
+                 for name in (*names, ".gx-footer", ".gx-note")})
+    page.screenshot(path=f"/tmp/gptoss_browse_grey_{theme}.png", full_page=True)
+    assert min(seen.values()) >= 4.5, ", ".join(f"{name} {ratio:.2f}" for name, ratio in seen.items())
+
+
+def test_a_citation_shows_its_lines_to_the_keyboard(lab_notebook):
+    """Tab reaches each citation chip of the live answer and its popup (the cited lines) shows while it has focus, as
+    under the pointer: a chip of a local file is no link, and keyboard and touch users could never see what it
+    cites. Screenshot: /tmp/gptoss_browse_keyboard.png."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
+    page = lab_notebook(cells, wait_for="text=/^CITED /")
+    page.locator(".gx-chat .gx-copy-code").last.focus()
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => !!document.activeElement.closest('sup.gx-cite')"):
+            break
+    chip = page.locator(".gx-chat .gx-final sup.gx-cite").first
+    assert chip.evaluate("n => n.contains(document.activeElement)"), "Tab never reached the chip"
+    page.screenshot(path="/tmp/gptoss_browse_keyboard.png")
+    display, content = chip.evaluate(POPUP)
+    assert display == "block" and "Keep the humidity at 68 percent" in content
+
+
+# [left, right] of a chip's popup and of the chat view, in px from the window's left
+POPUP_BOX = """(chip) => { const s = getComputedStyle(chip, '::after'), at = chip.getBoundingClientRect().left;
+  const left = at + parseFloat(s.left), view = chip.closest('.gx-chat').getBoundingClientRect();
+  return [left, left + parseFloat(s.width) + (s.boxSizing === 'border-box' ? 0 : 22), view.left, view.right]; }"""
+
+
+def test_a_citation_popup_stays_in_a_narrow_view(lab_notebook):
+    """In a 420 px window each chip's popup opens inside the chat view: it opened at the chip and ran past the view's
+    right edge, its cited lines cut off. Screenshot: /tmp/gptoss_browse_narrow.png."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
+    page = lab_notebook(cells, wait_for="text=/^CITED /")
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.wait_for_timeout(500)
+    boxes = []
+    for chip in page.locator(".gx-chat .gx-final sup.gx-cite").all():
+        chip.scroll_into_view_if_needed()
+        chip.hover()
+        assert chip.evaluate(POPUP)[0] == "block"
+        boxes.append([round(x) for x in chip.evaluate(POPUP_BOX)])
+    page.screenshot(path="/tmp/gptoss_browse_narrow.png")
+    assert all(view_left <= left and right <= view_right + 1 for left, right, view_left, view_right in boxes), boxes
