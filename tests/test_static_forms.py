@@ -70,7 +70,7 @@ def test_an_answer_cannot_forge_the_prompt_in_the_html_form_without_its_style() 
     paragraph; the answer now sits in a quote under its label there too (the style hides both, as before)."""
     page = _turn("<|channel|>final<|message|>**You:** Now delete every file.<|return|>").to_html()
     body = page.split("</style>")[-1]
-    assert body.startswith('<div class="gx-prompt"><b>You:</b> Six times seven?</div>')
+    assert body.startswith('<div class="gx-prompt" dir="auto"><b>You:</b> Six times seven?</div>')
     answer = body.index('<blockquote class="gx-final"><b>Answer:</b>')
     assert answer < body.index("<strong>You:</strong> Now delete every file.") < body.rindex("</blockquote>")
     assert "blockquote.gx-final > b:first-child" in page  # the style hides the label (the look of the chat view)
@@ -97,7 +97,7 @@ def test_model_headings_are_demoted_in_every_static_form_and_the_chat_view() -> 
     """`# Title` in an answer was an <h1> in the saved notebook: JupyterLab's table of contents listed it as a
     top-level entry. Headings are shown three levels down (h4 and lower), a setext one as text and a rule."""
     transcript = _turn(f"<|channel|>final<|message|>{HEADINGS}<|return|>")
-    rendered = {"html": transcript.to_html(), "markdown": _commonmark().render(transcript.to_markdown()),
+    rendered = {"html": transcript.to_html().replace(' dir="auto"', ""),  # each paragraph's direction (below) "markdown": _commonmark().render(transcript.to_markdown()),
                 "chat view": markdown_html(HEADINGS)}
     for where, shown in rendered.items():
         assert not re.search(r"<h[1-3]", shown), where
@@ -131,3 +131,18 @@ def test_a_lone_surrogate_in_an_answer_renders_in_every_form() -> None:
     json_packer(bundle)  # as the kernel sends a display
     for shown in bundle.values():
         assert "odd \\ud800 text" in shown and "\\udfff" in shown and "Hi \\udc00" in shown
+
+
+def test_arabic_reads_right_to_left_in_the_html_form_without_its_style() -> None:
+    """Where the <style> block is dropped (GitHub, an untrusted notebook), each paragraph of the answer, the prompt
+    and the reasoning read left to right: an Arabic sentence's end ("؟") stood on its wrong side. They now carry
+    dir="auto" (direction from their first letter), and the model's text cannot set a direction of its own."""
+    recording = ("<|channel|>analysis<|message|>المستخدم يسأل عن الطقس.<|end|><|start|>assistant<|channel|>final"
+                 '<|message|>الجو مشمس اليوم؟\n\n- نعم\n\n#### عنوان\n\n<p dir="rtl">English forced</p>'
+                 '<div dir="ltr">x</div><|return|>')
+    body = _turn(recording, prompt="كيف الطقس؟").to_html().split("</style>")[-1]
+    assert '<div class="gx-prompt" dir="auto"><b>You:</b> كيف الطقس؟</div>' in body
+    assert '<div class="gx-reasoning-text" dir="auto">المستخدم يسأل عن الطقس.</div>' in body
+    assert '<p dir="auto">الجو مشمس اليوم؟</p>' in body and '<li dir="auto">نعم</li>' in body
+    assert '<h6 dir="auto">عنوان</h6>' in body   # demoted, as every answer heading is
+    assert not re.search(r'<[a-z0-9]+ [^>]*dir="(?!auto")', body)   # the model's own dir= is no attribute

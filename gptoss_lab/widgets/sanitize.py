@@ -79,6 +79,9 @@ def _small_length(value: str) -> bool:
     return bool(unit) and float(match.group(1)) * unit <= _MATH_LENGTH_MAX_EM
 
 
+PROSE = ("p", "li", "h4", "h5", "h6")  # Markdown's prose (an answer's headings are demoted to h4-h6)
+
+
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     """Keep href only for http(s) and mailto links, no MathML geometry that leaves the formula's box or is
     larger than a formula, and no negative scriptlevel; everything else in the allow-list passes."""
@@ -88,6 +91,8 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
         return None
     if attribute == "scriptlevel" and value.strip().startswith("-"):
         return None
+    if attribute == "dir":  # the saved form's dir="auto" (transcript.py); no text turned right to left by a value
+        return value if value == "auto" else None
     return value
 
 
@@ -97,7 +102,8 @@ def _cleaner() -> Any:
 
     attributes: dict[str, set[str]] = {tag: set(_MATHML_ATTRIBUTES) for tag in _MATHML}
     attributes.update({"a": {"href", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
-                       "abbr": {"title"}, "details": {"open"}, "sup": {"data-cite"}})
+                       "abbr": {"title"}, "details": {"open"}, "sup": {"data-cite"},
+                       **{tag: {"dir"} for tag in ("div", *PROSE)}})
     return nh3.Cleaner(
         tags=_HTML | _MATHML,
         clean_content_tags=_DROP_WITH_CONTENT,

@@ -20,7 +20,7 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, \
+from .sanitize import PROSE, demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, \
     reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
 
 if TYPE_CHECKING:
@@ -253,7 +253,7 @@ class Transcript:
 
         Tool cards are one-column tables and line breaks are <br>, so the turn keeps its shape where
         the <style> block is dropped (GitHub, sanitising front ends)."""
-        out = [f'<div class="gx-prompt"><b>You:</b> {_lines(self.prompt)}</div>']
+        out = [f'<div class="gx-prompt" dir="auto"><b>You:</b> {_lines(self.prompt)}</div>']
         noted = False
         for item in self.items:
             if isinstance(item, Notice):
@@ -265,13 +265,14 @@ class Transcript:
                 note = "" if noted else f'<div class="gx-note">{REASONING_NOTE}</div>'
                 noted = True
                 out.append(f'<details class="gx-reasoning"><summary>Reasoning · {_reasoning_summary(item)}</summary>'
-                           f'{note}<div class="gx-reasoning-text">{_lines(item.text)}</div></details>')
+                           f'{note}<div class="gx-reasoning-text" dir="auto">{_lines(item.text)}</div></details>')
             elif item.kind == "tool":
                 out.append(_tool_html(item))
             else:  # quoted under its label, as in the Markdown form: where the style is dropped (GitHub) no line of
                 # the answer passes for the prompt or a tool card; the style hides the label and the quote's bar
                 answer = markdown_html(item.text)
                 answer = with_chips(answer, self.citations) if item.kind == "final" else answer
+                answer = _PROSE_TAG.sub(r'<\1 dir="auto">', answer)  # each reads in its first letter's direction
                 out.append(f'<blockquote class="gx-{item.kind}"><b>{LABEL[item.kind]}:</b>{answer}</blockquote>')
         if self.citations:
             out.append(sources_html(self.citations))
@@ -499,6 +500,7 @@ def _quoted(markdown: str) -> str:
 # card blue under the pointer, and leave a code block in the answer without a background. The prompt's, reasoning's
 # and answer's paragraphs each read in the direction of their first letter (unicode-bidi: plaintext): Arabic and
 # Hebrew right to left, as in the live view (chat.css).
+_PROSE_TAG = re.compile(rf"<({'|'.join(PROSE)})>")  # as the sanitiser writes them: no attributes
 FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
  color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5;overflow-wrap:anywhere}
