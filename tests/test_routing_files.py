@@ -105,6 +105,23 @@ def test_a_record_of_more_layers_than_a_model_has_is_refused_in_one_line(tmp_pat
     assert Routing([1], np.zeros((1, 1024, 1), int), np.ones((1, 1024, 1)), num_experts=2).layers == 1024
 
 
+def test_a_record_of_a_huge_top_k_is_refused_in_one_line(tmp_path):
+    """A record folder saying top_k = 10**6 (no tokens, a few bytes) loaded, and its coactivation() asked numpy for
+    the 5 * 10**11 pairs of a token's picks: a MemoryError, or the kernel's memory."""
+    folder = Routing([], np.zeros((0, 2, 1), int), np.zeros((0, 2, 1)), num_experts=8).save(tmp_path / "record")
+    meta = (folder / "meta.json").read_text()
+    (folder / "meta.json").write_text(meta.replace('"top_k": 1', '"top_k": 1000000'))
+    for name in ("experts", "weights"):
+        np.save(folder / f"{name}.npy", np.zeros((0, 2, 10 ** 6), np.load(folder / f"{name}.npy").dtype))
+    with pytest.raises(ValueError, match=r"is not a valid routing record: meta.json has top_k = 1000000, past the "
+                                         r"256 a record holds$"):
+        load(folder)
+    with pytest.raises(ValueError, match=r"^a routing record holds at most 256 experts per token and layer \(top-k\), "
+                                         r"not 257$"):
+        Routing([1], np.zeros((1, 1, 257), int), np.ones((1, 1, 257)), num_experts=2)
+    assert Routing([1], np.zeros((1, 1, 256), int), np.ones((1, 1, 256)), num_experts=2).top_k == 256
+
+
 def test_the_card_of_an_expert_no_token_chose_draws_without_warnings():
     """It warned "No artists with labels found to put in legend"."""
     with warnings.catch_warnings():

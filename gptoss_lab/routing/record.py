@@ -29,6 +29,7 @@ _TEXTS: dict[int, str] = {}  # token id -> its text, decoded once
 MAX_EXPERT = 32767  # expert ids are int16
 MAX_LAYERS = 1024  # layers of a record at most (models have tens): an 843-byte record folder saying 10**6 made
                    # its load() take 145 MB, and a view lists every layer in its menu
+MAX_TOP_K = 256  # experts a token picks per layer at most (models pick 1-16): co-activation counts k² pairs
 MAX_LABEL = 100  # characters of a label: a view sends each token's (a 10,000-character one: 200 MB for 20,000 tokens)
 _SERIALS = itertools.count()  # a record's contents' number: a new one after each change
 _PART_VIEWS: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()  # see Routing.view
@@ -275,6 +276,9 @@ class Routing:
             raise ValueError(f"{len(labels)} labels for {n} tokens")
         if experts.shape[1] > MAX_LAYERS:
             raise ValueError(f"a routing record holds at most {MAX_LAYERS} layers, not {experts.shape[1]}")
+        if experts.shape[2] > MAX_TOP_K:
+            raise ValueError(f"a routing record holds at most {MAX_TOP_K} experts per token and layer (top-k), "
+                             f"not {experts.shape[2]}")
         if self._n == 0 and self._experts.shape[1:] != experts.shape[1:]:
             self._experts = np.zeros((0, *experts.shape[1:]), np.int16)
             self._weights = np.zeros((0, *experts.shape[1:]), np.float32)
@@ -725,6 +729,8 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
         raise bad(f"meta.json has num_experts = {sizes['num_experts']}, past the {MAX_EXPERT + 1} a record holds")
     if sizes["layers"] > MAX_LAYERS:  # and per layer
         raise bad(f"meta.json has layers = {sizes['layers']}, past the {MAX_LAYERS} a record holds")
+    if sizes["top_k"] > MAX_TOP_K:  # co-activation counts each pair of a token's picks
+        raise bad(f"meta.json has top_k = {sizes['top_k']}, past the {MAX_TOP_K} a record holds")
     if isinstance(meta.get("seconds", 0), bool) or not isinstance(meta.get("seconds", 0), (int, float)):
         raise bad(f"meta.json has seconds = {meta['seconds']!r}, not a number")  # what Corpus shows
     names, doc_labels = meta.get("label_names"), meta.get("doc_labels")
