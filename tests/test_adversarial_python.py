@@ -13,11 +13,13 @@ import _thread
 import builtins
 import gc
 import getpass
+import importlib
 import io
 import json
 import os
 import resource
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -214,6 +216,14 @@ def test_the_code_can_close_its_own_file_descriptors():
     assert (result.status, result.output) == ("done", "'closed'\n")
 
 
+def test_the_code_can_write_to_its_own_file_descriptors(tmp_path):
+    """os.write to any descriptor but 1 and 2 raised KeyError: 'write' (so did tempfile.mkstemp, a Pool's workers)."""
+    result = PythonTool({"folder": str(tmp_path)}, timeout=5).execute(
+        "import os, tempfile\nr, w = os.pipe()\nos.write(w, b'piped')\nfd, path = tempfile.mkstemp(dir=folder)\n"
+        "os.write(fd, b'kept')\nos.close(fd)\nos.read(r, 5) + open(path, 'rb').read()")
+    assert (result.status, result.output) == ("done", "b'pipedkept'\n")
+
+
 def test_a_number_the_kernel_closed_meanwhile_is_the_codes_own_once_it_reopens_it():
     """A descriptor the kernel had at the start and closed during the run (a file object collected) got its number
     reused by the code's own pipe (subprocess.Popen's), whose closing was then refused as the kernel's (seen in CI)."""
@@ -290,6 +300,72 @@ def test_the_code_cannot_take_builtins_or_modules_away(monkeypatch):
     assert put_back == {"print": print, "__import__": __import__, "len": len} and sys.displayhook is displayhook
 
 
+def test_the_import_path_and_its_finders_are_put_back(tmp_path):
+    """`sys.path.clear()` left every later import failing, and a finder the code put in sys.path_importer_cache
+    for the standard library's folder ran at every later import, on the kernel's thread: what was there before
+    is put back; what the code added stays, as in a cell."""
+    path, finders = sys.path[:], dict(sys.path_importer_cache)
+    ns: dict = {"ran": [], "mine": str(tmp_path)}
+    try:
+        result = PythonTool(ns, timeout=5).execute(
+            "import sys\nclass Finder:\n    def find_spec(self, name, target=None):\n        ran.append(name)\n"
+            "    def invalidate_caches(self):\n        pass\n"
+            "for folder in list(sys.path_importer_cache):\n    sys.path_importer_cache[folder] = Finder()\n"
+            "sys.path.clear()\nsys.path.append(mine)")
+        sys.modules.pop("tabnanny", None)
+        imported = importlib.import_module("tabnanny").__name__  # as the user's next cell would
+        after = sys.path[:]
+    finally:
+        sys.path[:] = path
+        sys.path_importer_cache.update(finders)
+        sys.modules.pop("tabnanny", None)
+    assert result.status == "done", result.output
+    assert (imported, ns["ran"], after) == ("tabnanny", [], path + [str(tmp_path)])
+
+
+def test_what_the_code_registers_to_run_at_exit_never_runs():
+    """An atexit function of the code's ran as the kernel ended (restart, shutdown), unguarded and untimed:
+    what the code registers is taken out again after the call."""
+    script = ("from gptoss_lab.tools.python import PythonTool\n"
+              "code = \"import atexit\\natexit.register(print, 'at exit')\\n@atexit.register\\ndef bye():\\n"
+              "    print('bye')\\n'registered'\"\n"
+              "print(PythonTool({}, timeout=5).execute(code).output, end='')")
+    ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (ended.returncode, ended.stdout) == (0, "'registered'\n"), ended.stderr
+
+
+@pytest.mark.parametrize("then", ["1", "while True:\n    pass"], ids=["done", "timeout"])
+@pytest.mark.parametrize("module", ["signal", "threading", "sys", "os", "_thread", "builtins"])
+def test_a_module_the_clean_up_runs_on_can_be_emptied(module, then):
+    """`vars(signal).clear()`: the lab's clean-up (signal.setitimer) raised out of the call; `vars(threading).clear()`
+    or `vars(sys).clear()` before a loop: stopping the code failed, again and again, and held the kernel for good.
+    What was there is put back first."""
+    names = vars(sys.modules[module])
+    kept = dict(names)
+    try:
+        result = PythonTool({}, timeout=0.5).execute(f"import {module}\nvars({module}).clear()\n{then}")
+        lost = [name for name, value in kept.items() if names.get(name, names) is not value]
+    finally:
+        names.update(kept)
+    assert lost == [] and _guards_gone()
+    assert (result.status, result.output) == (("done", "1\n") if then == "1" else ("timeout", "Timed out after 0.5 s"))
+
+
+def test_a_key_that_fails_to_compare_does_not_stop_the_put_back():
+    """A key of the code's in sys.modules whose __eq__ raises, hashed as `json` (which it took out): putting
+    `json` back raised out of the call (the turn had no Reply)."""
+    json_module, ns = sys.modules["json"], {}
+    try:
+        result = PythonTool(ns, timeout=5).execute(
+            "import sys\nclass K(str):\n    def __hash__(self):\n        return hash('json')\n"
+            "    def __eq__(self, other):\n        raise ValueError('no')\n"
+            "sys.modules.pop('json')\nkey = K('x')\nsys.modules[key] = None\n'x'")
+    finally:
+        sys.modules.pop(ns.get("key"), None)
+        sys.modules["json"] = json_module
+    assert (result.status, result.output) == ("done", "'x'\n") and _guards_gone()
+
+
 def test_a_replaced_get_ident_does_not_stop_interrupts_being_held(monkeypatch):
     """The code's worker took the kernel's thread out of threading's table as it ended (threading asks
     threading.get_ident whose thread ends): the next run's Ctrl-C was then raised in the kernel, not held."""
@@ -358,6 +434,23 @@ def test_the_recursion_limit_cannot_be_raised_past_the_stack(code):
     result = PythonTool({}, timeout=5).execute(code)
     assert sys.getrecursionlimit() == limit
     assert result.status == "error" and "would let deep recursion overflow the C stack" in result.output
+
+
+def test_the_code_cannot_shrink_the_stacks_of_later_threads():
+    """`threading.stack_size(32768)` gave every later thread a tiny stack: the next call's `repr` of a list nested
+    2,000 deep then crashed the kernel (a segfault). A larger stack is allowed."""
+    previous = threading.stack_size()
+    try:
+        shrunk = PythonTool({}, timeout=5).execute("import _thread, threading\nthreading.stack_size(32768)")
+        shrunk_too = PythonTool({}, timeout=5).execute("import _thread\n_thread.stack_size(32768)")
+        after = threading.stack_size()
+        grown = PythonTool({}, timeout=5).execute(f"import threading\nthreading.stack_size({64 * 2**20})\n'grown'")
+    finally:
+        threading.stack_size(previous)
+    assert after == previous and grown.output == "'grown'\n"
+    for result in (shrunk, shrunk_too):
+        assert result.status == "error"
+        assert "ExitRefused: threading.stack_size(32768) would let recursion crash" in result.output
 
 
 @pytest.mark.parametrize("code", ["__builtins__ = {}", "del __builtins__", "__builtins__ = {'print': None}"])
@@ -433,6 +526,28 @@ def test_the_timeout_cannot_be_defeated(code):
     assert _guards_gone()
 
 
+CTYPES_TAMPERING = {
+    # the watcher made its thread idents with ctypes.c_ulong (here it would have slept 5 s on the kernel's thread)
+    "ctypes.c_ulong replaced": ("import ctypes, threading, time\nreal, main = ctypes.c_ulong, threading.main_thread()\n"
+                                "def held(ident):\n    if threading.current_thread() is main:\n        time.sleep(5)\n"
+                                "    return real(ident)\nctypes.c_ulong = held\nwhile True:\n    pass"),
+    # a common snippet: the lab called the same function object, which then refused its arguments (the call raised)
+    "pythonapi's argtypes set": ("import ctypes\nctypes.pythonapi.PyThreadState_SetAsyncExc.argtypes = "
+                                 "[ctypes.c_long, ctypes.py_object]\nwhile True:\n    pass"),
+}
+
+
+@pytest.mark.parametrize("code", CTYPES_TAMPERING.values(), ids=CTYPES_TAMPERING.keys())
+def test_what_the_code_does_to_ctypes_does_not_reach_the_watcher(code, monkeypatch):
+    import ctypes
+
+    monkeypatch.setattr(ctypes, "c_ulong", ctypes.c_ulong)  # put back after the test (the code's change stays)
+    monkeypatch.setattr(ctypes.pythonapi.PyThreadState_SetAsyncExc, "argtypes", None)
+    result = PythonTool({}, timeout=0.5).execute(code)
+    assert (result.status, result.output) == ("timeout", "Timed out after 0.5 s")
+    assert result.seconds < 0.5 + containment.GRACE + 0.5 and _guards_gone()
+
+
 def test_the_first_stop_lets_cleanup_run():
     result = PythonTool({}, timeout=0.3).execute("try:\n    n = 1\n    while True: n += 1\nfinally:\n    print('cleaned up')")
     assert result.output == "cleaned up\n\nTimed out after 0.3 s"
@@ -463,6 +578,87 @@ def test_threads_the_code_starts_do_not_hold_the_call(monkeypatch):
     assert os._exit is not REAL_EXIT  # still guarded while the model's thread lives ...
     assert _guards_gone()  # ... whose os._exit is refused: this process is still here
     assert [type(args.exc_value).__name__ for args in shown] == ["ExitRefused"]  # and the user is shown why
+
+
+@pytest.mark.parametrize("start", ["_thread.start_new_thread", "_thread.start_new", "threading._start_new_thread"])
+def test_a_bare_thread_is_guarded_and_stopped_like_the_others(start, monkeypatch):
+    """A thread started with _thread.start_new_thread was in no thread table: it ran on past the timeout, and once
+    the call returned the stand-ins were taken out under it (its `os._exit` then ended the kernel)."""
+    shown: list = []
+    monkeypatch.setattr(threading, "excepthook", shown.append)
+    received: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda sig, frame: received.append(sig))
+    ns: dict = {}
+    try:
+        later = PythonTool(ns, timeout=5).execute(
+            f"import _thread, threading, os, signal, time\n"
+            f"{start}(lambda: (time.sleep(0.5), os.kill(os.getpid(), signal.SIGUSR1)), ())\n'started'")
+        assert _guards_gone()  # once the thread has ended
+        time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert later.output == "'started'\n\n[1 thread started by this code is still running in the background]"
+    assert received == [] and [type(args.exc_value).__name__ for args in shown] == ["ExitRefused"]
+    spun = PythonTool(ns, timeout=0.5).execute(
+        f"import _thread, threading\ndef spin():\n    global n\n    n = 0\n    while True: n += 1\n{start}(spin, ())\n"
+        "while True: pass")
+    n = ns["n"]
+    time.sleep(0.3)
+    assert spun.status == "timeout" and ns["n"] == n and _guards_gone()
+
+
+def test_a_thread_started_after_the_call_by_one_left_running_is_guarded_too(monkeypatch):
+    """A thread the code left running started another once the call had returned: that one had the real
+    functions (its `os._exit` ended the kernel)."""
+    shown: list = []
+    monkeypatch.setattr(threading, "excepthook", shown.append)
+    received: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda sig, frame: received.append(sig))
+    try:
+        result = PythonTool({}, timeout=5).execute(
+            "import os, signal, threading, time\ndef grandchild():\n    time.sleep(0.2)\n"
+            "    os.kill(os.getpid(), signal.SIGUSR1)\ndef child():\n    time.sleep(0.3)\n"
+            "    threading.Thread(target=grandchild).start()\nthreading.Thread(target=child).start()\n'started'")
+        gone = _guards_gone(within=3)
+        time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert result.status == "done" and gone and received == []
+    assert [type(args.exc_value).__name__ for args in shown] == ["ExitRefused"]
+
+
+OUT_OF_THE_TABLE = {  # each takes itself out of threading's table, whence the lab read whether it still ran
+    "the worker": "threading._active.pop(threading.get_ident())\nn = 0\nwhile True:\n    n += 1",
+    "a thread it started": ("def spin():\n    global n\n    threading._active.pop(threading.get_ident())\n    n = 0\n"
+                            "    while True:\n        n += 1\n"
+                            "threading.Thread(target=spin).start()\nwhile True:\n    pass"),
+    "a thread left running": ("def later():\n    threading._active.pop(threading.get_ident())\n    time.sleep(0.5)\n"
+                              "    os.kill(os.getpid(), signal.SIGUSR1)\n"
+                              "threading.Thread(target=later).start()\n'started'"),
+}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # threading's end, out of its table
+@pytest.mark.parametrize("code", OUT_OF_THE_TABLE.values(), ids=OUT_OF_THE_TABLE.keys())
+def test_code_out_of_threadings_table_is_still_stopped_and_guarded(code, monkeypatch):
+    """`threading._active.pop(threading.get_ident())`: the call returned at once as done while the code ran on,
+    unstopped, and the stand-ins were taken out under it (a later `os.kill` of the kernel went through)."""
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    received: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda sig, frame: received.append(sig))
+    ns: dict = {}
+    try:
+        result = PythonTool(ns, timeout=0.5).execute("import os, signal, threading, time\n" + code)
+        gone = _guards_gone()
+        n = ns.get("n")
+        time.sleep(0.3)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert gone and ns.get("n") == n and received == []
+    if "started" in code:
+        assert result.output == "'started'\n\n[1 thread started by this code is still running in the background]"
+    else:
+        assert (result.status, result.output) == ("timeout", "Timed out after 0.5 s")
 
 
 def test_a_print_flood_is_bounded_while_it_is_written():
@@ -682,6 +878,27 @@ def test_the_code_cannot_prompt_in_the_notebook(kernel, code, said):
     out, _ = _execute(kc, "print(json.dumps(r))")
     result = json.loads(out)
     assert result["status"] == "error" and said in result["output"]
+    _assert_alive_and_answering(km, kc)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(("code", "status", "said"), [
+    ("import builtins\nvars(builtins).clear()\n1", "done", "1\n"),
+    ("import builtins\nvars(builtins).clear()", "done", ""),
+    ("import builtins\nvars(builtins).clear()\n1 / 0", "error", "could not be shown (formatting it failed).\n"),
+])
+def test_emptied_builtins_are_back_after_the_call_in_a_kernel(kernel, code, status, said):
+    """`vars(builtins).clear()` emptied the kernel's builtins in place: the lab's own clean-up (contextlib's
+    exits) then failed, fds 1 and 2 stayed in the run's pipe, the turn never got its Reply. (A kernel thread that
+    runs meanwhile, IPython's history saver, may fail too: its traceback is then in the output.)"""
+    km, kc = kernel
+    out, content = _execute(kc, "import builtins\nnames = sorted(vars(builtins))\n"
+                                f"print(json.dumps(turn({code!r})))\nprint(sorted(vars(builtins)) == names)")
+    assert content["status"] == "ok", out
+    *_, result, same = out.strip().splitlines()
+    result = json.loads(result)
+    assert (result["status"], result["final"]) == (status, "done") and said in result["output"], result
+    assert same == "True"  # every builtin is back
     _assert_alive_and_answering(km, kc)
 
 

@@ -127,3 +127,16 @@ def test_a_value_that_fits_is_shown_exactly():
     for code in ("[0] * 1999", "'x' * 5990", "{i: i for i in range(500)}"):
         result = PythonTool({}).execute(code)
         assert result.output == repr(eval(code)) + "\n"
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e9, "soon"])
+def test_a_timeout_the_tool_cannot_keep_is_refused_when_it_is_made(timeout):
+    """0 or a negative timeout timed every call out at once, NaN never timed out, "soon" ended each call as if
+    the code had attacked the kernel: refused in one line, as `%gptoss config timeout=` refuses them."""
+    with pytest.raises(ValueError, match=r"^timeout must be [^\n]+$"):
+        PythonTool({}, timeout=timeout)
+
+
+def test_a_timeout_as_the_settings_take_it_is_kept():
+    assert PythonTool({}, timeout=None).timeout is None
+    assert PythonTool({}, timeout="2.5").execute("1").output == "1\n" and PythonTool({}, timeout=2.5).timeout == 2.5

@@ -17,7 +17,8 @@ watches, so the caller has its answer at the timeout whatever the code does:
   runs under, `_thread.interrupt_main`, `sys.setswitchinterval`), and those that leave it deaf
   or crash it later (closing or replacing, with `os.close`, `os.closerange`, `os.dup2` or `open(fd)`, a
   file descriptor the process had before the run: its sockets, pipes and output; raising the recursion
-  limit past what a thread's stack holds, where recursion through C code would overflow it) are
+  limit past what a thread's stack holds, where recursion through C code would overflow it, or shrinking the
+  stacks of later threads with `threading.stack_size`) are
   refused in the code's threads (`ExitRefused`, a SystemExit: the code stops there, as it would have);
   the kernel's and the user's threads still get the real functions. `input()`, `getpass()` and the
   kernel's own `raw_input`/`getpass`/`_input_request` raise EOFError there: the code cannot put a
@@ -26,16 +27,19 @@ watches, so the caller has its answer at the timeout whatever the code does:
   its subprocesses write there: while runs go on, 1 and 2 are a pipe into the output (`_Descriptors`).
   The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
   only on the main thread); the user's interrupt (SIGINT) still reaches the watcher and stops it.
-- After each run the attributes of `builtins`, `sys`, `threading`, `_thread`, `os` and `signal` and the
-  `sys.modules` entries that were there before it are put back as they were (`sys.modules.clear()`,
-  `builtins.print = None`, `sys.displayhook = None` would leave later cells failing; a replaced
-  `threading.get_ident` would misfile every later thread); what the code added stays, as in a cell. So do
-  the entries of the hook lists the interpreter calls by itself, `sys.meta_path`, `sys.path_hooks` and
-  `gc.callbacks` (`sys.meta_path.clear()` would fail every later import); what the code added to them stays
-  after them (a library it imported, six say, needs its finder). `sys.addaudithook`, whose hook could never be
-  taken out and would see every later cell, is refused. An exception the code
-  raises into the kernel's thread (ctypes' `PyThreadState_SetAsyncExc`), once or again and again,
-  ends the call and stops the code (`Hijacked`).
+- After each run (and before the lab's own clean-up, which runs their code) the attributes of `builtins`,
+  `sys`, `threading`, `_thread`, `os` and `signal` and the `sys.modules` entries that were there before it
+  are put back as they were (`sys.modules.clear()`, `builtins.print = None`, `sys.displayhook = None` would
+  leave later cells failing; a replaced `threading.get_ident` would misfile every later thread); what the
+  code added stays, as in a cell. So do the entries of the hook lists the interpreter calls by itself,
+  `sys.meta_path`, `sys.path_hooks`, `sys.path` and `gc.callbacks` (`sys.meta_path.clear()` would fail
+  every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
+  after them (a library it imported, six say, needs its finder). `sys.addaudithook`, whose hook could
+  never be taken out and would see every later cell, is refused; what the code registers with `atexit` is
+  taken out again once its threads have ended. An exception the code raises into the kernel's thread
+  (ctypes' `PyThreadState_SetAsyncExc`), once or again and again, ends the call and stops the code
+  (`Hijacked`). Its threads are told apart by the first frame of their stacks, not only by threading's
+  table, which it can take them out of; `_thread.start_new_thread` starts a threading thread for it.
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
   its answer at the timeout anyway, the user is told on stderr, and the worker keeps being stopped in
   the background (every REPEAT seconds, so it may run a moment after the call returns).
@@ -50,6 +54,7 @@ Approval is the defence against those.
 from __future__ import annotations
 
 import _thread
+import atexit
 import builtins
 import codecs
 import contextlib
@@ -83,14 +88,29 @@ _getrlimit = getattr(resource, "getrlimit", None)
 # globals as they were when it was made): code that deletes or replaces `builtins.id`, `len`, `dict` ... while it
 # runs would otherwise make the watcher fail at every look, and hold the kernel past the timeout.
 __builtins__ = dict(vars(builtins))
-_BUILTINS = vars(builtins)
 _HERE = sys._getframe().f_code.co_filename
 POLL = 0.02       # seconds between looks at a running worker
 GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as stuck
 POLITE = 0.1      # seconds during which a stop can be handled (cleanup in `finally` runs) before it is forced
 STOP_POLL = 0.1   # seconds between asks of the view's Stop while a trusted function runs
 REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+
+
+class _Ident(ctypes._SimpleCData):
+    """A thread's ident as C's unsigned long. The lab's own types and function object: ctypes.c_ulong and
+    ctypes.py_object the code can replace (the watcher would run its function), and ctypes.pythonapi's function
+    object is the code's too (`.argtypes = [c_long, py_object]`, a common snippet, failed every call of the lab's)."""
+
+    _type_ = "L"
+
+
+class _Object(ctypes._SimpleCData):
+    """A Python object, passed as such (the lab's own ctypes.py_object: see `_Ident`)."""
+
+    _type_ = "O"
+
+
+_set_async_exc = ctypes.PyDLL(None, handle=ctypes.pythonapi._handle).PyThreadState_SetAsyncExc
 # Taken now, so that code which replaces time.monotonic or sys._current_frames neither re-times its own
 # timeout nor gets the watcher (the kernel's main thread) to run it, and code which replaces
 # threading.get_ident, sys.settrace, os.getpid, signal.getsignal ... does not blind the guards and stops.
@@ -99,13 +119,14 @@ _get_ident, _settrace, _gettrace, _getframe = _thread.get_ident, sys.settrace, s
 _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
 _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
 _pipe, _dup, _dup2, _close, _read, _select = os.pipe, os.dup, os.dup2, os.close, os.read, select.select
-_start_thread = _thread.start_new_thread
+_start_thread, _unregister = _thread.start_new_thread, atexit.unregister
 # whose attributes are put back after each run: the modules the kernel itself runs on
 _KEPT = tuple((module, module.__dict__) for module in (builtins, sys, threading, _thread, os, signal))
 # ident -> Thread, and the threads being started. The lab reads these tables and compares the thread objects
 # in them by identity only: a Thread subclass of the model's can make any look-up on its objects (an
 # attribute, __class__ for isinstance, __hash__, __eq__) run its code on whichever thread looks.
 _active, _limbo = threading._active, threading._limbo  # type: ignore[attr-defined]
+_tables_lock = threading._active_limbo_lock  # type: ignore[attr-defined]  # (threading's may be emptied by the code)
 _MAIN_THREAD = threading.main_thread()  # the kernel's; a replaced threading.get_ident could take it out of `_active`
 _MAIN = _MAIN_THREAD.ident
 _stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
@@ -226,7 +247,7 @@ class _Worker(threading.Thread):
     def _delete(self) -> None:
         """Take this thread out of threading's table by its own ident: threading's own way asks
         `threading.get_ident`, which the code may have replaced (it would take the kernel's thread out)."""
-        with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        with _tables_lock:
             if _active.get(self._ident) is self:  # type: ignore[attr-defined]
                 del _active[self._ident]  # type: ignore[attr-defined]
 
@@ -246,15 +267,15 @@ def _poke(threads: dict[int, Any], stop: type[BaseException], *, force: bool = T
     which clears the flag. Each `finished` is read right before its call, with no Python call in
     between, so the GIL is not given up between the check and the raise.
     """
-    me, defuse, exc = ctypes.c_ulong(_get_ident()), ctypes.py_object(_Defuse), ctypes.py_object(stop)
-    targets = [(ident, thread, ctypes.c_ulong(ident)) for ident, thread in threads.items()]
+    me, defuse, exc = _Ident(_get_ident()), _Object(_Defuse), _Object(stop)
+    targets = [(ident, thread, _Ident(ident)) for ident, thread in threads.items()]
     if force:
         _stopping.update(threads)
     for ident, thread, target in targets:
         if type(thread) is deadline:
             if not thread.finished:
                 _set_async_exc(target, exc)
-        elif _active.get(ident) is thread:  # not ended (then its ident could be another thread's)
+        elif _is(ident, thread):  # not ended (then its ident could be another thread's)
             # a worker's `finished` is read right before the call (a forged one: see `_running`); a thread
             # the code started: hitting it as it ends is harmless
             if type(thread) is not _Worker or not thread.finished or _in_code(ident):
@@ -301,15 +322,15 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
                         worker.go.set()
                     if not attacked:
                         status = _watch(worker, ident, timeout, interrupts, stop)
+                    _GUARDS.put_back(run)  # what runs from here on (threading's stops, contextlib's exits) needs them
                     if attacked or status in ("timeout", "interrupted"):  # the threads the code started go with it
                         with_ = Hijacked if attacked else _Interrupt if status == "interrupted" else ToolTimeout
                         stopping = _monotonic() if stopping is None else stopping  # not restarted: it gets forced
-                        _builtins_back()
                         stuck = _stop({ident: worker, **run.started()}, with_, stopping)
                     break
                 except BaseException:  # raised into this thread by the code (PyThreadState_SetAsyncExc): it ends
                     status, attacked = "error", True
-            _set_async_exc(ctypes.c_ulong(_get_ident()), None)  # one it left pending is dropped
+            _set_async_exc(_Ident(_get_ident()), None)  # one it left pending is dropped
             threads = run.started()
     if ident in stuck:
         why = ("when interrupted" if status == "interrupted" else "when told" if attacked
@@ -320,14 +341,6 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     if interrupts.seen:  # also when the interrupt came as the code finished: the turn ends, output kept
         status = "interrupted"
     return Outcome(status, worker.value, ident in stuck, len(threads))
-
-
-def _builtins_back() -> None:
-    """Put back the builtins the code deleted or replaced, but those the guards stand in for (the run's end
-    puts back those): stopping the code runs threading's code (the reaper thread), which looks them up."""
-    for name, value in __builtins__.items():
-        if name not in _PATCHED and _BUILTINS.get(name, _BUILTINS) is not value:
-            _BUILTINS[name] = value
 
 
 def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts,
@@ -357,12 +370,34 @@ def _stop(threads: dict[int, Any], stop: type[BaseException], start: float | Non
 
 
 def _running(ident: int, thread: Any) -> bool:
-    """Whether `thread` (running as `ident`) still runs: read from threading's table and the thread's
-    stack, never from the thread object of a thread the code started. The worker counts as done once it
-    says so and no frame of the code's is left on its stack (the code can set `finished` itself)."""
-    if _active.get(ident) is not thread:  # it has ended (and its ident may be another thread's by now)
+    """Whether `thread` (running as `ident`) still runs: read from the thread's stack, never from the thread
+    object of a thread the code started. The worker counts as done once it says so and no frame of the
+    code's is left on its stack (the code can set `finished` itself)."""
+    if not _is(ident, thread):  # it has ended (and its ident may be another thread's by now)
         return False
     return type(thread) is not _Worker or not thread.finished or _in_code(ident)
+
+
+def _is(ident: int, thread: Any) -> bool:
+    """Whether `thread` runs as `ident`: in threading's table, or found on the stack (`_threads`), for the code
+    can take its threads out of the table (`threading._active.pop(...)`: it seemed ended, and ran on unstopped)."""
+    return _active.get(ident) is thread or _threads().get(ident) is thread
+
+
+_BOOTSTRAP = threading.Thread._bootstrap  # type: ignore[attr-defined]
+_BOOTSTRAP_CODE = _BOOTSTRAP.__code__
+
+
+def _threads() -> dict[int, Any]:
+    """Each threading thread by ident, read from the first frame of its stack (Thread._bootstrap's `self`), which
+    the code cannot take off it, nor make answer otherwise (no look-up on the thread object is made)."""
+    threads = {}
+    for ident, frame in _current_frames().items():
+        while frame.f_back is not None:
+            frame = frame.f_back
+        if frame.f_code is _BOOTSTRAP_CODE:
+            threads[ident] = frame.f_locals.get("self")
+    return threads
 
 
 def _in_code(ident: int) -> bool:
@@ -440,18 +475,28 @@ def _recursion_limit_out_of_range(limit: int) -> str | None:
     return None
 
 
-def _safe_recursion_limit() -> int:
-    """The highest recursion limit under which recursion through C code cannot overflow a thread's stack:
-    measured on CPython 3.11 (an 8 MiB stack overflows at about 12,000 levels of `__getattr__` recursion),
-    with room to spare."""
+def _thread_stack() -> int:
+    """The bytes of stack a new thread gets: threading's stack size, else the process's stack limit (8 MiB if none)."""
     stack = threading.stack_size()
     if not stack and _getrlimit is not None:
         soft = _getrlimit(resource.RLIMIT_STACK)[0]
         stack = soft if soft != resource.RLIM_INFINITY else 0
-    return (stack or 8 * 2**20) // 1600
+    return stack or 8 * 2**20
 
 
-_SAFE_RECURSION = _safe_recursion_limit()
+# The highest recursion limit under which recursion through C code cannot overflow a thread's stack: measured on
+# CPython 3.11 (an 8 MiB stack overflows at about 12,000 levels of `__getattr__` recursion), with room to spare.
+_STACK = _thread_stack()
+_SAFE_RECURSION = _STACK // 1600
+
+
+def _smaller_stacks(size: int = 0) -> str | None:
+    """A smaller stack for every later thread (the next call's worker's, the kernel's) overflows under the recursion
+    limit: `repr` of a list nested 2,000 deep then crashes the kernel. A larger one is allowed."""
+    if 0 < size < _STACK:
+        return (f"threading.stack_size({size}) would let recursion crash the kernel's later threads "
+                f"(at least {_STACK} here)")
+    return None
 
 
 def _kernel_fd(what: str, *fds: int) -> str | None:
@@ -497,11 +542,13 @@ _CHECKS: dict[str, Callable[..., str | None]] = {
     "prlimit": lambda pid, which, limits=None: (
         _lowered_limit("resource.prlimit", which, limits) if limits is not None and pid in (0, _getpid()) else None),
     "setrecursionlimit": _recursion_limit_out_of_range,
+    "stack_size": _smaller_stacks,
     "close": lambda fd: _kernel_fd(f"os.close({fd})", fd),
     "closerange": lambda low, high: _kernel_fd(f"os.closerange({low}, {high})",
                                               *(fd for fd in _GUARDS.fds if low <= fd < high)),
     "dup2": lambda fd, fd2, inheritable=True: _kernel_fd(f"os.dup2({fd}, {fd2})", fd2),
     "open": _opened_kernel_fd,
+    "write": lambda fd, data: None,  # to 1 and 2: into the run's output (see `_stand_in`); to others, as it is
 }
 _ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the kernel",
            "_exit": "os._exit() would end the kernel's process", "abort": "os.abort() would end the kernel's process",
@@ -516,14 +563,15 @@ _INPUTS = {"input": "input() would wait for the user to type in the notebook; th
                       "read input"}
 _INPUTS |= {"raw_input": _INPUTS["input"].replace("input()", "raw_input()"),
             "_input_request": _INPUTS["input"].replace("input()", "an input request")}
-_PATCHED = frozenset((*_CHECKS, *_ALWAYS, *_INPUTS))  # the builtins among them: open, exit, quit, input
 
 
 def _patch_table() -> list[tuple[Any, str]]:
     """(owner, name) of each function the guards stand in for, in the public module and in the C module
     behind it (`import posix; posix._exit(1)` is refused too). os.execl & co call os.execv/execve."""
-    table = [(builtins, "exit"), (builtins, "quit"), (builtins, "input"), (getpass, "getpass"),
+    table = [(builtins, "exit"), (builtins, "quit"), (builtins, "input"), (getpass, "getpass"), (atexit, "register"),
              (_thread, "interrupt_main"), (sys, "setrecursionlimit"), (sys, "addaudithook"),
+             (_thread, "stack_size"), (threading, "stack_size"),
+             *((owner, name) for owner in (_thread, threading) for name in _STARTS),
              (resource, "setrlimit"), (resource, "prlimit")]
     table += [(faulthandler, name) for name in ("dump_traceback_later", *_CRASHES)]
     table += [(owner, "open") for owner in (builtins, io, sys.modules.get("_io"))]  # os.fdopen calls io.open
@@ -541,12 +589,26 @@ class _Run:
     """One contained run as the guards see it."""
 
     def __init__(self) -> None:
-        self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values()]}
+        self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values(), *_threads().values()]}
+        self.kept: tuple[Any, ...] = ([], {}, [], {})  # what `_Guards.put_back` puts back: see `_Guards.running`
 
     def started(self) -> dict[int, threading.Thread]:
-        """Threads the code started that still run, by ident (low-level `_thread` threads are not seen)."""
-        return {ident: t for ident, t in dict(_active).items() if id(t) not in self.before and type(t) is not _Worker
-                and type(t) is not threading._DummyThread and t is not _GUARDS.reaper}
+        """Threads the code started that still run, by ident (low-level `_thread` ones run as threading's:
+        see `_start_seen`), those it took out of threading's table too."""
+        return {ident: t for ident, t in {**_threads(), **dict(_active)}.items() if id(t) not in self.before
+                and type(t) is not _Worker and type(t) is not threading._DummyThread and t is not _GUARDS.reaper}
+
+
+def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = False) -> None:
+    """`table[key] = value` where the code changed it (with `if_there`: only where the key is still there). A key
+    of the code's whose __eq__ raises as this one is looked up leaves that entry as the code left it, and the rest
+    is put back all the same (the error stopped the clean-up, and the watcher retried it for good)."""
+    try:
+        now = table.get(key, table)
+        if now is not value and not (if_there and now is table):
+            table[key] = value
+    except Exception:
+        pass
 
 
 class _Guards:
@@ -566,6 +628,7 @@ class _Guards:
         self.made: dict[tuple[Any, str], tuple[Any, Any]] = {}  # (owner, name): original, its stand-in
         self.shell: Any = None
         self.timers: list[int] = []
+        self.exits: list[Callable[[], None]] = []  # what the model's threads registered with atexit, as the lab's calls
         self.recursion_limit = sys.getrecursionlimit()  # the lowest the model's code may set (taken at install)
         self.fds: dict[int, tuple[int, int]] = {}  # the process's file descriptors when the runs began: their files
         self.output: TextIO | None = None       # the latest run's: where os.write(1 or 2, ...) of the code goes
@@ -575,7 +638,8 @@ class _Guards:
     def is_model_thread(self) -> bool:
         ident = _get_ident()
         thread = _active.get(ident)  # None: a low-level thread, which the model's code may have started
-        if thread is not None and self.lingering.get(ident) is thread:
+        lingering = self.lingering.get(ident)
+        if lingering is not None and _is(ident, lingering):
             return True
         return bool(self.runs) and (thread is None or self.trusted.get(ident) is not thread)
 
@@ -590,11 +654,6 @@ class _Guards:
                 self.trusted = {i: t for i, t in dict(_active).items() if self.lingering.get(i) is not t}
                 self.fds = _open_fds()
             self.output = output if output is not None else self.output
-            originals = {id(stand_in): original for original, stand_in in self.made.values()}
-            kept = [{name: originals.get(id(value), value) for name, value in attributes.items()}
-                    for _, attributes in _KEPT]
-            kept_modules = dict(_modules)
-            kept_hooks = [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, gc.callbacks)]
             run = _Run()
             self.runs.append(run)
             if not self.installed:
@@ -604,9 +663,16 @@ class _Guards:
         names = _stand_in_names(namespace)
         kept_builtins = namespace.get("__builtins__") if namespace is not None else None
         streams = _route(output) if output is not None else None
+        with self.lock:
+            originals = {id(stand_in): original for original, stand_in in self.made.values()}
+            run.kept = ([{name: originals.get(id(value), value) for name, value in attributes.items()}
+                         for _, attributes in _KEPT], dict(_modules),
+                        [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, sys.path, gc.callbacks)],
+                        dict(sys.path_importer_cache))
         try:
             yield run
         finally:
+            self.put_back(run)  # first: what follows runs these modules' code (contextlib's, threading's ...)
             for name, stream in (streams or {}).items():  # put back even if the code replaced them
                 setattr(sys, name, stream)
             _restore_names(namespace, names)
@@ -623,28 +689,35 @@ class _Guards:
                     self.descriptors = None
                 self.lingering.update(run.started())
                 self._uninstall_if_done()
-                self._put_back(kept, kept_modules, kept_hooks)
                 self._watch_lingering()
 
-    def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any],
-                  kept_hooks: list[tuple[list[Any], list[Any]]]) -> None:
-        """The builtins, `sys` attributes and modules that were there before the run, as they were
+    def put_back(self, run: _Run) -> None:
+        """The builtins, `sys` attributes and modules that were there when the run began, as they were
         (`builtins.print = None`, `sys.modules.clear()`, `sys.displayhook = None` would leave later cells
-        failing); what the code added stays, as in a cell. A stand-in still installed stays in place.
-        The hook lists' entries too, in their order, what the code added after them (by identity: == would ask
-        the code's objects' __eq__)."""
+        failing, and `vars(signal).clear()` the lab's own clean-up); what the code added stays, as in a cell.
+        A stand-in still installed stays in place, and so does the run's output routing (`sys.stdout`).
+        The hook lists' entries too (and sys.path's), in their order, what the code added after them (by
+        identity: == would ask the code's objects' __eq__), and the finders of sys.path_importer_cache (one of the
+        code's there would run at every later import); a negative entry it dropped (importlib.invalidate_caches)
+        stays dropped."""
+        kept, kept_modules, kept_hooks, kept_finders = run.kept
+        with self.lock:
+            self._put_back(kept, kept_modules, kept_hooks, kept_finders)
+
+    def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any],
+                  kept_hooks: list[tuple[list[Any], list[Any]]], kept_finders: dict[Any, Any]) -> None:
         for hooks, before in kept_hooks:
             if any(not any(now is then for now in hooks) for then in before):  # the code took one out
                 hooks[:] = before + [now for now in hooks if not any(now is then for then in before)]
         for (owner, attributes), before in zip(_KEPT, kept):
             guarded = {name: stand_in for installed, name, _, stand_in in self.installed if installed is owner}
             for name, value in before.items():
-                value = guarded.get(name, value)
-                if attributes.get(name, attributes) is not value:
-                    attributes[name] = value
+                _restore(attributes, name, guarded.get(name, value))
         for name, module in kept_modules.items():
-            if _modules.get(name, _modules) is not module:
-                _modules[name] = module
+            _restore(_modules, name, module)
+        finders = sys.path_importer_cache  # the kernel's again, were it rebound
+        for folder, finder in kept_finders.items():
+            _restore(finders, folder, finder, if_there=finder is None)
 
     def keep_stopping(self, threads: dict[int, Any]) -> None:
         """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""
@@ -674,7 +747,7 @@ class _Guards:
         """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
         if _active.get(_MAIN) is not _MAIN_THREAD:  # taken out by a thread that ended under a replaced get_ident
             _active[_MAIN] = _MAIN_THREAD
-        _stopping.intersection_update(dict(_active))
+        _stopping.intersection_update(_current_frames())
         self.lingering = {ident: t for ident, t in self.lingering.items() if _running(ident, t)}
         if self.runs or self.lingering:
             return
@@ -688,6 +761,23 @@ class _Guards:
         for which in self.timers:  # a timer the code set (when its signal had a handler) goes with it
             signal.setitimer(which, 0)
         self.timers = []
+        for call in self.exits:
+            _unregister(call)
+        self.exits = []
+
+    def at_exit(self, register: Callable[..., Any], fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """atexit.register from the model's threads: it would run the code unguarded and untimed as the kernel
+        ends, so it is registered as a call of the lab's, taken out with the stand-ins (unregistering the code's
+        own callable would ask its __eq__, on the kernel's thread)."""
+        if not callable(fn):
+            raise TypeError("the first argument must be callable")
+
+        def call() -> None:
+            fn(*args, **kwargs)
+
+        register(call)
+        self.exits.append(call)
+        return fn
 
     def write(self, original: Callable[..., Any], fd: int, data: Any) -> int:
         """os.write(1 or 2, ...) from the model's threads: into the run's bounded output, as print goes."""
@@ -769,14 +859,18 @@ _GUARDS = _Guards()
 
 def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     """`original` for the kernel's and the user's threads; for the model's, ExitRefused when the call
-    would end the process (always, for exits; by its arguments, for kill and timers), and EOFError
-    for a prompt to the user."""
+    would end the process (always, for exits; by its arguments, for kill and timers), EOFError
+    for a prompt to the user, and an atexit registration that goes with the run (`_Guards.at_exit`)."""
     check = _CHECKS.get(name)
 
     def stand_in(*args: Any, **kwargs: Any) -> Any:
         if _GUARDS.is_model_thread():
             if name in _INPUTS:
                 raise EOFError(_INPUTS[name])
+            if name == "register":
+                return _GUARDS.at_exit(original, *args, **kwargs)
+            if name in _STARTS:
+                return _start_seen(original, *args, **kwargs)
             args, kwargs = tuple(map(_plain, args)), {key: _plain(value) for key, value in kwargs.items()}
             if name == "write" and len(args) == 2 and args[0] in (1, 2):
                 return _GUARDS.write(original, *args)
@@ -791,6 +885,31 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     functools.update_wrapper(stand_in, original)
     del stand_in.__wrapped__  # `os._exit.__wrapped__(1)` would be the real function
     return stand_in
+
+
+_STARTS = ("start_new_thread", "start_new", "_start_new_thread")  # _thread's, its old alias, threading's copy
+
+
+def _start_seen(start: Callable[..., int], function: Any, args: Any, kwargs: Any = None) -> int:
+    """_thread.start_new_thread from the model's threads: the function runs in a threading.Thread, which the runs
+    see, stop with the code and keep guarded while it lives (a bare thread was in no thread table: it ran on past
+    the timeout, and the stand-ins were taken out under it, so its later `os._exit` ended the kernel).
+    A Thread's own start (its _bootstrap) goes through; started after the runs (by a thread left running), it is
+    the model's too (it had the real functions: its `os._exit` ended the kernel)."""
+    if getattr(function, "__func__", None) is _BOOTSTRAP:
+        thread = function.__self__  # read here, not under the lock: the object may be the code's
+        ident = start(function, args, *(() if kwargs is None else (kwargs,)))
+        with _GUARDS.lock:
+            if not _GUARDS.runs:  # during a run, the run's end counts it among the code's threads
+                _GUARDS.lingering[ident] = thread
+        return ident
+    if not callable(function):
+        raise TypeError("first arg must be callable")
+    if type(args) is not tuple or not (kwargs is None or type(kwargs) is dict):
+        raise TypeError("2nd arg must be a tuple, optional 3rd arg a dictionary")
+    thread = threading.Thread(target=function, args=args, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread.ident or 0
 
 
 def _open_fds() -> dict[int, tuple[int, int]]:

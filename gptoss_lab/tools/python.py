@@ -10,6 +10,7 @@ back to the model.
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import io
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 from openai_harmony import ToolNamespaceConfig
 
+from .. import settings
 from ..events import ToolCall
 from . import containment
 from .base import Tool, ToolResult, interrupted
@@ -29,6 +31,9 @@ from .containment import ToolTimeout, contain, deadline
 
 __all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "deadline", "truncate"]
 
+# This module's functions run on the code's thread after it (the value's repr, the output's writes): they look
+# builtins up in a copy, as containment's do, so code that empties `builtins` still has its value shown.
+__builtins__ = dict(vars(builtins))
 MAX_OUTPUT_CHARS = 6000
 _FILENAME = "<gptoss-python>"
 _LAB_FILES = {sys._getframe().f_code.co_filename, containment._HERE}   # frames left out of tracebacks
@@ -100,8 +105,10 @@ class PythonTool(Tool):
     name = "python"
 
     def __init__(self, namespace: dict[str, Any] | None = None, *, timeout: float | None = 120.0) -> None:
+        """`timeout`: seconds, as `%gptoss config timeout=` takes them (0, NaN or a negative one timed out at once or
+        never); None: no timeout."""
         self.namespace = namespace if namespace is not None else {}
-        self.timeout = timeout
+        self.timeout = timeout if timeout is None else settings.make({"timeout": timeout}).timeout
 
     def system_config(self) -> ToolNamespaceConfig:
         """The python namespace, saying truthfully where the code runs (this kernel) and its timeout,
@@ -166,6 +173,7 @@ def _compile(code: str) -> tuple[CodeType, CodeType | None]:
 
 def _run(body: CodeType, last: CodeType | None, namespace: dict[str, Any], out: Capture, shown: list[str]) -> None:
     try:
+        namespace.setdefault("__builtins__", builtins)  # exec's default would be this module's copy
         exec(body, namespace)
         if last is not None:
             value = eval(last, namespace)
