@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import zlib
@@ -59,20 +60,15 @@ def test_a_pdf_listing_more_pages_than_are_read_is_refused_before_pypdf_builds_t
 
 def test_a_folder_is_read_for_at_most_max_read_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local, "MAX_READ_SECONDS", 0.5, raising=False)
-    text = zlib.compress(b"BT /F1 12 Tf " + b"(a) Tj " * 100_000 + b"ET")   # 1 kB: 1.3 s of pypdf's time
-    (tmp_path / "b-slow.pdf").write_bytes(pdf([
-        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(text), text),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]))
+    (tmp_path / "b-slow.html").write_text("<br>" * 250_000)   # 1 MB: 5 s of html2text's time
     for name in ("a-owls.md", "c-owls.md"):
         (tmp_path / name).write_text("# Owls\n\nBarn owls hunt at dusk.\n")
     t0 = time.perf_counter()
     browser = Browser(tmp_path)
     assert time.perf_counter() - t0 < 3            # a folder of such PDFs (60 s each) was read without end
     assert browser.describe() == f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 2 that could not be " \
-        "read (b-slow.pdf: not read: the browser reads documents for at most 0.5 s, ...)"
-    assert [name for name, _ in browser.backend.skipped] == ["b-slow.pdf", "c-owls.md"]
+        "read (b-slow.html: not read: the browser reads documents for at most 0.5 s, ...)"
+    assert [name for name, _ in browser.backend.skipped] == ["b-slow.html", "c-owls.md"]
 
 
 def test_a_folder_is_read_up_to_max_folder_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,3 +127,133 @@ def test_a_page_from_a_search_api_of_a_megabyte_of_tags_is_one_line(server: Fake
     status, output = opened(Browser(Exa(base_url=server.url)), "https://example.com/owls")
     assert (status, output) == ("error", "Error fetching URL `https://example.com/owls`: converting the page took "
                                          "longer than 0.5 s")   # was a page, after the time it took
+
+
+def test_html_of_more_than_a_million_tags_is_refused_at_once(tmp_path: Path) -> None:
+    (tmp_path / "links.html").write_text("".join(f'<a href="/p{i}">l</a>' for i in range(600_000)))   # 14 MB
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    t0 = time.perf_counter()
+    described = Browser(tmp_path).describe()
+    assert time.perf_counter() - t0 < 3            # was 29 s: 10 s of deadline, after seconds parsing 1.2M elements
+    assert described.endswith("; skipped 1 that could not be read (links.html: the page has more than 1,000,000 "
+                              "tags; the browser converts at most 1,000,000)")
+
+
+def test_the_steps_before_html2text_keep_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract, "MAX_HTML_SECONDS", 0.5, raising=False)
+    html = "".join(f'<a href="/p{i}">link {i}</a>' for i in range(450_000))    # 900,000 tags, 13 MB
+    t0 = time.perf_counter()
+    with pytest.raises(extract.ExtractError, match=r"^converting the page took longer than 0\.5 s$"):
+        html_page(html, "https://example.com/")
+    assert time.perf_counter() - t0 < 4            # was 22 s: numbering the links, before html2text looked at the clock
+
+
+def _one_page_pdf(content: bytes, form: bytes | None = None, listed: int = 1) -> bytes:
+    """A one-page PDF drawing `content` (compressed; its contents list it `listed` times), which may draw the form
+    XObject /X0 of `form`'s operations."""
+    def stream(data: bytes, extra: bytes = b"") -> bytes:
+        packed = zlib.compress(data)
+        return b"<< %s/Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (extra, len(packed), packed)
+
+    forms = b" /XObject << /X0 6 0 R >>" if form is not None else b""
+    return pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /MediaBox [0 0 612 792] /Contents [%s] /Resources << /Font << /F1 5 0 R >>%s >> >>"
+                % (b" ".join([b"4 0 R"] * listed), forms), stream(content),
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+               + ([stream(form, b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] "
+                                b"/Resources << /Font << /F1 5 0 R >> >> ")] if form is not None else []))
+
+
+@pytest.mark.parametrize("content, form, listed", [
+    (b"BT /F1 12 Tf <" + b"41" * 10_000_000 + b"> Tj ET", None, 1),          # one hex string of 20 MB, in 20 kB
+    (b"/X0 Do", b"BT /F1 12 Tf <" + b"41" * 10_000_000 + b"> Tj ET", 1),      # the same in a form the page draws
+    (b"<" + b"41" * 20_000 + b"> Tj\n", None, 500),                          # 40 kB listed 500 times: 39 s
+], ids=["contents", "form", "listed"])
+def test_a_pdf_page_drawing_megabytes_is_refused_before_pypdf_parses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                          content: bytes, form: bytes | None,
+                                                                          listed: int) -> None:
+    monkeypatch.setattr(extract, "MAX_PDF_SECONDS", 1.0, raising=False)
+    (tmp_path / "hex.pdf").write_bytes(_one_page_pdf(content, form, listed))
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    t0 = time.perf_counter()
+    described = Browser(tmp_path).describe()
+    assert time.perf_counter() - t0 < 3            # was 10-20 s: pypdf parsed a page's operations whole
+    assert described.endswith("; skipped 1 that could not be read (hex.pdf: reading the PDF would take longer than "
+                              "1 s (page 1 draws 20.0 MB))")
+
+
+def test_a_pdf_page_that_cannot_be_read_in_the_time_left_of_a_folder_is_refused(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "MAX_READ_SECONDS", 1.0, raising=False)
+    (tmp_path / "hex.pdf").write_bytes(_one_page_pdf(b"BT /F1 12 Tf <" + b"41" * 10_000_000 + b"> Tj ET"))
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    t0 = time.perf_counter()
+    described = Browser(tmp_path).describe()
+    assert time.perf_counter() - t0 < 3            # was 20 s, and owls.md was left unread
+    assert described.endswith("; skipped 1 that could not be read (hex.pdf: reading the PDF would take longer than "
+                              "the time left (page 1 draws 20.0 MB))")
+
+
+def test_a_pdf_page_drawing_a_form_is_read() -> None:
+    data = _one_page_pdf(b"/X0 Do BT /F1 12 Tf 72 700 Td (voles) Tj ET", b"BT /F1 12 Tf 72 720 Td (owls) Tj ET")
+    assert extract.pdf_text(data)[0].split() == ["owls", "voles"]
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda path: socket.socket(socket.AF_UNIX).bind(str(path))])
+def test_naming_a_pipe_or_socket_says_it_is_not_a_regular_file(tmp_path: Path, make: object) -> None:
+    make(tmp_path / "notes.md")                    # type: ignore[operator]
+    done: list[str] = []
+
+    def browse() -> None:
+        try:
+            Browser(str(tmp_path / "notes.md"))
+        except BrowserError as err:
+            done.append(str(err))
+
+    reader = threading.Thread(target=browse, daemon=True)
+    reader.start()
+    reader.join(5)
+    assert done == [f"not a regular file: {tmp_path / 'notes.md'}"]   # was "no such file or folder: ..."
+    with pytest.raises(BrowserError, match="^not a regular file: /dev/null$"):
+        Browser("/dev/null")
+
+
+def test_a_file_made_a_link_after_the_folder_was_listed_is_not_followed(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "secret.md").write_text("# Secret\n\nThe vault code is 4711.\n")    # outside the folder
+    (tmp_path / "docs" / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    (tmp_path / "docs" / "voles.md").write_text("# Voles\n\nVoles hide.\n")
+    found = local.collect([tmp_path / "docs"])
+    (tmp_path / "docs" / "voles.md").unlink()
+    (tmp_path / "docs" / "voles.md").symlink_to(tmp_path / "secret.md")   # swapped in while the folder is read
+    monkeypatch.setattr(local, "collect", lambda paths: found)
+    browser = Browser(tmp_path / "docs")
+    assert "4711" not in "".join(page.text for page in browser.backend.pages)   # was read as voles.md
+    assert browser.describe() == f"1 document in {tmp_path / 'docs'} (1 Markdown; 6 lines); skipped 1 that could not " \
+        "be read (voles.md: made a link since the folder was listed; not followed)"
+
+
+def test_long_text_without_tags_is_converted_under_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract, "MAX_HTML_SECONDS", 0.5, raising=False)
+    t0 = time.perf_counter()
+    with pytest.raises(extract.ExtractError, match=r"^converting the page took longer than 0\.5 s$"):
+        html_page("<p>" + "owls &amp; voles " * 400_000 + "</p>", "owls.html")   # 6.8 MB
+    assert time.perf_counter() - t0 < 2.5          # was 7-12 s: html2text was given it in one piece
+
+
+def test_text_converted_a_piece_at_a_time_reads_as_one() -> None:
+    lines = "".join(f"{n}. owls &amp; voles\n- at dusk &lt;{n}&gt;\n  + tawny\n" for n in range(4_000))   # 190 kB
+    for html in (f"<p>{lines}</p>", f"<pre>{lines}</pre>", f"<blockquote>{lines}</blockquote>"):
+        assert extract._html_to_text(html, float("inf")) == html2text_whole(html)
+
+
+def html2text_whole(html: str) -> str:
+    """What html2text makes of `html` fed at once, with the browser's settings."""
+    import html2text
+
+    converter = html2text.HTML2Text()
+    converter.ignore_links = converter.ignore_images = converter.ignore_tables = True
+    converter.ignore_emphasis = converter.unicode_snob = True
+    converter.body_width = 0
+    return converter.handle(extract._TAGS_BETWEEN_WORDS.sub(r" \1", html)).strip()

@@ -227,3 +227,37 @@ def test_a_page_trickling_its_headers_over_https_is_cut_off_at_the_timeout(certi
         with pytest.raises(BackendError, match="no answer within 0.5 s"):
             fetch_web(f"{url}/owls.html", timeout=0.5)
         assert time.perf_counter() - t0 < 3
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "x" * 300 + "/*.md"])
+def test_a_path_the_system_refuses_to_look_at_is_one_line(tmp_path: Path, name: str) -> None:
+    with pytest.raises(BrowserError) as error:     # was an OSError traceback out of %gptoss browse (EACCES the same)
+        Browser(f"{tmp_path}/{name}")
+    assert str(error.value) == f"cannot read {tmp_path}/{name}: File name too long"
+
+
+def test_html_saved_in_the_charset_its_meta_declares_reads_as_written(tmp_path: Path, server: FakeServer) -> None:
+    russian = '<html><head><meta charset="windows-1251"><title>Совы</title></head><body><p>Сипухи охотятся.</p></body></html>'
+    japanese = ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS"><title>フクロウ</title>'
+                '</head><body><p>メンフクロウは夕暮れに狩りをする。</p></body></html>')
+    (tmp_path / "ru.html").write_bytes(russian.encode("cp1251"))
+    (tmp_path / "ja.html").write_bytes(japanese.encode("shift_jis"))
+    (tmp_path / "utf8.html").write_text(russian.replace("Совы", "Сова"))   # a stale declaration: UTF-8 is UTF-8
+    pages = {page.url: page for page in Browser(tmp_path).backend.pages}
+    assert (pages["ru.html"].title, pages["ru.html"].lines[2]) == ("Совы", "Сипухи охотятся.")   # was "Ñîâû"
+    assert (pages["ja.html"].title, pages["ja.html"].lines[2]) == ("フクロウ", "メンフクロウは夕暮れに狩りをする。")
+    assert (pages["utf8.html"].title, pages["utf8.html"].lines[2]) == ("Сова", "Сипухи охотятся.")
+    server.routes["GET /ru"] = lambda request: (200, "text/html", russian.encode("cp1251"))   # no charset sent
+    status, output = opened(Browser(SearXNG(server.url)), f"{server.url}/ru")
+    assert status == "done" and output.startswith("[0] Совы (") and output.endswith("L2: Сипухи охотятся.")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"view_tokens": -5}, "view_tokens must be a positive whole number, not -5"),     # showed 293 lines in one window
+    ({"view_tokens": None}, "view_tokens must be a positive whole number, not None"),  # a TypeError out of open()
+    ({"max_results": "10"}, "max_results must be a positive whole number, not '10'"),  # and out of search()
+])
+def test_window_and_result_sizes_are_checked_when_the_browser_is_made(options: dict, message: str) -> None:
+    with pytest.raises(BrowserError) as error:
+        Browser({"owls.md": "# Owls\n\nBarn owls hunt at dusk.\n"}, **options)
+    assert str(error.value) == message

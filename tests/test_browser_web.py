@@ -367,3 +367,52 @@ def test_search_services_answering_odd_json_are_one_line(server: FakeServer, mon
         server.routes["POST /contents"] = as_json({"results": results})
         assert opened(Browser(Exa(base_url=server.url)), "https://example.com/owls") == (
             "error", "Error fetching URL `https://example.com/owls`: Exa returned no contents for https://example.com/owls")
+
+
+def test_youcom_and_exa_show_at_most_topn_results(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YDC_API_KEY", "secret")
+    monkeypatch.setenv("EXA_API_KEY", "secret")
+    hits = [{"title": f"Owls {n}", "url": f"https://example.com/{n}", "snippets": ["Owls."], "description": "Owls.",
+             "summary": "Owls."} for n in range(8)]
+    server.routes["GET /v1/search"] = as_json({"results": {"web": hits, "news": hits}})   # `count` is per kind
+    server.routes["POST /search"] = as_json({"results": hits})                            # numResults not kept
+    for backend in (YouCom(base_url=server.url), Exa(base_url=server.url)):
+        browser = Browser(backend)
+        result = browser.run(ToolCall("browser.search", "analysis", '{"query": "owls", "topn": 3}'))
+        assert result.status == "done" and len(result.data["results"]) == 3   # You.com's was 16
+        assert result.output.endswith("L6:   * 【2†Owls 2†example.com】 Owls.")
+        assert len(backend.search("owls", 3)) == 3
+
+
+def test_any_backend_shows_at_most_max_results() -> None:
+    from gptoss_lab.tools.browser import Backend, SearchResult
+
+    class Everything(Backend):
+        def search(self, query: str, topn: int) -> list[SearchResult]:
+            return [SearchResult(f"Owls {n}", f"https://example.com/{n}", "Owls.") for n in range(100)]
+
+        def fetch(self, url: str):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    result = Browser(Everything(), max_results=5).run(ToolCall("browser.search", "analysis", '{"query": "owls"}'))
+    assert result.status == "done" and len(result.data["results"]) == 5   # was 100, past max_results
+
+
+def test_a_password_in_the_searxng_address_reaches_neither_the_model_nor_the_notebook(server: FakeServer) -> None:
+    import base64
+
+    login = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    server.routes["GET /search"] = lambda r: (200, "application/json", json.dumps({"results": [
+        {"title": "Owls", "url": "https://example.com/owls", "content": "Barn owls."}]}).encode()) \
+        if r["headers"].get("authorization") == login else (401, "text/plain", b"log in")
+    address = server.url.replace("http://", "http://alice:s3cret@")
+    browser = Browser.from_sources([f"searxng:{address}"])
+    call = ToolCall("browser.search", "analysis", '{"query": "owls"}')
+    shown = f"SearXNG at {server.url.replace('http://', 'http://…@')}"
+    assert browser.describe() == f"the web through {shown}"              # was the password, printed by %gptoss browse
+    assert browser.approval_question(call) == f"Search the web through {shown} for 'owls'?"   # and on the card
+    assert browser.run(call).output.endswith("L4:   * 【0†Owls†example.com】 Barn owls.")    # still logged in
+    server.close()
+    result = browser.run(call)
+    assert result.output.startswith(f"Error during search for `owls`: cannot reach {shown} (")   # was the password,
+    assert "s3cret" not in result.output                                                         # to the model

@@ -8,6 +8,7 @@ page by page (pypdf). Every fetched page starts with a `URL:` line, as in the re
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import itertools
@@ -15,9 +16,9 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlparse
 
 from .page import Page, domain, merge_whitespace, replace_special_chars
@@ -30,8 +31,10 @@ PDF_SUFFIXES = {".pdf"}
 DOCUMENT_SUFFIXES = HTML_SUFFIXES | MARKDOWN_SUFFIXES | TEXT_SUFFIXES | PDF_SUFFIXES
 MAX_PDF_PAGES = 5_000
 MAX_PDF_SECONDS = 60.0
+PDF_PARSE_BYTES_PER_SECOND = 500_000   # of drawing operations, about the slowest pypdf parses them (hex strings)
 MAX_HTML_SECONDS = 10.0     # html2text is pure Python: a 5 MB page of `<br>` took 19 s to convert
 MAX_MAIN_CONTENT_TAGS = 50_000  # readability-lxml (pure Python too) cuts only pages of at most this many tags
+MAX_HTML_TAGS = 1_000_000   # more take longer than MAX_HTML_SECONDS to convert; parsing them alone took seconds
 MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
 
 _SUP = re.compile(r"<sup( [^>]*)?>([\w\-]+)</sup>")
@@ -42,8 +45,11 @@ _BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
 _EXTRA_NEWLINES = re.compile(r"\n(\s*\n)+")
 _SMP = re.compile(r"[\U00010000-\U0001FFFF]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_PIECE_END = re.compile("[<&]")
+_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
 _UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                  (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_T = TypeVar("_T")
 
 
 class ExtractError(ValueError):
@@ -60,16 +66,21 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     """An HTML document as the model reads it; `main_content` drops navigation and boilerplate first
     (for web pages fetched raw; the user's own documents are kept whole; pages of more than
     MAX_MAIN_CONTENT_TAGS tags too). Links are resolved against `base` (default: `url`). Converting
-    takes at most MAX_HTML_SECONDS, and ends by `deadline` (a `time.monotonic()`) if one is given."""
+    takes at most MAX_HTML_SECONDS, and ends by `deadline` (a `time.monotonic()`) if one is given; a page of
+    more than MAX_HTML_TAGS tags is refused at once."""
     import lxml.etree
     import lxml.html
 
     deadline = min(time.monotonic() + MAX_HTML_SECONDS, math.inf if deadline is None else deadline)
     raw = html
     found_title = ""
-    if main_content and html.count("<") <= MAX_MAIN_CONTENT_TAGS:
+    if (tags := html.count("<")) > MAX_HTML_TAGS:
+        raise ExtractError(f"the page has more than {MAX_HTML_TAGS:,} tags; the browser converts at most "
+                           f"{MAX_HTML_TAGS:,}")
+    if main_content and tags <= MAX_MAIN_CONTENT_TAGS:
         html, found_title = _main_content(html)
     html = _XML_DECLARATION.sub("", replace_special_chars(_SMP.sub("", html)))
+    _in_time(deadline)
     # without huge_tree, libxml2 silently drops the rest of a document after 255 nested elements (old HTML's
     # unclosed tags; _flatten reads what lies deeper) or a text of more than 10 MB (a log in `<pre>`); a parser
     # is not shared between threads
@@ -79,7 +90,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     except (lxml.etree.ParserError, ValueError):
         root = None
     if root is not None:  # written as entities (&#12304;), they are only decoded now: nor can they fake links
-        for node in root.iter():
+        for node in _clocked(root.iter(), deadline):
             node.text, node.tail = _plain(node.text), _plain(node.tail)
             for name in ("alt", "title"):
                 if name in node.attrib:
@@ -89,35 +100,50 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
         title = found_title or (title_element.text if title_element is not None else None) or _site_or_name(url)
     if root is None:
         return Page(url=url, title=title, text=with_url(url, ""), raw=raw)
-    urls = _number_links(root, base or url)
-    _replace_images(root)
+    urls = _number_links(root, base or url, deadline)
+    _replace_images(root, deadline)
     for node in root.findall(".//math"):
         node.getparent().remove(node)
     for node in root.xpath(".//script|.//style|.//noscript|.//template"):
         node.getparent().remove(node)
-    _flatten(root)
+    _flatten(root, deadline)
     text = _html_to_text(lxml.etree.tostring(root, encoding="UTF-8").decode(), deadline)
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
 
 
-def _flatten(root: Any) -> None:
+def _flatten(root: Any, deadline: float) -> None:
     """What lies deeper than MAX_DEPTH elements becomes text (links and images are text by now): each level
     of a list or a quote indents every line in it, so kB of nesting made MB of text."""
     import lxml.etree
 
     depth = 0
     deep: list[Any] = []
-    for event, node in lxml.etree.iterwalk(root, events=("start", "end")):
+    for event, node in _clocked(lxml.etree.iterwalk(root, events=("start", "end")), deadline):
         if event == "end":
             depth -= 1
         elif (depth := depth + 1) == MAX_DEPTH and len(node):
             deep.append(node)
-    for node in deep:
+    for node in _clocked(deep, deadline):
         text = "".join(node.itertext())
         del node[:]
         node.text = text
+
+
+def _in_time(deadline: float) -> None:
+    """Refuse the page once `deadline` (a `time.monotonic()`) has passed."""
+    if time.monotonic() > deadline:
+        raise ExtractError(f"converting the page took longer than {MAX_HTML_SECONDS:g} s")
+
+
+def _clocked(items: Iterable[_T], deadline: float) -> Iterator[_T]:
+    """`items`, refused once `deadline` passes (looked at every 1,000 items): the steps before html2text walk
+    every element in Python (a 50 MB page of links took 40 s before html2text began)."""
+    for n, item in enumerate(items):
+        if not n % 1000:
+            _in_time(deadline)
+        yield item
 
 
 def _site_or_name(url: str) -> str:
@@ -157,7 +183,9 @@ def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | Non
     `deadline` (a `time.monotonic()`) if one is given."""
     from pypdf import PdfReader
 
-    deadline = min(time.monotonic() + MAX_PDF_SECONDS, math.inf if deadline is None else deadline)
+    own = time.monotonic() + MAX_PDF_SECONDS
+    deadline = min(own, math.inf if deadline is None else deadline)
+    limit = f"{MAX_PDF_SECONDS:g} s" if deadline == own else "the time left"
 
     def in_time(*_: object) -> None:  # called before each drawing operation: pages can share one of 1M of them
         if time.monotonic() > deadline:
@@ -171,8 +199,13 @@ def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | Non
             if (count := _page_count(reader.root_object["/Pages"], in_time)) > MAX_PDF_PAGES:
                 raise ExtractError(f"the PDF has {count:,} pages; the browser reads at most {MAX_PDF_PAGES:,}")
             pages = []
-            for page in reader.pages:
+            for number, page in enumerate(reader.pages, 1):
                 in_time()
+                # pypdf parses a page's drawing operations whole before the first reaches in_time: 20 MB of one
+                # hex string (a 20 kB file) took 8 s past the deadline
+                if (size := _drawing_bytes(page, in_time)) > (deadline - time.monotonic()) * PDF_PARSE_BYTES_PER_SECOND:
+                    raise ExtractError(f"reading the PDF would take longer than {limit} (page {number} draws "
+                                       f"{size / 1e6:,.1f} MB)")
                 pages.append(page.extract_text(visitor_operand_before=in_time) or "")
             title = (reader.metadata or {}).get("/Title") if reader.metadata else None
     except ExtractError:
@@ -208,6 +241,37 @@ def _page_count(node: Any, in_time: Callable[[], None]) -> int:
     return count(node)
 
 
+def _drawing_bytes(page: Any, in_time: Callable[[], None]) -> int:
+    """Bytes of the drawing operations pypdf parses to read `page`: its contents (a stream as often as they list
+    it: pypdf joins them) and the forms its resources hold, forms within forms too (decoded: pypdf keeps what it
+    decoded for the reading)."""
+    from pypdf.generic import StreamObject
+
+    def forms(resources: Any) -> list[Any]:
+        resources = resources.get_object() if resources is not None else None
+        xobjects = resources.get("/XObject") if isinstance(resources, dict) else None
+        xobjects = xobjects.get_object() if xobjects is not None else None
+        return [x for x in xobjects.values() if isinstance(form := x.get_object(), StreamObject)
+                and form.get("/Subtype") == "/Form"] if isinstance(xobjects, dict) else []
+
+    total, seen = 0, set()
+    todo = [page.get("/Contents"), *forms(page.get("/Resources"))]
+    while todo:
+        in_time()
+        node = todo.pop()
+        node = node.get_object() if node is not None else None
+        if isinstance(node, StreamObject):
+            total += len(node.get_data())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, list):
+            todo += node
+        elif isinstance(node, StreamObject):
+            todo += forms(node.get("/Resources"))
+    return total
+
+
 @contextlib.contextmanager
 def _quiet(name: str) -> Iterator[None]:
     """The logger `name` (and those under it) silent meanwhile, its level restored after."""
@@ -220,9 +284,9 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def decode_text(data: bytes, charset: str | None = None) -> str:
-    """Bytes of a text document as str (the declared charset, else UTF-8, else Windows-1252); binary
-    data is refused."""
+def decode_text(data: bytes, charset: str | None = None, fallback: str | None = None) -> str:
+    """Bytes of a text document as str (the declared charset, else UTF-8, else `fallback`, else Windows-1252);
+    binary data is refused."""
     for bom, codec in _UNICODE_BOMS:  # UTF-16/32 (Notepad's "Unicode", PowerShell's `>`): NULs, yet text
         if data.startswith(bom):
             return data[len(bom):].decode(codec, "replace")
@@ -236,7 +300,13 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("cp1252", "replace")  # the usual non-UTF-8 text file; never fails
+        pass
+    if fallback:
+        try:
+            return data.decode(fallback, "replace")
+        except (LookupError, UnicodeError):
+            pass
+    return data.decode("cp1252", "replace")  # the usual non-UTF-8 text file; never fails
 
 
 def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
@@ -253,13 +323,25 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
     if content_type == "application/pdf" or (not content_type and suffix in PDF_SUFFIXES) or data[:5] == b"%PDF-":
         text, title = pdf_text(data, deadline)
         return text_page(text, url, title or stem)
-    text = decode_text(data, charset)
-    if content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES):
+    html = content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES)
+    text = decode_text(data, charset, _meta_charset(data) if html else None)
+    if html:
         return html_page(text, url, main_content=main_content, base=base, deadline=deadline)
     if content_type and not content_type.startswith("text/") and content_type not in ("application/json",
                                                                                         "application/xml"):
         raise ExtractError(f"cannot read {content_type} documents")
     return text_page(text, url, heading_title(text) or stem, raw=text)
+
+
+def _meta_charset(data: bytes) -> str | None:
+    """The charset an HTML document declares in a `<meta>` of its first 1,024 bytes, where browsers look (UTF-16
+    and UTF-32 there mean UTF-8, as for them): HTML saved in Windows-1251 or Shift_JIS read as Windows-1252."""
+    match = _META_CHARSET.search(data[:1024])
+    try:
+        codec = codecs.lookup(match.group(1).decode("ascii")).name if match else None
+    except LookupError:
+        return None
+    return None if codec is None or codec.startswith(("utf-16", "utf-32")) else codec
 
 
 # ---------------------------------------------------------------- the reference's HTML conversion
@@ -286,18 +368,18 @@ def _node_text(node: object) -> str:
     return merge_whitespace(" ".join(node.itertext()))  # type: ignore[attr-defined]
 
 
-def _replace_nodes_with_text(replacements: list[tuple[Any, str]]) -> None:
+def _replace_nodes_with_text(replacements: list[tuple[Any, str]], deadline: float) -> None:
     """Each node replaced by its text, as the reference does one node at a time (the text joins its previous
     sibling's tail, or its parent's text), but in one pass over each parent: one at a time copied the
     growing text for every node (40,000 links in one paragraph took 137 s)."""
     texts: dict[Any, dict[Any, str]] = {}
-    for node, text in replacements:
+    for node, text in _clocked(replacements, deadline):
         parent = node.getparent()
         if parent is not None:
             texts.setdefault(parent, {})[node] = text
     for parent, replaced in texts.items():
         holder, pieces = None, []  # what the replaced nodes' texts join: the parent's text, or a kept child's tail
-        for child in [*parent, None]:
+        for child in _clocked([*parent, None], deadline):
             if child is not None and child in replaced:
                 pieces += [replaced[child], child.tail or ""]
                 parent.remove(child)
@@ -309,13 +391,13 @@ def _replace_nodes_with_text(replacements: list[tuple[Any, str]]) -> None:
             holder, pieces = child, []
 
 
-def _number_links(root: Any, url: str) -> dict[str, str]:
+def _number_links(root: Any, url: str, deadline: float) -> dict[str, str]:
     """Each link becomes `【id†text】` (`【id†text†domain】` when it leaves the page's site); id -> URL."""
     here = _site(url)
     urls: dict[str, str] = {}
     ids: dict[str, str] = {}
     replacements = []
-    for a in root.findall(".//a[@href]"):
+    for a in _clocked(root.findall(".//a[@href]"), deadline):
         link = a.attrib["href"]
         if link.startswith(("mailto:", "javascript:")):
             continue
@@ -337,7 +419,7 @@ def _number_links(root: Any, url: str) -> dict[str, str]:
             link_id = ids[link] = str(len(urls))
             urls[link_id] = link
         replacements.append((a, f"【{link_id}†{text}】" if there == here else f"【{link_id}†{text}†{there}】"))
-    _replace_nodes_with_text(replacements)
+    _replace_nodes_with_text(replacements, deadline)
     return urls
 
 
@@ -347,17 +429,18 @@ def _site(url: str) -> str:
     return "file:" if url.startswith("file:") else domain(url)
 
 
-def _replace_images(root: Any) -> None:
+def _replace_images(root: Any, deadline: float) -> None:
     replacements = []
-    for count, img in enumerate(root.findall(".//img")):
+    for count, img in enumerate(_clocked(root.findall(".//img"), deadline)):
         name = img.get("alt", img.get("title"))
         replacements.append((img, f"[Image {count}: {name}]" if name else f"[Image {count}]"))
-    _replace_nodes_with_text(replacements)
+    _replace_nodes_with_text(replacements, deadline)
 
 
 def _html_to_text(html: str, deadline: float) -> str:
-    """html2text's Markdown-like text of `html`, converted a piece at a time (each cut before a tag) as
-    `HTML2Text.handle` does at once, and refused once `deadline` passes."""
+    """html2text's Markdown-like text of `html`, converted a piece at a time as `HTML2Text.handle` does at once,
+    and refused once `deadline` passes. A piece ends before a tag or an entity, where html2text's parser cuts
+    its text anyway (6 MB of text and `&amp;` without a tag was one piece of 12 s)."""
     import html2text
 
     html = _SUP.sub(r"^{\2}", html)
@@ -372,10 +455,9 @@ def _html_to_text(html: str, deadline: float) -> str:
     converter.ignore_emphasis = True
     start = 0
     while start < len(html):
-        if time.monotonic() > deadline:
-            raise ExtractError(f"converting the page took longer than {MAX_HTML_SECONDS:g} s")
-        end = html.find("<", start + 65_536)
-        end = len(html) if end < 0 else end
+        _in_time(deadline)
+        cut = _PIECE_END.search(html, start + 65_536)
+        end = cut.start() if cut else len(html)
         converter.feed(html[start:end])
         start = end
     converter.feed("")

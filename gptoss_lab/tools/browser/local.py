@@ -202,20 +202,25 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
         text = str(item)
         roots.append(text)
         path = Path(os.path.expanduser(text))   # pathlib's raised RuntimeError for ~user of no such user
-        if path.is_dir():
-            for found in _documents_in(path):
-                _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
-        elif path.is_file():
-            files.setdefault(path.resolve(), path.name)
-        elif glob.has_magic(text):
-            folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
-            matches = _matches(folder, path.relative_to(folder).parts)
-            if not matches:
-                raise BackendError(f"no files match {text}")
-            for match in matches:
-                _add_inside(files, outside, match, match.name, folder, text)
-        else:
-            raise BackendError(f"no such file or folder: {text}")
+        try:
+            if path.is_dir():
+                for found in _documents_in(path):
+                    _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
+            elif path.is_file():
+                files.setdefault(path.resolve(), path.name)
+            elif path.exists():   # a pipe, socket or device: looked at, never opened (a pipe waits for a writer)
+                raise BackendError(f"not a regular file: {text}")
+            elif glob.has_magic(text):
+                folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
+                matches = _matches(folder, path.relative_to(folder).parts)
+                if not matches:
+                    raise BackendError(f"no files match {text}")
+                for match in matches:
+                    _add_inside(files, outside, match, match.name, folder, text)
+            else:
+                raise BackendError(f"no such file or folder: {text}")
+        except OSError as err:   # a name too long, a folder on the way that cannot be entered: was a traceback
+            raise BackendError(f"cannot read {text}: {err.strerror or err}") from None
     names = {path: _readable(name) for path, name in files.items()}
     counts = Counter(names.values())
     return [(path, name if counts[name] == 1 else _readable(path.as_posix())) for path, name in names.items()], \
@@ -223,13 +228,16 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[s
 
 
 def _read(path: Path, room: int) -> bytes:
-    """The bytes of the regular file at `path`, refused past MAX_FILE_BYTES or `room` (what is left of
-    MAX_FOLDER_BYTES); nothing that could wait is read: the kernel's files (/proc, /sys), and a pipe or device
-    (opened without waiting, then refused)."""
-    real = path.resolve()
-    if any(real.is_relative_to(folder) for folder in _KERNEL_FOLDERS):
-        raise ExtractError(f"a file of the kernel's (under /{real.parts[1]}), not a document")
-    with open(real, "rb", opener=lambda name, flags: os.open(name, flags | getattr(os, "O_NONBLOCK", 0))) as file:
+    """The bytes of the regular file at `path` (where `collect` found links lead), refused past MAX_FILE_BYTES or
+    `room` (what is left of MAX_FOLDER_BYTES); nothing that could wait is read: the kernel's files (/proc, /sys),
+    and a pipe or device (opened without waiting, then refused); nor a link made since the folder was listed (it
+    was followed: to any file outside the folder)."""
+    if path.resolve() != path:
+        raise ExtractError("made a link since the folder was listed; not followed")
+    if any(path.is_relative_to(folder) for folder in _KERNEL_FOLDERS):
+        raise ExtractError(f"a file of the kernel's (under /{path.parts[1]}), not a document")
+    flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    with open(path, "rb", opener=lambda name, mode: os.open(name, mode | flags)) as file:
         size = os.fstat(file.fileno())
         if not stat.S_ISREG(size.st_mode):
             raise ExtractError("not a regular file")

@@ -9,6 +9,7 @@ and `citations()` resolves those against the stack. One Browser serves a whole c
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -64,6 +65,9 @@ class Browser(Tool):
     def __init__(self, source: Backend | str | Path | Sequence[str | Path] | Mapping[str, str] | None = None, *,
                  search: Callable[[str, int], Any] | None = None, fetch: Callable[[str], Any] | str | None = None,
                  view_tokens: int = 1024, max_results: int = 20) -> None:
+        for name, value in (("view_tokens", view_tokens), ("max_results", max_results)):
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:   # -5 showed whole documents
+                raise BrowserError(f"{name} must be a positive whole number, not {maybe_truncate(repr(value), 40)}")
         self.backend = _backend(source, search, fetch)
         self.view_tokens = view_tokens
         self.max_results = max_results
@@ -178,7 +182,7 @@ class Browser(Tool):
     def _search(self, query: str, topn: int = 10, top_n: int | None = None, source: str | None = None) -> tuple[str, Any]:
         count = max(1, min(int(top_n or topn), self.max_results))
         try:
-            results = self.backend.search(query, count)
+            results = list(itertools.islice(self.backend.search(query, count), count))   # any backend: `count` at most
         except BackendError as err:
             raise _UsageError(f"Error during search for `{maybe_truncate(query, 200)}`: {maybe_truncate(str(err))}") from None
         self.stack.append(results_page(query, results))

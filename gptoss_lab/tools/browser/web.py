@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -43,6 +44,7 @@ class HttpService:
     def __init__(self, name: str, base_url: str, *, headers: dict[str, str] | None = None,
                  timeout: float = TIMEOUT, key_hint: str = "") -> None:
         self.name, self.base_url, self.timeout, self.key_hint = name, base_url.rstrip("/"), timeout, key_hint
+        self.shown_url = _shown(self.base_url)
         self.headers = {"user-agent": USER_AGENT, **(headers or {})}
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -58,7 +60,7 @@ class HttpService:
         except httpx.TimeoutException:
             raise BackendError(f"{self.name} did not answer within {self.timeout:g} s") from None
         except httpx.ConnectError as err:
-            raise BackendError(f"cannot reach {self.name} at {self.base_url} ({_reason(err)})") from None
+            raise BackendError(f"cannot reach {self.name} at {self.shown_url} ({_reason(err)})") from None
         except httpx.HTTPError as err:
             raise BackendError(f"{self.name} request failed: {type(err).__name__}: {_reason(err)}") from None
         if response.status_code in (401, 403):
@@ -76,6 +78,16 @@ class HttpService:
             kind = response.headers.get("content-type", "no content type")
             raise BackendError(f"{self.name} answered with something that is not JSON ({kind}, "
                                f"{len(data):,} bytes)") from None
+
+
+def _shown(url: str) -> str:
+    """`url` without the user name and password it may hold (`http://…@host`): the lines naming a service reach the
+    model, approval cards and saved notebooks."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    return urlunsplit(parts._replace(netloc="…@" + parts.netloc.rsplit("@", 1)[1])) if "@" in parts.netloc else url
 
 
 def _malformed(name: str, what: str) -> BackendError:
@@ -110,7 +122,7 @@ class SearXNG(Backend):
         return fetch_web(url, timeout=self.timeout)
 
     def describe(self) -> str:
-        return f"the web through SearXNG at {self.url}"
+        return f"the web through SearXNG at {self._service.shown_url}"
 
     where = describe
 
@@ -131,7 +143,7 @@ class _SearchApi(Backend):
                                     timeout=timeout, key_hint=f"the API key in {env}")
 
     def describe(self) -> str:
-        return f"the web through {self.NAME} ({self._service.base_url})"
+        return f"the web through {self.NAME} ({self._service.shown_url})"
 
     where = describe
 
@@ -148,7 +160,7 @@ class Exa(_SearchApi):
         if not isinstance(hits, list):
             raise _malformed("Exa", "a `results` list")
         return [SearchResult(str(h.get("title") or h["url"]), str(h["url"]), str(h.get("summary") or ""))
-                for h in hits if isinstance(h, dict) and h.get("url")]
+                for h in hits if isinstance(h, dict) and h.get("url")][:topn]
 
     def fetch(self, url: str) -> Page:
         data = self._service.json("POST", "/contents", json={"urls": [url], "text": {"includeHtmlTags": True}})
@@ -173,7 +185,7 @@ class YouCom(_SearchApi):
         found += [(h, h.get("description")) for h in news if isinstance(h, dict)]
         return [SearchResult(str(h.get("title") or h["url"]), str(h["url"]),
                              " ".join(map(str, text)) if isinstance(text, list) else str(text or ""))
-                for h, text in found if h.get("url")]
+                for h, text in found if h.get("url")][:topn]   # `count` is per kind: web and news, each up to topn
 
     def fetch(self, url: str) -> Page:
         data = self._service.json("POST", "/v1/contents", json={"urls": [url], "livecrawl_formats": "html"})
