@@ -7,6 +7,7 @@ import pytest
 import traitlets
 from ipywidgets.widgets.widget import _instances
 from test_kernel import kernel  # noqa: F401  (the kernel fixture; tests/ is on sys.path)
+from test_routing_widget import _counting
 
 from gptoss_lab.routing import Corpus, Routing
 from gptoss_lab.widgets.routing import RoutingView
@@ -22,19 +23,6 @@ def _record() -> Routing:
 
 def _views() -> list[RoutingView]:
     return [w for w in list(_instances.values()) if isinstance(w, RoutingView)]
-
-
-def _counting(view: RoutingView) -> list[dict]:
-    """Every comm message the view sends lands in the list."""
-    sent: list[dict] = []
-    send = view._send
-
-    def counted(msg, buffers=None):
-        sent.append(msg)
-        return send(msg, buffers)
-
-    view._send = counted
-    return sent
 
 
 def test_showing_a_part_of_a_record_again_keeps_one_view_in_the_kernel():
