@@ -18,6 +18,7 @@ import functools
 import json
 import re
 import reprlib
+import sys
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import jsonschema
 import pydantic
 import regex
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
+from pydantic_core import PydanticSerializationError, SchemaError, core_schema, to_jsonable_python
 
 from . import harmony
 
@@ -225,6 +226,11 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
         hint = (" (on Python < 3.12 a TypedDict must come from typing_extensions, not typing)"
                 if getattr(err, "code", None) == "typed-dict-version" else "")
         raise TypeError(f"{where}: unsupported type annotation {annotation!r}{hint}; use {_SUPPORTED}") from None
+    except (SchemaError, PydanticSerializationError) as err:
+        # a pattern pydantic's regex cannot compile (look-around), an Enum whose values JSON cannot write:
+        # pydantic's message ends with the reason
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        raise TypeError(f"{where}: unsupported type annotation {annotation!r} ({_one_line(reason)[:200]})") from None
     except RecursionError:  # list[list[...]] a few hundred deep: pydantic recurses once per level
         raise TypeError(f"{where}: the type annotation is nested too deeply to describe") from None
 
@@ -302,12 +308,13 @@ class ResponseFormat:
         return JsonSchemaProcessor(self.schema)
 
 
-_FENCE = re.compile(r"```[ \t]*(?:json[ \t]*)?(?:\n|(?=[\[{\"]))(.*?)```", flags=re.S | re.I)
+# a fence the answer ended before closing (`\Z`) still holds the JSON
+_FENCE = re.compile(r"```[ \t]*(?:json[ \t]*)?(?:\r?\n|(?=[\[{\"]))(.*?)(?:```|\Z)", flags=re.S | re.I)
 
 
 def _json_part(text: str) -> str:
-    """The JSON in a final answer: the first ```json fence's content (prose around it is ignored),
-    or the text without prose written after a complete JSON object or array."""
+    """The JSON in a final answer: the first ```json fence's content (prose around it is ignored; a fence
+    left open runs to the end), or the text without prose written after a complete JSON object or array."""
     body = text.strip()
     match = None if body[:1] in ("{", "[") else _FENCE.search(body)  # a JSON answer may quote a fence
     body = match.group(1).strip() if match else body
@@ -368,8 +375,8 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
         raise ValueError(f"not a valid JSON schema: {_one_line(err.message)[:300]}") from None
     except (AttributeError, TypeError, RecursionError) as err:  # a "$schema" that is not text; nesting too deep
         raise ValueError(f"not a valid JSON schema ({type(err).__name__}: {_one_line(str(err))[:200]})") from None
-    try:  # the developer message shows the schema as JSON: a set, a date or a 5000-digit number cannot be shown
-        json.dumps(schema)
+    try:  # the developer message shows the schema as JSON: a set, a date, a 5000-digit number, infinity cannot be shown
+        json.dumps(schema, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"not a valid JSON schema: {_one_line(str(err))[:200]}") from None
     if _has_key(schema, "unevaluatedProperties") and _has_key(schema, "patternProperties"):
@@ -411,9 +418,11 @@ def _strict_json(body: str) -> Any:
 
 def json_value(text: str) -> Any:
     """`text` as JSON has it (ValueError or RecursionError otherwise): Python's json module also reads NaN,
-    Infinity and 1e999 (as inf), which are not JSON and which a model's answer or arguments must not carry,
-    and keeps the last of a key given twice, where a reader of the text (the approval card) sees the first."""
-    return json.loads(text, parse_constant=_not_json, parse_float=_finite, object_pairs_hook=_once_each)
+    Infinity and 1e999 (as inf), which are not JSON and which a model's answer or arguments must not carry
+    (nor 1 followed by 400 zeros, which pydantic's JSON reader makes inf), and keeps the last of a key given
+    twice, where a reader of the text (the approval card) sees the first."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite, parse_int=_whole,
+                      object_pairs_hook=_once_each)
 
 
 def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -433,6 +442,14 @@ def _finite(text: str) -> float:
     """A JSON number as a float; one too large for a float (1e999) is refused like Infinity."""
     value = float(text)
     if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+def _whole(text: str) -> int:
+    """A JSON integer; one too large for a float is refused like 1e999."""
+    value = int(text)
+    if abs(value) > sys.float_info.max:
         raise ValueError(f"the number {text[:40]} is too large")
     return value
 

@@ -367,6 +367,8 @@ def test_a_discriminated_union_names_no_inlined_definition():
     '```json {"items": ["eggs"]}```',
     '{"items": ["eggs"]}\n\nLet me know if you need more.',
     '```json\n{"items": ["eggs"]}\n```\n(prices vary)',
+    '```json\r\n{"items": ["eggs"]}\r\n```',       # Windows line ends
+    'Here is the list:\n```json\n{"items": ["eggs"]}',  # the fence never closed: the answer ended first
 ])
 def test_prose_around_the_json_answer_is_ignored(text):
     assert parse_final(text, ShoppingList) == ShoppingList(items=["eggs"])
@@ -453,7 +455,8 @@ class _Sample:
 
 
 @pytest.mark.parametrize("kind", [_Reading, _Sample, float], ids=["pydantic", "dataclass", "float"])
-@pytest.mark.parametrize("number", ["1e999", "-1e400"])
+@pytest.mark.parametrize("number", ["1e999", "-1e400", "1" + "0" * 400, "-1" + "0" * 400],
+                         ids=["1e999", "-1e400", "10**400", "-10**400"])
 def test_a_typed_format_refuses_a_number_too_large_for_a_float(kind, number):
     """pydantic's JSON parser read 1e999 as inf and the Reply carried value=inf; refused as the schema-dict path does."""
     text = number if kind is float else '{"value": %s}' % number
@@ -516,7 +519,8 @@ def test_unevaluated_properties_with_pattern_properties_is_refused_not_left_to_h
     {"type": "string", "default": {"a", "b"}},
     {"type": "string", "examples": [datetime.date(2026, 11, 25)]},
     {"type": "integer", "maximum": 10 ** 5000},
-], ids=["schema-int", "schema-list", "deep", "set", "date", "huge-int"])
+    {"type": "number", "maximum": math.inf},  # shown to the model as `"maximum":Infinity`, which is not JSON
+], ids=["schema-int", "schema-list", "deep", "set", "date", "huge-int", "infinity"])
 def test_a_hostile_schema_dict_is_a_one_line_turn_error(schema):
     with pytest.raises(ValueError, match="^not a valid JSON schema"):
         ResponseFormat.from_user(schema)

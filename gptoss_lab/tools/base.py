@@ -7,6 +7,7 @@ only asks the `Toolset` "who answers this recipient?" and never knows a tool's n
 """
 from __future__ import annotations
 
+import reprlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,19 +114,24 @@ class Toolset:
         tools: list[Tool] = []
         functions: dict[str, FunctionTool] = {}
         for item in items:
-            if isinstance(item, str):
-                if item in builtins:
-                    tools.append(builtins[item]())
+            name = item if isinstance(item, str) else None
+            if name is not None:
+                if name in builtins:
+                    tools.append(builtins[name]())
                     continue
-                if item not in namespace:
+                if name not in namespace:
                     known = ", ".join([*builtins, "or a function defined in this kernel"])
-                    raise ToolSpecError(f"unknown tool {item!r}: tools are {known}")
-                item = namespace[item]
+                    raise ToolSpecError(f"unknown tool {name!r}: tools are {known}")
+                item = namespace[name]
             if isinstance(item, Tool):
                 tools.append(item)
                 continue
             if not callable(item):
-                raise ToolSpecError(f"tool {item!r} is not callable; tools are {', '.join(builtins)} or functions")
+                # a variable by its name and type, an object by a short repr: a list's or a DataFrame's whole repr
+                # made this one-line error hundreds of thousands of characters long
+                shown = (f"{name!r} (a {type(item).__name__})" if name is not None
+                         else " ".join(reprlib.repr(item).split()))
+                raise ToolSpecError(f"tool {shown} is not callable; tools are {', '.join(builtins)} or functions")
             try:
                 function = item if isinstance(item, FunctionTool) else FunctionTool(item)
             except TypeError as err:

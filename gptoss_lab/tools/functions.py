@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import pydantic
 import typing_extensions
 from openai_harmony import ToolDescription
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..events import ToolCall
@@ -56,7 +57,7 @@ class FunctionTool:
             hints = typing.get_type_hints(described, include_extras=True)
         except Exception as err:  # a string annotation that does not name or parse: NameError, SyntaxError ...
             raise TypeError(f"{self.name}: cannot resolve a type annotation ({type(err).__name__}: {err})") from None
-        fixed = function.keywords if isinstance(function, functools.partial) else {}
+        fixed = _fixed(function)
         fields: dict[str, Any] = {}
         self._positional: list[tuple[str, Any]] = []  # positional-only parameters and their defaults
         for p in parameters:
@@ -112,10 +113,12 @@ class FunctionTool:
             # within the timeout too
             with deadline(timeout, stop):
                 try:
-                    raw = json_value(arguments) if arguments.strip() else {}
+                    text = arguments if arguments.strip() else "{}"
+                    raw = json_value(text)  # refuses NaN, 1e999 and a key given twice, which pydantic reads
                     if not isinstance(raw, dict):
                         raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
-                    kwargs = dict(self._arguments.validate_python(raw))
+                    # validated as JSON: a strict model takes "celsius" for an Enum, "2026-11-25" for a date
+                    kwargs = dict(self._arguments.validate_json(text))
                 except pydantic.ValidationError as err:
                     return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}",
                                       time.perf_counter() - start)
@@ -153,15 +156,38 @@ def _described(function: Callable[..., Any]) -> Callable[..., Any]:
     return function if inspect.isroutine(function) or inspect.isclass(function) else type(function).__call__
 
 
-def _bounded(value: Any) -> Any:
+def _fixed(function: Callable[..., Any]) -> set[str]:
+    """The parameters a partial set, also one inside a tool made a tool again (`tool(notify, name=...)`)."""
+    names: set[str] = set()
+    while isinstance(function, FunctionTool | functools.partial):
+        if isinstance(function, functools.partial):
+            names.update(function.keywords)
+        function = function.function if isinstance(function, FunctionTool) else function.func
+    return names
+
+
+def _bounded(value: Any, _within: set[int] | None = None) -> Any:
     """`value` with every iterator in it (also inside dicts, lists, tuples, sets, dataclasses and pydantic
     models) read into a list of at most MAX_ITEMS items: serializing `itertools.count()` would loop in C,
     where no timeout or Ctrl-C reaches, until memory runs out. A cut list ends with a string saying so.
-    What holds no iterator is returned as it is (a model keeps its own serializer)."""
+    What holds no iterator is returned as it is (a model keeps its own serializer), and so is a container
+    inside itself (`_within`: the ids of those being read), which JSON then names as a circular reference."""
+    within = set() if _within is None else _within
+    if id(value) in within:
+        return value
+    within.add(id(value))
+    try:
+        return _bounded_items(value, within)
+    finally:
+        within.discard(id(value))
+
+
+def _bounded_items(value: Any, within: set[int]) -> Any:
+    """`_bounded` for one value whose id is in `within`."""
     if isinstance(value, Iterator):
         items = list(itertools.islice(value, MAX_ITEMS + 1))
         more = [f"... (more items not read: the function returned an iterator; read {MAX_ITEMS})"]
-        return [_bounded(item) for item in items[:MAX_ITEMS]] + (more if len(items) > MAX_ITEMS else [])
+        return [_bounded(item, within) for item in items[:MAX_ITEMS]] + (more if len(items) > MAX_ITEMS else [])
     if isinstance(value, dict):
         pairs = list(value.items())
     elif isinstance(value, list | tuple | set | frozenset):
@@ -172,7 +198,7 @@ def _bounded(value: Any) -> Any:
         pairs = [(name, getattr(value, name)) for name in type(value).model_fields]
     else:
         return value
-    bounded = [(key, _bounded(item)) for key, item in pairs]
+    bounded = [(key, _bounded(item, within)) for key, item in pairs]
     if all(new is old for (_, new), (_, old) in zip(bounded, pairs)):
         return value
     return [item for _, item in bounded] if isinstance(value, list | tuple | set | frozenset) else dict(bounded)
@@ -181,15 +207,20 @@ def _bounded(value: Any) -> Any:
 def _field(annotation: Any, default: Any, documented: str | None) -> Any:
     """A parameter as a TypedDict entry: required or not, with the description (an `Annotated` text,
     else the docstring's) and the default the model is shown. The default is not given to pydantic:
-    a parameter left out gets the function's own default object."""
+    a parameter left out gets the function's own default object. A `Field` as the default (`limit: int =
+    Field(5, le=50)`, as pydantic.validate_call takes it) is pydantic's: its description, limits and default."""
     base, *metadata = typing.get_args(annotation) if typing.get_origin(annotation) is Annotated else (annotation,)
+    field = isinstance(default, FieldInfo)
+    if field:
+        metadata.append(default)
     text = next((m for m in metadata if isinstance(m, str)), documented)
     extra = None
-    if default is not inspect.Parameter.empty:
+    if default is not inspect.Parameter.empty and not field:
         with contextlib.suppress(PydanticSerializationError):
             extra = {"default": json_default(default)}
     described = Annotated[(base, pydantic.Field(description=text, json_schema_extra=extra), *metadata)]  # type: ignore[valid-type]
-    return (typing_extensions.Required if default is inspect.Parameter.empty else typing_extensions.NotRequired)[described]
+    required = default.is_required() if field else default is inspect.Parameter.empty
+    return (typing_extensions.Required if required else typing_extensions.NotRequired)[described]
 
 
 def tool(function: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:

@@ -1,0 +1,179 @@
+"""User functions, their arguments and return values, response formats and tool lists as a hostile or careless
+user or model gives them: each works as pydantic would have it, or is one short line, never a traceback."""
+from __future__ import annotations
+
+import datetime
+import enum
+import functools
+from typing import Annotated, Any
+
+import pydantic
+import pytest
+from typing_extensions import TypedDict
+
+from gptoss_lab import ReplayEngine, Session, tool
+from gptoss_lab.session import TurnError
+from gptoss_lab.tools.base import Toolset, ToolSpecError
+from gptoss_lab.tools.functions import FunctionTool
+
+
+class _Handle:
+    """Not something JSON can carry."""
+
+
+class Device(enum.Enum):
+    PRINTER = _Handle()
+
+
+Lookaround = Annotated[str, pydantic.StringConstraints(pattern=r"^(?=a)\w+$")]  # pydantic's regex has no look-around
+
+
+class Code(TypedDict):
+    code: Lookaround
+
+
+def _session(recording: str = "<|channel|>final<|message|>ok<|return|>", **kw: Any) -> Session:
+    return Session(ReplayEngine(recording), approval="auto", date="2026-11-25", **kw)
+
+
+def use_device(device: Device) -> str:
+    return "used"
+
+
+def check(code: Lookaround) -> str:
+    return "checked"
+
+
+@pytest.mark.parametrize("function,shown", [
+    (use_device, "use_device.device: unsupported type annotation <enum 'Device'> (Unable to serialize unknown type"),
+    (check, "check.code: unsupported type annotation"),
+], ids=["enum-of-objects", "look-around-pattern"])
+def test_a_parameter_type_pydantic_cannot_build_is_a_one_line_turn_error(function, shown):
+    """An Enum whose values JSON cannot write and a pattern pydantic's regex cannot compile raised pydantic's own
+    errors (PydanticSerializationError, SchemaError) out of `ask`, a traceback instead of a TurnError."""
+    with pytest.raises(TypeError, match="^" + shown.replace("(", r"\(").replace(".", r"\.")):
+        FunctionTool(function)
+    session = _session(namespace={function.__name__: function}, tools=[function.__name__])
+    with pytest.raises(TurnError) as err:
+        session.ask("Go.")
+    assert str(err.value).startswith(shown) and "\n" not in str(err.value) and len(str(err.value)) < 500
+
+
+def test_a_response_format_pydantic_cannot_build_is_a_one_line_turn_error():
+    with pytest.raises(TurnError) as err:
+        _session().ask("Go.", response_format=Code)
+    message = str(err.value)
+    assert message.startswith("response format: Code: unsupported type annotation"), message
+    assert "look-around" in message and "\n" not in message and len(message) < 500
+
+
+def test_a_return_value_that_holds_itself_says_the_function_ran():
+    """A tree whose nodes point back at their parent: the model was told RecursionError, as if the function had
+    failed (and may call it again), while it had run with all its side effects."""
+    sent = []
+
+    def send_report(to: str) -> dict:
+        sent.append(to)
+        root: dict[str, Any] = {"name": "root", "children": []}
+        root["children"].append({"name": "leaf", "parent": root})
+        return root
+
+    result = FunctionTool(send_report).call('{"to": "boss"}')
+    assert sent == ["boss"]
+    assert (result.status, result.output) == ("error", "Error: ValueError: the function ran, but JSON cannot write "
+                                                        "what it returned: Circular reference detected (id repeated)")
+
+
+@pytest.mark.parametrize("value,shown", [
+    (list(range(100_000)), "tool 'data' (a list) is not callable"),
+    ("line one\nline two", "tool 'data' (a str) is not callable"),
+])
+def test_a_variable_that_is_not_callable_is_named_on_one_short_line(value, shown):
+    """`tools=data` naming a big list (or a DataFrame) put its whole repr in the turn error: 688 936 characters."""
+    with pytest.raises(TurnError) as err:
+        _session(namespace={"data": value}).ask("Go.", tools="python,data")
+    message = str(err.value)
+    assert message.startswith(shown) and "\n" not in message and len(message) < 200, message[:300]
+
+
+def test_an_object_given_as_a_tool_is_shown_short_even_when_its_repr_fails():
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    for given in (Unprintable(), list(range(100_000))):
+        with pytest.raises(ToolSpecError) as err:
+            Toolset.resolve([given], {}, {"python": lambda: None})
+        message = str(err.value)
+        assert message.startswith("tool ") and " is not callable" in message and len(message) < 200, message[:300]
+
+
+class Units(enum.Enum):
+    C = "celsius"
+
+
+class Order(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(strict=True)
+    units: Units
+    day: datetime.date
+    items: tuple[int, int]
+
+
+def test_a_strict_model_takes_the_json_the_model_writes():
+    """Arguments were checked as Python objects: in strict mode an Enum, a date or a tuple is then only an instance
+    of it, so every call of this tool failed ("order.units: Input should be an instance of Units")."""
+    def place(order: Order, on: Annotated[datetime.date, pydantic.Strict()]) -> str:
+        return f"{order.units.name} {order.day} {order.items} {on}"
+
+    result = FunctionTool(place).call('{"order": {"units": "celsius", "day": "2026-11-25", "items": [1, 2]}, '
+                                      '"on": "2026-11-26"}')
+    assert (result.status, result.output) == ("done", '"C 2026-11-25 (1, 2) 2026-11-26"')
+    refused = FunctionTool(place).call('{"order": {"units": "celsius", "day": "2026-11-25", "items": ["1", 2]}, '
+                                       '"on": "2026-11-26"}')
+    assert (refused.status, refused.output) == ("error", "Error: ValidationError: order.items.0: Input should be a "
+                                                         "valid integer")
+
+
+def test_a_pydantic_field_as_default_describes_checks_and_fills_the_parameter():
+    """`limit: int = Field(5, le=50, ...)`, as pydantic.validate_call takes it: its description and limits were not
+    shown nor checked (500 ran), and a call leaving it out passed the FieldInfo object itself to the function."""
+    def search(query: str = pydantic.Field(description="What to look for."),
+               limit: int = pydantic.Field(5, ge=1, le=50, description="How many results.")) -> list:
+        return [query, limit]
+
+    search_tool = FunctionTool(search)
+    assert search_tool.parameters == {
+        "type": "object", "additionalProperties": False, "required": ["query"], "properties": {
+            "query": {"type": "string", "description": "What to look for."},
+            "limit": {"type": "integer", "description": "How many results.", "default": 5, "minimum": 1, "maximum": 50},
+        }}
+    assert search_tool.call('{"query": "cats"}').output == '["cats", 5]'
+    assert search_tool.call('{"query": "cats", "limit": 500}').output == (
+        "Error: ValidationError: limit: Input should be less than or equal to 50")
+    assert search_tool.call('{"limit": 2}').output == "Error: ValidationError: query: Field required"
+
+
+def test_an_integer_too_large_for_a_float_is_refused_like_1e999():
+    """pydantic's JSON reader makes a 400-digit integer inf: a float parameter must not get it."""
+    def scale(factor: float) -> float:
+        return factor
+
+    result = FunctionTool(scale).call('{"factor": 1%s}' % ("0" * 400))
+    assert (result.status, result.output) == ("error", f"Error: ValueError: the number 1{'0' * 39} is too large")
+    assert FunctionTool(scale).call('{"factor": 1%s}' % ("0" * 300)).output == "1e+300"
+
+
+def test_an_argument_a_partial_fixed_stays_fixed_when_its_tool_is_made_a_tool_again():
+    """`tool(notify, name=...)` of a tool made from `partial(send, to="boss")` showed `to` to the model, which could
+    then send to anyone."""
+    def send(message: str, to: str) -> str:
+        return f"sent {message!r} to {to}"
+
+    notify = tool(functools.partial(send, to="boss"), name="notify")
+    again = tool(notify, name="notify_boss", description="Tell the boss.")
+    assert again.parameters == notify.parameters == {
+        "type": "object", "additionalProperties": False, "required": ["message"],
+        "properties": {"message": {"type": "string"}}}
+    assert again.call('{"message": "hi", "to": "everyone@example.com"}').output == (
+        "Error: ValidationError: to: Extra inputs are not permitted")
+    assert again.call('{"message": "hi"}').output == "\"sent 'hi' to boss\""
