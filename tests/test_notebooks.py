@@ -157,3 +157,43 @@ def test_long_work_shows_plain_progress_on_stdout_that_a_saved_notebook_keeps(tm
               for cell in nb.cells]
     assert "Loading weights: 100%" in stdout[0] and "Loaded gpt-oss-tiny." in stdout[0], stdout[0]
     assert "Reading documents: 100%" in stdout[1] and "The browser reads 25 documents" in stdout[1], stdout[1]
+
+
+def _readme_section(title: str) -> str:
+    """The text of README.md from the heading `title` to the next heading."""
+    text = (NOTEBOOKS.parent / "README.md").read_text()
+    start = text.index(f"\n{title}\n")
+    return re.split(r"\n#{2,3} ", text[start + len(title) + 2:])[0]
+
+
+@pytest.mark.kernel
+def test_the_readme_in_a_notebook_cells_run_as_written_and_answer_right() -> None:
+    """A new user pastes the README's "In a notebook" cells as they are: `%gptoss load tiny   # comment` was an error
+    (line magics take the comment as arguments) and "data holds my measurements" had no `data` (tiny called a weather
+    function that does not exist). Only `--approve ask` becomes `auto`: nobody is there to click Run."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", _readme_section("## In a notebook"), flags=re.S)
+    cells = [b.replace("--approve ask", "--approve auto") for b in blocks[:2]]
+    assert cells[1].startswith("%%gptoss") and "--approve auto" in cells[1], cells
+    check = ("print(repr(_gptoss.final), _gptoss.errors)\n"
+             "assert f'{sum(data) / len(data):.2f}' in _gptoss.final, _gptoss.final")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [*cells, check]])
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True).execute()
+    errors = [f"{o.ename}: {o.evalue}" if o.output_type == "error" else o.text for c in nb.cells for o in c.outputs
+              if o.output_type == "error" or "UsageError" in o.get("text", "")]
+    assert not errors, f"the README's cells fail as written: {errors}"
+    assert "Loaded gpt-oss-tiny." in "".join(o.get("text", "") for o in nb.cells[0].outputs)
+
+
+def test_notebook_03_draws_the_approval_card_as_the_chat_view_shows_it() -> None:
+    """Notebook 03 draws an `ask` card in text for readers without the widget: its status and question are the chat
+    view's own words (it said "waiting for you"; the card says "waiting for approval"), and the box is closed."""
+    from gptoss_lab.widgets.transcript import STATUS_LABEL
+
+    cells = json.loads((NOTEBOOKS / "03_tools_in_the_kernel.ipynb").read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    card = next(block for block in re.findall(r"```\n(.*?)```", text, flags=re.S) if "▶ Run" in block)
+    assert f" {STATUS_LABEL['waiting']} ─┐" in card and "Run this code in your kernel?" in card, card
+    assert len({len(line) for line in card.splitlines()}) == 1, card
+    chat_js = (NOTEBOOKS.parent / "gptoss_lab" / "static" / "chat.js").read_text()
+    buttons = re.findall(r"\[ ([^\]]+?) \]", card)
+    assert buttons == ["▶ Run", "Always allow", "Edit", "Skip"] and all(f'"{b}"' in chat_js for b in buttons), buttons
