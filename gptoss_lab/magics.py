@@ -57,11 +57,29 @@ def _given(value: str) -> str:
 def _words(line: str, *, windows: bool = os.name == "nt") -> list[str]:
     """The magic line's words, split as a shell splits them (quotes group words); on Windows a backslash is a
     path's separator, not an escape: `%gptoss browse C:\\Users\\me\\docs` lost every one of them."""
-    lexer = shlex.shlex(line, posix=True)
+    lexer = shlex.shlex(_uncommented(line, windows=windows), posix=True)
     lexer.whitespace_split, lexer.commenters = True, ""
     if windows:
         lexer.escape = ""
     return list(lexer)
+
+
+def _uncommented(line: str, *, windows: bool) -> str:
+    """`line` up to a `#` that starts a word outside quotes, as a shell reads a comment: `%gptoss load tiny  # note`
+    took the note as arguments. A `#` inside a word (`instructions=#1`) or quotes is kept."""
+    quote, escaped = "", False
+    for i, char in enumerate(line):
+        if escaped:
+            escaped = False
+        elif char == "\\" and not windows and quote != "'":
+            escaped = True
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+    return line
 
 
 def _negative_ablate(words: list[str]) -> list[str]:

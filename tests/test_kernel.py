@@ -307,6 +307,20 @@ def test_an_empty_option_value_is_refused_not_ignored(kernel):
     assert out.strip() == "0"
 
 
+def test_a_comment_after_a_magic_line_is_a_comment(kernel):
+    """`%gptoss config effort=high   # think harder` took the comment as arguments (a UsageError), as did the README's
+    own `%gptoss load tiny   # or ...`; a `#` inside a word or quotes is still the value's."""
+    _, kc = kernel
+    run(kc, SETUP)
+    out, content = run(kc, "%gptoss config effort=high instructions='Be #1.'   # think harder\n"
+                           "print(s.settings.effort, s.settings.instructions)")
+    assert content["status"] == "ok" and out.split("\n")[-2] == "high Be #1.", out
+    out, content = run(kc, "%%gptoss --text --approve never -o answer  # no code runs\nWhat is the mean?\n")
+    assert content["status"] == "ok", out
+    out, _ = run(kc, "print(answer.final)")
+    assert out.strip() == "The mean is 6.0."
+
+
 def test_config_with_one_bad_value_changes_nothing(kernel):
     """`config threads=0 effort=high` refused threads but had already set effort=high; a huge thread
     count was a torch traceback."""

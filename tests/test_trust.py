@@ -685,3 +685,4 @@ def test_a_windows_path_on_the_magic_line_keeps_its_backslashes():
     assert _words(line, windows=True) == ["browse", r"C:\Users\me\docs", r"C:\Program Files\notes.txt",
                                           "--api-key-env", "KEY"]
     assert _words(r"load my\ model", windows=False) == ["load", "my model"]  # elsewhere as a shell splits it
+    assert _words(r'browse "C:\a #b" C:\c#d  # a comment', windows=True) == ["browse", r"C:\a #b", r"C:\c#d"]
