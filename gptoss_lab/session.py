@@ -552,6 +552,8 @@ class _Turn:
         call.status = "waiting"
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
+        if self.view.stop_requested:  # Stop pressed while the card waited: the turn ends, not a choice about the call
+            return _STOPPED_BEFORE
         if decision is None:
             self._warn(f"The {call.recipient} call was skipped: approval is required and nobody could approve it "
                        "(use approval='auto', or a view that can ask).")
@@ -617,7 +619,7 @@ class _Turn:
         """Stop button or kernel interrupt: keep what was generated, leave the conversation valid."""
         self.reply.interrupted = True
         self._keep_partial()
-        self._answer_unanswered("skipped", "Not run: the user stopped the turn before this call ran.")
+        self._answer_unanswered("skipped", _STOPPED_BEFORE)
         self._end_early("Stopped: the partial reply is kept.")
 
     def fail(self, err: Exception) -> None:
@@ -733,6 +735,9 @@ def _intervention(intervene: Any, engine: Engine) -> Iterator[None]:
         return
     with intervene.apply(engine):
         yield
+
+
+_STOPPED_BEFORE = "Not run: the user stopped the turn before this call ran."
 
 
 @contextlib.contextmanager

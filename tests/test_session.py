@@ -208,6 +208,20 @@ def test_a_ctrl_c_while_the_reply_is_being_kept_is_held_then_delivered_not_lost(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_stop_while_a_card_waits_tells_the_model_the_turn_was_stopped_not_that_the_call_was_declined():
+    """The chat view answers a waiting card with "no" when Stop is pressed: the model then read "the user chose not to
+    run this call" in the next turn, though the user had stopped the turn (a kernel interrupt said so already)."""
+    class StopsWhileAsked(Recorder):
+        def approve(self, call):
+            self.stop_requested = True
+            return False
+
+    s = session(CALL.format(code="print(1)") + FINAL.format(text="never reached"), approval="ask")
+    reply = s.ask("q", view=StopsWhileAsked())
+    assert reply.interrupted and reply.tool_calls[0].status == "skipped" and reply.final == ""
+    assert harmony.text_of(s.history[-1]) == "Not run: the user stopped the turn before this call ran."
+
+
 def test_new_starts_a_conversation_only_for_a_question_it_accepts():
     s = session(FINAL.format(text="first") + FINAL.format(text="second"))
     s.ask("one")
