@@ -299,7 +299,10 @@ def test_an_empty_option_value_is_refused_not_ignored(kernel):
     for cell, needle in (('%%gptoss --text --json ""\nhi', "%%gptoss --json: no variable named ''"),
                          ('%%gptoss --text --ablate ""\nhi', "--ablate needs LAYER:EXPERT pairs"),
                          ("%%gptoss --text --json '{\"type\": \"object\"}'\nhi",  # a schema written inline
-                          "it takes the name of a variable holding the schema (schema = {...} in a cell above")):
+                          "it takes the name of a variable holding the schema (schema = {...} in a cell above"),
+                         ("%%gptoss --text --max-tokens -3\nhi",  # named as the option, not the setting
+                          "%%gptoss: --max-tokens must be greater than or equal to 1, not -3 (see %%gptoss --help)"),
+                         ("%%gptoss --text --top-p 2\nhi", "%%gptoss: --top-p must be ")):
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
         assert needle in content["evalue"], (cell, content["evalue"])
