@@ -792,18 +792,16 @@ class Retokenizer:
         arriving = _SPELLING_ARRIVES.search(self._text)
         cut = arriving.start() if arriving else len(self._text)
         pieces = _pieces().findall(self._text[:cut])
-        stable = pieces[:-_HOLD]
+        held = range(max(len(pieces) - _HOLD, 0), len(pieces))
+        # a held piece that keeps growing settles the pieces before it (`a=xxx...`: held whole, it was re-scanned
+        # at every chunk), and its own start
+        growing = max((k for k in held if len(pieces[k]) >= 2 * _SETTLE), default=None)
+        stable = pieces[:held.start if growing is None else growing]
         for piece in stable:  # one at a time: re-splitting them joined could regroup whitespace
             out += self._ordinary_piece(piece)
         self._text = self._text[sum(map(len, stable)):]
-        held = pieces[len(stable):]
-        growing = [k for k, piece in enumerate(held) if len(piece) >= 2 * _SETTLE]  # a piece that keeps growing
-        if growing:  # the pieces before it are settled by it (`a=xxx...`: when it was the second, the held text grew)
-            k = growing[-1]
-            for piece in held[:k]:
-                out += self._ordinary_piece(piece)
-            self._text = self._text[sum(map(len, held[:k])):]
-            done = (len(held[k]) // _SETTLE - 1) * _SETTLE
+        if growing is not None:
+            done = (len(pieces[growing]) // _SETTLE - 1) * _SETTLE
             out += self._ordinary_piece(self._text[:done])
             self._text = self._text[done:]
         return out

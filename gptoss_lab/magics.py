@@ -93,10 +93,6 @@ def _negative_ablate(words: list[str]) -> list[str]:
     return out
 
 
-# the %%gptoss options that set a setting of another name, as their errors name them
-_CELL_OPTIONS = {"max_new_tokens": "--max-tokens", "top_p": "--top-p"}
-
-
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
                 "({name} inserts a variable's value, {{name}} writes {name} itself).",
@@ -305,10 +301,9 @@ class GptossMagics(Magics):
         try:  # said with the option's name: "--max-tokens must be ...", not the setting's "max_new_tokens"
             session.settings.replace(**overrides)
         except SettingsError as err:
-            text = str(err)
-            for setting, option in _CELL_OPTIONS.items():
-                text = f"{option}{text[len(setting):]}" if text.startswith(f"{setting} ") else text
-            raise UsageError(f"%%gptoss: {text} (see %%gptoss --help)") from None
+            setting, _, rest = str(err).partition(" ")
+            option = next((a.option_strings[0] for a in _cell_parser()._actions if a.dest == setting), setting)
+            raise UsageError(f"%%gptoss: {option} {rest} (see %%gptoss --help)") from None
         options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,
                    "intervene": intervene, **overrides}
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output))

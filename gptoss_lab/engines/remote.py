@@ -194,8 +194,8 @@ class RemoteEngine:
     `url` is the server root (`http://host:8000`, a trailing `/v1` is fine; `user:password@` is sent as basic
     auth, never shown). `api_key` (surrounding whitespace taken off) is sent as a bearer token; neither
     appears in the lab's errors, `url`, `name` or repr, even when the server quotes it; in the model's text one of
-    12+ characters is hidden (a server quoted it), a shorter one left (a word that is also the password). `verify` checks an https server's
-    certificate: True against the usual CAs, a CA bundle file's path (a self-signed or private CA's server), False
+    12+ characters is hidden (a server quoted it), a shorter one left (a word that is also the password).
+    `verify` checks an https server's certificate: True against the usual CAs, a CA bundle file's path (a self-signed or private CA's server), False
     (not checked), or an `ssl.SSLContext` (a client certificate). `model=None` takes the server's only model.
     Connection errors are retried `retries` times (waiting at most `_MAX_WAITING` s in all); `timeout` (seconds)
     bounds connecting (up to an answer's last header), each wait for the next streamed chunk and reading a whole

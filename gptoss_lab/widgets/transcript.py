@@ -20,8 +20,8 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import PROSE, demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, markdown_is_inert, \
-    reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
+from .sanitize import PROSE, demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, \
+    markdown_is_inert, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
 
 if TYPE_CHECKING:
     from ..events import Reply
