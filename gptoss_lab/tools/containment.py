@@ -69,6 +69,7 @@ import math
 import operator
 import os
 import select
+import selectors
 import signal
 import sys
 import threading
@@ -92,6 +93,8 @@ _HERE = sys._getframe().f_code.co_filename
 POLL = 0.02       # seconds between looks at a running worker
 GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as stuck
 POLITE = 0.1      # seconds during which a stop can be handled (cleanup in `finally` runs) before it is forced
+SETTLE = 0.25     # seconds at most that a run waits for the kernel's other threads to go idle before the code starts
+_SETTLE_LOOK = 0.002  # seconds between two looks at the other threads' stacks (`_settle`)
 STOP_POLL = 0.1   # seconds between asks of the view's Stop while a trusted function runs
 REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
 
@@ -321,7 +324,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
                     if not worker.go.is_set():  # set() runs threading's code, which needs the builtins the code may take
                         worker.go.set()
                     if not attacked:
-                        status = _watch(worker, ident, timeout, interrupts, stop)
+                        status = _watch(worker, ident, timeout, interrupts, stop, run)
                     _GUARDS.put_back(run)  # what runs from here on (threading's stops, contextlib's exits) needs them
                     if attacked or status in ("timeout", "interrupted"):  # the threads the code started go with it
                         with_ = Hijacked if attacked else _Interrupt if status == "interrupted" else ToolTimeout
@@ -344,9 +347,10 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
 
 
 def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts,
-           stop: Callable[[], bool]) -> Literal["done", "error", "timeout", "interrupted"]:
+           stop: Callable[[], bool], run: _Run) -> Literal["done", "error", "timeout", "interrupted"]:
     end = None if timeout is None else _monotonic() + timeout
     while _running(ident, worker):
+        _GUARDS.refill(run)  # first: stop() runs the kernel's code
         if interrupts.seen or stop():
             return "interrupted"
         left = POLL if end is None else min(POLL, end - _monotonic())
@@ -599,13 +603,14 @@ class _Run:
                 and type(t) is not _Worker and type(t) is not threading._DummyThread and t is not _GUARDS.reaper}
 
 
-def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = False) -> None:
-    """`table[key] = value` where the code changed it (with `if_there`: only where the key is still there). A key
-    of the code's whose __eq__ raises as this one is looked up leaves that entry as the code left it, and the rest
-    is put back all the same (the error stopped the clean-up, and the watcher retried it for good)."""
+def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = False, if_gone: bool = False) -> None:
+    """`table[key] = value` where the code changed it (with `if_there`: only where the key is still there; with
+    `if_gone`: only where it is not). A key of the code's whose __eq__ raises as this one is looked up leaves that
+    entry as the code left it, and the rest is put back all the same (the error stopped the clean-up, and the
+    watcher retried it for good)."""
     try:
         now = table.get(key, table)
-        if now is not value and not (if_there and now is table):
+        if now is not value and not (if_there and now is table) and not (if_gone and now is not table):
             table[key] = value
     except Exception:
         pass
@@ -648,6 +653,8 @@ class _Guards:
         """The guards installed, output routed and `exit`/`quit` in `namespace` refused, for one run."""
         with self.lock:
             if not self.runs:
+                _flush_streams()
+                _settle()
                 if output is not None and os.name == "posix":
                     with contextlib.suppress(OSError):   # 1 or 2 closed (a daemon): nothing to send there
                         self.descriptors = _Descriptors(self._write_output)
@@ -704,15 +711,29 @@ class _Guards:
         with self.lock:
             self._put_back(kept, kept_modules, kept_hooks, kept_finders)
 
+    def refill(self, run: _Run) -> None:
+        """While the code runs: the builtins and attributes of `sys`, `threading`, `os` ... that it deleted, back
+        within POLL. The kernel's other threads share them: `vars(builtins).clear()` left there for the whole run
+        ended its output thread and its history saver the next time they woke (every name, `Exception` in an
+        `except` clause too, was gone). What the code replaced stays until the run ends, as the code may rely on it."""
+        with self.lock:
+            self._put_back_attributes(run.kept[0], if_gone=True)
+
+    def _put_back_attributes(self, kept: list[dict[str, Any]], *, if_gone: bool = False) -> None:
+        """The `_KEPT` modules' attributes as they were when the run began (with `if_gone`: only those taken out);
+        where a stand-in is installed, the stand-in, never the original it guards (`del os._exit`, then
+        `os._exit(1)`, would end the kernel)."""
+        for (owner, attributes), before in zip(_KEPT, kept):
+            guarded = {name: stand_in for installed, name, _, stand_in in self.installed if installed is owner}
+            for name, value in before.items():
+                _restore(attributes, name, guarded.get(name, value), if_gone=if_gone)
+
     def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any],
                   kept_hooks: list[tuple[list[Any], list[Any]]], kept_finders: dict[Any, Any]) -> None:
         for hooks, before in kept_hooks:
             if any(not any(now is then for now in hooks) for then in before):  # the code took one out
                 hooks[:] = before + [now for now in hooks if not any(now is then for then in before)]
-        for (owner, attributes), before in zip(_KEPT, kept):
-            guarded = {name: stand_in for installed, name, _, stand_in in self.installed if installed is owner}
-            for name, value in before.items():
-                _restore(attributes, name, guarded.get(name, value))
+        self._put_back_attributes(kept)
         for name, module in kept_modules.items():
             _restore(_modules, name, module)
         finders = sys.path_importer_cache  # the kernel's again, were it rebound
@@ -959,9 +980,6 @@ class _Descriptors:
     they are put back the pipe closes: a child left writing (`Popen(["yes"])`) gets EPIPE, not the notebook."""
 
     def __init__(self, sink: Callable[[str], None]) -> None:
-        for stream in (sys.__stdout__, sys.__stderr__):   # what was written before the runs stays out of them
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                stream.flush()
         self._sink, self._decode = sink, codecs.getincrementaldecoder("utf-8")(errors="replace").decode
         out = _dup(1)
         try:
@@ -1032,6 +1050,41 @@ class _Descriptors:
 
 
 _STREAMS = ("stdout", "stderr", "__stdout__", "__stderr__")  # __stdout__: the process's, unbounded in a kernel
+
+
+def _flush_streams() -> None:
+    """What was written before the runs goes out now: it stays out of their output, and ipykernel's flush waits
+    until its output thread has sent everything queued (displays too), so that thread is asleep when the code
+    starts, not half-way through a message when the code takes the builtins it needs."""
+    for name in _STREAMS:
+        with contextlib.suppress(Exception):
+            getattr(sys, name).flush()
+
+
+_SELECTS = {cls.select.__code__ for cls in vars(selectors).values()  # an event loop's wait (asyncio's, tornado's)
+            if isinstance(cls, type) and issubclass(cls, selectors.BaseSelector) and "select" in vars(cls)}
+
+
+def _settle(bound: float = SETTLE) -> None:
+    """Wait (at most `bound` seconds) until the process's other threads are asleep, with no event loop's timer
+    due meanwhile: what the code may do to the builtins and modules they share (`vars(builtins).clear()`) lasts
+    until the watcher's next look, and a thread that runs then (the kernel's output thread sending, its history
+    saver writing) fails and ends. Asleep: the same frame at the same instruction in two looks, _SETTLE_LOOK apart."""
+    end, seen, me = _monotonic() + bound, {}, _get_ident()
+    while _monotonic() < end:
+        now = {ident: (frame, frame.f_lasti) for ident, frame in _current_frames().items() if ident != me}
+        if now == seen and not any(_due(frame, end - _monotonic()) for frame, _ in now.values()):
+            return
+        seen = now
+        _sleep(_SETTLE_LOOK)
+
+
+def _due(frame: Any, within: float) -> bool:
+    """An event loop's thread waiting with a timer due within `within` seconds."""
+    if frame.f_code not in _SELECTS:
+        return False
+    timeout = frame.f_locals.get("timeout")
+    return type(timeout) in (int, float) and 0 <= timeout <= within  # type(): asks a code's object nothing
 
 
 def _route(output: TextIO) -> dict[str, Any]:
