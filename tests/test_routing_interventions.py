@@ -3,10 +3,13 @@ gpt-oss-tiny (greedy): a no-op changes nothing, an ablation changes the answers,
 never shared between the two, and the comparison cell measures it."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from gptoss_lab import harmony
 from gptoss_lab.engines.hooks import LayerEdit
 from gptoss_lab.routing import Intervention, Routing, disable, force, parse_ablate, top_k
 from gptoss_lab.settings import SettingsError
@@ -258,6 +261,27 @@ def test_token_effect(session):
     records = [Routing(), reply.routing.select(slice(0, 1)), reply.routing.select(slice(0, 3))]
     short = top_k(2).token_effect(session, records)
     assert short["document"].tolist() == [2, 2] and short["position"].tolist() == [1, 2]  # an empty text has no rows
+
+
+@pytest.mark.parametrize("records, message", [
+    ([True, False, True], "token ids are whole numbers, not True"),  # were tokens 1, 0, 1
+    ([[1.7, 2, 3]], "token ids are whole numbers, not 1.7"),  # was token 1
+    (np.array([1.5, 2.0]), "token ids are whole numbers, not np.float64(1.5)"),  # "'numpy.float64' is not iterable"
+    (b"abc", "not b'abc' (bytes)"),  # were tokens 97, 98, 99
+    (5, "not 5 (int)"),  # "object of type 'int' has no len()"
+    ({1: 2, 3: 4}, "several Routings (a Corpus, a list), not a dict"),  # KeyError: 0
+    ([[1, 2, 3], "ab"], "not 'ab' (str) among them"),  # "invalid literal for int() with base 10: 'a'"
+])
+def test_token_effect_refuses_records_that_are_no_token_ids_in_one_line(session, records, message):
+    with pytest.raises(TypeError, match=re.escape(message)) as error:
+        top_k(2).token_effect(session, records)
+    assert "\n" not in str(error.value)
+
+
+def test_token_effect_takes_a_generator_of_records(session):
+    ids = harmony.encode_text("The quick brown fox jumps over the lazy dog.")
+    table = top_k(2).token_effect(session, (list(ids) for _ in range(2)))  # "object of type 'generator' has no len()"
+    assert table["document"].value_counts().to_dict() == {0: len(ids) - 1, 1: len(ids) - 1}
 
 
 def test_interventions_need_a_model_in_the_kernel():

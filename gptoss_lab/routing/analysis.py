@@ -12,9 +12,12 @@ never counted.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+import reprlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from numbers import Number
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from .record import Routing
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 _CHUNK = 1 << 16  # tokens per step (at top-4 where a step's temporaries grow with k², see `_step`)
 _CELLS = 1 << 24  # counts of an experts × experts analysis at most (128 MiB); past it, one counts a subset
 
@@ -137,6 +141,55 @@ def whole(value: Any, name: str) -> int:
     return int(value)
 
 
+def flag(value: Any, name: str) -> bool:
+    """`value` as a bool: a one-line TypeError for anything else ("no" was True, None False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return bool(value)
+
+
+def _records(count: int) -> Callable[[_F], _F]:
+    """An analysis whose first `count` arguments must be Routings, refused otherwise in one TypeError: a Corpus
+    failed deep inside ("'Corpus' object has no attribute 'layers'"), and given to agreement it said the
+    tokens differ."""
+    def wrap(function: _F) -> _F:
+        names = function.__code__.co_varnames[:count]
+
+        @functools.wraps(function)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            from .record import Routing
+
+            for value in (*args[:count], *(kwargs[name] for name in names[len(args):] if name in kwargs)):
+                if not isinstance(value, Routing):
+                    raise TypeError(_not_a_record(function.__name__, value, count))
+            return function(*args, **kwargs)
+        return checked  # type: ignore[return-value]
+    return wrap
+
+
+def _not_a_record(name: str, value: Any, count: int) -> str:
+    """The one line saying that `name` takes Routings, what was given instead and how to get one from it."""
+    from .corpus import Corpus
+
+    if isinstance(value, Corpus):
+        hint = ": pass corpus.combined (all its texts as one record) or corpus[i] (text i)"
+    elif isinstance(value, (list, tuple)):
+        hint = ": give the records one at a time"
+    else:
+        hint = ""
+    return f"{name} takes {'two Routing records' if count == 2 else 'a Routing record'}, not {described(value)}{hint}"
+
+
+def described(value: Any) -> str:
+    """What a user gave, in a few words for a one-line error: a short repr of plain data, else its type."""
+    plain = (Number, str, bytes, np.generic)
+    if value is None:
+        return "None"
+    if isinstance(value, plain) or (isinstance(value, (list, tuple)) and all(isinstance(v, plain) for v in value)):
+        return f"{reprlib.repr(value)} ({type(value).__name__})"
+    return f"a {type(value).__name__}"
+
+
 def check_layer(routing: Routing, layer: int) -> None:
     """Refuse, in one line, a layer index this record does not have."""
     if not 0 <= whole(layer, "layer") < routing.layers:
@@ -177,6 +230,8 @@ def _label_codes(routing: Routing, labels: Sequence[str] | None) -> tuple[np.nda
     """(code per token, label names) from the routing's own labels or a per-token sequence given."""
     if labels is None:
         return routing.label_codes, routing.label_names
+    if isinstance(labels, str):  # one label per character, then "Categorical input must be list-like"
+        raise TypeError("labels is a list of one label per token, not one text: labels=[label] * len(routing)")
     if len(labels) != len(routing):  # a Categorical too: extra labels were ignored, too few an IndexError
         raise ValueError(f"{len(labels)} labels for {len(routing)} tokens: give one label per token")
     if isinstance(labels, pd.Categorical):
@@ -194,6 +249,7 @@ def _present(codes: np.ndarray, names: list[str]) -> list[int]:
 # ---------------------------------------------------------------- load, co-activation, entropy, compare
 
 
+@_records(1)
 def load(routing: Routing, channel: str | None = None) -> Load:
     """Per-layer expert load over all tokens, or over the tokens of one label (Harmony channel)."""
     mask = None if channel is None else routing.mask(channel)
@@ -207,12 +263,14 @@ def load(routing: Routing, channel: str | None = None) -> Load:
     return Load(counts, _normalise(counts))
 
 
+@_records(1)
 def channel_load(routing: Routing) -> dict[str, Load]:
     """Expert load of each label present (analysis vs final vs tool ...), in order of appearance."""
     names = routing.label_names
     return {names[code]: load(routing, names[code]) for code in _present(routing.label_codes, names)}
 
 
+@_records(1)
 def coactivation(routing: Routing, layer: int | None = None, experts: Sequence[int] | None = None) -> np.ndarray:
     """[experts, experts] counts of tokens that chose both experts together (one layer, or all
     layers summed); the diagonal counts how often each expert was chosen. `experts` (ids) counts
@@ -235,11 +293,13 @@ def coactivation(routing: Routing, layer: int | None = None, experts: Sequence[i
     return table
 
 
+@_records(1)
 def entropy(routing: Routing) -> np.ndarray:
     """Entropy (bits) of each layer's expert load: log2(experts) is perfectly balanced, 0 one expert."""
     return _entropy(load(routing).share)
 
 
+@_records(2)
 def compare(a: Routing, b: Routing, top: int = 10) -> Comparison:
     """Contrast two routings' expert usage layer by layer (e.g. two prompts on the same model)."""
     _same_shape(a, b)
@@ -258,6 +318,7 @@ def _same_shape(a: Routing, b: Routing) -> None:
                          f"{b.layers}×{b.num_experts} (layers × experts)")
 
 
+@_records(1)
 def to_frame(routing: Routing) -> pd.DataFrame:
     """A tidy table, one row per (token, layer, rank)."""
     n, layers, k = routing.experts.shape
@@ -294,6 +355,7 @@ def _ranks(groups: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return order, np.arange(len(order)) - np.searchsorted(ordered, ordered)
 
 
+@_records(1)
 def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: str = "count",
                min_count: int = 1) -> Table:
     """For each expert (of one layer, or of every layer), the `n` token ids it is chosen for most.
@@ -332,6 +394,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     return result_table(frame, "top_tokens")
 
 
+@_records(1)
 def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     """How much each token id's routing is fixed by the id itself rather than by its context.
 
@@ -385,6 +448,7 @@ def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np
     return total.reshape(len(present), layers, size)[..., 1:]
 
 
+@_records(1)
 def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     """Expert load per label and layer: rows (label, layer), columns experts, values the share of
     that label's top-k picks in that layer. Labels are the routing's own (Harmony channels) or one
@@ -404,6 +468,7 @@ def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     return table
 
 
+@_records(1)
 def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     """Per layer, how differently the labels are routed (bits): `jsd` is the generalised
     Jensen–Shannon divergence of the labels' expert loads, weighted by their token counts (the
@@ -427,6 +492,7 @@ def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> T
 # ---------------------------------------------------------------- transitions, hot and cold experts
 
 
+@_records(1)
 def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True, normalize: bool = False,
                 experts: Sequence[int] | None = None) -> Table:
     """How often expert i in layer l is followed by expert j in layer l+1 (rows i, columns j).
@@ -435,6 +501,7 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     in the two layers. One layer gives an experts × experts table, `layer=None` every layer's (rows
     indexed by (layer, expert)). `normalize=True` turns counts into P(next | expert). `experts` (ids)
     counts among those only (needed for models with thousands of experts)."""
+    top1, normalize = flag(top1, "top1"), flag(normalize, "normalize")
     if routing.layers < 2:
         raise ValueError("transitions need at least two layers")
     last = routing.layers - 2
@@ -462,6 +529,7 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0, measure=measure)
 
 
+@_records(1)
 def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
     """Per layer: the busiest and the least used expert with their shares of the top-k picks, how
     many experts were never chosen, the share the `top` busiest experts take (default: a tenth of
@@ -526,6 +594,7 @@ def _top1(experts: np.ndarray) -> np.ndarray:
     return experts[..., 0] if experts.shape[-1] else np.full(experts.shape[:-1], -1, experts.dtype)
 
 
+@_records(2)
 def agreement(a: Routing, b: Routing) -> Table:
     """Per layer, how alike two records of the same tokens are routed (two checkpoints, bf16 vs
     MXFP4, two reasoning efforts, with and without an intervention): `overlap` is the mean share of
@@ -546,6 +615,7 @@ def agreement(a: Routing, b: Routing) -> Table:
     return result_table(frame, "agreement")
 
 
+@_records(2)
 def route_changes(a: Routing, b: Routing) -> Table:
     """Per token of two records of the same tokens: in how many layers its top-k set and its top-1
     expert differ, with the token's text and label; `.plot()` marks the changed cells."""
@@ -604,6 +674,7 @@ class ExpertCard:
                 f"top tokens {tokens or '-'})")
 
 
+@_records(1)
 def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> ExpertCard:
     """The `ExpertCard` of `expert` in `layer`: top `n` tokens, load by label, transitions."""
     if not 0 <= whole(layer, "layer") < routing.layers or not 0 <= whole(expert, "expert") < routing.num_experts:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import harmony
 from ..widgets import text_bar
-from .analysis import whole
+from .analysis import described, whole
 from .record import RecordWriter, Routing, check_vocabulary, check_weights, read_record, token_labels
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
@@ -33,6 +33,9 @@ class Corpus(Sequence[Routing]):
 
     def __init__(self, combined: Routing, offsets: Sequence[int], doc_labels: Sequence[str | None] | None = None,
                  meta: dict[str, Any] | None = None) -> None:
+        if not isinstance(combined, Routing):  # a list of records was "offsets must rise from 0 to 2"
+            raise TypeError(f"a Corpus is all its texts' tokens as one Routing and where each text starts (offsets), "
+                            f"not {described(combined)}: route(texts, model) makes one")
         self.combined = combined
         given = np.asarray(offsets)
         if given.size and given.dtype.kind not in "iu":  # 1.5 was cut to 1: another split into texts
@@ -41,6 +44,8 @@ class Corpus(Sequence[Routing]):
         ends = self.offsets[[0, -1]].tolist() if self.offsets.ndim == 1 and len(self.offsets) else None
         if ends != [0, len(combined)] or (np.diff(self.offsets) < 0).any():  # a text past the end was cut short
             raise ValueError(f"offsets must rise from 0 to {len(combined)}, the tokens of combined")
+        if isinstance(doc_labels, str):  # one label per character, as route() refuses
+            raise TypeError("doc_labels is a list of one label per text, not one text: [label] * len(texts)")
         doc_labels = [None] * len(self) if doc_labels is None else doc_labels
         if len(doc_labels) != len(self):
             raise ValueError(f"{len(doc_labels)} labels for {len(self)} texts: give one label per text")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from numbers import Number
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,10 +24,11 @@ import pandas as pd
 from .. import harmony
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
 from ..settings import SettingsError
-from .analysis import Table, result_table, whole
+from .analysis import Table, described, flag, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
+_SHOWN = 2000  # characters of each answer an Effect's display shows: a long answer filled the output twice
 _ITEM = re.compile(r"^\s*(\*|-?\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
 
 
@@ -40,6 +42,8 @@ class Intervention:
     edits: tuple[tuple[int | None, LayerEdit], ...] = ()
 
     def __or__(self, other: Intervention) -> Intervention:
+        if not isinstance(other, Intervention):  # "'int' object has no attribute 'edits'"
+            return NotImplemented
         merged: dict[int | None, LayerEdit] = dict(self.edits)
         for layer, edit in other.edits:
             merged[layer] = _merge(merged[layer], edit, layer) if layer in merged else edit
@@ -49,6 +53,7 @@ class Intervention:
         """Per-layer edits for a model of `layers` layers (edits for every layer merged into each; a negative
         layer counts from the last, as in Python)."""
         plan: dict[int, LayerEdit] = {}
+        layers = whole(layers, "layers")  # 2.5 made a plan of layer 0.0
         for layer, edit in self.edits:
             if layer is not ALL and not -layers <= layer < layers:
                 raise ValueError(f"this model has layers 0..{layers - 1} (-1 = the last): there is no layer {layer}")
@@ -93,15 +98,12 @@ class Intervention:
         `records`: a Routing (e.g. a reply's), token ids, or several Routings (a Corpus, a list: one
         forward pass each, rows tagged by `document`; one of fewer than two tokens has none).
         `.plot(by="label")`: the mean change per group."""
-        if isinstance(records, str):  # would be read as one "token id" per character
-            raise TypeError("token_effect takes a Routing, token ids or several Routings, not text: "
-                            "route it first (route([text], model)) or pass harmony.encode_text(text)")
+        documents = _documents(records)
         _, model = model_of(target)
         plan = self.check(model)
-        single = isinstance(records, Routing) or (len(records) > 0 and isinstance(records[0], (int, np.integer)))
         frames = []
-        for document, record in enumerate([records] if single else records):
-            ids = record.tokens.tolist() if isinstance(record, Routing) else [int(t) for t in record]
+        for document, record in enumerate(documents):
+            ids = record.tokens.tolist() if isinstance(record, Routing) else record
             check_vocabulary(ids, int(getattr(model.config, "vocab_size", harmony.VOCAB_SIZE)))
             if len(ids) < 2:  # no token to predict (an empty text, one token): no rows
                 continue
@@ -134,6 +136,34 @@ class Intervention:
         return "; ".join(parts) or "no change"
 
 
+def _documents(records: Any) -> list[Routing | list[int]]:
+    """token_effect's `records` as documents (Routings or lists of token ids), or a one-line TypeError for what is
+    none: True was token 1, 1.7 token 1, b"ab" tokens 97 and 98, a float "not iterable", a generator "no len()"."""
+    if isinstance(records, Routing):
+        return [records]
+    if isinstance(records, str):  # would be read as one "token id" per character
+        raise TypeError("token_effect takes a Routing, token ids or several Routings, not text: "
+                        "route it first (route([text], model)) or pass harmony.encode_text(text)")
+    if isinstance(records, (bytes, Mapping)) or not isinstance(records, Iterable):
+        raise TypeError(f"token_effect takes a Routing, token ids or several Routings (a Corpus, a list), "
+                        f"not {described(records)}")
+    records = list(records)  # a generator of Routings too
+    if records and isinstance(records[0], (Number, np.number, np.bool_)):  # one document of ids
+        records = [records]
+    return [record if isinstance(record, Routing) else _document_ids(record) for record in records]
+
+
+def _document_ids(record: Any) -> list[int]:
+    """A document given as token ids, as a list of ints (each a whole number, not a bool or a float)."""
+    if isinstance(record, (str, bytes, Mapping)) or not isinstance(record, (Sequence, np.ndarray)):
+        raise TypeError(f"token_effect takes a Routing, token ids or several Routings, "
+                        f"not {described(record)} among them")
+    for token in record:
+        if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
+            raise TypeError(f"token ids are whole numbers, not {token!r}")
+    return [int(token) for token in record]
+
+
 def _merge(mine: LayerEdit, edit: LayerEdit, layer: int | None) -> LayerEdit:
     """Two edits of one layer as one; refuses contradictions (two top-k values, two ways to disable)."""
     if mine.top_k and edit.top_k and mine.top_k != edit.top_k:
@@ -162,13 +192,26 @@ def _per_layer(spec: Mapping[int | None, Iterable[int] | int] | Iterable[tuple[i
     """{layer: experts} from a mapping, (layer, expert) pairs, or "L:E,..." text."""
     if isinstance(spec, str):
         return {layer: edit.disabled for layer, edit in parse_ablate(spec).edits}
+    if not isinstance(spec, Iterable):  # "'int' object is not iterable"
+        raise TypeError(f"experts are given as {{layer: [experts]}}, [(layer, expert), ...] or \"L:E,...\" text, "
+                        f"not {described(spec)}")
     out: dict[int | None, set[int]] = {}
-    items = spec.items() if isinstance(spec, Mapping) else spec
-    for layer, experts in items:
+    for item in spec.items() if isinstance(spec, Mapping) else spec:
+        if isinstance(item, (str, bytes)) or not isinstance(item, (Sequence, np.ndarray)) or len(item) != 2:
+            raise TypeError(f"experts are given as (layer, expert) pairs, not {described(item)}: "  # "cannot unpack"
+                            f"e.g. [(1, 3), (2, 5)] or {{1: [3], 2: [5]}}")
+        layer, experts = item
         experts = [experts] if isinstance(experts, str) or not isinstance(experts, Iterable) else experts
-        out.setdefault(None if layer is None else whole(layer, "layer"), set()).update(
-            whole(e, "expert") for e in experts)
+        out.setdefault(None if layer is None else whole(layer, "layer"), set()).update(map(_expert, experts))
     return {layer: frozenset(experts) for layer, experts in out.items()}
+
+
+def _expert(value: Any) -> int:
+    """An expert id, refused in one line unless a whole number from 0 to MAX_EXPERT (-1 was accepted here and
+    refused only when applied, where "-1 = the last" holds for layers, not experts)."""
+    if not 0 <= whole(value, "expert") <= MAX_EXPERT:
+        raise ValueError(f"expert ids go from 0 to {MAX_EXPERT} at most, not {value}")
+    return int(value)
 
 
 def disable(spec: Any, *, replace: bool = True) -> Intervention:
@@ -176,6 +219,7 @@ def disable(spec: Any, *, replace: bool = True) -> Intervention:
     "L:E,..." (layer `None` or "*" = every layer, -1 the last). `replace=True`: the router's next choice takes
     the place (renormalised over the new top-k); `replace=False`: the slot stays empty and the other
     gate weights are renormalised."""
+    replace = flag(replace, "replace")  # "no" was True, None False
     return Intervention(tuple((layer, LayerEdit(disabled=experts, replace=replace))
                               for layer, experts in _per_layer(spec).items()))
 
@@ -191,6 +235,8 @@ def top_k(k: int, layers: Iterable[int] | None = None) -> Intervention:
     k = whole(k, "top-k")
     if k < 1:
         raise ValueError(f"top-k must be at least 1, not {k}")
+    if layers is not None and (isinstance(layers, str) or not isinstance(layers, Iterable)):  # "'int' is not iterable"
+        raise TypeError(f"layers is a list of layers (e.g. [0, 5]), not {described(layers)}")
     return Intervention(tuple((layer, LayerEdit(top_k=k)) for layer in
                               ([ALL] if layers is None else [whole(layer, "layer") for layer in layers])))
 
@@ -248,6 +294,8 @@ class Effect:
 
     def changed_tokens(self, n: int = 20) -> pd.DataFrame:
         """The tokens whose route changed in the most layers (answer tokens first among equals)."""
+        if whole(n, "n") < 0:  # -1 dropped the last row, as head(-1) does
+            raise ValueError(f"n (the tokens shown) must be at least 0, not {n}")
         frame = self.changes[self.changes["layers_changed"] > 0]
         frame = frame.assign(answer=frame["label"] == "final")
         return frame.sort_values(["layers_changed", "answer", "top1_changed"], ascending=False).head(n)
@@ -260,7 +308,7 @@ class Effect:
 
     def __repr__(self) -> str:
         lines = [f"Intervention: {self.intervention.describe()}",
-                 f"without: {self.baseline.final!r}", f"with:    {self.intervened.final!r}",
+                 f"without: {_short(self.baseline.final)!r}", f"with:    {_short(self.intervened.final)!r}",
                  self.probabilities.to_string(float_format=lambda x: f"{x:.4g}")]
         lines.append(self._summary())
         return "\n".join(lines)
@@ -279,18 +327,23 @@ class Effect:
                        f"<td>{int(r.layers_changed)}</td><td>{int(r.top1_changed)}</td></tr>" for i, r in moved.iterrows())
         return (f"<div><b>Intervention</b>: {e(self.intervention.describe())}"
                 f"<table><tr><th></th><th>answer</th></tr>"
-                f"<tr><td>without</td><td>{e(self.baseline.final)}</td></tr>"
-                f"<tr><td>with</td><td>{e(self.intervened.final)}</td></tr></table>"
+                f"<tr><td>without</td><td>{e(_short(self.baseline.final))}</td></tr>"
+                f"<tr><td>with</td><td>{e(_short(self.intervened.final))}</td></tr></table>"
                 f"{self.probabilities.to_html(float_format=lambda x: f'{x:.4g}')}"
                 f"<p>{e(self._summary())}.</p>"
                 f"<table><tr><th>position</th><th>token</th><th>label</th><th>layers changed</th>"
                 f"<th>top-1 changed</th></tr>{rows}</table></div>")
 
 
+def _short(answer: str) -> str:
+    """An answer as an Effect shows it: at most `_SHOWN` characters (each Reply keeps all of it)."""
+    return answer if len(answer) <= _SHOWN else f"{answer[:_SHOWN]}… ({len(answer):,} characters in all)"
+
+
 def _compare(intervention: Intervention, session: Any, prompt: str, options: dict[str, Any]) -> Effect:
-    engine, model = model_of(session)
-    if engine is None or not callable(getattr(session, "ask", None)):
-        raise TypeError("compare needs a Session (it asks the question twice)")
+    engine, model = model_of(session) if callable(getattr(session, "ask", None)) else (None, None)
+    if engine is None:  # a Corpus or a record said "this needs a gpt-oss model in this kernel"
+        raise TypeError(f"compare needs a Session (it asks the question twice), not {described(session)}")
     plan = intervention.check(model)
     quiet = SimpleNamespace(stop_requested=False, handle=lambda event: None, approve=lambda call: None)  # shows nothing
     options = {"temperature": 0, **options, "routing": True, "view": quiet}

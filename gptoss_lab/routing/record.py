@@ -30,6 +30,7 @@ MAX_EXPERT = 32767  # expert ids are int16
 MAX_LAYERS = 1024  # layers of a record at most (models have tens): an 843-byte record folder saying 10**6 made
                    # its load() take 145 MB, and a view lists every layer in its menu
 MAX_TOP_K = 256  # experts a token picks per layer at most (models pick 1-16): co-activation counts k² pairs
+_REPR_LABELS = 8  # labels a record's repr names at most (the rest are counted)
 MAX_LABEL = 100  # characters of a label: a view sends each token's (a 10,000-character one: 200 MB for 20,000 tokens)
 _SERIALS = itertools.count()  # a record's contents' number: a new one after each change
 _PART_VIEWS: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()  # see Routing.view
@@ -230,6 +231,14 @@ class Routing:
         if isinstance(which, (int, np.integer)):  # "object of type 'numpy.int32' has no len()"
             raise TypeError(f"select takes a slice, a boolean mask or token positions, not {which!r}: "
                             f"select([{which!r}]) is the record of that one token")
+        if not isinstance(which, slice):  # numpy said "only integers, slices (`:`), ellipsis ... are valid indices"
+            given, which = which, np.asarray(which)
+            if which.ndim != 1 or (which.size and which.dtype.kind not in "biu"):
+                raise TypeError(f"select takes a slice, a boolean mask or token positions, "
+                                f"not {analysis.described(given)}")
+            if which.dtype.kind == "b" and len(which) != self._n:  # "boolean index did not match indexed array"
+                raise ValueError(f"a mask of {len(which)} entries for a record of {self._n} tokens: "
+                                 f"give one True or False per token")
         key = _selection(which, self._n)
         if isinstance(which, slice):
             start, stop, step = which.indices(self._n)
@@ -458,12 +467,26 @@ class Routing:
             self._family = None
 
     def __repr__(self) -> str:
-        codes = self.label_codes
-        counts = np.bincount(codes, minlength=len(self._names)) if self._n else np.zeros(0, int)
-        order = sorted((i for i in range(len(counts)) if counts[i]), key=lambda i: int(np.argmax(codes == i)))
-        parts = ", ".join(f"{self._names[i] or '?'} {counts[i]}" for i in order)
+        counts, order = self._label_counts()
+        parts = ", ".join(f"{self._names[i] or '?'} {counts[i]}" for i in order[:_REPR_LABELS])
+        if len(order) > _REPR_LABELS:  # 255 labels made a 2,500-character line (and the still image's title)
+            parts += f" and {len(order) - _REPR_LABELS} more labels"
         return (f"Routing({self._n} tokens × {self.layers} layers × top-{self.top_k} of "
                 f"{self.num_experts} experts" + (f"; {parts}" if parts else "") + ")")
+
+    def _label_counts(self) -> tuple[np.ndarray, list[int]]:
+        """(tokens per label code, the codes present in order of first appearance), in one pass of bounded
+        memory: a pass per label (255 labels over a million tokens) slowed every display of the record."""
+        counts = np.zeros(len(self._names), np.int64)
+        first: dict[int, int] = {}
+        for start in range(0, self._n, _WRITE_ROWS):
+            codes = np.asarray(self._codes[start:min(start + _WRITE_ROWS, self._n)])
+            counts += np.bincount(codes, minlength=len(self._names))[: len(self._names)]
+            if len(first) < len(self._names):
+                seen, where = np.unique(codes, return_index=True)
+                for code, position in zip(seen.tolist(), where.tolist()):
+                    first.setdefault(code, start + position)
+        return counts, sorted(first, key=first.__getitem__)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """The widget where widgets render, with a PNG grid and a text summary as fallbacks."""
