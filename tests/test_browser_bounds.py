@@ -93,8 +93,8 @@ def test_a_file_that_became_a_pipe_is_not_waited_on(tmp_path: Path, monkeypatch:
     (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
     found = local.collect([tmp_path])
     os.mkfifo(tmp_path / "voles.md")               # made a pipe after the folder was listed
-    monkeypatch.setattr(local, "collect", lambda paths: ([*found[0], (tmp_path / "voles.md", "voles.md")],
-                                                         *found[1:]))
+    monkeypatch.setattr(local, "collect", lambda paths, **_: ([*found[0], (tmp_path / "voles.md", "voles.md")],
+                                                              *found[1:]))
     done: list[str] = []
     reader = threading.Thread(target=lambda: done.append(Browser(tmp_path).describe()), daemon=True)
     reader.start()
@@ -227,7 +227,7 @@ def test_a_file_made_a_link_after_the_folder_was_listed_is_not_followed(tmp_path
     found = local.collect([tmp_path / "docs"])
     (tmp_path / "docs" / "voles.md").unlink()
     (tmp_path / "docs" / "voles.md").symlink_to(tmp_path / "secret.md")   # swapped in while the folder is read
-    monkeypatch.setattr(local, "collect", lambda paths: found)
+    monkeypatch.setattr(local, "collect", lambda paths, **_: found)
     browser = Browser(tmp_path / "docs")
     assert "4711" not in "".join(page.text for page in browser.backend.pages)   # was read as voles.md
     assert browser.describe() == f"1 document in {tmp_path / 'docs'} (1 Markdown; 6 lines); skipped 1 that could not " \

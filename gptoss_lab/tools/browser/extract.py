@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
@@ -36,6 +37,8 @@ MAX_HTML_SECONDS = 10.0     # html2text is pure Python: a 5 MB page of `<br>` to
 MAX_MAIN_CONTENT_TAGS = 50_000  # readability-lxml (pure Python too) cuts only pages of at most this many tags
 MAX_HTML_TAGS = 1_000_000   # more take longer than MAX_HTML_SECONDS to convert; parsing them alone took seconds
 MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
+PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadline looked at between (in one call,
+                                # 48 MB of emoji took 1.8 s past a deadline)
 
 _SUP = re.compile(r"<sup( [^>]*)?>([\w\-]+)</sup>")
 _SUB = re.compile(r"<sub( [^>]*)?>([\w\-]+)</sub>")
@@ -45,8 +48,12 @@ _BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
 _EXTRA_NEWLINES = re.compile(r"\n(\s*\n)+")
 _SMP = re.compile(r"[\U00010000-\U0001FFFF]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?\sencoding\s*=\s*[\"']\s*([\w.:-]+)")
 _PIECE_END = re.compile("[<&]")
 _META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)[^>]*?(/?)>")
+_VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+                  "track", "wbr"}
 _UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                  (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _T = TypeVar("_T")
@@ -69,7 +76,6 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     takes at most MAX_HTML_SECONDS, and ends by `deadline` (a `time.monotonic()`) if one is given; a page of
     more than MAX_HTML_TAGS tags is refused at once."""
     import lxml.etree
-    import lxml.html
 
     deadline = min(time.monotonic() + MAX_HTML_SECONDS, math.inf if deadline is None else deadline)
     raw = html
@@ -79,16 +85,10 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
                            f"{MAX_HTML_TAGS:,}")
     if main_content and tags <= MAX_MAIN_CONTENT_TAGS:
         html, found_title = _main_content(html)
-    html = _XML_DECLARATION.sub("", replace_special_chars(_SMP.sub("", html)))
-    _in_time(deadline)
-    # without huge_tree, libxml2 silently drops the rest of a document after 255 nested elements (old HTML's
-    # unclosed tags; _flatten reads what lies deeper) or a text of more than 10 MB (a log in `<pre>`); a parser
-    # is not shared between threads
-    parser = lxml.html.HTMLParser(huge_tree=True)
-    try:
-        root = lxml.html.fromstring(html, parser=parser) if html.strip() else None
-    except (lxml.etree.ParserError, ValueError):
-        root = None
+    html = _XML_DECLARATION.sub("", html)
+    root, too_deep = _parse(html, deadline)
+    if too_deep:  # libxml2 dropped the rest of the page (old HTML's unclosed `<font>` per line): its tags made shallow
+        root, _ = _parse(_shallow(html, deadline), deadline)
     if root is not None:  # written as entities (&#12304;), they are only decoded now: nor can they fake links
         for node in _clocked(root.iter(), deadline):
             node.text, node.tail = _plain(node.text), _plain(node.tail)
@@ -111,6 +111,57 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
+
+
+def _parse(html: str, deadline: float) -> tuple[Any, bool]:
+    """The root of `html` parsed a PARSE_CHUNK_CHARS piece at a time (its characters that would read as link syntax
+    replaced), refused once `deadline` passes; and whether libxml2 stopped at its depth limit (it drops the rest of
+    the page then, and says so only in its log)."""
+    import lxml.etree
+    import lxml.html
+
+    # without huge_tree, libxml2 silently drops the rest of a document after 255 nested elements (2,048 with it)
+    # or a text of more than 10 MB (a log in `<pre>`); a parser is not shared between threads
+    parser = lxml.html.HTMLParser(huge_tree=True)
+    for start in range(0, len(html), PARSE_CHUNK_CHARS):
+        _in_time(deadline)
+        try:
+            parser.feed(replace_special_chars(_SMP.sub("", html[start:start + PARSE_CHUNK_CHARS])))
+        except (lxml.etree.ParserError, lxml.etree.ParseError, ValueError):
+            return None, False
+    try:
+        root = parser.close()
+    except (lxml.etree.ParserError, lxml.etree.ParseError, ValueError):   # nothing fed: "no element found"
+        return None, False
+    _in_time(deadline)
+    return root, any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.feed_error_log)
+
+
+def _shallow(html: str, deadline: float) -> str:
+    """`html` without the start and end tags of elements nested deeper than MAX_DEPTH (their text kept, as _flatten
+    keeps it; a link that deep is read as its text), the nesting read from the tags as written: an unclosed tag
+    counts as open, so more may become text than libxml2 would have nested, but no text is lost."""
+    open_tags: list[str] = []
+    dropped: Counter[str] = Counter()    # end tags still to drop, by name
+    pieces, at = [], 0
+    for tag in _clocked(_TAG.finditer(html), deadline):
+        closing, name = tag.group(1), tag.group(2).lower()
+        if closing and dropped[name]:
+            dropped[name] -= 1
+        elif closing:
+            if name in open_tags:
+                del open_tags[len(open_tags) - 1 - open_tags[::-1].index(name):]
+            continue
+        elif name in _VOID_ELEMENTS or tag.group(3):
+            continue
+        elif len(open_tags) < MAX_DEPTH:
+            open_tags.append(name)
+            continue
+        else:
+            dropped[name] += 1
+        pieces.append(html[at:tag.start()])
+        at = tag.end()
+    return "".join(pieces) + html[at:]
 
 
 def _flatten(root: Any, deadline: float) -> None:
@@ -286,7 +337,8 @@ def _quiet(name: str) -> Iterator[None]:
 
 def decode_text(data: bytes, charset: str | None = None, fallback: str | None = None) -> str:
     """Bytes of a text document as str (the declared charset, else UTF-8, else `fallback`, else Windows-1252);
-    binary data is refused."""
+    binary data (a NUL in the first 8 kB, as git tells) is refused; a NUL further on is dropped with the characters
+    `replace_special_chars` replaces."""
     for bom, codec in _UNICODE_BOMS:  # UTF-16/32 (Notepad's "Unicode", PowerShell's `>`): NULs, yet text
         if data.startswith(bom):
             return data[len(bom):].decode(codec, "replace")
@@ -324,7 +376,8 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
         text, title = pdf_text(data, deadline)
         return text_page(text, url, title or stem)
     html = content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES)
-    text = decode_text(data, charset, _meta_charset(data) if html else None)
+    markup = html or content_type in ("application/xml", "text/xml")
+    text = decode_text(data, charset, _declared_charset(data) if markup else None)
     if html:
         return html_page(text, url, main_content=main_content, base=base, deadline=deadline)
     if content_type and not content_type.startswith("text/") and content_type not in ("application/json",
@@ -333,10 +386,11 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
     return text_page(text, url, heading_title(text) or stem, raw=text)
 
 
-def _meta_charset(data: bytes) -> str | None:
-    """The charset an HTML document declares in a `<meta>` of its first 1,024 bytes, where browsers look (UTF-16
-    and UTF-32 there mean UTF-8, as for them): HTML saved in Windows-1251 or Shift_JIS read as Windows-1252."""
-    match = _META_CHARSET.search(data[:1024])
+def _declared_charset(data: bytes) -> str | None:
+    """The charset a document declares: in its XML declaration (XHTML, XML), else in a `<meta>` of its first 1,024
+    bytes, where browsers look (UTF-16 and UTF-32 there mean UTF-8, as for them): HTML saved in Windows-1251 or
+    Shift_JIS, and XHTML declaring KOI8-R, read as Windows-1252."""
+    match = _XML_ENCODING.match(data) or _META_CHARSET.search(data[:1024])
     try:
         codec = codecs.lookup(match.group(1).decode("ascii")).name if match else None
     except LookupError:

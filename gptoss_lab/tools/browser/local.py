@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,11 @@ SNIPPET_CHARS = 240
 PROGRESS_FROM = 20           # files: show a progress bar from this many on
 MAX_FILE_BYTES = 50_000_000
 MAX_FOLDER_BYTES = 1_000_000_000    # all the files read, together
+MAX_FOLDER_CHARS = 100_000_000      # all their text: kept with its lines and index, a MB of text holds 6-10 MB
 MAX_READ_SECONDS = 600.0            # reading them all: each PDF may take 60 s, each HTML file 10 s
+MAX_DOCUMENTS = 50_000              # files found in the folders (20,000 small ones: 5 s to find, 10 s to read)
+MAX_LIST_SECONDS = 60.0             # looking for them (a home folder holds millions of files)
+LIST_PROGRESS_AFTER = 1.0           # s: looking for documents longer shows a progress bar
 _KERNEL_FOLDERS = (Path("/proc"), Path("/sys"))   # files of size 0 that wait for what they report (/proc/kmsg)
 _RULES = re.compile(r"(?<!\S)(?:[-=*_~]{2,}|#+)(?!\S)")   # Markdown rules and heading marks, not words
 _KINDS = {".pdf": "PDF", ".md": "Markdown", ".markdown": "Markdown", ".html": "HTML", ".htm": "HTML",
@@ -51,11 +55,12 @@ class LocalBackend(Backend):
 
     def __init__(self, pages: Iterable[Page], *, files: Mapping[str, Path] | None = None,
                  roots: Iterable[str] = (), skipped: Iterable[tuple[str, str]] = (),
-                 kinds: Iterable[str] = ()) -> None:
+                 kinds: Iterable[str] = (), left_out: str | None = None) -> None:
         self.pages: list[Page] = list(pages)
         self.files = dict(files or {})                    # url -> the file it was read from
         self.roots = list(roots)
         self.skipped = list(skipped)                      # (name, why) of files that could not be read
+        self.left_out = left_out                          # why looking for more documents stopped, if it did
         self.kinds = Counter(kinds)
         self._by_name: dict[str, int] = {}                # url, file URI, path or file name -> page
         for i, page in enumerate(self.pages):
@@ -69,16 +74,17 @@ class LocalBackend(Backend):
     @classmethod
     def from_paths(cls, paths: Iterable[str | Path], *, progress: bool | None = None) -> LocalBackend:
         """Folders (searched recursively for documents), files and glob patterns."""
-        files, roots, outside = collect(paths)
+        files, roots, outside, stopped = collect(paths, progress=progress is not False)
         if not files:
             left_out = f"; left out {_written_out(outside[0][0])}: {outside[0][1]}" if outside else ""
+            left_out += f"; stopped looking: {stopped}" if stopped else ""
             raise BackendError(f"no documents found in {', '.join(roots)} (the browser reads "
                                f"{', '.join(sorted(DOCUMENT_SUFFIXES))}{left_out})")
         from ...widgets import text_bar
 
         show = len(files) >= PROGRESS_FROM if progress is None else progress
         pages, paths, skipped, kinds = [], {}, list(outside), []
-        deadline, total = time.monotonic() + MAX_READ_SECONDS, 0
+        deadline, total, chars = time.monotonic() + MAX_READ_SECONDS, 0, 0
         late = f"not read: the browser reads documents for at most {MAX_READ_SECONDS:g} s"
         for path, name in text_bar(files, desc="Reading documents", unit="file", disable=not show):
             try:
@@ -87,6 +93,10 @@ class LocalBackend(Backend):
                 data = _read(path, MAX_FOLDER_BYTES - total)
                 total += len(data)
                 page = document_page(data, name, _readable(path.name), base=path.as_uri(), deadline=deadline)
+                if chars + len(page.text) > MAX_FOLDER_CHARS:   # a PDF's bytes tell little of its text
+                    raise ExtractError(f"not kept: the browser keeps at most {MAX_FOLDER_CHARS / 1e6:,g} million "
+                                       "characters of documents' text in all")
+                chars += len(page.text)
                 page.lines  # wrapped here, under the progress bar (the index needs them)
             except (ExtractError, OSError) as err:   # past the deadline: also the document it cut short
                 skipped.append((name, late if time.monotonic() > deadline else str(err)))
@@ -100,7 +110,7 @@ class LocalBackend(Backend):
         names = {path.as_uri(): name for name, path in paths.items()}
         for page in pages:  # links between the documents lead to their names
             page.urls = {i: names.get(link, link) for i, link in page.urls.items()}
-        return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds)
+        return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds, left_out=stopped)
 
     @classmethod
     def from_texts(cls, texts: Mapping[str, str]) -> LocalBackend:
@@ -184,47 +194,90 @@ class LocalBackend(Backend):
             name, why = self.skipped[0]
             text += f"; skipped {len(self.skipped)} that could not be read ({_written_out(name)}: " \
                 f"{_written_out(why)}" + (", ..." if len(self.skipped) > 1 else "") + ")"
+        if self.left_out:
+            text += f"; left out the rest: {self.left_out}"
         return text
 
     def where(self) -> str:
         return f"your {len(self.pages)} document{'s' * (len(self.pages) != 1)}"
 
 
-def collect(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, str]], list[str], list[tuple[str, str]]]:
+def collect(paths: Iterable[str | Path], *, progress: bool = True) -> tuple[list[tuple[Path, str]], list[str],
+                                                                          list[tuple[str, str]], str | None]:
     """The document files under `paths` (folders recursively, hidden ones skipped; files; globs), each
     with its name (its path inside the folder it was found in; the whole path where two would have the
-    same name), the roots as given, and (name, why) of the files left out because a link leads from a
-    folder (or a glob's folder) to a file outside it: the browser reads nothing outside what it was given."""
+    same name), the roots as given, (name, why) of the files left out because a link leads from a
+    folder (or a glob's folder) to a file outside it: the browser reads nothing outside what it was given;
+    and why looking stopped early (MAX_DOCUMENTS found, or MAX_LIST_SECONDS passed), if it did. A progress bar
+    shows the search once it takes longer than LIST_PROGRESS_AFTER (unless not `progress`)."""
     files: dict[Path, str] = {}
     roots: list[str] = []
     outside: list[tuple[str, str]] = []
-    for item in paths:
-        text = str(item)
-        roots.append(text)
-        path = Path(os.path.expanduser(text))   # pathlib's raised RuntimeError for ~user of no such user
-        try:
-            if path.is_dir():
-                for found in _documents_in(path):
-                    _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
-            elif path.is_file():
-                files.setdefault(path.resolve(), path.name)
-            elif path.exists():   # a pipe, socket or device: looked at, never opened (a pipe waits for a writer)
-                raise BackendError(f"not a regular file: {text}")
-            elif glob.has_magic(text):
-                folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
-                matches = _matches(folder, path.relative_to(folder).parts)
-                if not matches:
-                    raise BackendError(f"no files match {text}")
-                for match in matches:
-                    _add_inside(files, outside, match, match.name, folder, text)
-            else:
-                raise BackendError(f"no such file or folder: {text}")
-        except OSError as err:   # a name too long, a folder on the way that cannot be entered: was a traceback
-            raise BackendError(f"cannot read {text}: {err.strerror or err}") from None
+    with _Search(progress) as search:
+        for item in map(str, paths):
+            roots.append(item)
+            if search.goes_on():
+                _collect_one(item, files, outside, search)
     names = {path: _readable(name) for path, name in files.items()}
     counts = Counter(names.values())
     return [(path, name if counts[name] == 1 else _readable(path.as_posix())) for path, name in names.items()], \
-        roots, [(_readable(name), why) for name, why in outside]
+        roots, [(_readable(name), why) for name, why in outside], search.stopped
+
+
+class _Search:
+    """Where looking for documents stands: it stops at MAX_DOCUMENTS files or after MAX_LIST_SECONDS (what was
+    found is kept), and counts the files on a progress bar shown once it takes longer than LIST_PROGRESS_AFTER."""
+
+    def __init__(self, progress: bool) -> None:
+        from ...widgets import text_bar
+
+        self.deadline = time.monotonic() + MAX_LIST_SECONDS
+        self.stopped: str | None = None
+        self.bar = text_bar(desc="Looking for documents", unit=" files", delay=LIST_PROGRESS_AFTER,
+                            disable=not progress)
+
+    def __enter__(self) -> _Search:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.bar.close()
+
+    def goes_on(self) -> bool:
+        """Whether to look further (asked before each folder is listed and each file is taken)."""
+        if self.stopped is None and self.bar.n >= MAX_DOCUMENTS:
+            self.stopped = f"the browser reads at most {MAX_DOCUMENTS:,} documents"
+        elif self.stopped is None and time.monotonic() > self.deadline:
+            self.stopped = f"looking for documents took longer than {MAX_LIST_SECONDS:g} s"
+        return self.stopped is None
+
+    def found(self) -> None:
+        """Count one more file found (the bar is redrawn at most 10 times a second)."""
+        self.bar.update()
+
+
+def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str]], search: _Search) -> None:
+    """Add the documents of one folder, file or glob, as given (`text`), to `files`; see `collect`."""
+    path = Path(os.path.expanduser(text))   # pathlib's raised RuntimeError for ~user of no such user
+    try:
+        if path.is_dir():
+            for found in _documents_in(path, search):
+                _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
+        elif path.is_file():
+            files.setdefault(path.resolve(), path.name)
+            search.found()
+        elif path.exists():   # a pipe, socket or device: looked at, never opened (a pipe waits for a writer)
+            raise BackendError(f"not a regular file: {text}")
+        elif glob.has_magic(text):
+            folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
+            matches = _matches(folder, path.relative_to(folder).parts, search)
+            if not matches and not search.stopped:
+                raise BackendError(f"no files match {text}")
+            for match in matches:
+                _add_inside(files, outside, match, match.name, folder, text)
+        else:
+            raise BackendError(f"no such file or folder: {text}")
+    except OSError as err:   # a name too long, a folder on the way that cannot be entered: was a traceback
+        raise BackendError(f"cannot read {text}: {err.strerror or err}") from None
 
 
 def _read(path: Path, room: int) -> bytes:
@@ -249,44 +302,49 @@ def _read(path: Path, room: int) -> bytes:
         return file.read(size.st_size)
 
 
-def _documents_in(folder: Path) -> list[Path]:
+def _documents_in(folder: Path, search: _Search) -> list[Path]:
     """The document files under `folder`, sorted; hidden folders are not entered (nor links to folders),
-    and a folder of any depth is walked without recursion."""
+    and a folder of any depth is walked without recursion, shallow folders first (what `search` stops short of
+    is what lies deepest)."""
     found: list[Path] = []
-    todo = [folder]
-    while todo:
+    todo = deque([folder])
+    while todo and search.goes_on():
         try:
-            with os.scandir(todo.pop()) as entries:
-                for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            todo.append(Path(entry.path))
-                        elif entry.is_file() and Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES:
-                            found.append(Path(entry.path))
-                    except OSError:
-                        continue
+            with os.scandir(todo.popleft()) as listed:
+                entries = sorted(listed, key=lambda entry: entry.name)
         except OSError:  # a folder that cannot be listed is left out, as rglob did
             continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(Path(entry.path))
+                elif entry.is_file() and Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES and search.goes_on():
+                    found.append(Path(entry.path))
+                    search.found()
+            except OSError:
+                continue
     return sorted(found)
 
 
-def _matches(folder: Path, pattern: tuple[str, ...]) -> list[Path]:
+def _matches(folder: Path, pattern: tuple[str, ...], search: _Search) -> list[Path]:
     """The files under `folder` whose path inside it matches the glob `pattern` (its parts), sorted, as glob
     finds them (hidden names only where the pattern's part starts with a dot), but `**` enters no link to a
-    folder (glob's went round a link to `.` without end, and through a link to `/` walked the whole disk)."""
+    folder (glob's went round a link to `.` without end, and through a link to `/` walked the whole disk); as
+    many as `search` allows."""
     found: set[Path] = set()
     seen: set[tuple[Path, int]] = set()
     todo = [(folder, 0)]
-    while todo:
+    while todo and search.goes_on():
         here, at = todo.pop()
         if (here, at) in seen:
             continue
         seen.add((here, at))
         if at == len(pattern):
-            if here.is_file():
+            if here.is_file() and here not in found:
                 found.add(here)
+                search.found()
             continue
         part = pattern[at]
         if not glob.has_magic(part):

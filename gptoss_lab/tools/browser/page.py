@@ -25,7 +25,7 @@ PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【\d*(?:†(?P<content>[^†】]*)(?:
 LINK_PATTERN = re.compile(r"【\d+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 CITATION_PATTERN = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 _CITED_LINES = re.compile(r"^\s*L(\d+)(?:\s*-\s*L?(\d+))?\s*$")
-_SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\u200b": ""}
+_SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\u200b": "", "\x00": ""}   # NUL: no text's character
 _SPECIAL_RE = re.compile("|".join(map(re.escape, _SPECIAL_CHARS)))
 MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
@@ -82,7 +82,8 @@ class Page:
 
 
 def replace_special_chars(text: str) -> str:
-    """Characters that would read as link or citation syntax become look-alikes (as the reference does)."""
+    """Characters that would read as link or citation syntax become look-alikes (as the reference does); NULs (a
+    text file's past its first 8 kB, where binary files are told apart; pypdf's for glyphs it cannot map) go."""
     return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS[m.group(0)], text)
 
 

@@ -1,0 +1,141 @@
+"""Limits of reading the user's documents, as the user meets them: looking through a huge folder stops (at a count
+or a deadline), says in one line what it left out, keeps what it found and shows a progress bar while it takes
+long; every HTML step up to the parse keeps the deadline, and deep old HTML is read whole; what the model reads
+holds no NUL; XHTML's declared encoding is honoured."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from test_browser_hostile import pdf
+
+from gptoss_lab.events import ToolCall
+from gptoss_lab.tools.browser import Browser, extract, local
+from gptoss_lab.tools.browser.extract import document_page, html_page
+
+OWLS = "# Owls\n\nBarn owls hunt at dusk.\n"
+
+
+def _tree(root: Path) -> None:
+    """top.md, a/one.md, a/b/two.md, a/b/c/three.md."""
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    for name in ("top.md", "a/one.md", "a/b/two.md", "a/b/c/three.md"):
+        (root / name).write_text(OWLS)
+
+
+def opened(browser: Browser, **args: object) -> str:
+    result = browser.run(ToolCall("browser.open", "analysis", json.dumps(args), "code"))
+    assert result.status == "done", result.output
+    return result.output
+
+
+def test_looking_for_documents_stops_at_max_documents_keeping_the_shallowest(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "MAX_DOCUMENTS", 2, raising=False)
+    _tree(tmp_path)
+    browser = Browser(tmp_path)              # was every file of the folder, however many millions (a home folder)
+    assert [page.url for page in browser.backend.pages] == ["a/one.md", "top.md"]
+    assert browser.describe() == f"2 documents in {tmp_path} (2 Markdown; 12 lines); left out the rest: the browser " \
+        "reads at most 2 documents"
+
+
+def test_a_glob_stops_at_max_documents_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "MAX_DOCUMENTS", 3, raising=False)
+    _tree(tmp_path)
+    browser = Browser(f"{tmp_path}/**/*.md")
+    assert len(browser.backend.pages) == 3
+    assert browser.describe().endswith("; left out the rest: the browser reads at most 3 documents")
+
+
+def test_looking_for_documents_stops_after_max_list_seconds_keeping_what_it_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tree(tmp_path)
+    monkeypatch.setattr(local, "MAX_LIST_SECONDS", 0.6, raising=False)
+    scandir = os.scandir
+
+    def slow(path: object) -> object:          # a folder on a slow network disk: 0.4 s to list
+        time.sleep(0.4)
+        return scandir(path)                   # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", slow)
+    browser = Browser(tmp_path)
+    monkeypatch.undo()
+    assert [page.url for page in browser.backend.pages] == ["top.md"]
+    assert browser.describe() == f"1 document in {tmp_path} (1 Markdown; 6 lines); left out the rest: looking for " \
+        "documents took longer than 0.6 s"
+
+
+def test_looking_for_documents_for_long_shows_a_progress_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(local, "LIST_PROGRESS_AFTER", 0, raising=False)   # as if the folder took that long
+    _tree(tmp_path)
+    Browser(tmp_path)
+    assert "Looking for documents: 4 files [" in capsys.readouterr().out   # was silence, for minutes on a home folder
+    monkeypatch.undo()
+    Browser(tmp_path)
+    assert capsys.readouterr().out == ""           # a short look shows none
+
+
+def test_the_steps_up_to_the_parse_keep_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract, "MAX_HTML_SECONDS", 0.05, raising=False)
+    html = "<p>" + "🦉🐭 " * 4_000_000 + "</p>"       # 36 MB of UTF-8 (a file may be 50 MB)
+    t0 = time.perf_counter()
+    with pytest.raises(extract.ExtractError, match=r"^converting the page took longer than 0\.05 s$"):
+        html_page(html, "owls.html")
+    assert time.perf_counter() - t0 < 0.8          # was 1.8 s: the characters replaced and parsed in one call each
+
+
+def test_old_html_nested_deeper_than_libxml2_goes_is_read_whole() -> None:
+    html = "".join(f"<font color=red>line {n}<br>\n" for n in range(5_000)) + "<p>The end.</p>"   # never closed
+    text = html_page(html, "old.html").text
+    assert "line 4999" in text and text.rstrip().endswith("The end.")   # was cut after line 2045, without a word
+    assert text.count("line ") == 5_000
+
+
+def test_nuls_past_the_first_8_kb_are_not_read(tmp_path: Path) -> None:
+    (tmp_path / "log.txt").write_bytes(b"owls hunt\n" * 1_000 + b"bad\x00\x00 voles\n")   # a log's crash padding
+    (tmp_path / "page.html").write_bytes(b"<p>" + b"owls hunt " * 1_000 + b"bad\x00 voles</p>")
+    text = b"BT /F1 12 Tf 72 720 Td (bad\\000 voles) Tj ET"
+    (tmp_path / "paper.pdf").write_bytes(pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]))
+    browser = Browser(tmp_path)
+    for page in browser.backend.pages:
+        output = opened(browser, id=page.url, loc=max(0, len(page.lines) - 5))
+        assert "bad voles" in output, page.url  # was `bad\x00\x00 voles` for the model and the reader, `bad� voles`
+        assert "\x00" not in output and "\ufffd" not in output
+
+
+@pytest.mark.parametrize("codec", ["koi8-r", "windows-1251"])
+def test_an_xhtml_files_declared_encoding_is_honoured(tmp_path: Path, codec: str) -> None:
+    (tmp_path / "owls.xhtml").write_bytes(
+        f'<?xml version="1.0" encoding="{codec}"?>\n<html xmlns="http://www.w3.org/1999/xhtml"><head><title>Совы'
+        '</title></head><body><p>Совы охотятся в сумерках.</p></body></html>'.encode(codec))
+    page = Browser(tmp_path).backend.pages[0]
+    assert (page.title, page.text) == ("Совы", "\nURL: owls.xhtml\nСовы охотятся в сумерках.")   # was `ÑîâÛ`
+
+
+def test_xml_from_the_web_honours_its_declared_encoding() -> None:
+    data = "<?xml version='1.0' encoding='koi8-r'?>\n<owls>Совы</owls>".encode("koi8-r")
+    assert document_page(data, "https://example.com/owls", "owls", content_type="application/xml").text.endswith(
+        "<owls>Совы</owls>")
+    xhtml = document_page(data, "https://example.com/owls", "owls", content_type="application/xhtml+xml")
+    assert xhtml.text.endswith("Совы")
+    data = '<?xml version="1.0" encoding="utf-16"?>\n<p>Café</p>'.encode()   # what the bytes contradict: UTF-8, as
+    assert document_page(data, "owls.xhtml", "owls.xhtml").text.endswith("Café")   # for `<meta>`
+
+
+def test_a_folder_keeps_at_most_max_folder_chars_of_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "MAX_FOLDER_CHARS", 120, raising=False)
+    (tmp_path / "a.md").write_text("# Owls\n\n" + "Barn owls hunt at dusk. " * 2)     # 67 characters with its URL line
+    (tmp_path / "b.md").write_text("# Voles\n\n" + "Field voles hide at dusk. " * 2)  # 72: past the 120
+    (tmp_path / "c.md").write_text("# Bats\n\nBats fly at dusk.\n")                    # 37: still in
+    browser = Browser(tmp_path)       # was all of them: 1 GB of text files held 10 GB (6-10 MB a MB, index and all)
+    assert [page.url for page in browser.backend.pages] == ["a.md", "c.md"]
+    assert browser.describe().endswith("; skipped 1 that could not be read (b.md: not kept: the browser keeps at "
+                                       "most 0.00012 million characters of documents' text in all)")
