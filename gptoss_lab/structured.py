@@ -6,6 +6,12 @@ tools (`tools/functions.py`) and response formats both use it, and both validate
 pydantic `TypeAdapter` the schema came from. What a schema *says* is decided here; how a function's
 schema is *written* for the model (TypeScript-like text, escaping) is `harmony._shown`'s concern.
 
+One regex dialect: a type's `pattern` is checked by pydantic's Rust regex, the dialect llguidance constrains with;
+a pattern it cannot read (`\\Z`, look-around), a compiled `re.Pattern` and a model whose config picks Python's
+re (flags and `$` the schema cannot state) are refused when the schema is made. A schema dict's patterns are
+checked with `regex` (time-limited), `$` meaning the very end of the text as in JSON Schema and Rust. A Literal
+or Enum value whose JSON form does not validate back to it (bytes, tuples, dates) is refused too.
+
 `ResponseFormat.from_user(obj)` takes what a user gives (a pydantic model, dataclass, TypedDict,
 any type pydantic knows, or a JSON-schema dict) and holds the schema, the developer-message section
 the model reads, `parse()` for the final answer, and the llguidance constraint for decoding.
@@ -29,7 +35,7 @@ import jsonschema
 import pydantic
 import regex
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import PydanticSerializationError, SchemaError, core_schema, to_jsonable_python
+from pydantic_core import PydanticSerializationError, SchemaError, SchemaValidator, core_schema, to_jsonable_python
 
 from . import harmony
 
@@ -45,6 +51,11 @@ _SUPPORTED = ("str, int, float, bool, datetime, Literal, Enum, list, dict, Optio
 
 class StructuredOutputError(ValueError):
     """The model's final answer does not parse or does not match the requested schema."""
+
+
+class _Unshowable(ValueError):
+    """A type whose schema would tell the model something its validator does not accept (`typed_schema`
+    makes it a TypeError naming where)."""
 
 
 def docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -80,21 +91,23 @@ class HarmonySchema(GenerateJsonSchema):
         return _inlined(super().generate(schema, mode))
 
     def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
-        return _plain_object(super().model_schema(schema), schema["cls"])
+        return _plain_object(super().model_schema(schema), schema)
 
     def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
-        return _plain_object(super().dataclass_schema(schema), schema["cls"])
+        return _plain_object(super().dataclass_schema(schema), schema)
 
     def typed_dict_schema(self, schema: core_schema.TypedDictSchema) -> JsonSchemaValue:
-        return _plain_object(super().typed_dict_schema(schema), schema.get("cls"))
+        return _plain_object(super().typed_dict_schema(schema), schema)
 
     def literal_schema(self, schema: core_schema.LiteralSchema) -> JsonSchemaValue:
+        _reads_back(schema, schema["expected"], "Literal")
         result = super().literal_schema(schema)
         if "const" in result:
             result["enum"] = [result.pop("const")]
         return result
 
     def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:
+        _reads_back(schema, schema["members"], "Enum")
         result = super().enum_schema(schema)
         flags = schema["cls"]
         if issubclass(flags, enum.Flag):  # any combination is valid (3 = READ | WRITE), not only the members listed
@@ -103,6 +116,14 @@ class HarmonySchema(GenerateJsonSchema):
             # pydantic writes the class's docstring as the description after this: `_inlined` adds the note to it
             result[_FLAGS] = "A sum of flags: " + ", ".join(f"{member.name} = {member.value}" for member in flags) + "."
         return result
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        pattern = schema.get("pattern")
+        if isinstance(pattern, re.Pattern):
+            raise _Unshowable(f"the pattern {reprlib.repr(pattern.pattern)} is a compiled re.Pattern, which pydantic "
+                              "matches with Python's re and its flags, not as the model is shown it; give it as a "
+                              "string (pydantic's Rust regex, as the schema and constrained decoding read it)")
+        return super().str_schema(schema)
 
     def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
         # pydantic offers "number or numeric string" with a look-ahead pattern, which the renderer shows
@@ -153,13 +174,32 @@ def json_default(value: Any) -> Any:
     return encoded
 
 
-def _plain_object(schema: JsonSchemaValue, cls: Any) -> JsonSchemaValue:
-    """A class's object schema without its docstring, its documented attributes described, and
-    optional properties defaulting to None shown as their type. Unless the class keeps extra keys,
-    none are allowed: pydantic would drop them, and a constrained answer must be able to end."""
+def _reads_back(schema: core_schema.CoreSchema, values: list[Any], kind: str) -> None:
+    """Refuse a Literal or Enum value that its own JSON form does not validate back to: `Literal[b"x"]`, an Enum
+    of tuples or dates were shown to the model as "x", [1, 2], "2026-01-01", which the check then refused."""
+    validator = SchemaValidator(schema)
+    for value in values:
+        try:
+            back = validator.validate_json(json.dumps(to_jsonable_python(value), allow_nan=False))
+        except Exception:  # no JSON form (NaN, bytes not UTF-8), or a form that does not validate
+            back = _NULL  # equal to no value a Literal or an Enum holds
+        if back != value or type(back) is not type(value):
+            shown = f"{type(value).__name__}.{value.name}" if isinstance(value, enum.Enum) else reprlib.repr(value)
+            raise _Unshowable(f"the {kind} value {shown} has no JSON form that reads back as it; "
+                              "use str, int, float, bool or None values")
+
+
+def _plain_object(schema: JsonSchemaValue, core: Any) -> JsonSchemaValue:
+    """A class's object schema (from its `core` schema) without its docstring, its documented attributes
+    described, and optional properties defaulting to None shown as their type. Unless the class keeps extra
+    keys, none are allowed: pydantic would drop them, and a constrained answer must be able to end.
+    A class whose config matches its patterns with Python's re is refused, as a compiled pattern is."""
+    if (core.get("config") or {}).get("regex_engine") == "python-re" and _has_pattern(core):
+        raise _Unshowable("its config's regex_engine='python-re' matches its patterns with Python's re, not as the "
+                          "model is shown them; leave pydantic's default (Rust) regex engine")
     schema.pop("description", None)
     schema.setdefault("additionalProperties", False)
-    _, documented = docstring(getattr(cls, "__doc__", None))
+    _, documented = docstring(getattr(core.get("cls"), "__doc__", None))
     required = set(schema.get("required", ()))
     for name, prop in schema.get("properties", {}).items():
         if "description" not in prop and documented.get(name):
@@ -168,6 +208,13 @@ def _plain_object(schema: JsonSchemaValue, cls: Any) -> JsonSchemaValue:
         if name not in required and prop.get("default", ...) is None and len(alternatives) == 2 and alternatives[1] == _NULL:
             schema["properties"][name] = {**{k: v for k, v in prop.items() if k != "oneOf"}, **alternatives[0]}
     return schema
+
+
+def _has_pattern(core: Any) -> bool:
+    """Whether a pydantic core schema checks a string against a pattern anywhere inside it."""
+    if isinstance(core, dict):
+        return (core.get("type") == "str" and core.get("pattern") is not None) or any(map(_has_pattern, core.values()))
+    return isinstance(core, list | tuple) and any(map(_has_pattern, core))
 
 
 def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
@@ -226,11 +273,19 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
         hint = (" (on Python < 3.12 a TypedDict must come from typing_extensions, not typing)"
                 if getattr(err, "code", None) == "typed-dict-version" else "")
         raise TypeError(f"{where}: unsupported type annotation {annotation!r}{hint}; use {_SUPPORTED}") from None
+    except _Unshowable as err:
+        raise TypeError(f"{where}: {err}") from None
     except (SchemaError, PydanticSerializationError) as err:
         # a pattern pydantic's regex cannot compile (look-around), an Enum whose values JSON cannot write:
         # pydantic's message ends with the reason
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        raise TypeError(f"{where}: unsupported type annotation {annotation!r} ({_one_line(reason)[:200]})") from None
+        lines = [line.strip() for line in str(err).strip().splitlines()] or [type(err).__name__]
+        reason = _one_line(lines[-1])[:200]
+        if "SchemaError: regex parse error:" in lines:  # the next line is the pattern
+            pattern = lines[lines.index("SchemaError: regex parse error:") + 1]
+            raise TypeError(f"{where}: pydantic's Rust regex cannot read the pattern {reprlib.repr(pattern)} "
+                            f"({reason}); write $ for \\Z (it never matches before a last newline), and no "
+                            "look-around or backreferences") from None
+        raise TypeError(f"{where}: unsupported type annotation {annotation!r} ({reason})") from None
     except RecursionError:  # list[list[...]] a few hundred deep: pydantic recurses once per level
         raise TypeError(f"{where}: the type annotation is nested too deeply to describe") from None
 
@@ -458,8 +513,19 @@ def _whole(text: str) -> int:
 _REGEX_SECONDS = 2.0  # per match: a TimeoutError past it is reported as an answer that could not be checked
 
 
+# a pattern's pieces: an escape, a character class (a `]` first in it is one of its characters), `$`, any other
+_PIECES = regex.compile(r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|\$|.", flags=regex.S)
+
+
+@functools.lru_cache(maxsize=256)
+def _json_schema_pattern(pattern: str) -> str:
+    """`pattern` for the `regex` module with `$` as JSON Schema (ECMA-262), pydantic and llguidance read it, the
+    very end of the text: Python's `$` also matches before a last newline, so "abc\\n" passed `^[a-z]+$`."""
+    return "".join(r"\Z" if piece == "$" else piece for piece in _PIECES.findall(pattern))
+
+
 def _search(pattern: str, text: str) -> bool:
-    return regex.search(pattern, text, timeout=_REGEX_SECONDS) is not None
+    return regex.search(_json_schema_pattern(pattern), text, timeout=_REGEX_SECONDS) is not None
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:

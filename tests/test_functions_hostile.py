@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime
 import enum
 import functools
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 import pydantic
 import pytest
@@ -45,13 +46,13 @@ def check(code: Lookaround) -> str:
 
 
 @pytest.mark.parametrize("function,shown", [
-    (use_device, "use_device.device: unsupported type annotation <enum 'Device'> (Unable to serialize unknown type"),
-    (check, "check.code: unsupported type annotation"),
+    (use_device, "use_device.device: the Enum value Device.PRINTER has no JSON form that reads back as it"),
+    (check, "check.code: pydantic's Rust regex cannot read the pattern '^(?=a)\\\\w+$' (error: look-around"),
 ], ids=["enum-of-objects", "look-around-pattern"])
 def test_a_parameter_type_pydantic_cannot_build_is_a_one_line_turn_error(function, shown):
     """An Enum whose values JSON cannot write and a pattern pydantic's regex cannot compile raised pydantic's own
     errors (PydanticSerializationError, SchemaError) out of `ask`, a traceback instead of a TurnError."""
-    with pytest.raises(TypeError, match="^" + shown.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(TypeError, match="^" + re.escape(shown)):
         FunctionTool(function)
     session = _session(namespace={function.__name__: function}, tools=[function.__name__])
     with pytest.raises(TurnError) as err:
@@ -63,7 +64,7 @@ def test_a_response_format_pydantic_cannot_build_is_a_one_line_turn_error():
     with pytest.raises(TurnError) as err:
         _session().ask("Go.", response_format=Code)
     message = str(err.value)
-    assert message.startswith("response format: Code: unsupported type annotation"), message
+    assert message.startswith("response format: Code: pydantic's Rust regex cannot read the pattern"), message
     assert "look-around" in message and "\n" not in message and len(message) < 500
 
 
@@ -177,3 +178,67 @@ def test_an_argument_a_partial_fixed_stays_fixed_when_its_tool_is_made_a_tool_ag
     assert again.call('{"message": "hi", "to": "everyone@example.com"}').output == (
         "Error: ValidationError: to: Extra inputs are not permitted")
     assert again.call('{"message": "hi"}').output == "\"sent 'hi' to boss\""
+
+
+class Mode(enum.Enum):
+    FAST = b"fast"
+
+
+class Span(enum.Enum):
+    SHORT = (0, 10)
+
+
+class Day(enum.Enum):
+    LAUNCH = datetime.date(2026, 11, 25)
+
+
+def _with(annotation: Any) -> Any:
+    def send(x: str) -> str:
+        """Send."""
+        return x
+
+    send.__annotations__ = {"x": annotation, "return": str}
+    return send
+
+
+@pytest.mark.parametrize("annotation,value", [
+    (Literal[b"fast", b"slow"], "b'fast'"), (Literal[b"\xff"], "b'\\xff'"), (Mode, "Mode.FAST"),
+    (Span, "Span.SHORT"), (Day, "Day.LAUNCH"),
+], ids=["bytes-literal", "bytes-literal-not-utf8", "bytes-enum", "tuple-enum", "date-enum"])
+def test_a_literal_or_enum_value_no_json_reads_back_as_is_refused_naming_the_parameter(annotation, value):
+    # the model was shown "fast" / [0, 10] / "2026-11-25", which the argument check then refused on every call
+    # (b"\xff" raised UnicodeDecodeError, a traceback); a response format of it could never parse
+    expected = f"send.x: the {'Literal' if value.startswith('b') else 'Enum'} value {value} has no JSON form"
+    with pytest.raises(TypeError, match="^" + re.escape(expected)):
+        FunctionTool(_with(annotation))
+    with pytest.raises(TurnError, match="^response format: .*has no JSON form that reads back as it"):
+        _session().ask("Go.", response_format=annotation)
+    assert FunctionTool(_with(Literal["fast", 1, True, None])).call('{"x": 1}').output == "1"  # these read back
+
+
+@pytest.mark.parametrize("pattern", [re.compile(r"^[a-z]+$"), re.compile(r"^[a-z]+$", re.I)], ids=["plain", "flags"])
+def test_a_compiled_pattern_is_refused_it_is_matched_by_pythons_re_not_as_shown(pattern):
+    # pydantic matched a compiled pattern with Python's re and its flags: the model was shown ^[a-z]+$ while
+    # "ABC" and "abc\n" passed the check
+    with pytest.raises(TypeError, match=r"^send\.x: the pattern '\^\[a-z\]\+\$' is a compiled re\.Pattern"):
+        FunctionTool(_with(Annotated[str, pydantic.Field(pattern=pattern)]))
+
+
+def test_a_model_matching_its_patterns_with_pythons_re_is_refused():
+    class Ticket(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(regex_engine="python-re")
+        code: str = pydantic.Field(pattern=r"^[A-Z]{3}\Z")
+
+    with pytest.raises(TypeError, match=r"^send\.x: its config's regex_engine='python-re' matches its patterns"):
+        FunctionTool(_with(Ticket))
+    with pytest.raises(TurnError, match="^response format: Ticket: its config's regex_engine='python-re'"):
+        _session().ask("Go.", response_format=Ticket)
+
+
+def test_a_python_only_pattern_is_refused_in_one_line_naming_the_pattern():
+    # the message held the whole annotation's repr (FieldInfo(annotation=NoneType, required=True, metadata=[...]))
+    with pytest.raises(TypeError) as err:
+        FunctionTool(_with(Annotated[str, pydantic.Field(pattern=r"^[a-z]+\Z")]))
+    assert str(err.value) == ("send.x: pydantic's Rust regex cannot read the pattern '^[a-z]+\\\\Z' (error: "
+                              "unrecognized escape sequence); write $ for \\Z (it never matches before a last "
+                              "newline), and no look-around or backreferences")

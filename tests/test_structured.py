@@ -499,6 +499,20 @@ def test_a_backtracking_pattern_cannot_hang_the_answer_check():
             parse_final('{"aaaa": "x"}', keys)
 
 
+def test_a_schema_dicts_dollar_is_the_end_of_the_text_as_json_schema_and_pydantic_read_it():
+    # Python's `$` also matches before a last newline: "abc\n" passed ^[a-z]+$ in a schema dict, which the same
+    # pattern on a pydantic field (and constrained decoding, and JSON Schema's own dialect) refuses
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^[a-z]+$"}},
+              "patternProperties": {"^x_[a-z]+$": {"type": "integer"}}, "additionalProperties": False}
+    assert parse_final('{"name": "abc", "x_n": 1}', schema) == {"name": "abc", "x_n": 1}
+    with pytest.raises(StructuredOutputError, match=r"name: 'abc\\n' does not match '\^\[a-z\]\+\$'"):
+        parse_final('{"name": "abc\\n"}', schema)
+    with pytest.raises(StructuredOutputError, match=r"'x_n\\n' does not match any of the regexes"):
+        parse_final('{"x_n\\n": 1}', schema)
+    price = {"type": "string", "pattern": r"^\$[0-9]+[$]?$"}  # an escaped or bracketed $ is a dollar sign
+    assert parse_final('"$12$"', price) == "$12$"
+
+
 def test_unevaluated_properties_with_pattern_properties_is_refused_not_left_to_hang():
     """jsonschema checks patternProperties for unevaluatedProperties with `re` and no time limit: a ^(a+)+$ key
     pattern and a long key held the kernel; such a schema is refused when given, in one line."""

@@ -2,9 +2,17 @@
 
 A function's name, docstring and type-annotated signature become the `ToolDescription` shown to
 the model in the developer message. A call's arguments are parsed and validated before the
-function runs (in this kernel, on this thread); its return value goes back as JSON (an iterator read
-up to MAX_ITEMS items), and every failure goes back as an `Error: <Type>: <message>` text the model
-can read and recover from.
+function runs (in this kernel, on this thread); its return value goes back as JSON, and every failure
+goes back as an `Error: <Type>: <message>` text the model can read and recover from.
+
+The JSON the model (and the call's card) reads is always valid JSON, also for what JSON has no form for:
+NaN and infinities become the strings "NaN", "Infinity" and "-Infinity" (pydantic's and JavaScript's
+names); tuples, sets, ranges, deques and dict views become lists, other mappings objects; numpy arrays
+and scalars (and torch tensors) their `tolist()` / `item()` values; a pandas DataFrame
+`{"columns", "data"}` (and `"index"` unless it is 0..n-1), a Series a list (or `{"index", "data"}`);
+bytes their UTF-8 text, or `<N bytes, not UTF-8> b'...'`; datetimes ISO 8601 text, pandas' NaT and NA
+null. Iterators, arrays and frames are read up to MAX_ITEMS items, with a last item saying what was left
+out. Anything else is its str() labelled with its type, `<Money> 12.50 EUR`.
 """
 from __future__ import annotations
 
@@ -14,9 +22,12 @@ import functools
 import inspect
 import itertools
 import json
+import math
+import sys
 import time
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set, ValuesView
 from typing import Annotated, Any
 
 import pydantic
@@ -31,7 +42,7 @@ from .base import Tool, ToolResult, interrupted
 from .python import ToolTimeout, deadline, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-MAX_ITEMS = 1000  # items read from an iterator a function returns
+MAX_ITEMS = 1000  # items read from an iterator, an array or a frame a function returns
 
 
 class FunctionTool:
@@ -129,7 +140,7 @@ class FunctionTool:
                 args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
                 value = _bounded(self.function(*args, **kwargs))
                 ran = True
-                output = json.dumps(to_jsonable_python(value, fallback=str), ensure_ascii=False)
+                output = _json_text(value)
         except ToolTimeout as err:
             return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
         except KeyboardInterrupt:
@@ -166,12 +177,20 @@ def _fixed(function: Callable[..., Any]) -> set[str]:
     return names
 
 
+def _json_text(value: Any) -> str:
+    """A return value as the JSON text the model reads (the forms are the module docstring's)."""
+    plain = to_jsonable_python(value, fallback=_jsonable)
+    return json.dumps(_finite(plain), ensure_ascii=False, allow_nan=False)
+
+
 def _bounded(value: Any, _within: set[int] | None = None) -> Any:
     """`value` with every iterator in it (also inside dicts, lists, tuples, sets, dataclasses and pydantic
     models) read into a list of at most MAX_ITEMS items: serializing `itertools.count()` would loop in C,
     where no timeout or Ctrl-C reaches, until memory runs out. A cut list ends with a string saying so.
-    What holds no iterator is returned as it is (a model keeps its own serializer), and so is a container
-    inside itself (`_within`: the ids of those being read), which JSON then names as a circular reference."""
+    Bytes become text and pandas' NaT null: pydantic's own writing fails on bytes that are not UTF-8 and on
+    NaT (a datetime with no date). What holds none of these is returned as it is (a model keeps its own
+    serializer), and so is a container inside itself (`_within`: the ids of those being read), which JSON
+    then names as a circular reference."""
     within = set() if _within is None else _within
     if id(value) in within:
         return value
@@ -185,9 +204,11 @@ def _bounded(value: Any, _within: set[int] | None = None) -> Any:
 def _bounded_items(value: Any, within: set[int]) -> Any:
     """`_bounded` for one value whose id is in `within`."""
     if isinstance(value, Iterator):
-        items = list(itertools.islice(value, MAX_ITEMS + 1))
-        more = [f"... (more items not read: the function returned an iterator; read {MAX_ITEMS})"]
-        return [_bounded(item, within) for item in items[:MAX_ITEMS]] + (more if len(items) > MAX_ITEMS else [])
+        return _first_items(value, "an iterator", within)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _bytes_text(bytes(value))
+    if "pandas" in sys.modules and value is sys.modules["pandas"].NaT:
+        return None
     if isinstance(value, dict):
         pairs = list(value.items())
     elif isinstance(value, list | tuple | set | frozenset):
@@ -202,6 +223,96 @@ def _bounded_items(value: Any, within: set[int]) -> Any:
     if all(new is old for (_, new), (_, old) in zip(bounded, pairs)):
         return value
     return [item for _, item in bounded] if isinstance(value, list | tuple | set | frozenset) else dict(bounded)
+
+
+def _first_items(items: Iterable[Any], source: str, within: set[int] | None = None) -> list[Any]:
+    """At most MAX_ITEMS of `items`, each `_bounded`, and a last string saying more were left unread."""
+    read = list(itertools.islice(items, MAX_ITEMS + 1))
+    more = [f"... (more items not read: the function returned {source}; read {MAX_ITEMS})"]
+    return [_bounded(item, within) for item in read[:MAX_ITEMS]] + (more if len(read) > MAX_ITEMS else [])
+
+
+def _bytes_text(data: bytes) -> str:
+    """Bytes as pydantic writes them (their UTF-8 text), or, when they are not UTF-8, their first MAX_ITEMS
+    as a labelled Python bytes literal: a PNG's bytes were `Error: UnicodeDecodeError` after the function ran."""
+    with contextlib.suppress(UnicodeDecodeError):
+        return data.decode()
+    return f"<{len(data)} bytes, not UTF-8> {data[:MAX_ITEMS]!r}" + (" ..." if len(data) > MAX_ITEMS else "")
+
+
+def _jsonable(value: Any) -> Any:
+    """pydantic's fallback for what it has no JSON form for (called for each such value, at any depth):
+    the JSON form of the common kinds, read up to MAX_ITEMS items; anything else its str() labelled with
+    its type. Only fixed methods of known types are called (tolist, item), never a name from the value."""
+    numpy, pandas, torch = (sys.modules.get(name) for name in ("numpy", "pandas", "torch"))
+    if numpy is not None and isinstance(value, numpy.ndarray) or torch is not None and isinstance(value, torch.Tensor):
+        plain = _array(value.detach() if torch is not None and isinstance(value, torch.Tensor) else value)
+    elif numpy is not None and isinstance(value, numpy.generic):  # an int64, a float32, a datetime64
+        plain = str(value) if value.dtype.kind in "Mm" else value.item()  # .item() of a datetime64[ns] is an int
+        if isinstance(plain, numpy.generic):  # a longdouble has no Python twin (pydantic looped on it): a float
+            plain = value.astype(complex if value.dtype.kind == "c" else float).item()
+    elif pandas is not None and isinstance(value, pandas.DataFrame):
+        plain = _frame(value)
+    elif pandas is not None and isinstance(value, pandas.Series):
+        plain = _frame(value.to_frame())
+        data = [row[0] if isinstance(row, list) else row for row in plain["data"]]  # one column; a note stays
+        plain = {"index": plain["index"], "data": data} if "index" in plain else data
+    elif pandas is not None and isinstance(value, pandas.Index):
+        plain = _array(value.to_numpy())
+    elif pandas is not None and value is pandas.NA:
+        plain = None
+    elif inspect.iscoroutine(value):  # `def f(): return fetch(url)` for an async fetch: the model read the repr
+        value.close()  # never run, and no "never awaited" warning later
+        raise TypeError("it is a coroutine, an async function's call never awaited (asyncio.run(...) awaits one)")
+    elif isinstance(value, Mapping):  # a mappingproxy, a ChainMap, a UserDict
+        plain = dict(itertools.islice(value.items(), MAX_ITEMS))
+        if len(value) > MAX_ITEMS:
+            plain["..."] = f"({len(value) - MAX_ITEMS} more keys not read, of the {type(value).__name__} returned)"
+    elif isinstance(value, Sequence | Set | ValuesView | deque):  # range, dict_keys, dict_values, deque, array
+        plain = _first_items(value, f"a {type(value).__name__}")
+    else:  # labelled, unless Python's own text already is (`<class 'object'>`, `<object object at 0x...>`)
+        text = str(value)
+        return text if text.startswith("<") and text.endswith(">") else f"<{type(value).__name__}> {text}"
+    return _bounded(plain)
+
+
+def _array(array: Any) -> Any:
+    """A numpy array or torch tensor as nested lists of at most about MAX_ITEMS numbers in all: as many
+    leading rows as fit (or the first row, itself cut), then a string saying how many rows were left out."""
+    if array.ndim == 0:
+        return array.item()
+    if math.prod(array.shape) <= MAX_ITEMS:
+        kind = getattr(getattr(array, "dtype", None), "kind", "")
+        return (array.astype(str) if kind in ("M", "m") else array).tolist()  # datetime64: ISO text, not ints
+    row = math.prod(array.shape[1:])
+    shown = _array(array[:max(1, MAX_ITEMS // row)]) if row <= MAX_ITEMS else [_array(array[0])]
+    what = "rows" if array.ndim > 1 else "items"
+    return shown + [f"... ({len(array) - len(shown)} more {what} not shown; the array's shape is {tuple(array.shape)})"]
+
+
+def _frame(frame: Any) -> dict[str, Any]:
+    """A pandas DataFrame as pandas' `split` JSON form, its index left out when it is 0..n-1: the rows that
+    fit in about MAX_ITEMS values, then a string saying how many rows were left out."""
+    rows = max(1, MAX_ITEMS // max(1, len(frame.columns)))
+    plain = frame.iloc[:rows].to_dict(orient="split")
+    default = frame.index.equals(sys.modules["pandas"].RangeIndex(len(frame)))
+    shown = {"columns": plain["columns"], "data": plain["data"]} if default else {
+        "index": plain["index"], "columns": plain["columns"], "data": plain["data"]}
+    if len(frame) > rows:
+        shown["data"] = [*shown["data"], f"... ({len(frame) - rows} more rows not shown, of {len(frame)})"]
+    return shown
+
+
+def _finite(value: Any) -> Any:
+    """JSON-able data with NaN and the infinities as the strings "NaN", "Infinity", "-Infinity": `json.dumps`
+    wrote them bare, which is not JSON (a strict reader of the output, and the model, saw invalid JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _field(annotation: Any, default: Any, documented: str | None) -> Any:
