@@ -54,6 +54,7 @@ Approval is the defence against those.
 from __future__ import annotations
 
 import _thread
+import asyncio
 import atexit
 import builtins
 import codecs
@@ -74,7 +75,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
@@ -654,7 +655,7 @@ class _Guards:
         with self.lock:
             if not self.runs:
                 _flush_streams()
-                _settle()
+                _settle(self.lingering)
                 if output is not None and os.name == "posix":
                     with contextlib.suppress(OSError):   # 1 or 2 closed (a daemon): nothing to send there
                         self.descriptors = _Descriptors(self._write_output)
@@ -1053,36 +1054,64 @@ _STREAMS = ("stdout", "stderr", "__stdout__", "__stderr__")  # __stdout__: the p
 
 
 def _flush_streams() -> None:
-    """What was written before the runs goes out now: it stays out of their output, and ipykernel's flush waits
-    until its output thread has sent everything queued (displays too), so that thread is asleep when the code
-    starts, not half-way through a message when the code takes the builtins it needs."""
-    for name in _STREAMS:
+    """What was written before the runs goes out now: it stays out of their output, and the kernel's output thread
+    is asleep when the code starts, not half-way through a message when the code takes the builtins it needs.
+    ipykernel's flush returns once that thread has handled what was queued before it (displays too), but the
+    stream's own message is queued anew behind: a last flush of stdout waits for that one."""
+    for name in (*_STREAMS, "stdout"):
         with contextlib.suppress(Exception):
             getattr(sys, name).flush()
 
 
+_RUN_ONCE = asyncio.BaseEventLoop._run_once.__code__  # type: ignore[attr-defined]  # asyncio's step, which waits
 _SELECTS = {cls.select.__code__ for cls in vars(selectors).values()  # an event loop's wait (asyncio's, tornado's)
             if isinstance(cls, type) and issubclass(cls, selectors.BaseSelector) and "select" in vars(cls)}
 
 
-def _settle(bound: float = SETTLE) -> None:
-    """Wait (at most `bound` seconds) until the process's other threads are asleep, with no event loop's timer
-    due meanwhile: what the code may do to the builtins and modules they share (`vars(builtins).clear()`) lasts
-    until the watcher's next look, and a thread that runs then (the kernel's output thread sending, its history
-    saver writing) fails and ends. Asleep: the same frame at the same instruction in two looks, _SETTLE_LOOK apart."""
+def _settle(skip: Iterable[int], bound: float = SETTLE) -> None:
+    """Wait (at most `bound` seconds) until the process's other threads (but those in `skip`, the model's still
+    running) are asleep, with no event loop's timer due meanwhile: what the code may do to the builtins and modules
+    they share (`vars(builtins).clear()`) lasts until the watcher's next look, and a thread that runs then (the
+    kernel's output thread sending, its history saver writing) fails and ends. Asleep: the same frame at the same
+    instruction in two looks _SETTLE_LOOK apart, and waiting as the OS sees it (a thread inside a C call, the
+    history saver in sqlite, keeps its frame too, and runs Python again when the call returns)."""
     end, seen, me = _monotonic() + bound, {}, _get_ident()
+    skipped = {me, *skip}
     while _monotonic() < end:
-        now = {ident: (frame, frame.f_lasti) for ident, frame in _current_frames().items() if ident != me}
-        if now == seen and not any(_due(frame, end - _monotonic()) for frame, _ in now.values()):
+        now = {ident: (frame, frame.f_lasti) for ident, frame in _current_frames().items() if ident not in skipped}
+        if now == seen and _waiting(now) and not any(_due(frame, end - _monotonic()) for frame, _ in now.values()):
             return
         seen = now
         _sleep(_SETTLE_LOOK)
 
 
+def _waiting(idents: Iterable[int]) -> bool:
+    """Whether the OS has each of these threads (threading's, by ident) asleep, as Linux's /proc tells; True where
+    it cannot tell (another OS, a thread threading does not know)."""
+    for ident in idents:
+        native = getattr(_active.get(ident), "_native_id", None)  # the kernel's and the user's threads (see _settle)
+        if native is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{native}/stat", "rb") as stat:
+                state = stat.read().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"S", b"T", b"t"):  # running, or in a disk wait (inside a C call)
+            return False
+    return True
+
+
 def _due(frame: Any, within: float) -> bool:
-    """An event loop's thread waiting with a timer due within `within` seconds."""
+    """An event loop's thread waiting with a timer due within `within` seconds: asyncio's next one (its wait's
+    timeout counts from when the wait began: ipykernel's output thread wakes every 10 s), else the wait's own."""
     if frame.f_code not in _SELECTS:
         return False
+    caller = frame.f_back
+    if caller is not None and caller.f_code is _RUN_ONCE:
+        loop = caller.f_locals.get("self")
+        timers = getattr(loop, "_scheduled", None)  # a heap: the next one first
+        return bool(timers) and timers[0].when() - loop.time() <= within
     timeout = frame.f_locals.get("timeout")
     return type(timeout) in (int, float) and 0 <= timeout <= within  # type(): asks a code's object nothing
 
