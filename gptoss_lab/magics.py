@@ -185,11 +185,16 @@ def usage() -> str:
 
 
 def help_cells(lines: list[str]) -> list[str]:
-    """An IPython input transformer: `%%gptoss --help` with nothing below becomes `%gptoss help`
-    (IPython refuses an empty cell-magic body before the magic could print its help)."""
-    if lines and re.match(r"\s*%%gptoss\b.*(?:\s|^)(?:-h|--help)\b", lines[0]) and not "".join(lines[1:]).strip():
-        return ["%gptoss help\n"]
+    """An IPython input transformer: a `%%gptoss` cell with nothing below its magic line gets a blank body, so the
+    magic itself answers (its help, or what to write) where IPython refused the empty body with its own message
+    ("did you mean the line magic %gptoss?", of which `%gptoss -e high` is no command)."""
+    if lines and re.match(r"%%gptoss(?:\s|$)", lines[0]) and not "".join(lines[1:]).strip():
+        return [lines[0].rstrip("\n") + "\n", "\n"]
     return lines
+
+
+help_cells.has_side_effects = True  # type: ignore[attr-defined]  # kept out of IPython's completeness check: a
+# terminal would otherwise run `%%gptoss -e high` at its first Enter, before the question is written
 
 
 def interpolate(text: str, namespace: dict[str, Any]) -> str:
@@ -277,7 +282,10 @@ class GptossMagics(Magics):
         if opts.output is not None:
             opts.output = self._check_output_name(opts.output)
         prompt = interpolate(cell.strip(), self.shell.user_ns)
-        if not prompt:
+        if not prompt.strip():  # a {name} holding "" or spaces empties it too (the session said "the prompt is empty")
+            if cell.strip():
+                raise UsageError("%%gptoss: the question is empty once its {name} fields are filled in: "
+                                 "check the variables it names")
             raise UsageError("%%gptoss: the cell is empty; write your question below the magic line "
                              "(%%gptoss --help for the options).")
         response_format = None

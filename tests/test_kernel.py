@@ -531,3 +531,24 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
     assert content["status"] == "ok" and "No model loaded: using the bundled gpt-oss-tiny" in out, out
     out, _ = run(kc, "%gptoss status")
     assert "effort: high" in out and "timeout: 7 s" in out and "turns: 1" in out, out
+
+
+def test_a_cell_with_nothing_to_ask_says_what_to_write(kernel):
+    """A `%%gptoss -e high` cell with nothing below (or only a comment on its magic line) showed IPython's own
+    "the cell body is empty. Did you mean the line magic %gptoss (single %)?", of which `%gptoss -e high` is no
+    command; a body of blank lines or of {names} holding nothing is empty too. Each now says what to write, in one
+    line, and sends nothing to the model."""
+    _, kc = kernel
+    run(kc, SETUP + "schema = {'type': 'object'}\nnothing = '  '")
+    empty = "%%gptoss: the cell is empty; write your question below the magic line (%%gptoss --help for the options)."
+    for cell in ("%%gptoss -e high", "%%gptoss -e high\n", "%%gptoss", "%%gptoss --json schema\n",
+                 "%%gptoss --text -e high  # a note\n", "%%gptoss -e high\n\n   \n"):
+        out, content = run(kc, cell)
+        assert content["status"] == "error" and content["evalue"] == empty, (cell, content.get("evalue"))
+    out, content = run(kc, "%%gptoss --text\n{nothing}\n")
+    assert content["evalue"] == ("%%gptoss: the question is empty once its {name} fields are filled in: "
+                                 "check the variables it names"), content["evalue"]
+    out, content = run(kc, "%%gptoss --effort extreme")  # a bad option is still named first
+    assert content["ename"] == "UsageError" and "invalid choice: 'extreme'" in content["evalue"]
+    out, _ = run(kc, "print(len(s.replies))")
+    assert out.strip() == "0"

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import errno
 import html
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -28,8 +29,9 @@ import socket
 import ssl
 import threading
 import time
+import urllib.request
 import warnings
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import httpcore
@@ -91,11 +93,27 @@ class RemoteWarning(UserWarning):
 
 
 def _loopback(host: str) -> bool:
-    """Whether `host` is this machine (a key sent there in plain text never crosses a network)."""
+    """Whether `host` is this machine as the connection reaches it (a key sent there in plain text crosses no network,
+    and no proxy could reach it): a `_localhost` name, or an address the system reads as a loopback one (127.1 and
+    ::ffff:127.0.0.1 too) or as the unspecified one (0.0.0.0, which servers print and which connects here)."""
+    if _localhost(host):
+        return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return host.lower() == "localhost" or host.lower().endswith(".localhost")
+        try:  # IPv4 written as the system's resolver also reads it (127.1, 0x7f.0.0.1, 2130706433)
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _localhost(host: str) -> bool:
+    """Whether `host` is `localhost` or a name under it (`api.localhost`), a final dot or not: loopback by RFC 6761,
+    which `_Connector` connects to 127.0.0.1 or ::1 without asking DNS (that may answer anything for it)."""
+    name = host.lower().removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
 
 
 def _base_url(url: str) -> httpx.URL:
@@ -253,16 +271,10 @@ class RemoteEngine:
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
         # a server on this machine never through a proxy of the environment (HTTP_PROXY): one elsewhere cannot reach
         # it, and the key would cross the network in plain text to it
-        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-        direct = {f"all://{host}": None} if _loopback(parsed.host) else None
-        # no kept-alive connections: every request connects anew, so its `_HeaderClock` sees the socket
+        transport = _Transport(_trusted(verify), None if _loopback(parsed.host) else _env_proxy(parsed))
         self._client = httpx.Client(base_url=self.url, headers={**headers, "Accept-Encoding": "gzip, deflate"},
-                                    auth=auth, timeout=httpx.Timeout(timeout), verify=_trusted(verify), mounts=direct,
-                                    limits=httpx.Limits(max_keepalive_connections=0),
+                                    auth=auth, timeout=httpx.Timeout(timeout), transport=transport,
                                     event_hooks={"response": [_one_coding]})
-        for transport in (self._client._transport, *self._client._mounts.values()):  # an env proxy's too
-            if isinstance(transport, httpx.HTTPTransport):  # httpx has no public way to give httpcore a backend
-                transport._pool._network_backend = _Connector()
         with self._cleaned():
             self.ollama = self._is_ollama()
             self.prompt_as = "text" if self.ollama else "ids"
@@ -582,11 +594,13 @@ class RemoteEngine:
             raise RemoteError(
                 "a remote server cannot apply this session's logits processor (constrained output); use a local engine")
         sampling = sampling.with_defaults(self.default_sampling)
-        reader = _Reader(lambda aborted: self._open(prompt, stop, sampling, aborted),
-                         lambda response: self._unechoed(self._unkeyed(self._chunks(response)), prompt))
+        reader = _Reader(lambda aborted: self._open(prompt, stop, sampling, aborted), self._chunks)
+        # the key and echo checks hold text back on this thread, not the reading one (which Stop and Ctrl-C
+        # abandon): what they hold goes out at every end, as the retokenizer's pieces do
+        chunks = self._unechoed(self._unkeyed(reader.chunks(should_stop or (lambda: False))), prompt)
         try:
             with self._cleaned():
-                yield from self._tokens(reader.chunks(should_stop or (lambda: False)), stop, sampling.max_new_tokens)
+                yield from self._tokens(chunks, stop, sampling.max_new_tokens)
         finally:
             reader.abort()
 
@@ -594,7 +608,7 @@ class RemoteEngine:
         """`chunks` with a key or password of `_QUOTED`+ characters hidden in their text: a server that writes one
         into the answer would have the chat view, the transcript and the saved notebook keep it. A shorter one (a
         word: `hunter22`) is left, as blanking it would change the model's words. Text that could be the start of
-        one is held until the next chunk (or the end) tells."""
+        one is held until the next chunk tells, or the stream ends (a failure, Stop or Ctrl-C included)."""
         held = ""
         try:
             for text, finish, stop_reason in chunks:
@@ -602,7 +616,7 @@ class RemoteEngine:
                 cut = len(text) - (0 if finish else _secret_start(text, self._quoted))
                 text, held = text[:cut], text[cut:]
                 yield text, finish, stop_reason
-        except RemoteError:  # what arrived before a failure still goes out
+        except (RemoteError, KeyboardInterrupt):  # what arrived before a failure or Ctrl-C still goes out
             if held:
                 yield held, None, None
             raise
@@ -624,7 +638,7 @@ class RemoteEngine:
                 text += chunk[0].replace(_JOINER, "")
                 if chunk[1] or len(text) >= len(head) or not head.startswith(text):
                     break
-        except RemoteError:  # what arrived before a failure still goes out
+        except (RemoteError, KeyboardInterrupt):  # what arrived before a failure or Ctrl-C still goes out
             yield from held
             raise
         if head and text.startswith(head):
@@ -638,14 +652,15 @@ class RemoteEngine:
         retok = harmony.Retokenizer()
         pending: list[int] = []  # held until the output has shown a Harmony marker
         count = seen = texts = 0  # texts: chunks with text, about one generated token each
-        finish = stop_reason = failure = None
+        finish = stop_reason = None
+        failure: RemoteError | KeyboardInterrupt | None = None
         overrun = False
         while True:
             try:
                 text, finish, stop_reason = next(chunks)
             except StopIteration:
                 break
-            except RemoteError as err:  # the ids received so far still go out, then the error
+            except (RemoteError, KeyboardInterrupt) as err:  # the ids received so far still go out, then the error
                 failure = err
                 break
             seen, texts = seen + len(text), texts + bool(text)
@@ -780,20 +795,96 @@ class _Connector(httpcore.SyncBackend):
         raise httpcore.ConnectError(str(failure)) from failure
 
 
+class _Transport(httpx.BaseTransport):
+    """httpx's transport on an httpcore pool that connects with `_Connector` (httpx.HTTPTransport takes no network
+    backend), directly or through `proxy`; requests, responses and errors as httpx's own. No kept-alive connections:
+    every request connects anew, so its `_HeaderClock` sees the socket."""
+
+    def __init__(self, verify: bool | ssl.SSLContext, proxy: httpcore.Proxy | None) -> None:
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(verify=verify), proxy=proxy,
+                                             max_keepalive_connections=0, network_backend=_Connector())
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """`request` sent through the pool: the response's headers read, its body a stream."""
+        url = request.url
+        sent = httpcore.Request(request.method, httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
+                                                             target=url.raw_path),
+                                headers=request.headers.raw, content=request.stream, extensions=request.extensions)
+        with _httpx_errors():
+            response = self._pool.handle_request(sent)
+        return httpx.Response(response.status, headers=response.headers, stream=_Body(response.stream),
+                              extensions=response.extensions)
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self._pool.close()
+
+
+class _Body(httpx.SyncByteStream):
+    """A response body as httpcore reads it, its errors raised as httpx's."""
+
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        """Close the body (and, with no keep-alive, its connection)."""
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """httpcore's errors raised as httpx's of the same name (ConnectError, ReadTimeout ...), as httpx does."""
+    try:
+        yield
+    except Exception as err:
+        kind = next((getattr(httpx, k.__name__) for k in type(err).__mro__
+                     if k.__module__.startswith("httpcore") and hasattr(httpx, k.__name__)), None)
+        if kind is None:
+            raise
+        raise kind(str(err)) from err
+
+
+def _env_proxy(url: httpx.URL) -> httpcore.Proxy | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY or HTTP_PROXY by its scheme, else ALL_PROXY; none when
+    NO_PROXY names its host), read as httpx reads them (urllib's `getproxies`: the system's settings on Windows and
+    macOS). RemoteError, without the proxy's URL (it may hold a password), for one that cannot be used."""
+    proxies = urllib.request.getproxies()
+    named = proxies.get(url.scheme) or proxies.get("all")
+    if not named or urllib.request.proxy_bypass_environment(url.host, proxies):
+        return None
+    where = f"the proxy the environment names for {url.scheme}:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)"
+    try:
+        proxy = httpx.Proxy(named if "://" in named else f"http://{named}")
+    except (ValueError, httpx.InvalidURL):
+        raise RemoteError(f"{where} is no http, https or socks5 URL: correct it, or name {url.host} in NO_PROXY") \
+            from None
+    if proxy.url.scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise RemoteError(f"{where} is a SOCKS proxy, which needs the socksio package (pip install socksio), "
+                          f"or name {url.host} in NO_PROXY")
+    return httpcore.Proxy(str(proxy.url), auth=proxy.raw_auth, headers=proxy.headers.raw, ssl_context=proxy.ssl_context)
+
+
 def _lookup(host: str, port: int, waited: Callable[[], None]) -> list[tuple[Any, ...]]:
     """`socket.getaddrinfo` of `host`, looked up on a helper thread while `waited()` is called every 0.1 s (it raises
     at Stop or the timeout): the system resolver cannot be interrupted, so a lookup that hangs is left to end on its
     thread, not on the request's."""
     found: queue.Queue[list[tuple[Any, ...]] | Exception] = queue.Queue()
+    names = ("127.0.0.1", "::1") if _localhost(host) else (host,)  # a name under .localhost is loopback (RFC 6761)
 
     def look() -> None:
         try:
-            found.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            found.put([info for name in names for info in socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)])
         except Exception as err:  # noqa: BLE001 - raised on the request's thread, as a ConnectError
             found.put(err)
 
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(names[0])
         look()  # an address: nothing to wait for
     except ValueError:
         threading.Thread(target=look, daemon=True, name="gptoss-remote-lookup").start()

@@ -1,0 +1,136 @@
+"""RemoteEngine: what it holds back (the key check, the retokenizer) at Ctrl-C and Stop; which hosts are this
+machine (no proxy, no plain-http warning, connected to loopback)."""
+from __future__ import annotations
+
+import _thread
+import contextlib
+import importlib.util
+import threading
+import time
+import warnings
+
+import pytest
+
+from gptoss_lab import Session, harmony
+from gptoss_lab.engines import remote
+from gptoss_lab.engines.base import Sampling
+from gptoss_lab.engines.remote import RemoteEngine, RemoteError, RemoteWarning
+from test_remote import HEAD, KEY, PROMPT, FakeServer, _event  # tests/ is on sys.path
+
+LONG_KEY = KEY + "-567890"  # 21 characters: hidden wherever the server writes it whole
+
+
+@contextlib.contextmanager
+def _ctrl_c_after(sent: threading.Event, seconds: float):
+    """Ctrl-C (a KeyboardInterrupt in this thread) `seconds` after the server `sent` all it had; a test fails, not
+    the test run, when it reaches the test itself instead of the turn."""
+    def press() -> None:
+        sent.wait(10)
+        time.sleep(seconds)
+        _thread.interrupt_main()
+
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
+    try:
+        yield
+        presser.join()
+        time.sleep(0.2)  # a Ctrl-C that came after the block is raised here
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C reached the test: the turn did not take it")
+
+
+def _silent_after(sent: threading.Event, *texts: str):
+    """A stream that sends `texts` as events, sets `sent`, then sends nothing for 20 s (the user stops it meanwhile)."""
+    yield HEAD
+    yield from (_event(text) for text in texts)
+    sent.set()
+    yield 20.0
+
+
+@pytest.mark.parametrize(("texts", "final"), [
+    (["<|channel|>final<|message|>", "Hi there my good friend"], "Hi there my good friend"),  # the retokenizer's pieces
+    (["<|channel|>final<|message|>It has"], "It has"),  # "s" could begin the key: held by the key check
+    (["<|channel|>final<|message|>Your key is ", LONG_KEY, ". Noted"], "Your key is ***. Noted"),
+])
+def test_ctrl_c_while_the_server_streams_keeps_what_it_sent_and_still_hides_the_key(texts, final):
+    """Ctrl-C while a server streamed lost the words the engine held back (the retokenizer's last pieces, the text
+    the key check held): `Hi there my good friend` was kept as `Hi there my`, `It has` as nothing at all."""
+    sent = threading.Event()
+    with FakeServer(raw=lambda n: _silent_after(sent, *texts)) as server:
+        session = Session.connect(server.url, api_key=LONG_KEY, timeout=60,
+                                  session_options={"namespace": {}, "tools": "none"})
+        with _ctrl_c_after(sent, 0.5):
+            started = time.perf_counter()
+            reply = session.ask("Say hi")
+        assert time.perf_counter() - started < 5  # not the server's 20 s
+    assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+    assert reply.final == final and LONG_KEY not in repr(session.history)
+
+
+def test_stop_while_the_server_is_silent_gives_the_text_the_key_check_held():
+    """At Stop the reading thread was abandoned with the text the key check held (`s` of `It has` could begin the
+    key), so the stream's ids ended with `It ha`; the retokenizer's pieces did come out."""
+    sent, stop_at = threading.Event(), []
+    with FakeServer(raw=lambda n: _silent_after(sent, "<|channel|>final<|message|>It has")) as server:
+        engine = RemoteEngine(server.url, api_key=LONG_KEY, timeout=60)
+
+        def stop_requested() -> bool:  # Stop, half a second after the server sent all it had
+            if sent.is_set() and not stop_at:
+                stop_at.append(time.perf_counter() + 0.5)
+            return bool(stop_at) and time.perf_counter() >= stop_at[0]
+
+        ids = list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS, sampling=Sampling(temperature=0),
+                                 should_stop=stop_requested))
+    assert harmony.decode(ids) == "<|channel|>final<|message|>It has"
+
+
+# ---------------------------------------------------------------- which hosts are this machine
+
+
+@pytest.mark.parametrize("host", ["localhost.", "api.localhost", "API.LocalHost.", "127.1", "0x7f.0.0.1", "0.0.0.0",
+                                  "[::ffff:127.0.0.1]"])
+def test_every_spelling_of_this_machine_is_asked_directly_and_quietly(monkeypatch, host):
+    """`localhost.` and `api.localhost` (loopback by RFC 6761) were asked of DNS (here: no such name), or through
+    the environment's proxy, with a warning that the key crossed a network in plain text; so were 127.1 and 0.0.0.0
+    (the address vLLM prints), which the system connects to this machine."""
+    with FakeServer(api_key="sk-local-key") as proxy, FakeServer(api_key="sk-local-key") as server:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RemoteWarning)
+            engine = RemoteEngine(server.url.replace("127.0.0.1", host), api_key="sk-local-key", timeout=5, retries=0)
+        assert engine.model == "gpt-oss-test" and server.requests and not proxy.requests
+
+
+def test_only_this_machine_counts_as_loopback():
+    """The one rule behind the plain-http warning, the proxy bypass and the connection: names that merely look local
+    (`localhost.example.com`, `127.0.0.1.`, which the system asks DNS about) are other machines."""
+    here = ["localhost", "LOCALHOST.", "api.localhost", "a.b.localhost.", "::1", "[::1]", "127.0.0.1", "127.9.8.7",
+            "127.1", "0x7f.1", "::ffff:127.0.0.1", "0.0.0.0", "::"]
+    elsewhere = ["gpu-box", "localhost.example.com", "mylocalhost", "localhost.localdomain", "127.0.0.1.",
+                 "10.0.0.1", "::ffff:10.0.0.1", "fe80::1", "", "128.0.0.1"]
+    assert [h for h in here if not remote._loopback(h)] == [] and [h for h in elsewhere if remote._loopback(h)] == []
+
+
+# ---------------------------------------------------------------- the environment's proxy
+
+
+@pytest.mark.parametrize(("proxy", "why"), [
+    ("socks5://127.0.0.1:9", "is a SOCKS proxy, which needs the socksio package (pip install socksio), "
+                             "or name gpu-box.example in NO_PROXY"),
+    ("ftp://user:pw-secret@127.0.0.1:9",
+     "is no http, https or socks5 URL: correct it, or name gpu-box.example in NO_PROXY"),
+])
+def test_a_proxy_of_the_environment_that_cannot_be_used_is_said_in_one_line(monkeypatch, proxy, why):
+    """ALL_PROXY=socks5://... without socksio raised httpx's ImportError (`pip install httpx[socks]`), an ftp:// one
+    its ValueError ("Unknown scheme for proxy URL"), as tracebacks out of `Session.connect`."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", proxy)
+    if proxy.startswith("socks") and importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: the SOCKS proxy can be used")
+    with pytest.raises(RemoteError) as caught:
+        RemoteEngine("http://gpu-box.example:8000", timeout=1, retries=0)
+    assert str(caught.value) == ("the proxy the environment names for http:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) "
+                                 + why)
