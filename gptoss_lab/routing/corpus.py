@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import harmony
 from ..widgets import text_bar
-from .analysis import described, whole
+from .analysis import described, flag, whole
 from .record import RecordWriter, Routing, check_vocabulary, check_weights, read_record, token_labels
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
@@ -152,6 +152,7 @@ def route(
         raise ValueError(f"memory_limit must be a number of bytes ≥ 0, not {memory_limit!r}")  # failed after a batch
     if isinstance(labels, str):  # would be one label per character
         raise TypeError("labels is a list of one label per text, not one text: labels=[label] * len(texts)")
+    progress = flag(progress, "progress")  # "no" showed the bar
     engine, net = model_of(model)
     items = list(items)
     if labels is not None and len(labels) != len(items):

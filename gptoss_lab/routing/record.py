@@ -82,6 +82,14 @@ def check_vocabulary(ids: Sequence[int], vocab: int) -> None:
                          f"not {min(ids) if min(ids) < 0 else max(ids)}")
 
 
+def _gate_weights(weights: Any) -> np.ndarray:
+    """`weights` as float32, refusing what is no number: "0.5" was read as 0.5, True as 1, None as NaN."""
+    given = np.asarray(weights)
+    if given.size and given.dtype.kind not in "iuf":
+        raise TypeError(f"gate weights are numbers in 0..1, not {given.dtype} values")
+    return given.astype(np.float32)
+
+
 def _selection(which: Any, n: int) -> tuple[Any, ...]:
     """What `select(which)` takes of a record of `n` tokens, as a key: equal for the same tokens."""
     if isinstance(which, slice):
@@ -93,8 +101,8 @@ def _selection(which: Any, n: int) -> tuple[Any, ...]:
 def _token_ids(tokens: Any) -> np.ndarray:
     """`tokens` as ids, refusing what no Harmony token is: a record saved with it could not be loaded back."""
     ids = np.asarray(tokens)
-    if ids.size and ids.dtype.kind not in "iu":  # 1.9 was cut to token 1
-        raise ValueError(f"token ids are whole numbers, not {ids.dtype} values")
+    if ids.size and ids.dtype.kind not in "iu":  # 1.9 was cut to token 1; a wrong type: TypeError, as `whole` says
+        raise TypeError(f"token ids are whole numbers, not {ids.dtype} values")
     if ids.size and (ids.min() < 0 or ids.max() >= harmony.VOCAB_SIZE):
         bad = ids.min() if ids.min() < 0 else ids.max()
         raise ValueError(f"token ids go from 0 to {harmony.VOCAB_SIZE - 1} (the Harmony vocabulary), not {int(bad)}")
@@ -253,11 +261,13 @@ class Routing:
         """`labels` as indices into `names` (default: this record's label names) plus the labels new to them,
         which become the record's names; refused whole, the record left as it was, for a label that is no
         text (meta.json could not hold it: the record saved, then failed to load) or a 256th label."""
+        if isinstance(labels, str):  # was one label per character
+            raise TypeError("labels is a list of one label per token, not one text: [label] * len(tokens)")
         names = list(self._names if names is None else names)
         texts: dict[str, str] = {}
         for label in dict.fromkeys(labels):
             if not isinstance(label, str):
-                raise ValueError(f"labels are texts (a Harmony channel, 'text' ...), not {label!r}")
+                raise TypeError(f"labels are texts (a Harmony channel, 'text' ...), not {label!r}")
             if len(label) > MAX_LABEL:
                 raise ValueError(f"a label is a name of at most {MAX_LABEL} characters (a channel, a category), "
                                  f"not one of {len(label):,}")
@@ -276,7 +286,7 @@ class Routing:
         """Add tokens at the end (labels default to "" = not known yet) and tell the observers."""
         if experts is None or weights is None:
             raise ValueError(f"need experts and weights of shape [{len(tokens)}, layers, k] for {len(tokens)} tokens")
-        tokens, experts, weights = _token_ids(tokens), self._expert_ids(experts), np.asarray(weights, np.float32)
+        tokens, experts, weights = _token_ids(tokens), self._expert_ids(experts), _gate_weights(weights)
         n = len(tokens)
         if experts.ndim != 3 or experts.shape[0] != n or weights.shape != experts.shape:
             raise ValueError(f"need experts and weights of shape [{n}, layers, k] for {n} tokens, "
@@ -307,8 +317,8 @@ class Routing:
     def _expert_ids(self, experts: Any) -> np.ndarray:
         """`experts` as int16, refusing ids outside -1..num_experts - 1 (they would be counted in another layer)."""
         experts = np.asarray(experts)
-        if experts.dtype.kind not in "iubf":
-            raise ValueError(f"expert ids are whole numbers (-1 = an empty slot), not {experts.dtype} values")
+        if experts.dtype.kind not in "iuf":  # True was expert 1
+            raise TypeError(f"expert ids are whole numbers (-1 = an empty slot), not {experts.dtype} values")
         if experts.dtype.kind == "f" and not (experts % 1 == 0).all():  # 2.7 was cut to 2, NaN became expert 0
             raise ValueError(f"expert ids are whole numbers (-1 = an empty slot), not {experts[experts % 1 != 0][0]}")
         top = (self._num_experts if self._num_experts is not None else MAX_EXPERT + 1) - 1

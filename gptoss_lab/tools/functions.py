@@ -25,6 +25,7 @@ import json
 import math
 import sys
 import time
+import traceback
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set, ValuesView
@@ -138,7 +139,14 @@ class FunctionTool:
                 given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
                 # positional-only parameters, in order, up to the last one given; one left out before it: its default
                 args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
-                value = _bounded(self.function(*args, **kwargs))
+                try:
+                    value = _bounded(self.function(*args, **kwargs))
+                except BaseException as err:
+                    # what the function made is let go here, under the timeout: a generator it returned, left half
+                    # read by a timeout, ran its `finally` once the error was dropped, past the deadline, for as long
+                    # as its cleanup took
+                    traceback.clear_frames(err.__traceback__)
+                    raise
                 ran = True
                 output = _json_text(value)
         except ToolTimeout as err:

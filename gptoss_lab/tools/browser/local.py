@@ -55,7 +55,7 @@ class LocalBackend(Backend):
 
     def __init__(self, pages: Iterable[Page], *, files: Mapping[str, Path] | None = None,
                  roots: Iterable[str] = (), skipped: Iterable[tuple[str, str]] = (),
-                 kinds: Iterable[str] = (), left_out: str | None = None) -> None:
+                 kinds: Iterable[str] = (), left_out: str | None = None, progress: bool | None = None) -> None:
         self.pages: list[Page] = list(pages)
         self.files = dict(files or {})                    # url -> the file it was read from
         self.roots = list(roots)
@@ -67,7 +67,7 @@ class LocalBackend(Backend):
             file = self.files.get(page.url)
             for name in (page.url, *((file.as_uri(), str(file)) if file else ()), page.url.rsplit("/", 1)[-1]):
                 self._by_name.setdefault(name, i)
-        self._index()
+        self._index(progress)
 
     # ------------------------------------------------------------ construction
 
@@ -110,7 +110,8 @@ class LocalBackend(Backend):
         names = {path.as_uri(): name for name, path in paths.items()}
         for page in pages:  # links between the documents lead to their names
             page.urls = {i: names.get(link, link) for i, link in page.urls.items()}
-        return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds, left_out=stopped)
+        return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds, left_out=stopped,
+                   progress=progress)
 
     @classmethod
     def from_texts(cls, texts: Mapping[str, str]) -> LocalBackend:
@@ -128,7 +129,9 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------ the index
 
-    def _index(self) -> None:
+    def _index(self, progress: bool | None) -> None:
+        """Cut the pages in passages and index them; bm25s's own bars show for a large index, never when
+        `progress` is False."""
         import bm25s
         import Stemmer
         from bm25s.tokenization import Tokenizer
@@ -146,10 +149,10 @@ class LocalBackend(Backend):
         self._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english").stemWord, stopwords="en")
         self._retriever = None
         if corpus:
-            big = len(corpus) >= 20_000
-            tokens = self._tokenizer.tokenize(corpus, return_as="tuple", show_progress=big)
+            show = progress is not False and len(corpus) >= 20_000
+            tokens = self._tokenizer.tokenize(corpus, return_as="tuple", show_progress=show)
             self._retriever = bm25s.BM25()
-            self._retriever.index(tokens, show_progress=big)
+            self._retriever.index(tokens, show_progress=show)
 
     def search(self, query: str, topn: int) -> list[SearchResult]:
         if self._retriever is None or topn <= 0:

@@ -25,8 +25,17 @@ PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【\d*(?:†(?P<content>[^†】]*)(?:
 LINK_PATTERN = re.compile(r"【\d+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 CITATION_PATTERN = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 _CITED_LINES = re.compile(r"^\s*L(\d+)(?:\s*-\s*L?(\d+))?\s*$")
-_SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\u200b": "", "\x00": ""}   # NUL: no text's character
-_SPECIAL_RE = re.compile("|".join(map(re.escape, _SPECIAL_CHARS)))
+_SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\x0b": " ", "\x0c": " "}  # vertical tab, form feed: spaces
+# Dropped from documents, so that the model and the reader see the same text, in the order it is stored: terminal
+# sequences whole (_TERMINAL: CSI in 7 and 8 bits, a window title ended on its line, ESC and a letter or digit such as
+# `ESC c`, `ESC (B`; a text file's colours and cursor moves could make a terminal-ish view read otherwise), then
+# (_SPECIAL_RE) the other control characters but tab, line feed, return and the spaces above (NUL, U+FFFE, U+FFFF: no
+# text's characters, and lxml refused an HTML file's `&#xffff;` with a traceback), zero-width spaces (as the
+# reference), and direction overrides, embeddings and isolates (they can make a cited line read backwards; the marks
+# U+200E/U+200F stay, right-to-left text needs them). None is a line break: lines keep their numbers.
+_TERMINAL = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)|\x1b[ #%(-/]?[0-9A-Za-z]")
+_SPECIAL_RE = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2066-\u2069"
+                         "\ufffe\uffff]")
 MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
@@ -72,8 +81,9 @@ class Page:
 
     def __post_init__(self) -> None:
         # every display's header and every indexed passage carries the title: a document whose first line was a
-        # 3 MB `# heading` took more than 4 GB of memory, and a long one was put in front of every window
-        self.title = maybe_truncate(self.title, MAX_TITLE_CHARS)
+        # 3 MB `# heading` took more than 4 GB of memory, and a long one was put in front of every window; a title
+        # from anywhere (an HTML file's name, a backend's) holds no control character nor link syntax
+        self.title = replace_special_chars(maybe_truncate(self.title, MAX_TITLE_CHARS))
 
     @functools.cached_property
     def lines(self) -> list[str]:
@@ -82,9 +92,12 @@ class Page:
 
 
 def replace_special_chars(text: str) -> str:
-    """Characters that would read as link or citation syntax become look-alikes (as the reference does); NULs (a
-    text file's past its first 8 kB, where binary files are told apart; pypdf's for glyphs it cannot map) go."""
-    return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS[m.group(0)], text)
+    """Characters that would read as link or citation syntax become look-alikes (as the reference does); terminal
+    sequences, control characters (NULs: a text file's past its first 8 kB, where binary files are told apart;
+    pypdf's for glyphs it cannot map) and direction overrides go (see _TERMINAL)."""
+    if "\x1b" in text or "\x9b" in text:   # a scan for one character: most documents have no terminal sequence
+        text = _TERMINAL.sub("", text)
+    return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS.get(m.group(0), ""), text)
 
 
 def merge_whitespace(text: str) -> str:
@@ -92,12 +105,13 @@ def merge_whitespace(text: str) -> str:
 
 
 def domain(url: str) -> str:
-    """The host of a URL (`www.example.com`), or of a bare domain; empty for what urllib cannot read
+    """The host of a URL (`www.example.com`), or of a bare domain, as shown (control characters and link syntax
+    replaced, as in a page's text: a link's `&#x1b;[2J` host went to the model); empty for what urllib cannot read
     (`http://[oops`)."""
     if "http" not in url:
         url = "http://" + url
     try:
-        return urlparse(url).netloc
+        return replace_special_chars(urlparse(url).netloc)
     except ValueError:
         return ""
 
@@ -188,7 +202,7 @@ def end_line(lines: list[str], loc: int, num_lines: int, view_tokens: int) -> in
 def display(page: Page, cursor: int, loc: int, end: int) -> str:
     """`[cursor] title (url)`, the scrollbar, and lines loc..end-1 numbered: one browsing display."""
     header = merge_whitespace(page.title)  # a title or URL on one line: no line of theirs reads as a page line
-    shown = merge_whitespace(maybe_truncate(unquote(page.url)))
+    shown = merge_whitespace(replace_special_chars(maybe_truncate(unquote(page.url))))   # `%1b[2J`, `%E2%80%AE`
     if shown:
         header += f" ({shown})"
     header += f"\n**viewing lines [{loc} - {end - 1}] of {len(page.lines) - 1}**\n\n"
