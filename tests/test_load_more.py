@@ -48,7 +48,7 @@ def no_downloads(monkeypatch) -> list[str]:
     return asked
 
 
-ATTENTION = ("which transformers would download from the Hub and run: a checkpoint may choose eager, sdpa, "
+ATTENTION = ("which transformers would download from the Hub and run: a checkpoint may choose eager, "
              "flex_attention")
 
 

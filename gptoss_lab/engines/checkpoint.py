@@ -34,23 +34,26 @@ MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transform
 # regular expressions, and many ".*" backtrack for hours on each layer's name
 _MODULE_PATTERN = re.compile(r"[\w.]*(?:(?<=\.)\*[\w.]*)?")  # no backtracking here either: "*" is no [\w.]
 _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
+_HUB_KERNEL = re.compile(r"[\w.-]+/[\w.-]+(@[\w.-]+)?(:[\w.-]+)?")  # what transformers fetches as an attention kernel
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
 # transformers' loading options a load may pass on; others it takes as config values after this module's checks
 _LOAD_OPTIONS = (*_HUB_KW, "trust_remote_code", "use_safetensors", "use_kernels", "attn_implementation", "max_memory",
                  "offload_folder", "low_cpu_mem_usage")
 _MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
-_ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
+ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
 _STORED_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
 MAX_LAYERS = 1024  # gpt-oss-120b has 36; transformers lists a layer type per layer before any check
 MAX_SIZE = 2**40  # a config's largest size or window: torch sizes tensors and masks in 64-bit integers
 MAX_ATTENTION_SCALING = 100  # yarn's attention factor: gpt-oss's is 1.35; 10**15 overflows the scores (NaN logits)
 MAX_PARAMETERS = 10**15  # 2 PB of bfloat16 weights, no machine's memory (gpt-oss-120b: 1.2 * 10**11)
+_SCAN_SLICE = 2**26  # weight values checked for NaN at once (64 MB of booleans where a sum overflows)
 MAX_JSON_BYTES = 16 * 2**20  # a checkpoint's config, generation config or shard index (gpt-oss-120b's index: 60 kB)
 # what a checkpoint's config may choose (kind: config attribute, load option, choices): implementations in
-# transformers' own code; any other (a Hub kernel "org/name", flash_attention_2, deepgemm) makes transformers download
-# a kernel and run it, which only the user's own load option may ask for
+# transformers' own code that gpt-oss runs (sdpa is none: see _check_attention); any other (a Hub kernel "org/name",
+# flash_attention_2, deepgemm) makes transformers download a kernel and run it, which only the user's own load option
+# may ask for
 _BUILT_IN_IMPLEMENTATIONS = {
-    "attention": ("_attn_implementation", "attn_implementation", ("eager", "sdpa", "flex_attention")),
+    "attention": ("_attn_implementation", "attn_implementation", ("eager", "flex_attention")),
     "experts": ("_experts_implementation", "experts_implementation", ("eager", "grouped_mm", "batched_mm")),
 }
 
@@ -141,14 +144,16 @@ def offline_message(name: str | Path) -> str:
             f"(`hf download {name} --local-dir DIR`) and load the folder DIR instead")
 
 
-def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
-    """The checkpoint's transformers config, after checking that it is a gpt-oss model."""
+def read_config(source: Source, hub_kw: dict[str, Any] | None = None, folder: str | None = None) -> Any:
+    """The checkpoint's transformers config, after checking that it is a gpt-oss model; `folder` is the one that will
+    load where it is known (`folder_of`), a local one's own by default."""
     from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig, PretrainedConfig
 
     hub_kw = hub_kw or {}
-    if not source.hub:
-        _json_file(Path(source.path) / "config.json", source.path)
+    folder = folder or (None if source.hub else source.path)
+    if folder is not None:
+        _json_file(Path(folder) / "config.json", source.path)
     try:
         raw, _ = PretrainedConfig.get_config_dict(source.path, **hub_kw)
     except (OSError, ValueError, RecursionError) as error:  # ValueError: not JSON, a number of 4,300 digits or more
@@ -156,7 +161,7 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
             raise LoadError(offline_message(source.path)) from None
         raise LoadError(f"could not read the config of {source.path}: {first_line(error)}") from None
     check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, str(source.path))
-    _check_no_adapter(source, hub_kw)
+    _check_no_adapter(source, hub_kw, folder)
     check_raw(raw, f"the config of {source.path}")
     try:
         config = AutoConfig.from_pretrained(source.path, **hub_kw)
@@ -169,20 +174,21 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None) -> Any:
     return config
 
 
-def _check_no_adapter(source: Source, hub_kw: dict[str, Any]) -> None:
+def _check_no_adapter(source: Source, hub_kw: dict[str, Any], folder: str | None) -> None:
     """A one-line LoadError for a checkpoint that holds a PEFT adapter_config.json: where peft is installed,
     transformers applies the adapter's weights on top of the checked ones (for a Hub id that is only an adapter, it
     loads the base model the adapter names), and without peft it ignores the file, so the same folder is another
-    model on another machine. A Hub id is looked up (as transformers would) only where peft is installed."""
+    model on another machine. A Hub id whose `folder` is not known is looked up (as transformers would) only where peft
+    is installed."""
     from transformers.integrations import peft
     from transformers.utils.peft_utils import ADAPTER_CONFIG_NAME, find_adapter_config_file
 
-    if source.hub:
+    if folder is None:
         found = peft.is_peft_available() and find_adapter_config_file(
             source.path, **{k: hub_kw[k] for k in ("cache_dir", "token", "revision", "local_files_only", "subfolder")
                             if k in hub_kw})
     else:
-        found = os.path.lexists(Path(source.path) / ADAPTER_CONFIG_NAME)
+        found = os.path.lexists(Path(folder) / ADAPTER_CONFIG_NAME)
     if found:
         raise LoadError(f"could not load {source.path}: it holds a PEFT adapter ({ADAPTER_CONFIG_NAME}), which "
                         "transformers would apply to its weights where peft is installed: load a folder without it "
@@ -431,12 +437,18 @@ def check_sampling(folder: str, name: str) -> None:
         raise LoadError(f"{wrong} is wrong: {error}") from None
 
 
-def _cached_snapshot(repo: str, hub_kw: dict[str, Any]) -> str | None:
-    """The folder of a hub checkpoint in the local Hugging Face cache (its `subfolder` if given), or None."""
+def folder_of(source: Source, hub_kw: dict[str, Any]) -> str | None:
+    """The folder that will load, where it is known before the load: a local one, or for a Hub id loaded offline
+    (`local_files_only`) its snapshot in the Hugging Face cache, which is exactly what transformers reads, so it is
+    checked as a folder is (its JSON files, an adapter, the weights' headers, dtype and scales). None otherwise."""
+    if not source.hub:
+        return source.path
+    if not hub_kw.get("local_files_only"):
+        return None  # transformers downloads what the Hub has now: the loaded weights are checked after the load
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(repo, revision=hub_kw.get("revision"), cache_dir=hub_kw.get("cache_dir"),
+        folder = snapshot_download(source.path, revision=hub_kw.get("revision"), cache_dir=hub_kw.get("cache_dir"),
                                    local_files_only=True, allow_patterns=["*.json", "*.safetensors"])
     except (OSError, ValueError):  # not cached (LocalEntryNotFoundError is an OSError), a bad revision
         return None
@@ -576,9 +588,9 @@ def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str
     configured = getattr(config, "dtype", None)
     if configured:
         name = str(configured).removeprefix("torch.")
-        if name not in _ITEMSIZE:  # e.g. int8, which transformers cannot build a GptOss model in
+        if name not in ITEMSIZE:  # e.g. int8, which transformers cannot build a GptOss model in
             raise LoadError(f"the config's dtype {name!r} is not one the weights can load in: give dtype= one of "
-                            f"{', '.join(_ITEMSIZE)}")
+                            f"{', '.join(ITEMSIZE)}")
         return name
     return _stored_dtype(folder) or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
 
@@ -586,8 +598,8 @@ def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str
 def _asked_dtype(dtype: Any) -> str:
     """The name of a dtype asked for ("bfloat16", "torch.float16", torch.float32); LoadError in one line for any other."""
     name = str(dtype).removeprefix("torch.")
-    if name not in _ITEMSIZE:
-        raise LoadError(f"unknown dtype {str(dtype)!r}: use one of {', '.join(_ITEMSIZE)}")
+    if name not in ITEMSIZE:
+        raise LoadError(f"unknown dtype {str(dtype)!r}: use one of {', '.join(ITEMSIZE)}")
     return name
 
 
@@ -601,7 +613,7 @@ def _stored_dtype(folder: str | None) -> str | None:
 def weight_bytes(config: Any, dtype: str, *, packed: bool) -> int:
     """Bytes of the loaded weights in `dtype`, expert projections in MXFP4 when `packed`."""
     params = count_parameters(config)
-    itemsize = _ITEMSIZE[dtype]
+    itemsize = ITEMSIZE[dtype]
     experts = params.experts * (MXFP4_BYTES if packed else itemsize)
     return int(experts + params.rest * itemsize)
 
@@ -619,7 +631,7 @@ class KVCache:
     def of(cls, config: Any, dtype: str = "bfloat16") -> KVCache:
         types = list(getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers)
         sliding = sum(t == "sliding_attention" for t in types)
-        per = 2 * config.num_key_value_heads * config.head_dim * _ITEMSIZE[dtype]
+        per = 2 * config.num_key_value_heads * config.head_dim * ITEMSIZE[dtype]
         return cls(per, len(types) - sliding, sliding, int(config.sliding_window or 0))
 
     def bytes(self, tokens: int, *, keep_past: bool = False) -> int:
@@ -634,7 +646,7 @@ def attention_scratch(config: Any, tokens: int, chunk: int, dtype: str = "bfloat
     The scores (heads × chunk × context, a few live copies) and the keys and values repeated for every
     query head (transformers' `repeat_kv`); both are transient, so only one layer's count matters.
     """
-    heads, itemsize = config.num_attention_heads, _ITEMSIZE[dtype]
+    heads, itemsize = config.num_attention_heads, ITEMSIZE[dtype]
     scores = heads * min(tokens, chunk) * tokens * itemsize * SCORE_COPIES
     repeated = 2 * heads * tokens * config.head_dim * itemsize
     return int(scores + repeated)
@@ -756,6 +768,7 @@ class LoadPlan:
     weights: int = 0
     how: str = ""
     note: str | None = None  # one line, e.g. that MXFP4 experts are dequantized here and what that costs
+    packed: bool = False  # MXFP4 experts are meant to stay packed (transformers may still dequantize them)
 
     def failed(self, error: BaseException) -> LoadError:
         """The one-line LoadError for an exception transformers raised while loading. The exception (the LoadError's
@@ -835,11 +848,9 @@ def plan_load(
     hub_kw = {k: kw[k] for k in _HUB_KW if k in kw}
     if source.hub and not hub_reachable():
         kw["local_files_only"] = hub_kw["local_files_only"] = True
-    config = read_config(source, hub_kw)
+    local = folder_of(source, hub_kw)
+    config = read_config(source, hub_kw, local)
     check_implementations(config, kw, source.path)
-    local = None if source.hub else source.path  # the folder that will load, where it is known before the load
-    if source.hub and hub_kw.get("local_files_only"):
-        local = _cached_snapshot(source.path, hub_kw)  # offline, the cache is exactly what will load
     if local is not None:
         check_tensors(local, config, name=source.path)
         check_sampling(local, source.path)
@@ -851,12 +862,12 @@ def plan_load(
     check_gpu(target)
     on_cpu = str(target).startswith("cpu") or (target in _MULTI_DEVICE_MAPS and not torch.cuda.is_available())
     attention = getattr(config, "_attn_implementation", None) or kw.get("attn_implementation")  # the config's outranks
-    if on_cpu and attention == "flex_attention":
+    if on_cpu and str(attention).removeprefix("paged|") == "flex_attention":
         raise LoadError(f"could not load {source.path}: flex_attention cannot run gpt-oss's attention sinks on a CPU "
                         "(transformers refuses it at every turn): use attn_implementation='eager', or load on a GPU")
     if dtype is None and (default := cpu_default(config, target, free_bytes(target))):
         dtype = getattr(torch, default)
-    name = dtype_name(config, dtype, None if source.hub else source.path)
+    name = dtype_name(config, dtype, local)
     plan = LoadPlan(source, target, kw)
     packed = False
     if is_mxfp4(config):
@@ -869,7 +880,7 @@ def plan_load(
             plan.note = (f"{source.name} stores its experts in MXFP4, but {reason}: they load dequantized to {name}, "
                          f"{size(weight_bytes(config, name, packed=False))} of weights instead of "
                          f"{size(weight_bytes(config, name, packed=True))}")
-    plan.weights = weight_bytes(config, name, packed=packed)
+    plan.weights, plan.packed = weight_bytes(config, name, packed=packed), packed
     plan.how = name + (", MXFP4 experts" if packed else "")
     free = free_bytes(target)
     if free is not None and plan.weights > free:
@@ -887,12 +898,35 @@ def check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:
     """A one-line LoadError for an attention or experts implementation the checkpoint's config names that is not in
     transformers' own code and not the one the load asks for: transformers would download a Hub kernel for it and run
     it. Refused even when the load asks for another: a config's "_attn_implementation" outranks the load's option."""
+    _check_attention(config, kw, label)
     for kind, (attribute, option, built_in) in _BUILT_IN_IMPLEMENTATIONS.items():
         value = getattr(config, attribute, None)
         if value is not None and value not in built_in and value != kw.get(option):
             raise LoadError(f"could not load {label}: its config asks for the {kind} implementation "
                             f"{clip(repr(value), 60)}, which transformers would download from the Hub and "
                             f"run: a checkpoint may choose {', '.join(built_in)}")
+
+
+def _check_attention(config: Any, kw: dict[str, Any], label: str) -> None:
+    """A one-line LoadError, before "Loading ..." is printed, for an attention implementation (the config's, else the
+    load's) gpt-oss cannot run: transformers has no sdpa attention with gpt-oss's sinks and refused it only after the
+    load began, in a clipped paragraph, as it did a name it does not know ("bogus", "eagr")."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssPreTrainedModel
+
+    configured = getattr(config, "_attn_implementation", None)
+    asked = configured or kw.get("attn_implementation")
+    name = asked.removeprefix("paged|") if isinstance(asked, str) else asked  # paged|eager: eager on a paged cache
+    if name is None or name == "eager":
+        return
+    fix = ("remove \"_attn_implementation\" from its config.json" if configured else
+           "use attn_implementation='eager', or 'flex_attention' on a GPU")
+    if name == "sdpa" and not GptOssPreTrainedModel._supports_sdpa:
+        raise LoadError(f"could not load {label}: gpt-oss cannot run the attention implementation 'sdpa' (transformers "
+                        f"has none with gpt-oss's attention sinks): {fix}")
+    if not isinstance(name, str) or not (name in ALL_ATTENTION_FUNCTIONS.valid_keys() or _HUB_KERNEL.fullmatch(name)):
+        raise LoadError(f"could not load {label}: {clip(repr(asked), 60)} is no attention implementation "
+                        f"transformers knows: {fix}")
 
 
 def cpu_default(config: Any, target: Any, free: int | None) -> str | None:
@@ -919,6 +953,40 @@ def quiet_mxfp4_warnings(enabled: bool) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ a loaded model
+
+
+def non_finite(model: Any) -> str | None:
+    """Why a loaded model can only compute garbage, naming the first weight that holds NaN or an infinity; else None.
+    The header checks cannot see values, and one NaN in an embedding row, a norm or the router loaded and wrote "!!!!"
+    (NaN logits) at every turn. Packed MXFP4 blocks are whole numbers (their scales are checked before the load)."""
+    for name, tensor in model.named_parameters():
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not _all_finite(tensor):
+            return (f"the weight {printable(clip(name, 120))} holds NaN or infinite values, so every answer would be "
+                    "garbage: copy or download the checkpoint again")
+    return None
+
+
+def _all_finite(tensor: Any) -> bool:
+    """Whether every value of a floating-point tensor is finite. A slice's sum is, unless one of its values is not or
+    the sum overflows (then each value is looked at): 25 times faster than `isfinite` on every value, and slices keep
+    the memory it takes small next to the weights."""
+    import torch
+
+    return all(bool(torch.isfinite(part.sum())) or bool(torch.isfinite(part).all())
+               for part in tensor.detach().reshape(-1).split(_SCAN_SLICE))
+
+
+def held_weights(model: Any) -> tuple[str, int] | None:
+    """(dtype of the expert weights, bytes of all weights) of a loaded model (or engine) as it is in memory, or None
+    when its experts are no floating-point tensors (packed MXFP4: the config counts them). What the config says can
+    differ: a model moved to another dtype after its load, or MXFP4 experts transformers dequantized on its own."""
+    net = model if hasattr(model, "named_parameters") else getattr(model, "model", None)
+    weights = dict(net.named_parameters()) if hasattr(net, "named_parameters") else {}
+    experts = [t for name, t in weights.items() if name.endswith(EXPERT_WEIGHTS) and t.is_floating_point()]
+    name = str(experts[0].dtype).removeprefix("torch.") if experts else None
+    if name not in ITEMSIZE:
+        return None
+    return name, sum(t.numel() * t.element_size() for t in weights.values())
 
 
 def routing_visible(model: Any) -> str | None:

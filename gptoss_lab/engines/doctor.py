@@ -139,9 +139,10 @@ def doctor(
         checkpoint.check_gpu(target, ", or give memory= (e.g. '80 GB') to size the model for another machine")
     p = checkpoint.count_parameters(config)
     free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
-    loaded = getattr(model, "config", None) is config  # a loaded model's config names the dtype it is in
+    loaded = getattr(model, "config", None) is config
+    held = checkpoint.held_weights(model) if loaded and dtype is None else None  # as in memory, not as configured
     default = None if loaded else checkpoint.cpu_default(config, target, free)
-    dtype_name = checkpoint.dtype_name(config, dtype or default, folder)
+    dtype_name = held[0] if held else checkpoint.dtype_name(config, dtype or default, folder)
     packed_mxfp4 = checkpoint.weight_bytes(config, "bfloat16", packed=True)
     bf16 = checkpoint.weight_bytes(config, "bfloat16", packed=False)
     if mxfp4_kernels is None:
@@ -149,8 +150,8 @@ def doctor(
     else:
         kernels = None if mxfp4_kernels else "assumed unavailable"
     mxfp4 = checkpoint.is_mxfp4(config)
-    packed = mxfp4 and kernels is None
-    load = checkpoint.weight_bytes(config, dtype_name, packed=packed)
+    packed = mxfp4 and kernels is None and held is None
+    load = held[1] if held else checkpoint.weight_bytes(config, dtype_name, packed=packed)
     resident = loaded and memory is None and free is not None and _on(model, target)
     if resident:  # the measured free memory leaves out the weights already loaded there: they are this model's
         free += load
@@ -196,9 +197,10 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
         return path.parent.name, _valid(checkpoint.read_json(path, str(path.parent)), str(path)), None
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
-    config = checkpoint.read_config(source, hub_kw)
+    folder = checkpoint.folder_of(source, hub_kw)
+    config = checkpoint.read_config(source, hub_kw, folder)
     checkpoint.check_implementations(config, {}, source.path)  # the load refuses it: no report saying it fits
-    return source.name, config, None if source.hub else source.path
+    return source.name, config, folder
 
 
 def _valid(raw: Any, name: str) -> Any:

@@ -96,11 +96,16 @@ class LocalEngine:
             interrupted = True
         if interrupted:  # raised anew here: the interrupted load's frames held the half-loaded model
             raise KeyboardInterrupt
-        if info["missing_keys"]:  # transformers filled them with random values: another model than the one asked for
-            missing = min(info["missing_keys"])
+        wrong = (f"the weight {min(info['missing_keys'])} is missing from its .safetensors files"
+                 if info["missing_keys"]  # transformers filled them with random values: another model than the one asked for
+                 else checkpoint.non_finite(model))
+        if wrong:
             del model, info   # not kept alive by this frame in the error's traceback
-            raise LoadError(f"could not load {plan.source.path}: the weight {missing} is missing from its .safetensors files")
+            raise LoadError(f"could not load {plan.source.path}: {wrong}")
         engine = cls(model, name=plan.source.name, fast=fast)
+        if progress and plan.packed and (held := checkpoint.held_weights(model)):  # its own checks differ from the plan's
+            print(f"Note: transformers dequantized the MXFP4 experts to {held[0]} after all: "
+                  f"{checkpoint.size(held[1])} of weights, not {checkpoint.size(plan.weights)}.", flush=True)
         if progress and (hidden := checkpoint.routing_visible(model)):
             print(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
         return engine

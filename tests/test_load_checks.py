@@ -1,0 +1,192 @@
+"""The checks a load makes, whatever names the checkpoint: a Hub id found in the Hugging Face cache offline is checked
+as its folder is; weights holding NaN or infinities (embeddings, attention, norms, routers, experts) are refused naming
+the tensor; an attention implementation gpt-oss cannot run (sdpa, a name transformers does not know) is refused before
+the load begins; the doctor sizes a loaded model as it is in memory."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import gptoss_lab
+from gptoss_lab.engines.checkpoint import MAX_JSON_BYTES, size
+from gptoss_lab.engines.doctor import doctor
+from gptoss_lab.engines.local import LocalEngine
+from test_load_more import with_config  # tests/ is on sys.path
+from test_load_trust import load, one_line_error
+
+GARBAGE = "holds NaN or infinite values, so every answer would be garbage: copy or download the checkpoint again"
+
+
+def with_weights(source: Path, folder: Path, change) -> Path:
+    """A copy of a checkpoint folder whose model.safetensors `change(tensors)` edited in place."""
+    shutil.copytree(source, folder)
+    tensors = load_file(folder / "model.safetensors")
+    change(tensors)
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def poisoned(name: str, value: float):
+    def change(tensors):
+        tensors[name].view(-1)[-1] = value
+    return change
+
+
+@pytest.mark.parametrize("name, value", [
+    ("model.embed_tokens.weight", float("nan")),  # tied: also the output matrix
+    ("model.layers.0.self_attn.q_proj.weight", float("inf")),
+    ("model.layers.1.input_layernorm.weight", float("nan")),
+    ("model.layers.2.mlp.router.weight", -float("inf")),
+    ("model.layers.3.self_attn.sinks", float("nan")),
+    ("model.layers.1.mlp.experts.down_proj", float("nan")),  # unquantized experts: no scales to check
+])
+def test_a_weight_holding_nan_or_inf_is_refused_naming_it(tmp_path, random_checkpoint, name, value):
+    """Each loaded without a word, and every turn wrote "!!!!" (NaN logits) or garbage."""
+    folder = with_weights(random_checkpoint, tmp_path / "poisoned", poisoned(name, value))
+    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: the weight {name} {GARBAGE}"
+
+
+def test_large_finite_weights_whose_sums_overflow_still_load(tmp_path, random_checkpoint):
+    """The check sums each weight first: a float16 sum of large values is infinite while every value is finite."""
+    def large(tensors):
+        tensors["model.layers.0.mlp.router.weight"].fill_(60000)
+    folder = with_weights(random_checkpoint, tmp_path / "large", large)
+    engine = load(folder, dtype="float16")
+    assert torch.isinf(engine.model.model.layers[0].mlp.router.weight.sum())
+
+
+def test_the_attention_implementations_gpt_oss_cannot_run_are_refused_before_the_load(tmp_path, capsys,
+                                                                                      random_checkpoint):
+    """sdpa (transformers has none for gpt-oss's attention sinks) and an unknown name were refused by transformers
+    only after "Loading ..." was printed, in a paragraph clipped mid-sentence; a config's "_attn_implementation":
+    "sdpa" was listed as a choice and sized by the doctor as fitting."""
+    fix = "use attn_implementation='eager', or 'flex_attention' on a GPU"
+    sdpa = "gpt-oss cannot run the attention implementation 'sdpa' (transformers has none with gpt-oss's attention sinks)"
+    for option, message in [("sdpa", sdpa), ("paged|sdpa", sdpa),
+                            ("bogus", "'bogus' is no attention implementation transformers knows"),
+                            ("eagr", "'eagr' is no attention implementation transformers knows")]:
+        with pytest.raises(Exception) as info:
+            LocalEngine.from_pretrained(random_checkpoint, attn_implementation=option)
+        assert str(info.value) == f"could not load {random_checkpoint}: {message}: {fix}"
+        assert "Loading" not in capsys.readouterr().out
+    folder = with_config(random_checkpoint, tmp_path / "sdpa", _attn_implementation="sdpa")
+    expected = f"could not load {folder}: {sdpa}: remove \"_attn_implementation\" from its config.json"
+    assert one_line_error(lambda: load(folder, attn_implementation="eager")) == expected
+    assert one_line_error(lambda: doctor(folder)) == expected
+    for option in ("eager", "paged|eager"):
+        assert load(random_checkpoint, attn_implementation=option).name == random_checkpoint.name
+
+
+def test_the_doctor_sizes_a_loaded_model_as_it_is_in_memory(random_checkpoint):
+    """A model moved to bfloat16 after its float32 load (the CPU default) was reported as "loads as float32" with
+    twice the bytes it held."""
+    engine = load(random_checkpoint)
+    assert doctor(engine, memory="1 GB").load_how == "float32"
+    engine.model.to(torch.bfloat16)
+    held = sum(p.numel() * p.element_size() for p in engine.model.parameters())
+    d = doctor(engine, memory="1 GB")
+    assert (d.load_how, d.load_bytes) == ("bfloat16", held)
+    assert f"bfloat16: {d.load_bytes / 1e6:.1f} MB of weights" in str(d) and "float32" not in str(d)
+
+
+def test_mxfp4_experts_transformers_dequantizes_against_the_plan_are_said_as_they_are(tmp_path, capsys, monkeypatch,
+                                                                                    random_checkpoint):
+    """Where the lab's mirror of transformers' MXFP4 checks says the kernels run but transformers falls back (a hub
+    kernel it cannot fetch, a package it finds too old), the load line said "MXFP4 experts" and the packed size while
+    the experts were in memory dequantized, and nothing said otherwise."""
+    from gptoss_lab.engines import checkpoint
+    from gptoss_lab.tiny.quantize import quantize_checkpoint
+
+    folder = tmp_path / "mxfp4"
+    quantize_checkpoint(random_checkpoint, folder)
+    plan_load = checkpoint.plan_load
+
+    def planned_packed(*args, **kw):  # the plan as on a GPU with the kernels; transformers then dequantizes
+        plan = plan_load(*args, **kw)
+        plan.how, plan.note, plan.packed = "float32, MXFP4 experts", None, True
+        plan.weights = checkpoint.weight_bytes(checkpoint.read_config(plan.source), "float32", packed=True)
+        return plan
+
+    monkeypatch.setattr(checkpoint, "plan_load", planned_packed)
+    capsys.readouterr()
+    engine = LocalEngine.from_pretrained(folder)
+    out = capsys.readouterr().out
+    held = sum(p.numel() * p.element_size() for p in engine.model.parameters())
+    packed = checkpoint.weight_bytes(engine.config, "float32", packed=True)
+    assert out.splitlines()[-1] == (f"Note: transformers dequantized the MXFP4 experts to float32 after all: "
+                                    f"{size(held)} of weights, not {size(packed)}.")
+
+
+CACHED = """
+import json, sys
+from gptoss_lab.engines.checkpoint import LoadError
+from gptoss_lab.engines.doctor import doctor
+from gptoss_lab.engines.local import LocalEngine
+
+def attempt(call):
+    try:
+        return call()
+    except LoadError as error:
+        return str(error)
+
+print(json.dumps({
+    "load": {repo: attempt(lambda: LocalEngine.from_pretrained(repo, progress=False).name) for repo in sys.argv[1:]},
+    "doctor": {repo: attempt(lambda: doctor(repo, device="cpu", memory="1 MB").load_how) for repo in sys.argv[1:]},
+}))
+"""
+
+
+def in_the_cache(hub: Path, repo: str, source: Path) -> None:
+    """`source` laid out as `hf download` caches `repo` under the hub cache folder `hub`: files in blobs/, linked
+    from snapshots/<commit>/, refs/main naming the commit."""
+    root = hub / f"models--{repo.replace('/', '--')}"
+    (root / "blobs").mkdir(parents=True)
+    (root / "snapshots" / "c0ffee").mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text("c0ffee")
+    for file in source.iterdir():
+        shutil.copy(file, root / "blobs" / f"{repo.replace('/', '-')}-{file.name}")
+        (root / "snapshots" / "c0ffee" / file.name).symlink_to(Path("../../blobs") / f"{repo.replace('/', '-')}-{file.name}")
+
+
+def test_a_hub_id_in_the_cache_offline_is_checked_as_its_folder_is(tmp_path, random_checkpoint):
+    """`load("openai/gpt-oss-20b")` from the Hugging Face cache (HF_HUB_OFFLINE=1) skipped checks a folder gets: a
+    NaN in the embedding loaded, a config.json of more than 16 MB was read, and the doctor sized weights stored in
+    float16 as bfloat16."""
+    hub, made = tmp_path / "hub", tmp_path / "made"
+    made.mkdir()
+    nan = with_weights(random_checkpoint, made / "nan", poisoned("model.embed_tokens.weight", float("nan")))
+    huge = with_config(random_checkpoint, made / "huge", padding=" " * MAX_JSON_BYTES)
+
+    def half(tensors):
+        tensors.update({k: v.half() for k, v in tensors.items() if v.is_floating_point()})
+
+    fp16 = with_weights(random_checkpoint, made / "fp16", half)
+    config = json.loads((fp16 / "config.json").read_text())
+    del config["dtype"]  # the dtype is read from the safetensors headers, as for the folder itself
+    (fp16 / "config.json").write_text(json.dumps(config))
+    for repo, source in [("someone/nan", nan), ("someone/huge", huge), ("someone/fp16", fp16),
+                         ("someone/fine", random_checkpoint)]:
+        in_the_cache(hub, repo, source)
+    package = str(Path(gptoss_lab.__file__).resolve().parents[1])  # the gptoss_lab under test
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([package, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", CACHED, "someone/nan", "someone/huge", "someone/fp16", "someone/fine"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["doctor"]["someone/fp16"] == doctor(fp16, device="cpu", memory="1 MB").load_how == "float16"
+    assert found["load"] == {
+        "someone/nan": f"could not load someone/nan: the weight model.embed_tokens.weight {GARBAGE}",
+        "someone/huge": f"could not load someone/huge: config.json is {size((huge / 'config.json').stat().st_size)}, "
+                        f"more than a checkpoint's JSON file can be ({size(MAX_JSON_BYTES)})",
+        "someone/fp16": "fp16", "someone/fine": "fine"}
+    assert found["doctor"]["someone/huge"] == found["load"]["someone/huge"]
