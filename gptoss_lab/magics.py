@@ -135,7 +135,7 @@ def _line_parser() -> _Parser:
     load.add_argument("--dtype", type=_given,
                       help="float32, bfloat16 ... (default: float32 on a CPU, the checkpoint's on a GPU)")
     load.add_argument("--device-map", dest="device_map", type=_given, help="transformers device map, e.g. auto")
-    load.add_argument("--dequantize", action="store_true", help="load MXFP4 experts dequantized (bf16) even where kernels run")
+    load.add_argument("--dequantize", action="store_true", help="load MXFP4 experts dequantized (in --dtype) even where kernels run")
     connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
     connect.add_argument("url", type=_given)
     connect.add_argument("--model", type=_given, help="the served model's name (default: the server's only model)")
