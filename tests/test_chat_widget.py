@@ -230,6 +230,40 @@ def test_only_the_last_answer_can_be_regenerated() -> None:
     assert ops[-1]["op"] == "notice" and "last answer" in ops[-1]["text"]
 
 
+def test_only_the_view_of_the_last_answer_offers_regenerate() -> None:
+    """The front end enables ↻ Regenerate where `_last` is set: on the session's last answer only, moved to the newer
+    view by each turn (Regenerate included), and on none after New chat."""
+    session = Session(ReplayEngine(AGAIN * 3), namespace={}, approval="auto")
+    old, new = ChatView().connect(session), ChatView().connect(session)
+    session.ask("one", view=old)
+    assert old._last
+    session.ask("two", view=new)
+    assert (old._last, new._last) == (False, True)
+    _message(new, kind="regenerate")
+    assert (old._last, new._last) == (False, True) and len(session.replies) == 2
+    _message(new, kind="new_chat")
+    assert (old._last, new._last) == (False, False)
+
+
+def test_a_forged_regenerate_of_an_older_answer_is_refused_with_a_reason() -> None:
+    """A regenerate message for an answer that is not the last (the button is disabled there: a forged message, or
+    one sent before the view heard of the newer turn) changes nothing and says why, also after New chat."""
+    session = Session(ReplayEngine(AGAIN * 2), namespace={}, approval="auto")
+    old, new = ChatView().connect(session), ChatView().connect(session)
+    ops = _sent_ops(old)
+    session.ask("one", view=old)
+    session.ask("two", view=new)
+    _message(old, kind="regenerate")
+    assert [r.prompt for r in session.replies] == ["one", "two"] and not old._last
+    assert ops[-1] == {"op": "notice", "level": "warning", "text": "Regenerate refused: only the conversation's last "
+                       "answer can be regenerated (a later turn replaced it as the last one)."}
+    new_ops = _sent_ops(new)
+    session.reset()                                   # %gptoss reset: the view has not heard of it
+    _message(new, kind="regenerate")
+    assert session.replies == [] and not new._last
+    assert new_ops[-1]["text"].endswith("(the conversation was reset).")
+
+
 def test_without_a_kernel_approve_defers_to_the_session(run_turn) -> None:
     view, _, reply = run_turn()
     assert view.approve(reply.tool_calls[0]) is None

@@ -8,6 +8,12 @@ const STATUS = {
   error: "error", timeout: "timed out", skipped: "skipped", interrupted: "interrupted",
 };
 const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+const REGENERATE = "Ask the same question again for a new answer (replaces this one in the conversation)";
+const NOT_LAST = "Only the conversation's last answer can be regenerated: a later turn or New chat has replaced "
+  + "this one";
+// A kernel status that ends every turn of the kernel (Kernel > Restart, a crash, one it does not come back from): what
+// happened to it, in the line a waiting card and the buttons show
+const KERNEL_GONE = { restarting: "restarted", autorestarting: "restarted", dead: "died" };
 const OPS = new Set(["block", "text", "md", "end", "tool", "notice", "error", "rate", "stats"]);
 // Written out (\u202e), as the kernel writes them (widgets/sanitize.py): direction controls in code (a tool's and the
 // answer's), a tool's output and card, and zero-width characters too in names and notices, so none reads as
@@ -128,8 +134,12 @@ function cellIndexOf(ctx, id) {
 // The saved notebook keeps each finished turn as its static transcript (text/html, text/markdown,
 // text/plain), not as a widget reference that reopens as "Error displaying widget: model not found".
 // Just before JupyterLab serialises the notebook the view's output data is swapped in place (no change
-// event, so the live view stays), and swapped back once the file is written.
+// event, so the live view stays), and swapped back once the file is written. A turn still under way keeps its
+// widget reference: the tab reloaded (or the notebook opened again) while the kernel still runs it shows the live
+// view, a card waiting for approval included; each turn's end marks the notebook changed (its transcript, also one
+// Regenerate replaced, is not in the file yet), so that autosave or closing writes it in.
 const SAVERS = new WeakMap();   // document context -> Map(model id -> model)
+const RUNNING = "(gptoss_lab: this turn was still running when the notebook was saved: run the cell again)";
 
 function saveTranscripts(ctx, model, id) {
   let views = SAVERS.get(ctx);
@@ -146,9 +156,12 @@ function saveTranscripts(ctx, model, id) {
             if (!owner) continue;
             const bundle = owner.get("_static");
             swapped.push([data, { ...data }]);
-            delete data[WIDGET_MIME];
-            Object.assign(data, bundle && bundle["text/html"] ? bundle
-              : { "text/plain": "(gptoss_lab: this turn was still running when the notebook was saved)" });
+            if (owner.get("_live") || !(bundle && bundle["text/html"])) {
+              data["text/plain"] = RUNNING;   // for readers without the widget: nbconvert, GitHub
+            } else {
+              delete data[WIDGET_MIME];
+              Object.assign(data, bundle);
+            }
           }
         }
       } else {
@@ -414,13 +427,13 @@ class Turn {
         again.disabled = fresh.disabled = true;
         send(this.model, { kind });
       };
-      const again = button("gx-regenerate", "↻ Regenerate", "Ask the same question again for a new answer "
-        + "(replaces this one in the conversation)", ask("regenerate"));
+      const again = this.again = button("gx-regenerate", "↻ Regenerate", REGENERATE, ask("regenerate"));
       const fresh = button("gx-new-chat", "New chat", "Forget the conversation: the next question starts fresh",
         ask("new_chat"));
       const group = h("span", "gx-turn-buttons");   // wraps as one: never New chat alone on the next line
       group.append(again, fresh);
       footer.append(group);
+      this.regenerable(this.model.get("_last"));
     }
     this.bar.after(footer);
     keepFocus(this.bar, line);          // not to ↻ Regenerate, where a second Enter would drop the kept reply
@@ -428,9 +441,20 @@ class Turn {
     this.bar = footer;
   }
 
-  gone() {
-    // The kernel restarted: the new one knows nothing of this turn, so nothing here can reach it. A waiting card
-    // says its call was not run and a running one that it was cut off; no button is left that would wait forever.
+  regenerable(last) {
+    // Regenerate only on the session's last answer (the kernel refuses the others): disabled, saying why, once a
+    // later turn or New chat replaces this one.
+    if (!this.again || this.why || last) return;
+    this.again.disabled = true;
+    this.again.title = NOT_LAST;
+  }
+
+  gone(why) {
+    // The kernel restarted, died or was shut down (`why`): a new one knows nothing of this turn, so nothing here can
+    // reach it. A waiting card says its call was not run and a running one that it was cut off; no button is left
+    // that would wait forever.
+    if (this.why) return;
+    this.why = why;
     for (const b of Object.values(this.blocks)) {
       const status = b.status && b.node.dataset.status;
       if (!["writing", "pending", "waiting", "running"].includes(status)) continue;
@@ -439,16 +463,18 @@ class Turn {
       b.node.dataset.status = "interrupted";
       b.status.textContent = status === "running" ? "interrupted" : "not run";
       const ask = b.actions.querySelector(".gx-ask");
-      if (ask) ask.textContent = "The kernel restarted: this call was not run.";
+      if (ask) ask.textContent = `The kernel ${why}: this call was not run.`;
     }
     keepFocus(this.bar, this.bar.querySelector(".gx-stats, .gx-progress"));
     for (const node of this.node.querySelectorAll("button:not(.gx-copy):not(.gx-copy-code):not(.gx-insert)")) {
       node.disabled = true;
-      node.title = "The kernel restarted: this conversation is gone";
+      node.title = `The kernel ${why}: this conversation is gone`;
     }
     if (this.node.classList.contains("gx-live")) {
       this.node.classList.remove("gx-live");
-      this.progress.textContent = "the kernel restarted";
+      this.progress.textContent = `the kernel ${why}`;
+    } else if (this.again) {            // why ↻ Regenerate and New chat are disabled, without hovering them
+      this.again.parentNode.before(h("span", "gx-gone", `the kernel ${why}`));
     }
   }
 
@@ -515,18 +541,38 @@ function render({ model, el }) {
   };
   model.on("change:_chunk", onChunk);
   model.on("change:_snapshot", onSnapshot);
-  // The widget manager marks every model of the old kernel no longer live when the kernel restarts.
-  const gone = () => turn && turn.gone();
-  model.on("comm_live_update", gone);
+  const onLast = () => turn && turn.regenerable(model.get("_last"));   // a later turn or New chat in the session
+  model.on("change:_last", onLast);
+  // The widget manager marks every model of the old kernel no longer live when the kernel restarts, but not when it
+  // is shut down (Kernel > Shut Down, Change Kernel) or dies for good: the view watches the notebook's kernel itself.
+  const gone = (why) => turn && turn.gone(why);
+  const restarted = () => gone("restarted");
+  model.on("comm_live_update", restarted);
   const timer = setInterval(() => turn && turn.node.classList.contains("gx-live") && turn.tick(), 1000);
   const ctx = notebookContext(model);
   if (ctx) saveTranscripts(ctx, model, model.get("_id"));
+  const onLive = () => ctx && !model.get("_live") && (ctx.model.dirty = true);   // the turn's transcript
+  model.on("change:_live", onLive);
+  const kernels = ctx && ctx.sessionContext;
+  const kernel = kernels && kernels.session && kernels.session.kernel;
+  const onStatus = (_, status) => KERNEL_GONE[status] && gone(KERNEL_GONE[status]);
+  const onKernel = (_, change) => (!change.newValue || change.newValue.id !== kernel.id) && gone("shut down");
+  if (kernel) {
+    kernels.statusChanged.connect(onStatus);
+    kernels.kernelChanged.connect(onKernel);
+  }
   send(model, { kind: "ready", saves: !!ctx, behind });
   return () => {
     clearInterval(timer);
     model.off("change:_chunk", onChunk);
     model.off("change:_snapshot", onSnapshot);
-    model.off("comm_live_update", gone);
+    model.off("change:_last", onLast);
+    model.off("change:_live", onLive);
+    model.off("comm_live_update", restarted);
+    if (kernel) {
+      kernels.statusChanged.disconnect(onStatus);
+      kernels.kernelChanged.disconnect(onKernel);
+    }
   };
 }
 

@@ -13,6 +13,7 @@ notebook, nbconvert and GitHub show the transcript, never "Error displaying widg
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from ..events import Reply
 
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+# The views connected to a session (Regenerate and New chat act on it): a turn in one of them tells the others that
+# theirs is no longer the session's last answer.
+_CONNECTED: "weakref.WeakSet[ChatView]" = weakref.WeakSet()
 
 
 class ChatView(anywidget.AnyWidget):
@@ -44,6 +48,10 @@ class ChatView(anywidget.AnyWidget):
     _snapshot = traitlets.Dict().tag(sync=True)    # all operations of the turn, synced at its end (re-render)
     _static = traitlets.Dict().tag(sync=True)      # the finished turn as a MIME bundle, for the saved notebook
     _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
+    # With each batch (no sync of their own): a turn is under way (a notebook saved now keeps the live view), and the
+    # view shows the session's last answer (the one Regenerate can replace)
+    _live = traitlets.Bool(False).tag(sync=True)
+    _last = traitlets.Bool(False).tag(sync=True)
 
     max_syncs_per_s: float = 20.0
     noted = False                     # the reasoning disclaimer was shown (once per kernel, not every turn)
@@ -88,6 +96,7 @@ class ChatView(anywidget.AnyWidget):
         """Give Regenerate and New chat the session they act on: Regenerate asks the same prompt again with
         the options it was asked with (a new sample), `keep` receives each new Reply (`_gptoss` in the magics)."""
         self._session, self._keep = session, keep
+        _CONNECTED.add(self)
         return self
 
     def _display(self) -> None:
@@ -169,6 +178,7 @@ class ChatView(anywidget.AnyWidget):
         if event.routing is not None:  # the expert grid below the chat, growing as tokens come
             self._routing_view = event.routing.view().show()
         self._stop, self._running = False, True
+        self._others_not_last()  # this turn is the session's last from now on
         busy_status.hold()
         self._decisions.clear()
         self._log, self._md, self._open = [], {}, set()
@@ -286,6 +296,7 @@ class ChatView(anywidget.AnyWidget):
             return
         self.syncs += 1
         with self.hold_sync():  # one comm message, whatever changed
+            self._live, self._last = self._running, self._shows_last()
             if self._ops:
                 self._chunk = {"seq": self.syncs, "ops": self._ops}
             if final:
@@ -321,12 +332,15 @@ class ChatView(anywidget.AnyWidget):
         self._snapshot = {"seq": self.syncs, "ops": list(self._log)}
 
     def _regenerate(self) -> None:
-        """Ask this view's prompt again (a new sample) in place of its answer; the last answer only."""
+        """Ask this view's prompt again (a new sample) in place of its answer; the last answer only (the front end
+        disables Regenerate on the others: a message that asks anyway is refused)."""
         session = self._session
         if session is None or self._running:
             return
         if not session.replies or session.replies[-1] is not self._reply:
-            self._after_turn("Only the conversation's last answer can be regenerated.", "warning")
+            why = "a later turn replaced it as the last one" if session.replies else "the conversation was reset"
+            self._after_turn(f"Regenerate refused: only the conversation's last answer can be regenerated ({why}).",
+                             "warning")
             return
         try:
             reply = session.regenerate(view=self)
@@ -340,7 +354,19 @@ class ChatView(anywidget.AnyWidget):
         if self._session is None or self._running:
             return
         self._session.reset()
+        self._others_not_last()
         self._after_turn("New conversation: the next question starts fresh (earlier turns are forgotten).")
+
+    def _shows_last(self) -> bool:
+        """Whether this view's finished turn is its session's last answer (the one Regenerate replaces)."""
+        replies = self._session.replies if self._session is not None else []
+        return not self._running and bool(replies) and replies[-1] is self._reply
+
+    def _others_not_last(self) -> None:
+        """No other view of this view's session shows its last answer (a turn starts here, or New chat)."""
+        for view in list(_CONNECTED) if self._session is not None else []:
+            if view is not self and view._session is self._session:
+                view._last = False
 
     def _card_of(self, call: ToolCall) -> int:
         for i, item in enumerate(self.transcript.items):

@@ -14,7 +14,16 @@ channel.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+# Requests that only read the kernel's state, which a front end that (re)connects sends before it can draw a widget (a
+# reloaded tab: kernel info, then every widget's state over ipywidgets' control comm, or the open comms and each
+# widget's state). Behind the running cell they would wait for the turn's end, and the turn for the user's answer on a
+# card that the tab could not draw.
+_READS = ("kernel_info_request", "comm_info_request")
+_CONTROL = "jupyter.widget.control"
+_STATE_READS = ("request_state", "request_states")
 
 
 class CommPump:
@@ -22,8 +31,9 @@ class CommPump:
 
     ipykernel 7 forwards shell messages from its shell-channel thread to the main thread over an
     inproc socket; ipykernel 6 reads the shell socket on the main thread. Either way the running
-    cell can read that socket itself: the comm's own `comm_msg` is dispatched now, anything else is
-    passed to the kernel's own receive callback, which queues it behind the running cell in order.
+    cell can read that socket itself: the comm's own `comm_msg` is dispatched now, and so are the requests that only
+    read state (`_READS`, ipywidgets' control comm, any widget's `request_state`); anything else is passed to the
+    kernel's own receive callback, which queues it behind the running cell in order.
     """
 
     def __init__(self, kernel: Any, stream: Any) -> None:
@@ -45,13 +55,17 @@ class CommPump:
             return None
 
     def pump(self, comm_id: str) -> int:
-        """Handle the waiting messages for `comm_id`; returns how many were handled."""
+        """Handle the waiting messages for `comm_id`; returns how many were handled. Raises ConnectionError once
+        the kernel closed its shell socket (Kernel > Shut Down): the turn ends, saying so, as nothing can answer it."""
         import zmq
 
         handled = 0
         while True:
+            socket = self.stream.socket
+            if socket is None or socket.closed:
+                raise ConnectionError("the kernel is shutting down")
             try:
-                frames = self.stream.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return handled
             if self._dispatch(frames, comm_id):
@@ -65,14 +79,36 @@ class CommPump:
         session = self.kernel.session
         try:
             idents, parts = session.feed_identities(frames, copy=False)
-            header = session.unpack(parts[1].bytes)
-            if header.get("msg_type") != "comm_msg" or session.unpack(parts[4].bytes).get("comm_id") != comm_id:
+            kind = session.unpack(parts[1].bytes).get("msg_type")
+            content = session.unpack(parts[4].bytes) if kind in ("comm_msg", "comm_open") else {}
+            if not _now(kind, content, comm_id):
                 return False
             msg = session.deserialize(parts, content=True, copy=False)
         except Exception:
             return False
-        self.kernel.shell_handlers["comm_msg"](self.stream, idents, msg)
+        _run_now(self.kernel.shell_handlers[kind](self.stream, idents, msg))
         return True
+
+
+def _now(kind: str, content: dict[str, Any], comm_id: str) -> bool:
+    """Whether a shell message is handled during the turn: the comm's own, and what only reads state."""
+    data = content.get("data")
+    if kind == "comm_msg":
+        return content.get("comm_id") == comm_id or (isinstance(data, dict) and data.get("method") in _STATE_READS)
+    if kind == "comm_open":
+        return content.get("target_name") == _CONTROL  # the comm a front end asks for every widget's state over
+    return kind in _READS
+
+
+def _run_now(result: Any) -> None:
+    """Finish a handler's coroutine (ipykernel 7's are async, and these await nothing) from inside the running cell."""
+    if not inspect.iscoroutine(result):
+        return
+    try:
+        result.send(None)
+    except StopIteration:
+        return
+    result.close()  # it waited on something: the cell cannot wait here, and the request stays unanswered
 
 
 class BusyStatus:

@@ -1,0 +1,121 @@
+"""The chat view in real JupyterLab + Chromium where the conversation or the kernel moves on under it: Regenerate on
+older turns, a kernel shut down while a card waits, a reloaded tab, and reduced motion.
+
+Screenshots: /tmp/gptoss_chat_more_older.png, /tmp/gptoss_chat_more_shutdown.png,
+/tmp/gptoss_chat_more_reload.png.
+"""
+from __future__ import annotations
+
+SETUP = "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+ANSWER = "<|channel|>final<|message|>Forty-two.<|return|>"
+CALL = ("<|channel|>analysis<|message|>Compute.<|end|>"
+        "<|start|>assistant to=python<|channel|>analysis<|message|>print(6 * 7)<|call|>"
+        "<|channel|>final<|message|>Done.<|return|>")
+WAITING = ".gx-tool[data-status='waiting'] .gx-run"
+WIDGET = "application/vnd.jupyter.widget-view+json"
+NOT_LAST = ("Only the conversation's last answer can be regenerated: a later turn or New chat has replaced "
+            "this one")
+# The buttons of a view that talk to the kernel (Copy and Insert as cell do not).
+LIVE_BUTTONS = ".gx-chat button:not(.gx-copy):not(.gx-copy-code):not(.gx-insert)"
+WAITING_TURN = [SETUP + f"session = Session(ReplayEngine({CALL!r}), approval='ask')",  # Regenerate and New chat too
+                "reply = session.ask('Compute it', view=ChatView.show().connect(session))"]
+
+
+def test_regenerate_is_disabled_on_older_turns(lab_notebook):
+    """Two turns of one conversation in two cells: ↻ Regenerate stays only on the last answer (the kernel would
+    refuse the older one: it is no longer the last turn of the conversation), the older one is disabled and its
+    title says why; after New chat no answer offers it. Screenshot: /tmp/gptoss_chat_more_older.png."""
+    page = lab_notebook([
+        SETUP + f"session = Session(ReplayEngine({ANSWER * 3!r}, delay=0.05), approval='auto')",
+        "first = session.ask('One?', view=ChatView.show().connect(session))",
+        "second = session.ask('Two?', view=ChatView.show().connect(session))",
+    ], wait_for=".gx-chat >> nth=1 >> .gx-footer .gx-regenerate")
+    older, newer = (page.locator(".gx-chat").nth(i).locator(".gx-regenerate") for i in (0, 1))
+    page.wait_for_function("() => document.querySelector('.gx-chat .gx-regenerate').disabled", timeout=10_000)
+    page.screenshot(path="/tmp/gptoss_chat_more_older.png")
+    assert older.is_disabled() and older.get_attribute("title") == NOT_LAST
+    assert newer.is_enabled()
+    page.locator(".gx-chat").nth(1).locator(".gx-new-chat").click()
+    page.wait_for_selector(".gx-notice:has-text('New conversation')")
+    assert newer.is_disabled() and older.is_disabled()
+    assert newer.get_attribute("title") == NOT_LAST
+
+
+SHUT_DOWN = "The kernel shut down: this conversation is gone"
+
+
+def _shut_down(page) -> None:
+    """Kernel > Shut Down, and wait until the notebook has no kernel."""
+    page.evaluate("() => window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=30_000)
+    page.wait_for_timeout(500)
+
+
+def test_kernel_shut_down_where_the_interrupt_does_not_reach(lab_notebook):
+    """Kernel > Shut Down while a card waits, in a kernel the server's interrupt does not reach (code that ignores it):
+    the turn ends saying the kernel is shutting down (it said "AttributeError: 'NoneType' object has no attribute
+    'recv_multipart'"), and no button is left enabled, the footer saying why. Screenshot:
+    /tmp/gptoss_chat_more_shutdown.png."""
+    turn = [WAITING_TURN[0], "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" + WAITING_TURN[1]]
+    page = lab_notebook(turn, wait_for=WAITING)
+    _shut_down(page)
+    page.screenshot(path="/tmp/gptoss_chat_more_shutdown.png")
+    assert page.locator(".gx-chat .gx-tool").first.get_attribute("data-status") != "waiting"
+    assert page.locator(".gx-chat .gx-notice.gx-error").inner_text() == ("The turn failed: ConnectionError: the kernel "
+                                                                         "is shutting down")
+    assert page.locator(".gx-chat .gx-footer .gx-gone").inner_text() == "the kernel shut down"
+    buttons = page.locator(LIVE_BUTTONS)
+    assert buttons.count() == 2                      # ↻ Regenerate and New chat
+    assert all(b.is_disabled() and b.get_attribute("title") == SHUT_DOWN for b in buttons.all())
+
+
+def test_kernel_shut_down_disables_regenerate_and_new_chat(lab_notebook):
+    """Kernel > Shut Down while a card waits, in a kernel the server's interrupt reaches first: the turn ends there
+    (the call skipped), and its ↻ Regenerate and New chat, with no kernel left to answer them, are disabled, saying
+    why on the footer and in their titles (they were enabled, and did nothing)."""
+    page = lab_notebook(WAITING_TURN, wait_for=WAITING)
+    _shut_down(page)
+    assert page.locator(".gx-chat .gx-tool").first.get_attribute("data-status") == "skipped"
+    assert page.locator(".gx-chat .gx-footer .gx-gone").inner_text() == "the kernel shut down"
+    buttons = page.locator(LIVE_BUTTONS)
+    assert buttons.count() == 2                      # ↻ Regenerate and New chat
+    assert all(b.is_disabled() and b.get_attribute("title") == SHUT_DOWN for b in buttons.all())
+
+
+MOTION = """(sel) => { const node = document.querySelector(sel), style = getComputedStyle(node);
+  const after = getComputedStyle(node, '::after');
+  return [style.animationName, style.transitionDuration, after.transitionDuration]; }"""
+
+
+def test_no_motion_under_prefers_reduced_motion(page, lab_notebook):
+    """With the system's "reduce motion" setting the view moves nothing by itself: the "Thinking…" spinner stands
+    still while the model thinks, and the reasoning's fold arrow and the card's Copy buttons change at once."""
+    page.emulate_media(reduced_motion="reduce")
+    thinking = "<|channel|>analysis<|message|>" + "hmm " * 80 + "<|end|>"
+    lab_notebook([SETUP + f"session = Session(ReplayEngine({thinking + CALL!r}, delay=0.05), approval='ask')",
+                  "reply = session.ask('Compute it', view=ChatView.show())"], wait_for=".gx-chat .gx-spinner")
+    assert page.locator(".gx-chat .gx-turn.gx-live .gx-spinner").first.is_visible()      # the model still thinks
+    assert page.evaluate(MOTION, ".gx-chat .gx-spinner")[0] == "none"
+    assert page.evaluate(MOTION, ".gx-chat .gx-reasoning > summary")[2] == "0s"
+    page.wait_for_selector(WAITING, timeout=30_000)
+    assert page.evaluate(MOTION, ".gx-chat .gx-tool-buttons")[1] == "0s"
+
+
+def test_a_reloaded_tab_shows_the_waiting_card(lab_notebook, save_notebook):
+    """The tab is reloaded while a card waits for approval (the notebook saved meanwhile, as autosave does): the view
+    comes back with the waiting card, and its ▶ Run runs the call in the kernel that still waits (the cell showed a
+    line of text, or nothing, and the kernel waited for ever). Screenshot: /tmp/gptoss_chat_more_reload.png."""
+    page = lab_notebook(WAITING_TURN, wait_for=WAITING, name="reload.ipynb")
+    (live,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]
+    assert WIDGET in live["data"] and "still running" in "".join(live["data"]["text/plain"])   # others read a line
+    page.reload()
+    page.wait_for_selector(WAITING, timeout=60_000)
+    page.screenshot(path="/tmp/gptoss_chat_more_reload.png")
+    assert page.locator(".gx-chat .gx-prompt").inner_text() == "Compute it"
+    page.locator(WAITING).click()
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    assert page.locator(".gx-chat .gx-tool .gx-output").inner_text().strip() == "42"
+    assert "Done." in page.locator(".gx-chat .gx-final").inner_text()
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=10_000)
+    (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]     # the transcript, once the turn is over
+    assert WIDGET not in saved["data"] and "Done." in "".join(saved["data"]["text/html"])
