@@ -134,12 +134,13 @@ function cellIndexOf(ctx, id) {
 // The saved notebook keeps each finished turn as its static transcript (text/html, text/markdown,
 // text/plain), not as a widget reference that reopens as "Error displaying widget: model not found".
 // Just before JupyterLab serialises the notebook the view's output data is swapped in place (no change
-// event, so the live view stays), and swapped back once the file is written. A turn still under way keeps its
-// widget reference: the tab reloaded (or the notebook opened again) while the kernel still runs it shows the live
-// view, a card waiting for approval included; each turn's end marks the notebook changed (its transcript, also one
-// Regenerate replaced, is not in the file yet), so that autosave or closing writes it in.
+// event, so the live view stays), and swapped back once the file is written. A turn still under way is saved as
+// its transcript so far too: a widget reference would reopen as "model not found" once its kernel is gone (a
+// crash, a shut down after autosave), the turn lost; a tab reloaded meanwhile shows that transcript, not the live
+// card. Each turn's end marks the notebook changed (its transcript, also one Regenerate replaced, is not in the
+// file yet), so that autosave or closing writes it in.
 const SAVERS = new WeakMap();   // document context -> Map(model id -> model)
-const RUNNING = "(gptoss_lab: this turn was still running when the notebook was saved: run the cell again)";
+const RUNNING = "(gptoss_lab: this turn was still running when the notebook was saved)";
 
 function saveTranscripts(ctx, model, id) {
   let views = SAVERS.get(ctx);
@@ -156,12 +157,8 @@ function saveTranscripts(ctx, model, id) {
             if (!owner) continue;
             const bundle = owner.get("_static");
             swapped.push([data, { ...data }]);
-            if (owner.get("_live") || !(bundle && bundle["text/html"])) {
-              data["text/plain"] = RUNNING;   // for readers without the widget: nbconvert, GitHub
-            } else {
-              delete data[WIDGET_MIME];
-              Object.assign(data, bundle);
-            }
+            delete data[WIDGET_MIME];
+            Object.assign(data, bundle && bundle["text/html"] ? bundle : { "text/plain": RUNNING });
           }
         }
       } else {

@@ -279,20 +279,22 @@ class ChatView(anywidget.AnyWidget):
     def _maybe_flush(self, blocking: bool, *, final: bool = False) -> None:
         """Flush once 1/max_syncs_per_s has passed since the last sync. Before the kernel blocks (approval,
         a tool run, the turn's end) wait out the rest of the interval and flush, so the bound holds at
-        any event rate and nothing waits unseen."""
-        if not self._ops and not final:
+        any event rate and nothing waits unseen; the saved form is brought up to date then too."""
+        if not self._ops and not final and not blocking:
             return
         wait = self._last_flush + 1.0 / self.max_syncs_per_s - time.perf_counter()
         if wait > 0:
             if not blocking:
                 return
             time.sleep(wait)
-        self._flush(final)
+        self._flush(final, keep=blocking)
 
-    def _flush(self, final: bool = False) -> None:
+    def _flush(self, final: bool = False, *, keep: bool = False) -> None:
+        """Send what changed in one comm message; at the turn's end (`final`) or where the kernel blocks (`keep`: a
+        card waits, a tool runs, while autosave may write the notebook) the transcript so far as the saved form."""
         self._render_markdown_so_far()
         self._queue_rate()
-        if not self._ops and not final:
+        if not self._ops and not final and not keep:
             return
         self.syncs += 1
         with self.hold_sync():  # one comm message, whatever changed
@@ -301,6 +303,7 @@ class ChatView(anywidget.AnyWidget):
                 self._chunk = {"seq": self.syncs, "ops": self._ops}
             if final:
                 self._snapshot = {"seq": self.syncs, "ops": list(self._log)}
+            if final or keep:
                 self._static = self.transcript._repr_mimebundle_()
         self._ops = []
         self._last_flush = time.perf_counter()

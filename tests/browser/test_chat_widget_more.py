@@ -1,5 +1,5 @@
 """The chat view in real JupyterLab + Chromium where the conversation or the kernel moves on under it: Regenerate on
-older turns, a kernel shut down while a card waits, a reloaded tab, and reduced motion.
+older turns, a kernel shut down while a card waits, a notebook saved and reloaded mid-turn, and reduced motion.
 
 Screenshots: /tmp/gptoss_chat_more_older.png, /tmp/gptoss_chat_more_shutdown.png,
 /tmp/gptoss_chat_more_reload.png.
@@ -101,21 +101,15 @@ def test_no_motion_under_prefers_reduced_motion(page, lab_notebook):
     assert page.evaluate(MOTION, ".gx-chat .gx-tool-buttons")[1] == "0s"
 
 
-def test_a_reloaded_tab_shows_the_waiting_card(lab_notebook, save_notebook):
-    """The tab is reloaded while a card waits for approval (the notebook saved meanwhile, as autosave does): the view
-    comes back with the waiting card, and its ▶ Run runs the call in the kernel that still waits (the cell showed a
-    line of text, or nothing, and the kernel waited for ever). Screenshot: /tmp/gptoss_chat_more_reload.png."""
+def test_a_notebook_saved_while_a_card_waits_keeps_the_turn_so_far(lab_notebook, save_notebook):
+    """Saved while a card waits for approval (autosave does it): the file keeps the turn so far as its transcript, not
+    a widget reference, which reopens as "Error displaying widget: model not found" once the kernel is gone (a crash,
+    a shut down), the turn lost; a tab reloaded meanwhile shows that transcript. Screenshot:
+    /tmp/gptoss_chat_more_reload.png."""
     page = lab_notebook(WAITING_TURN, wait_for=WAITING, name="reload.ipynb")
-    (live,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]
-    assert WIDGET in live["data"] and "still running" in "".join(live["data"]["text/plain"])   # others read a line
+    (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]
+    assert WIDGET not in saved["data"] and "Compute it" in "".join(saved["data"]["text/html"])
     page.reload()
-    page.wait_for_selector(WAITING, timeout=60_000)
+    page.wait_for_selector(".gx-fallback", timeout=60_000)
     page.screenshot(path="/tmp/gptoss_chat_more_reload.png")
-    assert page.locator(".gx-chat .gx-prompt").inner_text() == "Compute it"
-    page.locator(WAITING).click()
-    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
-    assert page.locator(".gx-chat .gx-tool .gx-output").inner_text().strip() == "42"
-    assert "Done." in page.locator(".gx-chat .gx-final").inner_text()
-    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.context.model.dirty", timeout=10_000)
-    (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]     # the transcript, once the turn is over
-    assert WIDGET not in saved["data"] and "Done." in "".join(saved["data"]["text/html"])
+    assert "Compute it" in page.locator(".gx-fallback").inner_text()
