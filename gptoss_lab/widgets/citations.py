@@ -23,6 +23,8 @@ from . import asset
 from .sanitize import HIDDEN, literal_markdown, reveal_hidden, sanitize, shown_output
 
 POPUP_CHARS = 700
+POPUP_LINES = 12  # of the cited text in a chip's popup (the Sources list has them all)
+NAME_CHARS = 200  # of a title or address in a chip's popup and name
 _TAG = re.compile(r"(<[^>]*>)")
 _MARKER = re.compile(r"【\d+†[^†】]+(?:†[^†】]+)?】")
 _KINDS = ("search", "page", "find")
@@ -97,20 +99,44 @@ def _missing(c: Citation) -> str:
 
 
 def popup_text(number: int, c: Citation) -> str:
-    """What a chip shows on hover: the source, the cited lines, where it is."""
-    c = _shown(c)
+    """What a chip shows on hover: the source, the cited lines, where it is (each part cut to its length and the
+    lines to POPUP_LINES, so that the popup fits in a window: a page's title or address can be of any length)."""
+    c = _chipped(c)
     if not c.text.strip():
         return f"[{number}] {_missing(c)}"
-    quoted = c.text if len(c.text) <= POPUP_CHARS else c.text[:POPUP_CHARS - 1] + "…"
     where = f"\n{c.url}" if c.url else ""
-    return f"[{number}] {c.title or c.url} · {_lines_span(c.start, c.end)}\n{quoted}{where}"
+    lines = c.text.split("\n")
+    quoted = "\n".join(lines[:POPUP_LINES]) + "\n…" if len(lines) > POPUP_LINES else c.text
+    return f"[{number}] {c.title or c.url} · {_lines_span(c.start, c.end)}\n{_cut(quoted, POPUP_CHARS)}{where}"
+
+
+def chip_label(number: int, c: Citation) -> str:
+    """What a screen reader says of a chip (which otherwise reads as a bare number): what it cites and where."""
+    c = _chipped(c)
+    if not c.text.strip():
+        return f"Source {number}: {_missing(c)}"
+    return f"Source {number}: {c.title or c.url}, lines {c.start} to {c.end}"
+
+
+def _chipped(c: Citation) -> Citation:
+    """`c` as its chip shows it: as text shows it, its title and address cut to NAME_CHARS."""
+    c = _shown(c)
+    return dataclasses.replace(c, title=_cut(c.title, NAME_CHARS), url=_cut(c.url, NAME_CHARS))
+
+
+def _cut(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[:chars - 1] + "…"
 
 
 def chip_html(number: int, c: Citation) -> str:
-    """A numbered chip: hover shows the cited lines (data-cite, drawn by CSS), click opens an http(s) source."""
+    """A numbered chip: hover or keyboard focus shows the cited lines (data-cite, drawn by CSS), click opens an
+    http(s) source; a chip with no link is still reached by Tab (tabindex) and read as a reference to a note (role),
+    as the saved form has no script."""
     missing = " gx-cite-missing" if not c.text.strip() else ""
     href = _link(c.url)
-    link = f'<a href="{html.escape(href)}">{number}</a>' if href else f"<a>{number}</a>"
+    label = f'aria-label="{html.escape(chip_label(number, c))}"'
+    target = f'href="{html.escape(href)}"' if href else 'tabindex="0" role="doc-noteref"'
+    link = f"<a {target} {label}>{number}</a>"
     return f'<sup class="gx-cite{missing}" data-cite="{html.escape(popup_text(number, c))}">{link}</sup>'
 
 

@@ -84,13 +84,18 @@ PROSE = ("p", "li", "h4", "h5", "h6")  # Markdown's prose (an answer's headings 
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     """Keep href only for http(s) and mailto links, no MathML geometry that leaves the formula's box or is
-    larger than a formula, and no negative scriptlevel; everything else in the allow-list passes."""
+    larger than a formula, no negative scriptlevel, no tabindex but 0 and no role but a note reference; everything else
+    in the allow-list passes."""
     if attribute == "href":
         return value if value.strip().lower().startswith(LINK_SCHEMES) else None
     if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or not _small_length(value)):
         return None
     if attribute == "scriptlevel" and value.strip().startswith("-"):
         return None
+    if attribute == "tabindex":  # in the page's order: no text taking the focus before the page's own
+        return value if value == "0" else None
+    if attribute == "role":  # a citation chip with no link is still a reference to a note (citations.py)
+        return value if value == "doc-noteref" else None
     if attribute == "dir":  # the saved form's dir="auto" (transcript.py); no text turned right to left by a value
         return value if value == "auto" else None
     return value
@@ -101,7 +106,10 @@ def _cleaner() -> Any:
     import nh3
 
     attributes: dict[str, set[str]] = {tag: set(_MATHML_ATTRIBUTES) for tag in _MATHML}
-    attributes.update({"a": {"href", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
+    # aria-label names a citation chip and a tool card (screen readers); tabindex="0" lets Tab reach a chip with no
+    # link (the saved form has no script to do it), and its role says what it is
+    attributes.update({"a": {"href", "title", "aria-label", "tabindex", "role"}, "ol": {"start"},
+                       "table": {"aria-label"}, "th": {"style"}, "td": {"style"},
                        "abbr": {"title"}, "details": {"open"}, "sup": {"data-cite"},
                        **{tag: {"dir"} for tag in ("div", *PROSE)}})
     return nh3.Cleaner(

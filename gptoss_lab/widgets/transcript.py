@@ -457,7 +457,9 @@ def _tool_html(block: Block) -> str:
         output = card_html(call) or _output_html(shown_output(call.output))
         rows.append(f'<tr><td {left}>{output}</td></tr>')
     head = f'{html.escape(_tool_name(block))} · {_status(block)}{seconds}{edited}'
-    return (f'<table class="gx-tool"><thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
+    # what a screen reader calls the card (the tool's name, a server's text, is in its head: the column's header)
+    return (f'<table class="gx-tool" aria-label="Tool call, {_status(block)}">'
+            f'<thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -499,22 +501,33 @@ def _quoted(markdown: str) -> str:
 # `tbody tr:hover` tints table rows), which would otherwise put a tool card's output in a box of its own, tint the
 # card blue under the pointer, and leave a code block in the answer without a background. The prompt's, reasoning's
 # and answer's paragraphs each read in the direction of their first letter (unicode-bidi: plaintext): Arabic and
-# Hebrew right to left, as in the live view (chat.css).
+# Hebrew right to left, as in the live view (chat.css). The style hides the "You:" and "Answer:" labels and says them
+# again out of sight (::before), for a screen reader: without them the prompt and the answer read as one text.
+# Where no JupyterLab theme sets the colours (VS Code, a bare page), --gx-grey and --gx-link are mixed from the text's
+# own colour, so they read at 4.5:1 on a dark page as on a light one (a fixed grey read at 2.6:1 on a dark page).
 _PROSE_TAG = re.compile(rf"<({'|'.join(PROSE)})>")  # as the sanitiser writes them: no attributes
 FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
- color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5;overflow-wrap:anywhere}
+ color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5;overflow-wrap:anywhere;
+ --gx-grey:#57606a;--gx-link:#0d47a1}
+@supports (color:color-mix(in srgb,red 50%,blue)){.gx-fallback{--gx-grey:color-mix(in srgb,currentColor 70%,#808080);
+ --gx-link:color-mix(in srgb,#1976d2 50%,currentColor)}}
 .gx-fallback .gx-prompt{background:var(--jp-layout-color2,rgba(127,127,127,.12));border-radius:12px;padding:6px 12px;
  margin:4px 0 8px auto;width:fit-content;max-width:80%}
-.gx-fallback .gx-prompt b{display:none}
 div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{margin:0;padding:0;border:0}
-.gx-fallback blockquote.gx-final > b:first-child,.gx-fallback blockquote.gx-commentary > b:first-child{display:none}
+.gx-fallback .gx-prompt > b:first-child,.gx-fallback blockquote.gx-final > b:first-child,
+ .gx-fallback blockquote.gx-commentary > b:first-child{display:none}
+.gx-fallback .gx-prompt::before,.gx-fallback blockquote.gx-final::before,.gx-fallback blockquote.gx-commentary::before{
+ position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
+.gx-fallback .gx-prompt::before{content:"You:"}
+.gx-fallback blockquote.gx-final::before{content:"Answer:"}
+.gx-fallback blockquote.gx-commentary::before{content:"Commentary:"}
 .gx-fallback details{border-left:3px solid var(--jp-border-color2,#ccc);padding:2px 0 2px 10px;margin:6px 0;
- color:var(--jp-content-font-color2,#666)}
+ color:var(--jp-content-font-color2,var(--gx-grey))}
 .gx-fallback summary{cursor:pointer}
 .gx-fallback .gx-prompt,.gx-fallback .gx-reasoning-text,.gx-fallback .gx-notice,
  .gx-fallback blockquote :is(p,li,h4,h5,h6,td,th){unicode-bidi:plaintext;text-align:start}
-.gx-fallback .gx-note,.gx-fallback .gx-footer{font-size:85%;color:var(--jp-content-font-color2,#57606a)}
+.gx-fallback .gx-note,.gx-fallback .gx-footer{font-size:85%;color:var(--jp-content-font-color2,var(--gx-grey))}
 .gx-fallback .gx-notice{font-size:90%;padding:4px 10px;margin:6px 0;border-radius:6px;
  background:var(--jp-layout-color2,rgba(127,127,127,.12))}
 .gx-fallback .gx-warning{border-left:3px solid var(--jp-warn-color1,#ed6c02)}
@@ -526,11 +539,11 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback table.gx-tool tr + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
 .gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;
  font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}
-.gx-fallback .gx-output{color:var(--jp-content-font-color2,#555)}
+.gx-fallback .gx-output{color:var(--jp-content-font-color2,var(--gx-grey))}
 .gx-fallback table.gx-tool tbody tr{background:none}
 .gx-fallback table.gx-tool pre,.gx-fallback div.gx-notice pre{background:none;color:inherit;
  font-size:var(--jp-code-font-size,13px)}
-.gx-fallback table.gx-tool pre.gx-output{color:var(--jp-content-font-color2,#555)}
+.gx-fallback table.gx-tool pre.gx-output{color:var(--jp-content-font-color2,var(--gx-grey))}
 .gx-fallback blockquote.gx-final pre,.gx-fallback blockquote.gx-commentary pre{margin:8px 0;padding:6px 10px;
  border-radius:6px;background:var(--jp-layout-color2,rgba(127,127,127,.12))}
 .gx-fallback blockquote.gx-final pre code,.gx-fallback blockquote.gx-commentary pre code{background:none;padding:0}

@@ -1,0 +1,170 @@
+"""The saved form of a turn with citations (what nbconvert's HTML, a bare HTML host such as VS Code's output, and a
+notebook reopened without its kernel show), in Chromium with no script of ours: each citation's popup is whole in
+the window, wide or 400 px narrow, on hover and on keyboard focus; every chip is reached by Tab; the turn's labels
+stay readable to a screen reader; its text reads at 4.5:1 on light and dark pages, themed or not.
+
+Screenshots: /tmp/gptoss_static_popup_{400,1280}.png, /tmp/gptoss_static_{nbconvert_light,nbconvert_dark,bare_dark,
+bare_light}.png.
+"""
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbconvert import HTMLExporter
+
+from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.events import Citation
+from gptoss_lab.widgets.transcript import Transcript
+
+RECORDING = (
+    "<|channel|>analysis<|message|>Think about owls.<|end|>"
+    "<|start|>assistant to=python<|channel|>analysis<|message|>print('\\n'.join(str(i) for i in range(40)))<|call|>"
+    "<|channel|>final<|message|>Owls hunt at night 【0†L1-L6】 and sleep by day, which is a sentence long enough to "
+    "reach the right edge of a narrow window 【1†L2-L3】.<|return|>")
+CITATIONS = [
+    Citation("【0†L1-L6】", 0, 1, 6, "https://a.example/owls", "Owls of the world",
+             "\n".join(f"Line {i}: owls are birds of prey that hunt mostly at night and rest by day." for i in range(1, 7))),
+    Citation("【1†L2-L3】", 1, 2, 3, "", "manuals/owl.pdf", "Owls sleep in the day.\nThey roost in trees."),
+]
+# The popup's box in the window (a ::after's resolved geometry) and the box it can be seen in: the window, cut by
+# every ancestor whose overflow is not visible (an output area's `overflow: auto`).
+POPUP_BOX = """(sup) => {
+  const s = getComputedStyle(sup, '::after');
+  if (s.display === 'none') return null;
+  const r = sup.getBoundingClientRect(), fixed = s.position === 'fixed';
+  const left = (fixed ? 0 : r.left) + parseFloat(s.left) + parseFloat(s.marginLeft);
+  const top = (fixed ? 0 : r.top) + parseFloat(s.top) + parseFloat(s.marginTop);
+  const box = [left, top, left + parseFloat(s.width), top + parseFloat(s.height)];
+  let seen = [0, 0, innerWidth, innerHeight];
+  if (!fixed) for (let n = sup.parentElement; n; n = n.parentElement) {
+    const c = getComputedStyle(n);
+    if (c.overflowX === 'visible' && c.overflowY === 'visible') continue;
+    const q = n.getBoundingClientRect();
+    seen = [Math.max(seen[0], q.left), Math.max(seen[1], q.top), Math.min(seen[2], q.right), Math.min(seen[3], q.bottom)];
+  }
+  return {box: box.map(Math.round), seen: seen.map(Math.round)};
+}"""
+# The contrast of every element of the turn with text of its own (a visually hidden label left out), and of each
+# open popup, against the colours under it.
+CONTRASTS = r"""() => {
+  const rgba = s => { let m = s.replace('/', ' ').match(/[\d.]+/g).map(Number);
+    if (s.startsWith('color(srgb')) m = m.map((v, i) => i < 3 ? v * 255 : v); return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
+  const over = (top, under) => top.slice(0, 3).map((c, i) => c * top[3] + under[i] * (1 - top[3])).concat([1]);
+  const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const under = (n, pseudo) => { const layers = pseudo ? [rgba(getComputedStyle(n, pseudo).backgroundColor)] : [];
+    for (let e = n; e; e = e.parentElement) layers.push(rgba(getComputedStyle(e).backgroundColor));
+    return layers.reverse().reduce((c, l) => over(l, c), [255, 255, 255, 1]); };
+  const ratio = (fg, bg) => { const a = lum(over(fg, bg)) + 0.05, b = lum(bg) + 0.05; return Math.max(a, b) / Math.min(a, b); };
+  const out = {};
+  const note = (name, value) => { out[name] = Math.min(out[name] || 99, Math.round(value * 100) / 100); };
+  for (const n of document.querySelectorAll('.gx-fallback *')) {
+    const s = getComputedStyle(n);
+    if (![...n.childNodes].some(t => t.nodeType === 3 && t.textContent.trim()) || s.display === 'none'
+        || s.clipPath.startsWith('inset') || n.closest('style')) continue;
+    note(n.tagName.toLowerCase() + (n.className ? '.' + n.className.split(' ')[0] : ''), ratio(rgba(s.color), under(n)));
+  }
+  for (const n of document.querySelectorAll('.gx-fallback sup.gx-cite')) {
+    const s = getComputedStyle(n, '::after');
+    if (s.display !== 'none') note('popup', ratio(rgba(s.color), under(n, '::after')));
+  }
+  return out;
+}"""
+
+
+def _saved_output() -> str:
+    """The text/html a saved notebook holds for a turn with reasoning, a long tool output and two citations (one to
+    a web page, one to a local file, which has no link)."""
+    transcript = Transcript.from_reply(Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Owls?"))
+    transcript.citations = CITATIONS
+    return transcript._repr_mimebundle_()["text/html"]
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The saved turn as nbconvert's HTML (light and dark JupyterLab themes) and in a bare host page with no
+    JupyterLab variables (dark, as VS Code's, and light), as file:// URLs."""
+    folder, html = tmp_path_factory.mktemp("static"), _saved_output()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("reply", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": "reply"})])])
+    hosts = {f"nbconvert_{theme}": HTMLExporter(theme=theme).from_notebook_node(notebook)[0] for theme in ("light", "dark")}
+    for theme, page, text, link in (("dark", "#1e1e1e", "#cccccc", "#3794ff"), ("light", "#ffffff", "#1f2328", "#0969da")):
+        hosts[f"bare_{theme}"] = (f'<!doctype html><meta charset="utf-8"><style>a{{color:{link}}}</style>'
+                                  f'<body style="background:{page};color:{text};font-family:sans-serif">{html}</body>')
+    urls = {}
+    for name, text in hosts.items():
+        (folder / f"{name}.html").write_text(text, encoding="utf-8")
+        urls[name] = (folder / f"{name}.html").as_uri()
+    return urls
+
+
+@pytest.mark.parametrize("width", [400, 1280])
+def test_every_citation_popup_is_whole_in_the_window_on_hover_and_on_focus(chromium, pages, width: int) -> None:
+    """At 400 px the first popup ran 96 px past the output area's right edge (clipped: the cited lines cut
+    mid-word), and the chip of a local file (no link) could not be reached by Tab at all."""
+    page = chromium.new_page(viewport={"width": width, "height": 700})
+    try:
+        page.goto(pages["nbconvert_light"])
+        chips = page.locator(".gx-fallback sup.gx-cite")
+        assert chips.count() == 2
+        for i in range(2):
+            chips.nth(i).scroll_into_view_if_needed()
+            chips.nth(i).hover()
+            shown = chips.nth(i).evaluate(POPUP_BOX)
+            assert shown is not None, f"chip {i + 1}: no popup on hover"
+            (left, top, right, bottom), seen = shown["box"], shown["seen"]
+            assert seen[0] <= left and seen[1] <= top and right <= seen[2] and bottom <= seen[3], \
+                f"chip {i + 1} at {width}px: popup {shown['box']} cut off by {seen}"
+            if i == 0:
+                page.screenshot(path=f"/tmp/gptoss_static_popup_{width}.png")
+        page.mouse.move(0, 0)
+        page.locator(".gx-fallback .gx-prompt").click()
+        focused = []
+        for _ in range(12):   # Tab through the turn: each chip takes the focus and shows its popup, whole
+            page.keyboard.press("Tab")
+            chip = page.evaluate("document.activeElement.closest('sup.gx-cite') ? document.activeElement.textContent : ''")
+            if chip:
+                shown = chips.nth(int(chip) - 1).evaluate(POPUP_BOX)
+                assert shown is not None, f"chip {chip}: no popup on focus"
+                (left, top, right, bottom), seen = shown["box"], shown["seen"]
+                assert seen[0] <= left and seen[1] <= top and right <= seen[2] and bottom <= seen[3]
+                focused.append(chip)
+            if chip == "2":
+                break
+        assert focused == ["1", "2"]
+    finally:
+        page.close()
+
+
+def test_the_turns_labels_and_citations_have_names_a_screen_reader_reads(chromium, pages) -> None:
+    """"You:" and "Answer:" were display: none and nothing said them (the prompt and the answer read as one text),
+    a chip read as a bare number, and a tool card as a table with no name. (Chromium's own accessibility tree.)"""
+    page = chromium.new_page(viewport={"width": 900, "height": 700})
+    try:
+        page.goto(pages["nbconvert_light"])
+        for part in (".gx-prompt", ".gx-final"):   # said, out of sight
+            label = page.locator(f".gx-fallback {part}").evaluate("n => getComputedStyle(n, '::before').width")
+            assert label in ("1px", "auto"), f"{part}: a label {label} wide"
+        tree = page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")["nodes"]
+        named = {(n["role"]["value"], n.get("name", {}).get("value", "")) for n in tree}
+        assert {("StaticText", "You:"), ("StaticText", "Answer:"), ("table", "Tool call, done"),
+                ("link", "Source 1: Owls of the world, lines 1 to 6"),
+                ("doc-noteref", "Source 2: manuals/owl.pdf, lines 2 to 3")} <= named   # a local file's: no link
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("host", ["nbconvert_light", "nbconvert_dark", "bare_dark", "bare_light"])
+def test_the_saved_turn_reads_at_4_5_to_1_on_light_and_dark_pages(chromium, pages, host: str) -> None:
+    """On a dark page with no JupyterLab theme (VS Code), the greys (stats, sources, reasoning, tool output) read at
+    2.2 to 2.9:1 and the citation chips' numbers at 1.7:1."""
+    page = chromium.new_page(viewport={"width": 900, "height": 900}, color_scheme=host.rsplit("_", 1)[1])
+    try:
+        page.goto(pages[host])
+        page.locator(".gx-fallback sup.gx-cite").first.hover()
+        ratios = page.evaluate(CONTRASTS)
+        page.screenshot(path=f"/tmp/gptoss_static_{host}.png", full_page=True)
+        assert {"popup", "a", "div.gx-footer", "div.gx-cite-head", "pre.gx-output"} <= set(ratios)
+        assert {name: ratio for name, ratio in ratios.items() if ratio < 4.5} == {}
+    finally:
+        page.close()
