@@ -137,8 +137,8 @@ function cellIndexOf(ctx, id) {
 // event, so the live view stays), and swapped back once the file is written. A turn still under way is saved as
 // its transcript so far too: a widget reference would reopen as "model not found" once its kernel is gone (a
 // crash, a shut down after autosave), the turn lost; a tab reloaded meanwhile shows that transcript, not the live
-// card. Each turn's end marks the notebook changed (its transcript, also one Regenerate replaced, is not in the
-// file yet), so that autosave or closing writes it in.
+// card. Each new saved form (a turn's end, also one Regenerate replaced, or a card waiting) marks the notebook
+// changed, so that autosave or closing writes it in.
 const SAVERS = new WeakMap();   // document context -> Map(model id -> model)
 const RUNNING = "(gptoss_lab: this turn was still running when the notebook was saved)";
 
@@ -548,8 +548,8 @@ function render({ model, el }) {
   const timer = setInterval(() => turn && turn.node.classList.contains("gx-live") && turn.tick(), 1000);
   const ctx = notebookContext(model);
   if (ctx) saveTranscripts(ctx, model, model.get("_id"));
-  const onLive = () => ctx && !model.get("_live") && (ctx.model.dirty = true);   // the turn's transcript
-  model.on("change:_live", onLive);
+  const onStatic = () => ctx && (ctx.model.dirty = true);   // the saved form changed: autosave writes it in
+  model.on("change:_static", onStatic);
   const kernels = ctx && ctx.sessionContext;
   const kernel = kernels && kernels.session && kernels.session.kernel;
   const onStatus = (_, status) => KERNEL_GONE[status] && gone(KERNEL_GONE[status]);
@@ -564,7 +564,7 @@ function render({ model, el }) {
     model.off("change:_chunk", onChunk);
     model.off("change:_snapshot", onSnapshot);
     model.off("change:_last", onLast);
-    model.off("change:_live", onLive);
+    model.off("change:_static", onStatic);
     model.off("comm_live_update", restarted);
     if (kernel) {
       kernels.statusChanged.disconnect(onStatus);

@@ -48,9 +48,7 @@ class ChatView(anywidget.AnyWidget):
     _snapshot = traitlets.Dict().tag(sync=True)    # all operations of the turn, synced at its end (re-render)
     _static = traitlets.Dict().tag(sync=True)      # the finished turn as a MIME bundle, for the saved notebook
     _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
-    # With each batch (no sync of their own): a turn is under way (a notebook saved now keeps the live view), and the
-    # view shows the session's last answer (the one Regenerate can replace)
-    _live = traitlets.Bool(False).tag(sync=True)
+    # With each batch (no sync of its own): the view shows the session's last answer (the one Regenerate can replace)
     _last = traitlets.Bool(False).tag(sync=True)
 
     max_syncs_per_s: float = 20.0
@@ -298,7 +296,7 @@ class ChatView(anywidget.AnyWidget):
             return
         self.syncs += 1
         with self.hold_sync():  # one comm message, whatever changed
-            self._live, self._last = self._running, self._shows_last()
+            self._last = self._shows_last()
             if self._ops:
                 self._chunk = {"seq": self.syncs, "ops": self._ops}
             if final:

@@ -19,8 +19,8 @@ from typing import Any
 
 # Requests that only read the kernel's state, which a front end that (re)connects sends before it can draw a widget (a
 # reloaded tab: kernel info, then every widget's state over ipywidgets' control comm, or the open comms and each
-# widget's state). Behind the running cell they would wait for the turn's end, and the turn for the user's answer on a
-# card that the tab could not draw.
+# widget's state). Behind the running cell they would wait for the turn's end: a turn waiting on a card left the
+# reloaded tab without a kernel and without its other widgets.
 _READS = ("kernel_info_request", "comm_info_request")
 _CONTROL = "jupyter.widget.control"
 _STATE_READS = ("request_state", "request_states")
