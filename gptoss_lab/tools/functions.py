@@ -12,7 +12,12 @@ and scalars (and torch tensors) their `tolist()` / `item()` values; a pandas Dat
 `{"columns", "data"}` (and `"index"` unless it is 0..n-1), a Series a list (or `{"index", "data"}`);
 bytes their UTF-8 text, or `<N bytes, not UTF-8> b'...'`; datetimes ISO 8601 text, pandas' NaT and NA
 null. Iterators, arrays and frames are read up to MAX_ITEMS items, with a last item saying what was left
-out. Anything else is its str() labelled with its type, `<Money> 12.50 EUR`.
+out, and nesting up to MAX_DEPTH levels. Anything else is its str() labelled with its type, `<Money> 12.50 EUR`.
+
+A result whose JSON is longer than MAX_OUTPUT_CHARS is cut where it is long, not as text (which left the model
+invalid JSON): long strings keep their head and tail around `... [N characters cut] ...`, long lists their first
+and last items around a `"... [N items cut] ..."` item, objects with many keys their first ones and a
+`"...": "[N more keys cut]"` entry, and what is nested too deep becomes a string saying what it held.
 """
 from __future__ import annotations
 
@@ -40,10 +45,13 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..events import ToolCall
 from ..structured import describe_errors, docstring, json_default, json_value, typed_schema
 from .base import Tool, ToolResult, interrupted
-from .python import ToolTimeout, deadline, truncate
+from .python import MAX_OUTPUT_CHARS, ToolTimeout, deadline, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 MAX_ITEMS = 1000  # items read from an iterator, an array or a frame a function returns
+MAX_DEPTH = 100  # levels of nesting read from a return value: past ~250 pydantic called it a circular reference,
+                 # past ~300 Python's stack ran out
+_NESTING = (Iterator, dict, list, tuple, set, frozenset, pydantic.BaseModel)  # what `_bounded` reads into
 
 
 class FunctionTool:
@@ -156,7 +164,7 @@ class FunctionTool:
         except BaseException as err:  # SystemExit too: the function's error goes back to the model, never up the stack
             note = "the function ran, but JSON cannot write what it returned: " if ran else ""
             return ToolResult("error", truncate(_error_text(err, note)), time.perf_counter() - start)
-        return ToolResult("done", truncate(output), time.perf_counter() - start)
+        return ToolResult("done", output, time.perf_counter() - start)
 
 
 def _error_text(err: BaseException, note: str = "") -> str:
@@ -186,9 +194,67 @@ def _fixed(function: Callable[..., Any]) -> set[str]:
 
 
 def _json_text(value: Any) -> str:
-    """A return value as the JSON text the model reads (the forms are the module docstring's)."""
-    plain = to_jsonable_python(value, fallback=_jsonable)
-    return json.dumps(_finite(plain), ensure_ascii=False, allow_nan=False)
+    """A return value as the JSON text the model reads (the forms are the module docstring's), at most
+    MAX_OUTPUT_CHARS long: a longer one is cut where it is long (see `_cut`), as little as it takes, so that
+    it stays JSON (the text cut in two was not)."""
+    plain = _finite(to_jsonable_python(value, fallback=_jsonable))
+    text = _dumps(plain)
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return text
+    # bisection of how much the cuts keep (a scale, in logs): at 1e-6 (one item, 16 characters, one level) it fits
+    fits, over = math.log(1e-6), 0.0
+    text = _dumps(_cut(plain, *_caps(math.exp(fits))))
+    for _ in range(12):
+        middle = (fits + over) / 2
+        tried = _dumps(_cut(plain, *_caps(math.exp(middle))))
+        if len(tried) <= MAX_OUTPUT_CHARS:
+            fits, text = middle, tried
+        else:
+            over = middle
+    return text
+
+
+def _caps(scale: float) -> tuple[int, int, int]:
+    """(items, characters, levels) `_cut` keeps at this scale: the whole result's limit at 1, their least near 0;
+    levels go last, deep data is rarely what is long."""
+    return (max(1, int(MAX_OUTPUT_CHARS // 2 * scale)), max(16, int(MAX_OUTPUT_CHARS * scale)),
+            max(1, int(MAX_DEPTH * math.sqrt(scale))))
+
+
+def _dumps(plain: Any) -> str:
+    """JSON data as the text the model reads (any script as it is; NaN and the infinities are strings by now)."""
+    return json.dumps(plain, ensure_ascii=False, allow_nan=False)
+
+
+def _cut(plain: Any, items: int, chars: int, depth: int) -> Any:
+    """JSON data with strings past `chars` characters, lists and objects past `items` entries and what is nested
+    past `depth` levels cut, each cut saying what it left out where it was made."""
+    if isinstance(plain, str):
+        if len(plain) <= chars:
+            return plain
+        head, tail = plain[:chars - chars // 3], plain[len(plain) - chars // 3:]
+        return f"{head} ... [{len(plain) - len(head) - len(tail)} characters cut] ... {tail}"
+    if not isinstance(plain, list | dict) or not plain:
+        return plain
+    if depth == 0:
+        return (f"[a list of {len(plain)} items, cut: nested too deep]" if isinstance(plain, list)
+                else f"[an object of {len(plain)} keys, cut: nested too deep]")
+    if isinstance(plain, list):
+        if len(plain) <= items:
+            return [_cut(item, items, chars, depth - 1) for item in plain]
+        head, tail = plain[:items - items // 3], plain[len(plain) - items // 3:]
+        return [*(_cut(item, items, chars, depth - 1) for item in head),
+                f"... [{len(plain) - len(head) - len(tail)} items cut] ...",
+                *(_cut(item, items, chars, depth - 1) for item in tail)]
+    shown: dict[str, Any] = {}
+    for key, item in itertools.islice(plain.items(), items):  # keys are text (pydantic wrote them so)
+        shown.setdefault(_cut(key, items, chars, depth), _cut(item, items, chars, depth - 1))  # two cut alike: one
+    if len(shown) < len(plain):
+        key = "..."
+        while key in shown:  # the object's own "..." (a mapping already read up to MAX_ITEMS keys)
+            key += "."
+        shown[key] = f"[{len(plain) - len(shown)} more keys cut]"
+    return shown
 
 
 def _bounded(value: Any, _within: set[int] | None = None) -> Any:
@@ -211,6 +277,9 @@ def _bounded(value: Any, _within: set[int] | None = None) -> Any:
 
 def _bounded_items(value: Any, within: set[int]) -> Any:
     """`_bounded` for one value whose id is in `within`."""
+    if len(within) > MAX_DEPTH and (isinstance(value, _NESTING) or dataclasses.is_dataclass(value)
+                                    and not isinstance(value, type)):  # its items are not read
+        return f"[a {type(value).__name__}, cut: nested more than {MAX_DEPTH} levels deep]"
     if isinstance(value, Iterator):
         return _first_items(value, "an iterator", within)
     if isinstance(value, bytes | bytearray | memoryview):
