@@ -320,21 +320,27 @@ def _same_shape(a: Routing, b: Routing) -> None:
 
 @_records(1)
 def to_frame(routing: Routing) -> pd.DataFrame:
-    """A tidy table, one row per (token, layer, rank)."""
+    """A tidy table, one row per (token, layer, rank). A token's text and label repeat on each of its rows:
+    they are categoricals (as text they took ~120 bytes a row); layers and ranks are int32, positions
+    int64 (arithmetic on them must not wrap)."""
     n, layers, k = routing.experts.shape
-    position = np.repeat(np.arange(n), layers * k)
-    texts = np.asarray(routing.strings, dtype=object)
-    names = np.asarray(routing.label_names, dtype=object)
     return pd.DataFrame({
-        "position": position,
+        "position": np.repeat(np.arange(n), layers * k),
         "token": np.repeat(routing.tokens, layers * k),
-        "text": texts[position] if n else np.zeros(0, object),
-        "label": names[routing.label_codes][position] if n else np.zeros(0, object),
-        "layer": np.tile(np.repeat(np.arange(layers), k), n),
-        "rank": np.tile(np.arange(k), n * layers),
+        "text": _repeated(routing.strings, layers * k),
+        "label": _repeated(routing.labels, layers * k),
+        "layer": np.tile(np.repeat(np.arange(layers, dtype=np.int32), k), n),
+        "rank": np.tile(np.arange(k, dtype=np.int32), n * layers),
         "expert": np.asarray(routing.experts).ravel(),
         "weight": routing.weights.ravel(),
     })
+
+
+def _repeated(values: Sequence[str], times: int) -> pd.Categorical:
+    """Each of `values` `times` times in a row, as a categorical of the values present (sorted: a frame sorted by
+    the column reads as sorted text)."""
+    present = pd.Categorical(values)
+    return pd.Categorical.from_codes(np.repeat(present.codes, times), present.categories)
 
 
 # ---------------------------------------------------------------- vocabulary specialisation

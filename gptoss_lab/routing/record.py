@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -82,6 +83,18 @@ def check_vocabulary(ids: Sequence[int], vocab: int) -> None:
                          f"not {min(ids) if min(ids) < 0 else max(ids)}")
 
 
+def _one_per_token(labels: Any, n: int) -> None:
+    """Refuse, in one line, labels that are not one text per token of `n`."""
+    if isinstance(labels, str):  # was one label per character
+        raise TypeError("labels is a list of one label per token, not one text: [label] * len(tokens)")
+    try:
+        count = len(labels)
+    except TypeError:  # a number was "object of type 'int' has no len()"
+        raise TypeError(f"labels is a list of one label per token, not {analysis.described(labels)}") from None
+    if count != n:
+        raise ValueError(f"{count} labels for {n} tokens")
+
+
 def _gate_weights(weights: Any) -> np.ndarray:
     """`weights` as float32, refusing what is no number: "0.5" was read as 0.5, True as 1, None as NaN."""
     given = np.asarray(weights)
@@ -101,6 +114,8 @@ def _selection(which: Any, n: int) -> tuple[Any, ...]:
 def _token_ids(tokens: Any) -> np.ndarray:
     """`tokens` as ids, refusing what no Harmony token is: a record saved with it could not be loaded back."""
     ids = np.asarray(tokens)
+    if ids.ndim != 1:  # a number was "object of type 'int' has no len()"
+        raise TypeError(f"tokens are a list of token ids, one per token, not {analysis.described(tokens)}")
     if ids.size and ids.dtype.kind not in "iu":  # 1.9 was cut to token 1; a wrong type: TypeError, as `whole` says
         raise TypeError(f"token ids are whole numbers, not {ids.dtype} values")
     if ids.size and (ids.min() < 0 or ids.max() >= harmony.VOCAB_SIZE):
@@ -143,6 +158,7 @@ class Routing:
         self.num_experts = num_experts
         self._owned = True                           # buffers are ours to write and grow (not a view or a file)
         self._observers: list[Callable[[str, int], None]] = []
+        tokens = _token_ids(tokens)
         if len(tokens) or experts is not None:  # no tokens yet in a given shape keeps its [layers, k]
             self.append(tokens, experts, weights, labels)
 
@@ -237,8 +253,9 @@ class Routing:
         """The record of some tokens: a slice (no copy) or a boolean mask / index array (a copy).
         Parts selected alike (`corpus[0]` twice, one mask in a loop) share one view until either record changes."""
         if isinstance(which, (int, np.integer)):  # "object of type 'numpy.int32' has no len()"
-            raise TypeError(f"select takes a slice, a boolean mask or token positions, not {which!r}: "
-                            f"select([{which!r}]) is the record of that one token")
+            hint = "a mask has one True or False per token" if isinstance(which, bool) else \
+                f"select([{which!r}]) is the record of that one token"  # select([True]) was no such record
+            raise TypeError(f"select takes a slice, a boolean mask or token positions, not {which!r}: {hint}")
         if not isinstance(which, slice):  # numpy said "only integers, slices (`:`), ellipsis ... are valid indices"
             given, which = which, np.asarray(which)
             if which.ndim != 1 or (which.size and which.dtype.kind not in "biu"):
@@ -261,8 +278,6 @@ class Routing:
         """`labels` as indices into `names` (default: this record's label names) plus the labels new to them,
         which become the record's names; refused whole, the record left as it was, for a label that is no
         text (meta.json could not hold it: the record saved, then failed to load) or a 256th label."""
-        if isinstance(labels, str):  # was one label per character
-            raise TypeError("labels is a list of one label per token, not one text: [label] * len(tokens)")
         names = list(self._names if names is None else names)
         texts: dict[str, str] = {}
         for label in dict.fromkeys(labels):
@@ -284,15 +299,16 @@ class Routing:
     def append(self, tokens: Sequence[int], experts: np.ndarray, weights: np.ndarray,
                labels: Sequence[str] | None = None) -> None:
         """Add tokens at the end (labels default to "" = not known yet) and tell the observers."""
+        tokens = _token_ids(tokens)
         if experts is None or weights is None:
             raise ValueError(f"need experts and weights of shape [{len(tokens)}, layers, k] for {len(tokens)} tokens")
-        tokens, experts, weights = _token_ids(tokens), self._expert_ids(experts), _gate_weights(weights)
+        experts, weights = self._expert_ids(experts), _gate_weights(weights)
         n = len(tokens)
         if experts.ndim != 3 or experts.shape[0] != n or weights.shape != experts.shape:
             raise ValueError(f"need experts and weights of shape [{n}, layers, k] for {n} tokens, "
                              f"got {experts.shape} and {weights.shape}")
-        if labels is not None and len(labels) != n:
-            raise ValueError(f"{len(labels)} labels for {n} tokens")
+        if labels is not None:
+            _one_per_token(labels, n)
         if experts.shape[1] > MAX_LAYERS:
             raise ValueError(f"a routing record holds at most {MAX_LAYERS} layers, not {experts.shape[1]}")
         if experts.shape[2] > MAX_TOP_K:
@@ -349,8 +365,7 @@ class Routing:
 
     def relabel(self, labels: Sequence[str]) -> None:
         """Set every token's label (the session does this once the turn's ids are known)."""
-        if len(labels) != self._n:
-            raise ValueError(f"{len(labels)} labels for {self._n} tokens")
+        _one_per_token(labels, self._n)
         codes = self._code(labels, [])
         if not self._owned:
             self._codes = np.array(self._codes[: self._n], np.uint8)
@@ -535,11 +550,11 @@ class Recorder:
 
     def add(self, tokens: Sequence[int], experts: np.ndarray, weights: np.ndarray) -> None:
         """Record the routing of `tokens` (prompt positions, then each generated token, in order)."""
+        tokens = _token_ids(tokens).tolist()
         if len(experts) != len(tokens):
             hint = (" The routers were not called: a fused MoE kernel (e.g. MXFP4 on GPU) may bypass them."
                     if len(experts) == 0 else "")
             raise ValueError(f"routing for {len(experts)} positions given with {len(tokens)} tokens.{hint}")
-        tokens = list(tokens)
         have = self.routing.tokens[self._cursor: self._cursor + len(tokens)].tolist()
         same = next((i for i, (a, b) in enumerate(zip(have, tokens)) if a != b), len(have))
         if self._cursor + same < len(self.routing):  # the prompt differs from what was recorded
@@ -597,7 +612,7 @@ class RecordWriter:
             json.dumps(meta, allow_nan=False)  # NaN is no JSON: the record saved, then failed to load
         except (TypeError, ValueError) as error:
             raise TypeError(f"a routing record's meta must be JSON data: {error}") from None
-        self.path = Path(path).expanduser()  # "~/runs/a" is in the home folder, not a folder "~" here
+        self.path = _folder(path)
         reusable = self.path.is_dir() and (not any(self.path.iterdir()) or _is_record(self.path))
         if self.path.exists() and not reusable:
             raise FileExistsError(f"{self.path} exists and is not a routing record: choose another path")
@@ -682,6 +697,14 @@ class RecordWriter:
         (self.path / "meta.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
 
 
+def _folder(path: Any) -> Path:
+    """A record folder's path, refused in one line unless text or a Path (8 was Python's "expected str, bytes or
+    os.PathLike object, not int"); "~/runs/a" is in the home folder, not a folder "~" here."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path is a record folder's path (text or a pathlib.Path), not {analysis.described(path)}")
+    return Path(path).expanduser()
+
+
 def _is_record(path: Path) -> bool:
     """Whether the folder holds a routing record, the only folder written over (any meta.json was: a project's own)."""
     try:
@@ -703,7 +726,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     Everything is checked against meta.json before use (a one-line ValueError says what is wrong): a
     file from another model, a damaged or hand-made one must not be counted as something else (an expert
     id past the record's expert count was counted in the next layer's load)."""
-    path = Path(path).expanduser()
+    path = _folder(path)
     try:
         meta = json.loads(_regular(path / "meta.json").read_text(), parse_constant=_no_constant)
     except FileNotFoundError:
