@@ -229,3 +229,43 @@ def test_a_loaded_models_own_weights_count_as_free_for_it(monkeypatch):
     assert "free now, with the loaded weights" in str(d)
     assert doctor("tiny", device="cpu", dtype="bfloat16").free == 10_000_000  # not loaded: as measured
     assert doctor(engine, device="cpu", memory="1 GB").free == 10**9           # another machine: as given
+
+
+def test_a_model_loaded_from_mxfp4_weights_and_dequantized_is_not_called_unquantized(tmp_path, random_checkpoint):
+    """On a CPU the MXFP4 experts load dequantized and transformers drops the config's quantization_config, so
+    `%gptoss doctor` said "checkpoint: not quantized" of a model loaded from MXFP4 weights."""
+    import json
+    import shutil
+
+    from gptoss_lab.tiny.quantize import quantize_checkpoint
+
+    folder = tmp_path / "mxfp4"
+    quantize_checkpoint(random_checkpoint, folder)
+    engine = LocalEngine.from_pretrained(folder, device="cpu", dtype="float32", progress=False)
+    loaded = dict(doctor(engine, device="cpu").rows())
+    assert loaded["checkpoint"] == "MXFP4 experts (quant_method mxfp4), dequantized to float32 on load"
+    assert loaded["MXFP4 kernels"].endswith("→ the experts load dequantized")
+    usable = dict(doctor(engine, device="cpu", mxfp4_kernels=True).rows())    # dequantize=True on a GPU, say
+    assert usable["MXFP4 kernels"] == "usable, but the experts were dequantized all the same"
+    planned = doctor(folder, device="cpu", dtype="bfloat16", mxfp4_kernels=False)
+    assert planned.mxfp4_checkpoint and planned.dequantized_to == "bfloat16"
+    assert dict(planned.rows())["checkpoint"] == \
+        "MXFP4 experts (quant_method mxfp4), dequantized to bfloat16 when loaded here"
+    packed = dict(doctor(folder, device="cuda", memory="1 GB", mxfp4_kernels=True).rows())
+    assert packed["checkpoint"] == "MXFP4 experts (quant_method mxfp4)"
+    assert packed["loads as"].startswith("bfloat16 with MXFP4")
+
+    asks = tmp_path / "asks-to-dequantize"   # a config that asks transformers to dequantize: MXFP4 weights all the same
+    shutil.copytree(folder, asks)
+    config = json.loads((asks / "config.json").read_text())
+    config["quantization_config"]["dequantize"] = True
+    (asks / "config.json").write_text(json.dumps(config))
+    assert dict(doctor(asks, device="cpu", dtype="float32").rows())["checkpoint"] == \
+        "MXFP4 experts (quant_method mxfp4), dequantized to float32 when loaded here"
+
+    plain = LocalEngine.from_pretrained(random_checkpoint, device="cpu", progress=False)
+    assert dict(doctor(plain, device="cpu").rows())["checkpoint"] == "not quantized"
+    shutil.rmtree(folder)                                  # what the model was loaded from is gone: not "not quantized"
+    gone = doctor(engine, device="cpu")
+    assert gone.mxfp4_checkpoint is None
+    assert dict(gone.rows())["checkpoint"] == "unknown: the checkpoint it was loaded from cannot be read now"

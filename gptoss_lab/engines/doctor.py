@@ -11,6 +11,7 @@ import html
 import re
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from . import checkpoint
@@ -30,7 +31,9 @@ class Diagnosis:
     layers: int
     experts: int
     top_k: int
-    mxfp4_checkpoint: bool   # the checkpoint stores its experts in MXFP4
+    mxfp4_checkpoint: bool | None  # the checkpoint stores its experts in MXFP4 (None: a loaded model's is unreadable now)
+    dequantized_to: str | None  # the dtype those MXFP4 experts load (loaded: were loaded) in unpacked; None: packed
+    loaded: bool             # sized as loaded in this kernel, not as a load here would be
     mxfp4_bytes: int         # weights with MXFP4 experts
     bf16_bytes: int          # weights all in bfloat16 (what a fallback load takes)
     device: str
@@ -64,8 +67,11 @@ class Diagnosis:
         """(label, text) pairs of the report, in reading order."""
         p, kv = self.parameters, self.kv
         kernels = ("usable" if self.kernels is None else f"not usable: {self.kernels}")
-        if self.mxfp4_checkpoint:
-            kernels += " → the experts stay in MXFP4" if self.kernels is None else " → the experts load dequantized"
+        if self.mxfp4_checkpoint and not self.dequantized_to:
+            kernels += " → the experts stay in MXFP4"
+        elif self.mxfp4_checkpoint:
+            kernels += (" → the experts load dequantized" if self.kernels is not None else
+                        ", but the experts " + ("were" if self.loaded else "are") + " dequantized all the same")
         free = "unknown (a per-module device map)" if self.free is None else (
             size(self.free) + (" (as given)" if self.free_assumed else
                                " free now, with the loaded weights" if self.free_counts_loaded else " free now"))
@@ -73,7 +79,7 @@ class Diagnosis:
             ("parameters", f"{_count(p.total)} total, {_count(p.active)} active per token "
                            f"({self.layers} layers, {self.experts} experts, top-{self.top_k})"),
             ("weights", f"{size(self.mxfp4_bytes)} with MXFP4 experts (4.25 bits a value), {size(self.bf16_bytes)} in bfloat16"),
-            ("checkpoint", "MXFP4 experts (quant_method mxfp4)" if self.mxfp4_checkpoint else "not quantized"),
+            ("checkpoint", self._checkpoint()),
             ("device", f"{self.device}: {self.device_name}, {free}"),
             ("MXFP4 kernels", kernels),
             ("packages", " · ".join(f"{k} {v or '—'}" for k, v in self.packages.items())),
@@ -86,6 +92,18 @@ class Diagnosis:
             ("longest context", self._context()),
             ("verdict", self.verdict),
         ]
+
+    def _checkpoint(self) -> str:
+        """What the checkpoint stores and, for MXFP4 experts, whether they stay packed: a model loaded from MXFP4
+        weights and dequantized (on a CPU, say) is no unquantized model, though its config no longer says MXFP4."""
+        if self.mxfp4_checkpoint is None:
+            return "unknown: the checkpoint it was loaded from cannot be read now"
+        if not self.mxfp4_checkpoint:
+            return "not quantized"
+        if not self.dequantized_to:
+            return "MXFP4 experts (quant_method mxfp4)"
+        return f"MXFP4 experts (quant_method mxfp4), dequantized to {self.dequantized_to} " + (
+            "on load" if self.loaded else "when loaded here")
 
     def _context(self) -> str:
         if self.max_context == 0:
@@ -140,7 +158,8 @@ def doctor(
     p = checkpoint.count_parameters(config)
     free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
     loaded = getattr(model, "config", None) is config
-    held = checkpoint.held_weights(model) if loaded and dtype is None else None  # as in memory, not as configured
+    in_memory = checkpoint.held_weights(model) if loaded else None
+    held = in_memory if dtype is None else None  # as in memory, not as configured
     default = None if loaded else checkpoint.cpu_default(config, target, free)
     dtype_name = held[0] if held else checkpoint.dtype_name(config, dtype or default, folder)
     packed_mxfp4 = checkpoint.weight_bytes(config, "bfloat16", packed=True)
@@ -149,8 +168,11 @@ def doctor(
         kernels = checkpoint.mxfp4_kernels(target)
     else:
         kernels = None if mxfp4_kernels else "assumed unavailable"
-    mxfp4 = checkpoint.is_mxfp4(config)
+    mxfp4 = checkpoint.is_mxfp4(config)   # stays packed where the kernels run
     packed = mxfp4 and kernels is None and held is None
+    # transformers drops a dequantized model's quantization_config: the checkpoint it was loaded from tells
+    stored = mxfp4 or (_loaded_from_mxfp4(config) if loaded else _stores_mxfp4(config))
+    unpacked = (in_memory[0] if in_memory else None) if loaded else (None if packed else dtype_name)
     load = held[1] if held else checkpoint.weight_bytes(config, dtype_name, packed=packed)
     resident = loaded and memory is None and free is not None and _on(model, target)
     if resident:  # the measured free memory leaves out the weights already loaded there: they are this model's
@@ -162,7 +184,8 @@ def doctor(
     fits = context > 0
     diagnosis = dict(
         model=name, parameters=p, layers=config.num_hidden_layers, experts=config.num_local_experts,
-        top_k=config.num_experts_per_tok, mxfp4_checkpoint=mxfp4, mxfp4_bytes=packed_mxfp4, bf16_bytes=bf16,
+        top_k=config.num_experts_per_tok, mxfp4_checkpoint=stored, dequantized_to=unpacked if stored else None,
+        loaded=loaded, mxfp4_bytes=packed_mxfp4, bf16_bytes=bf16,
         device=str(target), device_name=_device_name(target), packages=_versions(), kernels=kernels,
         load_bytes=load, load_how=how, kv=kv, prefill_chunk=prefill_chunk, free=free,
         free_assumed=memory is not None, free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
@@ -217,6 +240,30 @@ def _valid(raw: Any, name: str) -> Any:
     checkpoint.check_sizes(config, name)
     checkpoint.check_implementations(config, {}, name)
     return config
+
+
+def _stores_mxfp4(config: Any) -> bool:
+    """Whether a config (or a config.json's contents) says the experts are stored in MXFP4, also where it asks
+    transformers to dequantize them on load (`checkpoint.is_mxfp4` leaves those out: they never stay packed)."""
+    quant = config.get("quantization_config") if isinstance(config, dict) else \
+        getattr(config, "quantization_config", None)
+    quant = quant if isinstance(quant, dict) or quant is None else quant.to_dict()
+    return str((quant or {}).get("quant_method", "")).lower().endswith("mxfp4")
+
+
+def _loaded_from_mxfp4(config: Any) -> bool | None:
+    """Whether the checkpoint a loaded model came from stores MXFP4 experts, read again (offline) where transformers
+    recorded it (`_name_or_path`); False for a model built in memory, None when that checkpoint cannot be read now."""
+    where = str(getattr(config, "_name_or_path", "") or "")
+    if not where:
+        return False
+    try:
+        source = checkpoint.resolve(where)
+        folder = checkpoint.folder_of(source, {"local_files_only": True}) or checkpoint.shipped_config(source.path)
+        raw = checkpoint.read_json(Path(folder) / "config.json", source.path) if folder else None
+    except LoadError:   # moved or deleted since, no longer a checkpoint folder
+        return None
+    return _stores_mxfp4(raw) if isinstance(raw, dict) else None
 
 
 def _on(model: Any, target: str) -> bool:

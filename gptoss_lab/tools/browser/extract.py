@@ -64,8 +64,16 @@ class ExtractError(ValueError):
 
 
 def with_url(url: str, text: str) -> str:
-    """A fetched page's text as the reference lays it out: a `URL:` line first."""
-    return f"\nURL: {merge_whitespace(url)}\n{text}"  # one line, whatever a file's name holds
+    """A fetched page's text as the reference lays it out: a `URL:` line first (one line, without the control
+    characters a URL or a file's name can hold: the model reads it, and a citation of it quotes it)."""
+    return f"\nURL: {merge_whitespace(replace_special_chars(url))}\n{text}"
+
+
+def source_text(page: Page) -> str:
+    """What `view_source` shows of a page: the HTML it was converted from, else its text without the `URL:` line
+    (a text or Markdown document is its own source, so it is not kept a second time: on a folder of 50,000 documents
+    that copy was as large as all their text)."""
+    return replace_special_chars(page.raw if page.raw is not None else page.text.removeprefix(with_url(page.url, "")))
 
 
 def html_page(html: str, url: str, title: str | None = None, *, main_content: bool = False,
@@ -207,10 +215,10 @@ def _plain(text: str | None) -> str | None:
     return replace_special_chars(text) if text else text
 
 
-def text_page(text: str, url: str, title: str, *, raw: str | None = None) -> Page:
+def text_page(text: str, url: str, title: str) -> Page:
     """Plain text or Markdown, read as written (characters that look like link syntax replaced, in its title too)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and classic Mac line ends
-    return Page(url=url, title=replace_special_chars(title), text=with_url(url, replace_special_chars(text)), raw=raw)
+    return Page(url=url, title=replace_special_chars(title), text=with_url(url, replace_special_chars(text)))
 
 
 def heading_title(text: str) -> str | None:
@@ -383,7 +391,7 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
     if content_type and not content_type.startswith("text/") and content_type not in ("application/json",
                                                                                         "application/xml"):
         raise ExtractError(f"cannot read {content_type} documents")
-    return text_page(text, url, heading_title(text) or stem, raw=text)
+    return text_page(text, url, heading_title(text) or stem)
 
 
 def _declared_charset(data: bytes) -> str | None:

@@ -4,8 +4,10 @@ Each document is read once (HTML, Markdown, text, PDF; see extract.py) and cut i
 of its wrapped lines; bm25s ranks the passages (English stop words and stems), and a search returns
 each document once, at its best passage, so `open` starts at the lines that matched. A document's URL
 is its path inside the folder (`manuals/greenhouse.pdf`): short, and the same wherever the folder
-lives, so line numbers do not depend on it. Nothing here touches the network, and `fetch` only ever
-returns one of the indexed documents: the model cannot read any other file.
+lives, so line numbers do not depend on it. It is written as the model sees it (a file name's control
+characters, direction overrides and link syntax left out; see `_shown_names`): what the model reads it
+can open and cite, and names made alike that way are told apart. Nothing here touches the network, and
+`fetch` only ever returns one of the indexed documents: the model cannot read any other file.
 """
 from __future__ import annotations
 
@@ -20,13 +22,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from ...widgets.sanitize import visible
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page
-from .page import Page, SearchResult, merge_whitespace, strip_links
+from .page import Page, SearchResult, merge_whitespace, replace_special_chars, strip_links
 
 PASSAGE_LINES = 8            # wrapped lines per indexed passage; passages overlap by half
 SNIPPET_CHARS = 240
@@ -40,6 +42,7 @@ MAX_LIST_SECONDS = 60.0             # looking for them (a home folder holds mill
 LIST_PROGRESS_AFTER = 1.0           # s: looking for documents longer shows a progress bar
 _KERNEL_FOLDERS = (Path("/proc"), Path("/sys"))   # files of size 0 that wait for what they report (/proc/kmsg)
 _RULES = re.compile(r"(?<!\S)(?:[-=*_~]{2,}|#+)(?!\S)")   # Markdown rules and heading marks, not words
+_PERCENT_ESCAPE = re.compile(r"%(?=[0-9A-Fa-f]{2})")   # what a display decodes as a URL's escape (`%41` is `A`)
 _KINDS = {".pdf": "PDF", ".md": "Markdown", ".markdown": "Markdown", ".html": "HTML", ".htm": "HTML",
           ".xhtml": "HTML"}
 
@@ -63,10 +66,15 @@ class LocalBackend(Backend):
         self.left_out = left_out                          # why looking for more documents stopped, if it did
         self.kinds = Counter(kinds)
         self._by_name: dict[str, int] = {}                # url, file URI, path or file name -> page
+        aliases: dict[str, set[int]] = {}
         for i, page in enumerate(self.pages):
+            self._by_name.setdefault(page.url, i)
             file = self.files.get(page.url)
-            for name in (page.url, *((file.as_uri(), str(file)) if file else ()), page.url.rsplit("/", 1)[-1]):
-                self._by_name.setdefault(name, i)
+            for name in (*((file.as_uri(), str(file)) if file else ()), page.url.rsplit("/", 1)[-1]):
+                aliases.setdefault(name, set()).add(i)
+        for name, found in aliases.items():   # never another document's URL (`a/notes.txt` opened for `notes.txt`),
+            if len(found) == 1:                # nor one of two files of that name
+                self._by_name.setdefault(name, *found)
         self._index(progress)
 
     # ------------------------------------------------------------ construction
@@ -86,13 +94,14 @@ class LocalBackend(Backend):
         pages, paths, skipped, kinds = [], {}, list(outside), []
         deadline, total, chars = time.monotonic() + MAX_READ_SECONDS, 0, 0
         late = f"not read: the browser reads documents for at most {MAX_READ_SECONDS:g} s"
-        for path, name in text_bar(files, desc="Reading documents", unit="file", disable=not show):
+        bar = text_bar(files, desc="Reading documents", unit="file", disable=not show)
+        for (path, name), url in zip(bar, _shown_names([name for _, name in files])):   # the user is told `name`
             try:
                 if time.monotonic() > deadline:
                     raise ExtractError(late)
                 data = _read(path, MAX_FOLDER_BYTES - total)
                 total += len(data)
-                page = document_page(data, name, _readable(path.name), base=path.as_uri(), deadline=deadline)
+                page = document_page(data, url, _readable(path.name), base=path.as_uri(), deadline=deadline)
                 if chars + len(page.text) > MAX_FOLDER_CHARS:   # a PDF's bytes tell little of its text
                     raise ExtractError(f"not kept: the browser keeps at most {MAX_FOLDER_CHARS / 1e6:,g} million "
                                        "characters of documents' text in all")
@@ -102,7 +111,7 @@ class LocalBackend(Backend):
                 skipped.append((name, late if time.monotonic() > deadline else str(err)))
                 continue
             pages.append(page)
-            paths[name] = path
+            paths[url] = path
             kinds.append(_kind(path.name))
         if not pages:
             raise BackendError(f"none of the {len(skipped)} documents could be read (first: {_written_out(skipped[0][0])}: "
@@ -120,11 +129,11 @@ class LocalBackend(Backend):
         if not texts:
             raise BackendError("no documents were given")
         pages = []
-        for name, text in texts.items():
+        for (name, text), shown in zip(texts.items(), _shown_names(list(texts))):
             try:
-                pages.append(document_page(str(text).encode(), name, name))
+                pages.append(document_page(str(text).encode(), shown, name))
             except ExtractError as err:
-                raise BackendError(f"{name}: {err}") from None
+                raise BackendError(f"{shown}: {err}") from None
         return cls(pages, roots=["memory"], kinds=map(_kind, texts))
 
     # ------------------------------------------------------------ the index
@@ -391,6 +400,28 @@ def _readable(name: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("cp1252", "replace")
+
+
+def _shown_names(names: list[str]) -> list[str]:
+    """Each document's name as the model reads, opens and cites it: on one line, without the control characters,
+    terminal sequences and direction overrides a page's text loses (`owls\\x1b[31m.txt` is `owls.txt`), `†` (it ends
+    a result's label) as `‡`, and a `%` that a display would decode with what follows (`x%41.txt` showed as `xA.txt`)
+    as `％`. A name that is not its own shown name, or that another file's already is, is told apart by a number
+    (`owls (2).txt`): no two documents share a name, and a name already clean always stays the file's own."""
+    shown = [_PERCENT_ESCAPE.sub("％", merge_whitespace(replace_special_chars(name)).strip().replace("†", "‡"))
+             or "unnamed" for name in names]
+    unique = [""] * len(names)
+    taken: set[str] = set()
+    tried: dict[str, int] = {}   # shown name -> the number to try next (10,000 files named alike: not 10,000² tries)
+    # names already clean first (two can be alike too: `_readable` reads the bytes `caf\xe9` as `café`), then the rest
+    for i in sorted(range(len(names)), key=lambda i: shown[i] != names[i]):
+        name, suffix = shown[i], PurePosixPath(shown[i]).suffix
+        k = tried.get(name, 1)
+        while (numbered := name if k == 1 else f"{name.removesuffix(suffix)} ({k}){suffix}") in taken:
+            k += 1
+        unique[i], tried[name] = numbered, k + 1
+        taken.add(numbered)
+    return unique
 
 
 def _written_out(text: str) -> str:

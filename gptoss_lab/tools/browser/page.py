@@ -75,7 +75,7 @@ class Page:
     text: str
     urls: dict[str, str] = field(default_factory=dict)
     snippets: dict[str, Extract] | None = None
-    raw: str | None = None          # the source (HTML, Markdown) for `view_source`
+    raw: str | None = None          # the source `view_source` shows (HTML), where it is not the text (source_text)
     kind: str = "page"              # page | search | find
     origin: Page | None = field(default=None, repr=False)   # the page a find page searched
 

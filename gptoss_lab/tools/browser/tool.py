@@ -26,10 +26,10 @@ from ...events import Citation, ToolCall
 from ...harmony import clean
 from ..base import Tool, ToolResult
 from .backends import Backend, BackendError, FunctionBackend, one_line
+from .extract import source_text
 from .local import LocalBackend
 from .page import (
-    CITATION_PATTERN, Page, cited_lines, display, end_line, find_page, maybe_truncate,
-    replace_special_chars, results_page,
+    CITATION_PATTERN, Page, cited_lines, display, end_line, find_page, maybe_truncate, results_page,
 )
 
 VIEW_SOURCE_PREFIX = "view-source:"
@@ -213,8 +213,7 @@ class Browser(Tool):
         else:
             page = self._fetch(url, direct)
             if view_source:
-                page = Page(url=VIEW_SOURCE_PREFIX + page.url, title=page.title,
-                            text=replace_special_chars(page.raw if page.raw is not None else page.text))
+                page = Page(url=VIEW_SOURCE_PREFIX + page.url, title=page.title, text=source_text(page))
                 snippet = None
         self.stack.append(page)
         if loc < 0:  # at the result's passage: a line of the page (a backend's hit can name any value)
