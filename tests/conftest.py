@@ -1,6 +1,7 @@
 """Shared fixtures: small GptOss checkpoints the tests make themselves (real weights can't be downloaded)."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,12 @@ settings.load_profile("lab")
 def random_checkpoint(tmp_path_factory) -> Path:
     """A random 4-layer, 8-expert top-2 GptOss checkpoint folder."""
     return make_random_checkpoint(tmp_path_factory.mktemp("random_gptoss"))
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raising KeyboardInterrupt, as in a kernel's cell or a terminal: tests run in the background (`pytest &`,
+    as some CI runners do) start with SIGINT ignored, and then os.kill(SIGINT) and _thread.interrupt_main do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -52,7 +52,7 @@ def _silent_after(sent: threading.Event, *texts: str):
     (["<|channel|>final<|message|>It has"], "It has"),  # "s" could begin the key: held by the key check
     (["<|channel|>final<|message|>Your key is ", LONG_KEY, ". Noted"], "Your key is ***. Noted"),
 ])
-def test_ctrl_c_while_the_server_streams_keeps_what_it_sent_and_still_hides_the_key(texts, final):
+def test_ctrl_c_while_the_server_streams_keeps_what_it_sent_and_still_hides_the_key(texts, final, ctrl_c_raises):
     """Ctrl-C while a server streamed lost the words the engine held back (the retokenizer's last pieces, the text
     the key check held): `Hi there my good friend` was kept as `Hi there my`, `It has` as nothing at all."""
     sent = threading.Event()

@@ -194,7 +194,7 @@ def test_an_interrupt_while_the_view_starts_still_ends_the_turn_with_a_reply():
     assert s.regenerate().final == "first" and len(s.replies) == 1  # turns and replies kept in step
 
 
-def test_a_ctrl_c_while_the_reply_is_being_kept_is_held_then_delivered_not_lost():
+def test_a_ctrl_c_while_the_reply_is_being_kept_is_held_then_delivered_not_lost(ctrl_c_raises):
     class InterruptsAtTheEnd(Recorder):  # the user's Ctrl-C lands while the turn's end is shown
         def handle(self, event):
             super().handle(event)
