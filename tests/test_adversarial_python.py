@@ -354,17 +354,19 @@ def test_a_module_the_clean_up_runs_on_can_be_emptied(module, then):
 
 def test_a_key_that_fails_to_compare_does_not_stop_the_put_back():
     """A key of the code's in sys.modules whose __eq__ raises, hashed as `json` (which it took out): putting
-    `json` back raised out of the call (the turn had no Reply)."""
+    `json` back raised out of the call (the turn had no Reply). The key is taken out: every later `import json`
+    compared it (its __eq__ ran in the kernel's and the user's code)."""
     json_module, ns = sys.modules["json"], {}
     try:
         result = PythonTool(ns, timeout=5).execute(
             "import sys\nclass K(str):\n    def __hash__(self):\n        return hash('json')\n"
             "    def __eq__(self, other):\n        raise ValueError('no')\n"
             "sys.modules.pop('json')\nkey = K('x')\nsys.modules[key] = None\n'x'")
+        left = [key for key in list(sys.modules) if key is ns.get("key")]
     finally:
-        sys.modules.pop(ns.get("key"), None)
+        containment._plain_keys(sys.modules)  # the test's own clean-up, were it left there
         sys.modules["json"] = json_module
-    assert (result.status, result.output) == ("done", "'x'\n") and _guards_gone()
+    assert (result.status, result.output) == ("done", "'x'\n") and _guards_gone() and left == []
 
 
 def test_a_replaced_get_ident_does_not_stop_interrupts_being_held(monkeypatch):
@@ -768,6 +770,17 @@ KERNEL_CASES = [
       for code in HIJACKS.values()),
     ("import os\nos.system('head -c 50000 /dev/zero | tr \"\\\\0\" y')", "done", "yyyyy\n... ["),
     ("import subprocess, time\nsubprocess.Popen(['yes'])\ntime.sleep(0.3)", "done", "y\ny\n"),
+    # the code's objects run by the watcher (the kernel's thread): a key's __eq__ its look-ups compared, and a
+    # __del__ when the clean-up dropped the code's object; each called the real os._exit there
+    *((f"import builtins, os, threading, time\nme = threading.get_ident()\nclass K:\n"
+       f"    def __hash__(self): return hash({key})\n"
+       "    def __eq__(self, other):\n        if threading.get_ident() != me: os._exit(3)\n        return False\n"
+       f"{before}{table}[K()] = 1\n{then}time.sleep(0.2)", "done", "")
+      for key, table, before, then in [("'print'", "vars(builtins)", "", "del builtins.print\n"),
+                                       ("me", "threading._active", "", ""),  # K before exit in the look-up's path:
+                                       ("'exit'", "globals()", "e = globals().pop('exit')\n", "globals()['exit'] = e\n")]),
+    ("import builtins\nclass Evil:\n    def __call__(self, *args, **kwargs): pass\n    def __del__(self):\n"
+     "        import os\n        os._exit(3)\nbuiltins.print = Evil()", "done", ""),
     ("import sys\nsys.setrecursionlimit(10**6)\nclass R:\n    def __init__(self, n): self.n = n\n"
      "    def __getattr__(self, name): return getattr(R(self.n - 1), name) if self.n else 0\nR(10**5).x",
      "error", "would let deep recursion overflow the C stack"),

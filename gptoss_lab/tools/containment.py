@@ -40,6 +40,11 @@ watches, so the caller has its answer at the timeout whatever the code does:
   (ctypes' `PyThreadState_SetAsyncExc`), once or again and again, ends the call and stops the code
   (`Hijacked`). Its threads are told apart by the first frame of their stacks, not only by threading's
   table, which it can take them out of; `_thread.start_new_thread` starts a threading thread for it.
+- The watching thread runs only the lab's code while a run goes on, so whatever else runs there is the code's and
+  refused as above: a finalizer of an object of the code's that the clean-up drops (`builtins.print = Evil()`),
+  or a key's `__eq__` a look-up compares. Keys that are not plain text (not plain ints, in threading's table) put
+  by the code in the modules' tables above, `sys.modules`, `sys.path_importer_cache`, threading's table or the
+  namespace are taken out without a comparison (`_plain_keys`): hashed as a name, a look-up of it ran their code.
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
   its answer at the timeout anyway, the user is told on stderr, and the worker keeps being stopped in
   the background (every REPEAT seconds, so it may run a moment after the call returns).
@@ -49,7 +54,10 @@ of memory), a C loop that never releases the GIL (`sum(range(10**12))` freezes t
 it would in a cell), or another process ending this one (`subprocess.run(["kill", ...])`). Nor are
 the other ways to the same descriptors and streams (`socket.socket(fileno=...)`, `io.FileIO(fd)`, an
 `os.dup` of one, the kernel's stream objects found through `gc`, a child opening `/proc/<pid>/fd/1`).
-Approval is the defence against those.
+Approval is the defence against those. Nor is what the code leaves behind and other code runs later: an
+object of its in the namespace (or a cyclic one the garbage collector finalizes on another kernel thread) runs
+as the user's code when used or freed; a key of the code's put in a table while the watcher puts a name back
+in the same moment is compared there (it can then hold the watcher, not end the kernel).
 """
 from __future__ import annotations
 
@@ -134,6 +142,37 @@ _tables_lock = threading._active_limbo_lock  # type: ignore[attr-defined]  # (th
 _MAIN_THREAD = threading.main_thread()  # the kernel's; a replaced threading.get_ident could take it out of `_active`
 _MAIN = _MAIN_THREAD.ident
 _stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
+_TAKEN_OUT: list[Any] = []   # keys of the code's taken out of the kernel's tables, and their values: never freed here
+
+
+def _thread_of(ident: int) -> Any:
+    """threading's thread filed under `ident`, or None, found without a look-up: the code can put a key of its own
+    with that hash in the table, and a look-up there runs the key's __eq__ on the thread that looks."""
+    return next((thread for key, thread in list(_active.items()) if type(key) is int and key == ident), None)
+
+
+def _plain_keys(table: dict[Any, Any], kind: type = str, keep: Iterable[Any] = ()) -> None:
+    """Take out of `table` (a module's names, sys.modules, threading's table) each key that is not exactly a `kind`,
+    comparing none: the code's key with a name's hash made each look-up of that name run the key's __eq__ on the
+    thread looking, the watcher's (the kernel's own: its `os._exit` there ended the kernel). The table is taken from
+    its end (`popitem` compares nothing) to the first such key and the plain keys after it put back in their order;
+    what is taken out stays alive in `_TAKEN_OUT` (freed here, its __del__ would run here). Keys in `keep` (by
+    identity: the user's own, there before the run) stay."""
+    if {*map(type, list(table))} <= {kind}:
+        return
+    kept = {id(key) for key in keep}
+    plain = [key for key in list(table) if type(key) is kind or id(key) in kept]
+    first = next((key for key in list(table) if type(key) is not kind and id(key) not in kept), None)
+    if first is None:
+        return
+    tail: list[tuple[Any, Any]] = []
+    while table:
+        tail.append(table.popitem())
+        if tail[-1][0] is first:
+            break
+    stays = {id(key) for key in plain}
+    _TAKEN_OUT.extend(item for item in tail if id(item[0]) not in stays)
+    table.update([item for item in reversed(tail) if id(item[0]) in stays])
 
 
 class _Stops:
@@ -252,8 +291,9 @@ class _Worker(threading.Thread):
         """Take this thread out of threading's table by its own ident: threading's own way asks
         `threading.get_ident`, which the code may have replaced (it would take the kernel's thread out)."""
         with _tables_lock:
-            if _active.get(self._ident) is self:  # type: ignore[attr-defined]
-                del _active[self._ident]  # type: ignore[attr-defined]
+            if _thread_of(self._ident) is self:
+                _plain_keys(_active, int)
+                del _active[self._ident]
 
 
 class _Defuse(BaseException):
@@ -386,7 +426,7 @@ def _running(ident: int, thread: Any) -> bool:
 def _is(ident: int, thread: Any) -> bool:
     """Whether `thread` runs as `ident`: in threading's table, or found on the stack (`_threads`), for the code
     can take its threads out of the table (`threading._active.pop(...)`: it seemed ended, and ran on unstopped)."""
-    return _active.get(ident) is thread or _threads().get(ident) is thread
+    return _thread_of(ident) is thread or _threads().get(ident) is thread
 
 
 _BOOTSTRAP = threading.Thread._bootstrap  # type: ignore[attr-defined]
@@ -594,6 +634,7 @@ class _Run:
     """One contained run as the guards see it."""
 
     def __init__(self) -> None:
+        self.watcher = _get_ident()  # the thread that runs `contain`: the lab's code only, while the run goes on
         self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values(), *_threads().values()]}
         self.kept: tuple[Any, ...] = ([], {}, [], {})  # what `_Guards.put_back` puts back: see `_Guards.running`
 
@@ -643,11 +684,18 @@ class _Guards:
 
     def is_model_thread(self) -> bool:
         ident = _get_ident()
-        thread = _active.get(ident)  # None: a low-level thread, which the model's code may have started
+        thread = _thread_of(ident)  # None: a low-level thread, which the model's code may have started
         lingering = self.lingering.get(ident)
         if lingering is not None and _is(ident, lingering):
             return True
         return bool(self.runs) and (thread is None or self.trusted.get(ident) is not thread)
+
+    def watching(self) -> bool:
+        """Whether this thread watches a run. It runs only the lab's code meanwhile, so anything else it runs is the
+        code's: a finalizer of the code's objects dropped by the clean-up (`builtins.print = Evil()`, whose __del__
+        called the real `os._exit` here and ended the kernel), or a key's __eq__ a look-up compared."""
+        ident = _get_ident()
+        return any(run.watcher == ident for run in list(self.runs))
 
     @contextlib.contextmanager
     def running(self, output: TextIO | None, namespace: dict[str, Any] | None) -> Iterator[_Run]:
@@ -669,6 +717,7 @@ class _Guards:
             else:  # a thread of an earlier run's still runs; ipykernel may have put its own input() back since
                 self._stand_ins()
         names = _stand_in_names(namespace)
+        users = [key for key in list(namespace) if type(key) is not str] if namespace is not None else []  # see below
         kept_builtins = namespace.get("__builtins__") if namespace is not None else None
         streams = _route(output) if output is not None else None
         with self.lock:
@@ -683,7 +732,7 @@ class _Guards:
             self.put_back(run)  # first: what follows runs these modules' code (contextlib's, threading's ...)
             for name, stream in (streams or {}).items():  # put back even if the code replaced them
                 setattr(sys, name, stream)
-            _restore_names(namespace, names)
+            _restore_names(namespace, names, users)
             if namespace is not None and namespace.get("__builtins__") is not kept_builtins:
                 # rebound or deleted by the code: every later cell and call would have no print, import ...
                 if kept_builtins is None:
@@ -725,6 +774,7 @@ class _Guards:
         where a stand-in is installed, the stand-in, never the original it guards (`del os._exit`, then
         `os._exit(1)`, would end the kernel)."""
         for (owner, attributes), before in zip(_KEPT, kept):
+            _plain_keys(attributes)
             guarded = {name: stand_in for installed, name, _, stand_in in self.installed if installed is owner}
             for name, value in before.items():
                 _restore(attributes, name, guarded.get(name, value), if_gone=if_gone)
@@ -735,9 +785,13 @@ class _Guards:
             if any(not any(now is then for now in hooks) for then in before):  # the code took one out
                 hooks[:] = before + [now for now in hooks if not any(now is then for then in before)]
         self._put_back_attributes(kept)
+        _plain_keys(_modules)
         for name, module in kept_modules.items():
             _restore(_modules, name, module)
         finders = sys.path_importer_cache  # the kernel's again, were it rebound
+        _plain_keys(finders)
+        with _tables_lock:  # a thread later filed under that ident would compare it (threading.current_thread())
+            _plain_keys(_active, int)
         for folder, finder in kept_finders.items():
             _restore(finders, folder, finder, if_there=finder is None)
 
@@ -767,8 +821,10 @@ class _Guards:
 
     def _uninstall_if_done(self) -> None:
         """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
-        if _active.get(_MAIN) is not _MAIN_THREAD:  # taken out by a thread that ended under a replaced get_ident
-            _active[_MAIN] = _MAIN_THREAD
+        if _thread_of(_MAIN) is not _MAIN_THREAD:  # taken out by a thread that ended under a replaced get_ident
+            with _tables_lock:
+                _plain_keys(_active, int)
+                _active[_MAIN] = _MAIN_THREAD
         _stopping.intersection_update(_current_frames())
         self.lingering = {ident: t for ident, t in self.lingering.items() if _running(ident, t)}
         if self.runs or self.lingering:
@@ -886,7 +942,7 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     check = _CHECKS.get(name)
 
     def stand_in(*args: Any, **kwargs: Any) -> Any:
-        if _GUARDS.is_model_thread():
+        if _GUARDS.is_model_thread() or name not in _WATCHERS_OWN and _GUARDS.watching():
             if name in _INPUTS:
                 raise EOFError(_INPUTS[name])
             if name == "register":
@@ -910,6 +966,7 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 _STARTS = ("start_new_thread", "start_new", "_start_new_thread")  # _thread's, its old alias, threading's copy
+_WATCHERS_OWN = ("write", *_STARTS)  # what the watcher calls itself while it watches (the reaper's start)
 
 
 def _start_seen(start: Callable[..., int], function: Any, args: Any, kwargs: Any = None) -> int:
@@ -968,7 +1025,11 @@ def _stand_in_names(namespace: dict[str, Any] | None) -> dict[str, tuple[Any, An
     return names
 
 
-def _restore_names(namespace: dict[str, Any] | None, names: dict[str, tuple[Any, Any]]) -> None:
+def _restore_names(namespace: dict[str, Any] | None, names: dict[str, tuple[Any, Any]], users: list[Any]) -> None:
+    """IPython's `exit`/`quit` back in the namespace, after what the code put there under keys other than text (see
+    `_plain_keys`; the `users` ones were there before the run) is taken out: the look-ups here would compare them."""
+    if namespace is not None:
+        _plain_keys(namespace, keep=users)
     for name, (original, stand_in) in names.items():
         if namespace is not None and namespace.get(name) is stand_in:  # the code may have rebound it: keep that
             namespace[name] = original
@@ -1089,7 +1150,7 @@ def _waiting(idents: Iterable[int]) -> bool:
     """Whether the OS has each of these threads (threading's, by ident) asleep, as Linux's /proc tells; True where
     it cannot tell (another OS, a thread threading does not know)."""
     for ident in idents:
-        native = getattr(_active.get(ident), "_native_id", None)  # the kernel's and the user's threads (see _settle)
+        native = getattr(_thread_of(ident), "_native_id", None)  # the kernel's and the user's threads (see _settle)
         if native is None:
             continue
         try:
