@@ -9,7 +9,8 @@ schema is *written* for the model (TypeScript-like text, escaping) is `harmony._
 One regex dialect: a type's `pattern` is checked by pydantic's Rust regex, the dialect llguidance constrains with;
 a pattern it cannot read (`\\Z`, look-around), a compiled `re.Pattern` and a model whose config picks Python's
 re (flags and `$` the schema cannot state) are refused when the schema is made. A schema dict's patterns are
-checked with `regex` (time-limited), `$` meaning the very end of the text as in JSON Schema and Rust. A Literal
+checked with `regex` (time-limited), `$` meaning the very end of the text as in JSON Schema and Rust. Both
+checks read \\d and \\w as JSON Schema and llguidance do, ASCII only (\\s stays Unicode whitespace). A Literal
 or Enum value whose JSON form does not validate back to it (bytes, tuples, dates) is refused too.
 
 `ResponseFormat.from_user(obj)` takes what a user gives (a pydantic model, dataclass, TypedDict,
@@ -268,7 +269,13 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
     `where` for a type pydantic can't validate or describe."""
     try:
         adapter = pydantic.TypeAdapter(annotation)
-        return adapter, adapter.json_schema(schema_generator=HarmonySchema)
+        schema = adapter.json_schema(schema_generator=HarmonySchema)
+        if isinstance(adapter.validator, SchemaValidator):  # (not a plugin's wrapper)
+            kind, (core, *options) = adapter.validator.__reduce__()[:2]  # pydantic's own (pickling) form of it
+            checked = _ascii_core(core)
+            if checked is not core:  # a new validator for this adapter: the user's class keeps its own
+                adapter.validator = kind(checked, *options)
+        return adapter, schema
     except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError, NameError) as err:
         hint = (" (on Python < 3.12 a TypedDict must come from typing_extensions, not typing)"
                 if getattr(err, "code", None) == "typed-dict-version" else "")
@@ -298,11 +305,19 @@ def describe_errors(err: pydantic.ValidationError) -> str:
     """pydantic's errors as `field.path: message; ...` (no URLs), short enough to show the model: the first
     few, each cut short, and how many more (5 000 wrong items were 400 000 characters)."""
     errors = err.errors()
-    shown = [_one_line((".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"])
+    shown = [_one_line((".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + _message(e))
              for e in errors[:_ERRORS_SHOWN]]
     more = len(errors) - len(shown)
     return "; ".join(t if len(t) <= _ERROR_CHARS else t[:_ERROR_CHARS - 1] + "…" for t in shown) + (
         f"; and {more} more error{'s' if more > 1 else ''}" if more else "")
+
+
+def _message(error: Any) -> str:
+    """One pydantic error's message, a pattern named as the user wrote it, not as `_ascii_core` spelled it."""
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if error["type"] == "string_pattern_mismatch" and pattern in _AS_WRITTEN:
+        return f"String should match pattern '{_AS_WRITTEN[pattern]}'"  # pydantic's words
+    return error["msg"]
 
 
 # ---------------------------------------------------------------- response formats
@@ -517,11 +532,50 @@ _REGEX_SECONDS = 2.0  # per match: a TimeoutError past it is reported as an answ
 _PIECES = regex.compile(r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|\$|.", flags=regex.S)
 
 
+# \d, \w and their negations as JSON Schema (ECMA-262) and llguidance read them, ASCII: Rust's and Python's
+# regex read them as Unicode, so "٣" (Arabic-Indic 3) passed `^\d$`, an answer constrained decoding never writes.
+# \s is Unicode whitespace in all of them, and stays.
+_ASCII_CLASSES = {"\\d": "0-9", "\\D": "\\x00-/:-\\U0010FFFF", "\\w": "0-9A-Za-z_",
+                  "\\W": "\\x00-/:-@\\x5B-\\x5E\\x60\\x7B-\\U0010FFFF"}
+_ESCAPE = regex.compile(r"\\.", flags=regex.S)
+_AS_WRITTEN: dict[str, str] = {}  # each such pattern as the user wrote it, for pydantic's error messages
+
+
+def _ascii_piece(piece: str) -> str:
+    """One of a pattern's `_PIECES` with \\d, \\w, \\D and \\W as the ASCII classes they are in JSON Schema,
+    alone or inside a character class (`[\\d.]`), in a syntax Rust's and Python's regex both read."""
+    if piece.startswith("["):
+        return _ESCAPE.sub(lambda escape: _ASCII_CLASSES.get(escape[0], escape[0]), piece)
+    return f"[{_ASCII_CLASSES[piece]}]" if piece in _ASCII_CLASSES else piece
+
+
+@functools.lru_cache(maxsize=256)
+def _ascii_pattern(pattern: str) -> str:
+    """A type's pattern for pydantic's Rust regex, \\d and \\w as JSON Schema means them (`$` is its already)."""
+    return "".join(map(_ascii_piece, _PIECES.findall(pattern)))
+
+
+def _ascii_core(core: Any) -> Any:
+    """A pydantic core schema with its string patterns made `_ascii_pattern`s, the same object where none changed."""
+    if isinstance(core, dict):
+        new = {key: _ascii_core(value) for key, value in core.items()}
+        pattern = core.get("pattern") if core.get("type") == "str" else None
+        if isinstance(pattern, str) and _ascii_pattern(pattern) != pattern:
+            new["pattern"] = _ascii_pattern(pattern)
+            _AS_WRITTEN[new["pattern"]] = pattern
+        return new if any(new[key] is not value for key, value in core.items()) else core
+    if isinstance(core, list | tuple):
+        items = [_ascii_core(value) for value in core]
+        return type(core)(items) if any(new is not old for new, old in zip(items, core)) else core
+    return core
+
+
 @functools.lru_cache(maxsize=256)
 def _json_schema_pattern(pattern: str) -> str:
-    """`pattern` for the `regex` module with `$` as JSON Schema (ECMA-262), pydantic and llguidance read it, the
-    very end of the text: Python's `$` also matches before a last newline, so "abc\\n" passed `^[a-z]+$`."""
-    return "".join(r"\Z" if piece == "$" else piece for piece in _PIECES.findall(pattern))
+    """`pattern` for the `regex` module as JSON Schema (ECMA-262), pydantic and llguidance read it: `$` the very
+    end of the text (Python's also matches before a last newline, so "abc\\n" passed `^[a-z]+$`), \\d and \\w
+    ASCII (`_ascii_piece`)."""
+    return "".join(r"\Z" if piece == "$" else _ascii_piece(piece) for piece in _PIECES.findall(pattern))
 
 
 def _search(pattern: str, text: str) -> bool:

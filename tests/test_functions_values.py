@@ -90,6 +90,15 @@ def test_large_arrays_ranges_and_frames_are_read_bounded_and_say_so(make, tail):
     assert output.endswith(tail) and len(output) < 2 * MAX_OUTPUT_CHARS
 
 
+def test_a_wide_frame_is_read_bounded_by_columns_too_and_says_so():
+    # 10 rows x 100 000 columns were all converted to JSON (5 s, 160 MB) before the cut showed one row of them
+    frame = pd.DataFrame(np.zeros((10, 100_000)), index=[f"r{i}" for i in range(10)])
+    shown = json.loads(_output(frame))
+    assert shown["columns"][:3] == [0, 1, 2] and shown["index"][0] == "r0" and shown["data"][0][:3] == [0.0] * 3
+    assert shown["columns"][-1] == "... (99000 more columns not shown, of 100000)"
+    assert shown["data"][-1] == "... (9 more rows not shown, of 10)"
+
+
 def test_a_generator_functions_values_are_json_and_its_cleanup_runs():
     closed = []
 

@@ -105,9 +105,8 @@ def test_one_line_errors(session):
 
     with pytest.raises(ValueError, match="has none: load one"):
         route(["x"], ReplayEngine("<|channel|>final<|message|>hi<|return|>"), progress=False)
-    for bad in (0, 2.5, True, "8"):  # 2.5 was a TypeError from range(), True was taken as 1
-        with pytest.raises(ValueError, match=f"^batch_size must be a whole number of texts ≥ 1, not {bad!r}$"):
-            route(["x"], session, batch_size=bad)
+    with pytest.raises(ValueError, match="^batch_size must be a whole number of texts ≥ 1, not 0$"):
+        route(["x"], session, batch_size=0)
     with pytest.raises(ValueError, match="one label per text"):
         route(["x", "y"], session, labels=["a"])
     with pytest.raises(TypeError, match=r"route takes a list of texts, not one text: route\(\[text\], model\)"):
@@ -115,6 +114,26 @@ def test_one_line_errors(session):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about in a small run
         assert len(route([], session, progress=False)) == 0
+
+
+@pytest.mark.parametrize("argument,bad,said", [
+    ("batch_size", 2.5, "batch_size must be a whole number, not 2.5"),  # 2.5 was a TypeError from range()
+    ("batch_size", True, "batch_size must be a whole number, not True"),  # True was taken as 1
+    ("batch_size", "8", "batch_size must be a whole number, not '8'"),
+    ("memory_limit", "1GB", "memory_limit must be a number of bytes, not '1GB'"),
+    ("path", 8, "path must be a folder's path (a str or Path), not int"),  # was pathlib's error, deep inside
+], ids=["float-batch", "bool-batch", "text-batch", "text-limit", "int-path"])
+def test_an_argument_of_the_wrong_type_is_a_type_error_naming_it(session, argument, bad, said):
+    with pytest.raises(TypeError) as caught:
+        route(["x"], session, progress=False, **{argument: bad})
+    assert str(caught.value) == said
+
+
+def test_numpy_whole_numbers_are_whole_numbers(session):
+    """batch_size=np.int64(8) (a length from numpy, a value from a config array) was refused."""
+    corpus = route(["hello world", "a b c"], session, batch_size=np.int64(8), memory_limit=np.int64(1 << 30),
+                   progress=False)
+    assert len(corpus) == 2
 
 
 def test_a_top_k_intervention_streams_to_a_folder_too(session, tmp_path):

@@ -7,6 +7,7 @@ record is streamed to a record folder and read back memory-mapped, so a 10,000-t
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import warnings
@@ -146,10 +147,16 @@ def route(
 
     if isinstance(items, str):  # would be routed as one text per character
         raise TypeError("route takes a list of texts, not one text: route([text], model)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if whole(batch_size, "batch_size") < 1:  # np.int64(8) was refused; 2.5 and "8" are TypeErrors
         raise ValueError(f"batch_size must be a whole number of texts ≥ 1, not {batch_size!r}")
-    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float)) or not memory_limit >= 0:
-        raise ValueError(f"memory_limit must be a number of bytes ≥ 0, not {memory_limit!r}")  # failed after a batch
+    batch_size = int(batch_size)
+    if isinstance(memory_limit, (bool, np.bool_)) or not isinstance(memory_limit, (int, float, np.integer,
+                                                                                    np.floating)):
+        raise TypeError(f"memory_limit must be a number of bytes, not {memory_limit!r}")  # "1GB" failed after a batch
+    if not memory_limit >= 0:  # NaN too
+        raise ValueError(f"memory_limit must be a number of bytes ≥ 0, not {memory_limit!r}")
+    if path is not None and not isinstance(path, (str, os.PathLike)):  # path=8 failed inside pathlib, model loaded
+        raise TypeError(f"path must be a folder's path (a str or Path), not {type(path).__name__}")
     if isinstance(labels, str):  # would be one label per character
         raise TypeError("labels is a list of one label per text, not one text: labels=[label] * len(texts)")
     progress = flag(progress, "progress")  # "no" showed the bar

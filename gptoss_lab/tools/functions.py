@@ -368,13 +368,18 @@ def _array(array: Any) -> Any:
 
 
 def _frame(frame: Any) -> dict[str, Any]:
-    """A pandas DataFrame as pandas' `split` JSON form, its index left out when it is 0..n-1: the rows that
-    fit in about MAX_ITEMS values, then a string saying how many rows were left out."""
-    rows = max(1, MAX_ITEMS // max(1, len(frame.columns)))
-    plain = frame.iloc[:rows].to_dict(orient="split")
+    """A pandas DataFrame as pandas' `split` JSON form, its index left out when it is 0..n-1: the first
+    MAX_ITEMS columns and the rows that fit in about MAX_ITEMS values, each followed by a string saying how many
+    were left out (10 rows of 100 000 columns were all converted, 5 s and 160 MB, to show the model one row)."""
+    columns = min(len(frame.columns), MAX_ITEMS)
+    rows = max(1, MAX_ITEMS // max(1, columns))
+    plain = frame.iloc[:rows, :columns].to_dict(orient="split")
     default = frame.index.equals(sys.modules["pandas"].RangeIndex(len(frame)))
     shown = {"columns": plain["columns"], "data": plain["data"]} if default else {
         "index": plain["index"], "columns": plain["columns"], "data": plain["data"]}
+    if len(frame.columns) > columns:
+        shown["columns"] = [*shown["columns"], f"... ({len(frame.columns) - columns} more columns not shown, "
+                                               f"of {len(frame.columns)})"]
     if len(frame) > rows:
         shown["data"] = [*shown["data"], f"... ({len(frame) - rows} more rows not shown, of {len(frame)})"]
     return shown
