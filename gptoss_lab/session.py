@@ -445,7 +445,10 @@ class _Turn:
         self.stream = stream = harmony.HarmonyStream()  # each engine call starts right after `<|start|>assistant`
         generated, last, t0 = 0, None, time.perf_counter()
         engine = self.session.engine
-        waits = {"should_stop": lambda: self.view.stop_requested} if _takes(engine.stream, "should_stop") else {}
+        # an engine that takes should_stop ends its own stream at Stop, giving out what it held back (a server's
+        # last pieces, text the key check held), so its stream is read to its end; any other is left at once
+        ends_itself = _takes(engine.stream, "should_stop")
+        waits = {"should_stop": lambda: self.view.stop_requested} if ends_itself else {}
         tokens = engine.stream(ids, stop=harmony.STOP_TOKENS, sampling=sampling, recorder=self.recorder, **waits)
         try:
             for token in tokens:
@@ -456,10 +459,12 @@ class _Turn:
                 for event in stream.feed(int(token)):
                     call = self._on_event(event)
                     if call is not None:
+                        if self.view.stop_requested:  # a call finished after Stop is answered "not run", not run
+                            raise _Stopped
                         return call
-                if self.view.stop_requested:
+                if self.view.stop_requested and not ends_itself:
                     raise _Stopped
-            if self.view.stop_requested:  # an engine that waits on a server ends its stream when asked to
+            if self.view.stop_requested:
                 raise _Stopped
             for event in stream.close():
                 self._on_event(event)

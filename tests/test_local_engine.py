@@ -383,6 +383,19 @@ def test_stop_during_a_long_prefill_ends_the_stream_between_chunks(engine):
     assert engine.last_prefill == len(prompt) - 24
 
 
+def test_stop_between_generated_tokens_ends_the_stream_where_it_is(engine):
+    """`should_stop` was asked only between prefill chunks: once tokens came the stream ran on to max_new_tokens, so
+    a session that lets an engine end its own stream at Stop (to give out what it holds) got the whole reply."""
+    engine = fresh(engine)
+    got, routed = [], Recorder()
+    for token in engine.stream(PROMPT, stop=STOP, sampling=GREEDY, recorder=routed,
+                               should_stop=lambda: len(got) >= 3):
+        got.append(token)
+    assert got == run(fresh(engine), PROMPT)[:3]
+    assert routed.routing.tokens.tolist() == PROMPT + got  # the last token's routing is recorded too
+    assert run(engine, PROMPT + got + [1500]) == run(fresh(engine), PROMPT + got + [1500])  # the cache stays right
+
+
 def test_stop_clicked_during_prefill_ends_the_turn_with_its_reply(engine):
     from gptoss_lab import Session
 

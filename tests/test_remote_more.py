@@ -84,6 +84,45 @@ def test_stop_while_the_server_is_silent_gives_the_text_the_key_check_held():
     assert harmony.decode(ids) == "<|channel|>final<|message|>It has"
 
 
+class _StopAfterSent:
+    """A view whose Stop button is clicked half a second after the server `sent` all it had."""
+
+    def __init__(self, sent: threading.Event) -> None:
+        self.sent, self.clicked_at, self.shown = sent, None, ""
+
+    def handle(self, event) -> None:
+        self.shown += getattr(event, "text", "") if type(event).__name__ == "Delta" else ""
+
+    def approve(self, call) -> None:
+        return None
+
+    @property
+    def stop_requested(self) -> bool:
+        if self.sent.is_set() and self.clicked_at is None:
+            self.clicked_at = time.perf_counter() + 0.5
+        return self.clicked_at is not None and time.perf_counter() >= self.clicked_at
+
+
+@pytest.mark.parametrize(("texts", "final"), [
+    (["<|channel|>final<|message|>", "Hi there", " my good", " friend"], "Hi there my good friend"),
+    (["<|channel|>final<|message|>Your key is ", LONG_KEY, ". Noted"], "Your key is ***. Noted"),
+])
+def test_stop_while_the_server_streams_keeps_what_it_sent_and_still_hides_the_key(texts, final):
+    """Stop (the view's button) while a server streamed ended the turn at the next token, losing the words the
+    engine gave out as its stream ended (the retokenizer's pieces): `Hi there my good friend` was kept as
+    `Hi there my`. Ctrl-C kept them; Stop now lets the engine end its stream and keeps them too."""
+    sent = threading.Event()
+    with FakeServer(raw=lambda n: _silent_after(sent, *texts)) as server:
+        session = Session.connect(server.url, api_key=LONG_KEY, timeout=60,
+                                  session_options={"namespace": {}, "tools": "none"})
+        view = _StopAfterSent(sent)
+        started = time.perf_counter()
+        reply = session.ask("Say hi", view=view)
+        assert time.perf_counter() - started < 5  # not the server's 20 s
+    assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+    assert reply.final == view.shown == final and LONG_KEY not in repr(session.history)
+
+
 # ---------------------------------------------------------------- which hosts are this machine
 
 

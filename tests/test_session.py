@@ -353,6 +353,29 @@ def test_a_tool_of_the_users_that_misbehaves_still_answers_its_call(tool, status
     assert [m.author.role.value for m in s.history] == ["user", "assistant", "tool", "assistant"]
 
 
+def test_a_call_the_model_finished_after_stop_is_not_run():
+    """Stop pressed as the model finished a tool call ran the call anyway (approval auto), though the user had
+    stopped the turn; an engine that ends its own stream at Stop can give out such a call after it."""
+    ran = []
+
+    class Counted(_Calc):
+        def run(self, call, stop=lambda: False):
+            ran.append(call.input)
+            return super().run(call, stop)
+
+    class StopsAtTheCall(Recorder):
+        def handle(self, event):
+            super().handle(event)
+            if type(event).__name__ == "ToolStart":
+                self.stop_requested = True
+
+    s = session(CALC + FINAL.format(text="done"), tools=[Counted()])
+    reply = s.ask("q", view=StopsAtTheCall())
+    assert ran == [] and reply.interrupted and reply.final == ""
+    assert [(c.status, c.output) for c in reply.tool_calls] == [
+        ("skipped", "Not run: the user stopped the turn before this call ran.")]
+
+
 def test_an_interrupt_while_the_view_shows_a_tool_result_keeps_the_result_in_the_conversation():
     class Interrupting(Recorder):
         def handle(self, event):

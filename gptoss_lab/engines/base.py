@@ -29,8 +29,9 @@ class Engine(Protocol):
     `stream` yields generated ids and stops after yielding a stop token (or at the token limit).
     `recorder`, when given, is told about every token the model processes (expert routing);
     engines that cannot see routing ignore it. An engine that can be busy long before a token (a
-    server it waits on, a long prefill) may also take `should_stop`, a callable it asks meanwhile,
-    ending its stream when it answers True; the session passes it to engines whose `stream` takes it.
+    server it waits on, a long prefill) may also take `should_stop`, a callable it asks meanwhile and
+    between tokens, ending its stream when it answers True, after giving out what it held back; the
+    session passes it to engines whose `stream` takes it and, at Stop, reads such a stream to its end.
     """
 
     name: str

@@ -143,8 +143,8 @@ class LocalEngine:
 
         With a `recorder`, it gets the expert routing of every prompt position and then of each
         generated token. `should_stop` (the view's Stop) is asked between prefill chunks, so a long
-        prompt does not hold Stop until its first token; the stream then ends with nothing. Closing the
-        iterator early (or Ctrl-C) leaves the cache consistent.
+        prompt does not hold Stop until its first token, and after each generated token; the stream
+        then ends where it is. Closing the iterator early (or Ctrl-C) leaves the cache consistent.
         """
         import torch
 
@@ -201,6 +201,7 @@ class LocalEngine:
                 done = token in stop or step + 1 == sampling.max_new_tokens
                 try:
                     yield token
+                    done = done or should_stop()
                 except GeneratorExit:
                     done = True
                     raise
