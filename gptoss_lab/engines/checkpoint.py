@@ -575,10 +575,19 @@ def count_parameters(config: Any) -> Parameters:
 
 
 def is_mxfp4(config: Any) -> bool:
-    """Whether the checkpoint stores its experts in MXFP4 (and does not ask to dequantize them)."""
-    quant = getattr(config, "quantization_config", None) or {}
-    quant = quant if isinstance(quant, dict) else quant.to_dict()
-    return str(quant.get("quant_method", "")).lower().endswith("mxfp4") and not quant.get("dequantize")
+    """Whether the checkpoint stores its experts in MXFP4 and does not ask to dequantize them (they stay packed)."""
+    return stores_mxfp4(config) and not _quantization(config).get("dequantize")
+
+
+def stores_mxfp4(config: Any) -> bool:
+    """Whether a config (or a config.json's contents) says the experts are stored in MXFP4, dequantized on load or not."""
+    return str(_quantization(config).get("quant_method", "")).lower().endswith("mxfp4")
+
+
+def _quantization(config: Any) -> dict[str, Any]:
+    quant = (config.get("quantization_config") if isinstance(config, dict)
+             else getattr(config, "quantization_config", None)) or {}
+    return quant if isinstance(quant, dict) else quant.to_dict()
 
 
 def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str:

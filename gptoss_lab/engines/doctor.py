@@ -171,7 +171,7 @@ def doctor(
     mxfp4 = checkpoint.is_mxfp4(config)   # stays packed where the kernels run
     packed = mxfp4 and kernels is None and held is None
     # transformers drops a dequantized model's quantization_config: the checkpoint it was loaded from tells
-    stored = mxfp4 or (_loaded_from_mxfp4(config) if loaded else _stores_mxfp4(config))
+    stored = mxfp4 or (_loaded_from_mxfp4(config) if loaded else checkpoint.stores_mxfp4(config))
     unpacked = (in_memory[0] if in_memory else None) if loaded else (None if packed else dtype_name)
     load = held[1] if held else checkpoint.weight_bytes(config, dtype_name, packed=packed)
     resident = loaded and memory is None and free is not None and _on(model, target)
@@ -242,15 +242,6 @@ def _valid(raw: Any, name: str) -> Any:
     return config
 
 
-def _stores_mxfp4(config: Any) -> bool:
-    """Whether a config (or a config.json's contents) says the experts are stored in MXFP4, also where it asks
-    transformers to dequantize them on load (`checkpoint.is_mxfp4` leaves those out: they never stay packed)."""
-    quant = config.get("quantization_config") if isinstance(config, dict) else \
-        getattr(config, "quantization_config", None)
-    quant = quant if isinstance(quant, dict) or quant is None else quant.to_dict()
-    return str((quant or {}).get("quant_method", "")).lower().endswith("mxfp4")
-
-
 def _loaded_from_mxfp4(config: Any) -> bool | None:
     """Whether the checkpoint a loaded model came from stores MXFP4 experts, read again (offline) where transformers
     recorded it (`_name_or_path`); False for a model built in memory, None when that checkpoint cannot be read now."""
@@ -263,7 +254,7 @@ def _loaded_from_mxfp4(config: Any) -> bool | None:
         raw = checkpoint.read_json(Path(folder) / "config.json", source.path) if folder else None
     except LoadError:   # moved or deleted since, no longer a checkpoint folder
         return None
-    return _stores_mxfp4(raw) if isinstance(raw, dict) else None
+    return checkpoint.stores_mxfp4(raw) if isinstance(raw, dict) else None
 
 
 def _on(model: Any, target: str) -> bool:

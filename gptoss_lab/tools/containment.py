@@ -158,11 +158,11 @@ def _plain_keys(table: dict[Any, Any], kind: type = str, keep: Iterable[Any] = (
     its end (`popitem` compares nothing) to the first such key and the plain keys after it put back in their order;
     what is taken out stays alive in `_TAKEN_OUT` (freed here, its __del__ would run here). Keys in `keep` (by
     identity: the user's own, there before the run) stay."""
-    if {*map(type, list(table))} <= {kind}:
+    keys = list(table)
+    if {*map(type, keys)} <= {kind}:
         return
     kept = {id(key) for key in keep}
-    plain = [key for key in list(table) if type(key) is kind or id(key) in kept]
-    first = next((key for key in list(table) if type(key) is not kind and id(key) not in kept), None)
+    first = next((key for key in keys if type(key) is not kind and id(key) not in kept), None)
     if first is None:
         return
     tail: list[tuple[Any, Any]] = []
@@ -170,9 +170,9 @@ def _plain_keys(table: dict[Any, Any], kind: type = str, keep: Iterable[Any] = (
         tail.append(table.popitem())
         if tail[-1][0] is first:
             break
-    stays = {id(key) for key in plain}
-    _TAKEN_OUT.extend(item for item in tail if id(item[0]) not in stays)
-    table.update([item for item in reversed(tail) if id(item[0]) in stays])
+    stays = [type(key) is kind or id(key) in kept for key, _ in tail]
+    _TAKEN_OUT.extend(item for item, stay in zip(tail, stays) if not stay)
+    table.update([item for item, stay in zip(reversed(tail), reversed(stays)) if stay])
 
 
 class _Stops:
