@@ -541,18 +541,21 @@ _ESCAPE = regex.compile(r"\\.", flags=regex.S)
 _AS_WRITTEN: dict[str, str] = {}  # each such pattern as the user wrote it, for pydantic's error messages
 
 
-def _ascii_piece(piece: str) -> str:
+def _ascii_piece(piece: str, ascii_group: str) -> str:
     """One of a pattern's `_PIECES` with \\d, \\w, \\D and \\W as the ASCII classes they are in JSON Schema,
-    alone or inside a character class (`[\\d.]`), in a syntax Rust's and Python's regex both read."""
+    alone or inside a character class (`[\\d.]`), and \\b, \\B as ASCII word boundaries in `ascii_group`, the
+    engine's spelling of an ASCII-only group (`(?-u:` for Rust's regex, `(?a:` for Python's)."""
     if piece.startswith("["):
         return _ESCAPE.sub(lambda escape: _ASCII_CLASSES.get(escape[0], escape[0]), piece)
+    if piece in ("\\b", "\\B"):
+        return f"{ascii_group}{piece})"
     return f"[{_ASCII_CLASSES[piece]}]" if piece in _ASCII_CLASSES else piece
 
 
 @functools.lru_cache(maxsize=256)
 def _ascii_pattern(pattern: str) -> str:
-    """A type's pattern for pydantic's Rust regex, \\d and \\w as JSON Schema means them (`$` is its already)."""
-    return "".join(map(_ascii_piece, _PIECES.findall(pattern)))
+    """A type's pattern for pydantic's Rust regex, \\d, \\w and \\b as JSON Schema means them (`$` is its already)."""
+    return "".join(_ascii_piece(piece, "(?-u:") for piece in _PIECES.findall(pattern))
 
 
 def _ascii_core(core: Any) -> Any:
@@ -574,8 +577,8 @@ def _ascii_core(core: Any) -> Any:
 def _json_schema_pattern(pattern: str) -> str:
     """`pattern` for the `regex` module as JSON Schema (ECMA-262), pydantic and llguidance read it: `$` the very
     end of the text (Python's also matches before a last newline, so "abc\\n" passed `^[a-z]+$`), \\d and \\w
-    ASCII (`_ascii_piece`)."""
-    return "".join(r"\Z" if piece == "$" else _ascii_piece(piece) for piece in _PIECES.findall(pattern))
+    and \\b ASCII (`_ascii_piece`)."""
+    return "".join(r"\Z" if piece == "$" else _ascii_piece(piece, "(?a:") for piece in _PIECES.findall(pattern))
 
 
 def _search(pattern: str, text: str) -> bool:

@@ -1,7 +1,7 @@
 """A schema's `pattern` means what JSON Schema (ECMA-262) says, wherever an answer is checked: \\d is [0-9] and
 \\w [A-Za-z0-9_] (Rust's and Python's regex read them as Unicode, so "٣", an Arabic-Indic 3, passed `^\\d$`, which
-constrained decoding refuses to write), while \\s is Unicode whitespace, in a schema dict, on a pydantic field, in
-a function's arguments and in llguidance's constraint alike."""
+constrained decoding refuses to write) and \\b an ASCII word boundary, while \\s is Unicode whitespace, in a schema
+dict, on a pydantic field, in a function's arguments and in llguidance's constraint alike (which refuses \\b)."""
 from __future__ import annotations
 
 import json
@@ -28,6 +28,14 @@ CASES = [
 ]
 IDS = ["digits", "arabic-indic-digit", "word", "accented-word", "class", "not-digit", "not-not-word", "nbsp",
        "em-space", "escaped-backslash"]
+# \b and \B stand between an ASCII word character and anything else (llguidance refuses them: not constrained)
+BOUNDARIES = [
+    (r"^x\b", "x", True),
+    (r"^é\b", "é", False),  # é is no word character in JSON Schema: no boundary at the end
+    (r"^x\Bé$", "xé", False),  # ... so between x and é there is one
+    (r"^a\b-", "a-", True),
+]
+CHECKED, CHECKED_IDS = CASES + BOUNDARIES, IDS + ["boundary", "accented-boundary", "not-boundary", "hyphen-boundary"]
 
 
 def _accepted(fmt: ResponseFormat, value: str, key: str = "code") -> bool:
@@ -38,7 +46,7 @@ def _accepted(fmt: ResponseFormat, value: str, key: str = "code") -> bool:
     return True
 
 
-@pytest.mark.parametrize("pattern,value,valid", CASES, ids=IDS)
+@pytest.mark.parametrize("pattern,value,valid", CHECKED, ids=CHECKED_IDS)
 def test_a_schema_dicts_pattern_reads_shorthand_classes_as_json_schema_does(pattern, value, valid):
     schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": pattern}}}
     assert _accepted(ResponseFormat.from_user(schema), value) is valid
@@ -46,7 +54,7 @@ def test_a_schema_dicts_pattern_reads_shorthand_classes_as_json_schema_does(patt
     assert _accepted(ResponseFormat.from_user(keys), 1, key=value) is valid
 
 
-@pytest.mark.parametrize("pattern,value,valid", CASES, ids=IDS)
+@pytest.mark.parametrize("pattern,value,valid", CHECKED, ids=CHECKED_IDS)
 def test_a_pydantic_fields_pattern_reads_shorthand_classes_as_json_schema_does(pattern, value, valid):
     class Answer(pydantic.BaseModel):
         code: Annotated[str, pydantic.Field(pattern=pattern)]
