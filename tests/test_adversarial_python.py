@@ -301,6 +301,31 @@ def test_the_code_cannot_take_builtins_or_modules_away(monkeypatch):
     assert put_back == {"print": print, "__import__": __import__, "len": len} and sys.displayhook is displayhook
 
 
+def test_threadings_classes_are_put_back():
+    """`threading.Thread.start = None` left every later run (and every cell starting a thread) failing with
+    "'NoneType' object is not callable": threading's classes are put back as they were, what the code added to
+    them (a __setattr__ every thread would run) taken out."""
+    before = {cls: (cls.__bases__, dict(vars(cls))) for cls in (threading.Thread, threading.Event, threading.Timer)}
+    try:
+        result = PythonTool({}, timeout=5).execute(
+            "import threading\nthreading.Thread.start = None\ndel threading.Event.wait\nclass Base: pass\n"
+            "threading.Timer.__bases__ = (threading.Thread, Base)\nthreading.Thread.__setattr__ = lambda self, name, value: None")
+        after = {cls: (cls.__bases__, dict(vars(cls))) for cls in before}
+        later = PythonTool({}, timeout=5).execute("import threading\nt = threading.Thread(target=print, args=('ran',))\n"
+                                                   "t.start()\nt.join()")
+    finally:
+        for cls, (bases, attributes) in before.items():  # put back after the test, fix or not
+            for name in set(vars(cls)) - set(attributes):
+                type.__delattr__(cls, name)
+            for name, value in attributes.items():
+                if vars(cls).get(name) is not value:
+                    type.__setattr__(cls, name, value)
+            cls.__bases__ = bases
+    assert result.status == "done"
+    assert after == before
+    assert (later.status, later.output) == ("done", "ran\n")
+
+
 def test_the_import_path_and_its_finders_are_put_back(tmp_path):
     """`sys.path.clear()` left every later import failing, and a finder the code put in sys.path_importer_cache
     for the standard library's folder ran at every later import, on the kernel's thread: what was there before
@@ -502,8 +527,14 @@ HOLDS = {
                                            "exec(compile('''" + NESTED_LOOP + "''', containment.__file__, 'exec'))"),
     "sys.settrace replaced": "import sys\nsys.settrace = lambda trace: None\n" + NESTED_LOOP,
     "a worker said to be finished": "import threading\nthreading.current_thread().finished = True\nwhile True:\n    pass",
-    "a worker made a plain Thread": ("import threading\nthreading.current_thread().__class__ = threading.Thread\n"
-                                     "while True:\n    pass"),
+    "a worker made another Thread": ("import threading\nclass P(threading.Thread):\n"
+                                     "    __slots__ = ('finished', 'failed', 'value', 'fn', 'context', 'go')\n"
+                                     "threading.current_thread().__class__ = P\nwhile True:\n    pass"),
+    # every look-up on the worker made by the kernel's thread (the watcher: `worker.finished`) slept there 5 s
+    "the worker's class changed": ("import threading, time\nmain = threading.main_thread()\n"
+                                   "def held(self, name):\n    if threading.current_thread() is main:\n"
+                                   "        time.sleep(5)\n    return object.__getattribute__(self, name)\n"
+                                   "type(threading.current_thread()).__getattribute__ = held\nwhile True:\n    pass"),
 }
 
 
@@ -761,6 +792,7 @@ KERNEL_CASES = [
     ("import sys\nsys.modules.clear()", "done", ""),
     ("import builtins\nbuiltins.__import__ = None", "done", ""),
     ("import builtins\nbuiltins.print = None", "done", ""),
+    ("import threading\nthreading.Thread.start = threading.Event.wait = None", "done", ""),
     ("import sys\nsys.displayhook = sys.excepthook = None", "done", ""),
     ("import os, sys\nos.write(1, b'x' * 100000)\nos.write(2, b'y' * 100000)\nsys.__stdout__.write('z' * 100000)\n"
      "sys.__stdout__.flush()", "done", "characters cut"),

@@ -31,9 +31,10 @@ watches, so the caller has its answer at the timeout whatever the code does:
   `sys`, `threading`, `_thread`, `os` and `signal` and the `sys.modules` entries that were there before it
   are put back as they were (`sys.modules.clear()`, `builtins.print = None`, `sys.displayhook = None` would
   leave later cells failing; a replaced `threading.get_ident` would misfile every later thread); what the
-  code added stays, as in a cell. So do the entries of the hook lists the interpreter calls by itself,
-  `sys.meta_path`, `sys.path_hooks`, `sys.path` and `gc.callbacks` (`sys.meta_path.clear()` would fail
-  every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
+  code added stays, as in a cell. So are threading's classes (`threading.Thread.start = None` left every later
+  run and every thread a cell starts failing), with what the code added to them taken out. So are the entries
+  of the hook lists the interpreter calls by itself, `sys.meta_path`, `sys.path_hooks`, `sys.path` and
+  `gc.callbacks` (`sys.meta_path.clear()` would fail every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
   after them (a library it imported, six say, needs its finder). `sys.addaudithook`, whose hook could
   never be taken out and would see every later cell, is refused; what the code registers with `atexit` is
   taken out again once its threads have ended. An exception the code raises into the kernel's thread
@@ -128,6 +129,7 @@ _set_async_exc = ctypes.PyDLL(None, handle=ctypes.pythonapi._handle).PyThreadSta
 # threading.get_ident, sys.settrace, os.getpid, signal.getsignal ... does not blind the guards and stops.
 _monotonic, _sleep, _current_frames = time.monotonic, time.sleep, sys._current_frames
 _get_ident, _settrace, _gettrace, _getframe = _thread.get_ident, sys.settrace, sys.gettrace, sys._getframe
+_allocate_lock = _thread.allocate_lock
 _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
 _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
 _pipe, _dup, _dup2, _close, _read, _select = os.pipe, os.dup, os.dup2, os.close, os.read, select.select
@@ -254,20 +256,25 @@ class _Worker(threading.Thread):
     """The thread the code runs on. `finished` is set with no call in between, so a stop request
     checked against it (with the GIL held) never lands after the code is done. The code can reach this
     object (`threading.current_thread()`) and set `finished` or `ident` itself: so it starts only once
-    `go` is set (the watcher has the ident by then), and `finished` counts only once no frame of the
-    code's is left on the thread's stack (see `_running`). The code's error is dropped here, not kept:
-    its `__del__` runs on this thread, under the timeout and the guards, not on the kernel's thread
-    whenever the garbage collector gets to it."""
+    `go` is released (the watcher has the ident by then), and `finished` counts only once no frame of the
+    code's is left on the thread's stack (see `_running`). The code can change this class too (a
+    `__getattribute__` that loops held the watcher past the timeout): the watcher reads `finished`, `failed`
+    and `value` through their slots' own descriptors (`_FINISHED` ...), never by a look-up on the object, and
+    `go` is a C lock. The code's error is dropped here, not kept: its `__del__` runs on this thread, under
+    the timeout and the guards, not on the kernel's thread whenever the garbage collector gets to it."""
+
+    __slots__ = ("finished", "failed", "value", "fn", "context", "go")
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         super().__init__(name="gptoss-python", daemon=True)
         self.fn, self.context = fn, contextvars.copy_context()  # the caller's decimal context etc.
-        self.go = threading.Event()
+        self.go = _allocate_lock()
+        self.go.acquire()  # released by the watcher
         self.value: Any = None
         self.failed = self.finished = False
 
     def run(self) -> None:
-        self.go.wait()
+        self.go.acquire()
         try:
             try:
                 self.value = self.context.run(self.fn)
@@ -296,6 +303,50 @@ class _Worker(threading.Thread):
                 del _active[self._ident]
 
 
+_FINISHED, _FAILED, _VALUE = (vars(_Worker)[name].__get__ for name in ("finished", "failed", "value"))
+
+
+def _slot(read: Callable[[Any], Any], worker: _Worker, default: Any = None) -> Any:
+    """A worker's slot through its own descriptor (`_FINISHED` ...); `default` where the code deleted it or made the
+    worker another class."""
+    if type(worker) is not _Worker:
+        return default
+    try:
+        return read(worker)
+    except AttributeError:
+        return default
+
+
+# threading's classes and the worker's: the lab starts, waits on and stops threads with their methods, and so do the
+# kernel's own threads (`threading.Thread.start = None` left every later run, and every cell starting a thread, failing)
+_KEPT_CLASSES = (*(c for c in vars(threading).values() if isinstance(c, type) and c.__module__ == "threading"), _Worker)
+
+
+def _class_state() -> list[tuple[type, tuple[type, ...], dict[str, Any]]]:
+    """Each of `_KEPT_CLASSES` with its bases and attributes, as `_put_back_classes` puts them back."""
+    return [(cls, cls.__bases__, dict(vars(cls))) for cls in _KEPT_CLASSES]
+
+
+def _put_back_classes(kept: list[tuple[type, tuple[type, ...], dict[str, Any]]], *, if_gone: bool = False) -> None:
+    """The classes as they were: attributes replaced or taken out put back, and (unless `if_gone`, while the code
+    runs) those added taken out (`Thread.__getattribute__` would run the code at every look-up on a thread) and the
+    bases put back. Through `type`'s own setattr, which a metaclass cannot change and which keeps the method caches
+    right (writing into the class's dict would not)."""
+    for cls, bases, attributes in kept:
+        try:
+            now = vars(cls)
+            if not if_gone:
+                for name in [name for name in now if name not in attributes]:
+                    type.__delattr__(cls, name)
+                if len(bases) != len(cls.__bases__) or any(a is not b for a, b in zip(bases, cls.__bases__)):
+                    type.__setattr__(cls, "__bases__", bases)
+            for name, value in attributes.items():
+                if name not in now or (not if_gone and now[name] is not value):
+                    type.__setattr__(cls, name, value)
+        except Exception:  # a class the code made unrepairable: the rest is put back all the same
+            pass
+
+
 class _Defuse(BaseException):
     """Raised into the stopping thread itself, and caught there: see `_poke`."""
 
@@ -322,7 +373,7 @@ def _poke(threads: dict[int, Any], stop: type[BaseException], *, force: bool = T
         elif _is(ident, thread):  # not ended (then its ident could be another thread's)
             # a worker's `finished` is read right before the call (a forged one: see `_running`); a thread
             # the code started: hitting it as it ends is harmless
-            if type(thread) is not _Worker or not thread.finished or _in_code(ident):
+            if _unfinished(ident, thread):
                 _set_async_exc(target, exc)
     _sleep(POLL)  # a native call: the GIL is free for the targets to take the exception
     try:
@@ -357,13 +408,14 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     stuck: dict[int, Any] = {}
     with _held_interrupts() as interrupts:
         with _GUARDS.running(output, namespace) as run:
+            go = worker.go
             worker.start()
             ident = worker.ident or 0
             attacked, stopping = False, None
             while True:  # until the code is stopped, whatever it raises into this thread meanwhile
                 try:
-                    if not worker.go.is_set():  # set() runs threading's code, which needs the builtins the code may take
-                        worker.go.set()
+                    if go.locked():  # a C lock: no code of threading's (or the code's) runs here
+                        go.release()
                     if not attacked:
                         status = _watch(worker, ident, timeout, interrupts, stop, run)
                     _GUARDS.put_back(run)  # what runs from here on (threading's stops, contextlib's exits) needs them
@@ -384,7 +436,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
               "kernel if it does not end.", file=sys.stderr)
     if interrupts.seen:  # also when the interrupt came as the code finished: the turn ends, output kept
         status = "interrupted"
-    return Outcome(status, worker.value, ident in stuck, len(threads))
+    return Outcome(status, _slot(_VALUE, worker), ident in stuck, len(threads))
 
 
 def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts,
@@ -398,7 +450,7 @@ def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Inte
         if left <= 0:
             return "timeout"
         _sleep(left)  # not worker.join: the code may have replaced Thread.join
-    return "error" if worker.failed else "done"
+    return "error" if _slot(_FAILED, worker) is True else "done"
 
 
 def _stop(threads: dict[int, Any], stop: type[BaseException], start: float | None = None) -> dict[int, Any]:
@@ -420,7 +472,13 @@ def _running(ident: int, thread: Any) -> bool:
     code's is left on its stack (the code can set `finished` itself)."""
     if not _is(ident, thread):  # it has ended (and its ident may be another thread's by now)
         return False
-    return type(thread) is not _Worker or not thread.finished or _in_code(ident)
+    return _unfinished(ident, thread)
+
+
+def _unfinished(ident: int, thread: Any) -> bool:
+    """Whether a running `thread` has code left to run: any thread the code started, the worker until it has said it
+    is finished (read from its slot, see `_Worker`) and no frame of the code's is left on its stack."""
+    return type(thread) is not _Worker or _slot(_FINISHED, thread) is not True or _in_code(ident)
 
 
 def _is(ident: int, thread: Any) -> bool:
@@ -636,7 +694,7 @@ class _Run:
     def __init__(self) -> None:
         self.watcher = _get_ident()  # the thread that runs `contain`: the lab's code only, while the run goes on
         self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values(), *_threads().values()]}
-        self.kept: tuple[Any, ...] = ([], {}, [], {})  # what `_Guards.put_back` puts back: see `_Guards.running`
+        self.kept: tuple[Any, ...] = ([], {}, [], {}, [])  # what `_Guards.put_back` puts back: see `_Guards.running`
 
     def started(self) -> dict[int, threading.Thread]:
         """Threads the code started that still run, by ident (low-level `_thread` ones run as threading's:
@@ -725,7 +783,7 @@ class _Guards:
             run.kept = ([{name: originals.get(id(value), value) for name, value in attributes.items()}
                          for _, attributes in _KEPT], dict(_modules),
                         [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, sys.path, gc.callbacks)],
-                        dict(sys.path_importer_cache))
+                        dict(sys.path_importer_cache), _class_state())
         try:
             yield run
         finally:
@@ -756,18 +814,21 @@ class _Guards:
         The hook lists' entries too (and sys.path's), in their order, what the code added after them (by
         identity: == would ask the code's objects' __eq__), and the finders of sys.path_importer_cache (one of the
         code's there would run at every later import); a negative entry it dropped (importlib.invalidate_caches)
-        stays dropped."""
-        kept, kept_modules, kept_hooks, kept_finders = run.kept
+        stays dropped. Threading's classes as they were, additions taken out (`_put_back_classes`)."""
+        kept, kept_modules, kept_hooks, kept_finders, kept_classes = run.kept
         with self.lock:
+            _put_back_classes(kept_classes)  # first: what follows runs threading's methods
             self._put_back(kept, kept_modules, kept_hooks, kept_finders)
 
     def refill(self, run: _Run) -> None:
         """While the code runs: the builtins and attributes of `sys`, `threading`, `os` ... that it deleted, back
         within POLL. The kernel's other threads share them: `vars(builtins).clear()` left there for the whole run
         ended its output thread and its history saver the next time they woke (every name, `Exception` in an
-        `except` clause too, was gone). What the code replaced stays until the run ends, as the code may rely on it."""
+        `except` clause too, was gone); threading's class attributes too. What the code replaced stays until the run
+        ends, as the code may rely on it."""
         with self.lock:
             self._put_back_attributes(run.kept[0], if_gone=True)
+            _put_back_classes(run.kept[4], if_gone=True)
 
     def _put_back_attributes(self, kept: list[dict[str, Any]], *, if_gone: bool = False) -> None:
         """The `_KEPT` modules' attributes as they were when the run began (with `if_gone`: only those taken out);
