@@ -55,7 +55,8 @@ of memory), a C loop that never releases the GIL (`sum(range(10**12))` freezes t
 it would in a cell), or another process ending this one (`subprocess.run(["kill", ...])`). Nor are
 the other ways to the same descriptors and streams (`socket.socket(fileno=...)`, `io.FileIO(fd)`, an
 `os.dup` of one, the kernel's stream objects found through `gc`, a child opening `/proc/<pid>/fd/1`).
-Approval is the defence against those. Nor is what the code leaves behind and other code runs later: an
+Approval is the defence against those. Nor is what the code leaves behind and other code runs later: a
+function of the lab's or of a library it uses that the code replaced (the lab's own code runs it), an
 object of its in the namespace (or a cyclic one the garbage collector finalizes on another kernel thread) runs
 as the user's code when used or freed; a key of the code's put in a table while the watcher puts a name back
 in the same moment is compared there (it can then hold the watcher, not end the kernel).
