@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import keyword
 import os
 import re
@@ -17,7 +18,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import APPROVALS, DEFAULT, EFFORTS, SettingsError, make, parse_assignments
+from .settings import APPROVALS, DEFAULT, EFFORTS, SettingsError, make, parse_assignments, shown_keys
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -39,12 +40,52 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports mistakes as one-line UsageErrors and never exits the kernel."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UsageError(f"{self.prog}: {message}{self._did_you_mean(message)} (see {self.prog} --help)")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._args = list(args or [])  # the command they name, for `_did_you_mean`
+        return super().parse_args(args, namespace)
+
+    def _did_you_mean(self, message: str) -> str:
+        """`: did you mean 'load'?` after `invalid choice: 'lod'` or `unrecognized arguments: --efort`: the nearest
+        command, choice or option, of the command given where there is one (argparse reports its unknown options
+        here, on the parser of all commands), when one is near."""
+        word = _INVALID_CHOICE.search(message) or _UNRECOGNIZED.search(message)
+        if word is None:
+            return ""
+        parser: argparse.ArgumentParser = self
+        args = getattr(self, "_args", [])
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and args:
+                parser = action.choices.get(args[0], self)
+        if parser.prog.endswith(" config") and word[1].startswith("-"):  # `config --effort high`: effort=high
+            key, _, value = word[1].lstrip("-").replace("-", "_").partition("=")
+            near = difflib.get_close_matches(key, shown_keys(_CONFIG_EXTRA), n=1, cutoff=0.7)
+            after = args[args.index(word[1]) + 1:args.index(word[1]) + 2] if word[1] in args else []
+            value = value or (after[0] if after and not after[0].startswith("-") else "...")
+            return f": settings are KEY=VALUE, did you mean '{near[0]}={value}'?" if near else ""
+        near = difflib.get_close_matches(word[1], sorted(_words_known(parser)), n=1, cutoff=0.7)
+        return f": did you mean {near[0]!r}?" if near else ""
 
     def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
         if status:
             raise UsageError(message or self.format_usage())
         raise _HelpShown
+
+
+_CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
+_UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
+
+
+def _words_known(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings and choices of `parser`, and its commands' names."""
+    known: set[str] = set()
+    for action in parser._actions:
+        known.update(action.option_strings)
+        if action.choices is not None:
+            known.update(map(str, action.choices))
+    return known
 
 
 def _given(value: str) -> str:
@@ -407,7 +448,7 @@ class GptossMagics(Magics):
     def _config(self, pairs: list[str]) -> None:
         # the keys and threads= are checked before a model is loaded for the settings (a typo loaded tiny first)
         try:
-            changes = parse_assignments(pairs, extra=("threads",))
+            changes = parse_assignments(pairs, extra=_CONFIG_EXTRA)
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
         threads = _threads(changes.pop("threads")) if "threads" in changes else None

@@ -104,13 +104,18 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
         key, sep, value = (part.strip() for part in pair.partition("="))
         key = ALIASES.get(key, key)
         if not sep or key not in (*Settings.names(), *extra):
-            shown = {setting: alias for alias, setting in ALIASES.items() if alias != "reasoning"}
-            keys = [shown.get(name, name) for name in Settings.names()] + list(extra)
+            keys = shown_keys(extra)
             meant = next(iter(difflib.get_close_matches(key, keys, 1)), None) if sep else None
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
                                 + (f" (did you mean {meant}?)" if meant else ""))
         out[key] = DEFAULT if value.lower() == "default" else value
     return out
+
+
+def shown_keys(extra: Sequence[str] = ()) -> list[str]:
+    """The settings' keys as users write them (`approve`, `max_tokens`), then `extra`."""
+    shown = {setting: alias for alias, setting in ALIASES.items() if alias != "reasoning"}
+    return [shown.get(name, name) for name in Settings.names()] + list(extra)
 
 
 # Keywords people write for a setting of another name (function tools are tools=[f]).

@@ -1,0 +1,41 @@
+"""A mistyped command, option or setting names what was meant, in the one-line UsageError the user reads."""
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+from gptoss_lab.magics import _cell_parser, _line_parser, _words
+
+CASES = [
+    ("%gptoss", "lod tiny", "invalid choice: 'lod' (choose from", ": did you mean 'load'?"),
+    ("%gptoss", "staus", "invalid choice: 'staus'", ": did you mean 'status'?"),
+    ("%gptoss", "load tiny --devise cpu", "unrecognized arguments: --devise", ": did you mean '--device'?"),
+    ("%gptoss", "history --exprot", "unrecognized arguments: --exprot", ": did you mean '--export'?"),
+    # the command's own options, not another command's (--export is history's)
+    ("%gptoss", "load --exprot", "unrecognized arguments: --exprot", " (see %gptoss --help)"),
+    # config takes KEY=VALUE: the CLI habit is answered with the setting as it is written
+    ("%gptoss", "config --effort high", "unrecognized arguments: --effort",
+     ": settings are KEY=VALUE, did you mean 'effort=high'?"),
+    ("%gptoss", "config --max-tokens 64", "unrecognized arguments: --max-tokens",
+     ": settings are KEY=VALUE, did you mean 'max_tokens=64'?"),
+    ("%gptoss", "config --seed=3", "unrecognized arguments: --seed=3", ": settings are KEY=VALUE, did you mean 'seed=3'?"),
+    ("%gptoss", "config --approve", "unrecognized arguments: --approve",
+     ": settings are KEY=VALUE, did you mean 'approve=...'?"),
+    ("%%gptoss", "--efort high", "unrecognized arguments: --efort high", ": did you mean '--effort'?"),
+    ("%%gptoss", "--aprove auto", "unrecognized arguments: --aprove auto", ": did you mean '--approve'?"),
+    # nothing near: no guess
+    ("%gptoss", "zzz", "invalid choice: 'zzz'", " (see %gptoss --help)"),
+    ("%%gptoss", "--xyz", "unrecognized arguments: --xyz", " (see %%gptoss --help)"),
+]
+
+
+@pytest.mark.parametrize("magic,line,said,then", CASES, ids=[line for _, line, _, _ in CASES])
+def test_a_mistake_names_what_was_meant(magic, line, said, then):
+    parser = _line_parser() if magic == "%gptoss" else _cell_parser()
+    with pytest.raises(UsageError) as error:
+        parser.parse_args(_words(line))
+    message = str(error.value)
+    assert message.startswith(f"{magic}: ") and len(message.splitlines()) == 1
+    assert said in message and then in message and message.index(said) < message.index(then), message
+    assert message.endswith(f" (see {magic} --help)")
+    assert ("did you mean" in message) is ("did you mean" in then), message
