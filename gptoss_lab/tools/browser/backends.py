@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .extract import ExtractError, html_page, text_page
-from .page import Page, SearchResult
+from .page import Page, SearchResult, clean_url
 
 
 class BackendError(Exception):
@@ -61,6 +61,9 @@ class FunctionBackend(Backend):
             raise TypeError('fetch must be a function (url) -> page text, "web" or None')
         self._search, self._fetch, self.timeout = search, fetch, timeout
         self._texts: dict[str, tuple[str, str]] = {}   # url -> (title, text) given with the hits
+        # a hit's URL as kept (its control and invisible characters escaped, see clean_url) -> as the search gave it:
+        # what `fetch` is asked for when the model opens the hit by its number
+        self._given: dict[str, str] = {}
 
     def search(self, query: str, topn: int) -> list[SearchResult]:
         name = getattr(self._search, "__name__", "search")
@@ -82,23 +85,27 @@ class FunctionBackend(Backend):
             url, title = str(hit["url"]), str(hit.get("title") or hit["url"])
             snippet = hit.get("snippet") or hit.get("content") or hit.get("summary") or ""
             if hit.get("text"):
-                self._texts[url] = (title, str(hit["text"]))
+                self._texts[clean_url(url)] = (title, str(hit["text"]))
                 snippet = snippet or str(hit["text"])[:300]
-            return SearchResult(title, url, str(snippet), str(hit.get("source") or ""), hit.get("line"))
-        if isinstance(hit, (tuple, list)) and 2 <= len(hit) <= 3:
-            return SearchResult(str(hit[0]), str(hit[1]), str(hit[2]) if len(hit) == 3 else "")
-        raise TypeError(f"a hit of type {type(hit).__name__}")
+            result = SearchResult(title, url, str(snippet), str(hit.get("source") or ""), hit.get("line"))
+        elif isinstance(hit, (tuple, list)) and 2 <= len(hit) <= 3:
+            url = str(hit[1])
+            result = SearchResult(str(hit[0]), url, str(hit[2]) if len(hit) == 3 else "")
+        else:
+            raise TypeError(f"a hit of type {type(hit).__name__}")
+        self._given[result.url] = url
+        return result
 
     def fetch(self, url: str) -> Page:
         if callable(self._fetch):
             name = getattr(self._fetch, "__name__", "fetch")
             try:
-                got = self._fetch(url)
+                got = self._fetch(self._given.get(url, url))
             except Exception as err:
                 raise BackendError(f"{name} raised {type(err).__name__}: {one_line(str(err))}") from None
             return _page_from(got, url, name)
-        if url in self._texts:
-            title, text = self._texts[url]
+        if clean_url(url) in self._texts:   # opened by its number, or by its address as given
+            title, text = self._texts[clean_url(url)]
             return text_page(text, url, title)
         if self._fetch == "web":
             from .web import fetch_web

@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlparse
 
-from .page import Page, domain, merge_whitespace, replace_special_chars
+from .page import Page, clean_url, domain, merge_whitespace, replace_special_chars
 
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
@@ -65,8 +65,9 @@ class ExtractError(ValueError):
 
 def with_url(url: str, text: str) -> str:
     """A fetched page's text as the reference lays it out: a `URL:` line first (one line, without the control
-    characters a URL or a file's name can hold: the model reads it, and a citation of it quotes it)."""
-    return f"\nURL: {merge_whitespace(replace_special_chars(url))}\n{text}"
+    characters a URL or a file's name can hold, escaped as the page's URL keeps them: the model reads it, and a
+    citation of it quotes it)."""
+    return f"\nURL: {merge_whitespace(replace_special_chars(clean_url(url)))}\n{text}"
 
 
 def source_text(page: Page) -> str:
@@ -370,18 +371,23 @@ def decode_text(data: bytes, charset: str | None = None, fallback: str | None = 
 
 
 def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
-                  main_content: bool = False, base: str | None = None, deadline: float | None = None) -> Page:
+                  main_content: bool = False, base: str | None = None, deadline: float | None = None,
+                  shown_name: str | None = None) -> Page:
     """Any supported document (by content type, else by file name) as a page (HTML links resolved
-    against `base`, default `url`), read by `deadline` (a `time.monotonic()`) if one is given."""
+    against `base`, default `url`), read by `deadline` (a `time.monotonic()`) if one is given. A text or PDF
+    document without a title of its own is titled `shown_name` (default: its file name): a file renamed apart
+    from another (`owls (2).txt`) read as `owls.txt` in results, headers and citations."""
     try:
         path = PurePosixPath(urlparse(name).path if "://" in name else name)  # a file may be named `C# notes.html`
     except ValueError:  # `http://[x/owls.html`: urllib's "Invalid IPv6 URL"
         path = PurePosixPath(name)
     suffix = path.suffix.lower()
     content_type = content_type.split(";")[0].strip().lower()
-    stem = path.name or name
+    stem = shown_name or path.name or name
     if content_type == "application/pdf" or (not content_type and suffix in PDF_SUFFIXES) or data[:5] == b"%PDF-":
         text, title = pdf_text(data, deadline)
+        if not text.strip():   # kept, it was a document the model never finds and opens empty; skipped, it is named
+            raise ExtractError("the PDF holds no text (scanned pages? the browser reads no images)")
         return text_page(text, url, title or stem)
     html = content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES)
     markup = html or content_type in ("application/xml", "text/xml")

@@ -19,13 +19,14 @@ import os
 import re
 import stat
 import time
+import unicodedata
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from ...widgets.sanitize import visible
+from ...widgets.sanitize import HIDDEN, reveal_hidden, visible
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page
 from .page import Page, SearchResult, merge_whitespace, replace_special_chars, strip_links
@@ -101,7 +102,8 @@ class LocalBackend(Backend):
                     raise ExtractError(late)
                 data = _read(path, MAX_FOLDER_BYTES - total)
                 total += len(data)
-                page = document_page(data, url, _readable(path.name), base=path.as_uri(), deadline=deadline)
+                page = document_page(data, url, _readable(path.name), base=path.as_uri(), deadline=deadline,
+                                     shown_name=PurePosixPath(url).name)
                 if chars + len(page.text) > MAX_FOLDER_CHARS:   # a PDF's bytes tell little of its text
                     raise ExtractError(f"not kept: the browser keeps at most {MAX_FOLDER_CHARS / 1e6:,g} million "
                                        "characters of documents' text in all")
@@ -116,9 +118,11 @@ class LocalBackend(Backend):
         if not pages:
             raise BackendError(f"none of the {len(skipped)} documents could be read (first: {_written_out(skipped[0][0])}: "
                                f"{_written_out(skipped[0][1])})")
-        names = {path.as_uri(): name for name, path in paths.items()}
-        for page in pages:  # links between the documents lead to their names
-            page.urls = {i: names.get(link, link) for i, link in page.urls.items()}
+        # links between the documents lead to their names, also written unescaped (`café.html`, `a b.html`: as_uri
+        # escapes them, and the link stayed `file:///home/me/docs/café.html`)
+        names = {unquote(path.as_uri()): name for name, path in paths.items()}
+        for page in pages:
+            page.urls = {i: names.get(unquote(link), link) for i, link in page.urls.items()}
         return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds, left_out=stopped,
                    progress=progress)
 
@@ -131,7 +135,7 @@ class LocalBackend(Backend):
         pages = []
         for (name, text), shown in zip(texts.items(), _shown_names(list(texts))):
             try:
-                pages.append(document_page(str(text).encode(), shown, name))
+                pages.append(document_page(str(text).encode(), shown, name, shown_name=PurePosixPath(shown).name))
             except ExtractError as err:
                 raise BackendError(f"{shown}: {err}") from None
         return cls(pages, roots=["memory"], kinds=map(_kind, texts))
@@ -404,12 +408,13 @@ def _readable(name: str) -> str:
 
 def _shown_names(names: list[str]) -> list[str]:
     """Each document's name as the model reads, opens and cites it: on one line, without the control characters,
-    terminal sequences and direction overrides a page's text loses (`owls\\x1b[31m.txt` is `owls.txt`), `†` (it ends
+    terminal sequences and direction overrides a page's text loses (`owls\\x1b[31m.txt` is `owls.txt`) nor the
+    invisible characters a name can hide (`owls\\u200d.txt`, a zero-width joiner, read as `owls.txt`), its accents
+    composed (`cafe\\u0301.txt`, as macOS writes names, read as the `café.txt` beside it), `†` (it ends
     a result's label) as `‡`, and a `%` that a display would decode with what follows (`x%41.txt` showed as `xA.txt`)
     as `％`. A name that is not its own shown name, or that another file's already is, is told apart by a number
     (`owls (2).txt`): no two documents share a name, and a name already clean always stays the file's own."""
-    shown = [_PERCENT_ESCAPE.sub("％", merge_whitespace(replace_special_chars(name)).strip().replace("†", "‡"))
-             or "unnamed" for name in names]
+    shown = [_clean_name(name) or "unnamed" for name in names]
     unique = [""] * len(names)
     taken: set[str] = set()
     tried: dict[str, int] = {}   # shown name -> the number to try next (10,000 files named alike: not 10,000² tries)
@@ -424,9 +429,16 @@ def _shown_names(names: list[str]) -> list[str]:
     return unique
 
 
+def _clean_name(name: str) -> str:
+    """`name` as `_shown_names` shows it, before names made alike are told apart."""
+    name = unicodedata.normalize("NFC", merge_whitespace(HIDDEN.sub("", replace_special_chars(name))))
+    return _PERCENT_ESCAPE.sub("％", name.strip().replace("†", "‡"))
+
+
 def _written_out(text: str) -> str:
-    """`text` on one line, its line breaks and terminal control characters written out (`\\n`, `\\x1b`)."""
-    return visible(text).replace("\n", "\\n")
+    """`text` on one line, its line breaks, terminal control characters and invisible ones written out (`\\n`,
+    `\\x1b`, `\\u200d`: a skipped `owls\\u200d.pdf` read as the `owls.pdf` that was not skipped)."""
+    return visible(reveal_hidden(text)).replace("\n", "\\n")
 
 
 def _kind(name: str) -> str:

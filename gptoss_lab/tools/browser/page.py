@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlparse
 
 from ... import harmony
+from ...widgets.sanitize import HIDDEN
 
 FIND_PAGE_LINK_FORMAT = "# 【{idx}†{title}】"
 PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
@@ -36,6 +37,10 @@ _SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\x0b": " ", "\x0c":
 _TERMINAL = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)|\x1b[ #%(-/]?[0-9A-Za-z]")
 _SPECIAL_RE = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2066-\u2069"
                          "\ufffe\uffff]")
+# What a URL keeps nowhere as itself: control characters (line breaks too), the line and paragraph separators, and the
+# direction controls and invisible characters (zero-width joiners, BOM, lone surrogates) that make an address read as
+# another; each is written as its percent-escape, the same address to a server (`%E2%80%AE`).
+_URL_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029]|{HIDDEN.pattern}")
 MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
@@ -61,6 +66,13 @@ class SearchResult:
     source: str = ""          # the label after the title (the web's domain, a document's path)
     line: int | None = None
 
+    def __post_init__(self) -> None:
+        # what a backend returned reaches the views as it is kept (the result page cleans its own copy): a hit's
+        # `\x1b[2J` title or `\u202e` URL is cleaned here, once, for every backend
+        self.title = replace_special_chars(maybe_truncate(str(self.title), MAX_TITLE_CHARS))
+        self.url, self.snippet, self.source = clean_url(str(self.url)), replace_special_chars(str(self.snippet)), \
+            replace_special_chars(str(self.source))
+
     def label(self) -> str:
         return self.source or domain(self.url)
 
@@ -84,6 +96,9 @@ class Page:
         # 3 MB `# heading` took more than 4 GB of memory, and a long one was put in front of every window; a title
         # from anywhere (an HTML file's name, a backend's) holds no control character nor link syntax
         self.title = replace_special_chars(maybe_truncate(self.title, MAX_TITLE_CHARS))
+        # the page's address and its links' are what citations, the views and `open` by number use
+        self.url = clean_url(self.url)
+        self.urls = {i: clean_url(link) for i, link in self.urls.items()}
 
     @functools.cached_property
     def lines(self) -> list[str]:
@@ -98,6 +113,12 @@ def replace_special_chars(text: str) -> str:
     if "\x1b" in text or "\x9b" in text:   # a scan for one character: most documents have no terminal sequence
         text = _TERMINAL.sub("", text)
     return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS.get(m.group(0), ""), text)
+
+
+def clean_url(url: str) -> str:
+    """`url` with its control, direction and zero-width characters percent-escaped (see _URL_UNSAFE): the same
+    address, which reads as itself wherever it is kept or shown."""
+    return _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe="", errors="surrogatepass"), url)
 
 
 def merge_whitespace(text: str) -> str:
@@ -202,7 +223,9 @@ def end_line(lines: list[str], loc: int, num_lines: int, view_tokens: int) -> in
 def display(page: Page, cursor: int, loc: int, end: int) -> str:
     """`[cursor] title (url)`, the scrollbar, and lines loc..end-1 numbered: one browsing display."""
     header = merge_whitespace(page.title)  # a title or URL on one line: no line of theirs reads as a page line
-    shown = merge_whitespace(replace_special_chars(maybe_truncate(unquote(page.url))))   # `%1b[2J`, `%E2%80%AE`
+    # escapes decoded for reading (`%20`), but not into what the page's text loses (`%1b[2J`, `%E2%80%AE`), nor into
+    # an invisible character (`%E2%80%8D`, a zero-width joiner): the URL line and `url` keep them escaped
+    shown = merge_whitespace(HIDDEN.sub("", replace_special_chars(maybe_truncate(unquote(page.url)))))
     if shown:
         header += f" ({shown})"
     header += f"\n**viewing lines [{loc} - {end - 1}] of {len(page.lines) - 1}**\n\n"
@@ -218,14 +241,20 @@ def results_page(query: str, results: list[SearchResult]) -> Page:
     urls: dict[str, str] = {}
     snippets: dict[str, Extract] = {}
     for i, hit in enumerate(results):
-        title = merge_whitespace(replace_special_chars(hit.title)).strip().replace("†", "‡") or hit.url
-        label = merge_whitespace(replace_special_chars(hit.label())).replace("†", "‡").strip()
+        # a hit without a title is named by its URL, made as safe (`https://x.org/a】 fake【1†b` faked a second link)
+        title = _in_link(hit.title) or _in_link(hit.url)
+        label = _in_link(hit.label())
         snippet = merge_whitespace(replace_special_chars(hit.snippet)).strip()
         items.append(f"  * 【{i}†{title}†{label}】 {snippet}")
         urls[str(i)] = hit.url
         snippets[str(i)] = Extract(url=hit.url, text=snippet, title=title, line_idx=hit.line)
     text = "\nURL: \n# Search Results" + ("\n\n" + "\n".join(items) if items else "")
     return Page(url="", title=query, text=text, urls=urls, snippets=snippets, kind="search")
+
+
+def _in_link(text: str) -> str:
+    """`text` as it can stand in a result's `【i†title†label】`: one line, no link syntax, no control characters."""
+    return merge_whitespace(replace_special_chars(text)).strip().replace("†", "‡")
 
 
 def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: int = 4) -> Page:
@@ -244,7 +273,10 @@ def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: i
         snippets[str(len(chunks))] = Extract(url=page.url, text=snippet, title=f"#{len(chunks)}", line_idx=line_idx)
         chunks.append(f"{title}\n{snippet}")
         line_idx += num_show_lines
-    text = "\n\n".join(chunks) if chunks else f"No `find` results for pattern: `{pattern}`"
+    # the pattern said back as the page's text says it: on one line (a line break in it started a line `L1: ...` of
+    # the model's choosing), without control characters or link syntax
+    said = merge_whitespace(replace_special_chars(pattern))
+    text = "\n\n".join(chunks) if chunks else f"No `find` results for pattern: `{said}`"
     return Page(url=f"{page.url}/find?pattern={quote(pattern)}",
                 title=f"Find results for text: `{pattern}` in `{page.title}`", text=text,
                 urls={str(i): page.url for i in range(len(chunks))}, snippets=snippets, kind="find", origin=page)

@@ -180,6 +180,7 @@ class Browser(Tool):
     # ------------------------------------------------------------ the reference's behaviour
 
     def _search(self, query: str, topn: int = 10, top_n: int | None = None, source: str | None = None) -> tuple[str, Any]:
+        _not_empty("search", query)
         count = max(1, min(int(top_n or topn), self.max_results))
         try:
             results = list(itertools.islice(self.backend.search(query, count), count))   # any backend: `count` at most
@@ -211,7 +212,10 @@ class Browser(Tool):
         if stay:
             page = current
         else:
-            page = self._fetch(url, direct)
+            # a find match leads to the page that was searched, as it was: fetched again, a `view-source:` page was
+            # no document ("Error fetching URL `view-source:owls.html`")
+            match = not direct and id >= 0 and current.kind == "find" and current.origin is not None
+            page = current.origin if match else self._fetch(url, direct)
             if view_source:
                 page = Page(url=VIEW_SOURCE_PREFIX + page.url, title=page.title, text=source_text(page))
                 snippet = None
@@ -224,6 +228,7 @@ class Browser(Tool):
         return self._show(loc, num_lines)
 
     def _find(self, pattern: str, cursor: int = -1) -> tuple[str, Any]:
+        _not_empty("find", pattern)
         page = self._page(cursor)
         if page.snippets is not None:
             raise _UsageError("Cannot run `find` on search results page or find results page")
@@ -365,6 +370,13 @@ def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
             raise _UsageError(f"`view_source` should be true or false, not `{maybe_truncate(str(value), 40)}`")
         args["view_source"] = flag in (True, "true")
     return function, args
+
+
+def _not_empty(function: str, text: Any) -> None:
+    """Refuse a query or pattern of nothing: a search of it reached the service (a paid API's call) and showed an
+    empty page without a word why; a find of it listed every line as a match."""
+    if not str(text).strip():
+        raise _UsageError(f"Invalid function arguments: `{_REQUIRED[function]}` is empty, e.g. {_EXAMPLE[function]}")
 
 
 def _integer(name: str, value: Any) -> int:
