@@ -12,7 +12,7 @@ from gptoss_lab.widgets.citations import POPUP_CHARS
 from gptoss_lab.widgets.sanitize import sanitize
 from gptoss_lab.widgets.transcript import Transcript
 
-NAME_CHARS = 200  # what a chip shows of a title or address at most (citations.NAME_CHARS)
+NAME_CHARS = 100  # what a chip shows of a title or address at most (citations.NAME_CHARS)
 RECORDING = ("<|start|>assistant to=python<|channel|>analysis<|message|>print(6 * 7)<|call|>"
              "<|channel|>final<|message|>Owls hunt at night 【0†L1-L2】 and sleep in trees 【1†L3-L3】.<|return|>")
 
@@ -52,7 +52,7 @@ def test_the_sanitizer_keeps_no_focus_order_nor_role_but_a_chips() -> None:
 def test_a_title_or_address_of_any_length_leaves_the_popup_small_enough_for_a_window() -> None:
     """A page titled with 20,000 characters made a popup of 20,000 characters (taller than any window, its cited
     lines below the bottom edge), and 300 one-letter cited lines a popup of 300 lines; the title and address are now
-    cut to NAME_CHARS each, the cited lines to 12."""
+    cut to NAME_CHARS each, the cited lines to 8."""
     long = Citation("【0†L1-L2】", 0, 1, 2, "https://a.example/" + "p" * 20_000, "Owls " * 4_000, "Owls hunt.\nAt night.")
     missing = Citation("【1†L3-L3】", 1, 3, 3, "", "T" * 20_000, "")
     for popup, link in _chips(_saved([long, missing])):
@@ -61,4 +61,4 @@ def test_a_title_or_address_of_any_length_leaves_the_popup_small_enough_for_a_wi
         assert len(html.unescape(re.search(r'aria-label="([^"]*)"', link).group(1))) <= NAME_CHARS + 80
     assert "Owls hunt.\nAt night." in html.unescape(_chips(_saved([long]))[0][0])   # the cited lines are still there
     tall = Citation("【0†L1-L2】", 0, 1, 300, "", "list", "a\n" * 300)                # 300 one-letter lines
-    assert html.unescape(_chips(_saved([tall]))[0][0]).count("\n") <= 16
+    assert html.unescape(_chips(_saved([tall]))[0][0]).count("\n") <= 12

@@ -22,9 +22,11 @@ from ..events import Citation, ToolCall
 from . import asset
 from .sanitize import HIDDEN, literal_markdown, reveal_hidden, sanitize, shown_output
 
-POPUP_CHARS = 700
-POPUP_LINES = 12  # of the cited text in a chip's popup (the Sources list has them all)
-NAME_CHARS = 200  # of a title or address in a chip's popup and name
+# What a chip's popup shows at most: the whole popup fits the smallest box it is drawn in (JupyterLab's notebook
+# panel in a 320 x 568 window: 226 x 431 px); the Sources list has the whole text.
+POPUP_CHARS = 400  # of the cited text
+POPUP_LINES = 8  # of the cited text
+NAME_CHARS = 100  # of a title or address in a chip's popup and name
 _TAG = re.compile(r"(<[^>]*>)")
 _MARKER = re.compile(r"【\d+†[^†】]+(?:†[^†】]+)?】")
 _KINDS = ("search", "page", "find")
@@ -141,21 +143,22 @@ def chip_html(number: int, c: Citation) -> str:
 
 
 def with_chips(answer_html: str, citations: Sequence[Citation]) -> str:
-    """The answer's HTML with each citation marker replaced by its chip (not inside code)."""
+    """The answer's HTML with each citation marker replaced by its chip (not inside code, nor inside a model's link:
+    a chip there was a link in a link, torn apart, its popup inside the model's link)."""
     if not citations:
         return answer_html
     chips = {}
     for number, c in numbered(citations):
         chips[(c.cursor, c.start, c.end)] = chip_html(number, c)
     by_marker = {c.marker: chips[(c.cursor, c.start, c.end)] for c in citations}
-    parts, code = [], 0
+    parts, literal = [], 0
     for part in _TAG.split(answer_html):
         if part.startswith("<"):
             name = part[1:].lstrip("/").split(None, 1)[0].rstrip(">").lower() if len(part) > 2 else ""
-            if name in ("code", "pre"):
-                code += -1 if part.startswith("</") else 1
+            if name in ("code", "pre", "a"):
+                literal += -1 if part.startswith("</") else 1
             parts.append(part)
-        elif code > 0:
+        elif literal > 0:
             parts.append(part)
         else:
             parts.append(_MARKER.sub(lambda m: by_marker.get(html.unescape(m.group(0)), m.group(0)), part))

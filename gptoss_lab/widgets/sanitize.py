@@ -107,10 +107,12 @@ def _cleaner() -> Any:
 
     attributes: dict[str, set[str]] = {tag: set(_MATHML_ATTRIBUTES) for tag in _MATHML}
     # aria-label names a citation chip and a tool card (screen readers); tabindex="0" lets Tab reach a chip with no
-    # link (the saved form has no script to do it), and its role says what it is
-    attributes.update({"a": {"href", "title", "aria-label", "tabindex", "role"}, "ol": {"start"},
+    # link (the saved form has no script to do it), and its role says what it is. No title on any element ("*":
+    # nh3 keeps title and lang on every one unless told): a model's link title, `[](url "Source 1: …")`, was the
+    # link's name for a screen reader and its tooltip, and passed for a citation chip.
+    attributes.update({"*": set(), "a": {"href", "aria-label", "tabindex", "role"}, "ol": {"start"},
                        "table": {"aria-label"}, "th": {"style"}, "td": {"style"},
-                       "abbr": {"title"}, "details": {"open"}, "sup": {"data-cite"},
+                       "details": {"open"}, "sup": {"data-cite"},
                        **{tag: {"dir"} for tag in ("div", *PROSE)}})
     return nh3.Cleaner(
         tags=_HTML | _MATHML,
@@ -194,6 +196,9 @@ def escape_mtext(mathml: str) -> str:
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(?:.+?)(?<!`)\1(?!`)")  # a whole run, not after a backslash
 _DESTINATION = re.compile(r"(\]\([ \t]*<?)([^)\s>]*)")
+# A link's title (`[](url "Source 1: …")`): a tooltip, and the name a screen reader gives a link with no text, so a
+# model's link could pass for a citation chip; left out (a title this misses leaves the text shown as code).
+_TITLE = re.compile(r"""(\]\([ \t]*[^\s)]*)[ \t]+(?:"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|\((?:\\.|[^()\\])*\))[ \t]*(?=\))""")
 
 
 def inert_markdown(text: str) -> str:
@@ -202,8 +207,9 @@ def inert_markdown(text: str) -> str:
     Front ends render trusted `text/markdown` outputs with their raw HTML live, so the Markdown form
     of a turn must carry none: outside code, `<` becomes `&lt;` (HTML shows as text), images become
     links (nothing is fetched without a click), link destinations other than http(s) and mailto
-    become `#`, as in the HTML form, and `]:` is escaped (a link reference definition holds for the whole
-    page: one in an answer made `[x]` in the prompt a link). Headings are demoted (`_heading_level`).
+    become `#`, as in the HTML form, links lose their titles, and `]:` is escaped (a link reference
+    definition holds for the whole page: one in an answer made `[x]` in the prompt a link). Headings are
+    demoted (`_heading_level`).
     Code spans and fenced blocks stay as written (their text is never markup), direction controls
     written out as in the HTML form. Where a CommonMark parser still finds HTML, an image, another
     link, a definition or a heading above h4 in the result (the line-by-line rules above misread the
@@ -278,13 +284,14 @@ _OWN_HTML = re.compile(r"<details><summary>[^<>]*</summary>|</details>|</?sub>")
 
 def markdown_is_inert(markdown: str) -> bool:
     """True when a CommonMark renderer that keeps raw HTML and every link (a trusted output) finds in `markdown`
-    no HTML but our own folds and footer, no image, no link other than http(s), mailto or `#`, no link reference
-    definition (it makes links of brackets anywhere in the page)."""
+    no HTML but our own folds and footer, no image, no link other than http(s), mailto or `#` nor one with a title,
+    no link reference definition (it makes links of brackets anywhere in the page)."""
     env: dict[str, Any] = {}
     for token in _tokens(_commonmark().parse(markdown, env)):
         if token.type in ("html_block", "html_inline") and _OWN_HTML.sub("", token.content).strip():
             return False
-        if token.type == "image" or (token.type == "link_open" and not _safe_href(str(token.attrGet("href")))):
+        if token.type == "image" or (token.type == "link_open" and (
+                not _safe_href(str(token.attrGet("href"))) or token.attrGet("title"))):  # a title: see _TITLE
             return False
     return not env.get("references")
 
@@ -328,7 +335,7 @@ def _inert_line(line: str) -> str:
 
 
 def _inert_prose(text: str) -> str:
-    text = text.replace("<", "&lt;").replace("![", "[")
+    text = _TITLE.sub(r"\1", text.replace("<", "&lt;").replace("![", "["))
     return _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text).replace("]:", "\\]:")
 
 
