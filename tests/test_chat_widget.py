@@ -7,7 +7,8 @@ import types
 import pytest
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, Reply, TurnEnd, TurnStart
+from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, Reply, ToolCall, ToolEnd, ToolStart, \
+    TurnEnd, TurnStart
 from gptoss_lab.widgets import chat
 from gptoss_lab.widgets.chat import ChatView
 
@@ -80,8 +81,10 @@ def test_turn_maps_to_operations(run_turn) -> None:
     assert '<span class="mi">6</span>' in ends[1]["code"]                 # highlighted once the call is written
     assert "<strong>42</strong>" in ends[2]["html"]                         # the answer as sanitised HTML
     assert ops[-1]["op"] == "stats" and "tok/s" in ops[-1]["line"] and ops[-1]["controls"] is False
-    rates = [o for o in ops if o["op"] == "rate"]
-    assert rates and rates[-1]["tokens"] == sum(b.tokens for b in view.transcript.items)  # live token count
+    rates, usage = [o for o in ops if o["op"] == "rate"], reply.usage
+    # the live bar's last figures are the footer's: the turn's tokens over its generation time
+    assert rates and rates[-1] == {"op": "rate", "tokens": usage.completion_tokens, "tps": round(usage.tokens_per_s, 1)}
+    assert f"{usage.completion_tokens} tokens · {usage.tokens_per_s:.1f} tok/s" in ops[-1]["line"]
     assert view._snapshot["ops"] == ops and view._snapshot["seq"] == view.syncs  # a late view replays all
 
 
@@ -170,6 +173,32 @@ def test_the_reasoning_disclaimer_is_shown_once(monkeypatch) -> None:
         Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("q", view=view)
         notes.append([o.get("note", False) for o in ops if o["op"] == "block" and o["kind"] == "reasoning"])
     assert notes == [[True], [False]]
+
+
+def test_a_burst_of_tokens_reads_as_tokens_over_generation_time(clock) -> None:
+    """The live bar's tok/s is tokens over generation time (the engine's prefill in, a tool run out), as the footer
+    counts it: timing only the gaps between tokens, a burst (a replay, a cached answer, a server's batched chunk) after
+    2 s of prefill read 10,000 tok/s."""
+    view = ChatView()
+    ops = _sent_ops(view)
+    view.handle(TurnStart("Hi", "low", "m", "auto"))
+    clock.now += 2.0                                        # prefill: generation time, no token yet
+    view.handle(MessageStart("final", None))
+    for _ in range(10):
+        view.handle(Delta("x", "final"))
+        clock.now += 0.0001
+    view._maybe_flush(True)
+    assert [o for o in ops if o["op"] == "rate"][-1] == {"op": "rate", "tokens": 10, "tps": 5.0}
+    call = ToolCall("python", "analysis", "x")
+    view.handle(ToolStart(call))
+    clock.now += 30.0                                       # the tool runs: not generation
+    view.handle(ToolEnd(call))
+    clock.now += 2.0                                        # the next engine call's prefill: generation again
+    view.handle(MessageStart("final", None))
+    for _ in range(10):
+        view.handle(Delta("x", "final"))
+    view._maybe_flush(True)
+    assert [o for o in ops if o["op"] == "rate"][-1] == {"op": "rate", "tokens": 20, "tps": 5.0}
 
 
 def test_stop_message_sets_stop_requested() -> None:
@@ -327,16 +356,73 @@ def test_without_a_front_end_the_output_itself_holds_the_transcript():
     assert "Six times seven?" in data["text/plain"]
 
 
+class _ShellQueue:
+    """The busy kernel's shell queue as CommPump reads it: the front end's "ready" is there from `ready_at` on."""
+
+    def __init__(self, view: ChatView, clock: _Clock, ready_at: float | None, saves: bool) -> None:
+        self.view, self.clock, self.ready_at, self.saves = view, clock, ready_at, saves
+
+    def pump(self, comm_id: str) -> int:
+        if self.ready_at is None or self.clock.now < self.ready_at or self.view._ready:
+            return 0
+        _message(self.view, kind="ready", saves=self.saves, behind=False)
+        return 1
+
+
+def _fast_turn(clock: _Clock, ready_after: float | None, saves: bool = True) -> tuple[list[dict], float]:
+    """A turn that ends at once in a displayed view whose front end says "ready" `ready_after` seconds after the
+    display (never: None); returns what the turn's end put in the view's output, and how long it waited."""
+    view = ChatView()
+    updates: list[dict] = []
+    view._handle = types.SimpleNamespace(update=lambda data, raw: updates.append(data))
+    view._shown, view._shown_at = True, clock.now
+    view._pump = _ShellQueue(view, clock, None if ready_after is None else clock.now + ready_after, saves)
+    started = clock.now
+    for event in (TurnStart("q", "low", "m", "auto"), MessageStart("final", None), Delta("Hi", "final"),
+                  MessageEnd(None, None), TurnEnd(Reply(prompt="q", final="Hi"))):
+        view.handle(event)
+    return updates, clock.now - started
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def test_a_fast_turn_keeps_its_live_view_where_a_front_end_draws_it(clock, monkeypatch) -> None:
+    """A turn that ends before JupyterLab has drawn its view (a replay, a cached answer) kept to the static transcript,
+    without ↻ Regenerate and New chat: its end waits for the front end once per kernel; later fast turns keep the
+    widget (with the transcript beside it, for a front end that does not save it) without waiting."""
+    monkeypatch.setattr(ChatView, "drawn_here", None)
+    updates, waited = _fast_turn(clock, ready_after=0.5)
+    assert updates == [] and 0.5 <= waited < 1                  # the live view stays; JupyterLab saves the transcript
+    updates, waited = _fast_turn(clock, ready_after=None)       # Run All: the next one is drawn after its cell
+    assert waited < 0.1 and len(updates) == 1 and WIDGET in updates[0] and "text/html" in updates[0]
+    assert updates[0][WIDGET]["model_id"]
+
+
+def test_without_a_front_end_only_the_first_turn_waits(clock, monkeypatch) -> None:
+    """nbclient, papermill: nobody ever draws the view, so each output becomes the static transcript (no widget, whose
+    empty place nbconvert would show); the first turn of the kernel waits at most `ready_timeout` from its display,
+    the later ones not at all."""
+    monkeypatch.setattr(ChatView, "drawn_here", None)
+    for most in (ChatView.ready_timeout, 0.0):
+        updates, waited = _fast_turn(clock, ready_after=None)
+        assert waited <= most + 0.1 and len(updates) == 1
+        assert WIDGET not in updates[0] and "Hi" in updates[0]["text/html"]
+
+
 def test_a_view_drawn_mid_turn_gets_the_turn_so_far(clock) -> None:
     """A view drawn mid-turn (a new view of the notebook) says it missed batches: the kernel sends the turn so far,
-    queued operations included, as a snapshot at the latest sequence number (the views that have it all ignore it)."""
+    queued operations included, as a snapshot at the latest sequence number (the views that have it all ignore it).
+    The snapshot says how far into the turn it was sent, and each block when it started: the late view's "Thinking…
+    N s" counts from the block's start (it restarted at 0 s)."""
     view = ChatView()
     ops = _sent_ops(view)
     view.handle(TurnStart("Hi", "low", "m", "ask"))
     view.handle(MessageStart("analysis", None))
-    clock.now += 1
+    clock.now += 40
     view.handle(Delta("Thinking", "analysis"))
     view.handle(Delta(" more", "analysis"))                  # queued: the interval has not passed
     _message(view, kind="ready", saves=False, behind=True)
-    assert view._snapshot == {"seq": view.syncs, "ops": ops}
+    assert view._snapshot == {"seq": view.syncs, "at": 40.0, "ops": ops}
+    assert [o["at"] for o in ops if o["op"] == "block"] == [0.0]   # 40 s of thinking when the view draws it
     assert "".join(o["t"] for o in ops if o["op"] == "text") == "Thinking more"

@@ -220,8 +220,11 @@ class Turn {
     }
   }
 
-  block(op) {
-    const b = { kind: op.kind, raw: "", upto: 0, t0: Date.now(), ended: false };
+  block(op, sent) {
+    // Started `sent - op.at` seconds before its batch was sent (seconds into the turn, by the kernel's clock): a view
+    // that draws the turn late, from its snapshot, counts "Thinking… N s" from the block's start, not from now
+    const t0 = Date.now() - Math.max(0, (sent || 0) - (op.at || 0)) * 1000;
+    const b = { kind: op.kind, raw: "", upto: 0, t0, ended: false };
     if (op.kind === "reasoning") {
       b.node = h("details", "gx-reasoning");
       b.node.open = true;
@@ -501,7 +504,7 @@ function render({ model, el }) {
   view.root.addEventListener("focusin", placePopup);
   let turn = null;
   let seq = 0;
-  const apply = (ops) => {
+  const apply = (ops, sent) => {
     for (const op of ops) {
       if (op.op === "turn") {          // one turn per view: Regenerate replaces it
         const old = view.root.firstChild;
@@ -511,7 +514,7 @@ function render({ model, el }) {
           old.remove();
         }
       } else if (turn && OPS.has(op.op)) {
-        turn[op.op](op);
+        turn[op.op](op, sent);
       }
     }
   };
@@ -522,7 +525,7 @@ function render({ model, el }) {
         view.root.replaceChildren();
         turn = null;
       }
-      apply(batch.ops);
+      apply(batch.ops, batch.at);
       seq = batch.seq;
     }
   };

@@ -31,7 +31,7 @@ from .text import ask_on_stdin
 from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 
 if TYPE_CHECKING:
-    from ..events import Reply
+    from ..events import Reply, Usage
 
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # The views connected to a session (Regenerate and New chat act on it): a turn in one of them tells the others that
@@ -44,7 +44,9 @@ class ChatView(anywidget.AnyWidget):
 
     _esm = esm("chat.js")
     _css = asset("chat.css").read_text() + asset("citations.css").read_text()
-    _chunk = traitlets.Dict().tag(sync=True)       # the latest batch of operations {seq, ops}
+    # The latest batch of operations {seq, at, ops}: `at`, like a block's own, is seconds into the turn, so a view that
+    # draws the turn late (a snapshot) dates its open blocks by the turn, not by when it got them ("Thinking… N s")
+    _chunk = traitlets.Dict().tag(sync=True)
     _snapshot = traitlets.Dict().tag(sync=True)    # all operations of the turn, synced at its end (re-render)
     _static = traitlets.Dict().tag(sync=True)      # the finished turn as a MIME bundle, for the saved notebook
     _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
@@ -54,7 +56,13 @@ class ChatView(anywidget.AnyWidget):
     max_syncs_per_s: float = 20.0
     noted = False                     # the reasoning disclaimer was shown (once per kernel, not every turn)
     pump_interval: float = 0.1        # seconds between looks at the shell queue during generation
-    ready_timeout: float = 3.0        # how long approve() waits for a front end to draw the view
+    ready_timeout: float = 3.0        # how long approve(), and a turn's end (drawn_here), wait for the view to be drawn
+    # Whether front ends draw chat views in this kernel (None: not known yet). A turn that ends before its view said
+    # "ready" (a fast one: a replay, a short cached answer) waits for that once per kernel, at most `ready_timeout`
+    # seconds from the view's display: where a front end answers (JupyterLab, Notebook 7, VS Code) the finished turn
+    # keeps its live view and controls, and later fast turns keep theirs without waiting; where none does (nbclient,
+    # papermill) the output becomes the static transcript, and later turns do not wait either. Any "ready" says yes.
+    drawn_here: bool | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         busy_status.hold()  # before the comm opens: the front end may answer it with a control request
@@ -69,8 +77,10 @@ class ChatView(anywidget.AnyWidget):
         self._last_flush = -1e9
         self._last_pump = 0.0
         self._rate = _Rate()
+        self._t0 = time.perf_counter()      # the turn's start
         self._handle: Any = None            # the DisplayHandle of this view's output, when it displayed itself
         self._shown = False                 # in a cell's output (by show(), display() or a cell's last value)
+        self._shown_at = 0.0                # ... since then (perf_counter)
         self._ready = False                 # a front end has drawn the view
         self._routing_view: Any = None      # the expert grid shown under this turn (--routing)
         self._saves = False                 # ... and writes the transcript into the saved notebook itself
@@ -103,7 +113,8 @@ class ChatView(anywidget.AnyWidget):
         self._handle = display(self, display_id=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        self._shown = True
+        if not self._shown:
+            self._shown, self._shown_at = True, time.perf_counter()
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):  # not the default repr, which lists every trait (the whole log)
@@ -120,7 +131,8 @@ class ChatView(anywidget.AnyWidget):
             self._start(event)
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]
-            op = {"op": "block", "i": i, "kind": block.kind, "channel": block.channel, "recipient": block.recipient}
+            op = {"op": "block", "i": i, "kind": block.kind, "channel": block.channel, "recipient": block.recipient,
+                  "at": self._into_turn()}
             if block.kind == "reasoning" and not ChatView.noted:
                 op["note"] = ChatView.noted = True
             self._queue(op)
@@ -180,7 +192,7 @@ class ChatView(anywidget.AnyWidget):
         busy_status.hold()
         self._decisions.clear()
         self._log, self._md, self._open = [], {}, set()
-        self._rate = _Rate()
+        self._rate, self._t0 = _Rate(), time.perf_counter()
         self._queue({"op": "turn", "prompt": event.prompt, "effort": event.effort, "model": event.model,
                      "approval": event.approval, "context_window": event.context_window})
 
@@ -194,6 +206,7 @@ class ChatView(anywidget.AnyWidget):
             if isinstance(item, Block) and item.kind == "final":
                 self._queue({"op": "end", "i": i, "seconds": round(item.seconds, 2), "tokens": item.tokens,
                              "html": with_chips(markdown_html(item.text), reply.citations)})
+        self._rate.finish(reply.usage)  # the live bar's last figures are the footer's, not the view's timing
         self._queue_rate()
         self._queue({"op": "stats", "line": self.transcript.footer(context=False),  # the meter shows the context
                      "interrupted": reply.interrupted, "context_tokens": reply.usage.context_tokens,
@@ -201,14 +214,27 @@ class ChatView(anywidget.AnyWidget):
         self._maybe_flush(True, final=True)
         if not self._saves:
             self._pump_once()  # a front end that drew the view meanwhile says whether it saves the transcript
-        if not self._saves and self._handle is not None:
-            # No front end writes the transcript into the saved notebook (nbclient, VS Code ...): put it
-            # in this output's own bundle, where readers without the widget find it. Where nobody drew the
-            # view (nbclient, papermill) the widget goes: nbconvert would show its empty place, not the turn.
-            widget = {_WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id}}
-            self._handle.update({**(widget if self._ready else {}), **self._static}, raw=True)
-            if self._routing_view is not None and not self._ready:
-                self._routing_view.finish_output(drawn=False)
+        if self._saves or self._handle is None:
+            return
+        drawn = self._drawn()
+        if self._saves:  # its front end said so while the turn waited for it
+            return
+        # No front end writes the transcript into the saved notebook (nbclient, VS Code ...): put it in this output's
+        # own bundle, where readers without the widget find it. Where nobody draws the view (nbclient, papermill) the
+        # widget goes: nbconvert would show its empty place, not the turn.
+        widget = {_WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id}}
+        self._handle.update({**(widget if drawn else {}), **self._static}, raw=True)
+        if self._routing_view is not None and not drawn:
+            self._routing_view.finish_output(drawn=False)
+
+    def _drawn(self) -> bool:
+        """Whether a front end draws this view, now or once it gets to it (see `drawn_here`)."""
+        if self._ready or ChatView.drawn_here:
+            return True
+        if ChatView.drawn_here is None and self._comm_pump() is not None and self.comm is not None:
+            self._wait(lambda: self._ready, self._shown_at + self.ready_timeout - time.perf_counter())
+            ChatView.drawn_here = ChatView.drawn_here or self._ready
+        return self._ready
 
     def _after_turn(self, text: str, level: str = "info") -> None:
         """A note under a finished turn (Regenerate or New chat), kept in the snapshot."""
@@ -271,8 +297,9 @@ class ChatView(anywidget.AnyWidget):
         return op
 
     def _queue_rate(self) -> None:
-        if self._rate.changed():
-            self._queue({"op": "rate", "tokens": self._rate.tokens, "tps": round(self._rate.per_s, 1)})
+        op = self._rate.op()
+        if op is not None:
+            self._queue(op)
 
     def _maybe_flush(self, blocking: bool, *, final: bool = False) -> None:
         """Flush once 1/max_syncs_per_s has passed since the last sync. Before the kernel blocks (approval,
@@ -298,9 +325,9 @@ class ChatView(anywidget.AnyWidget):
         with self.hold_sync():  # one comm message, whatever changed
             self._last = self._shows_last()
             if self._ops:
-                self._chunk = {"seq": self.syncs, "ops": self._ops}
+                self._chunk = {"seq": self.syncs, "at": self._into_turn(), "ops": self._ops}
             if final:
-                self._snapshot = {"seq": self.syncs, "ops": list(self._log)}
+                self._snapshot = self._all_ops()
             if final or keep:
                 self._static = self.transcript._repr_mimebundle_()
         self._ops = []
@@ -311,7 +338,7 @@ class ChatView(anywidget.AnyWidget):
     def _on_msg(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         kind = content.get("kind")
         if kind == "ready":
-            self._ready = True
+            self._ready = ChatView.drawn_here = True
             self._saves = self._saves or bool(content.get("saves"))
             if content.get("behind"):
                 self._resend()
@@ -330,7 +357,15 @@ class ChatView(anywidget.AnyWidget):
         """The turn so far as a snapshot, for a view drawn mid-turn that missed its first batches (a new view of the
         notebook): the views that have them all ignore it."""
         self._flush()
-        self._snapshot = {"seq": self.syncs, "ops": list(self._log)}
+        self._snapshot = self._all_ops()
+
+    def _all_ops(self) -> dict[str, Any]:
+        """The turn so far as one batch (the snapshot), for a view that draws it from its start."""
+        return {"seq": self.syncs, "at": self._into_turn(), "ops": list(self._log)}
+
+    def _into_turn(self) -> float:
+        """Seconds since the turn started."""
+        return round(time.perf_counter() - self._t0, 3)
 
     def _regenerate(self) -> None:
         """Ask this view's prompt again (a new sample) in place of its answer; the last answer only (the front end
@@ -397,34 +432,51 @@ class ChatView(anywidget.AnyWidget):
 
 
 class _Rate:
-    """Live tokens and tokens/s of a turn, timing only the gaps between streamed tokens (not tool runs)."""
+    """Live tokens and tokens/s of a turn: tokens over generation time, as the footer counts them (`Usage`).
+
+    Generation runs from the turn's start, or a tool's end, to the latest token (the engine's prefill counted, the
+    tool runs and approvals not); timing only the gaps between tokens made a burst (a replay, a cached answer, a
+    server's batched chunk) read as tens of thousands of tokens per second. At the turn's end the reply's own figures
+    replace the estimate."""
 
     def __init__(self) -> None:
-        self.tokens, self.gaps, self.seconds = 0, 0, 0.0
-        self._last: float | None = None
-        self._sent = 0
+        self.tokens, self.seconds = 0, 0.0          # tokens streamed; generation time before the current stretch
+        self._start = time.perf_counter()           # the current stretch of generation began
+        self._last: float | None = None             # its latest token
+        self._final: float | None = None            # the reply's tokens/s, once the turn ended
+        self._sent: dict[str, Any] = self._op()     # nothing before the first token
 
     def token(self) -> None:
-        now = time.perf_counter()
-        if self._last is not None:
-            self.seconds += now - self._last
-            self.gaps += 1
-        self._last = now
+        self._last = time.perf_counter()
         self.tokens += 1
 
     def pause(self) -> None:
-        self._last = None
+        """A tool call: generation stopped at the latest token and resumes after the tool."""
+        if self._last is not None:
+            self.seconds += self._last - self._start
+        self._start, self._last = time.perf_counter(), None
+
+    def finish(self, usage: "Usage") -> None:
+        """The turn's own count and rate (generated tokens over time in the engine), which the footer shows."""
+        self.tokens, self._final = usage.completion_tokens, usage.tokens_per_s
 
     @property
     def per_s(self) -> float:
-        return self.gaps / self.seconds if self.seconds > 0 else 0.0
+        if self._final is not None:
+            return self._final
+        seconds = self.seconds + (self._last - self._start if self._last is not None else 0.0)
+        return self.tokens / seconds if seconds > 0 else 0.0
 
-    def changed(self) -> bool:
-        """True once per new count (each flush reports the rate at most once)."""
-        if self.tokens == self._sent:
-            return False
-        self._sent = self.tokens
-        return True
+    def op(self) -> dict[str, Any] | None:
+        """The rate operation, once per new figure (each flush reports it at most once)."""
+        op = self._op()
+        if op == self._sent:
+            return None
+        self._sent = op
+        return op
+
+    def _op(self) -> dict[str, Any]:
+        return {"op": "rate", "tokens": self.tokens, "tps": round(self.per_s, 1)}
 
 
 def _utf16_len(text: str) -> int:
