@@ -2,7 +2,7 @@
 is whole in narrow windows: in nbconvert's HTML and in the saved turn in JupyterLab, light and dark, at 320, 400, 600
 and 800 px, on a phone's short screen as on a laptop's; no text of it cut, no horizontal scroll of the page.
 
-Screenshots: /tmp/gptoss_h42_{nbconvert,lab}_{light,dark}_{width}.png.
+Screenshots: /tmp/gptoss_popup_{nbconvert,lab}_{light,dark}_{width}.png.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ RECORDING = "<|channel|>final<|message|>Owls hunt at night 【0†L1-L40】 and 
 LINES = "\n".join(f"Line {i}: owls are birds of prey that hunt mostly at night and rest by day, said the page."
                   for i in range(1, 41))
 # The same turn shown by a cell (a trusted text/html output, as the saved turn in a notebook reopened)
-CELLS = ["from IPython.display import HTML, display\nfrom tests.browser.test_static_h42 import _saved_html\n"
+CELLS = ["from IPython.display import HTML, display\nfrom tests.browser.test_popups_browser import _saved_html\n"
          "display(HTML(_saved_html()))"]
 # (width, height) of the windows: a phone held upright (320 x 568), a narrow side-by-side window, a small laptop's
 WINDOWS = [(320, 568), (400, 640), (600, 700), (800, 600)]
@@ -77,7 +77,7 @@ def _saved_html() -> str:
 @pytest.fixture(scope="module")
 def nbconvert_pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """nbconvert's HTML of a notebook holding the saved turn, in its light and dark themes, as file:// URLs."""
-    folder, html = tmp_path_factory.mktemp("h42"), _saved_html()
+    folder, html = tmp_path_factory.mktemp("popups"), _saved_html()
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("reply", outputs=[
         nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": "reply"})])])
     urls = {}
@@ -100,7 +100,7 @@ def _popup_problems(page, where: str) -> list[str]:
             chips.nth(i).hover() if how == "hover" else chips.nth(i).locator("a").focus()
             shown = chips.nth(i).evaluate(POPUP)
             if i == 0 and how == "hover":
-                page.screenshot(path=f"/tmp/gptoss_h42_{where}.png")
+                page.screenshot(path=f"/tmp/gptoss_popup_{where}.png")
             name = f"{where}: chip {i + 1} on {how}"
             if shown is None:
                 problems.append(f"{name}: no popup")
@@ -147,7 +147,7 @@ def test_the_largest_popup_is_whole_in_jupyterlab_at_every_width(lab_notebook, u
 def test_a_model_link_is_not_named_as_a_source_for_a_screen_reader(chromium, tmp_path) -> None:
     """Chromium's accessibility tree of the saved turn: a model's link with no text but a title, `[](url "Source 1:
     Owls of the world, lines 1 to 2")`, was a link named as the real chip is; a titled one described itself so."""
-    from tests.test_static_h42 import FORGED, _turn
+    from tests.test_static_titles import FORGED, _turn
 
     path = tmp_path / "forged.html"
     path.write_text(f'<!doctype html><meta charset="utf-8"><body>{_turn(FORGED).to_html()}</body>', encoding="utf-8")
