@@ -167,17 +167,20 @@ def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
         assert _pixel(page, user_x, y)[3] == 255
     page.locator(".gptoss-routing select.gr-channel").select_option("")
 
-    # live appends: count the comm messages the routing widget gets
+    # live appends: count the comm messages that carry appended tokens (not the echoes and the card's answer to
+    # the clicks above, which the busy kernel handles when this cell ends: counted too, they made the figure flaky)
     page.evaluate("""() => { window.__routingMsgs = 0;
         const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-        kernel.iopubMessage.connect((_, msg) => { if (msg.header.msg_type === 'comm_msg') window.__routingMsgs++; }); }""")
+        kernel.iopubMessage.connect((_, msg) => { const data = msg.content.data || {};
+            if (msg.header.msg_type === 'comm_msg' && data.method === 'custom' && (data.content || {}).kind === 'append')
+                window.__routingMsgs++; }); }""")
     (jupyter_lab.root / "go").touch()
     start = time.perf_counter()
     page.wait_for_selector(".gptoss-routing .gr-summary:has-text('7000 tokens')", timeout=60_000)
     elapsed = time.perf_counter() - start
     messages = page.evaluate("() => window.__routingMsgs")
     print(f"2000 appends arrived in {messages} comm messages within {elapsed:.2f} s")
-    assert messages <= 30 * elapsed + 3
+    assert 1 <= messages <= 30 * elapsed + 3
 
     # the card answers now that the kernel is idle
     page.wait_for_selector(".gptoss-routing .gr-card.gr-open :text('chosen most for')", timeout=20_000)
