@@ -2,6 +2,7 @@
 not, in memory or streamed to a record folder, and a failed run keeps what it had done."""
 from __future__ import annotations
 
+import tempfile
 import warnings
 
 import numpy as np
@@ -77,13 +78,15 @@ def test_conversations_are_rendered_as_they_happened(session):
     assert corpus.label_load().attrs["tokens"] == {"product": len(corpus[1]), "sum": len(corpus[0])}
 
 
-def test_streams_to_disk_past_the_memory_limit(session, turn, tmp_path):
+def test_streams_to_disk_past_the_memory_limit(session, turn, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the spill folder is the test's, not left in /tmp
     ids = turn.tokens.tolist()
     texts = [ids[:n] for n in (30, 90, 60, 120)]
     in_memory = route(texts, session, progress=False)
     with pytest.warns(UserWarning, match="streaming it to"):
         streamed = route(texts, session, memory_limit=10_000, progress=False)
-    assert "path" in streamed.meta and isinstance(streamed.combined.experts, np.memmap)
+    assert streamed.meta["path"].startswith(str(tmp_path / "gptoss_lab-routing-"))
+    assert isinstance(streamed.combined.experts, np.memmap)
     np.testing.assert_array_equal(streamed.combined.experts, in_memory.combined.experts)
     assert streamed.lengths.tolist() == [30, 90, 60, 120]
     chosen = route(texts, session, path=tmp_path / "run", labels=["a", "b", "a", "b"], progress=False)
@@ -136,13 +139,14 @@ def test_numpy_whole_numbers_are_whole_numbers(session):
     assert len(corpus) == 2
 
 
-def test_a_top_k_intervention_streams_to_a_folder_too(session, tmp_path):
+def test_a_top_k_intervention_streams_to_a_folder_too(session, tmp_path, monkeypatch):
     """Routed under `top_k(3)`, a corpus has 3 picks per layer in memory, in a folder given with `path=` and
     past `memory_limit` alike: the folder's columns were made for the model's top-2 ("routing of
     [layers, k] = [4, 3] does not fit this record's [4, 2]")."""
     from gptoss_lab.routing import top_k
 
     texts = ["hello world", "a b c"]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the spill folder is the test's
     with top_k(3).apply(session):
         kept = route(texts, session, progress=False)
         stored = route(texts, session, progress=False, path=tmp_path / "c")
