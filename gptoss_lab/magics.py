@@ -18,7 +18,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import APPROVALS, DEFAULT, EFFORTS, SettingsError, make, parse_assignments, shown_keys
+from .settings import APPROVALS, EFFORTS, SettingsError, parse_assignments, shown_keys
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -199,7 +199,8 @@ def _line_parser() -> _Parser:
     history = command("history", "the conversation so far")
     history.add_argument("--export", action="store_true", help="as raw Harmony text")
     config = command("config", "change settings: effort=high approve=auto timeout=60 max_tokens=512 tools=python,f "
-                               "temperature=0.7 threads=1 ...; KEY=default sets one back (seed=default)")
+                               "temperature=0.7 threads=1 ...; KEY=default sets one back (seed=default); "
+                               "before a model is loaded, kept for the next one")
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
     command("routing", "show the last reply's expert routing")
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
@@ -446,16 +447,12 @@ class GptossMagics(Magics):
         return None
 
     def _config(self, pairs: list[str]) -> None:
-        # the keys and threads= are checked before a model is loaded for the settings (a typo loaded tiny first)
         try:
             changes = parse_assignments(pairs, extra=_CONFIG_EXTRA)
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
         threads = _threads(changes.pop("threads")) if "threads" in changes else None
-        if self.session is None:  # a bad value is refused before tiny loads for it (tools are checked after)
-            _one_line(make, {k: v for k, v in changes.items() if v is not DEFAULT and k != "tools"})
-        session = self._session()
-        _one_line(session.configure, **changes)  # a bad value changes nothing
+        _one_line(self._kept().configure, **changes)  # a bad value changes nothing
         if threads is not None:
             from .engines.checkpoint import import_torch
 
@@ -464,6 +461,18 @@ class GptossMagics(Magics):
 
             torch.set_num_threads(threads)
         self._status()
+
+    def _kept(self) -> Any:
+        """The session `config` and `browse` change: the loaded one or, with no model, one that keeps the settings
+        and documents for the next model (they loaded gpt-oss-tiny first: a wait, and memory, before the user's
+        `%gptoss load openai/gpt-oss-20b`)."""
+        if self.session is not None:
+            return self.session
+        if self._unloaded is None:
+            from .session import Session, _Unloaded
+
+            self._unloaded = Session(_Unloaded("no model"))
+        return self._unloaded
 
     def _unload(self) -> None:
         if self.session is None:
@@ -507,26 +516,18 @@ class GptossMagics(Magics):
             browser = Browser.from_sources(sources, api_key_env=api_key_env)
         except BrowserError as err:
             raise UsageError(f"%gptoss browse: {err}") from None
-        self._session().browser = browser
+        self._kept().browser = browser
         print(f"The browser reads {browser.describe()}; ask with `%%gptoss --tools browser` "
               "(or `%gptoss config tools=python,browser`).")
 
     def _status(self) -> None:
         if self.session is None:
+            kept = f" The next model starts with {_described(self._unloaded.settings)}." if self._unloaded else ""
             print("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
-                  "`%gptoss help` lists everything.")
+                  f"`%gptoss help` lists everything.{kept}")
             return
-        s = self.session
-        settings = s.settings
-        tools = settings.tools if isinstance(settings.tools, str) else ",".join(
-            getattr(t, "name", getattr(t, "__name__", str(t))) for t in settings.tools)
-        chosen = [f" | {name}: {value}" for name in ("temperature", "top_p", "seed", "date")  # shown once set
-                  if (value := getattr(settings, name)) is not None]
-        if settings.instructions:
-            chosen.append(f" | instructions: {len(settings.instructions)} characters")
-        print(f"model: {visible(s.engine.name)} | effort: {settings.effort} | approve: {settings.approval} | "
-              f"tools: {tools} | timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)} | "
-              f"turns: {len(s.replies)}")
+        print(f"model: {visible(self.session.engine.name)} | {_described(self.session.settings)} | "
+              f"turns: {len(self.session.replies)}")
 
     def _last_routing(self) -> Any:
         replies = self.session.replies if self.session else []
@@ -555,6 +556,18 @@ def _threads(value: str) -> int:
     except ValueError:
         raise UsageError(f"%gptoss config: threads must be a whole number from 1 to 1024, not {value!r}") from None
     return threads
+
+
+def _described(settings: Any) -> str:
+    """The settings `%gptoss status` and `config` show: the usual ones, and the others once set."""
+    tools = settings.tools if isinstance(settings.tools, str) else ",".join(
+        getattr(t, "name", getattr(t, "__name__", str(t))) for t in settings.tools)
+    chosen = [f" | {name}: {value}" for name in ("temperature", "top_p", "seed", "date")  # shown once set
+              if (value := getattr(settings, name)) is not None]
+    if settings.instructions:
+        chosen.append(f" | instructions: {len(settings.instructions)} characters")
+    return (f"effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "
+            f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)}")
 
 
 def _keep_settings(new: Any, old: Any) -> Any:
