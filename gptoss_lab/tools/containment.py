@@ -42,7 +42,8 @@ watches, so the caller has its answer at the timeout whatever the code does:
   (`Hijacked`). Its threads are told apart by the first frame of their stacks, not only by threading's
   table, which it can take them out of; `_thread.start_new_thread` starts a threading thread for it.
 - The watching thread runs only the lab's code while a run goes on, so whatever else runs there is the code's and
-  refused as above: a finalizer of an object of the code's that the clean-up drops (`builtins.print = Evil()`),
+  refused as above: a finalizer of an object of the code's that the clean-up drops (`builtins.print = Evil()`;
+  its failure is one line of the lab's in the output, never Python's report, which asks the error for its str),
   or a key's `__eq__` a look-up compares. Keys that are not plain text (not plain ints, in threading's table) put
   by the code in the modules' tables above, `sys.modules`, `sys.path_importer_cache`, threading's table or the
   namespace are taken out without a comparison (`_plain_keys`): hashed as a name, a look-up of it ran their code.
@@ -954,8 +955,26 @@ class _Guards:
             if not (isinstance(args.exc_value, _Stops) and self.is_model_thread()):
                 excepthook(args)
 
+        unraisable, stderr = sys.unraisablehook, sys.stderr
+
+        def freed_on_watcher(args: Any) -> None:
+            """An object of the code's freed by the clean-up on the watching thread (`builtins.print = Evil()`)
+            whose __del__ was refused or failed: one line of the lab's in the run's output. Python's hook printed
+            the lab's traceback in the cell and asked the code's exception for its str, on the kernel's thread
+            (a loop there held the kernel for good)."""
+            if not self.watching():
+                unraisable(args)
+                return
+            what = "tried to end the kernel" if type(args.exc_value) is ExitRefused else "failed"
+            text = f"gptoss_lab: an object the code left behind {what} as it was freed: ignored\n"
+            if self.output is not None:
+                self._write_output(text)
+            else:
+                stderr.write(text)
+
         self._replace(sys, "setswitchinterval", setswitchinterval)
         self._replace(threading, "excepthook", quiet_stops)
+        self._replace(sys, "unraisablehook", freed_on_watcher)
         if hasattr(signal, "getitimer"):
             self.timers = [w for w in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
                            if signal.getitimer(w) == (0.0, 0.0)]
