@@ -375,7 +375,8 @@ def test_citations_of_lines_the_model_never_saw_quote_nothing() -> None:
     assert seen.text == browser.stack[0].lines[last] and beyond.text == ""   # an invented line is not "verified"
     assert found.text == "reading 600: 25 degrees alarm"                   # what find showed counts as seen
     lines = browser.stack[0].lines
-    assert whole.text.splitlines() == lines[:last + 1] + lines[602:606]   # find showed four lines
+    assert whole.text.splitlines() == (lines[:last + 1] + [f"[L{last + 1}–L601: never shown to the model]"]
+                                       + lines[602:606] + ["[L606–L2999: never shown to the model]"])  # find showed 4
     browser.open(cursor=0, loc=2000)                        # [2]: the same page scrolled
     assert browser.citations("【0†L2001】")[0].text == "reading 1999: 24 degrees"
 

@@ -6,7 +6,8 @@ each document once, at its best passage, so `open` starts at the lines that matc
 is its path inside the folder (`manuals/greenhouse.pdf`): short, and the same wherever the folder
 lives, so line numbers do not depend on it. It is written as the model sees it (a file name's control
 characters, direction overrides and link syntax left out; see `_shown_names`): what the model reads it
-can open and cite, and names made alike that way are told apart. Nothing here touches the network, and
+can open and cite, and names made alike that way are told apart, as are titles several documents share (see
+`_distinct_titles`). Nothing here touches the network, and
 `fetch` only ever returns one of the indexed documents: the model cannot read any other file.
 """
 from __future__ import annotations
@@ -29,7 +30,10 @@ from urllib.parse import unquote, urlparse
 from ...widgets.sanitize import HIDDEN, reveal_hidden, visible
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page
-from .page import Page, SearchResult, merge_whitespace, replace_special_chars, strip_links
+from .page import (
+    MAX_TITLE_CHARS, Page, SearchResult, maybe_truncate, merge_whitespace, replace_special_chars, reveal_mixed_scripts,
+    strip_links,
+)
 
 PASSAGE_LINES = 8            # wrapped lines per indexed passage; passages overlap by half
 SNIPPET_CHARS = 240
@@ -66,6 +70,7 @@ class LocalBackend(Backend):
         self.skipped = list(skipped)                      # (name, why) of files that could not be read
         self.left_out = left_out                          # why looking for more documents stopped, if it did
         self.kinds = Counter(kinds)
+        _distinct_titles(self.pages)
         self._by_name: dict[str, int] = {}                # url, file URI, path or file name -> page
         aliases: dict[str, set[int]] = {}
         for i, page in enumerate(self.pages):
@@ -190,7 +195,8 @@ class LocalBackend(Backend):
         return results
 
     def fetch(self, url: str) -> Page:
-        i = self._by_name.get(url.strip())
+        # the name as shown, or as the model may write it back with its lookalike letters decoded (`p\u0430ypal.md`)
+        i = self._by_name.get(url.strip(), self._by_name.get(reveal_mixed_scripts(url.strip())))
         if i is None and url.startswith("file:"):
             with contextlib.suppress(ValueError):   # `file://[x`: urllib's "Invalid IPv6 URL"
                 i = self._by_name.get(unquote(urlparse(url).path))
@@ -432,7 +438,34 @@ def _shown_names(names: list[str]) -> list[str]:
 def _clean_name(name: str) -> str:
     """`name` as `_shown_names` shows it, before names made alike are told apart."""
     name = unicodedata.normalize("NFC", merge_whitespace(HIDDEN.sub("", replace_special_chars(name))))
-    return _PERCENT_ESCAPE.sub("％", name.strip().replace("†", "‡"))
+    return reveal_mixed_scripts(_PERCENT_ESCAPE.sub("％", name.strip().replace("†", "‡")))
+
+
+def _distinct_titles(pages: list[Page]) -> None:
+    """Give each page a title no other page's looks like (alike once compatibility forms are folded: `ｒeadme`): a
+    title that several documents share gets its document's path after it (`Notes — a/readme.md`), a title that is
+    the file name becomes the path (`a/readme.md`), so that results, headers and citations tell them apart where
+    only the label did; a title no other page has stays as it is. A path in a title cannot be taken by another
+    document: a title made alike anyway (a heading `Notes — b/readme.md`) is numbered (`(2)`)."""
+    counts = Counter(_looks(page.title) for page in pages)
+    renamed = [page for page in pages if counts[_looks(page.title)] > 1]
+    taken = {_looks(page.title) for page in pages if counts[_looks(page.title)] == 1}
+    for page in renamed:
+        if _looks(page.title) == _looks(PurePosixPath(page.url).name):
+            title = page.url
+        else:
+            where = f" — {page.url}"
+            title = maybe_truncate(page.title, max(MAX_TITLE_CHARS - len(where), 40)) + where
+        k, numbered = 2, title
+        while _looks(numbered) in taken:
+            numbered, k = f"{title} ({k})", k + 1
+        taken.add(_looks(numbered))
+        page.title = numbered
+
+
+def _looks(title: str) -> str:
+    """What a title looks like, for telling titles apart: `ＲＥＡＤＭＥ` and `README` alike."""
+    return unicodedata.normalize("NFKC", title)
 
 
 def _written_out(text: str) -> str:

@@ -14,8 +14,11 @@ import functools
 import itertools
 import re
 import textwrap
+import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlparse
+
+import regex
 
 from ... import harmony
 from ...widgets.sanitize import HIDDEN
@@ -41,6 +44,19 @@ _SPECIAL_RE = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x7f-\x9f
 # direction controls and invisible characters (zero-width joiners, BOM, lone surrogates) that make an address read as
 # another; each is written as its percent-escape, the same address to a server (`%E2%80%AE`).
 _URL_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029]|{HIDDEN.pattern}")
+# Lookalike letters: a word of a name or title that mixes scripts (`pаypal` with a Cyrillic `а`) reads as another
+# word; as browsers show such a domain as punycode, its letters not in the Latin script are written out
+# (`p\u0430ypal`). A word of one script stays as it is (`Отчёт`, `報告`), and so does Latin with the scripts
+# written together with it (Japanese, Chinese, Korean: `Python入門`). Letters of a script not listed count as one
+# script of their own, other than Latin (a mathematical `𝐚` in `p𝐚ypal` too).
+_SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Georgian", "Hebrew", "Arabic", "Syriac", "Thaana", "Nko",
+            "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
+            "Sinhala", "Thai", "Lao", "Tibetan", "Myanmar", "Khmer", "Mongolian", "Ethiopic", "Cherokee",
+            "Canadian_Aboriginal", "Coptic", "Glagolitic", "Runic", "Ogham", "Tifinagh", "Lisu", "Vai", "Osage",
+            "Deseret", "Gothic", "Old_Italic", "Yi", "Han", "Hiragana", "Katakana", "Bopomofo", "Hangul")
+_SCRIPT = regex.compile("|".join(f"(?P<{name}>\\p{{sc={name}}})" for name in _SCRIPTS))
+_WORD = regex.compile(r"[\p{L}\p{M}]+")
+_TOGETHER = ({"Latin", "Han", "Hiragana", "Katakana"}, {"Latin", "Han", "Bopomofo"}, {"Latin", "Han", "Hangul"})
 MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
@@ -69,7 +85,7 @@ class SearchResult:
     def __post_init__(self) -> None:
         # what a backend returned reaches the views as it is kept (the result page cleans its own copy): a hit's
         # `\x1b[2J` title or `\u202e` URL is cleaned here, once, for every backend
-        self.title = replace_special_chars(maybe_truncate(str(self.title), MAX_TITLE_CHARS))
+        self.title = reveal_mixed_scripts(replace_special_chars(maybe_truncate(str(self.title), MAX_TITLE_CHARS)))
         self.url, self.snippet, self.source = clean_url(str(self.url)), replace_special_chars(str(self.snippet)), \
             replace_special_chars(str(self.source))
 
@@ -95,7 +111,7 @@ class Page:
         # every display's header and every indexed passage carries the title: a document whose first line was a
         # 3 MB `# heading` took more than 4 GB of memory, and a long one was put in front of every window; a title
         # from anywhere (an HTML file's name, a backend's) holds no control character nor link syntax
-        self.title = replace_special_chars(maybe_truncate(self.title, MAX_TITLE_CHARS))
+        self.title = reveal_mixed_scripts(replace_special_chars(maybe_truncate(self.title, MAX_TITLE_CHARS)))
         # the page's address and its links' are what citations, the views and `open` by number use
         self.url = clean_url(self.url)
         self.urls = {i: clean_url(link) for i, link in self.urls.items()}
@@ -115,6 +131,30 @@ def replace_special_chars(text: str) -> str:
     return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS.get(m.group(0), ""), text)
 
 
+def reveal_mixed_scripts(text: str) -> str:
+    """`text` with the letters outside the Latin script written out (`\\u0430`) in each word that mixes scripts (see
+    _SCRIPTS): a name or title shown to say what a document is cannot pass for another's."""
+    return text if text.isascii() else _WORD.sub(_revealed_word, text)
+
+
+def _revealed_word(match: regex.Match[str]) -> str:
+    """The word matched, its letters outside the Latin script written out where it mixes scripts."""
+    word = match.group(0)
+    scripts = {_script(letter) for letter in word if not unicodedata.category(letter).startswith("M")}
+    if len(scripts) < 2 or any(scripts <= together for together in _TOGETHER):
+        return word
+    return "".join(letter if _script(letter) == "Latin" or unicodedata.category(letter).startswith("M")
+                   else f"\\u{ord(letter):04x}" if ord(letter) < 0x10000 else f"\\U{ord(letter):08x}"
+                   for letter in word)
+
+
+@functools.lru_cache(maxsize=4096)
+def _script(letter: str) -> str:
+    """The script of `letter`, one of _SCRIPTS, else `other`."""
+    found = _SCRIPT.match(letter)
+    return found.lastgroup if found and found.lastgroup else "other"
+
+
 def clean_url(url: str) -> str:
     """`url` with its control, direction and zero-width characters percent-escaped (see _URL_UNSAFE): the same
     address, which reads as itself wherever it is kept or shown."""
@@ -127,12 +167,12 @@ def merge_whitespace(text: str) -> str:
 
 def domain(url: str) -> str:
     """The host of a URL (`www.example.com`), or of a bare domain, as shown (control characters and link syntax
-    replaced, as in a page's text: a link's `&#x1b;[2J` host went to the model); empty for what urllib cannot read
-    (`http://[oops`)."""
+    replaced, as in a page's text: a link's `&#x1b;[2J` host went to the model; lookalike letters written out:
+    `p\\u0430ypal.com`); empty for what urllib cannot read (`http://[oops`)."""
     if "http" not in url:
         url = "http://" + url
     try:
-        return replace_special_chars(urlparse(url).netloc)
+        return reveal_mixed_scripts(replace_special_chars(urlparse(url).netloc))
     except ValueError:
         return ""
 

@@ -117,8 +117,9 @@ class Browser(Tool):
 
     def citations(self, text: str) -> list[Citation]:
         """Each `【cursor†Lstart-Lend】` in `text`, with the page it points to and the cited lines the
-        model was shown (empty text when the cursor or the lines were never shown). A citation of a
-        find page's lines points to the page that was searched, with those lines' numbers there."""
+        model was shown, every run of cited lines it was never shown said in its place (see `_quoted`; empty text
+        when the cursor or none of the lines were shown). A citation of a find page's lines points to the page
+        that was searched, with those lines' numbers there."""
         found = []
         for match in CITATION_PATTERN.finditer(text):
             lines, cursor = cited_lines(match.group("content")), _number(match.group("cursor"))
@@ -130,16 +131,13 @@ class Browser(Tool):
             if page is not None:
                 source = page.origin or page
                 url, title = source.url, source.title
-                # every page on the stack was shown when it was put there; only its windows are walked, not the
-                # lines cited (`L0-L1000000` walked a long page line by line, window by window)
-                stop = min(end + 1, len(page.lines))
-                cited = sorted({n for a, b in self._shown.get(page, []) for n in range(max(a, start), min(b, stop))})
-                if page.kind == "find":
+                if page.kind == "find":   # its match headers and blank lines are none of the searched page's
                     numbers = _searched_lines(page)
-                    cited = [n for n in cited if n in numbers]
-                    start, end = (numbers[cited[0]], numbers[cited[-1]]) if cited else (start, end)
-                shown = [page.lines[n] for n in cited]
-                quoted = "\n".join(shown)
+                    searched = sorted(numbers[n] for n in numbers if start <= n <= end)
+                    start, end = (searched[0], searched[-1]) if searched else (start, end)
+                    page = source if searched else None
+                if page is not None:
+                    quoted = _quoted(page, start, end, self._shown.get(page, []))
             found.append(Citation(match.group(0), cursor, start, end, url, title, quoted))
         return found
 
@@ -319,6 +317,38 @@ def _address(url: str) -> str:
     start = f"{parts.scheme}://{'…@' if '@' in parts.netloc else ''}{host}"
     rest = url.split(parts.netloc, 1)[1]
     return start + one_line(rest, max(20, 120 - len(start)))
+
+
+def _quoted(page: Page, start: int, end: int, windows: list[tuple[int, int]]) -> str:
+    """Lines `start`..`end` of `page` that the model was shown (in any of `windows`), each run of the cited lines it
+    was never shown, or that the page does not have, said in one line in its place (`[L5–L10: never shown to the
+    model]`): a citation spanning two find matches read as one passage. Empty when none was shown. Only the windows
+    are walked, not the lines cited (`L0-L1000000` walked a long page line by line)."""
+    total = len(page.lines)
+    parts: list[str] = []
+    at = start
+    for a, b in sorted((max(a, start), min(b, end + 1, total)) for a, b in windows):
+        if b <= max(a, at):   # a window outside the cited lines, or within what was quoted
+            continue
+        if a > at:
+            parts.append(_unshown(at, a - 1, total))
+        parts += page.lines[max(a, at):b]
+        at = b
+    if at == start:
+        return ""
+    return "\n".join(parts + ([_unshown(at, end, total)] if at <= end else []))
+
+
+def _unshown(start: int, end: int, total: int) -> str:
+    """What stands in a quote for its lines `start`..`end` the model was never shown (of a page of `total` lines)."""
+    said = [f"[{_span(start, min(end, total - 1))}: never shown to the model]"] if start < total else []
+    if end >= total:
+        said.append(f"[{_span(max(start, total), end)}: not on the page, whose last line is L{total - 1}]")
+    return "\n".join(said)
+
+
+def _span(start: int, end: int) -> str:
+    return f"L{start}" if start == end else f"L{start}–L{end}"
 
 
 def _searched_lines(page: Page) -> dict[int, int]:

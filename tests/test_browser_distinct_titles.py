@@ -1,0 +1,72 @@
+"""Titles the model and the reader go by: documents that share a title (the same first heading, or two files of the
+same name in different folders) each get a title of their own in results, page headers and citations, while a title
+no other document has stays as it is; a name or title mixing scripts (`pаypal.md` with a Cyrillic `а`) shows its
+foreign letters written out, while names in one script (Russian, Japanese) read as written."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_browser_clean import _results, _run
+
+from gptoss_lab.tools.browser import Browser
+
+
+def _write(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def test_files_of_one_name_in_two_folders_are_titled_by_their_paths(tmp_path: Path) -> None:
+    _write(tmp_path, {"notes/a/readme.md": "Owls hunt voles at dusk.\n", "notes/b/readme.md": "Owls hunt mice at dawn.\n",
+                      "notes/bats.md": "Bats hunt moths.\n"})
+    browser = Browser(tmp_path)
+    hits = _results(browser, "owls")
+    assert {label: title for label, (_, title) in hits.items()} == {
+        "notes/a/readme.md": "notes/a/readme.md", "notes/b/readme.md": "notes/b/readme.md"}
+    opened = _run(browser, "open", id=hits["notes/b/readme.md"][0], cursor=0)
+    assert opened.output.startswith("[1] notes/b/readme.md (notes/b/readme.md)\n")
+    assert _results(browser, "bats moths") == {"notes/bats.md": (0, "bats.md")}   # a title of its own stays
+    assert [c.title for c in browser.citations("【1†L2】")] == ["notes/b/readme.md"]
+
+
+def test_documents_with_the_same_first_heading_are_told_apart_in_results_headers_finds_and_citations() -> None:
+    browser = Browser({"x.md": "# Notes\n\nOwls hunt voles.", "y/z.md": "# Notes\n\nOwls hunt mice.",
+                       "w.md": "# notes\n\nOwls hunt moles.", "v.md": "# Field guide\n\nOwls hunt shrews.",
+                       "u.md": "# Notes — y/z.md\n\nOwls hunt frogs."})   # a heading taking another's new title
+    hits = _results(browser, "owls hunt")
+    titles = {label: title for label, (_, title) in hits.items()}
+    assert titles == {"x.md": "Notes — x.md", "y/z.md": "Notes — y/z.md (2)", "w.md": "notes",   # unlike `Notes`
+                      "v.md": "Field guide", "u.md": "Notes — y/z.md"}
+    opened = _run(browser, "open", id=hits["y/z.md"][0], cursor=0)
+    assert opened.output.startswith("[1] Notes — y/z.md (2) (y/z.md)\n") and opened.data["title"] == "Notes — y/z.md (2)"
+    found = _run(browser, "find", pattern="mice")
+    assert "in `Notes — y/z.md (2)`" in found.output
+    assert [c.title for c in browser.citations("【1†L4】 【2†L1】")] == ["Notes — y/z.md (2)"] * 2
+
+
+def test_a_name_or_heading_mixing_scripts_shows_its_lookalike_letters_written_out(tmp_path: Path) -> None:
+    _write(tmp_path, {"paypal.md": "Pay by card.\n", "p\u0430ypal.md": "Pay by wire to account 666.\n",
+                      "login.md": "# P\u0430yPal login\n\nEnter the account password.\n",
+                      "Отчёт.md": "# Годовой отчёт\n\nПродажи выросли.\n", "報告書.md": "# 年次報告\n\n売上が伸びた。\n",
+                      "Python入門.md": "Python starts here.\n"})
+    browser = Browser(tmp_path)
+    paid = _results(browser, "pay")
+    assert {label: title for label, (_, title) in paid.items()} == {
+        "paypal.md": "paypal.md", "p\\u0430ypal.md": "p\\u0430ypal.md"}
+    assert _results(browser, "account password")["login.md"][1] == "P\\u0430yPal login"
+    opened = _run(browser, "open", id=paid["p\\u0430ypal.md"][0], cursor=0)
+    assert opened.output.startswith("[2] p\\u0430ypal.md (p\\u0430ypal.md)\n")
+    cited = browser.citations("【2†L2】")[0]
+    assert (cited.url, cited.title, cited.text) == ("p\\u0430ypal.md", "p\\u0430ypal.md", "Pay by wire to account 666.")
+    # the model can open it by the name it read, also written back with the Cyrillic letter
+    for name in ("p\\u0430ypal.md", "p\u0430ypal.md"):
+        assert "account 666" in _run(browser, "open", id=name).output
+    # a web result's site too
+    web = Browser(search=lambda query, topn: [{"title": "P\u0430yPal", "url": "https://p\u0430ypal.com/login",
+                                               "snippet": "Log in."}])
+    assert _results(web, "login") == {"p\\u0430ypal.com": (0, "P\\u0430yPal")}
+    # one script (or Latin with Japanese) is no lookalike: shown as written
+    for name, title in (("Отчёт.md", "Годовой отчёт"), ("報告書.md", "年次報告"), ("Python入門.md", "Python入門.md")):
+        shown = _run(browser, "open", id=name)
+        assert shown.status == "done" and shown.data["title"] == title and shown.data["url"] == name
