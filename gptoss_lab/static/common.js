@@ -25,8 +25,24 @@ function expertColor(e) {
 // a control elsewhere in JupyterLab, and data-commandlinker-command, a JupyterLab command run on click), links to
 // http(s)/mailto opening in a new tab without an opener, no style or class that could restyle the page.
 
-// The attributes of HTML elements and of MathML elements, as the kernel keeps them.
-const HTML_ATTRS = new Set(["href", "title", "start", "style", "open", "class", "data-cite"]);
+// The attributes of each HTML element, as the kernel keeps them (widgets/sanitize.py `_cleaner`): no title on any (a
+// link's title was its name for a screen reader, "Source 1: …", and passed for a citation chip); a chip's name, role
+// and tabindex (widgets/citations.py) and a tool card's name (widgets/transcript.py); dir="auto" on prose.
+const HTML_ATTRS = new Map([["a", ["href", "aria-label", "tabindex", "role"]], ["ol", ["start"]],
+  ["table", ["aria-label"]], ["th", ["style"]], ["td", ["style"]], ["details", ["open"]], ["sup", ["data-cite"]],
+  ...["div", "p", "li", "h4", "h5", "h6"].map((tag) => [tag, ["dir"]])].map(([tag, names]) => [tag, new Set(names)]));
+// The classes each element may carry: Pygments' short token classes on a span (highlighted code), and the browser's
+// chips, sources and cards (widgets/citations.py; a chip's popup is its data-cite text); the kernel's other classes
+// are the saved transcript's own blocks, which a live view draws itself.
+const PYGMENTS = /^[a-z]{1,3}[0-9]?$/;
+const CLASSES = new Map(Object.entries({
+  span: ["gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines"], code: ["gx-math"],
+  div: ["gx-cite-head", "gx-browse", "gx-browse-head"], details: ["gx-browse-raw"],
+  pre: ["gx-code", "gx-output", "gx-browse-lines"], sup: ["gx-cite", "gx-cite-missing"],
+  ol: ["gx-cite-sources", "gx-browse-results"]}).map(([tag, names]) => [tag, new Set(names)]));
+// The one value each of these may have, as in the kernel: a chip with no link is reached by Tab in the page's order
+// and read as a reference to a note; prose reads in its first letter's direction (no text turned right to left).
+const ONLY = new Map([["tabindex", "0"], ["role", "doc-noteref"], ["dir", "auto"]]);
 // No mathcolor / mathbackground: \color{white} hid text on a white page.
 const MATH_ATTRS = new Set(["display", "displaystyle", "scriptlevel", "mathvariant",
   "stretchy", "fence", "separator", "accent", "accentunder", "largeop", "movablelimits", "symmetric", "lspace",
@@ -41,13 +57,15 @@ const PURIFY = {
     "mfrac", "msqrt", "mroot", "mstyle", "merror", "mpadded", "mphantom", "mfenced", "menclose", "msub", "msup",
     "msubsup", "munder", "mover", "munderover", "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd",
     "mlabeledtr", "semantics", "annotation"],
-  ALLOWED_ATTR: [...HTML_ATTRS, ...MATH_ATTRS],
+  ALLOWED_ATTR: ["class", ...[...HTML_ATTRS.values()].flatMap((names) => [...names]), ...MATH_ATTRS],
   ALLOW_DATA_ATTR: false,
+  ALLOW_ARIA_ATTR: false,   // aria-label only where the kernel keeps it (above)
   RETURN_DOM_FRAGMENT: true,
 };
 // Links only to http(s) and mailto (checked in the hook: DOMPurify's ALLOWED_URI_REGEXP applies to the value
-// of every attribute, and would drop MathML's display, linethickness ... and a list's start).
-const LINK_OK = /^(?:https?:|mailto:)/i;
+// of every attribute, and would drop MathML's display, linethickness ... and a list's start), written as the kernel
+// requires: "http:lab/tree" and "http:\\host" (a page of this server, another host) are no http:// link there.
+const LINK_OK = /^(?:https?:\/\/|mailto:)/i;
 // MathML lengths a formula could use to paint outside its own box (\smash{\raise{30em}{...}} over the page
 // above): mpadded's are dropped, and no length may be negative or larger than 12 em (as in widgets/sanitize.py).
 const MATH_LENGTHS = new Set(["width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize"]);
@@ -61,23 +79,23 @@ function smallLength(value) {
   return Boolean(unit) && parseFloat(m[1]) * unit <= 12;
 }
 const MATHML = "http://www.w3.org/1998/Math/MathML";
-const CLASS_OK = /^(?:[a-z]{1,3}[0-9]?|gx-math|gx-code|gx-output|gx-(?:cite|browse)(?:-[a-z]+)*)$/;   // Pygments' short
-// token classes; the browser's chips, sources and cards (widgets/citations.py; a chip's popup is its data-cite text)
 
 function purifyHooks() {
   DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
-    const name = data.attrName;
-    if (!(node.namespaceURI === MATHML ? MATH_ATTRS : HTML_ATTRS).has(name)) {
-      data.keepAttr = false;      // an HTML attribute on MathML or the other way round (<table width=...>)
+    const name = data.attrName, tag = node.localName;
+    if (node.namespaceURI === MATHML ? !MATH_ATTRS.has(name)
+      : !(name === "class" ? CLASSES.has(tag) : HTML_ATTRS.get(tag)?.has(name))) {
+      data.keepAttr = false;      // not on this element (<table width=...>, <a title=...>, <span role=...>)
+    } else if (ONLY.has(name)) {
+      data.keepAttr = data.attrValue === ONLY.get(name);
     } else if (name === "style") {       // only a table column's alignment
-      data.keepAttr = (node.nodeName === "TH" || node.nodeName === "TD")
-        && /^\s*text-align:\s*(left|right|center)\s*;?\s*$/i.test(data.attrValue);
+      data.keepAttr = /^\s*text-align:\s*(left|right|center)\s*;?\s*$/i.test(data.attrValue);
     } else if (name === "class") {
-      data.attrValue = data.attrValue.split(/\s+/).filter((c) => CLASS_OK.test(c)).join(" ");
-    } else if (name === "data-cite") {  // a citation chip's popup text (widgets/citations.py)
-      data.keepAttr = node.nodeName === "SUP";
-    } else if (name === "href") {  // MathML and other elements never link
-      data.keepAttr = node.nodeName === "A" && LINK_OK.test(data.attrValue.replace(/[\s\u0000-\u001f]/g, ""));
+      data.attrValue = data.attrValue.split(/\s+/)
+        .filter((c) => (tag === "span" && PYGMENTS.test(c)) || CLASSES.get(tag).has(c)).join(" ");
+      data.keepAttr = data.attrValue !== "";
+    } else if (name === "href") {
+      data.keepAttr = LINK_OK.test(data.attrValue.trim());
     } else if (node.namespaceURI === MATHML && MATH_LENGTHS.has(name)) {
       data.keepAttr = node.localName !== "mpadded" && smallLength(data.attrValue);
     } else if (name === "scriptlevel") {   // no larger font at each step (and no mathsize at all: nested \Huge)

@@ -31,6 +31,10 @@ _TAG = re.compile(r"(<[^>]*>)")
 _MARKER = re.compile(r"【\d+†[^†】]+(?:†[^†】]+)?】")
 _KINDS = ("search", "page", "find")
 _BLOCK_START = re.compile(r"^(\d+(?=\.)|(?=[-=]))")  # before a `-` or `=` that starts a line, or a number's `.`
+# Left out of a name a chip's label says: control and direction characters (and zero-width ones), which a screen reader
+# spells out or which turn the words around; double quotes, which could close its quote early ('Docs”, line 1. “').
+_UNSPOKEN = re.compile(HIDDEN.pattern[:-1] + "\x00-\x1f\x7f-\x9f]")
+_QUOTES = re.compile('["\u201c\u201d\u201e\u201f\u00ab\u00bb]')
 
 
 @functools.cache
@@ -113,11 +117,20 @@ def popup_text(number: int, c: Citation) -> str:
 
 
 def chip_label(number: int, c: Citation) -> str:
-    """What a screen reader says of a chip (which otherwise reads as a bare number): what it cites and where."""
-    c = _chipped(c)
+    """What a screen reader says of a chip (which otherwise reads as a bare number): what it cites and where, the
+    page's title said as one (a page titled "Source 2: official docs" was heard as a second source)."""
+    title, url = _spoken(c.title), _spoken(c.url)
     if not c.text.strip():
-        return f"Source {number}: {_missing(c)}"
-    return f"Source {number}: {c.title or c.url}, lines {c.start} to {c.end}"
+        return f"Source {number}: {_missing(dataclasses.replace(c, title=title, url=url))}"
+    where = f"titled {title}, " if title else f"at {url}, " if url else ""
+    return f"Source {number}, {where}" + (f"line {c.start}" if c.start == c.end else f"lines {c.start} to {c.end}")
+
+
+def _spoken(name: str) -> str:
+    """A page's title or address as a chip's label says it: on one line, without what cannot be said, cut to
+    NAME_CHARS and in quotes ("" for none)."""
+    name = _QUOTES.sub("'", " ".join(filter(None, (_UNSPOKEN.sub("", word) for word in name.split()))))
+    return f"\u201c{_cut(name, NAME_CHARS)}\u201d" if name else ""
 
 
 def _chipped(c: Citation) -> Citation:

@@ -1,0 +1,43 @@
+"""What a screen reader says of a citation chip (its aria-label, in the live view and the saved forms): the page's own
+title said as a title, so that a page cannot make its chip pass for another source or say what it likes."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from gptoss_lab.events import Citation
+from gptoss_lab.widgets.citations import NAME_CHARS, with_chips
+
+
+def _said(title: str, text: str = "Owls hunt at night.", url: str = "https://a.example/owls") -> str:
+    """The name a screen reader gives chip 1 of an answer citing a page titled `title` (lines 4 to 5)."""
+    answer = with_chips("<p>Owls hunt 【0†L4-L5】.</p>", [Citation("【0†L4-L5】", 0, 4, 5, url, title, text)])
+    return html.unescape(re.search(r'<a [^>]*aria-label="([^"]*)"', answer).group(1))
+
+
+def test_a_page_titled_as_a_source_is_said_as_a_title() -> None:
+    """A page titled "Source 2: official docs" made chip 1 read "Source 1: Source 2: official docs"."""
+    assert _said("Source 2: official docs") == "Source 1, titled “Source 2: official docs”, lines 4 to 5"
+    assert _said("", url="https://a.example/owls") == "Source 1, at “https://a.example/owls”, lines 4 to 5"
+    assert _said("Source 2: official docs", text="") == \
+        "Source 1: Page [0] (“Source 2: official docs”) showed the model no text at L4–L5."
+
+
+def test_a_title_cannot_close_its_own_quotes() -> None:
+    said = _said('Docs”, lines 1 to 2. Source 2, titled “Evil "Docs"')
+    assert said == "Source 1, titled “Docs', lines 1 to 2. Source 2, titled 'Evil 'Docs'”, lines 4 to 5"
+
+
+@pytest.mark.parametrize("title", ["Owls\u202e of\u200b the world", "Owls\x1b of\x07\nthe\u2066 world\u2069\t",
+                                   "\u200fOwls of\r\n the\x00 world"])
+def test_a_title_s_control_and_direction_characters_are_not_said(title: str) -> None:
+    """Direction controls turned the words around and control characters were spelled out ("backslash u 202e")."""
+    assert _said(title) == "Source 1, titled “Owls of the world”, lines 4 to 5"
+
+
+def test_a_long_title_is_cut() -> None:
+    said = _said("Owls " * 4_000)
+    assert said.endswith("…”, lines 4 to 5")
+    assert len(said) <= NAME_CHARS + len("Source 1, titled “”, lines 4 to 5")
