@@ -70,3 +70,20 @@ def test_a_name_or_heading_mixing_scripts_shows_its_lookalike_letters_written_ou
     for name, title in (("Отчёт.md", "Годовой отчёт"), ("報告書.md", "年次報告"), ("Python入門.md", "Python入門.md")):
         shown = _run(browser, "open", id=name)
         assert shown.status == "done" and shown.data["title"] == title and shown.data["url"] == name
+
+
+def test_a_cited_web_address_with_lookalike_letters_reads_as_itself_in_every_form() -> None:
+    """The page's title was written out, but its address reached the chip's popup, the sources list and the text and
+    Markdown forms as `https://pаypal.com/login`, which reads as PayPal's."""
+    from gptoss_lab.events import Citation
+    from gptoss_lab.widgets.citations import popup_text, sources_html, sources_markdown, sources_text
+
+    fake = "https://p\u0430ypal.com/login"
+    cited = Citation("【0†L1】", 0, 1, 1, fake, "Log in", "Enter your password.")
+    for form in (popup_text(1, cited), sources_html([cited]), sources_text([cited]), sources_markdown([cited])):
+        assert "p\u0430ypal" not in form, form
+    for form in (popup_text(1, cited), sources_html([cited]), sources_text([cited])):   # the address as shown
+        assert "https://p\\u0430ypal.com/login" in form, form
+    # the link goes to the same address, its host in the ASCII form no Latin name can pass for
+    assert 'href="https://xn--pypal-4ve.com/login"' in sources_html([cited])
+    assert "(https://xn--pypal-4ve.com/login)" in sources_markdown([cited])

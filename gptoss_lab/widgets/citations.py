@@ -17,10 +17,11 @@ import html
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import HIDDEN, literal_markdown, reveal_hidden, sanitize, shown_output
+from .sanitize import HIDDEN, literal_markdown, reveal_hidden, reveal_mixed_scripts, sanitize, shown_output
 
 # What a chip's popup shows at most: the whole popup fits the smallest box it is drawn in (JupyterLab's notebook
 # panel in a 320 x 568 window: 226 x 431 px); the Sources list has the whole text.
@@ -44,8 +45,21 @@ def style() -> str:
 
 
 def _link(url: str) -> str | None:
-    """`url` when it can be a link: http(s), and nothing invisible in it that makes it read as another."""
-    return url if url.lower().startswith(("http://", "https://")) and not HIDDEN.search(url) else None
+    """`url` when it can be a link: http(s), and nothing invisible in it that makes it read as another; a host
+    written in other letters is given in its ASCII form (`xn--pypal-4ve.com` for `pаypal.com`, the same address),
+    which no Latin name can pass for, where the link's address is shown (a status bar, a Markdown source)."""
+    if not url.lower().startswith(("http://", "https://")) or HIDDEN.search(url):
+        return None
+    parts = urlsplit(url)
+    if parts.netloc.isascii():
+        return url
+    user, at, place = parts.netloc.rpartition("@")
+    host, colon, port = place.partition(":")   # a host in other letters is no [IPv6] address
+    try:
+        host = host.encode("idna").decode("ascii")   # IDNA 2003, as Python has it
+    except UnicodeError:  # a host no DNS name can be: no link
+        return None
+    return urlunsplit(parts._replace(netloc=user + at + host + colon + port))
 
 
 def _a(url: str, text: str) -> str:
@@ -56,9 +70,9 @@ def _a(url: str, text: str) -> str:
 
 
 def _name(text: str) -> str:
-    """A title, URL, source, query or pattern as escaped HTML: direction controls and zero-width characters
-    written out, so a page cannot make its name or address read as another's."""
-    return html.escape(reveal_hidden(text))
+    """A title, URL, source, query or pattern as escaped HTML: direction controls, zero-width characters and
+    lookalike letters written out, so a page cannot make its name or address read as another's."""
+    return html.escape(reveal_mixed_scripts(reveal_hidden(text)))
 
 
 def _text(text: str) -> str:
@@ -75,9 +89,9 @@ def _shown(c: Citation) -> Citation:
 
 
 def _one_line(name: str) -> str:
-    """A title or URL on one line (every run of white space, line breaks included, one space), hidden characters
-    written out."""
-    return " ".join(reveal_hidden(name).split())
+    """A title or URL on one line (every run of white space, line breaks included, one space), hidden characters and
+    lookalike letters written out (`https://p\\u0430ypal.com`: the link goes where it says, its text said another)."""
+    return " ".join(reveal_mixed_scripts(reveal_hidden(name)).split())
 
 
 def _lines_span(start: int, end: int) -> str:

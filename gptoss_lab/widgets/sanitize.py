@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
+
+import regex
 
 # HTML that rendered Markdown, highlighted code and the transcript's own structure need (no h1–h3: a model's
 # headings are demoted, see `_heading_level`).
@@ -150,6 +153,45 @@ def reveal_hidden(text: str) -> str:
     """Direction controls and zero-width characters written out (`\\u200b`): for names and URLs, which
     are shown to say what something is, never to lay out right-to-left text."""
     return HIDDEN.sub(_escape, text)
+
+
+# Lookalike letters: a word of a name or title that mixes scripts (`pаypal` with a Cyrillic `а`) reads as another
+# word; as browsers show such a domain as punycode, its letters not in the Latin script are written out
+# (`p\u0430ypal`). A word of one script stays as it is (`Отчёт`, `報告`), and so does Latin with the scripts
+# written together with it (Japanese, Chinese, Korean: `Python入門`). Letters of a script not listed count as one
+# script of their own, other than Latin (a mathematical `𝐚` in `p𝐚ypal` too).
+_SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Georgian", "Hebrew", "Arabic", "Syriac", "Thaana", "Nko",
+            "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
+            "Sinhala", "Thai", "Lao", "Tibetan", "Myanmar", "Khmer", "Mongolian", "Ethiopic", "Cherokee",
+            "Canadian_Aboriginal", "Coptic", "Glagolitic", "Runic", "Ogham", "Tifinagh", "Lisu", "Vai", "Osage",
+            "Deseret", "Gothic", "Old_Italic", "Yi", "Han", "Hiragana", "Katakana", "Bopomofo", "Hangul")
+_SCRIPT = regex.compile("|".join(f"(?P<{name}>\\p{{sc={name}}})" for name in _SCRIPTS))
+_WORD = regex.compile(r"[\p{L}\p{M}]+")
+_TOGETHER = ({"Latin", "Han", "Hiragana", "Katakana"}, {"Latin", "Han", "Bopomofo"}, {"Latin", "Han", "Hangul"})
+
+
+def reveal_mixed_scripts(text: str) -> str:
+    """`text` with the letters outside the Latin script written out (`\\u0430`) in each word that mixes scripts (see
+    _SCRIPTS): a name or title shown to say what a document is cannot pass for another's."""
+    return text if text.isascii() else _WORD.sub(_revealed_word, text)
+
+
+def _revealed_word(match: regex.Match[str]) -> str:
+    """The word matched, its letters outside the Latin script written out where it mixes scripts."""
+    word = match.group(0)
+    scripts = {_script(letter) for letter in word if not unicodedata.category(letter).startswith("M")}
+    if len(scripts) < 2 or any(scripts <= together for together in _TOGETHER):
+        return word
+    return "".join(letter if _script(letter) == "Latin" or unicodedata.category(letter).startswith("M")
+                   else f"\\u{ord(letter):04x}" if ord(letter) < 0x10000 else f"\\U{ord(letter):08x}"
+                   for letter in word)
+
+
+@functools.lru_cache(maxsize=4096)
+def _script(letter: str) -> str:
+    """The script of `letter`, one of _SCRIPTS, else `other`."""
+    found = _SCRIPT.match(letter)
+    return found.lastgroup if found and found.lastgroup else "other"
 
 
 # Terminal colour, cursor, window-title and reset sequences (CSI in 7 and 8 bits, OSC, two-character ESC

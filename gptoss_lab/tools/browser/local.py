@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from ...widgets.sanitize import HIDDEN, reveal_hidden, visible
+from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page
 from .page import (
-    MAX_TITLE_CHARS, Page, SearchResult, maybe_truncate, merge_whitespace, replace_special_chars, reveal_mixed_scripts,
-    strip_links,
+    MAX_TITLE_CHARS, Page, SearchResult, maybe_truncate, merge_whitespace, replace_special_chars, strip_links,
 )
 
 PASSAGE_LINES = 8            # wrapped lines per indexed passage; passages overlap by half

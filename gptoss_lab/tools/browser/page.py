@@ -14,14 +14,11 @@ import functools
 import itertools
 import re
 import textwrap
-import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlparse
 
-import regex
-
 from ... import harmony
-from ...widgets.sanitize import HIDDEN
+from ...widgets.sanitize import HIDDEN, reveal_mixed_scripts
 
 FIND_PAGE_LINK_FORMAT = "# 【{idx}†{title}】"
 PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
@@ -44,19 +41,6 @@ _SPECIAL_RE = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x7f-\x9f
 # direction controls and invisible characters (zero-width joiners, BOM, lone surrogates) that make an address read as
 # another; each is written as its percent-escape, the same address to a server (`%E2%80%AE`).
 _URL_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029]|{HIDDEN.pattern}")
-# Lookalike letters: a word of a name or title that mixes scripts (`pаypal` with a Cyrillic `а`) reads as another
-# word; as browsers show such a domain as punycode, its letters not in the Latin script are written out
-# (`p\u0430ypal`). A word of one script stays as it is (`Отчёт`, `報告`), and so does Latin with the scripts
-# written together with it (Japanese, Chinese, Korean: `Python入門`). Letters of a script not listed count as one
-# script of their own, other than Latin (a mathematical `𝐚` in `p𝐚ypal` too).
-_SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Georgian", "Hebrew", "Arabic", "Syriac", "Thaana", "Nko",
-            "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
-            "Sinhala", "Thai", "Lao", "Tibetan", "Myanmar", "Khmer", "Mongolian", "Ethiopic", "Cherokee",
-            "Canadian_Aboriginal", "Coptic", "Glagolitic", "Runic", "Ogham", "Tifinagh", "Lisu", "Vai", "Osage",
-            "Deseret", "Gothic", "Old_Italic", "Yi", "Han", "Hiragana", "Katakana", "Bopomofo", "Hangul")
-_SCRIPT = regex.compile("|".join(f"(?P<{name}>\\p{{sc={name}}})" for name in _SCRIPTS))
-_WORD = regex.compile(r"[\p{L}\p{M}]+")
-_TOGETHER = ({"Latin", "Han", "Hiragana", "Katakana"}, {"Latin", "Han", "Bopomofo"}, {"Latin", "Han", "Hangul"})
 MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
@@ -129,30 +113,6 @@ def replace_special_chars(text: str) -> str:
     if "\x1b" in text or "\x9b" in text:   # a scan for one character: most documents have no terminal sequence
         text = _TERMINAL.sub("", text)
     return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS.get(m.group(0), ""), text)
-
-
-def reveal_mixed_scripts(text: str) -> str:
-    """`text` with the letters outside the Latin script written out (`\\u0430`) in each word that mixes scripts (see
-    _SCRIPTS): a name or title shown to say what a document is cannot pass for another's."""
-    return text if text.isascii() else _WORD.sub(_revealed_word, text)
-
-
-def _revealed_word(match: regex.Match[str]) -> str:
-    """The word matched, its letters outside the Latin script written out where it mixes scripts."""
-    word = match.group(0)
-    scripts = {_script(letter) for letter in word if not unicodedata.category(letter).startswith("M")}
-    if len(scripts) < 2 or any(scripts <= together for together in _TOGETHER):
-        return word
-    return "".join(letter if _script(letter) == "Latin" or unicodedata.category(letter).startswith("M")
-                   else f"\\u{ord(letter):04x}" if ord(letter) < 0x10000 else f"\\U{ord(letter):08x}"
-                   for letter in word)
-
-
-@functools.lru_cache(maxsize=4096)
-def _script(letter: str) -> str:
-    """The script of `letter`, one of _SCRIPTS, else `other`."""
-    found = _SCRIPT.match(letter)
-    return found.lastgroup if found and found.lastgroup else "other"
 
 
 def clean_url(url: str) -> str:
