@@ -231,3 +231,24 @@ def test_a_link_to_another_document_written_unescaped_leads_to_its_name(tmp_path
     call = ToolCall("browser.open", "analysis", json.dumps({"id": 0}), "code")
     assert browser.approval_question(call) == "Open result 0: café.html?"
     assert "Cafe page" in _run(browser, "open", id=0).output
+
+
+def test_a_web_address_with_a_user_name_reads_as_the_site_it_opens() -> None:
+    """`https://paypal.com@evil.example/login` is evil.example's page (paypal.com is a user name), but the results
+    labelled it `paypal.com@evil.example` and the model, the page header and the citation kept the whole address.
+    The address is kept without the user name; the search function's fetch still gets the address it gave."""
+    given = "https://paypal.com@evil.example/login"
+    asked: list[str] = []
+
+    def fetch(url: str) -> str:
+        asked.append(url)
+        return "Enter your card number."
+
+    browser = Browser(search=lambda query, topn: [{"title": "Log in", "url": given, "snippet": "Log in."}], fetch=fetch)
+    results = _run(browser, "search", query="login")
+    assert "paypal.com" not in results.output and "paypal.com" not in " ".join(_strings(results.data))
+    assert _results(browser, "login") == {"evil.example": (0, "Log in")}
+    opened = _run(browser, "open", id=0)
+    assert opened.status == "done" and asked[-1] == given
+    assert "paypal.com" not in opened.output and "https://evil.example/login" in opened.output
+    assert [c.url for c in browser.citations("【2†L1】")] == ["https://evil.example/login"]

@@ -330,7 +330,7 @@ def test_approval_questions_always_show_where_a_page_is(server: FakeServer) -> N
     assert browser.approval_question(ToolCall("browser.open", "analysis", '{"id": 0}')).endswith(
         "… (http://127.0.0.1:8888/api/contents)?")
     assert browser.approval_question(ToolCall("browser.open", "analysis", '{"id": 1}')) == \
-        "Open result 1: Owl (http://…@127.0.0.1:8888/api/contents)?"
+        "Open result 1: Owl (http://127.0.0.1:8888/api/contents)?"   # a hit's address is kept without its user name
     assert browser.approval_question(ToolCall("browser.open", "analysis", json.dumps({"id": hidden}))) == \
         f"Open http://…@127.0.0.1:8888/api/contents (the web through SearXNG at {server.url})?"
 

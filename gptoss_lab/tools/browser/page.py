@@ -10,12 +10,13 @@ so it changes only together with the lead.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import re
 import textwrap
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import quote, unquote, urlparse, urlsplit, urlunsplit
 
 from ... import harmony
 from ...widgets.sanitize import HIDDEN, reveal_mixed_scripts
@@ -41,6 +42,7 @@ _SPECIAL_RE = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x7f-\x9f
 # direction controls and invisible characters (zero-width joiners, BOM, lone surrogates) that make an address read as
 # another; each is written as its percent-escape, the same address to a server (`%E2%80%AE`).
 _URL_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029]|{HIDDEN.pattern}")
+_WEB = re.compile(r"https?://", re.IGNORECASE)   # the addresses that can carry a user name (file: and paths do not)
 MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
@@ -116,9 +118,15 @@ def replace_special_chars(text: str) -> str:
 
 
 def clean_url(url: str) -> str:
-    """`url` with its control, direction and zero-width characters percent-escaped (see _URL_UNSAFE): the same
-    address, which reads as itself wherever it is kept or shown."""
-    return _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe="", errors="surrogatepass"), url)
+    """`url` with its control, direction and zero-width characters percent-escaped (see _URL_UNSAFE) and without the
+    user name and password a web address can carry (`https://paypal.com@evil.example/` read as PayPal's; the page
+    is evil.example's): the same page, an address which reads as itself wherever it is kept or shown."""
+    url = _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe="", errors="surrogatepass"), url)
+    if "@" in url and _WEB.match(url):
+        with contextlib.suppress(ValueError):  # `http://[x@y`: urllib's "Invalid IPv6 URL", kept as it is
+            parts = urlsplit(url)
+            url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
 
 
 def merge_whitespace(text: str) -> str:
@@ -132,7 +140,7 @@ def domain(url: str) -> str:
     if "http" not in url:
         url = "http://" + url
     try:
-        return reveal_mixed_scripts(replace_special_chars(urlparse(url).netloc))
+        return reveal_mixed_scripts(replace_special_chars(urlparse(url).netloc.rpartition("@")[2]))
     except ValueError:
         return ""
 
