@@ -257,6 +257,8 @@ class Turn {
   toolCard(b, op) {
     b.node = h("div", "gx-tool");
     b.node.dataset.status = "writing";
+    b.node.setAttribute("role", "group");          // one named part for a screen reader, as the saved card's table
+    b.node.setAttribute("aria-label", "Tool call");
     const head = h("div", "gx-tool-head");
     b.status = h("span", "gx-status", "writing…");
     b.status.setAttribute("role", "status");   // read out as it changes: "waiting for approval" needs the user

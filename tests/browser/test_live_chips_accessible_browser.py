@@ -77,6 +77,10 @@ def test_live_chips_are_named_notes_that_tab_reaches_and_model_text_forges_none(
     # a local file's chips, no links: each a reference to a note, named; the model's raw HTML named nothing
     assert [name for role, name, _ in tree if role == "doc-noteref"] == LABELS
     assert not [name for _, name, _ in tree if name.startswith("Source 1") and name != LABELS[0]]
+    # each live tool card is one named group (it was a nameless run of buttons and text), as the saved card's table
+    cards = page.locator(".gx-chat .gx-tool").count()
+    named = [name for role, name, _ in tree if role == "group" and name == "Tool call"]
+    assert cards >= 2 and named == ["Tool call"] * cards
     forged = page.locator(".gx-chat .gx-final").nth(1).locator(".gx-md")
     assert '<a aria-label="Source 1" role="doc-noteref" tabindex="0" title=x>' in forged.inner_text()   # as text
     assert forged.locator("[aria-label], [role], [tabindex], [title]").count() == 0
