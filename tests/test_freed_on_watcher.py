@@ -1,9 +1,10 @@
-"""An object the model's code leaves in a kernel table (`builtins.print = E()`) is freed by the clean-up on the
-kernel's own thread. Its refused or failing `__del__` is reported in one line of the lab's in the call's output (the
-model and the tool card see it): Python's own hook printed the lab's traceback in the cell and asked the code's
-exception for its str there, which could loop for ever."""
+"""Objects of the model's code must not run on the kernel's own thread, the one that watches the call. What the code
+leaves where the clean-up puts names back (`builtins.print = E()`) is kept, never freed: freed by the put-back, a
+loop in its __del__ held the kernel for good, and an error whose __str__ loops did too (Python's report of the error
+asks for its str). A finalizer that runs there all the same (the garbage collector's) is one line of the lab's."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -12,29 +13,56 @@ import pytest
 from gptoss_lab.tools import containment
 
 CALL = """
-import sys, time
+import builtins, sys, time
 from gptoss_lab.tools.python import PythonTool
+kernels = builtins.print, sys.stdout
 start = time.perf_counter()
 result = PythonTool({{}}, timeout=1).execute({code!r})
-print(f"{{time.perf_counter() - start:.2f}}", repr(result.output), flush=True)
+print(f"{{time.perf_counter() - start:.2f}}", (builtins.print, sys.stdout) == kernels, repr(result.output), flush=True)
 """
-LEFT_BEHIND = "class E:\n    def __del__(self):\n{body}\nimport builtins\nbuiltins.print = E()\nx = 1\n"
-CASES = {
-    "its __del__ calls os._exit": ("        import os; os._exit(3)", "tried to end the kernel"),
-    "its __del__ raises an error whose str loops": (
-        "        class X(Exception):\n            def __str__(self):\n                while True: pass\n"
-        "        raise X()", "failed"),
-    "its __del__ raises a plain error": ("        raise ValueError('boom')", "failed"),
+LEFT_BEHIND = "class E:\n    def __del__(self):\n{body}\nimport builtins\nbuiltins.print = E()\n{where}x = 1\n"
+BODIES = {
+    "a loop": "        while True: pass",
+    "os._exit": "        import os; os._exit(3)",
+    "an error whose str loops": "        class X(Exception):\n            def __str__(self):\n                while True: pass\n"
+                                "        raise X()",
 }
+PLACES = {"builtins": "", "threading.Thread": "import threading\nthreading.Thread.run = E()\n",
+          "sys.stdout": "import sys\nsys.stdout = E()\n"}
 
 
-@pytest.mark.parametrize("body,what", CASES.values(), ids=CASES.keys())
-def test_a_freed_object_of_the_codes_is_one_line_and_holds_nothing(body, what):
-    code = LEFT_BEHIND.format(body=body)
-    done = subprocess.run([sys.executable, "-c", CALL.format(code=code)], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]  # the process lived (os._exit(3) would end it with 3)
-    seconds, output = done.stdout.split(" ", 1)
-    assert float(seconds) < 1 + containment.GRACE + 1, seconds  # the call returned; the loop in __str__ held it
-    assert output.strip() == repr(f"gptoss_lab: an object the code left behind {what} as it was freed: ignored\n")
-    assert done.stderr == "", done.stderr  # no traceback of the lab's frames
+@pytest.mark.parametrize("where", PLACES.values(), ids=PLACES.keys())
+@pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
+def test_what_the_code_leaves_behind_is_put_back_and_never_run_on_the_kernels_thread(body, where):
+    code = LEFT_BEHIND.format(body=body, where=where)
+    done = subprocess.run([sys.executable, "-c", CALL.format(code=code)], capture_output=True, text=True, timeout=60)
+    # the process lived and ended (freed as the interpreter ends, a loop held its exit; os._exit(3) ended it with 3)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seconds, put_back, output = done.stdout.split(" ", 2)
+    assert float(seconds) < 1, seconds   # the call returned at once: the loop held it for ever
+    assert put_back == "True" and output.strip() == "''" and done.stderr == "", done
+
+
+def test_a_finalizer_that_runs_on_the_watching_thread_is_one_line_of_the_labs():
+    """The garbage collector can finalize the code's objects on any thread, the watcher's too: the report is the lab's
+    line in the call's output, which asks the code's error for nothing (its looping __str__ held the kernel)."""
+
+    class Looping(Exception):
+        def __str__(self) -> str:
+            while True:
+                pass
+
+    class Refusing:
+        def __del__(self) -> None:
+            raise containment.ExitRefused("os._exit() would end the kernel's process")
+
+    class Failing:
+        def __del__(self) -> None:
+            raise Looping()
+
+    output = io.StringIO()
+    with containment._GUARDS.running(output, None):   # this thread watches the run, as `contain`'s caller does
+        Refusing()
+        Failing()
+    assert output.getvalue() == ("gptoss_lab: an object the code left behind tried to end the kernel as it was freed: "
+                                 "ignored\ngptoss_lab: an object the code left behind failed as it was freed: ignored\n")

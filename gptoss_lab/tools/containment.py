@@ -42,9 +42,10 @@ watches, so the caller has its answer at the timeout whatever the code does:
   (`Hijacked`). Its threads are told apart by the first frame of their stacks, not only by threading's
   table, which it can take them out of; `_thread.start_new_thread` starts a threading thread for it.
 - The watching thread runs only the lab's code while a run goes on, so whatever else runs there is the code's and
-  refused as above: a finalizer of an object of the code's that the clean-up drops (`builtins.print = Evil()`;
-  its failure is one line of the lab's in the output, never Python's report, which asks the error for its str),
-  or a key's `__eq__` a look-up compares. Keys that are not plain text (not plain ints, in threading's table) put
+  refused as above: a key's `__eq__` a look-up compares, or a finalizer the garbage collector runs there (its failure
+  is one line of the lab's in the output, never Python's report, which asks the error for its str). What the code
+  left where the clean-up puts names back (`builtins.print = Evil()`) is kept, never freed (`_TAKEN_OUT`): freed
+  there, a loop in its __del__ held the kernel, and freed as the interpreter ends, the process's exit. Keys that are not plain text (not plain ints, in threading's table) put
   by the code in the modules' tables above, `sys.modules`, `sys.path_importer_cache`, threading's table or the
   namespace are taken out without a comparison (`_plain_keys`): hashed as a name, a look-up of it ran their code.
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
@@ -146,7 +147,11 @@ _tables_lock = threading._active_limbo_lock  # type: ignore[attr-defined]  # (th
 _MAIN_THREAD = threading.main_thread()  # the kernel's; a replaced threading.get_ident could take it out of `_active`
 _MAIN = _MAIN_THREAD.ident
 _stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
-_TAKEN_OUT: list[Any] = []   # keys of the code's taken out of the kernel's tables, and their values: never freed here
+# the code's keys taken out of the kernel's tables and the values it put where the clean-up puts names back: never freed
+# (`builtins.print = Evil()`: freed by the put-back on the watcher, a loop in its __del__ held the kernel for good;
+# freed as the interpreter ends, it held the process's exit). The list is given a reference nothing takes back.
+_TAKEN_OUT: list[Any] = []
+ctypes.PyDLL(None, handle=ctypes.pythonapi._handle).Py_IncRef(_Object(_TAKEN_OUT))
 
 
 def _thread_of(ident: int) -> Any:
@@ -339,11 +344,14 @@ def _put_back_classes(kept: list[tuple[type, tuple[type, ...], dict[str, Any]]],
             now = vars(cls)
             if not if_gone:
                 for name in [name for name in now if name not in attributes]:
+                    _TAKEN_OUT.append(now[name])  # the code's: not freed here (see _TAKEN_OUT)
                     type.__delattr__(cls, name)
                 if len(bases) != len(cls.__bases__) or any(a is not b for a, b in zip(bases, cls.__bases__)):
+                    _TAKEN_OUT.append(cls.__bases__)
                     type.__setattr__(cls, "__bases__", bases)
             for name, value in attributes.items():
                 if name not in now or (not if_gone and now[name] is not value):
+                    _TAKEN_OUT.append(now.get(name))
                     type.__setattr__(cls, name, value)
         except Exception:  # a class the code made unrepairable: the rest is put back all the same
             pass
@@ -713,6 +721,7 @@ def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = Fa
     try:
         now = table.get(key, table)
         if now is not value and not (if_there and now is table) and not (if_gone and now is not table):
+            _TAKEN_OUT.append(now)  # the code's: not freed here (see _TAKEN_OUT)
             table[key] = value
     except Exception:
         pass
@@ -791,10 +800,12 @@ class _Guards:
         finally:
             self.put_back(run)  # first: what follows runs these modules' code (contextlib's, threading's ...)
             for name, stream in (streams or {}).items():  # put back even if the code replaced them
+                _TAKEN_OUT.append(vars(sys).get(name))  # (the code's, not freed here: see _TAKEN_OUT)
                 setattr(sys, name, stream)
             _restore_names(namespace, names, users)
             if namespace is not None and namespace.get("__builtins__") is not kept_builtins:
                 # rebound or deleted by the code: every later cell and call would have no print, import ...
+                _TAKEN_OUT.append(namespace.get("__builtins__"))  # the code's, not freed here (see _TAKEN_OUT)
                 if kept_builtins is None:
                     namespace.pop("__builtins__", None)
                 else:
