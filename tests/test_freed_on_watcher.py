@@ -66,3 +66,25 @@ def test_a_finalizer_that_runs_on_the_watching_thread_is_one_line_of_the_labs():
         Failing()
     assert output.getvalue() == ("gptoss_lab: an object the code left behind tried to end the kernel as it was freed: "
                                  "ignored\ngptoss_lab: an object the code left behind failed as it was freed: ignored\n")
+
+
+GC_CALL = """
+import gc, sys, time
+from gptoss_lab.tools.python import PythonTool
+def users(phase, info):
+    pass
+gc.callbacks.append(users)
+result = PythonTool({}, timeout=1).execute("import gc\\ndef cb(phase, info):\\n    while True: pass\\ngc.callbacks.append(cb)")
+start = time.perf_counter()
+gc.collect()
+print(result.status, gc.callbacks == [users], f"{time.perf_counter() - start:.2f}", flush=True)
+"""
+
+
+def test_a_gc_callback_of_the_codes_goes_with_its_call():
+    """A gc callback the code added stayed after the call: the next collection on the kernel's thread (any cell that
+    allocates enough) ran its loop and hung the kernel for good. The user's own callbacks stay."""
+    done = subprocess.run([sys.executable, "-c", GC_CALL], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, users_only, seconds = done.stdout.split()
+    assert (status, users_only) == ("done", "True") and float(seconds) < 1, done.stdout

@@ -35,7 +35,9 @@ watches, so the caller has its answer at the timeout whatever the code does:
   run and every thread a cell starts failing), with what the code added to them taken out. So are the entries
   of the hook lists the interpreter calls by itself, `sys.meta_path`, `sys.path_hooks`, `sys.path` and
   `gc.callbacks` (`sys.meta_path.clear()` would fail every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
-  after them (a library it imported, six say, needs its finder). `sys.addaudithook`, whose hook could
+  after them (a library it imported, six say, needs its finder), but for its gc callbacks, which go with the run
+  (whichever thread collects next runs them: a looping one hung the user's next cell; during the run, one that
+  the watcher's own collection runs can still hold it). `sys.addaudithook`, whose hook could
   never be taken out and would see every later cell, is refused; what the code registers with `atexit` is
   taken out again once its threads have ended. An exception the code raises into the kernel's thread
   (ctypes' `PyThreadState_SetAsyncExc`), once or again and again, ends the call and stops the code
@@ -133,6 +135,7 @@ _set_async_exc = ctypes.PyDLL(None, handle=ctypes.pythonapi._handle).PyThreadSta
 _monotonic, _sleep, _current_frames = time.monotonic, time.sleep, sys._current_frames
 _get_ident, _settrace, _gettrace, _getframe = _thread.get_ident, sys.settrace, sys.gettrace, sys._getframe
 _allocate_lock = _thread.allocate_lock
+_GC_CALLBACKS = gc.callbacks  # the interpreter's own list (rebinding `gc.callbacks` changes nothing it calls)
 _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
 _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
 _pipe, _dup, _dup2, _close, _read, _select = os.pipe, os.dup, os.dup2, os.close, os.read, select.select
@@ -856,8 +859,12 @@ class _Guards:
     def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any],
                   kept_hooks: list[tuple[list[Any], list[Any]]], kept_finders: dict[Any, Any]) -> None:
         for hooks, before in kept_hooks:
-            if any(not any(now is then for now in hooks) for then in before):  # the code took one out
-                hooks[:] = before + [now for now in hooks if not any(now is then for then in before)]
+            added = [now for now in hooks if not any(now is then for then in before)]
+            if hooks is _GC_CALLBACKS and added:  # run by whichever thread collects next, the kernel's too: they go
+                _TAKEN_OUT.extend(added)          # (a looping one hung the user's next cell); kept, not freed here
+                hooks[:] = before
+            elif any(not any(now is then for now in hooks) for then in before):  # the code took one out
+                hooks[:] = before + added
         self._put_back_attributes(kept)
         _plain_keys(_modules)
         for name, module in kept_modules.items():
