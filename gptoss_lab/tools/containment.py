@@ -724,7 +724,8 @@ def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = Fa
     try:
         now = table.get(key, table)
         if now is not value and not (if_there and now is table) and not (if_gone and now is not table):
-            _TAKEN_OUT.append(now)  # the code's: not freed here (see _TAKEN_OUT)
+            if now is not table:  # (`table`: the key was gone)
+                _TAKEN_OUT.append(now)  # the code's: not freed here (see _TAKEN_OUT)
             table[key] = value
     except Exception:
         pass
@@ -976,10 +977,10 @@ class _Guards:
         unraisable, stderr = sys.unraisablehook, sys.stderr
 
         def freed_on_watcher(args: Any) -> None:
-            """An object of the code's freed by the clean-up on the watching thread (`builtins.print = Evil()`)
-            whose __del__ was refused or failed: one line of the lab's in the run's output. Python's hook printed
-            the lab's traceback in the cell and asked the code's exception for its str, on the kernel's thread
-            (a loop there held the kernel for good)."""
+            """An object of the code's finalized on the watching thread (by the garbage collector: what the clean-up
+            replaces is kept, see _TAKEN_OUT) whose __del__ was refused or failed: one line of the lab's in the run's
+            output. Python's hook printed the lab's traceback in the cell and asked the code's exception for its str,
+            on the kernel's thread (a loop there held the kernel for good)."""
             if not self.watching():
                 unraisable(args)
                 return
