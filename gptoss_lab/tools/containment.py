@@ -37,7 +37,10 @@ watches, so the caller has its answer at the timeout whatever the code does:
   `gc.callbacks` (`sys.meta_path.clear()` would fail every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
   after them (a library it imported, six say, needs its finder), but for its gc callbacks, which go with the run
   (whichever thread collects next runs them: a looping one hung the user's next cell; during the run, one that
-  the watcher's own collection runs can still hold it). `sys.addaudithook`, whose hook could
+  the watcher's own collection runs can still hold it). What it adds to IPython's lists of what every later cell
+  calls on the kernel's thread (event callbacks, input and AST transformers) stays but runs as the code ran, watched
+  and under the call's timeout, and is taken out when it does not end (`_Later`); what it took out of them, and a
+  list or event manager it replaced, is put back. `sys.addaudithook`, whose hook could
   never be taken out and would see every later cell, is refused; what the code registers with `atexit` is
   taken out again once its threads have ended. An exception the code raises into the kernel's thread
   (ctypes' `PyThreadState_SetAsyncExc`), once or again and again, ends the call and stops the code
@@ -421,6 +424,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     stuck: dict[int, Any] = {}
     with _held_interrupts() as interrupts:
         with _GUARDS.running(output, namespace) as run:
+            run.timeout = timeout
             go = worker.go
             worker.start()
             ident = worker.ident or 0
@@ -708,6 +712,9 @@ class _Run:
         self.watcher = _get_ident()  # the thread that runs `contain`: the lab's code only, while the run goes on
         self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values(), *_threads().values()]}
         self.kept: tuple[Any, ...] = ([], {}, [], {}, [])  # what `_Guards.put_back` puts back: see `_Guards.running`
+        self.shell_hooks: list[tuple[str, list[Any], list[Any]]] = []  # IPython's lists as they were (`_shell_hooks`)
+        self.shell_tables: list[tuple[dict[str, Any], dict[str, Any]]] = []  # ... and where the shell keeps them
+        self.timeout: float | None = None
 
     def started(self) -> dict[int, threading.Thread]:
         """Threads the code started that still run, by ident (low-level `_thread` ones run as threading's:
@@ -729,6 +736,86 @@ def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = Fa
             table[key] = value
     except Exception:
         pass
+
+
+def _shell_hooks() -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[tuple[str, list[Any], list[Any]]]]:
+    """What IPython calls on the kernel's thread at later cells: where the shell keeps it (with its handler of a cell's
+    errors, `set_custom_exc`), as (table, its entries now), and each list, event callbacks and input and AST
+    transformers, as (what it holds, the list, its entries now). Empty outside IPython. Taken before the code runs:
+    nothing of the code's runs here."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return [], []
+    callbacks = shell.events.callbacks
+    shown = {name: vars(shell)[name] for name in ("CustomTB", "custom_exceptions") if name in vars(shell)}
+    tables = [(vars(shell), {"events": shell.events, **shown}), (callbacks, dict(callbacks)),
+              (shell._trait_values, {"ast_transformers": shell.ast_transformers,
+                                     "input_transformers_post": shell.input_transformers_post})]
+    lists = [*((f"{event} callback", hooks) for event, hooks in callbacks.items()),
+             ("input transformer", shell.input_transformers_cleanup),
+             ("input transformer", shell.input_transformer_manager.line_transforms),
+             ("input transformer", shell.input_transformers_post), ("AST transformer", shell.ast_transformers)]
+    return tables, [(what, hooks, list.copy(hooks)) for what, hooks in lists if type(hooks) is list]
+
+
+def _put_back_shell_hooks(run: _Run) -> None:
+    """IPython's lists of what later cells call, as they were, with what the code added made `_Later` (run contained,
+    as the code was): a `post_run_cell` callback that loops while catching every exception held the kernel for good,
+    from the end of the very cell that asked the model. What it took out is put back; a list, or the shell's event
+    manager, that it replaced is put back, and the replacement kept, never freed (see `_TAKEN_OUT`); so is the shell's
+    handler of errors in cells (`set_custom_exc`: it would run at the user's next error)."""
+    for table, before in run.shell_tables:
+        for name, value in before.items():
+            _restore(table, name, value)
+    for what, hooks, before in run.shell_hooks:
+        now = list.copy(hooks)
+        added = [_Later(entry, what, hooks, run.timeout) for entry in now
+                 if type(entry) is not _Later and not any(entry is then for then in before)]
+        if added or any(not any(then is entry for entry in now) for then in before):
+            wrapped = [entry for entry in now if type(entry) is _Later and not any(entry is then for then in before)]
+            hooks[:] = before + wrapped + added  # (`wrapped`: by an earlier put-back of this run)
+
+
+class _Later:
+    """A callable the model's code left in one of IPython's lists, which the kernel's thread calls at every later cell
+    (a `post_run_cell` callback, an input or AST transformer): each call runs it as the code ran, on a watched thread
+    under the guards and the run's timeout. One that does not end in time, is interrupted or fails is taken out of its
+    list, with one line on stderr; a transformer's input then goes on unchanged. Compared by identity with what it
+    holds, so `events.unregister(fn)` and `fn in callbacks` (matplotlib's own checks) still find it."""
+
+    __slots__ = ("fn", "what", "hooks", "timeout")
+
+    def __init__(self, fn: Any, what: str, hooks: list[Any], timeout: float | None) -> None:
+        self.fn, self.what, self.hooks, self.timeout = fn, what, hooks, timeout
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or other is self.fn
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:  # IPython names a failing transformer with it: never the code's own repr
+        return f"<{self.what} of the model's code>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(lambda: self.fn(*args, **kwargs), args[0] if args else None)
+
+    def visit(self, node: Any) -> Any:
+        """An AST transformer's entry point (IPython calls `transformer.visit(tree)`)."""
+        return self._run(lambda: self.fn.visit(node), node)
+
+    def _run(self, call: Callable[[], Any], unchanged: Any) -> Any:
+        if _get_ident() != _MAIN or _GUARDS.runs:  # within a run already (its code ran a cell): its guards hold
+            return call()
+        outcome = contain(call, timeout=self.timeout, label=f"a {self.what} of the model's code")
+        if outcome.status == "done":
+            return outcome.value
+        why = {"timeout": f"did not end within its {self.timeout:g} s" if self.timeout else "did not end",
+               "interrupted": "was interrupted", "error": "failed"}[outcome.status]
+        with contextlib.suppress(ValueError):
+            self.hooks.remove(self)
+        print(f"gptoss_lab: a {self.what} that the model's code registered {why}: it is taken out.", file=sys.stderr)
+        return None if self.what.endswith("callback") else unchanged
 
 
 class _Guards:
@@ -799,6 +886,7 @@ class _Guards:
                          for _, attributes in _KEPT], dict(_modules),
                         [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, sys.path, gc.callbacks)],
                         dict(sys.path_importer_cache), _class_state())
+            run.shell_tables, run.shell_hooks = _shell_hooks()
         try:
             yield run
         finally:
@@ -836,6 +924,7 @@ class _Guards:
         with self.lock:
             _put_back_classes(kept_classes)  # first: what follows runs threading's methods
             self._put_back(kept, kept_modules, kept_hooks, kept_finders)
+            _put_back_shell_hooks(run)
 
     def refill(self, run: _Run) -> None:
         """While the code runs: the builtins and attributes of `sys`, `threading`, `os` ... that it deleted, back

@@ -1,0 +1,122 @@
+"""What the model's code leaves in IPython's hook lists runs contained at later cells.
+
+IPython calls its event callbacks (`post_run_cell` ...) and input and AST transformers on the kernel's thread at
+every later cell, outside the python tool's watch. A callback the model's code registered that loops while catching
+every exception held the kernel for good, from the end of the very cell that asked the model; interrupting did not
+help. Now each such entry runs as the code ran (watched, under the call's timeout) and is taken out when it does not
+end; well-behaved ones (matplotlib's figure flush) keep working. Real kernels (jupyter_client).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from test_adversarial_python import SETUP, _execute
+
+pytestmark = pytest.mark.kernel
+
+LOOP = ("def {name}(*args, **kwargs):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            import time; time.sleep(0.05)\n"
+        "        except BaseException:\n"
+        "            pass\n")
+
+
+@pytest.fixture()
+def kernel():
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    out, content = _execute(kc, SETUP)
+    assert content["status"] == "ok", out
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def _turn(kc, code: str, timeout: float = 30) -> tuple[str, dict]:
+    return _execute(kc, f"print(turn({code!r}))", timeout=timeout)
+
+
+def _answers(kc, code: str = "print(6 * 7)", within: float = 15) -> str:
+    """The next cell's output; it must come back well before `within` seconds (a held kernel never answers)."""
+    start = time.monotonic()
+    out, content = _execute(kc, code, timeout=within)
+    assert content["status"] == "ok", out
+    assert time.monotonic() - start < within
+    return out
+
+
+@pytest.mark.parametrize(("register", "what"), [
+    ("get_ipython().events.register('post_run_cell', cb)", "post_run_cell callback"),
+    ("get_ipython().events.register('pre_run_cell', cb)", "pre_run_cell callback"),
+    ("get_ipython().events.callbacks['post_execute'] = [cb]", None),       # the list replaced: put back, cb dropped
+    ("get_ipython().input_transformers_cleanup.append(cb)", "input transformer"),
+    ("get_ipython().input_transformers_post.append(cb)", "input transformer"),
+    ("import ast\nclass T(ast.NodeTransformer):\n    def visit(self, node):\n        cb()\n"
+     "get_ipython().ast_transformers.append(T())", "AST transformer"),
+    ("class E:\n    def trigger(self, *args, **kwargs): cb()\n    def register(self, *a): pass\n"
+     "get_ipython().events = E()", None),                                  # the event manager replaced: put back
+])
+def test_a_looping_hook_of_the_models_code_does_not_hold_later_cells(kernel, register, what):
+    km, kc = kernel
+    out, content = _turn(kc, LOOP.format(name="cb") + register)
+    assert content["status"] == "ok", out
+    assert "'status': 'done', 'output': '', 'final': 'done'" in out
+    later = [_answers(kc) for _ in range(2)]
+    seen = out + "".join(later)
+    if what is not None:  # said once, where it was stopped
+        assert seen.count(f"gptoss_lab: a {what} that the model's code registered did not end within its 1 s: "
+                          "it is taken out.") == 1, seen
+    assert later[-1] == "42\n"
+    assert km.is_alive()
+
+
+def test_an_error_handler_of_the_models_code_is_taken_back(kernel):
+    """`set_custom_exc` would run the code's handler at the user's next error in a cell: it goes with the call."""
+    km, kc = kernel
+    out, content = _turn(kc, LOOP.format(name="cb") + "get_ipython().set_custom_exc((ZeroDivisionError,), cb)")
+    assert content["status"] == "ok", out
+    start = time.monotonic()
+    out, content = _execute(kc, "1 / 0", timeout=15)
+    assert content["status"] == "error" and content["ename"] == "ZeroDivisionError"
+    assert time.monotonic() - start < 15
+    assert _answers(kc) == "42\n"
+
+
+def test_a_hook_the_user_had_is_put_back_and_a_quiet_one_of_the_code_keeps_running(kernel):
+    km, kc = kernel
+    _answers(kc, "seen = []\ndef mine(result): seen.append('mine')\nget_ipython().events.register('post_run_cell', mine)")
+    out, content = _turn(kc, "calls = []\ndef counted(result): calls.append(1)\n"
+                             "ip = get_ipython()\nip.events.callbacks['post_run_cell'].clear()\n"
+                             "ip.events.register('post_run_cell', counted)")
+    assert content["status"] == "ok" and "'status': 'done', 'output': '', 'final': 'done'" in out, out
+    _answers(kc, "seen.clear(); calls.clear()")
+    _answers(kc, "x = 1")
+    _answers(kc, "y = 2")
+    # both ran after each of the three cells (the one that cleared the lists too)
+    assert _answers(kc, "print(seen, len(calls))") == "['mine', 'mine', 'mine'] 3\n"
+    # the user can take the code's callback out by the function they know
+    _answers(kc, "get_ipython().events.unregister('post_run_cell', counted)\ncalls.clear()")
+    _answers(kc, "z = 3")
+    assert _answers(kc, "print(len(calls))") == "0\n"
+
+
+def test_matplotlib_imported_first_by_the_models_code_still_shows_later_figures(kernel):
+    """matplotlib's inline backend registers its figure flush when pyplot is first imported: by the model's code here.
+    Run contained at the user's later cells, it still shows their figures."""
+    km, kc = kernel
+    out, content = _turn(kc, "import matplotlib.pyplot as plt\nprint(plt.get_backend())")
+    assert content["status"] == "ok" and "inline" in out, out
+    kinds: list[str] = []
+
+    def keep(msg: dict) -> None:
+        if msg["msg_type"] == "display_data":
+            kinds.extend(msg["content"]["data"])
+
+    reply = kc.execute_interactive("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2]);", timeout=30,
+                                   output_hook=keep)
+    assert reply["content"]["status"] == "ok"
+    assert "image/png" in kinds
