@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import builtins
+import contextlib
 import gc
 import getpass
 import importlib
@@ -25,6 +26,8 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -833,8 +836,9 @@ def _execute(kc, code: str, timeout: float = 60) -> tuple[str, dict]:
     return "".join(out), reply["content"]
 
 
-@pytest.fixture(scope="module")
-def kernel():
+@contextlib.contextmanager
+def started_kernel() -> Iterator[tuple[Any, Any]]:
+    """A real kernel (jupyter_client) with SETUP run in it: its manager and client; shut down after."""
     from jupyter_client.manager import start_new_kernel
 
     km, kc = start_new_kernel(kernel_name="python3")
@@ -843,6 +847,12 @@ def kernel():
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    with started_kernel() as both:
+        yield both
 
 
 def _assert_alive_and_answering(km, kc) -> None:

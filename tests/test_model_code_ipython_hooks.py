@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from test_adversarial_python import SETUP, _execute
+from test_adversarial_python import _execute, started_kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -26,14 +26,9 @@ LOOP = ("def {name}(*args, **kwargs):\n"
 
 @pytest.fixture()
 def kernel():
-    from jupyter_client.manager import start_new_kernel
-
-    km, kc = start_new_kernel(kernel_name="python3")
-    out, content = _execute(kc, SETUP)
-    assert content["status"] == "ok", out
-    yield km, kc
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+    """A kernel of its own for each test: what the code leaves in IPython's lists stays for the kernel's life."""
+    with started_kernel() as both:
+        yield both
 
 
 def _turn(kc, code: str, timeout: float = 30) -> tuple[str, dict]:
@@ -74,6 +69,35 @@ def test_a_looping_hook_of_the_models_code_does_not_hold_later_cells(kernel, reg
     assert km.is_alive()
 
 
+@pytest.mark.parametrize(("register", "show", "said"), [
+    # int's printer replaced: the kernel's own is put back
+    ("get_ipython().display_formatter.formatters['text/plain'].for_type(int, cb)", "7", None),
+    ("class Point:\n    pass\npoint = Point()\n"
+     "get_ipython().display_formatter.formatters['text/plain'].for_type(Point, cb)", "point",
+     "a text/plain printer that the model's code registered did not end within its 1 s: it is taken out."),
+    ("get_ipython().display_formatter.formatters['text/html'].for_type_by_name('collections', 'OrderedDict', cb)",
+     "import collections\ncollections.OrderedDict(a=1)",
+     "a text/html printer that the model's code registered did not end within its 1 s: it is taken out."),
+    ("from IPython.core.formatters import BaseFormatter\nclass F(BaseFormatter):\n"
+     "    def __call__(self, obj): cb()\nget_ipython().display_formatter.formatters['text/x-evil'] = F()", "7", None),
+])
+def test_a_looping_printer_of_the_models_code_does_not_hold_later_displays(kernel, register, show, said):
+    """A display formatter's printer runs at the user's later displays (`7` as a cell's last line): one the model's
+    code registered that loops held the kernel for good."""
+    km, kc = kernel
+    out, content = _turn(kc, LOOP.format(name="cb") + register + "\nNone")
+    assert content["status"] == "ok", out
+    start = time.monotonic()
+    shown: list[str] = []
+    reply = kc.execute_interactive(show, timeout=15, output_hook=lambda msg: shown.append(
+        msg["content"].get("text") or msg["content"].get("data", {}).get("text/plain", "")))
+    assert reply["content"]["status"] == "ok" and time.monotonic() - start < 15
+    seen = "".join(shown)
+    assert (said in seen) if said else ("gptoss_lab" not in seen), seen
+    assert _answers(kc, show) == ""  # the value is shown as an execute_result, and again without waiting
+    assert _answers(kc) == "42\n"
+
+
 def test_an_error_handler_of_the_models_code_is_taken_back(kernel):
     """`set_custom_exc` would run the code's handler at the user's next error in a cell: it goes with the call."""
     km, kc = kernel
@@ -86,9 +110,28 @@ def test_an_error_handler_of_the_models_code_is_taken_back(kernel):
     assert _answers(kc) == "42\n"
 
 
+@pytest.mark.parametrize("replace", [
+    "get_ipython().run_cell = cb",
+    "type(get_ipython()).run_cell = cb",
+    "from IPython.core.interactiveshell import InteractiveShell\nInteractiveShell.run_cell = cb",
+    "get_ipython().kernel.do_execute = cb",
+    "get_ipython().kernel.shell_handlers['execute_request'] = cb",
+    "from ipykernel.kernelbase import Kernel\nKernel.execute_request = cb",
+])
+def test_the_shells_and_kernels_methods_are_put_back(kernel, replace):
+    """A method of the shell or the kernel that the code replaced (on the object or its class) would run at every later
+    cell: a looping one held the kernel for good, a quiet one would swallow every cell."""
+    km, kc = kernel
+    out, content = _turn(kc, LOOP.format(name="cb") + replace)
+    assert content["status"] == "ok" and "'final': 'done'" in out, out
+    assert _answers(kc) == "42\n"
+    assert _answers(kc, "print(type(get_ipython().run_cell).__name__)") == "method\n"
+
+
 def test_a_hook_the_user_had_is_put_back_and_a_quiet_one_of_the_code_keeps_running(kernel):
     km, kc = kernel
-    _answers(kc, "seen = []\ndef mine(result): seen.append('mine')\nget_ipython().events.register('post_run_cell', mine)")
+    _answers(kc, "seen = []\ndef mine(result): seen.append('mine')\n"
+                 "get_ipython().events.register('post_run_cell', mine)")
     out, content = _turn(kc, "calls = []\ndef counted(result): calls.append(1)\n"
                              "ip = get_ipython()\nip.events.callbacks['post_run_cell'].clear()\n"
                              "ip.events.register('post_run_cell', counted)")

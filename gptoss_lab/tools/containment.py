@@ -37,10 +37,11 @@ watches, so the caller has its answer at the timeout whatever the code does:
   `gc.callbacks` (`sys.meta_path.clear()` would fail every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
   after them (a library it imported, six say, needs its finder), but for its gc callbacks, which go with the run
   (whichever thread collects next runs them: a looping one hung the user's next cell; during the run, one that
-  the watcher's own collection runs can still hold it). What it adds to IPython's lists of what every later cell
-  calls on the kernel's thread (event callbacks, input and AST transformers) stays but runs as the code ran, watched
-  and under the call's timeout, and is taken out when it does not end (`_Later`); what it took out of them, and a
-  list or event manager it replaced, is put back. `sys.addaudithook`, whose hook could
+  the watcher's own collection runs can still hold it). What it adds to what IPython calls on the kernel's thread at
+  later cells (event callbacks, input and AST transformers, display printers) stays but runs as the code ran, watched
+  and under the call's timeout, and is taken out when it does not end (`_Later`); what it took out of them or
+  replaced (a printer, a formatter, a list, the event manager, the handler of errors in cells, a method of the shell
+  or the kernel or of their classes) is put back (`_ShellHooks`). `sys.addaudithook`, whose hook could
   never be taken out and would see every later cell, is refused; what the code registers with `atexit` is
   taken out again once its threads have ended. An exception the code raises into the kernel's thread
   (ctypes' `PyThreadState_SetAsyncExc`), once or again and again, ends the call and stops the code
@@ -71,6 +72,7 @@ in the same moment is compared there (it can then hold the watcher, not end the 
 from __future__ import annotations
 
 import _thread
+import abc
 import asyncio
 import atexit
 import builtins
@@ -92,6 +94,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import CodeType, FunctionType
@@ -712,8 +715,7 @@ class _Run:
         self.watcher = _get_ident()  # the thread that runs `contain`: the lab's code only, while the run goes on
         self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values(), *_threads().values()]}
         self.kept: tuple[Any, ...] = ([], {}, [], {}, [])  # what `_Guards.put_back` puts back: see `_Guards.running`
-        self.shell_hooks: list[tuple[str, list[Any], list[Any]]] = []  # IPython's lists as they were (`_shell_hooks`)
-        self.shell_tables: list[tuple[dict[str, Any], dict[str, Any]]] = []  # ... and where the shell keeps them
+        self.shell_hooks: _ShellHooks | None = None  # what IPython calls at later cells, as it was
         self.timeout: float | None = None
 
     def started(self) -> dict[int, threading.Thread]:
@@ -738,55 +740,148 @@ def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = Fa
         pass
 
 
-def _shell_hooks() -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[tuple[str, list[Any], list[Any]]]]:
-    """What IPython calls on the kernel's thread at later cells: where the shell keeps it (with its handler of a cell's
-    errors, `set_custom_exc`), as (table, its entries now), and each list, event callbacks and input and AST
-    transformers, as (what it holds, the list, its entries now). Empty outside IPython. Taken before the code runs:
-    nothing of the code's runs here."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None:
-        return [], []
-    callbacks = shell.events.callbacks
-    shown = {name: vars(shell)[name] for name in ("CustomTB", "custom_exceptions") if name in vars(shell)}
-    tables = [(vars(shell), {"events": shell.events, **shown}), (callbacks, dict(callbacks)),
-              (shell._trait_values, {"ast_transformers": shell.ast_transformers,
-                                     "input_transformers_post": shell.input_transformers_post})]
-    lists = [*((f"{event} callback", hooks) for event, hooks in callbacks.items()),
-             ("input transformer", shell.input_transformers_cleanup),
-             ("input transformer", shell.input_transformer_manager.line_transforms),
-             ("input transformer", shell.input_transformers_post), ("AST transformer", shell.ast_transformers)]
-    return tables, [(what, hooks, list.copy(hooks)) for what, hooks in lists if type(hooks) is list]
+class _ShellHooks:
+    """What IPython calls on the kernel's thread at later cells, as it was before a run (taken before the code runs:
+    nothing of the code's runs here). `tables`: where the shell keeps it, with its handler of a cell's errors
+    (`set_custom_exc`) and its display formatters, as (table, its entries then); `lists`: event callbacks and input and
+    AST transformers, as (what it holds, the list, its entries then); `printers`: each display formatter's printers by
+    type and by type name, as (what, the table, its items then, the formatter's two tables); `objects` and `classes`:
+    the shell and ipykernel's kernel, and their classes of IPython and ipykernel, with their attributes then (and
+    those of the classes after each in its MRO). Empty outside IPython."""
+
+    def __init__(self) -> None:
+        self.tables: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.lists: list[tuple[str, list[Any], list[Any]]] = []
+        self.printers: list[tuple[str, dict[Any, Any], list[tuple[Any, Any]], tuple[dict[Any, Any], ...]]] = []
+        self.formatters: tuple[dict[Any, Any], dict[str, Any]] = ({}, {})  # the display formatters by MIME type
+        self.objects: list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = []  # the shell, the kernel
+        self.classes: list[tuple[type, dict[str, Any], list[dict[str, Any]]]] = []  # ... and their classes
+        ipython = sys.modules.get("IPython")
+        shell = ipython.get_ipython() if ipython is not None else None
+        if shell is None:
+            return
+        callbacks, display = shell.events.callbacks, shell.display_formatter
+        shown = {name: vars(shell)[name] for name in ("CustomTB", "custom_exceptions") if name in vars(shell)}
+        formatters = display.formatters
+        self.formatters = formatters, dict(formatters)
+        self.tables = [(vars(shell), {"events": shell.events, "display_formatter": display, **shown}),
+                       (callbacks, dict(callbacks)), (formatters, dict(formatters)),
+                       (shell._trait_values, {"ast_transformers": shell.ast_transformers,
+                                              "input_transformers_post": shell.input_transformers_post}),
+                       (display._trait_values, {name: getattr(display, name) for name in
+                                                ("formatters", "mimebundle_formatter", "ipython_display_formatter")})]
+        lists = [*((f"{event} callback", hooks) for event, hooks in callbacks.items()),
+                 ("input transformer", shell.input_transformers_cleanup),
+                 ("input transformer", shell.input_transformer_manager.line_transforms),
+                 ("input transformer", shell.input_transformers_post), ("AST transformer", shell.ast_transformers)]
+        self.lists = [(what, hooks, list.copy(hooks)) for what, hooks in lists if type(hooks) is list]
+        printers = [(f"{mime} printer", table, tables) for mime, formatter in
+                    [*formatters.items(), ("mimebundle", display.mimebundle_formatter),
+                     ("_ipython_display_", display.ipython_display_formatter)]
+                    for tables in [(formatter.type_printers, formatter.deferred_printers)] for table in tables]
+        self.printers = [(what, table, list(dict.items(table)), tables) for what, table, tables in printers
+                         if all(type(table) is dict for table in tables)]
+        kernel = shell._trait_values.get("kernel")  # ipykernel's (a trait of its shell)
+        for obj in (shell, kernel) if kernel is not None else (shell,):
+            mro = [cls for cls in type(obj).__mro__ if cls.__module__.split(".")[0] in ("IPython", "ipykernel")]
+            states = [dict(vars(cls)) for cls in mro]
+            self.objects.append((vars(obj), dict(vars(obj)), states))
+            self.classes += [(cls, state, states[i + 1:]) for i, (cls, state) in enumerate(zip(mro, states))]
+            for handlers in ("shell_handlers", "control_handlers"):
+                if type(vars(obj).get(handlers)) is dict:  # the kernel's methods by message type
+                    self.tables.append((vars(obj)[handlers], dict(vars(obj)[handlers])))
+
+    def put_back(self, timeout: float | None) -> None:
+        """As they were, with what the code added made `_Later` (run contained, as the code was): a `post_run_cell`
+        callback or an `int` printer that loops while catching every exception held the kernel for good, from the end
+        of the very cell that asked the model. What it took out or replaced is put back, a replacement kept, never
+        freed (see `_TAKEN_OUT`); a formatter it added for a new MIME type, or a printer under a key whose hash or
+        comparison would run its code (not a plain class, not a name), is taken out."""
+        self._put_back_methods()
+        for table, before in self.tables:
+            _plain_keys(table)  # (a key of the code's colliding with a name's hash would be compared)
+            for name, value in before.items():
+                _restore(table, name, value)
+        for what, hooks, before in self.lists:
+            now = list.copy(hooks)
+            added = [_Later(entry, what, hooks, timeout) for entry in now
+                     if type(entry) is not _Later and not any(entry is then for then in before)]
+            if added or any(not any(then is entry for entry in now) for then in before):
+                wrapped = [entry for entry in now  # by an earlier put-back of this run
+                           if type(entry) is _Later and not any(entry is then for then in before)]
+                hooks[:] = before + wrapped + added
+        formatters, known = self.formatters  # one the code added for a new MIME type would run at every display
+        for mime in [mime for mime in formatters if mime not in known]:
+            _TAKEN_OUT.append(formatters.pop(mime))
+        for what, table, before, tables in self.printers:
+            now = list(dict.items(table))
+            if len(now) == len(before) and all(key is k and value is v for (key, value), (k, v) in zip(now, before)):
+                continue
+            kept = list(before)  # replaced or taken out: the printers as they were
+            for key, value in now:
+                if any(key is k and value is v for k, v in before):
+                    continue
+                if any(key is k for k, _ in before) or not _plain_key(key):
+                    _TAKEN_OUT.append((key, value))
+                else:  # one of an earlier put-back of this run, or added now
+                    kept.append((key, value if type(value) is _Later else _Later(value, what, tables, timeout)))
+            table.clear()
+            table.update(kept)
 
 
-def _put_back_shell_hooks(run: _Run) -> None:
-    """IPython's lists of what later cells call, as they were, with what the code added made `_Later` (run contained,
-    as the code was): a `post_run_cell` callback that loops while catching every exception held the kernel for good,
-    from the end of the very cell that asked the model. What it took out is put back; a list, or the shell's event
-    manager, that it replaced is put back, and the replacement kept, never freed (see `_TAKEN_OUT`); so is the shell's
-    handler of errors in cells (`set_custom_exc`: it would run at the user's next error)."""
-    for table, before in run.shell_tables:
-        for name, value in before.items():
-            _restore(table, name, value)
-    for what, hooks, before in run.shell_hooks:
-        now = list.copy(hooks)
-        added = [_Later(entry, what, hooks, run.timeout) for entry in now
-                 if type(entry) is not _Later and not any(entry is then for then in before)]
-        if added or any(not any(then is entry for entry in now) for then in before):
-            wrapped = [entry for entry in now if type(entry) is _Later and not any(entry is then for then in before)]
-            hooks[:] = before + wrapped + added  # (`wrapped`: by an earlier put-back of this run)
+    def _put_back_methods(self) -> None:
+        """The shell's and the kernel's methods as they were: on their classes (IPython's and ipykernel's) and on
+        themselves, replaced or taken out, and one the code set on an object or a subclass over its class's
+        (`get_ipython().run_cell = ...` made every later cell run the code's function, a looping one held the kernel
+        for good). Other attributes the code set stay (a setting, `%matplotlib`'s state)."""
+        for cls, before, later in self.classes:
+            try:
+                now = vars(cls)
+                for name in [name for name in now if type(name) is str and name not in before
+                             and any(name in state for state in later)]:  # over a method of a base
+                    _TAKEN_OUT.append(now[name])
+                    type.__delattr__(cls, name)
+                for name, value in before.items():
+                    if now.get(name, now) is not value:
+                        _TAKEN_OUT.append(now.get(name))
+                        type.__setattr__(cls, name, value)
+            except Exception:  # a class the code made unrepairable: the rest is put back all the same
+                pass
+        for table, before, states in self.objects:
+            _plain_keys(table)
+            for name in [name for name in table if name not in before
+                         and any(_is_method(state.get(name)) for state in states)]:
+                _TAKEN_OUT.append(table.pop(name))
+            for name, value in before.items():
+                if _is_method(value):
+                    _restore(table, name, value)
+
+
+def _is_method(value: Any) -> bool:
+    """A function or a method (told by its exact type: nothing of the code's runs)."""
+    return type(value) in (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType,
+                           staticmethod, classmethod, functools.partial)
+
+
+def _plain_key(key: Any) -> bool:
+    """Whether a printer's key hashes and compares without running anyone's code: a class of a plain metaclass, or a
+    (module, name) pair of plain strings."""
+    return type(key) in (type, abc.ABCMeta) or type(key) is tuple and all(type(part) is str for part in key)
 
 
 class _Later:
-    """A callable the model's code left in one of IPython's lists, which the kernel's thread calls at every later cell
-    (a `post_run_cell` callback, an input or AST transformer): each call runs it as the code ran, on a watched thread
+    """A callable the model's code left in one of IPython's lists or printer tables, which the kernel's thread calls at
+    later cells (a `post_run_cell` callback, an input or AST transformer, a display formatter's printer of a type): each
+    call runs it as the code ran, on a watched thread
     under the guards and the run's timeout. One that does not end in time, is interrupted or fails is taken out of its
-    list, with one line on stderr; a transformer's input then goes on unchanged. Compared by identity with what it
+    list, with one line on stderr; a transformer's input then goes on unchanged (a printer's object is shown as
+    it would be without it). Compared by identity with what it
     holds, so `events.unregister(fn)` and `fn in callbacks` (matplotlib's own checks) still find it."""
 
     __slots__ = ("fn", "what", "hooks", "timeout")
 
-    def __init__(self, fn: Any, what: str, hooks: list[Any], timeout: float | None) -> None:
+    def __init__(self, fn: Any, what: str, hooks: list[Any] | tuple[dict[Any, Any], ...],
+                 timeout: float | None) -> None:
         self.fn, self.what, self.hooks, self.timeout = fn, what, hooks, timeout
 
     def __eq__(self, other: object) -> bool:
@@ -812,10 +907,15 @@ class _Later:
             return outcome.value
         why = {"timeout": f"did not end within its {self.timeout:g} s" if self.timeout else "did not end",
                "interrupted": "was interrupted", "error": "failed"}[outcome.status]
-        with contextlib.suppress(ValueError):
-            self.hooks.remove(self)
+        if type(self.hooks) is tuple:  # a printer: by type or by type name (IPython moves it to the first when used)
+            for table in self.hooks:
+                for key in [key for key, value in dict.items(table) if value is self]:  # plain keys (see `_plain_key`)
+                    table.pop(key)
+        else:
+            with contextlib.suppress(ValueError):
+                self.hooks.remove(self)
         print(f"gptoss_lab: a {self.what} that the model's code registered {why}: it is taken out.", file=sys.stderr)
-        return None if self.what.endswith("callback") else unchanged
+        return unchanged if self.what.endswith("transformer") else None
 
 
 class _Guards:
@@ -886,7 +986,7 @@ class _Guards:
                          for _, attributes in _KEPT], dict(_modules),
                         [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, sys.path, gc.callbacks)],
                         dict(sys.path_importer_cache), _class_state())
-            run.shell_tables, run.shell_hooks = _shell_hooks()
+            run.shell_hooks = _ShellHooks()
         try:
             yield run
         finally:
@@ -924,7 +1024,11 @@ class _Guards:
         with self.lock:
             _put_back_classes(kept_classes)  # first: what follows runs threading's methods
             self._put_back(kept, kept_modules, kept_hooks, kept_finders)
-            _put_back_shell_hooks(run)
+            if run.shell_hooks is not None:
+                try:
+                    run.shell_hooks.put_back(run.timeout)
+                except Exception:  # a shell the code made unrepairable: never an error here (the watcher retries
+                    pass           # a put-back that raises, as it would one the code raised into it)
 
     def refill(self, run: _Run) -> None:
         """While the code runs: the builtins and attributes of `sys`, `threading`, `os` ... that it deleted, back
