@@ -252,3 +252,22 @@ def test_a_web_address_with_a_user_name_reads_as_the_site_it_opens() -> None:
     assert opened.status == "done" and asked[-1] == given
     assert "paypal.com" not in opened.output and "https://evil.example/login" in opened.output
     assert [c.url for c in browser.citations("【2†L1】")] == ["https://evil.example/login"]
+
+
+def test_an_address_the_model_writes_is_opened_without_its_user_name() -> None:
+    """`open(id="https://paypal.com:pw@evil.example/…")` sent the user name and password the model wrote to the site
+    (the approval question showed `https://…@evil.example/…`). The address is opened without them; a result's own
+    address, written out by the model, is still fetched as the search function gave it."""
+    given = "https://paypal.com@evil.example/login"
+    asked: list[str] = []
+
+    def fetch(url: str) -> str:
+        asked.append(url)
+        return "Enter your card number."
+
+    browser = Browser(search=lambda query, topn: [{"title": "Log in", "url": given, "snippet": "Log in."}], fetch=fetch)
+    _run(browser, "search", query="login")
+    opened = _run(browser, "open", id="https://paypal.com:hunter2@evil.example/other")
+    assert opened.status == "done" and asked[-1] == "https://evil.example/other"
+    assert "hunter2" not in opened.output and "paypal.com" not in opened.output
+    assert _run(browser, "open", id=given).status == "done" and asked[-1] == given

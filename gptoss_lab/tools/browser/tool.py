@@ -29,7 +29,7 @@ from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
 from .local import LocalBackend
 from .page import (
-    CITATION_PATTERN, Page, cited_lines, display, end_line, find_page, maybe_truncate, results_page,
+    CITATION_PATTERN, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate, results_page,
 )
 
 VIEW_SOURCE_PREFIX = "view-source:"
@@ -196,8 +196,8 @@ class Browser(Tool):
         snippet = None
         stay = False
         direct = isinstance(id, str)
-        if isinstance(id, str):
-            url = id
+        if isinstance(id, str):  # an address the model wrote: never with a user name or password for the site
+            url = clean_url(id)   # (`https://paypal.com@evil.example/`; a result's own address is fetched as given)
         else:
             current = self._page(cursor)
             if id >= 0:
