@@ -233,18 +233,27 @@ def test_a_link_to_another_document_written_unescaped_leads_to_its_name(tmp_path
     assert "Cafe page" in _run(browser, "open", id=0).output
 
 
-def test_a_web_address_with_a_user_name_reads_as_the_site_it_opens() -> None:
-    """`https://paypal.com@evil.example/login` is evil.example's page (paypal.com is a user name), but the results
-    labelled it `paypal.com@evil.example` and the model, the page header and the citation kept the whole address.
-    The address is kept without the user name; the search function's fetch still gets the address it gave."""
-    given = "https://paypal.com@evil.example/login"
+PHISHING = "https://paypal.com@evil.example/login"
+
+
+def _phishing_search() -> tuple[Browser, list[str]]:
+    """A browser whose search finds PHISHING, and the addresses its fetch function was asked for."""
     asked: list[str] = []
 
     def fetch(url: str) -> str:
         asked.append(url)
         return "Enter your card number."
 
-    browser = Browser(search=lambda query, topn: [{"title": "Log in", "url": given, "snippet": "Log in."}], fetch=fetch)
+    return Browser(search=lambda query, topn: [{"title": "Log in", "url": PHISHING, "snippet": "Log in."}],
+                   fetch=fetch), asked
+
+
+def test_a_web_address_with_a_user_name_reads_as_the_site_it_opens() -> None:
+    """`https://paypal.com@evil.example/login` is evil.example's page (paypal.com is a user name), but the results
+    labelled it `paypal.com@evil.example` and the model, the page header and the citation kept the whole address.
+    The address is kept without the user name; the search function's fetch still gets the address it gave."""
+    given = PHISHING
+    browser, asked = _phishing_search()
     results = _run(browser, "search", query="login")
     assert "paypal.com" not in results.output and "paypal.com" not in " ".join(_strings(results.data))
     assert _results(browser, "login") == {"evil.example": (0, "Log in")}
@@ -258,16 +267,9 @@ def test_an_address_the_model_writes_is_opened_without_its_user_name() -> None:
     """`open(id="https://paypal.com:pw@evil.example/…")` sent the user name and password the model wrote to the site
     (the approval question showed `https://…@evil.example/…`). The address is opened without them; a result's own
     address, written out by the model, is still fetched as the search function gave it."""
-    given = "https://paypal.com@evil.example/login"
-    asked: list[str] = []
-
-    def fetch(url: str) -> str:
-        asked.append(url)
-        return "Enter your card number."
-
-    browser = Browser(search=lambda query, topn: [{"title": "Log in", "url": given, "snippet": "Log in."}], fetch=fetch)
+    browser, asked = _phishing_search()
     _run(browser, "search", query="login")
     opened = _run(browser, "open", id="https://paypal.com:hunter2@evil.example/other")
     assert opened.status == "done" and asked[-1] == "https://evil.example/other"
     assert "hunter2" not in opened.output and "paypal.com" not in opened.output
-    assert _run(browser, "open", id=given).status == "done" and asked[-1] == given
+    assert _run(browser, "open", id=PHISHING).status == "done" and asked[-1] == PHISHING

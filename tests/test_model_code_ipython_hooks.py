@@ -128,6 +128,33 @@ def test_the_shells_and_kernels_methods_are_put_back(kernel, replace):
     assert _answers(kc, "print(type(get_ipython().run_cell).__name__)") == "method\n"
 
 
+@pytest.mark.parametrize("schedule", [
+    "get_ipython().kernel.io_loop.add_callback(cb)",
+    "get_ipython().kernel.io_loop.call_later(0.2, cb)",
+    "import asyncio\nasync def co():\n    cb()\n"
+    "asyncio.run_coroutine_threadsafe(co(), get_ipython().kernel.io_loop.asyncio_loop)",
+])
+def test_a_looping_callback_the_code_puts_on_the_kernels_event_loop_does_not_hold_it(kernel, schedule):
+    """The kernel's thread runs its event loop between cells, where it ignores interrupts: a looping callback the
+    model's code put there held the kernel for good (seen: the next cell never ran, interrupted or not)."""
+    km, kc = kernel
+    out, content = _turn(kc, LOOP.format(name="cb") + schedule + "\nNone")
+    assert content["status"] == "ok" and "'final': 'done'" in out, out
+    time.sleep(0.5)
+    assert _answers(kc) == "42\n"
+    assert _answers(kc) == "42\n"
+    assert km.is_alive()
+
+
+def test_a_quiet_callback_the_code_puts_on_the_kernels_event_loop_runs_once(kernel):
+    km, kc = kernel
+    out, content = _turn(kc, "ran = []\nget_ipython().kernel.io_loop.add_callback(lambda: ran.append(1))\nNone")
+    assert content["status"] == "ok" and "'final': 'done'" in out, out
+    time.sleep(0.5)
+    _answers(kc, "x = 1")
+    assert _answers(kc, "print(ran)") == "[1]\n"
+
+
 def test_a_hook_the_user_had_is_put_back_and_a_quiet_one_of_the_code_keeps_running(kernel):
     km, kc = kernel
     _answers(kc, "seen = []\ndef mine(result): seen.append('mine')\n"

@@ -41,9 +41,10 @@ watches, so the caller has its answer at the timeout whatever the code does:
   later cells (event callbacks, input and AST transformers, display printers) stays but runs as the code ran, watched
   and under the call's timeout, and is taken out when it does not end (`_Later`); what it took out of them or
   replaced (a printer, a formatter, a list, the event manager, the handler of errors in cells, a method of the shell
-  or the kernel or of their classes) is put back (`_ShellHooks`). `sys.addaudithook`, whose hook could
-  never be taken out and would see every later cell, is refused; what the code registers with `atexit` is
-  taken out again once its threads have ended. An exception the code raises into the kernel's thread
+  or the kernel or of their classes) is put back (`_ShellHooks`). The callbacks it puts on the kernel's event loop
+  (run on the kernel's thread between cells, where interrupts are ignored) run contained too. `sys.addaudithook`,
+  whose hook could never be taken out and would see every later cell, is refused; what the code registers with
+  `atexit` is taken out again once its threads have ended. An exception the code raises into the kernel's thread
   (ctypes' `PyThreadState_SetAsyncExc`), once or again and again, ends the call and stops the code
   (`Hijacked`). Its threads are told apart by the first frame of their stacks, not only by threading's
   table, which it can take them out of; `_thread.start_new_thread` starts a threading thread for it.
@@ -77,6 +78,7 @@ import asyncio
 import atexit
 import builtins
 import codecs
+import collections
 import contextlib
 import contextvars
 import ctypes
@@ -84,6 +86,7 @@ import faulthandler
 import functools
 import gc
 import getpass
+import heapq
 import io
 import math
 import operator
@@ -747,7 +750,8 @@ class _ShellHooks:
     AST transformers, as (what it holds, the list, its entries then); `printers`: each display formatter's printers by
     type and by type name, as (what, the table, its items then, the formatter's two tables); `objects` and `classes`:
     the shell and ipykernel's kernel, and their classes of IPython and ipykernel, with their attributes then (and
-    those of the classes after each in its MRO). Empty outside IPython."""
+    those of the classes after each in its MRO); `loop` and `handles`: the kernel's thread's event loop (ipykernel's)
+    and the callbacks it had to run. Empty outside IPython and its loop."""
 
     def __init__(self) -> None:
         self.tables: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -756,6 +760,9 @@ class _ShellHooks:
         self.formatters: tuple[dict[Any, Any], dict[str, Any]] = ({}, {})  # the display formatters by MIME type
         self.objects: list[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = []  # the shell, the kernel
         self.classes: list[tuple[type, dict[str, Any], list[dict[str, Any]]]] = []  # ... and their classes
+        # the event loop of the kernel's thread (ipykernel's: it runs the cells), and what it is to run: its callbacks
+        self.loop: Any = asyncio._get_running_loop() if _get_ident() == _MAIN else None
+        self.handles: list[Any] = [*self.loop._ready, *self.loop._scheduled] if self.loop is not None else []
         ipython = sys.modules.get("IPython")
         shell = ipython.get_ipython() if ipython is not None else None
         if shell is None:
@@ -798,6 +805,7 @@ class _ShellHooks:
         freed (see `_TAKEN_OUT`); a formatter it added for a new MIME type, or a printer under a key whose hash or
         comparison would run its code (not a plain class, not a name), is taken out."""
         self._put_back_methods()
+        self._contain_callbacks(timeout)
         for table, before in self.tables:
             _plain_keys(table)  # (a key of the code's colliding with a name's hash would be compared)
             for name, value in before.items():
@@ -828,6 +836,31 @@ class _ShellHooks:
             table.clear()
             table.update(kept)
 
+
+    def _contain_callbacks(self, timeout: float | None) -> None:
+        """What the code put on the kernel's event loop (`get_ipython().kernel.io_loop.add_callback(f)`,
+        `asyncio.run_coroutine_threadsafe`) runs as the code ran, contained (`_Later`): on that loop it ran on the
+        kernel's thread between cells, unwatched, where a looping one held the kernel for good (the kernel ignores
+        interrupts there). Only the code adds to that loop while a run goes on: the kernel's thread waits in the watcher. What is
+        not one of asyncio's own handles is taken out (the loop would call its `_run`)."""
+        loop = self.loop
+        if loop is None or type(loop._ready) is not collections.deque or type(loop._scheduled) is not list:
+            return
+        known = {id(handle) for handle in self.handles}
+        for queue, kind in ((loop._ready, asyncio.Handle), (loop._scheduled, asyncio.TimerHandle)):
+            added = [handle for handle in queue if id(handle) not in known]
+            if any(type(handle) is not kind for handle in added):  # rebuilt, comparing nothing (no remove())
+                _TAKEN_OUT.extend(handle for handle in added if type(handle) is not kind)
+                kept = [handle for handle in queue if id(handle) in known or type(handle) is kind]
+                queue.clear()
+                queue.extend(kept)
+                if kind is asyncio.TimerHandle:
+                    heapq.heapify(queue)  # (TimerHandle's own order: by time)
+            for handle in added:
+                if type(handle) is kind and type(handle._callback) is not _Later:
+                    handle._callback = _Later(handle._callback, "callback on the kernel's event loop", None, timeout)
+                    if type(handle._context) is not contextvars.Context:
+                        handle._context = contextvars.copy_context()
 
     def _put_back_methods(self) -> None:
         """The shell's and the kernel's methods as they were: on their classes (IPython's and ipykernel's) and on
@@ -880,7 +913,7 @@ class _Later:
 
     __slots__ = ("fn", "what", "hooks", "timeout")
 
-    def __init__(self, fn: Any, what: str, hooks: list[Any] | tuple[dict[Any, Any], ...],
+    def __init__(self, fn: Any, what: str, hooks: list[Any] | tuple[dict[Any, Any], ...] | None,
                  timeout: float | None) -> None:
         self.fn, self.what, self.hooks, self.timeout = fn, what, hooks, timeout
 
@@ -907,14 +940,17 @@ class _Later:
             return outcome.value
         why = {"timeout": f"did not end within its {self.timeout:g} s" if self.timeout else "did not end",
                "interrupted": "was interrupted", "error": "failed"}[outcome.status]
-        if type(self.hooks) is tuple:  # a printer: by type or by type name (IPython moves it to the first when used)
+        if self.hooks is None:  # a callback on the event loop: called once
+            pass
+        elif type(self.hooks) is tuple:  # a printer: by type or by type name (IPython moves it to the first when used)
             for table in self.hooks:
                 for key in [key for key, value in dict.items(table) if value is self]:  # plain keys (see `_plain_key`)
                     table.pop(key)
         else:
             with contextlib.suppress(ValueError):
                 self.hooks.remove(self)
-        print(f"gptoss_lab: a {self.what} that the model's code registered {why}: it is taken out.", file=sys.stderr)
+        print(f"gptoss_lab: a {self.what} that the model's code registered {why}: it is "
+              f"{'stopped' if self.hooks is None else 'taken out'}.", file=sys.stderr)
         return unchanged if self.what.endswith("transformer") else None
 
 
