@@ -530,8 +530,8 @@ HOLDS = {
                                            "exec(compile('''" + NESTED_LOOP + "''', containment.__file__, 'exec'))"),
     "sys.settrace replaced": "import sys\nsys.settrace = lambda trace: None\n" + NESTED_LOOP,
     "a worker said to be finished": "import threading\nthreading.current_thread().finished = True\nwhile True:\n    pass",
-    "a worker made another Thread": ("import threading\nclass P(threading.Thread):\n"
-                                     "    __slots__ = ('finished', 'failed', 'value', 'fn', 'context', 'go')\n"
+    "a worker made another Thread": ("import threading\nclass P(threading.Thread):\n"  # (the same layout)
+                                     "    __slots__ = type(threading.current_thread()).__slots__\n"
                                      "threading.current_thread().__class__ = P\nwhile True:\n    pass"),
     # every look-up on the worker made by the kernel's thread (the watcher: `worker.finished`) slept there 5 s
     "the worker's class changed": ("import threading, time\nmain = threading.main_thread()\n"

@@ -282,17 +282,20 @@ class _Worker(threading.Thread):
     `go` is a C lock. The code's error is dropped here, not kept: its `__del__` runs on this thread, under
     the timeout and the guards, not on the kernel's thread whenever the garbage collector gets to it."""
 
-    __slots__ = ("finished", "failed", "value", "fn", "context", "go")
+    __slots__ = ("finished", "failed", "value", "fn", "context", "go", "ended")
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         super().__init__(name="gptoss-python", daemon=True)
         self.fn, self.context = fn, contextvars.copy_context()  # the caller's decimal context etc.
         self.go = _allocate_lock()
         self.go.acquire()  # released by the watcher
+        self.ended = _allocate_lock()
+        self.ended.acquire()  # released once the code is done: the watcher wakes then, not at its next look
         self.value: Any = None
         self.failed = self.finished = False
 
     def run(self) -> None:
+        ended = self.ended  # (before the code runs, which can reach this object)
         self.go.acquire()
         try:
             try:
@@ -303,6 +306,7 @@ class _Worker(threading.Thread):
             self.failed = True
         self.finished = True
         try:
+            ended.release()
             _settrace(None)
             _stopping.discard(_get_ident())
         except BaseException:  # a stop request that raced the end of the code: it has ended anyway
@@ -418,20 +422,21 @@ def _never() -> bool:
 
 def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | None = None,
             namespace: dict[str, Any] | None = None, label: str = "the model's code",
-            stop: Callable[[], bool] = _never) -> Outcome:
+            stop: Callable[[], bool] = _never, settle: float = SETTLE) -> Outcome:
     """Run `fn` on a worker thread under the guards; return when it ends, at the timeout, or at the
     user's interrupt (Ctrl-C, or `stop()` turning True: recorded, passed on to the code, never raised here).
 
     While it runs, what the code's threads write on sys.stdout/sys.stderr goes to `output`, and
     `exit`/`quit` in `namespace` are refused to it. When the code does not stop when told, a line
-    naming `label` on the user's stderr says so and what to do.
+    naming `label` on the user's stderr says so and what to do. The code starts once the kernel's other threads are
+    idle, or after `settle` seconds (see `_settle`).
     """
     worker = _Worker(fn)
     stuck: dict[int, Any] = {}
     with _held_interrupts() as interrupts:
-        with _GUARDS.running(output, namespace) as run:
+        with _GUARDS.running(output, namespace, settle) as run:
             run.timeout = timeout
-            go = worker.go
+            go, ended = worker.go, worker.ended
             worker.start()
             ident = worker.ident or 0
             attacked, stopping = False, None
@@ -440,7 +445,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
                     if go.locked():  # a C lock: no code of threading's (or the code's) runs here
                         go.release()
                     if not attacked:
-                        status = _watch(worker, ident, timeout, interrupts, stop, run)
+                        status = _watch(worker, ident, timeout, interrupts, stop, run, ended)
                     _GUARDS.put_back(run)  # what runs from here on (threading's stops, contextlib's exits) needs them
                     if attacked or status in ("timeout", "interrupted"):  # the threads the code started go with it
                         with_ = Hijacked if attacked else _Interrupt if status == "interrupted" else ToolTimeout
@@ -462,8 +467,8 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     return Outcome(status, _slot(_VALUE, worker), ident in stuck, len(threads))
 
 
-def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts,
-           stop: Callable[[], bool], run: _Run) -> Literal["done", "error", "timeout", "interrupted"]:
+def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts, stop: Callable[[], bool],
+           run: _Run, ended: Any) -> Literal["done", "error", "timeout", "interrupted"]:
     end = None if timeout is None else _monotonic() + timeout
     while _running(ident, worker):
         _GUARDS.refill(run)  # first: stop() runs the kernel's code
@@ -472,7 +477,9 @@ def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Inte
         left = POLL if end is None else min(POLL, end - _monotonic())
         if left <= 0:
             return "timeout"
-        _sleep(left)  # not worker.join: the code may have replaced Thread.join
+        # not worker.join (the code may have replaced Thread.join): the worker's own C lock, released as the code ends,
+        # and kept by the watcher (were the code to release it early, the next look waits its POLL all the same)
+        ended.acquire(True, left)
     return "error" if _slot(_FAILED, worker) is True else "done"
 
 
@@ -836,13 +843,12 @@ class _ShellHooks:
             table.clear()
             table.update(kept)
 
-
     def _contain_callbacks(self, timeout: float | None) -> None:
         """What the code put on the kernel's event loop (`get_ipython().kernel.io_loop.add_callback(f)`,
         `asyncio.run_coroutine_threadsafe`) runs as the code ran, contained (`_Later`): on that loop it ran on the
         kernel's thread between cells, unwatched, where a looping one held the kernel for good (the kernel ignores
-        interrupts there). Only the code adds to that loop while a run goes on: the kernel's thread waits in the watcher. What is
-        not one of asyncio's own handles is taken out (the loop would call its `_run`)."""
+        interrupts there). Only the code adds to that loop while a run goes on: the kernel's thread waits in the
+        watcher. What is not one of asyncio's own handles is taken out (the loop would call its `_run`)."""
         loop = self.loop
         if loop is None or type(loop._ready) is not collections.deque or type(loop._scheduled) is not list:
             return
@@ -903,13 +909,12 @@ def _plain_key(key: Any) -> bool:
 
 
 class _Later:
-    """A callable the model's code left in one of IPython's lists or printer tables, which the kernel's thread calls at
-    later cells (a `post_run_cell` callback, an input or AST transformer, a display formatter's printer of a type): each
-    call runs it as the code ran, on a watched thread
-    under the guards and the run's timeout. One that does not end in time, is interrupted or fails is taken out of its
-    list, with one line on stderr; a transformer's input then goes on unchanged (a printer's object is shown as
-    it would be without it). Compared by identity with what it
-    holds, so `events.unregister(fn)` and `fn in callbacks` (matplotlib's own checks) still find it."""
+    """A callable the model's code left for the kernel's thread to call later: in one of IPython's lists or printer
+    tables (a `post_run_cell` callback, an input or AST transformer, a display formatter's printer of a type) or on
+    its event loop. Each call runs it as the code ran, on a watched thread under the guards and the run's timeout. One
+    that does not end in time, is interrupted or fails is taken out of its list, with one line on stderr; a
+    transformer's input then goes on unchanged (a printer's object is shown as it would be without it). Compared by
+    identity with what it holds, so `events.unregister(fn)` and `fn in callbacks` (matplotlib's own checks) find it."""
 
     __slots__ = ("fn", "what", "hooks", "timeout")
 
@@ -935,7 +940,8 @@ class _Later:
     def _run(self, call: Callable[[], Any], unchanged: Any) -> Any:
         if _get_ident() != _MAIN or _GUARDS.runs:  # within a run already (its code ran a cell): its guards hold
             return call()
-        outcome = contain(call, timeout=self.timeout, label=f"a {self.what} of the model's code")
+        # (not waiting for the kernel's output thread to go idle: after a cell that printed, that took 0.2 s a call)
+        outcome = contain(call, timeout=self.timeout, label=f"a {self.what} of the model's code", settle=0.0)
         if outcome.status == "done":
             return outcome.value
         why = {"timeout": f"did not end within its {self.timeout:g} s" if self.timeout else "did not end",
@@ -946,9 +952,9 @@ class _Later:
             for table in self.hooks:
                 for key in [key for key, value in dict.items(table) if value is self]:  # plain keys (see `_plain_key`)
                     table.pop(key)
-        else:
-            with contextlib.suppress(ValueError):
-                self.hooks.remove(self)
+        else:  # by identity (remove() would compare the other entries)
+            for i in [i for i, entry in enumerate(list.copy(self.hooks)) if entry is self][::-1]:
+                del self.hooks[i]
         print(f"gptoss_lab: a {self.what} that the model's code registered {why}: it is "
               f"{'stopped' if self.hooks is None else 'taken out'}.", file=sys.stderr)
         return unchanged if self.what.endswith("transformer") else None
@@ -994,12 +1000,13 @@ class _Guards:
         return any(run.watcher == ident for run in list(self.runs))
 
     @contextlib.contextmanager
-    def running(self, output: TextIO | None, namespace: dict[str, Any] | None) -> Iterator[_Run]:
+    def running(self, output: TextIO | None, namespace: dict[str, Any] | None,
+                settle: float = SETTLE) -> Iterator[_Run]:
         """The guards installed, output routed and `exit`/`quit` in `namespace` refused, for one run."""
         with self.lock:
             if not self.runs:
                 _flush_streams()
-                _settle(self.lingering)
+                _settle(self.lingering, settle)
                 if output is not None and os.name == "posix":
                     with contextlib.suppress(OSError):   # 1 or 2 closed (a daemon): nothing to send there
                         self.descriptors = _Descriptors(self._write_output)
