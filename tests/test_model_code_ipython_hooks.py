@@ -174,19 +174,21 @@ def test_a_hook_the_user_had_is_put_back_and_a_quiet_one_of_the_code_keeps_runni
     assert _answers(kc, "print(len(calls))") == "0\n"
 
 
-def test_matplotlib_imported_first_by_the_models_code_still_shows_later_figures(kernel):
-    """matplotlib's inline backend registers its figure flush when pyplot is first imported: by the model's code here.
-    Run contained at the user's later cells, it still shows their figures."""
+def test_matplotlib_started_by_the_models_code_still_shows_its_figure_and_later_ones(kernel):
+    """matplotlib's inline backend registers its figure flush (a post_execute callback) when the first figure is made:
+    by the model's code here. Run contained, it still shows that figure under the asking cell, and the user's later
+    figures under theirs."""
     km, kc = kernel
-    out, content = _turn(kc, "import matplotlib.pyplot as plt\nprint(plt.get_backend())")
-    assert content["status"] == "ok" and "inline" in out, out
-    kinds: list[str] = []
 
-    def keep(msg: dict) -> None:
-        if msg["msg_type"] == "display_data":
-            kinds.extend(msg["content"]["data"])
+    def images(code: str) -> list[str]:
+        kinds: list[str] = []
+        reply = kc.execute_interactive(code, timeout=30, output_hook=lambda msg: kinds.extend(
+            msg["content"]["data"]) if msg["msg_type"] == "display_data" else None)
+        assert reply["content"]["status"] == "ok"
+        return kinds
 
-    reply = kc.execute_interactive("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2]);", timeout=30,
-                                   output_hook=keep)
-    assert reply["content"]["status"] == "ok"
-    assert "image/png" in kinds
+    assert "image/png" in images("print(turn('import matplotlib.pyplot as plt\\nplt.plot([1, 3, 2])\\nNone'))")
+    out, _ = _execute(kc, "print([type(f).__name__ for f in get_ipython().events.callbacks['post_execute']])")
+    assert "_Later" in out  # the flush is the model's code's, contained
+    assert "image/png" in images("plt.plot([2, 1, 3]);")
+    assert images("x = 1") == []  # shown once, not again at every cell
