@@ -779,7 +779,7 @@ class _ShellHooks:
         formatters = display.formatters
         self.formatters = formatters, dict(formatters)
         self.tables = [(vars(shell), {"events": shell.events, "display_formatter": display, **shown}),
-                       (callbacks, dict(callbacks)), (formatters, dict(formatters)),
+                       (callbacks, dict(callbacks)), self.formatters,
                        (shell._trait_values, {"ast_transformers": shell.ast_transformers,
                                               "input_transformers_post": shell.input_transformers_post}),
                        (display._trait_values, {name: getattr(display, name) for name in
@@ -946,13 +946,11 @@ class _Later:
             return outcome.value
         why = {"timeout": f"did not end within its {self.timeout:g} s" if self.timeout else "did not end",
                "interrupted": "was interrupted", "error": "failed"}[outcome.status]
-        if self.hooks is None:  # a callback on the event loop: called once
-            pass
-        elif type(self.hooks) is tuple:  # a printer: by type or by type name (IPython moves it to the first when used)
+        if type(self.hooks) is tuple:  # a printer: by type or by type name (IPython moves it to the first when used)
             for table in self.hooks:
                 for key in [key for key, value in dict.items(table) if value is self]:  # plain keys (see `_plain_key`)
                     table.pop(key)
-        else:  # by identity (remove() would compare the other entries)
+        elif self.hooks is not None:  # (None: a callback on the event loop, called once) by identity, not remove()
             for i in [i for i, entry in enumerate(list.copy(self.hooks)) if entry is self][::-1]:
                 del self.hooks[i]
         print(f"gptoss_lab: a {self.what} that the model's code registered {why}: it is "
