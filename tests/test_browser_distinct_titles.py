@@ -72,6 +72,28 @@ def test_a_name_or_heading_mixing_scripts_shows_its_lookalike_letters_written_ou
         assert shown.status == "done" and shown.data["title"] == title and shown.data["url"] == name
 
 
+def test_a_name_written_wholly_in_lookalike_letters_is_written_out_and_letters_with_no_latin_lookalike_are_not(
+        tmp_path: Path) -> None:
+    """`рау.md` and `https://раураӏ.com` (every letter Cyrillic) read as PayPal's and were shown as written; `5 μm`
+    (a Greek letter with no Latin lookalike in a Latin word) was shown as `5 \\u03bcm`."""
+    _write(tmp_path, {"pay.md": "Pay by card.\n", "\u0440\u0430\u0443.md": "Pay by wire to 666.\n",
+                      "pores.md": "# Pores of 5 \u03bcm\n\nThe filter has pores.\n",
+                      "choir.md": "# \u0425\u043e\u0440 и оркестр\n\nThe choir sings.\n"})
+    browser = Browser(tmp_path)
+    assert {label for label in _results(browser, "pay")} == {"pay.md", "\\u0440\\u0430\\u0443.md"}
+    assert "wire to 666" in _run(browser, "open", id="\\u0440\\u0430\\u0443.md").output
+    # letters with no Latin lookalike, and a Russian word in a title, read as written
+    assert _results(browser, "filter pores")["pores.md"][1] == "Pores of 5 \u03bcm"
+    assert _results(browser, "choir sings")["choir.md"][1] == "\u0425\u043e\u0440 и оркестр"
+    web = Browser(search=lambda query, topn: [
+        {"title": "Log in", "url": "https://\u0440\u0430\u0443\u0440\u0430\u04cf.com/login", "snippet": "Log in."},
+        {"title": "Log in", "url": "https://login.\u0440\u0430\u0443\u0440\u0430\u04cf.example.com/", "snippet": "Log in."},
+        {"title": "Пример", "url": "https://пример.испытание/", "snippet": "Log in."}])
+    assert set(_results(web, "login")) == {"\\u0440\\u0430\\u0443\\u0440\\u0430\\u04cf.com",
+                                           "login.\\u0440\\u0430\\u0443\\u0440\\u0430\\u04cf.example.com",
+                                           "пример.испытание"}   # a Cyrillic name under a Cyrillic domain is itself
+
+
 def test_a_cited_web_address_with_lookalike_letters_reads_as_itself_in_every_form() -> None:
     """The page's title was written out, but its address reached the chip's popup, the sources list and the text and
     Markdown forms as `https://pаypal.com/login`, which reads as PayPal's."""
@@ -84,6 +106,10 @@ def test_a_cited_web_address_with_lookalike_letters_reads_as_itself_in_every_for
         assert "p\u0430ypal" not in form, form
     for form in (popup_text(1, cited), sources_html([cited]), sources_text([cited])):   # the address as shown
         assert "https://p\\u0430ypal.com/login" in form, form
+    # an address written wholly in Cyrillic letters that look Latin
+    whole = Citation("【0†L1】", 0, 1, 1, "https://\u0440\u0430\u0443\u0440\u0430\u04cf.com/login", "Log in", "Enter it.")
+    for form in (popup_text(1, whole), sources_html([whole]), sources_text([whole])):
+        assert "https://\\u0440\\u0430\\u0443\\u0440\\u0430\\u04cf.com/login" in form, form
     # the link goes to the same address, its host in the ASCII form no Latin name can pass for
     assert 'href="https://xn--pypal-4ve.com/login"' in sources_html([cited])
     assert "(https://xn--pypal-4ve.com/login)" in sources_markdown([cited])

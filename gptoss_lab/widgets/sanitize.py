@@ -157,9 +157,12 @@ def reveal_hidden(text: str) -> str:
 
 # Lookalike letters: a word of a name or title that mixes scripts (`pаypal` with a Cyrillic `а`) reads as another
 # word; as browsers show such a domain as punycode, its letters not in the Latin script are written out
-# (`p\u0430ypal`). A word of one script stays as it is (`Отчёт`, `報告`), and so does Latin with the scripts
-# written together with it (Japanese, Chinese, Korean: `Python入門`). Letters of a script not listed count as one
-# script of their own, other than Latin (a mathematical `𝐚` in `p𝐚ypal` too).
+# (`p\u0430ypal`). That is done where one of those letters has a Latin lookalike in Unicode's confusables (UTS #39):
+# `μm` and `Ωmega` read as written. A word of one script stays as it is (`Отчёт`, `報告`), and so does Latin with the
+# scripts written together with it (Japanese, Chinese, Korean: `Python入門`). Letters of a script not listed count
+# as one script of their own, other than Latin (a mathematical `𝐚` in `p𝐚ypal` too). A label of a host or a file's
+# name before a Latin ending (`раураӏ.com`, `раураӏ.md`) written wholly in letters that look Latin is written out
+# too, as browsers show such a host as punycode: a Russian word of such letters in a title (`хор`) is left as it is.
 _SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Georgian", "Hebrew", "Arabic", "Syriac", "Thaana", "Nko",
             "Devanagari", "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
             "Sinhala", "Thai", "Lao", "Tibetan", "Myanmar", "Khmer", "Mongolian", "Ethiopic", "Cherokee",
@@ -168,23 +171,54 @@ _SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Georgian", "Hebrew", "Ara
 _SCRIPT = regex.compile("|".join(f"(?P<{name}>\\p{{sc={name}}})" for name in _SCRIPTS))
 _WORD = regex.compile(r"[\p{L}\p{M}]+")
 _TOGETHER = ({"Latin", "Han", "Hiragana", "Katakana"}, {"Latin", "Han", "Bopomofo"}, {"Latin", "Han", "Hangul"})
+# labels of a dotted name whose last label is Latin letters: a host (`раураӏ.com`) or a file's name (`раураӏ.md`)
+_DOTTED = regex.compile(r"(?:[\p{L}\p{M}\p{N}_-]+\.)+(?=[A-Za-z]{2,}(?![\p{L}\p{M}\p{N}_-]))")
 
 
 def reveal_mixed_scripts(text: str) -> str:
-    """`text` with the letters outside the Latin script written out (`\\u0430`) in each word that mixes scripts (see
-    _SCRIPTS): a name or title shown to say what a document is cannot pass for another's."""
-    return text if text.isascii() else _WORD.sub(_revealed_word, text)
+    """`text` with lookalike letters written out (`\\u0430`) in each word that mixes scripts and in each label of a
+    dotted name written wholly in them (see above): a name or title shown to say what a document is cannot pass
+    for another's."""
+    if text.isascii():
+        return text
+    return _WORD.sub(_revealed_word, _DOTTED.sub(_revealed_labels, text))
+
+
+def _revealed_labels(match: regex.Match[str]) -> str:
+    """The labels matched (each with its dot), those written wholly in letters that look Latin written out."""
+    return "".join(f"{_written(label, lambda c: True) if _wholly_lookalike(label) else label}."
+                   for label in match.group(0).split(".")[:-1])
+
+
+def _wholly_lookalike(label: str) -> bool:
+    """Whether every letter of `label` is outside Latin and has a Latin lookalike (`раураӏ`; digits and dashes aside)."""
+    letters = [c for c in label if unicodedata.category(c)[0] == "L"]
+    return bool(letters) and all(_script(c) != "Latin" and _looks_latin(c) for c in letters)
 
 
 def _revealed_word(match: regex.Match[str]) -> str:
-    """The word matched, its letters outside the Latin script written out where it mixes scripts."""
+    """The word matched, its letters outside the Latin script written out where it mixes scripts and one of those
+    letters looks Latin."""
     word = match.group(0)
     scripts = {_script(letter) for letter in word if not unicodedata.category(letter).startswith("M")}
     if len(scripts) < 2 or any(scripts <= together for together in _TOGETHER):
         return word
-    return "".join(letter if _script(letter) == "Latin" or unicodedata.category(letter).startswith("M")
-                   else f"\\u{ord(letter):04x}" if ord(letter) < 0x10000 else f"\\U{ord(letter):08x}"
-                   for letter in word)
+    if not any(_script(letter) != "Latin" and _looks_latin(letter) for letter in word):
+        return word
+    return _written(word, lambda letter: _script(letter) != "Latin" and not unicodedata.category(letter).startswith("M"))
+
+
+def _written(text: str, foreign: Any) -> str:
+    """`text` with each character `foreign(c)` says is written out as Python writes it (`\\u0430`, `\\U0001d41a`)."""
+    return "".join((f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}") if foreign(c) else c for c in text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _looks_latin(letter: str) -> bool:
+    """Whether `letter` has a Latin lookalike in Unicode's confusables (`а` → `a`, `𝐚` → `a`, `ӏ` → `i`; not `μ`)."""
+    from confusable_homoglyphs import confusables   # its table (0.9 MB) is read at the first letter outside ASCII
+
+    return bool(confusables.is_confusable(letter, preferred_aliases=["latin"]))
 
 
 @functools.lru_cache(maxsize=4096)
