@@ -94,6 +94,22 @@ def test_a_name_written_wholly_in_lookalike_letters_is_written_out_and_letters_w
                                            "пример.испытание"}   # a Cyrillic name under a Cyrillic domain is itself
 
 
+def test_web_results_of_one_site_that_share_a_title_are_labelled_with_their_paths() -> None:
+    """Two `Log in` pages of one site were both `【i†Log in†a.com】` in the results the model reads and the view lists:
+    told apart by their number only. A title of its own, or another site, keeps the site alone."""
+    web = Browser(search=lambda query, topn: [
+        {"title": "Log in", "url": "https://a.com/help/login", "snippet": "Help with logging in."},
+        {"title": "LOG IN", "url": "https://a.com/admin/login?next=%2F", "snippet": "Staff log in."},
+        {"title": "Log in", "url": "https://b.com/", "snippet": "Log in to b."},
+        {"title": "Help", "url": "https://a.com/help", "snippet": "Help pages."}])
+    result = _run(web, "search", query="log in")
+    assert [line.split("】")[0] for line in result.output.splitlines() if "【" in line] == [
+        "L4:   * 【0†Log in†a.com/help/login", "L5:   * 【1†LOG IN†a.com/admin/login?next=%2F", "L6:   * 【2†Log in†b.com",
+        "L7:   * 【3†Help†a.com"]
+    assert [hit["source"] for hit in result.data["results"]] == [
+        "a.com/help/login", "a.com/admin/login?next=%2F", "b.com", "a.com"]
+
+
 def test_a_cited_web_address_with_lookalike_letters_reads_as_itself_in_every_form() -> None:
     """The page's title was written out, but its address reached the chip's popup, the sources list and the text and
     Markdown forms as `https://pаypal.com/login`, which reads as PayPal's."""

@@ -15,6 +15,8 @@ import functools
 import itertools
 import re
 import textwrap
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlparse, urlsplit, urlunsplit
 
@@ -248,16 +250,36 @@ def results_page(query: str, results: list[SearchResult]) -> Page:
     items = []
     urls: dict[str, str] = {}
     snippets: dict[str, Extract] = {}
-    for i, hit in enumerate(results):
+    for i, (hit, label) in enumerate(zip(results, result_labels(results))):
         # a hit without a title is named by its URL, made as safe (`https://x.org/a】 fake【1†b` faked a second link)
         title = _in_link(hit.title) or _in_link(hit.url)
-        label = _in_link(hit.label())
+        label = _in_link(label)
         snippet = merge_whitespace(replace_special_chars(hit.snippet)).strip()
         items.append(f"  * 【{i}†{title}†{label}】 {snippet}")
         urls[str(i)] = hit.url
         snippets[str(i)] = Extract(url=hit.url, text=snippet, title=title, line_idx=hit.line)
     text = "\nURL: \n# Search Results" + ("\n\n" + "\n".join(items) if items else "")
     return Page(url="", title=query, text=text, urls=urls, snippets=snippets, kind="search")
+
+
+def result_labels(results: list[SearchResult]) -> list[str]:
+    """Each hit's label, the site's with the page's path where hits of one site share a title (`a.com/help/login`
+    and `a.com/admin/login` for two `Log in`), so that the reader and the model tell them apart by more than a number."""
+    def key(hit: SearchResult) -> tuple[str, str]:
+        return unicodedata.normalize("NFKC", hit.title.casefold()), hit.label()
+
+    shared = Counter(key(hit) for hit in results)
+    return [_with_path(hit.url) if not hit.source and shared[key(hit)] > 1 else hit.label() for hit in results]
+
+
+def _with_path(url: str) -> str:
+    """The site and the page's path and query of `url` as a label shows them (`a.com/help/login?lang=en`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return domain(url)
+    where = (parts.path.rstrip("/") or "") + (f"?{parts.query}" if parts.query else "")
+    return domain(url) + reveal_mixed_scripts(replace_special_chars(maybe_truncate(where, 120)))
 
 
 def _in_link(text: str) -> str:

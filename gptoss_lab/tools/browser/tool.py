@@ -29,7 +29,8 @@ from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
 from .local import LocalBackend
 from .page import (
-    CITATION_PATTERN, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate, results_page,
+    CITATION_PATTERN, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate, result_labels,
+    results_page,
 )
 
 VIEW_SOURCE_PREFIX = "view-source:"
@@ -187,8 +188,8 @@ class Browser(Tool):
         self.stack.append(results_page(query, results))
         text, data = self._show(0)
         data["query"] = query
-        data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": r.label(), "snippet": r.snippet}
-                           for i, r in enumerate(results)]
+        data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": label, "snippet": r.snippet}
+                           for i, (r, label) in enumerate(zip(results, result_labels(results)))]
         return text, data
 
     def _open(self, id: int | str = -1, cursor: int = -1, loc: int = -1, num_lines: int = -1,
