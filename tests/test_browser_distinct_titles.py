@@ -94,6 +94,19 @@ def test_a_name_written_wholly_in_lookalike_letters_is_written_out_and_letters_w
                                            "пример.испытание"}   # a Cyrillic name under a Cyrillic domain is itself
 
 
+def test_a_long_dotted_title_is_shown_in_linear_time() -> None:
+    """A first cut of the dotted-name rule backtracked: a title of 16 000 `а.` took 200 s to show (quadratic or worse);
+    this one is four times longer."""
+    import time
+
+    from gptoss_lab.widgets.sanitize import reveal_mixed_scripts
+
+    for text in ("\u0430." * 64000 + "1", "\u0430" + "x." * 64000 + "1", "ab." * 64000 + "\u00e91"):
+        start = time.perf_counter()
+        shown = reveal_mixed_scripts(text)
+        assert time.perf_counter() - start < 10 and len(shown) >= len(text)
+
+
 def test_web_results_of_one_site_that_share_a_title_are_labelled_with_their_paths() -> None:
     """Two `Log in` pages of one site were both `【i†Log in†a.com】` in the results the model reads and the view lists:
     told apart by their number only. A title of its own, or another site, keeps the site alone."""

@@ -171,8 +171,10 @@ _SCRIPTS = ("Latin", "Greek", "Cyrillic", "Armenian", "Georgian", "Hebrew", "Ara
 _SCRIPT = regex.compile("|".join(f"(?P<{name}>\\p{{sc={name}}})" for name in _SCRIPTS))
 _WORD = regex.compile(r"[\p{L}\p{M}]+")
 _TOGETHER = ({"Latin", "Han", "Hiragana", "Katakana"}, {"Latin", "Han", "Bopomofo"}, {"Latin", "Han", "Hangul"})
-# labels of a dotted name whose last label is Latin letters: a host (`раураӏ.com`) or a file's name (`раураӏ.md`)
-_DOTTED = regex.compile(r"(?:[\p{L}\p{M}\p{N}_-]+\.)+(?=[A-Za-z]{2,}(?![\p{L}\p{M}\p{N}_-]))")
+# a dotted name: a host (`раураӏ.com`) or a file's name (`раураӏ.md`); matched whole and without backtracking (the
+# lookbehind starts a match only where a name starts), so that a page's 30 kB title takes linear time
+_DOTTED = regex.compile(r"(?<![\p{L}\p{M}\p{N}_-])[\p{L}\p{M}\p{N}_-]++(?:\.[\p{L}\p{M}\p{N}_-]++)++")
+_LATIN_LABEL = re.compile("[A-Za-z]{2,}")
 
 
 def reveal_mixed_scripts(text: str) -> str:
@@ -185,9 +187,12 @@ def reveal_mixed_scripts(text: str) -> str:
 
 
 def _revealed_labels(match: regex.Match[str]) -> str:
-    """The labels matched (each with its dot), those written wholly in letters that look Latin written out."""
-    return "".join(f"{_written(label, lambda c: True) if _wholly_lookalike(label) else label}."
-                   for label in match.group(0).split(".")[:-1])
+    """The dotted name matched, each label before a Latin one (`com`, `md`) that is written wholly in letters that
+    look Latin written out."""
+    labels = match.group(0).split(".")
+    latin = [i for i, label in enumerate(labels) if _LATIN_LABEL.fullmatch(label)]
+    return ".".join(_written(label, lambda c: True) if latin and i < latin[-1] and _wholly_lookalike(label) else label
+                    for i, label in enumerate(labels))
 
 
 def _wholly_lookalike(label: str) -> bool:
