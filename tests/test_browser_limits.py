@@ -114,6 +114,15 @@ def test_a_web_page_of_unclosed_angle_brackets_is_read_at_once() -> None:
     assert "Barn owls hunt at dusk." in text and time.perf_counter() - t0 < 5
 
 
+def test_a_paragraph_of_blank_lines_is_read_at_once(tmp_path: Path) -> None:
+    """html2text escapes a `-` or `+` at the start of a line with `^(\\s*)(-)`, which from each line spanned all the
+    white space after it: 40,000 lines of ` ` in a paragraph held the kernel 41 s, and the page was refused."""
+    (tmp_path / "blank.html").write_text("<p>Barn owls" + " \n" * 40_000 + "hunt at dusk.</p><p>\n - voles\n + mice</p>")
+    t0 = time.perf_counter()
+    text = opened(Browser(tmp_path), id="blank.html")
+    assert "Barn owls hunt at dusk." in text and "\\- voles \\+ mice" in text and time.perf_counter() - t0 < 5
+
+
 def test_nuls_past_the_first_8_kb_are_not_read(tmp_path: Path) -> None:
     (tmp_path / "log.txt").write_bytes(b"owls hunt\n" * 1_000 + b"bad\x00\x00 voles\n")   # a log's crash padding
     (tmp_path / "page.html").write_bytes(b"<p>" + b"owls hunt " * 1_000 + b"bad\x00 voles</p>")
