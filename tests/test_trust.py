@@ -551,6 +551,23 @@ def test_code_with_direction_controls_is_shown_in_the_order_it_runs():
         assert "\u202e" not in shown and "\u2066" not in shown and "\\u202e" in shown
 
 
+def test_code_that_pygments_colours_in_quadratic_time_is_shown_plain_at_once():
+    """Pygments' Python lexer scans the rest of a run of white space from every position: the card of a model's
+    call of 40,000 tab-and-newline lines took 63 s to save, holding the kernel. It is shown plain after 1 s."""
+    import time
+
+    from gptoss_lab.widgets.transcript import Transcript, code_html
+
+    code = "print(1)" + "\t\n" * 40_000 + "print(2)"
+    recording = (f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
+                 "<|channel|>final<|message|>Skipped.<|return|>")
+    reply = Session(ReplayEngine(recording), namespace={}, approval="never").ask("go", max_new_tokens=100_000)
+    t0 = time.perf_counter()
+    saved = Transcript.from_reply(reply).to_html()
+    assert time.perf_counter() - t0 < 10 and "print(1)" + "\t\n" * 40_000 + "print(2)" in saved
+    assert '<span class="nb">print</span>' in code_html("print(1)\n")   # code Pygments colours in time is coloured
+
+
 def test_an_empty_final_answer_is_empty():
     reply = Session(ReplayEngine("<|channel|>final<|message|><|return|>"), namespace={}).ask("?")
     assert reply.final == ""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import html
+import io
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -332,14 +333,36 @@ def markdown_html(text: str) -> str:
 
 def code_html(code: str, language: str = "python") -> str:
     """Syntax-highlighted code as escaped HTML spans (Pygments short classes, styled by the CSS); direction
-    controls are written out, so the code reads in the order it runs."""
-    from pygments import highlight
+    controls are written out, so the code reads in the order it runs. Code that Pygments cannot colour within
+    HIGHLIGHT_SECONDS is shown plain: its lexers take quadratic time on some text (80 kB of tab-and-newline
+    lines took 100 s)."""
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import get_lexer_by_name
 
     if not language:
         return reveal_bidi(html.escape(code))
-    return reveal_bidi(sanitize(highlight(code, get_lexer_by_name(language), HtmlFormatter(nowrap=True)).removesuffix("\n")))
+    out = io.StringIO()
+    try:
+        HtmlFormatter(nowrap=True).format(_in_time(get_lexer_by_name(language).get_tokens(code),
+                                                   time.monotonic() + HIGHLIGHT_SECONDS), out)
+    except _TooSlow:
+        return reveal_bidi(html.escape(code))
+    return reveal_bidi(sanitize(out.getvalue().removesuffix("\n")))
+
+
+HIGHLIGHT_SECONDS = 1.0
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _in_time(tokens: Iterator[Any], deadline: float) -> Iterator[Any]:
+    """`tokens`, until `deadline` (a `time.monotonic()`) passes: then _TooSlow."""
+    for token in tokens:
+        if time.monotonic() > deadline:
+            raise _TooSlow
+        yield token
 
 
 def stable_markdown_end(text: str, start: int = 0) -> int:
