@@ -59,3 +59,18 @@ def test_a_prompt_with_carriage_returns_stays_inside_its_quote() -> None:
     shown = _rendered(Transcript.from_reply(reply).to_markdown())
     assert "<img" not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
     assert shown.index("</blockquote>") > shown.index("onerror")  # the whole prompt is in the quote
+
+
+def test_an_answer_of_many_link_starts_is_saved_at_once() -> None:
+    """Link titles are left out of the Markdown form; the title's pattern scanned the rest of the line from each
+    `](`, so an answer of 40,000 of them took 20 s to save, holding the kernel."""
+    import time
+
+    reply = Session(ReplayEngine("<|channel|>final<|message|>" + "](" * 40_000 + "<|return|>"), namespace={}).ask(
+        "Check it.", max_new_tokens=100_000)
+    t0 = time.perf_counter()
+    markdown = Transcript.from_reply(reply).to_markdown()
+    assert time.perf_counter() - t0 < 5 and "> **Answer:**\n>\n> ](" in markdown
+    # a title is still left out
+    titled = _turn('<|channel|>final<|message|>See [owls](https://owls.example/a "Source 1: voles").<|return|>')
+    assert "[owls](https://owls.example/a)" in titled.to_markdown() and "Source 1" not in titled.to_markdown()
