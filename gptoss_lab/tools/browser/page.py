@@ -278,7 +278,7 @@ def _with_path(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return domain(url)
-    where = (parts.path.rstrip("/") or "") + (f"?{parts.query}" if parts.query else "")
+    where = parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
     return domain(url) + reveal_mixed_scripts(replace_special_chars(maybe_truncate(where, 120)))
 
 
