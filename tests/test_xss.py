@@ -213,6 +213,15 @@ def test_markdown_keeps_what_is_safe() -> None:
     assert inert_markdown(text) == text
 
 
+def test_markdown_form_shows_text_that_starts_no_link_as_written() -> None:
+    """`](`, `![` and a quoted title in prose that a parser takes for no link or image are shown as written (the line
+    rules made them `](#`, `[` and dropped the title, where the HTML form kept them); a real one is still disarmed."""
+    text = 'f(a)](javascript:void) and wow![see] and x](y "z") ![x]'
+    assert inert_markdown(text) == text
+    assert inert_markdown("[a](javascript:alert(1))") == "[a](#))"
+    assert inert_markdown("![i](https://e.example/x.png)") == "[i](https://e.example/x.png)"
+
+
 def test_safe_content_survives_sanitizing() -> None:
     """The allow-list is not a blank page: links, math, tables, code and text-as-written stay."""
     html = markdown_html("[docs](https://example.org) and mail@x: [m](mailto:a@b.org)\n\n"

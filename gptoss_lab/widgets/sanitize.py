@@ -294,9 +294,20 @@ def inert_markdown(text: str) -> str:
     definition holds for the whole page: one in an answer made `[x]` in the prompt a link). Headings are
     demoted (`_heading_level`).
     Code spans and fenced blocks stay as written (their text is never markup), direction controls
-    written out as in the HTML form. Where a CommonMark parser still finds HTML, an image, another
-    link, a definition or a heading above h4 in the result (the line-by-line rules above misread the
-    text's structure), the text is shown as code."""
+    written out as in the HTML form. The line-by-line rules for images, addresses and titles change only
+    what a parser finds to be one: they apply only where the text with its HTML escaped alone still holds
+    one (else `x](y` that starts no link became `x](#`). Where a CommonMark parser still finds HTML, an
+    image, another link, a definition or a heading above h4 in the result (the line-by-line rules above
+    misread the text's structure), the text is shown as code."""
+    for links in (False, True):
+        markdown = _demoted(_inert_lines(text, links))
+        if markdown is not None and markdown_is_inert(markdown):
+            return markdown
+    return fenced(text)
+
+
+def _inert_lines(text: str, links: bool) -> str:
+    """`text` with `_inert_line` applied outside fenced code (`links`: also its image, address and title rules)."""
     out, fence = [], None
     for line in text.splitlines(keepends=True):
         opener = _FENCE.match(line)
@@ -308,9 +319,8 @@ def inert_markdown(text: str) -> str:
             fence = opener.group(1)
             out.append(reveal_bidi(line))
         else:
-            out.append(_inert_line(line))
-    markdown = _demoted("".join(out))
-    return markdown if markdown is not None and markdown_is_inert(markdown) else fenced(text)
+            out.append(_inert_line(line, links))
+    return "".join(out)
 
 
 def _heading_level(level: int) -> int:
@@ -409,17 +419,22 @@ def _commonmark() -> Any:
     return md
 
 
-def _inert_line(line: str) -> str:
+def _inert_line(line: str, links: bool) -> str:
     parts, last = [], 0
     for span in _CODE_SPAN.finditer(line):
-        parts += [_inert_prose(line[last:span.start()]), reveal_bidi(span.group())]
+        parts += [_inert_prose(line[last:span.start()], links), reveal_bidi(span.group())]
         last = span.end()
-    return "".join(parts + [_inert_prose(line[last:])])
+    return "".join(parts + [_inert_prose(line[last:], links)])
 
 
-def _inert_prose(text: str) -> str:
-    text = _TITLE.sub(r"\1", text.replace("<", "&lt;").replace("![", "["))
-    return _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text).replace("]:", "\\]:")
+def _inert_prose(text: str, links: bool) -> str:
+    """Prose with HTML shown as text and `]:` escaped (both render as written); with `links`, images made links,
+    titles left out and addresses other than http(s) and mailto made `#`."""
+    text = text.replace("<", "&lt;")
+    if links:
+        text = _TITLE.sub(r"\1", text.replace("![", "["))
+        text = _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text)
+    return text.replace("]:", "\\]:")
 
 
 def _safe_destination(url: str) -> str:
