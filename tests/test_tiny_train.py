@@ -119,6 +119,24 @@ def test_quick_training_is_seeded_lowers_the_loss_and_saves_a_loadable_checkpoin
         train._resumed(tmp_path / "a", train.Vocabulary(capacity=12000), layers=2)
 
 
+def test_context_weight_also_trains_on_the_tokens_the_model_does_not_write(tmp_path):
+    """--context-weight adds the loss of predicting system, user and tool tokens; the logged loss stays the model's
+    own (the same first value as without it), the other tokens' loss is logged beside it and falls, and the weights
+    trained differ."""
+    from safetensors.torch import load_file
+
+    common = dict(conversations_n=16, lr=3e-3, seed=7, workers=0, long_share=0.0, compile=False, log_every=1)
+    plain = train.train(tmp_path / "plain", **common)
+    mixed = train.train(tmp_path / "mixed", context_weight=0.5, **common)
+    assert mixed["context_weight"] == 0.5 and plain["context_weight"] == 0.0
+    logs = [[json.loads(line) for line in (tmp_path / name / "loss.jsonl").read_text().splitlines()]
+            for name in ("plain", "mixed")]
+    assert logs[0][0]["loss"] == logs[1][0]["loss"] and "context_loss" not in logs[0][0]
+    assert logs[1][-1]["context_loss"] < logs[1][0]["context_loss"] - 0.3
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("plain", "mixed"))
+    assert not torch.equal(a["model.layers.0.mlp.router.weight"], b["model.layers.0.mlp.router.weight"])
+
+
 def test_shipped_checkpoint_loads_like_gpt_oss_without_warnings_and_is_small(caplog):
     from transformers import AutoModelForCausalLM
 

@@ -113,15 +113,16 @@ AttentionInterface.register(ATTENTION, training_attention)
 
 # ---------------------------------------------------------------- the loss
 
-def subset_loss(hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, n_unused: int) -> torch.Tensor:
+def subset_loss(hidden: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor, n_unused: int,
+                reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over the full vocabulary, computed on the used rows plus one logit for the rest.
 
     Exact when the other ids' (tied) embedding rows are zero: each of their logits is 0, so their
-    log-sum-exp is log(n_unused). `targets` index `rows`.
+    log-sum-exp is log(n_unused). `targets` index `rows`; `reduction` as for `F.cross_entropy`.
     """
     logits = hidden @ rows.T
     rest = torch.full_like(logits[..., :1], math.log(n_unused)) if n_unused else logits[..., :0]
-    return F.cross_entropy(torch.cat([logits, rest], dim=-1).float(), targets)
+    return F.cross_entropy(torch.cat([logits, rest], dim=-1).float(), targets, reduction=reduction)
 
 
 class Vocabulary:
@@ -321,9 +322,14 @@ def _layer_places(old_pairs: int, pairs: int) -> list[int]:
 def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens: int = 2048, workers: int = 1,
           long_share: float = 0.008, rows: int = 12000, arch: dict[str, int] | None = None, log_every: int = 10,
           dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
-          topics: dict[str, float] | None = None, layers: int | None = None) -> dict[str, Any]:
+          topics: dict[str, float] | None = None, layers: int | None = None, context_weight: float = 0.0
+          ) -> dict[str, Any]:
     """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
-    and save to `out`; returns a summary. `layers` grows a resumed checkpoint deeper (see `_resumed`)."""
+    and save to `out`; returns a summary. `layers` grows a resumed checkpoint deeper (see `_resumed`).
+
+    `context_weight` > 0 also trains on predicting the tokens the model does not write (system, user and tool
+    text) at that weight per token, against the loss of its own: a plain language-model signal that is
+    otherwise thrown away (the forward pass reads those tokens anyway). The logged loss stays the model's own."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     start = time.time()
@@ -346,6 +352,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     stream = conversations(conversations_n, seed, workers=workers, long_share=long_share, topics=topics)
     seen = trained_tokens = all_tokens = step = 0
     recent: list[float] = []
+    context_recent: list[float] = []   # the loss on the other tokens, with context_weight
     loads: list[float] = []
     # closed also when the run fails or is interrupted: the workers stop, the bar ends its line, the log is flushed
     with closing(stream), log, text_bar(total=conversations_n, desc="training", unit="conv") as bar:
@@ -357,12 +364,23 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
             width = max(len(ids) for ids, _ in group)
             ids = vocab.index[torch.tensor([ids + [harmony.RETURN] * (width - len(ids)) for ids, _ in group])]
             covered = torch.tensor([c[1:] + [False] * (width - len(c)) for _, c in group])   # target p+1 from p
-            hidden = forward(model, ids)[:, :-1][covered]
-            loss = subset_loss(hidden, embedding[: len(vocab)], ids[:, 1:][covered], harmony.VOCAB_SIZE - len(vocab))
+            if context_weight:
+                real = torch.tensor([[True] * (len(c) - 1) + [False] * (width - len(c)) for _, c in group])
+                each = subset_loss(forward(model, ids)[:, :-1][real], embedding[: len(vocab)], ids[:, 1:][real],
+                                   harmony.VOCAB_SIZE - len(vocab), reduction="none")
+                own = covered[real]
+                loss = each[own].mean()
+                context_loss = each[~own].sum() / own.sum()
+                context_recent = (context_recent + [each[~own].mean().item()])[-log_every:]
+                total = loss + context_weight * context_loss
+            else:
+                hidden = forward(model, ids)[:, :-1][covered]
+                loss = total = subset_loss(hidden, embedding[: len(vocab)], ids[:, 1:][covered],
+                                           harmony.VOCAB_SIZE - len(vocab))
             for g in optim.param_groups:
                 g["lr"] = _lr(seen / conversations_n, lr)
             optim.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
             seen += len(group)
@@ -375,13 +393,16 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
                 bar.set_postfix(loss=f"{avg:.4f}", rows=len(vocab))
                 load = os.getloadavg()[0]   # other processes share the CPU: the time depends on them
                 loads.append(load)
-                log.write(json.dumps({"step": step, "conversations": seen, "loss": round(avg, 5), "tokens": all_tokens,
-                                      "seconds": round(time.time() - start, 1), "load": round(load, 2)}) + "\n")
+                entry = {"step": step, "conversations": seen, "loss": round(avg, 5), "tokens": all_tokens,
+                         "seconds": round(time.time() - start, 1), "load": round(load, 2)}
+                if context_recent:
+                    entry["context_loss"] = round(sum(context_recent) / len(context_recent), 5)
+                log.write(json.dumps(entry) + "\n")
                 log.flush()
             step += 1
     save(model, vocab.ids, out, dtype)
     summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
-               "long_share": long_share, "topics": topics or {}, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
+               "long_share": long_share, "topics": topics or {}, "context_weight": context_weight, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
                "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1),
                "mean_load": round(sum(loads) / max(1, len(loads)), 2), "cpus": os.cpu_count(),
                "threads": torch.get_num_threads(), "architecture": arch or {},
@@ -449,6 +470,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="tokens per batch, padding included (default: %(default)s)")
     p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.008,
                    help="share of conversations over 8,192 tokens (default: %(default)s)")
+    p.add_argument("--context-weight", type=number(float, 0.0, 10.0), default=0.0,
+                   help="also learn to predict the system, user and tool tokens, at this weight per token against "
+                   "the model's own (default: %(default)s, only the model's own)")
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
     cpus = os.cpu_count() or 1   # each worker is a process importing torch
@@ -486,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
             summary = train(partial, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
                             batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
                             compile=not args.no_compile, resume=args.resume, topics=dict(args.topics),
-                            layers=args.layers)
+                            layers=args.layers, context_weight=args.context_weight)
     except KeyboardInterrupt:
         p.exit(130, f"interrupted: nothing written to {args.out}\n")
     print(json.dumps(summary))
