@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import functools
 import keyword
 import os
 import re
@@ -18,7 +19,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import APPROVALS, EFFORTS, SettingsError, parse_assignments, shown_keys
+from .settings import ALIASES, APPROVALS, EFFORTS, SettingsError, parse_assignments, shown_keys
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -51,8 +52,8 @@ class _Parser(argparse.ArgumentParser):
         command, choice or option, of the command given where there is one (argparse reports its unknown options
         here, on the parser of all commands), when one is near."""
         word = _INVALID_CHOICE.search(message) or _UNRECOGNIZED.search(message)
-        if word is None:
-            return ""
+        if word is None:   # a stray word, not an option: a question or a command on the wrong line
+            return self._misplaced(getattr(self, "_args", [])) if "unrecognized arguments" in message else ""
         parser: argparse.ArgumentParser = self
         args = getattr(self, "_args", [])
         for action in self._actions:
@@ -65,7 +66,24 @@ class _Parser(argparse.ArgumentParser):
             value = value or (after[0] if after and not after[0].startswith("-") else "...")
             return f": settings are KEY=VALUE, did you mean '{near[0]}={value}'?" if near else ""
         near = difflib.get_close_matches(word[1], sorted(_words_known(parser)), n=1, cutoff=0.7)
-        return f": did you mean {near[0]!r}?" if near else ""
+        return f": did you mean {near[0]!r}?" if near else self._misplaced(args)
+
+    def _misplaced(self, args: list[str]) -> str:
+        """A hint where a question, or a cell's option, was written on the wrong line (`%gptoss -e high`,
+        `%gptoss What is 2+2?`, `%%gptoss What is 2+2?`), or a command's help asked as `%gptoss help load`."""
+        if self.prog == "%%gptoss" and any(not a.startswith("-") for a in args):
+            return ": the question goes on the lines below %%gptoss, not on its line"
+        if self.prog != "%gptoss" or not args:
+            return ""
+        if args[0] == "help" and len(args) > 1:
+            return f": for one command's help, `%gptoss {args[1]} --help`"
+        cell_options = {s for a in _cell_parser()._actions for s in a.option_strings} - {"-h", "--help"}
+        if any(a.split("=")[0] in cell_options for a in args):
+            return (": cell options go on the first line of a %%gptoss cell, above the question "
+                    "(`%gptoss config KEY=VALUE` sets them for every cell)")
+        if len(args) > 1 or args[0].endswith("?"):
+            return ": to ask, write the question on the lines below a %%gptoss line"
+        return ""
 
     def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
         if status:
@@ -145,8 +163,8 @@ def _cell_parser() -> _Parser:
     p.add_argument("--new", action="store_true", help="start a new conversation with this cell")
     p.add_argument("-o", "--output", dest="output", metavar="NAME", help="also keep the Reply in this variable")
     p.add_argument("--routing", "-r", action="store_true", help="record expert routing of every token")
-    p.add_argument("--ablate", metavar="L:E,...", help="disable experts E of layers L for this turn (e.g. 1:3,2:5; "
-                   "-1:3 = the last layer)")
+    p.add_argument("--ablate", metavar="L:E,...", action="append", help="disable experts E of layers L for this turn "
+                   "(e.g. 1:3,2:5; -1:3 = the last layer; repeat it to add more)")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", metavar="N", help="max new tokens per model call")
     p.add_argument("--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, dest="top_p", metavar="P", help="nucleus sampling: keep the likeliest tokens "
@@ -195,7 +213,8 @@ def _line_parser() -> _Parser:
     command("unload", "free the model's memory (settings and documents are kept for the next model)")
     command("status", "model, settings and conversation length")
     command("reset", "forget the conversation (a new chat)")
-    command("regenerate", "ask the last question again for a new answer")
+    command("regenerate", "ask the last question again for a new answer (sampled: with greedy decoding, gpt-oss-tiny's "
+            "default, the answer repeats; set a temperature)")
     history = command("history", "the conversation so far")
     history.add_argument("--export", action="store_true", help="as raw Harmony text")
     config = command("config", "change settings: effort=high approve=auto timeout=60 max_tokens=512 tools=python,f "
@@ -299,6 +318,7 @@ class GptossMagics(Magics):
         self.session: Any = None
         self._unloaded: Any = None  # the session `%gptoss unload` let go of: the next model takes its settings
         self.text = False  # the last cell asked for the text view: so does %gptoss regenerate
+        self.output: str | None = None  # the last cell's -o name: %gptoss regenerate's answer goes there too
         self.gptoss.__func__.__doc__ = usage()  # `%gptoss?` and `%%gptoss?` show the whole usage
 
     @line_cell_magic
@@ -344,7 +364,7 @@ class GptossMagics(Magics):
         if opts.ablate is not None:
             from .routing.interventions import parse_ablate
 
-            intervene = _one_line(parse_ablate, opts.ablate)
+            intervene = _one_line(parse_ablate, ",".join(opts.ablate))
         session = self._session()
         overrides = {k: getattr(opts, k) for k in ("effort", "approval", "tools", "max_new_tokens", "temperature",
                                                    "top_p", "seed", "timeout")}
@@ -359,7 +379,7 @@ class GptossMagics(Magics):
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output))
         # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
         self._keep(_one_line(session.ask, prompt, view=view, new=opts.new, **options), opts.output)
-        self.text = opts.text  # the view `%gptoss regenerate` uses for this turn
+        self.text, self.output = opts.text, opts.output  # the view and -o name `%gptoss regenerate` uses
 
     def _check_output_name(self, name: str) -> str:
         """`-o NAME` as the variable code reads, if it is a name that hides nothing the kernel or the lab relies on."""
@@ -388,7 +408,7 @@ class GptossMagics(Magics):
             from .session import Session
 
             print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
-                  "`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).")
+                  f"`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).{_new_conversation(self._unloaded)}")
             self.session = _keep_settings(_one_line(Session.load, "tiny"), self._unloaded)
         return self.session
 
@@ -406,15 +426,17 @@ class GptossMagics(Magics):
             print(usage())
         elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
+            old = self.session
             self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self._settings_from())
-            print(f"Loaded {visible(self.session.engine.name)}.")
+            print(f"Loaded {visible(self.session.engine.name)}.{_new_conversation(old)}")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
             given = {k: getattr(opts, k) for k in ("timeout", "retries", "verify") if getattr(opts, k) is not None}
             session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, **given)
-            self.session = _keep_settings(session, self._settings_from())
+            old, self.session = self.session, _keep_settings(session, self._settings_from())
             # the engine's URL (a user:password@ taken out), and the names the server chose
-            print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)}).")
+            print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)})."
+                  f"{_new_conversation(old)}")
         elif command == "use":
             session = self.shell.user_ns.get(opts.variable)
             if not isinstance(session, Session):
@@ -424,8 +446,9 @@ class GptossMagics(Magics):
         elif command == "unload":
             self._unload()
         elif command == "reset":
-            if self.session:
-                self.session.reset()
+            for session in (self.session, self._unloaded):   # an unloaded model's conversation is shown until then
+                if session is not None:
+                    session.reset()
             print("Conversation cleared: the next %%gptoss cell starts a new chat.")
         elif command == "regenerate":
             self._regenerate()
@@ -452,15 +475,21 @@ class GptossMagics(Magics):
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
         threads = _threads(changes.pop("threads")) if "threads" in changes else None
-        _one_line(self._kept().configure, **changes)  # a bad value changes nothing
+        try:  # a bad value changes nothing; it is named as the user wrote it ("approve", not "approval")
+            self._kept().configure(**changes)
+        except SettingsError as err:
+            setting, _, rest = str(err).partition(" ")
+            shown = {name: alias for alias, name in ALIASES.items() if alias != "reasoning"}.get(setting, setting)
+            raise UsageError(f"%gptoss config: {shown} {rest}") from None
         if threads is not None:
             from .engines.checkpoint import import_torch
+            from .engines.local import use_threads
 
             import_torch()
-            import torch
-
-            torch.set_num_threads(threads)
+            use_threads(threads)
         self._status()
+        if threads is not None:
+            print(f"torch threads: {threads} (kept by models loaded later)")
 
     def _kept(self) -> Any:
         """The session `config` and `browse` change: the loaded one or, with no model, one that keeps the settings
@@ -485,28 +514,34 @@ class GptossMagics(Magics):
         session, self.session, self._unloaded = self.session, None, self.session
         _one_line(session.unload)
         after = process.memory_info().rss
+        kept = (" in a new conversation (`%gptoss history` still shows this one)" if session.replies else "")
         print(f"Unloaded {visible(session.engine.name)}: this kernel uses {before / 2**20:,.0f} MB of memory "
               f"before, {after / 2**20:,.0f} MB now. The next %%gptoss cell loads gpt-oss-tiny "
-              "(or `%gptoss load NAME`), with your settings.")
+              f"(or `%gptoss load NAME`), with your settings{kept}.")
 
     def _regenerate(self) -> None:
+        if self.session is None and self._unloaded is not None and self._unloaded.replies:
+            raise UsageError("%gptoss regenerate: the model was unloaded; `%gptoss history` shows its conversation, "
+                             "and a model loaded now starts a new one")
         if self.session is None or not self.session.replies:
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
-        view = _make_view(text=self.text, session=self.session, keep=self._keep)
-        self._keep(_one_line(self.session.regenerate, view=view))
+        keep = functools.partial(self._keep, name=self.output)   # the last cell's -o name follows the new answer
+        view = _make_view(text=self.text, session=self.session, keep=keep)
+        keep(_one_line(self.session.regenerate, view=view))
 
     def _history(self, export: bool) -> None:
-        if self.session is None or not (self.session.replies or export):
+        session = self.session if self.session is not None else self._unloaded   # an unloaded model's stays readable
+        if session is None or not (session.replies or export):
             print("No conversation yet: ask with a %%gptoss cell.")
             return
         if export:
-            print(visible(self.session.export()))
+            print(visible(session.export()))
             return
         from IPython.display import display
 
         from .widgets.transcript import Transcript
 
-        for reply in self.session.replies:
+        for reply in session.replies:
             display(Transcript.from_reply(reply))
 
     def _browse(self, sources: list[str], api_key_env: str | None) -> None:
@@ -568,6 +603,14 @@ def _described(settings: Any) -> str:
         chosen.append(f" | instructions: {len(settings.instructions)} characters")
     return (f"effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "
             f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)}")
+
+
+def _new_conversation(old: Any) -> str:
+    """What a load or connect says when it leaves a conversation behind (the new model starts its own)."""
+    if old is None or not old.replies:
+        return ""
+    turns = len(old.replies)
+    return f" A new conversation starts: the {turns} earlier turn{'s are' if turns > 1 else ' is'} not carried over."
 
 
 def _keep_settings(new: Any, old: Any) -> Any:

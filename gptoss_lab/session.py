@@ -292,8 +292,9 @@ class Session:
             setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
             why = (f" ({setup} of them the instructions and the tools' definitions: offer fewer tools or smaller types)"
                    if setup * 2 >= len(ids) else "")
+            fresh = " or start a new conversation (%gptoss reset)" if past else ""   # with no past it would not help
             raise TurnError(f"the prompt is {len(ids)} tokens but the model's context is {window} tokens{why}: "
-                            "shorten it or start a new conversation (%gptoss reset)")
+                            f"shorten it{fresh}")
         try:
             processor = fmt.processor() if constrain and fmt is not None else None
         except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile
@@ -408,6 +409,8 @@ class _Turn:
     def run(self, keep_analysis_from: int) -> None:
         history = self.session.history
         calls = 0
+        if note := self._sampling_unused():
+            self._warn(note)
         while True:
             ids = self.session._renderer.render(self.prefix + history, keep_analysis_from=keep_analysis_from)
             call = self._generate(ids)
@@ -426,6 +429,18 @@ class _Turn:
             if self.skipped >= self.settings.max_skipped:
                 self._end_early(f"Stopped: the model kept calling tools after {self.skipped} calls were skipped.")
                 return
+
+    def _sampling_unused(self) -> str | None:
+        """A note when a seed or top_p is set but the turn decodes greedily, where they change nothing (gpt-oss-tiny's
+        default): said, not silently ignored."""
+        given = [name for name in ("seed", "top_p") if getattr(self.settings, name) is not None]
+        default = getattr(self.session.engine, "default_sampling", None)
+        temperature = self.settings.temperature if self.settings.temperature is not None else \
+            getattr(default, "temperature", None)
+        if not given or temperature is None or temperature > 0:
+            return None
+        return (f"{' and '.join(given)} change{'s' * (len(given) == 1)} nothing here: decoding is greedy "
+                "(temperature 0, or the model's default); set a temperature above 0 to sample.")
 
     # ------------------------------------------------------------ generation
 

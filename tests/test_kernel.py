@@ -182,7 +182,7 @@ def test_undefined_names_and_bad_values_are_one_line_errors(kernel):
     assert content["ename"] == "UsageError" and "timeout must be greater than 0" in content["evalue"]
     out, content = run(kc, "%gptoss config tools=python,nosuchfn")  # refused here, not at the next cell
     assert content["ename"] == "UsageError" and content["evalue"] == (
-        "tools: unknown tool 'nosuchfn': tools are python, browser, or a function defined in this kernel")
+        "%gptoss config: tools: unknown tool 'nosuchfn': tools are python, browser, or a function defined in this kernel")
     out, _ = run(kc, "print(s.history == [], s.settings.timeout, s.settings.tools)")
     assert out.split() == ["True", "120.0", "python"]  # nothing changed, nothing asked
     run(kc, "%%gptoss --text --approve auto\nWhat is the mean?", timeout=60)
@@ -408,6 +408,21 @@ def test_help_names_the_cell_magic_and_every_cell_option(kernel):
     assert top_p.startswith("nucleus sampling"), top_p
 
 
+def test_regenerate_answers_into_the_cells_output_variable_and_config_names_settings_as_written(kernel):
+    """`%gptoss regenerate` puts its answer in the -o variable of the cell it asks again (it kept the thrown-away
+    one); `%gptoss config` names a bad setting as the user wrote it ("approve", "max_tokens")."""
+    _, kc = kernel
+    out, content = run(kc, SETUP + "s = Session(ReplayEngine(rec + rec.replace('6.0', '6')))\n%gptoss use s")
+    assert content["status"] == "ok", out
+    run(kc, "%%gptoss --text --approve auto -o ans\nMean of data?")
+    out, content = run(kc, "first = ans\n%gptoss regenerate\nprint(ans is _gptoss, ans is first, ans.final)")
+    assert content["status"] == "ok" and out.split()[-6:] == ["True", "False", "The", "mean", "is", "6."], out
+    for line, said in (("approve=bogus", "%gptoss config: approve must be 'auto', 'ask' or 'never', not 'bogus'"),
+                       ("max_tokens=0", "%gptoss config: max_tokens must be greater than or equal to 1, not '0'")):
+        out, content = run(kc, f"%gptoss config {line}")
+        assert content["status"] == "error" and said in out, out
+
+
 def test_regenerate_keeps_the_text_view_of_its_cell(kernel):
     """After `%%gptoss --text`, `%gptoss regenerate` showed the chat widget instead of the text it was asked in;
     `--tools ""` (no tools) showed as `tools: ` in status."""
@@ -486,7 +501,8 @@ def test_config_refuses_a_typo_before_loading_a_model_and_names_the_keys_it_take
     run(kc, "%load_ext gptoss_lab")
     for cell, message in (("%gptoss config nosuch=1", "%gptoss config: expected KEY=VALUE with KEY one of effort, "
                                                       "approve, timeout, max_tokens, "),
-                          ("%gptoss config effort=bogus", "effort must be 'low', 'medium' or 'high', not 'bogus'"),
+                          ("%gptoss config effort=bogus",
+                           "%gptoss config: effort must be 'low', 'medium' or 'high', not 'bogus'"),
                           ("%gptoss config max_token=64", "%gptoss config: expected KEY=VALUE with KEY one of effort, ")):
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["evalue"].startswith(message), (cell, content["evalue"])
@@ -516,6 +532,11 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
     assert content["status"] == "ok", out
     out, content = run(kc, "%gptoss unload")
     assert content["status"] == "ok" and out.startswith("Unloaded gpt-oss-tiny: this kernel uses "), out
+    assert out.strip().endswith("with your settings in a new conversation (`%gptoss history` still shows this one).")
+    out, _ = run(kc, "%gptoss history --export")  # the conversation stays readable from the magics too
+    assert "<|start|>user<|message|>Hi<|end|>" in out, out
+    out, content = run(kc, "%gptoss regenerate")
+    assert content["status"] == "error" and "the model was unloaded; `%gptoss history` shows" in out, out
     out, _ = run(kc, "gc.collect(); print(w() is None, len(s.replies), m.session)")
     assert out.split() == ["True", "1", "None"]
     out, content = run(kc, "s.ask('again')")
@@ -530,8 +551,40 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
     assert "No model loaded" in out, out
     out, content = run(kc, "%%gptoss --text --approve never --max-tokens 32\nHi", timeout=120)
     assert content["status"] == "ok" and "No model loaded: using the bundled gpt-oss-tiny" in out, out
+    assert "A new conversation starts: the 1 earlier turn is not carried over." in out, out
     out, _ = run(kc, "%gptoss status")
     assert "effort: high" in out and "timeout: 7 s" in out and "turns: 1" in out, out
+    out, _ = run(kc, "%gptoss load tiny", timeout=120)
+    assert out.strip().endswith("Loaded gpt-oss-tiny. A new conversation starts: the 1 earlier turn is not carried "
+                                "over."), out
+
+
+def test_a_cells_options_on_gpt_oss_tiny_do_what_they_say_or_say_why_not(kernel):
+    """A thread count set with config survives the next load (it was set back to cores - 1); a repeated --ablate
+    adds its experts (only the last one counted); a seed or top_p under greedy decoding, gpt-oss-tiny's default,
+    says it changes nothing; a question too long on its own is not told to start a new conversation."""
+    from gptoss_lab.tiny import CHECKPOINT
+
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    _, kc = kernel
+    out, _ = run(kc, "%load_ext gptoss_lab\n%gptoss config threads=2\n%gptoss load tiny\n"
+                     "import torch\nprint(torch.get_num_threads())", timeout=120)
+    assert "torch threads: 2 (kept by models loaded later)" in out and "2 torch threads" in out, out
+    assert out.split()[-1] == "2", out
+    out, content = run(kc, "%%gptoss --text --approve never --ablate 1:3 --ablate 2:5 --routing --max-tokens 30\nhi",
+                       timeout=120)
+    assert content["status"] == "ok", out
+    out, _ = run(kc, "e = _gptoss.routing.experts\nprint(len(e), int((e[:, 1] == 3).sum()), int((e[:, 2] == 5).sum()))")
+    assert int(out.split()[0]) > 10 and out.split()[1:] == ["0", "0"], out
+    out, _ = run(kc, "%%gptoss --text --approve never --seed 3 --top-p 0.5 --max-tokens 16\nHi", timeout=120)
+    assert "seed and top_p change nothing here: decoding is greedy" in out, out
+    out, _ = run(kc, "%%gptoss --text --approve never --temperature 1 --seed 3 --max-tokens 16\nHi", timeout=120)
+    assert "change nothing" not in out, out
+    out, content = run(kc, "big = 'word ' * 13000", timeout=60)
+    out, content = run(kc, "%%gptoss --text --new\nSummarise: {big}", timeout=120)
+    assert content["status"] == "error" and "but the model's context is 12288 tokens: shorten it" in out, out
+    assert "start a new conversation" not in out, out
 
 
 def test_a_cell_with_nothing_to_ask_says_what_to_write(kernel):

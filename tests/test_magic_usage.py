@@ -23,6 +23,14 @@ CASES = [
      ": settings are KEY=VALUE, did you mean 'approve=...'?"),
     ("%%gptoss", "--efort high", "unrecognized arguments: --efort high", ": did you mean '--effort'?"),
     ("%%gptoss", "--aprove auto", "unrecognized arguments: --aprove auto", ": did you mean '--approve'?"),
+    # a cell's option, a question or a command's help on the wrong line: where it goes
+    ("%gptoss", "--effort high", "invalid choice: 'high'", ": cell options go on the first line of a %%gptoss cell"),
+    ("%gptoss", "-e high", "invalid choice: 'high'", "(`%gptoss config KEY=VALUE` sets them for every cell)"),
+    ("%gptoss", "load tiny --effort high", "unrecognized arguments: --effort", ": cell options go on the first line"),
+    ("%gptoss", "What is 2+2?", "invalid choice: 'What'", ": to ask, write the question on the lines below a %%gptoss"),
+    ("%gptoss", "help load", "unrecognized arguments: load", ": for one command's help, `%gptoss load --help`"),
+    ("%%gptoss", "What is 2+2?", "unrecognized arguments: What is 2+2?",
+     ": the question goes on the lines below %%gptoss, not on its line"),
     # nothing near: no guess
     ("%gptoss", "zzz", "invalid choice: 'zzz'", " (see %gptoss --help)"),
     ("%%gptoss", "--xyz", "unrecognized arguments: --xyz", " (see %%gptoss --help)"),

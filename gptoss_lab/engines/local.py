@@ -331,17 +331,30 @@ class LocalEngine:
         return pick
 
 
+_CHOSEN_THREADS: list[int] = []   # the count `use_threads` set: kept by every later load
+
+
+def use_threads(threads: int) -> None:
+    """Set torch's CPU threads to `threads` for the model loaded now and every later one (`%gptoss config
+    threads=N`): `share_cores` keeps the choice, even at or above the core count."""
+    import torch
+
+    torch.set_num_threads(threads)
+    _CHOSEN_THREADS[:] = [threads]
+
+
 def share_cores() -> int:
     """torch's CPU threads for the model: all physical cores but one (at least one), so Jupyter and
-    the browser sharing the machine keep a core; a choice already made (OMP_NUM_THREADS, or
-    `torch.set_num_threads` / `%gptoss config threads=N` below the default) is kept. Returns the count."""
+    the browser sharing the machine keep a core; a choice already made (OMP_NUM_THREADS, `use_threads`, or
+    `torch.set_num_threads` below the default) is kept. Returns the count."""
     import os
 
     import psutil
     import torch
 
     cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() >= cores:
+    chosen = torch.get_num_threads() in _CHOSEN_THREADS
+    if "OMP_NUM_THREADS" not in os.environ and not chosen and torch.get_num_threads() >= cores:
         torch.set_num_threads(max(1, cores - 1))
     return torch.get_num_threads()
 
