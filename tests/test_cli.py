@@ -4,6 +4,7 @@ when a command fails or is interrupted. Each runs `python -m gptoss_lab.tiny.…
 package these tests import."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -138,6 +139,39 @@ def test_train_interrupted_with_ctrl_c_leaves_nothing_behind(tmp_path):
                           ready=lambda _: any(p.name == "loss.jsonl" for p in tmp_path.rglob("*")))
     assert status != 0
     assert "Traceback" not in err and f"interrupted: nothing written to {out}" in err.splitlines(), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_ended_with_kill_takes_its_workers_along_and_leaves_nothing_behind(tmp_path):
+    """SIGTERM to the training process alone (`kill PID`, `timeout`): its data worker went on making conversations,
+    orphaned, until it was killed by hand."""
+    import psutil
+
+    out = tmp_path / "run"
+    with tempfile.NamedTemporaryFile("w+") as err:
+        process = subprocess.Popen([sys.executable, "-m", "gptoss_lab.tiny.train", "--conversations", "5000",
+                                    "--no-compile", "--workers", "1", "--out", str(out)], env=ENV,
+                                   stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True)
+        workers: list[psutil.Process] = []
+        try:
+            deadline = time.time() + 120
+            while not any(p.name == "loss.jsonl" for p in tmp_path.rglob("*")) and time.time() < deadline:
+                assert process.poll() is None, Path(err.name).read_text()
+                time.sleep(0.5)
+            workers = psutil.Process(process.pid).children(recursive=True)
+            assert workers, "no worker process to check"
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+            _, alive = psutil.wait_procs(workers, timeout=20)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            for worker in workers:   # an orphan belongs to init now, not to this test's process
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    worker.kill()
+        assert alive == [], alive
+        text = Path(err.name).read_text()
+        assert "Traceback" not in text and f"interrupted: nothing written to {out}" in text.splitlines(), text
     assert list(tmp_path.iterdir()) == []
 
 

@@ -450,6 +450,10 @@ def _checkpoint_layers(folder: Path) -> int:
     return layers
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: the full training run by default, `--quick` for a smoke run of a few steps."""
     p = argparse.ArgumentParser(
@@ -498,6 +502,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.layers is not None and args.layers < old:
             p.error(f"--layers must be even and at least the checkpoint's {old}, not {args.layers}")
     torch.set_num_threads(args.threads)
+    if threading.current_thread() is threading.main_thread():   # `kill` or `timeout` end the run as Ctrl-C does:
+        signal.signal(signal.SIGTERM, _terminated)              # its workers go too (they kept making data)
     if args.quick:
         args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
     stack = ExitStack()   # the run writes beside --out, which it becomes only when the run completes
