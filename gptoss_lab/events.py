@@ -160,6 +160,7 @@ class Reply:
     effort: str = "medium"
     model: str = ""
     parsed: Any = None
+    intervention: str = ""    # how the turn changed the expert routing (`--ablate`), in words; "" when it did not
 
     def __str__(self) -> str:
         return self.final

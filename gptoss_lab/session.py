@@ -303,7 +303,8 @@ class Session:
             self._forget()
         view = view or self.view or _NullView()
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
-                     Reply(prompt=prompt, effort=settings.effort, model=self.engine.name))
+                     Reply(prompt=prompt, effort=settings.effort, model=self.engine.name,
+                           intervention=intervene.describe() if intervene is not None else ""))
         self.history.append(user)
         self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
                                     "intervene": intervene, **overrides}, self._browser_state(), self.settings.approval))

@@ -172,6 +172,16 @@ def test_session_ask_intervene(session, baseline):
     assert (same.routing.tokens.tolist(), same.final) == baseline[0]
     assert ablated.routing.tokens.tolist() != baseline[0][0]
     assert (after.routing.tokens.tolist(), after.final) == baseline[0]  # nothing left behind
+    # every form of the ablated turn says its routing was changed (a saved answer read as the model's own); a plain
+    # turn's does not
+    from gptoss_lab.widgets.transcript import Transcript
+
+    said = "routing changed: disable experts 0, 1, 2, 3 in every layer"
+    assert ablated.intervention == said.split(": ", 1)[1]
+    shown = Transcript.from_reply(ablated)
+    assert all(said in form for form in (shown.to_text(), shown.to_markdown(), shown.to_html())), said
+    plain = Transcript.from_reply(after)
+    assert after.intervention == "" and "routing changed" not in plain.to_text() + plain.to_html()
 
 
 def test_check_says_in_one_line_what_the_loaded_model_does_not_have(session):

@@ -294,7 +294,7 @@ def reply_stats(reply: "Reply", context_window: int | None = None) -> dict[str, 
     return {"tokens": usage.completion_tokens, "tokens_per_s": usage.tokens_per_s, "ttft": usage.ttft,
             "seconds": usage.seconds, "effort": reply.effort, "model": reply.model,
             "interrupted": reply.interrupted, "context_tokens": usage.context_tokens,
-            "context_window": context_window}
+            "context_window": context_window, "intervention": reply.intervention}
 
 
 def hang(text: str) -> str:
@@ -320,6 +320,8 @@ def stats_line(stats: dict[str, Any]) -> str:
     if stats.get("context_tokens") and stats.get("context_window"):
         used, window = stats["context_tokens"], stats["context_window"]
         parts.append(f"context {used:,} of {window:,} tokens ({used / window:.0%})")
+    if stats.get("intervention"):   # an answer from changed routing must not read as the model's own
+        parts.append(f"routing changed: {stats['intervention']}")
     if stats.get("interrupted"):
         parts.append("stopped")
     return " · ".join(parts)
