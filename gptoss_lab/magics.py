@@ -19,7 +19,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import ALIASES, APPROVALS, EFFORTS, SettingsError, parse_assignments, shown_keys
+from .settings import ALIASES, APPROVALS, EFFORTS, Settings, SettingsError, parse_assignments, shown_keys
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -599,6 +599,9 @@ def _described(settings: Any) -> str:
         getattr(t, "name", getattr(t, "__name__", str(t))) for t in settings.tools)
     chosen = [f" | {name}: {value}" for name in ("temperature", "top_p", "seed", "date")  # shown once set
               if (value := getattr(settings, name)) is not None]
+    default = Settings()
+    chosen += [f" | {name}: {getattr(settings, name)}" for name in ("max_tool_calls", "max_skipped")  # once changed
+               if getattr(settings, name) != getattr(default, name)]
     if settings.instructions:
         chosen.append(f" | instructions: {len(settings.instructions)} characters")
     return (f"effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "

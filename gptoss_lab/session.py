@@ -331,7 +331,9 @@ class Session:
         """A turn's settings and tools; a bad value or tool name is a TurnError before anything runs."""
         try:
             settings = self.settings.replace(**overrides)
-            return settings, self._toolset(settings)
+            tools = self._toolset(settings)   # checked even when none is offered
+            # max_tool_calls=0: no tool is offered (offered, the model called one and the turn ended unanswered)
+            return settings, tools if settings.max_tool_calls else Toolset()
         except (SettingsError, ToolSpecError) as err:
             raise TurnError(str(err)) from None
 

@@ -524,3 +524,21 @@ def test_regenerate_runs_no_code_after_the_user_turned_approval_to_never(key):
     s.configure(approval="ask")
     s.ask("third", **{key: "auto"})
     assert s.regenerate().tool_calls[0].status == "done" and ns["ran"] == [1, 1, 1]
+
+
+def test_no_tool_calls_allowed_offers_no_tools() -> None:
+    """max_tool_calls=0 offered python all the same: the model called it and the turn ended with no answer."""
+    seen = []
+
+    class Recording(ReplayEngine):
+        def stream(self, prompt, **kw):
+            seen.append(harmony.decode(list(prompt)))
+            return super().stream(prompt, **kw)
+
+    s = Session(Recording("<|channel|>final<|message|>Hi.<|return|>" * 2), namespace={})
+    assert s.ask("Hello", max_tool_calls=0, approval="auto").final == "Hi."
+    assert "## python" not in seen[0] and "## python" not in s.export(max_tool_calls=0)
+    with pytest.raises(TurnError, match="unknown tool 'nosuch'"):  # the tools named are still checked
+        s.ask("Hello", max_tool_calls=0, tools="nosuch")
+    s.ask("Hello", new=True)
+    assert "## python" in seen[1]
