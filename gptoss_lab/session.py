@@ -579,7 +579,7 @@ class _Turn:
             return _STOPPED_BEFORE
         if decision is None:
             self._warn(f"The {call.recipient} call was skipped: approval is required and nobody could approve it "
-                       "(use approval='auto', or a view that can ask).")
+                       "(use approval='auto' or --approve auto, or a view that can ask).")
             return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
         if isinstance(decision, bool):
             decision = Approval(decision)

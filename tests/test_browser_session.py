@@ -121,7 +121,8 @@ def _browse_in(shell, docs: Path, capsys: pytest.CaptureFixture) -> None:
     assert isinstance(shell.user_ns["s"].browser, Browser)
     for line, message in ((f"browse {docs}/nowhere", f"%gptoss browse: no such file or folder: {docs}/nowhere"),
                           ("browse exa --api-key-env NO_SUCH_VAR", "%gptoss browse: the environment variable "
-                           "NO_SUCH_VAR is not set: put your Exa API key there (or pass api_key=...)")):
+                           "NO_SUCH_VAR is not set: put your Exa API key there (or pass api_key=..., or "
+                           "`%gptoss browse exa --api-key-env VAR`)")):
         with pytest.raises(UsageError) as err:
             shell.run_line_magic("gptoss", line)
         assert str(err.value) == message

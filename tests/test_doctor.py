@@ -129,12 +129,14 @@ def test_memory_that_is_no_amount_is_refused_in_one_line(memory):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU this machine lacks")
 def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_given():
     for device in ("cuda", "cuda:0", "0"):
-        with pytest.raises(LoadError, match="sees no CUDA GPU here: use device='cpu', or give memory=") as info:
+        with pytest.raises(LoadError, match=r"sees no CUDA GPU here: use device='cpu' \(%gptoss load NAME --device cpu\), "
+                                                  r"or give memory=") as info:
             doctor("openai/gpt-oss-20b", device=device)
         assert "\n" not in str(info.value)
     d = doctor("openai/gpt-oss-20b", device="cuda", memory="16 GiB")
     assert d.device_name == "no CUDA GPU visible to torch" and not d.fits
-    with pytest.raises(LoadError, match="^0 was asked for, but torch .* sees no CUDA GPU here: use device='cpu'$"):
+    with pytest.raises(LoadError, match=r"^0 was asked for, but torch .* sees no CUDA GPU here: "
+                                         r"use device='cpu' \(%gptoss load NAME --device cpu\)$"):
         LocalEngine.from_pretrained("tiny", device="0")  # loading checks a GPU index as doctor does
 
 

@@ -739,7 +739,7 @@ def check_gpu(target: Any, hint: str = "") -> None:
 
     if on_gpu(target) and not torch.cuda.is_available():
         raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: "
-                        f"use device='cpu'{hint}")
+                        f"use device='cpu' (%gptoss load NAME --device cpu){hint}")
 
 
 def free_bytes(target: Any) -> int | None:

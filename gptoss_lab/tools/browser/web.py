@@ -138,7 +138,7 @@ class _SearchApi(Backend):
         key = api_key or os.environ.get(env)
         if not key:
             raise BackendError(f"the environment variable {env} is not set: put your {self.NAME} API key there "
-                               "(or pass api_key=...)")
+                               "(or pass api_key=..., or `%gptoss browse exa --api-key-env VAR`)")
         self._service = HttpService(self.NAME, base_url or self.BASE_URL, headers={"x-api-key": key},
                                     timeout=timeout, key_hint=f"the API key in {env}")
 
