@@ -19,7 +19,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import ALIASES, APPROVALS, EFFORTS, Settings, SettingsError, parse_assignments, shown_keys
+from .settings import APPROVALS, EFFORTS, Settings, SettingsError, parse_assignments, shown_key, shown_keys
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -479,8 +479,7 @@ class GptossMagics(Magics):
             self._kept().configure(**changes)
         except SettingsError as err:
             setting, _, rest = str(err).partition(" ")
-            shown = {name: alias for alias, name in ALIASES.items() if alias != "reasoning"}.get(setting, setting)
-            raise UsageError(f"%gptoss config: {shown} {rest}") from None
+            raise UsageError(f"%gptoss config: {shown_key(setting)} {rest}") from None
         if threads is not None:
             from .engines.checkpoint import import_torch
             from .engines.local import use_threads

@@ -112,10 +112,17 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
     return out
 
 
+_SHOWN = {setting: alias for alias, setting in ALIASES.items() if alias != "reasoning"}
+
+
+def shown_key(name: str) -> str:
+    """A setting's key as users write it: `approval` -> `approve`, `max_new_tokens` -> `max_tokens`."""
+    return _SHOWN.get(name, name)
+
+
 def shown_keys(extra: Sequence[str] = ()) -> list[str]:
     """The settings' keys as users write them (`approve`, `max_tokens`), then `extra`."""
-    shown = {setting: alias for alias, setting in ALIASES.items() if alias != "reasoning"}
-    return [shown.get(name, name) for name in Settings.names()] + list(extra)
+    return [shown_key(name) for name in Settings.names()] + list(extra)
 
 
 # Keywords people write for a setting of another name (function tools are tools=[f]).
