@@ -225,6 +225,11 @@ def test_sources_that_do_not_exist_are_one_line_errors(tmp_path: Path) -> None:
             Browser(*nothing)
     with pytest.raises(BrowserError, match="used alone"):
         Browser.from_sources(["searxng:http://127.0.0.1:1", str(tmp_path)])
+    (tmp_path / "notes.md").write_text("# Notes\n")
+    for sources in ([str(tmp_path)], ["searxng:http://127.0.0.1:1"]):  # the key was accepted and never used
+        with pytest.raises(BrowserError, match=r"^api_key_env \(--api-key-env\) names the key of exa or youcom; "
+                                               r".* takes no key$"):
+            Browser.from_sources(sources, api_key_env="MY_KEY")
 
 
 def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:

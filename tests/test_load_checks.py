@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import gptoss_lab
-from gptoss_lab.engines.checkpoint import MAX_JSON_BYTES, size
+from gptoss_lab.engines.checkpoint import MAX_JSON_BYTES, LoadError, size
 from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
 from test_load_more import with_config  # tests/ is on sys.path
@@ -190,3 +190,18 @@ def test_a_hub_id_in_the_cache_offline_is_checked_as_its_folder_is(tmp_path, ran
                         f"more than a checkpoint's JSON file can be ({size(MAX_JSON_BYTES)})",
         "someone/fp16": "fp16", "someone/fine": "fine"}
     assert found["doctor"]["someone/huge"] == found["load"]["someone/huge"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a map over GPUs is another load")
+def test_a_device_map_or_dequantize_that_cannot_apply_is_said_not_silently_taken(capsys):
+    engine = LocalEngine.from_pretrained("tiny", device_map="auto", dequantize=True)  # needed accelerate, loaded bf16
+    assert next(engine.model.parameters()).dtype == torch.float32
+    out = capsys.readouterr().out
+    assert out.startswith("Loading gpt-oss-tiny on cpu (float32, the CPU default, ")
+    assert "Note: gpt-oss-tiny stores no MXFP4 experts: dequantize changes nothing." in out
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        with pytest.raises(LoadError, match=r"^device_map=\{'': 'cpu'\} needs the accelerate package "
+                                            r"\(pip install accelerate\); on one device give device= instead"):
+            LocalEngine.from_pretrained("tiny", device_map={"": "cpu"})

@@ -9,6 +9,7 @@ the config alone, so the doctor can answer for a model that is not on this machi
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import math
@@ -865,11 +866,16 @@ def plan_load(
         check_sampling(local, source.path)
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
+    if device_map in _MULTI_DEVICE_MAPS and not torch.cuda.is_available():
+        device_map, device = None, "cpu"  # all a map spreads over here: loaded as on a CPU (its dtype, its threads)
     target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device_map is None:  # refused before "Loading ... on bogus" is printed, not by transformers after it
         check_device(device)
+    elif importlib.util.find_spec("accelerate") is None:
+        raise LoadError(f"device_map={device_map!r} needs the accelerate package (pip install accelerate); "
+                        "on one device give device= instead (%gptoss load NAME --device cuda)")
     check_gpu(target)
-    on_cpu = str(target).startswith("cpu") or (target in _MULTI_DEVICE_MAPS and not torch.cuda.is_available())
+    on_cpu = str(target).startswith("cpu")
     attention = getattr(config, "_attn_implementation", None) or kw.get("attn_implementation")  # the config's outranks
     if on_cpu and str(attention).removeprefix("paged|") == "flex_attention":
         raise LoadError(f"could not load {source.path}: flex_attention cannot run gpt-oss's attention sinks on a CPU "
@@ -879,6 +885,8 @@ def plan_load(
     name = dtype_name(config, dtype, local)
     plan = LoadPlan(source, target, kw)
     packed = False
+    if dequantize and not stores_mxfp4(config):
+        plan.note = f"{source.name} stores no MXFP4 experts: dequantize changes nothing"
     if is_mxfp4(config):
         reason = "dequantize=True was asked for" if dequantize else mxfp4_kernels(target, use_kernels=bool(kw.get("use_kernels")))
         packed = reason is None

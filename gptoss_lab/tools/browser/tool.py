@@ -467,6 +467,9 @@ def _from_sources(sources: list[str], api_key_env: str | None) -> Backend:
         raise BrowserError("give a folder, files, or a backend (searxng:URL, exa, youcom)")
     specs = [s for s in sources if not os.path.exists(os.path.expanduser(s)) and (
         s.lower().startswith(("searxng:", "http://", "https://")) or s.lower().rstrip(":") in _BACKENDS)]
+    if api_key_env and not (len(specs) == 1 and specs[0].lower().rstrip(":") in _BACKENDS):
+        raise BrowserError(f"api_key_env (--api-key-env) names the key of exa or youcom; {(specs or sources)[0]} "
+                           "takes no key")
     try:
         if not specs:
             return LocalBackend.from_paths(sources)
