@@ -676,7 +676,7 @@ def mxfp4_kernels(target: Any = None, *, use_kernels: bool = False) -> str | Non
     from transformers.utils import import_utils as iu
 
     text = str(target if target is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if text.startswith("cpu") or (text in _MULTI_DEVICE_MAPS and not torch.cuda.is_available()):
+    if text.startswith("cpu"):  # a multi-device map without a GPU is planned as "cpu" (plan_load)
         if not use_kernels:
             return "transformers runs MXFP4 on a CPU only with use_kernels=True"
         if not iu.is_triton_available("3.5.0"):
