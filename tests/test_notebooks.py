@@ -1,8 +1,11 @@
 """The teaching notebooks run top to bottom in a real kernel and show the reader what they promise."""
 from __future__ import annotations
 
+import ast
+import builtins
 import json
 import re
+import symtable
 import time
 from pathlib import Path
 
@@ -135,6 +138,34 @@ def test_every_relative_link_in_the_readme_docs_and_notebooks_resolves() -> None
               if not re.match(r"[a-z]+:", target) and not (path.parent / target.split("#")[0]).exists()]
     assert not broken, f"links to nothing: {broken}"
 
+
+
+def _free_names(table: symtable.SymbolTable) -> set[str]:
+    """Names a snippet reads but neither defines nor imports, in it and in the functions it defines."""
+    free = {s.get_name() for s in table.get_symbols()
+            if s.is_referenced() and not (s.is_assigned() or s.is_imported() or s.is_parameter())
+            and (table.get_type() == "module" or s.is_global())}
+    return free.union(*(_free_names(child) for child in table.get_children()))
+
+
+def test_the_python_examples_in_the_readme_and_docs_import_and_name_only_what_exists() -> None:
+    """A reader pastes an example into a fresh kernel: docs/remote.md used `os` without importing it, and names that a
+    module does not export (`from gptoss_lab.tools.browser import DEMO_FACTS`) fail the same way, at the first line."""
+    root = NOTEBOOKS.parent
+    problems = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for block in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S):
+            code = "\n".join(line for line in block.splitlines() if not line.startswith("%"))   # IPython magics
+            tree = ast.parse(code)
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    try:
+                        exec(compile(ast.Module([node], []), str(path), "exec"), {})
+                    except ImportError as e:
+                        problems.append(f"{path.name}: {ast.unparse(node)}: {e}")
+            undefined = _free_names(symtable.symtable(code, str(path), "exec")) - set(dir(builtins))
+            problems += [f"{path.name}: {name} is used but never defined or imported" for name in sorted(undefined)]
+    assert not problems, problems
 
 @pytest.mark.kernel
 def test_long_work_shows_plain_progress_on_stdout_that_a_saved_notebook_keeps(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 search backend, with the reference's page layout and citations (`【cursor†Lstart-Lend】`) resolved.
 
     from gptoss_lab.tools.browser import Browser
-    session = Session.load("tiny", browser=Browser("~/papers"))   # or %gptoss browse ~/papers
+    session = Session.load("tiny", session_options={"browser": Browser("~/papers")})   # or %gptoss browse ~/papers
 """
 from .backends import Backend, BackendError, FunctionBackend
 from .demo import demo_folder
