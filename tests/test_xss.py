@@ -60,6 +60,13 @@ PAYLOADS = [
     "| a | b |\n|:-|-:|\n| <img src=x onerror=window.__pwned=1> | [x](javascript:1) |",
     "```html\n<script>window.__pwned=1</script>\n```",
     "`<img src=x onerror=window.__pwned=1>`",
+    # math that renderers find before Markdown (nbconvert) would start in prose and end inside code, making its text prose
+    "$`$ <img src=x onerror=window.__pwned=1> `",
+    "[math link$`$](javascript:window.__pwned=1) `",
+    "\\\\(`\\\\) <img src=x onerror=window.__pwned=1> `",
+    "$$\n```\n$$\n<img src=x onerror=window.__pwned=1>\n```",
+    "\\begin{a}\n```\n\\end{a}\n<img src=x onerror=window.__pwned=1>\n```",
+    "```mermaid\n<img src=x onerror=window.__pwned=1>\n```",   # nbconvert writes a mermaid fence's text as HTML
 ]
 
 _TAGS = {
@@ -189,8 +196,12 @@ def _as_a_trusted_front_end_renders(markdown: str) -> str:
 
 
 def _markdown_problems(markdown: str) -> list[str]:
-    """What a trusted front end would run or fetch; links disarmed to `#` (this page) are fine."""
-    return [p for p in _problems(_as_a_trusted_front_end_renders(markdown)) if p != "href='#' on <a>"]
+    """What a trusted front end, or nbconvert (math found before Markdown, mermaid fences drawn), would run or fetch;
+    links disarmed to `#` (this page) are fine."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    html = _as_a_trusted_front_end_renders(markdown) + markdown2html_mistune(markdown)
+    return [p for p in _problems(html) if p != "href='#' on <a>"]
 
 
 def test_markdown_form_of_a_turn_carries_nothing_executable() -> None:

@@ -294,7 +294,8 @@ def inert_markdown(text: str) -> str:
     definition holds for the whole page: one in an answer made `[x]` in the prompt a link). Headings are
     demoted (`_heading_level`).
     Code spans and fenced blocks stay as written (their text is never markup), direction controls
-    written out as in the HTML form. The line-by-line rules for images, addresses and titles change only
+    written out as in the HTML form; a fence keeps its language only from an allow-list (`_fence_opener`), and
+    math shows as its source (`_inert_prose`). The line-by-line rules for images, addresses and titles change only
     what a parser finds to be one: they apply only where the text with its HTML escaped alone still holds
     one (else `x](y` that starts no link became `x](#`). Where a CommonMark parser still finds HTML, an
     image, another link, a definition or a heading above h4 in the result (the line-by-line rules above
@@ -317,10 +318,24 @@ def _inert_lines(text: str, links: bool) -> str:
             out.append(reveal_bidi(line))
         elif opener:
             fence = opener.group(1)
-            out.append(reveal_bidi(line))
+            out.append(_fence_opener(line, opener))
         else:
             out.append(_inert_line(line, links))
     return "".join(out)
+
+
+# The info words a fence of the model's keeps (highlighting only): renderers draw some fences instead of showing them
+# (nbconvert puts a `mermaid` fence's text into the page as HTML, GitHub typesets `math`), so any other word goes.
+_LANGUAGES = frozenset("""python py python3 ipython pycon pytb text txt plaintext output console bash sh shell zsh
+    powershell json jsonl yaml yml toml ini csv tsv sql javascript js typescript ts html xml css c cpp java rust go r
+    julia tex latex markdown md diff""".split())
+
+
+def _fence_opener(line: str, opener: re.Match[str]) -> str:
+    """A fence's opening line with its info string kept only when it is one word of `_LANGUAGES`."""
+    info = line[opener.end():].split()
+    language = info[0] if info and info[0].lower() in _LANGUAGES else ""
+    return line[:opener.end()] + language + line[len(line.rstrip("\r\n")):]
 
 
 def _heading_level(level: int) -> int:
@@ -429,8 +444,12 @@ def _inert_line(line: str, links: bool) -> str:
 
 def _inert_prose(text: str, links: bool) -> str:
     """Prose with HTML shown as text and `]:` escaped (both render as written); with `links`, images made links,
-    titles left out and addresses other than http(s) and mailto made `#`."""
-    text = text.replace("<", "&lt;")
+    titles left out and addresses other than http(s) and mailto made `#`.
+
+    Backslashes, `$` and `{` are escaped too, so math shows as its TeX source: renderers that find math before
+    Markdown (nbconvert's `$…$`, `\\(…\\)`, `\\begin{…}`) let a formula that starts in prose end inside a code
+    span or fence, whose text (`<img onerror>`) was then read as prose."""
+    text = text.replace("\\", "\\\\").replace("$", "\\$").replace("{", "\\{").replace("<", "&lt;")
     if links:
         text = _TITLE.sub(r"\1", text.replace("![", "["))
         text = _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text)
@@ -445,7 +464,7 @@ def _safe_destination(url: str) -> str:
 
 def literal_markdown(text: str) -> str:
     """`text` shown literally on one line of Markdown: no links, emphasis, code or HTML from it."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|~])", r"\\\1", " ".join(text.split()))
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~$])", r"\\\1", " ".join(text.split()))
 
 
 # Terminal control characters in model or tool text (ESC sequences can retitle the window, write the
