@@ -116,7 +116,7 @@ def _problems(html: str) -> list[str]:
 
 def _without_our_style(html: str) -> str:
     """The saved transcript starts with its own constant <style> blocks; everything after them is audited."""
-    start = '<div class="gx-fallback">'
+    start = '<div class="gx-fallback mathjax_ignore tex2jax_ignore">'
     assert html.startswith(start)
     rest = html[len(start):]
     while rest.startswith("<style>"):

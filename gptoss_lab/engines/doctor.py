@@ -126,7 +126,9 @@ class Diagnosis:
     def _repr_html_(self) -> str:
         cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(label)}</th>"
                         f"<td style='text-align:left'>{html.escape(text)}</td></tr>" for label, text in self.rows())
-        return f"<div><b>doctor: {html.escape(self.model)}</b><table>{cells}</table></div>"
+        from ..widgets.sanitize import NO_TYPESETTING
+
+        return f"<div class='{NO_TYPESETTING}'><b>doctor: {html.escape(self.model)}</b><table>{cells}</table></div>"
 
 
 def doctor(

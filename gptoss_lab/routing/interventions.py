@@ -321,11 +321,13 @@ class Effect:
                 f"mean top-k overlap {self.agreement['overlap'].mean():.1%}")
 
     def _repr_html_(self) -> str:
+        from ..widgets.sanitize import NO_TYPESETTING
+
         e = html.escape
         moved = self.changed_tokens()
         rows = "".join(f"<tr><td>{int(i)}</td><td><code>{e(repr(r.text))}</code></td><td>{e(str(r.label))}</td>"
                        f"<td>{int(r.layers_changed)}</td><td>{int(r.top1_changed)}</td></tr>" for i, r in moved.iterrows())
-        return (f"<div><b>Intervention</b>: {e(self.intervention.describe())}"
+        return (f"<div class='{NO_TYPESETTING}'><b>Intervention</b>: {e(self.intervention.describe())}"
                 f"<table><tr><th></th><th>answer</th></tr>"
                 f"<tr><td>without</td><td>{e(_short(self.baseline.final))}</td></tr>"
                 f"<tr><td>with</td><td>{e(_short(self.intervened.final))}</td></tr></table>"

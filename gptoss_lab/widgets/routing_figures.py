@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..routing.analysis import check_layer
+from .sanitize import NO_TYPESETTING
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
 _MAX_LABELS = 16  # labels drawn at most by a label figure: one per document (1,000) took minutes to draw
@@ -362,7 +363,7 @@ def card_html(card: Any) -> str:
     moves = "; ".join(f"{name}: " + ", ".join(f"e{x} {s:.0%}" for x, s in zip(frame["expert"], frame["share"]))
                       for name, frame in ((f"from layer {card.layer - 1}", card.previous),
                                           (f"to layer {card.layer + 1}", card.next)) if len(frame))
-    return (f"<div><b>Expert {card.expert}, layer {card.layer}</b>: {card.picks} picks, {card.share:.1%} of the layer"
+    return (f"<div class='{NO_TYPESETTING}'><b>Expert {card.expert}, layer {card.layer}</b>: {card.picks} picks, {card.share:.1%} of the layer"
             f"<table><tr><th>token</th><th>count</th><th>of its uses</th></tr>{tokens}</table>"
             f"<table><tr><th>label</th><th>tokens</th><th>chose it</th><th>lift</th></tr>{labels}</table>"
             f"<p>{e(moves)}</p></div>")

@@ -21,7 +21,7 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import PROSE, demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, \
+from .sanitize import NO_TYPESETTING, PROSE, demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, \
     markdown_is_inert, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ class Transcript:
             out.append(sources_html(self.citations))
         out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
         browse = style() if self.citations or any(isinstance(i, Block) and is_browser_call(i.call) for i in self.items) else ""
-        return f'<div class="gx-fallback">{FALLBACK_STYLE}{browse}{sanitize("".join(out))}</div>'
+        return f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{sanitize("".join(out))}</div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         # text/plain reaches terminals (terminal IPython, `jupyter console`): control sequences written out
