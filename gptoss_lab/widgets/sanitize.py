@@ -43,9 +43,10 @@ _MATHML_ATTRIBUTES = {
 _DROP_WITH_CONTENT = {"script", "style", "template", "noscript", "iframe", "object", "embed", "svg", "textarea",
                       "select", "noembed", "noframes", "xmp", "plaintext", "title"}
 LINK_SCHEMES = ("http://", "https://", "mailto:")
-# The classes on the root of every static HTML form: JupyterLab (MathJax 3) and nbconvert's page (MathJax 2) typeset
-# TeX in text/html outputs, which would paint the TeX a model wrote (`\\(\\color{red}{\\raise{3em}{…}}\\)`) past the
-# MathML the lab renders itself with colour, offsets and sizes left out.
+# The classes on the root of every static HTML form: JupyterLab's MathJax 3 typesets TeX in text/html outputs, which
+# would paint the TeX a model wrote (`\\(\\color{red}{\\raise{3em}{…}}\\)`) past the MathML the lab renders itself with
+# colour, offsets and sizes left out; `mathjax_ignore` stops it (tests/browser/test_static_math_browser.py).
+# `tex2jax_ignore` is MathJax 2's class, for pages that load it (nbconvert's, from a CDN: not checked here).
 NO_TYPESETTING = "mathjax_ignore tex2jax_ignore"
 
 
