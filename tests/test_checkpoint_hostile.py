@@ -335,7 +335,7 @@ def test_a_config_dtype_or_attention_this_machine_lacks_is_one_line(tmp_path, ra
                 "bfloat16, float16")
     assert one_line_error(lambda: load(folder, dtype="auto")) == expected
     assert one_line_error(lambda: doctor(folder, device="cuda", memory="80 GB")) == expected
-    folder = copy_with_config(random_checkpoint, tmp_path / "flash", _attn_implementation="flash_attention_2")
+    folder = copy_with_config(random_checkpoint, tmp_path / "flash", attn_implementation="flash_attention_2")
     assert one_line_error(lambda: load(folder)).startswith(f"could not load {folder}: ")
 
 

@@ -66,7 +66,7 @@ def test_large_finite_weights_whose_sums_overflow_still_load(tmp_path, random_ch
 def test_the_attention_implementations_gpt_oss_cannot_run_are_refused_before_the_load(tmp_path, capsys,
                                                                                       random_checkpoint):
     """sdpa (transformers has none for gpt-oss's attention sinks) and an unknown name were refused by transformers
-    only after "Loading ..." was printed, in a paragraph clipped mid-sentence; a config's "_attn_implementation":
+    only after "Loading ..." was printed, in a paragraph clipped mid-sentence; a config's "attn_implementation":
     "sdpa" was listed as a choice and sized by the doctor as fitting."""
     fix = "use attn_implementation='eager', or 'flex_attention' on a GPU"
     sdpa = "gpt-oss cannot run the attention implementation 'sdpa' (transformers has none with gpt-oss's attention sinks)"
@@ -77,8 +77,8 @@ def test_the_attention_implementations_gpt_oss_cannot_run_are_refused_before_the
             LocalEngine.from_pretrained(random_checkpoint, attn_implementation=option)
         assert str(info.value) == f"could not load {random_checkpoint}: {message}: {fix}"
         assert "Loading" not in capsys.readouterr().out
-    folder = with_config(random_checkpoint, tmp_path / "sdpa", _attn_implementation="sdpa")
-    expected = f"could not load {folder}: {sdpa}: remove \"_attn_implementation\" from its config.json"
+    folder = with_config(random_checkpoint, tmp_path / "sdpa", attn_implementation="sdpa")
+    expected = f"could not load {folder}: {sdpa}: remove \"attn_implementation\" from its config.json"
     assert one_line_error(lambda: load(folder, attn_implementation="eager")) == expected
     assert one_line_error(lambda: doctor(folder)) == expected
     for option in ("eager", "paged|eager"):

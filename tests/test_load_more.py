@@ -53,7 +53,7 @@ ATTENTION = ("which transformers would download from the Hub and run: a checkpoi
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"_attn_implementation": "kernels-community/vllm-flash-attn3"},
+    ({"attn_implementation": "kernels-community/vllm-flash-attn3"},
      "the attention implementation 'kernels-community/vllm-flash-attn3', " + ATTENTION),
     ({"attn_implementation": "evil/kernel"}, "the attention implementation 'evil/kernel', " + ATTENTION),
     ({"attn_implementation": "flash_attention_2"},  # gpt-oss takes a Hub kernel for it
@@ -65,7 +65,7 @@ ATTENTION = ("which transformers would download from the Hub and run: a checkpoi
 def test_a_config_cannot_choose_a_hub_kernel_to_run(tmp_path, random_checkpoint, no_downloads, changes, message):
     """The config's choice went to transformers, which fetched the kernel from the Hub (here: `kernels` is not
     installed, said in a line about installing it) and ran it; the user may still ask for it. A config's
-    "_attn_implementation" outranks the load's attn_implementation=, so asking for another does not help."""
+    "attn_implementation" outranks the load's attn_implementation=, so asking for another does not help."""
     folder = with_config(random_checkpoint, tmp_path / "kernel", **changes)
     expected = f"could not load {folder}: its config asks for {message}"
     assert one_line_error(lambda: load(folder)) == expected
@@ -255,6 +255,19 @@ def test_a_shard_index_cannot_reach_outside_the_folder_or_read_forever(tmp_path,
     assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {message}"
 
 
+def test_a_configs_private_implementation_keys_choose_nothing(tmp_path, random_checkpoint, no_downloads):
+    """transformers up to 5.24 read a config.json's "_attn_implementation" and "_experts_implementation" as the
+    model's choice (a Hub kernel to download and run); 5.25 ignores them: the model loads with eager attention and
+    transformers' own experts code, answers, and nothing is fetched."""
+    folder = with_config(random_checkpoint, tmp_path / "private", _attn_implementation="kernels-community/vllm-flash-attn3",
+                         _experts_implementation="deepgemm")
+    engine = load(folder, fast=False)
+    assert engine.model.config._attn_implementation == "eager"
+    assert engine.model.config._experts_implementation in ("eager", "grouped_mm", "batched_mm")  # transformers' own
+    assert len(list(engine.stream([1, 2, 3], stop=set(), sampling=Sampling(temperature=0, max_new_tokens=2)))) == 2
+    assert no_downloads == []
+
+
 FLEX = ("flex_attention cannot run gpt-oss's attention sinks on a CPU (transformers refuses it at every turn): use "
         "attn_implementation='eager', or load on a GPU")
 
@@ -262,7 +275,7 @@ FLEX = ("flex_attention cannot run gpt-oss's attention sinks on a CPU (transform
 def test_flex_attention_on_a_cpu_is_refused_at_load(tmp_path, random_checkpoint):
     """Chosen by the config (which outranks the load's option) or by the load, the model loaded, then every turn failed:
     "ValueError: Attention sinks cannot be run on CPU with flex attention"."""
-    folder = with_config(random_checkpoint, tmp_path / "flex", _attn_implementation="flex_attention")
+    folder = with_config(random_checkpoint, tmp_path / "flex", attn_implementation="flex_attention")
     assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {FLEX}"
     assert one_line_error(lambda: load(folder, attn_implementation="eager")) == f"could not load {folder}: {FLEX}"
     expected = f"could not load {random_checkpoint}: {FLEX}"

@@ -914,7 +914,8 @@ def plan_load(
 def check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:
     """A one-line LoadError for an attention or experts implementation the checkpoint's config names that is not in
     transformers' own code and not the one the load asks for: transformers would download a Hub kernel for it and run
-    it. Refused even when the load asks for another: a config's "_attn_implementation" outranks the load's option."""
+    it. Refused even when the load asks for another: a config's "attn_implementation" outranks the load's option
+    (transformers 5.25 ignores the private "_attn_implementation" and "_experts_implementation" keys of a config.json)."""
     _check_attention(config, kw, label)
     for kind, (attribute, option, built_in) in _BUILT_IN_IMPLEMENTATIONS.items():
         value = getattr(config, attribute, None)
@@ -936,7 +937,7 @@ def _check_attention(config: Any, kw: dict[str, Any], label: str) -> None:
     name = asked.removeprefix("paged|") if isinstance(asked, str) else asked  # paged|eager: eager on a paged cache
     if name is None or name == "eager":
         return
-    fix = ("remove \"_attn_implementation\" from its config.json" if configured else
+    fix = ("remove \"attn_implementation\" from its config.json" if configured else
            "use attn_implementation='eager', or 'flex_attention' on a GPU")
     if name == "sdpa" and not GptOssPreTrainedModel._supports_sdpa:
         raise LoadError(f"could not load {label}: gpt-oss cannot run the attention implementation 'sdpa' (transformers "
