@@ -181,35 +181,16 @@ def test_training_names_vary_and_never_make_a_held_out_name():
     assert all(name.isidentifier() for name in names)
 
 
-@functools.cache
-def _browsing(missing: float = data.MISSING) -> list[skills.Turn]:
-    """The browsing turns of 60 conversations of a phase with `--topics browse=0.3` (and `--missing`)."""
-    return [t for i in range(60) for t in data.conversation(f"mix-{i}", topics={"browse": 0.3}, missing=missing).turns
-            if t.skill == "browse"]
-
-
 def test_a_training_phase_can_weight_topics_and_the_default_draws_stay_the_same():
     """`--topics browse=0.3` gives a phase more browsing lessons (and more document folders); without it
     a seed draws exactly the conversations it always drew, so evaluations stay comparable."""
     plain = [data.conversation(f"mix-{i}") for i in range(60)]
     assert [c.ids for c in plain] == [data.conversation(f"mix-{i}", topics={}).ids for i in range(60)]
-    browsing = sum(t.skill == "browse" for c in plain for t in c.turns)
-    assert len(_browsing()) > 2 * browsing > 0, (len(_browsing()), browsing)
+    boosted = [data.conversation(f"mix-{i}", topics={"browse": 0.3}) for i in range(60)]
 
-
-def test_a_phase_can_ask_more_about_what_the_documents_lack_and_the_wording_does_not_tell_which():
-    """`--missing 0.4`: more questions about places and firms the documents lack, and the general questions
-    such turns use ("What do you know about X?") also asked about ones they have, then answered from the line
-    found and cited, so that only the search results can tell the model which it is."""
-    def absent(turns: list[skills.Turn]) -> float:
-        return sum(t.expected == ["do not mention"] for t in turns) / len(turns)
-    assert absent(_browsing(0.4)) > 2 * absent(_browsing()) > 0, (absent(_browsing(0.4)), absent(_browsing()))
-    general = [(t, name.group(1)) for t in _browsing(0.4)
-               if (name := re.fullmatch(r"(?:What do you know about|Search for) (\w+)[?.]", t.prompt))]
-    present = [(t, name) for t, name in general if t.expected != ["do not mention"]]
-    assert present and len(present) < len(general), [(t.prompt, t.expected) for t, _ in general]
-    for t, name in present:   # the teacher found the line and cites it; the name in it is the one asked about
-        assert t.cite and name in t.cite, (t.prompt, t.cite)
+    def browsing(conversations: list[data.Conversation]) -> int:
+        return sum(t.skill == "browse" for c in conversations for t in c.turns)
+    assert browsing(boosted) > 2 * browsing(plain) > 0, (browsing(boosted), browsing(plain))
 
 
 def test_final_answers_state_only_values_the_conversation_has_shown():

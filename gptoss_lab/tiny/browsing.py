@@ -279,33 +279,21 @@ def _browse_followup(g: Gen, previous: Turn, library: Library, fact: Fact) -> Tu
     return browse(g, previous.effort, library, other, prompt, skill="followup")
 
 
-_GENERAL = ("Search for {e}.", "What do you know about {e}?")   # questions that name an entity but no fact of it
-_ABSENT_QUESTIONS = Pool(("When was {e} founded?", "Who is the mayor of {e}?", "What is the population of {e}?",
-                          "How many people live in {e}?", "Which river does {e} lie on?",
-                          "What is the local dish of {e}?", "Can you find the mayor of {e}?", _GENERAL[0],
-                          _GENERAL[1], "Who is the mayor in {e}?"),
-                         ("What do the documents say about {e}?",))
-GENERAL_SHARE = sum(q in _GENERAL for q in _ABSENT_QUESTIONS.train) / len(_ABSENT_QUESTIONS.train)
-
-
 def missing(g: Gen, effort: str, library: Library) -> Turn:
     """A question about an entity the documents do not have: searched, and answered honestly."""
     absent = _name(g)
     while any(absent in f.entity for f in library.facts):
         absent = _name(g)
     word = g.pick(("founded", "mayor", "population"))
-    fact = Fact(absent, g.pick(_ABSENT_QUESTIONS).format(e=absent),
+    fact = Fact(absent, g.pick(Pool(("When was {e} founded?", "Who is the mayor of {e}?", "What is the population of {e}?",
+                                     "How many people live in {e}?", "Which river does {e} lie on?",
+                                     "What is the local dish of {e}?", "Can you find the mayor of {e}?", "Search for {e}.",
+                                     "What do you know about {e}?", "Who is the mayor in {e}?"),
+                                    ("What do the documents say about {e}?",))).format(e=absent),
                 "", "do not mention", f"{absent} {word}", url="(none)", title=absent)
     turn = browse(g, effort, library, fact)
     turn.cite = None
     return turn
-
-
-def about(g: Gen, effort: str, library: Library) -> Turn:
-    """A question in the general words `missing` also uses ("What do you know about X?") about an entity the
-    documents have: one of its facts is searched, and its line answers and is cited, as in `browse`."""
-    fact = g.pick(library.facts)
-    return browse(g, effort, library, fact, g.pick(_GENERAL).format(e=fact.entity))
 
 
 def browser_call(function: str, args: dict[str, Any]) -> tuple[Any, bool]:

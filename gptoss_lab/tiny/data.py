@@ -40,7 +40,6 @@ NEW_TOPICS = {  # skill: weight when a turn starts a new topic
 TURNS = (1, 2, 3, 4, 5, 6, 7, 8)
 _TURN_WEIGHTS = (0.2, 0.17, 0.14, 0.12, 0.1, 0.09, 0.09, 0.09)
 DOCUMENTS = 0.35         # chance that a conversation has a document folder to browse
-MISSING = 0.12           # share of browsing questions about an entity the documents do not have
 WITHOUT_PYTHON = 0.2     # chance that a conversation with documents or functions offers only those (`--tools browser`)
 _NEEDS_PYTHON = frozenset({"arithmetic", "kernel", "dataframe", "structured", "error", "define"})
 FOLLOW_UP = 0.5          # chance that a turn follows up the previous one (when it can be followed up)
@@ -152,11 +151,8 @@ def _date(g: Gen) -> str:
 
 
 def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, library: Any,
-             topics: Mapping[str, float] = NEW_TOPICS, python: bool = True, missing: float = MISSING) -> Turn:
-    """A turn on a new topic, its skill drawn from `topics` (among those the conversation's tools allow).
-    `missing` is the share of browsing questions about an entity the documents lack. Above the default, entities
-    the documents have are asked about in general words ("What do you know about X?") as often as absent ones
-    are, so that only the search results, not the wording, tell the two apart."""
+             topics: Mapping[str, float] = NEW_TOPICS, python: bool = True) -> Turn:
+    """A turn on a new topic, its skill drawn from `topics` (among those the conversation's tools allow)."""
     weights = {k: w for k, w in topics.items()
                if (k != "function" or fs) and (k != "browse" or library) and (python or k not in _NEEDS_PYTHON)}
     skill = g.rng.choices(list(weights), list(weights.values()))[0]
@@ -167,11 +163,7 @@ def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, li
     if skill == "function":
         return skills.function_turn(g, effort, fs)  # type: ignore[arg-type]
     if skill == "browse":
-        if g.chance(missing):
-            return browsing.missing(g, effort, library)
-        if missing > MISSING and g.chance(browsing.GENERAL_SHARE):
-            return browsing.about(g, effort, library)
-        return browsing.browse(g, effort, library)
+        return browsing.missing(g, effort, library) if g.chance(0.12) else browsing.browse(g, effort, library)
     if skill == "structured":
         return skills.structured(g, effort, ns)
     if skill == "error":
@@ -191,11 +183,10 @@ def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, li
 
 
 def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: int | None = None,
-                 topics: Mapping[str, float] | None = None, missing: float = MISSING) -> Conversation:
+                 topics: Mapping[str, float] | None = None) -> Conversation:
     """One conversation from `seed`, run through a real Session with the teacher engine. `topics`
     reweights NEW_TOPICS for a training phase; a browse weight above the default also gives more
-    conversations a document folder, in proportion (the same seed draws the same with none given).
-    `missing`: see `new_turn`."""
+    conversations a document folder, in proportion (the same seed draws the same with none given)."""
     g = Gen(random.Random(seed), split)
     topics = {**NEW_TOPICS, **(topics or {})}
     ns = skills.make_namespace(g)
@@ -226,7 +217,7 @@ def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: 
             turn = g.pick(start.turns[-1].followups)(g)
             turn.effort = effort
         else:
-            turn = new_turn(g, effort, ns, fs, library, topics, python, missing)
+            turn = new_turn(g, effort, ns, fs, library, topics, python)
         if last_turn and long:
             while len(teacher.last) < LONG_TOKENS[0]:  # pad with long outputs until the conversation is long
                 padding = skills.show(g, effort, min(6000, 2 * (LONG_TOKENS[1] - len(teacher.last))))

@@ -162,29 +162,27 @@ class Vocabulary:
 
 # ---------------------------------------------------------------- data, made while training
 
-def _make(args: tuple[int, int, int, float, int, dict[str, float], float]) -> list[tuple[list[int], list[bool]]]:
+def _make(args: tuple[int, int, int, float, int, dict[str, float]]) -> list[tuple[list[int], list[bool]]]:
     """Worker: conversations [start, stop) of `seed` as (ids, covered); the first `short` have 1-2 turns."""
-    seed, start, stop, long_share, short, topics, missing = args
+    seed, start, stop, long_share, short, topics = args
     torch.set_num_threads(1)
     out = []
     for i in range(start, stop):
         draw = random.Random(f"{seed}-long-{i}")
         if i < short:
-            c = data.conversation(f"{seed}-{i}", turns=draw.choice((1, 1, 2)), topics=topics, missing=missing)
+            c = data.conversation(f"{seed}-{i}", turns=draw.choice((1, 1, 2)), topics=topics)
         else:
-            c = data.conversation(f"{seed}-{i}", long=draw.random() < long_share, topics=topics, missing=missing)
+            c = data.conversation(f"{seed}-{i}", long=draw.random() < long_share, topics=topics)
         out.append((c.ids, c.covered))
     return out
 
 
 def conversations(n: int, seed: int, *, workers: int, long_share: float, short_share: float = 0.2, chunk: int = 64,
-                  topics: dict[str, float] | None = None, missing: float = data.MISSING
-                  ) -> Iterator[tuple[list[int], list[bool]]]:
+                  topics: dict[str, float] | None = None) -> Iterator[tuple[list[int], list[bool]]]:
     """The `n` training conversations of `seed`, in order, made by `workers` processes (0: here). The
     first `short_share` of them have one or two turns: copying numbers and names is learned sooner on
     short conversations, and the skills of longer ones build on it."""
-    jobs = [(seed, s, min(n, s + chunk), long_share, int(short_share * n), topics or {}, missing)
-            for s in range(0, n, chunk)]
+    jobs = [(seed, s, min(n, s + chunk), long_share, int(short_share * n), topics or {}) for s in range(0, n, chunk)]
     if workers <= 0:
         for job in jobs:
             yield from _make(job)
@@ -324,8 +322,8 @@ def _layer_places(old_pairs: int, pairs: int) -> list[int]:
 def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens: int = 2048, workers: int = 1,
           long_share: float = 0.008, rows: int = 12000, arch: dict[str, int] | None = None, log_every: int = 10,
           dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
-          topics: dict[str, float] | None = None, layers: int | None = None, context_weight: float = 0.0,
-          missing: float = data.MISSING) -> dict[str, Any]:
+          topics: dict[str, float] | None = None, layers: int | None = None, context_weight: float = 0.0
+          ) -> dict[str, Any]:
     """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
     and save to `out`; returns a summary. `layers` grows a resumed checkpoint deeper (see `_resumed`).
 
@@ -351,8 +349,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "loss.jsonl").open("w")
     forward = torch.compile(_hidden, dynamic=True) if compile else _hidden   # fuses the small ops: ~2x on CPU
-    stream = conversations(conversations_n, seed, workers=workers, long_share=long_share, topics=topics,
-                           missing=missing)
+    stream = conversations(conversations_n, seed, workers=workers, long_share=long_share, topics=topics)
     seen = trained_tokens = all_tokens = step = 0
     recent: list[float] = []
     context_recent: list[float] = []   # the loss on the other tokens, with context_weight
@@ -405,7 +402,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
             step += 1
     save(model, vocab.ids, out, dtype)
     summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
-               "long_share": long_share, "topics": topics or {}, "missing": missing, "context_weight": context_weight, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
+               "long_share": long_share, "topics": topics or {}, "context_weight": context_weight, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
                "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1),
                "mean_load": round(sum(loads) / max(1, len(loads)), 2), "cpus": os.cpu_count(),
                "threads": torch.get_num_threads(), "architecture": arch or {},
@@ -482,9 +479,6 @@ def main(argv: list[str] | None = None) -> None:
                    "the model's own (default: %(default)s, only the model's own)")
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
-    p.add_argument("--missing", type=number(float, 0.0, 1.0), default=data.MISSING,
-                   help="share of browsing questions about a place or firm the documents lack; above the default, "
-                   "as many about ones they have are asked in the same general words (default: %(default)s)")
     cpus = os.cpu_count() or 1   # each worker is a process importing torch
     p.add_argument("--workers", type=number(int, 0, cpus), default=1,
                    help=f"processes making conversations while the model trains, at most this machine's {cpus} CPUs "
@@ -522,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
             summary = train(partial, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
                             batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
                             compile=not args.no_compile, resume=args.resume, topics=dict(args.topics),
-                            layers=args.layers, context_weight=args.context_weight, missing=args.missing)
+                            layers=args.layers, context_weight=args.context_weight)
     except KeyboardInterrupt:
         p.exit(130, f"interrupted: nothing written to {args.out}\n")
     print(json.dumps(summary))
