@@ -193,6 +193,52 @@ def test_a_training_phase_can_weight_topics_and_the_default_draws_stay_the_same(
     assert browsing(boosted) > 2 * browsing(plain) > 0, (browsing(boosted), browsing(plain))
 
 
+def _pools() -> list[skills.Pool]:
+    """Every pool of the skills module, however deep in its tables."""
+    found: dict[int, skills.Pool] = {}
+
+    def walk(item: object) -> None:
+        if isinstance(item, skills.Pool):
+            found[id(item)] = item
+        elif isinstance(item, dict):
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, (list, tuple)):
+            for value in item:
+                walk(value)
+    for value in vars(skills).values():
+        walk(value)
+    return list(found.values())
+
+
+def test_more_phrasings_are_further_training_sentences_far_from_every_held_out_one():
+    """`tiny.train --more-phrasings` asks some question types in further sentences ('How big is d in number of
+    keys?'); each keeps its pool's fields, none is within a word-set Jaccard similarity of 0.6 of any held-out
+    sentence, the held-out conversations stay the same with the option, and training draws them only with it."""
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"\w+", text.lower()))
+
+    pools = _pools()
+    held = [h for pool in pools for h in pool.held if isinstance(h, str)]
+    more = [(m, pool) for pool in pools for m in pool.more]
+    assert len(more) >= 60, len(more)
+    for sentence, pool in more:
+        assert sentence not in pool.train and sentence not in held, sentence
+        assert set(re.findall(r"\{(\w+)\}", sentence)) == set(re.findall(r"\{(\w+)\}", pool.train[0])), sentence
+        near = max(held, key=lambda h: len(words(h) & words(sentence)) / len(words(h) | words(sentence)))
+        assert len(words(near) & words(sentence)) / len(words(near) | words(sentence)) < 0.6, (sentence, near)
+    assert [data.conversation(f"eval-more-{i}", "eval", more=True).ids for i in range(20)] == \
+        [data.conversation(f"eval-more-{i}", "eval").ids for i in range(20)]
+    patterns = [re.compile("".join(".+" if re.fullmatch(r"\{\w+\}", part) else re.escape(part)
+                                   for part in re.split(r"(\{\w+\})", m)) + "$") for m, _ in more]
+
+    def asked(**options: bool) -> list[str]:
+        prompts = {t.prompt for i in range(150) for t in data.conversation(f"more-{i}", **options).turns}
+        return [p for p in prompts if any(pattern.match(p) for pattern in patterns)]
+    assert not asked()
+    assert len(asked(more=True)) >= 5, asked(more=True)
+
+
 def test_final_answers_state_only_values_the_conversation_has_shown():
     """Every number in a final answer, and every key a missing-key answer lists, was in the conversation
     before it (asked, or printed by a call of that turn): the model learns to copy values, not to make them up."""

@@ -31,10 +31,12 @@ NOT_RUN = "Not run:"                              # how the session answers a ca
 
 
 class Pool:
-    """Choices with a held-out part: training draws from `train`, evaluation from `held` (or both)."""
+    """Choices with a held-out part: training draws from `train`, evaluation from `held` (or both).
+    `more` are further training sentences that only a `Gen` with `more` set draws (`tiny.train
+    --more-phrasings`), so the default training and every evaluation draw exactly as before."""
 
-    def __init__(self, train: Any, held: Any = ()) -> None:
-        self.train, self.held = tuple(train), tuple(held)
+    def __init__(self, train: Any, held: Any = (), more: Any = ()) -> None:
+        self.train, self.held, self.more = tuple(train), tuple(held), tuple(more)
 
     def vary(self, item: Any, g: Gen) -> Any:
         """The item as drawn (a `Names` pool makes new names from it)."""
@@ -61,12 +63,15 @@ class Gen:
 
     rng: random.Random
     split: str = "train"                          # "train" or "eval"
+    more: bool = False                            # training also draws each pool's `more` sentences
 
     def pick(self, pool: Pool | Any) -> Any:
         if not isinstance(pool, Pool):
             return self.rng.choice(tuple(pool))
         if self.split == "eval" and pool.held and self.rng.random() < 0.7:
             return self.rng.choice(pool.held)
+        if self.more and self.split == "train" and pool.more:
+            return pool.vary(self.rng.choice(pool.train + pool.more), self)
         return pool.vary(self.rng.choice(pool.train), self)
 
     def sample(self, pool: Pool | Any, k: int) -> list[Any]:
@@ -165,7 +170,9 @@ def not_run(output: str, what: str) -> str:
 _ASK = Pool(("What is {e}?", "What's {e}?", "Compute {e}.", "Calculate {e}.", "How much is {e}?", "{e} = ?",
              "Please compute {e}.", "Can you work out {e}?", "what is {e}", "Evaluate {e}.",
              "Use python to compute {e}.", "I need {e}.", "Quick: {e}?", "Solve {e}.", "{e}"),
-            ("What is the answer to {e}?", "Please work out {e}.", "Can you compute {e} for me?"))
+            ("What is the answer to {e}?", "Please work out {e}.", "Can you compute {e} for me?"),
+            ("Work out {e} for me.", "What do you get from {e}?", "Give me the answer to {e}.",
+             "Can you tell me {e}?", "Find the value of {e}.", "What does {e} come to?", "Tell me what {e} is."))
 _WORDS = {
     "+": Pool(("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?", "Add {b} to {a}.",
                "Compute {a} plus {b}.", "{a} plus {b}?", "Find the sum of {a} and {b}.",
@@ -190,11 +197,17 @@ _WORDS = {
                 "What is the integer division of {a} by {b}?", "Floor-divide {a} by {b}.",
                 "How many times does {b} go into {a}, as a whole number?",
                 "Find {a} divided by {b}, rounded down to a whole number.", "Can you integer-divide {a} by {b}?",
-                "Use integer division to divide {a} by {b}."), ("What is {a} divided by {b}, as a whole number?",)),
+                "Use integer division to divide {a} by {b}."), ("What is {a} divided by {b}, as a whole number?",),
+                ("What is {a} divided by {b}, without the remainder?",
+                 "What is {a} divided by {b}, with no decimals?",
+                 "What is {a} divided by {b}, dropping the fraction?", "What is {a} divided by {b}, in integers?",
+                 "Divide {a} by {b} to a whole number.", "Divide {a} by {b}, whole number only.")),
     "%": Pool(("What is {a} modulo {b}?", "What is the remainder of {a} divided by {b}?", "What is {a} mod {b}?", "Compute {a} modulo {b}.",
                "{a} mod {b}?", "Calculate {a} mod {b}.", "Can you work out {a} modulo {b}?",
                "Find the remainder of {a} divided by {b}.", "Divide {a} by {b} and give me the remainder."),
-              ("What is the remainder of {a} over {b}?",)),
+              ("What is the remainder of {a} over {b}?",),
+              ("What is left over when {a} is divided by {b}?", "What remains after dividing {a} by {b}?",
+               "Find the remainder when {a} is divided by {b}.", "What remainder does {a} leave over {b}?")),
     "**": Pool(("What is {a} to the power of {b}?", "What is {a} raised to {b}?", "Raise {a} to the power {b}.", "Compute {a} to the power of {b}.",
                 "Calculate {a} raised to {b}.", "Find {a} to the power of {b}.",
                 "Please compute {a} raised to {b}.", "{a} to the power of {b}?",
@@ -399,7 +412,10 @@ _LIST_QS = {  # stat: (questions, code, final)
                   "What is the biggest number in {v}?", "Max of {v}?", "Which number in {v} is the largest?",
                   "Compute the max of {v}.", "Can you find the largest value in {v}?",
                   "Can you give me the maximum of {v}?", "Which value in {v} is the biggest?"),
-                 ("What is the highest value in {v}?",)), "print(max({v}))", "The largest value in {v} is {r}."),
+                 ("What is the highest value in {v}?",),
+                 ("Find the highest value of {v}.", "Which number in {v} is highest?", "Highest value of {v}?",
+                  "Give me the top value in {v}.")),
+            "print(max({v}))", "The largest value in {v} is {r}."),
     "min": (Pool(("What is the smallest value in {v}?", "What is the min of {v}?", "Find the minimum of {v}.",
                   "What is the lowest number in {v}?", "Compute the min of {v}.",
                   "Can you find the lowest value in {v}?", "Print the min of {v}.",
@@ -409,22 +425,31 @@ _LIST_QS = {  # stat: (questions, code, final)
     "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?", "Count the values in {v}.", "Count the items in {v}.",
                   "How many values are there in {v}?", "Count the numbers in {v}.",
                   "Can you count the items in {v}?", "Print the length of {v}."),
-                 ("How many items does {v} have?",)), "print(len({v}))", "{v} has {r} items."),
+                 ("How many items does {v} have?",),
+                 ("What size is {v}?", "How big is {v}, counting its items?",
+                  "Find out how big {v} is by counting its items.", "How many items has {v} got?")),
+            "print(len({v}))", "{v} has {r} items."),
     "sorted": (Pool(("Sort {v}.", "What is {v} sorted?", "Show {v} in ascending order.",
                      "Order {v} from small to large.", "Sort the values in {v}.",
                      "Show {v} sorted from low to high.", "Print {v} in ascending order.",
                      "Sort the numbers in {v}, smallest first.", "What is {v} in sorted order?",
-                     "Print {v} sorted."), ("Put {v} in order.",)),
+                     "Print {v} sorted."), ("Put {v} in order.",),
+                     ("Put the values of {v} in ascending order.", "Put the numbers in {v} in order from smallest.",
+                      "Can you order the values in {v}?", "Arrange {v} in increasing order.")),
                "print(sorted({v}))", "Sorted: {r}."),
     "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?", "Show the first item of {v}.",
                     "What comes first in {v}?", "Which value comes first in {v}?", "Print the first item in {v}.",
                     "Print the first element of {v}.", "Which number is at the beginning of {v}?",
-                    "Read the first value in {v}."), ("What is the first value of {v}?",)),
+                    "Read the first value in {v}."), ("What is the first value of {v}?",),
+                    ("Give me the first value of the list {v}.", "Which is the first value in {v}?",
+                     "Show me the value at the start of {v}.")),
               "print({v}[0])", "The first element of {v} is {r}."),
     "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?", "Show the last item of {v}.",
                    "What is at the end of {v}?", "Which value comes last in {v}?",
                    "What number is at the end of {v}?", "Print the last item in {v}.",
-                   "Print the last element of {v}.", "Read the last value in {v}."), ("What is the last value of {v}?",)),
+                   "Print the last element of {v}.", "Read the last value in {v}."), ("What is the last value of {v}?",),
+                   ("Give me the last value of the list {v}.", "Which is the last value in {v}?",
+                    "Show me the final value of {v}.")),
              "print({v}[-1])", "The last element of {v} is {r}."),
     "above": (Pool(("How many values in {v} are above {k}?", "Count the items in {v} greater than {k}.",
                     "How many numbers in {v} are over {k}?", "Count the values in {v} that are above {k}.",
@@ -439,19 +464,27 @@ _DICT_QS = {
     "get": (Pool(("What is {v}['{k}']?", "What value does {v} have for {k}?", "Look up {k} in {v}.",
                   "What is the {k} entry of {v}?", "What does {v} say for {k}?", "Get the value of {k} in {v}.",
                   "Look up the {k} entry in {v}.", "Print {v}['{k}'].", "{v}['{k}']?",
-                  "Can you find the value for {k} in {v}?"), ("Find {k} in {v}.",)), "print({v}['{k}'])", "{v}['{k}'] is {r}."),
+                  "Can you find the value for {k} in {v}?"), ("Find {k} in {v}.",),
+                  ("Find the value of {k} in {v}.", "Find what {v} has for {k}.",
+                   "Find the key {k} in the dict {v}.", "Find {k} inside {v} and print it.")),
+            "print({v}['{k}'])", "{v}['{k}'] is {r}."),
     "argmax": (Pool(("Which key in {v} has the largest value?", "What is the key with the highest value in {v}?",
                      "Which key of {v} is the largest?", "Which key of {v} has the highest value?",
                      "Find the key with the largest value in {v}.", "What key has the max value in {v}?",
                      "Use python to find the key in {v} with the largest value.",
                      "Can you find which key in {v} has the highest value?",
                      "Print the key of {v} with the largest value."),
-                    ("Which entry of {v} is biggest?",)), "print(max({v}, key={v}.get))",
+                    ("Which entry of {v} is biggest?",),
+                    ("Which entry in {v} holds the biggest number?", "Find the biggest entry of {v}.",
+                     "Which key of {v} has the biggest value?", "Which of the entries of {v} is the largest?")),
+               "print(max({v}, key={v}.get))",
                "The key with the largest value in {v} is {r}."),
     "len": (Pool(("How many entries does {v} have?", "How many keys are in {v}?", "What is the size of {v}?", "Count the entries in {v}.",
                   "Can you count the keys of {v}?", "len({v})?", "Count the keys in {v}.",
                   "Find the length of {v}.", "How many keys are there in {v}?",
-                  "Print the number of entries in {v}."), ("How big is {v}?",)),
+                  "Print the number of entries in {v}."), ("How big is {v}?",),
+                  ("What size is the dict {v}?", "How big is {v} in number of keys?",
+                   "Find out how big {v} is by counting its entries.", "How many entries has {v} got?")),
             "print(len({v}))", "{v} has {r} entries."),
     "total": (Pool(("What is the total of the values in {v}?", "Sum the values of {v}.",
                     "What do the values of {v} sum to?", "Sum up the values in {v}.",
@@ -503,7 +536,10 @@ _FRAME_QS = {
                   "What is the maximum {c} of {v}?", "Can you find the biggest {c} in {v}?",
                   "Which {c} value of {v} is largest?", "Compute the maximum of the {c} column of {v}.",
                   "Use python to find the largest {c} in {v}.", "Print the max {c} in {v}."),
-                 ("What is the highest {c} in {v}?",)), "print({v}['{c}'].max())", "The largest {c} in {v} is {r}."),
+                 ("What is the highest {c} in {v}?",),
+                 ("Find the highest {c} value of {v}.", "Give me the highest {c} in {v}.",
+                  "How high does {c} go in {v}?", "Tell me the top {c} value in {v}.")),
+            "print({v}['{c}'].max())", "The largest {c} in {v} is {r}."),
     "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?", "What is the lowest {c} in {v}?", "What is the minimum {c} of {v}?",
                   "Can you find the lowest {c} in {v}?", "Which {c} value of {v} is smallest?",
                   "Compute the minimum of the {c} column of {v}.", "What is the min {c} of {v}?",
@@ -628,10 +664,13 @@ def variable(g: Gen, effort: str, ns: dict[str, Any], kind: str | None = None, s
 
 _SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}.", "Do the same for {v}.", "Now for {v}.", "How about {v}?",
                          "And {v}?", "Now the same for {v}.", "The same question for {v}.",
-                         "Can you do it for {v}?"), ("Now do {v}.",))
+                         "Can you do it for {v}?"), ("Now do {v}.",),
+                         ("Now do the same for {v}.", "Now try {v}.", "Do it again for {v}.", "Repeat that for {v}.",
+                          "Now run it on {v}."))
 _OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}.", "How about the {s}?", "What is the {s}?",
                     "Now give me the {s}.", "And what is the {s}?", "Can you find the {s}?",
-                    "What is the {s} of it?", "Compute the {s} of the same variable."), ("And now the {s}?",))
+                    "What is the {s} of it?", "Compute the {s} of the same variable."), ("And now the {s}?",),
+                    ("Now what about the {s}?", "Next, the {s}?", "Now tell me the {s}.", "Then the {s}?"))
 _STAT_WORDS = {"mean": "mean", "sum": "sum", "max": "maximum", "min": "minimum", "len": "length"}
 
 
@@ -703,7 +742,9 @@ _FACTS = (  # (questions, answer, key word the answer must contain)
     (Pool(("Thanks!", "Thank you", "thanks a lot", "Thank you!", "Thanks", "thanks!", "Thank you so much!",
            "Thanks, that is what I need.", "Thanks for the help!"), ("Thanks a lot!",)), "You're welcome!", "welcome"),
     (Pool(("Who are you?", "What are you?", "What model are you?", "What is your name?", "What are you called?",
-           "Which model are you?", "Tell me your name.", "What are you exactly?"), ("Which model is this?",)),
+           "Which model are you?", "Tell me your name.", "What are you exactly?"), ("Which model is this?",),
+           ("Which model am I talking to?", "Name this model.", "Which model runs here?",
+            "What kind of model is answering me?")),
      "I am gpt-oss-tiny, a small teaching model in the gpt-oss family, trained by gptoss_lab.", "gpt-oss-tiny"),
     (Pool(("What is Harmony?", "Explain the Harmony format.", "What is the harmony format?", "What is the Harmony format?",
            "Explain Harmony.", "How does the Harmony format work?", "What does Harmony do?",
