@@ -159,8 +159,8 @@ def test_every_word_of_a_held_out_question_is_one_the_model_can_read():
     most prompts must still be sentences training never asks."""
     weights = load_file(str(CHECKPOINT / "model.safetensors"))
     trained = set(weights["model.embed_tokens.weight"].float().abs().sum(1).nonzero().flatten().tolist())
-    prompts = {t.prompt for seed in (evaluate.HELD_OUT_SEED, evaluate.HELD_OUT_SEED + 1)
-               for c in evaluate.conversations(60, seed, long_share=0.0) for t in c.turns}
+    prompts = {t.prompt for seed in (evaluate.HELD_OUT_SEED, evaluate.HELD_OUT_SEED + 1) for fresh in (False, True)
+               for c in evaluate.conversations(60, seed, long_share=0.0, fresh=fresh) for t in c.turns}
     unreadable = {p: [harmony.decode([i]) for i in harmony.encode_text(p) if i not in trained] for p in prompts}
     assert not {p: words for p, words in unreadable.items() if words}
     training_prompts = {t.prompt for c in _conversations() for t in c.turns}
@@ -229,14 +229,50 @@ def test_more_phrasings_are_further_training_sentences_far_from_every_held_out_o
         assert len(words(near) & words(sentence)) / len(words(near) | words(sentence)) < 0.6, (sentence, near)
     assert [data.conversation(f"eval-more-{i}", "eval", more=True).ids for i in range(20)] == \
         [data.conversation(f"eval-more-{i}", "eval").ids for i in range(20)]
-    patterns = [re.compile("".join(".+" if re.fullmatch(r"\{\w+\}", part) else re.escape(part)
-                                   for part in re.split(r"(\{\w+\})", m)) + "$") for m, _ in more]
+    patterns = [re.compile(_pattern(m) + "$") for m, _ in more]
 
     def asked(**options: bool) -> list[str]:
         prompts = {t.prompt for i in range(150) for t in data.conversation(f"more-{i}", **options).turns}
         return [p for p in prompts if any(pattern.match(p) for pattern in patterns)]
     assert not asked()
     assert len(asked(more=True)) >= 5, asked(more=True)
+
+
+def test_fresh_held_out_sentences_replace_the_held_out_ones_of_the_types_that_got_more():
+    """The pools with `more` sentences (written after reading which held-out sentences the model missed) have
+    fresh held-out sentences, as far from their training sentences as the first ones, that `evaluate --fresh`
+    asks instead: the same conversations, with only those prompts changed."""
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"\w+", text.lower()))
+
+    pools = [pool for pool in _pools() if pool.more]
+    assert pools and all(len(pool.fresh) == len(pool.held) for pool in pools)
+    for pool in pools:
+        for sentence in pool.fresh:
+            assert sentence not in pool.held and sentence not in pool.train + pool.more, sentence
+            assert set(re.findall(r"\{(\w+)\}", sentence)) == set(re.findall(r"\{(\w+)\}", pool.held[0])), sentence
+            assert all(len(words(sentence) & words(t)) / len(words(sentence) | words(t)) < 0.6
+                       for t in pool.train + pool.more), sentence
+    with pytest.raises(ValueError, match="one for one"):
+        skills.Pool(("a",), ("b",), ("c",), ("d", "e"))
+    swap = {h: f for pool in pools for h, f in zip(pool.held, pool.fresh)}
+    changed = 0
+    both = zip(evaluate.conversations(40, long_share=0.0), evaluate.conversations(40, long_share=0.0, fresh=True))
+    for plain, fresh in both:
+        assert len(plain.turns) == len(fresh.turns)
+        for a, b in zip(plain.turns, fresh.turns):
+            if a.prompt != b.prompt:
+                template = next(h for h in swap if re.fullmatch(_pattern(h), a.prompt))
+                assert re.fullmatch(_pattern(swap[template]), b.prompt), (a.prompt, b.prompt)
+                changed += 1
+            assert (a.skill, a.expected) == (b.skill, b.expected), (a.prompt, b.prompt)
+    assert changed >= 5, changed
+
+
+def _pattern(template: str) -> str:
+    """A regular expression for the sentences a template makes ('{v}' matches any text)."""
+    parts = re.split(r"(\{\w+\})", template)
+    return "".join(".+" if re.fullmatch(r"\{\w+\}", part) else re.escape(part) for part in parts)
 
 
 def test_final_answers_state_only_values_the_conversation_has_shown():

@@ -45,10 +45,13 @@ _INVALID = ("Not valid Harmony", "A message without a valid channel", "named no 
             "without a final answer", "stream ended", "kept calling tools")
 
 
-def conversations(n: int, seed: int = HELD_OUT_SEED, long_share: float = 0.1) -> list[data.Conversation]:
-    """`n` held-out conversations (the teacher's run of each gives the right answers)."""
+def conversations(n: int, seed: int = HELD_OUT_SEED, long_share: float = 0.1, fresh: bool = False
+                  ) -> list[data.Conversation]:
+    """`n` held-out conversations (the teacher's run of each gives the right answers); `fresh` asks the
+    second held-out sentences of the question types that have them (`skills.Pool.fresh`)."""
     rng = random.Random(f"eval-long-{seed}")
-    return [data.conversation(f"eval-{seed}-{i}", "eval", long=rng.random() < long_share) for i in range(n)]
+    return [data.conversation(f"eval-{seed}-{i}", "eval", long=rng.random() < long_share, fresh=fresh)
+            for i in range(n)]
 
 
 def _contains(text: str, value: str) -> bool:
@@ -110,14 +113,17 @@ def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 3
 
 
 def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD_OUT_SEED, *, long_share: float = 0.1,
-             engine: Any = None, max_new_tokens: int = 320, progress: bool = True) -> dict[str, Any]:
-    """Scores per skill and per turn index (percent), the analysis length per effort, and the failures."""
+             engine: Any = None, max_new_tokens: int = 320, progress: bool = True, fresh: bool = False
+             ) -> dict[str, Any]:
+    """Scores per skill and per turn index (percent), the analysis length per effort, and the failures
+    (`fresh`: see `conversations`)."""
     engine = engine or LocalEngine.from_pretrained(checkpoint, progress=False)
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     words: dict[str, list[int]] = defaultdict(list)
     failures, longest = [], 0
     start = time.time()
-    for conversation in text_bar(conversations(n, seed, long_share), desc="evaluating", disable=not progress, leave=False):
+    held_out = conversations(n, seed, long_share, fresh)
+    for conversation in text_bar(held_out, desc="evaluating", disable=not progress, leave=False):
         replies = run(engine, conversation, max_new_tokens=max_new_tokens)
         for k, (turn, reply) in enumerate(zip(conversation.turns, replies), 1):
             if reply is None:
@@ -193,12 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="seed of the held-out conversations (default: %(default)s)")
     p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1,
                    help="share of conversations over 8,192 tokens (default: %(default)s)")
+    p.add_argument("--fresh", action="store_true",
+                   help="ask the second held-out sentences of the question types that have them (their first ones "
+                   "were read to write the training sentences of `tiny.train --more-phrasings`)")
     p.add_argument("--show-failures", action="store_true", help="print each failed turn as a JSON line")
     p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     args = p.parse_args(argv)
     try:
         with redirect_stdout(sys.stderr):   # the progress bar: stdout is the table's (`… evaluate > table.md`)
-            result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share)
+            result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share, fresh=args.fresh)
     except EngineError as err:  # a missing or damaged checkpoint: one line, not a traceback
         p.error(str(err))
     except KeyboardInterrupt:

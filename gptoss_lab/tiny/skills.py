@@ -33,10 +33,15 @@ NOT_RUN = "Not run:"                              # how the session answers a ca
 class Pool:
     """Choices with a held-out part: training draws from `train`, evaluation from `held` (or both).
     `more` are further training sentences that only a `Gen` with `more` set draws (`tiny.train
-    --more-phrasings`), so the default training and every evaluation draw exactly as before."""
+    --more-phrasings`), so the default training and every evaluation draw exactly as before. They were
+    written after reading which `held` sentences the model missed, so the pools that have them also have
+    `fresh` held-out sentences, written before any model trained on `more` was scored: a `Gen` with
+    `fresh` set asks them in place of `held` (`tiny.evaluate --fresh`; as many, so the draws stay the same)."""
 
-    def __init__(self, train: Any, held: Any = (), more: Any = ()) -> None:
-        self.train, self.held, self.more = tuple(train), tuple(held), tuple(more)
+    def __init__(self, train: Any, held: Any = (), more: Any = (), fresh: Any = ()) -> None:
+        self.train, self.held, self.more, self.fresh = tuple(train), tuple(held), tuple(more), tuple(fresh)
+        if self.fresh and len(self.fresh) != len(self.held):
+            raise ValueError("a pool's fresh held-out sentences replace its held-out ones one for one")
 
     def vary(self, item: Any, g: Gen) -> Any:
         """The item as drawn (a `Names` pool makes new names from it)."""
@@ -64,12 +69,16 @@ class Gen:
     rng: random.Random
     split: str = "train"                          # "train" or "eval"
     more: bool = False                            # training also draws each pool's `more` sentences
+    fresh: bool = False                           # evaluation asks each pool's `fresh` sentences for its `held`
+
+    def _held(self, pool: Pool) -> tuple[Any, ...]:
+        return pool.fresh if self.fresh and pool.fresh else pool.held
 
     def pick(self, pool: Pool | Any) -> Any:
         if not isinstance(pool, Pool):
             return self.rng.choice(tuple(pool))
         if self.split == "eval" and pool.held and self.rng.random() < 0.7:
-            return self.rng.choice(pool.held)
+            return self.rng.choice(self._held(pool))
         if self.more and self.split == "train" and pool.more:
             return pool.vary(self.rng.choice(pool.train + pool.more), self)
         return pool.vary(self.rng.choice(pool.train), self)
@@ -77,7 +86,7 @@ class Gen:
     def sample(self, pool: Pool | Any, k: int) -> list[Any]:
         if not isinstance(pool, Pool):
             return self.rng.sample(list(pool), k)
-        items = self.rng.sample(list(pool.train + (pool.held if self.split == "eval" else ())), k)
+        items = self.rng.sample(list(pool.train + (self._held(pool) if self.split == "eval" else ())), k)
         return [pool.vary(item, self) for item in items]
 
     def chance(self, p: float) -> bool:
@@ -172,7 +181,8 @@ _ASK = Pool(("What is {e}?", "What's {e}?", "Compute {e}.", "Calculate {e}.", "H
              "Use python to compute {e}.", "I need {e}.", "Quick: {e}?", "Solve {e}.", "{e}"),
             ("What is the answer to {e}?", "Please work out {e}.", "Can you compute {e} for me?"),
             ("Work out {e} for me.", "What do you get from {e}?", "Give me the answer to {e}.",
-             "Can you tell me {e}?", "Find the value of {e}.", "What does {e} come to?", "Tell me what {e} is."))
+             "Can you tell me {e}?", "Find the value of {e}.", "What does {e} come to?", "Tell me what {e} is."),
+            fresh=("Find {e} for me.", "Show me {e}.", "Tell me the value of {e}."))
 _WORDS = {
     "+": Pool(("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?", "Add {b} to {a}.",
                "Compute {a} plus {b}.", "{a} plus {b}?", "Find the sum of {a} and {b}.",
@@ -201,13 +211,15 @@ _WORDS = {
                 ("What is {a} divided by {b}, without the remainder?",
                  "What is {a} divided by {b}, with no decimals?",
                  "What is {a} divided by {b}, dropping the fraction?", "What is {a} divided by {b}, in integers?",
-                 "Divide {a} by {b} to a whole number.", "Divide {a} by {b}, whole number only.")),
+                 "Divide {a} by {b} to a whole number.", "Divide {a} by {b}, whole number only."),
+                fresh=("Divide {a} by {b} with no remainder.",)),
     "%": Pool(("What is {a} modulo {b}?", "What is the remainder of {a} divided by {b}?", "What is {a} mod {b}?", "Compute {a} modulo {b}.",
                "{a} mod {b}?", "Calculate {a} mod {b}.", "Can you work out {a} modulo {b}?",
                "Find the remainder of {a} divided by {b}.", "Divide {a} by {b} and give me the remainder."),
               ("What is the remainder of {a} over {b}?",),
               ("What is left over when {a} is divided by {b}?", "What remains after dividing {a} by {b}?",
-               "Find the remainder when {a} is divided by {b}.", "What remainder does {a} leave over {b}?")),
+               "Find the remainder when {a} is divided by {b}.", "What remainder does {a} leave over {b}?"),
+              fresh=("Tell me the remainder for {a} and {b}.",)),
     "**": Pool(("What is {a} to the power of {b}?", "What is {a} raised to {b}?", "Raise {a} to the power {b}.", "Compute {a} to the power of {b}.",
                 "Calculate {a} raised to {b}.", "Find {a} to the power of {b}.",
                 "Please compute {a} raised to {b}.", "{a} to the power of {b}?",
@@ -414,7 +426,8 @@ _LIST_QS = {  # stat: (questions, code, final)
                   "Can you give me the maximum of {v}?", "Which value in {v} is the biggest?"),
                  ("What is the highest value in {v}?",),
                  ("Find the highest value of {v}.", "Which number in {v} is highest?", "Highest value of {v}?",
-                  "Give me the top value in {v}.")),
+                  "Give me the top value in {v}."),
+                 fresh=("Show the max value of {v}.",)),
             "print(max({v}))", "The largest value in {v} is {r}."),
     "min": (Pool(("What is the smallest value in {v}?", "What is the min of {v}?", "Find the minimum of {v}.",
                   "What is the lowest number in {v}?", "Compute the min of {v}.",
@@ -427,7 +440,8 @@ _LIST_QS = {  # stat: (questions, code, final)
                   "Can you count the items in {v}?", "Print the length of {v}."),
                  ("How many items does {v} have?",),
                  ("What size is {v}?", "How big is {v}, counting its items?",
-                  "Find out how big {v} is by counting its items.", "How many items has {v} got?")),
+                  "Find out how big {v} is by counting its items.", "How many items has {v} got?"),
+                 fresh=("What is the number of items in {v}?",)),
             "print(len({v}))", "{v} has {r} items."),
     "sorted": (Pool(("Sort {v}.", "What is {v} sorted?", "Show {v} in ascending order.",
                      "Order {v} from small to large.", "Sort the values in {v}.",
@@ -435,21 +449,24 @@ _LIST_QS = {  # stat: (questions, code, final)
                      "Sort the numbers in {v}, smallest first.", "What is {v} in sorted order?",
                      "Print {v} sorted."), ("Put {v} in order.",),
                      ("Put the values of {v} in ascending order.", "Put the numbers in {v} in order from smallest.",
-                      "Can you order the values in {v}?", "Arrange {v} in increasing order.")),
+                      "Can you order the values in {v}?", "Arrange {v} in increasing order."),
+                     fresh=("Get {v} in order.",)),
                "print(sorted({v}))", "Sorted: {r}."),
     "first": (Pool(("What is the first element of {v}?", "What is {v}[0]?", "Show the first item of {v}.",
                     "What comes first in {v}?", "Which value comes first in {v}?", "Print the first item in {v}.",
                     "Print the first element of {v}.", "Which number is at the beginning of {v}?",
                     "Read the first value in {v}."), ("What is the first value of {v}?",),
                     ("Give me the first value of the list {v}.", "Which is the first value in {v}?",
-                     "Show me the value at the start of {v}.")),
+                     "Show me the value at the start of {v}."),
+                    fresh=("What item is first in {v}?",)),
               "print({v}[0])", "The first element of {v} is {r}."),
     "last": (Pool(("What is the last element of {v}?", "What is {v}[-1]?", "Show the last item of {v}.",
                    "What is at the end of {v}?", "Which value comes last in {v}?",
                    "What number is at the end of {v}?", "Print the last item in {v}.",
                    "Print the last element of {v}.", "Read the last value in {v}."), ("What is the last value of {v}?",),
                    ("Give me the last value of the list {v}.", "Which is the last value in {v}?",
-                    "Show me the final value of {v}.")),
+                    "Show me the final value of {v}."),
+                   fresh=("What does {v} end with?",)),
              "print({v}[-1])", "The last element of {v} is {r}."),
     "above": (Pool(("How many values in {v} are above {k}?", "Count the items in {v} greater than {k}.",
                     "How many numbers in {v} are over {k}?", "Count the values in {v} that are above {k}.",
@@ -466,7 +483,8 @@ _DICT_QS = {
                   "Look up the {k} entry in {v}.", "Print {v}['{k}'].", "{v}['{k}']?",
                   "Can you find the value for {k} in {v}?"), ("Find {k} in {v}.",),
                   ("Find the value of {k} in {v}.", "Find what {v} has for {k}.",
-                   "Find the key {k} in the dict {v}.", "Find {k} inside {v} and print it.")),
+                   "Find the key {k} in the dict {v}.", "Find {k} inside {v} and print it."),
+                  fresh=("Show me {k} in {v}.",)),
             "print({v}['{k}'])", "{v}['{k}'] is {r}."),
     "argmax": (Pool(("Which key in {v} has the largest value?", "What is the key with the highest value in {v}?",
                      "Which key of {v} is the largest?", "Which key of {v} has the highest value?",
@@ -476,7 +494,8 @@ _DICT_QS = {
                      "Print the key of {v} with the largest value."),
                     ("Which entry of {v} is biggest?",),
                     ("Which entry in {v} holds the biggest number?", "Find the biggest entry of {v}.",
-                     "Which key of {v} has the biggest value?", "Which of the entries of {v} is the largest?")),
+                     "Which key of {v} has the biggest value?", "Which of the entries of {v} is the largest?"),
+                    fresh=("Which key in {v} is biggest?",)),
                "print(max({v}, key={v}.get))",
                "The key with the largest value in {v} is {r}."),
     "len": (Pool(("How many entries does {v} have?", "How many keys are in {v}?", "What is the size of {v}?", "Count the entries in {v}.",
@@ -484,7 +503,8 @@ _DICT_QS = {
                   "Find the length of {v}.", "How many keys are there in {v}?",
                   "Print the number of entries in {v}."), ("How big is {v}?",),
                   ("What size is the dict {v}?", "How big is {v} in number of keys?",
-                   "Find out how big {v} is by counting its entries.", "How many entries has {v} got?")),
+                   "Find out how big {v} is by counting its entries.", "How many entries has {v} got?"),
+                  fresh=("How large is {v}?",)),
             "print(len({v}))", "{v} has {r} entries."),
     "total": (Pool(("What is the total of the values in {v}?", "Sum the values of {v}.",
                     "What do the values of {v} sum to?", "Sum up the values in {v}.",
@@ -538,7 +558,8 @@ _FRAME_QS = {
                   "Use python to find the largest {c} in {v}.", "Print the max {c} in {v}."),
                  ("What is the highest {c} in {v}?",),
                  ("Find the highest {c} value of {v}.", "Give me the highest {c} in {v}.",
-                  "How high does {c} go in {v}?", "Tell me the top {c} value in {v}.")),
+                  "How high does {c} go in {v}?", "Tell me the top {c} value in {v}."),
+                 fresh=("Show the biggest {c} of {v}.",)),
             "print({v}['{c}'].max())", "The largest {c} in {v} is {r}."),
     "min": (Pool(("What is the smallest {c} in {v}?", "What is the min of the {c} column in {v}?", "What is the lowest {c} in {v}?", "What is the minimum {c} of {v}?",
                   "Can you find the lowest {c} in {v}?", "Which {c} value of {v} is smallest?",
@@ -666,11 +687,13 @@ _SAME_STAT_OTHER = Pool(("What about {v}?", "And for {v}?", "Same for {v}.", "Do
                          "And {v}?", "Now the same for {v}.", "The same question for {v}.",
                          "Can you do it for {v}?"), ("Now do {v}.",),
                          ("Now do the same for {v}.", "Now try {v}.", "Do it again for {v}.", "Repeat that for {v}.",
-                          "Now run it on {v}."))
+                          "Now run it on {v}."),
+                         fresh=("Now use {v}.",))
 _OTHER_STAT = Pool(("And the {s}?", "What about the {s}?", "Now the {s}.", "How about the {s}?", "What is the {s}?",
                     "Now give me the {s}.", "And what is the {s}?", "Can you find the {s}?",
                     "What is the {s} of it?", "Compute the {s} of the same variable."), ("And now the {s}?",),
-                    ("Now what about the {s}?", "Next, the {s}?", "Now tell me the {s}.", "Then the {s}?"))
+                    ("Now what about the {s}?", "Next, the {s}?", "Now tell me the {s}.", "Then the {s}?"),
+                    fresh=("Tell me its {s}.",))
 _STAT_WORDS = {"mean": "mean", "sum": "sum", "max": "maximum", "min": "minimum", "len": "length"}
 
 
@@ -744,7 +767,8 @@ _FACTS = (  # (questions, answer, key word the answer must contain)
     (Pool(("Who are you?", "What are you?", "What model are you?", "What is your name?", "What are you called?",
            "Which model are you?", "Tell me your name.", "What are you exactly?"), ("Which model is this?",),
            ("Which model am I talking to?", "Name this model.", "Which model runs here?",
-            "What kind of model is answering me?")),
+            "What kind of model is answering me?"),
+           fresh=("What is this model called?",)),
      "I am gpt-oss-tiny, a small teaching model in the gpt-oss family, trained by gptoss_lab.", "gpt-oss-tiny"),
     (Pool(("What is Harmony?", "Explain the Harmony format.", "What is the harmony format?", "What is the Harmony format?",
            "Explain Harmony.", "How does the Harmony format work?", "What does Harmony do?",
