@@ -241,7 +241,8 @@ def test_more_phrasings_are_further_training_sentences_far_from_every_held_out_o
 def test_fresh_held_out_sentences_replace_the_held_out_ones_of_the_types_that_got_more():
     """The pools with `more` sentences (written after reading which held-out sentences the model missed) have
     fresh held-out sentences, as far from their training sentences as the first ones, that `evaluate --fresh`
-    asks instead: the same conversations, with only those prompts changed."""
+    asks instead: the same conversations, with only those prompts changed (long ones aside: their padding follows
+    the length of the text before it)."""
     def words(text: str) -> set[str]:
         return set(re.findall(r"\w+", text.lower()))
 

@@ -36,7 +36,8 @@ class Pool:
     --more-phrasings`), so the default training and every evaluation draw exactly as before. They were
     written after reading which `held` sentences the model missed, so the pools that have them also have
     `fresh` held-out sentences, written before any model trained on `more` was scored: a `Gen` with
-    `fresh` set asks them in place of `held` (`tiny.evaluate --fresh`; as many, so the draws stay the same)."""
+    `fresh` set asks them in place of `held` (`tiny.evaluate --fresh`; as many, so the draws stay the same, except
+    in a long conversation, whose padding follows the length of the text before it)."""
 
     def __init__(self, train: Any, held: Any = (), more: Any = (), fresh: Any = ()) -> None:
         self.train, self.held, self.more, self.fresh = tuple(train), tuple(held), tuple(more), tuple(fresh)
