@@ -188,7 +188,7 @@ def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: 
     reweights NEW_TOPICS for a training phase; a browse weight above the default also gives more
     conversations a document folder, in proportion (the same seed draws the same with none given).
     `more`: training questions are also drawn from the pools' further sentences (`skills.Pool.more`);
-    `fresh`: held-out questions are asked in the pools' second held-out sentences (`skills.Pool.fresh`)."""
+    `fresh`: held-out questions are asked in the pools' fresh held-out sentences (`skills.Pool.fresh`)."""
     g = Gen(random.Random(seed), split, more, fresh)
     topics = {**NEW_TOPICS, **(topics or {})}
     ns = skills.make_namespace(g)

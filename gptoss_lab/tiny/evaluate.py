@@ -48,7 +48,7 @@ _INVALID = ("Not valid Harmony", "A message without a valid channel", "named no 
 def conversations(n: int, seed: int = HELD_OUT_SEED, long_share: float = 0.1, fresh: bool = False
                   ) -> list[data.Conversation]:
     """`n` held-out conversations (the teacher's run of each gives the right answers); `fresh` asks the
-    second held-out sentences of the question types that have them (`skills.Pool.fresh`)."""
+    fresh held-out sentences of the question types that have them (`skills.Pool.fresh`) in place of their first ones."""
     rng = random.Random(f"eval-long-{seed}")
     return [data.conversation(f"eval-{seed}-{i}", "eval", long=rng.random() < long_share, fresh=fresh)
             for i in range(n)]
@@ -200,8 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1,
                    help="share of conversations over 8,192 tokens (default: %(default)s)")
     p.add_argument("--fresh", action="store_true",
-                   help="ask the second held-out sentences of the question types that have them (their first ones "
-                   "were read to write the training sentences of `tiny.train --more-phrasings`)")
+                   help="ask fresh held-out sentences in place of the first ones for the question types whose first "
+                   "ones were read to write the training sentences of `tiny.train --more-phrasings`")
     p.add_argument("--show-failures", action="store_true", help="print each failed turn as a JSON line")
     p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     args = p.parse_args(argv)

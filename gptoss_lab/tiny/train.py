@@ -405,7 +405,8 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
             step += 1
     save(model, vocab.ids, out, dtype)
     summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
-               "long_share": long_share, "topics": topics or {}, "more_phrasings": more, "context_weight": context_weight, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
+               "long_share": long_share, "topics": topics or {}, "more_phrasings": more,
+               "context_weight": context_weight, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
                "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1),
                "mean_load": round(sum(loads) / max(1, len(loads)), 2), "cpus": os.cpu_count(),
                "threads": torch.get_num_threads(), "architecture": arch or {},
@@ -483,8 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
     p.add_argument("--more-phrasings", action="store_true",
-                   help="also ask the further training sentences some question types have (skills.Pool.more: "
-                   "words such as 'how big', 'highest', 'in order' in more of the senses people ask with)")
+                   help="also ask the further training sentences that 15 question types have (skills.Pool.more: "
+                   "64, written after reading which held-out sentences phase 45 missed; see evaluate --fresh)")
     cpus = os.cpu_count() or 1   # each worker is a process importing torch
     p.add_argument("--workers", type=number(int, 0, cpus), default=1,
                    help=f"processes making conversations while the model trains, at most this machine's {cpus} CPUs "
