@@ -215,9 +215,6 @@ def test_more_phrasings_are_further_training_sentences_far_from_every_held_out_o
     """`tiny.train --more-phrasings` asks some question types in further sentences ('How big is d in number of
     keys?'); each keeps its pool's fields, none is within a word-set Jaccard similarity of 0.6 of any held-out
     sentence, the held-out conversations stay the same with the option, and training draws them only with it."""
-    def words(text: str) -> set[str]:
-        return set(re.findall(r"\w+", text.lower()))
-
     pools = _pools()
     held = [h for pool in pools for h in pool.held if isinstance(h, str)]
     more = [(m, pool) for pool in pools for m in pool.more]
@@ -225,8 +222,8 @@ def test_more_phrasings_are_further_training_sentences_far_from_every_held_out_o
     for sentence, pool in more:
         assert sentence not in pool.train and sentence not in held, sentence
         assert set(re.findall(r"\{(\w+)\}", sentence)) == set(re.findall(r"\{(\w+)\}", pool.train[0])), sentence
-        near = max(held, key=lambda h: len(words(h) & words(sentence)) / len(words(h) | words(sentence)))
-        assert len(words(near) & words(sentence)) / len(words(near) | words(sentence)) < 0.6, (sentence, near)
+        near = max(held, key=lambda h: _jaccard(h, sentence))
+        assert _jaccard(near, sentence) < 0.6, (sentence, near)
     assert [data.conversation(f"eval-more-{i}", "eval", more=True).ids for i in range(20)] == \
         [data.conversation(f"eval-more-{i}", "eval").ids for i in range(20)]
     patterns = [re.compile(_pattern(m) + "$") for m, _ in more]
@@ -243,17 +240,13 @@ def test_fresh_held_out_sentences_replace_the_held_out_ones_of_the_types_that_go
     fresh held-out sentences, as far from their training sentences as the first ones, that `evaluate --fresh`
     asks instead: the same conversations, with only those prompts changed (long ones aside: their padding follows
     the length of the text before it)."""
-    def words(text: str) -> set[str]:
-        return set(re.findall(r"\w+", text.lower()))
-
     pools = [pool for pool in _pools() if pool.more]
     assert pools and all(len(pool.fresh) == len(pool.held) for pool in pools)
     for pool in pools:
         for sentence in pool.fresh:
             assert sentence not in pool.held and sentence not in pool.train + pool.more, sentence
             assert set(re.findall(r"\{(\w+)\}", sentence)) == set(re.findall(r"\{(\w+)\}", pool.held[0])), sentence
-            assert all(len(words(sentence) & words(t)) / len(words(sentence) | words(t)) < 0.6
-                       for t in pool.train + pool.more), sentence
+            assert all(_jaccard(sentence, t) < 0.6 for t in pool.train + pool.more), sentence
     with pytest.raises(ValueError, match="one for one"):
         skills.Pool(("a",), ("b",), ("c",), ("d", "e"))
     swap = {h: f for pool in pools for h, f in zip(pool.held, pool.fresh)}
@@ -268,6 +261,12 @@ def test_fresh_held_out_sentences_replace_the_held_out_ones_of_the_types_that_go
                 changed += 1
             assert (a.skill, a.expected) == (b.skill, b.expected), (a.prompt, b.prompt)
     assert changed >= 5, changed
+
+
+def _jaccard(a: str, b: str) -> float:
+    """Word-set Jaccard similarity of two sentences (how near a training sentence is to a held-out one)."""
+    words_a, words_b = (set(re.findall(r"\w+", text.lower())) for text in (a, b))
+    return len(words_a & words_b) / len(words_a | words_b)
 
 
 def _pattern(template: str) -> str:
