@@ -2,8 +2,10 @@
 model reads them, every skill and effort, real tool results, answers the evaluation scores right."""
 from __future__ import annotations
 
+import ast
 import copy
 import functools
+import inspect
 import json
 import random
 import re
@@ -211,28 +213,55 @@ def _pools() -> list[skills.Pool]:
     return list(found.values())
 
 
+def _made_pools() -> list[skills.Pool]:
+    """The pools the skills module's functions make as they run (a function's questions, 'OK, run it.')."""
+    tree = ast.parse(inspect.getsource(skills))
+    calls = [node for function in tree.body if isinstance(function, ast.FunctionDef) for node in ast.walk(function)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Pool", "Names")]
+    kinds = {"Pool": skills.Pool, "Names": skills.Names}
+    return [kinds[call.func.id](*map(ast.literal_eval, call.args), **{k.arg: ast.literal_eval(k.value) for k in call.keywords})
+            for call in calls]
+
+
+def _check_further(option: str, pools: list[skills.Pool], held: list[str], least: int) -> list[str]:
+    """The further training sentences of `pools` that `option` ("more", "wide") draws: each keeps its pool's fields and
+    is within a word-set Jaccard similarity of 0.6 of none of `held`; the held-out conversations stay the same with the
+    option, and training asks them only with it (`least` distinct prompts in 150 conversations)."""
+    further = [(sentence, pool) for pool in pools for sentence in getattr(pool, option)]
+    for sentence, pool in further:
+        assert sentence not in pool.train + pool.held and sentence not in held, sentence
+        assert set(re.findall(r"\{(\w+)\}", sentence)) == set(re.findall(r"\{(\w+)\}", pool.train[0])), sentence
+        near = max(held, key=lambda h: _jaccard(h, sentence))
+        assert _jaccard(near, sentence) < 0.6, (sentence, near)
+    assert [data.conversation(f"eval-{option}-{i}", "eval", **{option: True}).ids for i in range(20)] == \
+        [data.conversation(f"eval-{option}-{i}", "eval").ids for i in range(20)]
+    patterns = [re.compile(_pattern(sentence) + "$") for sentence, _ in further]
+
+    def asked(**options: bool) -> list[str]:
+        prompts = {t.prompt for i in range(150) for t in data.conversation(f"{option}-{i}", **options).turns}
+        return [p for p in prompts if any(pattern.match(p) for pattern in patterns)]
+    assert not asked()
+    assert len(asked(**{option: True})) >= least, asked(**{option: True})
+    return [sentence for sentence, _ in further]
+
+
 def test_more_phrasings_are_further_training_sentences_far_from_every_held_out_one():
     """`tiny.train --more-phrasings` asks some question types in further sentences ('How big is d in number of
     keys?'); each keeps its pool's fields, none is within a word-set Jaccard similarity of 0.6 of any held-out
     sentence, the held-out conversations stay the same with the option, and training draws them only with it."""
     pools = _pools()
-    held = [h for pool in pools for h in pool.held if isinstance(h, str)]
-    more = [(m, pool) for pool in pools for m in pool.more]
+    more = _check_further("more", pools, [h for pool in pools for h in pool.held if isinstance(h, str)], 5)
     assert len(more) >= 60, len(more)
-    for sentence, pool in more:
-        assert sentence not in pool.train and sentence not in held, sentence
-        assert set(re.findall(r"\{(\w+)\}", sentence)) == set(re.findall(r"\{(\w+)\}", pool.train[0])), sentence
-        near = max(held, key=lambda h: _jaccard(h, sentence))
-        assert _jaccard(near, sentence) < 0.6, (sentence, near)
-    assert [data.conversation(f"eval-more-{i}", "eval", more=True).ids for i in range(20)] == \
-        [data.conversation(f"eval-more-{i}", "eval").ids for i in range(20)]
-    patterns = [re.compile(_pattern(m) + "$") for m, _ in more]
 
-    def asked(**options: bool) -> list[str]:
-        prompts = {t.prompt for i in range(150) for t in data.conversation(f"more-{i}", **options).turns}
-        return [p for p in prompts if any(pattern.match(p) for pattern in patterns)]
-    assert not asked()
-    assert len(asked(more=True)) >= 5, asked(more=True)
+
+def test_wide_phrasings_are_training_sentences_far_from_every_held_out_one():
+    """`tiny.train --wide-phrasings` trains every kind of user prompt in more of the ways users word it."""
+    pools = _pools() + _made_pools()
+    assert not [pool.train[0] for pool in pools if pool.more and pool.wide]   # so none is one of its pool's `more`
+    held = [h for pool in pools for h in pool.held + pool.fresh if isinstance(h, str)]
+    wide = _check_further("wide", pools, held, 20)
+    widened = [pool for pool in pools if pool.wide]
+    assert len(wide) >= 200 and len(widened) >= 40, (len(wide), len(widened))
 
 
 def test_fresh_held_out_sentences_replace_the_held_out_ones_of_the_types_that_got_more():

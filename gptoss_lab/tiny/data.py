@@ -183,13 +183,15 @@ def new_turn(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None, li
 
 
 def conversation(seed: Any, split: str = "train", *, long: bool = False, turns: int | None = None,
-                 topics: Mapping[str, float] | None = None, more: bool = False, fresh: bool = False) -> Conversation:
+                 topics: Mapping[str, float] | None = None, more: bool = False, fresh: bool = False,
+                 wide: bool = False) -> Conversation:
     """One conversation from `seed`, run through a real Session with the teacher engine. `topics`
     reweights NEW_TOPICS for a training phase; a browse weight above the default also gives more
     conversations a document folder, in proportion (the same seed draws the same with none given).
     `more`: training questions are also drawn from the pools' further sentences (`skills.Pool.more`);
-    `fresh`: held-out questions are asked in the pools' fresh held-out sentences (`skills.Pool.fresh`)."""
-    g = Gen(random.Random(seed), split, more, fresh)
+    `fresh`: held-out questions are asked in the pools' fresh held-out sentences (`skills.Pool.fresh`);
+    `wide`: training questions are also drawn from the pools' `skills.Pool.wide` sentences."""
+    g = Gen(random.Random(seed), split, more, fresh, wide)
     topics = {**NEW_TOPICS, **(topics or {})}
     ns = skills.make_namespace(g)
     fs = FunctionSet(g.sample(list(skills.FUNCTIONS), g.rng.randint(2, 4))) if g.chance(0.45) else None

@@ -37,10 +37,13 @@ class Pool:
     written after reading which `held` sentences the model missed, so the pools that have them also have
     `fresh` held-out sentences, written before any model trained on `more` was scored: a `Gen` with
     `fresh` set asks them in place of `held` (`tiny.evaluate --fresh`; as many, so the draws stay the same, except
-    in a long conversation, whose padding follows the length of the text before it)."""
+    in a long conversation, whose padding follows the length of the text before it). `wide` are further training
+    sentences written from the training sentences alone, before any evaluation of them was read, so the pools'
+    own `held` sentences stay a fair test of them; only a `Gen` with `wide` set draws them (`--wide-phrasings`)."""
 
-    def __init__(self, train: Any, held: Any = (), more: Any = (), fresh: Any = ()) -> None:
+    def __init__(self, train: Any, held: Any = (), more: Any = (), fresh: Any = (), wide: Any = ()) -> None:
         self.train, self.held, self.more, self.fresh = tuple(train), tuple(held), tuple(more), tuple(fresh)
+        self.wide = tuple(wide)
         if self.fresh and len(self.fresh) != len(self.held):
             raise ValueError("a pool's fresh held-out sentences replace its held-out ones one for one")
 
@@ -71,6 +74,7 @@ class Gen:
     split: str = "train"                          # "train" or "eval"
     more: bool = False                            # training also draws each pool's `more` sentences
     fresh: bool = False                           # evaluation asks each pool's `fresh` sentences for its `held`
+    wide: bool = False                            # training also draws each pool's `wide` sentences
 
     def _held(self, pool: Pool) -> tuple[Any, ...]:
         return pool.fresh if self.fresh and pool.fresh else pool.held
@@ -80,8 +84,9 @@ class Gen:
             return self.rng.choice(tuple(pool))
         if self.split == "eval" and pool.held and self.rng.random() < 0.7:
             return self.rng.choice(self._held(pool))
-        if self.more and self.split == "train" and pool.more:
-            return pool.vary(self.rng.choice(pool.train + pool.more), self)
+        extra = (pool.more if self.more else ()) + (pool.wide if self.wide else ())
+        if self.split == "train" and extra:
+            return pool.vary(self.rng.choice(pool.train + extra), self)
         return pool.vary(self.rng.choice(pool.train), self)
 
     def sample(self, pool: Pool | Any, k: int) -> list[Any]:
@@ -188,21 +193,31 @@ _WORDS = {
     "+": Pool(("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?", "Add {b} to {a}.",
                "Compute {a} plus {b}.", "{a} plus {b}?", "Find the sum of {a} and {b}.",
                "Can you add {a} and {b}?", "Please add {a} and {b} for me.", "Find the total of {a} and {b}."),
-              ("What do {a} and {b} add up to?",)),
+              ("What do {a} and {b} add up to?",),
+              wide=("Could you add up {a} and {b} for me?", "I need the sum of {a} and {b}, please.",
+                    "Quick one: {a} plus {b}.", "{a} and {b} added together is what?", "Sum up {a} and {b}.")),
     "-": Pool(("What is {a} minus {b}?", "Subtract {b} from {a}.", "What is the difference between {a} and {b}?", "Take {b} away from {a}.",
                "Compute {a} minus {b}.", "{a} minus {b}?", "Find the difference between {a} and {b}.",
                "Please subtract {b} from {a}.", "Can you work out {a} minus {b}?",
                "What do you get if you subtract {b} from {a}?"),
-              ("How much is {a} minus {b}?",)),
+              ("How much is {a} minus {b}?",),
+              wide=("Could you subtract {b} from {a} for me?", "Quick one: {a} minus {b}.",
+                    "What's left if I take {b} from {a}?", "Reduce {a} by {b}.", "I need {a} minus {b} worked out.")),
     "*": Pool(("What is {a} times {b}?", "Multiply {a} by {b}.", "What is the product of {a} and {b}?", "Compute {a} times {b}.",
                "{a} times {b}?", "Find the product of {a} and {b}.", "Can you multiply {a} by {b}?",
                "Please multiply {a} and {b}.", "What do you get if you multiply {a} by {b}?",
                "Calculate {a} times {b} for me."),
-              ("How much is {a} times {b}?",)),
+              ("How much is {a} times {b}?",),
+              wide=("Could you multiply {a} and {b} for me?", "Quick one: {a} times {b}.",
+                    "I need {a} multiplied by {b}.", "Can I get the product of {a} and {b}?",
+                    "Work out the product of {a} and {b}, please.")),
     "/": Pool(("What is {a} divided by {b}?", "Divide {a} by {b}.", "What is {a} over {b}?", "{a} divided by {b}?",
                "Compute {a} divided by {b}.", "Please divide {a} by {b}.", "Can you divide {a} by {b}?",
                "What do you get if you divide {a} by {b}?", "Calculate {a} over {b}.", "Find {a} divided by {b}."),
-              ("How much is {a} divided by {b}?",)),
+              ("How much is {a} divided by {b}?",),
+              wide=("Could you divide {a} by {b} for me?", "Quick one: {a} divided by {b}.",
+                    "Give me the quotient of {a} and {b}.", "Work out {a} divided by {b}, please.",
+                    "If I divide {a} by {b}, what do I get?")),
     "//": Pool(("What is {a} divided by {b}, rounded down?", "Integer-divide {a} by {b}.",
                 "How many whole times does {b} go into {a}?", "Compute {a} divided by {b}, rounded down.",
                 "What is the integer division of {a} by {b}?", "Floor-divide {a} by {b}.",
@@ -225,7 +240,10 @@ _WORDS = {
                 "Calculate {a} raised to {b}.", "Find {a} to the power of {b}.",
                 "Please compute {a} raised to {b}.", "{a} to the power of {b}?",
                 "Use python to compute {a} to the power of {b}.", "Can you work out {a} to the power of {b}?"),
-               ("What is {a} raised to the power {b}?",)),
+               ("What is {a} raised to the power {b}?",),
+               wide=("Could you raise {a} to the power of {b}?", "Take {a} to the power of {b}.",
+                     "I need {a} to the power of {b}, please.", "What does {a} to the power of {b} come to?",
+                     "Please raise {a} to the power {b}.")),
 }
 _ARITH_FINAL = Pool(("{e} = {r}.", "{e} = {r}.", "The answer is {r}.", "{e} is {r}."), ("The result of {e} is {r}.",))
 
@@ -327,32 +345,56 @@ _FOLLOW = (
     ("/", Pool(("Now divide that by {c}.", "Divide the result by {c}.", "And divided by {c}?", "Now divide it by {c}.",
                 "What is that over {c}?", "Take that and divide it by {c}.", "What is the result divided by {c}?",
                 "Can you divide the answer by {c}?", "Divide the answer by {c} now.",
-                "Can you now divide that result by {c}?"), ("Divide that by {c}.",))),
+                "Can you now divide that result by {c}?"), ("Divide that by {c}.",),
+                wide=("Okay, and if you divide that number by {c}?", "Next, take the result over {c}.",
+                      "Could you divide what you got by {c}?", "How much is the answer divided by {c}?",
+                      "Now split it {c} ways.", "Great, now divide the number you got by {c}."))),
     ("*", Pool(("Now multiply that by {c}.", "And times {c}?", "Multiply the result by {c}.", "What is that times {c}?",
                 "times {c}", "Take that and multiply it by {c}.", "What is the result times {c}?",
                 "Can you multiply the answer by {c}?", "Multiply the answer by {c} now.",
-                "Can you now multiply that result by {c}?"), ("Multiply that by {c}.",))),
+                "Can you now multiply that result by {c}?"), ("Multiply that by {c}.",),
+                wide=("Okay, and if you multiply that number by {c}?", "Next, take the result times {c}.",
+                      "Could you multiply what you got by {c}?", "How much is the answer times {c}?",
+                      "Great, now multiply the number you got by {c}."))),
     ("+", Pool(("Now add {c} to that.", "Add {c} to the result.", "Plus {c}?", "What is that plus {c}?", "And add {c}.", "Take that and add {c} to it.",
                 "What is the result plus {c}?", "Can you add {c} to the answer?", "Add {c} to the answer now.",
                 "Can you now add {c} to that result?"),
-               ("Add {c} to that.",))),
+               ("Add {c} to that.",),
+               wide=("Okay, and if you add {c} to that number?", "Next, increase the result by {c}.",
+                     "Could you add {c} to what you got?", "How much is the answer plus {c}?",
+                     "Great, now add {c} to the number you got."))),
     ("-", Pool(("Now subtract {c} from that.", "Minus {c}?", "Take {c} away from the result.", "What is that minus {c}?",
                 "And subtract {c}.", "Take that and subtract {c} from it.", "What is the result minus {c}?",
                 "Can you take {c} away from the answer?", "Subtract {c} from the answer now.",
-                "Can you now subtract {c} from that result?"), ("Subtract {c} from the result.",))),
+                "Can you now subtract {c} from that result?"), ("Subtract {c} from the result.",),
+                wide=("Okay, and if you subtract {c} from that number?", "Next, decrease the result by {c}.",
+                      "Could you take {c} off what you got?", "How much is the answer minus {c}?",
+                      "Great, now subtract {c} from the number you got."))),
     ("%", Pool(("And that modulo {c}?", "What is the remainder of that divided by {c}?", "Now take that mod {c}.", "What is the result mod {c}?",
                 "Can you find the remainder of the answer divided by {c}?", "Take the answer mod {c}.",
                 "And the remainder of that over {c}?", "Now compute the result modulo {c}.",
                 "Take the result modulo {c}."),
-               ("What about that modulo {c}?",))),
+               ("What about that modulo {c}?",),
+               wide=("Okay, and that number mod {c}?",
+                     "Next, what remainder is left when the result is divided by {c}?",
+                     "Could you take what you got modulo {c}?", "How much is the answer mod {c}?",
+                     "Great, now give me the remainder after dividing it by {c}."))),
     ("//", Pool(("Now integer-divide that by {c}.", "How many whole times does {c} go into that?",
                  "Floor-divide that by {c}.", "What is that divided by {c}, rounded down?",
                  "Integer-divide the result by {c}.", "How many whole times does {c} go into the result?",
                  "Now divide it by {c} as a whole number.", "Divide the result by {c}, rounded down.",
-                 "Can you integer-divide the answer by {c}?", "Use integer division to divide that by {c}."), ())),
+                 "Can you integer-divide the answer by {c}?", "Use integer division to divide that by {c}."), (),
+                 wide=("Okay, and that number floor-divided by {c}?",
+                       "Next, divide the result by {c} and round down.",
+                       "Could you floor-divide what you got by {c}?",
+                       "How many full times does {c} fit into the answer?",
+                       "Great, now integer-divide the number you got by {c}."))),
     ("**", Pool(("What is that squared?", "Square the result.", "And squared?", "Now square that.",
                  "What is the square of that?", "square the answer", "What is the result squared?",
-                 "Can you square that?", "Raise that to the power of 2.", "Can you square the answer?"), ("Now square it.",))),
+                 "Can you square that?", "Raise that to the power of 2.", "Can you square the answer?"), ("Now square it.",),
+                 wide=("Okay, and that number squared?", "Next, multiply the result by itself.",
+                       "Could you square what you got?", "How much is the answer to the power of 2?",
+                       "Great, now raise the number you got to the second power."))),
 )
 
 
@@ -416,11 +458,19 @@ _LIST_QS = {  # stat: (questions, code, final)
     "mean": (Pool(("What is the mean of {v}?", "What's the average of {v}?", "Compute the mean of {v}.", "Average of {v}?", "Find the mean of {v}.",
                    "Calculate the average of {v}.", "Mean of {v}?", "Can you compute the mean of {v}?",
                    "Compute the average of the values in {v}.", "Can you give me the average of {v}?"),
-                  ("What is the arithmetic mean of {v}?",)), "print(round(sum({v}) / len({v}), 2))", "The mean of {v} is {r}."),
+                  ("What is the arithmetic mean of {v}?",),
+                  wide=("Average the numbers in {v} for me.", "I'd like the mean value of {v}.",
+                        "Could you tell me what {v} averages out to?", "What's the average value in the list {v}?",
+                        "Give me the mean of the list {v}, please.")),
+            "print(round(sum({v}) / len({v}), 2))", "The mean of {v} is {r}."),
     "sum": (Pool(("What is the sum of {v}?", "Add up all the values in {v}.", "What is the total of {v}?", "Sum {v}.", "Find the sum of {v}.",
                   "Compute the sum of {v}.", "Can you sum up {v}?", "What is the sum of all the numbers in {v}?",
                   "Sum of {v}?", "Can you give me the total of {v}?"),
-                 ("What do the values in {v} add up to?",)), "print(sum({v}))", "The sum of {v} is {r}."),
+                 ("What do the values in {v} add up to?",),
+                 wide=("Total up the numbers in {v}.", "Could you add together everything in {v}?",
+                       "I'd like the sum of the list {v}.", "What's the total when you add up all of {v}?",
+                       "Give me the total of all numbers in {v}, please.")),
+            "print(sum({v}))", "The sum of {v} is {r}."),
     "max": (Pool(("What is the largest value in {v}?", "What is the max of {v}?", "Find the maximum of {v}.",
                   "What is the biggest number in {v}?", "Max of {v}?", "Which number in {v} is the largest?",
                   "Compute the max of {v}.", "Can you find the largest value in {v}?",
@@ -435,7 +485,11 @@ _LIST_QS = {  # stat: (questions, code, final)
                   "Can you find the lowest value in {v}?", "Print the min of {v}.",
                   "Which value of {v} is the lowest?", "Can you give me the minimum of {v}?",
                   "Use python to find the min of {v}."),
-                 ("What is the smallest number in {v}?",)), "print(min({v}))", "The smallest value in {v} is {r}."),
+                 ("What is the smallest number in {v}?",),
+                 wide=("Which value in {v} is smallest?", "Give me the lowest value of the list {v}.",
+                       "I'd like the minimum value in {v}, please.", "Could you tell me the min of {v}?",
+                       "Find the smallest entry of the list {v}.")),
+            "print(min({v}))", "The smallest value in {v} is {r}."),
     "len": (Pool(("How many items are in {v}?", "What is the length of {v}?", "How long is {v}?", "len({v})?", "Count the values in {v}.", "Count the items in {v}.",
                   "How many values are there in {v}?", "Count the numbers in {v}.",
                   "Can you count the items in {v}?", "Print the length of {v}."),
@@ -475,7 +529,13 @@ _LIST_QS = {  # stat: (questions, code, final)
                     "Count the numbers in {v} that are greater than {k}.",
                     "What is the count of values in {v} above {k}?", "Can you count the items of {v} above {k}?",
                     "Find the number of values in {v} above {k}."),
-                   ("How many items in {v} are greater than {k}?",)), "print(len([n for n in {v} if n > {k}]))",
+                   ("How many items in {v} are greater than {k}?",),
+                   wide=("Could you tell me how many numbers in {v} exceed {k}?",
+                         "Count every number in {v} bigger than {k}.",
+                         "What's the number of entries of {v} exceeding {k}?",
+                         "I'd like to know how many values of {v} exceed {k}.",
+                         "Tally the values in {v} that are larger than {k}.")),
+            "print(len([n for n in {v} if n > {k}]))",
               "{r} values in {v} are above {k}."),
 }
 _DICT_QS = {
@@ -511,25 +571,40 @@ _DICT_QS = {
                     "What do the values of {v} sum to?", "Sum up the values in {v}.",
                     "What is the sum of the values of {v}?", "Can you sum the values of {v}?",
                     "Add up every value in {v}.", "Sum of the values in {v}?",
-                    "Print the sum of all the values in {v}.", "Sum all the values of {v}."), ("Add up {v}.",)),
+                    "Print the sum of all the values in {v}.", "Sum all the values of {v}."), ("Add up {v}.",),
+                    wide=("Could you add together all the values stored in {v}?",
+                          "What's the grand total of the numbers in the dict {v}?",
+                          "Total the values of the dictionary {v}, please.",
+                          "I'd like the sum of the numbers stored in {v}.",
+                          "Give me the values of {v} summed together.")),
               "print(sum({v}.values()))", "The values of {v} add up to {r}."),
 }
 _STR_QS = {
     "chars": (Pool(("How many characters are in {v}?", "What is the length of {v}?", "Count the characters in {v}.",
                     "Can you count the characters of {v}?", "What is the length of the string {v}?", "len({v})?",
                     "Print the length of {v}.", "Find the number of characters in {v}.",
-                    "Tell me the number of characters in {v}."), ("How long is the string {v}?",)),
+                    "Tell me the number of characters in {v}."), ("How long is the string {v}?",),
+                    wide=("Could you tell me how many characters {v} has?", "What's the character count of {v}?",
+                          "Give me the number of characters in the string {v}.",
+                          "Count how many characters make up {v}.", "I'd like the length of {v} in characters.")),
               "print(len({v}))", "{v} has {r} characters."),
     "upper": (Pool(("What is {v} in upper case?", "Uppercase {v}.", "Convert {v} to upper case.",
                     "Upper case of {v}?", "Print {v} in all upper case.", "Can you convert {v} to upper case?",
                     "I need {v} in upper case.", "What does {v} say in upper case?",
-                    "Convert the string {v} into upper case."), ("Show {v} in upper case.",)),
+                    "Convert the string {v} into upper case."), ("Show {v} in upper case.",),
+                    wide=("Could you turn {v} into capital letters?", "Give me {v} written in uppercase.",
+                          "I'd like {v} converted to all caps.", "Make {v} upper case, please.",
+                          "What does {v} look like in capitals?")),
               "print({v}.upper())", "In upper case: {r}."),
     "words": (Pool(("How many words are in {v}?", "Count the words in {v}.", "Count the words of {v}.",
                     "Can you count the words in {v}?", "How many words make up {v}?",
                     "How many words are there in {v}?", "What is the word count of {v}?",
                     "Find the number of words in {v}.", "Print the number of words in {v}.",
-                    "Tell me the number of words in the string {v}."), ("How many words does {v} have?",)),
+                    "Tell me the number of words in the string {v}."), ("How many words does {v} have?",),
+                    wide=("Could you count how many words {v} contains?",
+                          "What's the number of words in the string {v}?", "Give me the word count for {v}.",
+                          "I'd like to know how many words {v} is made of.",
+                          "Split {v} into words and tell me how many there are.")),
               "print(len({v}.split()))", "{v} has {r} words."),
 }
 _FRAME_QS = {
@@ -537,21 +612,38 @@ _FRAME_QS = {
                     "Tell me the number of rows and columns of {v}.", "What size is {v}, in rows and columns?",
                     "Print {v}.shape.", "Find the shape of {v}.", "What shape does {v} have?",
                     "Count the rows and the columns of {v}."),
-                   ("How many rows and columns are in {v}?",)), "print({v}.shape)", "{v} has {r0} rows and {r1} columns."),
+                   ("How many rows and columns are in {v}?",),
+                   wide=("Could you give me the dimensions of {v}?",
+                         "What are the dimensions of the DataFrame {v}?",
+                         "I'd like to know the shape of {v}, please.",
+                         "Give me the row count and column count of {v}.", "Show the shape of the table {v}.")),
+            "print({v}.shape)", "{v} has {r0} rows and {r1} columns."),
     "columns": (Pool(("What columns does {v} have?", "List the columns of {v}.", "What are the column names of {v}?", "Show the columns of {v}.",
                       "What are the columns in {v}?", "Print the columns of {v}.",
                       "Tell me the column names in {v}.", "Which columns does {v} have?",
                       "Can you print the column names of {v}?", "Find the names of the columns in {v}."),
-                     ("Which columns are in {v}?",)), "print(list({v}.columns))", "The columns of {v} are {rl}."),
+                     ("Which columns are in {v}?",),
+                     wide=("Could you tell me the column names of {v}?",
+                           "What fields does the DataFrame {v} contain?", "Give me a list of the columns in {v}.",
+                           "I'd like to see the column headers of {v}.", "Name the columns of the table {v}.")),
+            "print(list({v}.columns))", "The columns of {v} are {rl}."),
     "rows": (Pool(("How many rows does {v} have?", "How many rows are in {v}?", "len({v})?", "Count the rows of {v}.",
                    "Can you count the rows in {v}?", "Find the number of rows in {v}.",
                    "Print the number of rows of {v}.", "Can you find the length of {v}?",
-                   "Tell me the number of rows in {v}.", "What is the length of {v} in rows?"), ("How long is {v}?",)),
+                   "Tell me the number of rows in {v}.", "What is the length of {v} in rows?"), ("How long is {v}?",),
+                   wide=("Could you tell me how many rows are in {v}?",
+                         "What's the row count of the DataFrame {v}?",
+                         "Give me the number of rows in the table {v}.",
+                         "I'd like to know how many rows {v} contains.", "How many records does {v} hold?")),
              "print(len({v}))", "{v} has {r} rows."),
     "mean": (Pool(("What is the mean {c} in {v}?", "What is the average of the {c} column of {v}?",
                    "Mean of {v}['{c}']?", "Compute the mean of the {c} column in {v}.", "Average {c} in {v}?",
                    "Find the mean {c} of {v}.", "Can you compute the average {c} of {v}?",
-                   "Print the mean of {c} in {v}.", "Find the mean of the {c} values in {v}."), ("What is the average {c} in {v}?",)),
+                   "Print the mean of {c} in {v}.", "Find the mean of the {c} values in {v}."), ("What is the average {c} in {v}?",),
+                   wide=("Could you give me the average of {c} across {v}?",
+                         "What's the mean value of the {c} column in {v}?",
+                         "I'd like the mean of {v}['{c}'], please.", "Average the {c} values of {v}.",
+                         "Take the mean of column {c} in {v}.")),
              "print(round({v}['{c}'].mean(), 2))", "The mean {c} in {v} is {r}."),
     "max": (Pool(("What is the largest {c} in {v}?", "What is the max of the {c} column in {v}?", "Which {c} in {v} is the biggest?", "Max {c} in {v}?",
                   "What is the maximum {c} of {v}?", "Can you find the biggest {c} in {v}?",
@@ -566,12 +658,18 @@ _FRAME_QS = {
                   "Can you find the lowest {c} in {v}?", "Which {c} value of {v} is smallest?",
                   "Compute the minimum of the {c} column of {v}.", "What is the min {c} of {v}?",
                   "Print the min {c} in {v}.", "Use python to get the lowest {c} in {v}."),
-                 ("Find the smallest {c} in {v}.",)), "print({v}['{c}'].min())", "The smallest {c} in {v} is {r}."),
+                 ("Find the smallest {c} in {v}.",),
+                 wide=("Could you tell me the lowest {c} value in {v}?", "What's the minimum of column {c} of {v}?",
+                       "Give me the smallest value of {c} in the DataFrame {v}.", "I'd like the min of {v}['{c}'].",
+                       "How low does {c} go in {v}?")), "print({v}['{c}'].min())", "The smallest {c} in {v} is {r}."),
     "sum": (Pool(("What is the total {c} in {v}?", "Sum the {c} column of {v}.",
                   "What do the {c} values in {v} add up to?", "Compute the sum of the {c} column of {v}.",
                   "Can you sum up the {c} values of {v}?", "Find the sum of the {c} column in {v}.",
                   "What does the {c} column of {v} add up to?", "Sum of {c} in {v}?",
-                  "Can you find the sum of {c} in {v}?", "Print the total {c} of {v}."), ("Add up {c} in {v}.",)),
+                  "Can you find the sum of {c} in {v}?", "Print the total {c} of {v}."), ("Add up {c} in {v}.",),
+                  wide=("Could you total the {c} column of {v}?", "What's the sum of all {c} values in {v}?",
+                        "Give me the grand total of {c} across {v}.", "I'd like the sum of {v}['{c}'].",
+                        "What does {c} total to across {v}?")),
             "print(round({v}['{c}'].sum(), 2))", "The total {c} in {v} is {r}."),
     "count_above": (Pool(("How many rows of {v} have {c} above {k}?", "Count the rows in {v} where {c} > {k}.",
                           "How many rows have {c} over {k} in {v}?", "Count the rows of {v} with {c} above {k}.",
@@ -581,7 +679,12 @@ _FRAME_QS = {
                           "What is the number of rows of {v} where {c} is greater than {k}?",
                           "Tell me the number of rows in {v} with {c} above {k}.",
                           "Can you count the rows of {v} that have {c} over {k}?"),
-                         ("How many rows in {v} have a {c} over {k}?",)),
+                         ("How many rows in {v} have a {c} over {k}?",),
+                         wide=("Could you tell me how many rows of {v} have {c} bigger than {k}?",
+                               "In {v}, count the rows whose {c} exceeds {k}.",
+                               "What's the number of rows in {v} with {c} higher than {k}?",
+                               "Give me a count of the rows of {v} where {c} is more than {k}.",
+                               "For how many rows of {v} is {c} greater than {k}?")),
                     "print(len({v}[{v}['{c}'] > {k}]))", "{r} rows of {v} have {c} above {k}."),
     "names_above": (Pool(("Which names in {v} have {c} above {k}?", "Who in {v} has a {c} greater than {k}?",
                           "Show the names in {v} where {c} is over {k}.", "Who in {v} has {c} above {k}?",
@@ -591,12 +694,21 @@ _FRAME_QS = {
                           "Print the names of the rows in {v} with {c} above {k}.",
                           "Find the names in {v} where {c} is more than {k}.",
                           "In {v}, which people have {c} greater than {k}?"),
-                         ("List the names in {v} with {c} over {k}.",)),
+                         ("List the names in {v} with {c} over {k}.",),
+                         wide=("Could you tell me who in {v} has {c} higher than {k}?",
+                               "Which people of {v} have a {c} that exceeds {k}?",
+                               "Give me the names from {v} whose {c} is more than {k}.",
+                               "Name everyone in {v} with a {c} bigger than {k}.",
+                               "I'd like the names of the people in {v} whose {c} exceeds {k}.")),
                     "print({v}[{v}['{c}'] > {k}]['name'].tolist())", "The names with {c} above {k}: {rl}."),
     "top": (Pool(("Who has the highest {c} in {v}?", "Which name in {v} has the largest {c}?", "Whose {c} is highest in {v}?", "Who in {v} has the largest {c}?",
                   "Find the name with the highest {c} in {v}.", "Who has the most {c} in {v}?",
                   "Can you find the name with the max {c} in {v}?", "Find the name in {v} with the largest {c}."),
-                 ("Which name has the biggest {c} in {v}?",)), "print({v}.loc[{v}['{c}'].idxmax(), 'name'])",
+                 ("Which name has the biggest {c} in {v}?",),
+                 wide=("Could you tell me who in {v} has the top {c}?", "Whose {c} is the largest in {v}?",
+                       "Who is the person with the maximum {c} in {v}?",
+                       "Give me the name of whoever has the greatest {c} in {v}.")),
+            "print({v}.loc[{v}['{c}'].idxmax(), 'name'])",
             "{r} has the highest {c} in {v}."),
 }
 
@@ -722,7 +834,11 @@ def define(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
     code = f"{target} = {expr}\nprint({target})"
     prompt = g.pick(Pool(("Store {e} in a variable called {t}.", "Set {t} to {e}.", "Save {e} as {t}.",
                           "Put the value of {e} in {t}.", "Put {e} in a variable {t}.", "Define {t} as {e}.",
-                          "Define a variable {t} holding {e}.", "Set a variable {t} to {e}.", "Store {e} as {t}."), ("Store the value of {e} in {t}.",))).format(e=expr, t=target)
+                          "Define a variable {t} holding {e}.", "Set a variable {t} to {e}.", "Store {e} as {t}."), ("Store the value of {e} in {t}.",),
+                          wide=("Could you assign {e} to a variable named {t}?",
+                                "Make a variable {t} equal to {e}.", "I want {t} to hold the result of {e}.",
+                                "Please create {t} and set it to {e}.",
+                                "Keep {e} in a new variable {t}."))).format(e=expr, t=target)
     turn = Turn("define", prompt, unanswered, effort=effort, call="python", kind="number")
     analysis = think(g, effort, f"Define {target} with python.", [
         f"The user wants a variable {target} holding {expr}.", "Code run by python stays in the user's kernel.",
@@ -738,7 +854,10 @@ def define(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
                                       "What do you get for {t} {o} {c}?", "Use python to compute {t} {o} {c}.",
                                       "Please compute {t} {o} {c} now.", "What is the value of {t} {o} {c}?",
                                       "Now use {t}: what is {t} {o} {c}?", "What does {t} {o} {c} give?",
-                                      "Calculate {t} {o} {c} with python."), ("Evaluate {t} {o} {c}.",))).format(
+                                      "Calculate {t} {o} {c} with python."), ("Evaluate {t} {o} {c}.",),
+                                      wide=("Could you tell me what {t} {o} {c} is?", "Now, {t} {o} {c} is what?",
+                                            "Run {t} {o} {c} for me.", "Using {t}, work out {t} {o} {c}.",
+                                            "I'd like the value of {t} {o} {c}, please."))).format(
             t=target, o=op, c=c)
         return follow
 
@@ -759,12 +878,18 @@ COUNTRIES = Pool(CAPITALS)
 _CAPITAL_QS = Pool(("What is the capital of {c}?", "What's the capital of {c}?", "Capital of {c}?",
                     "Which city is the capital of {c}?", "Capital city of {c}?",
                     "What city is the capital of {c}?", "Do you know the capital of {c}?",
-                    "The capital of {c} is which city?"), ("Tell me the capital of {c}.", "Name the capital of {c}."))
+                    "The capital of {c} is which city?"), ("Tell me the capital of {c}.", "Name the capital of {c}."),
+                    wide=("Which city serves as the capital of {c}?", "I'm curious, what's {c}'s capital?",
+                          "{c} has which capital city?", "What is {c}'s capital city?"))
 _FACTS = (  # (questions, answer, key word the answer must contain)
     (Pool(("Hello!", "Hi", "Hey there", "Good morning!", "hello", "Hello", "Hi!", "Hey!", "Good morning",
-           "Hello there!"), ("Hi there!",)), "Hello! How can I help you today?", "Hello"),
+           "Hello there!"), ("Hi there!",),
+           wide=("Hey, how are you?", "Hiya!", "Good afternoon!", "Hello, anyone there?")),
+     "Hello! How can I help you today?", "Hello"),
     (Pool(("Thanks!", "Thank you", "thanks a lot", "Thank you!", "Thanks", "thanks!", "Thank you so much!",
-           "Thanks, that is what I need.", "Thanks for the help!"), ("Thanks a lot!",)), "You're welcome!", "welcome"),
+           "Thanks, that is what I need.", "Thanks for the help!"), ("Thanks a lot!",),
+           wide=("Cheers, thanks!", "Thank you, that helps.", "Great, thank you very much!", "Many thanks.",
+                 "Perfect, thanks!")), "You're welcome!", "welcome"),
     (Pool(("Who are you?", "What are you?", "What model are you?", "What is your name?", "What are you called?",
            "Which model are you?", "Tell me your name.", "What are you exactly?"), ("Which model is this?",),
            ("Which model am I talking to?", "Name this model.", "Which model runs here?",
@@ -773,33 +898,52 @@ _FACTS = (  # (questions, answer, key word the answer must contain)
      "I am gpt-oss-tiny, a small teaching model in the gpt-oss family, trained by gptoss_lab.", "gpt-oss-tiny"),
     (Pool(("What is Harmony?", "Explain the Harmony format.", "What is the harmony format?", "What is the Harmony format?",
            "Explain Harmony.", "How does the Harmony format work?", "What does Harmony do?",
-           "What is the harmony chat format?"), ("Tell me about Harmony.",)),
+           "What is the harmony chat format?"), ("Tell me about Harmony.",),
+           wide=("Can you describe the Harmony format?", "What's Harmony used for?",
+                 "Give me a short explanation of Harmony.", "I keep hearing about Harmony. What is it?",
+                 "Tell me briefly what Harmony is.")),
      "Harmony is the chat format of gpt-oss: messages with roles and channels (analysis, commentary, final).", "channels"),
     (Pool(("What is gpt-oss?", "Tell me about gpt-oss.", "Explain gpt-oss.", "What does gpt-oss mean?",
            "Is gpt-oss an open model?", "What is the gpt-oss family?", "Tell me what gpt-oss is.",
-           "Explain what gpt-oss is.", "What is the gpt-oss model family?"), ("What are the gpt-oss models?",)),
+           "Explain what gpt-oss is.", "What is the gpt-oss model family?"), ("What are the gpt-oss models?",),
+           wide=("Can you describe gpt-oss?", "What's gpt-oss all about?",
+                 "Give me a short explanation of gpt-oss.", "I keep hearing about gpt-oss. What is it?")),
      "gpt-oss is OpenAI's family of open-weight mixture-of-experts language models.", "open-weight"),
     (Pool(("What is a mixture of experts?", "What does MoE mean?", "What is MoE?",
            "How does a mixture of experts work?", "Explain what MoE is.", "What does mixture of experts mean?",
            "Tell me what a mixture of experts is.", "Explain MoE.", "What is MoE in a language model?",
-           "How does MoE work?"), ("Explain mixture of experts.",)),
+           "How does MoE work?"), ("Explain mixture of experts.",),
+           wide=("Can you describe how mixture-of-experts models work?", "What's an MoE model?",
+                 "Give me a short explanation of MoE.", "I keep hearing about MoE. What is it?")),
      "A mixture of experts routes each token to a few expert networks chosen by a router.", "router"),
     (Pool(("What can you do?", "How can you help me?", "What can you do for me?", "How can you help?",
            "What do you do?", "What tools can you use?", "Tell me what you can do.",
-           "Tell me what you can do for me.", "What tools do you have?", "Which tools can you use?"), ("What can you help me with?",)),
+           "Tell me what you can do for me.", "What tools do you have?", "Which tools can you use?"), ("What can you help me with?",),
+           wide=("What are you able to do?", "Can you describe what you can do?",
+                 "What sort of tasks do you handle?", "Give me a short list of what you can do.",
+                 "What are your skills?")),
      "I can do arithmetic and read your notebook variables with python, call your functions, search the documents "
      "you give me, and answer short questions.", "python"),
     (Pool(("What color is the sky?", "What colour is a clear sky?", "What colour is the sky?",
            "Which color is the sky?", "What is the color of the sky?", "What color is the sky today?",
            "Tell me the colour of the sky.", "What is the colour of the sky?", "Tell me the color of the sky.",
-           "Which colour is the sky?"), ()), "The sky is blue.", "blue"),
+           "Which colour is the sky?"), (),
+           wide=("What colour does the sky look on a clear day?", "Tell me what color the sky is.",
+                 "The sky is what color?", "What colour do we see when we look up at the sky?")),
+     "The sky is blue.", "blue"),
     (Pool(("How many days are in a week?", "How long is a week in days?", "How many days make up a week?",
            "Count the days of a week.", "How many days long is a week?", "Tell me the number of days in a week.",
-           "What is the number of days in a week?", "What number of days is in a week?"), ("How many days does a week have?",)), "A week has 7 days.", "7"),
+           "What is the number of days in a week?", "What number of days is in a week?"), ("How many days does a week have?",),
+           wide=("What's the number of days in one week?", "Quick question: how many days in a week?",
+                 "Tell me how long a week is, in days.", "How many days does one week last?")),
+     "A week has 7 days.", "7"),
     (Pool(("What is the largest planet?", "Which planet is the biggest?", "Which planet is the largest?",
            "What is the biggest planet?", "Name the largest planet.", "What planet is the biggest?",
            "Which is the largest planet?", "Tell me the biggest planet.", "Which planet is largest?",
-           "What planet is the largest?"), ()), "Jupiter is the largest planet.", "Jupiter"),
+           "What planet is the largest?"), (),
+           wide=("Which planet in our solar system is the largest?",
+                 "What's the biggest planet in the solar system?", "Tell me which planet is the largest.",
+                 "Of all the planets, which is biggest?")), "Jupiter is the largest planet.", "Jupiter"),
 )
 
 
@@ -829,7 +973,10 @@ def _capital_followup(g: Gen, previous: Turn, country: str) -> Turn:
     turn.skill = "followup"
     turn.prompt = g.pick(Pool(("And of {c}?", "What about {c}?", "And {c}?", "And for {c}?", "How about {c}?",
                                "What is the capital of {c} then?", "Now {c}.", "What about the capital of {c}?",
-                               "Which city for {c}?"), ("Same for {c}.",))).format(c=other)
+                               "Which city for {c}?"), ("Same for {c}.",),
+                               wide=("Okay, and {c}'s capital?", "And which city is it for {c}?",
+                                     "Now do {c}, please.", "How about the capital of {c}?",
+                                     "Then {c}'s capital?"))).format(c=other)
     return turn
 
 
@@ -872,7 +1019,12 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
                          "What is the weather like in {c} today?", "Weather for {c} today?",
                          "Is it warm in {c} today?", "What is the weather in {c} right now?",
                          "Can you check the weather in {c}?", "Tell me the weather in {c}.",
-                         "Get the current weather for {c}."), ("How is the weather in {c} today?",))).format(c=city)
+                         "Get the current weather for {c}."), ("How is the weather in {c} today?",),
+                         wide=("Could you tell me what the weather is doing in {c}?",
+                               "What are conditions like in {c} at the moment?",
+                               "Is it raining or sunny in {c} right now?",
+                               "I'm heading to {c}; what's the weather there?",
+                               "Current weather for {c}, please."))).format(c=city)
         return {"city": city}, {"city": city, "temperature_c": temp, "condition": cond}, \
             f"It is {temp} °C and {cond} in {city}.", [str(temp), cond], q, f"get the weather for {city}"
     if name == "get_stock_price":
@@ -882,7 +1034,10 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
                          "What does {s} stock cost right now?", "Can you get the stock price for {s}?",
                          "Tell me the price of {s}.", "Check the {s} stock price.", "Current price of {s}?",
                          "Can you check the price of {s} stock?"),
-                        ("Get me the latest {s} price.",))).format(s=sym)
+                        ("Get me the latest {s} price.",),
+                        wide=("Could you look up what {s} shares cost?", "How is {s} priced right now?",
+                              "What's one share of {s} going for?", "I'd like a quote for {s}.",
+                              "Check how much {s} stock costs today."))).format(s=sym)
         return {"symbol": sym}, {"symbol": sym, "price": price}, f"{sym} is trading at {price}.", [str(price)], q, \
             f"get the price of {sym}"
     if name == "convert_currency":
@@ -892,7 +1047,10 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
         q = g.pick(Pool(("Convert {a} {f} to {t}.", "How much is {a} {f} in {t}?", "What is {a} {f} in {t}?", "Can you convert {a} {f} into {t}?",
                          "{a} {f} to {t}?", "Please convert {a} {f} to {t}.", "How many {t} do I get for {a} {f}?",
                          "Convert {a} {f} into {t} for me.", "I need {a} {f} in {t}."),
-                        ("How much {t} is {a} {f}?",))).format(a=amount, f=src, t=dst)
+                        ("How much {t} is {a} {f}?",),
+                        wide=("Could you change {a} {f} into {t}?", "I have {a} {f}; what is that in {t}?",
+                              "What do {a} {f} come to in {t}?", "Exchange {a} {f} to {t}, please.",
+                              "Turn {a} {f} into {t}."))).format(a=amount, f=src, t=dst)
         return {"amount": amount, "from_currency": src, "to_currency": dst}, {"amount": converted, "currency": dst}, \
             f"{amount} {src} is {converted} {dst}.", [str(converted)], q, f"convert {amount} {src}"
     if name == "get_time":
@@ -902,7 +1060,11 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
                          "Get the current time for {z}.", "Check the time in {z}.",
                          "Tell me the current time in {z}.", "What time is it right now in {z}?",
                          "Can you get the time in {z}?", "Get me the time in {z}."),
-                        ("What is the local time in {z}?",))).format(z=zone)
+                        ("What is the local time in {z}?",),
+                        wide=("Could you tell me the clock time in {z}?",
+                              "What's the time over in {z} at the moment?",
+                              "I need to know what time it is in {z}.", "Check the clock in {z} for me.",
+                              "What does the clock say in {z}?"))).format(z=zone)
         return {"timezone": zone}, {"timezone": zone, "time": time}, f"It is {time} in {zone}.", [time], q, \
             f"get the time in {zone}"
     if name == "get_population":
@@ -912,7 +1074,11 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
                          "Can you get the population of {c}?", "How many people does {c} have?",
                          "Get the population for {c}.", "Find the population of {c}.",
                          "How many people live in {c} today?", "What is the current population of {c}?"),
-                        ("What population does {c} have?",))).format(c=country)
+                        ("What population does {c} have?",),
+                        wide=("Could you look up how many people live in {c}?",
+                              "What's the number of inhabitants of {c}?", "How populous is {c}?",
+                              "I'd like the population figure for {c}.",
+                              "How big is the population of {c} right now?"))).format(c=country)
         return {"country": country}, {"country": country, "population": people}, \
             f"The population of {country} is {people}.", [str(people)], q, f"get the population of {country}"
     if name == "get_distance":
@@ -922,7 +1088,12 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
                          "Can you get the distance between {a} and {b}?", "How far is {a} from {b}?",
                          "Tell me the distance from {a} to {b} in km.", "Get the distance in km from {a} to {b}.",
                          "Find the distance from {a} to {b}.", "How many km is {a} from {b}?"),
-                        ("What is the road distance between {a} and {b}?",))).format(a=a, b=b)
+                        ("What is the road distance between {a} and {b}?",),
+                        wide=("Could you tell me how many kilometres it is from {a} to {b}?",
+                              "How many km would I drive from {a} to {b}?",
+                              "What's the distance by road from {a} to {b}?",
+                              "I need the distance in km between {a} and {b}.", "{a} to {b}: how far is that?",
+                              "Measure the distance between {a} and {b} for me."))).format(a=a, b=b)
         return {"origin": a, "destination": b}, {"origin": a, "destination": b, "km": km}, \
             f"It is {km} km from {a} to {b}.", [str(km)], q, f"get the distance from {a} to {b}"
     order = r.randint(1000, 99999)
@@ -930,7 +1101,10 @@ def function_case(g: Gen, name: str) -> tuple[dict[str, Any], dict[str, Any], st
     q = g.pick(Pool(("What is the status of order {o}?", "Where is my order {o}?", "Check order {o}.", "Can you check the status of order {o}?",
                      "Tell me the status of my order {o}.", "Look up order {o}.", "Check the status of order {o}.",
                      "What is the current status of order {o}?", "Can you find my order {o}?"),
-                    ("Where is order {o} now?",))).format(o=order)
+                    ("Where is order {o} now?",),
+                    wide=("Could you tell me where my order {o} is?", "What's going on with order {o}?",
+                          "Any update on order {o}?", "I'd like the status of order {o}, please.",
+                          "Track order {o} for me."))).format(o=order)
     return {"order_id": order}, {"order_id": order, "status": state}, f"Order {order} is {state}.", [state], q, \
         f"check order {order}"
 
@@ -1140,7 +1314,10 @@ def skip(turn: Turn, g: Gen) -> Turn:
         prompt = g2.pick(Pool(("OK, run it.", "Go ahead and run it.", "You can run it now.", "Please try again, I allow it.", "Run it.",
                                "OK, go ahead.", "I allow it, run it now.", "You can run it.",
                                "OK, you can run the code now.", "You can try again, I approve."),
-                              ("Please run it now.",)))
+                              ("Please run it now.",),
+                              wide=("Fine, you may run it.", "Alright, I approve. Go ahead.",
+                                    "Sure, try the call again.", "Okay, I give permission. Run it.",
+                                    "Approved, go on and run it.")))
         retry = dataclasses.replace(turn, skill="followup", prompt=prompt, approval="auto", decisions=(), skipped=False,
                                     expected=[], followups=[])
         retry.teach = original
@@ -1158,7 +1335,10 @@ def show(g: Gen, effort: str, size: int) -> Turn:
     values = [g.rng.randint(0, 9999) for _ in range(max(4, size // 6))]
     prompt = g.pick(Pool(("Show me {v}.", "Print {v}.", "What is in {v}?", "Display {v}.", "Print out {v}.",
                           "Show {v}.", "Display the values of {v}.", "Can you print {v}?",
-                          "Show the values in {v}.", "Display {v} for me."), ("Let me see {v}.",))).format(v=name)
+                          "Show the values in {v}.", "Display {v} for me."), ("Let me see {v}.",),
+                          wide=("Could you show me what {v} holds?", "I'd like to look at {v}.",
+                                "Output the contents of {v}.", "Print the whole of {v}, please.",
+                                "What does {v} contain? Print it."))).format(v=name)
     turn = Turn("long", prompt, unanswered, effort=effort, call="python", kind="list")
     analysis = think(g, effort, "Print it with python.", [f"The user wants to see {name}.", f"Run print({name})."])
     turn.teach = lambda t: python_answer(g, t, f"print({name})", analysis,

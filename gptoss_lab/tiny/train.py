@@ -162,28 +162,30 @@ class Vocabulary:
 
 # ---------------------------------------------------------------- data, made while training
 
-def _make(args: tuple[int, int, int, float, int, dict[str, float], bool]) -> list[tuple[list[int], list[bool]]]:
+def _make(args: tuple[int, int, int, float, int, dict[str, float], bool, bool]) -> list[tuple[list[int], list[bool]]]:
     """Worker: conversations [start, stop) of `seed` as (ids, covered); the first `short` have 1-2 turns."""
-    seed, start, stop, long_share, short, topics, more = args
+    seed, start, stop, long_share, short, topics, more, wide = args
     torch.set_num_threads(1)
     out = []
     for i in range(start, stop):
         draw = random.Random(f"{seed}-long-{i}")
         if i < short:
-            c = data.conversation(f"{seed}-{i}", turns=draw.choice((1, 1, 2)), topics=topics, more=more)
+            c = data.conversation(f"{seed}-{i}", turns=draw.choice((1, 1, 2)), topics=topics, more=more,
+                                  wide=wide)
         else:
-            c = data.conversation(f"{seed}-{i}", long=draw.random() < long_share, topics=topics, more=more)
+            c = data.conversation(f"{seed}-{i}", long=draw.random() < long_share, topics=topics, more=more,
+                                  wide=wide)
         out.append((c.ids, c.covered))
     return out
 
 
 def conversations(n: int, seed: int, *, workers: int, long_share: float, short_share: float = 0.2, chunk: int = 64,
-                  topics: dict[str, float] | None = None, more: bool = False
+                  topics: dict[str, float] | None = None, more: bool = False, wide: bool = False
                   ) -> Iterator[tuple[list[int], list[bool]]]:
     """The `n` training conversations of `seed`, in order, made by `workers` processes (0: here). The
     first `short_share` of them have one or two turns: copying numbers and names is learned sooner on
     short conversations, and the skills of longer ones build on it."""
-    jobs = [(seed, s, min(n, s + chunk), long_share, int(short_share * n), topics or {}, more)
+    jobs = [(seed, s, min(n, s + chunk), long_share, int(short_share * n), topics or {}, more, wide)
             for s in range(0, n, chunk)]
     if workers <= 0:
         for job in jobs:
@@ -325,14 +327,14 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
           long_share: float = 0.008, rows: int = 12000, arch: dict[str, int] | None = None, log_every: int = 10,
           dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
           topics: dict[str, float] | None = None, layers: int | None = None, context_weight: float = 0.0,
-          more: bool = False) -> dict[str, Any]:
+          more: bool = False, wide: bool = False) -> dict[str, Any]:
     """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
     and save to `out`; returns a summary. `layers` grows a resumed checkpoint deeper (see `_resumed`).
 
     `context_weight` > 0 also trains on predicting the tokens the model does not write (system, user and tool
     text) at that weight per token, against the loss of its own: a plain language-model signal that is
     otherwise thrown away (the forward pass reads those tokens anyway). The logged loss stays the model's own.
-    `more`: training questions also come from the further sentences of `skills.Pool.more`."""
+    `more` and `wide`: training questions also come from the further sentences of `skills.Pool.more` / `.wide`."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     start = time.time()
@@ -352,7 +354,8 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "loss.jsonl").open("w")
     forward = torch.compile(_hidden, dynamic=True) if compile else _hidden   # fuses the small ops: ~2x on CPU
-    stream = conversations(conversations_n, seed, workers=workers, long_share=long_share, topics=topics, more=more)
+    stream = conversations(conversations_n, seed, workers=workers, long_share=long_share, topics=topics, more=more,
+                           wide=wide)
     seen = trained_tokens = all_tokens = step = 0
     recent: list[float] = []
     context_recent: list[float] = []   # the loss on the other tokens, with context_weight
@@ -405,7 +408,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
             step += 1
     save(model, vocab.ids, out, dtype)
     summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
-               "long_share": long_share, "topics": topics or {}, "more_phrasings": more,
+               "long_share": long_share, "topics": topics or {}, "more_phrasings": more, "wide_phrasings": wide,
                "context_weight": context_weight, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
                "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1),
                "mean_load": round(sum(loads) / max(1, len(loads)), 2), "cpus": os.cpu_count(),
@@ -486,6 +489,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--more-phrasings", action="store_true",
                    help="also ask the further training sentences that 15 question types have (skills.Pool.more: "
                    "64, written after reading which held-out sentences phase 45 missed; see evaluate --fresh)")
+    p.add_argument("--wide-phrasings", action="store_true",
+                   help="also ask the further training sentences of skills.Pool.wide (written from the training "
+                   "sentences alone, before any evaluation of them was read)")
     cpus = os.cpu_count() or 1   # each worker is a process importing torch
     p.add_argument("--workers", type=number(int, 0, cpus), default=1,
                    help=f"processes making conversations while the model trains, at most this machine's {cpus} CPUs "
@@ -523,7 +529,8 @@ def main(argv: list[str] | None = None) -> None:
             summary = train(partial, conversations_n=args.conversations, lr=args.lr, seed=args.seed,
                             batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
                             compile=not args.no_compile, resume=args.resume, topics=dict(args.topics),
-                            layers=args.layers, context_weight=args.context_weight, more=args.more_phrasings)
+                            layers=args.layers, context_weight=args.context_weight, more=args.more_phrasings,
+                            wide=args.wide_phrasings)
     except KeyboardInterrupt:
         p.exit(130, f"interrupted: nothing written to {args.out}\n")
     print(json.dumps(summary))
