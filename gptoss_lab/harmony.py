@@ -43,6 +43,8 @@ VOCAB_FILE = VOCAB_DIR / "o200k_base.tiktoken"
 VOCAB_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 
 START, CONSTRAIN, CHANNEL, MESSAGE, END, RETURN, CALL = 200006, 200003, 200005, 200008, 200007, 200002, 200012
+FIRST_SPECIAL = 199998   # ids from here to the end of the vocabulary are special (format) tokens
+ASSISTANT = 173781       # `assistant`, the role the model writes after <|start|>
 STOP_TOKENS: frozenset[int] = frozenset({RETURN, CALL})
 VOCAB_SIZE = 201088
 CHANNELS = ("analysis", "commentary", "final")
@@ -97,7 +99,7 @@ def ranks() -> dict[bytes, int]:
 
 @functools.cache
 def special_tokens() -> dict[int, str]:
-    """Every Harmony special token by id (199998-201087), names as openai-harmony spells them."""
+    """Every Harmony special token by id (FIRST_SPECIAL-201087), names as openai-harmony spells them."""
     found = {}
     for name in encoding().special_tokens_set:
         (token,) = encode(name)
@@ -450,7 +452,7 @@ class Renderer:
     on whether the developer message lists function tools.
     """
 
-    _SUFFIX = [START, 173781]  # <|start|>assistant
+    _SUFFIX = [START, ASSISTANT]
 
     def __init__(self) -> None:
         self._cache: dict[Any, list[int]] = {}
@@ -664,7 +666,7 @@ class HarmonyStream:
         if token in _END_NAMES:
             return self._end(token)
         events: list[Event] = []
-        if token >= 199998:  # a format token inside the text: kept as written, and reported
+        if token >= FIRST_SPECIAL:  # a format token inside the text: kept as written, and reported
             events.append(ParseError(piece.decode(), "a special token inside a message's text"))
         text = self._decoder.decode(piece)
         if text:
@@ -695,6 +697,76 @@ class HarmonyStream:
         return text
 
 
+# ---------------------------------------------------------------- the format guard
+
+class FormatGuard:
+    """Logits processor (transformers' `__call__(input_ids, scores)`) ruling out the tokens Harmony does not
+    allow where the model is writing: after `<|start|>`, any role but `assistant`, then a word glued to it; in a
+    header, an end token; in a message's text, a format token (`<|message|>`, `<|channel|>`, `<|start|>` ...),
+    `<|call|>` with no recipient, `<|return|>` outside a final answer; after `<|end|>`, anything but `<|start|>`.
+    A weak model's slip then costs its likeliest allowed token, not the turn; what a model writes validly is
+    unchanged. Ids without a `<|start|>` are free.
+
+    Stateless across calls: each call reads the place from `input_ids` (one scan for the last `<|start|>`)."""
+
+    def __init__(self) -> None:
+        self._masks: dict[tuple[Any, ...], Any] = {}
+        self._header: tuple[list[int], Header] | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        allowed = self.allowed(input_ids[0])
+        if allowed is None:
+            return scores
+        text, tokens = allowed
+        if text == "any":   # most tokens: only the ~1 000 special ids change (a full-vocabulary mask cost 90 µs)
+            kept = scores[..., list(tokens)]
+            scores[..., FIRST_SPECIAL:] = float("-inf")
+            scores[..., list(tokens)] = kept
+            return scores
+        key = (allowed, scores.shape[-1], scores.device)
+        if key not in self._masks:
+            import torch
+
+            banned = torch.ones(scores.shape[-1], dtype=torch.bool, device=scores.device)
+            if text == "spaced":
+                banned[:FIRST_SPECIAL] = torch.tensor(_spaced()).logical_not().to(scores.device)
+            banned[list(tokens)] = False
+            self._masks[key] = banned
+        return scores.masked_fill_(self._masks[key], float("-inf"))
+
+    def allowed(self, ids: Any) -> tuple[str, tuple[int, ...]] | None:
+        """What may follow `ids` (a 1-d tensor): which text ("any", "none", or "spaced": tokens that start with a
+        space) and which other tokens; None when no rule applies (no `<|start|>` yet, or the last message stopped)."""
+        starts = (ids == START).nonzero()
+        if not len(starts):
+            return None
+        rest = ids[int(starts[-1]) + 1:].tolist()
+        if not rest:
+            return "none", (ASSISTANT,)
+        if rest == [ASSISTANT]:
+            return "spaced", (CHANNEL,)
+        if MESSAGE not in rest:
+            return "any", (CHANNEL, CONSTRAIN, MESSAGE)
+        body = rest.index(MESSAGE)
+        content = rest[body + 1:]
+        if END in content:
+            return "none", (START,)
+        if RETURN in content or CALL in content:
+            return None
+        header = rest[:body]
+        if self._header is None or self._header[0] != header:
+            self._header = header, parse_header(decode(header))
+        parsed = self._header[1]
+        return "any", (END,) + ((RETURN,) if parsed.channel in (None, "final") else ()) + \
+            ((CALL,) if parsed.recipient else ())
+
+
+@functools.cache
+def _spaced() -> list[bool]:
+    """Whether each ordinary token starts with a space (what may follow the role word in a header)."""
+    return [piece is not None and piece[:1] == b" " for piece in _token_bytes()[:FIRST_SPECIAL]]
+
+
 # ---------------------------------------------------------------- token labels
 
 def label_tokens(ids: Sequence[int]) -> list[str]:
@@ -714,7 +786,7 @@ def label_tokens(ids: Sequence[int]) -> list[str]:
             in_header = False
             content = parse_header(b"".join(header).decode("utf-8", "replace"), role=role).label
             labels.append("format")
-        elif in_header or token >= 199998:
+        elif in_header or token >= FIRST_SPECIAL:
             if in_header and 0 <= token < VOCAB_SIZE and table[token] is not None:
                 header.append(table[token])
             labels.append("format")

@@ -218,8 +218,8 @@ def _line_parser() -> _Parser:
     history = command("history", "the conversation so far")
     history.add_argument("--export", action="store_true", help="as raw Harmony text")
     config = command("config", "change settings: effort=high approve=auto timeout=60 max_tokens=512 tools=python,f "
-                               "temperature=0.7 threads=1 ...; KEY=default sets one back (seed=default); "
-                               "before a model is loaded, kept for the next one")
+                               "temperature=0.7 threads=1 guard=off (let the model write malformed Harmony) ...; "
+                               "KEY=default sets one back (seed=default); before a model is loaded, kept for the next one")
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
     command("routing", "show the last reply's expert routing")
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
@@ -601,6 +601,8 @@ def _described(settings: Any) -> str:
     default = Settings()
     chosen += [f" | {name}: {getattr(settings, name)}" for name in ("max_tool_calls", "max_skipped")  # once changed
                if getattr(settings, name) != getattr(default, name)]
+    if not settings.guard:
+        chosen.append(" | guard: off")
     if settings.instructions:
         chosen.append(f" | instructions: {len(settings.instructions)} characters")
     return (f"effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "

@@ -387,7 +387,8 @@ class _Turn:
         self.session, self.view, self.settings, self.tools = session, view, settings, tools
         self.prefix, self.window, self.reply = prefix, window, reply
         self.sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed,
-                                 max_new_tokens=settings.max_new_tokens, logits_processor=processor)
+                                 max_new_tokens=settings.max_new_tokens, logits_processor=processor,
+                                 guard=settings.guard)
         self.started = time.perf_counter()
         self.recorder: Any = None
         if routing:  # one record for the turn; each engine call's prompt repeats it (recorded once)

@@ -39,6 +39,7 @@ class Settings:
     tools: Any = "python"          # "python,get_weather,browser", "none", or a list of names/functions/tools
     instructions: str | None = None
     date: str | None = None        # the conversation start date shown to the model (YYYY-MM-DD); None: today
+    guard: bool = True             # rule out tokens Harmony forbids where the model writes (in-kernel models)
 
     @pydantic.field_validator("tools")
     @classmethod

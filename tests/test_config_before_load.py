@@ -13,10 +13,11 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     _, kc = kernel
     (tmp_path / "notes.md").write_text("# Notes\nThe harbour of Velmora opens at dawn.\n")
     run(kc, "%load_ext gptoss_lab")
-    out, content = run(kc, "%gptoss config effort=high seed=3 approve=auto")
+    out, content = run(kc, "%gptoss config effort=high seed=3 approve=auto guard=off")
     assert content["status"] == "ok", out
     assert "bundled gpt-oss-tiny" not in out and out.startswith("No model loaded"), out
     assert "The next model starts with effort: high | approve: auto | tools: python" in out and "seed: 3" in out, out
+    assert "guard: off" in out, out
 
     # a bad value and a browser with no documents are still refused at once, in one line
     out, content = run(kc, "%gptoss config effort=bogus")
@@ -35,6 +36,7 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     out, content = run(kc, "%gptoss load tiny\n%gptoss status", timeout=120)
     assert content["status"] == "ok", out
     assert "model: gpt-oss-tiny | effort: high | approve: auto | tools: python,browser" in out and "seed: 3" in out
+    assert "guard: off" in out, out
     out, _ = run(kc, "import gptoss_lab.magics as m, IPython\n"
                      "s = IPython.get_ipython().magics_manager.registry['GptossMagics'].session\n"
                      "print(type(s.browser).__name__, s.browser.describe())")

@@ -302,3 +302,71 @@ def test_a_piece_that_never_ends_is_settled_as_it_arrives_and_the_same_however_i
             assert settled[len(settled) // 2] > 20_000 - 9_000, settled[len(settled) // 2]
     assert streams[0] == streams[1] == streams[2]
     assert harmony.decode(streams[0]) == head + text
+
+
+# ---------------------------------------------------------------- the format guard
+
+@pytest.mark.parametrize("text, text_allowed, allowed", [
+    ("<|start|>", "none", {"assistant"}),                                         # the one role the model writes
+    ("<|start|>assistant", "spaced", {"<|channel|>"}),                            # no word glued to the role
+    ("<|start|>assistant to=python", "any", {"<|channel|>", "<|constrain|>", "<|message|>"}),   # a header
+    ("<|start|>assistant<|channel|>analysis<|message|>Let me", "any", {"<|end|>"}),
+    ("<|start|>assistant<|channel|>final<|message|>It is", "any", {"<|end|>", "<|return|>"}),
+    ("<|start|>assistant to=python<|channel|>analysis code<|message|>print(", "any", {"<|end|>", "<|call|>"}),
+    ("<|start|>assistant<|channel|>commentary to=functions.f <|constrain|>json<|message|>{", "any",
+     {"<|end|>", "<|call|>"}),
+    ("<|start|>assistant<|channel|>analysis<|message|>Done.<|end|>", "none", {"<|start|>"}),   # only a new message
+])
+def test_the_format_guard_allows_only_what_harmony_allows_there(text, text_allowed, allowed):
+    import torch
+
+    ids = torch.tensor(harmony.encode("<|start|>user<|message|>Hi<|end|>" + text))
+    scores = harmony.FormatGuard()(ids[None], torch.zeros(1, harmony.VOCAB_SIZE))
+    kept = [int(t) for t in (scores[0] > float("-inf")).nonzero()]
+    text_kept = [harmony.decode([t]) for t in kept if t < harmony.FIRST_SPECIAL and harmony.decode([t]) not in allowed]
+    assert {harmony.decode([t]) for t in kept} - set(text_kept) == allowed
+    if text_allowed == "any":
+        assert len(text_kept) == harmony.FIRST_SPECIAL
+    elif text_allowed == "spaced":   # " to=..." may follow the role; "assistantfoo" may not
+        assert 1000 < len(text_kept) < harmony.FIRST_SPECIAL and all(t.startswith(" ") for t in text_kept)
+        assert " to" in text_kept
+    else:
+        assert text_kept == []
+
+
+def test_the_format_guard_leaves_ids_it_cannot_place_alone():
+    import torch
+
+    guard = harmony.FormatGuard()
+    for text in ("plain text, no message yet", "<|start|>assistant<|channel|>final<|message|>42<|return|>"):
+        scores = torch.randn(1, harmony.VOCAB_SIZE)
+        assert torch.equal(guard(torch.tensor([harmony.encode(text)]), scores.clone()), scores)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1))
+def test_a_model_that_loves_format_tokens_still_writes_valid_harmony_through_the_guard(seed):
+    """Greedy decoding of random logits that favour special tokens: whatever is picked, the stream parses
+    with no format error, tool calls end in <|call|> and only final answers in <|return|>."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    guard, stream = harmony.FormatGuard(), harmony.HarmonyStream()
+    ids = harmony.encode("<|start|>user<|message|>Hi<|end|><|start|>assistant")
+    events = []
+    for _ in range(60):
+        scores = torch.randn(1, harmony.VOCAB_SIZE, generator=generator)
+        scores[0, harmony.FIRST_SPECIAL:] += 3.5          # most steps, the likeliest token is a format token
+        token = int(guard(torch.tensor([ids]), scores).argmax())
+        ids.append(token)
+        events += stream.feed(token)
+        if token in harmony.STOP_TOKENS:
+            break
+    assert not [e for e in events if isinstance(e, ParseError)]
+    ends = [e for e in events if isinstance(e, MessageEnd)]
+    assert ends, "60 steps of format-token-loving logits closed no message"
+    for end in ends:
+        if end.stop_token == harmony.CALL:
+            assert end.message.recipient
+        if end.stop_token == harmony.RETURN:
+            assert end.message.channel in (None, "final")

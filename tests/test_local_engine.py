@@ -5,10 +5,12 @@ import io
 import logging
 import re
 import socket
+from dataclasses import replace
 
 import pytest
 import torch
 
+from gptoss_lab import harmony
 from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.doctor import doctor
@@ -417,3 +419,30 @@ def test_stop_clicked_during_prefill_ends_the_turn_with_its_reply(engine):
     reply = session.ask("Hello there", view=view)
     assert reply.interrupted and reply.final == "" and engine.last_prefill > 32
     assert len(engine._tokens) == 32  # two chunks computed: Stop was seen before the third
+
+
+class Slip:
+    """Adds a large bonus to some tokens' logits: a model that slips into writing them (added, so a ban stays one)."""
+
+    def __init__(self, *tokens: int) -> None:
+        self.tokens = list(tokens)
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, self.tokens] += 1e4
+        return scores
+
+
+def test_the_format_guard_keeps_a_slipping_model_inside_harmony(engine):
+    """Unguarded, the slip lands in the answer as a format token; guarded, the answer is text and ends properly."""
+    prompt = harmony.encode("<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>")
+    slip = Sampling(temperature=0, max_new_tokens=8, logits_processor=Slip(harmony.MESSAGE, harmony.CHANNEL))
+    unguarded = run(engine, prompt, slip)
+    assert unguarded[0] in (harmony.MESSAGE, harmony.CHANNEL)
+    guarded = run(engine, prompt, replace(slip, guard=True))
+    assert len(guarded) == 8 and not set(guarded) & {harmony.MESSAGE, harmony.CHANNEL, harmony.START}
+
+    # a final answer the model would end with <|call|> (naming no tool) ends with <|return|> under the guard
+    ending = Sampling(temperature=0, max_new_tokens=4, logits_processor=Slip(harmony.CALL, harmony.RETURN), guard=True)
+    assert run(engine, prompt, ending) == [harmony.RETURN]
+    assert run(engine, prompt, replace(ending, logits_processor=Slip(harmony.CALL), guard=False)) == [harmony.CALL]

@@ -542,3 +542,19 @@ def test_no_tool_calls_allowed_offers_no_tools() -> None:
         s.ask("Hello", max_tool_calls=0, tools="nosuch")
     s.ask("Hello", new=True)
     assert "## python" in seen[1]
+
+
+def test_turns_ask_the_engine_for_the_format_guard_unless_it_is_turned_off() -> None:
+    guards = []
+
+    class Recording(ReplayEngine):
+        def stream(self, prompt, **kw):
+            guards.append(kw["sampling"].guard)
+            return super().stream(prompt, **kw)
+
+    s = Session(Recording("<|channel|>final<|message|>Hi.<|return|>" * 3), namespace={})
+    s.ask("Hello")
+    s.ask("Hello", guard=False)
+    s.configure(guard="off")
+    s.ask("Hello")
+    assert guards == [True, False, False]

@@ -15,6 +15,7 @@ class Sampling:
     max_new_tokens: int = 2048
     seed: int | None = None
     logits_processor: Any = None  # e.g. a JSON-schema constraint; engines that can't apply it refuse
+    guard: bool = False  # rule out tokens Harmony forbids where the model is (harmony.FormatGuard); servers ignore it
 
     def with_defaults(self, default: Sampling) -> Sampling:
         """This sampling with its unset temperature and top_p taken from `default` (an engine's own)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import checkpoint, fastpath
 from .base import EngineError, Sampling
+from ..harmony import FormatGuard
 from ..tools.containment import _never
 from ..widgets import transformers_bars
 from .checkpoint import LoadError
@@ -294,11 +295,13 @@ class LocalEngine:
     def _sampler(self, sampling: Sampling, prompt: list[int]) -> Callable[[Any], int]:
         """A function from last-position logits to the next id: processors, then greedy or a seeded draw."""
         import torch
-        from transformers import LogitsProcessorList, TopPLogitsWarper
+        from transformers import TopPLogitsWarper
 
         temperature = sampling.temperature if sampling.temperature is not None else self.default_sampling.temperature
         top_p = sampling.top_p if sampling.top_p is not None else self.default_sampling.top_p
-        processors = LogitsProcessorList([sampling.logits_processor] if sampling.logits_processor is not None else [])
+        # called in turn, not through transformers' LogitsProcessorList, which inspects each one's signature at
+        # every token (0.11 ms, about 5 % of a gpt-oss-tiny decode step on a 2-core CPU)
+        processors = [p for p in (FormatGuard() if sampling.guard else None, sampling.logits_processor) if p is not None]
         greedy = not temperature or temperature < torch.finfo(torch.float32).tiny  # below it, it is greedy in effect
         if not greedy:
             if temperature != 1.0:
@@ -323,7 +326,9 @@ class LocalEngine:
 
         def pick(logits: Any) -> int:
             nonlocal length
-            token = draw(processors(ids[:, :length], logits))
+            for processor in processors:
+                logits = processor(ids[:, :length], logits)
+            token = draw(logits)
             ids[0, length] = token
             length += 1
             return token
