@@ -12,12 +12,11 @@ pytestmark = pytest.mark.skipif(not (CHECKPOINT / "model.safetensors").is_file()
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="gpt-oss-tiny v2 misses some issue-14 targets: over four held-out seeds' 1 363 "
-                   "turns valid Harmony is 98.97 % (1 349) and turn 7 89.2 % (58 of 65); with --fresh wording the right "
-                   "tool is 94.4 %, turn 1 94.8 %, turn 4 91.98 %; seeds 20250805, -07 and -08 each miss a check, and "
-                   "this 36-conversation sample of 20250806 (which passes them all) misses turn 1 (93.5 %) and turn 3 "
-                   "(90.5 %). Met over the four seeds: right tool 95.6 %, "
-                   "right final 95.7 % on turn 1 and 94.0 % on turns 2-8, cited 91.4 %, no loops; the model card has "
-                   "the table")
+                   "turns (decoded with the format guard, a session's default) turn 7 is 90.8 % (59 of 65); with --fresh "
+                   "wording the right tool is 94.4 %, turn 4 91.4 %, turn 7 89.2 %; on two more seeds turns 3, 5 and 7 "
+                   "are 90.8 / 91.4 / 90.0 %; this 36-conversation sample of 20250806 misses turn 1 (93.5 %) and turn 3 "
+                   "(90.5 %). Met over the four seeds: valid Harmony 99.4 %, right tool 95.8 %, right final 96.0 % on "
+                   "turn 1 and 94.3 % on turns 2-8, cited 91.4 %, no loops; the model card has the table")
 def test_held_out_conversations_meet_every_target():
     result = evaluate.evaluate(CHECKPOINT, n=36, seed=evaluate.HELD_OUT_SEED + 1, long_share=0.08, progress=False)
     table = evaluate.format_table(result)
@@ -60,3 +59,25 @@ def test_a_long_conversation_is_answered_past_8192_tokens():
     assert replies[:-1] == [None] * (len(replies) - 1)
     assert replies[-1].usage.context_tokens > 8192
     assert replies[-1].prompt == conversation.turns[-1].prompt
+
+
+def test_no_guard_scores_the_models_own_harmony():
+    """The evaluation decodes as a session does (format guard on); `--no-guard` turns the guard off for every turn."""
+    from gptoss_lab.engines.local import LocalEngine
+
+    engine = LocalEngine.from_pretrained(CHECKPOINT, progress=False)
+    guards = []
+
+    class Watched:
+        name = engine.name
+
+        def stream(self, prompt, **kw):
+            guards.append(kw["sampling"].guard)
+            return engine.stream(prompt, **kw)
+
+    conversation = evaluate.conversations(1, long_share=0.0)[0]
+    evaluate.run(Watched(), conversation, max_new_tokens=16)
+    assert guards and all(guards)
+    guards.clear()
+    evaluate.run(Watched(), conversation, max_new_tokens=16, guard=False)
+    assert guards and not any(guards)

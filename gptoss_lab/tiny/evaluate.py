@@ -91,7 +91,8 @@ def score(turn: Turn, reply: Reply) -> dict[str, Any]:
     return result
 
 
-def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 320) -> list[Reply | None]:
+def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 320, guard: bool = True
+        ) -> list[Reply | None]:
     """Ask the model the conversation's prompts in one real Session; the reply of each turn.
 
     In a long conversation the teacher writes every turn but the last (None in the list), so the
@@ -99,7 +100,7 @@ def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 3
     user = data.ScriptedUser()
     browser = conversation.library.browser() if conversation.library is not None else None
     session = Session(engine, namespace=copy.deepcopy(conversation.namespace), view=user, browser=browser,
-                      tools=conversation.tools(), date=conversation.date)
+                      tools=conversation.tools(), date=conversation.date, guard=guard)
     teacher, teacher_tokens = data.Teacher(), session.max_new_tokens   # the teacher writes as in training
     teacher.session = session
     replies: list[Reply | None] = []
@@ -113,10 +114,10 @@ def run(engine: Any, conversation: data.Conversation, *, max_new_tokens: int = 3
 
 
 def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD_OUT_SEED, *, long_share: float = 0.1,
-             engine: Any = None, max_new_tokens: int = 320, progress: bool = True, fresh: bool = False
-             ) -> dict[str, Any]:
+             engine: Any = None, max_new_tokens: int = 320, progress: bool = True, fresh: bool = False,
+             guard: bool = True) -> dict[str, Any]:
     """Scores per skill and per turn index (percent), the analysis length per effort, and the failures
-    (`fresh`: see `conversations`)."""
+    (`fresh`: see `conversations`; `guard=False`: the model's own Harmony, with no format guard as it decodes)."""
     engine = engine or LocalEngine.from_pretrained(checkpoint, progress=False)
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     words: dict[str, list[int]] = defaultdict(list)
@@ -124,7 +125,7 @@ def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD
     start = time.time()
     held_out = conversations(n, seed, long_share, fresh)
     for conversation in text_bar(held_out, desc="evaluating", disable=not progress, leave=False):
-        replies = run(engine, conversation, max_new_tokens=max_new_tokens)
+        replies = run(engine, conversation, max_new_tokens=max_new_tokens, guard=guard)
         for k, (turn, reply) in enumerate(zip(conversation.turns, replies), 1):
             if reply is None:
                 continue   # the teacher's turn of a long conversation
@@ -202,12 +203,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="ask fresh held-out sentences in place of the first ones for the question types whose first "
                    "ones were read to write the training sentences of `tiny.train --more-phrasings`")
+    p.add_argument("--no-guard", action="store_true",
+                   help="score the model's own Harmony: decode with no format guard (a session's default is on)")
     p.add_argument("--show-failures", action="store_true", help="print each failed turn as a JSON line")
     p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
     args = p.parse_args(argv)
     try:
         with redirect_stdout(sys.stderr):   # the progress bar: stdout is the table's (`… evaluate > table.md`)
-            result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share, fresh=args.fresh)
+            result = evaluate(args.checkpoint, args.n, args.seed, long_share=args.long_share, fresh=args.fresh,
+                              guard=not args.no_guard)
     except EngineError as err:  # a missing or damaged checkpoint: one line, not a traceback
         p.error(str(err))
     except KeyboardInterrupt:
