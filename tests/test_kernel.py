@@ -507,7 +507,7 @@ def test_config_refuses_a_typo_before_loading_a_model_and_names_the_keys_it_take
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["evalue"].startswith(message), (cell, content["evalue"])
         assert "Loading" not in out and "No model loaded" not in out, (cell, out)
-    assert run(kc, "%gptoss config nosuch=1")[1]["evalue"].endswith(", date, threads; got 'nosuch=1'")
+    assert run(kc, "%gptoss config nosuch=1")[1]["evalue"].endswith(", date, guard, threads; got 'nosuch=1'")
     assert run(kc, "%gptoss config max_token=64")[1]["evalue"].endswith("got 'max_token=64' (did you mean max_tokens?)")
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded"), out

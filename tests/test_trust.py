@@ -142,7 +142,7 @@ def test_config_values_are_checked_too():
         parse_assignments(["verbosity=3"])
     with pytest.raises(SettingsError, match=r"got 'efort=high' \(did you mean effort\?\)$"):
         parse_assignments(["efort=high"])
-    with pytest.raises(SettingsError, match=r"max_tool_calls, .*, date, threads; got 'thread=2' \(did you mean threads\?\)$"):
+    with pytest.raises(SettingsError, match=r"max_tool_calls, .*, date, guard, threads; got 'thread=2' \(did you mean threads\?\)$"):
         parse_assignments(["thread=2"], extra=("threads",))
     assert parse_assignments([" approve = auto ", "threads=2"], extra=("threads",)) == {"approval": "auto", "threads": "2"}
     with pytest.raises(ValueError, match="timeout"):
