@@ -431,6 +431,28 @@ def format_section(rounds: int) -> None:
     start = clock()
     harmony.encode_text("a" * 200_000)
     row("encode 200,000 × 'a', s (openai-harmony: ~17 s, quadratic)", f"{clock() - start:.2f}", "")
+    guard_row(rounds)
+
+
+def guard_row(rounds: int) -> None:
+    """The format guard's cost per token, deep into one long message (what a long analysis pays at each token)."""
+    import torch
+
+    head = [harmony.START, harmony.ASSISTANT, harmony.CHANNEL, *harmony.encode("analysis"), harmony.MESSAGE]
+    text = harmony.encode_text("Each expert reads the tokens routed to it and writes back. " * 3_000)   # > 30,000 ids
+    cells = []
+    for n in (100, 10_000, 30_000):
+        ids = torch.tensor([document(2_000) + head + text[:n]])
+        scores = torch.zeros(1, harmony.VOCAB_SIZE)
+        guard = harmony.FormatGuard()
+        times = []
+        for _ in range(rounds):
+            start = clock()
+            for _ in range(20):
+                guard(ids, scores)
+            times.append((clock() - start) / 20 * 1e6)
+        cells.append(spread(times, "{:.0f}"))
+    row("format guard, µs a token, 100 / 10,000 / 30,000 tokens into a message", " / ".join(cells), "")
 
 
 def tools_section(rounds: int) -> None:
