@@ -1045,3 +1045,34 @@ def test_a_str_subclass_cannot_unbound_the_output():
         "import sys\nclass S(str):\n    def __getitem__(self, k): return 'y' * 10**6\n    def __len__(self): return 1\n"
         "for _ in range(3): sys.stdout.write(S('a'))")
     assert (result.status, result.output) == ("done", "aaa")
+
+
+KEPT_LOCKS = [  # (the code, how its call ends, what the kernel then does that needs the lock)
+    ("import threading\nthreading._active_limbo_lock.acquire()", "done", "threading.Thread(target=int).start()"),
+    ("import threading\nthreading._active_limbo_lock.acquire()\nwhile True:\n    pass", "timeout",
+     "threading.Thread(target=int).start()"),
+    ("import threading\ndef keep():\n    threading._active_limbo_lock.acquire()\n"
+     "t = threading.Thread(target=keep)\nt.start()\nt.join()", "done", "threading.Thread(target=int).start()"),
+    ("import threading\nthreading._shutdown_locks_lock.acquire()", "done", "threading.Thread(target=int).start()"),
+    ("import _imp\n_imp.acquire_lock()", "done", "import colorsys"),   # a module not imported yet
+    ("import logging\nlogging._lock.acquire()", "done", "import logging\nlogging.getLogger('a.logger.not.made.yet')"),
+    ("import sys\nsys.stdout._lock.acquire()\nprint('printed')", "done", ""),
+]
+
+
+@pytest.mark.kernel
+def test_a_lock_the_kernel_needs_taken_and_kept_by_the_code_is_taken_back():
+    """Locks every later thread start, new import or new logger takes, and the output's own: the code took one and
+    never let go (its thread ended holding it). The turn ended with its answer all the same, and the kernel's next
+    cell did what needs the lock (before, the turn never ended or the next import waited for good)."""
+    with started_kernel() as (km, kc):
+        for code, status, then in KEPT_LOCKS:
+            out, content = _execute(kc, f"print(json.dumps(turn({code!r}, timeout=2)))", timeout=30)
+            assert content["status"] == "ok", (code, out)
+            result = json.loads(out.strip().splitlines()[-1])
+            assert (result["status"], result["final"]) == (status, "done"), (code, result)
+            if code.endswith("print('printed')"):
+                assert result["output"] == "printed\n"
+            out, content = _execute(kc, then + "\nprint('went on')", timeout=30)
+            assert (content["status"], out) == ("ok", "went on\n"), code
+            _assert_alive_and_answering(km, kc)

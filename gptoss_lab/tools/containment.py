@@ -55,6 +55,11 @@ watches, so the caller has its answer at the timeout whatever the code does:
   there, a loop in its __del__ held the kernel, and freed as the interpreter ends, the process's exit. Keys that are not plain text (not plain ints, in threading's table) put
   by the code in the modules' tables above, `sys.modules`, `sys.path_importer_cache`, threading's table or the
   namespace are taken out without a comparison (`_plain_keys`): hashed as a name, a look-up of it ran their code.
+- The locks the kernel's own work takes (threading's two, for every thread started or ended; logging's, for every
+  new logger; the import lock, for every first import) are taken back after each run where the code took one and
+  kept it (`_free_kernel_locks`; the worker gives back the import lock itself, as only its owner can): the watcher
+  waited for threading's for good, and a later cell for the import lock. The lab takes its own such locks with
+  `seize`, never waiting on the code for more than HOLD seconds.
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
   its answer at the timeout anyway, the user is told on stderr, and the worker keeps being stopped in
   the background (every REPEAT seconds, so it may run a moment after the call returns).
@@ -64,7 +69,8 @@ of memory), a C loop that never releases the GIL (`sum(range(10**12))` freezes t
 it would in a cell), or another process ending this one (`subprocess.run(["kill", ...])`). Nor are
 the other ways to the same descriptors and streams (`socket.socket(fileno=...)`, `io.FileIO(fd)`, an
 `os.dup` of one, the kernel's stream objects found through `gc`, a child opening `/proc/<pid>/fd/1`).
-Approval is the defence against those. Nor is what the code leaves behind and other code runs later: a
+Approval is the defence against those. Nor is another lock it keeps (a library's, one of the kernel's objects', the
+import lock taken in a thread of its own). Nor is what the code leaves behind and other code runs later: a
 function of the lab's or of a library it uses that the code replaced (the lab's own code runs it), an
 object of its in the namespace (or a cyclic one the garbage collector finalizes on another kernel thread) runs
 as the user's code when used or freed; a key of the code's put in a table while the watcher puts a name back
@@ -72,6 +78,7 @@ in the same moment is compared there (it can then hold the watcher, not end the 
 """
 from __future__ import annotations
 
+import _imp
 import _thread
 import abc
 import asyncio
@@ -121,6 +128,7 @@ SETTLE = 0.25     # seconds at most that a run waits for the kernel's other thre
 _SETTLE_LOOK = 0.002  # seconds between two looks at the other threads' stacks (`_settle`)
 STOP_POLL = 0.1   # seconds between asks of the view's Stop while a trusted function runs
 REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
+HOLD = 1.0        # seconds a lock the kernel needs may stay held before it is taken from its holder (see `seize`)
 
 
 class _Ident(ctypes._SimpleCData):
@@ -156,6 +164,11 @@ _KEPT = tuple((module, module.__dict__) for module in (builtins, sys, threading,
 # attribute, __class__ for isinstance, __hash__, __eq__) run its code on whichever thread looks.
 _active, _limbo = threading._active, threading._limbo  # type: ignore[attr-defined]
 _tables_lock = threading._active_limbo_lock  # type: ignore[attr-defined]  # (threading's may be emptied by the code)
+_LOCK_TYPES = (type(_allocate_lock()), _thread.RLock)
+# the locks every later thread start (and end) takes: the code's taking one and keeping it froze the kernel
+_THREADING_LOCKS = tuple(lock for lock in (_tables_lock, vars(threading).get("_shutdown_locks_lock"))
+                         if any(type(lock) is kind for kind in _LOCK_TYPES))
+_release_import_lock, _import_lock_held, _NotHeld = _imp.release_lock, _imp.lock_held, RuntimeError
 _MAIN_THREAD = threading.main_thread()  # the kernel's; a replaced threading.get_ident could take it out of `_active`
 _MAIN = _MAIN_THREAD.ident
 _stopping: set[int] = set()   # threads being stopped by force: their stop exceptions trace every line
@@ -164,6 +177,48 @@ _stopping: set[int] = set()   # threads being stopped by force: their stop excep
 # freed as the interpreter ends, it held the process's exit). The list is given a reference nothing takes back.
 _TAKEN_OUT: list[Any] = []
 ctypes.PyDLL(None, handle=ctypes.pythonapi._handle).Py_IncRef(_Object(_TAKEN_OUT))
+
+
+def seize(lock: Any) -> None:
+    """Acquire `lock`, one the kernel or the lab needs that the code can reach and keep (`threading._active_limbo_lock
+    .acquire()` left the watcher waiting for it for good, no Reply, interrupts held): its clean holders keep it for
+    microseconds, so held past HOLD seconds it is the code's and is taken from its holder (an RLock's owner is not
+    asked). Waiting code threads wake at least every HOLD seconds, where a stop request reaches them."""
+    while not lock.acquire(timeout=HOLD):
+        try:
+            if type(lock) is _thread.RLock:
+                lock._release_save()
+            else:
+                lock.release()
+        except RuntimeError:  # released meanwhile
+            pass
+
+
+class _Seized:
+    """`with _Seized(lock):` as `with lock:`, for a lock the code can keep (see `seize`). Not contextlib's: its
+    exits look up builtins, which the code may have emptied (the worker's end takes threading's table lock)."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        seize(self.lock)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def _free_kernel_locks() -> None:
+    """Take back the process-wide locks the code's threads took and kept: threading's (every later thread start waited
+    for them), the import lock (every later import of a new module did; only its owner can release it, so the worker
+    does that as it ends) and logging's (every new logger did)."""
+    logging = _modules.get("logging")
+    lock = vars(logging).get("_lock") if type(logging) is types.ModuleType else None
+    for lock in _THREADING_LOCKS + ((lock,) if any(type(lock) is kind for kind in _LOCK_TYPES) else ()):
+        seize(lock)
+        lock.release()
 
 
 def _thread_of(ident: int) -> Any:
@@ -305,6 +360,11 @@ class _Worker(threading.Thread):
         except BaseException:  # a second stop request landed while the first was recorded
             self.failed = True
         self.finished = True
+        try:   # the import lock the code took and kept (`_imp.acquire_lock()`); the names are this module's, as the
+            while _import_lock_held():   # code may have emptied builtins
+                _release_import_lock()
+        except _NotHeld:  # another thread's (a kernel thread importing)
+            pass
         try:
             ended.release()
             _settrace(None)
@@ -320,7 +380,7 @@ class _Worker(threading.Thread):
     def _delete(self) -> None:
         """Take this thread out of threading's table by its own ident: threading's own way asks
         `threading.get_ident`, which the code may have replaced (it would take the kernel's thread out)."""
-        with _tables_lock:
+        with _Seized(_tables_lock):
             if _thread_of(self._ident) is self:
                 _plain_keys(_active, int)
                 del _active[self._ident]
@@ -1070,6 +1130,7 @@ class _Guards:
                     run.shell_hooks.put_back(run.timeout)
                 except Exception:  # a shell the code made unrepairable: never an error here (the watcher retries
                     pass           # a put-back that raises, as it would one the code raised into it)
+        _free_kernel_locks()  # once the builtins it looks up are back
 
     def refill(self, run: _Run) -> None:
         """While the code runs: the builtins and attributes of `sys`, `threading`, `os` ... that it deleted, back
@@ -1106,7 +1167,7 @@ class _Guards:
             _restore(_modules, name, module)
         finders = sys.path_importer_cache  # the kernel's again, were it rebound
         _plain_keys(finders)
-        with _tables_lock:  # a thread later filed under that ident would compare it (threading.current_thread())
+        with _Seized(_tables_lock):  # a thread later filed under that ident would compare it (threading.current_thread())
             _plain_keys(_active, int)
         for folder, finder in kept_finders.items():
             _restore(finders, folder, finder, if_there=finder is None)
@@ -1138,7 +1199,7 @@ class _Guards:
     def _uninstall_if_done(self) -> None:
         """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
         if _thread_of(_MAIN) is not _MAIN_THREAD:  # taken out by a thread that ended under a replaced get_ident
-            with _tables_lock:
+            with _Seized(_tables_lock):
                 _plain_keys(_active, int)
                 _active[_MAIN] = _MAIN_THREAD
         _stopping.intersection_update(_current_frames())
