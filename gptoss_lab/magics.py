@@ -66,7 +66,9 @@ class _Parser(argparse.ArgumentParser):
             value = value or (after[0] if after and not after[0].startswith("-") else "...")
             return f": settings are KEY=VALUE, did you mean '{near[0]}={value}'?" if near else ""
         near = difflib.get_close_matches(word[1], sorted(_words_known(parser)), n=1, cutoff=0.7)
-        return f": did you mean {near[0]!r}?" if near else self._misplaced(args)
+        if near:
+            return f": did you mean {near[0]!r}?"
+        return "" if message.startswith("argument -") else self._misplaced(args)  # (an option's value: not misplaced)
 
     def _misplaced(self, args: list[str]) -> str:
         """A hint where a question, or a cell's option, was written on the wrong line (`%gptoss -e high`,
@@ -81,7 +83,8 @@ class _Parser(argparse.ArgumentParser):
         if any(a.split("=")[0] in cell_options for a in args):
             return (": cell options go on the first line of a %%gptoss cell, above the question "
                     "(`%gptoss config KEY=VALUE` sets them for every cell)")
-        if len(args) > 1 or args[0].endswith("?"):
+        commands = {name for a in self._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
+        if args[0] not in commands and (len(args) > 1 or args[0].endswith("?")):   # (`load tiny extra`: a stray word)
             return ": to ask, write the question on the lines below a %%gptoss line"
         return ""
 

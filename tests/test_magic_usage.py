@@ -47,3 +47,15 @@ def test_a_mistake_names_what_was_meant(magic, line, said, then):
     assert said in message and then in message and message.index(said) < message.index(then), message
     assert message.endswith(f" (see {magic} --help)")
     assert ("did you mean" in message) is ("did you mean" in then), message
+
+
+@pytest.mark.parametrize("magic,line", [("%%gptoss", "--approve maybe"), ("%%gptoss", "--effort extreme"),
+                                        ("%gptoss", "load tiny extra"), ("%gptoss", "reset now")])
+def test_a_wrong_value_or_a_stray_word_is_not_taken_for_a_question(magic, line):
+    """The question was already below the magic line: the error names the value or word, and no misplaced question."""
+    parser = _line_parser() if magic == "%gptoss" else _cell_parser()
+    with pytest.raises(UsageError) as error:
+        parser.parse_args(_words(line))
+    message = str(error.value)
+    assert line.split()[-1] in message and message.endswith(f" (see {magic} --help)"), message
+    assert "question" not in message and "did you mean" not in message, message
