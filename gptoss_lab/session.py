@@ -644,7 +644,10 @@ class _Turn:
         self.reply.interrupted = True
         self._keep_partial()
         self._answer_unanswered("skipped", _STOPPED_BEFORE)
-        self._end_early("Stopped: the partial reply is kept.")
+        if self.reply.messages:
+            self._end_early("Stopped: the partial reply is kept.")
+        else:  # stopped inside the first message's header: no text of the model's to keep
+            self._end_early("Stopped before the model had written any text: nothing to keep.")
 
     def fail(self, err: Exception) -> None:
         """An engine, tool or view failed mid-turn: keep the partial reply and say what happened in one line."""

@@ -337,7 +337,7 @@ def test_stop_before_the_headers_ends_the_reader_at_once(request, server):
         else:
             session = Session.connect(url, timeout=60, retries=3, session_options={"namespace": {}, "tools": "none"})
         reply = session.ask("Say hi", view=_StopAfter(0.5))
-        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert reply.interrupted and reply.errors == ["Stopped before the model had written any text: nothing to keep."]
         assert _gone_within(1), _readers()  # so it cannot ask a busy server again either
 
 
@@ -369,7 +369,7 @@ def test_stop_while_connecting_ends_the_reader_at_once():
         assert _gone_within(5)  # no reader of an earlier test is left
         before = threading.active_count()
         reply = session.ask("Say hi", view=_StopAfter(0.5))
-        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert reply.interrupted and reply.errors == ["Stopped before the model had written any text: nothing to keep."]
         deadline = time.monotonic() + 1
         while threading.active_count() > before and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -401,7 +401,7 @@ def test_stop_while_the_name_lookup_hangs_ends_the_reader_at_once(monkeypatch):
             session = Session(RemoteEngine("http://gpu-box.test:8000", timeout=60), namespace={}, tools="none")
         assert _gone_within(5)
         reply = session.ask("Say hi", view=_StopAfter(0.5))
-        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert reply.interrupted and reply.errors == ["Stopped before the model had written any text: nothing to keep."]
         assert _gone_within(1), _readers()
     finally:
         release.set()
@@ -415,7 +415,7 @@ def test_stop_while_a_busy_server_trickles_its_error_body_ends_the_reader_at_onc
         session = Session.connect(server.url, timeout=60, session_options={"namespace": {}, "tools": "none"})
         assert _gone_within(5)
         reply = session.ask("Say hi", view=_StopAfter(0.5))
-        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert reply.interrupted and reply.errors == ["Stopped before the model had written any text: nothing to keep."]
         assert _gone_within(1), _readers()
 
 
@@ -430,5 +430,5 @@ def test_stop_before_the_output_shows_harmony_is_a_stop_not_a_stripping_server()
         started = time.perf_counter()
         reply = session.ask("Say hi", view=_StopAfter(0.5))
         assert time.perf_counter() - started < 3
-        assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+        assert reply.interrupted and reply.errors == ["Stopped before the model had written any text: nothing to keep."]
         assert session.ask("Still there?").final == "Back."

@@ -190,7 +190,8 @@ def test_an_interrupt_while_the_view_starts_still_ends_the_turn_with_a_reply():
 
     s = session(FINAL.format(text="first") + FINAL.format(text="second"))
     reply = s.ask("q", view=Slow())
-    assert reply.interrupted and s.replies == [reply] and reply.errors == ["Stopped: the partial reply is kept."]
+    assert reply.interrupted and s.replies == [reply]
+    assert reply.errors == ["Stopped before the model had written any text: nothing to keep."]  # (not "is kept")
     assert s.regenerate().final == "first" and len(s.replies) == 1  # turns and replies kept in step
 
 
