@@ -563,7 +563,10 @@ class GptossMagics(Magics):
             print("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
                   f"`%gptoss help` lists everything.{kept}")
             return
-        print(f"model: {visible(self.session.engine.name)} | {_described(self.session.settings)} | "
+        allowed = self.session.always_allowed if self.session.settings.approval == "ask" else ()
+        always = (f" | always allowed: {visible(', '.join(allowed))} (`%gptoss config approve=ask` asks again)"
+                  if allowed else "")
+        print(f"model: {visible(self.session.engine.name)} | {_described(self.session.settings)}{always} | "
               f"turns: {len(self.session.replies)}")
 
     def _last_routing(self) -> Any:

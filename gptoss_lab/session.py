@@ -146,6 +146,12 @@ class Session:
             self._allowed.clear()
         return self.settings
 
+    @property
+    def always_allowed(self) -> tuple[str, ...]:
+        """What "Always allow" allowed in this conversation (python, the browser, or one function): asked about no
+        more until approval is set again."""
+        return tuple(sorted(self._allowed))
+
     @_one_at_a_time
     def unload(self) -> None:
         """Let go of the model: its weights and KV cache are freed (once no other variable holds the engine) and

@@ -186,3 +186,27 @@ def test_a_long_unknown_recipient_is_cut_in_the_error_the_model_reads():
 
     text = Toolset.resolve([lookup], {}, {}).unknown("functions." + "x" * 64_000)
     assert text == "Error: there is no tool named '" + "functions." + "x" * 70 + "…'; available: functions.lookup"
+
+
+def test_status_says_what_always_allow_allowed_until_approval_is_set_again(capsys):
+    """After "Always allow" calls run unasked: `%gptoss status` says so, and how to be asked again."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        recording = _python("x = 1") + FINAL.format("a")
+        shell.user_ns["s"] = session = Session(ReplayEngine(recording), namespace=shell.user_ns, approval="ask")
+        shell.run_line_magic("gptoss", "use s")
+        shell.run_line_magic("gptoss", "status")
+        assert "always allowed" not in capsys.readouterr().out
+        session.ask("one", view=_Asks(Approval(True, always=True)))
+        assert session.always_allowed == ("python",)
+        shell.run_line_magic("gptoss", "status")
+        assert ("| always allowed: python (`%gptoss config approve=ask` asks again) | turns: 1"
+                in capsys.readouterr().out)
+        shell.run_line_magic("gptoss", "config approve=ask")
+        shell.run_line_magic("gptoss", "status")
+        assert session.always_allowed == () and "always allowed" not in capsys.readouterr().out
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
