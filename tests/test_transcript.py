@@ -165,6 +165,20 @@ def test_a_long_tool_output_folds_in_saved_renderings_and_loses_nothing() -> Non
     assert "more line" not in short.to_html() and "more line" not in short.to_markdown()
 
 
+def test_a_long_prompt_folds_in_the_saved_turn_and_loses_nothing() -> None:
+    """A pasted 60-line prompt shows its first 20 lines above the answer; the rest is one click away (it filled the
+    screen and pushed the answer out of sight)."""
+    prompt = "\n".join(f"line {i} of the pasted log" for i in range(60))
+    page = Transcript.from_reply(Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask(prompt)).to_html()
+    shown, folded = page.split('<details><summary>', 1)
+    assert "line 19 of" in shown and "line 20 of" not in shown
+    assert folded.startswith("40 more lines (") and "line 20 of" in folded and "line 59 of" in folded
+    assert folded.index("line 59 of") < folded.index("</details></div>")   # inside the prompt's box
+    assert "<details>" not in Transcript.from_reply(
+        Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("A short question?")).to_html().split(
+        "gx-reasoning")[0]
+
+
 def test_a_tool_call_of_backticks_renders_in_linear_time_and_its_name_is_cut() -> None:
     """A tool name, code and output of 64 000 backticks each (a hostile or broken server): every code span and
     fence is one backtick longer than the longest run inside, found in one pass (a loop of `in` checks took

@@ -195,7 +195,14 @@ class Turn {
     this.contextWindow = op.context_window || 0;
     this.node = h("div", "gx-turn gx-live");
     const row = h("div", "gx-prompt-row");
-    row.append(h("div", "gx-prompt", op.prompt));
+    const rest = op.prompt_rest || "", prompt = h("div", "gx-prompt",
+      rest ? op.prompt.slice(0, op.prompt.length - rest.length).replace(/\n+$/, "") : op.prompt);
+    if (rest) {   // a long prompt folds past its first lines (the kernel cuts it, as in the saved turn)
+      const more = h("details", "gx-prompt-more");
+      more.append(h("summary", null, op.prompt_more), document.createTextNode(rest));
+      prompt.append(more);
+    }
+    row.append(prompt);
     this.items = h("div", "gx-items");
     this.bar = h("div", "gx-bar");
     const why = "End generation (like interrupting the kernel); the partial reply is kept";

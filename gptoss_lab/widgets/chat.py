@@ -28,7 +28,8 @@ from .comm import CommPump, busy_status
 from .citations import card_html, with_chips
 from .sanitize import shown_output
 from .text import ask_on_stdin
-from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
+from .transcript import Block, Transcript, code_html, code_language, fold, markdown_html, more_label, \
+    stable_markdown_end
 
 if TYPE_CHECKING:
     from ..events import Reply, Usage
@@ -193,8 +194,10 @@ class ChatView(anywidget.AnyWidget):
         self._decisions.clear()
         self._log, self._md, self._open = [], {}, set()
         self._rate, self._t0 = _Rate(), time.perf_counter()
-        self._queue({"op": "turn", "prompt": event.prompt, "effort": event.effort, "model": event.model,
-                     "approval": event.approval, "context_window": event.context_window})
+        rest = fold(event.prompt)[1]   # a long prompt folds past its first lines, as in the saved turn
+        self._queue({"op": "turn", "prompt": event.prompt, "prompt_rest": rest, "prompt_more": more_label(rest) if rest
+                     else "", "effort": event.effort, "model": event.model, "approval": event.approval,
+                     "context_window": event.context_window})
 
     def _end(self, reply: "Reply") -> None:
         """Close what the turn left open (Stop mid-message), send the stats and the saved form."""

@@ -237,8 +237,8 @@ class Transcript:
                 out.append(f"**Tool call {_code_span(_tool_name(item))}** — {_status(item)}{edited}\n\n"
                            + fenced(code, code_language(item)))
                 if item.call is not None and item.call.output:
-                    head, rest = _fold(shown_output(item.call.output))
-                    out.append("Output:\n\n" + fenced(head) + (f"\n\n<details><summary>{_more(rest)}</summary>\n\n"
+                    head, rest = fold(shown_output(item.call.output))
+                    out.append("Output:\n\n" + fenced(head) + (f"\n\n<details><summary>{more_label(rest)}</summary>\n\n"
                                                                  f"{fenced(rest)}\n\n</details>" if rest else ""))
             elif prose is fenced:  # code, in which no line is structure
                 out.append(fenced(item.text))
@@ -254,7 +254,9 @@ class Transcript:
 
         Tool cards are one-column tables and line breaks are <br>, so the turn keeps its shape where
         the <style> block is dropped (GitHub, sanitising front ends)."""
-        out = [f'<div class="gx-prompt" dir="auto"><b>You:</b> {_lines(self.prompt)}</div>']
+        head, rest = fold(self.prompt)
+        more = f'<details><summary>{more_label(rest)}</summary>{_lines(rest)}</details>' if rest else ""
+        out = [f'<div class="gx-prompt" dir="auto"><b>You:</b> {_lines(head)}{more}</div>']
         noted = False
         for item in self.items:
             if isinstance(item, Notice):
@@ -488,9 +490,9 @@ def _tool_html(block: Block) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def _fold(text: str) -> tuple[str, str]:
-    """A tool's output split into what a saved card shows (FOLD_LINES lines, FOLD_CHARS characters at most)
-    and the rest, which folds into <details> so a long output does not bury the answer (rest "" when short)."""
+def fold(text: str) -> tuple[str, str]:
+    """A tool's output or a prompt split into what a card shows (FOLD_LINES lines, FOLD_CHARS characters at most)
+    and the rest, which folds into <details> so a long one does not bury the answer (rest "" when short)."""
     lines = text.splitlines(keepends=True)
     if len(lines) <= FOLD_LINES + 4 and len(text) <= FOLD_CHARS + 200:  # folding a few lines would save nothing
         return text, ""
@@ -499,15 +501,15 @@ def _fold(text: str) -> tuple[str, str]:
     return text[:cut].rstrip("\n"), text[cut:]
 
 
-def _more(rest: str) -> str:
-    """The summary of a folded output: how much more there is."""
+def more_label(rest: str) -> str:
+    """The summary of a folded output or prompt: how much more there is."""
     lines = rest.rstrip("\n").count("\n") + 1
     return f"{lines} more lines ({len(rest):,} characters)" if lines > 1 else f"{len(rest):,} more characters"
 
 
 def _output_html(output: str) -> str:
-    head, rest = _fold(output)
-    folded = (f'<details><summary>{_more(rest)}</summary><pre class="gx-output">{html.escape(rest)}</pre></details>'
+    head, rest = fold(output)
+    folded = (f'<details><summary>{more_label(rest)}</summary><pre class="gx-output">{html.escape(rest)}</pre></details>'
               if rest else "")
     return f'<pre class="gx-output">{html.escape(head)}</pre>{folded}'
 

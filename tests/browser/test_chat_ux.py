@@ -6,6 +6,8 @@ Screenshots: /tmp/gptoss_chat_ux_focus.png, /tmp/gptoss_chat_ux_grey_light.png, 
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser.test_chat_browser import CONTRAST
@@ -256,3 +258,26 @@ def test_a_second_view_drawn_mid_turn_shows_the_turn(lab_notebook):
     second.locator(".gx-run").click()
     page.wait_for_function("() => [...document.querySelectorAll('.gx-chat')].every("
                            "(v) => v.querySelector(\".gx-tool[data-status='done']\"))", timeout=30_000)
+
+
+def test_a_long_prompt_folds_live_and_saved(lab_notebook):
+    """A pasted 60-line prompt: the bubble shows its first 20 lines and "40 more lines (...)", live and in the saved
+    turn, so the answer stays in sight (the bubble was taller than the screen); one click shows all of it.
+    Screenshot: /tmp/gptoss_chat_ux_long_prompt.png."""
+    cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+             "from gptoss_lab.widgets.transcript import Transcript\n"
+             "session = Session(ReplayEngine('<|channel|>final<|message|>Read it.<|return|>'), approval='auto')\n"
+             "pasted = '\\n'.join(f'line {i} of the pasted log' for i in range(60))",
+             "reply = session.ask(pasted, view=ChatView.show())",
+             "Transcript.from_reply(reply)"]
+    page = lab_notebook(cells, wait_for=".gx-fallback .gx-prompt")
+    page.wait_for_selector(".gx-chat .gx-footer")
+    page.screenshot(path="/tmp/gptoss_chat_ux_long_prompt.png", full_page=True)
+    for view in (".gx-chat", ".gx-fallback"):
+        prompt = page.locator(f"{view} .gx-prompt")
+        summary = prompt.locator("details > summary")
+        assert re.fullmatch(r"40 more lines \([\d,]+ characters\)", summary.inner_text().strip()), view
+        assert prompt.bounding_box()["height"] < 600, view                      # 20 lines, not 60
+        assert "line 19 of" in prompt.inner_text() and "line 59 of" not in prompt.inner_text(), view
+        summary.click()
+        assert "line 20 of" in prompt.inner_text() and "line 59 of the pasted log" in prompt.inner_text(), view
