@@ -333,6 +333,8 @@ def test_approval_questions_always_show_where_a_page_is(server: FakeServer) -> N
         "Open result 1: Owl (http://127.0.0.1:8888/api/contents)?"   # a hit's address is kept without its user name
     assert browser.approval_question(ToolCall("browser.open", "analysis", json.dumps({"id": hidden}))) == \
         f"Open http://…@127.0.0.1:8888/api/contents (the web through SearXNG at {server.url})?"
+    lookalike = ToolCall("browser.open", "analysis", json.dumps({"id": "https://p\u0430yp\u0430l.com/login?q=SECRET"}))
+    assert browser.approval_question(lookalike).startswith("Open https://p\\u0430yp\\u0430l.com/login?q=SECRET (")
 
 
 def test_a_search_service_that_trickles_or_floods_is_cut_off(server: FakeServer) -> None:

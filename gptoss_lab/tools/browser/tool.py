@@ -24,6 +24,7 @@ from openai_harmony import ToolNamespaceConfig
 
 from ...events import Citation, ToolCall
 from ...harmony import clean
+from ...widgets.sanitize import reveal_mixed_scripts
 from ..base import Tool, ToolResult
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
@@ -305,7 +306,8 @@ class Browser(Tool):
 
 def _address(url: str) -> str:
     """`url` for an approval question, short enough that the question never loses its host: a user
-    name before the host (`user@`) is left out, a long host keeps its end, a long rest is cut."""
+    name before the host (`user@`) is left out, a long host keeps its end, a long rest is cut, and a host's lookalike
+    letters are written out (`p\\u0430yp\\u0430l.com`: where the request and what its address carries go)."""
     url = one_line(url, 10_000)
     try:
         parts = urlsplit(url)
@@ -313,7 +315,7 @@ def _address(url: str) -> str:
         return one_line(url, 120)
     if not parts.netloc:
         return one_line(url, 120)
-    host = parts.netloc.rsplit("@", 1)[-1]
+    host = reveal_mixed_scripts(parts.netloc.rsplit("@", 1)[-1])
     host = host if len(host) <= 80 else "…" + host[-79:]
     start = f"{parts.scheme}://{'…@' if '@' in parts.netloc else ''}{host}"
     rest = url.split(parts.netloc, 1)[1]
