@@ -189,6 +189,29 @@ def test_a_pdf_page_drawing_megabytes_is_refused_before_pypdf_parses_it(tmp_path
                               "1 s (page 1 draws 20.0 MB))")
 
 
+def test_a_pdf_page_listing_one_font_map_under_many_names_is_refused_before_pypdf_parses_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pypdf parses a font's ToUnicode map once for every name the page lists it under, before the first drawing
+    operation reaches the deadline: a 4 kB file listing one 1.4 MB map under 150 names took 66 s of a 60 s limit."""
+    monkeypatch.setattr(extract, "MAX_PDF_SECONDS", 1.0, raising=False)
+    cmap = zlib.compress(b"/CIDInit /ProcSet findresource begin\nbegincmap\nbeginbfchar\n" + b"<0001> <0041>\n" * 99_000
+                         + b"endbfchar\nendcmap\n", 9)
+    names = b" ".join(b"/F%d 4 0 R" % i for i in range(150))
+    content = b"BT /F0 12 Tf 72 700 Td (Hello) Tj ET"
+    (tmp_path / "fonts.pdf").write_bytes(pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /MediaBox [0 0 612 792] /Resources << /Font << %s >> >> /Contents 5 0 R >>" % names,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(cmap), cmap)]))
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    t0 = time.perf_counter()
+    described = Browser(tmp_path).describe()
+    assert time.perf_counter() - t0 < 3
+    assert described.endswith("; skipped 1 that could not be read (fonts.pdf: reading the PDF would take longer than "
+                              "1 s (page 1 draws 0.0 MB and maps its fonts in 207.9 MB))"), described
+
+
 def test_a_pdf_page_that_cannot_be_read_in_the_time_left_of_a_folder_is_refused(tmp_path: Path,
                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local, "MAX_READ_SECONDS", 1.0, raising=False)

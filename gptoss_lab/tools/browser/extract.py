@@ -34,6 +34,7 @@ DOCUMENT_SUFFIXES = HTML_SUFFIXES | MARKDOWN_SUFFIXES | TEXT_SUFFIXES | PDF_SUFF
 MAX_PDF_PAGES = 5_000
 MAX_PDF_SECONDS = 60.0
 PDF_PARSE_BYTES_PER_SECOND = 500_000   # of drawing operations, about the slowest pypdf parses them (hex strings)
+CMAP_PARSE_BYTES_PER_SECOND = 1_500_000   # of fonts' character maps, half the rate pypdf parsed 1.4 MB of `bfchar` lines
 MAX_HTML_SECONDS = 10.0     # html2text is pure Python: a 5 MB page of `<br>` took 19 s to convert
 MAX_MAIN_CONTENT_TAGS = 50_000  # readability-lxml (pure Python too) cuts only pages of at most this many tags
 MAX_HTML_TAGS = 1_000_000   # more take longer than MAX_HTML_SECONDS to convert; parsing them alone took seconds
@@ -269,9 +270,11 @@ def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | Non
                 in_time()
                 # pypdf parses a page's drawing operations whole before the first reaches in_time: 20 MB of one
                 # hex string (a 20 kB file) took 8 s past the deadline
-                if (size := _drawing_bytes(page, in_time)) > (deadline - time.monotonic()) * PDF_PARSE_BYTES_PER_SECOND:
+                drawing, fonts = _parse_bytes(page, in_time)
+                if drawing / PDF_PARSE_BYTES_PER_SECOND + fonts / CMAP_PARSE_BYTES_PER_SECOND > deadline - time.monotonic():
+                    maps = f" and maps its fonts in {fonts / 1e6:,.1f} MB" if fonts > 100_000 else ""
                     raise ExtractError(f"reading the PDF would take longer than {limit} (page {number} draws "
-                                       f"{size / 1e6:,.1f} MB)")
+                                       f"{drawing / 1e6:,.1f} MB{maps})")
                 pages.append(page.extract_text(visitor_operand_before=in_time) or "")
             title = (reader.metadata or {}).get("/Title") if reader.metadata else None
     except ExtractError:
@@ -307,11 +310,34 @@ def _page_count(node: Any, in_time: Callable[[], None]) -> int:
     return count(node)
 
 
-def _drawing_bytes(page: Any, in_time: Callable[[], None]) -> int:
-    """Bytes of the drawing operations pypdf parses to read `page`: its contents (a stream as often as they list
+def _parse_bytes(page: Any, in_time: Callable[[], None]) -> tuple[int, int]:
+    """Bytes pypdf parses to read `page`: of its drawing operations, its contents (a stream as often as they list
     it: pypdf joins them) and the forms its resources hold, forms within forms too (decoded: pypdf keeps what it
-    decoded for the reading)."""
+    decoded for the reading); and of its fonts' character maps (ToUnicode, a CMap encoding), once for every name a
+    font is listed under in the page's or a form's resources, as pypdf parses each name's maps anew before the first
+    drawing operation reaches the deadline's check (a 4 kB file listing one 1.4 MB map under 150 names took 66 s)."""
     from pypdf.generic import StreamObject
+
+    sizes: dict[int, int] = {}   # a map's decoded size, by the stream's id (each decoded once here)
+
+    def size(stream: StreamObject) -> int:
+        if id(stream) not in sizes:
+            in_time()
+            sizes[id(stream)] = len(stream.get_data())
+        return sizes[id(stream)]
+
+    def font_maps(resources: Any) -> int:
+        resources = resources.get_object() if resources is not None else None
+        fonts = resources.get("/Font") if isinstance(resources, dict) else None
+        fonts = fonts.get_object() if fonts is not None else None
+        total = 0
+        for font in fonts.values() if isinstance(fonts, dict) else ():
+            font = font.get_object()
+            for key in ("/ToUnicode", "/Encoding") if isinstance(font, dict) else ():
+                cmap = font.get(key)
+                cmap = cmap.get_object() if cmap is not None else None
+                total += size(cmap) if isinstance(cmap, StreamObject) else 0
+        return total
 
     def forms(resources: Any) -> list[Any]:
         resources = resources.get_object() if resources is not None else None
@@ -320,7 +346,7 @@ def _drawing_bytes(page: Any, in_time: Callable[[], None]) -> int:
         return [x for x in xobjects.values() if isinstance(form := x.get_object(), StreamObject)
                 and form.get("/Subtype") == "/Form"] if isinstance(xobjects, dict) else []
 
-    total, seen = 0, set()
+    total, maps, seen = 0, font_maps(page.get("/Resources")), set()
     todo = [page.get("/Contents"), *forms(page.get("/Resources"))]
     while todo:
         in_time()
@@ -335,7 +361,8 @@ def _drawing_bytes(page: Any, in_time: Callable[[], None]) -> int:
             todo += node
         elif isinstance(node, StreamObject):
             todo += forms(node.get("/Resources"))
-    return total
+            maps += font_maps(node.get("/Resources"))
+    return total, maps
 
 
 @contextlib.contextmanager
