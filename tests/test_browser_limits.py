@@ -114,6 +114,18 @@ def test_a_web_page_of_unclosed_angle_brackets_is_read_at_once() -> None:
     assert "Barn owls hunt at dusk." in text and time.perf_counter() - t0 < 5
 
 
+@pytest.mark.parametrize("kb, depth, blanks", [(200, 50, 254), (1000, 50, 1)], ids=["blank runs", "deep"])
+def test_a_web_page_readability_would_take_long_on_is_read_at_once(kb: int, depth: int, blanks: int) -> None:
+    """readability-lxml cleans every candidate's whole text, before the page's deadline is first looked at: 200 kB of
+    254-blank runs in 50 nested blockquotes took 14 s (Stop unheard; 5 MB: minutes), 1 MB of text in them 4.7 s."""
+    text = (" " * blanks + "x") * (kb * 1000 // (blanks + 1))
+    html = ("<html><body><p>Barn owls hunt at dusk.</p>" + "<blockquote>" * depth + text + "</blockquote>" * depth
+            + "</body></html>")
+    t0 = time.perf_counter()
+    page = html_page(html, "https://owls.example/", main_content=True)
+    assert time.perf_counter() - t0 < 3 and "Barn owls hunt at dusk." in page.text
+
+
 def test_a_paragraph_of_blank_lines_is_read_at_once(tmp_path: Path) -> None:
     """html2text escapes a `-` or `+` at the start of a line with `^(\\s*)(-)`, which from each line spanned all the
     white space after it: 40,000 lines of ` ` in a paragraph held the kernel 41 s, and the page was refused."""

@@ -37,6 +37,10 @@ PDF_PARSE_BYTES_PER_SECOND = 500_000   # of drawing operations, about the slowes
 CMAP_PARSE_BYTES_PER_SECOND = 1_500_000   # of fonts' character maps, half the rate pypdf parsed 1.4 MB of `bfchar` lines
 MAX_HTML_SECONDS = 10.0     # html2text is pure Python: a 5 MB page of `<br>` took 19 s to convert
 MAX_MAIN_CONTENT_TAGS = 50_000  # readability-lxml (pure Python too) cuts only pages of at most this many tags
+# ... and only pages whose elements' texts, each counted in every element around it, come to at most this many
+# characters: readability cleans each candidate's whole text (0.15 s a million, with blank runs cut to 16 below)
+MAX_MAIN_CONTENT_WORK = 10_000_000
+_LONG_BLANKS = re.compile(r"\s{17,}")   # readability's own clean-up regexes slowed 10x on runs of 254 blanks
 MAX_HTML_TAGS = 1_000_000   # more take longer than MAX_HTML_SECONDS to convert; parsing them alone took seconds
 MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
 PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadline looked at between (in one call,
@@ -448,10 +452,22 @@ def _declared_charset(data: bytes) -> str | None:
 # ---------------------------------------------------------------- the reference's HTML conversion
 
 def _main_content(html: str) -> tuple[str, str]:
-    """readability-lxml's main content of a web page, unless it kept too little of it."""
+    """readability-lxml's main content of a web page, unless it kept too little of it, or the page would take it
+    more than a second or two (MAX_MAIN_CONTENT_WORK: 200 kB of text in 50 nested blockquotes took 14 s, before any
+    deadline was looked at); then the page is kept whole, as one of too many tags is."""
+    import lxml.html
     from readability import Document
 
     logging.getLogger("readability").setLevel(logging.CRITICAL)  # it logs each page it gives up on, traceback and all
+    html = _LONG_BLANKS.sub(lambda m: m.group(0)[:16], html)
+    try:
+        work = 0
+        for node in lxml.html.fromstring(html).iter():
+            work += len(node.text_content())
+            if work > MAX_MAIN_CONTENT_WORK:
+                return html, ""
+    except Exception:  # lxml refuses an empty or odd document: readability would too
+        return html, ""
     try:
         document = Document(html)
         summary, title = document.summary(html_partial=True), document.short_title()
