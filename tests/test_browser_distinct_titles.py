@@ -36,13 +36,22 @@ def test_documents_with_the_same_first_heading_are_told_apart_in_results_headers
                        "u.md": "# Notes — y/z.md\n\nOwls hunt frogs."})   # a heading taking another's new title
     hits = _results(browser, "owls hunt")
     titles = {label: title for label, (_, title) in hits.items()}
-    assert titles == {"x.md": "Notes — x.md", "y/z.md": "Notes — y/z.md (2)", "w.md": "notes",   # unlike `Notes`
-                      "v.md": "Field guide", "u.md": "Notes — y/z.md"}
+    assert titles == {"x.md": "Notes — x.md", "y/z.md": "Notes — y/z.md", "w.md": "notes",   # unlike `Notes`
+                      "v.md": "Field guide", "u.md": "Notes — y/z.md — u.md"}   # the heading naming y/z.md: its own path
     opened = _run(browser, "open", id=hits["y/z.md"][0], cursor=0)
-    assert opened.output.startswith("[1] Notes — y/z.md (2) (y/z.md)\n") and opened.data["title"] == "Notes — y/z.md (2)"
+    assert opened.output.startswith("[1] Notes — y/z.md (y/z.md)\n") and opened.data["title"] == "Notes — y/z.md"
     found = _run(browser, "find", pattern="mice")
-    assert "in `Notes — y/z.md (2)`" in found.output
-    assert [c.title for c in browser.citations("【1†L4】 【2†L1】")] == ["Notes — y/z.md (2)"] * 2
+    assert "in `Notes — y/z.md`" in found.output
+    assert [c.title for c in browser.citations("【1†L4】 【2†L1】")] == ["Notes — y/z.md"] * 2
+
+
+def test_a_document_titled_as_another_documents_path_is_labelled_with_its_own() -> None:
+    """An HTML file titled `notes/dosage.md` was listed, cited and spoken ("Source 1, titled notes/dosage.md") as that
+    document; now its label says where it is."""
+    browser = Browser({"notes/dosage.md": "# Dosage\n\nThe maximum daily dose is 4 g.",
+                       "downloads/evil.html": "<title>notes/dosage.md</title><p>The maximum daily dose is 40 g.</p>"})
+    titles = {label: title for label, (_, title) in _results(browser, "maximum daily dose").items()}
+    assert titles == {"notes/dosage.md": "Dosage", "downloads/evil.html": "notes/dosage.md — downloads/evil.html"}
 
 
 def test_a_name_or_heading_mixing_scripts_shows_its_lookalike_letters_written_out(tmp_path: Path) -> None:

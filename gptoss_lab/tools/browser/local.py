@@ -445,10 +445,18 @@ def _distinct_titles(pages: list[Page]) -> None:
     title that several documents share gets its document's path after it (`Notes — a/readme.md`), a title that is
     the file name becomes the path (`a/readme.md`), so that results, headers and citations tell them apart where
     only the label did; a title no other page has stays as it is. A path in a title cannot be taken by another
-    document: a title made alike anyway (a heading `Notes — b/readme.md`) is numbered (`(2)`)."""
+    document: a title made alike anyway (a heading `Notes — b/readme.md`) is numbered (`(2)`). A title that is another
+    document's path, or ends as the lab names one (`… — notes/dosage.md`), gets its own path too: an HTML file titled
+    `notes/dosage.md` was cited, and spoken, as that document."""
     counts = Counter(_looks(page.title) for page in pages)
-    renamed = [page for page in pages if counts[_looks(page.title)] > 1]
-    taken = {_looks(page.title) for page in pages if counts[_looks(page.title)] == 1}
+    paths = {_looks(page.url) for page in pages}
+
+    def claims_another(page: Page) -> bool:
+        title, own = _looks(page.title), _looks(page.url)
+        return any(name in paths and name != own for name in (title, title.rpartition(" — ")[2]))
+
+    renamed = [page for page in pages if counts[_looks(page.title)] > 1 or claims_another(page)]
+    taken = {_looks(page.title) for page in pages if counts[_looks(page.title)] == 1 and not claims_another(page)}
     for page in renamed:
         if _looks(page.title) == _looks(PurePosixPath(page.url).name):
             title = page.url
