@@ -195,9 +195,9 @@ class ChatView(anywidget.AnyWidget):
         self._log, self._md, self._open = [], {}, set()
         self._rate, self._t0 = _Rate(), time.perf_counter()
         rest = fold(event.prompt)[1]   # a long prompt folds past its first lines, as in the saved turn
-        self._queue({"op": "turn", "prompt": event.prompt, "prompt_rest": rest, "prompt_more": more_label(rest) if rest
-                     else "", "effort": event.effort, "model": event.model, "approval": event.approval,
-                     "context_window": event.context_window})
+        folded = {"prompt_rest": rest, "prompt_more": more_label(rest)} if rest else {}
+        self._queue({"op": "turn", "prompt": event.prompt, **folded, "effort": event.effort, "model": event.model,
+                     "approval": event.approval, "context_window": event.context_window})
 
     def _end(self, reply: "Reply") -> None:
         """Close what the turn left open (Stop mid-message), send the stats and the saved form."""
