@@ -59,7 +59,7 @@ watches, so the caller has its answer at the timeout whatever the code does:
   new logger; the import lock, for every first import) are taken back after each run where the code took one and
   kept it (`_free_kernel_locks`; the worker gives back the import lock itself, as only its owner can): the watcher
   waited for threading's for good, and a later cell for the import lock. The lab takes its own such locks with
-  `seize`, never waiting on the code for more than HOLD seconds.
+  `Seized`, never waiting on the code for more than HOLD seconds.
 - Code stuck in a native call cannot be stopped from Python until the call returns: the caller gets
   its answer at the timeout anyway, the user is told on stderr, and the worker keeps being stopped in
   the background (every REPEAT seconds, so it may run a moment after the call returns).
@@ -128,7 +128,7 @@ SETTLE = 0.25     # seconds at most that a run waits for the kernel's other thre
 _SETTLE_LOOK = 0.002  # seconds between two looks at the other threads' stacks (`_settle`)
 STOP_POLL = 0.1   # seconds between asks of the view's Stop while a trusted function runs
 REPEAT = 0.25     # seconds between stops of a worker that keeps running, and between deadline re-raises
-HOLD = 1.0        # seconds a lock the kernel needs may stay held before it is taken from its holder (see `seize`)
+HOLD = 1.0        # seconds a lock the kernel needs may stay held before it is taken from its holder (see `_seize`)
 
 
 class _Ident(ctypes._SimpleCData):
@@ -165,9 +165,15 @@ _KEPT = tuple((module, module.__dict__) for module in (builtins, sys, threading,
 _active, _limbo = threading._active, threading._limbo  # type: ignore[attr-defined]
 _tables_lock = threading._active_limbo_lock  # type: ignore[attr-defined]  # (threading's may be emptied by the code)
 _LOCK_TYPES = (type(_allocate_lock()), _thread.RLock)
+
+
+def _is_lock(value: Any) -> bool:
+    """Whether `value` is a C lock or RLock (by identity of its type: no code of another object's runs)."""
+    return any(type(value) is kind for kind in _LOCK_TYPES)
+
+
 # the locks every later thread start (and end) takes: the code's taking one and keeping it froze the kernel
-_THREADING_LOCKS = tuple(lock for lock in (_tables_lock, vars(threading).get("_shutdown_locks_lock"))
-                         if any(type(lock) is kind for kind in _LOCK_TYPES))
+_THREADING_LOCKS = tuple(lock for lock in (_tables_lock, vars(threading).get("_shutdown_locks_lock")) if _is_lock(lock))
 _release_import_lock, _import_lock_held, _NotHeld = _imp.release_lock, _imp.lock_held, RuntimeError
 _MAIN_THREAD = threading.main_thread()  # the kernel's; a replaced threading.get_ident could take it out of `_active`
 _MAIN = _MAIN_THREAD.ident
@@ -179,7 +185,7 @@ _TAKEN_OUT: list[Any] = []
 ctypes.PyDLL(None, handle=ctypes.pythonapi._handle).Py_IncRef(_Object(_TAKEN_OUT))
 
 
-def seize(lock: Any) -> None:
+def _seize(lock: Any) -> None:
     """Acquire `lock`, one the kernel or the lab needs that the code can reach and keep (`threading._active_limbo_lock
     .acquire()` left the watcher waiting for it for good, no Reply, interrupts held): its clean holders keep it for
     microseconds, so held past HOLD seconds it is the code's and is taken from its holder (an RLock's owner is not
@@ -194,8 +200,8 @@ def seize(lock: Any) -> None:
             pass
 
 
-class _Seized:
-    """`with _Seized(lock):` as `with lock:`, for a lock the code can keep (see `seize`). Not contextlib's: its
+class Seized:
+    """`with Seized(lock):` as `with lock:`, for a lock the code can keep (see `_seize`). Not contextlib's: its
     exits look up builtins, which the code may have emptied (the worker's end takes threading's table lock)."""
 
     __slots__ = ("lock",)
@@ -204,7 +210,7 @@ class _Seized:
         self.lock = lock
 
     def __enter__(self) -> None:
-        seize(self.lock)
+        _seize(self.lock)
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
@@ -215,10 +221,10 @@ def _free_kernel_locks() -> None:
     for them), the import lock (every later import of a new module did; only its owner can release it, so the worker
     does that as it ends) and logging's (every new logger did)."""
     logging = _modules.get("logging")
-    lock = vars(logging).get("_lock") if type(logging) is types.ModuleType else None
-    for lock in _THREADING_LOCKS + ((lock,) if any(type(lock) is kind for kind in _LOCK_TYPES) else ()):
-        seize(lock)
-        lock.release()
+    logging_lock = vars(logging).get("_lock") if type(logging) is types.ModuleType else None
+    for lock in _THREADING_LOCKS + ((logging_lock,) if _is_lock(logging_lock) else ()):
+        with Seized(lock):
+            pass
 
 
 def _thread_of(ident: int) -> Any:
@@ -380,7 +386,7 @@ class _Worker(threading.Thread):
     def _delete(self) -> None:
         """Take this thread out of threading's table by its own ident: threading's own way asks
         `threading.get_ident`, which the code may have replaced (it would take the kernel's thread out)."""
-        with _Seized(_tables_lock):
+        with Seized(_tables_lock):
             if _thread_of(self._ident) is self:
                 _plain_keys(_active, int)
                 del _active[self._ident]
@@ -1167,7 +1173,7 @@ class _Guards:
             _restore(_modules, name, module)
         finders = sys.path_importer_cache  # the kernel's again, were it rebound
         _plain_keys(finders)
-        with _Seized(_tables_lock):  # a thread later filed under that ident would compare it (threading.current_thread())
+        with Seized(_tables_lock):  # a thread later filed under that ident would compare it (threading.current_thread())
             _plain_keys(_active, int)
         for folder, finder in kept_finders.items():
             _restore(finders, folder, finder, if_there=finder is None)
@@ -1199,7 +1205,7 @@ class _Guards:
     def _uninstall_if_done(self) -> None:
         """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
         if _thread_of(_MAIN) is not _MAIN_THREAD:  # taken out by a thread that ended under a replaced get_ident
-            with _Seized(_tables_lock):
+            with Seized(_tables_lock):
                 _plain_keys(_active, int)
                 _active[_MAIN] = _MAIN_THREAD
         _stopping.intersection_update(_current_frames())

@@ -27,7 +27,7 @@ from .. import settings
 from ..events import ToolCall
 from . import containment
 from .base import Tool, ToolResult, interrupted
-from .containment import ToolTimeout, contain, deadline, seize
+from .containment import Seized, ToolTimeout, contain, deadline
 
 __all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "deadline", "truncate"]
 
@@ -64,8 +64,7 @@ class Capture(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         text = str.__str__(text)  # a str subclass's own __len__/__getitem__ cannot unbound the capture
         written = len(text)
-        seize(self._lock)   # not `with self._lock`: the code can take it (sys.stdout._lock) and keep it
-        try:
+        with Seized(self._lock):   # not `with self._lock`: the code can take it (sys.stdout._lock) and keep it
             self.total += written
             if self._head_len < self._head_size:
                 piece = text[: self._head_size - self._head_len]
@@ -79,19 +78,14 @@ class Capture(io.TextIOBase):
                 self._tail_len += len(text)
                 if self._tail_len > 2 * self._keep:  # trim now and then: amortised O(1) per character
                     self._tail, self._tail_len = ["".join(self._tail)[-self._keep:]], self._keep
-        finally:
-            self._lock.release()
         return written
 
     def writable(self) -> bool:
         return True
 
     def getvalue(self) -> str:
-        seize(self._lock)
-        try:
+        with Seized(self._lock):
             head, tail = "".join(self._head), "".join(self._tail)
-        finally:
-            self._lock.release()
         if self.total <= self.limit:
             return head + tail
         tail = tail[-self._tail_size:]

@@ -459,17 +459,17 @@ def _main_content(html: str) -> tuple[str, str]:
     from readability import Document
 
     logging.getLogger("readability").setLevel(logging.CRITICAL)  # it logs each page it gives up on, traceback and all
-    html = _LONG_BLANKS.sub(lambda m: m.group(0)[:16], html)
+    cut = _LONG_BLANKS.sub(lambda m: m.group(0)[:16], html)   # what readability reads; a page kept whole is as written
     try:
         work = 0
-        for node in lxml.html.fromstring(html).iter():
+        for node in lxml.html.fromstring(cut).iter():
             work += len(node.text_content())
             if work > MAX_MAIN_CONTENT_WORK:
                 return html, ""
     except Exception:  # lxml refuses an empty or odd document: readability would too
         return html, ""
     try:
-        document = Document(html)
+        document = Document(cut)
         summary, title = document.summary(html_partial=True), document.short_title()
     except Exception:  # readability gives up on odd markup: keep the whole page
         return html, ""

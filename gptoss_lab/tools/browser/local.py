@@ -456,7 +456,8 @@ def _distinct_titles(pages: list[Page]) -> None:
         return any(name in paths and name != own for name in (title, title.rpartition(" — ")[2]))
 
     renamed = [page for page in pages if counts[_looks(page.title)] > 1 or claims_another(page)]
-    taken = {_looks(page.title) for page in pages if counts[_looks(page.title)] == 1 and not claims_another(page)}
+    kept = {id(page) for page in pages} - {id(page) for page in renamed}
+    taken = {_looks(page.title) for page in pages if id(page) in kept}
     for page in renamed:
         if _looks(page.title) == _looks(PurePosixPath(page.url).name):
             title = page.url
