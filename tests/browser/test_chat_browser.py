@@ -458,6 +458,24 @@ def test_a_line_too_long_for_the_card_is_named_on_it(lab_notebook):
     assert _reply_line(page).startswith("REPLY False ['skipped'] ")
 
 
+WIDE_OUTPUT = ("<|start|>assistant to=python<|channel|>analysis<|message|>print(' '.join(['word'] * 120) + ' END')<|call|>"
+               "<|channel|>final<|message|>Done.<|return|>")
+
+
+def test_a_long_line_of_output_wraps_inside_the_card(lab_notebook):
+    """A tool's output (the code's print, or the lab's own one-line note on a timeout) wraps in the card as a
+    notebook's output does, instead of running past its right edge where only a sideways scroll shows the end.
+    Screenshot: /tmp/gptoss_chat_wide_output.png."""
+    page = lab_notebook(_cells(WIDE_OUTPUT, "auto", 0.0), wait_for=".gx-tool[data-status='done'] .gx-output")
+    card = page.locator(".gx-chat .gx-tool").first
+    output = card.locator(".gx-output")
+    assert output.evaluate("pre => pre.scrollWidth <= pre.clientWidth + 1")     # nothing out of view sideways
+    assert output.evaluate("pre => pre.getBoundingClientRect().height > 40")   # on several lines
+    assert output.inner_text().strip().endswith("word END")
+    card.screenshot(path="/tmp/gptoss_chat_wide_output.png")
+    assert _reply_line(page).startswith("REPLY False ['done'] ")
+
+
 MATH = (
     "<|channel|>final<|message|>Steps:\n\n3. three\n4. four\n\n"
     "Choose $\\binom{n}{k}$ in display:\n\n$$\\sum_{i=0}^{9} i^2 = 285$$\n\n"
