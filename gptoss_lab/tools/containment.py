@@ -240,9 +240,9 @@ def _plain_keys(table: dict[Any, Any], kind: type = str, keep: Iterable[Any] = (
     its end (`popitem` compares nothing) to the first such key and the plain keys after it put back in their order;
     what is taken out stays alive in `_TAKEN_OUT` (freed here, its __del__ would run here). Keys in `keep` (by
     identity: the user's own, there before the run) stay."""
-    keys = list(table)
-    if {*map(type, keys)} <= {kind}:
+    if {*map(type, table)} <= {kind}:
         return
+    keys = list(table)
     kept = {id(key) for key in keep}
     first = next((key for key in keys if type(key) is not kind and id(key) not in kept), None)
     if first is None:
@@ -816,6 +816,23 @@ def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = Fa
         pass
 
 
+def _unchanged(table: dict[Any, Any], wanted: dict[Any, Any]) -> bool:
+    """Whether `table` holds exactly `wanted`'s keys and values, in its order: one pass in C comparing by identity
+    only (no key is hashed or compared, so no code of the code's keys runs), so that where nothing changed (nearly
+    always; sys.modules has thousands of entries) no Python runs per key."""
+    return (len(table) == len(wanted) and all(map(operator.is_, table, wanted))
+            and all(map(operator.is_, table.values(), wanted.values())))
+
+
+def _restore_all(table: dict[Any, Any], wanted: dict[Any, Any], *, if_gone: bool = False) -> None:
+    """`table` as `wanted` (see `_restore`), its keys made plain first (`_plain_keys`), where anything changed."""
+    if _unchanged(table, wanted):
+        return
+    _plain_keys(table)
+    for key, value in wanted.items():
+        _restore(table, key, value, if_gone=if_gone)
+
+
 class _ShellHooks:
     """What IPython calls on the kernel's thread at later cells, as it was before a run (taken before the code runs:
     nothing of the code's runs here). `tables`: where the shell keeps it, with its handler of a cell's errors
@@ -880,9 +897,7 @@ class _ShellHooks:
         self._put_back_methods()
         self._contain_callbacks(timeout)
         for table, before in self.tables:
-            _plain_keys(table)  # (a key of the code's colliding with a name's hash would be compared)
-            for name, value in before.items():
-                _restore(table, name, value)
+            _restore_all(table, before)
         for what, hooks, before in self.lists:
             now = list.copy(hooks)
             added = [_Later(entry, what, hooks, timeout) for entry in now
@@ -1089,7 +1104,7 @@ class _Guards:
         streams = _route(output) if output is not None else None
         with self.lock:
             originals = {id(stand_in): original for original, stand_in in self.made.values()}
-            run.kept = ([{name: originals.get(id(value), value) for name, value in attributes.items()}
+            run.kept = ([dict(zip(attributes, map(originals.get, map(id, attributes.values()), attributes.values())))
                          for _, attributes in _KEPT], dict(_modules),
                         [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, sys.path, gc.callbacks)],
                         dict(sys.path_importer_cache), _class_state())
@@ -1153,10 +1168,9 @@ class _Guards:
         where a stand-in is installed, the stand-in, never the original it guards (`del os._exit`, then
         `os._exit(1)`, would end the kernel)."""
         for (owner, attributes), before in zip(_KEPT, kept):
-            _plain_keys(attributes)
-            guarded = {name: stand_in for installed, name, _, stand_in in self.installed if installed is owner}
-            for name, value in before.items():
-                _restore(attributes, name, guarded.get(name, value), if_gone=if_gone)
+            guarded = {name: stand_in for installed, name, _, stand_in in self.installed
+                       if installed is owner and name in before}
+            _restore_all(attributes, before | guarded, if_gone=if_gone)
 
     def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any],
                   kept_hooks: list[tuple[list[Any], list[Any]]], kept_finders: dict[Any, Any]) -> None:
@@ -1168,15 +1182,14 @@ class _Guards:
             elif any(not any(now is then for now in hooks) for then in before):  # the code took one out
                 hooks[:] = before + added
         self._put_back_attributes(kept)
-        _plain_keys(_modules)
-        for name, module in kept_modules.items():
-            _restore(_modules, name, module)
+        _restore_all(_modules, kept_modules)
         finders = sys.path_importer_cache  # the kernel's again, were it rebound
-        _plain_keys(finders)
         with Seized(_tables_lock):  # a thread later filed under that ident would compare it (threading.current_thread())
             _plain_keys(_active, int)
-        for folder, finder in kept_finders.items():
-            _restore(finders, folder, finder, if_there=finder is None)
+        if not _unchanged(finders, kept_finders):
+            _plain_keys(finders)
+            for folder, finder in kept_finders.items():
+                _restore(finders, folder, finder, if_there=finder is None)
 
     def keep_stopping(self, threads: dict[int, Any]) -> None:
         """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""
