@@ -7,7 +7,6 @@ const STATUS = {
   pending: "pending", waiting: "waiting for approval", running: "running…", done: "done",
   error: "error", timeout: "timed out", skipped: "skipped", interrupted: "interrupted",
 };
-const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
 const REGENERATE = "Ask the same question again for a new answer (replaces this one in the conversation)";
 const NOT_LAST = "Only the conversation's last answer can be regenerated: a later turn or New chat has replaced "
   + "this one";
@@ -103,25 +102,6 @@ function compact(n) {
 }
 
 // ---------------------------------------------------------------- the notebook around the view
-// JupyterLab and Notebook 7 give the widget manager the notebook's document context; VS Code, Colab and
-// others do not, and the view then does without it (documented fallbacks).
-
-function notebookContext(model) {
-  const ctx = model.widget_manager && model.widget_manager.context;
-  return ctx && ctx.model && ctx.model.sharedModel && ctx.saveState ? ctx : null;
-}
-
-function outputsOf(cell) {
-  const outputs = cell.ymodel && cell.ymodel.get && cell.ymodel.get("outputs");
-  if (!outputs) return [];
-  const list = [];
-  for (let i = 0; i < outputs.length; i++) {
-    const out = outputs.get(i);
-    const data = out && (out.get ? out.get("data") : out.data);
-    if (data) list.push(data);
-  }
-  return list;
-}
 
 function cellIndexOf(ctx, id) {
   const cells = ctx.model.sharedModel.cells;
@@ -131,45 +111,16 @@ function cellIndexOf(ctx, id) {
   return -1;
 }
 
-// The saved notebook keeps each finished turn as its static transcript (text/html, text/markdown,
-// text/plain), not as a widget reference that reopens as "Error displaying widget: model not found".
-// Just before JupyterLab serialises the notebook the view's output data is swapped in place (no change
-// event, so the live view stays), and swapped back once the file is written. A turn still under way is saved as
-// its transcript so far too: a widget reference would reopen as "model not found" once its kernel is gone (a
-// crash, a shut down after autosave), the turn lost; a tab reloaded meanwhile shows that transcript, not the live
-// card. Each new saved form (a turn's end, also one Regenerate replaced, or a card waiting) marks the notebook
-// changed, so that autosave or closing writes it in.
-const SAVERS = new WeakMap();   // document context -> Map(model id -> model)
+// The saved notebook keeps each finished turn as its static transcript (text/html, text/markdown, text/plain; see
+// saveStill in common.js). A turn still under way is saved as its transcript so far too: a widget reference would
+// reopen as "model not found" once its kernel is gone (a crash, a shut down after autosave), the turn lost; a tab
+// reloaded meanwhile shows that transcript, not the live card. Each new saved form (a turn's end, also one Regenerate
+// replaced, or a card waiting) marks the notebook changed, so that autosave or closing writes it in.
 const RUNNING = "(gptoss_lab: this turn was still running when the notebook was saved)";
 
-function saveTranscripts(ctx, model, id) {
-  let views = SAVERS.get(ctx);
-  if (!views) {
-    views = new Map();
-    SAVERS.set(ctx, views);
-    const swapped = [];
-    ctx.saveState.connect((_, state) => {
-      if (state === "started") {
-        for (const cell of ctx.model.sharedModel.cells) {
-          for (const data of outputsOf(cell)) {
-            const ref = data[WIDGET_MIME];
-            const owner = ref && views.get(ref.model_id);
-            if (!owner) continue;
-            const bundle = owner.get("_static");
-            swapped.push([data, { ...data }]);
-            delete data[WIDGET_MIME];
-            Object.assign(data, bundle && bundle["text/html"] ? bundle : { "text/plain": RUNNING });
-          }
-        }
-      } else {
-        for (const [data, original] of swapped.splice(0)) {
-          for (const key of Object.keys(data)) delete data[key];
-          Object.assign(data, original);
-        }
-      }
-    });
-  }
-  views.set(id, model);
+function transcriptOf(model) {
+  const bundle = model.get("_static");
+  return bundle && bundle["text/html"] ? bundle : { "text/plain": RUNNING };
 }
 
 function insertCell(model, code, node) {
@@ -559,7 +510,7 @@ function render({ model, el }) {
   model.on("comm_live_update", restarted);
   const timer = setInterval(() => turn && turn.node.classList.contains("gx-live") && turn.tick(), 1000);
   const ctx = notebookContext(model);
-  if (ctx) saveTranscripts(ctx, model, model.get("_id"));
+  if (ctx) saveStill(ctx, model, transcriptOf);
   const onStatic = () => ctx && (ctx.model.dirty = true);   // the saved form changed: autosave writes it in
   model.on("change:_static", onStatic);
   const kernels = ctx && ctx.sessionContext;

@@ -124,3 +124,61 @@ function safeHTML(html) {
 function setHTML(node, html) {
   node.replaceChildren(safeHTML(html));
 }
+
+// ---------------------------------------------------------------- the saved notebook
+// JupyterLab and Notebook 7 give the widget manager the notebook's document context; VS Code, Colab and
+// others do not, and a view then does without it (documented fallbacks).
+const WIDGET_MIME = "application/vnd.jupyter.widget-view+json";
+
+function notebookContext(model) {
+  const ctx = model.widget_manager && model.widget_manager.context;
+  return ctx && ctx.model && ctx.model.sharedModel && ctx.saveState ? ctx : null;
+}
+
+function outputsOf(cell) {
+  const outputs = cell.ymodel && cell.ymodel.get && cell.ymodel.get("outputs");
+  if (!outputs) return [];
+  const list = [];
+  for (let i = 0; i < outputs.length; i++) {
+    const out = outputs.get(i);
+    const data = out && (out.get ? out.get("data") : out.data);
+    if (data) list.push(data);
+  }
+  return list;
+}
+
+// A saved notebook keeps each view as still MIME data (the chat's transcript, the routing view's picture), not as a
+// widget reference: JupyterLab and Notebook 7 draw a reference over every other data of its output, and once the
+// kernel is gone it reopens as "Error displaying widget: model not found". Just before the notebook is serialised,
+// the output data of each view (found by the model id in `_id`) loses the reference and gets `still(model)` in place
+// (no change event, so the live view stays); it is swapped back once the file is written.
+const SAVERS = new WeakMap();   // document context -> Map(model id -> [model, still])
+
+function saveStill(ctx, model, still) {
+  let views = SAVERS.get(ctx);
+  if (!views) {
+    views = new Map();
+    SAVERS.set(ctx, views);
+    const swapped = [];
+    ctx.saveState.connect((_, state) => {
+      if (state === "started") {
+        for (const cell of ctx.model.sharedModel.cells) {
+          for (const data of outputsOf(cell)) {
+            const ref = data[WIDGET_MIME];
+            const owner = ref && views.get(ref.model_id);
+            if (!owner) continue;
+            swapped.push([data, { ...data }]);
+            delete data[WIDGET_MIME];
+            Object.assign(data, owner[1](owner[0]));
+          }
+        }
+      } else {
+        for (const [data, original] of swapped.splice(0)) {
+          for (const key of Object.keys(data)) delete data[key];
+          Object.assign(data, original);
+        }
+      }
+    });
+  }
+  views.set(model.get("_id"), [model, still]);
+}

@@ -329,6 +329,8 @@ class RoutingGrid {
 
 function render({ model, el }) {
   const view = new RoutingGrid(model, el);
+  const ctx = notebookContext(model);
+  if (ctx) saveStill(ctx, model, () => ({}));   // saved as the picture and summary the kernel put beside it
   return () => view.destroy();
 }
 

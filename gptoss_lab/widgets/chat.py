@@ -17,7 +17,6 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import anywidget
 import traitlets
 
 from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, \
@@ -30,6 +29,7 @@ from .sanitize import shown_output
 from .text import ask_on_stdin
 from .transcript import Block, Transcript, code_html, code_language, fold, markdown_html, more_label, \
     stable_markdown_end
+from .view import NotebookView
 
 if TYPE_CHECKING:
     from ..events import Reply, Usage
@@ -40,7 +40,7 @@ _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 _CONNECTED: "weakref.WeakSet[ChatView]" = weakref.WeakSet()
 
 
-class ChatView(anywidget.AnyWidget):
+class ChatView(NotebookView):
     """The chat view of a `%%gptoss` turn: reasoning, tool cards, answer, stats and the chat controls."""
 
     _esm = esm("chat.js")
@@ -50,7 +50,6 @@ class ChatView(anywidget.AnyWidget):
     _chunk = traitlets.Dict().tag(sync=True)
     _snapshot = traitlets.Dict().tag(sync=True)    # all operations of the turn, synced at its end (re-render)
     _static = traitlets.Dict().tag(sync=True)      # the finished turn as a MIME bundle, for the saved notebook
-    _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
     # With each batch (no sync of its own): the view shows the session's last answer (the one Regenerate can replace)
     _last = traitlets.Bool(False).tag(sync=True)
 
@@ -68,7 +67,6 @@ class ChatView(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         busy_status.hold()  # before the comm opens: the front end may answer it with a control request
         super().__init__(**kwargs)
-        self._id = self.model_id
         self.transcript = Transcript()
         self.syncs = 0                      # state syncs sent, for tests and benchmarks
         self._ops: list[dict[str, Any]] = []    # waiting for the next flush

@@ -16,20 +16,20 @@ import threading
 import time
 from typing import Any
 
-import anywidget
 import numpy as np
 import traitlets
 
 from ..routing import analysis
 from ..routing.record import Routing
 from . import asset, esm
+from .view import NotebookView
 
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 _CONTROLS = ("channel", "selected", "layer", "zoom")  # the traits a front end changes; the record's are the kernel's
 _REQUESTS = {"sync": ("have",), "card": ("layer", "expert")}  # the messages a front end sends, and their numbers
 
 
-class RoutingView(anywidget.AnyWidget):
+class RoutingView(NotebookView):
     """Canvas grid coloured by top-1 expert (zoom and scroll over thousands of tokens, token text
     on hover and on the zoomed axis), a token's routing across layers on click, per-layer expert
     load bars, a channel filter, a colour legend, and expert cards."""

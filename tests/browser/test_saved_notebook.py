@@ -115,3 +115,37 @@ def test_saved_notebook_reads_well_in_lab_notebook7_and_nbconvert(lab_notebook, 
     _check_transcript(page, "nbconvert")
     _check_card_style(page, "nbconvert")
     page.screenshot(path="/tmp/gptoss_saved_nbconvert.png", full_page=True)
+
+
+ROUTING = """
+import numpy as np
+from gptoss_lab import harmony
+from gptoss_lab.routing import Routing
+ids = harmony.encode_text("The sum of the squares below ten is 285.")
+experts = np.stack([np.arange(len(ids)) % 4, (np.arange(len(ids)) + 1) % 4], -1)[:, None].repeat(2, 1)
+routing = Routing(ids, experts, np.full((len(ids), 2, 2), 0.5), ["final"] * len(ids), num_experts=4)
+routing.view()
+"""
+
+
+def test_a_saved_routing_view_reopens_as_its_picture(lab_notebook, open_notebook, save_notebook, jupyter_lab):
+    """The routing view's output holds the widget and, beside it, a picture of the grid and load: saved, it keeps
+    only the picture (and its summary), so the notebook reopened without the kernel shows the picture, not
+    "Error displaying widget: model not found" (JupyterLab and Notebook 7 draw a widget reference over any other
+    data of its output). The live view stays live. Screenshot: /tmp/gptoss_saved_routing.png."""
+    page = lab_notebook([ROUTING], wait_for=".gptoss-routing[data-draw-ms]", name="routing_saved.ipynb")
+    saved = save_notebook("routing_saved.ipynb")
+    data = [o["data"] for o in saved["cells"][0]["outputs"] if "data" in o]
+    assert len(data) == 1 and WIDGET not in data[0]                                # no widget reference saved
+    assert "image/png" in data[0] and "tokens" in "".join(data[0]["text/plain"])
+    assert page.locator(".gptoss-routing canvas.gr-canvas").count() == 1           # the live view stays
+    jupyter_lab.shutdown_kernels()
+    for ui in ("lab", "notebook"):
+        open_notebook("routing_saved.ipynb", ui=ui)
+        picture = page.locator(".jp-OutputArea-output img")
+        picture.wait_for(timeout=30_000)
+        assert picture.evaluate("img => img.naturalWidth > 200")
+        body = page.locator("body").inner_text()
+        assert not any(p in body for p in PLACEHOLDERS), ui
+        if ui == "lab":
+            page.screenshot(path="/tmp/gptoss_saved_routing.png")

@@ -1,0 +1,18 @@
+"""The base of the notebook views: an anywidget that a saved notebook keeps as still data, not as a reference."""
+from __future__ import annotations
+
+from typing import Any
+
+import anywidget
+import traitlets
+
+
+class NotebookView(anywidget.AnyWidget):
+    """A view whose output the front end finds by `_id` and saves as still MIME data (`saveStill` in
+    static/common.js): a widget reference would reopen as "Error displaying widget: model not found"."""
+
+    _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._id = self.model_id
