@@ -248,6 +248,39 @@ def test_every_table_plots():
     assert type(tables[0].head(2)) is pd.DataFrame  # derived tables are plain frames
 
 
+def test_layer_expert_and_token_axes_tick_whole_numbers():
+    """A reader counts layers and experts: the saved picture of a four-layer record ticked layers 0 and 2 alone,
+    the expert load -0.5, 0.0, 0.5 ..., and token concentration's layers 0.5, 1.5 ...; a blank token's bar in the
+    top tokens was unlabelled."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from gptoss_lab.widgets.routing_figures import view_figure
+
+    rng = np.random.default_rng(0)
+    ids = harmony.encode_text("one two three four five six seven eight nine ten") + harmony.encode_text(" ")
+    n = len(ids)
+    chosen = np.argsort(rng.random((n, 4, 8)), axis=-1)[..., :2]
+    r = Routing(ids, chosen, np.full((n, 4, 2), 0.5), ["final"] * n, num_experts=8)
+
+    def ticks(axis) -> list[float]:
+        low, high = sorted(axis.get_view_interval())
+        return sorted(t for t in axis.get_majorticklocs() if low - 1e-9 <= t <= high + 1e-9)
+
+    picture = view_figure(r)
+    FigureCanvasAgg(picture).draw()
+    grid, load = picture.axes[:2]
+    assert ticks(grid.yaxis) == [0, 1, 2, 3]                                  # every layer of four
+    assert all(t == int(t) for t in ticks(load.xaxis)) and len(ticks(load.xaxis)) >= 4
+    assert all(t == int(t) for t in ticks(grid.xaxis))
+    concentration = r.token_concentration(1).plot()
+    FigureCanvasAgg(concentration).draw()
+    assert ticks(concentration.axes[0].xaxis) == [0, 1, 2, 3]
+    top = r.top_tokens(20, layer=0).plot()
+    FigureCanvasAgg(top).draw()
+    names = {t.get_text() for ax in top.axes for t in ax.get_yticklabels()}
+    assert "␣" in names and "" not in names                                   # the blank token is named
+
+
 # ---------------------------------------------------------------- files
 
 

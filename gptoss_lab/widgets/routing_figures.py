@@ -56,6 +56,23 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(min(width, _MAX_INCHES), min(height, _MAX_INCHES)), layout="constrained")
 
 
+def _whole_ticks(figure: Any) -> Any:
+    """Ticks at whole numbers only on the layer, expert and token axes (matplotlib put layers 0 and 2 alone on a
+    four-layer grid, and experts at -0.5, 0.0, 0.5 ...); axes with ticks of their own (names) stay as they are."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator
+
+    for ax in figure.axes:
+        for axis, label in ((ax.xaxis, ax.get_xlabel()), (ax.yaxis, ax.get_ylabel())):
+            if label.startswith(("layer", "expert", "token")) and not isinstance(axis.get_major_locator(), FixedLocator):
+                axis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
+def _token_text(text: str) -> str:
+    """A token as a tick label: escapes written out, at most 14 characters, and one of blanks shown as ␣."""
+    return repr(text)[1:-1][:14] if text.strip() else "␣" * min(len(text), 3)
+
+
 # ---------------------------------------------------------------- a record: grid and load
 
 
@@ -113,11 +130,11 @@ def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = No
     if kind == "grid":
         figure = _figure(min(16, 2 + len(routing) / 40), 1 + 0.18 * max(routing.layers, 4))
         _grid(figure.add_subplot(), routing, channel)
-        return figure
+        return _whole_ticks(figure)
     if kind == "load":
         figure = _figure(10, 3 if layer is not None else 1 + 0.2 * max(routing.layers, 4))
         _load(figure.add_subplot(), figure, routing, channel, layer)
-        return figure
+        return _whole_ticks(figure)
     raise ValueError(f"kind must be 'grid' or 'load', not {kind!r}")
 
 
@@ -133,7 +150,7 @@ def view_figure(routing: Any) -> Any:
     _load(bottom, figure, routing.select(slice(None, None, step)) if step > 1 else routing, None, None,
           f" (one token in {step})" if step > 1 else "")
     figure.suptitle(repr(routing), fontsize=9, parse_math=False)
-    return figure
+    return _whole_ticks(figure)
 
 
 # ---------------------------------------------------------------- analyses
@@ -147,7 +164,7 @@ def draw(kind: str, result: Any, **options: Any) -> Any:
                 "effect": _effect, "token_effect": _token_effect}
     if kind not in painters:
         raise ValueError(f"no figure for {kind!r}")
-    return painters[kind](result, **options)
+    return _whole_ticks(painters[kind](result, **options))
 
 
 def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, **_: Any) -> Any:
@@ -163,7 +180,7 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, **_: 
     for ax, expert in zip(axes, experts):
         part = rows[rows["expert"] == expert].sort_values("rank")
         ax.barh(np.arange(len(part))[::-1], part["count"], color=colors(expert))
-        ax.set_yticks(np.arange(len(part))[::-1], [repr(t)[1:-1][:14] for t in part["text"]], fontsize=7,
+        ax.set_yticks(np.arange(len(part))[::-1], [_token_text(t) for t in part["text"]], fontsize=7,
                       parse_math=False)
         ax.set_title(f"expert {expert}", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
@@ -296,7 +313,7 @@ def _expert_card(card: Any, **_: Any) -> Any:
     tokens, labels, moves = figure.subplots(1, 3)
     color = expert_colormap(card.expert + 1)(card.expert)
     tokens.barh(np.arange(len(card.tokens))[::-1], card.tokens["count"], color=color)
-    tokens.set_yticks(np.arange(len(card.tokens))[::-1], [repr(t)[1:-1][:14] for t in card.tokens["text"]], fontsize=7,
+    tokens.set_yticks(np.arange(len(card.tokens))[::-1], [_token_text(t) for t in card.tokens["text"]], fontsize=7,
                       parse_math=False)
     tokens.set_title("top tokens", fontsize=9)
     labels.bar(np.arange(len(card.labels)), card.labels["chose"], color=color)
@@ -307,7 +324,7 @@ def _expert_card(card: Any, **_: Any) -> Any:
         if len(frame):
             moves.bar(np.arange(len(frame)) + offset, frame["share"], width=0.4, label=name)
             for i, expert in enumerate(frame["expert"]):
-                moves.annotate(str(expert), (i + offset, 0), ha="center", va="bottom", fontsize=6)
+                moves.annotate(str(expert), (i + offset, 0), ha="center", va="bottom", fontsize=8)
     moves.set_xticks([])
     moves.set_title("top-1 experts of its tokens", fontsize=9)
     if len(card.previous) or len(card.next):  # an expert no token chose: a legend of nothing warned
