@@ -41,7 +41,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports mistakes as one-line UsageErrors and never exits the kernel."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}{self._did_you_mean(message)} (see {self.prog} --help)")
+        args = getattr(self, "_args", [])
+        command = self._command(args)
+        misplaced = _cell_options() - _words_known(command)   # (`connect --timeout` is connect's own)
+        option = next((a.split("=")[0] for a in args if a.split("=")[0] in misplaced), None)
+        if self.prog == "%gptoss" and option and not command.prog.endswith(" config"):  # `%gptoss --routing`
+            raise UsageError(f"%gptoss: {option} is an option of a %%gptoss cell: it goes on the cell's first line, "
+                             f"above the question (`%gptoss config KEY=VALUE` sets it for every cell) "
+                             f"(see %%gptoss --help)")
+        raise UsageError(f"{self.prog}: {message}{self._did_you_mean(message)} (see {command.prog} --help)")
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
         self._args = list(args or [])  # the command they name, for `_did_you_mean`
@@ -54,11 +62,8 @@ class _Parser(argparse.ArgumentParser):
         word = _INVALID_CHOICE.search(message) or _UNRECOGNIZED.search(message)
         if word is None:   # a stray word, not an option: a question or a command on the wrong line
             return self._misplaced(getattr(self, "_args", [])) if "unrecognized arguments" in message else ""
-        parser: argparse.ArgumentParser = self
         args = getattr(self, "_args", [])
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction) and args:
-                parser = action.choices.get(args[0], self)
+        parser = self._command(args)
         if parser.prog.endswith(" config") and word[1].startswith("-"):  # `config --effort high`: effort=high
             key, _, value = word[1].lstrip("-").replace("-", "_").partition("=")
             near = difflib.get_close_matches(key, shown_keys(_CONFIG_EXTRA), n=1, cutoff=0.7)
@@ -70,6 +75,13 @@ class _Parser(argparse.ArgumentParser):
             return f": did you mean {near[0]!r}?"
         return "" if message.startswith("argument -") else self._misplaced(args)  # (an option's value: not misplaced)
 
+    def _command(self, args: list[str]) -> argparse.ArgumentParser:
+        """The parser of the command `args` name (`%gptoss load ...`: load's), or this one."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and args:
+                return action.choices.get(args[0], self) if args[0] != "help" else self
+        return self
+
     def _misplaced(self, args: list[str]) -> str:
         """A hint where a question, or a cell's option, was written on the wrong line (`%gptoss -e high`,
         `%gptoss What is 2+2?`, `%%gptoss What is 2+2?`), or a command's help asked as `%gptoss help load`."""
@@ -79,10 +91,6 @@ class _Parser(argparse.ArgumentParser):
             return ""
         if args[0] == "help" and len(args) > 1:
             return f": for one command's help, `%gptoss {args[1]} --help`"
-        cell_options = {s for a in _cell_parser()._actions for s in a.option_strings} - {"-h", "--help"}
-        if any(a.split("=")[0] in cell_options for a in args):
-            return (": cell options go on the first line of a %%gptoss cell, above the question "
-                    "(`%gptoss config KEY=VALUE` sets them for every cell)")
         commands = {name for a in self._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
         if args[0] not in commands and (len(args) > 1 or args[0].endswith("?")):   # (`load tiny extra`: a stray word)
             return ": to ask, write the question on the lines below a %%gptoss line"
@@ -97,6 +105,11 @@ class _Parser(argparse.ArgumentParser):
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
+
+
+def _cell_options() -> set[str]:
+    """The option strings of a %%gptoss cell (-h and --help aside)."""
+    return {s for a in _cell_parser()._actions for s in a.option_strings} - {"-h", "--help"}
 
 
 def _words_known(parser: argparse.ArgumentParser) -> set[str]:
@@ -167,7 +180,7 @@ def _cell_parser() -> _Parser:
     p.add_argument("-o", "--output", dest="output", metavar="NAME", help="also keep the Reply in this variable")
     p.add_argument("--routing", "-r", action="store_true", help="record expert routing of every token")
     p.add_argument("--ablate", metavar="L:E,...", action="append", help="disable experts E of layers L for this turn "
-                   "(e.g. 1:3,2:5; -1:3 = the last layer; repeat it to add more)")
+                   "(e.g. 1:3,2:5; -1:3 = the last layer; *:0-3 = experts 0 to 3 of every layer; repeat it to add more)")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", metavar="N", help="max new tokens per model call")
     p.add_argument("--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, dest="top_p", metavar="P", help="nucleus sampling: keep the likeliest tokens "
@@ -232,7 +245,8 @@ def _line_parser() -> _Parser:
                         help="environment variable holding the exa/youcom API key (default EXA_API_KEY / YDC_API_KEY)")
     doctor = command("doctor", "will this model fit here? parameters, memory, kernels, longest context")
     doctor.add_argument("model", nargs="?", type=_given,
-                        help="hub id, folder or config (default: the loaded model or tiny)")
+                        help="hub id, folder or config (default: the model loaded in this kernel, or tiny when "
+                        "none is; connected to a server, name the model)")
     return p
 
 
@@ -566,13 +580,18 @@ class GptossMagics(Magics):
         allowed = self.session.always_allowed if self.session.settings.approval == "ask" else ()
         always = (f" | always allowed: {visible(', '.join(allowed))} (`%gptoss config approve=ask` asks again)"
                   if allowed else "")
-        print(f"model: {visible(self.session.engine.name)} | {_described(self.session.settings)}{always} | "
+        url = getattr(self.session.engine, "url", None)   # a server's (RemoteEngine): where the turns are made
+        served = f" (served at {visible(url)})" if isinstance(url, str) else ""
+        print(f"model: {visible(self.session.engine.name)}{served} | {_described(self.session.settings)}{always} | "
               f"turns: {len(self.session.replies)}")
 
     def _last_routing(self) -> Any:
         replies = self.session.replies if self.session else []
         if not replies or replies[-1].routing is None:
-            raise UsageError("%gptoss routing: the last reply has no routing; run a cell with `%%gptoss --routing`.")
+            why = next((e for e in replies[-1].errors if e.startswith("no expert routing recorded: ")), "") if replies \
+                else ""
+            raise UsageError(f"%gptoss routing: the last reply has no routing: {why.split(': ', 1)[1]}" if why else
+                             "%gptoss routing: the last reply has no routing; run a cell with `%%gptoss --routing`.")
         return replies[-1].routing
 
 

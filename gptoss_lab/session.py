@@ -308,7 +308,8 @@ class Session:
         if new:
             self._forget()
         view = view or self.view or _NullView()
-        turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
+        unrouted = _unrouted(self.engine) if routing else None  # a model outside this kernel: no record, no view
+        turn = _Turn(self, view, settings, tools, prefix, processor, routing and unrouted is None, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name,
                            intervention=intervene.describe() if intervene is not None else ""))
         self.history.append(user)
@@ -317,8 +318,8 @@ class Session:
         try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
             turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
                                 turn.recorder.routing if turn.recorder else None, window))
-            if routing:
-                _warn_unrouted(turn, self.engine)
+            if unrouted:
+                turn._warn(f"no expert routing recorded: {unrouted}")
             with _intervention(intervene, self.engine):
                 turn.run(keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):
@@ -750,14 +751,16 @@ def _checked_intervention(intervene: Any, engine: Engine) -> Any:
     return intervene
 
 
-def _warn_unrouted(turn: _Turn, engine: Engine) -> None:
-    """Routing asked of a model outside this kernel (a server, a replay): say that the reply will have none."""
+def _unrouted(engine: Engine) -> str | None:
+    """Why `engine` cannot record routing (a model outside this kernel: a server, a replay), or None if it can. Such
+    a turn gets no record and no routing view (an empty one promised tokens that never come); the reply says why."""
     from .engines.hooks import model_of
 
     try:
         model_of(engine)
     except ValueError as err:
-        turn._warn(f"no expert routing recorded: {err}")
+        return str(err)
+    return None
 
 
 @contextlib.contextmanager

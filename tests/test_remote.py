@@ -905,8 +905,10 @@ def test_connect_magic_does_not_print_a_urls_password(capsys):
         shell.run_line_magic("load_ext", "gptoss_lab")
         with FakeServer() as server:
             shell.run_line_magic("gptoss", "connect " + server.url.replace("http://", "http://bob:pw-SECRET@"))
+            shell.run_line_magic("gptoss", "status")   # says where the turns are made, without the password either
         out = capsys.readouterr().out
         assert f"Connected to {server.url} (gpt-oss-test)." in out and "SECRET" not in out, out
+        assert f"model: gpt-oss-test (served at {server.url}) | " in out, out
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
 

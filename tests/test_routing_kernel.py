@@ -30,15 +30,21 @@ def test_bad_ablate_values_are_one_line_usage_errors(kernel) -> None:
         assert (content["ename"], content["evalue"]) == ("UsageError", message), out
 
 
-def test_a_turn_that_recorded_no_routing_does_not_promise_a_picture(kernel) -> None:
+def test_a_turn_that_cannot_record_routing_draws_no_routing_view_and_says_why(kernel) -> None:
+    """`--routing` with a model outside the kernel (here a replay; a server alike): the answer comes with the reason,
+    and no routing view is drawn (an empty one said "0 tokens × 0 layers" and, saved, "no tokens recorded yet", for
+    tokens that never come); `%gptoss routing` then gives the same reason, not "run a cell with --routing"."""
     out, content = run(kernel[1], SETUP)
     assert content["status"] == "ok", out
-    out, content = run(kernel[1], "%%gptoss --routing\nhi")  # the chat view, with the routing view under it
+    out, content = run(kernel[1], "%%gptoss --routing\nhi")
     assert content["status"] == "ok", out
-    assert "Expert routing: no tokens recorded yet" in out and "picture follows" not in out
+    assert "Expert routing" not in out and "picture follows" not in out
+    why = ("this needs a gpt-oss model in this kernel, and replay (ReplayEngine) has none: load one here "
+           "(`%gptoss load tiny`, Session.load(...))")
     out, _ = run(kernel[1], "print(_gptoss.routing, _gptoss.errors)")
-    assert out.strip() == ("None ['no expert routing recorded: this needs a gpt-oss model in this kernel, and replay "
-                           "(ReplayEngine) has none: load one with Session.load(...)']")
+    assert out.strip() == f"None ['no expert routing recorded: {why}']"
+    out, content = run(kernel[1], "%gptoss routing")
+    assert (content["ename"], content["evalue"]) == ("UsageError", f"%gptoss routing: the last reply has no routing: {why}")
 
 
 def test_ablate_the_last_layer_with_a_negative_index(kernel) -> None:

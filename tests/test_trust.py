@@ -488,7 +488,7 @@ def test_routing_asked_of_a_model_that_cannot_record_it_says_so():
     reply = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={}).ask("hi", routing=True)
     assert reply.final == "ok" and reply.routing is None
     assert reply.errors == ["no expert routing recorded: this needs a gpt-oss model in this kernel, and replay "
-                            "(ReplayEngine) has none: load one with Session.load(...)"]
+                            "(ReplayEngine) has none: load one here (`%gptoss load tiny`, Session.load(...))"]
 
 
 def test_a_refused_regenerate_keeps_the_turn_it_would_have_replaced():

@@ -109,7 +109,7 @@ def model_of(target: Any) -> tuple[Any, Any]:
     if not callable(getattr(model, "modules", None)):
         name = getattr(engine, "name", type(engine).__name__)
         raise ValueError(f"this needs a gpt-oss model in this kernel, and {name} ({type(engine).__name__}) "
-                         f"has none: load one with Session.load(...)")
+                         f"has none: load one here (`%gptoss load tiny`, Session.load(...))")
     return engine, model
 
 
