@@ -314,3 +314,9 @@ def test_a_slot_left_empty_is_recorded_empty(session):
     layer = emptied.experts[:, 1]
     assert busiest not in set(layer.ravel().tolist()) and (layer == -1).any()
     assert np.all(emptied.weights[:, 1][layer == -1] == 0) and (emptied.experts[:, 0] >= 0).all()
+
+
+def test_a_layer_counted_from_the_last_is_described_as_such():
+    """A reply's footer read "disable expert 7 in layer -1", as if the model had a layer numbered -1."""
+    assert parse_ablate("-1:7").describe() == "disable expert 7 in the last layer"
+    assert parse_ablate("-2:1,0:3").describe() == "disable expert 1 in layer -2 (from the last); disable expert 3 in layer 0"

@@ -175,7 +175,10 @@ def _merge(mine: LayerEdit, edit: LayerEdit, layer: int | None) -> LayerEdit:
 
 
 def _where(layer: int | None) -> str:
-    return "every layer" if layer is ALL else f"layer {layer}"
+    """Which layer, in words ("layer -1" read as a layer numbered -1)."""
+    if layer is ALL:
+        return "every layer"
+    return f"layer {layer}" if layer >= 0 else "the last layer" if layer == -1 else f"layer {layer} (from the last)"
 
 
 def _ids(experts: frozenset[int]) -> str:
