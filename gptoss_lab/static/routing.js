@@ -57,7 +57,8 @@ class RoutingGrid {
     this.layerSelect = h("select", "gr-layer");
     this.layerSelect.title = "Layer whose expert load is shown (choose one to open expert cards from the bars)";
     const loadHead = h("div", "gr-head gr-load-head");
-    loadHead.append(h("span", "gr-subtitle", "Expert load"), h("span", "gr-hint", "click a bar for the expert's card"),
+    this.loadHint = h("span", "gr-hint");
+    loadHead.append(h("span", "gr-subtitle", "Expert load"), this.loadHint,
                     h("span", "gr-spacer"), control("Layer", this.layerSelect));
     this.loadCanvas = h("canvas", "gr-load");
     this.panel = h("div", "gr-panel");
@@ -195,6 +196,8 @@ class RoutingGrid {
     const channels = [...new Set(d.labels.filter((x) => x))];
     this.setOptions(this.channelSelect, [["", "all"], ...channels.map((c) => [c, c])], this.model.get("channel"));
     this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.model.get("layer"));
+    this.loadHint.textContent = this.model.get("layer") < 0 ? "choose a layer (right) for experts' cards"
+      : "click a bar for the expert's card";
     const total = Math.max(this.model.get("total"), d.n);
     this.summary.textContent = `${d.n} tokens × ${d.L} layers × top-${d.k} of ${d.E} experts`
       + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "");
@@ -306,7 +309,7 @@ class RoutingGrid {
     if (e < 0 || e >= this.data.E) return;
     const layer = this.model.get("layer");
     if (layer < 0) {
-      this.card = { layer: -1, expert: e, error: "choose a layer (right, above the bars) to open an expert's card" };
+      this.card = { layer: -1, expert: e, error: "an expert's card is of one layer: choose it (right, above the bars)" };
       this.drawCard();
       return;
     }

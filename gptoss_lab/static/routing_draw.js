@@ -310,7 +310,7 @@ function cardPanel(card, onExpert, onClose) {
   const close = h("button", "gr-close", "×");
   close.title = "Close the card";
   close.addEventListener("click", onClose);
-  head.append(swatch(expertColor(card.expert)), h("b", "", `Expert ${card.expert} · layer ${card.layer}`));
+  head.append(swatch(expertColor(card.expert)), h("b", "", `Expert ${card.expert} · ${card.layer < 0 ? "all layers" : `layer ${card.layer}`}`));
   if (card.error || card.waiting) {
     head.append(h("span", "gr-muted", card.error || "waiting for the kernel…"), close);
     return [head];

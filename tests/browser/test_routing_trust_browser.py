@@ -83,3 +83,29 @@ def test_shares_among_32768_experts_are_not_all_0_percent(page, lab_notebook):
     page.wait_for_function("() => /of the layer/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
                            timeout=20_000)
     assert "1 picks · 0.0083% of the layer" in card.inner_text(), card.inner_text()
+
+
+SMALL = """
+import numpy as np
+from gptoss_lab.routing import Routing
+ids = np.stack([np.arange(40) % 4, (np.arange(40) + 1) % 4], -1)[:, None].repeat(3, 1)
+routing = Routing(np.arange(1, 41), ids, np.full((40, 3, 2), 0.5), ["final"] * 40, num_experts=4)
+routing.view()
+"""
+
+
+def test_a_bar_clicked_with_all_layers_shown_says_to_choose_a_layer(lab_notebook):
+    """With "all layers" the hint above the bars promised a card on a click, and the click gave "Expert 2 · layer -1"
+    (no such layer): the hint says to choose a layer, and the click says a card is of one layer, then opens on one."""
+    page = lab_notebook([SMALL], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    hint = page.locator(".gptoss-routing .gr-load-head .gr-hint")
+    assert hint.inner_text() == "choose a layer (right) for experts' cards"
+    box = page.locator(".gptoss-routing .gr-load").bounding_box()
+    page.mouse.click(box["x"] + 48 + (box["width"] - 48) * 0.6, box["y"] + box["height"] - 12)
+    title = page.locator(".gptoss-routing .gr-card.gr-open .gr-panel-title")
+    title.wait_for(timeout=10_000)
+    assert "layer -1" not in title.inner_text() and "all layers" in title.inner_text(), title.inner_text()
+    assert "an expert's card is of one layer: choose it" in title.inner_text()
+    page.locator(".gptoss-routing select.gr-layer").select_option("1")
+    page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-load-head .gr-hint').innerText"
+                           " === \"click a bar for the expert's card\"", timeout=10_000)
