@@ -287,3 +287,37 @@ def html2text_whole(html: str) -> str:
     converter.ignore_emphasis = converter.unicode_snob = True
     converter.body_width = 0
     return converter.handle(extract._TAGS_BETWEEN_WORDS.sub(r" \1", html)).strip()
+
+
+def test_an_answer_of_many_wide_citations_quotes_a_bounded_text() -> None:
+    """Each citation of a different range (`【1†L0-L1000000】`, `…L1000001】` …) quoted every line the model was shown
+    of the page: 300 of them made 48 MB of sources that the turn's end rendered for a minute with Ctrl-C held, 2 000
+    280 MB. Each quote stops at QUOTE_CHARS and an answer's at QUOTED_CHARS, naming the lines left unquoted; a
+    citation of lines never shown still says so after the budget is spent, and one cited twice is quoted once."""
+    from gptoss_lab import ReplayEngine, Session, harmony
+    from gptoss_lab.tools.browser import tool
+    from gptoss_lab.widgets.transcript import Transcript
+
+    doc = "\n".join(f"Line {i}: the greenhouse vents open at 28 degrees; pumps run every {i % 60} minutes."
+                    for i in range(5000))
+    calls = ['<|start|>assistant<|channel|>analysis to=browser.search<|message|>{"query": "greenhouse"}<|call|>']
+    calls += ['<|start|>assistant<|channel|>analysis to=browser.open<|message|>'
+              f'{{"id": "manual.md", "loc": {k * 160}, "num_lines": 100000}}<|call|>' for k in range(20)]
+    final = " ".join(f"fact【1†L0-L{10**6 + i}】" for i in range(300)) + " again【1†L0-L1000000】 unseen【1†L4990-L4999】"
+    recording = harmony.encode("".join(calls) + "<|start|>assistant<|channel|>final<|message|>")
+    recording += harmony.encode_text(final) + harmony.encode("<|return|>")
+    session = Session(ReplayEngine(recording), approval="auto", browser=Browser({"manual.md": doc}),
+                      tools=["browser"], max_new_tokens=10**6, max_tool_calls=100)
+    reply = session.ask("When do the vents open?")
+    quotes = [c.text for c in reply.citations]
+    assert len(quotes) == 302 and quotes[300] == quotes[0]                         # cited twice: the same quote
+    distinct = {c.marker: c.text for c in reply.citations}                # the page's text, and a note each
+    assert sum(map(len, distinct.values())) <= tool.QUOTED_CHARS + tool.QUOTE_CHARS + 100 * len(distinct)
+    assert all(len(q) <= tool.QUOTE_CHARS + 200 for q in quotes)
+    assert "\nLine 0: the greenhouse" in quotes[0] and quotes[0].endswith(
+        "cited, not quoted here (a quote stops at 4,000 characters)]")
+    assert quotes[299].endswith("cited, not quoted here (an answer's citations quote 60,000 characters at most)]")
+    assert quotes[-1] == ""                                          # L4990-L4999 never shown: said as such
+    t0 = time.perf_counter()
+    bundle = Transcript.from_reply(reply)._repr_mimebundle_()
+    assert time.perf_counter() - t0 < 10 and sum(map(len, bundle.values())) < 5_000_000   # was 61.6 s and 138 MB

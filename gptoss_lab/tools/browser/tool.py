@@ -9,6 +9,7 @@ and `citations()` resolves those against the stack. One Browser serves a whole c
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -35,6 +36,11 @@ from .page import (
 )
 
 VIEW_SOURCE_PREFIX = "view-source:"
+# What an answer's citations quote at most: each citation, and all of them together (a distinct citation of a
+# different range each time, `【0†L0-L99999】` ..., quoted the page again each time: 2 000 of them made 280 MB of
+# sources that the turn's end then rendered for a minute, Ctrl-C held). The reader opens the page for the rest.
+QUOTE_CHARS = 4_000
+QUOTED_CHARS = 60_000
 _PARAMETERS = {
     "search": {"query", "topn", "top_n", "source"},
     "open": {"id", "cursor", "loc", "num_lines", "view_source", "source"},
@@ -123,11 +129,17 @@ class Browser(Tool):
         when the cursor or none of the lines were shown). A citation of a find page's lines points to the page
         that was searched, with those lines' numbers there."""
         found = []
+        made: dict[tuple[int, int, int], Citation] = {}   # each distinct citation (cursor, lines) quoted once
+        left = QUOTED_CHARS
         for match in CITATION_PATTERN.finditer(text):
             lines, cursor = cited_lines(match.group("content")), _number(match.group("cursor"))
             if lines is None or cursor is None:  # no lines, or a cursor of more digits than Python converts
                 continue
             start, end = lines
+            key = (cursor, start, end)
+            if key in made:
+                found.append(dataclasses.replace(made[key], marker=match.group(0)))
+                continue
             page = self.stack[cursor] if cursor < len(self.stack) else None
             url = title = quoted = ""
             if page is not None:
@@ -139,8 +151,13 @@ class Browser(Tool):
                     start, end = (searched[0], searched[-1]) if searched else (start, end)
                     page = source if searched else None
                 if page is not None:
-                    quoted = _quoted(page, start, end, self._shown.get(page, []))
-            found.append(Citation(match.group(0), cursor, start, end, url, title, quoted))
+                    chars = min(QUOTE_CHARS, max(left, 0))
+                    why = (f"a quote stops at {QUOTE_CHARS:,} characters" if chars == QUOTE_CHARS else
+                           f"an answer's citations quote {QUOTED_CHARS:,} characters at most")
+                    quoted = _quoted(page, start, end, self._shown.get(page, []), chars, why)
+                    left -= len(quoted)
+            made[key] = Citation(match.group(0), cursor, start, end, url, title, quoted)
+            found.append(made[key])
         return found
 
     def reset(self) -> None:
@@ -322,20 +339,25 @@ def _address(url: str) -> str:
     return start + one_line(rest, max(20, 120 - len(start)))
 
 
-def _quoted(page: Page, start: int, end: int, windows: list[tuple[int, int]]) -> str:
+def _quoted(page: Page, start: int, end: int, windows: list[tuple[int, int]], chars: int, why: str) -> str:
     """Lines `start`..`end` of `page` that the model was shown (in any of `windows`), each run of the cited lines it
     was never shown, or that the page does not have, said in one line in its place (`[L5–L10: never shown to the
     model]`): a citation spanning two find matches read as one passage. Empty when none was shown. Only the windows
-    are walked, not the lines cited (`L0-L1000000` walked a long page line by line)."""
+    are walked, not the lines cited (`L0-L1000000` walked a long page line by line), and only until the quote has
+    `chars` characters: the shown lines past that are named, not quoted, and `why`."""
     total = len(page.lines)
     parts: list[str] = []
-    at = start
+    at, size = start, 0
     for a, b in sorted((max(a, start), min(b, end + 1, total)) for a, b in windows):
         if b <= max(a, at):   # a window outside the cited lines, or within what was quoted
             continue
         if a > at:
             parts.append(_unshown(at, a - 1, total))
-        parts += page.lines[max(a, at):b]
+        for n in range(max(a, at), b):
+            if size >= chars:
+                return "\n".join(parts + [f"[{_span(n, min(end, total - 1))}: cited, not quoted here ({why})]"])
+            parts.append(page.lines[n])
+            size += len(page.lines[n]) + 1
         at = b
     if at == start:
         return ""
