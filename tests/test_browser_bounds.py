@@ -321,3 +321,29 @@ def test_an_answer_of_many_wide_citations_quotes_a_bounded_text() -> None:
     t0 = time.perf_counter()
     bundle = Transcript.from_reply(reply)._repr_mimebundle_()
     assert time.perf_counter() - t0 < 10 and sum(map(len, bundle.values())) < 5_000_000   # was 61.6 s and 138 MB
+
+
+def test_view_source_of_a_long_document_is_refused_and_a_short_ones_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`view_source` wrapped the whole source again at every open, with no bound: a 47 MB text document took 18 s an
+    open (Stop unheard) and each open kept another copy. A source past MAX_SOURCE_CHARS is refused in one line;
+    a shorter one is made once and opened again as the same page."""
+    from gptoss_lab.tools.browser import tool
+
+    monkeypatch.setattr(tool, "MAX_SOURCE_CHARS", 100_000)
+    line = "The quick brown fox jumps over the lazy dog while owls watch from the pine trees at dusk. "
+    browser = Browser({"big.md": "\n".join(f"{line}{i}" for i in range(2_000)), "small.md": "owls\n" * 100})
+    browser.open(id="big.md")
+    t0 = time.perf_counter()
+    with pytest.raises(BrowserError) as error:
+        browser.open(view_source=True)
+    assert time.perf_counter() - t0 < 1
+    assert str(error.value) == ("The source of `big.md` is 188,889 characters; view_source shows at most 100,000: "
+                                "open the page itself")
+    browser.open(id="small.md")
+    first = browser.open(view_source=True)
+    assert "view-source:small.md" in first and "L0: owls" in first
+    source = browser.stack[-1]
+    lines = source.lines
+    assert browser.open(cursor=len(browser.stack) - 2, view_source=True) == first.replace(
+        f"[{len(browser.stack) - 2}]", f"[{len(browser.stack) - 1}]", 1)
+    assert browser.stack[-1] is source and source.lines is lines            # the same page, wrapped once

@@ -41,6 +41,9 @@ VIEW_SOURCE_PREFIX = "view-source:"
 # sources that the turn's end then rendered for a minute, Ctrl-C held). The reader opens the page for the rest.
 QUOTE_CHARS = 4_000
 QUOTED_CHARS = 60_000
+# The longest source `view_source` shows: its lines are wrapped when it is opened (a 47 MB text document took 18 s,
+# each open anew, Stop unheard); a web page's is at most its fetch's 5 MB.
+MAX_SOURCE_CHARS = 5_000_000
 _PARAMETERS = {
     "search": {"query", "topn", "top_n", "source"},
     "open": {"id", "cursor", "loc", "num_lines", "view_source", "source"},
@@ -83,6 +86,7 @@ class Browser(Tool):
         self._fetched: dict[str, Page] = {}    # url -> page, so opening a link twice reads it once
         # page -> the windows (first line, line after the last) the model was shown of it, at any cursor
         self._shown: weakref.WeakKeyDictionary[Page, list[tuple[int, int]]] = weakref.WeakKeyDictionary()
+        self._sources: weakref.WeakKeyDictionary[Page, Page] = weakref.WeakKeyDictionary()  # page -> its source page
 
     @classmethod
     def from_sources(cls, sources: Sequence[str], *, api_key_env: str | None = None, **options: Any) -> Browser:
@@ -234,7 +238,7 @@ class Browser(Tool):
             match = not direct and id >= 0 and current.kind == "find" and current.origin is not None
             page = current.origin if match else self._fetch(url, direct)
             if view_source:
-                page = Page(url=VIEW_SOURCE_PREFIX + page.url, title=page.title, text=source_text(page))
+                page = self._source(page)
                 snippet = None
         self.stack.append(page)
         if loc < 0:  # at the result's passage: a line of the page (a backend's hit can name any value)
@@ -243,6 +247,16 @@ class Browser(Tool):
             if loc > 4:
                 loc -= 4
         return self._show(loc, num_lines)
+
+    def _source(self, page: Page) -> Page:
+        """The page `view_source` shows of `page` (made once: opened again, the same page and its lines)."""
+        if page not in self._sources:
+            text = source_text(page)
+            if len(text) > MAX_SOURCE_CHARS:
+                raise _UsageError(f"The source of `{maybe_truncate(page.url, 200)}` is {len(text):,} characters; "
+                                  f"view_source shows at most {MAX_SOURCE_CHARS:,}: open the page itself")
+            self._sources[page] = Page(url=VIEW_SOURCE_PREFIX + page.url, title=page.title, text=text)
+        return self._sources[page]
 
     def _find(self, pattern: str, cursor: int = -1) -> tuple[str, Any]:
         _not_empty("find", pattern)
