@@ -51,3 +51,14 @@ def test_a_citation_of_a_search_page_past_its_window_says_so() -> None:
     assert cited.text.split("\n") == lines + [f"[L{len(lines)}–L20: not on the page, whose last line is "
                                               f"L{len(lines) - 1}]"]
 
+
+
+def test_digits_of_other_scripts_make_no_citation() -> None:
+    """`【２†L2】` (full-width 2) and `【1†L٣】` (Arabic-Indic 3) resolved to cursor 2 and line 3: a reader sees
+    digits that are not the ones the chip names. Only ASCII digits make a citation; the rest stays text."""
+    from gptoss_lab.tools.browser import Browser
+
+    browser = Browser({"a.md": "one\ntwo\nthree\nfour"})
+    browser.open(id="a.md")
+    assert browser.citations("x【0†L2】 y【０†L2】 z【0†L٣】 w【0†L2-L３】") == browser.citations("x【0†L2】")
+    assert [c.marker for c in browser.citations("x【0†L2】")] == ["【0†L2】"]

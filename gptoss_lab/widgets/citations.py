@@ -29,7 +29,7 @@ POPUP_CHARS = 400  # of the cited text
 POPUP_LINES = 8  # of the cited text
 NAME_CHARS = 100  # of a title or address in a chip's popup and name
 _TAG = re.compile(r"(<[^>]*>)")
-_MARKER = re.compile(r"【\d+†[^†】]+(?:†[^†】]+)?】")
+_MARKER = re.compile(r"【[0-9]+†[^†】]+(?:†[^†】]+)?】")
 _KINDS = ("search", "page", "find")
 _BLOCK_START = re.compile(r"^(\d+(?=\.)|(?=[-=]))")  # before a `-` or `=` that starts a line, or a number's `.`
 # Left out of a name a chip's label says: control and direction characters (and zero-width ones), which a screen reader

@@ -25,10 +25,10 @@ from ...widgets.sanitize import HIDDEN, reveal_mixed_scripts
 
 FIND_PAGE_LINK_FORMAT = "# 【{idx}†{title}】"
 PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
-PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【\d*(?:†(?P<content>[^†】]*)(?:†[^†】]*)?)?$")
-LINK_PATTERN = re.compile(r"【\d+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
-CITATION_PATTERN = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
-_CITED_LINES = re.compile(r"^\s*L(\d+)(?:\s*-\s*L?(\d+))?\s*$")
+PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【[0-9]*(?:†(?P<content>[^†】]*)(?:†[^†】]*)?)?$")
+LINK_PATTERN = re.compile(r"【[0-9]+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
+CITATION_PATTERN = re.compile(r"【(?P<cursor>[0-9]+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
+_CITED_LINES = re.compile(r"^\s*L([0-9]+)(?:\s*-\s*L?([0-9]+))?\s*$")
 _SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\x0b": " ", "\x0c": " "}  # vertical tab, form feed: spaces
 # Dropped from documents, so that the model and the reader see the same text, in the order it is stored: terminal
 # sequences whole (_TERMINAL: CSI in 7 and 8 bits, a window title ended on its line, ESC and a letter or digit such as
