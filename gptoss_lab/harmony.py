@@ -114,8 +114,23 @@ def decode(ids: Iterable[int]) -> str:
 
 
 def encode(text: str) -> list[int]:
-    """Text to token ids; Harmony special tokens written in the text are recognised."""
-    return encoding().encode(text, allowed_special="all")
+    """Text to token ids; Harmony special tokens written in the text are recognised. Text with a long run goes
+    between the special tokens through `encode_text` (same ids): openai-harmony is quadratic there, and 100,000 `[`
+    overflowed its stack (a PanicException, which no `except Exception` catches)."""
+    if _LONG_RUN.search(text) is None:
+        return encoding().encode(text, allowed_special="all")
+    ids: list[int] = []
+    done = 0
+    for special in _special_spellings().finditer(text):
+        ids += encode_text(text[done:special.start()]) + encoding().encode(special.group(), allowed_special="all")
+        done = special.end()
+    return ids + encode_text(text[done:])
+
+
+@functools.cache
+def _special_spellings() -> re.Pattern[str]:
+    """Any Harmony special token as written in text (`<|start|>` ...)."""
+    return re.compile("|".join(map(re.escape, sorted(encoding().special_tokens_set, key=len, reverse=True))))
 
 
 def encode_text(text: str) -> list[int]:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -370,3 +371,16 @@ def test_a_model_that_loves_format_tokens_still_writes_valid_harmony_through_the
             assert end.message.recipient
         if end.stop_token == harmony.RETURN:
             assert end.message.channel in (None, "final")
+
+
+def test_encode_of_a_long_run_between_special_tokens_neither_crashes_nor_changes_ids():
+    """A recording with 100,000 `[` and as many `]` took openai-harmony 18 s (quadratic in a piece's length; in a
+    review it ended in a PanicException, a stack overflow no `except Exception` catches): a long run between special
+    tokens goes through encode_text, with the same ids."""
+    recording = "<|start|>assistant<|channel|>final<|message|>" + "[" * 100_000 + "]" * 100_000 + "<|return|>"
+    t0 = time.perf_counter()
+    ids = harmony.encode(recording)
+    assert time.perf_counter() - t0 < 6
+    assert harmony.decode(ids) == recording and ids[-1] == harmony.encode("<|return|>")[0]
+    for text in ("<|start|>user<|message|>" + "a" * 600 + " b<|end|>", "x" * 700, "<|call|>" + " " * 900 + "<|end|>"):
+        assert harmony.encode(text) == harmony.encoding().encode(text, allowed_special="all")
