@@ -13,6 +13,7 @@ can open and cite, and names made alike that way are told apart, as are titles s
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import glob
 import itertools
@@ -29,9 +30,10 @@ from urllib.parse import unquote, urlparse
 
 from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible
 from .backends import Backend, BackendError
-from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page
+from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page, with_url
 from .page import (
     MAX_TITLE_CHARS, Page, SearchResult, maybe_truncate, merge_whitespace, replace_special_chars, strip_links,
+    wrap_lines,
 )
 
 PASSAGE_LINES = 8            # wrapped lines per indexed passage; passages overlap by half
@@ -45,6 +47,10 @@ MAX_DOCUMENTS = 50_000              # files found in the folders (20,000 small o
 MAX_LIST_SECONDS = 60.0             # looking for them (a home folder holds millions of files)
 LIST_PROGRESS_AFTER = 1.0           # s: looking for documents longer shows a progress bar
 _KERNEL_FOLDERS = (Path("/proc"), Path("/sys"))   # files of size 0 that wait for what they report (/proc/kmsg)
+_OPENS_IN_FOLDERS = os.open in os.supports_dir_fd   # a file opened from its folder's descriptor (not on Windows)
+# a folder on the way to a document, opened to be searched (O_PATH: as a path is, without read permission), never a link
+_FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_MADE_A_LINK = "made a link since the folder was listed; not followed"
 _RULES = re.compile(r"(?<!\S)(?:[-=*_~]{2,}|#+)(?!\S)")   # Markdown rules and heading marks, not words
 _PERCENT_ESCAPE = re.compile(r"%(?=[0-9A-Fa-f]{2})")   # what a display decodes as a URL's escape (`%41` is `A`)
 _KINDS = {".pdf": "PDF", ".md": "Markdown", ".markdown": "Markdown", ".html": "HTML", ".htm": "HTML",
@@ -62,12 +68,14 @@ class LocalBackend(Backend):
 
     def __init__(self, pages: Iterable[Page], *, files: Mapping[str, Path] | None = None,
                  roots: Iterable[str] = (), skipped: Iterable[tuple[str, str]] = (),
-                 kinds: Iterable[str] = (), left_out: str | None = None, progress: bool | None = None) -> None:
+                 kinds: Iterable[str] = (), left_out: str | None = None, linked: Iterable[str] = (),
+                 progress: bool | None = None) -> None:
         self.pages: list[Page] = list(pages)
         self.files = dict(files or {})                    # url -> the file it was read from
         self.roots = list(roots)
         self.skipped = list(skipped)                      # (name, why) of files that could not be read
         self.left_out = left_out                          # why looking for more documents stopped, if it did
+        self.linked = list(linked)                        # urls of hard links to a file also elsewhere on disk
         self.kinds = Counter(kinds)
         _distinct_titles(self.pages)
         self._by_name: dict[str, int] = {}                # url, file URI, path or file name -> page
@@ -96,7 +104,7 @@ class LocalBackend(Backend):
         from ...widgets import text_bar
 
         show = len(files) >= PROGRESS_FROM if progress is None else progress
-        pages, paths, skipped, kinds = [], {}, list(outside), []
+        pages, paths, skipped, kinds, stats = [], {}, list(outside), [], {}
         deadline, total, chars = time.monotonic() + MAX_READ_SECONDS, 0, 0
         late = f"not read: the browser reads documents for at most {MAX_READ_SECONDS:g} s"
         bar = text_bar(files, desc="Reading documents", unit="file", disable=not show)
@@ -104,7 +112,7 @@ class LocalBackend(Backend):
             try:
                 if time.monotonic() > deadline:
                     raise ExtractError(late)
-                data = _read(path, MAX_FOLDER_BYTES - total)
+                data, found = _read(path, MAX_FOLDER_BYTES - total)
                 total += len(data)
                 page = document_page(data, url, _readable(path.name), base=path.as_uri(), deadline=deadline,
                                      shown_name=PurePosixPath(url).name)
@@ -117,7 +125,7 @@ class LocalBackend(Backend):
                 skipped.append((name, late if time.monotonic() > deadline else str(err)))
                 continue
             pages.append(page)
-            paths[url] = path
+            paths[url], stats[url] = path, found
             kinds.append(_kind(path.name))
         if not pages:
             raise BackendError(f"none of the {len(skipped)} documents could be read (first: {_written_out(skipped[0][0])}: "
@@ -128,7 +136,7 @@ class LocalBackend(Backend):
         for page in pages:
             page.urls = {i: names.get(unquote(link), link) for i, link in page.urls.items()}
         return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds, left_out=stopped,
-                   progress=progress)
+                   linked=_hard_linked(stats), progress=progress)
 
     @classmethod
     def from_texts(cls, texts: Mapping[str, str]) -> LocalBackend:
@@ -156,8 +164,9 @@ class LocalBackend(Backend):
         self._passages: list[_Passage] = []
         corpus: list[str] = []
         for d, page in enumerate(self.pages):
-            lines = page.lines
-            first = 2 if lines[:2] == ["", f"URL: {page.url}"] else 0   # after the `URL:` header
+            lines, header = page.lines, with_url(page.url, "")
+            # after the `URL:` header, however many lines a long URL wraps over (its rest was indexed and shown)
+            first = len(wrap_lines(header.removesuffix("\n"))) if page.text.startswith(header) else 0
             for start in range(first, max(first + 1, len(lines) - PASSAGE_LINES // 2), PASSAGE_LINES // 2):
                 text = "\n".join(lines[start:start + PASSAGE_LINES])
                 if text.strip():
@@ -211,6 +220,10 @@ class LocalBackend(Backend):
         lines = sum(len(p.lines) for p in self.pages)
         where = f" in {', '.join(self.roots)}" if self.roots and self.roots != ["memory"] else ""
         text = f"{len(self.pages)} document{'s' * (len(self.pages) != 1)}{where} ({kinds}; {lines:,} lines)"
+        if self.linked:   # read as the file it is, which no path tells apart: said, so the user can look
+            text += f"; {len(self.linked)} {'is a hard link' if len(self.linked) == 1 else 'are hard links'} to a " \
+                f"file also elsewhere on disk, maybe outside the folder ({_written_out(self.linked[0])}" + \
+                (", ..." if len(self.linked) > 1 else "") + ")"
         if self.skipped:  # a file's name can hold line breaks and terminal sequences: written out, on one line
             name, why = self.skipped[0]
             text += f"; skipped {len(self.skipped)} that could not be read ({_written_out(name)}: " \
@@ -301,17 +314,14 @@ def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str
         raise BackendError(f"cannot read {text}: {err.strerror or err}") from None
 
 
-def _read(path: Path, room: int) -> bytes:
-    """The bytes of the regular file at `path` (where `collect` found links lead), refused past MAX_FILE_BYTES or
-    `room` (what is left of MAX_FOLDER_BYTES); nothing that could wait is read: the kernel's files (/proc, /sys),
-    and a pipe or device (opened without waiting, then refused); nor a link made since the folder was listed (it
-    was followed: to any file outside the folder)."""
-    if path.resolve() != path:
-        raise ExtractError("made a link since the folder was listed; not followed")
+def _read(path: Path, room: int) -> tuple[bytes, os.stat_result]:
+    """The bytes and stat of the regular file at `path` (where `collect` found links lead), refused past
+    MAX_FILE_BYTES or `room` (what is left of MAX_FOLDER_BYTES); nothing that could wait is read: the kernel's files
+    (/proc, /sys), and a pipe or device (opened without waiting, then refused); nor through a link made since the
+    folder was listed, the file or a folder on its way (see `_open_unlinked`)."""
     if any(path.is_relative_to(folder) for folder in _KERNEL_FOLDERS):
         raise ExtractError(f"a file of the kernel's (under /{path.parts[1]}), not a document")
-    flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-    with open(path, "rb", opener=lambda name, mode: os.open(name, mode | flags)) as file:
+    with open(path, "rb", opener=lambda _, mode: _open_unlinked(path, mode | getattr(os, "O_NONBLOCK", 0))) as file:
         size = os.fstat(file.fileno())
         if not stat.S_ISREG(size.st_mode):
             raise ExtractError("not a regular file")
@@ -320,7 +330,38 @@ def _read(path: Path, room: int) -> bytes:
         if size.st_size > room:
             raise ExtractError(f"not read: the browser reads at most {MAX_FOLDER_BYTES / 1e6:,g} MB of "
                                "documents in all")
-        return file.read(size.st_size)
+        return file.read(size.st_size), size
+
+
+def _open_unlinked(path: Path, flags: int) -> int:
+    """A descriptor of the file at `path` (absolute, without links: `collect` resolved it), opened through no link:
+    each folder on the way is opened from the one above it without following one, so a folder swapped for a link
+    after the path was checked is refused (O_NOFOLLOW guards only the file's own name: the link was followed to a
+    file outside the folder). Where a file cannot be opened from its folder's descriptor (Windows), the path is
+    checked, then opened."""
+    if not _OPENS_IN_FOLDERS:
+        if path.resolve() != path:
+            raise ExtractError(_MADE_A_LINK)
+        return os.open(path, flags)
+    folder = os.open(path.anchor, _FOLDER_FLAGS)
+    try:
+        for part in path.parts[1:-1]:
+            folder, above = os.open(part, _FOLDER_FLAGS, dir_fd=folder), folder
+            os.close(above)
+        return os.open(path.name, flags | os.O_NOFOLLOW, dir_fd=folder)
+    except OSError as err:   # a folder that is a link now is not one (ENOTDIR), the file a link (ELOOP)
+        if err.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise ExtractError(_MADE_A_LINK) from None
+        raise
+    finally:
+        os.close(folder)
+
+
+def _hard_linked(stats: Mapping[str, os.stat_result]) -> list[str]:
+    """The documents (by URL) that are hard links to a file with more names than the folder holds: it is also
+    elsewhere on disk, maybe outside the folder, where no path shows it (a backup's, a package store's files)."""
+    inside = Counter((file.st_dev, file.st_ino) for file in stats.values())
+    return [url for url, file in stats.items() if file.st_nlink > inside[file.st_dev, file.st_ino]]
 
 
 def _documents_in(folder: Path, search: _Search) -> list[Path]:
