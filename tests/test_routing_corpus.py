@@ -163,9 +163,12 @@ def test_a_corpus_of_empty_texts_keeps_the_model_shape(session, tmp_path):
     """Empty texts have no tokens, yet the corpus is still one of the model's 4 layers × top-2 (it said
     "0 tokens × 0 layers × top-0", and its expert cards "this record has layers 0..-1")."""
     corpus = route(["", ""], session, progress=False)
-    assert repr(corpus).startswith("Corpus(2 texts, 0 tokens × 4 layers × top-2 of 8 experts")
+    assert repr(corpus).startswith("Corpus(2 texts (2 of them empty), 0 tokens × 4 layers × top-2 of 8 experts")
     assert corpus.combined.expert_card(3, 7).picks == 0
-    assert repr(Corpus.load(corpus.save(tmp_path / "c"))).startswith("Corpus(2 texts, 0 tokens × 4 layers × top-2")
+    assert repr(Corpus.load(corpus.save(tmp_path / "c"))).startswith("Corpus(2 texts (2 of them empty), 0 tokens × 4 "
+                                                                    "layers × top-2")
+    one = route(["", "hi"], session, progress=False)     # it said "2 texts, 1 tokens": the empty one unnamed
+    assert repr(one).startswith("Corpus(2 texts (1 of them empty), 1 token × 4 layers × top-2 of 8 experts")
 
 
 def test_records_go_to_the_home_folder_for_a_path_with_a_tilde(session, tmp_path, monkeypatch):
@@ -206,3 +209,10 @@ def test_numeric_text_labels_are_kept_as_text(session, tmp_path):
     stored = route(["hello world", "a b c"], session, labels=np.array([1, 2]), path=tmp_path / "c", progress=False)
     kept = route(["hello world", "a b c"], session, labels=np.array([1, 2]), progress=False)
     assert stored.doc_labels == kept.doc_labels == Corpus.load(tmp_path / "c").doc_labels == ["1", "2"]
+
+
+def test_the_progress_bar_stays_as_a_record_of_what_ran(session, capsys):
+    """The bar was cleared at the end, which in a notebook left a line of spaces, a blank gap above the result."""
+    route(["one text", "another"], session)
+    shown = capsys.readouterr().out.split("\r")[-1].strip()
+    assert shown.startswith("routing: 100%") and "2/2" in shown, shown

@@ -33,6 +33,14 @@ def test_selecting_one_position_says_how():
     assert r.select([3]).tokens.tolist() == [r.tokens[3]]
 
 
+@pytest.mark.parametrize("which,wrong", [([999], 999), ([0, -51], -51), (np.array([49, 50]), 50)])
+def test_selecting_a_position_the_record_lacks_says_which_it_has(which, wrong):
+    """It was numpy's "index 999 is out of bounds for axis 0 with size 50"."""
+    with pytest.raises(IndexError, match=rf"^this record has tokens 0\.\.49 \(-1 = the last\): there is no token {wrong}$"):
+        _record().select(which)
+    assert len(_record().select([0, -50, 49])) == 3
+
+
 def test_a_transitions_figure_of_a_layer_the_table_lacks_is_refused_in_one_line():
     """`plot(layer=99)` was a KeyError: 99; one layer's table drawn for another layer was titled with that layer."""
     r = _record()

@@ -118,9 +118,16 @@ class Corpus(Sequence[Routing]):
     def __repr__(self) -> str:
         extra = f", {self.meta['seconds']:.1f} s" if "seconds" in self.meta else ""
         where = f", stored in {self.meta['path']}" if "path" in self.meta else ""
+        empty = int((self.lengths == 0).sum())   # an empty text routes no token: said, not left to the count
+        empties = f" ({empty} of them empty)" if empty else ""
         r = self.combined  # a path with a lone surrogate (meta.json from elsewhere) failed the display
-        return harmony.clean(f"Corpus({len(self)} texts, {len(r)} tokens × {r.layers} layers × top-{r.top_k} of "
-                             f"{r.num_experts} experts{extra}{where})")
+        return harmony.clean(f"Corpus({_count(len(self), 'text')}{empties}, {_count(len(r), 'token')} × "
+                             f"{_count(r.layers, 'layer')} × top-{r.top_k} of {_count(r.num_experts, 'expert')}"
+                             f"{extra}{where})")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def route(
@@ -171,7 +178,8 @@ def route(
     chunk = int(getattr(engine, "prefill_chunk", 2048))
     store = _Store(config, path, memory_limit, name=getattr(engine, "name", None))
     started = time.perf_counter()
-    bar = text_bar(total=len(items), desc="routing", unit="text", leave=False, disable=not progress)
+    # the finished bar stays: it says what ran (one cleared left a line of spaces in the saved output)
+    bar = text_bar(total=len(items), desc="routing", unit="text", disable=not progress)
     try:
         with RouterHooks(net) as hooks:
             for start in range(0, len(items), batch_size * _WINDOW):

@@ -264,6 +264,10 @@ class Routing:
             if which.dtype.kind == "b" and len(which) != self._n:  # "boolean index did not match indexed array"
                 raise ValueError(f"a mask of {len(which)} entries for a record of {self._n} tokens: "
                                  f"give one True or False per token")
+            # numpy said "index 999 is out of bounds for axis 0 with size 12"
+            if which.dtype.kind in "iu" and which.size and not -self._n <= which.min() <= which.max() < self._n:
+                wrong = int(which.max() if which.max() >= self._n else which.min())
+                raise IndexError(f"this record has tokens 0..{self._n - 1} (-1 = the last): there is no token {wrong}")
         key = _selection(which, self._n)
         if isinstance(which, slice):
             start, stop, step = which.indices(self._n)

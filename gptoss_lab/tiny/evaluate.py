@@ -124,7 +124,7 @@ def evaluate(checkpoint: str | Path = CHECKPOINT, n: int = 100, seed: int = HELD
     failures, longest = [], 0
     start = time.time()
     held_out = conversations(n, seed, long_share, fresh)
-    for conversation in text_bar(held_out, desc="evaluating", disable=not progress, leave=False):
+    for conversation in text_bar(held_out, desc="evaluating", disable=not progress):  # kept (see route)
         replies = run(engine, conversation, max_new_tokens=max_new_tokens, guard=guard)
         for k, (turn, reply) in enumerate(zip(conversation.turns, replies), 1):
             if reply is None:
