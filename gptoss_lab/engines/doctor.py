@@ -40,6 +40,7 @@ class Diagnosis:
     device_name: str
     packages: dict[str, str | None]
     kernels: str | None      # None when the MXFP4 kernels are usable here, else why not
+    kernels_assumed: bool    # the caller said whether they are (mxfp4_kernels=), not this machine
     load_bytes: int          # what loading it here takes
     load_how: str
     kv: KVCache
@@ -66,7 +67,8 @@ class Diagnosis:
     def rows(self) -> list[tuple[str, str]]:
         """(label, text) pairs of the report, in reading order."""
         p, kv = self.parameters, self.kv
-        kernels = ("usable" if self.kernels is None else f"not usable: {self.kernels}")
+        kernels = ("usable" + " (assumed)" * self.kernels_assumed if self.kernels is None else
+                   f"not usable: {self.kernels}")
         if self.mxfp4_checkpoint and not self.dequantized_to:
             kernels += " → the experts stay in MXFP4"
         elif self.mxfp4_checkpoint:
@@ -189,6 +191,7 @@ def doctor(
         top_k=config.num_experts_per_tok, mxfp4_checkpoint=stored, dequantized_to=unpacked if stored else None,
         loaded=loaded, mxfp4_bytes=packed_mxfp4, bf16_bytes=bf16,
         device=str(target), device_name=_device_name(target), packages=_versions(), kernels=kernels,
+        kernels_assumed=mxfp4_kernels is not None,
         load_bytes=load, load_how=how, kv=kv, prefill_chunk=prefill_chunk, free=free,
         free_assumed=memory is not None, free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name),

@@ -602,10 +602,10 @@ def _top1(experts: np.ndarray) -> np.ndarray:
 
 @_records(2)
 def agreement(a: Routing, b: Routing) -> Table:
-    """Per layer, how alike two records of the same tokens are routed (two checkpoints, bf16 vs
-    MXFP4, two reasoning efforts, with and without an intervention): `overlap` is the mean share of
-    a's top-k experts also in b's top-k (router saturation; 1 where both have none), `top1` the share of
-    tokens with the same top-1 expert, `same_set` the share with identical top-k sets (empty slots are no
+    """Per layer, how alike two records of the same tokens are routed (two checkpoints, bf16 vs MXFP4, with and
+    without an intervention: the same texts `route`d; two efforts' turns differ in their tokens): `overlap` is the
+    mean share of a's top-k experts also in b's top-k (router saturation; 1 where both have none), `top1` the share
+    of tokens with the same top-1 expert, `same_set` the share with identical top-k sets (empty slots are no
     experts)."""
     shared = np.zeros(a.layers)
     top1 = np.zeros(a.layers)
