@@ -12,7 +12,8 @@ and scalars (and torch tensors) their `tolist()` / `item()` values; a pandas Dat
 `{"columns", "data"}` (and `"index"` unless it is 0..n-1), a Series a list (or `{"index", "data"}`);
 bytes their UTF-8 text, or `<N bytes, not UTF-8> b'...'`; datetimes ISO 8601 text, pandas' NaT and NA
 null. Iterators, arrays and frames are read up to MAX_ITEMS items, with a last item saying what was left
-out, and nesting up to MAX_DEPTH levels. Anything else is its str() labelled with its type, `<Money> 12.50 EUR`.
+out; lists, tuples, sets and dicts up to the most entries a cut (below) shows; nesting up to MAX_DEPTH levels.
+Anything else is its str() labelled with its type, `<Money> 12.50 EUR`.
 
 A result whose JSON is longer than MAX_OUTPUT_CHARS is cut where it is long, not as text (which left the model
 invalid JSON): long strings keep their head and tail around `... [N characters cut] ...`, long lists their first
@@ -28,6 +29,7 @@ import inspect
 import itertools
 import json
 import math
+import re
 import sys
 import time
 import traceback
@@ -52,6 +54,7 @@ MAX_ITEMS = 1000  # items read from an iterator, an array or a frame a function 
 MAX_DEPTH = 100  # levels of nesting read from a return value: past ~250 pydantic called it a circular reference,
                  # past ~300 Python's stack ran out
 _NESTING = (Iterator, dict, list, tuple, set, frozenset, pydantic.BaseModel)  # what `_bounded` reads into
+_ITEMS_CUT, _KEYS_CUT = "... [{} items cut] ...", "[{} more keys cut]"  # the notes `_cut` and `_bounded` leave
 
 
 class FunctionTool:
@@ -127,52 +130,59 @@ class FunctionTool:
         """Run the function on the model's JSON arguments; the result or the error, as text for the model.
         It runs here, on the caller's thread, ended by `timeout` or once `stop()` (the view's Stop) says yes."""
         start = time.perf_counter()
-        ran = False  # an error after the function returned is JSON's: the call's side effects happened
         try:
-            # the user's validators run on the model's arguments, and a generator's body as its value is written:
-            # within the timeout too
             with deadline(timeout, stop):
-                try:
-                    text = arguments if arguments.strip() else "{}"
-                    raw = json_value(text)  # refuses NaN, 1e999 and a key given twice, which pydantic reads
-                    if not isinstance(raw, dict):
-                        raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
-                    # validated as JSON: a strict model takes "celsius" for an Enum, "2026-11-25" for a date
-                    kwargs = dict(self._arguments.validate_json(text))
-                except pydantic.ValidationError as err:
-                    return ToolResult("error", f"Error: ValidationError: {describe_errors(err)}",
-                                      time.perf_counter() - start)
-                except Exception as err:  # JSONDecodeError, deep nesting (RecursionError), a validator's KeyError
-                    return ToolResult("error", truncate(_error_text(err)), time.perf_counter() - start)
-                given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
-                # positional-only parameters, in order, up to the last one given; one left out before it: its default
-                args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
-                try:
-                    value = _bounded(self.function(*args, **kwargs))
-                except BaseException as err:
-                    # what the function made is let go here, under the timeout: a generator it returned, left half
-                    # read by a timeout, ran its `finally` once the error was dropped, past the deadline, for as long
-                    # as its cleanup took
-                    traceback.clear_frames(err.__traceback__)
-                    raise
-                ran = True
-                output = _json_text(value)
+                status, output = self._outcome(arguments)
         except ToolTimeout as err:
             return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
         except KeyboardInterrupt:
             return dataclasses.replace(interrupted(""), seconds=time.perf_counter() - start)
+        return ToolResult(status, output, time.perf_counter() - start)
+
+    def _outcome(self, arguments: str) -> tuple[str, str]:
+        """`call`'s work, all of it under its deadline: ("done", the JSON text) or ("error", the error's text).
+        The user's validators, the function, a generator's body as its value is written, the error's message
+        (a message that took 12 s to build held a 3 s call 12 s) and the letting go of what the function made."""
+        validated = False  # a ValidationError after the arguments were read is the function's own
+        ran = False  # an error after the function returned is JSON's: the call's side effects happened
+        try:
+            text = arguments if arguments.strip() else "{}"
+            raw = json_value(text)  # refuses NaN, 1e999 and a key given twice, which pydantic reads
+            if not isinstance(raw, dict):
+                raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
+            # validated as JSON: a strict model takes "celsius" for an Enum, "2026-11-25" for a date. Strictly: the
+            # value is the JSON type the model was shown (`true` was 1 for an int, "3" 3; they are refused)
+            kwargs = dict(self._arguments.validate_json(text, strict=True))
+            validated = True
+            given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
+            # positional-only parameters, in order, up to the last one given; one left out before it: its default
+            args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
+            value = _bounded(self.function(*args, **kwargs))
+            ran = True
+            return "done", _json_text(value)
         except BaseException as err:  # SystemExit too: the function's error goes back to the model, never up the stack
+            # what the function made is let go here, under the timeout: a generator it returned, left half read
+            # by a timeout, ran its `finally` once the error was dropped, past the deadline, as long as its cleanup took
+            traceback.clear_frames(err.__traceback__)
+            if isinstance(err, ToolTimeout | KeyboardInterrupt):
+                raise
+            if isinstance(err, pydantic.ValidationError) and not validated:
+                return "error", f"Error: ValidationError: {describe_errors(err)}"
+            # JSONDecodeError, deep nesting (RecursionError), a validator's KeyError, the function's own error
             note = "the function ran, but JSON cannot write what it returned: " if ran else ""
-            return ToolResult("error", truncate(_error_text(err, note)), time.perf_counter() - start)
-        return ToolResult("done", output, time.perf_counter() - start)
+            return "error", truncate(_error_text(err, note))
 
 
 def _error_text(err: BaseException, note: str = "") -> str:
-    """`Error: Type: message`, also for an exception whose __str__ fails (it would raise out of the call)."""
+    """`Error: Type: message`, also for an exception whose __str__ fails (it would raise out of the call) or
+    runs out of the call's time (read under its deadline, a message built in 12 s held a 3 s call 12 s)."""
+    kind = type(err).__name__
     try:
-        return f"Error: {type(err).__name__}: {note}{err}"
+        return f"Error: {kind}: {note}{err}"
+    except ToolTimeout as stopped:
+        return f"Error: {kind}: {note}(its message could not be read in time: {stopped})"
     except Exception:
-        return f"Error: {type(err).__name__}: {note}(its message could not be read)"
+        return f"Error: {kind}: {note}(its message could not be read)"
 
 
 def _described(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -243,24 +253,40 @@ def _cut(plain: Any, items: int, chars: int, depth: int) -> Any:
         if len(plain) <= items:
             return [_cut(item, items, chars, depth - 1) for item in plain]
         head, tail = plain[:items - items // 3], plain[len(plain) - items // 3:]
-        return [*(_cut(item, items, chars, depth - 1) for item in head),
-                f"... [{len(plain) - len(head) - len(tail)} items cut] ...",
+        left = sum(_entries(item, _ITEMS_CUT) for item in plain[len(head):len(plain) - len(tail)])
+        return [*(_cut(item, items, chars, depth - 1) for item in head), _ITEMS_CUT.format(left),
                 *(_cut(item, items, chars, depth - 1) for item in tail)]
     shown: dict[str, Any] = {}
     for key, item in itertools.islice(plain.items(), items):  # keys are text (pydantic wrote them so)
         shown.setdefault(_cut(key, items, chars, depth), _cut(item, items, chars, depth - 1))  # two cut alike: one
     if len(shown) < len(plain):
-        key = "..."
-        while key in shown:  # the object's own "..." (a mapping already read up to MAX_ITEMS keys)
-            key += "."
-        shown[key] = f"[{len(plain) - len(shown)} more keys cut]"
+        left = len(plain) - len(shown) + sum(_entries(item, _KEYS_CUT) - 1
+                                             for _, item in itertools.islice(plain.items(), items, None))
+        shown[_note_key(shown)] = _KEYS_CUT.format(left)
     return shown
+
+
+def _entries(item: Any, note: str) -> int:
+    """How many entries of a list or object an item `_cut` leaves out stands for: a cut's own `note` (in a long
+    one `_bounded` read only the ends of) the number it says, anything else one."""
+    said = re.fullmatch(re.escape(note).replace(r"\{\}", r"(\d+)"), item) if isinstance(item, str) else None
+    return int(said.group(1)) if said else 1
+
+
+def _note_key(shown: Mapping[Any, Any]) -> str:
+    """The key of an object's note on the keys it left out: "...", longer when the object has its own "..."."""
+    key = "..."
+    while key in shown:
+        key += "."
+    return key
 
 
 def _bounded(value: Any, _within: set[int] | None = None) -> Any:
     """`value` with every iterator in it (also inside dicts, lists, tuples, sets, dataclasses and pydantic
     models) read into a list of at most MAX_ITEMS items: serializing `itertools.count()` would loop in C,
     where no timeout or Ctrl-C reaches, until memory runs out. A cut list ends with a string saying so.
+    Lists, tuples, sets and dicts are read up to the most entries `_cut` shows, a list its ends, with `_cut`'s
+    own note on what is left out: a list of 3 000 000 ints was written whole (7 s, 520 MB) to show 6 000 characters.
     Bytes become text and pandas' NaT null: pydantic's own writing fails on bytes that are not UTF-8 and on
     NaT (a datetime with no date). What holds none of these is returned as it is (a model keeps its own
     serializer), and so is a container inside itself (`_within`: the ids of those being read), which JSON
@@ -286,10 +312,13 @@ def _bounded_items(value: Any, within: set[int]) -> Any:
         return _bytes_text(bytes(value))
     if "pandas" in sys.modules and value is sys.modules["pandas"].NaT:
         return None
+    most = _caps(1)[0]  # the most entries of one list or object `_cut` shows: the others are never read
     if isinstance(value, dict):
-        pairs = list(value.items())
+        pairs = list(itertools.islice(value.items(), most))
+    elif isinstance(value, list | tuple) and len(value) > most:  # its ends, as `_cut` keeps them
+        pairs = list(enumerate([*value[:most - most // 3], *value[len(value) - most // 3:]]))
     elif isinstance(value, list | tuple | set | frozenset):
-        pairs = list(enumerate(value))
+        pairs = list(enumerate(itertools.islice(value, most)))
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         pairs = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
     elif isinstance(value, pydantic.BaseModel):
@@ -297,9 +326,16 @@ def _bounded_items(value: Any, within: set[int]) -> Any:
     else:
         return value
     bounded = [(key, _bounded(item, within)) for key, item in pairs]
-    if all(new is old for (_, new), (_, old) in zip(bounded, pairs)):
+    left = len(value) - len(pairs) if isinstance(value, dict | list | tuple | set | frozenset) else 0
+    if not left and all(new is old for (_, new), (_, old) in zip(bounded, pairs)):
         return value
-    return [item for _, item in bounded] if isinstance(value, list | tuple | set | frozenset) else dict(bounded)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [item for _, item in bounded]
+        return [*items[:most - most // 3], _ITEMS_CUT.format(left), *items[most - most // 3:]] if left else items
+    shown = dict(bounded)
+    if left:
+        shown[_note_key(shown)] = _KEYS_CUT.format(left)
+    return shown
 
 
 def _first_items(items: Iterable[Any], source: str, within: set[int] | None = None) -> list[Any]:
