@@ -167,6 +167,17 @@ class Session:
         if torch is not None and torch.cuda.is_initialized():
             torch.cuda.empty_cache()  # give the freed blocks back to the GPU, where other processes can use them
 
+    def __repr__(self) -> str:
+        """What the session talks to and how far the conversation is (the default said only an address)."""
+        from .widgets.sanitize import visible
+
+        engine = self.engine
+        url = getattr(engine, "url", None)
+        served = f" at {visible(url)}" if isinstance(url, str) else ""
+        turns = len(self.replies)
+        return (f"Session({visible(str(getattr(engine, 'name', type(engine).__name__)))}{served}, "
+                f"{turns} turn{'s' * (turns != 1)}, effort {self.settings.effort}, approve {self.settings.approval})")
+
     # ------------------------------------------------------------ conversation
 
     @_one_at_a_time

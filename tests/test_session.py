@@ -559,3 +559,11 @@ def test_turns_ask_the_engine_for_the_format_guard_unless_it_is_turned_off() -> 
     s.configure(guard="off")
     s.ask("Hello")
     assert guards == [True, False, False]
+
+
+def test_a_session_says_what_it_talks_to():
+    """`print(session)` gave `<gptoss_lab.session.Session object at 0x…>`."""
+    session = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={})
+    assert repr(session) == "Session(replay, 0 turns, effort medium, approve ask)"
+    session.ask("hi")
+    assert repr(session) == "Session(replay, 1 turn, effort medium, approve ask)"
