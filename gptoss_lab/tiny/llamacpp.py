@@ -5,7 +5,7 @@ llama.cpp's own `convert_hf_to_gguf.py`, taken from the `llama-cpp-python` sourc
 the installed version (so the GGUF matches the library that serves it), and prints the command
 that serves it:
 
-    python -m llama_cpp.server --model OUT.gguf --model_alias gpt-oss-tiny --host 127.0.0.1 --port 8000
+    python -m llama_cpp.server --model OUT.gguf --model_alias gpt-oss-tiny --n_ctx 12288 --host 127.0.0.1 --port 8000
 
 then, in a notebook, `Session.connect("http://127.0.0.1:8000")`. See docs/remote.md.
 """
@@ -142,8 +142,9 @@ def _untie(checkpoint: Path, staging: Path) -> None:
 
 
 def serve_command(gguf: str | Path, *, model: str = "gpt-oss-tiny", host: str = "127.0.0.1", port: int = 8000,
-                  n_ctx: int = 4096) -> list[str]:
-    """The `python -m llama_cpp.server` command line that serves `gguf` under the name `model`."""
+                  n_ctx: int = 12288) -> list[str]:
+    """The `python -m llama_cpp.server` command line that serves `gguf` under the name `model`, with tiny's
+    context (the server's own default is 2 048 tokens: a few turns with tool output)."""
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model,
             "--host", host, "--port", str(port), "--n_ctx", str(n_ctx)]
 
