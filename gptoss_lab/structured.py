@@ -20,12 +20,14 @@ the model reads, `parse()` for the final answer, and the llguidance constraint f
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
 import functools
 import json
 import re
 import reprlib
 import sys
+import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -416,13 +418,20 @@ def _class_summary(cls: Any) -> str | None:
     return docstring(doc)[0] or None
 
 
+_PYDANTIC_DEPTH = 200  # arrays and objects inside one another that pydantic's JSON reader (jiter) takes
+
+
 def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
     _strict_json(body)  # pydantic reads 1e999 as inf
     try:
         value = adapter.validate_json(body)
     except pydantic.ValidationError as err:
-        if any(e["type"] == "json_invalid" for e in err.errors()):
-            raise StructuredOutputError(f"the final answer is not valid JSON: {err.errors()[0]['msg']}") from None
+        invalid = [e["msg"] for e in err.errors() if e["type"] == "json_invalid"]
+        if invalid and "recursion limit exceeded" in invalid[0]:  # the text is JSON: `_strict_json` read it
+            raise StructuredOutputError(f"the final answer is nested deeper than {_PYDANTIC_DEPTH} levels of arrays "
+                                        "and objects, the most the check (pydantic's JSON reader) takes") from None
+        if invalid:
+            raise StructuredOutputError(f"the final answer is not valid JSON: {invalid[0]}") from None
         raise StructuredOutputError(f"the final answer does not match the schema: {describe_errors(err)}") from None
     try:
         json.dumps(to_jsonable_python(value, fallback=str), allow_nan=False)
@@ -452,14 +461,26 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     if _has_key(schema, "unevaluatedProperties") and _has_key(schema, "patternProperties"):
         raise ValueError("not supported: unevaluatedProperties with patternProperties (jsonschema matches those "
                          "patterns with no time limit); use additionalProperties instead")
-    # patterns matched with the `regex` module: `re` backtracks for ever on patterns like ^(a+)+$ and a long answer
-    kind = jsonschema.validators.extend(kind, {"pattern": _pattern, "patternProperties": _pattern_properties,
-                                               "additionalProperties": _additional_properties})
+    if _has_key({key: value for key, value in schema.items() if key != "$schema"}, "$schema"):
+        raise ValueError('not supported: "$schema" inside the schema (jsonschema checks such a part with its own '
+                         'validator, without the time limit on the check); give "$schema" once, at the top')
+    # patterns matched with the `regex` module: `re` backtracks for ever on patterns like ^(a+)+$ and a long answer;
+    # uniqueItems by hashing (jsonschema compares every pair of objects); every keyword first checks the deadline
+    keywords = {**kind.VALIDATORS, "pattern": _pattern, "patternProperties": _pattern_properties,
+                "additionalProperties": _additional_properties, "uniqueItems": _unique_items}
+    kind = jsonschema.validators.extend(kind, {name: _in_time(check) for name, check in keywords.items()})
     validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
 
     def load(body: str) -> Any:
         value = _strict_json(body)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        deadline = _DEADLINE.set(time.monotonic() + _CHECK_SECONDS)
+        try:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        except _OutOfTime:
+            raise StructuredOutputError(f"the final answer could not be checked against the schema within "
+                                        f"{_CHECK_SECONDS:g} s: the check was stopped unfinished") from None
+        finally:
+            _DEADLINE.reset(deadline)
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "answer"
             # one short line, however long the answer or the schema's enum
@@ -524,9 +545,54 @@ def _whole(text: str) -> int:
     return value
 
 
-# jsonschema's `pattern`, `patternProperties` and `additionalProperties` keywords, with `regex` for `re`
-_REGEX_SECONDS = 2.0  # per match: a TimeoutError past it is reported as an answer that could not be checked
+# checking an answer against a schema dict has a deadline: a user's schema can make jsonschema's work grow
+# exponentially with a few hundred bytes (an anyOf of two $refs to the next of a chain), a model's answer
+# quadratically (uniqueItems), and the check runs while the session holds Ctrl-C back
+_CHECK_SECONDS = 5.0
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("_DEADLINE")  # time.monotonic() to stop at
 
+
+class _OutOfTime(Exception):
+    """The answer's check reached its deadline (`_time_left`)."""
+
+
+def _time_left() -> float:
+    """Seconds left to check the answer (`_DEADLINE`); _OutOfTime when none are."""
+    left = _DEADLINE.get() - time.monotonic()
+    if left <= 0:
+        raise _OutOfTime
+    return left
+
+
+def _in_time(check: Callable[..., Any]) -> Callable[..., Any]:
+    """A jsonschema keyword function that first makes sure the deadline has not passed: every subschema applied
+    to every part of the answer goes through one, so the check stops within one keyword's work of the deadline."""
+    def timed(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        _time_left()
+        return check(validator, value, instance, schema)
+    return timed
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:
+    """uniqueItems by hashing each item's `_canonical` form: jsonschema compares every pair of items it cannot
+    sort (objects), 13 s for 4 000 of them."""
+    if unique and validator.is_type(instance, "array") and len(set(map(_canonical, instance))) < len(instance):
+        yield jsonschema.ValidationError(f"{instance!r} has non-unique elements")  # jsonschema's words
+
+
+def _canonical(value: Any) -> tuple[str, Any]:
+    """A JSON value as a hashable key, equal for values JSON Schema holds equal: 1 and 1.0 alike, true and 1 not,
+    an object's keys in any order."""
+    if isinstance(value, dict):
+        return "object", frozenset((key, _canonical(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return "array", tuple(map(_canonical, value))
+    if isinstance(value, bool) or value is None:
+        return "constant", value
+    return ("number" if isinstance(value, int | float) else "string"), value
+
+
+# jsonschema's `pattern`, `patternProperties` and `additionalProperties` keywords, with `regex` for `re`
 
 # a pattern's pieces: an escape, a character class (a `]` first in it is one of its characters), `$`, any other
 _PIECES = regex.compile(r"\\.|\[\^?\]?(?:\\.|[^\]\\])*\]|\$|.", flags=regex.S)
@@ -582,7 +648,12 @@ def _json_schema_pattern(pattern: str) -> str:
 
 
 def _search(pattern: str, text: str) -> bool:
-    return regex.search(_json_schema_pattern(pattern), text, timeout=_REGEX_SECONDS) is not None
+    """Whether `pattern` matches in `text`, within the time left to check the answer (_OutOfTime past it; `regex`
+    counts that time in CPU seconds: on a busy machine a match may run past the deadline)."""
+    try:
+        return regex.search(_json_schema_pattern(pattern), text, timeout=_time_left()) is not None
+    except TimeoutError:
+        raise _OutOfTime from None
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:

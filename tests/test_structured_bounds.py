@@ -1,0 +1,98 @@
+"""Checking a final answer against a schema ends in bounded time whatever the schema and the answer, and says so
+in one line when it cannot finish; a valid answer nested past what the check reads is told so, not called invalid.
+(A security review: uniqueItems on 4 000 objects took 13.4 s, a few hundred bytes of anyOf chain 106 s at n=20, both
+while the session holds Ctrl-C back.)"""
+from __future__ import annotations
+
+import json
+import time
+
+import pydantic
+import pytest
+from test_structured import _within  # (tests/ is on sys.path)
+
+from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.structured import ResponseFormat, StructuredOutputError
+
+_BUDGET = "the final answer could not be checked against the schema within 5 s: the check was stopped unfinished"
+
+
+def _session(*finals: str) -> Session:
+    recording = "".join(f"<|channel|>final<|message|>{final}<|return|>" for final in finals)
+    return Session(ReplayEngine(recording), namespace={}, tools=(), approval="auto", date="2026-11-25",
+                   max_new_tokens=200_000)
+
+
+_UNIQUE = {"type": "array", "uniqueItems": True,
+           "items": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}}
+
+
+def test_unique_items_over_thousands_of_objects_is_checked_quickly_with_json_schemas_equality():
+    items = [{"id": i, "name": f"item {i}"} for i in range(4000)]
+    fmt = ResponseFormat.from_user(_UNIQUE)
+    started = time.perf_counter()
+    assert fmt.parse(json.dumps(items)) == items
+    with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: answer: .*") as err:
+        fmt.parse(json.dumps([*items, {"name": "item 7", "id": 7.0}]))  # keys in another order, 7.0 == 7
+    assert time.perf_counter() - started < 5  # 0.05 s here; jsonschema's pair-by-pair check took 27 s for the two
+    assert "\n" not in str(err.value) and len(str(err.value)) <= 400
+    anything = ResponseFormat.from_user({"uniqueItems": True})
+    assert anything.parse("[1, true, [1], [true], 0, false, null, {}, [], \"1\"]") is not None  # true is not 1
+    for same in ("[1, 1.0]", '[{"a": [1, {"b": 2}]}, {"a": [1.0, {"b": 2}]}]', "[1e20, 100000000000000000000]"):
+        with pytest.raises(StructuredOutputError, match="has non-unique elements"):
+            anything.parse(same)
+
+
+def test_a_turn_answering_thousands_of_unique_objects_ends_quickly_with_the_parsed_reply():
+    items = [{"id": i, "name": f"item {i}"} for i in range(4000)]
+    session = _session(json.dumps(items))
+    started = time.perf_counter()
+    with _within(30):
+        reply = session.ask("list the items", response_format=_UNIQUE)
+    assert (reply.parsed, reply.errors) == (items, [])
+    assert time.perf_counter() - started < 8  # the whole turn: 0.5 s here, 13.75 s before (13.7 s checking)
+
+
+def _anyof_chain(n: int) -> dict:
+    """A few hundred bytes: each step's anyOf refers twice to the next, 2**n paths to a wrong answer."""
+    steps = {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]} for i in range(n)}
+    return {"$defs": {**steps, f"d{n}": {"type": "string"}}, "$ref": "#/$defs/d0"}
+
+
+@pytest.mark.parametrize("schema,wrong,right", [
+    (_anyof_chain(24), "1", '"s"'),
+    ({"type": "array", "items": {"type": "string", "pattern": "(a|aa)+$"}},
+     json.dumps(["a" * 60 + "b"] * 3), '["aaa"]'),
+], ids=["anyof-chain", "slow-patterns"])
+def test_a_check_that_would_run_for_ever_stops_within_the_budget_and_keeps_the_reply(schema, wrong, right):
+    session = _session(wrong, right)
+    with _within(20):  # 5 s (`regex` counts a pattern's in CPU time: more on a busy machine); hours before
+        reply = session.ask("?", response_format=schema)
+    assert (reply.final, reply.parsed, reply.errors) == (wrong, None, [_BUDGET])
+    assert session.ask("again", response_format=schema).parsed == json.loads(right)  # the next check has its budget
+
+
+class Tree(pydantic.BaseModel):
+    name: str
+    children: list[Tree] = []
+
+
+def _tree(depth: int) -> str:
+    return '{"name": "a", "children": [' * depth + '{"name": "x"}' + "]}" * depth
+
+
+def test_a_valid_answer_nested_deeper_than_the_check_reads_is_told_so_in_one_line():
+    fmt = ResponseFormat.from_user(Tree)
+    assert isinstance(fmt.parse(_tree(99)), Tree)  # 199 arrays and objects inside one another
+    with pytest.raises(StructuredOutputError) as err:
+        fmt.parse(_tree(150))  # valid JSON: it was called "not valid JSON: recursion limit exceeded"
+    assert str(err.value) == ("the final answer is nested deeper than 200 levels of arrays and objects, "
+                              "the most the check (pydantic's JSON reader) takes")
+
+
+def test_a_schema_with_a_dollar_schema_inside_is_refused_since_that_part_would_be_checked_without_the_budget():
+    inner = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "string", "pattern": "^(a+)+$"}
+    with pytest.raises(ValueError, match='^not supported: "\\$schema" inside the schema .*at the top$'):
+        ResponseFormat.from_user({"$defs": {"p": inner}, "$ref": "#/$defs/p"})
+    top = ResponseFormat.from_user({**inner, "pattern": "^a+$"})
+    assert top.parse('"aaa"') == "aaa"
