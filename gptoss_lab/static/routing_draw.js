@@ -10,9 +10,11 @@ const TICKS_AXIS = 30;   // px below the grid: token positions and the axis titl
 const TEXT_AXIS = 84;    // px below the grid when the cells are wide enough for token text
 const TEXT_CELL = 12;    // cell width (px) from which token text is written on the axis
 const LOAD_HEIGHT = 120;
+// Darker and greyer than any expert's colour (value 0.75-0.95, saturation 0.55-0.8): final's green was expert 7's,
+// commentary's teal expert 4's, tool's orange expert 5's
 const CHANNEL_COLORS = {
-  system: "#8c8c8c", developer: "#a0785a", user: "#4a90d9", tool: "#e8a33d", analysis: "#9b6ad6",
-  commentary: "#3fb6a8", final: "#4caf50", format: "#c8c8c8", text: "#5b8def",
+  system: "#7a7a7a", developer: "#8a6a50", user: "#4d6e99", tool: "#99703d", analysis: "#7a5c99",
+  commentary: "#3d8a80", final: "#4d8a4f", format: "#b4b4b4", text: "#5a6e8a",
 };
 const EMPTY_SLOT = 65535;
 

@@ -36,10 +36,10 @@ def test_labels_named_like_javascript_object_keys_get_the_unknown_labels_colour(
         const d = window.devicePixelRatio || 1, ctx = c.getContext('2d');  // the middle of each token's strip
         const at = (t) => ctx.getImageData(Math.round((48 + 32 * t + 16) * d), Math.round(4 * d), 1, 1).data;
         return [0, 1, 2].map((t) => Array.from(at(t))); }""")
-    assert strip == [[153, 153, 153, 255], [153, 153, 153, 255], [76, 175, 80, 255]], strip  # final: #4caf50
+    assert strip == [[153, 153, 153, 255], [153, 153, 153, 255], [77, 138, 79, 255]], strip  # final: #4d8a4f
     swatches = page.locator(".gptoss-routing .gr-legend .gr-legend-item .gr-swatch").evaluate_all(
         "nodes => nodes.slice(0, 3).map((n) => n.style.background)")
-    assert swatches == ["rgb(153, 153, 153)", "rgb(153, 153, 153)", "rgb(76, 175, 80)"], swatches
+    assert swatches == ["rgb(153, 153, 153)", "rgb(153, 153, 153)", "rgb(77, 138, 79)"], swatches
 
 TOP0 = """
 import numpy as np
