@@ -78,7 +78,7 @@ class RoutingGrid {
     for (const [name, fn] of Object.entries(this.handlers)) m.on(name, fn);
     this.channelSelect.addEventListener("change", () => this.save("channel", this.channelSelect.value));
     this.layerSelect.addEventListener("change", () => this.save("layer", Number(this.layerSelect.value)));
-    this.zoomRange.addEventListener("input", () => this.zoomTo(this.cellFromRange(), this.grid().gridW / 2));
+    this.zoomRange.addEventListener("input", () => this.zoomTo(this.cellFromRange(), this.anchor()));
     this.fitButton.addEventListener("click", () => this.save("zoom", 0));
     this.canvas.addEventListener("mousemove", (e) => this.hover(e));
     this.canvas.addEventListener("mouseleave", () => { this.tooltip.style.display = "none"; });
@@ -170,6 +170,13 @@ class RoutingGrid {
     // The slider is logarithmic between "fit" and MAX_CELL px per token.
     const fit = Math.min(this.fitCell(), MAX_CELL), f = Number(this.zoomRange.value) / 1000;
     return fit * Math.pow(MAX_CELL / fit, f);
+  }
+
+  anchor() {
+    // Where the slider zooms about: the selected token, which stays where it is (in view), else the middle
+    const t = this.model.get("selected"), width = this.grid().gridW;
+    const x = t >= 0 ? (t + 0.5) * this.cell() - this.scroller.scrollLeft : -1;
+    return x >= 0 && x <= width ? x : width / 2;
   }
 
   zoomTo(cell, anchorX) {

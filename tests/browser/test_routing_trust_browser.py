@@ -109,3 +109,26 @@ def test_a_bar_clicked_with_all_layers_shown_says_to_choose_a_layer(lab_notebook
     page.locator(".gptoss-routing select.gr-layer").select_option("1")
     page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-load-head .gr-hint').innerText"
                            " === \"click a bar for the expert's card\"", timeout=10_000)
+
+
+SELECTED = """
+import numpy as np
+from gptoss_lab.routing import Routing
+ids = np.stack([np.arange(400) % 8, (np.arange(400) + 3) % 8], -1)[:, None].repeat(2, 1)
+routing = Routing(np.arange(1, 401), ids, np.full((400, 2, 2), 0.5), ["system"] * 200 + ["final"] * 200, num_experts=8)
+view = routing.view()
+view.selected = 363
+view
+"""
+
+
+def test_zooming_with_the_slider_keeps_the_selected_token_in_view(lab_notebook):
+    """The slider zoomed about the middle of the record: with token 363 selected, full zoom showed tokens far from it
+    (faded ones of another channel). It zooms about the selected token, which stays in view."""
+    page = lab_notebook([SELECTED], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing input.gr-zoom").evaluate(
+        "r => { r.value = '1000'; r.dispatchEvent(new Event('input', { bubbles: true })); }")
+    first, last = page.evaluate("""() => { const s = document.querySelector('.gptoss-routing .gr-scroll');
+        const w = document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth / 400;
+        return [s.scrollLeft / w, (s.scrollLeft + s.clientWidth) / w]; }""")
+    assert last - first < 100 and first <= 363 <= last, (first, last)
