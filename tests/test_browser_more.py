@@ -261,3 +261,16 @@ def test_window_and_result_sizes_are_checked_when_the_browser_is_made(options: d
     with pytest.raises(BrowserError) as error:
         Browser({"owls.md": "# Owls\n\nBarn owls hunt at dusk.\n"}, **options)
     assert str(error.value) == message
+
+
+def test_a_huge_number_in_an_open_is_repeated_short_in_its_error() -> None:
+    """`{"id": 1e308}` was read as the integer of 309 digits and the error repeated all of them to the model."""
+    from gptoss_lab.events import ToolCall
+
+    browser = Browser({"a.md": "x"})
+    browser.search("x")
+    said = [browser.run(ToolCall("browser.open", "analysis", arguments)).output
+            for arguments in ('{"id": 1e308}', '{"cursor": -1e300}', '{"loc": "' + "9" * 400 + '"}', '{"id": 3.0}')]
+    assert said == ["`id` should be an integer, not `float`", "`cursor` should be an integer, not `float`",
+                    "Invalid location parameter: `" + "9" * 37 + "...`. Cannot exceed page maximum of 2.",
+                    "Invalid link id `3`."]

@@ -226,7 +226,7 @@ class Browser(Tool):
             if id >= 0:
                 url = current.urls.get(str(id), "")
                 if not url:
-                    raise _UsageError(f"Invalid link id `{id}`.")
+                    raise _UsageError(f"Invalid link id `{_echo(id)}`.")
                 snippet = (current.snippets or {}).get(str(id))
             else:
                 stay, url = not view_source, current.url
@@ -280,7 +280,7 @@ class Browser(Tool):
         if cursor == -1:
             return self.stack[-1]
         if not 0 <= cursor < len(self.stack):
-            raise _UsageError(f"Cursor `{cursor}` is out of range. Available cursor indices: [0 - {len(self.stack) - 1}].")
+            raise _UsageError(f"Cursor `{_echo(cursor)}` is out of range. Available cursor indices: [0 - {len(self.stack) - 1}].")
         return self.stack[cursor]
 
     def _fetch(self, url: str, direct: bool) -> Page:
@@ -299,7 +299,7 @@ class Browser(Tool):
         total = len(page.lines)
         if loc >= total:
             self.stack.pop()
-            raise _UsageError(f"Invalid location parameter: `{loc}`. Cannot exceed page maximum of {total - 1}.")
+            raise _UsageError(f"Invalid location parameter: `{_echo(loc)}`. Cannot exceed page maximum of {total - 1}.")
         end = end_line(page.lines, loc, num_lines, self.view_tokens)
         self._shown.setdefault(page, []).append((loc, end))
         data = {"kind": page.kind, "cursor": cursor, "title": page.title, "url": page.url, "start": loc,
@@ -453,12 +453,17 @@ def _integer(name: str, value: Any) -> int:
         raise _UsageError(f"`{name}` should be an integer, not `bool`")
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2 ** 53:  # past that, no float is exact
         return int(value)
     number = _number(value) if isinstance(value, str) else None
     if number is not None:
         return number
     raise _UsageError(f"`{name}` should be an integer, not `{type(value).__name__}`")
+
+
+def _echo(number: int) -> str:
+    """A number the model gave, as an error repeats it: at most 40 characters (1e308 was read as 309 digits)."""
+    return maybe_truncate(str(number), 40)
 
 
 def _number(text: str) -> int | None:
