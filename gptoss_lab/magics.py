@@ -577,7 +577,7 @@ class GptossMagics(Magics):
             print("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
                   f"`%gptoss help` lists everything.{kept}")
             return
-        allowed = self.session.always_allowed if self.session.settings.approval == "ask" else ()
+        allowed = self.session.always_allowed   # also under approve=auto: a cell's --approve ask does not ask them
         always = (f" | always allowed: {visible(', '.join(allowed))} (`%gptoss config approve=ask` asks again)"
                   if allowed else "")
         url = getattr(self.session.engine, "url", None)   # a server's (RemoteEngine): where the turns are made

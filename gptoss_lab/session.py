@@ -565,7 +565,8 @@ class _Turn:
             return ToolResult("error", self.tools.unknown(call.recipient))
         approved = self._approved(call, tool)
         if approved is not True:
-            self.skipped += 1
+            if approved is not _STOPPED_BEFORE:   # a Stop is no skip (max_skipped): the turn ends as stopped
+                self.skipped += 1
             return ToolResult("skipped", approved)
         call.status = "running"
         self.emit(ToolUpdate(call))

@@ -195,7 +195,7 @@ def test_status_says_what_always_allow_allowed_until_approval_is_set_again(capsy
     shell = InteractiveShell.instance()
     try:
         shell.run_line_magic("load_ext", "gptoss_lab")
-        recording = _python("x = 1") + FINAL.format("a")
+        recording = _python("x = 1") + FINAL.format("a") + _python("y = 2") + FINAL.format("b")
         shell.user_ns["s"] = session = Session(ReplayEngine(recording), namespace=shell.user_ns, approval="ask")
         shell.run_line_magic("gptoss", "use s")
         shell.run_line_magic("gptoss", "status")
@@ -208,5 +208,12 @@ def test_status_says_what_always_allow_allowed_until_approval_is_set_again(capsy
         shell.run_line_magic("gptoss", "config approve=ask")
         shell.run_line_magic("gptoss", "status")
         assert session.always_allowed == () and "always allowed" not in capsys.readouterr().out
+        # allowed in a cell's --approve ask of a session that runs calls unasked: said too (status hid it, and the
+        # next --approve ask cell did not ask)
+        session.configure(approval="auto")
+        session.ask("two", approval="ask", view=_Asks(Approval(True, always=True)))
+        shell.run_line_magic("gptoss", "status")
+        out = capsys.readouterr().out
+        assert "approve: auto" in out and "| always allowed: python (" in out, out
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace

@@ -223,6 +223,26 @@ def test_stop_while_a_card_waits_tells_the_model_the_turn_was_stopped_not_that_t
     assert harmony.text_of(s.history[-1]) == "Not run: the user stopped the turn before this call ran."
 
 
+def test_stop_at_a_card_after_skips_says_the_turn_was_stopped_not_that_the_model_kept_calling():
+    """Skip one call, then Stop while the next card waits: the turn ended "Stopped: the model kept calling tools after
+    2 calls were skipped" (the Stop counted as a skip, and reached max_skipped), with no "stopped" in its footer."""
+    class SkipsThenStops(Recorder):
+        def approve(self, call):
+            if any(c.status == "skipped" for c in self.calls):
+                self.stop_requested = True
+            self.calls.append(call)
+            return False
+
+    s = session(CALL.format(code="print(1)") + CALL.format(code="print(2)") + FINAL.format(text="never reached"),
+                approval="ask", max_skipped=2)
+    view = SkipsThenStops()
+    view.calls = []
+    reply = s.ask("q", view=view)
+    assert reply.interrupted and [c.status for c in reply.tool_calls] == ["skipped", "skipped"]
+    assert not any("kept calling tools" in e for e in reply.errors), reply.errors
+    assert harmony.text_of(s.history[-1]) == "Not run: the user stopped the turn before this call ran."
+
+
 def test_new_starts_a_conversation_only_for_a_question_it_accepts():
     s = session(FINAL.format(text="first") + FINAL.format(text="second"))
     s.ask("one")
