@@ -195,3 +195,10 @@ def test_a_tool_call_of_backticks_renders_in_linear_time_and_its_name_is_cut() -
     assert f"**Tool call {'`' * 201} {name} {'`' * 201}** — done" in markdown
     assert f"{'`' * 64_001}\n{ticks}\n{'`' * 64_001}" in markdown               # the code, as written
     assert f">{name} · done</th>" in page and f"Tool call {name} [done]" in text
+
+
+def test_one_token_is_said_in_the_singular():
+    """A one-token reasoning block and turn said "1 tokens" (the live view as well: static/chat.js)."""
+    from gptoss_lab.widgets.transcript import stats_line
+
+    assert stats_line({"tokens": 1}) == "1 token" and stats_line({"tokens": 2}) == "2 tokens"

@@ -267,7 +267,7 @@ class Turn {
     if (!b) return;
     b.ended = true;
     if (b.kind === "reasoning") {
-      b.label.textContent = `Thought for ${op.seconds.toFixed(1)} s · ${op.tokens} tokens`;
+      b.label.textContent = `Thought for ${op.seconds.toFixed(1)} s · ${op.tokens} token${op.tokens === 1 ? "" : "s"}`;
       b.node.classList.add("gx-ended");
     } else if (op.html !== undefined && b.md) {
       b.md.replaceChildren(answerHTML(op.html));
@@ -372,7 +372,7 @@ class Turn {
 
   rate(op) {
     const rate = op.tps ? ` · ${op.tps.toFixed(1)} tok/s` : "";
-    this.progress.textContent = `${op.tokens.toLocaleString()} tokens${rate}`;
+    this.progress.textContent = `${op.tokens.toLocaleString()} token${op.tokens === 1 ? "" : "s"}${rate}`;
   }
 
   stats(op) {

@@ -308,7 +308,7 @@ def stats_line(stats: dict[str, Any]) -> str:
     """'123 tokens · 45.6 tok/s · TTFT 0.21 s · 3.0 s · effort medium · model-name' from what is known."""
     parts = []
     if stats.get("tokens") is not None:
-        parts.append(f"{stats['tokens']} tokens")
+        parts.append(f"{stats['tokens']} token{'s' * (stats['tokens'] != 1)}")
     if stats.get("tokens_per_s"):
         parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
     if stats.get("ttft") is not None:
@@ -443,7 +443,7 @@ def _status(block: Block) -> str:
 def _reasoning_summary(block: Block) -> str:
     if block.ended is None or not block.started:
         return f"{block.tokens or len(block.text.split())} {'tokens' if block.tokens else 'words'}"
-    return f"thought for {block.seconds:.1f} s · {block.tokens} tokens"
+    return f"thought for {block.seconds:.1f} s · {block.tokens} token{'s' * (block.tokens != 1)}"
 
 
 def _lines(text: str) -> str:
@@ -564,8 +564,8 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback table.gx-tool th,.gx-fallback table.gx-tool td{border:0;padding:6px 10px;text-align:left}
 .gx-fallback table.gx-tool th{background:var(--jp-layout-color2,rgba(127,127,127,.12));font-weight:600;font-size:85%}
 .gx-fallback table.gx-tool tr + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
-.gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;
- font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}
+.gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;word-break:normal;
+ overflow-wrap:anywhere;font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}
 .gx-fallback .gx-output{color:var(--jp-content-font-color2,var(--gx-grey))}
 .gx-fallback table.gx-tool tbody tr{background:none}
 .gx-fallback table.gx-tool pre,.gx-fallback div.gx-notice pre{background:none;color:inherit;

@@ -65,6 +65,8 @@ def _check_card_style(page, where: str) -> None:
     rows.first.hover()
     assert rows.evaluate_all(BACKGROUNDS) == [TRANSPARENT] * rows.count(), f"{where}: card tinted under the pointer"
     assert card.locator("pre").evaluate_all(BACKGROUNDS) == [TRANSPARENT] * 2, where
+    # lines wrap at spaces, as in the live card (JupyterLab's outputs break words anywhere: "an / d may still be")
+    assert card.locator("pre").evaluate_all("ns => ns.map(n => getComputedStyle(n).wordBreak)") == ["normal"] * 2, where
     code = page.locator(".gx-fallback .gx-final pre")
     assert code.inner_text().strip() == "print(285)"
     assert code.evaluate("n => getComputedStyle(n).backgroundColor") not in (TRANSPARENT, page.evaluate(
