@@ -319,8 +319,8 @@ class Session:
         if new:
             self._forget()
         view = view or self.view or _NullView()
-        unrouted = _unrouted(self.engine) if routing else None  # a model outside this kernel: no record, no view
-        turn = _Turn(self, view, settings, tools, prefix, processor, routing and unrouted is None, window,
+        unrouted = _unrouted(self.engine) if routing else None  # no model in this kernel: no live view (see below)
+        turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name,
                            intervention=intervene.describe() if intervene is not None else ""))
         self.history.append(user)
@@ -328,9 +328,7 @@ class Session:
                                     "intervene": intervene, **overrides}, self._browser_state(), self.settings.approval))
         try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
             turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
-                                turn.recorder.routing if turn.recorder else None, window))
-            if unrouted:
-                turn._warn(f"no expert routing recorded: {unrouted}")
+                                turn.recorder.routing if turn.recorder and not unrouted else None, window))
             with _intervention(intervene, self.engine):
                 turn.run(keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):
@@ -338,6 +336,8 @@ class Session:
         except Exception as err:  # an engine, tool or view failure: the turn still ends with its Reply
             turn.fail(err)
         with _deferred_interrupts():  # a second Ctrl-C must not lose the reply
+            if unrouted and not turn.recorder.tokens:  # (an engine that forwards to a model here records all the same)
+                turn._warn(f"no expert routing recorded: {unrouted}")
             reply = turn.finish(fmt)
             self.replies.append(reply)
             turn.emit(TurnEnd(reply))
@@ -764,8 +764,8 @@ def _checked_intervention(intervene: Any, engine: Engine) -> Any:
 
 
 def _unrouted(engine: Engine) -> str | None:
-    """Why `engine` cannot record routing (a model outside this kernel: a server, a replay), or None if it can. Such
-    a turn gets no record and no routing view (an empty one promised tokens that never come); the reply says why."""
+    """Why `engine` has no model in this kernel to record routing from (a server, a replay), or None. Such a turn draws
+    no live routing view (an empty one promised tokens that never came) and, when nothing was recorded, says why."""
     from .engines.hooks import model_of
 
     try:
