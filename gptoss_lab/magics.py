@@ -588,9 +588,14 @@ class GptossMagics(Magics):
     def _last_routing(self) -> Any:
         replies = self.session.replies if self.session else []
         if not replies or replies[-1].routing is None:
-            why = next((e for e in replies[-1].errors if e.startswith("no expert routing recorded: ")), "") if replies \
-                else ""
-            raise UsageError(f"%gptoss routing: the last reply has no routing: {why.split(': ', 1)[1]}" if why else
+            from .engines.hooks import model_of
+
+            try:   # a model outside this kernel records none: asking again with --routing would not help
+                model_of(self.session.engine)
+                why = ""
+            except ValueError as err:
+                why = str(err)
+            raise UsageError(f"%gptoss routing: the last reply has no routing: {why}" if why else
                              "%gptoss routing: the last reply has no routing; run a cell with `%%gptoss --routing`.")
         return replies[-1].routing
 

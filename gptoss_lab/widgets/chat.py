@@ -29,12 +29,11 @@ from .sanitize import shown_output
 from .text import ask_on_stdin
 from .transcript import Block, Transcript, code_html, code_language, fold, markdown_html, more_label, \
     stable_markdown_end
-from .view import NotebookView
+from .view import WIDGET_MIME, NotebookView
 
 if TYPE_CHECKING:
     from ..events import Reply, Usage
 
-_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # The views connected to a session (Regenerate and New chat act on it): a turn in one of them tells the others that
 # theirs is no longer the session's last answer.
 _CONNECTED: "weakref.WeakSet[ChatView]" = weakref.WeakSet()
@@ -223,7 +222,7 @@ class ChatView(NotebookView):
         # No front end writes the transcript into the saved notebook (nbclient, VS Code ...): put it in this output's
         # own bundle, where readers without the widget find it. Where nobody draws the view (nbclient, papermill) the
         # widget goes: nbconvert would show its empty place, not the turn.
-        widget = {_WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id}}
+        widget = {WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id}}
         self._handle.update({**(widget if drawn else {}), **self._static}, raw=True)
         if self._routing_view is not None and not drawn:
             self._routing_view.finish_output(drawn=False)

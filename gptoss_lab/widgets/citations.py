@@ -29,6 +29,7 @@ POPUP_CHARS = 400  # of the cited text
 POPUP_LINES = 8  # of the cited text
 NAME_CHARS = 100  # of a title or address in a chip's popup and name
 _TAG = re.compile(r"(<[^>]*>)")
+# page.py's CITATION_PATTERN without its groups, not imported: a chat view does not load the browser package
 _MARKER = re.compile(r"【[0-9]+†[^†】]+(?:†[^†】]+)?】")
 _KINDS = ("search", "page", "find")
 _BLOCK_START = re.compile(r"^(\d+(?=\.)|(?=[-=]))")  # before a `-` or `=` that starts a line, or a number's `.`

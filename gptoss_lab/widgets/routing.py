@@ -22,9 +22,8 @@ import traitlets
 from ..routing import analysis
 from ..routing.record import Routing
 from . import asset, esm
-from .view import NotebookView
+from .view import WIDGET_MIME, NotebookView
 
-_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 _CONTROLS = ("channel", "selected", "layer", "zoom")  # the traits a front end changes; the record's are the kernel's
 _REQUESTS = {"sync": ("have",), "card": ("layer", "expert")}  # the messages a front end sends, and their numbers
 
@@ -196,7 +195,7 @@ class RoutingView(NotebookView):
         (no front end drew the views: nbclient, papermill) leaves the widget out, so nbconvert shows the picture."""
         if self._handle is not None:
             bundle = self._bundle()
-            self._handle.update(bundle if drawn else {k: v for k, v in bundle.items() if k != _WIDGET_MIME}, raw=True)
+            self._handle.update(bundle if drawn else {k: v for k, v in bundle.items() if k != WIDGET_MIME}, raw=True)
 
     # ------------------------------------------------------------ front end -> kernel
 

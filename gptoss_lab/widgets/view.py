@@ -7,6 +7,9 @@ import anywidget
 import traitlets
 
 
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"   # an output's reference to a widget
+
+
 class NotebookView(anywidget.AnyWidget):
     """A view whose output the front end finds by `_id` and saves as still MIME data (`saveStill` in
     static/common.js): a widget reference would reopen as "Error displaying widget: model not found"."""
