@@ -24,12 +24,13 @@ import contextvars
 import enum
 import functools
 import json
+import math
 import re
 import reprlib
 import sys
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,9 +275,8 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
         schema = adapter.json_schema(schema_generator=HarmonySchema)
         if isinstance(adapter.validator, SchemaValidator):  # (not a plugin's wrapper)
             kind, (core, *options) = adapter.validator.__reduce__()[:2]  # pydantic's own (pickling) form of it
-            checked = _ascii_core(core)
-            if checked is not core:  # a new validator for this adapter: the user's class keeps its own
-                adapter.validator = kind(checked, *options)
+            # a new validator for this adapter (the user's class keeps its own)
+            adapter.validator = kind(_checked_core(core), *options)
         return adapter, schema
     except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError, NameError) as err:
         hint = (" (on Python < 3.12 a TypedDict must come from typing_extensions, not typing)"
@@ -315,7 +315,7 @@ def describe_errors(err: pydantic.ValidationError) -> str:
 
 
 def _message(error: Any) -> str:
-    """One pydantic error's message, a pattern named as the user wrote it, not as `_ascii_core` spelled it."""
+    """One pydantic error's message, a pattern named as the user wrote it, not as `_checked_core` spelled it."""
     pattern = (error.get("ctx") or {}).get("pattern")
     if error["type"] == "string_pattern_mismatch" and pattern in _AS_WRITTEN:
         return f"String should match pattern '{_AS_WRITTEN[pattern]}'"  # pydantic's words
@@ -423,6 +423,12 @@ _PYDANTIC_DEPTH = 200  # arrays and objects inside one another that pydantic's J
 
 def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
     _strict_json(body)  # pydantic reads 1e999 as inf
+    with _checked_in_time():  # its unions check the deadline (`_checked_core`)
+        return _validated(adapter, body)
+
+
+def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
+    """The answer's JSON text validated by the adapter; StructuredOutputError saying what is wrong."""
     try:
         value = adapter.validate_json(body)
     except pydantic.ValidationError as err:
@@ -473,14 +479,8 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
 
     def load(body: str) -> Any:
         value = _strict_json(body)
-        deadline = _DEADLINE.set(time.monotonic() + _CHECK_SECONDS)
-        try:
+        with _checked_in_time():
             error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-        except _OutOfTime:
-            raise StructuredOutputError(f"the final answer could not be checked against the schema within "
-                                        f"{_CHECK_SECONDS:g} s: the check was stopped unfinished") from None
-        finally:
-            _DEADLINE.reset(deadline)
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "answer"
             # one short line, however long the answer or the schema's enum
@@ -549,7 +549,8 @@ def _whole(text: str) -> int:
 # exponentially with a few hundred bytes (an anyOf of two $refs to the next of a chain), a model's answer
 # quadratically (uniqueItems), and the check runs while the session holds Ctrl-C back
 _CHECK_SECONDS = 5.0
-_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("_DEADLINE")  # time.monotonic() to stop at
+# time.monotonic() to stop at; none outside a check (a function tool's arguments are checked under its own timeout)
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("_DEADLINE", default=math.inf)
 
 
 class _OutOfTime(Exception):
@@ -562,6 +563,19 @@ def _time_left() -> float:
     if left <= 0:
         raise _OutOfTime
     return left
+
+
+@contextlib.contextmanager
+def _checked_in_time() -> Iterator[None]:
+    """Checks made inside stop at `_CHECK_SECONDS` from now with a one-line StructuredOutputError."""
+    deadline = _DEADLINE.set(time.monotonic() + _CHECK_SECONDS)
+    try:
+        yield
+    except _OutOfTime:
+        raise StructuredOutputError(f"the final answer could not be checked against the schema within "
+                                    f"{_CHECK_SECONDS:g} s: the check was stopped unfinished") from None
+    finally:
+        _DEADLINE.reset(deadline)
 
 
 def _in_time(check: Callable[..., Any]) -> Callable[..., Any]:
@@ -624,19 +638,47 @@ def _ascii_pattern(pattern: str) -> str:
     return "".join(_ascii_piece(piece, "(?-u:") for piece in _PIECES.findall(pattern))
 
 
-def _ascii_core(core: Any) -> Any:
-    """A pydantic core schema with its string patterns made `_ascii_pattern`s, the same object where none changed."""
-    if isinstance(core, dict):
-        new = {key: _ascii_core(value) for key, value in core.items()}
-        pattern = core.get("pattern") if core.get("type") == "str" else None
+_LABEL_CHARS = 80  # a union choice's name in an error's location
+
+
+def _checked_core(core: Any) -> Any:
+    """A pydantic core schema as answers are checked with it: its string patterns made `_ascii_pattern`s, and every
+    union first checking the deadline, as unions inside unions make pydantic try every branch of every one, in Rust,
+    where nothing else can stop it (a 14-deep Union[list[T], tuple[T, ...]] took 23 s to refuse an answer). Each
+    union's choices keep the names pydantic gives them, so errors read as before, cut to `_LABEL_CHARS`: every error
+    under a choice carries its name, and a deep union's is as long as the type (300 kB; copied into each of 16 000
+    errors, it held a check 30 s past its deadline)."""
+    definitions = core.get("definitions", []) if isinstance(core, dict) and core.get("type") == "definitions" else []
+
+    def name(choice: Any) -> str:
+        title = SchemaValidator(core_schema.definitions_schema(choice, definitions) if definitions else choice).title
+        return title if len(title) <= _LABEL_CHARS else title[:_LABEL_CHARS - 1] + "…"
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list | tuple):
+            return type(node)(map(walk, node))
+        if not isinstance(node, dict):
+            return node
+        new = {key: walk(value) for key, value in node.items()}
+        pattern = node.get("pattern") if node.get("type") == "str" else None
         if isinstance(pattern, str) and _ascii_pattern(pattern) != pattern:
             new["pattern"] = _ascii_pattern(pattern)
             _AS_WRITTEN[new["pattern"]] = pattern
-        return new if any(new[key] is not value for key, value in core.items()) else core
-    if isinstance(core, list | tuple):
-        items = [_ascii_core(value) for value in core]
-        return type(core)(items) if any(new is not old for new, old in zip(items, core)) else core
-    return core
+        if node.get("type") != "union":
+            return new
+        new["choices"] = [choice if isinstance(given, tuple) else (choice, name(given))  # a label given stays
+                          for choice, given in zip(new["choices"], node["choices"])]
+        wrapper = core_schema.no_info_wrap_validator_function(_union_in_time, new)
+        if "ref" in new:  # a definition (a recursive alias) is found by the ref at its top
+            wrapper["ref"] = new.pop("ref")
+        return wrapper
+
+    return walk(core)
+
+
+def _union_in_time(value: Any, check: Callable[[Any], Any]) -> Any:
+    _time_left()
+    return check(value)
 
 
 @functools.lru_cache(maxsize=256)

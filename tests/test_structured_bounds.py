@@ -9,10 +9,11 @@ import time
 
 import pydantic
 import pytest
+from typing_extensions import TypeAliasType
 from test_structured import _within  # (tests/ is on sys.path)
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.structured import ResponseFormat, StructuredOutputError
+from gptoss_lab.structured import ResponseFormat, StructuredOutputError, describe_errors
 
 _BUDGET = "the final answer could not be checked against the schema within 5 s: the check was stopped unfinished"
 
@@ -96,3 +97,62 @@ def test_a_schema_with_a_dollar_schema_inside_is_refused_since_that_part_would_b
         ResponseFormat.from_user({"$defs": {"p": inner}, "$ref": "#/$defs/p"})
     top = ResponseFormat.from_user({**inner, "pattern": "^a+$"})
     assert top.parse('"aaa"') == "aaa"
+
+
+def _nested_unions(depth: int) -> object:
+    """Each level a list or a tuple, both of which read a JSON array: pydantic tries both, 2**depth paths."""
+    kind: object = int
+    for _ in range(depth):
+        kind = list[kind] | tuple[kind, ...]
+    return kind
+
+
+Deep = TypeAliasType("Deep", "list[Deep] | tuple[Deep, ...] | int")
+
+
+@pytest.mark.parametrize("kind,depth", [(_nested_unions(16), 16), (Deep, 60)], ids=["nested", "recursive alias"])
+def test_a_typed_format_whose_unions_would_be_tried_for_ever_stops_within_the_budget(kind, depth):
+    """pydantic checks in Rust, which nothing stopped: a 14-deep nesting took 23 s to refuse one answer, the
+    recursive alias's 60-deep answer would take longer than the universe has. The reply keeps its text."""
+    wrong, right = "[" * depth + '"x"' + "]" * depth, "[" * depth + "7" + "]" * depth
+    fmt = ResponseFormat.from_user(kind)  # (the 16-deep type itself takes pydantic seconds to build)
+    session = _session(wrong, right)
+    with _within(20):
+        reply = session.ask("?", response_format=fmt)
+    assert (reply.final, reply.parsed, len(reply.errors)) == (wrong, None, 1)
+    if kind is Deep:
+        assert reply.errors == [_BUDGET]
+    else:  # 3 s here, refused with pydantic's errors; on a slower machine the budget may end it first
+        assert reply.errors == [_BUDGET] or reply.errors[0].startswith("the final answer does not match the schema: ")
+    assert session.ask("again", response_format=fmt).parsed is not None
+
+
+def test_unions_that_check_the_budget_read_and_refuse_answers_as_pydantic_does():
+    """The budget's checks change no value and no error: the same types, locations and messages (a recursive
+    alias's choices are named in full, `tuple[union[list[...], ...], ...]` where pydantic writes `tuple[..., ...]`)."""
+
+    class Cat(pydantic.BaseModel):
+        name: str
+        lives: int | str
+
+    class Dog(pydantic.BaseModel):
+        name: str
+        lives: int
+        tags: list[int | float] | list[str] = []
+
+    for kind, recursive in ((Cat | Dog, False), (Dog | Cat, False), (list[Cat | Dog | int], False),
+                            (dict[str, Deep], True), (Deep, True)):
+        fmt, plain = ResponseFormat.from_user(kind), pydantic.TypeAdapter(kind)
+        for answer in ('{"name": "a", "lives": 9}', '{"name": "a", "lives": "9"}', '[{"name": "b", "lives": 1.5}]',
+                       '{"name": "a", "lives": 1, "tags": [1, 2.5]}', '{"name": "a", "lives": 1, "tags": ["x", 1]}',
+                       '[[1, [2, "x"]]]', '{"k": [[1], 2]}', '[7, {"name": "c"}]'):
+            try:
+                expected = plain.validate_json(answer)
+            except pydantic.ValidationError as err:
+                with pytest.raises(StructuredOutputError) as refused:
+                    fmt.parse(answer)
+                if not recursive:
+                    assert str(refused.value) == f"the final answer does not match the schema: {describe_errors(err)}"
+            else:
+                got = fmt.parse(answer)
+                assert (type(got), got) == (type(expected), expected)
