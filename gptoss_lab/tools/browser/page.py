@@ -161,10 +161,15 @@ class _Wrapper(textwrap.TextWrapper):
     are the same, but for where a hyphen inside such a word may end a line near a cut."""
 
     LONG_WORD = 4096
+    # a chunk that long is part of a run that long without textwrap's (ASCII) whitespace
+    _LONG_RUN = re.compile(rf"[^ \t\n\x0b\x0c\r]{{{LONG_WORD + 1}}}")
 
     def _split(self, text: str) -> list[str]:
+        chunks = super()._split(text)
+        if len(text) <= self.LONG_WORD or not self._LONG_RUN.search(text):  # (most lines: a 47 MB text 20 s -> 0)
+            return chunks
         pieces = []
-        for chunk in super()._split(text):
+        for chunk in chunks:
             # every piece longer than a line, so that each is cut where the whole word would have been
             cuts = range(0, len(chunk) - self.width - 1, self.LONG_WORD) if len(chunk) > self.LONG_WORD else [0]
             pieces += [chunk[a:b] for a, b in zip(cuts, [*cuts[1:], len(chunk)])]
