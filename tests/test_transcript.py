@@ -9,7 +9,7 @@ import pytest
 from gptoss_lab import ReplayEngine, Session
 from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
 from gptoss_lab.widgets.text import TextView
-from gptoss_lab.widgets.transcript import Transcript, markdown_html, stable_markdown_end
+from gptoss_lab.widgets.transcript import Transcript, markdown_html, more_label, stable_markdown_end
 
 RECORDING = (
     "<|channel|>analysis<|message|>Compute it with Python.<|end|>"
@@ -177,6 +177,19 @@ def test_a_long_prompt_folds_in_the_saved_turn_and_loses_nothing() -> None:
     assert "<details>" not in Transcript.from_reply(
         Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("A short question?")).to_html().split(
         "gx-reasoning")[0]
+
+
+def test_a_prompt_cut_inside_its_long_first_line_says_the_rest_of_that_line_is_folded_too() -> None:
+    """A 3 000-character line then two short ones: the card shows 2 000 characters and folds the line's end, which
+    the summary counted as a line ("2 more lines" for one line and a half-line's end)."""
+    prompt = "word " * 600 + "\nsecond line\nthird line"
+    page = Transcript.from_reply(Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask(prompt)).to_html()
+    folded = page.split("<details><summary>", 1)[1]
+    rest = len(prompt) - 2000
+    assert folded.startswith(f"the rest of the line and 2 more lines ({rest:,} characters)</summary>"), folded[:90]
+    single = more_label("x" * 3000, "x" * 1000)
+    assert single == "1,000 more characters" and more_label("a\n" * 30, "a\n" * 10) == "10 more lines (20 characters)"
+    assert more_label("x" * 2500 + "\nend", "x" * 500 + "\nend") == "the rest of the line and 1 more line (504 characters)"
 
 
 def test_a_tool_call_of_backticks_renders_in_linear_time_and_its_name_is_cut() -> None:

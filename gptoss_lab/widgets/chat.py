@@ -192,7 +192,7 @@ class ChatView(NotebookView):
         self._log, self._md, self._open = [], {}, set()
         self._rate, self._t0 = _Rate(), time.perf_counter()
         rest = fold(event.prompt)[1]   # a long prompt folds past its first lines, as in the saved turn
-        folded = {"prompt_rest": rest, "prompt_more": more_label(rest)} if rest else {}
+        folded = {"prompt_rest": rest, "prompt_more": more_label(event.prompt, rest)} if rest else {}
         self._queue({"op": "turn", "prompt": event.prompt, **folded, "effort": event.effort, "model": event.model,
                      "approval": event.approval, "context_window": event.context_window})
 

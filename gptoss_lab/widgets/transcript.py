@@ -237,9 +237,10 @@ class Transcript:
                 out.append(f"**Tool call {_code_span(_tool_name(item))}** — {_status(item)}{edited}\n\n"
                            + fenced(code, code_language(item)))
                 if item.call is not None and item.call.output:
-                    head, rest = fold(shown_output(item.call.output))
-                    out.append("Output:\n\n" + fenced(head) + (f"\n\n<details><summary>{more_label(rest)}</summary>\n\n"
-                                                                 f"{fenced(rest)}\n\n</details>" if rest else ""))
+                    output = shown_output(item.call.output)
+                    head, rest = fold(output)
+                    more = f"\n\n<details><summary>{more_label(output, rest)}</summary>\n\n{fenced(rest)}\n\n</details>"
+                    out.append("Output:\n\n" + fenced(head) + (more if rest else ""))
             elif prose is fenced:  # code, in which no line is structure
                 out.append(fenced(item.text))
             else:  # quoted under its label: no line of it can pass for the prompt, a tool card or the sources
@@ -255,7 +256,7 @@ class Transcript:
         Tool cards are one-column tables and line breaks are <br>, so the turn keeps its shape where
         the <style> block is dropped (GitHub, sanitising front ends)."""
         head, rest = fold(self.prompt)
-        more = f'<details><summary>{more_label(rest)}</summary>{_lines(rest)}</details>' if rest else ""
+        more = f'<details><summary>{more_label(self.prompt, rest)}</summary>{_lines(rest)}</details>' if rest else ""
         out = [f'<div class="gx-prompt" dir="auto"><b>You:</b> {_lines(head)}{more}</div>']
         noted = False
         for item in self.items:
@@ -501,15 +502,20 @@ def fold(text: str) -> tuple[str, str]:
     return text[:cut].rstrip("\n"), text[cut:]
 
 
-def more_label(rest: str) -> str:
-    """The summary of a folded output or prompt: how much more there is."""
-    lines = rest.rstrip("\n").count("\n") + 1
-    return f"{lines} more lines ({len(rest):,} characters)" if lines > 1 else f"{len(rest):,} more characters"
+def more_label(text: str, rest: str) -> str:
+    """The summary of `text`'s folded `rest` (see `fold`): how much more there is. A line longer than a card is cut
+    inside: its end is not another line."""
+    after = rest.rstrip("\n").count("\n")  # the lines the rest holds after its first
+    size, more = f"{len(rest):,} characters", f"{len(rest):,} more characters"
+    cut = len(text) - len(rest)
+    if cut and text[cut - 1] != "\n":
+        return f"the rest of the line and {after} more line{'s' * (after > 1)} ({size})" if after else more
+    return f"{after + 1} more lines ({size})" if after else more
 
 
 def _output_html(output: str) -> str:
     head, rest = fold(output)
-    folded = (f'<details><summary>{more_label(rest)}</summary><pre class="gx-output">{html.escape(rest)}</pre></details>'
+    folded = (f'<details><summary>{more_label(output, rest)}</summary><pre class="gx-output">{html.escape(rest)}</pre></details>'
               if rest else "")
     return f'<pre class="gx-output">{html.escape(head)}</pre>{folded}'
 
