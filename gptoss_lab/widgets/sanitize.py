@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from xml.etree import ElementTree
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -57,7 +58,7 @@ def _pygments_classes() -> set[str]:
 
 
 # Our own structural classes (the saved transcript); model text cannot produce them: Markdown is rendered
-# with HTML disabled and MathML elements may carry no class at all.
+# with HTML disabled, MathML elements may carry no class at all, and a model's Markdown is cleaned without them.
 _GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-error", "gx-reasoning", "gx-note",
        "gx-reasoning-text", "gx-footer"}
 # The browser's citation chips, sources list and call cards (widgets/citations.py); a chip's popup is the
@@ -110,7 +111,9 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
 
 
 @functools.cache
-def _cleaner() -> Any:
+def _cleaner(lab: bool = True) -> Any:
+    """nh3's cleaner: the lab's own markup (`lab`: its classes, citation chips, tool cards, the attributes they
+    carry), or a model's Markdown, which gets none of them whatever reaches it (chips are added after it)."""
     import nh3
 
     attributes: dict[str, set[str]] = {tag: set(_MATHML_ATTRIBUTES) for tag in _MATHML}
@@ -118,10 +121,16 @@ def _cleaner() -> Any:
     # link (the saved form has no script to do it), and its role says what it is. No title on any element ("*":
     # nh3 keeps title and lang on every one unless told): a model's link title, `[](url "Source 1: …")`, was the
     # link's name for a screen reader and its tooltip, and passed for a citation chip.
-    attributes.update({"*": set(), "a": {"href", "aria-label", "tabindex", "role"}, "ol": {"start"},
-                       "table": {"aria-label"}, "th": {"style"}, "td": {"style"},
-                       "details": {"open"}, "sup": {"data-cite"},
+    attributes.update({"*": set(), "a": {"href"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
                        **{tag: {"dir"} for tag in ("div", *PROSE)}})
+    classes = {"span": _pygments_classes(), "code": {"gx-math"}}  # a model's code and formulas
+    if lab:
+        attributes.update({"a": {"href", "aria-label", "tabindex", "role"}, "table": {"aria-label"},
+                           "details": {"open"}, "sup": {"data-cite"}})
+        classes = {"span": classes["span"] | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
+                   "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
+                   "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
+                   "blockquote": {"gx-final", "gx-commentary"}}
     return nh3.Cleaner(
         tags=_HTML | _MATHML,
         clean_content_tags=_DROP_WITH_CONTENT,
@@ -131,10 +140,7 @@ def _cleaner() -> Any:
         url_relative="deny",
         link_rel="noopener noreferrer",
         set_tag_attribute_values={"a": {"target": "_blank"}},
-        allowed_classes={"span": _pygments_classes() | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
-                         "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
-                         "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
-                         "blockquote": {"gx-final", "gx-commentary"}},
+        allowed_classes=classes,
         filter_style_properties={"text-align"},   # Markdown tables align columns with style="text-align:…"
         strip_comments=True,
     )
@@ -262,21 +268,29 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def sanitize(html: str) -> str:
+def sanitize(html: str, *, lab: bool = True) -> str:
     """`html` with only allow-listed tags, attributes, classes and link schemes left (nothing executable); a lone
-    surrogate (a server's "\\ud800", which no encoding can write) written out, as `harmony.clean` does."""
+    surrogate (a server's "\\ud800", which no encoding can write) written out, as `harmony.clean` does. A model's
+    Markdown is cleaned with `lab=False`: none of the lab's own classes or chip attributes, so nothing it writes can
+    pass for a prompt, a tool card or a citation."""
     from ..harmony import clean  # here, not at the top: `%load_ext` imports this module, not the format's
 
-    return _cleaner().clean(clean(html))
+    return _cleaner(lab).clean(clean(html))
 
 
-_MTEXT = re.compile(r"(<mtext[^>]*>)(.*?)(</mtext>)", re.DOTALL)
+# a character reference latex2mathml writes as an element's text for a symbol (`<mo>&#x0003C;</mo>`)
+_CHARACTER_REFERENCE = re.compile(r"&amp;(#(?:x[0-9A-Fa-f]{1,6}|[0-9]{1,7});)")
 
 
-def escape_mtext(mathml: str) -> str:
-    """Show the text of `\\text{}` as written: latex2mathml copies it unescaped into <mtext>."""
-    return _MTEXT.sub(lambda m: m.group(1) + m.group(2).replace("<", "&lt;").replace(">", "&gt;") + m.group(3),
-                      mathml)
+def mathml_html(math: ElementTree.Element) -> str:
+    """latex2mathml's tree (`convert_to_element`) as MathML: every text escaped but for the character references it
+    writes for symbols. Its own `convert` un-escapes all it writes, so a model's `\\text{</mtext><div class=…>}` or
+    `\\unicode{41;</mi>…}` was the lab's own markup (a forged prompt, tool card or citation chip); ValueError for an
+    element that is not MathML."""
+    for element in math.iter():
+        if element.tag not in _MATHML:
+            raise ValueError(f"<{element.tag}> is not MathML")
+    return _CHARACTER_REFERENCE.sub(r"&\1", ElementTree.tostring(math, encoding="unicode"))
 
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")

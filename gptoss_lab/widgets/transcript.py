@@ -21,7 +21,7 @@ from ..events import (
     TurnEnd, TurnStart,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
-from .sanitize import NO_TYPESETTING, PROSE, demote_headings, escape_mtext, fenced, inert_markdown, literal_markdown, \
+from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
     markdown_is_inert, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
 
 if TYPE_CHECKING:
@@ -333,7 +333,7 @@ def stats_line(stats: dict[str, Any]) -> str:
 def markdown_html(text: str) -> str:
     """Model Markdown to sanitised HTML: raw HTML stays text, $math$ becomes MathML, images become links,
     only http(s)/mailto links survive, and code has its direction controls written out."""
-    return sanitize(_markdown().render(text))
+    return sanitize(_markdown().render(text), lab=False)
 
 
 def code_html(code: str, language: str = "python") -> str:
@@ -423,9 +423,9 @@ def _image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: An
 def _math(latex: str, options: dict[str, Any]) -> str:
     display = options.get("display_mode", False)
     try:
-        from latex2mathml.converter import convert
+        from latex2mathml.converter import convert_to_element
 
-        return escape_mtext(convert(latex, display="block" if display else "inline"))
+        return mathml_html(convert_to_element(latex, display="block" if display else "inline"))
     except Exception:  # not valid LaTeX (or no converter): show the source
         return f'<code class="gx-math">{html.escape(latex)}</code>'
 
