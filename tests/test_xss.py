@@ -101,8 +101,11 @@ class _Audit(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.problems: list[str] = []
+        self.markup: list[str] = []  # classes and a chip's attributes: the lab's own, where a model's text is
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.markup += [f"<{tag} {name}={value!r}>" for name, value in attrs
+                        if name == "class" and value or name in ("data-cite", "aria-label", "tabindex", "role", "open")]
         if tag not in _TAGS:
             self.problems.append(f"tag <{tag}>")
         for name, value in attrs:
@@ -123,11 +126,15 @@ class _Audit(HTMLParser):
     handle_startendtag = handle_starttag
 
 
-def _problems(html: str) -> list[str]:
+def _audit(html: str) -> _Audit:
     audit = _Audit()
     audit.feed(html)
     audit.close()
-    return audit.problems
+    return audit
+
+
+def _problems(html: str) -> list[str]:
+    return _audit(html).problems
 
 
 def _without_our_style(html: str) -> str:
@@ -146,26 +153,9 @@ def test_final_answer_markdown_and_math_carry_nothing_executable(payload: str) -
     assert _problems(markdown_html(payload)) == []
 
 
-class _Markup(HTMLParser):
-    """The classes and chip attributes of every element in an HTML string."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if name == "class" and value or name in ("data-cite", "aria-label", "tabindex", "role", "open"):
-                self.found.append(f"<{tag} {name}={value!r}>")
-
-    handle_startendtag = handle_starttag
-
-
 def _markup(html: str) -> list[str]:
-    parser = _Markup()
-    parser.feed(html)
-    parser.close()
-    return parser.found
+    """The classes and chip attributes of every element in an HTML string."""
+    return _audit(html).markup
 
 
 @pytest.mark.parametrize("forgery", FORGERIES)
