@@ -151,3 +151,26 @@ def test_a_cited_web_address_with_lookalike_letters_reads_as_itself_in_every_for
     # the link goes to the same address, its host in the ASCII form no Latin name can pass for
     assert 'href="https://xn--pypal-4ve.com/login"' in sources_html([cited])
     assert "(https://xn--pypal-4ve.com/login)" in sources_markdown([cited])
+
+
+def test_a_web_address_whose_host_hides_a_lookalike_slash_gets_no_link_and_shows_the_slash_written_out() -> None:
+    """`google.com∕signin∕v2.evil.example` (division slashes, U+2215) read as a page of Google's in the sources, the
+    chip's popup, the results' source column and the approval question, and was a link to a name under evil.example
+    (Python's IDNA 2003 took it; a security review). IDNA 2008, as the browser's own fetches read hosts, refuses it."""
+    from gptoss_lab.events import Citation
+    from gptoss_lab.tools.browser.page import domain
+    from gptoss_lab.tools.browser.tool import _address
+    from gptoss_lab.widgets.citations import chip_html, popup_text, sources_html, sources_markdown, sources_text
+
+    fake = "https://accounts.google.com\u2215signin\u2215v2.evil.example/login"
+    shown = "https://accounts.google.com\\u2215signin\\u2215v2.evil.example/login"
+    cited = Citation("【0†L1】", 0, 1, 1, fake, "", "Enter your password.")
+    for form in (popup_text(1, cited), sources_html([cited]), sources_text([cited]), _address(fake)):
+        assert "\u2215" not in form and shown in form, form
+    assert "\u2215" not in sources_markdown([cited])
+    assert "href" not in sources_html([cited]) and "href" not in chip_html(1, cited)   # no link to where it leads
+    assert domain(fake) == "accounts.google.com\\u2215signin\\u2215v2.evil.example"
+    # a real name in other letters keeps its letters and its link (in its ASCII form), with or without a port
+    real = Citation("【0†L1】", 0, 1, 1, "https://münchen.de:8080/rathaus", "Rathaus", "Marienplatz 8.")
+    assert 'href="https://xn--mnchen-3ya.de:8080/rathaus"' in sources_html([real])
+    assert "https://münchen.de:8080/rathaus" in sources_text([real]) and domain(real.url) == "münchen.de:8080"

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import idna
+
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import HIDDEN, literal_markdown, reveal_hidden, reveal_mixed_scripts, sanitize, shown_output
+from .sanitize import HIDDEN, literal_markdown, reveal_hidden, reveal_mixed_scripts, reveal_url, sanitize, shown_output
 
 # What a chip's popup shows at most: the whole popup fits the smallest box it is drawn in (JupyterLab's notebook
 # panel in a 320 x 568 window: 226 x 431 px); the Sources list has the whole text.
@@ -48,7 +50,9 @@ def style() -> str:
 def _link(url: str) -> str | None:
     """`url` when it can be a link: http(s), and nothing invisible in it that makes it read as another; a host
     written in other letters is given in its ASCII form (`xn--pypal-4ve.com` for `pаypal.com`, the same address),
-    which no Latin name can pass for, where the link's address is shown (a status bar, a Markdown source)."""
+    which no Latin name can pass for, where the link's address is shown (a status bar, a Markdown source). A host
+    IDNA 2008 refuses (the browser's fetches read hosts so) gets no link: Python's IDNA 2003 made
+    `google.com\u2215signin\u2215v2.evil.example` a name under evil.example."""
     if not url.lower().startswith(("http://", "https://")) or HIDDEN.search(url):
         return None
     parts = urlsplit(url)
@@ -57,8 +61,8 @@ def _link(url: str) -> str | None:
     user, at, place = parts.netloc.rpartition("@")
     host, colon, port = place.partition(":")   # a host in other letters is no [IPv6] address
     try:
-        host = host.encode("idna").decode("ascii")   # IDNA 2003, as Python has it
-    except UnicodeError:  # a host no DNS name can be: no link
+        host = idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):  # a host no DNS name can be: no link
         return None
     return urlunsplit(parts._replace(netloc=user + at + host + colon + port))
 
@@ -73,7 +77,7 @@ def _a(url: str, text: str) -> str:
 def _name(text: str) -> str:
     """A title, URL, source, query or pattern as escaped HTML: direction controls, zero-width characters and
     lookalike letters written out, so a page cannot make its name or address read as another's."""
-    return html.escape(reveal_mixed_scripts(reveal_hidden(text)))
+    return html.escape(reveal_mixed_scripts(reveal_url(reveal_hidden(text))))
 
 
 def _text(text: str) -> str:
@@ -92,7 +96,7 @@ def _shown(c: Citation) -> Citation:
 def _one_line(name: str) -> str:
     """A title or URL on one line (every run of white space, line breaks included, one space), hidden characters and
     lookalike letters written out (`https://p\\u0430ypal.com`: the link goes where it says, its text said another)."""
-    return " ".join(reveal_mixed_scripts(reveal_hidden(name)).split())
+    return " ".join(reveal_mixed_scripts(reveal_url(reveal_hidden(name))).split())
 
 
 def _lines_span(start: int, end: int) -> str:

@@ -197,6 +197,36 @@ def reveal_mixed_scripts(text: str) -> str:
     return _WORD.sub(_revealed_word, _DOTTED.sub(_revealed_labels, text))
 
 
+def reveal_host(host: str) -> str:
+    """A host as shown: lookalike letters written out and, in one that no DNS name can be (IDNA 2008 refuses it, as
+    the browser's fetches do), every character outside ASCII: `google.com\u2215signin\u2215v2.evil.example`, whose
+    division slashes read as a path under Google's address, is a name under evil.example to a web browser."""
+    if host.isascii():
+        return host
+    import idna  # (here: `%load_ext` imports this module)
+
+    name, colon, port = host.rpartition(":")
+    if not (colon and port.isdigit()):
+        name, colon, port = host, "", ""
+    try:
+        idna.encode(name.rstrip("."), uts46=True)
+    except (idna.IDNAError, UnicodeError):
+        return _written(host, lambda c: not c.isascii())
+    return reveal_mixed_scripts(name) + colon + port
+
+
+# an http(s) address's host, after any user name: up to its port, path, query or fragment
+_WEB_HOST = re.compile(r"(?i:https?://)(?:[^/?#@\s]*@)?([^/?#:\s]*)")
+
+
+def reveal_url(text: str) -> str:
+    """`text` with the host of the http(s) address it starts with shown as `reveal_host` shows it."""
+    match = None if text.isascii() else _WEB_HOST.match(text)
+    if not match or match.group(1).isascii():
+        return text
+    return text[:match.start(1)] + reveal_host(match.group(1)) + text[match.end(1):]
+
+
 def _revealed_labels(match: regex.Match[str]) -> str:
     """The dotted name matched, each label before a Latin one (`com`, `md`) that is written wholly in letters that
     look Latin written out."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlparse, urlsplit, urlunsplit
 
 from ... import harmony
-from ...widgets.sanitize import HIDDEN, reveal_mixed_scripts
+from ...widgets.sanitize import HIDDEN, reveal_host, reveal_mixed_scripts
 
 FIND_PAGE_LINK_FORMAT = "# 【{idx}†{title}】"
 PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
@@ -146,7 +146,7 @@ def domain(url: str) -> str:
     if "http" not in url:
         url = "http://" + url
     try:
-        return reveal_mixed_scripts(replace_special_chars(urlparse(url).netloc.rpartition("@")[2]))
+        return reveal_host(replace_special_chars(urlparse(url).netloc.rpartition("@")[2]))
     except ValueError:
         return ""
 

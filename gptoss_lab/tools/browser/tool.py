@@ -25,7 +25,7 @@ from openai_harmony import ToolNamespaceConfig
 
 from ...events import Citation, ToolCall
 from ...harmony import clean
-from ...widgets.sanitize import reveal_mixed_scripts
+from ...widgets.sanitize import reveal_host
 from ..base import Tool, ToolResult
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
@@ -346,7 +346,7 @@ def _address(url: str) -> str:
         return one_line(url, 120)
     if not parts.netloc:
         return one_line(url, 120)
-    host = reveal_mixed_scripts(parts.netloc.rsplit("@", 1)[-1])
+    host = reveal_host(parts.netloc.rsplit("@", 1)[-1])
     host = host if len(host) <= 80 else "…" + host[-79:]
     start = f"{parts.scheme}://{'…@' if '@' in parts.netloc else ''}{host}"
     rest = url.split(parts.netloc, 1)[1]
