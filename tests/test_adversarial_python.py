@@ -73,6 +73,15 @@ EXITS = {
     "os.kill(P(os.getpid()), signal.SIGKILL)": "os.kill(",  # a pid that says it is not this one
     "import sys\nclass N(int):\n    def __lt__(self, other): return False\nsys.setrecursionlimit(N(25))":
         "sys.setrecursionlimit(25) would put",
+    # a thread's id is the whole process's to kill(2) and prlimit(2) on Linux; a pidfd or /proc folder of it too
+    "import os, signal, threading\nos.kill(threading.get_native_id(), signal.SIGKILL)": "signal the kernel's own process",
+    "import os, signal, threading\nos.kill(threading.main_thread().native_id, signal.SIGTERM)": "the kernel's own process",
+    "import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getpid()), signal.SIGKILL)":
+        "signal.pidfd_send_signal() could signal the kernel's own process",
+    "import os, signal\nsignal.pidfd_send_signal(os.open('/proc/self', os.O_RDONLY), signal.SIGKILL)":
+        "signal.pidfd_send_signal() could signal the kernel's own process",
+    "import resource, threading\nresource.prlimit(threading.get_native_id(), resource.RLIMIT_CPU, (1, 1))":
+        "would lower a limit of the kernel's own process",
     "import sys\nsys.exit(3)": "SystemExit: 3",
     "raise SystemExit": "SystemExit",
 }
@@ -88,6 +97,41 @@ def test_ending_the_process_is_reported_as_an_error(code):
     assert EXITS[code] in result.output and "after" not in result.output.split("\n", 1)[1]
     assert os._exit is REAL_EXIT and signal.alarm is not None and not containment._GUARDS.installed
     assert ns["exit"] == "the user's own exit"  # what the namespace held is back
+
+
+def test_code_that_keeps_the_guards_own_lock_ends_at_its_timeout_and_the_next_call_runs():
+    """The watcher waited for the lab's lock, which the code's dead thread owned: the call never ended (a review)."""
+    started = time.monotonic()
+    result = PythonTool({}, timeout=1).execute(
+        "from gptoss_lab.tools import containment\ncontainment._GUARDS.lock.acquire()\nprint('kept')")
+    assert (result.status, result.output.strip()) == ("done", "kept") and time.monotonic() - started < 10
+    assert PythonTool({}, timeout=5).execute("print(6 * 7)").output.strip() == "42"
+    assert _guards_gone()
+
+
+def test_a_fork_hook_of_the_codes_runs_in_the_kernels_process_only_while_the_run_is_guarded():
+    """`os.register_at_fork(before=lambda: os._exit(3))` ended the kernel at the user's next fork (a multiprocessing
+    Pool; a review). A hook for the new process stays: modules the code imports first register them (random)."""
+    result = PythonTool({}, timeout=5).execute(
+        "import os\nos.register_at_fork(before=lambda: os._exit(3), after_in_parent=lambda: os._exit(4),\n"
+        "                   after_in_child=lambda: print('child hook'))\nprint('registered')")
+    assert (result.status, result.output.strip()) == ("done", "registered") and _guards_gone()
+    pid = os.fork()  # as the user's Pool would: the kernel's process goes on (the hook ended it here)
+    if pid == 0:
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_the_interpreters_settings_the_code_changes_are_put_back():
+    """`gc.set_threshold(1, 1, 1)` made every later allocation of the kernel collect, `gc.disable()` stopped
+    collection for good, and `sys.set_int_max_str_digits(640)` failed the user's later `str(10**700)` (a review)."""
+    before = (gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits())
+    result = PythonTool({}, timeout=5).execute(
+        "import gc, sys\ngc.set_threshold(1, 1, 1)\ngc.disable()\nsys.set_int_max_str_digits(640)\n"
+        "print(gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits())")
+    assert (result.status, result.output.strip()) == ("done", "(1, 1, 1) False 640")  # as the code set them
+    assert (gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits()) == before
+    assert len(str(10**700)) == 701
 
 
 BLINDS = {  # a function the guards rely on, replaced by the code first (threading's own put back once refused)

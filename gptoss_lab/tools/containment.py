@@ -155,6 +155,11 @@ _allocate_lock = _thread.allocate_lock
 _GC_CALLBACKS = gc.callbacks  # the interpreter's own list (rebinding `gc.callbacks` changes nothing it calls)
 _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), signal.getsignal  # no groups on Windows
 _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
+_gc_threshold, _gc_set_threshold, _gc_isenabled, _gc_enable, _gc_disable = (
+    gc.get_threshold, gc.set_threshold, gc.isenabled, gc.enable, gc.disable)
+# (from Python 3.10.7)
+_int_digits = getattr(sys, "get_int_max_str_digits", lambda: 0)
+_set_int_digits = getattr(sys, "set_int_max_str_digits", lambda digits: None)
 _pipe, _dup, _dup2, _close, _read, _select = os.pipe, os.dup, os.dup2, os.close, os.read, select.select
 _start_thread, _unregister = _thread.start_new_thread, atexit.unregister
 # whose attributes are put back after each run: the modules the kernel itself runs on
@@ -636,9 +641,20 @@ def _held_interrupts() -> Iterator[_Interrupts]:
 # ---------------------------------------------------------------- guards
 
 def _self_targeted_kill(pid: int, sig: int) -> str | None:
-    if sig and (pid in (0, -1, _getpid()) or (pid < -1 and -pid == _getpgrp())):
+    if sig and (pid in (0, -1) or _own(pid) or (pid < -1 and -pid == _getpgrp())):
         return f"os.kill({pid}, {sig}) would signal the kernel's own process"
     return None
+
+
+def _own(pid: int) -> bool:
+    """Whether `pid` is the kernel's process or one of its threads: on Linux a thread's id signals, limits ... the
+    whole process (`os.kill(threading.get_native_id(), SIGKILL)` ended the kernel)."""
+    if pid == _getpid():
+        return True
+    try:
+        return str(pid) in _listdir("/proc/self/task")
+    except OSError:  # no /proc (macOS, Windows): a thread id is no process id there
+        return False
 
 
 def _self_targeted_killpg(pgid: int, sig: int) -> str | None:
@@ -739,7 +755,7 @@ _CHECKS: dict[str, Callable[..., str | None]] = {
         if exit else None),
     "setrlimit": lambda which, limits: _lowered_limit("resource.setrlimit", which, limits),
     "prlimit": lambda pid, which, limits=None: (
-        _lowered_limit("resource.prlimit", which, limits) if limits is not None and pid in (0, _getpid()) else None),
+        _lowered_limit("resource.prlimit", which, limits) if limits is not None and (pid == 0 or _own(pid)) else None),
     "setrecursionlimit": _recursion_limit_out_of_range,
     "stack_size": _smaller_stacks,
     "close": lambda fd: _kernel_fd(f"os.close({fd})", fd),
@@ -756,6 +772,8 @@ _ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the 
            "interrupt_main": "_thread.interrupt_main() would interrupt the kernel",
            "addaudithook": "sys.addaudithook() would run the code on the kernel's thread at every audited event, "
                            "unguarded and untimed, for as long as the kernel lives",
+           "pidfd_send_signal": "signal.pidfd_send_signal() could signal the kernel's own process (a pidfd or a /proc "
+                                "folder of it); signal a process the code started with os.kill or its Popen",
            **{name: f"faulthandler.{name}() would crash the kernel's process" for name in _CRASHES}}
 _INPUTS = {"input": "input() would wait for the user to type in the notebook; the python tool's code cannot read input",
            "getpass": "getpass() would ask the user for a password in the notebook; the python tool's code cannot "
@@ -778,9 +796,9 @@ def _patch_table() -> list[tuple[Any, str]]:
     table += [(kernel, name) for name in ("raw_input", "getpass", "_input_request")]
     for module in (os, sys.modules.get("posix") or sys.modules.get("nt")):
         table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve",
-                                              "close", "closerange", "dup2", "write")]
+                                              "close", "closerange", "dup2", "write", "register_at_fork")]
     for module in (signal, sys.modules.get("_signal")):
-        table += [(module, name) for name in ("raise_signal", "pthread_kill", "alarm", "setitimer")]
+        table += [(module, name) for name in ("raise_signal", "pthread_kill", "alarm", "setitimer", "pidfd_send_signal")]
     return [(owner, name) for owner, name in table if owner is not None and hasattr(owner, name)]
 
 
@@ -793,6 +811,16 @@ class _Run:
         self.kept: tuple[Any, ...] = ([], {}, [], {}, [])  # what `_Guards.put_back` puts back: see `_Guards.running`
         self.shell_hooks: _ShellHooks | None = None  # what IPython calls at later cells, as it was
         self.timeout: float | None = None
+        # the interpreter's settings the code can change for the whole kernel: `gc.set_threshold(1, 1, 1)` made every
+        # later allocation collect, `sys.set_int_max_str_digits(640)` failed the user's `str(10**700)`
+        self.settings = (_gc_threshold(), _gc_isenabled(), _int_digits())
+
+    def put_back_settings(self) -> None:
+        """The interpreter's settings as they were when the run began."""
+        thresholds, enabled, digits = self.settings
+        _gc_set_threshold(*thresholds)
+        (_gc_enable if enabled else _gc_disable)()
+        _set_int_digits(digits)
 
     def started(self) -> dict[int, threading.Thread]:
         """Threads the code started that still run, by ident (low-level `_thread` ones run as threading's:
@@ -1082,7 +1110,7 @@ class _Guards:
     def running(self, output: TextIO | None, namespace: dict[str, Any] | None,
                 settle: float = SETTLE) -> Iterator[_Run]:
         """The guards installed, output routed and `exit`/`quit` in `namespace` refused, for one run."""
-        with self.lock:
+        with Seized(self.lock):  # the code can take it and keep it (see _seize)
             if not self.runs:
                 _flush_streams()
                 _settle(self.lingering, settle)
@@ -1102,7 +1130,7 @@ class _Guards:
         users = [key for key in list(namespace) if type(key) is not str] if namespace is not None else []  # see below
         kept_builtins = namespace.get("__builtins__") if namespace is not None else None
         streams = _route(output) if output is not None else None
-        with self.lock:
+        with Seized(self.lock):
             originals = {id(stand_in): original for original, stand_in in self.made.values()}
             run.kept = ([dict(zip(attributes, map(originals.get, map(id, attributes.values()), attributes.values())))
                          for _, attributes in _KEPT], dict(_modules),
@@ -1124,7 +1152,7 @@ class _Guards:
                     namespace.pop("__builtins__", None)
                 else:
                     namespace["__builtins__"] = kept_builtins
-            with self.lock:
+            with Seized(self.lock):
                 self.runs.remove(run)
                 if not self.runs and self.descriptors is not None:
                     self.descriptors.close()
@@ -1143,9 +1171,10 @@ class _Guards:
         code's there would run at every later import); a negative entry it dropped (importlib.invalidate_caches)
         stays dropped. Threading's classes as they were, additions taken out (`_put_back_classes`)."""
         kept, kept_modules, kept_hooks, kept_finders, kept_classes = run.kept
-        with self.lock:
+        with Seized(self.lock):
             _put_back_classes(kept_classes)  # first: what follows runs threading's methods
             self._put_back(kept, kept_modules, kept_hooks, kept_finders)
+            run.put_back_settings()
             if run.shell_hooks is not None:
                 try:
                     run.shell_hooks.put_back(run.timeout)
@@ -1159,7 +1188,7 @@ class _Guards:
         ended its output thread and its history saver the next time they woke (every name, `Exception` in an
         `except` clause too, was gone); threading's class attributes too. What the code replaced stays until the run
         ends, as the code may rely on it."""
-        with self.lock:
+        with Seized(self.lock):
             self._put_back_attributes(run.kept[0], if_gone=True)
             _put_back_classes(run.kept[4], if_gone=True)
 
@@ -1193,7 +1222,7 @@ class _Guards:
 
     def keep_stopping(self, threads: dict[int, Any]) -> None:
         """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""
-        with self.lock:
+        with Seized(self.lock):
             self.lingering.update(threads)
             self.stuck.update(threads)
             self._watch_lingering()
@@ -1207,7 +1236,7 @@ class _Guards:
         """Keep stopping the stuck threads, and take the stand-ins out once the model's threads have all ended."""
         while True:
             _sleep(REPEAT)
-            with self.lock:
+            with Seized(self.lock):
                 self.stuck = {ident: t for ident, t in self.stuck.items() if _running(ident, t)}
                 _poke(self.stuck, ToolTimeout)
                 self._uninstall_if_done()
@@ -1252,6 +1281,21 @@ class _Guards:
         register(call)
         self.exits.append(call)
         return fn
+
+    def at_fork(self, register: Callable[..., Any], *args: Any, **hooks: Any) -> Any:
+        """os.register_at_fork from the model's threads: `before` and `after_in_parent` would run the code in the
+        kernel's own process at every later fork, unguarded and untimed (`before=lambda: os._exit(3)` ended the kernel
+        at the user's next multiprocessing Pool), so they run only while the stand-ins are in; `after_in_child` runs
+        in the new process only and stays (`random` reseeds there, imported first by the code)."""
+        def while_guarded(hook: Callable[[], Any]) -> Callable[[], None]:
+            def call() -> None:
+                if self.installed:
+                    hook()
+            return call
+
+        hooks = {name: while_guarded(hook) if name != "after_in_child" and callable(hook) else hook
+                 for name, hook in hooks.items()}
+        return register(*args, **hooks)  # (the real function's errors: arguments not by keyword, not callable)
 
     def write(self, original: Callable[..., Any], fd: int, data: Any) -> int:
         """os.write(1 or 2, ...) from the model's threads: into the run's bounded output, as print goes."""
@@ -1352,7 +1396,8 @@ _GUARDS = _Guards()
 def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     """`original` for the kernel's and the user's threads; for the model's, ExitRefused when the call
     would end the process (always, for exits; by its arguments, for kill and timers), EOFError
-    for a prompt to the user, and an atexit registration that goes with the run (`_Guards.at_exit`)."""
+    for a prompt to the user, and an atexit or fork registration that goes with the run (`_Guards.at_exit`,
+    `at_fork`)."""
     check = _CHECKS.get(name)
 
     def stand_in(*args: Any, **kwargs: Any) -> Any:
@@ -1361,6 +1406,8 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
                 raise EOFError(_INPUTS[name])
             if name == "register":
                 return _GUARDS.at_exit(original, *args, **kwargs)
+            if name == "register_at_fork":
+                return _GUARDS.at_fork(original, *args, **kwargs)
             if name in _STARTS:
                 return _start_seen(original, *args, **kwargs)
             args, kwargs = tuple(map(_plain, args)), {key: _plain(value) for key, value in kwargs.items()}
