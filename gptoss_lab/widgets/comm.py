@@ -5,6 +5,14 @@ in the shell queue behind the cell. `CommPump` reads that queue from the running
 messages of one comm at once, and hands every other message back to the kernel's own handler, in order,
 to run after the cell (as it would have).
 
+While model code runs (a python call, `tools.containment`), the running cell is the run's watcher, which must run
+only the lab's code: then only the widget's own actions are handled, by the widget's own callbacks as they were
+before the run, never through the kernel's handlers or comm manager, which the code can replace, nor any other
+comm's, whose callbacks may be the code's (one that loops held the turn past its timeout, and Stop with it). The
+rest is held and handed back to the kernel once no run goes on (at the next look, or the cell's end), to be handled
+after the cell: handed back during a run, its handling was filed among the code's callbacks on the kernel's event
+loop, run contained, and lost (a cell run meanwhile never ran).
+
 It publishes no busy/idle status around the messages it handles: the kernel stays busy from the first to
 the last token of a turn (JupyterLab, Notebook 7 and `/api/kernels` all read the kernel's state from
 those status messages, whatever their parent). The widget's front end therefore sends its actions as
@@ -14,8 +22,14 @@ channel.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
+from collections import deque
+from collections.abc import Callable
 from typing import Any
+
+from ..tools.containment import _GUARDS
 
 # Requests that only read the kernel's state, which a front end that (re)connects sends before it can draw a widget (a
 # reloaded tab: kernel info, then every widget's state over ipywidgets' control comm, or the open comms and each
@@ -24,6 +38,7 @@ from typing import Any
 _READS = ("kernel_info_request", "comm_info_request")
 _CONTROL = "jupyter.widget.control"
 _STATE_READS = ("request_state", "request_states")
+_log = logging.getLogger(__name__)
 
 
 class CommPump:
@@ -33,11 +48,17 @@ class CommPump:
     inproc socket; ipykernel 6 reads the shell socket on the main thread. Either way the running
     cell can read that socket itself: the comm's own `comm_msg` is dispatched now, and so are the requests that only
     read state (`_READS`, ipywidgets' control comm, any widget's `request_state`); anything else is passed to the
-    kernel's own receive callback, which queues it behind the running cell in order.
+    kernel's own receive callback, which queues it behind the running cell in order. While model code runs, only the
+    comm's own custom messages (the widget's actions) are handled now, by the callbacks its widget had when the
+    comm was first pumped outside a run (`_callbacks`); the rest is held (`_held`) and handed back after the run.
     """
 
     def __init__(self, kernel: Any, stream: Any) -> None:
         self.kernel, self.stream = kernel, stream
+        self._session = kernel.session  # taken now: the kernel's attributes are the code's to replace during a run
+        self._callbacks: dict[str, tuple[Any, tuple[Callable[..., Any], ...]]] = {}  # comm id -> widget, callbacks
+        self._held: deque[list[Any]] = deque()  # messages read during runs, in order, for the kernel after them
+        self._at_cell_end = False  # `_cell_ended` is registered (it hands back what is still held)
 
     @classmethod
     def find(cls) -> "CommPump | None":
@@ -59,6 +80,9 @@ class CommPump:
         the kernel closed its shell socket (Kernel > Shut Down): the turn ends, saying so, as nothing can answer it."""
         import zmq
 
+        contained = bool(_GUARDS.runs)
+        if not contained:
+            self._outside_runs(comm_id)
         handled = 0
         while True:
             socket = self.stream.socket
@@ -68,26 +92,96 @@ class CommPump:
                 frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return handled
-            if self._dispatch(frames, comm_id):
+            if self._dispatch(frames, comm_id, contained):
                 handled += 1
+            elif contained:
+                self._held.append(frames)
             else:
-                self.stream._run_callback(self.stream._recv_callback, frames)
+                self._hand_back(frames)
 
-    def _dispatch(self, frames: list[Any], comm_id: str) -> bool:
+    def _outside_runs(self, comm_id: str) -> None:
+        """Hand back what the runs held, as it is (a comm's state read among it may run the code's callback); take
+        the widget's callbacks for the runs to come, and have what they hold handed back at the cell's end at the
+        latest (registered here: registered during a run, IPython's callback would be filed as the code's)."""
+        while self._held:
+            self._hand_back(self._held.popleft())
+        if comm_id not in self._callbacks:
+            found = _widget_callbacks(self.kernel, comm_id)
+            if found is not None:
+                self._callbacks[comm_id] = found
+        if not self._at_cell_end:
+            try:
+                self.kernel.shell.events.register("post_run_cell", self._cell_ended)
+                self._at_cell_end = True
+            except Exception:  # no IPython shell: nothing is held past the next look
+                pass
+
+    def _cell_ended(self, result: Any = None) -> None:
+        """At a cell's end (IPython's post_run_cell), hand back what the runs held."""
+        if _GUARDS.runs:  # a cell that model code ran, on its own thread: the held messages wait for the run's end
+            return
+        while self._held:
+            self._hand_back(self._held.popleft())
+        self._at_cell_end = False
+        with contextlib.suppress(ValueError):  # already taken out
+            self.kernel.shell.events.unregister("post_run_cell", self._cell_ended)
+
+    def _hand_back(self, frames: list[Any]) -> None:
+        """To the kernel's own receive callback, which queues the message behind the running cell."""
+        self.stream._run_callback(self.stream._recv_callback, frames)
+
+    def _dispatch(self, frames: list[Any], comm_id: str, contained: bool) -> bool:
         # Peek at header and content without `deserialize`: it records the signature, and the
         # kernel would then reject a message handed back to it as a replay.
-        session = self.kernel.session
+        session = self._session
+        own = self._callbacks.get(comm_id)
+        if contained and own is None:  # the widget's callbacks were never taken outside a run: all waits for the run
+            return False
         try:
             idents, parts = session.feed_identities(frames, copy=False)
             kind = session.unpack(parts[1].bytes).get("msg_type")
             content = session.unpack(parts[4].bytes) if kind in ("comm_msg", "comm_open") else {}
-            if not _now(kind, content, comm_id):
+            if not (_action(kind, content, comm_id) if contained else _now(kind, content, comm_id)):
                 return False
             msg = session.deserialize(parts, content=True, copy=False)
         except Exception:
             return False
-        _run_now(self.kernel.shell_handlers[kind](self.stream, idents, msg))
+        if own is not None and contained:
+            widget, callbacks = own
+            _call(widget, callbacks, msg)
+        else:
+            _run_now(self.kernel.shell_handlers[kind](self.stream, idents, msg))
         return True
+
+
+def _widget_callbacks(kernel: Any, comm_id: str) -> tuple[Any, tuple[Callable[..., Any], ...]] | None:
+    """The widget on `comm_id` and its custom-message callbacks, or None where the comm is no widget's; taken while
+    no model code runs, for the pump to call during runs."""
+    try:
+        comm = kernel.comm_manager.get_comm(comm_id)
+        widget = comm._msg_callback.__self__  # ipywidgets' `Widget._handle_msg`, bound to the widget
+        if widget.comm is not comm:
+            return None
+        return widget, tuple(widget._msg_callbacks.callbacks)
+    except Exception:
+        return None
+
+
+def _action(kind: str, content: dict[str, Any], comm_id: str) -> bool:
+    """Whether a shell message is handled while model code runs: the comm's own custom message, nothing else."""
+    data = content.get("data")
+    return (kind == "comm_msg" and content.get("comm_id") == comm_id and isinstance(data, dict)
+            and data.get("method") == "custom" and "content" in data)
+
+
+def _call(widget: Any, callbacks: tuple[Callable[..., Any], ...], msg: dict[str, Any]) -> None:
+    """Hand a custom message to the widget's callbacks, as ipywidgets does; a failing one is logged, as the kernel logs
+    a failing comm handler, and does not end the turn."""
+    for callback in callbacks:
+        try:
+            callback(widget, msg["content"]["data"]["content"], msg["buffers"])
+        except Exception:
+            _log.exception("a widget callback failed on a message from its front end")
 
 
 def _now(kind: str, content: dict[str, Any], comm_id: str) -> bool:
