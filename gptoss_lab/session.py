@@ -397,6 +397,44 @@ class _NullView:
         return None
 
 
+class _ApprovalState:
+    """The turn's and the session's settings and what was always allowed, as they were before a tool ran: the code of
+    an approved call runs in this kernel and can reach them, and must not turn approval off for the calls after it."""
+
+    def __init__(self, turn: _Turn) -> None:
+        self.turn, self.session = turn, turn.session
+        self.settings = [vars(owner)["settings"] for owner in (turn, self.session)]
+        self.fields = [dict(vars(settings)) for settings in self.settings]  # frozen, but not against object.__setattr__
+        self.allowed = vars(self.session)["_allowed"]
+        self.entries = set(self.allowed)
+
+    def put_back(self) -> bool:
+        """Put back what changed since; whether anything had."""
+        changed = False
+        for owner, settings, fields in zip((self.turn, self.session), self.settings, self.fields):
+            now = vars(settings)
+            if vars(owner).get("settings") is not settings or not _same_items(now, fields):
+                vars(owner)["settings"] = settings
+                now.clear()
+                now.update(fields)
+                changed = True
+        allowed = self.allowed
+        if vars(self.session).get("_allowed") is not allowed:
+            vars(self.session)["_allowed"] = allowed
+            changed = True
+        if not (all(type(entry) is str for entry in allowed) and allowed == self.entries):  # no code of others' runs
+            allowed.clear()
+            allowed.update(self.entries)
+            changed = True
+        return changed
+
+
+def _same_items(now: dict[str, Any], then: dict[str, Any]) -> bool:
+    """Whether two attribute tables hold the same objects (compared by identity: no code of the tool's runs)."""
+    return len(now) == len(then) and all(type(name) is str and name in then and then[name] is value
+                                         for name, value in now.items())
+
+
 class _Turn:
     """The state of one `ask` while it runs; `Session.ask` drives it."""
 
@@ -571,6 +609,7 @@ class _Turn:
         call.status = "running"
         self.emit(ToolUpdate(call))
         t0 = time.perf_counter()
+        kept = _ApprovalState(self)
         try:
             result = tool.run(call, stop=lambda: self.view.stop_requested)
             if not isinstance(result, ToolResult):  # a tool of the user's: its mistake goes to the model too
@@ -582,6 +621,8 @@ class _Turn:
             result = interrupted("")
         except BaseException as err:  # a tool's failure (SystemExit included) goes back to the model
             result = ToolResult("error", f"Error: {type(err).__name__}: {err}")
+        if kept.put_back():
+            self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")
         result.seconds = result.seconds or time.perf_counter() - t0
         return result
 

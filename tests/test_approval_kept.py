@@ -1,0 +1,74 @@
+"""Approval kept: the code of an approved python call runs in the user's kernel and can reach the session (through
+`gc`), but it cannot switch approval off for the calls after it. What it changed is put back, and the reply says so.
+"""
+from __future__ import annotations
+
+import pytest
+
+from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.events import Approval
+
+FIND = ("import gc\nfrom gptoss_lab import Session\n"
+        "s = [o for o in gc.get_objects() if type(o) is Session and o.namespace is globals()][0]\n")
+CHANGES = {
+    "always allowed": FIND + "s._allowed.add('python')",
+    "always-allowed set replaced": FIND + "s._allowed = {'python'}",
+    "settings replaced": FIND + "s.settings = s.settings.replace(approval='auto')",
+    "configure": FIND + "s.configure(approval='auto')",
+    "settings changed in place": FIND + "object.__setattr__(s.settings, 'approval', 'auto')",
+    "the turn's settings": ("import gc\nfrom gptoss_lab.session import _Turn\n"
+                            "t = [o for o in gc.get_objects() if type(o) is _Turn and o.session.namespace is globals()]"
+                            "[0]\nt.settings = t.settings.replace(approval='auto')"),
+}
+SECOND = "print('second')"
+WARNING = "The python call's code changed the approval settings; they were put back."
+
+
+def _recording(*codes: str) -> str:
+    calls = "".join(f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>" for code in codes)
+    return "<|channel|>analysis<|message|>x<|end|>" + calls + "<|channel|>final<|message|>done<|return|>"
+
+
+class _View:
+    """Shows each card and answers it: the user runs the first call only (with `always`, every later one)."""
+
+    stop_requested = False
+
+    def __init__(self, always: bool = False) -> None:
+        self.cards: list[str] = []
+        self.always = always
+
+    def handle(self, event: object) -> None:
+        pass
+
+    def approve(self, call: object) -> Approval:
+        self.cards.append(call.input)  # type: ignore[attr-defined]
+        return Approval(len(self.cards) == 1, always=self.always)
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_approved_code_cannot_turn_approval_off(change: str) -> None:
+    s = Session(ReplayEngine(_recording(CHANGES[change], SECOND)), approval="ask", namespace={})
+    view = _View()
+    reply = s.ask("go", view=view)
+    assert view.cards == [CHANGES[change], SECOND]  # the second call was asked about, and refused
+    assert [c.status for c in reply.tool_calls] == ["done", "skipped"]
+    assert reply.errors == [WARNING]
+    assert s.approval == "ask" and s.always_allowed == ()  # and the next turns ask too
+
+
+def test_always_allow_chosen_by_the_user_is_kept() -> None:
+    s = Session(ReplayEngine(_recording("x = 1", SECOND)), approval="ask", namespace={})
+    view = _View(always=True)
+    reply = s.ask("go", view=view)
+    assert view.cards == ["x = 1"]  # "Always allow" on the first card: the second call runs without one
+    assert [c.status for c in reply.tool_calls] == ["done", "done"]
+    assert reply.errors == [] and s.always_allowed == ("python",)
+
+
+def test_code_that_leaves_the_settings_alone_gets_no_warning() -> None:
+    s = Session(ReplayEngine(_recording(FIND + "print(s.approval, sorted(s._allowed))")), approval="ask",
+                namespace={})
+    reply = s.ask("go", view=_View())
+    assert reply.tool_calls[0].output.strip() == "ask []"
+    assert reply.errors == []
