@@ -38,6 +38,8 @@ kc.shell_channel.send(kc.session.msg("comm_msg", {{"comm_id": c.comm_id, "data":
 time.sleep(0.5)
 print("sent")
 '''
+# ... and one that returns at once: the request arrives after the run, while the turn goes on (the model answers)
+COMM_CODE_AT_ONCE = COMM_CODE.replace("time.sleep(0.5)\n", "")
 
 # The code puts its own function in the kernel's comm_msg handler (the run puts it back at its end), then sleeps:
 # Stop must reach the view all the same, and the function must not run on the watcher.
@@ -83,11 +85,14 @@ def _wait_reply(kc, msg_id: str, timeout: float) -> dict:
             return reply
 
 
-def test_a_comm_the_models_code_opened_does_not_hold_the_turn(kernel):
+@pytest.mark.parametrize("code", [COMM_CODE, COMM_CODE_AT_ONCE], ids=["during the run", "after the run"])
+def test_a_comm_the_models_code_opened_does_not_hold_the_turn(kernel, code):
     """The turn ends within seconds of the tool's timeout, the call done; the callback runs after the cell, as any
-    comm's would in a busy kernel, and the kernel answers once it has."""
+    comm's would in a busy kernel, and the kernel answers once it has. A state read that arrives after the run (the
+    code returned at once) is no widget's of an installed package: it waits for the cell's end too (it held the turn
+    for the callback's 10 s, Stop unheard)."""
     km, kc = kernel
-    assert _run(kc, _setup(COMM_CODE, timeout=1))[1]["status"] == "ok"
+    assert _run(kc, _setup(code, timeout=1))[1]["status"] == "ok"
     t0 = time.monotonic()
     cell = kc.execute("%%gptoss\ngo")
     _wait_reply(kc, cell, timeout=120)
@@ -145,3 +150,4 @@ def test_a_cell_run_while_the_models_code_runs_runs_after_the_turn(kernel):
     out, content = _run(kc, "print(_gptoss.tool_calls[0].status, repr(_gptoss.tool_calls[0].output))")
     assert out.strip() == "done 'slept\\n'", out
     assert _run(kc, "print(6 * 7)")[0].strip() == "42"
+

@@ -143,6 +143,8 @@ class CommPump:
             content = session.unpack(parts[4].bytes) if kind in ("comm_msg", "comm_open") else {}
             if not (_action(kind, content, comm_id) if contained else _now(kind, content, comm_id)):
                 return False
+            if kind == "comm_msg" and content.get("comm_id") != comm_id and not self._packaged_widget(content):
+                return False  # another comm's state read: only a widget of an installed package's answers now
             msg = session.deserialize(parts, content=True, copy=False)
         except Exception:
             return False
@@ -152,6 +154,35 @@ class CommPump:
         else:
             _run_now(self.kernel.shell_handlers[kind](self.stream, idents, msg))
         return True
+
+
+    def _packaged_widget(self, content: dict[str, Any]) -> bool:
+        """Whether the comm a state read is for is a widget whose class comes from an installed package (ipywidgets',
+        anywidget's, the lab's), whose state read runs the package's code: a comm the model's code opened, or a
+        widget class defined in the notebook, would run code of the notebook's on the running cell (the model's comm
+        asked for its state, sent by the code's own client as its run ended, spun there and held the turn, Stop
+        unheard). Those wait for the cell's end, as any message does."""
+        try:
+            comm = self.kernel.comm_manager.get_comm(content.get("comm_id"))
+            widget = comm._msg_callback.__self__
+            module = type(widget).__module__
+        except Exception:
+            return False
+        handler = getattr(comm._msg_callback, "__func__", None)
+        return (handler is getattr(_widget_class(), "_handle_msg", _MISSING) and widget.comm is comm
+                and module.split(".")[0] not in ("__main__", "builtins") and not module.startswith("<"))
+
+
+_MISSING = object()
+
+
+def _widget_class() -> Any:
+    """ipywidgets' Widget (None without ipywidgets)."""
+    try:
+        from ipywidgets import Widget
+    except ImportError:
+        return None
+    return Widget
 
 
 def _widget_callbacks(kernel: Any, comm_id: str) -> tuple[Any, tuple[Callable[..., Any], ...]] | None:
