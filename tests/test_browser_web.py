@@ -274,6 +274,21 @@ def test_a_page_compressed_twice_over_is_refused_before_it_is_unpacked(server: F
     assert opened(browser, f"{server.url}/zipped")[1].endswith("L2: Owls hunt at dusk.")   # one layer is read
 
 
+@pytest.mark.parametrize("coding", ["zstd", "br", "compress"])
+def test_a_page_compressed_otherwise_than_gzip_or_deflate_is_refused_before_it_is_unpacked(server: FakeServer,
+                                                                                          coding: str) -> None:
+    """One layer of zstd (or brotli) expands a network read some 30,000-fold, and httpx decodes it whenever its package
+    is installed: 16 kB made 959 MiB before the size check saw a byte (a review). Only gzip and deflate are asked for
+    and read."""
+    asked: list[str] = []
+    server.routes["GET /packed"] = lambda r: (asked.append(r["headers"].get("accept-encoding", "")) or 200,
+                                              "text/html", b"\x28\xb5\x2f\xfd" + bytes(64), {"content-encoding": coding})
+    status, output = opened(Browser(SearXNG(server.url)), f"{server.url}/packed")
+    assert (status, output) == ("error", f"Error fetching URL `{server.url}/packed`: the page is compressed as {coding}: "
+                                         "only gzip or deflate is read")
+    assert asked == ["gzip, deflate"]
+
+
 def test_redirects_do_not_reach_other_addresses_on_this_computer(server: FakeServer) -> None:
     inside = FakeServer()                                           # say, the Jupyter server
     inside.routes["GET /api"] = lambda r: (200, "text/plain", b"secret")

@@ -54,7 +54,7 @@ class HttpService:
         deadline = time.monotonic() + self.timeout
         try:
             with _cut_off(self.timeout) as extensions, \
-                    httpx.Client(headers=self.headers, timeout=self.timeout) as client, \
+                    httpx.Client(headers={**self.headers, **_ACCEPTED}, timeout=self.timeout) as client, \
                     client.stream(method, url, extensions=extensions, **kwargs) as response:
                 data = _body(response, deadline, self.timeout, f"{self.name}'s answer")
         except httpx.TimeoutException:
@@ -211,7 +211,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
     deadline = time.monotonic() + timeout
     try:
         with _cut_off(timeout) as extensions, \
-                httpx.Client(headers={"user-agent": USER_AGENT}, timeout=timeout) as client:
+                httpx.Client(headers={"user-agent": USER_AGENT, **_ACCEPTED}, timeout=timeout) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 if not url.startswith(("http://", "https://")):
                     raise BackendError("only http:// and https:// addresses can be opened")
@@ -301,13 +301,21 @@ def _cut_off(timeout: float) -> Iterator[dict[str, Any]]:
             sock.close()
 
 
+# what a page or an answer may be compressed with: one gzip or deflate layer expands a network read at most about
+# 1,000-fold; zstd and brotli (which httpx decodes whenever their packages are installed) 30,000-fold and more
+_CODINGS = {"gzip", "deflate"}
+_ACCEPTED = {"accept-encoding": "gzip, deflate"}
+
+
 def _body(response: httpx.Response, deadline: float, timeout: float, what: str = "the page") -> bytes:
     """The decoded body, refused once it grows past MAX_PAGE_BYTES or takes longer than `timeout`
     (`what` names it in the error)."""
-    codings = [c for c in response.headers.get_list("content-encoding", split_commas=True)
+    codings = [c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True)
                if c.strip().lower() not in ("", "identity")]
     if len(codings) > 1:  # each layer multiplies what a few bytes decode to
         raise BackendError(f"{what} is encoded {len(codings)} times over ({', '.join(codings)})")
+    if not set(codings) <= _CODINGS:  # zstd's one layer made 959 MiB of 16 kB before the size check saw a byte
+        raise BackendError(f"{what} is compressed as {codings[0]}: only gzip or deflate is read")
     data = bytearray()
     try:
         for chunk in response.iter_bytes():
