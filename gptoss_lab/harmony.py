@@ -822,7 +822,9 @@ def label_tokens(ids: Sequence[int]) -> list[str]:
 # out; this turns it back into the ids the local engine would have produced)
 
 _SPELLED = re.compile(r"<\|[A-Za-z0-9_]+\|>")
-_SPELLING_ARRIVES = re.compile(r"<(\|[A-Za-z0-9_]*\|?)?$")  # a special token cut by the chunk boundary
+# a special token cut by the chunk boundary: at most as long as the longest, `<|reserved_201087|>` (16 characters
+# between `<|` and `|>`); unbounded, `<|aaa...` streamed without end was held and re-scanned at every chunk (quadratic)
+_SPELLING_ARRIVES = re.compile(r"<(\|[A-Za-z0-9_]{0,16}\|?)?$")
 _HOLD = 2  # trailing pre-tokenizer pieces that more text could still change
 _SETTLE = 4096  # characters of a piece that never ends settled at a time (see Retokenizer._ordinary_piece)
 
