@@ -314,6 +314,34 @@ def test_redirects_do_not_reach_other_addresses_on_this_computer(server: FakeSer
         inside.close()
 
 
+def test_a_redirect_to_a_name_that_rebinds_to_this_computer_does_not_reach_it(server: FakeServer, monkeypatch) -> None:
+    """A name that answers a public address to the check and 127.0.0.1 to the connection (DNS rebinding, simulated by
+    wrapping getaddrinfo) passed the redirect check: the model read what a service on this computer answered (a
+    review). The connection itself is checked now, before anything is sent."""
+    inside = FakeServer()                                           # say, a cloud's metadata service
+    inside.routes["GET /latest/meta-data/"] = lambda r: (200, "text/plain", b"aws_secret_access_key=abc123")
+    port = inside.url.rsplit(":", 1)[1]
+    real, answers = socket.getaddrinfo, []
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.attacker.test":
+            answers.append("93.184.215.14" if not answers else "127.0.0.1")
+            return real(answers[-1], *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    target = f"http://rebind.attacker.test:{port}/latest/meta-data/"
+    server.routes["GET /article"] = lambda r: (302, "text/plain", b"", {"location": target})
+    try:
+        status, output = opened(Browser(SearXNG(server.url)), f"{server.url}/article")
+        assert (status, output) == ("error", f"Error fetching URL `{server.url}/article`: the page redirects to "
+                                             f"{target}, an address on this computer or its network; open it "
+                                             "directly to read it")
+        assert answers == ["93.184.215.14", "127.0.0.1"] and inside.requests == []
+    finally:
+        inside.close()
+
+
 def test_odd_charsets_and_pdfs_that_hit_pypdfs_limits_fail_in_one_line(server: FakeServer) -> None:
     server.routes["GET /idna"] = lambda r: (200, "text/plain; charset=idna", "Owls \u00e9 \xff".encode("latin-1"))
     contents = b"4 0 R /Extra [" + b"0 " * 100_001 + b"]"          # an array longer than pypdf reads

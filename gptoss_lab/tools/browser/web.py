@@ -16,7 +16,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -209,8 +210,15 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
     `timeout` seconds), cut to its main content. Redirects are followed, but not from one address to
     another on this machine or its network: the model opens such an address itself, under approval."""
     deadline = time.monotonic() + timeout
+    start, redirected = _origin(url), False
+
+    def refuse_local() -> bool:
+        """A redirected request may not connect to a local address either: its name was looked up once to check
+        it and again to connect, and a name answering a public address first, 127.0.0.1 next (DNS rebinding), passed."""
+        return redirected and _origin(url) != start and not _proxied(url)
+
     try:
-        with _cut_off(timeout) as extensions, \
+        with _cut_off(timeout, refuse_local) as extensions, \
                 httpx.Client(headers={"user-agent": USER_AGENT, **_ACCEPTED}, timeout=timeout) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 if not url.startswith(("http://", "https://")):
@@ -222,9 +230,8 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
                         target = str(response.url.join(response.headers["location"]))
                         if target.startswith(("http://", "https://")) and _origin(target) != _origin(url) \
                                 and _is_local(httpx.URL(target).host):
-                            raise BackendError(f"the page redirects to {maybe_truncate(target, 200)}, an address on "
-                                               "this computer or its network; open it directly to read it")
-                        url = target
+                            raise _redirects_local(target)
+                        url, redirected = target, True
                         continue
                     if response.status_code >= 400:
                         raise BackendError(f"HTTP {response.status_code} {response.reason_phrase}")
@@ -234,6 +241,8 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
                     break
             else:
                 raise BackendError(f"more than {MAX_REDIRECTS} redirects")
+    except _LocalPeer:
+        raise _redirects_local(url) from None
     except httpx.TimeoutException:
         raise BackendError(f"no answer within {timeout:g} s") from None
     except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as err:  # UnicodeError: a host IDNA cannot write (`a..b`)
@@ -266,19 +275,40 @@ def _is_local(host: str) -> bool:
     return any(not address.is_global for address in addresses)
 
 
+def _redirects_local(target: str) -> BackendError:
+    return BackendError(f"the page redirects to {maybe_truncate(target, 200)}, an address on this computer or its "
+                        "network; open it directly to read it")
+
+
+def _proxied(url: str) -> bool:
+    """Whether httpx sends a request for `url` through a proxy (the environment's): its connection is the proxy's."""
+    host = httpx.URL(url).host
+    return bool(urllib.request.getproxies()) and not urllib.request.proxy_bypass(host)
+
+
+class _LocalPeer(Exception):
+    """A redirected request connected to an address on this computer or its network (see `fetch_web`)."""
+
+
 @contextlib.contextmanager
-def _cut_off(timeout: float) -> Iterator[dict[str, Any]]:
+def _cut_off(timeout: float, refuse_local: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any]]:
     """Request extensions under which the connections a request opens are shut down `timeout` seconds from now,
     and the request fails as timed out: httpx's timeouts hold for each read, so a server sending its headers a
-    byte at a time held the kernel for as long as it liked."""
+    byte at a time held the kernel for as long as it liked. Where `refuse_local()` says so, a connection made to an
+    address that is not global is shut at once and the request fails with _LocalPeer."""
     sockets: list[socket.socket] = []
-    fired = threading.Event()
+    fired, refused = threading.Event(), threading.Event()
 
     def trace(event: str, info: dict[str, Any]) -> None:
         if event == "connection.connect_tcp.complete":  # a duplicate: TLS takes over (detaches) the socket itself
-            sockets.append(info["return_value"].get_extra_info("socket").dup())
+            sock = info["return_value"].get_extra_info("socket").dup()
+            sockets.append(sock)
             if fired.is_set():  # connected just after the timeout
                 shut()
+            elif refuse_local() and not _global_peer(sock):
+                refused.set()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def shut() -> None:
         fired.set()
@@ -292,6 +322,8 @@ def _cut_off(timeout: float) -> Iterator[dict[str, Any]]:
     try:
         yield {"trace": trace}
     except httpx.TransportError as err:
+        if refused.is_set():
+            raise _LocalPeer from err
         if fired.is_set():
             raise httpx.ReadTimeout(f"cut off after {timeout:g} s") from err
         raise
@@ -305,6 +337,14 @@ def _cut_off(timeout: float) -> Iterator[dict[str, Any]]:
 # 1,000-fold; zstd and brotli (which httpx decodes whenever their packages are installed) 30,000-fold and more
 _CODINGS = {"gzip", "deflate"}
 _ACCEPTED = {"accept-encoding": "gzip, deflate"}
+
+
+def _global_peer(sock: socket.socket) -> bool:
+    """Whether a connected socket's peer is a global address (not this computer, nor a private network's)."""
+    try:
+        return ipaddress.ip_address(sock.getpeername()[0].split("%")[0]).is_global
+    except (OSError, ValueError, IndexError):  # not connected after all, or no IP peer
+        return False
 
 
 def _body(response: httpx.Response, deadline: float, timeout: float, what: str = "the page") -> bytes:
