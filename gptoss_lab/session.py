@@ -86,7 +86,7 @@ class Session:
         # each turn's user message index, `ask` options and the browser (and its state) before it
         # and the session's approval policy when it was asked (see `regenerate`)
         self._turns: list[tuple[int, dict[str, Any], tuple[Tool | None, Any], str]] = []
-        self._allowed: set[str] = set()       # what the user allowed for the rest of the conversation (_scope)
+        self._allowed: set[str] = set()       # allowed for the rest of the conversation (Tool.approval_scope)
         self._renderer = harmony.Renderer()
         self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
 
@@ -630,7 +630,8 @@ class _Turn:
         """True to run, else the text that tells the model why the call did not run."""
         if self.settings.approval == "never":  # stronger than an earlier "Always allow"
             return "Not run: the user's settings do not allow tool calls (approval: never). Answer without it."
-        if self.settings.approval == "auto" or _scope(tool, call) in self.session._allowed:
+        scope = tool.approval_scope(call)
+        if scope is not None and (self.settings.approval == "auto" or scope in self.session._allowed):
             return True
         call.question = tool.approval_question(call) + _bidi_warning(call.input) + _wide_warning(call.input)
         call.status = "waiting"
@@ -650,8 +651,8 @@ class _Turn:
             return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
         if not decision.run:
             return "Not run: the user chose not to run this call. Answer without it, and say so."
-        if decision.always:
-            self.session._allowed.add(_scope(tool, call))
+        if decision.always and scope is not None:
+            self.session._allowed.add(scope)
         if decision.code is not None and decision.code != call.input:
             self._edit(call, harmony.clean(decision.code))
         return True
@@ -759,13 +760,6 @@ def _bidi_warning(code: str) -> str:
         return ""
     return (" Careful: it holds Unicode direction controls (shown as \\u202e ...), which can make code read "
             "in another order than it runs.")
-
-
-def _scope(tool: Tool, call: ToolCall) -> str:
-    """What "Always allow" on `call` allows, as its card says: the one function called (functions differ in what
-    they do: allowing a lookup must not allow a delete), else the whole tool (python; the browser's search, open
-    and find, which read the same documents)."""
-    return call.recipient if tool.name == "functions" else tool.name
 
 
 _WIDE = 120  # characters of a line a tool card shows without scrolling sideways, about

@@ -372,12 +372,49 @@ def test_approval_questions_always_show_where_a_page_is(server: FakeServer) -> N
     search(browser)
     assert browser.approval_question(ToolCall("browser.open", "analysis", '{"id": 0}')).endswith(
         "… (http://127.0.0.1:8888/api/contents)?")
+    local = "On this computer or its network (asked every time): "
     assert browser.approval_question(ToolCall("browser.open", "analysis", '{"id": 1}')) == \
-        "Open result 1: Owl (http://127.0.0.1:8888/api/contents)?"   # a hit's address is kept without its user name
+        local + "Open result 1: Owl (http://127.0.0.1:8888/api/contents)?"   # a hit's address, without its user name
     assert browser.approval_question(ToolCall("browser.open", "analysis", json.dumps({"id": hidden}))) == \
-        f"Open http://…@127.0.0.1:8888/api/contents (the web through SearXNG at {server.url})?"
+        local + f"Open http://…@127.0.0.1:8888/api/contents (the web through SearXNG at {server.url})?"
     lookalike = ToolCall("browser.open", "analysis", json.dumps({"id": "https://p\u0430yp\u0430l.com/login?q=SECRET"}))
     assert browser.approval_question(lookalike).startswith("Open https://p\\u0430yp\\u0430l.com/login?q=SECRET (")
+
+
+def test_opening_an_address_on_this_computer_is_asked_every_time_under_auto_and_always_allow(server: FakeServer) -> None:
+    """A page's link to a cloud's metadata service or a local server opened with no question once one search had been
+    allowed ("Always allow" covers the whole browser), or under approval="auto" (a review): such an open is asked
+    about every time; other opens are not, once allowed."""
+    from gptoss_lab import ReplayEngine, Session
+    from gptoss_lab.events import Approval
+
+    server.routes["GET /owls"] = lambda r: (200, "text/plain", b"Owls hunt at dusk.")
+    local, public = f"{server.url}/owls", "https://example.org/owls"
+    calls = "".join(f'<|start|>assistant to=browser.open<|channel|>analysis<|message|>{{"id": "{url}"}}<|call|>'
+                    for url in (local, public, local))
+    asked: list[str] = []
+
+    class View:  # the user answers every card "Always allow"
+        stop_requested = False
+
+        def approve(self, call):
+            asked.append(call.question)
+            return Approval(True, always=True)
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    where = f"(the web through SearXNG at {server.url})?"
+    ask_local = f"On this computer or its network (asked every time): Open {local} {where}"
+    for approval, expected in (("auto", [ask_local, ask_local]), ("ask", [ask_local, f"Open {public} {where}", ask_local])):
+        asked.clear()
+        session = Session(ReplayEngine(calls + "<|channel|>final<|message|>Done.<|return|>"), namespace={},
+                          tools=[Browser(SearXNG(server.url, timeout=1))], approval=approval)
+        reply = session.ask("Read them", view=View())
+        assert [c.recipient for c in reply.tool_calls] == ["browser.open"] * 3
+        assert asked == expected, asked
+        if approval == "ask":  # the public open's "Always allow" covers the browser; the local ones' covered nothing
+            assert session.always_allowed == ("browser",)
 
 
 def test_a_search_service_that_trickles_or_floods_is_cut_off(server: FakeServer) -> None:

@@ -62,6 +62,12 @@ class Tool(ABC):
         """The one-line question a view asks before the call runs under the `ask` policy."""
         return f"Run this {call.recipient} call?"
 
+    def approval_scope(self, call: ToolCall) -> str | None:
+        """What "Always allow" on this call allows for the rest of the conversation (the whole tool, by default);
+        None for a call that is asked about every time, under `auto` too (the browser opening an address on this
+        computer or its network)."""
+        return self.name
+
     @abstractmethod
     def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
         """Do the call and say what happened; never raise for the model's mistakes (return an error result).

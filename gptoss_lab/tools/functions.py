@@ -476,6 +476,10 @@ class Functions(Tool):
         ("Call delete_all_files with these arguments?" was asked for a function that does not exist)."""
         return recipient.startswith("functions.") and recipient.removeprefix("functions.") in self.functions
 
+    def approval_scope(self, call: ToolCall) -> str | None:
+        """The one function called: functions differ in what they do (allowing a lookup must not allow a delete)."""
+        return call.recipient
+
     def approval_question(self, call: ToolCall) -> str:
         return f"Call {call.recipient.removeprefix('functions.')} with these arguments?"
 

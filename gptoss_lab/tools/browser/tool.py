@@ -34,6 +34,7 @@ from .page import (
     CITATION_PATTERN, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate, result_labels,
     results_page,
 )
+from .web import is_local
 
 VIEW_SOURCE_PREFIX = "view-source:"
 # What an answer's citations quote at most: each citation, and all of them together (a distinct citation of a
@@ -116,6 +117,26 @@ class Browser(Tool):
         except _UsageError:
             question = f"Run {call.recipient} with {call.input.strip() or 'no arguments'}?"
         return one_line(question, 240)
+
+    def approval_scope(self, call: ToolCall) -> str | None:
+        """The whole browser (its search, open and find read the same documents), but for opening an address on this
+        computer or its network, which is asked about every time: a page's link to a cloud's metadata service or a
+        local server opened with no question once one search had been allowed (a review)."""
+        try:
+            function, args = _parse(call)
+        except _UsageError:
+            return self.name
+        url = self._opened_url(args) if function == "open" else None
+        return None if url is not None and _is_local_url(url) else self.name
+
+    def _opened_url(self, args: dict[str, Any]) -> str | None:
+        """The web address an `open` asks for: given, or a result's or link's of the page at `cursor`."""
+        target = args.get("id", -1)
+        if isinstance(target, str):
+            return target
+        cursor = args.get("cursor", -1)
+        page = self.stack[cursor] if self.stack and -1 <= cursor < len(self.stack) else None
+        return page.urls.get(str(target)) if page is not None and target >= 0 else None
 
     def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
         t0 = time.perf_counter()
@@ -316,14 +337,14 @@ class Browser(Tool):
             return f"Find {args['pattern']!r} in {title}?" if title else f"Find {args['pattern']!r}?"
         target = args.get("id", -1)
         if isinstance(target, str):
-            return f"Open {_address(target)} ({self.backend.where()})?"
+            return _local_note(target) + f"Open {_address(target)} ({self.backend.where()})?"
         cursor = args.get("cursor", -1)
         page = self.stack[cursor] if self.stack and -1 <= cursor < len(self.stack) else None
         if target >= 0 and page is not None and str(target) in page.urls:
             extract = (page.snippets or {}).get(str(target))
             url = _address(page.urls[str(target)])
             name = f"{one_line(extract.title, 80)} ({url})" if extract else url
-            return f"Open result {target}: {name}?"
+            return _local_note(page.urls[str(target)]) + f"Open result {target}: {name}?"
         if target < 0 and page is not None:
             return f"Show {page.title or page.url} from line {max(args.get('loc', 0), 0)}?"
         return f"Open link {target} of page {cursor}?"
@@ -333,6 +354,20 @@ class Browser(Tool):
             page = self.stack[cursor]
             return repr(page.title or page.url)
         return ""
+
+
+def _is_local_url(url: str) -> bool:
+    """Whether `url` is a web address on this computer or its network (see web.is_local)."""
+    try:
+        return url.lower().startswith(("http://", "https://")) and is_local(urlsplit(url).hostname or "")
+    except ValueError:
+        return False
+
+
+def _local_note(url: str) -> str:
+    """What an approval question starts with for an address on this computer or its network (its end is the address,
+    which a cut question must keep)."""
+    return "On this computer or its network (asked every time): " if _is_local_url(url) else ""
 
 
 def _address(url: str) -> str:

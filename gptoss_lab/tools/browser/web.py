@@ -210,7 +210,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
     `timeout` seconds), cut to its main content. Redirects are followed, but not from one address to
     another on this machine or its network: the model opens such an address itself, under approval."""
     deadline = time.monotonic() + timeout
-    start, redirected = _origin(url), False
+    start, redirected = None, False
 
     def refuse_local() -> bool:
         """A redirected request may not connect to a local address either: its name was looked up once to check
@@ -218,6 +218,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
         return redirected and _origin(url) != start and not _proxied(url)
 
     try:
+        start = _origin(url)
         with _cut_off(timeout, refuse_local) as extensions, \
                 httpx.Client(headers={"user-agent": USER_AGENT, **_ACCEPTED}, timeout=timeout) as client:
             for _ in range(MAX_REDIRECTS + 1):
@@ -229,7 +230,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
                             raise BackendError(f"the page did not arrive within {timeout:g} s")
                         target = str(response.url.join(response.headers["location"]))
                         if target.startswith(("http://", "https://")) and _origin(target) != _origin(url) \
-                                and _is_local(httpx.URL(target).host):
+                                and is_local(httpx.URL(target).host):
                             raise _redirects_local(target)
                         url, redirected = target, True
                         continue
@@ -258,7 +259,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parsed.scheme, parsed.host, parsed.port
 
 
-def _is_local(host: str) -> bool:
+def is_local(host: str) -> bool:
     """Whether `host` names this computer or an address on a private network (literal addresses in
     any spelling the resolver accepts, `localhost`, or a name that resolves to such an address)."""
     host = host.strip("[]").rstrip(".").lower()
