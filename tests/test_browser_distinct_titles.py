@@ -159,13 +159,13 @@ def test_a_web_address_whose_host_hides_a_lookalike_slash_gets_no_link_and_shows
     (Python's IDNA 2003 took it; a security review). IDNA 2008, as the browser's own fetches read hosts, refuses it."""
     from gptoss_lab.events import Citation
     from gptoss_lab.tools.browser.page import domain
-    from gptoss_lab.tools.browser.tool import _address
+    from gptoss_lab.widgets.sanitize import short_address
     from gptoss_lab.widgets.citations import chip_html, popup_text, sources_html, sources_markdown, sources_text
 
     fake = "https://accounts.google.com\u2215signin\u2215v2.evil.example/login"
     shown = "https://accounts.google.com\\u2215signin\\u2215v2.evil.example/login"
     cited = Citation("【0†L1】", 0, 1, 1, fake, "", "Enter your password.")
-    for form in (popup_text(1, cited), sources_html([cited]), sources_text([cited]), _address(fake)):
+    for form in (popup_text(1, cited), sources_html([cited]), sources_text([cited]), short_address(fake)):
         assert "\u2215" not in form and shown in form, form
     assert "\u2215" not in sources_markdown([cited])
     assert "href" not in sources_html([cited]) and "href" not in chip_html(1, cited)   # no link to where it leads

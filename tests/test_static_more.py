@@ -32,7 +32,7 @@ def test_each_chip_names_what_it_cites_and_a_chip_without_a_link_takes_the_focus
     saved = _saved([Citation("【0†L1-L2】", 0, 1, 2, "https://a.example/", "Owls <b>&amp; \"friends\"", "Owls hunt.\nAt night."),
                     Citation("【1†L3-L3】", 1, 3, 3, "", "manuals/owl.pdf", "They roost in trees.")])
     (_, web), (_, local) = _chips(saved)
-    assert "aria-label=\"Source 1, titled “Owls &lt;b&gt;&amp;amp; 'friends'”, lines 1 to 2\"" in web  # text, escaped
+    assert "aria-label=\"Source 1, titled “Owls &lt;b&gt;&amp;amp; 'friends'” from “a.example”, lines 1 to 2\"" in web  # text, escaped
     assert 'aria-label="Source 2, titled “manuals/owl.pdf”, line 3"' in local
     assert 'tabindex="0"' in local and 'role="doc-noteref"' in local
     assert 'aria-label="Tool call, done"' in saved

@@ -73,7 +73,7 @@ def test_a_model_link_names_no_source_in_the_html_form_nor_the_live_view() -> No
         model = [link for link in links.links if "evil.example" in link["href"]]
         assert [link["name"] for link in model] == ["", "2", "3", "owls"]
     chips = [link for link in _Links(_turn(FORGED).to_html()).links if link["href"] == "https://a.example/owls"]
-    assert [link["name"] for link in chips] == ["Source 1, titled “Owls of the world”, lines 1 to 2", "Owls of the world"]
+    assert [link["name"] for link in chips] == ["Source 1, titled “Owls of the world” from “a.example”, lines 1 to 2", "Owls of the world"]
 
 
 def test_a_model_link_has_no_title_in_the_markdown_form() -> None:

@@ -23,7 +23,8 @@ import idna
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import HIDDEN, literal_markdown, reveal_hidden, reveal_mixed_scripts, reveal_url, sanitize, shown_output
+from .sanitize import HIDDEN, literal_markdown, reveal_hidden, reveal_host, reveal_mixed_scripts, reveal_url, \
+    sanitize, short_address, shown_output
 
 # What a chip's popup shows at most: the whole popup fits the smallest box it is drawn in (JupyterLab's notebook
 # panel in a 320 x 568 window: 226 x 431 px); the Sources list has the whole text.
@@ -138,11 +139,25 @@ def popup_text(number: int, c: Citation) -> str:
 def chip_label(number: int, c: Citation) -> str:
     """What a screen reader says of a chip (which otherwise reads as a bare number): what it cites and where, the
     page's title said as one (a page titled "Source 2: official docs" was heard as a second source)."""
-    title, url = _spoken(c.title), _spoken(c.url)
+    title, url = _spoken(c.title), _spoken(short_address(c.url, NAME_CHARS))
     if not c.text.strip():
         return f"Source {number}: {_missing(dataclasses.replace(c, title=title, url=url))}"
-    where = f"titled {title}, " if title else f"at {url}, " if url else ""
+    site = f" from {_spoken(_site(c.url))}" if _site(c.url) else ""  # a title says what the page claims to be
+    where = f"titled {title}{site}, " if title else f"at {url}, " if url else ""
     return f"Source {number}, {where}" + (f"line {c.start}" if c.start == c.end else f"lines {c.start} to {c.end}")
+
+
+def _site(url: str) -> str:
+    """The host of an http(s) address as shown (`reveal_host`), its end kept when long: whose page it is."""
+    try:
+        host = urlsplit(url).hostname if url.lower().startswith(("http://", "https://")) else None
+    except ValueError:
+        return ""
+    host = reveal_host(host or "")
+    return host if len(host) <= _SITE_CHARS else "…" + host[-(_SITE_CHARS - 1):]
+
+
+_SITE_CHARS = 60
 
 
 def _spoken(name: str) -> str:
@@ -153,9 +168,10 @@ def _spoken(name: str) -> str:
 
 
 def _chipped(c: Citation) -> Citation:
-    """`c` as its chip shows it: as text shows it, its title and address cut to NAME_CHARS."""
+    """`c` as its chip shows it: as text shows it, its title cut to NAME_CHARS and its address too, keeping its
+    host's end (a long host cut from the start hid whose page it was)."""
     c = _shown(c)
-    return dataclasses.replace(c, title=_cut(c.title, NAME_CHARS), url=_cut(c.url, NAME_CHARS))
+    return dataclasses.replace(c, title=_cut(c.title, NAME_CHARS), url=short_address(c.url, NAME_CHARS))
 
 
 def _cut(text: str, chars: int) -> str:

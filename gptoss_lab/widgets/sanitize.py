@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import re
-from xml.etree import ElementTree
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import regex
 
@@ -213,6 +214,26 @@ def reveal_host(host: str) -> str:
     except (idna.IDNAError, UnicodeError):
         return _written(host, lambda c: not c.isascii())
     return reveal_mixed_scripts(name) + colon + port
+
+
+def short_address(url: str, chars: int = 120) -> str:
+    """`url` on one line in about `chars` characters that never lose its host's end (where the request goes): a user
+    name before the host (`user@`) is left out, a long host keeps its end, the rest is cut, and the host is shown as
+    `reveal_host` shows it. For approval questions and citation chips (`en.wikipedia.org.wiki-owl-…-article.xxx…`
+    hid that the page was evil.example's)."""
+    url = " ".join(url.split())
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.netloc:
+        return url if len(url) <= chars else url[:chars - 1] + "…"
+    host = reveal_host(parts.netloc.rsplit("@", 1)[-1])
+    room = max(20, chars * 2 // 3)
+    host = host if len(host) <= room else "…" + host[-(room - 1):]
+    start = f"{parts.scheme}://{'…@' if '@' in parts.netloc else ''}{host}"
+    rest, left = url.split(parts.netloc, 1)[1], max(20, chars - len(start))
+    return start + (rest if len(rest) <= left else rest[:left - 1] + "…")
 
 
 # an http(s) address's host, after any user name: up to its port, path, query or fragment

@@ -148,7 +148,7 @@ def test_the_turns_labels_and_citations_have_names_a_screen_reader_reads(chromiu
         tree = page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")["nodes"]
         named = {(n["role"]["value"], n.get("name", {}).get("value", "")) for n in tree}
         assert {("StaticText", "You:"), ("StaticText", "Answer:"), ("table", "Tool call, done"),
-                ("link", "Source 1, titled “Owls of the world”, lines 1 to 6"),
+                ("link", "Source 1, titled “Owls of the world” from “a.example”, lines 1 to 6"),
                 ("doc-noteref", "Source 2, titled “manuals/owl.pdf”, lines 2 to 3")} <= named   # a local file's: no link
     finally:
         page.close()

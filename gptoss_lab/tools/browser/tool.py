@@ -25,7 +25,7 @@ from openai_harmony import ToolNamespaceConfig
 
 from ...events import Citation, ToolCall
 from ...harmony import clean
-from ...widgets.sanitize import reveal_host
+from ...widgets.sanitize import short_address
 from ..base import Tool, ToolResult
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
@@ -337,12 +337,12 @@ class Browser(Tool):
             return f"Find {args['pattern']!r} in {title}?" if title else f"Find {args['pattern']!r}?"
         target = args.get("id", -1)
         if isinstance(target, str):
-            return _local_note(target) + f"Open {_address(target)} ({self.backend.where()})?"
+            return _local_note(target) + f"Open {short_address(target)} ({self.backend.where()})?"
         cursor = args.get("cursor", -1)
         page = self.stack[cursor] if self.stack and -1 <= cursor < len(self.stack) else None
         if target >= 0 and page is not None and str(target) in page.urls:
             extract = (page.snippets or {}).get(str(target))
-            url = _address(page.urls[str(target)])
+            url = short_address(page.urls[str(target)])
             name = f"{one_line(extract.title, 80)} ({url})" if extract else url
             return _local_note(page.urls[str(target)]) + f"Open result {target}: {name}?"
         if target < 0 and page is not None:
@@ -368,24 +368,6 @@ def _local_note(url: str) -> str:
     """What an approval question starts with for an address on this computer or its network (its end is the address,
     which a cut question must keep)."""
     return "On this computer or its network (asked every time): " if _is_local_url(url) else ""
-
-
-def _address(url: str) -> str:
-    """`url` for an approval question, short enough that the question never loses its host: a user
-    name before the host (`user@`) is left out, a long host keeps its end, a long rest is cut, and a host's lookalike
-    letters are written out (`p\\u0430yp\\u0430l.com`: where the request and what its address carries go)."""
-    url = one_line(url, 10_000)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return one_line(url, 120)
-    if not parts.netloc:
-        return one_line(url, 120)
-    host = reveal_host(parts.netloc.rsplit("@", 1)[-1])
-    host = host if len(host) <= 80 else "…" + host[-79:]
-    start = f"{parts.scheme}://{'…@' if '@' in parts.netloc else ''}{host}"
-    rest = url.split(parts.netloc, 1)[1]
-    return start + one_line(rest, max(20, 120 - len(start)))
 
 
 def _quoted(page: Page, start: int, end: int, windows: list[tuple[int, int]], chars: int, why: str) -> str:
