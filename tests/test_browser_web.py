@@ -17,7 +17,9 @@ import pytest
 
 from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser, BrowserError, Exa, SearXNG, YouCom
+from gptoss_lab.tools.browser.backends import BackendError
 from gptoss_lab.tools.browser.demo import text_pdf
+from gptoss_lab.tools.browser.web import fetch_web
 
 Reply = tuple                           # status, content type, body (bytes, or chunks sent as they come), headers?
 Route = Callable[[dict], Reply]
@@ -340,6 +342,25 @@ def test_a_redirect_to_a_name_that_rebinds_to_this_computer_does_not_reach_it(se
         assert answers == ["93.184.215.14", "127.0.0.1"] and inside.requests == []
     finally:
         inside.close()
+
+
+def test_through_a_proxy_a_redirect_to_a_name_this_computer_cannot_resolve_is_refused(monkeypatch) -> None:
+    """A proxy resolves names on its own network: a public page redirected the browser to the intranet's
+    `wiki.corp.internal`, which this computer cannot resolve and so did not count as local (a review)."""
+    proxy = FakeServer()  # a forward proxy: asked for absolute addresses
+    proxy.routes["GET /article"] = lambda r: (
+        302, "text/plain", b"", {"location": "http://wiki.corp.internal/hr/salaries"})
+    proxy.routes["GET /hr/salaries"] = lambda r: (200, "text/plain", b"INTRANET ONLY")
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        with pytest.raises(BackendError, match="^the page redirects to http://wiki.corp.internal/hr/salaries, an "
+                                               "address on this computer or its network; open it directly"):
+            fetch_web("http://public.example/article")
+        assert [request["path"] for request in proxy.requests] == ["/article"]  # the intranet's page never asked for
+    finally:
+        proxy.close()
 
 
 def test_odd_charsets_and_pdfs_that_hit_pypdfs_limits_fail_in_one_line(server: FakeServer) -> None:

@@ -215,7 +215,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
     def refuse_local() -> bool:
         """A redirected request may not connect to a local address either: its name was looked up once to check
         it and again to connect, and a name answering a public address first, 127.0.0.1 next (DNS rebinding), passed."""
-        return redirected and _origin(url) != start and not _proxied(url)
+        return redirected and _origin(url) != start and not _proxied(httpx.URL(url).host)
 
     try:
         start = _origin(url)
@@ -261,7 +261,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def is_local(host: str) -> bool:
     """Whether `host` names this computer or an address on a private network (literal addresses in
-    any spelling the resolver accepts, `localhost`, or a name that resolves to such an address)."""
+    any spelling the resolver accepts, `localhost`, or a name that resolves to such an address; through a proxy, a
+    name that does not resolve here: `wiki.corp.internal` was fetched from the proxy's network, a review)."""
     host = host.strip("[]").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -271,8 +272,8 @@ def is_local(host: str) -> bool:
         try:
             addresses = [ipaddress.ip_address(info[4][0].split("%")[0])
                          for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)]
-        except (OSError, UnicodeError, ValueError):
-            return False  # a name that does not resolve is not fetched either
+        except (OSError, UnicodeError, ValueError):  # a name that does not resolve here is not fetched either,
+            return _proxied(host)  # but for one a proxy carries: it resolves it on its own network (an intranet's)
     return any(not address.is_global for address in addresses)
 
 
@@ -281,9 +282,8 @@ def _redirects_local(target: str) -> BackendError:
                         "network; open it directly to read it")
 
 
-def _proxied(url: str) -> bool:
-    """Whether httpx sends a request for `url` through a proxy (the environment's): its connection is the proxy's."""
-    host = httpx.URL(url).host
+def _proxied(host: str) -> bool:
+    """Whether httpx sends a request to `host` through a proxy (the environment's): its connection is the proxy's."""
     return bool(urllib.request.getproxies()) and not urllib.request.proxy_bypass(host)
 
 
