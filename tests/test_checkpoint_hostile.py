@@ -515,3 +515,45 @@ def test_a_local_folders_subfolder_is_the_folder_checked_and_loaded(tmp_path, ra
     assert load(tmp_path / "top", subfolder="sub").name == "sub"
     assert one_line_error(lambda: load(tmp_path / "top", subfolder="nope")) == (
         f"checkpoint folder not found: {tmp_path / 'top' / 'nope'}")
+
+
+def _hostile_copy(random_checkpoint: Path, tmp_path: Path, **config: object) -> Path:
+    """The random checkpoint with `config` entries changed, a tokenizer whose `auto_map` names its own Python, and
+    that Python (which leaves a file behind if it ever runs)."""
+    folder = tmp_path / "downloaded"
+    shutil.copytree(random_checkpoint, folder)
+    data = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**data, **config}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["tok.Evil", None]}}))
+    (folder / "tok.py").write_text(f"open({str(tmp_path / 'RAN')!r}, 'w').write('the folder ran code')\n")
+    return folder
+
+
+@pytest.mark.parametrize("config, why", [
+    ({"architectures": ["QWenLMHeadModel"]}, "only a gpt-oss checkpoint is converted"),
+    ({"attn_implementation": "attacker/evil-kernel"}, "which transformers would download from the Hub and run"),
+], ids=["another architecture", "a Hub kernel"])
+def test_the_gguf_command_converts_only_a_checked_gpt_oss_folder(random_checkpoint, tmp_path, capsys, config, why):
+    """llama.cpp's converter picks its code by the config's architecture, and some of its handlers load the folder's
+    tokenizer with trust_remote_code=True: a downloaded folder's own Python ran (a review). The folder now passes the
+    checks a load makes, names GptOssForCausalLM, and only its config, weights and tokenizer data are staged."""
+    from gptoss_lab.tiny import llamacpp
+
+    folder = _hostile_copy(random_checkpoint, tmp_path, **config)
+    with pytest.raises(SystemExit) as ended:
+        llamacpp.main([str(tmp_path / "out.gguf"), "--checkpoint", str(folder)])
+    assert ended.value.code == 1 and why in capsys.readouterr().err
+    assert not (tmp_path / "RAN").exists() and not (tmp_path / "out.gguf").exists()
+    assert llamacpp._STAGED.fullmatch("model.safetensors") and not llamacpp._STAGED.fullmatch("tok.py")
+
+
+def test_training_on_from_a_folder_makes_the_checks_a_load_makes(random_checkpoint, tmp_path, capsys):
+    """`train --resume` loaded a folder whose config named a Hub attention kernel straight into transformers, which
+    went to fetch it (a review); `%gptoss load` refuses that folder in one line, and so does the command now."""
+    from gptoss_lab.tiny import train
+
+    folder = _hostile_copy(random_checkpoint, tmp_path, attn_implementation="attacker/evil-kernel")
+    with pytest.raises(SystemExit) as ended:
+        train.main(["--resume", str(folder), "--out", str(tmp_path / "run"), "--quick"])
+    assert ended.value.code == 2
+    assert "--resume: could not load" in capsys.readouterr().err and not (tmp_path / "run").exists()

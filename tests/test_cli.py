@@ -261,7 +261,11 @@ def test_llamacpp_refusals_are_one_line_and_run_no_converter(tmp_path):
     _one_line_error(_run("llamacpp", str(tmp_path / "no" / "m.gguf"), "--source", str(source)),
                     f"{tmp_path / 'no'} is not a folder")
     _one_line_error(_run("llamacpp", str(tmp_path / "m.gguf"), "--checkpoint", str(tmp_path / "none"),
-                         "--source", str(source)), f"{tmp_path / 'none'} has no config.json")
+                         "--source", str(source)), f"checkpoint folder not found: {tmp_path / 'none'}")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(_run("llamacpp", str(tmp_path / "m.gguf"), "--checkpoint", str(tmp_path / "empty"),
+                         "--source", str(source)), f"{tmp_path / 'empty'} has no config.json")
+    (tmp_path / "empty").rmdir()
     _one_line_error(_run("llamacpp", str(tmp_path / "m.gguf"), "--outtype", "q9"), "invalid choice: 'q9'")
     _one_line_error(_run("llamacpp", str(tmp_path / "m.gguf"), "--source", str(tmp_path / "none.tar.gz")),
                     f"{tmp_path / 'none.tar.gz'}: no such file or folder")

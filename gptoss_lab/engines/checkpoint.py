@@ -911,6 +911,19 @@ def plan_load(
     return plan
 
 
+def checked_folder(folder: str | Path) -> Any:
+    """A local checkpoint folder's config, after the checks a load makes before it reads weights (a gpt-oss model,
+    implementations transformers would not download, tensors' names, shapes and dtypes from their headers, sampling
+    settings): for the commands that read a folder without `plan_load` (tiny's `train --resume`, `llamacpp`), which
+    skipped them (a config naming a Hub attention kernel reached transformers; a review)."""
+    source = resolve(Path(folder))
+    config = read_config(source)
+    check_implementations(config, {}, source.path)
+    check_tensors(source.path, config, name=source.path)
+    check_sampling(source.path, source.path)
+    return config
+
+
 def check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:
     """A one-line LoadError for an attention or experts implementation the checkpoint's config names that is not in
     transformers' own code and not the one the load asks for: transformers would download a Hub kernel for it and run

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from ..engines.checkpoint import LoadError, checked_folder
 from . import CHECKPOINT, tokenizer
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
@@ -96,8 +98,12 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
     The GGUF is written beside `out` and renamed when whole, so a failure or Ctrl-C leaves none.
     """
     checkpoint, out = Path(checkpoint), Path(out)
-    if not (checkpoint / "config.json").is_file():
-        raise FileNotFoundError(f"{checkpoint} has no config.json: not a checkpoint folder")
+    config = checked_folder(checkpoint)  # LoadError, one line
+    if list(getattr(config, "architectures", None) or []) != ["GptOssForCausalLM"]:
+        # llama.cpp's converter picks its code by this name: some of its handlers load the folder's tokenizer with
+        # trust_remote_code=True, and a downloaded folder's own Python ran (a review)
+        raise LoadError(f"{checkpoint}: its config names {getattr(config, 'architectures', None)!r}, not "
+                        "['GptOssForCausalLM']: only a gpt-oss checkpoint is converted")
     if out.exists() or out.is_symlink():
         raise FileExistsError(f"{out} already exists: give a new file name, nothing is overwritten")
     if not out.parent.is_dir():
@@ -106,9 +112,10 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
     partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         with tempfile.TemporaryDirectory(prefix="gptoss-gguf-") as staging:
-            tied = json.loads((checkpoint / "config.json").read_text()).get("tie_word_embeddings", False)
-            for item in checkpoint.iterdir():
-                if not (tied and (item.name == "config.json" or item.name.startswith("model.safetensors"))):
+            tied = bool(getattr(config, "tie_word_embeddings", False))
+            for item in checkpoint.iterdir():  # the files a conversion reads, nothing else (no code, no other folder)
+                if _STAGED.fullmatch(item.name) and item.is_file() and not (
+                        tied and (item.name == "config.json" or item.name.startswith("model.safetensors"))):
                     (Path(staging) / item.name).symlink_to(item.resolve())
             if tied:
                 _untie(checkpoint, Path(staging))
@@ -126,6 +133,12 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
     finally:
         partial.unlink(missing_ok=True)
     return out
+
+
+# what `convert` stages of a checkpoint folder: its config and weights, and a tokenizer's data files (no `auto_map`
+# reaches code: no .py file is staged, and gpt-oss's handler loads its tokenizer without trust_remote_code)
+_STAGED = re.compile(r"config\.json|generation_config\.json|[^/]*\.safetensors|model\.safetensors\.index\.json|"
+                     r"tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|chat_template\.jinja")
 
 
 def _untie(checkpoint: Path, staging: Path) -> None:
@@ -166,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         out = convert(args.out, args.checkpoint, outtype=args.outtype, source=args.source)
-    except (OSError, RuntimeError, tarfile.TarError) as error:
+    except (OSError, RuntimeError, tarfile.TarError, LoadError) as error:
         parser.exit(1, f"error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"interrupted: nothing written to {args.out}\n")

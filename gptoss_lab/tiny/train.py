@@ -37,7 +37,7 @@ from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
 from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
 
 from .. import harmony
-from ..engines.checkpoint import LoadError, read_json
+from ..engines.checkpoint import LoadError, checked_folder
 from ..widgets import text_bar, transformers_bars
 from . import data, new_folder, number
 
@@ -282,7 +282,7 @@ def _resumed(folder: Path, vocab: Vocabulary, layers: int | None = None) -> tupl
     With `layers` above the checkpoint's, the model is grown deeper: a new sliding/full pair goes after
     each old pair (in turn) with zero attention output and zero expert output projections, so each new
     layer passes its input through and the grown model computes exactly what the checkpoint computes."""
-    full = GptOssForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    full = GptOssForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)  # (checked in main)
     embed = full.get_input_embeddings().weight.detach()
     vocab.add(torch.nonzero(embed.abs().sum(-1)).flatten().tolist())
     c = full.config
@@ -446,15 +446,13 @@ def _undrawable(topics: dict[str, float]) -> str | None:
 
 
 def _checkpoint_layers(folder: Path) -> int:
-    """The layers of the gpt-oss checkpoint `folder` (read safely), or a one-line ValueError."""
+    """The layers of the gpt-oss checkpoint `folder`, after the checks a load makes (`checked_folder`: `--resume`
+    loaded a folder whose config named a Hub attention kernel straight into transformers), or a one-line ValueError."""
     try:
-        config = read_json(folder / "config.json", str(folder))
+        config = checked_folder(folder)
     except LoadError as error:
         raise ValueError(str(error)) from None
-    layers = config.get("num_hidden_layers") if isinstance(config, dict) else None
-    if not isinstance(config, dict) or config.get("model_type") != "gpt_oss" or not isinstance(layers, int):
-        raise ValueError(f"{folder} is not a gpt-oss checkpoint folder")
-    return layers
+    return config.num_hidden_layers
 
 
 def _terminated(signum: int, frame: Any) -> None:
