@@ -544,7 +544,30 @@ def test_the_gguf_command_converts_only_a_checked_gpt_oss_folder(random_checkpoi
         llamacpp.main([str(tmp_path / "out.gguf"), "--checkpoint", str(folder)])
     assert ended.value.code == 1 and why in capsys.readouterr().err
     assert not (tmp_path / "RAN").exists() and not (tmp_path / "out.gguf").exists()
-    assert llamacpp._STAGED.fullmatch("model.safetensors") and not llamacpp._STAGED.fullmatch("tok.py")
+
+
+def test_the_quantize_command_copies_no_file_a_link_out_of_the_folder_points_to(random_checkpoint, tmp_path):
+    """`notes.txt -> ~/.cache/huggingface/token` in a shared folder: its contents were copied into the MXFP4 checkpoint
+    the user may publish (a review). Only the checkpoint's own data files are copied; a link into the folder is."""
+    from gptoss_lab.tiny.quantize import quantize_checkpoint
+
+    folder = tmp_path / "shared"
+    shutil.copytree(random_checkpoint, folder)
+    (tmp_path / "token").write_text("SECRET-token-123")
+    (folder / "notes.txt").symlink_to(tmp_path / "token")
+    (folder / "tokenizer.json").symlink_to(tmp_path / "token")
+    (folder / "tok.py").write_text("print('code')\n")
+    (folder / "generation_config.json").unlink(missing_ok=True)
+    (folder / "generation_config.json").write_text('{"eos_token_id": 200002}')
+    quantize_checkpoint(folder, tmp_path / "out")
+    written = {path.name: path.read_text(errors="replace") for path in (tmp_path / "out").iterdir()}
+    assert not any("SECRET" in text for text in written.values())
+    assert "notes.txt" not in written and "tok.py" not in written and "tokenizer.json" not in written
+    assert written["generation_config.json"] == '{"eos_token_id": 200002}'
+    with pytest.raises(ValueError, match="is already quantized \\(yes\\)"):  # a string, not a dict: no traceback
+        (folder / "config.json").write_text(json.dumps({**json.loads((folder / "config.json").read_text()),
+                                                        "quantization_config": "yes"}))
+        quantize_checkpoint(folder, tmp_path / "again")
 
 
 def test_training_on_from_a_folder_makes_the_checks_a_load_makes(random_checkpoint, tmp_path, capsys):

@@ -911,6 +911,26 @@ def plan_load(
     return plan
 
 
+# the files a gpt-oss checkpoint folder is made of (config, weights and their index, generation config, tokenizer
+# data): what the lab's commands stage or copy of a folder, never code (a tokenizer's `auto_map` names a .py) nor
+# anything else a shared folder holds
+CHECKPOINT_FILES = re.compile(r"config\.json|generation_config\.json|[^/]*\.safetensors|model\.safetensors\.index\.json|"
+                              r"tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|chat_template\.jinja")
+
+
+def own_file(folder: Path, path: Path) -> bool:
+    """Whether `path` (in `folder`) is a regular file of the folder's own: not a link out of it, but for the Hugging
+    Face cache's links from a snapshot into its model's `blobs` (`notes.txt -> ~/.cache/huggingface/token` was copied
+    into a checkpoint the user may publish; a review)."""
+    if not path.is_file():
+        return False
+    if not path.is_symlink():
+        return True
+    target, home = path.resolve(), folder.resolve()
+    return target.is_relative_to(home) or (target.parent.name == "blobs" and len(home.parents) > 1
+                                           and target.parent.parent == home.parents[1])
+
+
 def checked_folder(folder: str | Path) -> Any:
     """A local checkpoint folder's config, after the checks a load makes before it reads weights (a gpt-oss model,
     implementations transformers would not download, tensors' names, shapes and dtypes from their headers, sampling

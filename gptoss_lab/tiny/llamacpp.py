@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from ..engines.checkpoint import LoadError, checked_folder
+from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file
 from . import CHECKPOINT, tokenizer
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
@@ -114,7 +113,7 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
         with tempfile.TemporaryDirectory(prefix="gptoss-gguf-") as staging:
             tied = bool(getattr(config, "tie_word_embeddings", False))
             for item in checkpoint.iterdir():  # the files a conversion reads, nothing else (no code, no other folder)
-                if _STAGED.fullmatch(item.name) and item.is_file() and not (
+                if CHECKPOINT_FILES.fullmatch(item.name) and own_file(checkpoint, item) and not (
                         tied and (item.name == "config.json" or item.name.startswith("model.safetensors"))):
                     (Path(staging) / item.name).symlink_to(item.resolve())
             if tied:
@@ -133,12 +132,6 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
     finally:
         partial.unlink(missing_ok=True)
     return out
-
-
-# what `convert` stages of a checkpoint folder: its config and weights, and a tokenizer's data files (no `auto_map`
-# reaches code: no .py file is staged, and gpt-oss's handler loads its tokenizer without trust_remote_code)
-_STAGED = re.compile(r"config\.json|generation_config\.json|[^/]*\.safetensors|model\.safetensors\.index\.json|"
-                     r"tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|chat_template\.jinja")
 
 
 def _untie(checkpoint: Path, staging: Path) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engines.checkpoint import LoadError, read_json
+from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json
 from . import CHECKPOINT, new_folder
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
@@ -116,8 +116,9 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type != "gpt_oss":
         raise ValueError(f"{source} is not a gpt-oss checkpoint (model_type {model_type!r})")
-    if config.get("quantization_config"):
-        raise ValueError(f"{source} is already quantized ({config['quantization_config'].get('quant_method')})")
+    if quantized := config.get("quantization_config"):
+        how = quantized.get("quant_method") if isinstance(quantized, dict) else quantized
+        raise ValueError(f"{source} is already quantized ({str(how)[:80]})")
     shards = sorted(source.glob("*.safetensors"))
     if not shards:
         raise ValueError(f"{source} has no .safetensors weights")
@@ -138,8 +139,9 @@ def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) 
         errors += shard_errors
         renamed.update({name: shard.name for name in tensors})
         save_file(tensors, out / shard.name, metadata={"format": "pt"})
-    for path in source.iterdir():
-        if path.is_file() and path.suffix != ".safetensors" and path.name not in ("config.json", "README.md"):
+    for path in source.iterdir():  # the checkpoint's own data files (not what a link out of the folder points to)
+        if CHECKPOINT_FILES.fullmatch(path.name) and own_file(source, path) and path.suffix != ".safetensors" \
+                and path.name != "config.json":
             shutil.copy2(path, out / path.name)
     index = out / "model.safetensors.index.json"
     if index.exists():
