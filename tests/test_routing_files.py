@@ -4,7 +4,9 @@ displays, pictures stay of bounded size and draw without warnings, and `route` a
 past the model's vocabulary (and `route` arguments it cannot use) in one line."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import threading
 import warnings
 
@@ -223,3 +225,26 @@ def test_token_effect_refuses_token_ids_past_the_vocabulary_in_one_line(session,
     with pytest.raises(ValueError, match=rf"^token ids go from 0 to 201087 \(the model's vocabulary\), not {shown}$"):
         disable({0: [1]}).token_effect(session, ids)
     assert len(disable({0: [1]}).token_effect(session, [5, 201087])) == 1
+
+
+def test_a_record_from_elsewhere_with_a_huge_meta_or_odd_values_is_refused_in_one_line(tmp_path):
+    """A sparse meta.json of 4 kB on disk and 600 MB in size took 1.3 GB to read (larger ones all the memory);
+    `"seconds": 10**400` loaded and then failed the corpus's repr, 1e999 showed as "inf s"; a document label that was a
+    dict or a list was taken (a review)."""
+    from gptoss_lab.routing import Corpus
+
+    folder = _small().save(tmp_path / "record")
+    meta = json.loads((folder / "meta.json").read_text())
+    sparse = tmp_path / "sparse"
+    shutil.copytree(folder, sparse)
+    with open(sparse / "meta.json", "r+b") as file:
+        file.truncate(600_000_000)  # holes: a few kB on disk
+    with pytest.raises(ValueError, match="meta.json: 600,000,000 bytes, past the 64 MiB a record's meta.json holds$"):
+        load(sparse)
+    for key, value, why in (("seconds", 10**400, "seconds = 1000"), ("seconds", -1, "seconds = -1"),
+                            ("doc_labels", [{"a": 1}], "doc_labels is not a list of 1 labels")):
+        (folder / "meta.json").write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(ValueError, match=why):
+            Corpus.load(folder)
+    (folder / "meta.json").write_text(json.dumps({**meta, "seconds": 2.5, "doc_labels": ["owls"]}))
+    assert Corpus.load(folder).doc_labels == ["owls"]

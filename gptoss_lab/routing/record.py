@@ -712,7 +712,7 @@ def _folder(path: Any) -> Path:
 def _is_record(path: Path) -> bool:
     """Whether the folder holds a routing record, the only folder written over (any meta.json was: a project's own)."""
     try:
-        meta = json.loads(_regular(path / "meta.json").read_text())
+        meta = json.loads(_meta_text(path))
     except (OSError, ValueError, RecursionError):  # JSON nested past Python's recursion limit
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT
@@ -732,7 +732,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
     id past the record's expert count was counted in the next layer's load)."""
     path = _folder(path)
     try:
-        meta = json.loads(_regular(path / "meta.json").read_text(), parse_constant=_no_constant)
+        meta = json.loads(_meta_text(path), parse_constant=_no_constant)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} is not a routing record (no meta.json): save one with Routing.save or route(..., path=)") from None
     except (OSError, ValueError, RecursionError) as error:  # JSON nested past Python's recursion limit
@@ -763,6 +763,18 @@ def _regular(file: Path) -> Path:
     return file
 
 
+MAX_META_BYTES = 64 * 2**20  # a record's meta.json (its labels; a million documents' fit)
+
+
+def _meta_text(path: Path) -> str:
+    """A record folder's meta.json, refused (OSError) when it is no regular file or larger than any record writes:
+    a sparse file of 4 kB on disk and 600 MB in size took 1.3 GB to read, a larger one all the memory (a review)."""
+    file = _regular(path / "meta.json")
+    if file.stat().st_size > MAX_META_BYTES:
+        raise OSError(f"{file.stat().st_size:,} bytes, past the {MAX_META_BYTES >> 20} MiB a record's meta.json holds")
+    return file.read_text()
+
+
 def _no_constant(name: str) -> None:
     """Refuse NaN and Infinity, which Python's json reads but JSON has not (a Corpus showed "nan s")."""
     raise ValueError(f"{name} is no JSON number")
@@ -791,16 +803,20 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
         raise bad(f"meta.json has layers = {sizes['layers']}, past the {MAX_LAYERS} a record holds")
     if sizes["top_k"] > MAX_TOP_K:  # co-activation counts each pair of a token's picks
         raise bad(f"meta.json has top_k = {sizes['top_k']}, past the {MAX_TOP_K} a record holds")
-    if isinstance(meta.get("seconds", 0), bool) or not isinstance(meta.get("seconds", 0), (int, float)):
-        raise bad(f"meta.json has seconds = {meta['seconds']!r}, not a number")  # what Corpus shows
+    seconds = meta.get("seconds", 0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e12:
+        # what Corpus shows: 10**400 failed its repr (no float), 1e999 is read as inf
+        raise bad(f"meta.json has seconds = {str(seconds)[:40]}, not a number of seconds")
     names, doc_labels = meta.get("label_names"), meta.get("doc_labels")
     if (not isinstance(names, list) or len(names) > 255 or not all(
             isinstance(name, str) and len(name) <= MAX_LABEL and harmony.clean(name) == name for name in names)):
         raise bad(f"meta.json's label_names is not a list of at most 255 texts of at most {MAX_LABEL} characters")
     if len(set(names)) < len(names):  # the tokens of its second code were never counted under the label
         raise bad(f"meta.json's label_names has {next(n for i, n in enumerate(names) if n in names[:i])!r} twice")
-    if not isinstance(doc_labels, list) or len(doc_labels) != sizes["documents"]:
-        raise bad(f"meta.json's doc_labels is not a list of {sizes['documents']} labels (one per document)")
+    if not isinstance(doc_labels, list) or len(doc_labels) != sizes["documents"] or not all(
+            label is None or isinstance(label, str) and harmony.clean(label) == label for label in doc_labels):
+        raise bad(f"meta.json's doc_labels is not a list of {sizes['documents']} labels (one per document, a text "
+                  "or null)")
     n, wide = sizes["tokens"], (sizes["layers"], sizes["top_k"])
     for name, shape in (("tokens", (n,)), ("experts", (n, *wide)), ("weights", (n, *wide)), ("labels", (n,)),
                         ("offsets", (sizes["documents"] + 1,))):
