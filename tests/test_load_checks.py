@@ -205,3 +205,17 @@ def test_a_device_map_or_dequantize_that_cannot_apply_is_said_not_silently_taken
         with pytest.raises(LoadError, match=r"^device_map=\{'': 'cpu'\} needs the accelerate package "
                                             r"\(pip install accelerate\); on one device give device= instead"):
             LocalEngine.from_pretrained("tiny", device_map={"": "cpu"})
+
+
+def test_a_model_with_more_experts_than_a_record_holds_says_so_before_a_routing_turn():
+    """A checkpoint with 33,000 experts a layer loaded, and every routing turn then failed with "num_experts must be
+    from 0 to 32768, not 33000" (a review): the reason is said as for any model whose routing cannot be recorded."""
+    from gptoss_lab import Session
+    from gptoss_lab.engines.checkpoint import routing_visible
+
+    session = Session.load("tiny")
+    session.engine.model.config.num_local_experts = 40_000  # as such a checkpoint's config says
+    why = "it has 40,000 experts a layer, past the 32,768 a routing record holds"
+    assert routing_visible(session.engine.model) == why
+    reply = session.ask("What is 2 + 2?", routing=True, max_new_tokens=5)
+    assert reply.errors == [f"The turn failed: routing cannot be recorded on this model: {why}"] and reply.routing is None

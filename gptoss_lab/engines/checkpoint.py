@@ -1049,9 +1049,14 @@ def routing_visible(model: Any) -> str | None:
     """
     from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP, GptOssTopKRouter
 
+    from ..routing.record import MAX_EXPERT
+
     layers = [m for m in model.modules() if hasattr(m, "router") and hasattr(m, "experts")]
     if not layers:
         return "the model has no mixture-of-experts layers with a router"
+    experts = getattr(model.config, "num_local_experts", 0)
+    if isinstance(experts, int) and experts > MAX_EXPERT + 1:  # every routing turn failed with a ValueError
+        return f"it has {experts:,} experts a layer, past the {MAX_EXPERT + 1:,} a routing record holds"
     for layer in layers:
         kind = type(layer).__name__
         if "forward" in vars(layer) or "forward" in vars(layer.router):
