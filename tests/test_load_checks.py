@@ -211,8 +211,10 @@ def test_a_model_with_more_experts_than_a_record_holds_says_so_before_a_routing_
     """A checkpoint with 33,000 experts a layer loaded, and every routing turn then failed with "num_experts must be
     from 0 to 32768, not 33000" (a review): the reason is said as for any model whose routing cannot be recorded."""
     from gptoss_lab import Session
-    from gptoss_lab.engines.checkpoint import routing_visible
+    from gptoss_lab.engines.checkpoint import RECORDED_EXPERTS, routing_visible
+    from gptoss_lab.routing.record import MAX_EXPERT
 
+    assert RECORDED_EXPERTS == MAX_EXPERT + 1  # (a copy: a load does not import the routing package)
     session = Session.load("tiny")
     session.engine.model.config.num_local_experts = 40_000  # as such a checkpoint's config says
     why = "it has 40,000 experts a layer, past the 32,768 a routing record holds"

@@ -1040,6 +1040,11 @@ def held_weights(model: Any) -> tuple[str, int] | None:
     return name, sum(t.numel() * t.element_size() for t in weights.values())
 
 
+# the experts a layer a routing record holds (its ids are int16: routing.record.MAX_EXPERT + 1); not imported from
+# there, as importing the routing package at every load (pandas and all) changed what a kernel has running
+RECORDED_EXPERTS = 32768
+
+
 def routing_visible(model: Any) -> str | None:
     """None when forward hooks on the routers will see every MoE layer's routing; else why not, in words.
 
@@ -1049,14 +1054,12 @@ def routing_visible(model: Any) -> str | None:
     """
     from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP, GptOssTopKRouter
 
-    from ..routing.record import MAX_EXPERT
-
     layers = [m for m in model.modules() if hasattr(m, "router") and hasattr(m, "experts")]
     if not layers:
         return "the model has no mixture-of-experts layers with a router"
     experts = getattr(model.config, "num_local_experts", 0)
-    if isinstance(experts, int) and experts > MAX_EXPERT + 1:  # every routing turn failed with a ValueError
-        return f"it has {experts:,} experts a layer, past the {MAX_EXPERT + 1:,} a routing record holds"
+    if isinstance(experts, int) and experts > RECORDED_EXPERTS:  # every routing turn failed with a ValueError
+        return f"it has {experts:,} experts a layer, past the {RECORDED_EXPERTS:,} a routing record holds"
     for layer in layers:
         kind = type(layer).__name__
         if "forward" in vars(layer) or "forward" in vars(layer.router):

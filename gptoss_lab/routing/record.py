@@ -806,7 +806,7 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
     seconds = meta.get("seconds", 0)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e12:
         # what Corpus shows: 10**400 failed its repr (no float), 1e999 is read as inf
-        raise bad(f"meta.json has seconds = {str(seconds)[:40]}, not a number of seconds")
+        raise bad(f"meta.json has seconds = {repr(seconds)[:40]}, not a number of seconds")
     names, doc_labels = meta.get("label_names"), meta.get("doc_labels")
     if (not isinstance(names, list) or len(names) > 255 or not all(
             isinstance(name, str) and len(name) <= MAX_LABEL and harmony.clean(name) == name for name in names)):
