@@ -98,7 +98,6 @@ import io
 import math
 import operator
 import os
-import re
 import select
 import selectors
 import signal
@@ -220,26 +219,6 @@ class Seized:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
-
-
-class _GuardsLock(Seized):
-    """`with _GuardsLock(lock):` for the guards' own lock, which the lab's threads (a watcher, the reaper) may hold
-    for longer than HOLD: taken from its holder only once that thread has ended (code that took it and ended left the
-    watcher waiting for good). Seized's taking from a live holder broke the lock between the lab's own threads."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        while not self.lock.acquire(timeout=HOLD):
-            owner = _OWNER.search(repr(self.lock))
-            if owner and int(owner.group(1)) not in _current_frames():  # its holder has ended
-                try:
-                    self.lock._release_save()
-                except RuntimeError:  # released meanwhile
-                    pass
-
-
-_OWNER = re.compile(r"owner=(\d+)")  # an RLock's holder, as its repr says
 
 
 def _free_kernel_locks() -> None:
@@ -396,6 +375,11 @@ class _Worker(threading.Thread):
             while _import_lock_held():   # code may have emptied builtins
                 _release_import_lock()
         except _NotHeld:  # another thread's (a kernel thread importing)
+            pass
+        try:  # the guards' own lock, taken by the code and kept: the watcher waited for it for good. Taken with a
+            while _GUARDS.lock._is_owned():  # plain `with` (C): an exception the code raises into the watcher in
+                _GUARDS.lock.release()       # a Python __enter__ left it held (a flaky kernel test)
+        except BaseException:
             pass
         try:
             ended.release()
@@ -1131,7 +1115,7 @@ class _Guards:
     def running(self, output: TextIO | None, namespace: dict[str, Any] | None,
                 settle: float = SETTLE) -> Iterator[_Run]:
         """The guards installed, output routed and `exit`/`quit` in `namespace` refused, for one run."""
-        with _GuardsLock(self.lock):  # the code can take it and keep it (see _seize)
+        with self.lock:
             if not self.runs:
                 _flush_streams()
                 _settle(self.lingering, settle)
@@ -1151,7 +1135,7 @@ class _Guards:
         users = [key for key in list(namespace) if type(key) is not str] if namespace is not None else []  # see below
         kept_builtins = namespace.get("__builtins__") if namespace is not None else None
         streams = _route(output) if output is not None else None
-        with _GuardsLock(self.lock):
+        with self.lock:
             originals = {id(stand_in): original for original, stand_in in self.made.values()}
             run.kept = ([dict(zip(attributes, map(originals.get, map(id, attributes.values()), attributes.values())))
                          for _, attributes in _KEPT], dict(_modules),
@@ -1173,7 +1157,7 @@ class _Guards:
                     namespace.pop("__builtins__", None)
                 else:
                     namespace["__builtins__"] = kept_builtins
-            with _GuardsLock(self.lock):
+            with self.lock:
                 self.runs.remove(run)
                 if not self.runs and self.descriptors is not None:
                     self.descriptors.close()
@@ -1192,7 +1176,7 @@ class _Guards:
         code's there would run at every later import); a negative entry it dropped (importlib.invalidate_caches)
         stays dropped. Threading's classes as they were, additions taken out (`_put_back_classes`)."""
         kept, kept_modules, kept_hooks, kept_finders, kept_classes = run.kept
-        with _GuardsLock(self.lock):
+        with self.lock:
             _put_back_classes(kept_classes)  # first: what follows runs threading's methods
             self._put_back(kept, kept_modules, kept_hooks, kept_finders)
             run.put_back_settings()
@@ -1209,7 +1193,7 @@ class _Guards:
         ended its output thread and its history saver the next time they woke (every name, `Exception` in an
         `except` clause too, was gone); threading's class attributes too. What the code replaced stays until the run
         ends, as the code may rely on it."""
-        with _GuardsLock(self.lock):
+        with self.lock:
             self._put_back_attributes(run.kept[0], if_gone=True)
             _put_back_classes(run.kept[4], if_gone=True)
 
@@ -1243,7 +1227,7 @@ class _Guards:
 
     def keep_stopping(self, threads: dict[int, Any]) -> None:
         """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""
-        with _GuardsLock(self.lock):
+        with self.lock:
             self.lingering.update(threads)
             self.stuck.update(threads)
             self._watch_lingering()
@@ -1257,7 +1241,7 @@ class _Guards:
         """Keep stopping the stuck threads, and take the stand-ins out once the model's threads have all ended."""
         while True:
             _sleep(REPEAT)
-            with _GuardsLock(self.lock):
+            with self.lock:
                 self.stuck = {ident: t for ident, t in self.stuck.items() if _running(ident, t)}
                 _poke(self.stuck, ToolTimeout)
                 self._uninstall_if_done()
