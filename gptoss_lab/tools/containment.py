@@ -376,9 +376,9 @@ class _Worker(threading.Thread):
                 _release_import_lock()
         except _NotHeld:  # another thread's (a kernel thread importing)
             pass
-        try:  # the guards' own lock, taken by the code and kept: the watcher waited for it for good. Taken with a
-            while _GUARDS.lock._is_owned():  # plain `with` (C): an exception the code raises into the watcher in
-                _GUARDS.lock.release()       # a Python __enter__ left it held (a flaky kernel test)
+        try:  # the guards' own lock, which the code took and kept: given back here by its owner, this thread (else
+            while _GUARDS.lock._is_owned():  # the watcher waited for it for good)
+                _GUARDS.lock.release()
         except BaseException:
             pass
         try:
