@@ -67,6 +67,10 @@ _VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "l
                   "track", "wbr"}
 _UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                  (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n\f]?|([^\n\r\f0-9a-fA-F]))")
+_IMPORTANT = re.compile(r"!\s*important\s*$")
+_CSS_ZERO = re.compile(r"[+-]?(?:0+\.?0*|\.0+)(?:e[+-]?\d+)?(?:%|[a-z]{1,4})?")
 _T = TypeVar("_T")
 
 
@@ -104,7 +108,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
         raise ExtractError(f"the page has more than {MAX_HTML_TAGS:,} tags; the browser converts at most "
                            f"{MAX_HTML_TAGS:,}")
     if main_content and tags <= MAX_MAIN_CONTENT_TAGS:
-        html, found_title = _main_content(html)
+        html, found_title = _main_content(html, deadline)
     html = _XML_DECLARATION.sub("", html)
     root, too_deep = _parse(html, deadline)
     if too_deep:  # libxml2 dropped the rest of the page (old HTML's unclosed `<font>` per line): its tags made shallow
@@ -120,12 +124,9 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
         title = found_title or (title_element.text if title_element is not None else None) or _site_or_name(url)
     if root is None:
         return Page(url=url, title=title, text=with_url(url, ""), raw=raw)
+    _drop_unseen(root, deadline)
     urls = _number_links(root, base or url, deadline)
     _replace_images(root, deadline)
-    for node in root.findall(".//math"):
-        node.getparent().remove(node)
-    for node in root.xpath(".//script|.//style|.//noscript|.//template"):
-        node.getparent().remove(node)
     _flatten(root, deadline)
     text = _html_to_text(lxml.etree.tostring(root, encoding="UTF-8").decode(), deadline)
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
@@ -155,6 +156,58 @@ def _parse(html: str, deadline: float) -> tuple[Any, bool]:
         return None, False
     _in_time(deadline)
     return root, any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.feed_error_log)
+
+
+def _drop_unseen(root: Any, deadline: float) -> None:
+    """Drop what a browser does not draw, their tails kept: scripts, styles, templates, formulas (as the reference),
+    and elements hidden by markup: the `hidden` attribute, a `<dialog>` not open, an inline style of `display: none`
+    or `opacity: 0`, and of `visibility: hidden` or `font-size: 0` unless something inside sets its own (a common
+    way to close gaps between inline blocks). A page's hidden text was read by the model as if shown (instructions
+    planted for it). Text hidden by a style sheet, a class or off-screen placing still gets through."""
+    nodes = root.xpath(".//script|.//style|.//noscript|.//template|.//math|.//dialog[not(@open)]|.//*[@hidden]"
+                       "|.//*[@style]")
+    declared = {node: _declarations(node.get("style") or "") for node in _clocked(nodes, deadline)}
+    reset: dict[str, set[Any]] = {"visibility": set(), "font-size": set()}   # elements with one set inside them
+    for node, properties in _clocked(declared.items(), deadline):
+        for name, around in reset.items():
+            parent = node.getparent() if name in properties else None
+            while parent is not None and parent not in around:   # each element is added once: linear in all
+                around.add(parent)
+                parent = parent.getparent()
+    unseen = []
+    for node, properties in declared.items():
+        if (node.tag in ("script", "style", "noscript", "template", "math") or node.get("hidden") is not None
+                or node.tag == "dialog" and node.get("open") is None or properties.get("display") == "none"
+                or _CSS_ZERO.fullmatch(properties.get("opacity", "1"))
+                or properties.get("visibility") in ("hidden", "collapse") and node not in reset["visibility"]
+                or _CSS_ZERO.fullmatch(properties.get("font-size", "1")) and node not in reset["font-size"]):
+            unseen.append((node, ""))
+    _replace_nodes_with_text(unseen, deadline)
+
+
+def _declarations(style: str) -> dict[str, str]:
+    """An inline style's properties, lowercased, as a browser reads them: CSS comments and escapes (`d\\isplay`)
+    undone, the last declaration of a property counting unless an earlier one is `!important`."""
+    properties: dict[str, str] = {}
+    important: set[str] = set()
+    for declaration in _CSS_COMMENT.sub(" ", style).split(";"):
+        name, _, value = (_CSS_ESCAPE.sub(_css_character, part) for part in declaration.partition(":"))
+        name, value = name.strip().lower(), value.lower()
+        if _IMPORTANT.search(value):
+            important.add(name)
+        elif name in important:
+            continue
+        properties[name] = _IMPORTANT.sub("", value).strip()
+    return properties
+
+
+def _css_character(match: re.Match[str]) -> str:
+    """The character a CSS escape stands for (`\\69` or `\\i` is `i`)."""
+    code = match.group(1)
+    if code is None:
+        return match.group(2)
+    number = int(code, 16)
+    return chr(number) if 0 < number <= 0x10FFFF and not 0xD800 <= number <= 0xDFFF else "\ufffd"
 
 
 def _shallow(html: str, deadline: float) -> str:
@@ -451,23 +504,27 @@ def _declared_charset(data: bytes) -> str | None:
 
 # ---------------------------------------------------------------- the reference's HTML conversion
 
-def _main_content(html: str) -> tuple[str, str]:
+def _main_content(html: str, deadline: float) -> tuple[str, str]:
     """readability-lxml's main content of a web page, unless it kept too little of it, or the page would take it
     more than a second or two (MAX_MAIN_CONTENT_WORK: 200 kB of text in 50 nested blockquotes took 14 s, before any
-    deadline was looked at); then the page is kept whole, as one of too many tags is."""
+    deadline was looked at); then the page is kept whole, as one of too many tags is. What a browser does not
+    draw is dropped first: readability strips style attributes, and kept text that `opacity: 0` had hidden."""
     import lxml.html
     from readability import Document
 
     logging.getLogger("readability").setLevel(logging.CRITICAL)  # it logs each page it gives up on, traceback and all
     cut = _LONG_BLANKS.sub(lambda m: m.group(0)[:16], html)   # what readability reads; a page kept whole is as written
     try:
+        tree = lxml.html.fromstring(cut)
         work = 0
-        for node in lxml.html.fromstring(cut).iter():
+        for node in tree.iter():
             work += len(node.text_content())
             if work > MAX_MAIN_CONTENT_WORK:
                 return html, ""
     except Exception:  # lxml refuses an empty or odd document: readability would too
         return html, ""
+    _drop_unseen(tree, deadline)
+    cut = lxml.html.tostring(tree, encoding="unicode")
     try:
         document = Document(cut)
         summary, title = document.summary(html_partial=True), document.short_title()
