@@ -438,6 +438,37 @@ def test_opening_an_address_on_this_computer_is_asked_every_time_under_auto_and_
             assert session.always_allowed == ("browser",)
 
 
+def test_an_approval_card_for_a_web_address_asks_the_name_server_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's scope (asked every time or not) and its question each looked the host up: with a slow name server
+    the user waited twice for the card. Later cards ask again (an answer is kept 10 s, for that one address)."""
+    import socket
+
+    from gptoss_lab import ReplayEngine, Session
+    from gptoss_lab.events import Approval
+
+    looked_up: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: looked_up.append(host) or
+                        [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 0))])
+    asked: list[str] = []
+
+    class View:  # the user skips: nothing is fetched, so every lookup is the card's
+        stop_requested = False
+
+        def approve(self, call):
+            asked.append(call.question)
+            return Approval(False)
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    calls = '<|start|>assistant to=browser.open<|channel|>analysis<|message|>{"id": "https://owls.example/a"}<|call|>'
+    session = Session(ReplayEngine(calls + "<|channel|>final<|message|>Done.<|return|>"), namespace={},
+                      tools=[Browser(SearXNG("https://search.example", timeout=1))], approval="ask")
+    session.ask("Read it", view=View())
+    assert asked == ["Open https://owls.example/a (the web through SearXNG at https://search.example)?"]
+    assert looked_up == ["owls.example"]
+
+
 def test_a_search_service_that_trickles_or_floods_is_cut_off(server: FakeServer) -> None:
     server.routes["GET /search"] = lambda r: (200, "application/json", (time.sleep(0.2) or b" " for _ in range(30)))
     t0 = time.perf_counter()

@@ -88,6 +88,7 @@ class Browser(Tool):
         # page -> the windows (first line, line after the last) the model was shown of it, at any cursor
         self._shown: weakref.WeakKeyDictionary[Page, list[tuple[int, int]]] = weakref.WeakKeyDictionary()
         self._sources: weakref.WeakKeyDictionary[Page, Page] = weakref.WeakKeyDictionary()  # page -> its source page
+        self._last_local: tuple[str, bool, float] | None = None   # (url, is local, when): see _local
 
     @classmethod
     def from_sources(cls, sources: Sequence[str], *, api_key_env: str | None = None, **options: Any) -> Browser:
@@ -127,7 +128,7 @@ class Browser(Tool):
         except _UsageError:
             return self.name
         url = self._opened_url(args) if function == "open" else None
-        return None if url is not None and _is_local_url(url) else self.name
+        return None if url is not None and self._local(url) else self.name
 
     def _opened_url(self, args: dict[str, Any]) -> str | None:
         """The web address an `open` asks for: given, or a result's or link's of the page at `cursor`."""
@@ -337,17 +338,32 @@ class Browser(Tool):
             return f"Find {args['pattern']!r} in {title}?" if title else f"Find {args['pattern']!r}?"
         target = args.get("id", -1)
         if isinstance(target, str):
-            return _local_note(target) + f"Open {short_address(target)} ({self.backend.where()})?"
+            return self._local_note(target) + f"Open {short_address(target)} ({self.backend.where()})?"
         cursor = args.get("cursor", -1)
         page = self.stack[cursor] if self.stack and -1 <= cursor < len(self.stack) else None
         if target >= 0 and page is not None and str(target) in page.urls:
             extract = (page.snippets or {}).get(str(target))
             url = short_address(page.urls[str(target)])
             name = f"{one_line(extract.title, 80)} ({url})" if extract else url
-            return _local_note(page.urls[str(target)]) + f"Open result {target}: {name}?"
+            return self._local_note(page.urls[str(target)]) + f"Open result {target}: {name}?"
         if target < 0 and page is not None:
             return f"Show {page.title or page.url} from line {max(args.get('loc', 0), 0)}?"
         return f"Open link {target} of page {cursor}?"
+
+    def _local_note(self, url: str) -> str:
+        """What an approval question starts with for an address on this computer or its network (its end is the
+        address, which a cut question must keep)."""
+        return "On this computer or its network (asked every time): " if self._local(url) else ""
+
+    def _local(self, url: str) -> bool:
+        """`_is_local_url`, its answer reused for the same address within 10 s: one approval card asks it twice (its
+        scope, then its question), and each asked the name server again (a slow one doubled the wait for the card)."""
+        now = time.monotonic()
+        if self._last_local is not None and self._last_local[0] == url and now - self._last_local[2] < 10:
+            return self._last_local[1]
+        local = _is_local_url(url)
+        self._last_local = (url, local, now)
+        return local
 
     def _title(self, cursor: int) -> str:
         if self.stack and -1 <= cursor < len(self.stack):
@@ -364,10 +380,6 @@ def _is_local_url(url: str) -> bool:
         return False
 
 
-def _local_note(url: str) -> str:
-    """What an approval question starts with for an address on this computer or its network (its end is the address,
-    which a cut question must keep)."""
-    return "On this computer or its network (asked every time): " if _is_local_url(url) else ""
 
 
 def _quoted(page: Page, start: int, end: int, windows: list[tuple[int, int]], chars: int, why: str) -> str:
