@@ -117,6 +117,37 @@ def test_selecting_tokens_of_a_loaded_record_does_not_copy_all_its_weights(tmp_p
     np.testing.assert_allclose(part.weights, r.weights[mask], atol=1 / 65535)
 
 
+def test_a_record_larger_than_memory_says_so_in_one_line_instead_of_ending_the_kernel(tmp_path):
+    """A record folder of sparse files (kB on disk, twice the machine's memory in size: a hand-made one, or a record
+    too large for this machine) loaded, then its gate weights as float32 had the system kill the process (a 40 M-token
+    record needed 30 GiB at once, of 24), or failed deep in numpy with a MemoryError. Its first tokens still read."""
+    import psutil
+
+    layers, k = 24, 4
+    n = int(psutil.virtual_memory().available // (layers * k * 4)) * 2 + 1
+    path = Routing([5, 6], np.zeros((2, layers, k), int), np.full((2, layers, k), 0.25), num_experts=32).save(
+        tmp_path / "huge")
+    for name, dtype, shape in (("tokens", "<i4", (n,)), ("labels", "u1", (n,)), ("experts", "u1", (n, layers, k)),
+                               ("weights", "<u2", (n, layers, k))):
+        header = np.lib.format.header_data_from_array_1_0(np.zeros(0, dtype))
+        with open(path / f"{name}.npy", "wb") as file:   # a header, then a hole as large as the rows
+            np.lib.format.write_array_header_1_0(file, {**header, "shape": shape})
+            file.truncate(file.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    np.save(path / "offsets.npy", np.array([0, n], np.int64))
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "tokens": n}))
+    record = load(path)
+    for ask, what in ((lambda: record.weights, f"the gate weights of {n:,} tokens as float32"),
+                      (record.to_frame, f"a table of {n * layers * k:,} rows")):
+        t0 = time.perf_counter()
+        with pytest.raises(MemoryError, match=rf"^{what} would take [\d.]+ GiB, more than the [\d.]+ GiB of memory "
+                                              r"free: look at a part of the record, routing.select\(slice\(0, n\)\)$"):
+            ask()
+        assert time.perf_counter() - t0 < 5
+    part = record.select(slice(0, 1000))
+    assert part.weights.shape == (1000, layers, k) and not part.weights.any()
+
+
 def test_vocabulary_specialisation_of_32768_experts_counts_only_the_pairs_seen():
     """top_tokens and token_concentration counted into experts × distinct token ids tables: 32,768 experts and
     860 token ids took 1 GB a layer, a corpus's vocabulary would take the machine."""

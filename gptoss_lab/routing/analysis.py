@@ -141,6 +141,17 @@ def whole(value: Any, name: str) -> int:
     return int(value)
 
 
+def fits_in_memory(nbytes: int, what: str) -> None:
+    """Refuse (a one-line MemoryError) to build `what`, `nbytes` large, when the memory free cannot hold it: a large
+    or hand-made record's float32 weights or table failed deep in numpy, or had the system kill the kernel."""
+    import psutil
+
+    free = psutil.virtual_memory().available
+    if nbytes > free * 0.9:
+        raise MemoryError(f"{what} would take {nbytes / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB of memory "
+                          "free: look at a part of the record, routing.select(slice(0, n))")
+
+
 def flag(value: Any, name: str) -> bool:
     """`value` as a bool: a one-line TypeError for anything else ("no" was True, None False)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -318,12 +329,16 @@ def _same_shape(a: Routing, b: Routing) -> None:
                          f"{b.layers}×{b.num_experts} (layers × experts)")
 
 
+_FRAME_ROW_BYTES = 64   # the columns' 31 bytes a row, and what building them holds at once
+
+
 @_records(1)
 def to_frame(routing: Routing) -> pd.DataFrame:
     """A tidy table, one row per (token, layer, rank). A token's text and label repeat on each of its rows:
     they are categoricals (as text they took ~120 bytes a row); layers and ranks are int32, positions
     int64 (arithmetic on them must not wrap)."""
     n, layers, k = routing.experts.shape
+    fits_in_memory(n * layers * k * _FRAME_ROW_BYTES, f"a table of {n * layers * k:,} rows")
     return pd.DataFrame({
         "position": np.repeat(np.arange(n), layers * k),
         "token": np.repeat(routing.tokens, layers * k),

@@ -187,7 +187,10 @@ class Routing:
     def weights(self) -> np.ndarray:
         """float32 [tokens, layers, k] (records loaded from a file convert on first use)."""
         if self._weights.dtype == np.uint16:
-            self._weights = self._weights[: self._n].astype(np.float32) / np.float32(65535)
+            analysis.fits_in_memory(self._weights[: self._n].size * 4, f"the gate weights of {self._n:,} tokens as float32")
+            weights = self._weights[: self._n].astype(np.float32)
+            weights /= np.float32(65535)   # in place: a second array the size of the first had the kernel killed
+            self._weights = weights
         return self._weights[: self._n]
 
     @property
