@@ -71,6 +71,11 @@ _CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
 _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n\f]?|([^\n\r\f0-9a-fA-F]))")
 _IMPORTANT = re.compile(r"!\s*important\s*$")
 _CSS_ZERO = re.compile(r"[+-]?(?:0+\.?0*|\.0+)(?:e[+-]?\d+)?(?:%|[a-z]{1,4})?")
+# a font size of its own, not relative to the parent's (whose zero an `em` or `%` keeps); a function is taken as one
+_CSS_SIZE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?(?:px|pt|pc|cm|mm|q|in|rem|r?lh|[sld]?v(?:w|h|i|b|min|max)"
+                       r"|cq(?:w|h|i|b|min|max))|(?:xx?-)?(?:small|large)|medium|xxx-large|(?:calc|clamp|min|max|var)\(.*")
+_VISIBILITY = {"hidden": True, "collapse": True, "visible": False, "initial": False, "revert": False,
+               "revert-layer": False}   # others (inherit, unset, a value browsers refuse) inherit
 _T = TypeVar("_T")
 
 
@@ -161,28 +166,51 @@ def _parse(html: str, deadline: float) -> tuple[Any, bool]:
 def _drop_unseen(root: Any, deadline: float) -> None:
     """Drop what a browser does not draw, their tails kept: scripts, styles, templates, formulas (as the reference),
     and elements hidden by markup: the `hidden` attribute, a `<dialog>` not open, an inline style of `display: none`
-    or `opacity: 0`, and of `visibility: hidden` or `font-size: 0` unless something inside sets its own (a common
-    way to close gaps between inline blocks). A page's hidden text was read by the model as if shown (instructions
-    planted for it). Text hidden by a style sheet, a class or off-screen placing still gets through."""
+    or `opacity: 0`; and blank the text that an inline `visibility: hidden` or `font-size: 0` hides, which an element
+    inside may set back (a common way to close gaps between inline blocks). A page's hidden text was read by the model
+    as if shown (instructions planted for it). Text hidden by a style sheet, a class or off-screen placing still gets
+    through."""
     nodes = root.xpath(".//script|.//style|.//noscript|.//template|.//math|.//dialog[not(@open)]|.//*[@hidden]"
                        "|.//*[@style]")
     declared = {node: _declarations(node.get("style") or "") for node in _clocked(nodes, deadline)}
-    reset: dict[str, set[Any]] = {"visibility": set(), "font-size": set()}   # elements with one set inside them
-    for node, properties in _clocked(declared.items(), deadline):
-        for name, around in reset.items():
-            parent = node.getparent() if name in properties else None
-            while parent is not None and parent not in around:   # each element is added once: linear in all
-                around.add(parent)
-                parent = parent.getparent()
-    unseen = []
-    for node, properties in declared.items():
-        if (node.tag in ("script", "style", "noscript", "template", "math") or node.get("hidden") is not None
-                or node.tag == "dialog" and node.get("open") is None or properties.get("display") == "none"
-                or _CSS_ZERO.fullmatch(properties.get("opacity", "1"))
-                or properties.get("visibility") in ("hidden", "collapse") and node not in reset["visibility"]
-                or _CSS_ZERO.fullmatch(properties.get("font-size", "1")) and node not in reset["font-size"]):
-            unseen.append((node, ""))
-    _replace_nodes_with_text(unseen, deadline)
+    never = [(node, "") for node, properties in declared.items()
+             if node.tag in ("script", "style", "noscript", "template", "math") or node.get("hidden") is not None
+             or node.tag == "dialog" and node.get("open") is None or properties.get("display") == "none"
+             or _CSS_ZERO.fullmatch(properties.get("opacity", "1"))]
+    _replace_nodes_with_text(never, deadline)
+    if any("visibility" in properties or "font-size" in properties for properties in declared.values()):
+        _blank_inherited(root, declared, deadline)
+
+
+def _blank_inherited(root: Any, declared: dict[Any, dict[str, str]], deadline: float) -> None:
+    """Blank each text (and drop each image) that inherits `visibility: hidden` or a zero `font-size` from the inline
+    styles in `declared`, as CSS inherits them: an element may set its own (`visible`, a size in px or rem), while a
+    value a browser would not take, or one relative to its parent's (em, %), inherits."""
+    import lxml.etree
+
+    inherited = [(False, False)]   # (invisible, zero size) of each open element
+    images = []
+    for event, node in _clocked(lxml.etree.iterwalk(root, events=("start", "end")), deadline):
+        if event == "end":
+            inherited.pop()
+            if any(inherited[-1]):   # a tail is the parent's text
+                node.tail = None
+            continue
+        invisible, zero = inherited[-1]
+        properties = declared.get(node, {})
+        visibility, size = properties.get("visibility"), properties.get("font-size")
+        if visibility is not None and visibility in _VISIBILITY:
+            invisible = _VISIBILITY[visibility]
+        if size is not None and _CSS_ZERO.fullmatch(size):
+            zero = True
+        elif size is not None and _CSS_SIZE.fullmatch(size):
+            zero = False
+        inherited.append((invisible, zero))
+        if invisible or zero:
+            node.text = None
+            if node.tag == "img":
+                images.append((node, ""))
+    _replace_nodes_with_text(images, deadline)
 
 
 def _declarations(style: str) -> dict[str, str]:
