@@ -213,7 +213,12 @@ def test_text_the_reader_cannot_see_never_reaches_the_model(tmp_path: Path, hidd
     '<div style="visibility:hidden">{}<span style="visibility:hidden"></span></div>',
     '<div style="visibility:hidden">{} <b style="visibility:inherit">x</b><i style="visibility:visible">y</i></div>',
     '<div style="font-size:0"><span style="font-size:50%">{}</span><span style="font-size:12px">z</span></div>',
-    '<div style="font-size:0"><img alt="{}" src="a.png"> <span style="font-size:bogus">{}</span></div>',
+    '<div style="visibility:hidden"><img alt="{}" src="a.png"></div><div style="font-size:0"><i style="font-size:x">{}</i></div>',
+    '<span style="d\\69&#13;splay:none">{}</span>', '<span style="background:url(/*);display:none">{}</span>',
+    '<span style=\'font-family:"/*";display:none\'>{}</span>', '<span style="font:0/0 a">{}</span>',
+    '<span style="font-size:0cqmin">{}</span>', '<span style="opacity:-1">{}</span>',
+    '<span hidden>x</span\u200b> {} </span>', '<script>x</script\U0001F600> {} </script>',
+    '<dialog>a</dialog\x0b> {} </dialog>',
 ])
 def test_text_a_browser_would_not_draw_never_reaches_the_model(tmp_path: Path, hiding: str) -> None:
     """A page's hidden element was read by the model as if shown: instructions planted where the user cannot see
@@ -234,7 +239,9 @@ def test_text_a_browser_would_not_draw_never_reaches_the_model(tmp_path: Path, h
     '<span style="opacity:0.5">{}</span>', '<span style="dis/**/play:none">{}</span>', '<details>{}</details>',
     '<div style="font-size:0"><span style="font-size:16px">{}</span></div>',
     '<div style="visibility:hidden"><p style="visibility:visible">{}</p></div>', '<dialog open>{}</dialog>',
-    '<span aria-hidden="true">{}</span>',
+    '<span aria-hidden="true">{}</span>', '<span hidden style="display:inline">{}</span>',
+    '<div style="font-size:0"><span style="font-size:initial">{}</span></div>', '<span style="display:none&nbsp;">{}</span>',
+    '<span style="font: bold 700 12px serif">{}</span>', '<scr\U0001F600ipt>{}</scr\U0001F600ipt>',
 ])
 def test_text_a_browser_draws_is_read_with_what_follows_a_dropped_element(shown: str) -> None:
     """Styles that leave text visible keep it, and the text after a script, a style or a formula is read: it was
@@ -245,3 +252,26 @@ def test_text_a_browser_draws_is_read_with_what_follows_a_dropped_element(shown:
     for words in ("Before", "after the script,", "after the style,", "after the formula.", "The visible words.", "End."):
         assert words in text, text
     assert "var x" not in text and "p {}" not in text
+
+
+def test_a_page_whose_root_is_hidden_or_whose_styles_hold_long_numbers_reads_at_once() -> None:
+    """The root element's own style was never read (`<html style="visibility:hidden">` showed its hidden text), and a
+    style's number was matched by a backtracking pattern: 30,000 zeros (a 30 kB page) took 27 s, past the deadline."""
+    page = ('<html style="visibility:hidden"><body><nav>SECRET menu</nav><article style="visibility:visible">Shown.'
+            '<img alt="A chart" src="c.png"></article></body></html>')
+    assert html_page(page, "https://example.org/").text == "\nURL: https://example.org/\nShown.[Image 0: A chart]"
+    t0 = time.perf_counter()
+    text = html_page(f'<p style="opacity:{"0" * 300_000}#">One.</p><p style="font-size:{"0" * 300_000}x">Two.</p>'
+                     f'<p style="opacity:{"0" * 300_000}">Three.</p>', "https://example.org/").text
+    assert time.perf_counter() - t0 < 2 and "One." in text and "Two." in text and "Three." not in text
+
+
+def test_a_link_whose_text_is_a_line_range_cannot_read_as_a_citation() -> None:
+    """A page's fourth link titled "L5-L9" was given to the model as `【3†L5-L9】`: a citation of page 3's lines 5-9,
+    ready to be copied into an answer as if the model had read them."""
+    from gptoss_lab.tools.browser.page import CITATION_PATTERN
+
+    text = html_page('<p><a href="/a">Owls</a> <a href="/d">L5-L9</a> <a href="https://evil.example/"> L1 - L3 </a>'
+                     ' <a href="/x">Lemons</a></p>', "https://example.org/").text
+    assert text.endswith("【0†Owls】 【1†link L5-L9】 【2†link L1 - L3†evil.example】 【3†Lemons】"), text
+    assert [m["content"] for m in CITATION_PATTERN.finditer(text)] == ["Owls", "link L5-L9", "link L1 - L3", "Lemons"]

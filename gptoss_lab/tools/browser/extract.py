@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlparse
 
-from .page import Page, clean_url, domain, merge_whitespace, replace_special_chars
+from .page import CITED_LINES, SPECIAL_CHARACTERS, Page, clean_url, domain, merge_whitespace, replace_special_chars
 
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
@@ -67,13 +67,22 @@ _VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "l
                   "track", "wbr"}
 _UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                  (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
-_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)
-_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n\f]?|([^\n\r\f0-9a-fA-F]))")
+# a CSS comment, or a string or url() (where `/*` is no comment): read in one pass, as a browser tokenizes
+_CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)|(\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|url\([^)]*\)?)", re.DOTALL | re.IGNORECASE)
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})(?:\r\n|[ \t\n\r\f])?|([^\n\r\f0-9a-fA-F]))")
 _IMPORTANT = re.compile(r"!\s*important\s*$")
-_CSS_ZERO = re.compile(r"[+-]?(?:0+\.?0*|\.0+)(?:e[+-]?\d+)?(?:%|[a-z]{1,4})?")
-# a font size of its own, not relative to the parent's (whose zero an `em` or `%` keeps); a function is taken as one
-_CSS_SIZE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?(?:px|pt|pc|cm|mm|q|in|rem|r?lh|[sld]?v(?:w|h|i|b|min|max)"
-                       r"|cq(?:w|h|i|b|min|max))|(?:xx?-)?(?:small|large)|medium|xxx-large|(?:calc|clamp|min|max|var)\(.*")
+# a number and its unit, each digit read one way only (`0+\.?0*` backtracked: 30,000 zeros took 27 s in one match)
+_CSS_NUMBER = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)([a-z%]*)")
+_ABSOLUTE_UNITS = frozenset({"px", "pt", "pc", "cm", "mm", "q", "in", "rem", "rlh", "vw", "vh", "vi", "vb", "vmin", "vmax",
+                             *(f"{p}v{a}" for p in "sld" for a in ("w", "h", "i", "b", "min", "max")),
+                             *(f"cq{a}" for a in ("w", "h", "i", "b", "min", "max"))})
+_RELATIVE_UNITS = frozenset({"", "%", "em", "ex", "ch", "cap", "ic", "lh"})   # "": a bare 0
+_SIZE_WORDS = frozenset({"xx-small", "x-small", "small", "medium", "large", "x-large", "xx-large", "xxx-large", "initial"})
+# a tag name holding a character the parse drops or changes (`</span\u200b>`, `<scr😀ipt>`): `_` in its place keeps
+# it another name, as a browser reads it; dropped, it closed the hidden element early or made text a script
+_ODD = re.compile(f"[\x1b{_SMP.pattern[1:-1]}{SPECIAL_CHARACTERS.pattern[1:-1]}]")
+_TAG_NAME_ODD = re.compile(f"</?[A-Za-z][^\\t\\n\\f\\r /><]*?{_ODD.pattern}[^\\t\\n\\f\\r /><]*")
+_CSS_SPACE = " \t\n\r\f"   # CSS's whitespace: a no-break space is part of a word
 _VISIBILITY = {"hidden": True, "collapse": True, "visible": False, "initial": False, "revert": False,
                "revert-layer": False}   # others (inherit, unset, a value browsers refuse) inherit
 _T = TypeVar("_T")
@@ -114,7 +123,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
                            f"{MAX_HTML_TAGS:,}")
     if main_content and tags <= MAX_MAIN_CONTENT_TAGS:
         html, found_title = _main_content(html, deadline)
-    html = _XML_DECLARATION.sub("", html)
+    html = _XML_DECLARATION.sub("", _TAG_NAME_ODD.sub(lambda m: _ODD.sub("_", m.group(0)), html))
     root, too_deep = _parse(html, deadline)
     if too_deep:  # libxml2 dropped the rest of the page (old HTML's unclosed `<font>` per line): its tags made shallow
         root, _ = _parse(_shallow(html, deadline), deadline)
@@ -165,27 +174,37 @@ def _parse(html: str, deadline: float) -> tuple[Any, bool]:
 
 def _drop_unseen(root: Any, deadline: float) -> None:
     """Drop what a browser does not draw, their tails kept: scripts, styles, templates, formulas (as the reference),
-    and elements hidden by markup: the `hidden` attribute, a `<dialog>` not open, an inline style of `display: none`
-    or `opacity: 0`; and blank the text that an inline `visibility: hidden` or `font-size: 0` hides, which an element
-    inside may set back (a common way to close gaps between inline blocks). A page's hidden text was read by the model
-    as if shown (instructions planted for it). Text hidden by a style sheet, a class or off-screen placing still gets
-    through."""
-    nodes = root.xpath(".//script|.//style|.//noscript|.//template|.//math|.//dialog[not(@open)]|.//*[@hidden]"
-                       "|.//*[@style]")
+    and elements hidden by markup: the `hidden` attribute and a `<dialog>` not open (unless an inline `display` shows
+    them), an inline `display: none` or `opacity: 0`; and blank the text that an inline `visibility: hidden` or
+    `font-size: 0` hides, which an element inside may set back (a common way to close gaps between inline blocks). A
+    page's hidden text was read by the model as if shown (instructions planted for it). Not read: style sheets,
+    classes, `var()` and `calc()`, off-screen placing, and where libxml2 builds another tree than a browser."""
+    nodes = root.xpath("descendant-or-self::*[self::script or self::style or self::noscript or self::template or "
+                       "self::math or self::dialog or @hidden or @style]")
     declared = {node: _declarations(node.get("style") or "") for node in _clocked(nodes, deadline)}
-    never = [(node, "") for node, properties in declared.items()
-             if node.tag in ("script", "style", "noscript", "template", "math") or node.get("hidden") is not None
-             or node.tag == "dialog" and node.get("open") is None or properties.get("display") == "none"
-             or _CSS_ZERO.fullmatch(properties.get("opacity", "1"))]
+    never = [(node, "") for node, properties in declared.items() if _never_drawn(node, properties)]
+    if never and never[0][0] is root:   # <html style="display:none">: nothing is drawn
+        root.clear()
+        return
     _replace_nodes_with_text(never, deadline)
     if any("visibility" in properties or "font-size" in properties for properties in declared.values()):
         _blank_inherited(root, declared, deadline)
 
 
+def _never_drawn(node: Any, properties: dict[str, str]) -> bool:
+    display = properties.get("display")
+    if node.tag in ("script", "style", "noscript", "template", "math") or display == "none":
+        return True
+    if (node.get("hidden") is not None or node.tag == "dialog" and node.get("open") is None) and display is None:
+        return True   # an inline display overrides the browser's own `[hidden]` and `dialog:not([open])` rules
+    number = _CSS_NUMBER.fullmatch(properties.get("opacity", "1"))
+    return number is not None and number.group(2) in ("", "%") and float(number.group(1)) <= 0   # below 0 is 0
+
+
 def _blank_inherited(root: Any, declared: dict[Any, dict[str, str]], deadline: float) -> None:
-    """Blank each text (and drop each image) that inherits `visibility: hidden` or a zero `font-size` from the inline
-    styles in `declared`, as CSS inherits them: an element may set its own (`visible`, a size in px or rem), while a
-    value a browser would not take, or one relative to its parent's (em, %), inherits."""
+    """Blank each text that inherits `visibility: hidden` or a zero `font-size` from the inline styles in `declared`
+    (and drop each image `visibility` hides), as CSS inherits them: an element may set its own (`visible`, a size
+    in px or rem), while a value a browser would not take, or one relative to its parent's (em, %), inherits."""
     import lxml.etree
 
     inherited = [(False, False)]   # (invisible, zero size) of each open element
@@ -193,40 +212,63 @@ def _blank_inherited(root: Any, declared: dict[Any, dict[str, str]], deadline: f
     for event, node in _clocked(lxml.etree.iterwalk(root, events=("start", "end")), deadline):
         if event == "end":
             inherited.pop()
-            if any(inherited[-1]):   # a tail is the parent's text
+            if inherited and any(inherited[-1]):   # a tail is the parent's text
                 node.tail = None
             continue
         invisible, zero = inherited[-1]
         properties = declared.get(node, {})
-        visibility, size = properties.get("visibility"), properties.get("font-size")
-        if visibility is not None and visibility in _VISIBILITY:
-            invisible = _VISIBILITY[visibility]
-        if size is not None and _CSS_ZERO.fullmatch(size):
-            zero = True
-        elif size is not None and _CSS_SIZE.fullmatch(size):
-            zero = False
+        invisible = _VISIBILITY.get(properties.get("visibility", ""), invisible)
+        size = _font_size(properties["font-size"]) if "font-size" in properties else None
+        zero = zero if size is None else size
         inherited.append((invisible, zero))
         if invisible or zero:
             node.text = None
-            if node.tag == "img":
-                images.append((node, ""))
+        if invisible and node.tag == "img":   # an image is drawn at any font size, with its alt text
+            images.append((node, ""))
     _replace_nodes_with_text(images, deadline)
+
+
+def _font_size(value: str) -> bool | None:
+    """Whether a font-size is zero (True) or one of its own (False); None when it follows the parent's (em, %, a
+    value a browser refuses). A function (`calc()`, `var()`) is taken as a size of its own."""
+    number = _CSS_NUMBER.fullmatch(value)
+    if number is not None:
+        amount, unit = float(number.group(1)), number.group(2)
+        if unit not in _ABSOLUTE_UNITS and unit not in _RELATIVE_UNITS or amount < 0:
+            return None   # `0x`, `-1px`: a browser refuses the declaration
+        return True if amount == 0 else None if unit in _RELATIVE_UNITS else False
+    if value in _SIZE_WORDS or value.startswith(("calc(", "clamp(", "min(", "max(", "var(")):
+        return False
+    return None
 
 
 def _declarations(style: str) -> dict[str, str]:
     """An inline style's properties, lowercased, as a browser reads them: CSS comments and escapes (`d\\isplay`)
-    undone, the last declaration of a property counting unless an earlier one is `!important`."""
+    undone, the last declaration of a property counting unless an earlier one is `!important`; the `font` shorthand
+    sets `font-size` (`font: 0/0 a` hides text)."""
     properties: dict[str, str] = {}
     important: set[str] = set()
-    for declaration in _CSS_COMMENT.sub(" ", style).split(";"):
+    kept = _CSS_COMMENT.sub(lambda m: m.group(1) or " ", style)
+    for declaration in kept.split(";"):
         name, _, value = (_CSS_ESCAPE.sub(_css_character, part) for part in declaration.partition(":"))
-        name, value = name.strip().lower(), value.lower()
+        name, value = name.strip(_CSS_SPACE).lower(), value.lower()
+        if name == "font":
+            name, value = "font-size", _shorthand_size(value)
         if _IMPORTANT.search(value):
             important.add(name)
         elif name in important:
             continue
-        properties[name] = _IMPORTANT.sub("", value).strip()
+        properties[name] = _IMPORTANT.sub("", value).strip(_CSS_SPACE)
     return properties
+
+
+def _shorthand_size(value: str) -> str:
+    """The font size a `font` shorthand sets (`italic bold 0/0 serif` -> `0`); `medium` when none is given."""
+    for word in value.split():
+        size = word.split("/")[0]
+        if _font_size(size) is not None:   # a weight (700) follows its parent's size: it is None
+            return size
+    return "medium"
 
 
 def _css_character(match: re.Match[str]) -> str:
@@ -606,6 +648,8 @@ def _number_links(root: Any, url: str, deadline: float) -> dict[str, str]:
         if link.startswith(("mailto:", "javascript:")):
             continue
         text = _node_text(a).replace("†", "‡")
+        if CITED_LINES.match(text):   # `【3†L5-L9】` would read as a citation of lines 5-9 the model could copy
+            text = f"link {text.strip()}"
         if not re.sub(r"【\@([^】]+)】", "", text):  # an image link
             continue
         if link.startswith("#"):

@@ -28,12 +28,12 @@ PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
 PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【[0-9]*(?:†(?P<content>[^†】]*)(?:†[^†】]*)?)?$")
 LINK_PATTERN = re.compile(r"【[0-9]+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 CITATION_PATTERN = re.compile(r"【(?P<cursor>[0-9]+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
-_CITED_LINES = re.compile(r"^\s*L([0-9]+)(?:\s*-\s*L?([0-9]+))?\s*$")
+CITED_LINES = re.compile(r"^\s*L([0-9]+)(?:\s*-\s*L?([0-9]+))?\s*$")
 _SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\x0b": " ", "\x0c": " "}  # vertical tab, form feed: spaces
 # Dropped from documents, so that the model and the reader see the same text, in the order it is stored: terminal
 # sequences whole (_TERMINAL: CSI in 7 and 8 bits, a window title ended on its line, ESC and a letter or digit such as
 # `ESC c`, `ESC (B`; a text file's colours and cursor moves could make a terminal-ish view read otherwise), then
-# (_SPECIAL_RE) the other control characters but tab, line feed, return and the spaces above (NUL, U+FFFE, U+FFFF: no
+# (SPECIAL_CHARACTERS) the other control characters but tab, line feed, return and the spaces above (NUL, U+FFFE, U+FFFF: no
 # text's characters, and lxml refused an HTML file's `&#xffff;` with a traceback), zero-width spaces (as the
 # reference), direction overrides, embeddings and isolates (they can make a cited line read backwards; the marks
 # U+200E/U+200F stay, right-to-left text needs them), and the invisible characters that can carry text the reader never
@@ -42,7 +42,7 @@ _SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\x0b": " ", "\x0c":
 # the supplementary variation selectors). The joiners U+200C/U+200D stay (Persian, Indic scripts and emoji need them).
 # None is a line break: lines keep their numbers.
 _TERMINAL = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)|\x1b[ #%(-/]?[0-9A-Za-z]")
-_SPECIAL_RE = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2066-\u2069"
+SPECIAL_CHARACTERS = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x7f-\x9f\u200b\u202a-\u202e\u2066-\u2069"
                          "\ufffe\uffff\u00ad\u180e\u2060-\u2064\ufeff\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
 # What a URL keeps nowhere as itself: control characters (line breaks too), the line and paragraph separators, and the
 # direction controls and invisible characters (zero-width joiners, BOM, lone surrogates) that make an address read as
@@ -120,7 +120,7 @@ def replace_special_chars(text: str) -> str:
     pypdf's for glyphs it cannot map) and direction overrides go (see _TERMINAL)."""
     if "\x1b" in text or "\x9b" in text:   # a scan for one character: most documents have no terminal sequence
         text = _TERMINAL.sub("", text)
-    return _SPECIAL_RE.sub(lambda m: _SPECIAL_CHARS.get(m.group(0), ""), text)
+    return SPECIAL_CHARACTERS.sub(lambda m: _SPECIAL_CHARS.get(m.group(0), ""), text)
 
 
 def clean_url(url: str) -> str:
@@ -323,7 +323,7 @@ def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: i
 
 def cited_lines(content: str) -> tuple[int, int] | None:
     """`L9-L11` -> (9, 11), `L3` -> (3, 3); None when the citation names no lines."""
-    match = _CITED_LINES.match(content)
+    match = CITED_LINES.match(content)
     if match is None:
         return None
     try:
