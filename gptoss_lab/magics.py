@@ -586,10 +586,14 @@ class GptossMagics(Magics):
               f"turns: {len(self.session.replies)}")
 
     def _last_routing(self) -> Any:
-        replies = self.session.replies if self.session else []
+        session = self._settings_from()   # after `%gptoss unload`, its conversation's last reply (as history shows)
+        replies = session.replies if session is not None else []
         if not replies or replies[-1].routing is None:
             from .engines.hooks import model_of
 
+            if self.session is None:   # was an AttributeError traceback
+                raise UsageError("%gptoss routing: no reply has routing and no model is loaded: `%gptoss load tiny`, "
+                                 "then run a cell with `%%gptoss --routing`.")
             try:   # a model outside this kernel records none: asking again with --routing would not help
                 model_of(self.session.engine)
                 why = ""

@@ -13,6 +13,10 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     _, kc = kernel
     (tmp_path / "notes.md").write_text("# Notes\nThe harbour of Velmora opens at dawn.\n")
     run(kc, "%load_ext gptoss_lab")
+    out, content = run(kc, "%gptoss routing")   # was an AttributeError traceback
+    assert (content["ename"], content["evalue"]) == ("UsageError", "%gptoss routing: no reply has routing and no model "
+                                                     "is loaded: `%gptoss load tiny`, then run a cell with `%%gptoss "
+                                                     "--routing`."), out
     out, content = run(kc, "%gptoss config effort=high seed=3 approve=auto guard=off")
     assert content["status"] == "ok", out
     assert "bundled gpt-oss-tiny" not in out and out.startswith("No model loaded"), out

@@ -96,8 +96,9 @@ def resolve(name_or_path: str | Path) -> Source:
     text = str(name_or_path)
     if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(text):
         raise LoadError(f"checkpoint folder not found: {text}")
-    if text.lower() == "tiny":  # mistyped names, not Hub ids to look up (offline: "hf download Tiny" was the advice)
-        raise LoadError(f"{text} is not a checkpoint folder here: the bundled model is tiny, in lower case")
+    if text.lower() in ("tiny", "gpt-oss-tiny"):  # mistyped names, not Hub ids to look up (offline: "hf download Tiny")
+        raise LoadError(f"{text} is not a checkpoint folder here: the bundled model (gpt-oss-tiny) loads as tiny, "
+                        "in lower case")
     if "/" not in text and shipped_config(text.lower()):
         raise LoadError(f"{text} is not a checkpoint folder here: the released model's Hub id is openai/{text.lower()}")
     return Source(text, text.rsplit("/", 1)[-1], True)
