@@ -395,7 +395,17 @@ class GptossMagics(Magics):
                    "intervene": intervene, **overrides}
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output))
         # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
-        self._keep(_one_line(session.ask, prompt, view=view, new=opts.new, **options), opts.output)
+        made = len(session.replies)
+        try:
+            reply = _one_line(session.ask, prompt, view=view, new=opts.new, **options)
+        except KeyboardInterrupt:
+            if len(session.replies) == made:
+                raise
+            # Ctrl-C while the turn was ending (the chat view waits for its front end): `ask` holds it until the
+            # reply is made, then delivers it, so that a script stops; here the cell is ending anyway, and the
+            # reply was lost with a traceback
+            reply = session.replies[-1]
+        self._keep(reply, opts.output)
         self.text, self.output = opts.text, opts.output  # the view and -o name `%gptoss regenerate` uses
 
     def _check_output_name(self, name: str) -> str:

@@ -217,3 +217,32 @@ def test_status_says_what_always_allow_allowed_until_approval_is_set_again(capsy
         assert "approve: auto" in out and "| always allowed: python (" in out, out
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+
+
+def test_ctrl_c_as_a_cell_turn_ends_keeps_its_reply_without_a_traceback(monkeypatch):
+    """An interrupt while the turn was ending (the chat view waits up to seconds for a front end to draw the answer)
+    was held until the reply was made, then raised out of the cell: a KeyboardInterrupt traceback under the shown
+    answer, and `_gptoss` never set (a new user's review). Held the same way here, from inside the turn's end."""
+    import signal
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from gptoss_lab import session as session_module
+
+    finish = session_module._Turn.finish
+
+    def interrupted(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGINT)   # held by the turn until its reply is made
+        return finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(session_module._Turn, "finish", interrupted)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "gptoss_lab")
+    shell.user_ns.pop("_gptoss", None)
+    shell.user_ns["s"] = session = Session(ReplayEngine(FINAL.format("Forty-two.")), namespace=shell.user_ns)
+    shell.run_line_magic("gptoss", "use s")
+    shell.run_cell_magic("gptoss", "--text", "What is six times seven?")
+    assert shell.user_ns["_gptoss"].final == "Forty-two." and session.replies[-1] is shell.user_ns["_gptoss"]
+    with pytest.raises(KeyboardInterrupt):   # a script's own loop of asks still stops
+        session.ask("And again?", view=None)
+    assert len(session.replies) == 2
