@@ -690,23 +690,32 @@ class _Turn:
         self.ended_why = why
         self._warn(why, level)
 
-    def _keep_partial(self) -> None:
-        """A message cut off mid-way joins the conversation as written (a half tool call does not)."""
+    def _keep_partial(self) -> str:
+        """A message cut off mid-way joins the conversation as written (a half tool call does not); what was not kept
+        and why, for the Stop notice ("" when nothing was written or all of it was kept)."""
         stream, self.stream = self.stream, None
         if stream is None or not stream.in_message or stream.header is None:
-            return
+            return ""
         header, text = stream.header, stream.partial_text()
         self.emit(MessageEnd(None, None))
         if text and not header.recipient and header.channel in harmony.CHANNELS:
             self._on_message(harmony.assistant_message(text, header.channel), None)
+            return ""
+        if not text:
+            return ""
+        return "tool call" if header.recipient else "message on a channel the conversation does not keep"
 
     def interrupt(self) -> None:
         """Stop button or kernel interrupt: keep what was generated, leave the conversation valid."""
         self.reply.interrupted = True
-        self._keep_partial()
+        dropped = self._keep_partial()
         self._answer_unanswered("skipped", _STOPPED_BEFORE)
         if self.reply.messages:
-            self._end_early("Stopped: the partial reply is kept.")
+            self._end_early(f"Stopped: the partial reply is kept, without the {dropped} it was writing." if dropped
+                            else "Stopped: the partial reply is kept.")
+        elif dropped:   # it said "before the model had written any text" under the call's text shown live
+            self._end_early(f"Stopped while the model was writing a {dropped}, which is not kept half-written: "
+                            "nothing to keep.")
         else:  # stopped inside the first message's header: no text of the model's to keep
             self._end_early("Stopped before the model had written any text: nothing to keep.")
 

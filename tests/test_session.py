@@ -587,3 +587,16 @@ def test_a_session_says_what_it_talks_to():
     assert repr(session) == "Session(replay, 0 turns, effort medium, approve ask)"
     session.ask("hi")
     assert repr(session) == "Session(replay, 1 turn, effort medium, approve ask)"
+
+
+def test_stop_inside_a_tool_call_says_the_half_written_call_is_not_kept():
+    """Stopped while the model wrote a call, the turn said "Stopped before the model had written any text" under the
+    call's text shown live (a new user's review)."""
+    call = '<|channel|>analysis to=python code<|message|>print("counting the words of a long text one by one")<|call|>'
+    said = "Stopped while the model was writing a tool call, which is not kept half-written: nothing to keep."
+    reply = session(call + FINAL.format(text="never")).ask("q", view=Recorder(stop_after=5))
+    assert reply.interrupted and reply.errors == [said] and reply.tool_calls == []
+    thought = "<|channel|>analysis<|message|>Count them.<|end|><|start|>assistant"
+    reply = session(thought + call + FINAL.format(text="never")).ask("q", view=Recorder(stop_after=8))
+    assert reply.errors == ["Stopped: the partial reply is kept, without the tool call it was writing."]
+    assert reply.analysis == "Count them."
