@@ -285,6 +285,19 @@ def test_quantizing_a_source_whose_config_is_a_fifo_is_refused_unread(tmp_path, 
     assert (child.returncode, child.stderr) == (1, f"error: could not load {source}: config.json is not a regular file\n")
 
 
+def test_a_numbered_cpu_device_loads_as_the_cpu(capsys):
+    """`%gptoss load tiny --device cpu:7` announced bfloat16 on cpu:7, then failed: "Using a `device_map` ... requires
+    `accelerate`" (a new user's review). It is the CPU, and loads as on one."""
+    import torch
+
+    from gptoss_lab import Session
+
+    session = Session.load("tiny", device="cpu:7")
+    weight = next(session.engine.model.parameters())
+    assert (weight.device.type, weight.dtype) == ("cpu", torch.float32)
+    assert capsys.readouterr().out.startswith("Loading gpt-oss-tiny on cpu (float32, the CPU default,")
+
+
 def test_the_doctor_refuses_a_device_torch_does_not_know():
     """`doctor(model, device="bogus")` sized the model against this machine's RAM: "... does not fit on bogus"."""
     assert one_line_error(lambda: doctor("openai/gpt-oss-20b", device="bogus")) == (

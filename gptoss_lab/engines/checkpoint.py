@@ -869,10 +869,12 @@ def plan_load(
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     if device_map in _MULTI_DEVICE_MAPS and not torch.cuda.is_available():
         device_map, device = None, "cpu"  # all a map spreads over here: loaded as on a CPU (its dtype, its threads)
-    target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device_map is None:  # refused before "Loading ... on bogus" is printed, not by transformers after it
         check_device(device)
-    elif importlib.util.find_spec("accelerate") is None:
+        if device is not None and not str(device).isdigit() and torch.device(device).type == "cpu":
+            device = "cpu"   # cpu:7 is the CPU: it loaded in bfloat16, then failed for want of accelerate
+    target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device_map is not None and importlib.util.find_spec("accelerate") is None:
         raise LoadError(f"device_map={device_map!r} needs the accelerate package (pip install accelerate); "
                         "on one device give device= instead (%gptoss load NAME --device cuda)")
     check_gpu(target)
