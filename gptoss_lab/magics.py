@@ -454,12 +454,14 @@ class GptossMagics(Magics):
         elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
             old = self.session
-            self.session = _keep_settings(_one_line(Session.load, opts.model, **options), self._settings_from())
+            self.session = _keep_settings(_one_line(Session.load, opts.model, said_by="%gptoss load", **options),
+                                          self._settings_from())
             print(f"Loaded {visible(self.session.engine.name)}.{_new_conversation(old)}")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
             given = {k: getattr(opts, k) for k in ("timeout", "retries", "verify") if getattr(opts, k) is not None}
-            session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, **given)
+            session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, said_by="%gptoss connect",
+                                 **given)
             old, self.session = self.session, _keep_settings(session, self._settings_from())
             # the engine's URL (a user:password@ taken out), and the names the server chose
             print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)})."
@@ -491,7 +493,7 @@ class GptossMagics(Magics):
             from . import doctor
 
             model = opts.model or (self.session.engine if self.session is not None else "tiny")
-            return _one_line(doctor, model)
+            return _one_line(doctor, model, said_by="%gptoss doctor")
         else:
             self._status()
         return None
@@ -614,15 +616,17 @@ class GptossMagics(Magics):
         return replies[-1].routing
 
 
-def _one_line(call: Any, *args: Any, **kw: Any) -> Any:
-    """Run `call`; a user-facing error (engine, settings, tools, prompt) becomes a one-line UsageError."""
+def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:
+    """Run `call`; a user-facing error (engine, settings, tools, prompt) becomes a one-line UsageError, starting with
+    the command `said_by` names (`%gptoss load: checkpoint folder not found: …`) unless it names one already."""
     from .engines.base import EngineError
     from .session import TurnError
 
     try:
         return call(*args, **kw)
     except (EngineError, TurnError, SettingsError) as err:
-        raise UsageError(str(err)) from None
+        text = str(err)
+        raise UsageError(f"{said_by}: {text}" if said_by and not text.startswith("%") else text) from None
 
 
 def _threads(value: str) -> int:

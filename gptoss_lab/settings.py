@@ -130,6 +130,14 @@ def shown_keys(extra: Sequence[str] = ()) -> list[str]:
 _MEANT = {"functions": "tools", "function": "tools"}
 
 
+# pydantic's words for a value of the wrong kind ("must be a valid boolean, unable to interpret input"), said as what
+# the setting takes
+_PLAIN = {"bool_parsing": "must be on or off (true/false, yes/no, 1/0)", "bool_type": "must be on or off",
+          "float_parsing": "must be a number", "float_type": "must be a number",
+          "int_parsing": "must be a whole number", "int_type": "must be a whole number",
+          "int_from_float": "must be a whole number"}
+
+
 def _one_line(err: pydantic.ValidationError) -> str:
     problems = []
     for e in err.errors(include_url=False):
@@ -139,7 +147,7 @@ def _one_line(err: pydantic.ValidationError) -> str:
             problems.append(f"{field} is not a setting{f' (did you mean {meant}?)' if meant else ''}; "
                             f"settings are {', '.join(Settings.names())}")
             continue
-        message = e["msg"][0].lower() + e["msg"][1:]
+        message = _PLAIN.get(e["type"]) or e["msg"][0].lower() + e["msg"][1:]
         message = message.replace("input should be", "must be").replace("value error, ", "")
         problems.append(f"{field} {message}, not {e['input']!r}" if "input" in e else f"{field}: {message}")
     return "; ".join(problems)

@@ -281,7 +281,8 @@ def test_a_refused_load_in_a_kernel_is_one_line_and_keeps_the_loaded_model(tmp_p
         assert run(kc, "%load_ext gptoss_lab\n%gptoss load tiny", timeout=120)[1]["status"] == "ok"
         _, refused = run(kc, f"%gptoss load {folder}", timeout=120)
         assert (refused["ename"], refused["evalue"]) == (
-            "UsageError", f"could not load {folder}: its generation_config.json must be an object, not [1, 2]")
+            "UsageError", f"%gptoss load: could not load {folder}: its generation_config.json must be an object, "
+                          "not [1, 2]")
         assert run(kc, "%gptoss status", timeout=120)[0].startswith("model: gpt-oss-tiny |")
         assert run(kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", timeout=120)[1]["status"] == "ok"
         assert run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens)", timeout=120)[0].split() == ["gpt-oss-tiny", "8"]

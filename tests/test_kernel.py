@@ -197,7 +197,8 @@ def test_doctor_examines_the_loaded_model(kernel, random_checkpoint):
     run(kc, SETUP)
     out, content = run(kc, "%gptoss doctor")  # a replayed model has no weights here to examine
     assert content["ename"] == "UsageError" and content["evalue"] == (
-        "replay is not loaded in this kernel, so doctor cannot size it: give a hub id, a folder or a config.json")
+        "%gptoss doctor: replay is not loaded in this kernel, so doctor cannot size it: give a hub id, a folder or a "
+        "config.json")
     out, content = run(kc, f"%gptoss load {random_checkpoint} --dtype float32", timeout=120)
     assert content["status"] == "ok", out
     out, content = run(kc, "d = %gptoss doctor\nprint(d.model, d.layers, d.experts)")

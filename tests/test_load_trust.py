@@ -227,7 +227,7 @@ def test_load_dot_slash_tiny_in_a_kernel_is_the_folder(tmp_path, random_checkpoi
     try:
         assert run(kc, "%load_ext gptoss_lab\nfrom pathlib import Path\nfrom gptoss_lab import Session", timeout=120)[1]["status"] == "ok"
         refused = run(kc, "%gptoss load ./tiny", timeout=120)[1]
-        assert (refused["ename"], refused["evalue"]) == ("UsageError", "checkpoint folder not found: ./tiny")
+        assert (refused["ename"], refused["evalue"]) == ("UsageError", "%gptoss load: checkpoint folder not found: ./tiny")
         refused = run(kc, 'Session.load(Path("tiny"), progress=False)', timeout=120)[1]
         assert (refused["ename"], refused["evalue"]) == ("LoadError", "checkpoint folder not found: tiny")
         shutil.copytree(random_checkpoint, tmp_path / "tiny")

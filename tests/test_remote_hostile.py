@@ -161,10 +161,12 @@ def test_the_connect_magic_takes_a_timeout_and_retries():
         url, listener = _trickling_server()
         with listener:
             started = time.monotonic()
-            with pytest.raises(UsageError, match=r"^the server at .* did not answer within 1 s \(timeout=\.\.\.\)$"):
+            with pytest.raises(UsageError, match=r"^%gptoss connect: the server at .* did not answer within 1 s "
+                                                 r"\(timeout=\.\.\.\)$"):
                 shell.run_line_magic("gptoss", f"connect {url} --timeout 1 --retries 0")
             assert time.monotonic() - started < 4
-        with pytest.raises(UsageError, match=r"^timeout must be a number of seconds above 0, at most 86400"):
+        with pytest.raises(UsageError, match=r"^%gptoss connect: timeout must be a number of seconds above 0, "
+                                             r"at most 86400"):
             shell.run_line_magic("gptoss", f"connect {url} --timeout 0")
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace

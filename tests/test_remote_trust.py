@@ -137,7 +137,7 @@ def test_the_connect_magic_takes_a_ca_bundle_or_insecure(certificate, capsys):
         with _https(certificate) as (server, url):
             with pytest.raises(UsageError) as caught:
                 shell.run_line_magic("gptoss", f"connect {url}")
-            assert str(caught.value) == _untrusted(url)
+            assert str(caught.value) == "%gptoss connect: " + _untrusted(url)
             shell.run_line_magic("gptoss", f"connect {url} --ca-bundle {certificate[0]}")
             shell.run_line_magic("gptoss", f"connect {url} --insecure")
             with pytest.raises(UsageError, match="not allowed with argument"):

@@ -600,3 +600,19 @@ def test_stop_inside_a_tool_call_says_the_half_written_call_is_not_kept():
     reply = session(thought + call + FINAL.format(text="never")).ask("q", view=Recorder(stop_after=8))
     assert reply.errors == ["Stopped: the partial reply is kept, without the tool call it was writing."]
     assert reply.analysis == "Count them."
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("guard=maybe", "guard must be on or off (true/false, yes/no, 1/0), not 'maybe'"),
+    ("timeout=abc", "timeout must be a number, not 'abc'"),
+    ("seed=1.5", "seed must be a whole number, not '1.5'"),
+    ("temperature=warm", "temperature must be a number, not 'warm'"),
+])
+def test_a_setting_of_the_wrong_kind_says_what_it_takes(assignment, message):
+    """`%gptoss config guard=maybe` said "guard must be a valid boolean, unable to interpret input", pydantic's
+    words, and never what the setting takes (a new user's review)."""
+    from gptoss_lab.settings import make, parse_assignments
+
+    with pytest.raises(SettingsError) as error:
+        make(parse_assignments([assignment]))
+    assert str(error.value) == message
