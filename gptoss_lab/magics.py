@@ -382,6 +382,13 @@ class GptossMagics(Magics):
             from .routing.interventions import parse_ablate
 
             intervene = _one_line(parse_ablate, ",".join(opts.ablate))
+        if self.session is None:   # what the bundled model would refuse, refused before it loads (seconds)
+            holder = self._settings_from()
+            tools = opts.tools if opts.tools is not None else holder.settings.tools if holder is not None else ""
+            if ("browser" in (t.strip() for t in tools.split(",")) if isinstance(tools, str) else False) and (
+                    holder is None or holder.browser is None):
+                raise UsageError("%%gptoss: the browser has no documents to read: choose them with "
+                                 "`%gptoss browse FOLDER`")
         session = self._session()
         overrides = {k: getattr(opts, k) for k in ("effort", "approval", "tools", "max_new_tokens", "temperature",
                                                    "top_p", "seed", "timeout")}

@@ -17,6 +17,10 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     assert (content["ename"], content["evalue"]) == ("UsageError", "%gptoss routing: no reply has routing and no model "
                                                      "is loaded: `%gptoss load tiny`, then run a cell with `%%gptoss "
                                                      "--routing`."), out
+    out, content = run(kc, "%%gptoss --tools browser\nWhat do my notes say?")   # refused before tiny loads (5 s)
+    assert (content["ename"], content["evalue"]) == ("UsageError", "%%gptoss: the browser has no documents to read: "
+                                                     "choose them with `%gptoss browse FOLDER`"), out
+    assert "using the bundled gpt-oss-tiny" not in out and run(kc, "%gptoss status")[0].startswith("No model loaded")
     out, content = run(kc, "%gptoss config effort=high seed=3 approve=auto guard=off")
     assert content["status"] == "ok", out
     assert "bundled gpt-oss-tiny" not in out and out.startswith("No model loaded"), out
