@@ -255,6 +255,17 @@ def test_compare_keeps_the_conversation_so_that_regenerate_asks_the_users_questi
     session.reset()
 
 
+def test_compare_under_approval_ask_says_it_cannot_ask_instead_of_measuring_skipped_calls(session):
+    """Under approval='ask' both answers measured a turn whose python call was skipped ("nobody could give it"),
+    with nothing to say why (a new user's review)."""
+    history = list(session.history)
+    with pytest.raises(ValueError, match=r"^compare: the model called python, which needs approval, and compare "
+                                         r"cannot ask: give approval='auto'"):
+        disable({1: [3]}).compare(session, QUESTIONS[0], max_new_tokens=150, approval="ask")
+    assert session.history == history
+    assert disable({1: [3]}).compare(session, QUESTIONS[0], max_new_tokens=150).baseline.tool_calls
+
+
 def test_token_effect(session):
     session.reset()
     reply = session.ask(QUESTIONS[1], routing=True, temperature=0, max_new_tokens=100)

@@ -88,7 +88,8 @@ class Intervention:
 
     def compare(self, session: Any, prompt: str, **options: Any) -> Effect:
         """Ask `prompt` without and with this intervention (greedy, from the same conversation, which
-        is left as it was) and measure the effect; see `Effect`. Options go to `Session.ask`."""
+        is left as it was) and measure the effect; see `Effect`. Options go to `Session.ask`: compare asks no
+        approval, so a tool call under approval='ask' is refused (give approval='auto' or tools='none')."""
         return _compare(self, session, prompt, options)
 
     def token_effect(self, target: Any, records: Routing | Sequence[int] | Iterable[Routing]) -> Table:
@@ -364,6 +365,11 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
         finally:  # compare's turn is taken back, so `regenerate` and `rewind` act on the user's own last turn
             while len(session.replies) > asked:
                 session.rewind()
+    unasked = [c.recipient for r in replies for c in r.tool_calls if c.status == "skipped"
+               and any("nobody could approve it" in e for e in r.errors)]
+    if unasked:   # both answers measured a turn whose call was skipped: "nobody could give" approval, said by neither
+        raise ValueError(f"compare: the model called {unasked[0]}, which needs approval, and compare cannot ask: give "
+                         "approval='auto' to run calls unasked, or tools='none' (compare(session, prompt, approval=...))")
     return _measure(intervention, prompt, replies[0], replies[1], model, plan)
 
 
