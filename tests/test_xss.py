@@ -303,6 +303,17 @@ def test_math_cannot_paint_outside_its_own_box() -> None:
     kept = markdown_html("$$\\binom{n}{k}$$\n\n$a\\hspace{2em}b$")
     assert 'display="block"' in kept and 'linethickness="0"' in kept and '<mspace width="2em">' in kept
     assert 'maxsize="2.470em"' in markdown_html(r"$\Bigg( x \Bigg)$") and 'width="2em"' in markdown_html(r"$a\qquad b$")
+    # a fraction's line neither: `a \above 300em b` was a solid bar 4 213 px tall, live and saved (a review)
+    bars = markdown_html(r"$a \above 300em b$ $\text{mmmm} \above 40em x$ $a \abovewithdelims() 1em b$")
+    assert "linethickness" not in bars and bars.count("<mfrac") == 3, bars
+    assert 'linethickness="2pt"' in markdown_html(r"$a \above 2pt b$")
+
+
+def test_a_formula_that_does_not_parse_writes_out_its_direction_controls() -> None:
+    """Shown as its source in a code span, a formula kept a raw U+202E: `\genfrac{x‮dlrow}` read "world" backwards, where
+    every other code span writes the character out."""
+    shown = markdown_html("$\\genfrac{x\u202edlrow}$ and `a\u202eb`")
+    assert "\u202e" not in shown and shown.count("\\u202e") == 2, shown
 
 
 # Markdown whose structure a line-by-line reading gets wrong, so that its HTML or script link would be live in

@@ -68,15 +68,17 @@ const PURIFY = {
 const LINK_OK = /^(?:https?:\/\/|mailto:)/i;
 // MathML lengths a formula could use to paint outside its own box (\smash{\raise{30em}{...}} over the page
 // above): mpadded's are dropped, and no length may be negative or larger than 12 em (as in widgets/sanitize.py).
-const MATH_LENGTHS = new Set(["width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize"]);
+// A fraction's line at most 0.5 em (\above 300em drew a bar 4 213 px tall).
+const MATH_LENGTHS = new Set(["width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize",
+  "linethickness"]);
 const EM = {"": 1, em: 1, ex: 0.5, px: 1 / 16, pt: 1 / 12, pc: 1, in: 6, cm: 2.362, mm: 0.2362, mu: 1 / 18, "%": 0.01};
 
-function smallLength(value) {
-  // A non-negative length of at most 12 em, or a named space (thinmathspace).
+function smallLength(value, limit = 12) {
+  // A non-negative length of at most `limit` em, or a named one (thinmathspace, thick).
   if (/^\s*[a-z]+\s*$/i.test(value)) return true;
   const m = /^\s*(\d*\.?\d+)\s*([a-z%]*)\s*$/i.exec(value);
   const unit = m && EM[m[2].toLowerCase()];
-  return Boolean(unit) && parseFloat(m[1]) * unit <= 12;
+  return Boolean(unit) && parseFloat(m[1]) * unit <= limit;
 }
 const MATHML = "http://www.w3.org/1998/Math/MathML";
 
@@ -97,7 +99,7 @@ function purifyHooks() {
     } else if (name === "href") {
       data.keepAttr = LINK_OK.test(data.attrValue.trim());
     } else if (node.namespaceURI === MATHML && MATH_LENGTHS.has(name)) {
-      data.keepAttr = node.localName !== "mpadded" && smallLength(data.attrValue);
+      data.keepAttr = node.localName !== "mpadded" && smallLength(data.attrValue, name === "linethickness" ? 0.5 : 12);
     } else if (name === "scriptlevel") {   // no larger font at each step (and no mathsize at all: nested \Huge)
       data.keepAttr = !data.attrValue.trim().startsWith("-");
     }

@@ -72,21 +72,23 @@ _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources", "gx-
 # MathML lengths a formula could use to paint outside its own box (`\smash{\raise{30em}{...}}` over the page
 # above, `\rlap` of a long rule, negative space): mpadded's are dropped and no length may be negative. Nor
 # may one be larger than a formula ever needs (`\rule{1em}{300em}` was a black block down the whole page).
-_MATH_LENGTHS = {"width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize"}
+# A fraction's line is thinner still: `a \above 300em b` drew a bar 4 213 px tall (a review).
+_MATH_LENGTHS = {"width", "height", "depth", "lspace", "rspace", "voffset", "minsize", "maxsize", "linethickness"}
 _MATH_LENGTH_MAX_EM = 12
+_LINE_MAX_EM = 0.5
 # Each unit in em at the default 16 px font (`mu`, which latex2mathml writes for \mkern, is 1/18 em).
 _EM = {"": 1, "em": 1, "ex": 0.5, "px": 1 / 16, "pt": 1 / 12, "pc": 1, "in": 6, "cm": 2.362, "mm": 0.2362,
        "mu": 1 / 18, "%": 0.01}
 _LENGTH = re.compile(r"\s*(\d*\.?\d+)\s*([a-z%]*)\s*", re.IGNORECASE)
 
 
-def _small_length(value: str) -> bool:
-    """A non-negative MathML length of at most _MATH_LENGTH_MAX_EM, or a named space (`thinmathspace`)."""
+def _small_length(value: str, limit: float = _MATH_LENGTH_MAX_EM) -> bool:
+    """A non-negative MathML length of at most `limit` em, or a named one (`thinmathspace`, `thick`)."""
     if value.strip().isalpha():
         return True
     match = _LENGTH.fullmatch(value)
     unit = match and _EM.get(match.group(2).lower())
-    return bool(unit) and float(match.group(1)) * unit <= _MATH_LENGTH_MAX_EM
+    return bool(unit) and float(match.group(1)) * unit <= limit
 
 
 PROSE = ("p", "li", "h4", "h5", "h6")  # Markdown's prose (an answer's headings are demoted to h4-h6)
@@ -98,7 +100,8 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     in the allow-list passes."""
     if attribute == "href":
         return value if value.strip().lower().startswith(LINK_SCHEMES) else None
-    if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or not _small_length(value)):
+    if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or not _small_length(
+            value, _LINE_MAX_EM if attribute == "linethickness" else _MATH_LENGTH_MAX_EM)):
         return None
     if attribute == "scriptlevel" and value.strip().startswith("-"):
         return None

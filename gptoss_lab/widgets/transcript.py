@@ -426,8 +426,8 @@ def _math(latex: str, options: dict[str, Any]) -> str:
         from latex2mathml.converter import convert_to_element
 
         return mathml_html(convert_to_element(latex, display="block" if display else "inline"))
-    except Exception:  # not valid LaTeX (or no converter): show the source
-        return f'<code class="gx-math">{html.escape(latex)}</code>'
+    except Exception:  # not valid LaTeX (or no converter): show the source, as code is shown (direction controls written out)
+        return f'<code class="gx-math">{reveal_bidi(html.escape(latex))}</code>'
 
 
 def code_language(block: Block) -> str:

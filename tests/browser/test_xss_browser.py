@@ -280,7 +280,8 @@ def test_html_past_the_kernel_cannot_name_a_lab_command(lab_notebook, kernel_run
 HUGE = "Big: $" + "\\Huge " * 8 + "W$."
 PUSH_HUGE = f"""
 final = [i for i, b in enumerate(view.transcript.items) if getattr(b, "kind", "") == "final"][0]
-html = '<math><mstyle mathsize="2.49em">' * 8 + '<mi>V</mi>' + '</mstyle>' * 8 + '<mstyle scriptlevel="-9"><mi>S</mi></mstyle></math>'
+html = ('<math><mstyle mathsize="2.49em">' * 8 + '<mi>V</mi>' + '</mstyle>' * 8 + '<mstyle scriptlevel="-9"><mi>S</mi></mstyle>'
+        + '<mfrac linethickness="300em"><mi>a</mi><mi>b</mi></mfrac></math>')
 view._chunk = {{"seq": 10 ** 6, "ops": [{{"op": "end", "i": final, "html": html, "seconds": 0, "tokens": 0}}]}}
 print("pushed")
 """
@@ -305,6 +306,9 @@ def test_nested_huge_cannot_blow_a_letter_up_to_a_page(lab_notebook, kernel_run)
     assert kernel_run(PUSH_HUGE).strip() == "pushed"
     page.wait_for_selector(".gx-chat .gx-final mi:text('S')")
     assert max(page.evaluate(SIZES)) < 30
+    # nor a fraction's line a page: `linethickness="300em"` was a solid bar 4 213 px tall (a review)
+    bar = page.locator(".gx-chat .gx-final mfrac")
+    assert bar.get_attribute("linethickness") is None and bar.evaluate("(n) => n.getBoundingClientRect().height") < 60
 
 
 TROJAN = 'if access != "user\u202e \u2066# admin\u2069 \u2066":'
