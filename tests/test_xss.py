@@ -307,6 +307,7 @@ def test_math_cannot_paint_outside_its_own_box() -> None:
     bars = markdown_html(r"$a \above 300em b$ $\text{mmmm} \above 40em x$ $a \abovewithdelims() 1em b$")
     assert "linethickness" not in bars and bars.count("<mfrac") == 3, bars
     assert 'linethickness="2pt"' in markdown_html(r"$a \above 2pt b$")
+    assert "negative" not in markdown_html(r"$a\!b \negthickspace c$") and 'width="0.167em"' in markdown_html(r"$a\,b$")
 
 
 def test_a_formula_that_does_not_parse_writes_out_its_direction_controls() -> None:

@@ -75,7 +75,7 @@ const EM = {"": 1, em: 1, ex: 0.5, px: 1 / 16, pt: 1 / 12, pc: 1, in: 6, cm: 2.3
 
 function smallLength(value, limit = 12) {
   // A non-negative length of at most `limit` em, or a named one (thinmathspace, thick).
-  if (/^\s*[a-z]+\s*$/i.test(value)) return true;
+  if (/^\s*[a-z]+\s*$/i.test(value)) return !/^\s*negative/i.test(value);   // negativeveryverythickmathspace
   const m = /^\s*(\d*\.?\d+)\s*([a-z%]*)\s*$/i.exec(value);
   const unit = m && EM[m[2].toLowerCase()];
   return Boolean(unit) && parseFloat(m[1]) * unit <= limit;

@@ -84,8 +84,8 @@ _LENGTH = re.compile(r"\s*(\d*\.?\d+)\s*([a-z%]*)\s*", re.IGNORECASE)
 
 def _small_length(value: str, limit: float = _MATH_LENGTH_MAX_EM) -> bool:
     """A non-negative MathML length of at most `limit` em, or a named one (`thinmathspace`, `thick`)."""
-    if value.strip().isalpha():
-        return True
+    if value.strip().isalpha():   # but `negativeveryverythickmathspace`, a negative one
+        return not value.strip().lower().startswith("negative")
     match = _LENGTH.fullmatch(value)
     unit = match and _EM.get(match.group(2).lower())
     return bool(unit) and float(match.group(1)) * unit <= limit
