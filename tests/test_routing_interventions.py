@@ -266,6 +266,33 @@ def test_compare_under_approval_ask_says_it_cannot_ask_instead_of_measuring_skip
     assert disable({1: [3]}).compare(session, QUESTIONS[0], max_new_tokens=150).baseline.tool_calls
 
 
+def test_compare_in_a_conversation_measures_this_turns_answer_and_keeps_the_conversation(session):
+    """After an earlier turn, compare counted that turn's answer as part of the new one ("8 of the 16 answer tokens":
+    37 * 12 = 444. too), and `new=True`, the way round it, forgot the user's conversation and kept compare's turn
+    (a researcher's review)."""
+    session.reset()
+    fresh = disable({1: [0]}).compare(session, QUESTIONS[2], max_new_tokens=150)
+    mine = session.ask(QUESTIONS[0], temperature=0, max_new_tokens=150)
+    later = disable({1: [0]}).compare(session, QUESTIONS[2], max_new_tokens=150)
+    assert later.changes["label"].tolist().count("final") == fresh.changes["label"].tolist().count("final")
+    assert "444" not in "".join(later.changes["text"]) and len(later.changes) < 2 * len(fresh.changes)
+    assert abs(later.probabilities.loc["answer without", "P without"]
+               - fresh.probabilities.loc["answer without", "P without"]) < 0.05
+    with pytest.raises(ValueError, match="^compare: new=True would forget your conversation"):
+        disable({1: [0]}).compare(session, QUESTIONS[2], new=True)
+    assert session.replies == [mine]
+    session.reset()
+
+
+def test_a_top_k_intervention_reports_the_experts_it_took_away(session):
+    """Both routings were cut to the smaller top-k before comparing: top_k(1) reported full agreement (overlap 1.0,
+    same set 1.0) in every layer, where each token lost its second expert."""
+    session.reset()
+    effect = top_k(1).compare(session, QUESTIONS[2], max_new_tokens=150)
+    assert (effect.agreement["same_set"] == 0).all() and (effect.agreement["overlap"] < 0.6).all()
+    assert (effect.changes["layers_changed"] == session.engine.model.config.num_hidden_layers).all()
+
+
 def test_token_effect(session):
     session.reset()
     reply = session.ask(QUESTIONS[1], routing=True, temperature=0, max_new_tokens=100)

@@ -350,6 +350,9 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     engine, model = model_of(session) if callable(getattr(session, "ask", None)) else (None, None)
     if engine is None:  # a Corpus or a record said "this needs a gpt-oss model in this kernel"
         raise TypeError(f"compare needs a Session (it asks the question twice), not {described(session)}")
+    if options.get("new"):   # `ask(new=True)` forgets the conversation, which compare then could not put back
+        raise ValueError("compare: new=True would forget your conversation; compare measures this turn's own answer "
+                         "in any conversation (s.reset() first for none)")
     plan = intervention.check(model)
     quiet = SimpleNamespace(stop_requested=False, handle=lambda event: None, approve=lambda call: None)  # shows nothing
     options = {"temperature": 0, **options, "routing": True, "view": quiet}
@@ -373,15 +376,26 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     return _measure(intervention, prompt, replies[0], replies[1], model, plan)
 
 
+def _turn_start(labels: Sequence[str]) -> int:
+    """Where a turn's routing begins its own part: its question, the last run of user tokens (0 if none)."""
+    end = max((p for p, label in enumerate(labels) if label == "user"), default=-1)
+    start = end
+    while start > 0 and labels[start - 1] == "user":
+        start -= 1
+    return max(start, 0)
+
+
 def _measure(intervention: Intervention, prompt: str, baseline: Any, changed: Any, model: Any,
              plan: dict[int, LayerEdit]) -> Effect:
     """Teacher-force both turns' tokens under both conditions: answer probabilities and routes."""
     from .analysis import agreement, route_changes
 
     rows, routes = {}, {}
+    turn = _turn_start(baseline.routing.labels)
     for name, reply in (("answer without", baseline), ("answer with", changed)):
         ids = reply.routing.tokens.tolist()
-        answer = [p for p, label in enumerate(reply.routing.labels) if label == "final" and p > 0]
+        # this turn's answer: an earlier turn's final answer was counted as part of it
+        answer = [p for p, label in enumerate(reply.routing.labels) if label == "final" and p > turn]
         row = {}
         for condition, edits in (("without", None), ("with", plan)):
             logprobs, experts, weights = teacher_forced(model, ids, answer, edits)
@@ -392,8 +406,7 @@ def _measure(intervention: Intervention, prompt: str, baseline: Any, changed: An
                                             num_experts=reply.routing.num_experts)
         rows[name] = row
     table = pd.DataFrame(rows).T
-    a, b = routes["without"], routes["with"]
-    k = min(a.top_k, b.top_k)  # a top-k intervention records more or fewer slots: compare the common ones
-    a, b = (Routing(r.tokens, r.experts[..., :k], r.weights[..., :k], r.labels, num_experts=r.num_experts) for r in (a, b))
+    # this turn's tokens, every slot: cut to the common top-k, top_k(1) agreed fully in the layers it changed
+    a, b = (routes[condition].select(slice(turn, None)) for condition in ("without", "with"))
     return Effect(intervention, prompt, baseline, changed, table, route_changes(a, b), agreement(a, b), (a, b))
 
