@@ -36,13 +36,17 @@ def test_a_disabled_expert_gives_its_place_to_the_next_choice():
 
 def test_a_disabled_expert_can_leave_its_slot_empty():
     scores, ids = LayerEdit(disabled=frozenset({0}), replace=False).route(LOGITS, 2)
-    assert ids.tolist() == [[0, 1]] and scores.tolist() == [[0.0, 1.0]]  # the other weight renormalised
+    # the other weight renormalised; the empty slot last, so that slot 0 is the expert used (it was slot 0: every
+    # "top-1" analysis read the disabled expert there)
+    assert ids.tolist() == [[1, 0]] and scores.tolist() == [[1.0, 0.0]]
 
 
 def test_forced_experts_and_top_k():
     scores, ids = LayerEdit(forced=frozenset({3})).route(LOGITS, 2)
-    assert ids.tolist() == [[3, 0]]  # chosen whatever its logit; weights from the router's own logits
-    np.testing.assert_allclose(scores[0].tolist(), _softmax([-1.0, 2.0]), rtol=1e-6)
+    # chosen whatever its logit; weights from the router's own logits; slots in order of weight (the forced expert
+    # stood in slot 0 with the smaller weight, read as the top-1 by every analysis: a researcher's review)
+    assert ids.tolist() == [[0, 3]]
+    np.testing.assert_allclose(scores[0].tolist(), _softmax([2.0, -1.0]), rtol=1e-6)
     scores, ids = LayerEdit(top_k=3).route(LOGITS, 2)
     assert ids.tolist() == [[0, 1, 2]]
     np.testing.assert_allclose(scores[0].tolist(), _softmax([2.0, 1.0, 0.0]), rtol=1e-6)
@@ -358,3 +362,19 @@ def test_a_layer_counted_from_the_last_is_described_as_such():
     """A reply's footer read "disable expert 7 in layer -1", as if the model had a layer numbered -1."""
     assert parse_ablate("-1:7").describe() == "disable expert 7 in the last layer"
     assert parse_ablate("-2:1,0:3").describe() == "disable expert 1 in layer -2 (from the last); disable expert 3 in layer 0"
+
+
+def test_under_force_or_an_empty_slot_the_top_1_analyses_read_the_heaviest_expert(session):
+    """A forced expert was recorded in slot 0 with the smaller weight in every token (mean 0.10), so hot_and_cold
+    called it hot and transitions sent every token out of it; with replace=False the empty slot stood first
+    (transitions counted 136 of 232 tokens). Slots are now in order of weight, empty ones last."""
+    session.reset()
+    with force({2: [6]}).apply(session):
+        forced = session.ask(QUESTIONS[2], routing=True, temperature=0, max_new_tokens=150).routing
+    weights = np.asarray(forced.weights)
+    assert (weights[:, :, 0] >= weights[:, :, 1]).all() and (np.asarray(forced.experts)[:, 2, :] == 6).any(-1).all()
+    with disable({1: [0]}, replace=False).apply(session):
+        emptied = session.ask(QUESTIONS[2], routing=True, temperature=0, max_new_tokens=150).routing
+    first = np.asarray(emptied.experts)[:, 1, 0]
+    assert (first >= 0).all() and int(emptied.transitions(0).to_numpy().sum()) == len(emptied)
+    session.reset()

@@ -161,6 +161,11 @@ class LayerEdit:
         if self.disabled and not self.replace:
             values = values.masked_fill(torch.isin(indices, _ids(self.disabled, logits)), float("-inf"))
         scores = torch.nan_to_num(torch.softmax(values, dim=-1), nan=0.0)  # all disabled: no expert
+        if self.forced or (self.disabled and not self.replace):
+            # slots by gate weight, as the router's own top-k orders them: a forced expert stood in slot 0 with the
+            # smaller weight, and a disabled one's empty slot there, which every "top-1" analysis reads as the first
+            order = torch.argsort(scores, dim=-1, descending=True, stable=True)
+            scores, indices = scores.gather(-1, order), indices.gather(-1, order)
         return scores.to(logits.dtype), indices
 
 

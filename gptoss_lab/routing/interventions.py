@@ -230,7 +230,7 @@ def disable(spec: Any, *, replace: bool = True) -> Intervention:
 
 def force(spec: Any) -> Intervention:
     """Routers must choose these experts (taking the last top-k places; their gate weights come from
-    the router's own logits): same forms as `disable`."""
+    the router's own logits, and a token's slots stay in order of weight): same forms as `disable`."""
     return Intervention(tuple((layer, LayerEdit(forced=experts)) for layer, experts in _per_layer(spec).items()))
 
 
