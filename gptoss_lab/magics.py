@@ -46,9 +46,11 @@ class _Parser(argparse.ArgumentParser):
         misplaced = _cell_options() - _words_known(command)   # (`connect --timeout` is connect's own)
         option = next((a.split("=")[0] for a in args if a.split("=")[0] in misplaced), None)
         if self.prog == "%gptoss" and option and not command.prog.endswith(" config"):  # `%gptoss --routing`
+            dest = next(a.dest for a in _cell_parser()._actions if option in a.option_strings)
+            every = (f" (`%gptoss config {shown_key(dest)}=VALUE` sets it for every cell)" if dest in Settings.names()
+                     else "")   # `config routing=on` is no setting: --routing and --ablate are asked per cell
             raise UsageError(f"%gptoss: {option} is an option of a %%gptoss cell: it goes on the cell's first line, "
-                             f"above the question (`%gptoss config KEY=VALUE` sets it for every cell) "
-                             f"(see %%gptoss --help)")
+                             f"above the question{every} (see %%gptoss --help)")
         raise UsageError(f"{self.prog}: {message}{self._did_you_mean(message)} (see {command.prog} --help)")
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]

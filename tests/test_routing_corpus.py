@@ -216,3 +216,15 @@ def test_the_progress_bar_stays_as_a_record_of_what_ran(session, capsys):
     route(["one text", "another"], session)
     shown = capsys.readouterr().out.split("\r")[-1].strip()
     assert shown.startswith("routing: 100%") and "2/2" in shown, shown
+
+
+def test_a_saved_or_moved_copy_names_its_own_folder(session, tmp_path):
+    """`Corpus.load(copy)` said "stored in" the folder the corpus was first written to: the copy's meta.json kept
+    that path, and a moved folder read the same (a researcher's review)."""
+    import shutil
+
+    route(["What is 2 + 2?", "Name a colour."], session, path=tmp_path / "first", progress=False)
+    copy = Corpus.load(tmp_path / "first").save(tmp_path / "copy")
+    shutil.move(tmp_path / "first", tmp_path / "moved")
+    assert repr(Corpus.load(copy)).endswith(f", stored in {tmp_path / 'copy'})")
+    assert repr(Corpus.load(tmp_path / "moved")).endswith(f", stored in {tmp_path / 'moved'})")

@@ -378,3 +378,18 @@ def test_under_force_or_an_empty_slot_the_top_1_analyses_read_the_heaviest_exper
     first = np.asarray(emptied.experts)[:, 1, 0]
     assert (first >= 0).all() and int(emptied.transitions(0).to_numpy().sum()) == len(emptied)
     session.reset()
+
+
+@pytest.mark.parametrize("given, said", [(5, "5 (int)"), (["1:3"], "['1:3'] (list)")])
+def test_parse_ablate_of_no_text_is_one_line(given, said):
+    """`parse_ablate(5)` raised "AttributeError: 'int' object has no attribute 'split'" (a researcher's review)."""
+    with pytest.raises(ValueError, match=rf'^--ablate takes text, LAYER:EXPERT pairs \(e.g. "1:3,2:5"\), not '
+                                         rf'{re.escape(said)}$'):
+        parse_ablate(given)
+
+
+def test_routing_load_of_a_path_says_which_load_reads_a_folder(tmp_path):
+    """`Routing.load(path)` is the load analysis (a method): "load takes a Routing record, not '…' (str)" said nothing
+    of the function that reads a saved record."""
+    with pytest.raises(TypeError, match=r"not '.*' \(str\): to read a saved record, gptoss_lab.routing.load\(path\)"):
+        Routing.load(str(tmp_path))

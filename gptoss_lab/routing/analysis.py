@@ -13,6 +13,7 @@ never counted.
 from __future__ import annotations
 
 import functools
+import os
 import reprlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +187,8 @@ def _not_a_record(name: str, value: Any, count: int) -> str:
         hint = ": pass corpus.combined (all its texts as one record) or corpus[i] (text i)"
     elif isinstance(value, (list, tuple)):
         hint = ": give the records one at a time"
+    elif name == "load" and isinstance(value, (str, os.PathLike)):   # Routing.load(path) read as the load analysis
+        hint = ": to read a saved record, gptoss_lab.routing.load(path) (Corpus.load(path) keeps its texts apart)"
     else:
         hint = ""
     return f"{name} takes {'two Routing records' if count == 2 else 'a Routing record'}, not {described(value)}{hint}"

@@ -101,7 +101,8 @@ class Corpus(Sequence[Routing]):
         """Write every text's routing to the record folder `path` (see `Corpus.load`)."""
         r = self.combined
         check_weights(r)  # before the writer empties the folder
-        with RecordWriter(path, layers=r.layers, top_k=r.top_k, num_experts=r.num_experts, meta=self.meta) as writer:
+        meta = {**self.meta, "path": str(Path(path).expanduser())}   # the copy's own folder, not the one it came from
+        with RecordWriter(path, layers=r.layers, top_k=r.top_k, num_experts=r.num_experts, meta=meta) as writer:
             writer.append(r, self.lengths.tolist(), self.doc_labels)
         return writer.path
 
@@ -109,7 +110,8 @@ class Corpus(Sequence[Routing]):
     def load(cls, path: str | Path) -> Corpus:
         """A record folder written by `route(..., path=)` or `save`, memory-mapped."""
         combined, offsets, doc_labels, meta = read_record(path)
-        return cls(combined, offsets, doc_labels, meta)
+        # where it is stored is where it was read (a copied or moved folder named the folder it was first written to)
+        return cls(combined, offsets, doc_labels, {**meta, "path": str(Path(path).expanduser())})
 
     def view(self) -> Any:
         """The routing widget over all tokens (see `Routing.view`)."""

@@ -250,6 +250,8 @@ def parse_ablate(text: str) -> Intervention:
     every layer, negative layers counted from the last as in Python, and "A-B" for a range of experts,
     e.g. "1:3,2:5", "-1:3" or "*:0-3". Bad text raises
     SettingsError (a ValueError) with a one-line message for the user."""
+    if not isinstance(text, str):   # parse_ablate(5) was "'int' object has no attribute 'split'"
+        raise SettingsError(f"--ablate takes text, LAYER:EXPERT pairs (e.g. \"1:3,2:5\"), not {described(text)}")
     experts: dict[int | None, set[int]] = {}
     items = [item for item in text.split(",") if item.strip()]
     if not items:
