@@ -407,3 +407,14 @@ def test_save_never_writes_over_a_folder_that_is_not_a_record(tmp_path):
     assert sorted(f.name for f in project.iterdir()) == ["meta.json"]
     _record().save(tmp_path / "r")
     assert len(load(_record().save(tmp_path / "r"))) == 4  # a record's own folder is written over
+
+
+def test_comparing_with_a_routing_of_no_picks_is_refused_not_half_a_bit_apart():
+    """`r.select(slice(0, 0)).compare(r)` reported 0.500 bits in every layer: a load of zeros compared as a
+    distribution (a researcher's review)."""
+    r = Routing([1, 2, 3], np.array([[[0, 1]], [[2, 3]], [[1, 2]]]), np.full((3, 1, 2), 0.5), num_experts=4)
+    with pytest.raises(ValueError, match="^compare: the first routing has no expert picks"):
+        r.select(slice(0, 0)).compare(r)
+    with pytest.raises(ValueError, match="^compare: the second routing has no expert picks"):
+        r.compare(r.select(slice(0, 0)))
+    assert r.compare(r).jsd.max() == 0

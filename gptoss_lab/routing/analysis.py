@@ -319,7 +319,12 @@ def compare(a: Routing, b: Routing, top: int = 10) -> Comparison:
     _same_shape(a, b)
     if whole(top, "top") < 0:  # -1 dropped the last entry, as a slice does
         raise ValueError(f"top (the entries that differ most) must be at least 0, not {top}")
-    p, q = load(a).share, load(b).share
+    loads = load(a), load(b)
+    for which, counted in zip(("first", "second"), loads):   # no picks: a share of 0 everywhere read as 0.5 bits apart
+        if a.layers and not counted.counts.any():   # (no layers: the comparison says so)
+            raise ValueError(f"compare: the {which} routing has no expert picks (no tokens, or top-0): nothing to "
+                             "compare")
+    p, q = loads[0].share, loads[1].share
     diff = np.abs(p - q).ravel()
     order = np.argsort(-diff, kind="stable")[:top]
     pairs = [divmod(int(i), a.num_experts) for i in order if diff[i] > 0]
