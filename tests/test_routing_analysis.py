@@ -148,10 +148,14 @@ def test_user_errors_are_one_line_value_errors():
         Routing([1], np.array([[[0, -2]]]), np.full((1, 1, 2), 0.5), num_experts=4)
     with pytest.raises(ValueError, match="not 40000"):
         Routing([1], np.array([[[40000]]]), np.ones((1, 1, 1)))  # past int16: it wrapped around
-    for call in (lambda: r.coactivation(3), lambda: r.coactivation(-1), lambda: r.top_tokens(layer=3),
-                 lambda: r.top_tokens(layer=-1), lambda: r.figure("load", layer=3)):
-        with pytest.raises(ValueError, match="this record has layers 0..2: there is no layer"):
+    for call in (lambda: r.coactivation(3), lambda: r.coactivation(-4), lambda: r.top_tokens(layer=3),
+                 lambda: r.top_tokens(layer=-4), lambda: r.figure("load", layer=3)):
+        with pytest.raises(ValueError, match=r"this record has layers 0..2 \(-1 = the last\): there is no layer"):
             call()
+    # -1 is the last layer, as in interventions and --ablate (it was refused here: a researcher's review)
+    np.testing.assert_array_equal(r.coactivation(-1), r.coactivation(2))
+    assert r.top_tokens(layer=-1).equals(r.top_tokens(layer=2))
+    assert repr(r.expert_card(-1, 1)) == repr(r.expert_card(2, 1))
     with pytest.raises(ValueError, match="no label 'finall': this record has 'user', 'final'"):
         r.load("finall")  # a typo used to give an all-zero load
     assert r.load("analysis").counts.sum() == 0  # a Harmony channel this turn did not use is empty

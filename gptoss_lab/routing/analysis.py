@@ -204,10 +204,12 @@ def described(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def check_layer(routing: Routing, layer: int) -> None:
-    """Refuse, in one line, a layer index this record does not have."""
-    if not 0 <= whole(layer, "layer") < routing.layers:
-        raise ValueError(f"this record has layers 0..{routing.layers - 1}: there is no layer {layer}")
+def check_layer(routing: Routing, layer: int) -> int:
+    """The layer index `layer` names, -1 the last as in interventions and --ablate (it was refused here); refused in
+    one line when this record does not have it."""
+    if not -routing.layers <= whole(layer, "layer") < routing.layers:
+        raise ValueError(f"this record has layers 0..{routing.layers - 1} (-1 = the last): there is no layer {layer}")
+    return int(layer) % routing.layers
 
 
 def _subset(routing: Routing, experts: Sequence[int] | None, tables: int,
@@ -290,7 +292,7 @@ def coactivation(routing: Routing, layer: int | None = None, experts: Sequence[i
     layers summed); the diagonal counts how often each expert was chosen. `experts` (ids) counts
     among those only, rows and columns in their order: needed past 4,096 experts."""
     if layer is not None:
-        check_layer(routing, layer)
+        layer = check_layer(routing, layer)
     ids, bins = _subset(routing, experts, 1, "co-activation")
     size = len(ids) + 1
     first, second = np.triu_indices(routing.top_k, 1)  # each pair of a token's picks once (they are distinct)
@@ -400,7 +402,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
         raise ValueError(f"n (tokens per expert) must be at least 1, not {n}")
     whole(min_count, "min_count")  # "2" was a numpy UFuncTypeError
     if layer is not None:
-        check_layer(routing, layer)
+        layer = check_layer(routing, layer)
     ids, index = _token_index(routing)
     occurrences = np.bincount(index, minlength=len(ids))
     parts = []
@@ -706,9 +708,10 @@ class ExpertCard:
 @_records(1)
 def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> ExpertCard:
     """The `ExpertCard` of `expert` in `layer`: top `n` tokens, load by label, transitions."""
-    if not 0 <= whole(layer, "layer") < routing.layers or not 0 <= whole(expert, "expert") < routing.num_experts:
+    if not -routing.layers <= whole(layer, "layer") < routing.layers or not 0 <= whole(expert, "expert") < routing.num_experts:
         raise ValueError(f"no expert {expert} in layer {layer}: this record has layers 0..{routing.layers - 1} "
-                         f"and experts 0..{routing.num_experts - 1}")
+                         f"(-1 = the last) and experts 0..{routing.num_experts - 1}")
+    layer = int(layer) % routing.layers
     if whole(n, "n") < 1:  # -1 dropped the last token and neighbour, as a slice does
         raise ValueError(f"n (top tokens and neighbours shown) must be at least 1, not {n}")
     picks = np.asarray(routing.experts[:, layer])

@@ -105,7 +105,7 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
 def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | None, sampled: str = "") -> None:
     """Expert load as bars (one layer) or a layer × expert heat map; `sampled` says of which tokens, if not all."""
     if layer is not None:
-        check_layer(routing, layer)
+        layer = check_layer(routing, layer)
     share = routing.load(channel).share
     if not routing.num_experts:
         _say(ax, "no experts")
