@@ -360,3 +360,58 @@ def test_random_model_writes_a_new_checkpoint_and_overwrites_nothing(tmp_path):
     _one_line_error(_run("random_model", str(tmp_path / "odd"), "--layers", "3"), "--layers must be an even number")
     _one_line_error(_run("random_model", str(tmp_path / "k"), "--top-k", "9"), "--top-k must be at most --experts (8)")
     assert [p.name for p in tmp_path.iterdir()] == ["random"]
+
+
+def test_a_finished_run_that_cannot_become_its_out_folder_is_kept_and_said_in_one_line(tmp_path, monkeypatch, capsys):
+    """Two runs into one --out: the second trained to the end, then printed a traceback ("Directory not empty") and
+    its weights were deleted with the partial folder; a read-only mount point as --out the same (a new user's review:
+    with the defaults, 90 minutes of training gone)."""
+    from gptoss_lab.tiny import new_folder, train
+
+    def finished(out: Path, **kwargs: object) -> dict:
+        (out / "model.safetensors").write_bytes(b"weights")
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "other.txt").write_text("another run's")   # written meanwhile
+        return {}
+
+    monkeypatch.setattr(train, "train", finished)
+    with pytest.raises(SystemExit) as ended:
+        train.main(["--quick", "--out", str(tmp_path / "run")])
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    kept = next(tmp_path.glob(".run.partial-*"))
+    assert ended.value.code == 1 and said == (f"error: cannot put the finished work at {tmp_path / 'run'} (Directory "
+                                              f"not empty; another run wrote there meanwhile?): it is kept whole in {kept}")
+    assert (kept / "model.safetensors").read_bytes() == b"weights" and os.listdir(tmp_path / "run") == ["other.txt"]
+    with pytest.raises(RuntimeError), new_folder(tmp_path / "failed") as partial:   # a failing block keeps nothing
+        (partial / "half").write_text("x")
+        raise RuntimeError
+    assert not list(tmp_path.glob(".failed.partial-*")) and not (tmp_path / "failed").exists()
+
+
+def test_resume_and_llamacpp_refuse_a_folder_without_usable_weights_in_one_line(tmp_path, random_checkpoint):
+    """`train --resume` of quantize's own output was an ImportError traceback ("mxfp4 requires Accelerate"), and of a
+    folder with only config.json an OSError traceback; llamacpp of the latter a KeyError traceback."""
+    config_only = tmp_path / "config_only"
+    config_only.mkdir()
+    shutil.copy(random_checkpoint / "config.json", config_only)
+    _one_line_error(_run("train", "--quick", "--resume", str(config_only), "--out", str(tmp_path / "a")),
+                    f"{config_only} has a config.json but no weights (*.safetensors)")
+    _one_line_error(_run("llamacpp", str(tmp_path / "m.gguf"), "--checkpoint", str(config_only),
+                         "--source", str(_fake_source(tmp_path / "sdist", "open(out, 'wb').write(b'GGUF')\n"))),
+                    f"{config_only} has a config.json but no weights (*.safetensors)")
+    assert _run("quantize", "--source", str(random_checkpoint), "--out", str(tmp_path / "q")).returncode == 0
+    _one_line_error(_run("train", "--quick", "--resume", str(tmp_path / "q"), "--out", str(tmp_path / "b")),
+                    f"{tmp_path / 'q'} holds quantized (MXFP4) weights: training goes on from an unquantized checkpoint")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config_only", "q", "sdist"]
+
+
+def test_llamacpp_never_replaces_a_file_another_run_wrote_meanwhile(tmp_path, random_checkpoint):
+    """Two conversions to one name both checked it first, then the later replaced the earlier's GGUF: both said
+    "wrote", one file was gone (a new user's review)."""
+    other = ("import os, re\nfinal = os.path.join(os.path.dirname(out), re.sub(r'^\\.(.*)\\.partial-.*$', r'\\1', "
+             "os.path.basename(out)))\nopen(final, 'wb').write(b'the other run')\nopen(out, 'wb').write(b'GGUF')\n")
+    done = _run("llamacpp", str(tmp_path / "m.gguf"), "--checkpoint", str(random_checkpoint),
+                "--source", str(_fake_source(tmp_path / "sdist", other)))
+    _one_line_error(done, f"{tmp_path / 'm.gguf'} was written by another run meanwhile")
+    assert (tmp_path / "m.gguf").read_bytes() == b"the other run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "sdist"]

@@ -941,6 +941,8 @@ def checked_folder(folder: str | Path) -> Any:
     skipped them (a config naming a Hub attention kernel reached transformers; a review)."""
     source = resolve(Path(folder))
     config = read_config(source)
+    if not any(Path(source.path).glob("*.safetensors")):   # train and llamacpp failed later, with a traceback
+        raise LoadError(f"{source.path} has a config.json but no weights (*.safetensors)")
     check_implementations(config, {}, source.path)
     check_tensors(source.path, config, name=source.path)
     check_sampling(source.path, source.path)

@@ -27,7 +27,8 @@ def number(kind: type, low: float, high: float | None = None) -> Callable[[str],
 def new_folder(out: Path) -> Iterator[Path]:
     """A hidden sibling folder to write `out` into, which becomes `out` only when the block completes, so a
     failure or Ctrl-C halfway leaves nothing behind. `out` must be new or an empty folder (ValueError: nothing
-    is overwritten); OSError, in one line, when it cannot be made. The tiny model's commands (train, quantize) write with it."""
+    is overwritten); OSError, in one line, when it cannot be made, or when the finished folder cannot become `out`
+    (then it is kept, and the message names it). The tiny model's commands (train, quantize) write with it."""
     if out.is_symlink() or out.exists() and not (out.is_dir() and not any(out.iterdir())):   # a link: no rename onto it
         raise ValueError(f"{out} already exists: give a new (or empty) folder, nothing there is overwritten")
     partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -37,9 +38,13 @@ def new_folder(out: Path) -> Iterator[Path]:
         raise OSError(f"cannot write {out}: {error.strerror or error}") from None
     try:
         yield partial
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        partial.rename(out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    try:
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        partial.rename(out)
+    except OSError as error:   # the work is whole: kept (a finished 90-minute run was deleted with it), and said where
+        raise OSError(f"cannot put the finished work at {out} ({error.strerror or error}; another run wrote there "
+                      f"meanwhile?): it is kept whole in {partial}") from None

@@ -128,7 +128,11 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
                                   capture_output=True, text=True)
         if done.returncode:   # its last line says why (a traceback's last line is the error)
             raise RuntimeError(f"convert_hf_to_gguf.py failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}")
-        partial.replace(out)
+        try:   # a link fails where `out` exists: a second run that checked the name first replaced the first's file
+            os.link(partial, out)
+        except FileExistsError:
+            raise FileExistsError(f"{out} was written by another run meanwhile: give a new file name, nothing is "
+                                  "overwritten") from None
     finally:
         partial.unlink(missing_ok=True)
     return out

@@ -171,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         errors = quantize_checkpoint(args.source, args.out)
     except (OSError, ValueError) as error:
         parser.exit(1, f"error: {error}\n")
+    except KeyboardInterrupt:   # (new_folder removed what was written)
+        parser.exit(130, f"interrupted: nothing written to {args.out}\n")
     for e in errors:
         print(f"{e.name:<45} relative RMS error {e.relative_rms:6.2%}   max |change| {e.max_abs:.4f}")
     print(f"Wrote {args.out} (load it with `%gptoss load {args.out}`).")

@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(error))
     except OSError as error:
         p.error(f"cannot write {folder}: {error.strerror or error}")
+    except KeyboardInterrupt:   # `write` renames its files only when all are whole, and removes the partial ones
+        p.exit(130, f"interrupted: no partial file was left in {folder}\n")
 
 
 if __name__ == "__main__":

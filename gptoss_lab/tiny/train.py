@@ -452,6 +452,9 @@ def _checkpoint_layers(folder: Path) -> int:
         config = checked_folder(folder)
     except LoadError as error:
         raise ValueError(str(error)) from None
+    if getattr(config, "quantization_config", None):   # was an ImportError traceback ("mxfp4 requires Accelerate")
+        raise ValueError(f"{folder} holds quantized (MXFP4) weights: training goes on from an unquantized checkpoint "
+                         "(the one quantize read)")
     return config.num_hidden_layers
 
 
@@ -531,6 +534,8 @@ def main(argv: list[str] | None = None) -> None:
                             wide=args.wide_phrasings)
     except KeyboardInterrupt:
         p.exit(130, f"interrupted: nothing written to {args.out}\n")
+    except OSError as error:   # the finished run could not become --out (new_folder kept it and says where)
+        p.exit(1, f"error: {error}\n")
     print(json.dumps(summary))
 
 
