@@ -12,11 +12,11 @@ pytestmark = pytest.mark.skipif(not (CHECKPOINT / "model.safetensors").is_file()
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="gpt-oss-tiny v2 misses some issue-14 targets: over four held-out seeds' 1 363 "
-                   "turns (decoded with the format guard, a session's default) turn 7 is 90.8 % (59 of 65); with --fresh "
-                   "wording the right tool is 94.4 %, turn 4 91.4 %, turn 7 89.2 %; on two more seeds turns 3, 5 and 7 "
-                   "are 90.8 / 91.4 / 90.0 %; this 36-conversation sample of 20250806 misses turn 1 (93.5 %) and turn 3 "
-                   "(90.5 %). Met over the four seeds: valid Harmony 99.4 %, right tool 95.8 %, right final 96.0 % on "
-                   "turn 1 and 94.3 % on turns 2-8, cited 91.4 %, no loops; the model card has the table")
+                   "turns (decoded with the format guard, a session's default; scored as corrected in stop 53) turn 7 "
+                   "is 89.2 % (58 of 65); the old scoring's runs also missed, with --fresh wording, the right tool "
+                   "(94.4 %) and turn 4, and on two more seeds turns 3, 5 and 7. Met over the four seeds: valid Harmony "
+                   "99.4 %, right tool 95.8 %, right final 96.0 % on turn 1 and 93.4 % on turns 2-8, cited 91.4 %, "
+                   "no loops; the model card has the table")
 def test_held_out_conversations_meet_every_target():
     result = evaluate.evaluate(CHECKPOINT, n=36, seed=evaluate.HELD_OUT_SEED + 1, long_share=0.08, progress=False)
     table = evaluate.format_table(result)
@@ -46,6 +46,31 @@ def test_scores_are_strict():
     cited = Reply("q", final="Velmora was founded in 1312. 【1†L4】", tool_calls=[ToolCall("browser.search", "analysis", "{}")],
                   citations=[Citation("【1†L4】", 1, 4, 4, text="The mayor of Velmora is Ilsa Dunmere.")])
     assert evaluate.score(browse, cited)["cited"] is False
+
+
+def test_a_function_answers_only_the_turns_arguments_and_could_not_must_say_what():
+    """Notebook 05's table scored two wrong answers right (a reader's review): the stand-in function returned the
+    turn's result, or its error, for any arguments (IBMZN got IBM's price), and a skipped or failed call's answer
+    counted whenever it said "could not" ("I could not get the price of Brazil16", asked for IBM)."""
+    from gptoss_lab.events import Reply
+    from gptoss_lab.tiny import data, skills
+
+    conversation = next(c for i in range(200) if (c := data.conversation(f"eval-{i}")).functions is not None
+                        and any(t.call and t.call.startswith("functions.") for t in c.turns))
+    turn = next(t for t in conversation.turns if t.call and t.call.startswith("functions."))
+    name = turn.call.split(".", 1)[1]
+    fs = conversation.functions
+    turn.setup({}) if turn.setup else None
+    stub = next(tool for tool in data.function_tools(fs) if tool.name == name)
+    assert stub.function(**turn.call_args) == fs.results[name]
+    wrong = {key: f"{value}X" if isinstance(value, str) else value + 1 for key, value in turn.call_args.items()}
+    with pytest.raises(ValueError, match="^the service has no data for "):
+        stub.function(**wrong)
+    ibm = skills.Turn("skip", "Get me the latest IBM price.", skills.unanswered, call="functions.get_stock_price",
+                      expected=["could not get the price of IBM"], skipped=True)
+    for said, right in (("You chose not to run the call, so I could not get the price of IBM.", True),
+                        ("I could not get the price of Brazil16: get_stock_price reported an error.", False)):
+        assert evaluate.score(ibm, Reply("q", final=said))["final"] is right
 
 
 def test_a_long_conversation_is_answered_past_8192_tokens():

@@ -237,7 +237,7 @@ def browse(g: Gen, effort: str, library: Library, fact: Fact | None = None, prom
     def teach(turn: Turn) -> Teach:
         out = yield [analysis, browser_call("search", {"query": fact.query})]
         if out.startswith(NOT_RUN):
-            turn.expected, turn.cite = ["could not"], None
+            turn.expected, turn.cite = [f"could not search the documents about {fact.entity}"], None
             yield [final(not_run(out, f"search the documents about {fact.entity}"))]
             return
         search_cursor = cursor_of(out)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import inspect
+import json
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,10 @@ def function_tools(fs: FunctionSet) -> list[FunctionTool]:
                   for k, v in schema["properties"].items()]
 
         def call(_name: str = name, **kwargs: Any) -> Any:
+            # other arguments than the turn's get no data: a model that asked for IBMZN got IBM's price (or IBM's
+            # error), so a wrong call could still be scored a right answer
+            if _name in fs.args and kwargs != fs.args[_name]:
+                raise ValueError(f"the service has no data for {json.dumps(kwargs)}")
             if _name in fs.errors:
                 raise ValueError(fs.errors[_name])
             return fs.results.get(_name, {})

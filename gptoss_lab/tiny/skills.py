@@ -315,7 +315,7 @@ def python_answer(g: Gen, turn: Turn, code: str, analysis: Out, done: Callable[[
 def _after_python(g: Gen, turn: Turn, out: str, done: Callable[[str], str], what: str,
                   check_text: Callable[[str], str] | None, record: bool = True) -> list[Out]:
     if out.startswith(NOT_RUN):
-        turn.expected = ["could not"]
+        turn.expected = [f"could not {what}"]
         return [final(not_run(out, what))]
     result = result_of(out)
     if record:
@@ -784,7 +784,7 @@ def variable(g: Gen, effort: str, ns: dict[str, Any], kind: str | None = None, s
     def teach(turn: Turn) -> Teach:
         out = yield [analysis, python_call(code)]
         if out.startswith(NOT_RUN):
-            turn.expected = ["could not"]
+            turn.expected = [f"could not read {about['name']}"]
             yield [final(not_run(out, f"read {about['name']}"))]
             return
         result = result_of(out)
@@ -1116,6 +1116,7 @@ class FunctionSet:
     names: list[str]
     results: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    args: dict[str, dict[str, Any]] = field(default_factory=dict)   # the arguments the turn's results are for
 
 
 def function_turn(g: Gen, effort: str, fs: FunctionSet, name: str | None = None, skill: str = "function") -> Turn:
@@ -1128,16 +1129,16 @@ def function_turn(g: Gen, effort: str, fs: FunctionSet, name: str | None = None,
     failing = skill == "error"
 
     def setup(namespace: dict[str, Any]) -> None:
-        fs.results = {name: result}
+        fs.results, fs.args = {name: result}, {name: args}
         fs.errors = {name: f"the service has no data for {json.dumps(args)}"} if failing else {}
 
     def teach(turn: Turn) -> Teach:
         out = yield [analysis, function_call(name, args)]
         if out.startswith(NOT_RUN):
-            turn.expected = ["could not"]
+            turn.expected = [f"could not {what}"]
             yield [final(not_run(out, what))]
         elif out.startswith("Error"):
-            turn.expected = ["could not"]
+            turn.expected = [f"could not {what}"]
             yield [final(f"I could not {what}: {name} reported an error ({out.split(':', 2)[-1].strip()}).")]
         else:
             turn.expected = expected
@@ -1182,7 +1183,7 @@ def structured(g: Gen, effort: str, ns: dict[str, Any]) -> Turn:
     def teach(turn: Turn) -> Teach:
         out = yield [analysis, python_call(code)]
         if out.startswith(NOT_RUN):
-            turn.expected = ["could not"]
+            turn.expected = [f"could not {what}"]
             yield [final(not_run(out, what))]
             return
         result = result_of(out)
@@ -1241,7 +1242,7 @@ def error(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None) -> Tu
         def teach(turn: Turn) -> Teach:
             out = yield [analysis, python_call(wrong, trained=False)]
             if out.startswith(NOT_RUN):
-                turn.expected = ["could not"]
+                turn.expected = ["could not run the code"]
                 yield [final(not_run(out, "run the code"))]
                 return
             out = yield [say(note), python_call(code)]
@@ -1276,7 +1277,7 @@ def error(g: Gen, effort: str, ns: dict[str, Any], fs: FunctionSet | None) -> Tu
     def report(turn: Turn) -> Teach:
         out = yield [analysis, python_call(code)]
         if out.startswith(NOT_RUN):
-            turn.expected = ["could not"]
+            turn.expected = ["could not run the code"]
             yield [final(not_run(out, "run the code"))]
             return
         turn.expected, turn.call_output = expected, out
