@@ -236,13 +236,19 @@ def test_ctrl_c_as_a_cell_turn_ends_keeps_its_reply_without_a_traceback(monkeypa
         return finish(self, *args, **kwargs)
 
     monkeypatch.setattr(session_module._Turn, "finish", interrupted)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "gptoss_lab")
-    shell.user_ns.pop("_gptoss", None)
-    shell.user_ns["s"] = session = Session(ReplayEngine(FINAL.format("Forty-two.")), namespace=shell.user_ns)
-    shell.run_line_magic("gptoss", "use s")
-    shell.run_cell_magic("gptoss", "--text", "What is six times seven?")
-    assert shell.user_ns["_gptoss"].final == "Forty-two." and session.replies[-1] is shell.user_ns["_gptoss"]
-    with pytest.raises(KeyboardInterrupt):   # a script's own loop of asks still stops
-        session.ask("And again?", view=None)
-    assert len(session.replies) == 2
+    # Ctrl-C as in a terminal: a shell running the tests in the background (CI's) ignores SIGINT, and an interrupt
+    # held, then delivered under SIG_IGN, raises nothing
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.user_ns.pop("_gptoss", None)
+        shell.user_ns["s"] = session = Session(ReplayEngine(FINAL.format("Forty-two.")), namespace=shell.user_ns)
+        shell.run_line_magic("gptoss", "use s")
+        shell.run_cell_magic("gptoss", "--text", "What is six times seven?")
+        assert shell.user_ns["_gptoss"].final == "Forty-two." and session.replies[-1] is shell.user_ns["_gptoss"]
+        with pytest.raises(KeyboardInterrupt):   # a script's own loop of asks still stops
+            session.ask("And again?", view=None)
+        assert len(session.replies) == 2
+    finally:
+        signal.signal(signal.SIGINT, previous)
