@@ -234,6 +234,8 @@ def test_a_loaded_models_own_weights_count_as_free_for_it(monkeypatch):
     assert "free now, with the loaded weights" in str(d)
     assert doctor("tiny", device="cpu", dtype="bfloat16").free == 10_000_000  # not loaded: as measured
     assert doctor(engine, device="cpu", memory="1 GB").free == 10**9           # another machine: as given
+    # said as written beside the decimal size: notebook 06's "17.2 GB (as given)" for 16 GiB read as a mistake
+    assert "17.2 GB (given as 16 GiB)" in str(doctor("tiny", device="cpu", memory="16 GiB"))
 
 
 def test_a_model_loaded_from_mxfp4_weights_and_dequantized_is_not_called_unquantized(tmp_path, random_checkpoint):

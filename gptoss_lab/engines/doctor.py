@@ -53,6 +53,7 @@ class Diagnosis:
     context_limit: int
     fits: bool
     verdict: str
+    free_given: str = ""     # memory= as the caller wrote it ("16 GiB" shows as 17.2 GB: said beside it)
 
     @property
     def kv_per_1k(self) -> int:
@@ -75,7 +76,8 @@ class Diagnosis:
             kernels += (" → the experts load dequantized" if self.kernels is not None else
                         ", but the experts " + ("were" if self.loaded else "are") + " dequantized all the same")
         free = "unknown (a per-module device map)" if self.free is None else (
-            size(self.free) + (" (as given)" if self.free_assumed else
+            size(self.free) + ((f" (given as {self.free_given})" if self.free_given else " (as given)")
+                               if self.free_assumed else
                                " free now, with the loaded weights" if self.free_counts_loaded else " free now"))
         return [
             ("parameters", f"{_count(p.total)} total, {_count(p.active)} active per token "
@@ -193,7 +195,8 @@ def doctor(
         device=str(target), device_name=_device_name(target), packages=_versions(), kernels=kernels,
         kernels_assumed=mxfp4_kernels is not None,
         load_bytes=load, load_how=how, kv=kv, prefill_chunk=prefill_chunk, free=free,
-        free_assumed=memory is not None, free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
+        free_assumed=memory is not None, free_given=memory.strip() if isinstance(memory, str) else "",
+        free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name),
     )
     return Diagnosis(**diagnosis, verdict=_verdict(name, fits, free, load, how, context, limit, mxfp4, kernels,
