@@ -118,6 +118,13 @@ def test_train_quick_writes_its_checkpoint_into_an_empty_out_and_nothing_beside_
     assert json.loads(done.stdout)["conversations"] == 48 and "training" in done.stderr   # the bar is not in stdout
     assert {"config.json", "model.safetensors", "loss.jsonl", "train_summary.json"} <= {p.name for p in out.iterdir()}
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    # the output names the folder, and the weights are readable as the umask makes files (transformers wrote 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert json.loads(done.stdout)["out"] == str(out)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    _one_line_error(_run("train", "--quick", "--conversations", "200", "--out", str(tmp_path / "q")),
+                    "--quick is a smoke run of 48 conversations, which sets --conversations itself")
 
 
 def test_evaluate_prints_only_the_table_on_stdout(tmp_path):

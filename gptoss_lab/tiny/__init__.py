@@ -1,5 +1,6 @@
 """gpt-oss-tiny: a small GptOss the lab trains itself on synthetic Harmony data, shipped in the package."""
 import argparse
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ def new_folder(out: Path) -> Iterator[Path]:
         raise OSError(f"cannot write {out}: {error.strerror or error}") from None
     try:
         yield partial
+        _usual_modes(partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -48,3 +50,13 @@ def new_folder(out: Path) -> Iterator[Path]:
     except OSError as error:   # the work is whole: kept (a finished 90-minute run was deleted with it), and said where
         raise OSError(f"cannot put the finished work at {out} ({error.strerror or error}; another run wrote there "
                       f"meanwhile?): it is kept whole in {partial}") from None
+
+
+def _usual_modes(folder: Path) -> None:
+    """What `folder` holds readable as the user's umask makes new files: transformers writes its weights owner-only
+    (0600), which a server or container running as another user could not read (the shipped file is 0644)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)

@@ -519,6 +519,11 @@ def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():   # `kill` or `timeout` end the run as Ctrl-C does:
         signal.signal(signal.SIGTERM, _terminated)              # its workers go too (they kept making data)
     if args.quick:
+        given = [f"--{name.replace('_', '-')}" for name in ("conversations", "long_share", "workers")
+                 if getattr(args, name) != p.get_default(name)]
+        if given:   # `--quick --conversations 200` ran 48 with no word
+            p.error(f"--quick is a smoke run of 48 conversations, which sets {', '.join(given)} itself: drop one or "
+                    "the other")
         args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
     stack = ExitStack()   # the run writes beside --out, which it becomes only when the run completes
     try:
@@ -536,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
         p.exit(130, f"interrupted: nothing written to {args.out}\n")
     except OSError as error:   # the finished run could not become --out (new_folder kept it and says where)
         p.exit(1, f"error: {error}\n")
-    print(json.dumps(summary))
+    print(json.dumps({**summary, "out": str(args.out)}))   # where the checkpoint is: the output named it nowhere
 
 
 if __name__ == "__main__":
