@@ -5,6 +5,7 @@ import ast
 import builtins
 import json
 import re
+import sys
 import symtable
 import time
 from pathlib import Path
@@ -188,6 +189,20 @@ def test_long_work_shows_plain_progress_on_stdout_that_a_saved_notebook_keeps(tm
               for cell in nb.cells]
     assert "Loading weights: 100%" in stdout[0] and "Loaded gpt-oss-tiny." in stdout[0], stdout[0]
     assert "Reading documents: 100%" in stdout[1] and "The browser reads 25 documents" in stdout[1], stdout[1]
+
+
+def test_progress_outside_a_terminal_is_redrawn_every_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten redraws a second were each kept in a notebook's output: notebook 05's training left ~570 progress lines
+    in its saved HTML (a reader's review). A terminal still redraws in place as often as tqdm does."""
+    import io
+
+    from gptoss_lab.widgets import text_bar
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    with text_bar(total=10) as bar:
+        assert bar.mininterval == 3.0
+    with text_bar(total=10, mininterval=0.5) as bar:   # a caller's own choice stays
+        assert bar.mininterval == 0.5
 
 
 def _readme_section(title: str) -> str:

@@ -32,10 +32,11 @@ def supports_colour(stream: TextIO) -> bool:
     """ANSI colour for this stream: a terminal, not TERM=dumb, and the user has not set NO_COLOR."""
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
-    return _isatty(stream)
+    return is_terminal(stream)
 
 
-def _isatty(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is a terminal (which redraws a line in place); False for a closed or stand-in stream."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or fake stream
@@ -63,7 +64,7 @@ class TextView:
         self._pending += self._paint(clean(text), style) + end  # a server's lone surrogate: no stream can encode it
         # A terminal shows each token as it comes. Elsewhere (a notebook) only whole lines are written: each
         # write there can become an output of its own, and a saved notebook would read one token per line.
-        cut = len(self._pending) if end or _isatty(stream) else self._pending.rfind("\n") + 1
+        cut = len(self._pending) if end or is_terminal(stream) else self._pending.rfind("\n") + 1
         if cut:
             stream.write(self._pending[:cut])
             stream.flush()
