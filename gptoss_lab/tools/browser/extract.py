@@ -23,7 +23,8 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlparse
 
-from .page import CITED_LINES, SPECIAL_CHARACTERS, Page, clean_url, domain, merge_whitespace, replace_special_chars
+from .page import (SPECIAL_CHARACTERS, Page, cited_lines, clean_url, domain, merge_whitespace,
+                   replace_special_chars)
 
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
@@ -648,7 +649,7 @@ def _number_links(root: Any, url: str, deadline: float) -> dict[str, str]:
         if link.startswith(("mailto:", "javascript:")):
             continue
         text = _node_text(a).replace("†", "‡")
-        if CITED_LINES.match(text):   # `【3†L5-L9】` would read as a citation of lines 5-9 the model could copy
+        if cited_lines(text) is not None:   # `【3†L5-L9】` would read as a citation of lines 5-9 the model could copy
             text = f"link {text.strip()}"
         if not re.sub(r"【\@([^】]+)】", "", text):  # an image link
             continue

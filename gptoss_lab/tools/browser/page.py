@@ -28,7 +28,7 @@ PARTIAL_INITIAL_LINK_PATTERN = re.compile(r"^[^【】]*】")
 PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【[0-9]*(?:†(?P<content>[^†】]*)(?:†[^†】]*)?)?$")
 LINK_PATTERN = re.compile(r"【[0-9]+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 CITATION_PATTERN = re.compile(r"【(?P<cursor>[0-9]+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
-CITED_LINES = re.compile(r"^\s*L([0-9]+)(?:\s*-\s*L?([0-9]+))?\s*$")
+_CITED_LINES = re.compile(r"^\s*L([0-9]+)(?:\s*-\s*L?([0-9]+))?\s*$")
 _SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\x0b": " ", "\x0c": " "}  # vertical tab, form feed: spaces
 # Dropped from documents, so that the model and the reader see the same text, in the order it is stored: terminal
 # sequences whole (_TERMINAL: CSI in 7 and 8 bits, a window title ended on its line, ESC and a letter or digit such as
@@ -323,7 +323,7 @@ def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: i
 
 def cited_lines(content: str) -> tuple[int, int] | None:
     """`L9-L11` -> (9, 11), `L3` -> (3, 3); None when the citation names no lines."""
-    match = CITED_LINES.match(content)
+    match = _CITED_LINES.match(content)
     if match is None:
         return None
     try:

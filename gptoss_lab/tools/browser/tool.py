@@ -380,8 +380,6 @@ def _is_local_url(url: str) -> bool:
         return False
 
 
-
-
 def _quoted(page: Page, start: int, end: int, windows: list[tuple[int, int]], chars: int, why: str) -> str:
     """Lines `start`..`end` of `page` that the model was shown (in any of `windows`), each run of the cited lines it
     was never shown, or that the page does not have, said in one line in its place (`[L5–L10: never shown to the
