@@ -387,8 +387,8 @@ class GptossMagics(Magics):
         if self.session is None:   # what the bundled model would refuse, refused before it loads (seconds)
             holder = self._settings_from()
             tools = opts.tools if opts.tools is not None else holder.settings.tools if holder is not None else ""
-            if ("browser" in (t.strip() for t in tools.split(",")) if isinstance(tools, str) else False) and (
-                    holder is None or holder.browser is None):
+            names = {name.strip() for name in tools.split(",")} if isinstance(tools, str) else set()
+            if "browser" in names and (holder is None or holder.browser is None):
                 raise UsageError("%%gptoss: the browser has no documents to read: choose them with "
                                  "`%gptoss browse FOLDER`")
         session = self._session()
