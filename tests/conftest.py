@@ -8,11 +8,19 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from gptoss_lab.tiny.random_model import make_random_checkpoint
+from gptoss_lab.widgets.view import NotebookView
 
 # Fuzz tests draw the same examples in every run (a CI failure can be rerun as is) and write no database.
 settings.register_profile("lab", derandomize=True, database=None, deadline=None,
                           suppress_health_check=list(HealthCheck))
 settings.load_profile("lab")
+
+
+@pytest.fixture(autouse=True)
+def _views_not_known_drawn(monkeypatch):
+    """Each test starts as a fresh kernel does: not known whether a front end draws views (a chat turn under no front
+    end sets it to False for the rest of the process, which would take the widget out of every later routing view)."""
+    monkeypatch.setattr(NotebookView, "drawn_here", None)
 
 
 @pytest.fixture(scope="session")

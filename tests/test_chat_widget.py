@@ -387,11 +387,10 @@ def _fast_turn(clock: _Clock, ready_after: float | None, saves: bool = True) -> 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
-def test_a_fast_turn_keeps_its_live_view_where_a_front_end_draws_it(clock, monkeypatch) -> None:
+def test_a_fast_turn_keeps_its_live_view_where_a_front_end_draws_it(clock) -> None:
     """A turn that ends before JupyterLab has drawn its view (a replay, a cached answer) kept to the static transcript,
     without ↻ Regenerate and New chat: its end waits for the front end once per kernel; later fast turns keep the
     widget (with the transcript beside it, for a front end that does not save it) without waiting."""
-    monkeypatch.setattr(ChatView, "drawn_here", None)
     updates, waited = _fast_turn(clock, ready_after=0.5)
     assert updates == [] and 0.5 <= waited < 1                  # the live view stays; JupyterLab saves the transcript
     updates, waited = _fast_turn(clock, ready_after=None)       # Run All: the next one is drawn after its cell
@@ -399,11 +398,10 @@ def test_a_fast_turn_keeps_its_live_view_where_a_front_end_draws_it(clock, monke
     assert updates[0][WIDGET]["model_id"]
 
 
-def test_without_a_front_end_only_the_first_turn_waits(clock, monkeypatch) -> None:
+def test_without_a_front_end_only_the_first_turn_waits(clock) -> None:
     """nbclient, papermill: nobody ever draws the view, so each output becomes the static transcript (no widget, whose
     empty place nbconvert would show); the first turn of the kernel waits at most `ready_timeout` from its display,
     the later ones not at all."""
-    monkeypatch.setattr(ChatView, "drawn_here", None)
     for most in (ChatView.ready_timeout, 0.0):
         updates, waited = _fast_turn(clock, ready_after=None)
         assert waited <= most + 0.1 and len(updates) == 1

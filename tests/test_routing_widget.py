@@ -9,6 +9,7 @@ import pytest
 
 from gptoss_lab.routing import Recorder, Routing
 from gptoss_lab.widgets.routing import RoutingView
+from gptoss_lab.widgets.view import NotebookView
 
 L, K, E = 36, 4, 128
 
@@ -107,6 +108,18 @@ def test_display_bundle_has_a_picture_and_a_summary():
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
     empty = RoutingView(Routing())._repr_mimebundle_()  # still recording, or a turn that recorded nothing
     assert "image/png" not in empty and empty["text/plain"] == "Expert routing: no tokens recorded yet"
+
+
+def test_where_no_front_end_draws_views_the_display_is_the_picture(monkeypatch):
+    """After a chat turn that no front end drew (nbclient, papermill: NotebookView.drawn_here is False), a routing
+    display leaves the widget out: nbconvert chose it over the PNG and showed an empty place. A drawn view's first
+    message (it asks for the tokens it lacks) says front ends draw views here."""
+    routing = Routing([1, 2, 3], np.zeros((3, 4, 2), int), np.full((3, 4, 2), 0.5), ["user"] * 3, num_experts=8)
+    monkeypatch.setattr(NotebookView, "drawn_here", False)
+    bundle = routing._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" not in bundle and bundle["image/png"][:4] == b"\x89PNG"
+    routing.view()._message(None, {"kind": "sync", "have": 3}, [])
+    assert NotebookView.drawn_here is True and "application/vnd.jupyter.widget-view+json" in routing._repr_mimebundle_()
 
 
 def test_expert_card_message():

@@ -56,12 +56,11 @@ class ChatView(NotebookView):
     noted = False                     # the reasoning disclaimer was shown (once per kernel, not every turn)
     pump_interval: float = 0.1        # seconds between looks at the shell queue during generation
     ready_timeout: float = 3.0        # how long approve(), and a turn's end (drawn_here), wait for the view to be drawn
-    # Whether front ends draw chat views in this kernel (None: not known yet). A turn that ends before its view said
-    # "ready" (a fast one: a replay, a short cached answer) waits for that once per kernel, at most `ready_timeout`
-    # seconds from the view's display: where a front end answers (JupyterLab, Notebook 7, VS Code) the finished turn
-    # keeps its live view and controls, and later fast turns keep theirs without waiting; where none does (nbclient,
-    # papermill) the output becomes the static transcript, and later turns do not wait either. Any "ready" says yes.
-    drawn_here: bool | None = None
+    # A turn that ends before its view said "ready" (a fast one: a replay, a short cached answer) waits for that once
+    # per kernel, at most `ready_timeout` seconds from the view's display, to learn NotebookView.drawn_here: where a
+    # front end answers (JupyterLab, Notebook 7, VS Code) the finished turn keeps its live view and controls, and later
+    # fast turns keep theirs without waiting; where none does (nbclient, papermill) the output becomes the static
+    # transcript, and later turns do not wait either.
 
     def __init__(self, **kwargs: Any) -> None:
         busy_status.hold()  # before the comm opens: the front end may answer it with a control request
@@ -229,11 +228,11 @@ class ChatView(NotebookView):
 
     def _drawn(self) -> bool:
         """Whether a front end draws this view, now or once it gets to it (see `drawn_here`)."""
-        if self._ready or ChatView.drawn_here:
+        if self._ready or NotebookView.drawn_here:
             return True
-        if ChatView.drawn_here is None and self._comm_pump() is not None and self.comm is not None:
+        if NotebookView.drawn_here is None and self._comm_pump() is not None and self.comm is not None:
             self._wait(lambda: self._ready, self._shown_at + self.ready_timeout - time.perf_counter())
-            ChatView.drawn_here = ChatView.drawn_here or self._ready
+            NotebookView.drawn_here = NotebookView.drawn_here or self._ready
         return self._ready
 
     def _after_turn(self, text: str, level: str = "info") -> None:
@@ -338,7 +337,7 @@ class ChatView(NotebookView):
     def _on_msg(self, widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
         kind = content.get("kind")
         if kind == "ready":
-            self._ready = ChatView.drawn_here = True
+            self._ready = NotebookView.drawn_here = True
             self._saves = self._saves or bool(content.get("saves"))
             if content.get("behind"):
                 self._resend()

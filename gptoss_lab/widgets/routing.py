@@ -203,6 +203,7 @@ class RoutingView(NotebookView):
         """A front end asks for the tokens it lacks ("sync", after the `have` it has) or an expert's card. The numbers
         are checked first (a negative `have` sent the last tokens as the first; text raised in the comm handler):
         a request the view never makes is answered with one line."""
+        NotebookView.drawn_here = True
         try:
             kind, numbers = _request(content)
         except ValueError as error:
@@ -225,8 +226,11 @@ class RoutingView(NotebookView):
     # ------------------------------------------------------------ display
 
     def _bundle(self) -> dict[str, Any]:
+        """The widget (where front ends draw views here, or may), the PNG and the summary."""
         bundle = super()._repr_mimebundle_()
         data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+        if NotebookView.drawn_here is False:
+            data.pop(WIDGET_MIME, None)
         data.update(static_bundle(self.routing))
         return data
 

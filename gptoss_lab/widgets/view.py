@@ -15,6 +15,10 @@ class NotebookView(anywidget.AnyWidget):
     static/common.js): a widget reference would reopen as "Error displaying widget: model not found"."""
 
     _id = traitlets.Unicode("").tag(sync=True)     # this widget's model id: how the front end finds its output
+    # Whether front ends draw views in this kernel (None: not known yet): any message from a drawn view says yes, a chat
+    # turn whose view no front end drew says no (nbclient, papermill). Where no, outputs leave the widget out, so
+    # nbconvert shows their picture or transcript, not the widget's empty place (its scripts come from a CDN).
+    drawn_here: bool | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
