@@ -1,9 +1,10 @@
 """A HuggingFace tokenizer for o200k_harmony, built from the bundled vocabulary.
 
 `write(folder)` puts `tokenizer.json` (byte-level BPE with merges derived from the tiktoken
-ranks, the o200k pre-tokenizer, every Harmony special token at its id) and its small config
-files into a checkpoint folder, so `AutoTokenizer`, llama.cpp's converter and vLLM can load
-the model. The file is 8.5 MB (3 MB gzipped), so it can be generated rather than stored in git:
+ranks, the o200k pre-tokenizer, every Harmony special token at its id), its small config
+files and `chat_template.jinja` (the Harmony prompt, for `apply_chat_template`) into a checkpoint
+folder, so `AutoTokenizer`, llama.cpp's converter and vLLM can load the model. `tokenizer.json` is
+8.5 MB (3 MB gzipped), so it is generated rather than stored in git:
 `python -m gptoss_lab.tiny.tokenizer FOLDER`.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from .. import harmony
 
-FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+_CHAT_TEMPLATE = Path(__file__).with_name("chat_template.jinja")   # the lab's Harmony rendering, as Jinja
 _SPECIAL_MAP = {"bos_token": "<|startoftext|>", "eos_token": "<|return|>", "pad_token": "<|endoftext|>"}
 
 
@@ -85,7 +87,8 @@ def _texts() -> dict[str, str]:
               **_SPECIAL_MAP}
     return {"tokenizer.json": json.dumps(tokenizer_json(), ensure_ascii=False),
             "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
-            "special_tokens_map.json": json.dumps(_SPECIAL_MAP, indent=2) + "\n"}
+            "special_tokens_map.json": json.dumps(_SPECIAL_MAP, indent=2) + "\n",
+            "chat_template.jinja": _CHAT_TEMPLATE.read_text(encoding="utf-8")}
 
 
 def _theirs(folder: Path, ours: dict[str, str]) -> list[str]:
@@ -102,8 +105,7 @@ def _refuse_theirs(folder: Path, ours: dict[str, str]) -> None:
 
 
 def write(folder: str | Path, names: Iterable[str] = FILES, *, texts: dict[str, str] | None = None) -> Path:
-    """Write `names` (tokenizer.json, tokenizer_config.json and special_tokens_map.json by default) into `folder`
-    (made if missing).
+    """Write `names` (all of FILES by default) into `folder` (made if missing).
 
     Each file is written beside its name and renamed when all are whole, so a failure or Ctrl-C halfway leaves
     none of them (nor the folder, if this made it). `texts`: `_texts()` when the caller has it (it takes ~2 s)."""
