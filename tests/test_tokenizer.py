@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +82,77 @@ def test_the_command_line_has_help_and_writes_nothing_for_it(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []           # no folder named --help
     tokenizer.main(["out"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(tokenizer.FILES)
+
+
+def _chat_ids(folder: Path, messages: list[dict], **options: Any) -> list[int]:
+    """What a transformers user gets: `apply_chat_template` of the folder's tokenizer, as token ids."""
+    from transformers import AutoTokenizer
+
+    return list(AutoTokenizer.from_pretrained(folder).apply_chat_template(messages, tokenize=True, return_dict=False,
+                                                                          **options))
+
+
+def _today() -> str:
+    """The date the template writes (transformers' `strftime_now`), as the lab's system message takes it."""
+    import datetime
+
+    return datetime.date.today().isoformat()
+
+
+@pytest.mark.parametrize("first", ["system", "developer"])
+def test_chat_template_renders_a_conversation_as_the_lab_does(folder, first):
+    """`apply_chat_template` failed (no template); openai/gpt-oss-20b's tokenizer has one. The ids are the lab's."""
+    messages = [{"role": first, "content": "Answer in one word."}, {"role": "user", "content": "Capital of France?"},
+                {"role": "assistant", "thinking": "Paris, earlier reasoning.", "content": "Paris."},
+                {"role": "user", "content": "And of Italy? 🚀"}]
+    ids = _chat_ids(folder, messages, add_generation_prompt=True)
+    assert ids == harmony.render([harmony.system_message("medium", date=_today()),
+                                  harmony.developer_message("Answer in one word."),
+                                  harmony.user_message("Capital of France?"), harmony.assistant_message("Paris.", "final"),
+                                  harmony.user_message("And of Italy? 🚀")])
+    assert harmony.decode(ids).endswith("<|start|>assistant<|channel|>final<|message|>Paris.<|end|>"
+                                        "<|start|>user<|message|>And of Italy? 🚀<|end|><|start|>assistant")
+    assert "Reasoning: medium" in harmony.decode(ids) and "earlier reasoning" not in harmony.decode(ids)
+
+
+def test_chat_template_takes_the_reasoning_effort_and_a_training_text_ends_with_return(folder):
+    messages = [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "thinking": "Add.", "content": "4"}]
+    ids = _chat_ids(folder, messages, reasoning_effort="high")
+    assert ids == harmony.render([harmony.system_message("high", date=_today()), harmony.user_message("2 + 2?"),
+                                  harmony.assistant_message("Add.", "analysis")], keep_analysis_from=2)[:-2] \
+        + harmony.encode("<|start|>assistant<|channel|>final<|message|>4<|return|>")
+    assert "Reasoning: high" in harmony.decode(ids)
+
+
+def test_chat_template_renders_function_tools_and_a_call_as_the_lab_does(folder):
+    """The tools list, a call (its reasoning kept while the turn goes on) and the answer, as a session renders them."""
+    from openai_harmony import ToolDescription
+
+    params = {"type": "object", "required": ["city"], "properties": {
+        "city": {"type": "string", "description": "The city,\n  in English."},
+        "unit": {"type": "string", "enum": ["c", "f"], "default": "c"}, "days": {"type": "integer", "default": 1},
+        "tags": {"type": "array", "items": {"type": "string"}}, "extra": {"type": "object"}, "now": {"type": "boolean"}}}
+    tools = [{"type": "function", "function": {"name": "weather", "description": "The weather.", "parameters": params}},
+             {"type": "function", "function": {"name": "clock", "description": "The time.", "parameters": {}}}]
+    messages = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "thinking": "Call weather.", "tool_calls": [
+                    {"type": "function", "function": {"name": "weather", "arguments": {"city": "Paris"}}}]},
+                {"role": "tool", "content": '{"temperature": 20}'}]
+    ids = _chat_ids(folder, messages, tools=tools, add_generation_prompt=True)
+    functions = [ToolDescription.new("weather", "The weather.", parameters=params), ToolDescription.new("clock", "The time.")]
+    assert ids == harmony.render([
+        harmony.system_message("medium", date=_today()), harmony.developer_message("Be brief.", functions=functions),
+        harmony.user_message("Weather in Paris?"), harmony.assistant_message("Call weather.", "analysis"),
+        harmony.assistant_message('{"city": "Paris"}', "commentary", "functions.weather", "<|constrain|>json"),
+        harmony.tool_message("functions.weather", '{"temperature": 20}', "commentary")], keep_analysis_from=3)
+    text = harmony.decode(ids)
+    assert "Calls to these tools must go to the commentary channel: 'functions'." in text
+    assert text.endswith("<|start|>assistant to=functions.weather<|channel|>commentary <|constrain|>json<|message|>"
+                         '{"city": "Paris"}<|call|><|start|>functions.weather to=assistant<|channel|>commentary'
+                         '<|message|>{"temperature": 20}<|end|><|start|>assistant')
+
+
+def test_the_bundled_checkpoint_has_the_chat_template_write_writes(folder):
+    from gptoss_lab.tiny import CHECKPOINT
+
+    assert (CHECKPOINT / "chat_template.jinja").read_bytes() == (folder / "chat_template.jinja").read_bytes()
