@@ -34,11 +34,11 @@ def _ctrl_c_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _ctrl_c(module: str, *args: str, ready: Callable[[str], bool]) -> tuple[int, str]:
+def _ctrl_c(module: str, *args: str, ready: Callable[[str], bool], env: dict[str, str] = ENV) -> tuple[int, str]:
     """Run a command and press Ctrl-C (SIGINT to its whole process group, as a terminal does) once `ready(stderr so
     far)`; its exit status and stderr."""
     with tempfile.NamedTemporaryFile("w+") as err:
-        process = subprocess.Popen([sys.executable, "-m", f"gptoss_lab.tiny.{module}", *args], env=ENV,
+        process = subprocess.Popen([sys.executable, "-m", f"gptoss_lab.tiny.{module}", *args], env=env,
                                    stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
                                    preexec_fn=_ctrl_c_default)
         try:
@@ -194,6 +194,43 @@ def test_evaluate_and_llamacpp_interrupted_with_ctrl_c_say_so_in_one_line(tmp_pa
                           ready=lambda _: any(".partial" in p.name for p in tmp_path.iterdir()))
     assert status == 130 and err.strip().splitlines() == [f"interrupted: nothing written to {out}"], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slow"]
+
+
+# Run as `sitecustomize` in a command's process: its `import STOP_AT` at module level (as spelled, with its leading
+# dots) touches the file READY, then waits there for Ctrl-C, as a user's Ctrl-C lands while torch takes seconds.
+_STOP_AT_AN_IMPORT = """
+import builtins, os, time
+_import = builtins.__import__
+
+def _stopping(name, globals=None, locals=None, fromlist=(), level=0):
+    if ((globals or {}).get("__name__") == "__main__" and "." * level + name == os.environ["STOP_AT"]
+            and not os.path.exists(os.environ["READY"])):
+        open(os.environ["READY"], "w").close()
+        time.sleep(60)
+    return _import(name, globals, locals, fromlist, level)
+
+builtins.__import__ = _stopping
+"""
+
+
+@pytest.mark.parametrize("module, stop_at, args", [
+    ("train", "torch", ["--quick", "--out", "OUT"]), ("evaluate", "..engines.local", ["--n", "1"]),
+    ("quantize", "..engines.checkpoint", ["--out", "OUT"]), ("tokenizer", "..", ["OUT"]),
+    ("llamacpp", "..engines.checkpoint", ["OUT.gguf"]), ("random_model", "pathlib", ["OUT"]),
+])
+def test_ctrl_c_while_a_command_still_imports_is_one_line(tmp_path, module, stop_at, args):
+    """Ctrl-C in the seconds a command spends importing torch and transformers, before `main` runs: a 30-line
+    KeyboardInterrupt traceback, where Ctrl-C a moment later is one line."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_STOP_AT_AN_IMPORT)
+    ready = tmp_path / "importing"
+    env = {**ENV, "PYTHONPATH": f"{hook}{os.pathsep}{ENV['PYTHONPATH']}", "STOP_AT": stop_at, "READY": str(ready)}
+    status, err = _ctrl_c(module, *(arg.replace("OUT", str(tmp_path / "out")) for arg in args),
+                          ready=lambda _: ready.exists(), env=env)
+    assert ready.exists() and status == 130, (status, err)
+    assert err.splitlines() == ["interrupted while starting: nothing was done"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hook", "importing"]
 
 
 def test_train_refuses_more_workers_than_cpus(tmp_path):

@@ -2,6 +2,7 @@
 import argparse
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,20 @@ def number(kind: type, low: float, high: float | None = None) -> Callable[[str],
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} {span}, not {text!r}")
         return value
     return parse
+
+
+@contextmanager
+def importing(name: str) -> Iterator[None]:
+    """The block of a command line's imports (`name` is the module's `__name__`): run as a command, Ctrl-C there
+    ends it with one line and status 130, as Ctrl-C in its work does, not with a traceback (torch and transformers
+    take seconds to import, before `main` catches anything). Imported by other code, the KeyboardInterrupt goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if name != "__main__":
+            raise
+        sys.stderr.write("interrupted while starting: nothing was done\n")
+        raise SystemExit(130) from None
 
 
 @contextmanager

@@ -18,26 +18,28 @@ Printed per skill and per turn index; `--check` exits non-zero when a target is 
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import json
-import random
-import re
-import sys
-import time
-from collections import defaultdict
-from contextlib import redirect_stdout
-from pathlib import Path
-from typing import Any
+from . import importing
 
+with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
+    import argparse
+    import copy
+    import json
+    import random
+    import re
+    import sys
+    import time
+    from collections import defaultdict
+    from contextlib import redirect_stdout
+    from pathlib import Path
+    from typing import Any
 
-from ..engines.base import EngineError
-from ..engines.local import LocalEngine
-from ..events import Reply
-from ..session import Session
-from ..widgets import text_bar
-from . import CHECKPOINT, data, number
-from .skills import Turn
+    from ..engines.base import EngineError
+    from ..engines.local import LocalEngine
+    from ..events import Reply
+    from ..session import Session
+    from ..widgets import text_bar
+    from . import CHECKPOINT, data, number
+    from .skills import Turn
 
 HELD_OUT_SEED = 20250805
 TARGETS = {"valid": 99.0, "tool": 95.0, "final_turn1": 95.0, "final_later": 92.0, "cited": 90.0, "loops": 0}

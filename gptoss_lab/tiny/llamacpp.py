@@ -11,19 +11,22 @@ then, in a notebook, `Session.connect("http://127.0.0.1:8000")`. See docs/remote
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import uuid
-from pathlib import Path
+from . import importing
 
-from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file
-from . import CHECKPOINT, tokenizer
+with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
+    import argparse
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+    import uuid
+    from pathlib import Path
+
+    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file
+    from . import CHECKPOINT, tokenizer
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
 _VENDOR = "vendor/llama.cpp/"

@@ -14,16 +14,19 @@ and the public `quantization_config`. transformers reads it back with its own de
 """
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from . import importing
 
-from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json
-from . import CHECKPOINT, new_folder
+with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
+    import argparse
+    import json
+    import shutil
+    from collections.abc import Sequence
+    from dataclasses import dataclass
+    from pathlib import Path
+    from typing import Any
+
+    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json
+    from . import CHECKPOINT, new_folder
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
 BLOCK = 32  # values sharing one scale

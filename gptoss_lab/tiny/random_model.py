@@ -3,10 +3,13 @@
 `python -m gptoss_lab.tiny.random_model OUT` writes one into the new folder OUT."""
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from . import importing
 
-from . import new_folder, number
+with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
+    import argparse
+    from pathlib import Path
+
+    from . import new_folder, number
 
 
 def make_random_checkpoint(path: Path, *, seed: int = 0, layers: int = 4, experts: int = 8, top_k: int = 2,

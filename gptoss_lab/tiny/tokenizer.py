@@ -9,12 +9,15 @@ folder, so `AutoTokenizer`, llama.cpp's converter and vLLM can load the model. `
 """
 from __future__ import annotations
 
-import argparse
-import json
-from collections.abc import Iterable
-from pathlib import Path
+from . import importing
 
-from .. import harmony
+with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
+    import argparse
+    import json
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from .. import harmony
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 _CHAT_TEMPLATE = Path(__file__).with_name("chat_template.jinja")   # the lab's Harmony rendering, as Jinja

@@ -16,30 +16,33 @@ with `save_pretrained` (bf16, unused rows exactly zero), loadable by `AutoModelF
 """
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import multiprocessing
-import os
-import random
-import signal
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, closing, redirect_stdout
-from pathlib import Path
-from typing import Any
+from . import importing
 
-import torch
-import torch.nn.functional as F
-from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
-from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
+with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
+    import argparse
+    import json
+    import math
+    import multiprocessing
+    import os
+    import random
+    import signal
+    import sys
+    import threading
+    import time
+    from collections.abc import Iterator
+    from contextlib import ExitStack, closing, redirect_stdout
+    from pathlib import Path
+    from typing import Any
 
-from .. import harmony
-from ..engines.checkpoint import LoadError, checked_folder
-from ..widgets import text_bar, transformers_bars
-from . import data, new_folder, number
+    import torch
+    import torch.nn.functional as F
+    from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
+    from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
+
+    from .. import harmony
+    from ..engines.checkpoint import LoadError, checked_folder
+    from ..widgets import text_bar, transformers_bars
+    from . import data, new_folder, number
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
