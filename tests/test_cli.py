@@ -350,6 +350,61 @@ def test_llamacpp_uses_the_sdist_it_is_given_over_a_cached_converter(tmp_path, r
                                                                       "llama_cpp_python-9.9.9"]
 
 
+# `python -m pip` for the command under test: `pip download … llama-cpp-python==V -d FOLDER` logs as pip does (on
+# stdout) and copies $FAKE_SDIST there, or fails as pip offline does when $FAKE_SDIST is unset.
+_FAKE_PIP = """
+import os, shutil, sys
+version = next(arg for arg in sys.argv if arg.startswith("llama-cpp-python==")).split("==")[1]
+if not os.environ.get("FAKE_SDIST"):
+    print("WARNING: Retrying (Retry(total=4)) after connection broken", file=sys.stderr)
+    print(f"ERROR: Could not find a version that satisfies the requirement llama-cpp-python=={version}", file=sys.stderr)
+    sys.exit(1)
+print(f"Collecting llama-cpp-python=={version}")
+print(f"  Downloading llama_cpp_python-{version}.tar.gz (50.7 MB)")
+folder = sys.argv[sys.argv.index("-d") + 1]
+os.makedirs(folder, exist_ok=True)
+shutil.copy(os.environ["FAKE_SDIST"], os.path.join(folder, f"llama_cpp_python-{version}.tar.gz"))
+print("Successfully downloaded llama-cpp-python")
+"""
+
+
+def test_llamacpp_keeps_pips_log_off_stdout_and_a_failure_shows_pips_error(tmp_path, random_checkpoint):
+    """The first run fetches the converter with `pip download`: pip's log was printed on stdout, the command's own
+    output (`… llamacpp OUT | tail -1` gave pip's lines), and a failure said "offline?" without pip's reason."""
+    (tmp_path / "pip").mkdir()
+    (tmp_path / "pip" / "__init__.py").write_text("")
+    (tmp_path / "pip" / "__main__.py").write_text(_FAKE_PIP)
+    _fake_source(tmp_path / "llama_cpp_python-9.9.9", "open(out, 'wb').write(b'GGUF')\n")
+    sdist = tmp_path / "sdist.tar.gz"
+    subprocess.run(["tar", "-czf", str(sdist), "-C", str(tmp_path), "llama_cpp_python-9.9.9"], check=True)
+    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ENV['PYTHONPATH']}", "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    from importlib.metadata import PackageNotFoundError, version
+
+    from gptoss_lab.tiny import llamacpp
+
+    try:
+        installed = version("llama-cpp-python")
+    except PackageNotFoundError:
+        installed = llamacpp.LLAMA_CPP_PYTHON
+    fetching = f"downloading the llama-cpp-python {installed} source with pip, once, for its converter"
+    command = [sys.executable, "-m", "gptoss_lab.tiny.llamacpp", "--checkpoint", str(random_checkpoint)]
+    out = tmp_path / "m.gguf"
+    done = subprocess.run([*command, str(out)], capture_output=True, text=True, timeout=120,
+                          env={**env, "FAKE_SDIST": str(sdist)})
+    assert done.returncode == 0 and out.read_bytes() == b"GGUF", done
+    assert done.stdout.splitlines() == [f"wrote {out}; serve it with:", "  " + " ".join(llamacpp.serve_command(out))]
+    assert done.stderr.splitlines() == [fetching], done.stderr
+    offline = tmp_path / "offline.gguf"   # (a new cache: the first run's holds the converter, and pip is not run)
+    failed = subprocess.run([*command, str(offline)], capture_output=True, text=True, timeout=120,
+                            env={**env, "XDG_CACHE_HOME": str(tmp_path / "new-cache")})
+    assert failed.returncode == 1 and failed.stdout == "", failed
+    assert failed.stderr.splitlines() == [fetching, (
+        f"error: pip could not download the llama-cpp-python {installed} sdist (offline? give --source): "
+        f"ERROR: Could not find a version that satisfies the requirement llama-cpp-python=={installed}")]
+    assert not offline.exists()
+
+
 def test_quantize_refuses_a_link_to_an_empty_folder_before_it_works(tmp_path, random_checkpoint):
     (tmp_path / "empty").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "empty")   # the rename at the end failed: all the work was lost

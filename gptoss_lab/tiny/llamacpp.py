@@ -64,12 +64,7 @@ def converter(source: str | Path | None = None) -> Path:
     if script.is_file():
         return script
     if source is None:
-        download = _CACHE / "sdist"
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                               f"llama-cpp-python=={version}", "-d", str(download)])
-        if done.returncode:
-            raise RuntimeError(f"pip could not download the llama-cpp-python {version} sdist (offline? give --source)")
-        source = download / f"llama_cpp_python-{version}.tar.gz"
+        source = _download(version, _CACHE / "sdist")
     # unpacked beside `target`, which it becomes only when whole: an interrupted unpacking broke every later run
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
@@ -88,6 +83,20 @@ def converter(source: str | Path | None = None) -> Path:
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return script
+
+
+def _download(version: str, folder: Path) -> Path:
+    """The llama-cpp-python `version` sdist, downloaded with pip into `folder`. Said in one line on stderr: pip's log
+    went to stdout, which is the command's own output; a failure's message ends with pip's error."""
+    print(f"downloading the llama-cpp-python {version} source with pip, once, for its converter", file=sys.stderr)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                           f"llama-cpp-python=={version}", "-d", str(folder)], capture_output=True, text=True)
+    if done.returncode:
+        lines = (done.stderr + done.stdout).strip().splitlines()
+        why = " ".join(line for line in lines if line.startswith("ERROR:")) or (lines or ["no message"])[-1]
+        raise RuntimeError(f"pip could not download the llama-cpp-python {version} sdist (offline? give --source): "
+                           f"{why}")
+    return folder / f"llama_cpp_python-{version}.tar.gz"
 
 
 def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: str = "f32",
