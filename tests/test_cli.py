@@ -487,6 +487,29 @@ def test_a_finished_run_that_cannot_become_its_out_folder_is_kept_and_said_in_on
     assert not list(tmp_path.glob(".failed.partial-*")) and not (tmp_path / "failed").exists()
 
 
+def test_train_says_it_compiles_before_its_first_step_on_stderr_and_stdout_stays_the_summary(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """torch.compile works at the first step: a first run sat at "training 0%" for a minute with no word. Here the
+    compiler is a stand-in that notes what the user had read when the first step called it."""
+    from gptoss_lab.tiny import train
+
+    read_at_first_step: list[str] = []
+
+    def compiling(function: Callable, **options: object) -> Callable:
+        def first_call(*args: object) -> object:
+            if not read_at_first_step:
+                read_at_first_step.append(capsys.readouterr().err)
+            return function(*args)
+        return first_call
+
+    monkeypatch.setattr(train.torch, "compile", compiling)
+    train.main(["--conversations", "2", "--workers", "0", "--out", str(tmp_path / "run")])
+    notice = "compiling the model for this CPU at the first step (about a minute), then it trains ~2x faster"
+    assert notice in read_at_first_step[0].splitlines(), read_at_first_step
+    summary = capsys.readouterr().out
+    assert json.loads(summary)["conversations"] == 2 and notice not in summary   # stdout: the summary alone
+
+
 def test_resume_and_llamacpp_refuse_a_folder_without_usable_weights_in_one_line(tmp_path, random_checkpoint):
     """`train --resume` of quantize's own output was an ImportError traceback ("mxfp4 requires Accelerate"), and of a
     folder with only config.json an OSError traceback; llamacpp of the latter a KeyError traceback."""
