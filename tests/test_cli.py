@@ -461,6 +461,28 @@ def test_random_model_writes_a_new_checkpoint_and_overwrites_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["random"]
 
 
+def test_random_model_help_says_its_default_shape_and_how_it_differs_from_gpt_oss_tiny(random_checkpoint):
+    """A new user took the default random model for gpt-oss-tiny's shape: it is narrower, and --help said nowhere.
+    The figures shown are checked against a default random checkpoint's config and the bundled one's."""
+    from gptoss_lab.tiny import CHECKPOINT
+
+    done = _run("random_model", "--help")
+    shown = " ".join(done.stdout.split())
+    made, tiny = (json.loads((folder / "config.json").read_text()) for folder in (random_checkpoint, CHECKPOINT))
+    for name, key in [("hidden size", "hidden_size"), ("expert size", "intermediate_size"), ("head dimension", "head_dim"),
+                      ("sliding window", "sliding_window"), ("positions", "max_position_embeddings")]:
+        assert made[key] != tiny[key] and f"{name} {made[key]} (gpt-oss-tiny: {tiny[key]})" in shown, (name, shown)
+    rope = {"yarn": "YaRN RoPE", "default": "plain RoPE"}
+    made_rope, tiny_rope = (rope[config["rope_parameters"]["rope_type"]] for config in (made, tiny))
+    assert f"{made_rope} (gpt-oss-tiny: {tiny_rope})" in shown, shown
+    same = [f"the same {tiny['num_hidden_layers']} layers", f"{tiny['num_local_experts']} experts",
+            f"top-{tiny['num_experts_per_tok']}", f"{tiny['num_attention_heads']} query and "
+            f"{tiny['num_key_value_heads']} key-value heads", f"{tiny['vocab_size']}-token vocabulary", "tied embeddings"]
+    keys = ["num_hidden_layers", "num_local_experts", "num_experts_per_tok", "num_attention_heads",
+            "num_key_value_heads", "vocab_size", "tie_word_embeddings"]
+    assert all(made[key] == tiny[key] for key in keys) and all(text in shown for text in same), shown
+
+
 def test_a_finished_run_that_cannot_become_its_out_folder_is_kept_and_said_in_one_line(tmp_path, monkeypatch, capsys):
     """Two runs into one --out: the second trained to the end, then printed a traceback ("Directory not empty") and
     its weights were deleted with the partial folder; a read-only mount point as --out the same (a new user's review:

@@ -1,6 +1,15 @@
 """Randomly initialised GptOss checkpoints: the untrained baseline for routing studies, tests and benchmarks.
 
-`python -m gptoss_lab.tiny.random_model OUT` writes one into the new folder OUT."""
+`python -m gptoss_lab.tiny.random_model OUT` writes one into the new folder OUT.
+
+Its default shape is smaller than the bundled gpt-oss-tiny's (gptoss_lab/tiny/checkpoint/config.json),
+to be quick to make and run: the same 4 layers (sliding/full attention pairs), 8 experts, top-2,
+4 query and 2 key-value heads, 201088-token vocabulary and tied embeddings, but hidden size 64
+(gpt-oss-tiny: 128), expert size 64 (gpt-oss-tiny: 256), head dimension 16 (gpt-oss-tiny: 32),
+sliding window 8 (gpt-oss-tiny: 128), positions 4096 (gpt-oss-tiny: 12288) and YaRN RoPE
+(gpt-oss-tiny: plain RoPE). So gpt-oss-tiny's weights do not fit it, and --layers, --experts and
+--top-k change its depth and routing, not its widths.
+"""
 from __future__ import annotations
 
 from . import importing
@@ -33,8 +42,9 @@ def make_random_checkpoint(path: Path, *, seed: int = 0, layers: int = 4, expert
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a random checkpoint into OUT and print its path."""
     p = argparse.ArgumentParser(
-        prog="python -m gptoss_lab.tiny.random_model", description=__doc__.splitlines()[0],
-        epilog="example: python -m gptoss_lab.tiny.random_model /tmp/random-gptoss --layers 2, then "
+        prog="python -m gptoss_lab.tiny.random_model", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: python -m gptoss_lab.tiny.random_model /tmp/random-gptoss --layers 2,\nthen "
                "%gptoss load /tmp/random-gptoss (a model that routes but has learned nothing)")
     p.add_argument("out", type=Path, help="a new (or empty) folder to write; nothing is overwritten")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights (default: %(default)s)")
