@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,6 +99,35 @@ def test_transition_figures_say_what_their_colours_measure():
                          (r.transitions(1, normalize=True), "P(next expert | expert)")):
         figure = table.plot()
         assert figure.axes[1].get_ylabel() == label  # the colour bar's axis
+
+
+def test_figures_coloured_by_expert_or_layer_have_a_key_saying_so():
+    """The grid (`figure("grid")` and the still image of a routing view) coloured each cell by its top-1 expert
+    with no key: a reader could not tell an expert id from a gate weight, nor what a grey cell was. The
+    hot-and-cold lines were coloured by layer with no range given."""
+    from matplotlib.figure import Figure
+
+    from gptoss_lab.widgets.routing_figures import view_figure
+
+    r = _record()  # 4 tokens ("user", "user", "final", "final"), 3 layers, top-2 of 4 experts
+
+    def key(figure: Figure) -> Any:
+        """The colour bar of the figure's grid (its first panel's image)."""
+        bar = figure.axes[0].images[0].colorbar
+        assert bar is not None and bar.ax in figure.axes, "the grid has no colour bar"
+        return bar
+
+    for figure in (r.figure("grid"), view_figure(r)):
+        bar = key(figure)
+        assert bar.ax.get_ylabel() == "top-1 expert (id)"
+        assert (bar.norm.vmin, bar.norm.vmax) == (-0.5, 3.5)  # one band per expert id 0..3
+        assert list(bar.get_ticks()) == [0, 1, 2, 3]  # ticked at whole ids, all of them here
+    greyed = key(r.figure("grid", channel="final")).ax.yaxis.label  # the "user" tokens are grey
+    assert greyed.get_text() == "top-1 expert (id)\ngrey: not final" and greyed.get_parse_math() is False
+    assert [ax.get_ylabel() for ax in view_figure(r).axes[2:]] == ["top-1 expert (id)", "share of top-k picks"]
+    lines = r.hot_and_cold(top=1).plot()
+    assert [ax.get_ylabel() for ax in lines.axes] == ["cumulative share of picks", "layer"]  # the lines' colour bar
+    assert lines.axes[1].get_ylim() == (0, 2)  # layers 0..2, dark to light
 
 
 def test_hot_and_cold_experts():

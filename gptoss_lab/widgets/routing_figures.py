@@ -83,7 +83,9 @@ def _say(ax: Any, text: str) -> None:
 
 
 def _grid(ax: Any, routing: Any, channel: str | None) -> None:
-    """Top-1 expert per token (x) and layer (y), other channels greyed; long records sampled."""
+    """Top-1 expert per token (x) and layer (y), other channels greyed; long records sampled. A colour bar names
+    the expert of each colour (and what grey means, where a cell is grey): without it a reader could not tell
+    whether a colour stood for an expert id or a gate weight."""
     n = len(routing)
     ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10,
                  parse_math=False)
@@ -92,14 +94,32 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
     step = max(1, -(-n // _MAX_COLUMNS))
     picks = np.asarray(routing.experts[::step])  # a record of top-0 (saved and loaded like any) has no top-1: grey
     top1 = (picks[..., 0] if routing.top_k else np.full(picks.shape[:2], -1)).T.astype(float)
+    grey = []
+    if (top1 < 0).any():
+        grey.append("no expert")
     top1[top1 < 0] = np.nan
-    if channel is not None:
-        top1[:, ~routing.mask(channel)[::step]] = np.nan
+    if channel is not None and not (shown := routing.mask(channel)[::step]).all():
+        grey.insert(0, f"not {channel}")
+        top1[:, ~shown] = np.nan
     cmap = expert_colormap(routing.num_experts).with_extremes(bad="#dddddd")
-    ax.imshow(top1, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
-              vmax=max(routing.num_experts, 1) - 0.5, extent=(-0.5, n - 0.5, routing.layers - 0.5, -0.5))
+    image = ax.imshow(top1, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
+                      vmax=max(routing.num_experts, 1) - 0.5, extent=(-0.5, n - 0.5, routing.layers - 0.5, -0.5))
     ax.set_xlabel("token" + (f" (one in {step} shown)" if step > 1 else ""))
     ax.set_ylabel("layer")
+    _expert_key(ax, image, routing.num_experts, grey)
+
+
+def _expert_key(ax: Any, image: Any, num_experts: int, grey: list[str]) -> None:
+    """The grid's colour bar: one band per expert id, ticked at whole ids, labelled with what grey cells are."""
+    from matplotlib.ticker import MaxNLocator
+
+    bar = ax.figure.colorbar(image, ax=ax, pad=0.01)
+    top = max(num_experts, 1) - 1
+    ticks = MaxNLocator(nbins=6, integer=True).tick_values(0, top)
+    bar.set_ticks(ticks[(ticks >= 0) & (ticks <= top)])
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("top-1 expert (id)" + (f"\ngrey: {' or '.join(grey)}" if grey else ""), fontsize=8)
+    bar.ax.yaxis.label.set_parse_math(False)  # a channel's name is text, not mathematics
 
 
 def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | None, sampled: str = "") -> None:
@@ -128,7 +148,7 @@ def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = No
     channels greyed when `channel` is given); kind "load": expert load of `layer` as bars, or of all
     layers as a layer × expert heat map."""
     if kind == "grid":
-        figure = _figure(min(16, 2 + len(routing) / 40), 1 + 0.18 * max(routing.layers, 4))
+        figure = _figure(min(16, 2 + len(routing) / 40) + 1, 1 + 0.18 * max(routing.layers, 4))  # + 1: the key
         _grid(figure.add_subplot(), routing, channel)
         return _whole_ticks(figure)
     if kind == "load":
@@ -279,18 +299,24 @@ def _transitions(table: Any, layer: int = 0, measure: str = "tokens", **_: Any) 
 
 
 def _hot_and_cold(table: Any, cumulative: Any = None, top: int = 1, **_: Any) -> Any:
+    """Each layer's cumulative share of picks over its experts, busiest first, one line a layer coloured by
+    its number (a colour bar says which)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     curves = np.asarray(cumulative, float)
-    figure = _figure(6, 3.4)
+    figure = _figure(6.6, 3.4)  # 0.6 more than without the colour bar
     ax = figure.add_subplot()
     experts = curves.shape[1] if curves.ndim == 2 else 0
-    from matplotlib import colormaps
-
+    layers = ScalarMappable(Normalize(0, max(len(curves) - 1, 1)), "viridis")
     for layer, curve in enumerate(curves):
-        ax.plot(np.arange(1, experts + 1), curve, color=colormaps["viridis"](layer / max(len(curves) - 1, 1)), lw=0.8)
+        ax.plot(np.arange(1, experts + 1), curve, color=layers.to_rgba(layer), lw=0.8)
     ax.plot([0, experts], [0, 1], color="grey", ls="--", lw=0.8, label="perfect balance")
     ax.axvline(top, color="grey", ls=":", lw=0.8, label=f"top {top}")
     _labels(ax, "experts, busiest first", "cumulative share of picks",
             "how much of each layer's routing the busiest experts take (dark = early layers)", size=9, legend=True)
+    if len(curves):
+        figure.colorbar(layers, ax=ax, pad=0.01, label="layer")
     return figure
 
 
