@@ -30,6 +30,7 @@ import reprlib
 import sys
 import time
 import unicodedata
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from typing import Any
 import docstring_parser
 import jsonschema
 import pydantic
+import referencing
 import regex
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import PydanticSerializationError, SchemaError, SchemaValidator, core_schema, to_jsonable_python
@@ -467,6 +469,10 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     if _has_key(schema, "unevaluatedProperties") and _has_key(schema, "patternProperties"):
         raise ValueError("not supported: unevaluatedProperties with patternProperties (jsonschema matches those "
                          "patterns with no time limit); use additionalProperties instead")
+    elsewhere = next(_outside_refs(schema), None)
+    if elsewhere is not None:
+        raise ValueError(f"not supported: a reference to another document ({_one_line(reprlib.repr(elsewhere))}); "
+                         "put its definitions under $defs and refer to them as #/$defs/NAME (nothing is fetched)")
     if _has_key({key: value for key, value in schema.items() if key != "$schema"}, "$schema"):
         raise ValueError('not supported: "$schema" inside the schema (jsonschema checks such a part with its own '
                          'validator, without the time limit on the check); give "$schema" once, at the top')
@@ -475,7 +481,9 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     keywords = {**kind.VALIDATORS, "pattern": _pattern, "patternProperties": _pattern_properties,
                 "additionalProperties": _additional_properties, "uniqueItems": _unique_items}
     kind = jsonschema.validators.extend(kind, {name: _in_time(check) for name, check in keywords.items()})
-    validator = kind(schema, format_checker=kind.FORMAT_CHECKER)
+    # an empty registry: a reference the schema does not hold is an error, never a download (jsonschema's default
+    # fetched it with no timeout, while the session holds Ctrl-C back, and read file:// paths)
+    validator = kind(schema, format_checker=_format_checker(kind), registry=referencing.Registry())
 
     def load(body: str) -> Any:
         value = _strict_json(body)
@@ -489,6 +497,52 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
         return value
 
     return schema, load
+
+
+def _outside_refs(node: Any) -> Iterator[str]:
+    """The references (`$ref`, `$dynamicRef`, `$recursiveRef`) in a schema that point outside it (not `#…`); the
+    values of enum, const, default and examples are data, and a property may be named "$ref"."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _outside_refs(item)
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str) and not value.startswith("#"):
+                yield value
+            elif key in _NAMED and isinstance(value, Mapping):
+                for sub in value.values():
+                    yield from _outside_refs(sub)
+            elif key not in _VALUES:
+                yield from _outside_refs(value)
+
+
+# RFC 3987: an IRI holds ASCII (as a URI does) and these (ucschar, and iprivate, allowed here anywhere)
+_IRI_EXTRA = regex.compile("[^\\x00-\\x7f]")
+_NOT_IRI = regex.compile("[^\\x00-\\x7f\\xa0-\\ud7ff\\ue000-\\ufdcf\\ufdf0-\\uffef" + "".join(
+    f"\\U{plane:04x}{0x1000 if plane == 14 else 0:04x}-\\U{plane:04x}fffd" for plane in range(1, 17)) + "]")
+
+
+def _format_checker(kind: Any) -> jsonschema.FormatChecker:
+    """`kind`'s format checks with `iri` and `iri-reference` made linear: the IRI with its non-ASCII characters
+    percent-encoded (RFC 3987 §3.1) checked as a URI. rfc3987_syntax's parser took 40 s, past the check's deadline
+    and not interruptible, for a 60 000-character answer."""
+    checker = jsonschema.FormatChecker(())
+    checker.checkers = {name: check for name, check in kind.FORMAT_CHECKER.checkers.items()
+                        if name not in ("iri", "iri-reference")}
+    try:
+        from rfc3986_validator import validate_rfc3986
+    except ImportError:   # as jsonschema does without it: the IRI formats are not checked
+        return checker
+    for name, rule in (("iri", "URI"), ("iri-reference", "URI_reference")):
+        def is_iri(instance: object, rule: str = rule) -> bool:
+            if not isinstance(instance, str):
+                return True
+            if _NOT_IRI.search(instance):
+                return False
+            return bool(validate_rfc3986(_IRI_EXTRA.sub(lambda m: urllib.parse.quote(m[0], safe=""), instance),
+                                         rule=rule))
+        checker.checks(name)(is_iri)
+    return checker
 
 
 def _has_key(node: Any, key: str) -> bool:

@@ -548,7 +548,6 @@ def test_a_hostile_schema_dict_is_a_one_line_turn_error(schema):
     {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
     {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
     {"$ref": "#"},
-    {"$ref": "http://example.com/schema.json"},
 ])
 def test_a_schema_whose_refs_lead_nowhere_still_ends_the_turn_with_its_reply(schema):
     s = _session('<|channel|>final<|message|>{"a": 1}<|return|><|channel|>final<|message|>next<|return|>')
