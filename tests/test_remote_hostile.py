@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import socket
 import threading
 import time
+import urllib.parse
 
 import pytest
 
 from gptoss_lab import Session, harmony
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError
+from gptoss_lab.session import TurnError
 from test_remote import HEAD, PROMPT, FakeServer, _event, _gzip_bomb, _status  # tests/ is on sys.path
 
 
@@ -354,3 +357,35 @@ def test_a_status_without_a_location_or_past_599_is_said_in_one_line(status, sai
         with pytest.raises(RemoteError) as caught:
             RemoteEngine(server.url, retries=0)
     assert str(caught.value) == f"the server at {server.url} answered /v1/models with {said}"
+
+
+@pytest.mark.parametrize("password", ["grün-geheim-wörter", 'zq"98\\765'])
+def test_a_secret_the_server_quotes_back_json_escaped_is_hidden_too(password):
+    """A server echoing the password or key in a JSON body writes it JSON-escaped (`gr\\u00fcn…`, `\\"`, `\\\\`):
+    the plain-text hiding missed that form and the error showed it."""
+    body = json.dumps({"choices": [{"text": None, "finish_reason": 0}], "debug": {"auth_user": password}})
+    answer = [HEAD, b"data: " + body.encode() + b"\n\n"]
+    with FakeServer(raw=lambda n: answer) as server:
+        url = server.url.replace("http://", f"http://bob:{urllib.parse.quote(password, safe='')}@")
+        engines = [RemoteEngine(url, retries=0)]
+        if password.isascii():   # a header carries no other key
+            engines.append(RemoteEngine(server.url, api_key=password, retries=0))
+        for engine in engines:
+            with pytest.raises(RemoteError) as caught:
+                list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+            message = str(caught.value)
+            assert '"auth_user": "***"' in message, message
+            assert all(part not in message for part in ("geheim", "w\\\\u00f6rter", "98", "765")), message
+
+
+def test_a_model_name_with_terminal_controls_is_written_out_in_errors():
+    """A served model name carrying ESC, BEL or a right-to-left override reached exception texts raw (a terminal
+    IPython acts on them: window title, clear screen); it is sent to the server as served."""
+    served = "gpt-oss\x1b]0;pwned\x07\x1b[2J\u202eevil"
+    with FakeServer(models=(served,)) as server:
+        session = Session.connect(server.url, retries=0)
+        with pytest.raises(TurnError) as caught:
+            session.ask("6*7?", response_format={"type": "integer"}, constrain=True)
+    assert session.engine.name == "gpt-oss\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil"
+    assert not any(c in str(caught.value) for c in "\x1b\x07\u202e") and "gpt-oss\\x1b]0;pwned" in str(caught.value)
+    assert session.engine.model == served

@@ -265,8 +265,9 @@ class RemoteEngine:
         basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
         token = None if parsed.password else parsed.username  # `http://TOKEN@host`: the user name is the secret
         # a key or password shorter than this would blank out ordinary words of a message if hidden in it
-        self._secrets = _Hidden(s for s in (api_key, parsed.password, token, basic) if s and len(s) >= 4)
-        self._quoted = _Hidden(s for s in self._secrets if len(s) >= _QUOTED)  # hidden in the model's text too
+        secrets = [s for s in (api_key, parsed.password, token, basic) if s and len(s) >= 4]
+        self._secrets = _Hidden(_written_forms(secrets))
+        self._quoted = _Hidden(s for s in secrets if len(s) >= _QUOTED)  # hidden in the model's text too
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
         # a server on this machine never through a proxy of the environment (HTTP_PROXY): one elsewhere cannot reach
@@ -289,7 +290,8 @@ class RemoteEngine:
                 raise RemoteError(f"the server at {self.url} has no model {model!r}; "
                                   f"it serves: {_listed(models) or '(none)'}")
         self.model = model
-        shown = " ".join(self._quote(model, None).split())  # a server's choice: any length, lines, the key quoted
+        # a server's choice: any length, lines, the key quoted, terminal controls (errors and reprs show the name)
+        shown = visible(" ".join(self._quote(model, None).split()))
         self.name = shown if len(shown) <= _NAME else shown[: _NAME - 1] + "…"
         # gpt-oss's recommended sampling, so an unset value means the same on every server
         self.default_sampling = Sampling(temperature=1.0, top_p=1.0)
@@ -726,6 +728,14 @@ def _blanked(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return text
+
+
+def _written_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret as it is and as JSON writes it in a string (a server quoting it back in a JSON body escapes `"`,
+    `\\` and non-ASCII characters), longest first, so hiding one form leaves no part of a longer one."""
+    forms = {form for secret in secrets
+             for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])}
+    return sorted(forms, key=len, reverse=True)
 
 
 def _secret_start(text: str, secrets: Sequence[str]) -> int:
