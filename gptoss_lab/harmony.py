@@ -453,9 +453,10 @@ def text_of(message: Message) -> str:
 
 # ---------------------------------------------------------------- rendering
 
-def render(messages: Sequence[Message], *, keep_analysis_from: int | None = None) -> list[int]:
+def render(messages: Sequence[Message], *, keep_analysis_from: int | None = None,
+           keep_tool_calls: bool = False) -> list[int]:
     """Prompt ids for the next assistant message (see `Renderer.render`; this one caches nothing)."""
-    return Renderer().render(messages, keep_analysis_from=keep_analysis_from)
+    return Renderer().render(messages, keep_analysis_from=keep_analysis_from, keep_tool_calls=keep_tool_calls)
 
 
 class Renderer:
@@ -472,11 +473,13 @@ class Renderer:
     def __init__(self) -> None:
         self._cache: dict[Any, list[int]] = {}
 
-    def render(self, messages: Sequence[Message], *, keep_analysis_from: int | None = None) -> list[int]:
-        """Analysis of earlier turns is dropped (gpt-oss is trained without it); analysis at index
-        `keep_analysis_from` or later (the current turn's tool loop) is kept. openai-harmony's own
-        `auto_drop_analysis` would keep earlier reasoning during a later tool loop, so the rule is
-        applied here."""
+    def render(self, messages: Sequence[Message], *, keep_analysis_from: int | None = None,
+               keep_tool_calls: bool = False) -> list[int]:
+        """Every analysis-channel message of earlier turns is dropped, the built-in tools' calls and outputs with the
+        reasoning (as openai-harmony's `auto_drop_analysis` and vLLM drop them: gpt-oss is trained without them);
+        messages at index `keep_analysis_from` or later (the current turn's tool loop) are kept. openai-harmony
+        itself would keep earlier reasoning during a later tool loop, so the rule is applied here.
+        `keep_tool_calls`: only the reasoning is dropped (how gpt-oss-tiny is trained)."""
         keep = len(messages) if keep_analysis_from is None else keep_analysis_from
         head = 0
         while head < len(messages) and messages[head].author.role in (Role.SYSTEM, Role.DEVELOPER):
@@ -485,7 +488,8 @@ class Renderer:
         ids = list(self._ids(tuple(messages[:head]), live)) if head else []  # a copy: cached lists stay as they are
         for i in range(head, len(messages)):
             m = messages[i]
-            if i < keep and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient:
+            if i < keep and m.channel == "analysis" and not (
+                    keep_tool_calls and (m.author.role != Role.ASSISTANT or m.recipient)):
                 continue
             ids += self._ids(m, live)
         self._cache = live

@@ -252,7 +252,8 @@ class Session:
 
     def export(self, **overrides: Any) -> str:
         """The whole conversation as Harmony text, as the model would see it next."""
-        return harmony.decode(harmony.render(self.prefix(**overrides) + self.history))
+        return harmony.decode(harmony.render(self.prefix(**overrides) + self.history,
+                                             keep_tool_calls=_keeps_tool_calls(self.engine)))
 
     # ------------------------------------------------------------ the turn loop
 
@@ -303,7 +304,8 @@ class Session:
         past = [] if new else self.history
         start = len(past)
         user = harmony.user_message(prompt)
-        ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start)
+        ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start,
+                                    keep_tool_calls=_keeps_tool_calls(self.engine))
         window = _context_window(self.engine)
         if window is not None and len(ids) >= window:
             setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
@@ -472,7 +474,8 @@ class _Turn:
         if note := self._sampling_unused():
             self._warn(note)
         while True:
-            ids = self.session._renderer.render(self.prefix + history, keep_analysis_from=keep_analysis_from)
+            ids = self.session._renderer.render(self.prefix + history, keep_analysis_from=keep_analysis_from,
+                                                keep_tool_calls=_keeps_tool_calls(self.session.engine))
             call = self._generate(ids)
             if call is None:
                 return
@@ -754,6 +757,12 @@ def _with_limit(sampling: Sampling, limit: int) -> Sampling:
     from dataclasses import replace
 
     return replace(sampling, max_new_tokens=limit)
+
+
+def _keeps_tool_calls(engine: Engine) -> bool:
+    """Whether the model learned with earlier turns' built-in tool calls kept in the prompt (gpt-oss-tiny); gpt-oss
+    and any other engine: dropped with the reasoning, as openai-harmony renders."""
+    return getattr(engine, "keeps_past_tool_calls", False) is True
 
 
 def _context_window(engine: Engine) -> int | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gptoss_lab import ReplayEngine, Session
+from gptoss_lab import ReplayEngine, Session, harmony
 from gptoss_lab.events import ToolUpdate
 from gptoss_lab.session import TurnError
 from gptoss_lab.tools.browser import Browser, demo_folder
@@ -61,8 +61,8 @@ def test_search_open_find_then_an_answer_whose_citations_resolve(docs: Path) -> 
     assert second.text == "The temperature should stay between 18 and 24 degrees Celsius."
     assert first.title == "Greenhouse operating manual"
 
-    exported = session.export()
-    assert "## browser\n\n// Tool for browsing." in exported                      # the trained namespace
+    assert "## browser\n\n// Tool for browsing." in session.export()             # the trained namespace
+    exported = harmony.decode(harmony.render(session.history, keep_analysis_from=0))  # what the model saw in the turn
     assert "<|start|>assistant to=browser.search<|channel|>analysis code<|message|>{\"query\": \"greenhouse humidity\"}<|call|>" in exported
     assert ("<|start|>browser.search to=assistant<|channel|>analysis<|message|>[0] greenhouse humidity\n"
             in exported)                                                        # answered as browser.search

@@ -164,13 +164,35 @@ def test_incremental_rendering_equals_openai_harmony():
     renderer = harmony.Renderer()
     for n in range(3, len(messages) + 1):
         for keep in (None, 4, n - 1):
-            got = renderer.render(messages[:n], keep_analysis_from=keep)
-            k = n if keep is None else keep
-            kept = [m for i, m in enumerate(messages[:n])
-                    if not (i < k and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient)]
-            want = harmony.encoding().render_conversation_for_completion(
-                Conversation.from_messages(kept), Role.ASSISTANT, config=RenderConversationConfig(auto_drop_analysis=False))
-            assert got == want, (n, keep)
+            for tool_calls in (False, True):
+                got = renderer.render(messages[:n], keep_analysis_from=keep, keep_tool_calls=tool_calls)
+                k = n if keep is None else keep
+                kept = [m for i, m in enumerate(messages[:n]) if not (i < k and m.channel == "analysis" and not (
+                    tool_calls and (m.author.role != Role.ASSISTANT or m.recipient)))]
+                want = harmony.encoding().render_conversation_for_completion(
+                    Conversation.from_messages(kept), Role.ASSISTANT,
+                    config=RenderConversationConfig(auto_drop_analysis=False))
+                assert got == want, (n, keep, tool_calls)
+
+
+def test_a_finished_turns_python_call_and_output_go_with_its_reasoning_as_openai_harmony_drops_them():
+    """The built-in tools' calls and outputs are on the analysis channel: openai-harmony's auto_drop_analysis (and
+    vLLM) drop them from finished turns with the reasoning; the lab kept them, so gpt-oss-20b saw another prompt
+    than the reference gives it. gpt-oss-tiny, trained with them kept, asks for them (keep_tool_calls)."""
+    from openai_harmony import Conversation, RenderConversationConfig, Role
+
+    messages = [harmony.system_message("low", tools=[PythonTool().system_config()], date="2026-11-25"),
+                harmony.user_message("What is 37 * 12?"), harmony.assistant_message("Compute it.", "analysis"),
+                harmony.assistant_message("print(37 * 12)", "analysis", "python", "code"),
+                harmony.tool_message("python", "444", "analysis"), harmony.assistant_message("444.", "final"),
+                harmony.user_message("And 2 ** 10?")]
+    reference = harmony.encoding().render_conversation_for_completion(
+        Conversation.from_messages(messages), Role.ASSISTANT, config=RenderConversationConfig(auto_drop_analysis=True))
+    assert harmony.render(messages, keep_analysis_from=len(messages) - 1) == reference
+    assert "print(37 * 12)" not in harmony.decode(reference)
+    kept = harmony.decode(harmony.render(messages, keep_analysis_from=len(messages) - 1, keep_tool_calls=True))
+    assert "print(37 * 12)<|call|><|start|>python to=assistant<|channel|>analysis<|message|>444" in kept
+    assert "Compute it." not in kept
 
 
 def test_events_import_without_the_session():

@@ -115,8 +115,7 @@ def random_conversation(rng: random.Random) -> tuple[list, list[int]]:
 
 
 def full_render(messages: list, keep: int) -> list[int]:
-    kept = [m for i, m in enumerate(messages)
-            if not (i < keep and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient)]
+    kept = [m for i, m in enumerate(messages) if not (i < keep and m.channel == "analysis")]
     return harmony.encoding().render_conversation_for_completion(
         Conversation.from_messages(kept), Role.ASSISTANT, config=RenderConversationConfig(auto_drop_analysis=False))
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gptoss_lab import harmony
+from gptoss_lab import Session, harmony
 from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError
@@ -947,3 +947,20 @@ def test_constrained_output_on_a_server_is_refused_before_the_question_joins_the
             session.ask("q", response_format={"type": "object"}, constrain=True)
         assert session.history == [] and session.replies == []
         assert not [path for path, *_ in server.requests if "completions" in path], server.requests
+
+
+@pytest.mark.parametrize("served,kept", [("gpt-oss-tiny", True), ("gpt-oss-tiny:latest", True), ("gpt-oss-20b", False),
+                                         ("openai/gpt-oss-120b", False)])
+def test_earlier_tool_calls_stay_in_the_prompt_only_for_gpt_oss_tiny(served, kept):
+    """gpt-oss-tiny (served as `python -m gptoss_lab.tiny.llamacpp` names it) learned with a finished turn's python
+    calls in the prompt; gpt-oss drops them with the reasoning, as openai-harmony renders."""
+    answer = lambda n: [HEAD, _event("<|channel|>final<|message|>ok"), _event(finish="stop")]  # noqa: E731
+    with FakeServer(raw=answer, models=(served,)) as server:
+        session = Session.connect(server.url, model=served, retries=0, session_options={"approval": "auto"})
+        assert session.engine.keeps_past_tool_calls is kept
+        session.history += [harmony.user_message("6*7?"), harmony.assistant_message("print(6*7)", "analysis", "python"),
+                            harmony.tool_message("python", "42", "analysis"), harmony.assistant_message("42.", "final")]
+        session.ask("And 7*8?")
+        prompt = server.requests[-1][2]["prompt"]
+    text = prompt if isinstance(prompt, str) else harmony.decode(prompt)
+    assert ("print(6*7)" in text) is kept and "42.<|end|><|start|>user<|message|>And 7*8?" in text

@@ -203,6 +203,7 @@ def test_session_routing_on_a_tool_using_conversation(random_checkpoint):
 
     class Spy:
         name = "spy"
+        keeps_past_tool_calls = True   # turn 1's call and result stay in the prompt, as for gpt-oss-tiny
 
         def stream(self, prompt, **kwargs):
             prompts.append(list(prompt))

@@ -53,8 +53,9 @@ def test_python_call_runs_in_the_namespace_and_the_answer_comes_back():
     assert (call.recipient, call.input, call.status, call.output) == ("python", "print(sum(data) / len(data))", "done", "5.0\n")
     assert not reply.errors and not reply.interrupted
     assert reply.usage.completion_tokens > 10 and reply.usage.ttft is not None
-    # the tool result is in the conversation the model sees next
-    assert "<|start|>python to=assistant<|channel|>analysis<|message|>5.0\n<|end|>" in s.export()
+    # the tool result is in the conversation the model saw after its call (a later turn sees it no more)
+    seen = harmony.decode(harmony.render(s.history, keep_analysis_from=1))
+    assert "<|start|>python to=assistant<|channel|>analysis<|message|>5.0\n<|end|>" in seen
 
 
 def test_model_defined_names_stay_in_the_namespace():
@@ -62,7 +63,7 @@ def test_model_defined_names_stay_in_the_namespace():
     s = session(CALL.format(code="answer = 6 * 7") + FINAL.format(text="Stored."), namespace=ns)
     s.ask("Store 6*7 in answer")
     assert ns["answer"] == 42
-    assert "(no output)" in s.export()
+    assert "(no output)" in harmony.decode(harmony.render(s.history, keep_analysis_from=0))   # what the model was told
 
 
 def test_events_arrive_in_order():
@@ -82,6 +83,21 @@ def test_multi_turn_drops_earlier_analysis_and_sets_effort():
     exported = s.export()
     assert "SECRET" not in exported and "Reasoning: medium" in exported
     assert "<|start|>user<|message|>first<|end|>" in exported and "one<|end|>" in exported
+
+
+@pytest.mark.parametrize("learned_with_them", [False, True])
+def test_a_finished_turns_python_call_leaves_the_next_prompt_unless_the_model_learned_with_it(learned_with_them):
+    """gpt-oss is trained (openai-harmony, vLLM) with a finished turn's built-in tool calls and outputs dropped with
+    its reasoning; gpt-oss-tiny learned with them kept and says so in its config (keeps_past_tool_calls)."""
+    s = session(CALL.format(code="print(37 * 12)") + FINAL.format(text="444.") + FINAL.format(text="1024."))
+    s.engine.keeps_past_tool_calls = learned_with_them
+    s.ask("What is 37 * 12?")
+    during = s.export()
+    assert s.ask("And 2 ** 10?").final == "1024."
+    after = s.export()
+    assert "Need to compute." not in during + after and "444.<|end|><|start|>user<|message|>And 2 ** 10?" in after
+    assert ("print(37 * 12)<|call|><|start|>python to=assistant<|channel|>analysis<|message|>444" in after) \
+        is learned_with_them
 
 
 @pytest.mark.parametrize("mode,answers,status,ran", [
@@ -129,7 +145,7 @@ def test_tool_error_goes_back_to_the_model_which_recovers():
     reply = s.ask("q")
     assert [c.status for c in reply.tool_calls] == ["error", "done"]
     assert "NameError" in reply.tool_calls[0].output and reply.final == "3"
-    assert "NameError: name 'totl' is not defined" in s.export()
+    assert "NameError: name 'totl' is not defined" in harmony.decode(harmony.render(s.history, keep_analysis_from=0))
 
 
 def test_unknown_tool_and_disabled_python_are_reported_to_the_model():

@@ -316,7 +316,8 @@ def test_edited_code_is_what_runs_and_what_the_model_is_told():
     s = session(CALL.format(code="import os; os.remove('precious')") + FINAL.format(text="42"), approval="ask", namespace=ns)
     reply = s.ask("q", view=view)
     assert reply.tool_calls[0].input == "x = 2\nprint(x * 21)" and reply.tool_calls[0].output == "42\n"
-    assert "os.remove" not in s.export() and "print(x * 21)" in s.export()
+    told = harmony.decode(harmony.render(s.history, keep_analysis_from=0))   # what the model saw in the turn
+    assert "os.remove" not in told + s.export() and "print(x * 21)" in told
     assert view.asked == [("python", "Run this code in your kernel?")]
 
 

@@ -45,6 +45,8 @@ class LocalEngine:
         self.name = name or str(getattr(self.config, "_name_or_path", "") or "gpt-oss").rstrip("/").rsplit("/", 1)[-1]
         self.default_sampling = _default_sampling(getattr(model, "generation_config", None))
         self.context_window: int | None = getattr(self.config, "max_position_embeddings", None)  # tokens
+        # gpt-oss-tiny (and what its training script makes) learned with earlier turns' tool calls in the prompt
+        self.keeps_past_tool_calls = getattr(self.config, "gptoss_lab_keeps_past_tool_calls", False) is True
         self.prefill_chunk = 2048
         self.last_prefill = 0
         self._streams = 0  # stream calls started: only the latest may still touch the cache

@@ -290,6 +290,9 @@ class RemoteEngine:
                 raise RemoteError(f"the server at {self.url} has no model {model!r}; "
                                   f"it serves: {_listed(models) or '(none)'}")
         self.model = model
+        # gpt-oss-tiny learned with earlier turns' tool calls in the prompt; it is served under the name the lab's
+        # llama.cpp command gives it (gpt-oss is trained without them: see harmony.Renderer)
+        self.keeps_past_tool_calls = model.split(":")[0] == "gpt-oss-tiny"
         # a server's choice: any length, lines, the key quoted, terminal controls (errors and reprs show the name)
         shown = visible(" ".join(self._quote(model, None).split()))
         self.name = shown if len(shown) <= _NAME else shown[: _NAME - 1] + "…"

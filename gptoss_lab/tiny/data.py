@@ -78,6 +78,7 @@ class Teacher:
     """An Engine that writes the current turn's scripted messages, reading each tool result first."""
 
     name = "teacher"
+    keeps_past_tool_calls = True   # gpt-oss-tiny learns with earlier turns' tool calls in the prompt (as Session renders)
 
     def __init__(self) -> None:
         self.session: Session | None = None

@@ -62,6 +62,7 @@ def model_config(vocab_size: int = harmony.VOCAB_SIZE, *, hidden: int = 128, lay
         rope_parameters={"rope_type": "default", "rope_theta": 150000.0}, router_aux_loss_coef=0.0,
         eos_token_id=harmony.RETURN if vocab_size == harmony.VOCAB_SIZE else None, pad_token_id=None, bos_token_id=None,
         attn_implementation="eager",
+        gptoss_lab_keeps_past_tool_calls=True,   # the training data keeps earlier turns' tool calls (tiny/data.py)
     )
 
 
