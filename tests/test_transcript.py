@@ -215,3 +215,16 @@ def test_one_token_is_said_in_the_singular():
     from gptoss_lab.widgets.transcript import stats_line
 
     assert stats_line({"tokens": 1}) == "1 token" and stats_line({"tokens": 2}) == "2 tokens"
+
+
+def test_a_short_reasoning_block_says_under_a_tenth_of_a_second_not_no_time():
+    """A 12-token reasoning block streamed in 20 ms said "thought for 0.0 s", which reads as "did not think"."""
+    t = Transcript()
+    t.apply(TurnStart("q", "low", "m", "ask"))
+    t.apply(MessageStart("analysis", None, None))
+    t.apply(Delta("Add them.", "analysis"))
+    block = t.items[-1]
+    block.tokens, block.started, block.ended = 12, 100.0, 100.02
+    assert "thought for under 0.1 s · 12 tokens" in t.to_html()
+    block.ended = 101.26
+    assert "thought for 1.3 s · 12 tokens" in t.to_html()

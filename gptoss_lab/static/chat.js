@@ -267,7 +267,8 @@ class Turn {
     if (!b) return;
     b.ended = true;
     if (b.kind === "reasoning") {
-      b.label.textContent = `Thought for ${op.seconds.toFixed(1)} s · ${op.tokens} token${op.tokens === 1 ? "" : "s"}`;
+      const took = op.seconds < 0.05 ? "under 0.1 s" : `${op.seconds.toFixed(1)} s`;  // "0.0 s" read as "did not think"
+      b.label.textContent = `Thought for ${took} · ${op.tokens} token${op.tokens === 1 ? "" : "s"}`;
       b.node.classList.add("gx-ended");
     } else if (op.html !== undefined && b.md) {
       b.md.replaceChildren(answerHTML(op.html));

@@ -444,7 +444,8 @@ def _status(block: Block) -> str:
 def _reasoning_summary(block: Block) -> str:
     if block.ended is None or not block.started:
         return f"{block.tokens or len(block.text.split())} {'tokens' if block.tokens else 'words'}"
-    return f"thought for {block.seconds:.1f} s · {block.tokens} token{'s' * (block.tokens != 1)}"
+    took = "under 0.1 s" if block.seconds < 0.05 else f"{block.seconds:.1f} s"   # "0.0 s" read as "did not think"
+    return f"thought for {took} · {block.tokens} token{'s' * (block.tokens != 1)}"
 
 
 def _lines(text: str) -> str:
