@@ -66,6 +66,15 @@ function button(cls, label, title, onclick) {
   return b;
 }
 
+// The Edit button's label and title, and while its editor is open (a second click closes it, keeping the change)
+const EDIT = ["Edit", "Change the code before it runs (the model is told what ran)"];
+const EDITING = ["Done editing", "Close the editor and keep the change (Run runs it)"];
+
+function editLabel(b, [label, title]) {
+  const edit = b.actions.querySelector(".gx-edit");
+  if (edit) [edit.textContent, edit.title] = [label, title];
+}
+
 function keepFocus(leaving, target) {
   // Keyboard focus inside `leaving`, which is about to go, moves to `target`, which stays: left alone it would
   // drop to the page, and the next Tab would start again at the top of JupyterLab.
@@ -324,8 +333,7 @@ class Turn {
     const name = reveal(recipient.startsWith("functions.") ? recipient : recipient.split(".")[0]);
     const always = button("gx-always", "Always allow", `Run this and every later ${name} call in this conversation `
       + "without asking", () => decide("run", true));
-    const edit = button("gx-edit", "Edit", "Change the code before it runs (the model is told what ran)",
-      () => (b.editor ? this.closeEditor(b) : this.openEditor(b)));
+    const edit = button("gx-edit", ...EDIT, () => (b.editor ? this.closeEditor(b) : this.openEditor(b)));
     const skip = button("gx-skip", "Skip", "Do not run it; the model is told so", () => decide("skip"));
     const ask = h("span", "gx-ask", reveal(op.question || "Run this code in your kernel?", BIDI_RE));
     b.actions.append(ask, run, always, edit, skip);
@@ -350,6 +358,7 @@ class Turn {
     b.editor.rows = Math.min(20, Math.max(3, b.editor.value.split("\n").length + 1));
     b.pre.hidden = true;
     b.pre.after(b.editor);
+    editLabel(b, EDITING);
     b.editor.focus();
   }
 
@@ -359,6 +368,7 @@ class Turn {
     b.editor.remove();
     b.editor = null;
     b.pre.hidden = false;
+    editLabel(b, EDIT);
   }
 
   notice(op) {

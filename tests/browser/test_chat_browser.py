@@ -430,9 +430,10 @@ def test_edit_closed_before_run_runs_the_code_the_card_shows(lab_notebook):
     page = lab_notebook(_cells(KEYBOARD, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-edit")
     card = page.locator(".gx-chat .gx-tool").first
     card.locator(".gx-edit").click()
+    assert card.locator(".gx-edit").inner_text() == "Done editing"       # it said "Edit" with the editor open
     page.locator(".gx-editor").fill("x = 6 * 8\nprint(x)")
     card.locator(".gx-edit").click()                                      # closes the editor, keeps the change
-    assert page.locator(".gx-editor").count() == 0
+    assert page.locator(".gx-editor").count() == 0 and card.locator(".gx-edit").inner_text() == "Edit"
     assert card.locator(".gx-code").inner_text() == "x = 6 * 8\nprint(x)"
     card.locator(".gx-run").click()
     page.wait_for_selector(".gx-tool[data-status='done']", timeout=30_000)
