@@ -110,7 +110,9 @@ STATUSES = (
 )
 # WCAG contrast of an element's text against what is painted behind it (semi-transparent colours composited;
 # the canvas turns any CSS colour, color-mix() included, into sRGB bytes).
-CONTRAST = """(node) => {
+# The contrast of `node`'s text with what is under it: its and its ancestors' backgrounds, and, given `under` (a
+# selector in its parent), that element's background at its opacity (a bar drawn behind the text)
+CONTRAST = """(node, under) => {
   const ctx = document.createElement('canvas').getContext('2d', { willReadFrequently: true });
   const rgba = (css) => { ctx.clearRect(0, 0, 1, 1); ctx.fillStyle = '#000'; ctx.fillStyle = css; ctx.fillRect(0, 0, 1, 1);
     const d = ctx.getImageData(0, 0, 1, 1).data; return [d[0], d[1], d[2], d[3] / 255]; };
@@ -123,6 +125,8 @@ CONTRAST = """(node) => {
   }
   let bg = [255, 255, 255];
   for (const layer of layers.reverse()) bg = over(layer, bg);
+  const bar = under && node.parentElement.querySelector(under);
+  if (bar) { const c = rgba(getComputedStyle(bar).backgroundColor); c[3] *= parseFloat(getComputedStyle(bar).opacity); bg = over(c, bg); }
   const fg = over(rgba(getComputedStyle(node).color), bg);
   const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
     return 0.2126 * r + 0.7152 * g + 0.0722 * b; };

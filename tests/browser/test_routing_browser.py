@@ -249,3 +249,29 @@ def test_control_and_direction_characters_in_tokens_are_written_out(lab_notebook
     assert not {"\u202e", "\u200b", "\x1b"} & set(text), text
     assert page.locator(".gptoss-routing img").count() == 0 and page.evaluate("() => window.__pwned") is None
 
+
+
+EIGHT = """
+import numpy as np
+from gptoss_lab.routing import Routing
+experts = np.array([[[(2 * l) % 8, (2 * l + 1) % 8] for l in range(4)] + [[(2 * l + 1) % 8, (2 * l) % 8] for l in range(4)]])
+routing = Routing([1000], experts, np.tile([0.62, 0.38], (1, 8, 1)), ["user"], num_experts=8)
+routing.view()
+"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_token_panels_weights_read_at_4_5_to_1_on_every_experts_colour(lab_notebook, theme):
+    """The token panel writes each pick's expert and weight over a bar of the expert's colour: in the dark theme its
+    light text read at 1.9:1 on lime and 2.3:1 on teal (a UX review's screenshots)."""
+    from test_chat_browser import CONTRAST
+
+    page = lab_notebook([EIGHT], wait_for=".gptoss-routing[data-draw-ms]", timeout=60, theme=theme)
+    box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
+    page.mouse.click(box["x"] + GUTTER + 2, box["y"] + TOP + 4)
+    page.locator(".gptoss-routing .gr-panel.gr-open").wait_for(timeout=5_000)
+    texts = page.locator(".gptoss-routing .gr-pick-text")
+    assert texts.count() == 16
+    seen = {texts.nth(i).inner_text(): round(texts.nth(i).evaluate(CONTRAST, ".gr-bar"), 2) for i in range(16)}
+    page.locator(".gptoss-routing .gr-panel").screenshot(path=f"/tmp/gptoss_routing_panel_{theme}.png")
+    assert min(seen.values()) >= 4.5, sorted(seen.items(), key=lambda item: item[1])
