@@ -125,7 +125,7 @@ CONTRAST = """(node, under) => {
   }
   let bg = [255, 255, 255];
   for (const layer of layers.reverse()) bg = over(layer, bg);
-  const bar = under && node.parentElement.querySelector(under);
+  const bar = typeof under === "string" && node.parentElement.querySelector(under);   // not map()'s index
   if (bar) { const c = rgba(getComputedStyle(bar).backgroundColor); c[3] *= parseFloat(getComputedStyle(bar).opacity); bg = over(c, bg); }
   const fg = over(rgba(getComputedStyle(node).color), bg);
   const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });

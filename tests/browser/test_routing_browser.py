@@ -264,7 +264,7 @@ routing.view()
 def test_the_token_panels_weights_read_at_4_5_to_1_on_every_experts_colour(lab_notebook, theme):
     """The token panel writes each pick's expert and weight over a bar of the expert's colour: in the dark theme its
     light text read at 1.9:1 on lime and 2.3:1 on teal (a UX review's screenshots)."""
-    from test_chat_browser import CONTRAST
+    from tests.browser.test_chat_browser import CONTRAST
 
     page = lab_notebook([EIGHT], wait_for=".gptoss-routing[data-draw-ms]", timeout=60, theme=theme)
     box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
