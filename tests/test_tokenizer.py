@@ -150,9 +150,3 @@ def test_chat_template_renders_function_tools_and_a_call_as_the_lab_does(folder)
     assert text.endswith("<|start|>assistant to=functions.weather<|channel|>commentary <|constrain|>json<|message|>"
                          '{"city": "Paris"}<|call|><|start|>functions.weather to=assistant<|channel|>commentary'
                          '<|message|>{"temperature": 20}<|end|><|start|>assistant')
-
-
-def test_the_bundled_checkpoint_has_the_chat_template_write_writes(folder):
-    from gptoss_lab.tiny import CHECKPOINT
-
-    assert (CHECKPOINT / "chat_template.jinja").read_bytes() == (folder / "chat_template.jinja").read_bytes()

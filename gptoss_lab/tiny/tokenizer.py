@@ -18,9 +18,10 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
 
     from .. import harmony
+    from . import CHECKPOINT
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
-_CHAT_TEMPLATE = Path(__file__).with_name("chat_template.jinja")   # the lab's Harmony rendering, as Jinja
+_CHAT_TEMPLATE = CHECKPOINT / "chat_template.jinja"   # the lab's Harmony rendering as Jinja: one copy, gpt-oss-tiny's
 _SPECIAL_MAP = {"bos_token": "<|startoftext|>", "eos_token": "<|return|>", "pad_token": "<|endoftext|>"}
 
 
