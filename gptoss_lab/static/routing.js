@@ -2,6 +2,8 @@
 // Data arrives as arrays [tokens, layers, k], expert ids uint16 and gate weights float32 (a snapshot,
 // then batched appends); the grid zooms from "whole record in the width" to wide cells with token text,
 // scrolls horizontally, and redraws on resize and theme change. Clicking an expert asks the kernel for its card.
+// By keyboard the grid and the load bars are one tab stop each (WAI-ARIA grid and toolbar): arrows move a ringed
+// active cell or bar, named for screen readers through aria-activedescendant; moving or Enter does what a click does.
 
 function typed(view, Type) {
   // A DataView from the kernel (maybe unaligned) -> its own typed array.
@@ -14,6 +16,9 @@ function u16(view) { return typed(view, Uint16Array); }
 function f32(view) { return typed(view, Float32Array); } // gate weights: a NaN stays NaN
 
 const MAX_CELL = 32;
+const GRID_KEYS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }; // [token, layer] steps
+
+function setAttrs(node, attrs) { for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value); }
 
 class RoutingGrid {
   constructor(model, host) {
@@ -23,6 +28,10 @@ class RoutingGrid {
     this.palette = expertPalette(0);
     this.shares = null;      // expert-load bars, recomputed only when the data or the filter changes
     this.card = null;        // the open expert card: {layer, expert, ...} or null
+    this.active = { t: 0, l: 0 }; // the keyboard's cell of the grid (a click moves it too)
+    this.activeExpert = 0;   // the keyboard's bar of the load
+    this.keyed = false;      // the active cell was last moved by keyboard (its layer's row scrolls into the panel)
+    this.uid = `gr${Math.random().toString(36).slice(2, 10)}`; // for the active cell's and bar's ids
     this.frame = 0;
     this.build(host);
     this.listen();
@@ -47,8 +56,16 @@ class RoutingGrid {
                 control("Channel", this.channelSelect), control("Zoom", this.zoomRange), this.fitButton);
     this.canvas = h("canvas", "gr-canvas");
     this.tooltip = h("div", "gr-tooltip");
+    this.tooltip.setAttribute("aria-hidden", "true"); // the active cell's name says it to a screen reader
+    this.cursor = h("div", "gr-cursor");
+    this.cursor.setAttribute("role", "gridcell");
+    const cursorRow = h("div", "gr-cursor-row");
+    cursorRow.setAttribute("role", "row");
+    cursorRow.append(this.cursor);
     this.gridBox = h("div", "gr-grid");
-    this.gridBox.append(this.canvas, this.tooltip);
+    setAttrs(this.gridBox, { tabindex: "0", role: "grid", "aria-label": "Expert routing, tokens by layers: arrow keys move, "
+      + "Home and End go to the first and last token, moving or Enter shows the token's experts" });
+    this.gridBox.append(this.canvas, this.tooltip, cursorRow);
     this.scroller = h("div", "gr-scroll");
     this.scroller.title = "Scroll through the tokens (or use the mouse wheel on the grid; Ctrl + wheel zooms)";
     this.spacer = h("div", "gr-scroll-spacer");
@@ -61,9 +78,15 @@ class RoutingGrid {
     loadHead.append(h("span", "gr-subtitle", "Expert load"), this.loadHint,
                     h("span", "gr-spacer"), control("Layer", this.layerSelect));
     this.loadCanvas = h("canvas", "gr-load");
+    this.barCursor = h("div", "gr-cursor");
+    this.barCursor.setAttribute("role", "button");
+    this.loadBox = h("div", "gr-load-box");
+    setAttrs(this.loadBox, { tabindex: "0", role: "toolbar",
+                             "aria-label": "Expert load: arrow keys choose an expert, Enter opens its card" });
+    this.loadBox.append(this.loadCanvas, this.barCursor);
     this.panel = h("div", "gr-panel");
     this.cardBox = h("div", "gr-card");
-    this.root.append(head, this.gridBox, this.scroller, this.legend, loadHead, this.loadCanvas, this.cardBox, this.panel);
+    this.root.append(head, this.gridBox, this.scroller, this.legend, loadHead, this.loadBox, this.cardBox, this.panel);
     host.append(this.root);
   }
 
@@ -72,7 +95,7 @@ class RoutingGrid {
     this.handlers = {
       "change:experts": () => this.loadSnapshot(), "change:labels": () => this.loadSnapshot(),
       "change:channel": () => { this.shares = null; this.refresh(); }, "change:layer": () => { this.shares = null; this.refresh(); },
-      "change:selected": () => this.schedule(), "change:zoom": () => this.refresh(), "change:total": () => this.refresh(),
+      "change:selected": () => { this.followSelected(); this.schedule(); }, "change:zoom": () => this.refresh(), "change:total": () => this.refresh(),
       "msg:custom": (msg, buffers) => this.onMessage(msg, buffers),
     };
     for (const [name, fn] of Object.entries(this.handlers)) m.on(name, fn);
@@ -86,6 +109,10 @@ class RoutingGrid {
     this.canvas.addEventListener("dblclick", (e) => { const hit = this.cellAt(e); if (hit) this.openCard(hit.l, this.data.experts[(hit.t * this.data.L + hit.l) * this.data.k]); });
     this.canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
     this.loadCanvas.addEventListener("click", (e) => this.clickLoad(e));
+    this.gridBox.addEventListener("keydown", (e) => this.gridKey(e));
+    this.gridBox.addEventListener("focus", () => this.focusGrid());
+    this.gridBox.addEventListener("blur", () => { this.tooltip.style.display = "none"; });
+    this.loadBox.addEventListener("keydown", (e) => this.loadKey(e));
     this.scroller.addEventListener("scroll", () => this.schedule());
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.root);
@@ -212,6 +239,7 @@ class RoutingGrid {
     const fit = Math.min(this.fitCell(), MAX_CELL), cell = this.cell();
     this.zoomRange.value = String(fit >= MAX_CELL ? 0 : Math.round((1000 * Math.log(cell / fit)) / Math.log(MAX_CELL / fit)));
     this.spacer.style.width = `${d.n * cell}px`;
+    setAttrs(this.gridBox, { "aria-rowcount": d.L, "aria-colcount": d.n });
     this.schedule();
   }
 
@@ -253,6 +281,8 @@ class RoutingGrid {
                                             selected: this.model.get("selected") }, style);
     if (!this.shares) this.shares = loadShares(this.data, this.model.get("layer"), isVisible);
     this.bars = drawLoad(this.loadCanvas, lay.width, this.shares, style, this.palette);
+    this.placeCursor(lay);
+    this.placeBarCursor();
     this.drawPanel();
     this.root.dataset.drawMs = (performance.now() - start).toFixed(1);
   }
@@ -264,6 +294,18 @@ class RoutingGrid {
     this.panelToken = t; this.panelN = this.data.n;
     this.panel.classList.add("gr-open");
     this.panel.replaceChildren(...tokenPanel(this.data, t, (l, e) => this.openCard(l, e), () => this.save("selected", -1)));
+    this.markLayer();
+  }
+
+  markLayer() {
+    // The token panel's row of the active cell's layer stands out (and, moved to by keyboard, scrolls into the panel).
+    const rows = this.panel.querySelectorAll(".gr-panel-layer");
+    rows.forEach((row, l) => { row.classList.toggle("gr-here", l === this.active.l); });
+    const row = rows[this.active.l];
+    if (!this.keyed || !row) return;
+    const box = this.panel.getBoundingClientRect(), at = row.getBoundingClientRect();
+    if (at.top < box.top) this.panel.scrollTop -= box.top - at.top;
+    else if (at.bottom > box.bottom) this.panel.scrollTop += at.bottom - box.bottom;
   }
 
   drawCard() {
@@ -279,6 +321,92 @@ class RoutingGrid {
     this.model.send({ kind: "card", layer, expert });
   }
 
+  // ---------------------------------------------------------------- keyboard
+
+  placeCursor(lay) {
+    // The active cell's ring, and its name for a screen reader (a new id per cell, so each move is announced).
+    const d = this.data;
+    if (!d.n || !d.L) { this.gridBox.removeAttribute("aria-activedescendant"); this.cursor.classList.add("gr-off"); return; }
+    const t = Math.min(this.active.t, d.n - 1), l = Math.min(this.active.l, d.L - 1);
+    this.active = { t, l };
+    const box = cellBox(lay, this.scroller.scrollLeft, t, l);
+    this.cursor.classList.toggle("gr-off", !box);
+    if (box) for (const key of ["left", "top", "width", "height"]) this.cursor.style[key] = `${box[key]}px`;
+    this.cursor.id = `${this.uid}-t${t}-l${l}`;
+    setAttrs(this.cursor, { "aria-label": cellLabel(d, t, l), "aria-colindex": t + 1,
+                            "aria-selected": String(t === this.model.get("selected")) });
+    this.cursor.parentNode.setAttribute("aria-rowindex", l + 1);
+    this.gridBox.setAttribute("aria-activedescendant", this.cursor.id);
+  }
+
+  placeBarCursor() {
+    // The active bar's ring (the whole column, so a bar of 0 shows too) and its name.
+    const E = this.shares ? this.shares.length : 0;
+    if (!E || !this.bars) { this.loadBox.removeAttribute("aria-activedescendant"); this.barCursor.classList.add("gr-off"); return; }
+    const e = Math.min(this.activeExpert, E - 1), bw = this.bars.bw, width = Math.max(bw, 8);
+    this.activeExpert = e;
+    this.barCursor.classList.remove("gr-off");
+    Object.assign(this.barCursor.style, { left: `${GUTTER + (e + 0.5) * bw - width / 2}px`, top: `${this.bars.top}px`,
+                                          width: `${width}px`, height: `${this.bars.bottom - this.bars.top}px` });
+    this.barCursor.id = `${this.uid}-e${e}`;
+    this.barCursor.setAttribute("aria-label", barLabel(e, this.shares[e], this.model.get("layer")));
+    this.loadBox.setAttribute("aria-activedescendant", this.barCursor.id);
+  }
+
+  followSelected() {
+    const t = this.model.get("selected");
+    if (t >= 0) this.active.t = t;
+  }
+
+  focusGrid() {
+    // Tabbing in with the active token scrolled away: the first token in view becomes active (nothing scrolls).
+    const lay = this.grid(), first = Math.ceil(this.scroller.scrollLeft / lay.cell);
+    if (this.data.n && !cellBox(lay, this.scroller.scrollLeft, this.active.t, this.active.l)) this.active.t = Math.min(first, this.data.n - 1);
+    this.placeCursor(lay);
+  }
+
+  gridKey(event) {
+    // Arrows, Home and End move the active cell and select its token; Enter and Space select it (as a click does).
+    // With a modifier the key is JupyterLab's (Shift+Enter runs the cell).
+    const d = this.data, step = GRID_KEYS[event.key];
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    let { t, l } = this.active;
+    if (step) { t += step[0]; l += step[1]; }
+    else if (event.key === "Home") t = 0;
+    else if (event.key === "End") t = d.n - 1;
+    else if (event.key !== "Enter" && event.key !== " ") return;
+    event.preventDefault();
+    event.stopPropagation(); // not the notebook's: Up and Down moved to another cell, Enter edited this one
+    if (!d.n || !d.L) return;
+    this.active = { t: Math.max(0, Math.min(t, d.n - 1)), l: Math.max(0, Math.min(l, d.L - 1)) };
+    const lay = this.grid(), x = this.active.t * lay.cell;
+    if (x < this.scroller.scrollLeft) this.scroller.scrollLeft = x;
+    else if (x + lay.cell > this.scroller.scrollLeft + lay.gridW) this.scroller.scrollLeft = x + lay.cell - lay.gridW;
+    this.placeCursor(lay);
+    const box = cellBox(lay, this.scroller.scrollLeft, this.active.t, this.active.l);
+    if (box) this.showTip(this.active.t, this.active.l, box.left + box.width / 2, box.top + box.height);
+    this.keyed = true;
+    if (this.model.get("selected") !== this.active.t) this.save("selected", this.active.t);
+    this.markLayer();
+  }
+
+  loadKey(event) {
+    // Left and Right (Home, End) choose a bar; Enter and Space do what a click on it does.
+    const E = this.shares ? this.shares.length : 0, moves = { ArrowLeft: -1, ArrowRight: 1 };
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    let e = this.activeExpert;
+    if (event.key in moves) e += moves[event.key];
+    else if (event.key === "Home") e = 0;
+    else if (event.key === "End") e = E - 1;
+    else if (event.key !== "Enter" && event.key !== " ") return;
+    event.preventDefault();
+    event.stopPropagation();
+    if (!E) return;
+    this.activeExpert = Math.max(0, Math.min(e, E - 1));
+    this.placeBarCursor();
+    if (event.key === "Enter" || event.key === " ") this.pickExpert(this.activeExpert);
+  }
+
   // ---------------------------------------------------------------- pointer
 
   cellAt(event) {
@@ -292,11 +420,16 @@ class RoutingGrid {
   hover(event) {
     const hit = this.cellAt(event);
     if (!hit) { this.tooltip.style.display = "none"; return; }
-    this.tooltip.replaceChildren(...tipRows(this.data, hit.t, hit.l));
+    this.showTip(hit.t, hit.l, hit.x, hit.y);
+  }
+
+  showTip(t, l, x, y) {
+    // The tooltip of token t at layer l, below and right of (x, y) in the grid.
+    this.tooltip.replaceChildren(...tipRows(this.data, t, l));
     this.tooltip.style.display = "block";
-    const left = Math.min(hit.x + 14, this.gridBox.clientWidth - this.tooltip.offsetWidth - 4);
+    const left = Math.min(x + 14, this.gridBox.clientWidth - this.tooltip.offsetWidth - 4);
     this.tooltip.style.left = `${Math.max(left, 0)}px`;
-    this.tooltip.style.top = `${hit.y + 14}px`;
+    this.tooltip.style.top = `${y + 14}px`;
   }
 
   click(event) {
@@ -307,13 +440,25 @@ class RoutingGrid {
       return;
     }
     const hit = this.cellAt(event);
-    if (hit) this.save("selected", hit.t);
+    if (!hit) return;
+    this.active = { t: hit.t, l: hit.l };
+    this.keyed = false;
+    this.save("selected", hit.t);
+    this.placeCursor(this.grid());
+    this.markLayer();
   }
 
   clickLoad(event) {
     if (!this.bars) return;
     const box = this.loadCanvas.getBoundingClientRect(), e = Math.floor((event.clientX - box.left - GUTTER) / this.bars.bw);
     if (e < 0 || e >= this.data.E) return;
+    this.activeExpert = e;
+    this.placeBarCursor();
+    this.pickExpert(e);
+  }
+
+  pickExpert(e) {
+    // A load bar's action: expert e's card of the layer shown (with all layers shown, why there is none).
     const layer = this.model.get("layer");
     if (layer < 0) {
       this.card = { layer: -1, expert: e, error: "an expert's card is of one layer: choose it (right, above the bars)" };

@@ -75,6 +75,14 @@ function gridLayout(data, width, cell) {
   return { width, rowH, gridW, gridTop, gridH, axisTop: gridTop + gridH + 2, height: gridTop + gridH + 2 + axis, cell };
 }
 
+function cellBox(lay, scroll, t, l) {
+  // The box of token t at layer l in the grid canvas (CSS px), at least 8 px wide so a ring around a thin cell shows;
+  // null when the token is scrolled out of the grid.
+  const x = GUTTER + t * lay.cell - scroll, width = Math.max(lay.cell, 8);
+  if (x + lay.cell <= GUTTER || x >= GUTTER + lay.gridW) return null;
+  return { left: x + lay.cell / 2 - width / 2, top: lay.gridTop + l * lay.rowH, width, height: lay.rowH };
+}
+
 function niceStep(minimum) {
   // The smallest 1, 2 or 5 × 10^n that is at least `minimum`.
   const base = Math.pow(10, Math.floor(Math.log10(Math.max(minimum, 1))));
@@ -232,7 +240,7 @@ function drawLoad(canvas, width, shares, style, palette) {
   ctx.rotate(-Math.PI / 2);
   ctx.fillText("share", 0, 0);
   ctx.restore();
-  return { bw };
+  return { bw, top: 4, bottom: height - bottom };
 }
 
 // ------------------------------------------------------------------ DOM parts
@@ -256,6 +264,18 @@ function tipRows(data, t, l) {
   }
   rows.push(h("div", "gr-tip-hint", "click: this token's experts · double-click: expert card"));
   return rows;
+}
+
+function cellLabel(data, t, l) {
+  // What a screen reader says of token t at layer l: the token, its place and channel, its top-1 expert and weight.
+  const i = (t * data.L + l) * data.k, e = data.k ? data.experts[i] : EMPTY_SLOT;
+  const pick = e === EMPTY_SLOT ? "no expert" : `expert ${e}, ${data.weights[i].toFixed(3)}`;
+  return `token #${t} ${quoted(data.strings[t])} (${t + 1} of ${data.n}, ${data.labels[t] || "…"}), layer ${l}: ${pick}`;
+}
+
+function barLabel(e, share, layer) {
+  // A load bar's accessible name: the expert and its share of the picks of the layer shown.
+  return `expert ${e}: ${percent(share)} of the picks of ${layer < 0 ? "all layers" : `layer ${layer}`}`;
 }
 
 function tokenPanel(data, t, onExpert, onClose) {

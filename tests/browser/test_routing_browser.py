@@ -275,3 +275,158 @@ def test_the_token_panels_weights_read_at_4_5_to_1_on_every_experts_colour(lab_n
     seen = {texts.nth(i).inner_text(): round(texts.nth(i).evaluate(CONTRAST, ".gr-bar"), 2) for i in range(16)}
     page.locator(".gptoss-routing .gr-panel").screenshot(path=f"/tmp/gptoss_routing_panel_{theme}.png")
     assert min(seen.values()) >= 4.5, sorted(seen.items(), key=lambda item: item[1])
+
+
+SENTENCE = "The quick brown fox jumps over the lazy dog, and the dog sleeps on in the warm sun."
+KEYS = f"""
+import numpy as np
+from gptoss_lab import harmony
+from gptoss_lab.routing import Routing
+ids = harmony.encode_text({SENTENCE!r})
+t, l = np.arange(len(ids))[:, None], np.arange(3)[None, :]
+experts = np.stack([(t + 2 * l) % 8, (t + 2 * l + 3) % 8], -1)
+top = 0.5 + ((7 * t + 3 * l) % 40) / 100
+routing = Routing(ids, experts, np.stack([top, 1 - top], -1), ["user"] * len(ids), num_experts=8)
+routing.view()
+"""
+
+
+def _keys_data() -> tuple[list[str], object, object]:
+    import numpy as np
+
+    from gptoss_lab import harmony
+
+    ids = harmony.encode_text(SENTENCE)
+    t, l = np.arange(len(ids))[:, None], np.arange(3)[None, :]
+    return [harmony.decode([i]) for i in ids], (t + 2 * l) % 8, 0.5 + ((7 * t + 3 * l) % 40) / 100
+
+
+def _focused(page) -> str:
+    return page.evaluate("() => document.activeElement.className")
+
+
+def _active_name(page, box: str) -> str:
+    """The accessible name of the active cell or bar: the element `box`'s aria-activedescendant names."""
+    return page.evaluate("""(box) => { const node = document.querySelector(`.gptoss-routing ${box}`);
+        return document.getElementById(node.getAttribute('aria-activedescendant')).getAttribute('aria-label'); }""", box)
+
+
+def test_the_grid_is_one_tab_stop_whose_arrows_show_what_a_click_shows(lab_notebook):
+    """A keyboard user could not reach a cell of the grid nor open a token's panel: the grid is one tab stop, the
+    arrows move an active cell (Left/Right tokens, Up/Down layers, Home/End), which selects its token as a click
+    does, names it for a screen reader, and Enter selects it again once the panel is closed."""
+    import json
+
+    strings, top1, weight = _keys_data()
+    n = len(strings)
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    assert _focused(page) == "gr-grid"
+    for key in ["ArrowRight"] * 3 + ["ArrowDown"] * 2:
+        page.keyboard.press(key)
+    assert _focused(page) == "gr-grid"  # Down stayed in the grid (the notebook's Down went to the next cell)
+    panel = page.locator(".gptoss-routing .gr-panel.gr-open")
+    panel.wait_for(timeout=5_000)
+    assert panel.locator(".gr-panel-title").inner_text().split("\n")[0] == "Token 3"
+    assert panel.locator(".gr-panel-layer.gr-here").inner_text() == "layer 2"
+    assert _active_name(page, ".gr-grid") == (f"token #3 {json.dumps(strings[3])} (4 of {n}, user), "
+                                              f"layer 2: expert {top1[3, 2]}, {weight[3, 2]:.3f}")
+    by_keys = panel.inner_text()
+    tip = page.locator(".gptoss-routing .gr-tooltip .gr-tip-title")
+    assert tip.inner_text() == f"#3 {json.dumps(strings[3])} · user · layer 2"  # what hovering the cell shows
+
+    page.locator(".gptoss-routing .gr-panel .gr-close").click()
+    page.wait_for_selector(".gptoss-routing .gr-panel.gr-open", state="detached", timeout=5_000)
+    box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
+    cell = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth") / n
+    page.mouse.click(box["x"] + GUTTER + 3.5 * cell, box["y"] + TOP + 2 * 16 + 8)  # rows are 16 px at 3 layers
+    panel.wait_for(timeout=5_000)
+    assert panel.inner_text() == by_keys
+
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("End")
+    page.wait_for_function(f"() => /^Token {n - 1}\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title')"
+                           ".innerText)", timeout=5_000)
+    assert _active_name(page, ".gr-grid").startswith(f"token #{n - 1} {json.dumps(strings[-1])} ({n} of {n}, user)")
+    page.keyboard.press("Home")
+    page.wait_for_function("() => /^Token 0\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title').innerText)",
+                           timeout=5_000)
+    page.locator(".gptoss-routing .gr-panel .gr-close").click()
+    page.wait_for_selector(".gptoss-routing .gr-panel.gr-open", state="detached", timeout=5_000)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    panel.wait_for(timeout=5_000)
+    assert panel.locator(".gr-panel-title").inner_text().split("\n")[0] == "Token 0"
+    assert _focused(page) == "gr-grid"  # Enter did not put the notebook's cell in edit mode
+
+
+def test_the_load_bars_are_reached_by_tab_named_and_opened_by_enter(lab_notebook):
+    """The expert-load bars were a canvas a keyboard could not reach: they are one tab stop after the layer select,
+    Left/Right choose a bar named by its expert and share, and Enter does what a click on it does."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing select.gr-layer").focus()
+    page.keyboard.press("Tab")
+    assert _focused(page) == "gr-load-box"
+    # all layers: 20 tokens x 3 layers x top-2 = 120 picks, 15 of them expert 0's
+    assert _active_name(page, ".gr-load-box") == "expert 0: 12.5% of the picks of all layers"
+    page.keyboard.press("Enter")
+    title = page.locator(".gptoss-routing .gr-card.gr-open .gr-panel-title")
+    title.wait_for(timeout=5_000)
+    assert "an expert's card is of one layer: choose it" in title.inner_text()
+
+    page.locator(".gptoss-routing select.gr-layer").select_option("1")
+    page.locator(".gptoss-routing select.gr-layer").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowLeft")
+    assert _active_name(page, ".gr-load-box") == "expert 6: 12.5% of the picks of layer 1"  # 5 of 40
+    page.locator(".gptoss-routing .gr-load-box").screenshot(path="/tmp/gptoss_lab-routing-load-focus.png")
+    page.keyboard.press(" ")
+    page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=20_000)
+    by_keys = page.locator(".gptoss-routing .gr-card").inner_text()
+    assert by_keys.startswith("Expert 6 · layer 1")
+    page.locator(".gptoss-routing .gr-card .gr-close").click()
+    box = page.locator(".gptoss-routing .gr-load").bounding_box()
+    bar = (box["width"] - GUTTER - 4) / 8
+    page.mouse.click(box["x"] + GUTTER + 6.5 * bar, box["y"] + box["height"] - 30)  # the bar's foot
+    page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=20_000)
+    assert page.locator(".gptoss-routing .gr-card").inner_text() == by_keys
+
+
+_RING = """() => { const root = document.querySelector('.gptoss-routing'), ring = root.querySelector('.gr-grid .gr-cursor');
+    if (!ring) return null;
+    const ctx = document.createElement('canvas').getContext('2d', { willReadFrequently: true });
+    const rgb = (css) => { ctx.fillStyle = css; ctx.fillRect(0, 0, 1, 1); return Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3)); };
+    const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const ratio = (p, q) => { const [a, b] = [lum(p), lum(q)].sort((x, y) => y - x); return (a + 0.05) / (b + 0.05); };
+    const css = getComputedStyle(ring), grid = root.querySelector('.gr-canvas'), d = window.devicePixelRatio || 1;
+    const box = ring.getBoundingClientRect(), at = grid.getBoundingClientRect();
+    const cell = Array.from(grid.getContext('2d').getImageData(Math.round((box.left + box.width / 2 - at.left) * d),
+        Math.round((box.top + box.height / 2 - at.top) * d), 1, 1).data.slice(0, 3));
+    const ringColor = rgb(css.borderTopColor), halo = rgb(css.boxShadow.match(/rgba?\\([^)]*\\)/)[0]);
+    return { opacity: css.opacity, page: ratio(ringColor, rgb(getComputedStyle(root).backgroundColor)),
+             cell: Math.max(ratio(ringColor, cell), ratio(halo, cell)) }; }"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_active_cell_has_a_ring_that_reads_in_light_and_dark(lab_notebook, theme):
+    """The keyboard's active cell shows a ring of the theme's text colour edged with its background: 3:1 or more
+    against the page and, one colour or the other, against the cell's expert colour."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60, theme=theme)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    for key in ("ArrowRight", "ArrowRight", "ArrowDown"):
+        page.keyboard.press(key)
+    page.mouse.move(0, 0)
+    page.locator(".gptoss-routing .gr-tooltip").evaluate("tip => { tip.style.display = 'none'; }")  # the ring alone
+    ring = page.evaluate(_RING)
+    page.locator(".gptoss-routing .gr-grid").screenshot(path=f"/tmp/gptoss_lab-routing-focus-{theme}.png")
+    assert ring and ring["opacity"] == "1" and ring["page"] >= 3 and ring["cell"] >= 3, ring
