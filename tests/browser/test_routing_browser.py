@@ -430,3 +430,38 @@ def test_the_active_cell_has_a_ring_that_reads_in_light_and_dark(lab_notebook, t
     ring = page.evaluate(_RING)
     page.locator(".gptoss-routing .gr-grid").screenshot(path=f"/tmp/gptoss_lab-routing-focus-{theme}.png")
     assert ring and ring["opacity"] == "1" and ring["page"] >= 3 and ring["cell"] >= 3, ring
+
+
+LONG = """
+import numpy as np
+from gptoss_lab.routing import Routing
+ids = np.stack([np.arange(400) % 8, (np.arange(400) + 3) % 8], -1)[:, None].repeat(2, 1)
+view = Routing(np.arange(1, 401), ids, np.full((400, 2, 2), 0.5), ["final"] * 400, num_experts=8).view()
+view.zoom = 32
+view
+"""
+
+
+def test_moving_by_keyboard_scrolls_the_active_cell_into_view(lab_notebook):
+    """Zoomed in on a long record, End goes to the last token and Left back along it: the grid scrolls so the
+    ringed cell stays in view (it was out of the canvas, the ring hidden, the user lost)."""
+    page = lab_notebook([LONG], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("End")
+    grid, ring = page.locator(".gptoss-routing .gr-canvas"), page.locator(".gptoss-routing .gr-grid .gr-cursor")
+    page.wait_for_function("() => /^Token 399\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title').innerText)",
+                           timeout=5_000)
+
+    def in_view() -> bool:  # the ring is shown and within the grid
+        box, at = ring.bounding_box(), grid.bounding_box()
+        return (at["x"] + GUTTER <= box["x"] and box["x"] + box["width"] <= at["x"] + at["width"]
+                and ring.evaluate("r => getComputedStyle(r).opacity") == "1")
+
+    assert in_view()
+    for _ in range(60):  # 60 tokens of 32 px: further left than the grid is wide
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => /^Token 339\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title').innerText)",
+                           timeout=5_000)
+    page.wait_for_timeout(200)
+    assert in_view()
