@@ -74,14 +74,15 @@ def test_a_basic_auth_header_quoted_back_by_the_server_is_hidden():
 TRICKLE = [b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"] + [b"X-A: 1\r\n", 0.2] * 100  # 20 s of headers
 
 
-def _trickling_server() -> tuple[str, socket.socket]:
-    """A server that answers every request with headers that never end, a line every 0.2 s."""
+def _trickling_server(items=TRICKLE) -> tuple[str, socket.socket]:
+    """A server that answers every request with `items` (bytes sent, a float slept): by default headers that never
+    end, a line every 0.2 s."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def answer(conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
             conn.recv(65536)
-            for item in TRICKLE:
+            for item in items:
                 time.sleep(item) if isinstance(item, float) else conn.sendall(item)
 
     def serve() -> None:
@@ -112,6 +113,51 @@ def test_headers_trickled_in_cannot_hold_a_turn_past_the_timeout():
         assert time.monotonic() - started < 4
         assert reply.errors == [f"The turn failed: the server at {server.url} did not answer within 1 s (timeout=...)"]
         assert session.ask("6*7?").final == "42"  # the conversation goes on
+
+
+# 1.6 s of a 2 s timeout spent on headers, then a body that never brings text, a piece every 0.1 s for 10 s: each
+# read got its own timeout and the body a new 2 s after the headers (3.6 s in all), or, for gzip's file name (which
+# has no end, and decodes to nothing), no bound at all
+SLOW_HEAD = [b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n"] + [b"X-A: 1\r\n", 0.2] * 8
+GZIP_NAME = [b"Content-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\x03"] + [b"n", 0.1] * 100
+TRICKLED_BODIES = {
+    "an event a byte at a time": [b"\r\n", b'data: {"choices": [{"text": "'] + [b"a", 0.1] * 100,
+    "keep-alive comments": [b"\r\n"] + [b": ping\n\n", 0.1] * 100,
+    "events without text": [b"\r\n"] + [_event(""), 0.1] * 100,
+    "gzip's endless file name": GZIP_NAME,
+}
+
+
+@pytest.mark.parametrize("body", TRICKLED_BODIES)
+def test_a_trickled_answer_ends_the_turn_within_the_timeout_and_a_long_healthy_one_does_not(body):
+    # a healthy answer after it: 2.4 s to its last token, but never 2 s without text
+    healthy = [HEAD, *(part for piece in ("<|channel|>final", "<|message|>", "4", "2", "<|return|>")
+                       for part in (_event(piece), 0.6)), _event("", "stop"), b"data: [DONE]\n\n"]
+    with FakeServer(raw=lambda n: SLOW_HEAD + TRICKLED_BODIES[body] if n == 1 else healthy) as server:
+        session = Session.connect(server.url, timeout=2, retries=0)
+        started = time.monotonic()
+        reply = session.ask("6*7?")
+        took = time.monotonic() - started
+        assert reply.errors == [f"The turn failed: the server at {server.url} sent nothing for 2 s (timeout=...)"]
+        assert took < 2.5, f"the turn took {took:.1f} s"
+        started = time.monotonic()
+        reply = session.ask("6*7?")
+        assert (reply.final, reply.errors) == ("42", [])
+        assert time.monotonic() - started > 2  # longer than the timeout, and never cut
+
+
+@pytest.mark.parametrize("body", ["a list a byte at a time", "gzip's endless file name"])
+def test_a_model_list_trickled_in_after_slow_headers_cannot_hold_connect_past_the_timeout(body):
+    items = SLOW_HEAD + ([b"\r\n", b'{"data": [{"id": "m"}'] + [b" ", 0.1] * 100 if body.startswith("a list")
+                         else GZIP_NAME)
+    url, listener = _trickling_server(items)
+    with listener:
+        started = time.monotonic()
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(url, timeout=2, retries=0)
+        took = time.monotonic() - started
+    assert str(caught.value) == f"the server at {url} did not answer within 2 s (timeout=...)"
+    assert took < 2.5, f"connecting took {took:.1f} s"
 
 
 def test_a_model_name_of_megabytes_is_shown_cut(capsys):

@@ -216,9 +216,10 @@ class RemoteEngine:
     `verify` checks an https server's certificate: True against the usual CAs, a CA bundle file's path (a self-signed or private CA's server), False
     (not checked), or an `ssl.SSLContext` (a client certificate). `model=None` takes the server's only model.
     Connection errors are retried `retries` times (waiting at most `_MAX_WAITING` s in all); `timeout` (seconds)
-    bounds connecting (up to an answer's last header), each wait for the next streamed chunk and reading a whole
-    answer that is no stream. Construction checks the server and the model name, so a wrong URL or name fails at
-    `Session.connect`, not at the first question.
+    is the longest a server may keep a request waiting: connecting, headers and a whole answer that is no stream in
+    all, and a stream's first text, then each next text (a long answer that keeps coming is never cut).
+    Construction checks the server and the model name, so a wrong URL or name fails at `Session.connect`, not at
+    the first question.
     `prompt_as` says how prompts travel: "ids", or "text" (`inert_text`) for Ollama and for a server
     that refused its first token-id prompt but took the same prompt as text.
     """
@@ -318,7 +319,7 @@ class RemoteEngine:
     def _get(self, path: str) -> httpx.Response:
         """GET `path` with retries on connection errors, at most `_MAX_BODY` bytes of its body read."""
         return self._retrying(lambda hook: _capped(
-            self._client.send(self._client.build_request("GET", path, extensions=hook), stream=True), self.timeout))
+            self._client.send(self._client.build_request("GET", path, extensions=hook), stream=True)))
 
     def _request(self, path: str) -> httpx.Response:
         """GET `path` (`_get`); HTTP errors become RemoteError."""
@@ -329,20 +330,26 @@ class RemoteEngine:
     def _retrying(self, call: Callable[[dict[str, Any]], httpx.Response],
                   aborted: threading.Event | None = None) -> httpx.Response:
         """`call(extensions)`, retried on connection errors (for at most `_MAX_WAITING` s of waits); its failures
-        as one-line RemoteErrors. The request that `call` sends carries the extensions: a `_HeaderClock`, which
-        ends it when its headers take longer than `timeout`, or at once when `aborted` is set."""
+        as one-line RemoteErrors. The request that `call` sends carries the extensions: a `_Clock`, which ends it
+        when the server is silent for `timeout` s, or at once when `aborted` is set; a response handed on open (a
+        stream) keeps it running for its reader (`_chunks`) to stop."""
         aborted = aborted or threading.Event()
+        late = f"the server at {self.url} did not answer within {self.timeout:g} s (timeout=...)"
         waited = 0.0
         for attempt in range(self.retries + 1):
             if aborted.is_set():
                 raise RemoteError("stopped")  # the reader gave up: no one sees this
-            clock = _HeaderClock(self.timeout, aborted)
+            clock = _Clock(self.timeout, aborted)
+            response = None
             try:
-                return call({"trace": clock})
+                response = call({"trace": clock})
+                if clock.expired:  # a body without a length, ended by the clock's shutting its connection: cut short
+                    response.close()
+                    raise RemoteError(late)
+                return response
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as err:
                 if clock.expired:
-                    raise RemoteError(f"the server at {self.url} did not answer within {self.timeout:g} s "
-                                      "(timeout=...)") from None
+                    raise RemoteError(late) from None
                 tls = _tls_failure(err)  # no retry mends it
                 if isinstance(tls, ssl.SSLCertVerificationError) and tls.verify_code == _HOSTNAME_MISMATCH:
                     raise RemoteError(  # a CA bundle cannot mend this one: the certificate is another name's
@@ -376,13 +383,13 @@ class RemoteEngine:
                                   f"{self.timeout:g} s (timeout=...); is the address right, and is it running?") \
                     from None
             except httpx.TimeoutException:
-                raise RemoteError(f"the server at {self.url} did not answer within {self.timeout:g} s (timeout=...)") \
-                    from None
+                raise RemoteError(late) from None
             except httpx.HTTPError as err:  # a body that cannot be decoded, a redirect loop ...
                 raise RemoteError(f"the server at {self.url} sent an answer that cannot be read "
                                   f"({_one_line(err)})") from None
             finally:
-                clock.stop()
+                if response is None or response.is_closed:  # else a stream, handed on open
+                    clock.stop()
 
     def _raise_for(self, response: httpx.Response, path: str, tries: str = "") -> None:
         """RemoteError for a `response` to `path` that is no success (a redirect, an HTTP error, a 304 ...); `tries`
@@ -467,7 +474,7 @@ class RemoteEngine:
         """`response`, its body read (`_capped`) when it is no success (an HTTP error, a redirect, a 304 ...)."""
         if not response.is_success:
             with contextlib.suppress(httpx.HTTPError):  # a body that broke off: reported by its status alone
-                response = _capped(response, self.timeout)
+                response = _capped(response)
             response.close()
         return response
 
@@ -503,12 +510,10 @@ class RemoteEngine:
         """The one-line RemoteError for an error the server streamed (`body`: its JSON, or its text)."""
         return RemoteError(f"the server at {self.url} stopped with an error: {self._quote(_error_text(body))}")
 
-    def _events(self, response: httpx.Response, stalled: Callable[[], None]) -> Iterator[dict]:
-        """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines);
-        `stalled()` is called at every read of the body, keep-alive comments (`: ping`, which httpx-sse
-        drops) included, so a stall is seen while it lasts. Running out before the server said it was done
-        (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
-        reads = _Reads(response, stalled, RemoteError(
+    def _events(self, response: httpx.Response) -> Iterator[dict]:
+        """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines). Running out
+        before the server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
+        reads = _Reads(response, RemoteError(
             f"the server at {self.url} sent {_MAX_BODY >> 20} MiB without ending an event or line: "
             "that is no completion stream"), events=not self.ollama)
         if self.ollama:
@@ -546,30 +551,31 @@ class RemoteEngine:
 
     def _chunks(self, response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
         """(text, finish_reason, stop_reason) for each streamed chunk; every failure a one-line RemoteError.
-        Chunks without text and SSE comments (keep-alives) do not count as an answer: `timeout` seconds of them
-        is a stall."""
+        The request's `_Clock` (its trace hook) hears each chunk with text or a finish: `timeout` seconds without
+        one, from the request's start or the last text, is a stall, whatever came meanwhile (keep-alive comments,
+        chunks without text, bytes that make no text yet); a long answer that keeps coming is never cut."""
+        clock: _Clock = response.request.extensions["trace"]
         silent = f"the server at {self.url} sent nothing for {self.timeout:g} s (timeout=...)"
-        last = [time.monotonic()]  # when text last came
-
-        def stalled() -> None:
-            if time.monotonic() - last[0] > self.timeout:
-                raise RemoteError(silent)
-
         try:
-            for data in self._events(response, stalled):
-                chunk = self._chunk(data)
-                if chunk[0] or chunk[1]:
-                    last[0] = time.monotonic()
-                else:
-                    stalled()
-                yield chunk
-        except httpx.TimeoutException:
-            raise RemoteError(silent) from None
-        except httpx.DecodingError as err:
-            raise RemoteError(f"the server at {self.url} sent a body that cannot be decoded ({_one_line(err)})") \
-                from None
-        except (httpx.TransportError, httpx.StreamError) as err:
-            raise RemoteError(f"the connection to {self.url} broke mid-answer ({_one_line(err)})") from None
+            try:
+                for data in self._events(response):
+                    chunk = self._chunk(data)
+                    if chunk[0] or chunk[1]:
+                        clock.heard()
+                    yield chunk
+            except httpx.TimeoutException:
+                raise RemoteError(silent) from None
+            except httpx.DecodingError as err:
+                raise RemoteError(f"the server at {self.url} sent a body that cannot be decoded "
+                                  f"({_one_line(err)})") from None
+            except (httpx.TransportError, httpx.StreamError) as err:
+                raise RemoteError(f"the connection to {self.url} broke mid-answer ({_one_line(err)})") from None
+        except RemoteError:
+            if clock.expired:  # the clock shut the connection: what broke or ended the stream is its doing
+                raise RemoteError(silent) from None
+            raise
+        finally:
+            clock.stop()
 
     def _chunk(self, data: dict) -> tuple[str, str | None, Any]:
         """(text, finish_reason, stop_reason) of one streamed JSON chunk; RemoteError for another shape."""
@@ -761,13 +767,13 @@ def _one_line(err: Exception) -> str:
 
 # what a non-blocking connect_ex answers while connecting (Windows: WSAEWOULDBLOCK)
 _CONNECTING = {errno.EINPROGRESS, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK)}
-_connecting = threading.local()  # `aborted`: the Stop event of the request this thread connects for (`_HeaderClock`)
+_connecting = threading.local()  # `aborted`: the Stop event of the request this thread connects for (`_Clock`)
 
 
 class _Connector(httpcore.SyncBackend):
     """httpcore's sockets, with a TCP connect that Stop abandons within 0.1 s: `socket.create_connection` blocks,
     so a Stop while an address never answered (a firewall, a wrong host) left the reading thread connecting until
-    the timeout, as a name lookup that hung did (`_lookup`). Stop is the event `_HeaderClock` sets for this thread
+    the timeout, as a name lookup that hung did (`_lookup`). Stop is the event `_Clock` sets for this thread
     (httpcore connects on the request's thread)."""
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
@@ -815,7 +821,7 @@ class _Connector(httpcore.SyncBackend):
 class _Transport(httpx.BaseTransport):
     """httpx's transport on an httpcore pool that connects with `_Connector` (httpx.HTTPTransport takes no network
     backend), directly or through `proxy`; requests, responses and errors as httpx's own. No kept-alive connections:
-    every request connects anew, so its `_HeaderClock` sees the socket."""
+    every request connects anew, so its `_Clock` sees the socket."""
 
     def __init__(self, verify: bool | ssl.SSLContext, proxy: httpcore.Proxy | None) -> None:
         self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(verify=verify), proxy=proxy,
@@ -916,21 +922,24 @@ def _lookup(host: str, port: int, waited: Callable[[], None]) -> list[tuple[Any,
         return addresses
 
 
-class _HeaderClock:
-    """httpx's `trace` hook for one request: it shuts the request's connection once `timeout` seconds passed
-    between connecting and the response's last header (httpx's timeout bounds each read, so a server sending
-    its headers a byte at a time, or a TLS handshake as slowly, held the request forever), or as soon as
-    `aborted` is set (Stop) before `stop()` (the call that sent it is over, an error body read); `expired` says it
-    timed out; while the request connects, it hands `aborted` to `_Connector`. It holds a duplicate of the
-    connection's socket: TLS detaches the socket httpx connected, so shutting that one down did nothing to an https
-    request."""
+class _Clock:
+    """httpx's `trace` hook for one request: it shuts the request's connection once `timeout` seconds passed without
+    news from the server, counted from the start of connecting (the connect itself, a TLS handshake, headers and a
+    body sent a byte at a time all count) and again from each `heard()` (new text of a stream), or as soon as
+    `aborted` is set (Stop), until `stop()` (the request and its reading are over). httpx's timeout bounds each read,
+    so a server sending a byte every second, or gzip's header (its file name has no end) held a request forever, and
+    the headers' time came on top of the body's. `expired` says it timed out; while the request connects, it hands
+    `aborted` to `_Connector` (whose own deadline is the same). It holds a duplicate of the connection's socket: TLS
+    detaches the socket httpx connected, so shutting that one down did nothing to an https request."""
 
     def __init__(self, timeout: float, aborted: threading.Event) -> None:
         self.timeout, self.expired, self._aborted = timeout, False, aborted
-        self._headers_in, self._done = False, threading.Event()
+        self._deadline = time.monotonic() + timeout
+        self._done = threading.Event()
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event == "connection.connect_tcp.started":
+            self._deadline = time.monotonic() + self.timeout
             _connecting.aborted = self._aborted  # for `_Connector`, on this thread
         elif event == "connection.connect_tcp.failed":
             _connecting.aborted = None
@@ -938,35 +947,35 @@ class _HeaderClock:
             _connecting.aborted = None
             sock = info["return_value"].get_extra_info("socket").dup()
             threading.Thread(target=self._watch, args=(sock,), daemon=True, name="gptoss-remote-clock").start()
-        elif event in ("http11.receive_response_headers.complete", "http11.receive_response_headers.failed"):
-            self._headers_in = True
+
+    def heard(self) -> None:
+        """The server sent news (text of a stream): it has `timeout` seconds again."""
+        self._deadline = time.monotonic() + self.timeout
 
     def _watch(self, sock: socket.socket) -> None:
-        """Shut `sock` down once the request is aborted, or the time is up before the headers are in."""
-        deadline = time.monotonic() + self.timeout
+        """Shut `sock` down once the request is aborted, or its time is up."""
         with sock:
             while not self._done.wait(0.1):
-                if self._aborted.is_set() or (time.monotonic() >= deadline and not self._headers_in):
+                if self._aborted.is_set() or time.monotonic() >= self._deadline:
                     self.expired = not self._aborted.is_set()
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
                     return
 
     def stop(self) -> None:
-        """The request is over (or handed on to be read as a stream): the clock stops."""
+        """The request is over, its answer read: the clock stops."""
         self._done.set()
 
 
 class _Reads:
-    """The response as httpx-sse reads it (its headers and text), calling `stalled()` at every read and raising
-    `too_long` once `_MAX_BODY` characters came since the reader last set `unended` (at an event's end), so an
-    endless line cannot fill memory; a byte order mark starting the stream is left out. Of an event stream
+    """The response as httpx-sse reads it (its headers and text), raising `too_long` once `_MAX_BODY` characters
+    came since the reader last set `unended` (at an event's end), so an endless line cannot fill memory; a byte
+    order mark starting the stream is left out. Of an event stream
     (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
     httpx-sse drops) written as `event: error` events."""
 
-    def __init__(self, response: httpx.Response, stalled: Callable[[], None], too_long: RemoteError, *,
-                 events: bool) -> None:
-        self.headers, self._response, self._stalled, self._too_long = response.headers, response, stalled, too_long
+    def __init__(self, response: httpx.Response, too_long: RemoteError, *, events: bool) -> None:
+        self.headers, self._response, self._too_long = response.headers, response, too_long
         response.encoding = "utf-8"  # as SSE and JSON are, whatever its charset= names (httpx would run any codec)
         self._events = events
         self.unended = 0
@@ -975,7 +984,6 @@ class _Reads:
         held: list[str] = []  # an event stream's text after its last line break: a line whose start is not known
         start = True  # one U+FEFF (byte order mark) starting the stream is no text (the SSE standard's rule)
         for text in self._response.iter_text():
-            self._stalled()
             if start and text:
                 text, start = text.removeprefix("\ufeff"), False
             self.unended += len(text)
@@ -997,7 +1005,7 @@ class _Reader:
     """One completion request read on a daemon thread, its chunks (or its RemoteError) handed over in order,
     so the caller can give up on a silent server at once: `abort()` shuts the socket, which wakes the
     thread from its read, and the thread closes the response; before the headers, `open_response` is given the
-    event `abort()` sets (its `_HeaderClock` then shuts the socket, and waits to ask a busy server again end).
+    event `abort()` sets (its `_Clock` then shuts the socket, and waits to ask a busy server again end).
     At most `_AHEAD` chunks, and about `_MAX_BODY` characters of text, wait to be taken: a server that streams
     faster than they are taken waits (TCP holds it back) instead of filling memory, also with chunks of
     megabytes each."""
@@ -1076,19 +1084,16 @@ class _Reader:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-def _capped(response: httpx.Response, timeout: float) -> httpx.Response:
+def _capped(response: httpx.Response) -> httpx.Response:
     """`response` (opened with stream=True) with at most `_MAX_BODY` bytes of its decoded body read, then closed:
-    a hostile or broken server (an endless body, a gzip bomb) cannot fill the kernel's memory, nor hold it with
-    a body that trickles in: ReadTimeout once reading took `timeout` seconds."""
+    a hostile or broken server (an endless body, a gzip bomb) cannot fill the kernel's memory; one that trickles it
+    in is cut by the request's `_Clock`."""
     body = bytearray()
-    deadline = time.monotonic() + timeout
     try:
         for part in response.iter_bytes():
             body += part
             if len(body) >= _MAX_BODY:
                 break
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"the body took over {timeout:g} s", request=response.request)
     finally:
         response.close()
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]  # decoded
