@@ -384,13 +384,11 @@ class GptossMagics(Magics):
             from .routing.interventions import parse_ablate
 
             intervene = _one_line(parse_ablate, ",".join(opts.ablate))
-        if self.session is None:   # what the bundled model would refuse, refused before it loads (seconds)
-            holder = self._settings_from()
-            tools = opts.tools if opts.tools is not None else holder.settings.tools if holder is not None else ""
-            names = {name.strip() for name in tools.split(",")} if isinstance(tools, str) else set()
-            if "browser" in names and (holder is None or holder.browser is None):
-                raise UsageError("%%gptoss: the browser has no documents to read: choose them with "
-                                 "`%gptoss browse FOLDER`")
+        if self.session is None:   # tools the bundled model would refuse (a browser without documents), refused
+            from .session import Session, _Unloaded  # before it loads (seconds), by the settings it will take
+
+            holder = self._unloaded if self._unloaded is not None else Session(_Unloaded("no model"))
+            _one_line(holder.check, tools=opts.tools, said_by="%%gptoss")
         session = self._session()
         overrides = {k: getattr(opts, k) for k in ("effort", "approval", "tools", "max_new_tokens", "temperature",
                                                    "top_p", "seed", "timeout")}

@@ -347,6 +347,11 @@ class Session:
 
     # ------------------------------------------------------------ helpers
 
+    def check(self, **overrides: Any) -> None:
+        """Raise the TurnError `ask` would raise for these settings and tools (a browser without documents, an unknown
+        tool ...), asking nothing: `%%gptoss` checks a cell so before it loads a model for it."""
+        self._checked(overrides)
+
     def _checked(self, overrides: dict[str, Any]) -> tuple[Settings, Toolset]:
         """A turn's settings and tools; a bad value or tool name is a TurnError before anything runs."""
         try:
