@@ -25,9 +25,11 @@ import enum
 import functools
 import json
 import math
+import queue
 import re
 import reprlib
 import sys
+import threading
 import time
 import unicodedata
 import urllib.parse
@@ -743,13 +745,42 @@ def _json_schema_pattern(pattern: str) -> str:
     return "".join(r"\Z" if piece == "$" else _ascii_piece(piece, "(?a:") for piece in _PIECES.findall(pattern))
 
 
+_INLINE = 0.05  # CPU seconds a pattern's match may take on the checking thread before it goes to `_watched`
+
+
 def _search(pattern: str, text: str) -> bool:
-    """Whether `pattern` matches in `text`, within the time left to check the answer (_OutOfTime past it; `regex`
-    counts that time in CPU seconds: on a busy machine a match may run past the deadline)."""
+    """Whether `pattern` matches in `text`, within the time left to check the answer (_OutOfTime past it). `regex`
+    counts its timeout in CPU seconds, which a busy machine stretches (a 5 s budget took 11 s with a core shared):
+    a match that takes longer than `_INLINE` is run again by `_watched`, which the clock on the wall ends."""
+    compiled = _json_schema_pattern(pattern)
     try:
-        return regex.search(_json_schema_pattern(pattern), text, timeout=_time_left()) is not None
+        return regex.search(compiled, text, timeout=min(_INLINE, _time_left())) is not None
     except TimeoutError:
+        return _watched(compiled, text)
+
+
+def _watched(pattern: str, text: str) -> bool:
+    """`regex.search(pattern, text)` on a helper thread, without the GIL, waited for until the deadline
+    (_OutOfTime then; the match ends on its own once it has had the time that was left, in CPU seconds)."""
+    left = _time_left()
+    outcome: queue.Queue[bool | Exception] = queue.Queue()
+
+    def search() -> None:
+        try:
+            outcome.put(regex.search(pattern, text, timeout=left, concurrent=True) is not None)
+        except Exception as err:  # noqa: BLE001 - raised on the checking thread
+            outcome.put(err)
+
+    threading.Thread(target=search, daemon=True, name="gptoss-pattern").start()
+    try:
+        found = outcome.get(timeout=left)
+    except queue.Empty:
         raise _OutOfTime from None
+    if isinstance(found, TimeoutError):
+        raise _OutOfTime
+    if isinstance(found, Exception):
+        raise found
+    return found
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
