@@ -146,6 +146,22 @@ def test_a_trickled_answer_ends_the_turn_within_the_timeout_and_a_long_healthy_o
         assert time.monotonic() - started > 2  # longer than the timeout, and never cut
 
 
+def test_a_slow_connect_and_trickled_headers_end_the_turn_within_the_timeout(monkeypatch):
+    # connecting had its own timeout and the headers a new one once connected: 3.7 s for timeout=2
+    answer = [HEAD, _event("<|channel|>final<|message|>42<|return|>"), _event("", "stop"), b"data: [DONE]\n\n"]
+    with FakeServer(raw=lambda n: TRICKLE if n == 1 else answer) as server:
+        session = Session.connect(server.url, timeout=2, retries=0)
+        looked_up = socket.getaddrinfo
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kw: time.sleep(1.5) or looked_up(*args, **kw))
+        started = time.monotonic()
+        reply = session.ask("6*7?")
+        took = time.monotonic() - started
+        assert reply.errors == [f"The turn failed: the server at {server.url} did not answer within 2 s (timeout=...)"]
+        assert took < 2.5, f"the turn took {took:.1f} s"
+        monkeypatch.undo()
+        assert session.ask("6*7?").final == "42"
+
+
 @pytest.mark.parametrize("body", ["a list a byte at a time", "gzip's endless file name"])
 def test_a_model_list_trickled_in_after_slow_headers_cannot_hold_connect_past_the_timeout(body):
     items = SLOW_HEAD + ([b"\r\n", b'{"data": [{"id": "m"}'] + [b" ", 0.1] * 100 if body.startswith("a list")
