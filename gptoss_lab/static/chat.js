@@ -83,6 +83,13 @@ function keepFocus(leaving, target) {
   target.focus({ preventScroll: true });
 }
 
+function typingIn(node) {
+  // Whether `node` (where focus is) is an editor holding text: a cell's, a text box's. A new empty cell, where
+  // Shift+Enter on the last cell leaves focus, is nobody's typing.
+  if (!node || !(node.isContentEditable || node.tagName === "INPUT" || node.tagName === "TEXTAREA")) return false;
+  return (node.value !== undefined ? node.value : node.textContent).trim() !== "";
+}
+
 function flash(node, text, restore) {
   node.textContent = text;
   setTimeout(() => (node.textContent = restore), 1500);
@@ -337,6 +344,16 @@ class Turn {
     const skip = button("gx-skip", "Skip", "Do not run it; the model is told so", () => decide("skip"));
     const ask = h("span", "gx-ask", reveal(op.question || "Run this code in your kernel?", BIDI_RE));
     b.actions.append(ask, run, always, edit, skip);
+    queueMicrotask(() => this.offerFocus(b));   // after the whole batch: a replayed card may be decided in it
+  }
+
+  offerFocus(b) {
+    // A card that waits for the user takes keyboard focus on ▶ Run, as JupyterLab's input() box does (it was 14 Tab
+    // presses away), unless the user is typing in an editor elsewhere: then focus stays there.
+    const run = b.actions.querySelector(".gx-run");
+    if (!run || run.disabled || b.node.dataset.status !== "waiting" || typingIn(document.activeElement)) return;
+    run.focus({ preventScroll: true });
+    run.scrollIntoView({ block: "nearest" });
   }
 
   openEditor(b) {

@@ -389,10 +389,10 @@ def test_approval_card_by_keyboard_only(lab_notebook):
     (not swallowed by JupyterLab); Shift+Enter in the editor runs the edited code (it does not run the cell
     again, which would clear the view while the turn waits); Space on Run approves the next call."""
     page = lab_notebook(_cells(KEYBOARD, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-run")
-    for _ in range(60):
-        page.keyboard.press("Tab")
+    for _ in range(60):   # the waiting card takes focus on ▶ Run (test_chat_ux.py); Tab reaches it anyway
         if "gx-run" in page.evaluate(FOCUSED):
             break
+        page.keyboard.press("Tab")
     assert "gx-run" in page.evaluate(FOCUSED)
     box = page.locator(".gx-run").bounding_box()
     above = {"x": box["x"], "y": box["y"] - 4, "width": box["width"], "height": 2}   # 2-4 px above the button

@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from tests.browser.conftest import write_notebook
 from tests.browser.test_chat_browser import CONTRAST
 
 TWO_CALLS = (
@@ -31,25 +32,58 @@ FOCUS_CARD = """() => {
 }"""
 
 
-def test_focus_stays_on_the_card_after_run_by_keyboard(lab_notebook):
-    """Enter on ▶ Run: the card's buttons go away, but keyboard focus stays on that card (not dropped on the
-    page's <body>, which sends the next Tab back to the top of JupyterLab), and Tab then reaches the next card's
-    ▶ Run in a few presses."""
-    page = lab_notebook(CELLS, wait_for=".gx-tool[data-status='waiting'] .gx-run")
-    page.locator(".gx-tool[data-status='waiting'] .gx-run").focus()
+FOCUSED = "() => [document.activeElement.tagName, document.activeElement.className]"
+
+
+def _shift_enter(page, jupyter_lab, open_notebook, cells: list[str], runs: int) -> None:
+    """Open a notebook of `cells` and run its first `runs` cells with Shift+Enter, as a user does."""
+    name = f"nb_keys_{len(cells)}_{runs}.ipynb"
+    write_notebook(jupyter_lab.root / name, cells)
+    open_notebook(name, kernel=True)
+    page.evaluate("window.jupyterapp.shell.collapseLeft()")
+    page.locator(".jp-Notebook .jp-Cell").first.locator(".cm-content").click()
+    for _ in range(runs):
+        page.keyboard.press("Shift+Enter")
+
+
+def test_a_waiting_card_takes_focus_after_shift_enter(page, jupyter_lab, open_notebook):
+    """Shift+Enter runs the cell; when its card waits for approval, keyboard focus is on its ▶ Run, as it is in
+    input()'s box (it stayed in the notebook, 14 Tab presses away). Enter runs the call, the next card takes focus
+    in turn, and once the last is decided focus stays on its card, not on the page's <body>.
+    Screenshot: /tmp/gptoss_chat_ux_focus.png."""
+    _shift_enter(page, jupyter_lab, open_notebook, CELLS, 2)
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=60_000)
+    page.wait_for_function("() => document.activeElement.classList.contains('gx-run')", timeout=5_000)
+    assert page.evaluate(FOCUS_CARD) == 0
+    page.screenshot(path="/tmp/gptoss_chat_ux_focus.png")
     page.keyboard.press("Enter")
     page.wait_for_selector(".gx-tool[data-status='done']", timeout=30_000)
-    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=30_000)
-    assert page.evaluate(FOCUS_CARD) == 0, "focus left the answered card"
-    page.screenshot(path="/tmp/gptoss_chat_ux_focus.png")
-    for _ in range(6):
-        page.keyboard.press("Tab")
-        if page.evaluate("() => document.activeElement.classList.contains('gx-run')"):
-            break
-    assert page.evaluate(FOCUS_CARD) == 1 and page.evaluate("() => document.activeElement.className").endswith("gx-run")
+    assert page.locator(".gx-chat .gx-tool").first.locator(".gx-output").inner_text().strip() == "42"
+    page.wait_for_function("() => document.activeElement.classList.contains('gx-run')", timeout=30_000)
+    assert page.evaluate(FOCUS_CARD) == 1
     page.keyboard.press("Enter")
     page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
     assert page.locator(".gx-chat .gx-tool").nth(1).locator(".gx-output").inner_text().strip() == "43"
+    assert page.evaluate(FOCUS_CARD) == 1, page.evaluate(FOCUSED)
+
+
+def test_a_waiting_card_leaves_focus_in_the_editor_being_typed_in(page, jupyter_lab, open_notebook):
+    """A user types in another cell while the model thinks: the card that then waits for approval takes no focus, and
+    the rest of what they type goes on into their cell (not onto ▶ Run, where a space or Enter would run the call)."""
+    slow = [CELLS[0].replace("delay=0.005", "delay=0.05").replace("'<|channel|>analysis<|message|>Two steps.",
+                                                                  "'<|channel|>analysis<|message|>" + "Two steps. " * 60),
+            CELLS[1], ""]
+    assert slow[0] != CELLS[0]
+    _shift_enter(page, jupyter_lab, open_notebook, slow, 2)
+    scratch = page.locator(".jp-Notebook .jp-Cell").nth(2)
+    scratch.locator(".cm-content").click()
+    page.keyboard.type("typed = 1")
+    assert page.locator(".gx-chat .gx-tool[data-status='waiting']").count() == 0, "the card came before the typing"
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=60_000)
+    page.wait_for_timeout(300)
+    page.keyboard.type(" + 1")
+    assert scratch.locator(".cm-content").inner_text() == "typed = 1 + 1", page.evaluate(FOCUSED)
+    assert page.locator(".gx-chat .gx-tool[data-status='waiting'] .gx-run").count() == 1
 
 
 def test_a_card_waiting_for_approval_is_announced(lab_notebook):
