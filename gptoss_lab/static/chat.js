@@ -53,6 +53,21 @@ function placePopup(event) {
   chip.style.setProperty("--gx-cite-left", `${Math.max(room.left - at, Math.min(-4, room.right - at - width))}px`);
 }
 
+function showSource(event) {
+  // A click, Enter or Space on the chip of a local document (no link to open) takes focus to its entry in the Sources
+  // list under the answer, as a footnote's number does; the entry is highlighted while it has focus (citations.css).
+  const chip = event.target.closest && event.target.closest("sup.gx-cite > a:not([href])");
+  if (!chip || (event.type === "keydown" && event.key !== "Enter" && event.key !== " ")) return;
+  const turn = chip.closest(".gx-turn");
+  const entry = turn && turn.querySelectorAll(".gx-cite-sources > li")[Number(chip.textContent) - 1];
+  if (!entry) return;
+  event.preventDefault();
+  event.stopPropagation();       // Enter is not JupyterLab's (edit the cell), nor Space the page's (scroll)
+  entry.tabIndex = -1;
+  entry.focus({ preventScroll: true });
+  entry.scrollIntoView({ block: "nearest" });
+}
+
 function send(model, action) {
   // Custom messages, not state syncs: ipywidgets holds a sync back until the kernel reports idle, and
   // the kernel stays busy for the whole turn (the kernel hears these while the cell runs).
@@ -290,6 +305,11 @@ class Turn {
       b.md.replaceChildren(answerHTML(op.html));
       b.upto = b.raw.length;
       b.text.textContent = "";
+      if (op.sources !== undefined) {   // the cited sources under the answer, as in the saved turn (citations.py)
+        b.sources = b.sources || h("div", "gx-sources");
+        setHTML(b.sources, op.sources);
+        b.text.after(b.sources);
+      }
     } else if (op.code !== undefined && b.kind === "tool") {
       setHTML(b.text, op.code);
       revealText(b.text);
@@ -490,6 +510,8 @@ function render({ model, el }) {
   el.appendChild(view.root);
   view.root.addEventListener("pointerover", placePopup);
   view.root.addEventListener("focusin", placePopup);
+  view.root.addEventListener("click", showSource);
+  view.root.addEventListener("keydown", showSource);
   let turn = null;
   let seq = 0;
   const apply = (ops, sent) => {

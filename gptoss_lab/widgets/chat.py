@@ -24,7 +24,7 @@ from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, P
 from ..harmony import clean
 from . import asset, esm
 from .comm import CommPump, busy_status
-from .citations import card_html, with_chips
+from .citations import card_html, sources_html, with_chips
 from .sanitize import shown_output
 from .text import ask_on_stdin
 from .transcript import Block, Transcript, code_html, code_language, fold, markdown_html, more_label, \
@@ -201,10 +201,14 @@ class ChatView(NotebookView):
         busy_status.release()
         for i in sorted(self._open):
             self._queue(self._end_op(i))
-        for i, item in enumerate(self.transcript.items if reply.citations else []):  # chips (citations.py)
-            if isinstance(item, Block) and item.kind == "final":
-                self._queue({"op": "end", "i": i, "seconds": round(item.seconds, 2), "tokens": item.tokens,
-                             "html": with_chips(markdown_html(item.text), reply.citations)})
+        finals = [i for i, item in enumerate(self.transcript.items) if isinstance(item, Block) and item.kind == "final"]
+        for i in finals if reply.citations else []:  # chips, and the Sources list under the last answer (citations.py)
+            item: Block = self.transcript.items[i]  # type: ignore[assignment]
+            op = {"op": "end", "i": i, "seconds": round(item.seconds, 2), "tokens": item.tokens,
+                  "html": with_chips(markdown_html(item.text), reply.citations)}
+            if i == finals[-1]:
+                op["sources"] = sources_html(reply.citations)
+            self._queue(op)
         self._rate.finish(reply.usage)  # the live bar's last figures are the footer's, not the view's timing
         self._queue_rate()
         self._queue({"op": "stats", "line": self.transcript.footer(context=False),  # the meter shows the context

@@ -127,3 +127,35 @@ def test_a_citation_popup_stays_in_a_narrow_view(lab_notebook):
         boxes.append([round(x) for x in chip.evaluate(POPUP_BOX)])
     page.screenshot(path="/tmp/gptoss_browse_narrow.png")
     assert all(view_left <= left and right <= view_right + 1 for left, right, view_left, view_right in boxes), boxes
+
+
+IN_VIEW = "(n) => { const r = n.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+
+
+def test_live_answer_lists_its_sources_and_a_chip_opens_its_entry(lab_notebook):
+    """The live answer shows the Sources list the saved turn has (title, document, cited lines, as text), and a click
+    on a chip, or Enter or Space on one Tab reached, takes focus to its entry there, highlighted (the live view had
+    no Sources, and a local document's chip opened nothing). Screenshot: /tmp/gptoss_browse_live_sources.png."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
+    page = lab_notebook(cells, wait_for="text=/^CITED /")
+    final = page.locator(".gx-chat .gx-final")
+    assert final.locator(".gx-cite-head").inner_text() == "Sources"
+    entries = final.locator(".gx-cite-sources > li")
+    assert entries.count() == 2
+    first = entries.first.inner_text()
+    assert first.startswith("Greenhouse operating manual · L4 manuals/greenhouse.pdf")
+    assert "Keep the humidity at 68 percent during the day and let it fall at night." in first
+    assert entries.nth(1).inner_text().startswith("Greenhouse operating manual · L5")
+    chips = final.locator("sup.gx-cite > a")
+    page.set_viewport_size({"width": 1280, "height": 500})          # the list below the fold: the click brings it up
+    chips.nth(1).scroll_into_view_if_needed()
+    chips.nth(1).click()
+    assert entries.nth(1).evaluate("n => n === document.activeElement")
+    assert entries.nth(1).evaluate(IN_VIEW)
+    assert entries.nth(1).evaluate("n => getComputedStyle(n).outlineStyle") == "solid"   # highlighted
+    page.screenshot(path="/tmp/gptoss_browse_live_sources.png")
+    for key in ("Enter", " "):
+        chips.first.focus()
+        page.keyboard.press(key)
+        assert entries.first.evaluate("n => n === document.activeElement"), key
+        assert page.locator(".jp-Notebook.jp-mod-editMode").count() == 0    # Enter did not edit the cell
