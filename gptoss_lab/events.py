@@ -28,11 +28,17 @@ class ToolCall:
     output: str = ""
     seconds: float = 0.0
     question: str = ""                  # what the view asks before it runs (approval `ask`)
+    reason: str = ""                    # why it did not run, as its card tells the user (the model reads `output`)
     data: Any = None                    # the tool's structured result, for views (search results ...)
 
     @property
     def name(self) -> str:
         return self.recipient.removeprefix("functions.")
+
+    @property
+    def shown(self) -> str:
+        """What a view shows as the call's result: why it did not run, said to the user, else what the model read."""
+        return self.reason or self.output
 
 
 @dataclass

@@ -611,9 +611,10 @@ class _Turn:
             return ToolResult("error", self.tools.unknown(call.recipient))
         approved = self._approved(call, tool)
         if approved is not True:
-            if approved is not _STOPPED_BEFORE:   # a Stop is no skip (max_skipped): the turn ends as stopped
+            if approved != "stopped":   # a Stop is no skip (max_skipped): the turn ends as stopped
                 self.skipped += 1
-            return ToolResult("skipped", approved)
+            call.reason = _NOT_RUN[approved][1]
+            return ToolResult("skipped", _NOT_RUN[approved][0])
         call.status = "running"
         self.emit(ToolUpdate(call))
         t0 = time.perf_counter()
@@ -635,9 +636,9 @@ class _Turn:
         return result
 
     def _approved(self, call: ToolCall, tool: Tool) -> bool | str:
-        """True to run, else the text that tells the model why the call did not run."""
+        """True to run, else why the call did not run (a key of _NOT_RUN)."""
         if self.settings.approval == "never":  # stronger than an earlier "Always allow"
-            return "Not run: the user's settings do not allow tool calls (approval: never). Answer without it."
+            return "never"
         scope = tool.approval_scope(call)
         if scope is not None and (self.settings.approval == "auto" or scope in self.session._allowed):
             return True
@@ -646,19 +647,19 @@ class _Turn:
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
         if self.view.stop_requested:  # Stop pressed while the card waited: the turn ends, not a choice about the call
-            return _STOPPED_BEFORE
+            return "stopped"
         if decision is None:
             self._warn(f"The {call.recipient} call was skipped: approval is required and nobody could approve it "
                        "(use approval='auto' or --approve auto, or a view that can ask).")
-            return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
+            return "unasked"
         if isinstance(decision, bool):
             decision = Approval(decision)
         elif not isinstance(decision, Approval):  # "no" is truthy: only True, False or an Approval decide
             self._warn(f"The {call.recipient} call was skipped: the view answered {type(decision).__name__} "
                        f"{str(decision)[:40]!r}, not True, False or an Approval.")
-            return "Not run: the user could not be asked to approve this call. Answer without it, and say so."
+            return "unanswered"
         if not decision.run:
-            return "Not run: the user chose not to run this call. Answer without it, and say so."
+            return "declined"
         if decision.always and scope is not None:
             self.session._allowed.add(scope)
         if decision.code is not None and decision.code != call.input:
@@ -717,7 +718,7 @@ class _Turn:
         """Stop button or kernel interrupt: keep what was generated, leave the conversation valid."""
         self.reply.interrupted = True
         dropped = self._keep_partial()
-        self._answer_unanswered("skipped", _STOPPED_BEFORE)
+        self._answer_unanswered("skipped", *_NOT_RUN["stopped"])
         if self.reply.messages:
             self._end_early(f"Stopped: the partial reply is kept, without the {dropped} it was writing." if dropped
                             else "Stopped: the partial reply is kept.")
@@ -734,9 +735,10 @@ class _Turn:
         what = str(err) if isinstance(err, EngineError) else f"{type(err).__name__}: {err}"
         self._end_early(f"The turn failed: {what}".splitlines()[0], "error")  # shown as an error, not a warning
 
-    def _answer_unanswered(self, status: Any, text: str) -> None:
+    def _answer_unanswered(self, status: Any, text: str, reason: str = "") -> None:
         for call in self.reply.tool_calls:
             if call.status in ("pending", "waiting"):  # answered as its recipient (no tool asked: one may have failed)
+                call.reason = reason
                 self._answer(call, None, ToolResult(status, text))
 
     def finish(self, fmt: ResponseFormat | None) -> Reply:
@@ -843,7 +845,18 @@ def _intervention(intervene: Any, engine: Engine) -> Iterator[None]:
         yield
 
 
-_STOPPED_BEFORE = "Not run: the user stopped the turn before this call ran."
+# Why a call did not run (`_Turn._approved`): what the model reads in the tool's reply, and what the call's card tells
+# the user (ToolCall.reason), who is not the model's "user" in the third person.
+_NOT_RUN = {
+    "never": ("Not run: the user's settings do not allow tool calls (approval: never). Answer without it.",
+              "Not run: approval is set to never"),
+    "unasked": ("Not run: the user could not be asked to approve this call. Answer without it, and say so.",
+                "Not run: could not ask you (no front end)"),
+    "unanswered": ("Not run: the user could not be asked to approve this call. Answer without it, and say so.",
+                   "Not run: the view gave no answer"),
+    "declined": ("Not run: the user chose not to run this call. Answer without it, and say so.", "Skipped by you"),
+    "stopped": ("Not run: the user stopped the turn before this call ran.", "Not run: you stopped the turn"),
+}
 
 
 @contextlib.contextmanager

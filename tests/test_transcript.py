@@ -5,6 +5,7 @@ import io
 import time
 
 import pytest
+from openai_harmony import Role
 
 from gptoss_lab import ReplayEngine, Session
 from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
@@ -228,3 +229,27 @@ def test_a_short_reasoning_block_says_under_a_tenth_of_a_second_not_no_time():
     assert "thought for under 0.1 s · 12 tokens" in t.to_html()
     block.ended = 101.26
     assert "thought for 1.3 s · 12 tokens" in t.to_html()
+
+
+class _Skipper(_Recorder):
+    def approve(self, call) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(("view", "approval", "shown"), [
+    (_Skipper(), "ask", "Skipped by you"),
+    (_Recorder(), "never", "Not run: approval is set to never"),
+    (_Recorder(), "ask", "Not run: could not ask you (no front end)"),
+])
+def test_a_call_not_run_says_why_to_the_user_in_the_saved_turn(view, approval, shown) -> None:
+    """A skipped call's saved card (HTML, Markdown, text) says why in the user's words; the sentence written for the
+    model ("Not run: the user chose not to run this call. Answer without it, and say so.") is in its tool reply only."""
+    ns: dict = {}
+    reply = Session(ReplayEngine(RECORDING), namespace=ns, approval=approval).ask("Sum of squares?", view=view)
+    [call] = reply.tool_calls
+    assert call.status == "skipped" and "i" not in ns and call.output.startswith("Not run: the user")
+    assert [m.content[0].text for m in reply.messages if m.author.role == Role.TOOL] == [call.output]  # the model's
+    for transcript in (Transcript.from_reply(reply), Transcript.from_events(view.events)):
+        bundle = transcript._repr_mimebundle_()
+        for mime in ("text/html", "text/markdown", "text/plain"):
+            assert shown in bundle[mime] and "Answer without it" not in bundle[mime], mime

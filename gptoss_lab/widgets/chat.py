@@ -292,7 +292,7 @@ class ChatView(NotebookView):
             op["code"] = code_html(call.input, code_language(block))
             op["edited"] = True
         if ended:
-            op["output"] = shown_output(call.output)
+            op["output"] = shown_output(call.shown)
             op["seconds"] = round(call.seconds, 2)
             card = card_html(call)  # a browser call: its results or page window (citations.py)
             if card:

@@ -194,8 +194,8 @@ class Transcript:
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
                 out.append(f"Tool call {_tool_name(item)} [{_status(item)}{edited}]:\n{_indent(code)}")
-                if item.call is not None and item.call.output:
-                    out.append(f"Output:\n{_indent(shown_output(item.call.output))}")
+                if item.call is not None and item.call.shown:
+                    out.append(f"Output:\n{_indent(shown_output(item.call.shown))}")
             else:
                 out.append(f"{LABEL[item.kind]}:\n{_indent(item.text)}")
         if self.citations:
@@ -236,8 +236,8 @@ class Transcript:
                 code, edited = _ran_code(item)
                 out.append(f"**Tool call {_code_span(_tool_name(item))}** — {_status(item)}{edited}\n\n"
                            + fenced(code, code_language(item)))
-                if item.call is not None and item.call.output:
-                    output = shown_output(item.call.output)
+                if item.call is not None and item.call.shown:
+                    output = shown_output(item.call.shown)
                     head, rest = fold(output)
                     more = f"\n\n<details><summary>{more_label(output, rest)}</summary>\n\n{fenced(rest)}\n\n</details>"
                     out.append("Output:\n\n" + fenced(head) + (more if rest else ""))
@@ -482,8 +482,8 @@ def _tool_html(block: Block) -> str:
     seconds = f" · {call.seconds:.2f} s" if call is not None and call.seconds >= 0.005 else ""
     left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
     rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
-    if call is not None and call.output:  # a browser call shows its card: results or page window (citations.py)
-        output = card_html(call) or _output_html(shown_output(call.output))
+    if call is not None and call.shown:  # a browser call shows its card: results or page window (citations.py)
+        output = card_html(call) or _output_html(shown_output(call.shown))
         rows.append(f'<tr><td {left}>{output}</td></tr>')
     head = f'{html.escape(_tool_name(block))} · {_status(block)}{seconds}{edited}'
     # what a screen reader calls the card (the tool's name, a server's text, is in its head: the column's header)

@@ -78,13 +78,14 @@ def test_run_executes_the_approved_call_and_the_answer_renders(lab_notebook):
 
 
 def test_skip_skips_the_call(lab_notebook):
+    """Skip: the call does not run, and its card says so in the user's words ("Skipped by you"), not in the sentence
+    written for the model ("Not run: the user chose not to run this call. Answer without it, and say so.")."""
     page = lab_notebook(_cells(RECORDING, "ask", 0.005), wait_for=".gx-skip", theme="dark")
     page.locator(".gx-skip").click()
     page.wait_for_selector(".gx-tool[data-status='skipped']", timeout=30_000)
     page.wait_for_selector(".gx-footer", timeout=30_000)
     assert "['skipped']" in _reply_line(page)
-    assert "did not allow" in page.locator(".gx-chat .gx-output").inner_text() or \
-        "chose not to run" in page.locator(".gx-chat .gx-output").inner_text()
+    assert page.locator(".gx-chat .gx-output").inner_text() == "Skipped by you"
     page.screenshot(path="/tmp/gptoss_chat_dark.png", full_page=True)
 
 
