@@ -132,6 +132,32 @@ function compact(n) {
   return n >= 10000 ? `${Math.round(n / 1000)}k` : n.toLocaleString();
 }
 
+// A prompt drawn taller than FOLD_LINES lines folds to its first lines (chat.css), by drawn height: a few long lines
+// wrap into many in a narrow window.
+const FOLD_LINES = 12;
+
+function foldedPrompt(prompt) {
+  // The user's bubble; a long prompt in it folds, with a button that shows all of it (and folds it again). Measured
+  // again whenever its size changes (a narrower window, a wider one).
+  const bubble = h("div", "gx-prompt"), text = h("div", "gx-prompt-text", prompt);
+  const toggle = button("gx-prompt-toggle", "Show all", null, () => {
+    const open = bubble.classList.toggle("gx-open");
+    toggle.textContent = open ? "Show less" : "Show all";
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+  toggle.setAttribute("aria-expanded", "false");
+  toggle.hidden = true;
+  bubble.append(text, toggle);
+  const measure = () => {
+    const tall = text.scrollHeight > FOLD_LINES * (parseFloat(getComputedStyle(text).lineHeight) || 20) + 1;
+    bubble.classList.toggle("gx-folded", tall);
+    toggle.hidden = !tall;
+  };
+  // in the next frame: folding changes the size observed, which inside the observer's callback is a loop error
+  new ResizeObserver(() => requestAnimationFrame(measure)).observe(text);
+  return bubble;
+}
+
 // ---------------------------------------------------------------- the notebook around the view
 
 function cellIndexOf(ctx, id) {
@@ -177,14 +203,7 @@ class Turn {
     this.contextWindow = op.context_window || 0;
     this.node = h("div", "gx-turn gx-live");
     const row = h("div", "gx-prompt-row");
-    const rest = op.prompt_rest || "", prompt = h("div", "gx-prompt",
-      rest ? op.prompt.slice(0, op.prompt.length - rest.length).replace(/\n+$/, "") : op.prompt);
-    if (rest) {   // a long prompt folds past its first lines (the kernel cuts it, as in the saved turn)
-      const more = h("details", "gx-prompt-more");
-      more.append(h("summary", null, op.prompt_more), document.createTextNode(rest));
-      prompt.append(more);
-    }
-    row.append(prompt);
+    row.append(foldedPrompt(op.prompt));
     this.items = h("div", "gx-items");
     this.bar = h("div", "gx-bar");
     const why = "End generation (like interrupting the kernel); the partial reply is kept";

@@ -27,8 +27,7 @@ from .comm import CommPump, busy_status
 from .citations import card_html, sources_html, with_chips
 from .sanitize import shown_output
 from .text import ask_on_stdin
-from .transcript import Block, Transcript, code_html, code_language, fold, markdown_html, more_label, \
-    stable_markdown_end
+from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
 from .view import WIDGET_MIME, NotebookView
 
 if TYPE_CHECKING:
@@ -190,9 +189,7 @@ class ChatView(NotebookView):
         self._decisions.clear()
         self._log, self._md, self._open = [], {}, set()
         self._rate, self._t0 = _Rate(), time.perf_counter()
-        rest = fold(event.prompt)[1]   # a long prompt folds past its first lines, as in the saved turn
-        folded = {"prompt_rest": rest, "prompt_more": more_label(event.prompt, rest)} if rest else {}
-        self._queue({"op": "turn", "prompt": event.prompt, **folded, "effort": event.effort, "model": event.model,
+        self._queue({"op": "turn", "prompt": event.prompt, "effort": event.effort, "model": event.model,
                      "approval": event.approval, "context_window": event.context_window})
 
     def _end(self, reply: "Reply") -> None:

@@ -295,9 +295,9 @@ def test_a_second_view_drawn_mid_turn_shows_the_turn(lab_notebook):
 
 
 def test_a_long_prompt_folds_live_and_saved(lab_notebook):
-    """A pasted 60-line prompt: the bubble shows its first 20 lines and "40 more lines (...)", live and in the saved
-    turn, so the answer stays in sight (the bubble was taller than the screen); one click shows all of it.
-    Screenshot: /tmp/gptoss_chat_ux_long_prompt.png."""
+    """A pasted 60-line prompt: the live bubble shows its first lines and "Show all", the saved turn its first 20 lines
+    and "40 more lines (...)", so the answer stays in sight (the bubble was taller than the screen); one click shows
+    all of it. Screenshot: /tmp/gptoss_chat_ux_long_prompt.png."""
     cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
              "from gptoss_lab.widgets.transcript import Transcript\n"
              "session = Session(ReplayEngine('<|channel|>final<|message|>Read it.<|return|>'), approval='auto')\n"
@@ -307,11 +307,47 @@ def test_a_long_prompt_folds_live_and_saved(lab_notebook):
     page = lab_notebook(cells, wait_for=".gx-fallback .gx-prompt")
     page.wait_for_selector(".gx-chat .gx-footer")
     page.screenshot(path="/tmp/gptoss_chat_ux_long_prompt.png", full_page=True)
-    for view in (".gx-chat", ".gx-fallback"):
-        prompt = page.locator(f"{view} .gx-prompt")
-        summary = prompt.locator("details > summary")
-        assert re.fullmatch(r"40 more lines \([\d,]+ characters\)", summary.inner_text().strip()), view
-        assert prompt.bounding_box()["height"] < 600, view                      # 20 lines, not 60
-        assert "line 19 of" in prompt.inner_text() and "line 59 of" not in prompt.inner_text(), view
-        summary.click()
-        assert "line 20 of" in prompt.inner_text() and "line 59 of the pasted log" in prompt.inner_text(), view
+    live = page.locator(".gx-chat .gx-prompt")
+    assert live.evaluate(FOLD) == [True, "Show all", True] and live.bounding_box()["height"] < 600
+    live.locator(".gx-prompt-toggle").click()
+    assert live.evaluate(FOLD) == [True, "Show less", False]                   # all 60 lines in sight
+    prompt = page.locator(".gx-fallback .gx-prompt")
+    summary = prompt.locator("details > summary")
+    assert re.fullmatch(r"40 more lines \([\d,]+ characters\)", summary.inner_text().strip())
+    assert prompt.bounding_box()["height"] < 600                              # 20 lines, not 60
+    assert "line 19 of" in prompt.inner_text() and "line 59 of" not in prompt.inner_text()
+    summary.click()
+    assert "line 20 of" in prompt.inner_text() and "line 59 of the pasted log" in prompt.inner_text()
+
+
+# A bubble's [toggle shown, its label, text cut off (drawn shorter than it is)]
+FOLD = """(n) => { const t = n.querySelector('.gx-prompt-text') || n, b = n.querySelector('.gx-prompt-toggle, summary');
+  return [!!b && b.getClientRects().length > 0, b && b.textContent, t.scrollHeight > t.clientHeight + 1]; }"""
+FEW_LONG = "\n".join(f"Paragraph {i}: " + "the quick brown fox jumps over the lazy dog " * 5 for i in range(3))
+MANY_SHORT = "\n".join(f"line {i}" for i in range(16))
+
+
+def test_a_long_prompt_folds_by_its_drawn_height(lab_notebook):
+    """The bubble folds by the height it is drawn at, measured again as the window changes: 16 short lines fold at any
+    width (not folded before: fewer than 24 lines), three long lines show whole at 1280 px and fold at 600 px, where
+    they wrap into many (before, only the lines counted). Screenshots: /tmp/h42b_shots/4_prompt_{1280,600}.png."""
+    answer = "<|channel|>final<|message|>Read it.<|return|>"
+    cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+             f"session = Session(ReplayEngine({answer * 2!r}), approval='auto')",
+             f"few = session.ask({FEW_LONG!r}, view=ChatView.show())",
+             f"many = session.ask({MANY_SHORT!r}, view=ChatView.show())"]
+    page = lab_notebook(cells, wait_for=".gx-chat .gx-footer")
+    page.wait_for_function("() => document.querySelectorAll('.gx-chat .gx-footer').length === 2", timeout=30_000)
+    few, many = page.locator(".gx-chat .gx-prompt").all()
+    page.wait_for_timeout(300)
+    page.screenshot(path="/tmp/h42b_shots/4_prompt_1280.png")
+    assert many.evaluate(FOLD) == [True, "Show all", True]
+    assert few.evaluate(FOLD) == [False, "Show all", False]
+    page.set_viewport_size({"width": 600, "height": 900})
+    page.wait_for_timeout(500)
+    page.screenshot(path="/tmp/h42b_shots/4_prompt_600.png")
+    assert few.evaluate(FOLD) == [True, "Show all", True]
+    assert many.evaluate(FOLD) == [True, "Show all", True]
+    few.locator(".gx-prompt-toggle").press("Enter")                           # by keyboard too
+    assert few.evaluate(FOLD) == [True, "Show less", False]
+    assert "Paragraph 2: the quick" in few.locator(".gx-prompt-text").inner_text()
