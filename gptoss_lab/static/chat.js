@@ -105,6 +105,19 @@ function typingIn(node) {
   return (node.value !== undefined ? node.value : node.textContent).trim() !== "";
 }
 
+const ARM_MS = 700;   // how long a card that took focus by itself ignores the keyboard
+
+function guardKeys(b) {
+  // An Enter meant for the card before (pressed twice, or held down) must not approve a call its user has not yet
+  // read on a card that took focus by itself: the keyboard decides only ARM_MS after that, and held keys never.
+  b.actions.addEventListener("keydown", (event) => {
+    if (event.repeat && event.target.tagName === "BUTTON") event.preventDefault();
+  }, true);
+  b.actions.addEventListener("click", (event) => {   // a keyboard's click has no detail (no mouse press)
+    if (event.detail === 0 && performance.now() < (b.armAt || 0)) { event.preventDefault(); event.stopPropagation(); }
+  }, true);
+}
+
 function flash(node, text, restore) {
   node.textContent = text;
   setTimeout(() => (node.textContent = restore), 1500);
@@ -286,6 +299,7 @@ class Turn {
     b.pre.append(b.text);
     b.actions = h("div", "gx-actions");
     b.actions.hidden = true;
+    guardKeys(b);
     b.output = h("pre", "gx-output");
     b.output.hidden = true;
     b.code = () => (b.editor ? b.editor.value : b.ran !== undefined ? b.ran : b.raw);
@@ -393,6 +407,7 @@ class Turn {
     if (!run || run.disabled || b.node.dataset.status !== "waiting" || typingIn(document.activeElement)) return;
     run.focus({ preventScroll: true });
     run.scrollIntoView({ block: "nearest" });
+    b.armAt = performance.now() + ARM_MS;
   }
 
   openEditor(b) {

@@ -422,6 +422,7 @@ def test_approval_card_by_keyboard_only(lab_notebook):
 
     page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=30_000)
     page.locator(".gx-tool[data-status='waiting'] .gx-run").focus()
+    page.wait_for_timeout(800)              # a card that took focus by itself takes keys 0.7 s later
     page.keyboard.press("Space")
     page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
     assert page.locator(".gx-chat .gx-tool").nth(1).locator(".gx-output").inner_text().strip() == "43"

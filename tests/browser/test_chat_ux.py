@@ -49,18 +49,26 @@ def _shift_enter(page, jupyter_lab, open_notebook, cells: list[str], runs: int) 
 def test_a_waiting_card_takes_focus_after_shift_enter(page, jupyter_lab, open_notebook):
     """Shift+Enter runs the cell; when its card waits for approval, keyboard focus is on its ▶ Run, as it is in
     input()'s box (it stayed in the notebook, 14 Tab presses away). Enter runs the call, the next card takes focus
-    in turn, and once the last is decided focus stays on its card, not on the page's <body>.
+    in turn, and once the last is decided focus stays on its card, not on the page's <body>. An Enter pressed as
+    a card takes focus (a double Enter meant for the card before) runs nothing: the keyboard decides 0.7 s later.
     Screenshot: /tmp/gptoss_chat_ux_focus.png."""
     _shift_enter(page, jupyter_lab, open_notebook, CELLS, 2)
     page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=60_000)
     page.wait_for_function("() => document.activeElement.classList.contains('gx-run')", timeout=5_000)
     assert page.evaluate(FOCUS_CARD) == 0
     page.screenshot(path="/tmp/gptoss_chat_ux_focus.png")
+    page.wait_for_timeout(800)
     page.keyboard.press("Enter")
     page.wait_for_selector(".gx-tool[data-status='done']", timeout=30_000)
     assert page.locator(".gx-chat .gx-tool").first.locator(".gx-output").inner_text().strip() == "42"
     page.wait_for_function("() => document.activeElement.classList.contains('gx-run')", timeout=30_000)
     assert page.evaluate(FOCUS_CARD) == 1
+    page.keyboard.press("Enter")                 # at once: the second Enter of a double press
+    page.wait_for_timeout(400)
+    waiting = page.locator(".gx-chat .gx-tool").nth(1)
+    assert waiting.get_attribute("data-status") == "waiting", "an Enter as the card took focus ran its call"
+    assert page.evaluate(FOCUS_CARD) == 1
+    page.wait_for_timeout(400)
     page.keyboard.press("Enter")
     page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
     assert page.locator(".gx-chat .gx-tool").nth(1).locator(".gx-output").inner_text().strip() == "43"
