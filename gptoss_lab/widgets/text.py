@@ -92,7 +92,8 @@ class TextView:
         elif isinstance(event, ToolUpdate):
             self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
-            output = f"\n{_INDENT}{hang(visible(shown_output(event.call.output)))}" if event.call.output else ""
+            shown = event.call.shown   # a call not run: why, in the user's words (the model reads its own sentence)
+            output = f"\n{_INDENT}{hang(visible(shown_output(shown)))}" if shown else ""
             self._print(self._status(event.call) + output)  # indented as the model's text: a page prints no header
         elif isinstance(event, Notice):
             notice = hang(visible(reveal_hidden(event.text)))
