@@ -452,3 +452,18 @@ def test_a_model_name_with_terminal_controls_is_written_out_in_errors():
     assert session.engine.name == "gpt-oss\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil"
     assert not any(c in str(caught.value) for c in "\x1b\x07\u202e") and "gpt-oss\\x1b]0;pwned" in str(caught.value)
     assert session.engine.model == served
+
+
+def test_a_stream_of_zero_width_joiners_cannot_hold_a_turn_past_max_tokens():
+    # text that is all joiners is no text to the echo check (a text-only server's echo carries `<\u200d|start|>`), so
+    # it held every such chunk while it waited for the prompt's first characters: each chunk had text for the clock
+    # (timeout never came) and none reached the max_tokens count, so the turn lasted as long as the server liked
+    joiners = [HEAD] + [_event("\u200d"), 0.02] * 1000  # 20 s, a joiner every 0.02 s
+    with FakeServer(raw=lambda n: joiners) as server:
+        session = Session.connect(server.url, timeout=2, retries=0, session_options={"max_new_tokens": 8})
+        started = time.monotonic()
+        reply = session.ask("6*7?")
+        took = time.monotonic() - started
+    assert reply.errors == [f"The turn failed: the server at {server.url} kept streaming past max_tokens=8 "
+                            "(it ignores the limit)"]
+    assert took < 5, f"the turn took {took:.1f} s"

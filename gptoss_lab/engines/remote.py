@@ -643,15 +643,16 @@ class RemoteEngine:
         """`chunks`, or a one-line RemoteError when their text starts with the prompt: a server (or proxy) with
         `echo` on streams the prompt back before the completion. The first chunks are held while their text
         could still be the start of the prompt (a real answer leaves it within a few characters). Zero-width
-        joiners are left out of the comparison, so the `inert_text` a text-only server got matches too."""
+        joiners are left out of the comparison, so the `inert_text` a text-only server got matches too; at most
+        2 x `_ECHO` characters are held with them (a stream of joiners alone held the turn as long as it lasted)."""
         head = harmony.decode(prompt).replace(_JOINER, "")[:_ECHO]
         held: list[tuple[str, str | None, Any]] = []
-        text = ""
+        text, raw = "", 0
         try:
             for chunk in chunks:
                 held.append(chunk)
-                text += chunk[0].replace(_JOINER, "")
-                if chunk[1] or len(text) >= len(head) or not head.startswith(text):
+                text, raw = text + chunk[0].replace(_JOINER, ""), raw + len(chunk[0])
+                if chunk[1] or len(text) >= len(head) or not head.startswith(text) or raw >= 2 * _ECHO:
                     break
         except (RemoteError, KeyboardInterrupt):  # what arrived before a failure or Ctrl-C still goes out
             yield from held
