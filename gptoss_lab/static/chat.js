@@ -98,11 +98,15 @@ function keepFocus(leaving, target) {
   target.focus({ preventScroll: true });
 }
 
+function editor(node) {
+  // Whether `node` is an editor that takes typing: a cell's, a text box's.
+  return Boolean(node && (node.isContentEditable || node.tagName === "INPUT" || node.tagName === "TEXTAREA"));
+}
+
 function typingIn(node) {
-  // Whether `node` (where focus is) is an editor holding text: a cell's, a text box's. A new empty cell, where
-  // Shift+Enter on the last cell leaves focus, is nobody's typing.
-  if (!node || !(node.isContentEditable || node.tagName === "INPUT" || node.tagName === "TEXTAREA")) return false;
-  return (node.value !== undefined ? node.value : node.textContent).trim() !== "";
+  // Whether `node` (where focus is) is an editor holding text. A new empty cell, where Shift+Enter on the last cell
+  // leaves focus, is nobody's typing.
+  return editor(node) && (node.value !== undefined ? node.value : node.textContent).trim() !== "";
 }
 
 const ARM_MS = 700;   // how long a card that took focus by itself ignores the keyboard
@@ -110,11 +114,23 @@ const ARM_MS = 700;   // how long a card that took focus by itself ignores the k
 function guardKeys(b) {
   // An Enter meant for the card before (pressed twice, or held down) must not approve a call its user has not yet
   // read on a card that took focus by itself: the keyboard decides only ARM_MS after that, and held keys never.
+  // A letter typed on it was meant for the editor the card took focus from (the user did not see focus move): focus
+  // goes back there with the letter, and no letter reaches JupyterLab's shortcuts ("r" made the cell holding this
+  // view raw text); the card's keyboard then decides nothing (the space after "import" ran the call) until the user
+  // moves on the card with Tab, or uses the mouse.
   b.actions.addEventListener("keydown", (event) => {
-    if (event.repeat && event.target.tagName === "BUTTON") event.preventDefault();
+    if (event.target.tagName !== "BUTTON") return;
+    if (event.repeat) event.preventDefault();
+    if (event.key === "Tab") b.armAt = 0;
+    const letter = event.key.length === 1 && event.key !== " " && !event.ctrlKey && !event.metaKey && !event.altKey;
+    if (!b.armAt || !letter) return;   // b.armAt: the card took focus by itself, and nobody has moved on it since
+    b.armAt = Infinity;
+    event.stopPropagation();
+    if (b.tookFrom && b.tookFrom.isConnected) b.tookFrom.focus({ preventScroll: true });
   }, true);
   b.actions.addEventListener("click", (event) => {   // a keyboard's click has no detail (no mouse press)
-    if (event.detail === 0 && performance.now() < (b.armAt || 0)) { event.preventDefault(); event.stopPropagation(); }
+    if (event.detail !== 0) b.armAt = 0;
+    else if (performance.now() < (b.armAt || 0)) { event.preventDefault(); event.stopPropagation(); }
   }, true);
 }
 
@@ -405,6 +421,7 @@ class Turn {
     // presses away), unless the user is typing in an editor elsewhere: then focus stays there.
     const run = b.actions.querySelector(".gx-run");
     if (!run || run.disabled || b.node.dataset.status !== "waiting" || typingIn(document.activeElement)) return;
+    b.tookFrom = editor(document.activeElement) ? document.activeElement : null;
     run.focus({ preventScroll: true });
     run.scrollIntoView({ block: "nearest" });
     b.armAt = performance.now() + ARM_MS;

@@ -94,6 +94,31 @@ def test_a_waiting_card_leaves_focus_in_the_editor_being_typed_in(page, jupyter_
     assert page.locator(".gx-chat .gx-tool[data-status='waiting'] .gx-run").count() == 1
 
 
+def test_typing_meant_for_the_new_cell_goes_on_there_and_runs_nothing(page, jupyter_lab, open_notebook):
+    """The card took focus from the empty cell Shift+Enter left, and the user, not looking, types their next line
+    there: the letters were notebook shortcuts ("r" made the cell holding this view raw text: the view was gone, the
+    kernel still waiting on it) and a space could click ▶ Run (the call ran unread). Now the first letter gives focus
+    back to that cell, with the letter, and what they type goes on there; the card waits, and a click decides it.
+    Screenshot: /tmp/h42d_shots/typed_into_card.png."""
+    _shift_enter(page, jupyter_lab, open_notebook, CELLS, 2)
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=60_000)
+    page.wait_for_function("() => document.activeElement.classList.contains('gx-run')", timeout=5_000)
+    page.wait_for_timeout(800)                    # past the 0.7 s in which the keyboard decides nothing
+    page.keyboard.type("import os", delay=120)
+    page.wait_for_timeout(400)
+    page.screenshot(path="/tmp/h42d_shots/typed_into_card.png")
+    card = page.locator(".gx-chat .gx-tool").first
+    assert card.get_attribute("data-status") == "waiting", "the space typed after 'import' ran the call"
+    new_cell = page.locator(".jp-Notebook .jp-Cell").nth(2)
+    assert new_cell.locator(".cm-content").inner_text() == "import os", page.evaluate(FOCUSED)
+    assert "jp-CodeCell" in new_cell.get_attribute("class")  # no letter was a notebook shortcut
+    page.keyboard.press("Enter")                  # in the cell: a new line, no decision
+    assert card.get_attribute("data-status") == "waiting"
+    card.locator(".gx-run").click()
+    page.wait_for_selector(".gx-tool[data-status='done']", timeout=30_000)
+    assert card.locator(".gx-output").inner_text().strip() == "42"
+
+
 def test_a_card_waiting_for_approval_is_announced(lab_notebook):
     """A screen reader hears a card's status as it changes ("waiting for approval", then "done"): the turn
     blocks on the user, so a silent card leaves them waiting for an answer that needs them."""
