@@ -418,10 +418,13 @@ class Turn {
 
   offerFocus(b) {
     // A card that waits for the user takes keyboard focus on ▶ Run, as JupyterLab's input() box does (it was 14 Tab
-    // presses away), unless the user is typing in an editor elsewhere: then focus stays there.
+    // presses away), unless the user is typing in an editor elsewhere, or is at work outside this notebook (another
+    // notebook beside it, a terminal, a console: an Enter meant there ran the call): then focus stays there.
     const run = b.actions.querySelector(".gx-run");
-    if (!run || run.disabled || b.node.dataset.status !== "waiting" || typingIn(document.activeElement)) return;
-    b.tookFrom = editor(document.activeElement) ? document.activeElement : null;
+    const at = document.activeElement, home = b.node.closest(".jp-Notebook");
+    const away = home && at && at !== document.body && !home.contains(at);
+    if (!run || run.disabled || b.node.dataset.status !== "waiting" || typingIn(at) || away) return;
+    b.tookFrom = editor(at) ? at : null;
     run.focus({ preventScroll: true });
     run.scrollIntoView({ block: "nearest" });
     b.armAt = performance.now() + ARM_MS;

@@ -119,6 +119,32 @@ def test_typing_meant_for_the_new_cell_goes_on_there_and_runs_nothing(page, jupy
     assert card.locator(".gx-output").inner_text().strip() == "42"
 
 
+def test_a_card_leaves_focus_in_another_notebook_beside_it(page, jupyter_lab, open_notebook):
+    """The user went on in a new cell of another notebook open beside this one while the model thought: the card
+    that then waited took focus from it (the cell was empty), so the Enter they pressed there, 1 s later, clicked
+    ▶ Run (the call ran unread). Now a card takes focus only from its own notebook (or from nowhere), and the
+    Enter is the other cell's. Screenshot: /tmp/h42d_shots/side_by_side.png."""
+    slow = [CELLS[0].replace("delay=0.005", "delay=0.05").replace("'<|channel|>analysis<|message|>Two steps.",
+                                                                  "'<|channel|>analysis<|message|>" + "Two steps. " * 60),
+            CELLS[1]]
+    _shift_enter(page, jupyter_lab, open_notebook, slow, 2)
+    write_notebook(jupyter_lab.root / "beside.ipynb", [""])
+    page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:open',"
+                  " {path: 'beside.ipynb', options: {mode: 'split-right'}}); }")
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.context.path === 'beside.ipynb'"
+                           " && window.jupyterapp.shell.currentWidget.content.widgets.length > 0", timeout=30_000)
+    beside = page.locator("#" + page.evaluate("() => window.jupyterapp.shell.currentWidget.id"))
+    beside.locator(".jp-Cell .cm-content").first.click()
+    assert page.locator(".gx-chat .gx-tool[data-status='waiting']").count() == 0, "the card came before the click"
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-run", timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(400)
+    page.screenshot(path="/tmp/h42d_shots/side_by_side.png")
+    assert page.locator(".gx-chat .gx-tool").first.get_attribute("data-status") == "waiting", "the Enter ran the call"
+    assert beside.locator(".jp-Cell .cm-line").count() == 2, page.evaluate(FOCUSED)  # the Enter made a new line
+
+
 def test_a_card_waiting_for_approval_is_announced(lab_notebook):
     """A screen reader hears a card's status as it changes ("waiting for approval", then "done"): the turn
     blocks on the user, so a silent card leaves them waiting for an answer that needs them."""
