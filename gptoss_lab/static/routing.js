@@ -20,6 +20,11 @@ const GRID_KEYS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], Ar
 
 function setAttrs(node, attrs) { for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value); }
 
+// A record's end draws its view's output anew (widgets/routing.py finish_output): the new view takes over where the
+// one it replaces was (active cell and bar, scroll, open card) and the keyboard focus that the old one lost with it.
+const LATEST = new Map();   // a model's id -> its view drawn last (a WeakRef): each view has a model object of its own
+const FOCUSABLE = "button, select, input, [tabindex]";
+
 class RoutingGrid {
   constructor(model, host) {
     this.model = model;
@@ -113,6 +118,10 @@ class RoutingGrid {
     this.gridBox.addEventListener("focus", () => this.focusGrid());
     this.gridBox.addEventListener("blur", () => { this.tooltip.style.display = "none"; });
     this.loadBox.addEventListener("keydown", (e) => this.loadKey(e));
+    this.root.addEventListener("focusin", () => { this.lost = null; });
+    this.root.addEventListener("focusout", (e) => {   // to nowhere: also as the output is drawn anew, taking this view
+      this.lost = e.relatedTarget ? null : { at: performance.now(), index: this.focusables().indexOf(e.target) };
+    });
     this.scroller.addEventListener("scroll", () => this.schedule());
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.root);
@@ -129,6 +138,22 @@ class RoutingGrid {
   }
 
   save(name, value) { this.model.set(name, value); this.model.save_changes(); }
+
+  focusables() { return [...this.root.querySelectorAll(FOCUSABLE)]; }
+
+  takeOver() {
+    // Drawn for the first time: where the view of this model that this one replaced (gone from the page) was, and the
+    // index of what had focus in it if it lost focus as it went; -1 if nothing is taken over.
+    const old = LATEST.get(this.model.get("_id"))?.deref();
+    LATEST.set(this.model.get("_id"), new WeakRef(this));
+    if (!old || old === this || old.root.isConnected) return -1;
+    Object.assign(this, { active: old.active, activeExpert: old.activeExpert, card: old.card, keyed: old.keyed });
+    this.scroller.scrollLeft = old.scroller.scrollLeft;
+    this.drawCard();
+    const card = this.card;    // asked for again: the record may have changed since (its labels, at a turn's end)
+    if (card && card.layer >= 0 && !card.error) this.model.send({ kind: "card", layer: card.layer, expert: card.expert });
+    return old.lost && performance.now() - old.lost.at < 2000 ? old.lost.index : -1;
+  }
 
   // ---------------------------------------------------------------- data
 
@@ -274,6 +299,8 @@ class RoutingGrid {
 
   draw() {
     if (this.gridBox.clientWidth < 60) return; // hidden (or being laid out): the ResizeObserver calls again
+    const focus = this.drawn ? -1 : this.takeOver();
+    this.drawn = true;
     const start = performance.now(), lay = this.grid(), style = this.style(), isVisible = this.isVisible();
     this.drawnColor = style.color;
     this.spacer.style.width = `${this.data.n * lay.cell}px`;
@@ -284,6 +311,8 @@ class RoutingGrid {
     this.placeCursor(lay);
     this.placeBarCursor();
     this.drawPanel();
+    const lost = document.activeElement === document.body || !document.activeElement;   // not taken elsewhere since
+    if (focus >= 0 && lost) this.focusables()[focus]?.focus({ preventScroll: true });
     this.root.dataset.drawMs = (performance.now() - start).toFixed(1);
   }
 

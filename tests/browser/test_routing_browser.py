@@ -465,3 +465,41 @@ def test_moving_by_keyboard_scrolls_the_active_cell_into_view(lab_notebook):
                            timeout=5_000)
     page.wait_for_timeout(200)
     assert in_view()
+
+
+def test_keyboard_focus_and_place_survive_the_record_ending(lab_notebook, kernel_run):
+    """A record's end draws its view's output anew (the still picture for the saved notebook goes in): a keyboard
+    user in the grid lost focus to the page's <body>, their active cell's layer and the open expert card with it, and
+    the next arrow key scrolled the notebook. Now the new view has focus on the same cell, with the card still open,
+    and the arrows go on from there. Screenshot: /tmp/h42e_shots/routing_handover.png."""
+    import json
+
+    strings, top1, weight = _keys_data()
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing select.gr-layer").select_option("1")
+    page.locator(".gptoss-routing select.gr-layer").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")                                   # expert 0's card of layer 1
+    page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=20_000)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    for key in ["ArrowRight"] * 3 + ["ArrowDown"] * 2:
+        page.keyboard.press(key)
+    assert _focused(page) == "gr-grid"
+    page.evaluate("() => { document.querySelector('.gptoss-routing').dataset.old = 'yes'; }")
+    kernel_run(f"routing.relabel(['final'] * {len(strings)})")     # as the session does at the turn's end
+    page.wait_for_selector(".gptoss-routing:not([data-old])[data-draw-ms]", timeout=20_000)
+    page.wait_for_timeout(300)
+    page.screenshot(path="/tmp/h42e_shots/routing_handover.png")
+    assert page.locator(".gptoss-routing").count() == 1
+    assert _focused(page) == "gr-grid", page.evaluate("() => document.activeElement.tagName")
+    assert _active_name(page, ".gr-grid") == (f"token #3 {json.dumps(strings[3])} (4 of {len(strings)}, final), "
+                                              f"layer 2: expert {top1[3, 2]}, {weight[3, 2]:.3f}")
+    assert page.locator(".gptoss-routing .gr-card").inner_text().startswith("Expert 0 · layer 1")
+    page.wait_for_function("() => /\\bfinal\\b/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=10_000)                         # its channel shares of the record as it is now
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => /^Token 4\\b/.test(document.querySelector('.gptoss-routing .gr-panel .gr-panel-title')"
+                           ".innerText)", timeout=5_000)
+    assert _focused(page) == "gr-grid"
