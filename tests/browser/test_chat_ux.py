@@ -182,6 +182,23 @@ def test_small_grey_text_reads_at_4_5_to_1(lab_notebook, theme):
     assert min(seen.values()) >= 4.5, seen
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_a_skipped_cards_status_reads_at_4_5_to_1(lab_notebook, theme):
+    """A card's neutral status ("skipped", and so "writing…", "pending", "running…", "not run") is small grey text on
+    the card's grey head: it read at 4.45:1 in JupyterLab Light, under WCAG AA, where "done" and "waiting for approval"
+    read at 5:1 or more. Screenshot: /tmp/h42e_shots/status_skipped_{theme}.png."""
+    page = lab_notebook(CELLS, wait_for=".gx-tool[data-status='waiting'] .gx-skip", theme=theme)
+    page.locator(".gx-tool[data-status='waiting'] .gx-skip").click()
+    skipped = page.locator(".gx-chat .gx-tool[data-status='skipped']")
+    skipped.wait_for(timeout=30_000)
+    page.locator(".gx-tool[data-status='waiting'] .gx-skip").click()
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    page.locator(".gx-chat").screenshot(path=f"/tmp/h42e_shots/status_skipped_{theme}.png")
+    ratio = skipped.first.locator(".gx-status").evaluate(CONTRAST)
+    assert skipped.first.locator(".gx-status").inner_text() == "skipped"
+    assert ratio >= 4.5, ratio
+
+
 def test_focus_stays_in_the_view_after_stop_by_keyboard(lab_notebook):
     """Enter on ■ Stop: the live bar gives way to the footer, and keyboard focus lands on the footer's stats line
     (not on <body>, nor on ↻ Regenerate, where a second Enter would throw the kept reply away); Enter on
