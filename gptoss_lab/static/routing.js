@@ -317,13 +317,17 @@ class RoutingGrid {
   }
 
   drawPanel() {
-    const t = this.model.get("selected");
-    if (t < 0 || t >= this.data.n) { this.panel.replaceChildren(); this.panel.classList.remove("gr-open"); this.panelToken = -1; return; }
-    if (this.panelToken === t && this.panelN === this.data.n) return;
-    this.panelToken = t; this.panelN = this.data.n;
-    this.panel.classList.add("gr-open");
-    this.panel.replaceChildren(...tokenPanel(this.data, t, (l, e) => this.openCard(l, e), () => this.save("selected", -1)));
-    this.markLayer();
+    const t = this.model.get("selected"), had = this.panel.contains(document.activeElement);
+    if (t < 0 || t >= this.data.n) {
+      this.panel.replaceChildren(); this.panel.classList.remove("gr-open"); this.panelToken = -1;
+    } else if (this.panelToken !== t || this.panelN !== this.data.n) {
+      this.panelToken = t; this.panelN = this.data.n;
+      this.panel.classList.add("gr-open");
+      this.panel.replaceChildren(...tokenPanel(this.data, t, (l, e) => this.openCard(l, e), () => this.save("selected", -1)));
+      this.markLayer();
+    }
+    // Focus on the panel's × (Enter closed it) goes back to the grid, where tokens are chosen, not to the page's <body>
+    if (had && !this.panel.contains(document.activeElement)) this.gridBox.focus({ preventScroll: true });
   }
 
   markLayer() {
@@ -338,9 +342,19 @@ class RoutingGrid {
   }
 
   drawCard() {
-    if (!this.card) { this.cardBox.replaceChildren(); this.cardBox.classList.remove("gr-open"); return; }
-    this.cardBox.classList.add("gr-open");
-    this.cardBox.replaceChildren(...cardPanel(this.card, (l, e) => this.openCard(l, e), () => { this.card = null; this.drawCard(); }));
+    // Drawn anew (another expert's card from one of its chips, the kernel's answer, closed by its ×), the card keeps
+    // keyboard focus that was in it on its title, or once closed gives it back to what opened it (a bar, a token's pick):
+    // it dropped to the page's <body>.
+    const had = this.cardBox.contains(document.activeElement);
+    if (!had && this.root.contains(document.activeElement)) this.opener = document.activeElement;
+    this.cardBox.classList.toggle("gr-open", !!this.card);
+    this.cardBox.replaceChildren(...(this.card ? cardPanel(this.card, (l, e) => this.openCard(l, e),
+                                                           () => { this.card = null; this.drawCard(); }) : []));
+    if (!had) return;
+    const title = this.cardBox.querySelector(".gr-panel-title b");
+    if (title) title.tabIndex = -1;
+    const back = this.opener && this.opener.isConnected ? this.opener : this.loadBox;
+    (title || back).focus({ preventScroll: true });
   }
 
   openCard(layer, expert) {

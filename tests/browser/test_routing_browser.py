@@ -503,3 +503,43 @@ def test_keyboard_focus_and_place_survive_the_record_ending(lab_notebook, kernel
     page.wait_for_function("() => /^Token 4\\b/.test(document.querySelector('.gptoss-routing .gr-panel .gr-panel-title')"
                            ".innerText)", timeout=5_000)
     assert _focused(page) == "gr-grid"
+
+
+def test_keyboard_focus_stays_in_the_view_as_cards_and_panels_change(lab_notebook):
+    """Enter on a chip of an expert's card (another expert's card), on the card's × or on the token panel's ×: the part
+    that had focus is drawn anew or goes, and focus dropped to the page's <body> (the next Tab started again at the top
+    of JupyterLab). Now it stays on the new card's title, goes back to the bars that opened the card, and to the grid
+    once the token panel closes. Screenshot: /tmp/h42e_shots/routing_card_focus.png."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    card = page.locator(".gptoss-routing .gr-card")
+    page.locator(".gptoss-routing select.gr-layer").select_option("1")
+    page.locator(".gptoss-routing select.gr-layer").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")                                   # expert 0's card of layer 1, from the bars
+    page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=20_000)
+    page.keyboard.press("Tab")
+    assert _focused(page) == "gr-close"
+    page.keyboard.press("Tab")
+    assert _focused(page) == "gr-chip"
+    chip = page.evaluate("() => document.activeElement.textContent")   # "e3 60%": expert 3 of layer 0
+    page.keyboard.press("Enter")
+    page.wait_for_function("(e) => document.querySelector('.gptoss-routing .gr-card b').textContent === `Expert ${e} · "
+                           "layer 0` && /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           arg=chip.split()[0][1:], timeout=20_000)
+    page.screenshot(path="/tmp/h42e_shots/routing_card_focus.png")
+    assert page.evaluate("() => document.activeElement.closest('.gr-card') !== null"), _focused(page)
+    assert page.evaluate("() => document.activeElement.textContent").startswith("Expert ")
+    page.keyboard.press("Tab")
+    assert _focused(page) == "gr-close"
+    page.keyboard.press("Enter")
+    card.locator(".gr-panel-title").wait_for(state="detached", timeout=5_000)
+    assert _focused(page) == "gr-load-box"                         # where the card was opened from
+
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    page.locator(".gptoss-routing .gr-panel.gr-open .gr-close").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".gptoss-routing .gr-panel.gr-open", state="detached", timeout=5_000)
+    assert _focused(page) == "gr-grid"
