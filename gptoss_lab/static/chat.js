@@ -74,8 +74,18 @@ function send(model, action) {
   model.send(action);
 }
 
+// A symbol and a word ("▶ Run", "■ Stop", "↻ Regenerate"): the symbol is drawn, not read (a screen reader named the
+// button "black right-pointing triangle Run")
+const GLYPH = /^([^\p{L}\p{N}\s])\s(.+)$/u;
+
 function button(cls, label, title, onclick) {
-  const b = h("button", `gx-button ${cls}`, label);
+  const [, glyph, word] = GLYPH.exec(label) || [];
+  const b = h("button", `gx-button ${cls}`, glyph ? undefined : label);
+  if (glyph) {
+    const icon = h("span", "", glyph);
+    icon.setAttribute("aria-hidden", "true");
+    b.append(icon, ` ${word}`);
+  }
   if (title) b.title = title;
   b.onclick = onclick;
   return b;

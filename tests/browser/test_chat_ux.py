@@ -199,6 +199,22 @@ def test_a_skipped_cards_status_reads_at_4_5_to_1(lab_notebook, theme):
     assert ratio >= 4.5, ratio
 
 
+def test_buttons_are_named_by_their_word_not_their_symbol(lab_notebook):
+    """▶ Run, ■ Stop and ↻ Regenerate show their symbol, but a screen reader names them "Run", "Stop", "Regenerate"
+    (it read "black right-pointing triangle Run", "black square Stop")."""
+    cells = [CELLS[0], "reply = session.ask('Compute it', view=ChatView.show().connect(session))"]
+    page = lab_notebook(cells, wait_for=".gx-tool[data-status='waiting'] .gx-run")
+    named = lambda name: page.locator(".gx-chat").get_by_role("button", name=name, exact=True)  # noqa: E731
+    assert named("Run").count() == 1 and named("Stop").count() == 1
+    assert page.locator(".gx-chat .gx-run").inner_text() == "▶ Run"                 # the symbol is still drawn
+    named("Run").click()
+    page.wait_for_selector(".gx-chat .gx-tool[data-status='done'] ~ .gx-tool[data-status='waiting'] .gx-run",
+                           timeout=30_000)
+    named("Run").click()
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    assert named("Regenerate").count() == 1 and named("New chat").count() == 1
+
+
 def test_focus_stays_in_the_view_after_stop_by_keyboard(lab_notebook):
     """Enter on ■ Stop: the live bar gives way to the footer, and keyboard focus lands on the footer's stats line
     (not on <body>, nor on ↻ Regenerate, where a second Enter would throw the kept reply away); Enter on
