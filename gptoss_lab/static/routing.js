@@ -107,6 +107,7 @@ class RoutingGrid {
     this.channelSelect.addEventListener("change", () => this.save("channel", this.channelSelect.value));
     this.layerSelect.addEventListener("change", () => this.save("layer", Number(this.layerSelect.value)));
     this.zoomRange.addEventListener("input", () => this.zoomTo(this.cellFromRange(), this.anchor()));
+    this.zoomRange.addEventListener("keydown", (e) => this.zoomKey(e));
     this.fitButton.addEventListener("click", () => this.save("zoom", 0));
     this.canvas.addEventListener("mousemove", (e) => this.hover(e));
     this.canvas.addEventListener("mouseleave", () => { this.tooltip.style.display = "none"; });
@@ -238,6 +239,17 @@ class RoutingGrid {
     this.spacer.style.width = `${this.data.n * this.cell()}px`;
     this.scroller.scrollLeft = token * this.cell() - anchorX;
     this.schedule();
+  }
+
+  zoomKey(event) {
+    // The slider's own arrow keys move it one step of its 1000, which the grid rounds back to where it was: by keyboard
+    // it never zoomed. An arrow zooms by a quarter (as Ctrl + wheel does), a Page key by twice that; Home and End
+    // (the whole record, 32 px per token) stay the slider's.
+    const factor = { ArrowRight: 1.25, ArrowUp: 1.25, PageUp: 2, ArrowLeft: 0.8, ArrowDown: 0.8, PageDown: 0.5 }[event.key];
+    if (!factor || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    event.stopPropagation();   // not the notebook's: Up and Down moved to another cell
+    this.zoomTo(this.cell() * factor, this.anchor());
   }
 
   setOptions(select, options, value) {

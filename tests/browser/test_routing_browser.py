@@ -543,3 +543,24 @@ def test_keyboard_focus_stays_in_the_view_as_cards_and_panels_change(lab_noteboo
     page.keyboard.press("Enter")
     page.wait_for_selector(".gptoss-routing .gr-panel.gr-open", state="detached", timeout=5_000)
     assert _focused(page) == "gr-grid"
+
+
+def test_the_zoom_slider_zooms_by_its_arrow_keys(lab_notebook):
+    """The Zoom slider by keyboard: its arrow keys moved it one step of 1000, which the grid rounded back, so a keyboard
+    user could not zoom at all (only Page Up did). Each arrow now zooms by a quarter, as Ctrl + wheel does, Down and
+    Left zoom out, and focus stays on the slider (Down did not go to the notebook's next cell).
+    Screenshot: /tmp/h42e_shots/routing_zoom_keys.png."""
+    page = lab_notebook([LONG], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    width = "() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth"   # 400 tokens' cells
+    page.locator(".gptoss-routing .gr-zoom").focus()
+    page.keyboard.press("Home")                                    # the whole record in the width
+    page.wait_for_timeout(200)
+    fit = page.evaluate(width)
+    seen = []
+    for key in ["ArrowRight"] * 3 + ["ArrowDown"]:
+        page.keyboard.press(key)
+        page.wait_for_timeout(150)
+        seen.append(page.evaluate(width) / fit)
+        assert _focused(page) == "gr-zoom", key
+    page.screenshot(path="/tmp/h42e_shots/routing_zoom_keys.png")
+    assert seen == pytest.approx([1.25, 1.5625, 1.953125, 1.5625], rel=0.02), seen
