@@ -538,7 +538,9 @@ class Turn {
       if (ask) ask.textContent = `The kernel ${why}: this call was not run.`;
     }
     keepFocus(this.bar, this.bar.querySelector(".gx-stats, .gx-progress"));
-    for (const node of this.node.querySelectorAll("button:not(.gx-copy):not(.gx-copy-code):not(.gx-insert)")) {
+    // Copy, Insert and the prompt's Show all need no kernel: they stay
+    for (const node of this.node.querySelectorAll(
+      "button:not(.gx-copy):not(.gx-copy-code):not(.gx-insert):not(.gx-prompt-toggle)")) {
       node.disabled = true;
       node.title = `The kernel ${why}: this conversation is gone`;
     }

@@ -16,7 +16,7 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 NOT_LAST = ("Only the conversation's last answer can be regenerated: a later turn or New chat has replaced "
             "this one")
 # The buttons of a view that talk to the kernel (Copy and Insert as cell do not).
-LIVE_BUTTONS = ".gx-chat button:not(.gx-copy):not(.gx-copy-code):not(.gx-insert)"
+LIVE_BUTTONS = ".gx-chat button:not(.gx-copy):not(.gx-copy-code):not(.gx-insert):not(.gx-prompt-toggle)"
 WAITING_TURN = [SETUP + f"session = Session(ReplayEngine({CALL!r}), approval='ask')",  # Regenerate and New chat too
                 "reply = session.ask('Compute it', view=ChatView.show().connect(session))"]
 
@@ -80,6 +80,7 @@ def test_kernel_shut_down_disables_regenerate_and_new_chat(lab_notebook):
     buttons = page.locator(LIVE_BUTTONS)
     assert buttons.count() == 2                      # ↻ Regenerate and New chat
     assert all(b.is_disabled() and b.get_attribute("title") == SHUT_DOWN for b in buttons.all())
+    assert not page.locator(".gx-chat .gx-prompt-toggle").is_disabled()   # unfolding the prompt needs no kernel
 
 
 MOTION = """(sel) => { const node = document.querySelector(sel), style = getComputedStyle(node);
