@@ -124,6 +124,25 @@ def test_notebook_runs_and_shows_its_results(name: str, monkeypatch: pytest.Monk
     print(f"{name}: {seconds:.1f} s")
 
 
+@pytest.mark.kernel
+def test_notebook_05_trains_into_a_folder_of_its_own_each_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+                                                               ) -> None:
+    """Every run of notebook 05 wrote to one fixed folder, $TMPDIR/gptoss-lab-notebook-model: two runs at once (two
+    kernels, or the tests beside a reader's run) rewrote each other's checkpoint and loss log, and a run then read back
+    and pictured the other's model as "yours". Each run now trains into a new, empty folder that it names."""
+    monkeypatch.setenv("GPTOSS_LAB_QUICK", "1")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))   # the kernels' temporary folders: nothing is left behind
+    first = next(c for c in nbformat.read(NOTEBOOKS / "05_train_gpt_oss_tiny.ipynb", as_version=4).cells
+                 if c.cell_type == "code")
+    folders = []
+    for _ in range(2):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(first.source)])
+        NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+        printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+        folders.append(Path(re.search(r"the model goes to (\S+)", printed).group(1)))
+    assert folders[0] != folders[1] and all(f.is_dir() and not any(f.iterdir()) for f in folders), folders
+
+
 def test_every_notebook_is_tested_and_committed_without_outputs() -> None:
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     assert names == sorted(EXPECTED)
