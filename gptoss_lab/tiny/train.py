@@ -9,7 +9,8 @@ The model is the real `GptOssForCausalLM`. Three things make it cheap enough for
   layers, in 128-token blocks for the sliding-window layers; the sinks become one extra key
   (tested equal to transformers' own attention);
 - conversations are made by worker processes while the model trains, in a fixed order, so a run
-  is reproducible from its seed.
+  is reproducible from its seed on the same kind of CPU (another instruction set, AVX2 for AVX-512,
+  rounds differently, and the runs part after some tens of steps).
 
 At the end the trained rows are scattered into the full embedding and the checkpoint is saved
 with `save_pretrained` (bf16, unused rows exactly zero), loadable by `AutoModelForCausalLM`.
