@@ -89,8 +89,9 @@ def _frozen_progress_bars(nb: nbformat.NotebookNode) -> list[str]:
             and re.search(r"\d+%\|", out.data.get("text/plain", ""))]
 
 
-def _execute(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.NotebookNode, float]:
+def _execute(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[nbformat.NotebookNode, float]:
     monkeypatch.setenv("GPTOSS_LAB_QUICK", "1")  # notebook 05 trains for seconds, not minutes
+    monkeypatch.setenv("TMPDIR", str(tmp_path))   # what a notebook writes (05: a 58 MB model) is the test's, not /tmp's
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
     start = time.perf_counter()
@@ -101,8 +102,8 @@ def _execute(name: str, monkeypatch: pytest.MonkeyPatch) -> tuple[nbformat.Noteb
 @pytest.mark.kernel
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if slow else [])
                                   for n, (_, slow) in EXPECTED.items()])
-def test_notebook_runs_and_shows_its_results(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    nb, seconds = _execute(name, monkeypatch)
+def test_notebook_runs_and_shows_its_results(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    nb, seconds = _execute(name, monkeypatch, tmp_path)
     text = _output_text(nb)
     for pattern in EXPECTED[name][0]:
         assert re.search(pattern, text), f"{name}: the reader never sees {pattern!r}"
