@@ -159,3 +159,30 @@ def test_live_answer_lists_its_sources_and_a_chip_opens_its_entry(lab_notebook):
         page.keyboard.press(key)
         assert entries.first.evaluate("n => n === document.activeElement"), key
         assert page.locator(".jp-Notebook.jp-mod-editMode").count() == 0    # Enter did not edit the cell
+
+
+# the words of a card's lines that the browser split over two lines (a word fits a line: it need not be split)
+SPLIT_WORDS = """(pre) => { const split = [], width = pre.getBoundingClientRect().width;
+  const walk = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+  for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+    for (const m of node.data.matchAll(/\\S+/g)) {
+      const r = document.createRange(); r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+      const rects = [...r.getClientRects()].filter((b) => b.width > 0);
+      if (rects.length > 1 && rects.reduce((sum, b) => sum + b.width, 0) < width) split.push(m[0]);
+    } }
+  return split; }"""
+
+
+def test_a_pages_lines_wrap_at_spaces_in_a_narrow_view(lab_notebook):
+    """At 600 px an opened page's lines wrap between words, as an output does: JupyterLab's `word-break: break-all`
+    reached them and split words mid-word ("C/elsius"). Screenshot: /tmp/gptoss_browse_lines_600.png."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
+    page = lab_notebook(cells, wait_for="text=/^CITED /")
+    page.set_viewport_size({"width": 600, "height": 800})
+    page.wait_for_timeout(300)
+    lines = page.locator(".gx-chat pre.gx-browse-lines").first
+    lines.scroll_into_view_if_needed()
+    page.locator(".gx-chat .gx-browse-card").nth(1).screenshot(path="/tmp/gptoss_browse_lines_600.png")
+    assert lines.evaluate("n => [getComputedStyle(n).wordBreak, getComputedStyle(n).overflowWrap]") == ["normal", "anywhere"]
+    assert lines.evaluate("n => n.getClientRects()[0].height") > 40        # wrapped over several lines
+    assert lines.evaluate(SPLIT_WORDS) == []
