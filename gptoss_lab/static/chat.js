@@ -78,7 +78,9 @@ function send(model, action) {
 // button "black right-pointing triangle Run")
 const GLYPH = /^([^\p{L}\p{N}\s])\s(.+)$/u;
 
-function button(cls, label, title, onclick) {
+// `name`, where given, is what a screen reader calls the button where its word alone is ambiguous ("Copy answer",
+// "Copy code": every Copy was named just "Copy"); it starts with the word shown.
+function button(cls, label, title, onclick, name) {
   const [, glyph, word] = GLYPH.exec(label) || [];
   const b = h("button", `gx-button ${cls}`, glyph ? undefined : label);
   if (glyph) {
@@ -87,6 +89,7 @@ function button(cls, label, title, onclick) {
     b.append(icon, ` ${word}`);
   }
   if (title) b.title = title;
+  if (name) b.setAttribute("aria-label", name);
   b.onclick = onclick;
   return b;
 }
@@ -145,8 +148,13 @@ function guardKeys(b) {
 }
 
 function flash(node, text, restore) {
+  const name = node.getAttribute("aria-label");   // a named button says "Copied" to a screen reader too
   node.textContent = text;
-  setTimeout(() => (node.textContent = restore), 1500);
+  if (name) node.setAttribute("aria-label", text);
+  setTimeout(() => {
+    node.textContent = restore;
+    if (name) node.setAttribute("aria-label", name);
+  }, 1500);
 }
 
 async function copyText(text, node, label) {
@@ -293,7 +301,8 @@ class Turn {
       b.text = h("div", "gx-tail");
       b.node.append(b.md, b.text);
       if (op.kind === "final") {
-        const copy = button("gx-copy", "Copy", "Copy the answer as Markdown", () => copyText(b.raw, copy, "Copy"));
+        const copy = button("gx-copy", "Copy", "Copy the answer as Markdown", () => copyText(b.raw, copy, "Copy"),
+          "Copy answer");
         b.node.append(copy);
       }
     }
@@ -310,7 +319,8 @@ class Turn {
     b.status = h("span", "gx-status", "writing…");
     b.status.setAttribute("role", "status");   // read out as it changes: "waiting for approval" needs the user
     const tools = h("span", "gx-tool-buttons");
-    const copy = button("gx-copy-code", "Copy", "Copy this code", () => copyText(b.code(), copy, "Copy"));
+    const copy = button("gx-copy-code", "Copy", "Copy this code", () => copyText(b.code(), copy, "Copy"),
+      "Copy code");
     tools.append(copy);
     if ((op.recipient || "").startsWith("python")) {
       const insert = button("gx-insert", "Insert as cell", "Add this code as a new cell below this one",

@@ -215,6 +215,21 @@ def test_buttons_are_named_by_their_word_not_their_symbol(lab_notebook):
     assert named("Regenerate").count() == 1 and named("New chat").count() == 1
 
 
+def test_each_copy_button_says_what_it_copies(lab_notebook):
+    """A screen reader names the answer's Copy "Copy answer" and each code card's "Copy code" (each was just "Copy");
+    they still show "Copy", and a click says "Copied" to both."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), CELLS[1]]
+    page = lab_notebook(cells, wait_for=".gx-chat .gx-footer")
+    named = lambda name: page.locator(".gx-chat").get_by_role("button", name=name, exact=True)  # noqa: E731
+    assert named("Copy answer").count() == 1 and named("Copy code").count() == 2
+    assert named("Copy").count() == 0
+    assert page.locator(".gx-chat .gx-final .gx-copy").inner_text() == "Copy"      # the label shown is as it was
+    named("Copy answer").click()
+    assert named("Copied").count() == 1
+    page.wait_for_timeout(1700)
+    assert named("Copy answer").count() == 1 and page.locator(".gx-chat .gx-final .gx-copy").inner_text() == "Copy"
+
+
 def test_focus_stays_in_the_view_after_stop_by_keyboard(lab_notebook):
     """Enter on ■ Stop: the live bar gives way to the footer, and keyboard focus lands on the footer's stats line
     (not on <body>, nor on ↻ Regenerate, where a second Enter would throw the kept reply away); Enter on
