@@ -36,6 +36,7 @@ class RoutingGrid {
     this.active = { t: 0, l: 0 }; // the keyboard's cell of the grid (a click moves it too)
     this.activeExpert = 0;   // the keyboard's bar of the load
     this.keyed = false;      // the active cell was last moved by keyboard (its layer's row scrolls into the panel)
+    this.byKeys = false;     // the view was last used by keyboard: its hints name keys, not clicks
     this.uid = `gr${Math.random().toString(36).slice(2, 10)}`; // for the active cell's and bar's ids
     this.frame = 0;
     this.build(host);
@@ -119,7 +120,12 @@ class RoutingGrid {
     this.gridBox.addEventListener("focus", () => this.focusGrid());
     this.gridBox.addEventListener("blur", () => { this.tooltip.style.display = "none"; });
     this.loadBox.addEventListener("keydown", (e) => this.loadKey(e));
-    this.root.addEventListener("focusin", () => { this.lost = null; });
+    this.root.addEventListener("keydown", () => this.useKeys(true), true);
+    this.root.addEventListener("pointerdown", () => this.useKeys(false), true);
+    this.root.addEventListener("focusin", (e) => {
+      this.lost = null;
+      if (e.target.matches(":focus-visible")) this.useKeys(true);   // Tab into the view
+    });
     this.root.addEventListener("focusout", (e) => {   // to nowhere: also as the output is drawn anew, taking this view
       this.lost = e.relatedTarget ? null : { at: performance.now(), index: this.focusables().indexOf(e.target) };
     });
@@ -267,8 +273,7 @@ class RoutingGrid {
     const channels = [...new Set(d.labels.filter((x) => x))];
     this.setOptions(this.channelSelect, [["", "all"], ...channels.map((c) => [c, c])], this.model.get("channel"));
     this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.model.get("layer"));
-    this.loadHint.textContent = this.model.get("layer") < 0 ? "choose a layer (right) for experts' cards"
-      : "click a bar for the expert's card";
+    this.drawHints();
     const total = Math.max(this.model.get("total"), d.n);
     this.summary.textContent = `${d.n} tokens × ${d.L} layers × top-${d.k} of ${d.E} experts`
       + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "");
@@ -278,6 +283,19 @@ class RoutingGrid {
     this.spacer.style.width = `${d.n * cell}px`;
     setAttrs(this.gridBox, { "aria-rowcount": d.L, "aria-colcount": d.n });
     this.schedule();
+  }
+
+  useKeys(byKeys) {
+    // Used by keyboard (a key, Tab in) or by mouse: the hints shown say its keys or its clicks.
+    if (this.byKeys === byKeys) return;
+    this.byKeys = byKeys;
+    this.drawHints();
+  }
+
+  drawHints() {
+    const said = hints(this.byKeys), panel = this.panel.querySelector(".gr-hint");
+    this.loadHint.textContent = this.model.get("layer") < 0 ? "choose a layer (right) for experts' cards" : said.load;
+    if (panel) panel.textContent = said.panel;
   }
 
   // ---------------------------------------------------------------- drawing
@@ -335,7 +353,8 @@ class RoutingGrid {
     } else if (this.panelToken !== t || this.panelN !== this.data.n) {
       this.panelToken = t; this.panelN = this.data.n;
       this.panel.classList.add("gr-open");
-      this.panel.replaceChildren(...tokenPanel(this.data, t, (l, e) => this.openCard(l, e), () => this.save("selected", -1)));
+      this.panel.replaceChildren(...tokenPanel(this.data, t, (l, e) => this.openCard(l, e), () => this.save("selected", -1),
+                                                 this.byKeys));
       this.markLayer();
     }
     // Focus on the panel's × (Enter closed it) goes back to the grid, where tokens are chosen, not to the page's <body>
@@ -439,7 +458,7 @@ class RoutingGrid {
     else if (x + lay.cell > this.scroller.scrollLeft + lay.gridW) this.scroller.scrollLeft = x + lay.cell - lay.gridW;
     this.placeCursor(lay);
     const box = cellBox(lay, this.scroller.scrollLeft, this.active.t, this.active.l);
-    if (box) this.showTip(this.active.t, this.active.l, box.left + box.width / 2, box.top + box.height);
+    if (box) this.showTip(this.active.t, this.active.l, box.left + box.width / 2, box.top + box.height, true);
     this.keyed = true;
     if (this.model.get("selected") !== this.active.t) this.save("selected", this.active.t);
     this.markLayer();
@@ -475,12 +494,12 @@ class RoutingGrid {
   hover(event) {
     const hit = this.cellAt(event);
     if (!hit) { this.tooltip.style.display = "none"; return; }
-    this.showTip(hit.t, hit.l, hit.x, hit.y);
+    this.showTip(hit.t, hit.l, hit.x, hit.y, false);
   }
 
-  showTip(t, l, x, y) {
-    // The tooltip of token t at layer l, below and right of (x, y) in the grid.
-    this.tooltip.replaceChildren(...tipRows(this.data, t, l));
+  showTip(t, l, x, y, byKeys) {
+    // The tooltip of token t at layer l, below and right of (x, y) in the grid, its hint for the keyboard or mouse.
+    this.tooltip.replaceChildren(...tipRows(this.data, t, l, byKeys));
     this.tooltip.style.display = "block";
     const left = Math.min(x + 14, this.gridBox.clientWidth - this.tooltip.offsetWidth - 4);
     this.tooltip.style.left = `${Math.max(left, 0)}px`;

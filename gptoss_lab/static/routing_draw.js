@@ -251,8 +251,20 @@ function swatch(color) {
   return node;
 }
 
-function tipRows(data, t, l) {
-  // Tooltip content for token t at layer l: the token, its channel, and its top-k experts and weights.
+// What the view's hints say, to a mouse user or (byKeys) a keyboard user: the grid's arrows select a token as a click
+// does, its experts' picks below are buttons, and the load bars' arrows and Enter do what a click does.
+const HINTS = {
+  mouse: { tip: "click: this token's experts · double-click: expert card", panel: "click an expert for its card",
+           load: "click a bar for the expert's card" },
+  keys: { tip: "Enter: this token's experts, listed below (Enter on one: its card)", panel: "Enter on an expert: its card",
+          load: "← →: choose a bar · Enter: its expert's card" },
+};
+
+function hints(byKeys) { return byKeys ? HINTS.keys : HINTS.mouse; }
+
+function tipRows(data, t, l, byKeys) {
+  // Tooltip content for token t at layer l: the token, its channel, its top-k experts and weights, and what the
+  // mouse or (byKeys) the keyboard does next.
   const rows = [h("div", "gr-tip-title", `#${t} ${quoted(data.strings[t])} · ${data.labels[t] || "…"} · layer ${l}`)];
   for (let r = 0; r < data.k; r++) {
     const i = (t * data.L + l) * data.k + r, e = data.experts[i];
@@ -262,7 +274,7 @@ function tipRows(data, t, l) {
                h("span", "gr-tip-weight", data.weights[i].toFixed(3)));
     rows.push(row);
   }
-  rows.push(h("div", "gr-tip-hint", "click: this token's experts · double-click: expert card"));
+  rows.push(h("div", "gr-tip-hint", hints(byKeys).tip));
   return rows;
 }
 
@@ -278,14 +290,14 @@ function barLabel(e, share, layer) {
   return `expert ${e}: ${percent(share)} of the picks of ${layer < 0 ? "all layers" : `layer ${layer}`}`;
 }
 
-function tokenPanel(data, t, onExpert, onClose) {
+function tokenPanel(data, t, onExpert, onClose, byKeys) {
   // Every layer's top-k experts of token t; each pick opens that expert's card.
   const head = h("div", "gr-panel-title");
   const close = h("button", "gr-close", "×");
   close.title = "Close";
   close.addEventListener("click", onClose);
   head.append(h("span", "", `Token ${t} `), h("code", "gr-token", quoted(data.strings[t])),
-              h("span", "gr-label", data.labels[t] || "…"), h("span", "gr-hint", "click an expert for its card"), close);
+              h("span", "gr-label", data.labels[t] || "…"), h("span", "gr-hint", hints(byKeys).panel), close);
   const table = h("div", "gr-panel-table");
   table.style.gridTemplateColumns = `auto repeat(${data.k}, minmax(70px, 1fr))`;
   for (let l = 0; l < data.L; l++) {

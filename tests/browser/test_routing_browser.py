@@ -363,6 +363,34 @@ def test_the_grid_is_one_tab_stop_whose_arrows_show_what_a_click_shows(lab_noteb
     assert _focused(page) == "gr-grid"  # Enter did not put the notebook's cell in edit mode
 
 
+HINTS = """() => [...document.querySelectorAll('.gptoss-routing :is(.gr-tip-hint, .gr-panel .gr-hint, .gr-load-head .gr-hint)')]
+  .map((n) => n.textContent)"""
+
+
+def test_the_hints_say_the_keys_to_a_keyboard_user_and_the_clicks_to_a_mouse_user(lab_notebook):
+    """Used by keyboard, the cell's tooltip, the token panel and the load bars said "click" and "double-click": they
+    say the keys now (Enter ...); used by mouse they say the clicks, as before. Screenshot:
+    /tmp/gptoss_lab-routing-hints-keys.png."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing select.gr-layer").select_option("1")
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    page.locator(".gptoss-routing .gr-panel.gr-open").wait_for(timeout=5_000)
+    page.screenshot(path="/tmp/gptoss_lab-routing-hints-keys.png")
+    assert page.evaluate(HINTS) == ["Enter: this token's experts, listed below (Enter on one: its card)",
+                                    "← →: choose a bar · Enter: its expert's card",
+                                    "Enter on an expert: its card"]
+    box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
+    page.mouse.click(box["x"] + GUTTER + 2, box["y"] + TOP + 8)          # token 0, layer 0
+    page.mouse.move(box["x"] + GUTTER + 3, box["y"] + TOP + 9)
+    page.wait_for_function("() => /^#0 /.test(document.querySelector('.gptoss-routing .gr-tip-title').textContent)",
+                           timeout=5_000)
+    assert page.evaluate(HINTS) == ["click: this token's experts · double-click: expert card",
+                                    "click a bar for the expert's card",
+                                    "click an expert for its card"]
+
+
 def test_the_load_bars_are_reached_by_tab_named_and_opened_by_enter(lab_notebook):
     """The expert-load bars were a canvas a keyboard could not reach: they are one tab stop after the layer select,
     Left/Right choose a bar named by its expert and share, and Enter does what a click on it does."""
