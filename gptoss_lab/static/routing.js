@@ -21,7 +21,8 @@ const GRID_KEYS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], Ar
 function setAttrs(node, attrs) { for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value); }
 
 // A record's end draws its view's output anew (widgets/routing.py finish_output): the new view takes over where the
-// one it replaces was (active cell and bar, scroll, open card) and the keyboard focus that the old one lost with it.
+// one it replaces was (active cell and bar, scroll, open card) and the keyboard focus that the old one lost with it,
+// and disposes of the old one (anywidget never calls its cleanup on this redraw: its listeners stayed on the model).
 const LATEST = new Map();   // a model's id -> its view drawn last (a WeakRef): each view has a model object of its own
 const FOCUSABLE = "button, select, input, [tabindex]";
 
@@ -150,10 +151,11 @@ class RoutingGrid {
 
   takeOver() {
     // Drawn for the first time: where the view of this model that this one replaced (gone from the page) was, and the
-    // index of what had focus in it if it lost focus as it went; -1 if nothing is taken over.
+    // index of what had focus in it if it lost focus as it went; -1 if nothing is taken over. The old view is disposed of.
     const old = LATEST.get(this.model.get("_id"))?.deref();
     LATEST.set(this.model.get("_id"), new WeakRef(this));
     if (!old || old === this || old.root.isConnected) return -1;
+    old.destroy();
     Object.assign(this, { active: old.active, activeExpert: old.activeExpert, card: old.card, keyed: old.keyed });
     this.scroller.scrollLeft = old.scroller.scrollLeft;
     this.drawCard();

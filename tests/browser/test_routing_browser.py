@@ -533,6 +533,23 @@ def test_keyboard_focus_and_place_survive_the_record_ending(lab_notebook, kernel
     assert _focused(page) == "gr-grid"
 
 
+def test_a_replaced_view_is_disposed_of_at_each_record_end(lab_notebook, kernel_run):
+    """Each record's end left the view it replaced listening to the model (anywidget never cleans it up on this
+    redraw): after two, a change of the layer still reached both replaced views. Now only the live view follows it."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    n = len(_keys_data()[0])
+    for label in ("final", "analysis"):
+        page.evaluate("() => { const root = document.querySelector('.gptoss-routing');"
+                      " root.dataset.old = 'yes'; (window.__gxReplaced ||= []).push(root); }")
+        kernel_run(f"routing.relabel([{label!r}] * {n})")     # as the session does at the turn's end
+        page.wait_for_selector(".gptoss-routing:not([data-old])[data-draw-ms]", timeout=20_000)
+    kernel_run("routing.view().layer = 2")
+    page.wait_for_function("() => document.querySelector('.gptoss-routing select.gr-layer').value === '2'", timeout=10_000)
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__gxReplaced.map((root) => [root.isConnected, "
+                         "root.querySelector('select.gr-layer').value])") == [[False, "-1"], [False, "-1"]]
+
+
 def test_keyboard_focus_stays_in_the_view_as_cards_and_panels_change(lab_notebook):
     """Enter on a chip of an expert's card (another expert's card), on the card's × or on the token panel's ×: the part
     that had focus is drawn anew or goes, and focus dropped to the page's <body> (the next Tab started again at the top
