@@ -478,8 +478,8 @@ def test_moving_by_keyboard_scrolls_the_active_cell_into_view(lab_notebook):
     page.keyboard.press("Tab")
     page.keyboard.press("End")
     grid, ring = page.locator(".gptoss-routing .gr-canvas"), page.locator(".gptoss-routing .gr-grid .gr-cursor")
-    page.wait_for_function("() => /^Token 399\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title').innerText)",
-                           timeout=5_000)
+    page.wait_for_function("() => /^Token 399\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title')?.innerText)",
+                           timeout=5_000)   # the panel is drawn at the next frame: not there yet, it is waited for
 
     def in_view() -> bool:  # the ring is shown and within the grid
         box, at = ring.bounding_box(), grid.bounding_box()
