@@ -225,6 +225,7 @@ def test_each_copy_button_says_what_it_copies(lab_notebook):
     assert named("Copy").count() == 0
     assert page.locator(".gx-chat .gx-final .gx-copy").inner_text() == "Copy"      # the label shown is as it was
     named("Copy answer").click()
+    named("Copied").wait_for(timeout=5_000)          # after the clipboard's promise: not at once on a busy machine
     assert named("Copied").count() == 1
     page.wait_for_timeout(1700)
     assert named("Copy answer").count() == 1 and page.locator(".gx-chat .gx-final .gx-copy").inner_text() == "Copy"
