@@ -198,12 +198,12 @@ class ChatView(NotebookView):
         busy_status.release()
         for i in sorted(self._open):
             self._queue(self._end_op(i))
-        finals = [i for i, item in enumerate(self.transcript.items) if isinstance(item, Block) and item.kind == "final"]
-        for i in finals if reply.citations else []:  # chips, and the Sources list under the last answer (citations.py)
-            item: Block = self.transcript.items[i]  # type: ignore[assignment]
+        finals = [(i, item) for i, item in enumerate(self.transcript.items)
+                  if isinstance(item, Block) and item.kind == "final"]
+        for i, item in finals if reply.citations else []:  # chips, and the Sources under the last answer (citations.py)
             op = {"op": "end", "i": i, "seconds": round(item.seconds, 2), "tokens": item.tokens,
                   "html": with_chips(markdown_html(item.text), reply.citations)}
-            if i == finals[-1]:
+            if i == finals[-1][0]:
                 op["sources"] = sources_html(reply.citations)
             self._queue(op)
         self._rate.finish(reply.usage)  # the live bar's last figures are the footer's, not the view's timing
