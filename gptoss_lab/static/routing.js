@@ -172,6 +172,7 @@ class RoutingGrid {
     d.experts = u16(m.get("experts")); d.weights = f32(m.get("weights"));
     d.strings = m.get("strings").slice(); d.labels = m.get("labels").slice();
     d.n = d.strings.length;
+    this.measured = { font: "", n: 0, length: 0 };
     this.palette = expertPalette(d.E);
     this.shares = null;
     this.refresh();
@@ -319,8 +320,17 @@ class RoutingGrid {
   }
 
   grid() {
-    const width = this.gridBox.clientWidth;
-    return gridLayout(this.data, width, this.cell(Math.max(width - GUTTER - 4, 1)));
+    const width = this.gridBox.clientWidth, cell = this.cell(Math.max(width - GUTTER - 4, 1));
+    return gridLayout(this.data, width, cell, cell >= TEXT_CELL ? this.textLength() : 0);
+  }
+
+  textLength() {
+    // The longest token text on the axis (px) of the whole record, so scrolling keeps the grid's height: each token
+    // measured once (all again in another font).
+    const m = this.measured, d = this.data, font = this.mono || "monospace";
+    if (m.font !== font) Object.assign(m, { font, n: 0, length: 0 });
+    if (m.n < d.n) Object.assign(m, { n: d.n, length: Math.max(m.length, longestText(this.canvas, d.strings, m.n, font)) });
+    return m.length;
   }
 
   style() {
@@ -333,8 +343,10 @@ class RoutingGrid {
     if (this.gridBox.clientWidth < 60) return; // hidden (or being laid out): the ResizeObserver calls again
     const focus = this.drawn ? -1 : this.takeOver();
     this.drawn = true;
-    const start = performance.now(), lay = this.grid(), style = this.style(), isVisible = this.isVisible();
+    const start = performance.now(), style = this.style(), isVisible = this.isVisible();
     this.drawnColor = style.color;
+    this.mono = style.mono;
+    const lay = this.grid();
     this.spacer.style.width = `${this.data.n * lay.cell}px`;
     drawGrid(this.canvas, this.data, lay, { scroll: this.scroller.scrollLeft, isVisible, palette: this.palette,
                                             selected: this.model.get("selected") }, style);

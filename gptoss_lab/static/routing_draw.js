@@ -7,8 +7,8 @@ const GUTTER = 48;       // px left of the grid: layer numbers and the axis titl
 const STRIP = 8;         // px band above the grid: each token's channel
 const STRIP_GAP = 3;
 const TICKS_AXIS = 30;   // px below the grid: token positions and the axis title
-const TEXT_AXIS = 84;    // px below the grid when the cells are wide enough for token text
-const TEXT_CELL = 12;    // cell width (px) from which token text is written on the axis
+const TEXT_CELL = 12;    // cell width (px) from which token text is written on the axis, down from its top + 2 px
+const TEXT_BELOW = 16;   // px under the longest token text: a gap and the axis title's line
 const LOAD_HEIGHT = 120;
 // Darker and greyer than any expert's colour (value 0.75-0.95, saturation 0.55-0.8): final's green was expert 7's,
 // commentary's teal expert 4's, tool's orange expert 5's
@@ -65,13 +65,14 @@ function sizeCanvas(canvas, width, height) {
   return { ctx, dpr };
 }
 
-function gridLayout(data, width, cell) {
-  // Where everything goes in the grid canvas (CSS px) for this width and cell width.
+function gridLayout(data, width, cell, textLength) {
+  // Where everything goes in the grid canvas (CSS px) for this width and cell width; with token text on the axis, the
+  // axis is as tall as the longest text (textLength px) needs.
   const rowH = Math.max(5, Math.min(16, Math.floor(360 / Math.max(data.L, 1))));
   const gridW = Math.max(width - GUTTER - 4, 1);
   const gridTop = STRIP + STRIP_GAP;
   const gridH = data.L * rowH;
-  const axis = cell >= TEXT_CELL ? TEXT_AXIS : TICKS_AXIS;
+  const axis = cell >= TEXT_CELL ? Math.max(TICKS_AXIS, 2 + textLength + TEXT_BELOW) : TICKS_AXIS;
   return { width, rowH, gridW, gridTop, gridH, axisTop: gridTop + gridH + 2, height: gridTop + gridH + 2 + axis, cell };
 }
 
@@ -87,6 +88,21 @@ function niceStep(minimum) {
   // The smallest 1, 2 or 5 × 10^n that is at least `minimum`.
   const base = Math.pow(10, Math.floor(Math.log10(Math.max(minimum, 1))));
   return [1, 2, 5, 10].map((m) => m * base).find((s) => s >= minimum) || 10 * base;
+}
+
+function axisText(s) {
+  // A token as written on the token axis: 12 characters at most.
+  const text = shownText(s);
+  return text.length > 12 ? `${text.slice(0, 11)}…` : text;
+}
+
+function longestText(canvas, strings, from, font) {
+  // The length (px) of the longest axis text of strings[from:] in the axis's font.
+  const ctx = canvas.getContext("2d");
+  ctx.font = `10px ${font}`;
+  let most = 0;
+  for (let t = from; t < strings.length; t++) most = Math.max(most, ctx.measureText(axisText(strings[t])).width);
+  return Math.ceil(most);
 }
 
 function paintCells(ctx, dpr, data, lay, scroll, isVisible, palette) {
@@ -151,11 +167,10 @@ function paintTokenAxis(ctx, data, lay, scroll, style) {
     ctx.font = `10px ${style.mono}`;
     ctx.textAlign = "left";
     for (let t = first; t < last; t++) {
-      const text = shownText(data.strings[t]);
       ctx.save();
       ctx.translate(x0 + (t + 0.5) * lay.cell, lay.axisTop + 2);
       ctx.rotate(Math.PI / 2);
-      ctx.fillText(text.length > 12 ? `${text.slice(0, 11)}…` : text, 0, 0);
+      ctx.fillText(axisText(data.strings[t]), 0, 0);
       ctx.restore();
     }
   } else {

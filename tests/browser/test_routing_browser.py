@@ -609,3 +609,35 @@ def test_the_zoom_slider_zooms_by_its_arrow_keys(lab_notebook):
         assert _focused(page) == "gr-zoom", key
     page.screenshot(path="/tmp/h42e_shots/routing_zoom_keys.png")
     assert seen == pytest.approx([1.25, 1.5625, 1.953125, 1.5625], rel=0.02), seen
+
+
+_AXIS_INK = """() => { const c = document.querySelector('.gptoss-routing .gr-canvas'), d = window.devicePixelRatio || 1;
+    const w = c.width, h = c.height, px = c.getContext('2d').getImageData(0, 0, w, h).data;
+    const below = Math.round((11 + 3 * 16 + 2) * d), title = Math.round((c.clientWidth - 110) * d);  // 3 layers of 16 px
+    let run = 0, longest = 0, labels = 0;   // the tallest band of empty rows under the grid; where the text left of the title ends
+    for (let y = below; y < h; y++) {
+      let ink = false;
+      for (let x = 0; x < w; x++) if (px[4 * (y * w + x) + 3] > 0) { ink = true; if (x < title) labels = y + 1; }
+      run = ink ? 0 : run + 1; longest = Math.max(longest, run);
+    }
+    return { height: c.clientHeight, band: longest / d, labels: labels / d }; }"""
+
+
+@pytest.mark.parametrize("first", [[], [48109]], ids=["short-tokens", "a-long-token"])  # 48109: " internationally"
+def test_the_token_axis_is_as_tall_as_its_text_at_every_zoom(lab_notebook, kernel_run, first):
+    """Zoomed in to token text, the axis under the grid was 84 px tall whatever its text: under a sentence's short
+    tokens an empty band of 29 px, and a token of 12 characters ran into the axis title. Now the axis is as tall as
+    the record's longest token text and its title's line: no band of more than 8 empty px, text clear of the title.
+    Screenshots: /tmp/h43B_shots/routing_axis_*.png."""
+    cells = [KEYS.replace("ids = harmony.encode_text(", f"ids = {first} + 20 * harmony.encode_text(")]
+    page = lab_notebook(cells, wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    seen = {}
+    for zoom in (12, 20, 32, 0):
+        page.evaluate("() => { document.querySelector('.gptoss-routing').dataset.drawMs = 'x'; }")
+        kernel_run(f"routing.view().zoom = {zoom}")
+        _redrawn(page, "x")
+        seen[zoom] = page.evaluate(_AXIS_INK)
+        page.locator(".gptoss-routing .gr-grid").screenshot(path=f"/tmp/h43B_shots/routing_axis_{len(first)}_{zoom}.png")
+    print(seen)
+    for zoom, ink in seen.items():
+        assert ink["band"] <= 8 and ink["labels"] <= ink["height"] - 14, (zoom, seen)
