@@ -71,7 +71,8 @@ class RoutingGrid {
     cursorRow.append(this.cursor);
     this.gridBox = h("div", "gr-grid");
     setAttrs(this.gridBox, { tabindex: "0", role: "grid", "aria-label": "Expert routing, tokens by layers: arrow keys move, "
-      + "Home and End go to the first and last token, moving or Enter shows the token's experts" });
+      + "Home and End go to the first and last token, Page Up and Page Down to the first and last layer, moving or Enter "
+      + "shows the token's experts" });
     this.gridBox.append(this.canvas, this.tooltip, cursorRow);
     this.scroller = h("div", "gr-scroll");
     this.scroller.title = "Scroll through the tokens (or use the mouse wheel on the grid; Ctrl + wheel zooms)";
@@ -454,7 +455,8 @@ class RoutingGrid {
   }
 
   gridKey(event) {
-    // Arrows, Home and End move the active cell and select its token; Enter and Space select it (as a click does).
+    // Arrows, Home and End move the active cell and select its token; Page Up and Page Down move a page of rows (a
+    // WAI-ARIA grid's), here every layer: to the first and last layer. Enter and Space select it (as a click does).
     // With a modifier the key is JupyterLab's (Shift+Enter runs the cell).
     const d = this.data, step = GRID_KEYS[event.key];
     if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
@@ -462,6 +464,8 @@ class RoutingGrid {
     if (step) { t += step[0]; l += step[1]; }
     else if (event.key === "Home") t = 0;
     else if (event.key === "End") t = d.n - 1;
+    else if (event.key === "PageUp") l = 0;
+    else if (event.key === "PageDown") l = d.L - 1;
     else if (event.key !== "Enter" && event.key !== " ") return;
     event.preventDefault();
     event.stopPropagation(); // not the notebook's: Up and Down moved to another cell, Enter edited this one

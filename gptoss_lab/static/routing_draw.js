@@ -271,7 +271,8 @@ function swatch(color) {
 const HINTS = {
   mouse: { tip: "click: this token's experts · double-click: expert card", panel: "click an expert for its card",
            load: "click a bar for the expert's card" },
-  keys: { tip: "Enter: this token's experts, listed below (Enter on one: its card)", panel: "Enter on an expert: its card",
+  keys: { tip: "Enter: this token's experts, listed below · Page Up/Down: first/last layer",
+          panel: "Enter on an expert: its card",
           load: "← →: choose a bar · Enter: its expert's card" },
 };
 

@@ -378,7 +378,7 @@ def test_the_hints_say_the_keys_to_a_keyboard_user_and_the_clicks_to_a_mouse_use
     page.keyboard.press("ArrowRight")
     page.locator(".gptoss-routing .gr-panel.gr-open").wait_for(timeout=5_000)
     page.screenshot(path="/tmp/gptoss_lab-routing-hints-keys.png")
-    assert page.evaluate(HINTS) == ["Enter: this token's experts, listed below (Enter on one: its card)",
+    assert page.evaluate(HINTS) == ["Enter: this token's experts, listed below · Page Up/Down: first/last layer",
                                     "← →: choose a bar · Enter: its expert's card",
                                     "Enter on an expert: its card"]
     box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
@@ -641,3 +641,39 @@ def test_the_token_axis_is_as_tall_as_its_text_at_every_zoom(lab_notebook, kerne
     print(seen)
     for zoom, ink in seen.items():
         assert ink["band"] <= 8 and ink["labels"] <= ink["height"] - 14, (zoom, seen)
+
+
+_COMMANDS = """() => { window.__commands = [];
+    window.jupyterapp.commands.commandExecuted.connect((_, args) => window.__commands.push(args.id)); }"""
+_NOTEBOOK = """() => { const nb = window.jupyterapp.shell.currentWidget.content;
+    return { mode: nb.mode, type: nb.activeCell.model.type, cell: nb.activeCellIndex, scroll: nb.node.scrollTop,
+             commands: window.__commands }; }"""
+
+
+def test_page_up_and_down_go_to_the_first_and_last_layer(lab_notebook):
+    """The grid had no Page Up / Page Down (the active cell stayed where it was). As in a WAI-ARIA grid they move a page of rows,
+    here the rows are the layers and all of them are in view: Page Down goes to the last layer of the token, Page Up to
+    the first; the cell is named, its tooltip and its layer in the token panel follow, and no JupyterLab command runs."""
+    import json
+
+    strings, top1, weight = _keys_data()
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.evaluate(_COMMANDS)
+    before = page.evaluate(_NOTEBOOK)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("PageDown")
+    name = f"token #1 {json.dumps(strings[1])} (2 of {len(strings)}, user), layer 2: expert {top1[1, 2]}, {weight[1, 2]:.3f}"
+    assert _active_name(page, ".gr-grid") == name
+    page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-panel-layer.gr-here')?.textContent"
+                           " === 'layer 2'", timeout=5_000)
+    assert page.locator(".gptoss-routing .gr-tip-title").inner_text().endswith("· layer 2")
+    page.keyboard.press("PageDown")                                # on the last layer it stays
+    assert _active_name(page, ".gr-grid") == name
+    page.keyboard.press("PageUp")
+    assert _active_name(page, ".gr-grid").endswith(f"layer 0: expert {top1[1, 0]}, {weight[1, 0]:.3f}")
+    page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-panel-layer.gr-here')?.textContent"
+                           " === 'layer 0'", timeout=5_000)
+    assert _focused(page) == "gr-grid"
+    assert page.evaluate(_NOTEBOOK) == before                      # no command ran, the notebook did not scroll
