@@ -72,7 +72,7 @@ class RoutingGrid {
     this.gridBox = h("div", "gr-grid");
     setAttrs(this.gridBox, { tabindex: "0", role: "grid", "aria-label": "Expert routing, tokens by layers: arrow keys move, "
       + "Home and End go to the first and last token, Page Up and Page Down to the first and last layer, moving or Enter "
-      + "shows the token's experts" });
+      + "shows the token's experts, E opens the expert card" });
     this.gridBox.append(this.canvas, this.tooltip, cursorRow);
     this.scroller = h("div", "gr-scroll");
     this.scroller.title = "Scroll through the tokens (or use the mouse wheel on the grid; Ctrl + wheel zooms)";
@@ -115,7 +115,7 @@ class RoutingGrid {
     this.canvas.addEventListener("mousemove", (e) => this.hover(e));
     this.canvas.addEventListener("mouseleave", () => { this.tooltip.style.display = "none"; });
     this.canvas.addEventListener("click", (e) => this.click(e));
-    this.canvas.addEventListener("dblclick", (e) => { const hit = this.cellAt(e); if (hit) this.openCard(hit.l, this.data.experts[(hit.t * this.data.L + hit.l) * this.data.k]); });
+    this.canvas.addEventListener("dblclick", (e) => { const hit = this.cellAt(e); if (hit) this.openCell(hit.t, hit.l); });
     this.canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
     this.loadCanvas.addEventListener("click", (e) => this.clickLoad(e));
     this.gridBox.addEventListener("keydown", (e) => this.gridKey(e));
@@ -403,6 +403,12 @@ class RoutingGrid {
     (title || back).focus({ preventScroll: true });
   }
 
+  openCell(t, l) {
+    // The card of the expert a cell shows (token t's top-1 at layer l): a double-click's and the grid's E key's.
+    const d = this.data;
+    if (d.k) this.openCard(l, d.experts[(t * d.L + l) * d.k]);
+  }
+
   openCard(layer, expert) {
     if (expert === EMPTY_SLOT || layer < 0) return;
     this.card = { layer, expert, waiting: true };
@@ -456,9 +462,10 @@ class RoutingGrid {
 
   gridKey(event) {
     // Arrows, Home and End move the active cell and select its token; Page Up and Page Down move a page of rows (a
-    // WAI-ARIA grid's), here every layer: to the first and last layer. Enter and Space select it (as a click does).
-    // With a modifier the key is JupyterLab's (Shift+Enter runs the cell).
-    const d = this.data, step = GRID_KEYS[event.key];
+    // WAI-ARIA grid's), here every layer: to the first and last layer. Enter and Space select it (as a click does), E
+    // opens its expert's card as well (as a double-click does; no JupyterLab key). With a modifier the key is JupyterLab's
+    // (Shift+Enter runs the cell).
+    const d = this.data, step = GRID_KEYS[event.key], card = event.key === "e" || event.key === "E";
     if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
     let { t, l } = this.active;
     if (step) { t += step[0]; l += step[1]; }
@@ -466,7 +473,7 @@ class RoutingGrid {
     else if (event.key === "End") t = d.n - 1;
     else if (event.key === "PageUp") l = 0;
     else if (event.key === "PageDown") l = d.L - 1;
-    else if (event.key !== "Enter" && event.key !== " ") return;
+    else if (event.key !== "Enter" && event.key !== " " && !card) return;
     event.preventDefault();
     event.stopPropagation(); // not the notebook's: Up and Down moved to another cell, Enter edited this one
     if (!d.n || !d.L) return;
@@ -480,6 +487,7 @@ class RoutingGrid {
     this.keyed = true;
     if (this.model.get("selected") !== this.active.t) this.save("selected", this.active.t);
     this.markLayer();
+    if (card) this.openCell(this.active.t, this.active.l);
   }
 
   loadKey(event) {

@@ -267,11 +267,12 @@ function swatch(color) {
 }
 
 // What the view's hints say, to a mouse user or (byKeys) a keyboard user: the grid's arrows select a token as a click
-// does, its experts' picks below are buttons, and the load bars' arrows and Enter do what a click does.
+// does and its E opens a card as a double-click does, its experts' picks below are buttons, and the load bars' arrows
+// and Enter do what a click does.
 const HINTS = {
   mouse: { tip: "click: this token's experts · double-click: expert card", panel: "click an expert for its card",
            load: "click a bar for the expert's card" },
-  keys: { tip: "Enter: this token's experts, listed below · Page Up/Down: first/last layer",
+  keys: { tip: "Enter: this token's experts, listed below · E: expert card · Page Up/Down: first/last layer",
           panel: "Enter on an expert: its card",
           load: "← →: choose a bar · Enter: its expert's card" },
 };

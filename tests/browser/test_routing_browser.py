@@ -378,7 +378,8 @@ def test_the_hints_say_the_keys_to_a_keyboard_user_and_the_clicks_to_a_mouse_use
     page.keyboard.press("ArrowRight")
     page.locator(".gptoss-routing .gr-panel.gr-open").wait_for(timeout=5_000)
     page.screenshot(path="/tmp/gptoss_lab-routing-hints-keys.png")
-    assert page.evaluate(HINTS) == ["Enter: this token's experts, listed below · Page Up/Down: first/last layer",
+    assert page.evaluate(HINTS) == ["Enter: this token's experts, listed below · E: expert card · Page Up/Down: "
+                                    "first/last layer",
                                     "← →: choose a bar · Enter: its expert's card",
                                     "Enter on an expert: its card"]
     box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
@@ -677,3 +678,38 @@ def test_page_up_and_down_go_to_the_first_and_last_layer(lab_notebook):
                            " === 'layer 0'", timeout=5_000)
     assert _focused(page) == "gr-grid"
     assert page.evaluate(_NOTEBOOK) == before                      # no command ran, the notebook did not scroll
+
+
+def test_e_opens_the_card_a_double_click_opens(lab_notebook):
+    """A double-click on a cell opens its expert's card; by keyboard the card was reached only through the token panel's
+    buttons. E on the active cell opens the same card, keyboard focus stays on the grid (the next arrow goes on from the
+    cell), and E runs no JupyterLab command (the cell stays a code cell in command mode).
+    Screenshot: /tmp/h43B_shots/routing_e_card.png."""
+    strings, top1, _ = _keys_data()
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.evaluate(_COMMANDS)
+    before = page.evaluate(_NOTEBOOK)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    for key in ["ArrowRight"] * 3 + ["ArrowDown"] * 2:
+        page.keyboard.press(key)
+    page.keyboard.press("e")
+    card = page.locator(".gptoss-routing .gr-card.gr-open")
+    page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=20_000)
+    by_key = card.inner_text()
+    assert by_key.startswith(f"Expert {top1[3, 2]} · layer 2")
+    page.screenshot(path="/tmp/h43B_shots/routing_e_card.png")
+    assert _focused(page) == "gr-grid"
+    assert page.evaluate(_NOTEBOOK) == before
+    page.keyboard.press("ArrowRight")
+    assert _active_name(page, ".gr-grid").startswith("token #4 ")
+
+    page.locator(".gptoss-routing .gr-card .gr-close").click()
+    card.wait_for(state="detached", timeout=5_000)
+    box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
+    cell = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth") / len(strings)
+    page.mouse.dblclick(box["x"] + GUTTER + 3.5 * cell, box["y"] + TOP + 2 * 16 + 8)  # token 3, layer 2
+    page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
+                           timeout=20_000)
+    assert card.inner_text() == by_key
