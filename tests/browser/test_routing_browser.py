@@ -6,6 +6,7 @@ appends in few comm messages. Screenshots go to /tmp/gptoss_lab-routing-*.png.""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -713,3 +714,118 @@ def test_e_opens_the_card_a_double_click_opens(lab_notebook):
     page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
                            timeout=20_000)
     assert card.inner_text() == by_key
+
+
+@pytest.fixture()
+def full_windowing(jupyter_lab) -> Iterator[None]:
+    """JupyterLab set to "full" windowing (Settings > Notebook > Windowing mode: only the cells in view are attached)
+    for one test; the setting is put back after it."""
+    import json
+    import urllib.request
+
+    url = f"{jupyter_lab.url}/lab/api/settings/@jupyterlab/notebook-extension:tracker"
+    auth = {"Authorization": f"token {jupyter_lab.token}"}
+
+    def put(raw: str) -> None:
+        request = urllib.request.Request(url, data=json.dumps({"raw": raw}).encode(), method="PUT",
+                                         headers={**auth, "Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).close()
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=10) as response:
+        before = json.loads(response.read())["raw"]
+    put(json.dumps({"windowingMode": "full"}))
+    yield
+    put(before)
+
+
+_ROOTS = """() => { window.__roots = []; window.__draws = 0; window.__drawsOf = new Map();   // all draws, each view's
+    const seen = () => { for (const root of document.querySelectorAll('.gptoss-routing'))
+        if (!window.__roots.includes(root)) window.__roots.push(root); };
+    seen();
+    new MutationObserver(seen).observe(document.body, { childList: true, subtree: true });
+    new MutationObserver((changes) => { for (const change of changes) { window.__draws += 1;
+        window.__drawsOf.set(change.target, (window.__drawsOf.get(change.target) || 0) + 1); } })
+        .observe(document.body, { attributes: true, subtree: true, attributeFilter: ['data-draw-ms'] }); }"""
+_DRAWS_OF = "() => window.__roots.map((root) => window.__drawsOf.get(root) || 0)"
+_SCROLL = """(top) => { const notebook = window.jupyterapp.shell.currentWidget.content, outer = notebook.outerNode;
+    outer.scrollTop = top ? 0 : outer.scrollHeight;   // again until it holds: the notebook scrolls to its active cell too
+    return notebook.widgets[0].isAttached === top && (!top || document.querySelector('.gptoss-routing').offsetWidth > 0); }"""
+
+
+def test_a_view_virtualised_away_and_back_in_full_windowing_still_works(full_windowing, lab_notebook, kernel_run):
+    """In JupyterLab's "full" windowing mode a cell scrolled out of view is detached from the notebook. The routing view
+    taken away and put back, and one whose record ended while it was away (26374d2 disposes of the view a record's end
+    replaced, matched by model id), draws again once back, its keys work, and a layer change reaches one view only and
+    redraws it once. Screenshot: /tmp/h43B_shots/routing_windowing_back.png."""
+    from gptoss_lab.widgets.routing_figures import expert_colormap
+
+    strings, top1, _ = _keys_data()
+    tall = "print('\\n'.join(map(str, range(80))))"
+    page = lab_notebook([KEYS] + [tall] * 6, timeout=60)
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.widgets[6].model.executionCount === 7",
+                           timeout=60_000)
+    page.wait_for_function(_SCROLL, arg=True, polling=200, timeout=20_000)
+    page.wait_for_selector(".gptoss-routing[data-draw-ms]", timeout=20_000)
+    page.evaluate(_ROOTS)
+    for relabel in (False, True):
+        page.wait_for_function(_SCROLL, arg=False, polling=200, timeout=10_000)  # virtualised away
+        if relabel:
+            kernel_run(f"routing.relabel(['final'] * {len(strings)})")          # the record ends while it is away
+            page.wait_for_function("() => window.__roots.length === 2", timeout=20_000)
+        draws = page.evaluate("() => window.__draws")
+        page.wait_for_function(_SCROLL, arg=True, polling=200, timeout=10_000)
+        page.wait_for_function("(n) => window.__draws > n", arg=draws, timeout=10_000)   # drawn again once back
+    page.wait_for_timeout(300)
+    page.screenshot(path="/tmp/h43B_shots/routing_windowing_back.png")
+    assert page.evaluate("() => window.__roots.map((root) => root.isConnected)") == [False, True]
+    cell = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth") / len(strings)
+    expected = [round(c * 255) for c in expert_colormap(8)(int(top1[0, 0]))[:3]]
+    r, g, b, a = _pixel(page, GUTTER + cell / 2, TOP + 8)                          # token 0, layer 0
+    assert a == 255 and max(abs(p - q) for p, q in zip((r, g, b), expected)) <= 2, ((r, g, b), expected)
+
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => /^Token 1\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title')?.innerText)",
+                           timeout=5_000)
+    assert _focused(page) == "gr-grid" and "final" in page.locator(".gptoss-routing .gr-panel-title").inner_text()
+
+    page.wait_for_timeout(300)
+    page.evaluate("() => { window.__draws = 0; }")
+    kernel_run("routing.view().layer = 2")
+    page.wait_for_function("() => document.querySelector('.gptoss-routing select.gr-layer').value === '2'", timeout=10_000)
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.__draws") == 1
+    assert page.evaluate("() => window.__roots.map((root) => root.querySelector('select.gr-layer').value)") == ["-1", "2"]
+
+
+def test_a_second_view_of_the_record_leaves_the_one_virtualised_away_working(full_windowing, lab_notebook, kernel_run):
+    """The record shown twice, in the first cell and in the last, under "full" windowing: the last cell's view is drawn
+    while the first's is detached, out of view. A view replaced at a record's end is disposed of (matched by model id),
+    one only out of view must not be: scrolled back, the first view draws, its keys work, and both follow a layer change
+    (each redrawn once at most)."""
+    tall = "print('\\n'.join(map(str, range(80))))"
+    page = lab_notebook([KEYS] + [tall] * 6 + ["routing.view()"], timeout=60)
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.widgets[7].model.executionCount === 8",
+                           timeout=60_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.gptoss-routing[data-draw-ms]')].length === 2",
+                           timeout=20_000)
+    page.evaluate(_ROOTS)
+    page.wait_for_function(_SCROLL, arg=True, polling=200, timeout=20_000)
+    page.wait_for_function("() => window.__draws > 0", timeout=10_000)               # the first view, drawn again
+    page.locator(".gptoss-routing .gr-fit").first.focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => /^Token 1\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title')?.innerText)",
+                           timeout=5_000)
+    assert _focused(page) == "gr-grid"
+
+    page.wait_for_timeout(300)
+    page.evaluate("() => { window.__drawsOf.clear(); }")
+    kernel_run("routing.view().layer = 2")
+    page.wait_for_function("() => document.querySelector('.gptoss-routing select.gr-layer').value === '2'", timeout=10_000)
+    page.wait_for_timeout(500)
+    first, last = page.evaluate(_DRAWS_OF)
+    assert first == 1 and last <= 1, (first, last)   # the last cell's view draws too while JupyterLab keeps it attached
+    assert page.evaluate("() => window.__roots.map((root) => [root.isConnected, "
+                         "root.querySelector('select.gr-layer').value])") == [[True, "2"], [True, "2"]]
