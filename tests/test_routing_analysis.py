@@ -257,6 +257,7 @@ def test_expert_card():
     assert card.labels.set_index("label")["chose"].to_dict() == {"user": 0.5, "final": 1.0}
     assert card.next.set_index("expert")["share"].to_dict() == {1: 1.0} and card.previous.empty
     assert "alpha" in card._repr_html_() and "<script" not in card._repr_html_()
+    assert "vs all tokens</th>" in card._repr_html_() and "<td>1.33×</td>" in card._repr_html_()  # 100 % over 3 of 4
     with pytest.raises(ValueError, match="no expert 9 in layer 0"):
         r.expert_card(0, 9)
 

@@ -408,5 +408,5 @@ def card_html(card: Any) -> str:
                                           (f"to layer {card.layer + 1}", card.next)) if len(frame))
     return (f"<div class='{NO_TYPESETTING}'><b>Expert {card.expert}, layer {card.layer}</b>: {card.picks} picks, {card.share:.1%} of the layer"
             f"<table><tr><th>token</th><th>count</th><th>of its uses</th></tr>{tokens}</table>"
-            f"<table><tr><th>label</th><th>tokens</th><th>chose it</th><th>lift</th></tr>{labels}</table>"
+            f"<table><tr><th>label</th><th>tokens</th><th>chose it</th><th title='its share of this label&#39;s tokens over its share of all tokens'>vs all tokens</th></tr>{labels}</table>"
             f"<p>{e(moves)}</p></div>")

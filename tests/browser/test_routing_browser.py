@@ -5,6 +5,7 @@ other channels, keeps its width through a theme switch and a resize, and receive
 appends in few comm messages. Screenshots go to /tmp/gptoss_lab-routing-*.png."""
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -700,6 +701,12 @@ def test_e_opens_the_card_a_double_click_opens(lab_notebook):
                            timeout=20_000)
     by_key = card.inner_text()
     assert by_key.startswith(f"Expert {top1[3, 2]} · layer 2")
+    # The channel's row says what its ratio compares ("(1.57×)" alone meant nothing), its title gives the numbers.
+    row = card.locator(".gr-card-row", has=page.locator(".gr-card-bar"))
+    share = row.locator(".gr-muted").inner_text()
+    assert re.fullmatch(r"\d+\.\d% · 1\.00× all tokens", share), share
+    assert row.get_attribute("title") == (f"{share.split(' ')[0]} of the user tokens chose expert {top1[3, 2]}, 1.00 "
+                                          f"times the share of all tokens that did ({share.split(' ')[0]})")
     page.screenshot(path="/tmp/h43B_shots/routing_e_card.png")
     assert _focused(page) == "gr-grid"
     assert page.evaluate(_NOTEBOOK) == before
