@@ -30,7 +30,7 @@ from .events import (
 )
 from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
-from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, interrupted
+from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_text, interrupted
 
 
 
@@ -628,8 +628,10 @@ class _Turn:
                                 f"{type(result.output).__name__}, not text")
         except KeyboardInterrupt:
             result = interrupted("")
-        except BaseException as err:  # a tool's failure (SystemExit included) goes back to the model
-            result = ToolResult("error", f"Error: {type(err).__name__}: {err}")
+        except BaseException as err:  # a tool's failure (SystemExit included) goes back to the model, cut as output is
+            from .tools.python import truncate
+
+            result = ToolResult("error", truncate(error_text(err)))
         if kept.put_back():
             self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")
         result.seconds = result.seconds or time.perf_counter() - t0

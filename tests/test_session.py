@@ -373,6 +373,21 @@ class _NoAuthor(_Calc):
         raise ValueError("no author")
 
 
+class _Unsayable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+class _RaisesUnsayable(_Calc):
+    def run(self, call, stop=lambda: False):
+        raise _Unsayable
+
+
+class _RaisesAPage(_Calc):
+    def run(self, call, stop=lambda: False):
+        raise ValueError("<html>" + "x" * 1_000_000)   # a library's error holding a whole response body
+
+
 CALC = "<|channel|>commentary to=calc<|message|>6*7<|call|>"
 
 
@@ -380,13 +395,23 @@ CALC = "<|channel|>commentary to=calc<|message|>6*7<|call|>"
     (_GivesText(), "error", "Error: TypeError: _GivesText.run gave str, not a ToolResult"),
     (_GivesNoOutput(), "error", "Error: TypeError: _GivesNoOutput.run gave a ToolResult whose output is NoneType, not text"),
     (_NoAuthor(), "done", "42"),
+    (_RaisesUnsayable(), "error", "Error: _Unsayable: (its message could not be read)"),
+    (_RaisesAPage(), "error", "Error: ValueError: <html>xxx"),
 ])
 def test_a_tool_of_the_users_that_misbehaves_still_answers_its_call(tool, status, output):
-    """A custom Tool returning a str, or failing in `author`, failed the turn and left the call unanswered."""
+    """A custom Tool returning a str, or failing in `author`, failed the turn and left the call unanswered; so did
+    one raising an exception whose message cannot be read ("The turn failed: RuntimeError: no message", the call left
+    running). An error of a million characters went to the model whole (a 20 MB one held the turn two minutes):
+    it is cut as the python tool's output is."""
     s = session(CALC + FINAL.format(text="done"), tools=[tool])
     reply = s.ask("q")
     assert reply.final == "done" and not reply.errors
-    assert [(c.status, c.output) for c in reply.tool_calls] == [(status, output)]
+    [call] = reply.tool_calls
+    assert call.status == status and call.output.startswith(output) and len(call.output) <= 6100
+    if output.endswith("xxx"):
+        assert "characters cut]" in call.output
+    else:
+        assert call.output == output
     assert [m.author.role.value for m in s.history] == ["user", "assistant", "tool", "assistant"]
 
 

@@ -37,6 +37,16 @@ def interrupted(output: str) -> ToolResult:
                                      f"Output before the interrupt:\n{shown}")
 
 
+def error_text(err: BaseException, note: str = "") -> str:
+    """`Error: Type: message`, what the model reads of a tool's failure, also for an exception whose __str__ fails
+    (it raised out of the call, failing the turn)."""
+    kind = type(err).__name__
+    try:
+        return f"Error: {kind}: {note}{err}"
+    except Exception:
+        return f"Error: {kind}: {note}(its message could not be read)"
+
+
 class Tool(ABC):
     """Something the model can call. Subclasses set `name` and implement `run`."""
 

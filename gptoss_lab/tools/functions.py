@@ -46,7 +46,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..events import ToolCall
 from ..structured import describe_errors, docstring, json_default, json_value, typed_schema
-from .base import Tool, ToolResult, interrupted
+from .base import Tool, ToolResult, error_text, interrupted
 from .python import MAX_OUTPUT_CHARS, ToolTimeout, deadline, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -174,15 +174,12 @@ class FunctionTool:
 
 
 def _error_text(err: BaseException, note: str = "") -> str:
-    """`Error: Type: message`, also for an exception whose __str__ fails (it would raise out of the call) or
-    runs out of the call's time (read under its deadline, a message built in 12 s held a 3 s call 12 s)."""
-    kind = type(err).__name__
+    """`error_text`, also for an exception whose message runs out of the call's time (read under its deadline, a
+    message built in 12 s held a 3 s call 12 s)."""
     try:
-        return f"Error: {kind}: {note}{err}"
+        return error_text(err, note)
     except ToolTimeout as stopped:
-        return f"Error: {kind}: {note}(its message could not be read in time: {stopped})"
-    except Exception:
-        return f"Error: {kind}: {note}(its message could not be read)"
+        return f"Error: {type(err).__name__}: {note}(its message could not be read in time: {stopped})"
 
 
 def _described(function: Callable[..., Any]) -> Callable[..., Any]:
