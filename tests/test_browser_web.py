@@ -240,6 +240,29 @@ def test_missing_keys_and_bad_backends_are_refused_up_front(monkeypatch: pytest.
         Browser.from_sources(["searxng:127.0.0.1:8888"])
 
 
+
+@pytest.mark.parametrize("address", ["http://", "https://", "searxng:http://", "http:///search", "http://[::1",
+                                     "http://a..b", "http://127.0.0.1:99999", "http://127.0.0.1:8888?q=x",
+                                     "http://127.0.0.1:8888/#top"])
+def test_a_searxng_address_without_a_usable_host_is_refused_when_it_is_given(address: str) -> None:
+    """`%gptoss browse http://` said "The browser reads the web through SearXNG at http:", and every search failed
+    later ("Request URL is missing an 'http://' or 'https://' protocol"); `http://[::1` and `http://a..b` raised
+    httpx's InvalidURL and a UnicodeError out of the search, a query had `/search` written after it."""
+    with pytest.raises(BrowserError, match=r"^.+ is not a SearXNG address \(.+\); write it like http://127.0.0.1:8888$"):
+        Browser.from_sources([address])
+    with pytest.raises(BrowserError) as refused:   # a password in it is not said
+        Browser.from_sources(["http://alice:s3cret@[::1"])
+    assert str(refused.value).startswith("'http://…@[::1' is not a SearXNG address (")
+
+
+def test_a_searxng_address_written_in_capitals_is_taken(server: FakeServer) -> None:
+    """`HTTP://host:port` (as a URL may be pasted) was refused: "a SearXNG URL starts with http:// or https://"."""
+    server.routes["GET /search"] = lambda r: (200, "application/json", json.dumps({"results": [
+        {"title": "Owls", "url": "https://example.com/owls", "content": "Barn owls."}]}).encode())
+    status, output = search(Browser.from_sources([server.url.replace("http://", "HTTP://")]))
+    assert status == "done" and output.endswith("L4:   * 【0†Owls†example.com】 Barn owls.")
+
+
 # ---------------------------------------------------------------- hostile pages
 
 def opened(browser: Browser, url: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -86,9 +87,29 @@ def _shown(url: str) -> str:
     model, approval cards and saved notebooks."""
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url
+    except ValueError:   # `http://user:pw@[::1`, refused as it is said: its password left out all the same
+        return re.sub(r"(?<=://)[^/?#]*@", "…@", url, count=1)
     return urlunsplit(parts._replace(netloc="…@" + parts.netloc.rsplit("@", 1)[1])) if "@" in parts.netloc else url
+
+
+def _check_address(url: str) -> None:
+    """Refuse a SearXNG address that no search could reach (`http://`, `http://a..b`, a port past 65535) or that
+    `/search` cannot be written after (a ?query or #fragment), when it is given rather than at each search."""
+    why = ""
+    try:
+        parsed = httpx.URL(url)
+        parsed.host.encode("idna")   # as the name is looked up
+    except (httpx.InvalidURL, UnicodeError) as err:
+        why = one_line(str(err), 80)
+    else:
+        if not parsed.host:
+            why = "it names no host"
+        elif parsed.query or parsed.fragment:
+            why = "it has a ?query or #fragment"
+        elif parsed.port is not None and not 0 < parsed.port < 65536:
+            why = "its port is not one from 1 to 65535"
+    if why:
+        raise BackendError(f"{_shown(url)!r} is not a SearXNG address ({why}); write it like http://127.0.0.1:8888")
 
 
 def _malformed(name: str, what: str) -> BackendError:
@@ -100,8 +121,9 @@ class SearXNG(Backend):
     are fetched from the web directly, cut to their main content."""
 
     def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
-        if not url.startswith(("http://", "https://")):
+        if not url.lower().startswith(("http://", "https://")):
             raise BackendError(f"a SearXNG URL starts with http:// or https://, not {url!r}")
+        _check_address(url)
         self.url, self.timeout = url.rstrip("/"), timeout
         self._service = HttpService("SearXNG", self.url, timeout=timeout)
 
