@@ -287,7 +287,7 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
             return "{" + match.group(1) + "}"
         try:
             return str(_lookup(match.group(2), namespace))
-        except (KeyError, AttributeError, IndexError, TypeError, ValueError) as err:
+        except Exception as err:  # a lookup's error, or a property's or __str__'s own (a lazy object's OSError)
             why = " ".join(str(err).split())  # one line, whatever the object's error says
             why = why if len(why) <= 300 else why[:299] + "…"
             raise UsageError(f"%%gptoss: {{{match.group(2)}}} cannot be filled in ({type(err).__name__}: {why}); "

@@ -242,6 +242,26 @@ def test_names_are_read_as_python_reads_them():
     with pytest.raises(UsageError, match=r"\{ñ\} cannot be filled in"):
         interpolate("{ñ}", ns)
 
+
+def test_a_value_whose_reading_fails_otherwise_is_a_one_line_error_too():
+    """A property or `__str__` raising what is not a lookup error (a lazy object's OSError, a RuntimeError) came out
+    of the magic as its own traceback, where a KeyError or ValueError was the one line below."""
+    from IPython.core.error import UsageError
+
+    class Lazy:
+        @property
+        def rows(self):
+            raise OSError("the database at db.example is unreachable")
+
+        def __str__(self):
+            raise RuntimeError("not loaded yet")
+
+    for field, why in (("lazy.rows", "OSError: the database at db.example is unreachable"),
+                       ("lazy", "RuntimeError: not loaded yet")):
+        with pytest.raises(UsageError) as err:
+            interpolate("What is {" + field + "}?", {"lazy": Lazy()})
+        assert str(err.value) == f"%%gptoss: {{{field}}} cannot be filled in ({why}); write {{{{{field}}}}} for the text itself"
+
 # ---------------------------------------------------------------- every turn ends with a Reply
 
 class _Dropping:
