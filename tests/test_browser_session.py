@@ -208,3 +208,35 @@ def test_taking_back_a_turn_from_before_the_browser_was_set(docs: Path) -> None:
     assert session.browser.stack == []
     session.rewind()   # the first turn: asked with no browser at all
     assert session.browser.stack == [] and session.history == []
+
+
+def test_stop_ends_a_browser_call_whose_search_function_hangs() -> None:
+    """The chat view's Stop was not heard while a browser call ran: a search function of the user's waiting on a
+    service that never answers held the turn (and the kernel) until it returned, as a function tool's call does not."""
+    import time
+
+    def slow_search(query: str, topn: int) -> list:
+        time.sleep(30)   # a service that does not answer
+        return []
+
+    class StopsOnceRunning(Approver):
+        def __init__(self) -> None:
+            super().__init__()
+            self.running_since = None
+
+        @property
+        def stop_requested(self) -> bool:   # Stop pressed half a second after the call started
+            return self.running_since is not None and time.monotonic() - self.running_since > 0.5
+
+        def handle(self, event: object) -> None:
+            if isinstance(event, ToolUpdate) and event.call.status == "running":
+                self.running_since = time.monotonic()
+
+    recording = ('<|channel|>commentary to=browser.search <|constrain|>json<|message|>{"query": "owls"}<|call|>'
+                 '<|channel|>final<|message|>done<|return|>')
+    session = Session(ReplayEngine(recording), namespace={}, browser=Browser(search=slow_search), tools="browser",
+                      approval="auto", date="2026-11-25")
+    started = time.monotonic()
+    reply = session.ask("Owls?", view=StopsOnceRunning())
+    assert time.monotonic() - started < 10
+    assert reply.interrupted and [c.status for c in reply.tool_calls] == ["interrupted"]

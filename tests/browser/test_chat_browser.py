@@ -253,10 +253,28 @@ session = Session(ReplayEngine('<|channel|>analysis<|message|>Crunch first.<|end
 """
 
 
-def test_stop_ends_a_turn_while_a_user_function_runs(lab_notebook):
-    """A user function runs on the kernel's own thread: Stop was read only once it returned (here, after
-    300 s); now the function is interrupted and the turn ends, the call shown as interrupted."""
-    page = lab_notebook([SLOW_FUNCTION, "reply = session.ask('Crunch', view=ChatView.show())",
+SLOW_SEARCH = """
+import time
+from gptoss_lab import Session, ReplayEngine
+from gptoss_lab.tools.browser import Browser
+from gptoss_lab.widgets.chat import ChatView
+
+def intranet(query: str, topn: int) -> list:
+    time.sleep(300)   # a search service that does not answer
+    return []
+
+session = Session(ReplayEngine('<|channel|>commentary to=browser.search <|constrain|>json<|message|>{"query": "q"}<|call|>'
+                               '<|channel|>final<|message|>never<|return|>'), browser=Browser(search=intranet),
+                  tools='browser', approval='auto', timeout=600)
+"""
+
+
+@pytest.mark.parametrize("setup", [SLOW_FUNCTION, SLOW_SEARCH], ids=["function", "browser-search"])
+def test_stop_ends_a_turn_while_a_user_function_runs(lab_notebook, setup):
+    """A user function (a function tool, or the browser's search function) runs on the kernel's own thread: Stop was
+    read only once it returned (here, after 300 s); now the function is interrupted and the turn ends, the call shown
+    as interrupted."""
+    page = lab_notebook([setup, "reply = session.ask('Crunch', view=ChatView.show())",
                          "print('REPLY', reply.interrupted, [c.status for c in reply.tool_calls], repr(reply.final))"],
                         wait_for=".gx-chat .gx-tool")
     time.sleep(1.0)  # the function is asleep now
@@ -266,7 +284,7 @@ def test_stop_ends_a_turn_while_a_user_function_runs(lab_notebook):
     assert time.perf_counter() - clicked < 20
     assert _reply_line(page).strip() == "REPLY True ['interrupted'] ''"
     assert "Stopped" in page.locator(".gx-chat .gx-notice").inner_text()
-    page.screenshot(path="/tmp/gptoss_chat_stop_function.png")
+    page.screenshot(path=f"/tmp/gptoss_chat_stop_{'function' if setup is SLOW_FUNCTION else 'search'}.png")
 
 
 @pytest.mark.parametrize("ui", ["lab", "notebook"])

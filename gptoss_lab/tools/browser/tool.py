@@ -26,7 +26,8 @@ from openai_harmony import ToolNamespaceConfig
 from ...events import Citation, ToolCall
 from ...harmony import clean
 from ...widgets.sanitize import short_address
-from ..base import Tool, ToolResult
+from ..base import Tool, ToolResult, interrupted
+from ..python import deadline
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
 from .local import LocalBackend
@@ -143,10 +144,13 @@ class Browser(Tool):
         t0 = time.perf_counter()
         try:
             function, args = _parse(call)  # checked against the three functions: no name from the model reaches getattr
-            output, data = {"search": self._search, "open": self._open, "find": self._find}[function](**args)
+            with deadline(None, stop):   # the view's Stop is heard while a backend waits (a user's function, a service)
+                output, data = {"search": self._search, "open": self._open, "find": self._find}[function](**args)
             status = "done"
         except (_UsageError, BrowserError) as err:
             output, data, status = str(err), None, "error"
+        except KeyboardInterrupt:   # Stop, or Ctrl-C: the search or page it waited for is left
+            return dataclasses.replace(interrupted(""), seconds=time.perf_counter() - t0)
         return ToolResult(status, output, time.perf_counter() - t0, data)  # type: ignore[arg-type]
 
     def citations(self, text: str) -> list[Citation]:
