@@ -367,6 +367,18 @@ def test_reload_ext_keeps_the_model_and_the_conversation(kernel):
     assert content["status"] == "ok" and "model: replay" in out and "turns: 1" in out, out
 
 
+def test_reload_ext_keeps_the_output_name_regenerate_fills(kernel):
+    """After `%reload_ext gptoss_lab`, `%gptoss regenerate` left the last cell's `-o ans` holding the old answer
+    (only `_gptoss` got the new one): the name was forgotten with the magics' old object."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab\nfrom gptoss_lab import Session, ReplayEngine\n"
+            "s = Session(ReplayEngine('<|channel|>final<|message|>one<|return|><|channel|>final<|message|>two<|return|>'),"
+            " temperature=0.7)\n%gptoss use s")
+    run(kc, "%%gptoss --text -o ans\nhi")
+    out, content = run(kc, "%reload_ext gptoss_lab\n%gptoss regenerate\nprint(ans.final, _gptoss.final)")
+    assert content["status"] == "ok" and out.splitlines()[-1] == "two two", out
+
+
 def test_history_without_a_conversation_says_so_and_loads_nothing(kernel):
     """`%gptoss history` before any question printed nothing, and before any model loaded gpt-oss-tiny
     to print nothing."""
