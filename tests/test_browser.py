@@ -284,6 +284,22 @@ def test_in_memory_texts_and_a_search_function() -> None:
     assert long.output.startswith("Error during search for `owl owl") and len(long.output) < 300
 
 
+def test_a_search_function_that_yields_its_hits_and_fails_midway_is_said_as_its_error() -> None:
+    """A generator (a paged API read page by page) that failed after its first hit came out of the browser as its
+    own exception (`Browser.search` raised ConnectionError; the model read "Error: ConnectionError: ..."), not as
+    the search's error that a function failing at once gives."""
+
+    def paged(query: str, topn: int):
+        yield {"title": "Owl", "url": "https://wiki.example/owl", "snippet": "Owls are birds."}
+        raise ConnectionError("the wiki is down")
+
+    result = Browser(search=paged).run(call("search", query="owls"))
+    assert (result.status, result.output) == ("error", "Error during search for `owls`: paged raised ConnectionError: "
+                                                       "the wiki is down")
+    with pytest.raises(BrowserError, match="^Error during search for `owls`: paged raised ConnectionError"):
+        Browser(search=paged).search("owls")
+
+
 # ---------------------------------------------------------------- citations and approval
 
 def test_citations_resolve_to_the_lines_the_model_saw(docs: Path) -> None:

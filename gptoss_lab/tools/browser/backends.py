@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .extract import ExtractError, html_page, text_page
@@ -69,10 +69,12 @@ class FunctionBackend(Backend):
         name = getattr(self._search, "__name__", "search")
         try:
             hits = self._search(query, topn)
+            if isinstance(hits, Iterator):   # a generator's code runs as it is read: what it raises is the search's
+                hits = list(itertools.islice(hits, topn))   # (and it may not end)
         except Exception as err:
             raise BackendError(f"{name} raised {type(err).__name__}: {one_line(str(err))}") from None
         try:
-            results = [self._result(hit) for hit in itertools.islice(hits or [], topn)]  # a generator may not end
+            results = [self._result(hit) for hit in itertools.islice(hits or [], topn)]
         except (TypeError, ValueError, KeyError) as err:
             raise BackendError(f"{name} returned a result the browser cannot read ({one_line(str(err))}); "
                                "return dicts with title, url and snippet") from None
