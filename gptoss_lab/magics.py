@@ -55,7 +55,18 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
         self._args = list(args or [])  # the command they name, for `_did_you_mean`
+        self._long_dashes(self._args)
         return super().parse_args(args, namespace)
+
+    def _long_dashes(self, args: list[str]) -> None:
+        """Refuse an option written with a long dash, as word processors and web pages write `--` (`—device`): it was
+        read as a value (`load —dequantize` looked for a folder of that name) or a stray word."""
+        command = self._command(args)
+        for word in args:
+            option = "--" + word[1:].split("=")[0]
+            if word[:1] in "—–" and option in _words_known(command):
+                raise UsageError(f"{command.prog}: {word.split('=')[0]} starts with a long dash ({word[0]}), not two "
+                                 f"hyphens: write {option} (see {command.prog} --help)")
 
     def _did_you_mean(self, message: str) -> str:
         """`: did you mean 'load'?` after `invalid choice: 'lod'` or `unrecognized arguments: --efort`: the nearest

@@ -82,3 +82,24 @@ def test_a_wrong_value_or_a_stray_word_is_not_taken_for_a_question(magic, line):
     message = str(error.value)
     assert line.split()[-1] in message and message.endswith(" --help)"), message
     assert "question" not in message and "did you mean" not in message, message
+
+
+@pytest.mark.parametrize("magic,line,dashed,option,prog", [
+    ("%gptoss", "load —device cpu", "—device", "--device", "%gptoss load"),
+    ("%gptoss", "load —dequantize", "—dequantize", "--dequantize", "%gptoss load"),
+    ("%gptoss", "connect http://h:1 –timeout=5", "–timeout", "--timeout", "%gptoss connect"),
+    ("%%gptoss", "—effort high", "—effort", "--effort", "%%gptoss"),
+])
+def test_an_option_written_with_a_long_dash_says_so(magic, line, dashed, option, prog):
+    """Word processors, chats and web pages turn `--` into a long dash (—, –): a command copied from one said
+    "unrecognized arguments: cpu" for `load —device cpu` and loaded nothing, and `load —dequantize` looked for a
+    checkpoint folder named '—dequantize'."""
+    parser = _line_parser() if magic == "%gptoss" else _cell_parser()
+    with pytest.raises(UsageError) as error:
+        parser.parse_args(_words(line))
+    assert str(error.value) == (f"{prog}: {dashed} starts with a long dash ({dashed[0]}), not two hyphens: write "
+                                f"{option} (see {prog} --help)")
+
+
+def test_a_value_that_starts_with_a_long_dash_but_names_no_option_is_a_value():
+    assert _line_parser().parse_args(_words("load —notes")).model == "—notes"
