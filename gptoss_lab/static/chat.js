@@ -293,9 +293,8 @@ class Turn {
     } else if (op.kind === "tool") {
       this.toolCard(b, op);
     } else {
-      if (op.kind === "final") for (const other of Object.values(this.blocks)) {
-        if (other.kind === "reasoning") other.node.open = false;  // the answer is here: fold the thinking
-      }
+      // The reasoning stays open when the answer starts (its summary's click folds it): folded then, it took its
+      // lines from under the reader, and the answer began a box's height above the thought being read.
       b.node = h("div", `gx-${op.kind}`);
       b.md = h("div", "gx-md");
       b.text = h("div", "gx-tail");

@@ -351,7 +351,6 @@ def test_arabic_reads_right_to_left_live_and_saved(lab_notebook):
              "Transcript.from_reply(reply)"]
     page = lab_notebook(cells, wait_for=".gx-fallback .gx-final")
     page.wait_for_selector(".gx-chat .gx-footer")
-    page.locator(".gx-chat .gx-reasoning > summary").click()            # the answer folded it
     page.locator(".gx-fallback details.gx-reasoning > summary").click()
     page.screenshot(path="/tmp/gptoss_chat_ux_rtl.png", full_page=True)
     seen = {}
@@ -459,3 +458,44 @@ def test_a_long_prompt_folds_by_its_drawn_height(lab_notebook):
     few.locator(".gx-prompt-toggle").press("Enter")                           # by keyboard too
     assert few.evaluate(FOLD) == [True, "Show less", False]
     assert "Paragraph 2: the quick" in few.locator(".gx-prompt-text").inner_text()
+
+
+ANSWER_AFTER_THOUGHTS = ("<|channel|>analysis<|message|>" + "\n".join(f"thought line {i}" for i in range(40))
+                         + "<|end|><|start|>assistant<|channel|>final<|message|>"
+                         + " ".join(f"answer{i}" for i in range(60)) + "<|return|>")
+# Each frame while the turn streams: [reasoning open, its bottom, the answer's top (null before it), the next cell's top]
+WATCH_FRAMES = """() => { window.gxFrames = [];
+  const frame = () => { const r = document.querySelector('.gx-chat .gx-reasoning'), a = document.querySelector('.gx-chat .gx-final');
+    window.gxFrames.push([r.open, r.getBoundingClientRect().bottom, a ? a.getBoundingClientRect().top : null,
+      document.querySelectorAll('.jp-Notebook .jp-Cell')[2].getBoundingClientRect().top]);
+    if (!document.querySelector('.gx-chat .gx-footer')) requestAnimationFrame(frame); };
+  frame(); }"""
+
+
+def test_the_answer_starts_below_the_thought_being_read(lab_notebook):
+    """When the answer starts streaming the reasoning stays open, so nothing moves under the reader: the answer's first
+    line appears just below the last thought (the reasoning folded, and the answer began 330 px higher, the cell below
+    jumping up with it); a click on its summary folds it, the summary staying under the pointer.
+    Screenshot: /tmp/gptoss_chat_ux_answer_below_reasoning.png."""
+    cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+             f"session = Session(ReplayEngine({ANSWER_AFTER_THOUGHTS!r}, delay=0.03), approval='auto')",
+             "reply = session.ask('Think, then answer', view=ChatView.show())",
+             "\n".join(f"x{i} = {i}" for i in range(30))]
+    page = lab_notebook(cells, wait_for=".gx-chat .gx-reasoning-text")
+    page.wait_for_function("() => document.querySelector('.gx-reasoning-text').textContent.includes('line 20')",
+                           timeout=30_000)
+    page.evaluate(WATCH_FRAMES)
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    page.screenshot(path="/tmp/gptoss_chat_ux_answer_below_reasoning.png")
+    frames = page.evaluate("window.gxFrames")
+    first = next(i for i, (_, _, answer, _) in enumerate(frames) if answer is not None)
+    thought_ended_at, answer_at = frames[first - 1][1], frames[first][2]
+    assert 0 <= answer_at - thought_ended_at <= 16, (thought_ended_at, answer_at)
+    rises = [before[3] - after[3] for before, after in zip(frames, frames[1:])]
+    assert max(rises) <= 1, f"the cell below moved up by {max(rises)} px"
+    assert all(is_open for is_open, *_ in frames)
+    summary = page.locator(".gx-chat .gx-reasoning > summary")
+    at = summary.bounding_box()["y"]
+    summary.click()                                                       # the reader folds it
+    assert not page.locator(".gx-chat .gx-reasoning").evaluate("d => d.open")
+    assert summary.bounding_box()["y"] == at
