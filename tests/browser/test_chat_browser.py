@@ -128,7 +128,9 @@ CONTRAST = """(node, under) => {
   for (const layer of layers.reverse()) bg = over(layer, bg);
   const bar = typeof under === "string" && node.parentElement.querySelector(under);   // not map()'s index
   if (bar) { const c = rgba(getComputedStyle(bar).backgroundColor); c[3] *= parseFloat(getComputedStyle(bar).opacity); bg = over(c, bg); }
-  const fg = over(rgba(getComputedStyle(node).color), bg);
+  const ink = rgba(getComputedStyle(node).color);   // faded by its own and its boxes' opacity, into what is under it
+  for (let n = node; n; n = n.parentElement) ink[3] *= parseFloat(getComputedStyle(n).opacity);
+  const fg = over(ink, bg);
   const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
     return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
   const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);

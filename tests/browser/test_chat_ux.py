@@ -199,6 +199,26 @@ def test_a_skipped_cards_status_reads_at_4_5_to_1(lab_notebook, theme):
     assert ratio >= 4.5, ratio
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_a_skipped_cards_code_reads_at_4_5_to_1_and_says_not_run(lab_notebook, theme):
+    """A skipped call's code is drawn in full colour, every token at 4.5:1 or more (faded to 0.6, its tokens read at
+    2.4:1 in JupyterLab Light, 2.8:1 in Dark); the card still looks not run: a dashed border and a hatched stripe beside
+    the code, as a card that ran has not. Screenshot: /tmp/gptoss_chat_ux_skipped_code_{theme}.png."""
+    page = lab_notebook(CELLS, wait_for=".gx-tool[data-status='waiting'] .gx-skip", theme=theme)
+    page.locator(".gx-tool[data-status='waiting'] .gx-skip").click()
+    page.wait_for_selector(".gx-chat .gx-tool[data-status='skipped'] ~ .gx-tool[data-status='waiting'] .gx-run",
+                           timeout=30_000)
+    page.locator(".gx-tool[data-status='waiting'] .gx-run").click()
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    page.locator(".gx-chat").screenshot(path=f"/tmp/gptoss_chat_ux_skipped_code_{theme}.png")
+    skipped, ran = page.locator(".gx-chat .gx-tool").all()    # the second ran (a NameError: x was never set)
+    ratios = skipped.locator(".gx-code code, .gx-code code span").evaluate_all(f"nodes => nodes.map({CONTRAST})")
+    assert min(ratios) >= 4.5, ratios
+    style = "n => [getComputedStyle(n).borderTopStyle, getComputedStyle(n.querySelector('.gx-code')).backgroundImage]"
+    (border, stripe), (ran_border, ran_stripe) = skipped.evaluate(style), ran.evaluate(style)
+    assert (border, ran_border) == ("dashed", "solid") and "gradient" in stripe and ran_stripe == "none"
+
+
 def test_buttons_are_named_by_their_word_not_their_symbol(lab_notebook):
     """▶ Run, ■ Stop and ↻ Regenerate show their symbol, but a screen reader names them "Run", "Stop", "Regenerate"
     (it read "black right-pointing triangle Run", "black square Stop")."""
