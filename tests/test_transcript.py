@@ -10,7 +10,7 @@ from openai_harmony import Role
 from gptoss_lab import ReplayEngine, Session
 from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
 from gptoss_lab.widgets.text import TextView
-from gptoss_lab.widgets.transcript import Transcript, markdown_html, more_label, stable_markdown_end
+from gptoss_lab.widgets.transcript import Transcript, markdown_html, more_label, stable_markdown_end, stats_line
 
 RECORDING = (
     "<|channel|>analysis<|message|>Compute it with Python.<|end|>"
@@ -67,6 +67,22 @@ def test_fallback_renderings_show_the_whole_turn(turn) -> None:
     assert "<strong>285</strong>" in page and "<math" in page and "<details" in page
     assert "<script>" not in page and "&lt;script&gt;" in page     # the model's raw HTML stays text
     assert "tok/s" in text
+
+
+def test_the_stats_line_says_first_token_after_not_ttft(turn) -> None:
+    """The footer says "first token after 0.21 s" and "3.0 s in all" in the live view's line, the saved HTML and
+    Markdown and the text view: "TTFT 0.21 s · 3.0 s" said nothing to a new user."""
+    transcript, _ = turn
+    stats = {**transcript.stats, "ttft": 0.2134, "seconds": 3.04}
+    line = "first token after 0.21 s · 3.0 s in all"
+    assert line in stats_line(stats)
+    transcript.stats = stats
+    out = io.StringIO()
+    view = TextView(out, colour=False)
+    Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Sum of squares?", view=view)
+    shown = [transcript.footer(context=False), transcript.to_text(), transcript.to_markdown(), transcript.to_html()]
+    assert all(line in form and "TTFT" not in form for form in shown)
+    assert "first token after " in out.getvalue() and " s in all" in out.getvalue() and "TTFT" not in out.getvalue()
 
 
 def test_markdown_is_sanitised() -> None:

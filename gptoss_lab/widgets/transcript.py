@@ -306,16 +306,17 @@ def hang(text: str) -> str:
 
 
 def stats_line(stats: dict[str, Any]) -> str:
-    """'123 tokens · 45.6 tok/s · TTFT 0.21 s · 3.0 s · effort medium · model-name' from what is known."""
+    """'123 tokens · 45.6 tok/s · first token after 0.21 s · 3.0 s in all · effort medium · model-name'
+    from what is known."""
     parts = []
     if stats.get("tokens") is not None:
         parts.append(f"{stats['tokens']} token{'s' * (stats['tokens'] != 1)}")
     if stats.get("tokens_per_s"):
         parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
     if stats.get("ttft") is not None:
-        parts.append(f"TTFT {stats['ttft']:.2f} s")
+        parts.append(f"first token after {stats['ttft']:.2f} s")   # "TTFT" said nothing to a new user
     if stats.get("seconds"):
-        parts.append(f"{stats['seconds']:.1f} s")
+        parts.append(f"{stats['seconds']:.1f} s in all")
     if stats.get("effort"):
         parts.append(f"effort {stats['effort']}")
     if stats.get("model"):
