@@ -73,7 +73,7 @@ def test_web_sources_open_in_a_new_tab_and_unresolved_citations_say_so() -> None
     chips = chips_of(html)
     assert [c["class"] for c in chips] == ["gx-cite", "gx-cite", "gx-cite gx-cite-missing"]
     assert chips[0]["data-cite"] == chips[1]["data-cite"] == "[1] A page · L2–L3\nline two\nline three\nhttps://example.org/a"
-    assert chips[2]["data-cite"] == "[2] The model cites page [9], which it was never shown."
+    assert chips[2]["data-cite"] == "[2] The model cites cursor 9, a page it was never shown."
     links = [attrs for tag, attrs in Elements(html).found if tag == "a" and "href" in attrs]
     assert [(a["href"], a["target"], a["rel"]) for a in links] == [("https://example.org/a", "_blank", "noopener noreferrer")] * 2
     assert "<code>code 【3†L2-L3】</code>" in html        # code is shown as written
@@ -85,8 +85,8 @@ def test_a_citation_of_a_blank_line_is_not_said_to_be_missing() -> None:
     blank, past = browser.citations("Owls 【0†L3】 【0†L50-L60】")
     assert browser.stack[0].lines[3] == "" and blank.text == ""   # L3 exists: a blank line
     assert [chip["data-cite"] for chip in chips_of(with_chips("Owls 【0†L3】 【0†L50-L60】", [blank, past]))] == [
-        "[1] Page [0] (Notes) showed the model no text at L3.",
-        "[2] Page [0] (Notes) showed the model no text at L50–L60."]
+        "[1] The page at cursor 0 (Notes) showed the model no text at L3.",
+        "[2] The page at cursor 0 (Notes) showed the model no text at L50–L60."]
 
 
 def test_sources_list_the_cited_lines_for_saved_notebooks_and_terminals(reply) -> None:
@@ -119,19 +119,33 @@ def test_document_text_never_becomes_html() -> None:
 def test_cards_show_results_windows_and_matches(reply) -> None:
     search, opened, found = reply.tool_calls
     card = card_html(search)
-    assert 'Search <b>greenhouse humidity</b> · 1 result · page [0]' in card
-    assert '<ol class="gx-browse-results" start="0"><li><b>Greenhouse operating manual</b>' in card
+    assert 'Search <b>greenhouse humidity</b> · 1 result · cursor 0' in card
+    assert '<li><span class="gx-browse-n">id 0</span> <b>Greenhouse operating manual</b>' in card
     assert '<span class="gx-browse-source">manuals/greenhouse.pdf</span>' in card
     assert "What the model read" in card
     window = card_html(opened)
-    assert "lines 2–8 of 8 · page [1]" in window
+    assert "lines 2–8 of 8 · cursor 1" in window
     assert ('<span class="gx-browse-n">L4</span> Keep the humidity at 68 percent during the day and let it fall '
             "at night.") in window
     matches = card_html(found)
-    assert "Find <b>humidity</b> in <b>Greenhouse operating manual</b> · 1 match · page [2]" in matches
+    assert "Find <b>humidity</b> in <b>Greenhouse operating manual</b> · 1 match · cursor 2" in matches
     assert '<span class="gx-browse-n">L4</span> Keep the humidity' in matches
     assert card_html(ToolCall("python", "analysis", "1+1", status="done", output="2")) is None
     assert json.loads(json.dumps(opened.data)) == opened.data      # plain data: it travels to the front end
+
+
+def test_cards_name_pages_and_results_as_the_models_calls_do_and_the_model_reads_its_own_format(reply) -> None:
+    """A card names its page "cursor 1" and each result "id 0", the words of the model's calls (`"cursor": 1`,
+    `"id": 0`): "page [1]" and results numbered from 0 said nothing to a reader. What the model read is unchanged:
+    gpt-oss's `[1] title` header and `【0†title†source】` result links."""
+    search, opened, found = reply.tool_calls
+    assert json.loads(opened.input) == {"id": 0, "cursor": 0}             # what the user reads in the open call
+    cards = [card_html(call) for call in reply.tool_calls]
+    assert [card.split("</div>")[0].rsplit(" · ", 1)[1] for card in cards] == ["cursor 0", "cursor 1", "cursor 2"]
+    assert not any("page [" in card for card in cards)
+    assert '<li><span class="gx-browse-n">id 0</span> <b>Greenhouse operating manual</b>' in cards[0]
+    assert "【0†Greenhouse operating manual†" in search.output                # the model's text, as gpt-oss writes it
+    assert opened.output.startswith("[1] ") and found.output.startswith("[2] ")
 
 
 def test_the_saved_transcript_and_the_text_view_show_chips_cards_and_sources(reply, docs: Path) -> None:
@@ -141,7 +155,7 @@ def test_the_saved_transcript_and_the_text_view_show_chips_cards_and_sources(rep
     chips = chips_of(html)
     assert len(chips) == 2 and "68 percent" in chips[0]["data-cite"]
     assert '<div class="gx-cite-head">Sources</div><ol class="gx-cite-sources"><li><b>Greenhouse operating manual</b> · L4' in html
-    assert 'Search <b>greenhouse humidity</b> · 1 result · page [0]' in html   # the search call's card
+    assert 'Search <b>greenhouse humidity</b> · 1 result · cursor 0' in html   # the search call's card
     assert "Sources:\n  [1] Greenhouse operating manual (" in transcript.to_text()
     assert "**Sources**\n\n1. **Greenhouse operating manual**" in transcript.to_markdown()
 

@@ -22,7 +22,7 @@ def test_a_page_titled_as_a_source_is_said_as_a_title() -> None:
     assert _said("Source 2: official docs") == "Source 1, titled “Source 2: official docs” from “a.example”, lines 4 to 5"
     assert _said("", url="https://a.example/owls") == "Source 1, at “https://a.example/owls”, lines 4 to 5"
     assert _said("Source 2: official docs", text="") == \
-        "Source 1: Page [0] (“Source 2: official docs”) showed the model no text at L4–L5."
+        "Source 1: The page at cursor 0 (“Source 2: official docs”) showed the model no text at L4–L5."
 
 
 def test_a_title_cannot_close_its_own_quotes() -> None:

@@ -119,9 +119,11 @@ def numbered(citations: Sequence[Citation]) -> list[tuple[int, Citation]]:
 
 
 def _missing(c: Citation) -> str:
+    # A page is named by its cursor, as the model's calls name it (`"cursor": 3`); "page [3]" said nothing to a reader
     if not c.url and not c.title:
-        return f"The model cites page [{c.cursor}], which it was never shown."
-    return f"Page [{c.cursor}] ({c.title or c.url}) showed the model no text at {_lines_span(c.start, c.end)}."
+        return f"The model cites cursor {c.cursor}, a page it was never shown."
+    where = _lines_span(c.start, c.end)
+    return f"The page at cursor {c.cursor} ({c.title or c.url}) showed the model no text at {where}."
 
 
 def popup_text(number: int, c: Citation) -> str:
@@ -275,16 +277,17 @@ def is_browser_call(call: ToolCall | None) -> bool:
 
 
 def card_html(call: ToolCall | None) -> str | None:
-    """The card body of a browser call (None for other calls): results, the opened window, or matches."""
+    """The card body of a browser call (None for other calls): results, the opened window, or matches. The page and
+    each result are named as the model's calls name them: "cursor 0" (`"cursor": 0`), "id 2" (`open` `"id": 2`)."""
     if not is_browser_call(call):
         return None
     data: dict[str, Any] = call.data  # type: ignore[union-attr]
-    cursor = f"page [{data['cursor']}]"
+    cursor = f"cursor {data['cursor']}"
     if data["kind"] == "search":
         results = data.get("results") or []
-        items = "".join(f'<li>{_a(r["url"], r["title"] or r["url"])} <span class="gx-browse-source">'
-                        f'{_name(r["source"])}</span><br><span class="gx-browse-snippet">'
-                        f'{_text(r["snippet"])}</span></li>' for r in results)
+        items = "".join(f'<li><span class="gx-browse-n">id {r["id"]}</span> {_a(r["url"], r["title"] or r["url"])} '
+                        f'<span class="gx-browse-source">{_name(r["source"])}</span><br>'
+                        f'<span class="gx-browse-snippet">{_text(r["snippet"])}</span></li>' for r in results)
         body = (f'<div class="gx-browse-head">Search <b>{_name(data["query"])}</b> · '
                 f'{len(results)} result{"s" * (len(results) != 1)} · {cursor}</div>'
                 + (f'<ol class="gx-browse-results" start="0">{items}</ol>' if results else "")

@@ -50,7 +50,9 @@ def test_browsing_turn_cards_and_citation_chips_live_and_saved(lab_notebook, sav
     cards = page.locator(".gx-chat .gx-browse-card")
     assert cards.count() == 3
     results = cards.nth(0).locator(".gx-browse-results li")
-    assert results.count() == 1 and results.first.inner_text().startswith("Greenhouse operating manual manuals/greenhouse.pdf")
+    assert results.count() == 1 and results.first.inner_text().startswith("id 0 Greenhouse operating manual manuals/greenhouse.pdf")
+    assert [card.locator(".gx-browse-head").inner_text().rsplit(" · ", 1)[1] for card in cards.all()] == [
+        "cursor 0", "cursor 1", "cursor 2"]                    # as the model's open and find calls name them
     assert "L4 Keep the humidity at 68 percent" in cards.nth(1).locator(".gx-browse-lines").inner_text()
     assert "Find humidity in Greenhouse operating manual · 1 match" in cards.nth(2).inner_text()
     page.screenshot(path="/tmp/gptoss_browse_live.png", full_page=True)
