@@ -620,7 +620,8 @@ class _Turn:
         t0 = time.perf_counter()
         kept = _ApprovalState(self)
         try:
-            result = tool.run(call, stop=lambda: self.view.stop_requested)
+            bound = {"timeout": self.settings.timeout} if _takes(tool.run, "timeout") else {}   # the browser's
+            result = tool.run(call, stop=lambda: self.view.stop_requested, **bound)
             if not isinstance(result, ToolResult):  # a tool of the user's: its mistake goes to the model too
                 raise TypeError(f"{type(tool).__name__}.run gave {type(result).__name__}, not a ToolResult")
             if not isinstance(result.output, str):

@@ -69,3 +69,30 @@ def test_browse_a_folder_with_a_page_bomb_and_a_name_holding_terminal_sequences(
     assert int(seconds) < 10                        # was minutes: every listed page was read
     assert printed.startswith(f"The browser reads 1 document in {docs} (1 Markdown; 6 lines); skipped 1 that could not "
                               "be read (\\x1b]0;owned\\x07bomb.pdf: the PDF has 90,000 pages; the browser reads at most 5,000);")
+
+
+def test_a_cells_timeout_ends_a_browser_search_that_does_not_answer(kernel) -> None:
+    """`%%gptoss --tools browser --timeout 2` over a search function that never answers: the search held the cell
+    (here 30 s) whatever the cell's timeout; it is cut off at 2 s, said timed out, and the answer follows."""
+    import time
+
+    setup = """
+import time
+from gptoss_lab import Session, ReplayEngine
+from gptoss_lab.tools.browser import Browser
+def intranet(query: str, topn: int) -> list:
+    time.sleep(30)
+    return []
+s = Session(ReplayEngine('<|channel|>commentary to=browser.search <|constrain|>json<|message|>{"query": "owls"}<|call|>'
+                         '<|channel|>final<|message|>The search did not answer.<|return|>', delay=0.0),
+            browser=Browser(search=intranet))
+%load_ext gptoss_lab
+%gptoss use s
+"""
+    out, content = run(kernel[1], setup)
+    assert content["status"] == "ok", out
+    started = time.monotonic()
+    out, content = run(kernel[1], "%%gptoss --tools browser --approve auto --text --timeout 2\nOwls?")
+    assert content["status"] == "ok", out
+    assert time.monotonic() - started < 15
+    assert "Error: ToolTimeout: Timed out after 2 s" in out and "The search did not answer." in out

@@ -240,3 +240,28 @@ def test_stop_ends_a_browser_call_whose_search_function_hangs() -> None:
     reply = session.ask("Owls?", view=StopsOnceRunning())
     assert time.monotonic() - started < 10
     assert reply.interrupted and [c.status for c in reply.tool_calls] == ["interrupted"]
+
+
+@pytest.mark.parametrize("where", ["settings", "ask"])
+def test_a_browser_call_ends_at_the_turns_timeout(where: str) -> None:
+    """`%%gptoss --tools browser --timeout 2` (the cell's, or the config's) did not bound a browser call: a search
+    function of the user's that never answered held the turn (and the kernel) until it returned. It is cut off at
+    the timeout as a function tool's call is: the card says timed out, the model reads why, and the turn goes on."""
+    import time
+
+    def intranet(query: str, topn: int) -> list:
+        time.sleep(30)   # a search service that does not answer
+        return []
+
+    recording = ('<|channel|>commentary to=browser.search <|constrain|>json<|message|>{"query": "owls"}<|call|>'
+                 '<|channel|>final<|message|>The search timed out.<|return|>')
+    timeout = {"timeout": 1} if where == "settings" else {}
+    session = Session(ReplayEngine(recording), namespace={}, browser=Browser(search=intranet), tools="browser",
+                      approval="auto", date="2026-11-25", **timeout)
+    started = time.monotonic()
+    reply = session.ask("Owls?", view=Approver(), **({} if timeout else {"timeout": 1}))
+    assert time.monotonic() - started < 5
+    [call] = reply.tool_calls
+    assert (call.status, call.output) == ("timeout", "Error: ToolTimeout: Timed out after 1 s")
+    assert reply.final == "The search timed out." and not reply.interrupted and not reply.errors
+    assert str(session.history[2].content[0].text) == "Error: ToolTimeout: Timed out after 1 s"   # what the model read

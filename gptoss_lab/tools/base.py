@@ -8,6 +8,7 @@ only asks the `Toolset` "who answers this recipient?" and never knows a tool's n
 from __future__ import annotations
 
 import reprlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,23 @@ def interrupted(output: str) -> ToolResult:
     shown = output if output.strip() else "(none)"
     return ToolResult("interrupted", "Interrupted by the user while it ran; it may have had side effects. "
                                      f"Output before the interrupt:\n{shown}")
+
+
+def bounded(work: Callable[[], ToolResult], timeout: float | None, stop: Callable[[], bool] | None) -> ToolResult:
+    """`work()` run here, on the caller's thread, ended after `timeout` seconds (the model reads `Error: ToolTimeout:
+    Timed out after 2 s`) or once `stop()` (the view's Stop) says yes (`interrupted`); timed."""
+    from .containment import ToolTimeout, deadline
+
+    start = time.perf_counter()
+    try:
+        with deadline(timeout, stop):
+            result = work()
+    except ToolTimeout as err:
+        result = ToolResult("timeout", f"Error: ToolTimeout: {err}")
+    except KeyboardInterrupt:
+        result = interrupted("")
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def error_text(err: BaseException, note: str = "") -> str:
@@ -83,7 +101,8 @@ class Tool(ABC):
         """Do the call and say what happened; never raise for the model's mistakes (return an error result).
 
         `stop()` turns True when the user presses Stop; a tool that can run for long checks it and
-        returns `interrupted(...)`."""
+        returns `interrupted(...)`. A tool whose `run` also names `timeout` is given the turn's seconds for one call
+        (the cell's `--timeout`; `bounded` ends a call by both); python and functions are made per turn with it."""
 
     def citations(self, text: str) -> list[Citation]:
         """The citations in a final answer that point into this tool's results (the browser's)."""

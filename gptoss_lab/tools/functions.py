@@ -31,7 +31,6 @@ import json
 import math
 import re
 import sys
-import time
 import traceback
 import typing
 from collections import deque
@@ -44,10 +43,10 @@ from openai_harmony import ToolDescription
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ..events import ToolCall
+from ..events import ToolCall, ToolStatus
 from ..structured import describe_errors, docstring, json_default, json_value, typed_schema
-from .base import Tool, ToolResult, error_text, interrupted
-from .python import MAX_OUTPUT_CHARS, ToolTimeout, deadline, truncate
+from .base import Tool, ToolResult, bounded, error_text
+from .python import MAX_OUTPUT_CHARS, ToolTimeout, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 MAX_ITEMS = 1000  # items read from an iterator, an array or a frame a function returns
@@ -129,17 +128,9 @@ class FunctionTool:
     def call(self, arguments: str, *, timeout: float | None = None, stop: Callable[[], bool] | None = None) -> ToolResult:
         """Run the function on the model's JSON arguments; the result or the error, as text for the model.
         It runs here, on the caller's thread, ended by `timeout` or once `stop()` (the view's Stop) says yes."""
-        start = time.perf_counter()
-        try:
-            with deadline(timeout, stop):
-                status, output = self._outcome(arguments)
-        except ToolTimeout as err:
-            return ToolResult("timeout", f"Error: ToolTimeout: {err}", time.perf_counter() - start)
-        except KeyboardInterrupt:
-            return dataclasses.replace(interrupted(""), seconds=time.perf_counter() - start)
-        return ToolResult(status, output, time.perf_counter() - start)
+        return bounded(lambda: ToolResult(*self._outcome(arguments)), timeout, stop)
 
-    def _outcome(self, arguments: str) -> tuple[str, str]:
+    def _outcome(self, arguments: str) -> tuple[ToolStatus, str]:
         """`call`'s work, all of it under its deadline: ("done", the JSON text) or ("error", the error's text).
         The user's validators, the function, a generator's body as its value is written, the error's message
         (a message that took 12 s to build held a 3 s call 12 s) and the letting go of what the function made."""

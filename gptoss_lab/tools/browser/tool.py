@@ -26,8 +26,7 @@ from openai_harmony import ToolNamespaceConfig
 from ...events import Citation, ToolCall
 from ...harmony import clean
 from ...widgets.sanitize import short_address
-from ..base import Tool, ToolResult, interrupted
-from ..python import deadline
+from ..base import Tool, ToolResult, bounded
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
 from .local import LocalBackend
@@ -140,18 +139,18 @@ class Browser(Tool):
         page = self.stack[cursor] if self.stack and -1 <= cursor < len(self.stack) else None
         return page.urls.get(str(target)) if page is not None and target >= 0 else None
 
-    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
-        t0 = time.perf_counter()
+    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False, timeout: float | None = None) -> ToolResult:
+        """Search, open or find, ended after the turn's `timeout` seconds or at the view's Stop while a backend waits
+        (a user's search function, a silent service): the search or page it waited for is left."""
+        return bounded(lambda: self._result(call), timeout, stop)
+
+    def _result(self, call: ToolCall) -> ToolResult:
         try:
             function, args = _parse(call)  # checked against the three functions: no name from the model reaches getattr
-            with deadline(None, stop):   # the view's Stop is heard while a backend waits (a user's function, a service)
-                output, data = {"search": self._search, "open": self._open, "find": self._find}[function](**args)
-            status = "done"
+            output, data = {"search": self._search, "open": self._open, "find": self._find}[function](**args)
         except (_UsageError, BrowserError) as err:
-            output, data, status = str(err), None, "error"
-        except KeyboardInterrupt:   # Stop, or Ctrl-C: the search or page it waited for is left
-            return dataclasses.replace(interrupted(""), seconds=time.perf_counter() - t0)
-        return ToolResult(status, output, time.perf_counter() - t0, data)  # type: ignore[arg-type]
+            return ToolResult("error", str(err))
+        return ToolResult("done", output, data=data)
 
     def citations(self, text: str) -> list[Citation]:
         """Each `【cursor†Lstart-Lend】` in `text`, with the page it points to and the cited lines the
