@@ -394,7 +394,7 @@ class GptossMagics(Magics):
         if opts.ablate is not None:
             from .routing.interventions import parse_ablate
 
-            intervene = _one_line(parse_ablate, ",".join(opts.ablate))
+            intervene = _one_line(parse_ablate, ",".join(opts.ablate), said_by="%%gptoss")
         if self.session is None:   # tools the bundled model would refuse (a browser without documents), refused
             from .session import Session, _Unloaded  # before it loads (seconds), by the settings it will take
 
@@ -415,7 +415,7 @@ class GptossMagics(Magics):
         # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
         made = len(session.replies)
         try:
-            reply = _one_line(session.ask, prompt, view=view, new=opts.new, **options)
+            reply = _one_line(session.ask, prompt, view=view, new=opts.new, said_by="%%gptoss", **options)
         except KeyboardInterrupt:
             if len(session.replies) == made:
                 raise

@@ -103,3 +103,29 @@ def test_an_option_written_with_a_long_dash_says_so(magic, line, dashed, option,
 
 def test_a_value_that_starts_with_a_long_dash_but_names_no_option_is_a_value():
     assert _line_parser().parse_args(_words("load —notes")).model == "—notes"
+
+
+def test_a_cells_error_reads_the_same_with_a_model_loaded_or_not(capsys):
+    """Before a model was loaded `%%gptoss --tools python,python` said `%%gptoss: the tool 'python' is listed twice`;
+    with one loaded the same cell said it without `%%gptoss:`, and an --ablate the model refused read
+    `intervention (--ablate): ...` where a bad --ablate read `%%gptoss: --ablate ...`. Each starts with `%%gptoss: `."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+
+    def said(line: str) -> str:
+        with pytest.raises(UsageError) as error:
+            shell.run_cell_magic("gptoss", line, "What is 2+2?")
+        return str(error.value)
+
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        before = said("--tools python,python")
+        shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
+                       "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))")
+        shell.run_line_magic("gptoss", "use s")
+        assert said("--tools python,python") == before == "%%gptoss: the tool 'python' is listed twice"
+        assert said("--ablate 1:3").startswith("%%gptoss: intervention (--ablate): this needs a gpt-oss model")
+        assert said("--ablate=,,") == "%%gptoss: --ablate needs LAYER:EXPERT pairs, e.g. --ablate 1:3,2:5"
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace

@@ -27,7 +27,7 @@ def test_bad_ablate_values_are_one_line_usage_errors(kernel) -> None:
                                                "32767 at most)")):
         separator = "" if value.startswith("=") else " "
         out, content = run(kernel[1], f"%%gptoss --text --ablate{separator}{value}\nhi")
-        assert (content["ename"], content["evalue"]) == ("UsageError", message), out
+        assert (content["ename"], content["evalue"]) == ("UsageError", f"%%gptoss: {message}"), out
 
 
 def test_a_turn_that_cannot_record_routing_draws_no_routing_view_and_says_why(kernel) -> None:
