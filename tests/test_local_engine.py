@@ -446,3 +446,18 @@ def test_the_format_guard_keeps_a_slipping_model_inside_harmony(engine):
     ending = Sampling(temperature=0, max_new_tokens=4, logits_processor=Slip(harmony.CALL, harmony.RETURN), guard=True)
     assert run(engine, prompt, ending) == [harmony.RETURN]
     assert run(engine, prompt, replace(ending, logits_processor=Slip(harmony.CALL), guard=False)) == [harmony.CALL]
+
+
+@pytest.mark.parametrize("device", ["meta", "meta:0"])
+def test_a_device_that_holds_no_weights_is_refused_before_the_loading_line(capsys, device):
+    """`%gptoss load tiny --device meta` printed "Loading gpt-oss-tiny on meta (bfloat16, 58.2 MB) ..." and then
+    transformers' "requires `accelerate`"; `doctor(device="meta")` said the model "fits on meta" in the CPU's memory.
+    Both say, in one line and before anything is loaded, that meta holds no weights."""
+    from gptoss_lab.engines.doctor import doctor
+
+    message = rf"^'{device}' holds no weights \(tensors there have shapes only\), so no model can answer there: use cpu"
+    with pytest.raises(LoadError, match=message):
+        LocalEngine.from_pretrained("tiny", device=device)
+    assert "Loading" not in capsys.readouterr().out
+    with pytest.raises(LoadError, match=message):
+        doctor("tiny", device=device)

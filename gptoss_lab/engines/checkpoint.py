@@ -711,15 +711,19 @@ def _cached(repo_id: str) -> bool:
 
 
 def check_device(device: Any) -> None:
-    """A one-line LoadError for a device torch does not know (None: the default; a GPU index is one)."""
+    """A one-line LoadError for a device torch does not know, or one that holds no weights (meta: shapes only, where
+    "Loading ... on meta" was printed and transformers then asked for accelerate); None: the default; a GPU index is one."""
     import torch
 
     if device is None or str(device).isdigit():
         return
     try:
-        torch.device(device)
+        kind = torch.device(device).type
     except (RuntimeError, TypeError, ValueError):
         raise LoadError(f"{device!r} is not a device: use cpu, cuda, cuda:1, mps ...") from None
+    if kind == "meta":
+        raise LoadError(f"{device!r} holds no weights (tensors there have shapes only), so no model can answer there: "
+                        "use cpu, cuda, cuda:1, mps ...")
 
 
 def check_prefill_chunk(tokens: Any) -> None:
