@@ -300,6 +300,37 @@ def test_a_search_function_that_yields_its_hits_and_fails_midway_is_said_as_its_
         Browser(search=paged).search("owls")
 
 
+class _Unsayable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize("where", ["search", "fetch"])
+def test_a_search_or_fetch_function_raising_an_exception_without_a_message_is_said_as_its_error(where: str) -> None:
+    """An exception whose __str__ raises (a library's half-made error) came out of `Browser.search` as the
+    RuntimeError of its message, not as the search's error; the same from the user's fetch function."""
+
+    def intranet(query: str, topn: int) -> list:
+        if where == "search":
+            raise _Unsayable
+        return [{"title": "Owl", "url": "https://wiki.example/owl", "snippet": "Owls are birds."}]
+
+    def pages(url: str) -> str:
+        raise _Unsayable
+
+    browser = Browser(search=intranet, fetch=pages)
+    if where == "search":
+        with pytest.raises(BrowserError) as error:
+            browser.search("owls")
+        assert str(error.value) == ("Error during search for `owls`: intranet raised _Unsayable: (its message could "
+                                    "not be read)")
+    else:
+        browser.search("owls")
+        result = browser.run(call("open", id=0))
+        assert (result.status, result.output) == ("error", "Error fetching URL `https://wiki.example/owl`: pages "
+                                                           "raised _Unsayable: (its message could not be read)")
+
+
 # ---------------------------------------------------------------- citations and approval
 
 def test_citations_resolve_to_the_lines_the_model_saw(docs: Path) -> None:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ..base import error_text
 from .extract import ExtractError, html_page, text_page
 from .page import Page, SearchResult, clean_url
 
@@ -72,7 +73,7 @@ class FunctionBackend(Backend):
             if isinstance(hits, Iterator):   # a generator's code runs as it is read: what it raises is the search's
                 hits = list(itertools.islice(hits, topn))   # (and it may not end)
         except Exception as err:
-            raise BackendError(f"{name} raised {type(err).__name__}: {one_line(str(err))}") from None
+            raise _raised(name, err) from None
         try:
             results = [self._result(hit) for hit in itertools.islice(hits or [], topn)]
         except (TypeError, ValueError, KeyError) as err:
@@ -104,7 +105,7 @@ class FunctionBackend(Backend):
             try:
                 got = self._fetch(self._given.get(url, url))
             except Exception as err:
-                raise BackendError(f"{name} raised {type(err).__name__}: {one_line(str(err))}") from None
+                raise _raised(name, err) from None
             return _page_from(got, url, name)
         if clean_url(url) in self._texts:   # opened by its number, or by its address as given
             title, text = self._texts[clean_url(url)]
@@ -121,6 +122,12 @@ class FunctionBackend(Backend):
 
     def where(self) -> str:
         return f"with {getattr(self._search, '__name__', 'your search function')}()"
+
+
+def _raised(name: str, err: Exception) -> BackendError:
+    """What the user's search or fetch function `name` raised, as its error (`intranet raised ConnectionError: ...`),
+    also an exception whose message cannot be read (it came out of Browser.search)."""
+    return BackendError(f"{name} raised {one_line(error_text(err).removeprefix('Error: '))}")
 
 
 def _page_from(got: Any, url: str, name: str) -> Page:
