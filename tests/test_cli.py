@@ -462,6 +462,16 @@ def test_random_model_writes_a_new_checkpoint_and_overwrites_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["random"]
 
 
+def test_random_model_refuses_a_checkpoint_past_a_gigabyte_unless_asked(tmp_path):
+    """`random_model OUT --experts 100000` (a zero too many) wrote a 10 GB checkpoint in 13 s without a word: its size
+    is counted first, and past 1 GB it is refused in one line naming the size, the default's and --large."""
+    done = _run("random_model", str(tmp_path / "big"), "--experts", "100000")
+    _one_line_error(done, "error: --layers 4 --experts 100000 make a 10.1 GB checkpoint (the default is 26.6 MB); "
+                          "past 1.0 GB it is written only with --large")
+    assert list(tmp_path.iterdir()) == []
+    assert "--large" in _run("random_model", "--help").stdout
+
+
 def test_random_model_help_says_its_default_shape_and_how_it_differs_from_gpt_oss_tiny(random_checkpoint):
     """A new user took the default random model for gpt-oss-tiny's shape: it is narrower, and --help said nowhere.
     The figures shown are checked against a default random checkpoint's config and the bundled one's."""

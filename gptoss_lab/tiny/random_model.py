@@ -17,26 +17,48 @@ from . import importing
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
     from pathlib import Path
+    from typing import Any
 
     from . import new_folder, number
+
+
+MAX_BYTES = 1_000_000_000   # past this a checkpoint needs --large: the default is 27 MB, and a mistyped --experts
+                            # (100000) wrote 10 GB in 13 s without a word
 
 
 def make_random_checkpoint(path: Path, *, seed: int = 0, layers: int = 4, experts: int = 8, top_k: int = 2,
                            hidden: int = 64, sliding_window: int = 8) -> Path:
     """Save a randomly initialised GptOssForCausalLM (real vocab size) with `from_pretrained`'s layout."""
     import torch
-    from transformers import GptOssConfig, GptOssForCausalLM
+    from transformers import GptOssForCausalLM
 
     torch.manual_seed(seed)
-    config = GptOssConfig(
+    model = GptOssForCausalLM(_config(layers, experts, top_k, hidden, sliding_window)).to(torch.bfloat16)
+    model.save_pretrained(path)
+    return path
+
+
+def _config(layers: int, experts: int, top_k: int, hidden: int = 64, sliding_window: int = 8) -> Any:
+    """The GptOssConfig of a random checkpoint of this shape (see the module docstring)."""
+    from transformers import GptOssConfig
+
+    return GptOssConfig(
         vocab_size=201088, hidden_size=hidden, intermediate_size=hidden, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=experts,
         num_experts_per_tok=top_k, sliding_window=sliding_window, max_position_embeddings=4096,
         tie_word_embeddings=True, layer_types=["sliding_attention", "full_attention"] * (layers // 2),
     )
-    model = GptOssForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(path)
-    return path
+
+
+def _weight_bytes(layers: int, experts: int, top_k: int) -> int:
+    """The bytes of bfloat16 weights `make_random_checkpoint` writes for this shape, counted on torch's meta device
+    (shapes only: nothing is allocated)."""
+    import torch
+    from transformers import GptOssForCausalLM
+
+    with torch.device("meta"):
+        model = GptOssForCausalLM(_config(layers, experts, top_k))
+    return 2 * sum(p.numel() for p in model.parameters())   # tied embeddings counted once, as they are saved
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,11 +74,19 @@ def main(argv: list[str] | None = None) -> None:
                    help="layers, an even number (sliding/full pairs) (default: %(default)s)")
     p.add_argument("--experts", type=number(int, 1), default=8, help="experts per layer (default: %(default)s)")
     p.add_argument("--top-k", type=number(int, 1), default=2, help="experts per token (default: %(default)s)")
+    p.add_argument("--large", action="store_true",
+                   help=f"write a checkpoint past {MAX_BYTES // 1_000_000_000} GB (refused without it)")
     args = p.parse_args(argv)
     if args.layers % 2:
         p.error(f"--layers must be an even number (sliding/full pairs), not {args.layers}")
     if args.top_k > args.experts:
         p.error(f"--top-k must be at most --experts ({args.experts}), not {args.top_k}")
+    weights = _weight_bytes(args.layers, args.experts, args.top_k)
+    if weights > MAX_BYTES and not args.large:
+        from ..engines.checkpoint import size
+
+        p.error(f"--layers {args.layers} --experts {args.experts} make a {size(weights)} checkpoint (the default is "
+                f"{size(_weight_bytes(4, 8, 2))}); past {size(MAX_BYTES)} it is written only with --large")
     try:
         with new_folder(args.out) as partial:
             make_random_checkpoint(partial, seed=args.seed, layers=args.layers, experts=args.experts, top_k=args.top_k)
