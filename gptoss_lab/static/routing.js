@@ -275,7 +275,7 @@ class RoutingGrid {
     // Controls, summary, legend and scroll width for the current data, then a redraw.
     const d = this.data;
     const channels = [...new Set(d.labels.filter((x) => x))];
-    this.setOptions(this.channelSelect, [["", "all"], ...channels.map((c) => [c, c])], this.model.get("channel"));
+    this.setOptions(this.channelSelect, [["", "all"], ...channels.map((c) => [c, shownLabel(c)])], this.model.get("channel"));
     this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.model.get("layer"));
     this.drawHints();
     const total = Math.max(this.model.get("total"), d.n);

@@ -46,6 +46,12 @@ function shownText(s) {
   return revealed((s || "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣").replace(/ $/, "␣"));
 }
 
+function shownLabel(label, none) {
+  // A token's label (its channel, or the user's category) as text, its control, direction and zero-width characters
+  // written out as a token's are: a U+202E in a label reversed the tooltip and card title after it. `none` if unlabelled.
+  return label ? revealed(label) : none;
+}
+
 function percent(share) {
   // A share as a percentage: one decimal, two significant digits below 0.1 % (among 32,768 experts all read "0.0%").
   const p = share * 100;
@@ -282,7 +288,7 @@ function hints(byKeys) { return byKeys ? HINTS.keys : HINTS.mouse; }
 function tipRows(data, t, l, byKeys) {
   // Tooltip content for token t at layer l: the token, its channel, its top-k experts and weights, and what the
   // mouse or (byKeys) the keyboard does next.
-  const rows = [h("div", "gr-tip-title", `#${t} ${quoted(data.strings[t])} · ${data.labels[t] || "…"} · layer ${l}`)];
+  const rows = [h("div", "gr-tip-title", `#${t} ${quoted(data.strings[t])} · ${shownLabel(data.labels[t], "…")} · layer ${l}`)];
   for (let r = 0; r < data.k; r++) {
     const i = (t * data.L + l) * data.k + r, e = data.experts[i];
     if (e === EMPTY_SLOT) continue;
@@ -299,7 +305,7 @@ function cellLabel(data, t, l) {
   // What a screen reader says of token t at layer l: the token, its place and channel, its top-1 expert and weight.
   const i = (t * data.L + l) * data.k, e = data.k ? data.experts[i] : EMPTY_SLOT;
   const pick = e === EMPTY_SLOT ? "no expert" : `expert ${e}, ${data.weights[i].toFixed(3)}`;
-  return `token #${t} ${quoted(data.strings[t])} (${t + 1} of ${data.n}, ${data.labels[t] || "…"}), layer ${l}: ${pick}`;
+  return `token #${t} ${quoted(data.strings[t])} (${t + 1} of ${data.n}, ${shownLabel(data.labels[t], "…")}), layer ${l}: ${pick}`;
 }
 
 function barLabel(e, share, layer) {
@@ -314,7 +320,7 @@ function tokenPanel(data, t, onExpert, onClose, byKeys) {
   close.title = "Close";
   close.addEventListener("click", onClose);
   head.append(h("span", "", `Token ${t} `), h("code", "gr-token", quoted(data.strings[t])),
-              h("span", "gr-label", data.labels[t] || "…"), h("span", "gr-hint", hints(byKeys).panel), close);
+              h("span", "gr-label", shownLabel(data.labels[t], "…")), h("span", "gr-hint", hints(byKeys).panel), close);
   const table = h("div", "gr-panel-table");
   table.style.gridTemplateColumns = `auto repeat(${data.k}, minmax(70px, 1fr))`;
   for (let l = 0; l < data.L; l++) {
@@ -339,7 +345,7 @@ function tokenPanel(data, t, onExpert, onClose, byKeys) {
 function legend(data) {
   // What the colours mean: channel strip colours present, and the expert colour scale.
   const channels = [...new Set(data.labels.filter((x) => x))];
-  const items = channels.map((c) => { const item = h("span", "gr-legend-item"); item.append(swatch(channelColor(c)), h("span", "", c)); return item; });
+  const items = channels.map((c) => { const item = h("span", "gr-legend-item"); item.append(swatch(channelColor(c)), h("span", "", shownLabel(c))); return item; });
   const scale = h("span", "gr-legend-scale");
   const steps = Math.min(data.E, 16);
   for (let i = 0; i < steps; i++) scale.append(swatch(expertColor(Math.round((i * (data.E - 1)) / Math.max(steps - 1, 1)))));
@@ -382,9 +388,10 @@ function cardPanel(card, onExpert, onClose) {
     const line = h("div", "gr-card-row"), bar = h("span", "gr-card-bar");
     bar.style.width = `${Math.round((row.chose / most) * 60)}px`;
     bar.style.background = channelColor(row.label);
-    line.append(h("span", "gr-card-label", row.label || "?"), bar, h("span", "gr-muted", `${percent(row.chose)} · ${row.lift.toFixed(2)}× all tokens`));
+    const label = shownLabel(row.label, "?");
+    line.append(h("span", "gr-card-label", label), bar, h("span", "gr-muted", `${percent(row.chose)} · ${row.lift.toFixed(2)}× all tokens`));
     // The ratio alone ("1.57×") meant nothing to a new reader: the row says what it compares, its title the numbers.
-    line.title = `${percent(row.chose)} of the ${row.label || "?"} tokens chose expert ${card.expert}, `
+    line.title = `${percent(row.chose)} of the ${label} tokens chose expert ${card.expert}, `
       + `${row.lift.toFixed(2)} times the share of all tokens that did (${percent(overall)})`;
     labels.append(line);
   }

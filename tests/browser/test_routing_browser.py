@@ -836,3 +836,42 @@ def test_a_second_view_of_the_record_leaves_the_one_virtualised_away_working(ful
     assert first == 1 and last <= 1, (first, last)   # the last cell's view draws too while JupyterLab keeps it attached
     assert page.evaluate("() => window.__roots.map((root) => [root.isConnected, "
                          "root.querySelector('select.gr-layer').value])") == [[True, "2"], [True, "2"]]
+
+
+_LABEL_ROWS = """() => [...document.querySelectorAll('.gptoss-routing .gr-card-row:has(.gr-card-bar)')].map((row) => {
+    const label = row.querySelector('.gr-card-label'), shown = getComputedStyle(label).overflowX === 'visible';
+    return { title: row.title, spill: shown ? label.scrollWidth - label.clientWidth : 0 }; })"""   # text drawn past its box
+# Every text the view shows of the labels: legend, channel choices, tooltip, panel, card rows and their titles
+_LABEL_TEXTS = """() => { const v = document.querySelector('.gptoss-routing');
+  return [...v.querySelectorAll('.gr-legend-item, select.gr-channel option, .gr-tip-title, .gr-panel-title .gr-label, .gr-card-row')]
+    .map((n) => n.textContent + (n.title || '')).concat([v.querySelector('.gr-grid').getAttribute('aria-label'),
+    document.getElementById(v.querySelector('.gr-grid').getAttribute('aria-activedescendant'))?.textContent || '']); }"""
+
+
+def test_hostile_labels_read_as_written_and_stay_in_their_row(lab_notebook):
+    """A label is the user's text (or a record file's): one with U+202E reversed the tooltip, the panel and the expert
+    card's new title after it ('...of the ‮evil tokens chose expert 1, ...' read backwards), and one of 100 letters ran
+    under the card row's bar and numbers and past the view's right edge in the legend. Now a label's control, direction
+    and zero-width characters are written out (\\u202e) as a token's are, and a long one ends in "…" in the card row
+    (its title says it whole) and wraps in the legend. Screenshot: /tmp/h43E_shots/routing_hostile_labels.png."""
+    labels = "['\\u202eevil', 'W' * 100, 'a\\u200bb\\nc']"
+    page = lab_notebook([KEYS.replace('["user"] * len(ids)', f"({labels} * len(ids))[:len(ids)]")],
+                        wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("e")
+    page.wait_for_function("() => document.querySelectorAll('.gptoss-routing .gr-card-row .gr-card-bar').length === 3",
+                           timeout=20_000)
+    page.locator(".gptoss-routing .gr-canvas").hover()
+    page.locator(".gptoss-routing").screenshot(path="/tmp/h43E_shots/routing_hostile_labels.png")
+    texts = page.evaluate(_LABEL_TEXTS)
+    assert not [t for t in texts if re.search("[\u202e\u200b\n]", t)], texts
+    assert any("\\u202eevil" in t for t in texts) and any("a\\u200bb\\u000ac" in t for t in texts)
+    rows = page.evaluate(_LABEL_ROWS)
+    assert [row["title"].split(" of the ")[1].split(" tokens ")[0] for row in rows] == ["\\u202eevil", "W" * 100,
+                                                                                         "a\\u200bb\\u000ac"], rows
+    assert max(row["spill"] for row in rows) <= 0, rows         # under the bar and the numbers beside it
+    wide = page.evaluate("() => [...document.querySelectorAll('.gptoss-routing *')].filter((n) => n.getBoundingClientRect().right"
+                         " > document.querySelector('.gptoss-routing').getBoundingClientRect().right + 1).map((n) => n.className)")
+    assert not wide, wide
