@@ -756,7 +756,8 @@ _ROOTS = """() => { window.__roots = []; window.__draws = 0; window.__drawsOf = 
 _DRAWS_OF = "() => window.__roots.map((root) => window.__drawsOf.get(root) || 0)"
 _SCROLL = """(top) => { const notebook = window.jupyterapp.shell.currentWidget.content, outer = notebook.outerNode;
     outer.scrollTop = top ? 0 : outer.scrollHeight;   // again until it holds: the notebook scrolls to its active cell too
-    return notebook.widgets[0].isAttached === top && (!top || document.querySelector('.gptoss-routing').offsetWidth > 0); }"""
+    return notebook.widgets[0].isAttached === top   // and, scrolled to the top, the first cell's view drawn and shown
+        && (!top || document.querySelector('.gptoss-routing[data-draw-ms]')?.offsetWidth > 0); }"""
 
 
 def test_a_view_virtualised_away_and_back_in_full_windowing_still_works(full_windowing, lab_notebook, kernel_run):
@@ -771,9 +772,8 @@ def test_a_view_virtualised_away_and_back_in_full_windowing_still_works(full_win
     page = lab_notebook([KEYS] + [tall] * 6, timeout=60)
     page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.widgets[6].model.executionCount === 7",
                            timeout=60_000)
-    page.wait_for_function(_SCROLL, arg=True, polling=200, timeout=20_000)
-    page.wait_for_selector(".gptoss-routing[data-draw-ms]", timeout=20_000)
-    page.evaluate(_ROOTS)
+    page.wait_for_function(_SCROLL, arg=True, polling=200, timeout=20_000)   # (JupyterLab may scroll to the active
+    page.evaluate(_ROOTS)                                                      # cell after it: the loop scrolls first)
     for relabel in (False, True):
         page.wait_for_function(_SCROLL, arg=False, polling=200, timeout=10_000)  # virtualised away
         if relabel:
