@@ -657,3 +657,22 @@ def test_a_setting_of_the_wrong_kind_says_what_it_takes(assignment, message):
     with pytest.raises(SettingsError) as error:
         make(parse_assignments([assignment]))
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("call_end", ["<|end|>", ""], ids=["ended-by-end", "no-end-token"])
+def test_a_recorded_tool_call_not_ended_by_call_still_replays_the_rest_of_the_turn(call_end):
+    """Thinking, a call, thinking, a call, thinking, an answer, where the second call ends with <|end|> (or with no end
+    token) instead of <|call|>: the session runs the call there, and the replay dropped everything after it (the third
+    thought and the answer) and failed with 'the recording has no segments left to play'. Now the rest plays."""
+    thoughts = ["\n".join(f"{name} line {i}" for i in range(40)) for name in ("First", "Second", "Third")]
+    think = "<|start|>assistant<|channel|>analysis<|message|>{}<|end|>".format
+    call = "<|start|>assistant<|channel|>analysis to=python code<|message|>print({})".format
+    recording = (think(thoughts[0]) + call(1) + "<|call|>" + think(thoughts[1]) + call(2) + call_end
+                 + think(thoughts[2]) + "<|start|>assistant" + FINAL.format(text="Done."))
+    out = io.StringIO()
+    reply = session(recording).ask("q", view=TextView(out, colour=False))
+    assert reply.analysis == "\n".join(thoughts)
+    assert [call.output for call in reply.tool_calls] == ["1\n", "2\n"]
+    assert reply.final == "Done." and not reply.errors
+    shown = [line.strip() for line in out.getvalue().splitlines()]  # the text view indents each line
+    assert all(line in shown for thought in thoughts for line in thought.splitlines()) and "Done." in shown

@@ -5,6 +5,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from .. import harmony
+from ..events import MessageEnd
 from .base import Sampling
 
 
@@ -12,23 +13,16 @@ class ReplayEngine:
     """Replays a recording segment by segment; each `stream` call plays the next segment.
 
     A recording is a list of token ids or Harmony text (`<|channel|>final<|message|>Hi<|return|>`);
-    it is cut into segments after every stop token, so a tool-using turn replays as one
-    segment per model call. The prompt is ignored, which is what makes replays reproducible.
+    it is cut into segments where a session stops reading a model call (after every stop token and
+    after every tool call, whatever ends it), so a tool-using turn replays as one segment per model
+    call. The prompt is ignored, which is what makes replays reproducible.
     """
 
     def __init__(self, recording: str | Sequence[int], *, name: str = "replay", delay: float = 0.0) -> None:
         ids = harmony.encode(recording) if isinstance(recording, str) else list(recording)
         self.name = name
         self.delay = delay
-        self.segments: list[list[int]] = []
-        current: list[int] = []
-        for token in ids:
-            current.append(token)
-            if token in harmony.STOP_TOKENS:
-                self.segments.append(current)
-                current = []
-        if current:
-            self.segments.append(current)
+        self.segments = _segments(ids)
         self._next = 0
 
     def stream(
@@ -53,3 +47,25 @@ class ReplayEngine:
             yield token
             if token in stop:
                 return
+
+
+def _segments(ids: Sequence[int]) -> list[list[int]]:
+    """Cut recorded tokens into model calls where a session stops reading: after a stop token, and after a message
+    to a tool (a session runs the call at its end, also one ended by `<|end|>`: what follows it is the next call's)."""
+    segments: list[list[int]] = []
+    current: list[int] = []
+    stream = harmony.HarmonyStream()  # as a session reads each model call: from right after `<|start|>assistant`
+    for token in ids:
+        current.append(token)
+        calls = any(isinstance(event, MessageEnd) and event.message is not None and event.message.recipient
+                    for event in stream.feed(token))
+        if token in harmony.STOP_TOKENS or calls:
+            segments.append(current)
+            # a call left without its end token ends at the next <|start|>, which also begins the next call's message
+            current, stream = [], harmony.HarmonyStream()
+            if token == harmony.START:
+                current.append(token)
+                stream.feed(token)
+    if current:
+        segments.append(current)
+    return segments
