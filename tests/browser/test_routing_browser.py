@@ -653,6 +653,19 @@ _NOTEBOOK = """() => { const nb = window.jupyterapp.shell.currentWidget.content;
              commands: window.__commands }; }"""
 
 
+def _on_the_grid(lab_notebook, keys: list[str]) -> tuple[object, object]:
+    """The KEYS record's view, JupyterLab's commands watched, Tab onto the grid and `keys` pressed there; the page and
+    the notebook's state (cell type, mode, scroll) before them."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.evaluate(_COMMANDS)
+    before = page.evaluate(_NOTEBOOK)
+    page.locator(".gptoss-routing .gr-fit").focus()
+    page.keyboard.press("Tab")
+    for key in keys:
+        page.keyboard.press(key)
+    return page, before
+
+
 def test_page_up_and_down_go_to_the_first_and_last_layer(lab_notebook):
     """The grid had no Page Up / Page Down (the active cell stayed where it was). As in a WAI-ARIA grid they move a page of rows,
     here the rows are the layers and all of them are in view: Page Down goes to the last layer of the token, Page Up to
@@ -660,13 +673,7 @@ def test_page_up_and_down_go_to_the_first_and_last_layer(lab_notebook):
     import json
 
     strings, top1, weight = _keys_data()
-    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
-    page.evaluate(_COMMANDS)
-    before = page.evaluate(_NOTEBOOK)
-    page.locator(".gptoss-routing .gr-fit").focus()
-    page.keyboard.press("Tab")
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("PageDown")
+    page, before = _on_the_grid(lab_notebook, ["ArrowRight", "PageDown"])
     name = f"token #1 {json.dumps(strings[1])} (2 of {len(strings)}, user), layer 2: expert {top1[1, 2]}, {weight[1, 2]:.3f}"
     assert _active_name(page, ".gr-grid") == name
     page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-panel-layer.gr-here')?.textContent"
@@ -688,14 +695,7 @@ def test_e_opens_the_card_a_double_click_opens(lab_notebook):
     cell), and E runs no JupyterLab command (the cell stays a code cell in command mode).
     Screenshot: /tmp/h43B_shots/routing_e_card.png."""
     strings, top1, _ = _keys_data()
-    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
-    page.evaluate(_COMMANDS)
-    before = page.evaluate(_NOTEBOOK)
-    page.locator(".gptoss-routing .gr-fit").focus()
-    page.keyboard.press("Tab")
-    for key in ["ArrowRight"] * 3 + ["ArrowDown"] * 2:
-        page.keyboard.press(key)
-    page.keyboard.press("e")
+    page, before = _on_the_grid(lab_notebook, ["ArrowRight"] * 3 + ["ArrowDown"] * 2 + ["e"])
     card = page.locator(".gptoss-routing .gr-card.gr-open")
     page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
                            timeout=20_000)
