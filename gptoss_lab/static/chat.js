@@ -242,6 +242,13 @@ function insertCell(model, code, node) {
 
 // ---------------------------------------------------------------- one turn
 
+function barRow(...nodes) {
+  // One of the two rows of the live bar and of the footer that replaces it (chat.css: each at least 24 px high)
+  const row = h("div", "gx-bar-row");
+  row.append(...nodes);
+  return row;
+}
+
 class Turn {
   constructor(view, op) {
     this.view = view;
@@ -262,7 +269,8 @@ class Turn {
     });
     this.progress = h("span", "gx-progress", "generating…");
     const info = h("span", "gx-meta", [op.model, op.effort && `effort ${op.effort}`].filter(Boolean).join(" · "));
-    this.bar.append(this.stop, this.progress, info);
+    // In the footer's two rows (stats; meter and buttons), ■ Stop where ↻ Regenerate comes: the turn's end moves nothing
+    this.bar.append(barRow(this.progress, info), barRow(this.stop));
     this.node.append(row, this.items, this.bar);
     view.root.appendChild(this.node);
   }
@@ -500,8 +508,9 @@ class Turn {
     this.node.classList.remove("gx-live");
     const footer = h("div", "gx-footer");
     const line = h("span", "gx-stats", op.line);
-    footer.append(line);
-    if (op.context_tokens && this.contextWindow) footer.append(this.meter(op.context_tokens, this.contextWindow));
+    const below = barRow();
+    footer.append(barRow(line), below);
+    if (op.context_tokens && this.contextWindow) below.append(this.meter(op.context_tokens, this.contextWindow));
     if (op.controls) {
       const ask = (kind) => () => {
         keepFocus(group, line);
@@ -513,7 +522,7 @@ class Turn {
         ask("new_chat"));
       const group = h("span", "gx-turn-buttons");   // wraps as one: never New chat alone on the next line
       group.append(again, fresh);
-      footer.append(group);
+      below.append(group);
       this.regenerable(this.model.get("_last"));
     }
     this.bar.after(footer);
