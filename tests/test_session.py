@@ -676,3 +676,14 @@ def test_a_recorded_tool_call_not_ended_by_call_still_replays_the_rest_of_the_tu
     assert reply.final == "Done." and not reply.errors
     shown = [line.strip() for line in out.getvalue().splitlines()]  # the text view indents each line
     assert all(line in shown for thought in thoughts for line in thought.splitlines()) and "Done." in shown
+
+
+def test_a_recording_of_harmony_strings_in_a_list_is_refused_in_one_line():
+    """`ReplayEngine(["<|channel|>final..."])` (a list of Harmony texts, as one might write segments) took each text as
+    one "token": nothing checked it until the parser met a str where an id belongs. A recording is one str or ids."""
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"^ReplayEngine: a recording is Harmony text \(one str\) or token ids, not a "
+                                        r"sequence holding str '<\|channel\|>f"):
+        ReplayEngine(["<|channel|>final<|message|>ok<|return|>"])
+    assert ReplayEngine(np.array(harmony.encode("<|channel|>final<|message|>ok<|return|>"))).segments  # numpy ids

@@ -114,7 +114,7 @@ def test_a_session_shows_the_model_a_number_choice():
         """Set the level."""
         return "ok"
 
-    session = Session(ReplayEngine(["<|channel|>final<|message|>ok<|return|>"]), namespace={"set_level": set_level})
+    session = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={"set_level": set_level})
     assert "level: 1 | 2,\npair?: [number, string], // default: null\n" in session.export(tools="set_level")
 
 
@@ -239,7 +239,7 @@ def test_an_annotation_nested_too_deeply_is_a_one_line_error():
         tool(deep)
     with pytest.raises(TypeError, match=r"^list: the type annotation is nested too deeply to describe$"):
         ResponseFormat.from_user(annotation)
-    session = Session(ReplayEngine(["<|channel|>final<|message|>ok<|return|>"]), namespace={})
+    session = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={})
     with pytest.raises(TurnError, match="nested too deeply"):
         session.ask("Hi", tools=[deep])
 

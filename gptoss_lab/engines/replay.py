@@ -1,6 +1,8 @@
 """ReplayEngine: plays back recorded assistant tokens, for teaching, tests and demos."""
 from __future__ import annotations
 
+import numbers
+import reprlib
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
@@ -20,6 +22,10 @@ class ReplayEngine:
 
     def __init__(self, recording: str | Sequence[int], *, name: str = "replay", delay: float = 0.0) -> None:
         ids = harmony.encode(recording) if isinstance(recording, str) else list(recording)
+        odd = next((t for t in ids if not isinstance(t, numbers.Integral)), None)
+        if odd is not None:  # (a list of Harmony strings played its text as one "token" and broke the parser)
+            raise TypeError(f"ReplayEngine: a recording is Harmony text (one str) or token ids, not a sequence "
+                            f"holding {type(odd).__name__} {reprlib.repr(odd)}")
         self.name = name
         self.delay = delay
         self.segments = _segments(ids)
