@@ -439,6 +439,7 @@ def test_a_long_prompt_folds_live_and_saved(lab_notebook):
     live.locator(".gx-prompt-toggle").click()
     assert live.evaluate(FOLD) == [True, "Show less", False]                   # all 60 lines in sight
     prompt = page.locator(".gx-fallback .gx-prompt")
+    prompt.scroll_into_view_if_needed()           # the 60 lines shown above pushed it off screen, where it is not drawn
     summary = prompt.locator("details > summary")
     assert re.fullmatch(r"40 more lines \([\d,]+ characters\)", summary.inner_text().strip())
     assert prompt.bounding_box()["height"] < 600                              # 20 lines, not 60
