@@ -596,12 +596,17 @@ EVIL_THREAD = (  # every look-up the kernel's thread could make on its objects l
     "    @property\n    def __class__(self):\n        held()\n        return T\n")
 
 
+# Seconds a loaded 2-core machine may add to a stopped call (one ran 0.5 s over beside a browser test): the codes
+# below held the call 5 s or for ever when they won
+LOADED = 1.5
+
+
 @pytest.mark.parametrize("code", HOLDS.values(), ids=HOLDS.keys())
 def test_the_timeout_cannot_be_defeated(code):
     before = threading.active_count()
     result = PythonTool({}, timeout=0.5).execute(code)
     assert result.status == "timeout" and result.output.endswith("Timed out after 0.5 s")
-    assert result.seconds < 0.5 + containment.GRACE + 0.5
+    assert result.seconds < 0.5 + containment.GRACE + LOADED
     assert "did not stop" not in result.output and "still running" not in result.output  # it did stop
     assert threading.active_count() <= before + 1  # (+ the reaper, for a moment)
     assert _guards_gone()
@@ -626,7 +631,7 @@ def test_what_the_code_does_to_ctypes_does_not_reach_the_watcher(code, monkeypat
     monkeypatch.setattr(ctypes.pythonapi.PyThreadState_SetAsyncExc, "argtypes", None)
     result = PythonTool({}, timeout=0.5).execute(code)
     assert (result.status, result.output) == ("timeout", "Timed out after 0.5 s")
-    assert result.seconds < 0.5 + containment.GRACE + 0.5 and _guards_gone()
+    assert result.seconds < 0.5 + containment.GRACE + LOADED and _guards_gone()
 
 
 def test_the_first_stop_lets_cleanup_run():
@@ -1029,7 +1034,7 @@ def test_the_callers_thread_never_runs_the_codes_objects(code):
         start = time.perf_counter()
         result = PythonTool({}, timeout=0.5).execute(code)
         del result  # what the call returned holds nothing of the code's that runs when dropped
-        assert time.perf_counter() - start < 0.5 + containment.GRACE + 0.5
+        assert time.perf_counter() - start < 0.5 + containment.GRACE + LOADED
     finally:
         time.monotonic, threading.Thread.join = saved
 
