@@ -111,7 +111,7 @@ def test_document_text_never_becomes_html() -> None:
                           "total": 0, "lines": [], "results": [{"id": 0, "title": HOSTILE, "url": "javascript:x",
                                                                 "source": HOSTILE, "snippet": HOSTILE}]})
     card = Elements(card_html(call))
-    assert card.tags() <= {"div", "b", "ol", "li", "span", "br", "details", "summary", "pre"}
+    assert card.tags() <= {"div", "b", "ul", "li", "span", "br", "details", "summary", "pre"}
     assert all(not name.startswith("on") for _, attrs in card.found for name in attrs)
     assert "\\<img src=x onerror=\"alert\\(1\\)\"\\>" in sources_markdown(cites)   # Markdown shows it as text
 

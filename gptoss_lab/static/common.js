@@ -39,7 +39,7 @@ const CLASSES = new Map(Object.entries({
   span: ["gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines"], code: ["gx-math"],
   div: ["gx-cite-head", "gx-browse", "gx-browse-head"], details: ["gx-browse-raw"],
   pre: ["gx-code", "gx-output", "gx-browse-lines"], sup: ["gx-cite", "gx-cite-missing"],
-  ol: ["gx-cite-sources", "gx-browse-results"]}).map(([tag, names]) => [tag, new Set(names)]));
+  ol: ["gx-cite-sources"], ul: ["gx-browse-results"]}).map(([tag, names]) => [tag, new Set(names)]));
 // The one value each of these may have, as in the kernel: a chip with no link is reached by Tab in the page's order
 // and read as a reference to a note; prose reads in its first letter's direction (no text turned right to left).
 const ONLY = new Map([["tabindex", "0"], ["role", "doc-noteref"], ["dir", "auto"]]);

@@ -290,7 +290,7 @@ def card_html(call: ToolCall | None) -> str | None:
                         f'<span class="gx-browse-snippet">{_text(r["snippet"])}</span></li>' for r in results)
         body = (f'<div class="gx-browse-head">Search <b>{_name(data["query"])}</b> · '
                 f'{len(results)} result{"s" * (len(results) != 1)} · {cursor}</div>'
-                + (f'<ol class="gx-browse-results" start="0">{items}</ol>' if results else "")
+                + (f'<ul class="gx-browse-results">{items}</ul>' if results else "")
                 + _raw(call.output))  # type: ignore[union-attr]
     elif data["kind"] == "find":
         matches = data.get("matches") or []

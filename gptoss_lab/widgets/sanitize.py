@@ -64,7 +64,7 @@ _GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-err
        "gx-reasoning-text", "gx-footer"}
 # The browser's citation chips, sources list and call cards (widgets/citations.py); a chip's popup is the
 # text of its data-cite attribute, drawn by CSS.
-_BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources", "gx-browse-results"},
+_BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources"}, "ul": {"gx-browse-results"},
            "div": {"gx-cite-head", "gx-browse", "gx-browse-head"}, "pre": {"gx-browse-lines"},
            "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines"}, "details": {"gx-browse-raw"}}
 
@@ -134,7 +134,7 @@ def _cleaner(lab: bool = True) -> Any:
         classes = {"span": classes["span"] | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
                    "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
                    "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
-                   "blockquote": {"gx-final", "gx-commentary"}}
+                   "ul": _BROWSE["ul"], "blockquote": {"gx-final", "gx-commentary"}}
     return nh3.Cleaner(
         tags=_HTML | _MATHML,
         clean_content_tags=_DROP_WITH_CONTENT,

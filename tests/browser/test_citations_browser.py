@@ -5,13 +5,14 @@ What a user sees: the approval question says what will be searched; the calls sh
 numbered results, the opened window with line numbers, the matches); each citation in the answer is a
 numbered chip that shows the cited lines when hovered, in the live view and in the saved notebook
 reopened. Screenshots: /tmp/gptoss_browse_live.png, /tmp/gptoss_browse_hover.png, /tmp/gptoss_browse_saved.png,
-/tmp/gptoss_browse_grey_{light,dark}.png, /tmp/gptoss_browse_keyboard.png, /tmp/gptoss_browse_narrow.png.
+/tmp/gptoss_browse_saved_results.png, /tmp/gptoss_browse_grey_{light,dark}.png, /tmp/gptoss_browse_keyboard.png, /tmp/gptoss_browse_narrow.png.
 """
 from __future__ import annotations
 
 import pytest
 
 from tests.browser.test_chat_browser import CONTRAST
+from tests.browser.test_static_browser import READ_ITEMS
 
 CELLS = [
     "from gptoss_lab import Session, ReplayEngine\n"
@@ -50,7 +51,7 @@ def test_browsing_turn_cards_and_citation_chips_live_and_saved(lab_notebook, sav
     cards = page.locator(".gx-chat .gx-browse-card")
     assert cards.count() == 3
     results = cards.nth(0).locator(".gx-browse-results li")
-    assert results.count() == 1 and results.first.inner_text().startswith("id 0 Greenhouse operating manual manuals/greenhouse.pdf")
+    assert results.evaluate_all(READ_ITEMS) == ["id 0 Greenhouse operating manual manuals/greenhouse.pdf"]  # no marker
     assert [card.locator(".gx-browse-head").inner_text().rsplit(" · ", 1)[1] for card in cards.all()] == [
         "cursor 0", "cursor 1", "cursor 2"]                    # as the model's open and find calls name them
     assert "L4 Keep the humidity at 68 percent" in cards.nth(1).locator(".gx-browse-lines").inner_text()
@@ -68,6 +69,10 @@ def test_browsing_turn_cards_and_citation_chips_live_and_saved(lab_notebook, sav
     page.wait_for_selector(".gx-fallback sup.gx-cite", timeout=30_000)
     _hover_shows_the_cited_lines(page, ".gx-fallback")
     assert "Keep the humidity at 68 percent" in page.locator(".gx-fallback .gx-cite-sources").inner_text()
+    # the result says its id once: JupyterLab's list rules numbered it too ("0. id 0 Greenhouse ...")
+    saved_results = page.locator(".gx-fallback .gx-browse-results li")
+    assert saved_results.evaluate_all(READ_ITEMS) == ["id 0 Greenhouse operating manual manuals/greenhouse.pdf"]
+    saved_results.locator("xpath=ancestor::table").screenshot(path="/tmp/gptoss_browse_saved_results.png")
     page.screenshot(path="/tmp/gptoss_browse_saved.png")
 
 

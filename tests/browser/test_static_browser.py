@@ -3,10 +3,14 @@ notebook reopened without its kernel show), in Chromium with no script of ours: 
 the window, wide or 400 px narrow, on hover and on keyboard focus; every chip is reached by Tab; the turn's labels
 stay readable to a screen reader; its text reads at 4.5:1 on light and dark pages, themed or not.
 
+A saved search's results read as one list of ids where the page's style applies and where it is dropped.
+
 Screenshots: /tmp/gptoss_static_popup_{400,1280}.png, /tmp/gptoss_static_{nbconvert_light,nbconvert_dark,bare_dark,
-bare_light}.png.
+bare_light}.png, /tmp/gptoss_static_results_{nbconvert,no_style,github}.png.
 """
 from __future__ import annotations
+
+import re
 
 import nbformat
 import pytest
@@ -14,6 +18,7 @@ from nbconvert import HTMLExporter
 
 from gptoss_lab import ReplayEngine, Session
 from gptoss_lab.events import Citation
+from gptoss_lab.tools.browser import Browser, demo_folder
 from gptoss_lab.widgets.transcript import Transcript
 
 RECORDING = (
@@ -166,5 +171,54 @@ def test_the_saved_turn_reads_at_4_5_to_1_on_light_and_dark_pages(chromium, page
         page.screenshot(path=f"/tmp/gptoss_static_{host}.png", full_page=True)
         assert {"popup", "a", "div.gx-footer", "div.gx-cite-head", "pre.gx-output"} <= set(ratios)
         assert {name: ratio for name, ratio in ratios.items() if ratio < 4.5} == {}
+    finally:
+        page.close()
+
+
+SEARCH = ("<|channel|>analysis to=browser.search code<|message|>{\"query\": \"days\"}<|call|>"
+          "<|channel|>final<|message|>Two documents.<|return|>")
+# Each list item as a reader sees it: the marker Chromium draws before it ("0.", "•", none), then its text.
+READ_ITEMS = """(items) => items.map(li => {
+  const type = getComputedStyle(li).listStyleType, list = li.parentElement;
+  const marker = type === 'none' ? '' : type === 'disc' ? '• '
+    : type === 'decimal' ? `${list.start + [...list.children].indexOf(li)}. ` : `[${type}] `;
+  return marker + li.innerText.split('\\n')[0];
+})"""
+
+
+@pytest.fixture(scope="module")
+def search_pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A saved search turn (two results) as nbconvert's HTML, as a page with its <style> dropped (an untrusted
+    notebook), and as GitHub shows it (no <style>, no class or style attributes), as file:// URLs."""
+    folder = tmp_path_factory.mktemp("search")
+    session = Session(ReplayEngine(SEARCH), namespace={}, browser=Browser(demo_folder(folder / "docs")),
+                      tools="browser", approval="auto")
+    html = Transcript.from_reply(session.ask("Which documents mention days?"))._repr_mimebundle_()["text/html"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("reply", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": "reply"})])])
+    bare = re.sub(r"<style>.*?</style>", "", html, flags=re.DOTALL)
+    hosts = {"nbconvert": HTMLExporter().from_notebook_node(notebook)[0], "no_style": bare,
+             "github": re.sub(r' (?:class|style)="[^"]*"', "", bare)}
+    urls = {}
+    for name, text in hosts.items():
+        (folder / f"{name}.html").write_text(text if name == "nbconvert" else f'<meta charset="utf-8">{text}',
+                                             encoding="utf-8")
+        urls[name] = (folder / f"{name}.html").as_uri()
+    return urls
+
+
+@pytest.mark.parametrize("host", ["nbconvert", "no_style", "github"])
+def test_a_saved_search_lists_its_results_by_id_with_its_style_and_without(chromium, search_pages, host: str) -> None:
+    """The results were an <ol> counted from 0 whose items each said their id: nbconvert and JupyterLab (their list
+    rules outweighed ours) and GitHub (no <style>) showed "0. id 0 Paid leave…", a number read twice. Each result now
+    reads "id 0 …" after a bullet at most; the model's words ("id 0") are its only number."""
+    page = chromium.new_page(viewport={"width": 900, "height": 700})
+    try:
+        page.goto(search_pages[host])
+        results = page.locator("table li").filter(has_text="id ")
+        read = results.evaluate_all(READ_ITEMS)
+        page.locator("table").first.screenshot(path=f"/tmp/gptoss_static_results_{host}.png")
+        assert [line.removeprefix("• ") for line in read] == [
+            "id 0 Paid leave at Kestrel Labs handbook/leave.md", "id 1 Greenhouse operating manual manuals/greenhouse.pdf"]
     finally:
         page.close()
