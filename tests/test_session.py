@@ -687,3 +687,28 @@ def test_a_recording_of_harmony_strings_in_a_list_is_refused_in_one_line():
                                         r"sequence holding str '<\|channel\|>f"):
         ReplayEngine(["<|channel|>final<|message|>ok<|return|>"])
     assert ReplayEngine(np.array(harmony.encode("<|channel|>final<|message|>ok<|return|>"))).segments  # numpy ids
+
+
+def test_a_recording_played_out_says_how_many_replies_it_holds_and_what_to_do(capsys):
+    """A `%%gptoss` cell asked a ReplayEngine for more than its recording held and read "The turn failed: RuntimeError:
+    ReplayEngine: the recording has no segments left to play" (the engine's inner words). It now reads, in one line,
+    how many replies the recording holds, which one the turn asked for and what to do."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    said = ("The turn failed: the ReplayEngine's recording holds 2 replies and this turn asked for reply 3; give the "
+            "recording more replies (a reply ends at each tool call and at each answer)")
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.user_ns["s"] = session("<|channel|>analysis to=python code<|message|>print(6 * 7)<|call|>"
+                                     + FINAL.format(text="42"))
+        shell.run_line_magic("gptoss", "use s")
+        shell.run_cell_magic("gptoss", "", "Six times seven?")       # a tool call and the answer: both replies
+        capsys.readouterr()
+        shell.run_cell_magic("gptoss", "", "And six times eight?")
+        printed = capsys.readouterr().out
+        replies = shell.user_ns["s"].replies
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+    assert f"[error] {said}\n" in printed                      # the cell's view: one line
+    assert replies[-1].errors == [said] and replies[-1].final == ""   # and the turn's Reply

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import harmony
 from ..events import MessageEnd
-from .base import Sampling
+from .base import EngineError, Sampling
 
 
 class ReplayEngine:
@@ -39,8 +39,11 @@ class ReplayEngine:
         sampling: Sampling = Sampling(),
         recorder: Any = None,
     ) -> Iterator[int]:
-        if self._next >= len(self.segments):
-            raise RuntimeError("ReplayEngine: the recording has no segments left to play")
+        if self._next >= len(self.segments):  # said as the turn's one line (session.py shows EngineError's text)
+            held = len(self.segments)
+            raise EngineError(f"the ReplayEngine's recording holds {held} repl{'y' if held == 1 else 'ies'} and this turn "
+                              f"asked for reply {self._next + 1}; give the recording more replies (a reply ends at "
+                              "each tool call and at each answer)")
         segment = self.segments[self._next]
         self._next += 1
         for i, token in enumerate(segment):
