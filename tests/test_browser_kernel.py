@@ -95,4 +95,5 @@ s = Session(ReplayEngine('<|channel|>commentary to=browser.search <|constrain|>j
     out, content = run(kernel[1], "%%gptoss --tools browser --approve auto --text --timeout 2\nOwls?")
     assert content["status"] == "ok", out
     assert time.monotonic() - started < 15
-    assert "Error: ToolTimeout: Timed out after 2 s" in out and "The search did not answer." in out
+    assert "Error: ToolTimeout: Timed out after 2 s (the turn's tool timeout; change it with %%gptoss --timeout" in out
+    assert "The search did not answer." in out

@@ -10,6 +10,7 @@ import pytest
 from gptoss_lab import ReplayEngine, Session, harmony
 from gptoss_lab.events import ToolUpdate
 from gptoss_lab.session import TurnError
+from gptoss_lab.tools.base import TIMEOUT_HINT
 from gptoss_lab.tools.browser import Browser, demo_folder
 from gptoss_lab.tools.browser.demo import DEMO_QUESTION, DEMO_RECORDING
 
@@ -262,6 +263,6 @@ def test_a_browser_call_ends_at_the_turns_timeout(where: str) -> None:
     reply = session.ask("Owls?", view=Approver(), **({} if timeout else {"timeout": 1}))
     assert time.monotonic() - started < 5
     [call] = reply.tool_calls
-    assert (call.status, call.output) == ("timeout", "Error: ToolTimeout: Timed out after 1 s")
+    assert (call.status, call.output) == ("timeout", f"Error: ToolTimeout: Timed out after 1 s ({TIMEOUT_HINT})")
     assert reply.final == "The search timed out." and not reply.interrupted and not reply.errors
-    assert str(session.history[2].content[0].text) == "Error: ToolTimeout: Timed out after 1 s"   # what the model read
+    assert str(session.history[2].content[0].text) == f"Error: ToolTimeout: Timed out after 1 s ({TIMEOUT_HINT})"   # what the model read

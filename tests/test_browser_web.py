@@ -154,7 +154,8 @@ def test_a_slow_server_times_out_in_one_line(server: FakeServer) -> None:
     t0 = time.perf_counter()
     status, output = search(Browser(SearXNG(server.url, timeout=0.3)))
     assert time.perf_counter() - t0 < 1.4
-    assert (status, output) == ("error", "Error during search for `owls`: SearXNG did not answer within 0.3 s")
+    assert (status, output) == ("error", "Error during search for `owls`: SearXNG did not answer within 0.3 s "
+                                         "(the timeout= given to the backend)")
 
 
 def test_an_unreachable_server_is_one_line() -> None:
@@ -278,7 +279,8 @@ def test_a_page_that_trickles_in_is_cut_off_at_the_timeout(server: FakeServer) -
     t0 = time.perf_counter()
     status, output = opened(Browser(SearXNG(server.url, timeout=0.5)), f"{server.url}/slow")
     assert time.perf_counter() - t0 < 2
-    assert (status, output) == ("error", f"Error fetching URL `{server.url}/slow`: the page did not arrive within 0.5 s")
+    assert (status, output) == ("error", f"Error fetching URL `{server.url}/slow`: the page did not arrive within 0.5 s "
+                                         "(the timeout= given to the backend)")
 
 
 def test_a_page_compressed_twice_over_is_refused_before_it_is_unpacked(server: FakeServer) -> None:
@@ -497,7 +499,8 @@ def test_a_search_service_that_trickles_or_floods_is_cut_off(server: FakeServer)
     t0 = time.perf_counter()
     status, output = search(Browser(SearXNG(server.url, timeout=0.5)))
     assert time.perf_counter() - t0 < 2                              # was 6 s: the timeout held per read only
-    assert (status, output) == ("error", "Error during search for `owls`: SearXNG's answer did not arrive within 0.5 s")
+    assert (status, output) == ("error", "Error during search for `owls`: SearXNG's answer did not arrive within 0.5 s "
+                                         "(the timeout= given to the backend)")
 
     flood = [b'{"results": [{"url": "http://x.example", "title": "'] + [b"A" * 1_000_000] * 60 + [b'"}]}']
     server.routes["GET /search"] = lambda r: (200, "application/json", iter(flood))
@@ -573,3 +576,48 @@ def test_a_password_in_the_searxng_address_reaches_neither_the_model_nor_the_not
     result = browser.run(call)
     assert result.output.startswith(f"Error during search for `owls`: cannot reach {shown} (")   # was the password,
     assert "s3cret" not in result.output                                                         # to the model
+
+
+# ---------------------------------------------------------------- one time limit: the turn's tool timeout
+
+SEARCH_THEN_ANSWER = ('<|channel|>commentary to=browser.search <|constrain|>json<|message|>{"query": "owls"}<|call|>'
+                      '<|channel|>final<|message|>Done.<|return|>')
+TURN_TIMEOUT = ("the turn's tool timeout; change it with %%gptoss --timeout SECONDS, %gptoss config timeout=SECONDS "
+                "or ask(timeout=SECONDS)")
+
+
+def _asked(server: FakeServer, timeout: float) -> tuple[float, ToolCall]:
+    """`%%gptoss --tools browser --timeout S` over `%gptoss browse searxng:URL`: the seconds the turn took, its call."""
+    from gptoss_lab import ReplayEngine, Session
+
+    session = Session(ReplayEngine(SEARCH_THEN_ANSWER), namespace={}, browser=Browser.from_sources([f"searxng:{server.url}"]),
+                      tools="browser", approval="auto")
+    t0 = time.perf_counter()
+    reply = session.ask("Owls?", timeout=timeout)
+    [call] = reply.tool_calls
+    return time.perf_counter() - t0, call
+
+
+def test_a_slow_search_service_is_waited_for_as_long_as_the_turns_timeout_allows(server: FakeServer) -> None:
+    """`--timeout 60` with a SearXNG that takes 16 s: the search failed at 15 s ("SearXNG did not answer within
+    15 s"), a limit of the backend's own that the cell's --timeout did not change. The turn's timeout is the one limit."""
+    def slow(request: dict) -> Reply:
+        time.sleep(16)
+        return 200, "application/json", json.dumps({"results": [{"url": "https://owls.example", "title": "Owls"}]}).encode()
+
+    server.routes["GET /search"] = slow
+    took, call = _asked(server, timeout=60)
+    assert call.status == "done" and "【0†Owls†owls.example】" in call.output, call.output
+    assert 16 <= took < 30
+
+
+def test_a_search_service_that_does_not_answer_ends_at_the_turns_timeout_and_says_how_to_change_it(
+        server: FakeServer) -> None:
+    """`--timeout 1`: the call ended at 1 s, and its card and the model read "Error: ToolTimeout: Timed out after
+    1 s", naming neither the limit nor how to change it. It says both (whichever of the call's deadline and the
+    request's own cut-off sees the time first)."""
+    server.routes["GET /search"] = lambda r: (time.sleep(5) or 200, "application/json", b'{"results": []}')
+    took, call = _asked(server, timeout=1)
+    assert took < 3
+    assert (call.status, call.output) == ("timeout", f"Error: ToolTimeout: Timed out after 1 s ({TURN_TIMEOUT})")
+

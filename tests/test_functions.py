@@ -20,7 +20,7 @@ from typing_extensions import NotRequired, TypedDict
 from gptoss_lab import ReplayEngine, Session, harmony, tool
 from gptoss_lab.events import ToolCall
 from gptoss_lab.session import TurnError
-from gptoss_lab.tools.base import Toolset, ToolSpecError
+from gptoss_lab.tools.base import TIMEOUT_HINT, Toolset, ToolSpecError
 from gptoss_lab.tools.functions import FunctionTool
 from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.tools.python import MAX_OUTPUT_CHARS
@@ -249,7 +249,7 @@ def test_a_generator_function_is_bound_by_the_timeout():
 
     start = time.perf_counter()
     result = readings.call('{"sensor": "a"}', timeout=0.3)
-    assert result.status == "timeout" and result.output == "Error: ToolTimeout: Timed out after 0.3 s"
+    assert result.status == "timeout" and result.output == f"Error: ToolTimeout: Timed out after 0.3 s ({TIMEOUT_HINT})"
     assert time.perf_counter() - start < 2
 
 
@@ -267,7 +267,7 @@ def test_a_users_validator_is_bound_by_the_timeout():
 
     start = time.perf_counter()
     result = greet.call('{"name": "Ada"}', timeout=0.3)
-    assert result.status == "timeout" and result.output == "Error: ToolTimeout: Timed out after 0.3 s"
+    assert result.status == "timeout" and result.output == f"Error: ToolTimeout: Timed out after 0.3 s ({TIMEOUT_HINT})"
     assert time.perf_counter() - start < 2
 
 

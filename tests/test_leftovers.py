@@ -12,6 +12,7 @@ import pytest
 
 from gptoss_lab.events import ToolCall
 from gptoss_lab.routing import Routing
+from gptoss_lab.tools.base import TIMEOUT_HINT
 from gptoss_lab.tools.browser import Browser
 from gptoss_lab.tools.browser.local import LocalBackend
 from gptoss_lab.tools.functions import tool
@@ -120,5 +121,5 @@ def test_a_generator_a_function_returned_is_cleaned_up_within_the_timeout() -> N
 
     start = time.monotonic()
     result = table.call("{}", timeout=0.5)
-    assert result.status == "timeout" and result.output == "Error: ToolTimeout: Timed out after 0.5 s"
+    assert result.status == "timeout" and result.output == f"Error: ToolTimeout: Timed out after 0.5 s ({TIMEOUT_HINT})"
     assert time.monotonic() - start < 2.5 and cleaned == ["started"]

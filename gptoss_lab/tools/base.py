@@ -11,6 +11,7 @@ import reprlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,21 +39,40 @@ def interrupted(output: str) -> ToolResult:
                                      f"Output before the interrupt:\n{shown}")
 
 
+# Which limit ended a call, and how to change it: the model reads it and the call's card shows it.
+TIMEOUT_HINT = ("the turn's tool timeout; change it with %%gptoss --timeout SECONDS, %gptoss config timeout=SECONDS "
+                "or ask(timeout=SECONDS)")
+# The running `bounded` call's end on the monotonic clock and what ends it (see `call_limit`).
+_CALL: ContextVar[tuple[float, BaseException] | None] = ContextVar("gptoss_call_limit", default=None)
+
+
 def bounded(work: Callable[[], ToolResult], timeout: float | None, stop: Callable[[], bool] | None) -> ToolResult:
     """`work()` run here, on the caller's thread, ended after `timeout` seconds (the model reads `Error: ToolTimeout:
-    Timed out after 2 s`) or once `stop()` (the view's Stop) says yes (`interrupted`); timed."""
+    Timed out after 2 s (the turn's tool timeout; ...)`) or once `stop()` (the view's Stop) says yes (`interrupted`);
+    timed."""
     from .containment import ToolTimeout, deadline
 
     start = time.perf_counter()
+    limit = _CALL.set((time.monotonic() + timeout, ToolTimeout.after(timeout)()) if timeout else None)
     try:
         with deadline(timeout, stop):
             result = work()
     except ToolTimeout as err:
-        result = ToolResult("timeout", f"Error: ToolTimeout: {err}")
+        result = ToolResult("timeout", f"Error: ToolTimeout: {err} ({TIMEOUT_HINT})")
     except KeyboardInterrupt:
         result = interrupted("")
+    finally:
+        _CALL.reset(limit)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def call_limit() -> tuple[float, BaseException] | None:
+    """The seconds left to the running tool call under the turn's timeout, and the ToolTimeout that ends it (`bounded`
+    says it); None outside a call with a timeout. A tool that waits with a clock of its own (a web request) ends its
+    wait by them, so the turn's one limit ends the call in the same words, whichever clock sees it first."""
+    running = _CALL.get()
+    return None if running is None else (max(0.0, running[0] - time.monotonic()), running[1])
 
 
 def error_text(err: BaseException, note: str = "") -> str:

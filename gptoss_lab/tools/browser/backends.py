@@ -55,7 +55,7 @@ class FunctionBackend(Backend):
     from the `text` the hits carried, else from the web when `fetch="web"`."""
 
     def __init__(self, search: Callable[[str, int], Any], fetch: Callable[[str], Any] | str | None = None, *,
-                 timeout: float = 15.0) -> None:
+                 timeout: float | None = None) -> None:
         if not callable(search):
             raise TypeError(f"search must be a function (query, topn) -> results, not {type(search).__name__}")
         if not (fetch is None or fetch == "web" or callable(fetch)):

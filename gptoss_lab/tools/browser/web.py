@@ -3,9 +3,10 @@
 
 Nothing here runs unless the user chose such a backend (`%gptoss browse searxng:URL`, `exa`, `youcom`).
 Every failure (unreachable, refused, 401, timeout, not JSON, unexpected JSON) is a one-line
-`BackendError` naming the service, which the model reads as the tool's output. Requests to the APIs
-follow the reference (openai/gpt-oss `simple_browser/backend.py`); base URLs can be changed, which is
-how the tests talk to fake servers on 127.0.0.1.
+`BackendError` naming the service, which the model reads as the tool's output. A request may take as long as
+the browser call may run (the turn's tool timeout, `%%gptoss --timeout`), or a backend's own `timeout=` where
+one is given. Requests to the APIs follow the reference (openai/gpt-oss `simple_browser/backend.py`); base URLs
+can be changed, which is how the tests talk to fake servers on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ..base import call_limit
 from .backends import Backend, BackendError, one_line
 from .extract import ExtractError, document_page, html_page
 from .page import Page, SearchResult, maybe_truncate
 
-TIMEOUT = 15.0
 MAX_PAGE_BYTES = 5_000_000
 MAX_REDIRECTS = 10
 USER_AGENT = "gptoss_lab-browser/0.1 (+https://github.com/openai/gpt-oss)"
@@ -40,27 +41,55 @@ def _reason(err: Exception) -> str:
     return one_line(text, 160)
 
 
+class _Limit:
+    """How long one request may take: the backend's own `timeout` where one was given, else what is left of the
+    browser call's time (the turn's tool timeout), else (a backend used outside a turn) the settings' default."""
+
+    def __init__(self, own: float | None) -> None:
+        call = None if own is not None else call_limit()
+        self._ends = call[1] if call is not None else None
+        if own is not None:
+            self.seconds, self._why = own, "the timeout= given to the backend"
+        elif call is not None:
+            self.seconds, self._why = call[0], ""
+        else:
+            from ...settings import Settings
+
+            self.seconds, self._why = Settings().timeout, "the default tool timeout; give the backend a timeout="
+        self.end = time.monotonic() + self.seconds
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.end
+
+    def exceeded(self, what: str) -> BaseException:
+        """The error of a request that ran past the limit ("SearXNG did not answer"): the browser call's own timeout
+        where it was the call's (the turn's limit, said as the turn says it), else naming the backend's `timeout=`."""
+        if self._ends is not None:
+            return self._ends
+        return BackendError(f"{what} within {self.seconds:g} s ({self._why})")
+
+
 class HttpService:
     """Requests to one service, with every way they fail turned into one line naming it."""
 
     def __init__(self, name: str, base_url: str, *, headers: dict[str, str] | None = None,
-                 timeout: float = TIMEOUT, key_hint: str = "") -> None:
+                 timeout: float | None = None, key_hint: str = "") -> None:
         self.name, self.base_url, self.timeout, self.key_hint = name, base_url.rstrip("/"), timeout, key_hint
         self.shown_url = _shown(self.base_url)
         self.headers = {"user-agent": USER_AGENT, **(headers or {})}
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The service's JSON answer, read whole within `timeout` seconds and at most MAX_PAGE_BYTES long
-        (a service that trickles or floods cannot hold the kernel or fill its memory)."""
+        """The service's JSON answer, read whole within the request's time (see `_Limit`) and at most MAX_PAGE_BYTES
+        long (a service that trickles or floods cannot hold the kernel or fill its memory)."""
         url = self.base_url + path
-        deadline = time.monotonic() + self.timeout
+        limit = _Limit(self.timeout)
         try:
-            with _cut_off(self.timeout) as extensions, \
-                    httpx.Client(headers={**self.headers, **_ACCEPTED}, timeout=self.timeout) as client, \
+            with _cut_off(limit.seconds) as extensions, \
+                    httpx.Client(headers={**self.headers, **_ACCEPTED}, timeout=limit.seconds) as client, \
                     client.stream(method, url, extensions=extensions, **kwargs) as response:
-                data = _body(response, deadline, self.timeout, f"{self.name}'s answer")
+                data = _body(response, limit, f"{self.name}'s answer")
         except httpx.TimeoutException:
-            raise BackendError(f"{self.name} did not answer within {self.timeout:g} s") from None
+            raise limit.exceeded(f"{self.name} did not answer") from None
         except httpx.ConnectError as err:
             raise BackendError(f"cannot reach {self.name} at {self.shown_url} ({_reason(err)})") from None
         except httpx.HTTPError as err:
@@ -120,7 +149,7 @@ class SearXNG(Backend):
     """A SearXNG instance (self-hosted metasearch; its settings must allow the `json` format). Pages
     are fetched from the web directly, cut to their main content."""
 
-    def __init__(self, url: str, *, timeout: float = TIMEOUT) -> None:
+    def __init__(self, url: str, *, timeout: float | None = None) -> None:
         if not url.lower().startswith(("http://", "https://")):
             raise BackendError(f"a SearXNG URL starts with http:// or https://, not {url!r}")
         _check_address(url)
@@ -156,7 +185,7 @@ class _SearchApi(Backend):
     NAME = BASE_URL = KEY_ENV = ""
 
     def __init__(self, *, api_key: str | None = None, api_key_env: str | None = None,
-                 base_url: str | None = None, timeout: float = TIMEOUT) -> None:
+                 base_url: str | None = None, timeout: float | None = None) -> None:
         env = api_key_env or self.KEY_ENV
         key = api_key or os.environ.get(env)
         if not key:
@@ -227,11 +256,11 @@ def _api_page(html: Any, url: str, title: Any) -> Page:
         raise BackendError(str(err)) from None
 
 
-def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
-    """A web page fetched directly (http and https only, at most MAX_PAGE_BYTES, all of it within
-    `timeout` seconds), cut to its main content. Redirects are followed, but not from one address to
-    another on this machine or its network: the model opens such an address itself, under approval."""
-    deadline = time.monotonic() + timeout
+def fetch_web(url: str, *, timeout: float | None = None) -> Page:
+    """A web page fetched directly (http and https only, at most MAX_PAGE_BYTES, all of it within `timeout` seconds,
+    by default the browser call's time: see `_Limit`), cut to its main content. Redirects are followed, but not from
+    one address to another on this machine or its network: the model opens such an address itself, under approval."""
+    limit = _Limit(timeout)
     start, redirected = None, False
 
     def refuse_local() -> bool:
@@ -241,15 +270,15 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
 
     try:
         start = _origin(url)
-        with _cut_off(timeout, refuse_local) as extensions, \
-                httpx.Client(headers={"user-agent": USER_AGENT, **_ACCEPTED}, timeout=timeout) as client:
+        with _cut_off(limit.seconds, refuse_local) as extensions, \
+                httpx.Client(headers={"user-agent": USER_AGENT, **_ACCEPTED}, timeout=limit.seconds) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 if not url.startswith(("http://", "https://")):
                     raise BackendError("only http:// and https:// addresses can be opened")
                 with client.stream("GET", url, extensions=extensions) as response:
                     if response.is_redirect:
-                        if time.monotonic() > deadline:
-                            raise BackendError(f"the page did not arrive within {timeout:g} s")
+                        if limit.passed():
+                            raise limit.exceeded("the page did not arrive")
                         target = str(response.url.join(response.headers["location"]))
                         if target.startswith(("http://", "https://")) and _origin(target) != _origin(url) \
                                 and is_local(httpx.URL(target).host):
@@ -258,7 +287,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
                         continue
                     if response.status_code >= 400:
                         raise BackendError(f"HTTP {response.status_code} {response.reason_phrase}")
-                    data = _body(response, deadline, timeout)
+                    data = _body(response, limit)
                     content_type, charset = response.headers.get("content-type", ""), response.charset_encoding
                     final = str(response.url)
                     break
@@ -267,7 +296,7 @@ def fetch_web(url: str, *, timeout: float = TIMEOUT) -> Page:
     except _LocalPeer:
         raise _redirects_local(url) from None
     except httpx.TimeoutException:
-        raise BackendError(f"no answer within {timeout:g} s") from None
+        raise limit.exceeded("no answer") from None
     except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as err:  # UnicodeError: a host IDNA cannot write (`a..b`)
         raise BackendError(f"{type(err).__name__}: {_reason(err)}") from None
     try:
@@ -370,8 +399,8 @@ def _global_peer(sock: socket.socket) -> bool:
         return False
 
 
-def _body(response: httpx.Response, deadline: float, timeout: float, what: str = "the page") -> bytes:
-    """The decoded body, refused once it grows past MAX_PAGE_BYTES or takes longer than `timeout`
+def _body(response: httpx.Response, limit: _Limit, what: str = "the page") -> bytes:
+    """The decoded body, refused once it grows past MAX_PAGE_BYTES or comes later than `limit` allows
     (`what` names it in the error)."""
     codings = [c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True)
                if c.strip().lower() not in ("", "identity")]
@@ -385,11 +414,11 @@ def _body(response: httpx.Response, deadline: float, timeout: float, what: str =
             data += chunk
             if len(data) > MAX_PAGE_BYTES:
                 raise BackendError(f"{what} is larger than {MAX_PAGE_BYTES // 1_000_000} MB")
-            if time.monotonic() > deadline:
+            if limit.passed():
                 break
     except httpx.TransportError:
-        if time.monotonic() <= deadline:
+        if not limit.passed():
             raise
-    if time.monotonic() > deadline:  # also when _cut_off shut the connection down: what came may end anywhere
-        raise BackendError(f"{what} did not arrive within {timeout:g} s")
+    if limit.passed():  # also when _cut_off shut the connection down: what came may end anywhere
+        raise limit.exceeded(f"{what} did not arrive")
     return bytes(data)
