@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from gptoss_lab.tools import containment
+from gptoss_lab.tools.base import TIMEOUT_HINT
 from gptoss_lab.tools.containment import ToolTimeout, deadline
 from gptoss_lab.tools.python import MAX_OUTPUT_CHARS, PythonTool
 
@@ -421,7 +422,8 @@ def test_a_module_the_clean_up_runs_on_can_be_emptied(module, then):
     finally:
         names.update(kept)
     assert lost == [] and _guards_gone()
-    assert (result.status, result.output) == (("done", "1\n") if then == "1" else ("timeout", "Timed out after 0.5 s"))
+    timed_out = ("timeout", f"Timed out after 0.5 s ({TIMEOUT_HINT})")
+    assert (result.status, result.output) == (("done", "1\n") if then == "1" else timed_out)
 
 
 def test_a_key_that_fails_to_compare_does_not_stop_the_put_back():
@@ -605,7 +607,7 @@ LOADED = 1.5
 def test_the_timeout_cannot_be_defeated(code):
     before = threading.active_count()
     result = PythonTool({}, timeout=0.5).execute(code)
-    assert result.status == "timeout" and result.output.endswith("Timed out after 0.5 s")
+    assert result.status == "timeout" and result.output.endswith(f"Timed out after 0.5 s ({TIMEOUT_HINT})")
     assert result.seconds < 0.5 + containment.GRACE + LOADED
     assert "did not stop" not in result.output and "still running" not in result.output  # it did stop
     assert threading.active_count() <= before + 1  # (+ the reaper, for a moment)
@@ -630,13 +632,13 @@ def test_what_the_code_does_to_ctypes_does_not_reach_the_watcher(code, monkeypat
     monkeypatch.setattr(ctypes, "c_ulong", ctypes.c_ulong)  # put back after the test (the code's change stays)
     monkeypatch.setattr(ctypes.pythonapi.PyThreadState_SetAsyncExc, "argtypes", None)
     result = PythonTool({}, timeout=0.5).execute(code)
-    assert (result.status, result.output) == ("timeout", "Timed out after 0.5 s")
+    assert (result.status, result.output) == ("timeout", f"Timed out after 0.5 s ({TIMEOUT_HINT})")
     assert result.seconds < 0.5 + containment.GRACE + LOADED and _guards_gone()
 
 
 def test_the_first_stop_lets_cleanup_run():
     result = PythonTool({}, timeout=0.3).execute("try:\n    n = 1\n    while True: n += 1\nfinally:\n    print('cleaned up')")
-    assert result.output == "cleaned up\n\nTimed out after 0.3 s"
+    assert result.output == f"cleaned up\n\nTimed out after 0.3 s ({TIMEOUT_HINT})"
 
 
 def test_code_stuck_in_native_code_is_left_behind_and_the_user_told(capsys):
@@ -744,7 +746,7 @@ def test_code_out_of_threadings_table_is_still_stopped_and_guarded(code, monkeyp
     if "started" in code:
         assert result.output == "'started'\n\n[1 thread started by this code is still running in the background]"
     else:
-        assert (result.status, result.output) == ("timeout", "Timed out after 0.5 s")
+        assert (result.status, result.output) == ("timeout", f"Timed out after 0.5 s ({TIMEOUT_HINT})")
 
 
 def test_a_print_flood_is_bounded_while_it_is_written():
@@ -1080,7 +1082,7 @@ def test_a_thread_whose_every_look_up_loops_does_not_hold_the_kernel(ending):
     if ending == "done":
         assert result.output == "'returned'\n\n[1 thread started by this code is still running in the background]"
     else:
-        assert result.output == "Timed out after 0.5 s"  # and its thread was stopped with it
+        assert result.output == f"Timed out after 0.5 s ({TIMEOUT_HINT})"  # and its thread was stopped with it
     assert _guards_gone()
 
 

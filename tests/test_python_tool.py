@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from gptoss_lab.tools.base import TIMEOUT_HINT
 from gptoss_lab.tools.python import MAX_OUTPUT_CHARS, Capture, PythonTool, truncate
 
 
@@ -71,7 +72,7 @@ def test_a_null_byte_is_an_error_not_a_crash():
 def test_timeout_stops_runaway_code():
     result = PythonTool({}, timeout=0.5).execute("print('start')\nwhile True: pass")
     assert result.status == "timeout"
-    assert result.output == "start\n\nTimed out after 0.5 s"
+    assert result.output == f"start\n\nTimed out after 0.5 s ({TIMEOUT_HINT})"
     assert result.seconds < 5
 
 

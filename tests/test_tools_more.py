@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from gptoss_lab.tools import containment
+from gptoss_lab.tools.base import TIMEOUT_HINT
 from gptoss_lab.tools.python import PythonTool
 from test_adversarial_python import SETUP  # tests/ is on sys.path: `turn(code)` asks a ReplayEngine session
 from test_kernel import run
@@ -81,9 +82,9 @@ def test_an_audit_hook_is_refused():
 
 
 TAKEN_AWAY = {  # builtins the lab's own watcher and clean-up looked up: the call raised NameError or never returned
-    "id, then a loop": ("import builtins\ndel builtins.id\nwhile True: pass", "timeout", "Timed out after 0.5 s"),
+    "id, then a loop": ("import builtins\ndel builtins.id\nwhile True: pass", "timeout", f"Timed out after 0.5 s ({TIMEOUT_HINT})"),
     "all, then a loop": ("import builtins, threading, time\nthreading.Thread(target=time.sleep, args=(1,)).start()\n"
-                         "vars(builtins).clear()\nwhile True: pass", "timeout", "Timed out after 0.5 s"),
+                         "vars(builtins).clear()\nwhile True: pass", "timeout", f"Timed out after 0.5 s ({TIMEOUT_HINT})"),
     "dict": ("import builtins\ndel builtins.dict\n1", "done", "1\n"),
     "setattr": ("import builtins\ndel builtins.setattr\n1", "done", "1\n"),
 }

@@ -26,7 +26,7 @@ from openai_harmony import ToolNamespaceConfig
 from .. import settings
 from ..events import ToolCall
 from . import containment
-from .base import Tool, ToolResult, interrupted
+from .base import TIMEOUT_HINT, Tool, ToolResult, interrupted
 from .containment import Seized, ToolTimeout, contain, deadline
 
 __all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "deadline", "truncate"]
@@ -148,7 +148,8 @@ class PythonTool(Tool):
         if outcome.status == "error":  # formatted on the code's thread; this one never touches the error
             out.write(shown[0] if shown else "The code's error could not be shown (formatting it failed).\n")
         elif outcome.status == "timeout":
-            out.write(f"\nTimed out after {self.timeout:g} s" if out.total else f"Timed out after {self.timeout:g} s")
+            said = f"Timed out after {self.timeout:g} s ({TIMEOUT_HINT})"   # as a function's or the browser's
+            out.write("\n" + said if out.total else said)
         text = out.getvalue() + _notes(outcome)
         if outcome.status == "interrupted":
             result = interrupted(text)
