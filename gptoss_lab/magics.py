@@ -230,7 +230,8 @@ def _line_parser() -> _Parser:
     connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_given,
                          help="environment variable holding the API key")
     connect.add_argument("--timeout", type=float, metavar="SECONDS",
-                         help="wait for the server: connecting, each streamed chunk (default 120)")
+                         help="the longest the server may keep a request waiting: connecting, then each next text it "
+                              "streams (keep-alives do not count; default 120)")
     connect.add_argument("--retries", type=int, metavar="N", help="times a connection error is retried (default 2)")
     trust = connect.add_mutually_exclusive_group()
     trust.add_argument("--ca-bundle", dest="verify", metavar="PATH", type=_given,
