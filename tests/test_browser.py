@@ -369,6 +369,14 @@ def test_approval_questions_say_what_will_be_read(docs: Path) -> None:
     assert browser.approval_question(ToolCall("browser.open", "analysis", "nonsense")) == "Run browser.open with nonsense?"
 
 
+def test_approval_question_of_a_link_names_its_page_by_cursor_as_cards_do(docs: Path) -> None:
+    browser = Browser(docs)
+    browser.run(call("search", query="solar inverter"))
+    browser.run(call("open", id=0))
+    assert browser.approval_question(call("open", id=7)) == "Open link 7 of the page at cursor 1?"  # not 'page -1'
+    assert browser.approval_question(call("open", id=7, cursor=0)) == "Open link 7 of the page at cursor 0?"
+
+
 def test_demo_folder_states_each_fact_once_and_search_finds_it_first(docs: Path) -> None:
     browser = Browser(docs)
     pages = LocalBackend.from_paths([docs]).pages

@@ -351,7 +351,8 @@ class Browser(Tool):
             return self._local_note(page.urls[str(target)]) + f"Open result {target}: {name}?"
         if target < 0 and page is not None:
             return f"Show {page.title or page.url} from line {max(args.get('loc', 0), 0)}?"
-        return f"Open link {target} of page {cursor}?"
+        at = len(self.stack) - 1 if cursor == -1 and self.stack else cursor   # named as the cards name a page
+        return f"Open link {target} of the page at cursor {at}?"
 
     def _local_note(self, url: str) -> str:
         """What an approval question starts with for an address on this computer or its network (its end is the
