@@ -18,8 +18,12 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator
 
 CHROMIUM = os.environ.get("GPTOSS_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -151,6 +155,17 @@ def page(chromium, jupyter_lab: Lab, request: pytest.FixtureRequest) -> Iterator
             print(f"no screenshot: {err}")
     context.close()
     jupyter_lab.shutdown_kernels()
+
+
+def in_sight(locator: Locator, timeout: float = 10_000) -> Locator:
+    """Scroll `locator`'s element into view, as a reader would, and wait until it is drawn; returns the locator.
+
+    JupyterLab's "contentVisibility" windowing leaves a cell far out of view undrawn, where innerText reads '', and
+    draws one scrolled in a frame or more later; a mouse aimed by bounding_box() at a part out of view hits nothing."""
+    locator.scroll_into_view_if_needed()
+    locator.page.wait_for_function("(node) => node.checkVisibility({contentVisibilityAuto: true})",
+                                   arg=locator.element_handle(), timeout=timeout)
+    return locator
 
 
 def write_notebook(path: Path, cells: list[str]) -> Path:

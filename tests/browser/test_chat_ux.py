@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import write_notebook
+from tests.browser.conftest import in_sight, write_notebook
 from tests.browser.test_chat_browser import CONTRAST
 
 TWO_CALLS = (
@@ -439,8 +439,7 @@ def test_a_long_prompt_folds_live_and_saved(lab_notebook):
     live.locator(".gx-prompt-toggle").click()
     assert live.evaluate(FOLD) == [True, "Show less", False]                   # all 60 lines in sight
     prompt = page.locator(".gx-fallback .gx-prompt")
-    prompt.scroll_into_view_if_needed()           # the 60 lines shown above pushed it off screen, where it is not drawn
-    summary = prompt.locator("details > summary")
+    summary = in_sight(prompt.locator("details > summary"))      # the 60 lines shown above pushed it off screen
     assert re.fullmatch(r"40 more lines \([\d,]+ characters\)", summary.inner_text().strip())
     assert prompt.bounding_box()["height"] < 600                              # 20 lines, not 60
     assert "line 19 of" in prompt.inner_text() and "line 59 of" not in prompt.inner_text()
