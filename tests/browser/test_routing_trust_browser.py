@@ -1,6 +1,8 @@
 """RoutingView in real JupyterLab + Chromium with gate weights no router should give: they show as themselves."""
 from __future__ import annotations
 
+from tests.browser.conftest import in_sight
+
 BROKEN = """
 import numpy as np
 from gptoss_lab.routing import Routing
@@ -77,7 +79,7 @@ def test_shares_among_32768_experts_are_not_all_0_percent(page, lab_notebook):
         return fill.call(this, text, ...rest); }; }""")
     page = lab_notebook([MANY], wait_for=".gptoss-routing[data-draw-ms]", timeout=90)
     assert "0.0083%" in page.evaluate("() => window.__texts")  # 1 pick of 12,000: the top of the load axis
-    box = page.locator(".gptoss-routing .gr-load").bounding_box()
+    box = in_sight(page.locator(".gptoss-routing .gr-load")).bounding_box()   # below the grid: maybe off screen
     page.mouse.click(box["x"] + box["width"] - 8, box["y"] + 60)  # a bar near the right end: an expert chosen once
     card = page.locator(".gptoss-routing .gr-card.gr-open .gr-panel-title")
     page.wait_for_function("() => /of the layer/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
@@ -100,7 +102,7 @@ def test_a_bar_clicked_with_all_layers_shown_says_to_choose_a_layer(lab_notebook
     page = lab_notebook([SMALL], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
     hint = page.locator(".gptoss-routing .gr-load-head .gr-hint")
     assert hint.inner_text() == "choose a layer (right) for experts' cards"
-    box = page.locator(".gptoss-routing .gr-load").bounding_box()
+    box = in_sight(page.locator(".gptoss-routing .gr-load")).bounding_box()   # below the grid: maybe off screen
     page.mouse.click(box["x"] + 48 + (box["width"] - 48) * 0.6, box["y"] + box["height"] - 12)
     title = page.locator(".gptoss-routing .gr-card.gr-open .gr-panel-title")
     title.wait_for(timeout=10_000)
