@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import in_sight
 from tests.browser.test_chat_browser import CONTRAST
 from tests.browser.test_static_browser import READ_ITEMS
 
@@ -46,7 +47,7 @@ def test_browsing_turn_cards_and_citation_chips_live_and_saved(lab_notebook, sav
     page.locator(".gx-always").click()                         # allow the browser for the rest of the conversation
     page.wait_for_selector(".gx-final sup.gx-cite", timeout=60_000)
     page.wait_for_selector("text=/^CITED /", timeout=30_000)
-    assert "68 percent" in page.locator("text=/^CITED /").inner_text()
+    assert "68 percent" in in_sight(page.locator("text=/^CITED /")).inner_text()   # below the tall chat: off screen
 
     cards = page.locator(".gx-chat .gx-browse-card")
     assert cards.count() == 3
