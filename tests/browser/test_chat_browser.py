@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from tests.browser.conftest import in_sight
+
 RECORDING = (
     "<|channel|>analysis<|message|>The user asks for the sum of squares below 10. "
     "I will compute it with Python to be sure.<|end|>"
@@ -49,7 +51,7 @@ def _cells(recording: str, approval: str, delay: float) -> list[str]:
 
 def _reply_line(page) -> str:
     page.wait_for_selector("text=/^REPLY /", timeout=30_000)
-    return page.locator("text=/^REPLY /").inner_text()
+    return in_sight(page.locator("text=/^REPLY /")).inner_text()     # the cell below the chat: maybe off screen
 
 
 def test_run_executes_the_approved_call_and_the_answer_renders(lab_notebook):
