@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.browser.conftest import in_sight
+
 DATA = """
 import numpy as np
 rng = np.random.default_rng(0)
@@ -340,7 +342,7 @@ def test_the_grid_is_one_tab_stop_whose_arrows_show_what_a_click_shows(lab_noteb
 
     page.locator(".gptoss-routing .gr-panel .gr-close").click()
     page.wait_for_selector(".gptoss-routing .gr-panel.gr-open", state="detached", timeout=5_000)
-    box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
+    box = in_sight(page.locator(".gptoss-routing .gr-canvas")).bounding_box()   # ✕ below was clicked: maybe off screen
     cell = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth") / n
     page.mouse.click(box["x"] + GUTTER + 3.5 * cell, box["y"] + TOP + 2 * 16 + 8)  # rows are 16 px at 3 layers
     panel.wait_for(timeout=5_000)
@@ -715,7 +717,7 @@ def test_e_opens_the_card_a_double_click_opens(lab_notebook):
 
     page.locator(".gptoss-routing .gr-card .gr-close").click()
     card.wait_for(state="detached", timeout=5_000)
-    box = page.locator(".gptoss-routing .gr-canvas").bounding_box()
+    box = in_sight(page.locator(".gptoss-routing .gr-canvas")).bounding_box()   # ✕ below was clicked: maybe off screen
     cell = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth") / len(strings)
     page.mouse.dblclick(box["x"] + GUTTER + 3.5 * cell, box["y"] + TOP + 2 * 16 + 8)  # token 3, layer 2
     page.wait_for_function("() => /chosen most for/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
