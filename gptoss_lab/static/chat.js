@@ -41,16 +41,35 @@ function answerHTML(html) {
   return fragment;
 }
 
+function seenRows(node) {
+  // [top, bottom] of the part of the window that node's clipping ancestors (the notebook's scroller, an output area)
+  // leave visible (not the body: its overflow is the window's)
+  let top = 0, bottom = window.innerHeight;
+  for (let n = node.parentElement; n && n !== document.body; n = n.parentElement) {
+    const style = getComputedStyle(n);
+    if (style.overflowX === "visible" && style.overflowY === "visible") continue;
+    const box = n.getBoundingClientRect();
+    top = Math.max(top, box.top);
+    bottom = Math.min(bottom, box.bottom);
+  }
+  return [top, bottom];
+}
+
 function placePopup(event) {
   // A citation chip's popup (citations.css) opens at the chip, moved left as far as it must to stay in the view:
-  // near the right edge of a narrow notebook its lines ran past the edge and were cut off.
+  // near the right edge of a narrow notebook its lines ran past the edge and were cut off. It opens below the chip
+  // when it does not fit above (a chip near the notebook's top: its lines went under the toolbar) and fits below.
   const chip = event.target.closest && event.target.closest("sup.gx-cite");
   const view = chip && chip.closest(".gx-chat");
   if (!view) return;
-  const room = view.getBoundingClientRect(), at = chip.getBoundingClientRect().left;
+  const room = view.getBoundingClientRect(), at = chip.getBoundingClientRect();
   chip.style.setProperty("--gx-cite-room", `${room.width}px`);
-  const width = parseFloat(getComputedStyle(chip, "::after").width) || 0;
-  chip.style.setProperty("--gx-cite-left", `${Math.max(room.left - at, Math.min(-4, room.right - at - width))}px`);
+  chip.classList.remove("gx-cite-below");
+  const popup = getComputedStyle(chip, "::after");
+  const width = parseFloat(popup.width) || 0, height = parseFloat(popup.height) || 0;
+  chip.style.setProperty("--gx-cite-left", `${Math.max(room.left - at.left, Math.min(-4, room.right - at.left - width))}px`);
+  const [top, bottom] = seenRows(chip), above = at.top - height - 8, below = at.bottom + height + 8;
+  chip.classList.toggle("gx-cite-below", above < top && below - bottom < top - above);
 }
 
 function showSource(event) {

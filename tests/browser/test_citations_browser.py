@@ -137,6 +137,18 @@ def test_a_citation_popup_stays_in_a_narrow_view(lab_notebook):
     assert all(view_left <= left and right <= view_right + 1 for left, right, view_left, view_right in boxes), boxes
 
 
+# [top, bottom] of a chip's popup and of the rows its clipping ancestors (the notebook's scroller, the output area) show
+POPUP_ROWS = """(chip) => { const s = getComputedStyle(chip, '::after'), at = chip.getBoundingClientRect();
+  const top = at.top + parseFloat(s.top), rows = [top, top + parseFloat(s.height), 0, innerHeight];
+  for (let n = chip.parentElement; n && n !== document.body; n = n.parentElement) {
+    const c = getComputedStyle(n);
+    if (c.overflowX === 'visible' && c.overflowY === 'visible') continue;
+    const q = n.getBoundingClientRect();
+    rows[2] = Math.max(rows[2], q.top); rows[3] = Math.min(rows[3], q.bottom);
+  }
+  return rows.map(Math.round); }"""
+
+
 IN_VIEW = "(n) => { const r = n.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
 
 
@@ -194,3 +206,20 @@ def test_a_pages_lines_wrap_at_spaces_in_a_narrow_view(lab_notebook):
     assert lines.evaluate("n => [getComputedStyle(n).wordBreak, getComputedStyle(n).overflowWrap]") == ["normal", "anywhere"]
     assert lines.evaluate("n => n.getClientRects()[0].height") > 40        # wrapped over several lines
     assert lines.evaluate(SPLIT_WORDS) == []
+
+
+def test_a_citation_popup_near_the_notebooks_top_opens_below_the_chip(lab_notebook):
+    """A chip scrolled near the top of the notebook shows its whole popup, below it: the popup opened above the chip,
+    and its title and first cited lines went under the notebook's toolbar, unreadable.
+    Screenshot: /tmp/gptoss_browse_popup_top.png."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
+    page = lab_notebook(cells, wait_for="text=/^CITED /")
+    chip = page.locator(".gx-chat .gx-final sup.gx-cite").first
+    chip.scroll_into_view_if_needed()
+    chip.evaluate("""(chip) => { const scroller = chip.closest('.jp-WindowedPanel-outer');
+      scroller.scrollTop += chip.getBoundingClientRect().top - scroller.getBoundingClientRect().top - 30; }""")
+    page.wait_for_timeout(300)
+    chip.hover()
+    page.screenshot(path="/tmp/gptoss_browse_popup_top.png")
+    top, bottom, seen_top, seen_bottom = chip.evaluate(POPUP_ROWS)
+    assert seen_top <= top and bottom <= seen_bottom, f"popup rows {top}-{bottom} cut off by {seen_top}-{seen_bottom}"
