@@ -237,7 +237,8 @@ class ChatView(NotebookView):
         return self._ready
 
     def _after_turn(self, text: str, level: str = "info") -> None:
-        """A note under a finished turn (Regenerate or New chat), kept in the snapshot."""
+        """A note under a finished turn (Regenerate or New chat), kept in the snapshot and the saved form."""
+        self.transcript.items.append(Notice(text, level))
         self._queue({"op": "notice", "text": text, "level": level})
         self._maybe_flush(True, final=True)
 

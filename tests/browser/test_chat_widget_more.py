@@ -41,6 +41,27 @@ def test_regenerate_is_disabled_on_older_turns(lab_notebook):
     assert newer.get_attribute("title") == NOT_LAST
 
 
+def test_new_chat_is_noted_in_the_saved_notebook(lab_notebook, save_notebook, open_notebook, jupyter_lab):
+    """New chat under a finished turn notes "New conversation: ..." in the live view, and the notebook saved and reopened
+    (the saved turn, without the kernel) notes it too: the note was only in the live view, and a reader of the saved
+    notebook could not tell the next cell's question started a fresh conversation. Screenshot:
+    /tmp/gptoss_chat_more_new_chat_saved.png."""
+    page = lab_notebook([SETUP + f"session = Session(ReplayEngine({ANSWER!r}), approval='auto')",
+                         "reply = session.ask('One?', view=ChatView.show().connect(session))"],
+                        wait_for=".gx-chat .gx-footer .gx-new-chat", name="new_chat_saved.ipynb")
+    page.locator(".gx-chat .gx-new-chat").click()
+    page.wait_for_selector(".gx-chat .gx-notice:has-text('New conversation')")
+    page.wait_for_timeout(500)
+    saved = save_notebook("new_chat_saved.ipynb")
+    assert "New conversation: the next question starts fresh" in "".join(saved["cells"][1]["outputs"][0]["data"]["text/html"])
+    jupyter_lab.shutdown_kernels()
+    open_notebook("new_chat_saved.ipynb")
+    page.wait_for_selector(".gx-fallback")
+    page.screenshot(path="/tmp/gptoss_chat_more_new_chat_saved.png")
+    assert page.locator(".gx-fallback .gx-notice").all_inner_texts() == [
+        "New conversation: the next question starts fresh (earlier turns are forgotten)."]
+
+
 SHUT_DOWN = "The kernel shut down: this conversation is gone"
 
 
