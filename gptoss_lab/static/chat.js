@@ -287,7 +287,8 @@ class Turn {
       send(this.model, { kind: "stop" });
     });
     this.progress = h("span", "gx-progress", "generating…");
-    const info = h("span", "gx-meta", [op.model, op.effort && `effort ${op.effort}`].filter(Boolean).join(" · "));
+    // "effort medium · gpt-oss-tiny", in the order the stats line at the turn's end ends with (it swapped the two)
+    const info = h("span", "gx-meta", [op.effort && `effort ${op.effort}`, op.model].filter(Boolean).join(" · "));
     // In the footer's two rows (stats; meter and buttons), ■ Stop where ↻ Regenerate comes: the turn's end moves nothing
     this.bar.append(barRow(this.progress, info), barRow(this.stop));
     this.node.append(row, this.items, this.bar);

@@ -62,6 +62,19 @@ def test_new_chat_is_noted_in_the_saved_notebook(lab_notebook, save_notebook, op
         "New conversation: the next question starts fresh (earlier turns are forgotten)."]
 
 
+def test_the_live_line_names_effort_and_model_in_the_stats_lines_order(lab_notebook):
+    """While a turn runs the footer says "effort medium · replay", as the stats line that replaces it at the turn's end
+    ends: it said "replay · effort medium", and the two swapped places when the turn ended. Screenshot:
+    /tmp/gptoss_chat_more_live_meta.png."""
+    page = lab_notebook(WAITING_TURN, wait_for=WAITING)
+    live = page.locator(".gx-chat .gx-meta").inner_text()
+    page.locator(".gx-chat").screenshot(path="/tmp/gptoss_chat_more_live_meta.png")
+    page.locator(WAITING).click()
+    page.wait_for_selector(".gx-chat .gx-footer .gx-stats")
+    assert live == "effort medium · replay"
+    assert page.locator(".gx-chat .gx-footer .gx-stats").inner_text().endswith(" · " + live)
+
+
 SHUT_DOWN = "The kernel shut down: this conversation is gone"
 
 
