@@ -1,10 +1,13 @@
 """LocalEngine on a random GptOss checkpoint: exact cached decoding, prefix reuse, sampling, load errors."""
 from __future__ import annotations
 
+import ast
 import io
 import logging
 import re
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -461,3 +464,19 @@ def test_a_device_that_holds_no_weights_is_refused_before_the_loading_line(capsy
     assert "Loading" not in capsys.readouterr().out
     with pytest.raises(LoadError, match=message):
         doctor("tiny", device=device)
+
+
+def test_a_load_in_a_new_process_says_so_before_torch_and_transformers_start():
+    """`%gptoss load tiny` in a new kernel showed nothing for 4-6 s (torch and transformers importing) before its
+    "Loading gpt-oss-tiny ..." line: a first line is printed before they start."""
+    code = ("import sys\nfrom gptoss_lab.engines.local import LocalEngine\nseen = []\n"
+            "class Out:\n    def write(self, text):\n"
+            "        seen.append((text, 'transformers' in sys.modules)) if text.strip() else None\n"
+            "    def flush(self):\n        pass\n"
+            "real, sys.stdout = sys.stdout, Out()\nLocalEngine.from_pretrained('tiny')\nsys.stdout = real\n"
+            "print(repr(seen[:2]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    (first, imported), (second, _) = ast.literal_eval(run.stdout.strip().splitlines()[-1])
+    assert first == "Starting torch and transformers (seconds, once per kernel) ..." and not imported
+    assert second.startswith("Loading gpt-oss-tiny on cpu (float32, the CPU default, ")

@@ -8,6 +8,7 @@ torch and transformers are imported only when used.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, nullcontext
@@ -76,6 +77,8 @@ class LocalEngine:
         dtype is float32 (bf16 matmuls are emulated on most CPUs) and torch leaves one core free
         (see `share_cores`); the load line says both.
         """
+        if progress and "transformers" not in sys.modules:   # in a new kernel, seconds with nothing shown
+            print("Starting torch and transformers (seconds, once per kernel) ...", flush=True)
         plan = checkpoint.plan_load(name_or_path, device=device, dtype=dtype, device_map=device_map,
                                     dequantize=dequantize, **kw)
         from safetensors import SafetensorError
