@@ -690,7 +690,6 @@ def _html_to_text(html: str, deadline: float) -> str:
     """html2text's Markdown-like text of `html`, converted a piece at a time as `HTML2Text.handle` does at once,
     and refused once `deadline` passes. A piece ends before a tag or an entity, where html2text's parser cuts
     its text anyway (6 MB of text and `&amp;` without a tag was one piece of 12 s)."""
-
     html = _SUP.sub(r"^{\2}", html)
     html = _SUB.sub(r"_{\2}", html)
     html = _TAGS_BETWEEN_WORDS.sub(r" \1", html)
