@@ -163,6 +163,7 @@ class Reply:
     routing: "Routing | None" = None
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+    failed: str = ""          # why the turn failed mid-way (an engine, tool or view error), in a line; "" when it did not
     effort: str = "medium"
     model: str = ""
     parsed: Any = None

@@ -574,7 +574,7 @@ class GptossMagics(Magics):
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
         keep = functools.partial(self._keep, name=self.output)   # the last cell's -o name follows the new answer
         view = _make_view(text=self.text, session=self.session, keep=keep)
-        keep(_one_line(self.session.regenerate, view=view))
+        keep(_one_line(self.session.regenerate, view=view, said_by="%gptoss regenerate"))
 
     def _history(self, export: bool) -> None:
         session = self.session if self.session is not None else self._unloaded   # an unloaded model's stays readable

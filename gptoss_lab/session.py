@@ -221,7 +221,8 @@ class Session:
     @_one_at_a_time
     def regenerate(self, *, view: View | None = None) -> Reply:
         """Ask the last question again, with the options it was asked with, for a new sample. When the new
-        turn is refused before it starts (a deleted function tool, a setting no longer valid) the old one stays.
+        turn is refused before it starts (a deleted function tool, a setting no longer valid) or fails mid-way (an
+        engine error: `Reply.failed`), the old one stays and TurnError says why; a Stopped new turn replaces it.
         The turn is held from the take-back to the new answer, so another thread's `ask` cannot come between.
         When the session's approval policy was made stricter since the question was asked, the stricter one holds:
         after `configure(approval="never")` a question once asked with `approval="auto"` runs no code when regenerated."""
@@ -236,13 +237,23 @@ class Session:
         kept = self.history[turn[0]:], self.replies[-1], self._browser_state()
         prompt = Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]  # this turn already holds _busy
         try:
-            return Session.ask.__wrapped__(self, prompt, view=view, **options)  # type: ignore[attr-defined]
+            reply = Session.ask.__wrapped__(self, prompt, view=view, **options)  # type: ignore[attr-defined]
         except TurnError:
-            self.history += kept[0]
-            self.replies.append(kept[1])
-            self._turns.append(turn)
-            self._browser_back(kept[2])
+            self._put_back(turn, kept)
             raise
+        if reply.failed:  # no new answer to give: the one it would have replaced is the conversation's again
+            Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]
+            self._put_back(turn, kept)
+            raise TurnError(f"{reply.failed}; the earlier answer is kept")
+        return reply
+
+    def _put_back(self, turn: tuple[int, dict[str, Any], tuple[Tool | None, Any], str],
+                  kept: tuple[list[Message], Reply, tuple[Tool | None, Any]]) -> None:
+        """The turn `regenerate` took back, as the conversation's last again."""
+        self.history += kept[0]
+        self.replies.append(kept[1])
+        self._turns.append(turn)
+        self._browser_back(kept[2])
 
     def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
         """The system (and developer) messages a turn with these settings starts with."""
@@ -736,7 +747,8 @@ class _Turn:
         self._keep_partial()
         self._answer_unanswered("error", f"Not run: the turn failed before this call ran ({type(err).__name__}).")
         what = str(err) if isinstance(err, EngineError) else f"{type(err).__name__}: {err}"
-        self._end_early(f"The turn failed: {what}".splitlines()[0], "error")  # shown as an error, not a warning
+        self.reply.failed = (what.splitlines()[0].strip() if what.strip() else "") or type(err).__name__
+        self._end_early(f"The turn failed: {self.reply.failed}", "error")  # shown as an error, not a warning
 
     def _answer_unanswered(self, status: Any, text: str, reason: str = "") -> None:
         for call in self.reply.tool_calls:

@@ -7,6 +7,7 @@ import types
 import pytest
 
 from gptoss_lab import ReplayEngine, Session
+from gptoss_lab.session import TurnError
 from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, Reply, ToolCall, ToolEnd, ToolStart, \
     TurnEnd, TurnStart
 from gptoss_lab.widgets import chat
@@ -246,6 +247,33 @@ def test_regenerate_asks_again_in_place_and_new_chat_forgets(run_turn) -> None:
     _message(view, kind="new_chat")
     assert session.history == [] and session.replies == []
     assert ops[-1]["op"] == "notice" and "New conversation" in ops[-1]["text"]
+
+
+def test_a_regenerate_that_fails_mid_way_gives_the_earlier_answer_back(run_turn) -> None:
+    """The new sample failed after it started (here the recording has no reply left, as an engine error would): the
+    view draws the earlier turn again under a one-line notice, and the conversation, `_gptoss` and the saved form keep
+    it; the failed attempt is not kept anywhere."""
+    session = Session(ReplayEngine(RECORDING), namespace={}, approval="auto")
+    kept = []
+    view = ChatView().connect(session, keep=kept.append)
+    ops = _sent_ops(view)
+    first = session.ask("Six times seven?", view=view)
+    history, drawn = list(session.history), list(ops)
+    _message(view, kind="regenerate")
+    assert session.replies == [first] and session.history == history and kept == []
+    assert [o["op"] for o in ops].count("turn") == 3             # the first turn, the failed one, the first again
+    again = ops[len(ops) - len(drawn) - 1:-1]                    # the earlier turn, drawn as it was
+    assert again == drawn and ops[-1] == {
+        "op": "notice", "level": "error",
+        "text": "Regenerate failed: the ReplayEngine's recording holds 2 replies and this turn asked for reply 3; give "
+                "the recording more replies (a reply ends at each tool call and at each answer); the earlier answer "
+                "is kept"}
+    html = view._static["text/html"]
+    assert "<strong>42</strong>" in html and "Regenerate failed" in html and html.count("The turn failed") == 0
+    assert view._last                                            # still the last answer: Regenerate stays offered
+    with pytest.raises(TurnError, match="the earlier answer is kept$"):
+        session.regenerate()
+    assert session.replies == [first] and session.history == history
 
 
 def test_only_the_last_answer_can_be_regenerated() -> None:

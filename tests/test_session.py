@@ -260,14 +260,14 @@ def test_stop_at_a_card_after_skips_says_the_turn_was_stopped_not_that_the_model
 
 
 def test_new_starts_a_conversation_only_for_a_question_it_accepts():
-    s = session(FINAL.format(text="first") + FINAL.format(text="second"))
+    s = session(FINAL.format(text="first") + FINAL.format(text="second") + FINAL.format(text="third"))
     s.ask("one")
     with pytest.raises(TurnError, match="needs a response format"):
         s.ask("two", new=True, constrain=True)  # refused before it starts: the conversation stays
     assert [r.final for r in s.replies] == ["first"] and len(s.history) == 2
     reply = s.ask("three", new=True)
     assert s.replies == [reply] and [m.author.role.value for m in s.history] == ["user", "assistant"]
-    assert s.regenerate().prompt == "three" and len(s.replies) == 1
+    assert s.regenerate().final == "third" and [r.prompt for r in s.replies] == ["three"]
 
 
 def test_tool_call_limit():

@@ -535,6 +535,45 @@ def test_a_refused_regenerate_keeps_the_turn_it_would_have_replaced():
     assert again.final == "Said hi." and s.replies == [again] and len(s.history) == len(history)
 
 
+def test_a_regenerate_that_fails_mid_way_keeps_the_turn_it_would_have_replaced():
+    """An engine that breaks after writing part of the new sample: the earlier answer stays the conversation's last
+    (its history and reply), TurnError says why in one line, and the next question goes on from that answer."""
+    replay = ReplayEngine(CALL.format(code="x = 6 * 7\nprint(x)") + FINAL.format(text="It is 42.")
+                          + FINAL.format(text="Then 43."))
+
+    class Breaks:
+        name, calls = "breaks", 0
+
+        def stream(self, prompt, **kw):
+            Breaks.calls += 1
+            if Breaks.calls == 3:           # the regenerated sample: some text, then the connection goes
+                yield from harmony.encode("<|channel|>analysis<|message|>Let me")
+                raise EngineError("the connection to http://127.0.0.1:9 broke mid-answer (ReadError)")
+            yield from replay.stream(prompt, **kw)
+
+    s = Session(Breaks(), namespace={}, approval="auto", date="2026-11-25")
+    first = s.ask("Six times seven?")
+    assert first.final == "It is 42."
+    history, view = list(s.history), Recorder()
+    with pytest.raises(TurnError) as err:
+        s.regenerate(view=view)
+    assert str(err.value) == ("the connection to http://127.0.0.1:9 broke mid-answer (ReadError); the earlier answer "
+                              "is kept")
+    assert s.replies == [first] and s.history == history
+    assert view.notices() == ["The turn failed: the connection to http://127.0.0.1:9 broke mid-answer (ReadError)"]
+    assert s.ask("Plus one?").final == "Then 43." and s.history[:len(history)] == history
+    assert_valid(s)
+
+
+def test_a_stopped_regenerate_replaces_the_turn_with_what_it_wrote():
+    s = session(FINAL.format(text="First.") + "<|channel|>final<|message|>Sec")
+    s.ask("q")
+    view = Recorder()
+    view.stop_requested = True
+    reply = s.regenerate(view=view)
+    assert reply.interrupted and not reply.failed and s.replies == [reply]
+
+
 def test_configure_none_puts_a_setting_back_while_ask_none_means_not_given():
     s = session(FINAL.format(text="ok"))
     s.configure(seed=7, temperature=0.3)

@@ -379,9 +379,16 @@ class ChatView(NotebookView):
             self._after_turn(f"Regenerate refused: only the conversation's last answer can be regenerated ({why}).",
                              "warning")
             return
+        shown, log, before = self.transcript, self._log, self._reply
+        self.transcript = Transcript()  # the new turn draws into its own, so a failed one can give the old back
         try:
             reply = session.regenerate(view=self)
         except Exception as err:  # a refused turn (settings, context) or an engine failure: one line
+            self.transcript, self._reply = shown, before
+            if self._log is not log:  # the new turn had started (and ended, failed) in its place: draw the old again
+                self._log = []
+                for op in log:
+                    self._queue(op)
             self._after_turn(f"Regenerate failed: {err}", "error")
             return
         if self._keep is not None:

@@ -41,6 +41,30 @@ def test_regenerate_is_disabled_on_older_turns(lab_notebook):
     assert newer.get_attribute("title") == NOT_LAST
 
 
+def test_a_regenerate_that_fails_gives_the_earlier_answer_back(lab_notebook, save_notebook):
+    """Regenerate whose new sample fails after it started (the recording is played out, as a server that drops would
+    fail) showed only the failure where the answer had been, and the conversation had lost it: the earlier answer is
+    drawn again under a one-line error, stays the conversation's last (Regenerate still offered) and is what the saved
+    notebook holds. Screenshot: /tmp/gptoss_chat_more_regenerate_failed.png."""
+    page = lab_notebook([SETUP + f"session = Session(ReplayEngine({CALL!r}), approval='auto')",
+                         "reply = session.ask('Compute it', view=ChatView.show().connect(session))"],
+                        wait_for=".gx-chat .gx-footer .gx-regenerate", name="regenerate_failed.ipynb")
+    page.locator(".gx-chat .gx-regenerate").click()
+    notice = page.locator(".gx-chat .gx-notice:has-text('Regenerate failed')")
+    notice.wait_for(timeout=30_000)
+    page.screenshot(path="/tmp/gptoss_chat_more_regenerate_failed.png")
+    assert notice.inner_text().endswith("asked for reply 3; give the recording more replies (a reply ends at each "
+                                        "tool call and at each answer); the earlier answer is kept")
+    chat = page.locator(".gx-chat")
+    assert chat.locator(".gx-turn").count() == 1 and chat.locator(".gx-final p").inner_text() == "Done."
+    assert chat.locator(".gx-tool .gx-output").inner_text().strip() == "42"     # its tool card, as it was
+    assert "The turn failed" not in chat.inner_text()
+    assert chat.locator(".gx-regenerate").is_enabled() and chat.locator(".gx-footer").count() == 1
+    page.wait_for_timeout(500)
+    html = "".join(save_notebook("regenerate_failed.ipynb")["cells"][1]["outputs"][0]["data"]["text/html"])
+    assert "Done." in html and "the earlier answer is kept" in html and "The turn failed" not in html
+
+
 def test_new_chat_is_noted_in_the_saved_notebook(lab_notebook, save_notebook, open_notebook, jupyter_lab):
     """New chat under a finished turn notes "New conversation: ..." in the live view, and the notebook saved and reopened
     (the saved turn, without the kernel) notes it too: the note was only in the live view, and a reader of the saved
