@@ -222,7 +222,8 @@ class Session:
     def regenerate(self, *, view: View | None = None) -> Reply:
         """Ask the last question again, with the options it was asked with, for a new sample. When the new
         turn is refused before it starts (a deleted function tool, a setting no longer valid) or fails mid-way (an
-        engine error: `Reply.failed`), the old one stays and TurnError says why; a Stopped new turn replaces it.
+        engine error: `Reply.failed`) or is stopped before the model wrote anything, the old one stays and TurnError
+        says why; a new turn stopped after it wrote something replaces it with what it wrote.
         The turn is held from the take-back to the new answer, so another thread's `ask` cannot come between.
         When the session's approval policy was made stricter since the question was asked, the stricter one holds:
         after `configure(approval="never")` a question once asked with `approval="auto"` runs no code when regenerated."""
@@ -241,10 +242,11 @@ class Session:
         except TurnError:
             self._put_back(turn, kept)
             raise
-        if reply.failed:  # no new answer to give: the one it would have replaced is the conversation's again
+        if reply.failed or (reply.interrupted and not reply.messages):  # no new answer: the old one is the last again
             Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]
             self._put_back(turn, kept)
-            raise TurnError(f"{reply.failed}; the earlier answer is kept")
+            raise TurnError(f"{reply.failed or 'stopped before the model had written any text'}; the earlier answer "
+                            "is kept")
         return reply
 
     def _put_back(self, turn: tuple[int, dict[str, Any], tuple[Tool | None, Any], str],

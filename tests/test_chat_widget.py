@@ -276,6 +276,27 @@ def test_a_regenerate_that_fails_mid_way_gives_the_earlier_answer_back(run_turn)
     assert session.replies == [first] and session.history == history
 
 
+def test_a_regenerate_stopped_before_any_text_keeps_the_answer_in_the_view() -> None:
+    session = Session(ReplayEngine(AGAIN * 2), namespace={}, approval="auto")
+    kept = []
+    view = ChatView().connect(session, keep=kept.append)
+    ops = _sent_ops(view)
+    first = session.ask("Six times seven?", view=view)
+    handle = view.handle
+
+    def stop_at_once(event) -> None:   # the Stop button, pressed as the new turn starts
+        handle(event)
+        if isinstance(event, TurnStart):
+            view._stop = True
+
+    view.handle = stop_at_once
+    _message(view, kind="regenerate")
+    assert session.replies == [first] and kept == []
+    assert ops[-1] == {"op": "notice", "level": "info", "text": "Regenerate stopped before the model had written any "
+                       "text; the earlier answer is kept."}
+    assert "Forty-two." in view._static["text/html"] and "nothing to keep" not in view._static["text/html"]
+
+
 def test_only_the_last_answer_can_be_regenerated() -> None:
     session = Session(ReplayEngine(AGAIN + AGAIN), namespace={}, approval="auto")
     old, new = ChatView().connect(session), ChatView().connect(session)

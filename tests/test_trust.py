@@ -565,13 +565,25 @@ def test_a_regenerate_that_fails_mid_way_keeps_the_turn_it_would_have_replaced()
     assert_valid(s)
 
 
-def test_a_stopped_regenerate_replaces_the_turn_with_what_it_wrote():
-    s = session(FINAL.format(text="First.") + "<|channel|>final<|message|>Sec")
-    s.ask("q")
-    view = Recorder()
+def test_a_regenerate_stopped_before_any_text_keeps_the_turn_and_one_stopped_later_replaces_it():
+    """Stop (or Ctrl-C) pressed at once after Regenerate left an empty turn in place of the answer; now the answer
+    stays. Stopped after the new answer began, what it wrote replaces the old one (the user saw it and chose)."""
+    s = session(FINAL.format(text="First.") + "<|channel|>final<|message|>Second answer, longer<|return|>" * 2)
+    first = s.ask("q")
+    history, view = list(s.history), Recorder()
     view.stop_requested = True
-    reply = s.regenerate(view=view)
-    assert reply.interrupted and not reply.failed and s.replies == [reply]
+    with pytest.raises(TurnError, match="^stopped before the model had written any text; the earlier answer is kept$"):
+        s.regenerate(view=view)
+    assert s.replies == [first] and s.history == history
+
+    class StopsAfterText(Recorder):
+        def handle(self, event):
+            super().handle(event)
+            self.stop_requested = self.stop_requested or type(event).__name__ == "Delta"
+
+    reply = s.regenerate(view=StopsAfterText())
+    assert reply.interrupted and not reply.failed and reply.final.startswith("Second") and s.replies == [reply]
+    assert_valid(s)
 
 
 def test_configure_none_puts_a_setting_back_while_ask_none_means_not_given():

@@ -389,7 +389,10 @@ class ChatView(NotebookView):
                 self._log = []
                 for op in log:
                     self._queue(op)
-            self._after_turn(f"Regenerate failed: {err}", "error")
+            if self._stop:  # the user's Stop before the new answer had any text
+                self._after_turn(f"Regenerate {err}.")
+            else:
+                self._after_turn(f"Regenerate failed: {err}", "error")
             return
         if self._keep is not None:
             self._keep(reply)

@@ -65,6 +65,26 @@ def test_a_regenerate_that_fails_gives_the_earlier_answer_back(lab_notebook, sav
     assert "Done." in html and "the earlier answer is kept" in html and "The turn failed" not in html
 
 
+def test_stop_pressed_at_once_after_regenerate_keeps_the_answer(lab_notebook, kernel_run):
+    """↻ Regenerate and then ■ Stop before the new answer had any text left "Stopped before the model had written any
+    text: nothing to keep." where the answer had been, and the conversation had lost it: the answer is drawn again
+    with a note. Screenshot: /tmp/gptoss_chat_more_regenerate_stopped.png."""
+    page = lab_notebook([SETUP + f"session = Session(ReplayEngine({ANSWER * 2!r}), approval='auto')",
+                         "reply = session.ask('Six times seven?', view=ChatView.show().connect(session))"],
+                        wait_for=".gx-chat .gx-footer .gx-regenerate")
+    kernel_run("session.engine.delay = 2.0")          # the new answer's first token comes after 2 s
+    page.locator(".gx-chat .gx-regenerate").click()
+    page.locator(".gx-chat .gx-stop").click(timeout=10_000)
+    notice = page.locator(".gx-chat .gx-notice:has-text('Regenerate stopped')")
+    notice.wait_for(timeout=30_000)
+    page.screenshot(path="/tmp/gptoss_chat_more_regenerate_stopped.png")
+    chat = page.locator(".gx-chat")
+    assert notice.inner_text() == ("Regenerate stopped before the model had written any text; the earlier answer is "
+                                   "kept.")
+    assert chat.locator(".gx-final p").inner_text() == "Forty-two." and "nothing to keep" not in chat.inner_text()
+    assert kernel_run("print(len(session.replies), session.replies[-1] is reply)").strip() == "1 True"
+
+
 def test_new_chat_is_noted_in_the_saved_notebook(lab_notebook, save_notebook, open_notebook, jupyter_lab):
     """New chat under a finished turn notes "New conversation: ..." in the live view, and the notebook saved and reopened
     (the saved turn, without the kernel) notes it too: the note was only in the live view, and a reader of the saved
