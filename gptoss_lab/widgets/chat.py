@@ -181,8 +181,8 @@ class ChatView(NotebookView):
     def _start(self, event: TurnStart) -> None:
         if not self._shown:
             self._display()
-        if event.routing is not None:  # the expert grid below the chat, growing as tokens come
-            self._routing_view = event.routing.view().show()
+        if event.routing is not None:  # the expert grid below the chat, growing as tokens come (Regenerate: in place)
+            self._routing_view = event.routing.view().show(replacing=self._routing_view)
         self._stop, self._running = False, True
         self._others_not_last()  # this turn is the session's last from now on
         busy_status.hold()
@@ -379,7 +379,7 @@ class ChatView(NotebookView):
             self._after_turn(f"Regenerate refused: only the conversation's last answer can be regenerated ({why}).",
                              "warning")
             return
-        shown, log, before = self.transcript, self._log, self._reply
+        shown, log, before, grid = self.transcript, self._log, self._reply, self._routing_view
         self.transcript = Transcript()  # the new turn draws into its own, so a failed one can give the old back
         try:
             reply = session.regenerate(view=self)
@@ -389,6 +389,8 @@ class ChatView(NotebookView):
                 self._log = []
                 for op in log:
                     self._queue(op)
+            if grid is not None and self._routing_view is not grid:  # the old grid in its output again
+                self._routing_view = grid.show(replacing=self._routing_view)
             if self._stop:  # the user's Stop before the new answer had any text
                 self._after_turn(f"Regenerate {err}.")
             else:

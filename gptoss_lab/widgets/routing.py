@@ -101,12 +101,18 @@ class RoutingView(NotebookView):
                 except traitlets.TraitError:
                     self.send_state(name)
 
-    def show(self) -> RoutingView:
-        """Display the view in the current output; when the record is finished the output is updated
-        with a still picture of it too (for saved notebooks). `display(view)` does the same."""
+    def show(self, *, replacing: RoutingView | None = None) -> RoutingView:
+        """Display the view in the current output, or in the output of the view it is `replacing` (a regenerated
+        turn's grid in place of the old turn's); when the record is finished the output is updated with a still
+        picture of it too (for saved notebooks). `display(view)` does the same. The replaced view is left open: JupyterLab
+        draws the new one with the old one's renderer, which hid the output when the old widget was closed."""
         from IPython.display import display
 
-        self._handle = display(self._bundle(), raw=True, display_id=True)
+        if replacing is not None and replacing._handle is not None:
+            self._handle = replacing._handle
+            self._handle.update(self._bundle(), raw=True)
+        else:
+            self._handle = display(self._bundle(), raw=True, display_id=True)
         return self
 
     def _ipython_display_(self) -> None:

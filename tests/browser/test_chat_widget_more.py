@@ -6,6 +6,8 @@ Screenshots: /tmp/gptoss_chat_more_older.png, /tmp/gptoss_chat_more_shutdown.png
 """
 from __future__ import annotations
 
+from tests.browser.conftest import in_sight
+
 SETUP = "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
 ANSWER = "<|channel|>final<|message|>Forty-two.<|return|>"
 CALL = ("<|channel|>analysis<|message|>Compute.<|end|>"
@@ -83,6 +85,50 @@ def test_stop_pressed_at_once_after_regenerate_keeps_the_answer(lab_notebook, ke
                                    "kept.")
     assert chat.locator(".gx-final p").inner_text() == "Forty-two." and "nothing to keep" not in chat.inner_text()
     assert kernel_run("print(len(session.replies), session.replies[-1] is reply)").strip() == "1 True"
+
+
+BREAK = """
+from gptoss_lab.engines.base import EngineError
+stream = s.engine.stream
+def broken(*args, **kwargs):   # the next sample breaks after its first token
+    tokens = stream(*args, **kwargs)
+    yield next(tokens)
+    raise EngineError("the model broke (a test)")
+s.engine.stream = broken
+"""
+
+
+def test_regenerate_shows_the_new_turns_expert_routing_and_a_failed_one_the_old(lab_notebook, kernel_run):
+    """With `routing=True` (`--routing`), Regenerate left the old answer's expert grid under the new answer (another
+    token count, other experts) and made the new grid in no output at all; a failed Regenerate showed the failed
+    turn's. The grid under the chat is always the routing of the answer shown. Screenshot:
+    /tmp/gptoss_chat_more_regenerate_routing.png."""
+    page = lab_notebook([SETUP + "s = Session.load('tiny')",
+                         "reply = s.ask('Write a word.', view=ChatView.show().connect(s), routing=True, "
+                         "temperature=1.0, approval='never', max_new_tokens=80)"],
+                        wait_for=".gx-chat .gx-footer .gx-regenerate", timeout=240)
+    summary = page.locator(".gptoss-routing .gr-summary")
+
+    def shows(count: str) -> None:
+        page.wait_for_function("n => document.querySelector('.gptoss-routing .gr-summary')?.textContent"
+                               ".startsWith(n + ' tokens')", arg=count, timeout=60_000)
+        assert page.locator(".gptoss-routing").count() == 1, "one grid under the chat"
+        assert in_sight(page.locator(".gptoss-routing")).is_visible()
+
+    first = kernel_run("print(len(reply.routing))").strip()
+    shows(first)
+    page.locator(".gx-chat .gx-regenerate").click()
+    page.wait_for_function("() => !document.querySelector('.gx-chat .gx-stop') &&"
+                           " document.querySelector('.gx-chat .gx-footer .gx-regenerate')", timeout=120_000)
+    new = kernel_run("print(s.replies[-1] is not reply, len(s.replies[-1].routing))").split()
+    assert new[0] == "True"
+    shows(new[1])
+    kernel_run(BREAK)
+    page.locator(".gx-chat .gx-regenerate").click()
+    page.locator(".gx-chat .gx-notice:has-text('Regenerate failed')").wait_for(timeout=60_000)
+    shows(new[1])                                 # the grid of the answer given back, not of the failed sample
+    assert summary.text_content().startswith(f"{new[1]} tokens ×")
+    page.screenshot(path="/tmp/gptoss_chat_more_regenerate_routing.png")
 
 
 def test_new_chat_is_noted_in_the_saved_notebook(lab_notebook, save_notebook, open_notebook, jupyter_lab):
