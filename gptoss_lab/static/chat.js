@@ -279,6 +279,7 @@ class Turn {
     row.append(foldedPrompt(op.prompt));
     this.items = h("div", "gx-items");
     this.bar = h("div", "gx-bar");
+    this.bar.dataset.room = op.room || "";   // the stats line with wide figures, unseen: its room (chat.css)
     const why = "End generation (like interrupting the kernel); the partial reply is kept";
     this.stop = button("gx-stop", "■ Stop", why, () => {
       keepFocus(this.stop, this.progress);   // a disabled button loses focus; the footer's line takes it in stats()
@@ -290,9 +291,29 @@ class Turn {
     // "effort medium · gpt-oss-tiny", in the order the stats line at the turn's end ends with (it swapped the two)
     const info = h("span", "gx-meta", [op.effort && `effort ${op.effort}`, op.model].filter(Boolean).join(" · "));
     // In the footer's two rows (stats; meter and buttons), ■ Stop where ↻ Regenerate comes: the turn's end moves nothing
-    this.bar.append(barRow(this.progress, info), barRow(this.stop));
+    this.bar.append(barRow(this.progress, info), op.controls ? this.stopRow() : barRow(this.stop));
     this.node.append(row, this.items, this.bar);
     view.root.appendChild(this.node);
+  }
+
+  stopRow() {
+    // ■ Stop over room, unseen, for the footer's second row (the context meter, ↻ Regenerate and New chat): the row
+    // wraps where the footer's will (at 420 px the meter and buttons took two lines, the cell below went 16 px down)
+    const room = h("span", "gx-turn-buttons gx-room");
+    room.append(button("", "↻ Regenerate"), button("", "New chat"));
+    const buttons = h("span", "gx-turn-buttons gx-stack");
+    buttons.append(room, this.stop);
+    const row = barRow(buttons);
+    if (this.contextWindow) {
+      const meter = this.meter(0, this.contextWindow);
+      meter.className = "gx-meter-room gx-room";
+      row.prepend(meter);
+    }
+    for (const node of row.querySelectorAll(".gx-room")) {
+      node.setAttribute("aria-hidden", "true");
+      node.inert = true;
+    }
+    return row;
   }
 
   tick() {
@@ -527,6 +548,7 @@ class Turn {
   stats(op) {
     this.node.classList.remove("gx-live");
     const footer = h("div", "gx-footer");
+    footer.dataset.room = this.bar.dataset.room || "";   // a line shorter than the bar's room keeps its height
     const line = h("span", "gx-stats", op.line);
     const below = barRow();
     footer.append(barRow(line), below);

@@ -27,7 +27,7 @@ from .comm import CommPump, busy_status
 from .citations import card_html, sources_html, with_chips
 from .sanitize import shown_output
 from .text import ask_on_stdin
-from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end
+from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end, stats_line
 from .view import WIDGET_MIME, NotebookView
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 # The views connected to a session (Regenerate and New chat act on it): a turn in one of them tells the others that
 # theirs is no longer the session's last answer.
 _CONNECTED: "weakref.WeakSet[ChatView]" = weakref.WeakSet()
+# The widest figures a turn's stats line is likely to show: the live bar holds room for that line (chat.css), so the
+# footer that replaces it at the turn's end is no taller and the cell below stays put.
+_ROOM = {"tokens": 8888, "tokens_per_s": 888.8, "ttft": 88.88, "seconds": 888.8}
 
 
 class ChatView(NotebookView):
@@ -190,7 +193,9 @@ class ChatView(NotebookView):
         self._log, self._md, self._open = [], {}, set()
         self._rate, self._t0 = _Rate(), time.perf_counter()
         self._queue({"op": "turn", "prompt": event.prompt, "effort": event.effort, "model": event.model,
-                     "approval": event.approval, "context_window": event.context_window})
+                     "approval": event.approval, "context_window": event.context_window,
+                     "room": stats_line({**_ROOM, "effort": event.effort, "model": event.model}),
+                     "controls": self._session is not None})
 
     def _end(self, reply: "Reply") -> None:
         """Close what the turn left open (Stop mid-message), send the stats and the saved form."""

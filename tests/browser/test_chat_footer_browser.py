@@ -20,14 +20,15 @@ const gxFrame = () => {
 requestAnimationFrame(gxFrame);"""
 
 
-@pytest.mark.parametrize("theme", ["light", "dark"])
-@pytest.mark.parametrize("width", [760, 1280])
+@pytest.mark.parametrize(("width", "theme"), [(420, "light"), (600, "light"), (760, "light"), (760, "dark"),
+                                              (1280, "light"), (1280, "dark")])
 @pytest.mark.parametrize("controls", [False, True], ids=["plain", "controls"])
 def test_the_cell_below_stays_when_the_turn_ends(page, lab_notebook, controls, width, theme):
-    """At 760 and 1280 px, with and without ↻ Regenerate / New chat, the live bar is as tall as the footer that
+    """At 420 to 1280 px, with and without ↻ Regenerate / New chat, the live bar is as tall as the footer that
     replaces it: the cell below moves by at most 2 px when the turn ends (the footer wrapped to two lines: 23 px at
-    760 px), and the bar keeps its height from the turn's first frame ("generating…") to its last; every figure of
-    the stats line, the meter and both buttons are in view."""
+    760 px; the stats line did at 600 px, 13 px; the meter and buttons did at 420 px, 16 px), and the bar keeps its
+    height from the turn's first frame ("generating…") to its last (at 420 px it grew as the figures did); every figure
+    of the stats line, the meter and both buttons are in view."""
     page.set_viewport_size({"width": width, "height": 900})
     view = "ChatView.show().connect(session)" if controls else "ChatView.show()"
     cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
