@@ -1,6 +1,7 @@
 """Real kernels (jupyter_client): the magics, the same-kernel tool, and a kernel interrupt mid-turn."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -391,6 +392,20 @@ def test_history_without_a_conversation_says_so_and_loads_nothing(kernel):
     run(kc, SETUP)
     out, content = run(kc, "%gptoss history")
     assert out.strip() == "No conversation yet: ask with a %%gptoss cell.", out
+
+
+def test_history_counts_the_reasoning_in_tokens_as_the_chat_view_does(kernel):
+    """`%gptoss history` said "Reasoning (2 words)" of reasoning the turn's chat view counted as 3 tokens ("Thought
+    for 0.1 s · 3 tokens"): the user compared the two and they disagreed. It counts tokens, the figure the view gave."""
+    _, kc = kernel
+    out, content = run(kc, SETUP + "from gptoss_lab.widgets.chat import ChatView\nview = ChatView()\n"
+                       "reply = s.ask('What is the mean?', approval='auto', view=view)\nprint(view.transcript.to_text())")
+    assert content["status"] == "ok", out
+    live = re.search(r"Reasoning \(thought for .* · (\d+) tokens\)", out)      # as the chat view says it
+    assert live, out
+    out, content = run(kc, "%gptoss history")
+    assert content["status"] == "ok", out
+    assert f"Reasoning ({live[1]} tokens):" in out and "words" not in out, (live[1], out)
 
 
 def test_names_and_text_from_a_server_reach_a_terminal_as_text(kernel):

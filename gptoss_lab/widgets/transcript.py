@@ -161,7 +161,9 @@ class Transcript:
         for message in reply.messages:
             if message.author.role != Role.ASSISTANT:
                 continue
-            block = Block(message.channel, message.recipient, message.content_type, [harmony.text_of(message)])
+            text = harmony.text_of(message)   # counted in the model's tokens, as the live view counts them
+            block = Block(message.channel, message.recipient, message.content_type, [text],
+                          tokens=len(harmony.encode_text(text)))
             if block.kind == "tool":
                 block.call = next(calls, None)
             transcript.items.append(block)
@@ -444,7 +446,7 @@ def _status(block: Block) -> str:
 
 def _reasoning_summary(block: Block) -> str:
     if block.ended is None or not block.started:
-        return f"{block.tokens or len(block.text.split())} {'tokens' if block.tokens else 'words'}"
+        return f"{block.tokens} token{'s' * (block.tokens != 1)}"
     took = "under 0.1 s" if block.seconds < 0.05 else f"{block.seconds:.1f} s"   # "0.0 s" read as "did not think"
     return f"thought for {took} · {block.tokens} token{'s' * (block.tokens != 1)}"
 
