@@ -13,6 +13,7 @@ import keyword
 import os
 import re
 import shlex
+import textwrap
 import unicodedata
 from typing import Any
 
@@ -599,8 +600,8 @@ class GptossMagics(Magics):
         except BrowserError as err:
             raise UsageError(f"%gptoss browse: {err}") from None
         self._kept().browser = browser
-        print(f"The browser reads {browser.describe()}; ask with `%%gptoss --tools browser` "
-              "(or `%gptoss config tools=python,browser`).")
+        print(_fitted(f"The browser reads {browser.describe()}; ask with `%%gptoss --tools browser` "
+                      "(or `%gptoss config tools=python,browser`)."))
 
     def _status(self) -> None:
         if self.session is None:
@@ -646,6 +647,12 @@ def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:
     except (EngineError, TurnError, SettingsError) as err:
         text = str(err)
         raise UsageError(f"{said_by}: {text}" if said_by and not text.startswith("%") else text) from None
+
+
+def _fitted(text: str) -> str:
+    """`text` in lines of at most 68 characters, broken at spaces only: JupyterLab's output area breaks a longer line at
+    any letter (`word-break: break-all`), inside words and paths. A longer word (a path) has a line of its own."""
+    return textwrap.fill(text, 68, break_long_words=False, break_on_hyphens=False)
 
 
 def _threads(value: str) -> int:

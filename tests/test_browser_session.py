@@ -116,9 +116,13 @@ def _browse_in(shell, docs: Path, capsys: pytest.CaptureFixture) -> None:
     shell.user_ns["s"] = Session(ReplayEngine(""), namespace=shell.user_ns)
     shell.run_line_magic("gptoss", "use s")
     shell.run_line_magic("gptoss", f"browse {docs}")
-    assert capsys.readouterr().out.endswith(
+    out = capsys.readouterr().out
+    said = out[out.index("The browser reads"):]
+    assert " ".join(said.split()) == (
         f"The browser reads 4 documents in {docs} (1 text, 1 Markdown, 1 PDF, 1 HTML; 90 lines); ask with "
-        "`%%gptoss --tools browser` (or `%gptoss config tools=python,browser`).\n")
+        "`%%gptoss --tools browser` (or `%gptoss config tools=python,browser`).")
+    # in lines JupyterLab's output area does not break inside a word (it breaks a longer one at any letter)
+    assert all(len(line) <= 68 or " " not in line for line in said.splitlines()), said
     assert isinstance(shell.user_ns["s"].browser, Browser)
     for line, message in ((f"browse {docs}/nowhere", f"%gptoss browse: no such file or folder: {docs}/nowhere"),
                           ("browse exa --api-key-env NO_SUCH_VAR", "%gptoss browse: the environment variable "
