@@ -605,7 +605,8 @@ class GptossMagics(Magics):
 
     def _status(self) -> None:
         if self.session is None:
-            kept = f" The next model starts with {_described(self._unloaded.settings)}." if self._unloaded else ""
+            kept = (f" The next model starts with {_described(self._unloaded.settings)}{_reads(self._unloaded)}."
+                    if self._unloaded else "")
             print("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
                   f"`%gptoss help` lists everything.{kept}")
             return
@@ -615,7 +616,7 @@ class GptossMagics(Magics):
         url = getattr(self.session.engine, "url", None)   # a server's (RemoteEngine): where the turns are made
         served = f" (served at {visible(url)})" if isinstance(url, str) else ""
         print(f"model: {visible(self.session.engine.name)}{served} | {_described(self.session.settings)}{always} | "
-              f"turns: {len(self.session.replies)}")
+              f"turns: {len(self.session.replies)}{_reads(self.session)}")
 
     def _last_routing(self) -> Any:
         session = self._settings_from()   # after `%gptoss unload`, its conversation's last reply (as history shows)
@@ -647,6 +648,11 @@ def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:
     except (EngineError, TurnError, SettingsError) as err:
         text = str(err)
         raise UsageError(f"{said_by}: {text}" if said_by and not text.startswith("%") else text) from None
+
+
+def _reads(session: Any) -> str:
+    """What `%gptoss browse` gave the session's browser, for `%gptoss status` ("" when nothing)."""
+    return f" | browser: {visible(session.browser.describe())}" if session.browser is not None else ""
 
 
 def _fitted(text: str) -> str:

@@ -44,12 +44,13 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     assert content["status"] == "ok" and "tools: python,browser" in out, out
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded") and "effort: high" in out, out  # still nothing loaded
+    assert out.rstrip().endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)."), out  # what it reads
 
     # the model loaded next takes them over
     out, content = run(kc, "%gptoss load tiny\n%gptoss status", timeout=120)
     assert content["status"] == "ok", out
     assert "model: gpt-oss-tiny | effort: high | approve: auto | tools: python,browser" in out and "seed: 3" in out
-    assert "guard: off" in out, out
+    assert "guard: off" in out and out.rstrip().endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)"), out
     out, _ = run(kc, "import gptoss_lab.magics as m, IPython\n"
                      "s = IPython.get_ipython().magics_manager.registry['GptossMagics'].session\n"
                      "print(type(s.browser).__name__, s.browser.describe())")
