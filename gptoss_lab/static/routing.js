@@ -83,7 +83,8 @@ class RoutingGrid {
     this.layerSelect.title = "Layer whose expert load is shown (choose one to open expert cards from the bars)";
     const loadHead = h("div", "gr-head gr-load-head");
     this.loadHint = h("span", "gr-hint");
-    loadHead.append(h("span", "gr-subtitle", "Expert load"), this.loadHint,
+    this.loadScope = h("span", "gr-load-scope");   // under a channel filter: the bars count that channel's tokens only
+    loadHead.append(h("span", "gr-subtitle", "Expert load"), this.loadScope, this.loadHint,
                     h("span", "gr-spacer"), control("Layer", this.layerSelect));
     this.loadCanvas = h("canvas", "gr-load");
     this.barCursor = h("div", "gr-cursor");
@@ -278,6 +279,8 @@ class RoutingGrid {
     this.setOptions(this.channelSelect, [["", "all"], ...channels.map((c) => [c, shownLabel(c)])], this.model.get("channel"));
     this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.model.get("layer"));
     this.drawHints();
+    const channel = this.model.get("channel");
+    this.loadScope.textContent = channel ? `of the ${d.labels.filter((x) => x === channel).length} ${shownLabel(channel)} tokens only` : "";
     const total = Math.max(this.model.get("total"), d.n);
     this.summary.textContent = `${d.n} tokens × ${d.L} layers × top-${d.k} of ${d.E} experts`
       + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "");
@@ -444,7 +447,7 @@ class RoutingGrid {
     Object.assign(this.barCursor.style, { left: `${GUTTER + (e + 0.5) * bw - width / 2}px`, top: `${this.bars.top}px`,
                                           width: `${width}px`, height: `${this.bars.bottom - this.bars.top}px` });
     this.barCursor.id = `${this.uid}-e${e}`;
-    this.barCursor.setAttribute("aria-label", barLabel(e, this.shares[e], this.model.get("layer")));
+    this.barCursor.setAttribute("aria-label", barLabel(e, this.shares[e], this.model.get("layer"), this.loadScope.textContent));
     this.loadBox.setAttribute("aria-activedescendant", this.barCursor.id);
   }
 

@@ -308,9 +308,9 @@ function cellLabel(data, t, l) {
   return `token #${t} ${quoted(data.strings[t])} (${t + 1} of ${data.n}, ${shownLabel(data.labels[t], "…")}), layer ${l}: ${pick}`;
 }
 
-function barLabel(e, share, layer) {
-  // A load bar's accessible name: the expert and its share of the picks of the layer shown.
-  return `expert ${e}: ${percent(share)} of the picks of ${layer < 0 ? "all layers" : `layer ${layer}`}`;
+function barLabel(e, share, layer, scope) {
+  // A load bar's accessible name: the expert and its share of the picks of the layer shown (and of which tokens).
+  return `expert ${e}: ${percent(share)} of the picks of ${layer < 0 ? "all layers" : `layer ${layer}`}${scope ? `, ${scope}` : ""}`;
 }
 
 function tokenPanel(data, t, onExpert, onClose, byKeys) {

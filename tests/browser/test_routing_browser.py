@@ -877,3 +877,34 @@ def test_hostile_labels_read_as_written_and_stay_in_their_row(lab_notebook):
     wide = page.evaluate("() => [...document.querySelectorAll('.gptoss-routing *')].filter((n) => n.getBoundingClientRect().right"
                          " > document.querySelector('.gptoss-routing').getBoundingClientRect().right + 1).map((n) => n.className)")
     assert not wide, wide
+
+
+CHANNELS = """
+import numpy as np
+from gptoss_lab.routing import Routing
+experts = np.array([[[0, 1]] * 2] * 6 + [[[2, 3]] * 2] * 4)   # 6 user tokens to experts 0 and 1, 4 final to 2 and 3
+Routing(np.arange(1000, 1010), experts, np.full((10, 2, 2), 0.5), ["user"] * 6 + ["final"] * 4, num_experts=8).view()
+"""
+
+
+def test_the_expert_load_says_when_it_counts_one_channels_tokens_only(lab_notebook):
+    """Filtered to one channel, the load bars count that channel's tokens only, while an expert's card beside them
+    counts all of the layer's: the heading still said just "Expert load", and a researcher read expert 7 at 38.9% in
+    the bars and 47.9% "of the layer" in its card. The heading and each bar's name now say whose tokens are counted."""
+    page = lab_notebook([CHANNELS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    head = in_sight(page.locator(".gptoss-routing .gr-load-head"))
+    assert re.match(r"Expert load\s+choose a layer", head.inner_text())     # all channels: nothing to say
+    page.locator(".gptoss-routing select.gr-channel").select_option("final")
+    page.wait_for_function("() => /^Expert load\\s+of the 4 final tokens only\\s+choose a layer/"
+                           ".test(document.querySelector('.gptoss-routing .gr-load-head').innerText)", timeout=5_000)
+    page.locator(".gptoss-routing select.gr-layer").focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("End")
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")    # all layers: 4 tokens x 2 layers x top-2 = 16 picks, 8 of them expert 2's
+    assert _active_name(page, ".gr-load-box") == "expert 2: 50.0% of the picks of all layers, of the 4 final tokens only"
+    page.locator(".gptoss-routing").screenshot(path="/tmp/gptoss_lab-routing-channel-load.png")
+    page.locator(".gptoss-routing select.gr-channel").select_option("")
+    page.wait_for_function("() => /^Expert load\\s+choose a layer/"
+                           ".test(document.querySelector('.gptoss-routing .gr-load-head').innerText)", timeout=5_000)
