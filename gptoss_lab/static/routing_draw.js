@@ -351,7 +351,8 @@ function legend(data) {
   for (let i = 0; i < steps; i++) scale.append(swatch(expertColor(Math.round((i * (data.E - 1)) / Math.max(steps - 1, 1)))));
   const experts = h("span", "gr-legend-item");
   experts.append(h("span", "", "cells: top-1 expert"), scale, h("span", "gr-muted", `ids 0–${Math.max(data.E - 1, 0)} (hover for the id)`));
-  return [h("span", "gr-legend-title", "channel strip:"), ...items, experts];
+  // No token labelled yet (a live turn's record): no "channel strip:" with nothing after it.
+  return [...(items.length ? [h("span", "gr-legend-title", "channel strip:"), ...items] : []), experts];
 }
 
 function chip(text, color, onClick) {

@@ -908,3 +908,17 @@ def test_the_expert_load_says_when_it_counts_one_channels_tokens_only(lab_notebo
     page.locator(".gptoss-routing select.gr-channel").select_option("")
     page.wait_for_function("() => /^Expert load\\s+choose a layer/"
                            ".test(document.querySelector('.gptoss-routing .gr-load-head').innerText)", timeout=5_000)
+
+
+def test_the_legend_names_no_channel_strip_while_no_token_has_a_channel(lab_notebook):
+    """A live turn's record has no channels yet: the legend read "channel strip:  cells: top-1 expert", a title with
+    nothing after it. Until a token has a label the legend explains the cells only."""
+    page = lab_notebook(["""
+import numpy as np
+from gptoss_lab.routing import Routing
+routing = Routing(np.arange(1000, 1006), np.zeros((6, 2, 2), int) + [0, 1], np.full((6, 2, 2), 0.5), num_experts=8)
+routing.view()
+"""], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    legend = in_sight(page.locator(".gptoss-routing .gr-legend"))
+    assert legend.inner_text().startswith("cells: top-1 expert"), legend.inner_text()
+    legend.screenshot(path="/tmp/gptoss_lab-routing-legend-unlabelled.png")
