@@ -13,7 +13,6 @@ import keyword
 import os
 import re
 import shlex
-import textwrap
 import unicodedata
 from typing import Any
 
@@ -21,6 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .settings import APPROVALS, EFFORTS, Settings, SettingsError, parse_assignments, shown_key, shown_keys
+from .widgets import say
 from .widgets.sanitize import visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
@@ -454,8 +454,8 @@ class GptossMagics(Magics):
         if self.session is None:
             from .session import Session
 
-            print("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
-                  f"`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).{_new_conversation(self._unloaded)}")
+            say("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
+                f"`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).{_new_conversation(self._unloaded)}")
             self.session = _keep_settings(_one_line(Session.load, "tiny"), self._unloaded)
         return self.session
 
@@ -476,7 +476,7 @@ class GptossMagics(Magics):
             old = self.session
             self.session = _keep_settings(_one_line(Session.load, opts.model, said_by="%gptoss load", **options),
                                           self._settings_from())
-            print(f"Loaded {visible(self.session.engine.name)}.{_new_conversation(old)}")
+            say(f"Loaded {visible(self.session.engine.name)}.{_new_conversation(old)}")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
             given = {k: getattr(opts, k) for k in ("timeout", "retries", "verify") if getattr(opts, k) is not None}
@@ -484,8 +484,8 @@ class GptossMagics(Magics):
                                  **given)
             old, self.session = self.session, _keep_settings(session, self._settings_from())
             # the engine's URL (a user:password@ taken out), and the names the server chose
-            print(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)})."
-                  f"{_new_conversation(old)}")
+            say(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)})."
+                f"{_new_conversation(old)}")
         elif command == "use":
             session = self.shell.user_ns.get(opts.variable)
             if not isinstance(session, Session):
@@ -498,7 +498,7 @@ class GptossMagics(Magics):
             for session in (self.session, self._unloaded):   # an unloaded model's conversation is shown until then
                 if session is not None:
                     session.reset()
-            print("Conversation cleared: the next %%gptoss cell starts a new chat.")
+            say("Conversation cleared: the next %%gptoss cell starts a new chat.")
         elif command == "regenerate":
             self._regenerate()
         elif command == "config":
@@ -537,7 +537,7 @@ class GptossMagics(Magics):
             use_threads(threads)
         self._status()
         if threads is not None:
-            print(f"torch threads: {threads} (kept by models loaded later)")
+            say(f"torch threads: {threads} (kept by models loaded later)")
 
     def _kept(self) -> Any:
         """The session `config` and `browse` change: the loaded one or, with no model, one that keeps the settings
@@ -553,7 +553,7 @@ class GptossMagics(Magics):
 
     def _unload(self) -> None:
         if self.session is None:
-            print("No model loaded: there is nothing to unload.")
+            say("No model loaded: there is nothing to unload.")
             return
         import psutil
 
@@ -563,9 +563,9 @@ class GptossMagics(Magics):
         _one_line(session.unload)
         after = process.memory_info().rss
         kept = (" in a new conversation (`%gptoss history` still shows this one)" if session.replies else "")
-        print(f"Unloaded {visible(session.engine.name)}: this kernel uses {before / 2**20:,.0f} MB of memory "
-              f"before, {after / 2**20:,.0f} MB now. The next %%gptoss cell loads gpt-oss-tiny "
-              f"(or `%gptoss load NAME`), with your settings{kept}.")
+        say(f"Unloaded {visible(session.engine.name)}: this kernel uses {before / 2**20:,.0f} MB of memory "
+            f"before, {after / 2**20:,.0f} MB now. The next %%gptoss cell loads gpt-oss-tiny "
+            f"(or `%gptoss load NAME`), with your settings{kept}.")
 
     def _regenerate(self) -> None:
         if self.session is None and self._unloaded is not None and self._unloaded.replies:
@@ -580,7 +580,7 @@ class GptossMagics(Magics):
     def _history(self, export: bool) -> None:
         session = self.session if self.session is not None else self._unloaded   # an unloaded model's stays readable
         if session is None or not (session.replies or export):
-            print("No conversation yet: ask with a %%gptoss cell.")
+            say("No conversation yet: ask with a %%gptoss cell.")
             return
         if export:
             print(visible(session.export()))
@@ -600,23 +600,23 @@ class GptossMagics(Magics):
         except BrowserError as err:
             raise UsageError(f"%gptoss browse: {err}") from None
         self._kept().browser = browser
-        print(_fitted(f"The browser reads {browser.describe()}; ask with `%%gptoss --tools browser` "
-                      "(or `%gptoss config tools=python,browser`)."))
+        say(f"The browser reads {browser.describe()}; ask with `%%gptoss --tools browser` "
+            "(or `%gptoss config tools=python,browser`).")
 
     def _status(self) -> None:
         if self.session is None:
             kept = (f" The next model starts with {_described(self._unloaded.settings)}{_reads(self._unloaded)}."
                     if self._unloaded else "")
-            print("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
-                  f"`%gptoss help` lists everything.{kept}")
+            say("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
+                f"`%gptoss help` lists everything.{kept}")
             return
         allowed = self.session.always_allowed   # also under approve=auto: a cell's --approve ask does not ask them
         always = (f" | always allowed: {visible(', '.join(allowed))} (`%gptoss config approve=ask` asks again)"
                   if allowed else "")
         url = getattr(self.session.engine, "url", None)   # a server's (RemoteEngine): where the turns are made
         served = f" (served at {visible(url)})" if isinstance(url, str) else ""
-        print(f"model: {visible(self.session.engine.name)}{served} | {_described(self.session.settings)}{always} | "
-              f"turns: {len(self.session.replies)}{_reads(self.session)}")
+        say(f"model: {visible(self.session.engine.name)}{served} | {_described(self.session.settings)}{always} | "
+            f"turns: {len(self.session.replies)}{_reads(self.session)}")
 
     def _last_routing(self) -> Any:
         session = self._settings_from()   # after `%gptoss unload`, its conversation's last reply (as history shows)
@@ -653,12 +653,6 @@ def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:
 def _reads(session: Any) -> str:
     """What `%gptoss browse` gave the session's browser, for `%gptoss status` ("" when nothing)."""
     return f" | browser: {visible(session.browser.describe())}" if session.browser is not None else ""
-
-
-def _fitted(text: str) -> str:
-    """`text` in lines of at most 68 characters, broken at spaces only: JupyterLab's output area breaks a longer line at
-    any letter (`word-break: break-all`), inside words and paths. A longer word (a path) has a line of its own."""
-    return textwrap.fill(text, 68, break_long_words=False, break_on_hyphens=False)
 
 
 def _threads(value: str) -> int:

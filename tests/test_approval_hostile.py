@@ -203,8 +203,8 @@ def test_status_says_what_always_allow_allowed_until_approval_is_set_again(capsy
         session.ask("one", view=_Asks(Approval(True, always=True)))
         assert session.always_allowed == ("python",)
         shell.run_line_magic("gptoss", "status")
-        assert ("| always allowed: python (`%gptoss config approve=ask` asks again) | turns: 1"
-                in capsys.readouterr().out)
+        out = capsys.readouterr().out
+        assert "\n| always allowed: python (`%gptoss config approve=ask` asks again)\n| turns: 1\n" in out, out
         shell.run_line_magic("gptoss", "config approve=ask")
         shell.run_line_magic("gptoss", "status")
         assert session.always_allowed == () and "always allowed" not in capsys.readouterr().out

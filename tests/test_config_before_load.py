@@ -29,7 +29,9 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     out, content = run(kc, "%gptoss config effort=high seed=3 approve=auto guard=off")
     assert content["status"] == "ok", out
     assert "bundled gpt-oss-tiny" not in out and out.startswith("No model loaded"), out
-    assert "The next model starts with effort: high | approve: auto | tools: python" in out and "seed: 3" in out, out
+    said = " ".join(out.split())   # in lines JupyterLab's output area does not break inside a word
+    assert "The next model starts with effort: high | approve: auto | tools: python" in said and "seed: 3" in said, out
+    assert max(len(line) for line in out.splitlines()) <= 68, out
     assert "guard: off" in out, out
 
     # a bad value and a browser with no documents are still refused at once, in one line
@@ -44,13 +46,15 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     assert content["status"] == "ok" and "tools: python,browser" in out, out
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded") and "effort: high" in out, out  # still nothing loaded
-    assert out.rstrip().endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)."), out  # what it reads
+    said = " ".join(out.split())   # what it reads, a setting of its own
+    assert said.endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)."), out
 
     # the model loaded next takes them over
     out, content = run(kc, "%gptoss load tiny\n%gptoss status", timeout=120)
     assert content["status"] == "ok", out
-    assert "model: gpt-oss-tiny | effort: high | approve: auto | tools: python,browser" in out and "seed: 3" in out
-    assert "guard: off" in out and out.rstrip().endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)"), out
+    said = " ".join(out.split())
+    assert "model: gpt-oss-tiny | effort: high | approve: auto | tools: python,browser" in said and "seed: 3" in said
+    assert "guard: off" in said and said.endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)"), out
     out, _ = run(kc, "import gptoss_lab.magics as m, IPython\n"
                      "s = IPython.get_ipython().magics_manager.registry['GptossMagics'].session\n"
                      "print(type(s.browser).__name__, s.browser.describe())")

@@ -65,7 +65,9 @@ def test_loads_tiny_and_greedy_stream_equals_transformers_generate(random_checkp
     monkeypatch.setattr("gptoss_lab.tiny.CHECKPOINT", random_checkpoint)  # stands in for the bundled weights
     engine = LocalEngine.from_pretrained("tiny")
     out = capsys.readouterr().out
-    assert "Loading gpt-oss-tiny on cpu (float32, the CPU default, " in out and " torch thread" in out
+    said = " ".join(out.split())   # in lines JupyterLab's output area does not break inside a word
+    assert "Loading gpt-oss-tiny on cpu (float32, the CPU default, " in said and " torch thread" in said, out
+    assert max(len(line) for line in out.splitlines()) <= 68, out
     assert engine.name == "gpt-oss-tiny" and engine.config.model_type == "gpt_oss"
     assert engine.model.dtype == torch.float32  # a bf16 checkpoint computes in float32 on a CPU
     assert engine.slow_path_reason is None  # the lean forward, compared here with transformers' generate

@@ -930,7 +930,9 @@ def test_connect_magic_does_not_print_a_urls_password(capsys):
             shell.run_line_magic("gptoss", "status")   # says where the turns are made, without the password either
         out = capsys.readouterr().out
         assert f"Connected to {server.url} (gpt-oss-test)." in out and "SECRET" not in out, out
-        assert f"model: gpt-oss-test (served at {server.url}) | " in out, out
+        # in lines JupyterLab's output area does not break inside a word, a setting whole on its line
+        assert f"model: gpt-oss-test (served at {server.url}) | " in " ".join(out.split()), out
+        assert max(len(line) for line in out.splitlines()) <= 68 and "\n| effort: medium |" in out, out
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
 

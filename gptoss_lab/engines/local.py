@@ -21,7 +21,7 @@ from . import checkpoint, fastpath
 from .base import EngineError, Sampling
 from ..harmony import FormatGuard
 from ..tools.containment import _never
-from ..widgets import transformers_bars
+from ..widgets import say, transformers_bars
 from .checkpoint import LoadError
 
 __all__ = ["LocalEngine", "LoadError"]
@@ -78,7 +78,7 @@ class LocalEngine:
         (see `share_cores`); the load line says both.
         """
         if progress and "transformers" not in sys.modules:   # in a new kernel, seconds with nothing shown
-            print("Starting torch and transformers (seconds, once per kernel) ...", flush=True)
+            say("Starting torch and transformers (seconds, once per kernel) ...", flush=True)
         plan = checkpoint.plan_load(name_or_path, device=device, dtype=dtype, device_map=device_map,
                                     dequantize=dequantize, **kw)
         from safetensors import SafetensorError
@@ -89,9 +89,9 @@ class LocalEngine:
             threads = share_cores()
             how += f", {threads} torch thread{'s' * (threads > 1)}"
         if progress:
-            print(f"Loading {plan.source.name} on {plan.target} ({how}, {checkpoint.size(plan.weights)}) ...", flush=True)
+            say(f"Loading {plan.source.name} on {plan.target} ({how}, {checkpoint.size(plan.weights)}) ...", flush=True)
             if plan.note:
-                print(f"Note: {plan.note}.", flush=True)
+                say(f"Note: {plan.note}.", flush=True)
         interrupted = False
         try:
             with transformers_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
@@ -110,10 +110,10 @@ class LocalEngine:
             raise LoadError(f"could not load {plan.source.path}: {wrong}")
         engine = cls(model, name=plan.source.name, fast=fast)
         if progress and plan.packed and (held := checkpoint.held_weights(model)):  # its own checks differ from the plan's
-            print(f"Note: transformers dequantized the MXFP4 experts to {held[0]} after all: "
-                  f"{checkpoint.size(held[1])} of weights, not {checkpoint.size(plan.weights)}.", flush=True)
+            say(f"Note: transformers dequantized the MXFP4 experts to {held[0]} after all: "
+                f"{checkpoint.size(held[1])} of weights, not {checkpoint.size(plan.weights)}.", flush=True)
         if progress and (hidden := checkpoint.routing_visible(model)):
-            print(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
+            say(f"Note: routing cannot be recorded on this model: {hidden}.", flush=True)
         return engine
 
     @property

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 STATIC = Path(__file__).parent.parent / "static"
+_WIDTH = 68  # characters: JupyterLab's output area holds a line this long whole in a 760 px window
 
 
 def asset(name: str) -> Path:
@@ -27,6 +29,25 @@ def esm(name: str) -> str:
     return ("const DOMPurify = (() => {\nconst module = { exports: {} }, exports = module.exports;\n"
             f"{purify}\nreturn module.exports;\n}})();\n" + asset("common.js").read_text() + "\n"
             + asset(name).read_text())
+
+
+def say(text: str, *, flush: bool = False) -> None:
+    """Print one of the lab's own messages (a load, a status, a note) in lines that JupyterLab's output area does not
+    break inside a word: it breaks a longer line at any letter (`word-break: break-all`), "max tok" / "ens"."""
+    print(_fitted(text), flush=flush)
+
+
+def _fitted(text: str) -> str:
+    """`text` in lines of at most 68 characters, broken at spaces; its ` | `-separated parts (a status's settings)
+    each whole on a line where they fit, a line they start with "| ". A longer word (a path) has a line of its own."""
+    lines: list[str] = []
+    for part in text.split(" | "):
+        if lines and len(lines[-1]) + len(" | ") + len(part) <= _WIDTH:
+            lines[-1] += " | " + part
+        else:
+            lines += textwrap.wrap(part, _WIDTH, initial_indent="| " if lines else "", break_long_words=False,
+                                   break_on_hyphens=False) or [""]
+    return "\n".join(lines)
 
 
 def text_bar(iterable: Any = None, **kwargs: Any) -> Any:

@@ -50,3 +50,27 @@ def test_the_browse_message_breaks_between_words(page, lab_notebook, jupyter_lab
     assert str(docs) in text and "2 documents" in text and "%%gptoss --tools browser" in text, text
     assert len({top for _, top in drawn}) > 1, "the message should need more than one line here"
     assert _split_words(drawn) == [], text
+
+
+@pytest.mark.parametrize("width", [900, 760])
+def test_status_and_load_messages_break_between_words_and_settings(page, lab_notebook, width):
+    """`%gptoss status` ("... | max tok" / "ens: 2048 | ..." at 900 px) and the load's "Loading gpt-oss-tiny on cpu
+    (...)" line break at spaces, a status's settings each whole on a line ("| timeout: 120 s", not "time" / "out")."""
+    page.set_viewport_size({"width": width, "height": 900})
+    lab_notebook(["%load_ext gptoss_lab", "%gptoss config temperature=0.5 seed=3", "%gptoss load tiny",
+                  "%gptoss status"], wait_for=".jp-OutputArea-output pre:has-text('turns: 0')", timeout=180)
+    page.screenshot(path=f"/tmp/gptoss_status_{width}.png")
+    said = {}
+    for pre in page.locator(".jp-OutputArea-output pre").all():
+        drawn = pre.evaluate(DRAWN)
+        said["".join(c for c, _ in drawn)] = drawn
+    status = next(text for text in said if text.startswith("model: gpt-oss-tiny"))
+    waiting = next(text for text in said if text.startswith("No model loaded"))
+    loading = next(text for text in said if "Loading gpt-oss-tiny on cpu" in text)
+    assert "| temperature: 0.5 | seed: 3 | turns: 0" in " ".join(status.split()), status
+    assert "The next model starts with effort: medium | approve: ask" in " ".join(waiting.split()), waiting
+    for text in (status, waiting, loading):
+        assert _split_words(said[text]) == [], text
+    # each setting of the status whole on a line: a line break only before a " | " separator
+    assert all(line.startswith(("model: ", "| ")) for line in status.splitlines()), status
+    assert len({top for _, top in said[status]}) > 1, "the status should need more than one line here"
