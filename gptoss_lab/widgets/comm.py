@@ -53,8 +53,9 @@ class CommPump:
     comm was first pumped outside a run (`_callbacks`); the rest is held (`_held`) and handed back after the run.
     """
 
-    def __init__(self, kernel: Any, stream: Any) -> None:
+    def __init__(self, kernel: Any, stream: Any, replies: Any = None) -> None:
         self.kernel, self.stream = kernel, stream
+        self._replies = replies if replies is not None else stream  # where the handled requests' replies go
         self._session = kernel.session  # taken now: the kernel's attributes are the code's to replace during a run
         self._callbacks: dict[str, tuple[Any, tuple[Callable[..., Any], ...]]] = {}  # comm id -> widget, callbacks
         self._held: deque[list[Any]] = deque()  # messages read during runs, in order, for the kernel after them
@@ -71,7 +72,10 @@ class CommPump:
             stream = thread.manager._shell_channel_to_main.to_stream if thread else kernel.shell_stream
             if stream is None or stream._recv_callback is None:
                 return None
-            return cls(kernel, stream)
+            # ipykernel 7 reads the main shell's requests from one inproc socket and takes its replies on another (a
+            # reply sent back on the first was lost: a reloaded tab never heard the open comms, and drew no widget)
+            replies = thread.manager.get_subshell_to_shell_channel_socket(None) if thread else None
+            return cls(kernel, stream, replies)
         except Exception:  # no kernel, or an ipykernel laid out differently: no live buttons
             return None
 
@@ -152,7 +156,7 @@ class CommPump:
             widget, callbacks = own
             _call(widget, callbacks, msg)
         else:
-            _run_now(self.kernel.shell_handlers[kind](self.stream, idents, msg))
+            _run_now(self.kernel.shell_handlers[kind](self._replies, idents, msg))
         return True
 
 
