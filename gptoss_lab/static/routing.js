@@ -20,6 +20,14 @@ const GRID_KEYS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], Ar
 
 function setAttrs(node, attrs) { for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value); }
 
+function placeTip(tip, box, x, y, above = false) {
+  // Show a tooltip right of (x, y) in `box`, kept inside its width: below it, or `above` (the load chart is the view's
+  // foot, where the output cut a tooltip below the pointer off).
+  tip.style.display = "block";
+  tip.style.left = `${Math.max(Math.min(x + 14, box.clientWidth - tip.offsetWidth - 4), 0)}px`;
+  tip.style.top = `${above ? Math.max(y - tip.offsetHeight - 8, 0) : y + 14}px`;
+}
+
 // A record's end draws its view's output anew (widgets/routing.py finish_output): the new view takes over where the
 // one it replaces was (active cell and bar, scroll, open card) and the keyboard focus that the old one lost with it,
 // and disposes of the old one (anywidget never calls its cleanup on this redraw: its listeners stayed on the model).
@@ -92,7 +100,9 @@ class RoutingGrid {
     this.loadBox = h("div", "gr-load-box");
     setAttrs(this.loadBox, { tabindex: "0", role: "toolbar",
                              "aria-label": "Expert load: arrow keys choose an expert, Enter opens its card" });
-    this.loadBox.append(this.loadCanvas, this.barCursor);
+    this.loadTip = h("div", "gr-tooltip");
+    this.loadTip.setAttribute("aria-hidden", "true"); // the active bar's name says it to a screen reader
+    this.loadBox.append(this.loadCanvas, this.barCursor, this.loadTip);
     this.panel = h("div", "gr-panel");
     this.cardBox = h("div", "gr-card");
     this.root.append(head, this.gridBox, this.scroller, this.legend, loadHead, this.loadBox, this.cardBox, this.panel);
@@ -119,6 +129,8 @@ class RoutingGrid {
     this.canvas.addEventListener("dblclick", (e) => { const hit = this.cellAt(e); if (hit) this.openCell(hit.t, hit.l); });
     this.canvas.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
     this.loadCanvas.addEventListener("click", (e) => this.clickLoad(e));
+    this.loadCanvas.addEventListener("mousemove", (e) => this.hoverLoad(e));
+    this.loadCanvas.addEventListener("mouseleave", () => { this.loadTip.style.display = "none"; });
     this.gridBox.addEventListener("keydown", (e) => this.gridKey(e));
     this.gridBox.addEventListener("focus", () => this.focusGrid());
     this.gridBox.addEventListener("blur", () => { this.tooltip.style.display = "none"; });
@@ -529,10 +541,24 @@ class RoutingGrid {
   showTip(t, l, x, y, byKeys) {
     // The tooltip of token t at layer l, below and right of (x, y) in the grid, its hint for the keyboard or mouse.
     this.tooltip.replaceChildren(...tipRows(this.data, t, l, byKeys));
-    this.tooltip.style.display = "block";
-    const left = Math.min(x + 14, this.gridBox.clientWidth - this.tooltip.offsetWidth - 4);
-    this.tooltip.style.left = `${Math.max(left, 0)}px`;
-    this.tooltip.style.top = `${y + 14}px`;
+    placeTip(this.tooltip, this.gridBox, x, y);
+  }
+
+  barAt(event) {
+    // The expert whose bar (its whole column) is under the pointer, and the pointer in the chart; null off the bars.
+    if (!this.bars || !this.shares) return null;
+    const box = this.loadCanvas.getBoundingClientRect(), x = event.clientX - box.left, y = event.clientY - box.top;
+    const e = Math.floor((x - GUTTER) / this.bars.bw);
+    return x < GUTTER || e < 0 || e >= this.shares.length ? null : { e, x, y };
+  }
+
+  hoverLoad(event) {
+    // A bar's tooltip says what its name says to the keyboard: the expert and its share of the picks.
+    const hit = this.barAt(event);
+    if (!hit) { this.loadTip.style.display = "none"; return; }
+    const name = barLabel(hit.e, this.shares[hit.e], this.model.get("layer"), this.loadScope.textContent);
+    this.loadTip.replaceChildren(h("div", "gr-tip-title", name));
+    placeTip(this.loadTip, this.loadBox, hit.x, hit.y, true);
   }
 
   click(event) {
@@ -552,12 +578,11 @@ class RoutingGrid {
   }
 
   clickLoad(event) {
-    if (!this.bars) return;
-    const box = this.loadCanvas.getBoundingClientRect(), e = Math.floor((event.clientX - box.left - GUTTER) / this.bars.bw);
-    if (e < 0 || e >= this.data.E) return;
-    this.activeExpert = e;
+    const hit = this.barAt(event);
+    if (!hit) return;
+    this.activeExpert = hit.e;
     this.placeBarCursor();
-    this.pickExpert(e);
+    this.pickExpert(hit.e);
   }
 
   pickExpert(e) {

@@ -143,7 +143,7 @@ def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
 
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + x, box["y"] + y)
-    tooltip = page.locator(".gptoss-routing .gr-tooltip")
+    tooltip = page.locator(".gptoss-routing .gr-grid .gr-tooltip")
     tooltip.wait_for(state="visible", timeout=5_000)
     text = tooltip.inner_text()
     assert f"#{t}" in text and f"layer {layer}" in text and "system" in text
@@ -238,7 +238,7 @@ def test_control_and_direction_characters_in_tokens_are_written_out(lab_notebook
     cell = page.evaluate("() => document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth") / tokens
     x, y = GUTTER + 1.5 * cell, 11 + 8  # token 1 (U+202E), layer 0 (rows are 16 px at 2 layers)
     page.mouse.move(box["x"] + x, box["y"] + y)
-    tooltip = page.locator(".gptoss-routing .gr-tooltip")
+    tooltip = page.locator(".gptoss-routing .gr-grid .gr-tooltip")
     tooltip.wait_for(state="visible", timeout=5_000)
     assert tooltip.locator(".gr-tip-title").inner_text() == '#1 "\\u202e" · user · layer 0'
     page.mouse.click(box["x"] + x, box["y"] + y)
@@ -337,7 +337,7 @@ def test_the_grid_is_one_tab_stop_whose_arrows_show_what_a_click_shows(lab_noteb
     assert _active_name(page, ".gr-grid") == (f"token #3 {json.dumps(strings[3])} (4 of {n}, user), "
                                               f"layer 2: expert {top1[3, 2]}, {weight[3, 2]:.3f}")
     by_keys = panel.inner_text()
-    tip = page.locator(".gptoss-routing .gr-tooltip .gr-tip-title")
+    tip = page.locator(".gptoss-routing .gr-grid .gr-tooltip .gr-tip-title")
     assert tip.inner_text() == f"#3 {json.dumps(strings[3])} · user · layer 2"  # what hovering the cell shows
 
     page.locator(".gptoss-routing .gr-panel .gr-close").click()
@@ -433,6 +433,27 @@ def test_the_load_bars_are_reached_by_tab_named_and_opened_by_enter(lab_notebook
     assert page.locator(".gptoss-routing .gr-card").inner_text() == by_keys
 
 
+def test_hovering_a_load_bar_names_its_expert_and_share(lab_notebook):
+    """Hovering an expert-load bar showed nothing, a mouse user reading its share only against the y-axis: a tooltip
+    says what its name says to the keyboard, and goes when the pointer leaves the chart. Screenshot:
+    /tmp/gptoss_lab-routing-load-tip.png."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    page.locator(".gptoss-routing select.gr-layer").select_option("1")
+    box = page.locator(".gptoss-routing .gr-load").bounding_box()
+    bar = (box["width"] - GUTTER - 4) / 8
+    page.mouse.move(box["x"] + GUTTER + 6.5 * bar, box["y"] + box["height"] - 30)  # expert 6's bar, at its foot
+    tip = page.locator(".gptoss-routing .gr-load-box .gr-tooltip")
+    tip.wait_for(state="visible", timeout=5_000)
+    page.screenshot(path="/tmp/gptoss_lab-routing-load-tip.png", clip={"x": box["x"], "y": box["y"] - 20,
+                                                                      "width": box["width"], "height": box["height"] + 80})
+    assert tip.inner_text() == "expert 6: 12.5% of the picks of layer 1"   # 5 of 40, as the keyboard names it
+    page.mouse.move(box["x"] + GUTTER + 1.5 * bar, box["y"] + box["height"] - 30)
+    page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-load-box .gr-tooltip').innerText"
+                           ".startsWith('expert 1:')", timeout=5_000)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] - 40)                   # off the chart
+    tip.wait_for(state="hidden", timeout=5_000)
+
+
 _RING = """() => { const root = document.querySelector('.gptoss-routing'), ring = root.querySelector('.gr-grid .gr-cursor');
     if (!ring) return null;
     const ctx = document.createElement('canvas').getContext('2d', { willReadFrequently: true });
@@ -459,7 +480,7 @@ def test_the_active_cell_has_a_ring_that_reads_in_light_and_dark(lab_notebook, t
     for key in ("ArrowRight", "ArrowRight", "ArrowDown"):
         page.keyboard.press(key)
     page.mouse.move(0, 0)
-    page.locator(".gptoss-routing .gr-tooltip").evaluate("tip => { tip.style.display = 'none'; }")  # the ring alone
+    page.locator(".gptoss-routing .gr-grid .gr-tooltip").evaluate("tip => { tip.style.display = 'none'; }")  # the ring alone
     ring = page.evaluate(_RING)
     page.locator(".gptoss-routing .gr-grid").screenshot(path=f"/tmp/gptoss_lab-routing-focus-{theme}.png")
     assert ring and ring["opacity"] == "1" and ring["page"] >= 3 and ring["cell"] >= 3, ring
