@@ -297,6 +297,10 @@ def test_a_regenerate_stopped_before_any_text_keeps_the_answer_in_the_view() -> 
     assert ops[-1] == {"op": "notice", "level": "info", "text": "Regenerate stopped before the model had written any "
                        "text; the earlier answer is kept."}
     assert "Forty-two." in view._static["text/html"] and "nothing to keep" not in view._static["text/html"]
+    view.handle = handle
+    session.unload()                      # refused before the new turn starts, after that Stop: not said as a Stop
+    _message(view, kind="regenerate")
+    assert ops[-1]["level"] == "error" and ops[-1]["text"].startswith("Regenerate failed: replay was unloaded")
 
 
 def test_only_the_last_answer_can_be_regenerated() -> None:

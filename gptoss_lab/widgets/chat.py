@@ -386,6 +386,7 @@ class ChatView(NotebookView):
             return
         shown, log, before, grid = self.transcript, self._log, self._reply, self._routing_view
         self.transcript = Transcript()  # the new turn draws into its own, so a failed one can give the old back
+        self._stop = False  # a Stop of the old turn is not one of the new (a refused one says why, not "stopped")
         try:
             reply = session.regenerate(view=self)
         except Exception as err:  # a refused turn (settings, context) or an engine failure: one line
