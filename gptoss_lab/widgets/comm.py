@@ -73,7 +73,7 @@ class CommPump:
             if stream is None or stream._recv_callback is None:
                 return None
             # ipykernel 7 reads the main shell's requests from one inproc socket and takes its replies on another (a
-            # reply sent back on the first was lost: a reloaded tab never heard the open comms, and drew no widget)
+            # reply sent back on the first was lost: a client asking which comms are open mid-turn got no answer)
             # (an ipykernel 7 without that socket keeps the old way, rather than losing every live button)
             to_shell = getattr(thread.manager, "get_subshell_to_shell_channel_socket", None) if thread else None
             replies = to_shell(None) if to_shell is not None else None
