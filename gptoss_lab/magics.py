@@ -530,10 +530,10 @@ class GptossMagics(Magics):
             setting, _, rest = str(err).partition(" ")
             raise UsageError(f"%gptoss config: {shown_key(setting)} {rest}") from None
         if threads is not None:
-            from .engines.checkpoint import import_torch
+            from .engines.checkpoint import import_held
             from .engines.local import use_threads
 
-            import_torch()
+            import_held("torch")
             use_threads(threads)
         self._status()
         if threads is not None:

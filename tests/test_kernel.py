@@ -531,6 +531,52 @@ def test_ctrl_c_while_session_load_imports_torch_leaves_a_kernel_that_works(kern
     assert out.split()[-2:] == ["gpt-oss-tiny", "8"], out
 
 
+_CUT_IMPORT = """
+import os, signal, sys
+class _Cut:  # Ctrl-C at the moment transformers asks for {module}: mid-import, as a user's key press lands
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            {action}
+        return None
+sys.meta_path.insert(0, _Cut())
+"""
+
+
+def test_ctrl_c_while_the_load_imports_transformers_is_held_until_the_import_is_whole(kernel):
+    """Ctrl-C while the first load imported transformers (after torch) could land in torch's lazy parts that
+    transformers pulls in (sympy, torch._dynamo) and leave them half made: every later load in that kernel failed with
+    "Could not import module 'GenerationMixin'" (seen at 2 of 6 delays between 3.8 and 4.3 s into a fresh load). The
+    interrupt is now held until the imports are whole, then honoured: the cell stops, the next load works."""
+    km, kc = kernel
+    out, content = run(kc, "import torch, sys\nfrom gptoss_lab import Session\n"
+                           + _CUT_IMPORT.format(module="transformers.generation.utils",
+                                                action="os.kill(os.getpid(), signal.SIGINT)")
+                           + "print('transformers' in sys.modules)")
+    assert content["status"] == "ok" and out.strip() == "False", out
+    out, content = run(kc, "s = Session.load('tiny')", timeout=120)
+    assert content["status"] == "error" and content["ename"] == "KeyboardInterrupt", out
+    out, _ = run(kc, "print('transformers.models.gpt_oss.modeling_gpt_oss' in sys.modules)")
+    assert out.strip() == "True", out   # held: the import ran to its end before the interrupt was honoured
+    out, content = run(kc, "s = Session.load('tiny')\nr = s.ask('What is 2 + 3?', approval='auto')\nprint(r.final)",
+                       timeout=120)
+    assert content["status"] == "ok" and out.splitlines()[-1] == "2 + 3 = 5.", out
+
+
+def test_a_broken_transformers_import_is_one_line_that_says_to_restart_the_kernel(kernel):
+    """A transformers import already broken in the kernel (the user's own `import transformers` cut short) failed the
+    load with transformers' multi-line traceback; it is one line that names the import and the way out."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab\nimport torch, sys\n"
+            + _CUT_IMPORT.format(module="transformers.models.gpt_oss.modeling_gpt_oss",
+                                 action="raise ImportError('partially initialized module (a test)')"))
+    out, content = run(kc, "%gptoss load tiny", timeout=120)
+    assert content["status"] == "error", out
+    assert content["evalue"] == ("%gptoss load: could not import transformers.models.gpt_oss.modeling_gpt_oss (partially "
+                                 "initialized module (a test)); if an import was cut short (Ctrl-C), restart the kernel"), content
+    assert content["ename"] == "UsageError" and len(content["traceback"]) <= 2, content["traceback"]
+
+
 def test_config_refuses_a_typo_before_loading_a_model_and_names_the_keys_it_takes(kernel):
     """`%gptoss config nosuch=1` (or a bad value) with no model loaded loaded gpt-oss-tiny before refusing, and the
     refusal listed `approval`/`max_new_tokens` (the Python names) but not `threads`, which the help offers."""

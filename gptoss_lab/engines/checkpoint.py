@@ -803,21 +803,32 @@ class LoadPlan:
         return LoadError(f"could not load {self.source.path}: {first_line(error)}")
 
 
-def import_torch() -> None:
-    """Import torch with Ctrl-C held until it is in, then honoured: an `import torch` cut short leaves torch
-    broken for the process's life ("Only a single TORCH_LIBRARY can be used ..." at every later load)."""
+_LOAD_MODULES = ("torch", "transformers.models.auto.modeling_auto", "transformers.models.gpt_oss.modeling_gpt_oss")
+
+
+def import_held(*modules: str) -> None:
+    """Import `modules` (default: torch and the parts of transformers a load uses) with Ctrl-C held until they are in,
+    then honoured: an import cut short can leave a module half made for the process's life. Cut inside `import torch`,
+    every later load failed with "Only a single TORCH_LIBRARY can be used ..."; cut inside transformers' import of
+    torch's lazy parts (sympy, torch._dynamo), with "Could not import module 'GenerationMixin'"."""
     import signal
     import sys
     import threading
 
-    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
+    names = modules or _LOAD_MODULES
+    if all(name in sys.modules for name in names) or threading.current_thread() is not threading.main_thread():
         return
     pressed = []
     previous = signal.signal(signal.SIGINT, lambda *args: pressed.append(True))
     try:
-        import torch  # noqa: F401
-    except ImportError:
-        pass  # not installed: loading says so in one line
+        for name in names:
+            importlib.import_module(name)
+    except ImportError as error:
+        top = name.partition(".")[0]
+        if importlib.util.find_spec(top) is None:
+            raise LoadError(f"{top} is not installed: the lab loads models with torch and transformers") from None
+        raise LoadError(f"could not import {name} ({first_line(error)}); if an import was cut short (Ctrl-C), "
+                        "restart the kernel") from None
     finally:
         signal.signal(signal.SIGINT, previous)
     if pressed:
@@ -838,7 +849,7 @@ def plan_load(
     `dequantize=True` loads MXFP4 experts as `dtype` even where the kernels could keep them packed
     (e.g. to record routing, which the fused MXFP4 MoE kernel hides).
     """
-    import_torch()
+    import_held()
     import torch
 
     unknown = sorted(set(kw) - set(_LOAD_OPTIONS))

@@ -151,7 +151,7 @@ def doctor(
     measured free memory, and `mxfp4_kernels` the check for transformers' MXFP4 kernels, to ask about
     another machine; `prefill_chunk` is how many prompt tokens the engine computes at once.
     """
-    checkpoint.import_torch()
+    checkpoint.import_held()
     import torch
 
     checkpoint.check_device(device)  # "bogus" was sized as this machine's RAM: "does not fit on bogus"
