@@ -490,6 +490,9 @@ class GptossMagics(Magics):
             session = self.shell.user_ns.get(opts.variable)
             if not isinstance(session, Session):
                 raise UsageError(f"%gptoss use: {opts.variable!r} is not a gptoss_lab.Session")
+            pending = self._unloaded if self.session is None else None   # `%gptoss browse` given before any model
+            if session.browser is None and pending is not None and pending.browser is not None:
+                session.browser = pending.browser
             self.session = session
             self._status()
         elif command == "unload":

@@ -97,3 +97,24 @@ s = Session(ReplayEngine('<|channel|>commentary to=browser.search <|constrain|>j
     assert time.monotonic() - started < 15
     assert "Error: ToolTimeout: Timed out after 2 s (the turn's tool timeout; change it with %%gptoss --timeout" in out
     assert "The search did not answer." in out
+
+
+def test_use_takes_the_documents_given_to_browse_before_any_model(kernel, tmp_path: Path) -> None:
+    """`%gptoss browse FOLDER` before any model, then `%gptoss use s` (a Session made in Python): the documents were
+    left behind with the settings holder and a browsing turn had no browser. A session with its own browser keeps it."""
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls swallow mice whole.\n")
+    search = ('<|channel|>analysis to=browser.search code<|message|>{"query": "owls"}<|call|>'
+              '<|channel|>final<|message|>Searched.<|return|>')
+    out, content = run(kernel[1], f"%load_ext gptoss_lab\n%gptoss browse {tmp_path}\n"
+                                  f"from gptoss_lab import Session, ReplayEngine\n"
+                                  f"s = Session(ReplayEngine({search!r}, delay=0.0))\n%gptoss use s")
+    assert content["status"] == "ok", out
+    assert "| browser: 1 document in" in out, out
+    out, content = run(kernel[1], "%%gptoss --tools browser --approve auto --text\nOwls?")
+    assert content["status"] == "ok", out
+    assert "Barn owls swallow mice whole." in out and "Searched." in out, out
+    out, _ = run(kernel[1], "from gptoss_lab.tools.browser import Browser\n"
+                            "own = Browser(search=lambda query, topn: [])\n"
+                            f"t = Session(ReplayEngine({search!r}, delay=0.0), browser=own)\n"
+                            "%gptoss use t\nprint(t.browser is own)")
+    assert out.split()[-1] == "True", out
