@@ -8,8 +8,8 @@ import pytest
 
 from gptoss_lab import ReplayEngine, Session
 from gptoss_lab.session import TurnError
-from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, Reply, ToolCall, ToolEnd, ToolStart, \
-    TurnEnd, TurnStart
+from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, Notice, Reply, ToolCall, ToolEnd, \
+    ToolStart, TurnEnd, TurnStart
 from gptoss_lab.widgets import chat
 from gptoss_lab.widgets.chat import ChatView
 
@@ -98,6 +98,23 @@ def test_the_finished_turn_is_kept_as_a_static_transcript(run_turn) -> None:
     assert set(static) == {"text/plain", "text/markdown", "text/html"}
     assert "<strong>42</strong>" in static["text/html"] and "print(6 * 7)" in static["text/markdown"]
     assert "Six times seven?" in static["text/plain"]
+
+
+def test_the_saved_form_of_a_turn_under_way_says_how_to_end_it() -> None:
+    """A turn saved while a card waits or a tool runs (autosave, a reload) reopened as a card "waiting for approval"
+    without buttons and nothing said, while the kernel stayed busy on it: that saved form ends with a line saying
+    the buttons do not work there and how to end the turn. The finished turn's saved form has no such line."""
+    view = ChatView()
+    saved: list[dict] = []
+    view.observe(lambda change: saved.append(change["new"]), names="_static")
+    Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Six times seven?", view=view)
+    note = "This turn was still under way when the notebook was saved: its buttons do not work here."
+    during, final = saved[:-1], saved[-1]
+    assert during and all(note in form["text/plain"] and note in form["text/html"] for form in during), during
+    assert "interrupt the kernel (■, or Kernel &gt; Interrupt Kernel) to end the turn" in during[0]["text/html"]
+    assert "print(6 * 7)" in during[0]["text/markdown"]          # the turn so far, above the line
+    assert not any(note in text for text in final.values()) and "<strong>42</strong>" in final["text/html"]
+    assert not any(isinstance(item, Notice) for item in view.transcript.items)   # the live transcript is untouched
 
 
 def test_every_character_is_sent_once(run_turn) -> None:

@@ -39,6 +39,11 @@ _CONNECTED: "weakref.WeakSet[ChatView]" = weakref.WeakSet()
 # The widest figures a turn's stats line is likely to show: the live bar holds room for that line (chat.css), so the
 # footer that replaces it at the turn's end is no taller and the cell below stays put.
 _ROOM = {"tokens": 8888, "tokens_per_s": 888.8, "ttft": 88.88, "seconds": 888.8}
+# The last line of the saved form of a turn under way (a card waits, a tool runs): a tab reloaded or the notebook opened
+# again meanwhile shows that form, whose buttons are not live, while the kernel may still be waiting on the card.
+_UNDER_WAY = ("This turn was still under way when the notebook was saved: its buttons do not work here. If the kernel "
+              "is still busy with it, interrupt the kernel (■, or Kernel > Interrupt Kernel) to end the turn; the "
+              "conversation keeps what it wrote so far.")
 
 
 class ChatView(NotebookView):
@@ -334,8 +339,10 @@ class ChatView(NotebookView):
                 self._chunk = {"seq": self.syncs, "at": self._into_turn(), "ops": self._ops}
             if final:
                 self._snapshot = self._all_ops()
-            if final or keep:
+            if final:
                 self._static = self.transcript._repr_mimebundle_()
+            elif keep:
+                self._static = _under_way(self.transcript)
         self._ops = []
         self._last_flush = time.perf_counter()
 
@@ -501,3 +508,12 @@ class _Rate:
 def _utf16_len(text: str) -> int:
     """Length in JavaScript string units."""
     return len(text.encode("utf-16-le")) // 2
+
+
+def _under_way(transcript: Transcript) -> dict[str, str]:
+    """The saved form of a turn under way: its transcript so far, then `_UNDER_WAY`."""
+    transcript.items.append(Notice(_UNDER_WAY, "info"))
+    try:
+        return transcript._repr_mimebundle_()
+    finally:
+        transcript.items.pop()

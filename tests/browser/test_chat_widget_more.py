@@ -229,12 +229,21 @@ def test_no_motion_under_prefers_reduced_motion(page, lab_notebook):
 def test_a_notebook_saved_while_a_card_waits_keeps_the_turn_so_far(lab_notebook, save_notebook):
     """Saved while a card waits for approval (autosave does it): the file keeps the turn so far as its transcript, not
     a widget reference, which reopens as "Error displaying widget: model not found" once the kernel is gone (a crash,
-    a shut down), the turn lost; a tab reloaded meanwhile shows that transcript. Screenshot:
-    /tmp/gptoss_chat_more_reload.png."""
+    a shut down), the turn lost; a tab reloaded meanwhile shows that transcript, which says that its buttons do not work
+    there and how to end the turn the kernel is still busy with (it said nothing: a card "waiting for approval", no
+    buttons, a busy kernel). Screenshot: /tmp/gptoss_chat_more_reload.png."""
     page = lab_notebook(WAITING_TURN, wait_for=WAITING, name="reload.ipynb")
     (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]
     assert WIDGET not in saved["data"] and "Compute it" in "".join(saved["data"]["text/html"])
     page.reload()
     page.wait_for_selector(".gx-fallback", timeout=60_000)
     page.screenshot(path="/tmp/gptoss_chat_more_reload.png")
-    assert "Compute it" in page.locator(".gx-fallback").inner_text()
+    shown = " ".join(page.locator(".gx-fallback").inner_text().split())
+    assert "Compute it" in shown
+    assert ("This turn was still under way when the notebook was saved: its buttons do not work here. If the kernel "
+            "is still busy with it, interrupt the kernel (■, or Kernel > Interrupt Kernel) to end the turn") in shown
+    kernel = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+    page.wait_for_function(f"() => {kernel}.connectionStatus === 'connected'", timeout=60_000)
+    assert page.evaluate(f"() => {kernel}.status") != "idle"   # still on the card ("unknown": no status since the reload)
+    page.evaluate(f"() => {kernel}.interrupt()")          # what the line says to do: the turn ends, the kernel is free
+    page.wait_for_function(f"() => {kernel}.status === 'idle'", timeout=60_000)
