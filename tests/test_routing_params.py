@@ -50,3 +50,29 @@ def test_a_transitions_figure_of_a_layer_the_table_lacks_is_refused_in_one_line(
         r.transitions(0).plot(layer=2)
     assert r.transitions().plot(layer=2).axes[0].get_title() == "transitions from layer 2 to 3"
     assert r.transitions(1).plot().axes[0].get_title() == "transitions from layer 1 to 2"
+
+
+def test_a_top_tokens_figure_of_a_layer_or_expert_the_table_lacks_is_refused_and_one_expert_keeps_its_title():
+    """`top_tokens(layer=1).plot(layer=0)`, `plot(layer=99)` and `plot(experts=[99])` drew blank panels titled as if
+    counted; one expert's chart (`plot(experts=[3])`) was 3 inches wide and cut its title to "kens each expert is
+    chosen for most, layer"; an expert chosen for no token drew an empty chart with ticks at -0.04 .. 0.04."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    r = _record()
+    with pytest.raises(ValueError, match=r"^this table has the top tokens of layer 1, not of layer 0$"):
+        r.top_tokens(layer=1).plot(layer=0)
+    with pytest.raises(ValueError, match=r"^this table has the top tokens of layers 0..3, not of layer 99$"):
+        r.top_tokens().plot(layer=99)
+    with pytest.raises(ValueError, match=r"^this record has experts 0..7: there is no expert 99$"):
+        r.top_tokens().plot(experts=[99])
+    one = r.top_tokens().plot(layer=2, experts=[3])
+    FigureCanvasAgg(one).draw()
+    title = one._suptitle
+    assert title.get_text() == "tokens each expert is chosen for most, layer 2"
+    shown, page = title.get_window_extent(), one.bbox
+    assert page.x0 <= shown.x0 and shown.x1 <= page.x1      # all of it on the picture
+    unused = Routing([5, 6, 7], np.zeros((3, 1, 2), int) + [0, 1], np.full((3, 1, 2), 0.5), num_experts=8)
+    panels = unused.top_tokens().plot(experts=[1, 7]).axes
+    assert [ax.get_title() for ax in panels] == ["expert 1", "expert 7"]
+    assert [t.get_text() for t in panels[1].texts] == ["no tokens"] and not panels[1].patches
+    assert len(panels[0].patches) == 3                      # tokens 5, 6 and 7 each chose expert 1 once

@@ -422,7 +422,8 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     columns = ["layer", "expert", "rank", "token", "count", "specialisation"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
-    return result_table(frame, "top_tokens")
+    return result_table(frame, "top_tokens", layers=list(range(routing.layers)) if layer is None else [layer],
+                        num_experts=routing.num_experts)
 
 
 @_records(1)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..routing.analysis import check_layer
+from ..routing.analysis import check_layer, whole
 from .sanitize import NO_TYPESETTING
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
@@ -187,22 +187,35 @@ def draw(kind: str, result: Any, **options: Any) -> Any:
     return _whole_ticks(painters[kind](result, **options))
 
 
-def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, **_: Any) -> Any:
-    """Bar charts of each expert's top tokens (one layer; by default the first eight experts)."""
-    layer = int(table["layer"].min()) if layer is None and len(table) else layer or 0
+def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layers: Any = (0,),
+                num_experts: int = 0, **_: Any) -> Any:
+    """Bar charts of each expert's top tokens (one layer of those counted, `layers`; by default the first eight
+    experts); a layer the table lacks or an expert the record lacks is refused in one line (they drew empty panels
+    titled as if counted)."""
+    layers = list(layers)
+    layer = layers[0] if layer is None and layers else layer
+    if layer not in layers:
+        have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}" if layers else "no layers"
+        raise ValueError(f"this table has the top tokens of {have}, not of layer {layer}")
     rows = table[table["layer"] == layer]
-    experts = list(experts) if experts is not None else sorted(rows["expert"].unique())[:8]
+    experts = [whole(e, "expert") for e in experts] if experts is not None else sorted(rows["expert"].unique())[:8]
+    wrong = [e for e in experts if not 0 <= e < num_experts]
+    if wrong:
+        raise ValueError(f"this record has experts 0..{num_experts - 1}: there is no expert {wrong[0]}")
     cols = min(4, max(len(experts), 1))
     lines = -(-len(experts) // cols)
-    figure = _figure(3 * cols, 2.2 * max(lines, 1))
+    figure = _figure(max(3 * cols, 5), 2.2 * max(lines, 1))  # 3 inches cut the title of one expert's chart
     axes = np.atleast_1d(figure.subplots(max(lines, 1), cols, squeeze=False)).ravel()
-    colors = expert_colormap(int(table["expert"].max()) + 1 if len(table) else 1)
+    colors = expert_colormap(max(num_experts, 1))
     for ax, expert in zip(axes, experts):
         part = rows[rows["expert"] == expert].sort_values("rank")
+        ax.set_title(f"expert {expert}", fontsize=9)
+        if not len(part):  # chosen for no token counted (or none seen min_count times)
+            _say(ax, "no tokens")
+            continue
         ax.barh(np.arange(len(part))[::-1], part["count"], color=colors(expert))
         ax.set_yticks(np.arange(len(part))[::-1], [_token_text(t) for t in part["text"]], fontsize=7,
                       parse_math=False)
-        ax.set_title(f"expert {expert}", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes[len(experts):]:
         ax.set_visible(False)
