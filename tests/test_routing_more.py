@@ -85,6 +85,18 @@ def test_hot_and_cold_of_a_record_with_no_experts_says_so_in_one_line():
             r.hot_and_cold()
 
 
+def test_hot_and_cold_of_a_record_with_no_picks_says_so_in_one_line():
+    """A channel with no tokens (`r.select(r.mask("commentary"))`) or a top-0 record named expert 0 both the hottest
+    and the coldest expert of every layer, with a share of 0 and a balance of 0, as if measured."""
+    r = _record(40, layers=2, experts=8)
+    for empty in (r.select(r.mask("commentary")), Routing([1, 2], np.zeros((2, 2, 0), int), np.zeros((2, 2, 0)),
+                                                          num_experts=8)):
+        with pytest.raises(ValueError, match=r"^this record has no expert picks \(no tokens, or top-0\): "
+                                             r"none is hot or cold$"):
+            empty.hot_and_cold()
+    assert r.select(r.mask("final")).hot_and_cold()["hot_share"].gt(0).all()
+
+
 def test_figures_of_a_record_with_no_experts_say_so_without_warnings():
     """Displaying such a record (its load heat map), its label load and its transitions warned matplotlib's
     "Attempting to set identical low and high xlims" into the cell's output."""

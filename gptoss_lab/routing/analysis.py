@@ -571,7 +571,10 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
         raise ValueError(f"top (the busiest experts summed) must be at least 1, not {top}")
     if not routing.num_experts:
         raise ValueError("this record has no experts (num_experts is 0): none is hot or cold")
-    share = load(routing).share
+    counted = load(routing)
+    if not counted.counts.any():  # every share 0 named expert 0 both the hottest and the coldest, balance 0
+        raise ValueError("this record has no expert picks (no tokens, or top-0): none is hot or cold")
+    share = counted.share
     top = top or max(1, routing.num_experts // 10)
     ranked = -np.sort(-share, axis=1)
     balance = entropy(routing) / np.log2(routing.num_experts) if routing.num_experts > 1 else np.ones(routing.layers)
