@@ -103,6 +103,14 @@ def test_a_wrong_subset_of_experts_is_refused_in_one_line(experts, message):
         r.coactivation(experts=experts)
 
 
+def test_an_empty_subset_of_experts_counts_nothing_in_empty_tables():
+    """`experts=[]` (a filter that kept no expert) was numpy's IndexError "arrays used as indices must be of integer
+    (or boolean) type", while np.array([], int) gave the empty table."""
+    r = Routing([1, 2], np.array([[[0, 1], [1, 2]], [[2, 3], [3, 4]]]), np.full((2, 2, 2), 0.5), num_experts=6)
+    assert r.coactivation(experts=[]).shape == (0, 0)
+    assert r.transitions(0, experts=[]).shape == (0, 0) and r.transitions(experts=[]).shape == (0, 0)
+
+
 def test_selecting_tokens_of_a_loaded_record_does_not_copy_all_its_weights(tmp_path):
     """`select` with a mask converted the whole memory-mapped record's gate weights to float32 (twice its file,
     in memory) to keep a few tokens."""

@@ -222,6 +222,7 @@ def _subset(routing: Routing, experts: Sequence[int] | None, tables: int,
         ids = np.asarray(experts)
         if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
             raise TypeError(f"experts must be a list of expert ids, not {experts!r}")
+        ids = ids.astype(np.int64)  # [] is float64: numpy's "arrays used as indices must be of integer type"
         if ids.size and (ids.min() < 0 or ids.max() >= routing.num_experts or len(np.unique(ids)) < len(ids)):
             raise ValueError(f"experts must be distinct ids from 0 to {routing.num_experts - 1}, not {ids.tolist()}")
     m = len(ids)
