@@ -76,3 +76,15 @@ def test_a_top_tokens_figure_of_a_layer_or_expert_the_table_lacks_is_refused_and
     assert [ax.get_title() for ax in panels] == ["expert 1", "expert 7"]
     assert [t.get_text() for t in panels[1].texts] == ["no tokens"] and not panels[1].patches
     assert len(panels[0].patches) == 3                      # tokens 5, 6 and 7 each chose expert 1 once
+
+
+def test_a_figure_option_the_figure_does_not_have_is_refused_not_ignored():
+    """`label_load().plot(labels=["final"])`, `hot_and_cold().plot(layer=3)` or a misspelt `top_tokens().plot(layr=2)`
+    drew the figure as if the option had not been given, with no word."""
+    r = _record()
+    for call, kind, name in ((lambda: r.label_load().plot(labels=["final"]), "label_load", "labels"),
+                             (lambda: r.hot_and_cold().plot(layer=3), "hot_and_cold", "layer"),
+                             (lambda: r.top_tokens().plot(layr=2), "top_tokens", "layr")):
+        with pytest.raises(TypeError, match=rf"^the {kind} figure has no option '{name}'$"):
+            call()
+    assert r.hot_and_cold().plot(top=3).axes and r.transitions().plot(layer=1).axes   # the options they have

@@ -184,7 +184,19 @@ def draw(kind: str, result: Any, **options: Any) -> Any:
                 "effect": _effect, "token_effect": _token_effect}
     if kind not in painters:
         raise ValueError(f"no figure for {kind!r}")
+    _check_options(kind, painters[kind], options, getattr(result, "figure_options", {}))
     return _whole_ticks(painters[kind](result, **options))
+
+
+def _check_options(kind: str, painter: Any, options: dict[str, Any], own: dict[str, Any]) -> None:
+    """Refuse, in one line, an option the figure does not draw with (`label_load().plot(layer=2)`, a misspelt
+    `plot(layr=2)`): it was ignored, and the figure drawn as if it had not been given."""
+    import inspect
+
+    named = [p.name for p in list(inspect.signature(painter).parameters.values())[1:] if p.kind != p.VAR_KEYWORD]
+    unknown = [name for name in options if name not in named and name not in own]
+    if unknown:
+        raise TypeError(f"the {kind} figure has no option {unknown[0]!r}")
 
 
 def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layers: Any = (0,),
