@@ -589,7 +589,7 @@ class _Turn:
             return None
         self.emit(event)
         if isinstance(event, ParseError):
-            self.reply.errors.append(f"Not valid Harmony ({event.reason}): {event.raw!r}")
+            self.reply.errors.append(f"Not valid Harmony ({event.reason}): {_quoted(event.raw)}")
         elif isinstance(event, MessageEnd):
             return self._on_message(event.message, event.stop_token)
         return None
@@ -597,7 +597,7 @@ class _Turn:
     def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
         text = harmony.text_of(message)
         if message.channel not in harmony.CHANNELS:
-            self._warn(f"A message without a valid channel ({message.channel!r}) was left out: {text!r}")
+            self._warn(f"A message without a valid channel ({_quoted(message.channel)}) was left out: {_quoted(text)}")
             return None
         if stop == harmony.CALL and not message.recipient:
             self._warn("The model ended a message with <|call|> but named no tool; it was kept as text.")
@@ -787,6 +787,14 @@ def _keeps_tool_calls(engine: Engine) -> bool:
     """Whether the model learned with earlier turns' built-in tool calls kept in the prompt (gpt-oss-tiny); gpt-oss
     and any other engine: dropped with the reasoning, as openai-harmony renders."""
     return getattr(engine, "keeps_past_tool_calls", False) is True
+
+
+def _quoted(text: str | None, limit: int = 200) -> str:
+    """`text` quoted for a one-line note, cut to `limit` characters with how long it was: a model's malformed
+    header or stray message can run to thousands of characters, and the note quoted it whole."""
+    if text is None or len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
 
 
 def _context_window(engine: Engine) -> int | None:

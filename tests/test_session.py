@@ -712,3 +712,22 @@ def test_a_recording_played_out_says_how_many_replies_it_holds_and_what_to_do(ca
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
     assert f"[error] {said}\n" in printed                      # the cell's view: one line
     assert replies[-1].errors == [said] and replies[-1].final == ""   # and the turn's Reply
+
+
+def test_a_long_malformed_reply_is_quoted_short_in_the_turns_notes() -> None:
+    """A model that writes a message header thousands of characters long (no <|message|>), or a long message on a
+    channel that is not one, had it quoted whole in `reply.errors` and in the view's one-line note. The note quotes
+    its start and says how long it was; the view's ParseError card still holds the raw text."""
+    header = "<|channel|>" + "analysis to=functions.lookup " * 200
+    view = Recorder()
+    reply = session(header).ask("Hi", view=view)
+    note = reply.errors[0]
+    assert note.startswith("Not valid Harmony (generation ended inside a message header): '<|channel|>analysis to=")
+    assert note.endswith(f"… ({len(header):,} characters)") and len(note) < 300, note
+    assert any(getattr(event, "raw", None) == header for event in view.events)   # the card's raw text, whole
+    stray = "<|channel|>poem<|message|>" + "la " * 1000 + "<|end|><|start|>assistant<|channel|>final<|message|>Hi.<|return|>"
+    reply = session(stray).ask("Hi")
+    (note,) = [e for e in reply.errors if e.startswith("A message without a valid channel")]
+    assert note.startswith("A message without a valid channel ('poem') was left out: 'la la ")
+    assert note.endswith("… (3,000 characters)") and len(note) < 300, note
+    assert reply.final == "Hi."
