@@ -189,3 +189,14 @@ def test_an_expert_card_reads_one_layer_not_the_whole_record():
     hit = (r.experts[:, 3] == 5).any(1)
     assert by_label.loc["final", "tokens"] == 50_000
     assert by_label.loc["final", "chose"] == pytest.approx(hit[1::2].mean())
+
+
+def test_entropy_of_a_layer_one_expert_takes_whole_is_zero_not_minus_zero():
+    """A layer where every pick is one expert's has entropy 0: it printed as "-0." (the sum negated), in the
+    array and in hot_and_cold's balance column."""
+    ids = np.zeros((3, 2, 1), int)
+    ids[:, 1, 0] = [0, 1, 0]                      # layer 1: two experts share the picks
+    r = Routing([1, 2, 3], ids, np.ones((3, 2, 1)), num_experts=2)
+    shown = np.array2string(r.entropy())
+    assert "-0" not in shown and shown.startswith("[0. "), shown
+    assert not np.signbit(r.entropy()[0])

@@ -121,7 +121,7 @@ def _normalise(counts: np.ndarray) -> np.ndarray:
 
 def _entropy(share: np.ndarray) -> np.ndarray:
     logs = np.log2(share, out=np.zeros(share.shape), where=share > 0)
-    return -(share * logs).sum(axis=-1)
+    return 0.0 - (share * logs).sum(axis=-1)   # not -(...): one expert's layer printed as "-0."
 
 
 def _jsd(p: np.ndarray, q: np.ndarray) -> np.ndarray:

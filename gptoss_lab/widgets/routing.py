@@ -247,7 +247,7 @@ class RoutingView(NotebookView):
 def static_bundle(routing: Routing) -> dict[str, Any]:
     """text/plain (the summary) and, when matplotlib is installed, image/png of the grid and load."""
     bundle: dict[str, Any] = {"text/plain": repr(routing) if len(routing) else
-                              "Expert routing: no tokens recorded yet"}
+                              "Expert routing: no tokens recorded"}
     if len(routing):
         try:
             from .routing_figures import png, view_figure
