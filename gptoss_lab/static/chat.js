@@ -237,9 +237,32 @@ function cellIndexOf(ctx, id) {
 // The saved notebook keeps each finished turn as its static transcript (text/html, text/markdown, text/plain; see
 // saveStill in common.js). A turn still under way is saved as its transcript so far too: a widget reference would
 // reopen as "model not found" once its kernel is gone (a crash, a shut down after autosave), the turn lost; a tab
-// reloaded meanwhile shows that transcript, not the live card. Each new saved form (a turn's end, also one Regenerate
-// replaced, or a card waiting) marks the notebook changed, so that autosave or closing writes it in.
+// reloaded meanwhile draws the live view again (`revive`), or shows that transcript where it cannot. Each new saved
+// form (a turn's end, also one Regenerate replaced, or a card waiting) marks the notebook changed, so that autosave
+// or closing writes it in.
 const RUNNING = "(gptoss_lab: this turn was still running when the notebook was saved)";
+
+// The saved form of a turn under way also names its view's model (LIVE_MIME, chat.py). A tab reloaded (or the notebook
+// opened again) while the kernel still runs the turn restores that model from the kernel: `revive` puts the widget
+// reference back in that output, and the live view is drawn there again, its card's buttons working.
+const LIVE_MIME = "application/vnd.gptoss-lab.live+json";
+
+function revive(model) {
+  const ctx = notebookContext(model);
+  const id = model.get("_id");
+  if (!ctx || !id) return;
+  const saved = (out) => out.data && out.data[LIVE_MIME] && out.data[LIVE_MIME].model_id === id && !out.data[WIDGET_MIME];
+  ctx.ready.then(() => {
+    for (const cell of ctx.model.sharedModel.cells) {
+      const outputs = cell.getOutputs ? cell.getOutputs() : [];
+      const at = outputs.findIndex(saved);
+      if (at < 0) continue;
+      const { [LIVE_MIME]: _, ...data } = outputs[at].data;
+      const ref = { version_major: 2, version_minor: 1, model_id: id };
+      cell.updateOutputs(at, at + 1, [{ ...outputs[at], data: { ...data, [WIDGET_MIME]: ref } }]);
+    }
+  });
+}
 
 function transcriptOf(model) {
   const bundle = model.get("_static");
@@ -712,4 +735,4 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+export default { initialize: ({ model }) => revive(model), render };

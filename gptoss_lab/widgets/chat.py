@@ -39,11 +39,14 @@ _CONNECTED: "weakref.WeakSet[ChatView]" = weakref.WeakSet()
 # The widest figures a turn's stats line is likely to show: the live bar holds room for that line (chat.css), so the
 # footer that replaces it at the turn's end is no taller and the cell below stays put.
 _ROOM = {"tokens": 8888, "tokens_per_s": 888.8, "ttft": 88.88, "seconds": 888.8}
-# The last line of the saved form of a turn under way (a card waits, a tool runs): a tab reloaded or the notebook opened
-# again meanwhile shows that form, whose buttons are not live, while the kernel may still be waiting on the card.
+# The last line of the saved form of a turn under way (a card waits, a tool runs): shown where a tab reloaded or the
+# notebook opened again cannot draw the live view back (below), while the kernel may still be waiting on the card.
 _UNDER_WAY = ("This turn was still under way when the notebook was saved: its buttons do not work here. If the kernel "
               "is still busy with it, interrupt the kernel (■, or Kernel > Interrupt Kernel) to end the turn; the "
               "conversation keeps what it wrote so far.")
+# In that saved form too: the view's model, which a tab reloaded (or the notebook opened again) while the kernel still
+# runs the turn restores from the kernel; the front end then draws the live view there again, its buttons working.
+LIVE_MIME = "application/vnd.gptoss-lab.live+json"
 
 
 class ChatView(NotebookView):
@@ -342,7 +345,7 @@ class ChatView(NotebookView):
             if final:
                 self._static = self.transcript._repr_mimebundle_()
             elif keep:
-                self._static = _under_way(self.transcript)
+                self._static = {**_under_way(self.transcript), LIVE_MIME: {"model_id": self.model_id}}
         self._ops = []
         self._last_flush = time.perf_counter()
 

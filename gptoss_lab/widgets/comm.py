@@ -149,7 +149,8 @@ class CommPump:
             content = session.unpack(parts[4].bytes) if kind in ("comm_msg", "comm_open") else {}
             if not (_action(kind, content, comm_id) if contained else _now(kind, content, comm_id)):
                 return False
-            if kind == "comm_msg" and content.get("comm_id") != comm_id and not self._packaged_widget(content):
+            if kind == "comm_msg" and content.get("comm_id") != comm_id and not (
+                    self._packaged_widget(content) or self._control_read(content)):
                 return False  # another comm's state read: only a widget of an installed package's answers now
             msg = session.deserialize(parts, content=True, copy=False)
         except Exception:
@@ -176,10 +177,31 @@ class CommPump:
             return False
         handler = getattr(comm._msg_callback, "__func__", None)
         return (handler is getattr(_widget_class(), "_handle_msg", _MISSING) and widget.comm is comm
-                and module.split(".")[0] not in ("__main__", "builtins") and not module.startswith("<"))
+                and _packaged(module))
+
+    def _control_read(self, content: dict[str, Any]) -> bool:
+        """Whether a state read is on ipywidgets' control comm (a reloaded tab asks for every widget's state over it
+        at once; held, it timed out and the tab drew none of them) and every widget it reads is an installed
+        package's, as `_packaged_widget` asks of one widget's read."""
+        widget_class = _widget_class()
+        try:
+            callback = self.kernel.comm_manager.get_comm(content.get("comm_id"))._msg_callback
+            control = widget_class._handle_control_comm_msg.__func__
+            if callback.__self__ is not widget_class or callback.__func__ is not control:
+                return False
+            from ipywidgets.widgets.widget import _instances
+
+            return all(_packaged(type(widget).__module__) for widget in list(_instances.values()))
+        except Exception:
+            return False
 
 
 _MISSING = object()
+
+
+def _packaged(module: str) -> bool:
+    """Whether a class's module is an installed package's, not the notebook's (`__main__`) or made on the fly."""
+    return module.split(".")[0] not in ("__main__", "builtins") and not module.startswith("<")
 
 
 def _widget_class() -> Any:

@@ -1,8 +1,8 @@
 """The chat view in real JupyterLab + Chromium where the conversation or the kernel moves on under it: Regenerate on
-older turns, a kernel shut down while a card waits, a notebook saved and reloaded mid-turn, and reduced motion.
+older turns, a kernel shut down while a card waits, a notebook saved and a tab reloaded mid-turn, and reduced motion.
 
 Screenshots: /tmp/gptoss_chat_more_older.png, /tmp/gptoss_chat_more_shutdown.png,
-/tmp/gptoss_chat_more_reload.png.
+/tmp/gptoss_chat_more_reload.png, /tmp/gptoss_chat_more_reload_static.png.
 """
 from __future__ import annotations
 
@@ -226,24 +226,47 @@ def test_no_motion_under_prefers_reduced_motion(page, lab_notebook):
     assert page.evaluate(MOTION, ".gx-chat .gx-tool-buttons")[1] == "0s"
 
 
-def test_a_notebook_saved_while_a_card_waits_keeps_the_turn_so_far(lab_notebook, save_notebook):
+def test_a_tab_reloaded_while_a_card_waits_draws_the_live_card_again(lab_notebook, save_notebook):
     """Saved while a card waits for approval (autosave does it): the file keeps the turn so far as its transcript, not
     a widget reference, which reopens as "Error displaying widget: model not found" once the kernel is gone (a crash,
-    a shut down), the turn lost; a tab reloaded meanwhile shows that transcript, which says that its buttons do not work
-    there and how to end the turn the kernel is still busy with (it said nothing: a card "waiting for approval", no
-    buttons, a busy kernel). Screenshot: /tmp/gptoss_chat_more_reload.png."""
+    a shut down), the turn lost. A tab reloaded meanwhile showed that transcript: a card "waiting for approval" with no
+    buttons, the kernel busy on it until restarted (its request for the widgets' states was held behind the turn). The
+    reloaded tab draws the live view again, and its ▶ Run runs the call. Screenshot: /tmp/gptoss_chat_more_reload.png."""
     page = lab_notebook(WAITING_TURN, wait_for=WAITING, name="reload.ipynb")
     (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]
     assert WIDGET not in saved["data"] and "Compute it" in "".join(saved["data"]["text/html"])
+    assert "This turn was still under way when the notebook was saved" in "".join(saved["data"]["text/html"])
+    page.reload()
+    page.wait_for_selector(WAITING, timeout=60_000)
+    page.screenshot(path="/tmp/gptoss_chat_more_reload.png")
+    assert page.locator(".gx-fallback").count() == 0 and page.locator(".gx-chat").count() == 1
+    page.locator(WAITING).click()
+    page.wait_for_selector(".gx-chat .gx-final:has-text('Done.')", timeout=30_000)
+    assert page.locator(".gx-chat .gx-tool .gx-output").inner_text().strip() == "42"
+    page.wait_for_timeout(500)
+    (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]          # the finished turn, as any is saved
+    html = "".join(saved["data"]["text/html"])
+    assert WIDGET not in saved["data"] and "Done." in html and "still under way" not in html
+
+
+def test_a_reloaded_tab_that_cannot_draw_the_card_says_how_to_end_the_turn(lab_notebook, save_notebook):
+    """Where the reloaded tab cannot have the view back (here a widget class of the notebook's own is open, whose state
+    the kernel will not read on the running turn), it shows the saved transcript, which says that its buttons do not
+    work there and how to end the turn the kernel is busy with (it said nothing); interrupting ends it.
+    Screenshot: /tmp/gptoss_chat_more_reload_static.png."""
+    own = "import ipywidgets\nclass Mine(ipywidgets.Widget):\n    pass\nmine = Mine()\n"
+    page = lab_notebook([own + WAITING_TURN[0], WAITING_TURN[1]], wait_for=WAITING, name="reload_static.ipynb")
+    save_notebook("reload_static.ipynb")
     page.reload()
     page.wait_for_selector(".gx-fallback", timeout=60_000)
-    page.screenshot(path="/tmp/gptoss_chat_more_reload.png")
-    shown = " ".join(page.locator(".gx-fallback").inner_text().split())
-    assert "Compute it" in shown
-    assert ("This turn was still under way when the notebook was saved: its buttons do not work here. If the kernel "
-            "is still busy with it, interrupt the kernel (■, or Kernel > Interrupt Kernel) to end the turn") in shown
     kernel = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
     page.wait_for_function(f"() => {kernel}.connectionStatus === 'connected'", timeout=60_000)
+    page.wait_for_timeout(6000)                          # the widget manager gives up on the states after 4 s
+    page.screenshot(path="/tmp/gptoss_chat_more_reload_static.png")
+    shown = " ".join(page.locator(".gx-fallback").inner_text().split())
+    assert "Compute it" in shown and page.locator(WAITING).count() == 0
+    assert ("This turn was still under way when the notebook was saved: its buttons do not work here. If the kernel "
+            "is still busy with it, interrupt the kernel (■, or Kernel > Interrupt Kernel) to end the turn") in shown
     assert page.evaluate(f"() => {kernel}.status") != "idle"   # still on the card ("unknown": no status since the reload)
     page.evaluate(f"() => {kernel}.interrupt()")          # what the line says to do: the turn ends, the kernel is free
     page.wait_for_function(f"() => {kernel}.status === 'idle'", timeout=60_000)
