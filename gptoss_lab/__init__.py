@@ -38,8 +38,7 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = GptossMagics(ipython)
     loaded = ipython.magics_manager.registry.get(GptossMagics.__name__)
     if loaded is not None:  # %reload_ext: keep the loaded model, the conversation and the last cell's view and -o name
-        magics.session, magics.text = loaded.session, getattr(loaded, "text", False)
-        magics.output = getattr(loaded, "output", None)
+        magics.session, magics._asked = loaded.session, getattr(loaded, "_asked", None)
         magics._unloaded = getattr(loaded, "_unloaded", None)
     ipython.register_magics(magics)
     if help_cells not in ipython.input_transformers_cleanup:

@@ -349,8 +349,9 @@ class GptossMagics(Magics):
         super().__init__(shell)
         self.session: Any = None
         self._unloaded: Any = None  # the session `%gptoss unload` let go of: the next model takes its settings
-        self.text = False  # the last cell asked for the text view: so does %gptoss regenerate
-        self.output: str | None = None  # the last cell's -o name: %gptoss regenerate's answer goes there too
+        # the last reply a cell (or its regenerate) kept, with the cell's --text and -o NAME: `%gptoss regenerate` asks
+        # it again in that view and puts the answer in that variable, if it is still the session's last reply
+        self._asked: tuple[Any, bool, str | None] | None = None
         self.gptoss.__func__.__doc__ = usage()  # `%gptoss?` and `%%gptoss?` show the whole usage
 
     @line_cell_magic
@@ -413,7 +414,7 @@ class GptossMagics(Magics):
             raise UsageError(f"%%gptoss: {option} {rest} (see %%gptoss --help)") from None
         options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,
                    "intervene": intervene, **overrides}
-        view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output))
+        view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output, opts.text))
         # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
         made = len(session.replies)
         try:
@@ -425,8 +426,7 @@ class GptossMagics(Magics):
             # reply is made, then delivers it, so that a script stops; here the cell is ending anyway, and the
             # reply was lost with a traceback
             reply = session.replies[-1]
-        self._keep(reply, opts.output)
-        self.text, self.output = opts.text, opts.output  # the view and -o name `%gptoss regenerate` uses
+        self._keep(reply, opts.output, opts.text)
 
     def _check_output_name(self, name: str) -> str:
         """`-o NAME` as the variable code reads, if it is a name that hides nothing the kernel or the lab relies on."""
@@ -445,10 +445,11 @@ class GptossMagics(Magics):
             raise UsageError(f"%%gptoss -o: {name} holds your Session; choose another name")
         return name
 
-    def _keep(self, reply: Any, name: str | None = None) -> None:
+    def _keep(self, reply: Any, name: str | None = None, text: bool = False) -> None:
         self.shell.user_ns["_gptoss"] = reply  # like `_`: the last reply, for code in the next cell
         if name:
             self.shell.user_ns[name] = reply
+        self._asked = reply, text, name
 
     def _session(self) -> Any:
         if self.session is None:
@@ -576,8 +577,11 @@ class GptossMagics(Magics):
                              "and a model loaded now starts a new one")
         if self.session is None or not self.session.replies:
             raise UsageError("%gptoss regenerate: there is no answer to regenerate yet")
-        keep = functools.partial(self._keep, name=self.output)   # the last cell's -o name follows the new answer
-        view = _make_view(text=self.text, session=self.session, keep=keep)
+        reply, text, name = self._asked or (None, False, None)
+        if self.session.replies[-1] is not reply:  # asked from Python (s.ask) or in another session since: not that
+            text, name = False, None              # cell's question, so its -o variable keeps its answer
+        keep = functools.partial(self._keep, name=name, text=text)   # the cell's -o name follows the new answer
+        view = _make_view(text=text, session=self.session, keep=keep)
         keep(_one_line(self.session.regenerate, view=view, said_by="%gptoss regenerate"))
 
     def _history(self, export: bool) -> None:

@@ -453,6 +453,24 @@ def test_regenerate_answers_into_the_cells_output_variable_and_config_names_sett
         assert content["status"] == "error" and said in out, out
 
 
+def test_regenerate_of_a_question_asked_elsewhere_leaves_the_last_cells_output_variable_alone(kernel):
+    """`%%gptoss -o first`, then a question asked from Python (`s.ask`) or in another session (`%gptoss use t`):
+    `%gptoss regenerate` asked that later question again and put its answer in `first`, which then held the answer
+    to a question its cell never asked."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab\nfrom gptoss_lab import Session, ReplayEngine\n"
+            "def replies(*words):\n    return ReplayEngine(''.join(f'<|channel|>final<|message|>{w}<|return|>' for w in words))\n"
+            "s, t = Session(replies('one', 'two', 'three')), Session(replies('four', 'five'))\n%gptoss use s")
+    out, content = run(kc, "%%gptoss --text -o first\nFirst question?")
+    assert content["status"] == "ok", out
+    run(kc, "later = s.ask('Second question?')")
+    out, content = run(kc, "%gptoss regenerate\nprint(first.prompt, first.final, '|', _gptoss.prompt, _gptoss.final)")
+    assert content["status"] == "ok" and out.endswith("First question? one | Second question? three\n"), out
+    run(kc, "t.ask('Third question?')\n%gptoss use t")
+    out, content = run(kc, "%gptoss regenerate\nprint(first.final, '|', _gptoss.prompt, _gptoss.final)")
+    assert content["status"] == "ok" and out.endswith("one | Third question? five\n"), out
+
+
 def test_regenerate_keeps_the_text_view_of_its_cell(kernel):
     """After `%%gptoss --text`, `%gptoss regenerate` showed the chat widget instead of the text it was asked in;
     `--tools ""` (no tools) showed as `tools: ` in status."""
