@@ -417,9 +417,11 @@ class _NullView:
         return None
 
 
-class _ApprovalState:
-    """The turn's and the session's settings and what was always allowed, as they were before a tool ran: the code of
-    an approved call runs in this kernel and can reach them, and must not turn approval off for the calls after it."""
+class _SessionState:
+    """What a tool's code must not change, as it was before the tool ran: the turn's and the session's settings and
+    what was always allowed (the code of an approved call runs in this kernel and can reach them, and must not turn
+    approval off for the calls after it), and the conversation (a function or code that clears `session.history` left
+    one that starts with a tool's answer, as `reset` from a tool did before it was refused)."""
 
     def __init__(self, turn: _Turn) -> None:
         self.turn, self.session = turn, turn.session
@@ -427,9 +429,11 @@ class _ApprovalState:
         self.fields = [dict(vars(settings)) for settings in self.settings]  # frozen, but not against object.__setattr__
         self.allowed = vars(self.session)["_allowed"]
         self.entries = set(self.allowed)
+        self.conversation = {name: (vars(self.session)[name], list(vars(self.session)[name]))
+                             for name in ("history", "replies", "_turns")}
 
     def put_back(self) -> bool:
-        """Put back what changed since; whether anything had."""
+        """Put back the settings and what was always allowed, if they changed since; whether anything had."""
         changed = False
         for owner, settings, fields in zip((self.turn, self.session), self.settings, self.fields):
             now = vars(settings)
@@ -446,6 +450,17 @@ class _ApprovalState:
             allowed.clear()
             allowed.update(self.entries)
             changed = True
+        return changed
+
+    def conversation_back(self) -> bool:
+        """Put back the history, replies and turns (the lists and what they hold), if they changed; whether they had."""
+        changed = False
+        for name, (kept, items) in self.conversation.items():
+            if vars(self.session).get(name) is not kept or len(kept) != len(items) or \
+                    any(now is not then for now, then in zip(kept, items)):
+                kept[:] = items
+                vars(self.session)[name] = kept
+                changed = True
         return changed
 
 
@@ -631,7 +646,7 @@ class _Turn:
         call.status = "running"
         self.emit(ToolUpdate(call))
         t0 = time.perf_counter()
-        kept = _ApprovalState(self)
+        kept = _SessionState(self)
         try:
             bound = {"timeout": self.settings.timeout} if _takes(tool.run, "timeout") else {}   # the browser's
             result = tool.run(call, stop=lambda: self.view.stop_requested, **bound)
@@ -648,6 +663,9 @@ class _Turn:
             result = ToolResult("error", truncate(error_text(err)))
         if kept.put_back():
             self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")
+        if kept.conversation_back():
+            self._warn(f"The {call.recipient} call's code changed the conversation (the session's history, replies or "
+                       "turns); it was put back: a tool cannot change the session whose turn called it.")
         result.seconds = result.seconds or time.perf_counter() - t0
         return result
 

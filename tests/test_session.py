@@ -498,6 +498,25 @@ def test_model_code_cannot_reset_or_ask_the_session_mid_turn():
     assert [m.author.role.value for m in s.history] == ["user"] + ["assistant", "assistant", "tool"] * 2 + ["assistant"]
 
 
+@pytest.mark.parametrize("code", ["s.history.clear()", "s.history = []", "del s.history[:2]", "s.replies.clear()",
+                                  "s._turns.pop()", "s.history.append(s.history[0])"])
+def test_code_that_changes_the_conversation_mid_turn_is_put_back_and_said(code):
+    """`s.reset()` from a tool is refused, but code (or a function tool) that cleared `s.history` itself left a
+    conversation that started with the tool's answer, and `rewind` then took back the wrong turn."""
+    ns = {}
+    s = session(FINAL.format(text="one") + CALL.format(code=code) + FINAL.format(text="two"), namespace=ns)
+    ns["s"] = s
+    first = s.ask("first")
+    reply = s.ask("second")
+    assert reply.final == "two" and reply.tool_calls[0].status == "done"
+    assert reply.errors == ["The python call's code changed the conversation (the session's history, replies or "
+                            "turns); it was put back: a tool cannot change the session whose turn called it."]
+    assert [m.author.role.value for m in s.history] == ["user", "assistant", "user"] + ["assistant"] * 2 + ["tool",
+                                                                                                           "assistant"]
+    assert s.replies == [first, reply] and s.rewind() == "second"
+    assert [m.author.role.value for m in s.history] == ["user", "assistant"] and s.replies == [first]
+
+
 def test_a_bad_setting_for_load_is_refused_before_the_model_loads(monkeypatch):
     """`Session.load("tiny", session_options={"effort": "max"})` loaded the whole model, then refused the setting."""
     from gptoss_lab.engines.local import LocalEngine
