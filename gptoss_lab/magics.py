@@ -589,8 +589,8 @@ class GptossMagics(Magics):
         if session is None or not (session.replies or export):
             say("No conversation yet: ask with a %%gptoss cell.")
             return
-        if export:
-            print(visible(session.export()))
+        if export:   # a setting the next turn would refuse (a function deleted since) is one line, as that turn's is
+            print(visible(_one_line(session.export, said_by="%gptoss history --export")))
             return
         from IPython.display import display
 

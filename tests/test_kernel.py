@@ -410,6 +410,20 @@ def test_history_counts_the_reasoning_in_tokens_as_the_chat_view_does(kernel):
     assert f"Reasoning ({live[1]} tokens):" in out and "words" not in out, (live[1], out)
 
 
+def test_history_export_with_a_tool_deleted_since_is_one_line(kernel):
+    """`%gptoss config tools=python,f`, then `del f`: `%gptoss history --export` was a TurnError traceback through the
+    lab's code, where the next cell says the same in one line."""
+    _, kc = kernel
+    run(kc, SETUP + "def f(x: int) -> int:\n    'Double x.'\n    return 2 * x\n%gptoss config tools=python,f approve=auto")
+    out, content = run(kc, "%%gptoss --text\nWhat is the mean?")
+    assert content["status"] == "ok", out
+    out, content = run(kc, "del f\n%gptoss history --export")
+    assert content["status"] == "error" and content["ename"] == "UsageError", out
+    assert content["evalue"] == ("%gptoss history --export: unknown tool 'f': tools are python, browser, or a "
+                                 "function defined in this kernel"), content["evalue"]
+    assert "Traceback" not in out and "session.py" not in out, out
+
+
 def test_names_and_text_from_a_server_reach_a_terminal_as_text(kernel):
     """A model name chosen by a server (`%gptoss connect` takes the only one served) and the model's text
     are written out where text/plain is shown (terminals, jupyter console): status, the text view's
