@@ -432,25 +432,27 @@ class _SessionState:
         self.conversation = {name: (vars(self.session)[name], list(vars(self.session)[name]))
                              for name in ("history", "replies", "_turns")}
 
-    def put_back(self) -> bool:
-        """Put back the settings and what was always allowed, if they changed since; whether anything had."""
-        changed = False
+    def put_back(self) -> list[str]:
+        """Put back the settings and what was always allowed, if they changed since; the names of what had changed
+        (settings as `configure` names them, and "always allowed")."""
+        changed: list[str] = []
         for owner, settings, fields in zip((self.turn, self.session), self.settings, self.fields):
             now = vars(settings)
-            if vars(owner).get("settings") is not settings or not _same_items(now, fields):
+            current = vars(owner).get("settings")
+            if current is not settings or not _same_items(now, fields):
+                changed += _changed_settings(settings, fields) + _changed_settings(current, fields)
                 vars(owner)["settings"] = settings
                 now.clear()
                 now.update(fields)
-                changed = True
         allowed = self.allowed
         if vars(self.session).get("_allowed") is not allowed:
             vars(self.session)["_allowed"] = allowed
-            changed = True
+            changed.append("always allowed")
         if not (all(type(entry) is str for entry in allowed) and allowed == self.entries):  # no code of others' runs
             allowed.clear()
             allowed.update(self.entries)
-            changed = True
-        return changed
+            changed.append("always allowed")
+        return [name for name in [*Settings.names(), "always allowed"] if name in changed]
 
     def conversation_back(self) -> bool:
         """Put back the history, replies and turns (the lists and what they hold), if they changed; whether they had."""
@@ -462,6 +464,17 @@ class _SessionState:
                 vars(self.session)[name] = kept
                 changed = True
         return changed
+
+
+def _changed_settings(settings: Any, then: dict[str, Any]) -> list[str]:
+    """The settings whose values `settings` holds no more (compared by identity, or as plain numbers and text: no code
+    of the tool's runs); every one when it is no Settings object."""
+    now = vars(settings) if type(settings) is Settings else None
+    if now is None or not all(type(name) is str for name in now):
+        return list(then)
+    plain = (str, int, float, bool)
+    return [name for name, was in then.items() if not (
+        (value := now.get(name, now)) is was or (type(value) is type(was) and type(was) in plain and value == was))]
 
 
 def _same_items(now: dict[str, Any], then: dict[str, Any]) -> bool:
@@ -661,8 +674,12 @@ class _Turn:
             from .tools.python import truncate
 
             result = ToolResult("error", truncate(error_text(err)))
-        if kept.put_back():
-            self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")
+        if changed := kept.put_back():
+            if set(changed) <= {"approval", "always allowed"}:
+                self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")
+            else:  # (a function tool that set effort= was said to have changed the approval settings)
+                self._warn(f"The {call.recipient} call's code changed the session's settings ({', '.join(changed)}); "
+                           "they were put back: settings change between turns, not from a tool of the turn.")
         if kept.conversation_back():
             self._warn(f"The {call.recipient} call's code changed the conversation (the session's history, replies or "
                        "turns); it was put back: a tool cannot change the session whose turn called it.")

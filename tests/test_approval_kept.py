@@ -72,3 +72,24 @@ def test_code_that_leaves_the_settings_alone_gets_no_warning() -> None:
     reply = s.ask("go", view=_View())
     assert reply.tool_calls[0].output.strip() == "ask []"
     assert reply.errors == []
+
+
+def test_a_function_that_changes_other_settings_is_told_which_were_put_back() -> None:
+    """A function tool that set `effort=` and `max_new_tokens=` on its session was put back with "changed the approval
+    settings": the user looked for an approval change that never happened."""
+    ns: dict = {}
+    s = Session(ReplayEngine('<|channel|>commentary to=functions.think_harder <|constrain|>json<|message|>{}<|call|>'
+                             '<|channel|>final<|message|>done<|return|>'), approval="auto", tools="think_harder",
+                namespace=ns)
+
+    def think_harder() -> str:
+        """Reason at high effort from now on."""
+        s.configure(effort="high", max_new_tokens=4096)
+        return "effort is high now"
+
+    ns["think_harder"] = think_harder
+    reply = s.ask("go")
+    assert reply.errors == ["The functions.think_harder call's code changed the session's settings (effort, "
+                            "max_new_tokens); they were put back: settings change between turns, not from a tool of "
+                            "the turn."]
+    assert (s.effort, s.max_new_tokens) == ("medium", 2048)
