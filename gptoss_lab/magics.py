@@ -500,8 +500,8 @@ class GptossMagics(Magics):
             self._unload()
         elif command == "reset":
             for session in (self.session, self._unloaded):   # an unloaded model's conversation is shown until then
-                if session is not None:
-                    session.reset()
+                if session is not None:   # (a turn running on another thread refuses it, in one line)
+                    _one_line(session.reset, said_by="%gptoss reset")
             say("Conversation cleared: the next %%gptoss cell starts a new chat.")
         elif command == "regenerate":
             self._regenerate()

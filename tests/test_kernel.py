@@ -424,6 +424,25 @@ def test_history_export_with_a_tool_deleted_since_is_one_line(kernel):
     assert "Traceback" not in out and "session.py" not in out, out
 
 
+def test_reset_while_a_turn_runs_on_another_thread_is_one_line_and_forgets_nothing(kernel):
+    """`%gptoss reset` while a turn of the session ran on a thread of the user's was a TurnError traceback through the
+    lab's code."""
+    _, kc = kernel
+    out, content = run(kc, "%load_ext gptoss_lab\nimport threading\nfrom gptoss_lab import Session, ReplayEngine\n"
+                           "release = threading.Event()\ndef wait() -> str:\n    'Wait.'\n    release.wait(30)\n"
+                           "    return 'ok'\ns = Session(ReplayEngine('<|channel|>commentary to=functions.wait <|constrain|>"
+                           "json<|message|>{}<|call|><|channel|>final<|message|>done<|return|>'), approval='auto', "
+                           "tools='wait')\n%gptoss use s\nworker = threading.Thread(target=s.ask, args=('go',))\n"
+                           "worker.start()")
+    assert content["status"] == "ok", out
+    out, content = run(kc, "%gptoss reset")
+    assert content["status"] == "error" and content["ename"] == "UsageError", out
+    assert content["evalue"] == ("%gptoss reset: this session is running a turn: wait for it to end (a tool cannot use "
+                                 "the session whose turn called it)"), content["evalue"]
+    out, content = run(kc, "release.set()\nworker.join()\nprint(len(s.replies), s.replies[-1].final)")
+    assert out.strip() == "1 done", out
+
+
 def test_names_and_text_from_a_server_reach_a_terminal_as_text(kernel):
     """A model name chosen by a server (`%gptoss connect` takes the only one served) and the model's text
     are written out where text/plain is shown (terminals, jupyter console): status, the text view's
