@@ -321,12 +321,14 @@ class Session:
                                     keep_tool_calls=_keeps_tool_calls(self.engine))
         window = _context_window(self.engine)
         if window is not None and len(ids) >= window:
+            alone = len(harmony.render(prefix + [user])) if past else len(ids)   # the question in a new conversation
+            if alone < window:  # (it was told "shorten it" of a two-word question after a long conversation)
+                raise TurnError(f"the conversation so far and this question are {len(ids)} tokens but the model's "
+                                f"context is {window} tokens: start a new conversation (%gptoss reset, or ask with --new)")
             setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
             why = (f" ({setup} of them the instructions and the tools' definitions: offer fewer tools or smaller types)"
-                   if setup * 2 >= len(ids) else "")
-            fresh = " or start a new conversation (%gptoss reset)" if past else ""   # with no past it would not help
-            raise TurnError(f"the prompt is {len(ids)} tokens but the model's context is {window} tokens{why}: "
-                            f"shorten it{fresh}")
+                   if setup * 2 >= alone else "")
+            raise TurnError(f"the prompt is {alone} tokens but the model's context is {window} tokens{why}: shorten it")
         try:
             processor = fmt.processor() if constrain and fmt is not None else None
         except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile

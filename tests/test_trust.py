@@ -196,6 +196,23 @@ def test_a_prompt_over_the_context_says_when_the_tools_definitions_take_it():
     assert not s.history
 
 
+def test_a_question_over_the_context_says_whether_a_new_conversation_or_a_shorter_question_helps():
+    """After a long conversation a two-word question was refused with "the prompt is 361 tokens ...: shorten it or start
+    a new conversation": shortening it could not help. A question too long by itself was told a new conversation would
+    help, which it could not."""
+    engine = ReplayEngine(FINAL.format(text="x") * 2)
+    engine.context_window = 360
+    s = Session(engine, namespace={}, tools="none")
+    s.ask("word " * 280)
+    with pytest.raises(TurnError, match=r"^the conversation so far and this question are 361 tokens but the model's "
+                                        r"context is 360 tokens: start a new conversation \(%gptoss reset, or ask with "
+                                        r"--new\)$"):
+        s.ask("Next?")
+    with pytest.raises(TurnError, match=r"^the prompt is \d+ tokens but the model's context is 360 tokens: shorten it$"):
+        s.ask("word " * 500)
+    assert len(s.replies) == 1 and s.ask("Next?", new=True).final == "x"   # the new conversation the first one told of
+
+
 def test_interpolation_names_what_it_cannot_fill():
     assert interpolate("{x} and {{x}} and {d['k']}", {"x": 1, "d": {"k": 2}}) == "1 and {x} and 2"
     assert interpolate('json {"a": {"b": [1]}}', {}) == 'json {"a": {"b": [1]}}'
