@@ -67,7 +67,8 @@ class Session:
     """A conversation with a gpt-oss model and the settings its turns use.
 
     Settings (effort, approval, timeout, max_new_tokens, tools, ...; see `gptoss_lab.settings`) are
-    given as keyword arguments, read as attributes (`session.effort`) and changed with `configure`.
+    given as keyword arguments, read as attributes (`session.effort`) and changed with `configure`
+    (or as attributes: `session.effort = "high"` is `configure(effort="high")`).
     `browser` is the browser tool the `browser` tool name refers to (see `gptoss_lab.tools.browser`).
     """
 
@@ -102,6 +103,12 @@ class Session:
         if old is not None and tool is not None and old is not tool and type(old) is type(tool) and self.history:
             tool.restore(old.snapshot())
         self.__dict__["_browser_tool"] = tool
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in Settings.names():  # (`s.effort = "high"` made an attribute no turn read: they ran at medium)
+            self.configure(**{name: value})
+        else:
+            super().__setattr__(name, value)
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")

@@ -649,6 +649,21 @@ def test_a_session_says_what_it_talks_to():
     assert repr(session) == "Session(replay, 1 turn, effort medium, approve ask)"
 
 
+def test_a_setting_assigned_as_an_attribute_is_the_one_turns_use():
+    """`s.effort = "high"` made an attribute of its own: `s.effort` read "high" while the turns, `repr(s)` and
+    `%gptoss status` went on at medium, and a wrong value was taken without a word."""
+    s = session(FINAL.format(text="one") + FINAL.format(text="two"))
+    s.effort = "high"
+    s.max_new_tokens = 4
+    reply = s.ask("hi")
+    assert reply.effort == "high" and "Reasoning: high" in s.export() and repr(s).endswith("effort high, approve auto)")
+    assert reply.usage.completion_tokens == 4 and "The reply reached the token limit (4 new tokens)" in reply.errors[0]
+    with pytest.raises(SettingsError, match="^temperature must be a number, not 'warm'$"):
+        s.temperature = "warm"
+    s.seed = None                                                       # None: back to the default, as configure
+    assert s.settings.temperature is None and s.seed is None and "seed" not in vars(s)
+
+
 def test_stop_inside_a_tool_call_says_the_half_written_call_is_not_kept():
     """Stopped while the model wrote a call, the turn said "Stopped before the model had written any text" under the
     call's text shown live (a new user's review)."""
