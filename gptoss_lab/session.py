@@ -242,12 +242,13 @@ class Session:
             for key in ("approval", "approve"):  # the setting or its alias, as the question was asked
                 if options.get(key) in APPROVALS:
                     options[key] = max(options[key], now, key=APPROVALS.index)
-        kept = self.history[turn[0]:], self.replies[-1], self._browser_state()
+        kept, turns = (self.history[turn[0]:], self.replies[-1], self._browser_state()), len(self._turns)
         prompt = Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]  # this turn already holds _busy
         try:
             reply = Session.ask.__wrapped__(self, prompt, view=view, **options)  # type: ignore[attr-defined]
-        except TurnError:
-            self._put_back(turn, kept)
+        except BaseException:  # refused, or a Ctrl-C, before the new turn started (the old answer was lost to a Ctrl-C)
+            if len(self._turns) < turns:
+                self._put_back(turn, kept)
             raise
         if reply.failed or (reply.interrupted and not reply.messages):  # no new answer: the old one is the last again
             Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]

@@ -607,6 +607,26 @@ def test_regenerate_runs_no_code_after_the_user_turned_approval_to_never(key):
     assert s.regenerate().tool_calls[0].status == "done" and ns["ran"] == [1, 1, 1]
 
 
+def test_a_ctrl_c_before_the_regenerated_turn_starts_keeps_the_earlier_answer():
+    """A Ctrl-C while `regenerate` checked the question again (here, while it read a schema: a large one takes a while)
+    lost the answer it was to replace: the conversation was left without its last turn."""
+    class Schema(dict):
+        interrupted = False
+
+        def get(self, key, default=None):
+            if Schema.interrupted:
+                raise KeyboardInterrupt
+            return super().get(key, default)
+
+    s = session(FINAL.format(text='{"a": 1}') * 2)
+    first = s.ask("q", response_format=Schema({"type": "object", "properties": {"a": {"type": "integer"}}}))
+    Schema.interrupted = True
+    with pytest.raises(KeyboardInterrupt):
+        s.regenerate()
+    assert s.replies == [first] and [m.author.role.value for m in s.history] == ["user", "assistant"]
+    assert s.rewind() == "q"                                                       # the turn is whole again
+
+
 def test_no_tool_calls_allowed_offers_no_tools() -> None:
     """max_tool_calls=0 offered python all the same: the model called it and the turn ended with no answer."""
     seen = []
