@@ -133,6 +133,19 @@ def _special_spellings() -> re.Pattern[str]:
     return re.compile("|".join(map(re.escape, sorted(encoding().special_tokens_set, key=len, reverse=True))))
 
 
+def spelled_specials(ids: Sequence[int]) -> int:
+    """How many Harmony special tokens are spelled out as text between the real ones (`<|end|>` typed in a prompt or
+    printed by a tool): decoded, they read like the format's own tokens, though the model sees them as plain text."""
+    count, run = 0, []
+    for token in [*ids, FIRST_SPECIAL]:
+        if token < FIRST_SPECIAL:
+            run.append(token)
+        elif run:
+            count += len(_special_spellings().findall(decode(run)))
+            run = []
+    return count
+
+
 def encode_text(text: str) -> list[int]:
     """Text to token ids with special-token spellings kept as plain text (user data never becomes format).
 

@@ -590,7 +590,13 @@ class GptossMagics(Magics):
             say("No conversation yet: ask with a %%gptoss cell.")
             return
         if export:   # a setting the next turn would refuse (a function deleted since) is one line, as that turn's is
-            print(visible(_one_line(session.export, said_by="%gptoss history --export")))
+            from . import harmony
+
+            ids = _one_line(session.prompt_ids, said_by="%gptoss history --export")
+            print(visible(harmony.decode(ids)))
+            if spelled := harmony.spelled_specials(ids):  # text that reads as format: an injection must not pass for it
+                say(f"Note: {spelled} of the special tokens above {'is' if spelled == 1 else 'are'} text spelling one "
+                    "(typed, or printed by a tool), which the model reads as plain text, not as the format's token.")
             return
         from IPython.display import display
 

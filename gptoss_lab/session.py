@@ -273,8 +273,11 @@ class Session:
 
     def export(self, **overrides: Any) -> str:
         """The whole conversation as Harmony text, as the model would see it next."""
-        return harmony.decode(harmony.render(self.prefix(**overrides) + self.history,
-                                             keep_tool_calls=_keeps_tool_calls(self.engine)))
+        return harmony.decode(self.prompt_ids(**overrides))
+
+    def prompt_ids(self, **overrides: Any) -> list[int]:
+        """The whole conversation as the token ids the model would read next (`export` is their text)."""
+        return harmony.render(self.prefix(**overrides) + self.history, keep_tool_calls=_keeps_tool_calls(self.engine))
 
     # ------------------------------------------------------------ the turn loop
 
