@@ -6,6 +6,8 @@ Screenshots: /tmp/gptoss_chat_more_older.png, /tmp/gptoss_chat_more_shutdown.png
 """
 from __future__ import annotations
 
+import pytest
+
 from tests.browser.conftest import in_sight
 
 SETUP = "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
@@ -226,25 +228,29 @@ def test_no_motion_under_prefers_reduced_motion(page, lab_notebook):
     assert page.evaluate(MOTION, ".gx-chat .gx-tool-buttons")[1] == "0s"
 
 
-def test_a_tab_reloaded_while_a_card_waits_draws_the_live_card_again(lab_notebook, save_notebook):
+@pytest.mark.parametrize("ui", ["lab", "notebook"])
+def test_a_tab_reloaded_while_a_card_waits_draws_the_live_card_again(lab_notebook, save_notebook, ui):
     """Saved while a card waits for approval (autosave does it): the file keeps the turn so far as its transcript, not
     a widget reference, which reopens as "Error displaying widget: model not found" once the kernel is gone (a crash,
     a shut down), the turn lost. A tab reloaded meanwhile showed that transcript: a card "waiting for approval" with no
     buttons, the kernel busy on it until restarted (its request for the widgets' states was held behind the turn). The
-    reloaded tab draws the live view again, and its ▶ Run runs the call. Screenshot: /tmp/gptoss_chat_more_reload.png."""
-    page = lab_notebook(WAITING_TURN, wait_for=WAITING, name="reload.ipynb")
-    (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]
+    reloaded tab draws the live view again, and its ▶ Run runs the call; in JupyterLab and in Notebook 7. Screenshot:
+    /tmp/gptoss_chat_more_reload.png (JupyterLab)."""
+    name = f"reload_{ui}.ipynb"
+    page = lab_notebook(WAITING_TURN, wait_for=WAITING, name=name, ui=ui)
+    (saved,) = save_notebook(name)["cells"][1]["outputs"]
     assert WIDGET not in saved["data"] and "Compute it" in "".join(saved["data"]["text/html"])
     assert "This turn was still under way when the notebook was saved" in "".join(saved["data"]["text/html"])
     page.reload()
     page.wait_for_selector(WAITING, timeout=60_000)
-    page.screenshot(path="/tmp/gptoss_chat_more_reload.png")
+    if ui == "lab":
+        page.screenshot(path="/tmp/gptoss_chat_more_reload.png")
     assert page.locator(".gx-fallback").count() == 0 and page.locator(".gx-chat").count() == 1
     page.locator(WAITING).click()
     page.wait_for_selector(".gx-chat .gx-final:has-text('Done.')", timeout=30_000)
     assert page.locator(".gx-chat .gx-tool .gx-output").inner_text().strip() == "42"
     page.wait_for_timeout(500)
-    (saved,) = save_notebook("reload.ipynb")["cells"][1]["outputs"]          # the finished turn, as any is saved
+    (saved,) = save_notebook(name)["cells"][1]["outputs"]          # the finished turn, as any is saved
     html = "".join(saved["data"]["text/html"])
     assert WIDGET not in saved["data"] and "Done." in html and "still under way" not in html
 
