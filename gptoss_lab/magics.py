@@ -38,8 +38,24 @@ class _HelpShown(Exception):
     """argparse printed the help the user asked for; the magic ends quietly."""
 
 
+class _Once(argparse._StoreAction):
+    """An option given once: argparse kept the last of `--effort high --effort low` (or `-o a -o b`) and said nothing."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        first = getattr(namespace, self.dest, self.default)
+        if self.option_strings and first is not self.default and first != values:   # (the same value twice: no doubt)
+            raise argparse.ArgumentError(self, f"given twice ({first!r}, then {values!r}): give it once")
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports mistakes as one-line UsageErrors and never exits the kernel."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in (None, "store"):   # every option that takes a value, in every command
+            self.register("action", name, _Once)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         args = getattr(self, "_args", [])

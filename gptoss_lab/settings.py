@@ -100,7 +100,7 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
     """`["effort=high", "timeout=60"]` -> {"effort": "high", "timeout": "60"} (values checked by `replace`);
     `seed=default` -> {"seed": DEFAULT}, the setting's default again. Keys in `extra` (a caller's own, such
     as the magic's `threads`) pass through as given; any other key is refused, naming the keys as users write them."""
-    out = {}
+    out, written = {}, {}
     for pair in pairs:
         key, sep, value = (part.strip() for part in pair.partition("="))
         key = ALIASES.get(key, key)
@@ -109,7 +109,10 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
             meant = next(iter(difflib.get_close_matches(key, keys, 1)), None) if sep else None
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
                                 + (f" (did you mean {meant}?)" if meant else ""))
-        out[key] = DEFAULT if value.lower() == "default" else value
+        value = DEFAULT if value.lower() == "default" else value
+        if key in out and out[key] != value:   # `effort=high effort=low`: the last one was kept, and nothing said
+            raise SettingsError(f"{shown_key(key)} is given twice ({written[key]!r}, then {pair!r}): give it once")
+        out[key], written[key] = value, pair
     return out
 
 

@@ -762,3 +762,26 @@ def test_a_cell_with_nothing_to_ask_says_what_to_write(kernel):
     assert content["ename"] == "UsageError" and "invalid choice: 'extreme'" in content["evalue"]
     out, _ = run(kc, "print(len(s.replies))")
     assert out.strip() == "0"
+
+
+def test_an_option_given_twice_is_refused_and_changes_nothing(kernel):
+    """`-o a -o b` kept the answer in b only, `--effort high -e low` asked at low, `config effort=high effort=low` set
+    low and `load --device cpu --device cuda` loaded on cuda: argparse keeps the last, and nothing was said. Two
+    different values are now one line naming both; the same value twice is still taken."""
+    _, kc = kernel
+    run(kc, SETUP)
+    for cell, said in (("%%gptoss --text --approve never -o a -o b\nWhat is the mean?",
+                        "%%gptoss: argument -o/--output: given twice ('a', then 'b'): give it once"),
+                       ("%%gptoss --text --approve never --effort high -e low\nWhat is the mean?",
+                        "%%gptoss: argument --effort/--reasoning/-e: given twice ('high', then 'low'): give it once"),
+                       ("%gptoss config effort=high effort=low",
+                        "%gptoss config: effort is given twice ('effort=high', then 'effort=low'): give it once"),
+                       ("%gptoss load tiny --device cpu --device cuda",
+                        "%gptoss load: argument --device: given twice ('cpu', then 'cuda'): give it once")):
+        out, content = run(kc, cell)
+        assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
+        assert content["evalue"].startswith(said), (cell, content["evalue"])
+    out, _ = run(kc, "print(len(s.replies), s.settings.effort, 'a' in dir(), 'b' in dir())\n%gptoss status")
+    assert out.splitlines()[0] == "0 medium False False" and "model: replay" in out, out
+    out, content = run(kc, "%%gptoss --text --approve never --approve never -o a\nWhat is the mean?")
+    assert content["status"] == "ok" and "The mean is 6.0." in out, out
