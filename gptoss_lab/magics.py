@@ -60,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         args = getattr(self, "_args", [])
         command = self._command(args)
-        misplaced = _cell_options() - _words_known(command)   # (`connect --timeout` is connect's own)
+        misplaced = _options(_cell_parser()) - _words_known(command)   # (`connect --timeout` is connect's own)
         option = next((a.split("=")[0] for a in args if a.split("=")[0] in misplaced), None)
         if self.prog == "%gptoss" and option and not command.prog.endswith(" config"):  # `%gptoss --routing`
             dest = next(a.dest for a in _cell_parser()._actions if option in a.option_strings)
@@ -73,7 +73,10 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
         self._args = list(args or [])  # the command they name, for `_did_you_mean`
         self._long_dashes(self._args)
-        return super().parse_args(args, namespace)
+        namespace, self._extras = self.parse_known_args(args, namespace)   # the words no option or command took
+        if self._extras:
+            self.error(f"unrecognized arguments: {' '.join(self._extras)}")
+        return namespace
 
     def _long_dashes(self, args: list[str]) -> None:
         """Refuse an option written with a long dash, as word processors and web pages write `--` (`—device`): it was
@@ -100,10 +103,30 @@ class _Parser(argparse.ArgumentParser):
             after = args[args.index(word[1]) + 1:args.index(word[1]) + 2] if word[1] in args else []
             value = value or (after[0] if after and not after[0].startswith("-") else "...")
             return f": settings are KEY=VALUE, did you mean '{near[0]}={value}'?" if near else ""
-        near = difflib.get_close_matches(word[1], sorted(_words_known(parser)), n=1, cutoff=0.7)
+        elsewhere = self._elsewhere(word[1].split("=")[0], parser, args) if word[1].startswith("-") else ""
+        if elsewhere:
+            return elsewhere
+        near = _nearest(word[1], _words_known(parser))
         if near:
-            return f": did you mean {near[0]!r}?"
+            return f": did you mean {near!r}?"
         return "" if message.startswith("argument -") else self._misplaced(args)  # (an option's value: not misplaced)
+
+    def _elsewhere(self, option: str, parser: argparse.ArgumentParser, args: list[str]) -> str:
+        """Where an option `parser` lacks belongs: `load --model tiny` names load's model without an option, and
+        `%%gptoss --device cpu` or `load --export` is another command's option (they were told the question goes
+        below the cell's line, or "did you mean '--effort'?")."""
+        name = option.lstrip("-").replace("-", "_")
+        if any(a.dest == name and not a.option_strings for a in parser._actions):   # `load --model tiny`
+            written = next((w for w in args if w.split("=")[0] == option), option)
+            after = args[args.index(written) + 1:args.index(written) + 2]
+            value = written.partition("=")[2] or (after[0] if after else name.upper())
+            return f": the {name} is written without {option}: `{parser.prog} {shlex.quote(value)}`"
+        commands = _line_parser()._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+        owners = [f"`{c.prog}`" for c in commands if c.prog != parser.prog and option in _options(c)]
+        if not owners:
+            return ""
+        return f": {option} is an option of {' and '.join(owners)}" + (", not of a %%gptoss cell"
+                                                                       if self.prog == "%%gptoss" else "")
 
     def _command(self, args: list[str]) -> argparse.ArgumentParser:
         """The parser of the command `args` name (`%gptoss load ...`: load's), or this one."""
@@ -115,7 +138,10 @@ class _Parser(argparse.ArgumentParser):
     def _misplaced(self, args: list[str]) -> str:
         """A hint where a question, or a cell's option, was written on the wrong line (`%gptoss -e high`,
         `%gptoss What is 2+2?`, `%%gptoss What is 2+2?`), or a command's help asked as `%gptoss help load`."""
-        if self.prog == "%%gptoss" and any(not a.startswith("-") for a in args):
+        extras = getattr(self, "_extras", [])   # (`--approve never --xyz`: `never` is no question)
+        if self.prog == "%%gptoss" and extras == args and _is_command(args):   # `%%gptoss load tiny`
+            return f": `{shlex.join(args)}` is a command of the line magic: write `%gptoss {shlex.join(args)}`, one %"
+        if self.prog == "%%gptoss" and any(not a.startswith("-") for a in extras):
             return ": the question goes on the lines below %%gptoss, not on its line"
         if self.prog != "%gptoss" or not args:
             return ""
@@ -137,9 +163,29 @@ _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
 
 
-def _cell_options() -> set[str]:
-    """The option strings of a %%gptoss cell (-h and --help aside)."""
-    return {s for a in _cell_parser()._actions for s in a.option_strings} - {"-h", "--help"}
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    """The option strings of `parser` (-h and --help aside)."""
+    return {s for a in parser._actions for s in a.option_strings} - {"-h", "--help"}
+
+
+def _nearest(word: str, known: set[str]) -> str | None:
+    """The known word `word` most likely meant: itself in another case (`LOAD`, `--effort HIGH`), else the closest,
+    options compared without their dashes (`--exprot` was 'did you mean --text?', the dashes alike)."""
+    same = sorted(k for k in known if k.lower() == word.lower())
+    if same:
+        return same[0]
+    bare = {k.lstrip("-"): k for k in sorted(known) if k.startswith("-") == word.startswith("-")}
+    near = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.7)
+    return bare[near[0]] if near else None
+
+
+def _is_command(words: list[str]) -> bool:
+    """Whether `words` make a whole `%gptoss` command (`load tiny`, `config effort=high`)."""
+    try:
+        _line_parser().parse_args(words)
+    except (UsageError, _HelpShown):
+        return False
+    return True
 
 
 def _words_known(parser: argparse.ArgumentParser) -> set[str]:

@@ -129,3 +129,36 @@ def test_a_cells_error_reads_the_same_with_a_model_loaded_or_not(capsys):
         assert said("--ablate=,,") == "%%gptoss: --ablate needs LAYER:EXPERT pairs, e.g. --ablate 1:3,2:5"
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+
+
+ELSEWHERE = [
+    # another command's option in a cell was "the question goes on the lines below" (`cpu` taken for a question) or
+    # "did you mean '--effort'?"; a stray option after an option's value was a misplaced question too (`never`)
+    ("%%gptoss", "--approve never --device cpu", "unrecognized arguments: --device cpu: --device is an option of "
+                                                 "`%gptoss load`, not of a %%gptoss cell (see %%gptoss --help)"),
+    ("%%gptoss", "--approve never --export", "unrecognized arguments: --export: --export is an option of "
+                                             "`%gptoss history`, not of a %%gptoss cell (see %%gptoss --help)"),
+    ("%%gptoss", "--approve never --xyz", "unrecognized arguments: --xyz (see %%gptoss --help)"),
+    ("%%gptoss", "--approve never --exprot", "unrecognized arguments: --exprot (see %%gptoss --help)"),  # not --text
+    # a line command in a cell was a misplaced question
+    ("%%gptoss", "load tiny", "unrecognized arguments: load tiny: `load tiny` is a command of the line magic: write "
+                              "`%gptoss load tiny`, one % (see %%gptoss --help)"),
+    ("%gptoss", "load --model tiny", "unrecognized arguments: --model: the model is written without --model: "
+                                     "`%gptoss load tiny` (see %gptoss load --help)"),
+    ("%gptoss", "connect http://h:1 --device cpu", "unrecognized arguments: --device cpu: --device is an option of "
+                                                   "`%gptoss load` (see %gptoss connect --help)"),
+    # the word in another case is the one meant (LOAD was told to write a question below a %%gptoss line)
+    ("%gptoss", "LOAD tiny", "argument COMMAND: invalid choice: 'LOAD' (choose from 'help', 'load', 'connect', 'use', "
+                             "'unload', 'status', 'reset', 'regenerate', 'history', 'config', 'routing', 'browse', "
+                             "'doctor'): did you mean 'load'? (see %gptoss --help)"),
+    ("%%gptoss", "--effort HIGH", "argument --effort/--reasoning/-e: invalid choice: 'HIGH' (choose from 'low', "
+                                  "'medium', 'high'): did you mean 'high'? (see %%gptoss --help)"),
+]
+
+
+@pytest.mark.parametrize("magic,line,said", ELSEWHERE, ids=[line for _, line, _ in ELSEWHERE])
+def test_a_word_that_belongs_elsewhere_says_where(magic, line, said):
+    parser = _line_parser() if magic == "%gptoss" else _cell_parser()
+    with pytest.raises(UsageError) as error:
+        parser.parse_args(_words(line))
+    assert str(error.value) == f"{magic}: {said}"
