@@ -19,7 +19,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import APPROVALS, EFFORTS, Settings, SettingsError, parse_assignments, shown_key, shown_keys
+from .settings import APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, parse_assignments, shown_key, shown_keys
 from .widgets import say
 from .widgets.sanitize import visible
 
@@ -39,7 +39,7 @@ class _HelpShown(Exception):
 
 
 class _Once(argparse._StoreAction):
-    """An option given once: argparse kept the last of `--effort high --effort low` (or `-o a -o b`) and said nothing."""
+    """An option given once: argparse kept the last of `--effort high --effort low` (`-o a -o b`) and said nothing."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
@@ -589,21 +589,23 @@ class GptossMagics(Magics):
             changes = parse_assignments(pairs, extra=_CONFIG_EXTRA)
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
-        threads = _threads(changes.pop("threads")) if "threads" in changes else None
+        given = "threads" in changes
+        threads = _threads(changes.pop("threads")) if given else None   # None: `threads=default`
         try:  # a bad value changes nothing; it is named as the user wrote it ("approve", not "approval")
             self._kept().configure(**changes)
         except SettingsError as err:
             setting, _, rest = str(err).partition(" ")
             raise UsageError(f"%gptoss config: {shown_key(setting)} {rest}") from None
-        if threads is not None:
+        if given:
             from .engines.checkpoint import import_held
             from .engines.local import use_threads
 
             import_held("torch")
-            use_threads(threads)
+            count = use_threads(threads)
         self._status()
-        if threads is not None:
-            say(f"torch threads: {threads} (kept by models loaded later)")
+        if given:
+            say(f"torch threads: {count} " + ("(kept by models loaded later)" if threads is not None else
+                                             "(the default again: OMP_NUM_THREADS, else all physical cores but one)"))
 
     def _kept(self) -> Any:
         """The session `config` and `browse` change: the loaded one or, with no model, one that keeps the settings
@@ -730,8 +732,11 @@ def _reads(session: Any) -> str:
     return f" | browser: {visible(session.browser.describe())}" if session.browser is not None else ""
 
 
-def _threads(value: str) -> int:
-    """`config threads=N`: torch's CPU threads for the model (1 is best when Jupyter and a browser share 2 cores)."""
+def _threads(value: Any) -> int | None:
+    """`config threads=N`: torch's CPU threads for the model (1 is best when Jupyter and a browser share 2 cores);
+    None for `threads=default`."""
+    if value is DEFAULT:
+        return None
     try:
         threads = int(value)
         if not 1 <= threads <= 1024:  # torch overflows past 2**31

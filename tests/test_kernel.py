@@ -785,3 +785,18 @@ def test_an_option_given_twice_is_refused_and_changes_nothing(kernel):
     assert out.splitlines()[0] == "0 medium False False" and "model: replay" in out, out
     out, content = run(kc, "%%gptoss --text --approve never --approve never -o a\nWhat is the mean?")
     assert content["status"] == "ok" and "The mean is 6.0." in out, out
+
+
+def test_config_threads_default_sets_the_thread_count_back(kernel):
+    """`config KEY=default sets one back`, its help says; `threads=default` was a TypeError traceback
+    ("int() argument must be ... not '_Default'"), and the count chosen before stayed."""
+    _, kc = kernel
+    run(kc, SETUP + "import torch")
+    out, content = run(kc, "%gptoss config threads=7\n%gptoss config threads=default")
+    assert content["status"] == "ok", out
+    said = " ".join(out.split())
+    assert "torch threads: 7 (kept by models loaded later)" in said, out
+    assert "(the default again: OMP_NUM_THREADS, else all physical cores but one)" in said, out
+    count = int(said.split("torch threads: ")[-1].split()[0])
+    out, _ = run(kc, "print(torch.get_num_threads())")
+    assert int(out) == count != 7, (out, count)

@@ -344,13 +344,28 @@ class LocalEngine:
 _CHOSEN_THREADS: list[int] = []   # the count `use_threads` set: kept by every later load
 
 
-def use_threads(threads: int) -> None:
+def use_threads(threads: int | None) -> int:
     """Set torch's CPU threads to `threads` for the model loaded now and every later one (`%gptoss config
-    threads=N`): `share_cores` keeps the choice, even at or above the core count."""
+    threads=N`): `share_cores` keeps the choice, even at or above the core count. None (`threads=default`) sets
+    the count a load picks again: OMP_NUM_THREADS where it is set, else all physical cores but one. Returns it."""
+    import os
+
     import torch
 
-    torch.set_num_threads(threads)
-    _CHOSEN_THREADS[:] = [threads]
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    default = int(omp) if omp.isdigit() and int(omp) > 0 else max(1, _physical_cores() - 1)
+    torch.set_num_threads(threads if threads is not None else default)
+    _CHOSEN_THREADS[:] = [threads] if threads is not None else []
+    return torch.get_num_threads()
+
+
+def _physical_cores() -> int:
+    """This machine's physical CPU cores (its logical ones where psutil cannot tell)."""
+    import os
+
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def share_cores() -> int:
@@ -359,10 +374,9 @@ def share_cores() -> int:
     `torch.set_num_threads` below the default) is kept. Returns the count."""
     import os
 
-    import psutil
     import torch
 
-    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    cores = _physical_cores()
     chosen = torch.get_num_threads() in _CHOSEN_THREADS
     if "OMP_NUM_THREADS" not in os.environ and not chosen and torch.get_num_threads() >= cores:
         torch.set_num_threads(max(1, cores - 1))
