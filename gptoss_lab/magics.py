@@ -246,7 +246,8 @@ def _negative_ablate(words: list[str]) -> list[str]:
 
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
-                "({name} inserts a variable's value, {{name}} writes {name} itself).",
+                "({name} inserts a variable's value, {{name}} writes {name} itself).\nAn option left out takes "
+                "the setting `%gptoss config` sets (`%gptoss status` shows them).",
                 epilog=_CELL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--effort", "--reasoning", "-e", dest="effort", choices=EFFORTS, help="reasoning effort for this cell")
     p.add_argument("--approve", "--approval", "-a", dest="approval", choices=APPROVALS,
@@ -281,14 +282,16 @@ def _line_parser() -> _Parser:
 
     command("help", "show this help and the %%gptoss options")
     load = command("load", "load a checkpoint into this kernel: tiny (default), a folder, or a hub id")
-    load.add_argument("model", nargs="?", default="tiny", type=_given)
+    load.add_argument("model", nargs="?", default="tiny", type=_given,
+                      help="tiny (the default), a checkpoint folder, or a hub id such as openai/gpt-oss-20b")
     load.add_argument("--device", type=_given, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     load.add_argument("--dtype", type=_given,
-                      help="float32, bfloat16 ... (default: float32 on a CPU, the checkpoint's on a GPU)")
+                      help="float32, bfloat16 ... (default: float32 on a CPU where it fits in memory, else the "
+                           "checkpoint's)")
     load.add_argument("--device-map", dest="device_map", type=_given, help="transformers device map, e.g. auto")
     load.add_argument("--dequantize", action="store_true", help="load MXFP4 experts dequantized (in --dtype) even where kernels run")
     connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
-    connect.add_argument("url", type=_given)
+    connect.add_argument("url", type=_given, help="the server's address, e.g. http://127.0.0.1:8000")
     connect.add_argument("--model", type=_given, help="the served model's name (default: the server's only model)")
     connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_given,
                          help="environment variable holding the API key")
@@ -302,7 +305,7 @@ def _line_parser() -> _Parser:
     trust.add_argument("--insecure", dest="verify", action="store_false",
                        help="do not check the https server's certificate (anyone on the way can pose as it)")
     use = command("use", "drive a Session object you made in Python from %%gptoss cells")
-    use.add_argument("variable", type=_given)
+    use.add_argument("variable", type=_given, help="the name of a variable holding a gptoss_lab.Session")
     command("unload", "free the model's memory (settings and documents are kept for the next model)")
     command("status", "model, settings and conversation length")
     command("reset", "forget the conversation (a new chat)")
@@ -313,7 +316,9 @@ def _line_parser() -> _Parser:
     config = command("config", "change settings: effort=high approve=auto timeout=60 max_tokens=512 tools=python,f "
                                "temperature=0.7 threads=1 guard=off (let the model write malformed Harmony) ...; "
                                "KEY=default sets one back (seed=default); before a model is loaded, kept for the next one")
-    config.add_argument("settings", nargs="*", metavar="KEY=VALUE")
+    config.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                        help=f"KEY is one of {', '.join(shown_keys(_CONFIG_EXTRA))} (none given: the "
+                             "settings are shown)")
     command("routing", "show the last reply's expert routing")
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
     browse.add_argument("source", nargs="+", type=_given,

@@ -800,3 +800,27 @@ def test_config_threads_default_sets_the_thread_count_back(kernel):
     count = int(said.split("torch threads: ")[-1].split()[0])
     out, _ = run(kc, "print(torch.get_num_threads())")
     assert int(out) == count != 7, (out, count)
+
+
+def test_a_commands_help_says_what_its_words_are_and_every_config_key_it_names_works(kernel):
+    """`%gptoss config --help` named eight of its fourteen keys and ended in "..." (the list came only with an error);
+    `load`, `connect` and `use --help` showed a bare `model`, `url`, `variable`; `%%gptoss --help` did not say that an
+    option left out takes the configured setting. Every key the help names is taken, `KEY=default` included."""
+    _, kc = kernel
+    run(kc, SETUP)
+    out, content = run(kc, "%gptoss config --help")
+    assert content["status"] == "ok", out
+    keys = " ".join(out.split()).split("KEY is one of ", 1)[1].split(" (none given: the settings are shown)")[0]
+    _, content = run(kc, "%gptoss config bogus=1")
+    assert keys == content["evalue"].split("KEY one of ", 1)[1].split("; got")[0], (keys, content["evalue"])
+    for key in keys.split(", "):
+        out, content = run(kc, f"%gptoss config {key}=default")
+        assert content["status"] == "ok", (key, out)
+    for command, said in (("load", "model tiny (the default), a checkpoint folder, or a hub id such as "
+                                   "openai/gpt-oss-20b"),
+                          ("connect", "url the server's address, e.g. http://127.0.0.1:8000"),
+                          ("use", "variable the name of a variable holding a gptoss_lab.Session")):
+        out, content = run(kc, f"%gptoss {command} --help")
+        assert content["status"] == "ok" and said in " ".join(out.split()), (command, out)
+    out, _ = run(kc, "%%gptoss --help\n")
+    assert "An option left out takes the setting `%gptoss config` sets (`%gptoss status` shows them)." in out, out
