@@ -127,7 +127,11 @@ def _browse_in(shell, docs: Path, capsys: pytest.CaptureFixture) -> None:
     for line, message in ((f"browse {docs}/nowhere", f"%gptoss browse: no such file or folder: {docs}/nowhere"),
                           ("browse exa --api-key-env NO_SUCH_VAR", "%gptoss browse: the environment variable "
                            "NO_SUCH_VAR is not set: put your Exa API key there (or pass api_key=..., or "
-                           "`%gptoss browse exa --api-key-env VAR`)")):
+                           "`%gptoss browse exa --api-key-env VAR`)"),
+                          # You.com's key was told to go with `browse exa`
+                          ("browse youcom --api-key-env NO_SUCH_VAR", "%gptoss browse: the environment variable "
+                           "NO_SUCH_VAR is not set: put your You.com API key there (or pass api_key=..., or "
+                           "`%gptoss browse youcom --api-key-env VAR`)")):
         with pytest.raises(UsageError) as err:
             shell.run_line_magic("gptoss", line)
         assert str(err.value) == message

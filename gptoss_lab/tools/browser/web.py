@@ -182,7 +182,7 @@ class SearXNG(Backend):
 class _SearchApi(Backend):
     """A paid search API with an `x-api-key` key read from an environment variable (or given)."""
 
-    NAME = BASE_URL = KEY_ENV = ""
+    NAME = BASE_URL = KEY_ENV = SOURCE = ""   # SOURCE: its name in `%gptoss browse SOURCE`
 
     def __init__(self, *, api_key: str | None = None, api_key_env: str | None = None,
                  base_url: str | None = None, timeout: float | None = None) -> None:
@@ -190,7 +190,7 @@ class _SearchApi(Backend):
         key = api_key or os.environ.get(env)
         if not key:
             raise BackendError(f"the environment variable {env} is not set: put your {self.NAME} API key there "
-                               "(or pass api_key=..., or `%gptoss browse exa --api-key-env VAR`)")
+                               f"(or pass api_key=..., or `%gptoss browse {self.SOURCE} --api-key-env VAR`)")
         self._service = HttpService(self.NAME, base_url or self.BASE_URL, headers={"x-api-key": key},
                                     timeout=timeout, key_hint=f"the API key in {env}")
 
@@ -203,7 +203,7 @@ class _SearchApi(Backend):
 class Exa(_SearchApi):
     """The Exa search API (key in EXA_API_KEY); pages come from its contents endpoint."""
 
-    NAME, BASE_URL, KEY_ENV = "Exa", "https://api.exa.ai", "EXA_API_KEY"
+    NAME, BASE_URL, KEY_ENV, SOURCE = "Exa", "https://api.exa.ai", "EXA_API_KEY", "exa"
 
     def search(self, query: str, topn: int) -> list[SearchResult]:
         data = self._service.json("POST", "/search", json={"query": query, "numResults": topn,
@@ -225,7 +225,7 @@ class Exa(_SearchApi):
 class YouCom(_SearchApi):
     """The You.com search API (key in YDC_API_KEY): web and news results; pages from its contents endpoint."""
 
-    NAME, BASE_URL, KEY_ENV = "You.com", "https://api.ydc-index.io", "YDC_API_KEY"
+    NAME, BASE_URL, KEY_ENV, SOURCE = "You.com", "https://api.ydc-index.io", "YDC_API_KEY", "youcom"
 
     def search(self, query: str, topn: int) -> list[SearchResult]:
         data = self._service.json("GET", "/v1/search", params={"query": query, "count": topn})
