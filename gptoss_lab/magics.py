@@ -555,9 +555,9 @@ class GptossMagics(Magics):
             say(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)})."
                 f"{_new_conversation(old)}")
         elif command == "use":
-            session = self.shell.user_ns.get(opts.variable)
+            session = self.shell.user_ns.get(_identifier(opts.variable))   # `ｓ` is s, as code reads it
             if not isinstance(session, Session):
-                raise UsageError(f"%gptoss use: {opts.variable!r} is not a gptoss_lab.Session")
+                raise UsageError(self._not_a_session(opts.variable))
             pending = self._unloaded if self.session is None else None   # `%gptoss browse` given before any model
             if session.browser is None and pending is not None and pending.browser is not None:
                 session.browser = pending.browser
@@ -623,6 +623,19 @@ class GptossMagics(Magics):
 
             self._unloaded = Session(_Unloaded("no model"))
         return self._unloaded
+
+    def _not_a_session(self, name: str) -> str:
+        """What `%gptoss use NAME` says where NAME holds no Session: what it holds, and the variables that hold one."""
+        from .session import Session
+
+        held = self.shell.user_ns.get(_identifier(name))
+        kind = type(held).__name__
+        why = (f"it holds {'an' if kind[:1] in 'aeiouAEIOU' else 'a'} {kind}" if _identifier(name) in self.shell.user_ns
+               else "no variable has that name")
+        sessions = sorted(k for k, v in self.shell.user_ns.items() if isinstance(v, Session) and not k.startswith("_"))
+        return (f"%gptoss use: {name!r} is not a gptoss_lab.Session: {why}" +
+                (f"; Sessions here: {', '.join(sessions)}" if sessions else
+                 "; make one first (s = Session.load('tiny'), then %gptoss use s)"))
 
     def _unload(self) -> None:
         if self.session is None:

@@ -824,3 +824,19 @@ def test_a_commands_help_says_what_its_words_are_and_every_config_key_it_names_w
         assert content["status"] == "ok" and said in " ".join(out.split()), (command, out)
     out, _ = run(kc, "%%gptoss --help\n")
     assert "An option left out takes the setting `%gptoss config` sets (`%gptoss status` shows them)." in out, out
+
+
+def test_use_names_what_the_variable_holds_and_the_sessions_there_are(kernel):
+    """`%gptoss use sesion` (a typo) and `%gptoss use data` both said only "'...' is not a gptoss_lab.Session": now
+    it says whether the name is missing or what it holds, and which variables hold a Session; `use ｓ` is `s`, as
+    code reads it (-o and {name} fields read it so already)."""
+    _, kc = kernel
+    run(kc, SETUP + "other = Session(ReplayEngine(rec))")
+    for line, said in (("use sesion", "'sesion' is not a gptoss_lab.Session: no variable has that name; "
+                                      "Sessions here: other, s"),
+                       ("use data", "'data' is not a gptoss_lab.Session: it holds a list; Sessions here: other, s")):
+        out, content = run(kc, f"%gptoss {line}")
+        assert content["status"] == "error" and content["evalue"] == f"%gptoss use: {said}", (line, out)
+    out, content = run(kc, "%gptoss use other\n%gptoss use ｓ\n"
+                           "print(get_ipython().find_magic('gptoss').__self__.session is s)")
+    assert content["status"] == "ok" and out.splitlines()[-1] == "True", out
