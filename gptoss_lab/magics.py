@@ -332,15 +332,16 @@ def _line_parser() -> _Parser:
     return p
 
 
-def usage() -> str:
-    """The full usage of both magics, as `%gptoss help` prints it."""
+def usage(*, cell_first: bool = False) -> str:
+    """The full usage of both magics, as `%gptoss help` prints it; `%%gptoss --help` (`cell_first`) starts with the
+    cell's options it asked for (they came last, after a hundred lines of commands)."""
     line, cell = _line_parser(), _cell_parser()
     parts = [line.format_help()]
     for action in line._subparsers._group_actions:  # type: ignore[union-attr]
         for name, parser in action.choices.items():
             if name != "help" and parser._actions[1:]:
                 parts.append(parser.format_help())
-    parts.append(cell.format_help())
+    parts.insert(0 if cell_first else len(parts), cell.format_help())
     return "\n".join(parts)
 
 
@@ -429,7 +430,7 @@ class GptossMagics(Magics):
         except ValueError as err:
             raise UsageError(f"%gptoss: {err}") from None
         if (words[:1] if cell is None else words) and {"-h", "--help"} & set(words if cell is not None else words[:1]):
-            print(usage())  # the whole usage: both magics, every command and option
+            print(usage(cell_first=cell is not None))  # the whole usage: both magics, every command and option
             return None
         try:
             if cell is None:

@@ -840,3 +840,17 @@ def test_use_names_what_the_variable_holds_and_the_sessions_there_are(kernel):
     out, content = run(kc, "%gptoss use other\n%gptoss use ｓ\n"
                            "print(get_ipython().find_magic('gptoss').__self__.session is s)")
     assert content["status"] == "ok" and out.splitlines()[-1] == "True", out
+
+
+def test_the_cells_help_starts_with_the_cells_options(kernel):
+    """`%%gptoss --help` printed the line magic's thirteen commands first and the cell's options last, about 130 lines
+    down; it now starts with what was asked for (the commands follow), and `%gptoss --help` with the commands."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    for code, first in (("%%gptoss --help\n", "usage: %%gptoss [-h] [--effort"),
+                        ("%%gptoss -h", "usage: %%gptoss [-h]"),
+                        ("%gptoss --help", "usage: %gptoss [-h] COMMAND"),
+                        ("%gptoss help", "usage: %gptoss [-h] COMMAND")):
+        out, content = run(kc, code)
+        assert content["status"] == "ok" and out.startswith(first), (code, out[:200])
+        assert "usage: %gptoss load" in out and "usage: %%gptoss" in out, code
