@@ -100,13 +100,14 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
     """`["effort=high", "timeout=60"]` -> {"effort": "high", "timeout": "60"} (values checked by `replace`);
     `seed=default` -> {"seed": DEFAULT}, the setting's default again. Keys in `extra` (a caller's own, such
     as the magic's `threads`) pass through as given; any other key is refused, naming the keys as users write them."""
-    out, written = {}, {}
-    for pair in pairs:
+    out, written, pairs = {}, {}, list(pairs)
+    for i, pair in enumerate(pairs):
         key, sep, value = (part.strip() for part in pair.partition("="))
         key = ALIASES.get(key, key)
         if not sep or key not in (*Settings.names(), *extra):
             keys = shown_keys(extra)
-            meant = next(iter(difflib.get_close_matches(key, keys, 1)), None) if sep else None
+            meant = (next(iter(difflib.get_close_matches(key, keys, 1)), None) if sep else
+                     _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else None)
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
                                 + (f" (did you mean {meant}?)" if meant else ""))
         value = DEFAULT if value.lower() == "default" else value
@@ -114,6 +115,12 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
             raise SettingsError(f"{shown_key(key)} is given twice ({written[key]!r}, then {pair!r}): give it once")
         out[key], written[key] = value, pair
     return out
+
+
+def _spaced(pairs: list[str]) -> str:
+    """`effort=high` for `effort high` or `effort = high` (a key and its value written apart, as a command line's)."""
+    value = next((p.lstrip("=").strip() for p in pairs[1:3] if p.lstrip("=").strip()), "VALUE")
+    return f"{pairs[0].strip()}={'VALUE' if '=' in value else value}"
 
 
 _SHOWN = {setting: alias for alias, setting in ALIASES.items() if alias != "reasoning"}

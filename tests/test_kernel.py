@@ -854,3 +854,17 @@ def test_the_cells_help_starts_with_the_cells_options(kernel):
         out, content = run(kc, code)
         assert content["status"] == "ok" and out.startswith(first), (code, out[:200])
         assert "usage: %gptoss load" in out and "usage: %%gptoss" in out, code
+
+
+def test_config_with_a_key_and_its_value_apart_says_how_to_write_them(kernel):
+    """`%gptoss config effort high` and `config effort = high` (as a command line is written) were told only that
+    'effort' is not KEY=VALUE, with the fourteen keys; the error now ends with the setting as it is written."""
+    _, kc = kernel
+    run(kc, SETUP)
+    for line, meant in (("effort high", "effort=high"), ("effort = high", "effort=high"),
+                        ("max_tokens 64 seed=3", "max_tokens=64"), ("approve", "approve=VALUE")):
+        out, content = run(kc, f"%gptoss config {line}")
+        assert content["status"] == "error" and content["ename"] == "UsageError", (line, out)
+        assert content["evalue"].endswith(f"; got '{line.split()[0]}' (did you mean {meant}?)"), content["evalue"]
+    out, _ = run(kc, "print(s.settings.effort, s.settings.max_new_tokens, s.settings.seed)")
+    assert out.split() == ["medium", "2048", "None"], out
