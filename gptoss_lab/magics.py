@@ -461,6 +461,12 @@ class GptossMagics(Magics):
             if response_format is None:
                 raise UsageError(f"%%gptoss --json: {opts.response_format} is None, not a schema "
                                  "(a pydantic model, dataclass, TypedDict or JSON-schema dict)")
+            from .structured import ResponseFormat
+
+            try:   # checked before a model loads for it, and said with the option and name that were written
+                response_format = ResponseFormat.from_user(response_format)
+            except (TypeError, ValueError) as err:
+                raise UsageError(f"%%gptoss --json {opts.response_format}: {err}") from None
         intervene = None
         if opts.ablate is not None:
             from .routing.interventions import parse_ablate

@@ -868,3 +868,15 @@ def test_config_with_a_key_and_its_value_apart_says_how_to_write_them(kernel):
         assert content["evalue"].endswith(f"; got '{line.split()[0]}' (did you mean {meant}?)"), content["evalue"]
     out, _ = run(kc, "print(s.settings.effort, s.settings.max_new_tokens, s.settings.seed)")
     assert out.split() == ["medium", "2048", "None"], out
+
+
+def test_a_json_variable_that_holds_no_schema_is_refused_before_a_model_loads(kernel):
+    """`%%gptoss --json data` (a list) loaded gpt-oss-tiny first (seconds) and then said `%%gptoss: response format:
+    expected ...`, naming neither the option nor the variable; it is refused at once, naming both."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab\ndata = [3, 5, 10]")
+    out, content = run(kc, "%%gptoss --text --json data\nWhat is the mean?", timeout=120)
+    assert content["status"] == "error" and content["evalue"] == (
+        "%%gptoss --json data: expected a pydantic model, dataclass, TypedDict or JSON-schema dict, not [3, 5, 10]"), out
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
