@@ -472,20 +472,22 @@ class GptossMagics(Magics):
             from .routing.interventions import parse_ablate
 
             intervene = _one_line(parse_ablate, ",".join(opts.ablate), said_by="%%gptoss")
-        if self.session is None:   # tools the bundled model would refuse (a browser without documents), refused
-            from .session import Session, _Unloaded  # before it loads (seconds), by the settings it will take
+        from .session import Session, _Unloaded
 
-            holder = self._unloaded if self._unloaded is not None else Session(_Unloaded("no model"))
-            _one_line(holder.check, tools=opts.tools, said_by="%%gptoss")
-        session = self._session()
+        # the settings the turn takes: the model's, or those the bundled one will take (`%gptoss config` before it)
+        holder = next((h for h in (self.session, self._unloaded) if h is not None), None)
+        holder = holder if holder is not None else Session(_Unloaded("no model"))
         overrides = {k: getattr(opts, k) for k in ("effort", "approval", "tools", "max_new_tokens", "temperature",
                                                    "top_p", "seed", "timeout")}
         try:  # said with the option's name: "--max-tokens must be ...", not the setting's "max_new_tokens"
-            session.settings.replace(**overrides)
+            holder.settings.replace(**overrides)
         except SettingsError as err:
             setting, _, rest = str(err).partition(" ")
             option = next((a.option_strings[0] for a in _cell_parser()._actions if a.dest == setting), setting)
             raise UsageError(f"%%gptoss: {option} {rest} (see %%gptoss --help)") from None
+        if self.session is None:   # tools the bundled model would refuse (a browser without documents), as values,
+            _one_line(holder.check, tools=opts.tools, said_by="%%gptoss")   # refused before it loads (seconds)
+        session = self._session()
         options = {"routing": opts.routing, "response_format": response_format, "constrain": opts.constrain,
                    "intervene": intervene, **overrides}
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output, opts.text))

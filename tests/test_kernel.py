@@ -880,3 +880,17 @@ def test_a_json_variable_that_holds_no_schema_is_refused_before_a_model_loads(ke
         "%%gptoss --json data: expected a pydantic model, dataclass, TypedDict or JSON-schema dict, not [3, 5, 10]"), out
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded"), out
+
+
+def test_a_cell_with_a_bad_value_loads_no_model(kernel):
+    """A first cell with `--temperature -1` or `--max-tokens 0` loaded gpt-oss-tiny (seconds, and its memory) and only
+    then refused the value; it is refused at once, with the same words, and no model is loaded."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    for option, said in (("--temperature -1", "--temperature must be greater than or equal to 0, not -1.0"),
+                         ("--max-tokens 0", "--max-tokens must be greater than or equal to 1, not 0")):
+        out, content = run(kc, f"%%gptoss --text {option}\nhi", timeout=120)
+        assert content["status"] == "error" and content["evalue"] == f"%%gptoss: {said} (see %%gptoss --help)", out
+        assert "gpt-oss-tiny" not in out, out
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
