@@ -106,7 +106,7 @@ class _Parser(argparse.ArgumentParser):
         elsewhere = self._elsewhere(word[1].split("=")[0], parser, args) if word[1].startswith("-") else ""
         if elsewhere:
             return elsewhere
-        near = _nearest(word[1], _words_known(parser))
+        near = _nearest(word[1].split("=")[0] if word[1].startswith("-") else word[1], _words_known(parser))
         if near:
             return f": did you mean {near!r}?"
         return "" if message.startswith("argument -") else self._misplaced(args)  # (an option's value: not misplaced)

@@ -23,6 +23,9 @@ CASES = [
      ": settings are KEY=VALUE, did you mean 'approve=...'?"),
     ("%%gptoss", "--efort high", "unrecognized arguments: --efort high", ": did you mean '--effort'?"),
     ("%%gptoss", "--aprove auto", "unrecognized arguments: --aprove auto", ": did you mean '--approve'?"),
+    # written with its value after `=` (nothing was near `--efort=high`)
+    ("%%gptoss", "--efort=high", "unrecognized arguments: --efort=high", ": did you mean '--effort'?"),
+    ("%gptoss", "load tiny --devise=cpu", "unrecognized arguments: --devise=cpu", ": did you mean '--device'?"),
     # a cell's option, a question or a command's help on the wrong line: where it goes
     ("%gptoss", "What is 2+2?", "invalid choice: 'What'", ": to ask, write the question on the lines below a %%gptoss"),
     ("%gptoss", "help load", "unrecognized arguments: load", ": for one command's help, `%gptoss load --help`"),
