@@ -106,6 +106,8 @@ class _Parser(argparse.ArgumentParser):
         elsewhere = self._elsewhere(word[1].split("=")[0], parser, args) if word[1].startswith("-") else ""
         if elsewhere:
             return elsewhere
+        if parser is self and self.prog == "%gptoss" and _asks(args):   # `%gptoss History of Rome?`: no command
+            return self._misplaced(args)
         near = _nearest(word[1].split("=")[0] if word[1].startswith("-") else word[1], _words_known(parser))
         if near:
             return f": did you mean {near!r}?"
@@ -177,6 +179,14 @@ def _nearest(word: str, known: set[str]) -> str | None:
     bare = {k.lstrip("-"): k for k in sorted(known) if k.startswith("-") == word.startswith("-")}
     near = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.7)
     return bare[near[0]] if near else None
+
+
+def _asks(words: list[str]) -> bool:
+    """Whether a line magic's words read as a question (`History of Rome?`, `Use numpy to find the mean`), not a
+    command misspelt (`lod tiny`): a question mark at the end, or five words or more with no option or setting."""
+    if len(words) >= 5:
+        return not any(w[:1] == "-" or "=" in w for w in words)
+    return bool(words) and words[-1].endswith("?")
 
 
 def _is_command(words: list[str]) -> bool:

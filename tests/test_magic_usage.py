@@ -29,6 +29,9 @@ CASES = [
     # a cell's option, a question or a command's help on the wrong line: where it goes
     ("%gptoss", "What is 2+2?", "invalid choice: 'What'", ": to ask, write the question on the lines below a %%gptoss"),
     ("%gptoss", "help load", "unrecognized arguments: load", ": for one command's help, `%gptoss load --help`"),
+    # a question whose first word is a command's name, in any case, is a question ("did you mean 'history'?")
+    ("%gptoss", "History of the Roman empire", "invalid choice: 'History'", ": to ask, write the question on the"),
+    ("%gptoss", "Use numpy to find the mean", "invalid choice: 'Use'", ": to ask, write the question on the lines"),
     ("%%gptoss", "What is 2+2?", "unrecognized arguments: What is 2+2?",
      ": the question goes on the lines below %%gptoss, not on its line"),
     # nothing near: no guess
