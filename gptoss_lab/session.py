@@ -820,8 +820,8 @@ class _Turn:
         if fmt is not None and reply.final and not reply.interrupted:
             try:
                 reply.parsed = fmt.parse(reply.final)
-            except ValueError as err:
-                reply.errors.append(str(err))
+            except ValueError as err:  # in the view too: the answer alone looked like a success, `.parsed` None
+                self._warn(str(err))
         return reply
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import io
 import json
 import math
 import signal
@@ -22,6 +23,7 @@ from typing_extensions import NotRequired, TypedDict
 from gptoss_lab import ReplayEngine, Session, harmony, tool
 from gptoss_lab.session import TurnError
 from gptoss_lab.structured import ResponseFormat, StructuredOutputError
+from gptoss_lab.widgets.text import TextView
 
 
 def response_format_section(schema, **kw):
@@ -270,6 +272,20 @@ def test_session_reply_parsed_and_errors():
     bad = _session('<|channel|>final<|message|>coffee, soda<|return|>').ask("?", response_format=ShoppingList)
     assert bad.parsed is None and bad.final == "coffee, soda"
     assert bad.errors == ["the final answer is not valid JSON: Expecting value: line 1 column 1 (char 0)"]
+
+
+def test_an_answer_that_fails_its_schema_says_so_in_the_view():
+    """`%%gptoss --json Schema` with an answer that did not parse showed the answer alone, as a success would be shown:
+    only `_gptoss.errors` held why `.parsed` was None. The view now says it under the answer."""
+    out = io.StringIO()
+    reply = _session('<|channel|>final<|message|>{"items": "coffee"}<|return|>').ask(
+        "?", response_format=ShoppingList, view=TextView(out, colour=False))
+    assert reply.parsed is None
+    assert "[warning] the final answer does not match the schema: items: Input should be a valid array" in out.getvalue()
+    out = io.StringIO()
+    good = _session('<|channel|>final<|message|>{"items": ["coffee"]}<|return|>').ask(
+        "?", response_format=ShoppingList, view=TextView(out, colour=False))
+    assert good.parsed == ShoppingList(items=["coffee"]) and "[warning]" not in out.getvalue()
 
 
 @pytest.mark.slow
