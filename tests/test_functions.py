@@ -749,6 +749,22 @@ def test_a_callable_without_a_name_is_named_on_one_short_line():
     assert message == "this partial has no usable name (''); pass tool(fn, name='...')"
 
 
+def test_a_partial_or_callable_object_listed_by_its_variable_is_the_tool_of_that_name():
+    """`fetch = functools.partial(search, index=...)` then `%%gptoss --tools fetch` was refused ("this partial has
+    no usable name ('')"), as was a callable object: the cell names it, so the model now calls it by that name."""
+    recording = ('<|channel|>commentary to=functions.double <|constrain|>json<|message|>{"value": 3}<|call|>'
+                 '<|channel|>commentary to=functions.lookup <|constrain|>json<|message|>{"key": "a"}<|call|>'
+                 '<|channel|>final<|message|>6 and 1<|return|>')
+    namespace = {"double": functools.partial(_scaled, factor=2.0, handle=Handle()), "lookup": _Lookup({"a": 1})}
+    session = Session(ReplayEngine(recording), namespace=namespace, approval="auto", date="2026-11-25")
+    reply = session.ask("?", tools="double,lookup")
+    assert [(c.recipient, c.status, c.output) for c in reply.tool_calls] == [
+        ("functions.double", "done", "6.0"), ("functions.lookup", "done", "1")]
+    shown = harmony.decode(harmony.render(session.prefix(tools="double,lookup")))
+    assert "// Scale a value.\ntype double = (_: {\nvalue: number,\n}) => any;" in shown
+    assert "// Look a key up.\ntype lookup = (_: {\nkey: string,\n}) => any;" in shown
+
+
 class _Account(pydantic.BaseModel):
     name: str
 

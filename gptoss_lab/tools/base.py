@@ -161,7 +161,8 @@ class Toolset:
 
         A name in `builtins` (python, browser) makes that tool; any other name is looked up in
         `namespace` (the notebook's variables): a `Tool` is used as is, a function becomes a
-        function tool (run with `timeout`). `"none"` or `""` means no tools.
+        function tool (run with `timeout`), a partial or callable object named as its variable is.
+        `"none"` or `""` means no tools.
         """
         from .functions import FunctionTool, Functions
 
@@ -187,8 +188,10 @@ class Toolset:
                 shown = (f"{name!r} (a {type(item).__name__})" if name is not None
                          else " ".join(reprlib.repr(item).split()))
                 raise ToolSpecError(f"tool {shown} is not callable; tools are {', '.join(builtins)} or functions")
+            own = getattr(item, "__name__", None)  # a partial or a callable object has none: the variable's name
+            named = name if name is not None and not (isinstance(own, str) and own.isidentifier()) else None
             try:
-                function = item if isinstance(item, FunctionTool) else FunctionTool(item)
+                function = item if isinstance(item, FunctionTool) else FunctionTool(item, name=named)
             except TypeError as err:
                 raise ToolSpecError(str(err)) from None
             known = functions.get(function.name)
