@@ -34,7 +34,7 @@ import time
 import unicodedata
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
 import docstring_parser
@@ -349,6 +349,8 @@ class ResponseFormat:
         else:
             if not _is_type(obj):
                 hint = " (JSON text? pass json.loads(text))" if isinstance(obj, str) and obj.lstrip()[:1] == "{" else ""
+                if isinstance(obj, pydantic.BaseModel) or is_dataclass(obj):  # `m = M(...)`, then `--json m`
+                    hint = f" (an instance: pass its class, {type(obj).__name__})"
                 # reprlib: a DataFrame's repr is many lines, a string's may be long, a broken one raises
                 raise TypeError("expected a pydantic model, dataclass, TypedDict or JSON-schema dict, "
                                 f"not {_one_line(reprlib.repr(obj))}{hint}")

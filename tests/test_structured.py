@@ -637,7 +637,10 @@ class _Loud:
     ("x" * 5000, "not 'xxxxxx"),
     (_Loud(), "not <_Loud instance at"),  # its repr's RuntimeError came out of `ask` instead of a TurnError
     ('{"type": "object"}', """not '{"type": "object"}' (JSON text? pass json.loads(text))"""),
-], ids=["many-lines", "long-text", "broken-repr", "json-text"])
+    # `--json m` for `m = ShoppingList(...)`: the class was meant
+    (ShoppingList(items=["tea"]), "not ShoppingList(...], store=None) (an instance: pass its class, ShoppingList)"),
+    (Point(1.0), "not Point(x=1.0, y=0.0) (an instance: pass its class, Point)"),
+], ids=["many-lines", "long-text", "broken-repr", "json-text", "model-instance", "dataclass-instance"])
 def test_a_wrong_response_format_is_named_on_one_short_line(wrong, shown):
     with pytest.raises(TurnError) as err:
         _session('<|channel|>final<|message|>{}<|return|>').ask("?", response_format=wrong)
