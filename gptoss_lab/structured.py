@@ -369,7 +369,7 @@ class ResponseFormat:
 
     def parse(self, text: str) -> Any:
         """The final answer as the requested type: a model/dataclass instance, a dict or a JSON value
-        (a ```json fence, with or without prose around it, or prose after the JSON is accepted).
+        (a ```json fence, with or without prose around it, or prose before or after the JSON is accepted).
         StructuredOutputError says what is wrong."""
         try:
             return self._load(_json_part(text))
@@ -392,14 +392,19 @@ _FENCE = re.compile(r"```[ \t]*(?:json[ \t]*)?(?:\r?\n|(?=[\[{\"]))(.*?)(?:```|\
 
 def _json_part(text: str) -> str:
     """The JSON in a final answer: the first ```json fence's content (prose around it is ignored; a fence
-    left open runs to the end), or the text without prose written after a complete JSON object or array."""
+    left open runs to the end), or the text without prose written before or after a complete JSON object or
+    array (read from the text's first `{` or first `[`, whichever starts one, when the text as a whole is not JSON)."""
     body = text.strip()
     match = None if body[:1] in ("{", "[") else _FENCE.search(body)  # a JSON answer may quote a fence
     body = match.group(1).strip() if match else body
-    if body[:1] in ("{", "["):
+    if body[:1] not in ("{", "["):
         with contextlib.suppress(ValueError, RecursionError):
-            _, end = json.JSONDecoder().raw_decode(body)
-            return body[:end]
+            json.loads(body)
+            return body  # JSON already ("see {}" is a string, not the object in it)
+    for start in sorted(i for i in (body.find("{"), body.find("[")) if i >= 0):  # "Here it is: {...}" was refused
+        with contextlib.suppress(ValueError, RecursionError):
+            _, end = json.JSONDecoder().raw_decode(body, start)
+            return body[start:end]
     return body
 
 

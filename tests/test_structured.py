@@ -385,10 +385,19 @@ def test_a_discriminated_union_names_no_inlined_definition():
     '```json\n{"items": ["eggs"]}\n```\n(prices vary)',
     '```json\r\n{"items": ["eggs"]}\r\n```',       # Windows line ends
     'Here is the list:\n```json\n{"items": ["eggs"]}',  # the fence never closed: the answer ended first
+    # prose before bare JSON was "not valid JSON: Expecting value: line 1 column 1 (char 0)"
+    'Here is the list: {"items": ["eggs"]}',
+    'Sure! [Shopping]\n\n{"items": ["eggs"]}\nEnjoy.',
 ])
 def test_prose_around_the_json_answer_is_ignored(text):
     assert parse_final(text, ShoppingList) == ShoppingList(items=["eggs"])
     assert parse_final(text, {"type": "object"}) == {"items": ["eggs"]}
+
+
+def test_an_answer_that_is_json_is_not_searched_for_json_inside_it():
+    assert parse_final('"use {} for an empty object"', str) == "use {} for an empty object"
+    with pytest.raises(StructuredOutputError, match="does not match the schema: Input should be a valid integer"):
+        parse_final('"[1]"', int)
 
 
 def test_a_json_answer_quoting_a_fence_is_kept_whole():
