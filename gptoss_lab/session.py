@@ -337,6 +337,10 @@ class Session:
                 raise TurnError(f"the conversation so far and this question are {len(ids)} tokens but the model's "
                                 f"context is {window} tokens: start a new conversation (%gptoss reset, or ask with --new)")
             setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
+            schema = setup - len(harmony.render(self._prefix(settings, tools, None))) if fmt is not None else 0
+            if schema * 2 >= alone:  # (it said "offer fewer tools or smaller types: shorten it" with no tools offered)
+                raise TurnError(f"the prompt is {alone} tokens but the model's context is {window} tokens ({schema} "
+                                "of them the response format's schema: ask for a smaller one)")
             why = (f" ({setup} of them the instructions and the tools' definitions: offer fewer tools or smaller types)"
                    if setup * 2 >= alone else "")
             raise TurnError(f"the prompt is {alone} tokens but the model's context is {window} tokens{why}: shorten it")

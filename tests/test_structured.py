@@ -274,6 +274,19 @@ def test_session_reply_parsed_and_errors():
     assert bad.errors == ["the final answer is not valid JSON: Expecting value: line 1 column 1 (char 0)"]
 
 
+def test_a_schema_too_large_for_the_context_is_named_as_the_cause():
+    """A response format of thousands of fields, no tools offered: the refusal said "(N of them the instructions and
+    the tools' definitions: offer fewer tools or smaller types): shorten it"; it names the schema now."""
+    engine = ReplayEngine('<|channel|>final<|message|>{}<|return|>')
+    engine.context_window = 4096
+    session = Session(engine, namespace={}, tools=(), approval="auto", date="2026-11-25")
+    wide = pydantic.create_model("Wide", **{f"field_{i}": (int, ...) for i in range(1000)})
+    with pytest.raises(TurnError, match=r"^the prompt is \d+ tokens but the model's context is 4096 tokens \(\d+ of them "
+                                        r"the response format's schema: ask for a smaller one\)$"):
+        session.ask("Fill it in.", response_format=wide)
+    assert session.history == []
+
+
 def test_an_answer_that_fails_its_schema_says_so_in_the_view():
     """`%%gptoss --json Schema` with an answer that did not parse showed the answer alone, as a success would be shown:
     only `_gptoss.errors` held why `.parsed` was None. The view now says it under the answer."""
