@@ -206,7 +206,8 @@ def _plain_object(schema: JsonSchemaValue, core: Any) -> JsonSchemaValue:
         raise _Unshowable("its config's regex_engine='python-re' matches its patterns with Python's re, not as the "
                           "model is shown them; leave pydantic's default (Rust) regex engine")
     schema.pop("description", None)
-    schema.setdefault("additionalProperties", False)
+    if schema.get("type") == "object":  # (a RootModel of a list or a str: the model read "additionalProperties" on it)
+        schema.setdefault("additionalProperties", False)
     _, documented = docstring(getattr(core.get("cls"), "__doc__", None))
     required = set(schema.get("required", ()))
     for name, prop in schema.get("properties", {}).items():

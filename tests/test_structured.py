@@ -163,6 +163,20 @@ def test_from_user_takes_each_kind_of_input_and_refuses_the_rest():
         ResponseFormat.from_user({"type": "strng"})
 
 
+def test_a_root_model_is_shown_as_its_root_type_alone():
+    """A pydantic RootModel of a list or a str was shown to the model with "additionalProperties": false, a key
+    about objects, on an array or a string schema."""
+    class Scores(pydantic.RootModel[list[int]]):
+        pass
+
+    class Name(pydantic.RootModel[str]):
+        pass
+
+    assert response_format_section(Scores)["schema"] == {"type": "array", "items": {"type": "integer"}}
+    assert response_format_section(Name)["schema"] == {"type": "string"}
+    assert parse_final("[3, 4]", Scores) == Scores([3, 4])
+
+
 def test_a_bad_response_format_is_a_one_line_turn_error():
     session = _session('<|channel|>final<|message|>{}<|return|>')
     with pytest.raises(TurnError, match="^response format: expected a pydantic model.*not 42$"):
