@@ -31,6 +31,7 @@ import reprlib
 import sys
 import threading
 import time
+import typing
 import unicodedata
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -284,6 +285,10 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
             adapter.validator = kind(_checked_core(core), *options)
         return adapter, schema
     except (pydantic.PydanticUserError, pydantic.PydanticUndefinedAnnotation, TypeError, NameError) as err:
+        if getattr(err, "code", None) == "class-not-fully-defined":  # it said "unsupported ...; use ... a pydantic model"
+            missing = _undefined(annotation, set())
+            raise TypeError(f"{where}: {_one_line(reprlib.repr(annotation))} refers to a type that is not defined"
+                            f"{f' ({missing})' if missing else ''}: define it (run its cell) first") from None
         hint = (" (on Python < 3.12 a TypedDict must come from typing_extensions, not typing)"
                 if getattr(err, "code", None) == "typed-dict-version" else "")
         raise TypeError(f"{where}: unsupported type annotation {annotation!r}{hint}; use {_SUPPORTED}") from None
@@ -302,6 +307,25 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
         raise TypeError(f"{where}: unsupported type annotation {annotation!r} ({reason})") from None
     except RecursionError:  # list[list[...]] a few hundred deep: pydantic recurses once per level
         raise TypeError(f"{where}: the type annotation is nested too deeply to describe") from None
+
+
+def _undefined(annotation: Any, seen: set[int]) -> str | None:
+    """What names the first undefined type inside `annotation` (pydantic's error names none): a string annotation
+    of its own, or the NameError of a class's type hints; None when it is not found."""
+    if isinstance(annotation, str | typing.ForwardRef):
+        return f"{getattr(annotation, '__forward_arg__', annotation)!r}"
+    if id(annotation) in seen:
+        return None
+    seen.add(id(annotation))
+    inner = list(typing.get_args(annotation))
+    if isinstance(annotation, type):
+        try:
+            inner += typing.get_type_hints(annotation).values()
+        except NameError as err:
+            return str(err)
+        except Exception:  # noqa: BLE001 - anything else a hint raises: no name to give
+            return None
+    return next(filter(None, (_undefined(item, seen) for item in inner)), None)
 
 
 _ERRORS_SHOWN = 3      # validation errors described; the others are counted

@@ -163,6 +163,25 @@ def test_from_user_takes_each_kind_of_input_and_refuses_the_rest():
         ResponseFormat.from_user({"type": "strng"})
 
 
+class _Order(pydantic.BaseModel):
+    customer: "Customr"  # noqa: F821 - a typo: the class is not defined
+
+
+def test_a_type_naming_an_undefined_class_says_which_name():
+    """A model whose annotation named a class not defined (a typo, a cell not run) was refused as "unsupported type
+    annotation <class '_Order'>; use ... a pydantic model", of a pydantic model; now the missing name is given."""
+    with pytest.raises(TurnError, match=r"^response format: _Order: <class '.*_Order'> refers to a type that is not "
+                                        r"defined \(name 'Customr' is not defined\): define it \(run its cell\) first$"):
+        _session('<|channel|>final<|message|>{}<|return|>').ask("?", response_format=_Order)
+
+    def place(order: _Order) -> str:
+        """Place an order."""
+        return "ok"
+
+    with pytest.raises(TypeError, match=r"^place.order: .* \(name 'Customr' is not defined\)"):
+        tool(place)
+
+
 def test_a_root_model_is_shown_as_its_root_type_alone():
     """A pydantic RootModel of a list or a str was shown to the model with "additionalProperties": false, a key
     about objects, on an array or a string schema."""
