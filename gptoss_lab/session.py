@@ -825,7 +825,8 @@ class _Turn:
             try:
                 reply.parsed = fmt.parse(reply.final)
             except ValueError as err:  # in the view too: the answer alone looked like a success, `.parsed` None
-                self._warn(str(err))
+                # (a cut answer's "Expecting ',' delimiter" read, under --constrain, as the constraint failing)
+                self._warn(f"{err} (the answer was cut off before its end)" if self.ended_why else str(err))
         return reply
 
 

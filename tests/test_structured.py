@@ -307,6 +307,16 @@ def test_session_reply_parsed_and_errors():
     assert bad.errors == ["the final answer is not valid JSON: Expecting value: line 1 column 1 (char 0)"]
 
 
+def test_an_answer_cut_at_the_token_limit_is_said_to_be_cut():
+    """An answer cut off by --max-tokens was refused as "not valid JSON: Expecting ',' delimiter ...", which under
+    --constrain read as the constraint failing; the warning now says the answer was cut off."""
+    session = _session('<|channel|>final<|message|>{"items": ["coffee", "soda", "tea", "milk"]}<|return|>')
+    reply = session.ask("?", response_format=ShoppingList, max_new_tokens=8)
+    assert reply.parsed is None and reply.errors[0].startswith("The reply reached the token limit (8 new tokens)")
+    assert reply.errors[1].startswith("the final answer is not valid JSON: ")
+    assert reply.errors[1].endswith(" (the answer was cut off before its end)")
+
+
 def test_a_schema_too_large_for_the_context_is_named_as_the_cause():
     """A response format of thousands of fields, no tools offered: the refusal said "(N of them the instructions and
     the tools' definitions: offer fewer tools or smaller types): shorten it"; it names the schema now."""
