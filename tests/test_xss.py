@@ -311,7 +311,7 @@ def test_math_cannot_paint_outside_its_own_box() -> None:
 
 
 def test_a_formula_that_does_not_parse_writes_out_its_direction_controls() -> None:
-    """Shown as its source in a code span, a formula kept a raw U+202E: `\genfrac{x‮dlrow}` read "world" backwards, where
+    r"""Shown as its source in a code span, a formula kept a raw U+202E: `\genfrac{x‮dlrow}` read "world" backwards, where
     every other code span writes the character out."""
     shown = markdown_html("$\\genfrac{x\u202edlrow}$ and `a\u202eb`")
     assert "\u202e" not in shown and shown.count("\\u202e") == 2, shown
