@@ -485,9 +485,9 @@ def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np
 def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     """Expert load per label and layer: rows (label, layer), columns experts, values the share of
     that label's top-k picks in that layer. Labels are the routing's own (Harmony channels) or one
-    per token given here (e.g. "code", "prose", "math"). `.plot()` draws the specialisation heat
-    map: per label (the 16 with most tokens), how much more (or less) each expert is used than over
-    all tokens."""
+    per token given here (e.g. "code", "prose", "math"); a token labelled None (or NaN) is left out, as
+    a corpus's texts without a label are. `.plot()` draws the specialisation heat map: per label (the 16
+    with most tokens), how much more (or less) each expert is used than over all tokens."""
     codes, names = _label_codes(routing, labels)
     present = _present(codes, names)
     counts = _label_counts(routing, codes, present)
