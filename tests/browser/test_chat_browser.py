@@ -405,6 +405,15 @@ KEYBOARD = (
     "<|channel|>final<|message|>Done.<|return|>"
 )
 FOCUSED = "() => document.activeElement && document.activeElement.className"
+# Where each key went and what took focus meanwhile: once in about twenty full runs the Enter typed in the editor
+# left no new line (CI of 4ddffef) and no run here reproduced it; a failure prints this log.
+_KEY_LOG = """() => {
+  window._gxKeys = [];
+  const log = (e) => window._gxKeys.push(`${e.type}:${e.key || e.inputType || ""}@${e.target.className}`
+    + `${e.defaultPrevented ? " (prevented)" : ""} t=${Math.round(performance.now())}`);
+  for (const type of ["keydown", "beforeinput", "input", "focusin", "focusout"]) document.addEventListener(type, log, true);
+  for (const type of ["keydown", "beforeinput"]) window.addEventListener(type, log);   // after every handler
+}"""
 
 
 def test_approval_card_by_keyboard_only(lab_notebook):
@@ -431,10 +440,12 @@ def test_approval_card_by_keyboard_only(lab_notebook):
     editor = page.locator(".gx-editor")
     assert page.evaluate(FOCUSED) == "gx-editor"
     assert editor.input_value() == "x = 6 * 7\nprint(x)"                  # the model's code, to change
+    page.evaluate(_KEY_LOG)
     page.keyboard.press("Control+End")
     page.keyboard.press("Enter")
     page.keyboard.type("print('by keyboard')")
-    assert editor.input_value() == "x = 6 * 7\nprint(x)\nprint('by keyboard')"
+    keys = page.evaluate("() => window._gxKeys.join(' | ')")
+    assert editor.input_value() == "x = 6 * 7\nprint(x)\nprint('by keyboard')", keys
     page.screenshot(path="/tmp/gptoss_chat_keyboard.png")
     page.keyboard.press("Shift+Enter")
     card = page.locator(".gx-chat .gx-tool").first
