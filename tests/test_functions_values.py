@@ -78,6 +78,17 @@ def test_an_object_json_has_no_form_for_is_labelled_with_its_type():
     assert json.loads(_output({"price": Money()})) == {"price": "<Money> 12.50 EUR"}
 
 
+@pytest.mark.parametrize("value,shown", [
+    ({1: "a", "1": "b"}, {"1 (int)": "a", "1": "b"}),
+    ({"x": [{None: 1, "None": 2}]}, {"x": [{"None (NoneType)": 1, "None": 2}]}),
+    ({(1, 2): "t", ("1", 2): "s", "1,2": "u"}, {"1,2 (tuple)": "t", "1,2 (tuple) 2": "s", "1,2": "u"}),
+    ({1: "a", 2.5: "b", True: "c"}, {"1": "c", "2.5": "b"}),       # 1 and True are one key in Python itself
+], ids=["int-and-str", "nested", "three-alike", "no-clash"])
+def test_no_entry_is_lost_where_json_writes_two_keys_alike(value, shown):
+    # JSON keys are strings: {1: "a", "1": "b"} reached the model as {"1": "b"}, its "a" gone unsaid
+    assert json.loads(_output(value)) == shown
+
+
 @pytest.mark.parametrize("make,tail", [
     (lambda: np.zeros((3, 10**6)), '"... (2 more rows not shown; the array\'s shape is (3, 1000000))"]'),
     (lambda: np.zeros((10**6, 2)), '"... (999500 more rows not shown; the array\'s shape is (1000000, 2))"]'),

@@ -7,7 +7,8 @@ goes back as an `Error: <Type>: <message>` text the model can read and recover f
 
 The JSON the model (and the call's card) reads is always valid JSON, also for what JSON has no form for:
 NaN and infinities become the strings "NaN", "Infinity" and "-Infinity" (pydantic's and JavaScript's
-names); tuples, sets, ranges, deques and dict views become lists, other mappings objects; numpy arrays
+names); tuples, sets, ranges, deques and dict views become lists, other mappings objects (keys that JSON writes
+alike, `{1: "a", "1": "b"}`, told apart by type: `"1 (int)"`); numpy arrays
 and scalars (and torch tensors) their `tolist()` / `item()` values; a pandas DataFrame
 `{"columns", "data"}` (and `"index"` unless it is 0..n-1), a Series a list (or `{"index", "data"}`);
 bytes their UTF-8 text, or `<N bytes, not UTF-8> b'...'`; datetimes ISO 8601 text, pandas' NaT and NA
@@ -195,7 +196,7 @@ def _json_text(value: Any) -> str:
     """A return value as the JSON text the model reads (the forms are the module docstring's), at most
     MAX_OUTPUT_CHARS long: a longer one is cut where it is long (see `_cut`), as little as it takes, so that
     it stays JSON (the text cut in two was not)."""
-    plain = _finite(to_jsonable_python(value, fallback=_jsonable))
+    plain = _finite(to_jsonable_python(_keys_apart(value, MAX_DEPTH), fallback=_jsonable))
     text = _dumps(plain)
     if len(text) <= MAX_OUTPUT_CHARS:
         return text
@@ -210,6 +211,43 @@ def _json_text(value: Any) -> str:
         else:
             over = middle
     return text
+
+
+def _keys_apart(value: Any, depth: int) -> Any:
+    """`value` with each dict (in dicts, lists and tuples, `depth` levels down) whose keys JSON writes alike,
+    `{1: "a", "1": "b"}`, given keys told apart by type, `{"1 (int)": "a", "1": "b"}`: JSON keys are strings, and
+    the later entry took the earlier one's place unsaid. What holds no such dict is returned as it is."""
+    if depth < 0 or not isinstance(value, dict | list | tuple):
+        return value
+    nested = dict | list | tuple
+    if isinstance(value, list | tuple):
+        items = [_keys_apart(item, depth - 1) if isinstance(item, nested) else item for item in value]
+        same = all(new is old for new, old in zip(items, value))
+        return value if same else items if isinstance(value, list) else tuple(items)
+    items = {key: _keys_apart(item, depth - 1) if isinstance(item, nested) else item for key, item in value.items()}
+    kinds = {type(key) for key in items}
+    with contextlib.suppress(Exception):       # a key with no JSON form fails the conversion itself, with its reason
+        if not kinds <= {str} and not (len(kinds) == 1 and kinds <= {int, float, bool}) \
+                and len(_key_texts(items)) < len(items):
+            taken = {key for key in items if isinstance(key, str)}     # the str keys keep their names
+            named = {}
+            for key, item in items.items():
+                text = key if isinstance(key, str) else next(iter(_key_texts({key: None})))
+                if not isinstance(key, str):
+                    label = text = f"{text} ({type(key).__name__})" if text in taken else text
+                    for count in itertools.count(2):
+                        if text not in taken:
+                            break
+                        text = f"{label} {count}"
+                    taken.add(text)
+                named[text] = item
+            return named
+    return value if all(items[key] is item for key, item in value.items()) else items
+
+
+def _key_texts(mapping: dict) -> dict:
+    """The keys of `mapping` as the JSON text writes them (entries whose keys it writes alike are one)."""
+    return to_jsonable_python(dict.fromkeys(mapping), fallback=_jsonable)
 
 
 def _caps(scale: float) -> tuple[int, int, int]:
