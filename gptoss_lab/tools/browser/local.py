@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+
 from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page, with_url
@@ -172,6 +174,7 @@ class LocalBackend(Backend):
                 if text.strip():
                     self._passages.append(_Passage(d, start))
                     corpus.append(f"{page.title}\n{strip_links(text)}")
+        self._passage_docs = np.array([passage.doc for passage in self._passages], dtype=np.int64)
         self._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english").stemWord, stopwords="en")
         self._retriever = None
         if corpus:
@@ -186,21 +189,22 @@ class LocalBackend(Backend):
         words = self._tokenizer.tokenize([query], update_vocab=False, return_as="string", show_progress=False)
         if not any(words[0]):
             return []
-        k = min(len(self._passages), max(topn * 8, 50))
-        ids, scores = self._retriever.retrieve(words, k=k, show_progress=False)
         results: list[SearchResult] = []
-        seen: set[int] = set()
-        for passage_id, score in zip(ids[0], scores[0]):
-            passage = self._passages[int(passage_id)]
-            if score <= 0 or passage.doc in seen:
-                continue
-            seen.add(passage.doc)
+        for passage_id in self._best_passages(self._retriever.get_scores([w for w in words[0] if w]), topn):
+            passage = self._passages[passage_id]
             page = self.pages[passage.doc]
             results.append(SearchResult(page.title, page.url, _snippet(page, passage.line, query), page.url,
                                         passage.line))
-            if len(results) == topn:
-                break
         return results
+
+    def _best_passages(self, scores: np.ndarray, topn: int) -> list[int]:
+        """The best-scoring passage of each of the `topn` best documents (scores above 0), best first: every
+        passage is ranked, so one long document whose passages all match cannot fill a search with itself (a
+        page of 1,500 lines of `zebra` made the search for `zebra` show that document alone)."""
+        order = np.argsort(-scores, kind="stable")
+        _, first = np.unique(self._passage_docs[order], return_index=True)   # each document's best, by rank
+        best = [int(order[at]) for at in np.sort(first)[:topn]]
+        return [i for i in best if scores[i] > 0]
 
     def fetch(self, url: str) -> Page:
         # the name as shown, or as the model may write it back with its lookalike letters decoded (`p\u0430ypal.md`)

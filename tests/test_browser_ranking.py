@@ -1,0 +1,19 @@
+"""What a search of the user's documents finds: every document that matches, not only the longest one."""
+from __future__ import annotations
+
+import json
+
+from gptoss_lab.events import ToolCall
+from gptoss_lab.tools.browser import Browser
+
+
+def test_a_long_document_full_of_the_word_does_not_crowd_the_others_out_of_a_search() -> None:
+    texts = {"zoo/log.txt": "zebra fed at noon.\n" * 2_000,   # 500 passages, each about zebras
+             "handbook.md": "# Handbook\n\nThe zebra enclosure opens at nine.\n",
+             "vet.txt": "The vet checks the zebra every Monday.\n",
+             "lions.txt": "Lions sleep most of the day.\n"}
+    browser = Browser(texts)
+    result = browser.run(ToolCall("browser.search", "analysis", json.dumps({"query": "zebra"}), "code"))
+    assert result.status == "done"
+    assert sorted(hit["url"] for hit in result.data["results"]) == ["handbook.md", "vet.txt", "zoo/log.txt"]
+    assert "【1†" in result.output and "【2†" in result.output   # what the model reads: three results to open
