@@ -1,7 +1,9 @@
-"""What a search of the user's documents finds: every document that matches, not only the longest one."""
+"""What a search of the user's documents finds (every document that matches, not only the longest one) and what it
+names them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser
@@ -17,3 +19,13 @@ def test_a_long_document_full_of_the_word_does_not_crowd_the_others_out_of_a_sea
     assert result.status == "done"
     assert sorted(hit["url"] for hit in result.data["results"]) == ["handbook.md", "vet.txt", "zoo/log.txt"]
     assert "【1†" in result.output and "【2†" in result.output   # what the model reads: three results to open
+
+
+def test_a_glob_into_subfolders_names_documents_by_their_path_inside_its_folder(tmp_path: Path) -> None:
+    for name in ("notes.md", "field trips/notes.md"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(f"# Notes\n\nZebra sightings in {name}.\n")
+    browser = Browser(f"{tmp_path}/**/*.md")
+    result = browser.run(ToolCall("browser.search", "analysis", json.dumps({"query": "zebra"}), "code"))
+    assert sorted(hit["url"] for hit in result.data["results"]) == ["field trips/notes.md", "notes.md"]
+    assert str(tmp_path) not in result.output   # as `Browser(folder)` names them: no path of the user's disk

@@ -310,8 +310,8 @@ def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str
             matches = _matches(folder, path.relative_to(folder).parts, search)
             if not matches and not search.stopped:
                 raise BackendError(f"no files match {text}")
-            for match in matches:
-                _add_inside(files, outside, match, match.name, folder, text)
+            for match in matches:   # named by its path inside the glob's folder, as a folder's files are
+                _add_inside(files, outside, match, match.relative_to(folder).as_posix(), folder, text)
         else:
             raise BackendError(f"no such file or folder: {text}")
     except OSError as err:   # a name too long, a folder on the way that cannot be entered: was a traceback
