@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from ...harmony import clean as harmony_clean
 from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page, with_url
@@ -141,18 +142,19 @@ class LocalBackend(Backend):
                    linked=_hard_linked(stats), progress=progress)
 
     @classmethod
-    def from_texts(cls, texts: Mapping[str, str]) -> LocalBackend:
-        """Documents given as text, by name (the name is the page's URL and source; `.md`/`.html`
-        names are read as Markdown/HTML)."""
+    def from_texts(cls, texts: Mapping[str | os.PathLike[str], str | bytes]) -> LocalBackend:
+        """Documents given as text or as a file's bytes (a PDF's), by name, a str or a path (the name is the page's
+        URL and source; `.md`/`.html`/`.pdf` names are read as Markdown/HTML/PDF)."""
         if not texts:
             raise BackendError("no documents were given")
+        names = [harmony_clean(os.fspath(name) if isinstance(name, os.PathLike) else str(name)) for name in texts]
         pages = []
-        for (name, text), shown in zip(texts.items(), _shown_names(list(texts))):
+        for name, text, shown in zip(names, texts.values(), _shown_names(names)):
             try:
-                pages.append(document_page(str(text).encode(), shown, name, shown_name=PurePosixPath(shown).name))
+                pages.append(document_page(_given_bytes(text), shown, name, shown_name=PurePosixPath(shown).name))
             except ExtractError as err:
                 raise BackendError(f"{shown}: {err}") from None
-        return cls(pages, roots=["memory"], kinds=map(_kind, texts))
+        return cls(pages, roots=["memory"], kinds=map(_kind, names))
 
     # ------------------------------------------------------------ the index
 
@@ -525,6 +527,16 @@ def _written_out(text: str) -> str:
     """`text` on one line, its line breaks, terminal control characters and invisible ones written out (`\\n`,
     `\\x1b`, `\\u200d`: a skipped `owls\\u200d.pdf` read as the `owls.pdf` that was not skipped)."""
     return visible(reveal_hidden(text)).replace("\n", "\\n")
+
+
+def _given_bytes(text: object) -> bytes:
+    """A document given in memory as bytes: a str as UTF-8 (its lone surrogates, which UTF-8 cannot write, as their
+    escapes), bytes as they are (`{path.name: path.read_bytes()}` had the model read `b'%PDF-1.7...'`)."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        return bytes(text)
+    if not isinstance(text, str):
+        raise ExtractError(f"a document is given as text (str) or bytes, not {type(text).__name__}")
+    return harmony_clean(text).encode()
 
 
 def _kind(name: str) -> str:

@@ -74,7 +74,7 @@ class Browser(Tool):
 
     name = "browser"
 
-    def __init__(self, source: Backend | str | Path | Sequence[str | Path] | Mapping[str, str] | None = None, *,
+    def __init__(self, source: Backend | str | Path | Sequence[str | Path] | Mapping[str | Path, str | bytes] | None = None, *,
                  search: Callable[[str, int], Any] | None = None, fetch: Callable[[str], Any] | str | None = None,
                  view_tokens: int = 1024, max_results: int = 20) -> None:
         for name, value in (("view_tokens", view_tokens), ("max_results", max_results)):
