@@ -13,6 +13,8 @@ from gptoss_lab.session import TurnError
 from gptoss_lab.tools.base import TIMEOUT_HINT
 from gptoss_lab.tools.browser import Browser, demo_folder
 from gptoss_lab.tools.browser.demo import DEMO_QUESTION, DEMO_RECORDING
+from gptoss_lab.widgets.citations import sources_text, with_chips
+from gptoss_lab.widgets.transcript import markdown_html
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +166,21 @@ def test_a_citation_of_more_digits_than_python_reads_leaves_the_others_resolved(
                     tools="browser", approval="auto").ask("When do owls hunt?")
     assert reply.errors == []                       # was "The citations could not be read: ValueError: Exceeds the limit
     assert [(c.cursor, c.start, c.text) for c in reply.citations] == [(0, 4, "Barn owls hunt at dusk.")]   # (4300 digits)"
+
+
+def test_a_marker_written_in_code_is_no_citation_and_no_source() -> None:
+    """A marker the model writes in a code span or block (explaining the format) is shown as written, no chip:
+    it was still listed under Sources, with the cited lines, as if the answer cited them."""
+    recording = ('<|channel|>analysis to=browser.open code<|message|>{"id": "owls.md"}<|call|>'
+                 "<|channel|>final<|message|>Owls hunt at dusk 【0†L4】. A citation reads `【0†L2】`:\n\n"
+                 "```\n【0†L3】\n```\n\n    【0†L1】<|return|>")
+    reply = Session(ReplayEngine(recording), namespace={}, tools="browser", approval="auto",
+                    browser=Browser({"owls.md": "# Owls\n\nBarn owls hunt at dusk.\nThey nest in barns.\n"})
+                    ).ask("When do owls hunt?")
+    assert [(c.marker, c.start) for c in reply.citations] == [("【0†L4】", 4)]
+    assert sources_text(reply.citations).count("owls.md") == 1
+    shown = with_chips(markdown_html(reply.final), reply.citations)
+    assert shown.count("gx-cite") == 1 and "【0†L2】" in shown and "【0†L3】" in shown
 
 
 def test_a_turn_taken_back_takes_its_pages_back(docs: Path) -> None:

@@ -477,6 +477,22 @@ def markdown_is_inert(markdown: str) -> bool:
     return not env.get("references")
 
 
+def outside_code(markdown: str) -> str:
+    """`markdown` with its code (fenced and indented blocks, code spans) blanked, every other character where it was:
+    what the text says outside code, where a citation marker is a citation (in code it is shown as written)."""
+    parts = re.split(r"(\r\n|\r|\n)", markdown)     # lines as CommonMark counts them, each with its line break
+    lines = parts[0::2]
+    for token in _commonmark().parse(markdown):
+        if token.type in ("fence", "code_block") and token.map:
+            lines[token.map[0]:token.map[1]] = map(_blank, lines[token.map[0]:token.map[1]])
+    lines = [_CODE_SPAN.sub(lambda span: _blank(span.group()), line) for line in lines]
+    return "".join(line + (parts[2 * i + 1] if 2 * i + 1 < len(parts) else "") for i, line in enumerate(lines))
+
+
+def _blank(text: str) -> str:
+    return " " * len(text)
+
+
 def stay_apart(pieces: list[str]) -> bool:
     """True when `pieces`, joined by blank lines, are the blocks each is alone: none reaches into the next (an
     unclosed fence that takes in the tool card, sources or footer after it, a list that takes in the next piece)."""

@@ -25,7 +25,7 @@ from openai_harmony import ToolNamespaceConfig
 
 from ...events import Citation, ToolCall
 from ...harmony import clean
-from ...widgets.sanitize import short_address
+from ...widgets.sanitize import outside_code, short_address
 from ..base import Tool, ToolResult, bounded
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
@@ -156,11 +156,12 @@ class Browser(Tool):
         """Each `【cursor†Lstart-Lend】` in `text`, with the page it points to and the cited lines the
         model was shown, every run of cited lines it was never shown said in its place (see `_quoted`; empty text
         when the cursor or none of the lines were shown). A citation of a find page's lines points to the page
-        that was searched, with those lines' numbers there."""
+        that was searched, with those lines' numbers there. A marker written in code (the Markdown's code spans and
+        blocks) is shown as written, no citation: it is not listed either."""
         found = []
         made: dict[tuple[int, int, int], Citation] = {}   # each distinct citation (cursor, lines) quoted once
         left = QUOTED_CHARS
-        for match in CITATION_PATTERN.finditer(text):
+        for match in CITATION_PATTERN.finditer(outside_code(text)):
             lines, cursor = cited_lines(match.group("content")), _number(match.group("cursor"))
             if lines is None or cursor is None:  # no lines, or a cursor of more digits than Python converts
                 continue
