@@ -215,6 +215,27 @@ def test_the_kv_cache_is_not_shared_across_an_intervention(session):
     session.reset()
 
 
+def test_an_intervention_applied_to_the_model_itself_neither_reuses_nor_leaves_a_cache(session):
+    """`apply(model)` bypasses the engine's reset: a turn under it reused the positions of the turn before (computed,
+    and recorded, with the disabled experts), and the turn after it reused the positions computed under it."""
+    from gptoss_lab.engines.hooks import teacher_forced
+
+    model, intervention = session.engine.model, disable({None: [0, 1, 2]})
+
+    def routed_as(reply, plan):  # what the model routes for the reply's tokens, computed afresh
+        experts = teacher_forced(model, reply.routing.tokens.tolist(), [1], plan)[1]
+        return np.array_equal(np.sort(experts, -1), np.sort(reply.routing.experts, -1))
+
+    session.reset()
+    session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=8)
+    with intervention.apply(model):
+        under = session.ask(QUESTIONS[1], routing=True, temperature=0, max_new_tokens=8)
+    after = session.ask(QUESTIONS[2], routing=True, temperature=0, max_new_tokens=8)
+    session.reset()
+    assert not np.isin(under.routing.experts, [0, 1, 2]).any()
+    assert routed_as(under, intervention.check(model)) and routed_as(after, None)
+
+
 def test_recorded_routing_is_the_changed_routing(session):
     session.reset()
     with (disable({1: [2]}) | top_k(1, layers=[0])).apply(session):

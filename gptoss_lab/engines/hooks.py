@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-_UNDER_INTERVENTION: weakref.WeakSet[Any] = weakref.WeakSet()  # models whose routers are being changed
+_UNDER_INTERVENTION: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()  # model -> its plan
 
 
 def routers(model: Any) -> list[Any]:
@@ -198,13 +198,18 @@ def intervened(model: Any, plan: Mapping[int, LayerEdit]) -> Iterator[None]:
     found = routers(model)
     handles = [found[layer].register_forward_hook(_edit_hook(edit, int(found[layer].top_k)), prepend=True)
                for layer, edit in plan.items()]
-    _UNDER_INTERVENTION.add(model)
+    _UNDER_INTERVENTION[model] = dict(plan)
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
-        _UNDER_INTERVENTION.discard(model)
+        _UNDER_INTERVENTION.pop(model, None)
+
+
+def intervention_on(model: Any) -> dict[int, LayerEdit] | None:
+    """The plan its routers choose by now (None: as trained): a KV cache computed under another plan is stale."""
+    return _UNDER_INTERVENTION.get(model)
 
 
 def _edit_hook(edit: LayerEdit, top_k: int) -> Callable[..., tuple[Any, Any, Any]]:

@@ -129,7 +129,7 @@ class LocalEngine:
     def reset(self) -> None:
         """Forget the KV cache (and the routing kept with it), e.g. to free its memory."""
         self._cache: Any = None
-        self._weights = self._weights_now()  # what the cache was computed with
+        self._made_with = self._made_now()  # what the cache was computed with
         if self._fast is not None:
             self._fast.reset()
         self._tokens: list[int] = []
@@ -167,7 +167,7 @@ class LocalEngine:
 
         with ExitStack() as stack:
             with self._lock:  # held between this stream's yields only: a newer stream makes it stale, see below
-                if self._weights_now() != self._weights:
+                if self._made_now() != self._made_with:
                     self.reset()
                 if self._cache is None and self._fast is None:
                     self._cache = DynamicCache(config=self.config)
@@ -226,6 +226,13 @@ class LocalEngine:
         """Refuse to go on with a stream that a newer `stream` call replaced: the cache is the newer one's."""
         if stream != self._streams:
             raise RuntimeError("this stream was left behind by a newer stream call on the same engine")
+
+    def _made_now(self) -> tuple[Any, ...]:
+        """The weights and the routing intervention a forward runs with now: a cache computed under an intervention
+        applied to the model itself (not through this engine) was reused after it, and its positions under it."""
+        from .hooks import intervention_on
+
+        return self._weights_now(), intervention_on(self.model)
 
     def _weights_now(self) -> tuple[tuple[int, int, int], ...]:
         """Each parameter's and buffer's identity, storage and in-place version: changes when weights change.
