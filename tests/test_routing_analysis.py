@@ -249,6 +249,24 @@ def test_labels_without_tokens_or_without_a_rest():
     assert r.select(slice(0, 0)).top_tokens().plot() is not None
 
 
+@pytest.mark.parametrize("missing", [float("nan"), np.float32("nan"), pd.NA, None])
+def test_a_missing_label_is_no_label(missing):
+    """A table's empty cell as a text's label (NaN, NA) was a label "nan" or "<NA>" with tokens of its own."""
+    texts = Corpus(_record(), [0, 2, 4], ["code", missing])
+    assert texts.doc_labels == ["code", None]
+    assert texts.label_load().attrs["tokens"] == {"code": 2}
+    assert list(texts.label_divergence().columns) == ["jsd"]  # one label, no rest
+    assert _record().label_load(["code", "code", missing, missing]).attrs["tokens"] == {"code": 2}
+
+
+def test_labels_are_read_as_text_and_one_per_token():
+    r = _record()
+    assert r.label_load([1, "1", 2, 2]).attrs["tokens"] == {"1": 2, "2": 2}  # two labels named "1" before
+    for wrong in ([["a", "b"]] * 4, dict.fromkeys(range(4), "a")):  # pandas' NotImplementedError, "must be list-like"
+        with pytest.raises(TypeError, match="^labels is a list of one label per token, not a (list|dict)$"):
+            r.label_load(wrong)
+
+
 def test_expert_card():
     r = _record()
     card = r.expert_card(0, 0)  # tokens a, a, c chose expert 0 in layer 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import reprlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Number
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -253,8 +253,22 @@ def _label_codes(routing: Routing, labels: Sequence[str] | None) -> tuple[np.nda
         raise ValueError(f"{len(labels)} labels for {len(routing)} tokens: give one label per token")
     if isinstance(labels, pd.Categorical):
         return np.asarray(labels.codes, np.int64), [str(c) for c in labels.categories]
-    categorical = pd.Categorical(np.asarray(labels, dtype=object))
-    return np.asarray(categorical.codes, np.int64), [str(c) for c in categorical.categories]
+    if np.ndim(labels) != 1:  # pandas' "> 1 ndim Categorical are not supported", or "must be list-like" for a dict
+        raise TypeError(f"labels is a list of one label per token, not {described(labels)}")
+    categorical = pd.Categorical(label_texts(labels))
+    return np.asarray(categorical.codes, np.int64), list(categorical.categories)
+
+
+def label_texts(labels: Iterable[Any]) -> list[str | None]:
+    """Labels as texts (a numpy integer failed meta.json, a lone surrogate every display), None where one is missing
+    (None, NaN, pandas' NA): a table's empty cell was a label "nan", and 1 and "1" two labels both named "1"."""
+    from ..harmony import clean
+
+    return [None if _missing(label) else clean(str(label)) for label in labels]
+
+
+def _missing(label: Any) -> bool:
+    return label is None or label is pd.NA or label is pd.NaT or isinstance(label, (float, np.floating)) and label != label
 
 
 def _present(codes: np.ndarray, names: list[str]) -> list[int]:

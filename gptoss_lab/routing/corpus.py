@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import harmony
 from ..widgets import text_bar
-from .analysis import described, flag, whole
+from .analysis import described, flag, label_texts, whole
 from .record import RecordWriter, Routing, check_vocabulary, check_weights, read_record, token_labels
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
@@ -50,7 +50,7 @@ class Corpus(Sequence[Routing]):
         doc_labels = [None] * len(self) if doc_labels is None else doc_labels
         if len(doc_labels) != len(self):
             raise ValueError(f"{len(doc_labels)} labels for {len(self)} texts: give one label per text")
-        self.doc_labels = _label_texts(doc_labels)
+        self.doc_labels = label_texts(doc_labels)
         self.meta = dict(meta or {})
 
     def __len__(self) -> int:
@@ -173,7 +173,7 @@ def route(
     items = list(items)
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"{len(labels)} labels for {len(items)} texts: give one label per text")
-    labels = _label_texts(labels) if labels is not None else None
+    labels = label_texts(labels) if labels is not None else None
     config = net.config
     context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
     vocab = int(getattr(config, "vocab_size", harmony.VOCAB_SIZE))
@@ -196,12 +196,6 @@ def route(
         bar.close()
         corpus = store.finish(seconds=time.perf_counter() - started)
     return corpus
-
-
-def _label_texts(labels: Sequence[Any]) -> list[str | None]:
-    """Text labels as text (None: no label): a numpy integer was kept, then failed meta.json at the end of a run;
-    a lone surrogate (an undecodable file name) failed the display of every table of them."""
-    return [None if label is None else harmony.clean(str(label)) for label in labels]
 
 
 def _tokens_of(item: Any, context: int, vocab: int) -> tuple[list[int], list[str]]:
