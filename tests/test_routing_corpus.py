@@ -159,6 +159,22 @@ def test_a_top_k_intervention_streams_to_a_folder_too(session, tmp_path, monkeyp
     assert Corpus.load(tmp_path / "c").combined.top_k == 3
 
 
+def test_a_corpus_routed_under_an_intervention_says_so_also_once_saved(session, tmp_path):
+    """Routed under an ablation, a corpus (and its folder) read as the model's own routing: the baseline and the
+    ablated run of a comparison could not be told apart."""
+    from gptoss_lab.routing import disable
+
+    with disable({0: [1, 2]}).apply(session):
+        ablated = route(["hello world"], session, progress=False)
+        stored = route(["hello world"], session, progress=False, path=tmp_path / "stored")
+    said = "; routed under an intervention: disable experts 1, 2 in layer 0)"
+    ablated.save(tmp_path / "saved")
+    for corpus in (ablated, stored, Corpus.load(tmp_path / "saved"), Corpus.load(tmp_path / "stored")):
+        assert repr(corpus).endswith(said) and corpus.meta["intervention"] == "disable experts 1, 2 in layer 0"
+    plain = route(["hello world"], session, progress=False)
+    assert "intervention" not in repr(plain) and "intervention" not in plain.meta
+
+
 def test_a_corpus_of_empty_texts_keeps_the_model_shape(session, tmp_path):
     """Empty texts have no tokens, yet the corpus is still one of the model's 4 layers × top-2 (it said
     "0 tokens × 0 layers × top-0", and its expert cards "this record has layers 0..-1")."""

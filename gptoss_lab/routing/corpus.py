@@ -120,6 +120,8 @@ class Corpus(Sequence[Routing]):
     def __repr__(self) -> str:
         extra = f", {self.meta['seconds']:.1f} s" if "seconds" in self.meta else ""
         where = f", stored in {self.meta['path']}" if "path" in self.meta else ""
+        if isinstance(self.meta.get("intervention"), str):  # last: its words have commas of their own
+            where += f"; routed under an intervention: {self.meta['intervention']}"
         empty = int((self.lengths == 0).sum())   # an empty text routes no token: said, not left to the count
         empties = f" ({empty} of them empty)" if empty else ""
         r = self.combined  # a path with a lone surrogate (meta.json from elsewhere) failed the display
@@ -178,7 +180,7 @@ def route(
     context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
     vocab = int(getattr(config, "vocab_size", harmony.VOCAB_SIZE))
     chunk = int(getattr(engine, "prefill_chunk", 2048))
-    store = _Store(config, path, memory_limit, name=getattr(engine, "name", None))
+    store = _Store(config, path, memory_limit, name=getattr(engine, "name", None), intervention=_intervention(net))
     started = time.perf_counter()
     # the finished bar stays: it says what ran (one cleared left a line of spaces in the saved output)
     bar = text_bar(total=len(items), desc="routing", unit="text", disable=not progress)
@@ -196,6 +198,16 @@ def route(
         bar.close()
         corpus = store.finish(seconds=time.perf_counter() - started)
     return corpus
+
+
+def _intervention(net: Any) -> str | None:
+    """The intervention the model routes under, in words (None: as trained): a corpus routed under one was saved
+    as if it were the model's own routing."""
+    from ..engines.hooks import intervention_on
+    from .interventions import Intervention
+
+    plan = intervention_on(net)
+    return None if plan is None else Intervention(tuple(plan.items())).describe()
 
 
 def _tokens_of(item: Any, context: int, vocab: int) -> tuple[list[int], list[str]]:
@@ -272,9 +284,12 @@ def _device(net: Any) -> Any:
 class _Store:
     """Where `route` puts finished texts: memory until the limit, then (or from the start) a record folder."""
 
-    def __init__(self, config: Any, path: str | Path | None, memory_limit: int, name: str | None) -> None:
+    def __init__(self, config: Any, path: str | Path | None, memory_limit: int, name: str | None,
+                 intervention: str | None) -> None:
         self.config, self.limit = config, memory_limit
         self.meta = {"model": name} if name else {}
+        if intervention:
+            self.meta["intervention"] = intervention
         self.routing = self._empty()
         self.lengths: list[int] = []
         self.labels: list[str | None] = []
