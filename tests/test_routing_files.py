@@ -248,3 +248,17 @@ def test_a_record_from_elsewhere_with_a_huge_meta_or_odd_values_is_refused_in_on
             Corpus.load(folder)
     (folder / "meta.json").write_text(json.dumps({**meta, "seconds": 2.5, "doc_labels": ["owls"]}))
     assert Corpus.load(folder).doc_labels == ["owls"]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_offsets_that_go_back_are_refused_whatever_their_integer_type(tmp_path, dtype):
+    """Unsigned offsets [0, 2, 1, 3] passed the check (np.diff wraps around on unsigned numbers): load() took the
+    record, and Corpus.load failed later without naming the folder."""
+    folder = _small().save(tmp_path / "record")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.update(documents=3, doc_labels=[None] * 3)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    np.save(folder / "offsets.npy", np.array([0, 2, 1, 3], dtype=dtype))
+    with pytest.raises(ValueError) as error:
+        load(folder)
+    assert str(error.value) == f"{folder} is not a valid routing record: offsets.npy does not split 3 tokens into documents"

@@ -828,7 +828,7 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
             raise bad(f"{name}.npy holds {column.dtype} {list(column.shape)}, not the "
                       f"{'integers' if kinds == 'iu' else 'unsigned integers'} {list(shape)} meta.json says")
     offsets = np.asarray(columns["offsets"])
-    if offsets[0] != 0 or offsets[-1] != n or (np.diff(offsets) < 0).any():
+    if offsets[0] != 0 or offsets[-1] != n or (offsets[1:] < offsets[:-1]).any():   # np.diff wraps on unsigned
         raise bad(f"offsets.npy does not split {n} tokens into documents")
     empty = np.iinfo(columns["experts"].dtype).max if meta.get("empty_slots") else None
     for start in range(0, n, _WRITE_ROWS):  # in slices: bounded memory for any record
