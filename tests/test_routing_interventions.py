@@ -103,6 +103,8 @@ def test_combining_interventions():
     with pytest.raises(ValueError, match="top-k of layer 1"):
         top_k(3, layers=[1]) | top_k(4, layers=[1])
     assert repr(Intervention()) == "Intervention(no change)"
+    # a layer named twice is one edit ("top-1 in layer 1; top-1 in layer 1", as if two things changed)
+    assert top_k(1, layers=[1, 1, np.int64(1)]).describe() == "top-1 in layer 1"
 
 
 def test_indices_that_are_not_whole_numbers_are_refused_not_rounded():

@@ -241,8 +241,8 @@ def top_k(k: int, layers: Iterable[int] | None = None) -> Intervention:
         raise ValueError(f"top-k must be at least 1, not {k}")
     if layers is not None and (isinstance(layers, str) or not isinstance(layers, Iterable)):  # "'int' is not iterable"
         raise TypeError(f"layers is a list of layers (e.g. [0, 5]), not {described(layers)}")
-    return Intervention(tuple((layer, LayerEdit(top_k=k)) for layer in
-                              ([ALL] if layers is None else [whole(layer, "layer") for layer in layers])))
+    chosen = [ALL] if layers is None else dict.fromkeys(whole(layer, "layer") for layer in layers)  # each once
+    return Intervention(tuple((layer, LayerEdit(top_k=k)) for layer in chosen))
 
 
 def parse_ablate(text: str) -> Intervention:
