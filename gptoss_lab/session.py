@@ -816,6 +816,7 @@ class _Turn:
         reply.usage.context_tokens = self.last_ids
         if self.recorder is not None and self.recorder.tokens:
             reply.routing = self.recorder.finish(harmony.label_tokens(self.recorder.tokens))
+            reply.routing.intervention = reply.intervention   # kept with the record when it is saved
         if reply.final:
             try:
                 reply.citations = self.tools.citations(reply.final)

@@ -262,3 +262,14 @@ def test_offsets_that_go_back_are_refused_whatever_their_integer_type(tmp_path, 
     with pytest.raises(ValueError) as error:
         load(folder)
     assert str(error.value) == f"{folder} is not a valid routing record: offsets.npy does not split 3 tokens into documents"
+
+
+@pytest.mark.parametrize("under", [5, ["disable"], "lone \udc80 surrogate"])
+def test_an_intervention_in_meta_json_that_is_no_text_is_refused(tmp_path, under):
+    """A record's intervention is shown with it (repr, Corpus): one from elsewhere must be text that displays."""
+    folder = _small().save(tmp_path / "record")
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "intervention": under}))
+    with pytest.raises(ValueError) as error:
+        load(folder)
+    assert str(error.value) == f"{folder} is not a valid routing record: meta.json's intervention is not a text"

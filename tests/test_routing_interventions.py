@@ -190,6 +190,23 @@ def test_session_ask_intervene(session, baseline):
     assert after.intervention == "" and "routing changed" not in plain.to_text() + plain.to_html()
 
 
+def test_a_saved_record_of_an_ablated_turn_says_so_when_read_back(session, tmp_path):
+    """`reply.routing.save(path)` of an `--ablate` turn wrote no word of it: read back (or a part of it), the
+    ablated routing passed for the model's own."""
+    from gptoss_lab.routing import load
+
+    session.reset()
+    ablated = session.ask(QUESTIONS[0], intervene=parse_ablate("1:3"), routing=True, temperature=0, max_new_tokens=8)
+    plain = session.ask(QUESTIONS[1], routing=True, temperature=0, max_new_tokens=8)
+    session.reset()
+    back = load(ablated.routing.save(tmp_path / "ablated"))
+    for record in (ablated.routing, back, back.select(slice(0, 5)), load(back.save(tmp_path / "again"))):
+        assert record.intervention == "disable expert 3 in layer 1"
+        assert repr(record).endswith("; routed under an intervention: disable expert 3 in layer 1)")
+    mine = load(plain.routing.save(tmp_path / "plain"))
+    assert mine.intervention == "" and "intervention" not in repr(mine)
+
+
 def test_check_says_in_one_line_what_the_loaded_model_does_not_have(session):
     assert set(parse_ablate("*:0").check(session)) == {0, 1, 2, 3}
     for spec, message in (("9:1", r"this model has layers 0..3 \(-1 = the last\): there is no layer 9"),

@@ -157,6 +157,7 @@ class Routing:
         self._family: tuple[Any, ...] | None = None  # (the record's serial, selection, experts) of a part
         self.num_experts = num_experts
         self._owned = True                           # buffers are ours to write and grow (not a view or a file)
+        self.intervention = ""                       # how the routers were changed while recorded, in words
         self._observers: list[Callable[[str, int], None]] = []
         tokens = _token_ids(tokens)
         if len(tokens) or experts is not None:  # no tokens yet in a given shape keeps its [layers, k]
@@ -279,6 +280,7 @@ class Routing:
         part = Routing.from_arrays(self.tokens[which], self.experts[which], self._weights[: self._n][which],
                                    self._codes[: self._n][which], self._names, num_experts=self.num_experts)
         part._family = (self._serial, key, part.num_experts)
+        part.intervention = self.intervention
         return part
 
     def _code(self, labels: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
@@ -461,7 +463,8 @@ class Routing:
         """Write the record to the folder `path` (compact .npy columns + meta.json); read it back with
         `gptoss_lab.routing.load(path)`."""
         check_weights(self)  # before the writer empties the folder
-        with RecordWriter(path, layers=self.layers, top_k=self.top_k, num_experts=self.num_experts) as writer:
+        meta = {"intervention": self.intervention} if self.intervention else None   # an ablated run stays one
+        with RecordWriter(path, layers=self.layers, top_k=self.top_k, num_experts=self.num_experts, meta=meta) as writer:
             writer.append(self)
         return writer.path
 
@@ -503,8 +506,10 @@ class Routing:
         parts = ", ".join(f"{self._names[i] or '?'} {counts[i]}" for i in order[:_REPR_LABELS])
         if len(order) > _REPR_LABELS:  # 255 labels made a 2,500-character line (and the still image's title)
             parts += f" and {len(order) - _REPR_LABELS} more labels"
+        words = self.intervention if len(self.intervention) <= 300 else self.intervention[:300] + " …"
+        under = f"; routed under an intervention: {words}" if words else ""
         return (f"Routing({self._n} tokens × {self.layers} layers × top-{self.top_k} of "
-                f"{self.num_experts} experts" + (f"; {parts}" if parts else "") + ")")
+                f"{self.num_experts} experts" + (f"; {parts}" if parts else "") + under + ")")
 
     def _label_counts(self) -> tuple[np.ndarray, list[int]]:
         """(tokens per label code, the codes present in order of first appearance), in one pass of bounded
@@ -755,6 +760,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
             experts = np.where(experts == np.iinfo(experts.dtype).max, np.int16(-1), experts.astype(np.int16))
     routing = Routing.from_arrays(columns["tokens"], experts, columns["weights"], columns["labels"],
                                   meta["label_names"], num_experts=meta["num_experts"])
+    routing.intervention = meta.get("intervention") or ""
     return routing, np.array(columns["offsets"]), list(meta["doc_labels"]), meta  # a copy: np.save rewrites the file
 
 
@@ -820,6 +826,9 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
             label is None or isinstance(label, str) and harmony.clean(label) == label for label in doc_labels):
         raise bad(f"meta.json's doc_labels is not a list of {sizes['documents']} labels (one per document, a text "
                   "or null)")
+    under = meta.get("intervention")
+    if under is not None and not (isinstance(under, str) and harmony.clean(under) == under):
+        raise bad("meta.json's intervention is not a text")
     n, wide = sizes["tokens"], (sizes["layers"], sizes["top_k"])
     for name, shape in (("tokens", (n,)), ("experts", (n, *wide)), ("weights", (n, *wide)), ("labels", (n,)),
                         ("offsets", (sizes["documents"] + 1,))):
