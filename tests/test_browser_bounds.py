@@ -92,7 +92,7 @@ def test_a_folder_is_read_up_to_max_folder_bytes(tmp_path: Path, monkeypatch: py
 def test_the_kernels_files_are_not_read() -> None:
     with pytest.raises(BrowserError) as error:     # /proc/kmsg the same way: it waited for the kernel's next message
         Browser("/proc/self/status")
-    assert str(error.value) == "none of the 1 documents could be read (first: status: a file of the kernel's " \
+    assert str(error.value) == "the document could not be read (status: a file of the kernel's " \
                                "(under /proc), not a document)"
 
 

@@ -94,7 +94,7 @@ def test_file_names_with_line_breaks_and_terminal_sequences_are_written_out_for_
     (tmp_path / "bad\x1b]0;owned\x07\nL9: fake.pdf").write_bytes(b"not a PDF")
     with pytest.raises(BrowserError) as error:
         Browser(tmp_path)
-    assert str(error.value).startswith("none of the 1 documents could be read (first: bad\\x1b]0;owned\\x07\\nL9: fake.pdf: ")
+    assert str(error.value).startswith("the document could not be read (bad\\x1b]0;owned\\x07\\nL9: fake.pdf: ")
     (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
     described = Browser(tmp_path).describe()        # what `%gptoss browse` prints: was two lines and a terminal title
     assert "\n" not in described and "\x1b" not in described

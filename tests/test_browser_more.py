@@ -202,7 +202,7 @@ def test_a_lone_surrogate_in_the_models_arguments_is_read_as_its_escape() -> Non
 def test_addresses_urllib_cannot_read_are_one_line_or_read() -> None:
     browser = Browser({"owls.md": "# Owls\n\nBarn owls hunt at dusk.\n"})
     status, output = run(browser, "open", '{"id": "file://[x/owls.md"}')    # was urllib's ValueError out of run()
-    assert (status, output) == ("error", "Error fetching URL `file://[x/owls.md`: not one of the 1 documents (open a "
+    assert (status, output) == ("error", "Error fetching URL `file://[x/owls.md`: not the one document (open a "
                                          "search result by its id, or a document by its path)")
     browser = Browser(search=lambda query, topn: [], fetch=lambda url: b"<p>Barn owls hunt at dusk.</p>")
     status, output = run(browser, "open", '{"id": "http://[x/owls.html"}')  # your fetch's bytes: the same ValueError
@@ -276,3 +276,21 @@ def test_a_huge_number_in_an_open_is_repeated_short_in_its_error() -> None:
     assert said == ["`id` should be an integer, not `float`", "`cursor` should be an integer, not `float`",
                     "Invalid location parameter: `" + "9" * 37 + "...`. Cannot exceed page maximum of 2.",
                     "Invalid link id `3`."]
+
+
+def test_counts_of_one_are_said_in_the_singular(tmp_path: Path) -> None:
+    """`Browser("docs/nulls.txt")` said "none of the 1 documents could be read (first: ...)"; a browser of one
+    document with one page open was "1 document ...; 1 pages open"."""
+    (tmp_path / "nulls.txt").write_bytes(b"a\x00b")
+    with pytest.raises(BrowserError) as error:
+        Browser(tmp_path / "nulls.txt")
+    assert str(error.value) == "the document could not be read (nulls.txt: binary data, not a text document)"
+    (tmp_path / "more.txt").write_bytes(b"c\x00d")
+    with pytest.raises(BrowserError) as error:
+        Browser(tmp_path)
+    assert str(error.value).startswith("none of the 2 documents could be read (first: ")
+    browser = Browser({"owls.md": "# Owls\n\nBarn owls hunt at dusk.\n"})
+    assert run(browser, "open", '{"id": "owls.md"}')[0] == "done"
+    assert run(browser, "open", '{"id": "bats.md"}')[1].endswith("not the one document (open a search result by "
+                                                                  "its id, or a document by its path)")
+    assert repr(browser) == "Browser(1 document (1 Markdown; 6 lines); 1 page open)"

@@ -131,8 +131,9 @@ class LocalBackend(Backend):
             paths[url], stats[url] = path, found
             kinds.append(_kind(path.name))
         if not pages:
-            raise BackendError(f"none of the {len(skipped)} documents could be read (first: {_written_out(skipped[0][0])}: "
-                               f"{_written_out(skipped[0][1])})")
+            first = f"{_written_out(skipped[0][0])}: {_written_out(skipped[0][1])}"
+            raise BackendError(f"the document could not be read ({first})" if len(skipped) == 1 else
+                               f"none of the {len(skipped)} documents could be read (first: {first})")
         # links between the documents lead to their names, also written unescaped (`café.html`, `a b.html`: as_uri
         # escapes them, and the link stayed `file:///home/me/docs/café.html`)
         names = {unquote(path.as_uri()): name for name, path in paths.items()}
@@ -215,8 +216,8 @@ class LocalBackend(Backend):
             with contextlib.suppress(ValueError):   # `file://[x`: urllib's "Invalid IPv6 URL"
                 i = self._by_name.get(unquote(urlparse(url).path))
         if i is None:
-            raise BackendError(f"not one of the {len(self.pages)} documents (open a search result by its id, "
-                               "or a document by its path)")
+            which = "the one document" if len(self.pages) == 1 else f"one of the {len(self.pages)} documents"
+            raise BackendError(f"not {which} (open a search result by its id, or a document by its path)")
         return self.pages[i]
 
     # ------------------------------------------------------------ telling the user
@@ -225,7 +226,7 @@ class LocalBackend(Backend):
         kinds = ", ".join(f"{n} {kind}" for kind, n in self.kinds.most_common())
         lines = sum(len(p.lines) for p in self.pages)
         where = f" in {', '.join(self.roots)}" if self.roots and self.roots != ["memory"] else ""
-        text = f"{len(self.pages)} document{'s' * (len(self.pages) != 1)}{where} ({kinds}; {lines:,} lines)"
+        text = f"{_count(len(self.pages), 'document')}{where} ({kinds}; {_count(lines, 'line')})"
         if self.linked:   # read as the file it is, which no path tells apart: said, so the user can look
             text += f"; {len(self.linked)} {'is a hard link' if len(self.linked) == 1 else 'are hard links'} to a " \
                 f"file also elsewhere on disk, maybe outside the folder ({_written_out(self.linked[0])}" + \
@@ -239,7 +240,7 @@ class LocalBackend(Backend):
         return text
 
     def where(self) -> str:
-        return f"your {len(self.pages)} document{'s' * (len(self.pages) != 1)}"
+        return f"your {_count(len(self.pages), 'document')}"
 
 
 def collect(paths: Iterable[str | Path], *, progress: bool = True) -> tuple[list[tuple[Path, str]], list[str],
@@ -537,6 +538,11 @@ def _given_bytes(text: object) -> bytes:
     if not isinstance(text, str):
         raise ExtractError(f"a document is given as text (str) or bytes, not {type(text).__name__}")
     return harmony_clean(text).encode()
+
+
+def _count(n: int, noun: str) -> str:
+    """`n` and `noun`, plural unless it is one (`1 document`, `1,204 lines`)."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def _kind(name: str) -> str:

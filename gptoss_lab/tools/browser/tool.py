@@ -103,7 +103,7 @@ class Browser(Tool):
         return self.backend.describe()
 
     def __repr__(self) -> str:
-        return f"Browser({self.describe()}; {len(self.stack)} pages open)"
+        return f"Browser({self.describe()}; {len(self.stack)} page{'s' * (len(self.stack) != 1)} open)"
 
     # ------------------------------------------------------------ the Tool protocol
 
