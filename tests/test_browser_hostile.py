@@ -219,6 +219,13 @@ def test_text_the_reader_cannot_see_never_reaches_the_model(tmp_path: Path, hidd
     '<span style="font-size:0cqmin">{}</span>', '<span style="opacity:-1">{}</span>',
     '<span hidden>x</span\u200b> {} </span>', '<script>x</script\U0001F600> {} </script>',
     '<dialog>a</dialog\x0b> {} </dialog>',
+    '<title>{}</title>', '<datalist><option>{}</option></datalist>', '<noembed>{}</noembed>', '<noframes>{}</noframes>',
+    '<ruby>x<rp>{}</rp><rt>y</rt></ruby>', '<iframe>{}</iframe>', '<canvas>{}</canvas>', '<video><p>{}</p></video>',
+    '<audio>{}</audio>', '<meter>{}</meter>', '<abbr title="{}">g</abbr>', '<svg><title>{}</title><desc>{}</desc></svg>',
+    '<svg><defs><text>{}</text></defs><symbol><text>{}</text></symbol></svg>', '<svg><text display="none">{}</text></svg>',
+    '<svg><g visibility="hidden"><text>{}</text></g><text opacity=" 0">{}</text></svg>',
+    '<svg><text font-size="0">{}</text><text style="display:none" display="inline">{}</text></svg>',
+    '<p hidden display="block">{}</p>',
 ])
 def test_text_a_browser_would_not_draw_never_reaches_the_model(tmp_path: Path, hiding: str) -> None:
     """A page's hidden element was read by the model as if shown: instructions planted where the user cannot see
@@ -242,6 +249,8 @@ def test_text_a_browser_would_not_draw_never_reaches_the_model(tmp_path: Path, h
     '<span aria-hidden="true">{}</span>', '<span hidden style="display:inline">{}</span>',
     '<div style="font-size:0"><span style="font-size:initial">{}</span></div>', '<span style="display:none&nbsp;">{}</span>',
     '<span style="font: bold 700 12px serif">{}</span>', '<scr\U0001F600ipt>{}</scr\U0001F600ipt>',
+    '<svg><text>{}</text></svg>', '<svg><g visibility="hidden"><text visibility="visible">{}</text></g></svg>',
+    '<p display="none">{}</p>', '<ruby>{}<rp>(</rp><rt>y</rt><rp>)</rp></ruby>',
 ])
 def test_text_a_browser_draws_is_read_with_what_follows_a_dropped_element(shown: str) -> None:
     """Styles that leave text visible keep it, and the text after a script, a style or a formula is read: it was
@@ -252,6 +261,14 @@ def test_text_a_browser_draws_is_read_with_what_follows_a_dropped_element(shown:
     for words in ("Before", "after the script,", "after the style,", "after the formula.", "The visible words.", "End."):
         assert words in text, text
     assert "var x" not in text and "p {}" not in text
+
+
+def test_a_title_is_the_pages_name_wherever_it_stands_but_an_svg_drawings_is_not() -> None:
+    """A `<title>` in the body was read as page text, which a browser never draws; an SVG drawing's tooltip title
+    named the page."""
+    page = html_page("<p>Owls.</p><title>Owl notes</title><p>Bats.</p>", "https://example.org/owls")
+    assert (page.title, page.text) == ("Owl notes", "\nURL: https://example.org/owls\nOwls.\n\nBats.")
+    assert html_page("<svg><title>A circle</title></svg><p>Owls.</p>", "notes/owls.html").title == "owls.html"
 
 
 def test_a_page_whose_root_is_hidden_or_whose_styles_hold_long_numbers_reads_at_once() -> None:

@@ -86,6 +86,14 @@ _TAG_NAME_ODD = re.compile(f"</?[A-Za-z][^\\t\\n\\f\\r /><]*?{_ODD.pattern}[^\\t
 _CSS_SPACE = " \t\n\r\f"   # CSS's whitespace: a no-break space is part of a word
 _VISIBILITY = {"hidden": True, "collapse": True, "visible": False, "initial": False, "revert": False,
                "revert-layer": False}   # others (inherit, unset, a value browsers refuse) inherit
+# elements a browser never draws the content of: those its own style sheet hides (`title` in a body too), those
+# replaced by what they play or show (their content is a fallback for browsers without them), and SVG's definitions
+# and descriptions (lxml names elements in lowercase)
+_NEVER_DRAWN = frozenset({"script", "style", "noscript", "template", "math", "title", "datalist", "noembed",
+                          "noframes", "rp", "iframe", "canvas", "video", "audio", "meter", "progress",
+                          "desc", "metadata", "defs", "symbol", "clippath", "mask", "pattern", "marker",
+                          "lineargradient", "radialgradient", "filter"})
+_PRESENTATION = ("display", "visibility", "opacity", "font-size")   # SVG's attributes that style as CSS does
 _T = TypeVar("_T")
 
 
@@ -134,7 +142,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
             for name in ("alt", "title"):
                 if name in node.attrib:
                     node.attrib[name] = replace_special_chars(node.attrib[name])
-    title_element = root.find(".//title") if root is not None else None
+    title_element = next(iter(root.xpath("//title[not(ancestor::svg)]")), None) if root is not None else None
     if not title:
         title = found_title or (title_element.text if title_element is not None else None) or _site_or_name(url)
     if root is None:
@@ -174,17 +182,21 @@ def _parse(html: str, deadline: float) -> tuple[Any, bool]:
 
 
 def _drop_unseen(root: Any, deadline: float) -> None:
-    """Drop what a browser does not draw, their tails kept: scripts, styles, templates, formulas (as the reference),
+    """Drop what a browser does not draw, their tails kept: the content of _NEVER_DRAWN elements (scripts, styles, a
+    `<title>` in the body, a video's fallback, SVG's `<desc>`; formulas as the reference), an abbreviation's tooltip,
     and elements hidden by markup: the `hidden` attribute and a `<dialog>` not open (unless an inline `display` shows
-    them), an inline `display: none` or `opacity: 0`; and blank the text that an inline `visibility: hidden` or
-    `font-size: 0` hides, which an element inside may set back (a common way to close gaps between inline blocks). A
-    page's hidden text was read by the model as if shown (instructions planted for it). Not read: style sheets,
-    classes, `var()` and `calc()`, off-screen placing, and where libxml2 builds another tree than a browser."""
-    nodes = root.xpath("descendant-or-self::*[self::script or self::style or self::noscript or self::template or "
-                       "self::math or self::dialog or @hidden or @style]")
-    declared = {node: _declarations(node.get("style") or "") for node in _clocked(nodes, deadline)}
+    them), an inline (or SVG attribute's) `display: none` or `opacity: 0`; and blank the text that `visibility:
+    hidden` or `font-size: 0` hides, which an element inside may set back (a common way to close gaps between inline
+    blocks). A page's hidden text was read by the model as if shown (instructions planted for it). Not read: style
+    sheets, classes, `var()` and `calc()`, off-screen placing, and where libxml2 builds another tree than a browser."""
+    for node in _clocked(root.iter("abbr", "acronym"), deadline):   # a tooltip, which html2text wrote as `*[A]: ...`
+        node.attrib.pop("title", None)
+    presented = _presented(root, deadline)   # one XPath asking each element for each tag took 1.7 s (300,000 of them)
+    nodes = [*root.iter(*_NEVER_DRAWN, "dialog"), *root.xpath("descendant-or-self::*[@hidden or @style]"), *presented]
+    declared = {node: {**presented.get(node, {}), **_declarations(node.get("style") or "")}
+                for node in _clocked(nodes, deadline)}
     never = [(node, "") for node, properties in declared.items() if _never_drawn(node, properties)]
-    if never and never[0][0] is root:   # <html style="display:none">: nothing is drawn
+    if any(node is root for node, _ in never):   # <html style="display:none">: nothing is drawn
         root.clear()
         return
     _replace_nodes_with_text(never, deadline)
@@ -194,7 +206,9 @@ def _drop_unseen(root: Any, deadline: float) -> None:
 
 def _never_drawn(node: Any, properties: dict[str, str]) -> bool:
     display = properties.get("display")
-    if node.tag in ("script", "style", "noscript", "template", "math") or display == "none":
+    if node.tag == "title" and node.getparent() is not None and node.getparent().tag == "head":
+        return False   # kept to name the page (readability reads it there); html2text skips `<head>`
+    if node.tag in _NEVER_DRAWN or display == "none":
         return True
     if (node.get("hidden") is not None or node.tag == "dialog" and node.get("open") is None) and display is None:
         return True   # an inline display overrides the browser's own `[hidden]` and `dialog:not([open])` rules
@@ -241,6 +255,22 @@ def _font_size(value: str) -> bool | None:
     if value in _SIZE_WORDS or value.startswith(("calc(", "clamp(", "min(", "max(", "var(")):
         return False
     return None
+
+
+def _presented(root: Any, deadline: float) -> dict[Any, dict[str, str]]:
+    """The presentation attributes (`<text display="none">`) of each element of the SVG drawings under `root` that
+    has some, each drawing walked once (an XPath asking each element for an `svg` around it took 7 s on a page of
+    300,000 elements, in one call). An HTML element's are no style: `<p hidden display="block">` stays hidden."""
+    seen: set[Any] = set()
+    found = {}
+    for svg in _clocked(root.iter("svg"), deadline):
+        if svg not in seen:
+            for node in _clocked(svg.iter(), deadline):
+                seen.add(node)
+                if attributes := {name: node.get(name).strip(_CSS_SPACE).lower() for name in _PRESENTATION
+                                  if node.get(name) is not None}:
+                    found[node] = attributes
+    return found
 
 
 def _declarations(style: str) -> dict[str, str]:
