@@ -263,6 +263,19 @@ def test_text_a_browser_draws_is_read_with_what_follows_a_dropped_element(shown:
     assert "var x" not in text and "p {}" not in text
 
 
+def test_a_formula_is_read_as_the_reader_sees_it_without_its_source_or_blank_room() -> None:
+    """A MathML formula was dropped whole: the model never read "the energy is (m v^{2})/(2)" that the page showed,
+    on a page kept whole or cut to its main content (an ar5iv paper's formulas are all MathML)."""
+    formula = ('<math alttext="E"><semantics><mrow><mfrac><mrow><mi>m</mi><msup><mi>v</mi><mn>2</mn></msup></mrow>'
+               '<mn>2</mn></mfrac><mphantom><mi>HIDDEN</mi></mphantom><mo>+</mo><msqrt><mi>h</mi><mo>+</mo><mn>1</mn>'
+               '</msqrt></mrow><annotation encoding="application/x-tex">SOURCE</annotation></semantics></math>')
+    article = "<p>" + "A moving body carries energy in proportion to its mass. " * 12 + "</p>"
+    html = f"<html><body><nav>Home</nav><article>{article}<p>The energy is {formula} in all.</p>{article}</article></body></html>"
+    for text in (html_page(html, "notes.html").text, html_page(html, "https://example.org/e", main_content=True).text):
+        assert "The energy is (m v^{2})/(2) + √(h + 1) in all." in text, text
+        assert "HIDDEN" not in text and "SOURCE" not in text
+
+
 def test_a_title_is_the_pages_name_wherever_it_stands_but_an_svg_drawings_is_not() -> None:
     """A `<title>` in the body was read as page text, which a browser never draws; an SVG drawing's tooltip title
     named the page."""

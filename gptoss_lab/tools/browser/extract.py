@@ -89,11 +89,15 @@ _VISIBILITY = {"hidden": True, "collapse": True, "visible": False, "initial": Fa
 # elements a browser never draws the content of: those its own style sheet hides (`title` in a body too), those
 # replaced by what they play or show (their content is a fallback for browsers without them), and SVG's definitions
 # and descriptions (lxml names elements in lowercase)
-_NEVER_DRAWN = frozenset({"script", "style", "noscript", "template", "math", "title", "datalist", "noembed",
+_NEVER_DRAWN = frozenset({"script", "style", "noscript", "template", "title", "datalist", "noembed",
                           "noframes", "rp", "iframe", "canvas", "video", "audio", "meter", "progress",
                           "desc", "metadata", "defs", "symbol", "clippath", "mask", "pattern", "marker",
                           "lineargradient", "radialgradient", "filter"})
 _PRESENTATION = ("display", "visibility", "opacity", "font-size")   # SVG's attributes that style as CSS does
+# how MathML lays out its children, written as the page's `<sup>`/`<sub>` are (`x^{2}`); others are read in a row
+_MATH_LAYOUTS = {"msup": (2, "{}^{{{}}}"), "msub": (2, "{}_{{{}}}"), "msubsup": (3, "{}_{{{}}}^{{{}}}"),
+                 "mfrac": (2, "({})/({})"), "mroot": (2, "√[{1}]({0})")}   # children it lays out, how
+_MATH_UNSEEN = frozenset({"annotation", "annotation-xml", "mphantom"})   # a formula's source, and room kept blank
 _T = TypeVar("_T")
 
 
@@ -148,6 +152,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     if root is None:
         return Page(url=url, title=title, text=with_url(url, ""), raw=raw)
     _drop_unseen(root, deadline)
+    _read_formulas(root, deadline)
     urls = _number_links(root, base or url, deadline)
     _replace_images(root, deadline)
     _flatten(root, deadline)
@@ -183,7 +188,7 @@ def _parse(html: str, deadline: float) -> tuple[Any, bool]:
 
 def _drop_unseen(root: Any, deadline: float) -> None:
     """Drop what a browser does not draw, their tails kept: the content of _NEVER_DRAWN elements (scripts, styles, a
-    `<title>` in the body, a video's fallback, SVG's `<desc>`; formulas as the reference), an abbreviation's tooltip,
+    `<title>` in the body, a video's fallback, SVG's `<desc>`), an abbreviation's tooltip,
     and elements hidden by markup: the `hidden` attribute and a `<dialog>` not open (unless an inline `display` shows
     them), an inline (or SVG attribute's) `display: none` or `opacity: 0`; and blank the text that `visibility:
     hidden` or `font-size: 0` hides, which an element inside may set back (a common way to close gaps between inline
@@ -202,6 +207,35 @@ def _drop_unseen(root: Any, deadline: float) -> None:
     _replace_nodes_with_text(never, deadline)
     if any("visibility" in properties or "font-size" in properties for properties in declared.values()):
         _blank_inherited(root, declared, deadline)
+
+
+def _read_formulas(root: Any, deadline: float) -> None:
+    """Each MathML formula becomes the text it draws, in a row (`(a)/(b)`, `x^{2}`): dropped, as the reference
+    drops them, the model never read a formula the reader sees (ar5iv's papers have nothing else)."""
+    inner: set[Any] = set()   # formulas within one already read
+    formulas = []
+    for formula in _clocked(root.iter("math"), deadline):
+        if formula not in inner:
+            formulas.append((formula, _math_text(formula, inner, deadline)))
+    _replace_nodes_with_text(formulas, deadline)
+
+
+def _math_text(node: Any, inner: set[Any], deadline: float) -> str:
+    """The text a MathML element draws: its tokens in a row, laid out by _MATH_LAYOUTS or under `√`; a `<semantics>`
+    draws its first child only. Formulas met inside are added to `inner`."""
+    _in_time(deadline)
+    if not isinstance(node.tag, str) or node.tag in _MATH_UNSEEN:   # a comment
+        return ""
+    if node.tag == "math":
+        inner.add(node)
+    children = [child for child in node if isinstance(child.tag, str)][:1 if node.tag == "semantics" else None]
+    texts = [_math_text(child, inner, deadline) for child in children]
+    arity, layout = _MATH_LAYOUTS.get(node.tag, (0, ""))
+    if arity == len(texts) and not "".join([node.text or "", *(child.tail or "" for child in children)]).strip():
+        return layout.format(*texts)
+    pieces = [node.text, *(text for child, text in zip(children, texts) for text in (text, child.tail))]
+    row = merge_whitespace(" ".join(piece for piece in pieces if piece)).strip()
+    return f"√({row})" if node.tag == "msqrt" else row
 
 
 def _never_drawn(node: Any, properties: dict[str, str]) -> bool:
