@@ -294,3 +294,12 @@ def test_counts_of_one_are_said_in_the_singular(tmp_path: Path) -> None:
     assert run(browser, "open", '{"id": "bats.md"}')[1].endswith("not the one document (open a search result by "
                                                                   "its id, or a document by its path)")
     assert repr(browser) == "Browser(1 document (1 Markdown; 6 lines); 1 page open)"
+
+
+def test_words_a_pdf_draws_with_ligatures_are_found_as_the_reader_reads_them() -> None:
+    """A PDF's `fi` and `fl` ligature glyphs reached the model as U+FB01 and U+FB02: "We ﬁnd the ﬂow", where `find`
+    found no "find" though the reader sees that word."""
+    browser = Browser({"flow.pdf": _pdf_text(b"BT /F1 12 Tf 72 720 Td (We \\256nd the \\257ow of owls) Tj ET")})
+    status, output = run(browser, "open", '{"id": "flow.pdf"}')
+    assert status == "done" and output.endswith("L2: We find the flow of owls"), output
+    assert run(browser, "find", '{"pattern": "find"}')[1].endswith("# 【0†match at L2】\nL1: We find the flow of owls")

@@ -98,6 +98,9 @@ _PRESENTATION = ("display", "visibility", "opacity", "font-size")   # SVG's attr
 _MATH_LAYOUTS = {"msup": (2, "{}^{{{}}}"), "msub": (2, "{}_{{{}}}"), "msubsup": (3, "{}_{{{}}}^{{{}}}"),
                  "mfrac": (2, "({})/({})"), "mroot": (2, "√[{1}]({0})")}   # children it lays out, how
 _MATH_UNSEEN = frozenset({"annotation", "annotation-xml", "mphantom"})   # a formula's source, and room kept blank
+# the ligatures a PDF's fonts draw as one glyph, as the letters a reader sees (`find` found no "ﬁnd")
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                            "\ufb05": "st", "\ufb06": "st"})
 _T = TypeVar("_T")
 
 
@@ -438,8 +441,8 @@ def heading_title(text: str) -> str | None:
 
 
 def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | None]:
-    """The text of a PDF, page after page, and its title if it has one, read within MAX_PDF_SECONDS and by
-    `deadline` (a `time.monotonic()`) if one is given."""
+    """The text of a PDF, page after page (ligatures as their letters), and its title if it has one, read within
+    MAX_PDF_SECONDS and by `deadline` (a `time.monotonic()`) if one is given."""
     from pypdf import PdfReader
 
     own = time.monotonic() + MAX_PDF_SECONDS
@@ -473,7 +476,7 @@ def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | Non
         raise
     except Exception as err:  # pypdf fails on broken files with assorted errors (AssertionError, AttributeError ...)
         raise ExtractError(f"not a readable PDF ({type(err).__name__}: {err})".splitlines()[0]) from None
-    text = "\n\n".join(p.strip("\n") for p in pages).strip()
+    text = "\n\n".join(p.strip("\n") for p in pages).strip().translate(_LIGATURES)
     return text, str(title).strip() if title else None
 
 
