@@ -3,6 +3,7 @@ a bounded time and memory, and the user is told in one line what was left out; n
 never ends (the kernel's /proc files, a pipe); pypdf's log of what it works around stays out of the notebook."""
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -279,14 +280,15 @@ def test_text_converted_a_piece_at_a_time_reads_as_one() -> None:
 
 
 def html2text_whole(html: str) -> str:
-    """What html2text makes of `html` fed at once, with the browser's settings."""
+    """What html2text makes of `html` fed at once, with the browser's settings (its leading blank lines left out)."""
     import html2text
 
     converter = html2text.HTML2Text()
     converter.ignore_links = converter.ignore_images = converter.ignore_tables = True
     converter.ignore_emphasis = converter.unicode_snob = True
     converter.body_width = 0
-    return converter.handle(extract._TAGS_BETWEEN_WORDS.sub(r" \1", html)).strip()
+    lines = converter.handle(extract._TAGS_BETWEEN_WORDS.sub(r" \1", html)).rstrip().split("\n")
+    return "\n".join(itertools.dropwhile(lambda line: not line.strip(), lines))
 
 
 def test_an_answer_of_many_wide_citations_quotes_a_bounded_text() -> None:

@@ -303,3 +303,13 @@ def test_words_a_pdf_draws_with_ligatures_are_found_as_the_reader_reads_them() -
     status, output = run(browser, "open", '{"id": "flow.pdf"}')
     assert status == "done" and output.endswith("L2: We find the flow of owls"), output
     assert run(browser, "find", '{"pattern": "find"}')[1].endswith("# 【0†match at L2】\nL1: We find the flow of owls")
+
+
+def test_code_or_a_list_opening_a_page_keeps_the_indents_of_its_lines() -> None:
+    """A page's first line lost its indent and the next ones kept theirs: a `<pre>` of Python opening the page was
+    read `def area(r):` over `        return ...` (8 spaces deeper, not 4), a numbered list's first item sat left of
+    the others."""
+    browser = Browser({"code.html": "<pre>def area(r):\n    return 3.14 * r * r\n</pre><p>Call it.</p>",
+                       "steps.html": "<ol><li>Mix.</li><li>Bake.</li></ol>"})
+    assert "\nL2:     def area(r):\nL3:         return 3.14 * r * r\n" in run(browser, "open", '{"id": "code.html"}')[1]
+    assert run(browser, "open", '{"id": "steps.html"}')[1].endswith("\nL2:   1. Mix.\nL3:   2. Bake.")

@@ -52,6 +52,7 @@ _SUB = re.compile(r"<sub( [^>]*)?>([\w\-]+)</sub>")
 _TAGS_BETWEEN_WORDS = re.compile(r"(?<=\w)((<[^>]*>)+)(?=\w)")
 _ANCHOR_SPACE = re.compile(r"(【\@[^】]+】)(\s+)")
 _BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
+_LEADING_BLANK_LINES = re.compile(r"^(?:[^\S\n]*\n)+")
 _EXTRA_NEWLINES = re.compile(r"\n(\s*\n)+")
 _SMP = re.compile(r"[\U00010000-\U0001FFFF]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -775,7 +776,9 @@ def _html_to_text(html: str, deadline: float) -> str:
         converter.feed(html[start:end])
         start = end
     converter.feed("")
-    return converter.optwrap(converter.finish()).strip()
+    # stripped of its blank lines only: stripped whole, a page's first line lost the indent its next ones keep (a
+    # `<pre>`'s code, a list's items)
+    return _LEADING_BLANK_LINES.sub("", converter.optwrap(converter.finish())).rstrip()
 
 
 @functools.lru_cache(maxsize=1)
