@@ -313,3 +313,16 @@ def test_code_or_a_list_opening_a_page_keeps_the_indents_of_its_lines() -> None:
                        "steps.html": "<ol><li>Mix.</li><li>Bake.</li></ol>"})
     assert "\nL2:     def area(r):\nL3:         return 3.14 * r * r\n" in run(browser, "open", '{"id": "code.html"}')[1]
     assert run(browser, "open", '{"id": "steps.html"}')[1].endswith("\nL2:   1. Mix.\nL3:   2. Bake.")
+
+
+def test_a_web_pages_short_lists_and_tables_are_kept_with_its_main_content() -> None:
+    """Cut to its main content, a page lost each list or table of under 25 characters: "Do not take it with:" was
+    followed by nothing (alcohol, warfarin), the maximum dose's table was gone; a list of links (share buttons) and
+    the menu still go."""
+    article = "<p>" + "Paracetamol eases pain and fever in adults and children alike. " * 12 + "</p>"
+    html = (f"<html><body><nav><ul><li><a href='/'>Home menu</a></li></ul></nav><article><h1>Dosage</h1>{article}"
+            "<p>Do not take it with:</p><ul><li>alcohol</li><li>warfarin</li></ul><table><tr><td>Max dose</td>"
+            f"<td>4 g</td></tr></table><ul><li><a href='/share'>Share it</a></li></ul>{article}</article></body></html>")
+    text = html_page(html, "https://example.org/dosage", main_content=True).text
+    assert "Do not take it with:\n\n  * alcohol \n  * warfarin \n\nMax dose 4 g" in text, text
+    assert "Home menu" not in text and "Share it" not in text

@@ -102,6 +102,11 @@ _MATH_UNSEEN = frozenset({"annotation", "annotation-xml", "mphantom"})   # a for
 # the ligatures a PDF's fonts draw as one glyph, as the letters a reader sees (`find` found no "ﬁnd")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
                             "\ufb05": "st", "\ufb06": "st"})
+# readability's clean-up drops a list or table of under 25 characters ("Do not take it with: alcohol, warfarin" lost
+# its drugs): those without links (menus, share buttons have them) are renamed for it (a suffix, so that a `<div>`
+# around one still reads as holding a block) and named back after
+_SHIELDED = ("ul", "table")
+_SHIELD = "-kept"
 _T = TypeVar("_T")
 
 
@@ -663,14 +668,27 @@ def _main_content(html: str, deadline: float) -> tuple[str, str]:
     except Exception:  # lxml refuses an empty or odd document: readability would too
         return html, ""
     _drop_unseen(tree, deadline)
+    for node in _clocked(tree.iter(*_SHIELDED), deadline):
+        if next(node.iter("a"), None) is None:
+            node.tag += _SHIELD
     cut = lxml.html.tostring(tree, encoding="unicode")
     try:
         document = Document(cut)
-        summary, title = document.summary(html_partial=True), document.short_title()
+        summary, title = _unshielded(document.summary(html_partial=True), deadline), document.short_title()
     except Exception:  # readability gives up on odd markup: keep the whole page
         return html, ""
     kept, whole = len(_visible_text(summary)), len(_visible_text(html))
     return (summary if kept >= min(500, whole // 4) else html), title or ""
+
+
+def _unshielded(summary: str, deadline: float) -> str:
+    """readability's `summary` with the lists and tables shielded from its clean-up named as they were."""
+    import lxml.html
+
+    tree = lxml.html.fromstring(summary)
+    for node in _clocked(tree.iter(*(tag + _SHIELD for tag in _SHIELDED)), deadline):
+        node.tag = node.tag.removesuffix(_SHIELD)
+    return lxml.html.tostring(tree, encoding="unicode")
 
 
 def _visible_text(html: str) -> str:
