@@ -107,6 +107,10 @@ _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\uf
 # around one still reads as holding a block) and named back after
 _SHIELDED = ("ul", "table")
 _SHIELD = "-kept"
+# how HTML starts, as browsers sniff a document sent without its type (WHATWG MIME Sniffing): the bytes a fetch
+# function read from `https://example.org/owls` were shown as markup, hidden text, scripts and all
+_HTML_START = re.compile(rb"(?:\xef\xbb\xbf)?[\t\n\x0c\r ]*<(?:!doctype html|html|head|script|iframe|h1|div|font|"
+                         rb"table|a|style|title|b|body|br|p|!--)[ >]", re.IGNORECASE)
 _T = TypeVar("_T")
 
 
@@ -607,10 +611,10 @@ def decode_text(data: bytes, charset: str | None = None, fallback: str | None = 
 def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
                   main_content: bool = False, base: str | None = None, deadline: float | None = None,
                   shown_name: str | None = None) -> Page:
-    """Any supported document (by content type, else by file name) as a page (HTML links resolved
-    against `base`, default `url`), read by `deadline` (a `time.monotonic()`) if one is given. A text or PDF
-    document without a title of its own is titled `shown_name` (default: its file name): a file renamed apart
-    from another (`owls (2).txt`) read as `owls.txt` in results, headers and citations."""
+    """Any supported document (by content type, else by file name, else HTML by how it starts) as a page (HTML
+    links resolved against `base`, default `url`), read by `deadline` (a `time.monotonic()`) if one is given. A
+    text or PDF document without a title of its own is titled `shown_name` (default: its file name): a file renamed
+    apart from another (`owls (2).txt`) read as `owls.txt` in results, headers and citations."""
     try:
         path = PurePosixPath(urlparse(name).path if "://" in name else name)  # a file may be named `C# notes.html`
     except ValueError:  # `http://[x/owls.html`: urllib's "Invalid IPv6 URL"
@@ -623,7 +627,8 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
         if not text.strip():   # kept, it was a document the model never finds and opens empty; skipped, it is named
             raise ExtractError("the PDF holds no text (scanned pages? the browser reads no images)")
         return text_page(text, url, title or stem)
-    html = content_type in ("text/html", "application/xhtml+xml") or (not content_type and suffix in HTML_SUFFIXES)
+    html = content_type in ("text/html", "application/xhtml+xml") or not content_type and (
+        suffix in HTML_SUFFIXES or suffix not in DOCUMENT_SUFFIXES and _HTML_START.match(data) is not None)
     markup = html or content_type in ("application/xml", "text/xml")
     text = decode_text(data, charset, _declared_charset(data) if markup else None)
     if html:
