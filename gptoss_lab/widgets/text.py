@@ -55,6 +55,8 @@ class TextView:
         self._style: str | None = None  # the style of the message being streamed
         self._pending = ""              # a line being streamed outside a terminal, written when it ends
         self._line_start = True         # the model's next character begins a line (and is indented)
+        self._header: str | None = None  # the open message's header, printed with its first visible character
+        self._held = ""                  # the whitespace the open message began with, printed after its header
 
     def _paint(self, text: str, style: str | None) -> str:
         return f"\x1b[{_STYLE[style]}m{text}\x1b[0m" if self.colour and style and text else text
@@ -80,18 +82,19 @@ class TextView:
             header = {"reasoning": "Reasoning (unfiltered model output)", **LABEL}.get(
                 block.kind, f"Tool call {visible(reveal_hidden(block.recipient or ''))}")
             self._style, self._line_start = "reasoning" if block.kind == "reasoning" else None, True
-            self._print(f"\n── {header} ──", style="header")
+            self._header, self._held = f"\n── {header} ──", ""
         elif isinstance(event, Delta):
-            text = visible(event.text)
-            first = _INDENT if self._line_start and text[:1] not in ("", "\n") else ""
-            shown = first + _LINE_START.sub(_INDENT, text)
-            self._line_start = text.endswith("\n") if text else self._line_start
-            self._print(shown, end="", style=self._style)
+            self._delta(visible(event.text))
         elif isinstance(event, MessageEnd):
-            self._print("")
+            if self._header is None:
+                self._print("")
+            elif event.message is None or not event.message.recipient:  # nothing written: no header over nothing
+                self._header = None   # (a call's waits for its run: a call of no input still shows what it did)
         elif isinstance(event, ToolUpdate):
+            self._print_header()
             self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
+            self._print_header()
             shown = event.call.shown   # a call not run: why, in the user's words (the model reads its own sentence)
             output = f"\n{_INDENT}{hang(visible(shown_output(shown)))}" if shown else ""
             self._print(self._status(event.call) + output)  # indented as the model's text: a page prints no header
@@ -106,6 +109,26 @@ class TextView:
                 self._print("\n" + visible(sources_text(event.reply.citations)))
             footer = " ".join(visible(self.transcript.footer()).split())  # the model's name is a server's text
             self._print(f"\n-- {footer}", style="dim")
+
+    def _delta(self, text: str) -> None:
+        """Print the model's `text`, indented; a message's header waits for its first visible character (the
+        token limit can cut a message right after `<|message|>`, which left a header over nothing)."""
+        if self._header is not None:
+            if not text.strip():
+                self._held += text
+                return
+            text, self._held = self._held + text, ""
+            self._print_header()
+        first = _INDENT if self._line_start and text[:1] not in ("", "\n") else ""
+        shown = first + _LINE_START.sub(_INDENT, text)
+        self._line_start = text.endswith("\n") if text else self._line_start
+        self._print(shown, end="", style=self._style)
+
+    def _print_header(self) -> None:
+        """Print the open message's header, if it has not been printed."""
+        if self._header is not None:
+            header, self._header = self._header, None
+            self._print(header, style="header")
 
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)

@@ -176,6 +176,11 @@ class Transcript:
 
     # ------------------------------------------------------------ renderings
 
+    def _shown(self) -> Iterator[Item]:
+        """The items the static forms show: a message with nothing written (the token limit cut it right after
+        `<|message|>`) is left out, where it showed its label over nothing ("Answer:", an empty "Reasoning")."""
+        return (item for item in self.items if not (isinstance(item, Block) and item.call is None and not item.text.strip()))
+
     def footer(self, context: bool = True) -> str:
         """One line of stats: tokens, tok/s, time to first token, effort, model (and context use,
         unless a view shows it as a meter)."""
@@ -186,7 +191,7 @@ class Transcript:
         """Plain text, for terminals and text/plain. The turn's own structure starts at a line's start and every
         line of text it shows is indented, so no answer, output or prompt can pass for a label ("You:")."""
         out = [f"You: {hang(self.prompt)}"]
-        for item in self.items:
+        for item in self._shown():
             if isinstance(item, Notice):
                 out.append(f"[{item.level}] {hang(reveal_hidden(item.text))}")  # it can name a tool, a page
             elif isinstance(item, ParseError):
@@ -226,7 +231,7 @@ class Transcript:
 
     def _markdown(self, prose: Callable[[str], str]) -> list[str]:
         out = [f"> **You:**\n>\n{_quoted(prose(self.prompt))}"]
-        for item in self.items:
+        for item in self._shown():
             if isinstance(item, Notice):
                 out.append(f"*{item.level}: {literal_markdown(reveal_hidden(item.text))}*")
             elif isinstance(item, ParseError):
@@ -261,7 +266,7 @@ class Transcript:
         more = f'<details><summary>{more_label(self.prompt, rest)}</summary>{_lines(rest)}</details>' if rest else ""
         out = [f'<div class="gx-prompt" dir="auto"><b>You:</b> {_lines(head)}{more}</div>']
         noted = False
-        for item in self.items:
+        for item in self._shown():
             if isinstance(item, Notice):
                 out.append(f'<div class="gx-notice gx-{item.level}">{html.escape(reveal_hidden(item.text))}</div>')
             elif isinstance(item, ParseError):

@@ -1,0 +1,70 @@
+"""A turn the token limit cuts at a message's boundary, in the text view and the saved forms: what was written, and
+no label over nothing."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from gptoss_lab import ReplayEngine, Session, harmony
+from gptoss_lab.widgets.text import TextView
+from gptoss_lab.widgets.transcript import Transcript
+
+THOUGHT = "<|channel|>analysis<|message|>Think.<|end|>"
+# a second message cut right after its <|message|>, and the label each form would show it under
+CUT_AFTER_MESSAGE = [
+    ("<|start|>assistant<|channel|>analysis<|message|>", "Reasoning"),
+    ("<|start|>assistant<|channel|>final<|message|>", "Answer"),
+    ("<|start|>assistant<|channel|>commentary<|message|>", "Commentary"),
+    ("<|start|>assistant to=python<|channel|>analysis<|message|>", "Tool call"),
+    ("<|start|>assistant to=functions.f<|channel|>commentary <|constrain|>json<|message|>", "Tool call"),
+]
+
+
+class _Both:
+    """The text view, and the events it saw (from which the chat view builds the saved form)."""
+
+    stop_requested = False
+
+    def __init__(self) -> None:
+        self.out, self.events = io.StringIO(), []
+        self.text = TextView(self.out, colour=False)
+
+    def handle(self, event) -> None:
+        self.events.append(event)
+        self.text.handle(event)
+
+    def approve(self, call) -> None:
+        return None
+
+
+def _cut(recording: str) -> tuple[str, Transcript, Transcript]:
+    """The text view's output, the live transcript and the reopened one of a turn cut at the recording's end."""
+    view = _Both()
+    reply = Session(ReplayEngine(recording), namespace={}, approval="auto").ask(
+        "Q?", view=view, max_new_tokens=len(harmony.encode(recording)))
+    return view.out.getvalue(), Transcript.from_events(view.events), Transcript.from_reply(reply)
+
+
+@pytest.mark.parametrize("tail, label", CUT_AFTER_MESSAGE)
+def test_a_message_cut_before_its_first_character_shows_no_label_over_nothing(tail: str, label: str) -> None:
+    """The limit right after `<|message|>` printed "── Answer ──" (or Reasoning, a tool call) over nothing in the text
+    view, and "Answer:" over an empty quote in the saved text, Markdown and HTML; the thought before it stays."""
+    printed, live, reopened = _cut(THOUGHT + tail)
+    assert printed.count("── ") == 1 and "── Reasoning" in printed and "    Think." in printed, printed
+    assert "reached the token limit" in printed
+    for transcript in (live, reopened):
+        text, markdown, page = transcript.to_text(), transcript.to_markdown(), transcript.to_html()
+        assert text.count(f"{label} ") + text.count(f"{label}:") == (label == "Reasoning"), text
+        assert "Think." in text and "Think." in markdown and "Think." in page
+        assert markdown.count("<summary>") == 1 and "**Answer:**" not in markdown and "Tool call" not in markdown
+        assert page.count("<summary>") == 1 and "gx-final" not in page.split("</style>")[-1] and "gx-tool" not in page.split("</style>")[-1]
+
+
+def test_a_call_of_no_input_still_shows_its_header_and_run_in_the_text_view() -> None:
+    """A header waits for its message's first character; a tool call that has none still shows its card's header,
+    its run and its output in every form."""
+    printed, live, _ = _cut("<|start|>assistant to=python<|channel|>analysis<|message|><|call|>"
+                            "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
+    assert printed.index("── Tool call python ──") < printed.index("[python: running]") < printed.index("[python: done]")
+    assert "Tool call python [done]:" in live.to_text() and "gx-tool" in live.to_html()
