@@ -653,14 +653,18 @@ class HarmonyStream:
         self._raw.append(piece)
         return []
 
-    def close(self) -> list[Event]:
+    def close(self, *, limit: bool = False) -> list[Event]:
         """End of generation: an open message ends as `MessageEnd(None, None)` (cut off; its header
-        and `partial_text()` stay readable); an unfinished header or stray text is a `ParseError`."""
+        and `partial_text()` stay readable); an unfinished header or stray text is a `ParseError`, except a header
+        that the token `limit` cut (the model wrote nothing wrong: it was stopped mid-way)."""
         events: list[Event] = []
         if self._state == "content":
             self._flush_decoder()
             events.append(MessageEnd(None, None))
             self._state = "cut"
+        elif limit and self._state == "header":
+            self._take_raw()
+            self._state = "between"
         elif self._raw:
             reason = "generation ended inside a message header" if self._state == "header" else "text after the last message"
             events.append(ParseError(self._take_raw(), reason))

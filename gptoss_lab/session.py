@@ -607,7 +607,7 @@ class _Turn:
                     raise _Stopped
             if self.view.stop_requested:
                 raise _Stopped
-            for event in stream.close():
+            for event in stream.close(limit=generated >= room):
                 self._on_event(event)
         finally:
             close = getattr(tokens, "close", None)

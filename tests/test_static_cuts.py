@@ -68,3 +68,19 @@ def test_a_call_of_no_input_still_shows_its_header_and_run_in_the_text_view() ->
                             "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
     assert printed.index("── Tool call python ──") < printed.index("[python: running]") < printed.index("[python: done]")
     assert "Tool call python [done]:" in live.to_text() and "gx-tool" in live.to_html()
+
+
+@pytest.mark.parametrize("tail", ["<|start|>assistant", "<|start|>assistant to=python",
+                                  "<|start|>assistant to=python<|channel|>analysis",
+                                  "<|start|>assistant to=functions.f<|channel|>commentary <|constrain|>",
+                                  "<|start|>assistant to=functions.f<|channel|>commentary <|constrain|>json",
+                                  "<|start|>assistant<|channel|>final"])
+def test_a_header_the_limit_cuts_is_not_called_invalid_harmony(tail: str) -> None:
+    """The limit inside a message's header printed "[not valid Harmony: generation ended inside a message header]"
+    over the header's raw text, and the turn's notes said the same beside the limit's: the model wrote nothing wrong.
+    The turn now says only that it reached the limit, and keeps what was written."""
+    printed, live, reopened = _cut(THOUGHT + tail)
+    assert "not valid Harmony" not in printed.lower() and "reached the token limit" in printed and "Think." in printed
+    for transcript in (live, reopened):
+        for form in (transcript.to_text(), transcript.to_markdown(), transcript.to_html()):
+            assert "not valid harmony" not in form.lower() and "reached the token limit" in form and "Think." in form
