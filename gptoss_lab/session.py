@@ -519,6 +519,7 @@ class _Turn:
         self.stream: harmony.HarmonyStream | None = None
         self.skipped = 0
         self.ended_why: str | None = None     # why the turn ended without a final answer, if it did
+        self.dropped = ""                      # what the message cut off at the end was, where it was not kept
         self.last_ids = 0
 
     def emit(self, event: Event) -> None:
@@ -619,18 +620,19 @@ class _Turn:
             if not self.reply.final and self.ended_why is None:
                 self._end_early("The model ended its turn without a final answer.")
         elif generated >= room and room < self.sampling.max_new_tokens:
-            self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept: "
-                            "start a new conversation (%gptoss reset) or ask with --new.")
+            self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept"
+                            f"{_without(self.dropped)}: start a new conversation (%gptoss reset) or ask with --new.")
         elif generated >= room:
-            self._end_early(f"The reply reached the token limit ({room} new tokens); what was written is kept "
-                            "(raise --max-tokens to allow more).")
+            self._end_early(f"The reply reached the token limit ({room} new tokens); what was written is kept"
+                            f"{_without(self.dropped)} (raise --max-tokens to allow more).")
         else:
-            self._end_early("The engine's stream ended before the model finished its reply; what was written is kept.")
+            self._end_early("The engine's stream ended before the model finished its reply; what was written is kept"
+                            f"{_without(self.dropped)}.")
         return None
 
     def _on_event(self, event: Event) -> ToolCall | None:
         if isinstance(event, MessageEnd) and event.message is None:  # cut off: keep what was written
-            self._keep_partial()
+            self.dropped = self._keep_partial()
             return None
         self.emit(event)
         if isinstance(event, ParseError):
@@ -788,8 +790,7 @@ class _Turn:
         dropped = self._keep_partial()
         self._answer_unanswered("skipped", *_NOT_RUN["stopped"])
         if self.reply.messages:
-            self._end_early(f"Stopped: the partial reply is kept, without the {dropped} it was writing." if dropped
-                            else "Stopped: the partial reply is kept.")
+            self._end_early(f"Stopped: the partial reply is kept{_without(dropped)}.")
         elif dropped:   # it said "before the model had written any text" under the call's text shown live
             self._end_early(f"Stopped while the model was writing a {dropped}, which is not kept half-written: "
                             "nothing to keep.")
@@ -829,6 +830,12 @@ class _Turn:
                 # (a cut answer's "Expecting ',' delimiter" read, under --constrain, as the constraint failing)
                 self._warn(f"{err} (the answer was cut off before its end)" if self.ended_why else str(err))
         return reply
+
+
+def _without(dropped: str) -> str:
+    """What a cut-off turn's note adds about the message it was writing, which is not kept ("" when all was): a
+    half-written tool call shown above the note must not read as kept, or run."""
+    return f", without the {dropped} it was writing" if dropped else ""
 
 
 def _with_limit(sampling: Sampling, limit: int) -> Sampling:

@@ -84,3 +84,17 @@ def test_a_header_the_limit_cuts_is_not_called_invalid_harmony(tail: str) -> Non
     for transcript in (live, reopened):
         for form in (transcript.to_text(), transcript.to_markdown(), transcript.to_html()):
             assert "not valid harmony" not in form.lower() and "reached the token limit" in form and "Think." in form
+
+
+def test_a_call_the_limit_cuts_half_written_is_said_not_run_nor_kept() -> None:
+    """A python call cut inside its code showed as "Tool call python [written]" over the half code, under a note that
+    said "what was written is kept": it was neither run nor kept in the conversation. Its card now says it was cut off
+    and not run, and every form's note says the turn is kept without it."""
+    printed, live, reopened = _cut(THOUGHT + "<|start|>assistant to=python<|channel|>analysis<|message|>print(6 *")
+    note = "what was written is kept, without the tool call it was writing"
+    assert note in printed and "print(6 *" in printed
+    assert "Tool call python [cut off, not run]:\n    print(6 *" in live.to_text()
+    assert "** — cut off, not run" in live.to_markdown() and "python · cut off, not run" in live.to_html()
+    for transcript in (live, reopened):
+        for form in (transcript.to_text(), transcript.to_markdown(), transcript.to_html()):
+            assert note in form and "written]" not in form and "— written" not in form

@@ -446,7 +446,10 @@ def code_language(block: Block) -> str:
 
 
 def _status(block: Block) -> str:
-    return STATUS_LABEL.get(block.call.status, block.call.status) if block.call is not None else "written"
+    """A tool card's status; a call that ended with no run is one the turn cut off half-written, which never runs."""
+    if block.call is not None:
+        return STATUS_LABEL.get(block.call.status, block.call.status)
+    return "being written" if block.ended is None else "cut off, not run"
 
 
 def _reasoning_summary(block: Block) -> str:
