@@ -74,3 +74,19 @@ def test_an_answer_of_many_link_starts_is_saved_at_once() -> None:
     # a title is still left out
     titled = _turn('<|channel|>final<|message|>See [owls](https://owls.example/a "Source 1: voles").<|return|>')
     assert "[owls](https://owls.example/a)" in titled.to_markdown() and "Source 1" not in titled.to_markdown()
+
+
+def test_an_answer_nested_past_the_parsers_limit_keeps_its_words_and_carries_nothing_live() -> None:
+    """An answer quoted (or listed) 20 deep reached markdown-it's nesting limit, past which it drops the rest unread:
+    the saved HTML (and the live view) lost the answer's words, and the Markdown form kept that unread rest as
+    written, a javascript: link and an image that loads by itself for a renderer that reads deeper (cmark, GitHub).
+    The HTML now shows such an answer as its text, and the Markdown form as code."""
+    rest = "the answer is 42 [x](javascript:alert(1)) ![a](https://e.example/p.png)"
+    for nested in ("> " * 25, "- " * 12):
+        transcript = _turn(f"<|channel|>final<|message|>{nested}{rest}<|return|>")
+        assert "the answer is 42" in transcript.to_html()
+        deep = MarkdownIt("commonmark", {"html": True, "maxNesting": 1000})   # a renderer with a deeper limit
+        deep.validateLink = lambda url: True
+        shown = deep.render(transcript.to_markdown())
+        assert "the answer is 42" in shown and "javascript:" not in shown.split("<code>")[0], shown
+        assert "<img" not in shown and 'href="javascript' not in shown

@@ -468,7 +468,10 @@ def markdown_is_inert(markdown: str) -> bool:
     no HTML but our own folds and footer, no image, no link other than http(s), mailto or `#` nor one with a title,
     no link reference definition (it makes links of brackets anywhere in the page)."""
     env: dict[str, Any] = {}
-    for token in _tokens(_commonmark().parse(markdown, env)):
+    tokens = _commonmark().parse(markdown, env)
+    if past_nesting_limit(_commonmark(), tokens):   # what it did not read may hold anything
+        return False
+    for token in _tokens(tokens):
         if token.type in ("html_block", "html_inline") and _OWN_HTML.sub("", token.content).strip():
             return False
         if token.type == "image" or (token.type == "link_open" and (
@@ -491,6 +494,12 @@ def outside_code(markdown: str) -> str:
 
 def _blank(text: str) -> str:
     return " " * len(text)
+
+
+def past_nesting_limit(md: Any, tokens: list[Any]) -> bool:
+    """Whether markdown-it's parse of `tokens` may have reached its nesting limit, past which it drops the rest of the
+    text unread and unsaid (an answer quoted 20 deep lost its words; a renderer without that limit shows them)."""
+    return any(token.level >= md.options["maxNesting"] - 1 for token in tokens)
 
 
 def stay_apart(pieces: list[str]) -> bool:

@@ -22,7 +22,7 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
-    markdown_is_inert, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
+    markdown_is_inert, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -340,8 +340,13 @@ def stats_line(stats: dict[str, Any]) -> str:
 
 def markdown_html(text: str) -> str:
     """Model Markdown to sanitised HTML: raw HTML stays text, $math$ becomes MathML, images become links,
-    only http(s)/mailto links survive, and code has its direction controls written out."""
-    return sanitize(_markdown().render(text), lab=False)
+    only http(s)/mailto links survive, and code has its direction controls written out. Markdown nested past the
+    parser's limit is shown as its text, which the parser would drop."""
+    md = _markdown()
+    tokens = md.parse(text, {})
+    if past_nesting_limit(md, tokens):
+        return sanitize(f"<p>{_lines(text)}</p>", lab=False)
+    return sanitize(md.renderer.render(tokens, md.options, {}), lab=False)
 
 
 def code_html(code: str, language: str = "python") -> str:
