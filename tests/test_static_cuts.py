@@ -62,12 +62,15 @@ def test_a_message_cut_before_its_first_character_shows_no_label_over_nothing(ta
 
 
 def test_a_call_of_no_input_still_shows_its_header_and_run_in_the_text_view() -> None:
-    """A header waits for its message's first character; a tool call that has none still shows its card's header,
-    its run and its output in every form."""
+    """A header waits for its message's first character; a tool call that has none still shows its card's header
+    above all that is said of it (a note that no such tool is enabled printed above the header), in every form."""
     printed, live, _ = _cut("<|start|>assistant to=python<|channel|>analysis<|message|><|call|>"
                             "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
     assert printed.index("── Tool call python ──") < printed.index("[python: running]") < printed.index("[python: done]")
     assert "Tool call python [done]:" in live.to_text() and "gx-tool" in live.to_html()
+    printed, _, _ = _cut("<|start|>assistant to=nope<|channel|>commentary<|message|><|call|>"
+                         "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
+    assert printed.index("── Tool call nope ──") < printed.index("which is not an enabled tool") < printed.index("[nope:")
 
 
 @pytest.mark.parametrize("tail", ["<|start|>assistant", "<|start|>assistant to=python",

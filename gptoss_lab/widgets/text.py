@@ -88,13 +88,12 @@ class TextView:
         elif isinstance(event, MessageEnd):
             if self._header is None:
                 self._print("")
-            elif event.message is None or not event.message.recipient:  # nothing written: no header over nothing
-                self._header = None   # (a call's waits for its run: a call of no input still shows what it did)
+            elif event.message is not None and event.message.recipient:  # a call of no input: its run shows under it
+                self._print_header()
+            self._header = None   # any other message with nothing written: no header over nothing
         elif isinstance(event, ToolUpdate):
-            self._print_header()
             self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
-            self._print_header()
             shown = event.call.shown   # a call not run: why, in the user's words (the model reads its own sentence)
             output = f"\n{_INDENT}{hang(visible(shown_output(shown)))}" if shown else ""
             self._print(self._status(event.call) + output)  # indented as the model's text: a page prints no header
