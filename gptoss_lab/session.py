@@ -623,7 +623,7 @@ class _Turn:
             self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept"
                             f"{_without(self.dropped)}: start a new conversation (%gptoss reset) or ask with --new.")
         elif generated >= room:
-            self._end_early(f"The reply reached the token limit ({room} new tokens); what was written is kept"
+            self._end_early(f"The reply reached the token limit ({room} new token{'s' * (room != 1)}); what was written is kept"
                             f"{_without(self.dropped)} (raise --max-tokens to allow more).")
         else:
             self._end_early("The engine's stream ended before the model finished its reply; what was written is kept"

@@ -101,3 +101,9 @@ def test_a_call_the_limit_cuts_half_written_is_said_not_run_nor_kept() -> None:
     for transcript in (live, reopened):
         for form in (transcript.to_text(), transcript.to_markdown(), transcript.to_html()):
             assert note in form and "written]" not in form and "— written" not in form
+
+
+def test_a_limit_of_one_token_is_said_in_the_singular() -> None:
+    """`--max-tokens 1` ended the turn with "The reply reached the token limit (1 new tokens)"."""
+    printed, live, _ = _cut("<|channel|>")
+    assert "reached the token limit (1 new token);" in printed and "(1 new token);" in live.to_text()
