@@ -135,6 +135,22 @@ def test_text_view_footer_writes_out_control_characters_of_the_model_name() -> N
     assert "\x1b]" not in footer and "\x07" not in footer and "\x1b[2J" not in footer
     assert "evil\\x1b]0;pwned\\x07\\x1b[2J" in footer
 
+def test_text_view_breaks_a_tools_output_at_a_return_as_the_saved_text_does() -> None:
+    """A tool's Windows line ends and progress returns printed `a\\r` and `\\r50%\\r100%` written out on one line in the
+    text view, where the saved text shows one line each: the text view now breaks its lines where the saved text does
+    (each indented, no return reaches the terminal)."""
+    code = "import sys\nprint('a\\r\\nb')\nsys.stdout.write('\\r50%\\r100%\\n')"
+    recording = (f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
+                 "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
+    out, view = io.StringIO(), _Recorder()
+    Session(ReplayEngine(recording), namespace={}, approval="auto").ask("Run", view=TextView(out, colour=False))
+    Session(ReplayEngine(recording), namespace={}, approval="auto").ask("Run", view=view)
+    lines = "    a\n    b\n    \n    50%\n    100%"
+    output = out.getvalue().split("[python: done]")[1]
+    assert output.startswith(f"\n{lines}\n") and "\\r" not in output and "\r" not in output, output
+    assert lines in Transcript.from_events(view.events).to_text()
+
+
 def test_text_view_cannot_ask_without_stdin(monkeypatch) -> None:
     def no_stdin(prompt: str) -> str:
         raise EOFError

@@ -76,7 +76,7 @@ class TextView:
         """Print what the event adds to the turn."""
         i = self.transcript.apply(event)
         if isinstance(event, TurnStart):
-            self._print(f"You: {hang(visible(event.prompt))}", style="prompt")
+            self._print(f"You: {visible(hang(event.prompt))}", style="prompt")
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]  # type: ignore[index]
             header = {"reasoning": "Reasoning (unfiltered model output)", **LABEL}.get(
@@ -95,14 +95,14 @@ class TextView:
             self._print(self._status(event.call))
         elif isinstance(event, ToolEnd):
             shown = event.call.shown   # a call not run: why, in the user's words (the model reads its own sentence)
-            output = f"\n{_INDENT}{hang(visible(shown_output(shown)))}" if shown else ""
+            output = f"\n{_INDENT}{visible(hang(shown_output(shown)))}" if shown else ""
             self._print(self._status(event.call) + output)  # indented as the model's text: a page prints no header
         elif isinstance(event, Notice):
-            notice = hang(visible(reveal_hidden(event.text)))
+            notice = visible(hang(reveal_hidden(event.text)))
             self._print(f"[{event.level}] {notice}", style=_LEVEL_STYLE.get(event.level))
         elif isinstance(event, ParseError):
-            self._print(f"[not valid Harmony: {hang(visible(event.reason))}]", style="bad")
-            self._print(_INDENT + hang(visible(event.raw)))
+            self._print(f"[not valid Harmony: {visible(hang(event.reason))}]", style="bad")
+            self._print(_INDENT + visible(hang(event.raw)))
         elif isinstance(event, TurnEnd):
             if event.reply.citations:  # browser citations with the lines they cite (widgets/citations.py)
                 self._print("\n" + visible(sources_text(event.reply.citations)))
@@ -142,7 +142,7 @@ def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
     """Run or skip `call`, answered on stdin (a notebook's input box works while the cell runs);
     None when there is no stdin to ask on (the session then skips the call and says so). The code is indented as
     the text view shows it: no line of it passes for the question or an answer to it."""
-    code = f"\n{_INDENT}{hang(visible(call.input))}\n" if show_input else " "
+    code = f"\n{_INDENT}{visible(hang(call.input))}\n" if show_input else " "
     try:
         answer = input(clean(visible(call.question or f"Run this {call.recipient} call?") + f"{code}[y/N] "))
     except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
