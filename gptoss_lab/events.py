@@ -172,6 +172,11 @@ class Reply:
     def __str__(self) -> str:
         return self.final
 
+    @property
+    def failure_note(self) -> str:
+        """The note that says why the turn failed ("" when it did not): every view shows it as an error."""
+        return f"The turn failed: {self.failed}" if self.failed else ""
+
 
 class View(Protocol):
     """What a turn's output goes to: the chat widget, the text fallback, or a test recorder."""

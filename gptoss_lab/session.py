@@ -803,7 +803,7 @@ class _Turn:
         self._answer_unanswered("error", f"Not run: the turn failed before this call ran ({type(err).__name__}).")
         what = str(err) if isinstance(err, EngineError) else f"{type(err).__name__}: {err}"
         self.reply.failed = (what.splitlines()[0].strip() if what.strip() else "") or type(err).__name__
-        self._end_early(f"The turn failed: {self.reply.failed}", "error")  # shown as an error, not a warning
+        self._end_early(self.reply.failure_note, "error")  # shown as an error, not a warning
 
     def _answer_unanswered(self, status: Any, text: str, reason: str = "") -> None:
         for call in self.reply.tool_calls:

@@ -182,6 +182,18 @@ def test_a_reopened_reply_names_its_problems_as_the_live_view_did() -> None:
         assert rendering.count("a special token inside a message") == 1
 
 
+def test_a_reopened_failed_turn_says_its_failure_as_an_error_as_the_live_view_did() -> None:
+    """A turn whose engine failed said "[error] The turn failed: …" live, in red; `%gptoss history` and a displayed
+    Reply said it as a warning (in orange in the HTML)."""
+    view = _Recorder()
+    reply = Session(ReplayEngine("<|start|>assistant to=python<|channel|>analysis<|message|>print(1)<|call|>"),
+                    namespace={}, approval="auto").ask("Run it.", view=view)
+    assert reply.failed
+    for transcript in (Transcript.from_events(view.events), Transcript.from_reply(reply)):
+        assert "[error] The turn failed: " in transcript.to_text() and "*error: The turn failed: " in transcript.to_markdown()
+        assert '<div class="gx-notice gx-error">The turn failed: ' in transcript.to_html()
+
+
 def test_a_long_tool_output_folds_in_saved_renderings_and_loses_nothing() -> None:
     recording = ("<|start|>assistant to=python<|channel|>analysis<|message|>for i in range(300): print('row', i)<|call|>"
                  "<|channel|>final<|message|>Printed 300 rows.<|return|>")

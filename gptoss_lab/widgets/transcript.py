@@ -167,7 +167,9 @@ class Transcript:
             if block.kind == "tool":
                 block.call = next(calls, None)
             transcript.items.append(block)
-        transcript.items += [Notice(error, "warning") for error in reply.errors]  # as the live view noted them
+        # each note as the live view noted it: the turn's failure as an error, the others as warnings
+        transcript.items += [Notice(error, "error" if error == reply.failure_note else "warning")
+                             for error in reply.errors]
         transcript.stats = reply_stats(reply)
         transcript.citations = reply.citations
         transcript.interrupted = reply.interrupted
@@ -179,7 +181,8 @@ class Transcript:
     def _shown(self) -> Iterator[Item]:
         """The items the static forms show: a message with nothing written (the token limit cut it right after
         `<|message|>`) is left out, where it showed its label over nothing ("Answer:", an empty "Reasoning")."""
-        return (item for item in self.items if not (isinstance(item, Block) and item.call is None and not item.text.strip()))
+        return (item for item in self.items
+                if not (isinstance(item, Block) and item.call is None and not item.text.strip()))
 
     def footer(self, context: bool = True) -> str:
         """One line of stats: tokens, tok/s, time to first token, effort, model (and context use,
