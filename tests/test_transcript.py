@@ -255,6 +255,20 @@ def test_a_tool_call_of_backticks_renders_in_linear_time_and_its_name_is_cut() -
     assert f">{name} · done</th>" in page and f"Tool call {name} [done]" in text
 
 
+def test_the_text_view_cuts_a_long_tool_name_as_the_saved_card_does() -> None:
+    """A server can send a tool name of 64 000 characters: the saved card shows 200 of them, but the text view printed
+    all of them in the call's header and again in each of its status lines (a terminal screen of one name)."""
+    name = "functions." + "ab" * 1_500
+    recording = (f"<|start|>assistant to={name}<|channel|>commentary json<|message|>{{}}<|call|>"
+                 "<|start|>assistant<|channel|>final<|message|>ok<|return|>")
+    out = io.StringIO()
+    Session(ReplayEngine(recording), namespace={}, approval="auto").ask("q", view=TextView(out, colour=False),
+                                                                        max_new_tokens=5_000)
+    shown = f"{name[:200]}… ({len(name) - 200:,} more characters)"
+    assert f"── Tool call {shown} ──" in out.getvalue() and f"[{shown}: error]" in out.getvalue()
+    assert max(map(len, out.getvalue().splitlines())) < 300
+
+
 def test_one_token_is_said_in_the_singular():
     """A one-token reasoning block and turn said "1 tokens" (the live view as well: static/chat.js)."""
     from gptoss_lab.widgets.transcript import stats_line

@@ -18,7 +18,7 @@ from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError,
 from ..harmony import clean
 from .citations import sources_text
 from .sanitize import reveal_hidden, shown_output, visible
-from .transcript import LABEL, STATUS_LABEL, Transcript, hang
+from .transcript import LABEL, STATUS_LABEL, Transcript, hang, tool_name
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
 _STATUS_STYLE = {"done": "ok", "error": "bad", "timeout": "bad", "interrupted": "warn", "skipped": "warn",
@@ -80,7 +80,7 @@ class TextView:
         elif isinstance(event, MessageStart):
             block = self.transcript.items[i]  # type: ignore[index]
             header = {"reasoning": "Reasoning (unfiltered model output)", **LABEL}.get(
-                block.kind, f"Tool call {visible(reveal_hidden(block.recipient or ''))}")
+                block.kind, f"Tool call {visible(tool_name(block.recipient))}")
             self._style, self._line_start = "reasoning" if block.kind == "reasoning" else None, True
             self._header, self._held = f"\n── {header} ──", ""
         elif isinstance(event, Delta):
@@ -131,7 +131,7 @@ class TextView:
 
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)
-        return f"[{visible(reveal_hidden(call.recipient))}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
+        return f"[{visible(tool_name(call.recipient))}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
 
     def approve(self, call: ToolCall) -> bool | None:
         """Ask on stdin (the code was printed as it streamed); None when there is no stdin to ask on."""

@@ -203,7 +203,7 @@ class Transcript:
                 out.append(f"Reasoning ({_reasoning_summary(item)}):\n{_indent(item.text)}")
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
-                out.append(f"Tool call {_tool_name(item)} [{_status(item)}{edited}]:\n{_indent(code)}")
+                out.append(f"Tool call {tool_name(item.recipient)} [{_status(item)}{edited}]:\n{_indent(code)}")
                 if item.call is not None and item.call.shown:
                     out.append(f"Output:\n{_indent(shown_output(item.call.shown))}")
             else:
@@ -244,7 +244,7 @@ class Transcript:
                            f"{fenced(item.text, '')}\n\n</details>")
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
-                out.append(f"**Tool call {_code_span(_tool_name(item))}** — {_status(item)}{edited}\n\n"
+                out.append(f"**Tool call {_code_span(tool_name(item.recipient))}** — {_status(item)}{edited}\n\n"
                            + fenced(code, code_language(item)))
                 if item.call is not None and item.call.shown:
                     output = shown_output(item.call.shown)
@@ -479,10 +479,10 @@ def _code_span(text: str) -> str:
     return f"{ticks} {' '.join(text.split())} {ticks}"
 
 
-def _tool_name(block: Block) -> str:
-    """A tool call's name as its saved card shows it: hidden characters written out (see sanitize.reveal_hidden),
-    cut after NAME_CHARS characters."""
-    name = reveal_hidden(block.recipient or "tool")
+def tool_name(recipient: str | None) -> str:
+    """A tool call's name as its saved card and the text view show it: hidden characters written out (see
+    sanitize.reveal_hidden), cut after NAME_CHARS characters."""
+    name = reveal_hidden(recipient or "tool")
     return name if len(name) <= NAME_CHARS else f"{name[:NAME_CHARS]}… ({len(name) - NAME_CHARS:,} more characters)"
 
 
@@ -504,7 +504,7 @@ def _tool_html(block: Block) -> str:
     if call is not None and call.shown:  # a browser call shows its card: results or page window (citations.py)
         output = card_html(call) or _output_html(shown_output(call.shown))
         rows.append(f'<tr><td {left}>{output}</td></tr>')
-    head = f'{html.escape(_tool_name(block))} · {_status(block)}{seconds}{edited}'
+    head = f'{html.escape(tool_name(block.recipient))} · {_status(block)}{seconds}{edited}'
     # what a screen reader calls the card (the tool's name, a server's text, is in its head: the column's header)
     return (f'<table class="gx-tool" aria-label="Tool call, {_status(block)}">'
             f'<thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
