@@ -3,6 +3,8 @@ no piece (model Markdown, the prompt) may reach past its own place and restyle t
 around it, and text that is not Markdown (a server's model name) stays text."""
 from __future__ import annotations
 
+import re
+
 from markdown_it import MarkdownIt
 
 from gptoss_lab import ReplayEngine, Session
@@ -90,3 +92,24 @@ def test_an_answer_nested_past_the_parsers_limit_keeps_its_words_and_carries_not
         shown = deep.render(transcript.to_markdown())
         assert "the answer is 42" in shown and "javascript:" not in shown.split("<code>")[0], shown
         assert "<img" not in shown and 'href="javascript' not in shown
+
+
+def test_a_saved_turn_converted_for_a_terminal_carries_no_escape_sequence() -> None:
+    """`jupyter nbconvert --to markdown --stdout` (or rst, html) of a saved turn printed the model's escape sequences
+    as they were: a terminal retitled its window, cleared its screen and took a clipboard write (OSC 52) from the
+    answer. The saved HTML and Markdown now write control characters out (`\\x1b`), as the saved text does."""
+    import nbformat
+    from nbconvert import MarkdownExporter, RSTExporter
+
+    escapes = "\x1b]0;PWNED\x07 \x1b[2J \x1b]52;c;ZWNobyBoaQ==\x07 \x9b31m \x00\x08"
+    transcript = _turn(f"<|channel|>analysis<|message|>Think {escapes}<|end|>"
+                       f"<|start|>assistant<|channel|>final<|message|>It is **42** {escapes}<|return|>",
+                       prompt=f"Six times seven? {escapes}")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%%gptoss\nSix times seven?", outputs=[
+        nbformat.v4.new_output("display_data", data=transcript._repr_mimebundle_())])])
+    for exporter in (MarkdownExporter(), RSTExporter()):
+        printed, _ = exporter.from_notebook_node(notebook)
+        assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", printed), exporter
+        assert "\\x1b]0;PWNED\\x07" in printed and "42" in printed
+    for form in (transcript.to_html(), transcript.to_markdown()):
+        assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", form) and form.count("\\x1b]52;c;") == 3

@@ -302,15 +302,24 @@ def _script(letter: str) -> str:
 # sequences such as `ESC c`): a notebook paints no terminal, so shown tool output leaves them out instead of
 # showing ESC `[31m` (JupyterLab paints colour; the card shows text) or passing a reset on to a terminal.
 _ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|$)|\x1b[ -/]*[0-~]")
-# the other control characters but tab, line feed and return, lone surrogates (JSON's "\ud800", which no
-# rendering could encode) and direction controls
-_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|" + BIDI_CONTROLS.pattern)
+# the control characters but tab, line feed and return (ESC starts the sequences that retitle a terminal, write its
+# clipboard or clear it)
+_TERMINAL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_TERMINAL_CONTROL = re.compile(f"[{_TERMINAL}]")
+# those, lone surrogates (JSON's "\ud800", which no rendering could encode) and direction controls
+_CONTROLS = re.compile(f"[{_TERMINAL}\ud800-\udfff]|" + BIDI_CONTROLS.pattern)
 
 
 def shown_output(text: str) -> str:
     """A tool's output as the notebook shows it: terminal sequences left out, other control characters and
     direction controls written out (`\\x07`, `\\u202e`); the conversation keeps the output as the model read it."""
     return _CONTROLS.sub(_written_out, _ANSI.sub("", text))
+
+
+def written_controls(text: str) -> str:
+    """`text` (a saved turn's HTML or Markdown) with control characters but tab and line ends written out (`\\x1b`):
+    those forms reach terminals too (`jupyter nbconvert --to markdown --stdout`), which obeyed the model's escapes."""
+    return _TERMINAL_CONTROL.sub(_written_out, text)
 
 
 def _written_out(match: re.Match[str]) -> str:

@@ -22,7 +22,8 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
-    markdown_is_inert, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible
+    markdown_is_inert, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible, \
+    written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -224,10 +225,10 @@ class Transcript:
         in the next piece's fence), so the whole is checked again; where it is not inert, every piece of
         model Markdown is shown as code. So it is where one piece reaches into the next (an unclosed fence
         that would show the tool card, sources or footer after it as its code)."""
-        pieces = self._markdown(inert_markdown)
+        pieces = [written_controls(piece) for piece in self._markdown(inert_markdown)]  # checked as written out
         markdown = "\n\n".join(pieces)
         if not (markdown_is_inert(markdown) and stay_apart(pieces)):
-            markdown = "\n\n".join(self._markdown(fenced))
+            markdown = written_controls("\n\n".join(self._markdown(fenced)))
         from ..harmony import clean
 
         return clean(markdown)
@@ -292,7 +293,7 @@ class Transcript:
             out.append(sources_html(self.citations))
         out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
         browse = style() if self.citations or any(isinstance(i, Block) and is_browser_call(i.call) for i in self.items) else ""
-        return f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{sanitize("".join(out))}</div>'
+        return f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{written_controls(sanitize("".join(out)))}</div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         # text/plain reaches terminals (terminal IPython, `jupyter console`): control sequences written out
