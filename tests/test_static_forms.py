@@ -146,3 +146,15 @@ def test_arabic_reads_right_to_left_in_the_html_form_without_its_style() -> None
     assert '<p dir="auto">الجو مشمس اليوم؟</p>' in body and '<li dir="auto">نعم</li>' in body
     assert '<h6 dir="auto">عنوان</h6>' in body   # demoted, as every answer heading is
     assert not re.search(r'<[a-z0-9]+ [^>]*dir="(?!auto")', body)   # the model's own dir= is no attribute
+
+
+def test_a_return_breaks_the_prompts_and_reasonings_lines_in_the_html_form_as_in_the_saved_text() -> None:
+    """A prompt or reasoning whose lines end in a lone CR (text pasted from an old Mac file) read as two lines in the
+    saved text but as one run-on line in the saved HTML ("line one line two")."""
+    reply = Session(ReplayEngine("<|channel|>analysis<|message|>step one\rstep two<|end|>"
+                                 "<|start|>assistant<|channel|>final<|message|>ok<|return|>"),
+                    namespace={}, approval="auto").ask("line one\rline two")
+    transcript = Transcript.from_reply(reply)
+    assert "line one\n    line two" in transcript.to_text() and "step one\n    step two" in transcript.to_text()
+    page = transcript.to_html()
+    assert "line one<br>line two" in page and "step one<br>step two" in page

@@ -469,8 +469,8 @@ def _reasoning_summary(block: Block) -> str:
 
 
 def _lines(text: str) -> str:
-    """Escaped text whose line breaks survive without CSS."""
-    return html.escape(text).replace("\n", "<br>")
+    """Escaped text whose line breaks (a lone CR ends a line too, as in the saved text) survive without CSS."""
+    return re.sub(r"\r\n?|\n", "<br>", html.escape(text))
 
 
 def _code_span(text: str) -> str:
