@@ -2,8 +2,8 @@
 (a Hub attention or experts kernel; its auto_map is never followed); a model given as None, a number or "", a
 prefill_chunk of 0 (in the doctor or on the engine), configs no gpt-oss model can have (a negative swiglu_limit,
 another hidden_act, a quantization that is not MXFP4, return_dict false), a shard index without metadata or reaching
-outside the folder, and a folder that is a symbolic link loop are refused in one line; hostile token ids in
-generation_config.json load and answer."""
+outside the folder, a folder that is a symbolic link loop and a server's address (its password left out) are refused
+in one line; hostile token ids in generation_config.json load and answer."""
 from __future__ import annotations
 
 import json
@@ -137,6 +137,27 @@ def test_a_model_that_is_no_name_or_folder_is_one_line(model, tmp_path, monkeypa
     assert one_line_error(lambda: load(model)) == ACCEPTED + repr(model)
     assert one_line_error(lambda: Session.load(model)) == ACCEPTED + repr(model)
     assert one_line_error(lambda: doctor(model)) == ACCEPTED + repr(model)
+
+
+CONNECT = "is a server's address, not a checkpoint: talk to the model it serves with `%gptoss connect URL`"
+
+
+@pytest.mark.parametrize("given, shown", [
+    ("http://user:hunter2secret@127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+    ("HTTPS://key:s3cr/et@llm.example.org", "HTTPS://llm.example.org"),
+    ("user:hunter2secret@localhost:8000", "localhost:8000"),
+    ("127.0.0.1:8080", "127.0.0.1:8080"),
+])
+def test_a_server_address_given_to_load_says_connect_without_its_password(given, shown, tmp_path, monkeypatch,
+                                                                          random_checkpoint):
+    """`%gptoss load http://user:password@host` said "checkpoint folder not found: " and the password after it (the
+    notebook keeps it in the cell's output); a folder named like an address still loads."""
+    for call in (load, doctor):
+        message = one_line_error(lambda: call(given))
+        assert message.startswith(f"{shown} {CONNECT}") and "secret" not in message
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(random_checkpoint, tmp_path / "127.0.0.1:8080")
+    assert load("127.0.0.1:8080").name == "127.0.0.1:8080"
 
 
 @pytest.fixture(scope="module")

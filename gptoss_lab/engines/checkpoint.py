@@ -35,6 +35,9 @@ MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transform
 # regular expressions, and many ".*" backtrack for hours on each layer's name
 _MODULE_PATTERN = re.compile(r"[\w.]*(?:(?<=\.)\*[\w.]*)?")  # no backtracking here either: "*" is no [\w.]
 _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
+# what `%gptoss connect` takes: a URL (scheme://...), or host:port with a user:password@ before it or a path after it
+_SERVER = re.compile(r"(?i:https?)://.*|([^/\s]*@)?[\w.-]+:\d{1,5}(/.*)?", re.DOTALL)
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)  # all up to the last @: a password may hold /
 _HUB_KERNEL = re.compile(r"[\w.-]+/[\w.-]+(@[\w.-]+)?(:[\w.-]+)?")  # what transformers fetches as an attention kernel
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
 # transformers' loading options a load may pass on; others it takes as config values after this module's checks
@@ -74,7 +77,8 @@ class Source:
 
 def resolve(name_or_path: str | Path) -> Source:
     """"tiny", a checkpoint folder or a hub id, checked for what can be known without the network. Only the string
-    "tiny" is the bundled model: a Path, "./tiny" or "tiny/" is the folder of that name."""
+    "tiny" is the bundled model: a Path, "./tiny" or "tiny/" is the folder of that name; a server's address is
+    refused pointing to `%gptoss connect`, without its user:password@."""
     if not isinstance(name_or_path, (str, os.PathLike)) or name_or_path == "":  # None: a TypeError; "": this folder
         raise LoadError(f"give 'tiny', a checkpoint folder or a Hub id such as openai/gpt-oss-20b, "
                         f"not {clip(repr(name_or_path), 40)}")
@@ -94,6 +98,10 @@ def resolve(name_or_path: str | Path) -> Source:
     if path.is_symlink():  # not a Hub id to look up
         raise LoadError(f"{path} is a symbolic link to nothing (it dangles or loops): give the checkpoint folder")
     text = str(name_or_path)
+    if isinstance(name_or_path, str) and _SERVER.fullmatch(text):  # its user:password@ was echoed in the error
+        address = _USERINFO.sub(r"\1", text)
+        raise LoadError(f"{address} is a server's address, not a checkpoint: talk to the model it "
+                        "serves with `%gptoss connect URL` (Session.connect(url) in Python)")
     if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(text):
         raise LoadError(f"checkpoint folder not found: {text}")
     if text.lower() in ("tiny", "gpt-oss-tiny"):  # mistyped names, not Hub ids to look up (offline: "hf download Tiny")
