@@ -162,6 +162,13 @@ def test_weights_changed_since_the_cache_was_computed_are_used_for_the_whole_pro
         assert engine.last_prefill == len(PROMPT)
 
 
+def test_a_model_loaded_in_float64_answers_as_in_float32(engine, random_checkpoint):
+    """`--dtype float64` (a dtype the load offers) loaded, then every turn failed: "RuntimeError: Expected mat_a to be
+    Float32, BFloat16 or Float16 matrix, got Double" (transformers' default grouped_mm experts)."""
+    wide = LocalEngine.from_pretrained(random_checkpoint, dtype="float64", progress=False)
+    assert list(wide.stream(PROMPT, stop=STOP, sampling=GREEDY)) == list(engine.stream(PROMPT, stop=STOP, sampling=GREEDY))
+
+
 def test_seeded_sampling_repeats_and_different_seeds_differ(engine):
     def sample(seed: int) -> list[int]:
         return run(engine, PROMPT, Sampling(temperature=1.0, top_p=0.9, seed=seed, max_new_tokens=6))

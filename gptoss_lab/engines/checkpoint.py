@@ -909,6 +909,8 @@ def plan_load(
     if dtype is None and (default := cpu_default(config, target, free_bytes(target))):
         dtype = getattr(torch, default)
     name = dtype_name(config, dtype, local)
+    if name == "float64":  # transformers' default experts (grouped_mm) compute no float64: every turn failed
+        kw["experts_implementation"] = "eager"
     plan = LoadPlan(source, target, kw)
     packed = False
     if dequantize and not stores_mxfp4(config):
