@@ -341,6 +341,27 @@ def test_a_device_torch_does_not_know_is_refused_before_the_loading_line(capsys)
     assert "Loading" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("device", ["mps", "xpu:0"])
+def test_an_accelerator_this_machine_lacks_is_refused_before_the_loading_line(capsys, random_checkpoint, device):
+    """`%gptoss load tiny --device mps` on a machine without one printed "Loading gpt-oss-tiny on mps ..." and then
+    transformers' "requires `accelerate`" (installing it changed nothing); the doctor sized the model for it."""
+    from gptoss_lab.engines.doctor import doctor
+
+    try:
+        torch.empty(0, device=device)
+        pytest.skip(f"this machine has a {device} device")
+    except Exception:
+        pass
+    message = (rf"^{device} was asked for, but torch {re.escape(torch.__version__)} finds no {device[:3]} device here: "
+               r"use device='cpu' \(%gptoss load NAME --device cpu\)")
+    with pytest.raises(LoadError, match=message + "$"):
+        LocalEngine.from_pretrained(random_checkpoint, device=device)
+    assert "Loading" not in capsys.readouterr().out
+    with pytest.raises(LoadError, match=message):
+        doctor(random_checkpoint, device=device)
+    assert doctor(random_checkpoint, device=device, memory="16 GB").fits
+
+
 def test_a_stream_started_from_another_thread_waits_for_the_running_forward(engine):
     """Two threads sharing an engine (two Sessions on one model): the second stream's cut-back and prefill
     ran in the middle of the first one's forward, which then wrote its keys over them; a follow-up on the

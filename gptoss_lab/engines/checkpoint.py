@@ -748,12 +748,37 @@ def on_gpu(target: Any) -> bool:
 
 
 def check_gpu(target: Any, hint: str = "") -> None:
-    """A one-line LoadError when `target` is a CUDA GPU and torch sees none (`hint` ends the message)."""
+    """A one-line LoadError when `target` is a CUDA GPU and torch sees none, or another accelerator (mps, xpu ...)
+    torch cannot put a tensor on here, where "Loading ... on mps" was printed and transformers then asked for
+    accelerate (`hint` ends the message)."""
     import torch
 
     if on_gpu(target) and not torch.cuda.is_available():
         raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: "
                         f"use device='cpu' (%gptoss load NAME --device cpu){hint}")
+    if (kind := _unusable_device(target)) is not None:
+        raise LoadError(f"{target} was asked for, but torch {torch.__version__} finds no {kind} device here: "
+                        f"use device='cpu' (%gptoss load NAME --device cpu){hint}")
+
+
+def _unusable_device(target: Any) -> str | None:
+    """The device type of `target` (a device other than the CPU, a CUDA GPU or meta) when torch cannot place a
+    tensor there; None for any other target (a device map among them)."""
+    import torch
+
+    if not isinstance(target, str | torch.device) or on_gpu(target):
+        return None
+    try:
+        kind = torch.device(target).type
+    except (RuntimeError, TypeError, ValueError):  # a device map's name ("auto", "disk")
+        return None
+    if kind in ("cpu", "meta"):
+        return None
+    try:
+        torch.empty(0, device=target)
+    except Exception:  # what a backend torch lacks raises: NotImplementedError, AssertionError, ImportError ...
+        return kind
+    return None
 
 
 def free_bytes(target: Any) -> int | None:
