@@ -1,9 +1,9 @@
 """More of what a load takes on trust: a checkpoint's config cannot choose code for transformers to download and run
 (a Hub attention or experts kernel; its auto_map is never followed); a model given as None, a number or "", a
 prefill_chunk of 0 (in the doctor or on the engine), configs no gpt-oss model can have (a negative swiglu_limit,
-another hidden_act, a quantization that is not MXFP4, return_dict false), a shard index without metadata or reaching
-outside the folder, a folder that is a symbolic link loop and a server's address (its password left out) are refused
-in one line; hostile token ids in generation_config.json load and answer."""
+another hidden_act, a quantization that is not MXFP4, return_dict false), a shard index without metadata, reaching
+outside the folder or naming a pickle, a folder that is a symbolic link loop and a server's address (its password left
+out) are refused in one line; hostile token ids in generation_config.json load and answer."""
 from __future__ import annotations
 
 import json
@@ -274,6 +274,29 @@ def test_a_shard_index_cannot_reach_outside_the_folder_or_read_forever(tmp_path,
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {"model.norm.weight": shard}}))
     assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {message}"
+
+
+@pytest.mark.parametrize("shard", ["pytorch_model-00001-of-00001.bin", "weights.pt", "model.safetensors.part"])
+def test_a_shard_index_naming_no_safetensors_file_is_refused_before_anything_unpickles_it(tmp_path, random_checkpoint,
+                                                                                        monkeypatch, shard):
+    """An index naming the shard "x.bin" (a safetensors file inside, so its headers passed the checks) made transformers
+    read it with torch.load, a pickle loader: an UnpicklingError traceback, and a crafted pickle can run code."""
+    import torch
+    from safetensors import safe_open
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(random_checkpoint, folder)
+    with safe_open(folder / "model.safetensors", "pt") as weights:
+        names = list(weights.keys())
+    (folder / "model.safetensors").rename(folder / shard)
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {name: shard for name in names}}))
+    unpickled = []
+    monkeypatch.setattr(torch, "load", lambda *args, **kw: unpickled.append(args))
+    assert one_line_error(lambda: load(folder)) == (
+        f"could not load {folder}: model.safetensors.index.json names the shard {shard!r}, which is no .safetensors "
+        "file (transformers would unpickle it, and a pickle can run code): give safetensors shards")
+    assert unpickled == []
 
 
 def test_a_configs_private_implementation_keys_choose_nothing(tmp_path, random_checkpoint, no_downloads):

@@ -495,7 +495,7 @@ def _json_file(path: Path, label: str) -> None:
 
 def _weight_files(folder: Path, label: str) -> list[Path]:
     """The .safetensors files transformers will read: model.safetensors, else the shards its index names (each a
-    file in the folder: the index must not reach elsewhere), else none."""
+    .safetensors file in the folder: the index must not reach elsewhere nor name a pickle), else none."""
     single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
     if single.exists():
         return [single]
@@ -516,6 +516,10 @@ def _weight_files(folder: Path, label: str) -> list[Path]:
         if shard not in present or not (folder / shard).exists():  # exists: not a link to a blob never downloaded
             raise LoadError(f"could not load {label}: the shard {shard!r:.80} named in {index.name} is missing; "
                             "copy or download it again")
+        if not shard.endswith(".safetensors"):  # transformers reads any other shard with torch.load: a pickle
+            raise LoadError(f"could not load {label}: {index.name} names the shard {shard!r:.80}, which is no "
+                            ".safetensors file (transformers would unpickle it, and a pickle can run code): "
+                            "give safetensors shards")
     return [folder / shard for shard in shards]
 
 
