@@ -274,6 +274,23 @@ def test_missing_misshapen_or_integer_weights_are_refused_before_loading(tmp_pat
     assert re.search(message, one_line_error(lambda: LocalEngine.from_pretrained(folder, progress=False)))
 
 
+@pytest.mark.parametrize("config, tensors, weight", [
+    (lambda c: c.update(attention_bias=False), None, "model.layers.0.self_attn.k_proj.bias"),
+    (lambda c: c.update(num_hidden_layers=2, layer_types=c["layer_types"][:2]), None,
+     "model.layers.2.input_layernorm.weight"),
+    (None, lambda t: t.update({"model.layers.0.mlp.extra": torch.zeros(2)}), "model.layers.0.mlp.extra"),
+], ids=["attention-bias", "fewer-layers", "unknown"])
+def test_weights_the_configs_model_has_no_place_for_are_refused_before_loading(tmp_path, random_checkpoint, capsys,
+                                                                              config, tensors, weight):
+    """A config edited to attention_bias false (or fewer layers) loaded: transformers left the stored biases (layers)
+    out, logged a multi-line LOAD REPORT table, and every answer came from another model than the one saved."""
+    folder = broken_copy(random_checkpoint, tmp_path / "extra", config=config, tensors=tensors)
+    message = one_line_error(lambda: LocalEngine.from_pretrained(folder))
+    assert message.startswith(f"could not load {folder}: its .safetensors files hold the weight {weight}, which the "
+                              "model its config describes has no place for")
+    assert "Loading" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.update(hidden_size="wide"), "not a valid gpt-oss config: .*'hidden_size' expected int"),
     (lambda c: c.update(layer_types=["full_attention"]), "not a valid gpt-oss config: .*must be equal to the number"),

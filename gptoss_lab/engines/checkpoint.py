@@ -349,9 +349,10 @@ def _finite(value: Any) -> bool:
 
 def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
     """A one-line LoadError for a weight the config needs that the folder's safetensors lack or store in another shape or
-    dtype: transformers would fill a missing one with random values (a different model, one logged warning) and report
-    a wrong shape in a multi-line table. Reads only the headers, before any weight loads; `name` names the checkpoint
-    in the message (default: the folder)."""
+    dtype, or one they hold that the config's model lacks: transformers would fill a missing one with random values,
+    leave an unexpected one out (either way a different model, and a logged table) and report a wrong shape in a
+    multi-line table. Reads only the headers, before any weight loads; `name` names the checkpoint in the message
+    (default: the folder)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -365,6 +366,7 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
                                                      attn_implementation="eager")
     except (ValueError, TypeError, KeyError, ArithmeticError, AssertionError) as error:  # e.g. yarn's beta_fast < 0
         raise LoadError(f"could not load {label}: its config builds no gpt-oss model ({first_line(error)})") from None
+    known = {"lm_head.weight"}  # tied to the embedding, a stored one is taken (with a warning) as untied
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
             continue  # the embedding matrix, stored once
@@ -377,6 +379,7 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
             experts, inputs, outputs = tensor.shape
             wanted = {f"{name}_blocks": ((experts, outputs, inputs // 32, 16), "U8"),
                       f"{name}_scales": ((experts, outputs, inputs // 32), "U8")}
+        known.update(wanted)
         for key, (shape, dtype) in wanted.items():
             if key not in stored:
                 raise LoadError(f"could not load {label}: the weight {key} is missing from its .safetensors files")
@@ -386,6 +389,11 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
             if got_dtype != dtype and not (dtype is None and got_dtype in _STORED_FLOATS):
                 raise LoadError(f"could not load {label}: the weight {key} is stored as {got_dtype}, "
                                 f"not {dtype or 'floating point'}")
+    if extra := sorted(set(stored) - known):
+        raise LoadError(f"could not load {label}: its .safetensors files hold the weight "
+                        f"{printable(clip(extra[0], 120))}, which the model its config describes has no place for (transformers would leave it out, and "
+                        "answer with another model than the one saved): check its config.json (attention_bias, "
+                        "num_hidden_layers ...)")
 
 
 def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
