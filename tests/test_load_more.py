@@ -160,6 +160,19 @@ def test_a_server_address_given_to_load_says_connect_without_its_password(given,
     assert load("127.0.0.1:8080").name == "127.0.0.1:8080"
 
 
+@pytest.mark.parametrize("page, hub_id", [
+    ("https://huggingface.co/openai/gpt-oss-20b", "openai/gpt-oss-20b"),
+    ("https://huggingface.co/openai/gpt-oss-120b/tree/main", "openai/gpt-oss-120b"),
+    ("HTTPS://hf.co/someone/gpt-oss-20b-ft?library=transformers", "someone/gpt-oss-20b-ft"),
+])
+def test_a_hub_page_given_to_load_names_the_hub_id_to_give(page, hub_id):
+    """The address of a model's Hub page, copied from the browser, was "checkpoint folder not found" (then a server's
+    address to `%gptoss connect`)."""
+    for call in (load, doctor):
+        assert one_line_error(lambda: call(page)) == (f"{page} is a page of the Hugging Face Hub: load the model by its "
+                                                      f"Hub id, {hub_id}")
+
+
 @pytest.fixture(scope="module")
 def engine(random_checkpoint) -> LocalEngine:
     return load(random_checkpoint)

@@ -37,6 +37,8 @@ _MODULE_PATTERN = re.compile(r"[\w.]*(?:(?<=\.)\*[\w.]*)?")  # no backtracking h
 _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
 # what `%gptoss connect` takes: a URL (scheme://...), or host:port with a user:password@ before it or a path after it
 _SERVER = re.compile(r"(?i:https?)://.*|([^/\s]*@)?[\w.-]+:\d{1,5}(/.*)?", re.DOTALL)
+# a model's page on the Hugging Face Hub, as a browser shows it (its Hub id after the host)
+_HUB_PAGE = re.compile(r"(?i:https?://(?:www\.)?(?:huggingface\.co|hf\.co))/([\w.-]+/[\w.-]+)(?:[/?#].*)?", re.DOTALL)
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)  # all up to the last @: a password may hold /
 _HUB_KERNEL = re.compile(r"[\w.-]+/[\w.-]+(@[\w.-]+)?(:[\w.-]+)?")  # what transformers fetches as an attention kernel
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
@@ -78,7 +80,7 @@ class Source:
 def resolve(name_or_path: str | Path) -> Source:
     """"tiny", a checkpoint folder or a hub id, checked for what can be known without the network. Only the string
     "tiny" is the bundled model: a Path, "./tiny" or "tiny/" is the folder of that name; a server's address is
-    refused pointing to `%gptoss connect`, without its user:password@."""
+    refused pointing to `%gptoss connect`, without its user:password@, and a Hub page's naming its Hub id."""
     if not isinstance(name_or_path, (str, os.PathLike)) or name_or_path == "":  # None: a TypeError; "": this folder
         raise LoadError(f"give 'tiny', a checkpoint folder or a Hub id such as openai/gpt-oss-20b, "
                         f"not {clip(repr(name_or_path), 40)}")
@@ -98,6 +100,8 @@ def resolve(name_or_path: str | Path) -> Source:
     if path.is_symlink():  # not a Hub id to look up
         raise LoadError(f"{path} is a symbolic link to nothing (it dangles or loops): give the checkpoint folder")
     text = str(name_or_path)
+    if isinstance(name_or_path, str) and (page := _HUB_PAGE.fullmatch(text)):  # not a server to connect to
+        raise LoadError(f"{clip(text, 120)} is a page of the Hugging Face Hub: load the model by its Hub id, {page[1]}")
     if isinstance(name_or_path, str) and _SERVER.fullmatch(text):  # its user:password@ was echoed in the error
         address = _USERINFO.sub(r"\1", text)
         raise LoadError(f"{address} is a server's address, not a checkpoint: talk to the model it "
