@@ -510,12 +510,15 @@ def test_a_keyword_that_is_no_load_option_is_refused_in_one_line(random_checkpoi
 
 def test_a_local_folders_subfolder_is_the_folder_checked_and_loaded(tmp_path, random_checkpoint):
     """`subfolder=` on a local folder read the config there but checked the top folder's weights (none: unchecked),
-    and a subfolder that does not exist was "an unknown model, not gpt-oss"."""
+    a subfolder that does not exist was "an unknown model, not gpt-oss", and a top folder without a config.json of
+    its own was refused."""
     shutil.copytree(random_checkpoint, tmp_path / "top" / "sub")
     shutil.copy(random_checkpoint / "config.json", tmp_path / "top" / "config.json")
     assert load(tmp_path / "top", subfolder="sub").name == "sub"
     assert one_line_error(lambda: load(tmp_path / "top", subfolder="nope")) == (
         f"checkpoint folder not found: {tmp_path / 'top' / 'nope'}")
+    (tmp_path / "top" / "config.json").unlink()  # a folder of variants: was "top has no config.json"
+    assert load(tmp_path / "top", subfolder="sub").name == "sub"
 
 
 def _hostile_copy(random_checkpoint: Path, tmp_path: Path, **config: object) -> Path:

@@ -917,9 +917,10 @@ def plan_load(
         raise LoadError("use_safetensors=False is refused: pickled weights (pytorch_model.bin) can run code with this "
                         "kernel's full authority when loaded")
     kw["use_safetensors"] = True  # transformers would otherwise fall back to pytorch_model.bin
+    if kw.get("subfolder") and isinstance(name_or_path, str | Path) and name_or_path != "tiny" \
+            and local_path(name_or_path).is_dir():  # a local folder's subfolder is the folder that loads, checks
+        name_or_path = local_path(name_or_path) / kw.pop("subfolder")  # included (the top one need hold no config.json)
     source = resolve(name_or_path)
-    if not source.hub and kw.get("subfolder"):  # a local folder's subfolder is the folder that loads, checks included
-        source = resolve(Path(source.path) / kw.pop("subfolder"))
     hub_kw = {k: kw[k] for k in _HUB_KW if k in kw}
     if source.hub and not hub_reachable():
         kw["local_files_only"] = hub_kw["local_files_only"] = True
