@@ -358,6 +358,20 @@ def test_a_device_torch_does_not_know_is_refused_before_the_loading_line(capsys)
     assert "Loading" not in capsys.readouterr().out
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU 0")
+def test_gpu_0_given_as_a_number_is_not_taken_for_no_device(capsys, random_checkpoint):
+    """`device=0` (GPU 0) was falsy, so the default was used: on a machine without a GPU the model loaded on the CPU,
+    and the doctor sized it for the CPU, while `device="0"` was refused."""
+    from gptoss_lab.engines.doctor import doctor
+
+    message = rf"^0 was asked for, but torch {re.escape(torch.__version__)} sees no CUDA GPU here: use device='cpu'"
+    with pytest.raises(LoadError, match=message):
+        LocalEngine.from_pretrained(random_checkpoint, device=0)
+    assert "Loading" not in capsys.readouterr().out
+    with pytest.raises(LoadError, match=message):
+        doctor(random_checkpoint, device=0)
+
+
 @pytest.mark.parametrize("device", ["mps", "xpu:0"])
 def test_an_accelerator_this_machine_lacks_is_refused_before_the_loading_line(capsys, random_checkpoint, device):
     """`%gptoss load tiny --device mps` on a machine without one printed "Loading gpt-oss-tiny on mps ..." and then

@@ -757,6 +757,14 @@ def check_prefill_chunk(tokens: Any) -> None:
         raise ValueError(f"prefill_chunk must be a whole number of tokens, 1 or more, not {tokens!r:.40}")
 
 
+def default_device(device: Any) -> Any:
+    """`device`, or where a load goes when none is given: the GPU when there is one, else the CPU. GPU 0 is a device
+    (`device=0` loaded on the CPU of a machine without one, and on the current GPU of one with several)."""
+    import torch
+
+    return device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def on_gpu(target: Any) -> bool:
     """Whether `target` names one CUDA GPU: "cuda", "cuda:1" or a GPU index."""
     text = str(target)
@@ -938,7 +946,7 @@ def plan_load(
         check_device(device)
         if device is not None and not str(device).isdigit() and torch.device(device).type == "cpu":
             device = "cpu"   # cpu:7 is the CPU: it loaded in bfloat16, then failed for want of accelerate
-    target = device_map if device_map is not None else (device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    target = device_map if device_map is not None else default_device(device)
     if device_map is not None and importlib.util.find_spec("accelerate") is None:
         raise LoadError(f"device_map={device_map!r} needs the accelerate package (pip install accelerate); "
                         "on one device give device= instead (%gptoss load NAME --device cuda)")

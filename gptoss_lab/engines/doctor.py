@@ -158,7 +158,7 @@ def doctor(
     checkpoint.check_prefill_chunk(prefill_chunk)
     name, config, folder = _config(model)
     name = checkpoint.printable(name)
-    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    target = checkpoint.default_device(device)
     if memory is None:
         checkpoint.check_gpu(target, ", or give memory= (e.g. '80 GB') to size the model for another machine")
     p = checkpoint.count_parameters(config)
