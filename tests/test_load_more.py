@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.doctor import doctor
@@ -77,8 +78,11 @@ def test_a_config_cannot_choose_a_hub_kernel_to_run(tmp_path, random_checkpoint,
     if "experts_implementation" not in changes:
         (value,) = changes.values()
         assert one_line_error(lambda: load(folder, attn_implementation="eager")) == expected
-        assert "asked to fetch" in one_line_error(lambda: load(folder, attn_implementation=value))  # the user's ask
-        assert no_downloads
+        asked = one_line_error(lambda: load(folder, attn_implementation=value))  # the user's ask
+        if value.startswith("flash_attention") and not torch.cuda.is_available():  # no kernel for it runs on a CPU
+            assert asked.endswith(f"{value} runs on a GPU only: use attn_implementation='eager', or load on a GPU")
+        else:
+            assert "asked to fetch" in asked and no_downloads
 
 
 def test_a_configs_auto_map_and_trust_remote_code_are_never_followed(tmp_path, random_checkpoint, no_downloads):
@@ -294,7 +298,6 @@ def test_a_shard_index_naming_no_safetensors_file_is_refused_before_anything_unp
                                                                                         monkeypatch, shard):
     """An index naming the shard "x.bin" (a safetensors file inside, so its headers passed the checks) made transformers
     read it with torch.load, a pickle loader: an UnpicklingError traceback, and a crafted pickle can run code."""
-    import torch
     from safetensors import safe_open
 
     folder = tmp_path / "ckpt"
@@ -339,6 +342,18 @@ def test_flex_attention_on_a_cpu_is_refused_at_load(tmp_path, random_checkpoint)
     assert one_line_error(lambda: load(random_checkpoint, attn_implementation="flex_attention")) == expected
     engine = load(random_checkpoint, attn_implementation="eager", fast=False)
     assert len(list(engine.stream([1, 2, 3], stop=set(), sampling=Sampling(temperature=0, max_new_tokens=2)))) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="loads on the GPU")
+@pytest.mark.parametrize("attention", ["flash_attention_2", "flash_attention_3", "paged|flash_attention_4"])
+def test_flash_attention_on_a_cpu_is_refused_before_a_kernel_is_fetched(random_checkpoint, no_downloads, attention):
+    """transformers swapped in the Hub kernel kernels-community/vllm-flash-attn3 (a GPU's) and refused it: "... could
+    not verify publisher trust status. Set trust_remote_code=True ...", which the lab refuses in turn."""
+    name = attention.removeprefix("paged|")
+    assert one_line_error(lambda: load(random_checkpoint, attn_implementation=attention)) == (
+        f"could not load {random_checkpoint}: {name} runs on a GPU only: use attn_implementation='eager', or load on "
+        "a GPU")
+    assert no_downloads == []
 
 
 @pytest.mark.parametrize("layer_types", [None, ["full_attention"] * 4], ids=["sliding-layers", "full-layers"])

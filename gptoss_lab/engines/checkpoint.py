@@ -953,9 +953,13 @@ def plan_load(
     check_gpu(target)
     on_cpu = str(target).startswith("cpu")
     attention = getattr(config, "_attn_implementation", None) or kw.get("attn_implementation")  # the config's outranks
-    if on_cpu and str(attention).removeprefix("paged|") == "flex_attention":
+    attention = str(attention).removeprefix("paged|")
+    if on_cpu and attention == "flex_attention":
         raise LoadError(f"could not load {source.path}: flex_attention cannot run gpt-oss's attention sinks on a CPU "
                         "(transformers refuses it at every turn): use attn_implementation='eager', or load on a GPU")
+    if on_cpu and attention.startswith("flash_attention"):  # transformers fetched a GPU kernel, then said to trust it
+        raise LoadError(f"could not load {source.path}: {attention} runs on a GPU only: use "
+                        "attn_implementation='eager', or load on a GPU")
     if dtype is None and (default := cpu_default(config, target, free_bytes(target))):
         dtype = getattr(torch, default)
     name = dtype_name(config, dtype, local)
