@@ -39,7 +39,6 @@ _HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?")
 _SERVER = re.compile(r"(?i:https?)://.*|([^/\s]*@)?[\w.-]+:\d{1,5}(/.*)?", re.DOTALL)
 # a model's page on the Hugging Face Hub, as a browser shows it (its Hub id after the host)
 _HUB_PAGE = re.compile(r"(?i:https?://(?:www\.)?(?:huggingface\.co|hf\.co))/([\w.-]+/[\w.-]+)(?:[/?#].*)?", re.DOTALL)
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)  # all up to the last @: a password may hold /
 _HUB_KERNEL = re.compile(r"[\w.-]+/[\w.-]+(@[\w.-]+)?(:[\w.-]+)?")  # what transformers fetches as an attention kernel
 _HUB_KW = ("revision", "cache_dir", "token", "subfolder", "local_files_only")
 # transformers' loading options a load may pass on; others it takes as config values after this module's checks
@@ -103,8 +102,9 @@ def resolve(name_or_path: str | Path) -> Source:
     if isinstance(name_or_path, str) and (page := _HUB_PAGE.fullmatch(text)):  # not a server to connect to
         raise LoadError(f"{clip(text, 120)} is a page of the Hugging Face Hub: load the model by its Hub id, {page[1]}")
     if isinstance(name_or_path, str) and _SERVER.fullmatch(text):  # its user:password@ was echoed in the error
-        address = _USERINFO.sub(r"\1", text)
-        raise LoadError(f"{address} is a server's address, not a checkpoint: talk to the model it "
+        from .remote import without_userinfo
+
+        raise LoadError(f"{without_userinfo(text)} is a server's address, not a checkpoint: talk to the model it "
                         "serves with `%gptoss connect URL` (Session.connect(url) in Python)")
     if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(text):
         raise LoadError(f"checkpoint folder not found: {text}")

@@ -116,10 +116,15 @@ def _localhost(host: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")
 
 
+def without_userinfo(url: str) -> str:
+    """`url` as typed without its `user:password@` (all after the scheme up to the last @), to show it."""
+    return _USERINFO.sub(r"\1", url)
+
+
 def _base_url(url: str) -> httpx.URL:
     """The server root of `url` (scheme added, a trailing /v1, /v1/chat/completions ... taken off); RemoteError for
     what is no http(s) URL. Its `user:password@`, if any, is left out of the message."""
-    given = _USERINFO.sub(r"\1", url)
+    given = without_userinfo(url)
     secret = given != url  # httpx may quote a piece of a password (`Invalid port: 'se'` of `user:se/cret@`)
     url = url.strip()
     url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
