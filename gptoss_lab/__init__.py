@@ -43,8 +43,7 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(magics)
     if help_cells not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(help_cells)
-    # A Reply shown as the last value of a cell reads as its transcript (sanitized HTML where HTML
-    # renders, inert Markdown elsewhere: GitHub, nbconvert, the notebook).
-    formatters = ipython.display_formatter.formatters
-    formatters["text/html"].for_type(Reply, lambda reply: Transcript.from_reply(reply).to_html())
-    formatters["text/markdown"].for_type(Reply, lambda reply: Transcript.from_reply(reply).to_markdown())
+    # A Reply shown as the last value of a cell reads as its transcript in every form, built once (sanitized HTML
+    # where HTML renders, inert Markdown elsewhere: GitHub, nbconvert; its text in terminal IPython, jupyter console)
+    ipython.display_formatter.mimebundle_formatter.for_type(
+        Reply, lambda reply: Transcript.from_reply(reply)._repr_mimebundle_())

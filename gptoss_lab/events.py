@@ -5,6 +5,7 @@ ToolStart/ToolUpdate/ToolEnd around each tool call, and TurnEnd carrying the fin
 """
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -149,6 +150,10 @@ class Usage:
         return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60  # how much of a text a Reply's repr quotes
+
+
 @dataclass
 class Reply:
     """What one `ask` produced: the answer, the reasoning, the tool calls, and how it went."""
@@ -172,10 +177,28 @@ class Reply:
     def __str__(self) -> str:
         return self.final
 
+    def __repr__(self) -> str:
+        """One bounded line for debugging (the dataclass's repr dumped every message); a cell shows the transcript."""
+        parts = [f"prompt={_SHORT.repr(self.prompt)}", f"final={_SHORT.repr(self.final)}",
+                 _counted(len(self.messages), "message"), _counted(len(self.tool_calls), "tool call"),
+                 _counted(self.usage.completion_tokens, "token"), f"model={_SHORT.repr(self.model)}"]
+        if self.errors:
+            parts.append(_counted(len(self.errors), "note"))
+        if self.failed:
+            parts.append(f"failed={_SHORT.repr(self.failed)}")
+        if self.interrupted:
+            parts.append("interrupted")
+        return f"Reply({', '.join(parts)})"
+
     @property
     def failure_note(self) -> str:
         """The note that says why the turn failed ("" when it did not): every view shows it as an error."""
         return f"The turn failed: {self.failed}" if self.failed else ""
+
+
+def _counted(n: int, noun: str) -> str:
+    """'1 message', '3 messages'."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 class View(Protocol):

@@ -311,3 +311,34 @@ def test_a_call_not_run_says_why_to_the_user_in_the_saved_turn(view, approval, s
         bundle = transcript._repr_mimebundle_()
         for mime in ("text/html", "text/markdown", "text/plain"):
             assert shown in bundle[mime] and "Answer without it" not in bundle[mime], mime
+
+
+def test_a_reply_shown_as_a_cells_value_reads_as_its_transcript_in_every_form() -> None:
+    """A Reply as a cell's last value showed its transcript as HTML and Markdown, but its text/plain (terminal
+    IPython, jupyter console) was the dataclass's dump on one line: `Reply(prompt=..., messages=[Message(...)...])`."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    reply = Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Sum of squares?")
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shown, _ = shell.display_formatter.format(reply)
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell
+    text = shown["text/plain"]
+    assert text.startswith("You: Sum of squares?\n\nReasoning") and "Message(" not in text
+    assert "Tool call python [done]:\n    print(sum(i * i for i in range(10)))\n\nOutput:\n    285" in text
+    assert "Answer:\n    The sum is **285**" in text and "\n-- " in text
+    assert "> **Answer:**\n>\n> The sum is **285**" in shown["text/markdown"]
+    assert "<strong>285</strong>" in shown["text/html"]
+
+
+def test_a_replys_repr_is_one_bounded_line() -> None:
+    """`repr(reply)` (`_gptoss` in a list, a plain Python prompt) was the dataclass's dump of every message: a
+    100,000-character answer was a 100,000-character line. It is one short line that says what the turn was."""
+    answer = "word " * 20_000
+    reply = Session(ReplayEngine(f"<|channel|>final<|message|>{answer}<|return|>"), namespace={}).ask("Write a lot")
+    shown = repr(reply)
+    assert len(shown) < 250 and "\n" not in shown, shown
+    assert shown.startswith("Reply(prompt='Write a lot', final='word word word") and "1 message, 0 tool calls" in shown
+    assert f"{reply.usage.completion_tokens:,} tokens" in shown and "model='replay'" in shown
