@@ -173,6 +173,13 @@ class Reply:
     model: str = ""
     parsed: Any = None
     intervention: str = ""    # how the turn changed the expert routing (`--ablate`), in words; "" when it did not
+    errors_after: list[int] = field(default_factory=list)  # for each of `errors`, how many of `messages` came before it
+
+    def note(self, text: str) -> None:
+        """Keep a note for the user in `errors`, with where in the turn it came: a view rebuilt from the Reply shows
+        it there, as the live view did (not after the answer)."""
+        self.errors.append(text)
+        self.errors_after.append(len(self.messages))
 
     def __str__(self) -> str:
         return self.final

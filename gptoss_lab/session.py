@@ -521,6 +521,7 @@ class _Turn:
         self.ended_why: str | None = None     # why the turn ended without a final answer, if it did
         self.dropped = ""                      # what the message cut off at the end was, where it was not kept
         self.last_ids = 0
+        self.inside: list[int] = []            # the notes made while the open message was written (see `_note`)
 
     def emit(self, event: Event) -> None:
         """Hand an event to the view; a view that fails is dropped for the rest of the turn (noted)."""
@@ -529,7 +530,7 @@ class _Turn:
         except (KeyboardInterrupt, _Stopped):
             raise
         except Exception as err:
-            self.reply.errors.append(f"the view failed and was closed: {type(err).__name__}: {err}")
+            self._note(f"the view failed and was closed: {type(err).__name__}: {err}")
             self.view = _NullView()
 
     def run(self, keep_analysis_from: int) -> None:
@@ -636,20 +637,23 @@ class _Turn:
             return None
         self.emit(event)
         if isinstance(event, ParseError):
-            self.reply.errors.append(f"Not valid Harmony ({event.reason}): {_quoted(event.raw)}")
+            self._note(f"Not valid Harmony ({event.reason}): {_quoted(event.raw)}")
         elif isinstance(event, MessageEnd):
             return self._on_message(event.message, event.stop_token)
         return None
 
     def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
         text = harmony.text_of(message)
+        inside, self.inside = self.inside, []
         if message.channel not in harmony.CHANNELS:
             self._warn(f"A message without a valid channel ({_quoted(message.channel)}) was left out: {_quoted(text)}")
             return None
-        if stop == harmony.CALL and not message.recipient:
-            self._warn("The model ended a message with <|call|> but named no tool; it was kept as text.")
         self.session.history.append(message)
         self.reply.messages.append(message)
+        for i in inside:   # the notes made while it was written come after it, as in the live view
+            self.reply.errors_after[i] = len(self.reply.messages)
+        if stop == harmony.CALL and not message.recipient:  # after the message it is about, as the view shows it
+            self._warn("The model ended a message with <|call|> but named no tool; it was kept as text.")
         if message.recipient:
             call = ToolCall(message.recipient, message.channel, text, message.content_type)
             self.reply.tool_calls.append(call)
@@ -762,8 +766,15 @@ class _Turn:
 
     def _warn(self, text: str, level: Literal["warning", "error"] = "warning") -> None:
         """Something the user should know about this turn: in the view now, and in `reply.errors`."""
-        self.reply.errors.append(text)
+        self._note(text)
         self.emit(Notice(text, level))
+
+    def _note(self, text: str) -> None:
+        """Keep a note in the Reply. One made while a message is written is placed after it once it is kept, where the
+        live view shows it: the message is not in `reply.messages` until it ends."""
+        self.reply.note(text)
+        if self.stream is not None and self.stream.in_message:
+            self.inside.append(len(self.reply.errors) - 1)
 
     def _end_early(self, why: str, level: Literal["warning", "error"] = "warning") -> None:
         self.ended_why = why
@@ -822,7 +833,7 @@ class _Turn:
             try:
                 reply.citations = self.tools.citations(reply.final)
             except Exception as err:  # a tool of the user's: the reply is still made
-                reply.errors.append(f"The citations could not be read: {type(err).__name__}: {err}".splitlines()[0])
+                reply.note(f"The citations could not be read: {type(err).__name__}: {err}".splitlines()[0])
         if fmt is not None and reply.final and not reply.interrupted:
             try:
                 reply.parsed = fmt.parse(reply.final)

@@ -342,3 +342,39 @@ def test_a_replys_repr_is_one_bounded_line() -> None:
     assert len(shown) < 250 and "\n" not in shown, shown
     assert shown.startswith("Reply(prompt='Write a lot', final='word word word") and "1 message, 0 tool calls" in shown
     assert f"{reply.usage.completion_tokens:,} tokens" in shown and "model='replay'" in shown
+
+
+@pytest.mark.parametrize(("recording", "approval"), [
+    # a call to a tool that is not enabled: noted under the call's card, before the answer
+    ("<|start|>assistant to=foo<|channel|>commentary<|message|><|call|>"
+     "<|start|>assistant<|channel|>final<|message|>Done.<|return|>", "auto"),
+    # a call nobody could approve: noted under its card, before the answer
+    ("<|start|>assistant to=python<|channel|>analysis<|message|>print(1)<|call|>"
+     "<|start|>assistant<|channel|>final<|message|>Done.<|return|>", "ask"),
+    # a format token inside the reasoning (noted while the message was written): under the reasoning
+    ("<|channel|>analysis<|message|>Try <|constrain|> here.<|end|>"
+     "<|start|>assistant<|channel|>final<|message|>Done.<|return|>", "auto"),
+])
+def test_a_reopened_reply_puts_each_note_where_the_live_view_did(recording, approval) -> None:
+    """`%gptoss history` and a displayed Reply listed every note of the turn after all its messages (after the
+    answer), where the live view had put each where it happened (under the tool call it was about)."""
+    view = _Recorder()
+    reply = Session(ReplayEngine(recording), namespace={}, approval=approval).ask("q", view=view)
+    live, again = Transcript.from_events(view.events), Transcript.from_reply(reply)
+
+    def order(transcript: Transcript) -> list[str]:
+        return [getattr(item, "kind", "note") for item in transcript.items]
+
+    assert "note" in order(live) and order(again) == order(live)
+    assert reply.errors and all(isinstance(error, str) for error in reply.errors)
+
+
+def test_a_reopened_reply_says_an_unknown_tool_under_its_call_not_after_the_answer() -> None:
+    view = _Recorder()
+    reply = Session(ReplayEngine("<|start|>assistant to=foo<|channel|>commentary<|message|><|call|>"
+                                 "<|start|>assistant<|channel|>final<|message|>Done.<|return|>"), namespace={}).ask("q", view=view)
+    for transcript in (Transcript.from_events(view.events), Transcript.from_reply(reply)):
+        text = transcript.to_text()
+        assert text.index("Tool call foo") < text.index("[warning] The model called 'foo'") < text.index("Answer:\n    Done."), text
+        markdown = transcript.to_markdown()
+        assert markdown.index("*warning: The model called") < markdown.index("> **Answer:**"), markdown

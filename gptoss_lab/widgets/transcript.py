@@ -158,8 +158,9 @@ class Transcript:
         from .. import harmony
 
         transcript = cls(reply.prompt, reply.effort, reply.model)
-        calls = iter(reply.tool_calls)
-        for message in reply.messages:
+        calls, notes = iter(reply.tool_calls), _notes_by_place(reply)
+        for i, message in enumerate(reply.messages):
+            transcript.items += notes.pop(i, [])
             if message.author.role != Role.ASSISTANT:
                 continue
             text = harmony.text_of(message)   # counted in the model's tokens, as the live view counts them
@@ -168,9 +169,7 @@ class Transcript:
             if block.kind == "tool":
                 block.call = next(calls, None)
             transcript.items.append(block)
-        # each note as the live view noted it: the turn's failure as an error, the others as warnings
-        transcript.items += [Notice(error, "error" if error == reply.failure_note else "warning")
-                             for error in reply.errors]
+        transcript.items += [note for place in sorted(notes) for note in notes[place]]
         transcript.stats = reply_stats(reply)
         transcript.citations = reply.citations
         transcript.interrupted = reply.interrupted
@@ -298,6 +297,17 @@ class Transcript:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         # text/plain reaches terminals (terminal IPython, `jupyter console`): control sequences written out
         return {"text/plain": visible(self.to_text()), "text/markdown": self.to_markdown(), "text/html": self.to_html()}
+
+
+def _notes_by_place(reply: "Reply") -> dict[int, list[Notice]]:
+    """The Reply's notes by how many of its messages came before each (`Reply.errors_after`), as the live view noted
+    them: the turn's failure as an error, the others as warnings. A note with no place (a list changed by hand) is last."""
+    places = reply.errors_after[:len(reply.errors)]
+    places += [len(reply.messages)] * (len(reply.errors) - len(places))
+    notes: dict[int, list[Notice]] = {}
+    for place, error in zip(places, reply.errors):
+        notes.setdefault(place, []).append(Notice(error, "error" if error == reply.failure_note else "warning"))
+    return notes
 
 
 # ---------------------------------------------------------------- shared helpers (also used by the widget)
