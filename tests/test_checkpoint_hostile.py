@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
@@ -102,9 +103,62 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, random_checkp
     folder.mkdir()
     shutil.copy(random_checkpoint / "config.json", folder)
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"model.norm.weight": Payload()}))
-    assert "no file named model.safetensors" in one_line_error(lambda: load(folder))
+    assert one_line_error(lambda: load(folder)) == (
+        f"could not load {folder}: its weights are pickled (pytorch_model.bin), which the lab never loads (unpickling "
+        "can run code): give safetensors weights (model.safetensors)")
     assert "use_safetensors=False is refused" in one_line_error(lambda: load(random_checkpoint, use_safetensors=False))
     assert not (tmp_path / "ran").exists()
+
+
+def pickled_snapshot(random_checkpoint: Path, hub: Path, repo_id: str, *, sharded: bool) -> Path:
+    """A Hub id cached as `hf download` leaves it (snapshots/<rev>, refs/main) whose weights are torch.save's pickle:
+    pytorch_model.bin alone, or a model.safetensors.index.json naming a pickled shard."""
+    import torch
+    from safetensors.torch import load_file
+
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    shutil.copy(random_checkpoint / "config.json", snapshot)
+    tensors = load_file(random_checkpoint / "model.safetensors")
+    shard = "pytorch_model-00001-of-00001.bin" if sharded else "pytorch_model.bin"
+    torch.save(tensors, snapshot / shard)
+    if sharded:
+        (snapshot / "model.safetensors.index.json").write_text(json.dumps(
+            {"metadata": {}, "weight_map": dict.fromkeys(tensors, shard)}))
+    return snapshot
+
+
+@pytest.mark.parametrize("online, sharded, shard", [(False, False, "pytorch_model.bin"),
+                                                    (True, True, "pytorch_model-00001-of-00001.bin")],
+                         ids=["cached-offline", "fetched-online"])
+def test_pickled_weights_of_a_hub_id_are_never_unpickled(tmp_path, random_checkpoint, monkeypatch, online, sharded,
+                                                         shard):
+    """A Hub id whose weights are pickled: cached, offline, it was said to be "not in the Hugging Face cache"; loaded
+    online (files the checks cannot see before the load fetches them), its index's .bin shard was read with
+    torch.load and the model loaded. Here the Hub does not answer and its files come from the cache, as transformers
+    falls back to them."""
+    import time
+
+    import torch
+
+    def unreachable(*args, **kw):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    if online:  # the checks see no folder before the load: what transformers fetches is unseen
+        monkeypatch.setattr(checkpoint, "hub_reachable", lambda: True)
+        monkeypatch.setattr(time, "sleep", lambda seconds: None)  # huggingface_hub's retries of the unreachable Hub
+    pickled_snapshot(random_checkpoint, tmp_path / "hub", "someone/pickled", sharded=sharded)
+    unpickled = []
+    monkeypatch.setattr(torch, "load", lambda *args, **kw: unpickled.append(args) or {})
+    message = one_line_error(lambda: LocalEngine.from_pretrained("someone/pickled", progress=False,
+                                                                 cache_dir=str(tmp_path / "hub")))
+    assert message == (f"could not load someone/pickled: its weights are pickled ({shard}), which the lab never "
+                       "loads (unpickling can run code): give safetensors weights (model.safetensors)")
+    assert unpickled == []
 
 
 @pytest.mark.parametrize("weights", ["adapter_model.bin", "other.safetensors"])

@@ -362,8 +362,10 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
 
     label = name or folder
     stored = _headers(folder, label)
+    if not stored and (pickled := sorted(Path(folder).glob("pytorch_model*.bin*"))):
+        raise refused_pickle(label, pickled[0])
     if not stored:
-        return  # no safetensors: transformers says what is missing
+        return  # no weights: transformers says what is missing
     try:
         with torch.device("meta"):  # shapes only, on a copy: the config's dtype and attention are the load's to refuse
             model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=torch.float32,
@@ -850,6 +852,8 @@ class LoadPlan:
         while cause is not None:
             cause.__traceback__ = None
             cause = cause.__cause__ or cause.__context__
+        if isinstance(error, LoadError):  # no_unpickling's refusal, raised inside transformers
+            return error
         if isinstance(error, OSError) and self.kwargs.get("local_files_only") and self.source.hub:
             return LoadError(offline_message(self.source.path))  # a file the cache lacks (not a broken one it has)
         from safetensors import SafetensorError
@@ -1070,6 +1074,31 @@ def cpu_default(config: Any, target: Any, free: int | None) -> str | None:
     if str(target) != "cpu" or (free is not None and weight_bytes(config, "float32", packed=False) > free):
         return None
     return "float32"
+
+
+def refused_pickle(label: str, weights: Any) -> LoadError:
+    """The one-line LoadError for a checkpoint (named `label`) whose weights file `weights` is a pickle."""
+    name = printable(clip(Path(str(getattr(weights, "name", weights))).name, 80))
+    return LoadError(f"could not load {label}: its weights are pickled ({name}), which the lab never loads (unpickling "
+                     "can run code): give safetensors weights (model.safetensors)")
+
+
+@contextmanager
+def no_unpickling(label: str) -> Iterator[None]:
+    """torch.load refused, in one line naming `label`, while a checkpoint loads: transformers reads any weights file
+    that is no .safetensors with it, and a Hub repository loaded online (its files fetched by the load, unseen by the
+    checks) may name pickled shards; unpickling can run code. The kernel's other threads are refused it too meanwhile."""
+    import torch
+
+    def refuse(weights: Any, *args: Any, **kw: Any) -> Any:
+        raise refused_pickle(label, weights)
+
+    load = torch.load
+    torch.load = refuse
+    try:
+        yield
+    finally:
+        torch.load = load
 
 
 @contextmanager

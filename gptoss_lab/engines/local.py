@@ -94,7 +94,8 @@ class LocalEngine:
                 say(f"Note: {plan.note}.", flush=True)
         interrupted = False
         try:
-            with transformers_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None):
+            with transformers_bars(progress), checkpoint.quiet_mxfp4_warnings(plan.note is not None), \
+                    checkpoint.no_unpickling(plan.source.path):
                 model, info = AutoModelForCausalLM.from_pretrained(plan.source.path, output_loading_info=True, **plan.kwargs)
         except (OSError, ValueError, TypeError, ImportError, RuntimeError, SafetensorError) as error:
             raise plan.failed(error) from None  # bad files, out of memory, a quantization_config it cannot build
