@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import weakref
 from dataclasses import replace
 
 import pytest
@@ -541,3 +542,30 @@ def test_a_load_in_a_new_process_says_so_before_torch_and_transformers_start():
     (first, imported), (second, _) = ast.literal_eval(run.stdout.strip().splitlines()[-1])
     assert first == "Starting torch and transformers (seconds, once per kernel) ..." and not imported
     assert second.startswith("Loading gpt-oss-tiny on cpu (float32, the CPU default, ")
+
+
+def test_a_second_load_that_fits_once_the_loaded_model_is_freed_says_to_unload_it(random_checkpoint, monkeypatch):
+    """With a model loaded, a second one that would fit in the memory the first holds was refused with "free some
+    memory", as if that memory were another program's; it now names the loaded model, what it holds, and how to
+    unload it (the first model stays loaded: a refused load loses nothing), and once it is unloaded it is not named."""
+    from gptoss_lab import Session
+
+    monkeypatch.setattr(checkpoint, "_LOADED", weakref.WeakKeyDictionary(), raising=False)  # a fresh kernel
+    first = Session.load(str(random_checkpoint), dtype="float32", progress=False)
+    model = first.engine.model
+    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    needed = checkpoint.weight_bytes(model.config, "float32", packed=False)
+    del model
+    monkeypatch.setattr(checkpoint, "available_ram", lambda: needed - 1)   # fits only with the first one's memory
+    name = first.engine.name
+    short = (f"{name} needs about {checkpoint.size(needed)} for its weights (float32) but only "
+             f"{checkpoint.size(needed - 1)} is free on cpu")
+    with pytest.raises(LoadError) as refused:
+        Session.load(str(random_checkpoint), dtype="float32", progress=False)
+    assert str(refused.value) == (f"{short}, and the loaded model {name} holds {checkpoint.size(held)} there: unload it "
+                                  "first (%gptoss unload, or session.unload() in Python), or choose another device "
+                                  "or dtype")
+    first.unload()
+    with pytest.raises(LoadError) as refused:
+        Session.load(str(random_checkpoint), dtype="float32", progress=False)
+    assert str(refused.value) == f"{short}: free some memory or choose another device or dtype"

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import socket
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -987,14 +988,27 @@ def plan_load(
     plan.how = name + (", MXFP4 experts" if packed else "")
     free = free_bytes(target)
     if free is not None and plan.weights > free:
-        raise LoadError(f"{source.name} needs about {size(plan.weights)} for its weights ({plan.how}) but only "
-                        f"{size(free)} is free on {target}: free some memory or choose another device or dtype")
+        raise LoadError(_no_room(plan, free))
     if local is not None:  # after the quick refusals: it reads the scales; packed experts compute in bfloat16
         check_scales(local, "bfloat16" if packed else name, source.path)
     if str(target) != "cpu":  # a plain load lands on the CPU; elsewhere transformers needs a device map
         kw["device_map"] = target
     kw["dtype"] = dtype or "auto"
     return plan
+
+
+def _no_room(plan: LoadPlan, free: int) -> str:
+    """Why `plan`'s weights do not fit in the `free` bytes where they go, and what makes room: unloading the models
+    this process holds there, where that would (a second load was refused without a word of the first's memory)."""
+    short = (f"{plan.source.name} needs about {size(plan.weights)} for its weights ({plan.how}) but only {size(free)} "
+             f"is free on {plan.target}")
+    names, held = held_by_loaded(plan.target)
+    if not held or plan.weights > free + held:
+        return f"{short}: free some memory or choose another device or dtype"
+    one = len(names) == 1
+    loaded = f"the loaded model{'' if one else 's'} {', '.join(names)} hold{'s' if one else ''} {size(held)} there"
+    return (f"{short}, and {loaded}: unload {'it' if one else 'them'} first (%gptoss unload, or session.unload() in "
+            "Python), or choose another device or dtype")
 
 
 # the files a gpt-oss checkpoint folder is made of (config, weights and their index, generation config, tokenizer
@@ -1138,6 +1152,41 @@ def _all_finite(tensor: Any) -> bool:
 
     return all(bool(torch.isfinite(part.sum())) or bool(torch.isfinite(part).all())
                for part in tensor.detach().reshape(-1).split(_SCAN_SLICE))
+
+
+_LOADED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # the lab's loaded models, by name
+
+
+def remember_loaded(model: Any, name: str) -> None:
+    """Count `model` (named `name`) among the models this process holds until it is freed, so that a load finding too
+    little memory can say which to unload."""
+    _LOADED[model] = printable(clip(name, 60))
+
+
+def held_by_loaded(target: Any) -> tuple[list[str], int]:
+    """The names of the loaded models still held with weights where `target` loads, and their bytes there (weights
+    and buffers): what unloading them would free for `free_bytes(target)`."""
+    names, held = [], 0
+    for model, name in list(_LOADED.items()):
+        here = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())
+                   if _same_memory(t.device, target))
+        if here:
+            names.append(name)
+            held += here
+    return names, held
+
+
+def _same_memory(device: Any, target: Any) -> bool:
+    """Whether a tensor on `device` takes memory that `free_bytes(target)` counts as not free."""
+    import torch
+
+    text = str(target)
+    if text in _MULTI_DEVICE_MAPS:
+        return device.type in ("cpu", "cuda")
+    if on_gpu(text):
+        index = int(text) if text.isdigit() else torch.device(text).index
+        return device.type == "cuda" and device.index == (torch.cuda.current_device() if index is None else index)
+    return device.type == "cpu"
 
 
 def held_weights(model: Any) -> tuple[str, int] | None:
