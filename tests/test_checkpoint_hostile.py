@@ -94,7 +94,8 @@ def in_two_shards(folder: Path, first: int = 1) -> Path:
 def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, random_checkpoint):
     """A folder whose weights are pytorch_model.bin: transformers unpickled it (a benign one loaded) and, for a pickle
     that calls a function, raised torch's multi-line UnpicklingError advising to retry with weights_only=False (which
-    runs the code). Only .safetensors load now."""
+    runs the code). Only .safetensors load now; the doctor, which said such a model fits, refuses it as the load
+    does."""
     class Payload:
         def __reduce__(self):
             return os.system, (f"touch {tmp_path / 'ran'}",)
@@ -103,9 +104,10 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, random_checkp
     folder.mkdir()
     shutil.copy(random_checkpoint / "config.json", folder)
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"model.norm.weight": Payload()}))
-    assert one_line_error(lambda: load(folder)) == (
-        f"could not load {folder}: its weights are pickled (pytorch_model.bin), which the lab never loads (unpickling "
-        "can run code): give safetensors weights (model.safetensors)")
+    refused = (f"could not load {folder}: its weights are pickled (pytorch_model.bin), which the lab never loads "
+               "(unpickling can run code): give safetensors weights (model.safetensors)")
+    assert one_line_error(lambda: load(folder)) == refused
+    assert one_line_error(lambda: doctor(folder)) == refused  # it said the model fits
     assert "use_safetensors=False is refused" in one_line_error(lambda: load(random_checkpoint, use_safetensors=False))
     assert not (tmp_path / "ran").exists()
 

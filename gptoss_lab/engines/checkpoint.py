@@ -362,9 +362,8 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
     from transformers import AutoModelForCausalLM
 
     label = name or folder
+    check_not_pickled(folder, label)
     stored = _headers(folder, label)
-    if not stored and (pickled := sorted(Path(folder).glob("pytorch_model*.bin*"))):
-        raise refused_pickle(label, pickled[0])
     if not stored:
         return  # no weights: transformers says what is missing
     try:
@@ -1088,6 +1087,13 @@ def cpu_default(config: Any, target: Any, free: int | None) -> str | None:
     if str(target) != "cpu" or (free is not None and weight_bytes(config, "float32", packed=False) > free):
         return None
     return "float32"
+
+
+def check_not_pickled(folder: str, label: str) -> None:
+    """A one-line LoadError (naming `label`) for a checkpoint folder whose only weights are pickled
+    (pytorch_model*.bin), which the load refuses: said before the load and by the doctor, which found that it fits."""
+    if not _weight_files(Path(folder), label) and (pickled := sorted(Path(folder).glob("pytorch_model*.bin*"))):
+        raise refused_pickle(label, pickled[0])
 
 
 def refused_pickle(label: str, weights: Any) -> LoadError:

@@ -231,6 +231,8 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
     folder = checkpoint.folder_of(source, hub_kw)
     config = checkpoint.read_config(source, hub_kw, folder)
     checkpoint.check_implementations(config, {}, source.path)  # the load refuses it: no report saying it fits
+    if folder is not None:
+        checkpoint.check_not_pickled(folder, source.path)  # likewise
     return source.name, config, folder
 
 
