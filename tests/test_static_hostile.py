@@ -113,3 +113,24 @@ def test_a_saved_turn_converted_for_a_terminal_carries_no_escape_sequence() -> N
         assert "\\x1b]0;PWNED\\x07" in printed and "42" in printed
     for form in (transcript.to_html(), transcript.to_markdown()):
         assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", form) and form.count("\\x1b]52;c;") == 3
+
+
+def test_the_saved_html_writes_out_nul_and_other_controls_in_every_part_of_the_turn() -> None:
+    """The saved HTML dropped a NUL (`pro\\x00mpt` read "prompt"; the answer's showed as U+FFFD) and left `\\x01` and
+    `\\x0b` invisible, where the saved text and Markdown write them out; it now writes them out too, in the prompt,
+    reasoning, answer, tool code, tool output and notes, keeping tab and line ends, as the live view's HTML does."""
+    from gptoss_lab.widgets.transcript import code_html, markdown_html
+
+    controls = "\x00\x01\x0b"
+    transcript = _turn(f"<|channel|>analysis<|message|>Th{controls}ink<|end|>"
+                       "<|start|>assistant to=python<|channel|>analysis<|message|>print('o' + chr(0) + 'ut')  # \x01\x0b<|call|>"
+                       "<|start|>assistant to=fun\x00\x01ctions<|channel|>commentary<|message|>{}<|call|>"
+                       f"<|start|>assistant<|channel|>final<|message|>It is{controls}\t42\nhere<|return|>",
+                       prompt=f"pro{controls}mpt\tnow\nnext")
+    page = transcript.to_html()
+    written = "\\x00\\x01\\x0b"
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", page)
+    for part in (f"pro{written}mpt\tnow<br>next", f"Th{written}ink", f"It is{written}\t42\nhere", "# \\x01\\x0b</span>",
+                 "o\\x00ut", "The model called 'fun\\x00\\x01ctions'"):
+        assert part in page, part
+    assert markdown_html(f"a{controls}b") == f"<p>a{written}b</p>\n" and written in code_html(f"'{controls}'")

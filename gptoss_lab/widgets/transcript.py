@@ -292,7 +292,7 @@ class Transcript:
             out.append(sources_html(self.citations))
         out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
         browse = style() if self.citations or any(isinstance(i, Block) and is_browser_call(i.call) for i in self.items) else ""
-        return f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{written_controls(sanitize("".join(out)))}</div>'
+        return f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{sanitize(written_controls("".join(out)))}</div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         # text/plain reaches terminals (terminal IPython, `jupyter console`): control sequences written out
@@ -355,7 +355,9 @@ def stats_line(stats: dict[str, Any]) -> str:
 def markdown_html(text: str) -> str:
     """Model Markdown to sanitised HTML: raw HTML stays text, $math$ becomes MathML, images become links,
     only http(s)/mailto links survive, and code has its direction controls written out. Markdown nested past the
-    parser's limit is shown as its text, which the parser would drop."""
+    parser's limit is shown as its text, which the parser would drop. Control characters but tab and line ends are
+    written out first (`\\x00`), as in the saved text: the parser turned NUL into U+FFFD and the others were invisible."""
+    text = written_controls(text)
     md = _markdown()
     tokens = md.parse(text, {})
     if past_nesting_limit(md, tokens):
@@ -367,10 +369,12 @@ def code_html(code: str, language: str = "python") -> str:
     """Syntax-highlighted code as escaped HTML spans (Pygments short classes, styled by the CSS); direction
     controls are written out, so the code reads in the order it runs. Code that Pygments cannot colour within
     HIGHLIGHT_SECONDS is shown plain: its lexers take quadratic time on some text (a saved turn whose call
-    held 40,000 tab-and-newline lines took 63 s)."""
+    held 40,000 tab-and-newline lines took 63 s). Control characters are written out, as in the saved text (the
+    sanitiser dropped NUL)."""
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import get_lexer_by_name
 
+    code = written_controls(code)
     if not language:
         return reveal_bidi(html.escape(code))
     out = io.StringIO()
