@@ -17,7 +17,7 @@ import os
 import re
 import socket
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1001,13 +1001,21 @@ def _no_room(plan: LoadPlan, free: int) -> str:
     this process holds there, where that would (a second load was refused without a word of the first's memory)."""
     short = (f"{plan.source.name} needs about {size(plan.weights)} for its weights ({plan.how}) but only {size(free)} "
              f"is free on {plan.target}")
-    names, held = held_by_loaded(plan.target)
-    if not held or plan.weights > free + held:
+    hint = unload_hint(plan.target, free, lambda room: plan.weights <= room)
+    if hint is None:
         return f"{short}: free some memory or choose another device or dtype"
+    return f"{short}, and {hint}, or choose another device or dtype"
+
+
+def unload_hint(target: Any, free: int, fits: Callable[[int], bool]) -> str | None:
+    """"the loaded model N holds X there: unload it first (...)" when `fits(free + what the loaded models hold on
+    `target`)`, else None: one wording for the load and the doctor wherever unloading would make room."""
+    names, held = held_by_loaded(target)
+    if not held or not fits(free + held):
+        return None
     one = len(names) == 1
-    loaded = f"the loaded model{'' if one else 's'} {', '.join(names)} hold{'s' if one else ''} {size(held)} there"
-    return (f"{short}, and {loaded}: unload {'it' if one else 'them'} first (%gptoss unload, or session.unload() in "
-            "Python), or choose another device or dtype")
+    return (f"the loaded model{'' if one else 's'} {', '.join(names)} hold{'s' if one else ''} {size(held)} there: "
+            f"unload {'it' if one else 'them'} first (%gptoss unload, or session.unload() in Python)")
 
 
 # the files a gpt-oss checkpoint folder is made of (config, weights and their index, generation config, tokenizer

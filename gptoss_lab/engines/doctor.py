@@ -188,6 +188,8 @@ def doctor(
     limit = int(config.max_position_embeddings)
     context = 0 if free is None else _longest_context(config, kv, load, free, limit, prefill_chunk, dtype_name)
     fits = context > 0
+    unload = None if fits or loaded or memory is not None or free is None else checkpoint.unload_hint(
+        target, free, lambda room: _longest_context(config, kv, load, room, limit, prefill_chunk, dtype_name) > 0)
     diagnosis = dict(
         model=name, parameters=p, layers=config.num_hidden_layers, experts=config.num_local_experts,
         top_k=config.num_experts_per_tok, mxfp4_checkpoint=stored, dequantized_to=unpacked if stored else None,
@@ -199,8 +201,8 @@ def doctor(
         free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name),
     )
-    return Diagnosis(**diagnosis, verdict=_verdict(name, fits, free, load, how, context, limit, mxfp4, kernels,
-                                                       packed_mxfp4, str(target)))
+    verdict = _verdict(name, fits, free, load, how, context, limit, mxfp4, kernels, packed_mxfp4, str(target))
+    return Diagnosis(**diagnosis, verdict=f"{verdict}; {unload}" if unload else verdict)
 
 
 def _config(model: Any) -> tuple[str, Any, str | None]:
