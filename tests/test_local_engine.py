@@ -569,3 +569,32 @@ def test_a_second_load_that_fits_once_the_loaded_model_is_freed_says_to_unload_i
     with pytest.raises(LoadError) as refused:
         Session.load(str(random_checkpoint), dtype="float32", progress=False)
     assert str(refused.value) == f"{short}: free some memory or choose another device or dtype"
+
+
+def test_a_cpu_load_that_falls_back_from_float32_for_want_of_memory_says_so_and_names_the_loaded_model(
+        random_checkpoint, monkeypatch, capsys):
+    """With a model loaded, a second CPU load got bfloat16 (emulated here, ~4x slower) instead of float32 without a
+    word; it now says why, names the loaded model whose memory would have allowed float32, and stops once it is unloaded."""
+    from gptoss_lab import Session
+
+    monkeypatch.setattr(checkpoint, "_LOADED", weakref.WeakKeyDictionary(), raising=False)  # a fresh kernel
+    first = Session.load(str(random_checkpoint), dtype="float32", progress=False)
+    model = first.engine.model
+    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    f32 = checkpoint.weight_bytes(model.config, "float32", packed=False)
+    del model
+    free = f32 * 3 // 4   # room for bfloat16, and for float32 only with the first one's memory
+    monkeypatch.setattr(checkpoint, "available_ram", lambda: free)
+    name = first.engine.name
+    why = (f"Note: {name} loads in bfloat16, not float32 (2-4x faster on a CPU): its float32 weights take "
+           f"{checkpoint.size(f32)} and {checkpoint.size(free)} is free")
+    capsys.readouterr()
+    second = Session.load(str(random_checkpoint))
+    assert second.engine.model.dtype == torch.bfloat16
+    assert f"{why}, and the loaded model {name} holds {checkpoint.size(held)} there: unload it first (%gptoss unload, " \
+           "or session.unload() in Python)." in " ".join(capsys.readouterr().out.split())
+    first.unload()
+    second.unload()
+    third = Session.load(str(random_checkpoint))
+    assert f"{why}." in " ".join(capsys.readouterr().out.split())
+    third.unload()
