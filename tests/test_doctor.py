@@ -3,7 +3,6 @@ what fits where, offline; and its one-line refusals."""
 from __future__ import annotations
 
 import socket
-import weakref
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
+from test_local_engine import loaded_first
 
 
 @pytest.fixture(autouse=True)
@@ -282,14 +282,8 @@ def test_a_model_loaded_from_mxfp4_weights_and_dequantized_is_not_called_unquant
 def test_the_verdict_says_a_model_fits_once_the_loaded_model_is_unloaded(random_checkpoint, monkeypatch):
     """With a model loaded, the doctor said another does not fit, counting as taken the memory the loaded one holds;
     its verdict now says to unload it, in the load's words, and stops saying so once it is unloaded."""
-    from gptoss_lab import Session
-
-    monkeypatch.setattr(checkpoint, "_LOADED", weakref.WeakKeyDictionary(), raising=False)  # a fresh kernel
-    first = Session.load(str(random_checkpoint), dtype="float32", progress=False)
-    model = first.engine.model
-    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    bf16 = checkpoint.weight_bytes(model.config, "bfloat16", packed=False)
-    del model
+    first, held, config = loaded_first(random_checkpoint, monkeypatch)
+    bf16 = checkpoint.weight_bytes(config, "bfloat16", packed=False)
     monkeypatch.setattr(checkpoint, "available_ram", lambda: held // 4)   # fits only with the loaded one's memory
     name = first.engine.name
     short = f"{name} does not fit on cpu: {checkpoint.size(bf16)} of weights (bfloat16), {checkpoint.size(held // 4)} free"

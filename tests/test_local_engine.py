@@ -544,18 +544,25 @@ def test_a_load_in_a_new_process_says_so_before_torch_and_transformers_start():
     assert second.startswith("Loading gpt-oss-tiny on cpu (float32, the CPU default, ")
 
 
+def loaded_first(folder, monkeypatch):
+    """(a Session holding the checkpoint in `folder` in float32, the bytes its model holds, its config), the lab's
+    record of loaded models fresh as in a new kernel."""
+    from gptoss_lab import Session
+
+    monkeypatch.setattr(checkpoint, "_LOADED", weakref.WeakKeyDictionary(), raising=False)
+    first = Session.load(str(folder), dtype="float32", progress=False)
+    model = first.engine.model
+    return first, sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())), model.config
+
+
 def test_a_second_load_that_fits_once_the_loaded_model_is_freed_says_to_unload_it(random_checkpoint, monkeypatch):
     """With a model loaded, a second one that would fit in the memory the first holds was refused with "free some
     memory", as if that memory were another program's; it now names the loaded model, what it holds, and how to
     unload it (the first model stays loaded: a refused load loses nothing), and once it is unloaded it is not named."""
     from gptoss_lab import Session
 
-    monkeypatch.setattr(checkpoint, "_LOADED", weakref.WeakKeyDictionary(), raising=False)  # a fresh kernel
-    first = Session.load(str(random_checkpoint), dtype="float32", progress=False)
-    model = first.engine.model
-    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    needed = checkpoint.weight_bytes(model.config, "float32", packed=False)
-    del model
+    first, held, config = loaded_first(random_checkpoint, monkeypatch)
+    needed = checkpoint.weight_bytes(config, "float32", packed=False)
     monkeypatch.setattr(checkpoint, "available_ram", lambda: needed - 1)   # fits only with the first one's memory
     name = first.engine.name
     short = (f"{name} needs about {checkpoint.size(needed)} for its weights (float32) but only "
@@ -577,12 +584,8 @@ def test_a_cpu_load_that_falls_back_from_float32_for_want_of_memory_says_so_and_
     word; it now says why, names the loaded model whose memory would have allowed float32, and stops once it is unloaded."""
     from gptoss_lab import Session
 
-    monkeypatch.setattr(checkpoint, "_LOADED", weakref.WeakKeyDictionary(), raising=False)  # a fresh kernel
-    first = Session.load(str(random_checkpoint), dtype="float32", progress=False)
-    model = first.engine.model
-    held = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    f32 = checkpoint.weight_bytes(model.config, "float32", packed=False)
-    del model
+    first, held, config = loaded_first(random_checkpoint, monkeypatch)
+    f32 = checkpoint.weight_bytes(config, "float32", packed=False)
     free = f32 * 3 // 4   # room for bfloat16, and for float32 only with the first one's memory
     monkeypatch.setattr(checkpoint, "available_ram", lambda: free)
     name = first.engine.name
