@@ -483,7 +483,7 @@ def test_a_huge_line_without_spaces_is_read_in_seconds() -> None:
     blob = "".join(f"{i:08x}" for i in range(2_500_000))          # 20 MB of minified data on one line
     started = time.perf_counter()
     browser = Browser({"dump.json": blob})
-    assert time.perf_counter() - started < 20                      # textwrap alone: minutes
+    assert time.perf_counter() - started < 60      # 6 s here, 23 s at load 9; textwrap alone: minutes
     lines = browser.backend.pages[0].lines
     assert lines[2:4] == [blob[:80], blob[80:160]] and len(lines) == 2 + 250_000
     assert browser.open(id="dump.json", loc=100_000, num_lines=1).endswith(f"L100000: {blob[(100_000 - 2) * 80:][:80]}")
