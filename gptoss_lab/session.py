@@ -645,13 +645,13 @@ class _Turn:
     def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
         text = harmony.text_of(message)
         inside, self.inside = self.inside, []
-        if message.channel not in harmony.CHANNELS:
+        self.reply.messages.append(message)  # the Reply keeps all the model wrote, as the live view showed it
+        for i in inside:   # the notes made while it was written come after it, as in the live view
+            self.reply.errors_after[i] = len(self.reply.messages)
+        if message.channel not in harmony.CHANNELS:  # but the conversation the model reads next leaves it out
             self._warn(f"A message without a valid channel ({_quoted(message.channel)}) was left out: {_quoted(text)}")
             return None
         self.session.history.append(message)
-        self.reply.messages.append(message)
-        for i in inside:   # the notes made while it was written come after it, as in the live view
-            self.reply.errors_after[i] = len(self.reply.messages)
         if stop == harmony.CALL and not message.recipient:  # after the message it is about, as the view shows it
             self._warn("The model ended a message with <|call|> but named no tool; it was kept as text.")
         if message.recipient:

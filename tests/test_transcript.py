@@ -378,3 +378,21 @@ def test_a_reopened_reply_says_an_unknown_tool_under_its_call_not_after_the_answ
         assert text.index("Tool call foo") < text.index("[warning] The model called 'foo'") < text.index("Answer:\n    Done."), text
         markdown = transcript.to_markdown()
         assert markdown.index("*warning: The model called") < markdown.index("> **Answer:**"), markdown
+
+
+def test_a_message_on_a_channel_that_is_not_one_is_in_the_rebuilt_turn_but_not_the_next_prompt() -> None:
+    """`%gptoss history` and a displayed Reply left out the text of a message on a channel that is not one
+    (`poem`), which the live view showed as a block before its note; the Reply now keeps it, so the rebuilt turn
+    shows it there too, while the conversation the model reads next still leaves it out."""
+    answer = "<|start|>assistant<|channel|>final<|message|>42<|return|>"
+    view = _Recorder()
+    stray = Session(ReplayEngine(f"<|channel|>poem<|message|>Roses are red<|end|>{answer}"), namespace={})
+    reply = stray.ask("Six times seven?", view=view)
+    live, rebuilt = Transcript.from_events(view.events), Transcript.from_reply(reply)
+    assert [(type(i).__name__, getattr(i, "text", "")) for i in rebuilt.items] == \
+        [(type(i).__name__, getattr(i, "text", "")) for i in live.items]
+    assert "Roses are red\n" in rebuilt.to_text() and "Roses are red" in rebuilt.to_html()
+    assert rebuilt.to_text().index("Roses are red\n") < rebuilt.to_text().index("was left out")
+    plain = Session(ReplayEngine(answer.removeprefix("<|start|>assistant")), namespace={})
+    plain.ask("Six times seven?")
+    assert stray.prompt_ids() == plain.prompt_ids() and "Roses" not in stray.export()
