@@ -250,11 +250,11 @@ class Session:
             if len(self._turns) < turns:
                 self._put_back(turn, kept)
             raise
-        if reply.failed or (reply.interrupted and not reply.messages):  # no new answer: the old one is the last again
+        if reply.failed or (reply.interrupted and not _kept(reply)):  # no new answer: the old one is the last again
             Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]
             self._put_back(turn, kept)
-            raise TurnError(f"{reply.failed or 'stopped before the model had written any text'}; the earlier answer "
-                            "is kept")
+            stopped = "stopped before the model had written any text" + (" the conversation keeps" * bool(reply.messages))
+            raise TurnError(f"{reply.failed or stopped}; the earlier answer is kept")
         return reply
 
     def _put_back(self, turn: tuple[int, dict[str, Any], tuple[Tool | None, Any], str],
@@ -800,8 +800,11 @@ class _Turn:
         self.reply.interrupted = True
         dropped = self._keep_partial()
         self._answer_unanswered("skipped", *_NOT_RUN["stopped"])
-        if self.reply.messages:
+        if _kept(self.reply):
             self._end_early(f"Stopped: the partial reply is kept{_without(dropped)}.")
+        elif self.reply.messages:
+            self._end_early("Stopped: nothing the conversation keeps was written (the message on a channel that is "
+                            "not one is left out).")
         elif dropped:   # it said "before the model had written any text" under the call's text shown live
             self._end_early(f"Stopped while the model was writing a {dropped}, which is not kept half-written: "
                             "nothing to keep.")
@@ -841,6 +844,12 @@ class _Turn:
                 # (a cut answer's "Expecting ',' delimiter" read, under --constrain, as the constraint failing)
                 self._warn(f"{err} (the answer was cut off before its end)" if self.ended_why else str(err))
         return reply
+
+
+def _kept(reply: Reply) -> bool:
+    """Whether the turn wrote a message the conversation keeps: a Reply also holds those on a channel that is not one,
+    which the model does not read next, so they are no answer to keep in place of an earlier one."""
+    return any(message.channel in harmony.CHANNELS for message in reply.messages)
 
 
 def _without(dropped: str) -> str:

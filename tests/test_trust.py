@@ -792,3 +792,26 @@ def test_a_windows_path_on_the_magic_line_keeps_its_backslashes():
                                           "--api-key-env", "KEY"]
     assert _words(r"load my\ model", windows=False) == ["load", "my model"]  # elsewhere as a shell splits it
     assert _words(r'browse "C:\a #b" C:\c#d  # a comment', windows=True) == ["browse", r"C:\a #b", r"C:\c#d"]
+
+
+def test_a_regenerate_stopped_after_only_a_message_the_conversation_drops_keeps_the_earlier_answer():
+    """A Reply keeps a message on a channel that is not one (for `%gptoss history`), but the conversation leaves it
+    out: a Regenerate stopped after writing only such a message has no new answer, so the earlier one stays."""
+    s = session(FINAL.format(text="First.") + "<|channel|>poem<|message|>Roses are red<|end|>" + FINAL.format(text="x"))
+    first = s.ask("q")
+    history = list(s.history)
+
+    class StopsAfterStray(Recorder):
+        def handle(self, event):
+            super().handle(event)
+            self.stop_requested = self.stop_requested or type(event).__name__ == "MessageEnd"
+
+    with pytest.raises(TurnError, match="^stopped before the model had written any text the conversation keeps; "
+                                        "the earlier answer is kept$"):
+        s.regenerate(view=StopsAfterStray())
+    assert s.replies == [first] and s.history == history and s.replies[-1].final == "First."
+    stopped = session("<|channel|>poem<|message|>Roses are red<|end|>" + FINAL.format(text="x"))
+    reply = stopped.ask("q", view=StopsAfterStray())
+    assert reply.interrupted and reply.errors[-1] == ("Stopped: nothing the conversation keeps was written (the "
+                                                      "message on a channel that is not one is left out).")
+    assert_valid(stopped)
