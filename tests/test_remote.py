@@ -319,6 +319,17 @@ def test_wrong_model_lists_the_servers_models():
         assert RemoteEngine(server.url, model="gpt-oss-120b").name == "gpt-oss-120b"
 
 
+@pytest.mark.parametrize("ollama, model", [(True, None), (False, "gpt-oss-20b")])
+def test_a_server_without_any_model_says_to_load_one_first(ollama, model):
+    """A fresh Ollama (nothing pulled) was told to "choose one with model=...", of none; naming one got "it serves:
+    (none)", which said nothing of what to do."""
+    with FakeServer(models=(), ollama=ollama) as server:
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url, model=model)
+    assert str(caught.value).startswith(f"the server at {server.url} serves no model: load a gpt-oss model on it "
+                                        "first (Ollama: ollama pull gpt-oss:20b; llama.cpp: llama-server -m ")
+
+
 def test_a_server_with_hundreds_of_models_is_listed_in_one_short_line():
     names = ["x" * 5000] + [f"model-{i}" for i in range(300)]  # a gateway's hundreds, one absurd name
     with FakeServer(models=names) as server:

@@ -287,14 +287,17 @@ class RemoteEngine:
             self.prompt_as = "text" if self.ollama else "ids"
             self._ids_accepted = False
             models = self.models()
+            if not models:  # a fresh Ollama, nothing pulled: no model= could help
+                raise RemoteError(f"the server at {self.url} serves no model: load a gpt-oss model on it first "
+                                  f"(Ollama: ollama pull gpt-oss:20b; llama.cpp: llama-server -m MODEL.gguf); {_DOCS}")
             if model is None:
                 if len(models) != 1:
                     raise RemoteError(f"the server at {self.url} serves {len(models)} models "
-                                      f"({_listed(models) or 'none'}): choose one with model=...")
+                                      f"({_listed(models)}): choose one with model=...")
                 model = models[0]
             elif model not in models and f"{model}:latest" not in models:  # Ollama's implied tag
                 raise RemoteError(f"the server at {self.url} has no model {model!r}; "
-                                  f"it serves: {_listed(models) or '(none)'}")
+                                  f"it serves: {_listed(models)}")
         self.model = model
         # gpt-oss-tiny learned with earlier turns' tool calls in the prompt; it is served under the name the lab's
         # llama.cpp command gives it (gpt-oss is trained without them: see harmony.Renderer)
