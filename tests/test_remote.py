@@ -876,8 +876,11 @@ def test_stop_works_while_a_server_floods_text_that_gives_no_token():
         assert session.ask("Still there?").final == "Back."
 
 
-def test_error_null_in_every_chunk_is_no_error():
-    chunk = {"choices": [{"text": "<|channel|>final<|message|>42", "finish_reason": None}], "error": None}
+@pytest.mark.parametrize("empty", [None, False, "", {}])
+def test_an_empty_error_field_in_every_chunk_is_no_error(empty):
+    """A server whose every chunk carries an empty error field (false, "", {}) failed each turn "with an error:
+    False" (or nothing after the colon)."""
+    chunk = {"choices": [{"text": "<|channel|>final<|message|>42", "finish_reason": None}], "error": empty}
     with FakeServer(raw=lambda n: [HEAD, _event(data=chunk), _event(finish="stop")]) as server:
         assert harmony.decode(_stream(server.url)) == "<|channel|>final<|message|>42<|return|>"
 

@@ -510,7 +510,7 @@ class RemoteEngine:
         if not isinstance(data, dict):
             raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: "
                               f"{self._quote(line, 120)!r}")
-        if data.get("error") is not None or data.get("object") == "error":  # some send "error": null in every chunk
+        if data.get("error") or data.get("object") == "error":  # some send "error": null (false, {}) in every chunk
             raise self._stopped(data)
         return data
 
