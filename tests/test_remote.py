@@ -246,6 +246,21 @@ def test_max_new_tokens_cuts_the_stream():
     assert ids == harmony.encode(ANSWER)[:5]
 
 
+@pytest.mark.parametrize("ollama", [False, True])
+def test_a_server_that_stops_at_its_own_length_limit_says_so_after_the_partial_answer(ollama):
+    """llama.cpp ends an answer that fills its context (-c) with finish_reason "length" long before max_tokens: the
+    turn said only "The engine's stream ended before the model finished its reply", nothing of why or what to do."""
+    with FakeServer(["<|channel|>final<|message|>The capital", " of France is"], finish="length", ollama=ollama,
+                    models=("gpt-oss:20b",)) as server:
+        reply = Session.connect(server.url, session_options={"tools": "none"}).ask("Capital of France?",
+                                                                                   max_new_tokens=500)
+    assert reply.final == "The capital of France is"
+    assert reply.errors == [f"The turn failed: the server at {server.url} stopped at its own length limit after about "
+                            "8 tokens, short of max_tokens=500: its context is full or it caps answers; start a new "
+                            "conversation (%gptoss reset), or give the server a larger context (llama.cpp -c, vLLM "
+                            "--max-model-len, Ollama num_ctx)"]
+
+
 def test_ollama_raw_generate():
     with FakeServer(_split(_strip(ANSWER, "<|end|>", "<|return|>")), ollama=True, models=("gpt-oss:20b",)) as server:
         ids = _stream(server.url)

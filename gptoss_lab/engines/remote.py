@@ -718,7 +718,14 @@ class RemoteEngine:
             self._stripped()
         if finish == "stop":  # the server stopped on a token it may not have printed
             pending += [stop_reason] if isinstance(stop_reason, int) and stop_reason in stop else retok.implied_stop()
-        yield from _until_stop(pending, stop, limit - count)[0]
+        out, done = _until_stop(pending, stop, limit - count)
+        yield from out
+        if finish == "length" and not done:  # short of max_tokens: the server's own limit (its context is full)
+            raise RemoteError(
+                f"the server at {self.url} stopped at its own length limit after about {count + len(out)} tokens, "
+                f"short of max_tokens={limit}: its context is full or it caps answers; start a new conversation "
+                "(%gptoss reset), or give the server a larger context (llama.cpp -c, vLLM --max-model-len, "
+                "Ollama num_ctx)")
 
     def _stripped(self) -> None:
         raise RemoteError(
