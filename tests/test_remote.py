@@ -345,6 +345,21 @@ def test_a_server_without_any_model_says_to_load_one_first(ollama, model):
                                         "first (Ollama: ollama pull gpt-oss:20b; llama.cpp: llama-server -m ")
 
 
+def test_a_model_list_longer_than_the_lab_reads_asks_for_the_name_and_takes_one_given():
+    """A gateway's model list past 4 MiB was cut, so it read as "no list of models: is it an OpenAI-compatible
+    server?", and no model= could connect."""
+    listing = {"object": "list", "data": [{"id": f"org/model-{i:06}", "object": "model", "owned_by": "o" * 40}
+                                          for i in range(60_000)]}
+    with FakeServer(["<|channel|>final<|message|>Hi."], models_body=("application/json", json.dumps(listing).encode())) \
+            as server:
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url)
+        assert str(caught.value) == (f"the server at {server.url} lists its models in more than 4 MiB, more than the "
+                                     "lab reads: name the model with model=... (%gptoss connect URL --model NAME)")
+        reply = Session.connect(server.url, model="org/model-000123", session_options={"tools": "none"}).ask("Hi?")
+        assert reply.final == "Hi." and server.requests[-1][2]["model"] == "org/model-000123"
+
+
 def test_a_server_with_hundreds_of_models_is_listed_in_one_short_line():
     names = ["x" * 5000] + [f"model-{i}" for i in range(300)]  # a gateway's hundreds, one absurd name
     with FakeServer(models=names) as server:

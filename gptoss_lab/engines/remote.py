@@ -88,6 +88,10 @@ def inert_text(ids: Sequence[int]) -> str:
     return "".join(parts)
 
 
+class _LongList(RemoteError):
+    """A server's model list longer than the lab reads (a gateway's thousands): a model named is taken unchecked."""
+
+
 class RemoteWarning(UserWarning):
     """A remote setting that works but puts something at risk (a key sent in plain text)."""
 
@@ -224,7 +228,7 @@ class RemoteEngine:
     is the longest a server may keep a request waiting: connecting, headers and a whole answer that is no stream in
     all, and a stream's first text, then each next text (a long answer that keeps coming is never cut).
     Construction checks the server and the model name, so a wrong URL or name fails at `Session.connect`, not at
-    the first question.
+    the first question (a name is taken unchecked where the server lists more models than the lab reads).
     `prompt_as` says how prompts travel: "ids", or "text" (`inert_text`) for Ollama and for a server
     that refused its first token-id prompt but took the same prompt as text.
     """
@@ -286,7 +290,12 @@ class RemoteEngine:
             self.ollama = self._is_ollama()
             self.prompt_as = "text" if self.ollama else "ids"
             self._ids_accepted = False
-            models = self.models()
+            try:
+                models = self.models()
+            except _LongList:  # a gateway's: a model named is checked by the server at the first question
+                if model is None:
+                    raise
+                models = [model]
             if not models:  # a fresh Ollama, nothing pulled: no model= could help
                 raise RemoteError(f"the server at {self.url} serves no model: load a gpt-oss model on it first "
                                   f"(Ollama: ollama pull gpt-oss:20b; llama.cpp: llama-server -m MODEL.gguf); {_DOCS}")
@@ -427,10 +436,14 @@ class RemoteEngine:
             return False
 
     def models(self) -> list[str]:
-        """The model names the server serves."""
+        """The model names the server serves; `_LongList` for a list longer than the lab reads (`_MAX_BODY`)."""
         path, listing, key = ("/api/tags", "models", "name") if self.ollama else ("/v1/models", "data", "id")
         with self._cleaned():
             response = self._request(path)
+        if len(response.content) >= _MAX_BODY and response.content.lstrip().startswith(b"{"):  # a JSON object cut
+            raise _LongList(f"the server at {self.url} lists its models in more than {_MAX_BODY >> 20} MiB, more "
+                            "than the lab reads: name the model with model=... (%gptoss connect URL --model NAME)")
+        with self._cleaned():
             try:
                 return [str(model[key]) for model in _loads(response.content)[listing]]
             except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or JSON of another shape
