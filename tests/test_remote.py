@@ -928,12 +928,15 @@ def test_a_pasted_endpoint_url_connects_to_the_server_root(path):
         assert RemoteEngine(server.url + path).url == server.url
 
 
-def test_an_html_error_page_is_quoted_as_its_text():
+@pytest.mark.parametrize("kind", [b"text/html", b"Text/HTML; charset=UTF-8", b"text/plain"])
+def test_an_html_error_page_is_quoted_as_its_text(kind):
+    """A page whose type is written in capitals, or sent as text/plain, was quoted as its markup (`<html> <head>
+    <title>404 Not Found</title><style>h1 {color: red}</style>...`)."""
     page = (b"<html>\r\n<head><title>404 Not Found</title><style>h1 {color: red}</style></head>\r\n<body><!-- x -->"
             b"<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx/1.18.0 &amp; co</center>\r\n"
             b"</body>\r\n</html>\r\n")
-    answer = (b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
-              % len(page) + page)
+    answer = (b"HTTP/1.1 404 Not Found\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+              % (kind, len(page)) + page)
     with FakeServer(raw=lambda n: [answer]) as server:
         with pytest.raises(RemoteError) as caught:
             _stream(server.url, retries=0)

@@ -356,6 +356,16 @@ def test_a_byte_order_mark_before_the_stream_is_ignored(ollama):
     assert reply.final == "42" and not reply.errors, reply.errors
 
 
+@pytest.mark.parametrize("kind", [b"Text/Event-Stream", b"TEXT/EVENT-STREAM; charset=UTF-8"])
+def test_an_event_stream_type_written_in_capitals_is_read(kind):
+    """A media type is case-insensitive (RFC 9110), but `Text/Event-Stream` failed each turn: "did not answer with
+    an event stream (Content-Type: 'Text/Event-Stream')"."""
+    answer = [HEAD.replace(b"text/event-stream", kind), _event("<|channel|>final<|message|>42"), _event(finish="stop")]
+    with FakeServer(raw=lambda n: answer) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
+    assert reply.final == "42" and not reply.errors, reply.errors
+
+
 @pytest.mark.parametrize("charset", ["rot13", "zlib_codec", "utf-16"])
 def test_a_charset_the_server_names_never_picks_the_codec(charset):
     """httpx decoded with whatever Python codec `charset=` named: rot13, zlib_codec or utf-16 raised a bare TypeError,

@@ -63,6 +63,7 @@ _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can c
 # a URL's `user:password@` as typed: all after the scheme up to the last @ (a password may hold a raw / or @)
 _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
+_HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
 _PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
@@ -203,13 +204,14 @@ def _loads(text: str | bytes) -> Any:
 
 def _server_message(response: httpx.Response) -> str:
     """The error text a server put in its response body (read with `_capped`), on one line; of an HTML error
-    page (a proxy's "502 Bad Gateway"), its text."""
+    page (a proxy's "502 Bad Gateway"; its type in any case, or a page that starts as one: sent as text/plain), its
+    text."""
     try:
         return _error_text(_loads(response.content))
     except ValueError:
         text = response.content.decode("utf-8", "replace")  # not its charset=: that may name any codec (rot13, zlib)
-        if "html" in response.headers.get("content-type", ""):  # its start: the regex is slow on a long page
-            text = html.unescape(_MARKUP.sub(" ", text[:8192]))
+        if "html" in response.headers.get("content-type", "").lower() or _HTML_START.match(text):
+            text = html.unescape(_MARKUP.sub(" ", text[:8192]))  # its start: the regex is slow on a long page
         return " ".join(text.split())
     except httpx.ResponseNotRead:  # the body broke off: the status says enough
         return "(the response body broke off)"
@@ -999,12 +1001,14 @@ class _Clock:
 class _Reads:
     """The response as httpx-sse reads it (its headers and text), raising `too_long` once `_MAX_BODY` characters
     came since the reader last set `unended` (at an event's end), so an endless line cannot fill memory; a byte
-    order mark starting the stream is left out. Of an event stream
+    order mark starting the stream is left out; its Content-Type in lower case (httpx-sse refused `Text/Event-Stream`,
+    and a media type is case-insensitive). Of an event stream
     (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
     httpx-sse drops) written as `event: error` events."""
 
     def __init__(self, response: httpx.Response, too_long: RemoteError, *, events: bool) -> None:
-        self.headers, self._response, self._too_long = response.headers, response, too_long
+        self.headers = httpx.Headers({"content-type": response.headers.get("content-type", "").lower()})
+        self._response, self._too_long = response, too_long
         response.encoding = "utf-8"  # as SSE and JSON are, whatever its charset= names (httpx would run any codec)
         self._events = events
         self.unended = 0
