@@ -261,6 +261,15 @@ def test_a_server_that_stops_at_its_own_length_limit_says_so_after_the_partial_a
                             "--max-model-len, Ollama num_ctx)"]
 
 
+def test_an_answer_cut_at_max_tokens_whose_text_settles_into_fewer_ids_is_no_failure():
+    """The model may split a word otherwise than its text settles ("he" "llo": one id, "hello"): eleven tokens cut
+    at max_tokens=11 came back as eight ids, which read as the server's own length limit."""
+    pieces = ["<|channel|>", "final", "<|message|>", "he", "llo", " wor", "ld", " and", " more", " te", "xt"]
+    with FakeServer(pieces, finish="length") as server:
+        reply = Session.connect(server.url, session_options={"tools": "none"}).ask("Hi?", max_new_tokens=len(pieces))
+    assert reply.final == "hello world and more text" and not reply.failed, reply.errors
+
+
 def test_ollama_raw_generate():
     with FakeServer(_split(_strip(ANSWER, "<|end|>", "<|return|>")), ollama=True, models=("gpt-oss:20b",)) as server:
         ids = _stream(server.url)

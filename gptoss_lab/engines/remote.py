@@ -735,7 +735,9 @@ class RemoteEngine:
             pending += [stop_reason] if isinstance(stop_reason, int) and stop_reason in stop else retok.implied_stop()
         out, done = _until_stop(pending, stop, limit - count)
         yield from out
-        if finish == "length" and not done:  # short of max_tokens: the server's own limit (its context is full)
+        # short of max_tokens by ids and by chunks (text settles into fewer ids than the server generated where the
+        # model split a word otherwise): the server's own limit, its context full
+        if finish == "length" and not done and texts < limit:
             raise RemoteError(
                 f"the server at {self.url} stopped at its own length limit after about {count + len(out)} tokens, "
                 f"short of max_tokens={limit}: its context is full or it caps answers; start a new conversation "
