@@ -478,3 +478,16 @@ def test_a_stream_of_zero_width_joiners_cannot_hold_a_turn_past_max_tokens():
     assert reply.errors == [f"The turn failed: the server at {server.url} kept streaming past max_tokens=8 "
                             "(it ignores the limit)"]
     assert took < 5, f"the turn took {took:.1f} s"
+
+
+@pytest.mark.parametrize("answer, said", [
+    ([HEAD, _event("<|channel|>final<|message|>Hi"), b"event: error\ndata: null\n\n"], "stopped with an error: (no text)"),
+    ([HEAD, _event("<|channel|>final<|message|>Hi"), b'data: {"error": {"message": null}}\n\n'],
+     "stopped with an error: (no text)"),
+    ([_status(500, b"Internal Server Error", b'{"error": null}')], "answered /v1/completions with HTTP 500: (no text)"),
+])
+def test_an_error_without_a_message_says_so_not_none(answer, said):
+    """An error event or body whose message is null read "stopped with an error: None" (or "HTTP 500: None")."""
+    with FakeServer(raw=lambda n: answer) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("Hi?")
+    assert reply.errors == [f"The turn failed: the server at {server.url} {said}"]

@@ -186,11 +186,12 @@ def _tls_failure(err: BaseException) -> ssl.SSLError | None:
 
 
 def _error_text(body: Any) -> str:
-    """The message in an error body (OpenAI, FastAPI and Ollama shapes), on one line."""
+    """The message in an error body (OpenAI, FastAPI and Ollama shapes), on one line; "" for none (null, {}: not
+    "None")."""
     error = body.get("error", body.get("detail", body.get("message", body))) if isinstance(body, dict) else body
     if isinstance(error, dict):
         error = error.get("message", error)
-    return " ".join(str(error).split())
+    return "" if error is None or error in ("", {}, []) else " ".join(str(error).split())
 
 
 def _loads(text: str | bytes) -> Any:
@@ -422,7 +423,7 @@ class RemoteEngine:
         if response.status_code in (401, 403):
             raise RemoteError(
                 f"the server at {self.url} refused the request (HTTP {response.status_code}: "
-                f"{self._quote(_server_message(response))}); "
+                f"{self._quote(_server_message(response)) or '(no text)'}); "
                 "pass api_key=... (or %gptoss connect --api-key-env VAR)"
             )
         retry = f" (Retry-After: {self._quote(response.headers['retry-after'], 40)})" \
@@ -531,7 +532,8 @@ class RemoteEngine:
 
     def _stopped(self, body: Any) -> RemoteError:
         """The one-line RemoteError for an error the server streamed (`body`: its JSON, or its text)."""
-        return RemoteError(f"the server at {self.url} stopped with an error: {self._quote(_error_text(body))}")
+        return RemoteError(f"the server at {self.url} stopped with an error: "
+                           f"{self._quote(_error_text(body)) or '(no text)'}")
 
     def _events(self, response: httpx.Response) -> Iterator[dict]:
         """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines). Running out
