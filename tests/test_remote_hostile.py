@@ -491,3 +491,12 @@ def test_an_error_without_a_message_says_so_not_none(answer, said):
     with FakeServer(raw=lambda n: answer) as server:
         reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("Hi?")
     assert reply.errors == [f"The turn failed: the server at {server.url} {said}"]
+
+
+def test_blank_data_lines_are_keep_alives_not_a_broken_stream():
+    """An event of blank data (`data:  `, `data:\\t`) failed the turn: "sent something that is not a completion
+    stream: ' '"."""
+    answer = [HEAD, b"data:  \n\n", _event("<|channel|>final<|message|>42"), b"data:\t\r\n\r\n", _event(finish="stop")]
+    with FakeServer(raw=lambda n: answer) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
+    assert reply.final == "42" and not reply.errors, reply.errors

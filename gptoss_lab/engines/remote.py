@@ -567,7 +567,7 @@ class RemoteEngine:
                         raise self._stopped(body)
                     if event.data.strip() == "[DONE]":
                         return
-                    if event.data:
+                    if event.data.strip():  # a blank one (`data:  `) is a keep-alive, as a comment is
                         yield self._json(event.data)
             except SSEError:
                 raise RemoteError(f"the server at {self.url} did not answer with an event stream "
