@@ -44,7 +44,9 @@ import pydantic
 import referencing
 import regex
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import PydanticSerializationError, SchemaError, SchemaValidator, core_schema, to_jsonable_python
+from pydantic_core import (
+    PydanticCustomError, PydanticSerializationError, SchemaError, SchemaValidator, core_schema, to_jsonable_python,
+)
 
 from . import harmony
 
@@ -335,7 +337,7 @@ _ERROR_CHARS = 200     # per error: a Literal of 3 000 values lists them all
 def describe_errors(err: pydantic.ValidationError) -> str:
     """pydantic's errors as `field.path: message; ...` (no URLs), short enough to show the model: the first
     few, each cut short, and how many more (5 000 wrong items were 400 000 characters)."""
-    errors = err.errors()
+    errors = [e for e in err.errors() if e["type"] != _IN_TIME_TYPE]  # `_checked_core`'s deadline checks
     shown = [_one_line((".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + _message(e))
              for e in errors[:_ERRORS_SHOWN]]
     more = len(errors) - len(shown)
@@ -732,10 +734,12 @@ _LABEL_CHARS = 80  # a union choice's name in an error's location
 def _checked_core(core: Any) -> Any:
     """A pydantic core schema as answers are checked with it: its string patterns made `_ascii_pattern`s, and every
     union first checking the deadline, as unions inside unions make pydantic try every branch of every one, in Rust,
-    where nothing else can stop it (a 14-deep Union[list[T], tuple[T, ...]] took 23 s to refuse an answer). Each
-    union's choices keep the names pydantic gives them, so errors read as before, cut to `_LABEL_CHARS`: every error
-    under a choice carries its name, and a deep union's is as long as the type (300 kB; copied into each of 16 000
-    errors, it held a check 30 s past its deadline)."""
+    where nothing else can stop it (a 14-deep Union[list[T], tuple[T, ...]] took 23 s to refuse an answer). The check
+    is a first choice that always fails (`_IN_TIME`), not a wrapper: a wrapper handed its choices Python objects,
+    which strict validation refuses where JSON is read (a date's text, a tuple's array: `date | int` refused
+    "2026-11-25"). Each union's choices keep the names pydantic gives them, so errors read as before, cut to
+    `_LABEL_CHARS`: every error under a choice carries its name, and a deep union's is as long as the type (300 kB;
+    copied into each of 16 000 errors, it held a check 30 s past its deadline)."""
     definitions = core.get("definitions", []) if isinstance(core, dict) and core.get("type") == "definitions" else []
 
     def name(choice: Any) -> str:
@@ -754,19 +758,23 @@ def _checked_core(core: Any) -> Any:
             _AS_WRITTEN[new["pattern"]] = pattern
         if node.get("type") != "union":
             return new
-        new["choices"] = [choice if isinstance(given, tuple) else (choice, name(given))  # a label given stays
-                          for choice, given in zip(new["choices"], node["choices"])]
-        wrapper = core_schema.no_info_wrap_validator_function(_union_in_time, new)
-        if "ref" in new:  # a definition (a recursive alias) is found by the ref at its top
-            wrapper["ref"] = new.pop("ref")
-        return wrapper
+        new["choices"] = [(_IN_TIME, _IN_TIME_TYPE)] + [
+            choice if isinstance(given, tuple) else (choice, name(given))  # a label given stays
+            for choice, given in zip(new["choices"], node["choices"])]
+        return new
 
     return walk(core)
 
 
-def _union_in_time(value: Any, check: Callable[[Any], Any]) -> Any:
+def _no_choice_in_time(value: Any) -> Any:
+    """`_IN_TIME`'s check: _OutOfTime past the deadline, else an error of its own type, which `describe_errors` skips,
+    so the union goes on to its real choices with the answer as it was read."""
     _time_left()
-    return check(value)
+    raise PydanticCustomError(_IN_TIME_TYPE, "the deadline was checked")
+
+
+_IN_TIME_TYPE = "gptoss_in_time"
+_IN_TIME = core_schema.no_info_plain_validator_function(_no_choice_in_time)
 
 
 @functools.lru_cache(maxsize=256)

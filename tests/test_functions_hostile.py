@@ -242,3 +242,24 @@ def test_a_python_only_pattern_is_refused_in_one_line_naming_the_pattern():
     assert str(err.value) == ("send.x: pydantic's Rust regex cannot read the pattern '^[a-z]+\\\\Z' (error: "
                               "unrecognized escape sequence); write $ for \\Z (it never matches before a last "
                               "newline), and no look-around or backreferences")
+
+
+def book(day: datetime.date | int, seats: tuple[int, int] | str, until: datetime.time | None = None) -> str:
+    """Book a table on a date (or in N days) for seats (or a party's name)."""
+    return f"{day} {seats} {until}"
+
+
+def test_a_union_parameter_takes_the_json_its_choices_take():
+    """A union's choices were validated as Python objects, which strict validation refused where JSON is read: every
+    call of `day: date | int` with a date ("2026-11-25") or of `tuple[int, int] | str` with an array came back to the
+    model as "Input should be a valid date" and the function never ran."""
+    call = ('<|start|>assistant<|channel|>commentary to=functions.book <|constrain|>json<|message|>'
+            '{"day": "2026-11-25", "seats": [2, 3], "until": "21:30"}<|call|>')
+    reply = _session(call + "<|start|>assistant<|channel|>final<|message|>Booked.<|return|>",
+                     namespace={"book": book}, tools=["book"]).ask("Book for Tuesday")
+    assert [(c.status, c.output) for c in reply.tool_calls] == [("done", '"2026-11-25 (2, 3) 21:30:00"')]
+    refused = FunctionTool(book).call('{"day": true, "seats": [2, "3"]}')
+    assert (refused.status, refused.output) == ("error", "Error: ValidationError: day.date: Input should be a valid "
+                                                         "date; day.int: Input should be a valid integer; "
+                                                         "seats.tuple[int, int].1: Input should be a valid integer; "
+                                                         "and 1 more error")
