@@ -466,9 +466,11 @@ def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
 
 
 def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
-    """The answer's JSON text validated by the adapter; StructuredOutputError saying what is wrong."""
+    """The answer's JSON text validated by the adapter, strictly as the JSON types the model was shown (as a schema
+    dict and a function's arguments are: lax mode read `"yes"` as True, `true` as 1 and the string "nan" as a float
+    NaN); StructuredOutputError saying what is wrong."""
     try:
-        value = adapter.validate_json(body)
+        return adapter.validate_json(body, strict=True)
     except pydantic.ValidationError as err:
         invalid = [e["msg"] for e in err.errors() if e["type"] == "json_invalid"]
         if invalid and "recursion limit exceeded" in invalid[0]:  # the text is JSON: `_strict_json` read it
@@ -477,14 +479,6 @@ def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
         if invalid:
             raise StructuredOutputError(f"the final answer is not valid JSON: {invalid[0]}") from None
         raise StructuredOutputError(f"the final answer does not match the schema: {describe_errors(err)}") from None
-    try:
-        json.dumps(to_jsonable_python(value, fallback=str), allow_nan=False)
-    except ValueError:  # NaN or infinity: a default (`within: float = math.inf`), or lax mode read the string
-        with contextlib.suppress(pydantic.ValidationError):   # "nan" as a float NaN, which JSON has not
-            return adapter.validate_json(body, strict=True)
-        raise StructuredOutputError("the final answer does not match the schema: a number is NaN or infinity "
-                                    "(written as a string)") from None
-    return value
 
 
 def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[str], Any]]:
