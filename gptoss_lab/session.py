@@ -659,8 +659,8 @@ class _Turn:
             self.reply.tool_calls.append(call)
             self.emit(ToolStart(call))
             return call
-        if message.channel == "final":
-            self.reply.final += text
+        if message.channel == "final":  # each message a paragraph, as the views show them
+            self.reply.final += ("\n\n" if self.reply.final else "") + text
         elif message.channel == "analysis":
             self.reply.analysis += ("\n" if self.reply.analysis else "") + text
         return None

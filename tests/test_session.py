@@ -785,3 +785,12 @@ def test_a_long_malformed_reply_is_quoted_short_in_the_turns_notes() -> None:
     assert note.startswith("A message without a valid channel ('poem') was left out: 'la la ")
     assert note.endswith("… (3,000 characters)") and len(note) < 300, note
     assert reply.final == "Hi."
+
+
+def test_answers_written_as_several_final_messages_are_kept_apart_in_the_reply() -> None:
+    """A model that answers, calls a tool and answers again writes two `final` messages, which every view shows as
+    two paragraphs; `reply.final` (`_gptoss.final`, `-o NAME`, `print(reply)`) ran them together, "check.It is"."""
+    recording = ("<|channel|>final<|message|>Let me check.<|end|>" + CALL.format(code="2 + 3")
+                 + "<|start|>assistant" + FINAL.format(text="It is 5."))
+    reply = session(recording).ask("What is 2 + 3?")
+    assert reply.final == str(reply) == "Let me check.\n\nIt is 5."
