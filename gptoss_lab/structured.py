@@ -419,20 +419,33 @@ _FENCE = re.compile(r"```[ \t]*(?:json[ \t]*)?(?:\r?\n|(?=[\[{\"]))(.*?)(?:```|\
 
 def _json_part(text: str) -> str:
     """The JSON in a final answer: the first ```json fence's content (prose around it is ignored; a fence
-    left open runs to the end), or the text without prose written before or after a complete JSON object or
-    array (read from the text's first `{` or first `[`, whichever starts one, when the text as a whole is not JSON)."""
+    left open runs to the end; a ``` inside the JSON's strings, a code snippet's, does not close it), or the text
+    without prose written before or after a complete JSON object or array (read from the text's first `{` or first
+    `[`, whichever starts one, when the text as a whole is not JSON). An answer that starts with JSON is that JSON,
+    and a fence inside the JSON's strings is its text."""
     body = text.strip()
-    match = None if body[:1] in ("{", "[") else _FENCE.search(body)  # a JSON answer may quote a fence
-    body = match.group(1).strip() if match else body
-    if body[:1] not in ("{", "["):
+    found = _json_span(body)
+    fence = _FENCE.search(body)
+    if fence is None or (found is not None and (found[0] == 0 or found[0] <= fence.start() < found[1])):
+        return body[found[0]:found[1]] if found is not None else body
+    content = fence.group(1).strip()  # up to the first ``` after it, or what the error is about when none reads
+    for part in (body[fence.start(1):].lstrip(), content):  # from where it opens: its end is where the JSON's is
+        span = _json_span(part)
+        if span is not None:
+            return part[span[0]:span[1]]
+    return content
+
+
+def _json_span(text: str) -> tuple[int, int] | None:
+    """Where the JSON in `text` is: all of it when it is JSON ("see {}" is a string, not the object in it), else the
+    first complete object or array read from its first `{` or its first `[`; None when there is none."""
+    with contextlib.suppress(ValueError, RecursionError):
+        json.loads(text)
+        return 0, len(text)
+    for start in sorted(i for i in (text.find("{"), text.find("[")) if i >= 0):  # "Here it is: {...}" was refused
         with contextlib.suppress(ValueError, RecursionError):
-            json.loads(body)
-            return body  # JSON already ("see {}" is a string, not the object in it)
-    for start in sorted(i for i in (body.find("{"), body.find("[")) if i >= 0):  # "Here it is: {...}" was refused
-        with contextlib.suppress(ValueError, RecursionError):
-            _, end = json.JSONDecoder().raw_decode(body, start)
-            return body[start:end]
-    return body
+            return start, json.JSONDecoder().raw_decode(text, start)[1]
+    return None
 
 
 def _section_name(name: str) -> str:

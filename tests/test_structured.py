@@ -460,6 +460,26 @@ def test_a_json_answer_quoting_a_fence_is_kept_whole():
     assert parse_final('{"md": "```json {\\"a\\": 1}```"}', {"type": "object"}) == {"md": '```json {"a": 1}```'}
 
 
+class _Snippet(pydantic.BaseModel):
+    code: str
+
+
+_QUOTES_A_FENCE = json.dumps({"code": "```python\nprint(1)\n```"})
+
+
+@pytest.mark.parametrize("text", [
+    f"```json\n{_QUOTES_A_FENCE}\n```",
+    f"Here is the snippet:\n```json\n{_QUOTES_A_FENCE}\n```\nRun it with python.",
+    f"Here is the snippet: {_QUOTES_A_FENCE}",
+    f"Items [1, 2] first, then:\n```json\n{_QUOTES_A_FENCE}\n```",
+])
+def test_an_answer_whose_text_holds_a_code_fence_is_read_whole_around_prose_and_fences(text):
+    """A code snippet in Markdown inside the JSON ended the answer's ```json fence at the snippet's own ``` (and was
+    taken for a fence without one): "not valid JSON: Unterminated string", `.parsed` None, for a valid answer."""
+    assert parse_final(text, _Snippet) == _Snippet(code="```python\nprint(1)\n```")
+    assert parse_final(text, {"type": "object"}) == {"code": "```python\nprint(1)\n```"}
+
+
 def test_nan_and_infinity_are_not_json_for_a_schema_dict():
     for constant in ("NaN", "Infinity", "-Infinity"):
         with pytest.raises(StructuredOutputError, match=f"not valid JSON: {constant} is not a JSON value"):
