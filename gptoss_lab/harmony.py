@@ -655,11 +655,12 @@ class HarmonyStream:
 
     def close(self, *, limit: bool = False) -> list[Event]:
         """End of generation: an open message ends as `MessageEnd(None, None)` (cut off; its header
-        and `partial_text()` stay readable); an unfinished header or stray text is a `ParseError`, except a header
-        that the token `limit` cut (the model wrote nothing wrong: it was stopped mid-way)."""
+        and `partial_text()` stay readable, without a character cut between its bytes, which no `Delta` showed);
+        an unfinished header or stray text is a `ParseError`, except a header that the token `limit` cut (the model
+        wrote nothing wrong: it was stopped mid-way)."""
         events: list[Event] = []
         if self._state == "content":
-            self._flush_decoder()
+            self._decoder.reset()
             events.append(MessageEnd(None, None))
             self._state = "cut"
         elif limit and self._state == "header":

@@ -794,3 +794,15 @@ def test_answers_written_as_several_final_messages_are_kept_apart_in_the_reply()
                  + "<|start|>assistant" + FINAL.format(text="It is 5."))
     reply = session(recording).ask("What is 2 + 3?")
     assert reply.final == str(reply) == "Let me check.\n\nIt is 5."
+
+
+def test_an_answer_cut_inside_a_character_keeps_the_text_the_view_showed() -> None:
+    """The token limit cut an answer between the bytes of one character (an emoji is several tokens): the view held
+    the half character back, but the Reply, `%gptoss history` and the next prompt got a "\ufffd" the model never
+    wrote, at the end of the kept answer."""
+    view = Recorder()
+    s = session(FINAL.format(text="Party \N{PARTY POPPER} time") + FINAL.format(text="Yes."))
+    reply = s.ask("Party?", view=view, max_new_tokens=5)   # <|channel|> final <|message|> Party, half the emoji
+    shown = "".join(event.text for event in view.events if type(event).__name__ == "Delta")
+    assert reply.final == shown == "Party "
+    assert "\ufffd" not in s.export() and s.ask("Sure?").final == "Yes."
