@@ -413,16 +413,17 @@ class ResponseFormat:
         return JsonSchemaProcessor(self.schema)
 
 
-# a fence the answer ended before closing (`\Z`) still holds the JSON
-_FENCE = re.compile(r"```[ \t]*(?:json[ \t]*)?(?:\r?\n|(?=[\[{\"]))(.*?)(?:```|\Z)", flags=re.S | re.I)
+# a fence of any language (```json, ```jsonc ...: a closing ``` was taken for the opening one); a fence the answer
+# ended before closing (`\Z`) still holds the JSON
+_FENCE = re.compile(r"```[ \t]*[\w+.-]*[ \t]*(?:\r?\n|(?=[\[{\"]))(.*?)(?:```|\Z)", flags=re.S)
 
 
 def _json_part(text: str) -> str:
-    """The JSON in a final answer: the first ```json fence's content (prose around it is ignored; a fence
-    left open runs to the end; a ``` inside the JSON's strings, a code snippet's, does not close it), or the text
-    without prose written before or after a complete JSON object or array (read from the text's first `{` or first
-    `[`, whichever starts one, when the text as a whole is not JSON). An answer that starts with JSON is that JSON,
-    and a fence inside the JSON's strings is its text."""
+    """The JSON in a final answer: the first ``` fence's content (```json or any language; prose around it is
+    ignored; a fence left open runs to the end; a ``` inside the JSON's strings, a code snippet's, does not close it),
+    or the text without prose written before or after a complete JSON object or array (read from the text's first
+    `{` or first `[`, whichever starts one, when the text as a whole is not JSON). An answer that starts with JSON is
+    that JSON, and a fence inside the JSON's strings is its text."""
     body = text.strip()
     found = _json_span(body)
     fence = _FENCE.search(body)

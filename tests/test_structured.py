@@ -480,6 +480,14 @@ def test_an_answer_whose_text_holds_a_code_fence_is_read_whole_around_prose_and_
     assert parse_final(text, {"type": "object"}) == {"code": "```python\nprint(1)\n```"}
 
 
+@pytest.mark.parametrize("language", ["jsonc", "javascript", "JSON5", "python"])
+def test_a_fence_of_another_language_holding_the_json_answer_is_read(language):
+    """A fence opened as ```jsonc (or another language) was not taken for one: its closing ``` was, and the prose after
+    it was read as the answer, "not valid JSON: Expecting value", for a valid answer."""
+    text = f'Here it is:\n```{language}\n{{"items": ["eggs"]}}\n```\nEnjoy your meal.'
+    assert parse_final(text, ShoppingList) == ShoppingList(items=["eggs"])
+
+
 def test_nan_and_infinity_are_not_json_for_a_schema_dict():
     for constant in ("NaN", "Infinity", "-Infinity"):
         with pytest.raises(StructuredOutputError, match=f"not valid JSON: {constant} is not a JSON value"):
