@@ -292,3 +292,23 @@ def test_the_verdict_says_a_model_fits_once_the_loaded_model_is_unloaded(random_
         "session.unload() in Python)")
     first.unload()
     assert doctor(str(random_checkpoint), device="cpu").verdict == short
+
+
+def test_the_doctor_says_why_a_cpu_load_is_not_float32(random_checkpoint, monkeypatch):
+    """Where float32 weights did not fit in free RAM the doctor said "loads as bfloat16" without a word of why (the
+    load says it): its "loads as" row now gives the load's reason and, while a loaded model holds the room, names it."""
+    first, held, config = loaded_first(random_checkpoint, monkeypatch)
+    f32 = checkpoint.weight_bytes(config, "float32", packed=False)
+    free = f32 * 3 // 4   # room for bfloat16, and for float32 only with the loaded model's memory
+    monkeypatch.setattr(checkpoint, "available_ram", lambda: free)
+    name = first.engine.name
+    weights = f"bfloat16: {checkpoint.size(checkpoint.weight_bytes(config, 'bfloat16', packed=False))} of weights"
+    why = (f"{name} loads in bfloat16, not float32 (2-4x faster on a CPU): its float32 weights take "
+           f"{checkpoint.size(f32)} and {checkpoint.size(free)} is free")
+    assert dict(doctor(str(random_checkpoint), device="cpu").rows())["loads as"] == (
+        f"{weights}; {why}, and the loaded model {name} holds {checkpoint.size(held)} there: unload it first "
+        "(%gptoss unload, or session.unload() in Python)")
+    first.unload()
+    assert dict(doctor(str(random_checkpoint), device="cpu").rows())["loads as"] == f"{weights}; {why}"
+    asked = dict(doctor(str(random_checkpoint), device="cpu", dtype="bfloat16").rows())["loads as"]
+    assert asked == weights   # the dtype asked for: nothing to explain

@@ -984,8 +984,8 @@ def plan_load(
             plan.note = (f"{source.name} stores its experts in MXFP4, but {reason}: they load dequantized to {name}, "
                          f"{size(weight_bytes(config, name, packed=False))} of weights instead of "
                          f"{size(weight_bytes(config, name, packed=True))}")
-    if dtype is None and str(target) == "cpu" and name != "float32" and free is not None:  # cpu_default: no room
-        plan.note = "; ".join(filter(None, (plan.note, _no_float32(source.name, config, name, free))))
+    if dtype is None:  # cpu_default found no room for float32
+        plan.note = "; ".join(filter(None, (plan.note, not_float32(source.name, config, name, target, free))))
     plan.weights, plan.packed = weight_bytes(config, name, packed=packed), packed
     plan.how = name + (", MXFP4 experts" if packed else "")
     if free is not None and plan.weights > free:
@@ -1009,13 +1009,16 @@ def _no_room(plan: LoadPlan, free: int) -> str:
     return f"{short}, and {hint}, or choose another device or dtype"
 
 
-def _no_float32(label: str, config: Any, name: str, free: int) -> str:
-    """Why a CPU load gets `name`, not the faster float32 (its weights need more than the `free` bytes of RAM), and
-    the loaded model to unload where that would make room: the slower dtype was chosen without a word."""
+def not_float32(label: str, config: Any, name: str, target: Any, free: int | None, *, here: bool = True) -> str | None:
+    """Why a CPU load with no dtype asked gets `name`, not the faster float32 (its weights need more than the `free`
+    bytes of RAM), and, `here` (this machine's memory), the loaded model to unload where that would make room; None
+    where the load is float32 or not on a CPU. The load and the doctor said the slower dtype without a word."""
+    if str(target) != "cpu" or name == "float32" or free is None:
+        return None
     f32 = weight_bytes(config, "float32", packed=False)
     why = (f"{label} loads in {name}, not float32 (2-4x faster on a CPU): its float32 weights take {size(f32)} and "
            f"{size(free)} is free")
-    hint = unload_hint("cpu", free, lambda room: f32 <= room)
+    hint = unload_hint("cpu", free, lambda room: f32 <= room) if here else None
     return f"{why}, and {hint}" if hint else why
 
 

@@ -54,6 +54,7 @@ class Diagnosis:
     fits: bool
     verdict: str
     free_given: str = ""     # memory= as the caller wrote it ("16 GiB" shows as 17.2 GB: said beside it)
+    not_float32: str = ""    # why a CPU load gets a slower dtype than float32 (as the load's note says it)
 
     @property
     def kv_per_1k(self) -> int:
@@ -87,7 +88,8 @@ class Diagnosis:
             ("device", f"{self.device}: {self.device_name}, {free}"),
             ("MXFP4 kernels", kernels),
             ("packages", " · ".join(f"{k} {v or '—'}" for k, v in self.packages.items())),
-            ("loads as", f"{self.load_how}: {size(self.load_bytes)} of weights"),
+            ("loads as", f"{self.load_how}: {size(self.load_bytes)} of weights"
+                         + (f"; {self.not_float32}" if self.not_float32 else "")),
             ("KV cache", f"{size(self.kv_per_1k)} per 1,000 tokens ({kv.full_layers} full-attention layers; the "
                          f"{kv.sliding_layers} sliding-window layers hold at most {kv.window} tokens, "
                          f"{size(kv.bytes(kv.window) - kv.per_token_layer * kv.full_layers * kv.window)} in all); "
@@ -200,6 +202,8 @@ def doctor(
         free_assumed=memory is not None, free_given=memory.strip() if isinstance(memory, str) else "",
         free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name),
+        not_float32="" if dtype or loaded else checkpoint.not_float32(name, config, dtype_name, target, free,
+                                                                      here=memory is None) or "",
     )
     verdict = _verdict(name, fits, free, load, how, context, limit, mxfp4, kernels, packed_mxfp4, str(target))
     return Diagnosis(**diagnosis, verdict=f"{verdict}; {unload}" if unload else verdict)
