@@ -578,6 +578,22 @@ def test_a_second_load_that_fits_once_the_loaded_model_is_freed_says_to_unload_i
     assert str(refused.value) == f"{short}: free some memory or choose another device or dtype"
 
 
+def test_a_model_loaded_twice_is_named_once_with_its_count(random_checkpoint, monkeypatch):
+    """The same checkpoint loaded into two sessions was listed twice where a refused load names the loaded models
+    ("the loaded models random_gptoss0, random_gptoss0 hold ..."); it is named once, with how many copies there are."""
+    from gptoss_lab import Session
+
+    first, held, config = loaded_first(random_checkpoint, monkeypatch)
+    second = Session.load(str(random_checkpoint), dtype="float32", progress=False)
+    needed = checkpoint.weight_bytes(config, "float32", packed=False)
+    monkeypatch.setattr(checkpoint, "available_ram", lambda: needed - 1)
+    with pytest.raises(LoadError) as refused:
+        Session.load(str(random_checkpoint), dtype="float32", progress=False)
+    assert f"and the loaded models {first.engine.name} (2 copies) hold {checkpoint.size(2 * held)} there: unload " \
+           "them first" in str(refused.value)
+    second.unload()
+
+
 def test_a_cpu_load_that_falls_back_from_float32_for_want_of_memory_says_so_and_names_the_loaded_model(
         random_checkpoint, monkeypatch, capsys):
     """With a model loaded, a second CPU load got bfloat16 (emulated here, ~4x slower) instead of float32 without a

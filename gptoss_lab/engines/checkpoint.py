@@ -1029,7 +1029,9 @@ def unload_hint(target: Any, free: int, fits: Callable[[int], bool]) -> str | No
     if not held or not fits(free + held):
         return None
     one = len(names) == 1
-    return (f"the loaded model{'' if one else 's'} {', '.join(names)} hold{'s' if one else ''} {size(held)} there: "
+    counted = {name: names.count(name) for name in names}   # a name loaded twice was listed twice ("tiny, tiny")
+    listed = ", ".join(name + (f" ({count} copies)" if count > 1 else "") for name, count in counted.items())
+    return (f"the loaded model{'' if one else 's'} {listed} hold{'s' if one else ''} {size(held)} there: "
             f"unload {'it' if one else 'them'} first (%gptoss unload, or session.unload() in Python)")
 
 
