@@ -19,7 +19,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, parse_assignments, shown_key, shown_keys
+from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, other_digits, parse_assignments, shown_key,
+                       shown_keys)
 from .widgets import say
 from .widgets.sanitize import visible
 
@@ -215,6 +216,18 @@ def _given(value: str) -> str:
     return value
 
 
+def _number(kind: type) -> Any:
+    """An argparse type reading `kind` from the digits 0-9 only: int() and float() also read `٣`, which the lab's
+    settings refuse (one reading for every number a magic takes), saying what to write instead."""
+    def read(text: str) -> Any:
+        if not text.isascii():
+            raise argparse.ArgumentTypeError(f"a number in the digits 0-9, not {text!r}{other_digits(text)}")
+        return kind(text)
+
+    read.__name__ = kind.__name__   # argparse names it in "invalid int value: 'x'"
+    return read
+
+
 def _words(line: str, *, windows: bool = os.name == "nt") -> list[str]:
     """The magic line's words, split as a shell splits them (quotes group words); on Windows a backslash is a
     path's separator, not an escape: `%gptoss browse C:\\Users\\me\\docs` lost every one of them."""
@@ -268,12 +281,13 @@ def _cell_parser() -> _Parser:
     p.add_argument("--routing", "-r", action="store_true", help="record expert routing of every token")
     p.add_argument("--ablate", metavar="L:E,...", action="append", help="disable experts E of layers L for this turn "
                    "(e.g. 1:3,2:5; -1:3 = the last layer; *:0-3 = experts 0 to 3 of every layer; repeat it to add more)")
-    p.add_argument("--max-tokens", type=int, dest="max_new_tokens", metavar="N", help="max new tokens per model call")
-    p.add_argument("--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)")
-    p.add_argument("--top-p", type=float, dest="top_p", metavar="P", help="nucleus sampling: keep the likeliest tokens "
+    # the numbers are read by Settings, as `%gptoss config` reads them (argparse's int() took `٣`, which config refused)
+    p.add_argument("--max-tokens", dest="max_new_tokens", metavar="N", help="max new tokens per model call")
+    p.add_argument("--temperature", "-t", metavar="T", help="sampling temperature (0 = greedy)")
+    p.add_argument("--top-p", dest="top_p", metavar="P", help="nucleus sampling: keep the likeliest tokens "
                    "up to this probability (0 < P <= 1)")
-    p.add_argument("--seed", type=int, metavar="S", help="seed for reproducible sampling")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="tool call timeout for this cell")
+    p.add_argument("--seed", metavar="S", help="seed for reproducible sampling")
+    p.add_argument("--timeout", metavar="SECONDS", help="tool call timeout for this cell")
     p.add_argument("--json", dest="response_format", metavar="SCHEMA_VAR",
                    help="answer in the JSON schema held by this variable (pydantic model, dataclass or dict)")
     p.add_argument("--constrain", action="store_true", help="with --json: constrain decoding to the schema")
@@ -305,10 +319,11 @@ def _line_parser() -> _Parser:
     connect.add_argument("--model", type=_given, help="the served model's name (default: the server's only model)")
     connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_given,
                          help="environment variable holding the API key")
-    connect.add_argument("--timeout", type=float, metavar="SECONDS",
+    connect.add_argument("--timeout", type=_number(float), metavar="SECONDS",
                          help="the longest the server may keep a request waiting: connecting, then each next text it "
                               "streams (keep-alives do not count; default 120)")
-    connect.add_argument("--retries", type=int, metavar="N", help="times a connection error is retried (default 2)")
+    connect.add_argument("--retries", type=_number(int), metavar="N",
+                         help="times a connection error is retried (default 2)")
     trust = connect.add_mutually_exclusive_group()
     trust.add_argument("--ca-bundle", dest="verify", metavar="PATH", type=_given,
                        help="trust an https server whose certificate (self-signed) or CA this PEM file holds")
@@ -776,10 +791,11 @@ def _threads(value: Any) -> int | None:
         return None
     try:
         threads = int(value)
-        if not 1 <= threads <= 1024:  # torch overflows past 2**31
+        if not (value.isascii() and 1 <= threads <= 1024):  # torch overflows past 2**31; `٣` as the settings refuse it
             raise ValueError
     except ValueError:
-        raise UsageError(f"%gptoss config: threads must be a whole number from 1 to 1024, not {value!r}") from None
+        raise UsageError(f"%gptoss config: threads must be a whole number from 1 to 1024, not {value!r}"
+                         f"{other_digits(value)}") from None
     return threads
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import difflib
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -159,5 +160,15 @@ def _one_line(err: pydantic.ValidationError) -> str:
             continue
         message = _PLAIN.get(e["type"]) or e["msg"][0].lower() + e["msg"][1:]
         message = message.replace("input should be", "must be").replace("value error, ", "")
-        problems.append(f"{field} {message}, not {e['input']!r}" if "input" in e else f"{field}: {message}")
+        hint = other_digits(e["input"]) if e["type"] in ("int_parsing", "float_parsing") else ""
+        problems.append(f"{field} {message}, not {e['input']!r}{hint}" if "input" in e else f"{field}: {message}")
     return "; ".join(problems)
+
+
+def other_digits(value: Any) -> str:
+    """": write 3" for a number written with another script's digits (`٣`, `３`), else "": Python's int() reads them,
+    so `%%gptoss --max-tokens ٣` ran where `%gptoss config max_tokens=٣` was refused; the lab reads the digits 0-9."""
+    if not isinstance(value, str) or value.isascii():
+        return ""
+    plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
+    return f": write {plain}" if plain.isascii() else ""

@@ -558,6 +558,24 @@ def test_an_empty_command_argument_is_refused(kernel):
     assert out.startswith("No model loaded"), out
 
 
+def test_a_number_in_another_scripts_digits_is_read_alike_everywhere(kernel):
+    """Python's int() reads `٣` (Arabic-Indic 3): `%%gptoss --max-tokens ٣` and `--ablate ٣:١` ran (loading the model)
+    and `config threads=٣` was taken, where `config max_tokens=٣` was refused. Every number is now read in the digits
+    0-9, and each refusal is one line saying what to write."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    for cell, written in (("%gptoss config max_tokens=٣", "3"), ("%gptoss config threads=٣", "3"),
+                          ("%%gptoss --max-tokens ٣\nhi", "3"), ("%%gptoss --seed ٧\nhi", "7"),
+                          ("%%gptoss -t ٠.٥\nhi", "0.5"), ("%%gptoss --ablate ٣:١\nhi", "3:1"),
+                          ("%%gptoss --ablate -١:٢\nhi", "-1:2"),
+                          ("%gptoss connect http://127.0.0.1:9 --timeout ٣", "3")):
+        out, content = run(kc, cell, timeout=120)
+        assert content["status"] == "error" and content["ename"] == "UsageError", (cell, out)
+        assert len(content["evalue"].splitlines()) == 1 and f": write {written}" in content["evalue"], content["evalue"]
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded") and "max tokens: 2048" in " ".join(out.split()), out
+
+
 def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> None:
     """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended."""
     msg_id = kc.execute(code, stop_on_error=False)   # an interrupted cell's error must not abort the next request
@@ -887,8 +905,8 @@ def test_a_cell_with_a_bad_value_loads_no_model(kernel):
     then refused the value; it is refused at once, with the same words, and no model is loaded."""
     _, kc = kernel
     run(kc, "%load_ext gptoss_lab")
-    for option, said in (("--temperature -1", "--temperature must be greater than or equal to 0, not -1.0"),
-                         ("--max-tokens 0", "--max-tokens must be greater than or equal to 1, not 0")):
+    for option, said in (("--temperature -1", "--temperature must be greater than or equal to 0, not '-1'"),
+                         ("--max-tokens 0", "--max-tokens must be greater than or equal to 1, not '0'")):   # as written
         out, content = run(kc, f"%%gptoss --text {option}\nhi", timeout=120)
         assert content["status"] == "error" and content["evalue"] == f"%%gptoss: {said} (see %%gptoss --help)", out
         assert "gpt-oss-tiny" not in out, out

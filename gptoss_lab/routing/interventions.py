@@ -23,13 +23,13 @@ import pandas as pd
 
 from .. import harmony
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
-from ..settings import SettingsError
+from ..settings import SettingsError, other_digits
 from .analysis import Table, described, flag, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
 _SHOWN = 2000  # characters of each answer an Effect's display shows: a long answer filled the output twice
-_ITEM = re.compile(r"^\s*(\*|-?\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$")
+_ITEM = re.compile(r"^\s*(\*|-?\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$", re.ASCII)  # `٣:١` refused, as config refuses ٣
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ def parse_ablate(text: str) -> Intervention:
         match = _ITEM.match(item)
         if match is None:
             raise SettingsError(f"--ablate takes LAYER:EXPERT pairs separated by commas (e.g. 1:3,2:5 or *:0-3), "
-                                f"not {item.strip()!r}")
+                                f"not {item.strip()!r}{other_digits(item.strip())}")
         layer = None if match[1] == "*" else int(match[1])
         first, last = int(match[2]), int(match[3] or match[2])
         if last < first:
