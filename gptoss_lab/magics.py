@@ -93,6 +93,8 @@ class _Parser(argparse.ArgumentParser):
         """`: did you mean 'load'?` after `invalid choice: 'lod'` or `unrecognized arguments: --efort`: the nearest
         command, choice or option, of the command given where there is one (argparse reports its unknown options
         here, on the parser of all commands), when one is near."""
+        if " not allowed with argument " in message:   # two options of which a command takes one (--device-map)
+            return ": give one of them, not both"
         word = _INVALID_CHOICE.search(message) or _UNRECOGNIZED.search(message)
         if word is None:   # a stray word, not an option: a question or a command on the wrong line
             return self._misplaced(getattr(self, "_args", [])) if "unrecognized arguments" in message else ""
@@ -308,11 +310,12 @@ def _line_parser() -> _Parser:
     load = command("load", "load a checkpoint into this kernel: tiny (default), a folder, or a hub id")
     load.add_argument("model", nargs="?", default="tiny", type=_given,
                       help="tiny (the default), a checkpoint folder, or a hub id such as openai/gpt-oss-20b")
-    load.add_argument("--device", type=_given, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    place = load.add_mutually_exclusive_group()   # a device map places the weights itself: --device was ignored
+    place.add_argument("--device", type=_given, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    place.add_argument("--device-map", dest="device_map", type=_given, help="transformers device map, e.g. auto")
     load.add_argument("--dtype", type=_given,
                       help="float32, bfloat16 ... (default: float32 on a CPU where it fits in memory, else the "
                            "checkpoint's)")
-    load.add_argument("--device-map", dest="device_map", type=_given, help="transformers device map, e.g. auto")
     load.add_argument("--dequantize", action="store_true", help="load MXFP4 experts dequantized (in --dtype) even where kernels run")
     connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
     connect.add_argument("url", type=_given, help="the server's address, e.g. http://127.0.0.1:8000")

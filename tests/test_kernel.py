@@ -576,6 +576,21 @@ def test_a_number_in_another_scripts_digits_is_read_alike_everywhere(kernel):
     assert out.startswith("No model loaded") and "max tokens: 2048" in " ".join(out.split()), out
 
 
+def test_load_refuses_a_device_and_a_device_map_together(kernel):
+    """`%gptoss load tiny --device-map auto --device cuda` loaded gpt-oss-tiny on this CPU without a word (the map won,
+    --device was dropped); the two are one choice, refused in one line, and `load --help` shows them as such."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    out, content = run(kc, "%gptoss load tiny --device-map auto --device cuda", timeout=120)
+    assert content["status"] == "error" and content["ename"] == "UsageError", out
+    assert content["evalue"] == ("%gptoss load: argument --device: not allowed with argument --device-map: give one of "
+                                 "them, not both (see %gptoss load --help)")
+    out, _ = run(kc, "%gptoss load --help")
+    assert "[--device DEVICE | --device-map DEVICE_MAP]" in out, out
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
+
+
 def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> None:
     """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended."""
     msg_id = kc.execute(code, stop_on_error=False)   # an interrupted cell's error must not abort the next request

@@ -208,6 +208,15 @@ def test_a_device_map_or_dequantize_that_cannot_apply_is_said_not_silently_taken
             LocalEngine.from_pretrained("tiny", device_map={"": "cpu"})
 
 
+def test_a_device_and_a_device_map_together_are_refused():
+    """`device="cuda", device_map="auto"` loaded on this CPU without a word (the map won and device= was dropped, where
+    device="cuda" alone says there is no GPU); giving both is refused in one line before anything loads."""
+    with pytest.raises(LoadError) as refused:
+        LocalEngine.from_pretrained("tiny", device="cuda", device_map="auto", progress=False)
+    assert str(refused.value) == ("give device= or device_map=, not both: a device map places the weights itself, so "
+                                  "device='cuda' would be ignored")
+
+
 def test_a_model_with_more_experts_than_a_record_holds_says_so_before_a_routing_turn():
     """A checkpoint with 33,000 experts a layer loaded, and every routing turn then failed with "num_experts must be
     from 0 to 32768, not 33000" (a review): the reason is said as for any model whose routing cannot be recorded."""

@@ -922,6 +922,9 @@ def plan_load(
                 if name in Settings.names() else
                 f"give device=, dtype=, device_map=, dequantize= or one of {', '.join(_LOAD_OPTIONS)}")
         raise LoadError(f"{name} is not an option of a load: {hint}")
+    if device is not None and device_map is not None:   # the map placed the weights, and device= was dropped unsaid
+        raise LoadError(f"give device= or device_map=, not both: a device map places the weights itself, so "
+                        f"device={device!r} would be ignored")
     if kw.get("trust_remote_code"):
         raise LoadError("trust_remote_code=True is refused: gpt-oss runs on transformers' own code, and a checkpoint's "
                         "code would run with this kernel's full authority")
