@@ -240,6 +240,16 @@ def _words(line: str, *, windows: bool = os.name == "nt") -> list[str]:
     return list(lexer)
 
 
+def _unsplit(error: ValueError) -> str:
+    """What to write instead, for shlex's words of a line it cannot split ("No closing quotation")."""
+    if str(error) == "No closing quotation":
+        return ("a quote (\" or ') is not closed: close it (a word holding a \" goes inside ' quotes, and the other "
+                "way round)")
+    if str(error) == "No escaped character":
+        return "the line ends with a backslash (\\): remove it, or write \\\\ for the character itself"
+    return str(error)
+
+
 def _uncommented(line: str, *, windows: bool) -> str:
     """`line` up to a `#` that starts a word outside quotes, as a shell reads a comment: `%gptoss load tiny  # note`
     took the note as arguments. A `#` inside a word (`instructions=#1`) or quotes is kept."""
@@ -453,10 +463,11 @@ class GptossMagics(Magics):
     @line_cell_magic
     def gptoss(self, line: str, cell: str | None = None) -> Any:
         """%gptoss COMMAND ... ; %%gptoss [options] prompt (replaced by the full usage at load time)."""
+        magic = "%gptoss" if cell is None else "%%gptoss"
         try:
             words = _words(line)
-        except ValueError as err:
-            raise UsageError(f"%gptoss: {err}") from None
+        except ValueError as err:   # shlex's "No closing quotation", named %gptoss in a %%gptoss cell too
+            raise UsageError(f"{magic}: {_unsplit(err)}") from None
         if (words[:1] if cell is None else words) and {"-h", "--help"} & set(words if cell is not None else words[:1]):
             print(usage(cell_first=cell is not None))  # the whole usage: both magics, every command and option
             return None

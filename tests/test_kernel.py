@@ -591,6 +591,22 @@ def test_load_refuses_a_device_and_a_device_map_together(kernel):
     assert out.startswith("No model loaded"), out
 
 
+def test_a_line_that_cannot_be_split_says_which_magic_and_what_to_write(kernel):
+    """An unclosed quote said "%gptoss: No closing quotation", in a %%gptoss cell too, and not what to write; the
+    error names the magic written and how to close the quote (or drop a trailing backslash)."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    quote = ("a quote (\" or ') is not closed: close it (a word holding a \" goes inside ' quotes, and the other way "
+             "round)")
+    for cell, said in (('%gptoss load "tiny', f"%gptoss: {quote}"), ("%%gptoss -o 'x\nhi", f"%%gptoss: {quote}"),
+                       ("%gptoss load tiny \\", "%gptoss: the line ends with a backslash (\\): remove it, or write "
+                                                  "\\\\ for the character itself")):
+        out, content = run(kc, cell)
+        assert content["status"] == "error" and content["evalue"] == said, (cell, out)
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
+
+
 def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> None:
     """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended."""
     msg_id = kc.execute(code, stop_on_error=False)   # an interrupted cell's error must not abort the next request
