@@ -370,6 +370,21 @@ def _line_parser() -> _Parser:
     return p
 
 
+def _options_below(line: str, cell: str) -> None:
+    """Refuse a cell whose first line below `%%gptoss` is made of its options (`--effort high`): it was asked as the
+    question, and the turn ran without them."""
+    first = cell.strip().split("\n", 1)[0].strip()
+    try:
+        words = _words(first) if first.startswith("-") else []
+        if not words or {"-h", "--help"} & set(words):   # (argparse would print the help)
+            return
+        _cell_parser().parse_args(_negative_ablate(words))
+    except (ValueError, UsageError):   # a question that starts with a dash ("-1 is less than 0?")
+        return
+    raise UsageError(f"%%gptoss: the cell's first line ({first}) is options of %%gptoss: write them on its line, the "
+                     f"question below (%%gptoss {' '.join(filter(None, (line.strip(), first)))})")
+
+
 def usage(*, cell_first: bool = False) -> str:
     """The full usage of both magics, as `%gptoss help` prints it; `%%gptoss --help` (`cell_first`) starts with the
     cell's options it asked for (they came last, after a hundred lines of commands)."""
@@ -474,7 +489,9 @@ class GptossMagics(Magics):
         try:
             if cell is None:
                 return self._command(_line_parser().parse_args(words or ["status"]))
-            return self._ask(_cell_parser().parse_args(_negative_ablate(words)), cell)
+            opts = _cell_parser().parse_args(_negative_ablate(words))
+            _options_below(line, cell)
+            return self._ask(opts, cell)
         except _HelpShown:
             return None
 

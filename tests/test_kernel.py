@@ -607,6 +607,22 @@ def test_a_line_that_cannot_be_split_says_which_magic_and_what_to_write(kernel):
     assert out.startswith("No model loaded"), out
 
 
+def test_options_written_below_the_cell_magic_are_not_asked_as_the_question(kernel):
+    """`%%gptoss --text` then `--effort high` on the next line sent "--effort high" to the model as the question, at
+    medium effort; options on the cell's first line are refused, saying where they go, and nothing loads. A question
+    that starts with a dash is still asked as it is."""
+    _, kc = kernel
+    run(kc, "%load_ext gptoss_lab")
+    out, content = run(kc, "%%gptoss --text\n--effort high --approve never\nWhat is 2+2?", timeout=120)
+    assert content["status"] == "error" and content["evalue"] == (
+        "%%gptoss: the cell's first line (--effort high --approve never) is options of %%gptoss: write them on its "
+        "line, the question below (%%gptoss --text --effort high --approve never)"), out
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded"), out
+    out, content = run(kc, "%%gptoss --text --max-tokens 2\n-1 is less than 0?", timeout=120)
+    assert content["status"] == "ok" and "You: -1 is less than 0?" in out, out
+
+
 def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> None:
     """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended."""
     msg_id = kc.execute(code, stop_on_error=False)   # an interrupted cell's error must not abort the next request
