@@ -478,6 +478,7 @@ class GptossMagics(Magics):
     @line_cell_magic
     def gptoss(self, line: str, cell: str | None = None) -> Any:
         """%gptoss COMMAND ... ; %%gptoss [options] prompt (replaced by the full usage at load time)."""
+        self._let_go_unloaded()
         magic = "%gptoss" if cell is None else "%%gptoss"
         try:
             words = _words(line)
@@ -591,6 +592,14 @@ class GptossMagics(Magics):
                 f"`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).{_new_conversation(self._unloaded)}")
             self.session = _keep_settings(_one_line(Session.load, "tiny"), self._unloaded)
         return self.session
+
+    def _let_go_unloaded(self) -> None:
+        """A session unloaded from Python (`s.unload()` after `%gptoss use s`) counts as no model, as after
+        `%gptoss unload`: status still named its model as loaded, doctor refused to size it, unload "unloaded" it."""
+        from .session import _Unloaded
+
+        if self.session is not None and isinstance(self.session.engine, _Unloaded):
+            self.session, self._unloaded = None, self.session
 
     def _settings_from(self) -> Any:
         """The session whose settings and documents a newly loaded model takes over."""

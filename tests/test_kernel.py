@@ -623,6 +623,23 @@ def test_options_written_below_the_cell_magic_are_not_asked_as_the_question(kern
     assert content["status"] == "ok" and "You: -1 is less than 0?" in out, out
 
 
+def test_a_session_unloaded_from_python_counts_as_no_model(kernel):
+    """After `%gptoss use s` and `s.unload()`, `%gptoss status` still said "model: replay", `%gptoss doctor` refused to
+    size it (its help: the loaded model, or tiny when none is) and `%gptoss unload` unloaded it again; the magics now
+    see no model, as after `%gptoss unload`, and the conversation stays readable."""
+    _, kc = kernel
+    out, content = run(kc, SETUP + "s.ask('What is the mean?', approval='never')\ns.unload()")
+    assert content["status"] == "ok", out
+    out, _ = run(kc, "%gptoss status")
+    assert out.startswith("No model loaded (the first %%gptoss cell loads gpt-oss-tiny)."), out
+    out, content = run(kc, "%gptoss doctor", timeout=120)
+    assert content["status"] == "ok" and "doctor: gpt-oss-tiny" in out, out
+    out, _ = run(kc, "%gptoss unload")
+    assert out.strip() == "No model loaded: there is nothing to unload.", out
+    out, _ = run(kc, "%gptoss history --export")
+    assert "What is the mean?" in out, out
+
+
 def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> None:
     """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended."""
     msg_id = kc.execute(code, stop_on_error=False)   # an interrupted cell's error must not abort the next request
