@@ -594,6 +594,26 @@ def test_a_model_loaded_twice_is_named_once_with_its_count(random_checkpoint, mo
     second.unload()
 
 
+def test_a_checkpoint_loaded_under_two_names_is_named_once(monkeypatch):
+    """gpt-oss-tiny loaded as `tiny` and by its folder's path was listed as two models ("gpt-oss-tiny, checkpoint")
+    where a refused load names the loaded models; the copies of one checkpoint go by the name it was first loaded by."""
+    from gptoss_lab import Session
+    from gptoss_lab.tiny import CHECKPOINT
+
+    if not (CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("gpt-oss-tiny weights are not in this checkout")
+    monkeypatch.setattr(checkpoint, "_LOADED", weakref.WeakKeyDictionary(), raising=False)
+    first = Session.load("tiny", dtype="float32", progress=False)
+    second = Session.load(str(CHECKPOINT), dtype="float32", progress=False)
+    needed = checkpoint.weight_bytes(first.engine.model.config, "float32", packed=False)
+    monkeypatch.setattr(checkpoint, "available_ram", lambda: needed - 1)
+    with pytest.raises(LoadError) as refused:
+        Session.load("tiny", dtype="float32", progress=False)
+    assert "and the loaded models gpt-oss-tiny (2 copies) hold " in str(refused.value), str(refused.value)
+    first.unload()
+    second.unload()
+
+
 def test_a_cpu_load_that_falls_back_from_float32_for_want_of_memory_says_so_and_names_the_loaded_model(
         random_checkpoint, monkeypatch, capsys):
     """With a model loaded, a second CPU load got bfloat16 (emulated here, ~4x slower) instead of float32 without a

@@ -843,6 +843,7 @@ class LoadPlan:
     how: str = ""
     note: str | None = None  # one line, e.g. that MXFP4 experts are dequantized here and what that costs
     packed: bool = False  # MXFP4 experts are meant to stay packed (transformers may still dequantize them)
+    folder: str | None = None  # the local folder the weights load from (a Hub id's cache snapshot), where known
 
     def failed(self, error: BaseException) -> LoadError:
         """The one-line LoadError for an exception transformers raised while loading. The exception (the LoadError's
@@ -973,7 +974,7 @@ def plan_load(
     name = dtype_name(config, dtype, local)
     if name == "float64":  # transformers' default experts (grouped_mm) compute no float64: every turn failed
         kw["experts_implementation"] = "eager"
-    plan = LoadPlan(source, target, kw)
+    plan = LoadPlan(source, target, kw, folder=local)
     packed = False
     if dequantize and not stores_mxfp4(config):
         plan.note = f"{source.name} stores no MXFP4 experts: dequantize changes nothing"
@@ -1188,24 +1189,26 @@ def _all_finite(tensor: Any) -> bool:
                for part in tensor.detach().reshape(-1).split(_SCAN_SLICE))
 
 
-_LOADED: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()  # the lab's loaded models, by name
+# the lab's loaded models: (name, the folder or Hub id they loaded from)
+_LOADED: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
 
 
-def remember_loaded(model: Any, name: str) -> None:
-    """Count `model` (named `name`) among the models this process holds until it is freed, so that a load finding too
-    little memory can say which to unload."""
-    _LOADED[model] = printable(clip(name, 60))
+def remember_loaded(model: Any, name: str, origin: str) -> None:
+    """Count `model` (named `name`, loaded from the folder or Hub id `origin`) among the models this process holds
+    until it is freed, so that a load finding too little memory can say which to unload."""
+    _LOADED[model] = printable(clip(name, 60)), os.path.realpath(origin) if os.path.isdir(origin) else origin
 
 
 def held_by_loaded(target: Any) -> tuple[list[str], int]:
-    """The names of the loaded models still held with weights where `target` loads, and their bytes there (weights
-    and buffers): what unloading them would free for `free_bytes(target)`."""
-    names, held = [], 0
-    for model, name in list(_LOADED.items()):
+    """The names of the loaded models still held with weights where `target` loads, one per model, a checkpoint
+    loaded under two names (`tiny` and its folder's path) named as it was first, and their bytes there (weights and
+    buffers): what unloading them would free for `free_bytes(target)`."""
+    names, held, first = [], 0, {}
+    for model, (name, origin) in list(_LOADED.items()):
         here = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())
                    if _same_memory(t.device, target))
         if here:
-            names.append(name)
+            names.append(first.setdefault(origin, name))
             held += here
     return names, held
 

@@ -110,7 +110,7 @@ class LocalEngine:
             del model, info   # not kept alive by this frame in the error's traceback
             raise LoadError(f"could not load {plan.source.path}: {wrong}")
         engine = cls(model, name=plan.source.name, fast=fast)
-        checkpoint.remember_loaded(model, engine.name)
+        checkpoint.remember_loaded(model, engine.name, plan.folder or plan.source.path)
         if progress and plan.packed and (held := checkpoint.held_weights(model)):  # its own checks differ from the plan's
             say(f"Note: transformers dequantized the MXFP4 experts to {held[0]} after all: "
                 f"{checkpoint.size(held[1])} of weights, not {checkpoint.size(plan.weights)}.", flush=True)
