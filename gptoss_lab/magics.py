@@ -84,9 +84,11 @@ class _Parser(argparse.ArgumentParser):
         read as a value (`load —dequantize` looked for a folder of that name) or a stray word."""
         command = self._command(args)
         for word in args:
-            option = "--" + word[1:].split("=")[0]
-            if word[:1] in "—–" and option in _words_known(command):
-                raise UsageError(f"{command.prog}: {word.split('=')[0]} starts with a long dash ({word[0]}), not two "
+            long = word[:1] in "—–"   # one long dash for two hyphens; other dashes (－－effort, a CJK keyboard's) twice
+            option = "--" + (word[1:] if long else word.lstrip(_DASHES)).split("=")[0]
+            if word[:1] in _DASHES and option in _words_known(command):
+                dash = "a long dash" if long else "a dash that is not a hyphen"
+                raise UsageError(f"{command.prog}: {word.split('=')[0]} starts with {dash} ({word[0]}), not two "
                                  f"hyphens: write {option} (see {command.prog} --help)")
 
     def _did_you_mean(self, message: str) -> str:
@@ -163,6 +165,7 @@ class _Parser(argparse.ArgumentParser):
         raise _HelpShown
 
 
+_DASHES = "—–－−‐‑"  # dashes that are not the hyphen-minus options start with (long, full-width, minus, hyphens)
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")

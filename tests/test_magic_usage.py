@@ -107,6 +107,20 @@ def test_an_option_written_with_a_long_dash_says_so(magic, line, dashed, option,
                                 f"{option} (see {prog} --help)")
 
 
+@pytest.mark.parametrize("magic,line,dashed,option,prog", [
+    ("%%gptoss", "－－effort high", "－－effort", "--effort", "%%gptoss"),   # full-width, as CJK keyboards write it
+    ("%gptoss", "load tiny −−device=cpu", "−−device", "--device", "%gptoss load"),   # minus signs
+])
+def test_an_option_written_with_other_dashes_says_so(magic, line, dashed, option, prog):
+    """`%%gptoss －－effort high` (full-width hyphens) said "the question goes on the lines below %%gptoss", and
+    `load tiny −−device=cpu` only "unrecognized arguments": each now says which option was meant, as a long dash does."""
+    parser = _line_parser() if magic == "%gptoss" else _cell_parser()
+    with pytest.raises(UsageError) as error:
+        parser.parse_args(_words(line))
+    assert str(error.value) == (f"{prog}: {dashed} starts with a dash that is not a hyphen ({dashed[0]}), not two "
+                                f"hyphens: write {option} (see {prog} --help)")
+
+
 def test_a_value_that_starts_with_a_long_dash_but_names_no_option_is_a_value():
     assert _line_parser().parse_args(_words("load —notes")).model == "—notes"
 
