@@ -132,7 +132,7 @@ def test_a_paragraph_of_blank_lines_is_read_at_once(tmp_path: Path) -> None:
     (tmp_path / "blank.html").write_text("<p>Barn owls" + " \n" * 40_000 + "hunt at dusk.</p><p>\n - voles\n + mice</p>")
     t0 = time.perf_counter()
     text = opened(Browser(tmp_path), id="blank.html")
-    assert "Barn owls hunt at dusk." in text and "\\- voles \\+ mice" in text and time.perf_counter() - t0 < 5
+    assert "Barn owls hunt at dusk." in text and "- voles + mice" in text and time.perf_counter() - t0 < 5
 
 
 def test_nuls_past_the_first_8_kb_are_not_read(tmp_path: Path) -> None:
