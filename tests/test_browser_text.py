@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser
+from gptoss_lab.tools.browser.extract import html_page
 
 
 def _run(browser: Browser, function: str, arguments: str) -> str:
@@ -22,3 +23,17 @@ def test_a_web_pages_text_keeps_no_markdown_escape_the_author_never_wrote() -> N
     shown = _run(Browser({"notes.html": html}), "open", '{"id": "notes.html"}')
     assert shown.splitlines()[5:] == ["L2: 2024. A good year", "L3: ", "L4: - voles + mice ", "L5: ",
                                       "L6: Files in C:\\* and a_b * c # d [e](f) `g` !", "L7: ", "L8:   * 1. first"]
+
+
+def test_a_web_pages_short_blocks_of_content_are_kept_and_its_boilerplate_still_goes() -> None:
+    """Cut to its main content, a page lost each block of its article under 25 characters: a price or a one-line
+    definition in a `<div>`, a `<section>` of one sentence; its links, its footer and its menu still go."""
+    article = "<p>" + "Barn owls hunt over the meadows at dusk and swallow voles whole. " * 8 + "</p>"
+    html = ("<html><body><div id='nav'><a href='/'>Home menu</a></div><main><article><h1>Owl boxes</h1>"
+            f"{article}<div><p>Price: $19.99</p></div><div><dl><dt>Owlet</dt><dd>a young owl</dd></dl></div>"
+            f"<section><p>Made of cedar.</p></section>{article}<div><p><a href='/share'>Share it</a></p></div>"
+            "<div class='footer'><p>© Owl Boxes Ltd</p></div></article></main><footer><p>Cookie settings</p></footer>"
+            "</body></html>")
+    text = html_page(html, "https://example.org/owls", main_content=True).text
+    assert "voles whole. \n\nPrice: $19.99 \n\nOwlet \n    a young owl \n\nMade of cedar.\n\nBarn owls" in text, text
+    assert not any(boilerplate in text for boilerplate in ("Home menu", "Share it", "Owl Boxes Ltd", "Cookie"))

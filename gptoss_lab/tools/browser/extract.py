@@ -102,11 +102,11 @@ _MATH_UNSEEN = frozenset({"annotation", "annotation-xml", "mphantom"})   # a for
 # the ligatures a PDF's fonts draw as one glyph, as the letters a reader sees (`find` found no "ﬁnd")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
                             "\ufb05": "st", "\ufb06": "st"})
-# readability's clean-up drops a list or table of under 25 characters ("Do not take it with: alcohol, warfarin" lost
-# its drugs): those without links (menus, share buttons have them) are renamed for it (a suffix, so that a `<div>`
-# around one still reads as holding a block) and named back after
-_SHIELDED = ("ul", "table")
-_SHIELD = "-kept"
+# readability's clean-up drops a block of the article of under 25 characters, whatever it holds: "Do not take it with:
+# alcohol, warfarin" lost its drugs' list, a dose's table, a price or a one-line definition in a `<div>`. Such a block
+# is kept when it reads as content: without links (menus, share buttons are links) and not named as boilerplate is
+# (readability's negative class or id: footer, sidebar, comment ...); `aside`, `header` and `footer` still go
+_SHORT_BLOCKS = ("div", "section", "ul", "table")
 # how HTML starts, as browsers sniff a document sent without its type (WHATWG MIME Sniffing): the bytes a fetch
 # function read from `https://example.org/owls` were shown as markup, hidden text, scripts and all
 _HTML_START = re.compile(rb"(?:\xef\xbb\xbf)?[\t\n\x0c\r ]*<(?:!doctype html|html|head|script|iframe|h1|div|font|"
@@ -659,7 +659,6 @@ def _main_content(html: str, deadline: float) -> tuple[str, str]:
     deadline was looked at); then the page is kept whole, as one of too many tags is. What a browser does not
     draw is dropped first: readability strips style attributes, and kept text that `opacity: 0` had hidden."""
     import lxml.html
-    from readability import Document
 
     logging.getLogger("readability").setLevel(logging.CRITICAL)  # it logs each page it gives up on, traceback and all
     cut = _LONG_BLANKS.sub(lambda m: m.group(0)[:16], html)   # what readability reads; a page kept whole is as written
@@ -673,27 +672,32 @@ def _main_content(html: str, deadline: float) -> tuple[str, str]:
     except Exception:  # lxml refuses an empty or odd document: readability would too
         return html, ""
     _drop_unseen(tree, deadline)
-    for node in _clocked(tree.iter(*_SHIELDED), deadline):
-        if next(node.iter("a"), None) is None:
-            node.tag += _SHIELD
     cut = lxml.html.tostring(tree, encoding="unicode")
     try:
-        document = Document(cut)
-        summary, title = _unshielded(document.summary(html_partial=True), deadline), document.short_title()
+        document = _reader_class()(cut)
+        summary, title = document.summary(html_partial=True), document.short_title()
     except Exception:  # readability gives up on odd markup: keep the whole page
         return html, ""
     kept, whole = len(_visible_text(summary)), len(_visible_text(html))
     return (summary if kept >= min(500, whole // 4) else html), title or ""
 
 
-def _unshielded(summary: str, deadline: float) -> str:
-    """readability's `summary` with the lists and tables shielded from its clean-up named as they were."""
-    import lxml.html
+@functools.lru_cache(maxsize=1)
+def _reader_class() -> type:
+    """readability-lxml's Document, keeping the article's short blocks that read as content (see _SHORT_BLOCKS)."""
+    from readability import Document
+    from readability.readability import text_length
 
-    tree = lxml.html.fromstring(summary)
-    for node in _clocked(tree.iter(*(tag + _SHIELD for tag in _SHIELDED)), deadline):
-        node.tag = node.tag.removesuffix(_SHIELD)
-    return lxml.html.tostring(tree, encoding="unicode")
+    class Reader(Document):
+        def get_preserved_elements(self, node: Any) -> dict[Any, bool]:
+            kept = super().get_preserved_elements(node)
+            for block in self.tags(node, *_SHORT_BLOCKS):
+                if (next(block.iter("a"), None) is None and self.class_weight(block) >= 0
+                        and 0 < text_length(block) < self.min_text_length):
+                    kept[block] = True
+            return kept
+
+    return Reader
 
 
 def _visible_text(html: str) -> str:
