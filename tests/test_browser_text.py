@@ -37,3 +37,20 @@ def test_a_web_pages_short_blocks_of_content_are_kept_and_its_boilerplate_still_
     text = html_page(html, "https://example.org/owls", main_content=True).text
     assert "voles whole. \n\nPrice: $19.99 \n\nOwlet \n    a young owl \n\nMade of cedar.\n\nBarn owls" in text, text
     assert not any(boilerplate in text for boilerplate in ("Home menu", "Share it", "Owl Boxes Ltd", "Cookie"))
+
+
+def test_separator_characters_read_as_line_breaks_or_spaces_and_lines_cite_as_numbered() -> None:
+    """`alpha\\x1cbeta` read `alphabeta` (the file separator dropped, NEL too), and U+2028 kept in a line made two
+    lines of it to str.splitlines (and a reader's view) while the page counted one. In a text document each line end a
+    reader sees (Word's vertical tab and form feed, the record separators, NEL, U+2028, U+2029) starts a line; elsewhere
+    (a web page, a title) every separator is a space; the numbered lines and a citation of one agree."""
+    text = "Kiln\x0bfired\x0cpage\x1cfile\x1dgroup\x1erecord\x85next\u2028line\u2029para\x1fend"
+    browser = Browser({"kiln.txt": text, "kiln.html": f"<title>Kiln\x1clog</title><p>{text}</p>"})
+    shown = _run(browser, "open", '{"id": "kiln.txt"}')
+    assert shown.splitlines() == shown.split("\n")
+    assert shown.split("\n")[5:] == ["L2: Kiln", "L3: fired", "L4: page", "L5: file", "L6: group", "L7: record",
+                                     "L8: next", "L9: line", "L10: para end"]
+    assert browser.citations("【0†L7】")[0].text == "record"
+    page = _run(browser, "open", '{"id": "kiln.html"}')
+    assert page.split("\n")[0] == "[1] Kiln log (kiln.html)"
+    assert page.split("\n")[5:] == ["L2: Kiln fired page file group record next line para end"]

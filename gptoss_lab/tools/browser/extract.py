@@ -54,6 +54,10 @@ _ANCHOR_SPACE = re.compile(r"(【\@[^】]+】)(\s+)")
 _BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
 _LEADING_BLANK_LINES = re.compile(r"^(?:[^\S\n]*\n)+")
 _EXTRA_NEWLINES = re.compile(r"\n(\s*\n)+")
+# what ends a line in a text document, as its reader sees it (and str.splitlines): Windows' and classic Mac's line
+# ends, Word's manual line break (vertical tab) and page break (form feed), the file, group and record separators, NEL,
+# the line and paragraph separators; other separators are spaces (see page.replace_special_chars)
+_LINE_ENDS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SMP = re.compile(r"[\U00010000-\U0001FFFF]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?\sencoding\s*=\s*[\"']\s*([\w.:-]+)")
@@ -430,7 +434,7 @@ def _plain(text: str | None) -> str | None:
 
 def text_page(text: str, url: str, title: str) -> Page:
     """Plain text or Markdown, read as written (characters that look like link syntax replaced, in its title too)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and classic Mac line ends
+    text = _LINE_ENDS.sub("\n", text)
     return Page(url=url, title=replace_special_chars(title), text=with_url(url, replace_special_chars(text)))
 
 

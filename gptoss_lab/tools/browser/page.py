@@ -29,7 +29,10 @@ PARTIAL_FINAL_LINK_PATTERN = re.compile(r"【[0-9]*(?:†(?P<content>[^†】]*)
 LINK_PATTERN = re.compile(r"【[0-9]+†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 CITATION_PATTERN = re.compile(r"【(?P<cursor>[0-9]+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 _CITED_LINES = re.compile(r"^\s*L([0-9]+)(?:\s*-\s*L?([0-9]+))?\s*$")
-_SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", "\x0b": " ", "\x0c": " "}  # vertical tab, form feed: spaces
+# the separators (vertical tab, form feed, the file, group, record and unit separators, NEL, the line and paragraph
+# separators) are spaces: dropped, `alpha\x1cbeta` read `alphabeta`; kept, str.splitlines (and a reader's view) read
+# lines the page's numbering does not count. A text document's line ends among them are read first (extract.text_page)
+_SPECIAL_CHARS = {"【": "〖", "】": "〗", "◼": "◾", **dict.fromkeys("\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029", " ")}
 # Dropped from documents, so that the model and the reader see the same text, in the order it is stored: terminal
 # sequences whole (_TERMINAL: CSI in 7 and 8 bits, a window title ended on its line, ESC and a letter or digit such as
 # `ESC c`, `ESC (B`; a text file's colours and cursor moves could make a terminal-ish view read otherwise), then
