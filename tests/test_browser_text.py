@@ -54,3 +54,20 @@ def test_separator_characters_read_as_line_breaks_or_spaces_and_lines_cite_as_nu
     page = _run(browser, "open", '{"id": "kiln.html"}')
     assert page.split("\n")[0] == "[1] Kiln log (kiln.html)"
     assert page.split("\n")[5:] == ["L2: Kiln fired page file group record next line para end"]
+
+
+def test_find_matches_a_phrase_wrapped_across_lines_and_cites_the_lines_it_is_on() -> None:
+    """A phrase the page's 80-column wrapping split over two lines (or the document over two, or spaced out) was
+    "not found" though the model asked for words the document has; a match longer than the lines shown after it was
+    cut. Each is found at its first line, shown to its last, and a citation of it quotes those lines."""
+    valve = "Close the valve " + "slowly, " * 40 + "then open the vent."
+    text = "x" * 70 + " humidity level must stay at sixty percent.\nKeep the\n   relief   valve shut.\n\n" + valve
+    browser = Browser({"kiln.txt": text})
+    lines = _run(browser, "open", '{"id": "kiln.txt"}').split("\n")
+    assert lines[5:8] == ["L2: " + "x" * 70 + " humidity ", "L3: level must stay at sixty percent.", "L4: Keep the"]
+    found = _run(browser, "find", '{"pattern": "Humidity level"}').split("\n")
+    assert found[3:5] == ["L0: # 【0†match at L2】", "L1: " + "x" * 70 + " humidity "]
+    assert browser.citations("【1†L1-L2】")[0].text == "x" * 70 + " humidity \nlevel must stay at sixty percent."
+    assert _run(browser, "find", '{"pattern": "the relief valve", "cursor": 0}').split("\n")[3] == "L0: # 【0†match at L4】"
+    found = _run(browser, "find", '{"pattern": "' + valve + '", "cursor": 0}').split("\n")
+    assert found[3] == "L0: # 【0†match at L7】" and found[-1].endswith("then open the vent.")

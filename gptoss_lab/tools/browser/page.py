@@ -10,6 +10,7 @@ so it changes only together with the lead.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import itertools
@@ -300,21 +301,26 @@ def _in_link(text: str) -> str:
 
 
 def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: int = 4) -> Page:
-    """Case-insensitive matches of `pattern` in `page`, each shown with the lines that follow it."""
+    """Case-insensitive matches of `pattern` in `page` wherever a reader reads it: across the lines a long line was
+    wrapped into, its spaces matching any run of white space (line breaks too). Each match is shown from its first
+    line with the lines that follow, to its last line at least."""
     pattern = pattern.lower()
     lines = strip_links(join_lines(page.lines)).split("\n")
+    text, starts = _searched(lines, _continued(page.lines, page.text))
+    phrase = re.compile(r"\s+".join(map(re.escape, re.split(r"\s+", pattern))), re.IGNORECASE)
     chunks: list[str] = []
     snippets: dict[str, Extract] = {}
-    line_idx = 0
-    while line_idx < len(lines) and len(chunks) < max_results:
-        if pattern not in lines[line_idx].lower():
-            line_idx += 1
-            continue
-        snippet = "\n".join(lines[line_idx: line_idx + num_show_lines])
+    at = 0
+    while len(chunks) < max_results and (match := phrase.search(text, at)) is not None:
+        line_idx = bisect.bisect_right(starts, match.start()) - 1
+        end = max(line_idx + num_show_lines, bisect.bisect_right(starts, max(match.end() - 1, match.start())))
+        snippet = "\n".join(lines[line_idx:end])
         title = FIND_PAGE_LINK_FORMAT.format(idx=len(chunks), title=f"match at L{line_idx}")
         snippets[str(len(chunks))] = Extract(url=page.url, text=snippet, title=f"#{len(chunks)}", line_idx=line_idx)
         chunks.append(f"{title}\n{snippet}")
-        line_idx += num_show_lines
+        if end >= len(lines):
+            break
+        at = starts[end]
     # the pattern said back as the page's text says it: on one line (a line break in it started a line `L1: ...` of
     # the model's choosing), without control characters or link syntax
     said = merge_whitespace(replace_special_chars(pattern))
@@ -322,6 +328,34 @@ def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: i
     return Page(url=f"{page.url}/find?pattern={quote(pattern)}",
                 title=f"Find results for text: `{pattern}` in `{page.title}`", text=text,
                 urls={str(i): page.url for i in range(len(chunks))}, snippets=snippets, kind="find", origin=page)
+
+
+def _continued(lines: list[str], text: str) -> list[bool]:
+    """Whether each of the wrapped `lines` of `text` continues the line before it (a line of `text` wrapped), read
+    from their lengths: wrapped, a line's pieces are the line, its tabs expanded (see wrap_lines)."""
+    continued = []
+    at = 0
+    for line in text.split("\n"):
+        left = len(line.expandtabs()) if "\t" in line else len(line)
+        first = True
+        while first or left > 0 and at < len(lines):
+            continued.append(not first)
+            left -= len(lines[at])
+            at, first = at + 1, False
+    return continued
+
+
+def _searched(lines: list[str], continued: list[bool]) -> tuple[str, list[int]]:
+    """The text `find` searches: `lines` joined as written, a wrapped line's pieces without a break between them,
+    and where each line starts in it."""
+    starts = []
+    at = 0
+    for n, line in enumerate(lines):
+        if n and not continued[n]:
+            at += 1
+        starts.append(at)
+        at += len(line)
+    return "".join(("" if not n or continued[n] else "\n") + line for n, line in enumerate(lines)), starts
 
 
 def cited_lines(content: str) -> tuple[int, int] | None:
