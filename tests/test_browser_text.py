@@ -71,3 +71,17 @@ def test_find_matches_a_phrase_wrapped_across_lines_and_cites_the_lines_it_is_on
     assert _run(browser, "find", '{"pattern": "the relief valve", "cursor": 0}').split("\n")[3] == "L0: # 【0†match at L4】"
     found = _run(browser, "find", '{"pattern": "' + valve + '", "cursor": 0}').split("\n")
     assert found[3] == "L0: # 【0†match at L7】" and found[-1].endswith("then open the vent.")
+
+
+def test_find_matches_case_foldings_of_other_lengths_at_the_lines_they_are_on() -> None:
+    """A character whose case folding is longer than it (`ß` and `ẞ` are `ss`, the ligature `ﬁ` is `fi`, `İ` lowered
+    is two characters) made find miss "STRASSE" in "Straße", "find" in "ﬁnd", "istanbul" in "İstanbul"; and matched in
+    the folded text, a match's offsets were that text's: after a line of them, its line was a later one."""
+    text = "ß" * 79 + "\nﬃ" * 30 + "\nFerry from İstanbul at 9.\nHotel on the Straße.\nWe ﬁnd the GROSSE Hall.\nEnd."
+    browser = Browser({"trip.txt": text})
+    lines = _run(browser, "open", '{"id": "trip.txt", "num_lines": 40}').split("\n")
+    assert lines[36:39] == ["L33: Ferry from İstanbul at 9.", "L34: Hotel on the Straße.", "L35: We ﬁnd the GROSSE Hall."]
+    for n, (pattern, line) in enumerate([("istanbul", 33), ("STRASSE", 34), ("find", 35), ("große hall", 35)]):
+        found = _run(browser, "find", f'{{"pattern": "{pattern}", "cursor": 0}}').split("\n")
+        assert found[3] == f"L0: # 【0†match at L{line}】", (pattern, found)
+        assert browser.citations(f"【{n + 1}†L1】")[0].text == lines[3 + line].split(": ", 1)[1]

@@ -301,26 +301,29 @@ def _in_link(text: str) -> str:
 
 
 def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: int = 4) -> Page:
-    """Case-insensitive matches of `pattern` in `page` wherever a reader reads it: across the lines a long line was
-    wrapped into, its spaces matching any run of white space (line breaks too). Each match is shown from its first
-    line with the lines that follow, to its last line at least."""
+    """Case-insensitive matches of `pattern` in `page` (`ß` matching `SS`, `ﬁ` `fi`: see _Folding), wherever a reader
+    reads it: across the lines a long line was wrapped into, its spaces matching any run of white space (line breaks
+    too). Each match is shown from its first line with the lines that follow, to its last line at least."""
     pattern = pattern.lower()
     lines = strip_links(join_lines(page.lines)).split("\n")
     text, starts = _searched(lines, _continued(page.lines, page.text))
-    phrase = re.compile(r"\s+".join(map(re.escape, re.split(r"\s+", pattern))), re.IGNORECASE)
+    folding = _Folding(text)
+    words = re.split(r"\s+", _Folding(pattern).text)
+    phrase = re.compile(r"\s+".join(map(re.escape, words)), re.IGNORECASE)
     chunks: list[str] = []
     snippets: dict[str, Extract] = {}
     at = 0
-    while len(chunks) < max_results and (match := phrase.search(text, at)) is not None:
-        line_idx = bisect.bisect_right(starts, match.start()) - 1
-        end = max(line_idx + num_show_lines, bisect.bisect_right(starts, max(match.end() - 1, match.start())))
+    while len(chunks) < max_results and (match := phrase.search(folding.text, at)) is not None:
+        first, last = folding.original(match.start()), folding.original(max(match.end() - 1, match.start()))
+        line_idx = bisect.bisect_right(starts, first) - 1
+        end = max(line_idx + num_show_lines, bisect.bisect_right(starts, last))
         snippet = "\n".join(lines[line_idx:end])
         title = FIND_PAGE_LINK_FORMAT.format(idx=len(chunks), title=f"match at L{line_idx}")
         snippets[str(len(chunks))] = Extract(url=page.url, text=snippet, title=f"#{len(chunks)}", line_idx=line_idx)
         chunks.append(f"{title}\n{snippet}")
         if end >= len(lines):
             break
-        at = starts[end]
+        at = folding.folded(starts[end])
     # the pattern said back as the page's text says it: on one line (a line break in it started a line `L1: ...` of
     # the model's choosing), without control characters or link syntax
     said = merge_whitespace(replace_special_chars(pattern))
@@ -328,6 +331,42 @@ def find_page(pattern: str, page: Page, max_results: int = 50, num_show_lines: i
     return Page(url=f"{page.url}/find?pattern={quote(pattern)}",
                 title=f"Find results for text: `{pattern}` in `{page.title}`", text=text,
                 urls={str(i): page.url for i in range(len(chunks))}, snippets=snippets, kind="find", origin=page)
+
+
+@functools.cache
+def _expanding() -> tuple[re.Pattern[str], dict[str, str]]:
+    """The characters whose full case folding is longer than they are and which re's one-to-one IGNORECASE does not
+    match with it (`ß` and `ẞ` with `ss`, `ﬁ` with `fi`, `ŉ`; not `İ`, which it matches with `i`), and their foldings.
+    None past the BMP folds to more than one character."""
+    folds = {char: char.casefold() for char in map(chr, range(0x10000))
+             if len(char.casefold()) > 1 and not re.fullmatch(re.escape(char), char.casefold()[0], re.IGNORECASE)}
+    return re.compile(f"[{''.join(map(re.escape, folds))}]"), folds
+
+
+class _Folding:
+    """A text with each _expanding character written as its folding (what `find` matches `ß` and `SS` in), and the
+    offsets between it and the text: a match's offsets are the folded text's, its lines the text's."""
+
+    def __init__(self, text: str) -> None:
+        pattern, folds = _expanding()
+        self.starts = [match.start() for match in pattern.finditer(text)]   # where each expanded character is
+        self.sizes = [len(folds[text[at]]) for at in self.starts]          # ... its folding's length
+        added = itertools.accumulate((size - 1 for size in self.sizes), initial=0)
+        self.moved = [at + more for at, more in zip(self.starts, added)]   # ... and where that is in the folded text
+        self.text = pattern.sub(lambda match: folds[match.group(0)], text) if self.starts else text
+
+    def original(self, offset: int) -> int:
+        """The offset in the text of the character the folded text's `offset` comes from."""
+        i = bisect.bisect_right(self.moved, offset) - 1
+        if i < 0:
+            return offset
+        inside = offset - self.moved[i]
+        return self.starts[i] + (0 if inside < self.sizes[i] else 1 + inside - self.sizes[i])
+
+    def folded(self, offset: int) -> int:
+        """The offset in the folded text of the text's `offset`."""
+        i = bisect.bisect_left(self.starts, offset) - 1   # the last expanded character before it
+        return offset if i < 0 else offset + self.moved[i] - self.starts[i] + self.sizes[i] - 1
 
 
 def _continued(lines: list[str], text: str) -> list[bool]:
