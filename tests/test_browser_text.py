@@ -97,3 +97,15 @@ def test_find_of_a_long_pattern_in_a_page_of_repeated_words_answers_at_once() ->
     t0 = time.perf_counter()
     found = _run(browser, "find", '{"pattern": "' + "a " * 2_000 + 'x"}')
     assert "L0: No `find` results for pattern: `a a a" in found and time.perf_counter() - t0 < 2
+
+
+def test_a_pages_source_reads_its_line_ends_as_lines() -> None:
+    """`view_source` of an HTML file saved with classic Mac (`\\r`) or Windows line ends, or U+2028, kept them inside
+    its numbered lines: one line `L0: <html>\\r<body>\\r...` that str.splitlines (and a reader's view) read as several."""
+    browser = Browser({"mac.html": "<html>\r<body>\r<p>Owls\rhunt</p>\r\n<p>at\u2028dusk</p></body></html>"})
+    _run(browser, "open", '{"id": "mac.html"}')
+    source = _run(browser, "open", '{"cursor": 0, "view_source": true}')
+    assert source.splitlines() == source.split("\n")
+    assert source.split("\n")[3:] == ["L0: <html>", "L1: <body>", "L2: <p>Owls", "L3: hunt</p>", "L4: <p>at",
+                                      "L5: dusk</p></body></html>"]
+    assert browser.citations("【1†L3】")[0].text == "hunt</p>"

@@ -130,10 +130,12 @@ def with_url(url: str, text: str) -> str:
 
 
 def source_text(page: Page) -> str:
-    """What `view_source` shows of a page: the HTML it was converted from, else its text without the `URL:` line
+    """What `view_source` shows of a page: the HTML it was converted from (its line ends read as a text document's:
+    a `\\r` kept in a line read as a break the numbering did not count), else its text without the `URL:` line
     (a text or Markdown document is its own source, so it is not kept a second time: on a folder of 50,000 documents
     that copy was as large as all their text)."""
-    return replace_special_chars(page.raw if page.raw is not None else page.text.removeprefix(with_url(page.url, "")))
+    return replace_special_chars(_LINE_ENDS.sub("\n", page.raw) if page.raw is not None
+                                 else page.text.removeprefix(with_url(page.url, "")))
 
 
 def html_page(html: str, url: str, title: str | None = None, *, main_content: bool = False,
