@@ -35,7 +35,7 @@ def test_a_web_page_of_a_megabyte_of_tags_is_given_up_on_time(server: FakeServer
 def test_a_long_page_converted_a_piece_at_a_time_reads_as_one() -> None:
     html = "".join(f"<p>{n}. Barn owls &amp; <b>tawny</b> owls</p>\n<ul><li>at dusk</li></ul>" for n in range(6_000))
     text = html_page(html, "owls.html").text           # 370 kB: six pieces, each cut before a tag
-    assert text == "\nURL: owls.html\n" + " \n\n".join(f"{n}\\. Barn owls & tawny owls\n\n  * at dusk"
+    assert text == "\nURL: owls.html\n" + " \n\n".join(f"{n}. Barn owls & tawny owls\n\n  * at dusk"
                                                          for n in range(6_000))   # as for three of them
 
 
@@ -280,10 +280,9 @@ def test_text_converted_a_piece_at_a_time_reads_as_one() -> None:
 
 
 def html2text_whole(html: str) -> str:
-    """What html2text makes of `html` fed at once, with the browser's settings (its leading blank lines left out)."""
-    import html2text
-
-    converter = html2text.HTML2Text()
+    """What the browser's html2text converter makes of `html` fed at once, with its settings (its leading blank lines
+    left out)."""
+    converter = extract._converter_class()()
     converter.ignore_links = converter.ignore_images = converter.ignore_tables = True
     converter.ignore_emphasis = converter.unicode_snob = True
     converter.body_width = 0
