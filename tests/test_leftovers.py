@@ -37,15 +37,15 @@ def test_terminal_sequences_and_direction_overrides_in_documents_reach_neither_t
                                         "<a href='https://x.org&#x1b;[2J/'>x</a></p>")   # lxml refused &#xffff;
     browser = Browser(tmp_path)
     shown = _run(browser, "open", id="log.txt")
-    assert shown.output.splitlines()[3:] == ["L0: ", "L1: URL: log.txt", "L2: status: OK", "L3: bell backspace end",
-                                            "L4: user: admin and x", "L5: owls live here", "L6: "]
-    assert shown.data["lines"][2:6] == [[2, "status: OK"], [3, "bell backspace end"], [4, "user: admin and x"],
-                                        [5, "owls live here"]]   # what the reader shows
-    assert [c.text for c in browser.citations("【0†L4】 【0†L5】")] == ["user: admin and x", "owls live here"]
-    assert "match at L5】\nL1: owls live here" in _run(browser, "find", pattern="owls", cursor=0).output
+    assert shown.output.splitlines()[3:] == ["L0: ", "L1: URL: log.txt", "L2: status: OK", "L3: bell backspace ",
+                                            "L4: end", "L5: user: admin and x", "L6: owls live here", "L7: "]  # NEL: a line end
+    assert shown.data["lines"][2:7] == [[2, "status: OK"], [3, "bell backspace "], [4, "end"], [5, "user: admin and x"],
+                                        [6, "owls live here"]]   # what the reader shows
+    assert [c.text for c in browser.citations("【0†L5】 【0†L6】")] == ["user: admin and x", "owls live here"]
+    assert "match at L6】\nL1: owls live here" in _run(browser, "find", pattern="owls", cursor=0).output
     page = _run(browser, "open", id="page.html")
     assert page.output.startswith("[2] Title (page.html)") and page.output.endswith("\nL2: a b evil c x")
-    assert _run(browser, "open", id="log.txt", view_source=True).output.endswith("\nL3: owls live here\nL4: ")
+    assert _run(browser, "open", id="log.txt", view_source=True).output.endswith("\nL4: owls live here\nL5: ")
     web = Browser(search=lambda query, topn: [{"title": "Notes\x1b[8m", "url": "https://x.org/a%1b[2J%E2%80%AEb"}],
                   fetch=lambda url: {"title": "Notes\x1b[8m", "html": "<p>one \u202dtwo\x1b[1A <a href="
                                      "'https://gro.&#x202e;evil&#x7;.com/'>y</a></p>"})   # lxml refused the link
