@@ -896,8 +896,23 @@ def test_a_flood_of_long_chunks_is_cut_at_the_limit_at_once():
         started = time.perf_counter()
         reply = session.ask("Draw a line", max_new_tokens=50)
     assert time.perf_counter() - started < 5
-    assert reply.errors == [
-        f"The turn failed: the server at {server.url} kept streaming past max_tokens=50 (it ignores the limit)"]
+    assert reply.final.startswith("Hi ---") and reply.usage.completion_tokens == 50
+    assert reply.errors == [f"The turn failed: the server at {server.url} sent more text than max_tokens=50 can hold "
+                            "(100,030 characters; it ignores the limit): the answer is cut at the limit"]
+
+
+def test_one_event_past_the_limit_keeps_its_text_up_to_the_limit_and_says_so():
+    """One event of more text than max_tokens can hold (under the 4 MiB the lab reads) was dropped whole, the
+    answer's start in it too: the turn showed nothing and said only that the server kept streaming."""
+    from gptoss_lab.session import Session
+
+    text = "<|channel|>final<|message|>Hi" + "y" * (1 << 20)
+    with FakeServer(raw=lambda n: [HEAD, _event(text)]) as server:
+        session = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"})
+        reply = session.ask("hi", max_new_tokens=50)
+    assert reply.final.startswith("Hiyyy") and reply.usage.completion_tokens == 50
+    assert reply.errors == [f"The turn failed: the server at {server.url} sent more text than max_tokens=50 can hold "
+                            f"({len(text):,} characters; it ignores the limit): the answer is cut at the limit"]
 
 
 def test_stop_works_while_a_server_floods_text_that_gives_no_token():

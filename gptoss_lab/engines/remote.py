@@ -695,7 +695,7 @@ class RemoteEngine:
         count = seen = texts = 0  # texts: chunks with text, about one generated token each
         finish = stop_reason = None
         failure: RemoteError | KeyboardInterrupt | None = None
-        overrun = False
+        overrun = False  # cut by its count of chunks: text that still fills max_tokens is a normal end at the limit
         while True:
             try:
                 text, finish, stop_reason = next(chunks)
@@ -705,7 +705,13 @@ class RemoteEngine:
                 failure = err
                 break
             seen, texts = seen + len(text), texts + bool(text)
-            overrun = texts > _OVERRUN[0] * limit + _OVERRUN[1] or seen > _LONGEST_TOKEN * limit
+            beyond = seen - _LONGEST_TOKEN * limit
+            if beyond > 0:  # more text than max_tokens ids can hold (one event of megabytes): what fits is kept
+                pending += retok.feed(text[: len(text) - beyond])
+                failure = RemoteError(f"the server at {self.url} sent more text than max_tokens={limit} can hold "
+                                      f"({seen:,} characters; it ignores the limit): the answer is cut at the limit")
+                break
+            overrun = texts > _OVERRUN[0] * limit + _OVERRUN[1]
             if overrun:  # far past max_tokens, text still settling ("-----..."): the server ignores the limit
                 failure = RemoteError(f"the server at {self.url} kept streaming past max_tokens={limit} "
                                       "(it ignores the limit)")
