@@ -595,17 +595,49 @@ def _status(code, reason, body=b'{"error": {"message": "busy"}}', headers=b""):
             + headers + b"Connection: close\r\n\r\n" + body)
 
 
-@pytest.mark.parametrize("data", [{"choices": [None]}, {"choices": [{"text": 5}]}, {"choices": {"text": "x"}},
-                                  {"choices": [{"text": "x", "finish_reason": ["stop"]}]},
-                                  {"choices": [{"delta": {"content": "x"}}]},  # chat completions: text lost, not ''
-                                  {"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]}])
-def test_a_chunk_of_another_shape_ends_in_one_line_after_the_partial_answer(data):
-    with FakeServer(raw=lambda n: [HEAD, _event("<|channel|>final<|message|>Hi there "), _event(data=data)]) as server:
+@pytest.mark.parametrize("data, why", [
+    ({"choices": "<|channel|>final<|message|>str choices"}, "choices should be a list, not a string"),
+    ({"choices": {"text": "x"}}, "choices should be a list, not an object"),
+    ({"choices": [None]}, "choices[0] should be an object, not null"),
+    ({"choices": [{"text": 5}]}, "choices[0].text should be a string, not a number"),
+    ({"choices": [{"text": ["x"]}]}, "choices[0].text should be a string, not a list"),
+    ({"choices": [{"text": "x", "finish_reason": ["stop"]}]}, "choices[0].finish_reason should be a string, not a list"),
+    ({"choices": [{"text": "x", "finish_reason": "stop", "stop_reason": [200002]}]},
+     "choices[0].stop_reason should be a number, a string or null, not a list"),
+    ({"choices": [{"delta": {"content": "x"}}]}, "choices[0] holds a chat completion's delta or message, no text"),
+    ({"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}]},
+     "choices[0] holds a chat completion's delta or message, no text"),
+    (["<|channel|>final<|message|>x"], "the chunk should be an object, not a list")])
+def test_a_chunk_of_another_shape_ends_in_one_line_naming_what_is_wrong_after_the_partial_answer(data, why):
+    """A string where choices' list belongs was read as the answer's text; text: [] as no text; what was wrong with
+    another shape went unsaid."""
+    with FakeServer(raw=lambda n: [HEAD, _event("<|channel|>final<|message|>Hi there "), _event(data=data),
+                                   _event(finish="stop")]) as server:
         ids = []
-        with pytest.raises(RemoteError, match=r"sent something that is not a completion stream: '\{\"choices"):
+        with pytest.raises(RemoteError) as caught:
             for token in RemoteEngine(server.url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS):
                 ids.append(token)
     assert harmony.decode(ids) == "<|channel|>final<|message|>Hi there "
+    assert str(caught.value) == (f"the server at {server.url} sent something that is not a completion stream "
+                                 f"({why}): {json.dumps(data)!r}")
+
+
+@pytest.mark.parametrize("line, why", [({"response": " there", "done": "no"}, "done should be true or false, not a string"),
+                                       ({"response": ["x"], "done": False}, "response should be a string, not a list"),
+                                       ({"response": "", "done": True, "done_reason": 1},
+                                        "done_reason should be a string, not a number")])
+def test_an_ollama_line_of_another_shape_ends_in_one_line_naming_what_is_wrong(line, why):
+    """Ollama's `done: "no"` ended the answer as done; a wrong type said nothing of what was wrong."""
+    head = HEAD.replace(b"text/event-stream", b"application/x-ndjson")
+    first = json.dumps({"response": "<|channel|>final<|message|>Hi", "done": False}).encode() + b"\n"
+    with FakeServer(ollama=True, raw=lambda n: [head, first, json.dumps(line).encode() + b"\n"]) as server:
+        ids = []
+        with pytest.raises(RemoteError) as caught:
+            for token in RemoteEngine(server.url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS):
+                ids.append(token)
+    assert harmony.decode(ids) == "<|channel|>final<|message|>Hi"
+    assert str(caught.value) == (f"the server at {server.url} sent something that is not a completion stream "
+                                 f"({why}): {json.dumps(line)!r}")
 
 
 def test_a_body_that_cannot_be_decoded_is_a_remote_error():

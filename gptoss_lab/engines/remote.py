@@ -36,6 +36,7 @@ from typing import Any
 
 import httpcore
 import httpx
+import pydantic
 import regex
 from httpcore._backends.sync import SyncStream
 from httpx_sse import EventSource, SSEError
@@ -216,6 +217,69 @@ def _server_message(response: httpx.Response) -> str:
         return " ".join(text.split())
     except httpx.ResponseNotRead:  # the body broke off: the status says enough
         return "(the response body broke off)"
+
+
+def _json_type(value: Any) -> str:
+    """What `value`, parsed from JSON, is, as a message names it: "a string", "null" ..."""
+    kinds = {bool: "true or false", str: "a string", int: "a number", float: "a number", list: "a list",
+             dict: "an object"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+class _Choice(pydantic.BaseModel):
+    """A completion chunk's choice as the engine reads it: its text, why it ended, and vLLM's stop token (or
+    string); strict, so a number, a list or an object where text belongs is no text."""
+
+    model_config = pydantic.ConfigDict(strict=True)
+    text: str | None = None
+    finish_reason: str | None = None
+    stop_reason: Any = None
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _completion(cls, data: Any) -> Any:
+        """A chat completion's choice (`delta`, `message`) is refused: its text would be lost, not read as ''."""
+        if isinstance(data, dict) and "text" not in data and data.keys() & {"delta", "message"}:
+            raise ValueError("holds a chat completion's delta or message, no text")
+        return data
+
+    @pydantic.field_validator("stop_reason", mode="plain")
+    @classmethod
+    def _stop_reason(cls, value: Any) -> int | str | None:
+        """vLLM's stop token id, or the stop string, or null."""
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | str)):
+            raise ValueError(f"should be a number, a string or null, not {_json_type(value)}")
+        return value
+
+
+class _Chunk(pydantic.BaseModel):
+    """An OpenAI-style completion chunk's fields the engine reads (others, such as usage, are left unread)."""
+
+    model_config = pydantic.ConfigDict(strict=True)
+    choices: list[_Choice] | None = None
+
+
+class _OllamaLine(pydantic.BaseModel):
+    """One line of Ollama's /api/generate stream, its fields the engine reads."""
+
+    model_config = pydantic.ConfigDict(strict=True)
+    response: str = ""
+    done: bool = False
+    done_reason: str | None = None
+
+
+_EXPECTED = {"string_type": "a string", "list_type": "a list", "model_type": "an object", "bool_type": "true or false"}
+
+
+def _wrong(err: pydantic.ValidationError) -> str:
+    """The first field `err` found of another shape in a chunk, in a few words: `choices should be a list, not a
+    string`, `choices[0].text should be a string, not a number`."""
+    first = err.errors(include_url=False)[0]
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+    if first["type"] == "value_error":
+        return f"{path or 'the chunk'} {first['ctx']['error']}"
+    expected = _EXPECTED.get(first["type"], first["msg"])
+    return f"{path or 'the chunk'} should be {expected}, not {_json_type(first['input'])}"
 
 
 class RemoteEngine:
@@ -518,15 +582,16 @@ class RemoteEngine:
         self._raise_for(response, "/api/generate" if self.ollama else "/v1/completions")
         return response
 
-    def _json(self, line: str) -> dict:
+    def _json(self, line: str) -> Any:
+        """`line` of the stream parsed (its shape is `_chunk`'s to check); RemoteError for one that is no JSON, or
+        that is an error the server streamed."""
         try:
             data = _loads(line)
         except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: "
-                              f"{self._quote(line, 120)!r}")
-        if data.get("error") or data.get("object") == "error":  # some send "error": null (false, {}) in every chunk
+            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream (no JSON): "
+                              f"{self._quote(line, 120)!r}") from None
+        # some send "error": null (false, {}) in every chunk
+        if isinstance(data, dict) and (data.get("error") or data.get("object") == "error"):
             raise self._stopped(data)
         return data
 
@@ -535,7 +600,7 @@ class RemoteEngine:
         return RemoteError(f"the server at {self.url} stopped with an error: "
                            f"{self._quote(_error_text(body)) or '(no text)'}")
 
-    def _events(self, response: httpx.Response) -> Iterator[dict]:
+    def _events(self, response: httpx.Response) -> Iterator[Any]:
         """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines). Running out
         before the server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
         reads = _Reads(response, RemoteError(
@@ -602,21 +667,18 @@ class RemoteEngine:
         finally:
             clock.stop()
 
-    def _chunk(self, data: dict) -> tuple[str, str | None, Any]:
-        """(text, finish_reason, stop_reason) of one streamed JSON chunk; RemoteError for another shape."""
-        if self.ollama:
-            finish = (data.get("done_reason") or "stop") if data.get("done") else None
-            text, stop_reason = data.get("response", ""), None
-        else:
-            choices = data.get("choices") or [{}]  # a chunk without choices (usage, keep-alive) carries no text
-            choice = choices[0] if isinstance(choices, list) and isinstance(choices[0], dict) else {"text": choices}
-            text, finish, stop_reason = choice.get("text") or "", choice.get("finish_reason"), choice.get("stop_reason")
-            if "text" not in choice and choice.keys() & {"delta", "message"}:  # a chat completion: its text is lost
-                text = None
-        if not isinstance(text, str) or not isinstance(finish, str | None):
-            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream: "
-                              f"{self._quote(json.dumps(data), 120)!r}")
-        return text, finish, stop_reason
+    def _chunk(self, data: Any) -> tuple[str, str | None, Any]:
+        """(text, finish_reason, stop_reason) of one streamed JSON chunk; RemoteError naming what is of another shape."""
+        try:
+            if self.ollama:
+                line = _OllamaLine.model_validate(data)
+                return line.response, (line.done_reason or "stop") if line.done else None, None
+            choices = _Chunk.model_validate(data).choices  # a chunk without choices (usage, keep-alive): no text
+        except pydantic.ValidationError as err:
+            raise RemoteError(f"the server at {self.url} sent something that is not a completion stream "
+                              f"({_wrong(err)}): {self._quote(json.dumps(data), 120)!r}") from None
+        choice = choices[0] if choices else _Choice()
+        return choice.text or "", choice.finish_reason, choice.stop_reason
 
     def stream(
         self,
