@@ -399,7 +399,7 @@ class ResponseFormat:
         (a ```json fence, with or without prose around it, or prose before or after the JSON is accepted).
         StructuredOutputError says what is wrong."""
         try:
-            return self._load(_json_part(text))
+            return self._load(_json_part(text, _kinds(self.schema)))
         except StructuredOutputError:
             raise
         except Exception as err:  # the schema's own failure: a $ref that leads nowhere, a validator that raises
@@ -418,35 +418,109 @@ class ResponseFormat:
 _FENCE = re.compile(r"```[ \t]*[\w+.-]*[ \t]*(?:\r?\n|(?=[\[{\"]))(.*?)(?:```|\Z)", flags=re.S)
 
 
-def _json_part(text: str) -> str:
+def _json_part(text: str, kinds: frozenset[str] | None) -> str:
     """The JSON in a final answer: the first ``` fence's content (```json or any language; prose around it is
     ignored; a fence left open runs to the end; a ``` inside the JSON's strings, a code snippet's, does not close it),
-    or the text without prose written before or after a complete JSON object or array (read from the text's first
-    `{` or first `[`, whichever starts one, when the text as a whole is not JSON). An answer that starts with JSON is
+    or the text without prose written before or after a complete JSON object or array (the first of the schema's
+    `kinds` of JSON value, `_json_span`, when the text as a whole is not JSON). An answer that starts with JSON is
     that JSON, and a fence inside the JSON's strings is its text."""
     body = text.strip()
-    found = _json_span(body)
+    found = _json_span(body, kinds)
     fence = _FENCE.search(body)
     if fence is None or (found is not None and (found[0] == 0 or found[0] <= fence.start() < found[1])):
         return body[found[0]:found[1]] if found is not None else body
     content = fence.group(1).strip()  # up to the first ``` after it, or what the error is about when none reads
     for part in (body[fence.start(1):].lstrip(), content):  # from where it opens: its end is where the JSON's is
-        span = _json_span(part)
+        span = _json_span(part, kinds)
         if span is not None:
             return part[span[0]:span[1]]
     return content
 
 
-def _json_span(text: str) -> tuple[int, int] | None:
+def _json_span(text: str, kinds: frozenset[str] | None) -> tuple[int, int] | None:
     """Where the JSON in `text` is: all of it when it is JSON ("see {}" is a string, not the object in it), else the
-    first complete object or array read from its first `{` or its first `[`; None when there is none."""
+    first object or array `_json_values` finds whose JSON type is one of `kinds` (any when None), else the first
+    it finds; None when there is none. Prose with braces before the JSON ("Using {x}: {...}") was refused."""
     with contextlib.suppress(ValueError, RecursionError):
-        json.loads(text)
+        _SPANS.decode(text)
         return 0, len(text)
-    for start in sorted(i for i in (text.find("{"), text.find("[")) if i >= 0):  # "Here it is: {...}" was refused
-        with contextlib.suppress(ValueError, RecursionError):
-            return start, json.JSONDecoder().raw_decode(text, start)[1]
-    return None
+    other = None
+    for start, end, value in _json_values(text):
+        if kinds is None or _kind(value) in kinds:
+            return start, end
+        other = other or (start, end)
+    return other
+
+
+# reads JSON only to find where it is: an integer as a float, as digits past Python's int limit raise (the answer's
+# own check, `json_value`, refuses them)
+_SPANS = json.JSONDecoder(parse_int=float)
+# a `{` or `[` that may start JSON: one before a character no JSON goes on with (`{x}`, `[the docs]`) is not read
+_OPENERS = re.compile(r'\{(?=[ \t\n\r]*["}])|\[(?=[ \t\n\r]*[-0-9"{}\[\]tfnNI])')
+_WINDOW = 512  # characters a JSON value is first read from (`_value_at`)
+_EDGE = 16  # an error this near a window's end may be the window's (`-Infinity` cut after `-Inf`), not the text's
+_BROKE_OFF = object()  # `_value_at`'s value for JSON that is not: it broke off at the position given
+
+
+def _json_values(text: str) -> Iterator[tuple[int, int, Any]]:
+    """(start, end, value) of each JSON object or array in `text` that no other holds, left to right, read from each
+    `{` and `[`: one inside a value read, or inside JSON that broke off before its end (`{"b": 1}` in `{"a": {"b": 1}
+    oops`), is part of it. Linear in the text (`_value_at`); nesting too deep to read ends the search."""
+    cursor = 0
+    while (opener := _OPENERS.search(text, cursor)) is not None:
+        try:
+            end, value = _value_at(text, opener.start())
+        except RecursionError:
+            return
+        if value is not _BROKE_OFF:
+            yield opener.start(), end, value
+        cursor = max(end, opener.start() + 1)
+
+
+def _value_at(text: str, start: int) -> tuple[int, Any]:
+    """(end, value) of the JSON value at `start`, or (where it broke off, `_BROKE_OFF`). It is read from a window of
+    the text that doubles while the window's end may be what broke it: json's error finds its line and column by
+    counting from the start of the text it read, which made a search of 100 000 braces take 4 s, and read whole."""
+    window = _WINDOW
+    while True:
+        part = text[start:start + window]
+        whole = start + window >= len(text)
+        try:
+            value, end = _SPANS.raw_decode(part)
+        except json.JSONDecodeError as err:
+            if whole or (err.pos < len(part) - _EDGE and not err.msg.startswith("Unterminated string")):
+                return start + err.pos, _BROKE_OFF
+        else:
+            if whole or end < len(part):  # (a number at the window's end may go on past it)
+                return start + end, value
+        window *= 2
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type as JSON Schema names it ("number" for any number)."""
+    if isinstance(value, bool):
+        return "boolean"
+    kinds = {dict: "object", list: "array", str: "string", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+def _kinds(schema: Any) -> frozenset[str] | None:
+    """The JSON types a schema's answer may have, as `_kind` names them, from its "type" and its "anyOf" or "oneOf"
+    alternatives; None when it does not say (any type)."""
+    if not isinstance(schema, Mapping):
+        return None
+    stated = schema.get("type")
+    kinds = {stated} if isinstance(stated, str) else set(stated) if isinstance(stated, list) else None
+    for key in ("anyOf", "oneOf"):
+        alternatives = schema.get(key)
+        if isinstance(alternatives, list):
+            each = [_kinds(alternative) for alternative in alternatives]
+            if all(kind is not None for kind in each):
+                union = set().union(*each)
+                kinds = union if kinds is None else kinds & union
+    if kinds is None:
+        return None
+    return frozenset("number" if kind == "integer" else kind for kind in kinds)
 
 
 def _section_name(name: str) -> str:

@@ -10,6 +10,7 @@ import json
 import math
 import signal
 import sys
+import time
 import typing
 from decimal import Decimal
 from typing import Literal
@@ -448,6 +449,31 @@ def test_a_discriminated_union_names_no_inlined_definition():
 def test_prose_around_the_json_answer_is_ignored(text):
     assert parse_final(text, ShoppingList) == ShoppingList(items=["eggs"])
     assert parse_final(text, {"type": "object"}) == {"items": ["eggs"]}
+
+
+_LONG_ITEM = "e" * 2000  # an answer longer than the first read of it
+
+
+@pytest.mark.parametrize("text,items", [
+    ('Using {x} as asked: {"items": ["eggs"]}', ["eggs"]),
+    ('See [the docs] and {"note": 1 oops}, then: {"items": ["eggs"]}', ["eggs"]),
+    ('Items [1, 2] first, then: {"items": ["eggs"]}', ["eggs"]),
+    ('The format {"items": [...]} filled in:\n{"items": ["eggs"]}', ["eggs"]),
+    (f'Using {{x}}: {{"items": ["{_LONG_ITEM}"]}}', [_LONG_ITEM]),
+], ids=["word", "broken-json", "array-first", "template", "long-answer"])
+def test_braces_in_prose_before_the_json_answer_are_passed_over(text, items):
+    """The answer's JSON was read only from the text's first `{` and first `[`: prose with a brace or a bracket before
+    it ("Using {x} as asked: ...") was refused as "not valid JSON: Expecting value" for a valid answer."""
+    assert parse_final(text, ShoppingList) == ShoppingList(items=items)
+    assert parse_final(text, {"type": "object"}) == {"items": items}
+
+
+@pytest.mark.parametrize("prose", ["{x} ", '{"" ', "[a] ", "{"], ids=["words", "keys", "brackets", "braces"])
+def test_an_answer_after_a_hundred_thousand_braces_of_prose_is_found_quickly(prose):
+    text = prose * (100_000 // len(prose)) + '\n{"items": ["eggs"]}'
+    started = time.perf_counter()
+    assert parse_final(text, ShoppingList) == ShoppingList(items=["eggs"])
+    assert time.perf_counter() - started < 2  # 0.15 s here; json's error counted lines from the start: 4 s
 
 
 def test_an_answer_that_is_json_is_not_searched_for_json_inside_it():
