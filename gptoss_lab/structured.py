@@ -396,8 +396,8 @@ class ResponseFormat:
 
     def parse(self, text: str) -> Any:
         """The final answer as the requested type: a model/dataclass instance, a dict or a JSON value
-        (a ```json fence, with or without prose around it, or prose before or after the JSON is accepted).
-        StructuredOutputError says what is wrong."""
+        (a ```json fence, with or without prose around it, or prose before or after the JSON is accepted; of two
+        JSON answers, the last is the one the model settled on). StructuredOutputError says what is wrong."""
         try:
             return self._load(_json_part(text, _kinds(self.schema)))
         except StructuredOutputError:
@@ -419,62 +419,62 @@ _FENCE = re.compile(r"```[ \t]*[\w+.-]*[ \t]*(?:\r?\n|(?=[\[{\"]))(.*?)(?:```|\Z
 
 
 def _json_part(text: str, kinds: frozenset[str] | None) -> str:
-    """The JSON in a final answer: the first ``` fence's content (```json or any language; prose around it is
-    ignored; a fence left open runs to the end; a ``` inside the JSON's strings, a code snippet's, does not close it),
-    or the text without prose written before or after a complete JSON object or array (the first of the schema's
-    `kinds` of JSON value, `_json_span`, when the text as a whole is not JSON). An answer that starts with JSON is
-    that JSON, and a fence inside the JSON's strings is its text."""
+    """The JSON in a final answer: all of it when it is JSON ("see {}" is a string, not the object in it), else the
+    last JSON value in it whose type is one of the schema's `kinds` (any when None), else the last of another type:
+    the answer the model settled on (`{"count": 1}` then `{"count": 2}` is a correction; the first was taken).
+    Values are read from each `{` and `[` and where a ``` fence's content starts (```json or any language; a fence
+    left open runs to the end; a ``` inside the JSON's strings is their text); prose around them is ignored. When
+    none reads: the last fence's content, or the text, for the error to be about."""
     body = text.strip()
-    found = _json_span(body, kinds)
-    fence = _FENCE.search(body)
-    if fence is None or (found is not None and (found[0] == 0 or found[0] <= fence.start() < found[1])):
-        return body[found[0]:found[1]] if found is not None else body
-    content = fence.group(1).strip()  # up to the first ``` after it, or what the error is about when none reads
-    for part in (body[fence.start(1):].lstrip(), content):  # from where it opens: its end is where the JSON's is
-        span = _json_span(part, kinds)
-        if span is not None:
-            return part[span[0]:span[1]]
-    return content
-
-
-def _json_span(text: str, kinds: frozenset[str] | None) -> tuple[int, int] | None:
-    """Where the JSON in `text` is: all of it when it is JSON ("see {}" is a string, not the object in it), else the
-    first object or array `_json_values` finds whose JSON type is one of `kinds` (any when None), else the first
-    it finds; None when there is none. Prose with braces before the JSON ("Using {x}: {...}") was refused."""
     with contextlib.suppress(ValueError, RecursionError):
-        _SPANS.decode(text)
-        return 0, len(text)
-    other = None
-    for start, end, value in _json_values(text):
-        if kinds is None or _kind(value) in kinds:
-            return start, end
-        other = other or (start, end)
-    return other
+        _SPANS.decode(body)
+        return body
+    fences = list(_FENCE.finditer(body))
+    wanted = other = None
+    for span in _json_values(body, [_SPACES.match(body, fence.start(1)).end() for fence in fences]):
+        if kinds is None or _kind(span[2]) in kinds:
+            wanted = span
+        else:
+            other = span
+    found = wanted or other
+    if found is not None:
+        return body[found[0]:found[1]]
+    return fences[-1].group(1).strip() if fences else body
 
 
 # reads JSON only to find where it is: an integer as a float, as digits past Python's int limit raise (the answer's
 # own check, `json_value`, refuses them)
 _SPANS = json.JSONDecoder(parse_int=float)
 # a `{` or `[` that may start JSON: one before a character no JSON goes on with (`{x}`, `[the docs]`) is not read
+_SPACES = re.compile(r"[ \t\n\r]*")
 _OPENERS = re.compile(r'\{(?=[ \t\n\r]*["}])|\[(?=[ \t\n\r]*[-0-9"{}\[\]tfnNI])')
 _WINDOW = 512  # characters a JSON value is first read from (`_value_at`)
 _EDGE = 16  # an error this near a window's end may be the window's (`-Infinity` cut after `-Inf`), not the text's
 _BROKE_OFF = object()  # `_value_at`'s value for JSON that is not: it broke off at the position given
 
 
-def _json_values(text: str) -> Iterator[tuple[int, int, Any]]:
-    """(start, end, value) of each JSON object or array in `text` that no other holds, left to right, read from each
-    `{` and `[`: one inside a value read, or inside JSON that broke off before its end (`{"b": 1}` in `{"a": {"b": 1}
-    oops`), is part of it. Linear in the text (`_value_at`); nesting too deep to read ends the search."""
-    cursor = 0
-    while (opener := _OPENERS.search(text, cursor)) is not None:
+def _json_values(text: str, starts: list[int]) -> Iterator[tuple[int, int, Any]]:
+    """(start, end, value) of each JSON value in `text` that no other holds, left to right, read from each `{` and `[`
+    and from each of `starts` (in order): one inside a value read, or inside JSON that broke off before its end
+    (`{"b": 1}` in `{"a": {"b": 1} oops`), is part of it. Linear in the text (`_value_at`); nesting too deep to read
+    ends the search."""
+    cursor, given = 0, iter(starts)
+    after = next(given, None)
+    while True:
+        opener = _OPENERS.search(text, cursor)
+        while after is not None and after < cursor:
+            after = next(given, None)
+        candidates = [place for place in (opener.start() if opener else None, after) if place is not None]
+        if not candidates:
+            return
+        start = min(candidates)
         try:
-            end, value = _value_at(text, opener.start())
+            end, value = _value_at(text, start)
         except RecursionError:
             return
         if value is not _BROKE_OFF:
-            yield opener.start(), end, value
-        cursor = max(end, opener.start() + 1)
+            yield start, end, value
+        cursor = max(end, start + 1)
 
 
 def _value_at(text: str, start: int) -> tuple[int, Any]:

@@ -476,6 +476,32 @@ def test_an_answer_after_a_hundred_thousand_braces_of_prose_is_found_quickly(pro
     assert time.perf_counter() - started < 2  # 0.15 s here; json's error counted lines from the start: 4 s
 
 
+class _Count(pydantic.BaseModel):
+    count: int
+
+
+_FENCED_1, _FENCED_2 = '```json\n{"count": 1}\n```', '```json\n{"count": 2}\n```'
+
+
+@pytest.mark.parametrize("text", [
+    '{"count": 1}\n\n{"count": 2}',
+    f"{_FENCED_1}\nCorrection:\n{_FENCED_2}",
+    f'{{"count": 1}}\nSorry, I miscounted:\n{_FENCED_2}',
+    f'{_FENCED_1}\nActually: {{"count": 2}}',
+    '{"count": 1} or rather {"count": 2}, as in [1, 2]',
+], ids=["bare", "fenced", "bare-then-fenced", "fenced-then-bare", "prose-after"])
+def test_of_two_json_answers_the_last_the_model_wrote_is_the_answer(text):
+    """The first JSON in the answer was taken, `count=1`, where the model went on to correct it to 2 (fenced or not):
+    the last JSON value of the schema's type is the answer the model settled on."""
+    assert parse_final(text, _Count) == _Count(count=2)
+    assert parse_final(text, _Count.model_json_schema()) == {"count": 2}
+
+
+def test_of_two_fenced_scalar_answers_the_last_is_the_answer():
+    assert parse_final("```json\n1\n```\nNo, wait:\n```json\n2\n```", int) == 2
+    assert parse_final('```json\n"a ``` b"\n```', str) == "a ``` b"  # a fence's text in the string
+
+
 def test_an_answer_that_is_json_is_not_searched_for_json_inside_it():
     assert parse_final('"use {} for an empty object"', str) == "use {} for an empty object"
     with pytest.raises(StructuredOutputError, match="does not match the schema: Input should be a valid integer"):
