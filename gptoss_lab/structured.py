@@ -821,7 +821,8 @@ def _checked_core(core: Any) -> Any:
     which strict validation refuses where JSON is read (a date's text, a tuple's array: `date | int` refused
     "2026-11-25"). Each union's choices keep the names pydantic gives them, so errors read as before, cut to
     `_LABEL_CHARS`: every error under a choice carries its name, and a deep union's is as long as the type (300 kB;
-    copied into each of 16 000 errors, it held a check 30 s past its deadline)."""
+    copied into each of 16 000 errors, it held a check 30 s past its deadline). A number the model is shown as an
+    integer takes one written with a zero fraction, 3.0, as JSON Schema does (strict validation refused it)."""
     definitions = core.get("definitions", []) if isinstance(core, dict) and core.get("type") == "definitions" else []
 
     def name(choice: Any) -> str:
@@ -838,6 +839,8 @@ def _checked_core(core: Any) -> Any:
         if isinstance(pattern, str) and _ascii_pattern(pattern) != pattern:
             new["pattern"] = _ascii_pattern(pattern)
             _AS_WRITTEN[new["pattern"]] = pattern
+        if _shown_as_integer(node):
+            return core_schema.no_info_before_validator_function(_integer_if_whole, new)
         if node.get("type") != "union":
             return new
         new["choices"] = [(_IN_TIME, _IN_TIME_TYPE)] + [
@@ -846,6 +849,20 @@ def _checked_core(core: Any) -> Any:
         return new
 
     return walk(core)
+
+
+def _shown_as_integer(node: Any) -> bool:
+    """Whether a pydantic core schema node is shown to the model as an integer: an int, or an Enum of int values."""
+    if node.get("type") == "int":
+        return True
+    values = [member.value for member in node.get("members", ())] if node.get("type") == "enum" else []
+    return bool(values) and all(isinstance(value, int) and not isinstance(value, bool) for value in values)
+
+
+def _integer_if_whole(value: Any) -> Any:
+    """A JSON number with a zero fraction (3.0, 3e0) as the integer it is in JSON Schema; any other value as it is,
+    for the strict check after this to judge (2.5, true and "3" stay refused)."""
+    return int(value) if type(value) is float and value.is_integer() else value
 
 
 def _no_choice_in_time(value: Any) -> Any:

@@ -121,7 +121,7 @@ def place(point: _Point) -> int:
 @pytest.mark.parametrize(("function", "wrong", "error", "right", "value"), [
     (count, '{"n": true}', "n: Input should be a valid integer", '{"n": 3}', "3"),
     (count, '{"n": "3"}', "n: Input should be a valid integer", '{"n": 3}', "3"),
-    (count, '{"n": 3.0}', "n: Input should be a valid integer", '{"n": -7}', "-7"),
+    (count, '{"n": 3.5}', "n: Input should be a valid integer", '{"n": -7}', "-7"),
     (scale, '{"x": false}', "x: Input should be a valid number", '{"x": 3.5}', "3.5"),
     (scale, '{"x": "3.5"}', "x: Input should be a valid number", '{"x": 3}', "3.0"),
     (total, '{"xs": [1, true]}', "xs.1: Input should be a valid integer", '{"xs": [1, 2]}', "3"),
@@ -135,4 +135,16 @@ def test_a_value_of_another_json_type_is_refused_and_the_function_not_called(fun
     result = tool(function).call(wrong)
     assert (result.status, result.output, _CALLED) == ("error", f"Error: ValidationError: {error}", [])
     result = tool(function).call(right)
+    assert (result.status, result.output, _CALLED) == ("done", value, [function.__name__])
+
+
+@pytest.mark.parametrize(("function", "arguments", "value"), [
+    (count, '{"n": 3.0}', "3"), (count, '{"n": -7e0}', "-7"), (total, '{"xs": [1, 2.0, 30e-1]}', "6"),
+    (place, '{"point": {"x": 4.0}}', "4"),
+], ids=["3.0", "-7e0", "in a list", "in a model"])
+def test_an_integer_written_with_a_zero_fraction_is_an_integer_argument(function, arguments, value):
+    """`{"n": 3.0}` for `n: int` was refused ("Input should be a valid integer") where JSON Schema, which the model
+    is shown, counts 3.0 as an integer; the function gets the int."""
+    _CALLED.clear()
+    result = tool(function).call(arguments)
     assert (result.status, result.output, _CALLED) == ("done", value, [function.__name__])

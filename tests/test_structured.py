@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import enum
 import io
 import json
 import math
@@ -829,3 +830,27 @@ def test_a_typed_answer_of_another_json_type_than_the_schema_shows_is_refused_as
     with pytest.raises(StructuredOutputError):
         parse_final(answer, _Purchase.model_json_schema())
     assert parse_final('{"count": 3, "paid": true, "price": 2}', _Purchase) == _Purchase(count=3, paid=True, price=2.0)
+
+
+class _Size(enum.IntEnum):
+    SMALL = 1
+    LARGE = 3
+
+
+class _Box(pydantic.BaseModel):
+    count: int
+    size: _Size
+    sides: list[int]
+
+
+@pytest.mark.parametrize("number", ["3.0", "3e0", "30e-1", "3.000"])
+def test_an_integer_written_with_a_zero_fraction_is_an_integer_for_a_type_as_for_a_schema_dict(number):
+    """Strict validation refused `{"count": 3.0}` for `count: int` ("Input should be a valid integer"), where the same
+    schema as a dict took it: JSON Schema counts 3.0 as an integer. 3.5, true and "3" stay refused."""
+    answer = '{"count": %s, "size": %s, "sides": [%s, 4]}' % (number, number, number)
+    assert parse_final(answer, _Box) == _Box(count=3, size=_Size.LARGE, sides=[3, 4])
+    assert type(parse_final(answer, _Box).count) is int
+    assert parse_final(answer, _Box.model_json_schema())["count"] == 3
+    for wrong in ("3.5", "true", '"3"'):
+        with pytest.raises(StructuredOutputError, match="count: Input should be a valid integer"):
+            parse_final('{"count": %s, "size": 3, "sides": []}' % wrong, _Box)
