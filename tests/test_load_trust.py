@@ -303,3 +303,15 @@ def test_the_doctor_refuses_a_device_torch_does_not_know():
     assert one_line_error(lambda: doctor("openai/gpt-oss-20b", device="bogus")) == (
         "'bogus' is not a device: use cpu, cuda, cuda:1, mps ...")
     assert doctor("openai/gpt-oss-20b", device="cuda:1", memory="80 GB").fits  # another machine's GPU
+
+
+def test_a_mistyped_checkpoint_folder_names_the_folder_beside_it(tmp_path, random_checkpoint):
+    """`%gptoss load ~/models/gpt-oss-20` (the b left out) said only "checkpoint folder not found"; the folder of a
+    close name beside it is now named, for the load and the doctor alike, and nothing is guessed when none is close."""
+    shutil.copytree(random_checkpoint, tmp_path / "gpt-oss-20b")
+    (tmp_path / "notes").mkdir()
+    for typed in ("gpt-oss-20", "gpt-os-20b", "gpt-oss-20b.bak"):
+        meant = f"checkpoint folder not found: {tmp_path / typed} (did you mean {tmp_path / 'gpt-oss-20b'}?)"
+        assert one_line_error(lambda: load(tmp_path / typed)) == meant
+        assert one_line_error(lambda: doctor(str(tmp_path / typed))) == meant
+    assert one_line_error(lambda: load(tmp_path / "llama")) == f"checkpoint folder not found: {tmp_path / 'llama'}"

@@ -108,13 +108,28 @@ def resolve(name_or_path: str | Path) -> Source:
         raise LoadError(f"{without_userinfo(text)} is a server's address, not a checkpoint: talk to the model it "
                         "serves with `%gptoss connect URL` (Session.connect(url) in Python)")
     if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(text):
-        raise LoadError(f"checkpoint folder not found: {text}")
+        raise LoadError(f"checkpoint folder not found: {text}{_near(path)}")
     if text.lower() in ("tiny", "gpt-oss-tiny"):  # mistyped names, not Hub ids to look up (offline: "hf download Tiny")
         raise LoadError(f"{text} is not a checkpoint folder here: the bundled model (gpt-oss-tiny) loads as tiny, "
                         "in lower case")
     if "/" not in text and shipped_config(text.lower()):
         raise LoadError(f"{text} is not a checkpoint folder here: the released model's Hub id is openai/{text.lower()}")
     return Source(text, text.rsplit("/", 1)[-1], True)
+
+
+def _near(path: Path) -> str:
+    """` (did you mean …?)` naming a folder beside `path` whose name is close to it (`~/models/gpt-oss-20` for
+    `gpt-oss-20b`), or "": a mistyped folder was only "not found". Reads at most 2,000 names of the parent."""
+    import difflib
+    from itertools import islice
+
+    try:
+        with os.scandir(path.parent) as entries:
+            folders = [entry.name for entry in islice(entries, 2000) if entry.is_dir()]
+    except OSError:
+        return ""
+    near = difflib.get_close_matches(path.name, folders, 1, 0.8)
+    return f" (did you mean {printable(str(path.parent / near[0]))}?)" if near else ""
 
 
 def local_path(name_or_path: str | Path) -> Path:
