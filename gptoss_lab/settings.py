@@ -10,7 +10,7 @@ import datetime as _dt
 import difflib
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pydantic
 from pydantic import Field
@@ -160,9 +160,20 @@ def _one_line(err: pydantic.ValidationError) -> str:
             continue
         message = _PLAIN.get(e["type"]) or e["msg"][0].lower() + e["msg"][1:]
         message = message.replace("input should be", "must be").replace("value error, ", "")
-        hint = other_digits(e["input"]) if e["type"] in ("int_parsing", "float_parsing") else ""
+        hint = (other_digits(e["input"]) if e["type"] in ("int_parsing", "float_parsing") else
+                _choice_meant(field, e["input"]) if e["type"] == "literal_error" else "")
         problems.append(f"{field} {message}, not {e['input']!r}{hint}" if "input" in e else f"{field}: {message}")
     return "; ".join(problems)
+
+
+def _choice_meant(field: str, value: Any) -> str:
+    """" (did you mean 'high'?)" for `effort=HIGH` or `effort=hihg`, as the cell's `-e HIGH` says, else ""."""
+    info = Settings.__pydantic_fields__.get(field)
+    if info is None or not isinstance(value, str):
+        return ""
+    choices = [str(c) for c in get_args(info.annotation)]
+    near = [c for c in choices if c.lower() == value.strip().lower()] or difflib.get_close_matches(value, choices, 1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def other_digits(value: Any) -> str:

@@ -285,6 +285,16 @@ def test_bad_settings_are_clear_errors():
         session(FINAL.format(text="x")).ask("q", effort="max")
 
 
+@pytest.mark.parametrize(("setting", "value", "meant"), [("effort", "HIGH", "high"), ("effort", " Low", "low"),
+                                                        ("effort", "hihg", "high"), ("approval", "Auto", "auto")])
+def test_a_setting_written_in_other_case_or_mistyped_names_the_choice_meant(setting, value, meant):
+    """`%gptoss config effort=HIGH` said only "must be 'low', 'medium' or 'high'" where the cell's `-e HIGH` asks
+    "did you mean 'high'?"; a setting's choice written in other case or mistyped is now named too."""
+    with pytest.raises(SettingsError) as err:
+        Session(ReplayEngine(""), **{setting: value})
+    assert str(err.value).endswith(f", not {value!r} (did you mean {meant!r}?)")
+
+
 def test_a_tool_that_asks_resets_or_rewinds_its_own_session_is_refused_and_the_turn_stays_whole():
     """A function tool calling `session.ask` put a user turn between the model's call and its answer."""
     rec = ('<|channel|>commentary to=functions.helper <|constrain|>json<|message|>{"q": "hi"}<|call|>' * 3
