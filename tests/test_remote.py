@@ -613,13 +613,17 @@ def test_a_chunk_of_another_shape_ends_in_one_line_naming_what_is_wrong_after_th
     another shape went unsaid."""
     with FakeServer(raw=lambda n: [HEAD, _event("<|channel|>final<|message|>Hi there "), _event(data=data),
                                    _event(finish="stop")]) as server:
-        ids = []
-        with pytest.raises(RemoteError) as caught:
-            for token in RemoteEngine(server.url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS):
-                ids.append(token)
-    assert harmony.decode(ids) == "<|channel|>final<|message|>Hi there "
-    assert str(caught.value) == (f"the server at {server.url} sent something that is not a completion stream "
-                                 f"({why}): {json.dumps(data)!r}")
+        assert _streamed_until_refused(server.url) == ("<|channel|>final<|message|>Hi there ", (
+            f"the server at {server.url} sent something that is not a completion stream ({why}): {json.dumps(data)!r}"))
+
+
+def _streamed_until_refused(url: str) -> tuple[str, str]:
+    """The text a stream gave before the RemoteError that ended it, and that error's line."""
+    ids = []
+    with pytest.raises(RemoteError) as caught:
+        for token in RemoteEngine(url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS):
+            ids.append(token)
+    return harmony.decode(ids), str(caught.value)
 
 
 @pytest.mark.parametrize("line, why", [({"response": " there", "done": "no"}, "done should be true or false, not a string"),
@@ -631,13 +635,8 @@ def test_an_ollama_line_of_another_shape_ends_in_one_line_naming_what_is_wrong(l
     head = HEAD.replace(b"text/event-stream", b"application/x-ndjson")
     first = json.dumps({"response": "<|channel|>final<|message|>Hi", "done": False}).encode() + b"\n"
     with FakeServer(ollama=True, raw=lambda n: [head, first, json.dumps(line).encode() + b"\n"]) as server:
-        ids = []
-        with pytest.raises(RemoteError) as caught:
-            for token in RemoteEngine(server.url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS):
-                ids.append(token)
-    assert harmony.decode(ids) == "<|channel|>final<|message|>Hi"
-    assert str(caught.value) == (f"the server at {server.url} sent something that is not a completion stream "
-                                 f"({why}): {json.dumps(line)!r}")
+        assert _streamed_until_refused(server.url) == ("<|channel|>final<|message|>Hi", (
+            f"the server at {server.url} sent something that is not a completion stream ({why}): {json.dumps(line)!r}"))
 
 
 def test_a_body_that_cannot_be_decoded_is_a_remote_error():
