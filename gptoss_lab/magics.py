@@ -253,6 +253,17 @@ def _unsplit(error: ValueError) -> str:
     return str(error)
 
 
+def _spaced_path(words: list[str]) -> str:
+    """The longest run of two or more words that, joined by spaces, names a file or folder ("" when none): a path with
+    a space, unquoted, was split into words (`%gptoss browse ~/My Papers` said "no such file or folder: ~/My")."""
+    for size in range(min(len(words), 32), 1, -1):
+        for start in range(len(words) - size + 1):
+            path = " ".join(words[start:start + size])
+            if os.path.exists(os.path.expanduser(path)):
+                return path
+    return ""
+
+
 def _uncommented(line: str, *, windows: bool) -> str:
     """`line` up to a `#` that starts a word outside quotes, as a shell reads a comment: `%gptoss load tiny  # note`
     took the note as arguments. A `#` inside a word (`instructions=#1`) or quotes is kept."""
@@ -498,6 +509,11 @@ class GptossMagics(Magics):
             return self._ask(opts, cell)
         except _HelpShown:
             return None
+        except UsageError as err:
+            spaced = _spaced_path(words[1:]) if cell is None else ""
+            if not spaced:
+                raise
+            raise UsageError(f"{err}; a path with spaces goes in quotes: \"{spaced}\"") from None
 
     # ------------------------------------------------------------ %%gptoss
 

@@ -182,3 +182,26 @@ def test_a_word_that_belongs_elsewhere_says_where(magic, line, said):
     with pytest.raises(UsageError) as error:
         parser.parse_args(_words(line))
     assert str(error.value) == f"{magic}: {said}"
+
+
+def test_a_path_with_spaces_left_unquoted_is_answered_with_the_quoted_path(tmp_path):
+    """`%gptoss browse ~/My Papers` said "no such file or folder: ~/My" and `%gptoss load ~/my model` "unrecognized
+    arguments: model", leaving the reader to guess that the line was split at the space; each now ends with the
+    path in quotes, which works."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from gptoss_lab.tools.browser import demo_folder
+
+    folder = demo_folder(tmp_path / "my papers")
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        for line in (f"browse {folder}", f"load {folder}", f"doctor {folder}"):
+            with pytest.raises(UsageError) as error:
+                shell.run_line_magic("gptoss", line)
+            message = str(error.value)
+            assert len(message.splitlines()) == 1 and message.endswith(f'a path with spaces goes in quotes: "{folder}"')
+        shell.run_line_magic("gptoss", f'browse "{folder}"')   # as the message says: the documents are read
+        assert shell.magics_manager.registry["GptossMagics"]._kept().browser.describe().startswith("4 documents")
+    finally:
+        InteractiveShell.clear_instance()
