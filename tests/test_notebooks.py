@@ -55,7 +55,7 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
                                      r"final-channel expert: layer \d, expert \d", r"tokens of the turn changed route",
                                      r"right answers - baseline: \d/8, digit expert off: \d/8, control: .+: \d/8",
                                      r"switching the digit expert off breaks the answers; the control does not"], False),
-    "08_browsing.ipynb": ([r"4 documents in \S+/kestrel_docs \(1 text, 1 Markdown, 1 PDF, 1 HTML; \d+ lines\)",
+    "08_browsing.ipynb": ([r"4 documents in .+/kestrel_docs \(1 text, 1 Markdown, 1 PDF, 1 HTML; \d+ lines\)",
                            r"\[1\] Greenhouse operating manual \(manuals/greenhouse\.pdf\)\n\*\*viewing lines \[2 - 8\] of 8\*\*",
                            r"【1†L4】 -> manuals/greenhouse\.pdf L4: Keep the humidity at 68 percent",
                            r"Sources:\n  \[1\] Greenhouse operating manual \(manuals/greenhouse\.pdf\), L4:",
@@ -93,7 +93,9 @@ def _frozen_progress_bars(nb: nbformat.NotebookNode) -> list[str]:
 
 def _execute(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[nbformat.NotebookNode, float]:
     monkeypatch.setenv("GPTOSS_LAB_QUICK", "1")  # notebook 05 trains for seconds, not minutes
-    monkeypatch.setenv("TMPDIR", str(tmp_path))   # what a notebook writes (05: a 58 MB model) is the test's, not /tmp's
+    temporary = tmp_path / "temp dir"   # what a notebook writes (05: a 58 MB model) is the test's, not /tmp's; with a
+    temporary.mkdir()                     # space, as a Windows user name puts in it (08's `%gptoss browse` split there)
+    monkeypatch.setenv("TMPDIR", str(temporary))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
     start = time.perf_counter()
