@@ -503,7 +503,9 @@ class Turn {
     const edit = button("gx-edit", ...EDIT, () => (b.editor ? this.closeEditor(b) : this.openEditor(b)));
     const skip = button("gx-skip", "Skip", "Do not run it; the model is told so", () => decide("skip"));
     const ask = h("span", "gx-ask", reveal(op.question || "Run this code in your kernel?", BIDI_RE));
-    b.actions.append(ask, run, always, edit, skip);
+    const buttons = h("span", "gx-buttons");   // one group: in a narrow card it wraps below the question
+    buttons.append(run, always, edit, skip);
+    b.actions.append(ask, buttons);
     queueMicrotask(() => this.offerFocus(b));   // after the whole batch: a replayed card may be decided in it
   }
 

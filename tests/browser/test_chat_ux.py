@@ -519,3 +519,34 @@ def test_the_answer_starts_below_the_thought_being_read(lab_notebook):
     summary.click()                                                       # the reader folds it
     assert not page.locator(".gx-chat .gx-reasoning").evaluate("d => d.open")
     assert summary.bounding_box()["y"] == at
+
+
+# For the waiting card: whether each button lies inside the card, and how many lines each word of its question takes.
+ASK_ROW = """() => {
+  const card = document.querySelector('.gx-chat .gx-tool[data-status="waiting"]');
+  const box = card.getBoundingClientRect(), ask = card.querySelector('.gx-ask'), range = document.createRange();
+  const inside = [...card.querySelectorAll('.gx-actions button')].map((b) => {
+    const r = b.getBoundingClientRect(); return r.left >= box.left - 0.5 && r.right <= box.right + 0.5; });
+  const lines = [...ask.textContent.matchAll(/\\S+/g)].map((m) => {
+    range.setStart(ask.firstChild, m.index); range.setEnd(ask.firstChild, m.index + m[0].length);
+    return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size; });
+  return {inside, lines};
+}"""
+
+
+def test_a_waiting_cards_question_and_buttons_fit_a_narrow_window(lab_notebook):
+    """In a notebook 300 to 500 px wide (a phone, a split screen) the approval row kept its four buttons on one line:
+    the question ("Run this code in your kernel?") was squeezed to a letter or two a line, a tall column, and Skip
+    was pushed past the card's edge, out of reach. The question now takes a line of its own and the buttons wrap.
+    Screenshot: /tmp/gptoss_chat_ux_narrow_card.png."""
+    page = lab_notebook(CELLS, wait_for=".gx-tool[data-status='waiting'] .gx-run")
+    card = page.locator(".gx-chat .gx-tool[data-status='waiting']")
+    for width in (1280, 560, 460, 400, 340):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(400)   # JupyterLab lays the notebook out again a frame or more after a resize
+        in_sight(card)
+        row = page.evaluate(ASK_ROW)
+        if not (all(row["inside"]) and all(n == 1 for n in row["lines"])):
+            card.screenshot(path="/tmp/gptoss_chat_ux_narrow_card.png")
+        assert all(row["inside"]), f"a button past the card's edge at {width} px: {row}"
+        assert all(n == 1 for n in row["lines"]), f"a word of the question broken over lines at {width} px: {row}"
