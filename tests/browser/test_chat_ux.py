@@ -550,3 +550,24 @@ def test_a_waiting_cards_question_and_buttons_fit_a_narrow_window(lab_notebook):
             card.screenshot(path="/tmp/gptoss_chat_ux_narrow_card.png")
         assert all(row["inside"]), f"a button past the card's edge at {width} px: {row}"
         assert all(n == 1 for n in row["lines"]), f"a word of the question broken over lines at {width} px: {row}"
+
+
+# For each card: whether its tool's name is shown whole, and its status lies inside the card.
+HEADS = """() => [...document.querySelectorAll('.gx-chat .gx-tool')].map((card) => {
+  const box = card.getBoundingClientRect(), name = card.querySelector('.gx-tool-name');
+  const status = card.querySelector('.gx-status').getBoundingClientRect();
+  return [name.clientWidth > 0 && name.scrollWidth <= name.clientWidth, status.right <= box.right + 0.5]; })"""
+
+
+def test_a_cards_name_and_status_stay_whole_in_a_narrow_window(lab_notebook):
+    """In a notebook about 300 px wide (a phone), a card's head kept its name, its Copy and Insert as cell buttons
+    (there, though unseen until hovered) and its status on one line: "python" was cut to nothing and the status to
+    "done · 0.02". The head now wraps, its name and status whole."""
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), CELLS[1]]
+    page = lab_notebook(cells, wait_for=".gx-chat .gx-footer")
+    for width in (1280, 400, 340):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(400)   # JupyterLab lays the notebook out again a frame or more after a resize
+        in_sight(page.locator(".gx-chat .gx-tool").first)
+        heads = page.evaluate(HEADS)
+        assert heads == [[True, True]] * 2, f"a card's name cut or status outside the card at {width} px: {heads}"
