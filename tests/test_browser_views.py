@@ -166,8 +166,8 @@ def test_the_saved_transcript_and_the_text_view_show_chips_cards_and_sources(rep
     session.ask(DEMO_QUESTION)
     printed = out.getvalue()
     assert "[browser.search: done]\n    [0] greenhouse humidity\n    **viewing lines [0 - 7] of 7**" in printed
-    assert "\nSources:\n  [1] Greenhouse operating manual (manuals/greenhouse.pdf), L4:" in printed
-    assert "L4:\n      Keep the humidity at 68 percent during the day and let it fall at night.\n  [2]" in printed
+    assert "\nSources:\n  【1†L4】 Greenhouse operating manual (manuals/greenhouse.pdf), L4:" in printed
+    assert "L4:\n      Keep the humidity at 68 percent during the day and let it fall at night.\n  【1†L5】" in printed
 
 
 def test_the_chat_view_sends_cards_and_chips(docs: Path) -> None:

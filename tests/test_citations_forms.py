@@ -3,6 +3,7 @@ Sources (plain text, text view, Markdown, HTML), a tool's output in the text vie
 reaches the live chat view written out; the chat view's own sanitizer keeps no heading the kernel drops."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -127,3 +128,43 @@ def test_the_chat_views_sanitizer_keeps_no_tag_the_kernels_drops() -> None:
     tags = set(re.findall(r'"(\w+)"', re.search(r"ALLOWED_TAGS: \[(.*?)\]", js, re.DOTALL).group(1)))
     assert not tags & {"h1", "h2", "h3"}
     assert tags == sanitize._HTML | sanitize._MATHML
+
+
+
+# Two lines of one page (cursor 1): Sources [1] and [2]; the marker's own "1" is the page's cursor.
+HUMIDITY = Citation("【1†L4】", 1, 4, 4, "", "Greenhouse manual", "Keep the humidity at 68 percent.")
+HEAT = Citation("【1†L5】", 1, 5, 5, "", "Greenhouse manual", "Stay between 18 and 24 degrees.")
+CITED = ("Keep it at 68 percent 【1†L4】 and warm 【1†L5-L5】 【1†L5】; in code `【1†L5】` and in a link "
+         "[the manual](https://a.example/【1†L5】) it stays as written, as in the HTML form.")
+
+
+def _reached(text: str, reference: str, entry: str) -> list[str]:
+    """The lines that each reference in the answer (`reference`, its key in a group; code left out) leads to: those
+    of the Sources entry whose line starts as `entry` (its `{}` the key) says."""
+    answer = next(line for line in text.splitlines() if "Keep it at" in line).split("`")[0]
+    reached = []
+    for key in re.findall(reference, answer):
+        head = re.search("^" + entry.format(re.escape(key)) + r".*?\b(L\d+)", text, re.M)
+        reached.append(head.group(1) if head else f"{key}: no such source")
+    return reached
+
+
+def test_each_citation_in_the_text_and_markdown_forms_leads_to_the_lines_it_cites() -> None:
+    """Notebook 08's `--text` turn showed `【1†L4】` and `【1†L5】` over Sources [1] (L4) and [2] (L5): the "1" of
+    the second led to line 4. The saved forms number each marker as its source is numbered (as the HTML's chips);
+    the live text view lists each source under the markers that cite it. A marker in code or a link stays as written."""
+    citations = [HUMIDITY, dataclasses.replace(HEAT, marker="【1†L5-L5】"), HEAT]
+    transcript = Transcript.from_reply(Session(ReplayEngine(f"<|channel|>final<|message|>{CITED}<|return|>"),
+                                               namespace={}).ask("Humidity?"))
+    transcript.citations = citations
+    assert _reached(transcript.to_text(), r"\[(\d+)\]", r"  \[{}\] ") == ["L4", "L5", "L5"]
+    assert _reached(transcript.to_markdown(), r"\[(\d+)\]", r"{}\. ") == ["L4", "L5", "L5"]
+    for written in (transcript.to_text(), transcript.to_markdown()):
+        assert "`【1†L5】` and in a link [the manual](https://a.example/【1†L5】) it stays" in written, written
+    out = io.StringIO()
+    view = TextView(out, colour=False)
+    for event in (TurnStart("Humidity?", "medium", "replay", "auto"), MessageStart("final", None),
+                  Delta(CITED, "final"), MessageEnd(None, None),
+                  TurnEnd(Reply(prompt="Humidity?", final=CITED, citations=citations))):
+        view.handle(event)
+    assert _reached(out.getvalue(), "(【[^】]+】)", "  (?:【[^】]+】 )*{} ") == ["L4", "L5", "L5"]

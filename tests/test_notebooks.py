@@ -58,7 +58,7 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
     "08_browsing.ipynb": ([r"4 documents in .+/kestrel_docs \(1 text, 1 Markdown, 1 PDF, 1 HTML; \d+ lines\)",
                            r"\[1\] Greenhouse operating manual \(manuals/greenhouse\.pdf\)\n\*\*viewing lines \[2 - 8\] of 8\*\*",
                            r"【1†L4】 -> manuals/greenhouse\.pdf L4: Keep the humidity at 68 percent",
-                           r"Sources:\n  \[1\] Greenhouse operating manual \(manuals/greenhouse\.pdf\), L4:",
+                           r"Sources:\n  【1†L4】 Greenhouse operating manual \(manuals/greenhouse\.pdf\), L4:",
                            r"every citation resolves to the lines it quotes: True"], False),
 }
 

@@ -23,8 +23,8 @@ import idna
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import HIDDEN, literal_markdown, reveal_hidden, reveal_host, reveal_mixed_scripts, reveal_url, \
-    sanitize, short_address, shown_output
+from .sanitize import HIDDEN, literal_markdown, outside_code, reveal_hidden, reveal_host, reveal_mixed_scripts, \
+    reveal_url, sanitize, short_address, shown_output
 
 # What a chip's popup shows at most: the whole popup fits the smallest box it is drawn in (JupyterLab's notebook
 # panel in a 320 x 568 window: 226 x 431 px); the Sources list has the whole text.
@@ -34,6 +34,8 @@ NAME_CHARS = 100  # of a title or address in a chip's popup and name
 _TAG = re.compile(r"(<[^>]*>)")
 # page.py's CITATION_PATTERN without its groups, not imported: a chat view does not load the browser package
 _MARKER = re.compile(r"【[0-9]+†[^†】]+(?:†[^†】]+)?】")
+# A model's link in Markdown (inline, or an autolink), where the HTML form puts no chip: its text and address as written
+_LINK = re.compile(r"\[[^\]\n]*\]\([^)\n]*\)|<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*>")
 _KINDS = ("search", "page", "find")
 _BLOCK_START = re.compile(r"^(\d+(?=\.)|(?=[-=]))")  # before a `-` or `=` that starts a line, or a number's `.`
 # Left out of a name a chip's label says: control and direction characters (and zero-width ones), which a screen reader
@@ -192,15 +194,31 @@ def chip_html(number: int, c: Citation) -> str:
     return f'<sup class="gx-cite{missing}" data-cite="{html.escape(popup_text(number, c))}">{link}</sup>'
 
 
+def _by_marker(citations: Sequence[Citation]) -> dict[str, tuple[int, Citation]]:
+    """Each marker written in the answer with its source's number and citation, as the Sources list numbers them."""
+    first = {(c.cursor, c.start, c.end): (number, c) for number, c in numbered(citations)}
+    return {c.marker: first[(c.cursor, c.start, c.end)] for c in citations}
+
+
+def with_numbers(text: str, citations: Sequence[Citation]) -> str:
+    """The answer's text with each citation marker written as its source's number (`[2]`), as the text and Markdown
+    Sources number it (the marker's own number is the page's cursor: `【1†L5】` cited Source [2]); not in code nor in
+    a link, where the HTML form shows it as written (a link's address kept)."""
+    numbers = _by_marker(citations)
+    out, at = [], 0
+    for match in _MARKER.finditer(_LINK.sub(lambda link: " " * len(link.group()), outside_code(text))):
+        if match.group(0) in numbers:
+            out += [text[at:match.start()], f"[{numbers[match.group(0)][0]}]"]
+            at = match.end()
+    return "".join(out) + text[at:]
+
+
 def with_chips(answer_html: str, citations: Sequence[Citation]) -> str:
     """The answer's HTML with each citation marker replaced by its chip (not inside code, nor inside a model's link:
     a chip there was a link in a link, torn apart, its popup inside the model's link)."""
     if not citations:
         return answer_html
-    chips = {}
-    for number, c in numbered(citations):
-        chips[(c.cursor, c.start, c.end)] = chip_html(number, c)
-    by_marker = {c.marker: chips[(c.cursor, c.start, c.end)] for c in citations}
+    by_marker = {marker: chip_html(number, c) for marker, (number, c) in _by_marker(citations).items()}
     parts, literal = [], 0
     for part in _TAG.split(answer_html):
         if part.startswith("<"):
@@ -228,17 +246,22 @@ def sources_html(citations: Sequence[Citation]) -> str:
     return sanitize(f'<div class="gx-cite-head">Sources</div><ol class="gx-cite-sources">{"".join(items)}</ol>')
 
 
-def sources_text(citations: Sequence[Citation]) -> str:
-    """The sources as plain text (terminals, text/plain)."""
+def sources_text(citations: Sequence[Citation], *, markers: bool = False) -> str:
+    """The sources as plain text (terminals, text/plain), each under its number, or with `markers` under the markers
+    that cite it (`【1†L5】`): a live text view prints the answer as it comes, its markers as the model wrote them."""
+    cited_by: dict[int, list[str]] = {}
+    for marker, (number, _) in _by_marker(citations).items():
+        cited_by.setdefault(number, []).append(_one_line(marker))
     lines = ["Sources:"]
     for number, c in numbered(citations):
+        label = " ".join(cited_by[number]) if markers else f"[{number}]"
         c = _shown(c)
         if c.text.strip():
             where = f" ({c.url})" if c.url else ""
-            lines.append(f"  [{number}] {c.title or c.url}{where}, {_lines_span(c.start, c.end)}:")
+            lines.append(f"  {label} {c.title or c.url}{where}, {_lines_span(c.start, c.end)}:")
             lines += [f"      {line}" for line in c.text.splitlines()]
         else:
-            lines.append(f"  [{number}] {_missing(c)}")
+            lines.append(f"  {label} {_missing(c)}")
     return "\n".join(lines)
 
 

@@ -105,7 +105,7 @@ class TextView:
             self._print(_INDENT + visible(hang(event.raw)))
         elif isinstance(event, TurnEnd):
             if event.reply.citations:  # browser citations with the lines they cite (widgets/citations.py)
-                self._print("\n" + visible(sources_text(event.reply.citations)))
+                self._print("\n" + visible(sources_text(event.reply.citations, markers=True)))
             footer = " ".join(visible(self.transcript.footer()).split())  # the model's name is a server's text
             self._print(f"\n-- {footer}", style="dim")
 
