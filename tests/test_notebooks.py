@@ -274,3 +274,61 @@ def test_notebook_03_draws_the_approval_card_as_the_chat_view_shows_it() -> None
     chat_js = (NOTEBOOKS.parent / "gptoss_lab" / "static" / "chat.js").read_text()
     buttons = re.findall(r"\[ ([^\]]+?) \]", card)
     assert buttons == ["▶ Run", "Always allow", "Edit", "Skip"] and all(f'"{b}"' in chat_js for b in buttons), buttons
+
+
+def _theme_colour(value: str, theme: dict[str, str]) -> tuple[float, float, float, float]:
+    """A CSS colour as RGBA (0-1), its `var(--name, fallback)` read from `theme` (a JupyterLab theme's variables;
+    none: as nbconvert's classic HTML and GitHub show it, the fallback)."""
+    from matplotlib.colors import to_rgba
+
+    value = value.strip()
+    var = re.fullmatch(r"var\((--[\w-]+)\s*(?:,\s*(.+))?\)", value)
+    if var:
+        return _theme_colour(theme[var.group(1)] if var.group(1) in theme else var.group(2), theme)
+    rgba = re.fullmatch(r"rgba?\(([^)]*)\)", value)
+    if rgba:
+        r, g, b, *a = (float(part) for part in rgba.group(1).split(","))
+        return r / 255, g / 255, b / 255, a[0] if a else 1.0
+    return to_rgba(value)
+
+
+def _contrast(ink: tuple[float, ...], paper: tuple[float, ...]) -> float:
+    """WCAG contrast of `ink` (its alpha over the paper) on an opaque `paper`."""
+    def luminance(rgb: tuple[float, ...]) -> float:
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    mixed = tuple(ink[3] * i + (1 - ink[3]) * p for i, p in zip(ink[:3], paper[:3]))
+    light, dark = sorted((luminance(mixed), luminance(paper)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_notebook_05_draws_its_untrained_tokens_at_4_5_to_1_in_light_dark_and_saved_forms() -> None:
+    """Cell 5's token view drew the context (untrained tokens) in #777: 4.48:1 on white, 4.22:1 on JupyterLab Dark's
+    #111; the cell runs here on a short example and each colour it draws is read in the installed JupyterLab
+    themes (on their notebook background) and without them (nbconvert, GitHub: the fallback on white)."""
+    import types
+
+    from jupyterlab.commands import get_app_dir
+
+    from gptoss_lab import harmony
+
+    source = next(c.source for c in nbformat.read(NOTEBOOKS / "05_train_gpt_oss_tiny.ipynb", as_version=4).cells
+                  if c.cell_type == "code" and "groupby(covered)" in c.source)
+    ids = harmony.encode("<|start|>user<|message|>What is 2+2?<|end|><|start|>assistant<|message|>4<|return|>")
+    example = types.SimpleNamespace(ids=ids, covered=[i >= len(ids) // 2 for i in range(len(ids))])
+    namespace = {"example": example, "harmony": harmony}
+    exec(compile(source.replace("HTML(", "shown = ("), "notebook 05 cell 5", "exec"), namespace)
+    styles = set(re.findall(r'<span style="([^"]*)"', namespace["shown"]))
+    themes = Path(get_app_dir()) / "themes/@jupyterlab"
+    seen = {}
+    for name in ("light", "dark", None):
+        css = (themes / f"theme-{name}-extension/index.css").read_text() if name else ""
+        theme = dict(re.findall(r"(--jp-[\w-]+):([^;}]+)", css))
+        paper = _theme_colour("var(--jp-layout-color0, white)", theme)
+        for style in styles:
+            rules = dict(rule.split(":", 1) for rule in style.split(";") if rule)
+            ink = _theme_colour(rules.get("color", "var(--jp-content-font-color1, black)"), theme)
+            back = _theme_colour(rules["background"], theme) if "background" in rules else paper
+            seen[f"{name or 'no theme'}: {style}"] = round(_contrast(ink, back), 2)
+    assert len(styles) == 2 and min(seen.values()) >= 4.5, seen
