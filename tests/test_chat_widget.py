@@ -284,8 +284,9 @@ def test_a_regenerate_that_fails_mid_way_gives_the_earlier_answer_back(run_turn)
     again = ops[len(ops) - len(drawn) - 1:-1]                    # the earlier turn, drawn as it was
     assert again == drawn and ops[-1] == {
         "op": "notice", "level": "error",
-        "text": "Regenerate failed: the ReplayEngine's recording holds 2 replies and this turn asked for reply 3; give "
-                "the recording more replies (a reply ends at each tool call and at each answer); the earlier answer "
+        "text": "Regenerate failed: the ReplayEngine's recording holds 2 replies and this turn asked for reply 3; a "
+                "recording plays once: run the cell that made it again, then this one, or give the recording more "
+                "replies (a reply ends at each tool call and at each answer); the earlier answer "
                 "is kept"}
     html = view._static["text/html"]
     assert "<strong>42</strong>" in html and "Regenerate failed" in html and html.count("The turn failed") == 0

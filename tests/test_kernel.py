@@ -536,8 +536,9 @@ def test_regenerate_keeps_the_text_view_of_its_cell(kernel):
     # the recording is played out: the failed sample is shown in its cell, and the answer it would replace stays
     out, content = run(kc, "kept = _gptoss\n%gptoss regenerate")
     assert content["status"] == "error" and content["evalue"] == (
-        "%gptoss regenerate: the ReplayEngine's recording holds 4 replies and this turn asked for reply 5; give the "
-        "recording more replies (a reply ends at each tool call and at each answer); the earlier answer is kept"), out
+        "%gptoss regenerate: the ReplayEngine's recording holds 4 replies and this turn asked for reply 5; a recording "
+        "plays once: run the cell that made it again, then this one, or give the recording more replies (a reply ends "
+        "at each tool call and at each answer); the earlier answer is kept"), out
     out, content = run(kc, "print(_gptoss is kept is s.replies[-1], len(s.replies), kept.final)")
     assert out.strip() == "True 1 The mean is 6.0.", out
     out, content = run(kc, "%gptoss config tools=")

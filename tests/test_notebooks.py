@@ -332,3 +332,24 @@ def test_notebook_05_draws_its_untrained_tokens_at_4_5_to_1_in_light_dark_and_sa
             back = _theme_colour(rules["background"], theme) if "background" in rules else paper
             seen[f"{name or 'no theme'}: {style}"] = round(_contrast(ink, back), 2)
     assert len(styles) == 2 and min(seen.values()) >= 4.5, seen
+
+
+def test_notebook_03_asked_again_without_its_script_says_which_cell_to_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Running notebook 03's first `%%gptoss` cell again, without its `model_will(...)` cell, ended the turn with
+    "... asked for reply 3; give the recording more replies": right, but no word of the cell to run again."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    code = [c.source for c in nbformat.read(NOTEBOOKS / "03_tools_in_the_kernel.ipynb", as_version=4).cells
+            if c.cell_type == "code"]
+    asked = next(i for i, source in enumerate(code) if source.startswith("%%gptoss"))
+    shell = InteractiveShell.instance()
+    try:
+        for source in code[:asked + 1]:
+            assert shell.run_cell(source).success, source
+        capsys.readouterr()
+        shell.run_cell(code[asked])
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+    printed = capsys.readouterr().out
+    said = "asked for reply 3; a recording plays once: run the cell that made it again, then this one"
+    assert said in printed, printed

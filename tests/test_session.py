@@ -759,8 +759,9 @@ def test_a_recording_played_out_says_how_many_replies_it_holds_and_what_to_do(ca
     how many replies the recording holds, which one the turn asked for and what to do."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    said = ("The turn failed: the ReplayEngine's recording holds 2 replies and this turn asked for reply 3; give the "
-            "recording more replies (a reply ends at each tool call and at each answer)")
+    said = ("The turn failed: the ReplayEngine's recording holds 2 replies and this turn asked for reply 3; a "
+            "recording plays once: run the cell that made it again, then this one, or give the recording more replies "
+            "(a reply ends at each tool call and at each answer)")
     shell = InteractiveShell.instance()
     try:
         shell.run_line_magic("load_ext", "gptoss_lab")

@@ -41,9 +41,10 @@ class ReplayEngine:
     ) -> Iterator[int]:
         if self._next >= len(self.segments):  # said as the turn's one line (session.py shows EngineError's text)
             held = len(self.segments)
-            raise EngineError(f"the ReplayEngine's recording holds {held} repl{'y' if held == 1 else 'ies'} and this turn "
-                              f"asked for reply {self._next + 1}; give the recording more replies (a reply ends at "
-                              "each tool call and at each answer)")
+            raise EngineError(f"the ReplayEngine's recording holds {held} repl{'y' if held == 1 else 'ies'} and this "
+                              f"turn asked for reply {self._next + 1}; a recording plays once: run the cell that made "
+                              "it again, then this one, or give the recording more replies (a reply ends at each tool "
+                              "call and at each answer)")
         segment = self.segments[self._next]
         self._next += 1
         for i, token in enumerate(segment):
