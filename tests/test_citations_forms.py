@@ -158,7 +158,7 @@ def test_each_citation_in_the_text_and_markdown_forms_leads_to_the_lines_it_cite
                                                namespace={}).ask("Humidity?"))
     transcript.citations = citations
     assert _reached(transcript.to_text(), r"\[(\d+)\]", r"  \[{}\] ") == ["L4", "L5", "L5"]
-    assert _reached(transcript.to_markdown(), r"\[(\d+)\]", r"{}\. ") == ["L4", "L5", "L5"]
+    assert _reached(transcript.to_markdown(), r"\\\[(\d+)\\\]", r"{}\. ") == ["L4", "L5", "L5"]   # \[2\]: no link
     for written in (transcript.to_text(), transcript.to_markdown()):
         assert "`【1†L5】` and in a link [the manual](https://a.example/【1†L5】) it stays" in written, written
     out = io.StringIO()
@@ -168,3 +168,13 @@ def test_each_citation_in_the_text_and_markdown_forms_leads_to_the_lines_it_cite
                   TurnEnd(Reply(prompt="Humidity?", final=CITED, citations=citations))):
         view.handle(event)
     assert _reached(out.getvalue(), "(【[^】]+】)", "  (?:【[^】]+】 )*{} ") == ["L4", "L5", "L5"]
+
+
+def test_a_number_written_for_a_citation_in_markdown_makes_no_link_of_the_text_after_it() -> None:
+    """The Markdown form wrote `【1†L4】(p.3)` as `[1](p.3)`, a link: rendered, "(p.3)" was gone and "1" led to `#`."""
+    answer = "Keep it at 68 percent 【1†L4】(p.3), see 【1†L4】[x]: y."
+    transcript = Transcript.from_reply(Session(ReplayEngine(f"<|channel|>final<|message|>{answer}<|return|>"),
+                                               namespace={}).ask("Humidity?"))
+    transcript.citations = [HUMIDITY]
+    rendered = MarkdownIt("commonmark").render(transcript.to_markdown())
+    assert "<p>Keep it at 68 percent [1](p.3), see [1][x]: y.</p>" in rendered, rendered

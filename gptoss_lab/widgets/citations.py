@@ -200,15 +200,17 @@ def _by_marker(citations: Sequence[Citation]) -> dict[str, tuple[int, Citation]]
     return {c.marker: first[(c.cursor, c.start, c.end)] for c in citations}
 
 
-def with_numbers(text: str, citations: Sequence[Citation]) -> str:
+def with_numbers(text: str, citations: Sequence[Citation], *, markdown: bool = False) -> str:
     """The answer's text with each citation marker written as its source's number (`[2]`), as the text and Markdown
     Sources number it (the marker's own number is the page's cursor: `【1†L5】` cited Source [2]); not in code nor in
-    a link, where the HTML form shows it as written (a link's address kept)."""
+    a link, where the HTML form shows it as written (a link's address kept). `markdown`: `text` is Markdown already
+    made inert, and the brackets are escaped (`【1†L4】(p.3)` written `[1](p.3)` was a link, its "(p.3)" lost)."""
+    number = r"\[{}\]" if markdown else "[{}]"
     numbers = _by_marker(citations)
     out, at = [], 0
     for match in _MARKER.finditer(_LINK.sub(lambda link: " " * len(link.group()), outside_code(text))):
         if match.group(0) in numbers:
-            out += [text[at:match.start()], f"[{numbers[match.group(0)][0]}]"]
+            out += [text[at:match.start()], number.format(numbers[match.group(0)][0])]
             at = match.end()
     return "".join(out) + text[at:]
 

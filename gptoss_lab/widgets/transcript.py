@@ -208,7 +208,7 @@ class Transcript:
                 if item.call is not None and item.call.shown:
                     out.append(f"Output:\n{_indent(shown_output(item.call.shown))}")
             else:
-                out.append(f"{LABEL[item.kind]}:\n{_indent(self._cited(item))}")
+                out.append(f"{LABEL[item.kind]}:\n{_indent(self._cited(item, item.text))}")
         if self.citations:
             out.append(sources_text(self.citations))
         out.append(f"-- {' '.join(self.footer().split())}")  # it names the model: a server's text
@@ -253,18 +253,18 @@ class Transcript:
                     more = f"\n\n<details><summary>{more_label(output, rest)}</summary>\n\n{fenced(rest)}\n\n</details>"
                     out.append("Output:\n\n" + fenced(head) + (more if rest else ""))
             elif prose is fenced:  # code, in which no line is structure
-                out.append(fenced(self._cited(item)))
+                out.append(fenced(self._cited(item, item.text)))
             else:  # quoted under its label: no line of it can pass for the prompt, a tool card or the sources
-                out.append(f"> **{LABEL[item.kind]}:**\n>\n{_quoted(prose(self._cited(item)))}")
+                out.append(f"> **{LABEL[item.kind]}:**\n>\n{_quoted(self._cited(item, prose(item.text), markdown=True))}")
         if self.citations:
             out.append(sources_markdown(self.citations))
         out.append(f"<sub>{literal_markdown(self.footer())}</sub>")  # it names the model: a server's text
         return out
 
-    def _cited(self, item: Block) -> str:
-        """A message's text as the text and Markdown forms show it: an answer's citation markers written as the
-        numbers of their Sources, as the HTML form's chips are numbered."""
-        return with_numbers(item.text, self.citations) if item.kind == "final" else item.text
+    def _cited(self, item: Block, text: str, *, markdown: bool = False) -> str:
+        """`text` (the item's, or its Markdown) as the text and Markdown forms show it: an answer's citation markers
+        written as the numbers of their Sources, as the HTML form's chips are numbered."""
+        return with_numbers(text, self.citations, markdown=markdown) if item.kind == "final" else text
 
     def to_html(self) -> str:
         """Self-contained, sanitised HTML: prompt, foldable reasoning, tool cards, answer and stats.
