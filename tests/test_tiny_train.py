@@ -178,3 +178,18 @@ def test_bad_command_line_values_are_one_line_usage_errors(main, argv, message, 
         main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module", ["train", "random_model"])
+def test_a_seed_torch_cannot_take_is_a_one_line_usage_error_and_writes_nothing(module, tmp_path, capsys):
+    """`--seed 99999999999999999999999` was a ValueError traceback from torch.manual_seed (train) or the bare line
+    'error: Overflow when unpacking long long' (random_model)."""
+    from gptoss_lab.tiny import random_model
+
+    main, argv = {"train": (train.main, ["--quick", "--out"]), "random_model": (random_model.main, [])}[module]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, str(tmp_path / "out"), "--seed", str(2**64)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"argument --seed: expected an integer from {-2**63} to {2**64 - 1}, not '{2**64}'" in err
+    assert list(tmp_path.iterdir()) == []

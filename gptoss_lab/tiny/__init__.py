@@ -25,6 +25,9 @@ def number(kind: type, low: float, high: float | None = None) -> Callable[[str],
     return parse
 
 
+SEED = number(int, -2**63, 2**64 - 1)   # the seeds torch.manual_seed takes: a larger one was a traceback from torch
+
+
 @contextmanager
 def importing(name: str) -> Iterator[None]:
     """The block of a command line's imports (`name` is the module's `__name__`): run as a command, Ctrl-C there

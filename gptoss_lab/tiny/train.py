@@ -43,7 +43,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from .. import harmony
     from ..engines.checkpoint import LoadError, checked_folder
     from ..widgets import text_bar, transformers_bars
-    from . import data, new_folder, number
+    from . import SEED, data, new_folder, number
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--conversations", type=number(int, 1), default=24000,
                    help="training conversations, 1-8 turns each (default: %(default)s)")
     p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3, help="peak learning rate (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model and of the conversations (default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the model and of the conversations (default: %(default)s)")
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
     p.add_argument("--layers", type=int, help="layers (even; default 4, or the resumed checkpoint's: more grows it "
                    "deeper, new layers starting as pass-throughs)")
