@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 
 import pytest
@@ -192,4 +193,16 @@ def test_a_seed_torch_cannot_take_is_a_one_line_usage_error_and_writes_nothing(m
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
     assert f"argument --seed: expected an integer from {-2**63} to {2**64 - 1}, not '{2**64}'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_threads_than_cpus_is_a_one_line_usage_error_and_writes_nothing(tmp_path, capsys):
+    """`--threads 100000` ended the run in a segmentation fault at its first step, its partial folder left behind."""
+    too_many = str((os.cpu_count() or 1) + 1)
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--conversations", "2", "--workers", "0", "--no-compile", "--threads", too_many,
+                    "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"argument --threads: expected an integer from 1 to {os.cpu_count() or 1}, not '{too_many}'" in err
     assert list(tmp_path.iterdir()) == []

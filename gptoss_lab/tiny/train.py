@@ -504,8 +504,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=number(int, 0, cpus), default=1,
                    help=f"processes making conversations while the model trains, at most this machine's {cpus} CPUs "
                    "(default: %(default)s)")
-    p.add_argument("--threads", type=number(int, 1), default=1,
-                   help="torch threads for the model, 1 is best on a busy 2-core machine (default: %(default)s)")
+    p.add_argument("--threads", type=number(int, 1, cpus), default=1,   # --threads 100000: a segmentation fault
+                   help=f"torch threads for the model, at most this machine's {cpus} CPUs; 1 is best on a busy "
+                   "2-core machine (default: %(default)s)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
     p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
     args = p.parse_args(argv)
