@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import gptoss_lab
+from gptoss_lab.tiny import CHECKPOINT
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(gptoss_lab.__file__).parent.parent), "OMP_NUM_THREADS": "1"}
 
@@ -134,8 +135,8 @@ def test_evaluate_prints_only_the_table_on_stdout(tmp_path):
     assert "evaluating" in done.stderr
 
 
-def test_train_refuses_fewer_layers_than_the_resumed_checkpoint_before_it_loads_it(tmp_path, random_checkpoint):
-    done = _run("train", "--quick", "--resume", str(random_checkpoint), "--layers", "2", "--out", str(tmp_path / "r"))
+def test_train_refuses_fewer_layers_than_the_resumed_checkpoint_before_it_loads_it(tmp_path):
+    done = _run("train", "--quick", "--resume", str(CHECKPOINT), "--layers", "2", "--out", str(tmp_path / "r"))
     _one_line_error(done, "--layers must be even and at least the checkpoint's 4, not 2")
     assert list(tmp_path.iterdir()) == []
 

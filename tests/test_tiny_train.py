@@ -206,3 +206,16 @@ def test_more_threads_than_cpus_is_a_one_line_usage_error_and_writes_nothing(tmp
     assert exit_.value.code == 2 and "Traceback" not in err
     assert f"argument --threads: expected an integer from 1 to {os.cpu_count() or 1}, not '{too_many}'" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resuming_a_checkpoint_of_another_shape_is_a_one_line_usage_error_and_writes_nothing(tmp_path, capsys,
+                                                                                               random_checkpoint):
+    """A random_model checkpoint (head_dim 16, window 8, YaRN) was a RuntimeError traceback telling to 'raise --rows',
+    an option the command does not have."""
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--quick", "--resume", str(random_checkpoint), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert (f"--resume: {random_checkpoint} is not of the shape training builds (head_dim 16, not 32; "
+            "sliding_window 8, not 128;") in err
+    assert list(tmp_path.iterdir()) == []

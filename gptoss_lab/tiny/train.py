@@ -454,7 +454,8 @@ def _undrawable(topics: dict[str, float]) -> str | None:
 
 def _checkpoint_layers(folder: Path) -> int:
     """The layers of the gpt-oss checkpoint `folder`, after the checks a load makes (`checked_folder`: `--resume`
-    loaded a folder whose config named a Hub attention kernel straight into transformers), or a one-line ValueError."""
+    loaded a folder whose config named a Hub attention kernel straight into transformers) and a check of the shape
+    training builds, or a one-line ValueError."""
     try:
         config = checked_folder(folder)
     except LoadError as error:
@@ -462,7 +463,21 @@ def _checkpoint_layers(folder: Path) -> int:
     if getattr(config, "quantization_config", None):   # was an ImportError traceback ("mxfp4 requires Accelerate")
         raise ValueError(f"{folder} holds quantized (MXFP4) weights: training goes on from an unquantized checkpoint "
                          "(the one quantize read)")
+    if other := _other_shape(config):
+        raise ValueError(f"{folder} is not of the shape training builds ({other}): go on from gpt-oss-tiny or a "
+                         "checkpoint this command saved")
     return config.num_hidden_layers
+
+
+def _other_shape(config: Any) -> str | None:
+    """How `config` differs from what `model_config` fixes (any depth, width and experts go on), or None: a
+    random_model checkpoint (head_dim 16, window 8) was a traceback ("raise --rows", an option there is not)."""
+    ours = model_config()
+    fixed = ("vocab_size", "num_attention_heads", "num_key_value_heads", "head_dim", "sliding_window",
+             "max_position_embeddings", "rope_parameters")
+    differ = [f"{name} {getattr(config, name, None)}, not {getattr(ours, name)}" for name in fixed
+              if getattr(config, name, None) != getattr(ours, name)]
+    return "; ".join(differ) or None
 
 
 def _terminated(signum: int, frame: Any) -> None:
