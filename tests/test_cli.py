@@ -571,3 +571,43 @@ def test_llamacpp_never_replaces_a_file_another_run_wrote_meanwhile(tmp_path, ra
     _one_line_error(done, f"{tmp_path / 'm.gguf'} was written by another run meanwhile")
     assert (tmp_path / "m.gguf").read_bytes() == b"the other run"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "sdist"]
+
+
+def _sdist(tmp_path: Path) -> Path:
+    """A small llama-cpp-python sdist .tar.gz whose converter writes b'GGUF'."""
+    _fake_source(tmp_path / "llama_cpp_python-9.9.9", "open(out, 'wb').write(b'GGUF')\n")
+    sdist = tmp_path / "llama_cpp_python-9.9.9.tar.gz"
+    subprocess.run(["tar", "-czf", str(sdist), "-C", str(tmp_path), "llama_cpp_python-9.9.9"], check=True)
+    return sdist
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not gzip"])
+def test_llamacpp_given_a_file_that_is_no_whole_sdist_says_so_in_one_line(tmp_path, random_checkpoint, monkeypatch,
+                                                                          capsys, damage):
+    """An empty or non-tar LLAMA_CPP_SDIST printed tarfile's five-line error, a truncated download an EOFError
+    traceback."""
+    from gptoss_lab.tiny import llamacpp
+
+    monkeypatch.setattr(llamacpp, "_CACHE", tmp_path / "cache")
+    whole = _sdist(tmp_path).read_bytes()
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes({"empty": b"", "truncated": whole[: len(whole) // 2], "not gzip": b"not an archive\n"}[damage])
+    with pytest.raises(SystemExit) as exit_:
+        llamacpp.main([str(tmp_path / "m.gguf"), "--checkpoint", str(random_checkpoint), "--source", str(bad)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {bad} is not a whole .tar.gz (") and err.endswith(
+        "): give a llama-cpp-python sdist .tar.gz or its unpacked folder\n"), err
+    assert not (tmp_path / "m.gguf").exists() and not any((tmp_path / "cache").iterdir())
+
+
+def test_llamacpp_with_an_empty_llama_cpp_sdist_fetches_the_sdist_as_when_unset(tmp_path, monkeypatch):
+    """`LLAMA_CPP_SDIST=` (set, empty) was a ValueError traceback ('nothing to open')."""
+    from gptoss_lab.tiny import llamacpp
+
+    sdist = _sdist(tmp_path)
+    monkeypatch.setattr(llamacpp, "_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(llamacpp, "_download", lambda version, folder: sdist)   # pip's fetch, without the network
+    monkeypatch.setenv("LLAMA_CPP_SDIST", "")
+    script = llamacpp.converter()
+    assert script.parent.parent == tmp_path / "cache" and "b'GGUF'" in script.read_text()

@@ -23,6 +23,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     import tarfile
     import tempfile
     import uuid
+    import zlib
     from pathlib import Path
 
     from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file
@@ -50,7 +51,7 @@ def converter(source: str | Path | None = None) -> Path:
     one, the sdist of the installed version is fetched with `pip download` into ~/.cache/gptoss_lab.
     Each sdist is unpacked once, into a folder of the cache named after it.
     """
-    source = source or os.environ.get("LLAMA_CPP_SDIST")
+    source = source or os.environ.get("LLAMA_CPP_SDIST") or None   # LLAMA_CPP_SDIST= (empty) as unset
     if source and Path(source).is_dir():
         script = Path(source) / _VENDOR / "convert_hf_to_gguf.py"
         if not script.is_file():
@@ -69,6 +70,19 @@ def converter(source: str | Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
+        _unpack(Path(source), partial)
+        if not (partial / "convert_hf_to_gguf.py").is_file():
+            raise FileNotFoundError(f"{source} holds no {_VENDOR}convert_hf_to_gguf.py")
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return script
+
+
+def _unpack(source: Path, folder: Path) -> None:
+    """The converter's files of the sdist `source`, unpacked into `folder`; a RuntimeError in one line for a file that
+    is no whole tar archive (tarfile's error was five lines, a truncated download an EOFError traceback)."""
+    try:
         with tarfile.open(source) as tar:
             members = []
             for member in tar.getmembers():
@@ -76,13 +90,11 @@ def converter(source: str | Path | None = None) -> Path:
                 if inner.startswith(_VENDOR) and inner[len(_VENDOR):].startswith(_NEEDED):
                     member.name = inner[len(_VENDOR):]
                     members.append(member)
-            tar.extractall(partial, members=members, filter="data")
-        if not (partial / "convert_hf_to_gguf.py").is_file():
-            raise FileNotFoundError(f"{source} holds no {_VENDOR}convert_hf_to_gguf.py")
-        partial.rename(target)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return script
+            tar.extractall(folder, members=members, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        why = str(error).splitlines()[0].rstrip(":")
+        raise RuntimeError(f"{source} is not a whole .tar.gz ({why}): give a llama-cpp-python sdist .tar.gz or "
+                           "its unpacked folder") from None
 
 
 def _download(version: str, folder: Path) -> Path:
@@ -188,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         out = convert(args.out, args.checkpoint, outtype=args.outtype, source=args.source)
-    except (OSError, RuntimeError, tarfile.TarError, LoadError) as error:
+    except (OSError, RuntimeError, LoadError) as error:
         parser.exit(1, f"error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"interrupted: nothing written to {args.out}\n")
