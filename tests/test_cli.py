@@ -611,3 +611,24 @@ def test_llamacpp_with_an_empty_llama_cpp_sdist_fetches_the_sdist_as_when_unset(
     monkeypatch.setenv("LLAMA_CPP_SDIST", "")
     script = llamacpp.converter()
     assert script.parent.parent == tmp_path / "cache" and "b'GGUF'" in script.read_text()
+
+
+@pytest.mark.parametrize("module", ["train", "quantize", "random_model"])
+def test_out_dot_in_an_empty_folder_is_refused_before_any_work(tmp_path, random_checkpoint, monkeypatch, capsys,
+                                                                module):
+    """`train --out .` in an empty folder trained the whole run, then failed ('cannot put the finished work at .
+    (Invalid argument; another run wrote there meanwhile?)') and left it in a folder named '..partial-*'."""
+    from gptoss_lab.tiny import quantize, random_model, train
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    main, argv = {"train": (train.main, ["--conversations", "2", "--workers", "0", "--no-compile", "--out", "."]),
+                  "quantize": (quantize.main, ["--source", str(random_checkpoint), "--out", "."]),
+                  "random_model": (random_model.main, ["."])}[module]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code in (1, 2) and "Traceback" not in err
+    assert ". is not a new folder's name: name the folder to make, e.g. run" in err.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == [here] and list(here.iterdir()) == []

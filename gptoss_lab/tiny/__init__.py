@@ -48,6 +48,8 @@ def new_folder(out: Path) -> Iterator[Path]:
     failure or Ctrl-C halfway leaves nothing behind. `out` must be new or an empty folder (ValueError: nothing
     is overwritten); OSError, in one line, when it cannot be made, or when the finished folder cannot become `out`
     (then it is kept, and the message names it). The tiny model's commands (train, quantize) write with it."""
+    if out.name in ("", ".."):   # `--out .` in an empty folder: the whole run was done, then could not become it
+        raise ValueError(f"{out} is not a new folder's name: name the folder to make, e.g. {out / 'run'}")
     if out.is_symlink() or out.exists() and not (out.is_dir() and not any(out.iterdir())):   # a link: no rename onto it
         raise ValueError(f"{out} already exists: give a new (or empty) folder, nothing there is overwritten")
     partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
