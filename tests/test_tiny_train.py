@@ -219,3 +219,17 @@ def test_resuming_a_checkpoint_of_another_shape_is_a_one_line_usage_error_and_wr
     assert (f"--resume: {random_checkpoint} is not of the shape training builds (head_dim 16, not 32; "
             "sliding_window 8, not 128;") in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_function_refuses_a_folder_holding_an_earlier_run_and_overwrites_nothing(tmp_path):
+    """`train.train(OUT, ...)` run again (notebook 05's cell, with more conversations) overwrote the earlier run's
+    model.safetensors and loss.jsonl, as it would any checkpoint folder it was given."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.safetensors").write_text("my weights")
+    (mine / "loss.jsonl").write_text("my log\n")
+    with pytest.raises(ValueError, match=f"^{mine} already exists: give a new \\(or empty\\) folder, nothing there is "
+                                         "overwritten$"):
+        train.train(mine, conversations_n=2, lr=3e-3, seed=0, workers=0, compile=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["loss.jsonl", "model.safetensors"]
+    assert (mine / "model.safetensors").read_text() == "my weights" and (mine / "loss.jsonl").read_text() == "my log\n"

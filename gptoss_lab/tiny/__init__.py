@@ -42,16 +42,21 @@ def importing(name: str) -> Iterator[None]:
         raise SystemExit(130) from None
 
 
+def must_be_new(out: Path) -> None:
+    """A one-line ValueError unless `out` names a new or empty folder: the tiny model's commands overwrite nothing."""
+    if out.name in ("", ".."):   # `--out .` in an empty folder: the whole run was done, then could not become it
+        raise ValueError(f"{out} is not a new folder's name: name the folder to make, e.g. {out / 'run'}")
+    if out.is_symlink() or out.exists() and not (out.is_dir() and not any(out.iterdir())):   # a link: no rename onto it
+        raise ValueError(f"{out} already exists: give a new (or empty) folder, nothing there is overwritten")
+
+
 @contextmanager
 def new_folder(out: Path) -> Iterator[Path]:
     """A hidden sibling folder to write `out` into, which becomes `out` only when the block completes, so a
     failure or Ctrl-C halfway leaves nothing behind. `out` must be new or an empty folder (ValueError: nothing
     is overwritten); OSError, in one line, when it cannot be made, or when the finished folder cannot become `out`
     (then it is kept, and the message names it). The tiny model's commands (train, quantize) write with it."""
-    if out.name in ("", ".."):   # `--out .` in an empty folder: the whole run was done, then could not become it
-        raise ValueError(f"{out} is not a new folder's name: name the folder to make, e.g. {out / 'run'}")
-    if out.is_symlink() or out.exists() and not (out.is_dir() and not any(out.iterdir())):   # a link: no rename onto it
-        raise ValueError(f"{out} already exists: give a new (or empty) folder, nothing there is overwritten")
+    must_be_new(out)
     partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         partial.mkdir(parents=True)

@@ -43,7 +43,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from .. import harmony
     from ..engines.checkpoint import LoadError, checked_folder
     from ..widgets import text_bar, transformers_bars
-    from . import SEED, data, new_folder, number
+    from . import SEED, data, must_be_new, new_folder, number
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -339,7 +339,9 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     `context_weight` > 0 also trains on predicting the tokens the model does not write (system, user and tool
     text) at that weight per token, against the loss of its own: a plain language-model signal that is
     otherwise thrown away (the forward pass reads those tokens anyway). The logged loss stays the model's own.
-    `more` and `wide`: training questions also come from the further sentences of `skills.Pool.more` / `.wide`."""
+    `more` and `wide`: training questions also come from the further sentences of `skills.Pool.more` / `.wide`.
+    `out` must be new or empty (ValueError): a rerun overwrote the model and loss log of an earlier one."""
+    must_be_new(Path(out))
     torch.manual_seed(seed)
     rng = random.Random(seed)
     start = time.time()
