@@ -233,3 +233,10 @@ def test_train_function_refuses_a_folder_holding_an_earlier_run_and_overwrites_n
         train.train(mine, conversations_n=2, lr=3e-3, seed=0, workers=0, compile=False)
     assert sorted(p.name for p in mine.iterdir()) == ["loss.jsonl", "model.safetensors"]
     assert (mine / "model.safetensors").read_text() == "my weights" and (mine / "loss.jsonl").read_text() == "my log\n"
+
+
+def test_train_function_refuses_no_conversations_in_one_line_and_makes_no_folder(tmp_path):
+    """`train.train(OUT, conversations_n=0, ...)` was a ZeroDivisionError, OUT left holding an empty loss.jsonl."""
+    with pytest.raises(ValueError, match="^conversations_n must be at least 1, not 0$"):
+        train.train(tmp_path / "run", conversations_n=0, lr=3e-3, seed=0, workers=0, compile=False)
+    assert list(tmp_path.iterdir()) == []

@@ -341,6 +341,8 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     otherwise thrown away (the forward pass reads those tokens anyway). The logged loss stays the model's own.
     `more` and `wide`: training questions also come from the further sentences of `skills.Pool.more` / `.wide`.
     `out` must be new or empty (ValueError): a rerun overwrote the model and loss log of an earlier one."""
+    if conversations_n < 1:   # was a ZeroDivisionError at the end, the folder left holding an empty loss log
+        raise ValueError(f"conversations_n must be at least 1, not {conversations_n}")
     must_be_new(Path(out))
     torch.manual_seed(seed)
     rng = random.Random(seed)
