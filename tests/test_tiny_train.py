@@ -69,7 +69,7 @@ def test_vocabulary_gives_rows_in_order_of_first_use():
     rows = vocabulary.add(hello + hello)
     assert rows == list(range(start, start + len(set(hello) - set(vocabulary.ids[:start]))))
     assert vocabulary.add(hello) == []
-    with pytest.raises(RuntimeError, match="raise --rows"):
+    with pytest.raises(RuntimeError, match="more than 10 distinct tokens; raise train's rows"):
         train.Vocabulary(capacity=10)
 
 
@@ -240,3 +240,21 @@ def test_train_function_refuses_no_conversations_in_one_line_and_makes_no_folder
     with pytest.raises(ValueError, match="^conversations_n must be at least 1, not 0$"):
         train.train(tmp_path / "run", conversations_n=0, lr=3e-3, seed=0, workers=0, compile=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resuming_a_checkpoint_with_more_embedding_rows_than_training_keeps_is_one_line(tmp_path, capsys):
+    """A checkpoint of the right shape whose every embedding row is non-zero (not one training saved) was a RuntimeError
+    traceback at the first batch, telling to 'raise --rows', an option the command does not have."""
+    from transformers import GptOssForCausalLM
+
+    torch.manual_seed(0)
+    model = GptOssForCausalLM(train.model_config(hidden=32, intermediate=32))   # every row random, none zero
+    model.config.architectures = ["GptOssForCausalLM"]
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "full")
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--quick", "--resume", str(tmp_path / "full"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert (f"--resume: {tmp_path / 'full'} has {harmony.VOCAB_SIZE} non-zero embedding rows, more than the "
+            f"{train.ROWS} training keeps") in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]

@@ -48,6 +48,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
 ATTENTION = "gptoss_lab_train"
+ROWS = 12000                  # embedding rows training keeps (tokens the data has used), by default
 _PAD = 8                      # extra head dimensions: one carries the sinks, the rest keep kernels aligned
 
 
@@ -154,7 +155,7 @@ class Vocabulary:
         """Give rows to the ids not seen before; returns the new rows."""
         new = sorted({t for t in ids if self.index[t] < 0})
         if len(self.ids) + len(new) > self.capacity:
-            raise RuntimeError(f"the data uses more than {self.capacity} distinct tokens; raise --rows")
+            raise RuntimeError(f"the data uses more than {self.capacity} distinct tokens; raise train's rows")
         rows = list(range(len(self.ids), len(self.ids) + len(new)))
         if new:
             self.index[torch.tensor(new)] = torch.tensor(rows)
@@ -329,7 +330,7 @@ def _layer_places(old_pairs: int, pairs: int) -> list[int]:
 
 
 def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens: int = 2048, workers: int = 1,
-          long_share: float = 0.008, rows: int = 12000, arch: dict[str, int] | None = None, log_every: int = 10,
+          long_share: float = 0.008, rows: int = ROWS, arch: dict[str, int] | None = None, log_every: int = 10,
           dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
           topics: dict[str, float] | None = None, layers: int | None = None, context_weight: float = 0.0,
           more: bool = False, wide: bool = False) -> dict[str, Any]:
@@ -470,7 +471,21 @@ def _checkpoint_layers(folder: Path) -> int:
     if other := _other_shape(config):
         raise ValueError(f"{folder} is not of the shape training builds ({other}): go on from gpt-oss-tiny or a "
                          "checkpoint this command saved")
+    if (used := _used_rows(folder)) > ROWS:   # a traceback at the first batch ("raise --rows", an option there is not)
+        raise ValueError(f"{folder} has {used} non-zero embedding rows, more than the {ROWS} training keeps: go on "
+                         "from gpt-oss-tiny or a checkpoint this command saved")
     return config.num_hidden_layers
+
+
+def _used_rows(folder: Path) -> int:
+    """The non-zero rows of the checkpoint's embedding, read from its safetensors shards alone."""
+    from safetensors import safe_open
+
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(shard, "pt") as f:
+            if "model.embed_tokens.weight" in f.keys():
+                return int((f.get_tensor("model.embed_tokens.weight").abs().sum(-1) > 0).sum())
+    return 0
 
 
 def _other_shape(config: Any) -> str | None:
