@@ -57,7 +57,8 @@ def test_a_regenerate_that_fails_gives_the_earlier_answer_back(lab_notebook, sav
     notice = page.locator(".gx-chat .gx-notice:has-text('Regenerate failed')")
     notice.wait_for(timeout=30_000)
     page.screenshot(path="/tmp/gptoss_chat_more_regenerate_failed.png")
-    assert notice.inner_text().endswith("asked for reply 3; give the recording more replies (a reply ends at each "
+    assert notice.inner_text().endswith("asked for reply 3; a recording plays once: run the cell that made it again, "
+                                        "then this one, or give the recording more replies (a reply ends at each "
                                         "tool call and at each answer); the earlier answer is kept")
     chat = page.locator(".gx-chat")
     assert chat.locator(".gx-turn").count() == 1 and chat.locator(".gx-final p").inner_text() == "Done."
@@ -266,7 +267,9 @@ def test_a_reloaded_tab_that_cannot_draw_the_card_says_how_to_end_the_turn(lab_n
     page.reload()
     page.wait_for_selector(".gx-fallback", timeout=60_000)
     kernel = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-    page.wait_for_function(f"() => {kernel}.connectionStatus === 'connected'", timeout=60_000)
+    # the reloaded tab has no session at first: a predicate reading its kernel threw, which ends the wait
+    page.wait_for_function("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel"
+                           "?.connectionStatus === 'connected'", timeout=60_000)
     page.wait_for_timeout(6000)                          # the widget manager gives up on the states after 4 s
     page.screenshot(path="/tmp/gptoss_chat_more_reload_static.png")
     shown = " ".join(page.locator(".gx-fallback").inner_text().split())
