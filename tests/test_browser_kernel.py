@@ -45,8 +45,8 @@ def test_browse_mistakes_links_out_of_the_folder_and_find_citations(kernel, tmp_
     out, content = run(kernel[1], "%%gptoss --tools browser --approve auto --text\nWhat do barn owls eat?")
     assert content["status"] == "ok", out
     assert "Barn owls eat mice" in out
-    # the cited line of the find page is line 5 of the document, which the sources name
-    assert "Sources:\n  [1] Owls (owls.md), L5:\n      Barn owls swallow mice whole." in out
+    # the cited line of the find page (its L1) is line 5 of the document, which the sources name under the marker
+    assert "Sources:\n  【2†L1】 Owls (owls.md), L5:\n      Barn owls swallow mice whole." in out
 
 
 def test_browse_a_folder_with_a_page_bomb_and_a_name_holding_terminal_sequences(kernel, tmp_path: Path) -> None:
