@@ -193,7 +193,12 @@ def test_quantize_refusals_are_one_line_and_write_nothing(tmp_path, capsys, rand
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "README.md").write_text("mine")
-    for source, out, message in [(tmp_path / "none", tmp_path / "a", "No such file or directory"),
+    (tmp_path / "empty").mkdir()
+    for source, out, message in [(tmp_path / "none", tmp_path / "a", f"checkpoint folder not found: {tmp_path / 'none'}"),
+                                 (tmp_path / "empty", tmp_path / "e", "empty has no config.json, so it is not a "
+                                                                      "transformers checkpoint folder"),
+                                 (random_checkpoint, random_checkpoint / "inner", "another folder than its source, "
+                                                                                  "and not inside it"),
                                  (tmp_path / "llama", tmp_path / "b", "is not a gpt-oss checkpoint (model_type 'llama')"),
                                  (tmp_path / "list", tmp_path / "c", "is not a gpt-oss checkpoint (model_type None)"),
                                  (random_checkpoint, random_checkpoint, "another folder than its source"),
@@ -204,7 +209,7 @@ def test_quantize_refusals_are_one_line_and_write_nothing(tmp_path, capsys, rand
         assert info.value.code == 1 and message in err and err.count("\n") == 1, err
     assert (existing / "README.md").read_text() == "mine" and [p.name for p in existing.iterdir()] == ["README.md"]
     assert {p.name: p.read_bytes() for p in random_checkpoint.iterdir()} == source_files
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "list", "llama"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "existing", "list", "llama"]
 
     def refuse(self, *args, **kw):
         raise PermissionError(13, "Permission denied")

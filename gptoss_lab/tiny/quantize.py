@@ -25,7 +25,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
     from typing import Any
 
-    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json
+    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json, resolve
     from . import CHECKPOINT, new_folder
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
@@ -113,6 +113,7 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     """
     source, out = Path(source), Path(out)
     try:  # refused unread when it is no regular file (a FIFO hung the command) or too large
+        resolve(source)   # a folder that is not there, a file, no config.json: said as `%gptoss load` says it
         config = read_json(source / "config.json", str(source))
     except LoadError as error:
         raise ValueError(str(error)) from None
@@ -125,8 +126,8 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     shards = sorted(source.glob("*.safetensors"))
     if not shards:
         raise ValueError(f"{source} has no .safetensors weights")
-    if out.resolve() == source.resolve():
-        raise ValueError("write the MXFP4 checkpoint to another folder than its source")
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:  # inside: it was written there
+        raise ValueError("write the MXFP4 checkpoint to another folder than its source, and not inside it")
     with new_folder(out) as partial:
         return _write(source, shards, config, partial)
 
