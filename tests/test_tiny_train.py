@@ -172,6 +172,10 @@ def test_an_odd_layer_count_is_a_one_line_usage_error(capsys):
     (train.main, ["--long-share", "2"], "--long-share: expected a number from 0.0 to 1.0, not '2'"),
     (train.main, ["--resume", "/nonexistent", "--quick"], "--resume: /nonexistent is not a checkpoint folder"),
     (evaluate.main, ["--n", "0"], "--n: expected an integer of at least 1, not '0'"),
+    # int() reads other scripts' digits, which the magics refuse: `--conversations ٣` trained 3 conversations
+    (train.main, ["--conversations", "٣"], "--conversations: expected an integer of at least 1, not '٣': write 3"),
+    (train.main, ["--lr", "٠.٠٠٣"], "--lr: expected a number from 1e-09 to 1.0, not '٠.٠٠٣': write 0.003"),
+    (evaluate.main, ["--n", "３"], "--n: expected an integer of at least 1, not '３': write 3"),
     (evaluate.main, ["--checkpoint", "/nonexistent"], "checkpoint folder not found: /nonexistent"),
 ])
 def test_bad_command_line_values_are_one_line_usage_errors(main, argv, message, capsys):

@@ -12,15 +12,19 @@ CHECKPOINT = Path(__file__).parent / "checkpoint"
 
 
 def number(kind: type, low: float, high: float | None = None) -> Callable[[str], float]:
-    """An argparse type for the tiny model's command lines: a `kind` (int or float) from `low` to `high`."""
+    """An argparse type for the tiny model's command lines: a `kind` (int or float) from `low` to `high`, in the
+    digits 0-9 as the lab's magics read numbers (int() also takes `٣`: `--conversations ٣` trained 3)."""
+    from ..settings import other_digits
+
     def parse(text: str) -> float:
         try:
-            value = kind(text)
+            value = kind(text) if text.isascii() else None
         except ValueError:
             value = None
         if value is None or not low <= value <= (high if high is not None else float("inf")):
             span = f"from {low} to {high}" if high is not None else f"of at least {low}"
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} {span}, not {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} {span}, not "
+                                             f"{text!r}{other_digits(text)}")
         return value
     return parse
 
