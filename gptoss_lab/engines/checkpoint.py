@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1048,7 +1049,7 @@ def unload_hint(target: Any, free: int, fits: Callable[[int], bool]) -> str | No
     if not held or not fits(free + held):
         return None
     one = len(names) == 1
-    counted = {name: names.count(name) for name in names}   # a name loaded twice was listed twice ("tiny, tiny")
+    counted = Counter(names)   # a name loaded twice was listed twice ("tiny, tiny")
     listed = ", ".join(name + (f" ({count} copies)" if count > 1 else "") for name, count in counted.items())
     return (f"the loaded model{'' if one else 's'} {listed} hold{'s' if one else ''} {size(held)} there: "
             f"unload {'it' if one else 'them'} first (%gptoss unload, or session.unload() in Python)")
