@@ -154,7 +154,6 @@ def doctor(
     another machine; `prefill_chunk` is how many prompt tokens the engine computes at once.
     """
     checkpoint.import_held()
-    import torch
 
     checkpoint.check_device(device)  # "bogus" was sized as this machine's RAM: "does not fit on bogus"
     checkpoint.check_prefill_chunk(prefill_chunk)
