@@ -840,7 +840,10 @@ def _checked_core(core: Any) -> Any:
             new["pattern"] = _ascii_pattern(pattern)
             _AS_WRITTEN[new["pattern"]] = pattern
         if _shown_as_integer(node):
-            return core_schema.no_info_before_validator_function(_integer_if_whole, new)
+            new = core_schema.no_info_before_validator_function(_integer_if_whole, new)
+        if node.get("type") in ("enum", "literal"):
+            kinds = frozenset(map(_json_kind, _choices(node)))
+            new = core_schema.no_info_before_validator_function(functools.partial(_of_kinds, kinds), new)
         if node.get("type") != "union":
             return new
         new["choices"] = [(_IN_TIME, _IN_TIME_TYPE)] + [
@@ -857,6 +860,34 @@ def _shown_as_integer(node: Any) -> bool:
         return True
     values = [member.value for member in node.get("members", ())] if node.get("type") == "enum" else []
     return bool(values) and all(isinstance(value, int) and not isinstance(value, bool) for value in values)
+
+
+def _choices(node: dict) -> list:
+    """The values a Literal or Enum core schema node allows."""
+    return list(node["expected"]) if node["type"] == "literal" else [member.value for member in node["members"]]
+
+
+def _json_kind(value: Any) -> str:
+    """A value's JSON kind where Python's equality mixes them: true == 1 == 1.0 in Python, never in JSON Schema."""
+    return "boolean" if isinstance(value, bool) else "number" if isinstance(value, int | float) else "other"
+
+
+class _OtherKind:
+    """An answer's value in place of a boolean given for a number choice, or a number for a boolean one, which no
+    choice equals, so the check refuses it in its usual words ("Input should be 1 or 2")."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return json.dumps(self.value)
+
+
+def _of_kinds(kinds: frozenset[str], value: Any) -> Any:
+    """The value if its JSON kind is among the choices' (`Literal[1]` and an Enum of 1 took `true`, `Literal[True]`
+    took 1), a whole number as an integer (`Literal[1, True]` read 1.0 as True), else `_OtherKind`."""
+    kind = _json_kind(value)
+    return _OtherKind(value) if kind != "other" and kind not in kinds else _integer_if_whole(value)
 
 
 def _integer_if_whole(value: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import typing
 
 import pydantic
 import pytest
@@ -102,6 +103,12 @@ def scale(x: float) -> float:
     return x
 
 
+def level(n: typing.Literal[1, 2]) -> int:
+    """Pick a level."""
+    _CALLED.append("level")
+    return n
+
+
 def total(xs: list[int]) -> int:
     """Add up."""
     _CALLED.append("total")
@@ -136,6 +143,15 @@ def test_a_value_of_another_json_type_is_refused_and_the_function_not_called(fun
     assert (result.status, result.output, _CALLED) == ("error", f"Error: ValidationError: {error}", [])
     result = tool(function).call(right)
     assert (result.status, result.output, _CALLED) == ("done", value, [function.__name__])
+
+
+def test_a_boolean_is_not_a_number_choice_of_an_argument():
+    """`{"n": true}` for `n: Literal[1, 2]` ran the function with True (Python's True == 1); 2 still runs it."""
+    _CALLED.clear()
+    result = tool(level).call('{"n": true}')
+    assert (result.status, result.output, _CALLED) == ("error", "Error: ValidationError: n: Input should be 1 or 2", [])
+    result = tool(level).call('{"n": 2}')
+    assert (result.status, result.output, _CALLED) == ("done", "2", ["level"])
 
 
 @pytest.mark.parametrize(("function", "arguments", "value"), [

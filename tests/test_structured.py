@@ -854,3 +854,40 @@ def test_an_integer_written_with_a_zero_fraction_is_an_integer_for_a_type_as_for
     for wrong in ("3.5", "true", '"3"'):
         with pytest.raises(StructuredOutputError, match="count: Input should be a valid integer"):
             parse_final('{"count": %s, "size": 3, "sides": []}' % wrong, _Box)
+
+
+class _Access(enum.Flag):
+    READ = 1
+    WRITE = 2
+
+
+class _Switch(enum.Enum):
+    ON = True
+    OFF = False
+
+
+class _Choice(pydantic.BaseModel):
+    size: _Size | None = None
+    access: _Access | None = None
+    level: Literal[1, 2] | None = None
+    flag: Literal[True] | None = None
+    switch: _Switch | None = None
+
+
+@pytest.mark.parametrize(("field", "wrong", "error"), [
+    ("size", "true", "Input should be 1 or 3"), ("access", "true", "Input should be 1 or 2"),
+    ("access", "false", "Input should be 1 or 2"), ("level", "true", "Input should be 1 or 2"),
+    ("flag", "1", "Input should be True"), ("flag", "1.0", "Input should be True"),
+    ("switch", "0", "Input should be True or False"),
+], ids=["IntEnum true", "Flag true", "Flag false", "Literal[1, 2] true", "Literal[True] 1", "Literal[True] 1.0",
+        "Enum of booleans 0"])
+def test_a_choice_of_numbers_refuses_a_boolean_and_a_choice_of_booleans_a_number(field, wrong, error):
+    """`{"access": true}` read as READ and `{"flag": 1}` as True: Python's True == 1 matched the choice, where JSON
+    Schema (and the same schema as a dict) refuses; the number or boolean the choice holds still reads."""
+    with pytest.raises(StructuredOutputError, match=f"{field}: {error}"):
+        parse_final('{"%s": %s}' % (field, wrong), _Choice)
+    with pytest.raises(StructuredOutputError):
+        parse_final('{"%s": %s}' % (field, wrong), _Choice.model_json_schema())
+    right = {"size": ("3", _Size.LARGE), "access": ("3.0", _Access.READ | _Access.WRITE), "level": ("2", 2),
+             "flag": ("true", True), "switch": ("false", _Switch.OFF)}[field]
+    assert getattr(parse_final('{"%s": %s}' % (field, right[0]), _Choice), field) == right[1]
