@@ -172,6 +172,8 @@ def test_an_odd_layer_count_is_a_one_line_usage_error(capsys):
     (train.main, ["--long-share", "2"], "--long-share: expected a number from 0.0 to 1.0, not '2'"),
     (train.main, ["--resume", "/nonexistent", "--quick"], "--resume: /nonexistent is not a checkpoint folder"),
     (evaluate.main, ["--n", "0"], "--n: expected an integer of at least 1, not '0'"),
+    # a batch of a million tokens ran until the machine's memory was gone (about 64 kB a token)
+    (train.main, ["--batch-tokens", "1000000"], "--batch-tokens: expected an integer from 64 to 65536, not '1000000'"),
     # int() reads other scripts' digits, which the magics refuse: `--conversations ٣` trained 3 conversations
     (train.main, ["--conversations", "٣"], "--conversations: expected an integer of at least 1, not '٣': write 3"),
     (train.main, ["--lr", "٠.٠٠٣"], "--lr: expected a number from 1e-09 to 1.0, not '٠.٠٠٣': write 0.003"),

@@ -48,6 +48,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
 ATTENTION = "gptoss_lab_train"
+MAX_BATCH_TOKENS = 65536      # ~64 kB of memory a token (4 096: 3.4 GB, 32 768: 5.2 GB): 10**6 would be ~60 GB
 ROWS = 12000                  # embedding rows training keeps (tokens the data has used), by default
 _PAD = 8                      # extra head dimensions: one carries the sinks, the rest keep kernels aligned
 
@@ -519,8 +520,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
     p.add_argument("--layers", type=int, help="layers (even; default 4, or the resumed checkpoint's: more grows it "
                    "deeper, new layers starting as pass-throughs)")
-    p.add_argument("--batch-tokens", type=number(int, 64), default=2048,
-                   help="tokens per batch, padding included (default: %(default)s)")
+    p.add_argument("--batch-tokens", type=number(int, 64, MAX_BATCH_TOKENS), default=2048,
+                   help=f"tokens per batch, padding included, up to {MAX_BATCH_TOKENS:,} (default: %(default)s)")
     p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.008,
                    help="share of conversations over 8,192 tokens (default: %(default)s)")
     p.add_argument("--context-weight", type=number(float, 0.0, 10.0), default=0.0,
