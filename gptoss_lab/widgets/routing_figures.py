@@ -69,8 +69,10 @@ def _whole_ticks(figure: Any) -> Any:
 
 
 def _token_text(text: str) -> str:
-    """A token as a tick label: escapes written out, at most 14 characters, and one of blanks shown as ␣."""
-    return repr(text)[1:-1][:14] if text.strip() else "␣" * min(len(text), 3)
+    """A token as a tick label, at most 14 characters: escapes written out (\\n, \\t) and a blank token's spaces as ␣,
+    so that no two blank tokens (a space, a newline, three or four spaces) share a label."""
+    shown = repr(text)[1:-1]
+    return (shown if text.strip() else shown.replace(" ", "␣"))[:14]
 
 
 # ---------------------------------------------------------------- a record: grid and load
