@@ -353,3 +353,22 @@ def test_notebook_03_asked_again_without_its_script_says_which_cell_to_run(capsy
     printed = capsys.readouterr().out
     said = "asked for reply 3; a recording plays once: run the cell that made it again, then this one"
     assert said in printed, printed
+
+
+def test_notebook_02_asked_again_says_the_recording_is_played_out(capsys: pytest.CaptureFixture[str]) -> None:
+    """Running notebook 02's last cell again printed an empty line as the answer and an export ending in the unanswered
+    question: the recording had no third reply, and the turn's one-line failure was in the Reply, never shown."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    code = [c.source for c in nbformat.read(NOTEBOOKS / "02_harmony_format.ipynb", as_version=4).cells
+            if c.cell_type == "code"]
+    shell = InteractiveShell.instance()
+    try:
+        for source in code:
+            assert shell.run_cell(source).success, source
+        capsys.readouterr()
+        shell.run_cell(code[-1])
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+    answer = capsys.readouterr().out.splitlines()[0]
+    assert "a recording plays once: run the cell that made it again" in answer, answer
