@@ -4,6 +4,7 @@ to record routing where a fused MoE kernel would hide it."""
 from __future__ import annotations
 
 import json
+import re
 import types
 
 import numpy as np
@@ -298,3 +299,22 @@ def test_modules_to_not_convert_that_are_no_module_names_are_refused(tmp_path, r
         with pytest.raises(checkpoint.LoadError) as info:
             call()
         assert str(info.value) == expected
+
+
+def test_quantize_prints_a_load_command_that_works_when_copied_for_a_folder_with_spaces(tmp_path, capsys,
+                                                                                      random_checkpoint):
+    """`--out "My models/tiny mxfp4"` printed ``%gptoss load My models/tiny mxfp4``: pasted into a cell, the magic read
+    three words and refused it ("unrecognized arguments"). The printed command quotes the folder as the magic reads it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    out = tmp_path / "My models" / "tiny mxfp4"
+    main(["--source", str(random_checkpoint), "--out", str(out)])
+    command = re.search(r"`(%gptoss load .*)`", capsys.readouterr().out).group(1)
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("%load_ext gptoss_lab")
+        assert shell.run_cell(command).success, command
+    finally:
+        shell.run_cell("%gptoss unload")
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+    assert f"Loaded {out.name}" in capsys.readouterr().out

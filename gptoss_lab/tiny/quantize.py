@@ -19,6 +19,7 @@ from . import importing
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
     import json
+    import shlex
     import shutil
     from collections.abc import Sequence
     from dataclasses import dataclass
@@ -179,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(130, f"interrupted: nothing written to {args.out}\n")
     for e in errors:
         print(f"{e.name:<45} relative RMS error {e.relative_rms:6.2%}   max |change| {e.max_abs:.4f}")
-    print(f"Wrote {args.out} (load it with `%gptoss load {args.out}`).")
+    # quoted as the magic reads its words: a folder with a space, unquoted, was three words it refused
+    print(f"Wrote {args.out} (load it with `%gptoss load {shlex.quote(args.out)}`).")
 
 
 if __name__ == "__main__":
