@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -395,7 +396,7 @@ def test_llamacpp_keeps_pips_log_off_stdout_and_a_failure_shows_pips_error(tmp_p
     done = subprocess.run([*command, str(out)], capture_output=True, text=True, timeout=120,
                           env={**env, "FAKE_SDIST": str(sdist)})
     assert done.returncode == 0 and out.read_bytes() == b"GGUF", done
-    assert done.stdout.splitlines() == [f"wrote {out}; serve it with:", "  " + " ".join(llamacpp.serve_command(out))]
+    assert done.stdout.splitlines() == [f"wrote {out}; serve it with:", "  " + shlex.join(llamacpp.serve_command(out))]
     assert done.stderr.splitlines() == [fetching], done.stderr
     offline = tmp_path / "offline.gguf"   # (a new cache: the first run's holds the converter, and pip is not run)
     failed = subprocess.run([*command, str(offline)], capture_output=True, text=True, timeout=120,
@@ -632,3 +633,15 @@ def test_out_dot_in_an_empty_folder_is_refused_before_any_work(tmp_path, random_
     assert exit_.value.code in (1, 2) and "Traceback" not in err
     assert ". is not a new folder's name: name the folder to make, e.g. run" in err.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == [here] and list(here.iterdir()) == []
+
+
+def test_llamacpp_prints_a_serve_command_that_a_shell_reads_back_for_a_path_with_spaces(tmp_path, capsys, monkeypatch):
+    """`python -m gptoss_lab.tiny.llamacpp "My models/tiny.gguf"` printed `... --model My models/tiny.gguf ...`: pasted
+    into a shell, the server got `--model My` and a stray word. The printed command is quoted as a shell reads it."""
+    from gptoss_lab.tiny import llamacpp
+
+    out = tmp_path / "My models" / "tiny.gguf"
+    monkeypatch.setattr(llamacpp, "convert", lambda out, *args, **kw: Path(out))   # the printing, not llama.cpp's work
+    llamacpp.main([str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    assert shlex.split(printed[1]) == llamacpp.serve_command(out), printed

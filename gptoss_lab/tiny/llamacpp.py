@@ -17,6 +17,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     import argparse
     import json
     import os
+    import shlex
     import shutil
     import subprocess
     import sys
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(1, f"error: {error}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"interrupted: nothing written to {args.out}\n")
-    print(f"wrote {out}; serve it with:\n  " + " ".join(serve_command(out)))
+    print(f"wrote {out}; serve it with:\n  " + shlex.join(serve_command(out)))   # quoted: a path may hold spaces
 
 
 if __name__ == "__main__":
