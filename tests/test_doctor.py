@@ -130,6 +130,15 @@ def test_memory_that_is_no_amount_is_refused_in_one_line(memory):
     assert "\n" not in str(info.value) and len(str(info.value)) < 200   # 10**400 raised OverflowError
 
 
+@pytest.mark.parametrize("kernels", ["False", "no", 0, 1])
+def test_mxfp4_kernels_that_is_not_true_false_or_none_is_refused_not_read_as_true(kernels):
+    """Notebook 06 asks about another GPU with `mxfp4_kernels=`: "False" (or "no") was read as true, and the doctor
+    answered that gpt-oss-120b fits an 80 GB GPU with the MXFP4 kernels, the opposite of what was asked."""
+    with pytest.raises(TypeError, match="mxfp4_kernels must be True, False or None") as info:
+        doctor("openai/gpt-oss-120b", device="cuda", memory="80 GB", mxfp4_kernels=kernels)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU this machine lacks")
 def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_given():
     for device in ("cuda", "cuda:0", "0"):

@@ -156,6 +156,9 @@ def doctor(
     checkpoint.import_held()
 
     checkpoint.check_device(device)  # "bogus" was sized as this machine's RAM: "does not fit on bogus"
+    if mxfp4_kernels is not None and not isinstance(mxfp4_kernels, bool):  # "False" was true: "fits", not asked
+        raise TypeError(f"mxfp4_kernels must be True, False or None (this machine's own check), "
+                        f"not {mxfp4_kernels!r:.60}")
     checkpoint.check_prefill_chunk(prefill_chunk)
     name, config, folder = _config(model)
     name = checkpoint.printable(name)
