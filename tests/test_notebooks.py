@@ -372,3 +372,30 @@ def test_notebook_02_asked_again_says_the_recording_is_played_out(capsys: pytest
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
     answer = capsys.readouterr().out.splitlines()[0]
     assert "a recording plays once: run the cell that made it again" in answer, answer
+
+
+def test_notebook_07_counts_an_answer_right_only_for_the_whole_result(capsys: pytest.CaptureFixture[str]) -> None:
+    """Notebook 07 counted an answer right when the result's digits were anywhere in it: "56250" and "-5625" were right
+    answers to a question whose result is 5625, and the digit expert's verdict was drawn from those counts."""
+    import contextlib
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    source = next(c.source for c in nbformat.read(NOTEBOOKS / "07_what_do_experts_do.ipynb", as_version=4).cells
+                  if c.cell_type == "code" and "control_name" in c.source)
+    wrong = {"+": lambda a, b: f"The answer is {a + b}0.", "-": lambda a, b: f"{b} - {a} = {b - a}.",
+             "*": lambda a, b: f"{a} * {b} = 1{a * b}."}   # the result's digits inside another number
+
+    def ask(question: str, **_: object) -> types.SimpleNamespace:
+        a, op, b = question.removeprefix("What is ").rstrip("?").split()
+        return types.SimpleNamespace(final=wrong[op](int(a), int(b)))
+
+    session = types.SimpleNamespace(ask=ask, reset=lambda: None)
+    off = types.SimpleNamespace(describe=lambda: "an expert off", apply=lambda _: contextlib.nullcontext())
+    namespace = {"session": session, "disable": lambda _: off, "digit_expert": off, "layer": 0, "expert": 0,
+                 "r": types.SimpleNamespace(layers=2, num_experts=2), "overall": np.full((2, 2), 0.5), "pd": pd, "np": np}
+    exec(compile(source, "notebook 07, the eight questions", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "right answers - baseline: 0/8, digit expert off: 0/8" in printed, printed
