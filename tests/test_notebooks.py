@@ -399,3 +399,23 @@ def test_notebook_07_counts_an_answer_right_only_for_the_whole_result(capsys: py
     exec(compile(source, "notebook 07, the eight questions", "exec"), namespace)
     printed = capsys.readouterr().out
     assert "right answers - baseline: 0/8, digit expert off: 0/8" in printed, printed
+
+
+@pytest.mark.parametrize("name, marker, wrong", [
+    ("04_expert_routing.ipynb", "routing = _gptoss.routing", "The largest value in data is 188."),
+    ("04_expert_routing.ipynb", "arithmetic = _gptoss.routing", "4821 - 1937 = 28840."),
+    ("06_mxfp4_and_memory.ipynb", "for q, right in questions", "37 * 12 = 4440. The capital of France is Paris."),
+])
+def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number(name: str, marker: str,
+                                                                                 wrong: str) -> None:
+    """Notebooks 04 and 06 check every answer they show, but by its digits anywhere in it: "188" passed as 88, "28840"
+    as 2884 and "4440" as 444, a wrong answer shown as checked. A check now wants the result as a whole number."""
+    import types
+
+    source = next(c.source for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells
+                  if c.cell_type == "code" and marker in c.source)
+    reply = types.SimpleNamespace(final=wrong, routing=None)
+    model = types.SimpleNamespace(ask=lambda *_, **__: reply, reset=lambda: None)
+    namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "re": re}
+    with pytest.raises(AssertionError):
+        exec(compile(source, f"{name}: the cell of {marker}", "exec"), namespace)
