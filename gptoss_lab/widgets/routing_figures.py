@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 import warnings
 from typing import Any
 
@@ -69,10 +70,9 @@ def _whole_ticks(figure: Any) -> Any:
 
 
 def _token_text(text: str) -> str:
-    """A token as a tick label, at most 14 characters: escapes written out (\\n, \\t) and a blank token's spaces as ␣,
-    so that no two blank tokens (a space, a newline, three or four spaces) share a label."""
-    shown = repr(text)[1:-1]
-    return (shown if text.strip() else shown.replace(" ", "␣"))[:14]
+    """A token as a tick label, at most 14 characters: escapes written out (\\n, \\t) and its leading and trailing
+    spaces as ␣, which a label does not draw: "the" and " the", a space and three spaces, each have a label of its own."""
+    return re.sub(r"^ +| +$", lambda run: "␣" * len(run.group()), repr(text)[1:-1])[:14]
 
 
 # ---------------------------------------------------------------- a record: grid and load
