@@ -48,6 +48,13 @@ class Table(pd.DataFrame):
 
         return draw(self.figure_kind, self, **{**self.figure_options, **options})
 
+    def _repr_html_(self) -> str | None:
+        """pandas' HTML table, out of the notebook's MathJax: a label or token text "$…$" was typeset as mathematics."""
+        from ..widgets.sanitize import NO_TYPESETTING
+
+        table = super()._repr_html_()
+        return None if table is None else f"<div class='{NO_TYPESETTING}'>{table}</div>"
+
 
 def result_table(data: Any, kind: str, index: Any = None, columns: Any = None, **options: Any) -> Table:
     """A `Table` whose `.plot()` draws figure `kind` of widgets/routing_figures.py with `options`."""

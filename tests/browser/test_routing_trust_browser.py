@@ -134,3 +134,22 @@ def test_zooming_with_the_slider_keeps_the_selected_token_in_view(lab_notebook):
         const w = document.querySelector('.gptoss-routing .gr-scroll-spacer').offsetWidth / 400;
         return [s.scrollLeft / w, (s.scrollLeft + s.clientWidth) / w]; }""")
     assert last - first < 100 and first <= 363 <= last, (first, last)
+
+
+TEX_LABEL = """
+import numpy as np
+from gptoss_lab.routing import Routing
+routing = Routing([11, 12], np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["$\\\\color{red}{x}$", "a"], num_experts=1)
+routing.label_load()
+"""
+
+
+def test_an_analysis_table_shows_a_label_as_written_not_typeset(lab_notebook):
+    """An analysis table (a DataFrame as text/html) of a label "$\\color{red}{x}$" (any text is a label: a corpus's,
+    a file's) was typeset by Lab's MathJax: its row was named by a red x."""
+    page = lab_notebook([TEX_LABEL], wait_for="table.dataframe", timeout=60)
+    table = page.locator("table.dataframe")
+    page.wait_for_timeout(1500)   # MathJax typesets a moment after the output is drawn
+    table.screenshot(path="/tmp/gptoss_routing_table_label.png")
+    assert page.locator(".jp-OutputArea-output mjx-container").count() == 0
+    assert "$\\color{red}{x}$" in table.inner_text(), table.inner_text()
