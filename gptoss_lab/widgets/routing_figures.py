@@ -45,10 +45,60 @@ def _labels(ax: Any, x: str, y: str, title: str, *, size: int = 10, legend: bool
     """Axis labels, title (and legend) of one panel."""
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    ax.set_title(title, fontsize=size)
+    _title(ax, title, size)
     if legend:
         for text in ax.legend(fontsize=7).get_texts():
             text.set_parse_math(False)  # labels from the data ("$" is text, not mathematics)
+            text.set_text(_wrapped(text.get_text(), 2.5, 7))  # a long one made the legend wider than the figure
+
+
+def _title(target: Any, text: str, size: float) -> None:
+    """Title an Axes, or a Figure (its suptitle), with `text` wrapped to the width it has there: a title wider than
+    that (a long label, channel or intervention) was cut at both ends, and a saved record's picture lost its counts."""
+    if hasattr(target, "suptitle"):
+        target.suptitle(_wrapped(text, target.get_figwidth() - 0.2, size), fontsize=size, parse_math=False)
+    else:
+        box = target.get_position()  # its share of the figure, less room for the ticks, labels and colour bar
+        room = max(target.figure.get_figwidth() * (box.x1 - box.x0) - 0.4, 1.0)
+        target.set_title(_wrapped(text, room, size), fontsize=size, parse_math=False)
+
+
+def _wrapped(text: str, inches: float, size: float) -> str:
+    """`text` in lines no wider than `inches` at `size` points, broken between words (inside a word longer than a
+    line)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    font, measure, room = FontProperties(size=size), TextToPath(), inches * 72 * 0.95  # drawn text runs a little wider
+    fits = lambda line: measure.get_text_width_height_descent(line, font, ismath=False)[0] <= room  # noqa: E731
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and fits(f"{lines[-1]} {word}"):
+            lines[-1] += f" {word}"
+            continue
+        while len(word) > 1 and not fits(word):  # the longest start of the word that fits, found by halving
+            low, high = 1, len(word) - 1
+            while low < high:
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if fits(word[:middle]) else (low, middle - 1)
+            lines.append(word[:low])
+            word = word[low:]
+        lines.append(word)
+    return "\n".join(lines)
+
+
+def _grown(figure: Any) -> Any:
+    """`figure`, taller by its titles' extra lines (the most of each row of panels, and the suptitle's): wrapped
+    titles took the plots' height, and constrained layout collapsed them."""
+    rows: dict[int, float] = {}
+    for ax in figure.axes:
+        spec = ax.get_subplotspec()
+        if spec is not None and ax.get_title():
+            lines = ax.title.get_text().count("\n") * ax.title.get_fontsize()
+            rows[spec.rowspan.start] = max(rows.get(spec.rowspan.start, 0), lines)
+    extra = sum(rows.values()) + sum(text.get_text().count("\n") * text.get_fontsize() for text in figure.texts)
+    figure.set_figheight(figure.get_figheight() + extra * 1.3 / 72)  # points of font, 1.3 of it a line
+    return figure
 
 
 def _figure(width: float, height: float) -> Any:
@@ -67,6 +117,12 @@ def _whole_ticks(figure: Any) -> Any:
             if label.startswith(("layer", "expert", "token")) and not isinstance(axis.get_major_locator(), FixedLocator):
                 axis.set_major_locator(MaxNLocator(integer=True))
     return figure
+
+
+def _label_text(label: Any) -> str:
+    """A label as a tick label: at most 16 characters (a long one took the figure's room from its plots)."""
+    text = str(label)
+    return text if len(text) <= 16 else text[:15] + "…"
 
 
 def _token_text(text: str) -> str:
@@ -89,8 +145,7 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
     the expert of each colour (and what grey means, where a cell is grey): without it a reader could not tell
     whether a colour stood for an expert id or a gate weight."""
     n = len(routing)
-    ax.set_title("top-1 expert per token and layer" + (f" ({channel})" if channel else ""), fontsize=10,
-                 parse_math=False)
+    _title(ax, "top-1 expert per token and layer" + (f" ({channel})" if channel else ""), 10)
     if not n:
         return _say(ax, "no tokens recorded")
     step = max(1, -(-n // _MAX_COLUMNS))
@@ -120,7 +175,11 @@ def _expert_key(ax: Any, image: Any, num_experts: int, grey: list[str]) -> None:
     ticks = MaxNLocator(nbins=6, integer=True).tick_values(0, top)
     bar.set_ticks(ticks[(ticks >= 0) & (ticks <= top)])
     bar.ax.tick_params(labelsize=7)
-    bar.set_label("top-1 expert (id)" + (f"\ngrey: {' or '.join(grey)}" if grey else ""), fontsize=8)
+    key = "top-1 expert (id)"
+    if grey:  # one line along the bar (the title names a long channel whole): past the bar's height it was cut
+        first, *rest = _wrapped(f"grey: {' or '.join(grey)}", max(ax.figure.get_figheight() - 0.6, 1.0), 8).split("\n")
+        key += f"\n{first}" + "…" * bool(rest)
+    bar.set_label(key, fontsize=8)
     bar.ax.yaxis.label.set_parse_math(False)  # a channel's name is text, not mathematics
 
 
@@ -141,8 +200,8 @@ def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | 
                color=expert_colormap(routing.num_experts)(np.arange(routing.num_experts)))
         ax.set_xlabel("expert")
         ax.set_ylabel("share of top-k picks")
-    ax.set_title("expert load" + (f", layer {layer}" if layer is not None else "")
-                 + (f" ({channel})" if channel else "") + sampled, fontsize=10, parse_math=False)
+    _title(ax, "expert load" + (f", layer {layer}" if layer is not None else "")
+           + (f" ({channel})" if channel else "") + sampled, 10)
 
 
 def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = None, layer: int | None = None) -> Any:
@@ -152,11 +211,11 @@ def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = No
     if kind == "grid":
         figure = _figure(min(16, 2 + len(routing) / 40) + 1, 1 + 0.18 * max(routing.layers, 4))  # + 1: the key
         _grid(figure.add_subplot(), routing, channel)
-        return _whole_ticks(figure)
+        return _grown(_whole_ticks(figure))
     if kind == "load":
         figure = _figure(10, 3 if layer is not None else 1 + 0.2 * max(routing.layers, 4))
         _load(figure.add_subplot(), figure, routing, channel, layer)
-        return _whole_ticks(figure)
+        return _grown(_whole_ticks(figure))
     raise ValueError(f"kind must be 'grid' or 'load', not {kind!r}")
 
 
@@ -171,8 +230,8 @@ def view_figure(routing: Any) -> Any:
     step = max(1, -(-len(routing) * routing.layers * routing.top_k // _MAX_PICKS))
     _load(bottom, figure, routing.select(slice(None, None, step)) if step > 1 else routing, None, None,
           f" (one token in {step})" if step > 1 else "")
-    figure.suptitle(repr(routing), fontsize=9, parse_math=False)
-    return _whole_ticks(figure)
+    _title(figure, repr(routing), 9)
+    return _grown(_whole_ticks(figure))
 
 
 # ---------------------------------------------------------------- analyses
@@ -187,7 +246,7 @@ def draw(kind: str, result: Any, **options: Any) -> Any:
     if kind not in painters:
         raise ValueError(f"no figure for {kind!r}")
     _check_options(kind, painters[kind], options, getattr(result, "figure_options", {}))
-    return _whole_ticks(painters[kind](result, **options))
+    return _grown(_whole_ticks(painters[kind](result, **options)))
 
 
 def _check_options(kind: str, painter: Any, options: dict[str, Any], own: dict[str, Any]) -> None:
@@ -223,7 +282,7 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layer
     colors = expert_colormap(max(num_experts, 1))
     for ax, expert in zip(axes, experts):
         part = rows[rows["expert"] == expert].sort_values("rank")
-        ax.set_title(f"expert {expert}", fontsize=9)
+        _title(ax, f"expert {expert}", 9)
         if not len(part):  # chosen for no token counted (or none seen min_count times)
             _say(ax, "no tokens")
             continue
@@ -233,7 +292,7 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layer
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes[len(experts):]:
         ax.set_visible(False)
-    figure.suptitle(f"tokens each expert is chosen for most, layer {layer}", fontsize=10)
+    _title(figure, f"tokens each expert is chosen for most, layer {layer}", 10)
     return figure
 
 
@@ -273,16 +332,15 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
             image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
         else:
             _say(ax, "no experts")
-        ax.set_title(f"{label} ({tokens.get(label, '?')} tokens)", fontsize=9, parse_math=False)
+        _title(ax, f"{label} ({tokens.get(label, '?')} tokens)", 9)
         ax.set_xlabel("expert", fontsize=8)
         ax.set_ylabel("layer", fontsize=8)
     for ax in axes[len(labels):]:
         ax.set_visible(False)
     if image is not None:
         figure.colorbar(image, ax=axes[: len(labels)].tolist(), label="log2 load vs all tokens", shrink=0.8)
-    figure.suptitle("which experts each label uses more (red) or less (blue) than all tokens"
-                    + (f" ({len(labels)} of {len(every)} labels: those with most tokens)" if len(labels) < len(every)
-                       else ""), fontsize=10)
+    _title(figure, "which experts each label uses more (red) or less (blue) than all tokens"
+           + (f" ({len(labels)} of {len(every)} labels: those with most tokens)" if len(labels) < len(every) else ""), 10)
     return figure
 
 
@@ -321,7 +379,7 @@ def _transitions(table: Any, layer: int = 0, measure: str = "tokens", **_: Any) 
                                  else "")
     ax.set_xlabel(f"expert in layer {layer + 1}")
     ax.set_ylabel(f"expert in layer {layer}")
-    ax.set_title(f"transitions from layer {layer} to {layer + 1}", fontsize=10)
+    _title(ax, f"transitions from layer {layer} to {layer + 1}", 10)
     return figure
 
 
@@ -357,7 +415,7 @@ def _route_changes(table: Any, cells: Any = None, **_: Any) -> Any:
         _say(ax, "no layers" if len(cells) else "no tokens")
     ax.set_xlabel("token")
     ax.set_ylabel("layer")
-    ax.set_title("where the route changed (black: top-k set differs)", fontsize=10)
+    _title(ax, "where the route changed (black: top-k set differs)", 10)
     return figure
 
 
@@ -368,10 +426,11 @@ def _expert_card(card: Any, **_: Any) -> Any:
     tokens.barh(np.arange(len(card.tokens))[::-1], card.tokens["count"], color=color)
     tokens.set_yticks(np.arange(len(card.tokens))[::-1], [_token_text(t) for t in card.tokens["text"]], fontsize=7,
                       parse_math=False)
-    tokens.set_title("top tokens", fontsize=9)
+    _title(tokens, "top tokens", 9)
     labels.bar(np.arange(len(card.labels)), card.labels["chose"], color=color)
-    labels.set_xticks(np.arange(len(card.labels)), card.labels["label"], rotation=45, fontsize=7, parse_math=False)
-    labels.set_title("share of each label's tokens", fontsize=9)
+    labels.set_xticks(np.arange(len(card.labels)), [_label_text(label) for label in card.labels["label"]], rotation=45,
+                      fontsize=7, parse_math=False)
+    _title(labels, "share of each label's tokens", 9)
     for frame, name, offset in ((card.previous, f"from layer {card.layer - 1}", -0.2),
                                 (card.next, f"to layer {card.layer + 1}", 0.2)):
         if len(frame):
@@ -379,11 +438,10 @@ def _expert_card(card: Any, **_: Any) -> Any:
             for i, expert in enumerate(frame["expert"]):
                 moves.annotate(str(expert), (i + offset, 0), ha="center", va="bottom", fontsize=8)
     moves.set_xticks([])
-    moves.set_title("top-1 experts of its tokens", fontsize=9)
+    _title(moves, "top-1 experts of its tokens", 9)
     if len(card.previous) or len(card.next):  # an expert no token chose: a legend of nothing warned
         moves.legend(fontsize=7)
-    figure.suptitle(f"expert {card.expert} of layer {card.layer}: {card.picks} picks ({card.share:.1%} of the layer)",
-                    fontsize=10)
+    _title(figure, f"expert {card.expert} of layer {card.layer}: {card.picks} picks ({card.share:.1%} of the layer)", 10)
     return figure
 
 
@@ -398,12 +456,12 @@ def _effect(effect: Any, **_: Any) -> Any:
         grid.legend(fontsize=7, loc="upper left")
     grid.set_xlabel("token of the turn without the intervention")
     grid.set_ylabel("layer")
-    grid.set_title("route changed (black)", fontsize=9)
+    _title(grid, "route changed (black)", 9)
     lines.plot(effect.agreement["overlap"], np.arange(len(effect.agreement)), marker="o")
     lines.set_ylim(len(effect.agreement) - 0.5, -0.5)
     lines.set_xlim(0, 1.02)
     lines.set_xlabel("top-k overlap")
-    figure.suptitle(effect.intervention.describe(), fontsize=10)
+    _title(figure, effect.intervention.describe(), 10)
     return figure
 
 
@@ -418,8 +476,9 @@ def _token_effect(table: Any, by: str = "label", **_: Any) -> Any:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel("mean log-probability change (nats)")
     counts = groups.size()
-    ax.set_xticks(range(len(means)), [f"{x}\n({counts[x]} tokens)" for x in means.index], fontsize=8, parse_math=False)
-    ax.set_title("how the intervention changes the model's confidence in each kind of token (± s.e.)", fontsize=9)
+    ax.set_xticks(range(len(means)), [f"{_label_text(x)}\n({counts[x]} tokens)" for x in means.index], fontsize=8,
+                  parse_math=False)
+    _title(ax, "how the intervention changes the model's confidence in each kind of token (± s.e.)", 9)
     return figure
 
 
