@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gptoss_lab.routing import Routing, parse_ablate
+from gptoss_lab.routing import Routing, load, parse_ablate
 from gptoss_lab.routing.analysis import result_table
 from gptoss_lab.widgets.routing_figures import view_figure
 
@@ -50,3 +50,49 @@ def test_figures_of_long_labels_and_interventions_keep_their_titles_in_the_pictu
     assert _cut(figure) == []
     if kind == "view":   # the whole summary is there, in lines
         assert "".join(figure.texts[0].get_text().split()) == "".join(repr(r).split())
+
+
+def test_the_saved_output_of_an_ablated_turn_says_so(random_checkpoint, monkeypatch):
+    """The routing view's output of a turn run with `--ablate` in JupyterLab (a front end draws the views) was put
+    in place when the turn's labels came, before the record knew its intervention: the saved notebook's picture and
+    summary said "Routing(…)" as for the model's own routing (nbclient's, updated later, said it). A record's views
+    are told when its intervention is set."""
+    from gptoss_lab import Session
+    from gptoss_lab.engines.local import LocalEngine
+    from gptoss_lab.events import TurnStart
+    from gptoss_lab.widgets.view import NotebookView
+
+    monkeypatch.setattr(NotebookView, "drawn_here", True)   # as after a front end drew a view
+    outputs: list[dict] = []
+
+    class Output:
+        def update(self, bundle: dict, raw: bool = False) -> None:
+            outputs.append(bundle)
+
+    class Lab:
+        """What the chat view does with the routing of a turn as it starts: shows its view in an output (a fake)."""
+        stop_requested = False
+
+        def handle(self, event: Any) -> None:
+            if isinstance(event, TurnStart) and event.routing is not None:
+                event.routing.view()._handle = Output()
+
+        def approve(self, call: Any) -> None:
+            return None
+
+    session = Session(LocalEngine.from_pretrained(str(random_checkpoint), dtype="float32"), tools="none")
+    reply = session.ask("hi", routing=True, intervene="-1:3", max_new_tokens=3, view=Lab())
+    said = "routed under an intervention: disable expert 3 in the last layer"
+    assert reply.routing.intervention == "disable expert 3 in the last layer"
+    assert said in outputs[-1]["text/plain"] and outputs[-1]["image/png"][:4] == b"\x89PNG"
+
+
+def test_an_intervention_written_by_hand_is_text_that_saves_and_loads_back(tmp_path):
+    """`r.intervention = 5` was kept, saved, and refused on load ("meta.json's intervention is not a text"); a lone
+    surrogate (text from an undecodable file name) the same: refused when set, kept as text that loads."""
+    r = Routing([1, 2], np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["text"] * 2, num_experts=1)
+    with pytest.raises(TypeError, match=r"^intervention is how the routers were changed, in words, not 5 \(int\)$"):
+        r.intervention = 5
+    r.intervention = "disable expert 0 in \udc80 layer 1"
+    r.save(tmp_path / "r")
+    assert load(tmp_path / "r").intervention == r.intervention == "disable expert 0 in \\udc80 layer 1"

@@ -157,7 +157,7 @@ class Routing:
         self._family: tuple[Any, ...] | None = None  # (the record's serial, selection, experts) of a part
         self.num_experts = num_experts
         self._owned = True                           # buffers are ours to write and grow (not a view or a file)
-        self.intervention = ""                       # how the routers were changed while recorded, in words
+        self._intervention = ""                      # see `intervention`
         self._observers: list[Callable[[str, int], None]] = []
         tokens = _token_ids(tokens)
         if len(tokens) or experts is not None:  # no tokens yet in a given shape keeps its [layers, k]
@@ -241,6 +241,19 @@ class Routing:
         self._num_experts = value
         self._changed()
 
+    @property
+    def intervention(self) -> str:
+        """How the routers were changed while this was recorded, in words ("" = as the model routes)."""
+        return self._intervention
+
+    @intervention.setter
+    def intervention(self, words: str) -> None:
+        # views are told: a turn's record learns it as the turn ends, after its view's output was put in place
+        if not isinstance(words, str):  # saved, then refused on load ("meta.json's intervention is not a text")
+            raise TypeError(f"intervention is how the routers were changed, in words, not {analysis.described(words)}")
+        self._intervention = harmony.clean(words)
+        self._notify("intervention", 0)
+
     def __len__(self) -> int:
         return self._n
 
@@ -280,7 +293,7 @@ class Routing:
         part = Routing.from_arrays(self.tokens[which], self.experts[which], self._weights[: self._n][which],
                                    self._codes[: self._n][which], self._names, num_experts=self.num_experts)
         part._family = (self._serial, key, part.num_experts)
-        part.intervention = self.intervention
+        part._intervention = self._intervention
         return part
 
     def _code(self, labels: Sequence[str], names: Sequence[str] | None = None) -> np.ndarray:
@@ -383,7 +396,7 @@ class Routing:
 
     def observe(self, callback: Callable[[str, int], None]) -> None:
         """Call `callback(kind, start)` after each change: kind "append" (tokens from `start` are
-        new), "labels" (labels changed) or "reset" (tokens were dropped)."""
+        new), "labels" (labels changed), "intervention" (its words changed) or "reset" (tokens were dropped)."""
         self._observers.append(callback)
 
     def unobserve(self, callback: Callable[[str, int], None]) -> None:

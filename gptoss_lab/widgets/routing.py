@@ -145,6 +145,9 @@ class RoutingView(NotebookView):
             self.syncs += 1
 
     def _changed(self, kind: str, start: int) -> None:
+        if kind == "intervention":  # the record's summary changed: the output's picture and text say it
+            self.finish_output()
+            return
         if kind != "append":
             self._snapshot()
             if kind == "labels":
