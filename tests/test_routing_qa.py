@@ -85,6 +85,7 @@ def test_the_saved_output_of_an_ablated_turn_says_so(random_checkpoint, monkeypa
     said = "routed under an intervention: disable expert 3 in the last layer"
     assert reply.routing.intervention == "disable expert 3 in the last layer"
     assert said in outputs[-1]["text/plain"] and outputs[-1]["image/png"][:4] == b"\x89PNG"
+    assert reply.routing.view().intervention == "disable expert 3 in the last layer"   # what the live view says
 
 
 def test_an_intervention_written_by_hand_is_text_that_saves_and_loads_back(tmp_path):

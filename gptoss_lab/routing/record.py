@@ -32,6 +32,7 @@ MAX_LAYERS = 1024  # layers of a record at most (models have tens): an 843-byte 
                    # its load() take 145 MB, and a view lists every layer in its menu
 MAX_TOP_K = 256  # experts a token picks per layer at most (models pick 1-16): co-activation counts k² pairs
 _REPR_LABELS = 8  # labels a record's repr names at most (the rest are counted)
+_SHOWN_WORDS = 300  # characters of its intervention a record's summary shows at most (a file's may hold megabytes)
 MAX_LABEL = 100  # characters of a label: a view sends each token's (a 10,000-character one: 200 MB for 20,000 tokens)
 _SERIALS = itertools.count()  # a record's contents' number: a new one after each change
 _PART_VIEWS: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()  # see Routing.view
@@ -245,6 +246,12 @@ class Routing:
     def intervention(self) -> str:
         """How the routers were changed while this was recorded, in words ("" = as the model routes)."""
         return self._intervention
+
+    @property
+    def intervention_shown(self) -> str:
+        """`intervention` as the record's summaries say it (its repr, its view's): at most 300 characters."""
+        words = self._intervention
+        return words if len(words) <= _SHOWN_WORDS else words[:_SHOWN_WORDS] + " …"
 
     @intervention.setter
     def intervention(self, words: str) -> None:
@@ -519,8 +526,7 @@ class Routing:
         parts = ", ".join(f"{self._names[i] or '?'} {counts[i]}" for i in order[:_REPR_LABELS])
         if len(order) > _REPR_LABELS:  # 255 labels made a 2,500-character line (and the still image's title)
             parts += f" and {len(order) - _REPR_LABELS} more labels"
-        words = self.intervention if len(self.intervention) <= 300 else self.intervention[:300] + " …"
-        under = f"; routed under an intervention: {words}" if words else ""
+        under = f"; routed under an intervention: {self.intervention_shown}" if self.intervention else ""
         return (f"Routing({self._n} tokens × {self.layers} layers × top-{self.top_k} of "
                 f"{self.num_experts} experts" + (f"; {parts}" if parts else "") + under + ")")
 

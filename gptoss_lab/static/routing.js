@@ -115,6 +115,7 @@ class RoutingGrid {
       "change:experts": () => this.loadSnapshot(), "change:labels": () => this.loadSnapshot(),
       "change:channel": () => { this.shares = null; this.refresh(); }, "change:layer": () => { this.shares = null; this.refresh(); },
       "change:selected": () => { this.followSelected(); this.schedule(); }, "change:zoom": () => this.refresh(), "change:total": () => this.refresh(),
+      "change:intervention": () => this.refresh(),
       "msg:custom": (msg, buffers) => this.onMessage(msg, buffers),
     };
     for (const [name, fn] of Object.entries(this.handlers)) m.on(name, fn);
@@ -294,8 +295,9 @@ class RoutingGrid {
     const channel = this.model.get("channel");
     this.loadScope.textContent = channel ? `of the ${d.labels.filter((x) => x === channel).length} ${shownLabel(channel)} tokens only` : "";
     const total = Math.max(this.model.get("total"), d.n);
+    const under = this.model.get("intervention");   // an ablated turn's grid read as the model's own routing
     this.summary.textContent = `${d.n} tokens × ${d.L} layers × top-${d.k} of ${d.E} experts`
-      + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "");
+      + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "") + (under ? `; routed under an intervention: ${under}` : "");
     this.legend.replaceChildren(...legend(d));
     const fit = Math.min(this.fitCell(), MAX_CELL), cell = this.cell();
     this.zoomRange.value = String(fit >= MAX_CELL ? 0 : Math.round((1000 * Math.log(cell / fit)) / Math.log(MAX_CELL / fit)));

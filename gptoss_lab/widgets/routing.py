@@ -40,6 +40,7 @@ class RoutingView(NotebookView):
     top_k = traitlets.Int(0).tag(sync=True)
     num_experts = traitlets.Int(0).tag(sync=True)
     total = traitlets.Int(0).tag(sync=True)         # tokens in the record (the view shows the first `_shown()`)
+    intervention = traitlets.Unicode("").tag(sync=True)  # how its routers were changed, in words ("" = the model's own)
     experts = traitlets.Bytes(b"").tag(sync=True)   # uint16 [tokens, layers, k]; 65535 = empty slot
     weights = traitlets.Bytes(b"").tag(sync=True)   # float32 [tokens, layers, k]
     strings = traitlets.List(traitlets.Unicode()).tag(sync=True)
@@ -137,6 +138,7 @@ class RoutingView(NotebookView):
             experts, weights = _pack(part)
             with self.hold_sync():
                 self.layers, self.top_k, self.num_experts, self.total = r.layers, r.top_k, r.num_experts, len(r)
+                self.intervention = r.intervention_shown
                 self.experts, self.weights = experts, weights
                 self.strings, self.labels = part.strings, part.labels
                 if self.selected >= len(r):  # the token was dropped (a regenerated turn)
@@ -145,7 +147,8 @@ class RoutingView(NotebookView):
             self.syncs += 1
 
     def _changed(self, kind: str, start: int) -> None:
-        if kind == "intervention":  # the record's summary changed: the output's picture and text say it
+        if kind == "intervention":  # the record's summary changed: the view, the output's picture and text say it
+            self.intervention = self.routing.intervention_shown
             self.finish_output()
             return
         if kind != "append":

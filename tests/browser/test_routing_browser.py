@@ -943,3 +943,28 @@ routing.view()
     legend = in_sight(page.locator(".gptoss-routing .gr-legend"))
     assert legend.inner_text().startswith("cells: top-1 expert"), legend.inner_text()
     legend.screenshot(path="/tmp/gptoss_lab-routing-legend-unlabelled.png")
+
+
+ABLATED = """
+import numpy as np
+from gptoss_lab.routing import Routing, parse_ablate
+routing = Routing(np.arange(1000, 1010), np.zeros((10, 2, 2), int) + [0, 1], np.full((10, 2, 2), 0.5), ["final"] * 10,
+                  num_experts=8)
+routing.intervention = parse_ablate("-1:7").describe()
+routing.view()
+"""
+
+
+def test_the_view_of_an_ablated_record_says_so(lab_notebook, kernel_run):
+    """The grid of a turn run with `--ablate` (or of a record saved from one) said "10 tokens × 2 layers × top-2 of
+    8 experts" as for the model's own routing, while its text and picture said "routed under an intervention: …";
+    a researcher reading the live view took the ablated routing for the model's. The summary says it, and follows
+    the record (a turn's record learns it as the turn ends)."""
+    page = lab_notebook([ABLATED], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    summary = page.locator(".gptoss-routing .gr-summary")
+    assert summary.inner_text() == ("10 tokens × 2 layers × top-2 of 8 experts; routed under an intervention: "
+                                    "disable expert 7 in the last layer")
+    page.locator(".gptoss-routing").screenshot(path="/tmp/gptoss_lab-routing-ablated.png")
+    kernel_run("routing.intervention = ''")
+    page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-summary').innerText === "
+                           "'10 tokens × 2 layers × top-2 of 8 experts'", timeout=10_000)
