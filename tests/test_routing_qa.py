@@ -97,3 +97,32 @@ def test_an_intervention_written_by_hand_is_text_that_saves_and_loads_back(tmp_p
     r.intervention = "disable expert 0 in \udc80 layer 1"
     r.save(tmp_path / "r")
     assert load(tmp_path / "r").intervention == r.intervention == "disable expert 0 in \\udc80 layer 1"
+
+
+def test_compare_says_in_one_line_why_it_cannot_measure(random_checkpoint):
+    """`compare(session, prompt, intervene=...)` ran its turn "with" under two interventions, which failed, and then
+    raised AttributeError "'NoneType' object has no attribute 'tokens'"; any turn of compare's that failed did too.
+    Now the option is refused, and a failed turn is said with why it failed; the conversation is left as it was."""
+    from gptoss_lab import Session
+    from gptoss_lab.engines.local import LocalEngine
+    from gptoss_lab.routing import disable
+    from gptoss_lab.session import TurnError
+
+    session = Session(LocalEngine.from_pretrained(str(random_checkpoint), dtype="float32"), tools="none")
+    ablate = disable({-1: [3]})
+    with pytest.raises(ValueError, match=r"^compare: intervene= would route both turns under another intervention; "
+                                         r"compare measures one against none: combine them, \(a \| b\)\.compare"):
+        ablate.compare(session, "hi", intervene="0:1", max_new_tokens=3)
+    stream, calls = session.engine.stream, []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 2:   # the turn with the intervention
+            raise RuntimeError("the accelerator fell over")
+        return stream(*args, **kwargs)
+
+    session.engine.stream = failing
+    with pytest.raises(TurnError, match=r"^compare: the turn with the intervention failed: RuntimeError: the "
+                                        r"accelerator fell over$"):
+        ablate.compare(session, "hi", max_new_tokens=3)
+    assert session.replies == [] and len(calls) == 2

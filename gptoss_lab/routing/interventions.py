@@ -355,6 +355,9 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     if options.get("new"):   # `ask(new=True)` forgets the conversation, which compare then could not put back
         raise ValueError("compare: new=True would forget your conversation; compare measures this turn's own answer "
                          "in any conversation (s.reset() first for none)")
+    if options.get("intervene") is not None:   # the turn "with" failed under two, the one "without" was under one
+        raise ValueError("compare: intervene= would route both turns under another intervention; compare measures "
+                         "one against none: combine them, (a | b).compare(session, prompt)")
     plan = intervention.check(model)
     quiet = SimpleNamespace(stop_requested=False, handle=lambda event: None, approve=lambda call: None)  # shows nothing
     options = {"temperature": 0, **options, "routing": True, "view": quiet}
@@ -370,6 +373,12 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
         finally:  # compare's turn is taken back, so `regenerate` and `rewind` act on the user's own last turn
             while len(session.replies) > asked:
                 session.rewind()
+    for applied, reply in zip(("without", "with"), replies):   # a failed turn has no routing to measure: an AttributeError
+        if reply.routing is None:
+            from ..session import TurnError
+
+            raise TurnError(f"compare: the turn {applied} the intervention "
+                            + (f"failed: {reply.failed}" if reply.failed else "recorded no routing"))
     unasked = [c.recipient for r in replies for c in r.tool_calls if c.status == "skipped"
                and any("nobody could approve it" in e for e in r.errors)]
     if unasked:   # both answers measured a turn whose call was skipped: "nobody could give" approval, said by neither
