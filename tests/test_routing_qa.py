@@ -126,3 +126,13 @@ def test_compare_says_in_one_line_why_it_cannot_measure(random_checkpoint):
                                         r"accelerator fell over$"):
         ablate.compare(session, "hi", max_new_tokens=3)
     assert session.replies == [] and len(calls) == 2
+
+
+def test_selecting_no_token_positions_is_the_empty_record():
+    """`r.select([i for i in ... if ...])` that found no token raised numpy's "arrays used as indices must be of
+    integer (or boolean) type" (an empty list is an array of floats); it is the record of no tokens, in its shape."""
+    r = _long_record()
+    for none in ([], (), range(0), [i for i in range(len(r)) if r.labels[i] == "final"]):
+        part = r.select(none)
+        assert (len(part), part.layers, part.top_k, part.num_experts) == (0, 4, 2, 8)
+        assert part.load().counts.sum() == 0 and part.intervention == r.intervention

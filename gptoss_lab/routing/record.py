@@ -292,6 +292,8 @@ class Routing:
             if which.dtype.kind in "iu" and which.size and not -self._n <= which.min() <= which.max() < self._n:
                 wrong = int(which.max() if which.max() >= self._n else which.min())
                 raise IndexError(f"this record has tokens 0..{self._n - 1} (-1 = the last): there is no token {wrong}")
+            if not which.size:  # [] is float64: numpy's "arrays used as indices must be of integer (or boolean) type"
+                which = which.astype(np.intp)
         key = _selection(which, self._n)
         if isinstance(which, slice):
             start, stop, step = which.indices(self._n)
