@@ -136,3 +136,21 @@ def test_selecting_no_token_positions_is_the_empty_record():
         part = r.select(none)
         assert (len(part), part.layers, part.top_k, part.num_experts) == (0, 4, 2, 8)
         assert part.load().counts.sum() == 0 and part.intervention == r.intervention
+
+
+def test_a_corpus_routed_under_an_intervention_says_so_in_each_of_its_records(random_checkpoint, tmp_path):
+    """A corpus routed in memory under an intervention said so (its repr), but its records did not: `corpus[0]`,
+    `corpus.combined`, their views and `combined.save(...)` read as the model's own routing, while the same corpus
+    routed with path= said it in each."""
+    from gptoss_lab.engines.local import LocalEngine
+    from gptoss_lab.routing import disable, route
+
+    engine = LocalEngine.from_pretrained(str(random_checkpoint), dtype="float32")
+    with disable({-1: [3]}).apply(engine):
+        corpora = [route(["hello there", "two"], engine, progress=False, path=path) for path in (None, tmp_path / "c")]
+    said = "disable expert 3 in layer 3"   # the plan the model routed under, its last layer by number
+    for corpus in corpora:
+        assert corpus[0].intervention == corpus.combined.intervention == said
+        assert repr(corpus[1]).endswith(f"; routed under an intervention: {said})")
+    corpora[0].combined.save(tmp_path / "combined")
+    assert load(tmp_path / "combined").intervention == said

@@ -343,6 +343,8 @@ class _Store:
         self.meta["seconds"] = round(seconds, 3)
         if self.writer is None:
             offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+            # its texts' records say it, as those of a corpus read from a folder do (they read as the model's own)
+            self.routing.intervention = self.meta.get("intervention", "")
             return Corpus(self.routing, offsets, self.labels, self.meta)
         self._spill()
         self.writer.meta.update(self.meta)
