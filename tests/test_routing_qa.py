@@ -102,7 +102,8 @@ def test_an_intervention_written_by_hand_is_text_that_saves_and_loads_back(tmp_p
 def test_compare_says_in_one_line_why_it_cannot_measure(random_checkpoint):
     """`compare(session, prompt, intervene=...)` ran its turn "with" under two interventions, which failed, and then
     raised AttributeError "'NoneType' object has no attribute 'tokens'"; any turn of compare's that failed did too.
-    Now the option is refused, and a failed turn is said with why it failed; the conversation is left as it was."""
+    Now the option is refused, and a failed turn is said with why it failed; the conversation is left as it was.
+    The routing of the turn's tokens with the intervention (`effect.routing[1]`) said nothing of it, saved or shown."""
     from gptoss_lab import Session
     from gptoss_lab.engines.local import LocalEngine
     from gptoss_lab.routing import disable
@@ -121,6 +122,8 @@ def test_compare_says_in_one_line_why_it_cannot_measure(random_checkpoint):
             raise RuntimeError("the accelerator fell over")
         return stream(*args, **kwargs)
 
+    effect = ablate.compare(session, "hi", max_new_tokens=3)   # both routings of the turn's tokens, each as it was
+    assert [r.intervention for r in effect.routing] == ["", "disable expert 3 in the last layer"]
     session.engine.stream = failing
     with pytest.raises(TurnError, match=r"^compare: the turn with the intervention failed: RuntimeError: the "
                                         r"accelerator fell over$"):

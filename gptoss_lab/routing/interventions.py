@@ -415,6 +415,8 @@ def _measure(intervention: Intervention, prompt: str, baseline: Any, changed: An
             if name == "answer without":
                 routes[condition] = Routing(ids, experts, weights, reply.routing.labels,
                                             num_experts=reply.routing.num_experts)
+                if edits is not None:   # the record routed with it says so, saved or shown (it read as the model's own)
+                    routes[condition].intervention = intervention.describe()
         rows[name] = row
     table = pd.DataFrame(rows).T
     # this turn's tokens, every slot: cut to the common top-k, top_k(1) agreed fully in the layers it changed
