@@ -36,17 +36,19 @@ def _cut(figure: Any) -> list[str]:
 
 
 @pytest.mark.filterwarnings("error:constrained_layout not applied")   # the plots collapsed under the texts
-@pytest.mark.parametrize("kind", ["view", "grid", "load", "label_load", "label_divergence", "top_tokens",
-                                  "hot_and_cold", "route_changes", "expert_card", "token_concentration", "token_effect"])
+@pytest.mark.parametrize("kind", ["view", "grid", "load", "label_load", "label_divergence", "top_tokens", "hot_and_cold",
+                                  "route_changes", "expert_card", "token_concentration", "token_effect"])
 def test_figures_of_long_labels_and_interventions_keep_their_titles_in_the_picture(kind):
     """A title wider than its figure was drawn past both edges: the still picture of a turn run with
     `--ablate 0:0-3,1:0-3,2:0-3,3:0-3,*:5` began "final 6; routed under ..." (its token count, layers and experts cut
     off), a label's panel title ran over its neighbours', and a label's tick took the plots' room."""
     r = _long_record()
-    figure = {"view": lambda: view_figure(r), "grid": lambda: r.figure("grid", channel=WIDE),
-              "load": lambda: r.figure("load", channel=LONG), "expert_card": lambda: r.expert_card(0, 1).plot(),
-              "token_effect": lambda: result_table(pd.DataFrame({"label": [LONG, WIDE], "change": [0.5, -0.5]}),
-                                                   "token_effect").plot()}.get(kind, lambda: getattr(r, kind)(*(r,) * (kind == "route_changes")).plot())()
+    drawn = {"view": lambda: view_figure(r), "grid": lambda: r.figure("grid", channel=WIDE),
+             "load": lambda: r.figure("load", channel=LONG), "expert_card": lambda: r.expert_card(0, 1).plot(),
+             "route_changes": lambda: r.route_changes(r).plot(),
+             "token_effect": lambda: result_table(pd.DataFrame({"label": [LONG, WIDE], "change": [0.5, -0.5]}),
+                                                  "token_effect").plot()}
+    figure = drawn.get(kind, lambda: getattr(r, kind)().plot())()
     assert _cut(figure) == []
     if kind == "view":   # the whole summary is there, in lines
         assert "".join(figure.texts[0].get_text().split()) == "".join(repr(r).split())

@@ -49,7 +49,8 @@ class Table(pd.DataFrame):
         return draw(self.figure_kind, self, **{**self.figure_options, **options})
 
     def _repr_html_(self) -> str | None:
-        """pandas' HTML table, out of the notebook's MathJax: a label or token text "$…$" was typeset as mathematics."""
+        """pandas' HTML table, out of the notebook's MathJax: a label or token text "$…$" was typeset as
+        mathematics."""
         from ..widgets.sanitize import NO_TYPESETTING
 
         table = super()._repr_html_()

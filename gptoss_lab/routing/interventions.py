@@ -373,7 +373,7 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
         finally:  # compare's turn is taken back, so `regenerate` and `rewind` act on the user's own last turn
             while len(session.replies) > asked:
                 session.rewind()
-    for applied, reply in zip(("without", "with"), replies):   # a failed turn has no routing to measure: an AttributeError
+    for applied, reply in zip(("without", "with"), replies):   # a failed turn has no routing: an AttributeError
         if reply.routing is None:
             from ..session import TurnError
 

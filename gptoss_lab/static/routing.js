@@ -297,7 +297,8 @@ class RoutingGrid {
     const total = Math.max(this.model.get("total"), d.n);
     const under = this.model.get("intervention");   // an ablated turn's grid read as the model's own routing
     this.summary.textContent = `${d.n} tokens × ${d.L} layers × top-${d.k} of ${d.E} experts`
-      + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "") + (under ? `; routed under an intervention: ${under}` : "");
+      + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "")
+      + (under ? `; routed under an intervention: ${under}` : "");
     this.legend.replaceChildren(...legend(d));
     const fit = Math.min(this.fitCell(), MAX_CELL), cell = this.cell();
     this.zoomRange.value = String(fit >= MAX_CELL ? 0 : Math.round((1000 * Math.log(cell / fit)) / Math.log(MAX_CELL / fit)));

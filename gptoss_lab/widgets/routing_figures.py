@@ -339,8 +339,8 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
         ax.set_visible(False)
     if image is not None:
         figure.colorbar(image, ax=axes[: len(labels)].tolist(), label="log2 load vs all tokens", shrink=0.8)
-    _title(figure, "which experts each label uses more (red) or less (blue) than all tokens"
-           + (f" ({len(labels)} of {len(every)} labels: those with most tokens)" if len(labels) < len(every) else ""), 10)
+    shown = f" ({len(labels)} of {len(every)} labels: those with most tokens)" if len(labels) < len(every) else ""
+    _title(figure, "which experts each label uses more (red) or less (blue) than all tokens" + shown, 10)
     return figure
 
 
@@ -441,7 +441,8 @@ def _expert_card(card: Any, **_: Any) -> Any:
     _title(moves, "top-1 experts of its tokens", 9)
     if len(card.previous) or len(card.next):  # an expert no token chose: a legend of nothing warned
         moves.legend(fontsize=7)
-    _title(figure, f"expert {card.expert} of layer {card.layer}: {card.picks} picks ({card.share:.1%} of the layer)", 10)
+    _title(figure, f"expert {card.expert} of layer {card.layer}: {card.picks} picks ({card.share:.1%} of the layer)",
+           10)
     return figure
 
 
