@@ -992,6 +992,34 @@ def test_the_code_cannot_prompt_in_the_notebook(kernel, code, said):
 
 
 @pytest.mark.kernel
+def test_what_the_codes_displays_show_is_text_and_images_never_live_html(kernel):
+    """`display(HTML(...))`, Javascript, Markdown, a bare publish or a cell the code runs put the model's HTML and
+    script in the page (JupyterLab trusts what the running kernel shows), from a thread it left running into the
+    user's later cell too: each shows its text only. The user's own HTML is shown as it was."""
+    km, kc = kernel
+
+    def shown(code: str) -> list[dict]:
+        bundles: list[dict] = []
+        reply = kc.execute_interactive(code, timeout=60, output_hook=lambda msg: bundles.append(msg["content"]["data"])
+                                       if msg["msg_type"] in ("display_data", "execute_result") else None)
+        assert reply["content"]["status"] == "ok"
+        return bundles
+
+    code = ("import threading, time\nfrom IPython.display import display, HTML, Javascript, Markdown\n"
+            "display(HTML('<img src=x onerror=alert(1)>'), Javascript('alert(2)'), Markdown('<img src=y onerror=alert(3)>'))\n"
+            "get_ipython().display_pub.publish({'text/html': '<script>alert(4)</script>'})\n"
+            "get_ipython().run_cell('HTML(\"<script>alert(5)</script>\")')\n"
+            "threading.Thread(target=lambda: (time.sleep(0.5), display(HTML('<script>alert(6)</script>')))).start()")
+    bundles = shown(f"r = turn({code!r}, timeout=5)")
+    assert [sorted(bundle) for bundle in bundles] == [["text/plain"]] * 5, bundles
+    assert "text/html: not shown" in bundles[3]["text/plain"]
+    later = shown("import time\nfrom IPython.display import display, HTML\ntime.sleep(1)\ndisplay(HTML('<b>mine</b>'))")
+    assert [sorted(bundle) for bundle in later] == [["text/plain"], ["text/html", "text/plain"]], later
+    assert later[1]["text/html"] == "<b>mine</b>"
+    _assert_alive_and_answering(km, kc)
+
+
+@pytest.mark.kernel
 @pytest.mark.parametrize(("code", "status", "said"), [
     ("import builtins\nvars(builtins).clear()\n1", "done", "1\n"),
     ("import builtins\nvars(builtins).clear()", "done", ""),

@@ -22,7 +22,9 @@ watches, so the caller has its answer at the timeout whatever the code does:
   refused in the code's threads (`ExitRefused`, a SystemExit: the code stops there, as it would have);
   the kernel's and the user's threads still get the real functions. `input()`, `getpass()` and the
   kernel's own `raw_input`/`getpass`/`_input_request` raise EOFError there: the code cannot put a
-  prompt in front of the user. Its `os.write` to descriptors 1 and 2 goes into its bounded output, as
+  prompt in front of the user. What it displays in the notebook is its text and images only, never live HTML
+  or script (the kernel's `Session.send` stands in: see `displays`). Its `os.write` to descriptors 1 and 2 goes
+  into its bounded output, as
   its prints do (`sys.stdout` hides the kernel's stream, which the code could close), and so does what
   its subprocesses write there: while runs go on, 1 and 2 are a pipe into the output (`_Descriptors`).
   The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
@@ -109,6 +111,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
+
+from .displays import inert_message
 
 try:
     import resource
@@ -799,6 +803,7 @@ def _patch_table() -> list[tuple[Any, str]]:
     table += [(owner, "open") for owner in (builtins, io, sys.modules.get("_io"))]  # os.fdopen calls io.open
     kernel = getattr(sys.modules.get("ipykernel.kernelbase"), "Kernel", None)  # its own prompts, as methods
     table += [(kernel, name) for name in ("raw_input", "getpass", "_input_request")]
+    table.append((getattr(sys.modules.get("jupyter_client.session"), "Session", None), "send"))  # displays: inert
     for module in (os, sys.modules.get("posix") or sys.modules.get("nt")):
         table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve",
                                               "close", "closerange", "dup2", "write", "register_at_fork")]
@@ -1415,6 +1420,8 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
                 return _GUARDS.at_fork(original, *args, **kwargs)
             if name in _STARTS:
                 return _start_seen(original, *args, **kwargs)
+            if name == "send":
+                return _send_inert(original, *args, **kwargs)
             args, kwargs = tuple(map(_plain, args)), {key: _plain(value) for key, value in kwargs.items()}
             if name == "write" and len(args) == 2 and args[0] in (1, 2):
                 return _GUARDS.write(original, *args)
@@ -1455,6 +1462,13 @@ def _start_seen(start: Callable[..., int], function: Any, args: Any, kwargs: Any
     thread = threading.Thread(target=function, args=args, kwargs=kwargs, daemon=True)
     thread.start()
     return thread.ident or 0
+
+
+def _send_inert(send: Callable[..., Any], session: Any, stream: Any, msg_or_type: Any, content: Any = None,
+                *args: Any, **kwargs: Any) -> Any:
+    """The kernel's Session.send from the model's threads: what its displays show is text and images only
+    (`displays.inert`); `display(HTML(...))` put live HTML and script in the page."""
+    return send(session, stream, *inert_message(msg_or_type, content), *args, **kwargs)
 
 
 def _open_fds() -> dict[int, tuple[int, int]]:

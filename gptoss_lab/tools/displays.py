@@ -1,0 +1,42 @@
+"""What the model's code displays in the notebook, kept inert: text and pictures only.
+
+The code's `display(HTML(...))`, `Javascript`, `Markdown`, a widget's view or an `execute_result` of a cell it runs
+reached the page as live HTML and script (JupyterLab trusts what the running kernel shows), also from a thread it
+left running, into the user's later cells. `containment` sends the displays of the model's threads through
+`inert_message`: their text and images are shown (a matplotlib figure still is), the rest is named, not shown.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+INERT = frozenset({"text/plain", "image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"})
+_DISPLAYS = frozenset({"display_data", "update_display_data", "execute_result"})  # the messages that carry a bundle
+
+
+def inert(data: Any) -> dict[str, Any]:
+    """A display's MIME bundle with its text and images only; where that leaves no text, a line naming what is not
+    shown."""
+    bundle = data if type(data) is dict else {}
+    kept = {mime: value for mime, value in bundle.items() if type(mime) is str and mime in INERT}
+    if "text/plain" not in kept:
+        left_out = sorted(str(mime) for mime in bundle if not (type(mime) is str and mime in INERT))
+        kept["text/plain"] = (f"[the model's code displayed {', '.join(left_out)[:200]}: not shown, only text and "
+                              "images of the model's code are]" if left_out else "")
+    return kept
+
+
+def inert_message(msg_or_type: Any, content: Any) -> tuple[Any, Any]:
+    """`Session.send`'s message (a built message, or a type and its content), its display bundle made `inert`."""
+    if type(msg_or_type) is dict:
+        header = msg_or_type.get("header")
+        kind = header.get("msg_type") if type(header) is dict else msg_or_type.get("msg_type")
+        if kind in _DISPLAYS and type(msg_or_type.get("content")) is dict:
+            return {**msg_or_type, "content": _inert_content(msg_or_type["content"])}, content
+        return msg_or_type, content
+    if type(msg_or_type) is str and msg_or_type in _DISPLAYS and type(content) is dict:
+        return msg_or_type, _inert_content(content)
+    return msg_or_type, content
+
+
+def _inert_content(content: dict[str, Any]) -> dict[str, Any]:
+    return {**content, "data": inert(content.get("data"))}
