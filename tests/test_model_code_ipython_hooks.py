@@ -75,9 +75,9 @@ def test_a_looping_hook_of_the_models_code_does_not_hold_later_cells(kernel, reg
     ("class Point:\n    pass\npoint = Point()\n"
      "get_ipython().display_formatter.formatters['text/plain'].for_type(Point, cb)", "point",
      "a text/plain printer that the model's code registered did not end within its 1 s: it is taken out."),
-    ("get_ipython().display_formatter.formatters['text/html'].for_type_by_name('collections', 'OrderedDict', cb)",
-     "import collections\ncollections.OrderedDict(a=1)",
-     "a text/html printer that the model's code registered did not end within its 1 s: it is taken out."),
+    ("get_ipython().display_formatter.formatters['text/plain'].for_type_by_name('fractions', 'Fraction', cb)",
+     "import fractions\nfractions.Fraction(1, 3)",
+     "a text/plain printer that the model's code registered did not end within its 1 s: it is taken out."),
     ("from IPython.core.formatters import BaseFormatter\nclass F(BaseFormatter):\n"
      "    def __call__(self, obj): cb()\nget_ipython().display_formatter.formatters['text/x-evil'] = F()", "7", None),
 ])
@@ -96,6 +96,35 @@ def test_a_looping_printer_of_the_models_code_does_not_hold_later_displays(kerne
     assert (said in seen) if said else ("gptoss_lab" not in seen), seen
     assert _answers(kc, show) == ""  # the value is shown as an execute_result, and again without waiting
     assert _answers(kc) == "42\n"
+
+
+def test_a_printer_of_the_models_code_never_puts_live_html_in_the_users_later_displays(kernel):
+    """An HTML, Markdown or JavaScript printer (or a whole bundle's) the model's code registers would show its script in
+    the page at the user's later `5`: it is taken out; the user's own HTML printer and the code's text printer stay."""
+    km, kc = kernel
+    register = ("f = get_ipython().display_formatter\n"
+                "f.formatters['text/html'].for_type(int, lambda x, *a: '<script>alert(1)</script>')\n"
+                "f.formatters['text/markdown'].for_type_by_name('decimal', 'Decimal', lambda x, *a: '<img src=x>')\n"
+                "f.formatters['application/javascript'].for_type(complex, lambda x, *a: 'alert(3)')\n"
+                "f.mimebundle_formatter.for_type(float, lambda x, *a, **k: {'text/html': '<script>4</script>'})\n"
+                "class Third:\n    pass\nthird = Third()\n"
+                "f.formatters['text/plain'].for_type(Third, lambda x, p, cycle: p.text('a third'))\nNone")
+    _answers(kc, "get_ipython().display_formatter.formatters['text/html'].for_type(bool, lambda x, *a: '<b>mine</b>')")
+    out, content = _turn(kc, register)
+    assert content["status"] == "ok" and "'status': 'done'" in out, out
+
+    def shown(code: str) -> dict:
+        bundles: list[dict] = []
+        reply = kc.execute_interactive(code, timeout=15, output_hook=lambda msg: bundles.append(msg["content"]["data"])
+                                       if msg["msg_type"] == "execute_result" else None)
+        assert reply["content"]["status"] == "ok" and len(bundles) == 1, bundles
+        return bundles[0]
+
+    for value in ("5", "import decimal\ndecimal.Decimal(2)", "1j", "1.5"):
+        assert list(shown(value)) == ["text/plain"], value
+    assert shown("third") == {"text/plain": "a third"}
+    assert shown("True")["text/html"] == "<b>mine</b>"
+    _answers(kc, "get_ipython().display_formatter.formatters['text/html'].pop(bool)")
 
 
 def test_an_error_handler_of_the_models_code_is_taken_back(kernel):

@@ -112,7 +112,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
 
-from .displays import inert_message
+from .displays import INERT, inert_message
 
 try:
     import resource
@@ -930,8 +930,9 @@ class _ShellHooks:
         """As they were, with what the code added made `_Later` (run contained, as the code was): a `post_run_cell`
         callback or an `int` printer that loops while catching every exception held the kernel for good, from the end
         of the very cell that asked the model. What it took out or replaced is put back, a replacement kept, never
-        freed (see `_TAKEN_OUT`); a formatter it added for a new MIME type, or a printer under a key whose hash or
-        comparison would run its code (not a plain class, not a name), is taken out."""
+        freed (see `_TAKEN_OUT`); a formatter it added for a new MIME type, a printer under a key whose hash or
+        comparison would run its code (not a plain class, not a name), or one whose output the page would run (HTML,
+        Markdown, JavaScript, a whole bundle: see `_shows_live`) is taken out."""
         self._put_back_methods()
         self._contain_callbacks(timeout)
         for table, before in self.tables:
@@ -955,7 +956,7 @@ class _ShellHooks:
             for key, value in now:
                 if any(key is k and value is v for k, v in before):
                     continue
-                if any(key is k for k, _ in before) or not _plain_key(key):
+                if any(key is k for k, _ in before) or not _plain_key(key) or _shows_live(what):
                     _TAKEN_OUT.append((key, value))
                 else:  # one of an earlier put-back of this run, or added now
                     kept.append((key, value if type(value) is _Later else _Later(value, what, tables, timeout)))
@@ -1019,6 +1020,14 @@ def _is_method(value: Any) -> bool:
     """A function or a method (told by its exact type: nothing of the code's runs)."""
     return type(value) in (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType,
                            staticmethod, classmethod, functools.partial)
+
+
+def _shows_live(printer: str) -> bool:
+    """Whether what a printer (`what`, "text/html printer") returns reaches the page as more than text and images:
+    the user's later `5` showed the model's `<script>` through its `int` HTML printer. `_ipython_display_` printers
+    show through `display`, which is made inert for the model's threads (see `displays`)."""
+    mime = printer.removesuffix(" printer")
+    return mime not in INERT and mime != "_ipython_display_"
 
 
 def _plain_key(key: Any) -> bool:
