@@ -992,6 +992,20 @@ def test_the_code_cannot_prompt_in_the_notebook(kernel, code, said):
 
 
 @pytest.mark.kernel
+def test_a_profiler_runs_after_a_call_the_users_and_the_codes():
+    """Each call took back an exception it had left pending (PyThreadState_SetAsyncExc with NULL), which leaves the
+    interpreter's "pending" flag set: on CPython 3.11 every traced thread then spun for good, so the user's
+    `cProfile.run` after any call held the kernel (deaf to interrupts), and the model's own profiling timed out."""
+    with started_kernel() as (km, kc):
+        _execute(kc, NEXT_TURN)
+        out, content = _execute(kc, "print(json.dumps(turn('import cProfile\\ncProfile.run(\"sum(range(9))\")\\n7', 5)))")
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["status"] == "done" and result["output"].endswith("\n7\n"), result
+        out, content = _execute(kc, "import cProfile\ncProfile.run('sum(range(9))')", timeout=15)
+        assert content["status"] == "ok" and "function calls" in out, out
+
+
+@pytest.mark.kernel
 def test_what_the_codes_displays_show_is_text_and_images_never_live_html(kernel):
     """`display(HTML(...))`, Javascript, Markdown, a bare publish or a cell the code runs put the model's HTML and
     script in the page (JupyterLab trusts what the running kernel shows), from a thread it left running into the

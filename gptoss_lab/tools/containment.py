@@ -463,12 +463,11 @@ def _poke(threads: dict[int, Any], stop: type[BaseException], *, force: bool = T
 
     The exception (PyThreadState_SetAsyncExc) is never left pending on a thread stuck in a native
     call: it is taken back after POLL seconds, because on CPython 3.11 a pending one makes every
-    *traced* thread (a debugger's, coverage's) spin until it is delivered. Taking it back leaves the
-    interpreter's "pending" flag set, so this thread then raises one into itself and catches it,
-    which clears the flag. Each `finished` is read right before its call, with no Python call in
-    between, so the GIL is not given up between the check and the raise.
+    *traced* thread (a debugger's, coverage's) spin until it is delivered (and the flag it leaves set is cleared:
+    see `_drop_pending`). Each `finished` is read right before its call, with no Python call in between, so the GIL
+    is not given up between the check and the raise.
     """
-    me, defuse, exc = _Ident(_get_ident()), _Object(_Defuse), _Object(stop)
+    exc = _Object(stop)
     targets = [(ident, thread, _Ident(ident)) for ident, thread in threads.items()]
     if force:
         _stopping.update(threads)
@@ -485,7 +484,17 @@ def _poke(threads: dict[int, Any], stop: type[BaseException], *, force: bool = T
     try:
         for _, _, target in targets:
             _set_async_exc(target, None)
-        _set_async_exc(me, defuse)
+    finally:
+        _drop_pending()
+
+
+def _drop_pending() -> None:
+    """Drop an exception left pending on this thread, and the interpreter's "pending" flag with it: taking one back
+    (PyThreadState_SetAsyncExc with NULL) leaves the flag set, and on CPython 3.11 every *traced* thread then spins
+    for good (the user's `cProfile.run(...)` or debugger after any python call held the kernel, deaf to interrupts).
+    So this thread raises one into itself and catches it, which clears the flag."""
+    try:
+        _set_async_exc(_Ident(_get_ident()), _Object(_Defuse))
         for _ in range(2):  # it arrives at the next check: after the call, at a function's start, a loop's end
             _noop()
     except _Defuse:
@@ -534,7 +543,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
                     break
                 except BaseException:  # raised into this thread by the code (PyThreadState_SetAsyncExc): it ends
                     status, attacked = "error", True
-            _set_async_exc(_Ident(_get_ident()), None)  # one it left pending is dropped
+            _drop_pending()  # one the code left pending here is dropped, and the interpreter's flag cleared
             threads = run.started()
     if ident in stuck:
         why = ("when interrupted" if status == "interrupted" else "when told" if attacked
