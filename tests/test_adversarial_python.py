@@ -992,6 +992,22 @@ def test_the_code_cannot_prompt_in_the_notebook(kernel, code, said):
 
 
 @pytest.mark.kernel
+def test_a_thread_the_code_left_running_does_not_write_into_the_users_later_cells(kernel):
+    """What a thread of the model's code printed after its call went into the user's next cells, without bound (the
+    subprocess case was already a closed pipe): it goes into the call's bounded output."""
+    km, kc = kernel
+    code = ("import sys, threading, time\ndef flood():\n    end = time.monotonic() + 1\n    while time.monotonic() < end:\n"
+            "        print('x' * 10000)\n        sys.stderr.write('y' * 10000)\n        time.sleep(0.01)\n"
+            "threading.Thread(target=flood).start()")
+    out, content = _execute(kc, f"print(json.dumps(turn({code!r})))")
+    assert content["status"] == "ok" and len(out) < 2 * MAX_OUTPUT_CHARS, out[:300]
+    assert "still running in the background" in json.loads(out.strip().splitlines()[-1])["output"]
+    out, content = _execute(kc, "import time\ntime.sleep(1.5)\nprint('mine')")
+    assert content["status"] == "ok" and out == "mine\n", out[:300]
+    _assert_alive_and_answering(km, kc)
+
+
+@pytest.mark.kernel
 def test_a_profiler_runs_after_a_call_the_users_and_the_codes():
     """Each call took back an exception it had left pending (PyThreadState_SetAsyncExc with NULL), which leaves the
     interpreter's "pending" flag set: on CPython 3.11 every traced thread then spun for good, so the user's

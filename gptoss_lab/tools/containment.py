@@ -24,9 +24,9 @@ watches, so the caller has its answer at the timeout whatever the code does:
   kernel's own `raw_input`/`getpass`/`_input_request` raise EOFError there: the code cannot put a
   prompt in front of the user. What it displays in the notebook is its text and images only, never live HTML
   or script (the kernel's `Session.send` stands in: see `displays`). Its `os.write` to descriptors 1 and 2 goes
-  into its bounded output, as
-  its prints do (`sys.stdout` hides the kernel's stream, which the code could close), and so does what
-  its subprocesses write there: while runs go on, 1 and 2 are a pipe into the output (`_Descriptors`).
+  into its bounded output, as its prints do (`sys.stdout` hides the kernel's stream, which the code could close;
+  what a thread it left running writes there after the call goes into the latest call's output, not into the user's
+  later cells), and so does what its subprocesses write there: while runs go on, 1 and 2 are a pipe into the output (`_Descriptors`).
   The code runs off the main thread, so it cannot change signal handlers at all (Python allows that
   only on the main thread); the user's interrupt (SIGINT) still reaches the watcher and stops it.
 - After each run (and before the lab's own clean-up, which runs their code) the attributes of `builtins`,
@@ -781,7 +781,7 @@ _CHECKS: dict[str, Callable[..., str | None]] = {
                                               *(fd for fd in _GUARDS.fds if low <= fd < high)),
     "dup2": lambda fd, fd2, inheritable=True: _kernel_fd(f"os.dup2({fd}, {fd2})", fd2),
     "open": _opened_kernel_fd,
-    "write": lambda fd, data: None,  # to 1 and 2: into the run's output (see `_stand_in`); to others, as it is
+    "write": lambda fd, data: None,  # to 1 and 2 and the kernel's streams: into the run's output (see `_stand_in`)
 }
 _ALWAYS = {"exit": "exit() would end the kernel", "quit": "quit() would end the kernel",
            "_exit": "os._exit() would end the kernel's process", "abort": "os.abort() would end the kernel's process",
@@ -813,6 +813,7 @@ def _patch_table() -> list[tuple[Any, str]]:
     kernel = getattr(sys.modules.get("ipykernel.kernelbase"), "Kernel", None)  # its own prompts, as methods
     table += [(kernel, name) for name in ("raw_input", "getpass", "_input_request")]
     table.append((getattr(sys.modules.get("jupyter_client.session"), "Session", None), "send"))  # displays: inert
+    table.append((getattr(sys.modules.get("ipykernel.iostream"), "OutStream", None), "write"))  # into the output
     for module in (os, sys.modules.get("posix") or sys.modules.get("nt")):
         table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve",
                                               "close", "closerange", "dup2", "write", "register_at_fork")]
@@ -1325,11 +1326,15 @@ class _Guards:
                  for name, hook in hooks.items()}
         return register(*args, **hooks)  # (the real function's errors: arguments not by keyword, not callable)
 
-    def write(self, original: Callable[..., Any], fd: int, data: Any) -> int:
-        """os.write(1 or 2, ...) from the model's threads: into the run's bounded output, as print goes."""
+    def write(self, original: Callable[..., Any], where: Any, data: Any) -> int:
+        """os.write(1 or 2, ...) and the kernel's streams' write from the model's threads: into the latest run's
+        bounded output, as print goes (a thread the code left running printed into the user's later cells without
+        bound)."""
         if self.output is None:
-            return original(fd, data)
+            return original(where, data)
         self.settle()
+        if isinstance(data, str):
+            return self.output.write(data)
         data = memoryview(data).tobytes()
         self.output.write(data.decode(errors="replace"))
         return len(data)
@@ -1441,7 +1446,7 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
             if name == "send":
                 return _send_inert(original, *args, **kwargs)
             args, kwargs = tuple(map(_plain, args)), {key: _plain(value) for key, value in kwargs.items()}
-            if name == "write" and len(args) == 2 and args[0] in (1, 2):
+            if name == "write" and len(args) == 2 and (args[0] in (1, 2) or isinstance(args[0], io.TextIOBase)):
                 return _GUARDS.write(original, *args)
             try:
                 why = check(*args, **kwargs) if check is not None else _ALWAYS[name]
