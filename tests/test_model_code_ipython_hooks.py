@@ -157,6 +157,27 @@ def test_the_shells_and_kernels_methods_are_put_back(kernel, replace):
     assert _answers(kc, "print(type(get_ipython().run_cell).__name__)") == "method\n"
 
 
+@pytest.mark.parametrize("replace", [
+    "magics = get_ipython().magics_manager.magics\nmagics['cell']['gptoss'] = magics['line']['time'] = cb",
+    "shell = get_ipython()\nshell.register_magic_function(cb, 'cell', 'gptoss')\n"
+    "shell.register_magic_function(cb, 'line', 'time')",
+    "get_ipython().magics_manager.magics = {'line': {'time': cb}, 'cell': {'gptoss': cb}}",
+])
+def test_the_magics_the_code_replaced_are_put_back(kernel, replace):
+    """A magic the code replaced, the lab's `%%gptoss` or the user's `%time`, ran the code's function on the kernel's
+    thread at the user's next such cell, unwatched: a looping one held the kernel for good, a quiet one could show a
+    made-up answer. They are put back; a magic the code added under a new name stays, as in a cell."""
+    km, kc = kernel
+    _answers(kc, "%load_ext gptoss_lab\ns = Session(ReplayEngine('<|channel|>final<|message|>hi<|return|>'))\n"
+                 "%gptoss use s")
+    out, content = _turn(kc, LOOP.format(name="cb") + "get_ipython().register_magic_function(lambda line: "
+                             "print('mine', line), 'line', 'mine')\n" + replace + "\nNone")
+    assert content["status"] == "ok" and "'final': 'done'" in out, out
+    assert "── Answer ──\n    hi\n" in _answers(kc, "%%gptoss --text\nhello")
+    assert "Wall time" in _answers(kc, "%time 1")
+    assert _answers(kc, "%mine x") == "mine x\n"
+
+
 @pytest.mark.parametrize("schedule", [
     "get_ipython().kernel.io_loop.add_callback(cb)",
     "get_ipython().kernel.io_loop.call_later(0.2, cb)",

@@ -884,7 +884,7 @@ def _restore_all(table: dict[Any, Any], wanted: dict[Any, Any], *, if_gone: bool
 class _ShellHooks:
     """What IPython calls on the kernel's thread at later cells, as it was before a run (taken before the code runs:
     nothing of the code's runs here). `tables`: where the shell keeps it, with its handler of a cell's errors
-    (`set_custom_exc`) and its display formatters, as (table, its entries then); `lists`: event callbacks and input and
+    (`set_custom_exc`), its display formatters and its magics, as (table, its entries then); `lists`: event callbacks and input and
     AST transformers, as (what it holds, the list, its entries then); `printers`: each display formatter's printers by
     type and by type name, as (what, the table, its items then, the formatter's two tables); `objects` and `classes`:
     the shell and ipykernel's kernel, and their classes of IPython and ipykernel, with their attributes then (and
@@ -912,9 +912,15 @@ class _ShellHooks:
         self.tables = [(vars(shell), {"events": shell.events, "display_formatter": display, **shown}),
                        (callbacks, dict(callbacks)), self.formatters,
                        (shell._trait_values, {"ast_transformers": shell.ast_transformers,
-                                              "input_transformers_post": shell.input_transformers_post}),
+                                              "input_transformers_post": shell.input_transformers_post,
+                                              "magics_manager": shell.magics_manager}),
                        (display._trait_values, {name: getattr(display, name) for name in
                                                 ("formatters", "mimebundle_formatter", "ipython_display_formatter")})]
+        # the line and cell magics by name: `magics['cell']['gptoss'] = f` ran `f` as the user's next %%gptoss cell
+        magics = vars(shell.magics_manager).get("_trait_values", {})
+        if type(magics.get("magics")) is dict:
+            self.tables += [(magics, {"magics": magics["magics"]}),
+                            *((table, dict(table)) for table in magics["magics"].values() if type(table) is dict)]
         lists = [*((f"{event} callback", hooks) for event, hooks in callbacks.items()),
                  ("input transformer", shell.input_transformers_cleanup),
                  ("input transformer", shell.input_transformer_manager.line_transforms),
