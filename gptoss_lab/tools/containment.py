@@ -112,7 +112,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
 
-from .displays import INERT, inert_message
+from .displays import INERT, inert_message, shown_text
 
 try:
     import resource
@@ -1496,7 +1496,12 @@ def _start_seen(start: Callable[..., int], function: Any, args: Any, kwargs: Any
 def _send_inert(send: Callable[..., Any], session: Any, stream: Any, msg_or_type: Any, content: Any = None,
                 *args: Any, **kwargs: Any) -> Any:
     """The kernel's Session.send from the model's threads: what its displays show is text and images only
-    (`displays.inert`); `display(HTML(...))` put live HTML and script in the page."""
+    (`displays.inert`); `display(HTML(...))` put live HTML and script in the page. Once no call runs (a thread the
+    code left running), a display's text goes into the latest call's output, as its prints do, not into the user's
+    later cells."""
+    if not _GUARDS.runs and (text := shown_text(msg_or_type, content)) is not None:
+        _GUARDS._write_output(text + "\n")
+        return None
     return send(session, stream, *inert_message(msg_or_type, content), *args, **kwargs)
 
 

@@ -27,16 +27,25 @@ def inert(data: Any) -> dict[str, Any]:
 
 def inert_message(msg_or_type: Any, content: Any) -> tuple[Any, Any]:
     """`Session.send`'s message (a built message, or a type and its content), its display bundle made `inert`."""
+    shown = _display_content(msg_or_type, content)
+    if shown is None:
+        return msg_or_type, content
+    shown = {**shown, "data": inert(shown.get("data"))}
+    return ({**msg_or_type, "content": shown}, content) if type(msg_or_type) is dict else (msg_or_type, shown)
+
+
+def shown_text(msg_or_type: Any, content: Any) -> str | None:
+    """The text a display message of `Session.send` shows once made `inert`; None for any other message."""
+    shown = _display_content(msg_or_type, content)
+    return None if shown is None else str(inert(shown.get("data"))["text/plain"])
+
+
+def _display_content(msg_or_type: Any, content: Any) -> dict[str, Any] | None:
+    """The content of a display message (a built message's own, or the one given with its type); None for others."""
     if type(msg_or_type) is dict:
         header = msg_or_type.get("header")
         kind = header.get("msg_type") if type(header) is dict else msg_or_type.get("msg_type")
-        if kind in _DISPLAYS and type(msg_or_type.get("content")) is dict:
-            return {**msg_or_type, "content": _inert_content(msg_or_type["content"])}, content
-        return msg_or_type, content
-    if type(msg_or_type) is str and msg_or_type in _DISPLAYS and type(content) is dict:
-        return msg_or_type, _inert_content(content)
-    return msg_or_type, content
-
-
-def _inert_content(content: dict[str, Any]) -> dict[str, Any]:
-    return {**content, "data": inert(content.get("data"))}
+        content = msg_or_type.get("content")
+    else:
+        kind = msg_or_type
+    return content if type(kind) is str and kind in _DISPLAYS and type(content) is dict else None
