@@ -1008,6 +1008,26 @@ def test_a_thread_the_code_left_running_does_not_write_into_the_users_later_cell
 
 
 @pytest.mark.kernel
+def test_a_thread_of_the_code_is_guarded_as_its_call_ends(kernel):
+    """As a call ended, its run was over before its threads still running were counted as the model's: for the pipe's
+    close (up to 20 ms) a thread of the code's was nobody's and got the real functions (a write to the user's cell,
+    the real os._exit). Here a thread calls sys.setswitchinterval, refused to the model's threads, as its call ends:
+    thousands of its calls got through a turn; one at most does (a rarer window, at a kernel's first such turn, is
+    not found yet)."""
+    km, kc = kernel
+    code = ("import sys, threading, time\nleaks = []\ndef probe():\n    end = time.monotonic() + 0.3\n"
+            "    while time.monotonic() < end:\n        try:\n            sys.setswitchinterval(0.005)\n"
+            "            leaks.append(1)\n        except PermissionError:\n            pass\n"
+            "threading.Thread(target=probe).start()")
+    _execute(kc, NEXT_TURN)
+    out, content = _execute(kc, "import sys, time\nsys.setswitchinterval(1e-6)\nfor _ in range(5):\n"
+                                f"    turn({code!r})\n    time.sleep(0.4)\n    print(len(leaks), end=' ')\n"
+                                "sys.setswitchinterval(0.005)")
+    assert content["status"] == "ok" and sum(map(int, out.split())) <= 1, out
+    _assert_alive_and_answering(km, kc)
+
+
+@pytest.mark.kernel
 def test_a_profiler_runs_after_a_call_the_users_and_the_codes():
     """Each call took back an exception it had left pending (PyThreadState_SetAsyncExc with NULL), which leaves the
     interpreter's "pending" flag set: on CPython 3.11 every traced thread then spun for good, so the user's

@@ -1188,11 +1188,13 @@ class _Guards:
                 else:
                     namespace["__builtins__"] = kept_builtins
             with self.lock:
+                # the code's threads still running are the model's from here on: counted before the run ends (in
+                # between, a thread of the code's was nobody's, and got the kernel's stream and the real os._exit)
+                self.lingering.update(run.started())
                 self.runs.remove(run)
                 if not self.runs and self.descriptors is not None:
                     self.descriptors.close()
                     self.descriptors = None
-                self.lingering.update(run.started())
                 self._uninstall_if_done()
                 self._watch_lingering()
 
