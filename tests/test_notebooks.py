@@ -403,20 +403,33 @@ def test_notebook_07_counts_an_answer_right_only_for_the_whole_result(capsys: py
 
 
 @pytest.mark.parametrize("name, marker, wrong", [
+    ("01_quickstart.ipynb", "python says: 37 * 12", "37 * 12 = 4440."),
+    ("01_quickstart.ipynb", "mean(data) =", "The mean of data is 137.67."),
+    ("01_quickstart.ipynb", "\"python says:\", data[3]", "88 + 23 = 1111."),
+    ("01_quickstart.ipynb", "high_answer =", "4821 - 1937 = 28840."),
+    ("01_quickstart.ipynb", "2884 * 3 =", "2884 * 3 = 86520."),
+    ("03_tools_in_the_kernel.ipynb", 'print("total ="', "Your items cost **117.5** in total."),
+    ("03_tools_in_the_kernel.ipynb", 'print(f"--- {call.status}', "The average price is about **5.833**."),
     ("04_expert_routing.ipynb", "routing = _gptoss.routing", "The largest value in data is 188."),
     ("04_expert_routing.ipynb", "arithmetic = _gptoss.routing", "4821 - 1937 = 28840."),
+    ("04_expert_routing.ipynb", "capital = _gptoss.routing", "The capital of Norway is Oslofjord."),
     ("06_mxfp4_and_memory.ipynb", "for q, right in questions", "37 * 12 = 4440. The capital of France is Paris."),
+    ("08_browsing.ipynb", "resolved = all", "Keep the humidity at 168 percent 【1†L4】."),
 ])
 def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number(name: str, marker: str,
                                                                                  wrong: str) -> None:
-    """Notebooks 04 and 06 check every answer they show, but by its digits anywhere in it: "188" passed as 88, "28840"
-    as 2884 and "4440" as 444, a wrong answer shown as checked. A check now wants the result as a whole number."""
+    """The notebooks check every answer they show, but checked it by its digits anywhere in it: "188" passed as 88,
+    "4440" as 444, "117.5" as 17.5, "Oslofjord" as Oslo, a wrong answer shown as checked. A check now wants the result
+    as a whole word."""
     import types
 
     source = next(c.source for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells
                   if c.cell_type == "code" and marker in c.source)
-    reply = types.SimpleNamespace(final=wrong, routing=None)
+    quote = types.SimpleNamespace(marker="【1†L4】", url="manuals/greenhouse.pdf", start=4, end=4,
+                                  text="Keep the humidity at 68 percent.")
+    reply = types.SimpleNamespace(final=wrong, analysis="", routing=None, tool_calls=[], citations=[quote])
     model = types.SimpleNamespace(ask=lambda *_, **__: reply, reset=lambda: None)
-    namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "re": re}
+    namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "re": re, "data": [12, 45, 7, 88, 23, 51],
+                 "low": "", "low_answer": wrong, "prices": {"apples": 3.2, "bread": 2.5, "coffee": 11.8}, "total": 17.5}
     with pytest.raises(AssertionError):
         exec(compile(source, f"{name}: the cell of {marker}", "exec"), namespace)
