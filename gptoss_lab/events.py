@@ -182,7 +182,12 @@ class Reply:
         self.errors_after.append(len(self.messages))
 
     def __str__(self) -> str:
-        return self.final
+        """What `print(reply)` shows: the answer; with the turn's notes when it failed or has no answer (a failed turn
+        printed as an empty line)."""
+        if self.final and not self.failed:
+            return self.final
+        notes = self.errors or ["The turn ended without an answer."]
+        return "\n\n".join([self.final, *notes] if self.final else notes)
 
     def __repr__(self) -> str:
         """One bounded line for debugging (the dataclass's repr dumped every message); a cell shows the transcript."""

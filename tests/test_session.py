@@ -817,3 +817,27 @@ def test_an_answer_cut_inside_a_character_keeps_the_text_the_view_showed() -> No
     shown = "".join(event.text for event in view.events if type(event).__name__ == "Delta")
     assert reply.final == shown == "Party "
     assert "\ufffd" not in s.export() and s.ask("Sure?").final == "Yes."
+
+
+def test_a_reply_printed_says_why_the_turn_failed_or_has_no_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    """`print(reply)` of a failed turn printed an empty line (the reply's text was its answer alone): it shows the
+    answer written so far, then why the turn failed; a turn with no answer prints its notes."""
+    import itertools
+
+    class Failing(ReplayEngine):
+        def stream(self, prompt, **kw):
+            yield from itertools.islice(super().stream(prompt, **kw), 6)   # the answer's first words, then the error
+            raise ConnectionError("the server went away")
+
+    def printed(reply: object) -> str:
+        print(reply)
+        return capsys.readouterr().out
+
+    s = session(FINAL.format(text="Hi."))
+    s.ask("a")
+    first = printed(s.ask("b"))                       # the recording is played out: nothing written
+    cut = printed(Session(Failing(FINAL.format(text="It is five, as python says.")), namespace={}).ask("c"))
+    calls = printed(session(CALL.format(code="1") * 2).ask("d", max_tool_calls=1))
+    assert first.startswith("The turn failed: the ReplayEngine's recording holds 1 reply"), first
+    assert cut.startswith("It is") and "\n\nThe turn failed: " in cut and "the server went away" in cut, cut
+    assert calls.startswith("Stopped after 1 tool calls (max_tool_calls)."), calls
