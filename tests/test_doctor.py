@@ -2,6 +2,7 @@
 what fits where, offline; and its one-line refusals."""
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -321,3 +322,15 @@ def test_the_doctor_says_why_a_cpu_load_is_not_float32(random_checkpoint, monkey
     assert dict(doctor(str(random_checkpoint), device="cpu").rows())["loads as"] == f"{weights}; {why}"
     asked = dict(doctor(str(random_checkpoint), device="cpu", dtype="bfloat16").rows())["loads as"]
     assert asked == weights   # the dtype asked for: nothing to explain
+
+
+@pytest.mark.parametrize("memory, says", [(16, "memory=16 reads as 16 bytes: write the unit, like '16 GB'"),
+                                          ("80", "memory='80' reads as 80 bytes: write the unit, like '80 GB'"),
+                                          ("1e30 GB", "memory='1e30 GB' is more than any machine has (over 1 PB)"),
+                                          (10**20, "is more than any machine has")])
+def test_memory_that_no_machine_has_is_refused_saying_what_to_write(memory, says):
+    """`doctor("tiny", memory=16)` read 16 as bytes and answered for "0 kB free", and memory="1e30 GB" printed a
+    31-digit number of GB: both are one-line errors that say what to write."""
+    with pytest.raises(ValueError, match=re.escape(says)) as info:
+        doctor("tiny", memory=memory)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 120, str(info.value)

@@ -19,6 +19,8 @@ from .checkpoint import KVCache, LoadError, Parameters, size
 
 HEADROOM = 0.05  # share of the free memory kept for activations, the allocator and the runtime
 PACKAGES = ("torch", "transformers", "triton", "kernels", "accelerate")
+_LEAST_BARE = 10**6  # a bare number of bytes below 1 MB is no machine's memory: "16" meant 16 GB
+_MOST = 10**15       # 1 PB, more than any machine has: a larger memory= is a slip ("1e30 GB")
 _UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
@@ -347,8 +349,10 @@ def _versions() -> dict[str, str | None]:
 
 
 def _bytes(memory: int | str) -> int:
-    """Bytes from 17179869184, 1e12, "80 GB", "16GiB" or "1.5e12 B"; ValueError for anything else, negative or not finite."""
+    """Bytes from 17179869184, 1e12, "80 GB", "16GiB" or "1.5e12 B"; ValueError for anything else, negative or not finite,
+    a bare number too small to be a machine's bytes (16 meant "16 GB") or a size no machine has."""
     wrong = f"memory must be a number of bytes (0 or more) or like '80 GB' / '16 GiB', not {memory!r:.60}"
+    unit = None
     if isinstance(memory, bool):
         raise ValueError(wrong)
     if isinstance(memory, (int, float)):
@@ -360,7 +364,13 @@ def _bytes(memory: int | str) -> int:
         match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*([kmgt]i?b|b)?\s*", str(memory).lower())
         if not match:
             raise ValueError(wrong)
-        value = float(match.group(1) + (match.group(2) or "")) * _UNITS[match.group(3) or "b"]
+        unit = match.group(3)
+        value = float(match.group(1) + (match.group(2) or "")) * _UNITS[unit or "b"]
     if not 0 <= value < float("inf"):  # also NaN
         raise ValueError(wrong)
+    if 0 < value < _LEAST_BARE and unit is None:
+        raise ValueError(f"memory={memory!r:.60} reads as {value:g} bytes: write the unit, like '{value:g} GB'")
+    if value > _MOST:
+        raise ValueError(f"memory={memory!r:.60} is more than any machine has (over 1 PB): write what it has, "
+                         "like '80 GB'")
     return int(value)
