@@ -17,6 +17,9 @@ from nbconvert import HTMLExporter, MarkdownExporter
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
+# A notebook's load of tiny shows its progress, as `%gptoss load` does (04 and 07 loaded for up to 20 s showing nothing)
+LOADING = [r"Loading gpt-oss-tiny on cpu \(", r"\rLoading weights: 100%"]
+
 # What a reader must see in each executed notebook (regular expressions searched in the text of its
 # outputs), and whether the notebook is slow.
 EXPECTED: dict[str, tuple[list[str], bool]] = {
@@ -37,7 +40,8 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
                                 "Basket(items=3, total=17.5, most_expensive='coffee')")],
         False,
     ),
-    "04_expert_routing.ipynb": ([r"Routing\(\d+ tokens × 4 layers × top-2 of 8 experts", r"entropy of the load per layer",
+    "04_expert_routing.ipynb": ([*LOADING, r"Routing\(\d+ tokens × 4 layers × top-2 of 8 experts",
+                                 r"entropy of the load per layer",
                                  # the capital question is compared alone (--new), not with the arithmetic turn's tokens
                                  r"Routing\(\d+ tokens × 4 layers × top-2 of 8 experts; user \d+, analysis \d+, final \d+\)",
                                  r"Jensen–Shannon divergence of expert load per layer"], False),
@@ -50,7 +54,7 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
                                      r"bundled, layer 2: expert 0 takes \d+% of the system message's picks"], True),
     "06_mxfp4_and_memory.ipynb": ([r"relative RMS error +1\d\.\d\d%", r"MXFP4: 37 \* 12 = 444", r"tokens route differently",
                                    r"total with MXFP4: +65\.2 GB", r"gpt-oss-120b fits on cuda", r"116\.83 B total"], False),
-    "07_what_do_experts_do.ipynb": ([r"Corpus\(120 texts, \d+ tokens × 4 layers × top-2 of 8 experts",
+    "07_what_do_experts_do.ipynb": ([*LOADING, r"Corpus\(120 texts, \d+ tokens × 4 layers × top-2 of 8 experts",
                                      r"digit expert: layer \d, expert \d", r"ExpertCard\(layer \d, expert \d",
                                      r"final-channel expert: layer \d, expert \d", r"tokens of the turn changed route",
                                      r"right answers - baseline: \d/8, digit expert off: \d/8, control: .+: \d/8",
