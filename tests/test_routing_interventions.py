@@ -282,7 +282,14 @@ def test_compare_shows_answers_probabilities_and_route_changes(session):
     assert "disable experts 0, 1, 2, 3 in every layer" in text and "answer tokens" in text
     html = effect._repr_html_()
     assert "<script" not in html and "changed route" in html
-    assert effect.plot().axes
+    figure = effect.plot()   # notebook 07: the "answer" legend was drawn over the grid's first tokens
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    legend = figure.axes[0].get_legend().get_window_extent(renderer)
+    covered = [ax.get_title() for ax in figure.axes if legend.overlaps(ax.get_window_extent(renderer))]
+    assert not covered and figure.bbox.contains(legend.x1, legend.y1), (legend, covered)   # on no panel, in the picture
 
 
 def test_compare_keeps_the_conversation_so_that_regenerate_asks_the_users_question(session):

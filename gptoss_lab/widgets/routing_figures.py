@@ -454,7 +454,7 @@ def _effect(effect: Any, **_: Any) -> Any:
     answer = np.flatnonzero(np.asarray(effect.changes["label"]) == "final")
     if len(answer):
         grid.axvspan(answer[0] - 0.5, answer[-1] + 0.5, color="tab:green", alpha=0.15, label="answer")
-        grid.legend(fontsize=7, loc="upper left")
+        grid.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside the grid, not on it
     grid.set_xlabel("token of the turn without the intervention")
     grid.set_ylabel("layer")
     _title(grid, "route changed (black)", 9)
