@@ -15,6 +15,8 @@ import pytest
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter, MarkdownExporter
 
+from gptoss_lab.tiny.evaluate import states
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 # A notebook's load of tiny shows its progress, as `%gptoss load` does (04 and 07 loaded for up to 20 s showing nothing)
@@ -400,7 +402,8 @@ def test_notebook_07_counts_an_answer_right_only_for_the_whole_result(capsys: py
     session = types.SimpleNamespace(ask=ask, reset=lambda: None)
     off = types.SimpleNamespace(describe=lambda: "an expert off", apply=lambda _: contextlib.nullcontext())
     namespace = {"session": session, "disable": lambda _: off, "digit_expert": off, "layer": 0, "expert": 0,
-                 "r": types.SimpleNamespace(layers=2, num_experts=2), "overall": np.full((2, 2), 0.5), "pd": pd, "np": np}
+                 "r": types.SimpleNamespace(layers=2, num_experts=2), "overall": np.full((2, 2), 0.5), "pd": pd, "np": np,
+                 "states": states}
     exec(compile(source, "notebook 07, the eight questions", "exec"), namespace)
     printed = capsys.readouterr().out
     assert "right answers - baseline: 0/8, digit expert off: 0/8" in printed, printed
@@ -419,12 +422,17 @@ def test_notebook_07_counts_an_answer_right_only_for_the_whole_result(capsys: py
     ("04_expert_routing.ipynb", "capital = _gptoss.routing", "The capital of Norway is Oslofjord."),
     ("06_mxfp4_and_memory.ipynb", "for q, right in questions", "37 * 12 = 4440. The capital of France is Paris."),
     ("08_browsing.ipynb", "resolved = all", "Keep the humidity at 168 percent 【1†L4】."),
+    # another sign or a decimal part next to the result passed the whole-word check (\b)
+    ("01_quickstart.ipynb", "high_answer =", "4821 - 1937 = -2884."),
+    ("01_quickstart.ipynb", "python says: 37 * 12", "37 * 12 = 444.5"),
+    ("04_expert_routing.ipynb", "routing = _gptoss.routing", "The largest value in data is 88.5."),
+    ("08_browsing.ipynb", "resolved = all", "Keep the humidity at 6.68 percent 【1†L4】."),
 ])
 def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number(name: str, marker: str,
                                                                                  wrong: str) -> None:
     """The notebooks check every answer they show, but checked it by its digits anywhere in it: "188" passed as 88,
     "4440" as 444, "117.5" as 17.5, "Oslofjord" as Oslo, a wrong answer shown as checked. A check now wants the result
-    as a whole word."""
+    as a whole word, as the model card's evaluation scores it (evaluate.states: not -2884 nor 444.5 either)."""
     import types
 
     source = next(c.source for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells
@@ -433,7 +441,7 @@ def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number
                                   text="Keep the humidity at 68 percent.")
     reply = types.SimpleNamespace(final=wrong, analysis="", routing=None, tool_calls=[], citations=[quote])
     model = types.SimpleNamespace(ask=lambda *_, **__: reply, reset=lambda: None)
-    namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "re": re, "data": [12, 45, 7, 88, 23, 51],
+    namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "states": states, "data": [12, 45, 7, 88, 23, 51],
                  "low": "", "low_answer": wrong, "prices": {"apples": 3.2, "bread": 2.5, "coffee": 11.8}, "total": 17.5}
     with pytest.raises(AssertionError):
         exec(compile(source, f"{name}: the cell of {marker}", "exec"), namespace)

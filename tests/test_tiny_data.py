@@ -311,7 +311,7 @@ def test_final_answers_state_only_values_the_conversation_has_shown():
         text = harmony.encoding().decode(c.ids)
         k = text.rfind("<|channel|>final<|message|>")
         answer = text[k:].split("<|message|>", 1)[1].split("<|")[0]
-        assert all(evaluate._contains(text[:k], n) for n in re.findall(r"(?<!\w)\d+(?:\.\d+)?(?!\w)", answer)), answer
+        assert all(evaluate.states(text[:k], n) for n in re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?!\w)", answer)), answer
     listed = 0
     for i in range(60):
         c = data.conversation(f"keys-{i}", turns=1, topics={"error": 50.0})

@@ -106,3 +106,15 @@ def test_no_guard_scores_the_models_own_harmony():
     guards.clear()
     evaluate.run(Watched(), conversation, max_new_tokens=16, guard=False)
     assert guards and not any(guards)
+
+
+@pytest.mark.parametrize("text, value, stated", [
+    ("4821 - 1937 = 2884.", 2884, True), ("4821 - 1937 = -2884.", 2884, False), ("It is −2884.", 2884, False),
+    ("The result is -5.", -5, True), ("The result is -5.", 5, False), ("37 * 12 = 444.5", 444, False),
+    ("37 * 12 = 4440.", 444, False), ("Total: 17.55", "17.5", False), ("Total: 17.5.", "17.5", True),
+    ("The capital is Oslofjord.", "Oslo", False), ("(444)", 444, True), ("5-3 = 2", 3, False),
+])
+def test_an_answer_states_a_value_whole_and_with_its_sign(text, value, stated):
+    """The evaluation scored "-2884" a right answer for 2884 (a sign before the result was not looked at), and the
+    notebooks' checks let it pass as well."""
+    assert evaluate.states(text, value) is stated

@@ -56,9 +56,11 @@ def conversations(n: int, seed: int = HELD_OUT_SEED, long_share: float = 0.1, fr
             for i in range(n)]
 
 
-def _contains(text: str, value: str) -> bool:
-    """`value` appears in `text` as a whole (444 is not found in 4444)."""
-    return re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None
+def states(text: str, value: object) -> bool:
+    """Whether `text` states `value` whole: not inside another number or word (444 is not in 4444, 444.5 or a444),
+    nor with another sign (2884 is not in -2884). The held-out evaluation scores answers so; the notebooks check
+    the answers they show with it."""
+    return re.search(rf"(?<![\w.\-\u2212]){re.escape(str(value))}(?!\w|\.\d)", text) is not None
 
 
 def score(turn: Turn, reply: Reply) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def score(turn: Turn, reply: Reply) -> dict[str, Any]:
             tool = False
     else:
         tool = True
-    final = bool(reply.final) and all(_contains(reply.final, e) for e in turn.expected)
+    final = bool(reply.final) and all(states(reply.final, e) for e in turn.expected)
     if turn.response_format is not None and not turn.skipped:
         final = final and reply.parsed is not None
     result: dict[str, Any] = {
