@@ -249,6 +249,76 @@ def _batches(stream: Iterator[tuple[list[int], list[bool]]], tokens: int, pool: 
 
 # ---------------------------------------------------------------- training
 
+MUON_LR = 0.02   # Keller Jordan's Muon learning rate (torch.optim.Muon's "original" shape adjustment), by default
+
+
+def _orthogonalised(update: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Muon's quintic Newton-Schulz orthogonalisation (torch.optim.Muon's coefficients, bf16, the same operations),
+    of each matrix over the leading dimensions: one 2-D weight, or expert by expert the stacked (experts x in x out)
+    weights of GptOss's experts, which torch's own Muon refuses."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = update.bfloat16().reshape(-1, *update.shape[-2:])
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-7)   # spectral norm at most 1
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return (x.mT if tall else x).reshape(update.shape).to(update.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon as torch.optim.Muon (2.9+) computes it: Nesterov momentum, orthogonalised, decoupled weight decay and
+    the learning rate scaled by sqrt(max(1, fan_out / fan_in)); for 2-D weights (out x in) and stacked expert
+    weights (experts x in x out), each expert's matrix orthogonalised on its own."""
+
+    def __init__(self, params: Any, lr: float = MUON_LR, weight_decay: float = 0.01, momentum: float = 0.95) -> None:
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.lerp_(p.grad, 1 - group["momentum"])
+                update = _orthogonalised(p.grad.lerp(buf, group["momentum"]))
+                fan_out, fan_in = p.shape if p.dim() == 2 else (p.shape[-1], p.shape[-2])
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=-group["lr"] * math.sqrt(max(1.0, fan_out / fan_in)))
+
+
+def muon_split(model: GptOssForCausalLM) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """(Muon's, AdamW's) parameters: the layers' weight matrices (attention projections, experts) go to Muon; the
+    tied embedding (also the output layer), the routers (8 logits that pick experts), norms, biases and sinks to
+    AdamW, as Muon's authors leave embeddings, heads and vectors to it."""
+    muon, adamw = [], []
+    for name, p in model.named_parameters():
+        # the experts' biases are 2-D too (experts x out): vectors, one per expert
+        matrix = (p.dim() >= 2 and name.startswith("model.layers.") and ".router." not in name
+                  and not name.endswith("bias"))
+        (muon if matrix else adamw).append(p)
+    return muon, adamw
+
+
+def _optimizers(model: GptOssForCausalLM, optimizer: str, lr: float, muon_lr: float) -> list[torch.optim.Optimizer]:
+    """The run's optimizers; each group's "peak" learning rate is what `_lr` schedules."""
+    if optimizer == "adamw":
+        optims: list[torch.optim.Optimizer] = [
+            torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)]
+    elif optimizer == "muon":
+        matrices, rest = muon_split(model)
+        optims = [Muon(matrices, lr=muon_lr), torch.optim.AdamW(rest, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)]
+    else:
+        raise ValueError(f"optimizer must be adamw or muon, not {optimizer!r}")
+    for optim in optims:
+        for group in optim.param_groups:
+            group["peak"] = group["lr"]
+    return optims
+
+
 def _lr(progress: float, peak: float, warmup: float = 0.03) -> float:
     if progress < warmup:
         return peak * (progress + 1e-3) / warmup
@@ -334,7 +404,8 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
           long_share: float = 0.008, rows: int = ROWS, arch: dict[str, int] | None = None, log_every: int = 10,
           dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
           topics: dict[str, float] | None = None, layers: int | None = None, context_weight: float = 0.0,
-          more: bool = False, wide: bool = False) -> dict[str, Any]:
+          more: bool = False, wide: bool = False, optimizer: str = "adamw", muon_lr: float = MUON_LR
+          ) -> dict[str, Any]:
     """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
     and save to `out`; returns a summary. `layers` grows a resumed checkpoint deeper (see `_resumed`).
 
@@ -342,6 +413,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     text) at that weight per token, against the loss of its own: a plain language-model signal that is
     otherwise thrown away (the forward pass reads those tokens anyway). The logged loss stays the model's own.
     `more` and `wide`: training questions also come from the further sentences of `skills.Pool.more` / `.wide`.
+    `optimizer` "muon": Muon at peak `muon_lr` for the layers' weight matrices, AdamW at `lr` for the rest (`muon_split`).
     `out` must be new or empty (ValueError): a rerun overwrote the model and loss log of an earlier one."""
     if conversations_n < 1:   # was a ZeroDivisionError at the end, the folder left holding an empty loss log
         raise ValueError(f"conversations_n must be at least 1, not {conversations_n}")
@@ -361,7 +433,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     with torch.no_grad():
         embedding[len(vocab):] = 0.0
     model.train()
-    optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    optims = _optimizers(model, optimizer, lr, muon_lr)
     out.mkdir(parents=True, exist_ok=True)
     log = (out / "loss.jsonl").open("w")
     forward = torch.compile(_hidden, dynamic=True) if compile else _hidden   # fuses the small ops: ~2x on CPU
@@ -396,12 +468,14 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
                 hidden = forward(model, ids)[:, :-1][covered]
                 loss = total = subset_loss(hidden, embedding[: len(vocab)], ids[:, 1:][covered],
                                            harmony.VOCAB_SIZE - len(vocab))
-            for g in optim.param_groups:
-                g["lr"] = _lr(seen / conversations_n, lr)
-            optim.zero_grad(set_to_none=True)
+            for optim in optims:
+                for g in optim.param_groups:
+                    g["lr"] = _lr(seen / conversations_n, g["peak"])
+                optim.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optim.step()
+            for optim in optims:
+                optim.step()
             seen += len(group)
             trained_tokens += int(covered.sum())
             all_tokens += sum(len(i) for i, _ in group)
@@ -420,7 +494,8 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
                 log.flush()
             step += 1
     save(model, vocab.ids, out, dtype)
-    summary = {"conversations": conversations_n, "steps": step, "lr": lr, "seed": seed, "batch_tokens": batch_tokens,
+    summary = {"conversations": conversations_n, "steps": step, "lr": lr, "optimizer": optimizer,
+               "muon_lr": muon_lr if optimizer == "muon" else None, "seed": seed, "batch_tokens": batch_tokens,
                "long_share": long_share, "topics": topics or {}, "more_phrasings": more, "wide_phrasings": wide,
                "context_weight": context_weight, "vocab_rows": len(vocab), "tokens": all_tokens, "trained_tokens": trained_tokens,
                "final_loss": round(sum(recent) / len(recent), 5), "seconds": round(time.time() - start, 1),
@@ -515,7 +590,16 @@ def main(argv: list[str] | None = None) -> None:
                    "beside it holds the run's loss.jsonl); nothing is overwritten (default: %(default)s)")
     p.add_argument("--conversations", type=number(int, 1), default=24000,
                    help="training conversations, 1-8 turns each (default: %(default)s)")
-    p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3,
+                   help="peak learning rate (of AdamW's parameters alone with --optimizer muon; default: %(default)s)")
+    p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
+                   help="adamw for every parameter, or muon: Muon (orthogonalised momentum) for the layers' weight "
+                   "matrices, experts each on their own, AdamW at --lr for the embedding, routers, norms, biases "
+                   "and sinks (default: %(default)s)")
+    p.add_argument("--muon-lr", type=number(float, 1e-9, 1.0), default=MUON_LR,
+                   help="peak learning rate of Muon's matrices with --optimizer muon, its own option (not derived from "
+                   "--lr), on the same schedule; scaled by sqrt(max(1, fan_out/fan_in)) as torch.optim.Muon does "
+                   "(default: %(default)s, Muon's published value)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the model and of the conversations (default: %(default)s)")
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
     p.add_argument("--layers", type=int, help="layers (even; default 4, or the resumed checkpoint's: more grows it "
@@ -547,6 +631,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.layers is not None and (args.layers < 2 or args.layers % 2):
         p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
+    if args.muon_lr != p.get_default("muon_lr") and args.optimizer != "muon":   # it would change nothing
+        p.error("--muon-lr is the learning rate of --optimizer muon: add --optimizer muon or drop --muon-lr")
     if why := _undrawable(dict(args.topics)):
         p.error(f"--topics: {why}")
     if args.resume is not None:
@@ -579,7 +665,7 @@ def main(argv: list[str] | None = None) -> None:
                             batch_tokens=args.batch_tokens, workers=args.workers, long_share=args.long_share,
                             compile=not args.no_compile, resume=args.resume, topics=dict(args.topics),
                             layers=args.layers, context_weight=args.context_weight, more=args.more_phrasings,
-                            wide=args.wide_phrasings)
+                            wide=args.wide_phrasings, optimizer=args.optimizer, muon_lr=args.muon_lr)
     except KeyboardInterrupt:
         p.exit(130, f"interrupted: nothing written to {args.out}\n")
     except OSError as error:   # the finished run could not become --out (new_folder kept it and says where)
