@@ -12,7 +12,7 @@ import pytest
 
 import gptoss_lab
 from gptoss_lab import harmony
-from gptoss_lab.routing import Corpus, Routing, load
+from gptoss_lab.routing import Corpus, Frame, Routing, load
 
 
 def _record() -> Routing:
@@ -298,7 +298,7 @@ def test_every_table_plots():
         figure = table.plot()
         assert figure.axes and figure.axes[0].get_title(), table.figure_kind
     assert r.expert_card(2, 1).plot().axes
-    assert type(tables[0].head(2)) is pd.DataFrame  # derived tables are plain frames
+    assert type(tables[0].head(2)) is Frame  # derived tables are frames with pandas' own plot
 
 
 def test_layer_expert_and_token_axes_tick_whole_numbers():

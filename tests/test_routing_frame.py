@@ -3,6 +3,7 @@ categoricals (they took ~120 bytes a row as text), and the frame still reads as 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from gptoss_lab import harmony
 from gptoss_lab.routing import Routing
@@ -39,3 +40,38 @@ def test_the_frame_reads_as_before():
     assert frame.sort_values("text", kind="stable").text.tolist() == sorted(frame.text.tolist())
     assert [(int(t), str(s)) for t, s in zip(frame.token, frame.text)][:2] == [(r.tokens[0], r.strings[0])] * 2
     assert len(Routing(num_experts=4).to_frame()) == 0
+
+
+TEX = "$\\color{red}{x}$"
+
+
+def _html(value: object) -> str:
+    """The text/html a notebook gets for `value`, from IPython's own display formatter."""
+    from IPython.core.formatters import DisplayFormatter
+
+    return DisplayFormatter().format(value)[0]["text/html"]
+
+
+def test_every_frame_of_routing_text_is_shown_out_of_mathjax():
+    """to_frame(), an Effect's changed_tokens(), an expert card's tables and any slice or group of an analysis table
+    were plain DataFrames: a label "$\\color{red}{x}$" in them was typeset by the notebook's MathJax (a red x)."""
+    from types import SimpleNamespace
+
+    from gptoss_lab.routing import Effect, disable
+    from gptoss_lab.widgets.sanitize import NO_TYPESETTING
+
+    ids = np.array([[[0, 1]], [[1, 2]], [[2, 0]]])
+    r = Routing([11, 12, 11], ids, np.full((3, 1, 2), 0.5), [TEX, "final", TEX], num_experts=3)
+    moved = Routing(r.tokens, (ids + 1) % 3, r.weights, r.labels, num_experts=3)
+    reply = SimpleNamespace(final="42", routing=r)
+    effect = Effect(disable({0: [1]}), "q", reply, reply, pd.DataFrame({"P without": [0.5]}, index=["answer without"]),
+                    r.route_changes(moved), r.agreement(moved), (r, moved))
+    frame, card = r.to_frame(), r.expert_card(0, 1)
+    shown = {"to_frame": frame, "a slice of it": frame[frame.layer == 0], "a group": frame.groupby("label").size()
+             .reset_index(), "changed_tokens": effect.changed_tokens(), "a card's labels": card.labels,
+             "a slice of a table": r.label_load()[:2], "a column as a frame": frame["label"].to_frame()}
+    for name, value in shown.items():
+        assert isinstance(value, pd.DataFrame), name
+        page = _html(value)
+        assert page.startswith(f"<div class='{NO_TYPESETTING}'>") and TEX in page, (name, page[:200])
+    assert frame.weight.sum() == 6 * 0.5 and frame.sort_values("label").label.iloc[0] == TEX  # still a DataFrame

@@ -10,10 +10,10 @@
 
 Router hooks live with the engine (`gptoss_lab.engines.hooks`); figures and the widget in `widgets/`.
 """
-from .analysis import Comparison, ExpertCard, Load, Table
+from .analysis import Comparison, ExpertCard, Frame, Load, Table
 from .corpus import Corpus, route
 from .interventions import Effect, Intervention, disable, force, parse_ablate, top_k
 from .record import Recorder, Routing, load
 
-__all__ = ["Comparison", "Corpus", "Effect", "ExpertCard", "Intervention", "Load", "Recorder", "Routing", "Table",
+__all__ = ["Comparison", "Corpus", "Effect", "ExpertCard", "Frame", "Intervention", "Load", "Recorder", "Routing", "Table",
            "disable", "force", "load", "parse_ablate", "route", "top_k"]

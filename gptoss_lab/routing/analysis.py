@@ -31,30 +31,49 @@ _CHUNK = 1 << 16  # tokens per step (at top-4 where a step's temporaries grow wi
 _CELLS = 1 << 24  # counts of an experts × experts analysis at most (128 MiB); past it, one counts a subset
 
 
-class Table(pd.DataFrame):
-    """A DataFrame from a routing analysis; `.plot(**options)` draws its figure (matplotlib).
-
-    Results derived from it (slices, sums ...) are plain DataFrames, with pandas' own `.plot`."""
-
-    _metadata = ["figure_kind", "figure_options"]
+class Frame(pd.DataFrame):
+    """A DataFrame of routing results (token and label texts in it), shown out of the notebook's MathJax: a text "$…$"
+    was typeset as mathematics. What pandas derives from it (slices, sorts, groups ...) is a Frame too."""
 
     @property
-    def _constructor(self) -> type[pd.DataFrame]:
-        return pd.DataFrame
+    def _constructor(self) -> type[Frame]:
+        return Frame
+
+    @property
+    def _constructor_sliced(self) -> type[pd.Series]:
+        return _Column
+
+    def _repr_html_(self) -> str | None:
+        from ..widgets.sanitize import NO_TYPESETTING
+
+        table = super()._repr_html_()
+        return None if table is None else f"<div class='{NO_TYPESETTING}'>{table}</div>"
+
+
+class _Column(pd.Series):
+    """A column of a `Frame`: frames made from it (`to_frame`, `unstack`, `reset_index` ...) are `Frame`s."""
+
+    @property
+    def _constructor(self) -> type[pd.Series]:
+        return _Column
+
+    @property
+    def _constructor_expanddim(self) -> type[Frame]:
+        return Frame
+
+
+class Table(Frame):
+    """A `Frame` from a routing analysis; `.plot(**options)` draws its figure (matplotlib).
+
+    Results derived from it (slices, sums ...) are `Frame`s, with pandas' own `.plot`."""
+
+    _metadata = ["figure_kind", "figure_options"]
 
     def plot(self, **options: Any) -> Any:  # type: ignore[override]
         """The figure of this analysis (a matplotlib Figure); options depend on the analysis."""
         from ..widgets.routing_figures import draw
 
         return draw(self.figure_kind, self, **{**self.figure_options, **options})
-
-    def _repr_html_(self) -> str | None:
-        """pandas' HTML table, out of the notebook's MathJax: a label or token text "$…$" was typeset as
-        mathematics."""
-        from ..widgets.sanitize import NO_TYPESETTING
-
-        table = super()._repr_html_()
-        return None if table is None else f"<div class='{NO_TYPESETTING}'>{table}</div>"
 
 
 def result_table(data: Any, kind: str, index: Any = None, columns: Any = None, **options: Any) -> Table:
@@ -366,13 +385,13 @@ _FRAME_ROW_BYTES = 64   # the columns' 31 bytes a row, and what building them ho
 
 
 @_records(1)
-def to_frame(routing: Routing) -> pd.DataFrame:
+def to_frame(routing: Routing) -> Frame:
     """A tidy table, one row per (token, layer, rank). A token's text and label repeat on each of its rows:
     they are categoricals (as text they took ~120 bytes a row); layers and ranks are int32, positions
     int64 (arithmetic on them must not wrap)."""
     n, layers, k = routing.experts.shape
     fits_in_memory(n * layers * k * _FRAME_ROW_BYTES, f"a table of {n * layers * k:,} rows")
-    return pd.DataFrame({
+    return Frame({
         "position": np.repeat(np.arange(n), layers * k),
         "token": np.repeat(routing.tokens, layers * k),
         "text": _repeated(routing.strings, layers * k),
@@ -704,10 +723,10 @@ class ExpertCard:
     expert: int
     picks: int
     share: float
-    tokens: pd.DataFrame = field(repr=False)      # token, text, count, specialisation
-    labels: pd.DataFrame = field(repr=False)      # label, tokens, chose (share of the label's tokens), lift
-    previous: pd.DataFrame = field(repr=False)    # expert of layer-1 (top-1), share of this expert's tokens
-    next: pd.DataFrame = field(repr=False)        # expert of layer+1 (top-1), share
+    tokens: Frame = field(repr=False)      # token, text, count, specialisation
+    labels: Frame = field(repr=False)      # label, tokens, chose (share of the label's tokens), lift
+    previous: Frame = field(repr=False)    # expert of layer-1 (top-1), share of this expert's tokens
+    next: Frame = field(repr=False)        # expert of layer+1 (top-1), share
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (the routing widget draws its card from this)."""
@@ -749,7 +768,7 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
     occurrences = np.unique(tokens, return_counts=True)
     seen = dict(zip(occurrences[0].tolist(), occurrences[1].tolist()))
     order = np.argsort(-counts, kind="stable")[:n]
-    top = pd.DataFrame({"token": ids[order].astype(int), "text": _texts(ids[order]), "count": counts[order],
+    top = Frame({"token": ids[order].astype(int), "text": _texts(ids[order]), "count": counts[order],
                         "specialisation": [c / seen[int(t)] for t, c in zip(ids[order], counts[order])]})
     codes, names = routing.label_codes, routing.label_names
     overall = hit.mean() if len(hit) else 0.0
@@ -757,20 +776,20 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
     chose = np.bincount(codes, hit, len(names)) / np.maximum(in_label, 1)
     rows = [(names[c], int(in_label[c]), float(chose[c]), float(chose[c] / overall) if overall else 0.0)
             for c in _present(codes, names)]
-    labels = pd.DataFrame(rows, columns=["label", "tokens", "chose", "lift"])
+    labels = Frame(rows, columns=["label", "tokens", "chose", "lift"])
     valid = int((picks >= 0).sum())  # this layer's picks: the whole record's load was a scan of every layer per card
     share = int(chosen.sum()) / valid if valid else 0.0
     return ExpertCard(layer, expert, int(hit.sum()), share, top, labels,
                       _neighbours(routing, hit, layer - 1, n), _neighbours(routing, hit, layer + 1, n))
 
 
-def _neighbours(routing: Routing, hit: np.ndarray, layer: int, n: int) -> pd.DataFrame:
+def _neighbours(routing: Routing, hit: np.ndarray, layer: int, n: int) -> Frame:
     """Top-1 experts of `layer` among the tokens in `hit`, with their shares (empty outside the model)."""
     if not 0 <= layer < routing.layers or not hit.any():
-        return pd.DataFrame({"expert": pd.Series(dtype=int), "share": pd.Series(dtype=float)})
+        return Frame({"expert": pd.Series(dtype=int), "share": pd.Series(dtype=float)})
     first = np.asarray(routing.experts[:, layer, 0])[hit].astype(np.int64)
     first = first[first >= 0]
     counts = np.bincount(first, minlength=routing.num_experts)
     order = np.argsort(-counts, kind="stable")[:n]
     order = order[counts[order] > 0]
-    return pd.DataFrame({"expert": order.astype(int), "share": counts[order] / max(len(first), 1)})
+    return Frame({"expert": order.astype(int), "share": counts[order] / max(len(first), 1)})

@@ -24,7 +24,7 @@ import pandas as pd
 from .. import harmony
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
 from ..settings import SettingsError, other_digits
-from .analysis import Table, described, flag, result_table, whole
+from .analysis import Frame, Table, described, flag, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
@@ -298,7 +298,7 @@ class Effect:
         """Whether the answer text changed."""
         return self.baseline.final != self.intervened.final
 
-    def changed_tokens(self, n: int = 20) -> pd.DataFrame:
+    def changed_tokens(self, n: int = 20) -> Frame:
         """The tokens whose route changed in the most layers (answer tokens first among equals)."""
         if whole(n, "n") < 0:  # -1 dropped the last row, as head(-1) does
             raise ValueError(f"n (the tokens shown) must be at least 0, not {n}")

@@ -439,8 +439,8 @@ class Routing:
         """Contrast two routings' expert usage layer by layer (Jensen–Shannon divergence of load)."""
         return analysis.compare(self, other, top)
 
-    def to_frame(self) -> Any:
-        """A tidy pandas DataFrame, one row per (token, layer, rank)."""
+    def to_frame(self) -> analysis.Frame:
+        """A tidy pandas DataFrame (a `Frame`), one row per (token, layer, rank)."""
         return analysis.to_frame(self)
 
     def top_tokens(self, n: int = 10, **options: Any) -> analysis.Table:

@@ -153,3 +153,22 @@ def test_an_analysis_table_shows_a_label_as_written_not_typeset(lab_notebook):
     table.screenshot(path="/tmp/gptoss_routing_table_label.png")
     assert page.locator(".jp-OutputArea-output mjx-container").count() == 0
     assert "$\\color{red}{x}$" in table.inner_text(), table.inner_text()
+
+
+TEX_FRAME = """
+import numpy as np
+from gptoss_lab.routing import Routing
+routing = Routing([11, 12], np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["$\\\\color{red}{x}$", "a"], num_experts=1)
+frame = routing.to_frame()
+frame[frame.layer == 0]
+"""
+
+
+def test_a_slice_of_the_tidy_frame_shows_a_label_as_written_not_typeset(lab_notebook):
+    """`to_frame()` and what pandas made of it were plain DataFrames: Lab's MathJax typeset a label
+    "$\\color{red}{x}$" in them as a red x."""
+    page = lab_notebook([TEX_FRAME], wait_for="table.dataframe", timeout=60)
+    table = page.locator("table.dataframe")
+    page.wait_for_timeout(1500)   # MathJax typesets a moment after the output is drawn
+    assert page.locator(".jp-OutputArea-output mjx-container").count() == 0
+    assert "$\\color{red}{x}$" in table.inner_text(), table.inner_text()
