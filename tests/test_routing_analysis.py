@@ -88,7 +88,7 @@ def test_transitions_top1_and_all_pairs():
     every = r.transitions(normalize=True)
     assert every.index.names == ["layer", "expert"] and every.shape == (2 * 4, 4)
     np.testing.assert_allclose(every.loc[(0, 0)].values, [0, 1, 0, 0])  # a, a, c: top-1 0 -> 1
-    with pytest.raises(ValueError, match="between 0 and 1"):
+    with pytest.raises(ValueError, match=r"^layer 2 is the last, which no layer follows: transitions go from layers 0..1"):
         r.transitions(2)
 
 

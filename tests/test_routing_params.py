@@ -88,3 +88,22 @@ def test_a_figure_option_the_figure_does_not_have_is_refused_not_ignored():
         with pytest.raises(TypeError, match=rf"^the {kind} figure has no option '{name}'$"):
             call()
     assert r.hot_and_cold().plot(top=3).axes and r.transitions().plot(layer=1).axes   # the options they have
+
+
+def test_every_layer_argument_counts_a_negative_layer_from_the_last():
+    """`transitions(layer=-1)` said "layer must be between 0 and 2 ..., not -1" and `top_tokens().plot(layer=-1)`
+    "this table has the top tokens of layers 0..3, not of layer -1", where the other analyses and --ablate -1:3 read
+    -1 as the last layer: every `layer=` reads it so (transitions go from layers 0..2: -2 is the last of them)."""
+    r = _record()
+    assert r.transitions(-2).equals(r.transitions(2))
+    assert r.transitions(-2).plot().axes[0].get_title() == "transitions from layer 2 to 3"
+    assert r.transitions().plot(layer=-2).axes[0].get_title() == "transitions from layer 2 to 3"
+    with pytest.raises(ValueError, match=r"^layer -1 is the last, which no layer follows: transitions go from layers "
+                                         r"0\.\.2 \(-2 = the last of them\)$"):
+        r.transitions(-1)
+    assert r.top_tokens().plot(layer=-1).texts[-1].get_text().endswith("layer 3")
+    assert r.top_tokens(layer=-1).plot(layer=-1).texts[-1].get_text().endswith("layer 3")
+    assert np.array_equal(r.coactivation(-4), r.coactivation(0)) and r.expert_card(-1, 0).layer == 3
+    for call in (lambda: r.transitions(-5), lambda: r.top_tokens(layer=-5), lambda: r.coactivation(-5)):
+        with pytest.raises(ValueError, match=r"^this record has layers 0\.\.3 \(-1 = the last\): there is no layer -5$"):
+            call()

@@ -231,12 +231,12 @@ def described(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def check_layer(routing: Routing, layer: int) -> int:
-    """The layer index `layer` names, -1 the last as in interventions and --ablate (it was refused here); refused in
-    one line when this record does not have it."""
-    if not -routing.layers <= whole(layer, "layer") < routing.layers:
-        raise ValueError(f"this record has layers 0..{routing.layers - 1} (-1 = the last): there is no layer {layer}")
-    return int(layer) % routing.layers
+def layer_index(layer: Any, layers: int, owner: str = "this record") -> int:
+    """The layer `layer` names among `layers`, a negative one counted from the last as in Python and --ablate -1:3;
+    refused in one line when `owner` does not have it. Every `layer=` of the routing lab reads layers so."""
+    if not -layers <= whole(layer, "layer") < layers:
+        raise ValueError(f"{owner} has layers 0..{layers - 1} (-1 = the last): there is no layer {layer}")
+    return int(layer) % layers
 
 
 def _subset(routing: Routing, experts: Sequence[int] | None, tables: int,
@@ -334,7 +334,7 @@ def coactivation(routing: Routing, layer: int | None = None, experts: Sequence[i
     layers summed); the diagonal counts how often each expert was chosen. `experts` (ids) counts
     among those only, rows and columns in their order: needed past 4,096 experts."""
     if layer is not None:
-        layer = check_layer(routing, layer)
+        layer = layer_index(layer, routing.layers)
     ids, bins = _subset(routing, experts, 1, "co-activation")
     size = len(ids) + 1
     first, second = np.triu_indices(routing.top_k, 1)  # each pair of a token's picks once (they are distinct)
@@ -444,7 +444,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
         raise ValueError(f"n (tokens per expert) must be at least 1, not {n}")
     whole(min_count, "min_count")  # "2" was a numpy UFuncTypeError
     if layer is not None:
-        layer = check_layer(routing, layer)
+        layer = layer_index(layer, routing.layers)
     ids, index = _token_index(routing)
     occurrences = np.bincount(index, minlength=len(ids))
     parts = []
@@ -465,7 +465,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
     return result_table(frame, "top_tokens", layers=list(range(routing.layers)) if layer is None else [layer],
-                        num_experts=routing.num_experts)
+                        num_experts=routing.num_experts, record_layers=routing.layers)
 
 
 @_records(1)
@@ -579,8 +579,11 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     if routing.layers < 2:
         raise ValueError("transitions need at least two layers")
     last = routing.layers - 2
-    if layer is not None and not 0 <= whole(layer, "layer") <= last:
-        raise ValueError(f"layer must be between 0 and {last} (each layer is followed by the next), not {layer}")
+    if layer is not None:
+        given, layer = layer, layer_index(layer, routing.layers)   # -1 was "between 0 and {last}, not -1"
+        if layer > last:
+            raise ValueError(f"layer {given} is the last, which no layer follows: transitions go from layers "
+                             f"0..{last} (-2 = the last of them)")
     ids, bins = _subset(routing, experts, last + 1 if layer is None else 1, "transitions")
     size = len(ids) + 1
     first, last = (0, routing.layers - 1) if layer is None else (layer, layer + 1)
@@ -598,9 +601,11 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     columns = pd.Index(ids, name="next expert")
     measure = "P(next expert | expert)" if normalize else "tokens" if top1 else "pairs of top-k picks"
     if layer is not None:
-        return result_table(blocks[0], "transitions", index=rows, columns=columns, layer=layer, measure=measure)
+        return result_table(blocks[0], "transitions", index=rows, columns=columns, layer=layer, measure=measure,
+                            record_layers=routing.layers)
     index = pd.MultiIndex.from_product([range(routing.layers - 1), ids], names=["layer", "expert"])
-    return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0, measure=measure)
+    return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0, measure=measure,
+                        record_layers=routing.layers)
 
 
 @_records(1)
@@ -757,7 +762,7 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
     if not -routing.layers <= whole(layer, "layer") < routing.layers or not 0 <= whole(expert, "expert") < routing.num_experts:
         raise ValueError(f"no expert {expert} in layer {layer}: this record has layers 0..{routing.layers - 1} "
                          f"(-1 = the last) and experts 0..{routing.num_experts - 1}")
-    layer = int(layer) % routing.layers
+    layer = layer_index(layer, routing.layers)
     if whole(n, "n") < 1:  # -1 dropped the last token and neighbour, as a slice does
         raise ValueError(f"n (top tokens and neighbours shown) must be at least 1, not {n}")
     picks = np.asarray(routing.experts[:, layer])

@@ -24,7 +24,7 @@ import pandas as pd
 from .. import harmony
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
 from ..settings import SettingsError, other_digits
-from .analysis import Frame, Table, described, flag, result_table, whole
+from .analysis import Frame, Table, described, flag, layer_index, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
@@ -55,9 +55,7 @@ class Intervention:
         plan: dict[int, LayerEdit] = {}
         layers = whole(layers, "layers")  # 2.5 made a plan of layer 0.0
         for layer, edit in self.edits:
-            if layer is not ALL and not -layers <= layer < layers:
-                raise ValueError(f"this model has layers 0..{layers - 1} (-1 = the last): there is no layer {layer}")
-            for target in range(layers) if layer is ALL else [layer % layers]:
+            for target in range(layers) if layer is ALL else [layer_index(layer, layers, "this model")]:
                 plan[target] = _merge(plan[target], edit, target) if target in plan else edit
         return plan
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..routing.analysis import check_layer, whole
+from ..routing.analysis import layer_index, whole
 from .sanitize import NO_TYPESETTING
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
@@ -186,7 +186,7 @@ def _expert_key(ax: Any, image: Any, num_experts: int, grey: list[str]) -> None:
 def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | None, sampled: str = "") -> None:
     """Expert load as bars (one layer) or a layer × expert heat map; `sampled` says of which tokens, if not all."""
     if layer is not None:
-        layer = check_layer(routing, layer)
+        layer = layer_index(layer, routing.layers)
     share = routing.load(channel).share
     if not routing.num_experts:
         _say(ax, "no experts")
@@ -260,16 +260,25 @@ def _check_options(kind: str, painter: Any, options: dict[str, Any], own: dict[s
         raise TypeError(f"the {kind} figure has no option {unknown[0]!r}")
 
 
+def _table_layer(layer: Any, record_layers: int) -> Any:
+    """`layer` of a table's record as `layer_index` reads it (-1 the last), or as given where the record lacks it:
+    the table's refusal then names the layers it has."""
+    try:
+        return layer_index(layer, record_layers)
+    except ValueError:
+        return layer
+
+
 def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layers: Any = (0,),
-                num_experts: int = 0, **_: Any) -> Any:
+                num_experts: int = 0, record_layers: int = 1, **_: Any) -> Any:
     """Bar charts of each expert's top tokens (one layer of those counted, `layers`; by default the first eight
     experts); a layer the table lacks or an expert the record lacks is refused in one line (they drew empty panels
     titled as if counted)."""
     layers = list(layers)
-    layer = layers[0] if layer is None and layers else layer
+    given, layer = layer, layers[0] if layer is None and layers else _table_layer(layer, record_layers)
     if layer not in layers:
         have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}" if layers else "no layers"
-        raise ValueError(f"this table has the top tokens of {have}, not of layer {layer}")
+        raise ValueError(f"this table has the top tokens of {have}, not of layer {given}")
     rows = table[table["layer"] == layer]
     experts = [whole(e, "expert") for e in experts] if experts is not None else sorted(rows["expert"].unique())[:8]
     wrong = [e for e in experts if not 0 <= e < num_experts]
@@ -361,12 +370,13 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
     return figure
 
 
-def _transitions(table: Any, layer: int = 0, measure: str = "tokens", **_: Any) -> Any:
+def _transitions(table: Any, layer: int = 0, measure: str = "tokens", record_layers: int = 2, **_: Any) -> Any:
     every = "layer" in (table.index.names or [])  # every layer's table, or one layer's
     layers = list(table.index.levels[0]) if every else [table.figure_options["layer"]]
+    given, layer = layer, _table_layer(layer, record_layers)
     if layer not in layers:  # a KeyError, or one layer's table drawn with another's title
         have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}"
-        raise ValueError(f"this table has the transitions from {have}, not from layer {layer}")
+        raise ValueError(f"this table has the transitions from {have}, not from layer {given}")
     matrix = table.xs(layer, level="layer") if every else table
     figure = _figure(5, 4.3)
     ax = figure.add_subplot()
