@@ -107,3 +107,18 @@ def test_every_layer_argument_counts_a_negative_layer_from_the_last():
     for call in (lambda: r.transitions(-5), lambda: r.top_tokens(layer=-5), lambda: r.coactivation(-5)):
         with pytest.raises(ValueError, match=r"^this record has layers 0\.\.3 \(-1 = the last\): there is no layer -5$"):
             call()
+
+
+def test_an_empty_record_says_it_has_no_layers_tokens_or_experts():
+    """An empty record's refusals named ranges it cannot have: "layers 0..-1 ... experts 0..-1", "tokens 0..-1"."""
+    empty = Routing()
+    for call, message in [(lambda: empty.expert_card(0, 0), "no expert 0 in layer 0: this record has no layers and "
+                                                              "no experts"),
+                          (lambda: empty.select([0]), "this record has no tokens: there is no token 0"),
+                          (lambda: empty.coactivation(layer=-1), "this record has no layers: there is no layer -1"),
+                          (lambda: empty.top_tokens(layer=0), "this record has no layers: there is no layer 0"),
+                          (lambda: empty.figure("load", layer=0), "this record has no layers: there is no layer 0"),
+                          (lambda: empty.coactivation(experts=[0]), "this record has no experts: there is no expert 0")]:
+        with pytest.raises((ValueError, IndexError)) as raised:
+            call()
+        assert str(raised.value) == message

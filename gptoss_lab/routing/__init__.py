@@ -15,5 +15,5 @@ from .corpus import Corpus, route
 from .interventions import Effect, Intervention, disable, force, parse_ablate, top_k
 from .record import Recorder, Routing, load
 
-__all__ = ["Comparison", "Corpus", "Effect", "ExpertCard", "Frame", "Intervention", "Load", "Recorder", "Routing", "Table",
-           "disable", "force", "load", "parse_ablate", "route", "top_k"]
+__all__ = ["Comparison", "Corpus", "Effect", "ExpertCard", "Frame", "Intervention", "Load", "Recorder", "Routing",
+           "Table", "disable", "force", "load", "parse_ablate", "route", "top_k"]

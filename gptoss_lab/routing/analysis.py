@@ -231,11 +231,19 @@ def described(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def numbered(count: int, noun: str, from_end: bool = False) -> str:
+    """`count` things numbered from 0, in words for a message: "layers 0..3 (-1 = the last)", or "no layers" (an
+    empty record's said "layers 0..-1")."""
+    if not count:
+        return f"no {noun}s"
+    return f"{noun}s 0..{count - 1}" + " (-1 = the last)" * from_end
+
+
 def layer_index(layer: Any, layers: int, owner: str = "this record") -> int:
     """The layer `layer` names among `layers`, a negative one counted from the last as in Python and --ablate -1:3;
     refused in one line when `owner` does not have it. Every `layer=` of the routing lab reads layers so."""
     if not -layers <= whole(layer, "layer") < layers:
-        raise ValueError(f"{owner} has layers 0..{layers - 1} (-1 = the last): there is no layer {layer}")
+        raise ValueError(f"{owner} has {numbered(layers, 'layer', True)}: there is no layer {layer}")
     return int(layer) % layers
 
 
@@ -250,6 +258,8 @@ def _subset(routing: Routing, experts: Sequence[int] | None, tables: int,
         if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
             raise TypeError(f"experts must be a list of expert ids, not {experts!r}")
         ids = ids.astype(np.int64)  # [] is float64: numpy's "arrays used as indices must be of integer type"
+        if ids.size and not routing.num_experts:
+            raise ValueError(f"this record has no experts: there is no expert {int(ids[0])}")
         if ids.size and (ids.min() < 0 or ids.max() >= routing.num_experts or len(np.unique(ids)) < len(ids)):
             raise ValueError(f"experts must be distinct ids from 0 to {routing.num_experts - 1}, not {ids.tolist()}")
     m = len(ids)
@@ -760,8 +770,8 @@ class ExpertCard:
 def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> ExpertCard:
     """The `ExpertCard` of `expert` in `layer`: top `n` tokens, load by label, transitions."""
     if not -routing.layers <= whole(layer, "layer") < routing.layers or not 0 <= whole(expert, "expert") < routing.num_experts:
-        raise ValueError(f"no expert {expert} in layer {layer}: this record has layers 0..{routing.layers - 1} "
-                         f"(-1 = the last) and experts 0..{routing.num_experts - 1}")
+        raise ValueError(f"no expert {expert} in layer {layer}: this record has "
+                         f"{numbered(routing.layers, 'layer', True)} and {numbered(routing.num_experts, 'expert')}")
     layer = layer_index(layer, routing.layers)
     if whole(n, "n") < 1:  # -1 dropped the last token and neighbour, as a slice does
         raise ValueError(f"n (top tokens and neighbours shown) must be at least 1, not {n}")

@@ -291,7 +291,8 @@ class Routing:
             # numpy said "index 999 is out of bounds for axis 0 with size 12"
             if which.dtype.kind in "iu" and which.size and not -self._n <= which.min() <= which.max() < self._n:
                 wrong = int(which.max() if which.max() >= self._n else which.min())
-                raise IndexError(f"this record has tokens 0..{self._n - 1} (-1 = the last): there is no token {wrong}")
+                raise IndexError(f"this record has {analysis.numbered(self._n, 'token', True)}: "
+                                 f"there is no token {wrong}")
             if not which.size:  # [] is float64: numpy's "arrays used as indices must be of integer (or boolean) type"
                 which = which.astype(np.intp)
         key = _selection(which, self._n)

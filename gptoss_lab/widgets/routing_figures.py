@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..routing.analysis import layer_index, whole
+from ..routing.analysis import layer_index, numbered, whole
 from .sanitize import NO_TYPESETTING
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
@@ -283,7 +283,7 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layer
     experts = [whole(e, "expert") for e in experts] if experts is not None else sorted(rows["expert"].unique())[:8]
     wrong = [e for e in experts if not 0 <= e < num_experts]
     if wrong:
-        raise ValueError(f"this record has experts 0..{num_experts - 1}: there is no expert {wrong[0]}")
+        raise ValueError(f"this record has {numbered(num_experts, 'expert')}: there is no expert {wrong[0]}")
     cols = min(4, max(len(experts), 1))
     lines = -(-len(experts) // cols)
     figure = _figure(max(3 * cols, 5), 2.2 * max(lines, 1))  # 3 inches cut the title of one expert's chart
