@@ -122,3 +122,12 @@ def test_an_empty_record_says_it_has_no_layers_tokens_or_experts():
         with pytest.raises((ValueError, IndexError)) as raised:
             call()
         assert str(raised.value) == message
+
+
+def test_hot_and_cold_refuses_more_busiest_experts_than_the_record_has():
+    """`hot_and_cold(top=100)` on 8 experts gave a column "top100_share" of 1.0, as if 100 experts had been summed."""
+    r = _record()
+    with pytest.raises(ValueError, match=r"^top \(the busiest experts summed\) must be at most the record's 8 experts, "
+                                         r"not 100$"):
+        r.hot_and_cold(top=100)
+    assert r.hot_and_cold(top=8)["top8_share"].round(9).eq(1.0).all()

@@ -628,6 +628,9 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
         raise ValueError(f"top (the busiest experts summed) must be at least 1, not {top}")
     if not routing.num_experts:
         raise ValueError("this record has no experts (num_experts is 0): none is hot or cold")
+    if top is not None and top > routing.num_experts:  # a "top100_share" of 1.0 among 8 experts
+        raise ValueError(f"top (the busiest experts summed) must be at most the record's {routing.num_experts} "
+                         f"experts, not {top}")
     counted = load(routing)
     if not counted.counts.any():  # every share 0 named expert 0 both the hottest and the coldest, balance 0
         raise ValueError("this record has no expert picks (no tokens, or top-0): none is hot or cold")
