@@ -608,6 +608,12 @@ def parse_header(text: str, *, role: str | None = None) -> Header:
 _END_NAMES = {END: "<|end|>", RETURN: "<|return|>", CALL: "<|call|>"}
 
 
+# Harmony headers are a few words (role, channel, recipient, content type) of a few dozen tokens: more written where one
+# goes (or between messages), which no view shows, is a model that lost the format (`HarmonyStream.runaway`).
+MAX_HEADER_WORDS = 16
+MAX_HEADER_TOKENS = 1024   # a recipient is one word: a long function name fits, a name that never ends does not
+
+
 class HarmonyStream:
     """Turns generated token ids into typed events, one token at a time, in O(1) per token.
 
@@ -623,6 +629,8 @@ class HarmonyStream:
         self._state = "header"
         self._role: str | None = "assistant"   # the header's role is already written
         self._raw: list[bytes] = []              # header bytes, or stray bytes between messages
+        self._words = 0                          # words begun in `_raw` (see `runaway`)
+        self._spaced = True                      # whether `_raw` ends in a space (the next letter begins a word)
         self._parts: list[str] = []              # content text of the open message
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.header: Header | None = None        # the open message's header, while in its content
@@ -631,6 +639,12 @@ class HarmonyStream:
     def in_message(self) -> bool:
         """Whether a message's content was being written when generation stopped or is still being written."""
         return self._state in ("content", "cut")
+
+    @property
+    def runaway(self) -> bool:
+        """Whether the text written outside a message's content (its header, or stray text between messages), which no
+        view shows, is longer than any Harmony header: prose or a name of thousands of characters, not a header."""
+        return len(self._raw) > MAX_HEADER_TOKENS or self._words > MAX_HEADER_WORDS
 
     def feed(self, token: int) -> list[Event]:
         """Feed one token; returns the events it completes (often one `Delta`, sometimes none)."""
@@ -642,7 +656,7 @@ class HarmonyStream:
         if self._state == "content":
             return self._content(token, piece)
         if self._state == "between":
-            self._raw.append(piece)
+            self._keep_raw(piece)
             return []
         if token == MESSAGE:
             return self._open()
@@ -650,24 +664,28 @@ class HarmonyStream:
             raw = self._take_raw() + _END_NAMES[token]
             self._state = "between"
             return [ParseError(raw, f"a message header ended by {_END_NAMES[token]} before <|message|>")]
-        self._raw.append(piece)
+        self._keep_raw(piece)
         return []
 
     def close(self, *, limit: bool = False) -> list[Event]:
         """End of generation: an open message ends as `MessageEnd(None, None)` (cut off; its header
         and `partial_text()` stay readable, without a character cut between its bytes, which no `Delta` showed);
         an unfinished header or stray text is a `ParseError`, except a header that the token `limit` cut (the model
-        wrote nothing wrong: it was stopped mid-way)."""
+        wrote nothing wrong: it was stopped mid-way) unless it had run away (see `runaway`)."""
         events: list[Event] = []
         if self._state == "content":
             self._decoder.reset()
             events.append(MessageEnd(None, None))
             self._state = "cut"
-        elif limit and self._state == "header":
+        elif limit and self._state == "header" and not self.runaway:
             self._take_raw()
             self._state = "between"
         elif self._raw:
-            reason = "generation ended inside a message header" if self._state == "header" else "text after the last message"
+            header = self._state == "header"
+            if self.runaway:
+                reason = f"{'a message header' if header else 'text after the last message'} longer than any Harmony header"
+            else:
+                reason = "generation ended inside a message header" if header else "text after the last message"
             events.append(ParseError(self._take_raw(), reason))
             self._state = "between"
         return events
@@ -728,9 +746,17 @@ class HarmonyStream:
             self._parts.append(tail)
         return tail
 
+    def _keep_raw(self, piece: bytes) -> None:
+        """Keep a piece of header or stray text, counting the words it begins (O(1) per token)."""
+        self._raw.append(piece)
+        for byte in piece:
+            spaced = byte in b" \t\r\n"
+            self._words += self._spaced and not spaced
+            self._spaced = spaced
+
     def _take_raw(self) -> str:
         text = b"".join(self._raw).decode("utf-8", "replace")
-        self._raw = []
+        self._raw, self._words, self._spaced = [], 0, True
         return text
 
 

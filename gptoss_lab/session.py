@@ -586,7 +586,7 @@ class _Turn:
         if self.recorder is not None:
             self.recorder.begin()
         self.stream = stream = harmony.HarmonyStream()  # each engine call starts right after `<|start|>assistant`
-        generated, last, t0 = 0, None, time.perf_counter()
+        generated, last, runaway, t0 = 0, None, False, time.perf_counter()
         engine = self.session.engine
         # an engine that takes should_stop ends its own stream at Stop, giving out what it held back (a server's
         # last pieces, text the key check held), so its stream is read to its end; any other is left at once
@@ -607,6 +607,9 @@ class _Turn:
                         return call
                 if self.view.stop_requested and not ends_itself:
                     raise _Stopped
+                if stream.runaway:  # no view shows it: it ran on unseen to --max-tokens, or to the context
+                    runaway = True
+                    break
             if self.view.stop_requested:
                 raise _Stopped
             for event in stream.close(limit=generated >= room):
@@ -617,7 +620,10 @@ class _Turn:
                 close()
             usage.generation_seconds += time.perf_counter() - t0
             self.last_ids = len(ids) + generated
-        if last in harmony.STOP_TOKENS:
+        if runaway:
+            self._end_early("The model's reply was stopped: where a message header goes, it wrote text longer than any "
+                            "header (quoted above), which is not shown as it is written, nor kept.")
+        elif last in harmony.STOP_TOKENS:
             if not self.reply.final and self.ended_why is None:
                 self._end_early("The model ended its turn without a final answer.")
         elif generated >= room and room < self.sampling.max_new_tokens:

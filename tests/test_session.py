@@ -783,7 +783,7 @@ def test_a_long_malformed_reply_is_quoted_short_in_the_turns_notes() -> None:
     """A model that writes a message header thousands of characters long (no <|message|>), or a long message on a
     channel that is not one, had it quoted whole in `reply.errors` and in the view's one-line note. The note quotes
     its start and says how long it was; the view's ParseError card still holds the raw text."""
-    header = "<|channel|>" + "analysis to=functions.lookup " * 200
+    header = "<|channel|>analysis to=functions." + "lookup_" * 400   # (more words than a header holds: stopped sooner)
     view = Recorder()
     reply = session(header).ask("Hi", view=view)
     note = reply.errors[0]

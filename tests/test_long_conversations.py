@@ -1,0 +1,34 @@
+"""Long conversations and the model's context: what a turn that runs long or fills the context leaves the user."""
+from __future__ import annotations
+
+import pytest
+
+from gptoss_lab import ReplayEngine, Session
+
+PROSE = " ".join(["Step 3: Call get_distance, then answer from its result."] * 400)
+
+
+def _session(recording: str, **kw) -> Session:
+    return Session(ReplayEngine(recording), namespace={}, approval="auto", date="2026-11-25", **kw)
+
+
+ANALYSIS = "<|channel|>analysis<|message|>Check the result.<|end|>"
+
+
+@pytest.mark.parametrize("recording", [
+    f"{ANALYSIS}<|start|>assistant is. {PROSE}",                    # prose where the next message's header goes
+    f"{ANALYSIS}<|start|>assistant to=functions.{'x' * 30_000}",    # a recipient that never ends
+    f"{ANALYSIS}{PROSE}",                                           # stray text after a message, no <|start|>
+], ids=["prose header", "endless name", "text between messages"])
+def test_a_runaway_header_is_stopped_and_said_not_run_to_the_token_limit_unseen(recording):
+    """gpt-oss-tiny (guard on) wrote `<|start|>assistant` then 1 900 tokens of prose as a header: no view shows a
+    header, so the turn showed nothing for them, ran to --max-tokens (to the context with a large one) and then
+    said "what was written is kept" of text it had dropped. It is stopped within a few hundred tokens, and said."""
+    s = _session(recording, max_new_tokens=20_000)
+    reply = s.ask("How far is it?")
+    assert reply.usage.completion_tokens < 1100, reply.usage
+    assert reply.analysis == "Check the result."
+    assert "what was written is kept" not in " ".join(reply.errors)
+    assert reply.errors[-1].startswith("The model's reply was stopped: where a message header goes, it wrote "), reply.errors
+    assert reply.errors[0].startswith("Not valid Harmony (") and "longer than any Harmony header" in reply.errors[0]
+    assert s.history[-1].channel == "analysis"   # the conversation goes on from what the model wrote validly
