@@ -626,7 +626,7 @@ class _Turn:
         elif last in harmony.STOP_TOKENS:
             if not self.reply.final and self.ended_why is None:
                 self._end_early("The model ended its turn without a final answer.")
-        elif generated >= room and room < self.sampling.max_new_tokens:
+        elif generated >= room and self.window is not None and len(ids) + generated >= self.window:  # any --max-tokens
             self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept"
                             f"{_without(self.dropped)}: start a new conversation (%gptoss reset) or ask with --new.")
         elif generated >= room:

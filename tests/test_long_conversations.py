@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gptoss_lab import ReplayEngine, Session
+from gptoss_lab import ReplayEngine, Session, harmony
 
 PROSE = " ".join(["Step 3: Call get_distance, then answer from its result."] * 400)
 
@@ -32,3 +32,16 @@ def test_a_runaway_header_is_stopped_and_said_not_run_to_the_token_limit_unseen(
     assert reply.errors[-1].startswith("The model's reply was stopped: where a message header goes, it wrote "), reply.errors
     assert reply.errors[0].startswith("Not valid Harmony (") and "longer than any Harmony header" in reply.errors[0]
     assert s.history[-1].channel == "analysis"   # the conversation goes on from what the model wrote validly
+
+
+def test_a_reply_that_fills_the_context_at_the_token_limit_too_says_the_context_is_full():
+    """With --max-tokens just what the context had left, a reply cut there said "raise --max-tokens to allow more":
+    no more fitted. It says the context is full, as it does when --max-tokens is larger."""
+    s = _session("<|channel|>final<|message|>one two three four five six seven eight nine ten<|return|>")
+    left = 6
+    prompt = len(harmony.render(s.prefix() + [harmony.user_message("q")]))
+    s.engine.context_window = prompt + left
+    reply = s.ask("q", max_new_tokens=left)
+    assert reply.final and "ten" not in reply.final
+    assert reply.errors == [f"The reply filled the model's context ({prompt + left} tokens); what was written is kept: "
+                            "start a new conversation (%gptoss reset) or ask with --new."]
