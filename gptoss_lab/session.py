@@ -579,8 +579,7 @@ class _Turn:
         room = self.sampling.max_new_tokens if self.window is None else min(self.sampling.max_new_tokens,
                                                                             self.window - len(ids))
         if room <= 0:
-            self._end_early(f"The conversation fills the model's context ({self.window} tokens); "
-                            "start a new one (%gptoss reset) or ask with --new.")
+            self._end_early(f"The conversation fills the model's context ({self.window} tokens): {self._when_full()}.")
             return None
         sampling = self.sampling if room == self.sampling.max_new_tokens else _with_limit(self.sampling, room)
         if self.recorder is not None:
@@ -628,7 +627,7 @@ class _Turn:
                 self._end_early("The model ended its turn without a final answer.")
         elif generated >= room and self.window is not None and len(ids) + generated >= self.window:  # any --max-tokens
             self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept"
-                            f"{_without(self.dropped)}: start a new conversation (%gptoss reset) or ask with --new.")
+                            f"{_without(self.dropped)}: {self._when_full()}.")
         elif generated >= room:
             self._end_early(f"The reply reached the token limit ({room} new token{'s' * (room != 1)}); what was written is kept"
                             f"{_without(self.dropped)} (raise --max-tokens to allow more).")
@@ -636,6 +635,18 @@ class _Turn:
             self._end_early("The engine's stream ended before the model finished its reply; what was written is kept"
                             f"{_without(self.dropped)}.")
         return None
+
+    def _when_full(self) -> str:
+        """What the user can do once the turn filled the context: ask on, where the conversation as a later turn reads
+        it (without this turn's reasoning, and a gpt-oss model's tool calls) leaves room for a question; else start anew
+        (it said "start a new conversation" of a conversation that had room: a user who did lost it for nothing)."""
+        anew = "start a new conversation (%gptoss reset) or ask with --new"
+        kept = len(self.session._renderer.render(self.prefix + self.session.history,
+                                                 keep_tool_calls=_keeps_tool_calls(self.session.engine)))
+        if self.window is None or kept + _SHORTEST_QUESTION >= self.window:
+            return anew
+        return (f"the next question starts from {kept:,} tokens, as a later turn reads this one without its reasoning; "
+                f"or {anew}")
 
     def _on_event(self, event: Event) -> ToolCall | None:
         if isinstance(event, MessageEnd) and event.message is None:  # cut off: keep what was written
@@ -850,6 +861,9 @@ class _Turn:
                 # (a cut answer's "Expecting ',' delimiter" read, under --constrain, as the constraint failing)
                 self._warn(f"{err} (the answer was cut off before its end)" if self.ended_why else str(err))
         return reply
+
+
+_SHORTEST_QUESTION = 5  # tokens a question adds to a conversation at least: <|start|>user<|message|>, one of text, <|end|>
 
 
 def _kept(reply: Reply) -> bool:

@@ -29,7 +29,7 @@ def test_a_runaway_header_is_stopped_and_said_not_run_to_the_token_limit_unseen(
     assert reply.usage.completion_tokens < 1100, reply.usage
     assert reply.analysis == "Check the result."
     assert "what was written is kept" not in " ".join(reply.errors)
-    assert reply.errors[-1].startswith("The model's reply was stopped: where a message header goes, it wrote "), reply.errors
+    assert reply.errors[-1].startswith("The model's reply was stopped: where a message header goes, it wrote ")
     assert reply.errors[0].startswith("Not valid Harmony (") and "longer than any Harmony header" in reply.errors[0]
     assert s.history[-1].channel == "analysis"   # the conversation goes on from what the model wrote validly
 
@@ -45,3 +45,19 @@ def test_a_reply_that_fills_the_context_at_the_token_limit_too_says_the_context_
     assert reply.final and "ten" not in reply.final
     assert reply.errors == [f"The reply filled the model's context ({prompt + left} tokens); what was written is kept: "
                             "start a new conversation (%gptoss reset) or ask with --new."]
+
+
+def test_a_turn_that_filled_the_context_with_reasoning_says_the_conversation_goes_on_without_it():
+    """A reply whose reasoning filled the context said "start a new conversation (%gptoss reset)", and a user who did
+    lost the conversation, while the next question fitted: a later turn reads it without this turn's reasoning (and a
+    gpt-oss model without its tool calls). The note says where the next turn starts, and it does."""
+    thinking = " ".join(["Let me think about the distance between the two towns once more."] * 60)
+    s = _session(f"<|channel|>analysis<|message|>{thinking}<|end|><|start|>assistant<|channel|>final<|message|>Far."
+                 "<|return|><|channel|>final<|message|>Yes.<|return|>")
+    prompt = len(harmony.render(s.prefix() + [harmony.user_message("How far is it?")]))
+    s.engine.context_window = prompt + 300
+    reply = s.ask("How far is it?")
+    assert reply.errors == [f"The reply filled the model's context ({prompt + 300} tokens); what was written is kept: "
+                            f"the next question starts from {len(s.prompt_ids())} tokens, as a later turn reads this "
+                            "one without its reasoning; or start a new conversation (%gptoss reset) or ask with --new."]
+    assert s.ask("Is it far?").final == "Yes."
