@@ -313,6 +313,10 @@ class Session:
         prompt = harmony.clean(prompt)
         if not prompt.strip():
             raise TurnError("the prompt is empty")
+        window = _context_window(self.engine)
+        if window is not None and len(prompt) > window * _longest_token():  # too long however it is tokenized
+            raise TurnError(f"the prompt is {len(prompt):,} characters, more than the model's context of {window} "
+                            "tokens can hold: shorten it")
         try:
             fmt = ResponseFormat.from_user(response_format) if response_format is not None else None
         except (TypeError, ValueError) as err:
@@ -330,7 +334,6 @@ class Session:
         user = harmony.user_message(prompt)
         ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start,
                                     keep_tool_calls=_keeps_tool_calls(self.engine))
-        window = _context_window(self.engine)
         if window is not None and len(ids) >= window:
             alone = len(harmony.render(prefix + [user])) if past else len(ids)   # the question in a new conversation
             if alone < window:  # (it was told "shorten it" of a two-word question after a long conversation)
@@ -896,6 +899,12 @@ def _quoted(text: str | None, limit: int = 200) -> str:
     if text is None or len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+@functools.cache
+def _longest_token() -> int:
+    """Characters the longest token of the vocabulary can hold (its bytes: a character takes one or more)."""
+    return max(map(len, harmony.ranks()))
 
 
 def _context_window(engine: Engine) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from gptoss_lab import ReplayEngine, Session, harmony
+from gptoss_lab.session import TurnError
 
 PROSE = " ".join(["Step 3: Call get_distance, then answer from its result."] * 400)
 
@@ -61,3 +62,20 @@ def test_a_turn_that_filled_the_context_with_reasoning_says_the_conversation_goe
                             f"the next question starts from {len(s.prompt_ids())} tokens, as a later turn reads this "
                             "one without its reasoning; or start a new conversation (%gptoss reset) or ask with --new."]
     assert s.ask("Is it far?").final == "Yes."
+
+
+def test_a_prompt_far_longer_than_the_context_is_refused_before_it_is_tokenized():
+    """A 50 MB prompt (a `{variable}` holding a big table) was tokenized twice before it was refused: the kernel was
+    held 9 s (more for more, un-interruptible inside the tokenizer, a list of 8 million ids per pass). A prompt with
+    more characters than the context can hold tokens of the longest kind is refused at once, in one line, saying so."""
+    import time
+
+    s = _session("<|channel|>final<|message|>hi<|return|>")
+    s.engine.context_window = 12_288
+    prompt = "alpha beta gamma delta " * 2_200_000
+    t0 = time.perf_counter()
+    with pytest.raises(TurnError, match=r"^the prompt is 50,600,000 characters, more than the model's context of 12288 "
+                                        r"tokens can hold: shorten it$"):
+        s.ask(prompt)
+    assert time.perf_counter() - t0 < 2
+    assert not s.history and not s.replies
