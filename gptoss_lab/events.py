@@ -144,6 +144,7 @@ class Usage:
     ttft: float | None = None       # seconds from ask() to the first generated token
     generation_seconds: float = 0.0  # time spent inside the engine
     context_tokens: int = 0         # tokens in the model's context at the end of the turn
+    context_window: int | None = None  # the model's context length in tokens, when known (what the meter measures by)
 
     @property
     def tokens_per_s(self) -> float:

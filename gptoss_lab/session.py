@@ -848,7 +848,7 @@ class _Turn:
     def finish(self, fmt: ResponseFormat | None) -> Reply:
         reply = self.reply
         reply.usage.seconds = time.perf_counter() - self.started
-        reply.usage.context_tokens = self.last_ids
+        reply.usage.context_tokens, reply.usage.context_window = self.last_ids, self.window
         if self.recorder is not None and self.recorder.tokens:
             reply.routing = self.recorder.finish(harmony.label_tokens(self.recorder.tokens))
             reply.routing.intervention = reply.intervention   # kept with the record when it is saved

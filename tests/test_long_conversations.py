@@ -79,3 +79,20 @@ def test_a_prompt_far_longer_than_the_context_is_refused_before_it_is_tokenized(
         s.ask(prompt)
     assert time.perf_counter() - t0 < 2
     assert not s.history and not s.replies
+
+
+def test_the_history_shows_a_turns_context_use_as_the_live_turn_did():
+    """The live footer said "context 177 of 4,096 tokens (4%)"; `%gptoss history` (and a Reply's view) drew the same turn
+    without it, so a user reading back a long conversation could not see how full it was. Both say it."""
+    import io
+
+    from gptoss_lab.widgets.text import TextView
+    from gptoss_lab.widgets.transcript import Transcript
+
+    s = _session("<|channel|>final<|message|>It is far.<|return|>")
+    s.engine.context_window = 4096
+    out = io.StringIO()
+    reply = s.ask("How far is it?", view=TextView(out, colour=False))
+    used = f"context {reply.usage.context_tokens:,} of 4,096 tokens"
+    assert used in out.getvalue()
+    assert used in Transcript.from_reply(reply).to_text()

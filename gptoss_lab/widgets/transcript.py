@@ -74,10 +74,8 @@ Item = Block | Notice | ParseError
 class Transcript:
     """Everything one turn shows: prompt, messages, tool calls, notices, errors and stats."""
 
-    def __init__(self, prompt: str = "", effort: str = "", model: str = "", approval: str = "auto",
-                 context_window: int | None = None) -> None:
+    def __init__(self, prompt: str = "", effort: str = "", model: str = "", approval: str = "auto") -> None:
         self.prompt, self.effort, self.model, self.approval = prompt, effort, model, approval
-        self.context_window = context_window
         self.items: list[Item] = []
         self.citations: list[Any] = []       # the answer's browser citations (widgets/citations.py)
         self.stats: dict[str, Any] = {}
@@ -90,8 +88,7 @@ class Transcript:
         """Fold one event into the state; returns the index of the item it created or changed."""
         now = time.perf_counter()
         if isinstance(event, TurnStart):
-            self.__init__(event.prompt, event.effort, event.model, event.approval,  # type: ignore[misc]
-                          event.context_window)
+            self.__init__(event.prompt, event.effort, event.model, event.approval)  # type: ignore[misc]
             return None
         if isinstance(event, MessageStart):
             self.items.append(Block(event.channel, event.recipient, event.content_type, started=now))
@@ -118,7 +115,7 @@ class Transcript:
             for item in self.items:
                 if isinstance(item, Block) and item.ended is None:
                     item.ended = now
-            self.stats = reply_stats(event.reply, self.context_window)
+            self.stats = reply_stats(event.reply)
             self.citations = event.reply.citations
             self.interrupted = event.reply.interrupted
             self.ended = True
@@ -318,13 +315,13 @@ def _notes_by_place(reply: "Reply") -> dict[int, list[Notice]]:
 
 # ---------------------------------------------------------------- shared helpers (also used by the widget)
 
-def reply_stats(reply: "Reply", context_window: int | None = None) -> dict[str, Any]:
-    """The footer numbers of a finished turn."""
+def reply_stats(reply: "Reply") -> dict[str, Any]:
+    """The footer numbers of a finished turn (live, or drawn again from its Reply: the same)."""
     usage = reply.usage
     return {"tokens": usage.completion_tokens, "tokens_per_s": usage.tokens_per_s, "ttft": usage.ttft,
             "seconds": usage.seconds, "effort": reply.effort, "model": reply.model,
             "interrupted": reply.interrupted, "context_tokens": usage.context_tokens,
-            "context_window": context_window, "intervention": reply.intervention}
+            "context_window": usage.context_window, "intervention": reply.intervention}
 
 
 def hang(text: str) -> str:
