@@ -334,19 +334,19 @@ class Session:
         user = harmony.user_message(prompt)
         ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start,
                                     keep_tool_calls=_keeps_tool_calls(self.engine))
-        if window is not None and len(ids) >= window:
+        if window is not None and len(ids) + _ANSWER_ROOM > window:
             alone = len(harmony.render(prefix + [user])) if past else len(ids)   # the question in a new conversation
-            if alone < window:  # (it was told "shorten it" of a two-word question after a long conversation)
-                raise TurnError(f"the conversation so far and this question are {len(ids)} tokens but the model's "
-                                f"context is {window} tokens: start a new conversation (%gptoss reset, or ask with --new)")
+            if alone + _ANSWER_ROOM <= window:  # (it was told "shorten it" of a two-word question after a long conversation)
+                raise TurnError(f"{_too_long('the conversation so far and this question are', len(ids), window)}: "
+                                "start a new conversation (%gptoss reset, or ask with --new)")
             setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
             schema = setup - len(harmony.render(self._prefix(settings, tools, None))) if fmt is not None else 0
             if schema * 2 >= alone:  # (it said "offer fewer tools or smaller types: shorten it" with no tools offered)
-                raise TurnError(f"the prompt is {alone} tokens but the model's context is {window} tokens ({schema} "
-                                "of them the response format's schema: ask for a smaller one)")
+                raise TurnError(_too_long("the prompt is", alone, window, f" ({schema} of them the response format's "
+                                          "schema: ask for a smaller one)"))
             why = (f" ({setup} of them the instructions and the tools' definitions: offer fewer tools or smaller types)"
                    if setup * 2 >= alone else "")
-            raise TurnError(f"the prompt is {alone} tokens but the model's context is {window} tokens{why}: shorten it")
+            raise TurnError(f"{_too_long('the prompt is', alone, window, why)}: shorten it")
         try:
             processor = fmt.processor() if constrain and fmt is not None else None
         except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile
@@ -905,6 +905,18 @@ def _quoted(text: str | None, limit: int = 200) -> str:
 def _longest_token() -> int:
     """Characters the longest token of the vocabulary can hold (its bytes: a character takes one or more)."""
     return max(map(len, harmony.ranks()))
+
+
+_ANSWER_ROOM = 16   # tokens an answer needs at the least: its header, a few words, its end
+
+
+def _too_long(what: str, tokens: int, window: int, why: str = "") -> str:
+    """Why a prompt of `tokens` (`why`: what most of them are) cannot be asked in a context of `window`: over it, or
+    leaving under `_ANSWER_ROOM` (a question 1-4 tokens short of the context was taken, its reply empty, and the next
+    question refused)."""
+    if tokens >= window:
+        return f"{what} {tokens} tokens but the model's context is {window} tokens{why}"
+    return f"{what} {tokens} tokens{why} of the model's context of {window}, leaving no room for an answer"
 
 
 def _context_window(engine: Engine) -> int | None:

@@ -38,12 +38,12 @@ def test_a_runaway_header_is_stopped_and_said_not_run_to_the_token_limit_unseen(
 def test_a_reply_that_fills_the_context_at_the_token_limit_too_says_the_context_is_full():
     """With --max-tokens just what the context had left, a reply cut there said "raise --max-tokens to allow more":
     no more fitted. It says the context is full, as it does when --max-tokens is larger."""
-    s = _session("<|channel|>final<|message|>one two three four five six seven eight nine ten<|return|>")
-    left = 6
+    s = _session(f"<|channel|>final<|message|>{' '.join(f'word{i}' for i in range(1, 41))}<|return|>")
+    left = 20
     prompt = len(harmony.render(s.prefix() + [harmony.user_message("q")]))
     s.engine.context_window = prompt + left
     reply = s.ask("q", max_new_tokens=left)
-    assert reply.final and "ten" not in reply.final
+    assert reply.final and "word40" not in reply.final
     assert reply.errors == [f"The reply filled the model's context ({prompt + left} tokens); what was written is kept: "
                             "start a new conversation (%gptoss reset) or ask with --new."]
 
@@ -96,3 +96,21 @@ def test_the_history_shows_a_turns_context_use_as_the_live_turn_did():
     used = f"context {reply.usage.context_tokens:,} of 4,096 tokens"
     assert used in out.getvalue()
     assert used in Transcript.from_reply(reply).to_text()
+
+
+@pytest.mark.parametrize("spare", [1, 4, 15])
+def test_a_question_that_leaves_no_room_for_an_answer_is_refused_before_it_is_asked(spare):
+    """A question 1-4 tokens short of the context was taken: its reply was empty, it joined the conversation, and the
+    next question was refused, so only a reset went on. It is refused at once, saying why; with room it is answered."""
+    engine = ReplayEngine("<|channel|>final<|message|>Forty-two.<|return|>" * 2)
+    s = Session(engine, namespace={}, tools="none", date="2026-11-25")
+    engine.context_window = 100_000
+    prompt_tokens = s.ask("What is six times seven?").usage.prompt_tokens
+    engine.context_window = prompt_tokens + spare
+    with pytest.raises(TurnError, match=rf"^the prompt is {prompt_tokens} tokens \(\d+ of them the instructions and "
+                                        rf"the tools' definitions: offer fewer tools or smaller types\) of the model's "
+                                        rf"context of {prompt_tokens + spare}, leaving no room for an answer: shorten it$"):
+        s.ask("What is six times seven?", new=True)
+    assert len(s.replies) == 1
+    engine.context_window = prompt_tokens + 16
+    assert s.ask("What is six times seven?", new=True).final == "Forty-two."

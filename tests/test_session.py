@@ -344,12 +344,12 @@ def test_a_second_thread_cannot_ask_while_a_turn_runs():
 
 
 def test_a_reply_cut_by_the_models_context_says_so_not_raise_max_tokens():
-    s = session(FINAL.format(text="one two three four five six seven eight nine ten"))
+    s = session(FINAL.format(text=" ".join(f"word{i}" for i in range(1, 41))))
     prompt_tokens = len(harmony.render(s.prefix() + [harmony.user_message("q")]))
-    s.engine.context_window = prompt_tokens + 6  # room for 6 of the reply's tokens, well below max_new_tokens
+    s.engine.context_window = prompt_tokens + 20  # room for 20 of the reply's tokens, well below max_new_tokens
     reply = s.ask("q")
-    assert reply.final and "ten" not in reply.final
-    assert reply.errors == [f"The reply filled the model's context ({prompt_tokens + 6} tokens); what was written "
+    assert reply.final and "word40" not in reply.final
+    assert reply.errors == [f"The reply filled the model's context ({prompt_tokens + 20} tokens); what was written "
                             "is kept: start a new conversation (%gptoss reset) or ask with --new."]
 
 

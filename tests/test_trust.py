@@ -203,10 +203,10 @@ def test_a_question_over_the_context_says_whether_a_new_conversation_or_a_shorte
     engine = ReplayEngine(FINAL.format(text="x") * 2)
     engine.context_window = 360
     s = Session(engine, namespace={}, tools="none")
-    s.ask("word " * 280)
-    with pytest.raises(TurnError, match=r"^the conversation so far and this question are 361 tokens but the model's "
-                                        r"context is 360 tokens: start a new conversation \(%gptoss reset, or ask with "
-                                        r"--new\)$"):
+    s.ask("word " * 270)   # leaves room for an answer (16 tokens), not for another question
+    with pytest.raises(TurnError, match=r"^the conversation so far and this question are 35\d tokens of the model's "
+                                        r"context of 360, leaving no room for an answer: start a new conversation "
+                                        r"\(%gptoss reset, or ask with --new\)$"):
         s.ask("Next?")
     with pytest.raises(TurnError, match=r"^the prompt is \d+ tokens but the model's context is 360 tokens: shorten it$"):
         s.ask("word " * 500)
