@@ -127,7 +127,7 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     shards = sorted(source.glob("*.safetensors"))
     if not shards:
         raise ValueError(f"{source} has no .safetensors weights")
-    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:  # inside: it was written there
+    if out.resolve().is_relative_to(source.resolve()):  # the source itself, or inside it: it was written there
         raise ValueError("write the MXFP4 checkpoint to another folder than its source, and not inside it")
     with new_folder(out) as partial:
         return _write(source, shards, config, partial)

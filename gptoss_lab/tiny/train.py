@@ -305,12 +305,14 @@ def muon_split(model: GptOssForCausalLM) -> tuple[list[torch.nn.Parameter], list
 
 def _optimizers(model: GptOssForCausalLM, optimizer: str, lr: float, muon_lr: float) -> list[torch.optim.Optimizer]:
     """The run's optimizers; each group's "peak" learning rate is what `_lr` schedules."""
+    def adamw(params: Any) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+
     if optimizer == "adamw":
-        optims: list[torch.optim.Optimizer] = [
-            torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)]
+        optims = [adamw(model.parameters())]
     elif optimizer == "muon":
         matrices, rest = muon_split(model)
-        optims = [Muon(matrices, lr=muon_lr), torch.optim.AdamW(rest, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)]
+        optims = [Muon(matrices, lr=muon_lr), adamw(rest)]
     else:
         raise ValueError(f"optimizer must be adamw or muon, not {optimizer!r}")
     for optim in optims:
