@@ -14,7 +14,7 @@ def test_muon_split_covers_every_parameter_exactly_once_and_gives_muon_the_layer
     from transformers import GptOssForCausalLM
 
     model = GptOssForCausalLM(train.model_config(512))
-    muon, adamw = train.muon_split(model)
+    muon, adamw = train._muon_split(model)
     ids = [id(p) for p in muon + adamw]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
     names = {id(p): name for name, p in model.named_parameters()}
@@ -47,7 +47,7 @@ def test_muon_step_on_a_matrix_is_torch_muons_step():
     a, b = torch.nn.Parameter(torch.randn(24, 16)), torch.nn.Parameter(torch.randn(24, 16))
     with torch.no_grad():
         b.copy_(a)
-    ours, theirs = train.Muon([a], lr=0.02), torch.optim.Muon([b], lr=0.02, weight_decay=0.01)
+    ours, theirs = train._Muon([a], lr=0.02), torch.optim.Muon([b], lr=0.02, weight_decay=0.01)
     for _ in range(3):
         grad = torch.randn(24, 16)
         a.grad, b.grad = grad.clone(), grad.clone()

@@ -249,7 +249,7 @@ def _batches(stream: Iterator[tuple[list[int], list[bool]]], tokens: int, pool: 
 
 # ---------------------------------------------------------------- training
 
-MUON_LR = 0.02   # Keller Jordan's Muon learning rate (torch.optim.Muon's "original" shape adjustment), by default
+_MUON_LR = 0.02   # Keller Jordan's Muon learning rate (torch.optim.Muon's "original" shape adjustment), by default
 
 
 def _orthogonalised(update: torch.Tensor, steps: int = 5) -> torch.Tensor:
@@ -268,12 +268,12 @@ def _orthogonalised(update: torch.Tensor, steps: int = 5) -> torch.Tensor:
     return (x.mT if tall else x).reshape(update.shape).to(update.dtype)
 
 
-class Muon(torch.optim.Optimizer):
+class _Muon(torch.optim.Optimizer):
     """Muon as torch.optim.Muon (2.9+) computes it: Nesterov momentum, orthogonalised, decoupled weight decay and
     the learning rate scaled by sqrt(max(1, fan_out / fan_in)); for 2-D weights (out x in) and stacked expert
     weights (experts x in x out), each expert's matrix orthogonalised on its own."""
 
-    def __init__(self, params: Any, lr: float = MUON_LR, weight_decay: float = 0.01, momentum: float = 0.95) -> None:
+    def __init__(self, params: Any, lr: float = _MUON_LR, weight_decay: float = 0.01, momentum: float = 0.95) -> None:
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum})
 
     @torch.no_grad()
@@ -290,7 +290,7 @@ class Muon(torch.optim.Optimizer):
                 p.add_(update, alpha=-group["lr"] * math.sqrt(max(1.0, fan_out / fan_in)))
 
 
-def muon_split(model: GptOssForCausalLM) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+def _muon_split(model: GptOssForCausalLM) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
     """(Muon's, AdamW's) parameters: the layers' weight matrices (attention projections, experts) go to Muon; the
     tied embedding (also the output layer), the routers (8 logits that pick experts), norms, biases and sinks to
     AdamW, as Muon's authors leave embeddings, heads and vectors to it."""
@@ -311,8 +311,8 @@ def _optimizers(model: GptOssForCausalLM, optimizer: str, lr: float, muon_lr: fl
     if optimizer == "adamw":
         optims = [adamw(model.parameters())]
     elif optimizer == "muon":
-        matrices, rest = muon_split(model)
-        optims = [Muon(matrices, lr=muon_lr), adamw(rest)]
+        matrices, rest = _muon_split(model)
+        optims = [_Muon(matrices, lr=muon_lr), adamw(rest)]
     else:
         raise ValueError(f"optimizer must be adamw or muon, not {optimizer!r}")
     for optim in optims:
@@ -406,7 +406,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
           long_share: float = 0.008, rows: int = ROWS, arch: dict[str, int] | None = None, log_every: int = 10,
           dtype: torch.dtype = torch.bfloat16, compile: bool = True, resume: Path | None = None,
           topics: dict[str, float] | None = None, layers: int | None = None, context_weight: float = 0.0,
-          more: bool = False, wide: bool = False, optimizer: str = "adamw", muon_lr: float = MUON_LR
+          more: bool = False, wide: bool = False, optimizer: str = "adamw", muon_lr: float = _MUON_LR
           ) -> dict[str, Any]:
     """Train on `conversations_n` conversations of `seed` (from scratch, or on from the checkpoint `resume`)
     and save to `out`; returns a summary. `layers` grows a resumed checkpoint deeper (see `_resumed`).
@@ -415,7 +415,7 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     text) at that weight per token, against the loss of its own: a plain language-model signal that is
     otherwise thrown away (the forward pass reads those tokens anyway). The logged loss stays the model's own.
     `more` and `wide`: training questions also come from the further sentences of `skills.Pool.more` / `.wide`.
-    `optimizer` "muon": Muon at peak `muon_lr` for the layers' weight matrices, AdamW at `lr` for the rest (`muon_split`).
+    `optimizer` "muon": Muon at peak `muon_lr` for the layers' weight matrices, AdamW at `lr` for the rest (`_muon_split`).
     `out` must be new or empty (ValueError): a rerun overwrote the model and loss log of an earlier one."""
     if conversations_n < 1:   # was a ZeroDivisionError at the end, the folder left holding an empty loss log
         raise ValueError(f"conversations_n must be at least 1, not {conversations_n}")
@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="adamw for every parameter, or muon: Muon (orthogonalised momentum) for the layers' weight "
                    "matrices, experts each on their own, AdamW at --lr for the embedding, routers, norms, biases "
                    "and sinks (default: %(default)s)")
-    p.add_argument("--muon-lr", type=number(float, 1e-9, 1.0), default=MUON_LR,
+    p.add_argument("--muon-lr", type=number(float, 1e-9, 1.0), default=_MUON_LR,
                    help="peak learning rate of Muon's matrices with --optimizer muon, its own option (not derived from "
                    "--lr), on the same schedule; scaled by sqrt(max(1, fan_out/fan_in)) as torch.optim.Muon does "
                    "(default: %(default)s, Muon's published value)")
