@@ -334,9 +334,9 @@ class Session:
         user = harmony.user_message(prompt)
         ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start,
                                     keep_tool_calls=_keeps_tool_calls(self.engine))
-        if window is not None and len(ids) + _ANSWER_ROOM > window:
+        if window is not None and not _leaves_answer_room(len(ids), window):
             alone = len(harmony.render(prefix + [user])) if past else len(ids)   # the question in a new conversation
-            if alone + _ANSWER_ROOM <= window:  # (it was told "shorten it" of a two-word question after a long conversation)
+            if _leaves_answer_room(alone, window):  # (it was told "shorten it" of a two-word question after a long conversation)
                 raise TurnError(f"{_too_long('the conversation so far and this question are', len(ids), window)}: "
                                 "start a new conversation (%gptoss reset, or ask with --new)")
             setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
@@ -644,12 +644,17 @@ class _Turn:
         it (without this turn's reasoning, and a gpt-oss model's tool calls) leaves room for a question; else start anew
         (it said "start a new conversation" of a conversation that had room: a user who did lost it for nothing)."""
         anew = "start a new conversation (%gptoss reset) or ask with --new"
-        kept = len(self.session._renderer.render(self.prefix + self.session.history,
-                                                 keep_tool_calls=_keeps_tool_calls(self.session.engine)))
-        if self.window is None or kept + _SHORTEST_QUESTION >= self.window:
+        kept = self._next_start()
+        if self.window is None or not _room_for_a_question(kept, self.window):
             return anew
         return (f"the next question starts from {kept:,} tokens, as a later turn reads this one without its reasoning; "
                 f"or {anew}")
+
+    def _next_start(self) -> int:
+        """Tokens the next question starts from: the conversation as a later turn reads it (without this turn's
+        reasoning, and a gpt-oss model's tool calls)."""
+        return len(self.session._renderer.render(self.prefix + self.session.history,
+                                                 keep_tool_calls=_keeps_tool_calls(self.session.engine)))
 
     def _on_event(self, event: Event) -> ToolCall | None:
         if isinstance(event, MessageEnd) and event.message is None:  # cut off: keep what was written
@@ -908,6 +913,18 @@ def _longest_token() -> int:
 
 
 _ANSWER_ROOM = 16   # tokens an answer needs at the least: its header, a few words, its end
+
+
+def _leaves_answer_room(tokens: int, window: int) -> bool:
+    """Whether a prompt of `tokens` leaves an answer `_ANSWER_ROOM` in a context of `window`: the one rule by which a
+    question is refused and by which the next one is promised."""
+    return tokens + _ANSWER_ROOM <= window
+
+
+def _room_for_a_question(kept: int, window: int) -> bool:
+    """Whether the shortest question after a conversation of `kept` tokens would be taken (see `_leaves_answer_room`):
+    a turn said "the next question starts from N tokens" where that question was then refused."""
+    return _leaves_answer_room(kept + _SHORTEST_QUESTION, window)
 
 
 def _too_long(what: str, tokens: int, window: int, why: str = "") -> str:

@@ -64,6 +64,26 @@ def test_a_turn_that_filled_the_context_with_reasoning_says_the_conversation_goe
     assert s.ask("Is it far?").final == "Yes."
 
 
+@pytest.mark.parametrize("spare, promised", [(16, False), (20, False), (21, True), (40, True)])
+def test_a_filled_context_promises_a_next_question_only_where_it_is_taken(spare, promised):
+    """A turn that filled the context said "the next question starts from N tokens" where N + 5 fitted, but a question
+    that leaves under 16 tokens for its answer is refused: the shortest next question was then refused. The note
+    promises it exactly where it is taken, and says to start anew where it is not."""
+    thinking = " ".join(["Let me think about the distance between the two towns once more."] * 60)
+    s = _session(f"<|channel|>analysis<|message|>{thinking}<|end|><|start|>assistant<|channel|>final<|message|>Far."
+                 "<|return|><|channel|>final<|message|>Yes.<|return|>")
+    prompt = len(harmony.render(s.prefix() + [harmony.user_message("How far is it?")]))
+    s.engine.context_window = prompt + spare
+    note = s.ask("How far is it?").errors[-1]
+    assert ("the next question starts from" in note) is promised, note
+    if promised:
+        assert s.ask("Far").final == "Yes."   # the shortest question there is: one token of text
+    else:
+        assert note.endswith(": start a new conversation (%gptoss reset) or ask with --new.")
+        with pytest.raises(TurnError, match="leaving no room for an answer: start a new conversation"):
+            s.ask("Far")
+
+
 def test_a_prompt_far_longer_than_the_context_is_refused_before_it_is_tokenized():
     """A 50 MB prompt (a `{variable}` holding a big table) was tokenized twice before it was refused: the kernel was
     held 9 s (more for more, un-interruptible inside the tokenizer, a list of 8 million ids per pass). A prompt with
