@@ -143,7 +143,7 @@ class Usage:
     seconds: float = 0.0            # wall time of the turn, tools included
     ttft: float | None = None       # seconds from ask() to the first generated token
     generation_seconds: float = 0.0  # time spent inside the engine
-    context_tokens: int = 0         # tokens in the model's context at the end of the turn
+    context_tokens: int = 0         # tokens the next question starts from (the window itself once none fits: full)
     context_window: int | None = None  # the model's context length in tokens, when known (what the meter measures by)
 
     @property

@@ -523,7 +523,6 @@ class _Turn:
         self.skipped = 0
         self.ended_why: str | None = None     # why the turn ended without a final answer, if it did
         self.dropped = ""                      # what the message cut off at the end was, where it was not kept
-        self.last_ids = 0
         self.inside: list[int] = []            # the notes made while the open message was written (see `_note`)
 
     def emit(self, event: Event) -> None:
@@ -578,7 +577,7 @@ class _Turn:
     def _generate(self, ids: list[int]) -> ToolCall | None:
         """One engine call; returns the tool call it ended with, if any."""
         usage = self.reply.usage
-        usage.prompt_tokens = self.last_ids = len(ids)
+        usage.prompt_tokens = len(ids)
         room = self.sampling.max_new_tokens if self.window is None else min(self.sampling.max_new_tokens,
                                                                             self.window - len(ids))
         if room <= 0:
@@ -621,7 +620,6 @@ class _Turn:
             if close is not None:
                 close()
             usage.generation_seconds += time.perf_counter() - t0
-            self.last_ids = len(ids) + generated
         if runaway:
             self._end_early("The model's reply was stopped: where a message header goes, it wrote text longer than any "
                             "header (quoted above), which is not shown as it is written, nor kept.")
@@ -655,6 +653,15 @@ class _Turn:
         reasoning, and a gpt-oss model's tool calls)."""
         return len(self.session._renderer.render(self.prefix + self.session.history,
                                                  keep_tool_calls=_keeps_tool_calls(self.session.engine)))
+
+    def _context_used(self) -> int:
+        """What the context meter shows after the turn: the tokens the next question starts from, and the whole window
+        when no question fits any more (it showed the last model call's tokens, reasoning the next prompt drops and a
+        tool's output past the context included: "context 604 of 400 tokens (151%)")."""
+        kept = self._next_start()
+        if self.window is None or _room_for_a_question(kept, self.window):
+            return kept
+        return self.window
 
     def _on_event(self, event: Event) -> ToolCall | None:
         if isinstance(event, MessageEnd) and event.message is None:  # cut off: keep what was written
@@ -853,7 +860,7 @@ class _Turn:
     def finish(self, fmt: ResponseFormat | None) -> Reply:
         reply = self.reply
         reply.usage.seconds = time.perf_counter() - self.started
-        reply.usage.context_tokens, reply.usage.context_window = self.last_ids, self.window
+        reply.usage.context_tokens, reply.usage.context_window = self._context_used(), self.window
         if self.recorder is not None and self.recorder.tokens:
             reply.routing = self.recorder.finish(harmony.label_tokens(self.recorder.tokens))
             reply.routing.intervention = reply.intervention   # kept with the record when it is saved
@@ -917,7 +924,7 @@ _ANSWER_ROOM = 16   # tokens an answer needs at the least: its header, a few wor
 
 def _leaves_answer_room(tokens: int, window: int) -> bool:
     """Whether a prompt of `tokens` leaves an answer `_ANSWER_ROOM` in a context of `window`: the one rule by which a
-    question is refused and by which the next one is promised."""
+    question is refused, by which the next one is promised and by which the context meter says full."""
     return tokens + _ANSWER_ROOM <= window
 
 

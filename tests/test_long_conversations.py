@@ -134,3 +134,52 @@ def test_a_question_that_leaves_no_room_for_an_answer_is_refused_before_it_is_as
     assert len(s.replies) == 1
     engine.context_window = prompt_tokens + 16
     assert s.ask("What is six times seven?", new=True).final == "Forty-two."
+
+
+def _footer(reply) -> str:
+    from gptoss_lab.widgets.transcript import Transcript
+
+    return Transcript.from_reply(reply).footer()
+
+
+class _StopWhileThinking:
+    """A view whose Stop is pressed at the model's first written token."""
+
+    stop_requested = False
+
+    def handle(self, event) -> None:
+        self.stop_requested = self.stop_requested or type(event).__name__ == "Delta"
+
+    def approve(self, call) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stop", [False, True], ids=["answered", "stopped"])
+def test_the_context_meter_shows_what_the_next_question_starts_from(stop):
+    """The meter counted the last model call's prompt and tokens: this turn's reasoning and python calls, which the
+    next prompt drops, so it read fuller than the conversation was. It shows what the next question starts from."""
+    thinking = " ".join(["Let me think about it once more."] * 30)
+    code = "<|start|>assistant to=python<|channel|>analysis<|constrain|>code<|message|>print(6 * 7)<|call|>"
+    s = _session(f"<|channel|>analysis<|message|>{thinking}<|end|>{code}<|channel|>final<|message|>42.<|return|>")
+    s.engine.context_window = 4096
+    reply = s.ask("What is six times seven?", view=_StopWhileThinking() if stop else None)
+    kept = len(s.prompt_ids())
+    assert reply.usage.context_tokens == kept
+    assert f"context {kept:,} of 4,096 tokens ({kept * 100 // 4096}%)" in _footer(reply)
+
+
+def test_a_tool_output_past_the_context_shows_the_meter_full_not_over_it():
+    """A function's output longer than the context made the meter read "context 604 of 400 tokens (151%)". The meter
+    says the context is full (the next question is refused), never more than the window."""
+    def table() -> str:
+        """The whole table."""
+        return "row " * 400
+
+    s = Session(ReplayEngine('<|start|>assistant to=functions.table<|channel|>commentary json<|message|>{}<|call|>'),
+                namespace={"table": table}, tools=["table"], approval="auto", date="2026-11-25")
+    s.engine.context_window = 400
+    reply = s.ask("Show the table")
+    assert reply.usage.context_tokens == 400
+    assert _footer(reply).endswith(" · context full (400 tokens)")
+    with pytest.raises(TurnError, match="start a new conversation"):
+        s.ask("Far")

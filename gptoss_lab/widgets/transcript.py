@@ -346,13 +346,20 @@ def stats_line(stats: dict[str, Any]) -> str:
     if stats.get("model"):
         parts.append(str(stats["model"]))
     if stats.get("context_tokens") and stats.get("context_window"):
-        used, window = stats["context_tokens"], stats["context_window"]
-        parts.append(f"context {used:,} of {window:,} tokens ({used / window:.0%})")
+        parts.append(_context_use(stats["context_tokens"], stats["context_window"]))
     if stats.get("intervention"):   # an answer from changed routing must not read as the model's own
         parts.append(f"routing changed: {stats['intervention']}")
     if stats.get("interrupted"):
         parts.append("stopped")
     return " · ".join(parts)
+
+
+def _context_use(used: int, window: int) -> str:
+    """'context 1,234 of 4,096 tokens (30%)': the tokens the next question starts from (`Usage.context_tokens`), the
+    percent rounded down, so 100 % is said only of a full context ("context 604 of 400 tokens (151%)" was drawn)."""
+    if used >= window:
+        return f"context full ({window:,} tokens)"
+    return f"context {used:,} of {window:,} tokens ({used * 100 // window}%)"
 
 
 def markdown_html(text: str) -> str:

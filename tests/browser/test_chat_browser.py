@@ -326,11 +326,12 @@ def test_chat_controls(lab_notebook, kernel_run):
     warns; Regenerate asks again in place; New chat forgets the conversation."""
     page = lab_notebook([
         "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
-        f"probe = Session(ReplayEngine({CONTROLS!r}), approval='auto', namespace={{}}).ask('Compute it')\n"
+        "question = 'Compute it. ' + 'Show the work. ' * 150  # a long question: the conversation fills ~80 %\n"
+        f"probe = Session(ReplayEngine({CONTROLS!r}), approval='auto', namespace={{}}).ask(question)\n"
         f"engine = ReplayEngine({CONTROLS!r}, delay=0.06)\n"
-        "engine.context_window = round(probe.usage.context_tokens / 0.8)  # this turn fills ~80 %: a warning\n"
+        "engine.context_window = round(probe.usage.context_tokens / 0.8)  # a warning\n"
         "session = Session(engine, approval='ask')\nkept = []",
-        "reply = session.ask('Compute it', view=ChatView.show().connect(session, keep=kept.append))",
+        "reply = session.ask(question, view=ChatView.show().connect(session, keep=kept.append))",
     ], wait_for=".gx-chat .gx-reasoning")
     page.wait_for_function("() => /^Thinking… [1-9] s$/.test(document.querySelector('.gx-reasoning .gx-label')"
                            ".textContent)", timeout=10_000)            # the timer ticks while it thinks
