@@ -638,17 +638,21 @@ class Turn {
   }
 
   meter(used, window) {
-    // Tokens in the model's context after this turn, of its context length; warns as it fills.
-    const share = used / window;
+    // Tokens the next question starts from, of the context length; warns as it fills. The kernel sends the window
+    // itself once no question fits: "full" (a rounded 99.6 % read "100%" with room left, and "before it fills" of a full one).
+    const share = Math.min(1, used / window);
+    const full = share >= 1;
     const node = h("span", "gx-context");
     node.dataset.level = share >= 0.9 ? "full" : share >= 0.75 ? "warn" : "ok";
-    node.title = `${used.toLocaleString()} of ${window.toLocaleString()} context tokens used`
-      + (share >= 0.75 ? ": start a new chat before it fills" : "");
+    node.title = full ? `the context (${window.toLocaleString()} tokens) is full: start a new chat`
+      : `${used.toLocaleString()} of ${window.toLocaleString()} context tokens used`
+        + (share >= 0.75 ? ": start a new chat before it fills" : "");
     const bar = h("span", "gx-meter");
     const fill = h("span", "gx-meter-fill");
-    fill.style.width = `${Math.min(100, share * 100).toFixed(1)}%`;
+    fill.style.width = `${(share * 100).toFixed(1)}%`;
     bar.append(fill);
-    const text = `context ${compact(used)} / ${compact(window)} (${Math.round(share * 100)}%)`;
+    const text = full ? `context full (${compact(window)})`
+      : `context ${compact(used)} / ${compact(window)} (${Math.floor(share * 100)}%)`;
     node.append(bar, h("span", "gx-meter-text", text));
     return node;
   }

@@ -65,3 +65,28 @@ def test_the_cell_below_stays_when_the_turn_ends(page, lab_notebook, controls, w
         page.locator(".gx-regenerate").click()
         page.wait_for_selector(".gx-chat .gx-bar")
         assert abs(page.locator(".gx-chat .gx-bar").bounding_box()["height"] - end[0]) <= 1
+
+
+def test_the_context_meter_says_full_and_never_rounds_up_to_it(page, lab_notebook):
+    """A turn whose function output overflowed the context drew "context 400 / 400 (100%)" titled "start a new chat
+    before it fills", and one with room for a next question drew "(100%)" too (99.7 % rounded): the meter says
+    "context full" once no question fits, and rounds the percent down below it."""
+    call = "<|start|>assistant to=functions.table<|channel|>commentary json<|message|>{}<|call|>"
+    answer = "<|channel|>final<|message|>Forty-two.<|return|>"
+    cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+             "def table() -> str:\n    '''The whole table.'''\n    return 'row ' * 400\n"
+             f"full = Session(ReplayEngine({call!r}), namespace={{'table': table}}, tools=['table'], approval='auto')\n"
+             "full.engine.context_window = 400\nquestion = 'word ' * 6000\n"
+             f"kept = Session(ReplayEngine({answer!r}), tools='none').ask(question).usage.context_tokens\n"
+             f"near = Session(ReplayEngine({answer!r}), tools='none')\n"
+             "near.engine.context_window = kept + 21   # room for the shortest next question, just",
+             "full.ask('Show the table', view=ChatView.show())",
+             "near.ask(question, view=ChatView.show())"]
+    page = lab_notebook(cells)
+    page.wait_for_function("() => document.querySelectorAll('.gx-chat .gx-footer .gx-context').length === 2",
+                           timeout=60_000)
+    full, near = (page.locator(".gx-chat .gx-footer .gx-context").nth(i) for i in (0, 1))
+    assert full.inner_text() == "context full (400)" and full.get_attribute("data-level") == "full"
+    assert full.get_attribute("title") == "the context (400 tokens) is full: start a new chat"
+    assert near.inner_text().endswith("(99%)"), near.inner_text()
+    assert near.get_attribute("title").endswith("context tokens used: start a new chat before it fills")
