@@ -75,3 +75,25 @@ def test_every_frame_of_routing_text_is_shown_out_of_mathjax():
         page = _html(value)
         assert page.startswith(f"<div class='{NO_TYPESETTING}'>") and TEX in page, (name, page[:200])
     assert frame.weight.sum() == 6 * 0.5 and frame.sort_values("label").label.iloc[0] == TEX  # still a DataFrame
+
+
+def test_counts_summaries_and_aggregates_of_a_frame_are_shown_out_of_mathjax():
+    """`frame.label.value_counts().to_frame()`, `frame.value_counts(...)`, `describe(include="all")`, a group's
+    `describe()` and `agg({...: [...]})` were plain DataFrames (pandas builds them anew): a label "$\\color{red}{x}$" in them was typeset."""
+    from gptoss_lab.widgets.sanitize import NO_TYPESETTING
+
+    r = Routing([11, 12, 11], np.array([[[0, 1]], [[1, 2]], [[2, 0]]]), np.full((3, 1, 2), 0.5), [TEX, "final", TEX],
+                num_experts=3)
+    frame = r.to_frame()
+    shown = {"a column's counts": frame.label.value_counts().to_frame(),
+             "a frame's counts": frame.value_counts(["label", "expert"]).reset_index(),
+             "a summary": frame[["label", "weight"]].describe(include="all"),
+             "a column's summary": frame.label.describe().to_frame(),
+             "groups' summaries": frame.groupby("label", observed=True).weight.describe(),
+             "aggregates": frame.agg({"label": ["unique"], "weight": ["sum"]}),
+             "a column's aggregates": frame.label.agg(["unique", "nunique"]).to_frame()}
+    for name, value in shown.items():
+        page = _html(value)
+        assert page.startswith(f"<div class='{NO_TYPESETTING}'>") and TEX in page, (name, page[:200])
+    assert frame.label.value_counts()[TEX] == 4 and frame.value_counts("label")[TEX] == 4  # the counts are as before
+    assert frame.agg({"weight": ["sum"]}).loc["sum", "weight"] == 3.0

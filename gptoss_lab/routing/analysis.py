@@ -31,9 +31,29 @@ _CHUNK = 1 << 16  # tokens per step (at top-4 where a step's temporaries grow wi
 _CELLS = 1 << 24  # counts of an experts × experts analysis at most (128 MiB); past it, one counts a subset
 
 
+def _kept(result: Any) -> Any:
+    """A pandas result derived from a `Frame` or its column, as a `Frame` or `_Column` where pandas made it plain."""
+    if type(result) is pd.DataFrame:
+        return Frame(result)
+    return _Column(result) if type(result) is pd.Series else result
+
+
+def _keeping(plain: _F) -> _F:
+    """pandas method `plain` whose result keeps the routing classes: pandas builds these from a plain DataFrame or
+    Series, so `value_counts().to_frame()`, `describe()` or `agg([...])` of routing texts were typeset by MathJax."""
+    @functools.wraps(plain)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _kept(plain(self, *args, **kwargs))
+    return method  # type: ignore[return-value]
+
+
 class Frame(pd.DataFrame):
     """A DataFrame of routing results (token and label texts in it), shown out of the notebook's MathJax: a text "$…$"
-    was typeset as mathematics. What pandas derives from it (slices, sorts, groups ...) is a Frame too."""
+    was typeset as mathematics. What pandas derives from it (slices, sorts, groups, counts ...) is a Frame too."""
+
+    value_counts = _keeping(pd.DataFrame.value_counts)
+    describe = _keeping(pd.DataFrame.describe)
+    agg = aggregate = _keeping(pd.DataFrame.aggregate)
 
     @property
     def _constructor(self) -> type[Frame]:
@@ -51,7 +71,12 @@ class Frame(pd.DataFrame):
 
 
 class _Column(pd.Series):
-    """A column of a `Frame`: frames made from it (`to_frame`, `unstack`, `reset_index` ...) are `Frame`s."""
+    """A column of a `Frame`: frames made from it (`to_frame`, `unstack`, `reset_index`, `value_counts` ...) are
+    `Frame`s."""
+
+    value_counts = _keeping(pd.Series.value_counts)
+    describe = _keeping(pd.Series.describe)
+    agg = aggregate = _keeping(pd.Series.aggregate)
 
     @property
     def _constructor(self) -> type[pd.Series]:
