@@ -86,6 +86,38 @@ def test_negative_layers_count_from_the_last_as_in_python():
     assert str(error.value) == "this model has layers 0..3 (-1 = the last): there is no layer -5"
 
 
+def _model(layers: int = 2, experts: int = 4, k: int = 2):
+    """A random gpt-oss of `layers` layers of `experts` experts (top-`k`), a few kilobytes."""
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    torch.manual_seed(0)
+    return GptOssForCausalLM(GptOssConfig(vocab_size=300, hidden_size=32, intermediate_size=32, num_attention_heads=2,
+                                          num_key_value_heads=1, head_dim=16, num_hidden_layers=layers,
+                                          num_local_experts=experts, num_experts_per_tok=k))
+
+
+def test_the_router_hooks_read_layers_and_experts_as_the_routing_lab_does():
+    """hooks.intervened(model, {-1: edit}) was refused as "this model has layers 0..1: there is no layer -1", where
+    every other layer of the routing lab counts -1 from the last; a model without experts was told "layer 0 has
+    experts 0..-1" and "top-k must be between 1 and 0"."""
+    from gptoss_lab.engines.hooks import RouterHooks, check_plan, intervened
+
+    model, edit = _model(), LayerEdit(disabled=frozenset({0, 1}))
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with intervened(model, {-1: edit}), RouterHooks(model) as hooks, torch.inference_mode():
+        model(ids)
+        experts, _ = hooks.take()
+    assert not np.isin(experts[:, 1], [0, 1]).any() and np.isin(experts[:, 0], [0, 1]).any()
+    with pytest.raises(ValueError, match=r"^this model has layers 0..1 \(-1 = the last\): there is no layer 5$"):
+        check_plan(model, {5: edit})
+    with pytest.raises(ValueError, match=r"^layers 1 and -1 of this plan are the same layer: give it one edit$"):
+        check_plan(model, {1: edit, -1: edit})
+    empty = _model(experts=0)
+    for intervention in (disable({0: [1]}), top_k(1), parse_ablate("-1:0")):
+        with pytest.raises(ValueError, match=r"^layer [01] has no experts, so its routing cannot be changed$"):
+            intervention.check(empty)
+
+
 def test_ablate_mistakes_are_settings_errors_and_huge_ranges_are_refused_at_once():
     """`%%gptoss --ablate` shows a SettingsError as one line (any other error is a traceback); an expert
     beyond what a record can hold is refused before a set of that many ids is built."""

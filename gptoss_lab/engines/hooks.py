@@ -133,6 +133,8 @@ class LayerEdit:
     def check(self, layer: int, num_experts: int, top_k: int) -> None:
         """One-line errors for edits that cannot apply to a router of `num_experts` and `top_k`."""
         k = self.top_k or top_k
+        if not num_experts:  # "layer 0 has experts 0..-1", "top-k must be between 1 and 0"
+            raise ValueError(f"layer {layer} has no experts, so its routing cannot be changed")
         bad = sorted(e for e in self.disabled | self.forced if not 0 <= e < num_experts)
         if bad:
             raise ValueError(f"layer {layer} has experts 0..{num_experts - 1}: there is no expert {bad[0]}")
@@ -175,13 +177,20 @@ def _ids(experts: frozenset[int], like: Any) -> Any:
     return torch.tensor(sorted(experts), dtype=torch.long, device=like.device)
 
 
-def check_plan(model: Any, plan: Mapping[int, LayerEdit]) -> None:
-    """Refuse, in one line, a plan that names layers or experts this model does not have."""
+def check_plan(model: Any, plan: Mapping[int, LayerEdit]) -> dict[int, LayerEdit]:
+    """`plan` with its layers counted from 0 (a negative one from the last, as every `layer` of the routing lab: -1
+    was refused as "no layer -1"), or a one-line refusal of layers, experts or a top-k this model does not have."""
+    from ..routing.analysis import layer_index  # not at the top: the routing lab imports this module
+
     found = routers(model)
+    checked: dict[int, LayerEdit] = {}
     for layer, edit in plan.items():
-        if not 0 <= layer < len(found):
-            raise ValueError(f"this model has layers 0..{len(found) - 1}: there is no layer {layer}")
-        edit.check(layer, int(found[layer].num_experts), int(found[layer].top_k))
+        index = layer_index(layer, len(found), "this model")
+        if index in checked:
+            raise ValueError(f"layers {index} and {layer} of this plan are the same layer: give it one edit")
+        edit.check(index, int(found[index].num_experts), int(found[index].top_k))
+        checked[index] = edit
+    return checked
 
 
 @contextmanager
@@ -192,7 +201,7 @@ def intervened(model: Any, plan: Mapping[int, LayerEdit]) -> Iterator[None]:
     routing, which is what the experts computed with). Refuses a second intervention on the same
     model at the same time: combine them into one plan instead.
     """
-    check_plan(model, plan)
+    plan = check_plan(model, plan)
     if model in _UNDER_INTERVENTION:
         raise RuntimeError("this model is already under an intervention: combine them (a | b) and apply one")
     found = routers(model)

@@ -63,9 +63,7 @@ class Intervention:
         """The per-layer plan for the model of `target` (a Session, LocalEngine or transformers model),
         checked against it: a one-line ValueError when a layer, an expert or a top-k does not exist there."""
         _, model = model_of(target)
-        plan = self.plan(len(routers(model)))
-        check_plan(model, plan)
-        return plan
+        return check_plan(model, self.plan(len(routers(model))))
 
     @contextmanager
     def apply(self, target: Any) -> Iterator[Intervention]:
