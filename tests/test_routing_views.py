@@ -78,7 +78,7 @@ def test_a_front_end_request_that_is_right_is_answered():
 
 
 @pytest.mark.parametrize("change", [{"selected": -4}, {"selected": 30}, {"selected": 10 ** 12}, {"selected": 2.5},
-                                    {"layer": 4}, {"layer": -2}, {"zoom": None}, {"zoom": -3.0}, {"channel": 7}])
+                                    {"layer": 4}, {"layer": -5}, {"layer": False}, {"zoom": None}, {"zoom": -3.0}, {"channel": 7}])
 def test_a_front_end_change_the_record_cannot_take_is_answered_with_the_kernels_value(change):
     """selected = -4 was kept (code reading `view.selected` took the 4th token from the end); layer 4 of 4 raised in
     the comm handler."""
@@ -116,6 +116,23 @@ def test_a_front_end_change_the_record_can_take_is_kept():
         view.zoom = float("nan")
     view.routing.truncate(20)  # a regenerated turn drops the selected token
     assert view.selected == -1 and view.total == 20
+    view.close()
+
+
+def test_the_views_layer_counts_from_the_last_as_every_layer_does_and_none_is_all_layers():
+    """view.layer = -1 showed all layers' load, where every other `layer` of the routing lab (analyses, --ablate) reads
+    -1 as the last layer, and -2 was refused: None is all layers now, and a negative layer counts from the last."""
+    view = RoutingView(_record())
+    assert view.layer is None  # all layers, as before
+    view.layer = -1
+    assert view.layer == 3
+    view.layer = -4
+    assert view.layer == 0
+    view.set_state({"layer": None})  # the front end's "all layers"
+    assert view.layer is None and RoutingView(_record(), layer=-2).layer == 2
+    with pytest.raises(traitlets.TraitError, match=r"^layer is None \(all layers\) or a layer: this record has layers "
+                                                   r"0..3 \(-1 = the last\): there is no layer -5$"):
+        view.layer = -5
     view.close()
 
 

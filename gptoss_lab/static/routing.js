@@ -120,7 +120,7 @@ class RoutingGrid {
     };
     for (const [name, fn] of Object.entries(this.handlers)) m.on(name, fn);
     this.channelSelect.addEventListener("change", () => this.save("channel", this.channelSelect.value));
-    this.layerSelect.addEventListener("change", () => this.save("layer", Number(this.layerSelect.value)));
+    this.layerSelect.addEventListener("change", () => { const l = Number(this.layerSelect.value); this.save("layer", l < 0 ? null : l); });
     this.zoomRange.addEventListener("input", () => this.zoomTo(this.cellFromRange(), this.anchor()));
     this.zoomRange.addEventListener("keydown", (e) => this.zoomKey(e));
     this.fitButton.addEventListener("click", () => this.save("zoom", 0));
@@ -161,6 +161,12 @@ class RoutingGrid {
   }
 
   save(name, value) { this.model.set(name, value); this.model.save_changes(); }
+
+  shownLayer() {
+    // The layer of the load bars, -1 for all: the kernel's null (a notebook saved before it stored -1 for all layers).
+    const layer = this.model.get("layer");
+    return layer === null || layer < 0 ? -1 : layer;
+  }
 
   focusables() { return [...this.root.querySelectorAll(FOCUSABLE)]; }
 
@@ -290,7 +296,7 @@ class RoutingGrid {
     const d = this.data;
     const channels = [...new Set(d.labels.filter((x) => x))];
     this.setOptions(this.channelSelect, [["", "all"], ...channels.map((c) => [c, shownLabel(c)])], this.model.get("channel"));
-    this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.model.get("layer"));
+    this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.shownLayer());
     this.drawHints();
     const channel = this.model.get("channel");
     this.loadScope.textContent = channel ? `of the ${d.labels.filter((x) => x === channel).length} ${shownLabel(channel)} tokens only` : "";
@@ -316,7 +322,7 @@ class RoutingGrid {
 
   drawHints() {
     const said = hints(this.byKeys), panel = this.panel.querySelector(".gr-hint");
-    this.loadHint.textContent = this.model.get("layer") < 0 ? "choose a layer (right) for experts' cards" : said.load;
+    this.loadHint.textContent = this.shownLayer() < 0 ? "choose a layer (right) for experts' cards" : said.load;
     if (panel) panel.textContent = said.panel;
   }
 
@@ -369,7 +375,7 @@ class RoutingGrid {
     this.spacer.style.width = `${this.data.n * lay.cell}px`;
     drawGrid(this.canvas, this.data, lay, { scroll: this.scroller.scrollLeft, isVisible, palette: this.palette,
                                             selected: this.model.get("selected") }, style);
-    if (!this.shares) this.shares = loadShares(this.data, this.model.get("layer"), isVisible);
+    if (!this.shares) this.shares = loadShares(this.data, this.shownLayer(), isVisible);
     this.bars = drawLoad(this.loadCanvas, lay.width, this.shares, style, this.palette);
     this.placeCursor(lay);
     this.placeBarCursor();
@@ -462,7 +468,7 @@ class RoutingGrid {
     Object.assign(this.barCursor.style, { left: `${GUTTER + (e + 0.5) * bw - width / 2}px`, top: `${this.bars.top}px`,
                                           width: `${width}px`, height: `${this.bars.bottom - this.bars.top}px` });
     this.barCursor.id = `${this.uid}-e${e}`;
-    this.barCursor.setAttribute("aria-label", barLabel(e, this.shares[e], this.model.get("layer"), this.loadScope.textContent));
+    this.barCursor.setAttribute("aria-label", barLabel(e, this.shares[e], this.shownLayer(), this.loadScope.textContent));
     this.loadBox.setAttribute("aria-activedescendant", this.barCursor.id);
   }
 
@@ -559,7 +565,7 @@ class RoutingGrid {
     // A bar's tooltip says what its name says to the keyboard: the expert and its share of the picks.
     const hit = this.barAt(event);
     if (!hit) { this.loadTip.style.display = "none"; return; }
-    const name = barLabel(hit.e, this.shares[hit.e], this.model.get("layer"), this.loadScope.textContent);
+    const name = barLabel(hit.e, this.shares[hit.e], this.shownLayer(), this.loadScope.textContent);
     this.loadTip.replaceChildren(h("div", "gr-tip-title", name));
     placeTip(this.loadTip, this.loadBox, hit.x, hit.y, true);
   }
@@ -590,7 +596,7 @@ class RoutingGrid {
 
   pickExpert(e) {
     // A load bar's action: expert e's card of the layer shown (with all layers shown, why there is none).
-    const layer = this.model.get("layer");
+    const layer = this.shownLayer();
     if (layer < 0) {
       this.card = { layer: -1, expert: e, error: "an expert's card is of one layer: choose it (right, above the bars)" };
       this.drawCard();

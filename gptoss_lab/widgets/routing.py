@@ -47,7 +47,7 @@ class RoutingView(NotebookView):
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     channel = traitlets.Unicode("").tag(sync=True)  # show only this label's tokens; "" = all
     selected = traitlets.Int(-1).tag(sync=True)     # the token whose routing the panel shows
-    layer = traitlets.Int(-1).tag(sync=True)        # the layer of the load bars; -1 = all layers
+    layer = traitlets.Int(None, allow_none=True).tag(sync=True)  # the layer of the load bars; None = all layers
     zoom = traitlets.Float(0.0).tag(sync=True)      # cell width in px; 0 = fit the whole record
 
     max_syncs_per_s: float = 20.0
@@ -69,12 +69,15 @@ class RoutingView(NotebookView):
         self.on_msg(self._message)
 
     @traitlets.validate("layer")
-    def _valid_layer(self, proposal: dict[str, Any]) -> int:
-        """-1 (all layers) or a layer of the record: the bars of layer 36 of 36 were the next token's layer 0."""
-        if not -1 <= proposal["value"] < self.routing.layers:
-            raise traitlets.TraitError(f"layer is -1 (all layers) or one of 0..{self.routing.layers - 1}, "
-                                       f"not {proposal['value']}")
-        return proposal["value"]
+    def _valid_layer(self, proposal: dict[str, Any]) -> int | None:
+        """None (all layers) or a layer of the record, a negative one from the last as every `layer` of the routing
+        lab (-1 meant all layers here, the last layer elsewhere); the bars of layer 36 of 36 were the next token's."""
+        if proposal["value"] is None:
+            return None
+        try:
+            return analysis.layer_index(proposal["value"], self.routing.layers)
+        except (TypeError, ValueError) as error:  # True: a TypeError, which set_state let out of the comm handler
+            raise traitlets.TraitError(f"layer is None (all layers) or a layer: {error}") from None
 
     @traitlets.validate("selected")
     def _valid_selected(self, proposal: dict[str, Any]) -> int:

@@ -559,6 +559,28 @@ def test_keyboard_focus_and_place_survive_the_record_ending(lab_notebook, kernel
     assert _focused(page) == "gr-grid"
 
 
+def test_layer_minus_one_shows_the_last_layer_and_all_layers_is_none(lab_notebook, kernel_run):
+    """view.layer = -1 showed the load of all layers (the last layer everywhere else in the routing lab): it shows
+    the last layer's, and choosing "all layers" in the view sets the kernel's layer to None."""
+    page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
+    select = page.locator(".gptoss-routing select.gr-layer")
+    assert select.evaluate("(s) => s.selectedOptions[0].textContent") == "all layers"
+    kernel_run("routing.view().layer = -1")
+    page.wait_for_function("() => document.querySelector('.gptoss-routing select.gr-layer').value === '2'", timeout=10_000)
+    select.focus()
+    page.keyboard.press("Tab")
+    assert _active_name(page, ".gr-load-box").endswith("of the picks of layer 2")
+    select.select_option(label="all layers")
+    for _ in range(50):
+        if kernel_run("print(routing.view().layer)").strip() == "None":
+            break
+        page.wait_for_timeout(100)
+    assert kernel_run("print(routing.view().layer)").strip() == "None"
+    select.focus()
+    page.keyboard.press("Tab")
+    assert _active_name(page, ".gr-load-box") == "expert 0: 12.5% of the picks of all layers"
+
+
 def test_a_replaced_view_is_disposed_of_at_each_record_end(lab_notebook, kernel_run):
     """Each record's end left the view it replaced listening to the model (anywidget never cleans it up on this
     redraw): after two, a change of the layer still reached both replaced views. Now only the live view follows it."""
