@@ -156,6 +156,18 @@ def test_agreement_and_route_changes():
         r.agreement(r.select(slice(0, 3)))
 
 
+def test_the_agreement_of_records_without_tokens_is_refused_in_one_line():
+    """Two empty records (an empty text's, `corpus[i]`) agreed 0.0 in every layer: a record and itself, without
+    tokens, read as routed entirely differently."""
+    empty = _record().select([])
+    with pytest.raises(ValueError, match=r"^these records have no tokens \(an empty text routes none\): there is no "
+                                         r"agreement to measure$"):
+        empty.agreement(empty)
+    assert len(empty.route_changes(empty)) == 0  # per token: no rows, as before
+    with pytest.raises(ValueError, match="same tokens"):
+        empty.agreement(_record())
+
+
 def test_empty_slots_and_smaller_top_k_in_agreement():
     # a top-1 intervention on layer 0 left slot 1 empty: the record agrees fully with itself
     experts = np.array([[[0, -1], [1, 2]], [[3, -1], [0, 1]]])

@@ -721,6 +721,8 @@ def agreement(a: Routing, b: Routing) -> Table:
     mean share of a's top-k experts also in b's top-k (router saturation; 1 where both have none), `top1` the share
     of tokens with the same top-1 expert, `same_set` the share with identical top-k sets (empty slots are no
     experts)."""
+    if len(a) == len(b) == 0:  # every share was 0.0: two empty records (an empty text's) read as fully different
+        raise ValueError("these records have no tokens (an empty text routes none): there is no agreement to measure")
     shared = np.zeros(a.layers)
     top1 = np.zeros(a.layers)
     same = np.zeros(a.layers)
@@ -729,7 +731,7 @@ def agreement(a: Routing, b: Routing) -> Table:
         shared += np.where(part.mine > 0, part.shared / np.maximum(part.mine, 1), none_and_none).sum(0)
         top1 += part.top1.sum(0)
         same += part.same_set.sum(0)
-    n = max(len(a), 1)
+    n = len(a)
     frame = pd.DataFrame({"overlap": shared / n, "top1": top1 / n, "same_set": same / n},
                          index=pd.RangeIndex(a.layers, name="layer"))
     return result_table(frame, "agreement")
