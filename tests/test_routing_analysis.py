@@ -156,6 +156,17 @@ def test_agreement_and_route_changes():
         r.agreement(r.select(slice(0, 3)))
 
 
+def test_a_layer_given_to_the_grid_figure_is_refused_in_one_line():
+    """`figure("grid", layer=5)` on a record of 3 layers drew every layer and said nothing (a layer it lacks, or True,
+    read as "this layer's grid"); "load" draws one layer."""
+    r = _record()
+    for layer in (5, 1, True):
+        with pytest.raises(TypeError, match=rf"^the grid figure shows every layer: layer={layer!r} is an option of "
+                                            r"kind 'load'$"):
+            r.figure("grid", layer=layer)
+    assert r.figure("load", layer=-1).axes[0].get_title() == "expert load, layer 2"
+
+
 def test_the_agreement_of_records_without_tokens_is_refused_in_one_line():
     """Two empty records (an empty text's, `corpus[i]`) agreed 0.0 in every layer: a record and itself, without
     tokens, read as routed entirely differently."""

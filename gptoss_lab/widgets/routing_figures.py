@@ -209,6 +209,8 @@ def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = No
     channels greyed when `channel` is given); kind "load": expert load of `layer` as bars, or of all
     layers as a layer × expert heat map."""
     if kind == "grid":
+        if layer is not None:  # figure("grid", layer=5) drew every layer of a record of 4, saying nothing
+            raise TypeError(f"the grid figure shows every layer: layer={layer!r} is an option of kind 'load'")
         figure = _figure(min(16, 2 + len(routing) / 40) + 1, 1 + 0.18 * max(routing.layers, 4))  # + 1: the key
         _grid(figure.add_subplot(), routing, channel)
         return _grown(_whole_ticks(figure))
