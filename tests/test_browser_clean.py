@@ -186,6 +186,27 @@ def test_a_find_match_in_a_page_source_opens_that_source_at_the_match() -> None:
     assert [c.text for c in browser.citations("【2†L9】")] == ["<p>Owls hunt <a href='bats.html'>bats</a> at dusk.</p>"]
 
 
+def test_view_source_of_the_current_page_never_fetches_an_address_no_page_linked() -> None:
+    """`view_source` of the page shown fetched the page's address again: a find page's `https://owls.example/a/find?
+    pattern=dusk`, a result page's "" and a source page's `view-source:...` reached the user's fetch (a web backend
+    would have requested them), and the model read another page's source. A result or find page is told it has no
+    source, a source page is its own source, and only the result the model opened is fetched."""
+    asked: list[str] = []
+    browser = Browser(search=lambda query, topn: [("Owls", "https://owls.example/a", "Owls.")],
+                      fetch=lambda url: asked.append(url) or {"title": "Owls", "html": "<p>Owls hunt at dusk.</p>"})
+    browser.search("owls")
+    refused = 'not a {} results page: open one of its results with it, e.g. {{"id": 0, "view_source": true}}'
+    assert _run(browser, "open", view_source=True).output.endswith(refused.format("search"))
+    browser.open(id=0, cursor=0)
+    browser.find("dusk")
+    assert _run(browser, "open", view_source=True).output.endswith(refused.format("find"))
+    source = _run(browser, "open", cursor=1, view_source=True).output
+    assert source.split("\n")[0] == "[3] Owls (view-source:https://owls.example/a)"
+    assert source.endswith("\nL0: <p>Owls hunt at dusk.</p>")
+    assert _run(browser, "open", view_source=True).output == source.replace("[3]", "[4]", 1)
+    assert asked == ["https://owls.example/a"]
+
+
 def test_an_empty_query_or_pattern_is_refused_before_any_search() -> None:
     """`search` with `""` or spaces asked the backend (a paid API's call) and showed an empty result page without a
     word why; `find` with `""` listed every line of the page as a match."""

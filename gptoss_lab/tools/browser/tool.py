@@ -243,7 +243,6 @@ class Browser(Tool):
     def _open(self, id: int | str = -1, cursor: int = -1, loc: int = -1, num_lines: int = -1,
               view_source: bool = False, source: str | None = None) -> tuple[str, Any]:
         snippet = None
-        stay = False
         direct = isinstance(id, str)
         if isinstance(id, str):  # an address the model wrote: never with a user name or password for the site
             url = clean_url(id)   # (`https://paypal.com@evil.example/`; a result's own address is fetched as given)
@@ -254,18 +253,18 @@ class Browser(Tool):
                 if not url:
                     raise _UsageError(f"Invalid link id `{_echo(id)}`.")
                 snippet = (current.snippets or {}).get(str(id))
-            else:
-                stay, url = not view_source, current.url
-        if stay:
+        if not direct and id < 0:
+            # the page itself, scrolled or its source shown; never fetched again by its address (a find page's
+            # `https://site/page/find?pattern=x`, a result page's "" and `view-source:` reached the backend's fetch)
             page = current
         else:
             # a find match leads to the page that was searched, as it was: fetched again, a `view-source:` page was
             # no document ("Error fetching URL `view-source:owls.html`")
             match = not direct and id >= 0 and current.kind == "find" and current.origin is not None
             page = current.origin if match else self._fetch(url, direct)
-            if view_source:
-                page = self._source(page)
-                snippet = None
+        if view_source:
+            page = self._source(page)
+            snippet = None
         self.stack.append(page)
         if loc < 0:  # at the result's passage: a line of the page (a backend's hit can name any value)
             line = snippet.line_idx if snippet is not None else None
@@ -275,7 +274,13 @@ class Browser(Tool):
         return self._show(loc, num_lines)
 
     def _source(self, page: Page) -> Page:
-        """The page `view_source` shows of `page` (made once: opened again, the same page and its lines)."""
+        """The page `view_source` shows of `page` (made once: opened again, the same page and its lines); a source
+        page is its own source, and a search or find page has none."""
+        if page.kind != "page":
+            raise _UsageError(f"`view_source` shows a document's source, not a {page.kind} results page: open one of "
+                              'its results with it, e.g. {"id": 0, "view_source": true}')
+        if any(page is made for made in self._sources.values()):
+            return page
         if page not in self._sources:
             text = source_text(page)
             if len(text) > MAX_SOURCE_CHARS:
