@@ -24,6 +24,18 @@ def test_a_long_document_full_of_the_word_does_not_crowd_the_others_out_of_a_sea
     assert "【1†" in result.output and "【2†" in result.output   # what the model reads: three results to open
 
 
+def test_chinese_and_japanese_documents_are_found_by_a_word_inside_their_sentences() -> None:
+    """Chinese and Japanese are written without spaces: a sentence was indexed as one word, and a search for a word
+    in it (猫头鹰, 夕暮れ) found nothing, though `find` in the opened document showed it. Each of their characters is a
+    word now; the words of spaced scripts are read as before, also where they touch such characters."""
+    browser = Browser({"zh.txt": "我喜欢猫。猫头鹰在黄昏时捕猎老鼠。", "ja.md": "# ふくろう\n\nフクロウは夕暮れに狩りをします。",
+                       "en.txt": "Barn owls hunt at dusk.", "mixed.txt": "Our GPU服务器 is noisy."})
+    for query, found in [("猫头鹰", "zh.txt"), ("黄昏", "zh.txt"), ("夕暮れ", "ja.md"), ("フクロウ", "ja.md"),
+                         ("owls", "en.txt"), ("gpu", "mixed.txt"), ("服务器", "mixed.txt")]:
+        result = browser.run(ToolCall("browser.search", "analysis", json.dumps({"query": query}), "code"))
+        assert [hit["url"] for hit in result.data["results"]][:1] == [found], (query, result.output)
+
+
 def test_a_glob_into_subfolders_names_documents_by_their_path_inside_its_folder(tmp_path: Path) -> None:
     for name in ("notes.md", "field trips/notes.md"):
         (tmp_path / name).parent.mkdir(exist_ok=True)

@@ -55,6 +55,11 @@ _OPENS_IN_FOLDERS = os.open in os.supports_dir_fd   # a file opened from its fol
 _FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 _MADE_A_LINK = "made a link since the folder was listed; not followed"
 _RULES = re.compile(r"(?<!\S)(?:[-=*_~]{2,}|#+)(?!\S)")   # Markdown rules and heading marks, not words
+# Chinese and Japanese (Han, kana) are written without spaces between words: each of their characters is a word of the
+# index, as the words of other scripts are bm25s's runs of 2 or more word characters (a sentence of them was one word,
+# and a search for 猫头鹰 in "猫头鹰在黄昏时捕猎" found nothing)
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_WORDS = re.compile(f"[^\\W{_UNSPACED}]{{2,}}|(?=\\w)[{_UNSPACED}]")
 _PERCENT_ESCAPE = re.compile(r"%(?=[0-9A-Fa-f]{2})")   # what a display decodes as a URL's escape (`%41` is `A`)
 _KINDS = {".pdf": "PDF", ".md": "Markdown", ".markdown": "Markdown", ".html": "HTML", ".htm": "HTML",
           ".xhtml": "HTML"}
@@ -178,7 +183,8 @@ class LocalBackend(Backend):
                     self._passages.append(_Passage(d, start))
                     corpus.append(f"{page.title}\n{strip_links(text)}")
         self._passage_docs = np.array([passage.doc for passage in self._passages], dtype=np.int64)
-        self._tokenizer = Tokenizer(stemmer=Stemmer.Stemmer("english").stemWord, stopwords="en")
+        self._tokenizer = Tokenizer(splitter=_WORDS.findall, stemmer=Stemmer.Stemmer("english").stemWord,
+                                    stopwords="en")
         self._retriever = None
         if corpus:
             show = progress is not False and len(corpus) >= 20_000
