@@ -243,8 +243,8 @@ def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:
     (docs / "sub" / "alias.md").symlink_to(docs / "notes.md")   # a link inside the folder is fine
     (docs / "sub" / "outdir").symlink_to(outside, target_is_directory=True)
     browser = Browser(docs)
-    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 6 lines); skipped 1 that could not be read "
-                                  f"(sub/link.txt: a link to a file outside {docs})")
+    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 6 lines); skipped 2 that could not be read "
+                                  f"(sub/link.txt: a link to a file outside {docs}, ...)")
     assert "link.txt" not in browser.search("vault password hunter2")
     for target in ("sub/link.txt", "link.txt", str(outside / "secret.txt"), (outside / "secret.txt").as_uri()):
         result = browser.run(call("open", id=target))
@@ -253,6 +253,26 @@ def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:
                                            r"link to a file outside .*/docs/sub/\*\.txt\)$"):
         Browser(str(docs / "sub" / "*.txt"))
     assert "link.txt" in Browser(str(docs / "sub" / "link.txt")).search("hunter2")  # a file named by the user is read
+
+
+def test_a_folder_whose_documents_lie_behind_a_link_to_another_folder_says_so(tmp_path: Path) -> None:
+    """A folder whose documents are in a linked folder (`papers/2024 -> /data/2024`) was "no documents found in
+    papers (the browser reads .md, ...)", its .md files in plain sight, and one with other documents left the linked
+    folder out without a word. The link is named (it is not entered: it can lead anywhere); one to a folder inside
+    is not, its files are read where they are."""
+    (tmp_path / "data" / "2024").mkdir(parents=True)
+    (tmp_path / "data" / "2024" / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    papers = tmp_path / "papers"
+    papers.mkdir()
+    (papers / "2024").symlink_to(tmp_path / "data" / "2024", target_is_directory=True)
+    with pytest.raises(BrowserError) as error:
+        Browser(papers)
+    assert str(error.value).endswith(f"; left out 2024: a link to a folder outside {papers})")
+    (papers / "notes").mkdir()
+    (papers / "notes" / "voles.md").write_text("# Voles\n\nVoles hide.\n")
+    (papers / "same").symlink_to(papers / "notes", target_is_directory=True)
+    assert Browser(papers).describe() == (f"1 document in {papers} (1 Markdown; 6 lines); skipped 1 that could not be "
+                                          f"read (2024: a link to a folder outside {papers})")
 
 
 def test_a_searxng_source_without_its_url_is_one_line() -> None:

@@ -307,8 +307,12 @@ def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str
     path = Path(os.path.expanduser(text))   # pathlib's raised RuntimeError for ~user of no such user
     try:
         if path.is_dir():
-            for found in _documents_in(path, search):
+            documents, links = _documents_in(path, search)
+            for found in documents:
                 _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
+            for link in links:   # (one inside the folder leads to files read where they are)
+                if not link.resolve().is_relative_to(path.resolve()):
+                    outside.append((link.relative_to(path).as_posix(), f"a link to a folder outside {text}"))
         elif path.is_file():
             files.setdefault(path.resolve(), path.name)
             search.found()
@@ -377,11 +381,13 @@ def _hard_linked(stats: Mapping[str, os.stat_result]) -> list[str]:
     return [url for url, file in stats.items() if file.st_nlink > inside[file.st_dev, file.st_ino]]
 
 
-def _documents_in(folder: Path, search: _Search) -> list[Path]:
-    """The document files under `folder`, sorted; hidden folders are not entered (nor links to folders),
-    and a folder of any depth is walked without recursion, shallow folders first (what `search` stops short of
-    is what lies deepest)."""
+def _documents_in(folder: Path, search: _Search) -> tuple[list[Path], list[Path]]:
+    """The document files under `folder`, sorted, and the links to folders passed over: hidden folders are not
+    entered, nor links to folders (said, so that a folder whose documents lie behind one is not just "no documents
+    found"), and a folder of any depth is walked without recursion, shallow folders first (what `search` stops
+    short of is what lies deepest)."""
     found: list[Path] = []
+    links: list[Path] = []
     todo = deque([folder])
     while todo and search.goes_on():
         try:
@@ -395,12 +401,14 @@ def _documents_in(folder: Path, search: _Search) -> list[Path]:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     todo.append(Path(entry.path))
+                elif entry.is_symlink() and entry.is_dir():
+                    links.append(Path(entry.path))
                 elif entry.is_file() and Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES and search.goes_on():
                     found.append(Path(entry.path))
                     search.found()
             except OSError:
                 continue
-    return sorted(found)
+    return sorted(found), sorted(links)
 
 
 def _matches(folder: Path, pattern: tuple[str, ...], search: _Search) -> list[Path]:
