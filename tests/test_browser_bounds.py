@@ -249,6 +249,30 @@ def test_naming_a_pipe_or_socket_says_it_is_not_a_regular_file(tmp_path: Path, m
         Browser("/dev/null")
 
 
+def test_a_file_gone_or_refused_after_the_folder_was_listed_is_named_with_the_reason_in_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file deleted (or made unreadable) between listing the folder and reading it was skipped as
+    "gone.md: [Errno 2] No such file or directory: '/home/me/docs/gone.md'": Python's error number and repr, the
+    path again. The system's reason is said in words."""
+    (tmp_path / "docs").mkdir()
+    for name in ("owls.md", "gone.md", "locked.md"):
+        (tmp_path / "docs" / name).write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    found = local.collect([tmp_path / "docs"])
+    (tmp_path / "docs" / "gone.md").unlink()
+    monkeypatch.setattr(local, "collect", lambda paths, **_: found)
+    opened = local._open_unlinked
+
+    def refusing(path: Path, flags: int) -> int:   # another user's file without read permission (root reads all)
+        if path.name == "locked.md":
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, flags)
+
+    monkeypatch.setattr(local, "_open_unlinked", refusing)
+    browser = Browser(tmp_path / "docs")
+    assert browser.backend.skipped == [("gone.md", "No such file or directory"), ("locked.md", "Permission denied")]
+    assert browser.describe().endswith("; skipped 2 that could not be read (gone.md: No such file or directory, ...)")
+
+
 def test_a_file_made_a_link_after_the_folder_was_listed_is_not_followed(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "docs").mkdir()

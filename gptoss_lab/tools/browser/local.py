@@ -130,7 +130,7 @@ class LocalBackend(Backend):
                 chars += len(page.text)
                 page.lines  # wrapped here, under the progress bar (the index needs them)
             except (ExtractError, OSError) as err:   # past the deadline: also the document it cut short
-                skipped.append((name, late if time.monotonic() > deadline else str(err)))
+                skipped.append((name, late if time.monotonic() > deadline else _why(err)))
                 continue
             pages.append(page)
             paths[url], stats[url] = path, found
@@ -460,6 +460,12 @@ def _add_inside(files: dict[Path, str], outside: list[tuple[str, str]], found: P
         files.setdefault(real, name)
     else:
         outside.append((name, f"a link to a file outside {given}"))
+
+
+def _why(err: ExtractError | OSError) -> str:
+    """Why a file was not read, in words: the system's without its number and the path already named
+    (`[Errno 13] Permission denied: '/home/me/docs/owls.md'` is `Permission denied`)."""
+    return err.strerror if isinstance(err, OSError) and err.strerror else str(err)
 
 
 def _readable(name: str) -> str:
