@@ -229,7 +229,7 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------ telling the user
 
     def describe(self) -> str:
-        kinds = ", ".join(f"{n} {kind}" for kind, n in self.kinds.most_common())
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in self.kinds.most_common())
         lines = sum(len(p.lines) for p in self.pages)
         where = f" in {', '.join(self.roots)}" if self.roots and self.roots != ["memory"] else ""
         text = f"{_count(len(self.pages), 'document')}{where} ({kinds}; {_count(lines, 'line')})"
