@@ -232,6 +232,17 @@ def test_sources_that_do_not_exist_are_one_line_errors(tmp_path: Path) -> None:
             Browser.from_sources(sources, api_key_env="MY_KEY")
 
 
+def test_a_folder_of_files_the_browser_does_not_read_says_what_it_passed_over(tmp_path: Path) -> None:
+    """A folder of Word files and pictures was told "no documents found in ...", as an empty folder is: the user saw
+    their documents there and no word that the browser had seen them too. The files of other kinds are counted."""
+    for name in ("report.docx", "minutes.docx", "owl.png", "README", ".hidden.docx"):
+        (tmp_path / name).write_bytes(b"PK\x03\x04")
+    with pytest.raises(BrowserError) as error:
+        Browser.from_sources([str(tmp_path)])
+    assert str(error.value).startswith(f"no documents found in {tmp_path} (the browser reads .cfg, .csv, ")
+    assert str(error.value).endswith(".yml; passed over 4 files of other kinds: .docx, no suffix, .png)")
+
+
 def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

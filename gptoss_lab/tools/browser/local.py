@@ -103,9 +103,10 @@ class LocalBackend(Backend):
     @classmethod
     def from_paths(cls, paths: Iterable[str | Path], *, progress: bool | None = None) -> LocalBackend:
         """Folders (searched recursively for documents), files and glob patterns."""
-        files, roots, outside, stopped = collect(paths, progress=progress is not False)
+        files, roots, outside, stopped, others = collect(paths, progress=progress is not False)
         if not files:
-            left_out = f"; left out {_written_out(outside[0][0])}: {outside[0][1]}" if outside else ""
+            left_out = _passed_over(others)
+            left_out += f"; left out {_written_out(outside[0][0])}: {outside[0][1]}" if outside else ""
             left_out += f"; stopped looking: {stopped}" if stopped else ""
             raise BackendError(f"no documents found in {', '.join(roots)} (the browser reads "
                                f"{', '.join(sorted(DOCUMENT_SUFFIXES))}{left_out})")
@@ -249,14 +250,15 @@ class LocalBackend(Backend):
         return f"your {_count(len(self.pages), 'document')}"
 
 
-def collect(paths: Iterable[str | Path], *, progress: bool = True) -> tuple[list[tuple[Path, str]], list[str],
-                                                                          list[tuple[str, str]], str | None]:
+def collect(paths: Iterable[str | Path], *, progress: bool = True) -> tuple[
+        list[tuple[Path, str]], list[str], list[tuple[str, str]], str | None, Counter[str]]:
     """The document files under `paths` (folders recursively, hidden ones skipped; files; globs), each
     with its name (its path inside the folder it was found in; the whole path where two would have the
     same name), the roots as given, (name, why) of the files left out because a link leads from a
     folder (or a glob's folder) to a file outside it: the browser reads nothing outside what it was given;
-    and why looking stopped early (MAX_DOCUMENTS found, or MAX_LIST_SECONDS passed), if it did. A progress bar
-    shows the search once it takes longer than LIST_PROGRESS_AFTER (unless not `progress`)."""
+    why looking stopped early (MAX_DOCUMENTS found, or MAX_LIST_SECONDS passed), if it did; and the suffixes of the
+    files in the folders that are of no kind the browser reads, counted. A progress bar shows the search once it takes
+    longer than LIST_PROGRESS_AFTER (unless not `progress`)."""
     files: dict[Path, str] = {}
     roots: list[str] = []
     outside: list[tuple[str, str]] = []
@@ -268,7 +270,7 @@ def collect(paths: Iterable[str | Path], *, progress: bool = True) -> tuple[list
     names = {path: _readable(name) for path, name in files.items()}
     counts = Counter(names.values())
     return [(path, name if counts[name] == 1 else _readable(path.as_posix())) for path, name in names.items()], \
-        roots, [(_readable(name), why) for name, why in outside], search.stopped
+        roots, [(_readable(name), why) for name, why in outside], search.stopped, search.others
 
 
 class _Search:
@@ -280,6 +282,7 @@ class _Search:
 
         self.deadline = time.monotonic() + MAX_LIST_SECONDS
         self.stopped: str | None = None
+        self.others: Counter[str] = Counter()   # suffix -> files of no kind the browser reads, passed over
         self.bar = text_bar(desc="Looking for documents", unit=" files", delay=LIST_PROGRESS_AFTER,
                             disable=not progress)
 
@@ -403,7 +406,9 @@ def _documents_in(folder: Path, search: _Search) -> tuple[list[Path], list[Path]
                     todo.append(Path(entry.path))
                 elif entry.is_symlink() and entry.is_dir():
                     links.append(Path(entry.path))
-                elif entry.is_file() and Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES and search.goes_on():
+                elif entry.is_file() and (suffix := Path(entry.name).suffix.lower()) not in DOCUMENT_SUFFIXES:
+                    search.others[suffix] += 1
+                elif entry.is_file() and search.goes_on():
                     found.append(Path(entry.path))
                     search.found()
             except OSError:
@@ -542,6 +547,16 @@ def _distinct_titles(pages: list[Page]) -> None:
 def _looks(title: str) -> str:
     """What a title looks like, for telling titles apart: `ＲＥＡＤＭＥ` and `README` alike."""
     return unicodedata.normalize("NFKC", title)
+
+
+def _passed_over(others: Counter[str]) -> str:
+    """What a message that no documents were found adds of the files of other kinds that were (`; passed over 3 files
+    of other kinds: .docx, .png`): a folder of Word files was told "no documents found", as an empty one is."""
+    if not others:
+        return ""
+    kinds = [suffix or "no suffix" for suffix, _ in others.most_common(8)]
+    return f"; passed over {_count(others.total(), 'file')} of other kinds: " + \
+        _written_out(", ".join(kinds) + (", ..." if len(others) > len(kinds) else ""))
 
 
 def _written_out(text: str) -> str:
