@@ -19,6 +19,7 @@ from test_browser_web import FakeServer, opened, server  # noqa: F401  (the fake
 
 from gptoss_lab.tools.browser import Browser, BrowserError, Exa, SearXNG, extract, local
 from gptoss_lab.tools.browser.extract import html_page
+from gptoss_lab.tools.browser.page import end_line
 
 
 def test_a_web_page_of_a_megabyte_of_tags_is_given_up_on_time(server: FakeServer,
@@ -346,6 +347,30 @@ def test_an_answer_of_many_wide_citations_quotes_a_bounded_text() -> None:
     t0 = time.perf_counter()
     bundle = Transcript.from_reply(reply)._repr_mimebundle_()
     assert time.perf_counter() - t0 < 10 and sum(map(len, bundle.values())) < 5_000_000   # was 61.6 s and 138 MB
+
+
+class _ReadLines(list):
+    """A page's lines that count how many of them are read (a slice: each line in it)."""
+
+    read = 0
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        got = super().__getitem__(key)
+        self.read += len(got) if isinstance(key, slice) else 1
+        return got
+
+
+def test_a_window_of_a_long_page_is_sized_from_the_lines_it_can_hold() -> None:
+    """Each `open` numbered every line from its location to the page's end to size one window of about 1,024 tokens:
+    a page of a million lines took half a second an open, however few lines it showed (0.9 s in a 44 MB page). Only
+    the lines a window can hold are read: the same windows, each as soon as on a short page."""
+    lines = _ReadLines(f"owl {i}" for i in range(1_000_000))
+    for loc in (0, 10, 500_000, 999_000):
+        lines.read = 0
+        end = end_line(lines, loc, -1, 1024)
+        assert lines.read < 20_000, lines.read      # was every line from `loc` on: up to a million
+        assert end == end_line(list(lines)[:loc + 5_000], loc, -1, 1024) and loc + 50 < end < loc + 1_024
+    assert end_line(lines, 999_990, -1, 1024) == 1_000_000
 
 
 def test_view_source_of_a_long_document_is_refused_and_a_short_ones_made_once(monkeypatch: pytest.MonkeyPatch) -> None:

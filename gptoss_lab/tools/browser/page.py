@@ -241,13 +241,27 @@ def end_line(lines: list[str], loc: int, num_lines: int, view_tokens: int) -> in
     document, 3.8 million tokens, in the conversation for good)."""
     total = len(lines)
     budget = view_tokens if num_lines <= 0 else view_tokens * MAX_WINDOWS
-    text = join_lines(lines[loc:], add_line_numbers=True, offset=loc)
+    chars = (budget + 1) * max(_token_lengths())   # no token is longer: the tokens that can fit are in these
+    text = _numbered_from(lines, loc, chars)
     fits = total
     if len(text) > budget:  # at least one character per token: short text fits
-        starts = _token_starts(text[: (budget + 1) * max(_token_lengths())])
+        starts = _token_starts(text[:chars])
         if len(starts) > budget:
             fits = text[: starts[budget]].count("\n") + 1
     return min(loc + (fits if num_lines <= 0 else min(num_lines, fits)), total)
+
+
+def _numbered_from(lines: list[str], loc: int, chars: int) -> str:
+    """Lines `loc`, `loc + 1` ... numbered as a window shows them, as many as make `chars` characters (all the rest
+    where they make fewer): each open numbered the whole rest of the page to size one window (0.9 s in 44 MB)."""
+    taken: list[str] = []
+    size = 0
+    for n in range(loc, len(lines)):
+        if size >= chars:
+            break
+        taken.append(f"L{n}: {lines[n]}")
+        size += len(taken[-1]) + 1
+    return "\n".join(taken)
 
 
 def display(page: Page, cursor: int, loc: int, end: int) -> str:
