@@ -207,6 +207,17 @@ def test_view_source_of_the_current_page_never_fetches_an_address_no_page_linked
     assert asked == ["https://owls.example/a"]
 
 
+def test_opening_a_find_match_is_asked_about_by_the_page_and_line_it_is_at() -> None:
+    """The approval card for opening a match of `find` read "Open result 2: #2 (owls.md)?": the match's title is its
+    number. It names the page searched and the line the match is at."""
+    browser = Browser({"owls.md": "# Barn owls\n\n" + "They nest in barns.\n" * 12 + "Owls hunt at dusk.\n"})
+    browser.open(id="owls.md")
+    browser.find("dusk")
+    call = ToolCall("browser.open", "analysis", json.dumps({"id": 0}), "code")
+    assert browser.approval_question(call) == "Open match 0 of Barn owls at line 16?"
+    assert _run(browser, "open", id=0).output.startswith("[2] Barn owls (owls.md)\n**viewing lines [12 - ")
+
+
 def test_an_empty_query_or_pattern_is_refused_before_any_search() -> None:
     """`search` with `""` or spaces asked the backend (a paid API's call) and showed an empty result page without a
     word why; `find` with `""` listed every line of the page as a match."""

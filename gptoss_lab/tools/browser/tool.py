@@ -353,6 +353,9 @@ class Browser(Tool):
         if target >= 0 and page is not None and str(target) in page.urls:
             extract = (page.snippets or {}).get(str(target))
             url = short_address(page.urls[str(target)])
+            if page.kind == "find" and extract is not None:   # a match's title is its number (`#2`): said where it is
+                searched = page.origin or page
+                return f"Open match {target} of {one_line(searched.title or url, 80)} at line {extract.line_idx}?"
             name = f"{one_line(extract.title, 80)} ({url})" if extract else url
             return self._local_note(page.urls[str(target)]) + f"Open result {target}: {name}?"
         if target < 0 and page is not None:
