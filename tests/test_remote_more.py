@@ -173,3 +173,37 @@ def test_a_proxy_of_the_environment_that_cannot_be_used_is_said_in_one_line(monk
         RemoteEngine("http://gpu-box.example:8000", timeout=1, retries=0)
     assert str(caught.value) == ("the proxy the environment names for http:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) "
                                  + why)
+
+
+class _StopAtFirstText:
+    """A view whose Stop button is clicked as the first text of the reply shows."""
+
+    def __init__(self) -> None:
+        self.clicked_at, self.shown = None, ""
+
+    def handle(self, event) -> None:
+        if type(event).__name__ == "Delta":
+            self.shown += event.text
+            self.clicked_at = self.clicked_at or time.perf_counter()
+
+    def approve(self, call) -> None:
+        return None
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.clicked_at is not None
+
+
+def test_stop_while_one_event_of_megabytes_is_read_ends_the_turn_at_once():
+    """A Stop while the engine turned one event of 2 MB into ids took effect once all of it was (seconds later),
+    and the reply kept the whole event the user had stopped; now Stop is asked between slices of the event."""
+    sent = threading.Event()
+    with FakeServer(raw=lambda n: _silent_after(sent, "<|channel|>final<|message|>" + "word " * 400_000)) as server:
+        session = Session.connect(server.url, timeout=60, session_options={"namespace": {}, "tools": "none"})
+        view = _StopAtFirstText()
+        reply = session.ask("Say hi", view=view, max_tokens=10**6)
+        ended = time.perf_counter()
+    assert reply.interrupted and reply.errors == ["Stopped: the partial reply is kept."]
+    assert ended - view.clicked_at < 1.0
+    assert reply.final == view.shown and 0 < len(reply.final) < 100_000
+

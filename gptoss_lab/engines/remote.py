@@ -57,6 +57,7 @@ _HOSTNAME_MISMATCH = 62  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH
 _MAX_WAITING = 30.0  # seconds of waits between the tries of one request, in all: then the last failure is reported
 _ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
 _MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
+_SLICE = 4096  # characters of a chunk's text turned into ids at a time: Stop is asked between slices
 _LONGEST_TOKEN = 128  # characters of o200k's longest token: more text than max_tokens × this is past the limit
 _NAME = 200  # characters of the model's name shown (a status line, a view's header)
 _QUOTED = 12  # a key or password this long never comes up in an answer by chance: there the server quoted it
@@ -696,13 +697,14 @@ class RemoteEngine:
             raise RemoteError(
                 "a remote server cannot apply this session's logits processor (constrained output); use a local engine")
         sampling = sampling.with_defaults(self.default_sampling)
+        should_stop = should_stop or (lambda: False)
         reader = _Reader(lambda aborted: self._open(prompt, stop, sampling, aborted), self._chunks)
         # the key and echo checks hold text back on this thread, not the reading one (which Stop and Ctrl-C
         # abandon): what they hold goes out at every end, as the retokenizer's pieces do
-        chunks = self._unechoed(self._unkeyed(reader.chunks(should_stop or (lambda: False))), prompt)
+        chunks = self._unechoed(self._unkeyed(reader.chunks(should_stop)), prompt)
         try:
             with self._cleaned():
-                yield from self._tokens(chunks, stop, sampling.max_new_tokens)
+                yield from self._tokens(chunks, stop, sampling.max_new_tokens, should_stop)
         finally:
             reader.abort()
 
@@ -751,7 +753,10 @@ class RemoteEngine:
         yield from chunks
 
     def _tokens(self, chunks: Iterator[tuple[str, str | None, Any]], stop: Collection[int],
-                limit: int) -> Iterator[int]:
+                limit: int, should_stop: Callable[[], bool]) -> Iterator[int]:
+        """The ids of `chunks`' text, up to a stop token or `limit`; a text of megabytes (one event) is turned into ids
+        `_SLICE` characters at a time, its ids given out and `should_stop()` asked between slices (a Stop took effect
+        once all of it had been, seconds later, and the reply kept all of it)."""
         retok = harmony.Retokenizer()
         pending: list[int] = []  # held until the output has shown a Harmony marker
         count = seen = texts = 0  # texts: chunks with text, about one generated token each
@@ -778,18 +783,22 @@ class RemoteEngine:
                 failure = RemoteError(f"the server at {self.url} kept streaming past max_tokens={limit} "
                                       "(it ignores the limit)")
                 break
-            pending += retok.feed(text)
-            if finish:
+            stopped = False
+            for start in range(0, len(text), _SLICE):
+                if start and should_stop():  # the rest of the text is left, as a stream ended at Stop leaves it
+                    finish, stopped = None, True
+                    break
+                pending += retok.feed(text[start:start + _SLICE])
+                if retok.harmony_seen:
+                    out, done = _until_stop(pending, stop, limit - count)
+                    yield from out
+                    count, pending = count + len(out), []
+                    if done:
+                        return
+            if finish or stopped:
                 break
-            if not retok.harmony_seen:
-                if seen > _SNIFF:
-                    self._stripped()
-                continue
-            out, done = _until_stop(pending, stop, limit - count)
-            yield from out
-            count, pending = count + len(out), []
-            if done:
-                return
+            if not retok.harmony_seen and seen > _SNIFF:
+                self._stripped()
         pending += retok.flush()
         if failure is not None:
             out, done = _until_stop(pending, stop, limit - count) if retok.harmony_seen else ([], False)
