@@ -22,7 +22,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, other_digits, parse_assignments, shown_key,
                        shown_keys)
 from .widgets import say
-from .widgets.sanitize import visible
+from .widgets.sanitize import variable_named, visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
 _CELL_EXAMPLE = """example:
@@ -897,7 +897,7 @@ def _env_key(var: str | None) -> str | None:
     import os
 
     if var not in os.environ:
-        raise UsageError(f"%gptoss connect: the environment variable {var} is not set")
+        raise UsageError(f"%gptoss connect: the environment variable {variable_named(var)} is not set")
     return os.environ[var]
 
 

@@ -241,6 +241,17 @@ def test_missing_keys_and_bad_backends_are_refused_up_front(monkeypatch: pytest.
         Browser.from_sources(["searxng:127.0.0.1:8888"])
 
 
+@pytest.mark.parametrize("source", ["exa", "youcom"])
+def test_a_key_pasted_where_its_variables_name_belongs_is_never_said(source: str) -> None:
+    """`%gptoss browse exa --api-key-env <the key>` said "the environment variable <the key> is not set": the key,
+    printed, stayed in the saved notebook."""
+    with pytest.raises(BrowserError) as caught:
+        Browser.from_sources([source], api_key_env="5f2c9e1a7b-pasted-key")
+    assert "pasted" not in str(caught.value)
+    assert str(caught.value).startswith("the environment variable given (its name is not shown: it looks like a key, "
+                                        "not a variable's name such as OPENAI_API_KEY) is not set: put your ")
+
+
 
 @pytest.mark.parametrize("address", ["http://", "https://", "searxng:http://", "http:///search", "http://[::1",
                                      "http://a..b", "http://127.0.0.1:99999", "http://127.0.0.1:8888?q=x",

@@ -207,3 +207,25 @@ def test_stop_while_one_event_of_megabytes_is_read_ends_the_turn_at_once():
     assert ended - view.clicked_at < 1.0
     assert reply.final == view.shown and 0 < len(reply.final) < 100_000
 
+
+@pytest.mark.parametrize("line", ["connect {url} --api-key-env sk-proj-Zq81xKeyPasted", "connect {url} --api-key "
+                                  "sk-proj-Zq81xKeyPasted", "connect {url} --api-key=sk-proj-Zq81xKeyPasted"])
+def test_a_key_pasted_where_its_variables_name_belongs_is_never_printed(line):
+    """`%gptoss connect URL --api-key sk-...` (argparse reads --api-key as --api-key-env) said "the environment variable
+    sk-... is not set": the key, printed, stayed in the saved notebook. A conventional name is still shown."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with FakeServer() as server:
+            with pytest.raises(UsageError) as pasted:
+                shell.run_line_magic("gptoss", line.format(url=server.url))
+            with pytest.raises(UsageError) as named:
+                shell.run_line_magic("gptoss", f"connect {server.url} --api-key-env NO_SUCH_VAR")
+    finally:
+        InteractiveShell.clear_instance()
+    assert str(pasted.value) == ("%gptoss connect: the environment variable given (its name is not shown: it looks "
+                                 "like a key, not a variable's name such as OPENAI_API_KEY) is not set")
+    assert str(named.value) == "%gptoss connect: the environment variable NO_SUCH_VAR is not set"

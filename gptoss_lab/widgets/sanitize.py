@@ -579,6 +579,17 @@ def literal_markdown(text: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)  # written out, never obeyed
 
 
+_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # an environment variable's name as they are written: OPENAI_API_KEY
+
+
+def variable_named(var: str) -> str:
+    """How a message names the environment variable `var` said to hold a key: a name not written as one (capitals,
+    digits, _) is not shown, as it may be the key itself, pasted where its variable's name belongs."""
+    if _VARIABLE.fullmatch(var):
+        return var
+    return "given (its name is not shown: it looks like a key, not a variable's name such as OPENAI_API_KEY)"
+
+
 def visible(text: str) -> str:
     """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed."""
     return _CONTROL.sub(_written_out, text)
