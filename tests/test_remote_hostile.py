@@ -13,6 +13,7 @@ import urllib.parse
 import pytest
 
 from gptoss_lab import Session, harmony
+from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError
 from gptoss_lab.session import TurnError
 from test_remote import HEAD, PROMPT, FakeServer, _event, _gzip_bomb, _status  # tests/ is on sys.path
@@ -34,6 +35,25 @@ def test_a_url_password_with_an_unescaped_slash_hash_or_at_is_never_shown(passwo
     message = str(caught.value)
     assert "zq" not in message and "xk" not in message and "97531" not in message
     assert "write / ? # @ in a password as %2F %3F %23 %40" in message
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://gpu-box:8000/v1?api_key=sk-Zq81xLeaked", "'http://gpu-box:8000/v1?…' is not a server URL (it has a ?query "
+                                                       "or #fragment); write it like http://127.0.0.1:8000"),
+    ("gpu-box:8000#sk-Zq81xLeaked", "'gpu-box:8000#…' is not a server URL (it has a ?query or #fragment); "
+                                    "write it like http://127.0.0.1:8000"),
+    ("http://gpu-box:80a?key=sk-Zq81xLeaked", "'http://gpu-box:80a?…' is not a server URL (Invalid port: '80a'); "
+                                              "write it like http://127.0.0.1:8000"),
+])
+def test_a_key_in_a_urls_query_or_fragment_is_never_shown(url, shown):
+    """A URL refused for its ?query (`?api_key=sk-...`, as some gateways take a key) was quoted whole: the key stayed
+    in the saved notebook; `%gptoss load URL` ("a server's address, not a checkpoint") quoted it too."""
+    with pytest.raises(RemoteError) as refused:
+        RemoteEngine(url)
+    with pytest.raises(LoadError) as loaded:
+        Session.load(url if "://" in url else "http://" + url)
+    assert str(refused.value) == shown
+    assert "Zq81x" not in str(loaded.value) and str(loaded.value).startswith("http://gpu-box:80")
 
 
 def test_a_percent_encoded_password_still_works():

@@ -104,9 +104,9 @@ def resolve(name_or_path: str | Path) -> Source:
     if isinstance(name_or_path, str) and (page := _HUB_PAGE.fullmatch(text)):  # not a server to connect to
         raise LoadError(f"{clip(text, 120)} is a page of the Hugging Face Hub: load the model by its Hub id, {page[1]}")
     if isinstance(name_or_path, str) and _SERVER.fullmatch(text):  # its user:password@ was echoed in the error
-        from .remote import without_userinfo
+        from .remote import shown_url
 
-        raise LoadError(f"{without_userinfo(text)} is a server's address, not a checkpoint: talk to the model it "
+        raise LoadError(f"{shown_url(text)} is a server's address, not a checkpoint: talk to the model it "
                         "serves with `%gptoss connect URL` (Session.connect(url) in Python)")
     if not isinstance(name_or_path, str) or not _HUB_ID.fullmatch(text):
         raise LoadError(f"checkpoint folder not found: {text}{_near(path)}")

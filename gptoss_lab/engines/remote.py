@@ -64,6 +64,7 @@ _QUOTED = 12  # a key or password this long never comes up in an answer by chanc
 _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can carry
 # a URL's `user:password@` as typed: all after the scheme up to the last @ (a password may hold a raw / or @)
 _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
+_QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
@@ -123,16 +124,17 @@ def _localhost(host: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")
 
 
-def without_userinfo(url: str) -> str:
-    """`url` as typed without its `user:password@` (all after the scheme up to the last @), to show it."""
-    return _USERINFO.sub(r"\1", url)
+def shown_url(url: str) -> str:
+    """`url` as typed, to show it: without its `user:password@` (all after the scheme up to the last @), its ?query
+    or #fragment written `?…` or `#…` (`?api_key=sk-...`: some gateways take a key there)."""
+    return _QUERY.sub("\\1…", _USERINFO.sub(r"\1", url))
 
 
 def _base_url(url: str) -> httpx.URL:
     """The server root of `url` (scheme added, a trailing /v1, /v1/chat/completions ... taken off); RemoteError for
-    what is no http(s) URL. Its `user:password@`, if any, is left out of the message."""
-    given = without_userinfo(url)
-    secret = given != url  # httpx may quote a piece of a password (`Invalid port: 'se'` of `user:se/cret@`)
+    what is no http(s) URL. Its `user:password@` and ?query, if any, are left out of the message."""
+    given = shown_url(url)
+    secret = "@" in url  # httpx may quote a piece of a password (`Invalid port: 'se'` of `user:se/cret@`)
     url = url.strip()
     url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
     for suffix in _ENDPOINTS:
