@@ -892,12 +892,17 @@ def _keep_settings(new: Any, old: Any) -> Any:
 
 
 def _env_key(var: str | None) -> str | None:
+    """The API key in the environment variable `var`; UsageError for one not set or empty (no key would be sent, and
+    the server's refusal would say to pass one)."""
     if var is None:
         return None
     import os
 
     if var not in os.environ:
         raise UsageError(f"%gptoss connect: the environment variable {variable_named(var)} is not set")
+    if not os.environ[var].strip():
+        raise UsageError(f"%gptoss connect: the environment variable {variable_named(var)} is empty: put the API key "
+                         "in it")
     return os.environ[var]
 
 

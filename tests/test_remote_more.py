@@ -229,3 +229,24 @@ def test_a_key_pasted_where_its_variables_name_belongs_is_never_printed(line):
     assert str(pasted.value) == ("%gptoss connect: the environment variable given (its name is not shown: it looks "
                                  "like a key, not a variable's name such as OPENAI_API_KEY) is not set")
     assert str(named.value) == "%gptoss connect: the environment variable NO_SUCH_VAR is not set"
+
+
+@pytest.mark.parametrize("value", ["", "  \n"])
+def test_a_key_variable_that_is_empty_is_said_so_not_pass_a_key(monkeypatch, value):
+    """`--api-key-env VAR` with VAR set but empty (an `export VAR=` before the key was pasted) sent no key, and the
+    server's 401 said "pass api_key=... (or %gptoss connect --api-key-env VAR)": what the user had just done."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("LAB_EMPTY_KEY", value)
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with FakeServer(api_key=LONG_KEY) as server:
+            with pytest.raises(UsageError) as caught:
+                shell.run_line_magic("gptoss", f"connect {server.url} --api-key-env LAB_EMPTY_KEY")
+    finally:
+        InteractiveShell.clear_instance()
+    assert str(caught.value) == ("%gptoss connect: the environment variable LAB_EMPTY_KEY is empty: put the API key "
+                                 "in it")
+    assert not server.requests  # nothing was asked without the key
