@@ -382,9 +382,17 @@ def test_a_server_with_hundreds_of_models_is_listed_in_one_short_line():
 
 
 def test_auth_failure_says_what_to_pass():
+    """A key that was given and refused was answered "pass api_key=... (or --api-key-env VAR)", what the user had done:
+    a refused key or URL password is said to be refused; only a request without one is told to pass one."""
     with FakeServer(api_key="right") as server:
         with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); pass api_key="):
+            RemoteEngine(server.url)
+        with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); the API key given was refused: check "
+                                              r"it \(is it this server's\?\)$"):
             RemoteEngine(server.url, api_key="wrong")
+        with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); the URL's user:password was refused: "
+                                              r"check it \(is it this server's\?\)$"):
+            RemoteEngine(server.url.replace("http://", "http://bob:wrong-pw@"))
         assert RemoteEngine(server.url, api_key="right").model == "gpt-oss-test"
 
 

@@ -348,6 +348,8 @@ class RemoteEngine:
         secrets = [s for s in (api_key, parsed.password, token, basic) if s and len(s) >= 4]
         self._secrets = _Hidden(_written_forms(secrets))
         self._quoted = _Hidden(s for s in secrets if len(s) >= _QUOTED)  # hidden in the model's text too
+        # what a 401 or 403 refused: a key given is to be checked, not passed again
+        self._credential = "the API key given" if api_key else "the URL's user:password" if parsed.userinfo else None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
         # a server on this machine never through a proxy of the environment (HTTP_PROXY): one elsewhere cannot reach
@@ -488,11 +490,10 @@ class RemoteEngine:
         if response.is_success:
             return
         if response.status_code in (401, 403):
-            raise RemoteError(
-                f"the server at {self.url} refused the request (HTTP {response.status_code}: "
-                f"{self._quote(_server_message(response)) or '(no text)'}); "
+            hint = f"{self._credential} was refused: check it (is it this server's?)" if self._credential else \
                 "pass api_key=... (or %gptoss connect --api-key-env VAR)"
-            )
+            raise RemoteError(f"the server at {self.url} refused the request (HTTP {response.status_code}: "
+                              f"{self._quote(_server_message(response)) or '(no text)'}); {hint}")
         retry = f" (Retry-After: {self._quote(response.headers['retry-after'], 40)})" \
             if "retry-after" in response.headers else ""
         raise RemoteError(f"the server at {self.url} answered {path} with HTTP {response.status_code}: "
