@@ -76,7 +76,7 @@ class _Parser(argparse.ArgumentParser):
         self._long_dashes(self._args)
         namespace, self._extras = self.parse_known_args(args, namespace)   # the words no option or command took
         if self._extras:
-            self.error(f"unrecognized arguments: {' '.join(self._extras)}")
+            self.error(f"unrecognized arguments: {_unrecognized(self._extras)}")
         return namespace
 
     def _long_dashes(self, args: list[str]) -> None:
@@ -169,6 +169,24 @@ _DASHES = "—–－−‐‑"  # dashes that are not the hyphen-minus options s
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
+_KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])[\w+=-]{20,}")  # a word an API key may be: sk-proj-Zq81x...
+
+
+def _unrecognized(words: list[str]) -> str:
+    """`words` as an error shows them, a word that may be an API key (an option's value too) written `…`: a key
+    written on a command's line (`connect URL sk-...`) was printed back, and stayed in the saved notebook."""
+    shown = [_unshown(word) for word in words]
+    hidden = ": not shown, as it looks like a key (an API key goes in an environment variable, named with " \
+             "--api-key-env VAR)" if shown != words else ""
+    return " ".join(shown) + hidden
+
+
+def _unshown(word: str) -> str:
+    """`word` of a command's line as an error shows it: `…` for one that may be an API key, an option's value too."""
+    if word.startswith("-"):
+        name, equals, value = word.partition("=")
+        return f"{name}=…" if equals and _KEYLIKE.fullmatch(value) else word
+    return "…" if _KEYLIKE.fullmatch(word) else word
 
 
 def _options(parser: argparse.ArgumentParser) -> set[str]:

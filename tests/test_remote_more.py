@@ -250,3 +250,28 @@ def test_a_key_variable_that_is_empty_is_said_so_not_pass_a_key(monkeypatch, val
     assert str(caught.value) == ("%gptoss connect: the environment variable LAB_EMPTY_KEY is empty: put the API key "
                                  "in it")
     assert not server.requests  # nothing was asked without the key
+
+
+@pytest.mark.parametrize("words, shown", [("sk-proj-Zq81xKeyPasted", "…"),
+                                          ("--api_key=sk-proj-Zq81xKeyPasted", "--api_key=…"),
+                                          ("--key sk-proj-Zq81xKeyPasted", "--key …")])
+def test_a_key_written_on_the_connect_line_is_not_printed_back(words, shown):
+    """`%gptoss connect URL sk-...` (or `--api_key=sk-...`) said "unrecognized arguments: sk-...": the key, printed,
+    stayed in the saved notebook. A word that may be a key is not shown; others still are."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with pytest.raises(UsageError) as caught:
+            shell.run_line_magic("gptoss", f"connect http://127.0.0.1:9 {words}")
+        with pytest.raises(UsageError) as plain:
+            shell.run_line_magic("gptoss", "connect http://127.0.0.1:9 --timout 5")
+    finally:
+        InteractiveShell.clear_instance()
+    assert str(caught.value) == (f"%gptoss: unrecognized arguments: {shown}: not shown, as it looks like a key (an API "
+                                 "key goes in an environment variable, named with --api-key-env VAR) (see %gptoss "
+                                 "connect --help)")
+    assert str(plain.value) == ("%gptoss: unrecognized arguments: --timout 5: did you mean '--timeout'? (see %gptoss "
+                                "connect --help)")
