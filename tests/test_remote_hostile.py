@@ -56,6 +56,18 @@ def test_a_key_in_a_urls_query_or_fragment_is_never_shown(url, shown):
     assert "Zq81x" not in str(loaded.value) and str(loaded.value).startswith("http://gpu-box:80")
 
 
+@pytest.mark.parametrize("typed", ["http:/127.0.0.1:{port}", "http//127.0.0.1:{port}", "HTTPS:/127.0.0.1:{port}",
+                                   "http:127.0.0.1:{port}"])
+def test_a_scheme_typed_without_its_colon_or_a_slash_is_refused_in_one_line(typed):
+    """`http:/127.0.0.1:8000` (one slash) was read as the host `http`: it was looked up, three times, and the message
+    named a server at `http://http/127.0.0.1:8000` that the user had never written."""
+    url = typed.format(port=_free_port())
+    with pytest.raises(RemoteError) as caught:
+        RemoteEngine(url, retries=2, timeout=5)
+    assert str(caught.value) == (f"{url!r} is not a server URL (write its scheme as http:// or https://: a colon, two "
+                                 "slashes); write it like http://127.0.0.1:8000")
+
+
 def test_a_percent_encoded_password_still_works():
     with FakeServer() as server:
         engine = RemoteEngine(server.url.replace("http://", "http://bob:se%2Fcret@"), retries=0)

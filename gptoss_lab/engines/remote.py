@@ -64,6 +64,8 @@ _QUOTED = 12  # a key or password this long never comes up in an answer by chanc
 _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can carry
 # a URL's `user:password@` as typed: all after the scheme up to the last @ (a password may hold a raw / or @)
 _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
+# `http:/host`, `http//host`, `http:host`: a scheme typed without its colon or a slash (read as a host named http)
+_SCHEME_TYPO = regex.compile(r"\s*https?(?::/?|//)(?!/)", regex.IGNORECASE)
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
@@ -135,6 +137,9 @@ def _base_url(url: str) -> httpx.URL:
     what is no http(s) URL. Its `user:password@` and ?query, if any, are left out of the message."""
     given = shown_url(url)
     secret = "@" in url  # httpx may quote a piece of a password (`Invalid port: 'se'` of `user:se/cret@`)
+    if _SCHEME_TYPO.match(url):
+        raise RemoteError(f"{given!r} is not a server URL (write its scheme as http:// or https://: a colon, two "
+                          "slashes); write it like http://127.0.0.1:8000")
     url = url.strip()
     url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
     for suffix in _ENDPOINTS:
