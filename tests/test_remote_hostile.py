@@ -68,6 +68,22 @@ def test_a_scheme_typed_without_its_colon_or_a_slash_is_refused_in_one_line(type
                                  "slashes); write it like http://127.0.0.1:8000")
 
 
+@pytest.mark.parametrize("answer", ["llama-server version b6100", ["version", "build"]])
+def test_a_version_answer_that_is_no_object_is_not_taken_for_ollama(answer):
+    """An OpenAI-compatible server whose /api/version answered a JSON string or list holding the word "version" was
+    taken for Ollama ("version" in it, a substring or an item): connect then asked /api/tags and failed on its 404."""
+    with FakeServer() as server:
+        handler = server.httpd.RequestHandlerClass  # this server's own class (FakeServer defines it per server)
+        served = handler.do_GET
+
+        def do_get(self):
+            return self._json(200, answer) if self.path == "/api/version" else served(self)
+
+        handler.do_GET = do_get
+        engine = RemoteEngine(server.url, retries=0)
+    assert not engine.ollama and engine.model == "gpt-oss-test"
+
+
 def test_a_percent_encoded_password_still_works():
     with FakeServer() as server:
         engine = RemoteEngine(server.url.replace("http://", "http://bob:se%2Fcret@"), retries=0)

@@ -505,11 +505,14 @@ class RemoteEngine:
                           f"{self._quote(_server_message(response)) or '(no text)'}{retry}{tries}")
 
     def _is_ollama(self) -> bool:
+        """Whether /api/version answers as Ollama's does: a JSON object with a version (a string or list that holds
+        the word, as another server may answer, is not one)."""
+        response = self._get("/api/version")
         try:
-            response = self._get("/api/version")
-            return response.status_code == 200 and "version" in _loads(response.content)
-        except (ValueError, TypeError):  # not JSON, or JSON that is no object
+            body = _loads(response.content)
+        except ValueError:  # not JSON
             return False
+        return response.status_code == 200 and isinstance(body, dict) and "version" in body
 
     def models(self) -> list[str]:
         """The model names the server serves; `_LongList` for a list longer than the lab reads (`_MAX_BODY`)."""
