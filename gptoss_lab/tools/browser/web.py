@@ -190,8 +190,8 @@ class _SearchApi(Backend):
         env = api_key_env or self.KEY_ENV
         key = api_key or os.environ.get(env)
         if not key:
-            raise BackendError(f"the environment variable {variable_named(env)} is not set: put your {self.NAME} API key there "
-                               f"(or pass api_key=..., or `%gptoss browse {self.SOURCE} --api-key-env VAR`)")
+            raise BackendError(f"the environment variable {variable_named(env)} is not set: put your {self.NAME} API key "
+                               f"there (or pass api_key=..., or `%gptoss browse {self.SOURCE} --api-key-env VAR`)")
         self._service = HttpService(self.NAME, base_url or self.BASE_URL, headers={"x-api-key": key},
                                     timeout=timeout, key_hint=f"the API key in {env}")
 
