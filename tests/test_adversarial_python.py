@@ -1070,6 +1070,67 @@ def test_what_the_codes_displays_show_is_text_and_images_never_live_html(kernel)
     _assert_alive_and_answering(km, kc)
 
 
+WIDGETS_CODE = """
+import threading, time, anywidget, traitlets, ipywidgets, ipykernel
+from comm import create_comm
+from jupyter_client import BlockingKernelClient
+from IPython.display import clear_output
+class Script(anywidget.AnyWidget):
+    _esm = traitlets.Unicode("export default {initialize() { document.title = 'pwned' }}").tag(sync=True)
+k = get_ipython().kernel
+prompt = lambda: k.session.send(k.stdin_socket, "input_request", {"prompt": "Password: ", "password": True},
+                                k.get_parent("shell"), ident=k._parent_ident["shell"])
+client = BlockingKernelClient(connection_file=ipykernel.get_connection_file())
+client.load_connection_file()
+client.start_channels()
+for attempt in (Script, lambda: ipywidgets.HTML(value="<img src=x onerror=alert(1)>"),
+                lambda: create_comm(target_name="jupyter.widget"), lambda: setattr(mine, "value", "<img src=y>"),
+                lambda: mine.close(), clear_output, prompt, lambda: client.execute("import os; os._exit(7)")):
+    try:
+        attempt()
+    except PermissionError as err:
+        print(str(err).split(" messages")[0])
+def later():
+    time.sleep(0.5)
+    clear_output()
+threading.Thread(target=later).start()
+"""
+
+
+@pytest.mark.kernel
+def test_the_codes_threads_send_no_widget_comm_prompt_clear_output_or_request(kernel):
+    """Only displays were made inert: the model's code opened widgets (an anywidget's `_esm` runs its script in the
+    page), drew its HTML into the user's HTML widget, closed it, cleared the turn's cell (and, from a thread left
+    running, the user's next cell), put a password prompt in front of the user over the stdin channel, and had its
+    own client ask the kernel to run `os._exit` as a cell after the turn (the kernel died). Each is refused in one
+    line; the user's own widget still updates from the user's cell."""
+    km, kc = kernel
+    sent: list[str] = []
+    requests: list[dict] = []
+
+    def cell(code: str) -> None:
+        reply = kc.execute_interactive(code, timeout=20, allow_stdin=True, stdin_hook=requests.append,
+                                       output_hook=lambda msg: sent.append(msg["msg_type"]))
+        assert reply["content"]["status"] == "ok"
+
+    cell("import ipywidgets\nmine = ipywidgets.HTML(value='<b>mine</b>')")
+    sent.clear()
+    cell(f"r = turn({WIDGETS_CODE!r}, timeout=5)")
+    cell("import time\ntime.sleep(1)\nprint('mine')")  # the thread's clear_output comes meanwhile
+    assert [kind for kind in sent if kind.startswith("comm") or kind == "clear_output"] == [] and requests == [], sent
+    out, _ = _execute(kc, "print(json.dumps(r))\nprint(mine.comm is not None)")
+    result, alive = out.strip().splitlines()
+    output = json.loads(result)["output"]
+    refused = "the python tool's code cannot send '{}'"
+    assert output.splitlines()[:8] == [refused.format(kind) for kind in ("comm_open",) * 3 + (
+        "comm_msg", "comm_close", "clear_output", "input_request", "execute_request")], output
+    assert alive == "True"
+    sent.clear()
+    cell("mine.value = '<b>still mine</b>'")
+    assert "comm_msg" in sent
+    _assert_alive_and_answering(km, kc)
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize(("code", "status", "said"), [
     ("import builtins\nvars(builtins).clear()\n1", "done", "1\n"),

@@ -3,7 +3,8 @@ Stop) runs none of that code's callbacks on the kernel's thread, Stop still reac
 there is handled after the run, not lost.
 
 The model's code opens a comm whose callback spins when it runs on the kernel's main thread (the run's watcher),
-then asks its own kernel, over the shell channel, for that comm's state. The pump used to hand any comm's
+then asks its own kernel, over the shell channel, for that comm's state (it registers the comm without a comm_open and
+sends the request past `Session.send`, which refuses both to the model's code). The pump used to hand any comm's
 `request_state` to the kernel's handlers at once, on the watcher: the turn ran past its tool timeout for as long as
 the callback spun (for good with `while True: pass`), and neither Stop nor an interrupt could end it.
 """
@@ -21,7 +22,7 @@ READY = 3.0  # ChatView.ready_timeout: with no front end, a kernel's first turn 
 
 COMM_CODE = f'''
 import threading, time, ipykernel
-from comm import create_comm
+from comm import create_comm, get_comm_manager
 from jupyter_client import BlockingKernelClient
 main = threading.main_thread().ident
 def cb(msg):
@@ -29,12 +30,14 @@ def cb(msg):
         t = time.monotonic()
         while time.monotonic() - t < {SPIN}:
             pass
-c = create_comm(target_name="review")
+c = create_comm(target_name="review", primary=False)  # its comm_open is refused to the model's code: none is sent
+get_comm_manager().register_comm(c)
 c.on_msg(cb)
 kc = BlockingKernelClient(connection_file=ipykernel.get_connection_file())
 kc.load_connection_file()
 kc.start_channels()
-kc.shell_channel.send(kc.session.msg("comm_msg", {{"comm_id": c.comm_id, "data": {{"method": "request_state"}}}}))
+request = kc.session.msg("comm_msg", {{"comm_id": c.comm_id, "data": {{"method": "request_state"}}}})
+kc.shell_channel.socket.send_multipart(kc.session.serialize(request))  # Session.send refuses it to the model's code
 time.sleep(0.5)
 print("sent")
 '''

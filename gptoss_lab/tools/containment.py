@@ -23,7 +23,8 @@ watches, so the caller has its answer at the timeout whatever the code does:
   the kernel's and the user's threads still get the real functions. `input()`, `getpass()` and the
   kernel's own `raw_input`/`getpass`/`_input_request` raise EOFError there: the code cannot put a
   prompt in front of the user. What it displays in the notebook is its text and images only, never live HTML
-  or script (the kernel's `Session.send` stands in: see `displays`). Its `os.write` to descriptors 1 and 2 goes
+  or script, and it sends nothing else over Jupyter's channels but text: no widget or comm message, no `clear_output`,
+  no request of a client of its own to the kernel (the kernel's `Session.send` stands in: see `displays`). Its `os.write` to descriptors 1 and 2 goes
   into its bounded output, as its prints do (`sys.stdout` hides the kernel's stream, which the code could close;
   what a thread it left running writes there after the call goes into the latest call's output, not into the user's
   later cells), and so does what its subprocesses write there: while runs go on, 1 and 2 are a pipe into the output (`_Descriptors`).
@@ -112,7 +113,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
 
-from .displays import INERT, inert_message, shown_text
+from .displays import INERT, inert_message, refusal, shown_text
 
 try:
     import resource
@@ -1500,7 +1501,11 @@ def _send_inert(send: Callable[..., Any], session: Any, stream: Any, msg_or_type
     """The kernel's Session.send from the model's threads: what its displays show is text and images only
     (`displays.inert`); `display(HTML(...))` put live HTML and script in the page. Once no call runs (a thread the
     code left running), a display's text goes into the latest call's output, as its prints do, not into the user's
-    later cells."""
+    later cells. Messages other than displays and text (a widget's comm, `clear_output`, a request of the code's own
+    client) are refused: PermissionError (the watcher's own go: the chat view's batches while it looks for Stop)."""
+    why = refusal(msg_or_type)
+    if why is not None and _GUARDS.is_model_thread():
+        raise PermissionError(why)
     if not _GUARDS.runs and (text := shown_text(msg_or_type, content)) is not None:
         _GUARDS._write_output(text + "\n")
         return None

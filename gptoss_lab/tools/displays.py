@@ -4,6 +4,10 @@ The code's `display(HTML(...))`, `Javascript`, `Markdown`, a widget's view or an
 reached the page as live HTML and script (JupyterLab trusts what the running kernel shows), also from a thread it
 left running, into the user's later cells. `containment` sends the displays of the model's threads through
 `inert_message`: their text and images are shown (a matplotlib figure still is), the rest is named, not shown.
+Any other message of theirs but text (`refusal`) is refused: a widget's comm (an anywidget's `_esm` ran its script in
+the page, a new `value` of the user's HTML widget was drawn as HTML), `clear_output` (it emptied the turn's cell, or
+the user's later cell), an input request on the stdin channel (a password prompt), and what its own jupyter_client
+sends (an `execute_request` to its own kernel ran after the turn as the user's cell, unguarded: `os._exit` ended it).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 INERT = frozenset({"text/plain", "image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"})
 _DISPLAYS = frozenset({"display_data", "update_display_data", "execute_result"})  # the messages that carry a bundle
+_SENT = _DISPLAYS | {"stream", "error"}  # what the model's threads may send: displays made inert, and text
 
 
 def inert(data: Any) -> dict[str, Any]:
@@ -40,12 +45,27 @@ def shown_text(msg_or_type: Any, content: Any) -> str | None:
     return None if shown is None else str(inert(shown.get("data"))["text/plain"])
 
 
+def refusal(msg_or_type: Any) -> str | None:
+    """Why the model's code may not send `Session.send`'s message (one line); None for a display or text."""
+    kind = _kind(msg_or_type)
+    if type(kind) is str and kind in _SENT:
+        return None
+    named = repr(kind[:40]) if type(kind) is str else f"a {type(kind).__name__}"
+    return (f"the python tool's code cannot send {named} messages over Jupyter's channels (widgets, comms, input "
+            "requests, clearing outputs, requests to a kernel): only the text and images it displays are shown")
+
+
+def _kind(msg_or_type: Any) -> Any:
+    """The message type of `Session.send`'s message: a built message's own, or the type given."""
+    if type(msg_or_type) is not dict:
+        return msg_or_type
+    header = msg_or_type.get("header")
+    return header.get("msg_type") if type(header) is dict else msg_or_type.get("msg_type")
+
+
 def _display_content(msg_or_type: Any, content: Any) -> dict[str, Any] | None:
     """The content of a display message (a built message's own, or the one given with its type); None for others."""
+    kind = _kind(msg_or_type)
     if type(msg_or_type) is dict:
-        header = msg_or_type.get("header")
-        kind = header.get("msg_type") if type(header) is dict else msg_or_type.get("msg_type")
         content = msg_or_type.get("content")
-    else:
-        kind = msg_or_type
     return content if type(kind) is str and kind in _DISPLAYS and type(content) is dict else None
