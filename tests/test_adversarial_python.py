@@ -1132,6 +1132,33 @@ def test_the_codes_threads_send_no_widget_comm_prompt_clear_output_or_request(ke
 
 
 @pytest.mark.kernel
+def test_the_codes_displays_update_its_own_displays_never_the_users(kernel):
+    """`update_display(..., display_id=)` from the model's code replaced a display of the user's (or the chat view of
+    the turn, whose id it can read) with the model's text, in the page and in the saved notebook. The code's display
+    ids are its own: its updates reach its own displays, never another's."""
+    km, kc = kernel
+    sent: list[dict] = []
+
+    def cell(code: str) -> None:
+        reply = kc.execute_interactive(code, timeout=20, output_hook=lambda msg: sent.append(msg)
+                                       if msg["msg_type"] in ("display_data", "update_display_data") else None)
+        assert reply["content"]["status"] == "ok"
+
+    cell("from IPython.display import display, HTML\nhandle = display(HTML('<b>mine</b>'), display_id='mine')")
+    code = ("from IPython.display import display, update_display\nupdate_display('replaced', display_id='mine')\n"
+            "own = display('counting', display_id=True)\nown.update('counted')")
+    cell(f"r = turn({code!r}, timeout=5)")
+    ids = [(msg["msg_type"], msg["content"]["data"]["text/plain"], msg["content"]["transient"]["display_id"])
+           for msg in sent[1:]]
+    assert [(kind, text) for kind, text, _ in ids] == [("update_display_data", "'replaced'"),
+                                                       ("display_data", "'counting'"), ("update_display_data", "'counted'")]
+    assert ids[0][2] != "mine" and ids[1][2] == ids[2][2], ids  # its update reaches its own display only
+    cell("handle.update(HTML('<b>still mine</b>'))")
+    assert sent[-1]["content"]["transient"]["display_id"] == "mine"
+    _assert_alive_and_answering(km, kc)
+
+
+@pytest.mark.kernel
 @pytest.mark.parametrize(("code", "status", "said"), [
     ("import builtins\nvars(builtins).clear()\n1", "done", "1\n"),
     ("import builtins\nvars(builtins).clear()", "done", ""),

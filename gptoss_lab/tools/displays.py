@@ -3,7 +3,8 @@
 The code's `display(HTML(...))`, `Javascript`, `Markdown`, a widget's view or an `execute_result` of a cell it runs
 reached the page as live HTML and script (JupyterLab trusts what the running kernel shows), also from a thread it
 left running, into the user's later cells. `containment` sends the displays of the model's threads through
-`inert_message`: their text and images are shown (a matplotlib figure still is), the rest is named, not shown.
+`inert_message`: their text and images are shown (a matplotlib figure still is), the rest is named, not shown; the
+display ids they update are their own (`_own_id`).
 Any other message of theirs but text (`refusal`) is refused: a widget's comm (an anywidget's `_esm` ran its script in
 the page, a new `value` of the user's HTML widget was drawn as HTML), `clear_output` (it emptied the turn's cell, or
 the user's later cell), an input request on the stdin channel (a password prompt), and what its own jupyter_client
@@ -16,6 +17,7 @@ from typing import Any
 INERT = frozenset({"text/plain", "image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"})
 _DISPLAYS = frozenset({"display_data", "update_display_data", "execute_result"})  # the messages that carry a bundle
 _SENT = _DISPLAYS | {"stream", "error"}  # what the model's threads may send: displays made inert, and text
+_OWN_IDS = "gptoss-model-code:"  # before the display ids of the model's code: none of another's is one of them
 
 
 def inert(data: Any) -> dict[str, Any]:
@@ -31,11 +33,14 @@ def inert(data: Any) -> dict[str, Any]:
 
 
 def inert_message(msg_or_type: Any, content: Any) -> tuple[Any, Any]:
-    """`Session.send`'s message (a built message, or a type and its content), its display bundle made `inert`."""
+    """`Session.send`'s message (a built message, or a type and its content), its display bundle made `inert` and its
+    display id the code's own (`_own_id`)."""
     shown = _display_content(msg_or_type, content)
     if shown is None:
         return msg_or_type, content
     shown = {**shown, "data": inert(shown.get("data"))}
+    if "transient" in shown:
+        shown["transient"] = _own_id(shown["transient"])
     return ({**msg_or_type, "content": shown}, content) if type(msg_or_type) is dict else (msg_or_type, shown)
 
 
@@ -43,6 +48,17 @@ def shown_text(msg_or_type: Any, content: Any) -> str | None:
     """The text a display message of `Session.send` shows once made `inert`; None for any other message."""
     shown = _display_content(msg_or_type, content)
     return None if shown is None else str(inert(shown.get("data"))["text/plain"])
+
+
+def _own_id(transient: Any) -> dict[str, Any]:
+    """A display's transient part with its display id made the model's code's own (`update_display(...,
+    display_id='the user's')` replaced the user's display, or the turn's chat view, with the code's text): its updates
+    reach the displays it made, never another's. An id that is not text is dropped."""
+    kept = dict(transient) if type(transient) is dict else {}
+    display_id = kept.pop("display_id", None)
+    if type(display_id) is str:
+        kept["display_id"] = _OWN_IDS + display_id
+    return kept
 
 
 def refusal(msg_or_type: Any) -> str | None:
