@@ -31,6 +31,7 @@ from .events import (
 from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
 from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_text, interrupted
+from .tools.containment import _GUARDS
 
 
 
@@ -49,9 +50,13 @@ def _settings_of(session_options: dict[str, Any] | None) -> Settings:
 
 def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
     """Refuse `method` while a turn of the session runs: a second thread's `ask`, or a function tool that
-    asks, resets or rewinds the session whose turn called it, would interleave two turns in one history."""
+    asks, resets or rewinds the session whose turn called it, would interleave two turns in one history. Refuse it
+    to the python tool's code always: a thread it left running waited for the turn's end, then asked turns the user
+    never asked, or reset the user's conversation."""
     @functools.wraps(method)
     def guarded(self: Session, *args: Any, **kwargs: Any) -> Any:
+        if _GUARDS.is_model_thread():
+            raise TurnError(f"the python tool's code cannot {method.__name__} the session: its turns are the user's")
         if not self._busy.acquire(blocking=False):
             raise TurnError("this session is running a turn: wait for it to end "
                             "(a tool cannot use the session whose turn called it)")

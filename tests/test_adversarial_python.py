@@ -749,6 +749,29 @@ def test_code_out_of_threadings_table_is_still_stopped_and_guarded(code, monkeyp
         assert (result.status, result.output) == ("timeout", f"Timed out after 0.5 s ({TIMEOUT_HINT})")
 
 
+def test_a_thread_of_the_code_cannot_use_the_session_after_the_turn():
+    """A thread the model's code left running waited for the turn to end (the session refuses a second turn while one
+    runs), then asked the session on its own (a turn the user never asked, in the user's conversation, running more
+    of the model's code), reset it (the conversation lost) or took back the user's turn. Each is refused in one line."""
+    from gptoss_lab import ReplayEngine, Session
+
+    code = ("import threading, time\ndef later():\n    time.sleep(0.3)\n"
+            "    for act in (lambda: s.ask('again'), s.reset, s.rewind, s.regenerate):\n        try:\n            act()\n"
+            "        except Exception as err:\n            errors.append(str(err))\nthreading.Thread(target=later).start()")
+    namespace: dict = {"errors": []}
+    session = namespace["s"] = Session(ReplayEngine(
+        "<|channel|>analysis<|message|>x<|end|><|start|>assistant to=python<|channel|>analysis<|message|>" + code
+        + "<|call|><|channel|>final<|message|>done<|return|>"), namespace=namespace, approval="auto")
+    session.ask("go", timeout=5)
+    end = time.monotonic() + 5
+    while len(namespace["errors"]) < 4 and time.monotonic() < end:
+        time.sleep(0.05)
+    assert [reply.prompt for reply in session.replies] == ["go"] and session.replies[0].final == "done"
+    assert [error.split(":")[0] for error in namespace["errors"]] == [
+        f"the python tool's code cannot {name} the session" for name in ("ask", "reset", "rewind", "regenerate")]
+    assert _guards_gone()
+
+
 def test_a_print_flood_is_bounded_while_it_is_written():
     tracemalloc.start()
     try:

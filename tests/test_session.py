@@ -504,7 +504,9 @@ def test_model_code_cannot_reset_or_ask_the_session_mid_turn():
     ns["s"] = s
     reply = s.ask("go")
     assert [c.status for c in reply.tool_calls] == ["error", "error"]
-    assert all("TurnError: this session is running a turn" in c.output for c in reply.tool_calls)
+    assert [c.output.splitlines()[-1] for c in reply.tool_calls] == [
+        f"gptoss_lab.session.TurnError: the python tool's code cannot {name} the session: its turns are the user's"
+        for name in ("reset", "ask")]
     assert [m.author.role.value for m in s.history] == ["user"] + ["assistant", "assistant", "tool"] * 2 + ["assistant"]
 
 
