@@ -1155,6 +1155,25 @@ def test_the_codes_threads_send_no_widget_comm_prompt_clear_output_or_request(ke
 
 
 @pytest.mark.kernel
+def test_text_the_code_sends_itself_is_its_bounded_output(kernel):
+    """A stream message the model's code sent through the kernel's session itself skipped the bounded output: 100 kB
+    went into the turn's cell, and from a thread left running into the user's later cell. It is the call's output,
+    as its prints are."""
+    km, kc = kernel
+    code = ("import threading, time\nk = get_ipython().kernel\n"
+            "say = lambda text: k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': text}, k.get_parent())\n"
+            "say('x' * 100000)\ndef later():\n    time.sleep(0.5)\n    say('later ' * 1000)\n"
+            "threading.Thread(target=later).start()")
+    out, content = _execute(kc, f"r = turn({code!r}, timeout=5)\nprint(len(r['output']), r['output'].count('x'))")
+    assert content["status"] == "ok" and len(out) < 100, out[:300]  # none of it in the cell
+    length, xs = map(int, out.split())
+    assert length < MAX_OUTPUT_CHARS + 200 and xs > 1000, out  # in the call's output, cut to its bound
+    out, content = _execute(kc, "import time\ntime.sleep(1)\nprint('mine')")
+    assert content["status"] == "ok" and out == "mine\n", out[:300]
+    _assert_alive_and_answering(km, kc)
+
+
+@pytest.mark.kernel
 def test_the_codes_displays_update_its_own_displays_never_the_users(kernel):
     """`update_display(..., display_id=)` from the model's code replaced a display of the user's (or the chat view of
     the turn, whose id it can read) with the model's text, in the page and in the saved notebook. The code's display

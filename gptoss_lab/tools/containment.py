@@ -113,7 +113,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
 
-from .displays import INERT, inert_message, refusal, shown_text
+from .displays import INERT, inert_message, refusal, shown_text, text_of
 
 try:
     import resource
@@ -1501,11 +1501,16 @@ def _send_inert(send: Callable[..., Any], session: Any, stream: Any, msg_or_type
     """The kernel's Session.send from the model's threads: what its displays show is text and images only
     (`displays.inert`); `display(HTML(...))` put live HTML and script in the page. Once no call runs (a thread the
     code left running), a display's text goes into the latest call's output, as its prints do, not into the user's
-    later cells. Messages other than displays and text (a widget's comm, `clear_output`, a request of the code's own
-    client) are refused: PermissionError (the watcher's own go: the chat view's batches while it looks for Stop)."""
-    why = refusal(msg_or_type)
-    if why is not None and _GUARDS.is_model_thread():
-        raise PermissionError(why)
+    later cells. Text it sends itself (a stream message) goes into the call's bounded output, as its prints do.
+    Messages other than displays and text (a widget's comm, `clear_output`, a request of the code's own client) are
+    refused: PermissionError (the watcher's own go: the chat view's batches while it looks for Stop)."""
+    if _GUARDS.is_model_thread():
+        why = refusal(msg_or_type)
+        if why is not None:
+            raise PermissionError(why)
+        if (text := text_of(msg_or_type, content)) is not None:
+            _GUARDS._write_output(text)
+            return None
     if not _GUARDS.runs and (text := shown_text(msg_or_type, content)) is not None:
         _GUARDS._write_output(text + "\n")
         return None

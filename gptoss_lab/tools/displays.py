@@ -4,11 +4,12 @@ The code's `display(HTML(...))`, `Javascript`, `Markdown`, a widget's view or an
 reached the page as live HTML and script (JupyterLab trusts what the running kernel shows), also from a thread it
 left running, into the user's later cells. `containment` sends the displays of the model's threads through
 `inert_message`: their text and images are shown (a matplotlib figure still is), the rest is named, not shown; the
-display ids they update are their own (`_own_id`).
-Any other message of theirs but text (`refusal`) is refused: a widget's comm (an anywidget's `_esm` ran its script in
-the page, a new `value` of the user's HTML widget was drawn as HTML), `clear_output` (it emptied the turn's cell, or
-the user's later cell), an input request on the stdin channel (a password prompt), and what its own jupyter_client
-sends (an `execute_request` to its own kernel ran after the turn as the user's cell, unguarded: `os._exit` ended it).
+display ids they update are their own (`_own_id`). The text they send themselves (`text_of`: a stream message, the
+error of a cell they run) is their bounded output, as their prints are. Any other message of theirs (`refusal`) is
+refused: a widget's comm (an anywidget's `_esm` ran its script in the page, a new `value` of the user's HTML widget was
+drawn as HTML), `clear_output` (it emptied the turn's cell, or the user's later cell), an input request on the stdin
+channel (a password prompt), and what its own jupyter_client sends (an `execute_request` to its own kernel ran after
+the turn as the user's cell, unguarded: `os._exit` ended it).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any
 
 INERT = frozenset({"text/plain", "image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"})
 _DISPLAYS = frozenset({"display_data", "update_display_data", "execute_result"})  # the messages that carry a bundle
-_SENT = _DISPLAYS | {"stream", "error"}  # what the model's threads may send: displays made inert, and text
+_TEXTS = frozenset({"stream", "error"})  # text the model's threads send themselves: their output, as their prints
+_SENT = _DISPLAYS | _TEXTS  # what the model's threads may send: displays made inert, and text
 _OWN_IDS = "gptoss-model-code:"  # before the display ids of the model's code: none of another's is one of them
 
 
@@ -59,6 +61,21 @@ def _own_id(transient: Any) -> dict[str, Any]:
     if type(display_id) is str:
         kept["display_id"] = _OWN_IDS + display_id
     return kept
+
+
+def text_of(msg_or_type: Any, content: Any) -> str | None:
+    """The text a stream or error message of `Session.send` shows (sent by the code itself, past its bounded output);
+    None for any other message."""
+    kind = _kind(msg_or_type)
+    if type(msg_or_type) is dict:
+        content = msg_or_type.get("content")
+    if not (type(kind) is str and kind in _TEXTS and type(content) is dict):
+        return None
+    if kind == "stream":
+        text = content.get("text")
+        return text if type(text) is str else ""
+    lines = content.get("traceback")  # an error message's: a cell the code ran (`run_cell`) failed
+    return "\n".join(map(str, lines)) + "\n" if type(lines) is list else ""
 
 
 def refusal(msg_or_type: Any) -> str | None:
