@@ -337,9 +337,10 @@ _ERROR_CHARS = 200     # per error: a Literal of 3 000 values lists them all
 def describe_errors(err: pydantic.ValidationError) -> str:
     """pydantic's errors as `field.path: message; ...` (no URLs), short enough to show the model: the first
     few, each cut short, and how many more (5 000 wrong items were 400 000 characters)."""
-    errors = [e for e in err.errors() if e["type"] != _IN_TIME_TYPE]  # `_checked_core`'s deadline checks
-    shown = [_one_line((".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + _message(e))
-             for e in errors[:_ERRORS_SHOWN]]
+    # not `_checked_core`'s deadline checks, nor its unions' first tries (their second ones say the same)
+    errors = [e for e in err.errors() if e["type"] != _IN_TIME_TYPE]
+    places = [[str(p) for p in e["loc"] if p != _WHOLE_LABEL] for e in errors[:_ERRORS_SHOWN]]
+    shown = [_one_line((".".join(place) + ": " if place else "") + _message(e)) for place, e in zip(places, errors)]
     more = len(errors) - len(shown)
     return "; ".join(t if len(t) <= _ERROR_CHARS else t[:_ERROR_CHARS - 1] + "…" for t in shown) + (
         f"; and {more} more error{'s' if more > 1 else ''}" if more else "")
@@ -822,24 +823,49 @@ def _checked_core(core: Any) -> Any:
     "2026-11-25"). Each union's choices keep the names pydantic gives them, so errors read as before, cut to
     `_LABEL_CHARS`: every error under a choice carries its name, and a deep union's is as long as the type (300 kB;
     copied into each of 16 000 errors, it held a check 30 s past its deadline). A number the model is shown as an
-    integer takes one written with a zero fraction, 3.0, as JSON Schema does (strict validation refused it)."""
+    integer takes one written with a zero fraction, 3.0, as JSON Schema does (strict validation refused it), but
+    inside a union only when the answer as written fits no choice (`int | float` read 3.0 as the int 3)."""
     definitions = core.get("definitions", []) if isinstance(core, dict) and core.get("type") == "definitions" else []
 
-    def name(choice: Any) -> str:
-        title = SchemaValidator(core_schema.definitions_schema(choice, definitions) if definitions else choice).title
-        return title if len(title) <= _LABEL_CHARS else title[:_LABEL_CHARS - 1] + "…"
+    labels: dict[int, str] = {}  # id of a union's choice -> its name (a union is walked for each of its tries)
 
-    def walk(node: Any) -> Any:
+    def name(choice: Any) -> str:
+        if id(choice) not in labels:
+            title = SchemaValidator(core_schema.definitions_schema(choice, definitions) if definitions else choice).title
+            labels[id(choice)] = title if len(title) <= _LABEL_CHARS else title[:_LABEL_CHARS - 1] + "…"
+        return labels[id(choice)]
+
+    tries: dict[int, tuple[str, str]] = {}  # id of a union node -> the refs of its two tries, made once
+    made: list[Any] = []  # the tries' definitions
+
+    def tried(node: dict, whole: bool) -> Any:
+        """A union with integers inside: its try of the answer as written, then (when `whole`) its try reading 3.0
+        as 3, each defined once and referred to (copies inside copies grew a 16-deep union to gigabytes)."""
+        if id(node) not in tries:
+            refs = tries[id(node)] = (f"{_AS_WRITTEN_LABEL}-{len(tries)}", f"{_WHOLE_LABEL}-{len(tries)}")
+            body = {key: value for key, value in node.items() if key != "ref"}
+            made.append({**walk(body, False, own=False), "ref": refs[0], **_UNSAID})
+            made.append({**walk(body, True, own=False), "ref": refs[1]})
+        plain, converting = map(core_schema.definition_reference_schema, tries[id(node)])
+        result = core_schema.union_schema([(plain, _AS_WRITTEN_LABEL), (converting, _WHOLE_LABEL)],
+                                          mode="left_to_right") if whole else plain
+        return {**result, "ref": node["ref"]} if "ref" in node else result
+
+    def walk(node: Any, whole: bool, *, own: bool = True) -> Any:
+        """`node` as checked; `whole`: integers written as 3.0 are read (a union's first try reads none); `own`:
+        a union with integers inside is `tried` (False for the tries themselves)."""
         if isinstance(node, list | tuple):
-            return type(node)(map(walk, node))
+            return type(node)(walk(item, whole) for item in node)
         if not isinstance(node, dict):
             return node
-        new = {key: walk(value) for key, value in node.items()}
+        if own and node.get("type") == "union" and _has_integer(node):
+            return tried(node, whole)
+        new = {key: walk(value, whole) for key, value in node.items()}
         pattern = node.get("pattern") if node.get("type") == "str" else None
         if isinstance(pattern, str) and _ascii_pattern(pattern) != pattern:
             new["pattern"] = _ascii_pattern(pattern)
             _AS_WRITTEN[new["pattern"]] = pattern
-        if _shown_as_integer(node):
+        if whole and _shown_as_integer(node):
             new = core_schema.no_info_before_validator_function(_integer_if_whole, new)
         if node.get("type") in ("enum", "literal"):
             kinds = frozenset(map(_json_kind, _choices(node)))
@@ -851,7 +877,24 @@ def _checked_core(core: Any) -> Any:
             for choice, given in zip(new["choices"], node["choices"])]
         return new
 
-    return walk(core)
+    checked = walk(core, True)
+    if not made:
+        return checked
+    if checked.get("type") == "definitions":
+        return {**checked, "definitions": [*checked["definitions"], *made]}
+    return core_schema.definitions_schema(checked, made)
+
+
+# the labels of a union's two tries (`_checked_core`): its errors are the second's, told as pydantic tells them; the
+# first's are one error `describe_errors` skips (collecting them held thousands of errors a deep union made twice)
+_AS_WRITTEN_LABEL, _WHOLE_LABEL = "gptoss-as-written", "gptoss-whole-numbers"
+
+
+def _has_integer(node: Any) -> bool:
+    """Whether a pydantic core schema node holds one `_shown_as_integer` anywhere inside it."""
+    if isinstance(node, list | tuple):
+        return any(map(_has_integer, node))
+    return isinstance(node, dict) and (_shown_as_integer(node) or any(map(_has_integer, node.values())))
 
 
 def _shown_as_integer(node: Any) -> bool:
@@ -904,6 +947,7 @@ def _no_choice_in_time(value: Any) -> Any:
 
 
 _IN_TIME_TYPE = "gptoss_in_time"
+_UNSAID = {"custom_error_type": _IN_TIME_TYPE, "custom_error_message": "the answer as written is not one of the choices"}
 _IN_TIME = core_schema.no_info_plain_validator_function(_no_choice_in_time)
 
 

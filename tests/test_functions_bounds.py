@@ -164,3 +164,14 @@ def test_an_integer_written_with_a_zero_fraction_is_an_integer_argument(function
     _CALLED.clear()
     result = tool(function).call(arguments)
     assert (result.status, result.output, _CALLED) == ("done", value, [function.__name__])
+
+
+def _kinds(amount: int | float, amounts: list[int | float], count: int) -> list[str]:
+    return [type(amount).__name__, *(type(item).__name__ for item in amounts), type(count).__name__]
+
+
+def test_a_number_argument_typed_as_a_union_is_passed_as_the_model_wrote_it():
+    """`amount: int | float` passed the model's 2.0 as the int 2 (the int choice read it first); a lone int still
+    takes 2.0 as 2."""
+    result = tool(_kinds).call('{"amount": 2.0, "amounts": [1.0, 1], "count": 2.0}')
+    assert (result.status, result.output) == ("done", '["float", "float", "int", "int"]')

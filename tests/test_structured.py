@@ -856,6 +856,50 @@ def test_an_integer_written_with_a_zero_fraction_is_an_integer_for_a_type_as_for
             parse_final('{"count": %s, "size": 3, "sides": []}' % wrong, _Box)
 
 
+class _Whole(pydantic.BaseModel):
+    x: int
+    y: int
+
+
+class _Fractional(pydantic.BaseModel):
+    x: float
+    y: str
+
+
+def _typed(value):
+    """A parsed value with the type of every number in it, to compare 3.0 and 3 apart."""
+    if isinstance(value, pydantic.BaseModel):
+        return type(value).__name__, _typed(value.model_dump())
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return type(value).__name__, value
+
+
+@pytest.mark.parametrize("kind, answer", [
+    (int | float, "3.0"), (int | float, "1e2"), (int | float, "3"), (typing.Optional[int | float], "3.0"),
+    (Decimal | int, "3.0"), (int | Decimal, "3.0"), (list[int | float], "[1, 1.0, 2.5]"),
+    (dict[str, int | float], '{"a": 1.0, "b": 1}'), (list[int] | list[float], "[1.0, 2]"),
+    (_Whole | _Fractional, '{"x": 3.0, "y": "s"}'), (str | int, '"3"'), (bool | int, "true"), (int | bool, "1"),
+])
+def test_a_number_in_a_union_is_read_as_the_model_wrote_it(kind, answer):
+    """`int | float` read the model's 3.0 as the int 3 (reading 3.0 as an integer went before the float choice);
+    a union that takes the answer as written gives what pydantic's strict check gives, 3.0 a float."""
+    assert _typed(parse_final(answer, kind)) == _typed(pydantic.TypeAdapter(kind).validate_json(answer, strict=True))
+
+
+def test_a_whole_number_in_a_union_is_an_integer_when_no_choice_takes_it_as_written():
+    """3.0 stays an integer where only an integer choice can take it, inside a union as alone; errors read as before."""
+    assert _typed(parse_final("3.0", int | str)) == ("int", 3)
+    assert _typed(parse_final('{"x": 3.0, "y": 4.0}', _Whole | _Fractional)) == ("_Whole", {"x": ("int", 3),
+                                                                                           "y": ("int", 4)})
+    with pytest.raises(StructuredOutputError) as refused:
+        parse_final("3.5", int | str)
+    assert str(refused.value) == ("the final answer does not match the schema: int: Input should be a valid "
+                                  "integer; str: Input should be a valid string")
+
+
 class _Access(enum.Flag):
     READ = 1
     WRITE = 2
