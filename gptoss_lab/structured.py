@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import decimal
 import enum
 import functools
 import json
@@ -934,9 +935,10 @@ def _of_kinds(kinds: frozenset[str], value: Any) -> Any:
 
 
 def _integer_if_whole(value: Any) -> Any:
-    """A JSON number with a zero fraction (3.0, 3e0) as the integer it is in JSON Schema; any other value as it is,
-    for the strict check after this to judge (2.5, true and "3" stay refused)."""
-    return int(value) if type(value) is float and value.is_integer() else value
+    """A JSON number with a zero fraction (3.0, 3e0, 1e23) as the integer it is in JSON Schema, read from its decimal
+    form (int(1e23) is 99999999999999991611392, the float nearest 10**23); any other value as it is, for the strict
+    check after this to judge (2.5, true and "3" stay refused)."""
+    return int(decimal.Decimal(repr(value))) if type(value) is float and value.is_integer() else value
 
 
 def _no_choice_in_time(value: Any) -> Any:

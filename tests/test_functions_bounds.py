@@ -156,8 +156,8 @@ def test_a_boolean_is_not_a_number_choice_of_an_argument():
 
 @pytest.mark.parametrize(("function", "arguments", "value"), [
     (count, '{"n": 3.0}', "3"), (count, '{"n": -7e0}', "-7"), (total, '{"xs": [1, 2.0, 30e-1]}', "6"),
-    (place, '{"point": {"x": 4.0}}', "4"),
-], ids=["3.0", "-7e0", "in a list", "in a model"])
+    (place, '{"point": {"x": 4.0}}', "4"), (count, '{"n": 1e23}', str(10**23)),
+], ids=["3.0", "-7e0", "in a list", "in a model", "1e23"])
 def test_an_integer_written_with_a_zero_fraction_is_an_integer_argument(function, arguments, value):
     """`{"n": 3.0}` for `n: int` was refused ("Input should be a valid integer") where JSON Schema, which the model
     is shown, counts 3.0 as an integer; the function gets the int."""

@@ -856,6 +856,12 @@ def test_an_integer_written_with_a_zero_fraction_is_an_integer_for_a_type_as_for
             parse_final('{"count": %s, "size": 3, "sides": []}' % wrong, _Box)
 
 
+@pytest.mark.parametrize("written", ["1e23", "1e300", "-1e23"])
+def test_a_large_whole_number_written_with_an_exponent_is_the_integer_written(written):
+    """`count: int` read the model's 1e23 as 99999999999999991611392, the float nearest 10**23 made an int."""
+    assert parse_final(written, int) == Decimal(written)
+
+
 class _Whole(pydantic.BaseModel):
     x: int
     y: int
