@@ -712,9 +712,9 @@ def _finite(text: str) -> float:
 
 
 def _whole(text: str) -> int:
-    """A JSON integer; one too large for a float is refused like 1e999."""
-    value = int(text)
-    if abs(value) > sys.float_info.max:
+    """A JSON integer; one too large for a float is refused like 1e999, also one past Python's digit limit (its
+    error said to call sys.set_int_max_str_digits)."""
+    if len(text.lstrip("-")) > sys.float_info.max_10_exp + 1 or abs(value := int(text)) > sys.float_info.max:
         raise ValueError(f"the number {text[:40]} is too large")
     return value
 

@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 
 from gptoss_lab import ReplayEngine, Session, tool
 from gptoss_lab.session import TurnError
+from gptoss_lab.structured import ResponseFormat, StructuredOutputError
 from gptoss_lab.tools.base import Toolset, ToolSpecError
 from gptoss_lab.tools.functions import FunctionTool
 
@@ -162,6 +163,19 @@ def test_an_integer_too_large_for_a_float_is_refused_like_1e999():
     result = FunctionTool(scale).call('{"factor": 1%s}' % ("0" * 400))
     assert (result.status, result.output) == ("error", f"Error: ValueError: the number 1{'0' * 39} is too large")
     assert FunctionTool(scale).call('{"factor": 1%s}' % ("0" * 300)).output == "1e+300"
+
+
+def test_an_integer_past_pythons_digit_limit_is_refused_as_too_large():
+    """A 5 000-digit argument came back as Python's "Exceeds the limit (4300 digits) ...; use
+    sys.set_int_max_str_digits()", advice for the kernel, not the model; a final answer's error said the same."""
+    def count(n: int) -> int:
+        return n
+
+    result = FunctionTool(count).call('{"n": -1%s}' % ("0" * 5000))
+    assert (result.status, result.output) == ("error", f"Error: ValueError: the number -1{'0' * 38} is too large")
+    with pytest.raises(StructuredOutputError) as refused:
+        ResponseFormat.from_user(int).parse("9" * 5000)
+    assert str(refused.value) == f"the final answer is not valid JSON: the number {'9' * 40} is too large"
 
 
 def test_an_argument_a_partial_fixed_stays_fixed_when_its_tool_is_made_a_tool_again():
