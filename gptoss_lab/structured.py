@@ -852,20 +852,25 @@ def _checked_core(core: Any) -> Any:
                                           mode="left_to_right") if whole else plain
         return {**result, "ref": node["ref"]} if "ref" in node else result
 
-    def walk(node: Any, whole: bool, *, own: bool = True) -> Any:
+    def walk(node: Any, whole: bool, *, own: bool = True, key: bool = False) -> Any:
         """`node` as checked; `whole`: integers written as 3.0 are read (a union's first try reads none); `own`:
-        a union with integers inside is `tried` (False for the tries themselves)."""
+        a union with integers inside is `tried` (False for the tries themselves); `key`: `node` checks a dict's
+        keys, JSON text pydantic reads as their type ("1" for an int), which a check of values (handed the text as a
+        Python str) refused: `dict[int, str]` took no answer."""
         if isinstance(node, list | tuple):
-            return type(node)(walk(item, whole) for item in node)
+            return type(node)(walk(item, whole, key=key) for item in node)
         if not isinstance(node, dict):
             return node
-        if own and node.get("type") == "union" and _has_integer(node):
+        if own and not key and node.get("type") == "union" and _has_integer(node):
             return tried(node, whole)
-        new = {key: walk(value, whole) for key, value in node.items()}
+        new = {name: walk(value, whole, key=key or (name == "keys_schema" and node.get("type") == "dict"))
+               for name, value in node.items()}
         pattern = node.get("pattern") if node.get("type") == "str" else None
         if isinstance(pattern, str) and _ascii_pattern(pattern) != pattern:
             new["pattern"] = _ascii_pattern(pattern)
             _AS_WRITTEN[new["pattern"]] = pattern
+        if key:
+            return new
         if whole and _shown_as_integer(node):
             new = core_schema.no_info_before_validator_function(_integer_if_whole, new)
         if node.get("type") in ("enum", "literal"):

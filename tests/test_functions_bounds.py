@@ -175,3 +175,14 @@ def test_a_number_argument_typed_as_a_union_is_passed_as_the_model_wrote_it():
     takes 2.0 as 2."""
     result = tool(_kinds).call('{"amount": 2.0, "amounts": [1.0, 1], "count": 2.0}')
     assert (result.status, result.output) == ("done", '["float", "float", "int", "int"]')
+
+
+def _total_by_id(by_id: dict[int, float]) -> float:
+    return sum(key * value for key, value in by_id.items())
+
+
+def test_a_dict_argument_with_int_keys_can_be_given():
+    """`by_id: dict[int, float]` refused every call, `{"3": 1.5}` too ("by_id.3.[key]: Input should be a valid integer"):
+    JSON can write its keys only as text."""
+    result = tool(_total_by_id).call('{"by_id": {"3": 1.5, "-2": 2}}')
+    assert (result.status, result.output) == ("done", "0.5")

@@ -906,6 +906,17 @@ def test_a_whole_number_in_a_union_is_an_integer_when_no_choice_takes_it_as_writ
                                   "integer; str: Input should be a valid string")
 
 
+@pytest.mark.parametrize("kind", [dict[int, str], dict[_Size, str], dict[typing.Annotated[int, pydantic.Field(gt=0)], str],
+                                  dict[str, dict[int, str]]], ids=["int", "IntEnum", "constrained int", "nested"])
+def test_a_dict_with_number_keys_takes_the_keys_json_writes(kind):
+    """`dict[int, str]` refused every answer, `{"1": "a"}` as much as any ("1.[key]: Input should be a valid integer"):
+    JSON's keys are text, which pydantic reads as numbers, but the checks of values the keys were given did not."""
+    answer = '{"1": {"3": "a"}}' if kind == dict[str, dict[int, str]] else '{"1": "a", "3": "b"}'
+    assert _typed(parse_final(answer, kind)) == _typed(pydantic.TypeAdapter(kind).validate_json(answer, strict=True))
+    with pytest.raises(StructuredOutputError, match=r"\[key\]"):
+        parse_final('{"x": {"y": "a"}}' if kind == dict[str, dict[int, str]] else '{"x": "a"}', kind)
+
+
 class _Access(enum.Flag):
     READ = 1
     WRITE = 2
