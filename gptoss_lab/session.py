@@ -876,7 +876,11 @@ class _Turn:
                 reply.note(f"The citations could not be read: {type(err).__name__}: {err}".splitlines()[0])
         if fmt is not None and reply.final and not reply.interrupted:
             try:
-                reply.parsed = fmt.parse(reply.final)
+                with _interruptible():  # the schema's validators are the user's code: one that never ends
+                    reply.parsed = fmt.parse(reply.final)
+            except KeyboardInterrupt:
+                reply.parsed = None
+                self._warn("The check of the final answer against the schema was stopped (Ctrl-C): reply.parsed is None.")
             except ValueError as err:  # in the view too: the answer alone looked like a success, `.parsed` None
                 # (a cut answer's "Expecting ',' delimiter" read, under --constrain, as the constraint failing)
                 self._warn(f"{err} (the answer was cut off before its end)" if self.ended_why else str(err))
@@ -1035,6 +1039,21 @@ _NOT_RUN = {
 }
 
 
+_LIVE: list[bool] = []  # set inside `_interruptible`: Ctrl-C stops the block (once) instead of waiting
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Inside `_deferred_interrupts`, a block that the first Ctrl-C stops with KeyboardInterrupt: the user's code run
+    while the Reply is made (a schema's validator that never ended held the kernel, Ctrl-C and all)."""
+    if threading.current_thread() is threading.main_thread():  # (where the Ctrl-C handler runs)
+        _LIVE.append(True)
+    try:
+        yield
+    finally:
+        _LIVE.clear()
+
+
 @contextlib.contextmanager
 def _deferred_interrupts() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block ends, so a turn's Reply is always made and kept; then deliver
@@ -1043,7 +1062,14 @@ def _deferred_interrupts() -> Iterator[None]:
         yield
         return
     held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+
+    def hold(signum: int, frame: Any) -> None:
+        if _LIVE:  # inside `_interruptible`: this Ctrl-C stops it, a later one waits
+            _LIVE.clear()
+            raise KeyboardInterrupt
+        held.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:

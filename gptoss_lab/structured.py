@@ -404,7 +404,8 @@ class ResponseFormat:
             return self._load(_json_part(text, _kinds(self.schema)))
         except StructuredOutputError:
             raise
-        except Exception as err:  # the schema's own failure: a $ref that leads nowhere, a validator that raises
+        except (Exception, SystemExit) as err:  # the schema's own failure: a $ref that leads nowhere, a validator that
+            # raises (sys.exit() too: it ended the turn without its Reply)
             kind = next(c.__name__ for c in type(err).__mro__ if not c.__name__.startswith("_"))
             raise StructuredOutputError(f"the final answer could not be checked against the schema "
                                         f"({kind}: {_one_line(str(err))[:300]})") from None

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pydantic
@@ -242,3 +244,56 @@ def test_an_iri_format_is_checked_in_time_and_by_rfc_3987(kind):
             fmt.parse(relative)
     else:
         assert fmt.parse(relative) == "/relative/パス"
+
+
+class _Exits(pydantic.BaseModel):
+    n: int
+
+    @pydantic.field_validator("n")
+    @classmethod
+    def _check(cls, value: int) -> int:
+        raise SystemExit(1) if value == 1 else KeyboardInterrupt
+
+
+@pytest.mark.parametrize("answer,error", [
+    ('{"n": 1}', "the final answer could not be checked against the schema (SystemExit: 1)"),
+    ('{"n": 2}', "The check of the final answer against the schema was stopped (Ctrl-C): reply.parsed is None."),
+], ids=["SystemExit", "KeyboardInterrupt"])
+def test_a_validator_that_exits_or_is_interrupted_still_ends_the_turn_with_its_reply(answer, error):
+    """sys.exit() or a KeyboardInterrupt in the schema's validator went up out of `ask`: no Reply, none kept."""
+    session = _session(answer, '{"n": 3}')
+    try:
+        reply = session.ask("?", response_format=_Exits)
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt came out of ask(), without a Reply")
+    assert (reply.final, reply.parsed, reply.errors, session.replies) == (answer, None, [error], [reply])
+
+
+class _Endless(pydantic.BaseModel):
+    n: int
+
+    @pydantic.field_validator("n")
+    @classmethod
+    def _check(cls, value: int) -> int:
+        ends = time.monotonic() + 8  # (not for ever: on a session that held Ctrl-C, the test would hang)
+        while time.monotonic() < ends:
+            time.sleep(0.01)
+        return value
+
+
+def test_ctrl_c_stops_a_validator_that_never_ends_and_the_turn_keeps_its_reply():
+    """The answer was checked while the session held Ctrl-C back: a user's validator that never returned held the
+    kernel, Ctrl-C and all. The first Ctrl-C stops the check; the Reply is kept."""
+    session = _session('{"n": 1}')
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        reply = session.ask("?", response_format=_Endless)
+    except KeyboardInterrupt:
+        pytest.fail(f"the Ctrl-C came out of ask() after {time.monotonic() - started:.1f} s, without a Reply")
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 4
+    assert (reply.parsed, reply.errors, session.replies) == (
+        None, ["The check of the final answer against the schema was stopped (Ctrl-C): reply.parsed is None."], [reply])
