@@ -142,3 +142,13 @@ def test_a_coroutine_returned_by_a_plain_function_is_an_error_not_a_result():
     result = FunctionTool(fetch).call('{"url": "a"}')
     assert result.status == "error" and "it is a coroutine, an async function's call never awaited" in result.output
     assert inspect.getcoroutinestate(made[0]) == "CORO_CLOSED"  # closed: no "never awaited" warning later
+
+
+def test_an_int_past_pythons_digit_limit_is_shown_not_an_error_after_the_function_ran():
+    """`math.factorial(2000)` (5 736 digits) came back as "Error: ValueError: the function ran, but JSON cannot write
+    what it returned: Exceeds the limit (4300 digits) ...": the model read a failure and called it again."""
+    value = math.factorial(2000)
+    shown = json.loads(_output({"n": value, "small": 10 ** 4000}))
+    assert shown["small"] == 10 ** 4000
+    assert shown["n"] == f"<int of 5736 digits> 3.316275e+5735 (ends ...{value % 10 ** 20:020d})"
+    assert json.loads(_output(1 - 10 ** 5000)) == f"<int of 5000 digits> -9.999999e+4999 (ends ...{'9' * 20})"
