@@ -118,6 +118,12 @@ class HarmonySchema(GenerateJsonSchema):
             result["enum"] = [result.pop("const")]
         return result
 
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        keys = schema.get("keys_schema")
+        if keys is not None and keys.get("type") in ("literal", "enum"):
+            _keys_read_back(keys)
+        return super().dict_schema(schema)
+
     def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:
         _reads_back(schema, schema["members"], "Enum")
         result = super().enum_schema(schema)
@@ -199,6 +205,23 @@ def _reads_back(schema: core_schema.CoreSchema, values: list[Any], kind: str) ->
             shown = f"{type(value).__name__}.{value.name}" if isinstance(value, enum.Enum) else reprlib.repr(value)
             raise _Unshowable(f"the {kind} value {shown} has no JSON form that reads back as it; "
                               "use str, int, float, bool or None values")
+
+
+def _keys_read_back(keys: core_schema.CoreSchema) -> None:
+    """Refuse a dict's Literal or Enum key that JSON's key text does not validate back to: pydantic reads no key
+    of `dict[Literal[1, 2], int]` ("1" is not 1), so every answer was refused."""
+    validator = SchemaValidator(core_schema.dict_schema(keys, core_schema.none_schema()))
+    for value in keys["expected"] if keys["type"] == "literal" else keys["members"]:
+        plain = to_jsonable_python(value)
+        text = plain if isinstance(plain, str) else json.dumps(plain)
+        try:
+            [back] = validator.validate_json(json.dumps({text: None}), strict=True)
+        except Exception:  # noqa: BLE001 - any failure: it does not read back
+            back = _NULL
+        if back != value or type(back) is not type(value):
+            shown = f"{type(value).__name__}.{value.name}" if isinstance(value, enum.Enum) else reprlib.repr(value)
+            raise _Unshowable(f"the dict key {shown} has no JSON form that reads back as it (JSON's keys are text, "
+                              "which pydantic does not read as this value); use str keys")
 
 
 def _plain_object(schema: JsonSchemaValue, core: Any) -> JsonSchemaValue:

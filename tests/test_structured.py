@@ -917,6 +917,14 @@ def test_a_dict_with_number_keys_takes_the_keys_json_writes(kind):
         parse_final('{"x": {"y": "a"}}' if kind == dict[str, dict[int, str]] else '{"x": "a"}', kind)
 
 
+@pytest.mark.parametrize("kind", [dict[Literal[1, 2], int], dict[str, dict[Literal[1.5], int]]], ids=["int", "nested float"])
+def test_a_dict_whose_literal_keys_json_cannot_give_is_refused_when_the_format_is_made(kind):
+    """pydantic reads no key of `dict[Literal[1, 2], int]` ({"1": 5}: "Input should be 1 or 2"), so the format was made
+    and every answer refused; it is refused at once, as a Literal value without a JSON form is."""
+    with pytest.raises(TypeError, match=r"^dict: the dict key 1(\.5)? has no JSON form that reads back as it "):
+        ResponseFormat.from_user(kind)
+
+
 class _Access(enum.Flag):
     READ = 1
     WRITE = 2
