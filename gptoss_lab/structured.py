@@ -860,8 +860,19 @@ def _checked_core(core: Any) -> Any:
             labels[id(choice)] = title if len(title) <= _LABEL_CHARS else title[:_LABEL_CHARS - 1] + "…"
         return labels[id(choice)]
 
+    defined = {d["ref"]: d for d in definitions if isinstance(d, dict) and "ref" in d}
     tries: dict[int, tuple[str, str]] = {}  # id of a union node -> the refs of its two tries, made once
-    made: list[Any] = []  # the tries' definitions
+    written: dict[str, str] = {}  # a definition's ref -> the ref of its copy for first tries
+    made: list[Any] = []  # the tries' definitions and those copies
+
+    def as_written(ref: str) -> str:
+        """The ref of a definition's copy that reads no 3.0 as 3, for first tries (`Recursive | Fractional` read
+        {"n": 3.0} as the recursive model's int in its first try); made once."""
+        if ref not in written:
+            written[ref] = f"{ref}-{_AS_WRITTEN_LABEL}"
+            body = {key: value for key, value in defined[ref].items() if key != "ref"}
+            made.append({**walk(body, False), "ref": written[ref]})
+        return written[ref]
 
     def tried(node: dict, whole: bool) -> Any:
         """A union with integers inside: its try of the answer as written, then (when `whole`) its try reading 3.0
@@ -885,8 +896,11 @@ def _checked_core(core: Any) -> Any:
             return type(node)(walk(item, whole, key=key) for item in node)
         if not isinstance(node, dict):
             return node
-        if own and not key and node.get("type") == "union" and _has_integer(node):
+        if own and not key and node.get("type") == "union" and _has_integer(node, defined):
             return tried(node, whole)
+        if not whole and not key and node.get("type") == "definition-ref" and node["schema_ref"] in defined \
+                and _has_integer(node, defined):
+            return {**node, "schema_ref": as_written(node["schema_ref"])}
         new = {name: walk(value, whole, key=key or (name == "keys_schema" and node.get("type") == "dict"))
                for name, value in node.items()}
         pattern = node.get("pattern") if node.get("type") == "str" else None
@@ -920,11 +934,17 @@ def _checked_core(core: Any) -> Any:
 _AS_WRITTEN_LABEL, _WHOLE_LABEL = "gptoss-as-written", "gptoss-whole-numbers"
 
 
-def _has_integer(node: Any) -> bool:
-    """Whether a pydantic core schema node holds one `_shown_as_integer` anywhere inside it."""
+def _has_integer(node: Any, defined: Mapping[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a pydantic core schema node holds one `_shown_as_integer` anywhere inside it, also inside the
+    definitions (`defined`, by ref) it refers to."""
     if isinstance(node, list | tuple):
-        return any(map(_has_integer, node))
-    return isinstance(node, dict) and (_shown_as_integer(node) or any(map(_has_integer, node.values())))
+        return any(_has_integer(item, defined, seen) for item in node)
+    if not isinstance(node, dict):
+        return False
+    ref = node.get("schema_ref") if node.get("type") == "definition-ref" else None
+    if ref in defined and ref not in seen:
+        return _has_integer(defined[ref], defined, seen | {ref})
+    return _shown_as_integer(node) or any(_has_integer(value, defined, seen) for value in node.values())
 
 
 def _shown_as_integer(node: Any) -> bool:

@@ -872,6 +872,15 @@ class _Fractional(pydantic.BaseModel):
     y: str
 
 
+class _Tree(pydantic.BaseModel):
+    x: int
+    kids: list[_Tree] = []
+
+
+class _Real(pydantic.BaseModel):
+    x: float
+
+
 def _typed(value):
     """A parsed value with the type of every number in it, to compare 3.0 and 3 apart."""
     if isinstance(value, pydantic.BaseModel):
@@ -887,7 +896,7 @@ def _typed(value):
     (int | float, "3.0"), (int | float, "1e2"), (int | float, "3"), (typing.Optional[int | float], "3.0"),
     (Decimal | int, "3.0"), (int | Decimal, "3.0"), (list[int | float], "[1, 1.0, 2.5]"),
     (dict[str, int | float], '{"a": 1.0, "b": 1}'), (list[int] | list[float], "[1.0, 2]"),
-    (_Whole | _Fractional, '{"x": 3.0, "y": "s"}'), (str | int, '"3"'), (bool | int, "true"), (int | bool, "1"),
+    (_Whole | _Fractional, '{"x": 3.0, "y": "s"}'), (_Tree | _Real, '{"x": 3.0}'), (str | int, '"3"'), (bool | int, "true"), (int | bool, "1"),
 ])
 def test_a_number_in_a_union_is_read_as_the_model_wrote_it(kind, answer):
     """`int | float` read the model's 3.0 as the int 3 (reading 3.0 as an integer went before the float choice);
