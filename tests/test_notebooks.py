@@ -19,7 +19,7 @@ from gptoss_lab.tiny.evaluate import states
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
-# A notebook's load of tiny shows its progress, as `%gptoss load` does (04 and 07 loaded for up to 20 s showing nothing)
+# A notebook's load of tiny shows its progress, as `%gptoss load` does (04, 06, 07 loaded for up to 20 s showing nothing)
 LOADING = [r"Loading gpt-oss-tiny on cpu \(", r"\rLoading weights: 100%"]
 
 # What a reader must see in each executed notebook (regular expressions searched in the text of its
@@ -54,8 +54,9 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
                                      # busy on experts 0 and 1, layer 2 splits the system message from the rest
                                      r"bundled, layer 1: experts 0 and 1 take \d+% or more of every kind's picks",
                                      r"bundled, layer 2: expert 0 takes \d+% of the system message's picks"], True),
-    "06_mxfp4_and_memory.ipynb": ([r"relative RMS error +1\d\.\d\d%", r"MXFP4: 37 \* 12 = 444", r"tokens route differently",
-                                   r"total with MXFP4: +65\.2 GB", r"gpt-oss-120b fits on cuda", r"116\.83 B total"], False),
+    "06_mxfp4_and_memory.ipynb": ([*LOADING, r"relative RMS error +1\d\.\d\d%", r"MXFP4: 37 \* 12 = 444",
+                                   r"tokens route differently", r"total with MXFP4: +65\.2 GB", r"gpt-oss-120b fits on cuda",
+                                   r"116\.83 B total"], False),
     "07_what_do_experts_do.ipynb": ([*LOADING, r"Corpus\(120 texts, \d+ tokens × 4 layers × top-2 of 8 experts",
                                      r"digit expert: layer \d, expert \d", r"ExpertCard\(layer \d, expert \d",
                                      r"final-channel expert: layer \d, expert \d", r"tokens of the turn changed route",
