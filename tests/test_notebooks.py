@@ -276,7 +276,7 @@ def test_notebook_03_draws_the_approval_card_as_the_chat_view_shows_it() -> None
 
     cells = json.loads((NOTEBOOKS / "03_tools_in_the_kernel.ipynb").read_text())["cells"]
     text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    card = next(block for block in re.findall(r"```\n(.*?)```", text, flags=re.S) if "▶ Run" in block)
+    card = next(block for block in re.findall(r"<pre[^>]*>(.*?)</pre>", text, flags=re.S) if "▶ Run" in block)
     assert f" {STATUS_LABEL['waiting']} ─┐" in card and "Run this code in your kernel?" in card, card
     assert len({len(line) for line in card.splitlines()}) == 1, card
     chat_js = (NOTEBOOKS.parent / "gptoss_lab" / "static" / "chat.js").read_text()
