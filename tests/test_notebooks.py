@@ -446,3 +446,39 @@ def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number
                  "low": "", "low_answer": wrong, "prices": {"apples": 3.2, "bread": 2.5, "coffee": 11.8}, "total": 17.5}
     with pytest.raises(AssertionError):
         exec(compile(source, f"{name}: the cell of {marker}", "exec"), namespace)
+
+
+def test_notebook_07_says_the_control_broke_answers_when_it_did(capsys: pytest.CaptureFixture[str]) -> None:
+    """Notebook 07's verdict said "the control does not" break the answers whenever the control kept more of them than
+    the digit expert off, also when it broke some itself (8/8 with neither off, 4/8 with the control off)."""
+    import contextlib
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    source = next(c.source for c in nbformat.read(NOTEBOOKS / "07_what_do_experts_do.ipynb", as_version=4).cells
+                  if c.cell_type == "code" and "control_name" in c.source)
+    state = {"off": None, "asked": 0}
+
+    def intervention(name: str) -> types.SimpleNamespace:
+        def apply(_: object) -> contextlib.AbstractContextManager[None]:
+            state["off"] = name
+            return contextlib.nullcontext()
+        return types.SimpleNamespace(describe=lambda: name, apply=apply)
+
+    def ask(question: str, **_: object) -> types.SimpleNamespace:
+        a, op, b = question.removeprefix("What is ").rstrip("?").split()
+        result = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+        state["asked"] += 1
+        wrong = state["off"] == "digit" or (state["off"] == "control" and state["asked"] % 2)
+        return types.SimpleNamespace(final=f"The answer is {result + 1 if wrong else result}.")
+
+    session = types.SimpleNamespace(ask=ask, reset=lambda: state.update(off=None))
+    namespace = {"session": session, "disable": lambda _: intervention("control"), "digit_expert": intervention("digit"),
+                 "layer": 0, "expert": 0, "r": types.SimpleNamespace(layers=2, num_experts=2),
+                 "overall": np.full((2, 2), 0.5), "pd": pd, "np": np, "states": states}
+    exec(compile(source, "notebook 07, the eight questions", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "baseline: 8/8, digit expert off: 0/8, control: control: 4/8" in printed, printed
+    assert "the control does not" not in printed, printed
