@@ -50,6 +50,8 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
     "05_train_gpt_oss_tiny.ipynb": ([# what a run's model depends on: the reader's CPU kernels tell another run apart
                                      r"QUICK run: 16 conversations of seed 0 \(torch's CPU kernels: [A-Z0-9 ]+\)",
                                      r"'final_loss'", r"bundled gpt-oss-tiny",
+                                     # scoring both models shows how far it is (8 conversations in a full run)
+                                     r"Scoring gptoss-lab-notebook-model-\w+: 100%", r"Scoring tiny: 100%",
                                      # the routing pictures' text, checked by the notebook's asserts: layer 1 is
                                      # busy on experts 0 and 1, layer 2 splits the system message from the rest
                                      r"bundled, layer 1: experts 0 and 1 take \d+% or more of every kind's picks",
