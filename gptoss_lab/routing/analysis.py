@@ -13,6 +13,7 @@ never counted.
 from __future__ import annotations
 
 import functools
+import html
 import os
 import reprlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -129,6 +130,11 @@ class Comparison(NamedTuple):
                  f"max {self.jsd.max():.3f} at layer {int(self.jsd.argmax())}"]
         lines += [f"  layer {layer:>2} expert {expert:>3}: {a:6.1%} vs {b:6.1%}" for layer, expert, a, b in self.top]
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The text in a box that keeps its columns and scrolls sideways: shown as plain text, a narrow notebook
+        wrapped each row of the table in two."""
+        return f'<pre style="white-space: pre; overflow-x: auto">{html.escape(repr(self))}</pre>'
 
 
 # ---------------------------------------------------------------- helpers
