@@ -459,6 +459,12 @@ def assistant_message(text: str, channel: str | None, recipient: str | None = No
     return message.with_content_type(content_type) if content_type else message
 
 
+def is_call(channel: str | None, recipient: str | None) -> bool:
+    """Whether an assistant message with this channel and recipient is a tool call a session runs: one addressed to a
+    tool on a channel the conversation keeps (a message on any other channel is left out, its recipient with it)."""
+    return bool(recipient) and channel in CHANNELS
+
+
 def text_of(message: Message) -> str:
     """The text content of a message (system/developer contents rendered as their text)."""
     return "".join(c.text if isinstance(getattr(c, "text", None), str) else str(c) for c in message.content)

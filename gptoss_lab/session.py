@@ -691,7 +691,7 @@ class _Turn:
         self.session.history.append(message)
         if stop == harmony.CALL and not message.recipient:  # after the message it is about, as the view shows it
             self._warn("The model ended a message with <|call|> but named no tool; it was kept as text.")
-        if message.recipient:
+        if harmony.is_call(message.channel, message.recipient):
             call = ToolCall(message.recipient, message.channel, text, message.content_type)
             self.reply.tool_calls.append(call)
             self.emit(ToolStart(call))

@@ -843,3 +843,16 @@ def test_a_reply_printed_says_why_the_turn_failed_or_has_no_answer(capsys: pytes
     assert first.startswith("The turn failed: the ReplayEngine's recording holds 1 reply"), first
     assert cut.startswith("It is") and "\n\nThe turn failed: " in cut and "the server went away" in cut, cut
     assert calls.startswith("Stopped after 1 tool calls (max_tool_calls)."), calls
+
+
+def test_a_recorded_message_to_a_tool_on_a_channel_that_is_not_one_replays_the_rest_of_the_turn():
+    """A message `to=python` on a channel that is not one (`chat`) is left out of the conversation, never run, and the
+    model writes on. The replay cut the recording there, as after a call, so the turn ended "The engine's stream ended
+    before the model finished its reply" and the thought and answer after it were never played."""
+    recording = ("<|channel|>chat to=python<|message|>print(1)<|end|>"
+                 "<|start|>assistant<|channel|>analysis<|message|>Answer directly.<|end|>"
+                 "<|start|>assistant" + FINAL.format(text="Done."))
+    ran = []
+    reply = session(recording, namespace={"print": ran.append}, tools="python").ask("q")
+    assert reply.final == "Done." and reply.analysis == "Answer directly." and not reply.tool_calls and not ran
+    assert reply.errors == ["A message without a valid channel ('chat') was left out: 'print(1)'"]

@@ -60,15 +60,16 @@ class ReplayEngine:
 
 
 def _segments(ids: Sequence[int]) -> list[list[int]]:
-    """Cut recorded tokens into model calls where a session stops reading: after a stop token, and after a message
-    to a tool (a session runs the call at its end, also one ended by `<|end|>`: what follows it is the next call's)."""
+    """Cut recorded tokens into model calls where a session stops reading: after a stop token, and after a tool call
+    (a session runs it at its end, also one ended by `<|end|>`: what follows it is the next call's; a message to a tool
+    on a channel that is not one is left out, not run, and the model writes on)."""
     segments: list[list[int]] = []
     current: list[int] = []
     stream = harmony.HarmonyStream()  # as a session reads each model call: from right after `<|start|>assistant`
     for token in ids:
         current.append(token)
-        calls = any(isinstance(event, MessageEnd) and event.message is not None and event.message.recipient
-                    for event in stream.feed(token))
+        calls = any(isinstance(event, MessageEnd) and event.message is not None
+                    and harmony.is_call(event.message.channel, event.message.recipient) for event in stream.feed(token))
         if token in harmony.STOP_TOKENS or calls:
             segments.append(current)
             # a call left without its end token ends at the next <|start|>, which also begins the next call's message
