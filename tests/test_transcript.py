@@ -396,3 +396,19 @@ def test_a_message_on_a_channel_that_is_not_one_is_in_the_rebuilt_turn_but_not_t
     plain = Session(ReplayEngine(answer.removeprefix("<|start|>assistant")), namespace={})
     plain.ask("Six times seven?")
     assert stray.prompt_ids() == plain.prompt_ids() and "Roses" not in stray.export()
+
+
+def test_a_saved_turn_shows_each_call_under_the_message_that_made_it():
+    """A message `to=functions.delete_all` on a channel that is not one is left out, never run; a call to python follows.
+    The saved view (`Transcript.from_reply`: a Reply's repr, a saved notebook) gave the python call's card to the first
+    message with a recipient: "Tool call functions.delete_all [done]" with python's output, and python's "being written"."""
+    recording = ("<|channel|>chat to=functions.delete_all<|message|>{}<|end|>"
+                 "<|start|>assistant to=python<|channel|>analysis<|message|>print(6 * 7)<|call|>"
+                 "<|start|>assistant<|channel|>final<|message|>42<|return|>")
+    view = _Recorder()
+    reply = Session(ReplayEngine(recording), namespace={}, approval="auto").ask("q", view=view)
+    assert [(call.recipient, call.status, call.output) for call in reply.tool_calls] == [("python", "done", "42\n")]
+    for shown in (Transcript.from_reply(reply), Transcript.from_events(view.events)):
+        text = shown.to_text()
+        assert "Tool call functions.delete_all" not in text and "Tool call python [done]:\n    print(6 * 7)" in text
+        assert "Output:\n    42" in text and "being written" not in text

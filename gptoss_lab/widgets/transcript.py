@@ -58,8 +58,11 @@ class Block:
 
     @property
     def kind(self) -> str:
-        """How a view shows it: reasoning, tool, commentary (a preamble) or final."""
-        if self.recipient and self.recipient != "assistant":
+        """How a view shows it: reasoning, tool (a call the session runs: a message to a tool on a channel that is not
+        one is left out, never run), commentary (a preamble) or final."""
+        from ..harmony import is_call  # here, not at the top: `%load_ext` imports this module, not the format's
+
+        if self.recipient != "assistant" and is_call(self.channel, self.recipient):
             return "tool"
         return {"analysis": "reasoning", "final": "final"}.get(self.channel or "", "commentary")
 
