@@ -559,6 +559,7 @@ class Header:
     recipient: str | None = None
     content_type: str | None = None      # as openai-harmony keeps it: "code", "<|constrain|>json"
     constrain: str | None = None         # the format after <|constrain|>: "json"
+    twice: str | None = None             # "recipients" or "channels" when it names two: not valid Harmony
 
     @property
     def label(self) -> str:
@@ -579,25 +580,30 @@ def parse_header(text: str, *, role: str | None = None) -> Header:
     `role` is given when the text starts after the role (a completion prompt ends with
     `<|start|>assistant`). Accepts every shape gpt-oss and servers write: the recipient before or
     after the channel, `to=python code`, `<|constrain|>json` after the recipient or right after the
-    channel (then it is a content type, not a recipient)."""
+    channel (then it is a content type, not a recipient). A second recipient or channel is kept out of the
+    content type and said in `twice` (openai-harmony refuses such a header)."""
     parts = _MARKERS.split(text)
     first = parts[0].split()
     author = None
     if role is None:
         name = first.pop(0) if first and not first[0].startswith("to=") else "assistant"
         role, author = (name, None) if name in ROLES else ("tool", name)
-    channel = recipient = constrain = None
+    channel = recipient = constrain = twice = None
     extra: list[str] = []
     words = [("", w) for w in first]
     for marker, segment in zip(parts[1::2], parts[2::2]):
         seg = segment.split()
-        if marker == "<|channel|>" and seg and channel is None and not seg[0].startswith("to="):
-            channel = seg.pop(0)
+        if marker == "<|channel|>" and seg and not seg[0].startswith("to="):
+            named = seg.pop(0)
+            twice = "channels" if channel is not None else twice
+            channel = channel or named
         elif marker == "<|constrain|>" and seg and constrain is None:
             constrain = seg.pop(0)
         words += [("", w) for w in seg]
     for _, word in words:
-        if word.startswith("to=") and recipient is None:
+        if word.startswith("to=") and recipient is not None:
+            twice = twice or "recipients"
+        elif word.startswith("to="):
             recipient = word[3:] or None
         else:
             extra.append(word)
@@ -606,7 +612,7 @@ def parse_header(text: str, *, role: str | None = None) -> Header:
     content_type = " ".join(extra) or None
     if constrain:
         content_type = f"<|constrain|>{constrain}" if content_type is None else f"{content_type} <|constrain|>{constrain}"
-    return Header(role, author, channel, recipient, content_type, constrain)
+    return Header(role, author, channel, recipient, content_type, constrain, twice)
 
 
 # ---------------------------------------------------------------- streaming parser
@@ -715,9 +721,11 @@ class HarmonyStream:
     def _open(self) -> list[Event]:
         text = self._take_raw()
         header = parse_header(text, role=self._role)
-        if header.role != "assistant":  # the model wrote a tool's answer or a user turn itself: not its message
-            self._state = "between"  # its text is reported as text outside a message
-            return [ParseError(f"{text}<|message|>", f"the model wrote a message as {header.author or header.role}")]
+        if header.role != "assistant" or header.twice:  # a tool's answer or a user turn, or a call to two tools
+            self._state = "between"  # not its message: its text is reported as text outside a message
+            why = f"a message header with two {header.twice}" if header.twice else \
+                f"the model wrote a message as {header.author or header.role}"
+            return [ParseError(f"{text}<|message|>", why)]
         self.header = header
         self._state, self._parts = "content", []
         self._decoder.reset()
@@ -771,10 +779,10 @@ class HarmonyStream:
 class FormatGuard:
     """Logits processor (transformers' `__call__(input_ids, scores)`) ruling out the tokens Harmony does not
     allow where the model is writing: after `<|start|>`, any role but `assistant`, then a word glued to it; in a
-    header, an end token; in a message's text, a format token (`<|message|>`, `<|channel|>`, `<|start|>` ...),
-    `<|call|>` with no recipient, `<|return|>` outside a final answer; after `<|end|>`, anything but `<|start|>`.
-    A weak model's slip then costs its likeliest allowed token, not the turn; what a model writes validly is
-    unchanged. Ids without a `<|start|>` are free.
+    header, an end token or a second `<|channel|>`; in a message's text, a format token (`<|message|>`, `<|channel|>`,
+    `<|start|>` ...), `<|call|>` with no recipient, `<|return|>` outside a final answer; after `<|end|>`, anything but
+    `<|start|>`. A weak model's slip then costs its likeliest allowed token, not the turn; what a model writes validly
+    is unchanged. Ids without a `<|start|>` are free.
 
     It keeps no place between calls: each reads it from `input_ids` (one scan for the last `<|start|>`)."""
 
@@ -818,8 +826,8 @@ class FormatGuard:
         # the guard's cost with the message: 1.9 ms a token 30 000 tokens into it)
         where = (rest >= FIRST_SPECIAL).nonzero().flatten().tolist()
         marks = rest[where].tolist()
-        if MESSAGE not in marks:
-            return "any", (CHANNEL, CONSTRAIN, MESSAGE)
+        if MESSAGE not in marks:  # one <|channel|> a header (a second is not valid Harmony: see `parse_header`)
+            return "any", (CONSTRAIN, MESSAGE) if CHANNEL in marks else (CHANNEL, CONSTRAIN, MESSAGE)
         opened = marks.index(MESSAGE)
         body, later = where[opened], marks[opened + 1:]
         if END in later:

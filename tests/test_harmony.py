@@ -137,6 +137,10 @@ def test_label_tokens_by_role_and_channel():
     ("user", None, dict(role="user", channel=None, recipient=None)),
     ("developer", None, dict(role="developer")),
     ("", "assistant", dict(role="assistant", channel=None, recipient=None)),
+    ("<|channel|>commentary to=functions.x to=python", "assistant",  # not valid Harmony: said, not a content type
+     dict(recipient="functions.x", content_type=None, twice="recipients")),
+    ("<|channel|>analysis<|channel|>final code", "assistant", dict(channel="analysis", content_type="code", twice="channels")),
+    ("<|channel|>commentary to=functions.x", "assistant", dict(twice=None)),
 ])
 def test_header_parser_reads_every_shape(text, role, expected):
     header = harmony.parse_header(text, role=role)

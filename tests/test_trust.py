@@ -115,6 +115,32 @@ def test_calls_to_tools_that_are_not_enabled_are_reported():
     assert_valid(s)
 
 
+@pytest.mark.parametrize("header", [
+    "<|channel|>commentary to=functions.x to=python",      # two recipients after the channel
+    " to=python<|channel|>commentary to=functions.x",       # one in the role part, one in the channel part
+    " to=functions.x<|channel|>commentary<|channel|>final",  # two channels
+])
+def test_a_header_that_names_its_recipient_or_channel_twice_runs_nothing(header):
+    """The first recipient ran, and the second was kept as the call's content type (`to=python`) and shown to the model
+    in every later prompt; openai-harmony refuses such a header. It is not valid Harmony: reported, nothing runs."""
+    ran = []
+
+    @tool
+    def x() -> str:
+        """x"""
+        ran.append("x")
+        return "ok"
+
+    rec = f"{header}<|message|>print(1)<|end|><|start|>assistant" + FINAL.format(text="done")
+    s = session(rec, namespace={"x": x, "print": ran.append}, tools="x,python")
+    reply = s.ask("q")
+    assert not ran and not reply.tool_calls and reply.final == "done"
+    twice = "channels" if header.endswith("final") else "recipients"
+    assert reply.errors[0] == f"Not valid Harmony (a message header with two {twice}): {header + '<|message|>'!r}"
+    assert "to=python" not in s.export().split("<|start|>user")[-1]
+    assert_valid(s)
+
+
 # ---------------------------------------------------------------- settings checked where given
 
 @pytest.mark.parametrize("change, message", [
