@@ -580,8 +580,8 @@ def parse_header(text: str, *, role: str | None = None) -> Header:
     `role` is given when the text starts after the role (a completion prompt ends with
     `<|start|>assistant`). Accepts every shape gpt-oss and servers write: the recipient before or
     after the channel, `to=python code`, `<|constrain|>json` after the recipient or right after the
-    channel (then it is a content type, not a recipient). A second recipient or channel is kept out of the
-    content type and said in `twice` (openai-harmony refuses such a header)."""
+    channel (then it is a content type, not a recipient). A `to=` word is a recipient wherever it is written; a second
+    recipient or channel is kept out of the content type and said in `twice` (openai-harmony refuses such a header)."""
     parts = _MARKERS.split(text)
     first = parts[0].split()
     author = None
@@ -597,7 +597,7 @@ def parse_header(text: str, *, role: str | None = None) -> Header:
             named = seg.pop(0)
             twice = "channels" if channel is not None else twice
             channel = channel or named
-        elif marker == "<|constrain|>" and seg and constrain is None:
+        elif marker == "<|constrain|>" and seg and constrain is None and not seg[0].startswith("to="):
             constrain = seg.pop(0)
         words += [("", w) for w in seg]
     for _, word in words:

@@ -141,6 +141,8 @@ def test_label_tokens_by_role_and_channel():
      dict(recipient="functions.x", content_type=None, twice="recipients")),
     ("<|channel|>analysis<|channel|>final code", "assistant", dict(channel="analysis", content_type="code", twice="channels")),
     ("<|channel|>commentary to=functions.x", "assistant", dict(twice=None)),
+    ("<|channel|>commentary<|constrain|>to=functions.x", "assistant",  # a `to=` word is a recipient, not a format
+     dict(recipient="functions.x", constrain=None, content_type=None)),
 ])
 def test_header_parser_reads_every_shape(text, role, expected):
     header = harmony.parse_header(text, role=role)

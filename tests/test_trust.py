@@ -119,6 +119,7 @@ def test_calls_to_tools_that_are_not_enabled_are_reported():
     "<|channel|>commentary to=functions.x to=python",      # two recipients after the channel
     " to=python<|channel|>commentary to=functions.x",       # one in the role part, one in the channel part
     " to=functions.x<|channel|>commentary<|channel|>final",  # two channels
+    " to=functions.x<|channel|>commentary<|constrain|>to=python",  # a recipient where the format goes
 ])
 def test_a_header_that_names_its_recipient_or_channel_twice_runs_nothing(header):
     """The first recipient ran, and the second was kept as the call's content type (`to=python`) and shown to the model
