@@ -830,7 +830,8 @@ class _Turn:
             return ""
         if not text:
             return ""
-        return "tool call" if header.recipient else "message on a channel the conversation does not keep"
+        return "tool call" if harmony.is_call(header.channel, header.recipient) else \
+            "message on a channel the conversation does not keep"
 
     def interrupt(self) -> None:
         """Stop button or kernel interrupt: keep what was generated, leave the conversation valid."""

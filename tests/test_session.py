@@ -856,3 +856,13 @@ def test_a_recorded_message_to_a_tool_on_a_channel_that_is_not_one_replays_the_r
     reply = session(recording, namespace={"print": ran.append}, tools="python").ask("q")
     assert reply.final == "Done." and reply.analysis == "Answer directly." and not reply.tool_calls and not ran
     assert reply.errors == ["A message without a valid channel ('chat') was left out: 'print(1)'"]
+
+
+def test_stop_inside_a_message_to_a_tool_on_a_channel_that_is_not_one_says_what_it_was():
+    """A message `to=python` on a channel that is not one is left out, never run; stopped while it was written, the
+    turn said it was "writing a tool call, which is not kept half-written", a call that would never have run."""
+    message = '<|channel|>chat to=python<|message|>print("counting the words of a long text one by one")<|end|>'
+    reply = session(message + "<|start|>assistant" + FINAL.format(text="never")).ask("q", view=Recorder(stop_after=5))
+    assert reply.interrupted and reply.tool_calls == [] and reply.errors == [
+        "Stopped while the model was writing a message on a channel the conversation does not keep, which is not kept "
+        "half-written: nothing to keep."]
