@@ -110,10 +110,20 @@ class Session:
         self.__dict__["_browser_tool"] = tool
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if _GUARDS.is_model_thread():  # (a thread the code left running set approval=auto after its call was over)
+            raise TurnError(f"the python tool's code cannot change the session's {name}: settings change between "
+                            "turns, by the user")
         if name in Settings.names():  # (`s.effort = "high"` made an attribute no turn read: they ran at medium)
             self.configure(**{name: value})
         else:
             super().__setattr__(name, value)
+            if name in ("settings", "_allowed") and "_allowed" in self.__dict__:
+                self._seal()
+
+    def _seal(self) -> None:
+        """Keep what approval rests on (the settings, what was always allowed) as the user and the session left it,
+        for `ask` to put back what changed since in place (see `_SessionState`)."""
+        self.__dict__["_sealed"] = _SessionState(self)
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
@@ -156,6 +166,7 @@ class Session:
         self.settings = settings
         if "approval" in changes:
             self._allowed.clear()
+            self._seal()
         return self.settings
 
     @property
@@ -202,6 +213,7 @@ class Session:
         self.replies.clear()
         self._turns.clear()
         self._allowed.clear()
+        self._seal()
         if self.browser is not None:
             self.browser.reset()
 
@@ -312,6 +324,7 @@ class Session:
         if isinstance(self.engine, _Unloaded):
             raise TurnError(f"{self.engine.name} was unloaded: load a model (%gptoss load NAME, or Session.load) "
                             "to ask again")
+        tampered = self._sealed.put_back()   # by a thread the python tool's code left running
         settings, tools = self._checked(overrides)
         if not isinstance(prompt, str):
             raise TurnError(f"the prompt must be text (a str), not {type(prompt).__name__}")
@@ -369,6 +382,9 @@ class Session:
         try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
             turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
                                 turn.recorder.routing if turn.recorder and not unrouted else None, window))
+            if tampered:
+                turn._warn(f"Since the last turn, code the python tool left running changed the session's settings "
+                           f"({', '.join(tampered)}); they were put back.")
             with _intervention(intervene, self.engine):
                 turn.run(keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):
@@ -446,22 +462,24 @@ class _SessionState:
     """What a tool's code must not change, as it was before the tool ran: the turn's and the session's settings and
     what was always allowed (the code of an approved call runs in this kernel and can reach them, and must not turn
     approval off for the calls after it), and the conversation (a function or code that clears `session.history` left
-    one that starts with a tool's answer, as `reset` from a tool did before it was refused)."""
+    one that starts with a tool's answer, as `reset` from a tool did before it was refused). Of a session alone (no
+    turn): its settings and what was always allowed, as `Session._seal` keeps them between turns."""
 
-    def __init__(self, turn: _Turn) -> None:
-        self.turn, self.session = turn, turn.session
-        self.settings = [vars(owner)["settings"] for owner in (turn, self.session)]
+    def __init__(self, owner: _Turn | Session) -> None:
+        self.session = owner.session if isinstance(owner, _Turn) else owner
+        self.owners = (owner, self.session) if owner is not self.session else (owner,)
+        self.settings = [vars(owner)["settings"] for owner in self.owners]
         self.fields = [dict(vars(settings)) for settings in self.settings]  # frozen, but not against object.__setattr__
         self.allowed = vars(self.session)["_allowed"]
         self.entries = set(self.allowed)
         self.conversation = {name: (vars(self.session)[name], list(vars(self.session)[name]))
-                             for name in ("history", "replies", "_turns")}
+                             for name in ("history", "replies", "_turns")} if len(self.owners) > 1 else {}
 
     def put_back(self) -> list[str]:
         """Put back the settings and what was always allowed, if they changed since; the names of what had changed
         (settings as `configure` names them, and "always allowed")."""
         changed: list[str] = []
-        for owner, settings, fields in zip((self.turn, self.session), self.settings, self.fields):
+        for owner, settings, fields in zip(self.owners, self.settings, self.fields):
             now = vars(settings)
             current = vars(owner).get("settings")
             if current is not settings or not _same_items(now, fields):
@@ -748,6 +766,9 @@ class _Turn:
 
     def _approved(self, call: ToolCall, tool: Tool) -> bool | str:
         """True to run, else why the call did not run (a key of _NOT_RUN)."""
+        if changed := self.session._sealed.put_back():   # by a thread an earlier call's code left running
+            self._warn(f"Code the python tool left running changed the session's settings ({', '.join(changed)}); "
+                       "they were put back.")
         if self.settings.approval == "never":  # stronger than an earlier "Always allow"
             return "never"
         scope = tool.approval_scope(call)
@@ -773,6 +794,7 @@ class _Turn:
             return "declined"
         if decision.always and scope is not None:
             self.session._allowed.add(scope)
+            self.session._seal()
         if decision.code is not None and decision.code != call.input:
             self._edit(call, harmony.clean(decision.code))
         return True

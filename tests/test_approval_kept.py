@@ -22,6 +22,7 @@ CHANGES = {
 }
 SECOND = "print('second')"
 WARNING = "The python call's code changed the approval settings; they were put back."
+REFUSED = {"always-allowed set replaced", "settings replaced", "configure"}
 
 
 def _recording(*codes: str) -> str:
@@ -52,8 +53,13 @@ def test_approved_code_cannot_turn_approval_off(change: str) -> None:
     view = _View()
     reply = s.ask("go", view=view)
     assert view.cards == [CHANGES[change], SECOND]  # the second call was asked about, and refused
-    assert [c.status for c in reply.tool_calls] == ["done", "skipped"]
-    assert reply.errors == [WARNING]
+    if change in REFUSED:  # the session's own attributes and configure refuse the code at once
+        assert [c.status for c in reply.tool_calls] == ["error", "skipped"]
+        assert "TurnError: the python tool's code cannot change the session's" in reply.tool_calls[0].output
+        assert reply.errors == []
+    else:  # what it changed in place is put back, and the reply says so
+        assert [c.status for c in reply.tool_calls] == ["done", "skipped"]
+        assert reply.errors == [WARNING]
     assert s.approval == "ask" and s.always_allowed == ()  # and the next turns ask too
 
 
@@ -93,3 +99,33 @@ def test_a_function_that_changes_other_settings_is_told_which_were_put_back() ->
                             "max_new_tokens); they were put back: settings change between turns, not from a tool of "
                             "the turn."]
     assert (s.effort, s.max_new_tokens) == ("medium", 2048)
+
+
+LATER = {  # what a thread the approved code left running does once the call is over (`s`: the session, from gc)
+    "settings replaced": "s.settings = s.settings.replace(approval='auto')",
+    "configure": "s.configure(approval='auto')",
+    "attribute": "s.approval = 'auto'",
+    "settings changed in place": "object.__setattr__(s.settings, 'approval', 'auto')",
+    "always allowed": "s._allowed.add('python')",
+}
+
+
+@pytest.mark.parametrize("change", list(LATER))
+def test_a_thread_the_approved_code_left_running_cannot_turn_approval_off_for_later_turns(change: str) -> None:
+    """A thread the approved code started waited for its call to end, then set approval=auto: the next turn's code ran
+    unasked (only what the code changed during its call was put back)."""
+    import threading
+    import time
+
+    done = threading.Event()
+    code = (FIND + "import threading, time\ndef later():\n    time.sleep(0.2)\n    try:\n        "
+            + LATER[change] + "\n    except Exception as err:\n        print(err)\n    finally:\n        done.set()\nthreading.Thread(target=later).start()")
+    s = Session(ReplayEngine(_recording(code) + _recording(SECOND)), approval="ask", namespace={"done": done})
+    view = _View()
+    first = s.ask("one", view=view)
+    assert first.tool_calls[0].status == "done" and done.wait(10)
+    time.sleep(0.1)
+    second = s.ask("two", view=view)
+    assert view.cards == [code, SECOND]   # the second turn's call was asked about (and refused)
+    assert second.tool_calls[0].status == "skipped"
+    assert s.approval == "ask" and s.always_allowed == ()

@@ -520,9 +520,13 @@ def test_code_that_changes_the_conversation_mid_turn_is_put_back_and_said(code):
     ns["s"] = s
     first = s.ask("first")
     reply = s.ask("second")
-    assert reply.final == "two" and reply.tool_calls[0].status == "done"
-    assert reply.errors == ["The python call's code changed the conversation (the session's history, replies or "
-                            "turns); it was put back: a tool cannot change the session whose turn called it."]
+    if code == "s.history = []":  # the session's attributes refuse the code at once
+        assert reply.final == "two" and reply.tool_calls[0].status == "error" and reply.errors == []
+        assert "cannot change the session's history" in reply.tool_calls[0].output
+    else:
+        assert reply.final == "two" and reply.tool_calls[0].status == "done"
+        assert reply.errors == ["The python call's code changed the conversation (the session's history, replies or "
+                                "turns); it was put back: a tool cannot change the session whose turn called it."]
     assert [m.author.role.value for m in s.history] == ["user", "assistant", "user"] + ["assistant"] * 2 + ["tool",
                                                                                                            "assistant"]
     assert s.replies == [first, reply] and s.rewind() == "second"
