@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 from pathlib import Path
@@ -367,3 +368,27 @@ def test_a_sliding_window_of_null_is_refused(tmp_path, random_checkpoint, layer_
                 "not None")
     assert one_line_error(lambda: load(folder)) == expected
     assert one_line_error(lambda: doctor(folder)) == expected
+
+
+def test_a_gguf_file_or_a_file_of_a_checkpoint_given_for_a_folder_says_what_to_give(tmp_path, random_checkpoint):
+    """A GGUF file (llama.cpp's) and a checkpoint's own model.safetensors or config.json were each told "is a file: give
+    the checkpoint folder", though a GGUF has no folder to give and the other's folder is the one beside it."""
+    gguf = tmp_path / "my model.gguf"
+    gguf.write_bytes(b"GGUF\x03\x00\x00\x00" + bytes(64))
+    renamed = tmp_path / "weights.bin"   # a GGUF by its contents, whatever its name
+    renamed.write_bytes(gguf.read_bytes())
+    for file in (gguf, renamed):
+        expected = (f"{file} is a GGUF file, which llama.cpp runs, not transformers: serve it (python -m "
+                    f"llama_cpp.server --model {shlex.quote(str(file))}) and talk to it with `%gptoss connect URL` "
+                    "(Session.connect(url) in Python)")
+        assert one_line_error(lambda: load(file)) == expected
+        assert one_line_error(lambda: doctor(file)) == expected
+    weights = random_checkpoint / "model.safetensors"
+    expected = f"{weights} is a file: give the checkpoint folder that holds it, {random_checkpoint}"
+    assert one_line_error(lambda: load(weights)) == expected
+    assert one_line_error(lambda: doctor(weights)) == expected
+    assert one_line_error(lambda: load(random_checkpoint / "config.json")) == expected.replace("model.safetensors",
+                                                                                               "config.json")
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    assert one_line_error(lambda: load(other)) == f"{other} is a file: give the checkpoint folder"

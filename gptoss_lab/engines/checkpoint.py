@@ -97,7 +97,7 @@ def resolve(name_or_path: str | Path) -> Source:
             raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder")
         return Source(str(path), path.resolve().name, False)
     if path.exists():
-        raise LoadError(f"{path} is a file: give the checkpoint folder")
+        raise LoadError(_file_given(path))
     if path.is_symlink():  # not a Hub id to look up
         raise LoadError(f"{path} is a symbolic link to nothing (it dangles or loops): give the checkpoint folder")
     text = str(name_or_path)
@@ -131,6 +131,27 @@ def _near(path: Path) -> str:
         return ""
     near = difflib.get_close_matches(path.name, folders, 1, 0.8)
     return f" (did you mean {printable(str(path.parent / near[0]))}?)" if near else ""
+
+
+def _file_given(path: Path) -> str:
+    """Why the file `path` is not what loads, and what to give instead: a GGUF file (llama.cpp's, by its name or its
+    first bytes) is served and connected to, a checkpoint's own file names its folder; both were "give the folder"."""
+    import shlex
+
+    gguf = path.suffix.lower() == ".gguf"
+    if not gguf and path.is_file():  # a regular file only: a FIFO would hold the read
+        try:
+            with path.open("rb") as file:
+                gguf = file.read(4) == b"GGUF"
+        except OSError:
+            pass
+    if gguf:
+        return (f"{path} is a GGUF file, which llama.cpp runs, not transformers: serve it (python -m llama_cpp.server "
+                f"--model {shlex.quote(str(path))}) and talk to it with `%gptoss connect URL` (Session.connect(url) in "
+                "Python)")
+    if (path.parent / "config.json").is_file():
+        return f"{path} is a file: give the checkpoint folder that holds it, {path.parent}"
+    return f"{path} is a file: give the checkpoint folder"
 
 
 def local_path(name_or_path: str | Path) -> Path:
