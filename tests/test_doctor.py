@@ -334,3 +334,20 @@ def test_memory_that_no_machine_has_is_refused_saying_what_to_write(memory, says
     with pytest.raises(ValueError, match=re.escape(says)) as info:
         doctor("tiny", memory=memory)
     assert "\n" not in str(info.value) and len(str(info.value)) < 120, str(info.value)
+
+
+def test_a_float32_cpu_load_is_sized_with_the_lean_forwards_attention_not_eager_attentions():
+    """On a CPU in float32 the engine runs the lean forward (no score matrix), yet the doctor sized eager attention's:
+    tiny "needed" 1.2 GB of attention scratch (its prefill of 12k tokens peaks 45 MB above the load), and gpt-oss-20b
+    in float32 with 100 GB free got "6,655 tokens of context" where its KV store leaves room for over 30,000."""
+    tiny = doctor("tiny")
+    assert tiny.load_how == "float32" and tiny.scratch_bytes < 20e6
+    assert "the lab's CPU forward" in dict(tiny.rows())["longest context"]
+    big = doctor("openai/gpt-oss-20b", device="cpu", dtype="float32", memory="100 GB")
+    n, budget = big.max_context, 100e9 * 0.95 - big.load_bytes
+    assert n > 30_000
+    store = big.kv.bytes(min(2 * n, big.context_limit), keep_past=True)  # it doubles as it grows, the old one beside it
+    assert store + big.kv.bytes(n, keep_past=True) + big.scratch_bytes <= budget
+    for eager in (doctor("tiny", dtype="bfloat16"), doctor(LocalEngine.from_pretrained("tiny", fast=False, progress=False))):
+        assert eager.scratch_bytes > 0.5e9 and "eager attention" in dict(eager.rows())["longest context"]
+    assert doctor(LocalEngine.from_pretrained("tiny", progress=False)).scratch_bytes < 20e6

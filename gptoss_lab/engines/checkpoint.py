@@ -31,6 +31,7 @@ from .base import EngineError
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # public config.json of the released models
 MXFP4_BYTES = 4.25 / 8  # 4-bit values plus one 8-bit scale per block of 32
 EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj")
+LEAN_COPIES = 8   # [heads, chunk, head_dim] float32 tensors live at the lean CPU forward's attention peak
 SCORE_COPIES = 3  # live copies of the attention scores at eager attention's peak (3.13 measured on CPU, K/V repeats included)
 MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transformers fetches for MXFP4 on GPU
 # a module name with at most one ".*" (openai/gpt-oss-20b's: "model.layers.*.self_attn"): transformers matches these as
@@ -713,14 +714,23 @@ class KVCache:
         sliding = tokens if keep_past else min(tokens, self.window)
         return self.per_token_layer * (self.full_layers * tokens + self.sliding_layers * sliding)
 
+    def store_peak(self, tokens: int, limit: int) -> int:
+        """The lean CPU forward's KV store (`fastpath`) at its peak on the way to `tokens`: it doubles as it grows (up
+        to the context `limit`), and the old buffers, under `tokens` positions, stay beside the new ones as they copy."""
+        return self.bytes(min(2 * tokens, max(tokens, limit)), keep_past=True) + self.bytes(tokens, keep_past=True)
 
-def attention_scratch(config: Any, tokens: int, chunk: int, dtype: str = "bfloat16") -> int:
-    """Peak working bytes of one eager attention layer at `tokens` of context, prompts computed `chunk` tokens at a time.
 
-    The scores (heads × chunk × context, a few live copies) and the keys and values repeated for every
-    query head (transformers' `repeat_kv`); both are transient, so only one layer's count matters.
+def attention_scratch(config: Any, tokens: int, chunk: int, dtype: str = "bfloat16", *, lean: bool = False) -> int:
+    """Peak working bytes of one attention layer at `tokens` of context, prompts computed `chunk` tokens at a time.
+
+    Eager attention: the scores (heads × chunk × context, a few live copies) and the keys and values repeated for
+    every query head (transformers' `repeat_kv`); both are transient, so only one layer's count matters. `lean`: the
+    lab's CPU forward (`fastpath`), whose fused kernel keeps no scores: a few float32 copies of a chunk's queries,
+    keys and values, whatever the context.
     """
     heads, itemsize = config.num_attention_heads, ITEMSIZE[dtype]
+    if lean:
+        return LEAN_COPIES * heads * min(tokens, chunk) * config.head_dim * 4
     scores = heads * min(tokens, chunk) * tokens * itemsize * SCORE_COPIES
     repeated = 2 * heads * tokens * config.head_dim * itemsize
     return int(scores + repeated)

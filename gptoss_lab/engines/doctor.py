@@ -51,12 +51,13 @@ class Diagnosis:
     free_assumed: bool
     free_counts_loaded: bool  # the model is loaded on this device: its weights count as free for it
     max_context: int
-    scratch_bytes: int       # eager attention's working memory at that context
+    scratch_bytes: int       # the attention's working memory at that context
     context_limit: int
     fits: bool
     verdict: str
     free_given: str = ""     # memory= as the caller wrote it ("16 GiB" shows as 17.2 GB: said beside it)
     not_float32: str = ""    # why a CPU load gets a slower dtype than float32 (as the load's note says it)
+    lean: bool = False       # the lab's CPU forward runs it (fastpath): no score matrix, a KV store grown by doubling
 
     @property
     def kv_per_1k(self) -> int:
@@ -117,9 +118,13 @@ class Diagnosis:
         if self.max_context == 0:
             return "none: the weights leave no room"
         n = self.max_context
-        cache, scratch = self.kv.bytes(n, keep_past=True), self.scratch_bytes
-        text = (f"{n:,} tokens of {self.context_limit:,}: KV cache {size(cache)} + attention scratch {size(scratch)} "
-                f"(eager attention, prompts computed {self.prefill_chunk:,} tokens at a time)")
+        if self.lean:
+            cache, kind = self.kv.store_peak(n, self.context_limit), "KV store (at most: it doubles as it grows)"
+        else:
+            cache, kind = self.kv.bytes(n, keep_past=True), "KV cache"
+        scratch, attention = self.scratch_bytes, "the lab's CPU forward" if self.lean else "eager attention"
+        text = (f"{n:,} tokens of {self.context_limit:,}: {kind} {size(cache)} + attention scratch {size(scratch)} "
+                f"({attention}, prompts computed {self.prefill_chunk:,} tokens at a time)")
         if n < self.context_limit and scratch > cache:
             text += "; a smaller prefill chunk (engine.prefill_chunk) leaves room for more"
         return text
@@ -192,10 +197,11 @@ def doctor(
     how = dtype_name + (" with MXFP4 experts" if packed else "")
     kv = KVCache.of(config, dtype_name)
     limit = int(config.max_position_embeddings)
-    context = 0 if free is None else _longest_context(config, kv, load, free, limit, prefill_chunk, dtype_name)
+    lean = _lean(model, loaded, target, dtype_name, packed, config)
+    context = 0 if free is None else _longest_context(config, kv, load, free, limit, prefill_chunk, dtype_name, lean)
     fits = context > 0
     unload = None if fits or loaded or memory is not None or free is None else checkpoint.unload_hint(
-        target, free, lambda room: _longest_context(config, kv, load, room, limit, prefill_chunk, dtype_name) > 0)
+        target, free, lambda room: _longest_context(config, kv, load, room, limit, prefill_chunk, dtype_name, lean) > 0)
     diagnosis = dict(
         model=name, parameters=p, layers=config.num_hidden_layers, experts=config.num_local_experts,
         top_k=config.num_experts_per_tok, mxfp4_checkpoint=stored, dequantized_to=unpacked if stored else None,
@@ -205,7 +211,7 @@ def doctor(
         load_bytes=load, load_how=how, kv=kv, prefill_chunk=prefill_chunk, free=free,
         free_assumed=memory is not None, free_given=memory.strip() if isinstance(memory, str) else "",
         free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
-        scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name),
+        scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name, lean=lean), lean=lean,
         not_float32="" if dtype or loaded else checkpoint.not_float32(name, config, dtype_name, target, free,
                                                                       here=memory is None) or "",
     )
@@ -286,12 +292,26 @@ def _on(model: Any, target: str) -> bool:
     return first is not None and first.device.type == torch.device(target).type
 
 
-def _longest_context(config: Any, kv: KVCache, load: int, free: int, limit: int, chunk: int, dtype: str) -> int:
+def _lean(model: Any, loaded: bool, target: Any, dtype: str, packed: bool, config: Any) -> bool:
+    """Whether the engine runs the model through the lean CPU forward (`fastpath`): a loaded engine says so, a loaded
+    transformers model is asked as an engine would ask it; a load here takes it on a CPU in float32, experts unpacked."""
+    if loaded:
+        from . import fastpath
+
+        reason = model.slow_path_reason if hasattr(model, "slow_path_reason") else fastpath.unsupported(model)
+        return reason is None
+    return (str(target) == "cpu" and dtype == "float32" and not packed
+            and getattr(config, "_attn_implementation", None) in (None, "eager"))
+
+
+def _longest_context(config: Any, kv: KVCache, load: int, free: int, limit: int, chunk: int, dtype: str,
+                     lean: bool) -> int:
     """The most tokens whose KV cache (as the lab keeps it) and attention scratch fit next to the weights."""
     budget = free * (1 - HEADROOM) - load
 
     def fits(n: int) -> bool:
-        return kv.bytes(n, keep_past=True) + checkpoint.attention_scratch(config, n, chunk, dtype) <= budget
+        cache = kv.store_peak(n, limit) if lean else kv.bytes(n, keep_past=True)
+        return cache + checkpoint.attention_scratch(config, n, chunk, dtype, lean=lean) <= budget
 
     if budget <= 0 or not fits(1):
         return 0
