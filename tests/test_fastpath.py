@@ -157,3 +157,17 @@ def test_decoding_past_the_models_context_does_not_copy_the_kv_store_at_every_to
             forward([token])
             stores.append(id(forward._keys[0]))
     assert len(set(stores)) == 1 and forward.capacity >= 80  # grown once, with room to spare
+
+
+def test_a_model_turned_to_bfloat16_after_loading_leaves_the_lean_path(random_checkpoint):
+    """`engine.model.to(torch.bfloat16)` (to halve its memory) kept the lean float32-only path: its greedy tokens then
+    differed from transformers' (a fresh engine's) for most prompts, and slow_path_reason still said None."""
+    engine = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False)
+    greedy(engine, LONG[:30], 4)
+    engine.model.to(torch.bfloat16)
+    prompts = [[200006, *(1000 + (s * 37 + i * 11) % 3000 for i in range(30 + s))] for s in range(4)]
+    assert [greedy(engine, p, 40) for p in prompts] == [greedy(LocalEngine(engine.model), p, 40) for p in prompts]
+    assert engine.slow_path_reason == "its weights are bfloat16: the lean path equals transformers in float32 only"
+    engine.model.to(torch.float32)  # and back: the lean path again, as a new engine takes it
+    assert greedy(engine, prompts[0]) == greedy(LocalEngine(engine.model, fast=False), prompts[0])
+    assert engine.slow_path_reason is None

@@ -52,9 +52,9 @@ class LocalEngine:
         self.last_prefill = 0
         self._streams = 0  # stream calls started: only the latest may still touch the cache
         self._lock = threading.Lock()  # one thread computes at a time (threads sharing the engine)
-        self._device = model.get_input_embeddings().weight.device
-        self.slow_path_reason = fastpath.unsupported(model) if fast else "fast=False was asked for"
-        self._fast = fastpath.KVForward(model) if self.slow_path_reason is None else None
+        self._fast_asked = fast
+        self._fast: fastpath.KVForward | None = None
+        self._follow_model()
         self.reset()
 
     @classmethod
@@ -128,6 +128,16 @@ class LocalEngine:
         checkpoint.check_prefill_chunk(tokens)
         self._prefill_chunk = tokens
 
+    def _follow_model(self) -> None:
+        """Take the model as it is now: its device, and the lean forward only where it runs it exactly (decided again
+        when the weights change: after `model.to(torch.bfloat16)` the lean path's tokens differed from transformers')."""
+        self._device = self.model.get_input_embeddings().weight.device
+        self.slow_path_reason = fastpath.unsupported(self.model) if self._fast_asked else "fast=False was asked for"
+        if self.slow_path_reason is not None:
+            self._fast = None
+        elif self._fast is None:
+            self._fast = fastpath.KVForward(self.model)
+
     def reset(self) -> None:
         """Forget the KV cache (and the routing kept with it), e.g. to free its memory."""
         self._cache: Any = None
@@ -170,6 +180,7 @@ class LocalEngine:
         with ExitStack() as stack:
             with self._lock:  # held between this stream's yields only: a newer stream makes it stale, see below
                 if self._made_now() != self._made_with:
+                    self._follow_model()
                     self.reset()
                 if self._cache is None and self._fast is None:
                     self._cache = DynamicCache(config=self.config)
