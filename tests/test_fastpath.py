@@ -171,3 +171,18 @@ def test_a_model_turned_to_bfloat16_after_loading_leaves_the_lean_path(random_ch
     engine.model.to(torch.float32)  # and back: the lean path again, as a new engine takes it
     assert greedy(engine, prompts[0]) == greedy(LocalEngine(engine.model, fast=False), prompts[0])
     assert engine.slow_path_reason is None
+
+
+def test_a_vocabulary_projection_changed_through_data_is_used_after_a_swap_or_reset(random_checkpoint):
+    """The lean path's copy of lm_head outlived both `.data` changes: a tensor swapped in (seen by the engine, which
+    computed the prompt again, with the old copy) and one made in place followed by `reset()`, as the engine's
+    docstring says to: the greedy tokens were the old weights', not a fresh engine's."""
+    engine = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False)
+    weight = engine.model.lm_head.weight
+    before = greedy(engine, LONG[:30])
+    weight.data = weight.data.flip(0).contiguous()
+    swapped = greedy(engine, LONG[:30])
+    assert swapped == greedy(LocalEngine(engine.model), LONG[:30]) != before
+    weight.data[:] = weight.data.flip(1)
+    engine.reset()
+    assert greedy(engine, LONG[:30]) == greedy(LocalEngine(engine.model), LONG[:30]) != swapped

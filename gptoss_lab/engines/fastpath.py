@@ -74,7 +74,7 @@ class KVForward:
         self.length = 0
         self._keys: list[Any] = []
         self._values: list[Any] = []
-        self._head: tuple[Any, int, Any, Any] | None = None  # (weight, its version, transposed rows or None, their ids)
+        self._head: tuple[Any, tuple[int, int], Any, Any] | None = None  # (weight, its storage and version, rows or None, ids)
         self._out: Any = None  # the logits of the sparse projection, zero where the rows are (reused: no page faults)
 
     @property
@@ -114,11 +114,12 @@ class KVForward:
         weight = self.model.lm_head.weight
         if weight.dtype != torch.float32 or self.model.lm_head.bias is not None:
             return self.model.lm_head(x).float()
-        if self._head is None or self._head[0] is not weight or self._head[1] != weight._version:
+        made = (weight.data_ptr(), weight._version)  # a tensor swapped in through .data keeps the version
+        if self._head is None or self._head[0] is not weight or self._head[1] != made:
             self._head = None  # the stale copy goes first
             rows = weight.detach().any(dim=1).nonzero()[:, 0] if self.sparse_vocabulary else torch.arange(weight.shape[0])
             room = rows.numel() * weight.shape[1] * 4 * 8 < psutil.virtual_memory().available
-            self._head = (weight, weight._version, weight.detach()[rows].t().contiguous() if room else None, rows)
+            self._head = (weight, made, weight.detach()[rows].t().contiguous() if room else None, rows)
             self._out = x.new_zeros((1, weight.shape[0]))
         _, _, matrix, rows = self._head
         if matrix is None:

@@ -53,8 +53,6 @@ class LocalEngine:
         self._streams = 0  # stream calls started: only the latest may still touch the cache
         self._lock = threading.Lock()  # one thread computes at a time (threads sharing the engine)
         self._fast_asked = fast
-        self._fast: fastpath.KVForward | None = None
-        self._follow_model()
         self.reset()
 
     @classmethod
@@ -139,7 +137,14 @@ class LocalEngine:
             self._fast = fastpath.KVForward(self.model)
 
     def reset(self) -> None:
-        """Forget the KV cache (and the routing kept with it), e.g. to free its memory."""
+        """Forget the KV cache (and the routing kept with it), e.g. to free its memory, and what the lean forward
+        derived from the weights (its copy of lm_head): after a change through a parameter's `.data`, unseen here."""
+        self._fast: fastpath.KVForward | None = None
+        self._follow_model()
+        self._forget()
+
+    def _forget(self) -> None:
+        """Forget the KV cache and the routing kept with it."""
         self._cache: Any = None
         self._made_with = self._made_now()  # what the cache was computed with
         if self._fast is not None:
@@ -181,7 +186,7 @@ class LocalEngine:
             with self._lock:  # held between this stream's yields only: a newer stream makes it stale, see below
                 if self._made_now() != self._made_with:
                     self._follow_model()
-                    self.reset()
+                    self._forget()
                 if self._cache is None and self._fast is None:
                     self._cache = DynamicCache(config=self.config)
                     self._cache.activate_past_recording()
