@@ -351,3 +351,13 @@ def test_a_float32_cpu_load_is_sized_with_the_lean_forwards_attention_not_eager_
     for eager in (doctor("tiny", dtype="bfloat16"), doctor(LocalEngine.from_pretrained("tiny", fast=False, progress=False))):
         assert eager.scratch_bytes > 0.5e9 and "eager attention" in dict(eager.rows())["longest context"]
     assert doctor(LocalEngine.from_pretrained("tiny", progress=False)).scratch_bytes < 20e6
+
+
+@pytest.mark.parametrize("name", ["generation_config.json", "tokenizer_config.json"])
+def test_another_json_file_of_a_checkpoint_names_its_folder(name):
+    """`%gptoss doctor .../generation_config.json` said it "is an unknown model, not gpt-oss": it is a checkpoint's
+    file, and the folder beside it is what to give."""
+    file = gptoss_lab.tiny.CHECKPOINT / name
+    with pytest.raises(LoadError) as info:
+        doctor(file)
+    assert str(info.value) == f"{file} is a file: give the checkpoint folder that holds it, {file.parent}"

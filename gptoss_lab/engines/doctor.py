@@ -240,7 +240,8 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
     if shipped is not None:
         return shipped.name, GptOssConfig.from_pretrained(shipped), None
     path = checkpoint.local_path(str(model))
-    if path.suffix == ".json" and path.exists() and not path.is_dir():  # a FIFO or device is refused unread
+    beside = path.name != "config.json" and (path.parent / "config.json").is_file()  # generation_config.json, say
+    if path.suffix == ".json" and path.exists() and not path.is_dir() and not beside:  # a FIFO, a device: unread
         return path.parent.name, _valid(checkpoint.read_json(path, str(path.parent)), str(path)), None
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
