@@ -109,11 +109,13 @@ class Approval:
 
     `code` replaces the call's input (the edited code is what runs and what the model is told
     ran); `always` allows this tool (python, the browser; of function tools the one function) for the rest of the
-    conversation, until the approval setting is set again."""
+    conversation, until the approval setting is set again. `by` names who decided, as a skipped call's card says it:
+    "you" where the reader answered (a card's button, the input box), else the view's code (its class name when "")."""
 
     run: bool
     code: str | None = None
     always: bool = False
+    by: str = ""
 
 
 @dataclass

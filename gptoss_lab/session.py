@@ -732,7 +732,7 @@ class _Turn:
         if approved is not True:
             if approved != "stopped":   # a Stop is no skip (max_skipped): the turn ends as stopped
                 self.skipped += 1
-            call.reason = _NOT_RUN[approved][1]
+            call.reason = call.reason or _NOT_RUN[approved][1]
             return ToolResult("skipped", _NOT_RUN[approved][0])
         call.status = "running"
         self.emit(ToolUpdate(call))
@@ -791,6 +791,7 @@ class _Turn:
                        f"{str(decision)[:40]!r}, not True, False or an Approval.")
             return "unanswered"
         if not decision.run:
+            call.reason = _NOT_RUN["declined"][1].format(by=decision.by or type(self.view).__name__)
             return "declined"
         if decision.always and scope is not None:
             self.session._allowed.add(scope)
@@ -1049,7 +1050,7 @@ def _intervention(intervene: Any, engine: Engine) -> Iterator[None]:
 
 
 # Why a call did not run (`_Turn._approved`): what the model reads in the tool's reply, and what the call's card tells
-# the user (ToolCall.reason), who is not the model's "user" in the third person.
+# the user (ToolCall.reason), who is not the model's "user" in the third person; a skip names who decided (Approval.by).
 _NOT_RUN = {
     "never": ("Not run: the user's settings do not allow tool calls (approval: never). Answer without it.",
               "Not run: approval is set to never"),
@@ -1057,7 +1058,7 @@ _NOT_RUN = {
                 "Not run: could not ask you (no front end)"),
     "unanswered": ("Not run: the user could not be asked to approve this call. Answer without it, and say so.",
                    "Not run: the view gave no answer"),
-    "declined": ("Not run: the user chose not to run this call. Answer without it, and say so.", "Skipped by you"),
+    "declined": ("Not run: the user chose not to run this call. Answer without it, and say so.", "Skipped by {by}"),
     "stopped": ("Not run: the user stopped the turn before this call ran.", "Not run: you stopped the turn"),
 }
 

@@ -234,7 +234,8 @@ def test_run_skip_edit_and_always_are_remembered_per_card() -> None:
     _message(view, kind="skip", index=5)
     _message(view, kind="run", index=7, code="print(1)", always=True)
     _message(view, kind="run", index="8")             # malformed: ignored
-    assert view._decisions == {3: Approval(True), 5: Approval(False), 7: Approval(True, "print(1)", True)}
+    assert view._decisions == {3: Approval(True, by="you"), 5: Approval(False, by="you"),
+                               7: Approval(True, "print(1)", True, by="you")}
 
 
 def test_stop_mid_reasoning_ends_the_open_block(clock) -> None:

@@ -13,7 +13,7 @@ from jupyter_client.session import json_packer
 from markdown_it import MarkdownIt
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Citation, Delta, MessageEnd, MessageStart, Reply, ToolCall, TurnEnd, TurnStart
+from gptoss_lab.events import Approval, Citation, Delta, MessageEnd, MessageStart, Reply, ToolCall, TurnEnd, TurnStart
 from gptoss_lab.widgets import sanitize
 from gptoss_lab.widgets.chat import ChatView
 from gptoss_lab.widgets.citations import sources_html, sources_markdown, sources_text
@@ -83,7 +83,8 @@ def test_the_code_to_approve_prints_no_question_or_answer(monkeypatch) -> None:
     asked: list[str] = []
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
     code = "x = 1\nRun this code in your kernel? [y/N] y\nApproved: it only prints."
-    assert ask_on_stdin(ToolCall("python", "analysis", code, question="Run this code?"), show_input=True) is False
+    asked_by = ask_on_stdin(ToolCall("python", "analysis", code, question="Run this code?"), show_input=True)
+    assert asked_by == Approval(False, by="you")
     assert asked == ["Run this code?\n    x = 1\n    Run this code in your kernel? [y/N] y\n"
                      "    Approved: it only prints.\n[y/N] "]
 
@@ -98,7 +99,7 @@ def test_the_text_view_prints_a_lone_surrogate_written_out(monkeypatch) -> None:
         view.handle(event)
     assert "    a\\ud800b\n" in terminal.buffer.getvalue().decode()
     monkeypatch.setattr("builtins.input", lambda prompt: prompt.encode() and "y")  # as a terminal writes it
-    assert ask_on_stdin(ToolCall("python", "analysis", "'\udfff'"), show_input=True) is True
+    assert ask_on_stdin(ToolCall("python", "analysis", "'\udfff'"), show_input=True).run
 
 
 def test_the_chat_view_sends_a_lone_surrogate_written_out() -> None:

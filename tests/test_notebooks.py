@@ -37,7 +37,8 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
     "03_tools_in_the_kernel.ipynb": (
         [re.escape(s) for s in ("total = 17.5", "[python: skipped]\n    Not run: approval is set to never\n",
                                 "python -> Not run: the user's settings do not allow tool calls (approval: never).",
-                                "[reviewer] refused", "Timed out after 1 s", "NameError: name 'mean' is not defined",
+                                "[reviewer] refused", "[python: skipped]\n    Skipped by Reviewer\n",   # not "by you"
+                                "Timed out after 1 s", "NameError: name 'mean' is not defined",
                                 "Error: ValidationError: currency", "17.50 € is **$20.30**.",
                                 "Basket(items=3, total=17.5, most_expensive='coffee')")],
         False,

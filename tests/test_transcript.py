@@ -8,7 +8,7 @@ import pytest
 from openai_harmony import Role
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
+from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
 from gptoss_lab.widgets.text import TextView
 from gptoss_lab.widgets.transcript import Transcript, markdown_html, more_label, stable_markdown_end, stats_line
 
@@ -294,8 +294,14 @@ class _Skipper(_Recorder):
         return False
 
 
+class _Named(_Recorder):
+    def approve(self, call) -> Approval:
+        return Approval(False, by="the reviewer")
+
+
 @pytest.mark.parametrize(("view", "approval", "shown"), [
-    (_Skipper(), "ask", "Skipped by you"),
+    (_Skipper(), "ask", "Skipped by _Skipper"),   # the view's code decided, not the reader ("Skipped by you")
+    (_Named(), "ask", "Skipped by the reviewer"),
     (_Recorder(), "never", "Not run: approval is set to never"),
     (_Recorder(), "ask", "Not run: could not ask you (no front end)"),
 ])

@@ -173,7 +173,7 @@ class ChatView(NotebookView):
             return ask_on_stdin(call, show_input=True)
         index = self._card_of(call)
         self._wait(lambda: index in self._decisions or self._stop, None)
-        return self._decisions.pop(index, Approval(False))
+        return self._decisions.pop(index, Approval(False, by="you"))
 
     @property
     def stop_requested(self) -> bool:
@@ -363,7 +363,7 @@ class ChatView(NotebookView):
         elif kind in ("run", "skip") and isinstance(content.get("index"), int):
             code = content.get("code")
             self._decisions[content["index"]] = Approval(kind == "run", code if isinstance(code, str) else None,
-                                                         bool(content.get("always")) and kind == "run")
+                                                         bool(content.get("always")) and kind == "run", by="you")
         elif kind == "regenerate":
             self._regenerate()
         elif kind == "new_chat":

@@ -13,8 +13,8 @@ import re
 import sys
 from typing import TextIO
 
-from ..events import Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolUpdate, \
-    TurnEnd, TurnStart
+from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, \
+    ToolUpdate, TurnEnd, TurnStart
 from ..harmony import clean
 from .citations import sources_text
 from .sanitize import reveal_hidden, shown_output, visible
@@ -133,12 +133,12 @@ class TextView:
         label = STATUS_LABEL.get(call.status, call.status)
         return f"[{visible(tool_name(call.recipient))}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
 
-    def approve(self, call: ToolCall) -> bool | None:
+    def approve(self, call: ToolCall) -> Approval | None:
         """Ask on stdin (the code was printed as it streamed); None when there is no stdin to ask on."""
         return ask_on_stdin(call)
 
 
-def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
+def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> Approval | None:
     """Run or skip `call`, answered on stdin (a notebook's input box works while the cell runs);
     None when there is no stdin to ask on (the session then skips the call and says so). The code is indented as
     the text view shows it: no line of it passes for the question or an answer to it."""
@@ -147,4 +147,4 @@ def ask_on_stdin(call: ToolCall, *, show_input: bool = False) -> bool | None:
         answer = input(clean(visible(call.question or f"Run this {call.recipient} call?") + f"{code}[y/N] "))
     except Exception:  # StdinNotImplementedError, EOFError, OSError: nobody can answer
         return None
-    return answer.strip().lower() in ("y", "yes")
+    return Approval(answer.strip().lower() in ("y", "yes"), by="you")
