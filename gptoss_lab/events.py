@@ -153,6 +153,14 @@ class Usage:
         return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
 
 
+class TurnFailed(RuntimeError):
+    """A check of a reply whose turn failed (`Reply.raise_for_failure`): what to do, in one line."""
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: the one line is all a notebook's reader needs."""
+        return [f"{type(self).__name__}: {self}"]
+
+
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = 60  # how much of a text a Reply's repr quotes
 
@@ -204,6 +212,13 @@ class Reply:
         if self.interrupted:
             parts.append("interrupted")
         return f"Reply({', '.join(parts)})"
+
+    def raise_for_failure(self) -> None:
+        """TurnFailed when the turn failed: a notebook checks this first, so a check of a failed turn (a recorded
+        turn's cell run twice) says what to do, not a bare AssertionError about an empty answer."""
+        if self.failed:
+            raise TurnFailed("nothing to check: the turn failed (its cell says why); run it again, after the cell "
+                             "that made its recording for a recorded turn, then this cell")
 
     @property
     def failure_note(self) -> str:

@@ -366,6 +366,30 @@ def test_notebook_03_asked_again_without_its_script_says_which_cell_to_run(capsy
     assert said in printed, printed
 
 
+@pytest.mark.parametrize(("name", "check"), [("08_browsing.ipynb", "reply = _gptoss"),
+                                             ("03_tools_in_the_kernel.ipynb", 'print("total ="')])
+def test_a_check_after_a_turn_run_twice_says_what_to_do(name: str, check: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Notebook 08's `%%gptoss` cell run twice (its recording plays once) said so, but the check under it then raised
+    a bare `AssertionError: []` (03's: `AssertionError: ''`): the check says in one line what to run, no traceback."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    code = [c.source for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells if c.cell_type == "code"]
+    checked = next(i for i, source in enumerate(code) if check in source)
+    shell = InteractiveShell.instance()
+    try:
+        for source in code[:checked]:
+            assert shell.run_cell(source).success, source
+        shell.run_cell(code[checked - 1])   # the turn again: its recording is played out
+        capsys.readouterr()
+        shell.run_cell(code[checked])
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+    said = ("TurnFailed: nothing to check: the turn failed (its cell says why); run it again, after the cell that "
+            "made its recording for a recorded turn, then this cell")
+    assert capsys.readouterr().out.strip() == said
+
+
 def test_notebook_02_asked_again_says_the_recording_is_played_out(capsys: pytest.CaptureFixture[str]) -> None:
     """Running notebook 02's last cell again printed an empty line as the answer and an export ending in the unanswered
     question: the recording had no third reply, and the turn's one-line failure was in the Reply, never shown."""
@@ -443,7 +467,8 @@ def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number
                   if c.cell_type == "code" and marker in c.source)
     quote = types.SimpleNamespace(marker="【1†L4】", url="manuals/greenhouse.pdf", start=4, end=4,
                                   text="Keep the humidity at 68 percent.")
-    reply = types.SimpleNamespace(final=wrong, analysis="", routing=None, tool_calls=[], citations=[quote])
+    reply = types.SimpleNamespace(final=wrong, analysis="", routing=None, tool_calls=[], citations=[quote],
+                                  raise_for_failure=lambda: None)
     model = types.SimpleNamespace(ask=lambda *_, **__: reply, reset=lambda: None)
     namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "states": states, "data": [12, 45, 7, 88, 23, 51],
                  "low": "", "low_answer": wrong, "prices": {"apples": 3.2, "bread": 2.5, "coffee": 11.8}, "total": 17.5}
