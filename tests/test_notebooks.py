@@ -367,7 +367,9 @@ def test_notebook_03_asked_again_without_its_script_says_which_cell_to_run(capsy
 
 
 @pytest.mark.parametrize(("name", "check"), [("08_browsing.ipynb", "reply = _gptoss"),
-                                             ("03_tools_in_the_kernel.ipynb", 'print("total ="')])
+                                             ("03_tools_in_the_kernel.ipynb", 'print("total ="'),
+                                             # (it printed the answer as the tool's: "None -> I was not allowed ...")
+                                             ("03_tools_in_the_kernel.ipynb", "tool_answer = session.history[-2]")])
 def test_a_check_after_a_turn_run_twice_says_what_to_do(name: str, check: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Notebook 08's `%%gptoss` cell run twice (its recording plays once) said so, but the check under it then raised
