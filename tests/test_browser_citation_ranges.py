@@ -43,6 +43,17 @@ def test_a_citation_of_an_opened_page_says_which_cited_lines_were_never_shown_an
                                          "[L42–L45: not on the page, whose last line is L41]"]
 
 
+def test_a_citation_all_past_the_pages_end_says_the_page_ends_before_it() -> None:
+    """`【0†L5】` of a page ending at L4 read "showed the model no text at L5", as if the page had that line."""
+    browser = Browser({"owls.md": "owls\nhunt\nmice"})
+    browser.open(id="owls.md")   # L0-L4
+    cited = browser.citations("【0†L5】 【0†L6-L9】")
+    assert [c.text for c in cited] == ["[L5: not on the page, whose last line is L4]",
+                                       "[L6–L9: not on the page, whose last line is L4]"]
+    assert "not on the page, whose last line is L4" in sources_text(cited[:1])
+    assert "no text" not in sources_text(cited)
+
+
 def test_a_citation_of_a_search_page_past_its_window_says_so() -> None:
     browser = Browser({f"owls {n}.md": f"# Owls {n}\n\nOwls hunt mice, note {n}." for n in range(3)})
     browser.search("owls mice")

@@ -86,7 +86,7 @@ def test_a_citation_of_a_blank_line_is_not_said_to_be_missing() -> None:
     assert browser.stack[0].lines[3] == "" and blank.text == ""   # L3 exists: a blank line
     assert [chip["data-cite"] for chip in chips_of(with_chips("Owls 【0†L3】 【0†L50-L60】", [blank, past]))] == [
         "[1] The page at cursor 0 (Notes) showed the model no text at L3.",
-        "[2] The page at cursor 0 (Notes) showed the model no text at L50–L60."]
+        "[2] Notes · L50–L60\n[L50–L60: not on the page, whose last line is L4]\nnotes.md"]   # no text "at L50"
 
 
 def test_sources_list_the_cited_lines_for_saved_notebooks_and_terminals(reply) -> None:

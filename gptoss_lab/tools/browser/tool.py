@@ -398,8 +398,11 @@ def _quoted(page: Page, start: int, end: int, windows: list[tuple[int, int]], ch
     was never shown, or that the page does not have, said in one line in its place (`[L5–L10: never shown to the
     model]`): a citation spanning two find matches read as one passage. Empty when none was shown. Only the windows
     are walked, not the lines cited (`L0-L1000000` walked a long page line by line), and only until the quote has
-    `chars` characters: the shown lines past that are named, not quoted, and `why`."""
+    `chars` characters: the shown lines past that are named, not quoted, and `why`. Lines all past the page's end are
+    said to be (`L5` of a page ending at L4 read as a line the model was shown nothing of)."""
     total = len(page.lines)
+    if start >= total:
+        return _unshown(start, end, total)
     parts: list[str] = []
     at, size = start, 0
     for a, b in sorted((max(a, start), min(b, end + 1, total)) for a, b in windows):
