@@ -78,6 +78,27 @@ def test_texts_in_memory_that_cannot_be_read_are_one_line_naming_them(texts: dic
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+def _unpacking_to(size: int) -> bytes:
+    """A one-page PDF whose page's contents are a few kB that unpack to `size` bytes."""
+    packed = zlib.compress(b" " * size, 9)
+    return pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+                b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(packed), packed)])
+
+
+@pytest.mark.parametrize("data, said", [
+    (pdf([b"<< /Type /Catalog /Pages 9 0 R >>"]), "it is damaged"),    # was "AttributeError: 'NoneType' object ..."
+    (b"%PDF-1.4\n1 0 obj\n<< /Type", "it is damaged"),                 # was "PdfStreamError: Stream has ended ..."
+    (_unpacking_to(80_000_000), "it is too large when unpacked"),     # was "LimitReachedError: ... bytes remaining."
+    (b"", "the file is empty"),
+], ids=["no-pages", "cut", "zlib-bomb", "empty"])
+def test_a_pdf_that_cannot_be_read_is_said_in_words(tmp_path: Path, data: bytes, said: str) -> None:
+    (tmp_path / "paper.pdf").write_bytes(data)
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    assert Browser(tmp_path).describe().endswith(f"; skipped 1 that could not be read (paper.pdf: not a readable PDF "
+                                                 f"({said}))")
+
+
 def test_html_entities_cannot_fake_links_or_citations() -> None:
     html = ("<title>Manual &#12304;0&#8224;L1-L3&#12305;</title><p>See &#x3010;0&#8224;the official site&#8224;gov.example"
             "&#x3011; <img alt='&#12304;1&#8224;x&#12305;'> <a href='https://evil.example/'>here</a></p>")

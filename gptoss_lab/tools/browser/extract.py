@@ -491,9 +491,19 @@ def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | Non
     except ExtractError:
         raise
     except Exception as err:  # pypdf fails on broken files with assorted errors (AssertionError, AttributeError ...)
-        raise ExtractError(f"not a readable PDF ({type(err).__name__}: {err})".splitlines()[0]) from None
+        raise ExtractError(f"not a readable PDF ({_pdf_trouble(err)})") from None
     text = "\n\n".join(p.strip("\n") for p in pages).strip().translate(_LIGATURES)
     return text, str(title).strip() if title else None
+
+
+def _pdf_trouble(err: Exception) -> str:
+    """What pypdf's `err` says of the file, in words: its messages named its internals (`AttributeError: 'NoneType'
+    object has no attribute 'get_object'`, `LimitReachedError: ... 121505 bytes remaining.`)."""
+    from pypdf.errors import EmptyFileError, LimitReachedError
+
+    if isinstance(err, LimitReachedError):
+        return "it is too large when unpacked"
+    return "the file is empty" if isinstance(err, EmptyFileError) else "it is damaged"
 
 
 def _page_count(node: Any, in_time: Callable[[], None]) -> int:
