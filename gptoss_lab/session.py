@@ -728,6 +728,8 @@ class _Turn:
             name = call.recipient if len(call.recipient) <= 80 else call.recipient[:80] + "…"  # a name can be 64 000 long
             self._warn(f"The model called {name!r}, which is not an enabled tool.")
             return ToolResult("error", self.tools.unknown(call.recipient))
+        if (refusal := tool.refusal(call)) is not None:   # `browser.__dict__`: asked "Run browser.__dict__?", then failed
+            return ToolResult("error", refusal)
         approved = self._approved(call, tool)
         if approved is not True:
             if approved != "stopped":   # a Stop is no skip (max_skipped): the turn ends as stopped

@@ -159,6 +159,22 @@ def test_a_call_with_a_number_python_cannot_read_is_answered_under_approval(docs
     assert reply.final == "No page to open."
 
 
+@pytest.mark.parametrize("recipient, name", [("browser.__dict__", "__dict__"), ("browser.click", "click"),
+                                             ("browser", "browser")])
+def test_a_call_of_a_function_the_browser_has_not_is_answered_without_asking(docs: Path, recipient: str,
+                                                                               name: str) -> None:
+    """`to=browser.__dict__` asked the user "Run browser.__dict__ with {}?", and then failed as Unknown function."""
+    recording = (f'<|channel|>analysis to={recipient} code<|message|>{{}}<|call|>'
+                 '<|channel|>final<|message|>No such function.<|return|>')
+    view = Approver()
+    reply = Session(ReplayEngine(recording), namespace={}, browser=Browser(docs), tools="browser",
+                    approval="ask").ask("Look.", view=view)
+    assert view.questions == []
+    assert [(c.status, c.output) for c in reply.tool_calls] == [
+        ("error", f"Unknown function: {name!r} (the browser has search, open and find)")]
+    assert reply.final == "No such function."
+
+
 def test_a_citation_of_more_digits_than_python_reads_leaves_the_others_resolved() -> None:
     recording = ('<|channel|>analysis to=browser.open code<|message|>{"id": "owls.md"}<|call|>'
                  f'<|channel|>final<|message|>Owls hunt at dusk 【0†L4】, see 【{"9" * 5000}†L1】.<|return|>')

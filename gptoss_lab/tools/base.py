@@ -106,6 +106,11 @@ class Tool(ABC):
         """The author name of the tool's reply message (gpt-oss answers as the recipient it was called by)."""
         return call.recipient
 
+    def refusal(self, call: ToolCall) -> str | None:
+        """What the model reads of a call that cannot run at all (a function the tool does not have), answered at once
+        and never put to the user; None for a call that can run."""
+        return None
+
     def approval_question(self, call: ToolCall) -> str:
         """The one-line question a view asks before the call runs under the `ask` policy."""
         return f"Run this {call.recipient} call?"

@@ -111,6 +111,14 @@ class Browser(Tool):
         """The browser namespace exactly as gpt-oss was trained on it (openai-harmony's)."""
         return ToolNamespaceConfig.browser()
 
+    def refusal(self, call: ToolCall) -> str | None:
+        """gpt-oss's `Unknown function: ...` for a name that is none of search, open and find."""
+        try:
+            _function(call)
+        except _UsageError as err:
+            return str(err)
+        return None
+
     def approval_question(self, call: ToolCall) -> str:
         try:
             function, args = _parse(call)
@@ -448,9 +456,7 @@ def _searched_lines(page: Page) -> dict[int, int]:
 
 def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
     """The function (search, open, find) and its checked arguments; a _UsageError the model can act on."""
-    function = call.recipient.split(".", 1)[1].strip() if "." in call.recipient else ""
-    if function not in _PARAMETERS:
-        raise _UsageError(f"Unknown function: {function or call.recipient!r} (the browser has search, open and find)")
+    function = _function(call)
     text = call.input.strip()
     try:
         args = json.loads(text) if text else {}
@@ -482,6 +488,15 @@ def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
             raise _UsageError(f"`view_source` should be true or false, not `{maybe_truncate(str(value), 40)}`")
         args["view_source"] = flag in (True, "true")
     return function, args
+
+
+def _function(call: ToolCall) -> str:
+    """The browser function `call` names (search, open, find); a _UsageError for any other name."""
+    function = call.recipient.split(".", 1)[1].strip() if "." in call.recipient else ""
+    if function not in _PARAMETERS:
+        raise _UsageError(f"Unknown function: {maybe_truncate(function or call.recipient, 80)!r} "
+                          "(the browser has search, open and find)")
+    return function
 
 
 def _not_empty(function: str, text: Any) -> None:
