@@ -84,6 +84,23 @@ def test_a_file_name_opens_that_file_never_another_of_the_same_name_in_a_subfold
     assert ambiguous.status == "error" and "not one of the 5 documents" in ambiguous.output
 
 
+def test_a_document_opens_by_its_name_written_with_dot_slash_spaces_or_in_another_case_where_one_has_it(
+        tmp_path: Path) -> None:
+    """`./owls.md` (and `docs//bats.md`, `OWLS.MD`) was "not one of the 4 documents", though one document has it."""
+    for name, text in {"owls.md": "Barn owls.", "docs/bats.md": "Fruit bats.", "Notes.md": "Upper.",
+                       "notes.md": "Lower."}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    browser = Browser(tmp_path)
+    for name, text in {"./owls.md": "Barn owls.", " ./owls.md ": "Barn owls.", "OWLS.md": "Barn owls.",
+                       "./docs/bats.md": "Fruit bats.", "docs//bats.md": "Fruit bats.", " Bats.MD": "Fruit bats."}.items():
+        opened = _run(browser, "open", id=name)
+        assert opened.status == "done" and f"L2: {text}" in opened.output, (name, opened.output)
+    assert "Upper." in browser.open(id="./Notes.md") and "Lower." in browser.open(id="notes.md")
+    ambiguous = _run(browser, "open", id="NOTES.md")     # two documents have that name in another case
+    assert ambiguous.status == "error" and "not one of the 4 documents" in ambiguous.output
+
+
 def test_view_source_of_a_text_document_is_its_text_kept_once(tmp_path: Path) -> None:
     """A text or Markdown document was kept twice (its text, and the same again for `view_source`), and the view
     source of a file with Windows line ends gave the model a carriage return at the end of every line."""

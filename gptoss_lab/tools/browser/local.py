@@ -18,6 +18,7 @@ import fnmatch
 import glob
 import itertools
 import os
+import posixpath
 import re
 import stat
 import time
@@ -96,6 +97,11 @@ class LocalBackend(Backend):
         for name, found in aliases.items():   # never another document's URL (`a/notes.txt` opened for `notes.txt`),
             if len(found) == 1:                # nor one of two files of that name
                 self._by_name.setdefault(name, *found)
+        folded: dict[str, set[int]] = {}
+        for name, i in self._by_name.items():
+            folded.setdefault(name.casefold(), set()).add(i)
+        # a name in another case (`Owls.md`), where it names one document only (not `owls.md` beside `OWLS.md`)
+        self._by_folded = {name: found.pop() for name, found in folded.items() if len(found) == 1}
         self._index(progress)
 
     # ------------------------------------------------------------ construction
@@ -217,15 +223,24 @@ class LocalBackend(Backend):
         return [i for i in best if scores[i] > 0]
 
     def fetch(self, url: str) -> Page:
-        # the name as shown, or as the model may write it back with its lookalike letters decoded (`p\u0430ypal.md`)
-        i = self._by_name.get(url.strip(), self._by_name.get(reveal_mixed_scripts(url.strip())))
-        if i is None and url.startswith("file:"):
-            with contextlib.suppress(ValueError):   # `file://[x`: urllib's "Invalid IPv6 URL"
-                i = self._by_name.get(unquote(urlparse(url).path))
+        i = self._named(url.strip())
         if i is None:
             which = "the one document" if len(self.pages) == 1 else f"one of the {len(self.pages)} documents"
             raise BackendError(f"not {which} (open a search result by its id, or a document by its path)")
         return self.pages[i]
+
+    def _named(self, name: str) -> int | None:
+        """The document `name` names: as shown, or as the model may write it back, with its lookalike letters decoded
+        (`p\\u0430ypal.md`), as a `file:` URI's path, with `./` or doubled slashes (`./owls.md` was "not one of the 2
+        documents"), or in another case where that names one document only."""
+        names = [name, reveal_mixed_scripts(name)]
+        if name.startswith("file:"):
+            with contextlib.suppress(ValueError):   # `file://[x`: urllib's "Invalid IPv6 URL"
+                names.append(unquote(urlparse(name).path))
+        names += [posixpath.normpath(written) for written in names if written]
+        found = next((self._by_name[written] for written in names if written in self._by_name), None)
+        return found if found is not None else next(
+            (self._by_folded[folded] for written in names if (folded := written.casefold()) in self._by_folded), None)
 
     # ------------------------------------------------------------ telling the user
 
