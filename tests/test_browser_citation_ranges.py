@@ -54,6 +54,13 @@ def test_a_citation_all_past_the_pages_end_says_the_page_ends_before_it() -> Non
     assert "no text" not in sources_text(cited)
 
 
+def test_a_citation_all_past_a_find_pages_end_says_that_page_ends_before_it() -> None:
+    """`【1†L50】` of a find page ending at L10 read "showed the model no text at L50", naming the searched page."""
+    cited = _browser().citations("【1†L50】")[0]
+    assert (cited.title, cited.text) == ("Find results for text: `owl` in `log.txt`",
+                                         "[L50: not on the page, whose last line is L10]")
+
+
 def test_a_citation_of_a_search_page_past_its_window_says_so() -> None:
     browser = Browser({f"owls {n}.md": f"# Owls {n}\n\nOwls hunt mice, note {n}." for n in range(3)})
     browser.search("owls mice")

@@ -182,8 +182,10 @@ class Browser(Tool):
             url = title = quoted = ""
             if page is not None:
                 source = page.origin or page
-                url, title = source.url, source.title
-                if page.kind == "find":   # its match headers and blank lines are none of the searched page's
+                past_end = start >= len(page.lines)   # of the page cited, a find page too: `_quoted` says where it ends
+                url, title = source.url, (page if past_end else source).title
+                # a find page's match headers and blank lines are none of the searched page's
+                if page.kind == "find" and not past_end:
                     numbers = _searched_lines(page)
                     searched = sorted(numbers[n] for n in numbers if start <= n <= end)
                     start, end = (searched[0], searched[-1]) if searched else (start, end)
