@@ -43,6 +43,7 @@ import docstring_parser
 import jsonschema
 import pydantic
 import referencing
+import referencing.jsonschema
 import regex
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import (
@@ -617,6 +618,14 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     if elsewhere is not None:
         raise ValueError(f"not supported: a reference to another document ({_one_line(reprlib.repr(elsewhere))}); "
                          "put its definitions under $defs and refer to them as #/$defs/NAME (nothing is fetched)")
+    try:
+        loop = _loop_in_place(schema, kind)
+    except RecursionError:  # jsonschema, following the same references, would not end either
+        raise ValueError("not supported: references that lead to one another too deep to follow") from None
+    if loop is not None:
+        raise ValueError(f"not supported: {loop[0]} refers back to itself ({' -> '.join(loop)}) without going into a "
+                         "part of the answer, so no answer could be checked; a recursive schema refers to itself "
+                         "inside properties or items")
     if _has_key({key: value for key, value in schema.items() if key != "$schema"}, "$schema"):
         raise ValueError('not supported: "$schema" inside the schema (jsonschema checks such a part with its own '
                          'validator, without the time limit on the check); give "$schema" once, at the top')
@@ -658,6 +667,68 @@ def _outside_refs(node: Any) -> Iterator[str]:
                     yield from _outside_refs(sub)
             elif key not in _VALUES:
                 yield from _outside_refs(value)
+
+
+# keywords applying a schema to the very value they check (not to a part of it, as properties and items do)
+_IN_PLACE = ("$ref", "$dynamicRef", "$recursiveRef", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
+             "dependentSchemas", "dependencies")
+
+
+def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
+    """The places (`#`, `#/$defs/a`) of a loop of subschemas, anywhere in the schema, that apply one another to the
+    same value, first and last the same, or None: jsonschema follows `{"$ref": "#"}` for ever, and every answer failed with RecursionError.
+    A loop through properties or items goes a level into the answer each time, and ends with it."""
+    specification = referencing.jsonschema.specification_with(kind.ID_OF(kind.META_SCHEMA) or "urn:unknown-dialect",
+                                                              default=referencing.Specification.OPAQUE)
+    walking: dict[int, str] = {}  # id of each subschema on the way to the present one -> its place
+    done: set[int] = set()
+
+    def walk(node: Any, place: str, resolver: Any) -> list[str] | None:
+        if not isinstance(node, Mapping) or id(node) in done:
+            return None
+        if id(node) in walking:
+            places = list(walking.values())
+            return [*places[list(walking).index(id(node)):], place]
+        walking[id(node)] = place
+        resolver = resolver.in_subresource(specification.create_resource(node))
+        for key in _IN_PLACE:
+            value = node.get(key)
+            if key.startswith("$") and isinstance(value, str):
+                try:
+                    resolved = resolver.lookup(value)
+                except referencing.exceptions.Unresolvable:  # refused when an answer is checked, as before
+                    continue
+                nexts = [(resolved.contents, value, resolved.resolver)]
+            elif isinstance(value, Mapping) and key in ("dependentSchemas", "dependencies"):
+                nexts = [(sub, f"{place}/{key}/{name}", resolver) for name, sub in value.items()]
+            elif isinstance(value, list):
+                nexts = [(sub, f"{place}/{key}/{index}", resolver) for index, sub in enumerate(value)]
+            else:
+                nexts = [(value, f"{place}/{key}", resolver)]
+            for loop in (walk(*step) for step in nexts):
+                if loop is not None:
+                    return loop
+        del walking[id(node)]
+        done.add(id(node))
+        return None
+
+    root = referencing.Registry().resolver_with_root(specification.create_resource(schema))
+    return next(filter(None, (walk(node, place, root) for node, place in _subschemas(schema, "#"))), None)
+
+
+def _subschemas(node: Any, place: str) -> Iterator[tuple[Mapping[str, Any], str]]:
+    """Each object inside a schema that may be a subschema, with its place; enum, const, default and examples are data."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _subschemas(item, f"{place}/{index}")
+    elif isinstance(node, Mapping):
+        yield node, place
+        for key, value in node.items():
+            if key in _NAMED and isinstance(value, Mapping):  # a property may be named "enum"
+                for name, sub in value.items():
+                    yield from _subschemas(sub, f"{place}/{key}/{name}")
+            elif key not in _VALUES:
+                yield from _subschemas(value, f"{place}/{key}")
 
 
 # RFC 3987: an IRI holds ASCII (as a URI does) and these (ucschar, and iprivate, allowed here anywhere)

@@ -710,14 +710,32 @@ def test_a_hostile_schema_dict_is_a_one_line_turn_error(schema):
     {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
     {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
     {"$ref": "#"},
-])
-def test_a_schema_whose_refs_lead_nowhere_still_ends_the_turn_with_its_reply(schema):
-    s = _session('<|channel|>final<|message|>{"a": 1}<|return|><|channel|>final<|message|>next<|return|>')
-    with _within(10):
-        reply = s.ask("?", response_format=schema)
-    assert reply.final == '{"a": 1}' and reply.parsed is None
-    assert reply.errors[0].startswith("the final answer could not be checked against the schema (")
-    assert s.ask("again").final == "next"
+    {"type": "object", "anyOf": [{"$ref": "#"}, {"required": ["a"]}]},
+    {"$defs": {"a": {"not": {"allOf": [{"$ref": "#/$defs/a"}]}}}, "properties": {"x": {"$ref": "#/$defs/a"}}},
+], ids=["defs", "two defs", "root", "anyOf", "not allOf inside a property"])
+def test_a_schema_that_refers_to_itself_in_place_is_refused_when_the_format_is_made(schema):
+    """`{"$ref": "#"}` was taken, then every answer failed with "could not be checked against the schema
+    (RecursionError: ...)": jsonschema follows such a loop for ever. It is refused at once, in one line."""
+    with pytest.raises(ValueError, match=r"^not supported: #\S* refers back to itself \(#\S* -> .*#\S*\) without "):
+        ResponseFormat.from_user(schema)
+    session = _session('<|channel|>final<|message|>{"a": 1}<|return|>')
+    with pytest.raises(TurnError, match="^response format: not supported: ") as err:
+        session.ask("?", response_format=schema)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_a_recursive_schema_that_goes_into_the_answer_checks_answers():
+    """A tree (children: array of `$ref: "#"`) and a linked list through `$defs` still check answers both ways."""
+    tree = {"type": "object", "properties": {"v": {"type": "integer"}, "children": {"type": "array", "items": {"$ref": "#"}}},
+            "required": ["v"]}
+    chain = {"$defs": {"n": {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#/$defs/n"}, {"type": "null"}]}}}},
+             "$ref": "#/$defs/n"}
+    assert parse_final('{"v": 1, "children": [{"v": 2, "children": []}]}', tree)["children"][0]["v"] == 2
+    with pytest.raises(StructuredOutputError, match="children.0: 'v' is a required property"):
+        parse_final('{"v": 1, "children": [{}]}', tree)
+    assert parse_final('{"next": {"next": null}}', chain) == {"next": {"next": None}}
+    with pytest.raises(StructuredOutputError):
+        parse_final('{"next": {"next": 3}}', chain)
 
 
 _JSON = hypothesis.strategies.recursive(
