@@ -123,7 +123,11 @@ class HarmonySchema(GenerateJsonSchema):
         keys = schema.get("keys_schema")
         if keys is not None and keys.get("type") in ("literal", "enum"):
             _keys_read_back(keys)
-        return super().dict_schema(schema)
+        result = super().dict_schema(schema)
+        shown = _key_texts(keys) if keys is not None else None
+        if shown is not None:
+            result["propertyNames"] = shown
+        return result
 
     def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:
         _reads_back(schema, schema["members"], "Enum")
@@ -208,15 +212,41 @@ def _reads_back(schema: core_schema.CoreSchema, values: list[Any], kind: str) ->
                               "use str, int, float, bool or None values")
 
 
+_INTEGER_TEXT = "^-?(0|[1-9][0-9]*)$"
+_NUMBER_TEXT = "^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+
+
+def _key_texts(keys: core_schema.CoreSchema) -> JsonSchemaValue | None:
+    """The JSON-schema of a dict's keys as JSON writes them, text, for keys pydantic reads as numbers, booleans or
+    their Literals and Enums; None for others (text already). `dict[IntEnum, int]` showed the keys as the integers
+    1 and 2, which no JSON key is, and `dict[int, str]` showed no rule for them."""
+    kind = keys.get("type")
+    if kind in ("literal", "enum"):
+        values = _choices(keys)
+        return None if all(isinstance(value, str) for value in values) else {
+            "type": "string", "enum": [_key_text(value) for value in values]}
+    if kind == "int":
+        least = keys["ge"] if "ge" in keys else keys["gt"] + 1 if "gt" in keys else None
+        pattern = _INTEGER_TEXT if least is None or least < 0 else "^(0|[1-9][0-9]*)$" if least == 0 else "^[1-9][0-9]*$"
+        return {"type": "string", "pattern": pattern}
+    if kind in ("float", "decimal"):
+        return {"type": "string", "pattern": _NUMBER_TEXT}
+    return {"type": "string", "enum": ["true", "false"]} if kind == "bool" else None
+
+
+def _key_text(value: Any) -> str:
+    """A Literal or Enum key's value as JSON writes it as a key: its text, or its JSON form (1 as "1")."""
+    plain = to_jsonable_python(value)
+    return plain if isinstance(plain, str) else json.dumps(plain)
+
+
 def _keys_read_back(keys: core_schema.CoreSchema) -> None:
     """Refuse a dict's Literal or Enum key that JSON's key text does not validate back to: pydantic reads no key
     of `dict[Literal[1, 2], int]` ("1" is not 1), so every answer was refused."""
     validator = SchemaValidator(core_schema.dict_schema(keys, core_schema.none_schema()))
     for value in keys["expected"] if keys["type"] == "literal" else keys["members"]:
-        plain = to_jsonable_python(value)
-        text = plain if isinstance(plain, str) else json.dumps(plain)
         try:
-            [back] = validator.validate_json(json.dumps({text: None}), strict=True)
+            [back] = validator.validate_json(json.dumps({_key_text(value): None}), strict=True)
         except Exception:  # noqa: BLE001 - any failure: it does not read back
             back = _NULL
         if back != value or type(back) is not type(value):

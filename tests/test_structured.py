@@ -18,6 +18,7 @@ from typing import Literal
 
 import hypothesis
 import hypothesis.strategies
+import jsonschema
 import pydantic
 import pytest
 from typing_extensions import NotRequired, TypedDict
@@ -942,6 +943,22 @@ def test_a_dict_with_number_keys_takes_the_keys_json_writes(kind):
     assert _typed(parse_final(answer, kind)) == _typed(pydantic.TypeAdapter(kind).validate_json(answer, strict=True))
     with pytest.raises(StructuredOutputError, match=r"\[key\]"):
         parse_final('{"x": {"y": "a"}}' if kind == dict[str, dict[int, str]] else '{"x": "a"}', kind)
+
+
+@pytest.mark.parametrize("kind, keys", [
+    (dict[int, str], ["1", "-12", "0"]), (dict[_Size, str], ["1", "3"]), (dict[typing.Annotated[int, pydantic.Field(gt=0)], str], ["1", "30"]),
+    (dict[float, str], ["1.5", "-2e3", "7"]), (dict[Decimal, str], ["0.25", "1E2"]), (dict[bool, str], ["true", "false"]),
+], ids=["int", "IntEnum", "positive int", "float", "Decimal", "bool"])
+def test_the_keys_a_dict_is_shown_with_are_keys_its_check_takes(kind, keys):
+    """`dict[IntEnum, str]` showed the model `propertyNames: {"enum": [1, 2], "type": "integer"}`, which no JSON key
+    (text) matches, and `dict[int, str]` no rule for keys, so "x" was as good as "1": the keys are shown as the text
+    the check reads, and every key the schema shown takes, the check takes."""
+    schema = ResponseFormat.from_user(kind).schema
+    shown = jsonschema.Draft202012Validator(schema)
+    assert all(shown.is_valid({key: "a"}) for key in keys)
+    for key in [*keys, "x", "", "-1", "0", "2", "01", "1.0", "1e2", " 1", "true", "True", "nan", "1_000"]:
+        if shown.is_valid({key: "a"}):
+            parse_final(json.dumps({key: "a"}), kind)  # raises StructuredOutputError if the check refuses it
 
 
 @pytest.mark.parametrize("kind", [dict[Literal[1, 2], int], dict[str, dict[Literal[1.5], int]]], ids=["int", "nested float"])
