@@ -811,8 +811,34 @@ def json_value(text: str) -> Any:
     Infinity and 1e999 (as inf), which are not JSON and which a model's answer or arguments must not carry
     (nor 1 followed by 400 zeros, which pydantic's JSON reader makes inf), and keeps the last of a key given
     twice, where a reader of the text (the approval card) sees the first."""
-    return json.loads(text, parse_constant=_not_json, parse_float=_finite, parse_int=_whole,
-                      object_pairs_hook=_once_each)
+    value = json.loads(text, parse_constant=_not_json, parse_float=_finite, parse_int=_whole,
+                       object_pairs_hook=_once_each)
+    if _SURROGATE_HINT.search(text):
+        _no_lone_surrogate(value)
+    return value
+
+
+# a lone surrogate written as an escape (\ud800) or as itself; a pair's halves (\ud83d\ude00) also match this hint
+_SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_lone_surrogate(value: Any) -> None:
+    """ValueError for a string or key holding half of a UTF-16 pair (`"\\ud800"` alone), which Python's json reads
+    and nothing can encode later (a widget, the JSON export); pydantic's reader refuses it (typed formats, arguments)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                raise ValueError(f"the string {reprlib.repr(item)} holds a lone surrogate {ascii(found[0])} (half of a "
+                                 "UTF-16 pair), which is not text")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

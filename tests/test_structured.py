@@ -601,6 +601,19 @@ def test_an_answer_too_deep_or_too_long_a_number_is_not_valid_json(text):
         parse_final(text, {"type": ["array", "object", "integer"]})
 
 
+@pytest.mark.parametrize("text", ['{"s": "\\ud800"}', '{"s": "ok \\uDC00"}', '{"\\ud83d": "a"}', '{"s": "\ud800"}'],
+                         ids=["escaped high", "escaped low", "key", "as itself"])
+@pytest.mark.parametrize("kind", [{"type": "object"}, dict[str, str]], ids=["schema dict", "typed"])
+def test_a_lone_surrogate_is_refused_by_every_format_in_one_line(text, kind):
+    """A schema dict's answer `{"s": "\\ud800"}` was a dict holding half a UTF-16 pair, which no widget or JSON export
+    can encode later, where typed formats refused it: both refuse it, in the same words; a whole pair is text."""
+    with pytest.raises(StructuredOutputError, match=r"^the final answer is not valid JSON: the string .* holds a lone "
+                                                    r"surrogate '\\ud[89a-f][0-9a-f]{2}' \(half of a UTF-16 pair\)") as err:
+        parse_final(text, kind)
+    assert "\n" not in str(err.value)
+    assert parse_final('{"s": "\\ud83d\\ude00 \\\\ud800"}', kind) == {"s": "\U0001f600 \\ud800"}
+
+
 @pytest.mark.parametrize("text", ["1e999999", "-1e400", '{"n": 1E+9999}'])
 def test_a_number_too_large_for_a_float_is_refused_like_infinity(text):
     with pytest.raises(StructuredOutputError, match="^the final answer is not valid JSON: .*too large"):
