@@ -650,8 +650,9 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
                          "put its definitions under $defs and refer to them as #/$defs/NAME (nothing is fetched)")
     try:
         loop = _loop_in_place(schema, kind)
-    except RecursionError:  # jsonschema, following the same references, would not end either
-        raise ValueError("not supported: references that lead to one another too deep to follow") from None
+    except RecursionError:
+        raise ValueError(f"not supported: more than {_IN_PLACE_DEPTH} references ($ref, allOf ...) in a row applied to "
+                         "the same value, which the check cannot follow") from None
     if loop is not None:
         raise ValueError(f"not supported: {loop[0]} refers back to itself ({' -> '.join(loop)}) without going into a "
                          "part of the answer, so no answer could be checked; a recursive schema refers to itself "
@@ -700,6 +701,7 @@ def _outside_refs(node: Any) -> Iterator[str]:
 
 
 # keywords applying a schema to the very value they check (not to a part of it, as properties and items do)
+_IN_PLACE_DEPTH = 200  # such subschemas one inside another: jsonschema ran out of stack on every answer near 500
 _IN_PLACE = ("$ref", "$dynamicRef", "$recursiveRef", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
              "dependentSchemas", "dependencies")
 
@@ -707,7 +709,8 @@ _IN_PLACE = ("$ref", "$dynamicRef", "$recursiveRef", "allOf", "anyOf", "oneOf", 
 def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
     """The places (`#`, `#/$defs/a`) of a loop of subschemas, anywhere in the schema, that apply one another to the
     same value, first and last the same, or None: jsonschema follows `{"$ref": "#"}` for ever, and every answer failed with RecursionError.
-    A loop through properties or items goes a level into the answer each time, and ends with it."""
+    A loop through properties or items goes a level into the answer each time, and ends with it. RecursionError for
+    more than `_IN_PLACE_DEPTH` such subschemas in a row (a chain of $refs), which jsonschema cannot follow either."""
     specification = referencing.jsonschema.specification_with(kind.ID_OF(kind.META_SCHEMA) or "urn:unknown-dialect",
                                                               default=referencing.Specification.OPAQUE)
     walking: dict[int, str] = {}  # id of each subschema on the way to the present one -> its place
@@ -720,6 +723,8 @@ def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
             places = list(walking.values())
             return [*places[list(walking).index(id(node)):], place]
         walking[id(node)] = place
+        if len(walking) > _IN_PLACE_DEPTH:
+            raise RecursionError
         resolver = resolver.in_subresource(specification.create_resource(node))
         for key in _IN_PLACE:
             value = node.get(key)
@@ -735,7 +740,8 @@ def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
                 nexts = [(sub, f"{place}/{key}/{index}", resolver) for index, sub in enumerate(value)]
             else:
                 nexts = [(value, f"{place}/{key}", resolver)]
-            for loop in (walk(*step) for step in nexts):
+            for step in nexts:
+                loop = walk(*step)
                 if loop is not None:
                     return loop
         del walking[id(node)]

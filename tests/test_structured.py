@@ -738,6 +738,21 @@ def test_a_schema_that_refers_to_itself_in_place_is_refused_when_the_format_is_m
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
+@pytest.mark.parametrize("length", [100, 600])
+def test_a_long_chain_of_references_is_checked_or_refused_when_the_format_is_made(length):
+    """A chain of 600 `$ref`s (#/$defs/a0 -> a1 -> ... -> a string) was taken, then every answer failed with "could not
+    be checked against the schema (RecursionError: ...)"; past 200 it is refused at once, one of 100 checks answers."""
+    chain = {"$defs": {f"a{i}": {"$ref": f"#/$defs/a{i + 1}"} for i in range(length)} | {f"a{length}": {"type": "string"}},
+             "$ref": "#/$defs/a0"}
+    if length > 200:
+        with pytest.raises(ValueError, match=r"^not supported: more than 200 references \(\$ref, allOf ...\) in a row"):
+            ResponseFormat.from_user(chain)
+    else:
+        assert parse_final('"x"', chain) == "x"
+        with pytest.raises(StructuredOutputError, match="is not of type 'string'"):
+            parse_final("3", chain)
+
+
 def test_a_recursive_schema_that_goes_into_the_answer_checks_answers():
     """A tree (children: array of `$ref: "#"`) and a linked list through `$defs` still check answers both ways."""
     tree = {"type": "object", "properties": {"v": {"type": "integer"}, "children": {"type": "array", "items": {"$ref": "#"}}},
