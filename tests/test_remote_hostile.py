@@ -548,3 +548,16 @@ def test_blank_data_lines_are_keep_alives_not_a_broken_stream():
     with FakeServer(raw=lambda n: answer) as server:
         reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
     assert reply.final == "42" and not reply.errors, reply.errors
+
+
+@pytest.mark.parametrize("named", [b"event: ping\ndata: pong\n\n", b"event: keep-alive\r\ndata: {}\r\n\r\n",
+                                   b'event: usage\ndata: {"choices": [{"text": "not the answer"}]}\n\n'])
+def test_named_events_other_than_error_are_passed_over(named):
+    """A named event with non-JSON data (`event: ping` / `data: pong`) failed the turn: "not a completion stream (no
+    JSON): 'pong'". Only unnamed events carry completion chunks; an `event: error` is still the server's error."""
+    error = b'event: error\ndata: {"error": {"message": "out of\\nmemory"}}\n\n'
+    answer = [HEAD, named, _event("<|channel|>final<|message|>42"), named, error]
+    with FakeServer(raw=lambda n: answer) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
+    assert reply.final == "42"
+    assert reply.errors == [f"The turn failed: the server at {server.url} stopped with an error: out of memory"]

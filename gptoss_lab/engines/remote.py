@@ -613,8 +613,9 @@ class RemoteEngine:
                            f"{self._quote(_error_text(body)) or '(no text)'}")
 
     def _events(self, response: httpx.Response) -> Iterator[Any]:
-        """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines). Running out
-        before the server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
+        """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines); of the events,
+        only unnamed (`message`) ones carry chunks, an `error` one is the server's error, others are passed over. Running
+        out before the server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
         reads = _Reads(response, RemoteError(
             f"the server at {self.url} sent {_MAX_BODY >> 20} MiB without ending an event or line: "
             "that is no completion stream"), events=not self.ollama)
@@ -642,6 +643,8 @@ class RemoteEngine:
                         except ValueError:
                             body = event.data
                         raise self._stopped(body)
+                    if event.event != "message":  # a named event (ping, keep-alive): completion chunks are unnamed
+                        continue
                     if event.data.strip() == "[DONE]":
                         return
                     if event.data.strip():  # a blank one (`data:  `) is a keep-alive, as a comment is
