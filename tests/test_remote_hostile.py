@@ -561,3 +561,20 @@ def test_named_events_other_than_error_are_passed_over(named):
         reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
     assert reply.final == "42"
     assert reply.errors == [f"The turn failed: the server at {server.url} stopped with an error: out of memory"]
+
+
+@pytest.mark.parametrize("ollama", [False, True])
+def test_a_surrogate_pair_split_across_two_chunks_is_one_character(ollama):
+    """JSON may write 🚀 as two escapes, `"\\ud83d"` ending one chunk and `"\\ude80"` starting the next: the reply
+    showed the escapes `\\ud83d\\ude80`, not the emoji."""
+    first, second = r"<|channel|>final<|message|>Go \ud83d", r"\ude80 now"
+    if ollama:
+        answer = [b'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n',
+                  b'{"response": "%s", "done": false}\n' % first.encode(), 0.05,
+                  b'{"response": "%s", "done": true}\n' % second.encode()]
+    else:
+        answer = [HEAD, b'data: {"choices": [{"text": "%s"}]}\n\n' % first.encode(), 0.05,
+                  b'data: {"choices": [{"text": "%s", "finish_reason": "stop"}]}\n\n' % second.encode()]
+    with FakeServer(raw=lambda n: answer, ollama=ollama) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("Launch?")
+    assert reply.final == "Go \U0001f680 now" and not reply.errors, reply.errors

@@ -661,13 +661,15 @@ class RemoteEngine:
         chunks without text, bytes that make no text yet); a long answer that keeps coming is never cut."""
         clock: _Clock = response.request.extensions["trace"]
         silent = f"the server at {self.url} sent nothing for {self.timeout:g} s (timeout=...)"
+        half = ""  # a surrogate pair's first half that ended the last chunk's text (JSON's `"\ud83d"`, `"\ude80"`)
         try:
             try:
                 for data in self._events(response):
-                    chunk = self._chunk(data)
-                    if chunk[0] or chunk[1]:
+                    text, finish, stop_reason = self._chunk(data)
+                    if text or finish:
                         clock.heard()
-                    yield chunk
+                    text, half = _paired(half + text, ended=finish is not None)
+                    yield text, finish, stop_reason
             except httpx.TimeoutException:
                 raise RemoteError(silent) from None
             except httpx.DecodingError as err:
@@ -850,6 +852,13 @@ class RemoteEngine:
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+
+def _paired(text: str, *, ended: bool) -> tuple[str, str]:
+    """`text` with its UTF-16 surrogate pairs joined into their characters (JSON may write one as two escapes, each
+    in an event of its own), and, unless the stream `ended`, a first half that ends it, held for the next chunk."""
+    cut = len(text) - (not ended and "\ud800" <= text[-1:] <= "\udbff")
+    return text[:cut].encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass"), text[cut:]
 
 
 def _listed(names: list[str], shown: int = 10) -> str:
