@@ -69,6 +69,8 @@ _SCHEME_TYPO = regex.compile(r"\s*https?(?::/?|//)(?!/)", regex.IGNORECASE)
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
+_TITLE = regex.compile(r"<title\b[^>]*>(.*?)</title\s*>", regex.DOTALL | regex.IGNORECASE)
+_PAGE = 8192  # characters of a page's start read for its words: the markup regex is slow on a long page
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
 _PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
@@ -221,10 +223,15 @@ def _server_message(response: httpx.Response) -> str:
     except ValueError:
         text = response.content.decode("utf-8", "replace")  # not its charset=: that may name any codec (rot13, zlib)
         if "html" in response.headers.get("content-type", "").lower() or _HTML_START.match(text):
-            text = html.unescape(_MARKUP.sub(" ", text[:8192]))  # its start: the regex is slow on a long page
+            return _page_words(text)
         return " ".join(text.split())
     except httpx.ResponseNotRead:  # the body broke off: the status says enough
         return "(the response body broke off)"
+
+
+def _page_words(page: str) -> str:
+    """The words of an HTML page's start (`_PAGE` characters), its markup left out and entities read, on one line."""
+    return " ".join(html.unescape(_MARKUP.sub(" ", page[:_PAGE])).split())
 
 
 def _json_type(value: Any) -> str:
@@ -634,9 +641,10 @@ class RemoteEngine:
             if line.strip():
                 yield self._json(line)
         else:
+            heard = False  # any event at all: a body without one that starts with `<` is a page (a login, a proxy's)
             try:
                 for event in EventSource(reads).iter_sse():  # type: ignore[arg-type]
-                    reads.unended = 0
+                    reads.unended, heard = 0, True
                     if event.event == "error":  # `event: error`, or llama.cpp's `error: {...}` line (see _Reads)
                         try:
                             body = _loads(event.data)
@@ -652,6 +660,11 @@ class RemoteEngine:
             except SSEError:
                 raise RemoteError(f"the server at {self.url} did not answer with an event stream "
                                   f"(Content-Type: {response.headers.get('content-type')!r})") from None
+            if not heard and reads.head.lstrip().startswith("<"):
+                title = _TITLE.search(reads.head)
+                raise RemoteError(f"the server at {self.url} answered with a page, not an event stream: "
+                                  f"{self._quote(_page_words(title[1] if title else reads.head), 120)!r}; is it the "
+                                  "inference server's address, and does a proxy or login stand in front of it?")
         raise RemoteError(f"the server at {self.url} closed the stream mid-answer (it never said it was done)")
 
     def _chunks(self, response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
@@ -1108,7 +1121,8 @@ class _Reads:
     order mark starting the stream is left out; its Content-Type in lower case (httpx-sse refused `Text/Event-Stream`,
     and a media type is case-insensitive). Of an event stream
     (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
-    httpx-sse drops) written as `event: error` events."""
+    httpx-sse drops) written as `event: error` events. `head` keeps the stream's first `_PAGE` characters (to say
+    what a body that is no stream was)."""
 
     def __init__(self, response: httpx.Response, too_long: RemoteError, *, events: bool) -> None:
         self.headers = httpx.Headers({"content-type": response.headers.get("content-type", "").lower()})
@@ -1116,6 +1130,7 @@ class _Reads:
         response.encoding = "utf-8"  # as SSE and JSON are, whatever its charset= names (httpx would run any codec)
         self._events = events
         self.unended = 0
+        self.head = ""
 
     def iter_text(self) -> Iterator[str]:
         held: list[str] = []  # an event stream's text after its last line break: a line whose start is not known
@@ -1123,6 +1138,8 @@ class _Reads:
         for text in self._response.iter_text():
             if start and text:
                 text, start = text.removeprefix("\ufeff"), False
+            if len(self.head) < _PAGE:
+                self.head += text[: _PAGE - len(self.head)]
             self.unended += len(text)
             if self.unended > _MAX_BODY:
                 raise self._too_long
