@@ -580,16 +580,18 @@ def test_a_surrogate_pair_split_across_two_chunks_is_one_character(ollama):
     assert reply.final == "Go \U0001f680 now" and not reply.errors, reply.errors
 
 
+@pytest.mark.parametrize("ollama", [False, True])
 @pytest.mark.parametrize("page, said", [
     ([b"<!DOCTYPE html>\n<html><head><title>Sign in &amp; <b>go</b>\n</title></head>\n", 0.05,
       b"<body><form>user</form></body></html>\n"], "'Sign in & go'"),
     ([b"\n  <html><body><h1>Please log in</h1><script>alert(1)</script></body></html>"], "'Please log in'"),
 ])
-def test_a_page_sent_as_an_event_stream_is_said_to_be_a_page(page, said):
+def test_a_page_sent_as_a_stream_is_said_to_be_a_page(page, said, ollama):
     """An HTTP 200 `text/event-stream` whose body is an HTML login page said "closed the stream mid-answer (it never
-    said it was done)"."""
-    with FakeServer(raw=lambda n: [HEAD, *page]) as server:
+    said it was done)"; Ollama's NDJSON type quoted the page's first line ("no JSON: '<!DOCTYPE html>'")."""
+    head = HEAD.replace(b"text/event-stream", b"application/x-ndjson") if ollama else HEAD
+    with FakeServer(raw=lambda n: [head, *page], ollama=ollama) as server:
         reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
-    assert reply.errors == [f"The turn failed: the server at {server.url} answered with a page, not an event stream: "
-                            f"{said}; is it the inference server's address, and does a proxy or login stand in front "
-                            "of it?"]
+    assert reply.errors == [f"The turn failed: the server at {server.url} answered with a page, not a completion "
+                            f"stream: {said}; is it the inference server's address, and does a proxy or login stand "
+                            "in front of it?"]

@@ -628,18 +628,24 @@ class RemoteEngine:
             "that is no completion stream"), events=not self.ollama)
         if self.ollama:
             pieces: list[str] = []  # the line so far: joined once it ends (joined and split at every read of a
-            for text in reads.iter_text():  # long line, 2 MB cost 9 s); lines end at "\n" only (JSON may hold U+2028)
-                *ends, rest = text.split("\n")
-                if ends:
-                    done = ["".join([*pieces, ends[0]]), *ends[1:]]
-                    pieces = [rest]
-                    reads.unended = len(rest)
-                    yield from (self._json(item) for item in done if item.strip())
-                else:
-                    pieces.append(rest)
-            line = "".join(pieces)
-            if line.strip():
-                yield self._json(line)
+            texts = reads.iter_text()  # long line, 2 MB cost 9 s); lines end at "\n" only (JSON may hold U+2028)
+            try:
+                for text in texts:
+                    *ends, rest = text.split("\n")
+                    if ends:
+                        done = ["".join([*pieces, ends[0]]), *ends[1:]]
+                        pieces = [rest]
+                        reads.unended = len(rest)
+                        yield from (self._json(item) for item in done if item.strip())
+                    else:
+                        pieces.append(rest)
+                line = "".join(pieces)
+                if line.strip():
+                    yield self._json(line)
+            except RemoteError:
+                if reads.head.lstrip().startswith("<"):  # no JSON line starts so: a page (a login, a proxy's)
+                    raise self._page(reads, texts) from None
+                raise
         else:
             heard = False  # any event at all: a body without one that starts with `<` is a page (a login, a proxy's)
             try:
@@ -661,11 +667,19 @@ class RemoteEngine:
                 raise RemoteError(f"the server at {self.url} did not answer with an event stream "
                                   f"(Content-Type: {response.headers.get('content-type')!r})") from None
             if not heard and reads.head.lstrip().startswith("<"):
-                title = _TITLE.search(reads.head)
-                raise RemoteError(f"the server at {self.url} answered with a page, not an event stream: "
-                                  f"{self._quote(_page_words(title[1] if title else reads.head), 120)!r}; is it the "
-                                  "inference server's address, and does a proxy or login stand in front of it?")
+                raise self._page(reads, iter(()))
         raise RemoteError(f"the server at {self.url} closed the stream mid-answer (it never said it was done)")
+
+    def _page(self, reads: _Reads, texts: Iterator[str]) -> RemoteError:
+        """The one-line RemoteError for a body that is an HTML page, not a stream: its title (or first words), the rest
+        of its start read from `texts` until it holds the title or `_PAGE` characters."""
+        for _ in texts:
+            if len(reads.head) >= _PAGE or _TITLE.search(reads.head):
+                break
+        title = _TITLE.search(reads.head)
+        return RemoteError(f"the server at {self.url} answered with a page, not a completion stream: "
+                           f"{self._quote(_page_words(title[1] if title else reads.head), 120)!r}; is it the "
+                           "inference server's address, and does a proxy or login stand in front of it?")
 
     def _chunks(self, response: httpx.Response) -> Iterator[tuple[str, str | None, Any]]:
         """(text, finish_reason, stop_reason) for each streamed chunk; every failure a one-line RemoteError.
