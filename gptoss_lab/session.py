@@ -111,8 +111,8 @@ class Session:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if _GUARDS.is_model_thread():  # (a thread the code left running set approval=auto after its call was over)
-            raise TurnError(f"the python tool's code cannot change the session's {name}: settings change between "
-                            "turns, by the user")
+            raise TurnError(f"the python tool's code cannot make or change a session (its {name}): sessions and "
+                            "their settings are the user's, changed between turns")
         if name in Settings.names():  # (`s.effort = "high"` made an attribute no turn read: they ran at medium)
             self.configure(**{name: value})
         else:

@@ -16,13 +16,14 @@ CHANGES = {
     "settings replaced": FIND + "s.settings = s.settings.replace(approval='auto')",
     "configure": FIND + "s.configure(approval='auto')",
     "settings changed in place": FIND + "object.__setattr__(s.settings, 'approval', 'auto')",
+    "a session of its own": FIND + "Session(s.engine, namespace=globals(), approval='auto')",  # for `%gptoss use`
     "the turn's settings": ("import gc\nfrom gptoss_lab.session import _Turn\n"
                             "t = [o for o in gc.get_objects() if type(o) is _Turn and o.session.namespace is globals()]"
                             "[0]\nt.settings = t.settings.replace(approval='auto')"),
 }
 SECOND = "print('second')"
 WARNING = "The python call's code changed the approval settings; they were put back."
-REFUSED = {"always-allowed set replaced", "settings replaced", "configure"}
+REFUSED = {"always-allowed set replaced", "settings replaced", "configure", "a session of its own"}
 
 
 def _recording(*codes: str) -> str:
@@ -55,7 +56,7 @@ def test_approved_code_cannot_turn_approval_off(change: str) -> None:
     assert view.cards == [CHANGES[change], SECOND]  # the second call was asked about, and refused
     if change in REFUSED:  # the session's own attributes and configure refuse the code at once
         assert [c.status for c in reply.tool_calls] == ["error", "skipped"]
-        assert "TurnError: the python tool's code cannot change the session's" in reply.tool_calls[0].output
+        assert "TurnError: the python tool's code cannot make or change a session" in reply.tool_calls[0].output
         assert reply.errors == []
     else:  # what it changed in place is put back, and the reply says so
         assert [c.status for c in reply.tool_calls] == ["done", "skipped"]

@@ -522,7 +522,7 @@ def test_code_that_changes_the_conversation_mid_turn_is_put_back_and_said(code):
     reply = s.ask("second")
     if code == "s.history = []":  # the session's attributes refuse the code at once
         assert reply.final == "two" and reply.tool_calls[0].status == "error" and reply.errors == []
-        assert "cannot change the session's history" in reply.tool_calls[0].output
+        assert "cannot make or change a session (its history)" in reply.tool_calls[0].output
     else:
         assert reply.final == "two" and reply.tool_calls[0].status == "done"
         assert reply.errors == ["The python call's code changed the conversation (the session's history, replies or "
