@@ -222,8 +222,9 @@ def test_a_view_refuses_a_layer_the_record_lacks():
     layer 0, shown as layer 2 without a word."""
     view = RoutingView(_small(), layer=1)
     assert view.layer == 1
-    for bad in (2, -2):
-        with pytest.raises(traitlets.TraitError, match=rf"^layer is -1 \(all layers\) or one of 0..1, not {bad}$"):
+    for bad in (2, -3):   # (-1 is the last layer, -2 the first of two: as everywhere in the routing lab)
+        with pytest.raises(traitlets.TraitError, match=r"^layer is None \(all layers\) or a layer: this record has "
+                           rf"layers 0..1 \(-1 = the last\): there is no layer {bad}$"):
             view.layer = bad
     assert view.layer == 1
     view.close()
