@@ -541,6 +541,16 @@ def test_an_error_without_a_message_says_so_not_none(answer, said):
     assert reply.errors == [f"The turn failed: the server at {server.url} {said}"]
 
 
+def test_an_error_event_holding_a_page_gives_its_words_not_its_markup():
+    """`event: error` whose data is a proxy's HTML page read "stopped with an error: <html><head><title>..."."""
+    page = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>b{}</style></head><body><h1>Bad &amp; gone"
+    answer = [HEAD, _event("<|channel|>final<|message|>Hi"), b"event: error\ndata: " + page + b"\n\n"]
+    with FakeServer(raw=lambda n: answer) as server:
+        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("Hi?")
+    assert reply.errors == [f"The turn failed: the server at {server.url} stopped with an error: 502 Bad Gateway Bad "
+                            "& gone"]
+
+
 def test_blank_data_lines_are_keep_alives_not_a_broken_stream():
     """An event of blank data (`data:  `, `data:\\t`) failed the turn: "sent something that is not a completion
     stream: ' '"."""

@@ -615,9 +615,10 @@ class RemoteEngine:
         return data
 
     def _stopped(self, body: Any) -> RemoteError:
-        """The one-line RemoteError for an error the server streamed (`body`: its JSON, or its text)."""
-        return RemoteError(f"the server at {self.url} stopped with an error: "
-                           f"{self._quote(_error_text(body)) or '(no text)'}")
+        """The one-line RemoteError for an error the server streamed (`body`: its JSON, or its text; a page's words
+        without its markup: an `event: error` of a proxy's HTML page was quoted tags and all)."""
+        text = _page_words(body) if isinstance(body, str) and _HTML_START.match(body) else _error_text(body)
+        return RemoteError(f"the server at {self.url} stopped with an error: {self._quote(text) or '(no text)'}")
 
     def _events(self, response: httpx.Response) -> Iterator[Any]:
         """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines); of the events,
