@@ -31,7 +31,7 @@ from .events import (
 from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
 from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_text, interrupted
-from .tools.containment import _GUARDS
+from .tools.containment import from_model_code
 
 
 
@@ -55,7 +55,7 @@ def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
     never asked, or reset the user's conversation."""
     @functools.wraps(method)
     def guarded(self: Session, *args: Any, **kwargs: Any) -> Any:
-        if _GUARDS.is_model_thread():
+        if from_model_code():
             raise TurnError(f"the python tool's code cannot {method.__name__} the session: its turns are the user's")
         if not self._busy.acquire(blocking=False):
             raise TurnError("this session is running a turn: wait for it to end "
@@ -110,7 +110,7 @@ class Session:
         self.__dict__["_browser_tool"] = tool
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if _GUARDS.is_model_thread():  # (a thread the code left running set approval=auto after its call was over)
+        if from_model_code():  # (a thread the code left running set approval=auto after its call was over)
             raise TurnError(f"the python tool's code cannot make or change a session (its {name}): sessions and "
                             "their settings are the user's, changed between turns")
         if name in Settings.names():  # (`s.effort = "high"` made an attribute no turn read: they ran at medium)

@@ -1435,6 +1435,11 @@ class _Guards:
 _GUARDS = _Guards()
 
 
+def from_model_code() -> bool:
+    """Whether this thread runs the python tool's code: a call's, or a thread it started, also one left running."""
+    return _GUARDS.is_model_thread()
+
+
 def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     """`original` for the kernel's and the user's threads; for the model's, ExitRefused when the call
     would end the process (always, for exits; by its arguments, for kill and timers), EOFError
