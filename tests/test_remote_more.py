@@ -208,47 +208,44 @@ def test_stop_while_one_event_of_megabytes_is_read_ends_the_turn_at_once():
     assert reply.final == view.shown and 0 < len(reply.final) < 100_000
 
 
+def _usage_errors(*lines: str) -> list[str]:
+    """The one-line UsageError each `%gptoss` line raises, run in a fresh IPython shell with the extension loaded."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    errors = []
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        for line in lines:
+            with pytest.raises(UsageError) as caught:
+                shell.run_line_magic("gptoss", line)
+            errors.append(str(caught.value))
+    finally:
+        InteractiveShell.clear_instance()
+    return errors
+
+
 @pytest.mark.parametrize("line", ["connect {url} --api-key-env sk-proj-Zq81xKeyPasted", "connect {url} --api-key "
                                   "sk-proj-Zq81xKeyPasted", "connect {url} --api-key=sk-proj-Zq81xKeyPasted"])
 def test_a_key_pasted_where_its_variables_name_belongs_is_never_printed(line):
     """`%gptoss connect URL --api-key sk-...` (argparse reads --api-key as --api-key-env) said "the environment variable
     sk-... is not set": the key, printed, stayed in the saved notebook. A conventional name is still shown."""
-    from IPython.core.error import UsageError
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    try:
-        shell.run_line_magic("load_ext", "gptoss_lab")
-        with FakeServer() as server:
-            with pytest.raises(UsageError) as pasted:
-                shell.run_line_magic("gptoss", line.format(url=server.url))
-            with pytest.raises(UsageError) as named:
-                shell.run_line_magic("gptoss", f"connect {server.url} --api-key-env NO_SUCH_VAR")
-    finally:
-        InteractiveShell.clear_instance()
-    assert str(pasted.value) == ("%gptoss connect: the environment variable given (its name is not shown: it looks "
-                                 "like a key, not a variable's name such as OPENAI_API_KEY) is not set")
-    assert str(named.value) == "%gptoss connect: the environment variable NO_SUCH_VAR is not set"
+    with FakeServer() as server:
+        pasted, named = _usage_errors(line.format(url=server.url), f"connect {server.url} --api-key-env NO_SUCH_VAR")
+    assert pasted == ("%gptoss connect: the environment variable given (its name is not shown: it looks like a key, not "
+                      "a variable's name such as OPENAI_API_KEY) is not set")
+    assert named == "%gptoss connect: the environment variable NO_SUCH_VAR is not set"
 
 
 @pytest.mark.parametrize("value", ["", "  \n"])
 def test_a_key_variable_that_is_empty_is_said_so_not_pass_a_key(monkeypatch, value):
     """`--api-key-env VAR` with VAR set but empty (an `export VAR=` before the key was pasted) sent no key, and the
     server's 401 said "pass api_key=... (or %gptoss connect --api-key-env VAR)": what the user had just done."""
-    from IPython.core.error import UsageError
-    from IPython.core.interactiveshell import InteractiveShell
-
     monkeypatch.setenv("LAB_EMPTY_KEY", value)
-    shell = InteractiveShell.instance()
-    try:
-        shell.run_line_magic("load_ext", "gptoss_lab")
-        with FakeServer(api_key=LONG_KEY) as server:
-            with pytest.raises(UsageError) as caught:
-                shell.run_line_magic("gptoss", f"connect {server.url} --api-key-env LAB_EMPTY_KEY")
-    finally:
-        InteractiveShell.clear_instance()
-    assert str(caught.value) == ("%gptoss connect: the environment variable LAB_EMPTY_KEY is empty: put the API key "
-                                 "in it")
+    with FakeServer(api_key=LONG_KEY) as server:
+        [caught] = _usage_errors(f"connect {server.url} --api-key-env LAB_EMPTY_KEY")
+    assert caught == "%gptoss connect: the environment variable LAB_EMPTY_KEY is empty: put the API key in it"
     assert not server.requests  # nothing was asked without the key
 
 
@@ -258,20 +255,7 @@ def test_a_key_variable_that_is_empty_is_said_so_not_pass_a_key(monkeypatch, val
 def test_a_key_written_on_the_connect_line_is_not_printed_back(words, shown):
     """`%gptoss connect URL sk-...` (or `--api_key=sk-...`) said "unrecognized arguments: sk-...": the key, printed,
     stayed in the saved notebook. A word that may be a key is not shown; others still are."""
-    from IPython.core.error import UsageError
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    try:
-        shell.run_line_magic("load_ext", "gptoss_lab")
-        with pytest.raises(UsageError) as caught:
-            shell.run_line_magic("gptoss", f"connect http://127.0.0.1:9 {words}")
-        with pytest.raises(UsageError) as plain:
-            shell.run_line_magic("gptoss", "connect http://127.0.0.1:9 --timout 5")
-    finally:
-        InteractiveShell.clear_instance()
-    assert str(caught.value) == (f"%gptoss: unrecognized arguments: {shown}: not shown, as it looks like a key (an API "
-                                 "key goes in an environment variable, named with --api-key-env VAR) (see %gptoss "
-                                 "connect --help)")
-    assert str(plain.value) == ("%gptoss: unrecognized arguments: --timout 5: did you mean '--timeout'? (see %gptoss "
-                                "connect --help)")
+    caught, plain = _usage_errors(f"connect http://127.0.0.1:9 {words}", "connect http://127.0.0.1:9 --timout 5")
+    assert caught == (f"%gptoss: unrecognized arguments: {shown}: not shown, as it looks like a key (an API key goes "
+                      "in an environment variable, named with --api-key-env VAR) (see %gptoss connect --help)")
+    assert plain == "%gptoss: unrecognized arguments: --timout 5: did you mean '--timeout'? (see %gptoss connect --help)"
