@@ -134,3 +134,28 @@ def test_the_saved_html_writes_out_nul_and_other_controls_in_every_part_of_the_t
                  "o\\x00ut", "The model called 'fun\\x00\\x01ctions'"):
         assert part in page, part
     assert markdown_html(f"a{controls}b") == f"<p>a{written}b</p>\n" and written in code_html(f"'{controls}'")
+
+
+def test_a_turn_exported_to_markdown_keeps_its_html_one_block_that_no_markdown_reaches() -> None:
+    """`jupyter nbconvert --to markdown` writes a saved turn's HTML form into the Markdown as it is, and a blank line
+    (in a tool's output, in the answer's code, in the browser cards' style) ended that HTML block: the rest of the
+    turn was read as Markdown, so a page or output's `![t](…)` fetched an image where the Markdown was shown (GitHub,
+    an editor's preview) and its `**` made bold text. The text is shown as the model and tool wrote it."""
+    import nbformat
+    from nbconvert import MarkdownExporter
+
+    from gptoss_lab.tools.browser import Browser
+
+    hostile = "![t](https://evil.example/pixel.png) **bold**"
+    output = f"ok\n\n  \n{hostile}"
+    recording = (f"<|channel|>analysis to=python<|message|>print({output!r})<|call|>"
+                 '<|start|>assistant<|channel|>analysis to=browser.open code<|message|>{"id": "notes.md"}<|call|>'
+                 f"<|start|>assistant<|channel|>final<|message|>See 【0†L2】:\n\n```\na\n\n{hostile}\n```<|return|>")
+    reply = Session(ReplayEngine(recording), namespace={}, approval="auto", tools="python,browser",
+                    browser=Browser({"notes.md": f"# Notes\n\nfirst\n\n{hostile}\n"})).ask("Check it.")
+    bundle = Transcript.from_reply(reply)._repr_mimebundle_()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%%gptoss\nCheck it.", outputs=[
+        nbformat.v4.new_output("display_data", data=bundle)])])
+    shown = _rendered(MarkdownExporter().from_notebook_node(notebook)[0])
+    assert "<img" not in shown and "<strong>" not in shown, shown
+    assert shown.count(hostile) >= 3 and "tok/s" in shown       # the output, the page and the answer's code, as written

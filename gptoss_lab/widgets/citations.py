@@ -46,8 +46,9 @@ _QUOTES = re.compile('["\u201c\u201d\u201e\u201f\u00ab\u00bb]')
 
 @functools.cache
 def style() -> str:
-    """The CSS of chips, sources and cards (static/citations.css) as a <style> block."""
-    return f"<style>{asset('citations.css').read_text()}</style>"
+    """The CSS of chips, sources and cards (static/citations.css) as a <style> block with no blank line (a saved turn's
+    HTML is one block to Markdown: `sanitize.one_html_block`)."""
+    return "<style>{}</style>".format("\n".join(filter(str.strip, asset("citations.css").read_text().splitlines())))
 
 
 def _link(url: str) -> str | None:

@@ -322,6 +322,17 @@ def written_controls(text: str) -> str:
     return _TERMINAL_CONTROL.sub(_written_out, text)
 
 
+# a line break that starts a blank line (one of spaces and tabs only, or none)
+_BLANK_LINE = re.compile(r"\n(?=[ \t]*(?:\n|$))")
+
+
+def one_html_block(html: str) -> str:
+    """`html` (sanitized, its <style> blocks with no blank line) with no blank line: `nbconvert --to markdown` writes
+    an output's HTML into the Markdown as it is, and a blank line ends an HTML block there, the rest read as Markdown (a
+    tool output's `![](…)` fetched an image). The line break before each blank line is written `&#10;`: the same text."""
+    return _BLANK_LINE.sub("&#10;", html)
+
+
 def _written_out(match: re.Match[str]) -> str:
     """A character as Python writes it in a string literal (`\\x1b`, `\\u202e`)."""
     return repr(match.group())[1:-1]

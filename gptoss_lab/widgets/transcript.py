@@ -23,7 +23,7 @@ from ..events import (
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
-    markdown_is_inert, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible, \
+    markdown_is_inert, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible, \
     written_controls
 
 if TYPE_CHECKING:
@@ -298,7 +298,8 @@ class Transcript:
             out.append(sources_html(self.citations))
         out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
         browse = style() if self.citations or any(isinstance(i, Block) and is_browser_call(i.call) for i in self.items) else ""
-        return f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{sanitize(written_controls("".join(out)))}</div>'
+        page = sanitize(written_controls("".join(out)))
+        return one_html_block(f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{page}</div>')
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         # text/plain reaches terminals (terminal IPython, `jupyter console`): control sequences written out
