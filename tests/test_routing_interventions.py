@@ -472,3 +472,28 @@ def test_routing_load_of_a_path_says_which_load_reads_a_folder(tmp_path):
     of the function that reads a saved record."""
     with pytest.raises(TypeError, match=r"not '.*' \(str\): to read a saved record, gptoss_lab.routing.load\(path\)"):
         Routing.load(str(tmp_path))
+
+
+def test_an_effect_exported_to_markdown_shows_the_answers_as_written():
+    """`jupyter nbconvert --to markdown` writes an Effect's HTML into the Markdown as it is: a blank line in an answer
+    ended that HTML block and the rest was read as Markdown (the answer's `![t](…)` fetched an image where the
+    Markdown was shown, its `**` made bold). The HTML has no blank line: the answer reads as the model wrote it."""
+    from types import SimpleNamespace
+
+    import nbformat
+    import pandas as pd
+    from markdown_it import MarkdownIt
+    from nbconvert import MarkdownExporter
+
+    from gptoss_lab.routing.analysis import Frame
+    from gptoss_lab.routing.interventions import Effect
+
+    hostile = "![t](https://evil.example/pixel.png) **bold**"
+    changes = Frame({"text": ["a"], "label": ["final"], "layers_changed": [1], "top1_changed": [1]})
+    answers = SimpleNamespace(final=f"ok\n\n \n{hostile}"), SimpleNamespace(final="fine")
+    effect = Effect(parse_ablate("*:0-3"), "Hi", *answers, pd.DataFrame({"P without": [0.5]}), changes,
+                    Frame({"overlap": [1.0]}))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("effect", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/html": effect._repr_html_(), "text/plain": repr(effect)})])])
+    shown = MarkdownIt("commonmark", {"html": True}).render(MarkdownExporter().from_notebook_node(notebook)[0])
+    assert "<img" not in shown and "<strong>" not in shown and hostile in shown, shown

@@ -150,7 +150,8 @@ def test_a_turn_exported_to_markdown_keeps_its_html_one_block_that_no_markdown_r
     output = f"ok\n\n  \n{hostile}"
     recording = (f"<|channel|>analysis to=python<|message|>print({output!r})<|call|>"
                  '<|start|>assistant<|channel|>analysis to=browser.open code<|message|>{"id": "notes.md"}<|call|>'
-                 f"<|start|>assistant<|channel|>final<|message|>See 【0†L2】:\n\n```\na\n\n{hostile}\n```<|return|>")
+                 "<|start|>assistant<|channel|>final<|message|>"
+                 f"See 【0†L2】:\n\n```\na\n\n{hostile}\n```<|return|>")
     reply = Session(ReplayEngine(recording), namespace={}, approval="auto", tools="python,browser",
                     browser=Browser({"notes.md": f"# Notes\n\nfirst\n\n{hostile}\n"})).ask("Check it.")
     bundle = Transcript.from_reply(reply)._repr_mimebundle_()

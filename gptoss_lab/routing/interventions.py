@@ -323,20 +323,20 @@ class Effect:
                 f"mean top-k overlap {self.agreement['overlap'].mean():.1%}")
 
     def _repr_html_(self) -> str:
-        from ..widgets.sanitize import NO_TYPESETTING
+        from ..widgets.sanitize import NO_TYPESETTING, one_html_block
 
         e = html.escape
         moved = self.changed_tokens()
         rows = "".join(f"<tr><td>{int(i)}</td><td><code>{e(repr(r.text))}</code></td><td>{e(str(r.label))}</td>"
                        f"<td>{int(r.layers_changed)}</td><td>{int(r.top1_changed)}</td></tr>" for i, r in moved.iterrows())
-        return (f"<div class='{NO_TYPESETTING}'><b>Intervention</b>: {e(self.intervention.describe())}"
-                f"<table><tr><th></th><th>answer</th></tr>"
-                f"<tr><td>without</td><td>{e(_short(self.baseline.final))}</td></tr>"
-                f"<tr><td>with</td><td>{e(_short(self.intervened.final))}</td></tr></table>"
-                f"{self.probabilities.to_html(float_format=lambda x: f'{x:.4g}')}"
-                f"<p>{e(self._summary())}.</p>"
-                f"<table><tr><th>position</th><th>token</th><th>label</th><th>layers changed</th>"
-                f"<th>top-1 changed</th></tr>{rows}</table></div>")
+        return one_html_block(f"<div class='{NO_TYPESETTING}'><b>Intervention</b>: {e(self.intervention.describe())}"
+                              f"<table><tr><th></th><th>answer</th></tr>"
+                              f"<tr><td>without</td><td>{e(_short(self.baseline.final))}</td></tr>"
+                              f"<tr><td>with</td><td>{e(_short(self.intervened.final))}</td></tr></table>"
+                              f"{self.probabilities.to_html(float_format=lambda x: f'{x:.4g}')}"
+                              f"<p>{e(self._summary())}.</p>"
+                              f"<table><tr><th>position</th><th>token</th><th>label</th><th>layers changed</th>"
+                              f"<th>top-1 changed</th></tr>{rows}</table></div>")
 
 
 def _short(answer: str) -> str:

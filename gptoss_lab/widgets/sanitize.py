@@ -327,9 +327,10 @@ _BLANK_LINE = re.compile(r"\n(?=[ \t]*(?:\n|$))")
 
 
 def one_html_block(html: str) -> str:
-    """`html` (sanitized, its <style> blocks with no blank line) with no blank line: `nbconvert --to markdown` writes
-    an output's HTML into the Markdown as it is, and a blank line ends an HTML block there, the rest read as Markdown (a
-    tool output's `![](…)` fetched an image). The line break before each blank line is written `&#10;`: the same text."""
+    """`html` (escaped text in markup, its <style> blocks with no blank line) with no blank line: `nbconvert --to
+    markdown` writes an output's HTML into the Markdown as it is, and a blank line ends an HTML block there, the rest
+    read as Markdown (a tool output's `![](…)` fetched an image). The line break before each blank line is written
+    `&#10;`: the same text."""
     return _BLANK_LINE.sub("&#10;", html)
 
 
