@@ -78,6 +78,25 @@ def test_an_answer_of_many_link_starts_is_saved_at_once() -> None:
     assert "[owls](https://owls.example/a)" in titled.to_markdown() and "Source 1" not in titled.to_markdown()
 
 
+def test_an_answer_of_many_unclosed_brackets_is_saved_at_once() -> None:
+    """The text and Markdown forms number citation markers outside the model's links, whose pattern scanned the rest
+    of the line from each `[` or `](` that closed none: an answer of 60,000 `[` held the kernel 40 s at the turn's end
+    (each form 20 s). A marker inside a link, one with brackets or parentheses in it too, is still the model's text."""
+    import time
+
+    for text in ("[" * 60_000, "[a](" * 15_000):
+        reply = Session(ReplayEngine(f"<|channel|>final<|message|>{text}<|return|>"), namespace={}).ask(
+            "Check it.", max_new_tokens=100_000)
+        transcript = Transcript.from_reply(reply)
+        t0 = time.perf_counter()
+        shown = transcript.to_text()
+        assert time.perf_counter() - t0 < 6 and text in shown.replace("\n    ", "")
+    linked = "Owls [see [1] 【0†L1】](https://w.example/A_(b)) hunt"
+    transcript = _turn(f"<|channel|>final<|message|>{linked} 【0†L1】.<|return|>")
+    transcript.citations = [Citation("【0†L1】", 0, 1, 1, "https://a.example/", "A page", "cited line")]
+    assert f"{linked} [1]." in transcript.to_text()
+
+
 def test_an_answer_nested_past_the_parsers_limit_keeps_its_words_and_carries_nothing_live() -> None:
     """An answer quoted (or listed) 20 deep reached markdown-it's nesting limit, past which it drops the rest unread:
     the saved HTML (and the live view) lost the answer's words, and the Markdown form kept that unread rest as
