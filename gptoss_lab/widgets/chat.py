@@ -237,6 +237,8 @@ class ChatView(NotebookView):
         # widget goes: nbconvert would show its empty place, not the turn.
         widget = {WIDGET_MIME: {"version_major": 2, "version_minor": 1, "model_id": self.model_id}}
         self._handle.update({**(widget if drawn else {}), **self._static}, raw=True)
+        if not drawn:
+            self._undrawn("_chunk", "_snapshot", "_static")
         if self._routing_view is not None and not drawn:
             self._routing_view.finish_output(drawn=False)
 

@@ -23,3 +23,11 @@ class NotebookView(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._id = self.model_id
+
+    def _undrawn(self, *names: str) -> None:
+        """Empty this view's code, style and traits `names` where no front end draws it (nbclient, papermill): they
+        are saved in the notebook's widget state, which nothing reads, 100 kB a view."""
+        with self.hold_sync():
+            self._esm = self._css = ""
+            for name in names:
+                setattr(self, name, self.trait_defaults(name))
