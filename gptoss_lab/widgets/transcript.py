@@ -23,8 +23,8 @@ from ..events import (
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
-    markdown_is_inert, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, stay_apart, visible, \
-    written_controls
+    markdown_is_inert, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, \
+    stay_apart, visible, written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
