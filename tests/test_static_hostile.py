@@ -179,3 +179,24 @@ def test_a_turn_exported_to_markdown_keeps_its_html_one_block_that_no_markdown_r
     shown = _rendered(MarkdownExporter().from_notebook_node(notebook)[0])
     assert "<img" not in shown and "<strong>" not in shown, shown
     assert shown.count(hostile) >= 3 and "tok/s" in shown       # the output, the page and the answer's code, as written
+
+
+def test_a_header_that_is_not_valid_harmony_shows_its_direction_controls_in_the_saved_forms() -> None:
+    """A live turn's saved form shows the raw text of a header that is not valid Harmony; its direction controls were
+    obeyed there (`to=functions.\\u202etxt.exe` read `to=functions.exe.txt`, a name the model never wrote), where the
+    Reply's note and the saved text write them out. The HTML and Markdown forms write them out too."""
+    events: list = []
+
+    class Watching:
+        stop_requested = False
+        handle = events.append
+
+        def approve(self, call: object) -> None:
+            return None
+
+    Session(ReplayEngine("<|channel|>commentary to=functions.\u202etxt.exe<|end|>"
+                         "<|start|>assistant<|channel|>final<|message|>Done.<|return|>"), namespace={}).ask(
+        "Check it.", view=Watching())
+    transcript = Transcript.from_events(events)
+    for form in (transcript.to_html(), transcript.to_markdown()):
+        assert "\u202e" not in form and "to=functions.\\u202etxt.exe" in form, form

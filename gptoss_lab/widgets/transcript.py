@@ -239,7 +239,8 @@ class Transcript:
             if isinstance(item, Notice):
                 out.append(f"*{item.level}: {literal_markdown(reveal_hidden(item.text))}*")
             elif isinstance(item, ParseError):
-                out.append(f"*Not valid Harmony ({literal_markdown(item.reason)})*" + (f"\n\n{fenced(item.raw)}" if item.raw else ""))
+                out.append(f"*Not valid Harmony ({literal_markdown(item.reason)})*"
+                           + (f"\n\n{fenced(shown_output(item.raw))}" if item.raw else ""))
             elif item.kind == "reasoning":
                 out.append(f"<details><summary>Reasoning ({_reasoning_summary(item)})</summary>\n\n"
                            f"{fenced(item.text, '')}\n\n</details>")
@@ -279,8 +280,8 @@ class Transcript:
             if isinstance(item, Notice):
                 out.append(f'<div class="gx-notice gx-{item.level}">{html.escape(reveal_hidden(item.text))}</div>')
             elif isinstance(item, ParseError):
-                out.append(f'<div class="gx-notice gx-error">Not valid Harmony ({html.escape(item.reason)})'
-                           + (f'<pre class="gx-raw">{html.escape(item.raw)}</pre>' if item.raw else "") + "</div>")
+                raw = f'<pre class="gx-raw">{html.escape(shown_output(item.raw))}</pre>' if item.raw else ""
+                out.append(f'<div class="gx-notice gx-error">Not valid Harmony ({html.escape(item.reason)}){raw}</div>')
             elif item.kind == "reasoning":
                 note = "" if noted else f'<div class="gx-note">{REASONING_NOTE}</div>'
                 noted = True
