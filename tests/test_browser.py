@@ -397,7 +397,8 @@ def test_approval_questions_say_what_will_be_read(docs: Path) -> None:
     browser.run(call("open", id=0))
     assert browser.approval_question(call("find", pattern="code")) == "Find 'code' in 'Rooftop solar array: maintenance notes'?"
     assert browser.approval_question(call("open", id="https://x.org")) == "Open https://x.org (your 4 documents)?"
-    assert browser.approval_question(ToolCall("browser.open", "analysis", "nonsense")) == "Run browser.open with nonsense?"
+    nonsense = ToolCall("browser.open", "analysis", "nonsense")   # never put to the user: the model is told at once
+    assert browser.refusal(nonsense) == 'Invalid function arguments: browser.open takes a JSON object, e.g. {"id": 0}'
 
 
 def test_approval_question_of_a_link_names_its_page_by_cursor_as_cards_do(docs: Path) -> None:

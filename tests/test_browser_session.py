@@ -148,14 +148,26 @@ def test_large_folders_show_a_progress_bar(tmp_path: Path, capsys: pytest.Captur
     assert browser.describe().startswith("25 documents in ")
 
 
-def test_a_call_with_a_number_python_cannot_read_is_answered_under_approval(docs: Path) -> None:
-    recording = ('<|channel|>analysis to=browser.open code<|message|>{"cursor": "²"}<|call|>'
+@pytest.mark.parametrize("function, arguments, error", [
+    ("open", '{"cursor": "²"}', "`cursor` should be an integer, not `str`"),   # was a ValueError: the turn failed
+    ("open", '{"cursor": "two"}', "`cursor` should be an integer, not `str`"),
+    ("search", "{}", 'Invalid function arguments: browser.search needs `query` (a string), e.g. {"query": '
+                     '"solar panel cleaning"}'),
+    ("search", '{"query": "  "}', 'Invalid function arguments: `query` is empty, e.g. {"query": "solar panel cleaning"}'),
+    ("search", '{"query": "owls", "site": "x.org"}', "Invalid function arguments: browser.search has no parameter "
+                                                     "`site` (it takes query, source, top_n, topn)"),
+    ("find", '["owls"]', 'Invalid function arguments: browser.find takes a JSON object, e.g. {"pattern": "warranty"}'),
+])
+def test_a_call_whose_arguments_cannot_run_is_answered_without_asking(docs: Path, function: str, arguments: str,
+                                                                       error: str) -> None:
+    """The user was asked "Run browser.search with {}?", and the call failed once they approved it."""
+    recording = (f'<|channel|>analysis to=browser.{function} code<|message|>{arguments}<|call|>'
                  '<|channel|>final<|message|>No page to open.<|return|>')
     view = Approver()
     reply = Session(ReplayEngine(recording), namespace={}, browser=Browser(docs), tools="browser",
                     approval="ask").ask("Open it.", view=view)
-    assert view.questions == ['Run browser.open with {"cursor": "²"}?']   # was a ValueError: the turn failed
-    assert [(c.status, c.output) for c in reply.tool_calls] == [("error", "`cursor` should be an integer, not `str`")]
+    assert view.questions == []
+    assert [(c.status, c.output) for c in reply.tool_calls] == [("error", error)]
     assert reply.final == "No page to open."
 
 

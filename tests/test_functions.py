@@ -442,6 +442,32 @@ def test_a_function_that_does_not_exist_is_never_put_to_the_user():
     assert reply.tool_calls[0].output.startswith("Error: there is no tool named 'functions.delete_all_files'; available: ")
 
 
+@pytest.mark.parametrize("arguments, error", [
+    ('{"city": 3}', "Error: ValidationError: city: Input should be a valid string"),
+    ('{"town": "Oslo"}', "Error: ValidationError: city: Field required; town: Extra inputs are not permitted"),
+    ('["Oslo"]', "Error: TypeError: arguments must be a JSON object, not list"),
+])
+def test_arguments_the_function_cannot_take_are_never_put_to_the_user(arguments, error):
+    """"Call get_weather with these arguments?" was asked, and the call failed once the user approved it."""
+    asked = []
+
+    class Asks:
+        stop_requested = False
+
+        def handle(self, event):
+            pass
+
+        def approve(self, call):
+            asked.append(call.question)
+            return True
+
+    s = _session(_call("get_weather", arguments) + _final("No weather."), {"get_weather": get_weather}, approval="ask")
+    reply = s.ask("Weather?", view=Asks())
+    assert asked == []
+    assert [(c.status, c.output) for c in reply.tool_calls] == [("error", error)]
+    assert reply.final == "No weather."
+
+
 def test_a_key_given_twice_in_the_arguments_is_refused():
     """The card showed {"path": "/tmp/safe", ...} while the function ran with the later "/home"."""
     ran = []

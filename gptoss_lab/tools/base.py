@@ -107,8 +107,8 @@ class Tool(ABC):
         return call.recipient
 
     def refusal(self, call: ToolCall) -> str | None:
-        """What the model reads of a call that cannot run at all (a function the tool does not have), answered at once
-        and never put to the user; None for a call that can run."""
+        """What the model reads of a call that cannot run at all (a function the tool does not have, arguments its
+        schema refuses), answered at once and never put to the user to approve; None for a call that can run."""
         return None
 
     def approval_question(self, call: ToolCall) -> str:

@@ -132,21 +132,22 @@ class FunctionTool:
         It runs here, on the caller's thread, ended by `timeout` or once `stop()` (the view's Stop) says yes."""
         return bounded(lambda: ToolResult(*self._outcome(arguments)), timeout, stop)
 
+    def refusal(self, arguments: str, *, timeout: float | None = None) -> str | None:
+        """The error the model reads of arguments the function cannot be called with (not a JSON object, refused by
+        its schema), None when it can be: asked before the call is put to the user, under `timeout` (the user's
+        validators run)."""
+        result = bounded(lambda: _checked(self._arguments_of(arguments)), timeout, None)
+        return None if result.status == "done" else result.output
+
     def _outcome(self, arguments: str) -> tuple[ToolStatus, str]:
         """`call`'s work, all of it under its deadline: ("done", the JSON text) or ("error", the error's text).
         The user's validators, the function, a generator's body as its value is written, the error's message
         (a message that took 12 s to build held a 3 s call 12 s) and the letting go of what the function made."""
-        validated = False  # a ValidationError after the arguments were read is the function's own
+        kwargs = self._arguments_of(arguments)
+        if isinstance(kwargs, str):
+            return "error", kwargs
         ran = False  # an error after the function returned is JSON's: the call's side effects happened
         try:
-            text = arguments if arguments.strip() else "{}"
-            raw = json_value(text)  # refuses NaN, 1e999 and a key given twice, which pydantic reads
-            if not isinstance(raw, dict):
-                raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
-            # validated as JSON: a strict model takes "celsius" for an Enum, "2026-11-25" for a date. Strictly: the
-            # value is the JSON type the model was shown (`true` was 1 for an int, "3" 3; they are refused)
-            kwargs = dict(self._arguments.validate_json(text, strict=True))
-            validated = True
             given = [i for i, (name, _) in enumerate(self._positional) if name in kwargs]
             # positional-only parameters, in order, up to the last one given; one left out before it: its default
             args = [kwargs.pop(name, default) for name, default in self._positional[:given[-1] + 1 if given else 0]]
@@ -159,11 +160,32 @@ class FunctionTool:
             traceback.clear_frames(err.__traceback__)
             if isinstance(err, ToolTimeout | KeyboardInterrupt):
                 raise
-            if isinstance(err, pydantic.ValidationError) and not validated:
-                return "error", f"Error: ValidationError: {describe_errors(err)}"
-            # JSONDecodeError, deep nesting (RecursionError), a validator's KeyError, the function's own error
+            # the function's own error, or JSON's of what it returned
             note = "the function ran, but JSON cannot write what it returned: " if ran else ""
             return "error", truncate(_error_text(err, note))
+
+    def _arguments_of(self, arguments: str) -> dict[str, Any] | str:
+        """The keyword arguments the model's JSON gives, validated, or the error text the model reads."""
+        try:
+            text = arguments if arguments.strip() else "{}"
+            raw = json_value(text)  # refuses NaN, 1e999 and a key given twice, which pydantic reads
+            if not isinstance(raw, dict):
+                raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
+            # validated as JSON: a strict model takes "celsius" for an Enum, "2026-11-25" for a date. Strictly: the
+            # value is the JSON type the model was shown (`true` was 1 for an int, "3" 3; they are refused)
+            return dict(self._arguments.validate_json(text, strict=True))
+        except BaseException as err:   # JSONDecodeError, deep nesting (RecursionError), a validator's own error
+            traceback.clear_frames(err.__traceback__)
+            if isinstance(err, ToolTimeout | KeyboardInterrupt):
+                raise
+            if isinstance(err, pydantic.ValidationError):
+                return f"Error: ValidationError: {describe_errors(err)}"
+            return truncate(_error_text(err))
+
+
+def _checked(arguments: dict[str, Any] | str) -> ToolResult:
+    """`_arguments_of`'s answer as a result: an error with its text, or done."""
+    return ToolResult("error", arguments) if isinstance(arguments, str) else ToolResult("done", "")
 
 
 def _error_text(err: BaseException, note: str = "") -> str:
@@ -531,6 +553,10 @@ class Functions(Tool):
 
     def approval_question(self, call: ToolCall) -> str:
         return f"Call {call.recipient.removeprefix('functions.')} with these arguments?"
+
+    def refusal(self, call: ToolCall) -> str | None:
+        """The error of arguments the function cannot be called with: the user is never asked to approve them."""
+        return self.functions[call.recipient.removeprefix("functions.")].refusal(call.input, timeout=self.timeout)
 
     def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
         """Call the named function (one it `answers`) on the JSON arguments."""

@@ -112,9 +112,10 @@ class Browser(Tool):
         return ToolNamespaceConfig.browser()
 
     def refusal(self, call: ToolCall) -> str | None:
-        """gpt-oss's `Unknown function: ...` for a name that is none of search, open and find."""
+        """gpt-oss's `Unknown function: ...` for a name that is none of search, open and find, and the error of
+        arguments none of them takes (no query, a word for a cursor, an unknown key)."""
         try:
-            _function(call)
+            _parse(call)
         except _UsageError as err:
             return str(err)
         return None
@@ -237,7 +238,7 @@ class Browser(Tool):
     # ------------------------------------------------------------ the reference's behaviour
 
     def _search(self, query: str, topn: int = 10, top_n: int | None = None, source: str | None = None) -> tuple[str, Any]:
-        _not_empty("search", query)
+        _not_empty("search", query)   # also asked here: `Browser.search` takes no JSON
         count = max(1, min(int(top_n or topn), self.max_results))
         try:
             results = list(itertools.islice(self.backend.search(query, count), count))   # any backend: `count` at most
@@ -476,6 +477,8 @@ def _parse(call: ToolCall) -> tuple[str, dict[str, Any]]:
     if needed and not isinstance(args.get(needed), str):
         raise _UsageError(f"Invalid function arguments: browser.{function} needs `{needed}` (a string), "
                           f"e.g. {_EXAMPLE[function]}")
+    if needed:
+        _not_empty(function, args[needed])
     for name in ("topn", "top_n", "cursor", "loc", "num_lines"):
         if name in args:
             args[name] = _integer(name, args[name])
