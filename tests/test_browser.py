@@ -266,6 +266,29 @@ def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:
     assert "link.txt" in Browser(str(docs / "sub" / "link.txt")).search("hunter2")  # a file named by the user is read
 
 
+def test_a_loop_of_links_is_named_as_one_not_as_no_such_file(tmp_path: Path) -> None:
+    """`ln -s a.txt b.txt; ln -s b.txt a.txt` in the folder was left out unsaid, and opened by name (or given) was
+    "not one of the documents" / "no such file or folder"; a link to the folder's parent is not walked round."""
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    (docs / "a.txt").symlink_to("b.txt")
+    (docs / "b.txt").symlink_to("a.txt")
+    (docs / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (docs / "gone.md").symlink_to("moved.md")
+    browser = Browser(docs)
+    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 6 lines); skipped 3 that could not be read "
+                                  "(a.txt: a loop of links, which leads to no file, ...)")
+    assert [browser.run(call("open", id=name)).output for name in ("b.txt", "./a.txt", "gone.md")] == [
+        "Error fetching URL `b.txt`: not read: a loop of links, which leads to no file",
+        "Error fetching URL `./a.txt`: not read: a loop of links, which leads to no file",
+        "Error fetching URL `gone.md`: not read: a link to a file that is not there"]
+    with pytest.raises(BrowserError, match=r"^a loop of links, which leads to no file: .*/docs/a\.txt$"):
+        Browser(docs / "a.txt")
+    with pytest.raises(BrowserError, match=r"; left out a\.txt: a loop of links, which leads to no file\)$"):
+        Browser(str(docs / "*.txt"))
+
+
 def test_a_folder_whose_documents_lie_behind_a_link_to_another_folder_says_so(tmp_path: Path) -> None:
     """A folder whose documents are in a linked folder (`papers/2024 -> /data/2024`) was "no documents found in
     papers (the browser reads .md, ...)", its .md files in plain sight, and one with other documents left the linked

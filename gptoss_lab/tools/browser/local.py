@@ -224,10 +224,18 @@ class LocalBackend(Backend):
 
     def fetch(self, url: str) -> Page:
         i = self._named(url.strip())
+        if i is None and (why := self._skipped_why(url.strip())):
+            raise BackendError(f"not read: {why}")
         if i is None:
             which = "the one document" if len(self.pages) == 1 else f"one of the {len(self.pages)} documents"
             raise BackendError(f"not {which} (open a search result by its id, or a document by its path)")
         return self.pages[i]
+
+    def _skipped_why(self, name: str) -> str | None:
+        """Why the file the folder holds at `name` was not read (a link loop, unreadable), None for no such file: it
+        was "not one of the documents", as a file that is not there."""
+        wanted = posixpath.normpath(name)
+        return next((_written_out(why) for skipped, why in self.skipped if posixpath.normpath(skipped) == wanted), None)
 
     def _named(self, name: str) -> int | None:
         """The document `name` names: as shown, or as the model may write it back, with its lookalike letters decoded
@@ -336,6 +344,8 @@ def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str
             search.found()
         elif path.exists():   # a pipe, socket or device: looked at, never opened (a pipe waits for a writer)
             raise BackendError(f"not a regular file: {text}")
+        elif why := _dead_end(path):   # was "no such file or folder", a name the user sees in the folder
+            raise BackendError(f"{why}: {text}")
         elif glob.has_magic(text):
             folder = Path(*itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
             matches = _matches(folder, path.relative_to(folder).parts, search)
@@ -419,6 +429,10 @@ def _documents_in(folder: Path, search: _Search) -> tuple[list[Path], list[Path]
             try:
                 if entry.is_dir(follow_symlinks=False):
                     todo.append(Path(entry.path))
+                elif entry.is_symlink() and _dead_end(Path(entry.path)):   # a loop: is_dir raised, and it was left
+                    if Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES and search.goes_on():   # out unsaid
+                        found.append(Path(entry.path))   # `_add_inside` says why it is not read
+                        search.found()
                 elif entry.is_symlink() and entry.is_dir():
                     links.append(Path(entry.path))
                 elif entry.is_file() and (suffix := Path(entry.name).suffix.lower()) not in DOCUMENT_SUFFIXES:
@@ -445,7 +459,7 @@ def _matches(folder: Path, pattern: tuple[str, ...], search: _Search) -> list[Pa
             continue
         seen.add((here, at))
         if at == len(pattern):
-            if here.is_file() and here not in found:
+            if (here.is_file() or _dead_end(here)) and here not in found:
                 found.add(here)
                 search.found()
             continue
@@ -475,11 +489,26 @@ def _matches(folder: Path, pattern: tuple[str, ...], search: _Search) -> list[Pa
 def _add_inside(files: dict[Path, str], outside: list[tuple[str, str]], found: Path, name: str, folder: Path,
                 given: str) -> None:
     """Add `found` under `name` when it really lies in `folder` (links followed), else say why not."""
+    if why := _dead_end(found):   # resolve() raised RuntimeError for a loop
+        outside.append((name, why))
+        return
     real = found.resolve()
     if real.is_relative_to(folder.resolve()):
         files.setdefault(real, name)
     else:
         outside.append((name, f"a link to a file outside {given}"))
+
+
+def _dead_end(path: Path) -> str | None:
+    """Why the link at `path` leads to no file (a loop of links, a link to nothing), None for any other path."""
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        os.stat(path)
+    except OSError as err:
+        return "a loop of links, which leads to no file" if err.errno == errno.ELOOP else \
+            "a link to a file that is not there"
+    return None
 
 
 def _why(err: ExtractError | OSError) -> str:
