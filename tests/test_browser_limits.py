@@ -179,3 +179,26 @@ def test_a_folder_keeps_at_most_max_folder_chars_of_text(tmp_path: Path, monkeyp
     assert [page.url for page in browser.backend.pages] == ["a.md", "c.md"]
     assert browser.describe().endswith("; skipped 1 that could not be read (b.md: not kept: the browser keeps at "
                                        "most 0.00012 million characters of documents' text in all)")
+
+
+def test_indexing_reads_each_line_and_title_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passages overlap by half, and each was tokenized whole with its title: every line was split into words twice
+    and a title once per passage. The search still finds words at the end of a document and in a title."""
+    split: list[int] = []
+    words = local._WORDS
+
+    class Counted:
+        def findall(self, text: str) -> list[str]:
+            split.append(len(text))
+            return words.findall(text)
+
+    monkeypatch.setattr(local, "_WORDS", Counted())
+    texts = {f"{name}.md": f"# {name.title()} field notes\n\n" + "\n".join(f"Entry {i}: the {name} was seen at dawn."
+                                                                          for i in range(400))
+             for name in ("owl", "vole", "heron")}
+    texts["heron.md"] += "\nEntry 400: a kingfisher\ndived at noon."
+    backend = local.LocalBackend.from_texts(texts)
+    read = sum(split)
+    assert read < 1.1 * sum(len(page.text) for page in backend.pages)   # was 2.2 times the text
+    assert [r.url for r in backend.search("kingfisher dived", 3)] == ["heron.md"]
+    assert [r.url for r in backend.search("vole field notes", 3)][0] == "vole.md"
