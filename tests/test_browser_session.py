@@ -171,6 +171,27 @@ def test_a_call_whose_arguments_cannot_run_is_answered_without_asking(docs: Path
     assert reply.final == "No page to open."
 
 
+def test_a_call_of_a_page_or_link_not_shown_is_answered_without_asking(docs: Path) -> None:
+    """With no page open the user was asked "Open link 3 of the page at cursor -1?", then the call failed as "No
+    pages to access!"; a link, cursor or line the pages shown do not have, or a find in a results page, alike."""
+    calls = ['to=browser.open code<|message|>{"id": 3}', 'to=browser.find code<|message|>{"pattern": "humidity"}',
+             'to=browser.search code<|message|>{"query": "greenhouse humidity"}',
+             'to=browser.open code<|message|>{"id": 99}', 'to=browser.open code<|message|>{"id": 0, "cursor": 7}',
+             'to=browser.open code<|message|>{"loc": 5000}', 'to=browser.find code<|message|>{"pattern": "humidity"}']
+    recording = "".join(f"<|start|>assistant<|channel|>analysis {call}<|call|>" for call in calls) + \
+        "<|start|>assistant<|channel|>final<|message|>The manual was not opened.<|return|>"
+    view = Approver()
+    reply = Session(ReplayEngine(recording.removeprefix("<|start|>assistant")), namespace={}, browser=Browser(docs),
+                    tools="browser", approval="ask").ask("Humidity?", view=view)
+    assert view.questions == ["Search your 4 documents for 'greenhouse humidity'?"]
+    assert [(c.status, c.output) for c in reply.tool_calls if c.status != "done"] == [
+        ("error", "No pages to access!"), ("error", "No pages to access!"), ("error", "Invalid link id `99`."),
+        ("error", "Cursor `7` is out of range. Available cursor indices: [0 - 0]."),
+        ("error", "Invalid location parameter: `5000`. Cannot exceed page maximum of 7."),
+        ("error", "Cannot run `find` on search results page or find results page")]
+    assert reply.final == "The manual was not opened."
+
+
 @pytest.mark.parametrize("recipient, name", [("browser.__dict__", "__dict__"), ("browser.click", "click"),
                                              ("browser", "browser")])
 def test_a_call_of_a_function_the_browser_has_not_is_answered_without_asking(docs: Path, recipient: str,

@@ -112,10 +112,17 @@ class Browser(Tool):
         return ToolNamespaceConfig.browser()
 
     def refusal(self, call: ToolCall) -> str | None:
-        """gpt-oss's `Unknown function: ...` for a name that is none of search, open and find, and the error of
-        arguments none of them takes (no query, a word for a cursor, an unknown key)."""
+        """gpt-oss's `Unknown function: ...` for a name that is none of search, open and find, the error of
+        arguments none of them takes (no query, a word for a cursor, an unknown key), and of a page, link or line
+        the pages shown so far do not have (asked "Open link 3 of the page at cursor -1?" with no page open)."""
         try:
-            _parse(call)
+            function, args = _parse(call)
+            if function == "find":
+                self._searchable(args.get("cursor", -1))
+            elif function == "open" and not isinstance(args.get("id", -1), str):
+                current, _ = self._link(args.get("id", -1), args.get("cursor", -1))
+                if args.get("id", -1) < 0 and not args.get("view_source"):   # its source has lines of its own
+                    _within(current, args.get("loc", -1))
         except _UsageError as err:
             return str(err)
         return None
@@ -258,12 +265,8 @@ class Browser(Tool):
         if isinstance(id, str):  # an address the model wrote: never with a user name or password for the site
             url = clean_url(id)   # (`https://paypal.com@evil.example/`; a result's own address is fetched as given)
         else:
-            current = self._page(cursor)
-            if id >= 0:
-                url = current.urls.get(str(id), "")
-                if not url:
-                    raise _UsageError(f"Invalid link id `{_echo(id)}`.")
-                snippet = (current.snippets or {}).get(str(id))
+            current, url = self._link(id, cursor)
+            snippet = (current.snippets or {}).get(str(id))
         if not direct and id < 0:
             # the page itself, scrolled or its source shown; never fetched again by its address (a find page's
             # `https://site/page/find?pattern=x`, a result page's "" and `view-source:` reached the backend's fetch)
@@ -302,9 +305,7 @@ class Browser(Tool):
 
     def _find(self, pattern: str, cursor: int = -1) -> tuple[str, Any]:
         _not_empty("find", pattern)
-        page = self._page(cursor)
-        if page.snippets is not None:
-            raise _UsageError("Cannot run `find` on search results page or find results page")
+        page = self._searchable(cursor)
         found = find_page(str(pattern), page)
         self.stack.append(found)
         text, data = self._show(0)
@@ -315,6 +316,21 @@ class Browser(Tool):
         data["matches"] = [{"id": int(i), "line": e.line_idx, "text": e.text} for i, e in (found.snippets or {}).items()]
         data["url"], data["title"] = page.url, page.title
         return text, data
+
+    def _searchable(self, cursor: int) -> Page:
+        """The page at `cursor`, which `find` can search (a document, not a results page)."""
+        page = self._page(cursor)
+        if page.snippets is not None:
+            raise _UsageError("Cannot run `find` on search results page or find results page")
+        return page
+
+    def _link(self, id: int, cursor: int) -> tuple[Page, str]:
+        """The page at `cursor` and the address of its link `id` ("" for an `id` below 0: the page itself)."""
+        current = self._page(cursor)
+        url = current.urls.get(str(id), "") if id >= 0 else ""
+        if id >= 0 and not url:
+            raise _UsageError(f"Invalid link id `{_echo(id)}`.")
+        return current, url
 
     def _page(self, cursor: int) -> Page:
         if not self.stack:
@@ -339,9 +355,11 @@ class Browser(Tool):
         """The top page's window from `loc`; a location past the end takes the page off the stack."""
         page, cursor = self.stack[-1], len(self.stack) - 1
         total = len(page.lines)
-        if loc >= total:
+        try:
+            _within(page, loc)
+        except _UsageError:
             self.stack.pop()
-            raise _UsageError(f"Invalid location parameter: `{_echo(loc)}`. Cannot exceed page maximum of {total - 1}.")
+            raise
         end = end_line(page.lines, loc, num_lines, self.view_tokens)
         self._shown.setdefault(page, []).append((loc, end))
         data = {"kind": page.kind, "cursor": cursor, "title": page.title, "url": page.url, "start": loc,
@@ -394,6 +412,13 @@ class Browser(Tool):
             page = self.stack[cursor]
             return repr(page.title or page.url)
         return ""
+
+
+def _within(page: Page, loc: int) -> None:
+    """Refuse a location past the end of `page`."""
+    if loc >= len(page.lines):
+        raise _UsageError(f"Invalid location parameter: `{_echo(loc)}`. Cannot exceed page maximum of "
+                          f"{len(page.lines) - 1}.")
 
 
 def _is_local_url(url: str) -> bool:
