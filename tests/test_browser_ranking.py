@@ -67,3 +67,12 @@ def test_a_document_given_in_memory_as_neither_text_nor_bytes_is_refused_in_one_
     with pytest.raises(BrowserError) as raised:
         Browser({"zoo.md": None})   # was a document reading "None"
     assert str(raised.value) == "zoo.md: a document is given as text (str) or bytes, not NoneType"
+
+
+@pytest.mark.parametrize("text", [" ".join(["The barn owl rests in the old oak tree by day"] * 6) + " and hunts voles",
+                                  "x" * 400 + "\nhunts voles"], ids=["words", "a long word"])
+def test_a_snippet_keeps_the_word_searched_for_when_it_ends_the_passage(text: str) -> None:
+    """The snippet was cut at the last space that fit: a passage ending in the word searched for showed
+    `…by day and hunts…`, without it."""
+    shown = Browser({"owls.txt": text}).search("voles")
+    assert "voles" in shown.split("\n", 4)[4].replace("\n", "")

@@ -651,7 +651,8 @@ def _snippet(page: Page, line: int, query: str) -> str:
     first = min((h for h in hits if h >= 0), default=0)
     start = max(0, first - SNIPPET_CHARS // 4)
     start = text.rfind(" ", 0, start) + 1 if start else 0
-    end = text.rfind(" ", start, start + SNIPPET_CHARS)
+    # to the text's end where it fits (its last word was cut off at the space before it: the word searched for)
+    end = len(text) if len(text) <= start + SNIPPET_CHARS else text.rfind(" ", start, start + SNIPPET_CHARS)
     end = end if end > start else start + SNIPPET_CHARS
     return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
 
