@@ -728,7 +728,7 @@ class _Turn:
             name = call.recipient if len(call.recipient) <= 80 else call.recipient[:80] + "…"  # a name can be 64 000 long
             self._warn(f"The model called {name!r}, which is not an enabled tool.")
             return ToolResult("error", self.tools.unknown(call.recipient))
-        if (refusal := tool.refusal(call)) is not None:   # `browser.__dict__`: asked "Run browser.__dict__?", then failed
+        if (refusal := _refusal(tool, call)) is not None:   # `browser.__dict__`: asked "Run browser.__dict__?", then failed
             return ToolResult("error", refusal)
         approved = self._approved(call, tool)
         if approved is not True:
@@ -1049,6 +1049,20 @@ def _intervention(intervene: Any, engine: Engine) -> Iterator[None]:
         return
     with intervene.apply(engine):
         yield
+
+
+def _refusal(tool: Tool, call: ToolCall) -> str | None:
+    """`tool.refusal(call)`; a tool of the user's whose refusal fails or is no text refuses the call with that error,
+    as its `run` would answer (the turn failed: `'int' object has no attribute 'encode'`)."""
+    try:
+        refusal = tool.refusal(call)
+        if refusal is not None and not isinstance(refusal, str):
+            raise TypeError(f"{type(tool).__name__}.refusal gave {type(refusal).__name__}, not text or None")
+    except Exception as err:
+        from .tools.python import truncate
+
+        return truncate(error_text(err))
+    return refusal
 
 
 # Why a call did not run (`_Turn._approved`): what the model reads in the tool's reply, and what the call's card tells

@@ -398,6 +398,16 @@ class _RaisesAPage(_Calc):
         raise ValueError("<html>" + "x" * 1_000_000)   # a library's error holding a whole response body
 
 
+class _RefusesWithANumber(_Calc):
+    def refusal(self, call):
+        return 42   # not text
+
+
+class _RefusalRaises(_Calc):
+    def refusal(self, call):
+        raise KeyError("calc")
+
+
 CALC = "<|channel|>commentary to=calc<|message|>6*7<|call|>"
 
 
@@ -407,11 +417,13 @@ CALC = "<|channel|>commentary to=calc<|message|>6*7<|call|>"
     (_NoAuthor(), "done", "42"),
     (_RaisesUnsayable(), "error", "Error: _Unsayable: (its message could not be read)"),
     (_RaisesAPage(), "error", "Error: ValueError: <html>xxx"),
+    (_RefusesWithANumber(), "error", "Error: TypeError: _RefusesWithANumber.refusal gave int, not text or None"),
+    (_RefusalRaises(), "error", "Error: KeyError: 'calc'"),
 ])
 def test_a_tool_of_the_users_that_misbehaves_still_answers_its_call(tool, status, output):
     """A custom Tool returning a str, or failing in `author`, failed the turn and left the call unanswered; so did
     one raising an exception whose message cannot be read ("The turn failed: RuntimeError: no message", the call left
-    running). An error of a million characters went to the model whole (a 20 MB one held the turn two minutes):
+    running); so did one whose `refusal` raised or gave no text. An error of a million characters went to the model whole (a 20 MB one held the turn two minutes):
     it is cut as the python tool's output is."""
     s = session(CALC + FINAL.format(text="done"), tools=[tool])
     reply = s.ask("q")
