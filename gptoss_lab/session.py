@@ -728,9 +728,12 @@ class _Turn:
             name = call.recipient if len(call.recipient) <= 80 else call.recipient[:80] + "…"  # a name can be 64 000 long
             self._warn(f"The model called {name!r}, which is not an enabled tool.")
             return ToolResult("error", self.tools.unknown(call.recipient))
-        if (refusal := _refusal(tool, call)) is not None:   # `browser.__dict__`: asked "Run browser.__dict__?", then failed
-            return ToolResult("error", refusal)
-        approved = self._approved(call, tool)
+        try:
+            if (refusal := _asked(tool, "refusal", call)) is not None:   # `browser.__dict__`: asked, then failed
+                return ToolResult("error", refusal)
+            approved = self._approved(call, tool)
+        except _ToolFailed as failed:
+            return ToolResult("error", str(failed))
         if approved is not True:
             if approved != "stopped":   # a Stop is no skip (max_skipped): the turn ends as stopped
                 self.skipped += 1
@@ -773,10 +776,11 @@ class _Turn:
                        "they were put back.")
         if self.settings.approval == "never":  # stronger than an earlier "Always allow"
             return "never"
-        scope = tool.approval_scope(call)
+        scope = _asked(tool, "approval_scope", call)
         if scope is not None and (self.settings.approval == "auto" or scope in self.session._allowed):
             return True
-        call.question = tool.approval_question(call) + _bidi_warning(call.input) + _wide_warning(call.input)
+        call.question = (_asked(tool, "approval_question", call, optional=False) + _bidi_warning(call.input)
+                         + _wide_warning(call.input))
         call.status = "waiting"
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
@@ -1051,18 +1055,24 @@ def _intervention(intervene: Any, engine: Engine) -> Iterator[None]:
         yield
 
 
-def _refusal(tool: Tool, call: ToolCall) -> str | None:
-    """`tool.refusal(call)`; a tool of the user's whose refusal fails or is no text refuses the call with that error,
-    as its `run` would answer (the turn failed: `'int' object has no attribute 'encode'`)."""
+class _ToolFailed(Exception):
+    """A tool of the user's failed in a method the session asks before running it; the text is what the model reads."""
+
+
+def _asked(tool: Tool, method: str, call: ToolCall, optional: bool = True) -> str | None:
+    """`tool.refusal(call)`, `.approval_scope(call)` or `.approval_question(call)`, which a tool of the user's may get
+    wrong: its error, or an answer that is not text (or None where `optional`), raised as _ToolFailed in the words its
+    `run` would have answered (the turn failed: `'int' object has no attribute 'encode'`)."""
     try:
-        refusal = tool.refusal(call)
-        if refusal is not None and not isinstance(refusal, str):
-            raise TypeError(f"{type(tool).__name__}.refusal gave {type(refusal).__name__}, not text or None")
+        said = getattr(tool, method)(call)   # (one of three method names of the Tool protocol, never model text)
+        if not (isinstance(said, str) or (optional and said is None)):
+            raise TypeError(f"{type(tool).__name__}.{method} gave {type(said).__name__}, "
+                            f"not text{' or None' if optional else ''}")
     except Exception as err:
         from .tools.python import truncate
 
-        return truncate(error_text(err))
-    return refusal
+        raise _ToolFailed(truncate(error_text(err))) from None
+    return said
 
 
 # Why a call did not run (`_Turn._approved`): what the model reads in the tool's reply, and what the call's card tells

@@ -408,6 +408,11 @@ class _RefusalRaises(_Calc):
         raise KeyError("calc")
 
 
+class _ScopeRaises(_Calc):
+    def approval_scope(self, call):
+        raise KeyError("scope")
+
+
 CALC = "<|channel|>commentary to=calc<|message|>6*7<|call|>"
 
 
@@ -419,6 +424,7 @@ CALC = "<|channel|>commentary to=calc<|message|>6*7<|call|>"
     (_RaisesAPage(), "error", "Error: ValueError: <html>xxx"),
     (_RefusesWithANumber(), "error", "Error: TypeError: _RefusesWithANumber.refusal gave int, not text or None"),
     (_RefusalRaises(), "error", "Error: KeyError: 'calc'"),
+    (_ScopeRaises(), "error", "Error: KeyError: 'scope'"),
 ])
 def test_a_tool_of_the_users_that_misbehaves_still_answers_its_call(tool, status, output):
     """A custom Tool returning a str, or failing in `author`, failed the turn and left the call unanswered; so did
@@ -435,6 +441,37 @@ def test_a_tool_of_the_users_that_misbehaves_still_answers_its_call(tool, status
     else:
         assert call.output == output
     assert [m.author.role.value for m in s.history] == ["user", "assistant", "tool", "assistant"]
+
+
+class _QuestionRaises(_Calc):
+    def approval_question(self, call):
+        raise KeyError("question")
+
+
+class _QuestionIsANumber(_Calc):
+    def approval_question(self, call):
+        return 42
+
+
+@pytest.mark.parametrize("tool,output", [
+    (_QuestionRaises(), "Error: KeyError: 'question'"),
+    (_QuestionIsANumber(), "Error: TypeError: _QuestionIsANumber.approval_question gave int, not text"),
+])
+def test_a_tool_whose_approval_question_fails_is_not_put_to_the_user_and_the_model_reads_why(tool, output):
+    """A tool of the user's whose approval_question raised (or gave no text) under approval "ask" failed the whole
+    turn ("Not run: the turn failed before this call ran (KeyError)", an empty answer): the call is answered with
+    that error, nobody is asked, and the turn goes on to its answer."""
+    asked = []
+
+    class Approves(Recorder):
+        def approve(self, call):
+            asked.append(call.question)
+            return True
+
+    reply = session(CALC + FINAL.format(text="done"), tools=[tool], approval="ask").ask("q", view=Approves())
+    assert reply.final == "done" and not reply.errors and asked == []
+    [call] = reply.tool_calls
+    assert (call.status, call.output) == ("error", output)
 
 
 def test_a_call_the_model_finished_after_stop_is_not_run():
