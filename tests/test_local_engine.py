@@ -170,6 +170,25 @@ def test_a_model_loaded_in_float64_answers_as_in_float32(engine, random_checkpoi
     assert list(wide.stream(PROMPT, stop=STOP, sampling=GREEDY)) == list(engine.stream(PROMPT, stop=STOP, sampling=GREEDY))
 
 
+@pytest.mark.parametrize("use", ["turn", "token_effect", "route"])
+def test_a_model_turned_to_float64_after_loading_answers_as_in_float32(engine, random_checkpoint, use):
+    """`model.double()` after the load failed every later turn, token_effect and route with "Expected mat_a to be
+    Float32, BFloat16 or Float16 matrix, got Double" (transformers' default grouped_mm experts)."""
+    from gptoss_lab.routing import disable, route
+
+    wide = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False)
+    run(wide, PROMPT)
+    wide.model.double()
+    if use == "turn":
+        assert run(wide, PROMPT) == run(engine, PROMPT)
+    elif use == "token_effect":
+        changes = disable({0: [1]}).token_effect(wide.model, PROMPT)["change"]
+        assert len(changes) == len(PROMPT) - 1 and changes.notna().all()
+    else:
+        routed = route([PROMPT], wide.model, progress=False)[0]
+        assert routed.experts.tolist() == route([PROMPT], engine.model, progress=False)[0].experts.tolist()
+
+
 def test_seeded_sampling_repeats_and_different_seeds_differ(engine):
     def sample(seed: int) -> list[int]:
         return run(engine, PROMPT, Sampling(temperature=1.0, top_p=0.9, seed=seed, max_new_tokens=6))

@@ -1019,8 +1019,6 @@ def plan_load(
     if dtype is None and (default := cpu_default(config, target, free)):
         dtype = getattr(torch, default)
     name = dtype_name(config, dtype, local)
-    if name == "float64":  # transformers' default experts (grouped_mm) compute no float64: every turn failed
-        kw["experts_implementation"] = "eager"
     plan = LoadPlan(source, target, kw, folder=local)
     packed = False
     if dequantize and not stores_mxfp4(config):
@@ -1284,6 +1282,15 @@ def held_weights(model: Any) -> tuple[str, int] | None:
     if name not in ITEMSIZE:
         return None
     return name, sum(t.numel() * t.element_size() for t in weights.values())
+
+
+def fit_experts(model: Any) -> None:
+    """Run a model's experts eagerly while they are float64, which transformers' default grouped_mm cannot compute:
+    a model turned to float64 after its load (`model.double()`) failed every turn, as a float64 load once did."""
+    config = getattr(model, "config", None)
+    held = held_weights(model)
+    if held and held[0] == "float64" and getattr(config, "_experts_implementation", None) == "grouped_mm":
+        model.set_experts_implementation("eager")
 
 
 # the experts a layer a routing record holds (its ids are int16: routing.record.MAX_EXPERT + 1); not imported from

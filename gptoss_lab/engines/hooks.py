@@ -239,6 +239,9 @@ def teacher_forced(model: Any, ids: list[int], positions: list[int],
 
     if any(not 1 <= p < len(ids) for p in positions):
         raise ValueError(f"positions must be between 1 and {len(ids) - 1} (each is predicted from the ones before)")
+    from .checkpoint import fit_experts
+
+    fit_experts(model)
     device = model.get_input_embeddings().weight.device
     with contextlib.ExitStack() as stack:
         if plan:

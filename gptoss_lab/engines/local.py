@@ -130,6 +130,7 @@ class LocalEngine:
         """Take the model as it is now: its device, and the lean forward only where it runs it exactly (decided again
         when the weights change: after `model.to(torch.bfloat16)` the lean path's tokens differed from transformers')."""
         self._device = self.model.get_input_embeddings().weight.device
+        checkpoint.fit_experts(self.model)
         self.slow_path_reason = fastpath.unsupported(self.model) if self._fast_asked else "fast=False was asked for"
         if self.slow_path_reason is not None:
             self._fast = None

@@ -154,6 +154,7 @@ def route(
     `memory_limit` bytes, then streams to a temporary folder (a warning says where). Texts longer
     than the model's context are cut to it.
     """
+    from ..engines.checkpoint import fit_experts
     from ..engines.hooks import RouterHooks, model_of
 
     if isinstance(items, str):  # would be routed as one text per character
@@ -172,6 +173,7 @@ def route(
         raise TypeError("labels is a list of one label per text, not one text: labels=[label] * len(texts)")
     progress = flag(progress, "progress")  # "no" showed the bar
     engine, net = model_of(model)
+    fit_experts(net)
     items = list(items)
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"{len(labels)} labels for {len(items)} texts: give one label per text")
