@@ -84,7 +84,7 @@ def test_tiny_answers_the_same_through_both_paths():
 
 def test_models_it_cannot_run_use_transformers_and_say_why(model, monkeypatch):
     layer = model.model.layers[0]
-    monkeypatch.setattr(layer.mlp, "forward", layer.mlp.forward)  # as a hub kernel would replace it
+    monkeypatch.setitem(vars(layer.mlp), "forward", layer.mlp.forward)  # as a hub kernel would; undone, not left set
     engine = LocalEngine(model)
     assert engine.slow_path_reason == "its GptOssMLP runs a replaced forward (a hub kernel?)"
     assert greedy(engine, LONG[:20], 4) == greedy(LocalEngine(model, fast=False), LONG[:20], 4)
@@ -186,3 +186,35 @@ def test_a_vocabulary_projection_changed_through_data_is_used_after_a_swap_or_re
     weight.data[:] = weight.data.flip(1)
     engine.reset()
     assert greedy(engine, LONG[:30]) == greedy(LocalEngine(engine.model), LONG[:30]) != swapped
+
+
+def test_an_ablated_turn_then_a_plain_one_give_the_models_logits_from_one_copy_of_lm_head(random_checkpoint):
+    """Each `--ablate` turn reset the engine on entry and on exit, so the lean forward copied lm_head again for it and
+    for the next plain turn (for gpt-oss-20b in float32, 2.3 GB copied twice per ablated turn)."""
+    from contextlib import nullcontext
+
+    from gptoss_lab.engines.hooks import intervened
+    from gptoss_lab.routing import disable
+
+    ablation = disable({0: [1, 2], 2: [3]})
+    engine, seen = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False), []
+    model = engine.model
+
+    def first_logits(prompt: list[int], intervention=None) -> torch.Tensor:
+        keep = lambda ids, scores: seen.append(scores.clone()) or scores  # noqa: E731
+        sampling = Sampling(temperature=0, max_new_tokens=1, logits_processor=keep)
+        with intervention.apply(engine) if intervention else nullcontext():
+            list(engine.stream(prompt, stop=(), sampling=sampling))
+        return seen.pop()
+
+    def eager(prompt: list[int], intervention=None) -> torch.Tensor:
+        with torch.inference_mode(), intervened(model, intervention.check(model)) if intervention else nullcontext():
+            return model(torch.tensor([prompt]), use_cache=False).logits[0, -1].float()
+
+    first_logits(LONG[:30])
+    copy = engine._fast._head[2]
+    for prompt, intervention in ((LONG[:40], ablation), (LONG[:50], None), (LONG[:60], ablation)):
+        torch.testing.assert_close(first_logits(prompt, intervention)[0], eager(prompt, intervention),
+                                   atol=2e-5, rtol=1e-4)
+    assert not torch.allclose(eager(LONG[:60], ablation), eager(LONG[:60]), atol=1e-3)  # the ablation changes them
+    assert engine._fast._head is not None and engine._fast._head[2] is copy  # made once
