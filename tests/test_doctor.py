@@ -361,3 +361,13 @@ def test_another_json_file_of_a_checkpoint_names_its_folder(name):
     with pytest.raises(LoadError) as info:
         doctor(file)
     assert str(info.value) == f"{file} is a file: give the checkpoint folder that holds it, {file.parent}"
+
+
+def test_a_model_turned_to_bfloat16_after_loading_is_sized_as_its_next_turn_runs_it():
+    """After `engine.model.to(torch.bfloat16)` the doctor still sized the lean forward's context (tiny: 12,288 tokens in
+    300 MB) for a model whose next turn runs transformers' eager attention (4,474 tokens there, as a new engine says)."""
+    engine = LocalEngine.from_pretrained("tiny", progress=False)
+    engine.model.to(torch.bfloat16)
+    now = dict(doctor(engine, memory="300 MB").rows())
+    assert now == dict(doctor(LocalEngine(engine.model, name=engine.name), memory="300 MB").rows())
+    assert now["loads as"].startswith("bfloat16") and "(eager attention," in now["longest context"]

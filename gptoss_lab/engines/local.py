@@ -126,12 +126,17 @@ class LocalEngine:
         checkpoint.check_prefill_chunk(tokens)
         self._prefill_chunk = tokens
 
+    @property
+    def slow_path_reason(self) -> str | None:
+        """Why the next turn runs through transformers' forward, not the lean one (None: the lean one), for the model
+        as it is now: read before that turn (the doctor sizing the context), it said how the model was loaded."""
+        return fastpath.unsupported(self.model) if self._fast_asked else "fast=False was asked for"
+
     def _follow_model(self) -> None:
         """Take the model as it is now: its device, and the lean forward only where it runs it exactly (decided again
         when the weights change: after `model.to(torch.bfloat16)` the lean path's tokens differed from transformers')."""
         self._device = self.model.get_input_embeddings().weight.device
         checkpoint.fit_experts(self.model)
-        self.slow_path_reason = fastpath.unsupported(self.model) if self._fast_asked else "fast=False was asked for"
         if self.slow_path_reason is not None:
             self._fast = None
         elif self._fast is None:
