@@ -371,3 +371,13 @@ def test_a_model_turned_to_bfloat16_after_loading_is_sized_as_its_next_turn_runs
     now = dict(doctor(engine, memory="300 MB").rows())
     assert now == dict(doctor(LocalEngine(engine.model, name=engine.name), memory="300 MB").rows())
     assert now["loads as"].startswith("bfloat16") and "(eager attention," in now["longest context"]
+
+
+def test_a_loaded_engine_is_sized_with_its_own_prefill_chunk():
+    """The doctor advised "a smaller prefill chunk (engine.prefill_chunk) leaves room for more"; once it was set, it
+    still sized 2,048 tokens a chunk and gave the same advice (tiny in bfloat16 with 300 MB: 4,474 tokens, not 12,288)."""
+    engine = LocalEngine.from_pretrained("tiny", dtype="bfloat16", progress=False)
+    engine.prefill_chunk = 256
+    context = dict(doctor(engine, memory="300 MB").rows())["longest context"]
+    assert context.startswith("12,288 tokens of 12,288") and "256 tokens at a time" in context
+    assert "smaller prefill chunk" not in context

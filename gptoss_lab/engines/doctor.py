@@ -151,14 +151,15 @@ def doctor(
     dtype: str | None = None,
     memory: int | str | None = None,
     mxfp4_kernels: bool | None = None,
-    prefill_chunk: int = 2048,
+    prefill_chunk: int | None = None,
 ) -> Diagnosis:
     """Will `model` fit here? A hub id, "tiny", a checkpoint folder, a config.json path, a config, a dict or a loaded
     LocalEngine; no weights load.
 
     `device` defaults to the GPU when there is one; `memory` ("80 GB", "16 GiB" or bytes) replaces the
     measured free memory, and `mxfp4_kernels` the check for transformers' MXFP4 kernels, to ask about
-    another machine; `prefill_chunk` is how many prompt tokens the engine computes at once.
+    another machine; `prefill_chunk` is how many prompt tokens the engine computes at once (default: a loaded
+    engine's own `prefill_chunk`, else 2048).
     """
     checkpoint.import_held()
 
@@ -166,6 +167,8 @@ def doctor(
     if mxfp4_kernels is not None and not isinstance(mxfp4_kernels, bool):  # "False" was true: "fits", not asked
         raise TypeError(f"mxfp4_kernels must be True, False or None (this machine's own check), "
                         f"not {mxfp4_kernels!r:.60}")
+    if prefill_chunk is None:  # an engine's own: sized with 2048, it said a smaller one would help after it was set
+        prefill_chunk = getattr(model, "prefill_chunk", 2048)
     checkpoint.check_prefill_chunk(prefill_chunk)
     name, config, folder = _config(model)
     name = checkpoint.printable(name)
