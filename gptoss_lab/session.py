@@ -673,8 +673,13 @@ class _Turn:
 
     def _next_start(self) -> int:
         """Tokens the next question starts from: the conversation as a later turn reads it (without this turn's
-        reasoning, and a gpt-oss model's tool calls)."""
-        return len(self.session._renderer.render(self.prefix + self.session.history,
+        reasoning, and a gpt-oss model's tool calls), after the session's own system and developer messages, not this
+        turn's (its response format, instructions or tools for one cell made the meter read high)."""
+        try:
+            prefix = self.session.prefix()
+        except TurnError:  # the session's own settings cannot make a turn: the next one gives its options too
+            prefix = self.prefix
+        return len(self.session._renderer.render(prefix + self.session.history,
                                                  keep_tool_calls=_keeps_tool_calls(self.session.engine)))
 
     def _context_used(self) -> int:

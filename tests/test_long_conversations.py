@@ -183,3 +183,19 @@ def test_a_tool_output_past_the_context_shows_the_meter_full_not_over_it():
     assert _footer(reply).endswith(" · context full (400 tokens)")
     with pytest.raises(TurnError, match="start a new conversation"):
         s.ask("Far")
+
+
+@pytest.mark.parametrize("option", [
+    {"response_format": {"type": "object", "properties": {"answer": {"type": "integer"}}}},
+    {"instructions": "Answer in French, in one short sentence."},
+    {"tools": ["python"], "effort": "high"},
+], ids=["response_format", "instructions", "tools"])
+def test_the_context_meter_counts_the_next_turns_system_messages_not_this_turns_options(option):
+    """A turn asked with options for itself (--json, instructions=, tools=) counted its own developer and system messages
+    in the meter (tools for one cell: 176 tokens where the next question starts from 81): it counts what the next
+    prompt holds."""
+    s = _session("<|channel|>final<|message|>42.<|return|>", tools=[])
+    s.engine.context_window = 4096
+    reply = s.ask("What is six times seven?", **option)
+    kept = len(s.prompt_ids())
+    assert reply.usage.context_tokens == kept and f"context {kept:,} of 4,096 tokens" in _footer(reply)
