@@ -381,3 +381,10 @@ def test_a_loaded_engine_is_sized_with_its_own_prefill_chunk():
     context = dict(doctor(engine, memory="300 MB").rows())["longest context"]
     assert context.startswith("12,288 tokens of 12,288") and "256 tokens at a time" in context
     assert "smaller prefill chunk" not in context
+
+
+def test_a_session_is_sized_as_the_model_it_holds():
+    """`doctor(session)` was refused: "give 'tiny', a checkpoint folder or a Hub id ..., not Session(gpt-oss-tiny, ...)"."""
+    session = gptoss_lab.Session(LocalEngine.from_pretrained("tiny", dtype="bfloat16", progress=False))
+    assert str(doctor(session, memory="300 MB")) == str(doctor(session.engine, memory="300 MB"))
+    assert doctor(session).loaded and doctor(session).load_how == "bfloat16"

@@ -153,8 +153,8 @@ def doctor(
     mxfp4_kernels: bool | None = None,
     prefill_chunk: int | None = None,
 ) -> Diagnosis:
-    """Will `model` fit here? A hub id, "tiny", a checkpoint folder, a config.json path, a config, a dict or a loaded
-    LocalEngine; no weights load.
+    """Will `model` fit here? A hub id, "tiny", a checkpoint folder, a config.json path, a config, a dict, a loaded
+    LocalEngine or a Session holding one; no weights load.
 
     `device` defaults to the GPU when there is one; `memory` ("80 GB", "16 GiB" or bytes) replaces the
     measured free memory, and `mxfp4_kernels` the check for transformers' MXFP4 kernels, to ask about
@@ -162,6 +162,7 @@ def doctor(
     engine's own `prefill_chunk`, else 2048).
     """
     checkpoint.import_held()
+    model = getattr(model, "engine", model)  # a Session was refused as "give 'tiny', a checkpoint folder ..."
 
     checkpoint.check_device(device)  # "bogus" was sized as this machine's RAM: "does not fit on bogus"
     if mxfp4_kernels is not None and not isinstance(mxfp4_kernels, bool):  # "False" was true: "fits", not asked
