@@ -123,7 +123,7 @@ def test_closing_the_stream_early_or_an_interrupt_keeps_the_cache_consistent(eng
     left_behind = engine.stream(PROMPT, stop=STOP, sampling=GREEDY)
     next(left_behind)
     run(engine, PROMPT + [1350])
-    with pytest.raises(RuntimeError, match="newer stream call"):
+    with pytest.raises(RuntimeError, match="left behind by a newer stream call"):
         next(left_behind)  # it may not write into the cache the newer call now owns
 
     calls = 0
@@ -145,6 +145,19 @@ def test_closing_the_stream_early_or_an_interrupt_keeps_the_cache_consistent(eng
     follow_up = PROMPT + [1400, *shown, 1401]  # the partial reply goes into the next prompt
     assert run(engine, follow_up) == run(fresh(engine), follow_up)
     assert engine.last_prefill == 2  # the interrupted token is computed again
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_stream_cannot_go_on_after_a_reset_of_its_engine(engine, fast):
+    """A stream taken on after `engine.reset()` decoded from the emptied cache: its tokens went on from a context of one
+    token, silently unlike the answer. It is refused in one line, as a stream a newer call left behind is."""
+    engine = LocalEngine(engine.model, fast=fast)
+    stream = engine.stream(PROMPT, stop=STOP, sampling=GREEDY)
+    next(stream)
+    engine.reset()
+    with pytest.raises(RuntimeError, match=r"^this stream was left behind by a newer stream call or a reset\(\) of"):
+        next(stream)
+    assert run(engine, PROMPT) == run(fresh(engine), PROMPT)
 
 
 def test_weights_changed_since_the_cache_was_computed_are_used_for_the_whole_prompt(random_checkpoint):

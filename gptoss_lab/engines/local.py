@@ -50,8 +50,8 @@ class LocalEngine:
         self.keeps_past_tool_calls = getattr(self.config, "gptoss_lab_keeps_past_tool_calls", False) is True
         self.prefill_chunk = 2048
         self.last_prefill = 0
-        self._streams = 0  # stream calls started: only the latest may still touch the cache
-        self._lock = threading.Lock()  # one thread computes at a time (threads sharing the engine)
+        self._streams = 0  # stream calls started and resets: only the latest stream may still touch the cache
+        self._lock = threading.RLock()  # one thread computes at a time (threads sharing the engine)
         self._fast_asked = fast
         self.reset()
 
@@ -144,10 +144,13 @@ class LocalEngine:
 
     def reset(self) -> None:
         """Forget the KV cache (and the routing kept with it), e.g. to free its memory, and what the lean forward
-        derived from the weights (its copy of lm_head): after a change through a parameter's `.data`, unseen here."""
-        self._fast: fastpath.KVForward | None = None
-        self._follow_model()
-        self._forget()
+        derived from the weights (its copy of lm_head): after a change through a parameter's `.data`, unseen here.
+        A stream started before it cannot go on (it decoded on from the emptied cache, its tokens silently wrong)."""
+        with self._lock:
+            self._streams += 1
+            self._fast: fastpath.KVForward | None = None
+            self._follow_model()
+            self._forget()
 
     def _forget(self) -> None:
         """Forget the KV cache and the routing kept with it."""
@@ -247,9 +250,9 @@ class LocalEngine:
                     logits = forward([token], record=False)
 
     def _owned_by(self, stream: int) -> None:
-        """Refuse to go on with a stream that a newer `stream` call replaced: the cache is the newer one's."""
+        """Refuse to go on with a stream that a newer `stream` call or a `reset()` replaced: the cache is not its own."""
         if stream != self._streams:
-            raise RuntimeError("this stream was left behind by a newer stream call on the same engine")
+            raise RuntimeError("this stream was left behind by a newer stream call or a reset() of the same engine")
 
     def _made_now(self) -> tuple[Any, ...]:
         """The weights and the routing intervention a forward runs with now: a cache computed under an intervention
