@@ -55,7 +55,7 @@ from . import harmony
 _DEFS = "#/$defs/"
 _FLAGS = "x-gptoss-flags"  # HarmonySchema's note on an enum.Flag, made part of its description by `_inlined`
 _VALUES = frozenset({"enum", "const", "default", "examples"})  # keys whose values are data, not schemas
-_NAMED = frozenset({"properties", "patternProperties", "dependentSchemas"})  # name -> schema maps
+_NAMED = frozenset({"properties", "patternProperties", "dependentSchemas", "$defs", "definitions"})  # name -> schema maps
 _SCALARS = frozenset({"string", "integer", "number", "boolean"})
 _NULL = {"type": "null"}
 _SUPPORTED = ("str, int, float, bool, datetime, Literal, Enum, list, dict, Optional, "
@@ -648,6 +648,10 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     if elsewhere is not None:
         raise ValueError(f"not supported: a reference to another document ({_one_line(reprlib.repr(elsewhere))}); "
                          "put its definitions under $defs and refer to them as #/$defs/NAME (nothing is fetched)")
+    missing = _unresolved(schema, kind)
+    if missing is not None:
+        raise ValueError(f"not a valid JSON schema: {missing[0]} refers to {_one_line(reprlib.repr(missing[1]))}, which "
+                         f"is not in the schema{_defined(schema)}")
     try:
         loop = _loop_in_place(schema, kind)
     except RecursionError:
@@ -711,8 +715,7 @@ def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
     same value, first and last the same, or None: jsonschema follows `{"$ref": "#"}` for ever, and every answer failed with RecursionError.
     A loop through properties or items goes a level into the answer each time, and ends with it. RecursionError for
     more than `_IN_PLACE_DEPTH` such subschemas in a row (a chain of $refs), which jsonschema cannot follow either."""
-    specification = referencing.jsonschema.specification_with(kind.ID_OF(kind.META_SCHEMA) or "urn:unknown-dialect",
-                                                              default=referencing.Specification.OPAQUE)
+    specification = _specification(kind)
     walking: dict[int, str] = {}  # id of each subschema on the way to the present one -> its place
     done: set[int] = set()
 
@@ -731,7 +734,7 @@ def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
             if key.startswith("$") and isinstance(value, str):
                 try:
                     resolved = resolver.lookup(value)
-                except referencing.exceptions.Unresolvable:  # refused when an answer is checked, as before
+                except referencing.exceptions.Unresolvable:  # refused before (`_unresolved`)
                     continue
                 nexts = [(resolved.contents, value, resolved.resolver)]
             elif isinstance(value, Mapping) and key in ("dependentSchemas", "dependencies"):
@@ -748,23 +751,58 @@ def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
         done.add(id(node))
         return None
 
+    return next(filter(None, (walk(*found) for found in _subschemas(schema, specification))), None)
+
+
+def _unresolved(schema: Mapping[str, Any], kind: Any) -> tuple[str, str] | None:
+    """(place, reference) of the first `$ref`, `$dynamicRef` or `$recursiveRef` in a schema that leads to nothing
+    in it (`#/$defs/Itme` for `Item`), or None: such a schema was taken, then every answer failed to be checked."""
+    specification = _specification(kind)
+    for node, place, around in _subschemas(schema, specification):
+        resolver = around.in_subresource(specification.create_resource(node))
+        for key in ("$ref", "$dynamicRef", "$recursiveRef"):
+            reference = node.get(key)
+            if isinstance(reference, str):
+                try:
+                    resolver.lookup(reference)
+                except referencing.exceptions.Unresolvable:
+                    return place, reference
+    return None
+
+
+def _defined(schema: Mapping[str, Any]) -> str:
+    """The names a schema defines under `$defs` (or `definitions`), as the end of a sentence; "" when none."""
+    names = [str(name) for key in ("$defs", "definitions") if isinstance(schema.get(key), Mapping) for name in schema[key]]
+    return f" (it defines {_one_line(', '.join(names))[:200]})" if names else ""
+
+
+def _specification(kind: Any) -> referencing.Specification:
+    """The `referencing` specification of a jsonschema validator class's dialect (how `$id`, anchors read)."""
+    return referencing.jsonschema.specification_with(kind.ID_OF(kind.META_SCHEMA) or "urn:unknown-dialect",
+                                                     default=referencing.Specification.OPAQUE)
+
+
+def _subschemas(schema: Mapping[str, Any], specification: referencing.Specification,
+                ) -> Iterator[tuple[Mapping[str, Any], str, referencing.Resolver]]:
+    """Each object inside a schema that may be a subschema, with its place and the resolver around it (the
+    `$id`s of the subschemas holding it applied); enum, const, default and examples are data."""
     root = referencing.Registry().resolver_with_root(specification.create_resource(schema))
-    return next(filter(None, (walk(node, place, root) for node, place in _subschemas(schema, "#"))), None)
 
+    def walk(node: Any, place: str, around: referencing.Resolver) -> Iterator[Any]:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                yield from walk(item, f"{place}/{index}", around)
+        elif isinstance(node, Mapping):
+            yield node, place, around
+            inside = around.in_subresource(specification.create_resource(node))
+            for key, value in node.items():
+                if key in _NAMED and isinstance(value, Mapping):  # a property may be named "enum"
+                    for name, sub in value.items():
+                        yield from walk(sub, f"{place}/{key}/{name}", inside)
+                elif key not in _VALUES:
+                    yield from walk(value, f"{place}/{key}", inside)
 
-def _subschemas(node: Any, place: str) -> Iterator[tuple[Mapping[str, Any], str]]:
-    """Each object inside a schema that may be a subschema, with its place; enum, const, default and examples are data."""
-    if isinstance(node, list):
-        for index, item in enumerate(node):
-            yield from _subschemas(item, f"{place}/{index}")
-    elif isinstance(node, Mapping):
-        yield node, place
-        for key, value in node.items():
-            if key in _NAMED and isinstance(value, Mapping):  # a property may be named "enum"
-                for name, sub in value.items():
-                    yield from _subschemas(sub, f"{place}/{key}/{name}")
-            elif key not in _VALUES:
-                yield from _subschemas(value, f"{place}/{key}")
+    return walk(schema, "#", root)
 
 
 # RFC 3987: an IRI holds ASCII (as a URI does) and these (ucschar, and iprivate, allowed here anywhere)

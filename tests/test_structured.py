@@ -381,10 +381,8 @@ class Strict(pydantic.BaseModel):
 
 
 @pytest.mark.parametrize("schema,final,message", [
-    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}, '{"a": 1}',
-     "the final answer could not be checked against the schema (Unresolvable: PointerToNowhere: '/$defs/missing' does not exist"),
     (Strict, '{"x": 2}', "the final answer could not be checked against the schema (KeyError: 2)"),
-])
+])  # (a schema dict's $ref to nothing, which failed here, is refused when the format is made)
 def test_a_schema_that_fails_while_checking_still_gives_the_reply(schema, final, message):
     s = _session(f"<|channel|>final<|message|>{final}<|return|><|channel|>final<|message|>next<|return|>")
     reply = s.ask("?", response_format=schema)
@@ -736,6 +734,42 @@ def test_a_schema_that_refers_to_itself_in_place_is_refused_when_the_format_is_m
     with pytest.raises(TurnError, match="^response format: not supported: ") as err:
         session.ask("?", response_format=schema)
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("schema, where, missing, defined", [
+    ({"$ref": "#/$defs/Missing"}, "#", "#/$defs/Missing", ""),
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/Itme"}}, "$defs": {"Item": {"type": "string"}}},
+     "#/properties/a", "#/$defs/Itme", " (it defines Item)"),
+    ({"$defs": {"a": {"items": {"$ref": "#/$defs/b"}}}, "$ref": "#/$defs/a"}, "#/$defs/a/items", "#/$defs/b", " (it defines a)"),
+    ({"type": "object", "properties": {"a": {"$ref": "#anchor"}}}, "#/properties/a", "#anchor", ""),
+], ids=["missing", "misspelt", "inside a definition", "anchor"])
+def test_a_reference_to_nothing_in_the_schema_is_refused_when_the_format_is_made(schema, where, missing, defined):
+    """`{"$ref": "#/$defs/Missing"}` was taken, then every answer failed with "could not be checked against the schema
+    (Unresolvable: PointerToNowhere ...)". It is refused at once, in one line naming the reference."""
+    said = f"not a valid JSON schema: {where} refers to '{missing}', which is not in the schema{defined}"
+    with pytest.raises(ValueError) as err:
+        ResponseFormat.from_user(schema)
+    assert str(err.value) == said
+    session = _session('<|channel|>final<|message|>{"a": "x"}<|return|>')
+    with pytest.raises(TurnError) as err:
+        session.ask("?", response_format=schema)
+    assert str(err.value) == f"response format: {said}"
+
+
+def test_references_found_through_ids_and_anchors_are_taken():
+    """What a reference finds through a nested `$id`, an `$anchor`, a `$dynamicAnchor` or draft 7's `definitions`
+    is in the schema: such schemas still check answers."""
+    nested = {"$id": "https://example.com/root", "$ref": "#/$defs/s",
+              "$defs": {"s": {"$id": "sub/", "$defs": {"x": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/x"}}}}}
+    anchored = {"$anchor": "top", "type": "object", "properties": {"a": {"anyOf": [{"type": "string"}, {"$ref": "#top"}]}}}
+    dynamic = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$dynamicAnchor": "n", "type": "object",
+               "properties": {"a": {"anyOf": [{"type": "string"}, {"$dynamicRef": "#n"}]}}}
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "definitions": {"x": {"type": "string"}},
+              "type": "object", "properties": {"a": {"$ref": "#/definitions/x"}}}
+    for schema in (nested, anchored, dynamic, draft7):
+        assert ResponseFormat.from_user(schema).parse('{"a": "x"}') == {"a": "x"}
+        with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: a: "):
+            ResponseFormat.from_user(schema).parse('{"a": 3}')
 
 
 @pytest.mark.parametrize("length", [100, 600])
