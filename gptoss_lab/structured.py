@@ -212,7 +212,7 @@ def _reads_back(schema: core_schema.CoreSchema, values: list[Any], kind: str) ->
                               "use str, int, float, bool or None values")
 
 
-_INTEGER_TEXT = "^-?(0|[1-9][0-9]*)$"
+_INTEGER_TEXT = "^(0|-?[1-9][0-9]*)$"  # (not "-0", which is 0)
 _NUMBER_TEXT = "^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 
 
@@ -226,12 +226,67 @@ def _key_texts(keys: core_schema.CoreSchema) -> JsonSchemaValue | None:
         return None if all(isinstance(value, str) for value in values) else {
             "type": "string", "enum": [_key_text(value) for value in values]}
     if kind == "int":
-        least = keys["ge"] if "ge" in keys else keys["gt"] + 1 if "gt" in keys else None
-        pattern = _INTEGER_TEXT if least is None or least < 0 else "^(0|[1-9][0-9]*)$" if least == 0 else "^[1-9][0-9]*$"
-        return {"type": "string", "pattern": pattern}
+        return {"type": "string", "pattern": _integers(*_int_bounds(keys))}
     if kind in ("float", "decimal"):
         return {"type": "string", "pattern": _NUMBER_TEXT}
     return {"type": "string", "enum": ["true", "false"]} if kind == "bool" else None
+
+
+def _int_bounds(node: core_schema.CoreSchema) -> tuple[int | None, int | None]:
+    """The least and the most integer an int core schema takes (None: no bound), from its ge, gt, le and lt."""
+    least = math.ceil(node["ge"]) if "ge" in node else math.floor(node["gt"]) + 1 if "gt" in node else None
+    most = math.floor(node["le"]) if "le" in node else math.ceil(node["lt"]) - 1 if "lt" in node else None
+    return least, most
+
+
+def _integers(least: int | None, most: int | None) -> str:
+    """A pattern matching the JSON text of each integer from `least` to `most` (None: no bound), and no other
+    text: the keys of `dict[conint(ge=5, le=10), str]` were shown as any positive integer, which the check refused."""
+    if least is None and most is None:
+        return _INTEGER_TEXT
+    negatives = [] if least is not None and least >= 0 else [
+        "-" + part for part in _naturals(1 if most is None or most >= 0 else -most, None if least is None else -least)]
+    naturals = [] if most is not None and most < 0 else _naturals(max(least or 0, 0), most)
+    if not negatives + naturals:
+        raise _Unshowable(f"the dict key's bounds ({least} to {most}) leave no integer it could be")
+    return f"^({'|'.join(negatives + naturals)})$"
+
+
+def _naturals(least: int, most: int | None) -> list[str]:
+    """Patterns (alternatives) for the decimal text of each integer from `least` >= 0 to `most` (None: no bound)."""
+    if most is not None and least > most:
+        return []
+    low, high = str(least), None if most is None else str(most)
+    parts = [_digits(low if size == len(low) else "1" + "0" * (size - 1),
+                     high if high is not None and size == len(high) else "9" * size)
+             for size in range(len(low), (len(low) if high is None else len(high)) + 1)]
+    return parts + ([f"[1-9][0-9]{{{len(low)},}}"] if high is None else [])
+
+
+def _digits(low: str, high: str) -> str:
+    """A pattern for the digit strings from `low` to `high`, both of the same length."""
+    if low == high:
+        return low
+    rest = len(low) - 1
+    if low[0] == high[0]:
+        return low[0] + _digits(low[1:], high[1:])
+    if low[1:] == "0" * rest and high[1:] == "9" * rest:
+        return _span(low[0], high[0]) + _any_digits(rest)
+    parts = [low[0] + _digits(low[1:], "9" * rest)]
+    if int(low[0]) + 1 < int(high[0]):
+        parts.append(_span(str(int(low[0]) + 1), str(int(high[0]) - 1)) + _any_digits(rest))
+    parts.append(high[0] + _digits("0" * rest, high[1:]))
+    return f"({'|'.join(parts)})"
+
+
+def _span(low: str, high: str) -> str:
+    """A pattern for one digit from `low` to `high`."""
+    return low if low == high else f"[{low}-{high}]"
+
+
+def _any_digits(count: int) -> str:
+    """A pattern for `count` digits."""
+    return "" if count == 0 else "[0-9]" if count == 1 else f"[0-9]{{{count}}}"
 
 
 def _key_text(value: Any) -> str:
@@ -1079,7 +1134,7 @@ def _checked_core(core: Any) -> Any:
             new["pattern"] = _ascii_pattern(pattern)
             _AS_WRITTEN[new["pattern"]] = pattern
         if key:
-            return new
+            return _key_read(node, new)
         if whole and _shown_as_integer(node):
             new = core_schema.no_info_before_validator_function(_integer_if_whole, new)
         if node.get("type") in ("enum", "literal"):
@@ -1103,6 +1158,54 @@ def _checked_core(core: Any) -> Any:
 # the labels of a union's two tries (`_checked_core`): its errors are the second's, told as pydantic tells them; the
 # first's are one error `describe_errors` skips (collecting them held thousands of errors a deep union made twice)
 _AS_WRITTEN_LABEL, _WHOLE_LABEL = "gptoss-as-written", "gptoss-whole-numbers"
+
+
+def _key_read(node: Any, checked: Any) -> Any:
+    """`checked`, a dict key's check, reading the key from its text only as the model is shown it (`_key_texts`):
+    pydantic read " 1", "+1", "1_000" and "nan" as float keys (an IntEnum's " 1" and "01" as 1), which no
+    shown pattern allowed. A Decimal key keeps its digits as written."""
+    kind = node.get("type") if isinstance(node, dict) else None
+    if kind in ("literal", "enum", "bool"):
+        values = [True, False] if kind == "bool" else _choices(node)
+        if all(isinstance(value, str) for value in values):
+            return checked
+        texts = {_key_text(value): value for value in values}
+        read = functools.partial(_key_choice, texts)
+    elif kind in _KEY_NUMBERS:
+        read = functools.partial(_key_number, *_KEY_NUMBERS[kind])
+    else:
+        return checked
+    return core_schema.no_info_before_validator_function(read, checked)
+
+
+# a number key's text (JSON's form of the number) and what reads it
+_KEY_NUMBERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "int": (_INTEGER_TEXT, "an integer", int), "float": (_NUMBER_TEXT, "a number", float),
+    "decimal": (_NUMBER_TEXT, "a number", decimal.Decimal)}
+
+
+def _key_choice(texts: dict[str, Any], key: Any) -> Any:
+    """The Literal or Enum value (or bool) whose JSON text the key is; the key's check refuses it otherwise."""
+    if not isinstance(key, str):
+        return key
+    if key not in texts:
+        shown = ", ".join(map(repr, texts))
+        raise PydanticCustomError("gptoss_key_text", "Key should be one of {shown}", {"shown": shown})
+    return texts[key]
+
+
+def _key_number(pattern: str, what: str, read: Callable[[str], Any], key: Any) -> Any:
+    """The number a key's text is, read only when it is written as JSON writes numbers (`pattern`); a float key
+    too large for a float (1e999) is refused as a value is."""
+    if not isinstance(key, str):
+        return key
+    if not _search(pattern, key):
+        raise PydanticCustomError("gptoss_key_text", "Key should be {what} written as JSON writes it, "
+                                  "matching pattern '{pattern}'", {"what": what, "pattern": pattern})
+    value = read(key)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("gptoss_key_text", "Key should be a finite number")
+    return value
 
 
 def _has_integer(node: Any, defined: Mapping[str, Any], seen: frozenset[str] = frozenset()) -> bool:

@@ -1023,6 +1023,41 @@ def test_the_keys_a_dict_is_shown_with_are_keys_its_check_takes(kind, keys):
             parse_final(json.dumps({key: "a"}), kind)  # raises StructuredOutputError if the check refuses it
 
 
+_KEYS = ["1", "7", "10", "12", "-2", "-5", "0", "-0", "01", "+1", " 1", "1 ", "1\n", "1_000", "1.0", "1.50", "1e1",
+         "1E-2", ".5", "1.", "nan", "NaN", "inf", "Infinity", "-inf", "1e999", "true", "false", "True", "yes", "3", "0x1"]
+
+
+@pytest.mark.parametrize("kind, read", [
+    (dict[float, str], float), (dict[Decimal, str], Decimal), (dict[int, str], int),
+    (dict[pydantic.conint(ge=5, le=10), str], int), (dict[typing.Annotated[int, pydantic.Field(gt=-3, lt=3)], str], int),
+    (dict[typing.Annotated[int, pydantic.Field(ge=-1000)], str], int), (dict[bool, str], lambda key: key == "true"),
+    (dict[_Size, str], lambda key: _Size(int(key))), (dict[Literal[True, "x"], str], lambda key: key == "true" or key),
+], ids=["float", "Decimal", "int", "int 5 to 10", "int -2 to 2", "int from -1000", "bool", "IntEnum", "Literal"])
+def test_a_dict_key_is_taken_only_as_the_text_it_is_shown_and_read_as_written(kind, read):
+    """pydantic read the float keys "nan", " 1", "+1" and "1_000" (as nan, 1.0, 1.0, 1000.0), an IntEnum's "01", where
+    the model was shown JSON's number text; the keys of `conint(ge=5, le=10)` were shown as any positive integer,
+    which the check then refused past 10. A key is taken when the schema shown takes it, and is the value its text says."""
+    shown = ResponseFormat.from_user(ResponseFormat.from_user(kind).schema)  # as JSON Schema reads it ("$" the end)
+    for key in _KEYS:
+        answer = json.dumps({key: "a"})
+        try:
+            shown.parse(answer)
+        except StructuredOutputError:
+            taken = False
+        else:
+            taken = True
+        try:
+            [(parsed, _)] = parse_final(answer, kind).items()
+        except StructuredOutputError as err:
+            assert not taken or key == "1e999", (key, str(err))  # (too large for a float)
+            assert "\n" not in str(err) and "[key]" in str(err)
+        else:
+            assert taken, key
+            assert (type(parsed), parsed) == (type(read(key)), read(key))
+            if isinstance(parsed, Decimal):  # its digits as written: 1.50 stays 1.50
+                assert parsed.as_tuple() == Decimal(key).as_tuple()
+
+
 @pytest.mark.parametrize("kind", [dict[Literal[1, 2], int], dict[str, dict[Literal[1.5], int]]], ids=["int", "nested float"])
 def test_a_dict_whose_literal_keys_json_cannot_give_is_refused_when_the_format_is_made(kind):
     """pydantic reads no key of `dict[Literal[1, 2], int]` ({"1": 5}: "Input should be 1 or 2"), so the format was made
