@@ -152,7 +152,15 @@ class HarmonySchema(GenerateJsonSchema):
         # pydantic offers "number or numeric string" with a look-ahead pattern, which the renderer shows
         # as `any` and llguidance cannot compile; a JSON number validates to an exact Decimal
         result = super().decimal_schema(schema)
-        return result["anyOf"][0] if self.mode == "validation" and "anyOf" in result else result
+        result = result["anyOf"][0] if self.mode == "validation" and "anyOf" in result else result
+        # max_digits and decimal_places, which pydantic leaves unsaid (the model wrote 123.456 for 5 digits, 2 places)
+        places, digits = schema.get("decimal_places"), schema.get("max_digits")
+        if places is not None:
+            result["multipleOf"] = 1 if places == 0 else float(f"1e-{places}")
+        if digits is not None:
+            bound = 10 ** (digits - (places or 0))
+            result.update(exclusiveMinimum=-bound, exclusiveMaximum=bound)
+        return result
 
     def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
         inner = self.generate_inner(schema["schema"])
@@ -661,8 +669,48 @@ _PYDANTIC_DEPTH = 200  # arrays and objects inside one another that pydantic's J
 
 def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
     _strict_json(body)  # pydantic reads 1e999 as inf
-    with _checked_in_time():  # its unions check the deadline (`_checked_core`)
+    with _checked_in_time(), numbers_as_written(body):  # its unions check the deadline (`_checked_core`)
         return _validated(adapter, body)
+
+
+# the numbers with a fraction or an exponent in the JSON being checked, as written: float -> the texts read as it
+_WRITTEN: contextvars.ContextVar[Mapping[float, list[str]]] = contextvars.ContextVar("_WRITTEN", default={})
+
+
+@contextlib.contextmanager
+def numbers_as_written(text: str) -> Iterator[None]:
+    """Checks made inside (of the JSON `text`) read a Decimal as `text` writes it (`_decimal_as_written`)."""
+    written: dict[float, list[str]] = {}
+
+    def note(number: str) -> float:
+        value = float(number)
+        written.setdefault(value, []).append(number)
+        return value
+
+    with contextlib.suppress(ValueError, RecursionError):  # (JSON that does not read is refused by the check)
+        json.loads(text, parse_float=note)
+    token = _WRITTEN.set(written)
+    try:
+        yield
+    finally:
+        _WRITTEN.reset(token)
+
+
+def _decimal_as_written(value: Any) -> Any:
+    """A JSON number checked as a Decimal, read from its text (`numbers_as_written`): pydantic reads it through a
+    float, so 0.10000000000000000000000001 was Decimal('0.1') and 12.30 Decimal('12.3'). Numeric text keeps being
+    read as it is written, anything else refused."""
+    if isinstance(value, float):
+        texts = list(dict.fromkeys(_WRITTEN.get().get(value, [repr(value)])))
+        if len({decimal.Decimal(text) for text in texts}) > 1:
+            raise PydanticCustomError("gptoss_decimal_text", "Decimal input is one of {texts}, which the check cannot "
+                                      "tell apart (they read as the same float)", {"texts": ", ".join(texts)[:100]})
+        return decimal.Decimal(texts[0])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return decimal.Decimal(value)
+    if isinstance(value, str) and _search(_NUMBER_TEXT, value):  # a number given as text, which pydantic takes
+        return decimal.Decimal(value)
+    raise PydanticCustomError("decimal_parsing", "Input should be a valid decimal")  # pydantic's words
 
 
 def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
@@ -1137,6 +1185,8 @@ def _checked_core(core: Any) -> Any:
             return _key_read(node, new)
         if whole and _shown_as_integer(node):
             new = core_schema.no_info_before_validator_function(_integer_if_whole, new)
+        if node.get("type") == "decimal":
+            new = core_schema.no_info_before_validator_function(_decimal_as_written, new)
         if node.get("type") in ("enum", "literal"):
             kinds = frozenset(map(_json_kind, _choices(node)))
             new = core_schema.no_info_before_validator_function(functools.partial(_of_kinds, kinds), new)

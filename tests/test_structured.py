@@ -406,6 +406,37 @@ class Invoice(pydantic.BaseModel):
     lines: dict[str, Decimal] = {}
 
 
+class Priced(pydantic.BaseModel):
+    price: Decimal = pydantic.Field(max_digits=5, decimal_places=2)
+    rate: Decimal | None = None
+    history: list[Decimal] = []
+
+
+def test_a_decimal_answer_keeps_the_digits_written_and_too_many_digits_is_a_one_line_error():
+    """pydantic read a JSON number for a Decimal through a float: 12.30 was Decimal('12.3') and
+    0.10000000000000000000000001 Decimal('0.1'); and max_digits/decimal_places were not shown, so the model wrote
+    123.456 for 5 digits and 2 places. Digits are kept as written, the limits shown, too many digits a one-line error."""
+    shown = ResponseFormat.from_user(Priced).schema["properties"]["price"]
+    assert (shown["multipleOf"], shown["exclusiveMinimum"], shown["exclusiveMaximum"]) == (0.01, -1000, 1000)
+    written = '{"price": 12.30, "rate": 0.10000000000000000000000001, "history": [1.50, 2, 1e-30, 123456789012345678.9]}'
+    session = _session(f"<|channel|>final<|message|>{{\"price\": 123.456}}<|return|>"
+                       f"<|channel|>final<|message|>{written}<|return|>")
+    refused = session.ask("?", response_format=Priced)
+    assert refused.parsed is None and refused.final == '{"price": 123.456}'
+    assert refused.errors == ["the final answer does not match the schema: price: Decimal input should have no more "
+                              "than 5 digits in total"]
+    parsed = session.ask("again", response_format=Priced).parsed
+    assert [str(parsed.price), str(parsed.rate), *map(str, parsed.history)] == [
+        "12.30", "0.10000000000000000000000001", "1.50", "2", "1E-30", "123456789012345678.9"]
+    assert [str(tool(_pay).call(f'{{"amount": {amount}}}').output) for amount in ("10.10", "0.30000000000000000000001")] \
+        == ['"10.10"', '"0.30000000000000000000001"']
+
+
+def _pay(amount: Decimal) -> str:
+    """Pays an amount."""
+    return str(amount)
+
+
 def test_decimals_are_shown_as_numbers_constrained_and_parsed_exactly():
     fmt = ResponseFormat.from_user(Invoice)  # was "anyOf number | look-ahead pattern": `any`, and no --constrain
     assert fmt.schema["properties"]["total"] == {"type": "number", "minimum": 0.0}

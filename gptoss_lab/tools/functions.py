@@ -46,7 +46,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..events import ToolCall, ToolStatus
-from ..structured import describe_errors, docstring, json_default, json_value, typed_schema
+from ..structured import describe_errors, docstring, json_default, json_value, numbers_as_written, typed_schema
 from .base import Tool, ToolResult, bounded, error_text
 from .python import MAX_OUTPUT_CHARS, ToolTimeout, truncate
 
@@ -173,7 +173,8 @@ class FunctionTool:
                 raise TypeError(f"arguments must be a JSON object, not {type(raw).__name__}")
             # validated as JSON: a strict model takes "celsius" for an Enum, "2026-11-25" for a date. Strictly: the
             # value is the JSON type the model was shown (`true` was 1 for an int, "3" 3; they are refused)
-            return dict(self._arguments.validate_json(text, strict=True))
+            with numbers_as_written(text):  # a Decimal argument as written, not through a float
+                return dict(self._arguments.validate_json(text, strict=True))
         except BaseException as err:   # JSONDecodeError, deep nesting (RecursionError), a validator's own error
             traceback.clear_frames(err.__traceback__)
             if isinstance(err, ToolTimeout | KeyboardInterrupt):
