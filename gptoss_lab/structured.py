@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import decimal
 import enum
+import fractions
 import functools
 import json
 import math
@@ -770,7 +771,7 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     # patterns matched with the `regex` module: `re` backtracks for ever on patterns like ^(a+)+$ and a long answer;
     # uniqueItems by hashing (jsonschema compares every pair of objects); every keyword first checks the deadline
     keywords = {**kind.VALIDATORS, "pattern": _pattern, "patternProperties": _pattern_properties,
-                "additionalProperties": _additional_properties, "uniqueItems": _unique_items}
+                "additionalProperties": _additional_properties, "uniqueItems": _unique_items, "multipleOf": _multiple_of}
     kind = jsonschema.validators.extend(kind, {name: _in_time(check) for name, check in keywords.items()})
     # an empty registry: a reference the schema does not hold is an error, never a download (jsonschema's default
     # fetched it with no timeout, while the session holds Ctrl-C back, and read file:// paths)
@@ -1064,6 +1065,14 @@ def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> An
     sort (objects), 13 s for 4 000 of them."""
     if unique and validator.is_type(instance, "array") and len(set(map(_canonical, instance))) < len(instance):
         yield jsonschema.ValidationError(f"{instance!r} has non-unique elements")  # jsonschema's words
+
+
+def _multiple_of(validator: Any, step: Any, instance: Any, schema: Any) -> Any:
+    """multipleOf in decimal, as the numbers are written: jsonschema divides floats, so 0.3 was "not a multiple of
+    0.1" and 0.07 not one of 0.01 (constrained decoding wrote them, the check refused every such answer)."""
+    if validator.is_type(instance, "number") and (fractions.Fraction(repr(instance)) / fractions.Fraction(repr(step))
+                                                  ).denominator != 1:
+        yield jsonschema.ValidationError(f"{instance!r} is not a multiple of {step}")  # jsonschema's words
 
 
 def _canonical(value: Any) -> tuple[str, Any]:

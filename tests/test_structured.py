@@ -787,6 +787,22 @@ def test_a_reference_to_nothing_in_the_schema_is_refused_when_the_format_is_made
     assert str(err.value) == f"response format: {said}"
 
 
+def test_multiple_of_a_decimal_fraction_takes_the_multiples_written():
+    """jsonschema divides floats: 0.3 was "not a multiple of 0.1" and 0.07 not one of 0.01, answers constrained
+    decoding writes, so a price schema refused most prices. Multiples are judged as the numbers are written."""
+    schema = {"type": "object", "properties": {"price": {"type": "number", "multipleOf": 0.01},
+                                               "tenth": {"multipleOf": 0.1}, "dozen": {"type": "integer", "multipleOf": 12}}}
+    fmt = ResponseFormat.from_user(schema)
+    answer = '{"price": 0.07, "tenth": 0.3, "dozen": 36}'
+    assert fmt.parse(answer) == json.loads(answer)
+    assert fmt.parse('{"price": 1.15, "tenth": 0.7, "dozen": 120}') == {"price": 1.15, "tenth": 0.7, "dozen": 120}
+    for wrong, said in [('{"price": 0.001}', "price: 0.001 is not a multiple of 0.01"), ('{"tenth": 0.35}', "tenth: 0.35 is "
+                        "not a multiple of 0.1"), ('{"dozen": 30}', "dozen: 30 is not a multiple of 12")]:
+        with pytest.raises(StructuredOutputError) as err:
+            fmt.parse(wrong)
+        assert str(err.value) == f"the final answer does not match the schema: {said}"
+
+
 def test_references_found_through_ids_and_anchors_are_taken():
     """What a reference finds through a nested `$id`, an `$anchor`, a `$dynamicAnchor` or draft 7's `definitions`
     is in the schema: such schemas still check answers."""
