@@ -327,6 +327,7 @@ def _plain_object(schema: JsonSchemaValue, core: Any) -> JsonSchemaValue:
     if (core.get("config") or {}).get("regex_engine") == "python-re" and _has_pattern(core):
         raise _Unshowable("its config's regex_engine='python-re' matches its patterns with Python's re, not as the "
                           "model is shown them; leave pydantic's default (Rust) regex engine")
+    _shown_aliases(core)
     schema.pop("description", None)
     if schema.get("type") == "object":  # (a RootModel of a list or a str: the model read "additionalProperties" on it)
         schema.setdefault("additionalProperties", False)
@@ -339,6 +340,19 @@ def _plain_object(schema: JsonSchemaValue, core: Any) -> JsonSchemaValue:
         if name not in required and prop.get("default", ...) is None and len(alternatives) == 2 and alternatives[1] == _NULL:
             schema["properties"][name] = {**{k: v for k, v in prop.items() if k != "oneOf"}, **alternatives[0]}
     return schema
+
+
+def _shown_aliases(core: Any) -> None:
+    """Refuse a class field read only from a path into the answer (`validation_alias=AliasPath("a", 0)`): the schema
+    showed the model the field's name, which the check then refused ("a.0: Field required") in every answer."""
+    fields = (core.get("schema", {}) if core.get("type") in ("model", "dataclass") else core).get("fields", {})
+    by_name = (core.get("config") or {}).get("validate_by_name", False)
+    for name, field in fields.items() if isinstance(fields, dict) else ((field["name"], field) for field in fields):
+        alias = field.get("validation_alias")
+        paths = alias if isinstance(alias, list) and alias and isinstance(alias[0], list) else [alias]
+        if isinstance(alias, list) and not by_name and not any(len(path) == 1 and isinstance(path[0], str) for path in paths):
+            raise _Unshowable(f"the field {name!r} is read from a path into the answer ({'; '.join(map(repr, paths))}), "
+                              "which the schema cannot show; give it an alias (one key) instead")
 
 
 def _has_pattern(core: Any) -> bool:

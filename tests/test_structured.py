@@ -406,6 +406,43 @@ class Invoice(pydantic.BaseModel):
     lines: dict[str, Decimal] = {}
 
 
+class _FromPath(pydantic.BaseModel):
+    x: int = pydantic.Field(validation_alias=pydantic.AliasPath("a", 0))
+
+
+@pydantic.dataclasses.dataclass
+class _FromPaths:
+    x: int = pydantic.Field(validation_alias=pydantic.AliasChoices(pydantic.AliasPath("a", 0), pydantic.AliasPath("b", "c")))
+
+
+class _FromPathOrName(_FromPath):
+    model_config = pydantic.ConfigDict(populate_by_name=True)
+
+
+class _FromPathOrKey(pydantic.BaseModel):
+    x: int = pydantic.Field(validation_alias=pydantic.AliasChoices(pydantic.AliasPath("a", 0), "y"))
+
+
+def test_a_field_read_from_a_path_into_the_answer_is_refused_when_the_format_is_made():
+    """`validation_alias=AliasPath("a", 0)` showed the model the field as "x", which the check refused in every answer
+    ("a.0: Field required"). Refused at once, in one line; a path with a key or the name as well is taken, as shown."""
+    for kind, paths in [(_FromPath, "['a', 0]"), (_FromPaths, "['a', 0]; ['b', 'c']"), (list[_FromPath], "['a', 0]")]:
+        with pytest.raises(TypeError) as err:
+            ResponseFormat.from_user(kind)
+        assert str(err.value).endswith(f": the field 'x' is read from a path into the answer ({paths}), which the "
+                                       "schema cannot show; give it an alias (one key) instead")
+    with pytest.raises(TypeError, match=r"^_read\.item: the field 'x' is read from a path"):
+        tool(_read)
+    for kind, key in [(_FromPathOrName, "x"), (_FromPathOrKey, "y")]:
+        fmt = ResponseFormat.from_user(kind)
+        assert list(fmt.schema["properties"]) == [key] and fmt.parse(f'{{"{key}": 3}}').x == 3
+
+
+def _read(item: _FromPath) -> int:
+    """Reads an item."""
+    return item.x
+
+
 class Priced(pydantic.BaseModel):
     price: Decimal = pydantic.Field(max_digits=5, decimal_places=2)
     rate: Decimal | None = None
