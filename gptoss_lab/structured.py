@@ -223,6 +223,9 @@ def _reads_back(schema: core_schema.CoreSchema, values: list[Any], kind: str) ->
 
 _INTEGER_TEXT = "^(0|-?[1-9][0-9]*)$"  # (not "-0", which is 0)
 _NUMBER_TEXT = "^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+# a number key's one text: no exponent, no trailing zero, no "-0" (two texts of one number, "1" and "1.0", were two keys
+# read as one, the second's value replacing the first's unsaid)
+_KEY_NUMBER_TEXT = "^(0|-?(0\\.[0-9]*[1-9]|[1-9][0-9]*(\\.[0-9]*[1-9])?))$"
 
 
 def _key_texts(keys: core_schema.CoreSchema) -> JsonSchemaValue | None:
@@ -237,7 +240,7 @@ def _key_texts(keys: core_schema.CoreSchema) -> JsonSchemaValue | None:
     if kind == "int":
         return {"type": "string", "pattern": _integers(*_int_bounds(keys))}
     if kind in ("float", "decimal"):
-        return {"type": "string", "pattern": _NUMBER_TEXT}
+        return {"type": "string", "pattern": _KEY_NUMBER_TEXT}
     return {"type": "string", "enum": ["true", "false"]} if kind == "bool" else None
 
 
@@ -1253,8 +1256,8 @@ def _key_read(node: Any, checked: Any) -> Any:
 
 # a number key's text (JSON's form of the number) and what reads it
 _KEY_NUMBERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
-    "int": (_INTEGER_TEXT, "an integer", int), "float": (_NUMBER_TEXT, "a number", float),
-    "decimal": (_NUMBER_TEXT, "a number", decimal.Decimal)}
+    "int": (_INTEGER_TEXT, "an integer", int), "float": (_KEY_NUMBER_TEXT, "a number", float),
+    "decimal": (_KEY_NUMBER_TEXT, "a number", decimal.Decimal)}
 
 
 def _key_choice(texts: dict[str, Any], key: Any) -> Any:
@@ -1268,16 +1271,17 @@ def _key_choice(texts: dict[str, Any], key: Any) -> Any:
 
 
 def _key_number(pattern: str, what: str, read: Callable[[str], Any], key: Any) -> Any:
-    """The number a key's text is, read only when it is written as JSON writes numbers (`pattern`); a float key
-    too large for a float (1e999) is refused as a value is."""
+    """The number a key's text is, read only when it is its one text (`pattern`); a float key with more digits than a
+    float holds is refused (0.1 and 0.10000000000000000001 were one key)."""
     if not isinstance(key, str):
         return key
     if not _search(pattern, key):
-        raise PydanticCustomError("gptoss_key_text", "Key should be {what} written as JSON writes it, "
-                                  "matching pattern '{pattern}'", {"what": what, "pattern": pattern})
+        raise PydanticCustomError("gptoss_key_text", "Key should be {what} in its one JSON form, matching pattern "
+                                  "'{pattern}'", {"what": what, "pattern": pattern})
     value = read(key)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PydanticCustomError("gptoss_key_text", "Key should be a finite number")
+    if isinstance(value, float) and decimal.Decimal(repr(value)) != decimal.Decimal(key):
+        raise PydanticCustomError("gptoss_key_text", "Key should be a number a float holds as written (it reads as {value})",
+                                  {"value": repr(value)})
     return value
 
 

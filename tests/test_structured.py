@@ -1093,7 +1093,7 @@ def test_a_dict_with_number_keys_takes_the_keys_json_writes(kind):
 
 @pytest.mark.parametrize("kind, keys", [
     (dict[int, str], ["1", "-12", "0"]), (dict[_Size, str], ["1", "3"]), (dict[typing.Annotated[int, pydantic.Field(gt=0)], str], ["1", "30"]),
-    (dict[float, str], ["1.5", "-2e3", "7"]), (dict[Decimal, str], ["0.25", "1E2"]), (dict[bool, str], ["true", "false"]),
+    (dict[float, str], ["1.5", "-2000", "7"]), (dict[Decimal, str], ["0.25", "100"]), (dict[bool, str], ["true", "false"]),
 ], ids=["int", "IntEnum", "positive int", "float", "Decimal", "bool"])
 def test_the_keys_a_dict_is_shown_with_are_keys_its_check_takes(kind, keys):
     """`dict[IntEnum, str]` showed the model `propertyNames: {"enum": [1, 2], "type": "integer"}`, which no JSON key
@@ -1140,6 +1140,22 @@ def test_a_dict_key_is_taken_only_as_the_text_it_is_shown_and_read_as_written(ki
             assert (type(parsed), parsed) == (type(read(key)), read(key))
             if isinstance(parsed, Decimal):  # its digits as written: 1.50 stays 1.50
                 assert parsed.as_tuple() == Decimal(key).as_tuple()
+
+
+@pytest.mark.parametrize("kind, read", [(dict[float, str], float), (dict[Decimal, str], Decimal), (dict[int, str], int)],
+                         ids=["float", "Decimal", "int"])
+def test_two_keys_of_one_number_are_refused_not_read_as_one(kind, read):
+    """`{"1": "a", "1.0": "b"}` for `dict[float, str]` gave `{1.0: "b"}`: two keys read as one number, the first's value
+    lost unsaid. A number key has one text (no exponent, trailing zero or -0), shown so, and a float key one a float holds."""
+    for first, second in [("1", "1.0"), ("0", "-0"), ("100", "1e2"), ("5", "5.0"), ("0.1", "0.10000000000000000001")]:
+        answer = json.dumps({first: "a", second: "b"})
+        try:
+            parsed = parse_final(answer, kind)
+        except StructuredOutputError as err:
+            assert f"{second}.[key]: Key should be " in str(err)
+        else:
+            assert parsed == {read(first): "a", read(second): "b"} and len(parsed) == 2, answer
+    assert parse_final('{"-12": "a", "3": "b"}', kind) == {read("-12"): "a", read("3"): "b"}
 
 
 @pytest.mark.parametrize("kind", [dict[Literal[1, 2], int], dict[str, dict[Literal[1.5], int]]], ids=["int", "nested float"])
