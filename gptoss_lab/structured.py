@@ -89,6 +89,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_SHOWN_PLACES, _SHOWN_DIGITS = 10, 18  # a Decimal's decimal places and integer digits llguidance constrains to
+
+
 class HarmonySchema(GenerateJsonSchema):
     """pydantic's JSON schema, compact and self-contained, as a Harmony prompt states it.
 
@@ -154,11 +157,12 @@ class HarmonySchema(GenerateJsonSchema):
         # as `any` and llguidance cannot compile; a JSON number validates to an exact Decimal
         result = super().decimal_schema(schema)
         result = result["anyOf"][0] if self.mode == "validation" and "anyOf" in result else result
-        # max_digits and decimal_places, which pydantic leaves unsaid (the model wrote 123.456 for 5 digits, 2 places)
+        # max_digits and decimal_places, which pydantic leaves unsaid (the model wrote 123.456 for 5 digits, 2 places),
+        # as far as llguidance can constrain to them (past that, only the check says)
         places, digits = schema.get("decimal_places"), schema.get("max_digits")
-        if places is not None:
+        if places is not None and places <= _SHOWN_PLACES:
             result["multipleOf"] = 1 if places == 0 else float(f"1e-{places}")
-        if digits is not None:
+        if digits is not None and digits - (places or 0) <= _SHOWN_DIGITS:
             bound = 10 ** (digits - (places or 0))
             result.update(exclusiveMinimum=-bound, exclusiveMaximum=bound)
         return result

@@ -455,6 +455,10 @@ def test_a_decimal_answer_keeps_the_digits_written_and_too_many_digits_is_a_one_
     123.456 for 5 digits and 2 places. Digits are kept as written, the limits shown, too many digits a one-line error."""
     shown = ResponseFormat.from_user(Priced).schema["properties"]["price"]
     assert (shown["multipleOf"], shown["exclusiveMinimum"], shown["exclusiveMaximum"]) == (0.01, -1000, 1000)
+    pytest.importorskip("llguidance")
+    for digits, places in [(5, 2), (30, 20), (60, 0), (None, 400), (40, None)]:  # what llguidance cannot take is not shown
+        precise = pydantic.create_model("Precise", v=(Decimal, pydantic.Field(max_digits=digits, decimal_places=places)))
+        ResponseFormat.from_user(precise).processor()
     written = '{"price": 12.30, "rate": 0.10000000000000000000000001, "history": [1.50, 2, 1e-30, 123456789012345678.9]}'
     session = _session(f"<|channel|>final<|message|>{{\"price\": 123.456}}<|return|>"
                        f"<|channel|>final<|message|>{written}<|return|>")
