@@ -428,7 +428,9 @@ def _object_text(schema: dict[str, Any]) -> str:
         return "{" + ", ".join(f"{_key(k)}{'' if k in required else '?'}: {_text(v)[0]}"
                                for k, v in properties.items()) + "}"
     extra = schema.get("additionalProperties", True)
-    return "{}" if extra is False else f"Record<string, {_text(extra)[0]}>"
+    patterned = schema.get("patternProperties")
+    values = [*(patterned.values() if isinstance(patterned, dict) else ()), *([] if extra is False else [extra])]
+    return f"Record<string, {_union([_text(value) for value in values])[0]}>" if values else "{}"
 
 
 def user_message(text: str) -> Message:

@@ -131,6 +131,8 @@ class HarmonySchema(GenerateJsonSchema):
         shown = _key_texts(keys) if keys is not None else None
         if shown is not None:
             result["propertyNames"] = shown
+        if "patternProperties" in result:  # pydantic's form of keys with a pattern, which said nothing of other keys
+            result.setdefault("additionalProperties", False)
         return result
 
     def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:

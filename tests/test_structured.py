@@ -1162,6 +1162,19 @@ def test_two_keys_of_one_number_are_refused_not_read_as_one(kind, read):
     assert parse_final('{"-12": "a", "3": "b"}', kind) == {read("-12"): "a", read("3"): "b"}
 
 
+def test_a_dict_whose_keys_have_a_pattern_is_shown_taking_no_other_keys():
+    """`dict[Annotated[str, StringConstraints(pattern=...)], int]` was shown as patternProperties alone, which takes any
+    other key too ({"ABC": 1}), and constrained decoding wrote one; the check refused it. No other key is shown taken."""
+    kind = dict[typing.Annotated[str, pydantic.StringConstraints(pattern="^[a-z]+$")], int]
+    shown = ResponseFormat.from_user(ResponseFormat.from_user(kind).schema)
+    for answer in ['{"ABC": 1}', '{"ab": 1, "a1": 2}']:
+        with pytest.raises(StructuredOutputError, match=r"^the final answer does not match the schema: "):
+            shown.parse(answer)
+        with pytest.raises(StructuredOutputError, match=r"\[key\]: String should match pattern '\^\[a-z\]\+\$'"):
+            parse_final(answer, kind)
+    assert shown.parse('{"ab": 1}') == parse_final('{"ab": 1}', kind) == {"ab": 1}
+
+
 @pytest.mark.parametrize("kind", [dict[Literal[1, 2], int], dict[str, dict[Literal[1.5], int]]], ids=["int", "nested float"])
 def test_a_dict_whose_literal_keys_json_cannot_give_is_refused_when_the_format_is_made(kind):
     """pydantic reads no key of `dict[Literal[1, 2], int]` ({"1": 5}: "Input should be 1 or 2"), so the format was made

@@ -98,6 +98,8 @@ def _one(annotation: Any) -> FunctionTool:
     (list[int | str], "x: (number | string)[],", [1, "a"], [None]),
     (list[Level], "x: (1 | 2)[],", [2], [0]),
     (dict[str, float], "x: Record<string, number>,", {"a": 1.5}, {"a": "b"}),
+    (dict[Annotated[str, pydantic.StringConstraints(pattern="^[a-z]+$")], int], "x: Record<string, number>,",
+     {"ab": 1}, {"AB": 1}),  # was `Record<string, any>`
     (list[tuple[Point, int]], "x: [{lat: number, lon?: number}, number][],", [[{"lat": 1}, 2]], [[{"lon": 1}, 2]]),
 ])
 def test_the_model_reads_what_each_annotation_accepts(annotation, shown, accepted, refused):
