@@ -200,15 +200,21 @@ class HarmonySchema(GenerateJsonSchema):
             super().emit_warning(kind, detail)
 
 
+_DEFAULT_CHARS = 500  # the longest default (as JSON) the model is shown
+
+
 def json_default(value: Any) -> Any:
     """A default as the JSON value the model is shown; PydanticSerializationError when JSON cannot write it:
     an arbitrary object, or NaN and infinity (`within: float = math.inf`), which the Harmony renderer refuses
-    (every turn would fail). Such a default is simply not shown."""
+    (every turn would fail), or when it is longer than `_DEFAULT_CHARS` (`ids: list[int] = list(range(20_000))`
+    put 100 000 characters in every prompt). Such a default is simply not shown."""
     encoded = to_jsonable_python(value)
     try:
-        json.dumps(encoded, allow_nan=False)
+        text = json.dumps(encoded, allow_nan=False)
     except ValueError:
         raise PydanticSerializationError("NaN and infinity are not JSON") from None
+    if len(text) > _DEFAULT_CHARS:
+        raise PydanticSerializationError(f"the default is {len(text)} characters long as JSON")
     return encoded
 
 

@@ -111,6 +111,24 @@ def test_the_model_reads_what_each_annotation_accepts(annotation, shown, accepte
     assert function.call(json.dumps({"x": refused})).output.startswith("Error: ValidationError: x")
 
 
+_MANY = list(range(20_000))
+
+
+def test_a_long_default_is_not_shown_and_the_prompt_stays_small():
+    """`ids: list[int] = list(range(20_000))` put its 100 000 characters in the developer message of every turn, which
+    a 4 096-token context then refused ("offer fewer tools or smaller types"). A default that long is not shown, as one
+    JSON cannot write is not; the function still gets it, and short defaults are shown."""
+    def pick(ids: list[int] = _MANY, note: str = "n" * 5_000, first: int = 0, tags: list[str] = ["a", "b"]) -> int:
+        """Pick an id."""
+        return ids[first]
+
+    text = _text(pick)
+    assert len(text) < 500 and "ids?: number[],\n" in text and 'tags?: string[], // default: ["a","b"]' in text
+    assert FunctionTool(pick).call("{}").output == "0"
+    assert "default" not in ResponseFormat.from_user(pydantic.create_model("Picked", ids=(list[int], _MANY))).schema[
+        "properties"]["ids"]
+
+
 def test_a_session_shows_the_model_a_number_choice():
     def set_level(level: Level, pair: tuple[int, str] | None = None) -> str:
         """Set the level."""
