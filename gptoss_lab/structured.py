@@ -243,7 +243,10 @@ _KEY_NUMBER_TEXT = "^(0|-?(0\\.[0-9]*[1-9]|[1-9][0-9]*(\\.[0-9]*[1-9])?))$"
 def _key_texts(keys: core_schema.CoreSchema) -> JsonSchemaValue | None:
     """The JSON-schema of a dict's keys as JSON writes them, text, for keys pydantic reads as numbers, booleans or
     their Literals and Enums; None for others (text already). `dict[IntEnum, int]` showed the keys as the integers
-    1 and 2, which no JSON key is, and `dict[int, str]` showed no rule for them."""
+    1 and 2, which no JSON key is, and `dict[int, str]` showed no rule for them. A key checked further after it is
+    read (`Annotated[int, AfterValidator(f)]`) is shown as it is read (it showed no rule)."""
+    while keys.get("type") == "function-after":
+        keys = keys["schema"]
     kind = keys.get("type")
     if kind in ("literal", "enum"):
         values = _choices(keys)

@@ -1120,7 +1120,9 @@ _KEYS = ["1", "7", "10", "12", "-2", "-5", "0", "-0", "01", "+1", " 1", "1 ", "1
     (dict[pydantic.conint(ge=5, le=10), str], int), (dict[typing.Annotated[int, pydantic.Field(gt=-3, lt=3)], str], int),
     (dict[typing.Annotated[int, pydantic.Field(ge=-1000)], str], int), (dict[bool, str], lambda key: key == "true"),
     (dict[_Size, str], lambda key: _Size(int(key))), (dict[Literal[True, "x"], str], lambda key: key == "true" or key),
-], ids=["float", "Decimal", "int", "int 5 to 10", "int -2 to 2", "int from -1000", "bool", "IntEnum", "Literal"])
+    (dict[typing.Annotated[int, pydantic.Field(ge=5, le=10), pydantic.AfterValidator(abs)], str], int),
+], ids=["float", "Decimal", "int", "int 5 to 10", "int -2 to 2", "int from -1000", "bool", "IntEnum", "Literal",
+        "int checked after"])
 def test_a_dict_key_is_taken_only_as_the_text_it_is_shown_and_read_as_written(kind, read):
     """pydantic read the float keys "nan", " 1", "+1" and "1_000" (as nan, 1.0, 1.0, 1000.0), an IntEnum's "01", where
     the model was shown JSON's number text; the keys of `conint(ge=5, le=10)` were shown as any positive integer,
