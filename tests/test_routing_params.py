@@ -131,3 +131,21 @@ def test_hot_and_cold_refuses_more_busiest_experts_than_the_record_has():
                                          r"not 100$"):
         r.hot_and_cold(top=100)
     assert r.hot_and_cold(top=8)["top8_share"].round(9).eq(1.0).all()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda r: r.token_concentration(min_count=-1), "min_count (the times a token is seen) must be at least 1, not -1"),
+    (lambda r: r.token_concentration(0), "min_count (the times a token is seen) must be at least 1, not 0"),
+    (lambda r: r.top_tokens(min_count=-3), "min_count (the times a token is seen) must be at least 1, not -3"),
+    (lambda r: r.top_tokens(n=-1), "n (tokens per expert) must be at least 1, not -1"),
+    (lambda r: r.hot_and_cold(top=-2), "top (the busiest experts summed) must be at least 1, not -2"),
+    (lambda r: r.expert_card(0, 0, n=0), "n (top tokens and neighbours shown) must be at least 1, not 0"),
+    (lambda r: r.compare(r, top=-1), "top (the entries that differ most) must be at least 0, not -1"),
+])
+def test_a_count_below_what_it_may_be_is_refused_in_one_line_naming_the_argument(call, message):
+    """`token_concentration(min_count=-1)` and `top_tokens(min_count=-3)` gave tables as if every token had been seen
+    often enough: each count of the analyses is read by one rule (a whole number, at least what it may be)."""
+    with pytest.raises(ValueError) as raised:
+        call(_record())
+    assert str(raised.value) == message
+

@@ -200,6 +200,14 @@ def whole(value: Any, name: str) -> int:
     return int(value)
 
 
+def at_least(value: Any, name: str, least: int, what: str) -> int:
+    """`value` as a whole number of at least `least`, else one line naming the argument, what it counts and what it may
+    be: the one rule of the analyses' counts (min_count=-1 counted every token, as a slice reads -1 no rule at all)."""
+    if whole(value, name) < least:
+        raise ValueError(f"{name} ({what}) must be at least {least}, not {value}")
+    return int(value)
+
+
 def fits_in_memory(nbytes: int, what: str) -> None:
     """Refuse (a one-line MemoryError) to build `what`, `nbytes` large, when the memory free cannot hold it: a large
     or hand-made record's float32 weights or table failed deep in numpy, or had the system kill the kernel."""
@@ -402,8 +410,7 @@ def entropy(routing: Routing) -> np.ndarray:
 def compare(a: Routing, b: Routing, top: int = 10) -> Comparison:
     """Contrast two routings' expert usage layer by layer (e.g. two prompts on the same model)."""
     _same_shape(a, b)
-    if whole(top, "top") < 0:  # -1 dropped the last entry, as a slice does
-        raise ValueError(f"top (the entries that differ most) must be at least 0, not {top}")
+    top = at_least(top, "top", 0, "the entries that differ most")  # -1 dropped the last entry, as a slice does
     loads = load(a), load(b)
     for which, counted in zip(("first", "second"), loads):   # no picks: a share of 0 everywhere read as 0.5 bits apart
         if a.layers and not counted.counts.any():   # (no layers: the comparison says so)
@@ -481,9 +488,8 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     """
     if by not in ("count", "specialisation"):
         raise ValueError(f"by must be 'count' or 'specialisation', not {by!r}")
-    if whole(n, "n") < 1:
-        raise ValueError(f"n (tokens per expert) must be at least 1, not {n}")
-    whole(min_count, "min_count")  # "2" was a numpy UFuncTypeError
+    n = at_least(n, "n", 1, "tokens per expert")
+    min_count = at_least(min_count, "min_count", 1, "the times a token is seen")  # "2" was a numpy UFuncTypeError
     if layer is not None:
         layer = layer_index(layer, routing.layers)
     ids, index = _token_index(routing)
@@ -521,7 +527,7 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     """
     ids, index = _token_index(routing)
     occurrences = np.bincount(index, minlength=len(ids))
-    keep = np.flatnonzero(occurrences >= whole(min_count, "min_count"))  # "5" was a numpy UFuncTypeError
+    keep = np.flatnonzero(occurrences >= at_least(min_count, "min_count", 1, "the times a token is seen"))
     remap = np.full(len(ids), -1, np.int64)
     remap[keep] = np.arange(len(keep))
     rows = remap[index]
@@ -655,8 +661,8 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
     many experts were never chosen, the share the `top` busiest experts take (default: a tenth of
     the experts, at least one) and the balance (load entropy / log2 experts; 1 = perfectly even).
     `.plot()` draws each layer's cumulative share over its experts, busiest first."""
-    if top is not None and whole(top, "top") < 1:
-        raise ValueError(f"top (the busiest experts summed) must be at least 1, not {top}")
+    if top is not None:
+        top = at_least(top, "top", 1, "the busiest experts summed")
     if not routing.num_experts:
         raise ValueError("this record has no experts (num_experts is 0): none is hot or cold")
     if top is not None and top > routing.num_experts:  # a "top100_share" of 1.0 among 8 experts
@@ -809,8 +815,7 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
         raise ValueError(f"no expert {expert} in layer {layer}: this record has "
                          f"{numbered(routing.layers, 'layer', True)} and {numbered(routing.num_experts, 'expert')}")
     layer = layer_index(layer, routing.layers)
-    if whole(n, "n") < 1:  # -1 dropped the last token and neighbour, as a slice does
-        raise ValueError(f"n (top tokens and neighbours shown) must be at least 1, not {n}")
+    n = at_least(n, "n", 1, "top tokens and neighbours shown")  # -1 dropped the last token and neighbour
     picks = np.asarray(routing.experts[:, layer])
     chosen = picks == expert
     hit = chosen.any(1)

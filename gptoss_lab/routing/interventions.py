@@ -24,7 +24,7 @@ import pandas as pd
 from .. import harmony
 from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
 from ..settings import SettingsError, other_digits
-from .analysis import Frame, Table, described, flag, layer_index, result_table, whole
+from .analysis import Frame, Table, at_least, described, flag, layer_index, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
@@ -222,9 +222,7 @@ def force(spec: Any) -> Intervention:
 
 def top_k(k: int, layers: Iterable[int] | None = None) -> Intervention:
     """Routers pick `k` experts (in `layers`, default every layer), gate weights renormalised over them."""
-    k = whole(k, "top-k")
-    if k < 1:
-        raise ValueError(f"top-k must be at least 1, not {k}")
+    k = at_least(k, "top-k", 1, "experts a token picks")
     if layers is not None and (isinstance(layers, str) or not isinstance(layers, Iterable)):  # "'int' is not iterable"
         raise TypeError(f"layers is a list of layers (e.g. [0, 5]), not {described(layers)}")
     chosen = [ALL] if layers is None else dict.fromkeys(whole(layer, "layer") for layer in layers)  # each once
@@ -286,8 +284,7 @@ class Effect:
 
     def changed_tokens(self, n: int = 20) -> Frame:
         """The tokens whose route changed in the most layers (answer tokens first among equals)."""
-        if whole(n, "n") < 0:  # -1 dropped the last row, as head(-1) does
-            raise ValueError(f"n (the tokens shown) must be at least 0, not {n}")
+        n = at_least(n, "n", 0, "the tokens shown")  # -1 dropped the last row, as head(-1) does
         frame = self.changes[self.changes["layers_changed"] > 0]
         frame = frame.assign(answer=frame["label"] == "final")
         return frame.sort_values(["layers_changed", "answer", "top1_changed"], ascending=False).head(n)
