@@ -149,3 +149,18 @@ def test_a_count_below_what_it_may_be_is_refused_in_one_line_naming_the_argument
         call(_record())
     assert str(raised.value) == message
 
+
+
+def test_a_transitions_figure_reads_layer_as_every_layer_argument_does():
+    """`transitions().plot(layer=-1)` said "this table has the transitions from layers 0..2, not from layer -1" where
+    -1 is the last layer, which no layer follows (the analysis's own words), and `plot(layer=None)` was "layer must be
+    a whole number, not None" where None is every layer: it draws one panel per layer of the table."""
+    r = _record()
+    last = r"^layer -1 is the last, which no layer follows: transitions go from layers 0\.\.2 \(-2 = the last of them\)$"
+    for table in (r.transitions(), r.transitions(1)):
+        with pytest.raises(ValueError, match=last):
+            table.plot(layer=-1)
+    titles = lambda figure: [ax.get_title() for ax in figure.axes if ax.get_title()]  # noqa: E731
+    every = [f"transitions from layer {layer} to {layer + 1}" for layer in range(3)]
+    assert titles(r.transitions().plot(layer=None)) == titles(r.transitions().plot()) == every
+    assert titles(r.transitions(1).plot(layer=None)) == ["transitions from layer 1 to 2"]

@@ -621,7 +621,8 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     `top1=True` follows each token's top-1 expert; `top1=False` counts every pair of its top-k picks
     in the two layers. One layer gives an experts × experts table, `layer=None` every layer's (rows
     indexed by (layer, expert)). `normalize=True` turns counts into P(next | expert). `experts` (ids)
-    counts among those only (needed for models with thousands of experts)."""
+    counts among those only (needed for models with thousands of experts). `.plot()` draws the table's layers, one
+    panel each; `.plot(layer=l)` one of them (-1 = the record's last layer, which no layer follows)."""
     top1, normalize = flag(top1, "top1"), flag(normalize, "normalize")
     if routing.layers < 2:
         raise ValueError("transitions need at least two layers")
@@ -629,8 +630,7 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
     if layer is not None:
         given, layer = layer, layer_index(layer, routing.layers)   # -1 was "between 0 and {last}, not -1"
         if layer > last:
-            raise ValueError(f"layer {given} is the last, which no layer follows: transitions go from layers "
-                             f"0..{last} (-2 = the last of them)")
+            raise followed_by_none(given, routing.layers)
     ids, bins = _subset(routing, experts, last + 1 if layer is None else 1, "transitions")
     size = len(ids) + 1
     first, last = (0, routing.layers - 1) if layer is None else (layer, layer + 1)
@@ -651,8 +651,14 @@ def transitions(routing: Routing, layer: int | None = None, *, top1: bool = True
         return result_table(blocks[0], "transitions", index=rows, columns=columns, layer=layer, measure=measure,
                             record_layers=routing.layers)
     index = pd.MultiIndex.from_product([range(routing.layers - 1), ids], names=["layer", "expert"])
-    return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=0, measure=measure,
-                        record_layers=routing.layers)
+    return result_table(np.concatenate(blocks), "transitions", index=index, columns=columns, layer=None,
+                        measure=measure, record_layers=routing.layers)
+
+
+def followed_by_none(layer: int, layers: int) -> ValueError:
+    """The one-line refusal of transitions from `layer`, the last of `layers`: the analysis's and its figure's."""
+    return ValueError(f"layer {layer} is the last, which no layer follows: transitions go from layers 0..{layers - 2} "
+                      "(-2 = the last of them)")
 
 
 @_records(1)

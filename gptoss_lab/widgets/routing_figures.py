@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..routing.analysis import layer_index, numbered, whole
+from ..routing.analysis import followed_by_none, layer_index, numbered, whole
 from .sanitize import NO_TYPESETTING
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
@@ -372,18 +372,33 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
     return figure
 
 
-def _transitions(table: Any, layer: int = 0, measure: str = "tokens", record_layers: int = 2, **_: Any) -> Any:
+def _transitions(table: Any, layer: int | None = None, measure: str = "tokens", record_layers: int = 2,
+                 **_: Any) -> Any:
+    """The transition matrix from `layer` (-1 the record's last, which no layer follows), or from every layer of the
+    table (None), one panel each: `plot(layer=-1)` said the table lacked layer -1, `plot(layer=None)` was a TypeError."""
     every = "layer" in (table.index.names or [])  # every layer's table, or one layer's
     layers = list(table.index.levels[0]) if every else [table.figure_options["layer"]]
-    given, layer = layer, _table_layer(layer, record_layers)
-    if layer not in layers:  # a KeyError, or one layer's table drawn with another's title
+    shown = layers if layer is None else [_table_layer(layer, record_layers)]
+    if shown[0] == record_layers - 1:
+        raise followed_by_none(layer, record_layers)
+    if shown[0] not in layers:  # a KeyError, or one layer's table drawn with another's title
         have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}"
-        raise ValueError(f"this table has the transitions from {have}, not from layer {given}")
-    matrix = table.xs(layer, level="layer") if every else table
-    figure = _figure(5, 4.3)
-    ax = figure.add_subplot()
+        raise ValueError(f"this table has the transitions from {have}, not from layer {layer}")
+    cols = min(4, len(shown))
+    figure = _figure(5 * cols, 4.3 * -(-len(shown) // cols))
+    axes = np.atleast_1d(figure.subplots(-(-len(shown) // cols), cols, squeeze=False)).ravel()
+    for ax, one in zip(axes, shown):
+        _transition_panel(ax, table.xs(one, level="layer") if every else table, one, measure)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    return figure
+
+
+def _transition_panel(ax: Any, matrix: Any, layer: int, measure: str) -> None:
+    """One layer's experts × next experts matrix in `ax`, with its colour bar."""
     if matrix.size:
-        figure.colorbar(ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest"), ax=ax, label=measure)
+        ax.figure.colorbar(ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest"), ax=ax,
+                           label=measure)
     else:
         _say(ax, "no experts")
     for axis, ids in ((ax.xaxis, matrix.columns), (ax.yaxis, matrix.index)):  # the ids, also of a subset of experts
@@ -392,7 +407,6 @@ def _transitions(table: Any, layer: int = 0, measure: str = "tokens", record_lay
     ax.set_xlabel(f"expert in layer {layer + 1}")
     ax.set_ylabel(f"expert in layer {layer}")
     _title(ax, f"transitions from layer {layer} to {layer + 1}", 10)
-    return figure
 
 
 def _hot_and_cold(table: Any, cumulative: Any = None, top: int = 1, **_: Any) -> Any:
