@@ -97,3 +97,22 @@ def test_counts_summaries_and_aggregates_of_a_frame_are_shown_out_of_mathjax():
         assert page.startswith(f"<div class='{NO_TYPESETTING}'>") and TEX in page, (name, page[:200])
     assert frame.label.value_counts()[TEX] == 4 and frame.value_counts("label")[TEX] == 4  # the counts are as before
     assert frame.agg({"weight": ["sum"]}).loc["sum", "weight"] == 3.0
+
+
+def test_a_cross_table_of_a_frame_is_shown_out_of_mathjax_and_its_help_says_how():
+    """`pd.crosstab(frame.label, frame.expert)` is pandas' own plain DataFrame: a label "$\\color{red}{x}$" in it was
+    typeset, and nothing said how to keep it a Frame. `frame.crosstab("label", "expert")` is one (its counts
+    pandas'), and the Frame's help names it."""
+    from gptoss_lab.routing import Frame
+    from gptoss_lab.widgets.sanitize import NO_TYPESETTING
+
+    r = Routing([11, 12, 11], np.array([[[0, 1]], [[1, 2]], [[2, 0]]]), np.full((3, 1, 2), 0.5), [TEX, "final", TEX],
+                num_experts=3)
+    frame = r.to_frame()
+    table = frame.crosstab("label", "expert")
+    page = _html(table)
+    assert page.startswith(f"<div class='{NO_TYPESETTING}'>") and TEX in page, page[:200]
+    assert table.equals(Frame(pd.crosstab(frame.label, frame.expert))) and table.loc[TEX].tolist() == [2, 1, 1]
+    shares = frame.crosstab("label", "expert", "weight", aggfunc="sum", normalize="index")
+    assert shares.loc["final"].tolist() == [0.0, 0.5, 0.5]
+    assert 'frame.crosstab("text", "expert")' in Frame.__doc__

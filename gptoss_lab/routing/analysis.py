@@ -50,7 +50,9 @@ def _keeping(plain: _F) -> _F:
 
 class Frame(pd.DataFrame):
     """A DataFrame of routing results (token and label texts in it), shown out of the notebook's MathJax: a text "$…$"
-    was typeset as mathematics. What pandas derives from it (slices, sorts, groups, counts ...) is a Frame too."""
+    was typeset as mathematics. What pandas derives from it (slices, sorts, groups, counts ...) is a Frame too;
+    pandas' own functions (`pd.crosstab`, `pd.get_dummies`) build plain DataFrames: cross-tabulate two columns with
+    `frame.crosstab("text", "expert")`, or wrap a result, `Frame(result)`."""
 
     value_counts = _keeping(pd.DataFrame.value_counts)
     describe = _keeping(pd.DataFrame.describe)
@@ -59,6 +61,15 @@ class Frame(pd.DataFrame):
     @property
     def _constructor(self) -> type[Frame]:
         return Frame
+
+    def crosstab(self, index: str, columns: str, values: str | None = None, **options: Any) -> Frame:
+        """`pd.crosstab` of two of these columns (`values`, a third, with `aggfunc`; `normalize`, `margins` as there)
+        as a Frame: pandas' function builds a plain DataFrame, whose token texts the notebook typeset as mathematics."""
+        named = [index, columns] + ([] if values is None else [values])
+        missing = [name for name in named if name not in self.columns]
+        if missing:  # was a KeyError
+            raise ValueError(f"this table has no column {missing[0]!r}: it has {', '.join(map(repr, self.columns))}")
+        return Frame(pd.crosstab(self[index], self[columns], None if values is None else self[values], **options))
 
     @property
     def _constructor_sliced(self) -> type[pd.Series]:
