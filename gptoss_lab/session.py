@@ -375,7 +375,7 @@ class Session:
         unrouted = _unrouted(self.engine) if routing else None  # no model in this kernel: no live view (see below)
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name,
-                           intervention=intervene.describe() if intervene is not None else ""))
+                           intervention=intervene.describe() if intervene is not None else _routed_under(self.engine)))
         self.history.append(user)
         self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
                                     "intervene": intervene, **overrides}, self._browser_state(), self.settings.approval))
@@ -1036,6 +1036,22 @@ def _checked_intervention(intervene: Any, engine: Engine) -> Any:
     except (TypeError, ValueError) as err:  # no such layer or expert, or no model here to change
         raise TurnError(f"intervention (--ablate): {err}") from None
     return intervene
+
+
+def _routed_under(engine: Engine) -> str:
+    """The intervention an `apply(session)` around the turn has the model route under, in words ("" for none): the
+    turn's record said it was the model's own routing, and its footer said nothing."""
+    from .engines.hooks import intervention_on, model_of
+
+    try:
+        _, model = model_of(engine)
+    except ValueError:  # no model in this kernel
+        return ""
+    if intervention_on(model) is None:  # (the routing package, and pandas, are imported only under one)
+        return ""
+    from .routing.interventions import in_force
+
+    return in_force(model) or ""
 
 
 def _unrouted(engine: Engine) -> str | None:

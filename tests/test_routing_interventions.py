@@ -239,6 +239,22 @@ def test_a_saved_record_of_an_ablated_turn_says_so_when_read_back(session, tmp_p
     assert mine.intervention == "" and "intervention" not in repr(mine)
 
 
+def test_a_turn_asked_inside_apply_says_its_routing_was_changed(session, tmp_path):
+    """A turn asked inside `with disable(...).apply(session)` (or `apply(model)`) had intervention "": its footer said
+    nothing and its record, saved and read back, passed for the model's own routing (as `intervene=` turns do not)."""
+    from gptoss_lab.routing import load
+
+    session.reset()
+    for target in (session, session.engine.model):
+        with disable({1: [3]}).apply(target):
+            under = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=8)
+        assert under.intervention == "disable expert 3 in layer 1"
+        assert load(under.routing.save(tmp_path / "under")).intervention == "disable expert 3 in layer 1"
+    after = session.ask(QUESTIONS[1], routing=True, temperature=0, max_new_tokens=8)
+    session.reset()
+    assert after.intervention == "" and after.routing.intervention == ""
+
+
 def test_check_says_in_one_line_what_the_loaded_model_does_not_have(session):
     assert set(parse_ablate("*:0").check(session)) == {0, 1, 2, 3}
     for spec, message in (("9:1", r"this model has layers 0..3 \(-1 = the last\): there is no layer 9"),

@@ -21,6 +21,7 @@ import pandas as pd
 from .. import harmony
 from ..widgets import text_bar
 from .analysis import described, flag, label_texts, whole
+from .interventions import in_force
 from .record import RecordWriter, Routing, check_vocabulary, check_weights, read_record, token_labels
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
@@ -182,7 +183,7 @@ def route(
     context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
     vocab = int(getattr(config, "vocab_size", harmony.VOCAB_SIZE))
     chunk = int(getattr(engine, "prefill_chunk", 2048))
-    store = _Store(config, path, memory_limit, name=getattr(engine, "name", None), intervention=_intervention(net))
+    store = _Store(config, path, memory_limit, name=getattr(engine, "name", None), intervention=in_force(net))
     started = time.perf_counter()
     # the finished bar stays: it says what ran (one cleared left a line of spaces in the saved output)
     bar = text_bar(total=len(items), desc="routing", unit="text", disable=not progress)
@@ -200,16 +201,6 @@ def route(
         bar.close()
         corpus = store.finish(seconds=time.perf_counter() - started)
     return corpus
-
-
-def _intervention(net: Any) -> str | None:
-    """The intervention the model routes under, in words (None: as trained): a corpus routed under one was saved
-    as if it were the model's own routing."""
-    from ..engines.hooks import intervention_on
-    from .interventions import Intervention
-
-    plan = intervention_on(net)
-    return None if plan is None else Intervention(tuple(plan.items())).describe()
 
 
 def _tokens_of(item: Any, context: int, vocab: int) -> tuple[list[int], list[str]]:

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .. import harmony
-from ..engines.hooks import LayerEdit, check_plan, intervened, model_of, routers, teacher_forced
+from ..engines.hooks import (LayerEdit, check_plan, intervened, intervention_on, model_of, routers,
+                              teacher_forced)
 from ..settings import SettingsError, other_digits
 from .analysis import Frame, Table, at_least, described, flag, layer_index, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
@@ -126,6 +127,13 @@ class Intervention:
             if edit.top_k:
                 parts.append(f"top-{edit.top_k} in {where}")
         return "; ".join(parts) or "no change"
+
+
+def in_force(model: Any) -> str | None:
+    """The intervention `model` routes under now, in words (None: as trained), for the records made meanwhile: a
+    corpus routed, or a turn asked, inside `intervention.apply(...)` was saved as the model's own routing."""
+    plan = intervention_on(model)
+    return None if plan is None else Intervention(tuple(plan.items())).describe()
 
 
 def _documents(records: Any) -> list[Routing | list[int]]:
