@@ -43,16 +43,20 @@ def test_gate_weights_that_round_into_0_to_1_are_kept(tmp_path):
 
 def test_agreement_refuses_records_of_different_models():
     """Expert 3 of an 8-expert model is not expert 3 of a 4-expert one: agreement and route_changes
-    returned numbers for them; they refuse in one line saying what differs."""
+    returned numbers for them; they refuse in one line saying what differs, each in its own name (route_changes said
+    "agreement compares ..." and "agreement needs ...")."""
     a = _routing(np.full((2, 2, 2), 0.5), num_experts=4)
     b = _routing(np.full((2, 2, 2), 0.5), num_experts=8)
     three = Routing(a.tokens, np.zeros((2, 3, 2), int), np.full((2, 3, 2), 0.5), num_experts=8)
-    for compare in (a.agreement, a.route_changes):
-        with pytest.raises(ValueError, match=r"^the records differ in experts \(4 and 8\): agreement compares two "
+    for compare, name in ((a.agreement, "agreement"), (a.route_changes, "route_changes")):
+        with pytest.raises(ValueError, match=rf"^the records differ in experts \(4 and 8\): {name} compares two "
                                              r"routings of the same model$"):
             compare(b)
         with pytest.raises(ValueError, match=r"^the records differ in layers \(2 and 3\) and experts \(4 and 8\)"):
             compare(three)
+        with pytest.raises(ValueError, match=rf"^{name} needs two records of the same tokens \(route the same texts "
+                                             r"or ids twice\)$"):
+            compare(a.select(slice(0, 1)))
     inferred = Routing(a.tokens, np.full((2, 2, 2), 2), np.full((2, 2, 2), 0.5))  # 3 experts seen, count unknown
     assert inferred.agreement(a)["overlap"].tolist() == [0.0, 0.0]  # may be the same 4-expert model
     with pytest.raises(ValueError, match=r"differ in experts \(3 and 2\)"):  # it saw an expert the other lacks

@@ -720,16 +720,17 @@ class _Overlap(NamedTuple):
         return (self.shared == self.mine) & (self.mine == self.theirs)
 
 
-def _overlaps(a: Routing, b: Routing) -> Iterator[_Overlap]:
-    """The `_Overlap` of each chunk of tokens of two records of the same tokens."""
+def _overlaps(a: Routing, b: Routing, name: str) -> Iterator[_Overlap]:
+    """The `_Overlap` of each chunk of tokens of two records of the same tokens; refusals name the analysis `name`
+    (route_changes' said "agreement needs ...")."""
     if len(a) != len(b) or not np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens)):
-        raise ValueError("agreement needs two records of the same tokens (route the same texts or ids twice)")
+        raise ValueError(f"{name} needs two records of the same tokens (route the same texts or ids twice)")
     given = [r._num_experts for r in (a, b) if r._num_experts is not None]  # else inferred from the ids seen
     differ = [f"layers ({a.layers} and {b.layers})"] if a.layers != b.layers else []
     if len(set(given)) > 1 or (given and max(a.num_experts, b.num_experts) > given[0]):
         differ.append(f"experts ({a.num_experts} and {b.num_experts})")
     if differ:  # the ids of another model's experts name other experts: equal ids are no agreement
-        raise ValueError(f"the records differ in {' and '.join(differ)}: agreement compares two routings "
+        raise ValueError(f"the records differ in {' and '.join(differ)}: {name} compares two routings "
                          f"of the same model")
     step = _step(a.top_k * b.top_k)
     for start in range(0, len(a), step):
@@ -755,7 +756,7 @@ def agreement(a: Routing, b: Routing) -> Table:
     shared = np.zeros(a.layers)
     top1 = np.zeros(a.layers)
     same = np.zeros(a.layers)
-    for part in _overlaps(a, b):
+    for part in _overlaps(a, b, "agreement"):
         none_and_none = part.theirs == 0  # a token with no experts in either agrees fully
         shared += np.where(part.mine > 0, part.shared / np.maximum(part.mine, 1), none_and_none).sum(0)
         top1 += part.top1.sum(0)
@@ -773,7 +774,7 @@ def route_changes(a: Routing, b: Routing) -> Table:
     changed = np.zeros(len(a), np.int64)
     first_changed = np.zeros(len(a), np.int64)
     cells = np.zeros((len(a), a.layers), bool)
-    for part in _overlaps(a, b):
+    for part in _overlaps(a, b, "route_changes"):
         moved = ~part.same_set
         rows = slice(part.start, part.start + len(moved))
         cells[rows] = moved
