@@ -511,3 +511,13 @@ def test_blank_tokens_have_labels_of_their_own_in_the_top_tokens_charts():
         names = [t.get_text() for t in figure.axes[0].get_yticklabels()]
         seen = {name.strip() for name in names}   # what a reader sees: a label's outer spaces are not drawn
         assert len(seen) == len(blanks) and all(seen), names
+
+
+def test_token_concentration_counts_the_picks_a_layer_has_under_a_top_k_intervention():
+    """In a top-1 layer of a top-2 record (top_k(1, layers=[0])) a token sent to expert 3, then to expert 5 read 1.0,
+    "always the same experts": its two most frequent experts were counted where each occurrence had one pick."""
+    experts = np.array([[[3, -1], [1, 2]], [[5, -1], [1, 2]], [[4, -1], [0, 1]], [[4, -1], [0, 1]]])
+    r = Routing([7, 7, 9, 9], experts, np.where(experts >= 0, 0.5, 0.0), num_experts=8)
+    table = r.token_concentration(min_count=2)
+    assert table.loc[7, ["layer 0", "layer 1"]].tolist() == [0.5, 1.0]
+    assert table.loc[9, ["layer 0", "layer 1"]].tolist() == [1.0, 1.0]

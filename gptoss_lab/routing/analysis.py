@@ -531,8 +531,9 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     """How much each token id's routing is fixed by the id itself rather than by its context.
 
     Per token id seen at least `min_count` times and per layer: the share of its top-k picks that go
-    to its k most frequent experts there. 1.0 = the token always goes to the same experts (token-id
-    routing); near k/experts = its experts change with the context. Columns: text, count, the
+    to its k most frequent experts there (k: the picks a token has in that layer, fewer under a top-k
+    intervention). 1.0 = the token always goes to the same experts (token-id routing); near
+    k/experts = its experts change with the context. Columns: text, count, the
     per-layer values and their mean. `.plot()` draws the count-weighted mean per layer against
     those two bounds.
     """
@@ -550,7 +551,9 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
         valid = picks > 0  # not an empty slot
         row, _, counts = _pairs(np.broadcast_to(rows[chosen][:, None], picks.shape)[valid], picks[valid], size)
         order, rank = _ranks(row, counts)
-        top = order[rank < k]  # each token id's k most frequent experts
+        # each token id's k most frequent experts, k the layer's picks: a top-1 layer of a top-2 record counted two
+        # experts, and a token sent to a different one each time read as 1.0 (always the same experts)
+        top = order[rank < valid.sum(1).max(initial=0)]
         table[:, l] = (np.bincount(row[top], counts[top], len(keep))
                        / np.maximum(np.bincount(row, counts, len(keep)), 1))
     frame = pd.DataFrame(table, index=pd.Index(ids[keep], name="token"),
