@@ -164,3 +164,14 @@ def test_a_transitions_figure_reads_layer_as_every_layer_argument_does():
     every = [f"transitions from layer {layer} to {layer + 1}" for layer in range(3)]
     assert titles(r.transitions().plot(layer=None)) == titles(r.transitions().plot()) == every
     assert titles(r.transitions(1).plot(layer=None)) == ["transitions from layer 1 to 2"]
+
+
+def test_figures_of_no_experts_or_of_one_expert_id_answer_in_one_line():
+    """`transitions(experts=[]).plot()` was pandas' "KeyError: 0" (one layer's was a panel saying "no experts") and
+    `top_tokens().plot(experts=3)` Python's "'int' object is not iterable"."""
+    r = _record()
+    figure = r.transitions(experts=[]).plot()
+    assert [text.get_text() for ax in figure.axes for text in ax.texts] == ["no experts"] * 3
+    with pytest.raises(TypeError, match=r"^experts must be a list of expert ids, not 3$"):
+        r.top_tokens().plot(experts=3)
+    assert [ax.get_title() for ax in r.top_tokens().plot(experts=np.array([3])).axes] == ["expert 3"]

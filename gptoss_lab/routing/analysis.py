@@ -297,6 +297,15 @@ def layer_index(layer: Any, layers: int, owner: str = "this record") -> int:
     return int(layer) % layers
 
 
+def expert_ids(experts: Any) -> np.ndarray:
+    """`experts` (a list of expert ids) as int64, refused in one TypeError otherwise: one id (`plot(experts=3)`) was
+    "'int' object is not iterable"."""
+    ids = np.asarray(experts)
+    if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
+        raise TypeError(f"experts must be a list of expert ids, not {experts!r}")
+    return ids.astype(np.int64)  # [] is float64: numpy's "arrays used as indices must be of integer type"
+
+
 def _subset(routing: Routing, experts: Sequence[int] | None, tables: int,
             what: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(the expert ids counted, the bin of each expert id + 1 among them, 0 = not counted; None for all experts).
@@ -304,10 +313,7 @@ def _subset(routing: Routing, experts: Sequence[int] | None, tables: int,
     if experts is None:
         ids = np.arange(routing.num_experts)
     else:
-        ids = np.asarray(experts)
-        if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-            raise TypeError(f"experts must be a list of expert ids, not {experts!r}")
-        ids = ids.astype(np.int64)  # [] is float64: numpy's "arrays used as indices must be of integer type"
+        ids = expert_ids(experts)
         if ids.size and not routing.num_experts:
             raise ValueError(f"this record has no experts: there is no expert {int(ids[0])}")
         if ids.size and (ids.min() < 0 or ids.max() >= routing.num_experts or len(np.unique(ids)) < len(ids)):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..routing.analysis import followed_by_none, layer_index, numbered, whole
+from ..routing.analysis import expert_ids, followed_by_none, layer_index, numbered
 from .sanitize import NO_TYPESETTING
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
@@ -282,7 +282,7 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layer
         have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}" if layers else "no layers"
         raise ValueError(f"this table has the top tokens of {have}, not of layer {given}")
     rows = table[table["layer"] == layer]
-    experts = [whole(e, "expert") for e in experts] if experts is not None else sorted(rows["expert"].unique())[:8]
+    experts = expert_ids(experts).tolist() if experts is not None else sorted(rows["expert"].unique())[:8]
     wrong = [e for e in experts if not 0 <= e < num_experts]
     if wrong:
         raise ValueError(f"this record has {numbered(num_experts, 'expert')}: there is no expert {wrong[0]}")
@@ -388,7 +388,8 @@ def _transitions(table: Any, layer: int | None = None, measure: str = "tokens", 
     figure = _figure(5 * cols, 4.3 * -(-len(shown) // cols))
     axes = np.atleast_1d(figure.subplots(-(-len(shown) // cols), cols, squeeze=False)).ravel()
     for ax, one in zip(axes, shown):
-        _transition_panel(ax, table.xs(one, level="layer") if every else table, one, measure)
+        rows = table[table.index.get_level_values("layer") == one].droplevel("layer") if every else table
+        _transition_panel(ax, rows, one, measure)  # (`xs` was a KeyError for a table of no experts)
     for ax in axes[len(shown):]:
         ax.set_visible(False)
     return figure
