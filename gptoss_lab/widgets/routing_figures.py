@@ -387,19 +387,22 @@ def _transitions(table: Any, layer: int | None = None, measure: str = "tokens", 
     cols = min(4, len(shown))
     figure = _figure(5 * cols, 4.3 * -(-len(shown) // cols))
     axes = np.atleast_1d(figure.subplots(-(-len(shown) // cols), cols, squeeze=False)).ravel()
-    for ax, one in zip(axes, shown):
-        rows = table[table.index.get_level_values("layer") == one].droplevel("layer") if every else table
-        _transition_panel(ax, rows, one, measure)  # (`xs` was a KeyError for a table of no experts)
+    matrices = [table[table.index.get_level_values("layer") == one].droplevel("layer") if every else table
+                for one in shown]  # (`xs` was a KeyError for a table of no experts)
+    top = max((float(m.to_numpy(float).max()) for m in matrices if m.size), default=0.0)
+    images = [_transition_panel(ax, matrix, one, top) for ax, matrix, one in zip(axes, matrices, shown)]
+    if any(image is not None for image in images):  # one scale for every layer: a colour bar each took seconds
+        figure.colorbar(next(i for i in images if i is not None), ax=axes[: len(shown)].tolist(), label=measure)
     for ax in axes[len(shown):]:
         ax.set_visible(False)
     return figure
 
 
-def _transition_panel(ax: Any, matrix: Any, layer: int, measure: str) -> None:
-    """One layer's experts × next experts matrix in `ax`, with its colour bar."""
+def _transition_panel(ax: Any, matrix: Any, layer: int, top: float) -> Any:
+    """One layer's experts × next experts matrix in `ax`, coloured from 0 to `top`: its image (None: no experts)."""
+    image = None
     if matrix.size:
-        ax.figure.colorbar(ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest"), ax=ax,
-                           label=measure)
+        image = ax.imshow(matrix.to_numpy(float), cmap="magma", interpolation="nearest", vmin=0, vmax=top or 1)
     else:
         _say(ax, "no experts")
     for axis, ids in ((ax.xaxis, matrix.columns), (ax.yaxis, matrix.index)):  # the ids, also of a subset of experts
@@ -408,6 +411,7 @@ def _transition_panel(ax: Any, matrix: Any, layer: int, measure: str) -> None:
     ax.set_xlabel(f"expert in layer {layer + 1}")
     ax.set_ylabel(f"expert in layer {layer}")
     _title(ax, f"transitions from layer {layer} to {layer + 1}", 10)
+    return image
 
 
 def _hot_and_cold(table: Any, cumulative: Any = None, top: int = 1, **_: Any) -> Any:
