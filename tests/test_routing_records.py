@@ -238,3 +238,15 @@ def test_a_record_written_before_with_uint8_ids_past_127_still_loads(tmp_path):
     assert np.load(path / "experts.npy").dtype == np.uint16
     np.save(path / "experts.npy", experts.astype(np.uint8))  # as the writer did before: -1 as 255
     assert load(path).experts.tolist() == experts.tolist()
+
+
+def test_compare_takes_two_records_of_one_model_whose_expert_counts_were_inferred():
+    """Two hand-made records of one 4-expert model, one of which never chose expert 3, were refused ("cannot compare
+    routings of 2×4 and 2×3"), which agreement accepts; records of other models are refused as agreement refuses."""
+    mine = Routing([1, 2], np.array([[[0, 3], [1, 2]], [[0, 1], [2, 3]]]), np.full((2, 2, 2), 0.5))
+    other = Routing([1, 2], np.array([[[0, 1], [1, 2]], [[0, 1], [2, 1]]]), np.full((2, 2, 2), 0.5))
+    comparison = mine.compare(other, top=1)
+    assert comparison.top == [(0, 1, 0.25, 0.5)] and len(comparison.jsd) == 2
+    with pytest.raises(ValueError, match=r"^the records differ in experts \(4 and 3\): compare compares two routings "
+                                         r"of the same model$"):
+        mine.compare(Routing([1], np.zeros((1, 2, 2), int), np.full((1, 2, 2), 0.5), num_experts=3))

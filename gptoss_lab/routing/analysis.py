@@ -426,24 +426,32 @@ def entropy(routing: Routing) -> np.ndarray:
 @_records(2)
 def compare(a: Routing, b: Routing, top: int = 10) -> Comparison:
     """Contrast two routings' expert usage layer by layer (e.g. two prompts on the same model)."""
-    _same_shape(a, b)
+    experts = _same_model(a, b, "compare")
     top = at_least(top, "top", 0, "the entries that differ most")  # -1 dropped the last entry, as a slice does
     loads = load(a), load(b)
     for which, counted in zip(("first", "second"), loads):   # no picks: a share of 0 everywhere read as 0.5 bits apart
         if a.layers and not counted.counts.any():   # (no layers: the comparison says so)
             raise ValueError(f"compare: the {which} routing has no expert picks (no tokens, or top-0): nothing to "
                              "compare")
-    p, q = loads[0].share, loads[1].share
+    p, q = (np.pad(counted.share, ((0, 0), (0, experts - counted.share.shape[1]))) for counted in loads)
     diff = np.abs(p - q).ravel()
     order = np.argsort(-diff, kind="stable")[:top]
-    pairs = [divmod(int(i), a.num_experts) for i in order if diff[i] > 0]
+    pairs = [divmod(int(i), experts) for i in order if diff[i] > 0]
     return Comparison(_jsd(p, q), [(layer, e, float(p[layer, e]), float(q[layer, e])) for layer, e in pairs])
 
 
-def _same_shape(a: Routing, b: Routing) -> None:
-    if (a.layers, a.num_experts) != (b.layers, b.num_experts):
-        raise ValueError(f"cannot compare routings of {a.layers}×{a.num_experts} and "
-                         f"{b.layers}×{b.num_experts} (layers × experts)")
+def _same_model(a: Routing, b: Routing, name: str) -> int:
+    """The experts per layer of the model two records may both be of, refused in one line naming the analysis `name`
+    where their layers or expert counts differ. A count inferred from the ids seen (no num_experts given) may be the
+    other's: compare refused two hand-made records of one model, one of which never saw the last expert."""
+    given = [r._num_experts for r in (a, b) if r._num_experts is not None]  # else inferred from the ids seen
+    differ = [f"layers ({a.layers} and {b.layers})"] if a.layers != b.layers else []
+    if len(set(given)) > 1 or (given and max(a.num_experts, b.num_experts) > given[0]):
+        differ.append(f"experts ({a.num_experts} and {b.num_experts})")
+    if differ:  # the ids of another model's experts name other experts: equal ids are no agreement
+        raise ValueError(f"the records differ in {' and '.join(differ)}: {name} compares two routings "
+                         f"of the same model")
+    return max(a.num_experts, b.num_experts)
 
 
 _FRAME_ROW_BYTES = 64   # the columns' 31 bytes a row, and what building them holds at once
@@ -734,13 +742,7 @@ def _overlaps(a: Routing, b: Routing, name: str) -> Iterator[_Overlap]:
     (route_changes' said "agreement needs ...")."""
     if len(a) != len(b) or not np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens)):
         raise ValueError(f"{name} needs two records of the same tokens (route the same texts or ids twice)")
-    given = [r._num_experts for r in (a, b) if r._num_experts is not None]  # else inferred from the ids seen
-    differ = [f"layers ({a.layers} and {b.layers})"] if a.layers != b.layers else []
-    if len(set(given)) > 1 or (given and max(a.num_experts, b.num_experts) > given[0]):
-        differ.append(f"experts ({a.num_experts} and {b.num_experts})")
-    if differ:  # the ids of another model's experts name other experts: equal ids are no agreement
-        raise ValueError(f"the records differ in {' and '.join(differ)}: {name} compares two routings "
-                         f"of the same model")
+    _same_model(a, b, name)
     step = _step(a.top_k * b.top_k)
     for start in range(0, len(a), step):
         x, y = np.asarray(a.experts[start:start + step]), np.asarray(b.experts[start:start + step])
