@@ -213,7 +213,8 @@ def whole(value: Any, name: str) -> int:
 
 def at_least(value: Any, name: str, least: int, what: str) -> int:
     """`value` as a whole number of at least `least`, else one line naming the argument, what it counts and what it may
-    be: the one rule of the analyses' counts (min_count=-1 counted every token, as a slice reads -1 no rule at all)."""
+    be: the one rule of the analyses' counts (token_concentration(min_count=-1) gave a table as if every token had
+    been seen often enough)."""
     if whole(value, name) < least:
         raise ValueError(f"{name} ({what}) must be at least {least}, not {value}")
     return int(value)
