@@ -186,3 +186,17 @@ def test_an_every_layer_transitions_figure_has_one_scale_for_its_layers():
     top = max(r.transitions(layer).to_numpy().max() for layer in range(3))
     assert len(images) == 3 and {image.get_clim() for image in images} == {(0.0, top)}
     assert len([ax for ax in figure.axes if not ax.get_title()]) == 1   # the colour bar
+
+
+def test_a_top_tokens_figure_of_every_layer_or_of_no_layer_says_what_it_draws():
+    """`top_tokens().plot(layer=None)` drew layer 0 alone, where None is every layer elsewhere in the lab, and the
+    figure of a record without layers was "layer must be a whole number, not None"."""
+    r = _record()
+    with pytest.raises(ValueError, match=r"^the top tokens figure draws one layer, not every layer \(layer=None\): "
+                                         r"this table has layers 0\.\.3$"):
+        r.top_tokens().plot(layer=None)
+    with pytest.raises(ValueError, match=r"^this table has the top tokens of no layers \(its record has none\): "
+                                         r"there is nothing to draw$"):
+        Routing().top_tokens().plot()
+    assert r.top_tokens().plot().texts[-1].get_text().endswith("layer 0")   # by default the first layer
+    assert r.top_tokens(layer=2).plot(layer=None).texts[-1].get_text().endswith("layer 2")   # every layer it has

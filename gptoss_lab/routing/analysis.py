@@ -510,7 +510,8 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     `count`: how many times the expert was among that token's top-k picks; `specialisation`: the
     share of the token's occurrences that went to this expert (1.0 = every time). `by="specialisation"`
     ranks by that instead, among tokens seen at least `min_count` times (OLMoE's vocabulary
-    specialisation). `.plot(layer=..., experts=...)` draws bar charts of the top tokens.
+    specialisation). `.plot(layer=..., experts=...)` draws bar charts of the top tokens
+    of one layer (by default the first counted).
     """
     if by not in ("count", "specialisation"):
         raise ValueError(f"by must be 'count' or 'specialisation', not {by!r}")
@@ -537,7 +538,8 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     columns = ["layer", "expert", "rank", "token", "count", "specialisation"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
-    return result_table(frame, "top_tokens", layers=list(range(routing.layers)) if layer is None else [layer],
+    counted = list(range(routing.layers)) if layer is None else [layer]
+    return result_table(frame, "top_tokens", layer=counted[0] if counted else None, layers=counted,
                         num_experts=routing.num_experts, record_layers=routing.layers)
 
 

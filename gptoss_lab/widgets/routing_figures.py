@@ -273,13 +273,17 @@ def _table_layer(layer: Any, record_layers: int) -> Any:
 
 def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layers: Any = (0,),
                 num_experts: int = 0, record_layers: int = 1, **_: Any) -> Any:
-    """Bar charts of each expert's top tokens (one layer of those counted, `layers`; by default the first eight
-    experts); a layer the table lacks or an expert the record lacks is refused in one line (they drew empty panels
-    titled as if counted)."""
+    """Bar charts of each expert's top tokens (one layer of those counted, `layers`, by default the first; by default
+    the first eight experts); a layer the table lacks or an expert the record lacks is refused in one line (they drew
+    empty panels titled as if counted), and so is every layer (None), which one figure cannot show (it drew layer 0)."""
     layers = list(layers)
-    given, layer = layer, layers[0] if layer is None and layers else _table_layer(layer, record_layers)
+    have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}" if layers else "no layers"
+    if not layers:  # a record without layers: "layer must be a whole number, not None"
+        raise ValueError("this table has the top tokens of no layers (its record has none): there is nothing to draw")
+    if layer is None and len(layers) > 1:
+        raise ValueError(f"the top tokens figure draws one layer, not every layer (layer=None): this table has {have}")
+    given, layer = layer, layers[0] if layer is None else _table_layer(layer, record_layers)
     if layer not in layers:
-        have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}" if layers else "no layers"
         raise ValueError(f"this table has the top tokens of {have}, not of layer {given}")
     rows = table[table["layer"] == layer]
     experts = expert_ids(experts).tolist() if experts is not None else sorted(rows["expert"].unique())[:8]
