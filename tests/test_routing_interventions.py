@@ -330,6 +330,11 @@ def test_compare_shows_answers_probabilities_and_route_changes(session):
     assert "disable experts 0, 1, 2, 3 in every layer" in text and "answer tokens" in text
     html = effect._repr_html_()
     assert "<script" not in html and "changed route" in html
+    # a changed token's position is counted from the turn's first token, and says so (read in the reply's whole
+    # record, "position" 73 was a token of the system message)
+    moved = effect.changed_tokens(5)
+    assert moved.index.name == "position in the turn" and "<th>position in the turn</th>" in html
+    assert [effect.routing[0].strings[p] for p in moved.index] == moved["text"].tolist()
     figure = effect.plot()   # notebook 07: the "answer" legend was drawn over the grid's first tokens
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

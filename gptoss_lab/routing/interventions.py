@@ -29,6 +29,7 @@ from .analysis import Frame, Table, at_least, described, flag, layer_index, resu
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
+TURN_POSITION = "position in the turn"  # what an Effect's token rows are indexed by (its `routing`'s positions)
 _SHOWN = 2000  # characters of each answer an Effect's display shows: a long answer filled the output twice
 _ITEM = re.compile(r"^\s*(\*|-?\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$", re.ASCII)  # `٣:١` refused, as config refuses ٣
 
@@ -272,8 +273,8 @@ class Effect:
 
     `answers`: each condition's final answer; `probabilities`: for each answer, its probability
     (product over its tokens) and per-token geometric mean under both conditions, by teacher forcing;
-    `changes`: per token of the baseline turn, in how many layers its route changed under the
-    intervention (`route_changes`); `agreement`: per layer, the top-k overlap of the two routings.
+    `changes`: per token of the baseline turn (indexed by its position in the turn, as in `routing`'s
+    parts), in how many layers its route changed under the intervention (`route_changes`); `agreement`: per layer, the top-k overlap of the two routings.
     """
 
     intervention: Intervention
@@ -330,7 +331,7 @@ class Effect:
                               f"<tr><td>with</td><td>{e(_short(self.intervened.final))}</td></tr></table>"
                               f"{self.probabilities.to_html(float_format=lambda x: f'{x:.4g}')}"
                               f"<p>{e(self._summary())}.</p>"
-                              f"<table><tr><th>position</th><th>token</th><th>label</th><th>layers changed</th>"
+                              f"<table><tr><th>{TURN_POSITION}</th><th>token</th><th>label</th><th>layers changed</th>"
                               f"<th>top-1 changed</th></tr>{rows}</table></div>")
 
 
@@ -412,5 +413,9 @@ def _measure(intervention: Intervention, prompt: str, baseline: Any, changed: An
     table = pd.DataFrame(rows).T
     # this turn's tokens, every slot: cut to the common top-k, top_k(1) agreed fully in the layers it changed
     a, b = (routes[condition].select(slice(turn, None)) for condition in ("without", "with"))
-    return Effect(intervention, prompt, baseline, changed, table, route_changes(a, b), agreement(a, b), (a, b))
+    # positions counted from the turn's first token, as `routing`'s parts: named so ("position" 73 was read in the
+    # reply's whole record, where token 73 is the system message's)
+    changes = route_changes(a, b)
+    changes.index = changes.index.rename(TURN_POSITION)  # in place: a renamed copy is a Frame, without its figure
+    return Effect(intervention, prompt, baseline, changed, table, changes, agreement(a, b), (a, b))
 
