@@ -521,3 +521,5 @@ def test_token_concentration_counts_the_picks_a_layer_has_under_a_top_k_interven
     table = r.token_concentration(min_count=2)
     assert table.loc[7, ["layer 0", "layer 1"]].tolist() == [0.5, 1.0]
     assert table.loc[9, ["layer 0", "layer 1"]].tolist() == [1.0, 1.0]
+    uniform = next(line for line in table.plot().axes[0].lines if line.get_label() == "uniform (context only)")
+    assert [float(y) for y in uniform.get_ydata()] == [1 / 8, 2 / 8]   # the bound of each layer's picks

@@ -561,16 +561,17 @@ def token_concentration(routing: Routing, min_count: int = 5) -> Table:
     remap[keep] = np.arange(len(keep))
     rows = remap[index]
     chosen = rows >= 0
-    k, size = routing.top_k, routing.num_experts + 1
+    size = routing.num_experts + 1
     table = np.zeros((len(keep), routing.layers))
+    # each layer's k, the picks a token has there: a top-1 layer of a top-2 record counted each token's two most
+    # frequent experts, and a token sent to a different one each time read as 1.0 (always the same experts)
+    k = [int((np.asarray(routing.experts[:, l]) >= 0).sum(1).max(initial=0)) for l in range(routing.layers)]
     for l in range(routing.layers):
         picks = _picks(routing, l)[chosen]
         valid = picks > 0  # not an empty slot
         row, _, counts = _pairs(np.broadcast_to(rows[chosen][:, None], picks.shape)[valid], picks[valid], size)
         order, rank = _ranks(row, counts)
-        # each token id's k most frequent experts, k the layer's picks: a top-1 layer of a top-2 record counted two
-        # experts, and a token sent to a different one each time read as 1.0 (always the same experts)
-        top = order[rank < valid.sum(1).max(initial=0)]
+        top = order[rank < k[l]]  # each token id's k most frequent experts
         table[:, l] = (np.bincount(row[top], counts[top], len(keep))
                        / np.maximum(np.bincount(row, counts, len(keep)), 1))
     frame = pd.DataFrame(table, index=pd.Index(ids[keep], name="token"),

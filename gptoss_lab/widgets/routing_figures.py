@@ -311,8 +311,9 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layer
     return figure
 
 
-def _token_concentration(table: Any, top_k: int = 1, num_experts: int = 1, **_: Any) -> Any:
-    """Count-weighted mean concentration per layer between the context-only and token-only bounds."""
+def _token_concentration(table: Any, top_k: Any = 1, num_experts: int = 1, **_: Any) -> Any:
+    """Count-weighted mean concentration per layer between the context-only and token-only bounds; `top_k`, the
+    picks a token has, one for every layer or one per layer (a top-k intervention's layers have fewer)."""
     layers = [c for c in table.columns if str(c).startswith("layer ")]
     weights = table["count"].to_numpy(float)
     means = [np.average(table[c], weights=weights) if weights.sum() else 0.0 for c in layers]
@@ -320,7 +321,8 @@ def _token_concentration(table: Any, top_k: int = 1, num_experts: int = 1, **_: 
     ax = figure.add_subplot()
     ax.plot(range(len(layers)), means, marker="o", label="tokens seen (count-weighted)")
     ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="pure token-id routing")
-    ax.axhline(top_k / max(num_experts, 1), color="grey", ls=":", lw=0.8, label="uniform (context only)")
+    uniform = np.broadcast_to(np.asarray(top_k, float), (len(layers),)) / max(num_experts, 1)
+    ax.plot(range(len(layers)), uniform, color="grey", ls=":", lw=0.8, label="uniform (context only)")
     ax.set_ylim(0, 1.05)
     _labels(ax, "layer", "share to a token's usual experts", "token-id vs context routing", legend=True)
     return figure
