@@ -1154,6 +1154,38 @@ def test_the_codes_threads_send_no_widget_comm_prompt_clear_output_or_request(ke
     _assert_alive_and_answering(km, kc)
 
 
+WIDGET_CHANGES = """
+import ipywidgets
+def held(hold):
+    with hold():
+        mine.description = 'model'
+        mine.value = '<img src=held onerror=alert(1)>'
+for change in (lambda: setattr(mine, 'value', '<img src=x onerror=alert(1)>'), lambda: mine.set_trait('value', 'set'),
+               lambda: mine.set_state({'value': 'state'}), lambda: held(mine.hold_sync),
+               lambda: held(mine.hold_trait_notifications)):
+    try:
+        change()
+    except PermissionError as err:
+        print(str(err).split(" messages")[0])
+"""
+
+
+@pytest.mark.kernel
+def test_a_refused_change_of_the_users_widget_leaves_the_widget_as_it_was(kernel):
+    """The send of the model's new value of the user's widget was refused, but the kernel's widget kept the value: a
+    reloaded page drew the model's HTML, and the user's observer saw it. Now the widget never takes it."""
+    km, kc = kernel
+    _execute(kc, "import ipywidgets\nmine = ipywidgets.HTML(value='<b>mine</b>')\nseen = []\n"
+                 "mine.observe(lambda change: seen.append(change['new']), names=['value', 'description'])")
+    out, _ = _execute(kc, f"r = turn({WIDGET_CHANGES!r}, timeout=5)\nprint(json.dumps(r['output']))\n"
+                          "print(json.dumps([mine.value, mine.description, seen, mine.get_state()['value']]))")
+    output, state = map(json.loads, out.strip().splitlines()[-2:])
+    assert output.splitlines() == ["the python tool's code cannot send 'comm_msg'"] * 5, output
+    assert state == ["<b>mine</b>", "", [], "<b>mine</b>"]
+    out, _ = _execute(kc, "mine.value = '<b>still mine</b>'\nprint(json.dumps([mine.value, seen]))")
+    assert json.loads(out) == ["<b>still mine</b>", ["<b>still mine</b>"]]   # the user's own change is the user's
+
+
 @pytest.mark.kernel
 def test_text_the_code_sends_itself_is_its_bounded_output(kernel):
     """A stream message the model's code sent through the kernel's session itself skipped the bounded output: 100 kB

@@ -113,7 +113,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
 
-from .displays import INERT, inert_message, refusal, shown_text, text_of
+from .displays import INERT, inert_message, refusal, shown_text, text_of, widget_refusal
 
 try:
     import resource
@@ -815,6 +815,7 @@ def _patch_table() -> list[tuple[Any, str]]:
     table += [(kernel, name) for name in ("raw_input", "getpass", "_input_request")]
     table.append((getattr(sys.modules.get("jupyter_client.session"), "Session", None), "send"))  # displays: inert
     table.append((getattr(sys.modules.get("ipykernel.iostream"), "OutStream", None), "write"))  # into the output
+    table.append((getattr(sys.modules.get("traitlets"), "TraitType", None), "set"))  # a widget's synced traits
     for module in (os, sys.modules.get("posix") or sys.modules.get("nt")):
         table += [(module, name) for name in ("_exit", "abort", "kill", "killpg", "execv", "execve",
                                               "close", "closerange", "dup2", "write", "register_at_fork")]
@@ -1459,6 +1460,8 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
                 return _start_seen(original, *args, **kwargs)
             if name == "send":
                 return _send_inert(original, *args, **kwargs)
+            if name == "set":
+                return _set_untold(original, *args, **kwargs)
             args, kwargs = tuple(map(_plain, args)), {key: _plain(value) for key, value in kwargs.items()}
             if name == "write" and len(args) == 2 and (args[0] in (1, 2) or isinstance(args[0], io.TextIOBase)):
                 return _GUARDS.write(original, *args)
@@ -1520,6 +1523,15 @@ def _send_inert(send: Callable[..., Any], session: Any, stream: Any, msg_or_type
         _GUARDS._write_output(text + "\n")
         return None
     return send(session, stream, *inert_message(msg_or_type, content), *args, **kwargs)
+
+
+def _set_untold(set_trait: Callable[..., Any], trait: Any, owner: Any, value: Any) -> Any:
+    """traitlets' TraitType.set from the model's threads: a new value of a widget's synced trait is refused before the
+    widget takes it (`displays.widget_refusal`): refused only when sent, the kernel's widget kept the model's value
+    (an HTML widget's `<img onerror=...>`), which the next page load drew, and the user's observers saw."""
+    if _GUARDS.is_model_thread() and (why := widget_refusal(trait, owner)) is not None:
+        raise PermissionError(why)
+    return set_trait(trait, owner, value)
 
 
 def _open_fds() -> dict[int, tuple[int, int]]:

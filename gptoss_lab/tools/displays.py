@@ -9,10 +9,13 @@ error of a cell they run) is their bounded output, as their prints are. Any othe
 refused: a widget's comm (an anywidget's `_esm` ran its script in the page, a new `value` of the user's HTML widget was
 drawn as HTML), `clear_output` (it emptied the turn's cell, or the user's later cell), an input request on the stdin
 channel (a password prompt), and what its own jupyter_client sends (an `execute_request` to its own kernel ran after
-the turn as the user's cell, unguarded: `os._exit` ended it).
+the turn as the user's cell, unguarded: `os._exit` ended it). A new value of a synced trait of a widget the page shows
+is refused before the widget takes it (`widget_refusal`): refused only when sent, the kernel's widget kept the model's
+value, which a reloaded page drew.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 INERT = frozenset({"text/plain", "image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"})
@@ -86,6 +89,15 @@ def refusal(msg_or_type: Any) -> str | None:
     named = repr(kind[:40]) if type(kind) is str else f"a {type(kind).__name__}"
     return (f"the python tool's code cannot send {named} messages over Jupyter's channels (widgets, comms, input "
             "requests, clearing outputs, requests to a kernel): only the text and images it displays are shown")
+
+
+def widget_refusal(trait: Any, owner: Any) -> str | None:
+    """Why the model's code may not give `owner` a new value of `trait` (a synced trait of a widget with a comm: the
+    page draws it); None for any other trait."""
+    widget = getattr(sys.modules.get("ipywidgets"), "Widget", None)
+    if widget is None or not isinstance(owner, widget) or owner.comm is None or trait.name not in owner.keys:
+        return None
+    return refusal("comm_msg")
 
 
 def _kind(msg_or_type: Any) -> Any:
