@@ -17,8 +17,9 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from openai_harmony import Message
 
@@ -66,6 +67,10 @@ def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
             self._busy.release()
 
     return guarded
+
+
+# each session's seal (`Session._sealed`), out of the session's dict, which the python tool's code can write
+_SEALS: weakref.WeakKeyDictionary[Session, _SessionState] = weakref.WeakKeyDictionary()
 
 
 class Session:
@@ -122,8 +127,17 @@ class Session:
 
     def _seal(self) -> None:
         """Keep what approval rests on (the settings, what was always allowed) as the user and the session left it,
-        for `ask` to put back what changed since in place (see `_SessionState`)."""
-        self.__dict__["_sealed"] = _SessionState(self)
+        for `ask` to put back what changed since in place (see `_SessionState`). Refused to the python tool's code: it
+        sealed the settings it had set, and the next turn put them back."""
+        if from_model_code():
+            raise TurnError("the python tool's code cannot seal a session's settings: they are the user's")
+        _SEALS[self] = _SessionState.of(self)
+
+    @property
+    def _sealed(self) -> _SessionState:
+        """The session's seal, kept out of its own dict: the tool's code wrote one of its own there
+        (`vars(s)['_sealed'] = ...`, `object.__setattr__`), and the next turn put back the model's settings."""
+        return _SEALS[self]
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
@@ -458,28 +472,41 @@ class _NullView:
         return None
 
 
-class _SessionState:
+class _SessionState(NamedTuple):
     """What a tool's code must not change, as it was before the tool ran: the turn's and the session's settings and
     what was always allowed (the code of an approved call runs in this kernel and can reach them, and must not turn
     approval off for the calls after it), and the conversation (a function or code that clears `session.history` left
     one that starts with a tool's answer, as `reset` from a tool did before it was refused). Of a session alone (no
-    turn): its settings and what was always allowed, as `Session._seal` keeps them between turns."""
+    turn): its settings and what was always allowed, as `Session._seal` keeps them between turns. A tuple of tuples:
+    the code that finds it (`gc`) cannot change what it puts back (`seal.fields[0]['approval'] = 'auto'` and
+    `object.__setattr__(seal, ...)` did); its owners are weakly held, so a seal kept in `_SEALS` frees its session."""
 
-    def __init__(self, owner: _Turn | Session) -> None:
-        self.session = owner.session if isinstance(owner, _Turn) else owner
-        self.owners = (owner, self.session) if owner is not self.session else (owner,)
-        self.settings = [vars(owner)["settings"] for owner in self.owners]
-        self.fields = [dict(vars(settings)) for settings in self.settings]  # frozen, but not against object.__setattr__
-        self.allowed = vars(self.session)["_allowed"]
-        self.entries = set(self.allowed)
-        self.conversation = {name: (vars(self.session)[name], list(vars(self.session)[name]))
-                             for name in ("history", "replies", "_turns")} if len(self.owners) > 1 else {}
+    owners: tuple[weakref.ref[Any], ...]
+    settings: tuple[Settings, ...]
+    fields: tuple[tuple[tuple[str, Any], ...], ...]  # their values (a Settings is not frozen against object.__setattr__)
+    allowed: set[str]
+    entries: frozenset[str]
+    conversation: tuple[tuple[str, list[Any], tuple[Any, ...]], ...]
+
+    @classmethod
+    def of(cls, owner: _Turn | Session) -> _SessionState:
+        """`owner`'s state now (a turn's: its session's too)."""
+        session = owner.session if isinstance(owner, _Turn) else owner
+        owners = (owner, session) if owner is not session else (owner,)
+        settings = tuple(vars(owner)["settings"] for owner in owners)
+        allowed = vars(session)["_allowed"]
+        conversation = tuple((name, vars(session)[name], tuple(vars(session)[name]))
+                             for name in ("history", "replies", "_turns")) if len(owners) > 1 else ()
+        return cls(tuple(map(weakref.ref, owners)), settings, tuple(tuple(vars(kept).items()) for kept in settings),
+                   allowed, frozenset(allowed), conversation)
 
     def put_back(self) -> list[str]:
         """Put back the settings and what was always allowed, if they changed since; the names of what had changed
         (settings as `configure` names them, and "always allowed")."""
         changed: list[str] = []
-        for owner, settings, fields in zip(self.owners, self.settings, self.fields):
+        owners = [ref() for ref in self.owners]
+        for owner, settings, items in zip(owners, self.settings, self.fields):
+            fields = dict(items)
             now = vars(settings)
             current = vars(owner).get("settings")
             if current is not settings or not _same_items(now, fields):
@@ -487,9 +514,9 @@ class _SessionState:
                 vars(owner)["settings"] = settings
                 now.clear()
                 now.update(fields)
-        allowed = self.allowed
-        if vars(self.session).get("_allowed") is not allowed:
-            vars(self.session)["_allowed"] = allowed
+        session, allowed = owners[-1], self.allowed
+        if vars(session).get("_allowed") is not allowed:
+            vars(session)["_allowed"] = allowed
             changed.append("always allowed")
         if not (all(type(entry) is str for entry in allowed) and allowed == self.entries):  # no code of others' runs
             allowed.clear()
@@ -500,11 +527,12 @@ class _SessionState:
     def conversation_back(self) -> bool:
         """Put back the history, replies and turns (the lists and what they hold), if they changed; whether they had."""
         changed = False
-        for name, (kept, items) in self.conversation.items():
-            if vars(self.session).get(name) is not kept or len(kept) != len(items) or \
+        session = self.owners[-1]()
+        for name, kept, items in self.conversation:
+            if vars(session).get(name) is not kept or len(kept) != len(items) or \
                     any(now is not then for now, then in zip(kept, items)):
                 kept[:] = items
-                vars(self.session)[name] = kept
+                vars(session)[name] = kept
                 changed = True
         return changed
 
@@ -747,7 +775,7 @@ class _Turn:
         call.status = "running"
         self.emit(ToolUpdate(call))
         t0 = time.perf_counter()
-        kept = _SessionState(self)
+        kept = _SessionState.of(self)
         try:
             bound = {"timeout": self.settings.timeout} if _takes(tool.run, "timeout") else {}   # the browser's
             result = tool.run(call, stop=lambda: self.view.stop_requested, **bound)

@@ -130,3 +130,28 @@ def test_a_thread_the_approved_code_left_running_cannot_turn_approval_off_for_la
     assert view.cards == [code, SECOND]   # the second turn's call was asked about (and refused)
     assert second.tool_calls[0].status == "skipped"
     assert s.approval == "ask" and s.always_allowed == ()
+
+
+SEALED = {  # what approval's seal between turns rests on, written by the approved code past the session's __setattr__
+    "the session's dict, then sealed": FIND + "vars(s)['settings'] = s.settings.replace(approval='auto')\ns._seal()",
+    "object.__setattr__, then sealed": FIND + "object.__setattr__(s, 'settings', s.settings.replace(approval='auto'))\n"
+                                              "s._seal()",
+    "a seal of its own in the session's dict": FIND + "vars(s).update(settings=s.settings.replace(approval='auto'))\n"
+                                                      "make = getattr(type(s._sealed), 'of', type(s._sealed))\n"
+                                                      "vars(s).update(_sealed=make(s))",
+    "the seal's settings changed in place": FIND + "s._sealed.fields[0]['approval'] = 'auto'",
+    "the seal's always-allowed changed in place": FIND + "s._sealed.entries.add('python')\ns._allowed.add('python')",
+}
+
+
+@pytest.mark.parametrize("route", list(SEALED))
+def test_the_approved_code_cannot_reseal_the_settings_for_the_next_turn(route: str) -> None:
+    """The session's seal (what `ask` puts back before each turn) was in the session's dict and mutable: code that wrote
+    it, or sealed the settings it set, had the next turn's calls run unasked."""
+    s = Session(ReplayEngine(_recording(SEALED[route]) + _recording(SECOND)), approval="ask", namespace={})
+    view = _View()
+    s.ask("one", view=view)
+    second = s.ask("two", view=view)
+    assert view.cards == [SEALED[route], SECOND]   # the second turn's call was asked about (and refused)
+    assert second.tool_calls[0].status == "skipped"
+    assert s.approval == "ask" and s.always_allowed == ()
