@@ -77,7 +77,10 @@ import lock taken in a thread of its own). Nor is what the code leaves behind an
 function of the lab's or of a library it uses that the code replaced (the lab's own code runs it), an
 object of its in the namespace (or a cyclic one the garbage collector finalizes on another kernel thread) runs
 as the user's code when used or freed; a key of the code's put in a table while the watcher puts a name back
-in the same moment is compared there (it can then hold the watcher, not end the kernel).
+in the same moment is compared there (it can then hold the watcher, not end the kernel). Nor is code that goes around
+the stand-ins to what they stand in for: the originals are in their `__closure__`, in this module (`_GUARDS.made`) and
+behind `gc.get_referents`, and the kernel's sockets and message key are reachable (`iopub_socket.send_multipart` of a
+message it signs sent the page live HTML), as are the lab's checks (`session.from_model_code`), which it can replace.
 """
 from __future__ import annotations
 
