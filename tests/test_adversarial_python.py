@@ -614,6 +614,21 @@ def test_the_timeout_cannot_be_defeated(code):
     assert _guards_gone()
 
 
+def test_a_call_cannot_lift_the_timeout_of_the_turns_later_calls():
+    """The first call's code set the turn's python tool's `timeout` to None (found through gc): the second call, a loop,
+    ran 3 s past the turn's 0.5 s timeout (one that never ended held the kernel until the user interrupted it)."""
+    from gptoss_lab import ReplayEngine, Session
+
+    lift = ("import gc\nfrom gptoss_lab.tools.python import PythonTool\n"
+            "for tool in gc.get_objects():\n    if type(tool) is PythonTool:\n        tool.timeout = None")
+    loop = "import time\nstart = time.monotonic()\nwhile time.monotonic() - start < 3:\n    pass\nprint('ran 3 s')"
+    calls = "".join(f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>" for code in (lift, loop))
+    reply = Session(ReplayEngine(calls + "<|channel|>final<|message|>done<|return|>"), approval="auto",
+                    namespace={}).ask("go", timeout=0.5)
+    assert [call.status for call in reply.tool_calls] == ["done", "timeout"]
+    assert reply.tool_calls[1].output == f"Timed out after 0.5 s ({TIMEOUT_HINT})" and reply.final == "done"
+
+
 CTYPES_TAMPERING = {
     # the watcher made its thread idents with ctypes.c_ulong (here it would have slept 5 s on the kernel's thread)
     "ctypes.c_ulong replaced": ("import ctypes, threading, time\nreal, main = ctypes.c_ulong, threading.main_thread()\n"

@@ -126,9 +126,11 @@ class PythonTool(Tool):
     def approval_question(self, call: ToolCall) -> str:
         return "Run this code in your kernel?"
 
-    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False) -> ToolResult:
-        """Run the call's code (see `execute`); Stop in the view interrupts it like a kernel interrupt."""
-        return self.execute(call.input, stop=stop)
+    def run(self, call: ToolCall, stop: Callable[[], bool] = lambda: False, timeout: float | None = None) -> ToolResult:
+        """Run the call's code (see `execute`) for at most `timeout` seconds, the turn's (the tool's own where None: an
+        earlier call's code set `tool.timeout = None`, and the turn's later calls ran unbounded); Stop in the view
+        interrupts it like a kernel interrupt."""
+        return self._execute(call.input, stop, self.timeout if timeout is None else timeout)
 
     def execute(self, code: str, *, stop: Callable[[], bool] = lambda: False) -> ToolResult:
         """Execute `code` like a notebook cell: statements run, the last expression's value is shown.
@@ -136,6 +138,10 @@ class PythonTool(Tool):
         Never raises for anything the code does: errors, `exit()`, the timeout and the user's
         interrupt (status "interrupted", with what it printed until then) come back as the result.
         """
+        return self._execute(code, stop, self.timeout)
+
+    def _execute(self, code: str, stop: Callable[[], bool], timeout: float | None) -> ToolResult:
+        """`execute` under `timeout` seconds (None: no timeout)."""
         start = time.perf_counter()
         try:
             body, last = _compile(code)
@@ -143,12 +149,12 @@ class PythonTool(Tool):
             return ToolResult("error", truncate("".join(traceback.format_exception_only(type(err), err))),
                               time.perf_counter() - start)
         out, shown = Capture(), []
-        outcome = contain(functools.partial(_run, body, last, self.namespace, out, shown), timeout=self.timeout,
+        outcome = contain(functools.partial(_run, body, last, self.namespace, out, shown), timeout=timeout,
                           output=out, namespace=self.namespace, label="the model's python code", stop=stop)
         if outcome.status == "error":  # formatted on the code's thread; this one never touches the error
             out.write(shown[0] if shown else "The code's error could not be shown (formatting it failed).\n")
         elif outcome.status == "timeout":
-            said = f"Timed out after {self.timeout:g} s ({TIMEOUT_HINT})"   # as a function's or the browser's
+            said = f"Timed out after {timeout:g} s ({TIMEOUT_HINT})"   # as a function's or the browser's
             out.write("\n" + said if out.total else said)
         text = out.getvalue() + _notes(outcome)
         if outcome.status == "interrupted":
