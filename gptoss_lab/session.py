@@ -483,7 +483,7 @@ class _SessionState(NamedTuple):
 
     owners: tuple[weakref.ref[Any], ...]
     settings: tuple[Settings, ...]
-    fields: tuple[tuple[tuple[str, Any], ...], ...]  # their values (a Settings is not frozen against object.__setattr__)
+    fields: tuple[tuple[tuple[str, Any], ...], ...]  # their values: a Settings yields to object.__setattr__
     allowed: set[str]
     entries: frozenset[str]
     conversation: tuple[tuple[str, list[Any], tuple[Any, ...]], ...]
