@@ -38,7 +38,8 @@ watches, so the caller has its answer at the timeout whatever the code does:
   run and every thread a cell starts failing), with what the code added to them taken out. So are the entries
   of the hook lists the interpreter calls by itself, `sys.meta_path`, `sys.path_hooks`, `sys.path` and
   `gc.callbacks` (`sys.meta_path.clear()` would fail every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
-  after them (a library it imported, six say, needs its finder), but for its gc callbacks, which go with the run
+  after them (a library it imported, six say, needs its finder; so its own finder's `find_spec` runs at the user's next
+  import, on the user's thread, unguarded), but for its gc callbacks, which go with the run
   (whichever thread collects next runs them: a looping one hung the user's next cell; during the run, one that
   the watcher's own collection runs can still hold it). What it adds to what IPython calls on the kernel's thread at
   later cells (event callbacks, input and AST transformers, display printers) stays but runs as the code ran, watched
