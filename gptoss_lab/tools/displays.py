@@ -11,7 +11,7 @@ drawn as HTML), `clear_output` (it emptied the turn's cell, or the user's later 
 channel (a password prompt), and what its own jupyter_client sends (an `execute_request` to its own kernel ran after
 the turn as the user's cell, unguarded: `os._exit` ended it). A new value of a synced trait of a widget the page shows
 is refused before the widget takes it (`widget_refusal`): refused only when sent, the kernel's widget kept the model's
-value, which a reloaded page drew.
+value, which a reloaded page drew. A write past traitlets (`widget._trait_values['value'] = ...`) is not seen.
 """
 from __future__ import annotations
 
