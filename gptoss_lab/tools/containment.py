@@ -81,7 +81,8 @@ as the user's code when used or freed; a key of the code's put in a table while 
 in the same moment is compared there (it can then hold the watcher, not end the kernel). Nor is code that goes around
 the stand-ins to what they stand in for: the originals are in their `__closure__`, in this module (`_GUARDS.made`) and
 behind `gc.get_referents`, and the kernel's sockets and message key are reachable (`iopub_socket.send_multipart` of a
-message it signs sent the page live HTML), as are the lab's checks (`session.from_model_code`), which it can replace. Nor is breaking the kernel's own objects:
+message it signs sent the page live HTML), as are the lab's checks (`session.from_model_code`) and this module's timings (`GRACE`, `POLITE`, `REPEAT`), which it can
+replace. Nor is breaking the kernel's own objects:
 `kernel.io_loop.stop()` ended the kernel, and `kernel.session.key = b'wrong'`, `kernel.shell_stream.close()` and
 `kernel.iopub_thread.stop()` left it deaf.
 """
