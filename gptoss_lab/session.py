@@ -136,7 +136,10 @@ class Session:
     @property
     def _sealed(self) -> _SessionState:
         """The session's seal, kept out of its own dict: the tool's code wrote one of its own there
-        (`vars(s)['_sealed'] = ...`, `object.__setattr__`), and the next turn put back the model's settings."""
+        (`vars(s)['_sealed'] = ...`, `object.__setattr__`), and the next turn put back the model's settings. A copy
+        of a session (`copy.copy`, which has none yet) is sealed as it is."""
+        if self not in _SEALS:
+            self._seal()
         return _SEALS[self]
 
     def __getattr__(self, name: str) -> Any:

@@ -155,3 +155,13 @@ def test_the_approved_code_cannot_reseal_the_settings_for_the_next_turn(route: s
     assert view.cards == [SEALED[route], SECOND]   # the second turn's call was asked about (and refused)
     assert second.tool_calls[0].status == "skipped"
     assert s.approval == "ask" and s.always_allowed == ()
+
+
+def test_a_copy_of_a_session_asks_under_its_own_seal() -> None:
+    """With the seal kept out of the session's dict, `copy.copy(session).ask(...)` failed with a KeyError."""
+    import copy
+
+    s = Session(ReplayEngine(_recording(SECOND)), approval="ask", namespace={})
+    view = _View(always=True)
+    reply = copy.copy(s).ask("go", view=view)
+    assert (reply.final, view.cards) == ("done", [SECOND])
