@@ -1347,6 +1347,23 @@ def test_the_stand_ins_do_not_hand_out_the_real_function():
     assert result.status == "error" and "has no attribute '__wrapped__'" in result.output
 
 
+CAPTURE = ("import sys, time\ncapture = next(cell.cell_contents for cell in sys.stdout._target.__closure__\n"
+           "               if type(cell.cell_contents).__name__ == 'Capture')\n")  # the call's, through the router
+CAPTURE_TAMPERING = {
+    # the lab read the output on the caller's (the kernel's) thread: a looping one never gave the turn its Reply
+    "its lock replaced": CAPTURE + ("class Lock:\n    def acquire(self, *args, **kwargs):\n        time.sleep(3)\n"
+                                    "        return True\n    def release(self):\n        pass\ncapture._lock = Lock()"),
+    "text put in its parts": CAPTURE + "capture._head.append('y' * 10**6)",   # shown whole, past the bound
+}
+
+
+@pytest.mark.parametrize("code", CAPTURE_TAMPERING.values(), ids=CAPTURE_TAMPERING.keys())
+def test_what_the_code_does_to_its_output_capture_neither_holds_nor_unbounds_the_call(code):
+    result = PythonTool({}, timeout=5).execute(code)
+    assert result.status == "done" and result.seconds < 1 + LOADED, result
+    assert len(result.output) <= 2 * MAX_OUTPUT_CHARS + 100
+
+
 def test_a_str_subclass_cannot_unbound_the_output():
     result = PythonTool({}, timeout=5).execute(
         "import sys\nclass S(str):\n    def __getitem__(self, k): return 'y' * 10**6\n    def __len__(self): return 1\n"

@@ -35,6 +35,7 @@ __all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "deadline
 # builtins up in a copy, as containment's do, so code that empties `builtins` still has its value shown.
 __builtins__ = dict(vars(builtins))
 MAX_OUTPUT_CHARS = 6000
+_LOCK = type(containment._allocate_lock())
 _FILENAME = "<gptoss-python>"
 _LAB_FILES = {sys._getframe().f_code.co_filename, containment._HERE}   # frames left out of tracebacks
 DESCRIPTION = (
@@ -51,20 +52,35 @@ class Capture(io.TextIOBase):
     and the last third, with the number of characters cut between them stated (thread-safe)."""
 
     def __init__(self, limit: int = MAX_OUTPUT_CHARS) -> None:
+        self._empty(limit)
+
+    def _empty(self, limit: int) -> None:
+        """No text kept yet, and the bounds for `limit` characters."""
         self.limit, self.total = limit, 0
         self._head_size, self._tail_size = limit * 2 // 3, limit // 3
         self._keep = limit - self._head_size      # tail kept while the whole text may still fit
         self._head: list[str] = []
         self._tail: list[str] = []
         self._head_len = self._tail_len = 0
-        self._lock = threading.Lock()
+        self._lock = containment._allocate_lock()
+
+    def _seized(self) -> Seized:
+        """This capture's lock, taken as `Seized` takes it (the code can take it and keep it). The code reaches its
+        capture (the router's closure) and replaced the lock with an object whose `acquire` looped: the lab's read of
+        the output after the call ran it on the kernel's thread, and the turn never ended. Parts that are not the lab's
+        kinds (a lock, lists, ints, which run no code of another's) are dropped, with the text kept so far."""
+        if not (type(self._lock) is _LOCK and type(self._head) is type(self._tail) is list
+                and type(self.limit) is type(self.total) is type(self._head_size) is type(self._tail_size)
+                is type(self._keep) is type(self._head_len) is type(self._tail_len) is int):
+            self._empty(MAX_OUTPUT_CHARS)
+        return Seized(self._lock)
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         text = str.__str__(text)  # a str subclass's own __len__/__getitem__ cannot unbound the capture
         written = len(text)
-        with Seized(self._lock):   # not `with self._lock`: the code can take it (sys.stdout._lock) and keep it
+        with self._seized():   # not `with self._lock`: the code can take it (sys.stdout._lock) and keep it
             self.total += written
             if self._head_len < self._head_size:
                 piece = text[: self._head_size - self._head_len]
@@ -84,7 +100,7 @@ class Capture(io.TextIOBase):
         return True
 
     def getvalue(self) -> str:
-        with Seized(self._lock):
+        with self._seized():
             head, tail = "".join(self._head), "".join(self._tail)
         if self.total <= self.limit:
             return head + tail
@@ -156,7 +172,8 @@ class PythonTool(Tool):
         elif outcome.status == "timeout":
             said = f"Timed out after {timeout:g} s ({TIMEOUT_HINT})"   # as a function's or the browser's
             out.write("\n" + said if out.total else said)
-        text = out.getvalue() + _notes(outcome)
+        # bounded again: the code reaches its capture's parts (`sys.stdout._head.append('y' * 10**6)` was all shown)
+        text = truncate(out.getvalue(), 2 * MAX_OUTPUT_CHARS) + _notes(outcome)
         if outcome.status == "interrupted":
             result = interrupted(text)
             result.seconds = time.perf_counter() - start
