@@ -166,7 +166,10 @@ class ChatView(NotebookView):
 
     def approve(self, call: ToolCall) -> Approval | bool | None:
         """Wait for Run or Skip on the call's card; where no front end draws the widget, ask in the
-        notebook's input box instead (None when there is no stdin either)."""
+        notebook's input box instead (None when there is no stdin either). The front end's answers are read only while
+        a card waits, so one in the table before is none of the user's: the code of a call they ran put "Run, always"
+        there for the next cards, which then ran unasked."""
+        self._decisions.clear()
         self._maybe_flush(True)
         pump = self._comm_pump()
         if pump is None or not self._wait(lambda: self._ready, self.ready_timeout):
