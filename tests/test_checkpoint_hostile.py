@@ -415,7 +415,7 @@ def test_a_deeply_nested_config_json_is_one_line(tmp_path, random_checkpoint):
     (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
     assert one_line_error(lambda: load(folder)).startswith(f"could not read the config of {folder}: maximum recursion")
     assert one_line_error(lambda: doctor(folder / "config.json")).startswith(
-        f"could not read {folder}: config.json: maximum recursion")
+        f"could not read the config of {folder}: maximum recursion")
 
 
 def test_stray_safetensors_files_transformers_does_not_read_do_not_block_the_load(tmp_path, random_checkpoint, sharded):

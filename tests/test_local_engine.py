@@ -325,7 +325,7 @@ def test_weights_the_configs_model_has_no_place_for_are_refused_before_loading(t
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(hidden_size="wide"), "not a valid gpt-oss config: .*'hidden_size' expected int"),
+    (lambda c: c.update(hidden_size="wide"), "not a valid gpt-oss config: hidden_size must be a positive whole number, not 'wide'"),
     (lambda c: c.update(layer_types=["full_attention"]), "not a valid gpt-oss config: .*must be equal to the number"),
     (lambda c: c.update(num_experts_per_tok=9), "num_experts_per_tok \\(9\\) is more than num_local_experts \\(8\\)"),
     (lambda c: c.update(num_attention_heads=3), "num_attention_heads \\(3\\) is not a multiple of num_key_value_heads"),
@@ -340,7 +340,8 @@ def test_a_config_that_cannot_describe_a_gpt_oss_model_is_one_line(tmp_path, ran
 def test_a_config_json_that_is_not_an_object_is_one_line(tmp_path, random_checkpoint):
     folder = broken_copy(random_checkpoint, tmp_path / "list")
     (folder / "config.json").write_text("[1, 2]")
-    assert "is an unknown model, not gpt-oss" in one_line_error(lambda: LocalEngine.from_pretrained(folder, progress=False))
+    assert "config.json holds a list, not an object of settings" in one_line_error(
+        lambda: LocalEngine.from_pretrained(folder, progress=False))
 
 
 def test_remote_code_is_never_run(tmp_path, random_checkpoint):

@@ -205,3 +205,33 @@ def test_a_path_with_spaces_left_unquoted_is_answered_with_the_quoted_path(tmp_p
         assert shell.magics_manager.registry["GptossMagics"]._kept().browser.describe().startswith("4 documents")
     finally:
         InteractiveShell.clear_instance()
+
+
+BAD_CONFIGS = [   # config.json as written, and what the one line says is wrong with it
+    ("{not json", "config.json is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+                  "(char 1))"),
+    ("[1, 2]", "config.json holds a list, not an object of settings"),
+    ('{"hidden_size": 128}', "model_type is missing (it must be 'gpt_oss')"),
+    ('{"model_type": "gpt_oss", "hidden_size": "128"}', "hidden_size must be a positive whole number, not '128'"),
+    ('{"model_type": "gpt_oss", "num_local_experts": 4.5}', "num_local_experts must be a positive whole number, not 4.5"),
+]
+
+
+@pytest.mark.parametrize("text,wrong", BAD_CONFIGS, ids=["not-json", "list", "no-model-type", "string", "float"])
+def test_a_bad_config_json_is_one_line_of_one_rule(tmp_path, text, wrong):
+    """`%gptoss load ./folder` with a bad config.json said "could not read the config of ...: It looks like the config
+    file at ... is not a valid JSON file.", "... is an unknown model", or transformers' "Validation error for field
+    'hidden_size': TypeError: Field 'hidden_size' expected int, got str (value: '128')", as the file was bad: one rule
+    now, for load and doctor alike, naming the folder, its config.json and what is wrong."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    (tmp_path / "config.json").write_text(text)
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        for command in ("load", "doctor"):
+            with pytest.raises(UsageError) as error:
+                shell.run_line_magic("gptoss", f"{command} {tmp_path}")
+            assert str(error.value) == f"%gptoss {command}: the config of {tmp_path} is not a valid gpt-oss config: {wrong}"
+    finally:
+        InteractiveShell.clear_instance()

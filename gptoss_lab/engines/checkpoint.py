@@ -197,6 +197,11 @@ def offline_message(name: str | Path) -> str:
             f"(`hf download {name} --local-dir DIR`) and load the folder DIR instead")
 
 
+SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+         "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size", "max_position_embeddings",
+         "sliding_window")  # a config's sizes, positive whole numbers (a window of null: every turn on a GPU failed)
+
+
 def read_config(source: Source, hub_kw: dict[str, Any] | None = None, folder: str | None = None) -> Any:
     """The checkpoint's transformers config, after checking that it is a gpt-oss model; `folder` is the one that will
     load where it is known (`folder_of`), a local one's own by default."""
@@ -205,15 +210,16 @@ def read_config(source: Source, hub_kw: dict[str, Any] | None = None, folder: st
 
     hub_kw = hub_kw or {}
     folder = folder or (None if source.hub else source.path)
-    if folder is not None:
-        _json_file(Path(folder) / "config.json", source.path)
+    if folder is not None:   # its faults said as every config's are, not as transformers words them
+        check_object(config_json(Path(folder) / "config.json", source.path), f"the config of {source.path}")
     try:
         raw, _ = PretrainedConfig.get_config_dict(source.path, **hub_kw)
     except (OSError, ValueError, RecursionError) as error:  # ValueError: not JSON, a number of 4,300 digits or more
         if isinstance(error, OSError) and source.hub and hub_kw.get("local_files_only"):
             raise LoadError(offline_message(source.path)) from None
         raise LoadError(f"could not read the config of {source.path}: {first_line(error)}") from None
-    check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, str(source.path))
+    check_object(raw, f"the config of {source.path}")
+    check_model_type(raw["model_type"], str(source.path))
     _check_no_adapter(source, hub_kw, folder)
     check_raw(raw, f"the config of {source.path}")
     try:
@@ -256,6 +262,32 @@ def check_model_type(model_type: Any, name: str) -> bool:
     return True
 
 
+def config_json(path: Path, label: str) -> Any:
+    """The contents of the config.json at `path` (of checkpoint `label`); not JSON is a one-line LoadError of the rule
+    every fault of a config follows ("the config of LABEL is not a valid gpt-oss config: ..."), naming the file."""
+    _json_file(path, label)
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError as error:  # (a UnicodeDecodeError too)
+        if not isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):   # a number of 4,300 digits or more
+            raise LoadError(f"could not read the config of {label}: {first_line(error)}") from None
+        raise LoadError(f"the config of {label} is not a valid gpt-oss config: {path.name} is not JSON "
+                        f"({first_line(error)})") from None
+    except (OSError, RecursionError) as error:
+        raise LoadError(f"could not read the config of {label}: {first_line(error)}") from None
+
+
+def check_object(raw: Any, name: str) -> None:
+    """A one-line LoadError (`name` is what it says is wrong) for a config.json's contents that are no object, or one
+    without a model_type: they were "an unknown model, not gpt-oss", as if another model's."""
+    wrong = f"{name} is not a valid gpt-oss config"
+    if not isinstance(raw, dict):
+        kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(raw), "a number")
+        raise LoadError(f"{wrong}: config.json holds {kind}, not an object of settings")
+    if "model_type" not in raw:
+        raise LoadError(f"{wrong}: model_type is missing (it must be 'gpt_oss')")
+
+
 def check_raw(raw: dict[str, Any], name: str) -> None:
     """A one-line LoadError for a config.json's contents that transformers fails on while it builds the config, or that
     makes it load what was not checked: more than MAX_LAYERS layers (a list entry per layer, 10**9 of them: 8 GB), a
@@ -264,6 +296,10 @@ def check_raw(raw: dict[str, Any], name: str) -> None:
     warning and loads the weights as unquantized ones; bitsandbytes, fp8 and others need other weights, other packages,
     and may fetch Hub kernels)."""
     wrong = f"{name} is not a valid gpt-oss config"
+    for key in SIZES:   # as written ("128", 4.5): transformers' three-clause validation error named the type only
+        value = raw.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise LoadError(f"{wrong}: {key} must be a positive whole number, not {clip(repr(value), 40)}")
     layers = raw.get("num_hidden_layers")
     if isinstance(layers, int) and layers > MAX_LAYERS:
         raise LoadError(f"{wrong}: num_hidden_layers ({layers:,}) is more than the {MAX_LAYERS:,} this lab loads "
@@ -292,9 +328,7 @@ def check_sizes(config: Any, name: str) -> None:
     from ..harmony import VOCAB_SIZE
 
     wrong = f"{name} is not a valid gpt-oss config"
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                "head_dim", "num_local_experts", "num_experts_per_tok", "vocab_size", "max_position_embeddings",
-                "sliding_window"):  # a window of null: every turn on transformers' forward failed (a GPU's)
+    for key in SIZES:
         value = getattr(config, key, None)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise LoadError(f"{wrong}: {key} must be a positive whole number, not {value!r}")

@@ -246,7 +246,7 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
     path = checkpoint.local_path(str(model))
     beside = path.name != "config.json" and (path.parent / "config.json").is_file()  # generation_config.json, say
     if path.suffix == ".json" and path.exists() and not path.is_dir() and not beside:  # a FIFO, a device: unread
-        return path.parent.name, _valid(checkpoint.read_json(path, str(path.parent)), str(path)), None
+        return path.parent.name, _valid(checkpoint.config_json(path, str(path.parent)), str(path)), None
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
     folder = checkpoint.folder_of(source, hub_kw)
@@ -262,7 +262,8 @@ def _valid(raw: Any, name: str) -> Any:
     from huggingface_hub.errors import StrictDataclassError
     from transformers import GptOssConfig
 
-    checkpoint.check_model_type(raw.get("model_type") if isinstance(raw, dict) else None, name)
+    checkpoint.check_object(raw, name)
+    checkpoint.check_model_type(raw["model_type"], name)
     checkpoint.check_raw(raw, name)
     try:
         config = GptOssConfig.from_dict(raw)
