@@ -76,7 +76,7 @@ class _Parser(argparse.ArgumentParser):
         self._long_dashes(self._args)
         namespace, self._extras = self.parse_known_args(args, namespace)   # the words no option or command took
         if self._extras:
-            self.error(f"unrecognized arguments: {_unrecognized(self._extras)}")
+            self.error(f"unrecognized arguments: {' '.join(self._extras)}")
         return namespace
 
     def _long_dashes(self, args: list[str]) -> None:
@@ -172,21 +172,21 @@ _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
 _KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])[\w+=-]{20,}")  # a word an API key may be: sk-proj-Zq81x...
 
 
-def _unrecognized(words: list[str]) -> str:
-    """`words` as an error shows them, a word that may be an API key (an option's value too) written `…`: a key
-    written on a command's line (`connect URL sk-...`) was printed back, and stayed in the saved notebook."""
-    shown = [_unshown(word) for word in words]
-    hidden = ": not shown, as it looks like a key (an API key goes in an environment variable, named with " \
-             "--api-key-env VAR)" if shown != words else ""
-    return " ".join(shown) + hidden
-
-
-def _unshown(word: str) -> str:
-    """`word` of a command's line as an error shows it: `…` for one that may be an API key, an option's value too."""
-    if word.startswith("-"):
-        name, equals, value = word.partition("=")
-        return f"{name}=…" if equals and _KEYLIKE.fullmatch(value) else word
-    return "…" if _KEYLIKE.fullmatch(word) else word
+def _keys_hidden(message: str, line: str) -> str:
+    """`message` with each word of the magic's `line` that may be an API key (an option's or a setting's value too)
+    written `…`, and why: a key pasted in any option (`connect URL --model sk-...`, `config seed=sk-...`) was quoted
+    back by the error, and stayed in the saved notebook."""
+    values = ((word, word.partition("=")[2]) for word in re.split(r"[\s'\"]+", line))   # `--model=sk-...`: its value
+    keys = {value if _KEYLIKE.fullmatch(value) else word for word, value in values
+            if _KEYLIKE.fullmatch(value) or _KEYLIKE.fullmatch(word)}   # (`Zq81x...==`, a key of base64: the word)
+    hidden = message
+    for key in sorted(keys, key=len, reverse=True):   # as written, or lower-cased in a URL's host name
+        hidden = re.sub(re.escape(key), "…", hidden, flags=re.IGNORECASE)
+    if hidden == message:
+        return message
+    body, see = re.fullmatch(r"(.*?)( \(see \S+(?: \S+)? --help\))?", hidden, re.DOTALL).groups()   # type: ignore[union-attr]
+    return f"{body} (… is not shown: it looks like an API key, which goes in an environment variable: " \
+           f"--api-key-env VAR){see or ''}"
 
 
 def _options(parser: argparse.ArgumentParser) -> set[str]:
@@ -510,6 +510,13 @@ class GptossMagics(Magics):
     @line_cell_magic
     def gptoss(self, line: str, cell: str | None = None) -> Any:
         """%gptoss COMMAND ... ; %%gptoss [options] prompt (replaced by the full usage at load time)."""
+        try:
+            return self._run(line, cell)
+        except UsageError as err:
+            raise UsageError(_keys_hidden(str(err), line)) from None
+
+    def _run(self, line: str, cell: str | None) -> Any:
+        """What the magic does with its line (and cell); its UsageErrors are shown with the keys of `line` hidden."""
         self._let_go_unloaded()
         magic = "%gptoss" if cell is None else "%%gptoss"
         try:

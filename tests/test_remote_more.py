@@ -17,6 +17,8 @@ from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError, RemoteWarning
 from test_remote import HEAD, KEY, PROMPT, FakeServer, _event  # tests/ is on sys.path
 
+PASTED = "sk-proj-Zq81xKeyPasted"   # a key pasted where a value belongs
+HIDDEN = "(… is not shown: it looks like an API key, which goes in an environment variable: --api-key-env VAR)"
 LONG_KEY = KEY + "-567890"  # 21 characters: hidden wherever the server writes it whole
 
 
@@ -208,8 +210,9 @@ def test_stop_while_one_event_of_megabytes_is_read_ends_the_turn_at_once():
     assert reply.final == view.shown and 0 < len(reply.final) < 100_000
 
 
-def _usage_errors(*lines: str) -> list[str]:
-    """The one-line UsageError each `%gptoss` line raises, run in a fresh IPython shell with the extension loaded."""
+def _usage_errors(*lines: str, cell: str | None = None) -> list[str]:
+    """The one-line UsageError each `%gptoss` line raises (each `%%gptoss` line above `cell`, when given), run in a
+    fresh IPython shell with the extension loaded."""
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -219,7 +222,7 @@ def _usage_errors(*lines: str) -> list[str]:
         shell.run_line_magic("load_ext", "gptoss_lab")
         for line in lines:
             with pytest.raises(UsageError) as caught:
-                shell.run_line_magic("gptoss", line)
+                shell.run_line_magic("gptoss", line) if cell is None else shell.run_cell_magic("gptoss", line, cell)
             errors.append(str(caught.value))
     finally:
         InteractiveShell.clear_instance()
@@ -256,6 +259,30 @@ def test_a_key_written_on_the_connect_line_is_not_printed_back(words, shown):
     """`%gptoss connect URL sk-...` (or `--api_key=sk-...`) said "unrecognized arguments: sk-...": the key, printed,
     stayed in the saved notebook. A word that may be a key is not shown; others still are."""
     caught, plain = _usage_errors(f"connect http://127.0.0.1:9 {words}", "connect http://127.0.0.1:9 --timout 5")
-    assert caught == (f"%gptoss: unrecognized arguments: {shown}: not shown, as it looks like a key (an API key goes "
-                      "in an environment variable, named with --api-key-env VAR) (see %gptoss connect --help)")
+    assert caught == f"%gptoss: unrecognized arguments: {shown} {HIDDEN} (see %gptoss connect --help)"
     assert plain == "%gptoss: unrecognized arguments: --timout 5: did you mean '--timeout'? (see %gptoss connect --help)"
+
+
+
+@pytest.mark.parametrize("line", ["connect {url} --model {key}", "connect {url} --model={key}", "connect {key}",
+                                  "connect --url {key}", "connect {url} --timeout {key}", "connect {url} --retries {key}",
+                                  "connect {url} --ca-bundle {key}", "browse {key}", "use {key}", "config seed={key}",
+                                  "config effort={key}"])
+def test_a_key_pasted_in_any_option_of_a_command_is_never_printed(line):
+    """`%gptoss connect URL --model sk-...` said "the server ... has no model 'sk-...'", `connect --url sk-...` hinted
+    "`%gptoss connect sk-...`", `config seed=sk-...` "seed must be a whole number, not 'sk-...'": the key, printed,
+    stayed in the saved notebook. Whatever the option, the error shows `…` and says why; other values are shown."""
+    with FakeServer() as server:
+        hidden, shown = _usage_errors(line.format(url=server.url, key=PASTED), line.format(url=server.url, key="gpt-x"))
+    assert PASTED.lower() not in hidden.lower() and "…" in hidden and HIDDEN in hidden, hidden
+    assert len(hidden.splitlines()) == 1 and hidden.startswith("%gptoss")
+    assert "gpt-x" in shown and HIDDEN not in shown, shown
+
+
+@pytest.mark.parametrize("line", ["--json {key}", "-o {key}", "--tools {key}", "--seed {key}", "--ablate {key}",
+                                  "--effort {key}"])
+def test_a_key_pasted_in_a_cells_option_is_never_printed(line):
+    """`%%gptoss --tools sk-...` said "unknown tool 'sk-...'", `--seed sk-...` "--seed must be a whole number, not
+    'sk-...'": the cell's error shows `…` instead, as a command's does."""
+    [hidden] = _usage_errors(line.format(key=PASTED), cell="What is 2+2?")
+    assert PASTED.lower() not in hidden.lower() and HIDDEN in hidden and hidden.startswith("%%gptoss"), hidden
