@@ -126,8 +126,9 @@ class _Parser(argparse.ArgumentParser):
         if any(a.dest == name and not a.option_strings for a in parser._actions):   # `load --model tiny`
             written = next((w for w in args if w.split("=")[0] == option), option)
             after = args[args.index(written) + 1:args.index(written) + 2]
-            value = written.partition("=")[2] or (after[0] if after else name.upper())
-            return f": the {name} is written without {option}: `{parser.prog} {shlex.quote(value)}`"
+            value = written.partition("=")[2] or (after[0] if after else "")
+            value = shlex.quote(value) if _quotable(value) else name.upper()   # a key, a page of garbage: its name
+            return f": the {name} is written without {option}: `{parser.prog} {value}`"
         commands = _line_parser()._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
         owners = [f"`{c.prog}`" for c in commands if c.prog != parser.prog and option in _options(c)]
         if not owners:
@@ -169,7 +170,23 @@ _DASHES = "—–－−‐‑"  # dashes that are not the hyphen-minus options s
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
+_QUOTED = 100  # the longest word of the user's line an error quotes whole (a longer one: its first 40 characters)
 _KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])[\w+=-]{20,}")  # a word an API key may be: sk-proj-Zq81x...
+
+
+def _quotable(value: str) -> bool:
+    """Whether a hint may quote the user's `value` back in the command to write: one short printable word that is not
+    what an API key looks like (`connect --url sk-...` hinted "`%gptoss connect sk-...`")."""
+    return bool(value) and len(value) <= _QUOTED and value.isprintable() and not _KEYLIKE.fullmatch(value)
+
+
+def _said(message: str, line: str) -> str:
+    """`message` as the user reads it: a word of `line` longer than `_QUOTED` characters cut short (a value pasted by
+    mistake was quoted back whole, a page long), control characters written out, and the keys of `line` hidden."""
+    for word in sorted(set(re.split(r"[\s'\"=]+", line)), key=len, reverse=True):
+        if len(word) > _QUOTED and not _KEYLIKE.fullmatch(word):
+            message = message.replace(word, word[:40] + "…")
+    return visible(_keys_hidden(message, line))
 
 
 def _keys_hidden(message: str, line: str) -> str:
@@ -513,7 +530,7 @@ class GptossMagics(Magics):
         try:
             return self._run(line, cell)
         except UsageError as err:
-            raise UsageError(_keys_hidden(str(err), line)) from None
+            raise UsageError(_said(str(err), line)) from None
 
     def _run(self, line: str, cell: str | None) -> Any:
         """What the magic does with its line (and cell); its UsageErrors are shown with the keys of `line` hidden."""

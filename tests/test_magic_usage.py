@@ -1,6 +1,8 @@
 """A mistyped command, option or setting names what was meant, in the one-line UsageError the user reads."""
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from IPython.core.error import UsageError
 
@@ -235,3 +237,35 @@ def test_a_bad_config_json_is_one_line_of_one_rule(tmp_path, text, wrong):
             assert str(error.value) == f"%gptoss {command}: the config of {tmp_path} is not a valid gpt-oss config: {wrong}"
     finally:
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("value", ["sk-proj-Zq81xKeyPasted", "x" * 300, "\x1b]0;pwned\x07"], ids=["key", "long", "escape"])
+def test_a_hint_names_the_option_not_a_value_unfit_to_quote(value):
+    """`%gptoss connect --url VALUE` hinted "`%gptoss connect VALUE`" whatever VALUE was: a key pasted there, a page
+    pasted by mistake, a terminal escape. Such a value is named (URL); a short plain one is still quoted to copy."""
+    for line, hint in ((f"connect --url {shlex.quote(value)}", "`%gptoss connect URL`"),
+                       ("connect --url http://h:1", "`%gptoss connect http://h:1`")):
+        with pytest.raises(UsageError) as error:
+            _line_parser().parse_args(_words(line))
+        assert str(error.value) == (f"%gptoss: unrecognized arguments: --url: the url is written without --url: {hint} "
+                                    "(see %gptoss connect --help)")
+
+
+def test_an_error_quotes_a_long_value_cut_short_and_escapes_written_out():
+    """`%gptoss config effort=<a page pasted by mistake>` quoted the page back whole, and `%gptoss browse` a folder
+    name's terminal escape (`\\x1b]0;...`) raw, which a terminal obeys: the error shows the value's first 40
+    characters, and control characters written out."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    errors = []
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        for line in ("config effort=" + "x" * 5000, "browse /nowhere/\x1b]0;pwned\x07"):
+            with pytest.raises(UsageError) as error:
+                shell.run_line_magic("gptoss", line)
+            errors.append(str(error.value))
+    finally:
+        InteractiveShell.clear_instance()
+    assert errors == ["%gptoss config: effort must be 'low', 'medium' or 'high', not '" + "x" * 40 + "…'",
+                      "%gptoss browse: no such file or folder: /nowhere/\\x1b]0;pwned\\x07"]
