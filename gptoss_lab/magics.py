@@ -19,8 +19,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, other_digits, parse_assignments, shown_key,
-                       shown_keys)
+from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
+                       shown_key, shown_keys)
 from .widgets import say
 from .widgets.sanitize import variable_named, visible
 
@@ -212,9 +212,10 @@ def _options(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def _nearest(word: str, known: set[str]) -> str | None:
-    """The known word `word` most likely meant: itself in another case (`LOAD`, `--effort HIGH`), else the closest,
+    """The known word `word` most likely meant: itself in another case or width (`LOAD`, `ｌｏａｄ`), else the closest,
     options compared without their dashes (`--exprot` was 'did you mean --text?', the dashes alike)."""
-    same = sorted(k for k in known if k.lower() == word.lower())
+    word = folded(word)
+    same = sorted(k for k in known if folded(k) == word)
     if same:
         return same[0]
     bare = {k.lstrip("-"): k for k in sorted(known) if k.startswith("-") == word.startswith("-")}

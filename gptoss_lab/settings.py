@@ -107,7 +107,7 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
         key = ALIASES.get(key, key)
         if not sep or key not in (*Settings.names(), *extra):
             keys = shown_keys(extra)
-            meant = (next(iter(difflib.get_close_matches(key, keys, 1)), None) if sep else
+            meant = (next(iter(difflib.get_close_matches(folded(key), keys, 1)), None) if sep else
                      _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else None)
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
                                 + (f" (did you mean {meant}?)" if meant else ""))
@@ -172,8 +172,14 @@ def _choice_meant(field: str, value: Any) -> str:
     if info is None or not isinstance(value, str):
         return ""
     choices = [str(c) for c in get_args(info.annotation)]
-    near = [c for c in choices if c.lower() == value.strip().lower()] or difflib.get_close_matches(value, choices, 1)
+    near = [c for c in choices if c == folded(value.strip())] or difflib.get_close_matches(folded(value), choices, 1)
     return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def folded(word: str) -> str:
+    """`word` as a mistyped word is compared with the one meant: `EFFORT` and the full-width `ｈｉｇｈ` (a CJK keyboard's)
+    as effort and high, which difflib found nothing near."""
+    return unicodedata.normalize("NFKC", word).casefold()
 
 
 def other_digits(value: Any) -> str:

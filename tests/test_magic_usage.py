@@ -269,3 +269,27 @@ def test_an_error_quotes_a_long_value_cut_short_and_escapes_written_out():
         InteractiveShell.clear_instance()
     assert errors == ["%gptoss config: effort must be 'low', 'medium' or 'high', not '" + "x" * 40 + "…'",
                       "%gptoss browse: no such file or folder: /nowhere/\\x1b]0;pwned\\x07"]
+
+
+@pytest.mark.parametrize("magic,line,meant", [
+    ("%gptoss", "ｌｏａｄ tiny", ": did you mean 'load'? (see %gptoss --help)"),   # was "to ask, write the question..."
+    ("%%gptoss", "--effort ｈｉｇｈ", ": did you mean 'high'? (see %%gptoss --help)"),
+    ("%gptoss", "config EFFORT=high", " (did you mean effort?)"),
+    ("%gptoss", "config ｅｆｆｏｒｔ=high", " (did you mean effort?)"),
+    ("%gptoss", "config effort=ｈｉｇｈ", " (did you mean 'high'?)"),
+    ("%gptoss", "config approve=ＡＳＫ", " (did you mean 'ask'?)"),
+])
+def test_a_word_in_capitals_or_full_width_names_the_word_meant(magic, line, meant):
+    """A command, setting or value typed in capitals (`config EFFORT=high`) or full-width letters (a CJK keyboard's
+    `ｌｏａｄ`) was refused with no suggestion, `ｌｏａｄ tiny` even told to write a question below a %%gptoss line:
+    each names the word meant, as `LOAD` and `effort=hihg` did."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with pytest.raises(UsageError) as error:
+            shell.run_line_magic("gptoss", line) if magic == "%gptoss" else shell.run_cell_magic("gptoss", line, "Hi")
+    finally:
+        InteractiveShell.clear_instance()
+    assert str(error.value).endswith(meant) and len(str(error.value).splitlines()) == 1, str(error.value)
