@@ -329,10 +329,27 @@ def _negative_ablate(words: list[str]) -> list[str]:
     return out
 
 
+def _defaults() -> str:
+    """The settings a model starts with, as `config` writes them, for the help of `config` and of a cell (neither
+    said them: `%%gptoss --help` left the reader to guess what an option left out means)."""
+    start = Settings()
+    values = {shown_key(name): getattr(start, name) for name in Settings.names()}
+    given = " ".join(f"{key}={_written(value)}" for key, value in values.items() if value is not None)
+    unset = ", ".join(key for key, value in values.items() if value is None)
+    return f"{given}; {unset} unset (the model's own, or none)"
+
+
+def _written(value: Any) -> str:
+    """A setting's value as `config` takes it: on or off, 120 (not 120.0)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _cell_parser() -> _Parser:
     p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
                 "({name} inserts a variable's value, {{name}} writes {name} itself).\nAn option left out takes "
-                "the setting `%gptoss config` sets (`%gptoss status` shows them).",
+                f"the setting `%gptoss config` sets (`%gptoss status` shows them; at first {_defaults()}).",
                 epilog=_CELL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--effort", "--reasoning", "-e", dest="effort", choices=EFFORTS, help="reasoning effort for this cell")
     p.add_argument("--approve", "--approval", "-a", dest="approval", choices=APPROVALS,
@@ -406,7 +423,8 @@ def _line_parser() -> _Parser:
                                "KEY=default sets one back (seed=default); before a model is loaded, kept for the next one")
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE",
                         help=f"KEY is one of {', '.join(shown_keys(_CONFIG_EXTRA))} (none given: the "
-                             "settings are shown)")
+                             f"settings are shown). At first {_defaults()}; threads=default (OMP_NUM_THREADS, else "
+                             "all physical cores but one)")
     command("routing", "show the last reply's expert routing")
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
     browse.add_argument("source", nargs="+", type=_given,

@@ -293,3 +293,21 @@ def test_a_word_in_capitals_or_full_width_names_the_word_meant(magic, line, mean
     finally:
         InteractiveShell.clear_instance()
     assert str(error.value).endswith(meant) and len(str(error.value).splitlines()) == 1, str(error.value)
+
+
+def test_the_help_of_config_and_of_a_cell_says_the_settings_a_model_starts_with(capsys):
+    """`%gptoss config --help` gave `effort=high approve=auto timeout=60` as examples and `%%gptoss --help` said an
+    option left out "takes the setting" without what it is: neither said that effort is medium, approval ask."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.run_line_magic("gptoss", "config --help")
+        config = capsys.readouterr().out
+        shell.run_cell_magic("gptoss", "--help", "\n")   # (the body a front end gives the cell: help_cells)
+        cell = capsys.readouterr().out.split("options:")[0]   # the cell's own part, before its options
+    finally:
+        InteractiveShell.clear_instance()
+    for start in ("effort=medium", "approve=ask", "timeout=120", "max_tokens=2048", "tools=python", "guard=on"):
+        assert start in " ".join(config.split()) and start in " ".join(cell.split()), start
