@@ -376,7 +376,7 @@ def test_a_server_with_hundreds_of_models_is_listed_in_one_short_line():
             RemoteEngine(server.url)
         assert str(caught.value) == (f"the server at {server.url} serves 301 models ({'x' * 80}, model-0, model-1, "
                                      "model-2, model-3, model-4, model-5, model-6, model-7, model-8, … (291 more)): "
-                                     "choose one with model=...")
+                                     "choose one with model=... (%gptoss connect URL --model NAME)")
         with pytest.raises(RemoteError, match=r"has no model 'gpt-oss'; it serves: x+, .*, model-8, … \(291 more\)$"):
             RemoteEngine(server.url, model="gpt-oss")
 

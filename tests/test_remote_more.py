@@ -286,3 +286,12 @@ def test_a_key_pasted_in_a_cells_option_is_never_printed(line):
     'sk-...'": the cell's error shows `…` instead, as a command's does."""
     [hidden] = _usage_errors(line.format(key=PASTED), cell="What is 2+2?")
     assert PASTED.lower() not in hidden.lower() and HIDDEN in hidden and hidden.startswith("%%gptoss"), hidden
+
+
+def test_connect_to_a_server_of_several_models_says_the_option_that_names_one():
+    """`%gptoss connect URL` to a server of two models said "choose one with model=...", the Python keyword, which the
+    magic refuses as a stray word: it names the option too, as the other connect errors do."""
+    with FakeServer(models=("gpt-oss-20b", "gpt-oss-120b")) as server:
+        [said] = _usage_errors(f"connect {server.url}")
+    assert said == (f"%gptoss connect: the server at {server.url} serves 2 models (gpt-oss-20b, gpt-oss-120b): choose "
+                    "one with model=... (%gptoss connect URL --model NAME)")

@@ -386,7 +386,8 @@ class RemoteEngine:
             if model is None:
                 if len(models) != 1:
                     raise RemoteError(f"the server at {self.url} serves {len(models)} models "
-                                      f"({_listed(models)}): choose one with model=...")
+                                      f"({_listed(models)}): choose one with model=... "
+                                      "(%gptoss connect URL --model NAME)")
                 model = models[0]
             elif model not in models and f"{model}:latest" not in models:  # Ollama's implied tag
                 raise RemoteError(f"the server at {self.url} has no model {model!r}; "
