@@ -168,6 +168,9 @@ class _Parser(argparse.ArgumentParser):
 
 _DASHES = "—–－−‐‑"  # dashes that are not the hyphen-minus options start with (long, full-width, minus, hyphens)
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
+# commands of other tools' words, which difflib matched by spelling (`disconnect`: 'connect'), or not at all
+_MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "reset", "restart": "reset",
+          "export": "history --export", "info": "status"}
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
 _QUOTED = 100  # the longest word of the user's line an error quotes whole (a longer one: its first 40 characters)
@@ -218,6 +221,8 @@ def _nearest(word: str, known: set[str]) -> str | None:
     same = sorted(k for k in known if folded(k) == word)
     if same:
         return same[0]
+    if _MEANT.get(word, "").split(" ")[0] in known:   # `disconnect` was 'did you mean connect?', its opposite
+        return _MEANT[word]
     bare = {k.lstrip("-"): k for k in sorted(known) if k.startswith("-") == word.startswith("-")}
     near = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.7)
     return bare[near[0]] if near else None

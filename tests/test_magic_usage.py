@@ -311,3 +311,13 @@ def test_the_help_of_config_and_of_a_cell_says_the_settings_a_model_starts_with(
         InteractiveShell.clear_instance()
     for start in ("effort=medium", "approve=ask", "timeout=120", "max_tokens=2048", "tools=python", "guard=on"):
         assert start in " ".join(config.split()) and start in " ".join(cell.split()), start
+
+
+@pytest.mark.parametrize("line,meant", [("disconnect", "unload"), ("clear", "reset"), ("export", "history --export"),
+                                        ("Disconnect", "unload")])
+def test_another_tools_word_for_a_command_names_the_command_meant(line, meant):
+    """`%gptoss disconnect` was answered "did you mean 'connect'?", its opposite by spelling; `clear` and `export`
+    had no suggestion at all."""
+    with pytest.raises(UsageError) as error:
+        _line_parser().parse_args(_words(line))
+    assert str(error.value).endswith(f": did you mean '{meant}'? (see %gptoss --help)"), str(error.value)
