@@ -22,7 +22,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
                        shown_key, shown_keys)
 from .widgets import say
-from .widgets.sanitize import variable_named, visible
+from .widgets.sanitize import KEYLIKE, variable_named, visible
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
 _CELL_EXAMPLE = """example:
@@ -174,20 +174,19 @@ _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "re
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
 _QUOTED = 100  # the longest word of the user's line an error quotes whole (a longer one: its first 40 characters)
-_KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])[\w+=-]{20,}")  # a word an API key may be: sk-proj-Zq81x...
 
 
 def _quotable(value: str) -> bool:
     """Whether a hint may quote the user's `value` back in the command to write: one short printable word that is not
     what an API key looks like (`connect --url sk-...` hinted "`%gptoss connect sk-...`")."""
-    return bool(value) and len(value) <= _QUOTED and value.isprintable() and not _KEYLIKE.fullmatch(value)
+    return bool(value) and len(value) <= _QUOTED and value.isprintable() and not KEYLIKE.fullmatch(value)
 
 
 def _said(message: str, line: str) -> str:
     """`message` as the user reads it: a word of `line` longer than `_QUOTED` characters cut short (a value pasted by
     mistake was quoted back whole, a page long), control characters written out, and the keys of `line` hidden."""
     for word in sorted(set(re.split(r"[\s'\"=]+", line)), key=len, reverse=True):
-        if len(word) > _QUOTED and not _KEYLIKE.fullmatch(word):
+        if len(word) > _QUOTED and not KEYLIKE.fullmatch(word):
             message = message.replace(word, word[:40] + "…")
     return visible(_keys_hidden(message, line))
 
@@ -197,8 +196,8 @@ def _keys_hidden(message: str, line: str) -> str:
     written `…`, and why: a key pasted in any option (`connect URL --model sk-...`, `config seed=sk-...`) was quoted
     back by the error, and stayed in the saved notebook."""
     values = ((word, word.partition("=")[2]) for word in re.split(r"[\s'\"]+", line))   # `--model=sk-...`: its value
-    keys = {value if _KEYLIKE.fullmatch(value) else word for word, value in values
-            if _KEYLIKE.fullmatch(value) or _KEYLIKE.fullmatch(word)}   # (`Zq81x...==`, a key of base64: the word)
+    keys = {value if KEYLIKE.fullmatch(value) else word for word, value in values
+            if KEYLIKE.fullmatch(value) or KEYLIKE.fullmatch(word)}   # (`Zq81x...==`, a key of base64: the word)
     hidden = message
     for key in sorted(keys, key=len, reverse=True):   # as written, or lower-cased in a URL's host name
         hidden = re.sub(re.escape(key), "…", hidden, flags=re.IGNORECASE)

@@ -295,3 +295,17 @@ def test_connect_to_a_server_of_several_models_says_the_option_that_names_one():
         [said] = _usage_errors(f"connect {server.url}")
     assert said == (f"%gptoss connect: the server at {server.url} serves 2 models (gpt-oss-20b, gpt-oss-120b): choose "
                     "one with model=... (%gptoss connect URL --model NAME)")
+
+
+def test_a_key_in_the_urls_path_is_never_printed():
+    """A gateway that takes its key in the path (`https://host/sk-.../v1`) had it printed in every connect error and in
+    "Connected to ..." and `%gptoss status`: a path segment that looks like a key is written `…`, the request still
+    goes to the URL given."""
+    with FakeServer() as server:
+        [said] = _usage_errors(f"connect {server.url}/{PASTED}/v1")
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(f"{server.url}/{PASTED}")
+        asked = [path for path, _, _ in server.requests]
+    assert said == f"%gptoss connect: the server at {server.url}/… answered /v1/models with HTTP 404: Not Found"
+    assert str(caught.value) == said.removeprefix("%gptoss connect: ")
+    assert f"/{PASTED}/v1/models" in asked   # (the key still goes to the server, in the path it was given)

@@ -42,7 +42,7 @@ from httpcore._backends.sync import SyncStream
 from httpx_sse import EventSource, SSEError
 
 from .. import harmony
-from ..widgets.sanitize import visible
+from ..widgets.sanitize import KEYLIKE, visible
 from .base import EngineError, Sampling
 
 _SNIFF = 256  # characters of output without any Harmony marker before we call the server a stripper
@@ -66,6 +66,7 @@ _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can c
 _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 # `http:/host`, `http//host`, `http:host`: a scheme typed without its colon or a slash (read as a host named http)
 _SCHEME_TYPO = regex.compile(r"\s*https?(?::/?|//)(?!/)", regex.IGNORECASE)
+_PATH = regex.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*)(.*)", regex.DOTALL)  # a URL's site, then its path
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
@@ -130,8 +131,11 @@ def _localhost(host: str) -> bool:
 
 def shown_url(url: str) -> str:
     """`url` as typed, to show it: without its `user:password@` (all after the scheme up to the last @), its ?query
-    or #fragment written `?…` or `#…` (`?api_key=sk-...`: some gateways take a key there)."""
-    return _QUERY.sub("\\1…", _USERINFO.sub(r"\1", url))
+    or #fragment written `?…` or `#…` (`?api_key=sk-...`: some gateways take a key there, others in the path: a
+    segment of it that looks like a key is written `…`)."""
+    shown = _QUERY.sub("\\1…", _USERINFO.sub(r"\1", url))
+    site, path = _PATH.fullmatch(shown).groups()  # type: ignore[union-attr]
+    return site + "/".join("…" if KEYLIKE.fullmatch(part) else part for part in path.split("/"))
 
 
 def _base_url(url: str) -> httpx.URL:
@@ -333,7 +337,8 @@ class RemoteEngine:
         if not (isinstance(retries, int) and retries >= 0):
             raise RemoteError(f"retries must be a whole number, 0 or more, not {retries!r}")
         parsed = _base_url(url)
-        self.url = str(parsed.copy_with(username=None, password=None))
+        root = str(parsed.copy_with(username=None, password=None))
+        self.url = shown_url(root)   # as every message and status line shows it
         self.timeout = timeout
         self.retries = retries
         api_key = api_key.strip() if api_key else None
@@ -367,7 +372,7 @@ class RemoteEngine:
         # a server on this machine never through a proxy of the environment (HTTP_PROXY): one elsewhere cannot reach
         # it, and the key would cross the network in plain text to it
         transport = _Transport(_trusted(verify), None if _loopback(parsed.host) else _env_proxy(parsed))
-        self._client = httpx.Client(base_url=self.url, headers={**headers, "Accept-Encoding": "gzip, deflate"},
+        self._client = httpx.Client(base_url=root, headers={**headers, "Accept-Encoding": "gzip, deflate"},
                                     auth=auth, timeout=httpx.Timeout(timeout), transport=transport,
                                     event_hooks={"response": [_one_coding]})
         with self._cleaned():

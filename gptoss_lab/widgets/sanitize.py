@@ -591,6 +591,7 @@ def literal_markdown(text: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)  # written out, never obeyed
 
 
+KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])[\w+=-]{20,}")  # a word an API key may be: sk-proj-Zq81x...
 _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # an environment variable's name as they are written: OPENAI_API_KEY
 
 
