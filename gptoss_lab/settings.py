@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import difflib
+import itertools
+import shlex
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, get_args
@@ -108,7 +110,7 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
         if not sep or key not in (*Settings.names(), *extra):
             keys = shown_keys(extra)
             meant = (next(iter(difflib.get_close_matches(folded(key), keys, 1)), None) if sep else
-                     _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else None)
+                     _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else _unquoted(pairs, i))
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
                                 + (f" (did you mean {meant}?)" if meant else ""))
         value = DEFAULT if value.lower() == "default" else value
@@ -116,6 +118,19 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
             raise SettingsError(f"{shown_key(key)} is given twice ({written[key]!r}, then {pair!r}): give it once")
         out[key], written[key] = value, pair
     return out
+
+
+def _unquoted(pairs: list[str], i: int) -> str | None:
+    """`instructions='Answer in French'` for `instructions=Answer in French` (`in` was refused as a key, with no word
+    of quotes): the words of a text value after its pair, quoted; None where the pair before takes no text."""
+    key, _, value = pairs[i - 1].partition("=") if i else ("", "", "")
+    if ALIASES.get(key.strip(), key.strip()) not in _TEXT:
+        return None
+    words = list(itertools.takewhile(lambda pair: "=" not in pair, pairs[i:]))
+    return f"{key.strip()}={shlex.quote(' '.join([value.strip(), *words]))}"
+
+
+_TEXT = ("instructions", "tools")  # settings whose value is text, with spaces in it: `tools=python, browser`
 
 
 def _spaced(pairs: list[str]) -> str:

@@ -321,3 +321,25 @@ def test_another_tools_word_for_a_command_names_the_command_meant(line, meant):
     with pytest.raises(UsageError) as error:
         _line_parser().parse_args(_words(line))
     assert str(error.value).endswith(f": did you mean '{meant}'? (see %gptoss --help)"), str(error.value)
+
+
+@pytest.mark.parametrize("line,meant", [("config instructions=Answer in French", "instructions='Answer in French'"),
+                                        ("config tools=python, double", "tools='python, double'"),
+                                        ("config effort=high tools=python, double", "tools='python, double'")])
+def test_a_text_setting_written_with_spaces_and_no_quotes_is_answered_quoted(line, meant):
+    """`%gptoss config instructions=Answer in French` said only "expected KEY=VALUE ...; got 'in'", leaving the reader
+    to guess that the line was split at its spaces: the error ends with the setting quoted, which works."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.run_cell("def double(x: int) -> int:\n    'Twice x.'\n    return 2 * x")
+        with pytest.raises(UsageError) as error:
+            shell.run_line_magic("gptoss", line)
+        assert str(error.value).endswith(f" (did you mean {meant}?)"), str(error.value)
+        shell.run_line_magic("gptoss", f"config {meant}")   # as the message says: taken
+        key, value = meant.split("=", 1)
+        assert getattr(shell.magics_manager.registry["GptossMagics"]._kept().settings, key) == shlex.split(value)[0]
+    finally:
+        InteractiveShell.clear_instance()
