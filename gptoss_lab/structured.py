@@ -365,8 +365,8 @@ def _shown_aliases(core: Any) -> None:
     showed the model the field's name, which the check then refused ("a.0: Field required") in every answer."""
     fields = (core.get("schema", {}) if core.get("type") in ("model", "dataclass") else core).get("fields", {})
     by_name = (core.get("config") or {}).get("validate_by_name", False)
-    for name, field in fields.items() if isinstance(fields, dict) else ((field["name"], field) for field in fields):
-        alias = field.get("validation_alias")
+    for name, spec in fields.items() if isinstance(fields, dict) else ((spec["name"], spec) for spec in fields):
+        alias = spec.get("validation_alias")
         paths = alias if isinstance(alias, list) and alias and isinstance(alias[0], list) else [alias]
         if isinstance(alias, list) and not by_name and not any(len(path) == 1 and isinstance(path[0], str) for path in paths):
             raise _Unshowable(f"the field {name!r} is read from a path into the answer ({'; '.join(map(repr, paths))}), "

@@ -14,7 +14,6 @@ import builtins
 import functools
 import io
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
