@@ -330,12 +330,16 @@ def test_compare_shows_answers_probabilities_and_route_changes(session):
     assert "disable experts 0, 1, 2, 3 in every layer" in text and "answer tokens" in text
     html = effect._repr_html_()
     assert "<script" not in html and "changed route" in html
-    # a changed token's position is counted from the turn's first token, and says so (read in the reply's whole
-    # record, "position" 73 was a token of the system message)
+    # one rule for positions: a changed token's position is its index in the reply's whole record, as token_effect's
+    # (counted from the turn, changed token 73 read in the record, or in token_effect's rows, was the system message's)
     moved = effect.changed_tokens(5)
-    assert moved.index.name == "position in the turn" and "<th>position in the turn</th>" in html
-    assert [effect.routing[0].strings[p] for p in moved.index] == moved["text"].tolist()
+    assert moved.index.name == "position" and "<th>position</th>" in html
+    for record in (effect.baseline.routing, effect.routing[0]):
+        assert [record.strings[p] for p in moved.index] == moved["text"].tolist()
+    per_token = parse_ablate("*:0-3").token_effect(session, effect.baseline.routing).set_index("position")
+    assert per_token.loc[moved.index, "text"].tolist() == moved["text"].tolist()
     figure = effect.plot()   # notebook 07: the "answer" legend was drawn over the grid's first tokens
+    assert figure.axes[0].get_xlim()[0] == effect.changes.index[0] - 0.5  # drawn at those positions
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(figure).get_renderer()

@@ -29,7 +29,7 @@ from .analysis import Frame, Table, at_least, described, flag, layer_index, resu
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
 ALL = None  # the layer key meaning "every layer"
-TURN_POSITION = "position in the turn"  # what an Effect's token rows are indexed by (its `routing`'s positions)
+POSITION = "position"  # one rule for every token position the lab reports: an index into the reply's whole record
 _SHOWN = 2000  # characters of each answer an Effect's display shows: a long answer filled the output twice
 _ITEM = re.compile(r"^\s*(\*|-?\d+)\s*:\s*(\d+)(?:\s*-\s*(\d+))?\s*$", re.ASCII)  # `٣:١` refused, as config refuses ٣
 
@@ -90,7 +90,8 @@ class Intervention:
         log-probability of every token given the ones before, without and with it, and the change.
 
         `records`: a Routing (e.g. a reply's), token ids, or several Routings (a Corpus, a list: one
-        forward pass each, rows tagged by `document`; one of fewer than two tokens has none).
+        forward pass each, rows tagged by `document`; one of fewer than two tokens has none). `position`: the
+        token's index in its record (`record.strings[position]`), as in an Effect's `changes`.
         `.plot(by="label")`: the mean change per group."""
         documents = _documents(records)
         _, model = model_of(target)
@@ -273,8 +274,10 @@ class Effect:
 
     `answers`: each condition's final answer; `probabilities`: for each answer, its probability
     (product over its tokens) and per-token geometric mean under both conditions, by teacher forcing;
-    `changes`: per token of the baseline turn (indexed by its position in the turn, as in `routing`'s
-    parts), in how many layers its route changed under the intervention (`route_changes`); `agreement`: per layer, the top-k overlap of the two routings.
+    `changes`: per token of the baseline turn (indexed by its `position` in the baseline reply's whole record,
+    `baseline.routing.strings[position]`, as token_effect's `position`), in how many layers its route changed under
+    the intervention (`route_changes`); `agreement`: per layer, the top-k overlap of the turn's routings;
+    `routing`: the baseline reply's tokens routed without and with it (whole records, the same positions).
     """
 
     intervention: Intervention
@@ -284,7 +287,7 @@ class Effect:
     probabilities: pd.DataFrame
     changes: Any                       # analysis.Table (route_changes) over the baseline turn's tokens
     agreement: Any                     # analysis.Table (agreement per layer)
-    routing: tuple[Routing, Routing] | None = field(default=None, repr=False)  # both routings of those tokens
+    routing: tuple[Routing, Routing] | None = field(default=None, repr=False)  # the baseline's tokens, both ways
 
     @property
     def changed(self) -> bool:
@@ -292,7 +295,8 @@ class Effect:
         return self.baseline.final != self.intervened.final
 
     def changed_tokens(self, n: int = 20) -> Frame:
-        """The tokens whose route changed in the most layers (answer tokens first among equals)."""
+        """The tokens whose route changed in the most layers (answer tokens first among equals), indexed by their
+        position in the baseline reply's record (`baseline.routing.strings[position]`)."""
         n = at_least(n, "n", 0, "the tokens shown")  # -1 dropped the last row, as head(-1) does
         frame = self.changes[self.changes["layers_changed"] > 0]
         frame = frame.assign(answer=frame["label"] == "final")
@@ -331,7 +335,7 @@ class Effect:
                               f"<tr><td>with</td><td>{e(_short(self.intervened.final))}</td></tr></table>"
                               f"{self.probabilities.to_html(float_format=lambda x: f'{x:.4g}')}"
                               f"<p>{e(self._summary())}.</p>"
-                              f"<table><tr><th>{TURN_POSITION}</th><th>token</th><th>label</th><th>layers changed</th>"
+                              f"<table><tr><th>{POSITION}</th><th>token</th><th>label</th><th>layers changed</th>"
                               f"<th>top-1 changed</th></tr>{rows}</table></div>")
 
 
@@ -413,9 +417,10 @@ def _measure(intervention: Intervention, prompt: str, baseline: Any, changed: An
     table = pd.DataFrame(rows).T
     # this turn's tokens, every slot: cut to the common top-k, top_k(1) agreed fully in the layers it changed
     a, b = (routes[condition].select(slice(turn, None)) for condition in ("without", "with"))
-    # positions counted from the turn's first token, as `routing`'s parts: named so ("position" 73 was read in the
-    # reply's whole record, where token 73 is the system message's)
+    # positions counted in the reply's whole record, as token_effect's and `strings`' (counted from the turn, the
+    # changed token 73 read in the record was a token of the system message)
     changes = route_changes(a, b)
-    changes.index = changes.index.rename(TURN_POSITION)  # in place: a renamed copy is a Frame, without its figure
-    return Effect(intervention, prompt, baseline, changed, table, changes, agreement(a, b), (a, b))
+    changes.index = pd.RangeIndex(turn, turn + len(changes), name=POSITION)  # in place: a copy loses its figure
+    return Effect(intervention, prompt, baseline, changed, table, changes, agreement(a, b),
+                  (routes["without"], routes["with"]))
 

@@ -487,12 +487,14 @@ def _effect(effect: Any, **_: Any) -> Any:
     cells = np.asarray(effect.changes.figure_options["cells"], bool)
     figure = _figure(min(16, 3 + len(cells) / 40), 2.4 + 0.1 * max(cells.shape[1], 4))
     grid, lines = figure.subplots(1, 2, width_ratios=[4, 1])
-    grid.imshow(cells.T, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1)
-    answer = np.flatnonzero(np.asarray(effect.changes["label"]) == "final")
+    first = int(effect.changes.index[0]) if len(cells) else 0  # drawn at the positions `changes` is indexed by
+    grid.imshow(cells.T, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1,
+                extent=(first - 0.5, first + len(cells) - 0.5, cells.shape[1] - 0.5, -0.5))
+    answer = np.asarray(effect.changes.index)[np.asarray(effect.changes["label"]) == "final"]
     if len(answer):
         grid.axvspan(answer[0] - 0.5, answer[-1] + 0.5, color="tab:green", alpha=0.15, label="answer")
         grid.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside the grid, not on it
-    grid.set_xlabel("token of the turn without the intervention")
+    grid.set_xlabel("position of the turn's tokens in the record (without the intervention)")
     grid.set_ylabel("layer")
     _title(grid, "route changed (black)", 9)
     lines.plot(effect.agreement["overlap"], np.arange(len(effect.agreement)), marker="o")
