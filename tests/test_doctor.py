@@ -10,6 +10,7 @@ import torch
 
 import gptoss_lab
 from gptoss_lab.engines import checkpoint
+from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
@@ -388,3 +389,33 @@ def test_a_session_is_sized_as_the_model_it_holds():
     session = gptoss_lab.Session(LocalEngine.from_pretrained("tiny", dtype="bfloat16", progress=False))
     assert str(doctor(session, memory="300 MB")) == str(doctor(session.engine, memory="300 MB"))
     assert doctor(session).loaded and doctor(session).load_how == "bfloat16"
+
+
+def _room_used(d, copy: int) -> int:
+    """What the lean forward holds at the doctor's context: its KV store at its peak, the attention scratch, the
+    weights and a transposed lm_head copy of `copy` bytes."""
+    return d.kv.store_peak(d.max_context, d.context_limit) + d.scratch_bytes + d.load_bytes + copy
+
+
+def test_the_lean_forwards_copy_of_lm_head_is_sized_beside_the_weights(monkeypatch):
+    """In float32 on a CPU the lean forward's first turn copies lm_head (2.3 GB for gpt-oss-20b), yet the doctor gave
+    that memory to the KV store: 78,202 tokens in 110 GB, which its store, the weights and the copy overrun."""
+    big = doctor("openai/gpt-oss-20b", device="cpu", dtype="float32", memory="110 GB")
+    copy = 201_088 * 2_880 * 4  # the whole vocabulary by the hidden size, in float32
+    assert _room_used(big, copy) <= 110e9 * 0.95 and big.head_copy == copy
+    assert "copy of lm_head 2.3 GB" in dict(big.rows())["longest context"]
+    # with less than 8 times its size beside the weights the engine makes no copy: none is counted
+    assert doctor("openai/gpt-oss-20b", device="cpu", dtype="float32", memory="100 GB").head_copy == 0
+
+    engine = LocalEngine.from_pretrained("tiny", progress=False)
+    before = doctor(engine, memory="160 MB")
+    list(engine.stream([200006, 1000, 1001], stop=(), sampling=Sampling(temperature=0, max_new_tokens=2)))
+    made = engine.lm_head_copy  # its non-zero rows only: 1.9 MB, not the whole vocabulary's 103 MB
+    assert 0 < made < 3e6 and before.head_copy == made and _room_used(before, made) <= 160e6 * 0.95
+    assert doctor(engine, memory="160 MB").max_context == before.max_context  # held now, counted once
+    # measured free memory already leaves out a copy the engine holds: the same memory, the same context
+    fresh = LocalEngine(engine.model)
+    monkeypatch.setattr(checkpoint, "free_bytes", lambda target: 50_000_000)
+    first = doctor(fresh, device="cpu")
+    monkeypatch.setattr(checkpoint, "free_bytes", lambda target: 50_000_000 - made)
+    assert doctor(engine, device="cpu").max_context == first.max_context < first.context_limit

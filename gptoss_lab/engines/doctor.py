@@ -58,6 +58,7 @@ class Diagnosis:
     free_given: str = ""     # memory= as the caller wrote it ("16 GiB" shows as 17.2 GB: said beside it)
     not_float32: str = ""    # why a CPU load gets a slower dtype than float32 (as the load's note says it)
     lean: bool = False       # the lab's CPU forward runs it (fastpath): no score matrix, a KV store grown by doubling
+    head_copy: int = 0       # the lean forward's transposed copy of lm_head, sized beside the weights (0: none to count)
 
     @property
     def kv_per_1k(self) -> int:
@@ -125,6 +126,8 @@ class Diagnosis:
         scratch, attention = self.scratch_bytes, "the lab's CPU forward" if self.lean else "eager attention"
         text = (f"{n:,} tokens of {self.context_limit:,}: {kind} {size(cache)} + attention scratch {size(scratch)} "
                 f"({attention}, prompts computed {self.prefill_chunk:,} tokens at a time)")
+        if self.head_copy:
+            text += f" + its transposed copy of lm_head {size(self.head_copy)}"
         if n < self.context_limit and scratch > cache:
             text += "; a smaller prefill chunk (engine.prefill_chunk) leaves room for more"
         return text
@@ -196,16 +199,19 @@ def doctor(
     unpacked = (in_memory[0] if in_memory else None) if loaded else (None if packed else dtype_name)
     load = held[1] if held else checkpoint.weight_bytes(config, dtype_name, packed=packed)
     resident = loaded and memory is None and free is not None and _on(model, target)
-    if resident:  # the measured free memory leaves out the weights already loaded there: they are this model's
-        free += load
+    if resident:  # the measured free memory leaves out the weights already loaded there (and the lean forward's
+        free += load + getattr(model, "lm_head_copy", 0)  # copy of lm_head): they are this model's
     how = dtype_name + (" with MXFP4 experts" if packed else "")
     kv = KVCache.of(config, dtype_name)
     limit = int(config.max_position_embeddings)
     lean = _lean(model, loaded, target, dtype_name, packed, config)
-    context = 0 if free is None else _longest_context(config, kv, load, free, limit, prefill_chunk, dtype_name, lean)
+    head = _head_copy(model, loaded, config, free - load) if lean and free is not None else 0
+    context = 0 if free is None else _longest_context(config, kv, load + head, free, limit, prefill_chunk, dtype_name,
+                                                      lean)
     fits = context > 0
     unload = None if fits or loaded or memory is not None or free is None else checkpoint.unload_hint(
-        target, free, lambda room: _longest_context(config, kv, load, room, limit, prefill_chunk, dtype_name, lean) > 0)
+        target, free, lambda room: _longest_context(config, kv, load + head, room, limit, prefill_chunk, dtype_name,
+                                                    lean) > 0)
     diagnosis = dict(
         model=name, parameters=p, layers=config.num_hidden_layers, experts=config.num_local_experts,
         top_k=config.num_experts_per_tok, mxfp4_checkpoint=stored, dequantized_to=unpacked if stored else None,
@@ -216,6 +222,7 @@ def doctor(
         free_assumed=memory is not None, free_given=memory.strip() if isinstance(memory, str) else "",
         free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name, lean=lean), lean=lean,
+        head_copy=head,
         not_float32="" if dtype or loaded else checkpoint.not_float32(name, config, dtype_name, target, free,
                                                                       here=memory is None) or "",
     )
@@ -308,6 +315,18 @@ def _lean(model: Any, loaded: bool, target: Any, dtype: str, packed: bool, confi
         return reason is None
     return (str(target) == "cpu" and dtype == "float32" and not packed
             and getattr(config, "_attn_implementation", None) in (None, "eager"))
+
+
+def _head_copy(model: Any, loaded: bool, config: Any, available: int) -> int:
+    """Bytes of the lean forward's transposed lm_head copy, beside the weights: the one a loaded engine holds, else the
+    one its first turn makes with `available` bytes beside them, of a loaded model's non-zero rows (a config's: the
+    whole vocabulary), where there is room for it."""
+    from . import fastpath
+
+    if not loaded:
+        return fastpath.copy_bytes(config.vocab_size, config.hidden_size, available)
+    net = model.model if hasattr(model, "slow_path_reason") else model
+    return getattr(model, "lm_head_copy", 0) or fastpath.head_copy_bytes(net.get_output_embeddings(), available)
 
 
 def _longest_context(config: Any, kv: KVCache, load: int, free: int, limit: int, chunk: int, dtype: str,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 _FLASH = "_scaled_dot_product_flash_attention_for_cpu"
+COPY_ROOM = 8  # the lm_head copy is made only where this many times its size is free
 
 
 def unsupported(model: Any) -> str | None:
@@ -49,6 +50,31 @@ def unsupported(model: Any) -> str | None:
             if "forward" in vars(part):
                 return f"its {kind.__name__} runs a replaced forward (a hub kernel?)"
     return None
+
+
+def copy_bytes(rows: int, hidden: int, available: float) -> int:
+    """Bytes of the transposed float32 lm_head copy `KVForward` makes of `rows` vocabulary rows with `available` bytes
+    free: 0 where it makes none (it needs COPY_ROOM times its size free, so as not to crowd out the KV store)."""
+    size = rows * hidden * 4
+    return size if 0 < size and size * COPY_ROOM < available else 0
+
+
+def head_copy_bytes(lm_head: Any, available: float) -> int:
+    """Bytes of the copy `KVForward` makes of this lm_head with `available` bytes free: its non-zero rows, in float32;
+    0 where it makes none (weights not float32, a bias, too little room)."""
+    import torch
+
+    weight = lm_head.weight
+    if weight.dtype != torch.float32 or lm_head.bias is not None:
+        return 0
+    return copy_bytes(_rows(weight, KVForward.sparse_vocabulary).numel(), weight.shape[1], available)
+
+
+def _rows(weight: Any, sparse: bool) -> Any:
+    """The vocabulary rows the lm_head copy keeps: the non-zero ones (all of them unless `sparse`)."""
+    import torch
+
+    return weight.detach().any(dim=1).nonzero()[:, 0] if sparse else torch.arange(weight.shape[0])
 
 
 class KVForward:
@@ -106,6 +132,17 @@ class KVForward:
         self.length = start + n
         return self._logits(model.norm(x[:, -1]))
 
+    @property
+    def head_bytes(self) -> int:
+        """Bytes of the lm_head copy held for the current weights (0: none, or a stale one the next forward replaces)."""
+        return self._head[2].numel() * 4 if self._head_current() and self._head[2] is not None else 0
+
+    def _head_current(self) -> bool:
+        """Whether the lm_head copy (or the decision to make none) was made from the weight as it is now."""
+        weight = self.model.lm_head.weight
+        made = (weight.data_ptr(), weight._version)  # a tensor swapped in through .data keeps the version
+        return self._head is not None and self._head[0] is weight and self._head[1] == made
+
     def _logits(self, x: Any) -> Any:
         """The vocabulary projection of x [1, hidden] as float32 logits [1, vocab]."""
         import psutil
@@ -114,12 +151,12 @@ class KVForward:
         weight = self.model.lm_head.weight
         if weight.dtype != torch.float32 or self.model.lm_head.bias is not None:
             return self.model.lm_head(x).float()
-        made = (weight.data_ptr(), weight._version)  # a tensor swapped in through .data keeps the version
-        if self._head is None or self._head[0] is not weight or self._head[1] != made:
+        if not self._head_current():
             self._head = None  # the stale copy goes first
-            rows = weight.detach().any(dim=1).nonzero()[:, 0] if self.sparse_vocabulary else torch.arange(weight.shape[0])
-            room = rows.numel() * weight.shape[1] * 4 * 8 < psutil.virtual_memory().available
-            self._head = (weight, made, weight.detach()[rows].t().contiguous() if room else None, rows)
+            rows = _rows(weight, self.sparse_vocabulary)
+            room = copy_bytes(rows.numel(), weight.shape[1], psutil.virtual_memory().available) > 0
+            self._head = (weight, (weight.data_ptr(), weight._version),
+                          weight.detach()[rows].t().contiguous() if room else None, rows)
             self._out = x.new_zeros((1, weight.shape[0]))
         _, _, matrix, rows = self._head
         if matrix is None:

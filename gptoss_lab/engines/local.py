@@ -132,6 +132,11 @@ class LocalEngine:
         as it is now: read before that turn (the doctor sizing the context), it said how the model was loaded."""
         return fastpath.unsupported(self.model) if self._fast_asked else "fast=False was asked for"
 
+    @property
+    def lm_head_copy(self) -> int:
+        """Bytes of the lean forward's transposed copy of lm_head held now (0: none yet): memory the weights do not count."""
+        return self._fast.head_bytes if self._fast is not None else 0
+
     def _follow_model(self) -> None:
         """Take the model as it is now: its device, and the lean forward only where it runs it exactly (decided again
         when the weights change: after `model.to(torch.bfloat16)` the lean path's tokens differed from transformers')."""
