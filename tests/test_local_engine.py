@@ -202,6 +202,23 @@ def test_a_model_turned_to_float64_after_loading_answers_as_in_float32(engine, r
         assert routed.experts.tolist() == route([PROMPT], engine.model, progress=False)[0].experts.tolist()
 
 
+def test_a_model_turned_to_float64_and_back_runs_its_experts_as_before(engine, random_checkpoint):
+    """After `model.double()` then `model.float()` the experts stayed on the eager implementation the float64 turns
+    needed (slower for good); an implementation the user chose is still left as it is."""
+    back = LocalEngine.from_pretrained(random_checkpoint, dtype=torch.float32, progress=False)
+    config = back.model.config
+    before = run(back, PROMPT)
+    assert config._experts_implementation == "grouped_mm"
+    back.model.double()
+    assert run(back, PROMPT) == before and config._experts_implementation == "eager"
+    back.model.float()
+    assert run(back, PROMPT) == before and config._experts_implementation == "grouped_mm"
+    back.model.set_experts_implementation("eager")
+    back.model.double()
+    back.model.float()
+    assert run(back, PROMPT) == before and config._experts_implementation == "eager"
+
+
 def test_seeded_sampling_repeats_and_different_seeds_differ(engine):
     def sample(seed: int) -> list[int]:
         return run(engine, PROMPT, Sampling(temperature=1.0, top_p=0.9, seed=seed, max_new_tokens=6))

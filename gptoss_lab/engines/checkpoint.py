@@ -1318,13 +1318,23 @@ def held_weights(model: Any) -> tuple[str, int] | None:
     return name, sum(t.numel() * t.element_size() for t in weights.values())
 
 
+_MADE_EAGER: weakref.WeakSet[Any] = weakref.WeakSet()  # the models fit_experts turned from grouped_mm to eager
+
+
 def fit_experts(model: Any) -> None:
-    """Run a model's experts eagerly while they are float64, which transformers' default grouped_mm cannot compute:
-    a model turned to float64 after its load (`model.double()`) failed every turn, as a float64 load once did."""
-    config = getattr(model, "config", None)
+    """Run a model's experts eagerly while they are float64, which transformers' default grouped_mm cannot compute
+    (after `model.double()` every turn failed), and on the implementation it had again once they are not: after
+    `.double()` then `.float()` they stayed eager, slower for good. An implementation the user chose is left as it is."""
+    now = getattr(getattr(model, "config", None), "_experts_implementation", None)
     held = held_weights(model)
-    if held and held[0] == "float64" and getattr(config, "_experts_implementation", None) == "grouped_mm":
-        model.set_experts_implementation("eager")
+    if held and held[0] == "float64":
+        if now == "grouped_mm":
+            model.set_experts_implementation("eager")
+            _MADE_EAGER.add(model)
+    elif model in _MADE_EAGER:
+        _MADE_EAGER.discard(model)
+        if now == "eager":  # not one the user set since
+            model.set_experts_implementation("grouped_mm")
 
 
 # the experts a layer a routing record holds (its ids are int16: routing.record.MAX_EXPERT + 1); not imported from
