@@ -199,8 +199,8 @@ def doctor(
     unpacked = (in_memory[0] if in_memory else None) if loaded else (None if packed else dtype_name)
     load = held[1] if held else checkpoint.weight_bytes(config, dtype_name, packed=packed)
     resident = loaded and memory is None and free is not None and _on(model, target)
-    if resident:  # the measured free memory leaves out the weights already loaded there (and the lean forward's
-        free += load + getattr(model, "lm_head_copy", 0)  # copy of lm_head): they are this model's
+    if resident:  # the measured free memory leaves out the weights already loaded there, the KV cache they computed
+        free += load + getattr(model, "lm_head_copy", 0) + getattr(model, "cache_bytes", 0)  # and the copy of lm_head
     how = dtype_name + (" with MXFP4 experts" if packed else "")
     kv = KVCache.of(config, dtype_name)
     limit = int(config.max_position_embeddings)

@@ -133,6 +133,11 @@ class KVForward:
         return self._logits(model.norm(x[:, -1]))
 
     @property
+    def store(self) -> list[Any]:
+        """The KV store's buffers, keys then values (allocated to `capacity`, however few positions are cached)."""
+        return [*self._keys, *self._values]
+
+    @property
     def head_bytes(self) -> int:
         """Bytes of the lm_head copy held for the current weights (0: none, or a stale one the next forward replaces)."""
         return self._head[2].numel() * 4 if self._head_current() and self._head[2] is not None else 0

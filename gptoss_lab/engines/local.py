@@ -137,6 +137,17 @@ class LocalEngine:
         """Bytes of the lean forward's transposed copy of lm_head held now (0: none yet): memory the weights do not count."""
         return self._fast.head_bytes if self._fast is not None else 0
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the KV cache holds now (the lean forward's store to its capacity, a cut cache's whole storage): memory
+        the weights do not count."""
+        if self._fast is not None:
+            tensors = self._fast.store
+        else:
+            layers = self._cache.layers if self._cache is not None else ()
+            tensors = [t for layer in layers if layer.is_initialized for t in (layer.keys, layer.values)]
+        return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
     def _follow_model(self) -> None:
         """Take the model as it is now: its device, and the lean forward only where it runs it exactly (decided again
         when the weights change: after `model.to(torch.bfloat16)` the lean path's tokens differed from transformers')."""
