@@ -116,3 +116,19 @@ def test_a_cross_table_of_a_frame_is_shown_out_of_mathjax_and_its_help_says_how(
     shares = frame.crosstab("label", "expert", "weight", aggfunc="sum", normalize="index")
     assert shares.loc["final"].tolist() == [0.0, 0.5, 0.5]
     assert 'frame.crosstab("text", "expert")' in Frame.__doc__
+
+
+def test_a_frame_exported_to_markdown_is_a_table_not_its_style_as_code():
+    """pandas' table starts with a <style> block with blank lines in it: `nbconvert --to markdown` ended the HTML block
+    at the first one, and a reader of the Markdown (GitHub, a Markdown preview) saw the CSS as a code block."""
+    import nbformat
+    from markdown_it import MarkdownIt
+    from nbconvert import MarkdownExporter
+
+    frame = _corpus(tokens=4, layers=1, k=1).to_frame()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("r.to_frame()", outputs=[
+        nbformat.v4.new_output("execute_result", data={"text/html": frame._repr_html_(), "text/plain": repr(frame)},
+                               execution_count=1)])])
+    markdown, _ = MarkdownExporter().from_notebook_node(notebook)
+    output = MarkdownIt("commonmark", {"html": True}).render(markdown).split("</pre>", 1)[1]  # after the cell's code
+    assert "<code>" not in output and "<table" in output and "<style scoped>" in output, output[:300]

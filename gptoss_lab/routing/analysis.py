@@ -76,10 +76,11 @@ class Frame(pd.DataFrame):
         return _Column
 
     def _repr_html_(self) -> str | None:
-        from ..widgets.sanitize import NO_TYPESETTING
+        """pandas' table out of MathJax's reach, as one HTML block (see `sanitize.one_html_block`)."""
+        from ..widgets.sanitize import NO_TYPESETTING, one_html_block
 
         table = super()._repr_html_()
-        return None if table is None else f"<div class='{NO_TYPESETTING}'>{table}</div>"
+        return None if table is None else one_html_block(f"<div class='{NO_TYPESETTING}'>{table}</div>")
 
 
 class _Column(pd.Series):

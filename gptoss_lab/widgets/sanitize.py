@@ -326,12 +326,15 @@ def written_controls(text: str) -> str:
 _BLANK_LINE = re.compile(r"\n(?=[ \t]*(?:\n|$))")
 
 
+_STYLE = re.compile(r"<style\b.*?</style\s*>", re.IGNORECASE | re.DOTALL)
+
+
 def one_html_block(html: str) -> str:
-    """`html` (escaped text in markup, its <style> blocks with no blank line) with no blank line: `nbconvert --to
-    markdown` writes an output's HTML into the Markdown as it is, and a blank line ends an HTML block there, the rest
-    read as Markdown (a tool output's `![](…)` fetched an image). The line break before each blank line is written
-    `&#10;`: the same text."""
-    return _BLANK_LINE.sub("&#10;", html)
+    """`html` (escaped text in markup) with no blank line: `nbconvert --to markdown` writes an output's HTML into the
+    Markdown as it is, and a blank line ends an HTML block there, the rest read as Markdown (a tool output's `![](…)`
+    fetched an image; the table after pandas' <style> was a code block). The line break before each blank line is
+    written `&#10;` (the same text), or dropped in a <style> block, where CSS would read `&#10;` as a selector."""
+    return _BLANK_LINE.sub("&#10;", _STYLE.sub(lambda style: _BLANK_LINE.sub("", style.group()), html))
 
 
 def _written_out(match: re.Match[str]) -> str:
