@@ -193,3 +193,32 @@ def test_a_figure_of_a_record_with_no_tokens_says_so():
             warnings.simplefilter("error")
             figure = routing.figure()
         assert [t.get_text() for t in figure.axes[0].texts] == ["no tokens recorded"]
+
+
+@pytest.mark.kernel
+def test_a_notebook_run_without_a_front_end_keeps_no_copy_of_the_routing_views_code_per_turn():
+    """nbclient (papermill, nbconvert --execute) saves the state of every widget the kernel opened in the notebook's
+    metadata: each turn's routing view left its code and style and its record there (120 kB a turn), which nothing
+    reads (the output holds the picture). A routing view nobody draws empties them, as the chat view does."""
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    cell = ("import dataclasses\nimport numpy as np\nfrom gptoss_lab import ReplayEngine, Session\n"
+            "from gptoss_lab.events import TurnStart\nfrom gptoss_lab.routing import Recorder\n"
+            "from gptoss_lab.widgets.chat import ChatView\n"
+            "recorder, view = Recorder(num_experts=8), ChatView.show()\nhandle = view.handle\n"
+            "def routed(event):  # the turn's routing, as a model's turn records it\n"
+            "    if isinstance(event, TurnStart):\n"
+            "        event = dataclasses.replace(event, routing=recorder.routing)\n"
+            "        recorder.add(list(range(200)), np.zeros((200, 4, 2), np.int16), np.full((200, 4, 2), 0.5))\n"
+            "        recorder.finish(['final'] * 200)\n"
+            "    handle(event)\n"
+            "view.handle = routed\n"
+            "reply = Session(ReplayEngine('<|channel|>final<|message|>It is **42**.<|return|>'), approval='auto')"
+            ".ask('Six times seven?', view=view)")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for _ in range(2)])
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    assert all(cell.outputs[1]["data"]["text/plain"].startswith("Routing(200 tokens") for cell in nb.cells)
+    assert len(json.dumps(nb.metadata.get("widgets", {}))) < 10_000

@@ -207,10 +207,13 @@ class RoutingView(NotebookView):
 
     def finish_output(self, drawn: bool = True) -> None:
         """The record is finished: put its picture in this view's output (shown by `show`). `drawn=False`
-        (no front end drew the views: nbclient, papermill) leaves the widget out, so nbconvert shows the picture."""
+        (no front end drew the views: nbclient, papermill) leaves the widget out, so nbconvert shows the picture, and
+        empties its code and record, which nbclient would save in the notebook's widget state (120 kB a turn)."""
         if self._handle is not None:
             bundle = self._bundle()
             self._handle.update(bundle if drawn else {k: v for k, v in bundle.items() if k != WIDGET_MIME}, raw=True)
+        if not drawn:
+            self._undrawn("experts", "weights", "strings", "labels")
 
     # ------------------------------------------------------------ front end -> kernel
 
