@@ -118,17 +118,30 @@ def test_a_cross_table_of_a_frame_is_shown_out_of_mathjax_and_its_help_says_how(
     assert 'frame.crosstab("text", "expert")' in Frame.__doc__
 
 
-def test_a_frame_exported_to_markdown_is_a_table_not_its_style_as_code():
-    """pandas' table starts with a <style> block with blank lines in it: `nbconvert --to markdown` ended the HTML block
-    at the first one, and a reader of the Markdown (GitHub, a Markdown preview) saw the CSS as a code block."""
+def _markdown_export(html: str) -> str:
+    """An output of `html` as `nbconvert --to markdown` writes it and a CommonMark reader (GitHub) then shows it."""
     import nbformat
     from markdown_it import MarkdownIt
     from nbconvert import MarkdownExporter
 
-    frame = _corpus(tokens=4, layers=1, k=1).to_frame()
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("r.to_frame()", outputs=[
-        nbformat.v4.new_output("execute_result", data={"text/html": frame._repr_html_(), "text/plain": repr(frame)},
-                               execution_count=1)])])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("r", outputs=[
+        nbformat.v4.new_output("execute_result", data={"text/html": html, "text/plain": "r"}, execution_count=1)])])
     markdown, _ = MarkdownExporter().from_notebook_node(notebook)
-    output = MarkdownIt("commonmark", {"html": True}).render(markdown).split("</pre>", 1)[1]  # after the cell's code
+    return MarkdownIt("commonmark", {"html": True}).render(markdown).split("</pre>", 1)[1]  # after the cell's code
+
+
+def test_a_frame_exported_to_markdown_is_a_table_not_its_style_as_code():
+    """pandas' table starts with a <style> block with blank lines in it: `nbconvert --to markdown` ended the HTML block
+    at the first one, and a reader of the Markdown (GitHub, a Markdown preview) saw the CSS as a code block."""
+    output = _markdown_export(_corpus(tokens=4, layers=1, k=1).to_frame()._repr_html_())
     assert "<code>" not in output and "<table" in output and "<style scoped>" in output, output[:300]
+
+
+def test_an_expert_card_exported_to_markdown_keeps_its_labels_text():
+    """A label with a blank line in it ended the card's HTML block in `nbconvert --to markdown`: the rest of the label
+    was Markdown there, its image fetched when the Markdown was read."""
+    label = "doc\n\n![t](https://evil.example/p.png)"
+    ids = np.array([[[0, 1]], [[1, 2]], [[2, 0]]])
+    r = Routing([11, 12, 11], ids, np.full((3, 1, 2), 0.5), [label, "final", label], num_experts=3)
+    output = _markdown_export(r.expert_card(0, 1)._repr_html_())
+    assert "<img" not in output and "evil.example/p.png" in output and "<table>" in output, output

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..routing.analysis import expert_ids, followed_by_none, layer_index, numbered
-from .sanitize import NO_TYPESETTING
+from .sanitize import NO_TYPESETTING, one_html_block
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
 _MAX_LABELS = 16  # labels drawn at most by a label figure: one per document (1,000) took minutes to draw
@@ -532,7 +532,8 @@ def _token_effect(table: Any, by: str = "label", **_: Any) -> Any:
 
 
 def card_html(card: Any) -> str:
-    """An ExpertCard as HTML for notebooks (every text escaped)."""
+    """An ExpertCard as HTML for notebooks (every text escaped), one HTML block (a label's blank line ended it in
+    `nbconvert --to markdown`, the rest of the label read as Markdown: see `sanitize.one_html_block`)."""
     e = html.escape
     tokens = "".join(f"<tr><td><code>{e(repr(t))}</code></td><td>{c}</td><td>{s:.0%}</td></tr>"
                      for t, c, s in zip(card.tokens["text"], card.tokens["count"], card.tokens["specialisation"]))
@@ -541,7 +542,7 @@ def card_html(card: Any) -> str:
     moves = "; ".join(f"{name}: " + ", ".join(f"e{x} {s:.0%}" for x, s in zip(frame["expert"], frame["share"]))
                       for name, frame in ((f"from layer {card.layer - 1}", card.previous),
                                           (f"to layer {card.layer + 1}", card.next)) if len(frame))
-    return (f"<div class='{NO_TYPESETTING}'><b>Expert {card.expert}, layer {card.layer}</b>: {card.picks} picks, {card.share:.1%} of the layer"
-            f"<table><tr><th>token</th><th>count</th><th>of its uses</th></tr>{tokens}</table>"
-            f"<table><tr><th>label</th><th>tokens</th><th>chose it</th><th title='its share of this label&#39;s tokens over its share of all tokens'>vs all tokens</th></tr>{labels}</table>"
-            f"<p>{e(moves)}</p></div>")
+    return one_html_block(f"<div class='{NO_TYPESETTING}'><b>Expert {card.expert}, layer {card.layer}</b>: {card.picks} picks, {card.share:.1%} of the layer"
+                          f"<table><tr><th>token</th><th>count</th><th>of its uses</th></tr>{tokens}</table>"
+                          f"<table><tr><th>label</th><th>tokens</th><th>chose it</th><th title='its share of this label&#39;s tokens over its share of all tokens'>vs all tokens</th></tr>{labels}</table>"
+                          f"<p>{e(moves)}</p></div>")
