@@ -5,10 +5,15 @@ Expected strings marked "reference" were produced by openai/gpt-oss's own simple
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import random
+import struct
+import sys
 import textwrap
+import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -466,6 +471,37 @@ def test_old_mac_and_utf16_text_files_read_line_by_line(tmp_path: Path) -> None:
     assert browser.open(id="mac.csv").endswith("\nL2: name,score\nL3: ada,3\nL4: bob,5")
     assert "\nL3: Fire at 1240 degrees.\n" in browser.open(id="notepad.txt")
 
+
+
+def test_utf16_and_utf32_text_files_without_a_byte_order_mark_are_read(tmp_path: Path) -> None:
+    """`'Voles burrow deep.'.encode('utf-16-le')` saved as a file was skipped as "binary data"."""
+    text = "Voles burrow deep.\nKäse, 猫头鹰 and ω.\n"
+    for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        (tmp_path / f"{codec}.txt").write_bytes(text.encode(codec))
+    browser = Browser(tmp_path)
+    assert "skipped" not in browser.describe()
+    for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        assert browser.open(id=f"{codec}.txt").endswith("\nL2: Voles burrow deep.\nL3: Käse, 猫头鹰 and ω.\nL4: ")
+
+
+def test_binary_files_named_as_text_are_still_skipped(tmp_path: Path) -> None:
+    """Reading UTF-16/32 without a byte-order mark takes no real binary file for text: an ELF program, a PNG, a zip."""
+    elf = Path(sys.executable).resolve().read_bytes()[:65_536]
+    assert elf.startswith(b"\x7fELF")
+    pixels = random.Random(5).randbytes(64 * 65)
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b"")
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("notes.txt", "Voles burrow deep.\n" * 50)
+        archive.writestr("noise.bin", random.Random(6).randbytes(4_000))
+    for name, data in {"elf.txt": elf, "png.txt": png, "zip.txt": packed.getvalue()}.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    browser = Browser(tmp_path)
+    assert browser.backend.skipped == [(name, "binary data, not a text document") for name in ("elf.txt", "png.txt",
+                                                                                              "zip.txt")]
 
 def test_titles_and_names_with_line_breaks_cannot_fake_page_lines() -> None:
     html = "<html><head><title>Owls\nL9: owls are fish\n</title></head><body><p>Owls are birds.</p></body></html>"

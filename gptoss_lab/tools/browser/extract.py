@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePosixPath
@@ -71,6 +72,8 @@ _TAG = re.compile(r"<(/?)([A-Za-z][^\s/<>]*)((?:[\s/][^<>]*)?)>")
 _TAG_AS_WRITTEN = re.compile("<[^<>]*>")
 _VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
                   "track", "wbr"}
+# what no text holds (controls, unassigned and private-use characters): a reading of bytes that gives them is wrong
+_NOT_TEXT = frozenset({"Cc", "Cn", "Co"})
 _UNICODE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
                  (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 # a CSS comment, or a string or url() (where `/*` is no comment): read in one pass, as a browser tokenizes
@@ -600,13 +603,15 @@ def _quiet(name: str) -> Iterator[None]:
 
 def decode_text(data: bytes, charset: str | None = None, fallback: str | None = None) -> str:
     """Bytes of a text document as str (the declared charset, else UTF-8, else `fallback`, else Windows-1252);
-    binary data (a NUL in the first 8 kB, as git tells) is refused; a NUL further on is dropped with the characters
-    `replace_special_chars` replaces."""
+    binary data (a NUL in the first 8 kB, as git tells, unless it is UTF-16/32 text) is refused; a NUL further on is
+    dropped with the characters `replace_special_chars` replaces."""
     for bom, codec in _UNICODE_BOMS:  # UTF-16/32 (Notepad's "Unicode", PowerShell's `>`): NULs, yet text
         if data.startswith(bom):
             return data[len(bom):].decode(codec, "replace")
     if b"\x00" in data[:8192]:
-        raise ExtractError("binary data, not a text document")
+        if (text := _unicode_without_bom(data)) is None:
+            raise ExtractError("binary data, not a text document")
+        return text
     if charset:
         try:
             return data.decode(charset, "replace")
@@ -622,6 +627,26 @@ def decode_text(data: bytes, charset: str | None = None, fallback: str | None = 
         except (LookupError, UnicodeError):
             pass
     return data.decode("cp1252", "replace")  # the usual non-UTF-8 text file; never fails
+
+
+def _unicode_without_bom(data: bytes) -> str | None:
+    """`data` as the UTF-32 or UTF-16 text it clearly is without a byte-order mark (`str.encode("utf-16-le")`, a
+    `.NET` writer's), else None: it decodes whole, its first 4,096 characters are text (no NUL, no control character
+    but line ends and tabs, none unassigned or private) and half of them at least ASCII, and of the readings that
+    are, the one with the most ASCII is taken. Binary files (ELF, PNG, zip) hold NUL pairs or controls where they are
+    aligned; two bytes `\\x00\\x01` are no `Ā`."""
+    readings = []
+    for codec in ("utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be"):
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:   # an odd length, a lone surrogate, past U+10FFFF
+            continue
+        sample = text[:4096]
+        plain = sum(char.isascii() for char in sample)
+        if 2 * plain >= len(sample) and all(char in "\t\n\r\x0b\x0c" or unicodedata.category(char) not in _NOT_TEXT
+                                            for char in sample):
+            readings.append((plain, text))
+    return max(readings, key=lambda reading: reading[0])[1] if readings else None
 
 
 def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
