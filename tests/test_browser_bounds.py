@@ -6,13 +6,16 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
+import re
 import socket
 import threading
 import time
 import zlib
 from pathlib import Path
 
+import lxml.etree
 import pytest
 from test_browser_hostile import pdf
 from test_browser_web import FakeServer, opened, server  # noqa: F401  (the fake server fixture)
@@ -301,17 +304,48 @@ def test_long_text_without_tags_is_converted_under_the_deadline(monkeypatch: pyt
 def test_text_converted_a_piece_at_a_time_reads_as_one() -> None:
     lines = "".join(f"{n}. owls &amp; voles\n- at dusk &lt;{n}&gt;\n  + tawny\n" for n in range(4_000))   # 190 kB
     for html in (f"<p>{lines}</p>", f"<pre>{lines}</pre>", f"<blockquote>{lines}</blockquote>"):
-        assert extract._html_to_text(html, float("inf")) == html2text_whole(html)
+        root, _ = extract._parse(html, math.inf)
+        assert extract._html_to_text(root, math.inf) == html2text_whole(root)
 
 
-def html2text_whole(html: str) -> str:
-    """What the browser's html2text converter makes of `html` fed at once, with its settings (its leading blank lines
-    left out)."""
+@pytest.mark.parametrize("html", [
+    "<table><tr><td><code>a()</code></td><td>full</td></tr><tr><td><code>String()</code></td><td>x &amp; </td></tr>"
+    "</table>",
+    "<p>a<!--c-->b x<sup>2</sup>y H<sub>2</sub>O <sup class='n'>n-1</sup> <sup>a b</sup> AT&amp;<b>T</b> 1&lt;2&gt;0</p>",
+    "<ul><li>owls<br>voles</li><li> <i>tawny</i> owl </li></ul><ol start='3'><li>one</li></ol><pre>  x\r\n  y</pre>",
+    "<h2>Ti<span>tle</span></h2><blockquote><p>q&nbsp;uote</p> <p>two</p></blockquote><p></p><hr>end",
+])
+def test_html_is_read_as_html2text_reads_it_written_out(html: str) -> None:
+    """The tree's text is what html2text made of it written out and parsed again (by html.parser, in Python: half the
+    time of reading a folder of HTML), spaces, entities, `^{2}` and lists alike."""
+    root, _ = extract._parse(html, math.inf)
+    assert extract._html_to_text(root, math.inf) == html2text_whole(root)
+
+
+def test_a_page_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Converting a page parses its HTML once (libxml2): it was written out and parsed again tag by tag in Python."""
+    import html.parser
+
+    parsed = []
+    real = html.parser.HTMLParser.parse_starttag
+    monkeypatch.setattr(html.parser.HTMLParser, "parse_starttag", lambda self, i: parsed.append(i) or real(self, i))
+    page = html_page("<ul>" + "<li><b>Owls</b> hunt at <i>dusk</i>.</li>" * 500 + "</ul>", "owls.html")
+    assert page.text.count("* Owls hunt at dusk.") == 500
+    assert parsed == []
+
+
+def html2text_whole(root: object) -> str:
+    """What the browser's html2text converter makes of the tree under `root` written out and fed at once, with its
+    settings and the reference's rewriting of `<sup>`, `<sub>` and tags between words (its leading blank lines left
+    out)."""
+    html = lxml.etree.tostring(root, encoding="UTF-8").decode()
+    html = re.sub(r"<sup( [^>]*)?>([\w\-]+)</sup>", r"^{\2}", html)
+    html = re.sub(r"<sub( [^>]*)?>([\w\-]+)</sub>", r"_{\2}", html)
     converter = extract._converter_class()()
     converter.ignore_links = converter.ignore_images = converter.ignore_tables = True
     converter.ignore_emphasis = converter.unicode_snob = True
     converter.body_width = 0
-    lines = converter.handle(extract._TAGS_BETWEEN_WORDS.sub(r" \1", html)).rstrip().split("\n")
+    lines = converter.handle(re.sub(r"(?<=\w)((<[^>]*>)+)(?=\w)", r" \1", html)).rstrip().split("\n")
     return "\n".join(itertools.dropwhile(lambda line: not line.strip(), lines))
 
 

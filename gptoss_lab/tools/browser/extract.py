@@ -48,9 +48,9 @@ MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libx
 PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadline looked at between (in one call,
                                 # 48 MB of emoji took 1.8 s past a deadline)
 
-_SUP = re.compile(r"<sup( [^>]*)?>([\w\-]+)</sup>")
-_SUB = re.compile(r"<sub( [^>]*)?>([\w\-]+)</sub>")
-_TAGS_BETWEEN_WORDS = re.compile(r"(?<=\w)((<[^>]*>)+)(?=\w)")
+_WORD = re.compile(r"\w")
+_ESCAPED = re.compile("([&<>\r])")   # characters a tree written out holds as entities, which html.parser cuts text at
+_ONE_WORD = re.compile(r"[\w\-]+")   # a `<sup>`/`<sub>` that the reference writes `^{...}`/`_{...}`
 _ANCHOR_SPACE = re.compile(r"(【\@[^】]+】)(\s+)")
 _BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
 _LEADING_BLANK_LINES = re.compile(r"^(?:[^\S\n]*\n)+")
@@ -62,7 +62,6 @@ _LINE_ENDS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SMP = re.compile(r"[\U00010000-\U0001FFFF]")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*?\sencoding\s*=\s*[\"']\s*([\w.:-]+)")
-_PIECE_END = re.compile("[<&]")
 _META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.IGNORECASE)
 # a tag as written: its name, then (after a space or `/`) anything up to its `>` but another `<`. Neither part can
 # give characters to the other and no match passes a `<`, so a page of `<a<a<a…` with no `>` (text no parser
@@ -148,8 +147,6 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     MAX_MAIN_CONTENT_TAGS tags too). Links are resolved against `base` (default: `url`). Converting
     takes at most MAX_HTML_SECONDS, and ends by `deadline` (a `time.monotonic()`) if one is given; a page of
     more than MAX_HTML_TAGS tags is refused at once."""
-    import lxml.etree
-
     deadline = min(time.monotonic() + MAX_HTML_SECONDS, math.inf if deadline is None else deadline)
     raw = html
     found_title = ""
@@ -178,7 +175,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     urls = _number_links(root, base or url, deadline)
     _replace_images(root, deadline)
     _flatten(root, deadline)
-    text = _html_to_text(lxml.etree.tostring(root, encoding="UTF-8").decode(), deadline)
+    text = _html_to_text(root, deadline)
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
@@ -822,13 +819,10 @@ def _replace_images(root: Any, deadline: float) -> None:
     _replace_nodes_with_text(replacements, deadline)
 
 
-def _html_to_text(html: str, deadline: float) -> str:
-    """html2text's Markdown-like text of `html`, converted a piece at a time as `HTML2Text.handle` does at once,
-    and refused once `deadline` passes. A piece ends before a tag or an entity, where html2text's parser cuts
-    its text anyway (6 MB of text and `&amp;` without a tag was one piece of 12 s)."""
-    html = _SUP.sub(r"^{\2}", html)
-    html = _SUB.sub(r"_{\2}", html)
-    html = _TAGS_BETWEEN_WORDS.sub(r" \1", html)
+def _html_to_text(root: Any, deadline: float) -> str:
+    """html2text's Markdown-like text of the tree under `root`, refused once `deadline` passes. Its handlers are
+    called from the tree, as its parser (html.parser) calls them on the tree written out: written out and parsed
+    again in pure Python, each page was parsed twice (/usr/share/doc's 292 HTML pages: 6.5 s of CPU, now 4.5)."""
     converter = _converter_class()()
     converter.ignore_links = True
     converter.ignore_images = True
@@ -836,17 +830,60 @@ def _html_to_text(html: str, deadline: float) -> str:
     converter.ignore_tables = True
     converter.unicode_snob = True
     converter.ignore_emphasis = True
-    start = 0
-    while start < len(html):
-        _in_time(deadline)
-        cut = _PIECE_END.search(html, start + 65_536)
-        end = cut.start() if cut else len(html)
-        converter.feed(html[start:end])
-        start = end
-    converter.feed("")
+    for kind, tag, value in _clocked(_spaced_events(root, deadline), deadline):
+        if kind == "data":
+            converter.handle_data(value)
+        elif kind == "start":
+            converter.handle_starttag(tag, value)
+        elif kind == "end":
+            converter.handle_endtag(tag)
     # stripped of its blank lines only: stripped whole, a page's first line lost the indent its next ones keep (a
     # `<pre>`'s code, a list's items)
     return _LEADING_BLANK_LINES.sub("", converter.optwrap(converter.finish())).rstrip()
+
+
+def _spaced_events(root: Any, deadline: float) -> Iterator[tuple[str, str, Any]]:
+    """`_tree_events` as html.parser reports the tree written out, spaced as the reference spaced it: the texts
+    between two tags joined, each cut at the characters written as entities (`&`, `<`, `>`, `\\r`: each is a text of
+    its own), and a space added to a text that a run of tags parts from another word (`owls<br>voles` reads `owls
+    voles`); a comment is such a tag. html2text keeps a space ending a text, and drops one that is a text alone."""
+    text = ""                                  # the text since the last run of tags, not given yet
+    tags: list[tuple[str, str, Any]] = []      # the tags after it
+    for event in itertools.chain(_tree_events(root, deadline), [("data", "", "")]):
+        if event[0] != "data":
+            tags.append(event)
+        elif not tags:
+            text += event[2]
+        else:
+            if _WORD.match(text[-1:]) and _WORD.match(event[2]):
+                text += " "
+            yield from (("data", "", piece) for piece in _ESCAPED.split(text) if piece)
+            yield from tags
+            text, tags = event[2], []
+    yield from (("data", "", piece) for piece in _ESCAPED.split(text) if piece)
+
+
+def _tree_events(root: Any, deadline: float) -> Iterator[tuple[str, str, Any]]:
+    """The tree under `root` as html.parser reports it written out: ("start", tag, attributes), ("end", tag, None),
+    ("data", "", text), and ("comment", "", None) for comments and processing instructions; a `<sup>` or `<sub>` of
+    one word and no elements is the text `^{word}` or `_{word}`, as the reference writes them."""
+    import lxml.etree
+
+    for event, node in _clocked(lxml.etree.iterwalk(root, events=("start", "end", "comment", "pi")), deadline):
+        if event in ("comment", "pi"):
+            yield "comment", "", None
+        elif node.tag in ("sup", "sub") and not len(node) and _ONE_WORD.fullmatch(node.text or ""):
+            if event == "start":
+                yield "data", "", f"{'^' if node.tag == 'sup' else '_'}{{{node.text}}}"
+        elif event == "start":
+            yield "start", node.tag, list(node.attrib.items())
+            if node.text:
+                yield "data", "", node.text
+            continue
+        else:
+            yield "end", node.tag, None
+        if event != "start" and node.tail:
+            yield "data", "", node.tail
 
 
 @functools.lru_cache(maxsize=1)
