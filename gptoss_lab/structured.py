@@ -36,7 +36,7 @@ import time
 import typing
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
@@ -490,11 +490,24 @@ def describe_errors(err: pydantic.ValidationError) -> str:
     few, each cut short, and how many more (5 000 wrong items were 400 000 characters)."""
     # not `_checked_core`'s deadline checks, nor its unions' first tries (their second ones say the same)
     errors = [e for e in err.errors() if e["type"] != _IN_TIME_TYPE]
-    places = [[str(p) for p in e["loc"] if p != _WHOLE_LABEL] for e in errors[:_ERRORS_SHOWN]]
-    shown = [_one_line((".".join(place) + ": " if place else "") + _message(e)) for place, e in zip(places, errors)]
+    places = [_location(p for p in e["loc"] if p != _WHOLE_LABEL) for e in errors[:_ERRORS_SHOWN]]
+    shown = [(f"{place}: " if place else "") + _one_line(_message(e)) for place, e in zip(places, errors)]
     more = len(errors) - len(shown)
     return "; ".join(t if len(t) <= _ERROR_CHARS else t[:_ERROR_CHARS - 1] + "…" for t in shown) + (
         f"; and {more} more error{'s' if more > 1 else ''}" if more else "")
+
+
+_PLACE_CHARS = 40  # a key in an error's location: a 5 000-digit key filled the error's characters, its reason cut off
+
+
+def _location(parts: Iterable[Any]) -> str:
+    """An error's location as `items.0.name`, each key cut to `_PLACE_CHARS` with "…", and one that is not on one
+    line as it is (" 1", "a\\nb", "") written as JSON writes it: " 1" was told as 1, a key the answer did not have."""
+    shown = []
+    for part in map(str, parts):
+        cut = part if len(part) <= _PLACE_CHARS else part[:_PLACE_CHARS - 1] + "…"
+        shown.append(cut if cut and cut == _one_line(cut) else json.dumps(cut))
+    return ".".join(shown)
 
 
 def _message(error: Any) -> str:
@@ -814,7 +827,7 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
         with _checked_in_time():
             error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
-            where = ".".join(str(p) for p in error.absolute_path) or "answer"
+            where = _location(error.absolute_path) or "answer"
             # one short line, however long the answer or the schema's enum
             raise StructuredOutputError(_one_line(f"the final answer does not match the schema: {where}: "
                                                   f"{error.message}")[:400])

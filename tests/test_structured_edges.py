@@ -1,0 +1,30 @@
+"""Edge cases of checking a final answer against its format, and of what its errors say."""
+from __future__ import annotations
+
+import json
+import typing
+from decimal import Decimal
+
+import pydantic
+import pytest
+
+from gptoss_lab.structured import ResponseFormat, StructuredOutputError
+
+_REASON = "Input should be greater than or equal to 0"
+
+
+@pytest.mark.parametrize("kind", [dict[int, typing.Annotated[int, pydantic.Field(ge=0)]],
+                                  {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}],
+                         ids=["typed", "schema dict"])
+@pytest.mark.parametrize("key, where", [(" 1", '" 1"'), ("1\n", '"1\\n"'), ("", '""'), ("7" * 1000, "7" * 39 + "…")],
+                         ids=["space", "line break", "empty", "1000 digits"])
+def test_an_error_names_the_key_as_written_and_short_enough_for_its_reason_to_show(kind, key, where):
+    """A key " 1" was told as `1.[key]` (its space collapsed), a key the answer did not have, and a 1 000-digit key
+    filled the error's 200 characters, so the reason was cut off: a key is quoted when it is not one plain line, and
+    cut short with "…"."""
+    with pytest.raises(StructuredOutputError) as err:
+        ResponseFormat.from_user(kind).parse(json.dumps({key: -1}))
+    message = str(err.value)
+    assert message.startswith(f"the final answer does not match the schema: {where}")
+    assert message.endswith(_REASON if isinstance(kind, type(dict[int, int])) else "-1 is less than the minimum of 0")
+    assert "\n" not in message and len(message) < 200
