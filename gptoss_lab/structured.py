@@ -961,16 +961,36 @@ _NOT_IRI = regex.compile("[^\\x00-\\x7f\\xa0-\\ud7ff\\ue000-\\ufdcf\\ufdf0-\\uff
 
 
 def _format_checker(kind: Any) -> jsonschema.FormatChecker:
-    """`kind`'s format checks with `iri` and `iri-reference` made linear: the IRI with its non-ASCII characters
-    percent-encoded (RFC 3987 §3.1) checked as a URI. rfc3987_syntax's parser took 40 s, past the check's deadline
-    and not interruptible, for a 60 000-character answer."""
+    """`kind`'s format checks, each `_false_on_error`, with `iri` and `iri-reference` made linear: the IRI with its
+    non-ASCII characters percent-encoded (RFC 3987 §3.1) checked as a URI. rfc3987_syntax's parser took 40 s, past
+    the check's deadline and not interruptible, for a 60 000-character answer."""
     checker = jsonschema.FormatChecker(())
     checker.checkers = {name: check for name, check in kind.FORMAT_CHECKER.checkers.items()
                         if name not in ("iri", "iri-reference")}
-    try:
-        from rfc3986_validator import validate_rfc3986
-    except ImportError:   # as jsonschema does without it: the IRI formats are not checked
-        return checker
+    with contextlib.suppress(ImportError):   # without it, as jsonschema does: the IRI formats are not checked
+        _check_iris(checker)
+    checker.checkers = {name: (_false_on_error(check), raises) for name, (check, raises) in checker.checkers.items()}
+    return checker
+
+
+def _false_on_error(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    """A format's check taking any error it raises as "not of this format": `"a{4294967296}"` for "regex" raised
+    OverflowError, deep parentheses RecursionError, and the answer "could not be checked" where it is not a regex."""
+    @functools.wraps(check)
+    def checked(instance: object) -> bool:
+        try:
+            return check(instance)
+        except _OutOfTime:
+            raise
+        except Exception:  # noqa: BLE001 - the text's own failure to be read as the format
+            return False
+    return checked
+
+
+def _check_iris(checker: jsonschema.FormatChecker) -> None:
+    """Adds `iri` and `iri-reference` to `checker` (`_format_checker`); ImportError without rfc3986_validator."""
+    from rfc3986_validator import validate_rfc3986
+
     for name, rule in (("iri", "URI"), ("iri-reference", "URI_reference")):
         def is_iri(instance: object, rule: str = rule) -> bool:
             if not isinstance(instance, str):
@@ -980,7 +1000,6 @@ def _format_checker(kind: Any) -> jsonschema.FormatChecker:
             return bool(validate_rfc3986(_IRI_EXTRA.sub(lambda m: urllib.parse.quote(m[0], safe=""), instance),
                                          rule=rule))
         checker.checks(name)(is_iri)
-    return checker
 
 
 def _has_key(node: Any, key: str) -> bool:
@@ -1241,6 +1260,8 @@ def _checked_core(core: Any) -> Any:
             new = core_schema.no_info_before_validator_function(_integer_if_whole, new)
         if node.get("type") == "decimal":
             new = core_schema.no_info_before_validator_function(_decimal_as_written, new)
+        if _reads_pattern(node):
+            new["function"] = {**node["function"], "function": functools.partial(_regex_or_invalid, node["function"]["function"])}
         if node.get("type") in ("enum", "literal"):
             kinds = frozenset(map(_json_kind, _choices(node)))
             new = core_schema.no_info_before_validator_function(functools.partial(_of_kinds, kinds), new)
@@ -1311,6 +1332,26 @@ def _key_number(pattern: str, what: str, read: Callable[[str], Any], key: Any) -
         raise PydanticCustomError("gptoss_key_text", "Key should be a number a float holds as written (it reads as {value})",
                                   {"value": repr(value)})
     return value
+
+
+def _reads_pattern(node: dict) -> bool:
+    """Whether a core schema node is pydantic's own reading of a `re.Pattern` field (compiling the text)."""
+    function = node.get("function") if node.get("type") == "function-plain" else None
+    read = function.get("function") if isinstance(function, dict) else None
+    return getattr(read, "__module__", None) == "pydantic._internal._validators" and \
+        getattr(read, "__name__", "").startswith("pattern_")
+
+
+def _regex_or_invalid(read: Callable[[Any], Any], value: Any) -> Any:
+    """`read(value)`, pydantic's compiling of a `re.Pattern` field, with any error `re` raises refused in pydantic's
+    words: it refuses re.error only, and `"a{4294967296}"` (OverflowError) or deep parentheses (RecursionError) made
+    the answer one that "could not be checked", where it is not a regular expression."""
+    try:
+        return read(value)
+    except PydanticCustomError:
+        raise
+    except Exception:  # noqa: BLE001 - re's failure to compile the text, whatever its kind
+        raise PydanticCustomError("pattern_regex", "Input should be a valid regular expression") from None
 
 
 def _has_integer(node: Any, defined: Mapping[str, Any], seen: frozenset[str] = frozenset()) -> bool:

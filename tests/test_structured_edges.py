@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import typing
 from decimal import Decimal
 
@@ -28,3 +29,16 @@ def test_an_error_names_the_key_as_written_and_short_enough_for_its_reason_to_sh
     assert message.startswith(f"the final answer does not match the schema: {where}")
     assert message.endswith(_REASON if isinstance(kind, type(dict[int, int])) else "-1 is less than the minimum of 0")
     assert "\n" not in message and len(message) < 200
+
+
+@pytest.mark.parametrize("kind, refusal", [
+    ({"type": "string", "format": "regex"}, "is not a 'regex'"), (re.Pattern, "Input should be a valid regular expression"),
+], ids=["schema dict", "re.Pattern"])
+@pytest.mark.parametrize("text", ["a{4294967296}", "(" * 2000 + ")" * 2000, "["], ids=["huge repeat", "deep", "open class"])
+def test_a_text_re_cannot_compile_is_not_a_regex_whatever_re_raises(kind, refusal, text):
+    """`"a{4294967296}"` for a "regex" format said the answer "could not be checked against the schema
+    (OverflowError: ...)", deep parentheses (RecursionError) the same: re raised other than re.error. It is not a regex."""
+    with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: ") as err:
+        ResponseFormat.from_user(kind).parse(json.dumps(text))
+    assert str(err.value).endswith(refusal) or len(str(err.value)) == 400  # (a long answer's text fills the line)
+    assert ResponseFormat.from_user(kind).parse('"a+"') in ("a+", re.compile("a+"))
