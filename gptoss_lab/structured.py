@@ -244,26 +244,54 @@ def _key_texts(keys: core_schema.CoreSchema) -> JsonSchemaValue | None:
     """The JSON-schema of a dict's keys as JSON writes them, text, for keys pydantic reads as numbers, booleans or
     their Literals and Enums; None for others (text already). `dict[IntEnum, int]` showed the keys as the integers
     1 and 2, which no JSON key is, and `dict[int, str]` showed no rule for them. A key checked further after it is
-    read (`Annotated[int, AfterValidator(f)]`) is shown as it is read (it showed no rule)."""
-    while keys.get("type") == "function-after":
-        keys = keys["schema"]
+    read (`Annotated[int, AfterValidator(f)]`) is shown as it is read (it showed no rule); a bound its pattern cannot
+    state (a float's range, a multiple) is said in words: the keys of `dict[confloat(lt=1), int]` were shown as any
+    number, and "7" refused."""
+    keys, bounds = _key_bounds(keys)
     kind = keys.get("type")
     if kind in ("literal", "enum"):
         values = _choices(keys)
-        return None if all(isinstance(value, str) for value in values) else {
+        shown = None if all(isinstance(value, str) for value in values) else {
             "type": "string", "enum": [_key_text(value) for value in values]}
-    if kind == "int":
-        return {"type": "string", "pattern": _integers(*_int_bounds(keys))}
-    if kind in ("float", "decimal"):
-        return {"type": "string", "pattern": _KEY_NUMBER_TEXT}
-    return {"type": "string", "enum": ["true", "false"]} if kind == "bool" else None
+    elif kind == "int":
+        shown = {"type": "string", "pattern": _integers(*_int_bounds(bounds))}
+        bounds = {name: values for name, values in bounds.items() if name not in _INT_PATTERN_BOUNDS}
+    elif kind in ("float", "decimal"):
+        shown = {"type": "string", "pattern": _KEY_NUMBER_TEXT}
+    else:
+        shown = {"type": "string", "enum": ["true", "false"]} if kind == "bool" else None
+    if shown is None or not bounds:
+        return shown
+    words = [_KEY_BOUND_WORDS[name].format(value) for name, values in bounds.items() for value in values]
+    return {**shown, "description": f"Each key, read as a number, {' and '.join(words)}."}
 
 
-def _int_bounds(node: core_schema.CoreSchema) -> tuple[int | None, int | None]:
-    """The least and the most integer an int core schema takes (None: no bound), from its ge, gt, le and lt."""
-    least = math.ceil(node["ge"]) if "ge" in node else math.floor(node["gt"]) + 1 if "gt" in node else None
-    most = math.floor(node["le"]) if "le" in node else math.ceil(node["lt"]) - 1 if "lt" in node else None
-    return least, most
+# the bounds pydantic checks on a number, as said of a key, and those an integer key's pattern states
+_KEY_BOUND_WORDS = {"ge": "is at least {}", "gt": "is more than {}", "le": "is at most {}", "lt": "is less than {}",
+                    "multiple_of": "is a multiple of {}", "max_digits": "has at most {} digits",
+                    "decimal_places": "has at most {} decimal places"}
+_INT_PATTERN_BOUNDS = frozenset({"ge", "gt", "le", "lt"})
+
+
+def _key_bounds(keys: core_schema.CoreSchema) -> tuple[core_schema.CoreSchema, dict[str, list[Any]]]:
+    """The core schema reading a dict's key, under the checks after it, and the bounds ({"ge": [5]}) checked on it
+    or after it: `Annotated[int, AfterValidator(f), Field(ge=5)]` checks ge=5 after f (it was not shown)."""
+    bounds: dict[str, list[Any]] = {}
+    while keys.get("type") == "function-after":
+        after = (keys.get("metadata") or {}).get("pydantic_js_updates") or {}
+        for name in filter(after.__contains__, _KEY_BOUND_WORDS):
+            bounds.setdefault(name, []).append(after[name])
+        keys = keys["schema"]
+    for name in filter(keys.__contains__, _KEY_BOUND_WORDS):
+        bounds.setdefault(name, []).append(keys[name])
+    return keys, bounds
+
+
+def _int_bounds(bounds: Mapping[str, list[Any]]) -> tuple[int | None, int | None]:
+    """The least and the most integer its ge, gt, le and lt bounds take (None: no bound)."""
+    lows = [math.ceil(v) for v in bounds.get("ge", [])] + [math.floor(v) + 1 for v in bounds.get("gt", [])]
+    highs = [math.floor(v) for v in bounds.get("le", [])] + [math.ceil(v) - 1 for v in bounds.get("lt", [])]
+    return max(lows, default=None), min(highs, default=None)
 
 
 def _integers(least: int | None, most: int | None) -> str:

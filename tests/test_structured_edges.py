@@ -42,3 +42,40 @@ def test_a_text_re_cannot_compile_is_not_a_regex_whatever_re_raises(kind, refusa
         ResponseFormat.from_user(kind).parse(json.dumps(text))
     assert str(err.value).endswith(refusal) or len(str(err.value)) == 400  # (a long answer's text fills the line)
     assert ResponseFormat.from_user(kind).parse('"a+"') in ("a+", re.compile("a+"))
+
+
+def _same(value):
+    return value
+
+
+@pytest.mark.parametrize("kind, words", [
+    (dict[pydantic.confloat(ge=0, lt=1), int], "is at least 0 and is less than 1"),
+    (dict[pydantic.conint(multiple_of=5), int], "is a multiple of 5"),
+    (dict[typing.Annotated[Decimal, pydantic.Field(max_digits=2, decimal_places=1)], int],
+     "has at most 2 digits and has at most 1 decimal places"),
+    (dict[typing.Annotated[int, pydantic.AfterValidator(_same), pydantic.Field(ge=5)], int], None),
+    (dict[typing.Annotated[int, pydantic.Field(le=10), pydantic.AfterValidator(_same), pydantic.Field(gt=4)], int], None),
+], ids=["float range", "int multiple", "Decimal digits", "int bound after a validator", "int bounds around one"])
+def test_a_key_bound_its_pattern_cannot_state_is_said_in_words(kind, words):
+    """`dict[confloat(ge=0, lt=1), int]` was shown a key pattern taking "7", which the check refused, and so were an
+    int key's multiple_of and an int bound given after an AfterValidator: a bound the pattern cannot state is said
+    in the keys' description; an integer's range is in the pattern, wherever it is given."""
+    schema = ResponseFormat.from_user(kind).schema
+    assert schema["propertyNames"].get("description") == (f"Each key, read as a number, {words}." if words else None)
+    shown, checked = ResponseFormat.from_user(schema), ResponseFormat.from_user(kind)
+    unsaid = []
+    for key in ["0", "0.5", "0.25", "3", "4", "5", "7", "10", "11", "15", "-1"]:
+        try:
+            checked.parse(json.dumps({key: 1}))
+        except StructuredOutputError as err:
+            assert f"{key}.[key]: " in str(err)
+            refused = True
+        else:
+            refused = False
+        try:
+            shown.parse(json.dumps({key: 1}))
+        except StructuredOutputError:
+            assert refused, key  # every key the check takes, the schema shown takes
+        else:
+            unsaid += [key] if refused else []
+    assert bool(unsaid) == bool(words), unsaid  # what the pattern takes and the check refuses is said in words
