@@ -107,6 +107,15 @@ class HarmonySchema(GenerateJsonSchema):
     def generate(self, schema: core_schema.CoreSchema, mode: Any = "validation") -> JsonSchemaValue:
         return _inlined(super().generate(schema, mode))
 
+    def generate_inner(self, schema: Any) -> JsonSchemaValue:
+        # a bound given after a validator (`Annotated[int, AfterValidator(f), Field(ge=5)]`) is noted in pydantic's
+        # own name ("ge": 5), which is not JSON Schema: llguidance and the function tools' text left it out
+        updates = (schema.get("metadata") or {}).get("pydantic_js_updates") if schema.get("type") == "function-after" else None
+        if isinstance(updates, dict) and _JSON_BOUNDS.keys() & updates.keys():
+            renamed = {_JSON_BOUNDS.get(name, name): value for name, value in updates.items()}
+            schema = {**schema, "metadata": {**schema["metadata"], "pydantic_js_updates": renamed}}
+        return super().generate_inner(schema)
+
     def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
         return _plain_object(super().model_schema(schema), schema)
 
@@ -200,6 +209,9 @@ class HarmonySchema(GenerateJsonSchema):
             super().emit_warning(kind, detail)
 
 
+# pydantic's numeric bounds as JSON Schema names them
+_JSON_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum",
+                "multiple_of": "multipleOf"}
 _DEFAULT_CHARS = 500  # the longest default (as JSON) the model is shown
 
 

@@ -79,3 +79,27 @@ def test_a_key_bound_its_pattern_cannot_state_is_said_in_words(kind, words):
         else:
             unsaid += [key] if refused else []
     assert bool(unsaid) == bool(words), unsaid  # what the pattern takes and the check refuses is said in words
+
+
+@pytest.mark.parametrize("kind, shown", [
+    (typing.Annotated[int, pydantic.AfterValidator(_same), pydantic.Field(ge=5, multiple_of=2)],
+     {"type": "integer", "minimum": 5, "multipleOf": 2}),
+    (typing.Annotated[float, pydantic.AfterValidator(_same), pydantic.Field(gt=4, lt=7)],
+     {"type": "number", "exclusiveMinimum": 4, "exclusiveMaximum": 7}),
+], ids=["int", "float"])
+def test_a_bound_given_after_a_validator_is_shown_as_json_schema_states_it(kind, shown):
+    """`Annotated[int, AfterValidator(f), Field(ge=5)]` was shown as `{"ge": 5, "type": "integer"}`, pydantic's name,
+    which JSON Schema (and constrained decoding) does not read: any integer was shown taken, and 3 refused."""
+    schema = ResponseFormat.from_user(kind).schema
+    assert schema == shown
+    as_shown, checked = ResponseFormat.from_user(schema), ResponseFormat.from_user(kind)
+    for answer in ["3", "4", "5", "5.5", "6", "7", "8", "9"]:
+        outcomes = []
+        for fmt in (as_shown, checked):
+            try:
+                fmt.parse(answer)
+            except StructuredOutputError:
+                outcomes.append(False)
+            else:
+                outcomes.append(True)
+        assert outcomes[0] == outcomes[1], answer
