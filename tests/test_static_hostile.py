@@ -212,3 +212,22 @@ def test_a_header_that_is_not_valid_harmony_shows_its_direction_controls_in_the_
     transcript = Transcript.from_events(events)
     for form in (transcript.to_html(), transcript.to_markdown()):
         assert "\u202e" not in form and "to=functions.\\u202etxt.exe" in form, form
+
+
+def test_a_doctor_report_exported_to_markdown_shows_a_folders_name_as_written() -> None:
+    """The doctor's HTML held a checkpoint folder's name (or an error) as it was: a blank line in it ended the HTML
+    block in `nbconvert --to markdown`, and the rest was read as Markdown (a name's `![t](…)` fetched an image)."""
+    import dataclasses
+
+    import nbformat
+    from nbconvert import MarkdownExporter
+
+    from gptoss_lab import doctor
+
+    hostile = "![t](https://evil.example/pixel.png) **bold**"
+    report = dataclasses.replace(doctor("tiny", memory="8 GB"), model=f"runs/a\n\n{hostile}")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("doctor(...)", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/html": report._repr_html_(), "text/plain": str(report)})])])
+    shown = _rendered(MarkdownExporter().from_notebook_node(notebook)[0])
+    assert "<img" not in shown and "<strong>" not in shown, shown
+    assert hostile in shown and "doctor: runs/a" in shown

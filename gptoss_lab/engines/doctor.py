@@ -142,9 +142,10 @@ class Diagnosis:
     def _repr_html_(self) -> str:
         cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(label)}</th>"
                         f"<td style='text-align:left'>{html.escape(text)}</td></tr>" for label, text in self.rows())
-        from ..widgets.sanitize import NO_TYPESETTING
+        from ..widgets.sanitize import NO_TYPESETTING, one_html_block
 
-        return f"<div class='{NO_TYPESETTING}'><b>doctor: {html.escape(self.model)}</b><table>{cells}</table></div>"
+        return one_html_block(f"<div class='{NO_TYPESETTING}'><b>doctor: {html.escape(self.model)}</b>"
+                              f"<table>{cells}</table></div>")   # a folder's name or an error may hold a blank line
 
 
 def doctor(
