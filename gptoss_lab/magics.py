@@ -173,6 +173,7 @@ _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "re
           "export": "history --export", "info": "status"}
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
+_KEY_RUN = re.compile(r"[A-Za-z0-9]{16,}")  # letters and digits unbroken, as a key's random part is written
 _QUOTED = 100  # the longest word of the user's line an error quotes whole (a longer one: its first 40 characters)
 
 
@@ -186,18 +187,30 @@ def _said(message: str, line: str) -> str:
     """`message` as the user reads it: a word of `line` longer than `_QUOTED` characters cut short (a value pasted by
     mistake was quoted back whole, a page long), control characters written out, and the keys of `line` hidden."""
     for word in sorted(set(re.split(r"[\s'\"=]+", line)), key=len, reverse=True):
-        if len(word) > _QUOTED and not KEYLIKE.fullmatch(word):
+        if len(word) > _QUOTED and not _key_parts(word):   # (a word holding a key: the key is hidden, not cut)
             message = message.replace(word, word[:40] + "…")
     return visible(_keys_hidden(message, line))
+
+
+def _key_parts(word: str) -> list[str]:
+    """The parts of one word of the magic's line that may be an API key: its `=` value (`--model=sk-...`), else the
+    word (`Zq81x...==`, a key of base64), else each segment of it as a path or URL (`browse /tmp/sk-.../docs`)."""
+    whole = [part for part in (word.partition("=")[2], word) if KEYLIKE.fullmatch(part)]
+    return whole[:1] or [part for part in re.split(r"[/\\]", word) if _key_segment(part)]
+
+
+def _key_segment(part: str) -> bool:
+    """Whether a path segment may be a key: key-like, with a random-looking run of letters and digits (`Zq81xKey...`);
+    a folder named in words (`run_2024_final_model_v2`, pytest's `test_a_long_name_0`) is still shown."""
+    runs = _KEY_RUN.findall(part)
+    return bool(KEYLIKE.fullmatch(part)) and any(re.search(r"\d", run) and re.search(r"[A-Za-z]", run) for run in runs)
 
 
 def _keys_hidden(message: str, line: str) -> str:
     """`message` with each word of the magic's `line` that may be an API key (an option's or a setting's value too)
     written `…`, and why: a key pasted in any option (`connect URL --model sk-...`, `config seed=sk-...`) was quoted
     back by the error, and stayed in the saved notebook."""
-    values = ((word, word.partition("=")[2]) for word in re.split(r"[\s'\"]+", line))   # `--model=sk-...`: its value
-    keys = {value if KEYLIKE.fullmatch(value) else word for word, value in values
-            if KEYLIKE.fullmatch(value) or KEYLIKE.fullmatch(word)}   # (`Zq81x...==`, a key of base64: the word)
+    keys = {key for word in re.split(r"[\s'\"]+", line) for key in _key_parts(word)}
     hidden = message
     for key in sorted(keys, key=len, reverse=True):   # as written, or lower-cased in a URL's host name
         hidden = re.sub(re.escape(key), "…", hidden, flags=re.IGNORECASE)

@@ -343,3 +343,37 @@ def test_a_text_setting_written_with_spaces_and_no_quotes_is_answered_quoted(lin
         assert getattr(shell.magics_manager.registry["GptossMagics"]._kept().settings, key) == shlex.split(value)[0]
     finally:
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("line", ["browse /tmp/sk-proj-Zq81xKeyPasted1234/docs", "load /tmp/sk-proj-Zq81xKeyPasted1234/m",
+                                  "doctor ./sk-proj-Zq81xKeyPasted1234", "browse '/tmp/sk-proj-Zq81xKeyPasted1234/My Papers'"])
+def test_a_key_in_a_path_segment_is_not_shown(line):
+    """`%gptoss browse /tmp/sk-proj-.../docs` said "no such file or folder: /tmp/sk-proj-.../docs", the key pasted in
+    the path quoted back into the saved notebook (only whole words and `=` values were checked): the segment is `…`."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with pytest.raises(UsageError) as error:
+            shell.run_line_magic("gptoss", line)
+    finally:
+        InteractiveShell.clear_instance()
+    message = str(error.value)
+    assert "Zq81x" not in message and "…" in message and len(message.splitlines()) == 1, message
+    assert "is not shown: it looks like an API key" in message
+
+
+def test_a_folder_named_in_words_and_numbers_is_still_shown():
+    """Only a segment with a key's random run of letters and digits is hidden: a folder named in words is the path
+    the user needs to read to correct the line."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with pytest.raises(UsageError) as error:
+            shell.run_line_magic("gptoss", "browse /tmp/run_2024_final_model_v2/docs")
+    finally:
+        InteractiveShell.clear_instance()
+    assert str(error.value) == "%gptoss browse: no such file or folder: /tmp/run_2024_final_model_v2/docs"
