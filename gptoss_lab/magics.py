@@ -79,6 +79,10 @@ class _Parser(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(self._extras)}")
         return namespace
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._given = list(args or [])   # a command's own words (a subparser's too), for a required value's hint
+        return super().parse_known_args(args, namespace)
+
     def _long_dashes(self, args: list[str]) -> None:
         """Refuse an option written with a long dash, as word processors and web pages write `--` (`—device`): it was
         read as a value (`load —dequantize` looked for a folder of that name) or a stray word."""
@@ -97,6 +101,10 @@ class _Parser(argparse.ArgumentParser):
         here, on the parser of all commands), when one is near."""
         if " not allowed with argument " in message:   # two options of which a command takes one (--device-map)
             return ": give one of them, not both"
+        if message.startswith("the following arguments are required: "):   # `connect --url=URL`: as `--url URL`
+            given = getattr(self, "_given", [])
+            return next((hint for word in given if word.startswith("-")
+                         and (hint := self._elsewhere(word.split("=")[0], self, given))), "")
         word = _INVALID_CHOICE.search(message) or _UNRECOGNIZED.search(message)
         if word is None:   # a stray word, not an option: a question or a command on the wrong line
             return self._misplaced(getattr(self, "_args", [])) if "unrecognized arguments" in message else ""

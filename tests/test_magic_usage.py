@@ -377,3 +377,15 @@ def test_a_folder_named_in_words_and_numbers_is_still_shown():
     finally:
         InteractiveShell.clear_instance()
     assert str(error.value) == "%gptoss browse: no such file or folder: /tmp/run_2024_final_model_v2/docs"
+
+
+@pytest.mark.parametrize("line,hint", [("connect --url=http://h:1", "`%gptoss connect http://h:1`"),
+                                       ("connect --url", "`%gptoss connect URL`"),
+                                       ("connect --url=sk-proj-Zq81xKeyPasted", "`%gptoss connect URL`")])
+def test_a_required_value_written_as_an_option_says_how_to_write_it(line, hint):
+    """`%gptoss connect --url=http://h:1` said only "the following arguments are required: url" where `connect --url
+    http://h:1` was told the url is written without --url: the `=` form (and a bare --url) gets the same hint."""
+    with pytest.raises(UsageError) as error:
+        _line_parser().parse_args(_words(line))
+    assert str(error.value) == (f"%gptoss connect: the following arguments are required: url: the url is written "
+                                f"without --url: {hint} (see %gptoss connect --help)")
