@@ -182,6 +182,8 @@ _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "re
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
 _KEY_RUN = re.compile(r"[A-Za-z0-9]{16,}")  # letters and digits unbroken, as a key's random part is written
+# names IPython writes (`_` and `_1` after each output, `_i3` each input) or owns: a reply kept there was overwritten
+_IPYTHON_NAME = re.compile(r"_+|_\d+|_i+|_i\d+|_[ido]h|In|Out|get_ipython|exit|quit")
 _QUOTED = 100  # the longest word of the user's line an error quotes whole (a longer one: its first 40 characters)
 
 
@@ -675,7 +677,8 @@ class GptossMagics(Magics):
         if not name.isidentifier() or keyword.iskeyword(_identifier(name)):
             raise UsageError(f"%%gptoss -o: {name!r} is not a variable name")
         name = _identifier(name)
-        if name in self.shell.user_ns_hidden or (name.startswith("__") and name.endswith("__")):
+        owned = name in self.shell.user_ns_hidden or _IPYTHON_NAME.fullmatch(name)
+        if owned or (name.startswith("__") and name.endswith("__")):
             raise UsageError(f"%%gptoss -o: {name} belongs to IPython; choose another name")
         if hasattr(builtins, name):
             raise UsageError(f"%%gptoss -o: {name} would hide Python's builtin {name}; choose another name")

@@ -389,3 +389,23 @@ def test_a_required_value_written_as_an_option_says_how_to_write_it(line, hint):
         _line_parser().parse_args(_words(line))
     assert str(error.value) == (f"%gptoss connect: the following arguments are required: url: the url is written "
                                 f"without --url: {hint} (see %gptoss connect --help)")
+
+
+def test_a_cells_output_name_that_ipython_writes_is_refused():
+    """`%%gptoss -o _` was taken, and IPython's next output overwrote the reply kept in `_` (as `_1` and `_i3` are
+    written after each output and input): each such name is refused in one line, before the turn runs."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
+                       "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))")
+        shell.run_line_magic("gptoss", "use s")
+        for name in ("_", "__", "___", "_1", "_42", "_i", "_ii", "_iii", "_i3", "_ih", "_oh", "exit", "quit"):
+            with pytest.raises(UsageError) as error:
+                shell.run_cell_magic("gptoss", f"--text -o {name}", "What is 2+2?")
+            assert str(error.value) == f"%%gptoss -o: {name} belongs to IPython; choose another name"
+        assert shell.user_ns["s"].replies == []
+    finally:
+        InteractiveShell.clear_instance()
