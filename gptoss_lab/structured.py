@@ -1367,7 +1367,11 @@ def _key_number(pattern: str, what: str, read: Callable[[str], Any], key: Any) -
     if not _search(pattern, key):
         raise PydanticCustomError("gptoss_key_text", "Key should be {what} in its one JSON form, matching pattern "
                                   "'{pattern}'", {"what": what, "pattern": pattern})
-    value = read(key)
+    try:
+        value = read(key)
+    except ValueError:   # an int past Python's digit limit: its error said to call sys.set_int_max_str_digits()
+        raise PydanticCustomError("gptoss_key_text", "Key has too many digits ({digits})",
+                                  {"digits": len(key.lstrip("-"))}) from None
     if isinstance(value, float) and decimal.Decimal(repr(value)) != decimal.Decimal(key):
         raise PydanticCustomError("gptoss_key_text", "Key should be a number a float holds as written (it reads as {value})",
                                   {"value": repr(value)})

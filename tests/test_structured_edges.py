@@ -103,3 +103,14 @@ def test_a_bound_given_after_a_validator_is_shown_as_json_schema_states_it(kind,
             else:
                 outcomes.append(True)
         assert outcomes[0] == outcomes[1], answer
+
+
+@pytest.mark.parametrize("sign", ["", "-"], ids=["positive", "negative"])
+def test_an_int_key_past_pythons_digit_limit_says_it_has_too_many_digits(sign):
+    """A 5 000-digit int key got pydantic's "Exceeds the limit (4300 digits) ... use sys.set_int_max_str_digits()",
+    telling the user to change an interpreter setting, and filling the error: one short reason now."""
+    with pytest.raises(StructuredOutputError) as err:
+        ResponseFormat.from_user(dict[int, int]).parse('{"' + sign + "1" * 5000 + '": 1}')
+    message = str(err.value)
+    assert message.endswith(".[key]: Key has too many digits (5000)") and "sys." not in message, message
+    assert len(message) < 200
