@@ -299,11 +299,28 @@ def _number(kind: type) -> Any:
 def _words(line: str, *, windows: bool = os.name == "nt") -> list[str]:
     """The magic line's words, split as a shell splits them (quotes group words); on Windows a backslash is a
     path's separator, not an escape: `%gptoss browse C:\\Users\\me\\docs` lost every one of them."""
-    lexer = shlex.shlex(_uncommented(line, windows=windows), posix=True)
+    return list(_lexer(_uncommented(line, windows=windows), windows=windows))
+
+
+def _as_written(line: str, *, windows: bool = os.name == "nt") -> list[str]:
+    """The magic line's words as typed, quotes kept, one for each of `_words`: a hint that quotes a text back gives it
+    as written (`instructions=Say "hi" to me` was answered `'Say hi to me'`, the quotes lost)."""
+    text = _uncommented(line, windows=windows)
+    lexer, pieces, start = _lexer(text, windows=windows), [], 0
+    for _ in lexer:
+        end = lexer.instream.tell()   # (just past the word and the one space that ended it)
+        pieces.append(text[start:end].strip())
+        start = end
+    return pieces
+
+
+def _lexer(text: str, *, windows: bool) -> shlex.shlex:
+    """A shell's splitting of `text` into words; on Windows without backslash escapes."""
+    lexer = shlex.shlex(text, posix=True)
     lexer.whitespace_split, lexer.commenters = True, ""
     if windows:
         lexer.escape = ""
-    return list(lexer)
+    return lexer
 
 
 def _unsplit(error: ValueError) -> str:
@@ -591,7 +608,7 @@ class GptossMagics(Magics):
             return None
         try:
             if cell is None:
-                return self._command(_line_parser().parse_args(words or ["status"]))
+                return self._command(_line_parser().parse_args(words or ["status"]), _as_written(line))
             opts = _cell_parser().parse_args(_negative_ablate(words))
             _options_below(line, cell)
             return self._ask(opts, cell)
@@ -715,7 +732,8 @@ class GptossMagics(Magics):
 
     # ------------------------------------------------------------ %gptoss COMMAND
 
-    def _command(self, opts: argparse.Namespace) -> Any:
+    def _command(self, opts: argparse.Namespace, written: list[str]) -> Any:
+        """Run a line command; `written` is its line's words as typed, quotes kept."""
         from .session import Session
 
         command = opts.command
@@ -755,7 +773,7 @@ class GptossMagics(Magics):
         elif command == "regenerate":
             self._regenerate()
         elif command == "config":
-            self._config(opts.settings)
+            self._config(opts.settings, written[len(written) - len(opts.settings):])
         elif command == "history":
             self._history(opts.export)
         elif command == "routing":
@@ -771,9 +789,9 @@ class GptossMagics(Magics):
             self._status()
         return None
 
-    def _config(self, pairs: list[str]) -> None:
+    def _config(self, pairs: list[str], written: list[str]) -> None:
         try:
-            changes = parse_assignments(pairs, extra=_CONFIG_EXTRA)
+            changes = parse_assignments(pairs, extra=_CONFIG_EXTRA, typed=written)
         except SettingsError as err:
             raise UsageError(f"%gptoss config: {err}") from None
         given = "threads" in changes

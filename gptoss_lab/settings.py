@@ -99,10 +99,11 @@ def make(values: dict[str, Any]) -> Settings:
         raise SettingsError(str(err)) from None
 
 
-def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[str, Any]:
+def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = (), typed: Sequence[str] = ()) -> dict[str, Any]:
     """`["effort=high", "timeout=60"]` -> {"effort": "high", "timeout": "60"} (values checked by `replace`);
     `seed=default` -> {"seed": DEFAULT}, the setting's default again. Keys in `extra` (a caller's own, such
-    as the magic's `threads`) pass through as given; any other key is refused, naming the keys as users write them."""
+    as the magic's `threads`) pass through as given; any other key is refused, naming the keys as users write them.
+    `typed`, the pairs as typed with their quotes, is what a hint quotes back."""
     out, written, pairs = {}, {}, list(pairs)
     for i, pair in enumerate(pairs):
         key, sep, value = (part.strip() for part in pair.partition("="))
@@ -110,7 +111,8 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = ()) -> dict[s
         if not sep or key not in (*Settings.names(), *extra):
             keys = shown_keys(extra)
             meant = (next(iter(difflib.get_close_matches(folded(key), keys, 1)), None) if sep else
-                     _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else _unquoted(pairs, i))
+                     _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else
+                     _unquoted(list(typed) if len(typed) == len(pairs) else pairs, i))
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
                                 + (f" (did you mean {meant}?)" if meant else ""))
         value = DEFAULT if value.lower() == "default" else value
@@ -127,7 +129,12 @@ def _unquoted(pairs: list[str], i: int) -> str | None:
     if ALIASES.get(key.strip(), key.strip()) not in _TEXT:
         return None
     words = list(itertools.takewhile(lambda pair: "=" not in pair, pairs[i:]))
-    return f"{key.strip()}={shlex.quote(' '.join([value.strip(), *words]))}"
+    return f"{key.strip()}={_quoted(' '.join([value.strip(), *words]))}"
+
+
+def _quoted(text: str) -> str:
+    """`text` in the quotes a shell gives back as it is: '...', else "..." where it holds a ' (and no " or \\)."""
+    return f'"{text}"' if "'" in text and not {'"', "\\"} & set(text) else shlex.quote(text)
 
 
 _TEXT = ("instructions", "tools")  # settings whose value is text, with spaces in it: `tools=python, browser`

@@ -325,10 +325,13 @@ def test_another_tools_word_for_a_command_names_the_command_meant(line, meant):
 
 @pytest.mark.parametrize("line,meant", [("config instructions=Answer in French", "instructions='Answer in French'"),
                                         ("config tools=python, double", "tools='python, double'"),
-                                        ("config effort=high tools=python, double", "tools='python, double'")])
+                                        ("config effort=high tools=python, double", "tools='python, double'"),
+                                        ('config instructions=Say "hi" to me', "instructions='Say \"hi\" to me'"),
+                                        ("config instructions=Say 'hi' to me", 'instructions="Say \'hi\' to me"')])
 def test_a_text_setting_written_with_spaces_and_no_quotes_is_answered_quoted(line, meant):
     """`%gptoss config instructions=Answer in French` said only "expected KEY=VALUE ...; got 'in'", leaving the reader
-    to guess that the line was split at its spaces: the error ends with the setting quoted, which works."""
+    to guess that the line was split at its spaces: the error ends with the setting quoted, which works and gives
+    back the text as typed (`Say "hi" to me` was suggested as 'Say hi to me', its quotes lost)."""
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
@@ -340,7 +343,8 @@ def test_a_text_setting_written_with_spaces_and_no_quotes_is_answered_quoted(lin
         assert str(error.value).endswith(f" (did you mean {meant}?)"), str(error.value)
         shell.run_line_magic("gptoss", f"config {meant}")   # as the message says: taken
         key, value = meant.split("=", 1)
-        assert getattr(shell.magics_manager.registry["GptossMagics"]._kept().settings, key) == shlex.split(value)[0]
+        kept = getattr(shell.magics_manager.registry["GptossMagics"]._kept().settings, key)
+        assert kept == shlex.split(value)[0] == line.partition(f"{key}=")[2]   # the text as it was typed
     finally:
         InteractiveShell.clear_instance()
 
