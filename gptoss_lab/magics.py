@@ -204,9 +204,10 @@ def _said(message: str, line: str) -> str:
 
 def _key_parts(word: str) -> list[str]:
     """The parts of one word of the magic's line that may be an API key: its `=` value (`--model=sk-...`), else the
-    word (`Zq81x...==`, a key of base64), else each segment of it as a path or URL (`browse /tmp/sk-.../docs`)."""
+    word (`Zq81x...==`, a key of base64), else each part of it between characters no key holds: a path's or URL's
+    segment, host label or query value (`browse /tmp/sk-.../docs`, `connect http://h/v1?a=1&key=sk-...`)."""
     whole = [part for part in (word.partition("=")[2], word) if KEYLIKE.fullmatch(part)]
-    return whole[:1] or [part for part in re.split(r"[/\\]", word) if _key_segment(part)]
+    return whole[:1] or [part for part in re.split(r"[^\w+=-]+", word) if _key_segment(part)]
 
 
 def _key_segment(part: str) -> bool:

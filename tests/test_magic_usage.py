@@ -350,10 +350,13 @@ def test_a_text_setting_written_with_spaces_and_no_quotes_is_answered_quoted(lin
 
 
 @pytest.mark.parametrize("line", ["browse /tmp/sk-proj-Zq81xKeyPasted1234/docs", "load /tmp/sk-proj-Zq81xKeyPasted1234/m",
-                                  "doctor ./sk-proj-Zq81xKeyPasted1234", "browse '/tmp/sk-proj-Zq81xKeyPasted1234/My Papers'"])
+                                  "doctor ./sk-proj-Zq81xKeyPasted1234", "browse '/tmp/sk-proj-Zq81xKeyPasted1234/My Papers'",
+                                  "connect --url=https://sk-proj-Zq81xKeyPasted1234.example/v1",
+                                  "connect --url=http://h:1/v1?a=1&key=sk-proj-Zq81xKeyPasted1234"])
 def test_a_key_in_a_path_segment_is_not_shown(line):
     """`%gptoss browse /tmp/sk-proj-.../docs` said "no such file or folder: /tmp/sk-proj-.../docs", the key pasted in
-    the path quoted back into the saved notebook (only whole words and `=` values were checked): the segment is `…`."""
+    the path quoted back into the saved notebook (only whole words and `=` values were checked), and a key in a URL's
+    host name or its query's second value the same: that part is `…`."""
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
