@@ -279,6 +279,18 @@ def test_a_key_pasted_in_any_option_of_a_command_is_never_printed(line):
     assert "gpt-x" in shown and HIDDEN not in shown, shown
 
 
+@pytest.mark.parametrize("key", ["sk-SECRET-1234-567890", "hf_abcdEFGH1234ijkl5678mnop", "AKIAIOSFODNN7EXAMPLE",
+                                 "123e4567-e89b-12d3-a456-426614174000", "Zq81xKeyPasted1234abcd=="])
+def test_a_keys_kinds_are_hidden_and_a_name_of_short_words_is_shown(key):
+    """Every word of 20 characters with a digit and a letter was taken for a key, so `%gptoss load
+    gpt-oss-20b-finetune-v2` (a folder not there) said "no such ... … (… is not shown: it looks like an API key ...)"
+    about the name the user typed. A key's prefix or a random run of 12 marks a key; a name of short words is shown."""
+    name = "gpt-oss-20b-finetune-v2"
+    hidden, shown = _usage_errors(f"use {key}", f"load {name}")
+    assert key.lower() not in hidden.lower() and HIDDEN in hidden, hidden
+    assert name in shown and HIDDEN not in shown, shown
+
+
 @pytest.mark.parametrize("line", ["--json {key}", "-o {key}", "--tools {key}", "--seed {key}", "--ablate {key}",
                                   "--effort {key}"])
 def test_a_key_pasted_in_a_cells_option_is_never_printed(line):

@@ -613,7 +613,13 @@ def literal_markdown(text: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)  # written out, never obeyed
 
 
-KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])[\w+=-]{20,}")  # a word an API key may be: sk-proj-Zq81x...
+# A word an API key may be (sk-proj-Zq81x..., hf_..., a UUID, 40 hex digits): 20 or more characters of letters, digits
+# and -_+=, a digit and a letter among them, and a key's prefix or a run of 12 without - or _ (a random part), so that
+# a name of short words (gpt-oss-20b-finetune-v2, a folder the user typed) is still shown in an error.
+KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])"
+                     r"(?=(?:sk|pk|rk|hf|r8|gsk|gh[pousr]|github_pat|glpat|xox[abpr])[-_]|AKIA|ASIA|AIza"
+                     r"|[\w+=-]*?[A-Za-z0-9+=]{12})"
+                     r"[\w+=-]{20,}")
 _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # an environment variable's name as they are written: OPENAI_API_KEY
 
 
