@@ -309,6 +309,16 @@ def test_connect_to_a_server_of_several_models_says_the_option_that_names_one():
                     "one with model=... (%gptoss connect URL --model NAME)")
 
 
+def test_a_key_in_the_urls_host_name_is_never_printed():
+    """A gateway that takes its key as a host name's label (`https://sk-....gateway.example/v1`) had it printed in every
+    connect error: the label is written `…` as a path's is (a name under localhost reaches the local fake server)."""
+    with FakeServer() as server:
+        port = server.url.rsplit(":", 1)[1]
+        [said] = _usage_errors(f"connect http://{PASTED}.localhost:{port}/x/v1")
+    assert PASTED.lower() not in said.lower(), said
+    assert said == f"%gptoss connect: the server at http://….localhost:{port}/x answered /v1/models with HTTP 404: Not Found"
+
+
 def test_a_key_in_the_urls_path_is_never_printed():
     """A gateway that takes its key in the path (`https://host/sk-.../v1`) had it printed in every connect error and in
     "Connected to ..." and `%gptoss status`: a path segment that looks like a key is written `…`, the request still

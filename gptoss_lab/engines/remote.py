@@ -68,6 +68,7 @@ _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 _SCHEME_TYPO = regex.compile(r"\s*https?(?::/?|//)(?!/)", regex.IGNORECASE)
 _PATH = regex.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*)(.*)", regex.DOTALL)  # a URL's site, then its path
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
+_KEY_CHARACTERS = regex.compile(r"[\w+=-]+")  # a run of what a key is made of: a host name's label, its scheme, its port
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
 _TITLE = regex.compile(r"<title\b[^>]*>(.*?)</title\s*>", regex.DOTALL | regex.IGNORECASE)
@@ -131,11 +132,17 @@ def _localhost(host: str) -> bool:
 
 def shown_url(url: str) -> str:
     """`url` as typed, to show it: without its `user:password@` (all after the scheme up to the last @), its ?query
-    or #fragment written `?…` or `#…` (`?api_key=sk-...`: some gateways take a key there, others in the path: a
-    segment of it that looks like a key is written `…`)."""
+    or #fragment written `?…` or `#…` (`?api_key=sk-...`: some gateways take a key there, others in the path or a
+    host name: a segment of the path or a label of the host that looks like a key is written `…`)."""
     shown = _QUERY.sub("\\1…", _USERINFO.sub(r"\1", url))
     site, path = _PATH.fullmatch(shown).groups()  # type: ignore[union-attr]
-    return site + "/".join("…" if KEYLIKE.fullmatch(part) else part for part in path.split("/"))
+    return (_KEY_CHARACTERS.sub(lambda label: _unkeyed(label.group()), site)
+            + "/".join(_unkeyed(part) for part in path.split("/")))
+
+
+def _unkeyed(part: str) -> str:
+    """A part of a URL as shown: `…` for one that looks like an API key (`KEYLIKE`)."""
+    return "…" if KEYLIKE.fullmatch(part) else part
 
 
 def _base_url(url: str) -> httpx.URL:
