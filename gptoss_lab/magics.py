@@ -225,7 +225,7 @@ def _keys_hidden(message: str, line: str) -> str:
     hidden = message
     for key in sorted(keys, key=len, reverse=True):   # as written, or lower-cased in a URL's host name
         hidden = re.sub(re.escape(key), "…", hidden, flags=re.IGNORECASE)
-    if hidden == message and not (keys and "…" in message):   # (the remote engine writes a key in a URL `…` itself)
+    if not (keys and "…" in hidden):   # hidden here, or by the remote engine's shown URL: said why
         return message
     body, see = re.fullmatch(r"(.*?)( \(see \S+(?: \S+)? --help\))?", hidden, re.DOTALL).groups()   # type: ignore[union-attr]
     return f"{body} (… is not shown: it looks like an API key, which goes in an environment variable: " \
