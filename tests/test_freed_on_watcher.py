@@ -88,3 +88,34 @@ def test_a_gc_callback_of_the_codes_goes_with_its_call():
     assert done.returncode == 0, done.stderr[-2000:]
     status, users_only, seconds = done.stdout.split()
     assert (status, users_only) == ("done", "True") and float(seconds) < 1, done.stdout
+
+
+def test_a_thread_that_starts_while_the_thread_table_is_read_does_not_fail_the_read():
+    """Reading threading's table (which thread is this: the model's or the kernel's?) raised `dictionary changed size
+    during iteration` when a thread started or ended mid-read (seen in CI: Session.connect failed). A finalizer run by
+    a collection in the middle of the read stands in for that other thread here, at each point of the read."""
+    import gc
+    import threading
+
+    class Starts:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: freed by a collection, which may come in the middle of the read
+
+        def __del__(self) -> None:
+            threading._active[-1] = None  # type: ignore[attr-defined]
+
+    threshold = gc.get_threshold()
+    try:
+        for each in range(1, 12):
+            for garbage in range(12):
+                gc.collect()
+                gc.set_threshold(each)
+                for _ in range(garbage):
+                    Starts()
+                try:
+                    assert containment._thread_of(threading.get_ident()) is threading.current_thread()
+                finally:
+                    gc.set_threshold(*threshold)
+                    threading._active.pop(-1, None)  # type: ignore[attr-defined]
+    finally:
+        gc.set_threshold(*threshold)

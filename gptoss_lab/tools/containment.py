@@ -246,8 +246,14 @@ def _free_kernel_locks() -> None:
 
 def _thread_of(ident: int) -> Any:
     """threading's thread filed under `ident`, or None, found without a look-up: the code can put a key of its own
-    with that hash in the table, and a look-up there runs the key's __eq__ on the thread that looks."""
-    return next((thread for key, thread in list(_active.items()) if type(key) is int and key == ident), None)
+    with that hash in the table, and a look-up there runs the key's __eq__ on the thread that looks. The table is read
+    again when a thread started or ended while it was read (`dictionary changed size during iteration`)."""
+    while True:
+        try:
+            items = list(_active.items())
+        except RuntimeError:
+            continue
+        return next((thread for key, thread in items if type(key) is int and key == ident), None)
 
 
 def _plain_keys(table: dict[Any, Any], kind: type = str, keep: Iterable[Any] = ()) -> None:
