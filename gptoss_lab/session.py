@@ -843,11 +843,11 @@ class _Turn:
         return True
 
     def _edit(self, call: ToolCall, code: str) -> None:
-        """The user edited the call before running it: what runs is what the model is told it wrote."""
+        """The user edited the call before running it: what runs is what the model is told it wrote. The Reply keeps
+        the model's own code beside `call.input`, as the live card did (a saved turn showed the user's code as the
+        model's, without "edited before running")."""
         old = self.session.history[-1]
-        new = harmony.assistant_message(code, old.channel, old.recipient, old.content_type)
-        self.session.history[-1] = new
-        self.reply.messages[self.reply.messages.index(old)] = new
+        self.session.history[-1] = harmony.assistant_message(code, old.channel, old.recipient, old.content_type)
         call.input = code
 
     def _answer(self, call: ToolCall, tool: Tool | None, result: ToolResult) -> None:

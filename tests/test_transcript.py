@@ -418,3 +418,20 @@ def test_a_saved_turn_shows_each_call_under_the_message_that_made_it():
         text = shown.to_text()
         assert "Tool call functions.delete_all" not in text and "Tool call python [done]:\n    print(6 * 7)" in text
         assert "Output:\n    42" in text and "being written" not in text
+
+
+def test_a_saved_turn_shows_the_models_code_was_edited_before_it_ran_as_the_live_card_did() -> None:
+    """Code the user edited on the approval card: the live card said "edited before running", but the turn drawn again
+    from its Reply (`%gptoss history`, a Reply as a cell's value) showed the user's code as the model's, unmarked."""
+    class Editor(_Recorder):
+        def approve(self, call) -> Approval:
+            return Approval(True, code="print(6 * 7)")
+
+    view, ns = Editor(), {}
+    recording = ("<|channel|>analysis<|message|>t<|end|><|start|>assistant to=python<|channel|>analysis code<|message|>"
+                 "import os; os.remove('precious')<|call|><|channel|>final<|message|>42<|return|>")
+    session = Session(ReplayEngine(recording), namespace=ns, approval="ask")
+    reply = session.ask("q", view=view)
+    assert reply.tool_calls[0].output == "42\n" and "os.remove" not in session.export()   # what ran, what the model reads
+    for transcript in (Transcript.from_events(view.events), Transcript.from_reply(reply)):
+        assert "[done · edited before running]:\n    print(6 * 7)" in transcript.to_text()
