@@ -72,6 +72,28 @@ function placePopup(event) {
   chip.classList.toggle("gx-cite-below", above < top && below - bottom < top - above);
 }
 
+function dismissPopup(root, event) {
+  // Escape hides the open popup of a chip in `root` (hovered or focused) where pointer and focus are: it covers the
+  // lines above the chip, and moving away was the only way to read them (WCAG 1.4.13). The key goes no further when
+  // it was pressed on the chip (JupyterLab's Escape leaves the cell).
+  const open = [...root.querySelectorAll("sup.gx-cite:hover, sup.gx-cite:focus-within")]
+    .filter((chip) => !chip.classList.contains("gx-cite-dismissed"));
+  if (event.key !== "Escape" || !open.length) return;
+  for (const chip of open) chip.classList.add("gx-cite-dismissed");
+  if (open.some((chip) => chip.contains(document.activeElement))) {
+    event.preventDefault();
+    event.stopPropagation();
+  }
+}
+
+function undismissPopup(event) {
+  // A dismissed popup opens again once both pointer and focus have left its chip (and come back to it).
+  const chip = event.target.closest && event.target.closest("sup.gx-cite-dismissed");
+  if (!chip || chip.contains(event.relatedTarget)) return;
+  const stays = event.type === "focusout" ? chip.matches(":hover") : chip.contains(document.activeElement);
+  if (!stays) chip.classList.remove("gx-cite-dismissed");
+}
+
 function showSource(event) {
   // A click, Enter or Space on the chip of a local document (no link to open) takes focus to its entry in the Sources
   // list under the answer, as a footnote's number does; the entry is highlighted while it has focus (citations.css).
@@ -667,6 +689,10 @@ function render({ model, el }) {
   view.root.addEventListener("focusin", placePopup);
   view.root.addEventListener("click", showSource);
   view.root.addEventListener("keydown", showSource);
+  view.root.addEventListener("pointerout", undismissPopup);
+  view.root.addEventListener("focusout", undismissPopup);
+  const onEscape = (event) => dismissPopup(view.root, event);   // a hovered chip's too, wherever focus is
+  document.addEventListener("keydown", onEscape, true);
   let turn = null;
   let seq = 0;
   const apply = (ops, sent) => {
@@ -729,6 +755,7 @@ function render({ model, el }) {
   send(model, { kind: "ready", saves: !!ctx, behind });
   return () => {
     clearInterval(timer);
+    document.removeEventListener("keydown", onEscape, true);
     model.off("change:_chunk", onChunk);
     model.off("change:_snapshot", onSnapshot);
     model.off("change:_last", onLast);

@@ -99,7 +99,8 @@ def test_source_lines_and_saved_footer_read_at_4_5_to_1(lab_notebook, save_noteb
 def test_a_citation_shows_its_lines_to_the_keyboard(lab_notebook):
     """Tab reaches each citation chip of the live answer and its popup (the cited lines) shows while it has focus, as
     under the pointer: a chip of a local file is no link, and keyboard and touch users could never see what it
-    cites. Screenshot: /tmp/gptoss_browse_keyboard.png."""
+    cites. Escape closes a popup, focused or hovered, where focus and pointer are (it covered the lines above, and only
+    moving away uncovered them); it opens again once they come back. Screenshot: /tmp/gptoss_browse_keyboard.png."""
     cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
     page = lab_notebook(cells, wait_for="text=/^CITED /")
     page.locator(".gx-chat .gx-copy-code").last.focus()
@@ -112,6 +113,18 @@ def test_a_citation_shows_its_lines_to_the_keyboard(lab_notebook):
     page.screenshot(path="/tmp/gptoss_browse_keyboard.png")
     display, content = chip.evaluate(POPUP)
     assert display == "block" and "Keep the humidity at 68 percent" in content
+    page.keyboard.press("Escape")
+    assert chip.evaluate(POPUP)[0] == "none" and chip.evaluate("n => n.contains(document.activeElement)")
+    page.keyboard.press("Tab")                                 # on to the next chip, and back: it opens again
+    page.keyboard.press("Shift+Tab")
+    assert chip.evaluate(POPUP)[0] == "block"
+    other = page.locator(".gx-chat .gx-final sup.gx-cite").nth(1)
+    other.hover()
+    page.keyboard.press("Escape")
+    assert other.evaluate(POPUP)[0] == "none"
+    page.mouse.move(0, 0)
+    other.hover()
+    assert other.evaluate(POPUP)[0] == "block"
 
 
 # [left, right] of a chip's popup and of the chat view, in px from the window's left
