@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
@@ -288,6 +289,15 @@ def test_safe_content_survives_sanitizing() -> None:
     assert "<code>x &lt; y</code>" in html
     assert markdown_html("![diagram](https://example.org/d.png)") == (
         '<p><a href="https://example.org/d.png" target="_blank" rel="noopener noreferrer">[image: diagram]</a></p>\n')
+
+
+@pytest.mark.parametrize("link", ["[docs](//evil.example/a)", "[notes](./notes.md)", "[top](#x)", "[f](ftp://h/f)",
+                                  "![chart](//evil.example/p.png)", "[r][d]\n\n[d]: /lab/tree"])
+def test_a_link_the_sanitizer_would_empty_is_shown_as_written(link: str) -> None:
+    """A link to anything but http(s) or mailto lost its address to the sanitizer and stayed a word in a link's colour
+    that opened nothing (`<a>docs</a>`): it reads as written, as a `javascript:` link does."""
+    html = markdown_html(link)
+    assert "<a" not in html and unescape(re.sub("<[^>]*>", "", html)).strip() == link.replace("\n\n", "\n")
 
 
 def test_math_cannot_paint_outside_its_own_box() -> None:

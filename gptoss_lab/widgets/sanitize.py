@@ -99,7 +99,7 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     larger than a formula, no negative scriptlevel, no tabindex but 0 and no role but a note reference; everything else
     in the allow-list passes."""
     if attribute == "href":
-        return value if value.strip().lower().startswith(LINK_SCHEMES) else None
+        return value if web_link(value) else None
     if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or not _small_length(
             value, _LINE_MAX_EM if attribute == "linethickness" else _MATH_LENGTH_MAX_EM)):
         return None
@@ -112,6 +112,11 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     if attribute == "dir":  # the saved form's dir="auto" (transcript.py); no text turned right to left by a value
         return value if value == "auto" else None
     return value
+
+
+def web_link(url: str) -> bool:
+    """Whether `url` is a link the lab keeps: http(s) or mailto (any other `href` is dropped)."""
+    return url.strip().lower().startswith(LINK_SCHEMES)
 
 
 @functools.cache

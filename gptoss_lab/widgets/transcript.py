@@ -24,7 +24,7 @@ from .citations import card_html, is_browser_call, sources_html, sources_markdow
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
     markdown_is_inert, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, \
-    stay_apart, visible, written_controls
+    stay_apart, visible, web_link, written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -441,6 +441,9 @@ def _markdown() -> Any:
 
     md = MarkdownIt("commonmark", {"html": False, "breaks": False}).enable(["table", "strikethrough"])
     md.use(dollarmath_plugin, allow_labels=False, allow_digits=False, double_inline=True, renderer=_math)
+    # a link the sanitizer would leave without its address (`[docs](//host/a)`, `(./notes.md)`) is shown as written, as
+    # a `javascript:` one is: it was a word in a link's colour that opened nothing, its address lost
+    md.validateLink = web_link
     md.add_render_rule("image", _image_as_link)
     md.core.ruler.push("demote_headings", demote_headings)
     md.core.ruler.push("reveal_bidi", _reveal_code)
