@@ -591,6 +591,7 @@ def _quoted(markdown: str) -> str:
 # again out of sight (::before), for a screen reader: without them the prompt and the answer read as one text.
 # Where no JupyterLab theme sets the colours (VS Code, a bare page), --gx-grey and --gx-link are mixed from the text's
 # own colour, so they read at 4.5:1 on a dark page as on a light one (a fixed grey read at 2.6:1 on a dark page).
+# A formula wider than the answer scrolls sideways, as code does (none breaks across lines: one ran past the page's edge).
 _PROSE_TAG = re.compile(rf"<({'|'.join(PROSE)})>")  # as the sanitiser writes them: no attributes
 FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
@@ -623,6 +624,7 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback table.gx-tool th,.gx-fallback table.gx-tool td{border:0;padding:6px 10px;text-align:left}
 .gx-fallback table.gx-tool th{background:var(--jp-layout-color2,rgba(127,127,127,.12));font-weight:600;font-size:85%}
 .gx-fallback table.gx-tool tr + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
+.gx-fallback math{max-width:100%;overflow-x:auto}
 .gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;word-break:normal;
  overflow-wrap:anywhere;font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}
 .gx-fallback .gx-output{color:var(--jp-content-font-color2,var(--gx-grey))}

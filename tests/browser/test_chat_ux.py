@@ -272,29 +272,36 @@ def test_focus_stays_in_the_view_after_stop_by_keyboard(lab_notebook):
 
 WIDE = ("<|channel|>final<|message|>| " + " | ".join(f"column{i}" for i in range(12)) + " |\n|" + "---|" * 12 + "\n| "
         + " | ".join(str(i) for i in range(12)) + " |\n\n"
-        "$$\\frac{a+b+c+d+e+f+g+h+i+j+k+l+m+n+o+p}{q+r+s+t+u+v+w+x+y+z} = 12345678901234567890$$\n<|return|>")
-# For each selector: [right edge past the view's, scrolls sideways, height]
-BOXES = """(names) => { const right = document.querySelector('.gx-chat').getBoundingClientRect().right;
-  return names.map((name) => { const n = document.querySelector(`.gx-chat ${name}`); const r = n.getBoundingClientRect();
-    return [Math.round(r.right - right), n.scrollWidth > n.clientWidth, Math.round(r.height)]; }); }"""
+        "$$\\frac{a+b+c+d+e+f+g+h+i+j+k+l+m+n+o+p}{q+r+s+t+u+v+w+x+y+z} = 12345678901234567890$$\n\n"
+        "Inline $a+b+c+d+e+f+g+h+i+j+k+l+m+n+o+p+q+r+s+t+u+v+w+x+y+z = 12345678901234567890$ too.\n<|return|>")
+# For each selector in `view`: [right edge past the view's, scrolls sideways (a scroller with more than it shows), height]
+BOXES = """([view, names]) => { const right = document.querySelector(view).getBoundingClientRect().right;
+  return names.map((name) => { const n = document.querySelector(`${view} ${name}`); const r = n.getBoundingClientRect();
+    const scroller = ['auto', 'scroll'].includes(getComputedStyle(n).overflowX);
+    return [Math.round(r.right - right), scroller && n.scrollWidth > n.clientWidth, Math.round(r.height)]; }); }"""
 
 
 def test_a_wide_table_scrolls_in_a_400_px_window(lab_notebook):
     """In a 400 px window, a 12-column table keeps its headers on one line and scrolls sideways inside the answer
     (it was squeezed: "column0" broke letter by letter and the last columns were cut off, out of reach), as a wide
-    formula does. Screenshot: /tmp/gptoss_chat_ux_narrow.png."""
+    formula does, inline or displayed, live and saved (a formula ran past the view's edge, and the whole output
+    scrolled sideways). Screenshot: /tmp/gptoss_chat_ux_narrow.png."""
     cells = ["from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
+             "from gptoss_lab.widgets.transcript import Transcript\n"
              f"session = Session(ReplayEngine({WIDE!r}), approval='auto')",
-             "reply = session.ask('Wide', view=ChatView.show())"]
-    page = lab_notebook(cells, wait_for=".gx-chat .gx-footer")
+             "reply = session.ask('Wide', view=ChatView.show())", "Transcript.from_reply(reply)"]
+    page = lab_notebook(cells, wait_for=".gx-fallback .gx-final")
+    page.wait_for_selector(".gx-chat .gx-footer")
     page.set_viewport_size({"width": 400, "height": 800})
     page.wait_for_timeout(500)
     page.locator(".gx-chat .gx-final").scroll_into_view_if_needed()
     page.screenshot(path="/tmp/gptoss_chat_ux_narrow.png")
-    table, th, td, formula = page.evaluate(BOXES, ["table", "th", "td", "math[display='block']"])
+    table, th, td = page.evaluate(BOXES, [".gx-chat", ["table", "th", "td"]])
     assert table[0] <= 1 and table[1], f"table past the view's edge or not scrollable: {table}"
     assert th[2] == td[2], f"header broken over lines: {th[2]} px high, a cell {td[2]} px"
-    assert formula[0] <= 1 and formula[1], f"formula past the view's edge or not scrollable: {formula}"
+    for view in (".gx-chat", ".gx-fallback"):
+        for formula in page.evaluate(BOXES, [view, ["math[display='block']", "math[display='inline']"]]):
+            assert formula[0] <= 1 and formula[1], f"{view}: formula past the view's edge or not scrollable: {formula}"
 
 
 KERNEL_BACK = ("() => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;"
