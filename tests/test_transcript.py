@@ -96,6 +96,17 @@ def test_stable_markdown_end_stops_before_open_blocks() -> None:
     assert stable_markdown_end("a\n\n```\ncode\n```\n\nb") == len("a\n\n```\ncode\n```\n\n")
 
 
+@pytest.mark.parametrize(("outer", "inner"), [("````", "```python"), ("````", "```"), ("~~~~", "~~~"),
+                                              ("~~~", "```"), ("`````", "````py")])
+def test_an_answer_streams_a_fence_that_shows_fences_as_code(outer: str, inner: str) -> None:
+    """A ```` block (or a ~~~ one) that shows a ``` block is not cut at its inner fences while it streams: the part
+    after the first one was sent as prose (its `# comment` drawn as a heading) until the answer ended."""
+    streaming = f"Example:\n\n{outer}markdown\n{inner}\n# comment\n\nx = 1\n"
+    assert stable_markdown_end(streaming) == len("Example:\n\n")
+    done = f"{streaming}{inner.rstrip('abcdefghijklmnopqrstuvwxyz')}\n\n{outer}\n\nAfter.\n"  # the inner one closed
+    assert stable_markdown_end(done) == len(done) - len("After.\n")
+
+
 def test_text_view_streams_channels() -> None:
     out = io.StringIO()
     view = TextView(out)

@@ -416,20 +416,29 @@ def _in_time(tokens: Iterator[Any], deadline: float) -> Iterator[Any]:
         yield token
 
 
+_FENCE_LINE = re.compile(r"(`{3,}|~{3,})(.*)")
+
+
 def stable_markdown_end(text: str, start: int = 0) -> int:
-    """End of the Markdown blocks that later text cannot change: the last blank line outside a fence or $$."""
-    end, fenced, math = start, False, False
+    """End of the Markdown blocks that later text cannot change: the last blank line outside a fence or $$. A fence
+    closes only at a run of its own character at least as long, with nothing after it (a ```` block showing ``` lines
+    was cut at its first inner one: the rest streamed as prose, its `# comment` a heading)."""
+    end, fence, math = start, "", False
     pos = start
     for line in text[start:].splitlines(keepends=True):
         pos += len(line)
         stripped = line.strip()
         if not line.endswith("\n"):
             break
-        if stripped.startswith(("```", "~~~")):
-            fenced = not fenced
-        elif stripped.startswith("$$") and not fenced and not (len(stripped) > 2 and stripped.endswith("$$")):
+        run = _FENCE_LINE.match(stripped)
+        if fence:
+            closes = run and run.group(1)[0] == fence[0] and len(run.group(1)) >= len(fence) and not run.group(2).strip()
+            fence = "" if closes else fence
+        elif run and not math:
+            fence = run.group(1)
+        elif stripped.startswith("$$") and not (len(stripped) > 2 and stripped.endswith("$$")):
             math = not math
-        elif not stripped and not fenced and not math:
+        elif not stripped and not math:
             end = pos
     return end
 
