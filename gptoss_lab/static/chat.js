@@ -76,9 +76,10 @@ function dismissPopup(root, event) {
   // Escape hides the open popup of a chip in `root` (hovered or focused) where pointer and focus are: it covers the
   // lines above the chip, and moving away was the only way to read them (WCAG 1.4.13). The key goes no further when
   // it was pressed on the chip (JupyterLab's Escape leaves the cell).
+  if (event.key !== "Escape") return;   // (every key of the page comes here: no look for chips at the others)
   const open = [...root.querySelectorAll("sup.gx-cite:hover, sup.gx-cite:focus-within")]
     .filter((chip) => !chip.classList.contains("gx-cite-dismissed"));
-  if (event.key !== "Escape" || !open.length) return;
+  if (!open.length) return;
   for (const chip of open) chip.classList.add("gx-cite-dismissed");
   if (open.some((chip) => chip.contains(document.activeElement))) {
     event.preventDefault();
