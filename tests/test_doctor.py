@@ -442,3 +442,23 @@ def test_the_kv_cache_a_loaded_engine_holds_counts_as_free_for_it(monkeypatch, f
         monkeypatch.setattr(checkpoint, "free_bytes", lambda target: free - held)
         contexts.append(doctor(engine, device="cpu").max_context)
     assert contexts[0] == contexts[1] < 12_288 and held > 6e6
+
+
+@pytest.mark.parametrize("damage", ["truncated", "config_lies"])
+def test_a_folder_the_load_refuses_from_its_headers_is_refused_by_the_doctor_too(tmp_path, random_checkpoint, damage):
+    """A half-copied shard, or a config.json whose sizes are not its weights': the doctor said the model fits (sized by
+    the config alone), and `%gptoss load` then refused it; both say the load's one line now."""
+    import json
+    import shutil
+
+    folder = shutil.copytree(random_checkpoint, tmp_path / "copy")
+    weights, config = folder / "model.safetensors", folder / "config.json"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-1000])
+    else:
+        config.write_text(json.dumps({**json.loads(config.read_text()), "intermediate_size": 128}))
+    with pytest.raises(LoadError) as loading:
+        checkpoint.plan_load(folder)
+    with pytest.raises(LoadError) as sizing:
+        doctor(folder)
+    assert str(sizing.value) == str(loading.value) and "\n" not in str(sizing.value)

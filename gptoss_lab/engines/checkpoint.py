@@ -1025,8 +1025,7 @@ def plan_load(
     config = read_config(source, hub_kw, local)
     check_implementations(config, kw, source.path)
     if local is not None:
-        check_tensors(local, config, name=source.path)
-        check_sampling(local, source.path)
+        check_folder(local, config, source.path)
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     if device_map in _MULTI_DEVICE_MAPS and not torch.cuda.is_available():
@@ -1148,9 +1147,16 @@ def checked_folder(folder: str | Path) -> Any:
     if not any(Path(source.path).glob("*.safetensors")):   # train and llamacpp failed later, with a traceback
         raise LoadError(f"{source.path} has a config.json but no weights (*.safetensors)")
     check_implementations(config, {}, source.path)
-    check_tensors(source.path, config, name=source.path)
-    check_sampling(source.path, source.path)
+    check_folder(source.path, config, source.path)
     return config
+
+
+def check_folder(folder: str, config: Any, label: str) -> None:
+    """What a load refuses of a checkpoint `folder` (named `label`) before it reads a weight: pickled weights, tensors'
+    names, shapes and dtypes from their headers, sampling settings. The doctor asks it too: it said a half-copied
+    folder, or one whose config.json lies about its sizes, fits, and the load then refused it."""
+    check_tensors(folder, config, name=label)
+    check_sampling(folder, label)
 
 
 def check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:

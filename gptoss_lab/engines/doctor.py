@@ -261,7 +261,7 @@ def _config(model: Any) -> tuple[str, Any, str | None]:
     config = checkpoint.read_config(source, hub_kw, folder)
     checkpoint.check_implementations(config, {}, source.path)  # the load refuses it: no report saying it fits
     if folder is not None:
-        checkpoint.check_not_pickled(folder, source.path)  # likewise
+        checkpoint.check_folder(folder, config, source.path)  # likewise
     return source.name, config, folder
 
 
