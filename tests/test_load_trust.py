@@ -315,3 +315,22 @@ def test_a_mistyped_checkpoint_folder_names_the_folder_beside_it(tmp_path, rando
         assert one_line_error(lambda: load(tmp_path / typed)) == meant
         assert one_line_error(lambda: doctor(str(tmp_path / typed))) == meant
     assert one_line_error(lambda: load(tmp_path / "llama")) == f"checkpoint folder not found: {tmp_path / 'llama'}"
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "7"])
+def test_a_gpu_past_those_of_this_machine_is_refused_in_one_line(random_checkpoint, monkeypatch, device):
+    """`--device cuda:7` on a machine of one GPU passed the check that a GPU is there, then torch's "invalid device
+    ordinal" came out of the free-memory count as a traceback; the doctor sizing it for another machine (memory=) asked
+    this one's GPU 7 for its name and kernels. Both say which GPUs this machine has instead."""
+    import torch
+
+    from gptoss_lab.engines import checkpoint
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(LoadError) as info:
+        checkpoint.plan_load(random_checkpoint, device=device)
+    assert str(info.value) == (f"{device} was asked for, but torch sees 1 CUDA GPU (cuda:0) here: use device='cuda' "
+                               "or device='cpu' (%gptoss load NAME --device cpu)")
+    sized = doctor(random_checkpoint, device=device, memory="80 GB")
+    assert sized.device_name == "not here: torch sees 1 CUDA GPU (cuda:0)" and sized.kernels == sized.device_name[10:]

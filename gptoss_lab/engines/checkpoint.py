@@ -790,8 +790,8 @@ def mxfp4_kernels(target: Any = None, *, use_kernels: bool = False) -> str | Non
         if not iu.is_triton_available("3.5.0"):
             return "triton ≥ 3.5 is not installed (MXFP4 on CPU)"
     else:
-        if not torch.cuda.is_available():
-            return f"torch {torch.__version__} sees no CUDA GPU"
+        if missing := missing_gpu(text):
+            return missing
         device = torch.device(int(text) if text.isdigit() else text if text.startswith("cuda") else "cuda")
         capability = torch.cuda.get_device_capability(device)
         if capability < (7, 5):
@@ -860,12 +860,36 @@ def check_gpu(target: Any, hint: str = "") -> None:
     accelerate (`hint` ends the message)."""
     import torch
 
-    if on_gpu(target) and not torch.cuda.is_available():
-        raise LoadError(f"{target} was asked for, but torch {torch.__version__} sees no CUDA GPU here: "
-                        f"use device='cpu' (%gptoss load NAME --device cpu){hint}")
+    if missing := missing_gpu(target):
+        other = "device='cuda' or " * torch.cuda.is_available()
+        raise LoadError(f"{target} was asked for, but {missing} here: use {other}device='cpu' (%gptoss load NAME "
+                        f"--device cpu){hint}")
     if (kind := _unusable_device(target)) is not None:
         raise LoadError(f"{target} was asked for, but torch {torch.__version__} finds no {kind} device here: "
                         f"use device='cpu' (%gptoss load NAME --device cpu){hint}")
+
+
+def missing_gpu(target: Any) -> str | None:
+    """Why the CUDA GPU `target` names is not on this machine ("torch ... sees no CUDA GPU", or the GPUs it has, for
+    cuda:7 on a machine of one: torch's "invalid device ordinal" was a traceback); None where it is, or for no GPU."""
+    import torch
+
+    if not on_gpu(target):
+        return None
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA GPU"
+    index, count = _gpu_index(target), torch.cuda.device_count()
+    if index is not None and index >= count:
+        return f"torch sees {count} CUDA GPU{'s' * (count > 1)} (cuda:0{f' to cuda:{count - 1}' * (count > 1)})"
+    return None
+
+
+def _gpu_index(target: Any) -> int | None:
+    """The GPU index `target` ("cuda:1", "1") names; None for plain "cuda" (the current GPU)."""
+    import torch
+
+    text = str(target)
+    return int(text) if text.isdigit() else torch.device(text).index
 
 
 def _unusable_device(target: Any) -> str | None:
@@ -1306,7 +1330,7 @@ def _same_memory(device: Any, target: Any) -> bool:
     if text in _MULTI_DEVICE_MAPS:
         return device.type in ("cpu", "cuda")
     if on_gpu(text):
-        index = int(text) if text.isdigit() else torch.device(text).index
+        index = _gpu_index(text)
         return device.type == "cuda" and device.index == (torch.cuda.current_device() if index is None else index)
     return device.type == "cpu"
 

@@ -376,6 +376,8 @@ def _device_name(target: Any) -> str:
     if text.startswith("cuda") or text.isdigit() or text == "auto":
         if not torch.cuda.is_available():
             return "no CUDA GPU visible to torch"
+        if missing := checkpoint.missing_gpu(text):  # memory= given for another machine's cuda:7
+            return f"not here: {missing}"
         device = torch.device(int(text) if text.isdigit() else text if text.startswith("cuda") else "cuda")
         major, minor = torch.cuda.get_device_capability(device)
         return f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
