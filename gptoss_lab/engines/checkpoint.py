@@ -790,6 +790,8 @@ def mxfp4_kernels(target: Any = None, *, use_kernels: bool = False) -> str | Non
         if not iu.is_triton_available("3.5.0"):
             return "triton ≥ 3.5 is not installed (MXFP4 on CPU)"
     else:
+        if not torch.cuda.is_available():   # (mps, xpu ... too: the kernels run on CUDA GPUs)
+            return f"torch {torch.__version__} sees no CUDA GPU"
         if missing := missing_gpu(text):
             return missing
         device = torch.device(int(text) if text.isdigit() else text if text.startswith("cuda") else "cuda")
