@@ -54,6 +54,18 @@ def test_a_weight_holding_nan_or_inf_is_refused_naming_it(tmp_path, random_check
     assert one_line_error(lambda: load(folder)) == f"could not load {folder}: the weight {name} {GARBAGE}"
 
 
+def test_a_weight_made_infinite_by_the_dtype_it_loads_in_says_which_dtype_fits(tmp_path, random_checkpoint):
+    """A bfloat16 weight past float16's largest value (65504), loaded with --dtype float16: the load said the
+    checkpoint holds infinities, "copy or download the checkpoint again", which mends nothing; its stored values are
+    finite, and bfloat16 loads it."""
+    name = "model.layers.1.mlp.router.weight"
+    folder = with_weights(random_checkpoint, tmp_path / "wide", poisoned(name, 1e5))
+    assert one_line_error(lambda: load(folder, dtype="float16")) == (
+        f"could not load {folder}: the weight {name} holds values too large for float16 (they became infinite): "
+        "load it in bfloat16 or float32 (dtype='bfloat16', %gptoss load NAME --dtype bfloat16)")
+    assert load(folder, dtype="bfloat16").model.model.layers[1].mlp.router.weight.isfinite().all()
+
+
 def test_large_finite_weights_whose_sums_overflow_still_load(tmp_path, random_checkpoint):
     """The check sums each weight first: a float16 sum of large values is infinite while every value is finite."""
     def large(tensors):

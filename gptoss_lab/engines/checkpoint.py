@@ -1279,15 +1279,40 @@ def quiet_mxfp4_warnings(enabled: bool) -> Iterator[None]:
 # ------------------------------------------------------------------ a loaded model
 
 
-def non_finite(model: Any) -> str | None:
+def non_finite(model: Any, folder: str | None = None) -> str | None:
     """Why a loaded model can only compute garbage, naming the first weight that holds NaN or an infinity; else None.
     The header checks cannot see values, and one NaN in an embedding row, a norm or the router loaded and wrote "!!!!"
-    (NaN logits) at every turn. Packed MXFP4 blocks are whole numbers (their scales are checked before the load)."""
+    (NaN logits) at every turn. Packed MXFP4 blocks are whole numbers (their scales are checked before the load).
+    A weight finite in the checkpoint `folder` (where known) was made infinite by the dtype it loaded in: said so."""
     for name, tensor in model.named_parameters():
         if tensor.is_floating_point() and tensor.device.type != "meta" and not _all_finite(tensor):
-            return (f"the weight {printable(clip(name, 120))} holds NaN or infinite values, so every answer would be "
-                    "garbage: copy or download the checkpoint again")
+            shown = printable(clip(name, 120))
+            if _stored_finite(folder, name):   # bfloat16 values past float16's 65504: a new download mends nothing
+                dtype = str(tensor.dtype).removeprefix("torch.")
+                # (float64 weights past float32's range want float64)
+                wider, fits = ("bfloat16", "bfloat16 or float32") if dtype == "float16" else ("float64", "float64")
+                return (f"the weight {shown} holds values too large for {dtype} (they became infinite): load it in "
+                        f"{fits} (dtype={wider!r}, %gptoss load NAME --dtype {wider})")
+            return (f"the weight {shown} holds NaN or infinite values, so every answer would be garbage: copy or "
+                    "download the checkpoint again")
     return None
+
+
+def _stored_finite(folder: str | None, name: str) -> bool:
+    """Whether the tensor `name` is stored in the checkpoint `folder`'s .safetensors with finite values only (False
+    where the folder is not known, the tensor is stored under another name, or cannot be read)."""
+    from safetensors import SafetensorError, safe_open
+
+    if folder is None:
+        return False
+    try:
+        for shard in _weight_files(Path(folder), folder):
+            with safe_open(shard, "pt") as f:
+                if name in f.keys():
+                    return _all_finite(f.get_tensor(name))
+    except (OSError, SafetensorError, LoadError):
+        pass
+    return False
 
 
 def _all_finite(tensor: Any) -> bool:

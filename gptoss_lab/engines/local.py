@@ -103,7 +103,7 @@ class LocalEngine:
             raise KeyboardInterrupt
         wrong = (f"the weight {min(info['missing_keys'])} is missing from its .safetensors files"
                  if info["missing_keys"]  # transformers filled them with random values: another model than the one asked for
-                 else checkpoint.non_finite(model))
+                 else checkpoint.non_finite(model, plan.folder))
         if wrong:
             del model, info   # not kept alive by this frame in the error's traceback
             raise LoadError(f"could not load {plan.source.path}: {wrong}")
