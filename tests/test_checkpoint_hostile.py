@@ -551,6 +551,28 @@ def test_a_load_with_missing_weights_or_stopped_midway_leaves_no_model_behind(tm
     assert len(built) >= 2 and [ref() for ref in built if ref() is not None] == [], kept
 
 
+def test_ctrl_c_while_the_loaded_weights_are_scanned_leaves_no_model_behind(random_checkpoint, monkeypatch):
+    """Ctrl-C during the scan for NaN after the load (it reads every weight) kept the model alive in the error's
+    traceback, which the notebook keeps: its memory stayed taken, unnamed by the next load's "unload it first"."""
+    import gc
+    import weakref
+
+    from gptoss_lab.engines import checkpoint
+
+    scanned = []
+
+    def interrupted(tensor):
+        scanned.append(weakref.ref(tensor))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "_all_finite", interrupted)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        load(random_checkpoint)
+    kept = stopped.value   # as IPython keeps the last error
+    gc.collect()
+    assert scanned and scanned[0]() is None, kept
+
+
 def test_a_keyword_that_is_no_load_option_is_refused_in_one_line(random_checkpoint):
     """transformers takes an unknown keyword as a config value, after the checks (`sliding_window=0` loaded, then
     every turn failed), or fails with a traceback (`foo=1`); a session setting given to load was one of those."""

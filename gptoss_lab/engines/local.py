@@ -101,11 +101,16 @@ class LocalEngine:
             interrupted = True
         if interrupted:  # raised anew here: the interrupted load's frames held the half-loaded model
             raise KeyboardInterrupt
-        wrong = (f"the weight {min(info['missing_keys'])} is missing from its .safetensors files"
-                 if info["missing_keys"]  # transformers filled them with random values: another model than the one asked for
-                 else checkpoint.non_finite(model, plan.folder))
-        if wrong:
+        try:   # the scan for NaN reads every weight: Ctrl-C there is raised anew too, the model let go
+            wrong = (f"the weight {min(info['missing_keys'])} is missing from its .safetensors files"
+                     if info["missing_keys"]  # transformers filled them with random values: another model than asked for
+                     else checkpoint.non_finite(model, plan.folder))
+        except KeyboardInterrupt:
+            wrong, interrupted = None, True
+        if wrong or interrupted:
             del model, info   # not kept alive by this frame in the error's traceback
+            if interrupted:
+                raise KeyboardInterrupt
             raise LoadError(f"could not load {plan.source.path}: {wrong}")
         engine = cls(model, name=plan.source.name, fast=fast)
         checkpoint.remember_loaded(model, engine.name, plan.folder or plan.source.path)
