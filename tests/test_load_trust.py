@@ -334,3 +334,14 @@ def test_a_gpu_past_those_of_this_machine_is_refused_in_one_line(random_checkpoi
                                "or device='cpu' (%gptoss load NAME --device cpu)")
     sized = doctor(random_checkpoint, device=device, memory="80 GB")
     assert sized.device_name == "not here: torch sees 1 CUDA GPU (cuda:0)" and sized.kernels == sized.device_name[10:]
+
+
+def test_a_folder_name_with_terminal_controls_is_written_out_in_the_load_lines(tmp_path, random_checkpoint, capsys):
+    """A checkpoint folder named `gpt\\x1b[2J...` (unpacked from someone's archive): the "Loading ..." and "Note: ..."
+    lines printed its escape sequence, which a terminal or the notebook's output obeyed (cleared, recoloured), and a
+    direction override reversed the line; "Loaded" alone wrote them out."""
+    folder = shutil.copytree(random_checkpoint, tmp_path / "gpt\x1b[2J\x1b[31mred\u202eoss")
+    LocalEngine.from_pretrained(folder, dtype="float16", dequantize=True)
+    out = capsys.readouterr().out
+    assert "Loading gpt\\x1b[2J\\x1b[31mred\\u202eoss on cpu" in out and "Note: gpt\\x1b[2J" in out
+    assert "\x1b" not in out and "\u202e" not in out

@@ -33,8 +33,11 @@ def esm(name: str) -> str:
 
 def say(text: str, *, flush: bool = False) -> None:
     """Print one of the lab's own messages (a load, a status, a note) in lines that JupyterLab's output area does not
-    break inside a word: it breaks a longer line at any letter (`word-break: break-all`), "max tok" / "ens"."""
-    print(_fitted(text), flush=flush)
+    break inside a word: it breaks a longer line at any letter (`word-break: break-all`), "max tok" / "ens". Control
+    characters of the names in it (a folder's `\\x1b[2J`, `\\u202e`) are written out, never obeyed."""
+    from .sanitize import visible
+
+    print(_fitted(visible(text)), flush=flush)
 
 
 def _fitted(text: str) -> str:
