@@ -605,3 +605,18 @@ def test_a_page_sent_as_a_stream_is_said_to_be_a_page(page, said, ollama):
     assert reply.errors == [f"The turn failed: the server at {server.url} answered with a page, not a completion "
                             f"stream: {said}; is it the inference server's address, and does a proxy or login stand "
                             "in front of it?"]
+
+
+@pytest.mark.parametrize("line", [b'{"choices": [{"text": "<|channel|>final<|message|>42"}]}', b"[DONE]"])
+def test_json_lines_without_data_are_said_at_once_not_after_the_timeout(line):
+    """A server streaming its chunks as bare JSON lines (no `data: `) under text/event-stream had them passed over:
+    the turn waited the whole timeout and said "sent nothing for 10 s" (or "closed the stream mid-answer")."""
+    answer = [HEAD, _event("<|channel|>analysis<|message|>ok"), line + b"\n\n", line + b"\n\n", 20.0]
+    with FakeServer(raw=lambda n: answer) as server:
+        started = time.monotonic()
+        reply = Session.connect(server.url, timeout=10, session_options={"tools": "none"}).ask("6*7?")
+    assert time.monotonic() - started < 3
+    assert reply.analysis == "ok"
+    assert reply.errors == [f"The turn failed: the server at {server.url} sent a line of JSON without the `data: ` a "
+                            f"server-sent event starts with (it would be passed over): {line.decode()!r}; is it an "
+                            "OpenAI-compatible server? see docs/remote.md"]

@@ -74,6 +74,7 @@ _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  
 _TITLE = regex.compile(r"<title\b[^>]*>(.*?)</title\s*>", regex.DOTALL | regex.IGNORECASE)
 _PAGE = 8192  # characters of a page's start read for its words: the markup regex is slow on a long page
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
+_JSON_LINE = regex.compile(r"(?<![^\r\n])([{\[][^\r\n]*)")  # a line of an event stream that starts as JSON does
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
 _PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
 # httpcore's RemoteProtocolErrors of a connection dropped (retried); h11's others say the answer is no HTTP
@@ -639,7 +640,9 @@ class RemoteEngine:
         out before the server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
         reads = _Reads(response, RemoteError(
             f"the server at {self.url} sent {_MAX_BODY >> 20} MiB without ending an event or line: "
-            "that is no completion stream"), events=not self.ollama)
+            "that is no completion stream"), events=not self.ollama, unprefixed=lambda line: RemoteError(
+            f"the server at {self.url} sent a line of JSON without the `data: ` a server-sent event starts with "
+            f"(it would be passed over): {self._quote(line, 120)!r}; is it an OpenAI-compatible server? {_DOCS}"))
         if self.ollama:
             pieces: list[str] = []  # the line so far: joined once it ends (joined and split at every read of a
             texts = reads.iter_text()  # long line, 2 MB cost 9 s); lines end at "\n" only (JSON may hold U+2028)
@@ -1150,11 +1153,14 @@ class _Reads:
     and a media type is case-insensitive). Of an event stream
     (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
     httpx-sse drops) written as `event: error` events. `head` keeps the stream's first `_PAGE` characters (to say
-    what a body that is no stream was)."""
+    what a body that is no stream was). A line of JSON in an event stream (`{"choices": ...` without `data: `, which
+    SSE passes over as a field it does not know) raises `unprefixed(line)`: the turn ended "closed mid-answer", or
+    "sent nothing" after the whole timeout where the stream went on, as if the server had sent no text."""
 
-    def __init__(self, response: httpx.Response, too_long: RemoteError, *, events: bool) -> None:
+    def __init__(self, response: httpx.Response, too_long: RemoteError, *, events: bool,
+                 unprefixed: Callable[[str], RemoteError]) -> None:
         self.headers = httpx.Headers({"content-type": response.headers.get("content-type", "").lower()})
-        self._response, self._too_long = response, too_long
+        self._response, self._too_long, self._unprefixed = response, too_long, unprefixed
         response.encoding = "utf-8"  # as SSE and JSON are, whatever its charset= names (httpx would run any codec)
         self._events = events
         self.unended = 0
@@ -1176,7 +1182,11 @@ class _Reads:
                 continue
             end = max(text.rfind("\n"), text.rfind("\r")) + 1
             if end:
-                yield _ERROR_FIELD.sub("event: error\ndata:", "".join(held) + text[:end])
+                lines = "".join(held) + text[:end]
+                json_line = _JSON_LINE.search(lines)
+                yield _ERROR_FIELD.sub("event: error\ndata:", lines[: json_line.start() if json_line else None])
+                if json_line:  # after the events before it (their text is kept)
+                    raise self._unprefixed(json_line[1])
                 held = []
             held.append(text[end:])
         if any(held):
