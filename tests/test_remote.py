@@ -326,6 +326,10 @@ def test_a_timeout_or_retries_that_cannot_work_is_refused_in_one_line(option, me
     ("application/json", b'{"data": null}'),
     ("application/json", b'[1, 2]'),
     ("application/json", b'{"data": [{"name": "gpt-oss"}]}'),
+    # names that are no text: the lab took "None" or "{'name': 'gpt-oss'}" for the model's name and sent it back
+    ("application/json", b'{"data": [{"id": null}]}'),
+    ("application/json", b'{"data": [{"id": {"name": "gpt-oss"}}]}'),
+    ("application/json", b'{"data": [{"id": "gpt-oss"}, {"id": ""}]}'),
 ])
 def test_a_server_without_a_model_list_is_explained(body):
     with FakeServer(models_body=body) as server:

@@ -536,7 +536,8 @@ class RemoteEngine:
         return response.status_code == 200 and isinstance(body, dict) and "version" in body
 
     def models(self) -> list[str]:
-        """The model names the server serves; `_LongList` for a list longer than the lab reads (`_MAX_BODY`)."""
+        """The model names the server serves; `_LongList` for a list longer than the lab reads (`_MAX_BODY`). A name
+        that is no text (null, a number, an object) is refused: it was sent back as Python wrote it ("None")."""
         path, listing, key = ("/api/tags", "models", "name") if self.ollama else ("/v1/models", "data", "id")
         with self._cleaned():
             response = self._request(path)
@@ -545,11 +546,14 @@ class RemoteEngine:
                             "than the lab reads: name the model with model=... (%gptoss connect URL --model NAME)")
         with self._cleaned():
             try:
-                return [str(model[key]) for model in _loads(response.content)[listing]]
+                names = [model[key] for model in _loads(response.content)[listing]]
             except (ValueError, TypeError, KeyError, IndexError):  # not JSON, or JSON of another shape
+                names = None
+            if names is None or not all(isinstance(name, str) and name for name in names):
                 raise RemoteError(f"the server at {self.url} answered {path} with no list of models "
                                   f"({self._quote(_server_message(response), 80)!r}): is it an OpenAI-compatible "
-                                  f"server (vLLM, llama.cpp, SGLang) or Ollama? {_DOCS}") from None
+                                  f"server (vLLM, llama.cpp, SGLang) or Ollama? {_DOCS}")
+            return names
 
     # ------------------------------------------------------------ generation
 
