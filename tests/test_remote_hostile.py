@@ -620,3 +620,14 @@ def test_json_lines_without_data_are_said_at_once_not_after_the_timeout(line):
     assert reply.errors == [f"The turn failed: the server at {server.url} sent a line of JSON without the `data: ` a "
                             f"server-sent event starts with (it would be passed over): {line.decode()!r}; is it an "
                             "OpenAI-compatible server? see docs/remote.md"]
+
+
+@pytest.mark.parametrize("typed", ["{port}", ":{port}", " {port}/"])
+def test_a_port_typed_without_its_host_is_refused_with_the_url_to_write(typed):
+    """`%gptoss connect 8000` was read as the host 8000, the address 0.0.31.64, and asked its port 80 (with the key)."""
+    with FakeServer() as server:
+        port = server.url.rsplit(":", 1)[1]
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(typed.format(port=port), retries=0, timeout=2)
+    assert str(caught.value) == (f"{typed.format(port=port)!r} is not a server URL (a port alone); write it with its "
+                                 f"host, like http://127.0.0.1:{port} for a server on this machine")

@@ -66,6 +66,7 @@ _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can c
 _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 # `http:/host`, `http//host`, `http:host`: a scheme typed without its colon or a slash (read as a host named http)
 _SCHEME_TYPO = regex.compile(r"\s*https?(?::/?|//)(?!/)", regex.IGNORECASE)
+_PORT_ALONE = regex.compile(r"\s*:?(\d+)/?\s*")  # `8000` or `:8000`: a port typed without its host
 _PATH = regex.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*)(.*)", regex.DOTALL)  # a URL's site, then its path
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
 _KEY_CHARACTERS = regex.compile(r"[\w+=-]+")  # a run of what a key is made of: a host name's label, its scheme, its port
@@ -151,6 +152,9 @@ def _base_url(url: str) -> httpx.URL:
     what is no http(s) URL. Its `user:password@` and ?query, if any, are left out of the message."""
     given = shown_url(url)
     secret = "@" in url  # httpx may quote a piece of a password (`Invalid port: 'se'` of `user:se/cret@`)
+    if port := _PORT_ALONE.fullmatch(url):  # http://8000 is the address 0.0.31.64, port 80: somewhere else
+        raise RemoteError(f"{given!r} is not a server URL (a port alone); write it with its host, like "
+                          f"http://127.0.0.1:{port[1]} for a server on this machine")
     if _SCHEME_TYPO.match(url):
         raise RemoteError(f"{given!r} is not a server URL (write its scheme as http:// or https://: a colon, two "
                           "slashes); write it like http://127.0.0.1:8000")
