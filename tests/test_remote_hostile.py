@@ -631,3 +631,17 @@ def test_a_port_typed_without_its_host_is_refused_with_the_url_to_write(typed):
             RemoteEngine(typed.format(port=port), retries=0, timeout=2)
     assert str(caught.value) == (f"{typed.format(port=port)!r} is not a server URL (a port alone); write it with its "
                                  f"host, like http://127.0.0.1:{port} for a server on this machine")
+
+
+@pytest.mark.parametrize("body, first", [
+    (_event("<|channel|>final<|message|>42", "stop").decode().encode("utf-16-le"), "d\\x00a\\x00t\\x00a\\x00:"),
+    (b'data: {"choices": [{"text": "42", "finish_reason": "stop"}]}', 'data: {"choices": [{"text": "42", "f'),
+], ids=["utf-16", "no-blank-line"])
+def test_a_body_of_no_server_sent_event_is_quoted_not_said_to_have_closed(body, first):
+    """A stream in UTF-16, or of `data:` lines never ended by a blank line, said "closed the stream mid-answer (it
+    never said it was done)", as if the server had dropped the connection."""
+    with FakeServer(raw=lambda n: [HEAD, b": ping\n\n", body]) as server:
+        reply = Session.connect(server.url, session_options={"tools": "none"}).ask("6*7?")
+    assert reply.errors[0].startswith(f"The turn failed: the server at {server.url} sent no server-sent event "
+                                      f"(`data: ` lines, then a blank one; in UTF-8): '{first}")
+    assert reply.errors[0].endswith("'; is it an OpenAI-compatible server? see docs/remote.md")

@@ -693,6 +693,11 @@ class RemoteEngine:
                                   f"(Content-Type: {response.headers.get('content-type')!r})") from None
             if not heard and reads.head.lstrip().startswith("<"):
                 raise self._page(reads, iter(()))
+            sent = [line for line in reads.head.splitlines() if line.strip() and not line.startswith(":")]
+            if not heard and sent:  # text, but no event (a body in UTF-16, lines never ended by a blank one)
+                raise RemoteError(f"the server at {self.url} sent no server-sent event (`data: ` lines, then a blank "
+                                  f"one; in UTF-8): {self._quote(sent[0], 120)!r}; is it an OpenAI-compatible "
+                                  f"server? {_DOCS}")
         raise RemoteError(f"the server at {self.url} closed the stream mid-answer (it never said it was done)")
 
     def _page(self, reads: _Reads, texts: Iterator[str]) -> RemoteError:
