@@ -202,7 +202,7 @@ class HarmonySchema(GenerateJsonSchema):
         return result
 
     def encode_default(self, dft: Any) -> Any:
-        return json_default(super().encode_default(dft))
+        return json_default(dft, super().encode_default)
 
     def emit_warning(self, kind: Any, detail: str) -> None:
         if kind != "non-serializable-default":  # such a default is simply not shown to the model
@@ -215,16 +215,19 @@ _JSON_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt"
 _DEFAULT_CHARS = 500  # the longest default (as JSON) the model is shown
 
 
-def json_default(value: Any) -> Any:
-    """A default as the JSON value the model is shown; PydanticSerializationError when JSON cannot write it:
-    an arbitrary object, or NaN and infinity (`within: float = math.inf`), which the Harmony renderer refuses
-    (every turn would fail), or when it is longer than `_DEFAULT_CHARS` (`ids: list[int] = list(range(20_000))`
-    put 100 000 characters in every prompt). Such a default is simply not shown."""
-    encoded = to_jsonable_python(value)
+def json_default(value: Any, encode: Callable[[Any], Any] = to_jsonable_python) -> Any:
+    """A default as the JSON value the model is shown (`encode`d); PydanticSerializationError when JSON cannot write
+    it: an arbitrary object, or NaN and infinity (`within: float = math.inf`), which the Harmony renderer refuses
+    (every turn would fail), bytes that are not UTF-8 or a list inside itself (their UnicodeDecodeError and
+    ValueError failed every turn with a traceback), or when it is longer than `_DEFAULT_CHARS` (`ids: list[int] =
+    list(range(20_000))` put 100 000 characters in every prompt). Such a default is simply not shown."""
     try:
+        encoded = encode(value)
         text = json.dumps(encoded, allow_nan=False)
-    except ValueError:
-        raise PydanticSerializationError("NaN and infinity are not JSON") from None
+    except PydanticSerializationError:
+        raise
+    except Exception as err:  # NaN, a circular reference, bytes not UTF-8, a digit limit, a value's own error
+        raise PydanticSerializationError(f"the default has no JSON form ({type(err).__name__})") from None
     if len(text) > _DEFAULT_CHARS:
         raise PydanticSerializationError(f"the default is {len(text)} characters long as JSON")
     return encoded

@@ -615,6 +615,28 @@ def test_a_nan_or_infinite_default_is_not_shown_and_the_turn_runs():
     assert props["area"]["properties"]["radius"] == {"type": "number"}
 
 
+_LOOP: list = []
+_LOOP.append(_LOOP)
+
+
+class Blob(pydantic.BaseModel):
+    magic: bytes = b"\x89PNG"
+
+
+def test_a_default_json_has_no_form_for_is_not_shown_and_the_turn_runs():
+    """Bytes that are not UTF-8 and a list inside itself as defaults failed every turn with the function or the
+    response format: UnicodeDecodeError and ValueError out of `ask`, a traceback."""
+    def save(name: str, header: bytes = b"\x89PNG", seen: list = _LOOP) -> str:
+        return f"{name} {header[:2]!r} {len(seen)}"
+
+    reply = _session(_call("save", '{"name": "a.png"}') + _final('{"magic": "ok"}'), {"save": save}).ask(
+        "Save it.", response_format=Blob)
+    assert (reply.errors, reply.tool_calls[0].output) == ([], '"a.png b\'\\\\x89P\' 1"')
+    assert reply.parsed == Blob(magic=b"ok")
+    assert FunctionTool(save).parameters["properties"] == {
+        "name": {"type": "string"}, "header": {"type": "string", "format": "binary"}, "seen": {"items": {}, "type": "array"}}
+
+
 def test_an_async_function_is_refused_when_it_is_made_a_tool():
     # called without an event loop, the model read "<coroutine object fetch at 0x...>" as a successful result
     async def fetch(url: str) -> str:
