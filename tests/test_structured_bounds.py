@@ -248,21 +248,30 @@ def test_an_iri_format_is_checked_in_time_and_by_rfc_3987(kind):
         assert fmt.parse(relative) == "/relative/パス"
 
 
+class UnreadableError(Exception):
+    """An error whose message cannot be built (its __str__ reads what was never set)."""
+
+    def __str__(self) -> str:
+        raise AttributeError("response")
+
+
 class _Exits(pydantic.BaseModel):
     n: int
 
     @pydantic.field_validator("n")
     @classmethod
     def _check(cls, value: int) -> int:
-        raise SystemExit(1) if value == 1 else KeyboardInterrupt
+        raise SystemExit(1) if value == 1 else UnreadableError() if value == 3 else KeyboardInterrupt
 
 
 @pytest.mark.parametrize("answer,error", [
     ('{"n": 1}', "the final answer could not be checked against the schema (SystemExit: 1)"),
+    ('{"n": 3}', "the final answer could not be checked against the schema (UnreadableError: its message could not be read)"),
     ('{"n": 2}', "The check of the final answer against the schema was stopped (Ctrl-C): reply.parsed is None."),
-], ids=["SystemExit", "KeyboardInterrupt"])
+], ids=["SystemExit", "unreadable message", "KeyboardInterrupt"])
 def test_a_validator_that_exits_or_is_interrupted_still_ends_the_turn_with_its_reply(answer, error):
-    """sys.exit() or a KeyboardInterrupt in the schema's validator went up out of `ask`: no Reply, none kept."""
+    """sys.exit(), an error whose message cannot be read or a KeyboardInterrupt in the schema's validator went up
+    out of `ask`: no Reply, none kept."""
     session = _session(answer, '{"n": 3}')
     try:
         reply = session.ask("?", response_format=_Exits)
