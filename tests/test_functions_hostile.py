@@ -277,3 +277,31 @@ def test_a_union_parameter_takes_the_json_its_choices_take():
                                                          "date; day.int: Input should be a valid integer; "
                                                          "seats.tuple[int, int].1: Input should be a valid integer; "
                                                          "and 1 more error")
+
+
+class Purchase:
+    """An order of some quantity."""
+
+    def __init__(self, qty: int, note: str = "") -> None:
+        self.qty, self.note = qty, note
+
+    def __str__(self) -> str:
+        return f"{self.qty} ({self.note})"
+
+
+class Ticket(pydantic.BaseModel):
+    seat: str = pydantic.Field(alias="seatNumber")
+
+
+def test_a_class_is_a_tool_with_its_signatures_parameters():
+    """A class's parameters were looked up in its attributes' annotations: `Purchase` with `__init__(self, qty: int)`
+    was "parameter 'qty' has no type annotation", a model with an alias "parameter 'seatNumber' has no type
+    annotation"."""
+    call = ('<|start|>assistant<|channel|>commentary to=functions.{} <|constrain|>json<|message|>{}<|call|>')
+    reply = _session(call.format("Purchase", '{"qty": 2}') + call.format("Ticket", '{"seatNumber": "12A"}') +
+                     "<|start|>assistant<|channel|>final<|message|>Done.<|return|>",
+                     namespace={"Purchase": Purchase, "Ticket": Ticket}, tools=["Purchase", "Ticket"]).ask("Order two.")
+    assert [(c.status, c.output) for c in reply.tool_calls] == [("done", '"<Purchase> 2 ()"'),
+                                                                 ("done", '{"seatNumber": "12A"}')]
+    assert FunctionTool(Purchase).parameters["properties"] == {"qty": {"type": "integer"},
+                                                               "note": {"default": "", "type": "string"}}

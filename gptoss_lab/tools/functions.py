@@ -34,6 +34,7 @@ import math
 import re
 import sys
 import traceback
+import types
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set, ValuesView
@@ -78,7 +79,7 @@ class FunctionTool:
             raise TypeError(f"{self.name} has no signature Python can read; wrap it in a def with "
                             "type-annotated parameters") from None
         try:
-            hints = typing.get_type_hints(described, include_extras=True)
+            hints = _hints(function, described)
         except Exception as err:  # a string annotation that does not name or parse: NameError, SyntaxError ...
             raise TypeError(f"{self.name}: cannot resolve a type annotation ({type(err).__name__}: {err})") from None
         fixed = _fixed(function)
@@ -204,6 +205,19 @@ def _described(function: Callable[..., Any]) -> Callable[..., Any]:
     while isinstance(function, FunctionTool | functools.partial):
         function = function.function if isinstance(function, FunctionTool) else function.func
     return function if inspect.isroutine(function) or inspect.isclass(function) else type(function).__call__
+
+
+def _hints(function: Callable[..., Any], described: Callable[..., Any]) -> dict[str, Any]:
+    """The type annotations of the parameters: for a class, those of its signature (its `__init__`'s, a model's
+    fields by alias), not of its attributes (`class Order` with `__init__(self, qty: int)` was "'qty' has no type
+    annotation")."""
+    if not inspect.isclass(described):
+        return typing.get_type_hints(described, include_extras=True)
+    parameters = inspect.signature(function).parameters.values()
+    held = types.SimpleNamespace(__annotations__={p.name: p.annotation for p in parameters
+                                                  if p.annotation is not inspect.Parameter.empty})
+    module = sys.modules.get(described.__module__)  # where the class's string annotations are read, as for its own
+    return typing.get_type_hints(held, vars(module) if module else {}, include_extras=True)
 
 
 def _fixed(function: Callable[..., Any]) -> set[str]:
