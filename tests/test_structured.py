@@ -548,6 +548,15 @@ def test_an_answer_after_a_hundred_thousand_braces_of_prose_is_found_quickly(pro
     assert time.perf_counter() - started < 2  # 0.15 s here; json's error counted lines from the start: 4 s
 
 
+def test_an_answer_after_twenty_thousand_fences_is_found_quickly():
+    """A model looping on "```json" (a long --max-tokens) held the kernel 13 s after the turn: each fence searched the
+    rest of the text again for a `{` or `[`."""
+    text = "```json\n" * 20_000 + '{"items": ["eggs"]}'
+    started = time.perf_counter()
+    assert parse_final(text, ShoppingList) == ShoppingList(items=["eggs"])
+    assert time.perf_counter() - started < 2  # 0.1 s here
+
+
 class _Count(pydantic.BaseModel):
     count: int
 
