@@ -10,6 +10,7 @@ import math
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Optional
 
@@ -405,6 +406,12 @@ def test_resolve_tools():
         Toolset.resolve("data", ns, builtins)
     with pytest.raises(ToolSpecError, match="two different tools are named 'add'"):
         Toolset.resolve([add, tool(lambda: 0, name="add")], ns, builtins)
+    # the same name in two modules, listed by two variables: the error says how to tell them apart
+    other = types.FunctionType(add.__code__, add.__globals__, "add")
+    other.__annotations__ = add.__annotations__
+    with pytest.raises(ToolSpecError, match=r"^two different tools are named 'add': give one of them another name, "
+                                            r"tool\(fn, name='...'\)$"):
+        Toolset.resolve("add,add_b", {**ns, "add": add, "add_b": other}, builtins)
     for twice in ("add,python,add", [add, add], [add, tool(add)]):  # one function listed twice is said so
         with pytest.raises(ToolSpecError, match="^the tool 'add' is listed twice$"):
             Toolset.resolve(twice, {**ns, "add": add}, builtins)

@@ -203,7 +203,8 @@ class Toolset:
             if known is not None:
                 same = known.function is function.function  # the same function twice (add,add or [add, tool(add)])
                 raise ToolSpecError(f"the tool {function.name!r} is listed twice" if same
-                                    else f"two different tools are named {function.name!r}")
+                                    else f"two different tools are named {function.name!r}: give one of them "
+                                         f"another name, tool(fn, name='...')")
             functions[function.name] = function
         if functions:
             tools.append(Functions(functions.values(), timeout=timeout))
