@@ -318,6 +318,18 @@ def test_llamacpp_refusals_are_one_line_and_run_no_converter(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.gguf", "sdist"]
 
 
+def test_llamacpp_into_a_folder_it_cannot_write_says_so_in_one_line_before_it_converts(tmp_path, capsys):
+    """/proc (a read-only mount alike) ran the whole conversion, then failed naming a hidden .partial file."""
+    from gptoss_lab.tiny import llamacpp
+
+    source = _fake_source(tmp_path / "sdist", "open(sys.argv[0] + '.ran', 'w')\nopen(out, 'wb').write(b'GGUF')\n")
+    with pytest.raises(SystemExit) as ended:
+        llamacpp.main(["/proc/m.gguf", "--source", str(source)])
+    assert ended.value.code == 1
+    assert capsys.readouterr().err == "error: cannot write /proc/m.gguf: No such file or directory\n"
+    assert not list(source.rglob("*.ran"))
+
+
 def test_llamacpp_converter_failure_is_one_line_and_leaves_no_half_written_gguf(tmp_path, random_checkpoint):
     failing = _fake_source(tmp_path / "failing", "open(out, 'wb').write(b'GGUF half')\n"
                            "raise SystemExit('ValueError: Unknown model architecture')\n")

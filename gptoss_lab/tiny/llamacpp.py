@@ -132,9 +132,9 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
         raise FileExistsError(f"{out} already exists: give a new file name, nothing is overwritten")
     if not out.parent.is_dir():
         raise NotADirectoryError(f"{out.parent} is not a folder: make it first")
-    script = converter(source)
-    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial = _reserved(out)
     try:
+        script = converter(source)
         with tempfile.TemporaryDirectory(prefix="gptoss-gguf-") as staging:
             tied = bool(getattr(config, "tie_word_embeddings", False))
             for item in checkpoint.iterdir():  # the files a conversion reads, nothing else (no code, no other folder)
@@ -161,6 +161,17 @@ def convert(out: str | Path, checkpoint: str | Path = CHECKPOINT, *, outtype: st
     finally:
         partial.unlink(missing_ok=True)
     return out
+
+
+def _reserved(out: Path) -> Path:
+    """The empty file beside `out` that the converter writes into, made first: a folder it cannot write in (`/proc`,
+    a read-only mount) failed after the whole conversion, naming this hidden file; an OSError naming `out` now."""
+    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        partial.touch(exist_ok=False)
+    except OSError as error:
+        raise OSError(f"cannot write {out}: {error.strerror or error}") from None
+    return partial
 
 
 def _untie(checkpoint: Path, staging: Path) -> None:
