@@ -6,11 +6,12 @@ import json
 import re
 import sys
 import tomllib
-from importlib.metadata import packages_distributions
+from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 BINDER = ROOT / "binder"
@@ -95,3 +96,22 @@ def test_binder_uses_cpu_torch_and_a_python_the_package_supports() -> None:
     assert version, f"binder/runtime.txt should read python-3.X, not {runtime!r}"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert SpecifierSet(requires).contains(version.group(1) + ".0"), (runtime, requires)
+
+
+def test_the_lowest_python_the_package_allows_runs_its_dependencies_lowest_versions() -> None:
+    """requires-python said >=3.10, but transformers 5.25 (its lowest allowed) needs 3.11: on 3.10 pip found no
+    transformers to install. Each dependency installed at its lowest allowed version says which Pythons it runs on."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lowest = min(Version(s.version) for s in SpecifierSet(project["requires-python"]) if s.operator == ">=")
+    specs = [*project["dependencies"], *(s for extra in project["optional-dependencies"].values() for s in extra)]
+    refused = []
+    for requirement in (Requirement(spec) for spec in specs if not spec.startswith(project["name"])):
+        floors = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+        try:
+            installed = distribution(requirement.name)
+        except PackageNotFoundError:
+            continue
+        runs_on = installed.metadata.get("Requires-Python")
+        if floors and Version(installed.version) == max(floors) and runs_on and lowest not in SpecifierSet(runs_on):
+            refused.append(f"{requirement.name} {installed.version} needs Python {runs_on}")
+    assert not refused, f"requires-python {project['requires-python']} allows {lowest}, but: {refused}"
