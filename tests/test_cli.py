@@ -80,6 +80,16 @@ def test_help_names_the_command_its_defaults_and_an_example(module, shown):
     assert "Command line:" not in done.stdout
 
 
+def test_train_help_says_the_default_weight_of_each_topic(capsys):
+    """--topics browse=0.3 said nothing of what browse weighs without it (0.12), nor of the other skills."""
+    from gptoss_lab.tiny import data, train
+
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(f"{skill}={weight}" in shown for skill, weight in data.NEW_TOPICS.items()), shown
+
+
 @pytest.mark.parametrize("weight", ["inf", "nan", "-1"])
 def test_train_refuses_a_topic_weight_that_is_no_finite_number(tmp_path, weight):
     done = _run("train", "--quick", "--topics", f"browse={weight}", "--out", str(tmp_path / "run"))

@@ -614,7 +614,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="also learn to predict the system, user and tool tokens, at this weight per token against "
                    "the model's own (default: %(default)s, only the model's own)")
     p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
-                   help="reweight new topics for this phase (e.g. browse=0.3); skills: " + ", ".join(data.NEW_TOPICS))
+                   help="reweight new topics for this phase (e.g. browse=0.3); the skills and their default weights: "
+                   + ", ".join(f"{skill}={weight}" for skill, weight in data.NEW_TOPICS.items()))
     p.add_argument("--more-phrasings", action="store_true",
                    help="also ask the further training sentences that 15 question types have (skills.Pool.more: "
                    "64, written after reading which held-out sentences phase 45 missed; see evaluate --fresh)")
