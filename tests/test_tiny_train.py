@@ -178,6 +178,8 @@ def test_an_odd_layer_count_is_a_one_line_usage_error(capsys):
     (train.main, ["--conversations", "٣"], "--conversations: expected an integer of at least 1, not '٣': write 3"),
     (train.main, ["--lr", "٠.٠٠٣"], "--lr: expected a number from 1e-09 to 1.0, not '٠.٠٠٣': write 0.003"),
     (evaluate.main, ["--n", "３"], "--n: expected an integer of at least 1, not '３': write 3"),
+    (train.main, ["--layers", "٦", "--quick"], "--layers: expected an integer of at least 2, not '٦': write 6"),
+    (evaluate.main, ["--seed", "٣"], f"--seed: expected an integer from {-2**63} to {2**64 - 1}, not '٣': write 3"),
     (evaluate.main, ["--checkpoint", "/nonexistent"], "checkpoint folder not found: /nonexistent"),
 ])
 def test_bad_command_line_values_are_one_line_usage_errors(main, argv, message, capsys):

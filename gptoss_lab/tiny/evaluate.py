@@ -38,7 +38,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from ..events import Reply
     from ..session import Session
     from ..widgets import text_bar
-    from . import CHECKPOINT, data, number
+    from . import CHECKPOINT, SEED, data, number
     from .skills import Turn
 
 HELD_OUT_SEED = 20250805
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
     p.add_argument("--n", type=number(int, 1), default=100,
                    help="held-out conversations, 1-8 turns each (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="seed of the held-out conversations (default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=HELD_OUT_SEED, help="seed of the held-out conversations (default: %(default)s)")
     p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1,
                    help="share of conversations over 8,192 tokens (default: %(default)s)")
     p.add_argument("--fresh", action="store_true",

@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> None:
                    "(default: %(default)s, Muon's published value)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the model and of the conversations (default: %(default)s)")
     p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
-    p.add_argument("--layers", type=int, help="layers (even; default 4, or the resumed checkpoint's: more grows it "
+    p.add_argument("--layers", type=number(int, 2), help="layers (even; default 4, or the resumed checkpoint's: more grows it "
                    "deeper, new layers starting as pass-throughs)")
     p.add_argument("--batch-tokens", type=number(int, 64, MAX_BATCH_TOKENS), default=2048,
                    help=f"tokens per batch, padding included, up to {MAX_BATCH_TOKENS:,} (default: %(default)s)")
@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
     p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
     args = p.parse_args(argv)
-    if args.layers is not None and (args.layers < 2 or args.layers % 2):
+    if args.layers is not None and args.layers % 2:
         p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
     if args.muon_lr != p.get_default("muon_lr") and args.optimizer != "muon":   # it would change nothing
         p.error("--muon-lr is the learning rate of --optimizer muon: add --optimizer muon or drop --muon-lr")
