@@ -90,6 +90,22 @@ def test_train_help_says_the_default_weight_of_each_topic(capsys):
     assert all(f"{skill}={weight}" in shown for skill, weight in data.NEW_TOPICS.items()), shown
 
 
+def test_train_topics_given_twice_add_up_and_a_skill_given_twice_is_refused(tmp_path, monkeypatch, capsys):
+    """`--topics browse=0.2 --topics kernel=0.16` trained with kernel=0.16 alone, and `browse=0.2 browse=0.3` with
+    the last weight: the first was dropped with no word."""
+    from gptoss_lab.tiny import train
+
+    ran = []
+    monkeypatch.setattr(train, "train", lambda out, **kwargs: ran.append(kwargs["topics"]) or {})
+    train.main(["--quick", "--out", str(tmp_path / "run"), "--topics", "browse=0.2", "--topics", "kernel=0.16"])
+    assert ran == [{"browse": 0.2, "kernel": 0.16}]
+    with pytest.raises(SystemExit) as ended:
+        train.main(["--quick", "--out", str(tmp_path / "again"), "--topics", "browse=0.2", "kernel=0.1", "browse=0.3"])
+    assert ended.value.code == 2 and len(ran) == 1
+    assert capsys.readouterr().err.splitlines()[-1].endswith("--topics: browse given more than once: give each "
+                                                             "skill one weight")
+
+
 @pytest.mark.parametrize("weight", ["inf", "nan", "-1"])
 def test_train_refuses_a_topic_weight_that_is_no_finite_number(tmp_path, weight):
     done = _run("train", "--quick", "--topics", f"browse={weight}", "--out", str(tmp_path / "run"))

@@ -30,6 +30,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     import sys
     import threading
     import time
+    from collections import Counter
     from collections.abc import Iterator
     from contextlib import ExitStack, closing, redirect_stdout
     from pathlib import Path
@@ -613,7 +614,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--context-weight", type=number(float, 0.0, 10.0), default=0.0,
                    help="also learn to predict the system, user and tool tokens, at this weight per token against "
                    "the model's own (default: %(default)s, only the model's own)")
-    p.add_argument("--topics", nargs="+", default=[], metavar="SKILL=WEIGHT", type=_topic,
+    p.add_argument("--topics", nargs="+", action="extend", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); the skills and their default weights: "
                    + ", ".join(f"{skill}={weight}" for skill, weight in data.NEW_TOPICS.items()))
     p.add_argument("--more-phrasings", action="store_true",
@@ -636,6 +637,8 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
     if args.muon_lr != p.get_default("muon_lr") and args.optimizer != "muon":   # it would change nothing
         p.error("--muon-lr is the learning rate of --optimizer muon: add --optimizer muon or drop --muon-lr")
+    if twice := sorted(skill for skill, n in Counter(skill for skill, _ in args.topics).items() if n > 1):
+        p.error(f"--topics: {', '.join(twice)} given more than once: give each skill one weight")
     if why := _undrawable(dict(args.topics)):
         p.error(f"--topics: {why}")
     if args.resume is not None:
