@@ -296,6 +296,20 @@ def test_tokenizer_refuses_to_overwrite_a_checkpoints_tokenizer_and_bad_folders(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "gpt-oss-20b"]
 
 
+def test_a_reader_that_stops_early_ends_a_command_quietly_once_its_work_is_done(tmp_path):
+    """A closed stdout (`… | head -0`): tokenizer said 'cannot write DIR: Broken pipe' of the folder it had written,
+    and evaluate's table was a BrokenPipeError traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "gptoss_lab.tiny.tokenizer", str(tmp_path / "tk")], stdout=write,
+                              stderr=subprocess.PIPE, text=True, env=ENV, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+    assert (tmp_path / "tk" / "tokenizer.json").is_file()
+
+
 def test_tokenizer_that_cannot_finish_leaves_no_file_and_no_folder(tmp_path, monkeypatch, capsys):
     from gptoss_lab.tiny import tokenizer
 

@@ -46,6 +46,19 @@ def importing(name: str) -> Iterator[None]:
         raise SystemExit(130) from None
 
 
+def command(main: Callable[[], None]) -> None:
+    """Run a command line's `main` (its `__main__` block): a reader that stops early (`… evaluate | head -1`) ends it
+    quietly with status 141, as it ends other Unix commands, not with a BrokenPipeError traceback."""
+    try:
+        try:
+            main()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # the exit's own flush writes nowhere
+        raise SystemExit(141) from None
+
+
 def must_be_new(out: Path) -> None:
     """A one-line ValueError unless `out` names a new or empty folder: the tiny model's commands overwrite nothing."""
     if out.name in ("", ".."):   # `--out .` in an empty folder: the whole run was done, then could not become it

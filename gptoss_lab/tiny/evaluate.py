@@ -18,7 +18,7 @@ Printed per skill and per turn index; `--check` exits non-zero when a target is 
 """
 from __future__ import annotations
 
-from . import importing
+from . import command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -233,4 +233,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    command(main)

@@ -11,7 +11,7 @@ then, in a notebook, `Session.connect("http://127.0.0.1:8000")`. See docs/remote
 """
 from __future__ import annotations
 
-from . import importing
+from . import command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -220,4 +220,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    command(main)

@@ -12,7 +12,7 @@ sliding window 8 (gpt-oss-tiny: 128), positions 4096 (gpt-oss-tiny: 12288) and Y
 """
 from __future__ import annotations
 
-from . import importing
+from . import command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -98,4 +98,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    command(main)

@@ -9,7 +9,7 @@ folder, so `AutoTokenizer`, llama.cpp's converter and vLLM can load the model. `
 """
 from __future__ import annotations
 
-from . import importing
+from . import command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -158,14 +158,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         texts = _texts()
         _refuse_theirs(folder, texts)   # the lab's own files (gpt-oss-tiny's config) are written again; no other's
-        print(write(folder, texts=texts) / "tokenizer.json")
+        written = write(folder, texts=texts) / "tokenizer.json"
     except ValueError as error:
         p.error(str(error))
     except OSError as error:
         p.error(f"cannot write {folder}: {error.strerror or error}")
     except KeyboardInterrupt:   # `write` renames its files only when all are whole, and removes the partial ones
         p.exit(130, f"interrupted: no partial file was left in {folder}\n")
+    print(written)   # not in the try: a reader gone from stdout was "cannot write FOLDER" (it was written)
 
 
 if __name__ == "__main__":
-    main()
+    command(main)

@@ -17,7 +17,7 @@ with `save_pretrained` (bf16, unused rows exactly zero), loadable by `AutoModelF
 """
 from __future__ import annotations
 
-from . import importing
+from . import command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -680,4 +680,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    command(main)
