@@ -310,6 +310,18 @@ def test_a_reader_that_stops_early_ends_a_command_quietly_once_its_work_is_done(
     assert (tmp_path / "tk" / "tokenizer.json").is_file()
 
 
+def test_an_empty_path_is_refused_in_one_line_and_nothing_is_written_here(tmp_path, monkeypatch, capsys):
+    """`tokenizer "$DIR"` with DIR unset read '' as the current folder and wrote its four files there."""
+    from gptoss_lab.tiny import tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as ended:
+        tokenizer.main([""])
+    assert ended.value.code == 2 and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.splitlines()[-1].endswith("argument folder: an empty value ('') names no file or "
+                                                             "folder")
+
+
 def test_tokenizer_that_cannot_finish_leaves_no_file_and_no_folder(tmp_path, monkeypatch, capsys):
     from gptoss_lab.tiny import tokenizer
 

@@ -29,6 +29,14 @@ def number(kind: type, low: float, high: float | None = None) -> Callable[[str],
     return parse
 
 
+def path(text: str) -> Path:
+    """An argparse type for the commands' files and folders: '' (an unset `$DIR`) is refused, where Path('') is the
+    current folder (`tokenizer ""` wrote its four files there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty value ('') names no file or folder")
+    return Path(text)
+
+
 SEED = number(int, -2**63, 2**64 - 1)   # the seeds torch.manual_seed takes: a larger one was a traceback from torch
 
 

@@ -28,7 +28,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
 
     from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file
-    from . import CHECKPOINT, tokenizer
+    from . import CHECKPOINT, path, tokenizer
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
 _VENDOR = "vendor/llama.cpp/"
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
                     "converter, and print the command that serves it.",
         epilog="example: python -m gptoss_lab.tiny.llamacpp /tmp/gpt-oss-tiny.gguf, then "
                "Session.connect('http://127.0.0.1:8000') (docs/remote.md)")
-    parser.add_argument("out", help="the GGUF file to write (a new file: nothing is overwritten)")
+    parser.add_argument("out", type=path, help="the GGUF file to write (a new file: nothing is overwritten)")
     parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
     parser.add_argument("--outtype", default="f32", choices=("f32", "bf16", "f16", "q8_0"),
                         help="f32 keeps bf16 weights exactly (default: %(default)s)")

@@ -19,7 +19,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
     from typing import Any
 
-    from . import SEED, new_folder, number
+    from . import SEED, new_folder, number, path
 
 
 MAX_BYTES = 1_000_000_000   # past this a checkpoint needs --large: the default is 27 MB, and a mistyped --experts
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m gptoss_lab.tiny.random_model /tmp/random-gptoss --layers 2,\nthen "
                "%gptoss load /tmp/random-gptoss (a model that routes but has learned nothing)")
-    p.add_argument("out", type=Path, help="a new (or empty) folder to write; nothing is overwritten")
+    p.add_argument("out", type=path, help="a new (or empty) folder to write; nothing is overwritten")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the weights (default: %(default)s)")
     p.add_argument("--layers", type=number(int, 2), default=4,
                    help="layers, an even number (sliding/full pairs) (default: %(default)s)")

@@ -18,7 +18,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
 
     from .. import harmony
-    from . import CHECKPOINT
+    from . import CHECKPOINT, path
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 _CHAT_TEMPLATE = CHECKPOINT / "chat_template.jinja"   # the lab's Harmony rendering as Jinja: one copy, gpt-oss-tiny's
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                                 description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.",
                                 epilog="example: python -m gptoss_lab.tiny.tokenizer gptoss_lab/tiny/checkpoint "
                                        "(then AutoTokenizer.from_pretrained, vLLM or llama.cpp can read that folder)")
-    p.add_argument("folder", type=Path, help="a checkpoint folder (made if missing) that has none of "
+    p.add_argument("folder", type=path, help="a checkpoint folder (made if missing) that has none of "
                    + ", ".join(FILES) + " but the ones this command writes: a checkpoint's own tokenizer files are never "
                    "overwritten")
     folder = p.parse_args(argv).folder

@@ -44,7 +44,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from .. import harmony
     from ..engines.checkpoint import LoadError, checked_folder
     from ..widgets import text_bar, transformers_bars
-    from . import SEED, data, must_be_new, new_folder, number
+    from . import SEED, data, must_be_new, new_folder, number, path
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m gptoss_lab.tiny.train", description=__doc__.splitlines()[0],
         epilog="example: python -m gptoss_lab.tiny.train --quick --out /tmp/tiny_runs/smoke (a smoke run of a few "
                "steps); the checkpoint card (gptoss_lab/tiny/checkpoint/README.md) has the shipped model's commands")
-    p.add_argument("--out", type=Path, default=RUNS / "latest",
+    p.add_argument("--out", type=path, default=RUNS / "latest",
                    help="a new (or empty) checkpoint folder, written when the run ends (until then .OUT.partial-* "
                    "beside it holds the run's loss.jsonl); nothing is overwritten (default: %(default)s)")
     p.add_argument("--conversations", type=number(int, 1), default=24000,
@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> None:
                    "--lr), on the same schedule; scaled by sqrt(max(1, fan_out/fan_in)) as torch.optim.Muon does "
                    "(default: %(default)s, Muon's published value)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the model and of the conversations (default: %(default)s)")
-    p.add_argument("--resume", type=Path, help="go on training this checkpoint (use another --seed for fresh data)")
+    p.add_argument("--resume", type=path, help="go on training this checkpoint (use another --seed for fresh data)")
     p.add_argument("--layers", type=number(int, 2), help="layers (even; default 4, or the resumed checkpoint's: more grows it "
                    "deeper, new layers starting as pass-throughs)")
     p.add_argument("--batch-tokens", type=number(int, 64, MAX_BATCH_TOKENS), default=2048,
