@@ -519,6 +519,7 @@ def test_random_model_writes_a_new_checkpoint_and_overwrites_nothing(tmp_path):
     out = tmp_path / "random"
     done = _run("random_model", str(out), "--layers", "2", "--seed", "1")
     assert done.returncode == 0 and done.stdout.strip() == str(out), done
+    assert "Writing model shards" not in done.stderr  # transformers' bar for the one file it writes said nothing
     config = json.loads((out / "config.json").read_text())
     assert (config["model_type"], config["num_hidden_layers"]) == ("gpt_oss", 2)
     assert (out / "model.safetensors").is_file() and [p.name for p in tmp_path.iterdir()] == ["random"]

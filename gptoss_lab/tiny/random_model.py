@@ -32,9 +32,12 @@ def make_random_checkpoint(path: Path, *, seed: int = 0, layers: int = 4, expert
     import torch
     from transformers import GptOssForCausalLM
 
+    from ..widgets import transformers_bars
+
     torch.manual_seed(seed)
     model = GptOssForCausalLM(_config(layers, experts, top_k, hidden, sliding_window)).to(torch.bfloat16)
-    model.save_pretrained(path)
+    with transformers_bars(False):  # "Writing model shards 0/1 ... 1/1" for one file says nothing, as in train
+        model.save_pretrained(path)
     return path
 
 
