@@ -14,7 +14,7 @@ import heapq
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -521,22 +521,113 @@ class Renderer:
         key = tuple(map(_signature, item)) if isinstance(item, tuple) else _signature(item)
         ids = self._cache.get(key)
         if ids is None:
-            if isinstance(item, tuple):
-                ids = encoding().render_conversation(Conversation.from_messages(list(item)))
-            else:
-                ids = _render_message(item)
+            ids = _render_conversation(item if isinstance(item, tuple) else (item,))
         live[key] = ids
         return ids
 
 
-def _render_message(message: Message) -> list[int]:
-    """openai-harmony's rendering of one message; a text with long pieces is encoded by `encode_text`
-    between the header and the end token (what openai-harmony writes there, without its quadratic BPE)."""
-    text = message.content[0].text if len(message.content) == 1 and isinstance(message.content[0], TextContent) else None
-    if text is None or _LONG_RUN.search(text) is None:
-        return encoding().render(message)
-    frame = encoding().render(message.model_copy(update={"content": [TextContent(text="")]}))
-    return frame[:-1] + encode_text(text) + frame[-1:]
+def _render_conversation(messages: tuple[Message, ...]) -> list[int]:
+    """openai-harmony's `render_conversation` of `messages` in about linear time, interruptible.
+
+    openai-harmony encodes each content's text in one call, quadratic in a long pre-tokenizer piece ("[" * 100,000 as
+    instructions: 8 s). So it renders a copy whose long runs are placeholders (`_Masked`) and whose texts are empty;
+    each content's text, its runs put back, is then encoded by `encode_text`, one content at a time as it does."""
+    mask = _Masked(messages)
+    if not mask.needed:
+        return encoding().render_conversation(Conversation.from_messages(list(messages)))
+    frame = encoding().render_conversation(Conversation.from_messages([mask.message(m) for m in messages]))
+    ids: list[int] = []
+    rest = iter(frame)
+    for message in messages:
+        ids += _through(rest, MESSAGE)
+        body = _through(rest, END, CALL)
+        structured = [c for c in message.content if not isinstance(c, TextContent)]
+        text = mask.restore(decode(body[:-1])) if structured else ""
+        if len(structured) > 1 or text is None:  # its contents' texts cannot be told apart, or a run was rewritten
+            return encoding().render_conversation(Conversation.from_messages(list(messages)))
+        ids += [i for c in message.content for i in encode_text(c.text if isinstance(c, TextContent) else text)]
+        ids.append(body[-1])
+    return ids
+
+
+def _through(ids: Iterator[int], *stops: int) -> list[int]:
+    """The next ids up to and including the first of `stops` (a format token: content text is encoded as ordinary)."""
+    taken = []
+    for token in ids:
+        taken.append(token)
+        if token in stops:
+            break
+    return taken
+
+
+class _Masked:
+    """Messages' long runs (`_LONG_RUN`) replaced by short placeholders, and the placeholders put back.
+
+    A placeholder keeps its run's first and last characters (text trimmed or split at its ends is trimmed or split
+    alike) and holds a quote, and a line break where its run has one: written as it is, it stands where openai-harmony
+    wrote its run as it is; JSON-escaped (a default value), where it wrote the run JSON-escaped; any other way (a
+    description's lines each made a comment), where it rewrote the run, and the messages are rendered unmasked."""
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        contents = [c for m in messages for c in m.content]
+        dumps = {id(c): c.model_dump() for c in contents if not isinstance(c, TextContent)}
+        strings = [c.text for c in contents if isinstance(c, TextContent)]
+        for dump in dumps.values():
+            _mapped(dump, lambda text: strings.append(text) or text)
+        held = set().union(*(map(set, strings)))
+        # a private-use character none of them holds marks the placeholders
+        self._mark = next((chr(c) for c in range(0xF0000, 0x110000) if chr(c) not in held), None)
+        self.needed = self._mark is not None and any(map(_LONG_RUN.search, strings))
+        self._runs: list[str] = []
+        self._masked = {key: _mapped(dump, self._masked_text) for key, dump in dumps.items()} if self.needed else {}
+
+    def message(self, message: Message) -> Message:
+        """`message` with its texts empty and the long runs of its other contents masked."""
+        return message.model_copy(update={"content": [
+            TextContent(text="") if isinstance(c, TextContent) else type(c).model_validate(self._masked[id(c)])
+            for c in message.content]})
+
+    def restore(self, text: str) -> str | None:
+        """`text` as openai-harmony writes it from the unmasked messages; None where it rewrote a run."""
+        parts, done = [], 0
+        for core in re.finditer(f'{self._mark}(\\d+)("\n?|\\\\"(?:\\\\n)?){self._mark}', text):
+            run = self._runs[int(core.group(1))]
+            placeholder = self._placeholder(int(core.group(1)))
+            escaped = core.group(2).startswith("\\")
+            start = core.start() - len(_escape(run[0]) if escaped else run[0])
+            shown = _escape(placeholder) if escaped else placeholder
+            if start < done or not text.startswith(shown, start):
+                return None
+            parts += [text[done:start], _escape(run) if escaped else run]
+            done = start + len(shown)
+        restored = "".join(parts) + text[done:]
+        return None if self._mark in restored else restored
+
+    def _masked_text(self, text: str) -> str:
+        return _LONG_RUN.sub(self._masked_run, text)
+
+    def _masked_run(self, match: re.Match[str]) -> str:
+        self._runs.append(match.group())
+        return self._placeholder(len(self._runs) - 1)
+
+    def _placeholder(self, index: int) -> str:
+        run = self._runs[index]
+        breaks = "\n" if "\n" in run else ""  # a description's lines are split: a run is split only if it has one
+        return f'{run[0]}{self._mark}{index}"{breaks}{self._mark}{run[-1]}'
+
+
+def _mapped(value: Any, change: Callable[[str], str]) -> Any:
+    """`value` (a content's `model_dump()`) with `change` applied to every string in it, dict keys too."""
+    if isinstance(value, dict):
+        return {_mapped(k, change): _mapped(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mapped(v, change) for v in value]
+    return change(value) if isinstance(value, str) else value
+
+
+def _escape(text: str) -> str:
+    """`text` as openai-harmony's JSON (serde_json) writes it inside quotes."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 def _signature(message: Message) -> tuple[Any, ...]:
