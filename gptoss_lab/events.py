@@ -180,6 +180,7 @@ class Reply:
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
     failed: str = ""          # why the turn failed mid-way (an engine, tool or view error), in a line; "" when it did not
+    cut: str = ""             # why the turn ended before the model finished (a limit, Stop, a failure): the note shown
     effort: str = "medium"
     model: str = ""
     parsed: Any = None
@@ -194,9 +195,9 @@ class Reply:
 
     def __str__(self) -> str:
         """What `print(reply)` shows: the answer; with the turn's notes when it failed or has no answer (a failed turn
-        printed as an empty line)."""
+        printed as an empty line), and with why it was cut when it was (a partial answer read as a whole one)."""
         if self.final and not self.failed:
-            return self.final
+            return f"{self.final}\n\n{self.cut}" if self.cut else self.final
         notes = self.errors or ["The turn ended without an answer."]
         return "\n\n".join([self.final, *notes] if self.final else notes)
 

@@ -575,7 +575,6 @@ class _Turn:
             self.recorder = Recorder()
         self.stream: harmony.HarmonyStream | None = None
         self.skipped = 0
-        self.ended_why: str | None = None     # why the turn ended without a final answer, if it did
         self.dropped = ""                      # what the message cut off at the end was, where it was not kept
         self.inside: list[int] = []            # the notes made while the open message was written (see `_note`)
 
@@ -678,7 +677,7 @@ class _Turn:
             self._end_early("The model's reply was stopped: where a message header goes, it wrote text longer than any "
                             "header (quoted above), which is not shown as it is written, nor kept.")
         elif last in harmony.STOP_TOKENS:
-            if not self.reply.final and self.ended_why is None:
+            if not self.reply.final and not self.reply.cut:
                 self._end_early("The model ended its turn without a final answer.")
         elif generated >= room and self.window is not None and len(ids) + generated >= self.window:  # any --max-tokens
             self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept"
@@ -879,7 +878,7 @@ class _Turn:
             self.inside.append(len(self.reply.errors) - 1)
 
     def _end_early(self, why: str, level: Literal["warning", "error"] = "warning") -> None:
-        self.ended_why = why
+        self.reply.cut = why
         self._warn(why, level)
 
     def _keep_partial(self) -> str:
@@ -949,7 +948,7 @@ class _Turn:
                 self._warn("The check of the final answer against the schema was stopped (Ctrl-C): reply.parsed is None.")
             except ValueError as err:  # in the view too: the answer alone looked like a success, `.parsed` None
                 # (a cut answer's "Expecting ',' delimiter" read, under --constrain, as the constraint failing)
-                self._warn(f"{err} (the answer was cut off before its end)" if self.ended_why else str(err))
+                self._warn(f"{err} (the answer was cut off before its end)" if self.reply.cut else str(err))
         return reply
 
 

@@ -898,6 +898,22 @@ def test_a_reply_printed_says_why_the_turn_failed_or_has_no_answer(capsys: pytes
     assert calls.startswith("Stopped after 1 tool calls (max_tool_calls)."), calls
 
 
+@pytest.mark.parametrize("cut_by", ["token limit", "context", "stop"])
+def test_a_reply_printed_says_its_answer_was_cut(cut_by: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`print(reply)` of an answer cut by the token limit, the model's context or Stop printed the words written so far
+    as if they were the whole answer (the cell view says it was cut): the same note follows them."""
+    s = session(FINAL.format(text=" ".join(f"word{i}" for i in range(1, 41))))
+    s.engine.context_window = len(harmony.render(s.prefix() + [harmony.user_message("q")])) + 20
+    reply = s.ask("q", view=Recorder(stop_after=8 if cut_by == "stop" else None),
+                  max_new_tokens=10 if cut_by == "token limit" else None)
+    print(reply)
+    answer, note = capsys.readouterr().out.split("\n\n")
+    assert answer == reply.final and answer.startswith("word1 word2") and "word40" not in answer
+    assert note == reply.errors[-1] + "\n" and note.startswith(
+        {"token limit": "The reply reached the token limit", "context": "The reply filled the model's context",
+         "stop": "Stopped: the partial reply is kept"}[cut_by]), note
+
+
 def test_a_recorded_message_to_a_tool_on_a_channel_that_is_not_one_replays_the_rest_of_the_turn():
     """A message `to=python` on a channel that is not one (`chat`) is left out of the conversation, never run, and the
     model writes on. The replay cut the recording there, as after a call, so the turn ended "The engine's stream ended
