@@ -526,13 +526,14 @@ class Renderer:
         return ids
 
 
-def _render_conversation(messages: tuple[Message, ...]) -> list[int]:
+def _render_conversation(messages: tuple[Message, ...], kept: frozenset[int] = frozenset()) -> list[int]:
     """openai-harmony's `render_conversation` of `messages` in about linear time, interruptible.
 
     openai-harmony encodes each content's text in one call, quadratic in a long pre-tokenizer piece ("[" * 100,000 as
     instructions: 8 s). So it renders a copy whose long runs are placeholders (`_Masked`) and whose texts are empty;
-    each content's text, its runs put back, is then encoded by `encode_text`, one content at a time as it does."""
-    mask = _Masked(messages)
+    each content's text, its runs put back, is then encoded by `encode_text`, one content at a time as it does.
+    Runs it rewrote (a description's line breaks) are rendered again left as they are (`kept`: their numbers)."""
+    mask = _Masked(messages, kept)
     if not mask.needed:
         return encoding().render_conversation(Conversation.from_messages(list(messages)))
     frame = encoding().render_conversation(Conversation.from_messages([mask.message(m) for m in messages]))
@@ -543,7 +544,9 @@ def _render_conversation(messages: tuple[Message, ...]) -> list[int]:
         body = _through(rest, END, CALL)
         structured = [c for c in message.content if not isinstance(c, TextContent)]
         text = mask.restore(decode(body[:-1])) if structured else ""
-        if len(structured) > 1 or text is None:  # its contents' texts cannot be told apart, or a run was rewritten
+        if text is None and mask.rewritten - kept:
+            return _render_conversation(messages, kept | mask.rewritten)
+        if len(structured) > 1 or text is None:  # its contents' texts cannot be told apart
             return encoding().render_conversation(Conversation.from_messages(list(messages)))
         ids += [i for c in message.content for i in encode_text(c.text if isinstance(c, TextContent) else text)]
         ids.append(body[-1])
@@ -566,9 +569,9 @@ class _Masked:
     A placeholder keeps its run's first and last characters (text trimmed or split at its ends is trimmed or split
     alike) and holds a quote, and a line break where its run has one: written as it is, it stands where openai-harmony
     wrote its run as it is; JSON-escaped (a default value), where it wrote the run JSON-escaped; any other way (a
-    description's lines each made a comment), where it rewrote the run, and the messages are rendered unmasked."""
+    description's lines each made a comment), where it rewrote the run (its number is then in `rewritten`)."""
 
-    def __init__(self, messages: Sequence[Message]) -> None:
+    def __init__(self, messages: Sequence[Message], kept: frozenset[int] = frozenset()) -> None:
         contents = [c for m in messages for c in m.content]
         dumps = {id(c): c.model_dump() for c in contents if not isinstance(c, TextContent)}
         strings = [c.text for c in contents if isinstance(c, TextContent)]
@@ -579,6 +582,8 @@ class _Masked:
         self._mark = next((chr(c) for c in range(0xF0000, 0x110000) if chr(c) not in held), None)
         self.needed = self._mark is not None and any(map(_LONG_RUN.search, strings))
         self._runs: list[str] = []
+        self._kept = kept  # the numbers of the runs left as they are
+        self.rewritten: set[int] = set()
         self._masked = {key: _mapped(dump, self._masked_text) for key, dump in dumps.items()} if self.needed else {}
 
     def message(self, message: Message) -> Message:
@@ -596,11 +601,11 @@ class _Masked:
             escaped = core.group(2).startswith("\\")
             start = core.start() - len(_escape(run[0]) if escaped else run[0])
             shown = _escape(placeholder) if escaped else placeholder
-            if start < done or not text.startswith(shown, start):
-                return None
-            parts += [text[done:start], _escape(run) if escaped else run]
-            done = start + len(shown)
+            if start >= done and text.startswith(shown, start):
+                parts += [text[done:start], _escape(run) if escaped else run]
+                done = start + len(shown)
         restored = "".join(parts) + text[done:]
+        self.rewritten |= {int(number) for number in re.findall(f"{self._mark}(\\d+)", restored)}
         return None if self._mark in restored else restored
 
     def _masked_text(self, text: str) -> str:
@@ -608,7 +613,7 @@ class _Masked:
 
     def _masked_run(self, match: re.Match[str]) -> str:
         self._runs.append(match.group())
-        return self._placeholder(len(self._runs) - 1)
+        return match.group() if len(self._runs) - 1 in self._kept else self._placeholder(len(self._runs) - 1)
 
     def _placeholder(self, index: int) -> str:
         run = self._runs[index]
