@@ -259,7 +259,7 @@ def test_markdown_form_of_a_turn_carries_nothing_executable() -> None:
                     namespace={}, approval="never", tools="").ask("<img src=x onerror=window.__pwned=1> {x}")
     markdown = Transcript.from_reply(reply).to_markdown()
     assert _markdown_problems(markdown) == []
-    assert "&lt;script>" in markdown and "[md link](#" in markdown  # shown as text, links disarmed
+    assert "&lt;script>" in markdown and "[md link]&#40;" in markdown  # shown as text, links as written
 
 
 def test_markdown_keeps_what_is_safe() -> None:
@@ -274,8 +274,33 @@ def test_markdown_form_shows_text_that_starts_no_link_as_written() -> None:
     rules made them `](#`, `[` and dropped the title, where the HTML form kept them); a real one is still disarmed."""
     text = 'f(a)](javascript:void) and wow![see] and x](y "z") ![x]'
     assert inert_markdown(text) == text
-    assert inert_markdown("[a](javascript:alert(1))") == "[a](#))"
-    assert inert_markdown("![i](https://e.example/x.png)") == "[i](https://e.example/x.png)"
+    assert "javascript" not in _as_a_trusted_front_end_renders(inert_markdown("[a](javascript:alert(1))")).split(">")[0]
+    assert inert_markdown("![i](https://e.example/x.png)") == "\\![i](https://e.example/x.png)"
+
+
+# Links whose address the lab does not keep (shown as written in the HTML form), or keeps with odd characters in it.
+ODD_LINKS = ["[js](javascript:alert(1))", "![i](javascript:alert(1))", "[a](<javascript:alert(1)>)", "[a](JavaScript:x)",
+             '[a](javascript:x "t")', "[a]( javascript:x )", "[a](vbscript:x(1)(2))", "[a [b] c](javascript:x)",
+             "[a](//e.org/x)", "[a](./n.md)", "[a](#top)", "[a](java%73cript:x)", "[a](javascript:x)(y)",
+             "[a](data:text/html,<b>x</b>)", "[a](https://e.org/a_(b))", '[a](https://e.org "title")', "[m](mailto:x@y)"]
+
+
+def _words(html: str) -> str:
+    return " ".join(unescape(re.sub("<[^>]*>", " ", html)).split())
+
+
+@pytest.mark.parametrize("link", ODD_LINKS)
+def test_every_form_shows_the_same_words_for_an_odd_link(link: str) -> None:
+    """The live view and saved HTML show a link to an address the lab does not keep as written; the saved Markdown
+    cut `[js](javascript:alert(1))` to `[js](#))`, which read "js)". Every form reads the same, and stays inert."""
+    transcript = Transcript.from_events([TurnStart("Hi", "low", "replay", "auto"), MessageStart("final", None),
+                                         Delta(f"{link} done", "final"), MessageEnd(None, None)])
+    live = _words(markdown_html(f"{link} done"))
+    saved = _words(re.search("<blockquote class=\"gx-final\">.*?</b>(.*)</blockquote>", transcript.to_html(), re.DOTALL)[1])
+    markdown = transcript.to_markdown()
+    shown = _words(re.sub("<sub>.*?</sub>", "", _as_a_trusted_front_end_renders(markdown))).split("Answer: ", 1)[1]
+    assert live == saved == shown, (link, markdown)
+    assert f"{link} done" in transcript.to_text() and _markdown_problems(markdown) == []
 
 
 def test_safe_content_survives_sanitizing() -> None:

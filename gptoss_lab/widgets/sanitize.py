@@ -589,23 +589,28 @@ def _inert_line(line: str, links: bool) -> str:
 
 
 def _inert_prose(text: str, links: bool) -> str:
-    """Prose with HTML shown as text and `]:` escaped (both render as written); with `links`, images made links,
-    titles left out and addresses other than http(s) and mailto made `#`.
+    """Prose with HTML shown as text and `]:` escaped (both render as written); with `links`, images made links
+    (`\\![`: the `!` still shown), titles left out and a link to an address other than http(s) or mailto shown as
+    written, as the HTML form shows it (`(` written `&#40;`: its address made `#` cut `[js](javascript:alert(1))` to
+    "js)").
 
     Backslashes, `$` and `{` are escaped too, so math shows as its TeX source: renderers that find math before
     Markdown (nbconvert's `$…$`, `\\(…\\)`, `\\begin{…}`) let a formula that starts in prose end inside a code
     span or fence, whose text (`<img onerror>`) was then read as prose."""
     text = text.replace("\\", "\\\\").replace("$", "\\$").replace("{", "\\{").replace("<", "&lt;")
     if links:
-        text = _TITLE.sub(r"\1", text.replace("![", "["))
-        text = _DESTINATION.sub(lambda m: m.group(1) + _safe_destination(m.group(2)), text)
+        text = _DESTINATION.sub(_inert_destination, text.replace("![", "\\!["))
+        text = _TITLE.sub(r"\1", text)
     return text.replace("]:", "\\]:")
 
 
-def _safe_destination(url: str) -> str:
-    """The same rule as the HTML sanitizer's: http(s) and mailto only (no entities that could hide a scheme)."""
-    low = url.strip().lower()
-    return url if low.startswith(LINK_SCHEMES) and "&" not in low else "#"
+def _inert_destination(match: re.Match[str]) -> str:
+    """A link's `](` and address as written, its `(` written `&#40;` (no link) unless the address passes the HTML
+    sanitizer's rule: http(s) and mailto only (no entities that could hide a scheme)."""
+    low = match.group(2).strip().lower()
+    if low.startswith(LINK_SCHEMES) and "&" not in low:
+        return match.group()
+    return match.group(1).replace("(", "&#40;", 1) + match.group(2)
 
 
 def literal_markdown(text: str) -> str:
