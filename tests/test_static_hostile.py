@@ -72,7 +72,7 @@ def test_an_answer_of_many_link_starts_is_saved_at_once() -> None:
         "Check it.", max_new_tokens=100_000)
     t0 = time.perf_counter()
     markdown = Transcript.from_reply(reply).to_markdown()
-    assert time.perf_counter() - t0 < 5 and "> **Answer:**\n>\n> ](" in markdown
+    assert time.perf_counter() - t0 < 5 and "> **Answer:**\n>\n> ```\n> " + "](" * 40_000 in markdown  # past the budget
     # a title is still left out
     titled = _turn('<|channel|>final<|message|>See [owls](https://owls.example/a "Source 1: voles").<|return|>')
     assert "[owls](https://owls.example/a)" in titled.to_markdown() and "Source 1" not in titled.to_markdown()
@@ -87,7 +87,7 @@ def test_an_answer_of_many_image_starts_is_saved_in_one_parse() -> None:
                                          Delta("![" * 10_000, "final"), MessageEnd(None, None)])
     t0 = time.perf_counter()
     markdown = transcript.to_markdown()
-    assert time.perf_counter() - t0 < 3 and "> **Answer:**\n>\n> " + "![" * 10_000 + "\n" in markdown
+    assert time.perf_counter() - t0 < 3 and "> **Answer:**\n>\n> ```\n> " + "![" * 10_000 + "\n" in markdown
 
 
 def test_an_answer_of_many_unclosed_brackets_is_saved_at_once() -> None:

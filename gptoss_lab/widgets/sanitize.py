@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
@@ -401,7 +401,7 @@ def inert_markdown(text: str) -> str:
     what a parser finds to be one: they apply only where the text with its HTML escaped alone still holds
     one (else `x](y` that starts no link became `x](#`). Where a CommonMark parser still finds HTML, an
     image, another link, a definition or a heading above h4 in the result (the line-by-line rules above
-    misread the text's structure), the text is shown as code."""
+    misread the text's structure), or more markers than `MARKUP_BUDGET`, the text is shown as code."""
     for links in (False, True):
         markdown = _demoted(_inert_lines(text, links))
         if markdown is not None and markdown_is_inert(markdown):
@@ -500,6 +500,8 @@ def markdown_is_inert(markdown: str) -> bool:
     tokens = _block_tokens(markdown, env)
     if env.get("references") or past_nesting_limit(_commonmark(), tokens):   # what it did not read may hold anything
         return False
+    if not all(within_markup_budget(token.content for token in tokens if token.type == "inline")):
+        return False   # not parsed: shown as code
     return all(_inline_is_inert(token.content) if token.type == "inline" else _is_inert(token) for token in tokens)
 
 
@@ -541,6 +543,21 @@ def past_nesting_limit(md: Any, tokens: list[Any]) -> bool:
     """Whether markdown-it's parse of `tokens` may have reached its nesting limit, past which it drops the rest of the
     text unread and unsaid (an answer quoted 20 deep lost its words; a renderer without that limit shows them)."""
     return any(token.level >= md.options["maxNesting"] - 1 for token in tokens)
+
+
+# markdown-it's inline parse takes up to 40 µs for each `[`, `!`, `$`, `*` ... of a block and 40 µs for each table cell (an
+# answer of 50,000 `![` took 3.6 s to render, and a turn renders it three times): past this many, blocks are plain text.
+MARKUP_BUDGET = 10_000
+_MARKUP = re.compile(r"[\[\]!<>`*_~$&\\|]")
+
+
+def within_markup_budget(inlines: Iterable[str]) -> Iterator[bool]:
+    """For each block's inline text in turn, whether the blocks up to it hold at most MARKUP_BUDGET Markdown markers
+    (a block counting one more), so that parsing them takes a bounded time."""
+    spent = 0
+    for text in inlines:
+        spent += 1 + len(_MARKUP.findall(text))
+        yield spent <= MARKUP_BUDGET
 
 
 def stay_apart(pieces: list[str]) -> bool:

@@ -24,7 +24,7 @@ from .citations import card_html, is_browser_call, sources_html, sources_markdow
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
     markdown_is_inert, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, \
-    stay_apart, visible, web_link, written_controls
+    stay_apart, visible, web_link, within_markup_budget, written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -370,8 +370,9 @@ def _context_use(used: int, window: int) -> str:
 def markdown_html(text: str) -> str:
     """Model Markdown to sanitised HTML: raw HTML stays text, $math$ becomes MathML, images become links,
     only http(s)/mailto links survive, and code has its direction controls written out. Markdown nested past the
-    parser's limit is shown as its text, which the parser would drop. Control characters but tab and line ends are
-    written out first (`\\x00`), as in the saved text: the parser turned NUL into U+FFFD and the others were invisible."""
+    parser's limit is shown as its text, which the parser would drop, and so are blocks past the markup budget.
+    Control characters but tab and line ends are written out first (`\\x00`), as in the saved text: the parser turned
+    NUL into U+FFFD and the others were invisible."""
     text = written_controls(text)
     md = _markdown()
     tokens = md.parse(text, {})
@@ -454,9 +455,19 @@ def _markdown() -> Any:
     # a `javascript:` one is: it was a word in a link's colour that opened nothing, its address lost
     md.validateLink = web_link
     md.add_render_rule("image", _image_as_link)
+    md.core.ruler.before("inline", "markup_budget", _plain_past_budget)
     md.core.ruler.push("demote_headings", demote_headings)
     md.core.ruler.push("reveal_bidi", _reveal_code)
     return md
+
+
+def _plain_past_budget(state: Any) -> None:
+    """A markdown-it core rule (before the inline parse): blocks past the markup budget (`within_markup_budget`) shown
+    as their plain text, so that any answer renders in a bounded time per character."""
+    inlines = [token for token in state.tokens if token.type == "inline"]
+    for token, within in zip(inlines, within_markup_budget(token.content for token in inlines)):
+        if not within:
+            token.type = "text"
 
 
 def _reveal_code(state: Any) -> None:
