@@ -379,6 +379,8 @@ def mathml_html(math: ElementTree.Element) -> str:
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(?:.+?)(?<!`)\1(?!`)")  # a whole run, not after a backslash
 _DESTINATION = re.compile(r"(\]\([ \t]*<?)([^)\s>]*)")
+# an image's `![`, with its alt text, `](` and address where its alt text holds no brackets
+_IMAGE = re.compile(r"!\[(?:((?:[^\[\]\\]|\\.)*)" + _DESTINATION.pattern + ")?")
 # A link's title (`[](url "Source 1: …")`): a tooltip, and the name a screen reader gives a link with no text, so a
 # model's link could pass for a citation chip; left out (a title this misses leaves the text shown as code). The
 # address stops at a `]`, where the next `](` could start: `[^\s)]*` scanned the rest of the line from each `](`
@@ -606,28 +608,42 @@ def _inert_line(line: str, links: bool) -> str:
 
 
 def _inert_prose(text: str, links: bool) -> str:
-    """Prose with HTML shown as text and `]:` escaped (both render as written); with `links`, images made links
-    (`\\![`: the `!` still shown), titles left out and a link to an address other than http(s) or mailto shown as
-    written, as the HTML form shows it (`(` written `&#40;`: its address made `#` cut `[js](javascript:alert(1))` to
-    "js)").
+    """Prose with HTML shown as text and `]:` escaped (both render as written); with `links`, titles left out, images
+    made links (`_inert_image`) and a link to an address other than http(s) or mailto shown as written, as the HTML
+    form shows it (`(` written `&#40;`: its address made `#` cut `[js](javascript:alert(1))` to "js)").
 
     Backslashes, `$` and `{` are escaped too, so math shows as its TeX source: renderers that find math before
     Markdown (nbconvert's `$…$`, `\\(…\\)`, `\\begin{…}`) let a formula that starts in prose end inside a code
     span or fence, whose text (`<img onerror>`) was then read as prose."""
     text = text.replace("\\", "\\\\").replace("$", "\\$").replace("{", "\\{").replace("<", "&lt;")
     if links:
-        text = _DESTINATION.sub(_inert_destination, text.replace("![", "\\!["))
+        text = _DESTINATION.sub(_inert_destination, _IMAGE.sub(_inert_image, text))
         text = _TITLE.sub(r"\1", text)
     return text.replace("]:", "\\]:")
 
 
+def _inert_image(match: re.Match[str]) -> str:
+    """An image as the HTML form shows it: one to an address the lab keeps a link named `[image: alt]`, any other
+    written as it is (`\\![`, its `(` written `&#40;`); an `![` this cannot pair with an address, a link (`\\![`)."""
+    alt, opener, address = match.groups()
+    if opener is None:
+        return "\\!["
+    if _safe_address(address):
+        return f"[[image: {alt or 'image'}]{opener}{address}"
+    return f"\\![{alt}{opener.replace('(', '&#40;', 1)}{address}"
+
+
 def _inert_destination(match: re.Match[str]) -> str:
-    """A link's `](` and address as written, its `(` written `&#40;` (no link) unless the address passes the HTML
-    sanitizer's rule: http(s) and mailto only (no entities that could hide a scheme)."""
-    low = match.group(2).strip().lower()
-    if low.startswith(LINK_SCHEMES) and "&" not in low:
+    """A link's `](` and address as written, its `(` written `&#40;` (no link) unless `_safe_address` keeps it."""
+    if _safe_address(match.group(2)):
         return match.group()
     return match.group(1).replace("(", "&#40;", 1) + match.group(2)
+
+
+def _safe_address(url: str) -> bool:
+    """The HTML sanitizer's rule: http(s) and mailto only (no entities that could hide a scheme)."""
+    low = url.strip().lower()
+    return low.startswith(LINK_SCHEMES) and "&" not in low
 
 
 def literal_markdown(text: str) -> str:
