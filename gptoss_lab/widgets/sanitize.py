@@ -614,12 +614,19 @@ def _inert_prose(text: str, links: bool) -> str:
 
     Backslashes, `$` and `{` are escaped too, so math shows as its TeX source: renderers that find math before
     Markdown (nbconvert's `$…$`, `\\(…\\)`, `\\begin{…}`) let a formula that starts in prose end inside a code
-    span or fence, whose text (`<img onerror>`) was then read as prose."""
-    text = text.replace("\\", "\\\\").replace("$", "\\$").replace("{", "\\{").replace("<", "&lt;")
+    span or fence, whose text (`<img onerror>`) was then read as prose. A backslash escape that starts no math
+    (`\\*`) stays one, as the HTML form reads it (escaped, `\\*not em\\*` read "\\ not em\\" in emphasis)."""
+    text = _BACKSLASH.sub(lambda m: m.group() if m.group(1) else "\\\\", text)
+    text = text.replace("$", "\\$").replace("{", "\\{").replace("<", "&lt;")
     if links:
         text = _DESTINATION.sub(_inert_destination, _IMAGE.sub(_inert_image, text))
         text = _TITLE.sub(r"\1", text)
     return text.replace("]:", "\\]:")
+
+
+# a backslash, with the punctuation after it where that makes a CommonMark escape that no renderer reads as math and
+# that the rules below leave as it is (not `(`, `[`, `$`, `{`, `<`, `&`, nor their pairs)
+_BACKSLASH = re.compile(r"\\([!\"#%'*+,\-./:;=>?@^_`|~\\])?")
 
 
 def _inert_image(match: re.Match[str]) -> str:
