@@ -6,6 +6,8 @@ import datetime
 import enum
 import functools
 import re
+import sys
+import time
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -305,3 +307,30 @@ def test_a_class_is_a_tool_with_its_signatures_parameters():
                                                                  ("done", '{"seatNumber": "12A"}')]
     assert FunctionTool(Purchase).parameters["properties"] == {"qty": {"type": "integer"},
                                                                "note": {"default": "", "type": "string"}}
+
+
+def test_a_function_that_swallows_every_exception_in_a_loop_ends_at_the_timeout_and_the_turn_replies():
+    """`except BaseException: pass` in a retry loop caught the timeout's every re-raise (379 in 100 s) and held the
+    kernel for good: once it swallowed one, each line the function runs raises it, its handlers' lines too."""
+    tries = []
+
+    def fetch() -> str:
+        while True:
+            try:
+                tries.append(1)
+                time.sleep(0.05)
+            except BaseException:
+                pass
+
+    recording = ('<|channel|>commentary to=functions.fetch <|constrain|>json<|message|>{}<|call|>'
+                 '<|channel|>final<|message|>it timed out<|return|>')
+    started = time.perf_counter()
+    reply = _session(recording, namespace={"fetch": fetch}).ask("?", tools="fetch", timeout=0.5)
+    assert time.perf_counter() - started < 2.5
+    assert reply.final == "it timed out"
+    assert [(c.status, c.output.split(" (")[0]) for c in reply.tool_calls] == [
+        ("timeout", "Error: ToolTimeout: Timed out after 0.5 s")]
+    assert sys.gettrace() is None  # the tracer that ended it is gone with the call
+    count = len(tries)
+    time.sleep(0.3)
+    assert len(tries) == count   # it has ended

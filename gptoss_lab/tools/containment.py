@@ -1788,7 +1788,8 @@ class deadline:
     """`with deadline(seconds, stop):` raises ToolTimeout in this thread once `seconds` have passed, and
     again every REPEAT seconds until the block ends (so `except Exception` cannot swallow it); on the main
     thread it also asks `stop()` (the view's Stop) every STOP_POLL seconds and, once it says yes, raises
-    KeyboardInterrupt the same way. For code the user trusts (function tools): it guards no exits and
+    KeyboardInterrupt the same way. A block that swallowed the timeout and went on (`except BaseException: pass`
+    in a retry loop) has it raised on each line it runs from then on, so no handler of its can keep it. For code the user trusts (function tools): it guards no exits and
     runs the block in place; model code goes through `contain`. With no seconds and no stop it does nothing.
 
     On the main thread it is SIGALRM, whose handler runs in this thread and so knows exactly where
@@ -1807,6 +1808,7 @@ class deadline:
         if not self.seconds and not (self.stop and on_main):
             return self
         self.ident, self.finished, self._stop_asked = threading.get_ident(), False, False
+        self._swallowed, self._outer, self._trace = False, sys._getframe(1), None
         self._end = _monotonic() + self.seconds if self.seconds else None
         self._timeout = ToolTimeout.after(self.seconds) if self.seconds else None
         if on_main:
@@ -1819,6 +1821,8 @@ class deadline:
 
     def __exit__(self, *exc: object) -> None:
         self.finished = True
+        if self._trace is not None:
+            sys.settrace(self._trace[0])
         if self._alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, signal.SIG_DFL if self._previous is None else self._previous)
@@ -1827,10 +1831,33 @@ class deadline:
         if self.finished or frame.f_code.co_filename == _HERE:  # not in the block's own exit
             return
         if self._end is not None and _monotonic() >= self._end - 0.001:  # the timer may ring a hair early
+            if self._swallowed:
+                self._raise_on_each_line(frame)
+            self._swallowed = True  # until the block ends: the next ring finds it swallowed
             raise self._timeout()
         self._stop_asked = self._stop_asked or bool(self.stop and self.stop())
         if self._stop_asked:
             raise KeyboardInterrupt
+
+    def _raise_on_each_line(self, frame: Any) -> None:
+        """Trace the block's frames (those running and those it calls) so that each of their lines raises the
+        timeout: a handler's own first line then raises it out of the handler. The tracer there before comes back
+        when the block ends."""
+        if self._trace is None:
+            self._trace = (sys.gettrace(),)
+        sys.settrace(self._on_call)
+        while frame is not None and frame is not self._outer:
+            if frame.f_code.co_filename != _HERE:
+                frame.f_trace = self._on_line
+            frame = frame.f_back
+
+    def _on_call(self, frame: Any, event: str, arg: Any) -> Any:
+        return None if frame.f_code.co_filename == _HERE else self._on_line
+
+    def _on_line(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and not self.finished:
+            raise self._timeout()
+        return self._on_line
 
     def _watch(self) -> None:
         end = self._end or 0
