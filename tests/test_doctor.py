@@ -462,3 +462,23 @@ def test_a_folder_the_load_refuses_from_its_headers_is_refused_by_the_doctor_too
     with pytest.raises(LoadError) as sizing:
         doctor(folder)
     assert str(sizing.value) == str(loading.value) and "\n" not in str(sizing.value)
+
+
+def test_a_folder_of_only_its_json_files_is_sized_from_its_config_and_refused_by_the_load(tmp_path, random_checkpoint):
+    """`hf download openai/gpt-oss-20b --include "*.json"` (config.json, the shard index, no shards): the doctor
+    refused it for a missing shard, though it sizes a model that is not here from its config; it sizes it now and
+    says the weights are not here, and the load refuses it in one line."""
+    import shutil
+
+    from test_checkpoint_hostile import in_two_shards  # tests/ is on sys.path
+
+    folder = in_two_shards(shutil.copytree(random_checkpoint, tmp_path / "json-only"))
+    for shard in folder.glob("*.safetensors"):
+        shard.unlink()
+    d = doctor(folder, memory="16 GB")
+    assert d.fits and d.parameters == doctor(random_checkpoint, memory="16 GB").parameters
+    assert dict(d.rows())["checkpoint"] == ("not quantized; its weights are not in the folder (sized from config.json: "
+                                            "download them to load it)")
+    with pytest.raises(LoadError) as loading:
+        LocalEngine.from_pretrained(folder, progress=False)
+    assert str(loading.value) == f"{folder} has a config.json but no weights (*.safetensors)"

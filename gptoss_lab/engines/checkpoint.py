@@ -1170,8 +1170,6 @@ def checked_folder(folder: str | Path) -> Any:
     skipped them (a config naming a Hub attention kernel reached transformers; a review)."""
     source = resolve(Path(folder))
     config = read_config(source)
-    if not any(Path(source.path).glob("*.safetensors")):   # train and llamacpp failed later, with a traceback
-        raise LoadError(f"{source.path} has a config.json but no weights (*.safetensors)")
     check_implementations(config, {}, source.path)
     check_folder(source.path, config, source.path)
     return config
@@ -1180,9 +1178,33 @@ def checked_folder(folder: str | Path) -> Any:
 def check_folder(folder: str, config: Any, label: str) -> None:
     """What a load refuses of a checkpoint `folder` (named `label`) before it reads a weight: pickled weights, tensors'
     names, shapes and dtypes from their headers, sampling settings. The doctor asks it too: it said a half-copied
-    folder, or one whose config.json lies about its sizes, fits, and the load then refused it."""
+    folder, or one whose config.json lies about its sizes, fits, and the load then refused it. A folder holding no
+    weights is refused here (train --resume and llamacpp failed later, with a traceback)."""
+    if not holds_weights(folder):
+        raise LoadError(f"{label} has a config.json but no weights (*.safetensors)")
     check_tensors(folder, config, name=label)
     check_sampling(folder, label)
+
+
+def holds_weights(folder: str | Path) -> bool:
+    """Whether a checkpoint folder holds any weights file: a .safetensors file, a pickled pytorch_model*.bin or a
+    shard its index names. A folder of its JSON files alone (`hf download ... --include "*.json"`) holds none: the
+    doctor sizes it from its config (it refused it for a missing shard), a load refuses it."""
+    folder = Path(folder)
+    if any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin*")):
+        return True
+    index = folder / "model.safetensors.index.json"
+    if not index.exists():
+        return False
+    try:
+        data = read_json(index, str(folder))
+    except LoadError:
+        return True  # an index that cannot be read (a FIFO, no JSON): check_folder says why
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        return True  # an index no checkpoint has: likewise
+    present = {path.name for path in folder.iterdir()}
+    return any(shard in present for shard in weight_map.values() if isinstance(shard, str))
 
 
 def check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:

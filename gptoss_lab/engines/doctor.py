@@ -59,6 +59,7 @@ class Diagnosis:
     not_float32: str = ""    # why a CPU load gets a slower dtype than float32 (as the load's note says it)
     lean: bool = False       # the lab's CPU forward runs it (fastpath): no score matrix, a KV store grown by doubling
     head_copy: int = 0       # the lean forward's transposed copy of lm_head, sized beside the weights (0: none to count)
+    weights_here: bool = True  # False: a folder of its JSON files alone, sized from config.json (a load refuses it)
 
     @property
     def kv_per_1k(self) -> int:
@@ -106,14 +107,16 @@ class Diagnosis:
     def _checkpoint(self) -> str:
         """What the checkpoint stores and, for MXFP4 experts, whether they stay packed: a model loaded from MXFP4
         weights and dequantized (on a CPU, say) is no unquantized model, though its config no longer says MXFP4."""
+        absent = "" if self.weights_here else ("; its weights are not in the folder (sized from config.json: download "
+                                               "them to load it)")
         if self.mxfp4_checkpoint is None:
             return "unknown: the checkpoint it was loaded from cannot be read now"
         if not self.mxfp4_checkpoint:
-            return "not quantized"
+            return "not quantized" + absent
         if not self.dequantized_to:
-            return "MXFP4 experts (quant_method mxfp4)"
+            return "MXFP4 experts (quant_method mxfp4)" + absent
         return f"MXFP4 experts (quant_method mxfp4), dequantized to {self.dequantized_to} " + (
-            "on load" if self.loaded else "when loaded here")
+            "on load" if self.loaded else "when loaded here") + absent
 
     def _context(self) -> str:
         if self.max_context == 0:
@@ -175,7 +178,7 @@ def doctor(
     if prefill_chunk is None:  # an engine's own: sized with 2048, it said a smaller one would help after it was set
         prefill_chunk = getattr(model, "prefill_chunk", 2048)
     checkpoint.check_prefill_chunk(prefill_chunk)
-    name, config, folder = _config(model)
+    name, config, folder, weights_here = _config(model)
     name = checkpoint.printable(name)
     target = checkpoint.default_device(device)
     if memory is None:
@@ -223,7 +226,7 @@ def doctor(
         free_assumed=memory is not None, free_given=memory.strip() if isinstance(memory, str) else "",
         free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name, lean=lean), lean=lean,
-        head_copy=head,
+        head_copy=head, weights_here=weights_here,
         not_float32="" if dtype or loaded else checkpoint.not_float32(name, config, dtype_name, target, free,
                                                                       here=memory is None) or "",
     )
@@ -231,38 +234,41 @@ def doctor(
     return Diagnosis(**diagnosis, verdict=f"{verdict}; {unload}" if unload else verdict)
 
 
-def _config(model: Any) -> tuple[str, Any, str | None]:
-    """(name, GptOssConfig, local folder or None) for anything `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
+def _config(model: Any) -> tuple[str, Any, str | None, bool]:
+    """(name, GptOssConfig, local folder holding weights or None, whether a folder's weights are there) for anything
+    `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
     from transformers import GptOssConfig, PretrainedConfig
 
     from .base import Engine
 
     if isinstance(getattr(model, "config", None), PretrainedConfig):  # a loaded LocalEngine or transformers model
         name = str(getattr(model, "name", "") or getattr(model.config, "_name_or_path", "") or "model")
-        return name, checkpoint.check_model_type(model.config.model_type, name) and model.config, None
+        return name, checkpoint.check_model_type(model.config.model_type, name) and model.config, None, True
     if isinstance(model, Engine):
         raise LoadError(f"{getattr(model, 'name', 'this model')} is not loaded in this kernel, so doctor cannot size it: "
                         "give a hub id, a folder or a config.json")
     if isinstance(model, PretrainedConfig):
         name = str(getattr(model, "_name_or_path", "") or "config")
-        return name, checkpoint.check_model_type(model.model_type, name) and model, None
+        return name, checkpoint.check_model_type(model.model_type, name) and model, None, True
     if isinstance(model, dict):
-        return "config", _valid(model, "the config"), None
+        return "config", _valid(model, "the config"), None, True
     shipped = checkpoint.shipped_config(model)
     if shipped is not None:
-        return shipped.name, GptOssConfig.from_pretrained(shipped), None
+        return shipped.name, GptOssConfig.from_pretrained(shipped), None, True
     path = checkpoint.local_path(str(model))
     beside = path.name != "config.json" and (path.parent / "config.json").is_file()  # generation_config.json, say
     if path.suffix == ".json" and path.exists() and not path.is_dir() and not beside:  # a FIFO, a device: unread
-        return path.parent.name, _valid(checkpoint.config_json(path, str(path.parent)), str(path)), None
+        return path.parent.name, _valid(checkpoint.config_json(path, str(path.parent)), str(path)), None, True
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
     folder = checkpoint.folder_of(source, hub_kw)
     config = checkpoint.read_config(source, hub_kw, folder)
     checkpoint.check_implementations(config, {}, source.path)  # the load refuses it: no report saying it fits
+    if folder is not None and not checkpoint.holds_weights(folder):
+        return source.name, config, None, False  # its config alone, as `hf download ... --include "*.json"` leaves it
     if folder is not None:
         checkpoint.check_folder(folder, config, source.path)  # likewise
-    return source.name, config, folder
+    return source.name, config, folder, True
 
 
 def _valid(raw: Any, name: str) -> Any:
