@@ -33,10 +33,11 @@ from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
 from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_text, interrupted
 from .tools.containment import from_model_code
+from .widgets.sanitize import WrittenOut
 
 
 
-class TurnError(ValueError):
+class TurnError(WrittenOut, ValueError):
     """A turn could not start (bad settings, unknown tool, prompt too long); one line for the user."""
 
 

@@ -18,11 +18,13 @@ import pydantic
 from pydantic import Field
 from pydantic.dataclasses import dataclass
 
+from .widgets.sanitize import WrittenOut
+
 EFFORTS = ("low", "medium", "high")
 APPROVALS = ("auto", "ask", "never")
 ALIASES = {"reasoning": "effort", "approve": "approval", "max_tokens": "max_new_tokens"}
 
-class SettingsError(ValueError):
+class SettingsError(WrittenOut, ValueError):
     """A setting was given a value it cannot take; the message is one line, written for the user."""
 
 

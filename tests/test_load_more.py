@@ -392,3 +392,25 @@ def test_a_gguf_file_or_a_file_of_a_checkpoint_given_for_a_folder_says_what_to_g
     other = tmp_path / "notes.txt"
     other.write_text("hello")
     assert one_line_error(lambda: load(other)) == f"{other} is a file: give the checkpoint folder"
+
+
+def _browse(folder: Path) -> None:
+    from gptoss_lab.tools.browser import Browser
+
+    Browser(folder)
+
+
+@pytest.mark.parametrize("ask", [load, doctor, lambda folder: load(folder / "nope"), _browse],
+                         ids=["load", "doctor", "not-found", "browse"])
+def test_a_folder_named_with_terminal_controls_is_written_out_in_the_error(tmp_path, ask):
+    """A folder named `gpt\\x1b[2J\\u202e...` reached the load's, the doctor's and the browser's one-line errors as it
+    is: a terminal (or JupyterLab's ANSI rendering of a traceback) cleared the screen or reversed the line."""
+    from gptoss_lab.engines.checkpoint import LoadError
+    from gptoss_lab.tools.browser import BrowserError
+
+    folder = tmp_path / "gpt\x1b[2J\u202eevil"
+    folder.mkdir()
+    with pytest.raises((LoadError, BrowserError)) as info:
+        ask(folder)
+    message = str(info.value)
+    assert "gpt\\x1b[2J\\u202eevil" in message and "\x1b" not in message and "\u202e" not in message

@@ -5,6 +5,8 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
+from ..widgets.sanitize import WrittenOut
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -47,5 +49,5 @@ class Engine(Protocol):
     ) -> Iterator[int]: ...
 
 
-class EngineError(RuntimeError):
+class EngineError(WrittenOut, RuntimeError):
     """A model could not be loaded or reached; the message is one line, written for the user."""

@@ -684,3 +684,12 @@ def variable_named(var: str) -> str:
 def visible(text: str) -> str:
     """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed."""
     return _CONTROL.sub(_written_out, text)
+
+
+class WrittenOut:
+    """A mixin of the lab's one-line errors (load, doctor, connect, browser, settings): their message is written out as
+    `visible` writes the lab's other messages, so a folder's or a server's name with `\\x1b[2J` or a `\\u202e`
+    override is shown, never obeyed, wherever the error is shown (a %gptoss line, a traceback)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(visible(arg) if isinstance(arg, str) else arg for arg in args))

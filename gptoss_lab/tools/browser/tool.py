@@ -25,7 +25,7 @@ from openai_harmony import ToolNamespaceConfig
 
 from ...events import Citation, ToolCall
 from ...harmony import clean
-from ...widgets.sanitize import outside_code, short_address
+from ...widgets.sanitize import WrittenOut, outside_code, short_address
 from ..base import Tool, ToolResult, bounded
 from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
@@ -54,7 +54,7 @@ _REQUIRED = {"search": "query", "find": "pattern"}
 _EXAMPLE = {"search": '{"query": "solar panel cleaning"}', "open": '{"id": 0}', "find": '{"pattern": "warranty"}'}
 
 
-class BrowserError(ValueError):
+class BrowserError(WrittenOut, ValueError):
     """The browser cannot be set up as asked (no documents, an unknown backend, a missing key); one line."""
 
 
