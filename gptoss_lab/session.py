@@ -70,6 +70,14 @@ def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
+def _not_from_model_code(what: str) -> None:
+    """A one-line TurnError when the python tool's code makes or changes a session (`what` says how): sessions and
+    their settings are the user's. Asked first, before a model is read or a server asked."""
+    if from_model_code():
+        raise TurnError(f"the python tool's code cannot make or change a session ({what}): sessions and their "
+                        "settings are the user's, changed between turns")
+
+
 # each session's seal (`Session._sealed`), out of the session's dict, which the python tool's code can write
 _SEALS: weakref.WeakKeyDictionary[Session, _SessionState] = weakref.WeakKeyDictionary()
 
@@ -116,9 +124,7 @@ class Session:
         self.__dict__["_browser_tool"] = tool
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if from_model_code():  # (a thread the code left running set approval=auto after its call was over)
-            raise TurnError(f"the python tool's code cannot make or change a session (its {name}): sessions and "
-                            "their settings are the user's, changed between turns")
+        _not_from_model_code(f"its {name}")  # (a thread the code left running set approval=auto after its call ended)
         if name in Settings.names():  # (`s.effort = "high"` made an attribute no turn read: they ran at medium)
             self.configure(**{name: value})
         else:
@@ -157,6 +163,7 @@ class Session:
         """Load a gpt-oss checkpoint into this process ("tiny", a local folder, or a hub id)."""
         from .engines.local import LocalEngine
 
+        _not_from_model_code("Session.load")  # it was refused only when the session was made, every weight loaded
         _settings_of(session_options)  # a bad setting is refused before the model loads, not after
         return cls(LocalEngine.from_pretrained(name_or_path, **engine_options), **(session_options or {}))
 
@@ -166,6 +173,7 @@ class Session:
         """Use a gpt-oss model served by an OpenAI-compatible server (vLLM, llama.cpp, Ollama)."""
         from .engines.remote import RemoteEngine
 
+        _not_from_model_code("Session.connect")  # likewise, after the server was asked
         _settings_of(session_options)  # a bad setting is refused before the server is asked
 
         engine = RemoteEngine(url, model=model, api_key=api_key, **engine_options)

@@ -935,3 +935,22 @@ def test_stop_inside_a_message_to_a_tool_on_a_channel_that_is_not_one_says_what_
     assert reply.interrupted and reply.tool_calls == [] and reply.errors == [
         "Stopped while the model was writing a message on a channel the conversation does not keep, which is not kept "
         "half-written: nothing to keep."]
+
+
+@pytest.mark.parametrize("code", ["import gptoss_lab; gptoss_lab.Session.load('tiny')",
+                                  "import gptoss_lab; gptoss_lab.Session.connect('http://127.0.0.1:9')"])
+def test_the_python_tools_code_cannot_load_or_connect_and_nothing_is_read(monkeypatch, code):
+    """`get_ipython().run_line_magic('gptoss', 'load X')` in the model's code (Session.load) was refused only when the
+    session was made, after every weight had loaded; a connect, after the server was asked. Refused before either."""
+    from gptoss_lab.engines import local, remote
+
+    asked = []
+    monkeypatch.setattr(local.LocalEngine, "from_pretrained",
+                        classmethod(lambda cls, *args, **kw: asked.append(args) or ReplayEngine("")))
+    monkeypatch.setattr(remote, "RemoteEngine", lambda *args, **kw: asked.append(args) or ReplayEngine(""))
+    reply = session(CALL.format(code=code) + FINAL.format(text="done")).ask("go")
+    assert reply.tool_calls[0].output.splitlines()[-1] == (
+        f"gptoss_lab.session.TurnError: the python tool's code cannot make or change a session "
+        f"(Session.{'load' if 'load' in code else 'connect'}): sessions and their settings are the user's, changed "
+        "between turns")
+    assert asked == []
