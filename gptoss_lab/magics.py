@@ -175,6 +175,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 _DASHES = "—–－−‐‑"  # dashes that are not the hyphen-minus options start with (long, full-width, minus, hyphens)
+# the commands that change the lab's model, session or settings: refused to the python tool's code
+_CHANGES = ("load", "connect", "use", "unload", "reset", "regenerate", "config", "browse")
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
 # commands of other tools' words, which difflib matched by spelling (`disconnect`: 'connect'), or not at all
 _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "reset", "restart": "reset",
@@ -738,6 +740,7 @@ class GptossMagics(Magics):
         from .session import Session
 
         command = opts.command
+        _not_from_model_code(command)
         if command == "help":
             print(usage())
         elif command == "load":
@@ -931,6 +934,17 @@ class GptossMagics(Magics):
             raise UsageError(f"%gptoss routing: the last reply has no routing: {why}" if why else
                              "%gptoss routing: the last reply has no routing; run a cell with `%%gptoss --routing`.")
         return replies[-1].routing
+
+
+def _not_from_model_code(command: str) -> None:
+    """A one-line UsageError for a command that changes the lab's model, session or settings run by the python tool's
+    code (`get_ipython().run_line_magic`): `%gptoss use s` switched the user's cells to another session, `unload`
+    dropped the loaded one though the session refused it. Reading commands (status, history, doctor) are its to run."""
+    from .tools.containment import from_model_code
+
+    if command in _CHANGES and from_model_code():
+        raise UsageError(f"%gptoss {command}: the python tool's code cannot change the lab's model, session or "
+                         "settings: they are the user's, changed between turns")
 
 
 def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:

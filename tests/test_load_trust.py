@@ -345,3 +345,23 @@ def test_a_folder_name_with_terminal_controls_is_written_out_in_the_load_lines(t
     out = capsys.readouterr().out
     assert "Loading gpt\\x1b[2J\\x1b[31mred\\u202eoss on cpu" in out and "Note: gpt\\x1b[2J" in out
     assert "\x1b" not in out and "\u202e" not in out
+
+
+def test_the_python_tools_code_cannot_switch_or_unload_the_labs_session():
+    """`get_ipython().run_line_magic('gptoss', 'use s2')` in the model's code switched the user's next cells to another
+    session, and `unload`, though the session refused it, dropped the loaded one (the next cell loaded gpt-oss-tiny in
+    a new conversation). Both are refused in one line and the lab keeps its session. A real kernel."""
+    from test_adversarial_python import _execute, started_kernel
+
+    with started_kernel() as (_, kc):
+        out, content = _execute(kc, "get_ipython().run_line_magic('load_ext', 'gptoss_lab')\n"
+                                    "s1 = Session(ReplayEngine('')); s2 = Session(ReplayEngine(''))\n"
+                                    "get_ipython().run_line_magic('gptoss', 'use s1')")
+        assert content["status"] == "ok", out
+        for command in ("use s2", "unload"):
+            code = f"get_ipython().run_line_magic('gptoss', {command!r})"
+            out, content = _execute(kc, f"r = turn({code!r}, timeout=30)\nprint(r['output'].splitlines()[-1])\n"
+                                        "print(get_ipython().magics_manager.registry['GptossMagics'].session is s1)")
+            assert out.splitlines()[-2:] == [
+                f"IPython.core.error.UsageError: %gptoss {command.split()[0]}: the python tool's code cannot change "
+                "the lab's model, session or settings: they are the user's, changed between turns", "True"], out
