@@ -849,8 +849,9 @@ class GptossMagics(Magics):
 
         process = psutil.Process()
         before = process.memory_info().rss
-        session, self.session, self._unloaded = self.session, None, self.session
-        _one_line(session.unload)
+        session = self.session
+        _one_line(session.unload)  # refused (a turn running on another thread): the lab keeps it, still loaded
+        self.session, self._unloaded = None, session
         after = process.memory_info().rss
         kept = (" in a new conversation (`%gptoss history` still shows this one)" if session.replies else "")
         say(f"Unloaded {visible(session.engine.name)}: this kernel uses {before / 2**20:,.0f} MB of memory "

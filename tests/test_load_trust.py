@@ -365,3 +365,42 @@ def test_the_python_tools_code_cannot_switch_or_unload_the_labs_session():
             assert out.splitlines()[-2:] == [
                 f"IPython.core.error.UsageError: %gptoss {command.split()[0]}: the python tool's code cannot change "
                 "the lab's model, session or settings: they are the user's, changed between turns", "True"], out
+
+
+def test_an_unload_the_session_refuses_keeps_it_as_the_labs():
+    """`%gptoss unload` while a turn of the session ran on another thread was refused ("this session is running a
+    turn"), yet the lab had let go of the session: its model stayed loaded and the next cell loaded gpt-oss-tiny in
+    a new conversation."""
+    import threading
+
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from gptoss_lab import ReplayEngine, Session
+
+    class Held(ReplayEngine):
+        """A replay whose stream waits until it is let go."""
+
+        go = threading.Event()
+
+        def stream(self, *args, **kw):
+            self.go.wait(10)
+            yield from super().stream(*args, **kw)
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.user_ns["s"] = session = Session(Held("<|channel|>final<|message|>hi<|return|>"))
+        shell.run_line_magic("gptoss", "use s")
+        turn = threading.Thread(target=session.ask, args=("hello",))
+        turn.start()
+        while not session._busy.locked():
+            turn.join(0.01)
+        with pytest.raises(UsageError, match="this session is running a turn"):
+            shell.run_line_magic("gptoss", "unload")
+        Held.go.set()
+        turn.join(10)
+        assert shell.magics_manager.registry["GptossMagics"].session is session
+        assert session.replies[-1].final == "hi"
+    finally:
+        InteractiveShell.clear_instance()
