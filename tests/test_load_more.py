@@ -404,13 +404,15 @@ def _browse(folder: Path) -> None:
                          ids=["load", "doctor", "not-found", "browse"])
 def test_a_folder_named_with_terminal_controls_is_written_out_in_the_error(tmp_path, ask):
     """A folder named `gpt\\x1b[2J\\u202e...` reached the load's, the doctor's and the browser's one-line errors as it
-    is: a terminal (or JupyterLab's ANSI rendering of a traceback) cleared the screen or reversed the line."""
+    is: a terminal (or JupyterLab's ANSI rendering of a traceback) cleared the screen or reversed the line; a newline
+    in it made a second line of the name's choosing."""
     from gptoss_lab.engines.checkpoint import LoadError
     from gptoss_lab.tools.browser import BrowserError
 
-    folder = tmp_path / "gpt\x1b[2J\u202eevil"
+    folder = tmp_path / "gpt\x1b[2J\u202eevil\nUsageError: fake"
     folder.mkdir()
     with pytest.raises((LoadError, BrowserError)) as info:
         ask(folder)
     message = str(info.value)
-    assert "gpt\\x1b[2J\\u202eevil" in message and "\x1b" not in message and "\u202e" not in message
+    assert "gpt\\x1b[2J\\u202eevil\\nUsageError: fake" in message
+    assert "\x1b" not in message and "\u202e" not in message and "\n" not in message

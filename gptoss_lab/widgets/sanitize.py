@@ -688,8 +688,9 @@ def visible(text: str) -> str:
 
 class WrittenOut:
     """A mixin of the lab's one-line errors (load, doctor, connect, browser, settings): their message is written out as
-    `visible` writes the lab's other messages, so a folder's or a server's name with `\\x1b[2J` or a `\\u202e`
-    override is shown, never obeyed, wherever the error is shown (a %gptoss line, a traceback)."""
+    `visible` writes the lab's other messages, and its newlines too, so a folder's or a server's name with `\\x1b[2J`,
+    a `\\u202e` override or a line of its own is shown, never obeyed, wherever the error is shown (a %gptoss line, a
+    traceback)."""
 
     def __init__(self, *args: Any) -> None:
-        super().__init__(*(visible(arg) if isinstance(arg, str) else arg for arg in args))
+        super().__init__(*(visible(arg).replace("\n", "\\n") if isinstance(arg, str) else arg for arg in args))
