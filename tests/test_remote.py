@@ -550,8 +550,8 @@ def test_a_dropped_connection_keeps_the_partial_answer_and_the_conversation():
 
 
 def test_a_server_that_answers_without_an_event_stream_is_explained():
-    with FakeServer(_split(ANSWER), content_type="application/json") as server:
-        with pytest.raises(RemoteError, match=r"did not answer with an event stream \(Content-Type: 'application/json'\)"):
+    with FakeServer(_split(ANSWER), content_type="text/plain") as server:
+        with pytest.raises(RemoteError, match=r"did not answer with an event stream \(Content-Type: 'text/plain'\)"):
             _stream(server.url)
 
 

@@ -645,3 +645,23 @@ def test_a_body_of_no_server_sent_event_is_quoted_not_said_to_have_closed(body, 
     assert reply.errors[0].startswith(f"The turn failed: the server at {server.url} sent no server-sent event "
                                       f"(`data: ` lines, then a blank one; in UTF-8): '{first}")
     assert reply.errors[0].endswith("'; is it an OpenAI-compatible server? see docs/remote.md")
+
+
+def _whole(body: bytes) -> list[bytes]:
+    """An HTTP 200 answer of one `application/json` body: a server that ignored `stream: true`."""
+    return [b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % len(body), body]
+
+
+@pytest.mark.parametrize("text, final, errors", [
+    ("<|channel|>final<|message|>42, key sk-abcdefghijklmnopqrstuvwx", "42, key ***", []),
+    ("<|channel|>final<|message|>" + "A" * (5 << 20), "", ["sent 4 MiB without ending an event or line: that is no "
+                                                         "completion stream"])], ids=["answer", "huge"])
+def test_a_whole_completion_in_json_is_read_as_one_message(text, final, errors):
+    """A server that ignores `stream: true` and answers one `application/json` completion was refused: "did not
+    answer with an event stream (Content-Type: 'application/json')"."""
+    body = json.dumps({"object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]})
+    with FakeServer(raw=lambda n: _whole(body.encode()), api_key="sk-abcdefghijklmnopqrstuvwx") as server:
+        session = Session.connect(server.url, api_key="sk-abcdefghijklmnopqrstuvwx", session_options={"tools": "none"})
+        reply = session.ask("6*7?")
+    assert (reply.final, reply.errors) == (final, [f"The turn failed: the server at {server.url} {e}" for e in errors])

@@ -74,6 +74,7 @@ _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", rege
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
 _TITLE = regex.compile(r"<title\b[^>]*>(.*?)</title\s*>", regex.DOTALL | regex.IGNORECASE)
 _PAGE = 8192  # characters of a page's start read for its words: the markup regex is slow on a long page
+_JSON_TYPE = regex.compile(r"\s*application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", regex.IGNORECASE | regex.DOTALL)
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
 _JSON_LINE = regex.compile(r"(?<![^\r\n])([{\[][^\r\n]*)")  # a line of an event stream that starts as JSON does
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
@@ -644,13 +645,19 @@ class RemoteEngine:
 
     def _events(self, response: httpx.Response) -> Iterator[Any]:
         """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines); of the events,
-        only unnamed (`message`) ones carry chunks, an `error` one is the server's error, others are passed over. Running
-        out before the server said it was done (`[DONE]`, a finish reason, Ollama's `done`) is a RemoteError."""
+        only unnamed (`message`) ones carry chunks, an `error` one is the server's error, others are passed over; a JSON body
+        (a server that ignored `stream: true`) is one chunk. Running out before the server said it was done (`[DONE]`, a
+        finish reason, Ollama's `done`) is a RemoteError."""
+        whole = not self.ollama and bool(_JSON_TYPE.fullmatch(response.headers.get("content-type", "")))
         reads = _Reads(response, RemoteError(
             f"the server at {self.url} sent {_MAX_BODY >> 20} MiB without ending an event or line: "
-            "that is no completion stream"), events=not self.ollama, unprefixed=lambda line: RemoteError(
+            "that is no completion stream"), events=not (self.ollama or whole), unprefixed=lambda line: RemoteError(
             f"the server at {self.url} sent a line of JSON without the `data: ` a server-sent event starts with "
             f"(it would be passed over): {self._quote(line, 120)!r}; is it an OpenAI-compatible server? {_DOCS}"))
+        if whole:  # a server that ignored `stream: true`: its whole completion, read as one chunk
+            yield self._json("".join(reads.iter_text()))
+            raise RemoteError(f"the server at {self.url} answered with a whole completion (no stream) that does not "
+                              "say it is done (no finish_reason)")
         if self.ollama:
             pieces: list[str] = []  # the line so far: joined once it ends (joined and split at every read of a
             texts = reads.iter_text()  # long line, 2 MB cost 9 s); lines end at "\n" only (JSON may hold U+2028)
