@@ -76,7 +76,8 @@ _TITLE = regex.compile(r"<title\b[^>]*>(.*?)</title\s*>", regex.DOTALL | regex.I
 _PAGE = 8192  # characters of a page's start read for its words: the markup regex is slow on a long page
 _JSON_TYPE = regex.compile(r"\s*application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", regex.IGNORECASE | regex.DOTALL)
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
-_JSON_LINE = regex.compile(r"(?<![^\r\n])([{\[][^\r\n]*)")  # a line of an event stream that starts as JSON does
+# a line of an event stream that SSE passes over: no field it knows (JSON, UTF-16, `Data:`), no comment, not blank
+_NOT_SSE = regex.compile(r"(?<![^\r\n])(?!(?:data|event|id|retry|error)(?::|[\r\n])|[:\r\n])([^\r\n]+)")
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
 _PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
 # httpcore's RemoteProtocolErrors of a connection dropped (retried); h11's others say the answer is no HTTP
@@ -651,9 +652,8 @@ class RemoteEngine:
         whole = not self.ollama and bool(_JSON_TYPE.fullmatch(response.headers.get("content-type", "")))
         reads = _Reads(response, RemoteError(
             f"the server at {self.url} sent {_MAX_BODY >> 20} MiB without ending an event or line: "
-            "that is no completion stream"), events=not (self.ollama or whole), unprefixed=lambda line: RemoteError(
-            f"the server at {self.url} sent a line of JSON without the `data: ` a server-sent event starts with "
-            f"(it would be passed over): {self._quote(line, 120)!r}; is it an OpenAI-compatible server? {_DOCS}"))
+            "that is no completion stream"), events=not (self.ollama or whole),
+            passed_over=lambda line: self._passed_over(line, reads))
         if whole:  # a server that ignored `stream: true`: its whole completion, read as one chunk
             yield self._json("".join(reads.iter_text()))
             raise RemoteError(f"the server at {self.url} answered with a whole completion (no stream) that does not "
@@ -698,14 +698,23 @@ class RemoteEngine:
             except SSEError:
                 raise RemoteError(f"the server at {self.url} did not answer with an event stream "
                                   f"(Content-Type: {response.headers.get('content-type')!r})") from None
-            if not heard and reads.head.lstrip().startswith("<"):
-                raise self._page(reads, iter(()))
             sent = [line for line in reads.head.splitlines() if line.strip() and not line.startswith(":")]
-            if not heard and sent:  # text, but no event (a body in UTF-16, lines never ended by a blank one)
-                raise RemoteError(f"the server at {self.url} sent no server-sent event (`data: ` lines, then a blank "
-                                  f"one; in UTF-8): {self._quote(sent[0], 120)!r}; is it an OpenAI-compatible "
-                                  f"server? {_DOCS}")
+            if not heard and sent:  # text, but no event (a page, lines never ended by a blank one)
+                raise self._passed_over(sent[0], reads)
         raise RemoteError(f"the server at {self.url} closed the stream mid-answer (it never said it was done)")
+
+    def _passed_over(self, line: str, reads: _Reads) -> RemoteError:
+        """The one-line RemoteError for a `line` of an event stream that SSE passes over (it names no field SSE knows):
+        the turn waited the whole timeout, then said the server "sent nothing". A page (a login's, a proxy's) is named
+        by its title, bare JSON as such, other text (UTF-16, `Data:`) quoted."""
+        if reads.head.lstrip().startswith("<"):  # no event starts so
+            return self._page(reads, iter(()))
+        if line[:1] in ("{", "["):
+            return RemoteError(f"the server at {self.url} sent a line of JSON without the `data: ` a server-sent event "
+                               f"starts with (it would be passed over): {self._quote(line, 120)!r}; is it an "
+                               f"OpenAI-compatible server? {_DOCS}")
+        return RemoteError(f"the server at {self.url} sent no server-sent event (`data: ` lines, then a blank one; in "
+                           f"UTF-8): {self._quote(line, 120)!r}; is it an OpenAI-compatible server? {_DOCS}")
 
     def _page(self, reads: _Reads, texts: Iterator[str]) -> RemoteError:
         """The one-line RemoteError for a body that is an HTML page, not a stream: its title (or first words), the rest
@@ -1173,14 +1182,14 @@ class _Reads:
     and a media type is case-insensitive). Of an event stream
     (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
     httpx-sse drops) written as `event: error` events. `head` keeps the stream's first `_PAGE` characters (to say
-    what a body that is no stream was). A line of JSON in an event stream (`{"choices": ...` without `data: `, which
-    SSE passes over as a field it does not know) raises `unprefixed(line)`: the turn ended "closed mid-answer", or
-    "sent nothing" after the whole timeout where the stream went on, as if the server had sent no text."""
+    what a body that is no stream was). A line of an event stream that SSE passes over as a field it does not know
+    (`{"choices": ...` without `data: `, UTF-16, a page) raises `passed_over(line)`: the turn ended "closed
+    mid-answer", or "sent nothing" after the whole timeout where the stream went on, as if the server had sent no text."""
 
     def __init__(self, response: httpx.Response, too_long: RemoteError, *, events: bool,
-                 unprefixed: Callable[[str], RemoteError]) -> None:
+                 passed_over: Callable[[str], RemoteError]) -> None:
         self.headers = httpx.Headers({"content-type": response.headers.get("content-type", "").lower()})
-        self._response, self._too_long, self._unprefixed = response, too_long, unprefixed
+        self._response, self._too_long, self._passed_over = response, too_long, passed_over
         response.encoding = "utf-8"  # as SSE and JSON are, whatever its charset= names (httpx would run any codec)
         self._events = events
         self.unended = 0
@@ -1203,10 +1212,10 @@ class _Reads:
             end = max(text.rfind("\n"), text.rfind("\r")) + 1
             if end:
                 lines = "".join(held) + text[:end]
-                json_line = _JSON_LINE.search(lines)
-                yield _ERROR_FIELD.sub("event: error\ndata:", lines[: json_line.start() if json_line else None])
-                if json_line:  # after the events before it (their text is kept)
-                    raise self._unprefixed(json_line[1])
+                stray = _NOT_SSE.search(lines)
+                yield _ERROR_FIELD.sub("event: error\ndata:", lines[: stray.start() if stray else None])
+                if stray:  # after the events before it (their text is kept)
+                    raise self._passed_over(stray[1])
                 held = []
             held.append(text[end:])
         if any(held):
