@@ -463,8 +463,8 @@ def test_a_body_compressed_twice_over_is_refused_before_it_is_expanded(status, c
                                  f"body is compressed as {shown}: one gzip or deflate is read, no more)")
 
 
-@pytest.mark.parametrize("status, said", [(b"304 Not Modified", "HTTP 304: (no text)"),
-                                          (b"300 Multiple Choices", "HTTP 300: (no text)"),
+@pytest.mark.parametrize("status, said", [(b"304 Not Modified", "HTTP 304 Not Modified, without a message"),
+                                          (b"300 Multiple Choices", "HTTP 300 Multiple Choices, without a message"),
                                           (b"999 Odd", "HTTP 999: odd")])
 def test_a_status_without_a_location_or_past_599_is_said_in_one_line(status, said):
     """A 3xx without a Location raised a bare KeyError ('location'), at connect too; a status past 599 said
@@ -529,15 +529,25 @@ def test_a_stream_of_zero_width_joiners_cannot_hold_a_turn_past_max_tokens():
 
 
 @pytest.mark.parametrize("answer, said", [
-    ([HEAD, _event("<|channel|>final<|message|>Hi"), b"event: error\ndata: null\n\n"], "stopped with an error: (no text)"),
+    ([HEAD, _event("<|channel|>final<|message|>Hi"), b"event: error\ndata: null\n\n"],
+     "stopped with an error, without a message"),
     ([HEAD, _event("<|channel|>final<|message|>Hi"), b'data: {"error": {"message": null}}\n\n'],
-     "stopped with an error: (no text)"),
-    ([_status(500, b"Internal Server Error", b'{"error": null}')], "answered /v1/completions with HTTP 500: (no text)"),
+     "stopped with an error, without a message"),
+    ([HEAD, _event("<|channel|>final<|message|>Hi"), b'data: {"error": true}\n\n'],
+     "stopped with an error, without a message"),
+    ([HEAD, b'data: {"error": true, "message": "model unloaded"}\n\n'], "stopped with an error: model unloaded"),
+    ([_status(500, b"Internal Server Error", b'{"error": null}')],
+     "answered /v1/completions with HTTP 500 Internal Server Error, without a message"),
+    ([_status(503, b"Service Unavailable", b"{}")],
+     "answered /v1/completions with HTTP 503 Service Unavailable, without a message"),
+    ([b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"],
+     "did not answer with an event stream (HTTP 204 No Content, no Content-Type)"),
 ])
 def test_an_error_without_a_message_says_so_not_none(answer, said):
-    """An error event or body whose message is null read "stopped with an error: None" (or "HTTP 500: None")."""
+    """An error event or body whose message is null read "stopped with an error: None" (or "HTTP 500: None"); then
+    "(no text)", `"error": true` "stopped with an error: True", and a 204 "(Content-Type: None)"."""
     with FakeServer(raw=lambda n: answer) as server:
-        reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("Hi?")
+        reply = Session.connect(server.url, retries=0, session_options={"namespace": {}, "tools": "none"}).ask("Hi?")
     assert reply.errors == [f"The turn failed: the server at {server.url} {said}"]
 
 

@@ -215,12 +215,29 @@ def _tls_failure(err: BaseException) -> ssl.SSLError | None:
 
 
 def _error_text(body: Any) -> str:
-    """The message in an error body (OpenAI, FastAPI and Ollama shapes), on one line; "" for none (null, {}: not
-    "None")."""
-    error = body.get("error", body.get("detail", body.get("message", body))) if isinstance(body, dict) else body
-    if isinstance(error, dict):
-        error = error.get("message", error)
-    return "" if error is None or error in ("", {}, []) else " ".join(str(error).split())
+    """The message in an error body (OpenAI, FastAPI and Ollama shapes), on one line; "" for none (null, true, {}:
+    not "None" or "True"). Of `error`, `detail` and `message`, the first that says something is taken."""
+    if isinstance(body, dict):
+        fields = [body[key] for key in ("error", "detail", "message") if key in body]
+        body = next((field for field in fields if _says(field)), fields[0] if fields else body)
+    if isinstance(body, dict):
+        body = body.get("message", body)
+    return " ".join(str(body).split()) if _says(body) else ""
+
+
+def _says(value: Any) -> bool:
+    """Whether an error's field says something: not null, true or false (a flag), "", {} or []."""
+    return not (value is None or isinstance(value, bool) or value in ("", {}, []))
+
+
+def _named(code: int) -> str:
+    """`HTTP 503 Service Unavailable`: the status with HTTP's name for it (the number alone where it has none)."""
+    return f"HTTP {code} {httpx.codes.get_reason_phrase(code)}".rstrip()
+
+
+def _status(response: httpx.Response, text: str) -> str:
+    """`HTTP 503: text`, or `HTTP 503 Service Unavailable, without a message` where the body said nothing."""
+    return f"HTTP {response.status_code}: {text}" if text else f"{_named(response.status_code)}, without a message"
 
 
 def _loads(text: str | bytes) -> Any:
@@ -524,12 +541,12 @@ class RemoteEngine:
         if response.status_code in (401, 403):
             hint = f"{self._credential} was refused: check it (is it this server's?)" if self._credential else \
                 "pass api_key=... (or %gptoss connect --api-key-env VAR)"
-            raise RemoteError(f"the server at {self.url} refused the request (HTTP {response.status_code}: "
-                              f"{self._quote(_server_message(response)) or '(no text)'}); {hint}")
+            raise RemoteError(f"the server at {self.url} refused the request "
+                              f"({_status(response, self._quote(_server_message(response)))}); {hint}")
         retry = f" (Retry-After: {self._quote(response.headers['retry-after'], 40)})" \
             if "retry-after" in response.headers else ""
-        raise RemoteError(f"the server at {self.url} answered {path} with HTTP {response.status_code}: "
-                          f"{self._quote(_server_message(response)) or '(no text)'}{retry}{tries}")
+        raise RemoteError(f"the server at {self.url} answered {path} with "
+                          f"{_status(response, self._quote(_server_message(response)))}{retry}{tries}")
 
     def _is_ollama(self) -> bool:
         """Whether /api/version answers as Ollama's does: a JSON object with a version (a string or list that holds
@@ -642,7 +659,9 @@ class RemoteEngine:
         """The one-line RemoteError for an error the server streamed (`body`: its JSON, or its text; a page's words
         without its markup: an `event: error` of a proxy's HTML page was quoted tags and all)."""
         text = _page_words(body) if isinstance(body, str) and _HTML_START.match(body) else _error_text(body)
-        return RemoteError(f"the server at {self.url} stopped with an error: {self._quote(text) or '(no text)'}")
+        text = self._quote(text)
+        return RemoteError(f"the server at {self.url} stopped with an error" + (f": {text}" if text else
+                                                                                 ", without a message"))
 
     def _events(self, response: httpx.Response) -> Iterator[Any]:
         """The stream's JSON chunks (server-sent events, read by httpx-sse, or Ollama's NDJSON lines); of the events,
@@ -696,8 +715,11 @@ class RemoteEngine:
                     if event.data.strip():  # a blank one (`data:  `) is a keep-alive, as a comment is
                         yield self._json(event.data)
             except SSEError:
-                raise RemoteError(f"the server at {self.url} did not answer with an event stream "
-                                  f"(Content-Type: {response.headers.get('content-type')!r})") from None
+                kind = response.headers.get("content-type")
+                said = f"Content-Type: {kind!r}" if kind else "no Content-Type"
+                if response.status_code != 200:  # a 204 No Content, a 206 ...
+                    said = f"{_named(response.status_code)}, {said}"
+                raise RemoteError(f"the server at {self.url} did not answer with an event stream ({said})") from None
             sent = [line for line in reads.head.splitlines() if line.strip() and not line.startswith(":")]
             if not heard and sent:  # text, but no event (a page, lines never ended by a blank one)
                 raise self._passed_over(sent[0], reads)
