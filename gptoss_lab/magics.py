@@ -69,7 +69,7 @@ class _Parser(argparse.ArgumentParser):
                      else "")   # `config routing=on` is no setting: --routing and --ablate are asked per cell
             raise UsageError(f"%gptoss: {option} is an option of a %%gptoss cell: it goes on the cell's first line, "
                              f"above the question{every} (see %%gptoss --help)")
-        raise UsageError(f"{self.prog}: {message}{self._did_you_mean(message)} (see {command.prog} --help)")
+        raise UsageError(f"{command.prog}: {message}{self._did_you_mean(message)} (see {command.prog} --help)")
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
         self._args = list(args or [])  # the command they name, for `_did_you_mean`
@@ -161,9 +161,9 @@ class _Parser(argparse.ArgumentParser):
             return ": the question goes on the lines below %%gptoss, not on its line"
         if self.prog != "%gptoss" or not args:
             return ""
-        if args[0] == "help" and len(args) > 1:
-            return f": for one command's help, `%gptoss {args[1]} --help`"
         commands = {name for a in self._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
+        if args[0] == "help" and len(args) > 1 and args[1] in commands:   # (`help --bogus`: no `%gptoss --bogus --help`)
+            return f": for one command's help, `%gptoss {args[1]} --help`"
         if args[0] not in commands and (len(args) > 1 or args[0].endswith("?")):   # (`load tiny extra`: a stray word)
             return ": to ask, write the question on the lines below a %%gptoss line"
         return ""

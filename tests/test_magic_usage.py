@@ -48,7 +48,8 @@ def test_a_mistake_names_what_was_meant(magic, line, said, then):
     with pytest.raises(UsageError) as error:
         parser.parse_args(_words(line))
     message = str(error.value)
-    assert message.startswith(f"{magic}: ") and len(message.splitlines()) == 1
+    prog = message.rsplit(" (see ", 1)[-1].removesuffix(" --help)")   # the command whose help it points to
+    assert message.startswith(f"{prog}: ") and prog.startswith(magic) and len(message.splitlines()) == 1
     assert said in message and then in message and message.index(said) < message.index(then), message
     assert message.endswith(" --help)")
     assert ("did you mean" in message) is ("did you mean" in then), message
@@ -183,7 +184,8 @@ def test_a_word_that_belongs_elsewhere_says_where(magic, line, said):
     parser = _line_parser() if magic == "%gptoss" else _cell_parser()
     with pytest.raises(UsageError) as error:
         parser.parse_args(_words(line))
-    assert str(error.value) == f"{magic}: {said}"
+    prog = said.rsplit(" (see ", 1)[-1].removesuffix(" --help)")   # the command whose help it points to
+    assert prog.startswith(magic) and str(error.value) == f"{prog}: {said}"
 
 
 def test_a_path_with_spaces_left_unquoted_is_answered_with_the_quoted_path(tmp_path):
@@ -247,7 +249,7 @@ def test_a_hint_names_the_option_not_a_value_unfit_to_quote(value):
                        ("connect --url http://h:1", "`%gptoss connect http://h:1`")):
         with pytest.raises(UsageError) as error:
             _line_parser().parse_args(_words(line))
-        assert str(error.value) == (f"%gptoss: unrecognized arguments: --url: the url is written without --url: {hint} "
+        assert str(error.value) == (f"%gptoss connect: unrecognized arguments: --url: the url is written without --url: {hint} "
                                     "(see %gptoss connect --help)")
 
 
@@ -416,3 +418,15 @@ def test_a_cells_output_name_that_ipython_writes_is_refused():
         assert shell.user_ns["s"].replies == []
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_an_unknown_option_of_every_command_is_said_by_that_command():
+    """`%gptoss connect URL --bogus` began "%gptoss: unrecognized arguments" (the command's own errors name it), and
+    `%gptoss help --bogus` advised "`%gptoss --bogus --help`"."""
+    parser = _line_parser()
+    for name, command in parser._subparsers._group_actions[0].choices.items():
+        needed = ["x" for action in command._actions if not action.option_strings and action.required]
+        with pytest.raises(UsageError) as error:
+            parser.parse_args([name, *needed, "--bogus"])
+        prog = "%gptoss" if name == "help" else command.prog
+        assert str(error.value) == f"{prog}: unrecognized arguments: --bogus (see {prog} --help)"

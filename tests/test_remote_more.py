@@ -259,8 +259,8 @@ def test_a_key_written_on_the_connect_line_is_not_printed_back(words, shown):
     """`%gptoss connect URL sk-...` (or `--api_key=sk-...`) said "unrecognized arguments: sk-...": the key, printed,
     stayed in the saved notebook. A word that may be a key is not shown; others still are."""
     caught, plain = _usage_errors(f"connect http://127.0.0.1:9 {words}", "connect http://127.0.0.1:9 --timout 5")
-    assert caught == f"%gptoss: unrecognized arguments: {shown} {HIDDEN} (see %gptoss connect --help)"
-    assert plain == "%gptoss: unrecognized arguments: --timout 5: did you mean '--timeout'? (see %gptoss connect --help)"
+    assert caught == f"%gptoss connect: unrecognized arguments: {shown} {HIDDEN} (see %gptoss connect --help)"
+    assert plain == "%gptoss connect: unrecognized arguments: --timout 5: did you mean '--timeout'? (see %gptoss connect --help)"
 
 
 
