@@ -14,7 +14,7 @@ import pytest
 
 from gptoss_lab import Session, harmony
 from gptoss_lab.engines.checkpoint import LoadError
-from gptoss_lab.engines.remote import RemoteEngine, RemoteError
+from gptoss_lab.engines.remote import RemoteEngine, RemoteError, shown_url
 from gptoss_lab.session import TurnError
 from test_remote import HEAD, PROMPT, FakeServer, _event, _gzip_bomb, _status  # tests/ is on sys.path
 
@@ -690,3 +690,12 @@ def test_a_stream_of_no_server_sent_event_that_goes_on_is_quoted_at_once(line):
     assert reply.errors == [f"The turn failed: the server at {server.url} sent no server-sent event (`data: ` lines, "
                             f"then a blank one; in UTF-8): {first!r}; is it an OpenAI-compatible server? "
                             "see docs/remote.md"]
+
+
+@pytest.mark.parametrize("typed", ["::1", "http://::1:{port}/v1", "http://user:pw@fe80::1%eth0:{port}"])
+def test_an_ipv6_address_without_brackets_is_refused_with_the_url_to_write(typed):
+    """`%gptoss connect ::1` said "Invalid port: ':1'", with no word of the brackets an IPv6 address needs."""
+    with pytest.raises(RemoteError) as caught:
+        RemoteEngine(typed.format(port=8000), retries=0, timeout=1)
+    assert str(caught.value) == (f"{shown_url(typed.format(port=8000))!r} is not a server URL (an IPv6 address goes "
+                                 "in brackets, its port after them); write it like http://[::1]:8000")

@@ -160,6 +160,9 @@ def _base_url(url: str) -> httpx.URL:
     if _SCHEME_TYPO.match(url):
         raise RemoteError(f"{given!r} is not a server URL (write its scheme as http:// or https://: a colon, two "
                           "slashes); write it like http://127.0.0.1:8000")
+    if _bare_ipv6(url):  # httpx read what follows its first colon as the port: "Invalid port: ':1'"
+        raise RemoteError(f"{given!r} is not a server URL (an IPv6 address goes in brackets, its port after them); "
+                          "write it like http://[::1]:8000")
     url = url.strip()
     url = url.rstrip("/") if "://" in url else "http://" + url.rstrip("/")
     for suffix in _ENDPOINTS:
@@ -187,6 +190,14 @@ def _base_url(url: str) -> httpx.URL:
         raise RemoteError(f"{given!r} is not a server URL (its port is not one from 1 to 65535); "
                           "write it like http://127.0.0.1:8000")
     return parsed
+
+
+def _bare_ipv6(url: str) -> bool:
+    """Whether the host of `url` (as typed) is an IPv6 address written without its brackets (`::1`, `fe80::1:8000`):
+    two colons or more between its `user:password@` and its ?query, none in brackets."""
+    site = _PATH.fullmatch(url.strip())[1].split("://", 1)[-1].rpartition("@")[2]  # type: ignore[index]
+    host = _QUERY.sub("", site)
+    return host.count(":") >= 2 and "[" not in host
 
 
 def _trusted(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> bool | ssl.SSLContext:
