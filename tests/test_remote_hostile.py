@@ -699,3 +699,18 @@ def test_an_ipv6_address_without_brackets_is_refused_with_the_url_to_write(typed
         RemoteEngine(typed.format(port=8000), retries=0, timeout=1)
     assert str(caught.value) == (f"{shown_url(typed.format(port=8000))!r} is not a server URL (an IPv6 address goes "
                                  "in brackets, its port after them); write it like http://[::1]:8000")
+
+
+BLANK_KEY = ("api_key is empty or blank: give the key itself (is the variable it came from set?), or leave api_key "
+             "out for a server that takes none")
+
+
+@pytest.mark.parametrize("key, said", [("   ", BLANK_KEY), ("", BLANK_KEY),
+                                       (12345, "api_key must be the key as text (a str), not int")])
+def test_a_blank_api_key_is_refused_not_dropped(key, said):
+    """`api_key="   "` was dropped without a word and the server's 401 then said "pass api_key=..."; a number raised
+    AttributeError ('int' object has no attribute 'strip')."""
+    with FakeServer(api_key="sk-needed") as server:
+        with pytest.raises(RemoteError) as caught:
+            Session.connect(server.url, api_key=key, retries=0)
+    assert str(caught.value) == said and server.requests == []

@@ -200,6 +200,19 @@ def _bare_ipv6(url: str) -> bool:
     return host.count(":") >= 2 and "[" not in host
 
 
+def _key_given(api_key: Any) -> str | None:
+    """`api_key` without surrounding whitespace; RemoteError for one that is no text, or blank (it was dropped
+    without a word, and the server's refusal then said to pass one)."""
+    if api_key is None:
+        return None
+    if not isinstance(api_key, str):
+        raise RemoteError(f"api_key must be the key as text (a str), not {type(api_key).__name__}")
+    if not api_key.strip():
+        raise RemoteError("api_key is empty or blank: give the key itself (is the variable it came from set?), or "
+                          "leave api_key out for a server that takes none")
+    return api_key.strip()
+
+
 def _trusted(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> bool | ssl.SSLContext:
     """httpx's `verify=` for `verify`: a CA bundle's path as an SSL context that trusts it (httpx 0.28 deprecates
     a path); RemoteError for what is no bool, no SSL context and no readable bundle of PEM certificates."""
@@ -383,7 +396,7 @@ class RemoteEngine:
         self.url = shown_url(root)   # as every message and status line shows it
         self.timeout = timeout
         self.retries = retries
-        api_key = api_key.strip() if api_key else None
+        api_key = _key_given(api_key)
         if api_key and not _HEADER_SAFE.fullmatch(api_key):
             raise RemoteError("api_key holds a character an HTTP header cannot carry (a line break, a non-ASCII "
                               "letter ...): check the value or variable it came from")
