@@ -1802,13 +1802,14 @@ class deadline:
         self.seconds, self.stop = seconds, stop
         self.finished = True
         self._alarm = False
+        self._trace: tuple[Any] | None = None  # the tracer there before a block that swallowed the timeout was traced
 
     def __enter__(self) -> deadline:
         on_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
         if not self.seconds and not (self.stop and on_main):
             return self
         self.ident, self.finished, self._stop_asked = threading.get_ident(), False, False
-        self._swallowed, self._outer, self._trace = False, sys._getframe(1), None
+        self._swallowed, self._outer = False, sys._getframe(1)
         self._end = _monotonic() + self.seconds if self.seconds else None
         self._timeout = ToolTimeout.after(self.seconds) if self.seconds else None
         if on_main:
