@@ -2,9 +2,11 @@
 user or model gives them: each works as pydantic would have it, or is one short line, never a traceback."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import functools
+import io
 import re
 import sys
 import time
@@ -311,14 +313,17 @@ def test_a_class_is_a_tool_with_its_signatures_parameters():
 
 def test_a_function_that_swallows_every_exception_in_a_loop_ends_at_the_timeout_and_the_turn_replies():
     """`except BaseException: pass` in a retry loop caught the timeout's every re-raise (379 in 100 s) and held the
-    kernel for good: once it swallowed one, each line the function runs raises it, its handlers' lines too."""
+    kernel for good: once it swallowed one, each line the function runs raises it, its handlers' lines too; the
+    standard library's clean-up still runs (the function's redirected stdout is put back)."""
     tries = []
+    stdout = sys.stdout
 
     def fetch() -> str:
         while True:
             try:
                 tries.append(1)
-                time.sleep(0.05)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    time.sleep(0.05)
             except BaseException:
                 pass
 
@@ -330,7 +335,7 @@ def test_a_function_that_swallows_every_exception_in_a_loop_ends_at_the_timeout_
     assert reply.final == "it timed out"
     assert [(c.status, c.output.split(" (")[0]) for c in reply.tool_calls] == [
         ("timeout", "Error: ToolTimeout: Timed out after 0.5 s")]
-    assert sys.gettrace() is None  # the tracer that ended it is gone with the call
+    assert sys.gettrace() is None and sys.stdout is stdout  # the tracer that ended it is gone with the call
     count = len(tries)
     time.sleep(0.3)
     assert len(tries) == count   # it has ended

@@ -97,6 +97,7 @@ import builtins
 import codecs
 import collections
 import contextlib
+import dis
 import contextvars
 import ctypes
 import faulthandler
@@ -112,6 +113,7 @@ import select
 import selectors
 import signal
 import sys
+import sysconfig
 import threading
 import time
 import types
@@ -133,6 +135,11 @@ _getrlimit = getattr(resource, "getrlimit", None)
 # runs would otherwise make the watcher fail at every look, and hold the kernel past the timeout.
 __builtins__ = dict(vars(builtins))
 _HERE = sys._getframe().f_code.co_filename
+# frames a timeout that was swallowed is not raised on each line of (`_untraced`): the lab's own and Python's
+# standard library's (they let it through, and their clean-up, a context manager's exit, puts back what they changed)
+_LAB = os.path.dirname(os.path.dirname(_HERE)) + os.sep
+_STDLIB = ("<frozen ", *{os.path.join(sysconfig.get_paths()[name], "") for name in ("stdlib", "platstdlib")})
+_INSTALLED = tuple({os.path.join(sysconfig.get_paths()[name], "") for name in ("purelib", "platlib")})
 POLL = 0.02       # seconds between looks at a running worker
 GRACE = 0.5       # seconds a stopped worker has to unwind before it counts as stuck
 POLITE = 0.1      # seconds during which a stop can be handled (cleanup in `finally` runs) before it is forced
@@ -1842,21 +1849,21 @@ class deadline:
 
     def _raise_on_each_line(self, frame: Any) -> None:
         """Trace the block's frames (those running and those it calls) so that each of their lines raises the
-        timeout: a handler's own first line then raises it out of the handler. The tracer there before comes back
-        when the block ends."""
+        timeout: a handler's own first line then raises it out of the handler (not in `_untraced` frames). The
+        tracer there before comes back when the block ends."""
         if self._trace is None:
             self._trace = (sys.gettrace(),)
         sys.settrace(self._on_call)
         while frame is not None and frame is not self._outer:
-            if frame.f_code.co_filename != _HERE:
+            if not _untraced(frame.f_code.co_filename):
                 frame.f_trace = self._on_line
             frame = frame.f_back
 
     def _on_call(self, frame: Any, event: str, arg: Any) -> Any:
-        return None if frame.f_code.co_filename == _HERE else self._on_line
+        return None if _untraced(frame.f_code.co_filename) else self._on_line
 
     def _on_line(self, frame: Any, event: str, arg: Any) -> Any:
-        if event == "line" and not self.finished:
+        if event == "line" and not self.finished and not _exits_a_with(frame):
             raise self._timeout()
         return self._on_line
 
@@ -1869,6 +1876,21 @@ class deadline:
             if top is not None and top.f_code.co_filename != _HERE:  # not while the block's own exit runs
                 _poke({self.ident: self}, self._timeout, force=False)
             _sleep(REPEAT)
+
+
+def _exits_a_with(frame: Any) -> bool:
+    """Whether `frame` is about to call its `with` block's __exit__ for an exception (raising there would skip it: a
+    lock the block took stayed held)."""
+    code, at = frame.f_code.co_code, frame.f_lasti
+    return code[at:at + 1] == _PUSH_EXC_INFO and code[at + 2:at + 3] == _WITH_EXCEPT_START
+
+
+_PUSH_EXC_INFO, _WITH_EXCEPT_START = bytes([dis.opmap["PUSH_EXC_INFO"]]), bytes([dis.opmap["WITH_EXCEPT_START"]])
+
+
+def _untraced(filename: str) -> bool:
+    """Whether code of `filename` is the lab's or the standard library's, not another installed package's."""
+    return filename.startswith(_LAB) or (filename.startswith(_STDLIB) and not filename.startswith(_INSTALLED))
 
 
 def _code_ids(*modules: Any) -> frozenset[int]:
