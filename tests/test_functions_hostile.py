@@ -339,3 +339,41 @@ def test_a_function_that_swallows_every_exception_in_a_loop_ends_at_the_timeout_
     count = len(tries)
     time.sleep(0.3)
     assert len(tries) == count   # it has ended
+
+
+def _swallowing_loop() -> None:
+    while True:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+
+
+def _nested_swallowing_loops() -> str:
+    while True:
+        try:
+            _swallowing_loop()  # (another frame: its raise is caught here, where tracing was off)
+        except BaseException:
+            pass
+
+
+def _two_loops_in_one_frame() -> str:
+    while True:
+        try:
+            while True:
+                try:
+                    time.sleep(0.05)
+                except BaseException:
+                    pass
+        except BaseException:
+            pass
+
+
+@pytest.mark.parametrize("function", [_nested_swallowing_loops, _two_loops_in_one_frame])
+def test_swallowing_loops_inside_swallowing_loops_end_at_the_timeout_too(function):
+    """A timeout raised out of the inner loop's handler was swallowed by the outer loop's, and the raise had turned the
+    tracer off: the alarm is rung again at once, and its raise at the outer loop traces again."""
+    started = time.perf_counter()
+    result = FunctionTool(function).call("{}", timeout=0.5)
+    assert (result.status, time.perf_counter() - started < 2.5) == ("timeout", True)
+    assert sys.gettrace() is None

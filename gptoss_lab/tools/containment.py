@@ -1822,7 +1822,8 @@ class deadline:
         if on_main:
             self._previous, self._alarm = signal.signal(signal.SIGALRM, self._on_alarm), True
             first = min(self.seconds or STOP_POLL, STOP_POLL) if self.stop else self.seconds
-            signal.setitimer(signal.ITIMER_REAL, first, min(REPEAT, STOP_POLL) if self.stop else REPEAT)
+            self._interval = min(REPEAT, STOP_POLL) if self.stop else REPEAT
+            signal.setitimer(signal.ITIMER_REAL, first, self._interval)
         else:
             threading.Thread(target=self._watch, name="gptoss-deadline", daemon=True).start()
         return self
@@ -1836,7 +1837,11 @@ class deadline:
             signal.signal(signal.SIGALRM, signal.SIG_DFL if self._previous is None else self._previous)
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
-        if self.finished or frame.f_code.co_filename == _HERE:  # not in the block's own exit
+        if self.finished:
+            return
+        if frame.f_code.co_filename == _HERE:  # not in the block's own exit, nor in the tracer
+            if self._swallowed:  # the tracer's ring (`_on_line`) is for the block's code: rung again
+                self._ring_soon()
             return
         if self._end is not None and _monotonic() >= self._end - 0.001:  # the timer may ring a hair early
             if self._swallowed:
@@ -1864,8 +1869,15 @@ class deadline:
 
     def _on_line(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "line" and not self.finished and not _exits_a_with(frame):
+            # raising here turns tracing off; a handler further out that catches it meets the next ring's raise
+            # (which traces again) at its next loop or call
+            self._ring_soon()
             raise self._timeout()
         return self._on_line
+
+    def _ring_soon(self) -> None:
+        """The alarm rung in a few microseconds (not at once: `signal.raise_signal` runs the handler right there)."""
+        signal.setitimer(signal.ITIMER_REAL, 1e-5, self._interval)
 
     def _watch(self) -> None:
         end = self._end or 0
