@@ -1150,11 +1150,14 @@ class _Guards:
 
     def is_model_thread(self) -> bool:
         ident = _get_ident()
+        # read before `lingering`: a run ends by filing its threads there, then leaving `runs` (see `running`); read
+        # after, a thread of the code's that looked between the two was nobody's (the kernel's real functions)
+        running = bool(self.runs)
         thread = _thread_of(ident)  # None: a low-level thread, which the model's code may have started
         lingering = self.lingering.get(ident)
         if lingering is not None and _is(ident, lingering):
             return True
-        return bool(self.runs) and (thread is None or self.trusted.get(ident) is not thread)
+        return running and (thread is None or self.trusted.get(ident) is not thread)
 
     def watching(self) -> bool:
         """Whether this thread watches a run. It runs only the lab's code meanwhile, so anything else it runs is the
