@@ -97,9 +97,9 @@ import builtins
 import codecs
 import collections
 import contextlib
-import dis
 import contextvars
 import ctypes
+import dis
 import faulthandler
 import functools
 import gc
@@ -1799,8 +1799,9 @@ class deadline:
     again every REPEAT seconds until the block ends (so `except Exception` cannot swallow it); on the main
     thread it also asks `stop()` (the view's Stop) every STOP_POLL seconds and, once it says yes, raises
     KeyboardInterrupt the same way. A block that swallowed the timeout and went on (`except BaseException: pass`
-    in a retry loop) has it raised on each line it runs from then on, so no handler of its can keep it. For code the user trusts (function tools): it guards no exits and
-    runs the block in place; model code goes through `contain`. With no seconds and no stop it does nothing.
+    in a retry loop) has it raised on each line it runs from then on, so no handler of its can keep it. For code
+    the user trusts (function tools): it guards no exits and runs the block in place; model code goes through
+    `contain`. With no seconds and no stop it does nothing.
 
     On the main thread it is SIGALRM, whose handler runs in this thread and so knows exactly where
     the block is (and wakes a blocking call such as `time.sleep`). Elsewhere a watcher thread raises
