@@ -648,9 +648,8 @@ def _inert_destination(match: re.Match[str]) -> str:
 
 
 def _safe_address(url: str) -> bool:
-    """The HTML sanitizer's rule: http(s) and mailto only (no entities that could hide a scheme)."""
-    low = url.strip().lower()
-    return low.startswith(LINK_SCHEMES) and "&" not in low
+    """The HTML sanitizer's rule (`web_link`), and no entities that could hide a scheme."""
+    return web_link(url) and "&" not in url
 
 
 def literal_markdown(text: str) -> str:
