@@ -678,10 +678,11 @@ def test_a_whole_completion_in_json_is_read_as_one_message(text, final, errors):
 
 
 @pytest.mark.parametrize("line", [_event("<|channel|>final<|message|>42").decode().encode("utf-16-le"),
-                                  b'Data: {"choices": [{"text": "42"}]}\n\n'], ids=["utf-16", "Data:"])
+                                  b'Data: {"choices": [{"text": "42"}]}\n\n', b"Log in first; " * 3],
+                         ids=["utf-16", "Data:", "no line break"])
 def test_a_stream_of_no_server_sent_event_that_goes_on_is_quoted_at_once(line):
-    """A stream that never closed and kept sending lines SSE passes over (UTF-16, a field of another case) waited the
-    whole timeout, then said the server "sent nothing for 10 s"."""
+    """A stream that never closed and kept sending lines SSE passes over (UTF-16, a field of another case, text that
+    never breaks a line) waited the whole timeout, then said the server "sent nothing for 10 s"."""
     with FakeServer(raw=lambda n: [HEAD, b": ping\n\n"] + [line, 0.3] * 60) as server:
         started = time.monotonic()
         reply = Session.connect(server.url, timeout=10, session_options={"tools": "none"}).ask("6*7?")

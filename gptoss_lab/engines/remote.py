@@ -78,6 +78,9 @@ _JSON_TYPE = regex.compile(r"\s*application/(?:[\w.+-]+\+)?json\s*(?:;.*)?", reg
 _ERROR_FIELD = regex.compile(r"(?<![^\r\n])error:")  # llama.cpp's streamed error: `error:` starting a line
 # a line of an event stream that SSE passes over: no field it knows (JSON, UTF-16, `Data:`), no comment, not blank
 _NOT_SSE = regex.compile(r"(?<![^\r\n])(?!(?:data|event|id|retry|error)(?::|[\r\n])|[:\r\n])([^\r\n]+)")
+# what a line SSE reads starts with (a field it knows, or a comment): matched `partial` against a line still coming in
+_FIELD_START = regex.compile(r"(?:data|event|id|retry|error):|:")
+_FIELD = len("retry:")  # characters of a line that tell whether it starts so
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
 _PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
 # httpcore's RemoteProtocolErrors of a connection dropped (retried); h11's others say the answer is no HTTP
@@ -1229,8 +1232,9 @@ class _Reads:
     (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
     httpx-sse drops) written as `event: error` events. `head` keeps the stream's first `_PAGE` characters (to say
     what a body that is no stream was). A line of an event stream that SSE passes over as a field it does not know
-    (`{"choices": ...` without `data: `, UTF-16, a page) raises `passed_over(line)`: the turn ended "closed
-    mid-answer", or "sent nothing" after the whole timeout where the stream went on, as if the server had sent no text."""
+    (`{"choices": ...` without `data: `, UTF-16, a page) raises `passed_over(line)` as soon as its start shows it,
+    before its line break (text that never breaks a line kept coming): the turn ended "closed mid-answer", or "sent
+    nothing" after the whole timeout where the stream went on, as if the server had sent no text."""
 
     def __init__(self, response: httpx.Response, too_long: RemoteError, *, events: bool,
                  passed_over: Callable[[str], RemoteError]) -> None:
@@ -1243,6 +1247,7 @@ class _Reads:
 
     def iter_text(self) -> Iterator[str]:
         held: list[str] = []  # an event stream's text after its last line break: a line whose start is not known
+        line = ""  # the first `_FIELD` characters of that line: enough to tell whether SSE would pass it over
         start = True  # one U+FEFF (byte order mark) starting the stream is no text (the SSE standard's rule)
         for text in self._response.iter_text():
             if start and text:
@@ -1262,10 +1267,17 @@ class _Reads:
                 yield _ERROR_FIELD.sub("event: error\ndata:", lines[: stray.start() if stray else None])
                 if stray:  # after the events before it (their text is kept)
                     raise self._passed_over(stray[1])
-                held = []
+                held, line = [], ""
             held.append(text[end:])
+            line += text[end:end + _FIELD - len(line)]
+            if not _FIELD_START.match(line, partial=True) and self._page_read():  # text with no line break,
+                raise self._passed_over("".join(held))  # coming on: said at once, not as silence after the timeout
         if any(held):
             yield "".join(held)
+
+    def _page_read(self) -> bool:
+        """Whether enough of a body that starts as a page (`<`) is read to name it by its title; True for any other."""
+        return not self.head.lstrip().startswith("<") or len(self.head) >= _PAGE or bool(_TITLE.search(self.head))
 
 
 class _Reader:
