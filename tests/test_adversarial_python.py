@@ -1167,6 +1167,8 @@ def test_the_codes_threads_send_no_widget_comm_prompt_clear_output_or_request(ke
     cell("mine.value = '<b>still mine</b>'")
     assert "comm_msg" in sent
     _assert_alive_and_answering(km, kc)
+    cell("client.stop_channels()")  # the code's client, left running: its heartbeat thread wakes every second, and
+    # died in a later test of this kernel that empties the builtins (its traceback in that call's output)
 
 
 WIDGET_CHANGES = """
