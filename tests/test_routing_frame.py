@@ -145,3 +145,17 @@ def test_an_expert_card_exported_to_markdown_keeps_its_labels_text():
     r = Routing([11, 12, 11], ids, np.full((3, 1, 2), 0.5), [label, "final", label], num_experts=3)
     output = _markdown_export(r.expert_card(0, 1)._repr_html_())
     assert "<img" not in output and "evil.example/p.png" in output and "<table>" in output, output
+
+
+def test_a_table_shows_each_token_text_apart_with_its_controls_written_out():
+    """pandas' HTML dropped a text's edge spaces: the top tokens "the" and " the" read alike and a token of spaces was
+    an empty cell; a label's U+202E reversed the cell it was in (the figures and the view write both out)."""
+    import re
+
+    ids = [harmony.encode_text(piece)[0] for piece in ("the", " the", "   ")]
+    r = Routing(ids, np.zeros((3, 1, 1), int), np.ones((3, 1, 1)), ["a\u202eb"] * 3, num_experts=1)
+    frame = r.to_frame()
+    for html in (r.top_tokens()._repr_html_(), frame._repr_html_(), frame.crosstab("text", "label")._repr_html_()):
+        assert {"the", "␣the", "␣␣␣"} <= set(re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", html)), html
+    for html in (r.label_load()._repr_html_(), frame._repr_html_(), r.expert_card(0, 0)._repr_html_()):
+        assert "\u202e" not in html and "a\\u202eb" in html

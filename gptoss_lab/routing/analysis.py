@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 import pandas as pd
 
+from ..widgets.sanitize import shown_text
+
 if TYPE_CHECKING:
     from .record import Routing
 
@@ -76,11 +78,63 @@ class Frame(pd.DataFrame):
         return _Column
 
     def _repr_html_(self) -> str | None:
-        """pandas' table out of MathJax's reach, as one HTML block (see `sanitize.one_html_block`)."""
+        """pandas' table out of MathJax's reach, as one HTML block (see `sanitize.one_html_block`), its texts written
+        as `shown_text` writes them: pandas' HTML dropped a text's edge spaces ("the" and " the" read alike, a
+        token of spaces as an empty cell) and let control and direction characters through."""
         from ..widgets.sanitize import NO_TYPESETTING, one_html_block
 
-        table = super()._repr_html_()
+        table = pd.DataFrame._repr_html_(_written_texts(self))
         return None if table is None else one_html_block(f"<div class='{NO_TYPESETTING}'>{table}</div>")
+
+
+def _written_texts(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` as a plain DataFrame whose shown texts (values, index and column names) are written as `shown_text`
+    writes them: only the rows at either end that pandas may show, so a frame of millions of rows shows at once."""
+    ends = pd.get_option("display.max_rows") or len(frame)
+    shown = pd.DataFrame(frame, copy=False)
+    texts = [i for i, dtype in enumerate(shown.dtypes) if _holds_text(dtype)]
+    if texts:
+        shown = shown.copy(deep=False)
+        for i in texts:
+            shown.isetitem(i, _shown_values(shown.iloc[:, i], ends))
+    return shown.set_axis(_shown_values(shown.index, ends), axis=0).set_axis(
+        _shown_values(shown.columns, len(shown.columns)), axis=1)
+
+
+def _holds_text(dtype: Any) -> bool:
+    """Whether values of `dtype` may be texts (objects, strings, categories)."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _holds_text(dtype.categories.dtype)
+    return dtype == object or pd.api.types.is_string_dtype(dtype)
+
+
+def _shown_one(value: Any) -> Any:
+    """A text as `shown_text` writes it; any other value as it is."""
+    return shown_text(value) if isinstance(value, str) else value
+
+
+def _shown_values(values: Any, ends: int) -> Any:
+    """A Series or Index whose texts are written as `shown_text` writes them: each category or level once, else only
+    among its first and last `ends` (a table's rows past them are not shown)."""
+    if isinstance(values, pd.MultiIndex):
+        levels = [_shown_values(level, len(level)) for level in values.levels]
+        if all(level.is_unique for level in levels):
+            return values.set_levels(levels)
+        return pd.MultiIndex.from_arrays([_shown_values(values.get_level_values(i), ends)
+                                          for i in range(values.nlevels)], names=values.names)
+    if not _holds_text(values.dtype):
+        return values
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        names = [_shown_one(name) for name in values.dtype.categories]
+        if len(set(names)) == len(names):  # (" a" and "␣a" are shown alike: no two categories)
+            return values.rename_categories(names) if isinstance(values, pd.Index) else \
+                values.cat.rename_categories(names)
+    array = np.asarray(values, dtype=object).copy()
+    for part in ((slice(None),) if len(array) <= 2 * ends else (slice(None, ends), slice(-ends, None))):
+        array[part] = [_shown_one(value) for value in array[part]]
+    if isinstance(values, pd.Series):
+        return pd.Series(array, index=values.index, name=values.name)
+    return pd.Index(array, name=values.name)
 
 
 class _Column(pd.Series):

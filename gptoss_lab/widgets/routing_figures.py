@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..routing.analysis import expert_ids, followed_by_none, layer_index, numbered
-from .sanitize import NO_TYPESETTING, one_html_block
+from .sanitize import NO_TYPESETTING, one_html_block, shown_text
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
 _MAX_LABELS = 16  # labels drawn at most by a label figure: one per document (1,000) took minutes to draw
@@ -532,12 +532,13 @@ def _token_effect(table: Any, by: str = "label", **_: Any) -> Any:
 
 
 def card_html(card: Any) -> str:
-    """An ExpertCard as HTML for notebooks (every text escaped), one HTML block (a label's blank line ended it in
+    """An ExpertCard as HTML for notebooks (every text escaped, a label as `shown_text` writes it: its U+202E reversed
+    the cell), one HTML block (a label's blank line ended it in
     `nbconvert --to markdown`, the rest of the label read as Markdown: see `sanitize.one_html_block`)."""
     e = html.escape
     tokens = "".join(f"<tr><td><code>{e(repr(t))}</code></td><td>{c}</td><td>{s:.0%}</td></tr>"
                      for t, c, s in zip(card.tokens["text"], card.tokens["count"], card.tokens["specialisation"]))
-    labels = "".join(f"<tr><td>{e(str(name))}</td><td>{n}</td><td>{chose:.1%}</td><td>{lift:.2f}×</td></tr>"
+    labels = "".join(f"<tr><td>{e(shown_text(str(name)))}</td><td>{n}</td><td>{chose:.1%}</td><td>{lift:.2f}×</td></tr>"
                      for name, n, chose, lift in card.labels.itertuples(index=False))
     moves = "; ".join(f"{name}: " + ", ".join(f"e{x} {s:.0%}" for x, s in zip(frame["expert"], frame["share"]))
                       for name, frame in ((f"from layer {card.layer - 1}", card.previous),

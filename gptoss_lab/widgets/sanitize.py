@@ -347,6 +347,19 @@ def _written_out(match: re.Match[str]) -> str:
     return repr(match.group())[1:-1]
 
 
+# what a table cell or a summary line would not show as itself: controls (tab and line ends too), line separators,
+# invisible operators and the hidden characters (direction controls, zero-width ones, lone surrogates)
+_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u2061-\u2064]|" + HIDDEN.pattern)
+_EDGE_SPACES = re.compile(r"^ +| +$")
+
+
+def shown_text(text: str) -> str:
+    """A text (a token's, a label, an answer) as a routing table or summary shows it, on one line: control, direction
+    and zero-width characters written out (`\\x1b`, `\\u202e`), and its leading and trailing spaces as ␣, as the routing
+    view and figures show a token (an HTML cell drops edge spaces: "the" and " the" read alike)."""
+    return _EDGE_SPACES.sub(lambda run: "\u2423" * len(run.group()), _UNSEEN.sub(_written_out, text))
+
+
 def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
