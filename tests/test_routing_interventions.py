@@ -522,3 +522,22 @@ def test_an_effect_exported_to_markdown_shows_the_answers_as_written():
         nbformat.v4.new_output("display_data", data={"text/html": effect._repr_html_(), "text/plain": repr(effect)})])])
     shown = MarkdownIt("commonmark", {"html": True}).render(MarkdownExporter().from_notebook_node(notebook)[0])
     assert "<img" not in shown and "<strong>" not in shown and hostile in shown, shown
+
+
+def test_an_effects_html_writes_the_models_controls_out():
+    """The Effect's HTML put the model's answers and the labels in as they were: an answer's ESC sequence went raw into
+    the saved notebook (a terminal obeys it in `nbconvert --to markdown --stdout`), its U+202E reversed the cell."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from gptoss_lab.routing import Effect
+
+    ids = np.array([[[0, 1]], [[1, 2]], [[2, 0]]])
+    r = Routing([11, 12, 11], ids, np.full((3, 1, 2), 0.5), ["final", "a\x1bb", "final"], num_experts=3)
+    moved = Routing(r.tokens, (ids + 1) % 3, r.weights, r.labels, num_experts=3)
+    answer = SimpleNamespace(final="4\x1b[2J2 \u202eyes", routing=r)
+    html = Effect(disable({0: [1]}), "q", answer, answer, pd.DataFrame({"P without": [0.5]}, index=["answer without"]),
+                  r.route_changes(moved), r.agreement(moved), (r, moved))._repr_html_()
+    assert "\x1b" not in html and "\u202e" not in html
+    assert "4\\x1b[2J2 \\u202eyes" in html and "a\\x1bb" in html

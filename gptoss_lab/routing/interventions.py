@@ -25,6 +25,7 @@ from .. import harmony
 from ..engines.hooks import (LayerEdit, check_plan, intervened, intervention_on, model_of, routers,
                               teacher_forced)
 from ..settings import SettingsError, other_digits
+from ..widgets.sanitize import shown_text
 from .analysis import Frame, Table, at_least, described, flag, layer_index, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
 
@@ -323,16 +324,19 @@ class Effect:
                 f"mean top-k overlap {self.agreement['overlap'].mean():.1%}")
 
     def _repr_html_(self) -> str:
+        """The answers, probabilities and changed tokens as HTML, model text and labels as `shown_text` writes them
+        (the answer's ESC went raw into the saved notebook, its U+202E reversed the cell)."""
         from ..widgets.sanitize import NO_TYPESETTING, one_html_block
 
         e = html.escape
         moved = self.changed_tokens()
-        rows = "".join(f"<tr><td>{int(i)}</td><td><code>{e(repr(r.text))}</code></td><td>{e(str(r.label))}</td>"
+        rows = "".join(f"<tr><td>{int(i)}</td><td><code>{e(repr(r.text))}</code></td>"
+                       f"<td>{e(shown_text(str(r.label)))}</td>"
                        f"<td>{int(r.layers_changed)}</td><td>{int(r.top1_changed)}</td></tr>" for i, r in moved.iterrows())
         return one_html_block(f"<div class='{NO_TYPESETTING}'><b>Intervention</b>: {e(self.intervention.describe())}"
                               f"<table><tr><th></th><th>answer</th></tr>"
-                              f"<tr><td>without</td><td>{e(_short(self.baseline.final))}</td></tr>"
-                              f"<tr><td>with</td><td>{e(_short(self.intervened.final))}</td></tr></table>"
+                              f"<tr><td>without</td><td>{e(shown_text(_short(self.baseline.final)))}</td></tr>"
+                              f"<tr><td>with</td><td>{e(shown_text(_short(self.intervened.final)))}</td></tr></table>"
                               f"{self.probabilities.to_html(float_format=lambda x: f'{x:.4g}')}"
                               f"<p>{e(self._summary())}.</p>"
                               f"<table><tr><th>{POSITION}</th><th>token</th><th>label</th><th>layers changed</th>"
