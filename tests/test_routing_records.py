@@ -250,3 +250,13 @@ def test_compare_takes_two_records_of_one_model_whose_expert_counts_were_inferre
     with pytest.raises(ValueError, match=r"^the records differ in experts \(4 and 3\): compare compares two routings "
                                          r"of the same model$"):
         mine.compare(Routing([1], np.zeros((1, 2, 2), int), np.full((1, 2, 2), 0.5), num_experts=3))
+
+
+def test_a_records_summary_writes_a_labels_controls_out():
+    """A record's summary (its text in a saved notebook, the still image's title) put a label in as it was: its ESC
+    sequence reached the terminal it was shown in (IPython), its U+202E reversed the rest of the line."""
+    from gptoss_lab.widgets.routing import static_bundle
+
+    r = Routing([11, 12], np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["a\x1b[2J", "b\u202ec"], num_experts=1)
+    for text in (repr(r), static_bundle(r)["text/plain"]):
+        assert "\x1b" not in text and "\u202e" not in text and "a\\x1b[2J 1, b\\u202ec 1" in text, text

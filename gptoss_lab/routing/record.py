@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import harmony
+from ..widgets.sanitize import shown_text
 from . import analysis
 
 FORMAT = "gptoss_lab.routing"
@@ -526,7 +527,9 @@ class Routing:
 
     def __repr__(self) -> str:
         counts, order = self._label_counts()
-        parts = ", ".join(f"{self._names[i] or '?'} {counts[i]}" for i in order[:_REPR_LABELS])
+        # a label's controls written out: its ESC sequence reached terminals from the saved summary, its U+202E
+        # reversed the line (the still image's title too)
+        parts = ", ".join(f"{shown_text(self._names[i]) or '?'} {counts[i]}" for i in order[:_REPR_LABELS])
         if len(order) > _REPR_LABELS:  # 255 labels made a 2,500-character line (and the still image's title)
             parts += f" and {len(order) - _REPR_LABELS} more labels"
         under = f"; routed under an intervention: {self.intervention_shown}" if self.intervention else ""
