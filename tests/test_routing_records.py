@@ -260,3 +260,22 @@ def test_a_records_summary_writes_a_labels_controls_out():
     r = Routing([11, 12], np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["a\x1b[2J", "b\u202ec"], num_experts=1)
     for text in (repr(r), static_bundle(r)["text/plain"]):
         assert "\x1b" not in text and "\u202e" not in text and "a\\x1b[2J 1, b\\u202ec 1" in text, text
+
+
+def test_a_foreign_records_intervention_is_shown_with_its_controls_written_out(tmp_path):
+    """The intervention a record's meta.json says (a record from elsewhere) went as it was into its summary and its
+    view's header: its ESC sequence reached a terminal from the saved notebook, its U+202E reversed the line."""
+    import json
+
+    from gptoss_lab.widgets.routing import RoutingView
+
+    folder = Routing([11, 12], np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), num_experts=1).save(tmp_path / "r")
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "intervention": "none\x1b[2J \u202eevil"}))
+    r = load(folder)
+    view = RoutingView(r)
+    try:
+        for text in (repr(r), view.intervention):
+            assert "\x1b" not in text and "\u202e" not in text and "none\\x1b[2J \\u202eevil" in text, text
+    finally:
+        view.close()

@@ -250,8 +250,9 @@ class Routing:
 
     @property
     def intervention_shown(self) -> str:
-        """`intervention` as the record's summaries say it (its repr, its view's): at most 300 characters."""
-        words = self._intervention
+        """`intervention` as the record's summaries say it (its repr, its view's): at most 300 characters, written as
+        `shown_text` writes them (a record's meta.json from elsewhere: its ESC sequence, its U+202E reversing the line)."""
+        words = shown_text(self._intervention)
         return words if len(words) <= _SHOWN_WORDS else words[:_SHOWN_WORDS] + " …"
 
     @intervention.setter
