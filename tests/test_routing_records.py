@@ -263,8 +263,8 @@ def test_a_records_summary_writes_a_labels_controls_out():
 
 
 def test_a_foreign_records_intervention_is_shown_with_its_controls_written_out(tmp_path):
-    """The intervention a record's meta.json says (a record from elsewhere) went as it was into its summary and its
-    view's header: its ESC sequence reached a terminal from the saved notebook, its U+202E reversed the line."""
+    """The intervention a record's meta.json says (a record from elsewhere) went as it was into its summary, its view's
+    header and its Corpus's: its ESC sequence reached the terminal it was shown in, its U+202E reversed the line."""
     import json
 
     from gptoss_lab.widgets.routing import RoutingView
@@ -275,7 +275,7 @@ def test_a_foreign_records_intervention_is_shown_with_its_controls_written_out(t
     r = load(folder)
     view = RoutingView(r)
     try:
-        for text in (repr(r), view.intervention):
+        for text in (repr(r), view.intervention, repr(Corpus.load(folder))):
             assert "\x1b" not in text and "\u202e" not in text and "none\\x1b[2J \\u202eevil" in text, text
     finally:
         view.close()

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import harmony
 from ..widgets import text_bar
+from ..widgets.sanitize import shown_text
 from .analysis import described, flag, label_texts, whole
 from .interventions import in_force
 from .record import RecordWriter, Routing, check_vocabulary, check_weights, read_record, token_labels
@@ -122,7 +123,7 @@ class Corpus(Sequence[Routing]):
         extra = f", {self.meta['seconds']:.1f} s" if "seconds" in self.meta else ""
         where = f", stored in {self.meta['path']}" if "path" in self.meta else ""
         if isinstance(self.meta.get("intervention"), str):  # last: its words have commas of their own
-            where += f"; routed under an intervention: {self.meta['intervention']}"
+            where += f"; routed under an intervention: {shown_text(self.meta['intervention'])}"  # (its meta.json's)
         empty = int((self.lengths == 0).sum())   # an empty text routes no token: said, not left to the count
         empties = f" ({empty} of them empty)" if empty else ""
         r = self.combined  # a path with a lone surrogate (meta.json from elsewhere) failed the display
