@@ -53,6 +53,20 @@ def test_packing_matches_transformers_dequantization_element_by_element():
     assert 0 < error < 0.15
 
 
+def test_every_scale_byte_and_code_dequantizes_as_transformers_and_the_reference_do():
+    """Scale byte 255 (the MX format's NaN) made every zero NaN (0 × exp2(128)); openai/gpt-oss and transformers
+    compute by ldexp: 0 stays 0, 0.5 is 2**127."""
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    codes = torch.arange(16, dtype=torch.uint8).repeat(2)
+    blocks = (codes[0::2] | codes[1::2] << 4).expand(1, 256, 1, 16).contiguous()  # every code, under every scale
+    scales = torch.arange(256).to(torch.uint8).reshape(1, 256, 1)
+    for dtype in (torch.float32, torch.bfloat16):
+        theirs = convert_moe_packed_tensors(blocks, scales, dtype=dtype).transpose(1, 2)
+        torch.testing.assert_close(dequantize(blocks, scales, dtype), theirs, rtol=0, atol=0)
+    assert dequantize(blocks, scales)[0, 255, :2].tolist() == [0.0, 2.0**127]
+
+
 def test_values_on_the_grid_survive_exactly_and_bytes_are_laid_out_as_gpt_oss_stores_them():
     values = torch.tensor(E2M1 + tuple(-v for v in E2M1))
     grid = values[torch.randint(0, 16, (4, 64), generator=torch.Generator().manual_seed(1))]

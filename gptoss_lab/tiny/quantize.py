@@ -66,12 +66,13 @@ def quantize(weight: Any) -> tuple[Any, Any]:
 
 
 def dequantize(blocks: Any, scales: Any, dtype: Any = None) -> Any:
-    """The values [..., rows, cols] that MXFP4 `blocks` and `scales` stand for (float32 unless `dtype`)."""
+    """The values [..., rows, cols] that MXFP4 `blocks` and `scales` stand for (float32 unless `dtype`), by ldexp as
+    openai/gpt-oss and transformers compute them: scale byte 255 (the MX format's NaN) is 2**128 there, and 0 stays 0."""
     import torch
 
     table = torch.tensor(E2M1 + tuple(-v for v in E2M1), dtype=torch.float32)
     codes = torch.stack([blocks & 0x0F, blocks >> 4], dim=-1).flatten(-2).long()  # low nibble first
-    values = table[codes] * torch.exp2(scales.float() - SCALE_BIAS).unsqueeze(-1)
+    values = torch.ldexp(table[codes], (scales.int() - SCALE_BIAS).unsqueeze(-1))
     return values.flatten(-2).to(dtype or torch.float32)
 
 
