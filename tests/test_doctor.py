@@ -177,6 +177,17 @@ def weights_without_a_dtype(folder, random_checkpoint):
     return folder
 
 
+def test_the_doctor_reads_each_weights_file_once(tmp_path, random_checkpoint, monkeypatch):
+    """Every shard's header was read twice: once to check the tensors, again for the dtype the weights load in."""
+    import safetensors
+
+    folder = weights_without_a_dtype(tmp_path / "no-dtype", random_checkpoint)
+    opened, real = [], safetensors.safe_open
+    monkeypatch.setattr(safetensors, "safe_open", lambda path, *a, **kw: opened.append(str(path)) or real(path, *a, **kw))
+    assert doctor(folder, device="cuda", memory="80 GB").load_how == "bfloat16"  # the dtype the weights are stored in
+    assert opened == [str(folder / "model.safetensors")]
+
+
 def test_the_weights_dtype_is_read_from_safetensors_headers_safely(tmp_path, random_checkpoint):
     """A header claiming exabytes was read into memory (MemoryError), and a FIFO named *.safetensors froze the kernel."""
     import os

@@ -424,12 +424,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
+def check_tensors(folder: str, config: Any, name: str | None = None) -> str | None:
     """A one-line LoadError for a weight the config needs that the folder's safetensors lack or store in another shape or
     dtype, or one they hold that the config's model lacks: transformers would fill a missing one with random values,
     leave an unexpected one out (either way a different model, and a logged table) and report a wrong shape in a
     multi-line table. Reads only the headers, before any weight loads; `name` names the checkpoint in the message
-    (default: the folder)."""
+    (default: the folder). Returns the stored floating dtype from those headers (what dtype="auto" loads in)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -437,7 +437,7 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
     check_not_pickled(folder, label)
     stored = _headers(folder, label)
     if not stored:
-        return  # no weights: transformers says what is missing
+        return None  # no weights: transformers says what is missing
     try:
         with torch.device("meta"):  # shapes only, on a copy: the config's dtype and attention are the load's to refuse
             model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=torch.float32,
@@ -472,6 +472,7 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> None:
                         f"{printable(clip(extra[0], 120))}, which the model its config describes has no place for (transformers would leave it out, and "
                         "answer with another model than the one saved): check its config.json (attention_bias, "
                         "num_hidden_layers ...)")
+    return next((_STORED_FLOATS[dtype] for _, dtype in stored.values() if dtype in _STORED_FLOATS), None)
 
 
 def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
@@ -690,8 +691,9 @@ def _quantization(config: Any) -> dict[str, Any]:
     return quant if isinstance(quant, dict) else quant.to_dict()
 
 
-def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str:
-    """The dtype the weights load in: the one asked for, else the config's, else the checkpoint's floating dtype, else bfloat16."""
+def dtype_name(config: Any, dtype: Any = None, stored: str | None = None) -> str:
+    """The dtype the weights load in: the one asked for, else the config's, else `stored` (the checkpoint's floating
+    dtype, as `check_folder` read it), else bfloat16."""
     if dtype not in (None, "auto"):
         return _asked_dtype(dtype)
     configured = getattr(config, "dtype", None)
@@ -701,7 +703,7 @@ def dtype_name(config: Any, dtype: Any = None, folder: str | None = None) -> str
             raise LoadError(f"the config's dtype {name!r} is not one the weights can load in: give dtype= one of "
                             f"{', '.join(ITEMSIZE)}")
         return name
-    return _stored_dtype(folder) or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
+    return stored or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
 
 
 def _asked_dtype(dtype: Any) -> str:
@@ -710,13 +712,6 @@ def _asked_dtype(dtype: Any) -> str:
     if name not in ITEMSIZE:
         raise LoadError(f"unknown dtype {str(dtype)!r}: use one of {', '.join(ITEMSIZE)}")
     return name
-
-
-def _stored_dtype(folder: str | None) -> str | None:
-    """The first floating dtype in a folder's safetensors headers (what transformers' dtype="auto" picks)."""
-    if folder is None or not Path(folder).is_dir():
-        return None
-    return next((_STORED_FLOATS[dtype] for _, dtype in _headers(folder, folder).values() if dtype in _STORED_FLOATS), None)
 
 
 def weight_bytes(config: Any, dtype: str, *, packed: bool) -> int:
@@ -1050,8 +1045,7 @@ def plan_load(
     local = folder_of(source, hub_kw)
     config = read_config(source, hub_kw, local)
     check_implementations(config, kw, source.path)
-    if local is not None:
-        check_folder(local, config, source.path)
+    stored = check_folder(local, config, source.path) if local is not None else None
 
     dtype = getattr(torch, _asked_dtype(dtype)) if isinstance(dtype, str) and dtype != "auto" else dtype
     if device_map in _MULTI_DEVICE_MAPS and not torch.cuda.is_available():
@@ -1077,7 +1071,7 @@ def plan_load(
     free = free_bytes(target)
     if dtype is None and (default := cpu_default(config, target, free)):
         dtype = getattr(torch, default)
-    name = dtype_name(config, dtype, local)
+    name = dtype_name(config, dtype, stored)
     plan = LoadPlan(source, target, kw, folder=local)
     packed = False
     if dequantize and not stores_mxfp4(config):
@@ -1175,15 +1169,17 @@ def checked_folder(folder: str | Path) -> Any:
     return config
 
 
-def check_folder(folder: str, config: Any, label: str) -> None:
+def check_folder(folder: str, config: Any, label: str) -> str | None:
     """What a load refuses of a checkpoint `folder` (named `label`) before it reads a weight: pickled weights, tensors'
     names, shapes and dtypes from their headers, sampling settings. The doctor asks it too: it said a half-copied
     folder, or one whose config.json lies about its sizes, fits, and the load then refused it. A folder holding no
-    weights is refused here (train --resume and llamacpp failed later, with a traceback)."""
+    weights is refused here (train --resume and llamacpp failed later, with a traceback). Returns the weights' stored
+    floating dtype, from the headers it read (a second read of every shard sized the dtype)."""
     if not holds_weights(folder):
         raise LoadError(f"{label} has a config.json but no weights (*.safetensors)")
-    check_tensors(folder, config, name=label)
+    stored = check_tensors(folder, config, name=label)
     check_sampling(folder, label)
+    return stored
 
 
 def holds_weights(folder: str | Path) -> bool:

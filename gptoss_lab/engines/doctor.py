@@ -178,7 +178,7 @@ def doctor(
     if prefill_chunk is None:  # an engine's own: sized with 2048, it said a smaller one would help after it was set
         prefill_chunk = getattr(model, "prefill_chunk", 2048)
     checkpoint.check_prefill_chunk(prefill_chunk)
-    name, config, folder, weights_here = _config(model)
+    name, config, stored, weights_here = _config(model)
     name = checkpoint.printable(name)
     target = checkpoint.default_device(device)
     if memory is None:
@@ -189,7 +189,7 @@ def doctor(
     in_memory = checkpoint.held_weights(model) if loaded else None
     held = in_memory if dtype is None else None  # as in memory, not as configured
     default = None if loaded else checkpoint.cpu_default(config, target, free)
-    dtype_name = held[0] if held else checkpoint.dtype_name(config, dtype or default, folder)
+    dtype_name = held[0] if held else checkpoint.dtype_name(config, dtype or default, stored)
     packed_mxfp4 = checkpoint.weight_bytes(config, "bfloat16", packed=True)
     bf16 = checkpoint.weight_bytes(config, "bfloat16", packed=False)
     if mxfp4_kernels is None:
@@ -235,8 +235,8 @@ def doctor(
 
 
 def _config(model: Any) -> tuple[str, Any, str | None, bool]:
-    """(name, GptOssConfig, local folder holding weights or None, whether a folder's weights are there) for anything
-    `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
+    """(name, GptOssConfig, the dtype a local folder's weights are stored in or None, whether a folder's weights are
+    there) for anything `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
     from transformers import GptOssConfig, PretrainedConfig
 
     from .base import Engine
@@ -266,9 +266,8 @@ def _config(model: Any) -> tuple[str, Any, str | None, bool]:
     checkpoint.check_implementations(config, {}, source.path)  # the load refuses it: no report saying it fits
     if folder is not None and not checkpoint.holds_weights(folder):
         return source.name, config, None, False  # its config alone, as `hf download ... --include "*.json"` leaves it
-    if folder is not None:
-        checkpoint.check_folder(folder, config, source.path)  # likewise
-    return source.name, config, folder, True
+    stored = checkpoint.check_folder(folder, config, source.path) if folder is not None else None  # likewise
+    return source.name, config, stored, True
 
 
 def _valid(raw: Any, name: str) -> Any:
