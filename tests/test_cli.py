@@ -80,6 +80,21 @@ def test_help_names_the_command_its_defaults_and_an_example(module, shown):
     assert "Command line:" not in done.stdout
 
 
+def test_help_examples_name_the_packages_own_files_where_they_are(tmp_path, monkeypatch, capsys):
+    """The tokenizer's example wrote into ./gptoss_lab/tiny/checkpoint and train's named the checkpoint card there:
+    right in a clone's root alone, not in another folder nor for an installed package."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    for module in ("train", "evaluate", "quantize", "llamacpp", "tokenizer", "random_model"):
+        with pytest.raises(SystemExit):
+            importlib.import_module(f"gptoss_lab.tiny.{module}").main(["--help"])
+        example = capsys.readouterr().out.partition("example: ")[2]
+        named = [word.strip("(),'") for word in example.split() if "gptoss_lab/" in word]
+        assert all(Path(word).exists() for word in named), (module, named)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_help_says_the_default_weight_of_each_topic(capsys):
     """--topics browse=0.3 said nothing of what browse weighs without it (0.12), nor of the other skills."""
     from gptoss_lab.tiny import data, train

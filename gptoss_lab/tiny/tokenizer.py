@@ -14,6 +14,7 @@ from . import command, importing
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
     import json
+    import shlex
     from collections.abc import Iterable
     from pathlib import Path
 
@@ -147,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: write the tokenizer files into FOLDER and print the tokenizer.json path."""
     p = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.tokenizer",
                                 description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.",
-                                epilog="example: python -m gptoss_lab.tiny.tokenizer gptoss_lab/tiny/checkpoint "
-                                       "(then AutoTokenizer.from_pretrained, vLLM or llama.cpp can read that folder)")
+                                epilog=f"example: python -m gptoss_lab.tiny.tokenizer {shlex.quote(str(CHECKPOINT))} "
+                                       "(gpt-oss-tiny's folder; then AutoTokenizer.from_pretrained, vLLM or llama.cpp "
+                                       "can read it)")
     p.add_argument("folder", type=path, help="a checkpoint folder (made if missing) that has none of "
                    + ", ".join(FILES) + " but the ones this command writes: a checkpoint's own tokenizer files are never "
                    "overwritten")

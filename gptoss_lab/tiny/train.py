@@ -44,7 +44,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from .. import harmony
     from ..engines.checkpoint import LoadError, checked_folder
     from ..widgets import text_bar, transformers_bars
-    from . import SEED, data, must_be_new, new_folder, number, path
+    from . import CHECKPOINT, SEED, data, must_be_new, new_folder, number, path
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -587,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m gptoss_lab.tiny.train", description=__doc__.splitlines()[0],
         epilog="example: python -m gptoss_lab.tiny.train --quick --out /tmp/tiny_runs/smoke (a smoke run of a few "
-               "steps); the checkpoint card (gptoss_lab/tiny/checkpoint/README.md) has the shipped model's commands")
+               f"steps); the checkpoint card ({CHECKPOINT / 'README.md'}) has the shipped model's commands")
     p.add_argument("--out", type=path, default=RUNS / "latest",
                    help="a new (or empty) checkpoint folder, written when the run ends (until then .OUT.partial-* "
                    "beside it holds the run's loss.jsonl); nothing is overwritten (default: %(default)s)")
