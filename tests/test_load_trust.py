@@ -109,16 +109,20 @@ def test_a_tensor_in_two_shards_is_refused(tmp_path, sharded):
         "'model-00002-of-00002.safetensors': remove one copy")
 
 
+NAN_SCALE = ("hold 255, which the MX format reserves for NaN (transformers would read it as 2**128): the checkpoint is "
+             "damaged; copy or download it again")
+
+
 @pytest.mark.parametrize("byte, dtype, refused", [
-    (255, None, "hold 255 (2**128), too large for float32: weights up to 6 × 2**128 would be infinite; scales go up "
-                "to 252"),  # and NaN in the MX format
+    (255, None, NAN_SCALE),
+    (255, "float64", NAN_SCALE),  # was "too large for float64: weights up to 6 × 2**128 would be infinite"
     (253, None, "hold 253 (2**126), too large for float32: weights up to 6 × 2**126 would be infinite; scales go up "
                 "to 252"),
     (141, "float16", "hold 141 (2**14), too large for float16: weights up to 6 × 2**14 would be infinite; scales go "
                      "up to 140"),
     (252, None, None),
     (140, "float16", None),
-], ids=["255", "253", "float16-141", "252-loads", "float16-140-loads"])
+], ids=["255", "float64-255", "253", "float16-141", "252-loads", "float16-140-loads"])
 def test_mxfp4_scales_that_make_weights_infinite_are_refused(tmp_path, mxfp4, byte, dtype, refused):
     """One scale byte of 255 loaded: transformers dequantized 6 * 2**128 to inf, and every turn wrote "!!!!!!!!"
     (NaN logits) with no hint why."""

@@ -477,9 +477,9 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> str | No
 
 def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
     """A one-line LoadError for an MXFP4 expert scale that makes weights infinite in `dtype`: a scale byte s stands
-    for 2**(s - 127), transformers dequantizes without a check, so 255 (NaN in the MX format) or any s where 6 (the
-    largest 4-bit value) times it overflows loaded inf weights, and every turn wrote "!!!!" (NaN logits). Reads the
-    scales only, 1/16 of the experts' bytes; `name` names the checkpoint (default: the folder)."""
+    for 2**(s - 127), transformers dequantizes without a check, so 255 (NaN in the MX format, in any dtype) or any s
+    where 6 (the largest 4-bit value) times it overflows loaded inf weights, and every turn wrote "!!!!" (NaN logits).
+    Reads the scales only, 1/16 of the experts' bytes; `name` names the checkpoint (default: the folder)."""
     import torch
     from safetensors import SafetensorError, safe_open
 
@@ -495,13 +495,24 @@ def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
                     if key.endswith(suffixes):
                         scales = f.get_tensor(key)
                         if scales.numel() and (top := int(scales.max())) > limit:
-                            power = top - SCALE_BIAS
-                            raise LoadError(f"could not load {label}: the MXFP4 scales {key!r:.120} hold {top} "
-                                            f"(2**{power}), too large for {dtype}: weights up to 6 × 2**{power} would "
-                                            f"be infinite; scales go up to {limit}")
+                            raise LoadError(f"could not load {label}: the MXFP4 scales {key!r:.120} "
+                                            + _scale_refusal(top, dtype, limit))
         except (OSError, SafetensorError) as error:
             raise LoadError(f"could not load {label}: {printable(shard.name)} is damaged or incomplete "
                             f"({first_line(error)}); copy or download it again") from None
+
+
+def _scale_refusal(top: int, dtype: str, limit: int) -> str:
+    """Why the MXFP4 scale byte `top` cannot load in `dtype`: 255 is the MX format's NaN (a float64 load was told
+    6 × 2**128 is infinite there); a byte above `limit` makes weights infinite in `dtype`."""
+    from ..tiny.quantize import SCALE_BIAS
+
+    if top == 255:
+        return ("hold 255, which the MX format reserves for NaN (transformers would read it as 2**128): the "
+                "checkpoint is damaged; copy or download it again")
+    power = top - SCALE_BIAS
+    return (f"hold {top} (2**{power}), too large for {dtype}: weights up to 6 × 2**{power} would be infinite; "
+            f"scales go up to {limit}")
 
 
 def check_sampling(folder: str, name: str) -> None:
