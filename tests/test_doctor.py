@@ -188,6 +188,26 @@ def test_the_doctor_reads_each_weights_file_once(tmp_path, random_checkpoint, mo
     assert opened == [str(folder / "model.safetensors")]
 
 
+def test_mxfp4_scales_the_load_refuses_are_refused_by_the_doctor_too(tmp_path, random_checkpoint):
+    """A scale byte of 255 (the MX format's NaN): the doctor said the model fits, and the load then refused it."""
+    from safetensors.torch import load_file, save_file
+
+    from gptoss_lab.tiny.quantize import quantize_checkpoint
+
+    folder = tmp_path / "nan-scale"
+    quantize_checkpoint(random_checkpoint, folder)
+    tensors = load_file(folder / "model.safetensors")
+    tensors["model.layers.1.mlp.experts.down_proj_scales"][0, 0, 0] = 255
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    for kw in ({"device": "cpu"}, {"device": "cuda", "memory": "80 GB", "mxfp4_kernels": True}):  # unpacked, packed
+        with pytest.raises(LoadError) as refused:
+            doctor(folder, **kw)
+        assert str(refused.value) == (f"could not load {folder}: the MXFP4 scales "
+                                      "'model.layers.1.mlp.experts.down_proj_scales' hold 255, which the MX format "
+                                      "reserves for NaN (transformers would read it as 2**128): the checkpoint is "
+                                      "damaged; copy or download it again")
+
+
 def test_the_weights_dtype_is_read_from_safetensors_headers_safely(tmp_path, random_checkpoint):
     """A header claiming exabytes was read into memory (MemoryError), and a FIFO named *.safetensors froze the kernel."""
     import os

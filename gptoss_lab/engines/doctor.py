@@ -161,7 +161,7 @@ def doctor(
     prefill_chunk: int | None = None,
 ) -> Diagnosis:
     """Will `model` fit here? A hub id, "tiny", a checkpoint folder, a config.json path, a config, a dict, a loaded
-    LocalEngine or a Session holding one; no weights load.
+    LocalEngine or a Session holding one; no weights load (a folder's MXFP4 scales are read, as the load checks them).
 
     `device` defaults to the GPU when there is one; `memory` ("80 GB", "16 GiB" or bytes) replaces the
     measured free memory, and `mxfp4_kernels` the check for transformers' MXFP4 kernels, to ask about
@@ -178,7 +178,7 @@ def doctor(
     if prefill_chunk is None:  # an engine's own: sized with 2048, it said a smaller one would help after it was set
         prefill_chunk = getattr(model, "prefill_chunk", 2048)
     checkpoint.check_prefill_chunk(prefill_chunk)
-    name, config, stored, weights_here = _config(model)
+    name, config, folder, stored, weights_here = _config(model)
     name = checkpoint.printable(name)
     target = checkpoint.default_device(device)
     if memory is None:
@@ -205,6 +205,8 @@ def doctor(
     resident = loaded and memory is None and free is not None and _on(model, target)
     if resident:  # the measured free memory leaves out the weights already loaded there, the KV cache they computed
         free += load + getattr(model, "lm_head_copy", 0) + getattr(model, "cache_bytes", 0)  # and the copy of lm_head
+    if folder is not None and checkpoint.stores_mxfp4(config):  # the load refuses them: no report saying it fits
+        checkpoint.check_scales(folder, "bfloat16" if packed else dtype_name)
     how = dtype_name + (" with MXFP4 experts" if packed else "")
     kv = KVCache.of(config, dtype_name)
     limit = int(config.max_position_embeddings)
@@ -234,40 +236,40 @@ def doctor(
     return Diagnosis(**diagnosis, verdict=f"{verdict}; {unload}" if unload else verdict)
 
 
-def _config(model: Any) -> tuple[str, Any, str | None, bool]:
-    """(name, GptOssConfig, the dtype a local folder's weights are stored in or None, whether a folder's weights are
-    there) for anything `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
+def _config(model: Any) -> tuple[str, Any, str | None, str | None, bool]:
+    """(name, GptOssConfig, local folder holding weights or None, the dtype they are stored in or None, whether a
+    folder's weights are there) for anything `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
     from transformers import GptOssConfig, PretrainedConfig
 
     from .base import Engine
 
     if isinstance(getattr(model, "config", None), PretrainedConfig):  # a loaded LocalEngine or transformers model
         name = str(getattr(model, "name", "") or getattr(model.config, "_name_or_path", "") or "model")
-        return name, checkpoint.check_model_type(model.config.model_type, name) and model.config, None, True
+        return name, checkpoint.check_model_type(model.config.model_type, name) and model.config, None, None, True
     if isinstance(model, Engine):
         raise LoadError(f"{getattr(model, 'name', 'this model')} is not loaded in this kernel, so doctor cannot size it: "
                         "give a hub id, a folder or a config.json")
     if isinstance(model, PretrainedConfig):
         name = str(getattr(model, "_name_or_path", "") or "config")
-        return name, checkpoint.check_model_type(model.model_type, name) and model, None, True
+        return name, checkpoint.check_model_type(model.model_type, name) and model, None, None, True
     if isinstance(model, dict):
-        return "config", _valid(model, "the config"), None, True
+        return "config", _valid(model, "the config"), None, None, True
     shipped = checkpoint.shipped_config(model)
     if shipped is not None:
-        return shipped.name, GptOssConfig.from_pretrained(shipped), None, True
+        return shipped.name, GptOssConfig.from_pretrained(shipped), None, None, True
     path = checkpoint.local_path(str(model))
     beside = path.name != "config.json" and (path.parent / "config.json").is_file()  # generation_config.json, say
     if path.suffix == ".json" and path.exists() and not path.is_dir() and not beside:  # a FIFO, a device: unread
-        return path.parent.name, _valid(checkpoint.config_json(path, str(path.parent)), str(path)), None, True
+        return path.parent.name, _valid(checkpoint.config_json(path, str(path.parent)), str(path)), None, None, True
     source = checkpoint.resolve(model)
     hub_kw = {"local_files_only": True} if source.hub and not checkpoint.hub_reachable() else {}
     folder = checkpoint.folder_of(source, hub_kw)
     config = checkpoint.read_config(source, hub_kw, folder)
     checkpoint.check_implementations(config, {}, source.path)  # the load refuses it: no report saying it fits
     if folder is not None and not checkpoint.holds_weights(folder):
-        return source.name, config, None, False  # its config alone, as `hf download ... --include "*.json"` leaves it
+        return source.name, config, None, None, False  # its config alone, as `hf download ... --include "*.json"` leaves it
     stored = checkpoint.check_folder(folder, config, source.path) if folder is not None else None  # likewise
-    return source.name, config, stored, True
+    return source.name, config, folder, stored, True
 
 
 def _valid(raw: Any, name: str) -> Any:
