@@ -165,6 +165,23 @@ def test_routing_hidden_by_a_fused_kernel_is_refused_before_the_first_token(rand
         next(stream)
 
 
+def test_a_sharded_checkpoint_quantized_has_its_index_say_its_own_size(tmp_path, random_checkpoint):
+    """The index kept the source's total_size, the size of its bf16 experts, not of the MXFP4 ones written."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from test_checkpoint_hostile import in_two_shards
+
+    source = in_two_shards(shutil.copytree(random_checkpoint, tmp_path / "source"))
+    index = json.loads((source / "model.safetensors.index.json").read_text())
+    (source / "model.safetensors.index.json").write_text(json.dumps({**index, "metadata": {"total_size": 1}}))
+    quantize_checkpoint(source, tmp_path / "out")
+    written = sum(t.numel() * t.element_size() for shard in (tmp_path / "out").glob("*.safetensors")
+                  for t in load_file(shard).values())
+    assert json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())["metadata"] == \
+        {"total_size": written}
+
+
 def test_quantize_command_line(tmp_path, capsys, random_checkpoint):
     main(["--source", str(random_checkpoint), "--out", str(tmp_path / "q")])
     out = capsys.readouterr().out

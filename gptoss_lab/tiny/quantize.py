@@ -140,10 +140,12 @@ def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) 
 
     errors: list[LayerError] = []
     renamed: dict[str, str] = {}
+    total = 0  # bytes of the tensors written: the index's total_size
     for shard in shards:
         tensors, shard_errors = quantize_state_dict(load_file(shard))
         errors += shard_errors
         renamed.update({name: shard.name for name in tensors})
+        total += sum(tensor.numel() * tensor.element_size() for tensor in tensors.values())
         save_file(tensors, out / shard.name, metadata={"format": "pt"})
     for path in source.iterdir():  # the checkpoint's own data files (not what a link out of the folder points to)
         if CHECKPOINT_FILES.fullmatch(path.name) and own_file(source, path) and path.suffix != ".safetensors" \
@@ -153,6 +155,8 @@ def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) 
     if index.exists():
         data = json.loads(index.read_text())
         data["weight_map"] = dict(sorted(renamed.items()))
+        kept = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
+        data["metadata"] = {**kept, "total_size": total}  # the source's (if any) was its size before quantizing
         index.write_text(json.dumps(data, indent=2) + "\n")
     config["quantization_config"] = QUANTIZATION_CONFIG
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
