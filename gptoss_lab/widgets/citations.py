@@ -209,6 +209,8 @@ def with_numbers(text: str, citations: Sequence[Citation], *, markdown: bool = F
     Sources number it (the marker's own number is the page's cursor: `【1†L5】` cited Source [2]); not in code nor in
     a link, where the HTML form shows it as written (a link's address kept). `markdown`: `text` is Markdown already
     made inert, and the brackets are escaped (`【1†L4】(p.3)` written `[1](p.3)` was a link, its "(p.3)" lost)."""
+    if not citations:   # nothing to number: the answer is not parsed for its code
+        return text
     number = r"\[{}\]" if markdown else "[{}]"
     numbers = _by_marker(citations)
     out, at = [], 0

@@ -417,10 +417,14 @@ def inert_markdown(text: str) -> str:
     one (else `x](y` that starts no link became `x](#`). Where a CommonMark parser still finds HTML, an
     image, another link, a definition or a heading above h4 in the result (the line-by-line rules above
     misread the text's structure), or more markers than `MARKUP_BUDGET`, the text is shown as code."""
+    tried = None
     for links in (False, True):
-        markdown = _demoted(_inert_lines(text, links))
-        if markdown is not None and markdown_is_inert(markdown):
-            return markdown
+        lines = _inert_lines(text, links)
+        if lines == tried:   # the link rules changed nothing: parsing the same text again finds the same
+            break
+        tried, demoted = lines, _demoted(lines)
+        if demoted is not None and _blocks_are_inert(*demoted[1:]):
+            return demoted[0]
     return fenced(text)
 
 
@@ -461,12 +465,15 @@ def _heading_level(level: int) -> int:
     return min(6, level + 3)
 
 
-def _demoted(markdown: str) -> str | None:
+def _demoted(markdown: str) -> tuple[str, list[Any], dict[str, Any]] | None:
     """`markdown` with each ATX heading at `_heading_level` and each setext heading (`Title` over `===` or `---`)
-    a paragraph and a rule, as `demote_headings` renders them; None where a heading above h4 is left."""
-    headings = [t for t in _block_tokens(markdown) if t.type == "heading_open"]
+    a paragraph and a rule, as `demote_headings` renders them, with its block tokens and their env (parsed once: a long
+    answer's parse is most of its Markdown form's time); None where a heading above h4 is left."""
+    env: dict[str, Any] = {}
+    tokens = _block_tokens(markdown, env)
+    headings = [t for t in tokens if t.type == "heading_open"]
     if not headings:
-        return markdown
+        return markdown, tokens, env
     lines = re.split(r"(?<=\n)|(?<=\r)(?!\n)", markdown)  # as CommonMark ends lines (a lone CR ends one too)
     for token in headings:
         level, (first, end) = int(token.tag[1]), token.map
@@ -476,8 +483,9 @@ def _demoted(markdown: str) -> str | None:
         else:  # a blank line (in the underline's quote, if any; as the line before ends) makes it a rule
             prefix, rest = re.split("[-=]+", lines[end - 1], maxsplit=1)
             lines[end - 1] = f"{prefix.rstrip()}{lines[end - 2][-1]}{prefix}---{rest}"
-    demoted = "".join(lines)
-    return None if any(t.type == "heading_open" and t.tag < "h4" for t in _block_tokens(demoted)) else demoted
+    demoted, env = "".join(lines), {}
+    tokens = _block_tokens(demoted, env)
+    return None if any(t.type == "heading_open" and t.tag < "h4" for t in tokens) else (demoted, tokens, env)
 
 
 def demote_headings(state: Any) -> None:
@@ -512,7 +520,11 @@ def markdown_is_inert(markdown: str) -> bool:
     no HTML but our own folds and footer, no image, no link other than http(s), mailto or `#` nor one with a title,
     no link reference definition (it makes links of brackets anywhere in the page)."""
     env: dict[str, Any] = {}
-    tokens = _block_tokens(markdown, env)
+    return _blocks_are_inert(_block_tokens(markdown, env), env)
+
+
+def _blocks_are_inert(tokens: list[Any], env: dict[str, Any]) -> bool:
+    """`markdown_is_inert` of a text parsed into block `tokens`, its link definitions in `env`."""
     if env.get("references") or past_nesting_limit(_commonmark(), tokens):   # what it did not read may hold anything
         return False
     if not all(within_markup_budget(token.content for token in tokens if token.type == "inline")):
@@ -575,15 +587,18 @@ def within_markup_budget(inlines: Iterable[str]) -> Iterator[bool]:
         yield spent <= MARKUP_BUDGET
 
 
-def stay_apart(pieces: list[str]) -> bool:
-    """True when `pieces`, joined by blank lines, are the blocks each is alone: none reaches into the next (an
-    unclosed fence that takes in the tool card, sources or footer after it, a list that takes in the next piece)."""
-    return _blocks("\n\n".join(pieces)) == sum(map(_blocks, pieces))
+def inert_apart(pieces: list[str]) -> bool:
+    """True when `pieces`, joined by blank lines, are inert (`markdown_is_inert`) and are the blocks each is alone: none
+    reaches into the next (an unclosed fence that takes in the tool card, sources or footer after it, a list that takes
+    in the next piece). The whole is parsed once."""
+    env: dict[str, Any] = {}
+    tokens = _block_tokens("\n\n".join(pieces), env)
+    return _blocks_are_inert(tokens, env) and _blocks(tokens) == sum(_blocks(_block_tokens(piece)) for piece in pieces)
 
 
-def _blocks(markdown: str) -> int:
-    """How many top-level blocks (paragraphs, lists, fences, quotes ...) CommonMark finds in `markdown`."""
-    return sum(token.level == 0 and token.nesting >= 0 for token in _block_tokens(markdown))
+def _blocks(tokens: list[Any]) -> int:
+    """How many top-level blocks (paragraphs, lists, fences, quotes ...) CommonMark's block `tokens` hold."""
+    return sum(token.level == 0 and token.nesting >= 0 for token in tokens)
 
 
 def _tokens(tokens: list[Any]) -> Iterator[Any]:

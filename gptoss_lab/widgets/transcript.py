@@ -23,8 +23,8 @@ from ..events import (
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
-    markdown_is_inert, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, \
-    stay_apart, visible, web_link, within_markup_budget, written_controls
+    inert_apart, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, visible, \
+    web_link, within_markup_budget, written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -226,9 +226,7 @@ class Transcript:
         model Markdown is shown as code. So it is where one piece reaches into the next (an unclosed fence
         that would show the tool card, sources or footer after it as its code)."""
         pieces = [written_controls(piece) for piece in self._markdown(inert_markdown)]  # checked as written out
-        markdown = "\n\n".join(pieces)
-        if not (markdown_is_inert(markdown) and stay_apart(pieces)):
-            markdown = written_controls("\n\n".join(self._markdown(fenced)))
+        markdown = "\n\n".join(pieces) if inert_apart(pieces) else written_controls("\n\n".join(self._markdown(fenced)))
         from ..harmony import clean
 
         return clean(markdown)
