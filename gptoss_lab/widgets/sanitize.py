@@ -643,18 +643,42 @@ def _inert_prose(text: str, links: bool) -> str:
     Backslashes, `$` and `{` are escaped too, so math shows as its TeX source: renderers that find math before
     Markdown (nbconvert's `$…$`, `\\(…\\)`, `\\begin{…}`) let a formula that starts in prose end inside a code
     span or fence, whose text (`<img onerror>`) was then read as prose. A backslash escape that starts no math
-    (`\\*`) stays one, as the HTML form reads it (escaped, `\\*not em\\*` read "\\ not em\\" in emphasis)."""
-    text = _BACKSLASH.sub(lambda m: m.group() if m.group(1) else "\\\\", text)
-    text = text.replace("$", "\\$").replace("{", "\\{").replace("<", "&lt;")
+    (`\\*`) stays one, as the HTML form reads it (escaped, `\\*not em\\*` read "\\ not em\\" in emphasis); any other
+    is written as the character it escapes, a reference (`_ESCAPED`)."""
+    text = _BACKSLASH.sub(_inert_backslash, text)
+    text = _LESS_THAN.sub(_inert_less_than, text.replace("$", "\\$").replace("{", "\\{"))
     if links:
         text = _DESTINATION.sub(_inert_destination, _IMAGE.sub(_inert_image, text))
         text = _TITLE.sub(r"\1", text)
     return text.replace("]:", "\\]:")
 
 
-# a backslash, with the punctuation after it where that makes a CommonMark escape that no renderer reads as math and
-# that the rules below leave as it is (not `(`, `[`, `$`, `{`, `<`, `&`, nor their pairs)
-_BACKSLASH = re.compile(r"\\([!\"#%'*+,\-./:;=>?@^_`|~\\])?")
+# a backslash, with the punctuation after it where that makes a CommonMark escape
+_BACKSLASH = re.compile(r"\\([!-/:-@[-`{-~])?")
+# The escaped punctuation the rules here would misread (`\(`, `\[` and `\$` start math for nbconvert, `<` and `&` are
+# escaped, `[`/`]` make links): written as the character reference of what the HTML form shows (`\$5` read "\$5").
+_ESCAPED = {c: f"&#{ord(c)};" for c in "$&()<[]{}"}
+
+
+def _inert_backslash(match: re.Match[str]) -> str:
+    """A backslash escape as the HTML form reads it (the character, `_ESCAPED` as a reference); a lone backslash
+    escaped."""
+    escaped = match.group(1)
+    return "\\\\" if escaped is None else _ESCAPED.get(escaped, match.group())
+
+
+# `<` (escaped: HTML shows as text), or an address in angle brackets, a link's (`[a](<https://e.org/a b>)`, CommonMark's
+# form for one with spaces) or an autolink (`<https://e.org>`): kept where `_safe_address` keeps it, as the HTML form
+# shows a link
+_LESS_THAN = re.compile(r"(\]\([ \t]*)?<([^<>\n]*)>|<")
+
+
+def _inert_less_than(match: re.Match[str]) -> str:
+    """`match` with its `<` written `&lt;` unless it opens an address the lab keeps (an autolink's has no space)."""
+    address = match.group(2)
+    if address is not None and _safe_address(address) and (match.group(1) or not re.search(r"\s", address)):
+        return match.group()
+    return match.group().replace("<", "&lt;", 1)
 
 
 def _inert_image(match: re.Match[str]) -> str:
