@@ -266,6 +266,23 @@ def test_a_tool_call_of_backticks_renders_in_linear_time_and_its_name_is_cut() -
     assert f">{name} · done</th>" in page and f"Tool call {name} [done]" in text
 
 
+def test_a_long_tool_name_is_cut_in_the_cards_head_and_kept_whole_in_a_fold() -> None:
+    """A server's tool name of 50,000 characters was written out whole (its zero-width spaces as `\\u200b`) before the
+    head cut it, in every form, and the saved forms then kept 200 characters of it: the rest of the name was nowhere.
+    The head shows the first 200 characters, written out; the saved HTML and Markdown fold the whole name under it."""
+    name = "functions." + "a\u200b" * 25_000
+    call = ToolCall(name, "commentary", "{}", status="done", output="ok")
+    transcript = Transcript.from_events([TurnStart("Hi", "low", "replay", "auto"), MessageStart("commentary", name),
+                                         Delta("{}", "commentary"), MessageEnd(None, None), ToolStart(call),
+                                         ToolEnd(call)])
+    head = name[:200].replace("\u200b", "\\u200b") + "… (49,810 more characters)"
+    whole = name.replace("\u200b", "\\u200b")
+    markdown, page = transcript.to_markdown(), transcript.to_html()
+    assert f"Tool call {head} [done]" in transcript.to_text() and f"{head} · done</th>" in page
+    fold = "<details><summary>the tool's whole name (50,010 characters)</summary>"
+    assert f"** — done\n\n{fold}\n\n```\n{whole}\n```" in markdown and f"{fold}{whole}</details>" in page
+
+
 def test_the_text_view_cuts_a_long_tool_name_as_the_saved_card_does() -> None:
     """A server can send a tool name of 64 000 characters: the saved card shows 200 of them, but the text view printed
     all of them in the call's header and again in each of its status lines (a terminal screen of one name)."""

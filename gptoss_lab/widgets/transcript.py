@@ -244,8 +244,10 @@ class Transcript:
                            f"{fenced(item.text, '')}\n\n</details>")
             elif item.kind == "tool":
                 code, edited = _ran_code(item)
+                label, whole = _whole_name(item)
+                name = f"<details><summary>{label}</summary>\n\n{fenced(whole)}\n\n</details>\n\n" if whole else ""
                 out.append(f"**Tool call {_code_span(tool_name(item.recipient))}** — {_status(item)}{edited}\n\n"
-                           + fenced(code, code_language(item)))
+                           + name + fenced(code, code_language(item)))
                 if item.call is not None and item.call.shown:
                     output = shown_output(item.call.shown)
                     head, rest = fold(output)
@@ -531,10 +533,21 @@ def _code_span(text: str) -> str:
 
 
 def tool_name(recipient: str | None) -> str:
-    """A tool call's name as its saved card and the text view show it: hidden characters written out (see
-    sanitize.reveal_hidden), cut after NAME_CHARS characters."""
-    name = reveal_hidden(recipient or "tool")
-    return name if len(name) <= NAME_CHARS else f"{name[:NAME_CHARS]}… ({len(name) - NAME_CHARS:,} more characters)"
+    """A tool call's name as its saved card and the text view show it: cut after NAME_CHARS characters, then hidden
+    characters written out (see sanitize.reveal_hidden): the time taken is the same for a name of any length."""
+    name = recipient or "tool"
+    if len(name) <= NAME_CHARS:
+        return reveal_hidden(name)
+    return f"{reveal_hidden(name[:NAME_CHARS])}… ({len(name) - NAME_CHARS:,} more characters)"
+
+
+def _whole_name(block: Block) -> tuple[str, str]:
+    """A tool call's name cut in its card's head (`tool_name`): the summary and text (written out as there) of the fold
+    under the head that holds it whole in the saved forms; ("", "") for a name shown whole."""
+    name = block.recipient or ""
+    if len(name) <= NAME_CHARS:
+        return "", ""
+    return f"the tool's whole name ({len(name):,} characters)", reveal_hidden(name)
 
 
 def _ran_code(block: Block) -> tuple[str, str]:
@@ -551,7 +564,10 @@ def _tool_html(block: Block) -> str:
     code, edited = _ran_code(block)
     seconds = f" · {call.seconds:.2f} s" if call is not None and call.seconds >= 0.005 else ""
     left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
-    rows = [f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>']
+    label, whole = _whole_name(block)
+    name = f'<tr><td {left}><details><summary>{label}</summary>{html.escape(whole)}</details></td></tr>'
+    code_row = f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>'
+    rows = [name, code_row] if whole else [code_row]
     if call is not None and call.shown:  # a browser call shows its card: results or page window (citations.py)
         output = card_html(call) or _output_html(shown_output(call.shown))
         rows.append(f'<tr><td {left}>{output}</td></tr>')
