@@ -653,32 +653,36 @@ def _inert_prose(text: str, links: bool) -> str:
     return text.replace("]:", "\\]:")
 
 
-# a backslash, with the punctuation after it where that makes a CommonMark escape
-_BACKSLASH = re.compile(r"\\([!-/:-@[-`{-~])?")
+# a backslash, with the punctuation after it where that makes a CommonMark escape, or before a line's end (a hard break)
+_BACKSLASH = re.compile(r"\\([!-/:-@[-`{-~]|(?=[\r\n]))?")
 # The escaped punctuation the rules here would misread (`\(`, `\[` and `\$` start math for nbconvert, `<` and `&` are
 # escaped, `[`/`]` make links): written as the character reference of what the HTML form shows (`\$5` read "\$5").
 _ESCAPED = {c: f"&#{ord(c)};" for c in "$&()<[]{}"}
 
 
 def _inert_backslash(match: re.Match[str]) -> str:
-    """A backslash escape as the HTML form reads it (the character, `_ESCAPED` as a reference); a lone backslash
-    escaped."""
+    """A backslash escape as the HTML form reads it (the character, `_ESCAPED` as a reference), or a hard break; a lone
+    backslash escaped."""
     escaped = match.group(1)
     return "\\\\" if escaped is None else _ESCAPED.get(escaped, match.group())
 
 
 # `<` (escaped: HTML shows as text), or an address in angle brackets, a link's (`[a](<https://e.org/a b>)`, CommonMark's
-# form for one with spaces) or an autolink (`<https://e.org>`): kept where `_safe_address` keeps it, as the HTML form
-# shows a link
+# form for one with spaces) or an autolink (`<https://e.org>`, `<a@b.org>`): kept where the lab keeps it, as the HTML
+# form shows a link
 _LESS_THAN = re.compile(r"(\]\([ \t]*)?<([^<>\n]*)>|<")
+_EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", re.ASCII)
 
 
 def _inert_less_than(match: re.Match[str]) -> str:
     """`match` with its `<` written `&lt;` unless it opens an address the lab keeps (an autolink's has no space)."""
     address = match.group(2)
-    if address is not None and _safe_address(address) and (match.group(1) or not re.search(r"\s", address)):
-        return match.group()
-    return match.group().replace("<", "&lt;", 1)
+    if match.group(1) is not None:
+        kept = _safe_address(address)
+    else:
+        kept = address is not None and (_safe_address(address) and not re.search(r"\s", address)
+                                        or bool(_EMAIL.fullmatch(address)))
+    return match.group() if kept else match.group().replace("<", "&lt;", 1)
 
 
 def _inert_image(match: re.Match[str]) -> str:
