@@ -10,7 +10,7 @@ from openai_harmony import Role
 from gptoss_lab import ReplayEngine, Session
 from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
 from gptoss_lab.widgets.text import TextView
-from gptoss_lab.widgets.transcript import Transcript, markdown_html, more_label, stable_markdown_end, stats_line
+from gptoss_lab.widgets.transcript import MarkdownBlocks, Transcript, markdown_html, more_label, stats_line
 
 RECORDING = (
     "<|channel|>analysis<|message|>Compute it with Python.<|end|>"
@@ -88,6 +88,13 @@ def test_the_stats_line_says_first_token_after_not_ttft(turn) -> None:
 def test_markdown_is_sanitised() -> None:
     html = markdown_html("[x](javascript:alert(1)) <img src=x onerror=alert(1)>")
     assert "href" not in html and "<img" not in html          # no link to javascript:, the tag as text
+
+
+def stable_markdown_end(text: str) -> int:
+    """Where the blocks of `text` that later text cannot change end, as a streaming view cuts it."""
+    blocks = MarkdownBlocks()
+    blocks.add(text)
+    return len(blocks.take())
 
 
 def test_stable_markdown_end_stops_before_open_blocks() -> None:

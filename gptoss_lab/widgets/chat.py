@@ -27,7 +27,7 @@ from .comm import CommPump, busy_status
 from .citations import card_html, sources_html, with_chips
 from .sanitize import shown_output
 from .text import ask_on_stdin
-from .transcript import Block, Transcript, code_html, code_language, markdown_html, stable_markdown_end, stats_line
+from .transcript import Block, MarkdownBlocks, Transcript, code_html, code_language, markdown_html, stats_line
 from .view import WIDGET_MIME, NotebookView
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class ChatView(NotebookView):
         self.syncs = 0                      # state syncs sent, for tests and benchmarks
         self._ops: list[dict[str, Any]] = []    # waiting for the next flush
         self._log: list[dict[str, Any]] = []    # the turn's operations, for the snapshot
-        self._md: dict[int, tuple[str, int]] = {}  # streaming Markdown block -> (unrendered text, rendered units)
+        self._md: dict[int, tuple[MarkdownBlocks, int]] = {}  # streaming Markdown block -> (its text, rendered units)
         self._open: set[int] = set()        # blocks started and not yet ended
         self._last_flush = -1e9
         self._last_pump = 0.0
@@ -145,7 +145,7 @@ class ChatView(NotebookView):
             self._queue(op)
             self._open.add(i)
             if block.kind in ("final", "commentary"):
-                self._md[i] = ("", 0)
+                self._md[i] = (MarkdownBlocks(), 0)
         elif isinstance(event, Delta):
             self._rate.token()
             self._queue_text(i, event.text)
@@ -277,18 +277,16 @@ class ChatView(NotebookView):
         else:
             self._queue({"op": "text", "i": i, "t": text})
         if i in self._md:
-            pending, units = self._md[i]
-            self._md[i] = (pending + text, units)
+            self._md[i][0].add(text)
 
     def _render_markdown_so_far(self) -> None:
         """Send the HTML of Markdown blocks that are complete; the front end shows the rest as text."""
-        for i, (pending, units) in self._md.items():
-            end = stable_markdown_end(pending)
-            if end:
-                done = pending[:end]
+        for i, (blocks, units) in self._md.items():
+            done = blocks.take()
+            if done:
                 units += _utf16_len(done)
                 self._queue({"op": "md", "i": i, "html": markdown_html(done), "upto": units})
-                self._md[i] = (pending[end:], units)
+                self._md[i] = (blocks, units)
 
     def _end_op(self, i: int) -> dict[str, Any]:
         self._open.discard(i)

@@ -420,28 +420,49 @@ def _in_time(tokens: Iterator[Any], deadline: float) -> Iterator[Any]:
 _FENCE_LINE = re.compile(r"(`{3,}|~{3,})(.*)")
 
 
-def stable_markdown_end(text: str, start: int = 0) -> int:
-    """End of the Markdown blocks that later text cannot change: the last blank line outside a fence or $$. A fence
-    closes only at a run of its own character at least as long, with nothing after it (a ```` block showing ``` lines
-    was cut at its first inner one: the rest streamed as prose, its `# comment` a heading)."""
-    end, fence, math = start, "", False
-    pos = start
-    for line in text[start:].splitlines(keepends=True):
-        pos += len(line)
-        stripped = line.strip()
-        if not line.endswith("\n"):
-            break
+class MarkdownBlocks:
+    """Streamed Markdown cut into the blocks that later text cannot change: up to the last blank line outside a fence or
+    $$. A fence closes only at a run of its own character at least as long, with nothing after it (a ```` block showing
+    ``` lines was cut at its first inner one: the rest streamed as prose, its `# comment` a heading). Each line is read
+    once: a long open block (a table, a fence) read again at every cut took time quadratic in its length."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []   # text added since the last cut
+        self._text = ""                # the text not taken yet
+        self._read = 0                 # how much of it has been read: whole lines
+        self._end = 0                  # where its stable blocks end
+        self._fence, self._math, self._stopped = "", False, False
+
+    def add(self, text: str) -> None:
+        self._parts.append(text)
+
+    def take(self) -> str:
+        """The stable blocks not taken before ("" for none); the rest waits for more text. Reading stops for good at a
+        line break other than LF or CRLF (a lone CR, U+2028 ...), where the blocks are not told apart."""
+        self._text += "".join(self._parts)
+        self._parts.clear()
+        while not self._stopped and (line_end := self._text.find("\n", self._read) + 1):
+            line = self._text[self._read:line_end]
+            self._stopped = len(line.splitlines()) > 1   # another line break inside it
+            if not self._stopped and self._ends_blocks(line.strip()):
+                self._end = line_end
+            self._read = line_end if not self._stopped else self._read
+        done, self._text = self._text[:self._end], self._text[self._end:]
+        self._read, self._end = self._read - self._end, 0
+        return done
+
+    def _ends_blocks(self, stripped: str) -> bool:
+        """Follow one whole line (stripped) into or out of a fence or $$; True for a blank line that ends the blocks."""
         run = _FENCE_LINE.match(stripped)
-        if fence:
-            closes = run and run.group(1)[0] == fence[0] and len(run.group(1)) >= len(fence) and not run.group(2).strip()
-            fence = "" if closes else fence
-        elif run and not math:
-            fence = run.group(1)
+        if self._fence:
+            closes = run and run.group(1)[0] == self._fence[0] and len(run.group(1)) >= len(self._fence) \
+                and not run.group(2).strip()
+            self._fence = "" if closes else self._fence
+        elif run and not self._math:
+            self._fence = run.group(1)
         elif stripped.startswith("$$") and not (len(stripped) > 2 and stripped.endswith("$$")):
-            math = not math
-        elif not stripped and not math:
-            end = pos
-    return end
+            self._math = not self._math
+        return not stripped and not self._fence and not self._math
 
 
 @functools.cache
