@@ -515,16 +515,11 @@ def fenced(text: str, language: str = "") -> str:
 _OWN_HTML = re.compile(r"<details><summary>[^<>]*</summary>|</details>|</?sub>")
 
 
-def markdown_is_inert(markdown: str) -> bool:
-    """True when a CommonMark renderer that keeps raw HTML and every link (a trusted output) finds in `markdown`
-    no HTML but our own folds and footer, no image, no link other than http(s), mailto or `#` nor one with a title,
-    no link reference definition (it makes links of brackets anywhere in the page)."""
-    env: dict[str, Any] = {}
-    return _blocks_are_inert(_block_tokens(markdown, env), env)
-
-
 def _blocks_are_inert(tokens: list[Any], env: dict[str, Any]) -> bool:
-    """`markdown_is_inert` of a text parsed into block `tokens`, its link definitions in `env`."""
+    """True when a CommonMark renderer that keeps raw HTML and every link (a trusted output) finds in the text parsed
+    into block `tokens` (its link definitions in `env`) no HTML but our own folds and footer, no image, no link other
+    than http(s), mailto or `#` nor one with a title, no link reference definition (it makes links of brackets anywhere
+    in the page)."""
     if env.get("references") or past_nesting_limit(_commonmark(), tokens):   # what it did not read may hold anything
         return False
     if not all(within_markup_budget(token.content for token in tokens if token.type == "inline")):
@@ -588,7 +583,7 @@ def within_markup_budget(inlines: Iterable[str]) -> Iterator[bool]:
 
 
 def inert_apart(pieces: list[str]) -> bool:
-    """True when `pieces`, joined by blank lines, are inert (`markdown_is_inert`) and are the blocks each is alone: none
+    """True when `pieces`, joined by blank lines, are inert (`_blocks_are_inert`) and are the blocks each is alone: none
     reaches into the next (an unclosed fence that takes in the tool card, sources or footer after it, a list that takes
     in the next piece). The whole is parsed once."""
     env: dict[str, Any] = {}
