@@ -107,6 +107,23 @@ def test_model_headings_are_demoted_in_every_static_form_and_the_chat_view() -> 
     assert sanitize("<h1>Top</h1><h3>Third</h3>") == "TopThird"  # nor does the allow-list keep one
 
 
+def test_the_prompt_reads_as_written_in_the_markdown_form_as_in_the_others() -> None:
+    """The live view, saved HTML and saved text show the user's prompt as written; the Markdown form rendered it as
+    Markdown: `a*b*c` read "abc" (b in italics), `# Title` was a heading, `costs \\$5` lost its backslash."""
+    from html import unescape
+
+    prompt = "Compute a*b*c and 2*3*4.\n# Title\n---\n    indented\ncosts \\$5, [a](https://e.org) <b> &amp; \\(x\\)"
+    transcript = Transcript.from_events([TurnStart(prompt, "low", "replay", "auto"), MessageStart("final", None),
+                                         Delta("ok", "final"), MessageEnd(None, None)])
+
+    def words(html: str) -> str:
+        return " ".join(unescape(re.sub("<[^>]*>", " ", html)).split())
+
+    shown = words(_commonmark().render(transcript.to_markdown())).split("You: ", 1)[1].split(" Answer:")[0]
+    saved = words(re.search(r'<div class="gx-prompt"[^>]*><b>You:</b>(.*?)</div>', transcript.to_html(), re.S)[1])
+    assert shown == saved == " ".join(prompt.split())
+
+
 def test_a_link_definition_in_the_answer_does_not_link_the_prompt() -> None:
     """A definition holds for the whole Markdown page: `[x]: https://evil.example` in the answer made `[x]` in the
     user's prompt a link to it. Nor may one in a list item, with its address on the next line, or after a code span."""

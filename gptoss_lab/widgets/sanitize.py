@@ -703,6 +703,25 @@ def _safe_address(url: str) -> bool:
     return web_link(url) and "&" not in url
 
 
+def literal_lines(text: str) -> str:
+    """`text` (a prompt: the user's text, shown as written in every other form) as Markdown that shows its words as
+    written, line by line: what could be markup escaped (a line's start too: `#`, `>`, `-`, `1.`), `(`, `[`, `{`,
+    `$` after a backslash and `<`, `&`, `[`, `{` as references (`\\(` starts math for nbconvert), no line indented
+    (four spaces made it code)."""
+    return "\n".join(_MARKUP_CHARACTER.sub(_literal, line.lstrip(" \t")) for line in re.split(r"\r\n?|\n", text))
+
+
+_MARKUP_CHARACTER = re.compile(r"\\[(\[{$)\]}]|[\\`*_~|!$<&\[{]|^[#>+=-]|^\d+[.)]")
+
+
+def _literal(match: re.Match[str]) -> str:
+    """One character of `literal_lines` escaped (with the backslash before it, or the digits of a list's number)."""
+    found = match.group()
+    if found[0] == "\\" and len(found) == 2:
+        return "\\\\" + _ESCAPED[found[1]]
+    return found[:-1] + (_ESCAPED[found[-1]] if found[-1] in "<&[{" else "\\" + found[-1])
+
+
 def literal_markdown(text: str) -> str:
     """`text` shown literally on one line of Markdown: no links, emphasis, code or HTML from it."""
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~$])", r"\\\1", " ".join(text.split()))

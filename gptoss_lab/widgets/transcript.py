@@ -22,9 +22,9 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
-from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_markdown, literal_markdown, mathml_html, \
-    inert_apart, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, shown_output, visible, \
-    web_link, within_markup_budget, written_controls
+from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_apart, inert_markdown, literal_lines, \
+    literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, \
+    shown_output, visible, web_link, within_markup_budget, written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -232,7 +232,7 @@ class Transcript:
         return clean(markdown)
 
     def _markdown(self, prose: Callable[[str], str]) -> list[str]:
-        out = [f"> **You:**\n>\n{_quoted(prose(self.prompt))}"]
+        out = [f"> **You:**\n>\n{_quoted(fenced(self.prompt) if prose is fenced else literal_lines(self.prompt))}"]
         for item in self._shown():
             if isinstance(item, Notice):
                 out.append(f"*{item.level}: {literal_markdown(reveal_hidden(item.text))}*")
