@@ -22,7 +22,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
                        shown_key, shown_keys)
 from .widgets import say
-from .widgets.sanitize import KEYLIKE, variable_named, visible
+from .widgets.sanitize import KEYLIKE, variable_named, visible, visible_line
 
 _FIELD = re.compile(r"\{\{([^{}]*)\}\}|\{([^\W\d]\w*(?:\.\w+|\[[^\[\]{}]+\])*)\}")  # names as Python has them
 _CELL_EXAMPLE = """example:
@@ -197,11 +197,12 @@ def _quotable(value: str) -> bool:
 
 def _said(message: str, line: str) -> str:
     """`message` as the user reads it: a word of `line` longer than `_QUOTED` characters cut short (a value pasted by
-    mistake was quoted back whole, a page long), control characters written out, and the keys of `line` hidden."""
+    mistake was quoted back whole, a page long), control characters and line breaks written out (one line, whatever was
+    typed), and the keys of `line` hidden."""
     for word in sorted(set(re.split(r"[\s'\"=]+", line)), key=len, reverse=True):
         if len(word) > _QUOTED and not _key_parts(word):   # (a word holding a key: the key is hidden, not cut)
             message = message.replace(word, word[:40] + "…")
-    return visible(_keys_hidden(message, line))
+    return visible_line(_keys_hidden(message, line))
 
 
 def _key_parts(word: str) -> list[str]:

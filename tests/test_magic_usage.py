@@ -430,3 +430,23 @@ def test_an_unknown_option_of_every_command_is_said_by_that_command():
             parser.parse_args([name, *needed, "--bogus"])
         prog = "%gptoss" if name == "help" else command.prog
         assert str(error.value) == f"{prog}: unrecognized arguments: --bogus (see {prog} --help)"
+
+
+def test_a_usage_error_stays_one_line_whatever_the_typed_line_holds():
+    """A quoted value holding a newline (`'x<newline>UsageError: fake'`) or a U+2028 was quoted back raw: the one-line
+    usage error became two lines, the second of the typist's choosing. Line breaks are written out as control
+    characters are."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    errors = []
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        for line in ("history --export 'x\nUsageError: fake'", "status a\u2028b"):
+            with pytest.raises(UsageError) as error:
+                shell.run_line_magic("gptoss", line)
+            errors.append(str(error.value))
+    finally:
+        InteractiveShell.clear_instance()
+    assert errors == ["%gptoss history: unrecognized arguments: x\\nUsageError: fake (see %gptoss history --help)",
+                      "%gptoss status: unrecognized arguments: a\\u2028b (see %gptoss status --help)"]

@@ -755,6 +755,15 @@ def visible(text: str) -> str:
     return _CONTROL.sub(_written_out, text)
 
 
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\u2028\u2029"}  # those visible() leaves (\r and \x85 it writes out)
+
+
+def visible_line(text: str) -> str:
+    """`text` as `visible` writes it, its line breaks written out too (`\\n`): a one-line message stays one line,
+    whatever it quotes (a value typed with a newline made a usage error's second line `UsageError: fake`)."""
+    return visible(text).translate(_LINE_BREAKS)
+
+
 class WrittenOut:
     """A mixin of the lab's one-line errors (load, doctor, connect, browser, settings): their message is written out as
     `visible` writes the lab's other messages, and its newlines too, so a folder's or a server's name with `\\x1b[2J`,
@@ -762,4 +771,4 @@ class WrittenOut:
     traceback)."""
 
     def __init__(self, *args: Any) -> None:
-        super().__init__(*(visible(arg).replace("\n", "\\n") if isinstance(arg, str) else arg for arg in args))
+        super().__init__(*(visible_line(arg) if isinstance(arg, str) else arg for arg in args))

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from ...harmony import clean as harmony_clean
-from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible
+from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible_line
 from .backends import Backend, BackendError
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page, with_url
 from .page import (
@@ -618,7 +618,7 @@ def _passed_over(others: Counter[str]) -> str:
 def _written_out(text: str) -> str:
     """`text` on one line, its line breaks, terminal control characters and invisible ones written out (`\\n`,
     `\\x1b`, `\\u200d`: a skipped `owls\\u200d.pdf` read as the `owls.pdf` that was not skipped)."""
-    return visible(reveal_hidden(text)).replace("\n", "\\n")
+    return visible_line(reveal_hidden(text))
 
 
 def _given_bytes(text: object) -> bytes:
