@@ -52,6 +52,7 @@ from pydantic_core import (
 )
 
 from . import harmony
+from .tools.base import error_message
 
 _DEFS = "#/$defs/"
 _FLAGS = "x-gptoss-flags"  # HarmonySchema's note on an enum.Flag, made part of its description by `_inlined`
@@ -87,15 +88,6 @@ def docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _error_line(err: BaseException) -> str:
-    """An error's message on one line, at most 300 characters; also of an error whose __str__ fails (a validator's
-    raised out of `ask`, and the turn had no Reply)."""
-    try:
-        return _one_line(str(err))[:300]
-    except Exception:
-        return "its message could not be read"
 
 
 _SHOWN_PLACES, _SHOWN_DIGITS = 10, 18  # a Decimal's decimal places and integer digits llguidance constrains to
@@ -623,7 +615,7 @@ class ResponseFormat:
             # raises (sys.exit() too: it ended the turn without its Reply)
             kind = next(c.__name__ for c in type(err).__mro__ if not c.__name__.startswith("_"))
             raise StructuredOutputError(f"the final answer could not be checked against the schema "
-                                        f"({kind}: {_error_line(err)})") from None
+                                        f"({kind}: {error_message(err)[:300]})") from None
 
     def processor(self) -> JsonSchemaProcessor:
         """A transformers logits processor keeping `final` answers inside the schema (needs llguidance);

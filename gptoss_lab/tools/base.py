@@ -76,13 +76,23 @@ def call_limit() -> tuple[float, BaseException] | None:
 
 
 def error_text(err: BaseException, note: str = "") -> str:
-    """`Error: Type: message`, what the model reads of a tool's failure, also for an exception whose __str__ fails
-    (it raised out of the call, failing the turn)."""
-    kind = type(err).__name__
+    """`Error: Type: message` on one line, what the model reads of a tool's failure and the call's card shows (a user
+    function's `ValueError("bad\\n<|start|>assistant...")` gave both lines of Harmony-looking text after the error)."""
+    return f"Error: {type(err).__name__}: {note}{error_message(err)}"
+
+
+def error_message(err: BaseException) -> str:
+    """An exception's message on one line, its line breaks and control characters written out (`\\n`, `\\x1b`); also
+    of one whose __str__ fails (it raised out of the call, failing the turn) or outlasts the tool call's deadline."""
+    from ..widgets.sanitize import visible_line
+    from .containment import ToolTimeout
+
     try:
-        return f"Error: {kind}: {note}{err}"
+        return visible_line(str(err))
+    except ToolTimeout as stopped:  # (a message built in 12 s held a 3 s call 12 s)
+        return f"(its message could not be read in time: {stopped})"
     except Exception:
-        return f"Error: {kind}: {note}(its message could not be read)"
+        return "(its message could not be read)"
 
 
 class Tool(ABC):

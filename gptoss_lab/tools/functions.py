@@ -3,7 +3,8 @@
 A function's name, docstring and type-annotated signature become the `ToolDescription` shown to
 the model in the developer message. A call's arguments are parsed and validated before the
 function runs (in this kernel, on this thread); its return value goes back as JSON, and every failure
-goes back as an `Error: <Type>: <message>` text the model can read and recover from.
+goes back as an `Error: <Type>: <message>` line the model can read and recover from (the message's line breaks
+written out, `\\n`).
 
 The JSON the model (and the call's card) reads is always valid JSON, also for what JSON has no form for:
 NaN and infinities become the strings "NaN", "Infinity" and "-Infinity" (pydantic's and JavaScript's
@@ -163,7 +164,7 @@ class FunctionTool:
                 raise
             # the function's own error, or JSON's of what it returned
             note = "the function ran, but JSON cannot write what it returned: " if ran else ""
-            return "error", truncate(_error_text(err, note))
+            return "error", truncate(error_text(err, note))
 
     def _arguments_of(self, arguments: str) -> dict[str, Any] | str:
         """The keyword arguments the model's JSON gives, validated, or the error text the model reads."""
@@ -182,21 +183,12 @@ class FunctionTool:
                 raise
             if isinstance(err, pydantic.ValidationError):
                 return f"Error: ValidationError: {describe_errors(err)}"
-            return truncate(_error_text(err))
+            return truncate(error_text(err))
 
 
 def _checked(arguments: dict[str, Any] | str) -> ToolResult:
     """`_arguments_of`'s answer as a result: an error with its text, or done."""
     return ToolResult("error", arguments) if isinstance(arguments, str) else ToolResult("done", "")
-
-
-def _error_text(err: BaseException, note: str = "") -> str:
-    """`error_text`, also for an exception whose message runs out of the call's time (read under its deadline, a
-    message built in 12 s held a 3 s call 12 s)."""
-    try:
-        return error_text(err, note)
-    except ToolTimeout as stopped:
-        return f"Error: {type(err).__name__}: {note}(its message could not be read in time: {stopped})"
 
 
 def _described(function: Callable[..., Any]) -> Callable[..., Any]:
