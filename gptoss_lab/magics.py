@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -175,8 +176,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 _DASHES = "—–－−‐‑"  # dashes that are not the hyphen-minus options start with (long, full-width, minus, hyphens)
-# the commands that change the lab's model, session or settings: refused to the python tool's code
-_CHANGES = ("load", "connect", "use", "unload", "reset", "regenerate", "config", "browse")
+# whether a command, as given, changes the lab's model, session or settings (refused to the python tool's code), for
+# every command: `config` changes them only given KEY=VALUE (alone it shows them); help, status, history, routing and
+# doctor only read
+_CHANGES: dict[str, Callable[[argparse.Namespace], bool]] = {
+    **dict.fromkeys(("load", "connect", "use", "unload", "reset", "regenerate", "browse"), lambda opts: True),
+    "config": lambda opts: bool(opts.settings),
+    **dict.fromkeys(("help", "status", "history", "routing", "doctor"), lambda opts: False),
+}
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
 # commands of other tools' words, which difflib matched by spelling (`disconnect`: 'connect'), or not at all
 _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "reset", "restart": "reset",
@@ -741,7 +748,7 @@ class GptossMagics(Magics):
         from .session import Session
 
         command = opts.command
-        _not_from_model_code(command)
+        _not_from_model_code(opts)
         if command == "help":
             print(usage())
         elif command == "load":
@@ -795,6 +802,11 @@ class GptossMagics(Magics):
         return None
 
     def _config(self, pairs: list[str], written: list[str]) -> None:
+        """`config KEY=VALUE ...`: change the settings, then show them; `config` alone only shows them (it changes and
+        makes nothing: the python tool's code may run it)."""
+        if not pairs:
+            self._status()
+            return
         try:
             changes = parse_assignments(pairs, extra=_CONFIG_EXTRA, typed=written)
         except SettingsError as err:
@@ -905,9 +917,10 @@ class GptossMagics(Magics):
             "(or `%gptoss config tools=python,browser`).")
 
     def _status(self) -> None:
-        if self.session is None:
-            kept = (f" The next model starts with {_described(self._unloaded.settings)}{_reads(self._unloaded)}."
-                    if self._unloaded else "")
+        if self.session is None:   # with the settings kept for the next model, or those it starts with
+            held = self._unloaded
+            kept = (f" The next model starts with {_described(held.settings if held else Settings())}"
+                    f"{_reads(held) if held else ''}.")
             say("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
                 f"`%gptoss help` lists everything.{kept}")
             return
@@ -938,14 +951,14 @@ class GptossMagics(Magics):
         return replies[-1].routing
 
 
-def _not_from_model_code(command: str) -> None:
-    """A one-line UsageError for a command that changes the lab's model, session or settings run by the python tool's
-    code (`get_ipython().run_line_magic`): `%gptoss use s` switched the user's cells to another session, `unload`
-    dropped the loaded one though the session refused it. Reading commands (status, history, doctor) are its to run."""
+def _not_from_model_code(opts: argparse.Namespace) -> None:
+    """A one-line UsageError for a command that changes the lab's model, session or settings (`_CHANGES`) run by the
+    python tool's code (`get_ipython().run_line_magic`): `%gptoss use s` switched the user's cells to another session,
+    `unload` dropped the loaded one though the session refused it. Reading ones (status, `config` alone) are its to run."""
     from .tools.containment import from_model_code
 
-    if command in _CHANGES and from_model_code():
-        raise UsageError(f"%gptoss {command}: the python tool's code cannot change the lab's model, session or "
+    if _CHANGES[opts.command](opts) and from_model_code():
+        raise UsageError(f"%gptoss {opts.command}: the python tool's code cannot change the lab's model, session or "
                          "settings: they are the user's, changed between turns")
 
 

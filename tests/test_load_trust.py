@@ -354,7 +354,8 @@ def test_a_folder_name_with_terminal_controls_is_written_out_in_the_load_lines(t
 def test_the_python_tools_code_cannot_switch_or_unload_the_labs_session():
     """`get_ipython().run_line_magic('gptoss', 'use s2')` in the model's code switched the user's next cells to another
     session, and `unload`, though the session refused it, dropped the loaded one (the next cell loaded gpt-oss-tiny in
-    a new conversation). Both are refused in one line and the lab keeps its session. A real kernel."""
+    a new conversation). Both are refused in one line and the lab keeps its session; so is `config effort=high`, while
+    `config` alone, which only shows the settings, was refused too and is the code's to run. A real kernel."""
     from test_adversarial_python import _execute, started_kernel
 
     with started_kernel() as (_, kc):
@@ -362,13 +363,15 @@ def test_the_python_tools_code_cannot_switch_or_unload_the_labs_session():
                                     "s1 = Session(ReplayEngine('')); s2 = Session(ReplayEngine(''))\n"
                                     "get_ipython().run_line_magic('gptoss', 'use s1')")
         assert content["status"] == "ok", out
-        for command in ("use s2", "unload"):
+        for command in ("use s2", "unload", "config effort=high", "config"):
             code = f"get_ipython().run_line_magic('gptoss', {command!r})"
             out, content = _execute(kc, f"r = turn({code!r}, timeout=30)\nprint(r['output'].splitlines()[-1])\n"
-                                        "print(get_ipython().magics_manager.registry['GptossMagics'].session is s1)")
-            assert out.splitlines()[-2:] == [
-                f"IPython.core.error.UsageError: %gptoss {command.split()[0]}: the python tool's code cannot change "
-                "the lab's model, session or settings: they are the user's, changed between turns", "True"], out
+                                        "print(get_ipython().magics_manager.registry['GptossMagics'].session is s1,"
+                                        " s1.settings.effort)")
+            refused = (f"IPython.core.error.UsageError: %gptoss {command.split()[0]}: the python tool's code cannot "
+                       "change the lab's model, session or settings: they are the user's, changed between turns")
+            shown = "turns: 0" if command == "config" else refused   # `config` alone: the settings, as status shows them
+            assert out.splitlines()[-2].endswith(shown) and out.splitlines()[-1] == "True medium", out
 
 
 def test_an_unload_the_session_refuses_keeps_it_as_the_labs():
