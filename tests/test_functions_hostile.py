@@ -9,6 +9,7 @@ import functools
 import io
 import re
 import sys
+import threading
 import time
 from typing import Annotated, Any, Literal
 
@@ -367,6 +368,19 @@ def _two_loops_in_one_frame() -> str:
                     pass
         except BaseException:
             pass
+
+
+def test_a_swallowing_loop_called_on_another_thread_ends_at_the_timeout_too():
+    """Off the main thread (a turn asked on a thread of the user's) a watcher raises the timeout, and `except
+    BaseException: pass` caught its every raise: the call never ended. Made in the loop's thread once it swallowed
+    one, the timeout traces the loop there too, each of its lines raising it."""
+    results = []
+    thread = threading.Thread(target=lambda: results.append(FunctionTool(_swallowing_loop).call("{}", timeout=0.5)),
+                              daemon=True)
+    thread.start()
+    thread.join(2.5)
+    assert [(r.status, r.output.split(" (")[0]) for r in results] == [
+        ("timeout", "Error: ToolTimeout: Timed out after 0.5 s")]
 
 
 @pytest.mark.parametrize("function", [_nested_swallowing_loops, _two_loops_in_one_frame])

@@ -1805,7 +1805,8 @@ class deadline:
 
     On the main thread it is SIGALRM, whose handler runs in this thread and so knows exactly where
     the block is (and wakes a blocking call such as `time.sleep`). Elsewhere a watcher thread raises
-    the timeout (see `_poke`; a blocking native call then only sees it when it returns); `stop` is not
+    the timeout (see `_poke`; a blocking native call then only sees it when it returns), and once the block
+    swallowed it, one that traces the block as it is made there (`_traced_timeout`); `stop` is not
     asked there, as asking it reads the kernel's messages, which belongs to the main thread.
     """
 
@@ -1874,10 +1875,26 @@ class deadline:
     def _on_line(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "line" and not self.finished and not _exits_a_with(frame):
             # raising here turns tracing off; a handler further out that catches it meets the next ring's raise
-            # (which traces again) at its next loop or call
-            self._ring_soon()
+            # (which traces again) at its next loop or call (off the main thread: the watcher's next raise)
+            if self._alarm:
+                self._ring_soon()
             raise self._timeout()
         return self._on_line
+
+    def _traced_timeout(self) -> type[ToolTimeout]:
+        """The timeout the watcher raises into a block, off the main thread, that swallowed the first: made in the
+        block's thread (as a raised-in exception is), it traces the block's frames so that each of their lines
+        raises it again (a function's `except BaseException: pass` loop on a thread kept its call going for good)."""
+        block = self
+
+        class Traced(self._timeout):  # type: ignore[name-defined,misc]
+            def __init__(self, *args: object) -> None:
+                super().__init__(*args)
+                if not block.finished and _get_ident() == block.ident:
+                    block._raise_on_each_line(_getframe(1))
+
+        Traced.__name__ = Traced.__qualname__ = ToolTimeout.__name__
+        return Traced
 
     def _ring_soon(self) -> None:
         """The alarm rung in a few microseconds (not at once: `signal.raise_signal` runs the handler right there)."""
@@ -1887,10 +1904,13 @@ class deadline:
         end = self._end or 0
         while not self.finished and _monotonic() < end:
             _sleep(min(end - _monotonic(), REPEAT))
+        timeout = self._timeout
         while not self.finished:
             top = sys._current_frames().get(self.ident)
             if top is not None and top.f_code.co_filename != _HERE:  # not while the block's own exit runs
-                _poke({self.ident: self}, self._timeout, force=False)
+                _poke({self.ident: self}, timeout, force=False)
+                if timeout is self._timeout:  # still running next time: the block swallowed it
+                    timeout = self._traced_timeout()
             _sleep(REPEAT)
 
 
