@@ -31,7 +31,7 @@ from .events import (
 )
 from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
-from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_text, interrupted
+from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_message, error_text, interrupted
 from .tools.containment import from_model_code
 from .widgets.sanitize import WrittenOut
 
@@ -947,7 +947,7 @@ class _Turn:
             try:
                 reply.citations = self.tools.citations(reply.final)
             except Exception as err:  # a tool of the user's: the reply is still made
-                reply.note(f"The citations could not be read: {type(err).__name__}: {err}".splitlines()[0])
+                reply.note(f"The citations could not be read: {type(err).__name__}: {error_message(err)}")
         if fmt is not None and reply.final and not reply.interrupted:
             try:
                 with _interruptible():  # the schema's validators are the user's code: one that never ends

@@ -536,6 +536,19 @@ def test_a_tool_of_the_users_failing_in_answers_or_citations_still_ends_the_turn
     assert s.replies == [reply]
 
 
+class _FailsToCiteUnsayably(_Calc):
+    def citations(self, text):
+        raise _Unsayable
+
+
+def test_a_tools_citations_failing_with_a_message_that_cannot_be_read_still_end_the_turn_with_a_reply():
+    """Its note read the message (`f"...{err}"`), whose __str__ raised out of `ask`: no Reply."""
+    s = session(CALC + FINAL.format(text="done"), tools=[_FailsToCiteUnsayably()])
+    reply = s.ask("q")
+    assert reply.errors == ["The citations could not be read: _Unsayable: (its message could not be read)"]
+    assert reply.final == "done" and s.replies == [reply]
+
+
 @pytest.mark.parametrize("engine", ["tiny", None])
 def test_a_session_made_without_an_engine_says_how_to_load_one(engine):
     """Session("tiny") was accepted, then every ask failed with "'str' object has no attribute 'name'"."""
