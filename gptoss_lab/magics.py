@@ -538,6 +538,7 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
     """Replace `{name}`, `{name.attr}`, `{name[0]}`, `{name['key']}` with values from the namespace;
     `{{name}}` writes `{name}` itself; other braces (JSON, code) are left alone. An undefined name is
     a UsageError naming it, so a typo never reaches the model silently."""
+    from .tools.base import error_message
 
     def value(match: re.Match[str]) -> str:
         if match.group(2) is None:
@@ -545,7 +546,7 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
         try:
             return str(_lookup(match.group(2), namespace))
         except Exception as err:  # a lookup's error, or a property's or __str__'s own (a lazy object's OSError)
-            why = " ".join(str(err).split())  # one line, whatever the object's error says
+            why = error_message(err)  # one line, whatever the object's error says (or its unreadable message)
             why = why if len(why) <= 300 else why[:299] + "…"
             raise UsageError(f"%%gptoss: {{{match.group(2)}}} cannot be filled in ({type(err).__name__}: {why}); "
                              f"write {{{{{match.group(2)}}}}} for the text itself") from None

@@ -450,3 +450,25 @@ def test_a_usage_error_stays_one_line_whatever_the_typed_line_holds():
         InteractiveShell.clear_instance()
     assert errors == ["%gptoss history: unrecognized arguments: x\\nUsageError: fake (see %gptoss history --help)",
                       "%gptoss status: unrecognized arguments: a\\u2028b (see %gptoss status --help)"]
+
+
+class _Unsayable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+class _Lazy:
+    @property
+    def data(self) -> str:
+        raise _Unsayable
+
+
+def test_a_field_whose_error_has_no_readable_message_is_one_usage_line():
+    """`{x.data}` whose property raised an exception with an unreadable message (its __str__ raising) gave that
+    RuntimeError's traceback: the usage error says the message could not be read."""
+    from gptoss_lab.magics import interpolate
+
+    with pytest.raises(UsageError) as error:
+        interpolate("What is {x.data}?", {"x": _Lazy()})
+    assert str(error.value) == ("%%gptoss: {x.data} cannot be filled in (_Unsayable: (its message could not be read)); "
+                                "write {{x.data}} for the text itself")
