@@ -391,3 +391,23 @@ def test_swallowing_loops_inside_swallowing_loops_end_at_the_timeout_too(functio
     result = FunctionTool(function).call("{}", timeout=0.5)
     assert (result.status, time.perf_counter() - started < 2.5) == ("timeout", True)
     assert sys.gettrace() is None
+
+
+class _Unsayable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+def _unsayable() -> None:
+    raise _Unsayable
+
+
+def test_an_annotation_failing_with_an_unreadable_message_is_the_one_line_type_error():
+    """A string annotation whose evaluation raised an exception with an unreadable message (its __str__ raising) gave
+    that RuntimeError, not the one-line TypeError a tool list turns into a TurnError."""
+    def lookup(key: "_unsayable()") -> int:  # noqa: F821
+        return 1
+
+    with pytest.raises(TypeError) as error:
+        FunctionTool(lookup)
+    assert str(error.value) == "lookup: cannot resolve a type annotation (_Unsayable: (its message could not be read))"

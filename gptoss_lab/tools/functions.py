@@ -49,7 +49,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..events import ToolCall, ToolStatus
 from ..structured import describe_errors, docstring, json_default, json_value, numbers_as_written, typed_schema
-from .base import Tool, ToolResult, bounded, error_text
+from .base import Tool, ToolResult, bounded, error_message, error_text
 from .python import MAX_OUTPUT_CHARS, ToolTimeout, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -82,7 +82,8 @@ class FunctionTool:
         try:
             hints = _hints(function, described)
         except Exception as err:  # a string annotation that does not name or parse: NameError, SyntaxError ...
-            raise TypeError(f"{self.name}: cannot resolve a type annotation ({type(err).__name__}: {err})") from None
+            raise TypeError(f"{self.name}: cannot resolve a type annotation ({type(err).__name__}: "
+                            f"{error_message(err)})") from None
         fixed = _fixed(function)
         fields: dict[str, Any] = {}
         self._positional: list[tuple[str, Any]] = []  # positional-only parameters and their defaults
