@@ -22,6 +22,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
                        shown_key, shown_keys)
+from .tools.base import error_message
 from .widgets import say
 from .widgets.sanitize import KEYLIKE, variable_named, visible, visible_line
 
@@ -538,7 +539,6 @@ def interpolate(text: str, namespace: dict[str, Any]) -> str:
     """Replace `{name}`, `{name.attr}`, `{name[0]}`, `{name['key']}` with values from the namespace;
     `{{name}}` writes `{name}` itself; other braces (JSON, code) are left alone. An undefined name is
     a UsageError naming it, so a typo never reaches the model silently."""
-    from .tools.base import error_message
 
     def value(match: re.Match[str]) -> str:
         if match.group(2) is None:

@@ -270,7 +270,7 @@ def test_an_index_that_is_not_a_literal_is_a_one_line_error_and_never_runs():
 
     with pytest.raises(UsageError) as err:
         interpolate("{loud.attr}", {"loud": Loud()})
-    assert "\n" not in str(err.value) and len(str(err.value)) < 500 and "line one line two" in str(err.value)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 500 and "line one\\nline two" in str(err.value)
 
 
 def test_names_are_read_as_python_reads_them():
