@@ -410,4 +410,4 @@ def test_an_annotation_failing_with_an_unreadable_message_is_the_one_line_type_e
 
     with pytest.raises(TypeError) as error:
         FunctionTool(lookup)
-    assert str(error.value) == "lookup: cannot resolve a type annotation (_Unsayable: (its message could not be read))"
+    assert str(error.value) == "lookup: cannot resolve a type annotation (_Unsayable: its message could not be read)"

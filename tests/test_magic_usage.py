@@ -470,5 +470,5 @@ def test_a_field_whose_error_has_no_readable_message_is_one_usage_line():
 
     with pytest.raises(UsageError) as error:
         interpolate("What is {x.data}?", {"x": _Lazy()})
-    assert str(error.value) == ("%%gptoss: {x.data} cannot be filled in (_Unsayable: (its message could not be read)); "
+    assert str(error.value) == ("%%gptoss: {x.data} cannot be filled in (_Unsayable: its message could not be read); "
                                 "write {{x.data}} for the text itself")

@@ -545,7 +545,7 @@ def test_a_tools_citations_failing_with_a_message_that_cannot_be_read_still_end_
     """Its note read the message (`f"...{err}"`), whose __str__ raised out of `ask`: no Reply."""
     s = session(CALC + FINAL.format(text="done"), tools=[_FailsToCiteUnsayably()])
     reply = s.ask("q")
-    assert reply.errors == ["The citations could not be read: _Unsayable: (its message could not be read)"]
+    assert reply.errors == ["The citations could not be read: _Unsayable: its message could not be read"]
     assert reply.final == "done" and s.replies == [reply]
 
 

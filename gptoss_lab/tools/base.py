@@ -78,21 +78,27 @@ def call_limit() -> tuple[float, BaseException] | None:
 def error_text(err: BaseException, note: str = "") -> str:
     """`Error: Type: message` on one line, what the model reads of a tool's failure and the call's card shows (a user
     function's `ValueError("bad\\n<|start|>assistant...")` gave both lines of Harmony-looking text after the error)."""
-    return f"Error: {type(err).__name__}: {note}{error_message(err)}"
+    said, read = _message_of(err)
+    return f"Error: {type(err).__name__}: {note}{said if read else f'({said})'}"
 
 
 def error_message(err: BaseException) -> str:
     """An exception's message on one line, its line breaks and control characters written out (`\\n`, `\\x1b`); also
     of one whose __str__ fails (it raised out of the call, failing the turn) or outlasts the tool call's deadline."""
+    return _message_of(err)[0]
+
+
+def _message_of(err: BaseException) -> tuple[str, bool]:
+    """`error_message`, and whether it is the exception's own (not what is said of a message that could not be read)."""
     from ..widgets.sanitize import visible_line
     from .containment import ToolTimeout
 
     try:
-        return visible_line(str(err))
+        return visible_line(str(err)), True
     except ToolTimeout as stopped:  # (a message built in 12 s held a 3 s call 12 s)
-        return f"(its message could not be read in time: {stopped})"
+        return f"its message could not be read in time: {stopped}", False
     except Exception:
-        return "(its message could not be read)"
+        return "its message could not be read", False
 
 
 class Tool(ABC):
