@@ -76,3 +76,40 @@ def test_a_snippet_keeps_the_word_searched_for_when_it_ends_the_passage(text: st
     `…by day and hunts…`, without it."""
     shown = Browser({"owls.txt": text}).search("voles")
     assert "voles" in shown.split("\n", 4)[4].replace("\n", "")
+
+
+def _folder_of_mixed_documents(folder: Path) -> Path:
+    """40 small documents (HTML, Markdown, text) whose words recur unevenly: many document and term frequencies."""
+    words = ["owl", "vole", "dusk", "barn", "hunt", "wing", "nest", "field", "mouse", "tree", "moon", "feather"]
+    for i in range(40):
+        said = " ".join(words[(i * k + k * k) % len(words)] for k in range(3 + i % 17))
+        text = {0: f"<html><title>Page {i}</title><p>{said}</p><p>{said[::-1]} {said}</p></html>",
+                1: f"# Notes {i}\n\n{said}\n\n- {said.upper()}\n\n" + f"{said} " * (i % 5),
+                2: f"{said}\n" * (1 + i % 9)}[i % 3]
+        (folder / f"doc{i}{['.html', '.md', '.txt'][i % 3]}").write_text(text)
+    return folder
+
+
+def test_a_search_ranks_and_cites_as_bm25s_own_index_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The browser builds bm25s's index with array operations (4 s of CPU on 3,000 documents, now 1): its scores are
+    bm25s's to the bit, and every search shows the same results, in the same order, at the same lines."""
+    import bm25s
+
+    from gptoss_lab.tools.browser.bm25 import FastBM25
+
+    folder = _folder_of_mixed_documents(tmp_path)
+    queries = ["owl", "vole dusk", "barn owl hunt", "feather moon tree", "mouse", "nest field wing", "OWL voles"]
+
+    def searched() -> tuple[list[str], list[bytes]]:
+        browser = Browser(folder)
+        calls = [ToolCall("browser.search", "analysis", json.dumps({"query": q, "topn": 20}), "code") for q in queries]
+        shown = [browser.run(call).output for call in calls]
+        scores = browser.backend._retriever.scores
+        return shown, [scores[part].tobytes() for part in ("data", "indices", "indptr")]
+
+    shown, scores = searched()
+    monkeypatch.setattr(FastBM25, "build_index_from_ids", bm25s.BM25.build_index_from_ids)
+    stock_shown, stock_scores = searched()
+    assert shown == stock_shown
+    assert scores == stock_scores, "the index's scores are not bm25s's"
+    assert all("【1†" in output for output in shown)

@@ -172,13 +172,14 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------ the index
 
     def _index(self, progress: bool | None) -> None:
-        """Cut the pages in passages and index them; bm25s's own bars show for a large index, never when
-        `progress` is False. Passages overlap by half: each half (and each title) is tokenized once and a passage's
-        words are its title's and its two halves' (each line was tokenized twice, each title once per passage: indexing
-        /usr/share/doc's 1,037 documents took 8.5 s of CPU, now 7)."""
-        import bm25s
+        """Cut the pages in passages and index them (see bm25.py); bm25s's tokenizing bar shows for a large index,
+        never when `progress` is False. Passages overlap by half: each half (and each title) is tokenized once and a
+        passage's words are its title's and its two halves' (each line was tokenized twice, each title once per
+        passage: indexing /usr/share/doc's 1,037 documents took 8.5 s of CPU, now 7)."""
         import Stemmer
         from bm25s.tokenization import Tokenized, Tokenizer
+
+        from .bm25 import FastBM25
 
         half = PASSAGE_LINES // 2
         self._passages: list[_Passage] = []
@@ -208,7 +209,7 @@ class LocalBackend(Backend):
             vocab = self._tokenizer.get_vocab_dict()
             empty = vocab.get("")   # what bm25s gives a text of no words
             passages = [[w for part in parts for w in ids[part] if w != empty] or [empty] for parts in made]
-            self._retriever = bm25s.BM25()
+            self._retriever = FastBM25()
             self._retriever.index(Tokenized(ids=passages, vocab=vocab), show_progress=show)
 
     def search(self, query: str, topn: int) -> list[SearchResult]:
