@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,15 @@ def _views_not_known_drawn(monkeypatch):
     """Each test starts as a fresh kernel does: not known whether a front end draws views (a chat turn under no front
     end sets it to False for the rest of the process, which would take the widget out of every later routing view)."""
     monkeypatch.setattr(NotebookView, "drawn_here", None)
+
+
+@pytest.fixture(autouse=True)
+def _no_pages_kept():
+    """Each test reads documents as a fresh kernel does: none kept from another test's folder (a test that makes a
+    conversion fail, by a short deadline or a patched reader, was served the page an earlier test kept)."""
+    kept = sys.modules.get("gptoss_lab.tools.browser.cache")
+    if kept is not None:
+        kept.forget()
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ import numpy as np
 from ...harmony import clean as harmony_clean
 from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible_line
 from .backends import Backend, BackendError
+from .cache import read_page
 from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page, with_url
 from .page import (
     MAX_TITLE_CHARS, Page, SearchResult, maybe_truncate, merge_whitespace, replace_special_chars, strip_links,
@@ -129,13 +130,13 @@ class LocalBackend(Backend):
                     raise ExtractError(late)
                 data, found = _read(path, MAX_FOLDER_BYTES - total)
                 total += len(data)
-                page = document_page(data, url, _readable(path.name), base=path.as_uri(), deadline=deadline,
-                                     shown_name=PurePosixPath(url).name)
+                inputs = (url, _readable(path.name), path.as_uri(), PurePosixPath(url).name)
+                page = read_page(data, inputs, lambda: document_page(  # converted (and wrapped) under the progress bar
+                    data, url, inputs[1], base=inputs[2], deadline=deadline, shown_name=inputs[3]))
                 if chars + len(page.text) > MAX_FOLDER_CHARS:   # a PDF's bytes tell little of its text
                     raise ExtractError(f"not kept: the browser keeps at most {MAX_FOLDER_CHARS / 1e6:,g} million "
                                        "characters of documents' text in all")
                 chars += len(page.text)
-                page.lines  # wrapped here, under the progress bar (the index needs them)
             except (ExtractError, OSError) as err:   # past the deadline: also the document it cut short
                 skipped.append((name, late if time.monotonic() > deadline else _why(err)))
                 continue
