@@ -159,3 +159,15 @@ def test_a_table_shows_each_token_text_apart_with_its_controls_written_out():
         assert {"the", "␣the", "␣␣␣"} <= set(re.findall(r"<t[dh][^>]*>([^<]*)</t[dh]>", html)), html
     for html in (r.label_load()._repr_html_(), frame._repr_html_(), r.expert_card(0, 0)._repr_html_()):
         assert "\u202e" not in html and "a\\u202eb" in html
+
+
+def test_the_text_form_of_a_table_writes_its_texts_as_the_html_form_does():
+    """A table's text/plain (a terminal's print, a notebook's saved text) showed a label's ESC sequence raw and read
+    " the" as "the"; its data keeps the real texts."""
+    ids = [harmony.encode_text(piece)[0] for piece in ("the", " the")]
+    r = Routing(ids, np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["a\x1b[2J"] * 2, num_experts=1)
+    frame = r.to_frame()
+    for text in (repr(r.label_load()), repr(frame), repr(frame["label"]), str(r.top_tokens()["text"])):
+        assert "\x1b" not in text and ("a\\x1b[2J" in text or "␣the" in text), text
+    assert "␣the" in repr(frame) and "␣the" in repr(r.top_tokens())
+    assert frame["label"][0] == "a\x1b[2J" and " the" in set(frame["text"])

@@ -86,11 +86,20 @@ class Frame(pd.DataFrame):
         table = pd.DataFrame._repr_html_(_written_texts(self))
         return None if table is None else one_html_block(f"<div class='{NO_TYPESETTING}'>{table}</div>")
 
+    def __repr__(self) -> str:
+        """pandas' plain-text table (a terminal's, a notebook's text/plain), its texts written as the HTML form writes
+        them: it showed a label's ESC sequence raw and dropped a token's edge spaces."""
+        return pd.DataFrame.__repr__(_written_texts(self))
 
-def _written_texts(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` as a plain DataFrame whose shown texts (values, index and column names) are written as `shown_text`
-    writes them: only the rows at either end that pandas may show, so a frame of millions of rows shows at once."""
+
+def _written_texts(frame: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """`frame` (or a column) as a plain DataFrame (Series) whose shown texts (values, index, column names) are written
+    as `shown_text` writes them: only the rows at either end that pandas may show, so millions of rows show at once."""
     ends = pd.get_option("display.max_rows") or len(frame)
+    if isinstance(frame, pd.Series):
+        shown = pd.Series(_shown_values(pd.Series(frame, copy=False), ends), copy=False)
+        shown.name = _shown_one(frame.name)
+        return shown.set_axis(_shown_values(shown.index, ends))
     shown = pd.DataFrame(frame, copy=False)
     texts = [i for i, dtype in enumerate(shown.dtypes) if _holds_text(dtype)]
     if texts:
@@ -152,6 +161,10 @@ class _Column(pd.Series):
     @property
     def _constructor_expanddim(self) -> type[Frame]:
         return Frame
+
+    def __repr__(self) -> str:
+        """pandas' plain-text column, its texts written as a `Frame`'s are (see `Frame.__repr__`)."""
+        return pd.Series.__repr__(_written_texts(self))
 
 
 class Table(Frame):
