@@ -279,3 +279,15 @@ def test_a_foreign_records_intervention_is_shown_with_its_controls_written_out(t
             assert "\x1b" not in text and "\u202e" not in text and "none\\x1b[2J \\u202eevil" in text, text
     finally:
         view.close()
+
+
+def test_a_long_intervention_is_cut_between_the_characters_it_writes_out(tmp_path):
+    """A summary cut the intervention after writing it out, inside an escape (`\\u20 …`), and a Corpus's said all of
+    a meta.json's megabytes: both say its first 300 characters, each written out whole."""
+    import json
+
+    folder = Routing([11], np.zeros((1, 1, 1), int), np.ones((1, 1, 1)), num_experts=1).save(tmp_path / "r")
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "intervention": "x" * 298 + "\u202e" * 5000}))
+    for text in (load(folder).intervention_shown, repr(Corpus.load(folder))):
+        assert "x" * 298 + "\\u202e\\u202e …" in text and len(text) < 500, text[-40:]

@@ -20,10 +20,10 @@ import pandas as pd
 
 from .. import harmony
 from ..widgets import text_bar
-from ..widgets.sanitize import shown_text
 from .analysis import described, flag, label_texts, whole
 from .interventions import in_force
-from .record import RecordWriter, Routing, check_vocabulary, check_weights, read_record, token_labels
+from .record import (RecordWriter, Routing, check_vocabulary, check_weights, read_record, shown_intervention,
+                     token_labels)
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
 _WINDOW = 8       # batches whose texts are sorted by length together
@@ -122,8 +122,8 @@ class Corpus(Sequence[Routing]):
     def __repr__(self) -> str:
         extra = f", {self.meta['seconds']:.1f} s" if "seconds" in self.meta else ""
         where = f", stored in {self.meta['path']}" if "path" in self.meta else ""
-        if isinstance(self.meta.get("intervention"), str):  # last: its words have commas of their own
-            where += f"; routed under an intervention: {shown_text(self.meta['intervention'])}"  # (its meta.json's)
+        if isinstance(self.meta.get("intervention"), str):  # last: its words have commas of their own (meta.json's)
+            where += f"; routed under an intervention: {shown_intervention(self.meta['intervention'])}"
         empty = int((self.lengths == 0).sum())   # an empty text routes no token: said, not left to the count
         empties = f" ({empty} of them empty)" if empty else ""
         r = self.combined  # a path with a lone surrogate (meta.json from elsewhere) failed the display

@@ -51,6 +51,12 @@ def token_texts(ids: Any) -> list[str]:
     return np.asarray([_TEXTS[t] for t in distinct.tolist()], dtype=object)[inverse].tolist()
 
 
+def shown_intervention(words: str) -> str:
+    """An intervention's words as summaries say them: at most `_SHOWN_WORDS` characters, cut before they are written
+    out as `shown_text` writes them (cut after, a summary ended inside an escape, `\\u20 …`)."""
+    return shown_text(words[:_SHOWN_WORDS]) + (" …" if len(words) > _SHOWN_WORDS else "")
+
+
 def token_labels(ids: Sequence[int]) -> list[str]:
     """Each token's label: its Harmony channel or role in a rendered conversation, "text" in plain text."""
     return harmony.label_tokens(ids) if harmony.START in ids else ["text"] * len(ids)
@@ -250,10 +256,9 @@ class Routing:
 
     @property
     def intervention_shown(self) -> str:
-        """`intervention` as the record's summaries say it (its repr, its view's): at most 300 characters, written as
+        """`intervention` as the record's summaries say it (its repr, its view's): its first 300 characters, written as
         `shown_text` writes them (a record's meta.json from elsewhere: its ESC sequence, its U+202E reversing the line)."""
-        words = shown_text(self._intervention)
-        return words if len(words) <= _SHOWN_WORDS else words[:_SHOWN_WORDS] + " …"
+        return shown_intervention(self._intervention)
 
     @intervention.setter
     def intervention(self, words: str) -> None:
