@@ -224,6 +224,12 @@ def _token_bytes() -> list[bytes | None]:
     return table
 
 
+def token_bytes(token: int) -> bytes | None:
+    """The bytes of token id `token` (a special token's spelling); None for an id no token has."""
+    table = _token_bytes()
+    return table[token] if 0 <= token < len(table) else None
+
+
 # ---------------------------------------------------------------- message builders
 
 def system_message(effort: str = "medium", *, tools: Sequence[ToolNamespaceConfig] = (), date: str | None = None) -> Message:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gptoss_lab import harmony
 from gptoss_lab.routing import Corpus, Routing, load
 
 
@@ -291,3 +292,19 @@ def test_a_long_intervention_is_cut_between_the_characters_it_writes_out(tmp_pat
     (folder / "meta.json").write_text(json.dumps({**meta, "intervention": "x" * 298 + "\u202e" * 5000}))
     for text in (load(folder).intervention_shown, repr(Corpus.load(folder))):
         assert "x" * 298 + "\\u202e\\u202e …" in text and len(text) < 500, text[-40:]
+
+
+def test_pieces_of_a_character_are_shown_as_their_bytes_everywhere():
+    """Byte-level BPE pieces of one character ("🧠", " ⸺") all read "\ufffd" in the tables, the view and the cards,
+    told apart by their ids alone: each is shown as its bytes, `<0xF0 0x9F>`, as byte fallback writes them."""
+    from gptoss_lab.widgets.routing import RoutingView
+
+    ids = harmony.encode_text("\U0001F9E0 \u2e3a\ufffd")
+    r = Routing(ids, np.zeros((len(ids), 1, 1), int), np.ones((len(ids), 1, 1)), num_experts=1)
+    view = RoutingView(r)
+    try:
+        for texts in (r.strings, view.strings, list(r.top_tokens()["text"]), list(r.to_frame()["text"])):
+            assert {"<0xF0 0x9F>", "<0xA7>", "<0xA0>", " <0xE2>", "<0xB8>", "<0xBA>", "\ufffd"} == set(texts), texts
+        assert "' <0xE2>'×1" in repr(r.expert_card(0, 0))
+    finally:
+        view.close()

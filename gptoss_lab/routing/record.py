@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ MAX_TOP_K = 256  # experts a token picks per layer at most (models pick 1-16): c
 _REPR_LABELS = 8  # labels a record's repr names at most (the rest are counted)
 _SHOWN_WORDS = 300  # characters of its intervention a record's summary shows at most (a file's may hold megabytes)
 MAX_LABEL = 100  # characters of a label: a view sends each token's (a 10,000-character one: 200 MB for 20,000 tokens)
+_PIECE = re.compile("[\udc80-\udcff]+")  # bytes of a piece of a character, as "surrogateescape" decodes them
 _SERIALS = itertools.count()  # a record's contents' number: a new one after each change
 _PART_VIEWS: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()  # see Routing.view
 
@@ -47,8 +49,19 @@ def token_texts(ids: Any) -> list[str]:
     distinct, inverse = np.unique(ids, return_inverse=True)
     for token in distinct.tolist():
         if token not in _TEXTS:
-            _TEXTS[token] = harmony.decode([token])
+            _TEXTS[token] = _token_text(token)
     return np.asarray([_TEXTS[t] for t in distinct.tolist()], dtype=object)[inverse].tolist()
+
+
+def _token_text(token: int) -> str:
+    """One token's text; the bytes of it that are a piece of a character (byte-level BPE) written as byte fallback
+    writes them, `<0xE2 0x80>`: decoded, every such piece read "\ufffd", told apart by its id alone."""
+    text = harmony.decode([token])
+    data = harmony.token_bytes(token) if "\ufffd" in text else None
+    if data is None:
+        return text
+    return _PIECE.sub(lambda run: f"<{' '.join(f'0x{ord(c) - 0xDC00:02X}' for c in run.group())}>",
+                      data.decode("utf-8", "surrogateescape"))
 
 
 def shown_intervention(words: str) -> str:
