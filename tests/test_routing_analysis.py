@@ -523,3 +523,12 @@ def test_token_concentration_counts_the_picks_a_layer_has_under_a_top_k_interven
     assert table.loc[9, ["layer 0", "layer 1"]].tolist() == [1.0, 1.0]
     uniform = next(line for line in table.plot().axes[0].lines if line.get_label() == "uniform (context only)")
     assert [float(y) for y in uniform.get_ydata()] == [1 / 8, 2 / 8]   # the bound of each layer's picks
+
+
+def test_a_long_token_tick_label_is_cut_between_its_characters():
+    """A tick label was cut at 14 characters after its escapes were written out: three and four ideographic spaces both
+    read `\\u3000\\u3000\\u`, an escape cut in two; it is cut between characters, with "…"."""
+    ids = [25234, 12754, 37280]   # "\u3000" × 3, × 4, "\xa0" × 4
+    r = Routing(ids, np.zeros((3, 1, 1), int), np.ones((3, 1, 1)), ["final"] * 3, num_experts=1)
+    names = sorted(t.get_text() for t in r.top_tokens(layer=0).plot().axes[0].get_yticklabels())
+    assert names == ["\\u3000\\u3000…", "\\u3000\\u3000…", "\\xa0\\xa0\\xa0…"], names

@@ -10,6 +10,7 @@ import html
 import io
 import re
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -121,14 +122,25 @@ def _whole_ticks(figure: Any) -> Any:
 
 def _label_text(label: Any) -> str:
     """A label as a tick label: at most 16 characters (a long one took the figure's room from its plots)."""
-    text = str(label)
-    return text if len(text) <= 16 else text[:15] + "…"
+    return _cut(str(label), str, 16)
 
 
 def _token_text(text: str) -> str:
     """A token as a tick label, at most 14 characters: escapes written out (\\n, \\t) and its leading and trailing
     spaces as ␣, which a label does not draw: "the" and " the", a space and three spaces, each have a label of its own."""
-    return re.sub(r"^ +| +$", lambda run: "␣" * len(run.group()), repr(text)[1:-1])[:14]
+    return _cut(text, lambda part: re.sub(r"^ +| +$", lambda run: "␣" * len(run.group()), repr(part)[1:-1]), 14)
+
+
+def _cut(text: str, write: Callable[[str], str], most: int) -> str:
+    """`text` as `write` writes it, in at most `most` characters: where longer, its first characters and "…", cut
+    between two characters of `text` (cut after writing, a tick label ended inside an escape: `abcdefghijk\\u2`)."""
+    shown = write(text)
+    if len(shown) <= most:
+        return shown
+    end = min(len(text), most - 1)
+    while end and len(write(text[:end])) > most - 1:
+        end -= 1
+    return write(text[:end]) + "…"
 
 
 # ---------------------------------------------------------------- a record: grid and load
