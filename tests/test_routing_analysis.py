@@ -532,3 +532,16 @@ def test_a_long_token_tick_label_is_cut_between_its_characters():
     r = Routing(ids, np.zeros((3, 1, 1), int), np.ones((3, 1, 1)), ["final"] * 3, num_experts=1)
     names = sorted(t.get_text() for t in r.top_tokens(layer=0).plot().axes[0].get_yticklabels())
     assert names == ["\\u3000\\u3000…", "\\u3000\\u3000…", "\\xa0\\xa0\\xa0…"], names
+
+
+def test_figures_write_a_labels_controls_out_as_the_tables_do():
+    """Figures drew a label as it was: its ESC sequence and zero-width space unseen, "a\\u200b" read as "a" (the tables
+    and cards beside them write them out, `a\\x1b[2J\\u200b`)."""
+    label = "a\x1b[2J\u200b"
+    r = Routing([11, 12, 13], np.zeros((3, 2, 1), int), np.ones((3, 2, 1)), [label, "a", "a"], num_experts=2)
+    for figure in (r.label_load().plot(), r.label_divergence().plot(), r.expert_card(0, 0).plot(),
+                   r.figure(channel=label)):
+        texts = [t.get_text() for ax in figure.axes for t in (*ax.get_xticklabels(), ax.title)]
+        texts += [t.get_text() for t in figure.axes[0].get_legend().get_texts()] if figure.axes[0].get_legend() else []
+        assert not any("\x1b" in t or "\u200b" in t for t in texts), texts
+        assert any("a\\x1b[2J\\u200b" in t for t in texts), texts

@@ -121,8 +121,9 @@ def _whole_ticks(figure: Any) -> Any:
 
 
 def _label_text(label: Any) -> str:
-    """A label as a tick label: at most 16 characters (a long one took the figure's room from its plots)."""
-    return _cut(str(label), str, 16)
+    """A label as a tick label, written as `shown_text` writes it (as the tables beside the figure do), in at most 16
+    characters (a long one took the figure's room from its plots)."""
+    return _cut(str(label), shown_text, 16)
 
 
 def _token_text(text: str) -> str:
@@ -157,7 +158,7 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
     the expert of each colour (and what grey means, where a cell is grey): without it a reader could not tell
     whether a colour stood for an expert id or a gate weight."""
     n = len(routing)
-    _title(ax, "top-1 expert per token and layer" + (f" ({channel})" if channel else ""), 10)
+    _title(ax, "top-1 expert per token and layer" + (f" ({shown_text(channel)})" if channel else ""), 10)
     if not n:
         return _say(ax, "no tokens recorded")
     step = max(1, -(-n // _MAX_COLUMNS))
@@ -168,7 +169,7 @@ def _grid(ax: Any, routing: Any, channel: str | None) -> None:
         grey.append("no expert")
     top1[top1 < 0] = np.nan
     if channel is not None and not (shown := routing.mask(channel)[::step]).all():
-        grey.insert(0, f"not {channel}")
+        grey.insert(0, f"not {shown_text(channel)}")
         top1[:, ~shown] = np.nan
     cmap = expert_colormap(routing.num_experts).with_extremes(bad="#dddddd")
     image = ax.imshow(top1, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
@@ -213,7 +214,7 @@ def _load(ax: Any, figure: Any, routing: Any, channel: str | None, layer: int | 
         ax.set_xlabel("expert")
         ax.set_ylabel("share of top-k picks")
     _title(ax, "expert load" + (f", layer {layer}" if layer is not None else "")
-           + (f" ({channel})" if channel else "") + sampled, 10)
+           + (f" ({shown_text(channel)})" if channel else "") + sampled, 10)
 
 
 def routing_figure(routing: Any, kind: str = "grid", *, channel: str | None = None, layer: int | None = None) -> Any:
@@ -361,7 +362,7 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
             image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
         else:
             _say(ax, "no experts")
-        _title(ax, f"{label} ({tokens.get(label, '?')} tokens)", 9)
+        _title(ax, f"{shown_text(str(label))} ({tokens.get(label, '?')} tokens)", 9)
         ax.set_xlabel("expert", fontsize=8)
         ax.set_ylabel("layer", fontsize=8)
     for ax in axes[len(labels):]:
@@ -381,7 +382,7 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
         ax.text(1, 1.02, f"{len(columns) - 1} of {len(table.columns) - 1} labels drawn", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=7)
     for column in columns:
-        ax.plot(table.index, table[column], marker="o" if len(table) < 40 else None, label=str(column),
+        ax.plot(table.index, table[column], marker="o" if len(table) < 40 else None, label=shown_text(str(column)),
                 lw=2 if column in ("jsd", "overlap") else 1)
     divergence = "jsd" in table.columns
     _labels(ax, "layer", "bits" if divergence else "share",
