@@ -171,3 +171,14 @@ def test_the_text_form_of_a_table_writes_its_texts_as_the_html_form_does():
         assert "\x1b" not in text and ("a\\x1b[2J" in text or "␣the" in text), text
     assert "␣the" in repr(frame) and "␣the" in repr(r.top_tokens())
     assert frame["label"][0] == "a\x1b[2J" and " the" in set(frame["text"])
+
+
+def test_a_styled_table_shows_a_labels_html_as_text():
+    """`table.style` (pandas' Styler, for a heat map) put a record's label into the page as HTML: `<img onerror=…>` ran
+    in the notebook. Its texts are escaped and written out, out of MathJax's reach; the frame keeps the real label."""
+    label = "<img src=x onerror=alert(1)>\x1b"
+    r = Routing([11, 12], np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), [label, "a"], num_experts=1)
+    for table in (r.label_load(), r.to_frame(), r.label_divergence()):
+        page = table.style.background_gradient().to_html()
+        assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;\\x1b" in page and "mathjax_ignore" in page
+    assert r.label_load().index.get_level_values("label")[0] == label

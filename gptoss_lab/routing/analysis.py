@@ -91,23 +91,34 @@ class Frame(pd.DataFrame):
         them: it showed a label's ESC sequence raw and dropped a token's edge spaces."""
         return pd.DataFrame.__repr__(_written_texts(self))
 
+    @property
+    def style(self) -> Any:
+        """pandas' Styler of this table with its texts written as its HTML form writes them, HTML-escaped, out of
+        MathJax's reach: a Styler puts a cell's text into the page as HTML (a record's label `<img onerror=…>` ran in
+        the notebook). Its `data` holds the texts as shown; the frame keeps the real ones."""
+        from ..widgets.sanitize import NO_TYPESETTING
 
-def _written_texts(frame: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+        shown = _written_texts(self, len(self), lambda text: html.escape(shown_text(text)))
+        return pd.DataFrame(shown, copy=False).style.set_table_attributes(f'class="{NO_TYPESETTING}"')
+
+
+def _written_texts(frame: pd.DataFrame | pd.Series, ends: int | None = None,
+                   write: Callable[[str], str] = shown_text) -> pd.DataFrame | pd.Series:
     """`frame` (or a column) as a plain DataFrame (Series) whose shown texts (values, index, column names) are written
-    as `shown_text` writes them: only the rows at either end that pandas may show, so millions of rows show at once."""
-    ends = pd.get_option("display.max_rows") or len(frame)
+    by `write`: only the `ends` rows at either end (those pandas may show), so millions of rows show at once."""
+    ends = ends or pd.get_option("display.max_rows") or len(frame)
     if isinstance(frame, pd.Series):
-        shown = pd.Series(_shown_values(pd.Series(frame, copy=False), ends), copy=False)
-        shown.name = _shown_one(frame.name)
-        return shown.set_axis(_shown_values(shown.index, ends))
+        shown = pd.Series(_shown_values(pd.Series(frame, copy=False), ends, write), copy=False)
+        shown.name = _shown_one(frame.name, write)
+        return shown.set_axis(_shown_values(shown.index, ends, write))
     shown = pd.DataFrame(frame, copy=False)
     texts = [i for i, dtype in enumerate(shown.dtypes) if _holds_text(dtype)]
     if texts:
         shown = shown.copy(deep=False)
         for i in texts:
-            shown.isetitem(i, _shown_values(shown.iloc[:, i], ends))
-    return shown.set_axis(_shown_values(shown.index, ends), axis=0).set_axis(
-        _shown_values(shown.columns, len(shown.columns)), axis=1)
+            shown.isetitem(i, _shown_values(shown.iloc[:, i], ends, write))
+    return shown.set_axis(_shown_values(shown.index, ends, write), axis=0).set_axis(
+        _shown_values(shown.columns, len(shown.columns), write), axis=1)
 
 
 def _holds_text(dtype: Any) -> bool:
@@ -117,30 +128,30 @@ def _holds_text(dtype: Any) -> bool:
     return dtype == object or pd.api.types.is_string_dtype(dtype)
 
 
-def _shown_one(value: Any) -> Any:
-    """A text as `shown_text` writes it; any other value as it is."""
-    return shown_text(value) if isinstance(value, str) else value
+def _shown_one(value: Any, write: Callable[[str], str] = shown_text) -> Any:
+    """A text as `write` writes it; any other value as it is."""
+    return write(value) if isinstance(value, str) else value
 
 
-def _shown_values(values: Any, ends: int) -> Any:
-    """A Series or Index whose texts are written as `shown_text` writes them: each category or level once, else only
-    among its first and last `ends` (a table's rows past them are not shown)."""
+def _shown_values(values: Any, ends: int, write: Callable[[str], str] = shown_text) -> Any:
+    """A Series or Index whose texts are written by `write`: each category or level once, else only among its first
+    and last `ends` (a table's rows past them are not shown)."""
     if isinstance(values, pd.MultiIndex):
-        levels = [_shown_values(level, len(level)) for level in values.levels]
+        levels = [_shown_values(level, len(level), write) for level in values.levels]
         if all(level.is_unique for level in levels):
             return values.set_levels(levels)
-        return pd.MultiIndex.from_arrays([_shown_values(values.get_level_values(i), ends)
+        return pd.MultiIndex.from_arrays([_shown_values(values.get_level_values(i), ends, write)
                                           for i in range(values.nlevels)], names=values.names)
     if not _holds_text(values.dtype):
         return values
     if isinstance(values.dtype, pd.CategoricalDtype):
-        names = [_shown_one(name) for name in values.dtype.categories]
+        names = [_shown_one(name, write) for name in values.dtype.categories]
         if len(set(names)) == len(names):  # (" a" and "␣a" are shown alike: no two categories)
             return values.rename_categories(names) if isinstance(values, pd.Index) else \
                 values.cat.rename_categories(names)
     array = np.asarray(values, dtype=object).copy()
     for part in ((slice(None),) if len(array) <= 2 * ends else (slice(None, ends), slice(-ends, None))):
-        array[part] = [_shown_one(value) for value in array[part]]
+        array[part] = [_shown_one(value, write) for value in array[part]]
     if isinstance(values, pd.Series):
         return pd.Series(array, index=values.index, name=values.name)
     return pd.Index(array, name=values.name)
