@@ -392,6 +392,26 @@ def test_a_check_after_a_turn_run_twice_says_what_to_do(name: str, check: str,
     assert capsys.readouterr().out.strip() == said
 
 
+@pytest.mark.parametrize("name", ["03_tools_in_the_kernel.ipynb", "08_browsing.ipynb"])
+def test_a_recorded_notebook_run_all_twice_shows_the_same_tool_calls(name: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Run All twice in one kernel: notebook 03's second run showed `mean(...)` done under "Here it forgets to import
+    `mean`", no NameError: the first run's corrected call (`from statistics import mean`) had left `mean` there."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    code = [c.source for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells if c.cell_type == "code"]
+    shell = InteractiveShell.instance()
+    calls = []
+    try:
+        for _ in range(2):
+            for source in code:
+                assert shell.run_cell(source).success, source
+            calls.append(re.findall(r"^\[[\w.]+: (?!running|waiting)[\w ]+\]\n.*", capsys.readouterr().out, flags=re.M))
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+    assert calls[0] and calls[0] == calls[1], calls
+
+
 def test_notebook_02_asked_again_says_the_recording_is_played_out(capsys: pytest.CaptureFixture[str]) -> None:
     """Running notebook 02's last cell again printed an empty line as the answer and an export ending in the unanswered
     question: the recording had no third reply, and the turn's one-line failure was in the Reply, never shown."""
