@@ -419,6 +419,15 @@ def test_token_effect(session):
     assert short["document"].tolist() == [2, 2] and short["position"].tolist() == [1, 2]  # an empty text has no rows
 
 
+def test_token_effect_on_several_records_shows_its_progress(session, capsys):
+    """Two forward passes a record: notebook 07's four conversations sat 15 s with no word (a Corpus, minutes)."""
+    reply = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=60, new=True)
+    top_k(2).token_effect(session, reply.routing)
+    assert capsys.readouterr().out == ""   # one record: no bar
+    top_k(2).token_effect(session, [reply.routing.tokens[:40].tolist()] * 3)
+    assert "token effect: 100%" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("records, message", [
     ([True, False, True], "token ids are whole numbers, not True"),  # were tokens 1, 0, 1
     ([[1.7, 2, 3]], "token ids are whole numbers, not 1.7"),  # was token 1

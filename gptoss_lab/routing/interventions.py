@@ -25,6 +25,7 @@ from .. import harmony
 from ..engines.hooks import (LayerEdit, check_plan, intervened, intervention_on, model_of, routers,
                               teacher_forced)
 from ..settings import SettingsError, other_digits
+from ..widgets import text_bar
 from ..widgets.sanitize import shown_text
 from .analysis import Frame, Table, at_least, described, flag, layer_index, result_table, whole
 from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
@@ -91,14 +92,16 @@ class Intervention:
         log-probability of every token given the ones before, without and with it, and the change.
 
         `records`: a Routing (e.g. a reply's), token ids, or several Routings (a Corpus, a list: one
-        forward pass each, rows tagged by `document`; one of fewer than two tokens has none). `position`: the
-        token's index in its record (`record.strings[position]`), as in an Effect's `changes`.
+        forward pass each, rows tagged by `document`, under a progress bar; one of fewer than two tokens has none).
+        `position`: the token's index in its record (`record.strings[position]`), as in an Effect's `changes`.
         `.plot(by="label")`: the mean change per group."""
         documents = _documents(records)
         _, model = model_of(target)
         plan = self.check(model)
         frames = []
-        for document, record in enumerate(documents):
+        # two full passes a record: notebook 07's four conversations sat 15 s with no word, a Corpus minutes
+        shown = text_bar(documents, desc="token effect", unit="text", disable=len(documents) < 2)
+        for document, record in enumerate(shown):
             ids = record.tokens.tolist() if isinstance(record, Routing) else record
             check_vocabulary(ids, int(getattr(model.config, "vocab_size", harmony.VOCAB_SIZE)))
             if len(ids) < 2:  # no token to predict (an empty text, one token): no rows
