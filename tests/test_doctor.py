@@ -513,3 +513,24 @@ def test_a_folder_of_only_its_json_files_is_sized_from_its_config_and_refused_by
     with pytest.raises(LoadError) as loading:
         LocalEngine.from_pretrained(folder, progress=False)
     assert str(loading.value) == f"{folder} has a config.json but no weights (*.safetensors)"
+
+
+def test_a_bf16_checkpoint_whose_config_claims_mxfp4_is_described_and_sized_as_its_weights_are(tmp_path,
+                                                                                                 random_checkpoint):
+    """config.json claiming MXFP4 over bf16 experts: the doctor said "MXFP4 experts" and sized them packed, and the
+    load's note said "stores its experts in MXFP4"; the safetensors headers decide, and the disagreement is said."""
+    import json
+    import shutil
+
+    folder = tmp_path / "claims-mxfp4"
+    shutil.copytree(random_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "quantization_config": {"quant_method": "mxfp4"}}))
+    said = ("its config.json's quantization_config says MXFP4, but its safetensors hold the experts unquantized "
+            "(bfloat16): they load as stored")
+    d = doctor(folder, device="cuda", memory="80 GB", mxfp4_kernels=True)
+    assert not d.mxfp4_checkpoint and d.load_bytes == d.bf16_bytes and d.load_how == "bfloat16"
+    assert dict(d.rows())["checkpoint"] == f"not quantized; {said}"
+    assert checkpoint.plan_load(folder, device="cpu").note == f"claims-mxfp4: {said}"
+    engine = LocalEngine.from_pretrained(folder, device="cpu", progress=False)
+    assert dict(doctor(engine, device="cpu").rows())["checkpoint"] == "not quantized"

@@ -424,12 +424,36 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_tensors(folder: str, config: Any, name: str | None = None) -> str | None:
+@dataclass(frozen=True)
+class Stored:
+    """What a checkpoint's safetensors headers hold: the weights' floating dtype (what dtype="auto" loads in) and
+    whether the experts are MXFP4 blocks and scales, the format they are in whatever config.json claims."""
+
+    dtype: str | None
+    mxfp4: bool
+
+
+def stored_format(folder: str, label: str) -> Stored | None:
+    """The format of the weights in a checkpoint `folder` (named `label` in a LoadError), from the safetensors headers
+    alone; None for a folder holding no weights."""
+    return _stored(_headers(folder, label))
+
+
+def _stored(headers: dict[str, tuple[tuple[int, ...], str]]) -> Stored | None:
+    """The format `_headers` found: the first floating dtype, and whether any expert weight is MXFP4 blocks."""
+    if not headers:
+        return None
+    blocks = tuple(f"{weight}_blocks" for weight in EXPERT_WEIGHTS)
+    return Stored(next((_STORED_FLOATS[dtype] for _, dtype in headers.values() if dtype in _STORED_FLOATS), None),
+                  any(key.endswith(blocks) for key in headers))
+
+
+def check_tensors(folder: str, config: Any, name: str | None = None) -> Stored | None:
     """A one-line LoadError for a weight the config needs that the folder's safetensors lack or store in another shape or
     dtype, or one they hold that the config's model lacks: transformers would fill a missing one with random values,
     leave an unexpected one out (either way a different model, and a logged table) and report a wrong shape in a
     multi-line table. Reads only the headers, before any weight loads; `name` names the checkpoint in the message
-    (default: the folder). Returns the stored floating dtype from those headers (what dtype="auto" loads in)."""
+    (default: the folder). Returns the weights' format from those headers (None: no weights)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -472,7 +496,7 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> str | No
                         f"{printable(clip(extra[0], 120))}, which the model its config describes has no place for (transformers would leave it out, and "
                         "answer with another model than the one saved): check its config.json (attention_bias, "
                         "num_hidden_layers ...)")
-    return next((_STORED_FLOATS[dtype] for _, dtype in stored.values() if dtype in _STORED_FLOATS), None)
+    return _stored(stored)
 
 
 def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
@@ -686,14 +710,32 @@ def count_parameters(config: Any) -> Parameters:
     return Parameters(total, active, layers * experts * expert_weights)
 
 
-def is_mxfp4(config: Any) -> bool:
-    """Whether the checkpoint stores its experts in MXFP4 and does not ask to dequantize them (they stay packed)."""
-    return stores_mxfp4(config) and not _quantization(config).get("dequantize")
+def is_mxfp4(config: Any, stored: Stored | None = None) -> bool:
+    """Whether the checkpoint stores its experts in MXFP4 (see `stores_mxfp4`) and its config does not ask to
+    dequantize them (they stay packed)."""
+    return stores_mxfp4(config, stored) and not _quantization(config).get("dequantize")
 
 
-def stores_mxfp4(config: Any) -> bool:
-    """Whether a config (or a config.json's contents) says the experts are stored in MXFP4, dequantized on load or not."""
+def stores_mxfp4(config: Any, stored: Stored | None = None) -> bool:
+    """Whether the experts are stored in MXFP4, dequantized on load or not: as the safetensors headers say (`stored`),
+    else, where no weights were read, as a config (or a config.json's contents) says."""
+    if stored is not None:   # a bf16 checkpoint whose config.json claims MXFP4 was described and sized as MXFP4
+        return stored.mxfp4
+    return _claims_mxfp4(config)
+
+
+def _claims_mxfp4(config: Any) -> bool:
+    """Whether a config (or a config.json's contents) says the experts are MXFP4, whatever its weights hold."""
     return str(_quantization(config).get("quant_method", "")).lower().endswith("mxfp4")
+
+
+def format_mismatch(config: Any, stored: Stored | None) -> str | None:
+    """One line when config.json claims MXFP4 experts that the safetensors headers hold unquantized (the reverse is
+    refused by `check_tensors`); None when they agree or no weights were read."""
+    if stored is None or stored.mxfp4 or not _claims_mxfp4(config):
+        return None
+    return (f"its config.json's quantization_config says MXFP4, but its safetensors hold the experts unquantized "
+            f"({stored.dtype or 'floating point'}): they load as stored")
 
 
 def _quantization(config: Any) -> dict[str, Any]:
@@ -702,9 +744,9 @@ def _quantization(config: Any) -> dict[str, Any]:
     return quant if isinstance(quant, dict) else quant.to_dict()
 
 
-def dtype_name(config: Any, dtype: Any = None, stored: str | None = None) -> str:
-    """The dtype the weights load in: the one asked for, else the config's, else `stored` (the checkpoint's floating
-    dtype, as `check_folder` read it), else bfloat16."""
+def dtype_name(config: Any, dtype: Any = None, stored: Stored | None = None) -> str:
+    """The dtype the weights load in: the one asked for, else the config's, else the checkpoint's floating dtype
+    (`stored`, as `check_folder` read it), else bfloat16."""
     if dtype not in (None, "auto"):
         return _asked_dtype(dtype)
     configured = getattr(config, "dtype", None)
@@ -714,7 +756,7 @@ def dtype_name(config: Any, dtype: Any = None, stored: str | None = None) -> str
             raise LoadError(f"the config's dtype {name!r} is not one the weights can load in: give dtype= one of "
                             f"{', '.join(ITEMSIZE)}")
         return name
-    return stored or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
+    return (stored and stored.dtype) or "bfloat16"  # the released gpt-oss weights are bf16 next to MXFP4 experts
 
 
 def _asked_dtype(dtype: Any) -> str:
@@ -1085,9 +1127,14 @@ def plan_load(
     name = dtype_name(config, dtype, stored)
     plan = LoadPlan(source, target, kw, folder=local)
     packed = False
-    if dequantize and not stores_mxfp4(config):
+    if mismatch := format_mismatch(config, stored):  # loaded as on a CPU: kernels would look for blocks not there
+        from transformers import Mxfp4Config
+
+        kw["quantization_config"] = Mxfp4Config(dequantize=True)
+        plan.note = f"{source.name}: {mismatch}"
+    elif dequantize and not stores_mxfp4(config, stored):
         plan.note = f"{source.name} stores no MXFP4 experts: dequantize changes nothing"
-    if is_mxfp4(config):
+    if is_mxfp4(config, stored):
         reason = "dequantize=True was asked for" if dequantize else mxfp4_kernels(target, use_kernels=bool(kw.get("use_kernels")))
         packed = reason is None
         if not packed:
@@ -1180,12 +1227,12 @@ def checked_folder(folder: str | Path) -> Any:
     return config
 
 
-def check_folder(folder: str, config: Any, label: str) -> str | None:
+def check_folder(folder: str, config: Any, label: str) -> Stored | None:
     """What a load refuses of a checkpoint `folder` (named `label`) before it reads a weight: pickled weights, tensors'
     names, shapes and dtypes from their headers, sampling settings. The doctor asks it too: it said a half-copied
     folder, or one whose config.json lies about its sizes, fits, and the load then refused it. A folder holding no
-    weights is refused here (train --resume and llamacpp failed later, with a traceback). Returns the weights' stored
-    floating dtype, from the headers it read (a second read of every shard sized the dtype)."""
+    weights is refused here (train --resume and llamacpp failed later, with a traceback). Returns the weights' format
+    from the headers it read (a second read of every shard sized the dtype)."""
     if not holds_weights(folder):
         raise LoadError(f"{label} has a config.json but no weights (*.safetensors)")
     stored = check_tensors(folder, config, name=label)

@@ -60,6 +60,7 @@ class Diagnosis:
     lean: bool = False       # the lab's CPU forward runs it (fastpath): no score matrix, a KV store grown by doubling
     head_copy: int = 0       # the lean forward's transposed copy of lm_head, sized beside the weights (0: none to count)
     weights_here: bool = True  # False: a folder of its JSON files alone, sized from config.json (a load refuses it)
+    format_note: str = ""    # where config.json and the weights disagree on the experts' format (the weights decide)
 
     @property
     def kv_per_1k(self) -> int:
@@ -107,16 +108,17 @@ class Diagnosis:
     def _checkpoint(self) -> str:
         """What the checkpoint stores and, for MXFP4 experts, whether they stay packed: a model loaded from MXFP4
         weights and dequantized (on a CPU, say) is no unquantized model, though its config no longer says MXFP4."""
-        absent = "" if self.weights_here else ("; its weights are not in the folder (sized from config.json: download "
-                                               "them to load it)")
+        notes = "" if self.weights_here else ("; its weights are not in the folder (sized from config.json: download "
+                                              "them to load it)")
+        notes += f"; {self.format_note}" if self.format_note else ""
         if self.mxfp4_checkpoint is None:
             return "unknown: the checkpoint it was loaded from cannot be read now"
         if not self.mxfp4_checkpoint:
-            return "not quantized" + absent
+            return "not quantized" + notes
         if not self.dequantized_to:
-            return "MXFP4 experts (quant_method mxfp4)" + absent
+            return "MXFP4 experts (quant_method mxfp4)" + notes
         return f"MXFP4 experts (quant_method mxfp4), dequantized to {self.dequantized_to} " + (
-            "on load" if self.loaded else "when loaded here") + absent
+            "on load" if self.loaded else "when loaded here") + notes
 
     def _context(self) -> str:
         if self.max_context == 0:
@@ -196,16 +198,16 @@ def doctor(
         kernels = checkpoint.mxfp4_kernels(target)
     else:
         kernels = None if mxfp4_kernels else "assumed unavailable"
-    mxfp4 = checkpoint.is_mxfp4(config)   # stays packed where the kernels run
+    mxfp4 = checkpoint.is_mxfp4(config, stored)   # stays packed where the kernels run
     packed = mxfp4 and kernels is None and held is None
     # transformers drops a dequantized model's quantization_config: the checkpoint it was loaded from tells
-    stored = mxfp4 or (_loaded_from_mxfp4(config) if loaded else checkpoint.stores_mxfp4(config))
+    in_mxfp4 = mxfp4 or (_loaded_from_mxfp4(config) if loaded else checkpoint.stores_mxfp4(config, stored))
     unpacked = (in_memory[0] if in_memory else None) if loaded else (None if packed else dtype_name)
     load = held[1] if held else checkpoint.weight_bytes(config, dtype_name, packed=packed)
     resident = loaded and memory is None and free is not None and _on(model, target)
     if resident:  # the measured free memory leaves out the weights already loaded there, the KV cache they computed
         free += load + getattr(model, "lm_head_copy", 0) + getattr(model, "cache_bytes", 0)  # and the copy of lm_head
-    if folder is not None and checkpoint.stores_mxfp4(config):  # the load refuses them: no report saying it fits
+    if folder is not None and in_mxfp4:  # the load refuses them: no report saying it fits
         checkpoint.check_scales(folder, "bfloat16" if packed else dtype_name)
     how = dtype_name + (" with MXFP4 experts" if packed else "")
     kv = KVCache.of(config, dtype_name)
@@ -220,7 +222,7 @@ def doctor(
                                                     lean) > 0)
     diagnosis = dict(
         model=name, parameters=p, layers=config.num_hidden_layers, experts=config.num_local_experts,
-        top_k=config.num_experts_per_tok, mxfp4_checkpoint=stored, dequantized_to=unpacked if stored else None,
+        top_k=config.num_experts_per_tok, mxfp4_checkpoint=in_mxfp4, dequantized_to=unpacked if in_mxfp4 else None,
         loaded=loaded, mxfp4_bytes=packed_mxfp4, bf16_bytes=bf16,
         device=str(target), device_name=_device_name(target), packages=_versions(), kernels=kernels,
         kernels_assumed=mxfp4_kernels is not None,
@@ -228,7 +230,7 @@ def doctor(
         free_assumed=memory is not None, free_given=memory.strip() if isinstance(memory, str) else "",
         free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name, lean=lean), lean=lean,
-        head_copy=head, weights_here=weights_here,
+        head_copy=head, weights_here=weights_here, format_note=checkpoint.format_mismatch(config, stored) or "",
         not_float32="" if dtype or loaded else checkpoint.not_float32(name, config, dtype_name, target, free,
                                                                       here=memory is None) or "",
     )
@@ -236,8 +238,8 @@ def doctor(
     return Diagnosis(**diagnosis, verdict=f"{verdict}; {unload}" if unload else verdict)
 
 
-def _config(model: Any) -> tuple[str, Any, str | None, str | None, bool]:
-    """(name, GptOssConfig, local folder holding weights or None, the dtype they are stored in or None, whether a
+def _config(model: Any) -> tuple[str, Any, str | None, checkpoint.Stored | None, bool]:
+    """(name, GptOssConfig, local folder holding weights or None, the format they are stored in or None, whether a
     folder's weights are there) for anything `doctor` accepts (also a loaded engine); LoadError in one line otherwise."""
     from transformers import GptOssConfig, PretrainedConfig
 
@@ -290,8 +292,9 @@ def _valid(raw: Any, name: str) -> Any:
 
 
 def _loaded_from_mxfp4(config: Any) -> bool | None:
-    """Whether the checkpoint a loaded model came from stores MXFP4 experts, read again (offline) where transformers
-    recorded it (`_name_or_path`); False for a model built in memory, None when that checkpoint cannot be read now."""
+    """Whether the checkpoint a loaded model came from stores MXFP4 experts, read again (offline, its weights' headers
+    where the folder holds them) where transformers recorded it (`_name_or_path`); False for a model built in memory,
+    None when that checkpoint cannot be read now."""
     where = str(getattr(config, "_name_or_path", "") or "")
     if not where:
         return False
@@ -299,9 +302,10 @@ def _loaded_from_mxfp4(config: Any) -> bool | None:
         source = checkpoint.resolve(where)
         folder = checkpoint.folder_of(source, {"local_files_only": True}) or checkpoint.shipped_config(source.path)
         raw = checkpoint.read_json(Path(folder) / "config.json", source.path) if folder else None
+        stored = checkpoint.stored_format(str(folder), source.path) if folder else None
     except LoadError:   # moved or deleted since, no longer a checkpoint folder
         return None
-    return checkpoint.stores_mxfp4(raw) if isinstance(raw, dict) else None
+    return checkpoint.stores_mxfp4(raw, stored) if isinstance(raw, dict) else None
 
 
 def _on(model: Any, target: str) -> bool:
