@@ -13,6 +13,7 @@ from gptoss_lab import Session, harmony
 from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError
+from gptoss_lab.guides import guide
 
 ANSWER = (
     "<|channel|>analysis<|message|>User wants 6×7 — déjà vu 🚀; compute:\n\n    x = 6 * 7  # 42\n<|end|>"
@@ -767,7 +768,7 @@ def test_a_server_that_echoes_the_prompt_is_refused_in_one_line(text_only):
             list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
         assert str(caught.value) == (f"the server at {server.url} echoes the prompt before its answer "
                                      "(its streamed text starts with the prompt): turn `echo` off on the server "
-                                     "or its proxy; see docs/remote.md")
+                                     f"or its proxy; see {guide('remote.md')}")
         assert engine.prompt_as == ("text" if text_only else "ids")
         reply = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"}).ask("6*7?")
     assert reply.errors == [f"The turn failed: {caught.value}"] and not reply.final
@@ -1080,3 +1081,29 @@ def test_earlier_tool_calls_stay_in_the_prompt_only_for_gpt_oss_tiny(served, kep
         prompt = server.requests[-1][2]["prompt"]
     text = prompt if isinstance(prompt, str) else harmony.decode(prompt)
     assert ("print(6*7)" in text) is kept and "42.<|end|><|start|>user<|message|>And 7*8?" in text
+
+
+def test_the_guides_messages_and_help_name_are_files_an_installed_package_holds(capsys):
+    """Errors and the llamacpp command's --help said "see docs/remote.md": a path in a clone's root, which an installed
+    package (a wheel ships gptoss_lab/ alone) has no copy of; they name the guide's path, shipped in the wheel."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    import gptoss_lab
+    from gptoss_lab.tiny import llamacpp
+
+    with FakeServer() as server:
+        server.raw, server.text_only = _echoing(server), False
+        with pytest.raises(RemoteError) as caught:
+            list(RemoteEngine(server.url, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS))
+    with pytest.raises(SystemExit):
+        llamacpp.main(["--help"])
+    named = re.findall(r"[^\s(]+\.md\b", f"{caught.value}\n{capsys.readouterr().out}")
+    root = Path(gptoss_lab.__file__).parent.parent
+    shipped = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    for path in map(Path, named):
+        assert path.is_absolute() and path.read_text().startswith("# Remote models"), path
+        assert path.is_relative_to(root / "gptoss_lab") or \
+            shipped["force-include"][str(path.parent.relative_to(root))] == "gptoss_lab/docs", path
+    assert len(named) == 2

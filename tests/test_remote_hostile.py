@@ -15,6 +15,7 @@ import pytest
 from gptoss_lab import Session, harmony
 from gptoss_lab.engines.checkpoint import LoadError
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError, shown_url
+from gptoss_lab.guides import guide
 from gptoss_lab.session import TurnError
 from test_remote import HEAD, PROMPT, FakeServer, _event, _gzip_bomb, _status  # tests/ is on sys.path
 
@@ -629,7 +630,7 @@ def test_json_lines_without_data_are_said_at_once_not_after_the_timeout(line):
     assert reply.analysis == "ok"
     assert reply.errors == [f"The turn failed: the server at {server.url} sent a line of JSON without the `data: ` a "
                             f"server-sent event starts with (it would be passed over): {line.decode()!r}; is it an "
-                            "OpenAI-compatible server? see docs/remote.md"]
+                            f"OpenAI-compatible server? see {guide('remote.md')}"]
 
 
 @pytest.mark.parametrize("typed", ["{port}", ":{port}", " {port}/"])
@@ -654,7 +655,7 @@ def test_a_body_of_no_server_sent_event_is_quoted_not_said_to_have_closed(body, 
         reply = Session.connect(server.url, session_options={"tools": "none"}).ask("6*7?")
     assert reply.errors[0].startswith(f"The turn failed: the server at {server.url} sent no server-sent event "
                                       f"(`data: ` lines, then a blank one; in UTF-8): '{first}")
-    assert reply.errors[0].endswith("'; is it an OpenAI-compatible server? see docs/remote.md")
+    assert reply.errors[0].endswith(f"'; is it an OpenAI-compatible server? see {guide('remote.md')}")
 
 
 def _whole(body: bytes) -> list[bytes]:
@@ -690,7 +691,7 @@ def test_a_stream_of_no_server_sent_event_that_goes_on_is_quoted_at_once(line):
     first = line.decode().split("\n")[0][:120]
     assert reply.errors == [f"The turn failed: the server at {server.url} sent no server-sent event (`data: ` lines, "
                             f"then a blank one; in UTF-8): {first!r}; is it an OpenAI-compatible server? "
-                            "see docs/remote.md"]
+                            f"see {guide('remote.md')}"]
 
 
 @pytest.mark.parametrize("typed", ["::1", "http://::1:{port}/v1", "http://user:pw@fe80::1%eth0:{port}"])

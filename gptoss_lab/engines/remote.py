@@ -10,7 +10,8 @@ The streamed answer (server-sent events, or Ollama's NDJSON; both read here, lin
 with the special tokens spelled out; `harmony.Retokenizer` turns it back into ids for the same parser
 the local engine feeds. A dropped connection, an error event, a stalled stream (keep-alive comments
 count as silence) or a server that echoes the prompt ends it with a one-line `RemoteError` after the
-ids already received, so the session keeps the partial answer. Server options: docs/remote.md.
+ids already received, so the session keeps the partial answer. Server options: docs/remote.md (in a
+wheel: gptoss_lab/docs/remote.md).
 """
 from __future__ import annotations
 
@@ -42,11 +43,12 @@ from httpcore._backends.sync import SyncStream
 from httpx_sse import EventSource, SSEError
 
 from .. import harmony
+from ..guides import guide
 from ..widgets.sanitize import KEYLIKE, visible
 from .base import EngineError, Sampling
 
 _SNIFF = 256  # characters of output without any Harmony marker before we call the server a stripper
-_DOCS = "see docs/remote.md"
+_DOCS = f"see {guide('remote.md')}"  # the path of a file the user can open, installed or cloned
 _JOINER = "\u200d"  # zero-width joiner: `<\u200d|start|>` reads the same to a person, is no token to a server
 _SPELLING = regex.compile(r"<(?=\|[A-Za-z0-9_]+\|>)")  # the `<` of anything spelled like a special token
 _BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", never "not this prompt"

@@ -7,7 +7,8 @@ that serves it:
 
     python -m llama_cpp.server --model OUT.gguf --model_alias gpt-oss-tiny --n_ctx 12288 --host 127.0.0.1 --port 8000
 
-then, in a notebook, `Session.connect("http://127.0.0.1:8000")`. See docs/remote.md.
+then, in a notebook, `Session.connect("http://127.0.0.1:8000")`. See docs/remote.md (in a wheel:
+gptoss_lab/docs/remote.md).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
 
     from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file
+    from ..guides import guide
     from . import CHECKPOINT, path, tokenizer
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Convert gpt-oss-tiny (or any GptOss checkpoint folder) to a GGUF file with llama.cpp's own "
                     "converter, and print the command that serves it.",
         epilog="example: python -m gptoss_lab.tiny.llamacpp /tmp/gpt-oss-tiny.gguf, then "
-               "Session.connect('http://127.0.0.1:8000') (docs/remote.md)")
+               f"Session.connect('http://127.0.0.1:8000') (see {guide('remote.md')})")
     parser.add_argument("out", type=path, help="the GGUF file to write (a new file: nothing is overwritten)")
     parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
     parser.add_argument("--outtype", default="f32", choices=("f32", "bf16", "f16", "q8_0"),
