@@ -191,6 +191,21 @@ def test_quantize_command_line(tmp_path, capsys, random_checkpoint):
     assert "already quantized (mxfp4)" in capsys.readouterr().err
 
 
+def test_quantize_reads_whether_a_checkpoint_is_quantized_from_its_weights_not_its_config(tmp_path, random_checkpoint):
+    """A bf16 checkpoint whose config.json claims MXFP4 was refused as "already quantized (mxfp4)", and MXFP4 weights
+    whose config says nothing were "quantized" again: the safetensors headers decide, as the load's do."""
+    import shutil
+
+    claims = shutil.copytree(random_checkpoint, tmp_path / "claims")
+    config = json.loads((claims / "config.json").read_text())
+    (claims / "config.json").write_text(json.dumps({**config, "quantization_config": {"quant_method": "mxfp4"}}))
+    assert len(quantize_checkpoint(claims, tmp_path / "out")) == 8
+    assert checkpoint.stored_format(str(tmp_path / "out"), "out").mxfp4
+    (tmp_path / "out" / "config.json").write_text(json.dumps(config))   # MXFP4 weights, config.json silent
+    with pytest.raises(ValueError, match=r"out is already quantized \(mxfp4\)$"):
+        quantize_checkpoint(tmp_path / "out", tmp_path / "again")
+
+
 @pytest.mark.kernel
 def test_mxfp4_tiny_through_the_magics_in_a_real_kernel(tiny_mxfp4):
     """`%gptoss load` of the MXFP4 folder in a real kernel: 37 * 12 = 444 through a python call, routing captured."""

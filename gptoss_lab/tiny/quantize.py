@@ -26,7 +26,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
     from typing import Any
 
-    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json, resolve
+    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json, resolve, stored_format
     from . import CHECKPOINT, new_folder
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
@@ -117,14 +117,18 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     try:  # refused unread when it is no regular file (a FIFO hung the command) or too large
         resolve(source)   # a folder that is not there, a file, no config.json: said as `%gptoss load` says it
         config = read_json(source / "config.json", str(source))
+        stored = stored_format(str(source), str(source))
     except LoadError as error:
         raise ValueError(str(error)) from None
     model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type != "gpt_oss":
         raise ValueError(f"{source} is not a gpt-oss checkpoint (model_type {model_type!r})")
-    if quantized := config.get("quantization_config"):
-        how = quantized.get("quant_method") if isinstance(quantized, dict) else quantized
+    quantized = config.get("quantization_config")
+    how = quantized.get("quant_method") if isinstance(quantized, dict) else quantized
+    if quantized and how != "mxfp4":   # bitsandbytes, fp8 ...: weights of another kind
         raise ValueError(f"{source} is already quantized ({str(how)[:80]})")
+    if stored is not None and stored.mxfp4:  # the headers decide: config.json's claim of MXFP4 over bf16 was refused
+        raise ValueError(f"{source} is already quantized (mxfp4)")
     shards = sorted(source.glob("*.safetensors"))
     if not shards:
         raise ValueError(f"{source} has no .safetensors weights")
