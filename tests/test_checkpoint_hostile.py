@@ -652,6 +652,39 @@ def test_the_quantize_command_copies_no_file_a_link_out_of_the_folder_points_to(
         quantize_checkpoint(folder, tmp_path / "again")
 
 
+def test_the_commands_writing_a_checkpoint_take_only_the_weights_a_load_reads(random_checkpoint, tmp_path, capsys):
+    """`extra.safetensors -> ~/private/model.safetensors` in a shared folder: quantize (and llamacpp's untying) read
+    every *.safetensors there and wrote its tensors into the new checkpoint; a damaged shard was a SafetensorError
+    traceback. They read the weights a load reads now, refused in one line where those are a link out of the folder."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from gptoss_lab.tiny import llamacpp, quantize
+
+    folder = tmp_path / "shared"
+    shutil.copytree(random_checkpoint, folder)
+    save_file({"private.weight": torch.zeros(2, 32)}, tmp_path / "private.safetensors")
+    (folder / "extra.safetensors").symlink_to(tmp_path / "private.safetensors")
+    quantize.main(["--source", str(folder), "--out", str(tmp_path / "out")])
+    llamacpp._untie(folder, tmp_path)
+    written = [name for shard in [*(tmp_path / "out").glob("*.safetensors"), tmp_path / "model.safetensors"]
+               for name in load_file(shard)]
+    assert "lm_head.weight" in written and "private.weight" not in written
+    assert not (tmp_path / "out" / "extra.safetensors").exists()
+    elsewhere = shutil.copy(random_checkpoint / "model.safetensors", tmp_path / "elsewhere.safetensors")
+    for weights, why in [(elsewhere, "model.safetensors is no file of the folder's own"),
+                         (None, "model.safetensors is damaged or incomplete")]:
+        (folder / "model.safetensors").unlink()
+        if weights:
+            (folder / "model.safetensors").symlink_to(weights)
+        else:
+            (folder / "model.safetensors").write_bytes(b"damaged")
+        with pytest.raises(SystemExit):
+            quantize.main(["--source", str(folder), "--out", str(tmp_path / "again")])
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1 and not (tmp_path / "again").exists(), err
+
+
 def test_training_on_from_a_folder_makes_the_checks_a_load_makes(random_checkpoint, tmp_path, capsys):
     """`train --resume` loaded a folder whose config named a Hub attention kernel straight into transformers, which
     went to fetch it (a review); `%gptoss load` refuses that folder in one line, and so does the command now."""

@@ -645,6 +645,18 @@ def _weight_files(folder: Path, label: str) -> list[Path]:
     return [folder / shard for shard in shards]
 
 
+def own_weight_files(folder: Path, label: str) -> list[Path]:
+    """The .safetensors files a load of `folder` reads, refused in one line where one is no file of the folder's own
+    (`own_file`): a command writing a new checkpoint from them (quantize, llamacpp) copied the tensors a link out of
+    the folder pointed to, or a stray file no load reads, into the checkpoint the user may publish."""
+    shards = _weight_files(folder, label)
+    for shard in shards:
+        if not own_file(folder, shard):
+            raise LoadError(f"could not read {label}: {printable(shard.name)} is no file of the folder's own (a link "
+                            "out of it, or no regular file): copy the file itself into the folder")
+    return shards
+
+
 def _headers(folder: str, label: str) -> dict[str, tuple[tuple[int, ...], str]]:
     """(shape, safetensors dtype) of every tensor in the .safetensors files transformers will read, from their headers
     alone; a tensor in two shards is refused (transformers would take one copy or the other without a word)."""

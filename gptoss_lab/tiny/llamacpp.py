@@ -28,7 +28,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     import zlib
     from pathlib import Path
 
-    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file
+    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file, own_weight_files
     from ..guides import guide
     from . import CHECKPOINT, path, tokenizer
 
@@ -181,7 +181,7 @@ def _untie(checkpoint: Path, staging: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     tensors = {}
-    for shard in sorted(checkpoint.glob("*.safetensors")):
+    for shard in own_weight_files(checkpoint, str(checkpoint)):   # not a stray file, nor a link out of it
         tensors.update(load_file(shard))
     tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"].clone()
     save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})

@@ -26,7 +26,8 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
     from typing import Any
 
-    from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, own_file, read_json, resolve, stored_format
+    from ..engines.checkpoint import (CHECKPOINT_FILES, LoadError, checked_folder, own_file, own_weight_files,
+                                      read_json, resolve, stored_format)
     from . import CHECKPOINT, new_folder
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
@@ -129,9 +130,11 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
         raise ValueError(f"{source} is already quantized ({str(how)[:80]})")
     if stored is not None and stored.mxfp4:  # the headers decide: config.json's claim of MXFP4 over bf16 was refused
         raise ValueError(f"{source} is already quantized (mxfp4)")
-    shards = sorted(source.glob("*.safetensors"))
-    if not shards:
-        raise ValueError(f"{source} has no .safetensors weights")
+    try:  # the checks a load makes (a damaged shard was a SafetensorError traceback), then the shards it reads
+        checked_folder(source)
+        shards = own_weight_files(source, str(source))
+    except LoadError as error:
+        raise ValueError(str(error)) from None
     if out.resolve().is_relative_to(source.resolve()):  # the source itself, or inside it: it was written there
         raise ValueError("write the MXFP4 checkpoint to another folder than its source, and not inside it")
     with new_folder(out) as partial:
