@@ -266,3 +266,15 @@ def test_resuming_a_checkpoint_with_more_embedding_rows_than_training_keeps_is_o
     assert (f"--resume: {tmp_path / 'full'} has {harmony.VOCAB_SIZE} non-zero embedding rows, more than the "
             f"{train.ROWS} training keeps") in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+def test_resume_counts_the_embedding_rows_of_the_weights_a_load_reads(tmp_path):
+    """A stray `a.safetensors` beside model.safetensors (no load reads it) was read for the embedding's rows, and a
+    folder that loads was refused: "has 12001 non-zero embedding rows, more than the 12000 training keeps"."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = shutil.copytree(CHECKPOINT, tmp_path / "run")
+    save_file({"model.embed_tokens.weight": torch.ones(train.ROWS + 1, 4)}, folder / "a.safetensors")
+    assert train._checkpoint_layers(folder) == json.loads((CHECKPOINT / "config.json").read_text())["num_hidden_layers"]

@@ -42,7 +42,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
 
     from .. import harmony
-    from ..engines.checkpoint import LoadError, checked_folder
+    from ..engines.checkpoint import LoadError, checked_folder, own_weight_files
     from ..widgets import text_bar, transformers_bars
     from . import CHECKPOINT, SEED, data, must_be_new, new_folder, number, path
 
@@ -557,10 +557,11 @@ def _checkpoint_layers(folder: Path) -> int:
 
 
 def _used_rows(folder: Path) -> int:
-    """The non-zero rows of the checkpoint's embedding, read from its safetensors shards alone."""
+    """The non-zero rows of the checkpoint's embedding, read from the safetensors shards a load reads alone (a stray
+    `a.safetensors` beside them was read first, and a folder that loads was refused for its rows)."""
     from safetensors import safe_open
 
-    for shard in sorted(folder.glob("*.safetensors")):
+    for shard in own_weight_files(folder, str(folder)):
         with safe_open(shard, "pt") as f:
             if "model.embed_tokens.weight" in f.keys():
                 return int((f.get_tensor("model.embed_tokens.weight").abs().sum(-1) > 0).sum())
