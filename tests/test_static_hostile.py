@@ -137,7 +137,8 @@ def test_an_answer_nested_past_the_parsers_limit_keeps_its_words_and_carries_not
     """An answer quoted (or listed) 20 deep reached markdown-it's nesting limit, past which it drops the rest unread:
     the saved HTML (and the live view) lost the answer's words, and the Markdown form kept that unread rest as
     written, a javascript: link and an image that loads by itself for a renderer that reads deeper (cmark, GitHub).
-    The HTML now shows such an answer as its text, and the Markdown form as code."""
+    Quotes and list items past `MAX_DEPTH` on a line are now its text in every form (the HTML and Markdown forms read the
+    same), and an answer still past the parser's limit is shown as its text (HTML) or code (Markdown)."""
     rest = "the answer is 42 [x](javascript:alert(1)) ![a](https://e.example/p.png)"
     for nested in ("> " * 25, "- " * 12):
         transcript = _turn(f"<|channel|>final<|message|>{nested}{rest}<|return|>")
@@ -145,7 +146,7 @@ def test_an_answer_nested_past_the_parsers_limit_keeps_its_words_and_carries_not
         deep = MarkdownIt("commonmark", {"html": True, "maxNesting": 1000})   # a renderer with a deeper limit
         deep.validateLink = lambda url: True
         shown = deep.render(transcript.to_markdown())
-        assert "the answer is 42" in shown and "javascript:" not in shown.split("<code>")[0], shown
+        assert "the answer is 42" in shown, shown
         assert "<img" not in shown and 'href="javascript' not in shown
 
 
@@ -255,3 +256,29 @@ def test_a_doctor_report_exported_to_markdown_shows_a_folders_name_as_written() 
     shown = _rendered(MarkdownExporter().from_notebook_node(notebook)[0])
     assert "<img" not in shown and "<strong>" not in shown, shown
     assert hostile in shown and "doctor: runs/a" in shown
+
+
+def test_an_answer_quoted_deep_over_many_lines_is_rendered_in_about_the_time_of_one_quote() -> None:
+    """markdown-it reads each line once for every quote it is in: an answer of one line 10 quotes deep over 8,000 lazy
+    lines took 3.5 s to save (a quote one deep, under a second). Quotes past `MAX_DEPTH` on a line are its text, and
+    every word is still shown."""
+    import gc
+    import time
+
+    from gptoss_lab.widgets.transcript import markdown_html
+
+    def seconds(answer: str) -> float:
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            markdown_html(answer)
+            return time.perf_counter() - t0
+        finally:
+            gc.enable()
+
+    deep, plain = "> " * 10 + "owl\n" * 6_000, "> owl\n" * 4_000   # of one size
+    markdown_html(plain)
+    assert min(seconds(deep), seconds(deep)) < 4 * min(seconds(plain), seconds(plain))   # 9 times before
+    shown = markdown_html("> " * 10 + "owl\n" + "vole\n" * 3)
+    assert shown.count("<blockquote>") == 4 and "&gt; &gt; &gt; &gt; &gt; &gt; owl" in shown
+    assert shown.count("vole") == 3

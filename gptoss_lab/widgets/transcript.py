@@ -24,7 +24,7 @@ from .citations import card_html, is_browser_call, sources_html, sources_markdow
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_apart, inert_markdown, literal_lines, \
     literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, \
-    shown_output, visible, web_link, within_markup_budget, written_controls
+    shallow, shown_output, visible, web_link, within_markup_budget, written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -370,10 +370,11 @@ def _context_use(used: int, window: int) -> str:
 def markdown_html(text: str) -> str:
     """Model Markdown to sanitised HTML: raw HTML stays text, $math$ becomes MathML, images become links,
     only http(s)/mailto links survive, and code has its direction controls written out. Markdown nested past the
-    parser's limit is shown as its text, which the parser would drop, and so are blocks past the markup budget.
+    parser's limit is shown as its text, which the parser would drop, and so are blocks past the markup budget;
+    a line's quotes and list items past `MAX_DEPTH` are its text (`shallow`).
     Control characters but tab and line ends are written out first (`\\x00`), as in the saved text: the parser turned
     NUL into U+FFFD and the others were invisible."""
-    text = written_controls(text)
+    text = shallow(written_controls(text))
     md = _markdown()
     tokens = md.parse(text, {})
     if past_nesting_limit(md, tokens):
