@@ -7,6 +7,7 @@ end sanitizes again with DOMPurify (static/common.js) before anything touches th
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import unicodedata
@@ -615,15 +616,28 @@ def within_markup_budget(inlines: Iterable[str]) -> Iterator[bool]:
 def inert_apart(pieces: list[str]) -> bool:
     """True when `pieces`, joined by blank lines, are inert (`_blocks_are_inert`) and are the blocks each is alone: none
     reaches into the next (an unclosed fence that takes in the tool card, sources or footer after it, a list that takes
-    in the next piece). The whole is parsed once."""
+    in the next piece). The whole is parsed once, and no piece again (an answer's piece was a parse of its own)."""
     env: dict[str, Any] = {}
     tokens = _block_tokens("\n\n".join(pieces), env)
-    return _blocks_are_inert(tokens, env) and _blocks(tokens) == sum(_blocks(_block_tokens(piece)) for piece in pieces)
+    return _blocks_are_inert(tokens, env) and _each_in_one_piece(tokens, pieces)
 
 
-def _blocks(tokens: list[Any]) -> int:
-    """How many top-level blocks (paragraphs, lists, fences, quotes ...) CommonMark's block `tokens` hold."""
-    return sum(token.level == 0 and token.nesting >= 0 for token in tokens)
+_LINE_BREAK = re.compile(r"\r\n?|\n")   # as CommonMark ends lines
+
+
+def _each_in_one_piece(tokens: list[Any], pieces: list[str]) -> bool:
+    """Whether each top-level block of `tokens` (those of `pieces` joined by blank lines) ends before the next piece
+    starts: then each piece, read after a blank line at the top level, is read as it is alone."""
+    starts, line = [], 0
+    for piece in pieces:
+        starts.append(line)
+        line += len(_LINE_BREAK.findall(piece)) + 2   # its lines and the blank one after it
+    for token in tokens:
+        if token.level == 0 and token.nesting >= 0 and token.map:
+            after = bisect.bisect_right(starts, token.map[0])   # the index of the next piece
+            if after < len(starts) and token.map[1] > starts[after]:
+                return False
+    return True
 
 
 def _tokens(tokens: list[Any]) -> Iterator[Any]:
@@ -649,7 +663,18 @@ def _commonmark(inline: bool = True) -> Any:
 def _block_tokens(markdown: str, env: dict[str, Any] | None = None) -> list[Any]:
     """CommonMark's block tokens of `markdown` (fences, headings, quotes, link definitions into `env`), the text within
     them left unparsed: the inline parse took 2 s on 40,000 characters of `![`, and a saved answer made it 10 times."""
-    return _commonmark(inline=False).parse(markdown, env)
+    tokens, found = _parsed_blocks(markdown)
+    if env is not None:
+        env.update(found)
+    return tokens
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_blocks(markdown: str) -> tuple[list[Any], dict[str, Any]]:
+    """`_block_tokens` of `markdown` and its env, cached (read only): the forms of one save read the same text again
+    (an answer for its citations' numbers in the text and Markdown forms, its inert text for its headings and code)."""
+    env: dict[str, Any] = {}
+    return _commonmark(inline=False).parse(markdown, env), env
 
 
 def _inert_line(line: str, links: bool) -> str:
