@@ -307,3 +307,28 @@ def test_a_cited_answer_is_read_about_once_for_its_text_and_markdown_forms() -> 
             gc.enable()
 
     assert min(seconds("saved"), seconds("saved")) < 3 * min(seconds("parse"), seconds("parse"))   # 7 times before
+
+
+def test_an_answer_of_long_formulas_is_rendered_in_about_the_time_of_prose() -> None:
+    """latex2mathml takes 30 times what Markdown prose takes per character: an answer of one 60,000-character formula
+    took 0.9 s to render (and twice at the turn's end). Formulas past MATH_BUDGET characters are shown as their source."""
+    import gc
+    import time
+
+    from gptoss_lab.widgets.transcript import markdown_html
+
+    def seconds(answer: str) -> float:
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            markdown_html(answer)
+            return time.perf_counter() - t0
+        finally:
+            gc.enable()
+
+    formulas, prose = "$x^2$ and $" + "a+" * 20_000 + "b$", "Owls hunt voles. " * 2_353   # of one size
+    markdown_html(prose)
+    best = {answer: min(seconds(answer) for _ in range(3)) for answer in (formulas, prose)}
+    assert best[formulas] < 5 * best[prose]   # 900 times before
+    shown = markdown_html(formulas)
+    assert shown.count("<math") == 1 and '<code class="gx-math">' + "a+" * 20_000 + "b</code>" in shown

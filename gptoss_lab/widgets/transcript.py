@@ -478,6 +478,8 @@ def _markdown() -> Any:
     md.validateLink = web_link
     md.add_render_rule("image", _image_as_link)
     md.core.ruler.before("inline", "markup_budget", _plain_past_budget)
+    md.core.ruler.after("inline", "math_budget", _source_past_math_budget)
+    md.add_render_rule("math_source", _formula_as_source)
     md.core.ruler.push("demote_headings", demote_headings)
     md.core.ruler.push("reveal_bidi", _reveal_code)
     return md
@@ -490,6 +492,27 @@ def _plain_past_budget(state: Any) -> None:
     for token, within in zip(inlines, within_markup_budget(token.content for token in inlines)):
         if not within:
             token.type = "text"
+
+
+# latex2mathml takes about 15 µs for each character of TeX, 30 times what Markdown prose takes (an answer of one 60,000
+# character formula took 0.9 s to render, and a turn renders it twice): past this many, formulas are shown as their source.
+MATH_BUDGET = 10_000
+
+
+def _source_past_math_budget(state: Any) -> None:
+    """A markdown-it core rule (after the inline parse): the formulas past MATH_BUDGET characters of TeX shown as their
+    source, as a formula that is not valid LaTeX is, so that any answer renders in a bounded time per character."""
+    spent = 0
+    for token in (child for token in state.tokens for child in [token, *(token.children or [])]):
+        if token.type.startswith("math_"):
+            spent += len(token.content)
+            token.type = token.type if spent <= MATH_BUDGET else "math_source"
+
+
+def _formula_as_source(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    """A formula past MATH_BUDGET as its source; a display formula in a block of its own, as it is drawn."""
+    source = _math_source(tokens[idx].content.strip())
+    return f"<div>{source}</div>\n" if tokens[idx].block else source
 
 
 def _reveal_code(state: Any) -> None:
@@ -517,8 +540,13 @@ def _math(latex: str, options: dict[str, Any]) -> str:
         from latex2mathml.converter import convert_to_element
 
         return mathml_html(convert_to_element(latex, display="block" if display else "inline"))
-    except Exception:  # not valid LaTeX (or no converter): show the source, as code is shown (direction controls written out)
-        return f'<code class="gx-math">{reveal_bidi(html.escape(latex))}</code>'
+    except Exception:  # not valid LaTeX (or no converter): show the source
+        return _math_source(latex)
+
+
+def _math_source(latex: str) -> str:
+    """A formula as its TeX source, as code is shown (direction controls written out)."""
+    return f'<code class="gx-math">{reveal_bidi(html.escape(latex))}</code>'
 
 
 def code_language(block: Block) -> str:
