@@ -95,6 +95,22 @@ def test_help_examples_name_the_packages_own_files_where_they_are(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_commands_read_tiny_as_the_bundled_checkpoint_from_any_folder(tmp_path, monkeypatch, capsys):
+    """Installed, gpt-oss-tiny's folder is deep in site-packages: `--resume tiny` (as `%gptoss load tiny`) was
+    "not found" in every folder but one holding `tiny`. Each command gets past the checkpoint to its next check."""
+    from gptoss_lab.tiny import llamacpp, quantize, train
+
+    monkeypatch.chdir(tmp_path)
+    runs = [(train, ["--resume", "tiny", "--layers", "2", "--out", "r"], "checkpoint's 4, not 2"),
+            (quantize, ["--source", "tiny", "--out", str(CHECKPOINT / "mx")], "another folder than its source"),
+            (llamacpp, ["m.gguf", "--checkpoint", "tiny", "--source", str(tmp_path)], "not a llama-cpp-python source")]
+    for module, args, said in runs:
+        with pytest.raises(SystemExit):
+            module.main(args)
+        assert said in capsys.readouterr().err, module.__name__
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_train_help_says_the_default_weight_of_each_topic(capsys):
     """--topics browse=0.3 said nothing of what browse weighs without it (0.12), nor of the other skills."""
     from gptoss_lab.tiny import data, train

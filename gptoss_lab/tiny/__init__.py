@@ -37,6 +37,13 @@ def path(text: str) -> Path:
     return Path(text)
 
 
+def checkpoint_folder(text: str) -> Path:
+    """An argparse type for a command's checkpoint folder: the word `tiny` is gpt-oss-tiny's own, as `%gptoss load
+    tiny` reads it (installed, its folder is deep in site-packages: `--resume tiny` was "not found"); `./tiny` is a
+    folder of that name."""
+    return CHECKPOINT if text == "tiny" else path(text)
+
+
 SEED = number(int, -2**63, 2**64 - 1)   # the seeds torch.manual_seed takes: a larger one was a traceback from torch
 
 

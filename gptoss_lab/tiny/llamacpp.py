@@ -30,7 +30,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
 
     from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file, own_weight_files
     from ..guides import guide
-    from . import CHECKPOINT, path, tokenizer
+    from . import CHECKPOINT, checkpoint_folder, path, tokenizer
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
 _VENDOR = "vendor/llama.cpp/"
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         epilog="example: python -m gptoss_lab.tiny.llamacpp /tmp/gpt-oss-tiny.gguf, then "
                f"Session.connect('http://127.0.0.1:8000') (see {guide('remote.md')})")
     parser.add_argument("out", type=path, help="the GGUF file to write (a new file: nothing is overwritten)")
-    parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
+    parser.add_argument("--checkpoint", type=checkpoint_folder, default=CHECKPOINT,
+                        help="a GptOss checkpoint folder, or tiny (the default: gpt-oss-tiny)")
     parser.add_argument("--outtype", default="f32", choices=("f32", "bf16", "f16", "q8_0"),
                         help="f32 keeps bf16 weights exactly (default: %(default)s)")
     parser.add_argument("--source", help="llama-cpp-python sdist (.tar.gz or folder) holding convert_hf_to_gguf.py "

@@ -28,7 +28,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
 
     from ..engines.checkpoint import (CHECKPOINT_FILES, LoadError, checked_folder, own_file, own_weight_files,
                                       read_json, resolve, stored_format)
-    from . import CHECKPOINT, new_folder
+    from . import CHECKPOINT, checkpoint_folder, new_folder
 
 E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of codes 0..7; code | 8 is the negative
 BLOCK = 32  # values sharing one scale
@@ -180,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="Write a bf16 GptOss checkpoint (gpt-oss-tiny by default) with its expert weights in MXFP4, "
                     "openai/gpt-oss-20b's layout, and print how far each expert projection moved.",
         epilog="example: python -m gptoss_lab.tiny.quantize --out gpt-oss-tiny-mxfp4, then %gptoss load gpt-oss-tiny-mxfp4")
-    parser.add_argument("--source", default=str(CHECKPOINT), help="a bf16 GptOss checkpoint folder (default: gpt-oss-tiny)")
+    parser.add_argument("--source", type=checkpoint_folder, default=CHECKPOINT,
+                        help="a bf16 GptOss checkpoint folder, or tiny (the default: gpt-oss-tiny)")
     parser.add_argument("--out", default="gpt-oss-tiny-mxfp4",
                         help="a new (or empty) folder to write; nothing is overwritten (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
 
     from .. import harmony
-    from . import CHECKPOINT, path
+    from . import CHECKPOINT, checkpoint_folder
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 _CHAT_TEMPLATE = CHECKPOINT / "chat_template.jinja"   # the lab's Harmony rendering as Jinja: one copy, gpt-oss-tiny's
@@ -148,10 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: write the tokenizer files into FOLDER and print the tokenizer.json path."""
     p = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.tokenizer",
                                 description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.",
-                                epilog=f"example: python -m gptoss_lab.tiny.tokenizer {shlex.quote(str(CHECKPOINT))} "
-                                       "(gpt-oss-tiny's folder; then AutoTokenizer.from_pretrained, vLLM or llama.cpp "
-                                       "can read it)")
-    p.add_argument("folder", type=path, help="a checkpoint folder (made if missing) that has none of "
+                                epilog="example: python -m gptoss_lab.tiny.tokenizer tiny, then AutoTokenizer."
+                                       "from_pretrained, vLLM or llama.cpp can read gpt-oss-tiny's folder "
+                                       f"({shlex.quote(str(CHECKPOINT))})")
+    p.add_argument("folder", type=checkpoint_folder, help="a checkpoint folder (made if missing; tiny: gpt-oss-tiny's) "
+                   "that has none of "
                    + ", ".join(FILES) + " but the ones this command writes: a checkpoint's own tokenizer files are never "
                    "overwritten")
     folder = p.parse_args(argv).folder

@@ -44,7 +44,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from .. import harmony
     from ..engines.checkpoint import LoadError, checked_folder, own_weight_files
     from ..widgets import text_bar, transformers_bars
-    from . import CHECKPOINT, SEED, data, must_be_new, new_folder, number, path
+    from . import CHECKPOINT, SEED, checkpoint_folder, data, must_be_new, new_folder, number, path
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -605,7 +605,8 @@ def main(argv: list[str] | None = None) -> None:
                    "--lr), on the same schedule; scaled by sqrt(max(1, fan_out/fan_in)) as torch.optim.Muon does "
                    "(default: %(default)s, Muon's published value)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the model and of the conversations (default: %(default)s)")
-    p.add_argument("--resume", type=path, help="go on training this checkpoint (use another --seed for fresh data)")
+    p.add_argument("--resume", type=checkpoint_folder,
+                   help="go on training this checkpoint, or tiny, gpt-oss-tiny (use another --seed for fresh data)")
     p.add_argument("--layers", type=number(int, 2), help="layers (even; default 4, or the resumed checkpoint's: more grows it "
                    "deeper, new layers starting as pass-throughs)")
     p.add_argument("--batch-tokens", type=number(int, 64, MAX_BATCH_TOKENS), default=2048,
