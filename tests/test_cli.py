@@ -373,6 +373,22 @@ def test_tokenizer_that_cannot_finish_leaves_no_file_and_no_folder(tmp_path, mon
     assert list(tmp_path.iterdir()) == []
 
 
+def test_tokenizer_on_a_read_only_install_says_to_write_into_a_copy(monkeypatch, capsys):
+    """`tokenizer tiny` where the package is installed read-only said only 'cannot write …/gptoss_lab/tiny/checkpoint:
+    Permission denied', with no word of what to do instead."""
+    from gptoss_lab.tiny import CHECKPOINT, tokenizer
+
+    def read_only(folder: Path, **kwargs) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tokenizer, "write", read_only)
+    with pytest.raises(SystemExit):
+        tokenizer.main(["tiny"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(f"error: cannot write {CHECKPOINT}: Permission denied; gpt-oss-tiny's folder is read-only in "
+                        f"this install: copy it (cp -r {CHECKPOINT} my-tiny) and write into the copy"), err
+
+
 def _fake_source(root: Path, body: str) -> Path:
     """A llama-cpp-python source folder whose convert_hf_to_gguf.py runs `body` (args: its command line)."""
     script = root / "vendor" / "llama.cpp" / "convert_hf_to_gguf.py"

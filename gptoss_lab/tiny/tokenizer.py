@@ -165,7 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         p.error(str(error))
     except OSError as error:
-        p.error(f"cannot write {folder}: {error.strerror or error}")
+        bundled = folder.resolve() == CHECKPOINT.resolve() and isinstance(error, PermissionError)
+        p.error(f"cannot write {folder}: {error.strerror or error}" + (
+            f"; gpt-oss-tiny's folder is read-only in this install: copy it (cp -r {shlex.quote(str(folder))} "
+            "my-tiny) and write into the copy" if bundled else ""))
     except KeyboardInterrupt:   # `write` renames its files only when all are whole, and removes the partial ones
         p.exit(130, f"interrupted: no partial file was left in {folder}\n")
     print(written)   # not in the try: a reader gone from stdout was "cannot write FOLDER" (it was written)
