@@ -113,3 +113,53 @@ def test_a_search_ranks_and_cites_as_bm25s_own_index_does(tmp_path: Path, monkey
     assert shown == stock_shown
     assert scores == stock_scores, "the index's scores are not bm25s's"
     assert all("【1†" in output for output in shown)
+
+
+def test_the_fast_tokenizer_makes_bm25s_own_ids_vocabulary_and_stems() -> None:
+    """The browser maps a text's words to ids without bm25s's loop per word: on texts of every kind (Unicode,
+    digits, punctuation, stop words in any case, long words, Chinese, texts of no words or only stop words), its
+    ids, its vocabulary (in order), its stems and a query's words are bm25s's own."""
+    import Stemmer
+    from bm25s.tokenization import Tokenizer
+
+    from gptoss_lab.tools.browser.bm25 import FastTokenizer
+    from gptoss_lab.tools.browser.local import _WORDS
+
+    texts = ["The Running owls ran; RUNNERS run!", "", "a the of AND", "—?!", "Ünïcödé ÉTÉ straße Straße ǅemal ﬁnd",
+             "x_y __ a1 42 4.5 3,000 1st v2.0", "owl-light owl's " + "z" * 300, "猫头鹰在黄昏 GPU服务器 of the",
+             "the owls, the voles.\nThe OWLS\tand the voles", "running ran runs", "Ωmega ωmega İstanbul ß"]
+
+    def tokenized(kind: type) -> tuple:
+        tokenizer = kind(splitter=_WORDS.findall, stemmer=Stemmer.Stemmer("english").stemWord, stopwords="en")
+        ids = tokenizer.tokenize(texts, return_as="ids", show_progress=False)
+        query = tokenizer.tokenize(["The RUNNING Straße owl 猫"], update_vocab=False, return_as="string",
+                                   show_progress=False)
+        return ids, list(tokenizer.word_to_id.items()), list(tokenizer.word_to_stem.items()), \
+            list(tokenizer.stem_to_sid.items()), query
+
+    assert tokenized(FastTokenizer) == tokenized(Tokenizer)
+
+
+def test_a_folder_is_indexed_and_ranked_as_with_bm25s_own_tokenizer(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every search of a folder shows the same results, in the same order, at the same lines, from the same index,
+    as with bm25s's tokenizer."""
+    from bm25s.tokenization import Tokenizer
+
+    from gptoss_lab.tools.browser.bm25 import FastTokenizer
+
+    folder = _folder_of_mixed_documents(tmp_path)
+    (folder / "stop.txt").write_text("the of and a\n\nthe THE\n")   # a document of stop words only
+    queries = ["owl", "vole dusk", "barn owl hunt", "feather moon tree", "mouse", "nest field wing", "OWL voles", "the"]
+
+    def searched() -> tuple[list[str], list[bytes], dict[str, int]]:
+        browser = Browser(folder)
+        shown = [browser.search(query, topn=20) for query in queries]
+        scores = browser.backend._retriever.scores
+        return shown, [scores[part].tobytes() for part in ("data", "indices", "indptr")], \
+            browser.backend._retriever.vocab_dict
+
+    fast = searched()
+    monkeypatch.setattr(FastTokenizer, "streaming_tokenize", Tokenizer.streaming_tokenize)
+    assert fast == searched()
+    assert all("【1†" in output for output in fast[0][:-1])

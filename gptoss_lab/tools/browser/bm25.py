@@ -1,19 +1,27 @@
-"""bm25s's BM25 index (Lucene's scoring, its defaults), built with array operations instead of a loop per passage.
+"""bm25s's BM25 index (Lucene's scoring, its defaults), built with array operations instead of a loop per passage, and
+its tokenizer, with fewer Python steps per word.
 
 bm25s counts each passage's words with a Counter, computes its scores and sorts the matrix in Python: on 3,000
 documents (130,000 passages) building took 4 s of CPU. `FastBM25` computes the same numbers in the same floating
 point steps (idf by `math.log`, one value per document frequency; the term part in float64, stored as float32), so
-the index, and every search's scores and ranking, are bm25s's own.
+the index, and every search's scores and ranking, are bm25s's own. bm25s's tokenizer looks each word up twice in a
+Python loop: `FastTokenizer` maps a text's words to ids in C (`map` over a dict), going word by word only for words
+it has not met, and makes bm25s's ids, vocabulary and stems (with passages joined as lists, not word by word, a
+first search of those 3,000 documents took 10.8 s of CPU, now 9.9-10.2).
 """
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import bm25s
 import numpy as np
 import scipy.sparse
+from bm25s.tokenization import Tokenizer
+
+_STOP = -1   # what FastTokenizer's lookup gives a stop word
 
 
 class FastBM25(bm25s.BM25):
@@ -41,3 +49,43 @@ class FastBM25(bm25s.BM25):
         tfc = tf / (self.k1 * ((1 - self.b) + self.b * length / lengths.mean()) + tf)
         return {"data": (idf[word] * tfc).astype(self.dtype), "indices": counted.indices.astype(self.int_dtype),
                 "indptr": counted.indptr.astype(np.int64), "num_docs": n_docs}
+
+
+class FastTokenizer(Tokenizer):
+    """bm25s's Tokenizer (with a stemmer), whose ids are bm25s's own: each text's words are looked up at once in a
+    dict of every word met (stop words among them, as `_STOP`); only a word not met before goes through bm25s's
+    steps (stop word, stem, new id in order of first use). Other uses (a query's, not adding to the vocabulary) are
+    bm25s's own."""
+
+    def streaming_tokenize(self, texts: list[str], update_vocab: bool | str = True,
+                           allow_empty: bool = True) -> Iterator[list[int]]:
+        if update_vocab is not True or allow_empty is not True or self.stemmer is None:
+            yield from super().streaming_tokenize(texts, update_vocab, allow_empty)
+            return
+        for _ in super().streaming_tokenize([], update_vocab, allow_empty):   # adds the empty word, as bm25s does
+            pass
+        stopwords = set(self.stopwords or ())
+        known = {**dict.fromkeys(stopwords, _STOP), **self.word_to_id}
+        empty = [self.word_to_id[""]]
+        for text in texts:
+            words = self.splitter(text.lower() if self.lower else text)
+            ids = list(map(known.get, words))
+            if None in ids:
+                for word in words:
+                    if word not in known:
+                        known[word] = self._new_word(word, stopwords)
+                ids = list(map(known.get, words))
+            if _STOP in ids:
+                ids = [i for i in ids if i != _STOP]
+            yield ids or empty.copy()
+
+    def _new_word(self, word: str, stopwords: set[str]) -> int:
+        """The id of a word not met before (`_STOP` for a stop word), the vocabulary updated as bm25s updates it."""
+        if word in stopwords:
+            return _STOP
+        stem = self.word_to_stem.get(word)
+        if stem is None:
+            stem = self.word_to_stem[word] = self.stemmer(word)
+        sid = self.stem_to_sid.setdefault(stem, len(self.stem_to_sid))
+        self.word_to_id[word] = sid
+        return sid

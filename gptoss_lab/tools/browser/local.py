@@ -178,9 +178,9 @@ class LocalBackend(Backend):
         passage's words are its title's and its two halves' (each line was tokenized twice, each title once per
         passage: indexing /usr/share/doc's 1,037 documents took 8.5 s of CPU, now 7)."""
         import Stemmer
-        from bm25s.tokenization import Tokenized, Tokenizer
+        from bm25s.tokenization import Tokenized
 
-        from .bm25 import FastBM25
+        from .bm25 import FastBM25, FastTokenizer
 
         half = PASSAGE_LINES // 2
         self._passages: list[_Passage] = []
@@ -201,15 +201,16 @@ class LocalBackend(Backend):
                     self._passages.append(_Passage(d, start))
                     made.append((title, halves[start], halves[start + half]))
         self._passage_docs = np.array([passage.doc for passage in self._passages], dtype=np.int64)
-        self._tokenizer = Tokenizer(splitter=_WORDS.findall, stemmer=Stemmer.Stemmer("english").stemWord,
-                                    stopwords="en")
+        self._tokenizer = FastTokenizer(splitter=_WORDS.findall, stemmer=Stemmer.Stemmer("english").stemWord,
+                                        stopwords="en")
         self._retriever = None
         if made:
             show = progress is not False and len(made) >= 20_000
             ids = self._tokenizer.tokenize(texts, return_as="ids", show_progress=show)
             vocab = self._tokenizer.get_vocab_dict()
-            empty = vocab.get("")   # what bm25s gives a text of no words
-            passages = [[w for part in parts for w in ids[part] if w != empty] or [empty] for parts in made]
+            empty = [vocab[""]]   # what bm25s gives a text of no words (a word of its own, never beside others)
+            ids = [[] if found == empty else found for found in ids]
+            passages = [ids[a] + ids[b] + ids[c] or empty[:] for a, b, c in made]   # title, halves
             self._retriever = FastBM25()
             self._retriever.index(Tokenized(ids=passages, vocab=vocab), show_progress=show)
 
