@@ -151,16 +151,23 @@ _TRICKY_PAGES = [
 ]
 
 
-def test_an_html_page_reads_as_it_did_when_parsed_into_lxml_html_elements(monkeypatch: Any) -> None:
+def test_an_html_page_reads_as_parsed_into_lxml_html_elements_and_walked_item_by_item(monkeypatch: Any) -> None:
     """Pages are parsed into lxml.etree's elements, not lxml.html's (whose class each element got from a Python
-    call: 7 % of converting a page): the text the model reads is the same, byte for byte, on the benchmark's generated
-    pages and on pages of every construct the conversion handles."""
+    call: 7 % of converting a page), and walked 1,000 items at a time: the text the model reads is the same, byte for
+    byte, on the benchmark's generated pages and on pages of every construct the conversion handles."""
     import importlib.util
     import tempfile
     from pathlib import Path
 
     import lxml.etree
     import lxml.html
+
+    from gptoss_lab.tools.browser import extract
+
+    def item_by_item(items: Any, deadline: float) -> Any:
+        for item in items:
+            extract._in_time(deadline)
+            yield item
 
     spec = importlib.util.spec_from_file_location("browser_index", Path(__file__).parents[1] / "benchmarks" /
                                                   "browser_index.py")
@@ -176,5 +183,6 @@ def test_an_html_page_reads_as_it_did_when_parsed_into_lxml_html_elements(monkey
 
     read_now = read()
     monkeypatch.setattr(lxml.etree, "HTMLParser", lxml.html.HTMLParser)
+    monkeypatch.setattr(extract, "_clocked", item_by_item)
     assert read_now == read()
     assert len(pages) == 24 and all(text.count("\n") > 3 for _, text, _ in read_now[:20])
