@@ -258,27 +258,32 @@ def test_a_doctor_report_exported_to_markdown_shows_a_folders_name_as_written() 
     assert hostile in shown and "doctor: runs/a" in shown
 
 
-def test_an_answer_quoted_deep_over_many_lines_is_rendered_in_about_the_time_of_one_quote() -> None:
-    """markdown-it reads each line once for every quote it is in: an answer of one line 10 quotes deep over 8,000 lazy
-    lines took 3.5 s to save (a quote one deep, under a second). Quotes past `MAX_DEPTH` on a line are its text, and
-    every word is still shown."""
+def _render_seconds(answer: str) -> float:
+    """Seconds `markdown_html` takes for `answer`, the garbage collector off (its passes would be most of the noise)."""
     import gc
     import time
 
     from gptoss_lab.widgets.transcript import markdown_html
 
-    def seconds(answer: str) -> float:
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            markdown_html(answer)
-            return time.perf_counter() - t0
-        finally:
-            gc.enable()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        markdown_html(answer)
+        return time.perf_counter() - t0
+    finally:
+        gc.enable()
+
+
+def test_an_answer_quoted_deep_over_many_lines_is_rendered_in_about_the_time_of_one_quote() -> None:
+    """markdown-it reads each line once for every quote it is in: an answer of one line 10 quotes deep over 8,000 lazy
+    lines took 3.5 s to save (a quote one deep, under a second). Quotes past `MAX_DEPTH` on a line are its text, and
+    every word is still shown."""
+    from gptoss_lab.widgets.transcript import markdown_html
 
     deep, plain = "> " * 10 + "owl\n" * 6_000, "> owl\n" * 4_000   # of one size
     markdown_html(plain)
-    assert min(seconds(deep), seconds(deep)) < 4 * min(seconds(plain), seconds(plain))   # 9 times before
+    best = {answer: min(_render_seconds(answer) for _ in range(2)) for answer in (deep, plain)}
+    assert best[deep] < 4 * best[plain]   # 9 times before
     shown = markdown_html("> " * 10 + "owl\n" + "vole\n" * 3)
     assert shown.count("<blockquote>") == 4 and "&gt; &gt; &gt; &gt; &gt; &gt; owl" in shown
     assert shown.count("vole") == 3
@@ -312,23 +317,11 @@ def test_a_cited_answer_is_read_about_once_for_its_text_and_markdown_forms() -> 
 def test_an_answer_of_long_formulas_is_rendered_in_about_the_time_of_prose() -> None:
     """latex2mathml takes 30 times what Markdown prose takes per character: an answer of one 60,000-character formula
     took 0.9 s to render (and twice at the turn's end). Formulas past MATH_BUDGET characters are shown as their source."""
-    import gc
-    import time
-
     from gptoss_lab.widgets.transcript import markdown_html
-
-    def seconds(answer: str) -> float:
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            markdown_html(answer)
-            return time.perf_counter() - t0
-        finally:
-            gc.enable()
 
     formulas, prose = "$x^2$ and $" + "a+" * 20_000 + "b$", "Owls hunt voles. " * 2_353   # of one size
     markdown_html(prose)
-    best = {answer: min(seconds(answer) for _ in range(3)) for answer in (formulas, prose)}
+    best = {answer: min(_render_seconds(answer) for _ in range(3)) for answer in (formulas, prose)}
     assert best[formulas] < 5 * best[prose]   # 900 times before
     shown = markdown_html(formulas)
     assert shown.count("<math") == 1 and '<code class="gx-math">' + "a+" * 20_000 + "b</code>" in shown
