@@ -763,7 +763,7 @@ def literal_lines(text: str) -> str:
     written, line by line: what could be markup escaped (a line's start too: `#`, `>`, `-`, `1.`), `(`, `[`, `{`,
     `$` after a backslash and `<`, `&`, `[`, `{` as references (`\\(` starts math for nbconvert), no line indented
     (four spaces made it code)."""
-    return "\n".join(_MARKUP_CHARACTER.sub(_literal, line.lstrip(" \t")) for line in re.split(r"\r\n?|\n", text))
+    return "\n".join(_MARKUP_CHARACTER.sub(_literal, line.lstrip(" \t")) for line in _LINE_BREAK.split(text))
 
 
 _MARKUP_CHARACTER = re.compile(r"\\[(\[{$)\]}]|[\\`*_~|!$<&\[{]|^[#>+=-]|^\d+[.)]")

@@ -444,10 +444,12 @@ class MarkdownBlocks:
         self._parts.clear()
         while not self._stopped and (line_end := self._text.find("\n", self._read) + 1):
             line = self._text[self._read:line_end]
-            self._stopped = len(line.splitlines()) > 1   # another line break inside it
-            if not self._stopped and self._ends_blocks(line.strip()):
+            if len(line.splitlines()) > 1:   # another line break inside it
+                self._stopped = True
+                break
+            if self._ends_blocks(line.strip()):
                 self._end = line_end
-            self._read = line_end if not self._stopped else self._read
+            self._read = line_end
         done, self._text = self._text[:self._end], self._text[self._end:]
         self._read, self._end = self._read - self._end, 0
         return done
