@@ -109,6 +109,7 @@ class Session:
         self._allowed: set[str] = set()       # allowed for the rest of the conversation (Tool.approval_scope)
         self._renderer = harmony.Renderer()
         self._busy = threading.Lock()        # held while a turn runs (see `_one_at_a_time`)
+        self._again = False                  # while `regenerate` asks again: a greedy repeat is said (`_sampling_unused`)
 
     @property
     def browser(self) -> Tool | None:
@@ -287,12 +288,15 @@ class Session:
                     options[key] = max(options[key], now, key=APPROVALS.index)
         kept, turns = (self.history[turn[0]:], self.replies[-1], self._browser_state()), len(self._turns)
         prompt = Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]  # this turn already holds _busy
+        self._again = True
         try:
             reply = Session.ask.__wrapped__(self, prompt, view=view, **options)  # type: ignore[attr-defined]
         except BaseException:  # refused, or a Ctrl-C, before the new turn started (the old answer was lost to a Ctrl-C)
             if len(self._turns) < turns:
                 self._put_back(turn, kept)
             raise
+        finally:
+            self._again = False
         if reply.failed or (reply.interrupted and not _kept(reply)):  # no new answer: the old one is the last again
             Session.rewind.__wrapped__(self)  # type: ignore[attr-defined]
             self._put_back(turn, kept)
@@ -623,16 +627,18 @@ class _Turn:
                 return
 
     def _sampling_unused(self) -> str | None:
-        """A note when a seed or top_p is set but the turn decodes greedily, where they change nothing (gpt-oss-tiny's
-        default): said, not silently ignored."""
+        """A note when a seed or top_p is set, or the answer is regenerated, but the turn decodes greedily (gpt-oss-tiny's
+        default): the seed changes nothing and Regenerate gives the same answer again, said, not left to be puzzled at."""
         given = [name for name in ("seed", "top_p") if getattr(self.settings, name) is not None]
         default = getattr(self.session.engine, "default_sampling", None)
         temperature = self.settings.temperature if self.settings.temperature is not None else \
             getattr(default, "temperature", None)
-        if not given or temperature is None or temperature > 0:
+        if not (given or self.session._again) or temperature is None or temperature > 0:
             return None
-        return (f"{' and '.join(given)} change{'s' * (len(given) == 1)} nothing here: decoding is greedy "
-                "(temperature 0, or the model's default); set a temperature above 0 to sample.")
+        said = [f"{' and '.join(given)} change{'s' * (len(given) == 1)} nothing here"] if given else []
+        said += ["the same question, regenerated, gets the same answer again"] if self.session._again else []
+        return (f"{', and '.join(said)}: decoding is greedy (temperature 0, or the model's default); set "
+                "a temperature above 0 to sample.")
 
     # ------------------------------------------------------------ generation
 

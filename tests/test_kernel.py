@@ -800,7 +800,8 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
 def test_a_cells_options_on_gpt_oss_tiny_do_what_they_say_or_say_why_not(kernel):
     """A thread count set with config survives the next load (it was set back to cores - 1); a repeated --ablate
     adds its experts (only the last one counted); a seed or top_p under greedy decoding, gpt-oss-tiny's default,
-    says it changes nothing; a question too long on its own is not told to start a new conversation."""
+    says it changes nothing, and so does a regenerate there (it gave the same answer again, unexplained); a question
+    too long on its own is not told to start a new conversation."""
     from gptoss_lab.tiny import CHECKPOINT
 
     if not (CHECKPOINT / "model.safetensors").is_file():
@@ -818,8 +819,13 @@ def test_a_cells_options_on_gpt_oss_tiny_do_what_they_say_or_say_why_not(kernel)
     assert int(out.split()[0]) > 10 and out.split()[1:] == ["0", "0"], out
     out, _ = run(kc, "%%gptoss --text --approve never --seed 3 --top-p 0.5 --max-tokens 16\nHi", timeout=120)
     assert "seed and top_p change nothing here: decoding is greedy" in out, out
+    out, _ = run(kc, "%gptoss regenerate", timeout=120)   # the same answer again: said, with the cell's own options
+    assert ("seed and top_p change nothing here, and the same question, regenerated, gets the same answer again: "
+            "decoding is greedy") in " ".join(out.split()), out
     out, _ = run(kc, "%%gptoss --text --approve never --temperature 1 --seed 3 --max-tokens 16\nHi", timeout=120)
     assert "change nothing" not in out, out
+    out, _ = run(kc, "%gptoss regenerate", timeout=120)
+    assert "same answer again" not in out, out
     out, content = run(kc, "big = 'word ' * 13000", timeout=60)
     out, content = run(kc, "%%gptoss --text --new\nSummarise: {big}", timeout=120)
     assert content["status"] == "error" and "but the model's context is 12288 tokens: shorten it" in out, out
