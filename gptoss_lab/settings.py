@@ -126,12 +126,13 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = (), typed: Se
 
 def _unquoted(pairs: list[str], i: int) -> str | None:
     """`instructions='Answer in French'` for `instructions=Answer in French` (`in` was refused as a key, with no word
-    of quotes): the words of a text value after its pair, quoted; None where the pair before takes no text."""
-    key, _, value = pairs[i - 1].partition("=") if i else ("", "", "")
-    if ALIASES.get(key.strip(), key.strip()) not in _TEXT:
-        return None
+    of quotes): the words of a text value after its pair, quoted; `effort=high` for `effort= high`, split at the space
+    after its `=` (`high` was refused with no hint); None where the pair before takes neither."""
+    key, _, value = (part.strip() for part in pairs[i - 1].partition("=")) if i else ("", "", "")
+    if ALIASES.get(key, key) not in _TEXT:
+        return f"{key}={_quoted(pairs[i].strip())}" if key and not value else None
     words = list(itertools.takewhile(lambda pair: "=" not in pair, pairs[i:]))
-    return f"{key.strip()}={_quoted(' '.join([value.strip(), *words]))}"
+    return f"{key}={_quoted(' '.join(filter(None, [value, *words])))}"
 
 
 def _quoted(text: str) -> str:

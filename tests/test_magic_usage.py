@@ -351,6 +351,25 @@ def test_a_text_setting_written_with_spaces_and_no_quotes_is_answered_quoted(lin
         InteractiveShell.clear_instance()
 
 
+@pytest.mark.parametrize("line,meant", [("config effort= high", "effort=high"), ("config seed= 3 effort=low", "seed=3"),
+                                        ("config instructions= Be brief", "instructions='Be brief'")])
+def test_a_space_after_a_settings_equals_sign_is_answered_with_the_pair_written_whole(line, meant):
+    """`%gptoss config effort= high` said only "expected KEY=VALUE ...; got 'high'", with no word of the space after
+    `=` that split the pair (and `instructions= Be brief` suggested the text with that space kept): the error ends with
+    the pair as it is taken."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with pytest.raises(UsageError) as error:
+            shell.run_line_magic("gptoss", line)
+        assert str(error.value).endswith(f" (did you mean {meant}?)"), str(error.value)
+        shell.run_line_magic("gptoss", f"config {meant}")   # as the message says: taken
+    finally:
+        InteractiveShell.clear_instance()
+
+
 @pytest.mark.parametrize("line", ["browse /tmp/sk-proj-Zq81xKeyPasted1234/docs", "load /tmp/sk-proj-Zq81xKeyPasted1234/m",
                                   "doctor ./sk-proj-Zq81xKeyPasted1234", "browse '/tmp/sk-proj-Zq81xKeyPasted1234/My Papers'",
                                   "connect --url=https://sk-proj-Zq81xKeyPasted1234.example/v1",
