@@ -827,7 +827,7 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     schema = dict(schema)
     try:
         kind = jsonschema.validators.validator_for(schema)
-        kind.check_schema(schema)
+        _check_schema(kind, schema)
     except jsonschema.SchemaError as err:
         raise ValueError(f"not a valid JSON schema: {_one_line(err.message)[:300]}") from None
     except (AttributeError, TypeError, RecursionError) as err:  # a "$schema" that is not text; nesting too deep
@@ -1149,16 +1149,46 @@ def _time_left() -> float:
 
 
 @contextlib.contextmanager
-def _checked_in_time() -> Iterator[None]:
-    """Checks made inside stop at `_CHECK_SECONDS` from now with a one-line StructuredOutputError."""
+def _checked_in_time(unfinished: Exception | None = None) -> Iterator[None]:
+    """Checks made inside stop at `_CHECK_SECONDS` from now with a one-line error: `unfinished`, else the answer's
+    StructuredOutputError."""
     deadline = _DEADLINE.set(time.monotonic() + _CHECK_SECONDS)
     try:
         yield
     except _OutOfTime:
-        raise StructuredOutputError(f"the final answer could not be checked against the schema within "
-                                    f"{_CHECK_SECONDS:g} s: the check was stopped unfinished") from None
+        raise unfinished or StructuredOutputError(f"the final answer could not be checked against the schema within "
+                                                  f"{_CHECK_SECONDS:g} s: the check was stopped unfinished") from None
     finally:
         _DEADLINE.reset(deadline)
+
+
+def _check_schema(kind: Any, schema: dict[str, Any]) -> None:
+    """`kind.check_schema(schema)` under the check's deadline: jsonschema checks a schema against its meta-schema at
+    about 1 ms a property, so `--json` of one of 200,000 properties held the kernel for two minutes, Ctrl-C held
+    back, before the turn refused it as longer than the model's context."""
+    meta = jsonschema.validators.validator_for(kind.META_SCHEMA, default=kind)
+    timed = jsonschema.validators.extend(meta, {name: _in_time(check) for name, check in meta.VALIDATORS.items()})
+    validator = timed(_without_dialect(kind.META_SCHEMA), format_checker=meta.FORMAT_CHECKER, registry=_meta_schemas())
+    with _checked_in_time(ValueError(f"the schema could not be checked within {_CHECK_SECONDS:g} s (jsonschema takes "
+                                     "about 1 ms a property): give a smaller one")):
+        for error in validator.iter_errors(schema):
+            raise jsonschema.SchemaError.create_from(error)
+
+
+def _without_dialect(contents: Any) -> Any:
+    """A meta-schema without its `$schema`: jsonschema checks a part that names one with that dialect's own validator,
+    not the timed one (`_check_schema`)."""
+    return {key: value for key, value in contents.items() if key != "$schema"} if isinstance(contents, dict) else contents
+
+
+@functools.cache
+def _meta_schemas() -> referencing.Registry[Any]:
+    """The meta-schemas jsonschema ships, each read in its own dialect but without its `$schema` (`_without_dialect`)."""
+    from jsonschema_specifications import REGISTRY
+
+    return referencing.Registry().with_resources(   # type: ignore[no-any-return]
+        (uri, referencing.jsonschema.specification_with(resource.contents["$schema"]).create_resource(
+            _without_dialect(resource.contents))) for uri, resource in REGISTRY.items())
 
 
 def _in_time(check: Callable[..., Any]) -> Callable[..., Any]:

@@ -132,6 +132,24 @@ def test_a_schema_with_a_dollar_schema_inside_is_refused_since_that_part_would_b
     assert top.parse('"aaa"') == "aaa"
 
 
+def test_a_schema_too_large_to_check_in_time_is_refused_within_the_budget(monkeypatch):
+    """jsonschema checks a schema dict against its meta-schema at about 1 ms a property, with no time limit: `--json`
+    of a schema of 200,000 properties held the kernel for 131 s, Ctrl-C held back, before the turn refused it as longer
+    than the context. The schema's own check has the answer's budget (here cut to 0.2 s); a wrong one is still named."""
+    import gptoss_lab.structured as structured
+
+    monkeypatch.setattr(structured, "_CHECK_SECONDS", 0.2)
+    wide = {"type": "object", "properties": {f"k{i}": {"type": "string"} for i in range(5000)}}
+    started = time.perf_counter()
+    with _within(10), pytest.raises(ValueError) as err:
+        ResponseFormat.from_user(wide)
+    assert str(err.value) == ("the schema could not be checked within 0.2 s (jsonschema takes about 1 ms a property): "
+                              "give a smaller one"), str(err.value)
+    assert time.perf_counter() - started < 1.5
+    with pytest.raises(ValueError, match="^not a valid JSON schema: 'x' is not of type 'number'$"):
+        ResponseFormat.from_user({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}})
+
+
 def _nested_unions(depth: int) -> object:
     """Each level a list or a tuple, both of which read a JSON array: pydantic tries both, 2**depth paths."""
     kind: object = int
