@@ -253,6 +253,23 @@ def test_naming_a_pipe_or_socket_says_it_is_not_a_regular_file(tmp_path: Path, m
         Browser("/dev/null")
 
 
+def test_a_pipe_or_device_named_as_a_document_in_a_folder_is_said_to_be_skipped(tmp_path: Path) -> None:
+    """`%gptoss browse FOLDER` passed over a pipe named voles.md and a link named null.txt to /dev/null unsaid ("1
+    document"), as if they were not there: they are skipped with the reason, and never waited on."""
+    (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
+    os.mkfifo(tmp_path / "voles.md")
+    (tmp_path / "null.txt").symlink_to("/dev/null")
+    done: list[str] = []
+    reader = threading.Thread(target=lambda: done.append(Browser(tmp_path).describe()), daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():                          # let it go: it waited for a writer
+        with open(tmp_path / "voles.md", "wb"):
+            pass
+    assert done == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 2 that could not be read "
+                    f"(null.txt: a link to a file outside {tmp_path}, ...)"]
+
+
 def test_a_file_gone_or_refused_after_the_folder_was_listed_is_named_with_the_reason_in_words(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file deleted (or made unreadable) between listing the folder and reading it was skipped as

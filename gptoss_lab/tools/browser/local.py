@@ -452,9 +452,9 @@ def _documents_in(folder: Path, search: _Search) -> tuple[list[Path], list[Path]
                     links.append(Path(entry.path))
                 elif entry.is_file() and (suffix := Path(entry.name).suffix.lower()) not in DOCUMENT_SUFFIXES:
                     search.others[suffix] += 1
-                elif entry.is_file() and search.goes_on():
-                    found.append(Path(entry.path))
-                    search.found()
+                elif (entry.is_file() or Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES) and search.goes_on():
+                    found.append(Path(entry.path))   # (a pipe or device named as a document, or a link to one, was
+                    search.found()                   # passed over unsaid: `_read` refuses it, unopened or unwaited)
             except OSError:
                 continue
     return sorted(found), sorted(links)
