@@ -22,9 +22,11 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
                                                      "choose them with `%gptoss browse FOLDER` or "
                                                      "Session(..., browser=Browser(...))"), out
     assert "using the bundled gpt-oss-tiny" not in out and run(kc, "%gptoss status")[0].startswith("No model loaded")
+    run(kc, "def get_weather(city: str) -> str:\n    'The weather in a city.'\n    return 'rain'")
     out, content = run(kc, "%%gptoss --tools python,get_wether\nWeather?")   # a misspelt function too (it loaded tiny)
     assert (content["ename"], content["evalue"]) == ("UsageError", "%%gptoss: unknown tool 'get_wether': tools are "
-                                                     "python, browser, or a function defined in this kernel"), out
+                                                     "python, browser, or a function defined in this kernel (did you "
+                                                     "mean 'get_weather'?)"), out   # (it was named no function)
     assert "using the bundled gpt-oss-tiny" not in out and run(kc, "%gptoss status")[0].startswith("No model loaded")
     out, content = run(kc, "%gptoss config effort=high seed=3 approve=auto guard=off")
     assert content["status"] == "ok", out

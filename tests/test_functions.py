@@ -400,8 +400,13 @@ def test_resolve_tools():
     assert Toolset.resolve([add], {}, builtins).names == ["functions"]
     assert Toolset.resolve("python", ns, builtins).function_descriptions() == []
     assert Toolset.resolve("none", ns, builtins).names == []
-    with pytest.raises(ToolSpecError, match="unknown tool 'nope'"):
+    with pytest.raises(ToolSpecError, match="unknown tool 'nope'") as err:
         Toolset.resolve("python,nope", ns, builtins)
+    assert "did you mean" not in str(err.value)   # nothing near: no guess
+    for typo, meant in (("get_wether", "get_weather"), ("Python", "python"), ("ａｄｄ", "add")):   # were not named
+        with pytest.raises(ToolSpecError) as err:
+            Toolset.resolve(typo, ns, builtins)
+        assert str(err.value).endswith(f"a function defined in this kernel (did you mean {meant!r}?)"), str(err.value)
     with pytest.raises(ToolSpecError, match="not callable"):
         Toolset.resolve("data", ns, builtins)
     with pytest.raises(ToolSpecError, match="two different tools are named 'add'"):

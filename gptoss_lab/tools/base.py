@@ -7,6 +7,7 @@ only asks the `Toolset` "who answers this recipient?" and never knows a tool's n
 """
 from __future__ import annotations
 
+import difflib
 import reprlib
 import time
 from abc import ABC, abstractmethod
@@ -80,6 +81,22 @@ def error_text(err: BaseException, note: str = "") -> str:
     function's `ValueError("bad\\n<|start|>assistant...")` gave both lines of Harmony-looking text after the error)."""
     said, read = _message_of(err)
     return f"Error: {type(err).__name__}: {note}{said if read else f'({said})'}"
+
+
+def _meant(name: str, builtins: Iterable[str], namespace: Mapping[str, Any]) -> str:
+    """` (did you mean 'double'?)` after an unknown tool's name (`dobule`, `Python`, which were refused with no hint):
+    the built-in tool or function of the namespace nearest to it, when one is near."""
+    import functools
+    import inspect
+
+    from ..settings import folded
+    from .functions import FunctionTool
+
+    functions = [key for key, value in namespace.items() if isinstance(key, str) and not key.startswith("_")
+                 and (inspect.isfunction(value) or isinstance(value, (Tool, FunctionTool, functools.partial)))]
+    choices = {folded(choice): choice for choice in [*functions, *builtins]}
+    near = difflib.get_close_matches(folded(name), list(choices), n=1, cutoff=0.7)
+    return f" (did you mean {choices[near[0]]!r}?)" if near else ""
 
 
 def error_message(err: BaseException) -> str:
@@ -198,7 +215,7 @@ class Toolset:
                     continue
                 if name not in namespace:
                     known = ", ".join([*builtins, "or a function defined in this kernel"])
-                    raise ToolSpecError(f"unknown tool {name!r}: tools are {known}")
+                    raise ToolSpecError(f"unknown tool {name!r}: tools are {known}{_meant(name, builtins, namespace)}")
                 item = namespace[name]
             if isinstance(item, Tool):
                 tools.append(item)
