@@ -101,21 +101,27 @@ def test_the_kernels_files_are_not_read() -> None:
                                "(under /proc), not a document)"
 
 
+def _described_unwaited(folder: Path) -> list[str]:
+    """`Browser(folder).describe()` in a thread, as a one-item list; empty where it waited on the pipe voles.md for a
+    writer more than 5 s (then let go)."""
+    done: list[str] = []
+    reader = threading.Thread(target=lambda: done.append(Browser(folder).describe()), daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():                          # let it go: it waited for a writer
+        with open(folder / "voles.md", "wb"):
+            pass
+    return done
+
+
 def test_a_file_that_became_a_pipe_is_not_waited_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
     found = local.collect([tmp_path])
     os.mkfifo(tmp_path / "voles.md")               # made a pipe after the folder was listed
     monkeypatch.setattr(local, "collect", lambda paths, **_: ([*found[0], (tmp_path / "voles.md", "voles.md")],
                                                               *found[1:]))
-    done: list[str] = []
-    reader = threading.Thread(target=lambda: done.append(Browser(tmp_path).describe()), daemon=True)
-    reader.start()
-    reader.join(5)
-    if reader.is_alive():                          # let it go: it waited for a writer
-        with open(tmp_path / "voles.md", "wb"):
-            pass
-    assert done == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 1 that could not be read "
-                    "(voles.md: not a regular file)"]
+    assert _described_unwaited(tmp_path) == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 1 that could "
+                                             "not be read (voles.md: not a regular file)"]
 
 
 def test_pypdf_working_around_a_font_encoding_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
@@ -259,15 +265,8 @@ def test_a_pipe_or_device_named_as_a_document_in_a_folder_is_said_to_be_skipped(
     (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
     os.mkfifo(tmp_path / "voles.md")
     (tmp_path / "null.txt").symlink_to("/dev/null")
-    done: list[str] = []
-    reader = threading.Thread(target=lambda: done.append(Browser(tmp_path).describe()), daemon=True)
-    reader.start()
-    reader.join(5)
-    if reader.is_alive():                          # let it go: it waited for a writer
-        with open(tmp_path / "voles.md", "wb"):
-            pass
-    assert done == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 2 that could not be read "
-                    f"(null.txt: a link to a file outside {tmp_path}, ...)"]
+    assert _described_unwaited(tmp_path) == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 2 that could "
+                                             f"not be read (null.txt: a link to a file outside {tmp_path}, ...)"]
 
 
 def test_a_file_gone_or_refused_after_the_folder_was_listed_is_named_with_the_reason_in_words(
