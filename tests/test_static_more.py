@@ -24,8 +24,8 @@ def _saved(citations: list[Citation]) -> str:
 
 
 def _chips(saved: str) -> list[tuple[str, str]]:
-    """Each chip's popup text and its link's attributes."""
-    return re.findall(r'<sup class="gx-cite[^"]*" data-cite="([^"]*)"><a ([^>]*)>', saved)
+    """Each chip's popup text and its button's attributes."""
+    return re.findall(r'<sup class="gx-cite[^"]*" data-cite="([^"]*)"><button ([^>]*)>', saved)
 
 
 def test_each_chip_names_what_it_cites_and_a_chip_without_a_link_takes_the_focus() -> None:
@@ -34,7 +34,9 @@ def test_each_chip_names_what_it_cites_and_a_chip_without_a_link_takes_the_focus
     (_, web), (_, local) = _chips(saved)
     assert "aria-label=\"Source 1, titled “Owls &lt;b&gt;&amp;amp; 'friends'” from “a.example”, lines 1 to 2\"" in web  # text, escaped
     assert 'aria-label="Source 2, titled “manuals/owl.pdf”, line 3"' in local
-    assert 'tabindex="0"' in local and 'role="doc-noteref"' in local
+    for chip in (web, local):   # a button, in the Tab order, that opens its own popover (and the page has it)
+        target = re.search(r'popovertarget="(gx-cite-[0-9a-f]{12}-[12])"', chip).group(1)
+        assert f'<span class="gx-cite-pop" id="{target}" popover=""></span>' in saved
     assert 'aria-label="Tool call, done"' in saved
 
 
@@ -47,6 +49,17 @@ def test_the_sanitizer_keeps_no_focus_order_nor_role_but_a_chips() -> None:
         assert "role" not in sanitize(f'<a role="{role}">x</a>')
     kept = sanitize('<a tabindex="0" aria-label="Source 1">1</a>')
     assert 'tabindex="0"' in kept and 'aria-label="Source 1"' in kept
+
+
+def test_the_sanitizer_keeps_no_id_popover_nor_button_type_but_a_saved_chips() -> None:
+    """A saved chip's button opens the popover its id names (citations.popover_id): any other id could take the place of
+    a chip's or of the page's own (`id="notebook"`), a manual popover would stay open past Escape, and a submit button
+    would submit; all dropped."""
+    hostile = sanitize('<button type="submit" popovertarget="notebook">1</button><span id="gx-cite-x-1" '
+                       'popover="manual">a</span><span id="user-content-a" popover="hint">b</span>')
+    assert hostile == '<button type="button">1</button><span>a</span><span>b</span>'
+    kept = '<button popovertarget="gx-cite-0123456789ab-1" type="button">1</button><span id="gx-cite-0123456789ab-1" popover=""></span>'
+    assert sanitize(kept) == kept and sanitize(kept, lab=False) == "1<span></span>"   # a model's Markdown keeps neither
 
 
 def test_a_title_or_address_of_any_length_leaves_the_popup_small_enough_for_a_window() -> None:

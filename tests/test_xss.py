@@ -84,11 +84,15 @@ FORGERIES = [
     '$\\textbf{</mtext></mstyle></mrow></math><pre/class="gx-code">verify()</pre>}$',
     '$\\unicode{41;</mi></mrow></math><table/class="gx-tool"><tr><th>forged</th></tr></table>&#x42}$',
     '$\\fbox{</mtext></menclose></mrow></math><div/class="gx-notice gx-warning">Approved by you</div>}$',
+    # a saved chip's popover and its button (citations.chip_html): a model's would open or shadow the lab's
+    '$\\text{</mtext></math><button/type="button"/popovertarget="gx-cite-0123456789ab-1">1</button>'
+    '<span/id="gx-cite-0123456789ab-1"/popover/class="gx-cite-pop">Approved</span>}$',
 ]
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "del", "details", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6",
     "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td",
+    "button",   # a saved chip's (type="button": it submits nothing)
     "tfoot", "th", "thead", "tr", "ul", "math", "mi", "mn", "mo", "ms", "mspace", "mtext", "mrow", "mfrac", "msqrt",
     "mroot", "mstyle", "merror", "mpadded", "mphantom", "mfenced", "menclose", "msub", "msup", "msubsup", "munder",
     "mover", "munderover", "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd", "mlabeledtr", "semantics",
@@ -106,7 +110,8 @@ class _Audit(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.markup += [f"<{tag} {name}={value!r}>" for name, value in attrs
-                        if name == "class" and value or name in ("data-cite", "aria-label", "tabindex", "role", "open")]
+                        if name == "class" and value or name in ("data-cite", "aria-label", "tabindex", "role", "open", "id",
+                                                                   "popover", "popovertarget", "type")]
         if tag not in _TAGS:
             self.problems.append(f"tag <{tag}>")
         for name, value in attrs:
@@ -115,6 +120,8 @@ class _Audit(HTMLParser):
                 self.problems.append(f"handler {name} on <{tag}>")
             elif name in ("src", "action", "formaction", "xlink:href", "data", "background", "poster", "srcset"):
                 self.problems.append(f"{name} on <{tag}>")
+            elif name == "type" and tag == "button" and value != "button":
+                self.problems.append(f"type={value!r} on <button>")
             elif name == "href" and (tag != "a" or not value.startswith(("http://", "https://", "mailto:"))):
                 self.problems.append(f"href={value!r} on <{tag}>")
             elif name == "style" and (tag not in ("th", "td") or not value.startswith("text-align")):

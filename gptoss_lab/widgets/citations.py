@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import html
 import re
 from collections.abc import Sequence
@@ -186,15 +187,20 @@ def _cut(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[:chars - 1] + "…"
 
 
-def chip_html(number: int, c: Citation) -> str:
+def chip_html(number: int, c: Citation, popover: str = "") -> str:
     """A numbered chip: hover or keyboard focus shows the cited lines (data-cite, drawn by CSS), click opens an
-    http(s) source; a chip with no link is still reached by Tab (tabindex) and read as a reference to a note (role),
-    as the saved form has no script."""
+    http(s) source; a chip with no link is still reached by Tab (tabindex) and read as a reference to a note (role).
+    With a `popover` id (the saved form, which has no script) the chip is a button that opens and closes its popup
+    (an empty popover whose state the CSS draws the popup by): Escape or a click elsewhere closes it."""
     missing = " gx-cite-missing" if not c.text.strip() else ""
     href = _link(c.url)
     label = f'aria-label="{html.escape(chip_label(number, c))}"'
-    target = f'href="{html.escape(href)}"' if href else 'tabindex="0" role="doc-noteref"'
-    link = f"<a {target} {label}>{number}</a>"
+    if popover:
+        link = (f'<button type="button" popovertarget="{popover}" {label}>{number}</button>'
+                f'<span class="gx-cite-pop" id="{popover}" popover></span>')
+    else:
+        target = f'href="{html.escape(href)}"' if href else 'tabindex="0" role="doc-noteref"'
+        link = f"<a {target} {label}>{number}</a>"
     return f'<sup class="gx-cite{missing}" data-cite="{html.escape(popup_text(number, c))}">{link}</sup>'
 
 
@@ -221,12 +227,14 @@ def with_numbers(text: str, citations: Sequence[Citation], *, markdown: bool = F
     return "".join(out) + text[at:]
 
 
-def with_chips(answer_html: str, citations: Sequence[Citation]) -> str:
+def with_chips(answer_html: str, citations: Sequence[Citation], *, saved: bool = False) -> str:
     """The answer's HTML with each citation marker replaced by its chip (not inside code, nor inside a model's link:
-    a chip there was a link in a link, torn apart, its popup inside the model's link)."""
+    a chip there was a link in a link, torn apart, its popup inside the model's link). `saved`: the chips open their
+    popups as popovers, each named by the answer and its number (`popover_id`)."""
     if not citations:
         return answer_html
-    by_marker = {marker: chip_html(number, c) for marker, (number, c) in _by_marker(citations).items()}
+    by_marker = {marker: chip_html(number, c, popover_id(answer_html, number) if saved else "")
+                 for marker, (number, c) in _by_marker(citations).items()}
     parts, literal = [], 0
     for part in _TAG.split(answer_html):
         if part.startswith("<"):
@@ -239,6 +247,12 @@ def with_chips(answer_html: str, citations: Sequence[Citation]) -> str:
         else:
             parts.append(_MARKER.sub(lambda m: by_marker.get(html.unescape(m.group(0)), m.group(0)), part))
     return sanitize("".join(parts))
+
+
+def popover_id(answer_html: str, number: int) -> str:
+    """The id of a saved chip's popover: unique in a page of many turns (each has a chip 1), the same each time the
+    turn is saved. Two turns with the same answer share it, and their popups are the same."""
+    return f"gx-cite-{hashlib.sha256(answer_html.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}-{number}"
 
 
 def sources_html(citations: Sequence[Citation]) -> str:

@@ -67,7 +67,8 @@ _GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-err
 # text of its data-cite attribute, drawn by CSS.
 _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources"}, "ul": {"gx-browse-results"},
            "div": {"gx-cite-head", "gx-browse", "gx-browse-head"}, "pre": {"gx-browse-lines"},
-           "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines"}, "details": {"gx-browse-raw"}}
+           "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines", "gx-cite-pop"},
+           "details": {"gx-browse-raw"}}
 
 
 # MathML lengths a formula could use to paint outside its own box (`\smash{\raise{30em}{...}}` over the page
@@ -112,7 +113,14 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
         return value if value == "doc-noteref" else None
     if attribute == "dir":  # the saved form's dir="auto" (transcript.py); no text turned right to left by a value
         return value if value == "auto" else None
+    if attribute in ("id", "popovertarget"):  # a saved chip and its popover (citations.popover_id), and no other id
+        return value if _POPOVER_ID.fullmatch(value) else None
+    if attribute == "popover":  # a popover that light dismiss and Escape close (not "manual", not "hint")
+        return value if value == "" else None
     return value
+
+
+_POPOVER_ID = re.compile(r"gx-cite-[0-9a-f]{12}-[0-9]{1,4}")
 
 
 def web_link(url: str) -> bool:
@@ -136,20 +144,21 @@ def _cleaner(lab: bool = True) -> Any:
     classes = {"span": _pygments_classes(), "code": {"gx-math"}}  # a model's code and formulas
     if lab:
         attributes.update({"a": {"href", "aria-label", "tabindex", "role"}, "table": {"aria-label"},
-                           "details": {"open"}, "sup": {"data-cite"}})
+                           "details": {"open"}, "sup": {"data-cite"}, "button": {"popovertarget", "aria-label"},
+                           "span": {"id", "popover"}})
         classes = {"span": classes["span"] | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
                    "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
                    "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
                    "ul": _BROWSE["ul"], "blockquote": {"gx-final", "gx-commentary"}}
     return nh3.Cleaner(
-        tags=_HTML | _MATHML,
+        tags=_HTML | _MATHML | ({"button"} if lab else set()),   # a saved chip (citations.chip_html)
         clean_content_tags=_DROP_WITH_CONTENT,
         attributes=attributes,
         attribute_filter=_filter_attribute,
         url_schemes={"http", "https", "mailto"},
         url_relative="deny",
         link_rel="noopener noreferrer",
-        set_tag_attribute_values={"a": {"target": "_blank"}},
+        set_tag_attribute_values={"a": {"target": "_blank"}, "button": {"type": "button"}},   # no button submits
         allowed_classes=classes,
         filter_style_properties={"text-align"},   # Markdown tables align columns with style="text-align:…"
         strip_comments=True,

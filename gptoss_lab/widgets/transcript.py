@@ -292,7 +292,7 @@ class Transcript:
             else:  # quoted under its label, as in the Markdown form: where the style is dropped (GitHub) no line of
                 # the answer passes for the prompt or a tool card; the style hides the label and the quote's bar
                 answer = markdown_html(item.text)
-                answer = with_chips(answer, self.citations) if item.kind == "final" else answer
+                answer = with_chips(answer, self.citations, saved=True) if item.kind == "final" else answer
                 answer = _PROSE_TAG.sub(r'<\1 dir="auto">', answer)  # each reads in its first letter's direction
                 out.append(f'<blockquote class="gx-{item.kind}"><b>{LABEL[item.kind]}:</b>{answer}</blockquote>')
         if self.citations:

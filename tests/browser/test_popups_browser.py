@@ -89,16 +89,24 @@ def nbconvert_pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def _popup_problems(page, where: str) -> list[str]:
-    """Hover, then focus, each chip: what is wrong with its popup (out of the window, text cut, the page scrolled
-    sideways)."""
+    """Hover, then Enter on, each chip: what is wrong with its popup (out of the window, text cut, the page scrolled
+    sideways, or still open after Escape)."""
     chips, problems = page.locator(".gx-fallback sup.gx-cite"), []
     assert chips.count() == 2
     for i in range(2):
-        for how in ("hover", "focus"):
+        for how in ("hover", "Enter"):
             page.mouse.move(0, 0)
             chips.nth(i).scroll_into_view_if_needed()
-            chips.nth(i).hover() if how == "hover" else chips.nth(i).locator("a").focus()
+            if how == "hover":
+                chips.nth(i).hover()
+            else:
+                chips.nth(i).locator("button").focus()
+                page.keyboard.press("Enter")
             shown = chips.nth(i).evaluate(POPUP)
+            if how == "Enter":
+                page.keyboard.press("Escape")
+                if chips.nth(i).evaluate(POPUP) is not None:
+                    problems.append(f"{where}: chip {i + 1}: Escape left its popup open")
             if i == 0 and how == "hover":
                 page.screenshot(path=f"/tmp/gptoss_popup_{where}.png")
             name = f"{where}: chip {i + 1} on {how}"
@@ -112,7 +120,7 @@ def _popup_problems(page, where: str) -> list[str]:
                 problems.append(f"{name}: {shown['height']:.0f} px shown of the {shown['needs']:.0f} px of its text")
             if shown["sideways"]:
                 problems.append(f"{name}: the page scrolls sideways")
-        chips.nth(i).locator("a").blur()
+        chips.nth(i).locator("button").blur()
     return problems
 
 

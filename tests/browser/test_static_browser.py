@@ -125,18 +125,56 @@ def test_every_citation_popup_is_whole_in_the_window_on_hover_and_on_focus(chrom
         page.mouse.move(0, 0)
         page.locator(".gx-fallback .gx-prompt").click()
         focused = []
-        for _ in range(12):   # Tab through the turn: each chip takes the focus and shows its popup, whole
+        for _ in range(12):   # Tab through the turn: each chip takes the focus; Enter opens its popup, whole
             page.keyboard.press("Tab")
             chip = page.evaluate("document.activeElement.closest('sup.gx-cite') ? document.activeElement.textContent : ''")
             if chip:
+                page.keyboard.press("Enter")
                 shown = chips.nth(int(chip) - 1).evaluate(POPUP_BOX)
-                assert shown is not None, f"chip {chip}: no popup on focus"
+                assert shown is not None, f"chip {chip}: no popup on Enter"
                 (left, top, right, bottom), seen = shown["box"], shown["seen"]
                 assert seen[0] <= left and seen[1] <= top and right <= seen[2] and bottom <= seen[3]
+                if width == 1280 and chip == "1":
+                    page.screenshot(path="/tmp/gptoss_static_popup_open.png")
+                page.keyboard.press("Escape")
+                assert chips.nth(int(chip) - 1).evaluate(POPUP_BOX) is None, f"chip {chip}: Escape left its popup open"
                 focused.append(chip)
             if chip == "2":
                 break
         assert focused == ["1", "2"]
+    finally:
+        page.close()
+
+
+def test_a_saved_citation_popup_opens_by_keyboard_and_closes_with_escape_or_a_click_elsewhere(chromium, pages) -> None:
+    """The saved form has no script: a chip's popup was shown while the chip had keyboard focus, and Escape could not
+    close it (it covered the window's bottom until the focus moved on). The chip is now a button whose popup Enter
+    opens and Escape, a click elsewhere or the chip again closes; it keeps the focus."""
+    page = chromium.new_page(viewport={"width": 1000, "height": 700})
+    try:
+        page.goto(pages["nbconvert_light"])
+        chip = page.locator(".gx-fallback sup.gx-cite").first
+        button = chip.locator("button")
+        button.focus()
+        assert chip.evaluate(POPUP_BOX) is None   # focus alone opens nothing that could not be closed
+        page.keyboard.press("Enter")
+        assert chip.evaluate(POPUP_BOX) is not None and button.get_attribute("aria-label").startswith("Source 1")
+        page.screenshot(path="/tmp/gptoss_static_popup_enter.png")
+        page.keyboard.press("Escape")
+        assert chip.evaluate(POPUP_BOX) is None
+        assert page.evaluate("document.activeElement.textContent") == "1"
+        page.screenshot(path="/tmp/gptoss_static_popup_escaped.png")
+        page.keyboard.press("Space")
+        assert chip.evaluate(POPUP_BOX) is not None
+        page.mouse.click(5, 650)   # a click elsewhere (light dismiss)
+        assert chip.evaluate(POPUP_BOX) is None
+        button.click()
+        assert chip.evaluate(POPUP_BOX) is not None
+        page.mouse.move(5, 650)    # the pointer leaving does not close what a click opened
+        assert chip.evaluate(POPUP_BOX) is not None
+        button.click()
+        page.mouse.move(5, 650)
+        assert chip.evaluate(POPUP_BOX) is None
     finally:
         page.close()
 
@@ -153,8 +191,8 @@ def test_the_turns_labels_and_citations_have_names_a_screen_reader_reads(chromiu
         tree = page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")["nodes"]
         named = {(n["role"]["value"], n.get("name", {}).get("value", "")) for n in tree}
         assert {("StaticText", "You:"), ("StaticText", "Answer:"), ("table", "Tool call, done"),
-                ("link", "Source 1, titled “Owls of the world” from “a.example”, lines 1 to 6"),
-                ("doc-noteref", "Source 2, titled “manuals/owl.pdf”, lines 2 to 3")} <= named   # a local file's: no link
+                ("button", "Source 1, titled “Owls of the world” from “a.example”, lines 1 to 6"),
+                ("button", "Source 2, titled “manuals/owl.pdf”, lines 2 to 3")} <= named   # each opens its popup
     finally:
         page.close()
 
