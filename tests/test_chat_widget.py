@@ -2,6 +2,7 @@
 what the front end's messages (Run/Skip/Stop, edits, Regenerate, New chat) do."""
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import pytest
@@ -156,6 +157,30 @@ def test_a_long_table_streams_in_linear_time_and_arrives_whole(clock) -> None:
     assert time.perf_counter() - start < 2
     md = [o for o in ops if o["op"] == "md"]
     assert len(md) == 1 and md[0]["html"].count("<td>owl</td>") == 3_000 and "Done" not in md[0]["html"]
+
+
+def test_a_long_answer_is_read_as_markdown_once_at_the_turns_end(monkeypatch) -> None:
+    """At a turn's end its answer was rendered from Markdown for the live view, again for its citation chips and again
+    for the saved HTML: a 100 kB list (one block, streamed as text) took 3 reads of 0.3 to 1 s each here. The HTML is
+    kept by text: one read, and every item is in the live and the saved form."""
+    from gptoss_lab.events import Citation
+    from gptoss_lab.widgets.transcript import _markdown
+
+    answer = "".join(f"- owl {i} 【0†L1】\n" for i in range(400))
+    md = _markdown()
+    parse, read = md.parse, []
+    monkeypatch.setattr(md, "parse", lambda text, env=None: (read.append(text), parse(text, env))[1])
+    end = ChatView._end
+    monkeypatch.setattr(ChatView, "_end", lambda view, reply: end(view, dataclasses.replace(reply, citations=[
+        Citation("【0†L1】", 0, 1, 1, "https://a.example/", "A page", "cited line")])))
+    view = ChatView()
+    ops = _sent_ops(view)
+    Session(ReplayEngine(f"<|channel|>final<|message|>{answer}<|return|>"), namespace={}, tools="").ask(
+        "Owls?", view=view, max_tokens=20_000)
+    assert sum("owl 399" in text for text in read) == 1
+    live = [o["html"] for o in ops if o["op"] == "end" and "html" in o]
+    assert live[0].count("<li>") == 400 and live[-1].count('class="gx-cite"') == 400
+    assert view._static["text/html"].count("<li") == 400
 
 
 def _stream(view: ChatView, clock: _Clock, messages: int, tokens: int, step: float) -> None:
