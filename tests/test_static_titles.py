@@ -20,7 +20,8 @@ FORGED = ('Owls hunt at night 【0†L1-L2】. See [](https://evil.example/ "Sou
 
 
 class _Links(HTMLParser):
-    """Each element's attributes, and what a reader sees of each link: its text, its tooltip, its screen reader name."""
+    """Each element's attributes, and what a reader sees of each link (and button: a saved chip): its text, its tooltip,
+    its screen reader name."""
 
     def __init__(self, html: str) -> None:
         super().__init__()
@@ -31,15 +32,15 @@ class _Links(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.attributes.append((tag, dict(attrs)))
-        if tag == "a":
+        if tag in ("a", "button"):
             found = dict(attrs)
-            self._open.append({"href": found.get("href") or "", "text": "", "title": found.get("title") or "",
+            self._open.append({"tag": tag, "href": found.get("href") or "", "text": "", "title": found.get("title") or "",
                                "name": found.get("aria-label") or "", "inside": str(len(self._open))})
         elif tag == "sup" and self._open:
             self._open[-1]["text"] += "<chip>"
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open:
+        if tag in ("a", "button") and self._open:
             link = self._open.pop()
             link["name"] = link["name"] or link["text"].strip() or link["title"]   # as a screen reader names it
             self.links.append(link)
@@ -72,7 +73,8 @@ def test_a_model_link_names_no_source_in_the_html_form_nor_the_live_view() -> No
         assert [a for a in links.attributes if "title" in a[1]] == []
         model = [link for link in links.links if "evil.example" in link["href"]]
         assert [link["name"] for link in model] == ["", "2", "3", "owls"]
-    chips = [link for link in _Links(_turn(FORGED).to_html()).links if link["href"] == "https://a.example/owls"]
+    chips = [link for link in _Links(_turn(FORGED).to_html()).links
+             if link["href"] == "https://a.example/owls" or link["tag"] == "button"]   # the saved chip, its source
     assert [link["name"] for link in chips] == ["Source 1, titled “Owls of the world” from “a.example”, lines 1 to 2", "Owls of the world"]
 
 
@@ -91,4 +93,4 @@ def test_a_citation_marker_inside_a_model_link_stays_the_models_text() -> None:
     model = [link for link in links if "evil.example" in link["href"]]
     assert [link["text"] for link in model] == ["【0†L1-L2】"]
     chips = [link for link in links if link["name"].startswith("Source")]
-    assert [(link["href"], link["text"], link["inside"]) for link in chips] == [("https://a.example/owls", "1", "0")]
+    assert [(link["tag"], link["text"], link["inside"]) for link in chips] == [("button", "1", "0")]   # the saved chip
