@@ -325,3 +325,21 @@ def test_an_answer_of_long_formulas_is_rendered_in_about_the_time_of_prose() -> 
     assert best[formulas] < 5 * best[prose]   # 900 times before
     shown = markdown_html(formulas)
     assert shown.count("<math") == 1 and '<code class="gx-math">' + "a+" * 20_000 + "b</code>" in shown
+
+
+def test_a_direction_override_in_any_text_of_the_turn_is_written_out_in_every_saved_form() -> None:
+    """An answer's `user\\u202eexe.txt` read "usertxt.exe" in the saved HTML and Markdown (and the live view), the
+    prompt's, reasoning's and preamble's too; only the text form wrote it out. The overrides (LRO, RLO) are written out in
+    every form; right-to-left text keeps its marks, embeddings and isolates."""
+    from gptoss_lab.widgets.transcript import markdown_html
+
+    spoof = "Open user\u202eexe.txt or \u202dreversed\u202c; \u05e9\u05dc\u05d5\u05dd\u200f \u2067\u05d0\u2069."
+    transcript = Transcript.from_events([
+        TurnStart(f"Ask {spoof}", "low", "replay", "auto"), MessageStart("analysis", None), Delta(spoof, "analysis"),
+        MessageEnd(None, None), MessageStart("commentary", None), Delta(spoof, "commentary"), MessageEnd(None, None),
+        MessageStart("final", None), Delta(spoof, "final"), MessageEnd(None, None)])
+    forms = {**transcript._repr_mimebundle_(), "live": markdown_html(spoof)}
+    for name, form in forms.items():
+        assert "\u202e" not in form and "\u202d" not in form, name
+        assert form.count("user\\u202eexe.txt") == (1 if name == "live" else 4), name
+        assert "\u05e9\u05dc\u05d5\u05dd\u200f" in form and "\u2067\u05d0\u2069" in form or name == "text/plain", name

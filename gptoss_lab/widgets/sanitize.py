@@ -320,7 +320,10 @@ _ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|
 # the control characters but tab, line feed and return (ESC starts the sequences that retitle a terminal, write its
 # clipboard or clear it)
 _TERMINAL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
-_TERMINAL_CONTROL = re.compile(f"[{_TERMINAL}]")
+# those and the two direction overrides (LRO, RLO), which turn every letter after them around: an answer's
+# `user\u202eexe.txt` read "usertxt.exe" in the saved HTML and Markdown, and the live view (right-to-left text needs
+# only the marks, embeddings and isolates, which prose keeps)
+_WRITTEN_CONTROL = re.compile(f"[{_TERMINAL}\u202d\u202e]")
 # those, lone surrogates (JSON's "\ud800", which no rendering could encode) and direction controls
 _CONTROLS = re.compile(f"[{_TERMINAL}\ud800-\udfff]|" + BIDI_CONTROLS.pattern)
 
@@ -333,8 +336,9 @@ def shown_output(text: str) -> str:
 
 def written_controls(text: str) -> str:
     """`text` (a saved turn's HTML or Markdown) with control characters but tab and line ends written out (`\\x1b`):
-    those forms reach terminals too (`jupyter nbconvert --to markdown --stdout`), which obeyed the model's escapes."""
-    return _TERMINAL_CONTROL.sub(_written_out, text)
+    those forms reach terminals too (`jupyter nbconvert --to markdown --stdout`), which obeyed the model's escapes; and
+    with the direction overrides written out (`\\u202e`), which make any text read as another."""
+    return _WRITTEN_CONTROL.sub(_written_out, text)
 
 
 # a line break that starts a blank line (one of spaces and tabs only, or none)
