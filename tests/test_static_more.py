@@ -3,6 +3,7 @@ names what it cites and is reached by Tab, a tool card is named; a page's title 
 popup small enough for a window, and the sanitizer keeps only the names and focus order the kernel writes."""
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 
@@ -51,8 +52,18 @@ def test_the_sanitizer_keeps_no_focus_order_nor_role_but_a_chips() -> None:
     assert 'tabindex="0"' in kept and 'aria-label="Source 1"' in kept
 
 
+def test_two_saved_turns_of_one_answer_citing_other_pages_each_open_their_own_popups() -> None:
+    """A saved chip's popover was named by its answer alone: in a notebook of two turns of one answer (a regenerated
+    one) that cited other pages, the second turn's chips opened the first turn's popups, their text of the other page."""
+    owls = [Citation("【0†L1-L2】", 0, 1, 2, "https://a.example/", "Owls", "Owls hunt."),
+            Citation("【1†L3-L3】", 1, 3, 3, "", "owl.pdf", "They roost.")]
+    voles = [dataclasses.replace(c, title="Voles", text="Voles hide.") for c in owls]
+    first, second, again = (re.findall(r'popovertarget="([^"]+)"', _saved(cited)) for cited in (owls, voles, owls))
+    assert len(set(first)) == 2 and not set(first) & set(second) and again == first   # the same each time it is saved
+
+
 def test_the_sanitizer_keeps_no_id_popover_nor_button_type_but_a_saved_chips() -> None:
-    """A saved chip's button opens the popover its id names (citations.popover_id): any other id could take the place of
+    """A saved chip's button opens the popover its id names (citations._popover_key): any other id could take the place of
     a chip's or of the page's own (`id="notebook"`), a manual popover would stay open past Escape, and a submit button
     would submit; all dropped."""
     hostile = sanitize('<button type="submit" popovertarget="notebook">1</button><span id="gx-cite-x-1" '

@@ -230,10 +230,11 @@ def with_numbers(text: str, citations: Sequence[Citation], *, markdown: bool = F
 def with_chips(answer_html: str, citations: Sequence[Citation], *, saved: bool = False) -> str:
     """The answer's HTML with each citation marker replaced by its chip (not inside code, nor inside a model's link:
     a chip there was a link in a link, torn apart, its popup inside the model's link). `saved`: the chips open their
-    popups as popovers, each named by the answer and its number (`popover_id`)."""
+    popups as popovers, each named by the turn and its number (`_popover_key`)."""
     if not citations:
         return answer_html
-    by_marker = {marker: chip_html(number, c, popover_id(answer_html, number) if saved else "")
+    key = _popover_key(answer_html, citations) if saved else ""
+    by_marker = {marker: chip_html(number, c, f"{key}-{number}" if saved else "")
                  for marker, (number, c) in _by_marker(citations).items()}
     parts, literal = [], 0
     for part in _TAG.split(answer_html):
@@ -249,10 +250,12 @@ def with_chips(answer_html: str, citations: Sequence[Citation], *, saved: bool =
     return sanitize("".join(parts))
 
 
-def popover_id(answer_html: str, number: int) -> str:
-    """The id of a saved chip's popover: unique in a page of many turns (each has a chip 1), the same each time the
-    turn is saved. Two turns with the same answer share it, and their popups are the same."""
-    return f"gx-cite-{hashlib.sha256(answer_html.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}-{number}"
+def _popover_key(answer_html: str, citations: Sequence[Citation]) -> str:
+    """What names a saved turn's popovers (`gx-cite-<key>-<number>`): unique in a page of many turns (each has a chip
+    1), the same each time the turn is saved. It is read from the answer and what its chips show: two turns of one answer
+    citing other pages open each its own popups; two alike share theirs, which are the same."""
+    shown = "\0".join([answer_html, *(popup_text(number, c) for number, c in numbered(citations))])
+    return f"gx-cite-{hashlib.sha256(shown.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
 
 
 def sources_html(citations: Sequence[Citation]) -> str:

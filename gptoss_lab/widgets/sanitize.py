@@ -113,7 +113,7 @@ def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
         return value if value == "doc-noteref" else None
     if attribute == "dir":  # the saved form's dir="auto" (transcript.py); no text turned right to left by a value
         return value if value == "auto" else None
-    if attribute in ("id", "popovertarget"):  # a saved chip and its popover (citations.popover_id), and no other id
+    if attribute in ("id", "popovertarget"):  # a saved chip and its popover (citations._popover_key), and no other id
         return value if _POPOVER_ID.fullmatch(value) else None
     if attribute == "popover":  # a popover that light dismiss and Escape close (not "manual", not "hint")
         return value if value == "" else None
