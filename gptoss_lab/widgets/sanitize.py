@@ -98,8 +98,8 @@ PROSE = ("p", "li", "h4", "h5", "h6")  # Markdown's prose (an answer's headings 
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
     """Keep href only for http(s) and mailto links, no MathML geometry that leaves the formula's box or is
-    larger than a formula, no negative scriptlevel, no tabindex but 0 and no role but a note reference; everything else
-    in the allow-list passes."""
+    larger than a formula, no negative scriptlevel, no tabindex but 0, no role but a note reference, and no id, popover
+    target or popover but a saved chip's; everything else in the allow-list passes."""
     if attribute == "href":
         return value if web_link(value) else None
     if tag in _MATHML and attribute in _MATH_LENGTHS and (tag == "mpadded" or not _small_length(
