@@ -186,3 +186,31 @@ def test_an_html_page_reads_as_parsed_into_lxml_html_elements_and_walked_item_by
     monkeypatch.setattr(extract, "_clocked", item_by_item)
     assert read_now == read()
     assert len(pages) == 24 and all(text.count("\n") > 3 for _, text, _ in read_now[:20])
+
+
+def test_references_to_link_syntax_and_hidden_characters_are_replaced_and_pages_without_are_not_walked_for_them(
+        monkeypatch: Any) -> None:
+    """Characters that read as link syntax or hide text are replaced in a page's text, its images' alt and its
+    links' titles also where written as references (every HTML name for one, every number of one); a page with no
+    such reference is not walked element by element a second time to replace them (a tenth of converting it)."""
+    import html.entities
+
+    from gptoss_lab.tools.browser import extract
+    from gptoss_lab.tools.browser.page import SPECIAL_CHARACTERS
+
+    names = [name for name, char in html.entities.html5.items() if SPECIAL_CHARACTERS.search(char)]
+    numbers = [code for code in [*range(0x3100), *range(0xfe00, 0x10000), *range(0xe0000, 0xe0200)]
+               if SPECIAL_CHARACTERS.search(chr(code))]
+    assert len(names) > 10 and len(numbers) > 100
+    for written in [*(f"&{name}" for name in names), *(f"&#{code};" for code in numbers), "&#x1b;[2J", "&#X3010;"]:
+        html = f"<p>owls {written}x <img alt='{written}' src=a.png> <a href='b.html' title='{written}'>b</a></p>"
+        page = html_page(html, "a.html", base="file:///d/")
+        text = page.text.replace("【0†b】", "")   # the link the page makes
+        assert not SPECIAL_CHARACTERS.search(text) and "\x1b" not in text, written
+    walked = []
+    monkeypatch.setattr(extract, "_plain", lambda text: walked.append(text) or text)
+    page = html_page("<ul>" + "<li><b>Owls</b> hunt &amp; voles&nbsp;hide, 1 &lt; 2.</li>" * 500 + "</ul>", "a.html")
+    assert page.text.count("* Owls hunt & voles hide, 1 < 2.") == 500
+    assert walked == []
+    html_page("<p>owls &#x3010;1&#x2020;x&#x3011;</p>", "a.html")
+    assert walked != []

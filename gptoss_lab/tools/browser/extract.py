@@ -20,6 +20,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from html import unescape
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlparse
@@ -50,6 +51,8 @@ PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadli
 
 _WORD = re.compile(r"\w")
 _ESCAPED = re.compile("([&<>\r])")   # characters a tree written out holds as entities, which html.parser cuts text at
+# a character reference as written (`&#x1b;`, `&shy;`, `&amp`): a number by its first 8 digits, a name whole
+_CHARACTER_REFERENCE = re.compile(r"&(?:#[xX]0*([0-9a-fA-F]{1,8})|#0*([0-9]{1,8})|#|[A-Za-z][A-Za-z0-9]*;?)")
 _ONE_WORD = re.compile(r"[\w\-]+")   # a `<sup>`/`<sub>` that the reference writes `^{...}`/`_{...}`
 _ANCHOR_SPACE = re.compile(r"(【\@[^】]+】)(\s+)")
 _BLANK_LINE = re.compile(r"^\s+$", flags=re.MULTILINE)
@@ -159,8 +162,8 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     root, too_deep = _parse(html, deadline)
     if too_deep:  # libxml2 dropped the rest of the page (old HTML's unclosed `<font>` per line): its tags made shallow
         root, _ = _parse(_shallow(html, deadline), deadline)
-    if root is not None:  # written as entities (&#12304;), they are only decoded now: nor can they fake links
-        for node in _clocked(root.iter(), deadline):
+    if root is not None and _may_decode_special(html):   # written as entities (&#12304;), they are only decoded
+        for node in _clocked(root.iter(), deadline):          # now: nor can they fake links
             node.text, node.tail = _plain(node.text), _plain(node.tail)
             for name in ("alt", "title"):
                 if name in node.attrib:
@@ -179,6 +182,21 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
+
+
+def _may_decode_special(html: str) -> bool:
+    """Whether a character reference of `html` may stand for a character that `replace_special_chars` replaces (the
+    parse is given `html` with those replaced, so only references can make them): as Python or, for a number, as its
+    code point reads it. Without, the walk over every element that replaces them again changes nothing (a tenth of
+    converting a page that has no such reference)."""
+    for reference in {match.group(0) for match in _CHARACTER_REFERENCE.finditer(html)}:
+        digits = _CHARACTER_REFERENCE.fullmatch(reference)
+        code = int(digits.group(1), 16) if digits.group(1) else int(digits.group(2)) if digits.group(2) else None
+        if code is not None and (code > 0x10FFFF or 0xD800 <= code <= 0xDFFF or SPECIAL_CHARACTERS.search(chr(code))):
+            return True
+        if SPECIAL_CHARACTERS.search(unescape(reference)):
+            return True
+    return False
 
 
 def _parse(html: str, deadline: float) -> tuple[Any, bool]:
