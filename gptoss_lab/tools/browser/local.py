@@ -349,10 +349,11 @@ def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str
     try:
         if path.is_dir():
             documents, links = _documents_in(path, search)
+            real = path.resolve()   # once, not once a document
             for found in documents:
-                _add_inside(files, outside, found, found.relative_to(path).as_posix(), path, text)
+                _add_inside(files, outside, found, found.relative_to(path).as_posix(), real, text)
             for link in links:   # (one inside the folder leads to files read where they are)
-                if not link.resolve().is_relative_to(path.resolve()):
+                if not link.resolve().is_relative_to(real):
                     outside.append((link.relative_to(path).as_posix(), f"a link to a folder outside {text}"))
         elif path.is_file():
             files.setdefault(path.resolve(), path.name)
@@ -366,8 +367,9 @@ def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str
             matches = _matches(folder, path.relative_to(folder).parts, search)
             if not matches and not search.stopped:
                 raise BackendError(f"no files match {text}")
+            real = folder.resolve()
             for match in matches:   # named by its path inside the glob's folder, as a folder's files are
-                _add_inside(files, outside, match, match.relative_to(folder).as_posix(), folder, text)
+                _add_inside(files, outside, match, match.relative_to(folder).as_posix(), real, text)
         else:
             raise BackendError(f"no such file or folder: {text}")
     except OSError as err:   # a name too long, a folder on the way that cannot be entered: was a traceback
@@ -503,12 +505,12 @@ def _matches(folder: Path, pattern: tuple[str, ...], search: _Search) -> list[Pa
 
 def _add_inside(files: dict[Path, str], outside: list[tuple[str, str]], found: Path, name: str, folder: Path,
                 given: str) -> None:
-    """Add `found` under `name` when it really lies in `folder` (links followed), else say why not."""
+    """Add `found` under `name` when it really lies in `folder` (resolved: links followed), else say why not."""
     if why := _dead_end(found):   # resolve() raised RuntimeError for a loop
         outside.append((name, why))
         return
     real = found.resolve()
-    if real.is_relative_to(folder.resolve()):
+    if real.is_relative_to(folder):
         files.setdefault(real, name)
     else:
         outside.append((name, f"a link to a file outside {given}"))
