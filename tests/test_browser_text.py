@@ -62,6 +62,17 @@ def test_separator_characters_read_as_line_breaks_or_spaces_and_lines_cite_as_nu
     assert page.split("\n")[5:] == ["L2: Kiln fired page file group record next line para end"]
 
 
+def test_a_carriage_return_written_as_a_reference_reads_as_the_space_a_browser_draws() -> None:
+    """`&#13;` in a web page's `<pre>` kept a `\\r` inside a numbered line: a reader's view (str.splitlines, a terminal)
+    read two lines where the page counted one, and the citation of it showed the dose after the `\\r` over the one
+    before. A browser draws it as a space, and so it reads."""
+    browser = Browser({"dose.html": "<pre>Dose: 40 mg&#13;Dose: 4 mg&#13;&#10;Take with food.</pre><p>a&#13;b</p>"})
+    shown = _run(browser, "open", '{"id": "dose.html"}')
+    assert shown.splitlines() == shown.split("\n")
+    assert shown.split("\n")[5:] == ["L2:     Dose: 40 mg Dose: 4 mg ", "L3:     Take with food.", "L4: ", "L5: a b"]
+    assert browser.citations("【0†L2】")[0].text == "    Dose: 40 mg Dose: 4 mg "
+
+
 def test_find_matches_a_phrase_wrapped_across_lines_and_cites_the_lines_it_is_on() -> None:
     """A phrase the page's 80-column wrapping split over two lines (or the document over two, or spaced out) was
     "not found" though the model asked for words the document has; a match longer than the lines shown after it was

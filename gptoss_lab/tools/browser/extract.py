@@ -178,7 +178,9 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     urls = _number_links(root, base or url, deadline)
     _replace_images(root, deadline)
     _flatten(root, deadline)
-    text = _html_to_text(root, deadline)
+    # a carriage return is drawn as a space (CSS), also in a `<pre>` where `&#13;` writes one: kept, a numbered line
+    # held a line end that a reader's view (str.splitlines, a terminal) read as two lines
+    text = _html_to_text(root, deadline).replace("\r", " ")
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
