@@ -163,6 +163,19 @@ def test_a_search_function_that_pages_through_results_without_end_gives_topn() -
     assert status == "done" and output.endswith("L6:   * 【2†Owls 2†example.com】 Barn owls hunt at dusk.")
 
 
+def test_a_search_functions_huge_snippet_and_source_are_cut_to_what_a_result_page_shows() -> None:
+    huge = "Barn owls hunt voles at dusk. " * 40_000          # 1.2 MB: 16 MB took 20 s to lay out
+    browser = Browser(search=lambda query, topn: [{"title": "Owls", "url": "https://example.com/owls", "snippet": huge},
+                                                  {"title": "Voles", "url": "https://example.com/voles",
+                                                   "snippet": "Voles hide.", "source": "x" * 1_000_000}])
+    result = browser.run(ToolCall("browser.search", "analysis", json.dumps({"query": "owls"}), "code"))
+    assert result.status == "done" and len(result.output) < 6_000     # the model's window, was 1 MB of lines
+    first, second = result.data["results"]                           # what the views are sent, was 2.2 MB
+    assert first["snippet"].startswith("Barn owls hunt voles at dusk.") and first["snippet"].endswith("...")
+    assert len(first["snippet"]) == 2_000 and len(second["source"]) == 1_024
+    assert "  * 【1†Voles†xxxx" in result.output and result.output.endswith("...】 \nL43: Voles hide.")
+
+
 def test_a_page_of_twenty_thousand_links_is_read_in_seconds() -> None:
     html = "<p>" + "".join(f'<a href="/p{i}">link {i}</a> <img alt="icon {i}">' for i in range(20_000)) + "</p>"
     t0 = time.perf_counter()

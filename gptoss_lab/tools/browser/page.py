@@ -58,6 +58,9 @@ SPECIAL_CHARACTERS = re.compile(f"[{''.join(_SPECIAL_CHARS)}\x00-\x08\x0e-\x1f\x
 _URL_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029]|{HIDDEN.pattern}")
 _WEB = re.compile(r"https?://", re.IGNORECASE)   # the addresses that can carry a user name (file: and paths do not)
 MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
+# as much of a hit's snippet as a result page shows: a search function's 16 MB snippet took 20 s to lay out, and went
+# whole to the views (a web service's snippets are a few hundred characters, a folder's SNIPPET_CHARS)
+MAX_SNIPPET_CHARS = 2_000
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
 
@@ -86,8 +89,9 @@ class SearchResult:
         # what a backend returned reaches the views as it is kept (the result page cleans its own copy): a hit's
         # `\x1b[2J` title or `\u202e` URL is cleaned here, once, for every backend
         self.title = reveal_mixed_scripts(replace_special_chars(maybe_truncate(str(self.title), MAX_TITLE_CHARS)))
-        self.url, self.snippet, self.source = clean_url(str(self.url)), replace_special_chars(str(self.snippet)), \
-            replace_special_chars(str(self.source))
+        self.url, self.snippet = clean_url(str(self.url)), replace_special_chars(maybe_truncate(str(self.snippet),
+                                                                                               MAX_SNIPPET_CHARS))
+        self.source = replace_special_chars(maybe_truncate(str(self.source), MAX_TITLE_CHARS))
 
     def label(self) -> str:
         return self.source or domain(self.url)
