@@ -46,6 +46,7 @@ MAX_MAIN_CONTENT_WORK = 10_000_000
 _LONG_BLANKS = re.compile(r"\s{17,}")   # readability's own clean-up regexes slowed 10x on runs of 254 blanks
 MAX_HTML_TAGS = 1_000_000   # more take longer than MAX_HTML_SECONDS to convert; parsing them alone took seconds
 MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
+MAX_REFERENCES = 1_000      # distinct character references a page is looked through for what they stand for
 PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadline looked at between (in one call,
                                 # 48 MB of emoji took 1.8 s past a deadline)
 
@@ -162,7 +163,7 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     root, too_deep = _parse(html, deadline)
     if too_deep:  # libxml2 dropped the rest of the page (old HTML's unclosed `<font>` per line): its tags made shallow
         root, _ = _parse(_shallow(html, deadline), deadline)
-    if root is not None and _may_decode_special(html):   # written as entities (&#12304;), they are only decoded
+    if root is not None and _may_decode_special(html, deadline):   # written as entities (&#12304;), they are only decoded
         for node in _clocked(root.iter(), deadline):          # now: nor can they fake links
             node.text, node.tail = _plain(node.text), _plain(node.tail)
             for name in ("alt", "title"):
@@ -186,14 +187,21 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
 
 
-def _may_decode_special(html: str) -> bool:
+def _may_decode_special(html: str, deadline: float) -> bool:
     """Whether a character reference of `html` may stand for a character that `replace_special_chars` replaces (the
     parse is given `html` with those replaced, so only references can make them): as Python or, for a number, as its
-    code point reads it. Without, the walk over every element that replaces them again changes nothing (a tenth of
-    converting a page that has no such reference)."""
-    for reference in {match.group(0) for match in _CHARACTER_REFERENCE.finditer(html)}:
-        digits = _CHARACTER_REFERENCE.fullmatch(reference)
-        code = int(digits.group(1), 16) if digits.group(1) else int(digits.group(2)) if digits.group(2) else None
+    code point reads it; and for a page of more than MAX_REFERENCES distinct ones (each was read by a Python call, 1M of
+    them in 3 s that no deadline stopped). Without, the walk over every element that replaces them again changes
+    nothing (a tenth of converting a page that has no such reference)."""
+    seen: set[str] = set()
+    for match in _clocked(_CHARACTER_REFERENCE.finditer(html), deadline):
+        reference = match.group(0)
+        if reference in seen:
+            continue
+        if len(seen) == MAX_REFERENCES:
+            return True
+        seen.add(reference)
+        code = int(match.group(1), 16) if match.group(1) else int(match.group(2)) if match.group(2) else None
         if code is not None and (code > 0x10FFFF or 0xD800 <= code <= 0xDFFF or SPECIAL_CHARACTERS.search(chr(code))):
             return True
         if SPECIAL_CHARACTERS.search(unescape(reference)):
