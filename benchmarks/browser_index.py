@@ -16,7 +16,14 @@ parsed into lxml.etree's elements and walked 1,000 items at a time, five runs of
 old code took 10.8 s earlier that day: the shared cores' load varies): first search 8.4-9.8 (median 9.6) -> 8.4-9.3
 (8.8), second search 6-7 ms, read again 3.0-3.9 (3.6) -> 3.1-3.7 (3.3). What is left of a first search:
 converting HTML (about 3 s, a third of it html2text's handlers), the regular expression that finds words (about
-0.8 s) and wrapping lines.
+0.8 s) and wrapping lines. Then, before -> after the second walk over a page's elements skipped where no character
+reference can make what it replaces and the folder resolved once, six runs of each, alternating (load 3-9): first
+search 9.1-13.3 (median 11.5) -> 9.0-12.1 (10.4), read again 4.1-6.2 (5.0) -> 3.4-4.7 (4.2); the spread of one
+run is larger than the gain: the 1,500 HTML pages alone, three runs of each (load 5-6), convert in 3.57-3.73 s
+(median 3.69) -> 3.09-3.49 (3.22). Where a first search went before them (3,000 documents, each step timed alone):
+converting HTML 3.6-4.0 s (html2text's handlers and the walk that feeds them 1.8 s, numbering links 0.6 s, parsing
+0.4 s), the other documents 0.4 s, tokenizing the index 1.7-1.9 s, wrapping lines 1.0 s, building the index 0.8 s,
+cutting passages and the rest of indexing 0.8 s, listing the files 0.2 s.
 """
 from __future__ import annotations
 
