@@ -153,12 +153,24 @@ class Usage:
         return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
 
 
-class TurnFailed(RuntimeError):
-    """A check of a reply whose turn failed (`Reply.raise_for_failure`): what to do, in one line."""
+class _OneLine:
+    """An error IPython shows as its one line, not as a traceback: the line is all a notebook's reader needs."""
 
     def _render_traceback_(self) -> list[str]:
-        """IPython shows this instead of a traceback: the one line is all a notebook's reader needs."""
         return [f"{type(self).__name__}: {self}"]
+
+
+class TurnFailed(_OneLine, RuntimeError):
+    """A check of a reply whose turn failed (`Reply.raise_for_failure`): what to do, in one line."""
+
+
+class Interrupted(_OneLine, KeyboardInterrupt):
+    """Ctrl-C (the kernel's interrupt) stopped a long command: what stopped and what was kept, in one line (a
+    traceback through torch said neither). Still a KeyboardInterrupt, so a script or a cell's later lines stop."""
+
+    def __init__(self, message: str, kept: Any = None) -> None:
+        super().__init__(message)
+        self.kept = kept   # what the command finished before it stopped (route: a Corpus of the texts routed)
 
 
 _SHORT = reprlib.Repr()

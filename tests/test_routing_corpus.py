@@ -103,6 +103,51 @@ def test_a_failed_run_keeps_the_texts_it_finished(session, turn, tmp_path):
     assert len(kept) == 8 and kept.lengths.tolist() == [20] * 8
 
 
+def test_ctrl_c_is_one_line_saying_how_far_it_got_and_where_the_finished_texts_are(session, turn, tmp_path,
+                                                                                    ctrl_c_raises):
+    """Ctrl-C (a kernel interrupt) mid-corpus: a traceback through torch said neither what stopped nor what was kept;
+    now one line does (IPython shows `_render_traceback_`), the finished texts come with it, and the model routes as
+    before."""
+    import signal
+
+    from gptoss_lab.engines.hooks import model_of
+
+    ids = turn.tokens[:20].tolist()
+    passes = [0, 5]   # forward passes so far, and the one Ctrl-C is pressed in (batch_size=1: one per text); texts
+                      # are routed in windows of 8, sorted by length: the 4 done of a window are kept as well
+
+    def press(module, args, output):
+        passes[0] += 1
+        if passes[0] == passes[1]:
+            signal.raise_signal(signal.SIGINT)
+
+    handle = model_of(session)[1].register_forward_hook(press)
+    try:
+        with pytest.raises(KeyboardInterrupt) as memory:
+            route([ids] * 10, session, batch_size=1, progress=False)
+        passes[:] = [0, 9]
+        with pytest.raises(KeyboardInterrupt) as folder:
+            route([ids] * 10, session, batch_size=1, progress=False, path=tmp_path / "part")
+        passes[:] = [0, 1]
+        with pytest.raises(KeyboardInterrupt) as first:
+            route([ids] * 10, session, batch_size=1, progress=False)
+    finally:
+        handle.remove()
+    assert memory.value._render_traceback_() == [
+        "Interrupted: route stopped (Ctrl-C) after 4 of 10 texts: the 4 routed are kept in this error's .kept (in a "
+        "notebook: sys.last_value.kept)"]
+    assert folder.value._render_traceback_() == [
+        f"Interrupted: route stopped (Ctrl-C) after 8 of 10 texts: the 8 routed are kept in {str(tmp_path / 'part')!r}: "
+        "Corpus.load(that folder)"]
+    assert first.value._render_traceback_() == [
+        "Interrupted: route stopped (Ctrl-C) before the first of 10 texts was routed: nothing was kept"]
+    assert first.value.kept is None
+    again = route([ids] * 8, session, batch_size=1, progress=False)
+    for kept, count in ((memory.value.kept, 4), (Corpus.load(tmp_path / "part"), 8)):
+        assert kept.lengths.tolist() == [20] * count
+        np.testing.assert_array_equal(kept.combined.experts, again.combined.experts[:20 * count])
+
+
 def test_one_line_errors(session):
     from gptoss_lab import ReplayEngine
 

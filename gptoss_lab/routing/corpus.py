@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import harmony
+from ..events import Interrupted
 from ..widgets import text_bar
 from .analysis import described, flag, label_texts, whole
 from .interventions import in_force
@@ -188,20 +189,36 @@ def route(
     started = time.perf_counter()
     # the finished bar stays: it says what ran (one cleared left a line of spaces in the saved output)
     bar = text_bar(total=len(items), desc="routing", unit="text", disable=not progress)
-    try:
+    stopped = False
+    current: tuple[int, list[Any], list[Any]] = (0, [], [])   # the window being routed: its first text's index,
+    try:                                                           # its texts, their routing as each is done
         with RouterHooks(net) as hooks:
             for start in range(0, len(items), batch_size * _WINDOW):
                 window = [_tokens_of(item, context, vocab) for item in items[start:start + batch_size * _WINDOW]]
-                routed = _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar)
-                for offset, ((ids, channels), (experts, weights)) in enumerate(zip(window, routed)):
-                    label = labels[start + offset] if labels is not None else None
-                    routing = Routing(ids, experts, weights, channels, num_experts=int(config.num_local_experts))
-                    check_weights(routing, f" of text {start + offset}")  # refused before it is stored
-                    store.add(routing, label)
+                current = (start, window, [None] * len(window))
+                _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar, current[2])
+                store.keep(*current, labels)
+    except KeyboardInterrupt:
+        stopped = True   # the texts of the window routed before its first unrouted one are kept too
+        store.keep(*current, labels)
     finally:
         bar.close()
         corpus = store.finish(seconds=time.perf_counter() - started)
+    if stopped:   # raised here, out of the handler: one line, not a traceback through torch (and this one's)
+        raise _interrupted(corpus, len(items))
     return corpus
+
+
+def _interrupted(corpus: Corpus, total: int) -> Interrupted:
+    """What Ctrl-C during `route` says: how far it got and where the texts it finished are kept."""
+    done = len(corpus)
+    if not done:
+        return Interrupted(f"route stopped (Ctrl-C) before the first of {_count(total, 'text')} was routed: "
+                           "nothing was kept")
+    where = (f"in {corpus.meta['path']!r}: Corpus.load(that folder)" if "path" in corpus.meta else
+             "in this error's .kept (in a notebook: sys.last_value.kept)")
+    return Interrupted(harmony.clean(f"route stopped (Ctrl-C) after {done} of {_count(total, 'text')}: the {done} "
+                                     f"routed are kept {where}"), kept=corpus)
 
 
 def _tokens_of(item: Any, context: int, vocab: int) -> tuple[list[int], list[str]]:
@@ -226,11 +243,11 @@ def _tokens_of(item: Any, context: int, vocab: int) -> tuple[list[int], list[str
 
 
 def _route_window(net: Any, hooks: Any, sequences: list[list[int]], batch_size: int, chunk: int,
-                  bar: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Routing of each sequence, in order: short ones batched by length, long ones alone in chunks."""
+                  bar: Any, results: list[Any]) -> None:
+    """Routing of each sequence into `results` (in order, each set as it is done: Ctrl-C leaves those done): short
+    ones batched by length, long ones alone in chunks."""
     import torch
 
-    results: list[Any] = [None] * len(sequences)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     with torch.inference_mode():
         short = [i for i in order if 0 < len(sequences[i]) <= chunk]
@@ -254,7 +271,6 @@ def _route_window(net: Any, hooks: Any, sequences: list[list[int]], batch_size: 
                 results[i] = (np.zeros((0, hooks.layers, hooks.top_k), np.int16),
                               np.zeros((0, hooks.layers, hooks.top_k), np.float32))
                 bar.update(1)
-    return results
 
 
 def _route_long(net: Any, hooks: Any, ids: list[int], chunk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -288,6 +304,7 @@ class _Store:
         self.lengths: list[int] = []
         self.labels: list[str | None] = []
         self.writer: RecordWriter | None = None
+        self.count = 0   # texts added so far (written to the folder or not)
         if path is not None:
             self._open(Path(path).expanduser())
 
@@ -305,6 +322,18 @@ class _Store:
                                    top_k=int(self.config.num_experts_per_tok),
                                    num_experts=int(self.config.num_local_experts), meta=self.meta)
 
+    def keep(self, start: int, window: list[tuple[list[int], list[str]]], routed: list[Any],
+             labels: Sequence[str | None] | None) -> None:
+        """Add the texts of `window` (text `start` first; its (ids, channels), and (experts, weights) once `routed`)
+        not added yet, in order, up to the first not routed."""
+        for offset in range(self.count - start, len(window)):
+            if routed[offset] is None:
+                break
+            (ids, channels), (experts, weights) = window[offset], routed[offset]
+            routing = Routing(ids, experts, weights, channels, num_experts=int(self.config.num_local_experts))
+            check_weights(routing, f" of text {start + offset}")  # refused before it is stored
+            self.add(routing, labels[start + offset] if labels is not None else None)
+
     def add(self, routing: Routing, label: str | None) -> None:
         if len(routing) and len(self.routing) and routing.experts.shape[1:] != self.routing.experts.shape[1:]:
             raise ValueError("the model's routing changed shape between texts (an intervention on top-k?)")
@@ -312,6 +341,7 @@ class _Store:
             self.routing.append(routing.tokens, routing.experts, routing.weights, routing.labels)
         self.lengths.append(len(routing))
         self.labels.append(label)
+        self.count += 1
         if self.writer is None and self._bytes() > self.limit:
             folder = Path(tempfile.mkdtemp(prefix="gptoss_lab-routing-"))
             warnings.warn(f"the routing passed memory_limit={self.limit:,} bytes: streaming it to {folder} "
