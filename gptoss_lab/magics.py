@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import functools
 import keyword
@@ -14,12 +15,13 @@ import os
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from .events import Interrupted
 from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
                        shown_key, shown_keys)
 from .tools.base import error_message
@@ -185,6 +187,9 @@ _CHANGES: dict[str, Callable[[argparse.Namespace], bool]] = {
     "config": lambda opts: bool(opts.settings),
     **dict.fromkeys(("help", "status", "history", "routing", "doctor"), lambda opts: False),
 }
+# what stays as it was when Ctrl-C stops a long command (it changes the session only once its work is done)
+_STOPPED = {"load": "nothing was loaded", "connect": "nothing was connected", "browse": "the browser reads what it "
+            "read before", "doctor": "nothing was changed"}
 _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past the session's settings
 # commands of other tools' words, which difflib matched by spelling (`disconnect`: 'connect'), or not at all
 _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "reset", "restart": "reset",
@@ -620,7 +625,9 @@ class GptossMagics(Magics):
             return None
         try:
             if cell is None:
-                return self._command(_line_parser().parse_args(words or ["status"]), _as_written(line))
+                opts = _line_parser().parse_args(words or ["status"])
+                with _stopped_says(opts.command):
+                    return self._command(opts, _as_written(line))
             opts = _cell_parser().parse_args(_negative_ablate(words))
             _options_below(line, cell)
             return self._ask(opts, cell)
@@ -961,6 +968,22 @@ def _not_from_model_code(opts: argparse.Namespace) -> None:
     if _CHANGES[opts.command](opts) and from_model_code():
         raise UsageError(f"%gptoss {opts.command}: the python tool's code cannot change the lab's model, session or "
                          "settings: they are the user's, changed between turns")
+
+
+@contextlib.contextmanager
+def _stopped_says(command: str) -> Iterator[None]:
+    """Ctrl-C (the kernel's interrupt) in a long command (`_STOPPED`) is one line saying what stopped and that nothing
+    changed, as `route` says it, not a traceback through torch, transformers or a document parser."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        if command not in _STOPPED or isinstance(interrupt, Interrupted):
+            raise
+        stopped = True
+    else:
+        stopped = False
+    if stopped:   # raised out of the handler: the interrupted frames (a half-loaded model) are let go
+        raise Interrupted(f"%gptoss {command} stopped (Ctrl-C): {_STOPPED[command]}")
 
 
 def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:

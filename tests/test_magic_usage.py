@@ -491,3 +491,39 @@ def test_a_field_whose_error_has_no_readable_message_is_one_usage_line():
         interpolate("What is {x.data}?", {"x": _Lazy()})
     assert str(error.value) == ("%%gptoss: {x.data} cannot be filled in (_Unsayable: its message could not be read); "
                                 "write {{x.data}} for the text itself")
+
+
+def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, random_checkpoint, monkeypatch, capsys,
+                                                                  ctrl_c_raises):
+    """Ctrl-C (the kernel's interrupt) while `%gptoss load` reads the weights or `browse` the documents was a traceback
+    through transformers or a document parser that said neither what stopped nor what was kept; now one line says
+    both, and the lab is as it was."""
+    import signal
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from gptoss_lab.engines import checkpoint
+    from gptoss_lab.tools.browser import demo_folder, local
+
+    def pressed(real):
+        def press(*args, **kw):
+            signal.raise_signal(signal.SIGINT)   # the user's Ctrl-C, half-way through the command's work
+            return real(*args, **kw)
+        return press
+
+    monkeypatch.setattr(checkpoint, "non_finite", pressed(checkpoint.non_finite))
+    monkeypatch.setattr(local, "_read", pressed(local._read))
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        for line, said in ((f"load {random_checkpoint}", "nothing was loaded"),
+                           (f"browse {demo_folder(tmp_path / 'docs')}", "the browser reads what it read before")):
+            capsys.readouterr()
+            shell.run_cell(f"%gptoss {line}")
+            command = line.split()[0]
+            assert capsys.readouterr().out.rstrip().rpartition("\n")[2] == (   # below the progress it showed
+                f"Interrupted: %gptoss {command} stopped (Ctrl-C): {said}")
+        magics = shell.magics_manager.registry["GptossMagics"]
+        assert magics.session is None and magics._kept().browser is None
+    finally:
+        InteractiveShell.clear_instance()
