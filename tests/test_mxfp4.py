@@ -364,3 +364,41 @@ def test_quantize_prints_a_load_command_that_works_when_copied_for_a_folder_with
         shell.run_cell("%gptoss unload")
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
     assert f"Loaded {out.name}" in capsys.readouterr().out
+
+
+def test_a_checkpoint_with_only_some_experts_in_mxfp4_says_so_and_loads_each_as_stored(tmp_path, random_checkpoint,
+                                                                                      capsys):
+    """Layers 0 and 1 in bf16, 2 and 3 in MXFP4 (a half-converted folder): the load note, doctor and the quantizer
+    called it MXFP4 as a whole ("53.3 MB instead of 51.9 MB", "MXFP4 experts", "loads as bfloat16 with MXFP4 experts"
+    where the kernels run, which keep only packed experts); each now says what it holds, and it loads dequantized,
+    each layer's experts as stored."""
+    from safetensors.torch import load_file, save_file
+
+    from gptoss_lab import doctor
+
+    quantize_checkpoint(random_checkpoint, tmp_path / "q")
+    plain, packed = load_file(random_checkpoint / "model.safetensors"), load_file(tmp_path / "q" / "model.safetensors")
+    mixed = {k: v for k, v in packed.items() if not (k.startswith(("model.layers.0.", "model.layers.1."))
+                                                      and k.endswith(("_blocks", "_scales")))}
+    mixed.update({k: v for k, v in plain.items() if k.startswith(("model.layers.0.", "model.layers.1."))
+                  and k.endswith(checkpoint.EXPERT_WEIGHTS)})
+    save_file(mixed, tmp_path / "q" / "model.safetensors", metadata={"format": "pt"})
+    said = "MXFP4 (4 of 8 expert tensors) + bfloat16"
+    assert checkpoint.stored_format(str(tmp_path / "q"), "q").experts_as() == said
+    engine = LocalEngine.from_pretrained(tmp_path / "q", device="cpu", dtype="float32")
+    notes = " ".join(capsys.readouterr().out.split()).split("Note: ")[1:]   # the lines fitted to the output area
+    assert len(notes) == 1 and notes[0].startswith(f"q stores its experts in {said}: they load dequantized to float32 "
+                                                   "(only experts all in MXFP4 stay packed).")
+    for layer in range(4):
+        for proj in ("gate_up_proj", "down_proj"):
+            name = f"model.layers.{layer}.mlp.experts.{proj}"
+            want = (plain[name].float() if layer < 2 else
+                    dequantize(packed[f"{name}_blocks"], packed[f"{name}_scales"]).transpose(1, 2))
+            assert torch.equal(getattr(engine.model.model.layers[layer].mlp.experts, proj).float(), want)
+    assert dict(doctor(engine, device="cpu").rows())["checkpoint"] == (
+        f"{said} experts (quant_method mxfp4), dequantized to float32 on load")
+    where_kernels_run = dict(doctor(tmp_path / "q", device="cpu", dtype="bfloat16", mxfp4_kernels=True).rows())
+    assert where_kernels_run["checkpoint"] == f"{said} experts (quant_method mxfp4), dequantized to bfloat16 when loaded here"
+    assert where_kernels_run["loads as"].startswith("bfloat16: ")
+    with pytest.raises(ValueError, match=rf"is already quantized \({re.escape(said)}\)$"):
+        quantize_checkpoint(tmp_path / "q", tmp_path / "again")

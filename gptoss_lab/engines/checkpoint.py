@@ -431,6 +431,19 @@ class Stored:
 
     dtype: str | None
     mxfp4: bool
+    packed: int = 0    # expert projection tensors stored as MXFP4 blocks and scales
+    experts: int = 0   # expert projection tensors in all, MXFP4 or not
+
+    @property
+    def mixed(self) -> bool:
+        """Some expert tensors are MXFP4 and others not: it is no MXFP4 checkpoint as a whole (kernels keep none)."""
+        return 0 < self.packed < self.experts
+
+    def experts_as(self) -> str:
+        """The experts' format in words: "MXFP4", or for a mixed one "MXFP4 (12 of 24 expert tensors) + bfloat16"."""
+        if not self.mixed:
+            return "MXFP4" if self.mxfp4 else self.dtype or "floating point"
+        return f"MXFP4 ({self.packed} of {self.experts} expert tensors) + {self.dtype or 'floating point'}"
 
 
 def stored_format(folder: str, label: str) -> Stored | None:
@@ -440,12 +453,13 @@ def stored_format(folder: str, label: str) -> Stored | None:
 
 
 def _stored(headers: dict[str, tuple[tuple[int, ...], str]]) -> Stored | None:
-    """The format `_headers` found: the first floating dtype, and whether any expert weight is MXFP4 blocks."""
+    """The format `_headers` found: the first floating dtype, and how many expert weights are MXFP4 blocks."""
     if not headers:
         return None
     blocks = tuple(f"{weight}_blocks" for weight in EXPERT_WEIGHTS)
+    packed = sum(key.endswith(blocks) for key in headers)
     return Stored(next((_STORED_FLOATS[dtype] for _, dtype in headers.values() if dtype in _STORED_FLOATS), None),
-                  any(key.endswith(blocks) for key in headers))
+                  packed > 0, packed, packed + sum(key.endswith(EXPERT_WEIGHTS) for key in headers))
 
 
 def check_tensors(folder: str, config: Any, name: str | None = None) -> Stored | None:
@@ -723,9 +737,10 @@ def count_parameters(config: Any) -> Parameters:
 
 
 def is_mxfp4(config: Any, stored: Stored | None = None) -> bool:
-    """Whether the checkpoint stores its experts in MXFP4 (see `stores_mxfp4`) and its config does not ask to
-    dequantize them (they stay packed)."""
-    return stores_mxfp4(config, stored) and not _quantization(config).get("dequantize")
+    """Whether the checkpoint stores its experts in MXFP4 (see `stores_mxfp4`), all of them (a mixed one loads
+    dequantized), and its config does not ask to dequantize them (they stay packed where the kernels run)."""
+    return (stores_mxfp4(config, stored) and not (stored is not None and stored.mixed)
+            and not _quantization(config).get("dequantize"))
 
 
 def stores_mxfp4(config: Any, stored: Stored | None = None) -> bool:
@@ -1146,6 +1161,12 @@ def plan_load(
         plan.note = f"{source.name}: {mismatch}"
     elif dequantize and not stores_mxfp4(config, stored):
         plan.note = f"{source.name} stores no MXFP4 experts: dequantize changes nothing"
+    elif stored is not None and stored.mixed:  # was "stores its experts in MXFP4", sized and kept packed as if all were
+        from transformers import Mxfp4Config
+
+        kw["quantization_config"] = Mxfp4Config(dequantize=True)
+        plan.note = (f"{source.name} stores its experts in {stored.experts_as()}: they load dequantized to {name} "
+                     "(only experts all in MXFP4 stay packed)")
     if is_mxfp4(config, stored):
         reason = "dequantize=True was asked for" if dequantize else mxfp4_kernels(target, use_kernels=bool(kw.get("use_kernels")))
         packed = reason is None

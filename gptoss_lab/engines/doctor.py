@@ -61,6 +61,7 @@ class Diagnosis:
     head_copy: int = 0       # the lean forward's transposed copy of lm_head, sized beside the weights (0: none to count)
     weights_here: bool = True  # False: a folder of its JSON files alone, sized from config.json (a load refuses it)
     format_note: str = ""    # where config.json and the weights disagree on the experts' format (the weights decide)
+    experts_as: str = "MXFP4"  # the MXFP4 experts' format in words: "MXFP4 (2 of 8 expert tensors) + bfloat16" if mixed
 
     @property
     def kv_per_1k(self) -> int:
@@ -116,8 +117,8 @@ class Diagnosis:
         if not self.mxfp4_checkpoint:
             return "not quantized" + notes
         if not self.dequantized_to:
-            return "MXFP4 experts (quant_method mxfp4)" + notes
-        return f"MXFP4 experts (quant_method mxfp4), dequantized to {self.dequantized_to} " + (
+            return f"{self.experts_as} experts (quant_method mxfp4)" + notes
+        return f"{self.experts_as} experts (quant_method mxfp4), dequantized to {self.dequantized_to} " + (
             "on load" if self.loaded else "when loaded here") + notes
 
     def _context(self) -> str:
@@ -200,8 +201,12 @@ def doctor(
         kernels = None if mxfp4_kernels else "assumed unavailable"
     mxfp4 = checkpoint.is_mxfp4(config, stored)   # stays packed where the kernels run
     packed = mxfp4 and kernels is None and held is None
-    # transformers drops a dequantized model's quantization_config: the checkpoint it was loaded from tells
-    in_mxfp4 = mxfp4 or (_loaded_from_mxfp4(config) if loaded else checkpoint.stores_mxfp4(config, stored))
+    if loaded:   # transformers drops a dequantized model's quantization_config: the checkpoint it came from tells
+        origin = _loaded_from(config)
+        in_mxfp4 = mxfp4 or (origin.mxfp4 if origin is not None else None)
+    else:
+        origin = stored
+        in_mxfp4 = mxfp4 or checkpoint.stores_mxfp4(config, stored)
     unpacked = (in_memory[0] if in_memory else None) if loaded else (None if packed else dtype_name)
     load = held[1] if held else checkpoint.weight_bytes(config, dtype_name, packed=packed)
     resident = loaded and memory is None and free is not None and _on(model, target)
@@ -231,6 +236,7 @@ def doctor(
         free_counts_loaded=resident, max_context=context, context_limit=limit, fits=fits,
         scratch_bytes=checkpoint.attention_scratch(config, context, prefill_chunk, dtype_name, lean=lean), lean=lean,
         head_copy=head, weights_here=weights_here, format_note=checkpoint.format_mismatch(config, stored) or "",
+        experts_as=origin.experts_as() if origin is not None and origin.mxfp4 else "MXFP4",
         not_float32="" if dtype or loaded else checkpoint.not_float32(name, config, dtype_name, target, free,
                                                                       here=memory is None) or "",
     )
@@ -291,13 +297,13 @@ def _valid(raw: Any, name: str) -> Any:
     return config
 
 
-def _loaded_from_mxfp4(config: Any) -> bool | None:
-    """Whether the checkpoint a loaded model came from stores MXFP4 experts, read again (offline, its weights' headers
-    where the folder holds them) where transformers recorded it (`_name_or_path`); False for a model built in memory,
-    None when that checkpoint cannot be read now."""
+def _loaded_from(config: Any) -> checkpoint.Stored | None:
+    """How the checkpoint a loaded model came from stores its experts, read again (offline, its weights' headers where
+    the folder holds them, else its config) where transformers recorded it (`_name_or_path`): unquantized for a model
+    built in memory, None when that checkpoint cannot be read now."""
     where = str(getattr(config, "_name_or_path", "") or "")
     if not where:
-        return False
+        return checkpoint.Stored(None, False)
     try:
         source = checkpoint.resolve(where)
         folder = checkpoint.folder_of(source, {"local_files_only": True}) or checkpoint.shipped_config(source.path)
@@ -305,7 +311,9 @@ def _loaded_from_mxfp4(config: Any) -> bool | None:
         stored = checkpoint.stored_format(str(folder), source.path) if folder else None
     except LoadError:   # moved or deleted since, no longer a checkpoint folder
         return None
-    return checkpoint.stores_mxfp4(raw, stored) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    return stored if stored is not None else checkpoint.Stored(None, checkpoint.stores_mxfp4(raw))
 
 
 def _on(model: Any, target: str) -> bool:

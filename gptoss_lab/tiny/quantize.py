@@ -129,7 +129,7 @@ def quantize_checkpoint(source: str | Path = CHECKPOINT, out: str | Path = "gpt-
     if quantized and how != "mxfp4":   # bitsandbytes, fp8 ...: weights of another kind
         raise ValueError(f"{source} is already quantized ({str(how)[:80]})")
     if stored is not None and stored.mxfp4:  # the headers decide: config.json's claim of MXFP4 over bf16 was refused
-        raise ValueError(f"{source} is already quantized (mxfp4)")
+        raise ValueError(f"{source} is already quantized ({'mxfp4' if not stored.mixed else stored.experts_as()})")
     try:  # the checks a load makes (a damaged shard was a SafetensorError traceback), then the shards it reads
         checked_folder(source)
         shards = own_weight_files(source, str(source))
