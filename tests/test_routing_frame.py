@@ -165,12 +165,13 @@ def test_the_text_form_of_a_table_writes_its_texts_as_the_html_form_does():
     """A table's text/plain (a terminal's print, a notebook's saved text) showed a label's ESC sequence raw and read
     " the" as "the"; its data keeps the real texts."""
     ids = [harmony.encode_text(piece)[0] for piece in ("the", " the")]
-    r = Routing(ids, np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["a\x1b[2J"] * 2, num_experts=1)
+    r = Routing(ids, np.zeros((2, 1, 1), int), np.ones((2, 1, 1)), ["a\x1b[2J\u202e\u200b"] * 2, num_experts=1)
     frame = r.to_frame()
-    for text in (repr(r.label_load()), repr(frame), repr(frame["label"]), str(r.top_tokens()["text"])):
-        assert "\x1b" not in text and ("a\\x1b[2J" in text or "␣the" in text), text
-    assert "␣the" in repr(frame) and "␣the" in repr(r.top_tokens())
-    assert frame["label"][0] == "a\x1b[2J" and " the" in set(frame["text"])
+    for text in (repr(r.label_load()), repr(frame), repr(frame["label"]), str(r.top_tokens()["text"]),
+                 frame.to_string(), r.label_load().to_string(), frame["label"].to_string()):   # to_string: raw before
+        assert not {"\x1b", "\u202e", "\u200b"} & set(text) and ("a\\x1b[2J\\u202e\\u200b" in text or "␣the" in text), text
+    assert "␣the" in repr(frame) and "␣the" in repr(r.top_tokens()) and "␣the" in frame.to_string()
+    assert frame["label"][0] == "a\x1b[2J\u202e\u200b" and " the" in set(frame["text"])
 
 
 def test_a_styled_table_shows_a_labels_html_as_text():

@@ -50,6 +50,15 @@ def _keeping(plain: _F) -> _F:
     return method  # type: ignore[return-value]
 
 
+def _written(plain: _F) -> _F:
+    """pandas text method `plain` (`to_string`) run on the texts as `shown_text` writes them, every row:
+    `to_string()` showed a label's ESC sequence, U+202E and zero-width characters raw, where `repr` writes them out."""
+    @functools.wraps(plain)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return plain(_written_texts(self, max(len(self), 1)), *args, **kwargs)
+    return method  # type: ignore[return-value]
+
+
 class Frame(pd.DataFrame):
     """A DataFrame of routing results (token and label texts in it), shown out of the notebook's MathJax: a text "$…$"
     was typeset as mathematics. What pandas derives from it (slices, sorts, groups, counts ...) is a Frame too;
@@ -59,6 +68,7 @@ class Frame(pd.DataFrame):
     value_counts = _keeping(pd.DataFrame.value_counts)
     describe = _keeping(pd.DataFrame.describe)
     agg = aggregate = _keeping(pd.DataFrame.aggregate)
+    to_string = _written(pd.DataFrame.to_string)
 
     @property
     def _constructor(self) -> type[Frame]:
@@ -164,6 +174,7 @@ class _Column(pd.Series):
     value_counts = _keeping(pd.Series.value_counts)
     describe = _keeping(pd.Series.describe)
     agg = aggregate = _keeping(pd.Series.aggregate)
+    to_string = _written(pd.Series.to_string)
 
     @property
     def _constructor(self) -> type[pd.Series]:
