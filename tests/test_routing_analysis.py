@@ -253,7 +253,7 @@ def test_token_text_with_dollar_signs_plots_as_written():
                          (view_figure(r), "$a$ 3"), (r.figure(channel="$a$"), "($a$)"),
                          (r.figure("load", channel="$a$"), "($a$)"),
                          (result_table(pd.DataFrame({"label": ["$a$"], "change": [0.5]}), "token_effect").plot(),
-                          "$a$\n(1 tokens)")):
+                          "$a$\n(1 token)")):   # "(1 tokens)" before
         FigureCanvasAgg(figure).draw()
         texts = [t for ax in figure.axes for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title)]
         texts += [*figure.axes[0].get_legend().get_texts()] if figure.axes[0].get_legend() else []

@@ -372,6 +372,11 @@ def described(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` things in words, singular for one: "1 token", "3 tokens" (a record of one token said "1 tokens")."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def numbered(count: int, noun: str, from_end: bool = False) -> str:
     """`count` things numbered from 0, in words for a message: "layers 0..3 (-1 = the last)", or "no layers" (an
     empty record's said "layers 0..-1")."""

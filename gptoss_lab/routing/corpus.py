@@ -21,7 +21,7 @@ import pandas as pd
 from .. import harmony
 from ..events import Interrupted
 from ..widgets import text_bar
-from .analysis import described, flag, label_texts, whole
+from .analysis import counted, described, flag, label_texts, whole
 from .interventions import in_force
 from .record import (RecordWriter, Routing, check_vocabulary, check_weights, read_record, shown_intervention,
                      token_labels)
@@ -128,13 +128,9 @@ class Corpus(Sequence[Routing]):
         empty = int((self.lengths == 0).sum())   # an empty text routes no token: said, not left to the count
         empties = f" ({empty} of them empty)" if empty else ""
         r = self.combined  # a path with a lone surrogate (meta.json from elsewhere) failed the display
-        return harmony.clean(f"Corpus({_count(len(self), 'text')}{empties}, {_count(len(r), 'token')} × "
-                             f"{_count(r.layers, 'layer')} × top-{r.top_k} of {_count(r.num_experts, 'expert')}"
+        return harmony.clean(f"Corpus({counted(len(self), 'text')}{empties}, {counted(len(r), 'token')} × "
+                             f"{counted(r.layers, 'layer')} × top-{r.top_k} of {counted(r.num_experts, 'expert')}"
                              f"{extra}{where})")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def route(
@@ -213,11 +209,11 @@ def _interrupted(corpus: Corpus, total: int) -> Interrupted:
     """What Ctrl-C during `route` says: how far it got and where the texts it finished are kept."""
     done = len(corpus)
     if not done:
-        return Interrupted(f"route stopped (Ctrl-C) before the first of {_count(total, 'text')} was routed: "
+        return Interrupted(f"route stopped (Ctrl-C) before the first of {counted(total, 'text')} was routed: "
                            "nothing was kept")
     where = (f"in {corpus.meta['path']!r}: Corpus.load(that folder)" if "path" in corpus.meta else
              "in this error's .kept (in a notebook: sys.last_value.kept)")
-    return Interrupted(harmony.clean(f"route stopped (Ctrl-C) after {done} of {_count(total, 'text')}: the {done} "
+    return Interrupted(harmony.clean(f"route stopped (Ctrl-C) after {done} of {counted(total, 'text')}: the {done} "
                                      f"routed are kept {where}"), kept=corpus)
 
 

@@ -552,8 +552,9 @@ class Routing:
         if len(order) > _REPR_LABELS:  # 255 labels made a 2,500-character line (and the still image's title)
             parts += f" and {len(order) - _REPR_LABELS} more labels"
         under = f"; routed under an intervention: {self.intervention_shown}" if self.intervention else ""
-        return (f"Routing({self._n} tokens × {self.layers} layers × top-{self.top_k} of "
-                f"{self.num_experts} experts" + (f"; {parts}" if parts else "") + under + ")")
+        return (f"Routing({analysis.counted(self._n, 'token')} × {analysis.counted(self.layers, 'layer')} × "
+                f"top-{self.top_k} of {analysis.counted(self.num_experts, 'expert')}" + (f"; {parts}" if parts else "")
+                + under + ")")
 
     def _label_counts(self) -> tuple[np.ndarray, list[int]]:
         """(tokens per label code, the codes present in order of first appearance), in one pass of bounded

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..routing.analysis import expert_ids, followed_by_none, layer_index, numbered
+from ..routing.analysis import counted, expert_ids, followed_by_none, layer_index, numbered
 from .sanitize import NO_TYPESETTING, one_html_block, shown_text
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
@@ -362,7 +362,7 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
             image = ax.imshow(lift, aspect="auto", interpolation="nearest", cmap="RdBu_r", norm=TwoSlopeNorm(0, -2, 2))
         else:
             _say(ax, "no experts")
-        _title(ax, f"{shown_text(str(label))} ({tokens.get(label, '?')} tokens)", 9)
+        _title(ax, f"{shown_text(str(label))} ({counted(tokens[label], 'token') if label in tokens else '? tokens'})", 9)
         ax.set_xlabel("expert", fontsize=8)
         ax.set_ylabel("layer", fontsize=8)
     for ax in axes[len(labels):]:
@@ -538,7 +538,7 @@ def _token_effect(table: Any, by: str = "label", **_: Any) -> Any:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel("mean log-probability change (nats)")
     counts = groups.size()
-    ax.set_xticks(range(len(means)), [f"{_label_text(x)}\n({counts[x]} tokens)" for x in means.index], fontsize=8,
+    ax.set_xticks(range(len(means)), [f"{_label_text(x)}\n({counted(counts[x], 'token')})" for x in means.index], fontsize=8,
                   parse_math=False)
     _title(ax, "how the intervention changes the model's confidence in each kind of token (± s.e.)", 9)
     return figure
