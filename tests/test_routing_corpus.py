@@ -83,8 +83,9 @@ def test_streams_to_disk_past_the_memory_limit(session, turn, tmp_path, monkeypa
     ids = turn.tokens.tolist()
     texts = [ids[:n] for n in (30, 90, 60, 120)]
     in_memory = route(texts, session, progress=False)
-    with pytest.warns(UserWarning, match="streaming it to"):
+    with pytest.warns(UserWarning, match="streaming it to") as warned:
         streamed = route(texts, session, memory_limit=10_000, progress=False)
+    assert warned[0].filename == __file__   # the line that called route, not one inside it
     assert streamed.meta["path"].startswith(str(tmp_path / "gptoss_lab-routing-"))
     assert isinstance(streamed.combined.experts, np.memmap)
     np.testing.assert_array_equal(streamed.combined.experts, in_memory.combined.experts)

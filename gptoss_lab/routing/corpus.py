@@ -341,7 +341,7 @@ class _Store:
         if self.writer is None and self._bytes() > self.limit:
             folder = Path(tempfile.mkdtemp(prefix="gptoss_lab-routing-"))
             warnings.warn(f"the routing passed memory_limit={self.limit:,} bytes: streaming it to {folder} "
-                          f"(memory-mapped; give route(..., path=...) to choose the folder)", stacklevel=3)
+                          f"(memory-mapped; give route(..., path=...) to choose the folder)", stacklevel=4)
             self._open(folder)
         if self.writer is not None and self._bytes() > min(self.limit, _SPILL):
             self._spill()
