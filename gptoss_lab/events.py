@@ -168,6 +168,8 @@ class Interrupted(_OneLine, KeyboardInterrupt):
     """Ctrl-C (the kernel's interrupt) stopped a long command: what stopped and what was kept, in one line (a
     traceback through torch said neither). Still a KeyboardInterrupt, so a script or a cell's later lines stop."""
 
+    IN_KEPT = "in this error's .kept (in a notebook: sys.last_value.kept)"   # where a message says `kept` is
+
     def __init__(self, message: str, kept: Any = None) -> None:
         super().__init__(message)
         self.kept = kept   # what the command finished before it stopped (route: a Corpus of the texts routed)

@@ -401,6 +401,52 @@ def test_a_top_k_intervention_reports_the_experts_it_took_away(session):
     assert (effect.changes["layers_changed"] == session.engine.model.config.num_hidden_layers).all()
 
 
+def test_ctrl_c_stops_compare_and_token_effect_in_one_line(session, monkeypatch, ctrl_c_raises):
+    """Ctrl-C ends a turn with its Reply, so compare went on: it asked again and measured the cut (empty) answer as the
+    answer without; in its measuring, or in token_effect over many records, it was a traceback through torch. Each
+    now stops with one line saying what was kept (token_effect: the rows of the records done), the conversation as
+    it was."""
+    import signal
+
+    from gptoss_lab.engines.hooks import model_of
+    from gptoss_lab.routing import interventions
+
+    session.reset()
+    mine = session.ask(QUESTIONS[1], temperature=0, max_new_tokens=20)
+    passes = [0, 3]   # forward passes so far, and the one Ctrl-C is pressed in
+
+    def press(*args, **kwargs):
+        passes[0] += 1
+        if passes[0] == passes[1]:
+            signal.raise_signal(signal.SIGINT)
+
+    handle = model_of(session)[1].model.layers[-1].mlp.router.register_forward_hook(press)   # once a forward pass
+    try:
+        with pytest.raises(KeyboardInterrupt) as in_turn:
+            disable({1: [2]}).compare(session, QUESTIONS[0], max_new_tokens=150)
+    finally:
+        handle.remove()
+    real = interventions.teacher_forced
+    monkeypatch.setattr(interventions, "teacher_forced", lambda *a, **k: (press(), real(*a, **k))[1])
+    reply = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=30)
+    passes[:] = [0, 3]   # the first record's two passes, then the second's first
+    with pytest.raises(KeyboardInterrupt) as effect:
+        top_k(2).token_effect(session, [reply.routing] * 3)
+    passes[:] = [0, 1]
+    with pytest.raises(KeyboardInterrupt) as measuring:
+        disable({1: [2]}).compare(session, QUESTIONS[0], max_new_tokens=20)
+    assert in_turn.value._render_traceback_() == ["Interrupted: compare stopped (Ctrl-C) in the turn without the "
+                                                  "intervention: nothing was measured, and the conversation is as it was"]
+    assert measuring.value._render_traceback_() == ["Interrupted: compare stopped (Ctrl-C) while measuring the two "
+                                                    "answers: nothing was measured, and the conversation is as it was"]
+    assert effect.value._render_traceback_() == [
+        "Interrupted: token_effect stopped (Ctrl-C) after 1 of 3 records: the rows of the records measured are kept in "
+        "this error's .kept (in a notebook: sys.last_value.kept)"]
+    assert effect.value.kept["document"].unique().tolist() == [0] and len(effect.value.kept) == len(reply.routing) - 1
+    assert session.replies == [mine, reply]
+    session.reset()
+
+
 def test_token_effect(session):
     session.reset()
     reply = session.ask(QUESTIONS[1], routing=True, temperature=0, max_new_tokens=100)

@@ -212,7 +212,7 @@ def _interrupted(corpus: Corpus, total: int) -> Interrupted:
         return Interrupted(f"route stopped (Ctrl-C) before the first of {counted(total, 'text')} was routed: "
                            "nothing was kept")
     where = (f"in {corpus.meta['path']!r}: Corpus.load(that folder)" if "path" in corpus.meta else
-             "in this error's .kept (in a notebook: sys.last_value.kept)")
+             Interrupted.IN_KEPT)
     return Interrupted(harmony.clean(f"route stopped (Ctrl-C) after {done} of {counted(total, 'text')}: the {done} "
                                      f"routed are kept {where}"), kept=corpus)
 

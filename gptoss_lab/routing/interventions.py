@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import harmony
+from ..events import Interrupted
 from ..engines.hooks import (LayerEdit, check_plan, intervened, intervention_on, model_of, routers,
                               teacher_forced)
 from ..settings import SettingsError, other_digits
@@ -98,23 +99,25 @@ class Intervention:
         documents = _documents(records)
         _, model = model_of(target)
         plan = self.check(model)
-        frames = []
+        frames: list[pd.DataFrame] = []
+        done = 0
         # two full passes a record: notebook 07's four conversations sat 15 s with no word, a Corpus minutes
         shown = text_bar(documents, desc="token effect", unit="text", disable=len(documents) < 2)
-        for document, record in enumerate(shown):
-            ids = record.tokens.tolist() if isinstance(record, Routing) else record
-            check_vocabulary(ids, int(getattr(model.config, "vocab_size", harmony.VOCAB_SIZE)))
-            if len(ids) < 2:  # no token to predict (an empty text, one token): no rows
-                continue
-            labels = record.labels if isinstance(record, Routing) else token_labels(ids)
-            positions = list(range(1, len(ids)))
-            without = teacher_forced(model, ids, positions)[0]
-            changed = teacher_forced(model, ids, positions, plan)[0]
-            frames.append(pd.DataFrame({"document": document, "position": positions, "token": ids[1:],
-                                        "text": token_texts(ids[1:]), "label": labels[1:], "without": without,
-                                        "with": changed, "change": changed - without}))
+        try:
+            for done, record in enumerate(shown):
+                frames.extend(_token_effect(model, plan, done, record))
+            done = len(documents)
+        except KeyboardInterrupt:
+            stopped = True   # raised below, out of the handler: one line, not a traceback through torch
+        else:
+            stopped = False
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["document", "position", "token", "text", "label", "without", "with", "change"])
+        if stopped:
+            raise Interrupted(f"token_effect stopped (Ctrl-C) after {done} of {len(documents)} records: the rows of "
+                              f"the records measured are kept {Interrupted.IN_KEPT}" if done else
+                              "token_effect stopped (Ctrl-C) before its first record was measured: nothing was kept",
+                              kept=result_table(frame, "token_effect") if done else None)
         return result_table(frame, "token_effect")
 
     def __repr__(self) -> str:
@@ -351,6 +354,20 @@ def _short(answer: str) -> str:
     return answer if len(answer) <= _SHOWN else f"{answer[:_SHOWN]}… ({len(answer):,} characters in all)"
 
 
+def _token_effect(model: Any, plan: dict[int, LayerEdit], document: int, record: Any) -> list[pd.DataFrame]:
+    """The rows of one record of `token_effect` (none for fewer than two tokens: no token to predict)."""
+    ids = record.tokens.tolist() if isinstance(record, Routing) else record
+    check_vocabulary(ids, int(getattr(model.config, "vocab_size", harmony.VOCAB_SIZE)))
+    if len(ids) < 2:
+        return []
+    labels = record.labels if isinstance(record, Routing) else token_labels(ids)
+    positions = list(range(1, len(ids)))
+    without = teacher_forced(model, ids, positions)[0]
+    changed = teacher_forced(model, ids, positions, plan)[0]
+    return [pd.DataFrame({"document": document, "position": positions, "token": ids[1:], "text": token_texts(ids[1:]),
+                          "label": labels[1:], "without": without, "with": changed, "change": changed - without})]
+
+
 def _compare(intervention: Intervention, session: Any, prompt: str, options: dict[str, Any]) -> Effect:
     engine, model = model_of(session) if callable(getattr(session, "ask", None)) else (None, None)
     if engine is None:  # a Corpus or a record said "this needs a gpt-oss model in this kernel"
@@ -376,6 +393,9 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
         finally:  # compare's turn is taken back, so `regenerate` and `rewind` act on the user's own last turn
             while len(session.replies) > asked:
                 session.rewind()
+        if replies[-1].interrupted:   # Ctrl-C ends a turn, not compare: it went on and measured the cut answer
+            raise Interrupted(f"compare stopped (Ctrl-C) in the turn {'with' if applied else 'without'} the "
+                              "intervention: nothing was measured, and the conversation is as it was")
     for applied, reply in zip(("without", "with"), replies):   # a failed turn has no routing: an AttributeError
         if reply.routing is None:
             from ..session import TurnError
@@ -387,7 +407,12 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     if unasked:   # both answers measured a turn whose call was skipped: "nobody could give" approval, said by neither
         raise ValueError(f"compare: the model called {unasked[0]}, which needs approval, and compare cannot ask: give "
                          "approval='auto' to run calls unasked, or tools='none' (compare(session, prompt, approval=...))")
-    return _measure(intervention, prompt, replies[0], replies[1], model, plan)
+    try:
+        return _measure(intervention, prompt, replies[0], replies[1], model, plan)
+    except KeyboardInterrupt:
+        pass   # raised below, out of the handler: one line, not a traceback through torch
+    raise Interrupted("compare stopped (Ctrl-C) while measuring the two answers: nothing was measured, and the "
+                      "conversation is as it was")
 
 
 def _turn_start(labels: Sequence[str]) -> int:
