@@ -158,6 +158,14 @@ def test_one_line_errors(session):
         route(["x"], session, batch_size=0)
     with pytest.raises(ValueError, match="one label per text"):
         route(["x", "y"], session, labels=["a"])
+    with pytest.raises(ValueError, match="^2 labels for 1 text: give one label per text$"):   # "1 texts"
+        route(["x"], session, labels=["a", "b"])
+    with pytest.raises(TypeError, match="^token ids are whole numbers, not True$"):   # routed as tokens 1 and 0
+        route([[True, False]], session, progress=False)
+    with pytest.raises(TypeError, match="^token ids are whole numbers, not 1.5$"):
+        route([[200006, 1.5]], session, progress=False)
+    labelled = route(["x", "y"], session, labels=(f"L{i}" for i in range(2)), progress=False)   # "has no len()"
+    assert labelled.doc_labels == ["L0", "L1"]
     with pytest.raises(TypeError, match=r"route takes a list of texts, not one text: route\(\[text\], model\)"):
         route("hello", session)  # was routed as five one-letter texts
     with warnings.catch_warnings():

@@ -12,6 +12,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from numbers import Number
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..widgets import text_bar
 from .analysis import counted, described, flag, label_texts, whole
 from .interventions import in_force
 from .record import (RecordWriter, Routing, check_vocabulary, check_weights, read_record, shown_intervention,
-                     token_labels)
+                     token_labels, whole_ids)
 
 _PAD = 0          # right padding: causal attention never lets a real token see it
 _WINDOW = 8       # batches whose texts are sorted by length together
@@ -174,8 +175,9 @@ def route(
     engine, net = model_of(model)
     fit_experts(net)
     items = list(items)
+    labels = list(labels) if labels is not None else None   # a generator, as items may be ("has no len()")
     if labels is not None and len(labels) != len(items):
-        raise ValueError(f"{len(labels)} labels for {len(items)} texts: give one label per text")
+        raise ValueError(f"{len(labels)} labels for {counted(len(items), 'text')}: give one label per text")
     labels = label_texts(labels) if labels is not None else None
     config = net.config
     context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
@@ -228,8 +230,9 @@ def _tokens_of(item: Any, context: int, vocab: int) -> tuple[list[int], list[str
             ids = harmony.render(messages, keep_analysis_from=0)[:-2]  # the conversation as it happened
             if messages[-1].author.role.value == "assistant" and ids and ids[-1] == harmony.END:
                 ids[-1] = harmony.RETURN  # a finished turn ends as the model ended it
-        elif isinstance(messages, (list, tuple, np.ndarray)) and all(isinstance(t, (int, np.integer)) for t in messages):
-            ids = [int(t) for t in messages]
+        elif isinstance(messages, (list, tuple, np.ndarray)) and all(isinstance(t, (Number, np.number, np.bool_))
+                                                                     for t in messages):
+            ids = whole_ids(messages)   # [True, False] was routed as tokens 1 and 0, as token_effect refuses
             check_vocabulary(ids, vocab)
         else:
             raise TypeError(f"route takes texts, conversations (lists of Harmony messages) or token ids, "

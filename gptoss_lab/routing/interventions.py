@@ -29,7 +29,7 @@ from ..settings import SettingsError, other_digits
 from ..widgets import text_bar
 from ..widgets.sanitize import shown_text
 from .analysis import Frame, Table, at_least, described, flag, layer_index, result_table, whole
-from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts
+from .record import MAX_EXPERT, Routing, check_vocabulary, token_labels, token_texts, whole_ids
 
 ALL = None  # the layer key meaning "every layer"
 POSITION = "position"  # one rule for every token position the lab reports: an index into the reply's whole record
@@ -167,10 +167,7 @@ def _document_ids(record: Any) -> list[int]:
     if isinstance(record, (str, bytes, Mapping)) or not isinstance(record, (Sequence, np.ndarray)):
         raise TypeError(f"token_effect takes a Routing, token ids or several Routings, "
                         f"not {described(record)} among them")
-    for token in record:
-        if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
-            raise TypeError(f"token ids are whole numbers, not {token!r}")
-    return [int(token) for token in record]
+    return whole_ids(record)
 
 
 def _merge(mine: LayerEdit, edit: LayerEdit, layer: int | None) -> LayerEdit:

@@ -97,6 +97,15 @@ def check_weights(routing: Routing, where: str = "") -> None:
                              f"in 0..1 (did the router produce NaN?): a routing record cannot hold it")
 
 
+def whole_ids(tokens: Sequence[Any] | np.ndarray) -> list[int]:
+    """Token ids as a list of ints, or a one-line TypeError for one that is no whole number (True was token 1, 1.7
+    token 1)."""
+    for token in tokens:
+        if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
+            raise TypeError(f"token ids are whole numbers, not {token!r}")
+    return [int(token) for token in tokens]
+
+
 def check_vocabulary(ids: Sequence[int], vocab: int) -> None:
     """Refuse, in one line, token ids outside a model's `vocab` ids: torch said "index out of range in self"."""
     if len(ids) and not 0 <= min(ids) <= max(ids) < vocab:
