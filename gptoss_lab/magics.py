@@ -607,8 +607,9 @@ class GptossMagics(Magics):
     @line_cell_magic
     def gptoss(self, line: str, cell: str | None = None) -> Any:
         """%gptoss COMMAND ... ; %%gptoss [options] prompt (replaced by the full usage at load time)."""
-        try:
-            return self._run(line, cell)
+        try:   # (the lab's own imports, seconds in a new kernel, included)
+            with _stopped_says(line.split()[0] if cell is None and line.split() else ""):
+                return self._run(line, cell)
         except UsageError as err:
             raise UsageError(_said(str(err), line)) from None
 
@@ -625,9 +626,7 @@ class GptossMagics(Magics):
             return None
         try:
             if cell is None:
-                opts = _line_parser().parse_args(words or ["status"])
-                with _stopped_says(opts.command):
-                    return self._command(opts, _as_written(line))
+                return self._command(_line_parser().parse_args(words or ["status"]), _as_written(line))
             opts = _cell_parser().parse_args(_negative_ablate(words))
             _options_below(line, cell)
             return self._ask(opts, cell)
