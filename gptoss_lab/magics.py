@@ -976,8 +976,8 @@ def _stopped_says(command: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        if command not in _STOPPED or isinstance(interrupt, Interrupted):
-            raise
+        if command not in _STOPPED or type(interrupt) is not KeyboardInterrupt:   # the user's Ctrl-C only: not a
+            raise                                  # stop of the python tool's code (a subclass), nor an Interrupted
         stopped = True
     else:
         stopped = False

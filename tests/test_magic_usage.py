@@ -525,5 +525,13 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
                 f"Interrupted: %gptoss {command} stopped (Ctrl-C): {said}")
         magics = shell.magics_manager.registry["GptossMagics"]
         assert magics.session is None and magics._kept().browser is None
+        from gptoss_lab.tools import containment
+
+        def stopped(*args, **kw):   # the python tool's stop of its code's thread (a subclass) is not the user's
+            raise containment._Interrupt()
+        monkeypatch.setattr(local, "_read", stopped)
+        with pytest.raises(KeyboardInterrupt) as caught:   # (any other one would end the test run)
+            shell.run_line_magic("gptoss", f"browse {tmp_path / 'docs'}")
+        assert type(caught.value) is containment._Interrupt
     finally:
         InteractiveShell.clear_instance()
