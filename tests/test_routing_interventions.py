@@ -412,7 +412,7 @@ def test_ctrl_c_stops_compare_and_token_effect_in_one_line(session, monkeypatch,
     from gptoss_lab.routing import interventions
 
     session.reset()
-    mine = session.ask(QUESTIONS[1], temperature=0, max_new_tokens=20)
+    mine = session.ask(QUESTIONS[1], temperature=0, max_new_tokens=8)
     passes = [0, 3]   # forward passes so far, and the one Ctrl-C is pressed in
 
     def press(*args, **kwargs):
@@ -428,13 +428,13 @@ def test_ctrl_c_stops_compare_and_token_effect_in_one_line(session, monkeypatch,
         handle.remove()
     real = interventions.teacher_forced
     monkeypatch.setattr(interventions, "teacher_forced", lambda *a, **k: (press(), real(*a, **k))[1])
-    reply = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=30)
+    reply = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=8)
     passes[:] = [0, 3]   # the first record's two passes, then the second's first
     with pytest.raises(KeyboardInterrupt) as effect:
         top_k(2).token_effect(session, [reply.routing] * 3)
     passes[:] = [0, 1]
     with pytest.raises(KeyboardInterrupt) as measuring:
-        disable({1: [2]}).compare(session, QUESTIONS[0], max_new_tokens=20)
+        disable({1: [2]}).compare(session, QUESTIONS[0], max_new_tokens=8)
     assert in_turn.value._render_traceback_() == ["Interrupted: compare stopped (Ctrl-C) in the turn without the "
                                                   "intervention: nothing was measured, and the conversation is as it was"]
     assert measuring.value._render_traceback_() == ["Interrupted: compare stopped (Ctrl-C) while measuring the two "
