@@ -8,6 +8,8 @@ only asks the `Toolset` "who answers this recipient?" and never knows a tool's n
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import reprlib
 import time
 from abc import ABC, abstractmethod
@@ -86,10 +88,7 @@ def error_text(err: BaseException, note: str = "") -> str:
 def _meant(name: str, builtins: Iterable[str], namespace: Mapping[str, Any]) -> str:
     """` (did you mean 'double'?)` after an unknown tool's name (`dobule`, `Python`, which were refused with no hint):
     the built-in tool or function of the namespace nearest to it, when one is near."""
-    import functools
-    import inspect
-
-    from ..settings import folded
+    from ..settings import folded   # in here: functions imports this module, settings brings pydantic
     from .functions import FunctionTool
 
     functions = [key for key, value in namespace.items() if isinstance(key, str) and not key.startswith("_")
