@@ -160,6 +160,9 @@ def test_one_line_errors(session):
         route(["x", "y"], session, labels=["a"])
     with pytest.raises(ValueError, match="^2 labels for 1 text: give one label per text$"):   # "1 texts"
         route(["x"], session, labels=["a", "b"])
+    with pytest.raises(ValueError, match=r"^a label is a name of at most 100 characters \(a channel, a category\), "
+                                         r"not one of 1,000,000$"):  # was taken, as a record's labels are not
+        route(["x"], session, labels=["L" * 10**6])
     with pytest.raises(TypeError, match="^token ids are whole numbers, not True$"):   # routed as tokens 1 and 0
         route([[True, False]], session, progress=False)
     with pytest.raises(TypeError, match="^token ids are whole numbers, not 1.5$"):

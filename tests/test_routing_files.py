@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from gptoss_lab.routing import Routing, load
+from gptoss_lab.routing import Corpus, Routing, load
 from gptoss_lab.widgets.routing import static_bundle
 
 
@@ -162,8 +162,6 @@ def test_labels_with_a_lone_surrogate_display():
     the kernel with "UnicodeEncodeError: surrogates not allowed"."""
     from jupyter_client.session import json_packer
 
-    from gptoss_lab.routing import Corpus
-
     r = Routing([1, 2], np.zeros((2, 1, 2), int), np.full((2, 1, 2), 0.5), ["\ud800.txt", "x"], num_experts=4)
     assert r.labels == ["\\ud800.txt", "x"]
     json_packer({"summary": repr(r), "labels": r.view().labels})  # what the kernel sends
@@ -195,6 +193,11 @@ def test_a_label_of_thousands_of_characters_is_refused_in_one_line(tmp_path):
         r.relabel(["x" * 10_000, "a", "b"])
     assert r.labels == ["user"] * 3
     r.relabel(["x" * 100, "a", "b"])
+    one_line = r"^a label is a name of at most 100 characters \(a channel, a category\), not one of 10,000$"
+    with pytest.raises(ValueError, match=one_line):  # a text's label was taken whole (a Corpus's, route's labels=)
+        Corpus(r, [0, 3], ["x" * 10_000])
+    with pytest.raises(ValueError, match=one_line):  # and a table's per-token labels
+        r.label_load(["x" * 10_000] * 3)
 
 
 @pytest.mark.parametrize("limit", ["1GB", None, float("nan"), -1, True])
@@ -231,7 +234,6 @@ def test_a_record_from_elsewhere_with_a_huge_meta_or_odd_values_is_refused_in_on
     """A sparse meta.json of 4 kB on disk and 600 MB in size took 1.3 GB to read (larger ones all the memory);
     `"seconds": 10**400` loaded and then failed the corpus's repr, 1e999 showed as "inf s"; a document label that was a
     dict or a list was taken (a review)."""
-    from gptoss_lab.routing import Corpus
 
     folder = _small().save(tmp_path / "record")
     meta = json.loads((folder / "meta.json").read_text())
@@ -242,7 +244,8 @@ def test_a_record_from_elsewhere_with_a_huge_meta_or_odd_values_is_refused_in_on
     with pytest.raises(ValueError, match="meta.json: 600,000,000 bytes, past the 64 MiB a record's meta.json holds$"):
         load(sparse)
     for key, value, why in (("seconds", 10**400, "seconds = 1000"), ("seconds", -1, "seconds = -1"),
-                            ("doc_labels", [{"a": 1}], "doc_labels is not a list of 1 labels")):
+                            ("doc_labels", [{"a": 1}], "doc_labels is not a list of 1 labels"),
+                            ("doc_labels", ["x" * 101], "a text of at most 100 characters or null")):
         (folder / "meta.json").write_text(json.dumps({**meta, key: value}))
         with pytest.raises(ValueError, match=why):
             Corpus.load(folder)

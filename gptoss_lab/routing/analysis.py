@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CHUNK = 1 << 16  # tokens per step (at top-4 where a step's temporaries grow with k², see `_step`)
 _CELLS = 1 << 24  # counts of an experts × experts analysis at most (128 MiB); past it, one counts a subset
+MAX_LABEL = 100  # characters of a label: a view sends each token's (a 10,000-character one: 200 MB for 20,000 tokens)
 
 
 def _kept(result: Any) -> Any:
@@ -441,19 +442,29 @@ def _label_codes(routing: Routing, labels: Sequence[str] | None) -> tuple[np.nda
     if len(labels) != len(routing):  # a Categorical too: extra labels were ignored, too few an IndexError
         raise ValueError(f"{len(labels)} labels for {len(routing)} tokens: give one label per token")
     if isinstance(labels, pd.Categorical):
-        return np.asarray(labels.codes, np.int64), [str(c) for c in labels.categories]
+        return np.asarray(labels.codes, np.int64), [label_text(str(c)) for c in labels.categories]
     if np.ndim(labels) != 1:  # pandas' "> 1 ndim Categorical are not supported", or "must be list-like" for a dict
         raise TypeError(f"labels is a list of one label per token, not {described(labels)}")
     categorical = pd.Categorical(label_texts(labels))
     return np.asarray(categorical.codes, np.int64), list(categorical.categories)
 
 
-def label_texts(labels: Iterable[Any]) -> list[str | None]:
-    """Labels as texts (a numpy integer failed meta.json, a lone surrogate every display), None where one is missing
-    (None, NaN, pandas' NA): a table's empty cell was a label "nan", and 1 and "1" two labels both named "1"."""
+def label_text(label: str) -> str:
+    """A label as a record keeps it, the one rule for every way labels come in (a record's, `route`'s, a table's):
+    at most `MAX_LABEL` characters, refused in one line, and a lone surrogate (an undecodable file name) written out,
+    which failed every display."""
     from ..harmony import clean
 
-    return [None if _missing(label) else clean(str(label)) for label in labels]
+    if len(label) > MAX_LABEL:  # route(..., labels=) took a million characters a record's labels could not hold
+        raise ValueError(f"a label is a name of at most {MAX_LABEL} characters (a channel, a category), "
+                         f"not one of {len(label):,}")
+    return clean(label)
+
+
+def label_texts(labels: Iterable[Any]) -> list[str | None]:
+    """Labels as texts (`label_text`; a numpy integer failed meta.json), None where one is missing (None, NaN, pandas'
+    NA): a table's empty cell was a label "nan", and 1 and "1" two labels both named "1"."""
+    return [None if _missing(label) else label_text(str(label)) for label in labels]
 
 
 def _missing(label: Any) -> bool:

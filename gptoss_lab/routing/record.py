@@ -23,6 +23,7 @@ import numpy as np
 from .. import harmony
 from ..widgets.sanitize import shown_text
 from . import analysis
+from .analysis import MAX_LABEL
 
 FORMAT = "gptoss_lab.routing"
 VERSION = 1
@@ -35,7 +36,6 @@ MAX_LAYERS = 1024  # layers of a record at most (models have tens): an 843-byte 
 MAX_TOP_K = 256  # experts a token picks per layer at most (models pick 1-16): co-activation counts k² pairs
 _REPR_LABELS = 8  # labels a record's repr names at most (the rest are counted)
 _SHOWN_WORDS = 300  # characters of its intervention a record's summary shows at most (a file's may hold megabytes)
-MAX_LABEL = 100  # characters of a label: a view sends each token's (a 10,000-character one: 200 MB for 20,000 tokens)
 _PIECE = re.compile("[\udc80-\udcff]+")  # bytes of a piece of a character, as "surrogateescape" decodes them
 _SERIALS = itertools.count()  # a record's contents' number: a new one after each change
 _PART_VIEWS: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()  # see Routing.view
@@ -344,10 +344,7 @@ class Routing:
         for label in dict.fromkeys(labels):
             if not isinstance(label, str):
                 raise TypeError(f"labels are texts (a Harmony channel, 'text' ...), not {label!r}")
-            if len(label) > MAX_LABEL:
-                raise ValueError(f"a label is a name of at most {MAX_LABEL} characters (a channel, a category), "
-                                 f"not one of {len(label):,}")
-            texts[label] = harmony.clean(label)  # a lone surrogate (an undecodable file name) failed every display
+            texts[label] = analysis.label_text(label)
             if texts[label] not in names:
                 names.append(texts[label])
         if len(names) > 255:
@@ -877,9 +874,10 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
     if len(set(names)) < len(names):  # the tokens of its second code were never counted under the label
         raise bad(f"meta.json's label_names has {next(n for i, n in enumerate(names) if n in names[:i])!r} twice")
     if not isinstance(doc_labels, list) or len(doc_labels) != sizes["documents"] or not all(
-            label is None or isinstance(label, str) and harmony.clean(label) == label for label in doc_labels):
+            label is None or isinstance(label, str) and len(label) <= MAX_LABEL and harmony.clean(label) == label
+            for label in doc_labels):
         raise bad(f"meta.json's doc_labels is not a list of {sizes['documents']} labels (one per document, a text "
-                  "or null)")
+                  f"of at most {MAX_LABEL} characters or null)")
     under = meta.get("intervention")
     if under is not None and not (isinstance(under, str) and harmony.clean(under) == under):
         raise bad("meta.json's intervention is not a text")
