@@ -393,6 +393,10 @@ def test_corpus_save_load_keeps_texts_and_labels(tmp_path):
     assert len(back) == 2 and back.doc_labels == ["prose", "math"] and back.lengths.tolist() == [3, 1]
     assert back[1].tokens.tolist() == [4] and back[1].experts.dtype == np.uint16 and back[1].experts.max() == 299
     assert list(back.token_labels()) == ["prose"] * 3 + ["math"]
+    labels = Corpus(combined, [0, 3, 4], ["\x1b[2J", " a\u202e"]).token_labels()  # its printout showed them raw
+    assert repr(labels) == ("['\\x1b[2J', '\\x1b[2J', '\\x1b[2J', '␣a\\u202e']\n"
+                            "Categories (2, str): ['\\x1b[2J', '␣a\\u202e']")
+    assert labels.categories.tolist() == ["\x1b[2J", " a\u202e"]  # the labels as given: data
     assert back.label_load().attrs["tokens"] == {"math": 1, "prose": 3}
 
 

@@ -190,6 +190,17 @@ class _Column(pd.Series):
         return pd.Series.__repr__(_written_texts(self))
 
 
+class Labels(pd.Categorical):
+    """A label per token as a pandas Categorical: its categories are the labels as given (data to compute with), its
+    printout writes them as `shown_text` does, as every table of them is (it showed a label's ESC sequence raw)."""
+
+    def __repr__(self) -> str:
+        names = [_shown_one(name) for name in self.categories]
+        shown = list(dict.fromkeys(names))  # (" a" and "␣a" are shown alike: one category of the printout)
+        codes = np.append([shown.index(name) for name in names], -1).astype(np.int64)[self.codes]  # -1: no label
+        return pd.Categorical.__repr__(pd.Categorical.from_codes(codes, shown))
+
+
 class Table(Frame):
     """A `Frame` from a routing analysis; `.plot(**options)` draws its figure (matplotlib).
 

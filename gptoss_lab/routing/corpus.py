@@ -22,7 +22,7 @@ import pandas as pd
 from .. import harmony
 from ..events import Interrupted
 from ..widgets import text_bar
-from .analysis import counted, described, flag, label_texts, whole
+from .analysis import Labels, counted, described, flag, label_texts, whole
 from .interventions import in_force
 from .record import (RecordWriter, Routing, check_vocabulary, check_weights, read_record, shown_intervention,
                      token_labels, whole_ids)
@@ -76,13 +76,13 @@ class Corpus(Sequence[Routing]):
         """Which text each token of `combined` comes from."""
         return np.repeat(np.arange(len(self)), self.lengths)
 
-    def token_labels(self) -> pd.Categorical:
-        """Each token's text label (what `label_load`/`label_divergence` take as `labels`)."""
+    def token_labels(self) -> Labels:
+        """Each token's text label (what `label_load`/`label_divergence` take as `labels`), a pandas Categorical."""
         names = sorted({str(label) for label in self.doc_labels if label is not None})
         code = {name: i for i, name in enumerate(names)}
         per_doc = np.asarray([code.get(str(label), -1) if label is not None else -1 for label in self.doc_labels],
                              np.int64)
-        return pd.Categorical.from_codes(np.repeat(per_doc, self.lengths), names)
+        return Labels.from_codes(np.repeat(per_doc, self.lengths), names)
 
     def label_load(self, by: str = "text") -> Any:
         """Expert load per text label (`by="text"`) or per Harmony channel (`by="channel"`)."""
