@@ -95,7 +95,9 @@ def test_records_of_no_layers_and_of_no_tokens_keep_their_shape(tmp_path):
     flat = Routing([1], np.zeros((1, 0, 2), int), np.zeros((1, 0, 2)), num_experts=4)
     assert repr(load(flat.save(tmp_path / "flat"))).startswith("Routing(1 token × 0 layers × top-2 of 4 experts")
     one = Routing([1], np.zeros((1, 1, 1), int), np.ones((1, 1, 1)), num_experts=1)   # `r.select([i])`: "1 tokens"
-    assert repr(one).startswith("Routing(1 token × 1 layer × top-1 of 1 expert")
+    assert repr(one) == "Routing(1 token × 1 layer × top-1 of 1 expert)"  # no labels: "; ? 1" at its end
+    one.append([2], np.zeros((1, 1, 1), int), np.ones((1, 1, 1)), ["text"])
+    assert repr(one) == "Routing(2 tokens × 1 layer × top-1 of 1 expert; unlabelled 1, text 1)"
     empty = Routing([], np.zeros((0, 3, 2), int), np.zeros((0, 3, 2)), num_experts=4)
     assert repr(empty) == "Routing(0 tokens × 3 layers × top-2 of 4 experts)"
     assert repr(load(empty.save(tmp_path / "empty"))) == "Routing(0 tokens × 3 layers × top-2 of 4 experts)"

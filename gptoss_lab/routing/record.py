@@ -554,7 +554,9 @@ class Routing:
         counts, order = self._label_counts()
         # a label's controls written out: its ESC sequence reached terminals from the saved summary, its U+202E
         # reversed the line (the still image's title too)
-        parts = ", ".join(f"{shown_text(self._names[i]) or '?'} {counts[i]}" for i in order[:_REPR_LABELS])
+        if [self._names[i] for i in order] == [""]:  # no labels at all: said by none, as a Corpus's texts' (was "? 1")
+            order = []
+        parts = ", ".join(f"{shown_text(self._names[i]) or 'unlabelled'} {counts[i]}" for i in order[:_REPR_LABELS])
         if len(order) > _REPR_LABELS:  # 255 labels made a 2,500-character line (and the still image's title)
             parts += f" and {len(order) - _REPR_LABELS} more labels"
         under = f"; routed under an intervention: {self.intervention_shown}" if self.intervention else ""
