@@ -398,6 +398,8 @@ def test_corpus_save_load_keeps_texts_and_labels(tmp_path):
                             "Categories (2, str): ['\\x1b[2J', '␣a\\u202e']")
     assert labels.categories.tolist() == ["\x1b[2J", " a\u202e"]  # the labels as given: data
     assert back.label_load().attrs["tokens"] == {"math": 1, "prose": 3}
+    odd = Corpus.load(corpus.save(tmp_path / "a\x1b[2J\u202eb "))  # its folder's name was shown raw
+    assert repr(odd).endswith(f", stored in {tmp_path}/a\\x1b[2J\\u202eb␣)") and odd.meta["path"].endswith("b ")
 
 
 def test_a_loaded_record_saves_over_its_own_folder(tmp_path):

@@ -22,6 +22,7 @@ import pandas as pd
 from .. import harmony
 from ..events import Interrupted
 from ..widgets import text_bar
+from ..widgets.sanitize import shown_text
 from .analysis import Labels, counted, described, flag, label_texts, whole
 from .interventions import in_force
 from .record import (RecordWriter, Routing, check_vocabulary, check_weights, read_record, shown_intervention,
@@ -123,7 +124,8 @@ class Corpus(Sequence[Routing]):
 
     def __repr__(self) -> str:
         extra = f", {self.meta['seconds']:.1f} s" if "seconds" in self.meta else ""
-        where = f", stored in {self.meta['path']}" if "path" in self.meta else ""
+        # its folder's name written out as a label is (a record unpacked from elsewhere: its ESC, its U+202E reversing the line)
+        where = f", stored in {shown_text(self.meta['path'])}" if "path" in self.meta else ""
         if isinstance(self.meta.get("intervention"), str):  # last: its words have commas of their own (meta.json's)
             where += f"; routed under an intervention: {shown_intervention(self.meta['intervention'])}"
         empty = int((self.lengths == 0).sum())   # an empty text routes no token: said, not left to the count
