@@ -397,6 +397,8 @@ def test_corpus_save_load_keeps_texts_and_labels(tmp_path):
     assert repr(labels) == ("['\\x1b[2J', '\\x1b[2J', '\\x1b[2J', '␣a\\u202e']\n"
                             "Categories (2, str): ['\\x1b[2J', '␣a\\u202e']")
     assert labels.categories.tolist() == ["\x1b[2J", " a\u202e"]  # the labels as given: data
+    alike = Corpus(combined, [0, 3, 4], [" a", "\u2423a"]).token_labels()  # shown alike: quoted, still two
+    assert repr(alike) == "[' a', ' a', ' a', '␣a']\nCategories (2, str): [' a', '␣a']"
     assert back.label_load().attrs["tokens"] == {"math": 1, "prose": 3}
     odd = Corpus.load(corpus.save(tmp_path / "a\x1b[2J\u202eb "))  # its folder's name was shown raw
     assert repr(odd).endswith(f", stored in {tmp_path}/a\\x1b[2J\\u202eb␣)") and odd.meta["path"].endswith("b ")

@@ -196,9 +196,9 @@ class Labels(pd.Categorical):
 
     def __repr__(self) -> str:
         names = [_shown_one(name) for name in self.categories]
-        shown = list(dict.fromkeys(names))  # (" a" and "␣a" are shown alike: one category of the printout)
-        codes = np.append([shown.index(name) for name in names], -1).astype(np.int64)[self.codes]  # -1: no label
-        return pd.Categorical.__repr__(pd.Categorical.from_codes(codes, shown))
+        if len(set(names)) < len(names):  # " a" and "␣a" are shown alike: as Python writes them in quotes, both kept
+            names = [_shown_one(name, lambda text: repr(text)[1:-1]) for name in self.categories]
+        return pd.Categorical.__repr__(self.rename_categories(names))
 
 
 class Table(Frame):
