@@ -249,6 +249,11 @@ def test_a_record_from_elsewhere_with_a_huge_meta_or_odd_values_is_refused_in_on
         (folder / "meta.json").write_text(json.dumps({**meta, key: value}))
         with pytest.raises(ValueError, match=why):
             Corpus.load(folder)
+    (folder / "meta.json").write_text(json.dumps({**meta, "format": "\x1b[2J\u202e" + "x" * 10**6, "version": "v" * 10**6}))
+    with pytest.raises(ValueError) as error:  # was the megabyte of each, the ESC sequence and U+202E raw
+        Corpus.load(folder)
+    assert str(error.value) == (f"{folder} holds '\\x1b[2J\\u202e{'x' * 35}'… version '{'v' * 40}'…, not a "
+                                "gptoss_lab.routing record this gptoss_lab can read (version ≤ 1)")
     (folder / "meta.json").write_text(json.dumps({**meta, "seconds": 2.5, "doc_labels": ["owls"]}))
     assert Corpus.load(folder).doc_labels == ["owls"]
 

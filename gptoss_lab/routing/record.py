@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import reprlib
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ MAX_LAYERS = 1024  # layers of a record at most (models have tens): an 843-byte 
                    # its load() take 145 MB, and a view lists every layer in its menu
 MAX_TOP_K = 256  # experts a token picks per layer at most (models pick 1-16): co-activation counts k² pairs
 _REPR_LABELS = 8  # labels a record's repr names at most (the rest are counted)
+_SHORT_VALUE = 40  # characters of a meta.json's text an error names at most
 _SHOWN_WORDS = 300  # characters of its intervention a record's summary shows at most (a file's may hold megabytes)
 _PIECE = re.compile("[\udc80-\udcff]+")  # bytes of a piece of a character, as "surrogateescape" decodes them
 _SERIALS = itertools.count()  # a record's contents' number: a new one after each change
@@ -800,7 +802,7 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
         raise ValueError(f"{path} is not a valid routing record: meta.json: {error}") from None
     meta = meta if isinstance(meta, dict) else {}
     if meta.get("format") != FORMAT or not isinstance(meta.get("version", 0), int) or meta.get("version", 0) > VERSION:
-        raise ValueError(f"{path} holds {meta.get('format')} version {meta.get('version')}, "
+        raise ValueError(f"{path} holds {_meta_value(meta.get('format'))} version {_meta_value(meta.get('version'))}, "
                          f"not a {FORMAT} record this gptoss_lab can read (version ≤ {VERSION})")
     columns = {name: _column(path, name) for name in ("tokens", "experts", "weights", "labels", "offsets")}
     _check_record(meta, columns, lambda why: ValueError(f"{path} is not a valid routing record: {why}"))
@@ -815,6 +817,14 @@ def read_record(path: str | Path) -> tuple[Routing, np.ndarray, list[str | None]
                                   meta["label_names"], num_experts=meta["num_experts"])
     routing.intervention = meta.get("intervention") or ""
     return routing, np.array(columns["offsets"]), list(meta["doc_labels"]), meta  # a copy: np.save rewrites the file
+
+
+def _meta_value(value: Any) -> str:
+    """A value of a meta.json from elsewhere as an error names it: in short, escaped (its megabyte of "format", ESC
+    sequence and U+202E included, was the error's text); a text cut before it is escaped (reprlib ended one in `\\u202`)."""
+    if isinstance(value, str):
+        return repr(value[:_SHORT_VALUE]) + ("…" if len(value) > _SHORT_VALUE else "")
+    return reprlib.repr(value)
 
 
 def _regular(file: Path) -> Path:
