@@ -249,6 +249,9 @@ def test_a_record_from_elsewhere_with_a_huge_meta_or_odd_values_is_refused_in_on
         (folder / "meta.json").write_text(json.dumps({**meta, key: value}))
         with pytest.raises(ValueError, match=why):
             Corpus.load(folder)
+    (folder / "meta.json").write_text(json.dumps({**meta, "tokens": ["t" * 10**6]}))
+    with pytest.raises(ValueError, match=r"meta.json has tokens = \['t{12}\.\.\.t{13}'\], not a whole number ≥ 0$"):
+        Corpus.load(folder)
     (folder / "meta.json").write_text(json.dumps({**meta, "format": "\x1b[2J\u202e" + "x" * 10**6, "version": "v" * 10**6}))
     with pytest.raises(ValueError) as error:  # was the megabyte of each, the ESC sequence and U+202E raw
         Corpus.load(folder)

@@ -868,7 +868,7 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
     sizes = {key: meta.get(key) for key in ("tokens", "documents", "layers", "top_k", "num_experts")}
     for key, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad(f"meta.json has {key} = {value!r}, not a whole number ≥ 0")
+            raise bad(f"meta.json has {key} = {_meta_value(value)}, not a whole number ≥ 0")  # was whole: a megabyte
     if sizes["num_experts"] > MAX_EXPERT + 1:  # every analysis allocates counts per expert
         raise bad(f"meta.json has num_experts = {sizes['num_experts']}, past the {MAX_EXPERT + 1} a record holds")
     if sizes["layers"] > MAX_LAYERS:  # and per layer
