@@ -162,6 +162,9 @@ class Session:
     def load(cls, name_or_path: str = "tiny", *, session_options: dict[str, Any] | None = None,
              **engine_options: Any) -> Session:
         """Load a gpt-oss checkpoint into this process ("tiny", a local folder, or a hub id)."""
+        from .engines.checkpoint import import_held
+
+        import_held("numpy")  # the engine's first import of it: cut short by Ctrl-C, numpy failed for the kernel's life
         from .engines.local import LocalEngine
 
         _not_from_model_code("Session.load")  # it was refused only when the session was made, every weight loaded

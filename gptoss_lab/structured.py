@@ -41,7 +41,6 @@ from dataclasses import dataclass, field, is_dataclass
 from typing import Any
 
 import docstring_parser
-import jsonschema
 import pydantic
 import referencing
 import referencing.jsonschema
@@ -53,6 +52,9 @@ from pydantic_core import (
 
 from . import harmony
 from .tools.base import error_message
+
+if typing.TYPE_CHECKING:
+    import jsonschema
 
 _DEFS = "#/$defs/"
 _FLAGS = "x-gptoss-flags"  # HarmonySchema's note on an enum.Flag, made part of its description by `_inlined`
@@ -823,7 +825,10 @@ def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
 
 def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[str], Any]]:
     """A JSON-schema dict, checked, and its loader. pydantic builds validators from types, not from
-    schemas, so a schema dict is validated by `jsonschema` (the reference implementation)."""
+    schemas, so a schema dict is validated by `jsonschema` (the reference implementation), imported here: its import
+    is most of the lab's (it builds rfc3987_syntax's grammar, over a second), which every other use goes without."""
+    import jsonschema
+
     schema = dict(schema)
     try:
         kind = jsonschema.validators.validator_for(schema)
@@ -1010,6 +1015,8 @@ def _format_checker(kind: Any) -> jsonschema.FormatChecker:
     """`kind`'s format checks, each `_false_on_error`, with `iri` and `iri-reference` made linear: the IRI with its
     non-ASCII characters percent-encoded (RFC 3987 §3.1) checked as a URI. rfc3987_syntax's parser took 40 s, past
     the check's deadline and not interruptible, for a 60 000-character answer."""
+    import jsonschema
+
     checker = jsonschema.FormatChecker(())
     checker.checkers = {name: check for name, check in kind.FORMAT_CHECKER.checkers.items()
                         if name not in ("iri", "iri-reference")}
@@ -1200,11 +1207,18 @@ def _in_time(check: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
+def _invalid(message: str) -> jsonschema.ValidationError:
+    """A failed check of one of the lab's own keywords, as jsonschema's are reported."""
+    import jsonschema
+
+    return jsonschema.ValidationError(message)
+
+
 def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:
     """uniqueItems by hashing each item's `_canonical` form: jsonschema compares every pair of items it cannot
     sort (objects), 13 s for 4 000 of them."""
     if unique and validator.is_type(instance, "array") and len(set(map(_canonical, instance))) < len(instance):
-        yield jsonschema.ValidationError(f"{instance!r} has non-unique elements")  # jsonschema's words
+        yield _invalid(f"{instance!r} has non-unique elements")  # jsonschema's words
 
 
 def _multiple_of(validator: Any, step: Any, instance: Any, schema: Any) -> Any:
@@ -1212,7 +1226,7 @@ def _multiple_of(validator: Any, step: Any, instance: Any, schema: Any) -> Any:
     0.1" and 0.07 not one of 0.01 (constrained decoding wrote them, the check refused every such answer)."""
     if validator.is_type(instance, "number") and (fractions.Fraction(repr(instance)) / fractions.Fraction(repr(step))
                                                   ).denominator != 1:
-        yield jsonschema.ValidationError(f"{instance!r} is not a multiple of {step}")  # jsonschema's words
+        yield _invalid(f"{instance!r} is not a multiple of {step}")  # jsonschema's words
 
 
 def _canonical(value: Any) -> tuple[str, Any]:
@@ -1550,7 +1564,7 @@ def _watched(pattern: str, text: str) -> bool:
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
     if validator.is_type(instance, "string") and not _search(pattern, instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield _invalid(f"{instance!r} does not match {pattern!r}")
 
 
 def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Any:
@@ -1573,11 +1587,11 @@ def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: 
     elif not allowed and extras:
         names = ", ".join(repr(key) for key in sorted(extras))
         if patterns:
-            yield jsonschema.ValidationError(f"{names} {'does' if len(extras) == 1 else 'do'} not match any of the "
-                                             f"regexes: {', '.join(repr(p) for p in sorted(patterns))}")
+            yield _invalid(f"{names} {'does' if len(extras) == 1 else 'do'} not match any of the "
+                           f"regexes: {', '.join(repr(p) for p in sorted(patterns))}")
         else:
-            yield jsonschema.ValidationError(f"Additional properties are not allowed ({names} "
-                                             f"{'was' if len(extras) == 1 else 'were'} unexpected)")
+            yield _invalid(f"Additional properties are not allowed ({names} "
+                           f"{'was' if len(extras) == 1 else 'were'} unexpected)")
 
 
 # ---------------------------------------------------------------- constrained decoding

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import signal
+import subprocess
 import sys
 import time
 import typing
@@ -1229,3 +1230,20 @@ def test_a_choice_of_numbers_refuses_a_boolean_and_a_choice_of_booleans_a_number
     right = {"size": ("3", _Size.LARGE), "access": ("3.0", _Access.READ | _Access.WRITE), "level": ("2", 2),
              "flag": ("true", True), "switch": ("false", _Switch.OFF)}[field]
     assert getattr(parse_final('{"%s": %s}' % (field, right[0]), _Choice), field) == right[1]
+
+
+def test_the_lab_imports_jsonschema_only_to_check_a_schema_dict():
+    """`from gptoss_lab import Session` took 2 s of CPU, three quarters of it jsonschema's import (rfc3987_syntax builds
+    its IRI grammar then), paid by every kernel that asks a question, with or without a schema: jsonschema is imported
+    when a schema dict is checked, and its answers still fail in jsonschema's words, the lab's own keywords' included."""
+    code = ("import sys\nfrom gptoss_lab import Session\nimport gptoss_lab.magics, gptoss_lab.widgets.chat\n"
+            "print('jsonschema' in sys.modules)\nfrom gptoss_lab.structured import ResponseFormat\n"
+            "fmt = ResponseFormat.from_user({'type': 'object', 'additionalProperties': False,\n"
+            "                                'properties': {'ids': {'type': 'array', 'uniqueItems': True}}})\n"
+            "for text in ('{\"ids\": [1, 1]}', '{\"ids\": [], \"x\": 1}', '{\"ids\": [2]}'):\n"
+            "    try:\n        print(fmt.parse(text))\n    except Exception as err:\n        print(err)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.splitlines() == [
+        "False", "the final answer does not match the schema: ids: [1, 1] has non-unique elements",
+        "the final answer does not match the schema: answer: Additional properties are not allowed ('x' was unexpected)",
+        "{'ids': [2]}"], done.stderr
