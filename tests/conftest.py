@@ -1,15 +1,23 @@
-"""Shared fixtures: small GptOss checkpoints the tests make themselves (real weights can't be downloaded)."""
+"""Shared fixtures: small GptOss checkpoints the tests make themselves (real weights can't be downloaded), and
+fresh kernels."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from gptoss_lab.tiny.random_model import make_random_checkpoint
 from gptoss_lab.widgets.view import NotebookView
+
+if TYPE_CHECKING:
+    from jupyter_client.blocking.client import BlockingKernelClient
+    from jupyter_client.manager import KernelManager
 
 # Fuzz tests draw the same examples in every run (a CI failure can be rerun as is) and write no database.
 settings.register_profile("lab", derandomize=True, database=None, deadline=None,
@@ -46,3 +54,58 @@ def ctrl_c_raises():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+class _Kernels:
+    """Fresh python3 kernels, each launched while the test before runs (a kernel's start is a second or two that a
+    test spends mostly waiting on another process): every test gets a kernel no test has used, started as one
+    started now would be (a spare launched under another environment, folder or Ctrl-C handling is shut down, not
+    handed out)."""
+
+    def __init__(self) -> None:
+        self._spare: tuple[KernelManager, tuple] | None = None
+
+    @staticmethod
+    def _conditions() -> tuple:
+        """What a kernel takes from this process when it starts (less pytest's name of the running test)."""
+        env = {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+        return env, os.getcwd(), signal.getsignal(signal.SIGINT)
+
+    def take(self) -> tuple[KernelManager, BlockingKernelClient]:
+        """A started kernel and its connected client (as jupyter_client's start_new_kernel returns them)."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[1] != self._conditions():
+            spare[0].shutdown_kernel(now=True)
+            spare = None
+        km = spare[0] if spare is not None else self._launch()[0]
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+        except RuntimeError:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+            raise
+        self._spare = self._launch()
+        return km, kc
+
+    def _launch(self) -> tuple[KernelManager, tuple]:
+        from jupyter_client.manager import KernelManager
+
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel()
+        return km, self._conditions()
+
+    def close(self) -> None:
+        """Shut the spare kernel down."""
+        if self._spare is not None:
+            self._spare[0].shutdown_kernel(now=True)
+            self._spare = None
+
+
+@pytest.fixture(scope="session")
+def kernels() -> Iterator[_Kernels]:
+    """Fresh kernels for tests that each need their own: `kernels.take()` returns (manager, client)."""
+    pool = _Kernels()
+    yield pool
+    pool.close()

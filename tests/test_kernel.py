@@ -5,7 +5,6 @@ import re
 import time
 
 import pytest
-from jupyter_client.manager import start_new_kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -21,8 +20,9 @@ s = Session(ReplayEngine(rec, delay=0.001))
 
 
 @pytest.fixture()
-def kernel():
-    km, kc = start_new_kernel(kernel_name="python3")
+def kernel(kernels):
+    """A fresh kernel, no other test's."""
+    km, kc = kernels.take()
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
