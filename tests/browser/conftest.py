@@ -60,9 +60,10 @@ class Lab:
     def __init__(self, url: str, token: str, root: Path) -> None:
         self.url, self.token, self.root = url, token, root
 
-    def api(self, path: str, method: str = "GET") -> object:
+    def api(self, path: str, method: str = "GET", body: object = None) -> object:
         """Call the server's REST API (JSON in, JSON out)."""
         request = urllib.request.Request(f"{self.url}/api/{path}", method=method,
+                                         data=None if body is None else json.dumps(body).encode(),
                                          headers={"Authorization": f"token {self.token}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
@@ -72,6 +73,15 @@ class Lab:
         """Stop every kernel, so tests do not pile up processes on a small machine."""
         for kernel in self.api("kernels"):
             self.api(f"kernels/{kernel['id']}", method="DELETE")
+
+    def start_kernel(self, name: str) -> None:
+        """Start notebook `name`'s kernel (the session the front end would ask for), if its metadata names one: the
+        kernel boots while the page loads, not after, and the page connects to it as to a notebook reopened with its
+        kernel running (a fresh kernel all the same; its path, and so its working folder, is the notebook's)."""
+        spec = json.loads((self.root / name).read_text()).get("metadata", {}).get("kernelspec", {}).get("name")
+        if spec:
+            self.api("sessions", method="POST",
+                     body={"path": name, "type": "notebook", "name": name, "kernel": {"name": spec}})
 
     def open_url(self, name: str, ui: str = "lab") -> str:
         """The page of notebook `name` in JupyterLab (`ui="lab"`) or Notebook 7 (`ui="notebook"`)."""
@@ -182,6 +192,8 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 def _open(page, lab: Lab, name: str, ui: str, kernel: bool = True) -> None:
     """Go to a notebook and wait until its kernel is idle (or, with kernel=False, until it is drawn)."""
+    if kernel:
+        lab.start_kernel(name)
     page.goto(lab.open_url(name, ui))
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
