@@ -1173,6 +1173,8 @@ def _check_schema(kind: Any, schema: dict[str, Any]) -> None:
     """`kind.check_schema(schema)` under the check's deadline: jsonschema checks a schema against its meta-schema at
     about 1 ms a property, so `--json` of one of 200,000 properties held the kernel for two minutes, Ctrl-C held
     back, before the turn refused it as longer than the model's context."""
+    import jsonschema   # only where a schema dict is checked (see _dict_format)
+
     meta = jsonschema.validators.validator_for(kind.META_SCHEMA, default=kind)
     timed = jsonschema.validators.extend(meta, {name: _in_time(check) for name, check in meta.VALIDATORS.items()})
     validator = timed(_without_dialect(kind.META_SCHEMA), format_checker=meta.FORMAT_CHECKER, registry=_meta_schemas())
