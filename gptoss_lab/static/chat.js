@@ -25,10 +25,27 @@ function reveal(text, pattern = HIDDEN_RE) {
   return String(text).replace(pattern, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
-function revealText(node) {
-  // Every text node under `node` with its direction controls written out.
+function revealText(node, pattern = BIDI_RE) {
+  // Every text node under `node` (or `node`, a text node) with its direction controls (`pattern`) written out.
   const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
-  for (let text = walker.nextNode(); text; text = walker.nextNode()) text.data = reveal(text.data, BIDI_RE);
+  for (let text = node.nodeType === Node.TEXT_NODE ? node : walker.nextNode(); text; text = walker.nextNode()) {
+    const shown = reveal(text.data, pattern);
+    if (shown !== text.data) text.data = shown;   // (an unchanged one is no change for `writeOutOverrides` to see)
+  }
+}
+
+// The two direction overrides (LRO, RLO) turn every letter after them around: streamed reasoning and the answer's
+// unfinished part showed `user\u202eexe.txt` as "usertxt.exe". Every text the view shows, whoever drew it, has them
+// written out (\u202e), as the saved forms do (widgets/sanitize.py `written_controls`); right-to-left prose keeps its
+// marks, embeddings and isolates. An observer of the whole view: its records come before the page is painted.
+const OVERRIDES_RE = /[\u202d\u202e]/g;
+
+function writeOutOverrides(records) {
+  for (const record of records) {
+    for (const node of record.type === "characterData" ? [record.target] : record.addedNodes) {
+      revealText(node, OVERRIDES_RE);
+    }
+  }
 }
 
 function answerHTML(html) {
@@ -686,6 +703,8 @@ class Turn {
 function render({ model, el }) {
   const view = { model, root: h("div", "gx-chat") };
   el.appendChild(view.root);
+  const overrides = new MutationObserver(writeOutOverrides);
+  overrides.observe(view.root, { childList: true, subtree: true, characterData: true });
   view.root.addEventListener("pointerover", placePopup);
   view.root.addEventListener("focusin", placePopup);
   view.root.addEventListener("click", showSource);
@@ -756,6 +775,7 @@ function render({ model, el }) {
   send(model, { kind: "ready", saves: !!ctx, behind });
   return () => {
     clearInterval(timer);
+    overrides.disconnect();
     document.removeEventListener("keydown", onEscape, true);
     model.off("change:_chunk", onChunk);
     model.off("change:_snapshot", onSnapshot);

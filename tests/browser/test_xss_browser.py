@@ -168,8 +168,11 @@ def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_not
     marker.unlink()
 
 HIDDEN = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff]")
+# Hebrew and Arabic with a mark, an isolate and an embedding: its controls are not written out (CARDS's `rtl`)
+RTL = "\u200f\u05e9\u05dc\u05d5\u05dd \u2067\u05e2\u05d5\u05dc\u05dd\u2069 \u202b\u0645\u0631\u062d\u0628\u0627\u202c"
 CARDS = r'''
-from gptoss_lab.events import Delta, MessageEnd, MessageStart, Notice, ToolCall, ToolEnd, ToolStart, TurnStart
+from gptoss_lab.events import (Delta, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart,
+                               TurnStart)
 from gptoss_lab.widgets.chat import ChatView
 title, url = "Invoice \u202efdp.exe", "https://bank\u200b.example/\u2066login"
 search = ToolCall("browser.search\u202e", "analysis", '{"query": "pay"}', status="done", output=f"[0] {title}", data={
@@ -178,12 +181,17 @@ search = ToolCall("browser.search\u202e", "analysis", '{"query": "pay"}', status
 long = ToolCall("`" * 64_000, "commentary", "{}", status="error", output="unknown tool")
 code = ToolCall("python", "analysis", 'print("\u202e olleh")', status="done", output="\u202e olleh")
 view = ChatView.show()
-view.handle(TurnStart("Hi", "low", "replay", "auto"))
+view.handle(TurnStart(f"Hi user\u202eexe.txt {rtl}", "low", "replay", "auto"))
+for event in (MessageStart("analysis", None), Delta(f"Send user\u202eexe.txt {rtl}", "analysis"), MessageEnd(None, None),
+              ParseError("<|channel|>user\u202dtxt.exe", "no \u202emessage")):
+    view.handle(event)
 for call in (search, long, code):
     for event in (MessageStart(call.channel, call.recipient), Delta(call.input, call.channel), MessageEnd(None, None),
                   ToolStart(call), ToolEnd(call)):
         view.handle(event)
 view.handle(Notice("The model called 'browser.search\u202e\u200b', which is not an enabled tool.", "warning"))
+for event in (MessageStart("final", None), Delta(f"Open user\u202eexe.txt {rtl}", "final")):   # unfinished
+    view.handle(event)
 view._flush(final=True)
 print("SHOWN")
 '''
@@ -196,16 +204,22 @@ def test_cards_write_out_hidden_characters_and_keep_their_status_in_view(lab_not
                                                                           jupyter_lab):
     """A page titled `Invoice \\u202efdp.exe` (read: "Invoice exe.pdf"), an address with a zero-width space, a tool
     name with a direction control and a python output with one: the live cards and the saved ones show them written
-    out; a 64 000-character tool name is cut, and every card's status stays in view."""
-    page = lab_notebook([CARDS], wait_for="text=SHOWN", name="cards.ipynb")
-    page.wait_for_selector(".gx-chat .gx-output:has-text('olleh')")
+    out; a 64 000-character tool name is cut, and every card's status stays in view. The prompt, streamed reasoning,
+    an unfinished answer and a Harmony error show `user\\u202eexe.txt` (it read "usertxt.exe") with the override
+    written out too, their right-to-left prose with its marks and isolates as it was."""
+    page = lab_notebook([f"rtl = {RTL!r}\n{CARDS}"], wait_for="text=SHOWN", name="cards.ipynb")
+    page.wait_for_selector(".gx-chat .gx-final .gx-tail:has-text('Open')")
     chat = page.locator(".gx-chat")
-    assert HIDDEN.findall(chat.inner_text()) == []
+    assert HIDDEN.findall(chat.inner_text()) == HIDDEN.findall(RTL) * 3     # the prompt, reasoning and answer's
+    for where, text in [("gx-prompt-text", "Hi"), ("gx-reasoning-text", "Send"), ("gx-tail", "Open")]:
+        assert page.locator(f".gx-chat .{where}").inner_text() == f"{text} user\\u202eexe.txt {RTL}"
+    assert page.locator(".gx-chat .gx-error").inner_text() == (
+        "Not valid Harmony (no \\u202emessage)\n<|channel|>user\\u202dtxt.exe")
     assert "Invoice \\u202efdp.exe https://bank\\u200b.example/\\u2066login" in chat.inner_text()
     assert page.locator(".gx-chat .gx-browse-card a[href]").count() == 0         # not a link: it reads as another
     assert page.locator(".gx-chat .gx-tool-name").first.inner_text() == "browser.search\\u202e"
     assert page.locator(".gx-chat .gx-output").last.inner_text() == "\\u202e olleh"
-    assert "called 'browser.search\\u202e\\u200b'" in page.locator(".gx-chat .gx-notice").inner_text()
+    assert "called 'browser.search\\u202e\\u200b'" in page.locator(".gx-chat .gx-warning").inner_text()
     assert page.evaluate(STATUS_IN_CARD) == [True, True, True]
     assert page.locator(".gx-chat .gx-tool-name").nth(1).get_attribute("title") == "`" * 64_000
     chat.screenshot(path="/tmp/gptoss_xss_cards_live.png")
@@ -215,7 +229,8 @@ def test_cards_write_out_hidden_characters_and_keep_their_status_in_view(lab_not
     page = open_notebook("cards.ipynb")
     page.wait_for_selector(".gx-fallback .gx-browse")
     saved = page.locator(".gx-fallback")
-    assert HIDDEN.findall(saved.inner_text()) == []
+    assert HIDDEN.findall(saved.inner_text()) == HIDDEN.findall(RTL) * 2   # the prompt's, the answer's (reasoning folded)
+    assert saved.inner_text().count(f"user\\u202eexe.txt {RTL}") == 2
     assert "Invoice \\u202efdp.exe https://bank\\u200b.example/\\u2066login" in saved.inner_text()
     heads = page.locator(".gx-fallback th.gx-tool-head").evaluate_all("hs => hs.map(h => h.getBoundingClientRect().height)")
     assert len(heads) == 3 and max(heads) < 80, heads
