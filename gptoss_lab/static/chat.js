@@ -453,10 +453,12 @@ class Turn {
     b.node.append(head, b.pre, b.actions, b.output);
   }
 
-  text(op) {
+  text(op, sent, later) {
+    // `later`: an end later in the batch draws the whole answer, whose text this is (only kept, for Copy)
     const b = this.blocks[op.i];
     if (!b) return;
     b.raw += op.t;
+    if (later) return;
     // Reasoning scrolls in its box as it streams, unless the reader scrolled up: the newest thoughts stay in view
     const box = b.kind === "reasoning" ? b.text : null;
     const follow = box && box.scrollHeight - box.scrollTop - box.clientHeight < 4;
@@ -465,15 +467,16 @@ class Turn {
     if (follow) box.scrollTop = box.scrollHeight;
   }
 
-  md(op) {
+  md(op, sent, later) {
     const b = this.blocks[op.i];
-    if (!b || !b.md) return;
+    if (!b || !b.md || later) return;
     b.md.append(answerHTML(op.html));
     b.upto = op.upto;
     b.text.textContent = b.raw.slice(b.upto);
   }
 
-  end(op) {
+  end(op, sent, later) {
+    // `later`: an end later in the batch draws the answer again (with its citation chips); this one's Sources stay
     const b = this.blocks[op.i];
     if (!b) return;
     b.ended = true;
@@ -482,9 +485,11 @@ class Turn {
       b.label.textContent = `Thought for ${took} · ${op.tokens} token${op.tokens === 1 ? "" : "s"}`;
       b.node.classList.add("gx-ended");
     } else if (op.html !== undefined && b.md) {
-      b.md.replaceChildren(answerHTML(op.html));
-      b.upto = b.raw.length;
-      b.text.textContent = "";
+      if (!later) {
+        b.md.replaceChildren(answerHTML(op.html));
+        b.upto = b.raw.length;
+        b.text.textContent = "";
+      }
       if (op.sources !== undefined) {   // the cited sources under the answer, as in the saved turn (citations.py)
         b.sources = b.sources || h("div", "gx-sources");
         setHTML(b.sources, op.sources);
@@ -700,6 +705,21 @@ class Turn {
 
 // ---------------------------------------------------------------- the view
 
+function redrawnLater(ops) {
+  // The places in `ops` (a batch) of the operations whose drawing of an answer a later one of the same turn replaces:
+  // its end, with the whole answer's HTML (and a cited answer's end again, with its chips). A view drawn late (a tab
+  // reloaded, one drawn after the turn) laid in each Markdown part of the answer, the whole answer, then the answer
+  // with its chips: 61 sanitisations of a 114 kB answer, 2 now (benchmarks/chat_replay.py).
+  const later = new Set(), redrawn = new Set();
+  for (let at = ops.length - 1; at >= 0; at--) {
+    const op = ops[at];
+    if (op.op === "turn") redrawn.clear();       // the ops before it are an earlier turn's
+    if (["text", "md", "end"].includes(op.op) && redrawn.has(op.i)) later.add(at);
+    if (op.op === "end" && op.html !== undefined) redrawn.add(op.i);
+  }
+  return later;
+}
+
 function render({ model, el }) {
   const view = { model, root: h("div", "gx-chat") };
   el.appendChild(view.root);
@@ -716,7 +736,8 @@ function render({ model, el }) {
   let turn = null;
   let seq = 0;
   const apply = (ops, sent) => {
-    for (const op of ops) {
+    const later = redrawnLater(ops);
+    for (const [at, op] of ops.entries()) {
       if (op.op === "turn") {          // one turn per view: Regenerate replaces it
         const old = view.root.firstChild;
         turn = new Turn(view, op);
@@ -725,7 +746,7 @@ function render({ model, el }) {
           old.remove();
         }
       } else if (turn && OPS.has(op.op)) {
-        turn[op.op](op, sent);
+        turn[op.op](op, sent, later.has(at));
       }
     }
   };

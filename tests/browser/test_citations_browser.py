@@ -163,13 +163,23 @@ POPUP_ROWS = """(chip) => { const s = getComputedStyle(chip, '::after'), at = ch
   return rows.map(Math.round); }"""
 
 
+# Count how often an answer's Markdown box is given content (appended to, or its content replaced)
+FILLS = """() => { window.__answerFills = 0;
+  for (const name of ["append", "replaceChildren"]) {
+    const original = Element.prototype[name];
+    Element.prototype[name] = function (...nodes) {
+      if (nodes.length && this.classList.contains("gx-md")) window.__answerFills++;
+      return original.apply(this, nodes);
+    };
+  } }"""
 IN_VIEW = "(n) => { const r = n.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
 
 
 def test_live_answer_lists_its_sources_and_a_chip_opens_its_entry(lab_notebook):
     """The live answer shows the Sources list the saved turn has (title, document, cited lines, as text), and a click
     on a chip, or Enter or Space on one Tab reached, takes focus to its entry there, highlighted (the live view had
-    no Sources, and a local document's chip opened nothing). Screenshot: /tmp/gptoss_browse_live_sources.png."""
+    no Sources, and a local document's chip opened nothing). A view drawn after the turn draws the same answer.
+    Screenshots: /tmp/gptoss_browse_live_sources.png, /tmp/gptoss_browse_late_view.png."""
     cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
     page = lab_notebook(cells, wait_for="text=/^CITED /")
     final = page.locator(".gx-chat .gx-final")
@@ -193,6 +203,18 @@ def test_live_answer_lists_its_sources_and_a_chip_opens_its_entry(lab_notebook):
         page.keyboard.press(key)
         assert entries.first.evaluate("n => n === document.activeElement"), key
         assert page.locator(".jp-Notebook.jp-mod-editMode").count() == 0    # Enter did not edit the cell
+    # A view drawn after the turn (a second view of the output; a tab reloaded) replays it from its snapshot: it lays
+    # the answer in once, with its chips and Sources (it laid in each Markdown part, the whole answer, then the answer
+    # again with its chips: benchmarks/chat_replay.py)
+    page.evaluate(FILLS)
+    page.evaluate("() => { const nb = window.jupyterapp.shell.currentWidget.content; nb.activeCellIndex = 1;"
+                  " window.jupyterapp.commands.execute('notebook:create-output-view'); }")
+    page.wait_for_selector(".gx-chat >> nth=1 >> .gx-footer", timeout=20_000)
+    first, late = (page.locator(".gx-chat").nth(n).locator(".gx-final") for n in (0, 1))
+    assert late.locator(".gx-md").inner_text() == first.locator(".gx-md").inner_text()
+    assert late.locator("sup.gx-cite").count() == 2 and late.locator(".gx-cite-sources > li").count() == 2
+    assert page.evaluate("() => window.__answerFills") == 1
+    late.screenshot(path="/tmp/gptoss_browse_late_view.png")
 
 
 # the words of a card's lines that the browser split over two lines (a word fits a line: it need not be split)
