@@ -46,6 +46,10 @@ MAX_MAIN_CONTENT_WORK = 10_000_000
 _LONG_BLANKS = re.compile(r"\s{17,}")   # readability's own clean-up regexes slowed 10x on runs of 254 blanks
 MAX_HTML_TAGS = 1_000_000   # more take longer than MAX_HTML_SECONDS to convert; parsing them alone took seconds
 MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
+# quotes and lists nested deeper are drawn at this depth: each level writes its `>` or indent on every line in it (250
+# quotes around a `<pre>` of 80 kB made 5.2 MB of text, a 1.6 MB file all of a folder's MAX_TEXT_CHARS), now a line
+# gains at most about 40 characters
+MAX_INDENT_DEPTH = 8
 MAX_REFERENCES = 1_000      # distinct character references a page is looked through for what they stand for
 PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadline looked at between (in one call,
                                 # 48 MB of emoji took 1.8 s past a deadline)
@@ -420,17 +424,29 @@ def _shallow(html: str, deadline: float) -> str:
 
 
 def _flatten(root: Any, deadline: float) -> None:
-    """What lies deeper than MAX_DEPTH elements becomes text (links and images are text by now): each level
-    of a list or a quote indents every line in it, so kB of nesting made MB of text."""
+    """What lies deeper than MAX_DEPTH elements becomes text (links and images are text by now), and quotes and lists
+    inside MAX_INDENT_DEPTH others of their kind become `div`s, their text and line breaks kept: each level of a list
+    or a quote indents every line in it, so kB of nesting made MB of text."""
     import lxml.etree
 
     depth = 0
     deep: list[Any] = []
+    indents = {"blockquote": 0, "list": 0}    # quotes, and lists, open around the node
+    kinds: list[str | None] = []              # the kind each open element counts in (None: neither)
     for event, node in _clocked(lxml.etree.iterwalk(root, events=("start", "end")), deadline):
         if event == "end":
             depth -= 1
-        elif (depth := depth + 1) == MAX_DEPTH and len(node):
+            if kind := kinds.pop():
+                indents[kind] -= 1
+            continue
+        if (depth := depth + 1) == MAX_DEPTH and len(node):
             deep.append(node)
+        kind = "list" if node.tag in ("ul", "ol") else "blockquote" if node.tag == "blockquote" else None
+        if kind and indents[kind] >= MAX_INDENT_DEPTH:
+            node.tag, kind = "div", None
+        if kind:
+            indents[kind] += 1
+        kinds.append(kind)
     for node in _clocked(deep, deadline):
         text = "".join(node.itertext())
         del node[:]
