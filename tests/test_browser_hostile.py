@@ -16,6 +16,7 @@ from gptoss_lab import harmony
 from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser, BrowserError, extract
 from gptoss_lab.tools.browser.extract import html_page
+from gptoss_lab.tools.browser.page import MAX_URL_CHARS
 from gptoss_lab.widgets.citations import sources_text
 
 
@@ -174,6 +175,23 @@ def test_a_search_functions_huge_snippet_and_source_are_cut_to_what_a_result_pag
     assert first["snippet"].startswith("Barn owls hunt voles at dusk.") and first["snippet"].endswith("...")
     assert len(first["snippet"]) == 2_000 and len(second["source"]) == 1_024
     assert "  * 【1†Voles†xxxx" in result.output and result.output.endswith("...】 \nL43: Voles hide.")
+
+
+def test_a_search_functions_huge_urls_are_cut_as_its_titles_are_and_opened_as_given() -> None:
+    """A hit whose URL had a 1.6 MB host was sent to the views whole, as its URL and as its label (0.8 s to lay out), one
+    of a 1.6 MB path as its URL; both are cut, and the search function's fetch is still asked for the URL it gave."""
+    host, path = "https://" + "owl" * 550_000 + ".example/a", "https://example.com/" + "p" * 1_600_000
+    asked = []
+    browser = Browser(search=lambda query, topn: [{"title": "Owls", "url": host, "snippet": "Owls hunt."},
+                                                  {"title": "Voles", "url": path, "snippet": "Voles hide."}],
+                      fetch=lambda url: asked.append(url) or "Barn owls hunt at dusk.")
+    result = browser.run(ToolCall("browser.search", "analysis", json.dumps({"query": "owls"}), "code"))
+    first, second = result.data["results"]                        # what the views are sent, was 1.6 MB each
+    assert len(first["source"]) == 1_024 and first["source"].startswith("owlowl")
+    assert len(first["url"]) == len(second["url"]) == MAX_URL_CHARS and second["url"].endswith("p...")
+    assert result.status == "done" and len(result.output) < 6_000
+    opened = browser.run(ToolCall("browser.open", "analysis", json.dumps({"id": 1}), "code"))
+    assert opened.status == "done" and asked == [path] and browser.stack[-1].text.endswith("p...\nBarn owls hunt at dusk.")
 
 
 def test_a_page_of_twenty_thousand_links_is_read_in_seconds() -> None:

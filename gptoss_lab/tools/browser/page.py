@@ -61,6 +61,10 @@ MAX_TITLE_CHARS = 1024      # as much as the header shows of a URL
 # as much of a hit's snippet as a result page shows: a search function's 16 MB snippet took 20 s to lay out, and went
 # whole to the views (a web service's snippets are a few hundred characters, a folder's SNIPPET_CHARS)
 MAX_SNIPPET_CHARS = 2_000
+# as much of a hit's URL as is kept (a request line servers accept is about this long): a search function's URL of a
+# 1.6 MB host went whole to the views, as the result's URL and as its label, and took 2 s to lay out. A user's search
+# function is still asked for the page by the URL it gave (FunctionBackend)
+MAX_URL_CHARS = 8_192
 MAX_WINDOWS = 4             # the most a window asked for by `num_lines` holds, in windows of `view_tokens` tokens
 
 
@@ -89,8 +93,8 @@ class SearchResult:
         # what a backend returned reaches the views as it is kept (the result page cleans its own copy): a hit's
         # `\x1b[2J` title or `\u202e` URL is cleaned here, once, for every backend
         self.title = reveal_mixed_scripts(replace_special_chars(maybe_truncate(str(self.title), MAX_TITLE_CHARS)))
-        self.url, self.snippet = clean_url(str(self.url)), replace_special_chars(maybe_truncate(str(self.snippet),
-                                                                                               MAX_SNIPPET_CHARS))
+        self.url = maybe_truncate(clean_url(str(self.url)), MAX_URL_CHARS)
+        self.snippet = replace_special_chars(maybe_truncate(str(self.snippet), MAX_SNIPPET_CHARS))
         self.source = replace_special_chars(maybe_truncate(str(self.source), MAX_TITLE_CHARS))
 
     def label(self) -> str:
@@ -154,11 +158,12 @@ def merge_whitespace(text: str) -> str:
 def domain(url: str) -> str:
     """The host of a URL (`www.example.com`), or of a bare domain, as shown (control characters and link syntax
     replaced, as in a page's text: a link's `&#x1b;[2J` host went to the model; lookalike letters written out:
-    `p\\u0430ypal.com`); empty for what urllib cannot read (`http://[oops`)."""
+    `p\\u0430ypal.com`), cut to MAX_TITLE_CHARS as a label; empty for what urllib cannot read (`http://[oops`)."""
     if "http" not in url:
         url = "http://" + url
     try:
-        return reveal_host(replace_special_chars(urlparse(url).netloc.rpartition("@")[2]))
+        host = urlparse(url).netloc.rpartition("@")[2]
+        return reveal_host(replace_special_chars(maybe_truncate(host, MAX_TITLE_CHARS)))
     except ValueError:
         return ""
 
