@@ -340,3 +340,25 @@ def test_a_browser_call_ends_at_the_turns_timeout(where: str) -> None:
     assert (call.status, call.output) == ("timeout", f"Error: ToolTimeout: Timed out after 1 s ({TIMEOUT_HINT})")
     assert reply.final == "The search timed out." and not reply.interrupted and not reply.errors
     assert str(session.history[2].content[0].text) == f"Error: ToolTimeout: Timed out after 1 s ({TIMEOUT_HINT})"   # what the model read
+
+
+def test_a_search_hit_whose_value_cannot_be_read_is_one_line_and_the_turn_goes_on() -> None:
+    """A hit of the user's search function whose URL's str() raised escaped Browser.run as the RuntimeError itself;
+    the call is now an error naming the function, what it raised, and what to return, and the turn goes on."""
+    class Unreadable:
+        def __str__(self) -> str:
+            raise RuntimeError("the intranet's id has no text")
+
+    def intranet(query: str, topn: int) -> list:
+        return [{"title": "Owls", "url": Unreadable(), "snippet": "Barn owls hunt at dusk."}]
+
+    recording = ('<|channel|>commentary to=browser.search <|constrain|>json<|message|>{"query": "owls"}<|call|>'
+                 '<|channel|>final<|message|>The search failed.<|return|>')
+    session = Session(ReplayEngine(recording), namespace={}, browser=Browser(search=intranet), tools="browser",
+                      approval="auto", date="2026-11-25")
+    reply = session.ask("Owls?", view=Approver())
+    said = ("Error during search for `owls`: intranet returned a result the browser cannot read (RuntimeError: the "
+            "intranet's id has no text); return dicts with title, url and snippet")
+    assert [(c.status, c.output) for c in reply.tool_calls] == [("error", said)]   # the card's one line
+    assert str(session.history[2].content[0].text) == said                           # what the model read
+    assert reply.final == "The search failed." and not reply.errors and not reply.failed

@@ -74,10 +74,11 @@ class FunctionBackend(Backend):
                 hits = list(itertools.islice(hits, topn))   # (and it may not end)
         except Exception as err:
             raise _raised(name, err) from None
-        try:
+        try:   # any exception: a hit's value whose str() raises is the user's code running here
             results = [self._result(hit) for hit in itertools.islice(hits or [], topn)]
-        except (TypeError, ValueError, KeyError) as err:
-            raise BackendError(f"{name} returned a result the browser cannot read ({one_line(str(err))}); "
+        except Exception as err:
+            raise BackendError(f"{name} returned a result the browser cannot read "
+                               f"({one_line(error_text(err).removeprefix('Error: '))}); "
                                "return dicts with title, url and snippet") from None
         return results
 
