@@ -16,7 +16,7 @@ from gptoss_lab import harmony
 from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser, BrowserError, extract
 from gptoss_lab.tools.browser.extract import html_page
-from gptoss_lab.tools.browser.page import MAX_URL_CHARS
+from gptoss_lab.tools.browser.page import MAX_URL_CHARS, Page
 from gptoss_lab.widgets.citations import sources_text
 
 
@@ -192,6 +192,32 @@ def test_a_search_functions_huge_urls_are_cut_as_its_titles_are_and_opened_as_gi
     assert result.status == "done" and len(result.output) < 6_000
     opened = browser.run(ToolCall("browser.open", "analysis", json.dumps({"id": 1}), "code"))
     assert opened.status == "done" and asked == [path] and browser.stack[-1].text.endswith("p...\nBarn owls hunt at dusk.")
+
+
+def test_a_page_a_fetch_function_makes_is_cleaned_as_its_text_would_be() -> None:
+    """A fetch function's `Page` was used as it was: `\x1b[2J`, a direction override and a fake link `【0†...】` reached
+    the model and the views, as its text or dict would not have. It reads as the same text returned does now; the
+    links a page numbers itself (html_page's) stay links."""
+    text = "Barn owls\x1b[2J hunt 【0†at noon】 at dusk\u202e.\r\nVoles hide."
+    pages = {"https://owls.example/a": Page(url="https://owls.example/a", title="Owls", text=text),
+             "https://owls.example/b": text,
+             "https://owls.example/c": html_page('<p>See <a href="/d">voles</a>.</p>', "https://owls.example/c")}
+    browser = Browser(search=lambda query, topn: [(url, url, "") for url in pages], fetch=pages.get)
+    browser.search("owls")
+    shown = [browser.open(i, cursor=0).split("\n\n", 1)[1] for i in range(3)]
+    assert shown[0] == "L0: Barn owls hunt 〖0†at noon〗 at dusk.\nL1: Voles hide."    # was `\x1b[2J`, `【0†`, `\u202e`
+    assert shown[1] == "L0: \nL1: URL: https://owls.example/b\nL2: Barn owls hunt 〖0†at noon〗 at dusk.\nL3: Voles hide."
+    assert shown[2].endswith("See 【0†voles】.") and browser.stack[-1].urls == {"0": "https://owls.example/d"}
+
+    class Unreadable:   # a value whose str() raises escaped Browser.run as that exception
+        def __str__(self) -> str:
+            raise RuntimeError("no title")
+
+    browser = Browser(search=lambda query, topn: [("Owls", "owls", "")], fetch=lambda url: {"title": Unreadable()})
+    browser.search("owls")
+    result = browser.run(ToolCall("browser.open", "analysis", json.dumps({"id": 0}), "code"))
+    assert (result.status, result.output) == ("error", "Error fetching URL `owls`: <lambda> returned a page the browser "
+                                                       "cannot read (RuntimeError: no title)")
 
 
 def test_a_page_of_twenty_thousand_links_is_read_in_seconds() -> None:

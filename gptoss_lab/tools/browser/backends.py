@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..base import error_text
-from .extract import ExtractError, html_page, text_page
+from .extract import ExtractError, html_page, own_page, text_page
 from .page import Page, SearchResult, clean_url
 
 
@@ -132,10 +132,11 @@ def _raised(name: str, err: Exception) -> BackendError:
 
 
 def _page_from(got: Any, url: str, name: str) -> Page:
-    """What a user's fetch function returned, as a page."""
-    if isinstance(got, Page):
-        return got
+    """What a user's fetch function returned, as a page, cleaned as every page is (a Page too: see own_page); a value
+    whose str() raises (the user's code, running here) is an error of one line."""
     try:
+        if isinstance(got, Page):
+            return own_page(got)
         if isinstance(got, bytes):
             from .extract import document_page
 
@@ -149,5 +150,8 @@ def _page_from(got: Any, url: str, name: str) -> Page:
             return text_page(str(got.get("text") or ""), url, title)
     except ExtractError as err:
         raise BackendError(str(err)) from None
+    except Exception as err:
+        raise BackendError(f"{name} returned a page the browser cannot read "
+                           f"({one_line(error_text(err).removeprefix('Error: '))})") from None
     raise BackendError(f"{name} returned {type(got).__name__}; return the page text, a dict with title and "
                        "text (or html), or a Page")

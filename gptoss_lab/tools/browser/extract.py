@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlparse
 
-from .page import (SPECIAL_CHARACTERS, Page, cited_lines, clean_url, domain, merge_whitespace,
+from .page import (LINK_PATTERN, SPECIAL_CHARACTERS, Page, cited_lines, clean_url, domain, merge_whitespace,
                    replace_special_chars)
 
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -483,6 +483,21 @@ def text_page(text: str, url: str, title: str) -> Page:
     """Plain text or Markdown, read as written (characters that look like link syntax replaced, in its title too)."""
     text = _LINE_ENDS.sub("\n", text)
     return Page(url=url, title=replace_special_chars(title), text=with_url(url, replace_special_chars(text)))
+
+
+def own_page(page: Page) -> Page:
+    """A Page a user's fetch function made, its text read as a text page's is (line ends, control characters and link
+    syntax replaced), but for the links it numbers itself (`【3†owls†site】` with 3 in its `urls`, as html_page
+    writes them), which stay links: a Page used as it was gave the views `\x1b[2J` and the model fake links."""
+    pieces, at = [], 0
+    text = _LINE_ENDS.sub("\n", page.text)
+    for link in LINK_PATTERN.finditer(text):
+        number, inner = link.group(0)[1:-1].split("†", 1)
+        if number in page.urls:
+            pieces += [replace_special_chars(text[at:link.start()]), f"【{number}†{replace_special_chars(inner)}】"]
+            at = link.end()
+    text = "".join(pieces) + replace_special_chars(text[at:])
+    return Page(url=page.url, title=page.title, text=text, urls=dict(page.urls), raw=page.raw)
 
 
 def heading_title(text: str) -> str | None:
