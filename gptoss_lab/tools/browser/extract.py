@@ -50,6 +50,7 @@ MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libx
 # quotes around a `<pre>` of 80 kB made 5.2 MB of text, a 1.6 MB file all of a folder's MAX_TEXT_CHARS), now a line
 # gains at most about 40 characters
 MAX_INDENT_DEPTH = 8
+_INDENTING = {"blockquote": "blockquote", "ul": "list", "ol": "list"}   # the kinds of nesting counted
 MAX_REFERENCES = 1_000      # distinct character references a page is looked through for what they stand for
 PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadline looked at between (in one call,
                                 # 48 MB of emoji took 1.8 s past a deadline)
@@ -441,7 +442,7 @@ def _flatten(root: Any, deadline: float) -> None:
             continue
         if (depth := depth + 1) == MAX_DEPTH and len(node):
             deep.append(node)
-        kind = "list" if node.tag in ("ul", "ol") else "blockquote" if node.tag == "blockquote" else None
+        kind = _INDENTING.get(node.tag)
         if kind and indents[kind] >= MAX_INDENT_DEPTH:
             node.tag, kind = "div", None
         if kind:
