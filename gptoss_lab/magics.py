@@ -141,7 +141,7 @@ class _Parser(argparse.ArgumentParser):
             value = written.partition("=")[2] or (after[0] if after else "")
             value = shlex.quote(value) if _quotable(value) else name.upper()   # a key, a page of garbage: its name
             return f": the {name} is written without {option}: `{parser.prog} {value}`"
-        commands = _line_parser()._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+        commands = _line_commands().values()
         owners = [f"`{c.prog}`" for c in commands if c.prog != parser.prog and option in _options(c)]
         if not owners:
             return ""
@@ -527,6 +527,11 @@ def usage(*, cell_first: bool = False) -> str:
     return "\n".join(parts)
 
 
+def _line_commands() -> dict[str, argparse.ArgumentParser]:
+    """The `%gptoss` commands by name, each with its parser."""
+    return _line_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+
+
 def help_cells(lines: list[str]) -> list[str]:
     """An IPython input transformer: a `%%gptoss` cell with nothing below its magic line gets a blank body, so the
     magic itself answers (its help, or what to write) where IPython refused the empty body with its own message
@@ -621,7 +626,10 @@ class GptossMagics(Magics):
             words = _words(line)
         except ValueError as err:   # shlex's "No closing quotation", named %gptoss in a %%gptoss cell too
             raise UsageError(f"{magic}: {_unsplit(err)}") from None
-        if (words[:1] if cell is None else words) and {"-h", "--help"} & set(words if cell is not None else words[:1]):
+        named = words[1] if cell is None and len(words) > 1 and words[0] in ("-h", "--help") else ""
+        if named in _line_commands().keys() - {"help"}:
+            words = [words[1], "--help"]   # `%gptoss -h load`: load's own help, as `%gptoss load -h` gives it
+        elif (words[:1] if cell is None else words) and {"-h", "--help"} & set(words if cell is not None else words[:1]):
             print(usage(cell_first=cell is not None))  # the whole usage: both magics, every command and option
             return None
         try:

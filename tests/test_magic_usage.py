@@ -535,3 +535,22 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
         assert type(caught.value) is containment._Interrupt
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_help_asked_before_a_command_is_that_commands_help(capsys):
+    """`%gptoss -h load` printed the whole usage (both magics, every command), where `%gptoss load -h` prints load's."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shown = {}
+        for line in ("load -h", "-h load", "--help load", "-h connect", "connect --help", "-h help", "-h"):
+            shell.run_line_magic("gptoss", line)
+            shown[line] = capsys.readouterr().out
+    finally:
+        InteractiveShell.clear_instance()
+    assert shown["-h load"] == shown["--help load"] == shown["load -h"]
+    assert shown["load -h"].startswith("usage: %gptoss load")
+    assert shown["-h connect"] == shown["connect --help"] and "--retries" in shown["-h connect"]
+    assert shown["-h help"] == shown["-h"] and "%%gptoss" in shown["-h"] and "--retries" in shown["-h"]
