@@ -464,7 +464,7 @@ def _line_parser() -> _Parser:
                          help="the longest the server may keep a request waiting: connecting, then each next text it "
                               "streams (keep-alives do not count; default 120)")
     connect.add_argument("--retries", type=_number(int), metavar="N",
-                         help="times a connection error is retried (default 2)")
+                         help="times a connection error or a busy server is retried (0 to 10; default 2)")
     trust = connect.add_mutually_exclusive_group()
     trust.add_argument("--ca-bundle", dest="verify", metavar="PATH", type=_given,
                        help="trust an https server whose certificate (self-signed) or CA this PEM file holds")

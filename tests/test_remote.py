@@ -313,8 +313,9 @@ def test_what_is_no_server_url_is_refused_in_one_line(url, message):
     ({"timeout": "30"}, "timeout must be a number of seconds above 0, at most 86400 (a day), not '30'"),
     ({"timeout": float("inf")}, "timeout must be a number of seconds above 0, at most 86400 (a day), not inf"),
     ({"timeout": 1e10}, "timeout must be a number of seconds above 0, at most 86400 (a day), not 10000000000.0"),
-    ({"retries": -1}, "retries must be a whole number, 0 or more, not -1"),
-    ({"retries": 1.5}, "retries must be a whole number, 0 or more, not 1.5"),
+    ({"retries": -1}, "retries must be a whole number from 0 to 10, not -1"),
+    ({"retries": 1.5}, "retries must be a whole number from 0 to 10, not 1.5"),
+    ({"retries": 11}, "retries must be a whole number from 0 to 10, not 11"),   # 1000000 was taken: 28 s of silence
 ])
 def test_a_timeout_or_retries_that_cannot_work_is_refused_in_one_line(option, message):
     with pytest.raises(RemoteError) as caught:

@@ -283,6 +283,11 @@ def test_the_connect_magic_takes_a_timeout_and_retries():
         with pytest.raises(UsageError, match=r"^%gptoss connect: timeout must be a number of seconds above 0, "
                                              r"at most 86400"):
             shell.run_line_magic("gptoss", f"connect {url} --timeout 0")
+        started = time.monotonic()   # (it was taken, and sat silent for 28 s before its error)
+        with pytest.raises(UsageError, match=r"^%gptoss connect: retries must be a whole number from 0 to 10, "
+                                             r"not 1000000$"):
+            shell.run_line_magic("gptoss", "connect http://127.0.0.1:1 --retries 1000000")
+        assert time.monotonic() - started < 1
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
 

@@ -206,11 +206,12 @@ def _in_time(call, seconds: float) -> BaseException:
 
 
 def test_connection_retries_stop_after_the_waiting_cap(monkeypatch):
-    """retries=1000 waited 0.5 s, 1 s, 2 s ... doubling with no ceiling (the 20th wait alone: 3 days)."""
+    """retries=1000 waited 0.5 s, 1 s, 2 s ... doubling with no ceiling (the 20th wait alone: 3 days); the most
+    retries taken now (10) still stop at the cap."""
     monkeypatch.setattr(remote, "_MAX_WAITING", 2.0)
     with socket.create_server(("127.0.0.1", 0)) as taken:  # a port that nothing listens on once closed
         port = taken.getsockname()[1]
-    err = _in_time(lambda: RemoteEngine(f"http://127.0.0.1:{port}", retries=1000, timeout=2), 6)
+    err = _in_time(lambda: RemoteEngine(f"http://127.0.0.1:{port}", retries=10, timeout=2), 6)
     assert isinstance(err, RemoteError)
     assert str(err).startswith(f"cannot reach the gpt-oss server at http://127.0.0.1:{port} (ConnectError: ")
     assert str(err).endswith("is it running? (tried 3 times; retries stop after 2 s of waiting)")  # 0.5 + 1 s
@@ -238,6 +239,19 @@ def test_an_address_that_never_connects_is_reported_after_one_timeout():
     assert took < 2.5
 
 
+def test_retrying_a_connection_shows_what_is_retried_and_the_tries_failed(monkeypatch, capsys):
+    """`%gptoss connect` to nothing with many retries sat silent for half a minute before its one-line error."""
+    monkeypatch.setattr(remote, "_MAX_WAIT", 0.1)   # waits of 0.1 s, shown after 0.15 s
+    monkeypatch.setattr(remote, "_SHOWN_AFTER", 0.15)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    err = _in_time(lambda: RemoteEngine(f"http://127.0.0.1:{port}", retries=4, timeout=2), 3)
+    shown = capsys.readouterr().out
+    assert str(err).endswith("(tried 5 times)")
+    assert f"Cannot reach http://127.0.0.1:{port} yet (ConnectError): 4 of 5 tries failed" in shown, shown
+    assert "1 of 5" not in shown   # (not in the first 0.15 s)
+
+
 @pytest.mark.parametrize("retry_after, asked", [(b"Retry-After: 0.4\r\n", 2), (b"Retry-After: 0\r\n", 2), (b"", 6)])
 def test_a_busy_server_is_asked_again_for_at_most_the_waiting_cap(monkeypatch, retry_after, asked):
     """A busy server's short Retry-After was waited for `retries` times, any number (Retry-After: 0 had 1000 retries
@@ -246,7 +260,7 @@ def test_a_busy_server_is_asked_again_for_at_most_the_waiting_cap(monkeypatch, r
     monkeypatch.setattr(remote, "_MAX_WAIT", 0.2 if not retry_after else 5.0)
     monkeypatch.setattr(remote, "_MAX_WAITING", 1.0)
     with FakeServer(raw=lambda n: [_status(503, b"Service Unavailable", headers=retry_after)]) as server:
-        engine = RemoteEngine(server.url, retries=1000, timeout=5)
+        engine = RemoteEngine(server.url, retries=10, timeout=5)
         err = _in_time(lambda: list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS)), 6)
         assert sum(path == "/v1/completions" for path, _, _ in server.requests) == asked
     after = f" (Retry-After: {retry_after[13:-2].decode()})" if retry_after else ""

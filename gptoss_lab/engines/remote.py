@@ -57,6 +57,8 @@ _LONGEST_WAIT = 86_400  # seconds: the largest timeout= (a day; 1e10 overflowed 
 _MAX_WAIT = 5.0  # seconds of a server's Retry-After we wait before asking again; a longer one is reported
 _HOSTNAME_MISMATCH = 62  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH
 _MAX_WAITING = 30.0  # seconds of waits between the tries of one request, in all: then the last failure is reported
+_MAX_RETRIES = 10  # the most retries= takes: the waits (0.5 s, 1 s, 2 s, 4 s, then 5 s) pass _MAX_WAITING after 8
+_SHOWN_AFTER = 1.0  # s of retrying after which a progress bar says what is retried, tries n of N (before a 2 s wait)
 _ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
 _MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
 _SLICE = 4096  # characters of a chunk's text turned into ids at a time: Stop is asked between slices
@@ -394,8 +396,8 @@ class RemoteEngine:
         if not (isinstance(timeout, int | float) and 0 < timeout <= _LONGEST_WAIT):
             raise RemoteError(f"timeout must be a number of seconds above 0, at most {_LONGEST_WAIT} (a day), "
                               f"not {timeout!r}")
-        if not (isinstance(retries, int) and retries >= 0):
-            raise RemoteError(f"retries must be a whole number, 0 or more, not {retries!r}")
+        if not (isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= _MAX_RETRIES):
+            raise RemoteError(f"retries must be a whole number from 0 to {_MAX_RETRIES}, not {retries!r}")
         parsed = _base_url(url)
         root = str(parsed.copy_with(username=None, password=None))
         self.url = shown_url(root)   # as every message and status line shows it
@@ -496,11 +498,20 @@ class RemoteEngine:
 
     def _retrying(self, call: Callable[[dict[str, Any]], httpx.Response],
                   aborted: threading.Event | None = None) -> httpx.Response:
+        """`_tries` of `call`, counted on a progress bar that shows once they take `_SHOWN_AFTER` s (a connect that
+        retried for half a minute sat silent until its one-line error)."""
+        from ..widgets import text_bar
+
+        with text_bar(total=_most_tries(self.retries), delay=_SHOWN_AFTER, mininterval=0, miniters=1, leave=False,
+                      bar_format="{desc}: {n} of {total} tries failed [{elapsed}]") as bar:
+            return self._tries(call, aborted or threading.Event(), bar)
+
+    def _tries(self, call: Callable[[dict[str, Any]], httpx.Response], aborted: threading.Event,
+               bar: Any) -> httpx.Response:
         """`call(extensions)`, retried on connection errors (for at most `_MAX_WAITING` s of waits); its failures
         as one-line RemoteErrors. The request that `call` sends carries the extensions: a `_Clock`, which ends it
         when the server is silent for `timeout` s, or at once when `aborted` is set; a response handed on open (a
         stream) keeps it running for its reader (`_chunks`) to stop."""
-        aborted = aborted or threading.Event()
         late = f"the server at {self.url} did not answer within {self.timeout:g} s (timeout=...)"
         waited = 0.0
         for attempt in range(self.retries + 1):
@@ -543,6 +554,8 @@ class RemoteEngine:
                         f"cannot reach the gpt-oss server at {self.url} ({type(err).__name__}: {err}); "
                         f"is it running? (tried {attempt + 1} time{'s' * bool(attempt)}{capped})"
                     ) from None
+                bar.set_description_str(f"Cannot reach {self.url} yet ({type(err).__name__})", refresh=False)
+                bar.update()
                 aborted.wait(pause)
                 waited += pause
             except httpx.ConnectTimeout:  # not retried: each try would wait the whole timeout again
@@ -1391,6 +1404,15 @@ def _one_coding(response: httpx.Response) -> None:
     if len(codings) > 1 or not set(codings) <= {"gzip", "deflate"}:
         raise httpx.DecodingError(f"its body is compressed as {', '.join(codings)}: one gzip or deflate is read, "
                                   "no more", request=response.request)
+
+
+def _most_tries(retries: int) -> int:
+    """The tries a request with `retries` makes at most on connection errors: its waits stop at `_MAX_WAITING`."""
+    tries, waited = 1, 0.0
+    while tries <= retries and waited + min(0.5 * 2 ** (tries - 1), _MAX_WAIT) <= _MAX_WAITING:
+        waited += min(0.5 * 2 ** (tries - 1), _MAX_WAIT)
+        tries += 1
+    return tries
 
 
 def _retry_wait(response: httpx.Response, attempt: int) -> float | None:
