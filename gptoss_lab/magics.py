@@ -301,6 +301,16 @@ def _given(value: str) -> str:
     return value
 
 
+def _variable_name(value: str) -> str:
+    """`--api-key-env VAR`, refused where it holds what no environment variable's name holds (a space, an `=`): it was
+    told "its name is not shown: it looks like a key" (not quoted: it may hold the key itself)."""
+    held = "a space" if any(c.isspace() for c in value) else "an = sign" if "=" in value else ""
+    if held:
+        raise argparse.ArgumentTypeError(f"the name given holds {held}, which no environment variable's name holds "
+                                         "(names are letters, digits and _, such as OPENAI_API_KEY)")
+    return _given(value)
+
+
 def _number(kind: type) -> Any:
     """An argparse type reading `kind` from the digits 0-9 only: int() and float() also read `٣`, which the lab's
     settings refuse (one reading for every number a magic takes), saying what to write instead."""
@@ -458,7 +468,7 @@ def _line_parser() -> _Parser:
     connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
     connect.add_argument("url", type=_given, help="the server's address, e.g. http://127.0.0.1:8000")
     connect.add_argument("--model", type=_given, help="the served model's name (default: the server's only model)")
-    connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_given,
+    connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_variable_name,
                          help="environment variable holding the API key")
     connect.add_argument("--timeout", type=_number(float), metavar="SECONDS",
                          help="the longest the server may keep a request waiting: connecting, then each next text it "
@@ -490,7 +500,7 @@ def _line_parser() -> _Parser:
     browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
     browse.add_argument("source", nargs="+", type=_given,
                         help="folders, files or globs; or one backend: searxng:URL, exa, youcom")
-    browse.add_argument("--api-key-env", metavar="VAR", type=_given,
+    browse.add_argument("--api-key-env", metavar="VAR", type=_variable_name,
                         help="environment variable holding the exa/youcom API key (default EXA_API_KEY / YDC_API_KEY)")
     doctor = command("doctor", "will this model fit here? parameters, memory, kernels, longest context")
     doctor.add_argument("model", nargs="?", type=_given,

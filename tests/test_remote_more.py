@@ -241,6 +241,18 @@ def test_a_key_pasted_where_its_variables_name_belongs_is_never_printed(line):
     assert named == "%gptoss connect: the environment variable NO_SUCH_VAR is not set"
 
 
+def test_a_variables_name_with_a_space_is_said_to_be_no_name_not_a_key():
+    """`--api-key-env "A B"` was answered "its name is not shown: it looks like a key": a name with a space is simply
+    no environment variable's name (connect's and browse's alike)."""
+    no_name = ("argument --api-key-env: the name given holds a space, which no environment variable's name holds "
+               "(names are letters, digits and _, such as OPENAI_API_KEY) (see %gptoss {} --help)")
+    errors = _usage_errors('connect http://127.0.0.1:1 --api-key-env "A B"', 'browse exa --api-key-env "MY KEY"',
+                           "connect http://127.0.0.1:1 --api-key-env OPENAI_API_KEY=sk-proj-Zq81xKeyPasted")
+    assert errors[0] == "%gptoss connect: " + no_name.format("connect")
+    assert errors[1] == "%gptoss browse: " + no_name.format("browse")
+    assert "holds an = sign" in errors[2] and "Zq81xKeyPasted" not in errors[2]
+
+
 @pytest.mark.parametrize("value", ["", "  \n"])
 def test_a_key_variable_that_is_empty_is_said_so_not_pass_a_key(monkeypatch, value):
     """`--api-key-env VAR` with VAR set but empty (an `export VAR=` before the key was pasted) sent no key, and the
