@@ -218,10 +218,10 @@ class Reply:
     def __repr__(self) -> str:
         """One bounded line for debugging (the dataclass's repr dumped every message); a cell shows the transcript."""
         parts = [f"prompt={_SHORT.repr(self.prompt)}", f"final={_SHORT.repr(self.final)}",
-                 _counted(len(self.messages), "message"), _counted(len(self.tool_calls), "tool call"),
-                 _counted(self.usage.completion_tokens, "token"), f"model={_SHORT.repr(self.model)}"]
+                 counted(len(self.messages), "message"), counted(len(self.tool_calls), "tool call"),
+                 counted(self.usage.completion_tokens, "token"), f"model={_SHORT.repr(self.model)}"]
         if self.errors:
-            parts.append(_counted(len(self.errors), "note"))
+            parts.append(counted(len(self.errors), "note"))
         if self.failed:
             parts.append(f"failed={_SHORT.repr(self.failed)}")
         if self.interrupted:
@@ -241,8 +241,9 @@ class Reply:
         return f"The turn failed: {self.failed}" if self.failed else ""
 
 
-def _counted(n: int, noun: str) -> str:
-    """'1 message', '3 messages'."""
+def counted(n: int, noun: str) -> str:
+    """`n` things for a message, digits grouped and plural unless one: '1 message', '12,288 tokens' (the lab's one
+    way of writing a count)."""
     return f"{n:,} {noun}{'s' * (n != 1)}"
 
 

@@ -366,7 +366,7 @@ class Session:
             raise TurnError("the prompt is empty")
         window = _context_window(self.engine)
         if window is not None and len(prompt) > window * _longest_token():  # too long however it is tokenized
-            raise TurnError(f"the prompt is {len(prompt):,} characters, more than the model's context of {window} "
+            raise TurnError(f"the prompt is {len(prompt):,} characters, more than the model's context of {window:,} "
                             "tokens can hold: shorten it")
         try:
             fmt = ResponseFormat.from_user(response_format) if response_format is not None else None
@@ -393,9 +393,9 @@ class Session:
             setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
             schema = setup - len(harmony.render(self._prefix(settings, tools, None))) if fmt is not None else 0
             if schema * 2 >= alone:  # (it said "offer fewer tools or smaller types: shorten it" with no tools offered)
-                raise TurnError(_too_long("the prompt is", alone, window, f" ({schema} of them the response format's "
+                raise TurnError(_too_long("the prompt is", alone, window, f" ({schema:,} of them the response format's "
                                           "schema: ask for a smaller one)"))
-            why = (f" ({setup} of them the instructions and the tools' definitions: offer fewer tools or smaller types)"
+            why = (f" ({setup:,} of them the instructions and the tools' definitions: offer fewer tools or smaller types)"
                    if setup * 2 >= alone else "")
             raise TurnError(f"{_too_long('the prompt is', alone, window, why)}: shorten it")
         try:
@@ -652,7 +652,7 @@ class _Turn:
         room = self.sampling.max_new_tokens if self.window is None else min(self.sampling.max_new_tokens,
                                                                             self.window - len(ids))
         if room <= 0:
-            self._end_early(f"The conversation fills the model's context ({self.window} tokens): {self._when_full()}.")
+            self._end_early(f"The conversation fills the model's context ({self.window:,} tokens): {self._when_full()}.")
             return None
         sampling = self.sampling if room == self.sampling.max_new_tokens else _with_limit(self.sampling, room)
         if self.recorder is not None:
@@ -698,10 +698,10 @@ class _Turn:
             if not self.reply.final and not self.reply.cut:
                 self._end_early("The model ended its turn without a final answer.")
         elif generated >= room and self.window is not None and len(ids) + generated >= self.window:  # any --max-tokens
-            self._end_early(f"The reply filled the model's context ({self.window} tokens); what was written is kept"
+            self._end_early(f"The reply filled the model's context ({self.window:,} tokens); what was written is kept"
                             f"{_without(self.dropped)}: {self._when_full()}.")
         elif generated >= room:
-            self._end_early(f"The reply reached the token limit ({room} new token{'s' * (room != 1)}); what was written is kept"
+            self._end_early(f"The reply reached the token limit ({room:,} new token{'s' * (room != 1)}); what was written is kept"
                             f"{_without(self.dropped)} (raise --max-tokens to allow more).")
         else:
             self._end_early("The engine's stream ended before the model finished its reply; what was written is kept"
@@ -1031,8 +1031,8 @@ def _too_long(what: str, tokens: int, window: int, why: str = "") -> str:
     leaving under `_ANSWER_ROOM` (a question 1-4 tokens short of the context was taken, its reply empty, and the next
     question refused)."""
     if tokens >= window:
-        return f"{what} {tokens} tokens but the model's context is {window} tokens{why}"
-    return f"{what} {tokens} tokens{why} of the model's context of {window}, leaving no room for an answer"
+        return f"{what} {tokens:,} tokens but the model's context is {window:,} tokens{why}"
+    return f"{what} {tokens:,} tokens{why} of the model's context of {window:,}, leaving no room for an answer"
 
 
 def _context_window(engine: Engine) -> int | None:

@@ -44,7 +44,7 @@ def test_a_reply_that_fills_the_context_at_the_token_limit_too_says_the_context_
     s.engine.context_window = prompt + left
     reply = s.ask("q", max_new_tokens=left)
     assert reply.final and "word40" not in reply.final
-    assert reply.errors == [f"The reply filled the model's context ({prompt + left} tokens); what was written is kept: "
+    assert reply.errors == [f"The reply filled the model's context ({prompt + left:,} tokens); what was written is kept: "
                             "start a new conversation (%gptoss reset) or ask with --new."]
 
 
@@ -58,7 +58,7 @@ def test_a_turn_that_filled_the_context_with_reasoning_says_the_conversation_goe
     prompt = len(harmony.render(s.prefix() + [harmony.user_message("How far is it?")]))
     s.engine.context_window = prompt + 300
     reply = s.ask("How far is it?")
-    assert reply.errors == [f"The reply filled the model's context ({prompt + 300} tokens); what was written is kept: "
+    assert reply.errors == [f"The reply filled the model's context ({prompt + 300:,} tokens); what was written is kept: "
                             f"the next question starts from {len(s.prompt_ids())} tokens, as a later turn reads this "
                             "one without its reasoning; or start a new conversation (%gptoss reset) or ask with --new."]
     assert s.ask("Is it far?").final == "Yes."
@@ -94,7 +94,7 @@ def test_a_prompt_far_longer_than_the_context_is_refused_before_it_is_tokenized(
     s.engine.context_window = 12_288
     prompt = "alpha beta gamma delta " * 2_200_000
     t0 = time.perf_counter()
-    with pytest.raises(TurnError, match=r"^the prompt is 50,600,000 characters, more than the model's context of 12288 "
+    with pytest.raises(TurnError, match=r"^the prompt is 50,600,000 characters, more than the model's context of 12,288 "
                                         r"tokens can hold: shorten it$"):
         s.ask(prompt)
     assert time.perf_counter() - t0 < 2
@@ -127,9 +127,9 @@ def test_a_question_that_leaves_no_room_for_an_answer_is_refused_before_it_is_as
     engine.context_window = 100_000
     prompt_tokens = s.ask("What is six times seven?").usage.prompt_tokens
     engine.context_window = prompt_tokens + spare
-    with pytest.raises(TurnError, match=rf"^the prompt is {prompt_tokens} tokens \(\d+ of them the instructions and "
+    with pytest.raises(TurnError, match=rf"^the prompt is {prompt_tokens:,} tokens \(\d+ of them the instructions and "
                                         rf"the tools' definitions: offer fewer tools or smaller types\) of the model's "
-                                        rf"context of {prompt_tokens + spare}, leaving no room for an answer: shorten it$"):
+                                        rf"context of {prompt_tokens + spare:,}, leaving no room for an answer: shorten it$"):
         s.ask("What is six times seven?", new=True)
     assert len(s.replies) == 1
     engine.context_window = prompt_tokens + 16

@@ -349,7 +349,7 @@ def test_a_reply_cut_by_the_models_context_says_so_not_raise_max_tokens():
     s.engine.context_window = prompt_tokens + 20  # room for 20 of the reply's tokens, well below max_new_tokens
     reply = s.ask("q")
     assert reply.final and "word40" not in reply.final
-    assert reply.errors == [f"The reply filled the model's context ({prompt_tokens + 20} tokens); what was written "
+    assert reply.errors == [f"The reply filled the model's context ({prompt_tokens + 20:,} tokens); what was written "
                             "is kept: start a new conversation (%gptoss reset) or ask with --new."]
 
 

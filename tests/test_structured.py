@@ -328,7 +328,7 @@ def test_a_schema_too_large_for_the_context_is_named_as_the_cause():
     engine.context_window = 4096
     session = Session(engine, namespace={}, tools=(), approval="auto", date="2026-11-25")
     wide = pydantic.create_model("Wide", **{f"field_{i}": (int, ...) for i in range(1000)})
-    with pytest.raises(TurnError, match=r"^the prompt is \d+ tokens but the model's context is 4096 tokens \(\d+ of them "
+    with pytest.raises(TurnError, match=r"^the prompt is [\d,]+ tokens but the model's context is 4,096 tokens \([\d,]+ of them "
                                         r"the response format's schema: ask for a smaller one\)$"):
         session.ask("Fill it in.", response_format=wide)
     assert session.history == []

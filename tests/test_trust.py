@@ -217,7 +217,7 @@ def test_a_prompt_over_the_context_says_when_the_tools_definitions_take_it():
     engine = ReplayEngine(FINAL.format(text="x"))
     engine.context_window = 4096
     s = Session(engine, namespace={}, tools=[pick])
-    with pytest.raises(TurnError, match=r"^the prompt is \d+ tokens but the model's context is 4096 tokens \((\d+) of them "
+    with pytest.raises(TurnError, match=r"^the prompt is [\d,]+ tokens but the model's context is 4,096 tokens \(([\d,]+) of them "
                                         r"the instructions and the tools' definitions: offer fewer tools"):
         s.ask("Which code?")
     assert not s.history

@@ -971,7 +971,7 @@ class RemoteEngine:
         # model split a word otherwise): the server's own limit, its context full
         if finish == "length" and not done and texts < limit:
             raise RemoteError(
-                f"the server at {self.url} stopped at its own length limit after about {count + len(out)} tokens, "
+                f"the server at {self.url} stopped at its own length limit after about {count + len(out):,} tokens, "
                 f"short of max_tokens={limit}: its context is full or it caps answers; start a new conversation "
                 "(%gptoss reset), or give the server a larger context (llama.cpp -c, vLLM --max-model-len, "
                 "Ollama num_ctx)")

@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from ...events import counted
 from ...harmony import clean as harmony_clean
 from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible_line
 from .backends import Backend, BackendError
@@ -271,7 +272,7 @@ class LocalBackend(Backend):
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in self.kinds.most_common())
         lines = sum(len(p.lines) for p in self.pages)
         where = f" in {', '.join(self.roots)}" if self.roots and self.roots != ["memory"] else ""
-        text = f"{_count(len(self.pages), 'document')}{where} ({kinds}; {_count(lines, 'line')})"
+        text = f"{counted(len(self.pages), 'document')}{where} ({kinds}; {counted(lines, 'line')})"
         if self.linked:   # read as the file it is, which no path tells apart: said, so the user can look
             text += f"; {len(self.linked)} {'is a hard link' if len(self.linked) == 1 else 'are hard links'} to a " \
                 f"file also elsewhere on disk, maybe outside the folder ({_written_out(self.linked[0])}" + \
@@ -285,7 +286,7 @@ class LocalBackend(Backend):
         return text
 
     def where(self) -> str:
-        return f"your {_count(len(self.pages), 'document')}"
+        return f"your {counted(len(self.pages), 'document')}"
 
 
 def collect(paths: Iterable[str | Path], *, progress: bool = True) -> tuple[
@@ -616,7 +617,7 @@ def _passed_over(others: Counter[str]) -> str:
     if not others:
         return ""
     kinds = [suffix or "no suffix" for suffix, _ in others.most_common(8)]
-    return f"; passed over {_count(others.total(), 'file')} of other kinds: " + \
+    return f"; passed over {counted(others.total(), 'file')} of other kinds: " + \
         _written_out(", ".join(kinds) + (", ..." if len(others) > len(kinds) else ""))
 
 
@@ -634,11 +635,6 @@ def _given_bytes(text: object) -> bytes:
     if not isinstance(text, str):
         raise ExtractError(f"a document is given as text (str) or bytes, not {type(text).__name__}")
     return harmony_clean(text).encode()
-
-
-def _count(n: int, noun: str) -> str:
-    """`n` and `noun`, plural unless it is one (`1 document`, `1,204 lines`)."""
-    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def _kind(name: str) -> str:
