@@ -858,3 +858,41 @@ def test_a_validator_that_raises_any_error_goes_back_to_the_model():
     assert FunctionTool(pay).call('{"to": {"name": "alice"}, "amount": 1}').output == '"paid Alice"'
     result = FunctionTool(pay).call('{"to": {"name": "mallory"}, "amount": 1}')
     assert (result.status, result.output) == ("error", "Error: KeyError: 'mallory'")
+
+
+def test_the_kernels_own_machinery_is_refused_as_a_function_tool_and_a_users_function_is_not():
+    """`%%gptoss --tools get_ipython` was taken as a function tool: the model could call IPython's own function (and
+    exit, display, the lab's objects), under approval. Refused in one line; a user's or numpy's function is taken."""
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.run_cell("from IPython.display import display\nfrom gptoss_lab import Session, tool")
+        refused = {}
+        for name in ("get_ipython", "exit", "quit", "display", "Session", "tool"):
+            with pytest.raises(UsageError) as caught:
+                shell.run_cell_magic("gptoss", f"--tools {name}", "Hi")
+            refused[name] = str(caught.value)
+        namespace = dict(shell.user_ns)
+    finally:
+        InteractiveShell.clear_instance()
+    for name, said in refused.items():
+        owner = "the lab" if name in ("Session", "tool") else "IPython"
+        assert said == (f"%%gptoss: tool {name!r} is {owner}'s own machinery, not a function of yours, and is not "
+                        "offered to the model: tools are python, browser or functions you define"), said
+    with pytest.raises(ToolSpecError, match="^tool 'load' is the lab's own machinery"):
+        Toolset.resolve([functools.partial(Session.load, "tiny")], {}, {})
+
+    def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    class Shelf:
+        def count(self, item: str) -> int:
+            """Items of that name on the shelf."""
+            return 0
+
+    namespace.update(double=double, count=Shelf().count)
+    assert [d.name for d in Toolset.resolve("double,count", namespace, {}).function_descriptions()] == ["double", "count"]

@@ -12,6 +12,7 @@ import functools
 import inspect
 import reprlib
 import time
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
@@ -225,6 +226,15 @@ class Toolset:
                 shown = (f"{name!r} (a {type(item).__name__})" if name is not None
                          else " ".join(reprlib.repr(item).split()))
                 raise ToolSpecError(f"tool {shown} is not callable; tools are {', '.join(builtins)} or functions")
+            inner = item
+            while isinstance(inner, functools.partial):
+                inner = inner.func
+            owner = None if isinstance(item, FunctionTool) else _machinery(inner)   # (one made with tool(): chosen)
+            if owner is not None:
+                yours = " or ".join(filter(None, (", ".join(builtins), "functions you define")))
+                raise ToolSpecError(f"tool {name or getattr(inner, '__name__', type(inner).__name__)!r} is {owner}'s "
+                                    f"own machinery, not a function of yours, and is not offered to the model: tools "
+                                    f"are {yours}")
             own = getattr(item, "__name__", None)  # a partial or a callable object has none: the variable's name
             named = name if name is not None and not (isinstance(own, str) and own.isidentifier()) else None
             try:
@@ -272,6 +282,20 @@ class Toolset:
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.tools]
+
+
+_MACHINERY = {"IPython": "IPython", "ipykernel": "IPython", "gptoss_lab": "the lab", "_sitebuiltins": "Python"}
+
+
+def _machinery(item: Any) -> str | None:
+    """Whose code `item` is where it is the kernel's or the lab's own (get_ipython, exit, display, a Session's method):
+    as a function tool the model could call it, under approval. None for any other callable (a user's, numpy's)."""
+    routine = isinstance(item, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+    owner = getattr(item, "__self__", None) if routine else None   # a bound method: its object's class
+    modules = [type(item).__module__, getattr(item, "__module__", None) if routine or isinstance(item, type) else None,
+               type(owner).__module__ if owner is not None else None]
+    return next((_MACHINERY[m.split(".")[0]] for m in modules if isinstance(m, str) and m.split(".")[0] in _MACHINERY),
+                None)
 
 
 def _split(spec: ToolSpec | None) -> list[Any]:
