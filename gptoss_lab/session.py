@@ -426,7 +426,7 @@ class Session:
             turn.fail(err)
         with _deferred_interrupts():  # a second Ctrl-C must not lose the reply
             if unrouted and not turn.recorder.tokens:  # (an engine that forwards to a model here records all the same)
-                turn._warn(f"no expert routing recorded: {unrouted}")
+                turn._warn(f"No expert routing recorded: {unrouted}")
             reply = turn.finish(fmt)
             self.replies.append(reply)
             turn.emit(TurnEnd(reply))
@@ -601,7 +601,7 @@ class _Turn:
         except (KeyboardInterrupt, _Stopped):
             raise
         except Exception as err:
-            self._note(f"the view failed and was closed: {type(err).__name__}: {err}")
+            self._note(f"The view failed and was closed: {type(err).__name__}: {err}")
             self.view = _NullView()
 
     def run(self, keep_analysis_from: int) -> None:
@@ -640,6 +640,7 @@ class _Turn:
             return None
         said = [f"{' and '.join(given)} change{'s' * (len(given) == 1)} nothing here"] if given else []
         said += ["the same question, regenerated, gets the same answer again"] if self.session._again else []
+        said[0] = said[0][0].upper() + said[0][1:]   # a sentence, as the turn's other notes are
         return (f"{', and '.join(said)}: decoding is greedy (temperature 0, or the model's default); set "
                 "a temperature above 0 to sample.")
 

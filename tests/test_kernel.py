@@ -818,9 +818,9 @@ def test_a_cells_options_on_gpt_oss_tiny_do_what_they_say_or_say_why_not(kernel)
     out, _ = run(kc, "e = _gptoss.routing.experts\nprint(len(e), int((e[:, 1] == 3).sum()), int((e[:, 2] == 5).sum()))")
     assert int(out.split()[0]) > 10 and out.split()[1:] == ["0", "0"], out
     out, _ = run(kc, "%%gptoss --text --approve never --seed 3 --top-p 0.5 --max-tokens 16\nHi", timeout=120)
-    assert "seed and top_p change nothing here: decoding is greedy" in out, out
+    assert "Seed and top_p change nothing here: decoding is greedy" in out, out
     out, _ = run(kc, "%gptoss regenerate", timeout=120)   # the same answer again: said, with the cell's own options
-    assert ("seed and top_p change nothing here, and the same question, regenerated, gets the same answer again: "
+    assert ("Seed and top_p change nothing here, and the same question, regenerated, gets the same answer again: "
             "decoding is greedy") in " ".join(out.split()), out
     out, _ = run(kc, "%%gptoss --text --approve never --temperature 1 --seed 3 --max-tokens 16\nHi", timeout=120)
     assert "change nothing" not in out, out

@@ -42,7 +42,7 @@ def test_a_turn_that_cannot_record_routing_draws_no_routing_view_and_says_why(ke
     why = ("this needs a gpt-oss model in this kernel, and replay (ReplayEngine) has none: load one here "
            "(`%gptoss load tiny`, Session.load(...))")
     out, _ = run(kernel[1], "print(_gptoss.routing, _gptoss.errors)")
-    assert out.strip() == f"None ['no expert routing recorded: {why}']"
+    assert out.strip() == f"None ['No expert routing recorded: {why}']"
     out, content = run(kernel[1], "%gptoss routing")
     assert (content["ename"], content["evalue"]) == ("UsageError", f"%gptoss routing: the last reply has no routing: {why}")
 

@@ -967,3 +967,13 @@ def test_the_python_tools_code_cannot_load_or_connect_and_nothing_is_read(monkey
         f"(Session.{'load' if 'load' in code else 'connect'}): sessions and their settings are the user's, changed "
         "between turns")
     assert asked == []
+
+
+def test_the_greedy_decoding_notices_start_as_sentences():
+    """The seed notice and the Regenerate one ("the same question, regenerated, gets the same answer again ...") began
+    with a small letter where the turn's other notices begin with a capital."""
+    answer = "<|channel|>final<|message|>Hello.<|return|>"
+    s = Session(ReplayEngine(answer * 3), namespace={}, tools="none", temperature=0)
+    assert s.ask("Hi").errors == []
+    assert s.regenerate().errors[0].startswith("The same question, regenerated, gets the same answer again: decoding")
+    assert s.ask("Hi", seed=3).errors[0].startswith("Seed changes nothing here: decoding is greedy")

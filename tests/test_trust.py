@@ -552,7 +552,7 @@ def test_an_intervention_the_model_cannot_take_is_refused_before_the_turn(random
 def test_routing_asked_of_a_model_that_cannot_record_it_says_so():
     reply = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={}).ask("hi", routing=True)
     assert reply.final == "ok" and reply.routing is None
-    assert reply.errors == ["no expert routing recorded: this needs a gpt-oss model in this kernel, and replay "
+    assert reply.errors == ["No expert routing recorded: this needs a gpt-oss model in this kernel, and replay "
                             "(ReplayEngine) has none: load one here (`%gptoss load tiny`, Session.load(...))"]
 
 
