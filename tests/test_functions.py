@@ -668,13 +668,13 @@ def test_an_async_function_is_refused_when_it_is_made_a_tool():
 
 
 def test_a_function_python_cannot_describe_is_a_one_line_turn_error():
-    # a C function without a signature (max, dict) raised ValueError, a malformed string annotation
+    # a C function without a signature (math.log, dict) raised ValueError, a malformed string annotation
     # SyntaxError, out of `ask` as a traceback instead of the one-line TurnError
     def broken(x: "list[int") -> int:
         return 0
 
     s = _session(_final("ok"), {})
-    for fn, message in [(max, "^max has no signature Python can read"),
+    for fn, message in [(math.log, "^log has no signature Python can read"),
                         (broken, r"^broken: cannot resolve a type annotation \(SyntaxError: ")]:
         with pytest.raises(TurnError, match=message):
             s.ask("Hi", tools=[fn])
@@ -884,6 +884,9 @@ def test_the_kernels_own_machinery_is_refused_as_a_function_tool_and_a_users_fun
                         "offered to the model: tools are python, browser or functions you define"), said
     with pytest.raises(ToolSpecError, match="^tool 'load' is the lab's own machinery"):
         Toolset.resolve([functools.partial(Session.load, "tiny")], {}, {})
+    for builtin in (eval, exec, compile, open, getattr, __import__):   # refused before only for lack of annotations
+        with pytest.raises(ToolSpecError, match=f"^tool '{builtin.__name__}' is Python's own machinery, not a function"):
+            Toolset.resolve([builtin], {}, {})
 
     def double(x: int) -> int:
         """Twice x."""

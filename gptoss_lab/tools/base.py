@@ -7,6 +7,7 @@ only asks the `Toolset` "who answers this recipient?" and never knows a tool's n
 """
 from __future__ import annotations
 
+import builtins
 import difflib
 import functools
 import inspect
@@ -288,9 +289,11 @@ _MACHINERY = {"IPython": "IPython", "ipykernel": "IPython", "gptoss_lab": "the l
 
 
 def _machinery(item: Any) -> str | None:
-    """Whose code `item` is where it is the kernel's or the lab's own (get_ipython, exit, display, a Session's method):
-    as a function tool the model could call it, under approval. None for any other callable (a user's, numpy's)."""
+    """Whose code `item` is where it is the kernel's, the lab's or Python's own (get_ipython, exit, display, a Session's
+    method, eval): as a function tool the model could call it, under approval. None for any other callable (a user's, numpy's)."""
     routine = isinstance(item, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+    if isinstance(item, types.BuiltinFunctionType) and getattr(builtins, item.__name__, None) is item:   # eval, open ...
+        return "Python"
     owner = getattr(item, "__self__", None) if routine else None   # a bound method: its object's class
     modules = [type(item).__module__, getattr(item, "__module__", None) if routine or isinstance(item, type) else None,
                type(owner).__module__ if owner is not None else None]
