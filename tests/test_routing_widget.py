@@ -2,6 +2,9 @@
 still arrives, expert cards answer, and the output carries a picture for saved notebooks."""
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -222,3 +225,26 @@ def test_a_notebook_run_without_a_front_end_keeps_no_copy_of_the_routing_views_c
     NotebookClient(nb, kernel_name="python3", timeout=60).execute()
     assert all(cell.outputs[1]["data"]["text/plain"].startswith("Routing(200 tokens") for cell in nb.cells)
     assert len(json.dumps(nb.metadata.get("widgets", {}))) < 10_000
+
+
+# Texts a token or label may be, each shown by the view as the kernel's tables write it: edge spaces, controls, line and
+# paragraph separators, invisible operators, direction and zero-width characters, a lone surrogate, and plain text
+_HOSTILE_TEXTS = [" a", "a  ", " ", "", "a\u200bb\nc", "\x1b[2J\t\r\x7f\x85", "\u2028\u2029", "\u2061\u2064x",
+                  "\u202eevil\u2066", "\ufeff\u061c", "\ud800", "é 報告 😀", '"\\']
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node runs the view's drawing code")
+def test_the_view_writes_tokens_and_labels_as_the_tables_do():
+    """The routing view (static/routing_draw.js) wrote a token or label its own way: " a" read as "a", U+2028 and
+    U+2061 passed raw, ESC read \\u001b and a newline ↵ where every table, figure and repr wrote ␣a, \\x1b and \\n.
+    Now its shownText writes each text as `shown_text` does."""
+    from gptoss_lab.widgets import asset
+    from gptoss_lab.widgets.sanitize import shown_text
+
+    script = asset("routing_draw.js").read_text() + (
+        "\nconst texts = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "\nprocess.stdout.write(JSON.stringify(texts.map((s) => [shownText(s), shownLabel(s, '…'), quoted(s)])));")
+    run = subprocess.run(["node", "-e", script], input=json.dumps(_HOSTILE_TEXTS), capture_output=True, text=True,
+                         timeout=30, check=True)
+    expected = [[shown_text(s), shown_text(s) or "…", f'"{shown_text(s)}"'] for s in _HOSTILE_TEXTS]
+    assert json.loads(run.stdout) == expected

@@ -35,21 +35,25 @@ function expertPalette(E) {
   return pal;
 }
 
-// Control, direction and zero-width characters of a token, written out (\u202e) as the kernel's repr() does:
-// obeyed, one reversed the tooltip and panel after it, or showed as nothing.
-const HIDDEN_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/g;
+// A text (a token, a label) as the kernel's `shown_text` writes it (widgets/sanitize.py: the routing tables, figures and
+// reprs), so the view and a table read alike: what a line would not show as itself (controls, line separators,
+// invisible operators, direction and zero-width characters, lone surrogates) written as Python writes it in a string
+// (\x1b, \n, \u202e), and edge spaces as ␣ (" a" and "a" read alike). Obeyed, a U+202E reversed the tooltip after it.
+const UNSEEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]/gu;
+const ESCAPES = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
 
-function revealed(s) { return s.replace(HIDDEN_CHARS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`); }
+function writtenOut(c) {
+  const code = c.charCodeAt(0);
+  return ESCAPES[c] || (code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`);
+}
 
 function shownText(s) {
-  // A token as a reader can see it on one line: newlines, tabs, edge spaces and other controls made visible.
-  return revealed((s || "").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/^ /, "␣").replace(/ $/, "␣"));
+  return (s || "").replace(UNSEEN, writtenOut).replace(/^ +| +$/g, (run) => "\u2423".repeat(run.length));
 }
 
 function shownLabel(label, none) {
-  // A token's label (its channel, or the user's category) as text, its control, direction and zero-width characters
-  // written out as a token's are: a U+202E in a label reversed the tooltip and card title after it. `none` if unlabelled.
-  return label ? revealed(label) : none;
+  // A token's label (its channel, or the user's category) as shownText writes it; `none` if unlabelled.
+  return label ? shownText(label) : none;
 }
 
 function percent(share) {
@@ -58,7 +62,7 @@ function percent(share) {
   return `${p === 0 || p >= 0.1 ? p.toFixed(1) : p.toPrecision(2)}%`;
 }
 
-function quoted(s) { return revealed(JSON.stringify(s || "")); } // a token in quotes, escaped as JSON and the rest
+function quoted(s) { return `"${shownText(s)}"`; } // a token in quotes, as shownText writes it
 
 function sizeCanvas(canvas, width, height) {
   // The canvas fills its box's width (CSS); its buffer follows at the device pixel ratio.

@@ -248,7 +248,7 @@ def test_control_and_direction_characters_in_tokens_are_written_out(lab_notebook
     card = page.locator(".gptoss-routing .gr-card.gr-open")
     card.locator(":text('chosen most for')").wait_for(timeout=20_000)
     shown = card.locator(".gr-token").all_inner_texts()
-    assert sorted(shown) == ["\\u001b", "\\u200b", "\\u202e"], shown
+    assert sorted(shown) == ["\\u200b", "\\u202e", "\\x1b"], shown
     text = page.locator(".gptoss-routing").inner_text()
     assert not {"\u202e", "\u200b", "\x1b"} & set(text), text
     assert page.locator(".gptoss-routing img").count() == 0 and page.evaluate("() => window.__pwned") is None
@@ -897,8 +897,8 @@ def test_hostile_labels_read_as_written_and_stay_in_their_row(lab_notebook):
     """A label is the user's text (or a record file's): one with U+202E reversed the tooltip, the panel and the expert
     card's new title after it ('...of the ‮evil tokens chose expert 1, ...' read backwards), and one of 100 letters ran
     under the card row's bar and numbers and past the view's right edge in the legend. Now a label's control, direction
-    and zero-width characters are written out (\\u202e) as a token's are, and a long one ends in "…" in the card row
-    (its title says it whole) and wraps in the legend. Screenshot: /tmp/h43E_shots/routing_hostile_labels.png."""
+    and zero-width characters are written out (\\u202e, \\n) as a token's are and as the tables write them, and a long
+    one ends in "…" in the card row (its title says it whole) and wraps in the legend. Screenshot: /tmp/h43E_shots/routing_hostile_labels.png."""
     labels = "['\\u202eevil', 'W' * 100, 'a\\u200bb\\nc']"
     page = lab_notebook([KEYS.replace('["user"] * len(ids)', f"({labels} * len(ids))[:len(ids)]")],
                         wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
@@ -912,10 +912,10 @@ def test_hostile_labels_read_as_written_and_stay_in_their_row(lab_notebook):
     page.locator(".gptoss-routing").screenshot(path="/tmp/h43E_shots/routing_hostile_labels.png")
     texts = page.evaluate(_LABEL_TEXTS)
     assert not [t for t in texts if re.search("[\u202e\u200b\n]", t)], texts
-    assert any("\\u202eevil" in t for t in texts) and any("a\\u200bb\\u000ac" in t for t in texts)
+    assert any("\\u202eevil" in t for t in texts) and any("a\\u200bb\\nc" in t for t in texts)
     rows = page.evaluate(_LABEL_ROWS)
     assert [row["title"].split(" of the ")[1].split(" tokens ")[0] for row in rows] == ["\\u202eevil", "W" * 100,
-                                                                                         "a\\u200bb\\u000ac"], rows
+                                                                                         "a\\u200bb\\nc"], rows
     assert max(row["spill"] for row in rows) <= 0, rows         # under the bar and the numbers beside it
     wide = page.evaluate("() => [...document.querySelectorAll('.gptoss-routing *')].filter((n) => n.getBoundingClientRect().right"
                          " > document.querySelector('.gptoss-routing').getBoundingClientRect().right + 1).map((n) => n.className)")
