@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gptoss_lab.widgets.sanitize import shown_text
 from tests.browser.conftest import in_sight
 
 DATA = """
@@ -91,6 +92,11 @@ def _redrawn(page, before: str | None) -> float:
                            " && document.querySelector('.gptoss-routing').dataset.drawMs !== b", arg=before,
                            timeout=10_000)
     return _draws(page)
+
+
+def _quoted(token: str) -> str:
+    """A token as the view quotes it (tooltip, panel, grid cell's name): written as the routing tables write it."""
+    return f'"{shown_text(token)}"'
 
 
 def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
@@ -319,7 +325,6 @@ def test_the_grid_is_one_tab_stop_whose_arrows_show_what_a_click_shows(lab_noteb
     """A keyboard user could not reach a cell of the grid nor open a token's panel: the grid is one tab stop, the
     arrows move an active cell (Left/Right tokens, Up/Down layers, Home/End), which selects its token as a click
     does, names it for a screen reader, and Enter selects it again once the panel is closed."""
-    import json
 
     strings, top1, weight = _keys_data()
     n = len(strings)
@@ -334,11 +339,11 @@ def test_the_grid_is_one_tab_stop_whose_arrows_show_what_a_click_shows(lab_noteb
     panel.wait_for(timeout=5_000)
     assert panel.locator(".gr-panel-title").inner_text().split("\n")[0] == "Token 3"
     assert panel.locator(".gr-panel-layer.gr-here").inner_text() == "layer 2"
-    assert _active_name(page, ".gr-grid") == (f"token #3 {json.dumps(strings[3])} (4 of {n}, user), "
+    assert _active_name(page, ".gr-grid") == (f"token #3 {_quoted(strings[3])} (4 of {n}, user), "
                                               f"layer 2: expert {top1[3, 2]}, {weight[3, 2]:.3f}")
     by_keys = panel.inner_text()
     tip = page.locator(".gptoss-routing .gr-grid .gr-tooltip .gr-tip-title")
-    assert tip.inner_text() == f"#3 {json.dumps(strings[3])} · user · layer 2"  # what hovering the cell shows
+    assert tip.inner_text() == f"#3 {_quoted(strings[3])} · user · layer 2"  # what hovering the cell shows
 
     page.locator(".gptoss-routing .gr-panel .gr-close").click()
     page.wait_for_selector(".gptoss-routing .gr-panel.gr-open", state="detached", timeout=5_000)
@@ -353,7 +358,7 @@ def test_the_grid_is_one_tab_stop_whose_arrows_show_what_a_click_shows(lab_noteb
     page.keyboard.press("End")
     page.wait_for_function(f"() => /^Token {n - 1}\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title')"
                            ".innerText)", timeout=5_000)
-    assert _active_name(page, ".gr-grid").startswith(f"token #{n - 1} {json.dumps(strings[-1])} ({n} of {n}, user)")
+    assert _active_name(page, ".gr-grid").startswith(f"token #{n - 1} {_quoted(strings[-1])} ({n} of {n}, user)")
     page.keyboard.press("Home")
     page.wait_for_function("() => /^Token 0\\b/.test(document.querySelector('.gptoss-routing .gr-panel-title').innerText)",
                            timeout=5_000)
@@ -526,7 +531,6 @@ def test_keyboard_focus_and_place_survive_the_record_ending(lab_notebook, kernel
     user in the grid lost focus to the page's <body>, their active cell's layer and the open expert card with it, and
     the next arrow key scrolled the notebook. Now the new view has focus on the same cell, with the card still open,
     and the arrows go on from there. Screenshot: /tmp/h42e_shots/routing_handover.png."""
-    import json
 
     strings, top1, weight = _keys_data()
     page = lab_notebook([KEYS], wait_for=".gptoss-routing[data-draw-ms]", timeout=60)
@@ -548,7 +552,7 @@ def test_keyboard_focus_and_place_survive_the_record_ending(lab_notebook, kernel
     page.screenshot(path="/tmp/h42e_shots/routing_handover.png")
     assert page.locator(".gptoss-routing").count() == 1
     assert _focused(page) == "gr-grid", page.evaluate("() => document.activeElement.tagName")
-    assert _active_name(page, ".gr-grid") == (f"token #3 {json.dumps(strings[3])} (4 of {len(strings)}, final), "
+    assert _active_name(page, ".gr-grid") == (f"token #3 {_quoted(strings[3])} (4 of {len(strings)}, final), "
                                               f"layer 2: expert {top1[3, 2]}, {weight[3, 2]:.3f}")
     assert page.locator(".gptoss-routing .gr-card").inner_text().startswith("Expert 0 · layer 1")
     page.wait_for_function("() => /\\bfinal\\b/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
@@ -715,11 +719,10 @@ def test_page_up_and_down_go_to_the_first_and_last_layer(lab_notebook):
     """The grid had no Page Up / Page Down (the active cell stayed where it was). As in a WAI-ARIA grid they move a page of rows,
     here the rows are the layers and all of them are in view: Page Down goes to the last layer of the token, Page Up to
     the first; the cell is named, its tooltip and its layer in the token panel follow, and no JupyterLab command runs."""
-    import json
 
     strings, top1, weight = _keys_data()
     page, before = _on_the_grid(lab_notebook, ["ArrowRight", "PageDown"])
-    name = f"token #1 {json.dumps(strings[1])} (2 of {len(strings)}, user), layer 2: expert {top1[1, 2]}, {weight[1, 2]:.3f}"
+    name = f"token #1 {_quoted(strings[1])} (2 of {len(strings)}, user), layer 2: expert {top1[1, 2]}, {weight[1, 2]:.3f}"
     assert _active_name(page, ".gr-grid") == name
     page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-panel-layer.gr-here')?.textContent"
                            " === 'layer 2'", timeout=5_000)
