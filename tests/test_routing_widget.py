@@ -3,7 +3,6 @@ still arrives, expert cards answer, and the output carries a picture for saved n
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 
@@ -233,7 +232,6 @@ _HOSTILE_TEXTS = [" a", "a  ", " ", "", "a\u200bb\nc", "\x1b[2J\t\r\x7f\x85", "\
                   "\u202eevil\u2066", "\ufeff\u061c", "\ud800", "é 報告 😀", '"\\']
 
 
-@pytest.mark.skipif(not shutil.which("node"), reason="node runs the view's drawing code")
 def test_the_view_writes_tokens_and_labels_as_the_tables_do():
     """The routing view (static/routing_draw.js) wrote a token or label its own way: " a" read as "a", U+2028 and
     U+2061 passed raw, ESC read \\u001b and a newline ↵ where every table, figure and repr wrote ␣a, \\x1b and \\n.
