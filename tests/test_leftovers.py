@@ -77,8 +77,10 @@ def test_route_refuses_a_progress_that_is_no_bool_in_one_line(progress: object) 
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda e, w: Routing([True], e, w), "token ids are whole numbers, not bool values"),
-    (lambda e, w: Routing(["7"], e, w), "token ids are whole numbers, not <U1 values"),
+    (lambda e, w: Routing([True], e, w), "token ids are whole numbers, not True"),  # as route says ("bool values")
+    (lambda e, w: Routing([1.5], e, w), "token ids are whole numbers, not 1.5"),  # was "not float64 values"
+    (lambda e, w: Routing(np.array([1.5]), e, w), "token ids are whole numbers, not 1.5"),
+    (lambda e, w: Routing(["7"], e, w), "token ids are whole numbers, not '7'"),  # was "not <U1 values"
     (lambda e, w: Routing([1], e > 0, w), "expert ids are whole numbers (-1 = an empty slot), not bool values"),
     (lambda e, w: Routing([1], e, w > 0), "gate weights are numbers in 0..1, not bool values"),
     (lambda e, w: Routing([1], e, [[["0.5", "0.5"]]]), "gate weights are numbers in 0..1, not <U3 values"),

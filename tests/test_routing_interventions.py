@@ -477,7 +477,7 @@ def test_token_effect_on_several_records_shows_its_progress(session, capsys):
 @pytest.mark.parametrize("records, message", [
     ([True, False, True], "token ids are whole numbers, not True"),  # were tokens 1, 0, 1
     ([[1.7, 2, 3]], "token ids are whole numbers, not 1.7"),  # was token 1
-    (np.array([1.5, 2.0]), "token ids are whole numbers, not np.float64(1.5)"),  # "'numpy.float64' is not iterable"
+    (np.array([1.5, 2.0]), "token ids are whole numbers, not 1.5"),  # "'numpy.float64' is not iterable"
     (b"abc", "not b'abc' (bytes)"),  # were tokens 97, 98, 99
     (5, "not 5 (int)"),  # "object of type 'int' has no len()"
     ({1: 2, 3: 4}, "several Routings (a Corpus, a list), not a dict"),  # KeyError: 0

@@ -114,7 +114,9 @@ def test_ids_no_record_can_hold_are_refused_when_added():
     assert Routing([1], np.array([[[2.0, 1.0]]]), weights, num_experts=4).experts.tolist() == [[[2, 1]]]
     for tokens, why, error in (([-5], "go from 0 to 201087 (the Harmony vocabulary), not -5", ValueError),
                                ([2**40], "go from 0 to 201087 (the Harmony vocabulary), not 1099511627776", ValueError),
-                               ([1.9], "are whole numbers, not float64 values", TypeError)):
+                               ([1.9], "are whole numbers, not 1.9", TypeError),  # as route says it
+                               ([1, 2**70], "go from 0 to 201087 (the Harmony vocabulary), not 1180591620717411303424",
+                                ValueError)):
         with pytest.raises(error, match=rf"^token ids {re.escape(why)}$"):
             Routing(tokens, np.array([[[0, 1]]]), weights, num_experts=4)
     with pytest.raises(ValueError, match=r"^num_experts must be from 0 to 32768, not 40000$"):

@@ -100,11 +100,12 @@ def check_weights(routing: Routing, where: str = "") -> None:
 
 
 def whole_ids(tokens: Sequence[Any] | np.ndarray) -> list[int]:
-    """Token ids as a list of ints, or a one-line TypeError for one that is no whole number (True was token 1, 1.7
-    token 1)."""
+    """Token ids as a list of ints, or a one-line TypeError naming the first one that is no whole number (True was
+    token 1, 1.7 token 1): the one wording for every way ids come in (a record's, `route`'s, `token_effect`'s)."""
     for token in tokens:
         if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
-            raise TypeError(f"token ids are whole numbers, not {token!r}")
+            shown = token.item() if isinstance(token, np.generic) else token  # 1.5, not np.float64(1.5)
+            raise TypeError(f"token ids are whole numbers, not {shown!r}")
     return [int(token) for token in tokens]
 
 
@@ -148,8 +149,8 @@ def _token_ids(tokens: Any) -> np.ndarray:
     ids = np.asarray(tokens)
     if ids.ndim != 1:  # a number was "object of type 'int' has no len()"
         raise TypeError(f"tokens are a list of token ids, one per token, not {analysis.described(tokens)}")
-    if ids.size and ids.dtype.kind not in "iu":  # 1.9 was cut to token 1; a wrong type: TypeError, as `whole` says
-        raise TypeError(f"token ids are whole numbers, not {ids.dtype} values")
+    if ids.size and ids.dtype.kind not in "iu":  # 1.9 was cut to token 1; said as `route` says it ("not float64 values")
+        ids = np.asarray(whole_ids(ids))  # ints in an object array go on to the range check (2**70 too)
     if ids.size and (ids.min() < 0 or ids.max() >= harmony.VOCAB_SIZE):
         bad = ids.min() if ids.min() < 0 else ids.max()
         raise ValueError(f"token ids go from 0 to {harmony.VOCAB_SIZE - 1} (the Harmony vocabulary), not {int(bad)}")
