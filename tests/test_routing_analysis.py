@@ -272,6 +272,18 @@ def test_labels_without_tokens_or_without_a_rest():
     assert r.select(slice(0, 0)).top_tokens().plot() is not None
 
 
+def test_a_label_of_empty_text_is_no_label_whichever_way_it_comes_in():
+    """A record's "" (not known yet: its repr says unlabelled) was a row with a blank name in label_load, channel_load
+    and an expert card; a text's "" from route/Corpus was a label of its own, where None was left out."""
+    r = Routing([1, 2], np.array([[[0]], [[1]]]), np.ones((2, 1, 1)), ["", "text"], num_experts=2)
+    assert r.label_load().attrs["tokens"] == {"text": 1} and list(r.channel_load()) == ["text"]
+    assert r.expert_card(0, 0).labels["label"].tolist() == ["text"]
+    assert r.label_load(["", "x"]).attrs["tokens"] == {"x": 1} == r.label_load(pd.Categorical(["", "x"])).attrs["tokens"]
+    corpus = Corpus(r, [0, 1, 2], ["", "a"])
+    assert corpus.doc_labels == [None, "a"] and corpus.label_load().attrs["tokens"] == {"a": 1}
+    assert list(corpus.label_load().index.get_level_values("label")) == ["a"]
+
+
 @pytest.mark.parametrize("missing", [float("nan"), np.float32("nan"), pd.NA, None])
 def test_a_missing_label_is_no_label(missing):
     """A table's empty cell as a text's label (NaN, NA) was a label "nan" or "<NA>" with tokens of its own."""

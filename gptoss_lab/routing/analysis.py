@@ -463,7 +463,8 @@ def _label_codes(routing: Routing, labels: Sequence[str] | None) -> tuple[np.nda
 def label_text(label: str) -> str:
     """A label as a record keeps it, the one rule for every way labels come in (a record's, `route`'s, a table's):
     at most `MAX_LABEL` characters, refused in one line, and a lone surrogate (an undecodable file name) written out,
-    which failed every display."""
+    which failed every display. A label "" means no label (a record's "not known yet"), as None does: the label
+    analyses leave its tokens out (`_present`)."""
     from ..harmony import clean
 
     if len(label) > MAX_LABEL:  # route(..., labels=) took a million characters a record's labels could not hold
@@ -474,8 +475,9 @@ def label_text(label: str) -> str:
 
 def label_texts(labels: Iterable[Any]) -> list[str | None]:
     """Labels as texts (`label_text`; a numpy integer failed meta.json), None where one is missing (None, NaN, pandas'
-    NA): a table's empty cell was a label "nan", and 1 and "1" two labels both named "1"."""
-    return [None if _missing(label) else label_text(str(label)) for label in labels]
+    NA, "": a text's "" was a label of its own, a record's "" none): a table's empty cell was a label "nan", and 1
+    and "1" two labels both named "1"."""
+    return [None if _missing(label) else label_text(str(label)) or None for label in labels]
 
 
 def _missing(label: Any) -> bool:
@@ -483,9 +485,10 @@ def _missing(label: Any) -> bool:
 
 
 def _present(codes: np.ndarray, names: list[str]) -> list[int]:
-    """Label codes that occur, in order of first appearance."""
+    """Label codes that occur, in order of first appearance, but for the label "" (no label, see `label_text`): it was
+    a row with a blank name in `label_load`, `channel_load` and an expert card."""
     seen = np.unique(codes[codes >= 0], return_index=True)
-    return [int(c) for c in seen[0][np.argsort(seen[1])]]
+    return [int(c) for c in seen[0][np.argsort(seen[1])] if names[c] != ""]
 
 
 # ---------------------------------------------------------------- load, co-activation, entropy, compare
@@ -722,8 +725,8 @@ def _label_counts(routing: Routing, codes: np.ndarray, present: list[int]) -> np
 def label_load(routing: Routing, labels: Sequence[str] | None = None) -> Table:
     """Expert load per label and layer: rows (label, layer), columns experts, values the share of
     that label's top-k picks in that layer. Labels are the routing's own (Harmony channels) or one
-    per token given here (e.g. "code", "prose", "math"); a token labelled None (or NaN) is left out, as
-    a corpus's texts without a label are. `.plot()` draws the specialisation heat map: per label (the 16
+    per token given here (e.g. "code", "prose", "math"); a token labelled None, NaN or "" (a record's "not
+    known yet") is left out, as a corpus's texts without a label are. `.plot()` draws the specialisation heat map: per label (the 16
     with most tokens), how much more (or less) each expert is used than over all tokens."""
     codes, names = _label_codes(routing, labels)
     present = _present(codes, names)

@@ -162,7 +162,8 @@ class Routing:
 
     `experts` (integers; -1 = an empty slot) and `weights` (float32) have shape [tokens, layers, k];
     `tokens` are the ids, `strings` their text and `labels` the part of the conversation each belongs
-    to (one of `harmony.LABELS`, "text" for plain text; "" while unknown during streaming). It grows
+    to (one of `harmony.LABELS`, "text" for plain text; "" while unknown during streaming, which the label
+    analyses leave out, as they do a text's label None or ""). It grows
     with `append`, and views registered with `observe` are told, so a widget can update live.
 
     The analyses (`load`, `top_tokens`, `label_load`, `transitions`, `agreement` ...) are the
