@@ -139,6 +139,19 @@ def test_deep_quotes_and_lists_do_not_multiply_a_pages_text(opening: str) -> Non
     assert html_page(deepest, "q.html").text.endswith("\n" + "> " * extract.MAX_INDENT_DEPTH + "owls")
 
 
+def test_a_page_whose_text_would_outgrow_its_html_many_times_is_skipped_with_why(tmp_path: Path) -> None:
+    """8 quotes and 8 lists (MAX_INDENT_DEPTH each) around a `<pre>` of `x` lines still wrote their `>`s and indents
+    on every line: 80 kB of HTML became 1.6 MB of text, and 4.9 MB of such pages filled a folder's MAX_FOLDER_CHARS."""
+    (tmp_path / "deep.html").write_text("<blockquote>" * 8 + "<ol><li>" * 8 + "<pre>" + "x\n" * 40_000 + "</pre>")
+    (tmp_path / "owls.html").write_text("<h1>Owls</h1><blockquote><ol><li>Barn owls hunt at dusk.</ol></blockquote>")
+    browser = Browser(tmp_path)
+    assert [page.url for page in browser.backend.pages] == ["owls.html"]
+    assert browser.describe().endswith("; skipped 1 that could not be read (deep.html: the page's text came to 20.5 "
+                                       "times its HTML (1,640,159 characters of 80,171: quotes and lists around many "
+                                       f"lines); the browser keeps at most {extract.MAX_TEXT_GROWTH} times)")
+    assert "Barn owls hunt at dusk." in opened(browser, id="owls.html")
+
+
 def test_a_paragraph_of_blank_lines_is_read_at_once(tmp_path: Path) -> None:
     """html2text escapes a `-` or `+` at the start of a line with `^(\\s*)(-)`, which from each line spanned all the
     white space after it: 40,000 lines of ` ` in a paragraph held the kernel 41 s, and the page was refused."""

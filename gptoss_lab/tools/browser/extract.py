@@ -51,6 +51,11 @@ MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libx
 # gains at most about 40 characters
 MAX_INDENT_DEPTH = 8
 _INDENTING = {"blockquote": "blockquote", "ul": "list", "ol": "list"}   # the kinds of nesting counted
+# ... and a page whose text comes to more than this many times its HTML (plus MAX_TEXT_SLACK) is refused: 8 quotes and
+# 8 lists around a `<pre>` of `x` lines still made 20 times (80 kB: 1.6 MB; 4.9 MB filled MAX_FOLDER_CHARS), where
+# ordinary pages (/usr/share/doc, the benchmark folder, the tests') come to at most 1.04 times
+MAX_TEXT_GROWTH = 5
+MAX_TEXT_SLACK = 1_000      # characters a small page may gain besides (a list of one-letter items: `  * x`)
 MAX_REFERENCES = 1_000      # distinct character references a page is looked through for what they stand for
 PARSE_CHUNK_CHARS = 1_000_000   # HTML is parsed this much at a time, the deadline looked at between (in one call,
                                 # 48 MB of emoji took 1.8 s past a deadline)
@@ -155,7 +160,8 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     (for web pages fetched raw; the user's own documents are kept whole; pages of more than
     MAX_MAIN_CONTENT_TAGS tags too). Links are resolved against `base` (default: `url`). Converting
     takes at most MAX_HTML_SECONDS, and ends by `deadline` (a `time.monotonic()`) if one is given; a page of
-    more than MAX_HTML_TAGS tags is refused at once."""
+    more than MAX_HTML_TAGS tags is refused at once, one whose text comes to more than MAX_TEXT_GROWTH times it
+    once converted."""
     deadline = min(time.monotonic() + MAX_HTML_SECONDS, math.inf if deadline is None else deadline)
     raw = html
     found_title = ""
@@ -189,6 +195,10 @@ def html_page(html: str, url: str, title: str | None = None, *, main_content: bo
     text = _html_to_text(root, deadline).replace("\r", " ")
     text = _ANCHOR_SPACE.sub(lambda m: m.group(2) + m.group(1), text)
     text = _EXTRA_NEWLINES.sub("\n\n", _BLANK_LINE.sub("", text))
+    if len(text) > MAX_TEXT_GROWTH * len(raw) + MAX_TEXT_SLACK:
+        raise ExtractError(f"the page's text came to {len(text) / len(raw):.1f} times its HTML ({len(text):,} "
+                           f"characters of {len(raw):,}: quotes and lists around many lines); the browser keeps at "
+                           f"most {MAX_TEXT_GROWTH} times")
     return Page(url=url, title=title.strip(), text=with_url(url, text), urls=urls, raw=raw)
 
 
