@@ -278,6 +278,7 @@ def test_a_label_of_empty_text_is_no_label_whichever_way_it_comes_in():
     r = Routing([1, 2], np.array([[[0]], [[1]]]), np.ones((2, 1, 1)), ["", "text"], num_experts=2)
     assert r.label_load().attrs["tokens"] == {"text": 1} and list(r.channel_load()) == ["text"]
     assert r.expert_card(0, 0).labels["label"].tolist() == ["text"]
+    assert r.expert_card(0, 0).to_dict()["overall"] == 0.5  # the widget's "share of all tokens": not of labelled ones
     assert r.label_load(["", "x"]).attrs["tokens"] == {"x": 1} == r.label_load(pd.Categorical(["", "x"])).attrs["tokens"]
     corpus = Corpus(r, [0, 1, 2], ["", "a"])
     assert corpus.doc_labels == [None, "a"] and corpus.label_load().attrs["tokens"] == {"a": 1}

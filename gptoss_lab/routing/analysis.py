@@ -933,6 +933,7 @@ class ExpertCard:
     expert: int
     picks: int
     share: float
+    overall: float                         # share of all tokens that chose it (what `lift` compares with)
     tokens: Frame = field(repr=False)      # token, text, count, specialisation
     labels: Frame = field(repr=False)      # label, tokens, chose (share of the label's tokens), lift
     previous: Frame = field(repr=False)    # expert of layer-1 (top-1), share of this expert's tokens
@@ -941,7 +942,7 @@ class ExpertCard:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (the routing widget draws its card from this)."""
         return {"layer": self.layer, "expert": self.expert, "picks": self.picks, "share": self.share,
-                "tokens": self.tokens.to_dict("records"), "labels": self.labels.to_dict("records"),
+                "overall": self.overall, "tokens": self.tokens.to_dict("records"), "labels": self.labels.to_dict("records"),
                 "previous": self.previous.to_dict("records"), "next": self.next.to_dict("records")}
 
     def plot(self) -> Any:
@@ -988,7 +989,7 @@ def expert_card(routing: Routing, layer: int, expert: int, n: int = 8) -> Expert
     labels = Frame(rows, columns=["label", "tokens", "chose", "lift"])
     valid = int((picks >= 0).sum())  # this layer's picks: the whole record's load was a scan of every layer per card
     share = int(chosen.sum()) / valid if valid else 0.0
-    return ExpertCard(layer, expert, int(hit.sum()), share, top, labels,
+    return ExpertCard(layer, expert, int(hit.sum()), share, float(overall), top, labels,
                       _neighbours(routing, hit, layer - 1, n), _neighbours(routing, hit, layer + 1, n))
 
 

@@ -388,7 +388,6 @@ function cardPanel(card, onExpert, onClose) {
   const labels = h("div", "gr-card-col");
   labels.append(h("div", "gr-card-head", "share of each channel's tokens"));
   const most = Math.max(...card.labels.map((r) => r.chose), 1e-9);
-  const overall = card.picks / Math.max(card.labels.reduce((n, r) => n + r.tokens, 0), 1);  // all tokens' share
   for (const row of card.labels) {
     const line = h("div", "gr-card-row"), bar = h("span", "gr-card-bar");
     bar.style.width = `${Math.round((row.chose / most) * 60)}px`;
@@ -397,7 +396,7 @@ function cardPanel(card, onExpert, onClose) {
     line.append(h("span", "gr-card-label", label), bar, h("span", "gr-muted", `${percent(row.chose)} · ${row.lift.toFixed(2)}× all tokens`));
     // The ratio alone ("1.57×") meant nothing to a new reader: the row says what it compares, its title the numbers.
     line.title = `${percent(row.chose)} of the ${label} tokens chose expert ${card.expert}, `
-      + `${row.lift.toFixed(2)} times the share of all tokens that did (${percent(overall)})`;
+      + `${row.lift.toFixed(2)} times the share of all tokens that did (${percent(card.overall)})`;
     labels.append(line);
   }
   const moves = h("div", "gr-card-col");
