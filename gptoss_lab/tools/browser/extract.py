@@ -47,8 +47,8 @@ _LONG_BLANKS = re.compile(r"\s{17,}")   # readability's own clean-up regexes slo
 MAX_HTML_TAGS = 1_000_000   # more take longer than MAX_HTML_SECONDS to convert; parsing them alone took seconds
 MAX_DEPTH = 255             # HTML elements nested deeper are read as text (libxml2's default parser stopped there)
 # quotes and lists nested deeper are drawn at this depth: each level writes its `>` or indent on every line in it (250
-# quotes around a `<pre>` of 80 kB made 5.2 MB of text, a 1.6 MB file all of a folder's MAX_TEXT_CHARS), now a line
-# gains at most about 40 characters
+# quotes around a `<pre>` of 80 kB made 5.2 MB of text, a 1.6 MB file all of a folder's MAX_FOLDER_CHARS in local.py),
+# now a line gains at most about 40 characters
 MAX_INDENT_DEPTH = 8
 _INDENTING = {"blockquote": "blockquote", "ul": "list", "ol": "list"}   # the kinds of nesting counted
 # ... and a page whose text comes to more than this many times its HTML (plus MAX_TEXT_SLACK) is refused: 8 quotes and
