@@ -534,8 +534,19 @@ _ERROR_CHARS = 200     # per error: a Literal of 3 000 values lists them all
 def describe_errors(err: pydantic.ValidationError) -> str:
     """pydantic's errors as `field.path: message; ...` (no URLs), short enough to show the model: the first
     few, each cut short, and how many more (5 000 wrong items were 400 000 characters)."""
+    return _described(_listed(err))
+
+
+def _listed(err: pydantic.ValidationError) -> list[Any]:
+    """pydantic's errors without their inputs and URLs: a deep union's 65 536 errors each copied its part of the answer
+    (seconds, after the check's deadline)."""
+    return err.errors(include_url=False, include_input=False)
+
+
+def _described(errors: list[Any]) -> str:
+    """`describe_errors` of pydantic's errors (`_listed`)."""
     # not `_checked_core`'s deadline checks, nor its unions' first tries (their second ones say the same)
-    errors = [e for e in err.errors() if e["type"] != _IN_TIME_TYPE]
+    errors = [e for e in errors if e["type"] != _IN_TIME_TYPE]
     places = [_location(p for p in e["loc"] if p != _WHOLE_LABEL) for e in errors[:_ERRORS_SHOWN]]
     shown = [(f"{place}: " if place else "") + _one_line(_message(e)) for place, e in zip(places, errors)]
     more = len(errors) - len(shown)
@@ -814,13 +825,14 @@ def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
     try:
         return adapter.validate_json(body, strict=True)
     except pydantic.ValidationError as err:
-        invalid = [e["msg"] for e in err.errors() if e["type"] == "json_invalid"]
+        errors = _listed(err)   # once: a deep union's are seconds to list
+        invalid = [e["msg"] for e in errors if e["type"] == "json_invalid"]
         if invalid and "recursion limit exceeded" in invalid[0]:  # the text is JSON: `_strict_json` read it
             raise StructuredOutputError(f"the final answer is nested deeper than {_PYDANTIC_DEPTH} levels of arrays "
                                         "and objects, the most the check (pydantic's JSON reader) takes") from None
         if invalid:
             raise StructuredOutputError(f"the final answer is not valid JSON: {invalid[0]}") from None
-        raise StructuredOutputError(f"the final answer does not match the schema: {describe_errors(err)}") from None
+        raise StructuredOutputError(f"the final answer does not match the schema: {_described(errors)}") from None
 
 
 def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[str], Any]]:
