@@ -25,9 +25,20 @@ from gptoss_lab.tiny import CHECKPOINT
 ENV = {**os.environ, "PYTHONPATH": str(Path(gptoss_lab.__file__).parent.parent), "OMP_NUM_THREADS": "1"}
 
 
-def _run(module: str, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"gptoss_lab.tiny.{module}", *args], capture_output=True, text=True,
-                          env=ENV, cwd=cwd, timeout=timeout)
+def _run(module: str, *args: str, cwd: Path | None = None, timeout: float = 120,
+         light: bool = False) -> subprocess.CompletedProcess:
+    """Run a command; `light`: an answer that needs no model (--help, a usage error) imports neither torch nor
+    transformers (train imported them first: 5-6 s of CPU before either), seen with `-X importtime`, whose lines
+    are taken out of the stderr returned."""
+    done = subprocess.run([sys.executable, *(["-X", "importtime"] if light else []), "-m",
+                           f"gptoss_lab.tiny.{module}", *args], capture_output=True, text=True, env=ENV, cwd=cwd,
+                          timeout=timeout)
+    if light:
+        lines = done.stderr.splitlines(keepends=True)
+        imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+        assert not imported & {"torch", "transformers"}, (module, args, sorted(imported & {"torch", "transformers"}))
+        done.stderr = "".join(line for line in lines if not line.startswith("import time:"))
+    return done
 
 
 def _ctrl_c_default() -> None:
@@ -73,7 +84,7 @@ def _one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
     ("random_model", ["usage: python -m gptoss_lab.tiny.random_model", "default: 4", "example"]),
 ])
 def test_help_names_the_command_its_defaults_and_an_example(module, shown):
-    done = _run(module, "--help")
+    done = _run(module, "--help", light=True)
     assert done.returncode == 0 and not done.stderr
     for text in shown:
         assert text in " ".join(done.stdout.split()), (text, done.stdout)
@@ -139,7 +150,7 @@ def test_train_topics_given_twice_add_up_and_a_skill_given_twice_is_refused(tmp_
 
 @pytest.mark.parametrize("weight", ["inf", "nan", "-1"])
 def test_train_refuses_a_topic_weight_that_is_no_finite_number(tmp_path, weight):
-    done = _run("train", "--quick", "--topics", f"browse={weight}", "--out", str(tmp_path / "run"))
+    done = _run("train", "--quick", "--topics", f"browse={weight}", "--out", str(tmp_path / "run"), light=True)
     _one_line_error(done, f"'browse={weight}': expected SKILL=WEIGHT")
     assert list(tmp_path.iterdir()) == []
 
@@ -147,7 +158,7 @@ def test_train_refuses_a_topic_weight_that_is_no_finite_number(tmp_path, weight)
 def test_train_refuses_topic_weights_that_are_all_zero(tmp_path):
     zero = [f"{skill}=0" for skill in ("arithmetic", "kernel", "dataframe", "function", "browse", "structured",
                                        "error", "skip", "direct", "define")]
-    done = _run("train", "--quick", "--out", str(tmp_path / "run"), "--topics", *zero)
+    done = _run("train", "--quick", "--out", str(tmp_path / "run"), "--topics", *zero, light=True)
     _one_line_error(done, "--topics: every weight is 0, so no conversation has a skill to draw")
     assert list(tmp_path.iterdir()) == []
 
@@ -156,7 +167,7 @@ def test_train_refuses_an_existing_out_before_it_trains(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "model.safetensors").write_text("my weights")
-    done = _run("train", "--quick", "--out", str(mine), timeout=60)
+    done = _run("train", "--quick", "--out", str(mine), timeout=60, light=True)
     _one_line_error(done, f"{mine} already exists: give a new (or empty) folder")
     assert [p.name for p in mine.iterdir()] == ["model.safetensors"]
     assert (mine / "model.safetensors").read_text() == "my weights"

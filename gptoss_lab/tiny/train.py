@@ -36,14 +36,6 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
     from typing import Any
 
-    import torch
-    import torch.nn.functional as F
-    from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
-    from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
-
-    from .. import harmony
-    from ..engines.checkpoint import LoadError, checked_folder, own_weight_files
-    from ..widgets import text_bar, transformers_bars
     from . import CHECKPOINT, SEED, checkpoint_folder, data, must_be_new, new_folder, number, path
 
 RUNS = Path("/tmp/tiny_runs")
@@ -52,6 +44,126 @@ ATTENTION = "gptoss_lab_train"
 MAX_BATCH_TOKENS = 65536      # ~64 kB of memory a token (4 096: 3.4 GB, 32 768: 5.2 GB): 10**6 would be ~60 GB
 ROWS = 12000                  # embedding rows training keeps (tokens the data has used), by default
 _PAD = 8                      # extra head dimensions: one carries the sinks, the rest keep kernels aligned
+_MUON_LR = 0.02               # Muon's learning rate by default (Keller Jordan's; torch.optim.Muon's "original")
+
+
+def _topic(text: str) -> tuple[str, float]:
+    """`browse=0.3` -> ("browse", 0.3), for --topics (a one-line error for anything else)."""
+    skill, _, weight = text.partition("=")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = -1.0
+    if skill not in data.NEW_TOPICS or not 0 <= value < math.inf:   # inf or NaN stopped the run at its first draw
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SKILL=WEIGHT, SKILL one of {', '.join(data.NEW_TOPICS)}")
+    return skill, value
+
+
+def _undrawable(topics: dict[str, float]) -> str | None:
+    """Why a --topics mix leaves conversations with no skill to draw (`data.new_turn` would fail on them), or None."""
+    weights = {**data.NEW_TOPICS, **topics}
+    if not sum(weights.values()) > 0:
+        return "every weight is 0, so no conversation has a skill to draw"
+    kinds = {"with python but no functions or documents": set(weights) - {"function", "browse"},
+             "with functions but no python": {"function", "skip", "direct"},
+             "with documents but no python": {"browse", "skip", "direct"}}
+    for kind, skills in kinds.items():
+        if not sum(weights[skill] for skill in skills) > 0:
+            return (f"conversations {kind} would have no skill to draw: give one of {', '.join(sorted(skills))} "
+                    "a weight above 0")
+    return None
+
+
+def _arguments(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line's parser and its arguments, checked as far as no checkpoint is read: it needs no torch, so
+    `--help` and a usage error answer at once, before the seconds of importing torch and transformers."""
+    p = argparse.ArgumentParser(
+        prog="python -m gptoss_lab.tiny.train", description=__doc__.splitlines()[0],
+        epilog="example: python -m gptoss_lab.tiny.train --quick --out /tmp/tiny_runs/smoke (a smoke run of a few "
+               f"steps); the checkpoint card ({CHECKPOINT / 'README.md'}) has the shipped model's commands")
+    p.add_argument("--out", type=path, default=RUNS / "latest",
+                   help="a new (or empty) checkpoint folder, written when the run ends (until then .OUT.partial-* "
+                   "beside it holds the run's loss.jsonl); nothing is overwritten (default: %(default)s)")
+    p.add_argument("--conversations", type=number(int, 1), default=24000,
+                   help="training conversations, 1-8 turns each (default: %(default)s)")
+    p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3,
+                   help="peak learning rate (of AdamW's parameters alone with --optimizer muon; default: %(default)s)")
+    p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
+                   help="adamw for every parameter, or muon: Muon (orthogonalised momentum) for the layers' weight "
+                   "matrices, experts each on their own, AdamW at --lr for the embedding, routers, norms, biases "
+                   "and sinks (default: %(default)s)")
+    p.add_argument("--muon-lr", type=number(float, 1e-9, 1.0), default=_MUON_LR,
+                   help="peak learning rate of Muon's matrices with --optimizer muon, its own option (not derived from "
+                   "--lr), on the same schedule; scaled by sqrt(max(1, fan_out/fan_in)) as torch.optim.Muon does "
+                   "(default: %(default)s, Muon's published value)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the model and of the conversations (default: %(default)s)")
+    p.add_argument("--resume", type=checkpoint_folder,
+                   help="go on training this checkpoint, or tiny, gpt-oss-tiny (use another --seed for fresh data)")
+    p.add_argument("--layers", type=number(int, 2), help="layers (even; default 4, or the resumed checkpoint's: more grows it "
+                   "deeper, new layers starting as pass-throughs)")
+    p.add_argument("--batch-tokens", type=number(int, 64, MAX_BATCH_TOKENS), default=2048,
+                   help=f"tokens per batch, padding included, up to {MAX_BATCH_TOKENS:,} (default: %(default)s)")
+    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.008,
+                   help="share of conversations over 8,192 tokens (default: %(default)s)")
+    p.add_argument("--context-weight", type=number(float, 0.0, 10.0), default=0.0,
+                   help="also learn to predict the system, user and tool tokens, at this weight per token against "
+                   "the model's own (default: %(default)s, only the model's own)")
+    p.add_argument("--topics", nargs="+", action="extend", default=[], metavar="SKILL=WEIGHT", type=_topic,
+                   help="reweight new topics for this phase (e.g. browse=0.3); the skills and their default weights: "
+                   + ", ".join(f"{skill}={weight}" for skill, weight in data.NEW_TOPICS.items()))
+    p.add_argument("--more-phrasings", action="store_true",
+                   help="also ask the further training sentences that 15 question types have (skills.Pool.more: "
+                   "64, written after reading which held-out sentences phase 45 missed; see evaluate --fresh)")
+    p.add_argument("--wide-phrasings", action="store_true",
+                   help="also ask the further training sentences of skills.Pool.wide (written from the training "
+                   "sentences alone, before any evaluation of them was read)")
+    cpus = os.cpu_count() or 1   # each worker is a process importing torch
+    p.add_argument("--workers", type=number(int, 0, cpus), default=1,
+                   help=f"processes making conversations while the model trains, at most this machine's {cpus} CPUs "
+                   "(default: %(default)s)")
+    p.add_argument("--threads", type=number(int, 1, cpus), default=1,   # --threads 100000: a segmentation fault
+                   help=f"torch threads for the model, at most this machine's {cpus} CPUs; 1 is best on a busy "
+                   "2-core machine (default: %(default)s)")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
+    p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
+    args = p.parse_args(argv)
+    if args.layers is not None and args.layers % 2:
+        p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
+    if args.muon_lr != p.get_default("muon_lr") and args.optimizer != "muon":   # it would change nothing
+        p.error("--muon-lr is the learning rate of --optimizer muon: add --optimizer muon or drop --muon-lr")
+    if twice := sorted(skill for skill, n in Counter(skill for skill, _ in args.topics).items() if n > 1):
+        p.error(f"--topics: {', '.join(twice)} given more than once: give each skill one weight")
+    if why := _undrawable(dict(args.topics)):
+        p.error(f"--topics: {why}")
+    if args.quick:
+        given = [f"--{name.replace('_', '-')}" for name in ("conversations", "long_share", "workers")
+                 if getattr(args, name) != p.get_default(name)]
+        if given:   # `--quick --conversations 200` ran 48 with no word
+            p.error(f"--quick is a smoke run of 48 conversations, which sets {', '.join(given)} itself: drop one or "
+                    "the other")
+        args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
+    if args.resume is not None and not (args.resume / "config.json").is_file():
+        p.error(f"--resume: {args.resume} is not a checkpoint folder (it has no config.json)")
+    try:   # new_folder checks it again when it makes the folder, after the imports
+        must_be_new(args.out)
+    except ValueError as error:
+        p.error(f"--out: {error}")
+    return p, args
+
+
+if __name__ == "__main__":   # before torch's seconds: `--help` and usage errors answer at once
+    _arguments()
+
+
+with importing(__name__):
+    import torch
+    import torch.nn.functional as F
+    from transformers import AttentionInterface, GptOssConfig, GptOssForCausalLM
+    from transformers.models.gpt_oss.modeling_gpt_oss import repeat_kv
+
+    from .. import harmony
+    from ..engines.checkpoint import LoadError, checked_folder, own_weight_files
+    from ..widgets import text_bar, transformers_bars
 
 
 def model_config(vocab_size: int = harmony.VOCAB_SIZE, *, hidden: int = 128, layers: int = 4, experts: int = 8,
@@ -249,9 +361,6 @@ def _batches(stream: Iterator[tuple[list[int], list[bool]]], tokens: int, pool: 
 
 
 # ---------------------------------------------------------------- training
-
-_MUON_LR = 0.02   # Keller Jordan's Muon learning rate (torch.optim.Muon's "original" shape adjustment), by default
-
 
 def _orthogonalised(update: torch.Tensor, steps: int = 5) -> torch.Tensor:
     """Muon's quintic Newton-Schulz orthogonalisation (torch.optim.Muon's coefficients, bf16, the same operations),
@@ -509,33 +618,6 @@ def train(out: Path, *, conversations_n: int, lr: float, seed: int, batch_tokens
     return summary
 
 
-def _topic(text: str) -> tuple[str, float]:
-    """`browse=0.3` -> ("browse", 0.3), for --topics (a one-line error for anything else)."""
-    skill, _, weight = text.partition("=")
-    try:
-        value = float(weight)
-    except ValueError:
-        value = -1.0
-    if skill not in data.NEW_TOPICS or not 0 <= value < math.inf:   # inf or NaN stopped the run at its first draw
-        raise argparse.ArgumentTypeError(f"{text!r}: expected SKILL=WEIGHT, SKILL one of {', '.join(data.NEW_TOPICS)}")
-    return skill, value
-
-
-def _undrawable(topics: dict[str, float]) -> str | None:
-    """Why a --topics mix leaves conversations with no skill to draw (`data.new_turn` would fail on them), or None."""
-    weights = {**data.NEW_TOPICS, **topics}
-    if not sum(weights.values()) > 0:
-        return "every weight is 0, so no conversation has a skill to draw"
-    kinds = {"with python but no functions or documents": set(weights) - {"function", "browse"},
-             "with functions but no python": {"function", "skip", "direct"},
-             "with documents but no python": {"browse", "skip", "direct"}}
-    for kind, skills in kinds.items():
-        if not sum(weights[skill] for skill in skills) > 0:
-            return (f"conversations {kind} would have no skill to draw: give one of {', '.join(sorted(skills))} "
-                    "a weight above 0")
-    return None
-
-
 def _checkpoint_layers(folder: Path) -> int:
     """The layers of the gpt-oss checkpoint `folder`, after the checks a load makes (`checked_folder`: `--resume`
     loaded a folder whose config named a Hub attention kernel straight into transformers) and a check of the shape
@@ -585,67 +667,8 @@ def _terminated(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: the full training run by default, `--quick` for a smoke run of a few steps."""
-    p = argparse.ArgumentParser(
-        prog="python -m gptoss_lab.tiny.train", description=__doc__.splitlines()[0],
-        epilog="example: python -m gptoss_lab.tiny.train --quick --out /tmp/tiny_runs/smoke (a smoke run of a few "
-               f"steps); the checkpoint card ({CHECKPOINT / 'README.md'}) has the shipped model's commands")
-    p.add_argument("--out", type=path, default=RUNS / "latest",
-                   help="a new (or empty) checkpoint folder, written when the run ends (until then .OUT.partial-* "
-                   "beside it holds the run's loss.jsonl); nothing is overwritten (default: %(default)s)")
-    p.add_argument("--conversations", type=number(int, 1), default=24000,
-                   help="training conversations, 1-8 turns each (default: %(default)s)")
-    p.add_argument("--lr", type=number(float, 1e-9, 1.0), default=3e-3,
-                   help="peak learning rate (of AdamW's parameters alone with --optimizer muon; default: %(default)s)")
-    p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw",
-                   help="adamw for every parameter, or muon: Muon (orthogonalised momentum) for the layers' weight "
-                   "matrices, experts each on their own, AdamW at --lr for the embedding, routers, norms, biases "
-                   "and sinks (default: %(default)s)")
-    p.add_argument("--muon-lr", type=number(float, 1e-9, 1.0), default=_MUON_LR,
-                   help="peak learning rate of Muon's matrices with --optimizer muon, its own option (not derived from "
-                   "--lr), on the same schedule; scaled by sqrt(max(1, fan_out/fan_in)) as torch.optim.Muon does "
-                   "(default: %(default)s, Muon's published value)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the model and of the conversations (default: %(default)s)")
-    p.add_argument("--resume", type=checkpoint_folder,
-                   help="go on training this checkpoint, or tiny, gpt-oss-tiny (use another --seed for fresh data)")
-    p.add_argument("--layers", type=number(int, 2), help="layers (even; default 4, or the resumed checkpoint's: more grows it "
-                   "deeper, new layers starting as pass-throughs)")
-    p.add_argument("--batch-tokens", type=number(int, 64, MAX_BATCH_TOKENS), default=2048,
-                   help=f"tokens per batch, padding included, up to {MAX_BATCH_TOKENS:,} (default: %(default)s)")
-    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.008,
-                   help="share of conversations over 8,192 tokens (default: %(default)s)")
-    p.add_argument("--context-weight", type=number(float, 0.0, 10.0), default=0.0,
-                   help="also learn to predict the system, user and tool tokens, at this weight per token against "
-                   "the model's own (default: %(default)s, only the model's own)")
-    p.add_argument("--topics", nargs="+", action="extend", default=[], metavar="SKILL=WEIGHT", type=_topic,
-                   help="reweight new topics for this phase (e.g. browse=0.3); the skills and their default weights: "
-                   + ", ".join(f"{skill}={weight}" for skill, weight in data.NEW_TOPICS.items()))
-    p.add_argument("--more-phrasings", action="store_true",
-                   help="also ask the further training sentences that 15 question types have (skills.Pool.more: "
-                   "64, written after reading which held-out sentences phase 45 missed; see evaluate --fresh)")
-    p.add_argument("--wide-phrasings", action="store_true",
-                   help="also ask the further training sentences of skills.Pool.wide (written from the training "
-                   "sentences alone, before any evaluation of them was read)")
-    cpus = os.cpu_count() or 1   # each worker is a process importing torch
-    p.add_argument("--workers", type=number(int, 0, cpus), default=1,
-                   help=f"processes making conversations while the model trains, at most this machine's {cpus} CPUs "
-                   "(default: %(default)s)")
-    p.add_argument("--threads", type=number(int, 1, cpus), default=1,   # --threads 100000: a segmentation fault
-                   help=f"torch threads for the model, at most this machine's {cpus} CPUs; 1 is best on a busy "
-                   "2-core machine (default: %(default)s)")
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes minutes, then trains ~2x faster)")
-    p.add_argument("--quick", action="store_true", help="a few steps on a little data (a smoke run, not compiled)")
-    args = p.parse_args(argv)
-    if args.layers is not None and args.layers % 2:
-        p.error(f"--layers must be an even number of at least 2 (sliding/full pairs), not {args.layers}")
-    if args.muon_lr != p.get_default("muon_lr") and args.optimizer != "muon":   # it would change nothing
-        p.error("--muon-lr is the learning rate of --optimizer muon: add --optimizer muon or drop --muon-lr")
-    if twice := sorted(skill for skill, n in Counter(skill for skill, _ in args.topics).items() if n > 1):
-        p.error(f"--topics: {', '.join(twice)} given more than once: give each skill one weight")
-    if why := _undrawable(dict(args.topics)):
-        p.error(f"--topics: {why}")
+    p, args = _arguments(argv)
     if args.resume is not None:
-        if not (args.resume / "config.json").is_file():
-            p.error(f"--resume: {args.resume} is not a checkpoint folder (it has no config.json)")
         try:
             old = _checkpoint_layers(args.resume)
         except ValueError as error:
@@ -655,13 +678,6 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if threading.current_thread() is threading.main_thread():   # `kill` or `timeout` end the run as Ctrl-C does:
         signal.signal(signal.SIGTERM, _terminated)              # its workers go too (they kept making data)
-    if args.quick:
-        given = [f"--{name.replace('_', '-')}" for name in ("conversations", "long_share", "workers")
-                 if getattr(args, name) != p.get_default(name)]
-        if given:   # `--quick --conversations 200` ran 48 with no word
-            p.error(f"--quick is a smoke run of 48 conversations, which sets {', '.join(given)} itself: drop one or "
-                    "the other")
-        args.conversations, args.long_share, args.workers, args.no_compile = 48, 0.0, 0, True
     stack = ExitStack()   # the run writes beside --out, which it becomes only when the run completes
     try:
         partial = stack.enter_context(new_folder(args.out))
