@@ -33,15 +33,47 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
     from typing import Any
 
+    from . import CHECKPOINT, SEED, number
+
+HELD_OUT_SEED = 20250805
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line's parser: it needs none of the engine's imports, so `--help` and a usage error answer
+    before them."""
+    p = argparse.ArgumentParser(
+        prog="python -m gptoss_lab.tiny.evaluate", description=__doc__.splitlines()[0],
+        epilog="example: python -m gptoss_lab.tiny.evaluate --n 10 --show-failures (a quick look: 10 held-out "
+               "conversations and the turns the model got wrong)")
+    p.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
+    p.add_argument("--n", type=number(int, 1), default=100,
+                   help="held-out conversations, 1-8 turns each (default: %(default)s)")
+    p.add_argument("--seed", type=SEED, default=HELD_OUT_SEED, help="seed of the held-out conversations (default: %(default)s)")
+    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1,
+                   help="share of conversations over 8,192 tokens (default: %(default)s)")
+    p.add_argument("--fresh", action="store_true",
+                   help="ask fresh held-out sentences in place of the first ones for the question types whose first "
+                   "ones were read to write the training sentences of `tiny.train --more-phrasings`")
+    p.add_argument("--no-guard", action="store_true",
+                   help="score the model's own Harmony: decode with no format guard (a session's default is on)")
+    p.add_argument("--show-failures", action="store_true", help="print each failed turn as a JSON line")
+    p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
+    return p
+
+
+if __name__ == "__main__":   # before the session and engine imports: `--help` and usage errors answer at once
+    _parser().parse_args()
+
+
+with importing(__name__):
     from ..engines.base import EngineError
     from ..engines.local import LocalEngine
     from ..events import Reply
     from ..session import Session
     from ..widgets import text_bar
-    from . import CHECKPOINT, SEED, data, number
+    from . import data
     from .skills import Turn
 
-HELD_OUT_SEED = 20250805
 TARGETS = {"valid": 99.0, "tool": 95.0, "final_turn1": 95.0, "final_later": 92.0, "cited": 90.0, "loops": 0}
 _INVALID = ("Not valid Harmony", "A message without a valid channel", "named no tool", "token limit",
             "without a final answer", "stream ended", "kept calling tools")
@@ -194,23 +226,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: print the tables (and the failed turns with --show-failures)."""
-    p = argparse.ArgumentParser(
-        prog="python -m gptoss_lab.tiny.evaluate", description=__doc__.splitlines()[0],
-        epilog="example: python -m gptoss_lab.tiny.evaluate --n 10 --show-failures (a quick look: 10 held-out "
-               "conversations and the turns the model got wrong)")
-    p.add_argument("--checkpoint", default=str(CHECKPOINT), help="a GptOss checkpoint folder (default: gpt-oss-tiny)")
-    p.add_argument("--n", type=number(int, 1), default=100,
-                   help="held-out conversations, 1-8 turns each (default: %(default)s)")
-    p.add_argument("--seed", type=SEED, default=HELD_OUT_SEED, help="seed of the held-out conversations (default: %(default)s)")
-    p.add_argument("--long-share", type=number(float, 0.0, 1.0), default=0.1,
-                   help="share of conversations over 8,192 tokens (default: %(default)s)")
-    p.add_argument("--fresh", action="store_true",
-                   help="ask fresh held-out sentences in place of the first ones for the question types whose first "
-                   "ones were read to write the training sentences of `tiny.train --more-phrasings`")
-    p.add_argument("--no-guard", action="store_true",
-                   help="score the model's own Harmony: decode with no format guard (a session's default is on)")
-    p.add_argument("--show-failures", action="store_true", help="print each failed turn as a JSON line")
-    p.add_argument("--check", action="store_true", help="exit with status 1 when a target is missed")
+    p = _parser()
     args = p.parse_args(argv)
     try:
         with redirect_stdout(sys.stderr):   # the progress bar: stdout is the table's (`… evaluate > table.md`)
