@@ -828,7 +828,7 @@ def test_a_cells_options_on_gpt_oss_tiny_do_what_they_say_or_say_why_not(kernel)
     assert "same answer again" not in out, out
     out, content = run(kc, "big = 'word ' * 13000", timeout=60)
     out, content = run(kc, "%%gptoss --text --new\nSummarise: {big}", timeout=120)
-    assert content["status"] == "error" and "but the model's context is 12288 tokens: shorten it" in out, out
+    assert content["status"] == "error" and "but the model's context is 12,288 tokens: shorten it" in out, out
     assert "start a new conversation" not in out, out
 
 
