@@ -358,7 +358,7 @@ def test_a_failing_view_is_dropped_and_the_turn_finishes():
                 raise RuntimeError("comm closed")
 
     reply = session(CALL.format(code="print(2)") + FINAL.format(text="2")).ask("q", view=Broken())
-    assert reply.final == "2" and any("the view failed" in e for e in reply.errors)
+    assert reply.final == "2" and any("The view failed and was closed: " in e for e in reply.errors)
 
 
 # ---------------------------------------------------------------- approval
