@@ -209,6 +209,26 @@ def test_unions_that_check_the_budget_read_and_refuse_answers_as_pydantic_does()
                 assert (type(got), got) == (type(expected), expected)
 
 
+def _asked_of(server: socket.socket, seconds: float = 0.5) -> list[bytes]:
+    """The first bytes of each connection the listening `server` took within `seconds`: a port the system handed out
+    may have been a closed kernel's, whose clients' ZMQ sockets still reconnect to it, so a connection alone is not a
+    fetch (CI saw one)."""
+    asked, until = [], time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        server.settimeout(left)
+        try:
+            connection, _ = server.accept()
+        except socket.timeout:
+            break
+        with connection:
+            connection.settimeout(max(until - time.monotonic(), 0.05))
+            try:
+                asked.append(connection.recv(4096))
+            except socket.timeout:
+                asked.append(b"")
+    return asked
+
+
 def test_a_reference_to_another_document_is_refused_before_the_turn_and_nothing_is_fetched():
     """A schema dict's `$ref` to a web address or file was fetched while the answer was checked: with no timeout,
     Ctrl-C held back (a silent server held the kernel), a file's text quoted in the error. Refused up front now."""
@@ -229,8 +249,7 @@ def test_a_reference_to_another_document_is_refused_before_the_turn_and_nothing_
     with pytest.raises(TurnError, match="^response format: not supported: a reference to another document"):
         session.ask("?", response_format=refused[0])
     assert session.history == []
-    with pytest.raises(socket.timeout):
-        server.accept()   # nobody came
+    assert not [asked for asked in _asked_of(server) if b"HTTP/" in asked]   # nobody asked for a schema
     server.close()
     # data and names are not references; references inside the schema still work
     assert ResponseFormat.from_user({"const": {"$ref": "http://x"}}).parse('{"$ref": "http://x"}') == {"$ref": "http://x"}
