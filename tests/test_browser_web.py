@@ -253,6 +253,25 @@ def test_a_key_pasted_where_its_variables_name_belongs_is_never_said(source: str
 
 
 
+def test_a_lowercase_variable_named_for_the_key_is_named_and_its_key_never_said(server: FakeServer,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`%gptoss browse exa --api-key-env my_key` said "the environment variable given (its name is not shown: it looks
+    like a key ...) is not set", also when my_key was set but empty: any variable's name is named, a key's value never."""
+    monkeypatch.delenv("my_key", raising=False)
+    with pytest.raises(BrowserError) as caught:
+        Browser.from_sources(["exa"], api_key_env="my_key")
+    assert str(caught.value).startswith("the environment variable my_key is not set: put your Exa API key there")
+    monkeypatch.setenv("my_key", " ")
+    with pytest.raises(BrowserError) as caught:
+        Browser.from_sources(["youcom"], api_key_env="my_key")
+    assert str(caught.value).startswith("the environment variable my_key is empty: put your You.com API key there")
+    monkeypatch.setenv("my_key", "k-wrong-5f2c9e1a7b")
+    server.routes["POST /search"] = lambda r: (401, "application/json", b'{"error": "bad key k-wrong-5f2c9e1a7b"}')
+    status, output = search(Browser(Exa(api_key_env="my_key", base_url=server.url)))
+    assert (status, output) == ("error", "Error during search for `owls`: Exa refused the request (HTTP 401): "
+                                         "check the API key in my_key")
+
+
 @pytest.mark.parametrize("address", ["http://", "https://", "searxng:http://", "http:///search", "http://[::1",
                                      "http://a..b", "http://127.0.0.1:99999", "http://127.0.0.1:8888?q=x",
                                      "http://127.0.0.1:8888/#top"])

@@ -808,12 +808,13 @@ KEYLIKE = re.compile(r"(?=\D*\d)(?=[^A-Za-z]*[A-Za-z])"
                      r"|[\w+=-]*?[A-Za-z0-9+=]{12})"
                      r"[\w+=-]{20,}")
 _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # an environment variable's name as they are written: OPENAI_API_KEY
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # any name a shell takes for one (my_key, exaKey)
 
 
 def variable_named(var: str) -> str:
-    """How a message names the environment variable `var` said to hold a key: a name not written as one (capitals,
-    digits, _) is not shown, as it may be the key itself, pasted where its variable's name belongs."""
-    if _VARIABLE.fullmatch(var):
+    """How a message names the environment variable `var` said to hold a key: a name a shell takes (letters, digits,
+    _; `my_key` too) unless it looks like a key (KEYLIKE), which may be the key itself, pasted where its name belongs."""
+    if _VARIABLE.fullmatch(var) or (_NAME.fullmatch(var) and not KEYLIKE.fullmatch(var)):
         return var
     return "given (its name is not shown: it looks like a key, not a variable's name such as OPENAI_API_KEY)"
 

@@ -188,12 +188,13 @@ class _SearchApi(Backend):
     def __init__(self, *, api_key: str | None = None, api_key_env: str | None = None,
                  base_url: str | None = None, timeout: float | None = None) -> None:
         env = api_key_env or self.KEY_ENV
-        key = api_key or os.environ.get(env)
+        key = api_key or os.environ.get(env, "").strip()
         if not key:
-            raise BackendError(f"the environment variable {variable_named(env)} is not set: put your {self.NAME} API key "
+            why = "is empty" if env in os.environ else "is not set"
+            raise BackendError(f"the environment variable {variable_named(env)} {why}: put your {self.NAME} API key "
                                f"there (or pass api_key=..., or `%gptoss browse {self.SOURCE} --api-key-env VAR`)")
         self._service = HttpService(self.NAME, base_url or self.BASE_URL, headers={"x-api-key": key},
-                                    timeout=timeout, key_hint=f"the API key in {env}")
+                                    timeout=timeout, key_hint=f"the API key in {variable_named(env)}")
 
     def describe(self) -> str:
         return f"the web through {self.NAME} ({self._service.shown_url})"
