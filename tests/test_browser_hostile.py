@@ -193,6 +193,12 @@ def test_a_search_functions_huge_urls_are_cut_as_its_titles_are_and_opened_as_gi
     opened = browser.run(ToolCall("browser.open", "analysis", json.dumps({"id": 1}), "code"))
     assert opened.status == "done" and asked == [path] and browser.stack[-1].text.endswith("p...\nBarn owls hunt at dusk.")
 
+    # a hit that carried its text opens by it: its cut address was looked up ("gave no text for this page")
+    browser = Browser(search=lambda query, topn: [{"title": "Voles", "url": path, "text": "Voles hide under snow."}])
+    browser.run(ToolCall("browser.search", "analysis", json.dumps({"query": "voles"}), "code"))
+    opened = browser.run(ToolCall("browser.open", "analysis", json.dumps({"id": 0}), "code"))
+    assert opened.status == "done" and browser.stack[-1].text.endswith("Voles hide under snow."), opened.output[:200]
+
 
 def test_a_page_a_fetch_function_makes_is_cleaned_as_its_text_would_be() -> None:
     """A fetch function's `Page` was used as it was: `\x1b[2J`, a direction override and a fake link `【0†...】` reached

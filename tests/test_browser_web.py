@@ -544,6 +544,34 @@ def test_a_search_service_that_trickles_or_floods_is_cut_off(server: FakeServer)
     assert peak < 30_000_000                                         # was 600 MB for this 60 MB answer
 
 
+def test_a_result_whose_address_was_cut_is_never_fetched_nor_linked(server: FakeServer) -> None:
+    """A SearXNG hit of a 9,000-character URL was kept cut to 8,192 (`...` at its end), and `open` fetched the cut
+    address as if it were the page, which the card linked too; it is refused in one line, before any approval
+    card asks about it, and the card names it without a link."""
+    from gptoss_lab.tools.browser.page import MAX_URL_CHARS
+    from gptoss_lab.widgets.citations import card_html
+
+    long = f"{server.url}/page?q=" + "a" * 9_000
+    server.routes["GET /search"] = as_json({"results": [{"url": long, "title": "Long"},
+                                                        {"url": f"{server.url}/page", "title": "Short"}]})
+    server.routes["GET /page"] = lambda r: (200, "text/html", ARTICLE.encode())
+    browser = Browser(SearXNG(server.url))
+    call = ToolCall("browser.search", "analysis", '{"query": "owls"}', status="done")
+    result = browser.run(call)
+    call.data = result.data
+    assert result.data["results"][0]["cut"] and not result.data["results"][1]["cut"]
+    assert f'href="{server.url}/page?' not in card_html(call) and f'href="{server.url}/page"' in card_html(call)
+    cut = long[:MAX_URL_CHARS - 3] + "..."
+    said = (f"Error fetching URL `{cut[:1021]}...`: the search service gave an address longer than 8,192 characters, "
+            "kept cut to that length: a cut address is not opened (it names another page)")
+    for target in (0, cut):
+        open_call = ToolCall("browser.open", "analysis", json.dumps({"id": target}))
+        assert browser.refusal(open_call) == said
+        assert browser.run(open_call).output == said
+    assert [r["path"] for r in server.requests] == ["/search"]       # the cut address was fetched
+    assert browser.open(id=1).startswith(f"[1] Owls of the valley ({server.url}/page)")
+
+
 def test_search_services_answering_odd_json_are_one_line(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXA_API_KEY", "k")
     monkeypatch.setenv("YDC_API_KEY", "k")

@@ -333,7 +333,7 @@ def card_html(call: ToolCall | None) -> str | None:
     cursor = f"cursor {data['cursor']}"
     if data["kind"] == "search":
         results = data.get("results") or []
-        items = "".join(f'<li><span class="gx-browse-n">id {r["id"]}</span> {_a(r["url"], r["title"] or r["url"])} '
+        items = "".join(f'<li><span class="gx-browse-n">id {r["id"]}</span> {_a("" if r.get("cut") else r["url"], r["title"] or r["url"])} '
                         f'<span class="gx-browse-source">{_name(r["source"])}</span><br>'
                         f'<span class="gx-browse-snippet">{_text(r["snippet"])}</span></li>' for r in results)
         body = (f'<div class="gx-browse-head">Search <b>{_name(data["query"])}</b> · '

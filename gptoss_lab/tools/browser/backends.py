@@ -25,6 +25,10 @@ class BackendError(Exception):
 class Backend(ABC):
     """Searches and fetches pages for the browser."""
 
+    # whether `fetch` is given a hit's address as its search gave it, also one kept cut to MAX_URL_CHARS (a cut
+    # address names another page: the browser opens it only with a backend that knows the whole one)
+    fetches_as_given = False
+
     @abstractmethod
     def search(self, query: str, topn: int) -> list[SearchResult]:
         """The best `topn` hits for `query`, best first."""
@@ -53,6 +57,8 @@ class FunctionBackend(Backend):
     `snippet` or `content`, optionally the whole `text`), `(title, url, snippet)` tuples or
     `SearchResult`s. Pages come from `fetch(url)` (text, `{"title", "text" | "html"}` or a `Page`), else
     from the `text` the hits carried, else from the web when `fetch="web"`."""
+
+    fetches_as_given = True
 
     def __init__(self, search: Callable[[str, int], Any], fetch: Callable[[str], Any] | str | None = None, *,
                  timeout: float | None = None) -> None:
@@ -101,20 +107,21 @@ class FunctionBackend(Backend):
         return result
 
     def fetch(self, url: str) -> Page:
+        given = self._given.get(url, url)
         if callable(self._fetch):
             name = getattr(self._fetch, "__name__", "fetch")
             try:
-                got = self._fetch(self._given.get(url, url))
+                got = self._fetch(given)
             except Exception as err:
                 raise _raised(name, err) from None
             return _page_from(got, url, name)
-        if clean_url(url) in self._texts:   # opened by its number, or by its address as given
-            title, text = self._texts[clean_url(url)]
+        if clean_url(given) in self._texts:   # opened by its number, or by its address as given
+            title, text = self._texts[clean_url(given)]
             return text_page(text, url, title)
         if self._fetch == "web":
             from .web import fetch_web
 
-            return fetch_web(url, timeout=self.timeout)
+            return fetch_web(given, timeout=self.timeout)
         raise BackendError("the search function gave no text for this page and no fetch function was given "
                            "(Browser(search=..., fetch=...))")
 

@@ -88,12 +88,14 @@ class SearchResult:
     snippet: str = ""
     source: str = ""          # the label after the title (the web's domain, a document's path)
     line: int | None = None
+    cut: bool = field(default=False, init=False)   # whether `url` was cut to MAX_URL_CHARS: it names no page
 
     def __post_init__(self) -> None:
         # what a backend returned reaches the views as it is kept (the result page cleans its own copy): a hit's
         # `\x1b[2J` title or `\u202e` URL is cleaned here, once, for every backend
         self.title = reveal_mixed_scripts(replace_special_chars(maybe_truncate(str(self.title), MAX_TITLE_CHARS)))
-        self.url = maybe_truncate(clean_url(str(self.url)), MAX_URL_CHARS)
+        url = clean_url(str(self.url))
+        self.url, self.cut = maybe_truncate(url, MAX_URL_CHARS), len(url) > MAX_URL_CHARS
         self.snippet = replace_special_chars(maybe_truncate(str(self.snippet), MAX_SNIPPET_CHARS))
         self.source = replace_special_chars(maybe_truncate(str(self.source), MAX_TITLE_CHARS))
 
@@ -114,6 +116,7 @@ class Page:
     raw: str | None = None          # the source `view_source` shows (HTML), where it is not the text (source_text)
     kind: str = "page"              # page | search | find
     origin: Page | None = field(default=None, repr=False)   # the page a find page searched
+    cut: frozenset[str] = frozenset()   # its links' addresses that were cut (SearchResult.cut): none is a page's
 
     def __post_init__(self) -> None:
         # every display's header and every indexed passage carries the title: a document whose first line was a
@@ -340,7 +343,8 @@ def results_page(query: str, results: list[SearchResult]) -> Page:
         urls[str(i)] = hit.url
         snippets[str(i)] = Extract(url=hit.url, text=snippet, title=title, line_idx=hit.line)
     text = "\nURL: \n# Search Results" + ("\n\n" + "\n".join(items) if items else "")
-    return Page(url="", title=query, text=text, urls=urls, snippets=snippets, kind="search")
+    return Page(url="", title=query, text=text, urls=urls, snippets=snippets, kind="search",
+                cut=frozenset(hit.url for hit in results if hit.cut))
 
 
 def result_labels(results: list[SearchResult]) -> list[str]:

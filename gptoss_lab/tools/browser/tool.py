@@ -31,7 +31,7 @@ from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
 from .local import LocalBackend
 from .page import (
-    CITATION_PATTERN, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate, result_labels,
+    CITATION_PATTERN, MAX_URL_CHARS, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate, result_labels,
     results_page,
 )
 from .web import is_local
@@ -120,9 +120,12 @@ class Browser(Tool):
             if function == "find":
                 self._searchable(args.get("cursor", -1))
             elif function == "open" and not isinstance(args.get("id", -1), str):
-                current, _ = self._link(args.get("id", -1), args.get("cursor", -1))
+                current, url = self._link(args.get("id", -1), args.get("cursor", -1))
                 if args.get("id", -1) < 0 and not args.get("view_source"):   # its source has lines of its own
                     _within(current, args.get("loc", -1))
+                self._openable(url)
+            elif function == "open":
+                self._openable(clean_url(args["id"]))
         except _UsageError as err:
             return str(err)
         return None
@@ -254,7 +257,7 @@ class Browser(Tool):
         self.stack.append(results_page(query, results))
         text, data = self._show(0)
         data["query"] = query
-        data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": label, "snippet": r.snippet}
+        data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": label, "snippet": r.snippet, "cut": r.cut}
                            for i, (r, label) in enumerate(zip(results, result_labels(results)))]
         return text, data
 
@@ -341,7 +344,16 @@ class Browser(Tool):
             raise _UsageError(f"Cursor `{_echo(cursor)}` is out of range. Available cursor indices: [0 - {len(self.stack) - 1}].")
         return self.stack[cursor]
 
+    def _openable(self, url: str) -> None:
+        """Refuse an address a search result had cut (SearchResult.cut), unless the backend fetches the whole one: the
+        cut one names another page, which was fetched, shown and cited as the result's."""
+        if url and not self.backend.fetches_as_given and any(url in page.cut for page in self.stack):
+            raise _UsageError(f"Error fetching URL `{maybe_truncate(url)}`: the search service gave an address longer "
+                              f"than {MAX_URL_CHARS:,} characters, kept cut to that length: a cut address is not opened "
+                              "(it names another page)")
+
     def _fetch(self, url: str, direct: bool) -> Page:
+        self._openable(url)
         if not direct and url in self._fetched:
             return self._fetched[url]
         try:
