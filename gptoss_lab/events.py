@@ -31,6 +31,7 @@ class ToolCall:
     question: str = ""                  # what the view asks before it runs (approval `ask`)
     reason: str = ""                    # why it did not run, as its card tells the user (the model reads `output`)
     data: Any = None                    # the tool's structured result, for views (search results ...)
+    progress: str = ""                  # what the running call is doing now, one line (a search service busy, retried)
 
     @property
     def name(self) -> str:

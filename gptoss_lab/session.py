@@ -31,7 +31,7 @@ from .events import (
 )
 from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
-from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_message, error_text, interrupted
+from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_message, error_text, interrupted, reporting
 from .tools.containment import from_model_code
 from .widgets.sanitize import WrittenOut
 
@@ -799,7 +799,8 @@ class _Turn:
         kept = _SessionState.of(self)
         try:
             bound = {"timeout": self.settings.timeout} if _takes(tool.run, "timeout") else {}   # the browser's
-            result = tool.run(call, stop=lambda: self.view.stop_requested, **bound)
+            with reporting(lambda text: self._progress(call, text)):
+                result = tool.run(call, stop=lambda: self.view.stop_requested, **bound)
             if not isinstance(result, ToolResult):  # a tool of the user's: its mistake goes to the model too
                 raise TypeError(f"{type(tool).__name__}.run gave {type(result).__name__}, not a ToolResult")
             if not isinstance(result.output, str):
@@ -822,6 +823,11 @@ class _Turn:
                        "turns); it was put back: a tool cannot change the session whose turn called it.")
         result.seconds = result.seconds or time.perf_counter() - t0
         return result
+
+    def _progress(self, call: ToolCall, text: str) -> None:
+        """What the running `call` says it is doing (`tools.base.report`), shown on its card and in the text view."""
+        call.progress = " ".join(harmony.clean(str(text)).split())[:300]
+        self.emit(ToolUpdate(call))
 
     def _approved(self, call: ToolCall, tool: Tool) -> bool | str:
         """True to run, else why the call did not run (a key of _NOT_RUN)."""

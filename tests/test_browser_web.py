@@ -679,3 +679,52 @@ def test_a_search_service_that_does_not_answer_ends_at_the_turns_timeout_and_say
     assert took < 3
     assert (call.status, call.output) == ("timeout", f"Error: ToolTimeout: Timed out after 1 s ({TURN_TIMEOUT})")
 
+
+
+def test_a_busy_search_service_is_asked_again_and_each_wait_is_shown(server: FakeServer) -> None:
+    """A SearXNG answering 429 or 503 failed the search at once ("SearXNG answered HTTP 429: ..."); it is asked again,
+    three times in all, after the wait it asks for, and the call's card and the text view say so while the turn waits;
+    a wait longer than the lab waits, or no success by the third try, is one line."""
+    import io
+
+    from gptoss_lab import ReplayEngine, Session
+    from gptoss_lab.widgets.text import TextView
+
+    answers = iter([(429, "text/plain", b"slow down", {"retry-after": "0"}),
+                    (503, "text/html", b"<h1>down</h1>", {"retry-after": "0"}),
+                    (200, "application/json", json.dumps({"results": [{"url": "https://owls.example",
+                                                                       "title": "Owls"}]}).encode())])
+    server.routes["GET /search"] = lambda r: next(answers)
+    out = io.StringIO()
+    session = Session(ReplayEngine(SEARCH_THEN_ANSWER), namespace={}, tools=[Browser(SearXNG(server.url))],
+                      approval="auto")
+    [call] = session.ask("Owls?", view=TextView(out, colour=False)).tool_calls
+    assert call.status == "done" and "【0†Owls†owls.example】" in call.output
+    shown = out.getvalue()
+    assert "[browser.search: running · SearXNG is busy (HTTP 429), retrying in 0 s: try 2 of 3]" in shown, shown
+    assert "[browser.search: running · SearXNG is busy (HTTP 503), retrying in 0 s: try 3 of 3]" in shown
+
+    server.requests.clear()
+    server.routes["GET /search"] = lambda r: (429, "text/plain", b"slow down", {"retry-after": "0"})
+    assert search(Browser(SearXNG(server.url))) == (
+        "error", "Error during search for `owls`: SearXNG is busy (HTTP 429): tried 3 times; try again later")
+    assert len(server.requests) == 3
+    server.routes["GET /search"] = lambda r: (503, "text/plain", b"", {"retry-after": "3600"})
+    assert search(Browser(SearXNG(server.url))) == (
+        "error", "Error during search for `owls`: SearXNG is busy (HTTP 503) and asks to be asked again in 3,600 s; "
+                 "try again later")
+    assert len(server.requests) == 4
+
+    class Stopping(TextView):   # Stop (or Ctrl-C) once the call waits
+        @property
+        def stop_requested(self) -> bool:
+            return "retrying in 9 s" in out.getvalue()
+
+    server.routes["GET /search"] = lambda r: (429, "text/plain", b"", {"retry-after": "9"})
+    session = Session(ReplayEngine(SEARCH_THEN_ANSWER), namespace={}, tools=[Browser(SearXNG(server.url))],
+                      approval="auto")
+    out, t0 = io.StringIO(), time.perf_counter()
+    [call] = session.ask("Owls?", view=Stopping(out, colour=False)).tool_calls
+    assert time.perf_counter() - t0 < 3                               # not the 9 s it asked for
+    assert (call.status, call.output) == ("interrupted", "Interrupted by the user while it ran, before it gave any "
+                                                         "output; it may have had side effects.")

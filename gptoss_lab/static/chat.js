@@ -506,6 +506,7 @@ class Turn {
     if (!b || !b.status) return;
     b.node.dataset.status = op.status;
     b.status.textContent = STATUS[op.status] || op.status;
+    if (op.progress) b.status.textContent += ` · ${reveal(op.progress, BIDI_RE)}`;   // a busy service retried ...
     if (b.editor && op.status !== "waiting") this.closeEditor(b);
     if (op.code !== undefined) {          // the user's edited code is what runs
       setHTML(b.text, op.code);

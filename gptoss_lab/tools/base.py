@@ -8,6 +8,7 @@ only asks the `Toolset` "who answers this recipient?" and never knows a tool's n
 from __future__ import annotations
 
 import builtins
+import contextlib
 import difflib
 import functools
 import inspect
@@ -15,7 +16,7 @@ import reprlib
 import time
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,10 +39,12 @@ class ToolResult:
 
 def interrupted(output: str) -> ToolResult:
     """The result of a call the user interrupted while it ran: it may have had side effects, and the
-    model is told so, with what it printed before the interrupt."""
-    shown = output if output.strip() else "(none)"
+    model is told so, with what it printed before the interrupt (one line when it printed nothing)."""
+    if not output.strip():
+        return ToolResult("interrupted", "Interrupted by the user while it ran, before it gave any output; it may have "
+                                         "had side effects.")
     return ToolResult("interrupted", "Interrupted by the user while it ran; it may have had side effects. "
-                                     f"Output before the interrupt:\n{shown}")
+                                     f"Output before the interrupt:\n{output}")
 
 
 # Which limit ended a call, and how to change it: the model reads it and the call's card shows it.
@@ -49,6 +52,26 @@ TIMEOUT_HINT = ("the turn's tool timeout; change it with %%gptoss --timeout SECO
                 "or ask(timeout=SECONDS)")
 # The running `bounded` call's end on the monotonic clock and what ends it (see `call_limit`).
 _CALL: ContextVar[tuple[float, BaseException] | None] = ContextVar("gptoss_call_limit", default=None)
+# Where the running tool call says what it is doing (the turn's views; see `reporting`).
+_PROGRESS: ContextVar[Callable[[str], None] | None] = ContextVar("gptoss_tool_progress", default=None)
+
+
+def report(text: str) -> None:
+    """Tell the views what the running tool call is doing now, in one line ("SearXNG is busy (HTTP 429): trying again
+    in 2 s, try 2 of 3"), so that a call that waits does not wait unseen; nothing outside a turn's call."""
+    say = _PROGRESS.get()
+    if say is not None:
+        say(text)
+
+
+@contextlib.contextmanager
+def reporting(say: Callable[[str], None]) -> Iterator[None]:
+    """While this runs, `report` hands its lines to `say` (the turn, which shows them on the call's card)."""
+    token = _PROGRESS.set(say)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def bounded(work: Callable[[], ToolResult], timeout: float | None, stop: Callable[[], bool] | None) -> ToolResult:

@@ -300,7 +300,7 @@ class ChatView(NotebookView):
 
     def _tool_op(self, i: int, call: ToolCall, ended: bool) -> dict[str, Any]:
         op: dict[str, Any] = {"op": "tool", "i": i, "status": call.status, "recipient": call.recipient,
-                              "question": call.question}
+                              "question": call.question, "progress": call.progress if call.status == "running" else ""}
         block = self.transcript.items[i]
         if isinstance(block, Block) and call.input != block.text:  # edited before Run: show what runs
             op["code"] = code_html(call.input, code_language(block))

@@ -17,7 +17,7 @@ from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, P
     ToolUpdate, TurnEnd, TurnStart
 from ..harmony import clean
 from .citations import sources_text
-from .sanitize import reveal_hidden, shown_output, visible
+from .sanitize import reveal_hidden, shown_output, visible, visible_line
 from .transcript import LABEL, STATUS_LABEL, Transcript, hang, tool_name
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -131,7 +131,8 @@ class TextView:
 
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)
-        return f"[{visible(tool_name(call.recipient))}: {self._paint(label, _STATUS_STYLE.get(call.status))}]"
+        doing = f" · {visible_line(call.progress)}" if call.status == "running" and call.progress else ""
+        return f"[{visible(tool_name(call.recipient))}: {self._paint(label, _STATUS_STYLE.get(call.status))}{doing}]"
 
     def approve(self, call: ToolCall) -> Approval | None:
         """Ask on stdin (the code was printed as it streamed); None when there is no stdin to ask on."""

@@ -238,7 +238,7 @@ def test_cards_write_out_hidden_characters_and_keep_their_status_in_view(lab_not
 
 
 LONG = r'''
-from gptoss_lab.events import Delta, MessageEnd, MessageStart, Notice, ToolCall, ToolStart, TurnStart
+from gptoss_lab.events import Delta, MessageEnd, MessageStart, Notice, ToolCall, ToolStart, ToolUpdate, TurnStart
 from gptoss_lab.widgets.chat import ChatView
 word = "w" * 3000
 view = ChatView.show()
@@ -248,6 +248,11 @@ call = ToolCall("browser.search", "analysis", '{"query": "%s"}' % word, status="
                 question=f"Search your 4 documents for '{word}'?")
 for event in (MessageStart("analysis", "browser.search"), Delta(call.input, "analysis"), MessageEnd(None, None),
               ToolStart(call)):
+    view.handle(event)
+busy = ToolCall("browser.search", "analysis", '{"query": "owls"}', status="running",
+                progress=f"SearXNG<img src=x onerror=alert(1)> is busy (HTTP 429), retrying in 2 s: try 2 of 3 \u202e{word}")
+for event in (MessageStart("analysis", "browser.search"), Delta(busy.input, "analysis"), MessageEnd(None, None),
+              ToolStart(busy), ToolUpdate(busy)):
     view.handle(event)
 view._flush()
 print("SHOWN")
@@ -264,7 +269,14 @@ def test_one_long_word_cannot_push_the_approval_buttons_out_of_the_card(lab_note
     page.wait_for_selector(".gx-chat .gx-run")
     assert page.evaluate(INSIDE, ".gx-chat .gx-run, .gx-chat .gx-skip, .gx-chat .gx-ask") == [True, True, True]
     assert page.evaluate(INSIDE, ".gx-chat .gx-notice, .gx-chat .gx-meta") == [True, True]
-    page.locator(".gx-chat .gx-actions").screenshot(path="/tmp/gptoss_xss_long_question.png")
+    page.locator(".gx-chat .gx-actions").first.screenshot(path="/tmp/gptoss_xss_long_question.png")
+    # a running call says what it waits for (a busy search service) in its status, as text, in its card
+    status = page.locator(".gx-chat .gx-tool").nth(1).locator(".gx-status")
+    assert status.inner_text().startswith("running… · SearXNG<img src=x onerror=alert(1)> is busy (HTTP 429), "
+                                          "retrying in 2 s: try 2 of 3 \\u202ewww")
+    assert page.locator(".gx-chat img").count() == 0
+    assert page.evaluate(INSIDE, ".gx-chat .gx-status") == [True, True]
+    page.locator(".gx-chat .gx-tool").nth(1).screenshot(path="/tmp/h55e/main/.probe/busy_card.png")
 
 
 COMMAND = ('<span data-commandlinker-command="help:about">ABOUT</span> <sup data-cite="kept">1</sup>'

@@ -11,6 +11,7 @@ can be changed, which is how the tests talk to fake servers on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import ipaddress
 import json
 import os
@@ -26,13 +27,16 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ...widgets.sanitize import variable_named
-from ..base import call_limit
+from ..base import call_limit, report
 from .backends import Backend, BackendError, one_line
 from .extract import ExtractError, document_page, html_page
 from .page import Page, SearchResult, maybe_truncate
 
 MAX_PAGE_BYTES = 5_000_000
 MAX_REDIRECTS = 10
+TRIES = 3              # times a busy search service (HTTP 429, 503) is asked, in all
+LONGEST_WAIT = 10.0    # seconds of a busy service's Retry-After waited for; a longer one is said at once
+_BUSY = (429, 503)
 USER_AGENT = "gptoss_lab-browser/0.1 (+https://github.com/openai/gpt-oss)"
 
 
@@ -62,6 +66,10 @@ class _Limit:
     def passed(self) -> bool:
         return time.monotonic() > self.end
 
+    def left(self) -> float:
+        """The seconds left of the limit (a busy service's waits spend it too)."""
+        return max(0.0, self.end - time.monotonic())
+
     def exceeded(self, what: str) -> BaseException:
         """The error of a request that ran past the limit ("SearXNG did not answer"): the browser call's own timeout
         where it was the call's (the turn's limit, said as the turn says it), else naming the backend's `timeout=`."""
@@ -81,20 +89,25 @@ class HttpService:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The service's JSON answer, read whole within the request's time (see `_Limit`) and at most MAX_PAGE_BYTES
-        long (a service that trickles or floods cannot hold the kernel or fill its memory)."""
-        url = self.base_url + path
+        long (a service that trickles or floods cannot hold the kernel or fill its memory). A busy service (429, 503)
+        is asked again, TRIES times in all, after the wait it asks for (at most LONGEST_WAIT s, within the same time),
+        each wait said on the call's card."""
         limit = _Limit(self.timeout)
-        try:
-            with _cut_off(limit.seconds) as extensions, \
-                    httpx.Client(headers={**self.headers, **_ACCEPTED}, timeout=limit.seconds) as client, \
-                    client.stream(method, url, extensions=extensions, **kwargs) as response:
-                data = _body(response, limit, f"{self.name}'s answer")
-        except httpx.TimeoutException:
-            raise limit.exceeded(f"{self.name} did not answer") from None
-        except httpx.ConnectError as err:
-            raise BackendError(f"cannot reach {self.name} at {self.shown_url} ({_reason(err)})") from None
-        except httpx.HTTPError as err:
-            raise BackendError(f"{self.name} request failed: {type(err).__name__}: {_reason(err)}") from None
+        for attempt in range(1, TRIES + 1):
+            response, data = self._answer(method, path, limit, kwargs)
+            if response.status_code not in _BUSY:
+                break
+            busy = f"{self.name} is busy (HTTP {response.status_code})"
+            wait = _retry_after(response.headers.get("retry-after"), attempt)
+            if attempt == TRIES:
+                raise BackendError(f"{busy}: tried {TRIES} times; try again later")
+            if wait > LONGEST_WAIT:
+                raise BackendError(f"{busy} and asks to be asked again in {wait:,.0f} s; try again later")
+            if wait >= limit.left():
+                raise BackendError(f"{busy} and asks to be asked again in {wait:g} s, past the {limit.left():.0f} s "
+                                   "this call has left; try again later")
+            report(f"{busy}, retrying in {wait:g} s: try {attempt + 1} of {TRIES}")
+            time.sleep(wait)
         if response.status_code in (401, 403):
             hint = f": check {self.key_hint}" if self.key_hint else ""
             raise BackendError(f"{self.name} refused the request (HTTP {response.status_code}){hint}")
@@ -110,6 +123,32 @@ class HttpService:
             kind = response.headers.get("content-type", "no content type")
             raise BackendError(f"{self.name} answered with something that is not JSON ({kind}, "
                                f"{len(data):,} bytes)") from None
+
+    def _answer(self, method: str, path: str, limit: _Limit, kwargs: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+        """One request and its body, read within what is left of `limit`; its failures as one line naming the service."""
+        try:
+            with _cut_off(limit.left()) as extensions, \
+                    httpx.Client(headers={**self.headers, **_ACCEPTED}, timeout=limit.left()) as client, \
+                    client.stream(method, self.base_url + path, extensions=extensions, **kwargs) as response:
+                data = _body(response, limit, f"{self.name}'s answer")
+        except httpx.TimeoutException:
+            raise limit.exceeded(f"{self.name} did not answer") from None
+        except httpx.ConnectError as err:
+            raise BackendError(f"cannot reach {self.name} at {self.shown_url} ({_reason(err)})") from None
+        except httpx.HTTPError as err:
+            raise BackendError(f"{self.name} request failed: {type(err).__name__}: {_reason(err)}") from None
+        return response, data
+
+
+def _retry_after(header: str | None, attempt: int) -> float:
+    """The seconds a busy service asks to be left alone (`Retry-After: 2`, or a date), else 1 s, then 2 s ..."""
+    if header is not None:
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            text = header.strip()
+            if text.isascii() and text.isdigit():
+                return float(text)
+            return max(0.0, email.utils.parsedate_to_datetime(text).timestamp() - time.time())
+    return float(2 ** (attempt - 1))
 
 
 def _shown(url: str) -> str:
