@@ -728,3 +728,33 @@ def test_a_busy_search_service_is_asked_again_and_each_wait_is_shown(server: Fak
     assert time.perf_counter() - t0 < 3                               # not the 9 s it asked for
     assert (call.status, call.output) == ("interrupted", "Interrupted by the user while it ran, before it gave any "
                                                          "output; it may have had side effects.")
+
+
+def test_a_search_service_quoting_the_key_back_never_gets_it_said(server: FakeServer,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service that quoted the x-api-key back (in an error's body, a result's title, a redirect's Location) had it
+    read by the model and kept in the notebook; a key no header can carry (a line break) was printed by httpx's
+    error, one with a letter outside ASCII raised a UnicodeEncodeError out of the call. The key is never said."""
+    key = "exa-S3CRET/0123456789abcdef"
+    echo = lambda r: r["headers"].get("x-api-key", "")   # noqa: E731
+    answers = {"error": lambda r: (400, "application/json", json.dumps({"error": f"bad key {echo(r)}"}).encode()),
+               "title": lambda r: (200, "application/json", json.dumps({"results": [
+                   {"url": f"https://a.example/{echo(r)}", "title": f"key {echo(r)}", "summary": echo(r)}]}).encode()),
+               "redirect": lambda r: (302, "text/plain", b"", {"location": f"https://b.example/?k={echo(r)}"})}
+    said = {}
+    for name, route in answers.items():
+        server.routes["POST /search"] = route
+        browser = Browser(Exa(api_key=key, base_url=server.url))
+        result = browser.run(ToolCall("browser.search", "analysis", '{"query": "owls"}'))
+        said[name] = result.output + json.dumps(result.data)
+    assert all("S3CRET" not in text for text in said.values()), said
+    assert said["error"].startswith('Error during search for `owls`: Exa answered HTTP 400: {"error": "bad key ***"}')
+    assert "【0†key ***†a.example】 ***" in said["title"]
+    assert said["redirect"].startswith("Error during search for `owls`: Exa answered HTTP 302, a redirect to "
+                                       "https://b.example/?k=*** (not followed): give the service's own address")
+    for bad in ("exa-S3CRET\nline", "exa-S3CRÉT"):
+        monkeypatch.setenv("EXA_API_KEY", bad)
+        with pytest.raises(BrowserError) as caught:
+            Browser.from_sources(["exa"])
+        assert str(caught.value) == ("the API key in EXA_API_KEY holds a character an HTTP header cannot carry (a line "
+                                     "break, a space, a letter outside ASCII): put the key alone there")

@@ -37,6 +37,7 @@ MAX_REDIRECTS = 10
 TRIES = 3              # times a busy search service (HTTP 429, 503) is asked, in all
 LONGEST_WAIT = 10.0    # seconds of a busy service's Retry-After waited for; a longer one is said at once
 _BUSY = (429, 503)
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+")   # what an API key sent in a header can hold
 USER_AGENT = "gptoss_lab-browser/0.1 (+https://github.com/openai/gpt-oss)"
 
 
@@ -82,10 +83,13 @@ class HttpService:
     """Requests to one service, with every way they fail turned into one line naming it."""
 
     def __init__(self, name: str, base_url: str, *, headers: dict[str, str] | None = None,
-                 timeout: float | None = None, key_hint: str = "") -> None:
+                 timeout: float | None = None, key_hint: str = "", key: str = "") -> None:
         self.name, self.base_url, self.timeout, self.key_hint = name, base_url.rstrip("/"), timeout, key_hint
         self.shown_url = _shown(self.base_url)
         self.headers = {"user-agent": USER_AGENT, **(headers or {})}
+        # the key as a service may quote it back (as sent, or as JSON writes it), longest first: never said (see `_hide`)
+        self._key_forms = sorted({form.encode() for form in (key, json.dumps(key)[1:-1], key.replace("/", "\\/"))
+                                  if form}, key=len, reverse=True)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The service's JSON answer, read whole within the request's time (see `_Limit`) and at most MAX_PAGE_BYTES
@@ -111,6 +115,10 @@ class HttpService:
         if response.status_code in (401, 403):
             hint = f": check {self.key_hint}" if self.key_hint else ""
             raise BackendError(f"{self.name} refused the request (HTTP {response.status_code}){hint}")
+        if response.is_redirect:   # not followed: the key would go along to wherever it points
+            target = self._hide(response.headers["location"].encode("latin-1", "replace")).decode("latin-1")
+            raise BackendError(f"{self.name} answered HTTP {response.status_code}, a redirect to "
+                               f"{one_line(_shown(target), 200)} (not followed): give the service's own address")
         if response.status_code >= 400:
             text = data.decode(response.encoding or "utf-8", "replace")
             raise BackendError(f"{self.name} answered HTTP {response.status_code}: "
@@ -137,7 +145,14 @@ class HttpService:
             raise BackendError(f"cannot reach {self.name} at {self.shown_url} ({_reason(err)})") from None
         except httpx.HTTPError as err:
             raise BackendError(f"{self.name} request failed: {type(err).__name__}: {_reason(err)}") from None
-        return response, data
+        return response, self._hide(data)
+
+    def _hide(self, data: bytes) -> bytes:
+        """`data` with the API key written `***` wherever the service quoted it back (an error's text, a result's
+        title, a redirect's address): what it says reaches the model and the saved notebook."""
+        for form in self._key_forms:
+            data = data.replace(form, b"***")
+        return data
 
 
 def _retry_after(header: str | None, attempt: int) -> float:
@@ -227,13 +242,17 @@ class _SearchApi(Backend):
     def __init__(self, *, api_key: str | None = None, api_key_env: str | None = None,
                  base_url: str | None = None, timeout: float | None = None) -> None:
         env = api_key_env or self.KEY_ENV
-        key = api_key or os.environ.get(env, "").strip()
+        key = (api_key or os.environ.get(env, "")).strip()
         if not key:
             why = "is empty" if env in os.environ else "is not set"
             raise BackendError(f"the environment variable {variable_named(env)} {why}: put your {self.NAME} API key "
                                f"there (or pass api_key=..., or `%gptoss browse {self.SOURCE} --api-key-env VAR`)")
+        where = "the api_key given" if api_key else f"the API key in {variable_named(env)}"
+        if not _HEADER_VALUE.fullmatch(key):   # httpx's error quoted it, or raised UnicodeEncodeError
+            raise BackendError(f"{where} holds a character an HTTP header cannot carry (a line break, a space, a letter "
+                               "outside ASCII): put the key alone there")
         self._service = HttpService(self.NAME, base_url or self.BASE_URL, headers={"x-api-key": key},
-                                    timeout=timeout, key_hint=f"the API key in {variable_named(env)}")
+                                    timeout=timeout, key_hint=where, key=key)
 
     def describe(self) -> str:
         return f"the web through {self.NAME} ({self._service.shown_url})"
