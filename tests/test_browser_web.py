@@ -19,6 +19,7 @@ from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser, BrowserError, Exa, SearXNG, YouCom
 from gptoss_lab.tools.browser.backends import BackendError
 from gptoss_lab.tools.browser.demo import text_pdf
+from gptoss_lab.tools.browser.page import SearchResult
 from gptoss_lab.tools.browser.web import fetch_web
 
 Reply = tuple                           # status, content type, body (bytes, or chunks sent as they come), headers?
@@ -588,6 +589,11 @@ def test_search_services_answering_odd_json_are_one_line(server: FakeServer, mon
 
 
 def test_youcom_and_exa_show_at_most_topn_results(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """... and make no more: a service's 30,000 hits were each cleaned, 2.5 s, before all but `topn` were dropped."""
+    from gptoss_lab.tools.browser import web
+
+    made = []
+    monkeypatch.setattr(web, "SearchResult", lambda *args: made.append(args) or SearchResult(*args))
     monkeypatch.setenv("YDC_API_KEY", "secret")
     monkeypatch.setenv("EXA_API_KEY", "secret")
     hits = [{"title": f"Owls {n}", "url": f"https://example.com/{n}", "snippets": ["Owls."], "description": "Owls.",
@@ -600,6 +606,7 @@ def test_youcom_and_exa_show_at_most_topn_results(server: FakeServer, monkeypatc
         assert result.status == "done" and len(result.data["results"]) == 3   # You.com's was 16
         assert result.output.endswith("L6:   * 【2†Owls 2†example.com】 Owls.")
         assert len(backend.search("owls", 3)) == 3
+    assert len(made) == 4 * 3                                               # were 2 × 16 and 2 × 8
 
 
 def test_any_backend_shows_at_most_max_results() -> None:
