@@ -136,6 +136,8 @@ def test_searxng_results_become_the_result_page_and_pages_are_fetched(server: Fa
     (as_json({"error": "no"}, 401), "SearXNG refused the request (HTTP 401)"),
     (as_json({"error": "no"}, 403), "SearXNG refused JSON output (HTTP 403): add `json` to search.formats in its settings.yml"),
     (lambda r: (500, "text/plain", b"Internal\nServer Error"), "SearXNG answered HTTP 500: Internal Server Error"),
+    # a terminal's sequences and a direction override in its text were read by the model as they came
+    (lambda r: (500, "text/plain", "Down\x1b[2J\x1b]0;pwned\x07 \u202e!olleh".encode()), "SearXNG answered HTTP 500: Down !olleh"),
     (lambda r: (200, "text/html", b"<html>not json</html>"),
      "SearXNG answered with something that is not JSON (text/html, 21 bytes)"),
     (as_json({"answers": []}), "SearXNG answered JSON without a `results` list"),

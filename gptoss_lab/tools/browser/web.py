@@ -31,7 +31,7 @@ from ...widgets.sanitize import variable_named
 from ..base import call_limit, report
 from .backends import Backend, BackendError, one_line
 from .extract import ExtractError, document_page, html_page
-from .page import Page, SearchResult, maybe_truncate
+from .page import Page, SearchResult, maybe_truncate, replace_special_chars
 
 MAX_PAGE_BYTES = 5_000_000
 MAX_REDIRECTS = 10
@@ -121,7 +121,8 @@ class HttpService:
             raise BackendError(f"{self.name} answered HTTP {response.status_code}, a redirect to "
                                f"{one_line(_shown(target), 200)} (not followed): give the service's own address")
         if response.status_code >= 400:
-            text = data.decode(response.encoding or "utf-8", "replace")
+            # its text cleaned as a result's is: a terminal's sequences and direction overrides read as they came
+            text = replace_special_chars(data.decode(response.encoding or "utf-8", "replace"))
             raise BackendError(f"{self.name} answered HTTP {response.status_code}: "
                                f"{one_line(text, 160) or response.reason_phrase}")
         try:
