@@ -723,6 +723,9 @@ def test_a_busy_search_service_is_asked_again_and_each_wait_is_shown(server: Fak
         "error", "Error during search for `owls`: SearXNG is busy (HTTP 503) and asks to be asked again in 3,600 s; "
                  "try again later")
     assert len(server.requests) == 4
+    server.routes["GET /search"] = lambda r: (429, "text/plain", b"", {"retry-after": "9" * 400})   # was "in inf s"
+    assert search(Browser(SearXNG(server.url)))[1].endswith("(HTTP 429) and asks to be asked again in more than a day; "
+                                                            "try again later")
 
     class Stopping(TextView):   # Stop (or Ctrl-C) once the call waits
         @property

@@ -107,7 +107,8 @@ class HttpService:
             if attempt == TRIES:
                 raise BackendError(f"{busy}: tried {TRIES} times; try again later")
             if wait > LONGEST_WAIT:
-                raise BackendError(f"{busy} and asks to be asked again in {wait:,.0f} s; try again later")
+                when = f"in {wait:,.0f} s" if wait <= 86_400 else "in more than a day"   # `Retry-After: 999...` is inf
+                raise BackendError(f"{busy} and asks to be asked again {when}; try again later")
             if wait >= limit.left():
                 raise BackendError(f"{busy} and asks to be asked again in {wait:g} s, past the {limit.left():.0f} s "
                                    "this call has left; try again later")
