@@ -643,6 +643,13 @@ def test_a_password_in_the_searxng_address_reaches_neither_the_model_nor_the_not
     result = browser.run(call)
     assert result.output.startswith(f"Error during search for `owls`: cannot reach {shown} (")   # was the password,
     assert "s3cret" not in result.output                                                         # to the model
+    echo = FakeServer()   # a service quoting the login back in its error (its header, the password) had it said
+    echo.routes["GET /search"] = lambda r: (500, "text/plain", f"{r['headers'].get('authorization')} s3cret".encode())
+    try:
+        said = Browser.from_sources([f"searxng:{echo.url.replace('http://', 'http://alice:s3cret@')}"]).run(call).output
+    finally:
+        echo.close()
+    assert said == "Error during search for `owls`: SearXNG answered HTTP 500: Basic *** ***"
 
 
 # ---------------------------------------------------------------- one time limit: the turn's tool timeout

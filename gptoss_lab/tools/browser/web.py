@@ -10,6 +10,7 @@ can be changed, which is how the tests talk to fake servers on 127.0.0.1.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import ipaddress
@@ -88,9 +89,11 @@ class HttpService:
         self.name, self.base_url, self.timeout, self.key_hint = name, base_url.rstrip("/"), timeout, key_hint
         self.shown_url = _shown(self.base_url)
         self.headers = {"user-agent": USER_AGENT, **(headers or {})}
-        # the key as a service may quote it back (as sent, or as JSON writes it), longest first: never said (see `_hide`)
-        self._key_forms = sorted({form.encode() for form in (key, json.dumps(key)[1:-1], key.replace("/", "\\/"))
-                                  if form}, key=len, reverse=True)
+        address = httpx.URL(self.base_url)   # a password in it logs in (Basic): as secret as the key
+        login = base64.b64encode(f"{address.username}:{address.password}".encode()).decode() if address.password else ""
+        # each secret as a service may quote it back (as sent, or as JSON writes it), longest first: never said (`_hide`)
+        self._secrets = sorted({form for secret in (key, address.password, login) if secret
+                                for form in (secret, json.dumps(secret)[1:-1])}, key=len, reverse=True)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The service's JSON answer, read whole within the request's time (see `_Limit`) and at most MAX_PAGE_BYTES
@@ -118,16 +121,16 @@ class HttpService:
             hint = f": check {self.key_hint}" if self.key_hint else ""
             raise BackendError(f"{self.name} refused the request (HTTP {response.status_code}){hint}")
         if response.is_redirect:   # not followed: the key would go along to wherever it points
-            target = self._hide(response.headers["location"].encode("latin-1", "replace")).decode("latin-1")
+            target = self._hide(response.headers["location"])
             raise BackendError(f"{self.name} answered HTTP {response.status_code}, a redirect to "
                                f"{one_line(_shown(target), 200)} (not followed): give the service's own address")
         if response.status_code >= 400:
             # its text cleaned as a result's is: a terminal's sequences and direction overrides read as they came
-            text = replace_special_chars(data.decode(response.encoding or "utf-8", "replace"))
+            text = replace_special_chars(self._hide(data.decode(response.encoding or "utf-8", "replace")))
             raise BackendError(f"{self.name} answered HTTP {response.status_code}: "
                                f"{one_line(text, 160) or response.reason_phrase}")
         try:
-            return json.loads(data)
+            return self._hidden(json.loads(data))
         except RecursionError:
             raise BackendError(f"{self.name} answered JSON nested too deeply ({len(data):,} bytes)") from None
         except ValueError:
@@ -148,14 +151,25 @@ class HttpService:
             raise BackendError(f"cannot reach {self.name} at {self.shown_url} ({_reason(err)})") from None
         except httpx.HTTPError as err:
             raise BackendError(f"{self.name} request failed: {type(err).__name__}: {_reason(err)}") from None
-        return response, self._hide(data)
+        return response, data
 
-    def _hide(self, data: bytes) -> bytes:
-        """`data` with the API key written `***` wherever the service quoted it back (an error's text, a result's
-        title, a redirect's address): what it says reaches the model and the saved notebook."""
-        for form in self._key_forms:
-            data = data.replace(form, b"***")
-        return data
+    def _hide(self, text: str) -> str:
+        """`text` with the API key (or the address's password) written `***` wherever the service quoted it back (an
+        error's text, a redirect's address): what it says reaches the model and the saved notebook."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _hidden(self, value: Any) -> Any:
+        """A JSON answer with every string in it hidden (`_hide`): a result's title, snippet or address (only strings
+        are changed, so that a short password cannot break the JSON around it)."""
+        if not self._secrets or isinstance(value, int | float | bool | None):
+            return value
+        if isinstance(value, str):
+            return self._hide(value)
+        if isinstance(value, list):
+            return [self._hidden(item) for item in value]
+        return {self._hide(name): self._hidden(item) for name, item in value.items()}
 
 
 def _retry_after(header: str | None, attempt: int) -> float:
