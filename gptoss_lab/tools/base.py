@@ -57,8 +57,8 @@ _PROGRESS: ContextVar[Callable[[str], None] | None] = ContextVar("gptoss_tool_pr
 
 
 def report(text: str) -> None:
-    """Tell the views what the running tool call is doing now, in one line ("SearXNG is busy (HTTP 429): trying again
-    in 2 s, try 2 of 3"), so that a call that waits does not wait unseen; nothing outside a turn's call."""
+    """Tell the views what the running tool call is doing now, in one line ("SearXNG is busy (HTTP 429), retrying in
+    2 s: try 2 of 3"), so that a call that waits does not wait unseen; nothing outside a turn's call."""
     say = _PROGRESS.get()
     if say is not None:
         say(text)

@@ -31,8 +31,8 @@ from .backends import Backend, BackendError, FunctionBackend, one_line
 from .extract import source_text
 from .local import LocalBackend
 from .page import (
-    CITATION_PATTERN, MAX_URL_CHARS, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate, result_labels,
-    results_page,
+    CITATION_PATTERN, MAX_URL_CHARS, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate,
+    result_labels, results_page,
 )
 from .web import is_local
 
@@ -257,7 +257,8 @@ class Browser(Tool):
         self.stack.append(results_page(query, results))
         text, data = self._show(0)
         data["query"] = query
-        data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": label, "snippet": r.snippet, "cut": r.cut}
+        data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": label, "snippet": r.snippet,
+                            "cut": r.cut}   # an address cut to MAX_URL_CHARS: the card does not link it
                            for i, (r, label) in enumerate(zip(results, result_labels(results)))]
         return text, data
 
