@@ -192,6 +192,9 @@ def test_a_search_functions_huge_urls_are_cut_as_its_titles_are_and_opened_as_gi
     assert result.status == "done" and len(result.output) < 6_000
     opened = browser.run(ToolCall("browser.open", "analysis", json.dumps({"id": 1}), "code"))
     assert opened.status == "done" and asked == [path] and browser.stack[-1].text.endswith("p...\nBarn owls hunt at dusk.")
+    # the page is cited, and its card named, without the cut address, which names another page (the views linked it)
+    assert opened.data["url"] == "" and browser.citations("Owls 【1†L0-L1】.")[0].url == ""
+    assert browser.run(ToolCall("browser.find", "analysis", '{"pattern": "owls"}', "code")).data["url"] == ""
 
     # a hit that carried its text opens by it: its cut address was looked up ("gave no text for this page")
     browser = Browser(search=lambda query, topn: [{"title": "Voles", "url": path, "text": "Voles hide under snow."}])

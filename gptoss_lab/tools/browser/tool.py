@@ -194,7 +194,7 @@ class Browser(Tool):
             if page is not None:
                 source = page.origin or page
                 past_end = start >= len(page.lines)   # of the page cited, a find page too: `_quoted` says where it ends
-                url, title = source.url, (page if past_end else source).title
+                url, title = self._address(source), (page if past_end else source).title
                 # a find page's match headers and blank lines are none of the searched page's
                 if page.kind == "find" and not past_end:
                     numbers = _searched_lines(page)
@@ -318,7 +318,7 @@ class Browser(Tool):
                                                 if n in numbers)
         data["pattern"] = str(pattern)
         data["matches"] = [{"id": int(i), "line": e.line_idx, "text": e.text} for i, e in (found.snippets or {}).items()]
-        data["url"], data["title"] = page.url, page.title
+        data["url"], data["title"] = self._address(page), page.title
         return text, data
 
     def _searchable(self, cursor: int) -> Page:
@@ -344,6 +344,11 @@ class Browser(Tool):
         if not 0 <= cursor < len(self.stack):
             raise _UsageError(f"Cursor `{_echo(cursor)}` is out of range. Available cursor indices: [0 - {len(self.stack) - 1}].")
         return self.stack[cursor]
+
+    def _address(self, page: Page) -> str:
+        """`page`'s address as the views name and link it: none for one a search result had cut (a search function's
+        page fetched by the whole address), which names another page."""
+        return "" if any(page.url in shown.cut for shown in self.stack) else page.url
 
     def _openable(self, url: str) -> None:
         """Refuse an address a search result had cut (SearchResult.cut), unless the backend fetches the whole one: the
@@ -375,7 +380,7 @@ class Browser(Tool):
             raise
         end = end_line(page.lines, loc, num_lines, self.view_tokens)
         self._shown.setdefault(page, []).append((loc, end))
-        data = {"kind": page.kind, "cursor": cursor, "title": page.title, "url": page.url, "start": loc,
+        data = {"kind": page.kind, "cursor": cursor, "title": page.title, "url": self._address(page), "start": loc,
                 "end": end - 1, "total": total - 1, "lines": [[loc + i, line] for i, line in enumerate(page.lines[loc:end])]}
         return display(page, cursor, loc, end), data
 
