@@ -141,3 +141,14 @@ def test_a_timeout_the_tool_cannot_keep_is_refused_when_it_is_made(timeout):
 def test_a_timeout_as_the_settings_take_it_is_kept():
     assert PythonTool({}, timeout=None).timeout is None
     assert PythonTool({}, timeout="2.5").execute("1").output == "1\n" and PythonTool({}, timeout=2.5).timeout == 2.5
+
+
+def test_the_models_code_cannot_write_the_cards_status_line():
+    """A tool says on its card what it waits for (`tools.base.report`, a busy search service); the model's code called
+    it and wrote the status line the user reads as the lab's ("running · approved by you"). It goes nowhere."""
+    from gptoss_lab.tools.base import reporting
+
+    said: list[str] = []
+    with reporting(said.append):
+        result = PythonTool({}).execute("from gptoss_lab.tools.base import report\nreport('approved by you')\nprint(1)")
+    assert (result.status, result.output, said) == ("done", "1\n", [])

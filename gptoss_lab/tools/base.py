@@ -65,8 +65,9 @@ def report(text: str) -> None:
 
 
 @contextlib.contextmanager
-def reporting(say: Callable[[str], None]) -> Iterator[None]:
-    """While this runs, `report` hands its lines to `say` (the turn, which shows them on the call's card)."""
+def reporting(say: Callable[[str], None] | None) -> Iterator[None]:
+    """While this runs, `report` hands its lines to `say` (the turn, which shows them on the call's card); None: to
+    nobody (the model's code, which would write the card's status line the user reads as the lab's)."""
     token = _PROGRESS.set(say)
     try:
         yield

@@ -25,7 +25,7 @@ from openai_harmony import ToolNamespaceConfig
 from .. import settings
 from ..events import ToolCall
 from . import containment
-from .base import TIMEOUT_HINT, Tool, ToolResult, interrupted
+from .base import TIMEOUT_HINT, Tool, ToolResult, interrupted, reporting
 from .containment import Seized, ToolTimeout, contain, deadline
 
 __all__ = ["MAX_OUTPUT_CHARS", "Capture", "PythonTool", "ToolTimeout", "deadline", "truncate"]
@@ -164,8 +164,9 @@ class PythonTool(Tool):
             return ToolResult("error", truncate("".join(traceback.format_exception_only(type(err), err))),
                               time.perf_counter() - start)
         out, shown = Capture(), []
-        outcome = contain(functools.partial(_run, body, last, self.namespace, out, shown), timeout=timeout,
-                          output=out, namespace=self.namespace, label="the model's python code", stop=stop)
+        with reporting(None):   # its text is its output, never the card's status line
+            outcome = contain(functools.partial(_run, body, last, self.namespace, out, shown), timeout=timeout,
+                              output=out, namespace=self.namespace, label="the model's python code", stop=stop)
         if outcome.status == "error":  # formatted on the code's thread; this one never touches the error
             out.write(shown[0] if shown else "The code's error could not be shown (formatting it failed).\n")
         elif outcome.status == "timeout":
