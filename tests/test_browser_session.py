@@ -133,7 +133,11 @@ def _browse_in(shell, docs: Path, capsys: pytest.CaptureFixture) -> None:
                           # You.com's key was told to go with `browse exa`
                           ("browse youcom --api-key-env NO_SUCH_VAR", "%gptoss browse: the environment variable "
                            "NO_SUCH_VAR is not set: put your You.com API key there (or pass api_key=..., or "
-                           "`%gptoss browse youcom --api-key-env VAR`)")):
+                           "`%gptoss browse youcom --api-key-env VAR`)"),
+                          # a lowercase name was "given (its name is not shown: it looks like a key ...)"
+                          ("browse exa --api-key-env no_such_var", "%gptoss browse: the environment variable "
+                           "no_such_var is not set: put your Exa API key there (or pass api_key=..., or "
+                           "`%gptoss browse exa --api-key-env VAR`)")):
         with pytest.raises(UsageError) as err:
             shell.run_line_magic("gptoss", line)
         assert str(err.value) == message
