@@ -276,7 +276,7 @@ def test_one_long_word_cannot_push_the_approval_buttons_out_of_the_card(lab_note
                                           "retrying in 2 s: try 2 of 3 \\u202ewww")
     assert page.locator(".gx-chat img").count() == 0
     assert page.evaluate(INSIDE, ".gx-chat .gx-status") == [True, True]
-    page.locator(".gx-chat .gx-tool").nth(1).screenshot(path="/tmp/h55e/main/.probe/busy_card.png")
+    page.locator(".gx-chat .gx-tool").nth(1).screenshot(path="/tmp/gptoss_xss_busy_status.png")
 
 
 COMMAND = ('<span data-commandlinker-command="help:about">ABOUT</span> <sup data-cite="kept">1</sup>'
