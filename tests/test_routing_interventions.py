@@ -192,6 +192,14 @@ def test_a_no_op_intervention_changes_nothing(session, baseline):
     assert _answers(session, top_k(2)) == baseline  # the same tokens, one for one
 
 
+def test_a_no_op_compared_with_sampling_changes_nothing(session):
+    """compare samples both turns from one seed when given a temperature and none: each drew on from where the other
+    left torch's generator, and a no-op intervention "changed" the answer."""
+    torch.manual_seed(0)
+    effect = top_k(2).compare(session, "Tell me a short story about a cat.", temperature=1.5, max_new_tokens=25)
+    assert not effect.changed and effect.baseline.routing.tokens.tolist() == effect.intervened.routing.tokens.tolist()
+
+
 def test_an_ablation_changes_the_answers(session, baseline):
     ablated = _answers(session, parse_ablate("*:0-3"))  # half the experts of every layer
     changed = [b != a for (b, _), (a, _) in zip(baseline, ablated)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,9 +84,10 @@ class Intervention:
             yield self
 
     def compare(self, session: Any, prompt: str, **options: Any) -> Effect:
-        """Ask `prompt` without and with this intervention (greedy, from the same conversation, which
-        is left as it was) and measure the effect; see `Effect`. Options go to `Session.ask`: compare asks no
-        approval, so a tool call under approval='ask' is refused (give approval='auto' or tools='none')."""
+        """Ask `prompt` without and with this intervention (greedy, or with a `temperature` from one seed for both,
+        from the same conversation, which is left as it was) and measure the effect; see `Effect`. Options go to
+        `Session.ask`: compare asks no approval, so a tool call under approval='ask' is refused (give approval='auto'
+        or tools='none')."""
         return _compare(self, session, prompt, options)
 
     def token_effect(self, target: Any, records: Routing | Sequence[int] | Iterable[Routing]) -> Table:
@@ -378,6 +380,10 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     plan = intervention.check(model)
     quiet = SimpleNamespace(stop_requested=False, handle=lambda event: None, approve=lambda call: None)  # shows nothing
     options = {"temperature": 0, **options, "routing": True, "view": quiet}
+    if options["temperature"] and options.get("seed") is None and session.settings.seed is None:
+        # sampled with no seed, each turn drew from where the other left torch's generator: a no-op intervention
+        # "changed" the answer; one seed for both, so that only the intervention tells them apart
+        options["seed"] = secrets.randbelow(2**63)
     replies = []
     for applied in (False, True):
         asked = len(session.replies)
