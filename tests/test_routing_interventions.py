@@ -118,6 +118,22 @@ def test_the_router_hooks_read_layers_and_experts_as_the_routing_lab_does():
             intervention.check(empty)
 
 
+def test_ctrl_c_while_the_hooks_are_put_on_leaves_none(monkeypatch):
+    """A Ctrl-C between two routers' hooks left the first router's edit (and the model marked as under an
+    intervention) or its recording hook in place for good: every later turn routed, or was recorded, changed."""
+    from gptoss_lab.engines.hooks import RouterHooks, intervened, intervention_on
+
+    model = _model(layers=3)
+    routers = [layer.mlp.router for layer in model.model.layers]
+    monkeypatch.setattr(routers[1], "register_forward_hook", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    for putting_on in (lambda: intervened(model, {0: LayerEdit(top_k=1), 1: LayerEdit(top_k=1)}),
+                       lambda: RouterHooks(model)):
+        with pytest.raises(KeyboardInterrupt):
+            with putting_on():
+                pass
+        assert [len(router._forward_hooks) for router in routers] == [0, 0, 0] and intervention_on(model) is None
+
+
 def test_ablate_mistakes_are_settings_errors_and_huge_ranges_are_refused_at_once():
     """`%%gptoss --ablate` shows a SettingsError as one line (any other error is a traceback); an expert
     beyond what a record can hold is refused before a set of that many ids is built."""

@@ -55,8 +55,12 @@ class RouterHooks:
         self._handles: list[Any] = []
 
     def __enter__(self) -> RouterHooks:
-        for layer, router in enumerate(self._routers):
-            self._handles.append(router.register_forward_hook(self._hook(layer)))
+        try:
+            for layer, router in enumerate(self._routers):
+                self._handles.append(router.register_forward_hook(self._hook(layer)))
+        except BaseException:  # a Ctrl-C between two: `with` calls no __exit__, and the first hooks recorded for good
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -205,10 +209,11 @@ def intervened(model: Any, plan: Mapping[int, LayerEdit]) -> Iterator[None]:
     if model in _UNDER_INTERVENTION:
         raise RuntimeError("this model is already under an intervention: combine them (a | b) and apply one")
     found = routers(model)
-    handles = [found[layer].register_forward_hook(_edit_hook(edit, int(found[layer].top_k)), prepend=True)
-               for layer, edit in plan.items()]
+    handles: list[Any] = []
     _UNDER_INTERVENTION[model] = dict(plan)
-    try:
+    try:  # the hooks are put on inside it: a Ctrl-C between two left the first ones on for good
+        for layer, edit in plan.items():
+            handles.append(found[layer].register_forward_hook(_edit_hook(edit, int(found[layer].top_k)), prepend=True))
         yield
     finally:
         for handle in handles:
