@@ -44,6 +44,12 @@ def test_top_tokens_counts_and_specialisation():
     assert table[table.expert == 3][["token", "count"]].values.tolist() == [[b, 1]]
     by_spec = r.top_tokens(1, layer=0, by="specialisation", min_count=2)  # only a is seen twice
     assert set(by_spec["token"]) == {a} and set(by_spec["expert"]) == {0, 1}
+    # its figure drew the counts under a title of counts, x axes unlabelled: what a bar measures is said, and drawn
+    for by, measure, axis in (("count", "count", "times chosen"), ("specialisation", "specialisation", "share")):
+        table = r.top_tokens(2, layer=0, by=by)
+        panel = table.plot().axes[0]   # expert 0: a twice of its 2 uses, c once of its 1
+        assert [bar.get_width() for bar in panel.patches] == table[table.expert == 0][measure].tolist()
+        assert axis in panel.get_xlabel()
     assert list(r.top_tokens(1).groupby("layer").size()) == [4, 2, 4]  # experts that were ever chosen, per layer
 
 

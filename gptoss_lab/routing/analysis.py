@@ -660,7 +660,7 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
     counted = list(range(routing.layers)) if layer is None else [layer]
     return result_table(frame, "top_tokens", layer=counted[0] if counted else None, layers=counted,
-                        num_experts=routing.num_experts, record_layers=routing.layers)
+                        num_experts=routing.num_experts, record_layers=routing.layers, by=by)
 
 
 @_records(1)

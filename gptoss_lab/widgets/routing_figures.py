@@ -285,10 +285,11 @@ def _table_layer(layer: Any, record_layers: int) -> Any:
 
 
 def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layers: Any = (0,),
-                num_experts: int = 0, record_layers: int = 1, **_: Any) -> Any:
+                num_experts: int = 0, record_layers: int = 1, by: str = "count", **_: Any) -> Any:
     """Bar charts of each expert's top tokens (one layer of those counted, `layers`, by default the first; by default
     the first eight experts); a layer the table lacks or an expert the record lacks is refused in one line (they drew
-    empty panels titled as if counted), and so is every layer (None), which one figure cannot show (it drew layer 0)."""
+    empty panels titled as if counted), and so is every layer (None), which one figure cannot show (it drew layer 0).
+    The bars are what the table ranked `by` (a table by specialisation drew its counts under a title of counts)."""
     layers = list(layers)
     have = f"layers {layers[0]}..{layers[-1]}" if len(layers) > 1 else f"layer {layers[0]}" if layers else "no layers"
     if not layers:  # a record without layers: "layer must be a whole number, not None"
@@ -314,13 +315,16 @@ def _top_tokens(table: Any, layer: int | None = None, experts: Any = None, layer
         if not len(part):  # chosen for no token counted (or none seen min_count times)
             _say(ax, "no tokens")
             continue
-        ax.barh(np.arange(len(part))[::-1], part["count"], color=colors(expert))
+        ax.barh(np.arange(len(part))[::-1], part[by], color=colors(expert))
         ax.set_yticks(np.arange(len(part))[::-1], [_token_text(t) for t in part["text"]], fontsize=7,
                       parse_math=False)
         ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel("times chosen (top-k picks)" if by == "count" else "share of the token's uses", fontsize=7)
     for ax in axes[len(experts):]:
         ax.set_visible(False)
-    _title(figure, f"tokens each expert is chosen for most, layer {layer}", 10)
+    ranked = ("each expert is chosen for most" if by == "count"
+              else "most specialised to each expert (the share of a token's uses that go to it)")
+    _title(figure, f"tokens {ranked}, layer {layer}", 10)
     return figure
 
 
