@@ -200,3 +200,5 @@ def test_entropy_of_a_layer_one_expert_takes_whole_is_zero_not_minus_zero():
     shown = np.array2string(r.entropy())
     assert "-0" not in shown and shown.startswith("[0. "), shown
     assert not np.signbit(r.entropy()[0])
+    # no tokens (an empty text's record, a part selected with none): 0 bits said "one expert takes every pick"
+    assert np.isnan(r.select([]).entropy()).all()

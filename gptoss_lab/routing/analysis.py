@@ -540,8 +540,10 @@ def coactivation(routing: Routing, layer: int | None = None, experts: Sequence[i
 
 @_records(1)
 def entropy(routing: Routing) -> np.ndarray:
-    """Entropy (bits) of each layer's expert load: log2(experts) is perfectly balanced, 0 one expert."""
-    return _entropy(load(routing).share)
+    """Entropy (bits) of each layer's expert load: log2(experts) is perfectly balanced, 0 one expert, NaN a layer
+    without picks (no tokens: its 0 said "one expert takes every pick", and pulled a mean over records down)."""
+    counted = load(routing)
+    return np.where(counted.counts.any(axis=1), _entropy(counted.share), np.nan)
 
 
 @_records(2)

@@ -463,7 +463,7 @@ class Routing:
         return analysis.coactivation(self, layer, experts)
 
     def entropy(self) -> np.ndarray:
-        """Entropy (bits) of each layer's expert load."""
+        """Entropy (bits) of each layer's expert load (NaN where a layer has no picks)."""
         return analysis.entropy(self)
 
     def compare(self, other: Routing, top: int = 10) -> analysis.Comparison:
