@@ -449,7 +449,7 @@ class Turn {
     guardKeys(b);
     b.output = h("pre", "gx-output");
     b.output.hidden = true;
-    b.code = () => (b.editor ? b.editor.value : b.ran !== undefined ? b.ran : b.raw);
+    b.code = () => (b.editor ? this.edited(b) : b.ran !== undefined ? b.ran : b.raw);
     b.node.append(head, b.pre, b.actions, b.output);
   }
 
@@ -570,9 +570,12 @@ class Turn {
   }
 
   openEditor(b) {
+    // The editor shows the code as the card does, its direction controls written out (\u202e): a textarea obeys them,
+    // and `x = 1 #\u202e)"ok"(tnirp ;` read `x = 1 #; print("ok")` there. Left as shown, the model's code runs as it
+    // came (the same code, written out); changed, what the editor shows is what runs.
     const code = b.code();              // before b.editor exists: b.code() would read the new, empty editor
     b.editor = h("textarea", "gx-editor");
-    b.editor.value = code;
+    b.editor.value = reveal(code, BIDI_RE);
     b.editor.spellcheck = false;
     b.editor.title = "Shift+Enter or Ctrl+Enter runs the code";
     b.editor.addEventListener("keydown", (event) => {
@@ -592,8 +595,15 @@ class Turn {
     b.editor.focus();
   }
 
+  edited(b) {
+    // What the open editor holds, as code to run: the card's code where it is left as shown (written out), else its text.
+    const shown = b.ran !== undefined ? b.ran : b.raw;
+    return b.editor.value === reveal(shown, BIDI_RE) ? shown : b.editor.value;
+  }
+
   closeEditor(b) {
-    if (b.editor.value !== b.raw) b.ran = b.editor.value;
+    const code = this.edited(b);
+    if (code !== b.raw) b.ran = code;
     if (b.ran !== undefined) b.text.textContent = b.ran;   // shown as typed until the kernel's highlighted copy
     b.editor.remove();
     b.editor = null;

@@ -464,10 +464,18 @@ def test_approval_card_by_keyboard_only(lab_notebook):
     assert page.locator(".jp-Notebook .jp-Cell").count() == 3             # no cell added or run by the keys
 
 
+# A second call whose comment holds a right-to-left override: a textarea obeys it, and showed the line as
+# `n = len(r"ab") #; print("ok")`, code that is not what runs.
+TROJAN = 'n = len(r"\u202eab") #\u202e)"ok"(tnirp ;\nprint(n)'
+EDITED = KEYBOARD.replace("print(x + 1)", TROJAN)
+
+
 def test_edit_closed_before_run_runs_the_code_the_card_shows(lab_notebook):
     """Edit, change the code, Edit again to close the editor (the card shows the change), then Run: the changed
-    code runs, not the model's (which the card no longer shows)."""
-    page = lab_notebook(_cells(KEYBOARD, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-edit")
+    code runs, not the model's (which the card no longer shows). The editor shows a direction control in the code
+    written out (\\u202e), as the card does: left as shown, the model's code runs as it came (the raw string holds
+    one character there, not six). Screenshot: /tmp/gptoss_chat_editor_bidi.png."""
+    page = lab_notebook(_cells(EDITED, "ask", 0.005), wait_for=".gx-tool[data-status='waiting'] .gx-edit")
     card = page.locator(".gx-chat .gx-tool").first
     card.locator(".gx-edit").click()
     assert card.locator(".gx-edit").inner_text() == "Done editing"       # it said "Edit" with the editor open
@@ -479,8 +487,19 @@ def test_edit_closed_before_run_runs_the_code_the_card_shows(lab_notebook):
     page.wait_for_selector(".gx-tool[data-status='done']", timeout=30_000)
     assert card.locator(".gx-output").inner_text().strip() == "48"         # what the card showed ran
     assert "edited" in card.locator(".gx-status").inner_text()
-    page.locator(".gx-tool[data-status='waiting'] .gx-skip").click()
-    assert _reply_line(page).startswith("REPLY False ['done', 'skipped'] ")
+    second = page.locator(".gx-chat .gx-tool").nth(1)
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-edit", timeout=30_000)
+    second.locator(".gx-edit").click()
+    shown = TROJAN.replace("\u202e", "\\u202e")
+    assert page.locator(".gx-editor").input_value() == shown                # what runs, in the order it runs
+    second.screenshot(path="/tmp/gptoss_chat_editor_bidi.png")
+    second.locator(".gx-edit").click()                                    # closed as shown
+    assert second.locator(".gx-code").inner_text() == shown
+    second.locator(".gx-run").click()
+    page.wait_for_selector(".gx-chat .gx-footer", timeout=30_000)
+    assert second.locator(".gx-output").inner_text().strip() == "3"        # the model's code ran, as it came
+    assert "edited" not in second.locator(".gx-status").inner_text()
+    assert _reply_line(page).startswith("REPLY False ['done', 'done'] ")
 
 
 WIDE = ("<|start|>assistant to=python<|channel|>analysis<|message|>print('hello')" + " " * 300
