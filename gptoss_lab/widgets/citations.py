@@ -191,17 +191,18 @@ def chip_html(number: int, c: Citation, popover: str = "") -> str:
     """A numbered chip: hover or keyboard focus shows the cited lines (data-cite, drawn by CSS), click opens an
     http(s) source; a chip with no link is still reached by Tab (tabindex) and read as a reference to a note (role).
     With a `popover` id (the saved form, which has no script) the chip is a button that opens and closes its popup
-    (an empty popover whose state the CSS draws the popup by): Escape or a click elsewhere closes it."""
+    (a popover after it, whose state the CSS draws the popup by): Escape or a click elsewhere closes it. The popover
+    holds the popup's text, which our style hides: where a front end drops the style and the popover (an untrusted
+    notebook, GitHub, nbconvert's sanitizer), the answer says what the chip cites after it, where it was a bare button."""
     missing = " gx-cite-missing" if not c.text.strip() else ""
     href = _link(c.url)
     label = f'aria-label="{html.escape(chip_label(number, c))}"'
+    shown = html.escape(popup_text(number, c))
     if popover:
-        link = (f'<button type="button" popovertarget="{popover}" {label}>{number}</button>'
-                f'<span class="gx-cite-pop" id="{popover}" popover></span>')
-    else:
-        target = f'href="{html.escape(href)}"' if href else 'tabindex="0" role="doc-noteref"'
-        link = f"<a {target} {label}>{number}</a>"
-    return f'<sup class="gx-cite{missing}" data-cite="{html.escape(popup_text(number, c))}">{link}</sup>'
+        return (f'<sup class="gx-cite{missing}" data-cite="{shown}"><button type="button" popovertarget="{popover}" '
+                f'{label}>{number}</button></sup><span class="gx-cite-pop" id="{popover}" popover> ({shown})</span>')
+    target = f'href="{html.escape(href)}"' if href else 'tabindex="0" role="doc-noteref"'
+    return f'<sup class="gx-cite{missing}" data-cite="{shown}"><a {target} {label}>{number}</a></sup>'
 
 
 def _by_marker(citations: Sequence[Citation]) -> dict[str, tuple[int, Citation]]:

@@ -9,6 +9,8 @@ reopened. Screenshots: /tmp/gptoss_browse_live.png, /tmp/gptoss_browse_hover.png
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.browser.conftest import in_sight
@@ -75,6 +77,18 @@ def test_browsing_turn_cards_and_citation_chips_live_and_saved(lab_notebook, sav
     assert saved_results.evaluate_all(READ_ITEMS) == ["id 0 Greenhouse operating manual manuals/greenhouse.pdf"]
     saved_results.locator("xpath=ancestor::table").screenshot(path="/tmp/gptoss_browse_saved_results.png")
     page.screenshot(path="/tmp/gptoss_browse_saved.png")
+
+    # Not trusted (a copy edited elsewhere), the front end drops our <style>, the chip's data-cite and its popover:
+    # the chip was a bare button. The answer still says what each chip cites, in its own words and lines.
+    saved["cells"][0]["source"] = "# edited elsewhere\n" + "".join(saved["cells"][0]["source"])
+    (jupyter_lab.root / "browse_untrusted.ipynb").write_text(json.dumps(saved))
+    page = open_notebook("browse_untrusted.ipynb")
+    page.wait_for_selector(".gx-fallback sup.gx-cite", timeout=30_000)
+    answer = page.locator(".gx-fallback .gx-final")
+    answer.screenshot(path="/tmp/gptoss_browse_untrusted.png")
+    shown = " ".join(answer.inner_text().split())
+    assert "[1] Greenhouse operating manual · L4" in shown, shown
+    assert "Keep the humidity at 68 percent during the day" in shown.split("Sources")[0], shown
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
