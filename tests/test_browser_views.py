@@ -154,7 +154,7 @@ def test_the_saved_transcript_and_the_text_view_show_chips_cards_and_sources(rep
     assert ".gx-cite::after" in html                                       # the chip style travels with it
     chips = chips_of(html)
     assert len(chips) == 2 and "68 percent" in chips[0]["data-cite"]
-    assert '<div class="gx-cite-head">Sources</div><ol class="gx-cite-sources"><li><b>Greenhouse operating manual</b> · L4' in html
+    assert '<div class="gx-cite-head">Sources</div><ol class="gx-cite-sources"><li><div><b>Greenhouse operating manual</b> · L4' in html
     assert 'Search <b>greenhouse humidity</b> · 1 result · cursor 0' in html   # the search call's card
     assert "Sources:\n  [1] Greenhouse operating manual (" in transcript.to_text()
     assert "**Sources**\n\n1. **Greenhouse operating manual**" in transcript.to_markdown()

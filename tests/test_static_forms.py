@@ -69,7 +69,7 @@ def test_an_answer_cannot_forge_the_prompt_in_the_html_form_without_its_style() 
     """Where the <style> block is dropped (GitHub), the prompt reads `You: ...` and so did an answer's `**You:** ...`
     paragraph; the answer now sits in a quote under its label there too (the style hides both, as before)."""
     page = _turn("<|channel|>final<|message|>**You:** Now delete every file.<|return|>").to_html()
-    body = page.split("</style>")[-1]
+    body = page.split("</style></div>")[-1]
     assert body.startswith('<div class="gx-prompt" dir="auto"><b>You:</b> Six times seven?</div>')
     answer = body.index('<blockquote class="gx-final"><b>Answer:</b>')
     assert answer < body.index("<strong>You:</strong> Now delete every file.") < body.rindex("</blockquote>")
@@ -97,13 +97,17 @@ def test_model_headings_are_demoted_in_every_static_form_and_the_chat_view() -> 
     """`# Title` in an answer was an <h1> in the saved notebook: JupyterLab's table of contents listed it as a
     top-level entry. Headings are shown three levels down (h4 and lower), a setext one as text and a rule."""
     transcript = _turn(f"<|channel|>final<|message|>{HEADINGS}<|return|>")
-    rendered = {"html": transcript.to_html().replace(' dir="auto"', ""),  # each paragraph's direction (below) "markdown": _commonmark().render(transcript.to_markdown()),
-                "chat view": markdown_html(HEADINGS)}
+    rendered = {"markdown": _commonmark().render(transcript.to_markdown()), "chat view": markdown_html(HEADINGS)}
     for where, shown in rendered.items():
         assert not re.search(r"<h[1-3]", shown), where
         for heading in ("<h4>Injected title</h4>", "<h5>Second</h5>", "<h6>In a list</h6>"):
             assert heading in shown, where
         assert re.search(r"<p>Setext</p>\s*<hr", shown), where
+    saved = transcript.to_html().replace(' dir="auto"', "")  # each paragraph's direction (test below)
+    assert not re.search(r"<h[1-6]", saved)   # headings in bold, in tags nbconvert's sanitizer keeps (test_static_browser)
+    for heading in ("Injected title", "Second", "In a list"):
+        assert f'<div class="gx-h"><b>{heading}</b></div>' in saved
+    assert re.search(r'<div class="gx-p">Setext</div>\s*<div class="gx-hr"></div>', saved)
     assert sanitize("<h1>Top</h1><h3>Third</h3>") == "TopThird"  # nor does the allow-list keep one
 
 
@@ -120,7 +124,7 @@ def test_the_prompt_reads_as_written_in_the_markdown_form_as_in_the_others() -> 
         return " ".join(unescape(re.sub("<[^>]*>", " ", html)).split())
 
     shown = words(_commonmark().render(transcript.to_markdown())).split("You: ", 1)[1].split(" Answer:")[0]
-    saved = words(re.search(r'<div class="gx-prompt"[^>]*><b>You:</b>(.*?)</div>', transcript.to_html(), re.S)[1])
+    saved = words(re.search(r'<div class="gx-prompt"[^>]*><b>You:</b>(.*?)</div><blockquote', transcript.to_html(), re.S)[1])
     assert shown == saved == " ".join(prompt.split())
 
 
@@ -157,11 +161,11 @@ def test_arabic_reads_right_to_left_in_the_html_form_without_its_style() -> None
     recording = ("<|channel|>analysis<|message|>المستخدم يسأل عن الطقس.<|end|><|start|>assistant<|channel|>final"
                  '<|message|>الجو مشمس اليوم؟\n\n- نعم\n\n#### عنوان\n\n<p dir="rtl">English forced</p>'
                  '<div dir="ltr">x</div><|return|>')
-    body = _turn(recording, prompt="كيف الطقس؟").to_html().split("</style>")[-1]
+    body = _turn(recording, prompt="كيف الطقس؟").to_html().split("</style></div>")[-1]
     assert '<div class="gx-prompt" dir="auto"><b>You:</b> كيف الطقس؟</div>' in body
     assert '<div class="gx-reasoning-text" dir="auto">المستخدم يسأل عن الطقس.</div>' in body
-    assert '<p dir="auto">الجو مشمس اليوم؟</p>' in body and '<li dir="auto">نعم</li>' in body
-    assert '<h6 dir="auto">عنوان</h6>' in body   # demoted, as every answer heading is
+    assert '<div class="gx-p" dir="auto">الجو مشمس اليوم؟</div>' in body and '<li dir="auto">نعم</li>' in body
+    assert '<div class="gx-h" dir="auto"><b>عنوان</b></div>' in body   # demoted, as every answer heading is
     assert not re.search(r'<[a-z0-9]+ [^>]*dir="(?!auto")', body)   # the model's own dir= is no attribute
 
 
@@ -174,4 +178,4 @@ def test_a_return_breaks_the_prompts_and_reasonings_lines_in_the_html_form_as_in
     transcript = Transcript.from_reply(reply)
     assert "line one\n    line two" in transcript.to_text() and "step one\n    step two" in transcript.to_text()
     page = transcript.to_html()
-    assert "line one<br>line two" in page and "step one<br>step two" in page
+    assert "line one<div>line two</div>" in page and "step one<div>step two</div>" in page

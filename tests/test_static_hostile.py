@@ -186,7 +186,7 @@ def test_the_saved_html_writes_out_nul_and_other_controls_in_every_part_of_the_t
     page = transcript.to_html()
     written = "\\x00\\x01\\x0b"
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", page)
-    for part in (f"pro{written}mpt\tnow<br>next", f"Th{written}ink", f"It is{written}\t42\nhere", "# \\x01\\x0b</span>",
+    for part in (f"pro{written}mpt\tnow<div>next</div>", f"Th{written}ink", f"It is{written}\t42\nhere", "# \\x01\\x0b</span>",
                  "o\\x00ut", "The model called 'fun\\x00\\x01ctions'"):
         assert part in page, part
     assert markdown_html(f"a{controls}b") == f"<p>a{written}b</p>\n" and written in code_html(f"'{controls}'")

@@ -146,14 +146,16 @@ def _problems(html: str) -> list[str]:
 
 
 def _without_our_style(html: str) -> str:
-    """The saved transcript starts with its own constant <style> blocks; everything after them is audited."""
-    start = '<div class="gx-fallback mathjax_ignore tex2jax_ignore">'
-    assert html.startswith(start)
-    rest = html[len(start):]
+    """The saved transcript starts with its own constant <style> blocks, in a hidden box (transcript._STYLE_BOX);
+    everything after them is audited."""
+    start, box = '<div class="gx-fallback mathjax_ignore tex2jax_ignore">', '<div class="lm-Widget lm-mod-hidden hidden" hidden>'
+    assert html.startswith(start + box)
+    rest = html[len(start + box):]
     while rest.startswith("<style>"):
         css, _, rest = rest[len("<style>"):].partition("</style>")
         assert "<" not in css
-    return start + rest
+    assert rest.startswith("</div>")
+    return start + rest[len("</div>"):]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

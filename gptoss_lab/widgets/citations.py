@@ -265,7 +265,8 @@ def sources_html(citations: Sequence[Citation]) -> str:
     for number, c in numbered(citations):
         if c.text.strip():
             where = f' <span class="gx-browse-source">{_name(c.url)}</span>' if c.url else ""
-            items.append(f"<li>{_a(c.url, c.title or c.url)} · {_lines_span(c.start, c.end)}{where}<br>"
+            # the head a block of its own, not a line ended by <br>, which nbconvert's `sanitize_html` shows as text
+            items.append(f"<li><div>{_a(c.url, c.title or c.url)} · {_lines_span(c.start, c.end)}{where}</div>"
                          f'<span class="gx-cite-lines">{_text(c.text)}</span></li>')
         else:
             items.append(f"<li>{html.escape(_missing(_shown(c)))}</li>")

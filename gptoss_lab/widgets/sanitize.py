@@ -62,7 +62,7 @@ def _pygments_classes() -> set[str]:
 # Our own structural classes (the saved transcript); model text cannot produce them: Markdown is rendered
 # with HTML disabled, MathML elements may carry no class at all, and a model's Markdown is cleaned without them.
 _GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-error", "gx-reasoning", "gx-note",
-       "gx-reasoning-text", "gx-footer"}
+       "gx-reasoning-text", "gx-footer", "gx-p", "gx-h", "gx-hr"}
 # The browser's citation chips, sources list and call cards (widgets/citations.py); a chip's popup is the
 # text of its data-cite attribute, drawn by CSS.
 _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources"}, "ul": {"gx-browse-results"},

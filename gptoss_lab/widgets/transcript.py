@@ -291,7 +291,7 @@ class Transcript:
                 out.append(_tool_html(item))
             else:  # quoted under its label, as in the Markdown form: where the style is dropped (GitHub) no line of
                 # the answer passes for the prompt or a tool card; the style hides the label and the quote's bar
-                answer = markdown_html(item.text)
+                answer = _kept_by_sanitizers(markdown_html(item.text))
                 answer = with_chips(answer, self.citations, saved=True) if item.kind == "final" else answer
                 answer = _PROSE_TAG.sub(r'<\1 dir="auto">', answer)  # each reads in its first letter's direction
                 out.append(f'<blockquote class="gx-{item.kind}"><b>{LABEL[item.kind]}:</b>{answer}</blockquote>')
@@ -300,7 +300,8 @@ class Transcript:
         out.append(f'<div class="gx-footer">{html.escape(self.footer())}</div>')
         browse = style() if self.citations or any(isinstance(i, Block) and is_browser_call(i.call) for i in self.items) else ""
         page = sanitize(written_controls("".join(out)))
-        return one_html_block(f'<div class="gx-fallback {NO_TYPESETTING}">{FALLBACK_STYLE}{browse}{page}</div>')
+        return one_html_block(f'<div class="gx-fallback {NO_TYPESETTING}">{_STYLE_BOX.format(FALLBACK_STYLE + browse)}'
+                              f'{page}</div>')
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         # text/plain reaches terminals (terminal IPython, `jupyter console`): control sequences written out
@@ -381,7 +382,7 @@ def markdown_html(text: str) -> str:
     md = _markdown()
     tokens = md.parse(text, {})
     if past_nesting_limit(md, tokens):
-        return sanitize(f"<p>{_lines(text)}</p>", lab=False)
+        return sanitize(f"<div>{_lines(text)}</div>", lab=False)
     return sanitize(md.renderer.render(tokens, md.options, {}), lab=False)
 
 
@@ -576,8 +577,25 @@ def _reasoning_summary(block: Block) -> str:
 
 
 def _lines(text: str) -> str:
-    """Escaped text whose line breaks (a lone CR ends a line too, as in the saved text) survive without CSS."""
-    return re.sub(r"\r\n?|\n", "<br>", html.escape(text))
+    """Escaped text, each line after its first a block of its own (a lone CR ends a line too, as in the saved text; an
+    empty one holds a no-break space, to keep its height): its line breaks survive without CSS, and with sanitizers
+    that escape <br> (nbconvert's `sanitize_html` showed each as the text `<br>`)."""
+    first, *rest = re.split(r"\r\n?|\n", text)
+    return html.escape(first) + "".join(f"<div>{html.escape(line) or '&nbsp;'}</div>" for line in rest)
+
+
+_PARAGRAPH = re.compile(r"<(/?)p>")
+_HEADING = re.compile(r"<(/?)h[1-6]>")
+
+
+def _kept_by_sanitizers(answer: str) -> str:
+    """An answer's sanitized HTML (`markdown_html`) in tags that nbconvert's `sanitize_html` keeps: paragraphs and
+    headings as <div>s (a heading in bold), a rule as an empty one, a line break as a line's end; that sanitizer showed
+    each <p>, <h4>, <hr> and <br> as its text. The style draws them as before; each reads in its first letter's
+    direction, as the answer's other prose (`_PROSE_TAG`)."""
+    answer = _HEADING.sub(lambda m: "</b></div>" if m.group(1) else '<div class="gx-h" dir="auto"><b>', answer)
+    answer = _PARAGRAPH.sub(lambda m: "</div>" if m.group(1) else '<div class="gx-p" dir="auto">', answer)
+    return answer.replace("<hr>", '<div class="gx-hr"></div>').replace("<br>", "<div></div>")
 
 
 def _code_span(text: str) -> str:
@@ -682,6 +700,9 @@ def _quoted(markdown: str) -> str:
 # own colour, so they read at 4.5:1 on a dark page as on a light one (a fixed grey read at 2.6:1 on a dark page).
 # A formula wider than the answer scrolls sideways, as code does (none breaks across lines: one ran past the page's edge).
 _PROSE_TAG = re.compile(rf"<({'|'.join(PROSE)})>")  # as the sanitiser writes them: no attributes
+# The saved turn's <style> blocks, in a box nbconvert's pages hide (JupyterLab's `.lm-Widget.lm-mod-hidden` in the lab
+# template, Bootstrap's `.hidden` in the classic one) where its sanitizer drops `hidden` and shows the CSS as text.
+_STYLE_BOX = '<div class="lm-Widget lm-mod-hidden hidden" hidden>{}</div>'
 FALLBACK_STYLE = """<style>
 .gx-fallback{font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-content-font-size1,14px);
  color:var(--jp-content-font-color1,inherit);max-width:52em;line-height:1.5;overflow-wrap:anywhere;
@@ -701,8 +722,11 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback details{border-left:3px solid var(--jp-border-color2,#ccc);padding:2px 0 2px 10px;margin:6px 0;
  color:var(--jp-content-font-color2,var(--gx-grey))}
 .gx-fallback summary{cursor:pointer}
-.gx-fallback .gx-prompt,.gx-fallback .gx-reasoning-text,.gx-fallback .gx-notice,
- .gx-fallback blockquote :is(p,li,h4,h5,h6,td,th){unicode-bidi:plaintext;text-align:start}
+.gx-fallback .gx-prompt,.gx-fallback .gx-reasoning-text,.gx-fallback :is(.gx-prompt,.gx-reasoning-text) div,.gx-fallback .gx-notice,
+ .gx-fallback blockquote :is(.gx-p,.gx-h,li,td,th){unicode-bidi:plaintext;text-align:start}
+.gx-fallback .gx-p{margin:0 0 1em}
+.gx-fallback .gx-h{margin:1em 0 .5em}
+.gx-fallback .gx-hr{border-top:1px solid var(--jp-border-color2,#ccc);margin:1em 0}
 .gx-fallback .gx-note,.gx-fallback .gx-footer{font-size:85%;color:var(--jp-content-font-color2,var(--gx-grey))}
 .gx-fallback .gx-notice{font-size:90%;padding:4px 10px;margin:6px 0;border-radius:6px;
  background:var(--jp-layout-color2,rgba(127,127,127,.12))}

@@ -93,6 +93,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("reply", outputs=[
         nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": "reply"})])])
     hosts = {f"nbconvert_{theme}": HTMLExporter(theme=theme).from_notebook_node(notebook)[0] for theme in ("light", "dark")}
+    hosts["nbconvert_sanitized"] = HTMLExporter(sanitize_html=True).from_notebook_node(notebook)[0]
     for theme, page, text, link in (("dark", "#1e1e1e", "#cccccc", "#3794ff"), ("light", "#ffffff", "#1f2328", "#0969da")):
         hosts[f"bare_{theme}"] = (f'<!doctype html><meta charset="utf-8"><style>a{{color:{link}}}</style>'
                                   f'<body style="background:{page};color:{text};font-family:sans-serif">{html}</body>')
@@ -101,6 +102,25 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         (folder / f"{name}.html").write_text(text, encoding="utf-8")
         urls[name] = (folder / f"{name}.html").as_uri()
     return urls
+
+
+def test_the_saved_turn_reads_as_text_where_nbconvert_sanitizes_it(chromium, pages) -> None:
+    """`jupyter nbconvert --to html --HTMLExporter.sanitize_html=True` (and readers like it) escapes every tag its
+    sanitizer does not keep (bleach's list and div, pre, span, table, tr, td: no <style>, <p>, <br>, headings): the turn
+    was a page of our CSS as text, its prompt, reasoning and answer strewn with `<br>` and `<p dir="auto">`. The style
+    now sits in a box nbconvert's own CSS hides, and those use tags it keeps. Screenshot: /tmp/gptoss_static_sanitized.png."""
+    page = chromium.new_page(viewport={"width": 900, "height": 900})
+    try:
+        page.goto(pages["nbconvert_sanitized"])
+        page.screenshot(path="/tmp/gptoss_static_sanitized.png", full_page=True)
+        shown = page.locator(".jp-OutputArea-output").inner_text()
+        assert "gx-fallback" not in shown and "{" not in shown, shown[:300]          # no CSS
+        assert re.findall(r"</?(?:p|br|h[1-6]|hr|style)\b[^>]*>", shown) == [], shown
+        lines = shown.splitlines()
+        assert "You: Owls?" in lines and "Think about owls." in lines                 # the prompt, the reasoning
+        assert any(line.startswith("Owls hunt at night") for line in lines), shown   # the answer
+    finally:
+        page.close()
 
 
 @pytest.mark.parametrize("width", [400, 1280])
