@@ -148,7 +148,7 @@ def _cleaner(lab: bool = True) -> Any:
                            "span": {"id", "popover"}})
         classes = {"span": classes["span"] | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
                    "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
-                   "table": {"gx-tool"}, "th": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
+                   "table": {"gx-tool"}, "td": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
                    "ul": _BROWSE["ul"], "blockquote": {"gx-final", "gx-commentary"}}
     return nh3.Cleaner(
         tags=_HTML | _MATHML | ({"button"} if lab else set()),   # a saved chip (citations.chip_html)

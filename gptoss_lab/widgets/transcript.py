@@ -645,10 +645,10 @@ def _tool_html(block: Block) -> str:
         output = card_html(call) or _output_html(shown_output(call.shown))
         rows.append(f'<tr><td {left}>{output}</td></tr>')
     head = f'{html.escape(tool_name(block.recipient))} · {_status(block)}{seconds}{edited}'
-    # what a screen reader calls the card (the tool's name, a server's text, is in its head: the column's header)
+    # what a screen reader calls the card (the tool's name, a server's text, is in its head). The head is a row's cell,
+    # not a <thead>'s <th>: nbconvert's `sanitize_html` keeps only table, tr and td, and showed the head as raw tags.
     return (f'<table class="gx-tool" aria-label="Tool call, {_status(block)}">'
-            f'<thead><tr><th class="gx-tool-head" {left}>{head}</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+            f'<tr><td class="gx-tool-head" {left}><b>{head}</b></td></tr>{"".join(rows)}</table>')
 
 
 def fold(text: str) -> tuple[str, str]:
@@ -734,9 +734,10 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback .gx-error{border-left:3px solid var(--jp-error-color1,#d32f2f)}
 .gx-fallback table.gx-tool{border:1px solid var(--jp-border-color2,#ccc);border-collapse:separate;border-spacing:0;
  border-radius:8px;margin:8px 0;width:100%;overflow:hidden}
-.gx-fallback table.gx-tool th,.gx-fallback table.gx-tool td{border:0;padding:6px 10px;text-align:left}
-.gx-fallback table.gx-tool th{background:var(--jp-layout-color2,rgba(127,127,127,.12));font-weight:600;font-size:85%}
-.gx-fallback table.gx-tool tr + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
+.gx-fallback table.gx-tool td{border:0;padding:6px 10px;text-align:left}
+.gx-fallback table.gx-tool td.gx-tool-head{background:var(--jp-layout-color2,rgba(127,127,127,.12));font-size:85%}
+.gx-fallback table.gx-tool td.gx-tool-head b{font-weight:600}
+.gx-fallback table.gx-tool tr:not(:first-child) + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
 .gx-fallback math{max-width:100%;overflow-x:auto}
 .gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;word-break:normal;
  overflow-wrap:anywhere;font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}

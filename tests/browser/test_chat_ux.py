@@ -382,7 +382,7 @@ def test_arabic_reads_right_to_left_live_and_saved(lab_notebook):
     page.screenshot(path="/tmp/gptoss_chat_ux_rtl.png", full_page=True)
     seen = {}
     for view in (".gx-chat", ".gx-fallback"):
-        for name in (".gx-prompt", ".gx-reasoning-text", ".gx-final p"):
+        for name in (".gx-prompt", ".gx-reasoning-text", ".gx-final p" if view == ".gx-chat" else ".gx-final .gx-p"):
             seen[f"{view} {name}"] = page.locator(f"{view} {name}").first.evaluate(ENDS)
     wrong = {name: ends for name, ends in seen.items() if not ends[1] < ends[0]}
     assert not wrong, f"left to right: {wrong}"

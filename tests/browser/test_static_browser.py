@@ -115,8 +115,9 @@ def test_the_saved_turn_reads_as_text_where_nbconvert_sanitizes_it(chromium, pag
         page.screenshot(path="/tmp/gptoss_static_sanitized.png", full_page=True)
         shown = page.locator(".jp-OutputArea-output").inner_text()
         assert "gx-fallback" not in shown and "{" not in shown, shown[:300]          # no CSS
-        assert re.findall(r"</?(?:p|br|h[1-6]|hr|style)\b[^>]*>", shown) == [], shown
+        assert re.findall(r"</?(?:p|br|h[1-6]|hr|style|thead|th)\b[^>]*>", shown) == [], shown
         lines = shown.splitlines()
+        assert any(line.startswith("python · done") for line in lines), shown       # the tool card's head
         assert "You: Owls?" in lines and "Think about owls." in lines                 # the prompt, the reasoning
         assert any(line.startswith("Owls hunt at night") for line in lines), shown   # the answer
     finally:

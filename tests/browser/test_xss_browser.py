@@ -99,7 +99,8 @@ def _assert_inert(page, scope: str, dialogs: list, marker, where: str) -> None:
       for (const node of document.querySelectorAll(scope + ' *')) {
         const tag = node.localName;
         if (['script', 'iframe', 'object', 'embed', 'form', 'input', 'img', 'svg', 'style'].includes(tag)
-            && !(tag === 'style' && node.parentElement.classList.contains('gx-fallback'))) bad.push(tag);
+            // the saved turn's own style, in its hidden box (transcript._STYLE_BOX)
+            && !(tag === 'style' && node.parentElement.matches('.gx-fallback > div.lm-mod-hidden[hidden]'))) bad.push(tag);
         for (const attr of node.attributes) {
           const value = attr.value.trim().toLowerCase();
           if (attr.name.startsWith('on')) bad.push(tag + ' ' + attr.name);
@@ -232,7 +233,7 @@ def test_cards_write_out_hidden_characters_and_keep_their_status_in_view(lab_not
     assert HIDDEN.findall(saved.inner_text()) == HIDDEN.findall(RTL) * 2   # the prompt's, the answer's (reasoning folded)
     assert saved.inner_text().count(f"user\\u202eexe.txt {RTL}") == 2
     assert "Invoice \\u202efdp.exe https://bank\\u200b.example/\\u2066login" in saved.inner_text()
-    heads = page.locator(".gx-fallback th.gx-tool-head").evaluate_all("hs => hs.map(h => h.getBoundingClientRect().height)")
+    heads = page.locator(".gx-fallback .gx-tool-head").evaluate_all("hs => hs.map(h => h.getBoundingClientRect().height)")
     assert len(heads) == 3 and max(heads) < 80, heads
     saved.screenshot(path="/tmp/gptoss_xss_cards_saved.png")
 
