@@ -1352,8 +1352,13 @@ def _checked_core(core: Any) -> Any:
         if not whole and not key and node.get("type") == "definition-ref" and node["schema_ref"] in defined \
                 and _has_integer(node, defined):
             return {**node, "schema_ref": as_written(node["schema_ref"])}
+        return {**check_node(node, whole, key), **({"ref": node["ref"]} if "ref" in node else {})}
+
+    def check_node(node: dict, whole: bool, key: bool) -> Any:
+        """`walk`'s check of one node, without its ref, which goes on the outermost check `walk` wraps it in (on the
+        int itself, a `type Count = int` used twice was referred to past the 3.0-as-3 reading, a SchemaError)."""
         new = {name: walk(value, whole, key=key or (name == "keys_schema" and node.get("type") == "dict"))
-               for name, value in node.items()}
+               for name, value in node.items() if name != "ref"}
         pattern = node.get("pattern") if node.get("type") == "str" else None
         if isinstance(pattern, str) and _ascii_pattern(pattern) != pattern:
             new["pattern"] = _ascii_pattern(pattern)

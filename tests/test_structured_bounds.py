@@ -159,6 +159,12 @@ def _nested_unions(depth: int) -> object:
 
 
 Deep = TypeAliasType("Deep", "list[Deep] | tuple[Deep, ...] | int")
+Count = TypeAliasType("Count", int)  # `type Count = int`
+
+
+class Pair(pydantic.BaseModel):  # an alias used twice: pydantic defines it once and refers to it
+    a: Count
+    b: Count | list[Count] = 0
 
 
 @pytest.mark.parametrize("kind,depth", [(_nested_unions(16), 16), (Deep, 60)], ids=["nested", "recursive alias"])
@@ -192,11 +198,12 @@ def test_unions_that_check_the_budget_read_and_refuse_answers_as_pydantic_does()
         tags: list[int | float] | list[str] = []
 
     for kind, recursive in ((Cat | Dog, False), (Dog | Cat, False), (list[Cat | Dog | int], False),
-                            (dict[str, Deep], True), (Deep, True)):
+                            (dict[str, Deep], True), (Deep, True), (Pair, False), (list[Count] | tuple[Count, ...], False)):
         fmt, plain = ResponseFormat.from_user(kind), pydantic.TypeAdapter(kind)
         for answer in ('{"name": "a", "lives": 9}', '{"name": "a", "lives": "9"}', '[{"name": "b", "lives": 1.5}]',
                        '{"name": "a", "lives": 1, "tags": [1, 2.5]}', '{"name": "a", "lives": 1, "tags": ["x", 1]}',
-                       '[[1, [2, "x"]]]', '{"k": [[1], 2]}', '[7, {"name": "c"}]'):
+                       '[[1, [2, "x"]]]', '{"k": [[1], 2]}', '[7, {"name": "c"}]', '{"a": 1, "b": [2, 3]}',
+                       '{"a": "1", "b": 2}', '[1, 2]'):
             try:
                 expected = plain.validate_json(answer, strict=True)  # as the JSON types shown, as answers are
             except pydantic.ValidationError as err:
