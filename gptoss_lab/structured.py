@@ -71,8 +71,8 @@ class StructuredOutputError(ValueError):
 
 
 class _Unshowable(ValueError):
-    """A type whose schema would tell the model something its validator does not accept (`typed_schema`
-    makes it a TypeError naming where)."""
+    """A type whose schema would tell the model something its validator does not accept, or too large to build in
+    time (`typed_schema` makes it a TypeError naming where)."""
 
 
 def docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -476,6 +476,11 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
     """The pydantic adapter validating a type, and its Harmony-style JSON schema; TypeError naming
     `where` for a type pydantic can't validate or describe."""
     try:
+        if (parts := _parts(annotation)) > _MOST_PARTS:
+            raise _Unshowable(f"written out, it has {parts:,} parts (a part such as list[T] | tuple[T, ...] is built "
+                              "again at each place it is written, and unions inside one another double them), more "
+                              f"than the {_MOST_PARTS:,} built in time: name the repeated part, type Part = ... "
+                              "(typing_extensions.TypeAliasType before Python 3.12) or a model, which is built once")
         adapter = pydantic.TypeAdapter(annotation)
         schema = adapter.json_schema(schema_generator=HarmonySchema)
         if isinstance(adapter.validator, SchemaValidator):  # (not a plugin's wrapper)
@@ -506,6 +511,52 @@ def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.Typ
         raise TypeError(f"{where}: unsupported type annotation {annotation!r} ({reason})") from None
     except RecursionError:  # list[list[...]] a few hundred deep: pydantic recurses once per level
         raise TypeError(f"{where}: the type annotation is nested too deeply to describe") from None
+
+
+_MOST_PARTS = 20_000  # of a type (`_parts`): pydantic and the lab's walks over it take about 0.1 ms a part
+
+
+def _parts(annotation: Any) -> int:
+    """How many parts pydantic builds for a type: a generic (list[T], A | B, Annotated[...]) at every place it is
+    written, so a 16-deep list[T] | tuple[T, ...] has 262,141 (22 s to build); a class or a type alias once, as
+    pydantic defines it once and refers to it. Counted over the type's objects as they are shared, each once; 0 for
+    one nested past Python's recursion limit."""
+    sizes: dict[int, int] = {}  # id of a generic -> its parts, but for the classes and aliases inside
+    defined: dict[int, Any] = {}  # id of a class or alias counted -> it (kept alive while ids are compared)
+    inside = 0  # the parts of the classes' fields and the aliases' values
+
+    def count(node: Any) -> int:
+        nonlocal inside
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if isinstance(node, type) or type(node).__name__ == "TypeAliasType":
+            if id(node) not in defined:
+                defined[id(node)] = node
+                inside += sum(map(count, _defined_parts(node)))
+            return 1
+        args = () if typing.get_origin(node) is typing.Literal else typing.get_args(node)
+        sizes[id(node)] = 1 + sum(map(count, args))
+        return sizes[id(node)]
+
+    try:
+        return count(annotation) + inside
+    except RecursionError:  # nested hundreds deep: pydantic refuses it as too deeply nested
+        return 0
+
+
+def _defined_parts(node: Any) -> list[Any]:
+    """The types a class's fields or an alias's value are made of, as pydantic builds them; none where they cannot
+    be read (pydantic says why)."""
+    try:
+        if not isinstance(node, type):
+            return [node.__value__]
+        if issubclass(node, pydantic.BaseModel):
+            return [info.annotation for info in node.model_fields.values()]
+        if is_dataclass(node) or typing.is_typeddict(node) or (issubclass(node, tuple) and hasattr(node, "_fields")):
+            return list(typing.get_type_hints(node, include_extras=True).values())
+    except Exception:  # noqa: BLE001 - a name not defined yet, a broken hint: pydantic's own error tells it
+        pass
+    return []
 
 
 def _undefined(annotation: Any, seen: set[int]) -> str | None:
@@ -603,7 +654,7 @@ class ResponseFormat:
                 # reprlib: a DataFrame's repr is many lines, a string's may be long, a broken one raises
                 raise TypeError("expected a pydantic model, dataclass, TypedDict or JSON-schema dict, "
                                 f"not {_one_line(reprlib.repr(obj))}{hint}")
-            adapter, schema = typed_schema(obj, where=getattr(obj, "__name__", repr(obj)))
+            adapter, schema = typed_schema(obj, where=_type_name(obj))
             default_name, doc = getattr(obj, "__name__", "response"), _class_summary(obj)
             load = functools.partial(_load_typed, adapter)
         section: dict[str, Any] = {"name": _section_name(name or default_name)}
@@ -759,6 +810,15 @@ def _section_name(name: str) -> str:
 def _is_type(obj: Any) -> bool:
     """A class or a typing construct (list[int], Literal[...]), not an instance or a string."""
     return isinstance(obj, type) or type(obj).__module__ in ("typing", "types", "typing_extensions")
+
+
+def _type_name(kind: Any) -> str:
+    """How an error names a type: its name, else its repr, but for one too large to build (`_parts`), whose repr
+    takes seconds (a 16-deep union's is 1.5 MB)."""
+    name = getattr(kind, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return "the type" if _parts(kind) > _MOST_PARTS else repr(kind)
 
 
 def _class_summary(cls: Any) -> str | None:

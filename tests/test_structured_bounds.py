@@ -150,12 +150,28 @@ def test_a_schema_too_large_to_check_in_time_is_refused_within_the_budget(monkey
         ResponseFormat.from_user({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}})
 
 
-def _nested_unions(depth: int) -> object:
-    """Each level a list or a tuple, both of which read a JSON array: pydantic tries both, 2**depth paths."""
+def _nested_unions(depth: int, *, named: bool = False) -> object:
+    """Each level a list or a tuple, both of which read a JSON array: pydantic tries both, 2**depth paths. Each level
+    `named` as a type alias, which pydantic builds once; else written out twice, 2**depth times in all."""
     kind: object = int
-    for _ in range(depth):
-        kind = list[kind] | tuple[kind, ...]
+    for level in range(depth):
+        part = TypeAliasType(f"Level{level}", kind) if named else kind
+        kind = list[part] | tuple[part, ...]
     return kind
+
+
+def test_a_type_too_large_to_build_in_time_is_refused_at_once_in_one_line():
+    """pydantic builds a part of a type again at each place it is written: a 16-deep list[T] | tuple[T, ...], 262,141
+    parts, took 22 s to build (its repr alone 1 s, 1.5 MB) before a question was asked; a 40-deep one, for ever."""
+    for depth in (16, 40):
+        started = time.perf_counter()
+        with _within(5), pytest.raises(TypeError) as err:
+            ResponseFormat.from_user(_nested_unions(depth))
+        assert time.perf_counter() - started < 0.5
+        assert str(err.value).startswith("the type: written out, it has ") and "\n" not in str(err.value)
+        assert str(err.value).endswith("more than the 20,000 built in time: name the repeated part, type Part = ... "
+                                       "(typing_extensions.TypeAliasType before Python 3.12) or a model, which is built once")
+    assert ResponseFormat.from_user(_nested_unions(8)).parse("[[[[[[[[1]]]]]]]]") == [[[[[[[[1]]]]]]]]
 
 
 Deep = TypeAliasType("Deep", "list[Deep] | tuple[Deep, ...] | int")
@@ -167,12 +183,15 @@ class Pair(pydantic.BaseModel):  # an alias used twice: pydantic defines it once
     b: Count | list[Count] = 0
 
 
-@pytest.mark.parametrize("kind,depth", [(_nested_unions(16), 16), (Deep, 60)], ids=["nested", "recursive alias"])
+@pytest.mark.parametrize("kind,depth", [(_nested_unions(16, named=True), 16), (Deep, 60)],
+                         ids=["nested", "recursive alias"])
 def test_a_typed_format_whose_unions_would_be_tried_for_ever_stops_within_the_budget(kind, depth):
     """pydantic checks in Rust, which nothing stopped: a 14-deep nesting took 23 s to refuse one answer, the
     recursive alias's 60-deep answer would take longer than the universe has. The reply keeps its text."""
     wrong, right = "[" * depth + '"x"' + "]" * depth, "[" * depth + "7" + "]" * depth
-    fmt = ResponseFormat.from_user(kind)  # (the 16-deep type itself takes pydantic seconds to build)
+    started = time.perf_counter()
+    fmt = ResponseFormat.from_user(kind)  # (written out, the 16-deep type took 22 s to build, and is refused now)
+    assert time.perf_counter() - started < 1
     session = _session(wrong, right)
     with _within(20):
         reply = session.ask("?", response_format=fmt)
