@@ -431,6 +431,10 @@ def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
     which a line break would end) and with every `$ref` replaced by its definition; a type that refers
     to itself keeps its definition in `$defs` (the only case left with references)."""
     definitions = schema.pop("$defs", {})
+    if (parts := _written_size(schema, definitions)) > _MOST_SHOWN:
+        raise _Unshowable(f"its schema written out for the model has {parts:,} parts (classes that refer to another "
+                          f"at two places or more, inside one another, double it), more than the {_MOST_SHOWN:,} a "
+                          "model's context could hold: give a smaller type")
     kept: dict[str, Any] = {}
 
     def walk(node: Any, seen: tuple[str, ...]) -> Any:
@@ -470,6 +474,33 @@ def _inlined(schema: JsonSchemaValue) -> JsonSchemaValue:
     if kept:
         result["$defs"] = kept
     return result
+
+
+_MOST_SHOWN = 100_000  # parts of a schema written out for the model (`_written_size`): 2 MB, far past its context
+
+
+def _written_size(schema: Any, definitions: Mapping[str, Any]) -> int:
+    """How many parts (objects, arrays and listed values) `schema` has once its `$ref`s are written out in place, as
+    `_inlined` writes them, counted over each definition once: a 20-deep chain of models each with two fields of
+    the next is 2**20 objects written out, which held the kernel and its memory without end."""
+    sizes: dict[str, int] = {}
+
+    def size(node: Any, inside: frozenset[str]) -> int:
+        if isinstance(node, list):
+            return 1 + sum(size(item, inside) for item in node)
+        if not isinstance(node, dict):
+            return 0
+        total = 1 + sum((len(value) if isinstance(value, list) else 1) if key in _VALUES else size(value, inside)
+                        for key, value in node.items())
+        ref = node.get("$ref")
+        name = ref[len(_DEFS):] if isinstance(ref, str) and ref.startswith(_DEFS) else None
+        if name in definitions and name not in inside:  # (a type that refers to itself keeps its reference)
+            if name not in sizes:
+                sizes[name] = size(definitions[name], inside | {name})
+            total += sizes[name]
+        return total
+
+    return size(schema, frozenset())
 
 
 def typed_schema(annotation: Any, *, where: str = "value") -> tuple[pydantic.TypeAdapter, dict[str, Any]]:

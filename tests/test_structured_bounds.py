@@ -174,6 +174,25 @@ def test_a_type_too_large_to_build_in_time_is_refused_at_once_in_one_line():
     assert ResponseFormat.from_user(_nested_unions(8)).parse("[[[[[[[[1]]]]]]]]") == [[[[[[[[1]]]]]]]]
 
 
+def test_a_schema_too_large_to_write_out_for_the_model_is_refused_at_once_in_one_line():
+    """Each model has two fields of the next: pydantic builds each once, but the schema the model is shown writes each
+    out at every place, 2**20 objects here, which held the kernel (and took its memory) without end."""
+    chain: type[pydantic.BaseModel] = pydantic.create_model("Leaf", v=(int, ...))
+    for level in range(20, -1, -1):
+        chain = pydantic.create_model(f"Level{level}", a=(chain, ...), b=(chain, ...))
+    started = time.perf_counter()
+    with _within(5), pytest.raises(TypeError) as err:
+        ResponseFormat.from_user(chain)
+    assert time.perf_counter() - started < 1
+    assert str(err.value) == ("Level0: its schema written out for the model has 18,874,363 parts (classes that refer to "
+                              "another at two places or more, inside one another, double it), more than the 100,000 a "
+                              "model's context could hold: give a smaller type")
+    address = pydantic.create_model("Address", city=(str, ...))
+    two = ResponseFormat.from_user(pydantic.create_model("Person", home=(address, ...), work=(address, ...)))
+    assert two.schema["properties"]["home"] == two.schema["properties"]["work"] == {  # written out at each place
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}
+
+
 Deep = TypeAliasType("Deep", "list[Deep] | tuple[Deep, ...] | int")
 Count = TypeAliasType("Count", int)  # `type Count = int`
 
