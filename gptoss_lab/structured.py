@@ -704,13 +704,14 @@ class ResponseFormat:
         JSON answers, the last is the one the model settled on). StructuredOutputError says what is wrong."""
         try:
             return self._load(_json_part(text, _kinds(self.schema)))
-        except StructuredOutputError:
+        except (StructuredOutputError, KeyboardInterrupt):  # (the session tells a Ctrl-C)
             raise
-        except (Exception, SystemExit) as err:  # the schema's own failure: a $ref that leads nowhere, a validator that
-            # raises (sys.exit() too: it ended the turn without its Reply)
+        except BaseException as err:  # the schema's own failure: a $ref that leads nowhere, a validator that raises
+            # (sys.exit(), GeneratorExit or a library's own BaseException too: they ended the turn without its Reply)
             kind = next(c.__name__ for c in type(err).__mro__ if not c.__name__.startswith("_"))
+            said = error_message(err)[:300]
             raise StructuredOutputError(f"the final answer could not be checked against the schema "
-                                        f"({kind}: {error_message(err)[:300]})") from None
+                                        f"({kind}{': ' if said else ''}{said})") from None
 
     def processor(self) -> JsonSchemaProcessor:
         """A transformers logits processor keeping `final` answers inside the schema (needs llguidance);

@@ -337,20 +337,26 @@ class UnreadableError(Exception):
         raise AttributeError("response")
 
 
+class Abort(BaseException):
+    """A library's own way out, as BaseException (not Exception), as gevent's and trio's are."""
+
+
 class _Exits(pydantic.BaseModel):
     n: int
 
     @pydantic.field_validator("n")
     @classmethod
     def _check(cls, value: int) -> int:
-        raise SystemExit(1) if value == 1 else UnreadableError() if value == 3 else KeyboardInterrupt
+        raise {1: SystemExit(1), 3: UnreadableError(), 4: Abort("stop here"), 5: GeneratorExit()}.get(value, KeyboardInterrupt)
 
 
 @pytest.mark.parametrize("answer,error", [
     ('{"n": 1}', "the final answer could not be checked against the schema (SystemExit: 1)"),
     ('{"n": 3}', "the final answer could not be checked against the schema (UnreadableError: its message could not be read)"),
     ('{"n": 2}', "The check of the final answer against the schema was stopped (Ctrl-C): reply.parsed is None."),
-], ids=["SystemExit", "unreadable message", "KeyboardInterrupt"])
+    ('{"n": 4}', "the final answer could not be checked against the schema (Abort: stop here)"),
+    ('{"n": 5}', "the final answer could not be checked against the schema (GeneratorExit)"),
+], ids=["SystemExit", "unreadable message", "KeyboardInterrupt", "BaseException", "GeneratorExit"])
 def test_a_validator_that_exits_or_is_interrupted_still_ends_the_turn_with_its_reply(answer, error):
     """sys.exit(), an error whose message cannot be read or a KeyboardInterrupt in the schema's validator went up
     out of `ask`: no Reply, none kept."""
