@@ -4,6 +4,7 @@ in one line when it cannot finish; a valid answer nested past what the check rea
 while the session holds Ctrl-C back.)"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import time
 
 import pydantic
 import pytest
-from typing_extensions import TypeAliasType
+from typing_extensions import TypeAliasType, TypedDict
 from test_structured import _within  # (tests/ is on sys.path)
 
 from gptoss_lab import ReplayEngine, Session
@@ -163,12 +164,16 @@ def _nested_unions(depth: int, *, named: bool = False) -> object:
 def test_a_type_too_large_to_build_in_time_is_refused_at_once_in_one_line():
     """pydantic builds a part of a type again at each place it is written: a 16-deep list[T] | tuple[T, ...], 262,141
     parts, took 22 s to build (its repr alone 1 s, 1.5 MB) before a question was asked; a 40-deep one, for ever."""
-    for depth in (16, 40):
+    large = _nested_unions(16)
+    fields = {"a": int, "b": large}  # a class's fields too, read without typing.get_type_hints (4 s for this one)
+    kinds = {"the type": _nested_unions(40), "Fields": TypedDict("Fields", fields),
+             "Record": dataclasses.make_dataclass("Record", fields.items())}
+    for name, kind in kinds.items():
         started = time.perf_counter()
         with _within(5), pytest.raises(TypeError) as err:
-            ResponseFormat.from_user(_nested_unions(depth))
-        assert time.perf_counter() - started < 0.5
-        assert str(err.value).startswith("the type: written out, it has ") and "\n" not in str(err.value)
+            ResponseFormat.from_user(kind)
+        assert time.perf_counter() - started < 0.5, name
+        assert str(err.value).startswith(f"{name}: written out, it has ") and "\n" not in str(err.value)
         assert str(err.value).endswith("more than the 20,000 built in time: name the repeated part, type Part = ... "
                                        "(typing_extensions.TypeAliasType before Python 3.12) or a model, which is built once")
     assert ResponseFormat.from_user(_nested_unions(8)).parse("[[[[[[[[1]]]]]]]]") == [[[[[[[[1]]]]]]]]
