@@ -5,7 +5,9 @@ ToolStart/ToolUpdate/ToolEnd around each tool call, and TurnEnd carrying the fin
 """
 from __future__ import annotations
 
+import contextlib
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -174,6 +176,29 @@ class Interrupted(_OneLine, KeyboardInterrupt):
     def __init__(self, message: str, kept: Any = None) -> None:
         super().__init__(message)
         self.kept = kept   # what the command finished before it stopped (route: a Corpus of the texts routed)
+
+
+def ctrl_c_says(says: str | Callable[[], Interrupted]) -> contextlib.AbstractContextManager[None]:
+    """Ctrl-C in the block (the bare KeyboardInterrupt of the kernel's interrupt) becomes one line, `Interrupted(says)`
+    or what `says()` makes once the block has ended (what stopped, what was kept), not a traceback through torch. An
+    Interrupted raised below, or the python tool's stop of its code (a subclass), goes on as it is."""
+    return _CtrlCSays(says)
+
+
+class _CtrlCSays(contextlib.AbstractContextManager):
+    """`ctrl_c_says`. Not a generator: its frame, in the one line's traceback, kept the stopped frames alive."""
+
+    def __init__(self, says: str | Callable[[], Interrupted]) -> None:
+        self._says = says
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, frames: Any) -> None:
+        if kind is not KeyboardInterrupt:
+            return
+        # the frames it stopped (a half-loaded model) are let go: kept in sys.last_value (the Interrupted's context,
+        # and this frame in its traceback) they were held until the next error
+        del frames
+        error.__traceback__ = None
+        raise (Interrupted(self._says) if isinstance(self._says, str) else self._says()) from None
 
 
 _SHORT = reprlib.Repr()

@@ -15,13 +15,13 @@ import os
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .events import Interrupted
+from .events import ctrl_c_says
 from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
                        shown_key, shown_keys)
 from .tools.base import error_message
@@ -987,20 +987,12 @@ def _not_from_model_code(opts: argparse.Namespace) -> None:
                          "settings: they are the user's, changed between turns")
 
 
-@contextlib.contextmanager
-def _stopped_says(command: str) -> Iterator[None]:
+def _stopped_says(command: str) -> contextlib.AbstractContextManager[None]:
     """Ctrl-C (the kernel's interrupt) in a long command (`_STOPPED`) is one line saying what stopped and that nothing
     changed, as `route` says it, not a traceback through torch, transformers or a document parser."""
-    try:
-        yield
-    except KeyboardInterrupt as interrupt:
-        if command not in _STOPPED or type(interrupt) is not KeyboardInterrupt:   # the user's Ctrl-C only: not a
-            raise                                  # stop of the python tool's code (a subclass), nor an Interrupted
-        stopped = True
-    else:
-        stopped = False
-    if stopped:   # raised out of the handler: the interrupted frames (a half-loaded model) are let go
-        raise Interrupted(f"%gptoss {command} stopped (Ctrl-C): {_STOPPED[command]}")
+    if command not in _STOPPED:
+        return contextlib.nullcontext()
+    return ctrl_c_says(f"%gptoss {command} stopped (Ctrl-C): {_STOPPED[command]}")
 
 
 def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:

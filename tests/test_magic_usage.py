@@ -497,16 +497,23 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
                                                                   ctrl_c_raises):
     """Ctrl-C (the kernel's interrupt) while `%gptoss load` reads the weights or `browse` the documents was a traceback
     through transformers or a document parser that said neither what stopped nor what was kept; now one line says
-    both, and the lab is as it was."""
+    both, the lab is as it was, and what the stopped work held (a half-loaded model's weights) is let go: the
+    Ctrl-C, kept as the one line's context in sys.last_value, held it until the next error."""
+    import gc
     import signal
+    import weakref
 
     from IPython.core.interactiveshell import InteractiveShell
 
     from gptoss_lab.engines import checkpoint
     from gptoss_lab.tools.browser import demo_folder, local
 
+    held = []   # what each stopped command's work held, weakly
+
     def pressed(real):
         def press(*args, **kw):
+            weights = type("Weights", (), {})()   # stands for what the interrupted work held
+            held.append(weakref.ref(weights))
             signal.raise_signal(signal.SIGINT)   # the user's Ctrl-C, half-way through the command's work
             return real(*args, **kw)
         return press
@@ -523,6 +530,8 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
             command = line.split()[0]
             assert capsys.readouterr().out.rstrip().rpartition("\n")[2] == (   # below the progress it showed
                 f"Interrupted: %gptoss {command} stopped (Ctrl-C): {said}")
+            gc.collect()
+            assert held and not any(ref() for ref in held)
         magics = shell.magics_manager.registry["GptossMagics"]
         assert magics.session is None and magics._kept().browser is None
         from gptoss_lab.tools import containment

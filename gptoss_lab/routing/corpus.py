@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import harmony
-from ..events import Interrupted
+from ..events import Interrupted, ctrl_c_says
 from ..widgets import text_bar
 from ..widgets.sanitize import shown_text
 from .analysis import Labels, counted, described, flag, label_texts, whole
@@ -189,29 +189,29 @@ def route(
     started = time.perf_counter()
     # the finished bar stays: it says what ran (one cleared left a line of spaces in the saved output)
     bar = text_bar(total=len(items), desc="routing", unit="text", disable=not progress)
-    stopped = False
     current: tuple[int, list[Any], list[Any]] = (0, [], [])   # the window being routed: its first text's index,
-    try:                                                           # its texts, their routing as each is done
-        with RouterHooks(net) as hooks:
-            for start in range(0, len(items), batch_size * _WINDOW):
-                window = [_tokens_of(item, context, vocab) for item in items[start:start + batch_size * _WINDOW]]
-                current = (start, window, [None] * len(window))
-                _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar, current[2])
-                store.keep(*current, labels)
-    except KeyboardInterrupt:
-        stopped = True   # the texts of the window routed before its first unrouted one are kept too
-        store.keep(*current, labels)
-    finally:
-        bar.close()
-        corpus = store.finish(seconds=time.perf_counter() - started)
-    if stopped:   # raised here, out of the handler: one line, not a traceback through torch (and this one's)
-        raise _interrupted(corpus, len(items))
+    corpus: Corpus | None = None                                   # its texts, their routing as each is done
+    with ctrl_c_says(lambda: _interrupted(corpus, len(items))):    # (the corpus the block finished with)
+        try:
+            with RouterHooks(net) as hooks:
+                for start in range(0, len(items), batch_size * _WINDOW):
+                    window = [_tokens_of(item, context, vocab) for item in items[start:start + batch_size * _WINDOW]]
+                    current = (start, window, [None] * len(window))
+                    _route_window(net, hooks, [ids for ids, _ in window], batch_size, chunk, bar, current[2])
+                    store.keep(*current, labels)
+        except KeyboardInterrupt:   # the texts of the window routed before its first unrouted one are kept too
+            store.keep(*current, labels)
+            raise
+        finally:
+            bar.close()
+            corpus = store.finish(seconds=time.perf_counter() - started)
     return corpus
 
 
-def _interrupted(corpus: Corpus, total: int) -> Interrupted:
-    """What Ctrl-C during `route` says: how far it got and where the texts it finished are kept."""
-    done = len(corpus)
+def _interrupted(corpus: Corpus | None, total: int) -> Interrupted:
+    """What Ctrl-C during `route` says: how far it got and where the texts it finished are kept (None: it stopped
+    before its store was finished, which keeps nothing)."""
+    done = len(corpus) if corpus is not None else 0
     if not done:
         return Interrupted(f"route stopped (Ctrl-C) before the first of {counted(total, 'text')} was routed: "
                            "nothing was kept")

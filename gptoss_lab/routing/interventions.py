@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import harmony
-from ..events import Interrupted
+from ..events import Interrupted, ctrl_c_says
 from ..engines.hooks import (LayerEdit, check_plan, intervened, intervention_on, model_of, routers,
                               teacher_forced)
 from ..settings import SettingsError, other_digits
@@ -105,22 +105,10 @@ class Intervention:
         done = 0
         # two full passes a record: notebook 07's four conversations sat 15 s with no word, a Corpus minutes
         shown = text_bar(documents, desc="token effect", unit="text", disable=len(documents) < 2)
-        try:
+        with ctrl_c_says(lambda: _effect_stopped(done, len(documents), frames)):
             for done, record in enumerate(shown):
                 frames.extend(_token_effect(model, plan, done, record))
-            done = len(documents)
-        except KeyboardInterrupt:
-            stopped = True   # raised below, out of the handler: one line, not a traceback through torch
-        else:
-            stopped = False
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=["document", "position", "token", "text", "label", "without", "with", "change"])
-        if stopped:
-            raise Interrupted(f"token_effect stopped (Ctrl-C) after {done} of {len(documents)} records: the rows of "
-                              f"the records measured are kept {Interrupted.IN_KEPT}" if done else
-                              "token_effect stopped (Ctrl-C) before its first record was measured: nothing was kept",
-                              kept=result_table(frame, "token_effect") if done else None)
-        return result_table(frame, "token_effect")
+        return _effect_table(frames)
 
     def __repr__(self) -> str:
         return f"Intervention({self.describe()})"
@@ -410,12 +398,24 @@ def _compare(intervention: Intervention, session: Any, prompt: str, options: dic
     if unasked:   # both answers measured a turn whose call was skipped: "nobody could give" approval, said by neither
         raise ValueError(f"compare: the model called {unasked[0]}, which needs approval, and compare cannot ask: give "
                          "approval='auto' to run calls unasked, or tools='none' (compare(session, prompt, approval=...))")
-    try:
+    with ctrl_c_says("compare stopped (Ctrl-C) while measuring the two answers: nothing was measured, and the "
+                     "conversation is as it was"):
         return _measure(intervention, prompt, replies[0], replies[1], model, plan)
-    except KeyboardInterrupt:
-        pass   # raised below, out of the handler: one line, not a traceback through torch
-    raise Interrupted("compare stopped (Ctrl-C) while measuring the two answers: nothing was measured, and the "
-                      "conversation is as it was")
+
+
+def _effect_table(frames: list[pd.DataFrame]) -> Table:
+    """token_effect's rows of the records measured, as its table."""
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["document", "position", "token", "text", "label", "without", "with", "change"])
+    return result_table(frame, "token_effect")
+
+
+def _effect_stopped(done: int, total: int, frames: list[pd.DataFrame]) -> Interrupted:
+    """What Ctrl-C during token_effect says, after `done` of `total` records: the rows of those are kept."""
+    if not done:
+        return Interrupted("token_effect stopped (Ctrl-C) before its first record was measured: nothing was kept")
+    return Interrupted(f"token_effect stopped (Ctrl-C) after {done} of {total} records: the rows of the records "
+                       f"measured are kept {Interrupted.IN_KEPT}", kept=_effect_table(frames))
 
 
 def _turn_start(labels: Sequence[str]) -> int:
