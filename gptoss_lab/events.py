@@ -270,7 +270,7 @@ class Reply:
 def counted(n: int, noun: str) -> str:
     """`n` things for a message, digits grouped and plural unless one: '1 message', '12,288 tokens' (the lab's one
     way of writing a count)."""
-    return f"{n:,} {noun}{'s' * (n != 1)}"
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"   # (a numpy count's `n != 1` is no bool `'s' *` takes)
 
 
 class View(Protocol):

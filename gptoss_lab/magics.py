@@ -21,7 +21,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .events import ctrl_c_says
+from .events import counted, ctrl_c_says
 from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
                        shown_key, shown_keys)
 from .tools.base import error_message
@@ -1040,7 +1040,7 @@ def _described(settings: Any) -> str:
     if not settings.guard:
         chosen.append(" | guard: off")
     if settings.instructions:
-        chosen.append(f" | instructions: {len(settings.instructions)} characters")
+        chosen.append(f" | instructions: {counted(len(settings.instructions), 'character')}")
     return (f"effort: {settings.effort} | approve: {settings.approval} | tools: {tools} | "
             f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)}")
 

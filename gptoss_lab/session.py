@@ -27,7 +27,7 @@ from . import harmony
 from .engines.base import Engine, EngineError, Sampling
 from .events import (
     Approval, Event, MessageEnd, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart,
-    ToolUpdate, TurnEnd, TurnStart, View,
+    ToolUpdate, TurnEnd, TurnStart, View, counted,
 )
 from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
 from .structured import ResponseFormat
@@ -227,9 +227,8 @@ class Session:
         engine = self.engine
         url = getattr(engine, "url", None)
         served = f" at {visible(url)}" if isinstance(url, str) else ""
-        turns = len(self.replies)
         return (f"Session({visible(str(getattr(engine, 'name', type(engine).__name__)))}{served}, "
-                f"{turns} turn{'s' * (turns != 1)}, effort {self.settings.effort}, approve {self.settings.approval})")
+                f"{counted(len(self.replies), 'turn')}, effort {self.settings.effort}, approve {self.settings.approval})")
 
     # ------------------------------------------------------------ conversation
 

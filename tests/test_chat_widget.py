@@ -76,7 +76,7 @@ def test_turn_maps_to_operations(run_turn) -> None:
     view, ops, reply = run_turn()
     assert ops[0] == {"op": "turn", "prompt": "Six times seven?", "effort": "medium", "model": "replay",
                       "approval": "auto", "context_window": None, "controls": False,
-                      "room": "8888 tokens · 888.8 tok/s · first token after 88.88 s · 888.8 s in all · effort medium"
+                      "room": "8,888 tokens · 888.8 tok/s · first token after 88.88 s · 888.8 s in all · effort medium"
                               " · replay"}
     assert [o["kind"] for o in ops if o["op"] == "block"] == ["reasoning", "tool", "final"]
     tool = [o for o in ops if o["op"] == "tool"]

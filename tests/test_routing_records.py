@@ -146,7 +146,7 @@ def test_a_corpus_is_checked_when_made():
     for offsets in ([0, 5], [0, 1], [0, 2, 1, 3], [1, 3], []):
         with pytest.raises(ValueError, match=r"^offsets must rise from 0 to 3, the tokens of combined$"):
             Corpus(r, offsets)
-    with pytest.raises(ValueError, match=r"^1 labels for 2 texts: give one label per text$"):
+    with pytest.raises(ValueError, match=r"^1 label for 2 texts: give one label per text$"):
         Corpus(r, [0, 1, 3], ["x"])
     assert Corpus(r, [0, 0, 3], [np.int64(7), None]).doc_labels == ["7", None]  # labels are text, as on disk
 

@@ -34,7 +34,7 @@ def test_the_summary_of_a_record_of_many_labels_is_one_short_line():
     """255 labels (one per document of a corpus) made a 2,500-character repr, also the still image's title."""
     text = repr(_record(10_000, labels=255))
     assert len(text) < 250, text
-    assert text.startswith("Routing(10000 tokens × 2 layers × top-2 of 8 experts; label 0 40, label 1 40")
+    assert text.startswith("Routing(10,000 tokens × 2 layers × top-2 of 8 experts; label 0 40, label 1 40")
     assert text.endswith("and 247 more labels)")
 
 
@@ -155,7 +155,7 @@ def test_a_corpus_made_of_a_list_of_records_says_what_it_takes():
 @pytest.mark.parametrize("which, error, message", [
     (1.5, TypeError, "select takes a slice, a boolean mask or token positions, not 1.5 (float)"),  # numpy's IndexError
     ("ab", TypeError, "not 'ab' (str)"),
-    ([True], ValueError, "a mask of 1 entries for a record of 4 tokens"),  # "boolean index did not match"
+    ([True], ValueError, "a mask of 1 value for a record of 4 tokens"),  # "boolean index did not match"
 ])
 def test_select_of_no_tokens_says_what_it_takes(which, error, message):
     with pytest.raises(error, match=re.escape(message)):

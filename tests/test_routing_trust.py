@@ -270,7 +270,7 @@ def test_figures_of_a_thousand_labels_draw_the_biggest_sixteen():
     figure = r.label_load(labels).plot()
     panels = [ax.get_title() for ax in figure.axes if ax.images and ax.get_visible()]
     assert panels == ["big (50 tokens)"] + [f"doc {i} (2 tokens)" for i in range(15)]
-    assert figure._suptitle.get_text().endswith("(16 of 1001 labels: those with most tokens)")
+    assert figure._suptitle.get_text().endswith("(16 of 1,001 labels: those with most tokens)")
     figure = r.label_divergence(labels).plot()
     assert len(figure.axes[0].lines) == 17  # jsd and 16 labels' "vs rest"
-    assert "16 of 1001 labels drawn" in [text.get_text() for text in figure.axes[0].texts]
+    assert "16 of 1,001 labels drawn" in [text.get_text() for text in figure.axes[0].texts]

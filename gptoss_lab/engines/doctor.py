@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..events import counted
 from . import checkpoint
 from .checkpoint import KVCache, LoadError, Parameters, size
 
@@ -98,7 +99,7 @@ class Diagnosis:
             ("loads as", f"{self.load_how}: {size(self.load_bytes)} of weights"
                          + (f"; {self.not_float32}" if self.not_float32 else "")),
             ("KV cache", f"{size(self.kv_per_1k)} per 1,000 tokens ({kv.full_layers} full-attention layers; the "
-                         f"{kv.sliding_layers} sliding-window layers hold at most {kv.window} tokens, "
+                         f"{kv.sliding_layers} sliding-window layers hold at most {counted(kv.window, 'token')}, "
                          f"{size(kv.bytes(kv.window) - kv.per_token_layer * kv.full_layers * kv.window)} in all); "
                          f"{size(self.kv_per_1k_lab)} per 1,000 in this lab's engine, which keeps the sliding "
                          "layers' past to rewind a turn exactly"),

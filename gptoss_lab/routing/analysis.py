@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 import pandas as pd
 
+from ..events import counted
 from ..widgets.sanitize import shown_text
 
 if TYPE_CHECKING:
@@ -384,11 +385,6 @@ def described(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def counted(n: int, noun: str) -> str:
-    """`n` things in words, singular for one: "1 token", "3 tokens" (a record of one token said "1 tokens")."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def numbered(count: int, noun: str, from_end: bool = False) -> str:
     """`count` things numbered from 0, in words for a message: "layers 0..3 (-1 = the last)", or "no layers" (an
     empty record's said "layers 0..-1")."""
@@ -451,7 +447,8 @@ def _label_codes(routing: Routing, labels: Sequence[str] | None) -> tuple[np.nda
     if isinstance(labels, str):  # one label per character, then "Categorical input must be list-like"
         raise TypeError("labels is a list of one label per token, not one text: labels=[label] * len(routing)")
     if len(labels) != len(routing):  # a Categorical too: extra labels were ignored, too few an IndexError
-        raise ValueError(f"{len(labels)} labels for {len(routing)} tokens: give one label per token")
+        raise ValueError(f"{counted(len(labels), 'label')} for {counted(len(routing), 'token')}: "
+                         "give one label per token")
     if isinstance(labels, pd.Categorical):
         return np.asarray(labels.codes, np.int64), [label_text(str(c)) for c in labels.categories]
     if np.ndim(labels) != 1:  # pandas' "> 1 ndim Categorical are not supported", or "must be list-like" for a dict
@@ -552,11 +549,11 @@ def compare(a: Routing, b: Routing, top: int = 10) -> Comparison:
     experts = _same_model(a, b, "compare")
     top = at_least(top, "top", 0, "the entries that differ most")  # -1 dropped the last entry, as a slice does
     loads = load(a), load(b)
-    for which, counted in zip(("first", "second"), loads):   # no picks: a share of 0 everywhere read as 0.5 bits apart
-        if a.layers and not counted.counts.any():   # (no layers: the comparison says so)
+    for which, loaded in zip(("first", "second"), loads):   # no picks: a share of 0 everywhere read as 0.5 bits apart
+        if a.layers and not loaded.counts.any():   # (no layers: the comparison says so)
             raise ValueError(f"compare: the {which} routing has no expert picks (no tokens, or top-0): nothing to "
                              "compare")
-    p, q = (np.pad(counted.share, ((0, 0), (0, experts - counted.share.shape[1]))) for counted in loads)
+    p, q = (np.pad(loaded.share, ((0, 0), (0, experts - loaded.share.shape[1]))) for loaded in loads)
     diff = np.abs(p - q).ravel()
     order = np.argsort(-diff, kind="stable")[:top]
     pairs = [divmod(int(i), experts) for i in order if diff[i] > 0]
@@ -660,8 +657,8 @@ def top_tokens(routing: Routing, n: int = 10, *, layer: int | None = None, by: s
     columns = ["layer", "expert", "rank", "token", "count", "specialisation"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     frame.insert(4, "text", _texts(frame["token"].to_numpy()) if len(frame) else [])
-    counted = list(range(routing.layers)) if layer is None else [layer]
-    return result_table(frame, "top_tokens", layer=counted[0] if counted else None, layers=counted,
+    layers = list(range(routing.layers)) if layer is None else [layer]
+    return result_table(frame, "top_tokens", layer=layers[0] if layers else None, layers=layers,
                         num_experts=routing.num_experts, record_layers=routing.layers, by=by)
 
 
@@ -828,10 +825,10 @@ def hot_and_cold(routing: Routing, top: int | None = None) -> Table:
     if top is not None and top > routing.num_experts:  # a "top100_share" of 1.0 among 8 experts
         raise ValueError(f"top (the busiest experts summed) must be at most the record's {routing.num_experts} "
                          f"experts, not {top}")
-    counted = load(routing)
-    if not counted.counts.any():  # every share 0 named expert 0 both the hottest and the coldest, balance 0
+    loaded = load(routing)
+    if not loaded.counts.any():  # every share 0 named expert 0 both the hottest and the coldest, balance 0
         raise ValueError("this record has no expert picks (no tokens, or top-0): none is hot or cold")
-    share = counted.share
+    share = loaded.share
     top = top or max(1, routing.num_experts // 10)
     ranked = -np.sort(-share, axis=1)
     balance = entropy(routing) / np.log2(routing.num_experts) if routing.num_experts > 1 else np.ones(routing.layers)
@@ -960,7 +957,8 @@ class ExpertCard:
 
     def __repr__(self) -> str:
         tokens = ", ".join(f"{t!r}×{c}" for t, c in zip(self.tokens["text"], self.tokens["count"]))
-        return (f"ExpertCard(layer {self.layer}, expert {self.expert}: {self.picks} picks, {self.share:.1%} of the layer; "
+        return (f"ExpertCard(layer {self.layer}, expert {self.expert}: {counted(self.picks, 'pick')}, "
+                f"{self.share:.1%} of the layer; "
                 f"top tokens {tokens or '-'})")
 
 

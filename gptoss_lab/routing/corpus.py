@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from .. import harmony
-from ..events import Interrupted, ctrl_c_says
+from ..events import Interrupted, counted, ctrl_c_says
 from ..widgets import text_bar
 from ..widgets.sanitize import shown_text
-from .analysis import Labels, counted, described, flag, label_texts, whole
+from .analysis import Labels, described, flag, label_texts, whole
 from .interventions import in_force
 from .record import (RecordWriter, Routing, check_vocabulary, check_weights, read_record, shown_intervention,
                      token_labels, whole_ids)
@@ -54,7 +54,8 @@ class Corpus(Sequence[Routing]):
             raise TypeError("doc_labels is a list of one label per text, not one text: [label] * len(texts)")
         doc_labels = [None] * len(self) if doc_labels is None else doc_labels
         if len(doc_labels) != len(self):
-            raise ValueError(f"{len(doc_labels)} labels for {len(self)} texts: give one label per text")
+            raise ValueError(f"{counted(len(doc_labels), 'label')} for {counted(len(self), 'text')}: "
+                             "give one label per text")
         self.doc_labels = label_texts(doc_labels)
         self.meta = dict(meta or {})
 
@@ -179,7 +180,7 @@ def route(
     items = list(items)
     labels = list(labels) if labels is not None else None   # a generator, as items may be ("has no len()")
     if labels is not None and len(labels) != len(items):
-        raise ValueError(f"{len(labels)} labels for {counted(len(items), 'text')}: give one label per text")
+        raise ValueError(f"{counted(len(labels), 'label')} for {counted(len(items), 'text')}: give one label per text")
     labels = label_texts(labels) if labels is not None else None
     config = net.config
     context = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
@@ -217,7 +218,7 @@ def _interrupted(corpus: Corpus | None, total: int) -> Interrupted:
                            "nothing was kept")
     where = (f"in {corpus.meta['path']!r}: Corpus.load(that folder)" if "path" in corpus.meta else
              Interrupted.IN_KEPT)
-    return Interrupted(harmony.clean(f"route stopped (Ctrl-C) after {done} of {counted(total, 'text')}: the {done} "
+    return Interrupted(harmony.clean(f"route stopped (Ctrl-C) after {done:,} of {counted(total, 'text')}: the {done:,} "
                                      f"routed are kept {where}"), kept=corpus)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import harmony
-from ..events import Interrupted, ctrl_c_says
+from ..events import Interrupted, counted, ctrl_c_says
 from ..engines.hooks import (LayerEdit, check_plan, intervened, intervention_on, model_of, routers,
                               teacher_forced)
 from ..settings import SettingsError, other_digits
@@ -312,8 +312,8 @@ class Effect:
     def _summary(self) -> str:
         moved = self.changes["layers_changed"] > 0
         answer = self.changes["label"] == "final"
-        return (f"{int(moved.sum())} of {len(self.changes)} tokens of the turn changed route in at least one layer "
-                f"({int((moved & answer).sum())} of the {int(answer.sum())} answer tokens); "
+        return (f"{int(moved.sum()):,} of {counted(len(self.changes), 'token')} of the turn changed route in at least one layer "
+                f"({int((moved & answer).sum()):,} of the {counted(int(answer.sum()), 'answer token')}); "
                 f"mean top-k overlap {self.agreement['overlap'].mean():.1%}")
 
     def _repr_html_(self) -> str:
@@ -414,7 +414,7 @@ def _effect_stopped(done: int, total: int, frames: list[pd.DataFrame]) -> Interr
     """What Ctrl-C during token_effect says, after `done` of `total` records: the rows of those are kept."""
     if not done:
         return Interrupted("token_effect stopped (Ctrl-C) before its first record was measured: nothing was kept")
-    return Interrupted(f"token_effect stopped (Ctrl-C) after {done} of {total} records: the rows of the records "
+    return Interrupted(f"token_effect stopped (Ctrl-C) after {done:,} of {counted(total, 'record')}: the rows of the records "
                        f"measured are kept {Interrupted.IN_KEPT}", kept=_effect_table(frames))
 
 

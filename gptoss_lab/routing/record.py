@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import harmony
+from ..events import counted
 from ..widgets.sanitize import shown_text
 from . import analysis
 from .analysis import MAX_LABEL
@@ -125,7 +126,7 @@ def _one_per_token(labels: Any, n: int) -> None:
     except TypeError:  # a number was "object of type 'int' has no len()"
         raise TypeError(f"labels is a list of one label per token, not {analysis.described(labels)}") from None
     if count != n:
-        raise ValueError(f"{count} labels for {n} tokens")
+        raise ValueError(f"{counted(count, 'label')} for {counted(n, 'token')}")
 
 
 def _gate_weights(weights: Any) -> np.ndarray:
@@ -319,7 +320,7 @@ class Routing:
                 raise TypeError(f"select takes a slice, a boolean mask or token positions, "
                                 f"not {analysis.described(given)}")
             if which.dtype.kind == "b" and len(which) != self._n:  # "boolean index did not match indexed array"
-                raise ValueError(f"a mask of {len(which)} entries for a record of {self._n} tokens: "
+                raise ValueError(f"a mask of {counted(len(which), 'value')} for a record of {counted(self._n, 'token')}: "
                                  f"give one True or False per token")
             # numpy said "index 999 is out of bounds for axis 0 with size 12"
             if which.dtype.kind in "iu" and which.size and not -self._n <= which.min() <= which.max() < self._n:
@@ -363,11 +364,11 @@ class Routing:
         """Add tokens at the end (labels default to "" = not known yet) and tell the observers."""
         tokens = _token_ids(tokens)
         if experts is None or weights is None:
-            raise ValueError(f"need experts and weights of shape [{len(tokens)}, layers, k] for {len(tokens)} tokens")
+            raise ValueError(f"need experts and weights of shape [{len(tokens)}, layers, k] for {counted(len(tokens), 'token')}")
         experts, weights = self._expert_ids(experts), _gate_weights(weights)
         n = len(tokens)
         if experts.ndim != 3 or experts.shape[0] != n or weights.shape != experts.shape:
-            raise ValueError(f"need experts and weights of shape [{n}, layers, k] for {n} tokens, "
+            raise ValueError(f"need experts and weights of shape [{n}, layers, k] for {counted(n, 'token')}, "
                              f"got {experts.shape} and {weights.shape}")
         if labels is not None:
             _one_per_token(labels, n)
@@ -564,8 +565,8 @@ class Routing:
         if len(order) > _REPR_LABELS:  # 255 labels made a 2,500-character line (and the still image's title)
             parts += f" and {len(order) - _REPR_LABELS} more labels"
         under = f"; routed under an intervention: {self.intervention_shown}" if self.intervention else ""
-        return (f"Routing({analysis.counted(self._n, 'token')} × {analysis.counted(self.layers, 'layer')} × "
-                f"top-{self.top_k} of {analysis.counted(self.num_experts, 'expert')}" + (f"; {parts}" if parts else "")
+        return (f"Routing({counted(self._n, 'token')} × {counted(self.layers, 'layer')} × "
+                f"top-{self.top_k} of {counted(self.num_experts, 'expert')}" + (f"; {parts}" if parts else "")
                 + under + ")")
 
     def _label_counts(self) -> tuple[np.ndarray, list[int]]:
@@ -623,7 +624,7 @@ class Recorder:
         if len(experts) != len(tokens):
             hint = (" The routers were not called: a fused MoE kernel (e.g. MXFP4 on GPU) may bypass them."
                     if len(experts) == 0 else "")
-            raise ValueError(f"routing for {len(experts)} positions given with {len(tokens)} tokens.{hint}")
+            raise ValueError(f"routing for {counted(len(experts), 'position')} given with {counted(len(tokens), 'token')}.{hint}")
         have = self.routing.tokens[self._cursor: self._cursor + len(tokens)].tolist()
         same = next((i for i, (a, b) in enumerate(zip(have, tokens)) if a != b), len(have))
         if self._cursor + same < len(self.routing):  # the prompt differs from what was recorded
@@ -722,7 +723,7 @@ class RecordWriter:
         """Add `routing` as documents of `lengths` tokens (default: one document), with their labels."""
         lengths = [len(routing)] if lengths is None else list(lengths)
         if sum(lengths) != len(routing):
-            raise ValueError(f"document lengths add up to {sum(lengths)}, not {len(routing)} tokens")
+            raise ValueError(f"document lengths add up to {sum(lengths):,}, not {counted(len(routing), 'token')}")
         check_weights(routing)  # before any row is written: fixed point stored a NaN as 0
         if len(routing) and routing.experts.shape[1:] != (self.layers, self.top_k):
             if self.columns["experts"].rows:
@@ -904,7 +905,7 @@ def _check_record(meta: dict[str, Any], columns: dict[str, np.ndarray], bad: Cal
                       f"{'integers' if kinds == 'iu' else 'unsigned integers'} {list(shape)} meta.json says")
     offsets = np.asarray(columns["offsets"])
     if offsets[0] != 0 or offsets[-1] != n or (offsets[1:] < offsets[:-1]).any():   # np.diff wraps on unsigned
-        raise bad(f"offsets.npy does not split {n} tokens into documents")
+        raise bad(f"offsets.npy does not split {counted(n, 'token')} into documents")
     empty = np.iinfo(columns["experts"].dtype).max if meta.get("empty_slots") else None
     for start in range(0, n, _WRITE_ROWS):  # in slices: bounded memory for any record
         end = start + _WRITE_ROWS

@@ -235,7 +235,7 @@ function seconds(s) {
 }
 
 function compact(n) {
-  return n >= 10000 ? `${Math.round(n / 1000)}k` : n.toLocaleString();
+  return n >= 10000 ? `${Math.round(n / 1000)}k` : grouped(n);
 }
 
 // A prompt drawn taller than FOLD_LINES lines folds to its first lines (chat.css), by drawn height: a few long lines
@@ -482,7 +482,7 @@ class Turn {
     b.ended = true;
     if (b.kind === "reasoning") {
       const took = op.seconds < 0.05 ? "under 0.1 s" : `${op.seconds.toFixed(1)} s`;  // "0.0 s" read as "did not think"
-      b.label.textContent = `Thought for ${took} · ${op.tokens} token${op.tokens === 1 ? "" : "s"}`;
+      b.label.textContent = `Thought for ${took} · ${counted(op.tokens, "token")}`;
       b.node.classList.add("gx-ended");
     } else if (op.html !== undefined && b.md) {
       if (!later) {
@@ -623,7 +623,7 @@ class Turn {
 
   rate(op) {
     const rate = op.tps ? ` · ${op.tps.toFixed(1)} tok/s` : "";
-    this.progress.textContent = `${op.tokens.toLocaleString()} token${op.tokens === 1 ? "" : "s"}${rate}`;
+    this.progress.textContent = `${counted(op.tokens, "token")}${rate}`;
   }
 
   stats(op) {
@@ -700,8 +700,8 @@ class Turn {
     const full = share >= 1;
     const node = h("span", "gx-context");
     node.dataset.level = share >= 0.9 ? "full" : share >= 0.75 ? "warn" : "ok";
-    node.title = full ? `the context (${window.toLocaleString()} tokens) is full: start a new chat`
-      : `${used.toLocaleString()} of ${window.toLocaleString()} context tokens used`
+    node.title = full ? `the context (${counted(window, "token")}) is full: start a new chat`
+      : `${grouped(used)} of ${counted(window, "context token")} used`
         + (share >= 0.75 ? ": start a new chat before it fills" : "");
     const bar = h("span", "gx-meter");
     const fill = h("span", "gx-meter-fill");

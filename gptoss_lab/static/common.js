@@ -18,6 +18,17 @@ function expertColor(e) {
   return `rgb(${Math.round(r * 255)},${Math.round(g * 255)},${Math.round(b * 255)})`;
 }
 
+function grouped(n) {
+  // A count with its digits grouped, "12,288", as the kernel writes one (gptoss_lab.events.counted): the same in any
+  // browser language (toLocaleString() wrote "12.288" in a German one, and the routing view "12288").
+  return Number(n).toLocaleString("en-US");
+}
+
+function counted(n, noun) {
+  // `n` things, plural unless one: "1 token", "12,288 tokens" (gptoss_lab.events.counted).
+  return `${grouped(n)} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 // ---------------------------------------------------------------- sanitised HTML
 // The kernel already sanitises every fragment (gptoss_lab/widgets/sanitize.py); this is the second,
 // independent allow-list, applied before anything touches the DOM: the kernel's tags and attributes and no more

@@ -299,11 +299,11 @@ class RoutingGrid {
     this.setOptions(this.layerSelect, [["-1", "all layers"], ...Array.from({ length: d.L }, (_, i) => [String(i), `layer ${i}`])], this.shownLayer());
     this.drawHints();
     const channel = this.model.get("channel");
-    this.loadScope.textContent = channel ? `of the ${d.labels.filter((x) => x === channel).length} ${shownLabel(channel)} tokens only` : "";
+    this.loadScope.textContent = channel ? `of the ${counted(d.labels.filter((x) => x === channel).length, `${shownLabel(channel)} token`)} only` : "";
     const total = Math.max(this.model.get("total"), d.n);
     const under = this.model.get("intervention");   // an ablated turn's grid read as the model's own routing
-    this.summary.textContent = `${d.n} tokens × ${d.L} layers × top-${d.k} of ${d.E} experts`
-      + (total > d.n ? ` (the first ${d.n} of ${total} are shown)` : "")
+    this.summary.textContent = `${counted(d.n, "token")} × ${counted(d.L, "layer")} × top-${d.k} of ${counted(d.E, "expert")}`
+      + (total > d.n ? ` (the first ${grouped(d.n)} of ${grouped(total)} are shown)` : "")
       + (under ? `; routed under an intervention: ${under}` : "");
     this.legend.replaceChildren(...legend(d));
     const fit = Math.min(this.fitCell(), MAX_CELL), cell = this.cell();

@@ -309,7 +309,7 @@ function cellLabel(data, t, l) {
   // What a screen reader says of token t at layer l: the token, its place and channel, its top-1 expert and weight.
   const i = (t * data.L + l) * data.k, e = data.k ? data.experts[i] : EMPTY_SLOT;
   const pick = e === EMPTY_SLOT ? "no expert" : `expert ${e}, ${data.weights[i].toFixed(3)}`;
-  return `token #${t} ${quoted(data.strings[t])} (${t + 1} of ${data.n}, ${shownLabel(data.labels[t], "…")}), layer ${l}: ${pick}`;
+  return `token #${t} ${quoted(data.strings[t])} (${grouped(t + 1)} of ${grouped(data.n)}, ${shownLabel(data.labels[t], "…")}), layer ${l}: ${pick}`;
 }
 
 function barLabel(e, share, layer, scope) {
@@ -377,12 +377,12 @@ function cardPanel(card, onExpert, onClose) {
     head.append(h("span", "gr-muted", card.error || "waiting for the kernel…"), close);
     return [head];
   }
-  head.append(h("span", "gr-muted", `${card.picks} picks · ${percent(card.share)} of the layer`), close);
+  head.append(h("span", "gr-muted", `${counted(card.picks, "pick")} · ${percent(card.share)} of the layer`), close);
   const tokens = h("div", "gr-card-col");
   tokens.append(h("div", "gr-card-head", "chosen most for"));
   for (const row of card.tokens) {
     const line = h("div", "gr-card-row");
-    line.append(h("code", "gr-token", shownText(row.text)), h("span", "gr-muted", `×${row.count} · ${Math.round(row.specialisation * 100)}% of its uses`));
+    line.append(h("code", "gr-token", shownText(row.text)), h("span", "gr-muted", `×${grouped(row.count)} · ${Math.round(row.specialisation * 100)}% of its uses`));
     tokens.append(line);
   }
   const labels = h("div", "gr-card-col");

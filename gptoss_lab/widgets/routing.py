@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
+from ..events import counted
 from ..routing import analysis
 from ..routing.record import Routing
 from . import asset, esm
@@ -83,7 +84,7 @@ class RoutingView(NotebookView):
     def _valid_selected(self, proposal: dict[str, Any]) -> int:
         """-1 (none) or a token of the record: -5 was a token counted from the end for code reading `selected`."""
         if not -1 <= proposal["value"] < len(self.routing):
-            raise traitlets.TraitError(f"selected is -1 (no token) or one of the record's {len(self.routing)} tokens, "
+            raise traitlets.TraitError(f"selected is -1 (no token) or one of the record's {counted(len(self.routing), 'token')}, "
                                        f"not {proposal['value']}")
         return proposal["value"]
 

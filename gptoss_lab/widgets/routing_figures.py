@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..routing.analysis import counted, expert_ids, followed_by_none, layer_index, numbered
+from ..events import counted
+from ..routing.analysis import expert_ids, followed_by_none, layer_index, numbered
 from .sanitize import NO_TYPESETTING, one_html_block, shown_text
 
 _MAX_COLUMNS = 4000  # tokens drawn at most in a grid image; longer records are sampled evenly
@@ -373,7 +374,7 @@ def _label_load(table: Any, overall: Any = None, **_: Any) -> Any:
         ax.set_visible(False)
     if image is not None:
         figure.colorbar(image, ax=axes[: len(labels)].tolist(), label="log2 load vs all tokens", shrink=0.8)
-    shown = f" ({len(labels)} of {len(every)} labels: those with most tokens)" if len(labels) < len(every) else ""
+    shown = f" ({len(labels):,} of {counted(len(every), 'label')}: those with most tokens)" if len(labels) < len(every) else ""
     _title(figure, "which experts each label uses more (red) or less (blue) than all tokens" + shown, 10)
     return figure
 
@@ -383,7 +384,7 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
     ax = figure.add_subplot()
     columns = list(table.columns)[: _MAX_LABELS + 1]  # jsd and the first labels' "vs rest"
     if len(columns) < len(table.columns):
-        ax.text(1, 1.02, f"{len(columns) - 1} of {len(table.columns) - 1} labels drawn", transform=ax.transAxes,
+        ax.text(1, 1.02, f"{len(columns) - 1:,} of {counted(len(table.columns) - 1, 'label')} drawn", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=7)
     for column in columns:
         ax.plot(table.index, table[column], marker="o" if len(table) < 40 else None, label=shown_text(str(column)),
@@ -504,7 +505,7 @@ def _expert_card(card: Any, **_: Any) -> Any:
     _title(moves, "top-1 experts of its tokens", 9)
     if len(card.previous) or len(card.next):  # an expert no token chose: a legend of nothing warned
         moves.legend(fontsize=7)
-    _title(figure, f"expert {card.expert} of layer {card.layer}: {card.picks} picks ({card.share:.1%} of the layer)",
+    _title(figure, f"expert {card.expert} of layer {card.layer}: {counted(card.picks, 'pick')} ({card.share:.1%} of the layer)",
            10)
     return figure
 
@@ -560,7 +561,7 @@ def card_html(card: Any) -> str:
     moves = "; ".join(f"{name}: " + ", ".join(f"e{x} {s:.0%}" for x, s in zip(frame["expert"], frame["share"]))
                       for name, frame in ((f"from layer {card.layer - 1}", card.previous),
                                           (f"to layer {card.layer + 1}", card.next)) if len(frame))
-    return one_html_block(f"<div class='{NO_TYPESETTING}'><b>Expert {card.expert}, layer {card.layer}</b>: {card.picks} picks, {card.share:.1%} of the layer"
+    return one_html_block(f"<div class='{NO_TYPESETTING}'><b>Expert {card.expert}, layer {card.layer}</b>: {counted(card.picks, 'pick')}, {card.share:.1%} of the layer"
                           f"<table><tr><th>token</th><th>count</th><th>of its uses</th></tr>{tokens}</table>"
                           f"<table><tr><th>label</th><th>tokens</th><th>chose it</th><th title='its share of this label&#39;s tokens over its share of all tokens'>vs all tokens</th></tr>{labels}</table>"
                           f"<p>{e(moves)}</p></div>")

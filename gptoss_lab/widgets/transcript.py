@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import (
     Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, ToolStart, ToolUpdate,
-    TurnEnd, TurnStart,
+    TurnEnd, TurnStart, counted,
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
@@ -340,7 +340,7 @@ def stats_line(stats: dict[str, Any]) -> str:
     from what is known."""
     parts = []
     if stats.get("tokens") is not None:
-        parts.append(f"{stats['tokens']} token{'s' * (stats['tokens'] != 1)}")
+        parts.append(counted(stats["tokens"], "token"))
     if stats.get("tokens_per_s"):
         parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
     if stats.get("ttft") is not None:
@@ -364,8 +364,8 @@ def _context_use(used: int, window: int) -> str:
     """'context 1,234 of 4,096 tokens (30%)': the tokens the next question starts from (`Usage.context_tokens`), the
     percent rounded down, so 100 % is said only of a full context ("context 604 of 400 tokens (151%)" was drawn)."""
     if used >= window:
-        return f"context full ({window:,} tokens)"
-    return f"context {used:,} of {window:,} tokens ({used * 100 // window}%)"
+        return f"context full ({counted(window, 'token')})"
+    return f"context {used:,} of {counted(window, 'token')} ({used * 100 // window}%)"
 
 
 @functools.lru_cache(maxsize=32)
@@ -571,9 +571,9 @@ def _status(block: Block) -> str:
 
 def _reasoning_summary(block: Block) -> str:
     if block.ended is None or not block.started:
-        return f"{block.tokens} token{'s' * (block.tokens != 1)}"
+        return counted(block.tokens, "token")
     took = "under 0.1 s" if block.seconds < 0.05 else f"{block.seconds:.1f} s"   # "0.0 s" read as "did not think"
-    return f"thought for {took} · {block.tokens} token{'s' * (block.tokens != 1)}"
+    return f"thought for {took} · {counted(block.tokens, 'token')}"
 
 
 def _lines(text: str) -> str:

@@ -113,7 +113,7 @@ def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
     start = time.perf_counter()
     page.wait_for_selector(".gptoss-routing[data-draw-ms]", timeout=60_000)
     first = time.perf_counter() - start
-    page.wait_for_selector(".gptoss-routing .gr-summary:has-text('5000 tokens × 36 layers × top-4 of 128 experts')")
+    page.wait_for_selector(".gptoss-routing .gr-summary:has-text('5,000 tokens × 36 layers × top-4 of 128 experts')")
     heap_after = _heap(cdp)
     fit_ms = _draws(page)
     print(f"first draw {first:.2f} s after the cell ran (kernel packing + comm + render); "
@@ -186,7 +186,7 @@ def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
                 window.__routingMsgs++; }); }""")
     (jupyter_lab.root / "go").touch()
     start = time.perf_counter()
-    page.wait_for_selector(".gptoss-routing .gr-summary:has-text('7000 tokens')", timeout=60_000)
+    page.wait_for_selector(".gptoss-routing .gr-summary:has-text('7,000 tokens')", timeout=60_000)
     elapsed = time.perf_counter() - start
     messages = page.evaluate("() => window.__routingMsgs")
     print(f"2000 appends arrived in {messages} comm messages within {elapsed:.2f} s")

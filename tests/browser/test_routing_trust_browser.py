@@ -84,7 +84,7 @@ def test_shares_among_32768_experts_are_not_all_0_percent(page, lab_notebook):
     card = page.locator(".gptoss-routing .gr-card.gr-open .gr-panel-title")
     page.wait_for_function("() => /of the layer/.test(document.querySelector('.gptoss-routing .gr-card').innerText)",
                            timeout=20_000)
-    assert "1 picks · 0.0083% of the layer" in card.inner_text(), card.inner_text()
+    assert "1 pick · 0.0083% of the layer" in card.inner_text(), card.inner_text()
 
 
 SMALL = """
