@@ -751,7 +751,9 @@ class GptossMagics(Magics):
 
             say("No model loaded: using the bundled gpt-oss-tiny (a toy for learning; "
                 f"`%gptoss load openai/gpt-oss-20b` on a GPU for the real thing).{_new_conversation(self._unloaded)}")
-            self.session = _keep_settings(_one_line(Session.load, "tiny"), self._unloaded)
+            with ctrl_c_says("%%gptoss stopped (Ctrl-C) while it loaded gpt-oss-tiny: nothing was loaded, and nothing "
+                             "was asked"):
+                self.session = _keep_settings(_one_line(Session.load, "tiny"), self._unloaded)
         return self.session
 
     def _let_go_unloaded(self) -> None:

@@ -641,14 +641,18 @@ def test_a_session_unloaded_from_python_counts_as_no_model(kernel):
     assert "What is the mean?" in out, out
 
 
-def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> None:
-    """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended."""
+def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) -> dict | None:
+    """Run `code` and interrupt the kernel `delay` seconds after it prints `marker`; wait until the cell has ended.
+    The cell's error, if it showed one (its ename, evalue, traceback)."""
     msg_id = kc.execute(code, stop_on_error=False)   # an interrupted cell's error must not abort the next request
     interrupted = False
+    error = None
     while True:
         msg = kc.get_iopub_msg(timeout=120)
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
+        if msg["msg_type"] == "error":
+            error = msg["content"]
         if not interrupted and marker in msg["content"].get("text", ""):
             time.sleep(delay)
             km.interrupt_kernel()
@@ -656,15 +660,20 @@ def _interrupt_once_printed(km, kc, code: str, marker: str, delay: float = 0.0) 
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
     assert interrupted
+    return error
 
 
 def test_ctrl_c_while_the_first_cell_loads_tiny_leaves_a_kernel_that_works(kernel):
     """Ctrl-C during the first cell's load of gpt-oss-tiny landed in `import torch`, and a torch import cut short
-    stays broken: every later cell failed ("Only a single TORCH_LIBRARY can be used ...") until a restart."""
+    stays broken: every later cell failed ("Only a single TORCH_LIBRARY can be used ...") until a restart. The cell
+    stops with one line (it was a 14-line traceback through the load that said nothing of what was kept)."""
     km, kc = kernel
     run(kc, "%load_ext gptoss_lab\nimport sys\nprint('torch' in sys.modules)")
     # interrupted as the load starts: torch is being imported
-    _interrupt_once_printed(km, kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", "No model loaded: using")
+    error = _interrupt_once_printed(km, kc, "%%gptoss --text --approve never --max-tokens 8\nHello!",
+                                    "No model loaded: using")
+    assert error["traceback"] == ["Interrupted: %%gptoss stopped (Ctrl-C) while it loaded gpt-oss-tiny: nothing was "
+                                  "loaded, and nothing was asked"], error
     out, content = run(kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", timeout=120)
     assert content["status"] == "ok", out
     out, _ = run(kc, "print(_gptoss.model, _gptoss.usage.completion_tokens)")
