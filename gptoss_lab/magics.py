@@ -710,8 +710,10 @@ class GptossMagics(Magics):
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output, opts.text))
         # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
         made = len(session.replies)
-        try:
-            reply = _one_line(session.ask, prompt, view=view, new=opts.new, said_by="%%gptoss", **options)
+        try:   # (Ctrl-C before the turn began, while a long prompt is checked or a schema compiled: no reply)
+            with ctrl_c_says("%%gptoss stopped (Ctrl-C) before its turn began: nothing was asked, and the "
+                             "conversation is as it was"):
+                reply = _one_line(session.ask, prompt, view=view, new=opts.new, said_by="%%gptoss", **options)
         except KeyboardInterrupt:
             if len(session.replies) == made:
                 raise

@@ -546,6 +546,39 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
         InteractiveShell.clear_instance()
 
 
+def test_ctrl_c_before_a_cells_turn_begins_is_one_line_and_asks_nothing(capsys, ctrl_c_raises):
+    """Ctrl-C while a cell's question was checked and rendered, before its turn began (seconds for a long prompt's
+    first check of the vocabulary, or a schema's compilation), was a KeyboardInterrupt traceback through the session;
+    it is one line, the conversation is as it was and the next cell answers."""
+    import signal
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
+                       "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))\n%gptoss use s")
+        s = shell.user_ns["s"]
+        real = s._prefix
+
+        def press(*args, **kw):   # the user's Ctrl-C while the turn's prompt is made
+            del s._prefix
+            signal.raise_signal(signal.SIGINT)
+            return real(*args, **kw)
+
+        s._prefix = press
+        capsys.readouterr()
+        shell.run_cell("%%gptoss --text\nWhat is 2+2?")
+        assert capsys.readouterr().out.strip() == ("Interrupted: %%gptoss stopped (Ctrl-C) before its turn began: "
+                                                   "nothing was asked, and the conversation is as it was")
+        assert s.history == [] and s.replies == []
+        shell.run_cell("%%gptoss --text\nWhat is 2+2?")
+        assert shell.user_ns["_gptoss"].final == "4" and len(s.replies) == 1
+    finally:
+        InteractiveShell.clear_instance()
+
+
 def test_help_asked_before_a_command_is_that_commands_help(capsys):
     """`%gptoss -h load` printed the whole usage (both magics, every command), where `%gptoss load -h` prints load's."""
     from IPython.core.interactiveshell import InteractiveShell
