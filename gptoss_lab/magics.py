@@ -709,18 +709,10 @@ class GptossMagics(Magics):
                    "intervene": intervene, **overrides}
         view = _make_view(text=opts.text, session=session, keep=lambda r: self._keep(r, opts.output, opts.text))
         # --new: the conversation is forgotten only once the question is accepted (a refused one forgets nothing)
-        made = len(session.replies)
-        try:   # (Ctrl-C before the turn began, while a long prompt is checked or a schema compiled: no reply)
-            with ctrl_c_says("%%gptoss stopped (Ctrl-C) before its turn began: nothing was asked, and the "
-                             "conversation is as it was"):
-                reply = _one_line(session.ask, prompt, view=view, new=opts.new, said_by="%%gptoss", **options)
-        except KeyboardInterrupt:
-            if len(session.replies) == made:
-                raise
-            # Ctrl-C while the turn was ending (the chat view waits for its front end): `ask` holds it until the
-            # reply is made, then delivers it, so that a script stops; here the cell is ending anyway, and the
-            # reply was lost with a traceback
-            reply = session.replies[-1]
+        reply = _answered(session, lambda: _one_line(session.ask, prompt, view=view, new=opts.new, said_by="%%gptoss",
+                                                     **options),
+                          "%%gptoss stopped (Ctrl-C) before its turn began: nothing was asked, and the conversation is "
+                          "as it was")
         self._keep(reply, opts.output, opts.text)
 
     def _check_output_name(self, name: str) -> str:
@@ -911,7 +903,8 @@ class GptossMagics(Magics):
             text, name = False, None              # cell's question, so its -o variable keeps its answer
         keep = functools.partial(self._keep, name=name, text=text)   # the cell's -o name follows the new answer
         view = _make_view(text=text, session=self.session, keep=keep)
-        keep(_one_line(self.session.regenerate, view=view, said_by="%gptoss regenerate"))
+        keep(_answered(self.session, lambda: _one_line(self.session.regenerate, view=view, said_by="%gptoss regenerate"),
+                       "%gptoss regenerate stopped (Ctrl-C) before its turn began: the earlier answer is kept"))
 
     def _history(self, export: bool) -> None:
         session = self.session if self.session is not None else self._unloaded   # an unloaded model's stays readable
@@ -997,6 +990,21 @@ def _stopped_says(command: str) -> contextlib.AbstractContextManager[None]:
     if command not in _STOPPED:
         return contextlib.nullcontext()
     return ctrl_c_says(f"%gptoss {command} stopped (Ctrl-C): {_STOPPED[command]}")
+
+
+def _answered(session: Any, ask: Callable[[], Any], says: str) -> Any:
+    """The reply `ask()` (a turn of `session`) made. Ctrl-C before its turn began is the one line `says`; one while the
+    turn was ending (the chat view waits for its front end), which the session holds until the reply is made, then
+    delivers so that a script stops, keeps that reply: the cell is ending anyway, and the reply was lost with a
+    traceback."""
+    last = session.replies[-1] if session.replies else None
+    try:
+        with ctrl_c_says(says):
+            return ask()
+    except KeyboardInterrupt:
+        if not session.replies or session.replies[-1] is last:
+            raise
+        return session.replies[-1]
 
 
 def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:

@@ -222,7 +222,8 @@ def test_status_says_what_always_allow_allowed_until_approval_is_set_again(capsy
 def test_ctrl_c_as_a_cell_turn_ends_keeps_its_reply_without_a_traceback(monkeypatch):
     """An interrupt while the turn was ending (the chat view waits up to seconds for a front end to draw the answer)
     was held until the reply was made, then raised out of the cell: a KeyboardInterrupt traceback under the shown
-    answer, and `_gptoss` never set (a new user's review). Held the same way here, from inside the turn's end."""
+    answer, and `_gptoss` never set (a new user's review); so in `%gptoss regenerate`. Held the same way here, from
+    inside the turn's end."""
     import signal
 
     from IPython.core.interactiveshell import InteractiveShell
@@ -247,6 +248,9 @@ def test_ctrl_c_as_a_cell_turn_ends_keeps_its_reply_without_a_traceback(monkeypa
         shell.run_line_magic("gptoss", "use s")
         shell.run_cell_magic("gptoss", "--text", "What is six times seven?")
         assert shell.user_ns["_gptoss"].final == "Forty-two." and session.replies[-1] is shell.user_ns["_gptoss"]
+        first = session.replies[-1]
+        shell.run_line_magic("gptoss", "regenerate")   # the same from %gptoss regenerate (a traceback, _gptoss the old)
+        assert len(session.replies) == 1 and session.replies[-1] is shell.user_ns["_gptoss"] is not first
         with pytest.raises(KeyboardInterrupt):   # a script's own loop of asks still stops
             session.ask("And again?", view=None)
         assert len(session.replies) == 2

@@ -549,7 +549,8 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
 def test_ctrl_c_before_a_cells_turn_begins_is_one_line_and_asks_nothing(capsys, ctrl_c_raises):
     """Ctrl-C while a cell's question was checked and rendered, before its turn began (seconds for a long prompt's
     first check of the vocabulary, or a schema's compilation), was a KeyboardInterrupt traceback through the session;
-    it is one line, the conversation is as it was and the next cell answers."""
+    it is one line, the conversation is as it was and the next cell answers. So in `%gptoss regenerate`, which gave
+    the earlier answer back under the traceback."""
     import signal
 
     from IPython.core.interactiveshell import InteractiveShell
@@ -575,6 +576,13 @@ def test_ctrl_c_before_a_cells_turn_begins_is_one_line_and_asks_nothing(capsys, 
         assert s.history == [] and s.replies == []
         shell.run_cell("%%gptoss --text\nWhat is 2+2?")
         assert shell.user_ns["_gptoss"].final == "4" and len(s.replies) == 1
+        earlier = s.replies[-1]
+        s._prefix = press
+        capsys.readouterr()
+        shell.run_cell("%gptoss regenerate")
+        assert capsys.readouterr().out.strip() == ("Interrupted: %gptoss regenerate stopped (Ctrl-C) before its turn "
+                                                   "began: the earlier answer is kept")
+        assert s.replies == [earlier] and shell.user_ns["_gptoss"] is earlier
     finally:
         InteractiveShell.clear_instance()
 
