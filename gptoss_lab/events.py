@@ -180,8 +180,10 @@ class Interrupted(_OneLine, KeyboardInterrupt):
 
 def ctrl_c_says(says: str | Callable[[], Interrupted]) -> contextlib.AbstractContextManager[None]:
     """Ctrl-C in the block (the bare KeyboardInterrupt of the kernel's interrupt) becomes one line, `Interrupted(says)`
-    or what `says()` makes once the block has ended (what stopped, what was kept), not a traceback through torch. An
-    Interrupted raised below, or the python tool's stop of its code (a subclass), goes on as it is."""
+    or what `says()` makes once the block has ended (what stopped, what was kept), not a traceback through torch; so
+    does an error it caused (Python 3.11 raises one that lands while a class is made, as a module of the load defines
+    one, as "RuntimeError: Error calling __set_name__ ..."). An Interrupted raised below, or the python tool's stop of
+    its code (a subclass), goes on as it is."""
     return _CtrlCSays(says)
 
 
@@ -192,12 +194,14 @@ class _CtrlCSays(contextlib.AbstractContextManager):
         self._says = says
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, frames: Any) -> None:
-        if kind is not KeyboardInterrupt:
+        if error is None or KeyboardInterrupt not in (type(error), type(error.__cause__)):
             return
         # the frames it stopped (a half-loaded model) are let go: kept in sys.last_value (the Interrupted's context,
         # and this frame in its traceback) they were held until the next error
         del frames
         error.__traceback__ = None
+        if error.__cause__ is not None:
+            error.__cause__.__traceback__ = None
         raise (Interrupted(self._says) if isinstance(self._says, str) else self._says()) from None
 
 

@@ -518,7 +518,8 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
             return real(*args, **kw)
         return press
 
-    monkeypatch.setattr(checkpoint, "non_finite", pressed(checkpoint.non_finite))
+    non_finite = checkpoint.non_finite
+    monkeypatch.setattr(checkpoint, "non_finite", pressed(non_finite))
     monkeypatch.setattr(local, "_read", pressed(local._read))
     shell = InteractiveShell.instance()
     try:
@@ -532,6 +533,20 @@ def test_ctrl_c_in_a_long_command_is_one_line_and_changes_nothing(tmp_path, rand
                 f"Interrupted: %gptoss {command} stopped (Ctrl-C): {said}")
             gc.collect()
             assert held and not any(ref() for ref in held)
+        def pressed_in_a_class(real):   # Ctrl-C as a module of the load defines a class: Python 3.11 raised it as
+            def press(*args, **kw):     # "RuntimeError: Error calling __set_name__ on 'Field' instance 'kwargs' in
+                class Field:            # 'LoadPlan'", a traceback (seen in a kernel's first load)
+                    def __set_name__(self, owner, name):
+                        signal.raise_signal(signal.SIGINT)
+                type("LoadPlan", (), {"kwargs": Field()})
+                return real(*args, **kw)
+            return press
+
+        monkeypatch.setattr(checkpoint, "non_finite", pressed_in_a_class(non_finite))
+        capsys.readouterr()
+        shell.run_cell(f"%gptoss load {random_checkpoint}")
+        assert capsys.readouterr().out.rstrip().rpartition("\n")[2] == (
+            "Interrupted: %gptoss load stopped (Ctrl-C): nothing was loaded")
         magics = shell.magics_manager.registry["GptossMagics"]
         assert magics.session is None and magics._kept().browser is None
         from gptoss_lab.tools import containment
