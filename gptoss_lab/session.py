@@ -401,13 +401,13 @@ class Session:
             processor = fmt.processor() if constrain and fmt is not None else None
         except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile
             raise TurnError(f"constrain: {err}") from None
-        if new:
-            self._forget()
         view = view or self.view or _NullView()
         unrouted = _unrouted(self.engine) if routing else None  # no model in this kernel: no live view (see below)
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name,
                            intervention=intervene.describe() if intervene is not None else _routed_under(self.engine)))
+        if new:   # only now: a Ctrl-C while the turn was made (its imports) forgot the conversation and asked nothing
+            self._forget()
         self.history.append(user)
         self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
                                     "intervene": intervene, **overrides}, self._browser_state(), self.settings.approval))

@@ -211,6 +211,27 @@ def test_an_interrupt_while_the_view_starts_still_ends_the_turn_with_a_reply():
     assert s.regenerate().final == "first" and len(s.replies) == 1  # turns and replies kept in step
 
 
+def test_a_ctrl_c_before_a_new_turn_begins_forgets_nothing(monkeypatch):
+    """Ctrl-C while `ask(new=True)` made its turn (importing the routing lab for `routing=True`, seen with a timed SIGINT)
+    stopped it before it began, with the conversation already forgotten: "--new forgets only once the question is
+    accepted", and a %%gptoss cell says "the conversation is as it was"."""
+    from gptoss_lab import session as session_module
+
+    s = session(FINAL.format(text="first") + FINAL.format(text="second"))
+    first = s.ask("q")
+    made = session_module._Turn.__init__
+
+    def interrupted(self, *args, **kwargs):
+        monkeypatch.setattr(session_module._Turn, "__init__", made)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(session_module._Turn, "__init__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        s.ask("again", new=True, routing=True)
+    assert s.replies == [first] and [m.author.role.value for m in s.history] == ["user", "assistant"]
+    assert s.regenerate().final == "second"   # the turn kept is the one asked
+
+
 def test_a_ctrl_c_while_the_reply_is_being_kept_is_held_then_delivered_not_lost(ctrl_c_raises):
     class InterruptsAtTheEnd(Recorder):  # the user's Ctrl-C lands while the turn's end is shown
         def handle(self, event):
