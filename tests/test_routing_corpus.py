@@ -105,13 +105,14 @@ def test_a_failed_run_keeps_the_texts_it_finished(session, turn, tmp_path):
 
 
 def test_ctrl_c_is_one_line_saying_how_far_it_got_and_where_the_finished_texts_are(session, turn, tmp_path,
-                                                                                    ctrl_c_raises):
+                                                                                    ctrl_c_raises, monkeypatch):
     """Ctrl-C (a kernel interrupt) mid-corpus: a traceback through torch said neither what stopped nor what was kept;
     now one line does (IPython shows `_render_traceback_`), the finished texts come with it, and the model routes as
-    before."""
+    before. A second Ctrl-C while the routed texts were being kept lost them, and the line said none was routed."""
     import signal
 
     from gptoss_lab.engines.hooks import model_of
+    from gptoss_lab.routing import corpus as corpus_module
 
     ids = turn.tokens[:20].tolist()
     passes = [0, 5]   # forward passes so far, and the one Ctrl-C is pressed in (batch_size=1: one per text); texts
@@ -121,6 +122,12 @@ def test_ctrl_c_is_one_line_saying_how_far_it_got_and_where_the_finished_texts_a
         passes[0] += 1
         if passes[0] == passes[1]:
             signal.raise_signal(signal.SIGINT)
+
+    finish = corpus_module._Store.finish
+
+    def pressed_again(*args, **kw):   # the impatient second Ctrl-C, as the texts routed are kept
+        signal.raise_signal(signal.SIGINT)
+        return finish(*args, **kw)
 
     handle = model_of(session)[1].register_forward_hook(press)
     try:
@@ -132,8 +139,15 @@ def test_ctrl_c_is_one_line_saying_how_far_it_got_and_where_the_finished_texts_a
         passes[:] = [0, 1]
         with pytest.raises(KeyboardInterrupt) as first:
             route([ids] * 10, session, batch_size=1, progress=False)
+        monkeypatch.setattr(corpus_module._Store, "finish", pressed_again)
+        passes[:] = [0, 5]
+        with pytest.raises(KeyboardInterrupt) as twice:
+            route([ids] * 10, session, batch_size=1, progress=False)
     finally:
         handle.remove()
+        monkeypatch.setattr(corpus_module._Store, "finish", finish)
+    assert twice.value._render_traceback_() == memory.value._render_traceback_()
+    assert len(twice.value.kept) == 4
     assert memory.value._render_traceback_() == [
         "Interrupted: route stopped (Ctrl-C) after 4 of 10 texts: the 4 routed are kept in this error's .kept (in a "
         "notebook: sys.last_value.kept)"]

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import harmony
 from ..events import Interrupted, counted, ctrl_c_says
+from ..session import _deferred_interrupts
 from ..widgets import text_bar
 from ..widgets.sanitize import shown_text
 from .analysis import Labels, described, flag, label_texts, whole
@@ -191,8 +192,8 @@ def route(
     # the finished bar stays: it says what ran (one cleared left a line of spaces in the saved output)
     bar = text_bar(total=len(items), desc="routing", unit="text", disable=not progress)
     current: tuple[int, list[Any], list[Any]] = (0, [], [])   # the window being routed: its first text's index,
-    corpus: Corpus | None = None                                   # its texts, their routing as each is done
-    with ctrl_c_says(lambda: _interrupted(corpus, len(items))):    # (the corpus the block finished with)
+    # its texts, their routing as each is done; Ctrl-C says what the corpus the block always finishes with holds
+    with ctrl_c_says(lambda: _interrupted(corpus, len(items))):
         try:
             with RouterHooks(net) as hooks:
                 for start in range(0, len(items), batch_size * _WINDOW):
@@ -203,16 +204,16 @@ def route(
         except KeyboardInterrupt:   # the texts of the window routed before its first unrouted one are kept too
             store.keep(*current, labels)
             raise
-        finally:
-            bar.close()
-            corpus = store.finish(seconds=time.perf_counter() - started)
+        finally:   # a second Ctrl-C here lost the texts routed: it waits until they are kept
+            with _deferred_interrupts():
+                bar.close()
+                corpus = store.finish(seconds=time.perf_counter() - started)
     return corpus
 
 
-def _interrupted(corpus: Corpus | None, total: int) -> Interrupted:
-    """What Ctrl-C during `route` says: how far it got and where the texts it finished are kept (None: it stopped
-    before its store was finished, which keeps nothing)."""
-    done = len(corpus) if corpus is not None else 0
+def _interrupted(corpus: Corpus, total: int) -> Interrupted:
+    """What Ctrl-C during `route` says: how far it got and where the texts it finished are kept."""
+    done = len(corpus)
     if not done:
         return Interrupted(f"route stopped (Ctrl-C) before the first of {counted(total, 'text')} was routed: "
                            "nothing was kept")
