@@ -38,7 +38,7 @@ def test_a_disabled_expert_can_leave_its_slot_empty():
     scores, ids = LayerEdit(disabled=frozenset({0}), replace=False).route(LOGITS, 2)
     # the other weight renormalised; the empty slot last, so that slot 0 is the expert used (it was slot 0: every
     # "top-1" analysis read the disabled expert there)
-    assert ids.tolist() == [[1, 0]] and scores.tolist() == [[1.0, 0.0]]
+    assert ids.tolist() == [[1, -1]] and scores.tolist() == [[1.0, 0.0]]   # the slot holds no expert (-1)
 
 
 def test_forced_experts_and_top_k():
@@ -539,6 +539,40 @@ def test_a_slot_left_empty_is_recorded_empty(session):
     layer = emptied.experts[:, 1]
     assert busiest not in set(layer.ravel().tolist()) and (layer == -1).any()
     assert np.all(emptied.weights[:, 1][layer == -1] == 0) and (emptied.experts[:, 0] >= 0).all()
+
+
+def test_an_expert_left_out_of_its_slot_is_not_computed(session):
+    """`disable(..., replace=False)` still ran the expert on the tokens routed to it, at gate weight 0: a NaN in its
+    weights (a corrupted expert) made the turn's logits NaN through 0 * NaN. An empty slot now computes nothing, in the
+    lean forward (prefill, decode) and transformers' (teacher forcing): the turn is the one the healthy expert gave."""
+    from gptoss_lab.engines.hooks import teacher_forced
+
+    session.reset()
+    plain = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=40)
+    ids, layer = plain.routing.tokens.tolist(), plain.routing.experts[:, 0].ravel()
+    busiest = int(np.bincount(layer[layer >= 0]).argmax())
+    ablate, model = disable({0: [busiest]}, replace=False), session.engine.model
+    assert session.engine.slow_path_reason is None   # the lean forward answers; teacher forcing is transformers'
+
+    def measured():
+        session.reset()
+        with ablate.apply(session):
+            turn = session.ask(QUESTIONS[0], routing=True, temperature=0, max_new_tokens=40).routing.tokens.tolist()
+        return turn, teacher_forced(model, ids, list(range(1, len(ids))), ablate.check(model))[0]
+
+    healthy = measured()
+    down = model.model.layers[0].mlp.experts.down_proj
+    kept = down.detach()[busiest].clone()
+    try:
+        with torch.no_grad():
+            down[busiest] = float("nan")
+        corrupted = measured()
+    finally:
+        with torch.no_grad():
+            down[busiest] = kept
+        session.reset()
+    assert corrupted[0] == healthy[0]   # the tokens the turn wrote
+    assert np.isfinite(corrupted[1]).all() and np.array_equal(corrupted[1], healthy[1])
 
 
 def test_a_layer_counted_from_the_last_is_described_as_such():

@@ -266,13 +266,16 @@ class KVForward:
 
     @staticmethod
     def _one_token(module: Any, x: Any, experts: Any, weights: Any) -> Any:
-        """The chosen experts of one token, weighted and summed in top-k order (as transformers sums them)."""
+        """The chosen experts of one token, weighted and summed in top-k order (as transformers sums them); a slot an
+        intervention left empty (expert -1) computes nothing."""
         total = None
         for slot, e in enumerate(experts[0].tolist()):
+            if e < 0:
+                continue
             up = module._apply_gate(x @ module.gate_up_proj[e] + module.gate_up_proj_bias[e])
             out = (up @ module.down_proj[e] + module.down_proj_bias[e]) * weights[:, slot:slot + 1]
             total = out if total is None else total + out
-        return total.to(x.dtype)
+        return x.new_zeros(x.shape) if total is None else total.to(x.dtype)
 
 
 def _merge(parts: list[tuple[Any, Any]], sinks: Any, dtype: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+EMPTY = -1  # the expert id of a slot an intervention left empty (`disable(..., replace=False)`): no expert runs there
 _UNDER_INTERVENTION: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()  # model -> its plan
 
 
@@ -125,8 +126,8 @@ class LayerEdit:
     """How one layer's router is changed: experts it may not choose, experts it must choose, its top-k.
 
     `replace=True`: a disabled expert's place goes to the router's next choice (its logit is -inf
-    before the top-k). `replace=False`: the slot stays empty and the remaining gate weights are
-    renormalised (the token uses fewer experts).
+    before the top-k). `replace=False`: the slot stays empty (expert `EMPTY`, gate weight 0, not computed)
+    and the remaining gate weights are renormalised (the token uses fewer experts).
     """
 
     disabled: frozenset[int] = frozenset()
@@ -164,8 +165,10 @@ class LayerEdit:
             choose = choose.index_fill(-1, _ids(self.forced, logits), float("inf"))
         _, indices = torch.topk(choose, k, dim=-1)
         values = logits.gather(-1, indices).float()  # the weights come from the router's own logits
-        if self.disabled and not self.replace:
-            values = values.masked_fill(torch.isin(indices, _ids(self.disabled, logits)), float("-inf"))
+        empty = torch.isin(indices, _ids(self.disabled, logits)) if self.disabled and not self.replace else None
+        if empty is not None:
+            values = values.masked_fill(empty, float("-inf"))
+            indices = indices.masked_fill(empty, EMPTY)  # no expert: `intervened` has the experts compute none there
         scores = torch.nan_to_num(torch.softmax(values, dim=-1), nan=0.0)  # all disabled: no expert
         if self.forced or (self.disabled and not self.replace):
             # slots by gate weight, as the router's own top-k orders them: a forced expert stood in slot 0 with the
@@ -209,16 +212,51 @@ def intervened(model: Any, plan: Mapping[int, LayerEdit]) -> Iterator[None]:
     if model in _UNDER_INTERVENTION:
         raise RuntimeError("this model is already under an intervention: combine them (a | b) and apply one")
     found = routers(model)
+    experts = _experts_of(model)
     handles: list[Any] = []
     _UNDER_INTERVENTION[model] = dict(plan)
     try:  # the hooks are put on inside it: a Ctrl-C between two left the first ones on for good
         for layer, edit in plan.items():
             handles.append(found[layer].register_forward_hook(_edit_hook(edit, int(found[layer].top_k)), prepend=True))
+            if edit.disabled and not edit.replace:
+                handles.extend(_filled_slots_only(experts[found[layer]]))
         yield
     finally:
         for handle in handles:
             handle.remove()
         _UNDER_INTERVENTION.pop(model, None)
+
+
+def _experts_of(model: Any) -> dict[Any, Any]:
+    """Each router's experts module (the MoE layer's `experts`, which it dispatches to)."""
+    return {layer.router: layer.experts for layer in model.modules()
+            if type(getattr(layer, "router", None)).__name__ == "GptOssTopKRouter" and hasattr(layer, "experts")}
+
+
+def _filled_slots_only(experts: Any) -> list[Any]:
+    """Hooks that have `experts` compute each token's filled slots only, one (token, expert) pair a row, summed back
+    per token: an emptied slot's expert ran on the token at gate weight 0, and its NaN (corrupted weights) made the
+    token NaN through 0 * NaN. Calls with no empty slot run as they are. Returns the hooks' handles."""
+    rewritten: list[tuple[Any, Any] | None] = []  # per call in flight: (token of each row, the output's shape)
+
+    def before(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        hidden, indices, weights, *rest = args
+        filled = indices != EMPTY
+        if bool(filled.all()):
+            rewritten.append(None)
+            return None
+        tokens, slots = filled.nonzero(as_tuple=True)
+        rewritten.append((tokens, hidden.shape))
+        return (hidden[tokens], indices[tokens, slots, None], weights[tokens, slots, None], *rest)
+
+    def after(module: Any, args: tuple[Any, ...], output: Any) -> Any:
+        call = rewritten.pop() if rewritten else None
+        if call is None:
+            return None
+        tokens, shape = call
+        return output.new_zeros(shape).index_add_(0, tokens, output)
+
+    return [experts.register_forward_pre_hook(before, prepend=True), experts.register_forward_hook(after, prepend=True)]
 
 
 def intervention_on(model: Any) -> dict[int, LayerEdit] | None:
