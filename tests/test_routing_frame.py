@@ -42,6 +42,20 @@ def test_the_frame_reads_as_before():
     assert len(Routing(num_experts=4).to_frame()) == 0
 
 
+def test_an_empty_slot_is_no_row_of_the_frame():
+    """A slot left empty (`disable(..., replace=False)`: expert -1, weight 0) was a row, so grouping the frame by expert
+    counted an "expert -1" that no text view shows; the frame's rows are the picks, as `load()` counts them."""
+    experts = np.array([[[0, 1], [2, -1]], [[3, 2], [-1, -1]]])
+    r = Routing([5, 6], experts, np.where(experts >= 0, 0.5, 0.0), num_experts=4)
+    frame = r.to_frame()
+    assert frame.groupby("expert").size().to_dict() == {0: 1, 1: 1, 2: 2, 3: 1}
+    for layer in range(2):
+        counted = frame[frame.layer == layer].expert.value_counts()
+        assert counted.reindex(range(4), fill_value=0).tolist() == r.load().counts[layer].tolist()
+    assert frame[["position", "layer", "rank"]].values.tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1]]
+    assert frame.text.tolist() == [r.strings[0]] * 3 + [r.strings[1]] * 2 and (frame.weight == 0.5).all()
+
+
 TEX = "$\\color{red}{x}$"
 
 

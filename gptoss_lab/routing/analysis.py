@@ -579,12 +579,14 @@ _FRAME_ROW_BYTES = 64   # the columns' 31 bytes a row, and what building them ho
 
 @_records(1)
 def to_frame(routing: Routing) -> Frame:
-    """A tidy table, one row per (token, layer, rank). A token's text and label repeat on each of its rows:
-    they are categoricals (as text they took ~120 bytes a row); layers and ranks are int32, positions
-    int64 (arithmetic on them must not wrap)."""
+    """A tidy table, one row per expert pick: (token, layer, rank) with its expert and gate weight. A slot left empty
+    (`disable(..., replace=False)`: expert -1, weight 0) is no pick and has no row, as the text views count none
+    (grouping by expert counted an "expert -1"). A token's text and label repeat on each of its rows: they are
+    categoricals (as text they took ~120 bytes a row); layers and ranks are int32, positions int64 (arithmetic on
+    them must not wrap)."""
     n, layers, k = routing.experts.shape
     fits_in_memory(n * layers * k * _FRAME_ROW_BYTES, f"a table of {n * layers * k:,} rows")
-    return Frame({
+    columns = {
         "position": np.repeat(np.arange(n), layers * k),
         "token": np.repeat(routing.tokens, layers * k),
         "text": _repeated(routing.strings, layers * k),
@@ -593,7 +595,9 @@ def to_frame(routing: Routing) -> Frame:
         "rank": np.tile(np.arange(k, dtype=np.int32), n * layers),
         "expert": np.asarray(routing.experts).ravel(),
         "weight": routing.weights.ravel(),
-    })
+    }
+    picked = columns["expert"] >= 0
+    return Frame(columns if picked.all() else {name: column[picked] for name, column in columns.items()})
 
 
 def _repeated(values: Sequence[str], times: int) -> pd.Categorical:

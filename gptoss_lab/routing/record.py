@@ -472,7 +472,7 @@ class Routing:
         return analysis.compare(self, other, top)
 
     def to_frame(self) -> analysis.Frame:
-        """A tidy pandas DataFrame (a `Frame`), one row per (token, layer, rank)."""
+        """A tidy pandas DataFrame (a `Frame`), one row per expert pick (token, layer, rank); empty slots have none."""
         return analysis.to_frame(self)
 
     def top_tokens(self, n: int = 10, **options: Any) -> analysis.Table:
