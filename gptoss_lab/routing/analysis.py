@@ -750,7 +750,8 @@ def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> T
     Jensen–Shannon divergence of the labels' expert loads, weighted by their token counts (the
     mutual information between label and expert, per pick); where there are two labels or more, one
     column per label gives that label's Jensen–Shannon divergence against the tokens of the other
-    labels (0 = routed like the rest, 1 = disjoint)."""
+    labels (0 = routed like the rest, 1 = disjoint). NaN where a layer has no picks (no tokens: its 0 said "routed
+    alike")."""
     codes, names = _label_codes(routing, labels)
     present = _present(codes, names)
     counts = _label_counts(routing, codes, present).astype(float)
@@ -758,7 +759,7 @@ def label_divergence(routing: Routing, labels: Sequence[str] | None = None) -> T
     weight = np.divide(totals, totals.sum(0), out=np.zeros_like(totals), where=totals.sum(0) > 0)
     overall = counts.sum(0)
     jsd = _entropy(_normalise(overall)) - (weight * _entropy(_normalise(counts))).sum(0)
-    columns = {"jsd": np.maximum(jsd, 0.0)}
+    columns = {"jsd": np.where(overall.any(-1), np.maximum(jsd, 0.0), np.nan)}
     if len(present) > 1:  # a single label has no rest; all at once: summing the rest per label took labels² time
         rest = _jsd(_normalise(counts), _normalise(overall - counts))  # [labels, layers]
         columns.update({f"{names[code]} vs rest": rest[i] for i, code in enumerate(present)})

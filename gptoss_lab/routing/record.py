@@ -488,7 +488,7 @@ class Routing:
         return analysis.label_load(self, labels)
 
     def label_divergence(self, labels: Sequence[str] | None = None) -> analysis.Table:
-        """Per layer, how differently the labels are routed (bits)."""
+        """Per layer, how differently the labels are routed (bits; NaN where a layer has no picks)."""
         return analysis.label_divergence(self, labels)
 
     def transitions(self, layer: int | None = None, **options: Any) -> analysis.Table:
