@@ -562,6 +562,12 @@ NESTED_LOOP = ("n = 0\nwhile True:\n    try:\n        n = 1\n        while True:
 HOLDS = {
     "except Exception, sleeping": "import time\nwhile True:\n    try:\n        time.sleep(0.01)\n    except Exception:\n        pass",
     "except BaseException, nested": NESTED_LOOP,
+    # each stop came as the sleep returned, was caught by the inner handler, and its raise there (which turns tracing
+    # off) by the outer one: the worker ran on for good
+    "except BaseException, nested, around a sleep": ("import time\nwhile True:\n    try:\n        while True:\n"
+                                                     "            try:\n                time.sleep(0.05)\n"
+                                                     "            except BaseException:\n                pass\n"
+                                                     "    except BaseException:\n        pass"),
     "SIGALRM ignored and setitimer(0)": ("import signal\ntry:\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
                                          "except ValueError as err:\n    print('refused:', err)\n"
                                          "signal.setitimer(signal.ITIMER_REAL, 0)\nn = 0\nwhile True:\n    n += 1"),
@@ -669,6 +675,12 @@ def test_code_stuck_in_native_code_is_left_behind_and_the_user_told(capsys):
     assert _guards_gone(within=3)  # once out of the sleep it was stopped by the reaper, loop or not
 
 
+def _left_running(timeout: float) -> str:
+    """The note that says a thread of the code's is still running after its call."""
+    return (f"[1 thread started by this code is still running in the background: it is stopped at the call's {timeout} s "
+            "timeout]")
+
+
 def test_threads_the_code_starts_do_not_hold_the_call(monkeypatch):
     shown: list = []
     monkeypatch.setattr(threading, "excepthook", shown.append)  # where a thread's uncaught error is shown
@@ -677,10 +689,25 @@ def test_threads_the_code_starts_do_not_hold_the_call(monkeypatch):
         "import threading, time\ndef later():\n    time.sleep(0.5)\n    import os\n    os._exit(1)\n"
         "threading.Thread(target=later).start()\n'returned'")
     assert result.status == "done" and result.seconds < 0.4
-    assert result.output == "'returned'\n\n[1 thread started by this code is still running in the background]"
+    assert result.output == "'returned'\n\n" + _left_running(5)
     assert os._exit is not REAL_EXIT  # still guarded while the model's thread lives ...
     assert _guards_gone()  # ... whose os._exit is refused: this process is still here
     assert [type(args.exc_value).__name__ for args in shown] == ["ExitRefused"]  # and the user is shown why
+
+
+def test_a_thread_the_code_leaves_running_ends_at_its_calls_timeout(capsys):
+    """A thread the code started and left running in nested loops that swallow every stop ran on after the turn for
+    good, holding a core: it is stopped at the call's timeout, and the user told in one line."""
+    ns: dict = {}
+    spin = "def spin():\n    global n\n" + "".join(f"    {line}\n" for line in NESTED_LOOP.splitlines())
+    result = PythonTool(ns, timeout=0.5).execute(f"import threading\n{spin}threading.Thread(target=spin).start()\n'left'")
+    assert result.output == "'left'\n\n" + _left_running(0.5)
+    assert _guards_gone(within=0.5 + containment.REPEAT + containment.GRACE + LOADED)
+    n = ns["n"]
+    time.sleep(0.2)
+    assert ns["n"] == n
+    assert ("gptoss_lab: 1 thread started by the model's python code still ran at the call's 0.5 s timeout: stopped\n"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("start", ["_thread.start_new_thread", "_thread.start_new", "threading._start_new_thread"])
@@ -700,7 +727,7 @@ def test_a_bare_thread_is_guarded_and_stopped_like_the_others(start, monkeypatch
         time.sleep(0.1)
     finally:
         signal.signal(signal.SIGUSR1, previous)
-    assert later.output == "'started'\n\n[1 thread started by this code is still running in the background]"
+    assert later.output == "'started'\n\n" + _left_running(5)
     assert received == [] and [type(args.exc_value).__name__ for args in shown] == ["ExitRefused"]
     spun = PythonTool(ns, timeout=0.5).execute(
         f"import _thread, threading\ndef spin():\n    global n\n    n = 0\n    while True: n += 1\n{start}(spin, ())\n"
@@ -759,7 +786,7 @@ def test_code_out_of_threadings_table_is_still_stopped_and_guarded(code, monkeyp
         signal.signal(signal.SIGUSR1, previous)
     assert gone and ns.get("n") == n and received == []
     if "started" in code:
-        assert result.output == "'started'\n\n[1 thread started by this code is still running in the background]"
+        assert result.output == "'started'\n\n" + _left_running(0.5)
     else:
         assert (result.status, result.output) == ("timeout", f"Timed out after 0.5 s ({TIMEOUT_HINT})")
 
@@ -1323,7 +1350,7 @@ def test_a_thread_whose_is_alive_loops_does_not_hold_the_call():
         "    def __eq__(self, other):\n        while True: pass\n    __hash__ = object.__hash__\n"
         "T(target=time.sleep, args=(0.5,)).start()\n'returned'")
     assert result.status == "done" and result.seconds < 0.4
-    assert result.output == "'returned'\n\n[1 thread started by this code is still running in the background]"
+    assert result.output == "'returned'\n\n" + _left_running(5)
     assert _guards_gone()
 
 
@@ -1338,7 +1365,7 @@ def test_a_thread_whose_every_look_up_loops_does_not_hold_the_kernel(ending):
     result = PythonTool({}, timeout=timeout).execute(code)
     assert result.status == ending and result.seconds < 0.4 + (0 if ending == "done" else 0.5 + containment.GRACE)
     if ending == "done":
-        assert result.output == "'returned'\n\n[1 thread started by this code is still running in the background]"
+        assert result.output == "'returned'\n\n" + _left_running(5)
     else:
         assert result.output == f"Timed out after 0.5 s ({TIMEOUT_HINT})"  # and its thread was stopped with it
     assert _guards_gone()

@@ -370,12 +370,14 @@ def _two_loops_in_one_frame() -> str:
             pass
 
 
-def test_a_swallowing_loop_called_on_another_thread_ends_at_the_timeout_too():
+@pytest.mark.parametrize("function", [_swallowing_loop, _two_loops_in_one_frame])
+def test_a_swallowing_loop_called_on_another_thread_ends_at_the_timeout_too(function):
     """Off the main thread (a turn asked on a thread of the user's) a watcher raises the timeout, and `except
     BaseException: pass` caught its every raise: the call never ended. Made in the loop's thread once it swallowed
-    one, the timeout traces the loop there too, each of its lines raising it."""
+    one, the timeout traces the loop there too, each of its lines raising it; and again as a handler lets it go (two
+    nested loops caught each raise, the inner as the sleep returned, the outer the raise out of the inner's handler)."""
     results = []
-    thread = threading.Thread(target=lambda: results.append(FunctionTool(_swallowing_loop).call("{}", timeout=0.5)),
+    thread = threading.Thread(target=lambda: results.append(FunctionTool(function).call("{}", timeout=0.5)),
                               daemon=True)
     thread.start()
     thread.join(2.5)
@@ -391,6 +393,32 @@ def test_swallowing_loops_inside_swallowing_loops_end_at_the_timeout_too(functio
     result = FunctionTool(function).call("{}", timeout=0.5)
     assert (result.status, time.perf_counter() - started < 2.5) == ("timeout", True)
     assert sys.gettrace() is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # each ends by the stop
+def test_a_thread_a_function_leaves_running_ends_at_the_calls_timeout(capsys):
+    """Swallowing loops on a thread the function started ran on after the call for good, holding a core, whether the
+    function returned or waited for it and timed out: the thread is stopped at the call's timeout, in one line."""
+    threads = []
+
+    def starts(wait: bool) -> str:
+        threads.append(threading.Thread(target=_two_loops_in_one_frame, daemon=True))
+        threads[-1].start()
+        if wait:
+            threads[-1].join()
+        return "started"
+
+    results = [FunctionTool(starts).call(f'{{"wait": {wait}}}', timeout=0.5) for wait in ("false", "true")]
+    assert [result.status for result in results] == ["done", "timeout"]
+    for thread in threads:
+        thread.join(2)
+    assert not any(thread.is_alive() for thread in threads)
+    said = "gptoss_lab: 1 thread started by the function starts still ran at the call's 0.5 s timeout: stopped\n"
+    err, end = "", time.monotonic() + 1
+    while err.count(said) < 2 and time.monotonic() < end:  # (said once the stop is done, a moment after the thread ends)
+        time.sleep(0.05)
+        err += capsys.readouterr().err
+    assert err.count(said) == 2
 
 
 class _Unsayable(Exception):

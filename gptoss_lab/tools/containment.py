@@ -7,6 +7,10 @@ watches, so the caller has its answer at the timeout whatever the code does:
   signal is involved, so the code cannot ignore, cancel or re-time it), and again and again until it
   stops. The first one can be handled (`finally` blocks run); from POLITE seconds on, every line the
   code runs raises it again, so `except BaseException: pass` in a loop does not keep it alive.
+  Raised by the tracer, the stop turns tracing off (Python's rule), so it traces again as the handler that caught
+  it lets it go (nested swallowing loops around a `time.sleep` caught every stop at the same place). Threads the
+  code started that outlive its call are stopped at the call's timeout too (`_Guards.stop_at`), and so are the
+  threads of a user's function (`bound_threads`).
   Whether the code still runs is read from its thread's stack (the lab's frames told apart by their
   code objects, not file names), never from what the code can set, and the lab never asks the code's
   thread objects anything (a Thread subclass can make any look-up run its code).
@@ -122,6 +126,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Any, Literal, TextIO
 
+from ..events import counted
 from .displays import INERT, inert_message, refusal, shown_text, text_of, widget_refusal
 
 try:
@@ -290,12 +295,22 @@ def _plain_keys(table: dict[Any, Any], kind: type = str, keep: Iterable[Any] = (
 class _Stops:
     """Mixin of the exceptions raised into a thread to stop it: made in a thread that is being stopped
     (as happens when the exception is raised there), it makes every later line of that thread's code
-    raise it again, so a handler that swallows it cannot keep the code going."""
+    raise it again, so a handler that swallows it cannot keep the code going. Raised by the tracer, it turns tracing off
+    (Python's rule for a tracer that raises): so it traces again as the handler that caught it lets it go, and the
+    next line raises it out of that handler (off the main thread, nested `except BaseException: pass` loops around a
+    `time.sleep` caught every stop at the same place, and ran on for good)."""
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
+        self._trace_again()
+
+    def __del__(self) -> None:
+        self._trace_again()
+
+    def _trace_again(self) -> None:
+        """The code's frames below the caller traced to raise it, in a thread being stopped that is not traced so."""
         if _get_ident() in _stopping and not getattr(_gettrace(), "stops", False):
-            _trace_to_stop(_getframe(1), type(self))
+            _trace_to_stop(_getframe(2), type(self))
 
 
 class ToolTimeout(_Stops, BaseException):
@@ -353,7 +368,8 @@ def _trace_to_stop(frame: Any, stop: type[BaseException]) -> None:
 @dataclass
 class Outcome:
     """How a contained run went. `still_running`: the code did not stop when told (stuck in a native
-    call) and keeps being stopped in the background; `threads`: threads it started that still run.
+    call) and keeps being stopped in the background; `threads`: threads it started that still run (stopped at the
+    call's timeout).
     The code's error itself is not kept: it is dropped on the code's thread (see `_Worker`)."""
 
     status: Literal["done", "error", "timeout", "interrupted"]
@@ -543,6 +559,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
     """
     worker = _Worker(fn)
     stuck: dict[int, Any] = {}
+    due = None if timeout is None else _monotonic() + timeout
     with _held_interrupts() as interrupts:
         with _GUARDS.running(output, namespace, settle) as run:
             run.timeout = timeout
@@ -561,11 +578,14 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
                         with_ = Hijacked if attacked else _Interrupt if status == "interrupted" else ToolTimeout
                         stopping = _monotonic() if stopping is None else stopping  # not restarted: it gets forced
                         stuck = _stop({ident: worker, **run.started()}, with_, stopping)
+                        _GUARDS.keep_stopping(stuck)
                     break
                 except BaseException:  # raised into this thread by the code (PyThreadState_SetAsyncExc): it ends
                     status, attacked = "error", True
             _drop_pending()  # one the code left pending here is dropped, and the interpreter's flag cleared
             threads = run.started()
+            if status in ("done", "error") and due is not None and timeout is not None:  # (else stopped already)
+                _GUARDS.stop_at(threads, due, timeout, label)
     if ident in stuck:
         why = ("when interrupted" if status == "interrupted" else "when told" if attacked
                else f"at its {timeout:g} s timeout")
@@ -596,13 +616,12 @@ def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Inte
 def _stop(threads: dict[int, Any], stop: type[BaseException], start: float | None = None) -> dict[int, Any]:
     """Raise `stop` into each thread (by ident) until it ends or GRACE passes since `start` (now, by
     default; for POLITE seconds it can be handled, so cleanup runs; then it is forced); the ones still
-    running are handed to the background reaper, which keeps stopping them, and returned."""
+    running are returned (for the background reaper to keep stopping)."""
     start = _monotonic() if start is None else start
     alive = {ident: t for ident, t in threads.items() if _running(ident, t)}
     while alive and _monotonic() < start + GRACE:
         _poke(alive, stop, force=_monotonic() > start + POLITE)
         alive = {ident: t for ident, t in alive.items() if _running(ident, t)}
-    _GUARDS.keep_stopping(alive)
     return alive
 
 
@@ -849,7 +868,7 @@ class _Run:
 
     def __init__(self) -> None:
         self.watcher = _get_ident()  # the thread that runs `contain`: the lab's code only, while the run goes on
-        self.before = {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values(), *_threads().values()]}
+        self.before = _thread_objects()
         self.kept: tuple[Any, ...] = ([], {}, [], {}, [])  # what `_Guards.put_back` puts back: see `_Guards.running`
         self.shell_hooks: _ShellHooks | None = None  # what IPython calls at later cells, as it was
         self.timeout: float | None = None
@@ -867,8 +886,36 @@ class _Run:
     def started(self) -> dict[int, threading.Thread]:
         """Threads the code started that still run, by ident (low-level `_thread` ones run as threading's:
         see `_start_seen`), those it took out of threading's table too."""
-        return {ident: t for ident, t in {**_threads(), **dict(_active)}.items() if id(t) not in self.before
-                and type(t) is not _Worker and type(t) is not threading._DummyThread and t is not _GUARDS.reaper}
+        return _started_since(self.before)
+
+
+def _thread_objects() -> dict[int, Any]:
+    """Every thread now, by id of its object (kept, so that no later thread's object takes its id)."""
+    return {id(t): t for t in [*dict(_active).values(), *dict(_limbo).values(), *_threads().values()]}
+
+
+def _started_since(before: dict[int, Any]) -> dict[int, Any]:
+    """The threads not in `before` (`_thread_objects`) that run now, by ident, but the lab's own (a worker, the
+    reaper) and those of native code (`_DummyThread`), whichever table they are in (see `_threads`)."""
+    return {ident: t for ident, t in {**_threads(), **dict(_active)}.items() if id(t) not in before
+            and type(t) is not _Worker and type(t) is not threading._DummyThread and t is not _GUARDS.reaper}
+
+
+class bound_threads:
+    """`with bound_threads(timeout, label):` the threads the block starts (a user function's: trusted code, run in
+    place) that outlive it are stopped `timeout` seconds after it began, as the model's code's are (`_Guards.stop_at`:
+    a swallowing loop on one held a core for good after the turn). With no timeout it does nothing."""
+
+    def __init__(self, timeout: float | None, label: str) -> None:
+        self.timeout, self.label = timeout, label
+
+    def __enter__(self) -> None:
+        if self.timeout:
+            self.when, self.before = _monotonic() + self.timeout, _thread_objects()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timeout:
+            _GUARDS.stop_at(_started_since(self.before), self.when, self.timeout, self.label)
 
 
 def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = False, if_gone: bool = False) -> None:
@@ -1137,6 +1184,8 @@ class _Guards:
         self.trusted: dict[int, threading.Thread] = {}     # ident -> thread, as `_Run.started` (compared by identity)
         self.lingering: dict[int, threading.Thread] = {}
         self.stuck: dict[int, threading.Thread] = {}
+        # threads a call left running, stopped at its timeout: ident -> (thread, when, the timeout, whose they are)
+        self.overdue: dict[int, tuple[Any, float, float, str]] = {}
         self.installed: list[tuple[Any, str, Any, Any]] = []   # owner, name, original, stand-in
         self.made: dict[tuple[Any, str], tuple[Any, Any]] = {}  # (owner, name): original, its stand-in
         self.shell: Any = None
@@ -1289,22 +1338,52 @@ class _Guards:
             self.stuck.update(threads)
             self._watch_lingering()
 
+    def stop_at(self, threads: dict[int, Any], when: float, timeout: float, label: str) -> None:
+        """Stop `threads` (by ident), which a call of `label` left running, at `when` (monotonic), its `timeout`'s end:
+        a thread it started outlived it with no bound (a `while True: try: ... except BaseException: pass` loop held a
+        core for good after the turn). Those they start meanwhile go with them (see `_start_seen`)."""
+        if not threads:
+            return
+        with self.lock:
+            self.overdue.update({ident: (thread, when, timeout, label) for ident, thread in threads.items()})
+            self._watch_lingering()
+
     def _watch_lingering(self) -> None:
-        if self.installed and self.reaper is None:
+        if (self.installed or self.overdue or self.stuck) and self.reaper is None:
             self.reaper = threading.Thread(target=self._reap, name="gptoss-python-reaper", daemon=True)
             self.reaper.start()
 
     def _reap(self) -> None:
-        """Keep stopping the stuck threads, and take the stand-ins out once the model's threads have all ended."""
+        """Stop the threads that are overdue, keep stopping the stuck ones, and take the stand-ins out once the model's
+        threads have all ended."""
         while True:
             _sleep(REPEAT)
+            self._stop_overdue()
             with self.lock:
                 self.stuck = {ident: t for ident, t in self.stuck.items() if _running(ident, t)}
                 _poke(self.stuck, ToolTimeout)
                 self._uninstall_if_done()
-                if not self.installed:
+                if not (self.installed or self.overdue or self.stuck):
                     self.reaper = None
                     return
+
+    def _stop_overdue(self) -> None:
+        """The threads whose call's timeout has passed stopped, as the call's own code is (`_stop`), and one line on the
+        user's stderr for each call's: how many were stopped and how many did not stop (those are kept being stopped)."""
+        now = _monotonic()
+        with self.lock:
+            ended = [ident for ident, (thread, *_) in self.overdue.items() if not _running(ident, thread)]
+            due = {ident: entry for ident, entry in self.overdue.items() if entry[1] <= now and ident not in ended}
+            for ident in [*ended, *due]:
+                del self.overdue[ident]
+        calls: dict[tuple[float, float, str], dict[int, Any]] = {}
+        for ident, (thread, *call) in due.items():
+            calls.setdefault(tuple(call), {})[ident] = thread
+        for (_, timeout, label), threads in calls.items():
+            stuck = _stop(threads, ToolTimeout.after(timeout))
+            with self.lock:
+                self.stuck.update(stuck)
+            print(_overdue_line(label, timeout, len(threads), len(stuck)), file=sys.stderr)
 
     def _uninstall_if_done(self) -> None:
         """Take the stand-ins out once no run is going on and no thread of the model's is alive."""
@@ -1501,6 +1580,17 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
     return stand_in
 
 
+def _overdue_line(label: str, timeout: float, threads: int, stuck: int) -> str:
+    """What the user reads of the threads of a call of `label` that were stopped at its timeout."""
+    said = f"gptoss_lab: {counted(threads, 'thread')} started by {label} still ran at the call's {timeout:g} s timeout: "
+    if not stuck:
+        return said + "stopped"
+    one = stuck == 1
+    return said + (f"{threads - stuck} stopped, {stuck} did not stop (stuck in native code) and "
+                   f"{'keeps' if one else 'keep'} being stopped in the background; restart the kernel if "
+                   f"{'it does' if one else 'they do'} not end")
+
+
 _STARTS = ("start_new_thread", "start_new", "_start_new_thread")  # _thread's, its old alias, threading's copy
 _WATCHERS_OWN = ("write", *_STARTS)  # what the watcher calls itself while it watches (the reaper's start)
 
@@ -1517,6 +1607,9 @@ def _start_seen(start: Callable[..., int], function: Any, args: Any, kwargs: Any
         with _GUARDS.lock:
             if not _GUARDS.runs:  # during a run, the run's end counts it among the code's threads
                 _GUARDS.lingering[ident] = thread
+            starter = _GUARDS.overdue.get(_get_ident())
+            if starter is not None:  # it ends with its starter's call
+                _GUARDS.overdue[ident] = (thread, *starter[1:])
         return ident
     if not callable(function):
         raise TypeError("first arg must be callable")
@@ -1815,6 +1908,7 @@ class deadline:
         self.finished = True
         self._alarm = False
         self._trace: tuple[Any] | None = None  # the tracer there before a block that swallowed the timeout was traced
+        self._traced: type[ToolTimeout] | None = None  # see `_traced_timeout`
 
     def __enter__(self) -> deadline:
         on_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
@@ -1875,26 +1969,41 @@ class deadline:
     def _on_line(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "line" and not self.finished and not _exits_a_with(frame):
             # raising here turns tracing off; a handler further out that catches it meets the next ring's raise
-            # (which traces again) at its next loop or call (off the main thread: the watcher's next raise)
+            # (which traces again) at its next loop or call; off the main thread, the handler that lets it go
+            # traces again (see `_traced_timeout`)
             if self._alarm:
                 self._ring_soon()
-            raise self._timeout()
+                raise self._timeout()
+            raise self._traced_timeout()()
         return self._on_line
 
     def _traced_timeout(self) -> type[ToolTimeout]:
         """The timeout the watcher raises into a block, off the main thread, that swallowed the first: made in the
         block's thread (as a raised-in exception is), it traces the block's frames so that each of their lines
-        raises it again (a function's `except BaseException: pass` loop on a thread kept its call going for good)."""
+        raises it again (a function's `except BaseException: pass` loop on a thread kept its call going for good),
+        and so it does again as a handler lets it go (raised by the tracer, it had turned tracing off: nested
+        swallowing loops around a `time.sleep` caught every raise at the same place)."""
+        if self._traced is not None:
+            return self._traced
         block = self
 
         class Traced(self._timeout):  # type: ignore[name-defined,misc]
             def __init__(self, *args: object) -> None:
                 super().__init__(*args)
-                if not block.finished and _get_ident() == block.ident:
-                    block._raise_on_each_line(_getframe(1))
+                block._trace_again(_getframe(1))
+
+            def __del__(self) -> None:
+                block._trace_again(_getframe(1))
 
         Traced.__name__ = Traced.__qualname__ = ToolTimeout.__name__
+        self._traced = Traced
         return Traced
+
+    def _trace_again(self, frame: Any) -> None:
+        """`frame` and those it runs in traced to raise the timeout (`_raise_on_each_line`), in the block's thread
+        while the block runs."""
+        if not self.finished and _get_ident() == self.ident:
+            self._raise_on_each_line(frame)
 
     def _ring_soon(self) -> None:
         """The alarm rung in a few microseconds (not at once: `signal.raise_signal` runs the handler right there)."""

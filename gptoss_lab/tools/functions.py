@@ -50,6 +50,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from ..events import ToolCall, ToolStatus
 from ..structured import describe_errors, docstring, json_default, json_value, numbers_as_written, typed_schema
 from .base import Tool, ToolResult, bounded, error_message, error_text
+from .containment import bound_threads
 from .python import MAX_OUTPUT_CHARS, ToolTimeout, truncate
 
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -132,8 +133,14 @@ class FunctionTool:
 
     def call(self, arguments: str, *, timeout: float | None = None, stop: Callable[[], bool] | None = None) -> ToolResult:
         """Run the function on the model's JSON arguments; the result or the error, as text for the model.
-        It runs here, on the caller's thread, ended by `timeout` or once `stop()` (the view's Stop) says yes."""
-        return bounded(lambda: ToolResult(*self._outcome(arguments)), timeout, stop)
+        It runs here, on the caller's thread, ended by `timeout` or once `stop()` (the view's Stop) says yes; threads
+        it starts are stopped at that timeout."""
+        return bounded(lambda: self._bounded_call(arguments, timeout), timeout, stop)
+
+    def _bounded_call(self, arguments: str, timeout: float | None) -> ToolResult:
+        """`call`'s work, under its deadline: the threads the function leaves running end with the call's timeout."""
+        with bound_threads(timeout, f"the function {self.name}"):
+            return ToolResult(*self._outcome(arguments))
 
     def refusal(self, arguments: str, *, timeout: float | None = None) -> str | None:
         """The error the model reads of arguments the function cannot be called with (not a JSON object, refused by

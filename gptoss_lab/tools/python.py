@@ -173,7 +173,7 @@ class PythonTool(Tool):
             said = f"Timed out after {timeout:g} s ({TIMEOUT_HINT})"   # as a function's or the browser's
             out.write("\n" + said if out.total else said)
         # bounded again: the code reaches its capture's parts (`sys.stdout._head.append('y' * 10**6)` was all shown)
-        text = truncate(out.getvalue(), 2 * MAX_OUTPUT_CHARS) + _notes(outcome)
+        text = truncate(out.getvalue(), 2 * MAX_OUTPUT_CHARS) + _notes(outcome, timeout)
         if outcome.status == "interrupted":
             result = interrupted(text)
             result.seconds = time.perf_counter() - start
@@ -218,17 +218,25 @@ def _run(body: CodeType, last: CodeType | None, namespace: dict[str, Any], out: 
         raise
 
 
-def _notes(outcome: containment.Outcome) -> str:
-    """What the model should know about code that is still going after the call returned."""
+def _notes(outcome: containment.Outcome, timeout: float | None) -> str:
+    """What the model should know about code that is still going after the call returned (threads it started are
+    stopped at the call's timeout)."""
     notes = ""
     if outcome.still_running:
         notes += ("\nThe code did not stop when told (it is stuck in native code or keeps catching the stop) "
                   "and may still be running in the background.")
-    if outcome.threads:
-        several = outcome.threads > 1
-        notes += (f"\n[{outcome.threads} thread{'s' if several else ''} started by this code "
-                  f"{'are' if several else 'is'} still running in the background]")
+    if outcome.threads:  # (at the timeout they were stopped with the code: those left are stuck)
+        ends = timeout if outcome.status in ("done", "error") else None
+        notes += _left_running(outcome.threads, "thread", "threads", "stopped", ends)
     return notes
+
+
+def _left_running(count: int, noun: str, nouns: str, ended: str, timeout: float | None) -> str:
+    """The note on `count` threads or processes of the code's still running, and when they are `ended`."""
+    several = count > 1
+    then = f": {'they are' if several else 'it is'} {ended} at the call's {timeout:g} s timeout" if timeout else ""
+    return (f"\n[{count} {nouns if several else noun} started by this code {'are' if several else 'is'} still "
+            f"running in the background{then}]")
 
 
 _BRACKETS = {list: ("[", "]"), tuple: ("(", ")"), set: ("{", "}"), frozenset: ("frozenset({", "})"),
