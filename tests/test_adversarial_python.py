@@ -323,7 +323,8 @@ def test_a_child_left_writing_ends_with_the_run(capfd):
     output now ends with the run (the pipe closes: it gets EPIPE), and nothing reaches the process's own."""
     namespace: dict = {}
     result = PythonTool(namespace, timeout=5).execute("import subprocess\np = subprocess.Popen(['yes'])\np.pid")
-    assert len(result.output) < MAX_OUTPUT_CHARS + 100 and result.output.endswith("y\n")  # its output, bounded
+    note = "\n[1 process started by this code is still running in the background: it is ended at the call's 5 s timeout]"
+    assert len(result.output) < MAX_OUTPUT_CHARS + 100 + len(note) and result.output.endswith("y\n" + note)  # bounded
     assert namespace["p"].wait(timeout=10) != 0  # subprocess.TimeoutExpired while it writes on
     assert "y\ny" not in capfd.readouterr().out
 
@@ -679,6 +680,27 @@ def _left_running(timeout: float) -> str:
     """The note that says a thread of the code's is still running after its call."""
     return (f"[1 thread started by this code is still running in the background: it is stopped at the call's {timeout} s "
             "timeout]")
+
+
+def test_a_process_the_code_forks_ends_at_its_calls_timeout(capsys):
+    """A child the code forked (a copy of the kernel, its sockets too) looping on its own ran on after the turn for
+    good, out of the timeout's reach: it is killed at the call's timeout, and the user told in one line."""
+    ns: dict = {}
+    result = PythonTool(ns, timeout=0.5).execute("import os, time\npid = os.fork()\nif pid == 0:\n    while True:\n"
+                                                 "        try:\n            time.sleep(0.05)\n"
+                                                 "        except BaseException:\n            pass\n'forked'")
+    end, ended = time.monotonic() + 0.5 + containment.REPEAT + LOADED, (0, 0)
+    while ended == (0, 0) and time.monotonic() < end:
+        time.sleep(0.05)
+        ended = os.waitpid(ns["pid"], os.WNOHANG)
+    if ended == (0, 0):  # (a copy of this test's process, left looping for good)
+        os.kill(ns["pid"], signal.SIGKILL)
+        os.waitpid(ns["pid"], 0)
+    assert result.output == ("'forked'\n\n[1 process started by this code is still running in the background: it is "
+                             "ended at the call's 0.5 s timeout]")
+    assert os.WIFSIGNALED(ended[1]) and os.WTERMSIG(ended[1]) == signal.SIGKILL, ended
+    assert "gptoss_lab: 1 process started by the model's python code still ran at the call's 0.5 s timeout: ended\n" in (
+        capsys.readouterr().err)
 
 
 def test_threads_the_code_starts_do_not_hold_the_call(monkeypatch):

@@ -228,6 +228,8 @@ def _notes(outcome: containment.Outcome, timeout: float | None) -> str:
     if outcome.threads:  # (at the timeout they were stopped with the code: those left are stuck)
         ends = timeout if outcome.status in ("done", "error") else None
         notes += _left_running(outcome.threads, "thread", "threads", "stopped", ends)
+    if outcome.processes:
+        notes += _left_running(outcome.processes, "process", "processes", "ended", timeout)
     return notes
 
 
