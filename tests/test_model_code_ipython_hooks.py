@@ -183,10 +183,13 @@ def test_the_magics_the_code_replaced_are_put_back(kernel, replace):
     "get_ipython().kernel.io_loop.call_later(0.2, cb)",
     "import asyncio\nasync def co():\n    cb()\n"
     "asyncio.run_coroutine_threadsafe(co(), get_ipython().kernel.io_loop.asyncio_loop)",
+    # a reader, called whenever its file is ready (tornado's add_handler is asyncio's add_reader)
+    "import os\nr, w = os.pipe()\nget_ipython().kernel.io_loop.add_handler(r, cb, 1)\nos.write(w, b'x')",
 ])
 def test_a_looping_callback_the_code_puts_on_the_kernels_event_loop_does_not_hold_it(kernel, schedule):
     """The kernel's thread runs its event loop between cells, where it ignores interrupts: a looping callback the
-    model's code put there held the kernel for good (seen: the next cell never ran, interrupted or not)."""
+    model's code put there held the kernel for good (seen: the next cell never ran, interrupted or not); so did a
+    reader of a file the code made ready."""
     km, kc = kernel
     out, content = _turn(kc, LOOP.format(name="cb") + schedule + "\nNone")
     assert content["status"] == "ok" and "'final': 'done'" in out, out

@@ -974,7 +974,8 @@ class _ShellHooks:
         self.classes: list[tuple[type, dict[str, Any], list[dict[str, Any]]]] = []  # ... and their classes
         # the event loop of the kernel's thread (ipykernel's: it runs the cells), and what it is to run: its callbacks
         self.loop: Any = asyncio._get_running_loop() if _get_ident() == _MAIN else None
-        self.handles: list[Any] = [*self.loop._ready, *self.loop._scheduled] if self.loop is not None else []
+        self.handles: list[Any] = ([*self.loop._ready, *self.loop._scheduled, *_readers(self.loop)]
+                                   if self.loop is not None else [])
         ipython = sys.modules.get("IPython")
         shell = ipython.get_ipython() if ipython is not None else None
         if shell is None:
@@ -1073,10 +1074,11 @@ class _ShellHooks:
                 if kind is asyncio.TimerHandle:
                     heapq.heapify(queue)  # (TimerHandle's own order: by time)
             for handle in added:
-                if type(handle) is kind and type(handle._callback) is not _Later:
-                    handle._callback = _Later(handle._callback, "callback on the kernel's event loop", None, timeout)
-                    if type(handle._context) is not contextvars.Context:
-                        handle._context = contextvars.copy_context()
+                if type(handle) is kind:
+                    _contain_handle(handle, "callback on the kernel's event loop", None, timeout)
+        for handle in _readers(loop):  # called whenever its file is ready: taken out when it fails (`_Later`)
+            if id(handle) not in known and type(handle) is asyncio.Handle:
+                _contain_handle(handle, "reader on the kernel's event loop", handle, timeout)
 
     def _put_back_methods(self) -> None:
         """The shell's and the kernel's methods as they were: on their classes (IPython's and ipykernel's) and on
@@ -1106,6 +1108,29 @@ class _ShellHooks:
                     _restore(table, name, value)
 
 
+def _readers(loop: Any) -> list[Any]:
+    """The handles `loop` calls when a file it watches is ready (`add_reader`, `add_writer`, tornado's `add_handler`:
+    a looping one the code registered held the kernel for good), read from its selector's table (no method of the
+    selector's, which the code can replace, runs here); none where it is not one of `selectors`' own."""
+    selector = vars(loop).get("_selector")
+    keys = vars(selector).get("_fd_to_key") if type(selector) in _SELECTORS else None
+    if type(keys) is not dict:
+        return []
+    return [handle for key in list(keys.values()) if type(key) is selectors.SelectorKey and type(key.data) is tuple
+            for handle in key.data if handle is not None]
+
+
+_SELECTORS = tuple(cls for cls in vars(selectors).values() if isinstance(cls, type) and cls.__module__ == "selectors")
+
+
+def _contain_handle(handle: Any, what: str, hooks: Any, timeout: float | None) -> None:
+    """An asyncio handle of the code's made to run its callback as the code ran (`_Later`)."""
+    if type(handle._callback) is not _Later:
+        handle._callback = _Later(handle._callback, what, hooks, timeout)
+        if type(handle._context) is not contextvars.Context:
+            handle._context = contextvars.copy_context()
+
+
 def _is_method(value: Any) -> bool:
     """A function or a method (told by its exact type: nothing of the code's runs)."""
     return type(value) in (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType,
@@ -1129,14 +1154,15 @@ def _plain_key(key: Any) -> bool:
 class _Later:
     """A callable the model's code left for the kernel's thread to call later: in one of IPython's lists or printer
     tables (a `post_run_cell` callback, an input or AST transformer, a display formatter's printer of a type) or on
-    its event loop. Each call runs it as the code ran, on a watched thread under the guards and the run's timeout. One
-    that does not end in time, is interrupted or fails is taken out of its list, with one line on stderr; a
+    its event loop (a callback, or a reader called whenever its file is ready). Each call runs it as the code ran, on a
+    watched thread under the guards and the run's timeout. One that does not end in time, is interrupted or fails is
+    taken out of its list (a reader: cancelled), with one line on stderr; a
     transformer's input then goes on unchanged (a printer's object is shown as it would be without it). Compared by
     identity with what it holds, so `events.unregister(fn)` and `fn in callbacks` (matplotlib's own checks) find it."""
 
     __slots__ = ("fn", "what", "hooks", "timeout")
 
-    def __init__(self, fn: Any, what: str, hooks: list[Any] | tuple[dict[Any, Any], ...] | None,
+    def __init__(self, fn: Any, what: str, hooks: list[Any] | tuple[dict[Any, Any], ...] | asyncio.Handle | None,
                  timeout: float | None) -> None:
         self.fn, self.what, self.hooks, self.timeout = fn, what, hooks, timeout
 
@@ -1168,6 +1194,8 @@ class _Later:
             for table in self.hooks:
                 for key in [key for key, value in dict.items(table) if value is self]:  # plain keys (see `_plain_key`)
                     table.pop(key)
+        elif type(self.hooks) is asyncio.Handle:  # a reader on the event loop, which drops it once it is cancelled
+            self.hooks.cancel()
         elif self.hooks is not None:  # (None: a callback on the event loop, called once) by identity, not remove()
             for i in [i for i, entry in enumerate(list.copy(self.hooks)) if entry is self][::-1]:
                 del self.hooks[i]
