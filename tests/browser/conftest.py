@@ -29,8 +29,10 @@ CHROMIUM = os.environ.get("GPTOSS_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[2]
-# Plugins that pop dialogs or reach the network: off, so the first paint is the notebook itself.
+# Plugins that pop dialogs or reach the network: off, so the first paint is the notebook itself. No build check either:
+# each page load asked the server whether the extensions need a rebuild (node run, about 0.5 s of CPU a page).
 _DISABLED = ["@jupyterlab/apputils-extension:announcements", "@jupyterlab/extensionmanager-extension"]
+_PAGE_CONFIG = {"disabledExtensions": {name: True for name in _DISABLED}, "buildCheck": False, "buildAvailable": False}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,7 +104,7 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     config = tmp_path_factory.mktemp("lab_config")
     (config / "labconfig").mkdir()
     (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {name: True for name in _DISABLED}}))
+        json.dumps(_PAGE_CONFIG))
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), PYTHONPATH=os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), JUPYTER_RUNTIME_DIR=str(config / "runtime"))
@@ -113,7 +115,10 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
          "--ServerApp.port_retries=0", "--expose-app-in-browser", "--allow-root",
          "--JupyterNotebookApp.expose_app_in_browser=True",
          f"--LabApp.workspaces_dir={root.parent / 'lab_workspaces'}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         # A kernel stopped after a test (or restarted) gets 0.5 s to exit, then a signal: one that had imported torch
+         # spent 2.5 s in Python's exit (its collections over torch's objects), on each test's path.
+         "--KernelManager.shutdown_wait_time=0.5"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     lab = Lab(f"http://127.0.0.1:{port}", token, root)
