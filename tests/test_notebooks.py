@@ -81,6 +81,12 @@ FORBIDDEN: dict[str, list[str]] = {
 }
 
 
+def _run(nb: nbformat.NotebookNode, **options: object) -> None:
+    """Execute `nb` in a new python3 kernel, as nbclient does; the kernel is then killed, not asked to end: asked, one
+    that had imported torch spent 2.5 s in Python's exit (collecting over torch's objects) before nbclient returned."""
+    NotebookClient(nb, timeout=300, kernel_name="python3", shutdown_kernel="immediate", **options).execute()
+
+
 def _output_text(nb: nbformat.NotebookNode) -> str:
     """Everything the executed notebook shows as text: streamed text joined as a front end shows it,
     then the plain, Markdown and HTML forms of results."""
@@ -108,9 +114,8 @@ def _execute(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tupl
     temporary.mkdir()                     # space, as a Windows user name puts in it (08's `%gptoss browse` split there)
     monkeypatch.setenv("TMPDIR", str(temporary))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
     start = time.perf_counter()
-    client.execute()  # raises CellExecutionError on the first cell that fails
+    _run(nb, resources={"metadata": {"path": str(NOTEBOOKS)}})  # raises CellExecutionError on the first cell that fails
     return nb, time.perf_counter() - start
 
 
@@ -155,7 +160,7 @@ def test_notebook_05_trains_into_a_folder_of_its_own_each_run(monkeypatch: pytes
     folders = []
     for _ in range(2):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(first.source)])
-        NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+        _run(nb)
         printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
         folders.append(Path(re.search(r"the model goes to (\S+)", printed).group(1)))
     assert folders[0] != folders[1] and all(f.is_dir() and not any(f.iterdir()) for f in folders), folders
@@ -223,7 +228,7 @@ def test_long_work_shows_plain_progress_on_stdout_that_a_saved_notebook_keeps(tm
         "%load_ext gptoss_lab\n%gptoss load tiny",
         f"%gptoss browse {docs}",
     )])
-    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    _run(nb)
     outputs = [out for cell in nb.cells for out in cell.outputs]
     assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], outputs
     assert not [o for o in outputs if o.get("name") == "stderr"], [o.text for o in outputs if o.get("name") == "stderr"]
@@ -265,7 +270,7 @@ def test_the_readme_in_a_notebook_cells_run_as_written_and_answer_right() -> Non
     check = ("print(repr(_gptoss.final), _gptoss.errors)\n"
              "assert f'{sum(data) / len(data):.2f}' in _gptoss.final, _gptoss.final")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [*cells, check]])
-    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True).execute()
+    _run(nb, allow_errors=True)
     errors = [f"{o.ename}: {o.evalue}" if o.output_type == "error" else o.text for c in nb.cells for o in c.outputs
               if o.output_type == "error" or "UsageError" in o.get("text", "")]
     assert not errors, f"the README's cells fail as written: {errors}"
