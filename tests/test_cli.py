@@ -26,17 +26,20 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(gptoss_lab.__file__).parent.parent),
 
 
 def _run(module: str, *args: str, cwd: Path | None = None, timeout: float = 120,
-         light: bool = False) -> subprocess.CompletedProcess:
+         light: bool = False, lighter: bool = False) -> subprocess.CompletedProcess:
     """Run a command; `light`: an answer that needs no model (--help, a usage error) imports neither torch,
     transformers nor the local engine (train imported the first two first: 5-6 s of CPU before either), seen
-    with `-X importtime`, whose lines are taken out of the stderr returned."""
+    with `-X importtime`, whose lines are taken out of the stderr returned. `lighter` (--help): nor the Session,
+    openai-harmony or pydantic (train's --help took ~0.6 s of CPU to import the Session its data module needs)."""
+    light = light or lighter
     done = subprocess.run([sys.executable, *(["-X", "importtime"] if light else []), "-m",
                            f"gptoss_lab.tiny.{module}", *args], capture_output=True, text=True, env=ENV, cwd=cwd,
                           timeout=timeout)
     if light:
         lines = done.stderr.splitlines(keepends=True)
         imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
-        heavy = imported & {"torch", "transformers", "gptoss_lab.engines.local"}
+        heavy = imported & {"torch", "transformers", "gptoss_lab.engines.local",
+                            *(("gptoss_lab.session", "openai_harmony", "pydantic") if lighter else ())}
         assert not heavy, (module, args, sorted(heavy))
         done.stderr = "".join(line for line in lines if not line.startswith("import time:"))
     return done
@@ -85,7 +88,7 @@ def _one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
     ("random_model", ["usage: python -m gptoss_lab.tiny.random_model", "default: 4", "example"]),
 ])
 def test_help_names_the_command_its_defaults_and_an_example(module, shown):
-    done = _run(module, "--help", light=True)
+    done = _run(module, "--help", lighter=True)
     assert done.returncode == 0 and not done.stderr
     for text in shown:
         assert text in " ".join(done.stdout.split()), (text, done.stdout)
@@ -286,7 +289,7 @@ builtins.__import__ = _stopping
 
 @pytest.mark.parametrize("module, stop_at, args", [
     ("train", "torch", ["--quick", "--out", "OUT"]), ("evaluate", "..engines.local", ["--n", "1"]),
-    ("quantize", "..engines.checkpoint", ["--out", "OUT"]), ("tokenizer", "..", ["OUT"]),
+    ("quantize", "..engines.checkpoint", ["--out", "OUT"]), ("tokenizer", "pathlib", ["OUT"]),
     ("llamacpp", "..engines.checkpoint", ["OUT.gguf"]), ("random_model", "pathlib", ["OUT"]),
 ])
 def test_ctrl_c_while_a_command_still_imports_is_one_line(tmp_path, module, stop_at, args):

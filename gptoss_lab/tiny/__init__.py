@@ -9,19 +9,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHECKPOINT = Path(__file__).parent / "checkpoint"
+NEW_TOPICS = {  # the training data's skills, each with its weight when a turn starts a new topic (train --topics reweights)
+    "arithmetic": 0.22, "kernel": 0.13, "dataframe": 0.09, "function": 0.12, "browse": 0.12, "structured": 0.05,
+    "error": 0.08, "skip": 0.07, "direct": 0.07, "define": 0.05,
+}
 
 
 def number(kind: type, low: float, high: float | None = None) -> Callable[[str], float]:
     """An argparse type for the tiny model's command lines: a `kind` (int or float) from `low` to `high`, in the
     digits 0-9 as the lab's magics read numbers (int() also takes `٣`: `--conversations ٣` trained 3)."""
-    from ..settings import other_digits
-
     def parse(text: str) -> float:
         try:
             value = kind(text) if text.isascii() else None
         except ValueError:
             value = None
         if value is None or not low <= value <= (high if high is not None else float("inf")):
+            from ..settings import other_digits   # only here: the settings' pydantic took ~0.2 s of every --help
+
             span = f"from {low} to {high}" if high is not None else f"of at least {low}"
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'} {span}, not "
                                              f"{text!r}{other_digits(text)}")

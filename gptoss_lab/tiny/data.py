@@ -31,13 +31,9 @@ from .. import harmony
 from ..events import Approval, Event, ToolCall
 from ..session import Session
 from ..tools.functions import FunctionTool
-from . import browsing, skills
+from . import NEW_TOPICS, browsing, skills
 from .skills import FunctionSet, Gen, Turn
 
-NEW_TOPICS = {  # skill: weight when a turn starts a new topic
-    "arithmetic": 0.22, "kernel": 0.13, "dataframe": 0.09, "function": 0.12, "browse": 0.12, "structured": 0.05,
-    "error": 0.08, "skip": 0.07, "direct": 0.07, "define": 0.05,
-}
 TURNS = (1, 2, 3, 4, 5, 6, 7, 8)
 _TURN_WEIGHTS = (0.2, 0.17, 0.14, 0.12, 0.1, 0.09, 0.09, 0.09)
 DOCUMENTS = 0.35         # chance that a conversation has a document folder to browse

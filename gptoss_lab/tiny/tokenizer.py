@@ -18,7 +18,6 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from collections.abc import Iterable
     from pathlib import Path
 
-    from .. import harmony
     from . import CHECKPOINT, checkpoint_folder
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -53,6 +52,8 @@ def _merge_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
 
 def tokenizer_json() -> dict:
     """The `tokenizer.json` document for o200k_harmony."""
+    from .. import harmony   # here: openai-harmony and the settings it brings are of no use to --help
+
     ranks = harmony.ranks()
     to_text = _byte_to_unicode()
 

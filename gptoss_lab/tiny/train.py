@@ -36,7 +36,7 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     from pathlib import Path
     from typing import Any
 
-    from . import CHECKPOINT, SEED, checkpoint_folder, data, must_be_new, new_folder, number, path
+    from . import CHECKPOINT, NEW_TOPICS, SEED, checkpoint_folder, must_be_new, new_folder, number, path
 
 RUNS = Path("/tmp/tiny_runs")
 CONTEXT = 12288               # positions the model is trained and evaluated on (conversations up to ~10k tokens)
@@ -54,14 +54,14 @@ def _topic(text: str) -> tuple[str, float]:
         value = float(weight)
     except ValueError:
         value = -1.0
-    if skill not in data.NEW_TOPICS or not 0 <= value < math.inf:   # inf or NaN stopped the run at its first draw
-        raise argparse.ArgumentTypeError(f"{text!r}: expected SKILL=WEIGHT, SKILL one of {', '.join(data.NEW_TOPICS)}")
+    if skill not in NEW_TOPICS or not 0 <= value < math.inf:   # inf or NaN stopped the run at its first draw
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SKILL=WEIGHT, SKILL one of {', '.join(NEW_TOPICS)}")
     return skill, value
 
 
 def _undrawable(topics: dict[str, float]) -> str | None:
     """Why a --topics mix leaves conversations with no skill to draw (`data.new_turn` would fail on them), or None."""
-    weights = {**data.NEW_TOPICS, **topics}
+    weights = {**NEW_TOPICS, **topics}
     if not sum(weights.values()) > 0:
         return "every weight is 0, so no conversation has a skill to draw"
     kinds = {"with python but no functions or documents": set(weights) - {"function", "browse"},
@@ -110,7 +110,7 @@ def _arguments(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
                    "the model's own (default: %(default)s, only the model's own)")
     p.add_argument("--topics", nargs="+", action="extend", default=[], metavar="SKILL=WEIGHT", type=_topic,
                    help="reweight new topics for this phase (e.g. browse=0.3); the skills and their default weights: "
-                   + ", ".join(f"{skill}={weight}" for skill, weight in data.NEW_TOPICS.items()))
+                   + ", ".join(f"{skill}={weight}" for skill, weight in NEW_TOPICS.items()))
     p.add_argument("--more-phrasings", action="store_true",
                    help="also ask the further training sentences that 15 question types have (skills.Pool.more: "
                    "64, written after reading which held-out sentences phase 45 missed; see evaluate --fresh)")
@@ -164,6 +164,7 @@ with importing(__name__):
     from .. import harmony
     from ..engines.checkpoint import LoadError, checked_folder, own_weight_files
     from ..widgets import text_bar, transformers_bars
+    from . import data   # below `_arguments()`: it imports the whole Session (~0.4 s), which --help has no use for
 
 
 def model_config(vocab_size: int = harmony.VOCAB_SIZE, *, hidden: int = 128, layers: int = 4, experts: int = 8,
