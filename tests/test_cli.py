@@ -388,20 +388,43 @@ def test_tokenizer_that_cannot_finish_leaves_no_file_and_no_folder(tmp_path, mon
     assert list(tmp_path.iterdir()) == []
 
 
-def test_tokenizer_on_a_read_only_install_says_to_write_into_a_copy(monkeypatch, capsys):
-    """`tokenizer tiny` where the package is installed read-only said only 'cannot write …/gptoss_lab/tiny/checkpoint:
-    Permission denied', with no word of what to do instead."""
-    from gptoss_lab.tiny import CHECKPOINT, tokenizer
+def test_tokenizer_tiny_writes_into_the_users_cache_never_into_the_installed_package(tmp_path, monkeypatch, capsys):
+    """`tokenizer tiny` wrote tokenizer.json (8.5 MB) and three more files into the installed package's checkpoint
+    folder: in a read-only install (system site-packages, a Docker image, a shared env) it failed, elsewhere it wrote
+    where the user's files do not belong. It makes gpt-oss-tiny with its tokenizer in the user's cache
+    ($XDG_CACHE_HOME/gptoss_lab), the package left as it was, and says in one line when the cache cannot be written."""
+    from gptoss_lab.tiny import tokenizer
 
-    def read_only(folder: Path, **kwargs) -> Path:
-        raise PermissionError(13, "Permission denied")
+    package = tmp_path / "site" / "gptoss_lab"
+    shutil.copytree(Path(gptoss_lab.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__", "tokenizer.json"))
+    for path in [package, *package.rglob("*")]:   # read-only, as a root install is (root may write all the same:
+        path.chmod(path.stat().st_mode & ~0o222)   # the listing below says whether it did)
+    before = {path: path.stat().st_mtime_ns for path in package.rglob("*")}
+    env = {**ENV, "PYTHONPATH": str(package.parent), "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-m", "gptoss_lab.tiny.tokenizer", "tiny"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)   # not in the clone's root, whose package -m would run
+    copy = tmp_path / "cache" / "gptoss_lab" / "gpt-oss-tiny"
+    try:
+        assert (done.returncode, done.stdout.strip(), done.stderr) == (0, str(copy / "tokenizer.json"), "")
+        assert {path: path.stat().st_mtime_ns for path in package.rglob("*")} == before
+    finally:
+        for path in [package, *package.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert sorted(path.name for path in copy.iterdir()) == sorted(["config.json", "generation_config.json",
+                                                                     "model.safetensors", *tokenizer.FILES])
+    assert (copy / "model.safetensors").read_bytes() == (CHECKPOINT / "model.safetensors").read_bytes()
+    added = json.loads((copy / "tokenizer.json").read_text())["added_tokens"]
+    assert {token["content"]: token["id"] for token in added}["<|start|>"] == 200006
 
-    monkeypatch.setattr(tokenizer, "write", read_only)
-    with pytest.raises(SystemExit):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))   # no cache folder can be made there
+    with pytest.raises(SystemExit) as exit_:
         tokenizer.main(["tiny"])
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.endswith(f"error: cannot write {CHECKPOINT}: Permission denied; gpt-oss-tiny's folder is read-only in "
-                        f"this install: copy it (cp -r {CHECKPOINT} my-tiny) and write into the copy"), err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 2, err   # the usage line and one line of error
+    assert err[-1].endswith(f"error: cannot write {tmp_path / 'file' / 'gptoss_lab' / 'gpt-oss-tiny'}: Not a directory; "
+                            "gpt-oss-tiny with its tokenizer goes to your cache folder, not into the installed package: "
+                            f"copy it (cp -r {CHECKPOINT} my-tiny) and write into the copy"), err
 
 
 def _fake_source(root: Path, body: str) -> Path:

@@ -48,6 +48,16 @@ def checkpoint_folder(text: str) -> Path:
     return CHECKPOINT if text == "tiny" else path(text)
 
 
+def cache_dir() -> Path:
+    """The lab's folder in the user's cache (platformdirs' where installed, else `$XDG_CACHE_HOME` or ~/.cache): what
+    the commands make for later runs goes there, never into the installed package, which may be read-only."""
+    try:
+        from platformdirs import user_cache_path
+    except ImportError:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gptoss_lab"
+    return user_cache_path("gptoss_lab", appauthor=False)
+
+
 SEED = number(int, -2**63, 2**64 - 1)   # the seeds torch.manual_seed takes: a larger one was a traceback from torch
 
 

@@ -30,12 +30,12 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
 
     from ..engines.checkpoint import CHECKPOINT_FILES, LoadError, checked_folder, own_file, own_weight_files
     from ..guides import guide
-    from . import CHECKPOINT, checkpoint_folder, path, tokenizer
+    from . import CHECKPOINT, cache_dir, checkpoint_folder, path, tokenizer
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version .ci/run builds; llama.cpp has gpt-oss since August 2025
 _VENDOR = "vendor/llama.cpp/"
 _NEEDED = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
-_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gptoss_lab"
+_CACHE = cache_dir()
 
 
 def _installed_version() -> str:

@@ -15,10 +15,11 @@ with importing(__name__):   # Ctrl-C while the command starts: one line, as in i
     import argparse
     import json
     import shlex
+    import shutil
     from collections.abc import Iterable
     from pathlib import Path
 
-    from . import CHECKPOINT, checkpoint_folder
+    from . import CHECKPOINT, cache_dir, checkpoint_folder, new_folder
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 _CHAT_TEMPLATE = CHECKPOINT / "chat_template.jinja"   # the lab's Harmony rendering as Jinja: one copy, gpt-oss-tiny's
@@ -145,33 +146,52 @@ def ensure(folder: str | Path) -> Path:
     return folder
 
 
+def tiny_copy(out: Path) -> Path:
+    """gpt-oss-tiny with its tokenizer files, made anew in `out`: what `tokenizer tiny` writes (into the user's cache),
+    as the installed package may be read-only (a system, Docker or shared install) and is not the user's to change."""
+    from ..engines.checkpoint import CHECKPOINT_FILES
+
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)   # the lab's own copy, from an earlier run (or another version of the package)
+    with new_folder(out) as partial:
+        for item in CHECKPOINT.iterdir():
+            if CHECKPOINT_FILES.fullmatch(item.name) and item.name not in FILES:
+                shutil.copyfile(item, partial / item.name)
+        write(partial)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: write the tokenizer files into FOLDER and print the tokenizer.json path."""
     p = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.tokenizer",
                                 description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.",
                                 epilog="example: python -m gptoss_lab.tiny.tokenizer tiny, then AutoTokenizer."
-                                       "from_pretrained, vLLM or llama.cpp can read gpt-oss-tiny's folder "
-                                       f"({shlex.quote(str(CHECKPOINT))})")
-    p.add_argument("folder", type=checkpoint_folder, help="a checkpoint folder (made if missing; tiny: gpt-oss-tiny's) "
-                   "that has none of "
+                                       "from_pretrained, vLLM or llama.cpp can read gpt-oss-tiny with its tokenizer, "
+                                       "copied into your cache: the folder of the file it prints")
+    p.add_argument("folder", type=checkpoint_folder, help="a checkpoint folder (made if missing; tiny: gpt-oss-tiny, "
+                   "copied with its tokenizer into your cache, as the installed package is left as it is) that has none of "
                    + ", ".join(FILES) + " but the ones this command writes: a checkpoint's own tokenizer files are never "
                    "overwritten")
     folder = p.parse_args(argv).folder
     if folder.exists() and not folder.is_dir():
         p.error(f"{folder} is not a folder")
+    bundled = folder.resolve() == CHECKPOINT.resolve()
+    target = cache_dir() / "gpt-oss-tiny" if bundled else folder
     try:
-        texts = _texts()
-        _refuse_theirs(folder, texts)   # the lab's own files (gpt-oss-tiny's config) are written again; no other's
-        written = write(folder, texts=texts) / "tokenizer.json"
+        if bundled:
+            written = tiny_copy(target) / "tokenizer.json"
+        else:
+            texts = _texts()
+            _refuse_theirs(folder, texts)   # the lab's own files (gpt-oss-tiny's config) are written again; no other's
+            written = write(folder, texts=texts) / "tokenizer.json"
     except ValueError as error:
         p.error(str(error))
     except OSError as error:
-        bundled = folder.resolve() == CHECKPOINT.resolve() and isinstance(error, PermissionError)
-        p.error(f"cannot write {folder}: {error.strerror or error}" + (
-            f"; gpt-oss-tiny's folder is read-only in this install: copy it (cp -r {shlex.quote(str(folder))} "
-            "my-tiny) and write into the copy" if bundled else ""))
-    except KeyboardInterrupt:   # `write` renames its files only when all are whole, and removes the partial ones
-        p.exit(130, f"interrupted: no partial file was left in {folder}\n")
+        said = f"cannot write {target}: {error.strerror}" if error.strerror else str(error)   # new_folder's own line
+        p.error(said + (f"; gpt-oss-tiny with its tokenizer goes to your cache folder, not into the installed package: "
+                        f"copy it (cp -r {shlex.quote(str(CHECKPOINT))} my-tiny) and write into the copy" if bundled else ""))
+    except KeyboardInterrupt:   # `write` and `new_folder` make their files whole before they rename them into place
+        p.exit(130, f"interrupted: no partial file was left in {target}\n")
     print(written)   # not in the try: a reader gone from stdout was "cannot write FOLDER" (it was written)
 
 
