@@ -251,10 +251,12 @@ def test_load_dot_slash_tiny_in_a_kernel_is_the_folder(tmp_path, random_checkpoi
                      "in lower case"),   # the name every status line shows, which the Hub does not have
     ("gpt-oss-20b", "gpt-oss-20b is not a checkpoint folder here: the released model's Hub id is openai/gpt-oss-20b"),
     ("GPT-OSS-120B", "GPT-OSS-120B is not a checkpoint folder here: the released model's Hub id is openai/gpt-oss-120b"),
-], ids=["Tiny", "gpt-oss-tiny", "gpt-oss-20b", "GPT-OSS-120B"])
+    ("tyni", "tyni is not a checkpoint folder here (did you mean tiny, the bundled gpt-oss-tiny?)"),
+    ("tinny", "tinny is not a checkpoint folder here (did you mean tiny, the bundled gpt-oss-tiny?)"),
+], ids=["Tiny", "gpt-oss-tiny", "gpt-oss-20b", "GPT-OSS-120B", "tyni", "tinny"])
 def test_a_mistyped_model_name_says_what_was_meant(tmp_path, monkeypatch, name, message):
     """`%gptoss load gpt-oss-20b` was looked up on the Hub as is and, offline, advised `hf download gpt-oss-20b`,
-    which fails too; `%gptoss load Tiny` the same."""
+    which fails too; `%gptoss load Tiny` the same, and `%gptoss load tyni` (a typo) advised `hf download tyni`."""
     monkeypatch.chdir(tmp_path)
     assert one_line_error(lambda: load(name)) == message
 

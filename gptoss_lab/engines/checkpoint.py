@@ -114,9 +114,20 @@ def resolve(name_or_path: str | Path) -> Source:
     if text.lower() in ("tiny", "gpt-oss-tiny"):  # mistyped names, not Hub ids to look up (offline: "hf download Tiny")
         raise LoadError(f"{text} is not a checkpoint folder here: the bundled model (gpt-oss-tiny) loads as tiny, "
                         "in lower case")
+    if "/" not in text and _tiny_mistyped(text):   # offline it was "hf download tyni": a Hub lookup of a typo
+        raise LoadError(f"{text} is not a checkpoint folder here (did you mean tiny, the bundled gpt-oss-tiny?)")
     if "/" not in text and shipped_config(text.lower()):
         raise LoadError(f"{text} is not a checkpoint folder here: the released model's Hub id is openai/{text.lower()}")
     return Source(text, text.rsplit("/", 1)[-1], True)
+
+
+def _tiny_mistyped(name: str) -> bool:
+    """Whether `name` is a slip of `tiny` or `gpt-oss-tiny` (`tinny`, `tyni`, `gpt-oss-tin`): no Hub id without an
+    owner's name is a gpt-oss model, so a close one is the bundled model mistyped."""
+    import difflib
+
+    folded = name.lower()
+    return sorted(folded) == sorted("tiny") or bool(difflib.get_close_matches(folded, ("tiny", "gpt-oss-tiny"), 1, 0.75))
 
 
 def _near(path: Path) -> str:
