@@ -669,6 +669,9 @@ class GptossMagics(Magics):
             raise UsageError("%%gptoss: the cell is empty; write your question below the magic line "
                              "(%%gptoss --help for the options).")
         response_format = None
+        if opts.constrain and opts.response_format is None:   # refused before a model loads for it (seconds)
+            raise UsageError("%%gptoss: --constrain needs a response format to constrain the answer to: --json SCHEMA, "
+                             "the name of a variable holding it")
         if opts.response_format is not None:
             if opts.response_format not in self.shell.user_ns:
                 how = ("" if opts.response_format.isidentifier() else ": it takes the name of a variable holding the "

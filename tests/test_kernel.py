@@ -741,14 +741,17 @@ def test_a_broken_transformers_import_is_one_line_that_says_to_restart_the_kerne
 
 def test_config_refuses_a_typo_before_loading_a_model_and_names_the_keys_it_takes(kernel):
     """`%gptoss config nosuch=1` (or a bad value) with no model loaded loaded gpt-oss-tiny before refusing, and the
-    refusal listed `approval`/`max_new_tokens` (the Python names) but not `threads`, which the help offers."""
+    refusal listed `approval`/`max_new_tokens` (the Python names) but not `threads`, which the help offers; a
+    `%%gptoss --constrain` cell with no --json the same."""
     _, kc = kernel
     run(kc, "%load_ext gptoss_lab")
     for cell, message in (("%gptoss config nosuch=1", "%gptoss config: expected KEY=VALUE with KEY one of effort, "
                                                       "approve, timeout, max_tokens, "),
                           ("%gptoss config effort=bogus",
                            "%gptoss config: effort must be 'low', 'medium' or 'high', not 'bogus'"),
-                          ("%gptoss config max_token=64", "%gptoss config: expected KEY=VALUE with KEY one of effort, ")):
+                          ("%gptoss config max_token=64", "%gptoss config: expected KEY=VALUE with KEY one of effort, "),
+                          ("%%gptoss --constrain\nWhat is 2+3?", "%%gptoss: --constrain needs a response format to "
+                                                                  "constrain the answer to: --json SCHEMA")):
         out, content = run(kc, cell)
         assert content["status"] == "error" and content["evalue"].startswith(message), (cell, content["evalue"])
         assert "Loading" not in out and "No model loaded" not in out, (cell, out)
