@@ -702,7 +702,7 @@ class _Turn:
                             f"{_without(self.dropped)}: {self._when_full()}.")
         elif generated >= room:
             self._end_early(f"The reply reached the token limit ({room:,} new token{'s' * (room != 1)}); what was written is kept"
-                            f"{_without(self.dropped)} (raise --max-tokens to allow more).")
+                            f"{_without(self.dropped)} (raise --max-tokens, max_new_tokens= in Python, to allow more).")
         else:
             self._end_early("The engine's stream ended before the model finished its reply; what was written is kept"
                             f"{_without(self.dropped)}.")

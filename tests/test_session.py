@@ -159,12 +159,14 @@ def test_unknown_tool_and_disabled_python_are_reported_to_the_model():
 
 
 def test_token_limit_keeps_the_partial_answer_with_a_notice():
+    """The notice named only the cell's --max-tokens, which a turn asked from Python (max_new_tokens=) has not."""
     view = Recorder()
     s = session(FINAL.format(text="one two three four five six seven eight nine ten"))
     reply = s.ask("q", max_new_tokens=6, view=view)
     assert reply.final and "ten" not in reply.final
     assert any(isinstance(e, Notice) and "token limit" in e.text for e in view.events)
-    assert any("token limit (6 new tokens)" in e for e in reply.errors)
+    assert any(e.startswith("The reply reached the token limit (6 new tokens); what was written is kept")
+               and e.endswith("(raise --max-tokens, max_new_tokens= in Python, to allow more).") for e in reply.errors)
     assert s.history[-1].channel == "final"
 
 
