@@ -70,8 +70,8 @@ class Settings:
         setting back to its default, and aliases (`reasoning=`) are understood."""
         changes = {ALIASES.get(k, k): v for k, v in changes.items() if v is not None}
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise SettingsError(f"unknown setting {unknown[0]!r}; settings are {', '.join(self.names())}")
+        if unknown:   # as `make` says it (`ask(temprature=0.5)` named no setting meant)
+            raise SettingsError(_not_a_setting(unknown[0]))
         changes = {k: getattr(_DEFAULTS, k) if v is DEFAULT else v for k, v in changes.items()}
         return make({**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, **changes})
 
@@ -174,14 +174,18 @@ _PLAIN = {"bool_parsing": "must be on or off (true/false, yes/no, 1/0)", "bool_t
           "int_from_float": "must be a whole number"}
 
 
+def _not_a_setting(name: str) -> str:
+    """"temprature is not a setting (did you mean temperature?); settings are ...", of a keyword no setting has."""
+    meant = _MEANT.get(name) or next(iter(difflib.get_close_matches(name, Settings.names(), 1)), None)
+    return f"{name} is not a setting{f' (did you mean {meant}?)' if meant else ''}; settings are {', '.join(Settings.names())}"
+
+
 def _one_line(err: pydantic.ValidationError) -> str:
     problems = []
     for e in err.errors(include_url=False):
         field = ".".join(str(p) for p in e["loc"]) or "settings"
         if e["type"] == "unexpected_keyword_argument":   # not its value: it may be a function, a DataFrame ...
-            meant = _MEANT.get(field) or next(iter(difflib.get_close_matches(field, Settings.names(), 1)), None)
-            problems.append(f"{field} is not a setting{f' (did you mean {meant}?)' if meant else ''}; "
-                            f"settings are {', '.join(Settings.names())}")
+            problems.append(_not_a_setting(field))
             continue
         message = _PLAIN.get(e["type"]) or e["msg"][0].lower() + e["msg"][1:]
         message = message.replace("input should be", "must be").replace("value error, ", "")

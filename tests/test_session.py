@@ -645,6 +645,13 @@ def test_a_keyword_that_is_not_a_setting_names_the_one_meant():
             Session(engine, **{given: [f]})
         assert str(err.value).startswith(f"{given} is not a setting (did you mean {meant}?); settings are effort, ")
         assert "<function" not in str(err.value)
+        # a turn's or configure's keyword the same: they said "unknown setting 'temprature'", naming none meant
+        with pytest.raises(TurnError) as err:
+            Session(engine).ask("hi", **{given: [f]})
+        assert str(err.value).startswith(f"{given} is not a setting (did you mean {meant}?); settings are effort, ")
+        with pytest.raises(SettingsError) as err:
+            Session(engine).configure(**{given: [f]})
+        assert str(err.value).startswith(f"{given} is not a setting (did you mean {meant}?); settings are effort, ")
 
 
 def test_a_call_to_a_long_unknown_tool_name_is_noticed_in_one_short_line():
