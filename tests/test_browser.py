@@ -248,6 +248,9 @@ def test_a_folder_of_files_the_browser_does_not_read_says_what_it_passed_over(tm
         Browser.from_sources([str(tmp_path)])
     assert str(error.value).startswith(f"no documents found in {tmp_path} (the browser reads .cfg, .csv, ")
     assert str(error.value).endswith(".yml; passed over 4 files of other kinds: .docx, no suffix, .png)")
+    (tmp_path / "notes.txt").write_text("Owls hunt at night.")   # one document among them: the others were unsaid
+    assert Browser.from_sources([str(tmp_path)]).describe() == (
+        f"1 document in {tmp_path} (1 text; 3 lines); passed over 4 files of other kinds: .docx, no suffix, .png")
 
 
 def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:

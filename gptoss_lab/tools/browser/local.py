@@ -80,7 +80,7 @@ class LocalBackend(Backend):
     def __init__(self, pages: Iterable[Page], *, files: Mapping[str, Path] | None = None,
                  roots: Iterable[str] = (), skipped: Iterable[tuple[str, str]] = (),
                  kinds: Iterable[str] = (), left_out: str | None = None, linked: Iterable[str] = (),
-                 progress: bool | None = None) -> None:
+                 others: Mapping[str, int] | None = None, progress: bool | None = None) -> None:
         self.pages: list[Page] = list(pages)
         self.files = dict(files or {})                    # url -> the file it was read from
         self.roots = list(roots)
@@ -88,6 +88,7 @@ class LocalBackend(Backend):
         self.left_out = left_out                          # why looking for more documents stopped, if it did
         self.linked = list(linked)                        # urls of hard links to a file also elsewhere on disk
         self.kinds = Counter(kinds)
+        self.others = Counter(others or {})               # suffix -> files of no kind the browser reads, passed over
         _distinct_titles(self.pages)
         self._by_name: dict[str, int] = {}                # url, file URI, path or file name -> page
         aliases: dict[str, set[int]] = {}
@@ -154,7 +155,7 @@ class LocalBackend(Backend):
         for page in pages:
             page.urls = {i: names.get(unquote(link), link) for i, link in page.urls.items()}
         return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds, left_out=stopped,
-                   linked=_hard_linked(stats), progress=progress)
+                   linked=_hard_linked(stats), others=others, progress=progress)
 
     @classmethod
     def from_texts(cls, texts: Mapping[str | os.PathLike[str], str | bytes]) -> LocalBackend:
@@ -283,7 +284,7 @@ class LocalBackend(Backend):
                 f"{_written_out(why)}" + (", ..." if len(self.skipped) > 1 else "") + ")"
         if self.left_out:
             text += f"; left out the rest: {self.left_out}"
-        return text
+        return text + _passed_over(self.others)   # a folder of Word files and one .txt read as "1 document", unsaid
 
     def where(self) -> str:
         return f"your {counted(len(self.pages), 'document')}"
@@ -612,8 +613,8 @@ def _looks(title: str) -> str:
 
 
 def _passed_over(others: Counter[str]) -> str:
-    """What a message that no documents were found adds of the files of other kinds that were (`; passed over 3 files
-    of other kinds: .docx, .png`): a folder of Word files was told "no documents found", as an empty one is."""
+    """What a message of the documents found (or that none were) adds of the files of other kinds that were (`; passed
+    over 3 files of other kinds: .docx, .png`): a folder of Word files was told "no documents found", as an empty one is."""
     if not others:
         return ""
     kinds = [suffix or "no suffix" for suffix, _ in others.most_common(8)]
