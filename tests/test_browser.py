@@ -224,6 +224,9 @@ def test_documents_of_every_kind_are_read(docs: Path, tmp_path: Path) -> None:
 def test_sources_that_do_not_exist_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(BrowserError, match=r"^no such file or folder: .*nowhere$"):
         Browser.from_sources([str(tmp_path / "nowhere")])
+    with pytest.raises(BrowserError) as error:   # a word, maybe a search engine's name: it said nothing of backends
+        Browser.from_sources(["google"])
+    assert str(error.value) == "no such file or folder: google (the search backends are searxng:URL, exa and youcom)"
     (tmp_path / "empty").mkdir()
     with pytest.raises(BrowserError, match=r"^no documents found in "):
         Browser.from_sources([str(tmp_path / "empty")])

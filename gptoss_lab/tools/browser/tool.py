@@ -619,6 +619,9 @@ def _from_sources(sources: list[str], api_key_env: str | None) -> Backend:
     if api_key_env and not (len(specs) == 1 and specs[0].lower().rstrip(":") in _BACKENDS):
         raise BrowserError(f"api_key_env (--api-key-env) names the key of exa or youcom; {(specs or sources)[0]} "
                            "takes no key")
+    word = next((str(s) for s in sources if str(s).isidentifier() and not os.path.lexists(s)), None)
+    if not specs and word:   # `%gptoss browse google` said "no such file or folder: google", and nothing of backends
+        raise BrowserError(f"no such file or folder: {word} (the search backends are searxng:URL, exa and youcom)")
     try:
         if not specs:
             return LocalBackend.from_paths(sources)
