@@ -134,6 +134,24 @@ def test_ctrl_c_while_the_hooks_are_put_on_leaves_none(monkeypatch):
         assert [len(router._forward_hooks) for router in routers] == [0, 0, 0] and intervention_on(model) is None
 
 
+def test_an_empty_slot_is_left_out_whether_the_experts_are_called_by_position_or_by_name():
+    """The hooks that leave an emptied slot's expert out unpacked the experts' call as positional arguments: a call
+    by name, `experts(hidden_states=..., router_indices=..., routing_weights=...)`, failed to unpack."""
+    from gptoss_lab.engines.hooks import EMPTY, intervened
+
+    model = _model()
+    experts = model.model.layers[0].mlp.experts
+    torch.manual_seed(1)
+    hidden, indices = torch.randn(3, 32), torch.tensor([[1, EMPTY], [2, 3], [EMPTY, 3]])
+    weights = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    with torch.no_grad():
+        experts.down_proj[0] = float("nan")   # a corrupted expert, in no filled slot
+        with intervened(model, {0: LayerEdit(disabled=frozenset({0}), replace=False)}):
+            by_position = experts(hidden, indices, weights)
+            by_name = experts(hidden_states=hidden, router_indices=indices, routing_weights=weights)
+    assert torch.isfinite(by_position).all() and torch.equal(by_position, by_name)
+
+
 def test_ablate_mistakes_are_settings_errors_and_huge_ranges_are_refused_at_once():
     """`%%gptoss --ablate` shows a SettingsError as one line (any other error is a traceback); an expert
     beyond what a record can hold is refused before a set of that many ids is built."""

@@ -8,6 +8,7 @@ torch is imported only inside the functions that run the model.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -236,27 +237,36 @@ def _experts_of(model: Any) -> dict[Any, Any]:
 def _filled_slots_only(experts: Any) -> list[Any]:
     """Hooks that have `experts` compute each token's filled slots only, one (token, expert) pair a row, summed back
     per token: an emptied slot's expert ran on the token at gate weight 0, and its NaN (corrupted weights) made the
-    token NaN through 0 * NaN. Calls with no empty slot run as they are. Returns the hooks' handles."""
+    token NaN through 0 * NaN. Calls with no empty slot run as they are. Returns the hooks' handles.
+
+    The experts' `forward(hidden_states, router_indices, routing_weights)` may be called with these by position or by
+    name: the hooks read and rewrite them through its signature."""
+    signature = inspect.signature(experts.forward)
+    hidden_name, indices_name, weights_name = list(signature.parameters)[:3]
     rewritten: list[tuple[Any, Any] | None] = []  # per call in flight: (token of each row, the output's shape)
 
-    def before(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        hidden, indices, weights, *rest = args
+    def before(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        call = signature.bind(*args, **kwargs)
+        hidden, indices, weights = (call.arguments[name] for name in (hidden_name, indices_name, weights_name))
         filled = indices != EMPTY
         if bool(filled.all()):
             rewritten.append(None)
             return None
         tokens, slots = filled.nonzero(as_tuple=True)
         rewritten.append((tokens, hidden.shape))
-        return (hidden[tokens], indices[tokens, slots, None], weights[tokens, slots, None], *rest)
+        call.arguments.update({hidden_name: hidden[tokens], indices_name: indices[tokens, slots, None],
+                               weights_name: weights[tokens, slots, None]})
+        return call.args, call.kwargs
 
-    def after(module: Any, args: tuple[Any, ...], output: Any) -> Any:
+    def after(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
         call = rewritten.pop() if rewritten else None
         if call is None:
             return None
         tokens, shape = call
         return output.new_zeros(shape).index_add_(0, tokens, output)
 
-    return [experts.register_forward_pre_hook(before, prepend=True), experts.register_forward_hook(after, prepend=True)]
+    return [experts.register_forward_pre_hook(before, prepend=True, with_kwargs=True),
+            experts.register_forward_hook(after, prepend=True, with_kwargs=True)]
 
 
 def intervention_on(model: Any) -> dict[int, LayerEdit] | None:
