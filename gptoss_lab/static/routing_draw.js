@@ -100,6 +100,12 @@ function niceStep(minimum) {
   return [1, 2, 5, 10].map((m) => m * base).find((s) => s >= minimum) || 10 * base;
 }
 
+function tickStep(ctx, largest, unit, least) {
+  // Numbers on an axis every `unit` px a step, spaced so the widest (`largest`, in ctx's font) stays apart from the
+  // next: a fixed spacing ran 5-digit ids together ("1000011000120001300..." at 32,768 experts).
+  return niceStep(Math.max(least, ctx.measureText(String(largest)).width + 8) / unit);
+}
+
 function axisText(s) {
   // A token as written on the token axis: 12 characters at most.
   const text = shownText(s);
@@ -184,7 +190,7 @@ function paintTokenAxis(ctx, data, lay, scroll, style) {
       ctx.restore();
     }
   } else {
-    const step = niceStep(64 / lay.cell);
+    const step = tickStep(ctx, data.n - 1, lay.cell, 64);
     ctx.textAlign = "center";
     ctx.beginPath();
     for (let t = Math.ceil(first / step) * step; t < last; t += step) {
@@ -256,7 +262,7 @@ function drawLoad(canvas, width, shares, style, palette) {
   ctx.fillText(percent(max), GUTTER - 4, height - bottom - plotH);
   ctx.fillText("0", GUTTER - 4, height - bottom);
   ctx.textAlign = "center";
-  const step = niceStep(28 / bw);
+  const step = tickStep(ctx, E - 1, bw, 28);
   for (let e = 0; e < E; e += step) ctx.fillText(String(e), GUTTER + (e + 0.5) * bw, height - bottom + 9);
   ctx.fillStyle = style.muted;
   ctx.fillText("expert", GUTTER + (width - GUTTER) / 2, height - 7);

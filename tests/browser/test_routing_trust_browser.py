@@ -73,12 +73,18 @@ view
 
 def test_shares_among_32768_experts_are_not_all_0_percent(page, lab_notebook):
     """Among 32,768 experts a share is a few thousandths of a percent: the load axis was topped "0.0%" and every
-    expert card said "0.0% of the layer"."""
+    expert card said "0.0% of the layer". Its expert ids, one every 1,000, ran together ("1000011000120001300...")."""
     page.add_init_script("""{ const fill = CanvasRenderingContext2D.prototype.fillText; window.__texts = [];
+        window.__loadTicks = [];   // [x, width] of each centred number on the load axis, the last drawing's
         CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) { window.__texts.push(String(text));
+        if (this.canvas.classList.contains('gr-load') && this.textAlign === 'right') window.__loadTicks = [];
+        else if (this.canvas.classList.contains('gr-load') && /^[0-9]+$/.test(text))
+          window.__loadTicks.push([rest[0], this.measureText(String(text)).width]);
         return fill.call(this, text, ...rest); }; }""")
     page = lab_notebook([MANY], wait_for=".gptoss-routing[data-draw-ms]", timeout=90)
     assert "0.0083%" in page.evaluate("() => window.__texts")  # 1 pick of 12,000: the top of the load axis
+    ticks = page.evaluate("() => window.__loadTicks")
+    assert len(ticks) >= 3 and all(x + w / 2 + 4 <= after - v / 2 for (x, w), (after, v) in zip(ticks, ticks[1:])), ticks
     box = in_sight(page.locator(".gptoss-routing .gr-load")).bounding_box()   # below the grid: maybe off screen
     page.mouse.click(box["x"] + box["width"] - 8, box["y"] + 60)  # a bar near the right end: an expert chosen once
     card = page.locator(".gptoss-routing .gr-card.gr-open .gr-panel-title")
