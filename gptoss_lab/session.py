@@ -424,6 +424,11 @@ class Session:
         except Exception as err:  # an engine, tool or view failure: the turn still ends with its Reply
             turn.fail(err)
         with _deferred_interrupts():  # a second Ctrl-C must not lose the reply
+            if (turn.reply.interrupted or turn.reply.failed) and len(self.history) == start + 1:
+                # stopped or failed before the model wrote anything: the question, unanswered, is left out of what the
+                # model reads next (the next question followed it, two user messages in a row, and the context meter
+                # counted it); the turn stays in `replies`, and `regenerate` asks it again
+                del self.history[start:]
             if unrouted and not turn.recorder.tokens:  # (an engine that forwards to a model here records all the same)
                 turn._warn(f"No expert routing recorded: {unrouted}")
             reply = turn.finish(fmt)

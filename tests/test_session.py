@@ -189,6 +189,30 @@ def test_stop_button_keeps_the_partial_answer_and_a_valid_conversation():
     assert s.history[-1].channel == "final" and harmony.text_of(s.history[-1]) == reply.final
 
 
+def test_a_question_stopped_before_any_text_is_left_out_of_what_the_model_reads_next():
+    """Stopped (or failed) before the model wrote anything, the question stayed in the conversation unanswered: the
+    next one followed it (two user messages in a row) and the context meter still counted it. It is left out now; the
+    turn is still in `replies` (the notebook shows it was stopped) and `regenerate` asks it again."""
+    class StoppedOnce(ReplayEngine):   # Ctrl-C as the second question's model call starts
+        def stream(self, prompt, **kw):
+            if self._next == 1 and not getattr(self, "stopped", False):
+                self.stopped = True
+                raise KeyboardInterrupt
+            return super().stream(prompt, **kw)
+
+    s = Session(StoppedOnce(FINAL.format(text="first") + FINAL.format(text="next") + FINAL.format(text="again")),
+                namespace={}, date="2026-11-25")
+    first = s.ask("one")
+    stopped = s.ask("a long question, stopped")
+    assert stopped.interrupted and stopped.errors == ["Stopped before the model had written any text: nothing to keep."]
+    assert s.replies == [first, stopped] and "stopped" not in s.export()
+    assert stopped.usage.context_tokens == first.usage.context_tokens == len(s.prompt_ids())
+    assert s.ask("two").final == "next" and [m.author.role.value for m in s.history] == ["user", "assistant"] * 2
+    assert s.rewind() == "two" and s.regenerate().final == "again"   # the stopped question, asked again
+    assert [harmony.text_of(m) for m in s.history] == ["one", "first", "a long question, stopped", "again"]
+    assert s.ask("failed, unanswered").failed and len(s.history) == 4   # the recording is spent: an engine error
+
+
 def test_keyboard_interrupt_during_a_tool_call_keeps_the_turn():
     ns = {}
     s = session(CALL.format(code="print('started')\nwhile True: pass") + FINAL.format(text="x"), namespace=ns)
