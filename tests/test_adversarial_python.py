@@ -1036,13 +1036,20 @@ def test_exit_through_the_cell_magic(kernel):
 
 
 @pytest.mark.kernel
-def test_interrupt_mid_run_in_a_kernel(kernel):
+def test_interrupt_mid_run_in_a_kernel(kernel, tmp_path):
     """The user's interrupt (or Stop) while the code runs: recorded as interrupted with what it printed,
     the turn ends as interrupted, and after the code ignored SIGINT the user's interrupt still works."""
     km, kc = kernel
-    code = "import signal, time\nprint('partial', flush=True)\nwhile True:\n    time.sleep(0.01)"
+    # The interrupt comes once the code runs, which it says with a file: after a fixed 1.5 s the kernel was, under
+    # load, still in turn() building its ReplayEngine (loading the Harmony encoding), before any turn had begun.
+    running = tmp_path / "running"
+    code = (f"import pathlib, time\nprint('partial', flush=True)\npathlib.Path({str(running)!r}).touch()\n"
+            "while True:\n    time.sleep(0.01)")
     kc.execute(f"r = turn({code!r}, timeout=60)")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not running.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running.exists(), "the tool never ran the code"
     km.interrupt_kernel()
     assert kc.get_shell_msg(timeout=10)["content"]["status"] == "ok"
     out, _ = _execute(kc, "print(json.dumps(r))")
