@@ -13,12 +13,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
+import functools
+import importlib
 import ipaddress
 import itertools
 import json
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.request
@@ -47,6 +50,20 @@ def _reason(err: Exception) -> str:
     cause = err.__cause__ or err.__context__
     text = str(err) or (str(cause) if cause else "") or type(err).__name__
     return one_line(text, 160)
+
+
+def _tls() -> ssl.SSLContext:
+    """The TLS context the browser's requests share, made before a request's clock starts. A client made its own
+    from certifi's CA bundle, and the first one imported httpcore (0.3 to 0.5 s and 1.6 s of a loaded machine), taken
+    from the request's `timeout=`, so a page that trickled in was said to have given no answer at all."""
+    return _tls_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    """httpx's default context (it reads the same two variables), once for each CA bundle the environment names."""
+    importlib.import_module("httpcore")  # what httpx imports at its first client
+    return httpx.create_ssl_context()
 
 
 class _Limit:
@@ -100,9 +117,9 @@ class HttpService:
         long (a service that trickles or floods cannot hold the kernel or fill its memory). A busy service (429, 503)
         is asked again, TRIES times in all, after the wait it asks for (at most LONGEST_WAIT s, within the same time),
         each wait said on the call's card."""
-        limit = _Limit(self.timeout)
+        tls, limit = _tls(), _Limit(self.timeout)
         for attempt in range(1, TRIES + 1):
-            response, data = self._answer(method, path, limit, kwargs)
+            response, data = self._answer(method, path, limit, tls, kwargs)
             if response.status_code not in _BUSY:
                 break
             busy = f"{self.name} is busy (HTTP {response.status_code})"
@@ -138,11 +155,12 @@ class HttpService:
             raise BackendError(f"{self.name} answered with something that is not JSON ({kind}, "
                                f"{len(data):,} bytes)") from None
 
-    def _answer(self, method: str, path: str, limit: _Limit, kwargs: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+    def _answer(self, method: str, path: str, limit: _Limit, tls: ssl.SSLContext,
+                kwargs: dict[str, Any]) -> tuple[httpx.Response, bytes]:
         """One request and its body, read within what is left of `limit`; its failures as one line naming the service."""
         try:
             with _cut_off(limit.left()) as extensions, \
-                    httpx.Client(headers={**self.headers, **_ACCEPTED}, timeout=limit.left()) as client, \
+                    httpx.Client(headers={**self.headers, **_ACCEPTED}, timeout=limit.left(), verify=tls) as client, \
                     client.stream(method, self.base_url + path, extensions=extensions, **kwargs) as response:
                 data = _body(response, limit, f"{self.name}'s answer")
         except httpx.TimeoutException:
@@ -343,7 +361,7 @@ def fetch_web(url: str, *, timeout: float | None = None) -> Page:
     """A web page fetched directly (http and https only, at most MAX_PAGE_BYTES, all of it within `timeout` seconds,
     by default the browser call's time: see `_Limit`), cut to its main content. Redirects are followed, but not from
     one address to another on this machine or its network: the model opens such an address itself, under approval."""
-    limit = _Limit(timeout)
+    tls, limit = _tls(), _Limit(timeout)
     start, redirected = None, False
 
     def refuse_local() -> bool:
@@ -354,7 +372,8 @@ def fetch_web(url: str, *, timeout: float | None = None) -> Page:
     try:
         start = _origin(url)
         with _cut_off(limit.seconds, refuse_local) as extensions, \
-                httpx.Client(headers={"user-agent": USER_AGENT, **_ACCEPTED}, timeout=limit.seconds) as client:
+                httpx.Client(headers={"user-agent": USER_AGENT, **_ACCEPTED}, timeout=limit.seconds,
+                             verify=tls) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 if not url.startswith(("http://", "https://")):
                     raise BackendError("only http:// and https:// addresses can be opened")
