@@ -1228,10 +1228,13 @@ def _not_json(constant: str) -> Any:
 
 
 def _finite(text: str) -> float:
-    """A JSON number as a float; one too large for a float (1e999) is refused like Infinity."""
+    """A JSON number as a float; one too large for a float (1e999) is refused like Infinity, and one too small for a
+    float's full precision (1e-999999 read as 0.0, 1e-320 as 4 digits of it) is refused too: never silently changed."""
     value = float(text)
     if value in (float("inf"), float("-inf")):
         raise ValueError(f"the number {text[:40]} is too large")
+    if abs(value) < sys.float_info.min and re.split("[eE]", text)[0].strip("-0."):
+        raise ValueError(f"the number {text[:40]} is too small (a float reads it as {value!r})")
     return value
 
 

@@ -701,6 +701,16 @@ def test_a_number_too_large_for_a_float_is_refused_like_infinity(text):
     assert parse_final("1e308", {"type": "number"}) == 1e308
 
 
+@pytest.mark.parametrize("text", ["1e-999999", "-1E-400", "1.5e-320", '{"n": 0.00e-5, "m": 1e-400}'])
+def test_a_number_too_small_for_a_float_is_refused_not_read_as_zero(text):
+    """1e-999999 with multipleOf 0.01 was read as 0.0 and accepted: the answer silently changed."""
+    with pytest.raises(StructuredOutputError, match=r"^the final answer is not valid JSON: the number \S+ is too small"
+                                                    r" \(a float reads it as -?[0-9.e+-]+\)$"):
+        parse_final(text, {"type": ["number", "object"], "multipleOf": 0.01})
+    assert parse_final("0.0e-999", {"type": "number", "multipleOf": 0.01}) == 0
+    assert parse_final("2.3e-308", {"type": "number"}) == 2.3e-308
+
+
 class _Reading(pydantic.BaseModel):
     value: float
 
