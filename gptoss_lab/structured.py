@@ -878,9 +878,15 @@ def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
 _WRITTEN: contextvars.ContextVar[Mapping[float, list[str]]] = contextvars.ContextVar("_WRITTEN", default={})
 
 
+# digits of a Decimal division made exactly: pydantic's multiple_of divides at the default 28, so the valid 1e300
+# (a multiple of 0.01) "could not be checked (InvalidOperation: [<class 'decimal.DivisionImpossible'>])"
+_EXACT_DIGITS = 10_000
+
+
 @contextlib.contextmanager
 def numbers_as_written(text: str) -> Iterator[None]:
-    """Checks made inside (of the JSON `text`) read a Decimal as `text` writes it (`_decimal_as_written`)."""
+    """Checks made inside (of the JSON `text`) read a Decimal as `text` writes it (`_decimal_as_written`) and divide
+    it exactly to `_EXACT_DIGITS` digits; a ValueError that says so past them."""
     written: dict[float, list[str]] = {}
 
     def note(number: str) -> float:
@@ -892,7 +898,13 @@ def numbers_as_written(text: str) -> Iterator[None]:
         json.loads(text, parse_float=note)
     token = _WRITTEN.set(written)
     try:
-        yield
+        with decimal.localcontext(prec=_EXACT_DIGITS):
+            yield
+    except decimal.InvalidOperation as err:
+        if decimal.DivisionImpossible not in (err.args[0] if err.args and isinstance(err.args[0], list) else ()):
+            raise
+        raise ValueError(f"a Decimal is too large for its multiple_of to be checked exactly: it is more than "
+                         f"{_EXACT_DIGITS:,} digits of multiples away from 0") from None
     finally:
         _WRITTEN.reset(token)
 

@@ -15,7 +15,7 @@ import sys
 import time
 import typing
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 import hypothesis
 import hypothesis.strategies
@@ -472,6 +472,29 @@ def test_a_decimal_answer_keeps_the_digits_written_and_too_many_digits_is_a_one_
         "12.30", "0.10000000000000000000000001", "1.50", "2", "1E-30", "123456789012345678.9"]
     assert [str(tool(_pay).call(f'{{"amount": {amount}}}').output) for amount in ("10.10", "0.30000000000000000000001")] \
         == ['"10.10"', '"0.30000000000000000000001"']
+
+
+Cents = Annotated[Decimal, pydantic.Field(multiple_of=Decimal("0.01"))]
+
+
+def _charge(amount: Cents) -> str:
+    """Charges an amount."""
+    return str(amount)
+
+
+def test_a_decimal_multiple_of_is_checked_exactly_however_large_the_answer():
+    """pydantic's multiple_of divides at Decimal's 28 digits: the valid 1e300 'could not be checked (InvalidOperation:
+    [<class 'decimal.DivisionImpossible'>])', as a function's argument too. Checked exactly; past 10,000 digits, said."""
+    fmt = ResponseFormat.from_user(Cents)
+    assert fmt.parse("1e300") == Decimal("1e300") and fmt.parse("123456789012345678901234567890.01").as_tuple()[2] == -2
+    with pytest.raises(StructuredOutputError, match="^the final answer does not match the schema: Input should be a "
+                                                    "multiple of 0.01$"):
+        fmt.parse("1.00005e2")
+    with pytest.raises(StructuredOutputError, match=r"^the final answer could not be checked against the schema \("
+                                                    r"ValueError: a Decimal is too large for its multiple_of to be "
+                                                    r"checked exactly: it is more than 10,000 digits of multiples"):
+        fmt.parse('"1e99999"')
+    assert tool(_charge).call('{"amount": 1e300}').output == '"1E+300"'
 
 
 def _pay(amount: Decimal) -> str:
