@@ -952,6 +952,10 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     schema = dict(schema)
     try:
         kind = jsonschema.validators.validator_for(schema)
+        long = _long_pattern(schema, kind)
+        if long is not None:
+            raise ValueError(f"not supported: a pattern of {long[1]:,} characters at {long[0]}, more than the "
+                             f"{_PATTERN_CHARS:,} the check takes (a pattern is compiled with no time limit)")
         _check_schema(kind, schema)
     except jsonschema.SchemaError as err:
         raise ValueError(f"not a valid JSON schema: {_one_line(err.message)[:300]}") from None
@@ -1072,6 +1076,22 @@ def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
         return None
 
     return next(filter(None, (walk(*found) for found in _subschemas(schema, specification))), None)
+
+
+# characters of a schema's pattern: compiling one is not interruptible (100,000 alternatives held the kernel 9 s
+# in the meta-schema's `format: regex` check and 15 s in `regex` when an answer was checked)
+_PATTERN_CHARS = 10_000
+
+
+def _long_pattern(schema: Mapping[str, Any], kind: Any) -> tuple[str, int] | None:
+    """(place, length) of the first `pattern` or `patternProperties` key longer than `_PATTERN_CHARS`, or None."""
+    for node, place, _ in _subschemas(schema, _specification(kind)):
+        named = node.get("patternProperties")
+        for where, pattern in [("pattern", node.get("pattern")), *(
+                (f"patternProperties/{key[:20]}", key) for key in (named if isinstance(named, Mapping) else ()))]:
+            if isinstance(pattern, str) and len(pattern) > _PATTERN_CHARS:
+                return f"{place}/{where}", len(pattern)
+    return None
 
 
 def _unresolved(schema: Mapping[str, Any], kind: Any) -> tuple[str, str] | None:

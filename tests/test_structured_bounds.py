@@ -151,6 +151,24 @@ def test_a_schema_too_large_to_check_in_time_is_refused_within_the_budget(monkey
         ResponseFormat.from_user({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}})
 
 
+def test_a_pattern_too_long_to_compile_quickly_is_refused_in_one_line():
+    """A pattern of 100,000 alternatives held the kernel 9 s in the meta-schema's `format: regex` check (re.compile,
+    past the check's deadline: not interruptible), then 15 s to compile for each answer. Its length is bounded first."""
+    alternatives = ["|".join(f"a{i:05d}" for i in range(count)) for count in (2_000, 1_250)]
+    started = time.perf_counter()
+    for schema, place in [({"type": "string", "pattern": alternatives[0]}, "#/pattern"), ({"properties": {"x": {
+            "patternProperties": {alternatives[0]: {}}}}}, "#/properties/x/patternProperties/a00000|a00001|a00002")]:
+        with pytest.raises(ValueError) as err:
+            ResponseFormat.from_user(schema)
+        assert str(err.value) == (f"not supported: a pattern of 13,999 characters at {place}, more than the 10,000 the "
+                                  "check takes (a pattern is compiled with no time limit)")
+    assert time.perf_counter() - started < 1
+    fits = ResponseFormat.from_user({"type": "string", "pattern": f"^(?:{alternatives[1]})$"})
+    assert fits.parse('"a01249"') == "a01249"
+    with pytest.raises(StructuredOutputError, match="does not match"):
+        fits.parse('"b"')
+
+
 def _nested_unions(depth: int, *, named: bool = False) -> object:
     """Each level a list or a tuple, both of which read a JSON array: pydantic tries both, 2**depth paths. Each level
     `named` as a type alias, which pydantic builds once; else written out twice, 2**depth times in all."""
