@@ -364,9 +364,9 @@ class Session:
         if not prompt.strip():
             raise TurnError("the prompt is empty")
         window = _context_window(self.engine)
-        if window is not None and len(prompt) > window * _longest_token():  # too long however it is tokenized
-            raise TurnError(f"the prompt is {len(prompt):,} characters, more than the model's context of {window:,} "
-                            "tokens can hold: shorten it")
+        if window is not None and (fewest := harmony.fewest_tokens(prompt)) > window:  # however it is tokenized
+            raise TurnError(f"the prompt is {len(prompt):,} characters, at least {fewest:,} tokens, more than the "
+                            f"model's context of {window:,} tokens can hold: shorten it")
         try:
             fmt = ResponseFormat.from_user(response_format) if response_format is not None else None
         except (TypeError, ValueError) as err:
@@ -1014,12 +1014,6 @@ def _quoted(text: str | None, limit: int = 200) -> str:
     if text is None or len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}… ({len(text):,} characters)"
-
-
-@functools.cache
-def _longest_token() -> int:
-    """Characters the longest token of the vocabulary can hold (its bytes: a character takes one or more)."""
-    return max(map(len, harmony.ranks()))
 
 
 _ANSWER_ROOM = 16   # tokens an answer needs at the least: its header, a few words, its end

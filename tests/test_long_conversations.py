@@ -94,10 +94,17 @@ def test_a_prompt_far_longer_than_the_context_is_refused_before_it_is_tokenized(
     s.engine.context_window = 12_288
     prompt = "alpha beta gamma delta " * 2_200_000
     t0 = time.perf_counter()
-    with pytest.raises(TurnError, match=r"^the prompt is 50,600,000 characters, more than the model's context of 12,288 "
-                                        r"tokens can hold: shorten it$"):
+    with pytest.raises(TurnError, match=r"^the prompt is 50,600,000 characters, at least 395,313 tokens, more than the "
+                                        r"model's context of 12,288 tokens can hold: shorten it$"):
         s.ask(prompt)
     assert time.perf_counter() - t0 < 2
+    # 1,000,000 "x" are 125,000 tokens of 8: fewer characters than 12,288 tokens of 128 could hold, it took 9 s to tell
+    assert max(map(len, harmony.ranks())) == 128 and len(harmony.encode_text("x" * 1024)) == 128
+    t0 = time.perf_counter()
+    with pytest.raises(TurnError, match=r"^the prompt is 1,000,000 characters, at least 124,969 tokens, more than the "
+                                        r"model's context of 12,288 tokens can hold: shorten it$"):
+        s.ask("x" * 1_000_000)
+    assert time.perf_counter() - t0 < 1
     assert not s.history and not s.replies
 
 
