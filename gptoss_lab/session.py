@@ -379,6 +379,9 @@ class Session:
         if intervene is not None:
             intervene = _checked_intervention(intervene, self.engine)
         prefix = self._prefix(settings, tools, fmt)
+        if window is not None and fmt is not None and (fewest := harmony.fewest_text_tokens(prefix)) > window:
+            raise TurnError(f"the response format's schema is at least {fewest:,} tokens, more than the model's "
+                            f"context of {window:,} tokens can hold: ask for a smaller one")
         past = [] if new else self.history
         start = len(past)
         user = harmony.user_message(prompt)

@@ -331,6 +331,11 @@ def test_a_schema_too_large_for_the_context_is_named_as_the_cause():
     with pytest.raises(TurnError, match=r"^the prompt is [\d,]+ tokens but the model's context is 4,096 tokens \([\d,]+ of them "
                                         r"the response format's schema: ask for a smaller one\)$"):
         session.ask("Fill it in.", response_format=wide)
+    started = time.perf_counter()  # a 1,000,000-character const (125,000 tokens) was rendered for 17 s first
+    with pytest.raises(TurnError, match=r"^the response format's schema is at least 124,970 tokens, more than the "
+                                        r"model's context of 4,096 tokens can hold: ask for a smaller one$"):
+        session.ask("Fill it in.", response_format={"type": "string", "const": "x" * 1_000_000})
+    assert time.perf_counter() - started < 1
     assert session.history == []
 
 
