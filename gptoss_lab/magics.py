@@ -778,7 +778,7 @@ class GptossMagics(Magics):
         elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
             old = self.session
-            self.session = _keep_settings(_one_line(Session.load, opts.model, said_by="%gptoss load", **options),
+            self.session = _keep_settings(_one_line(_load, opts.model, said_by="%gptoss load", **options),
                                           self._settings_from())
             say(f"Loaded {visible(self.session.engine.name)}.{_new_conversation(old)}")
         elif command == "connect":
@@ -1008,6 +1008,21 @@ def _answered(session: Any, ask: Callable[[], Any], says: str) -> Any:
         if not session.replies or session.replies[-1] is last:
             raise
         return session.replies[-1]
+
+
+def _load(model: str, **options: Any) -> Any:
+    """Session.load for `%gptoss load`: a device this machine lacks is refused naming the command to type instead
+    (`%gptoss load tiny --device cpu`), not the Python call."""
+    from .engines.checkpoint import LoadError
+    from .session import Session
+
+    try:
+        return Session.load(model, **options)
+    except LoadError as err:
+        if not err.devices:
+            raise
+        instead = " or ".join(f"%gptoss load {shlex.quote(model)} --device {device}" for device in err.devices)
+        raise LoadError(f"{err.reason}: use {instead}") from None
 
 
 def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:

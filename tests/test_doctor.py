@@ -7,6 +7,8 @@ import socket
 
 import pytest
 import torch
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 
 import gptoss_lab
 from gptoss_lab.engines import checkpoint
@@ -144,15 +146,23 @@ def test_mxfp4_kernels_that_is_not_true_false_or_none_is_refused_not_read_as_tru
 @pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU this machine lacks")
 def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_given():
     for device in ("cuda", "cuda:0", "0"):
-        with pytest.raises(LoadError, match=r"sees no CUDA GPU here: use device='cpu' \(%gptoss load NAME --device cpu\), "
+        with pytest.raises(LoadError, match=r"sees no CUDA GPU here: use doctor\('openai/gpt-oss-20b', device='cpu'\), "
                                                   r"or give memory=") as info:
             doctor("openai/gpt-oss-20b", device=device)
         assert "\n" not in str(info.value)
     d = doctor("openai/gpt-oss-20b", device="cuda", memory="16 GiB")
     assert d.device_name == "no CUDA GPU visible to torch" and not d.fits
     with pytest.raises(LoadError, match=r"^0 was asked for, but torch .* sees no CUDA GPU here: "
-                                         r"use device='cpu' \(%gptoss load NAME --device cpu\)$"):
+                                         r"use Session\.load\('tiny', device='cpu'\)$"):
         LocalEngine.from_pretrained("tiny", device="0")  # loading checks a GPU index as doctor does
+    shell = InteractiveShell.instance()   # the magic names itself, with the model asked for, not Python's call
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        with pytest.raises(UsageError, match=r"^%gptoss load: cuda was asked for, but torch .* sees no CUDA GPU here: "
+                                             r"use %gptoss load tiny --device cpu$"):
+            shell.run_line_magic("gptoss", "load tiny --device cuda")
+    finally:
+        InteractiveShell.clear_instance()
 
 
 def test_control_characters_in_a_model_name_stay_escaped(tmp_path):

@@ -336,8 +336,9 @@ def test_a_gpu_past_those_of_this_machine_is_refused_in_one_line(random_checkpoi
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(LoadError) as info:
         checkpoint.plan_load(random_checkpoint, device=device)
-    assert str(info.value) == (f"{device} was asked for, but torch sees 1 CUDA GPU (cuda:0) here: use device='cuda' "
-                               "or device='cpu' (%gptoss load NAME --device cpu)")
+    assert str(info.value) == (f"{device} was asked for, but torch sees 1 CUDA GPU (cuda:0) here: use "
+                               f"Session.load('{random_checkpoint}', device='cuda') or "
+                               f"Session.load('{random_checkpoint}', device='cpu')")
     sized = doctor(random_checkpoint, device=device, memory="80 GB")
     assert sized.device_name == "not here: torch sees 1 CUDA GPU (cuda:0)" and sized.kernels == sized.device_name[10:]
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 from .base import EngineError
@@ -67,7 +67,12 @@ _BUILT_IN_IMPLEMENTATIONS = {
 
 
 class LoadError(EngineError):
-    """A checkpoint could not be loaded; the message says why and what to do, in one line."""
+    """A checkpoint could not be loaded; the message says why and what to do, in one line. `devices`, where set, are
+    the devices to load on instead: the message words them as Python calls, `%gptoss load` as its own command."""
+
+    def __init__(self, message: str, *, reason: str = "", devices: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason, self.devices = reason, devices
 
 
 @dataclass(frozen=True)
@@ -942,19 +947,24 @@ def on_gpu(target: Any) -> bool:
     return text.startswith("cuda") or text.isdigit()
 
 
-def check_gpu(target: Any, hint: str = "") -> None:
+def check_gpu(target: Any, model: Any, call: str = "Session.load", hint: str = "") -> None:
     """A one-line LoadError when `target` is a CUDA GPU and torch sees none, or another accelerator (mps, xpu ...)
     torch cannot put a tensor on here, where "Loading ... on mps" was printed and transformers then asked for
-    accelerate (`hint` ends the message)."""
+    accelerate. The message names `call` for `model` on the devices there are (`hint` ends it)."""
     import torch
 
     if missing := missing_gpu(target):
-        other = "device='cuda' or " * torch.cuda.is_available()
-        raise LoadError(f"{target} was asked for, but {missing} here: use {other}device='cpu' (%gptoss load NAME "
-                        f"--device cpu){hint}")
+        _use_another(f"{target} was asked for, but {missing} here", ("cuda",) * torch.cuda.is_available() + ("cpu",),
+                     f"{call}({str(model)!r}, device={{!r}})", hint)
     if (kind := _unusable_device(target)) is not None:
-        raise LoadError(f"{target} was asked for, but torch {torch.__version__} finds no {kind} device here: "
-                        f"use device='cpu' (%gptoss load NAME --device cpu){hint}")
+        _use_another(f"{target} was asked for, but torch {torch.__version__} finds no {kind} device here", ("cpu",),
+                     f"{call}({str(model)!r}, device={{!r}})", hint)
+
+
+def _use_another(reason: str, devices: tuple[str, ...], form: str, hint: str) -> NoReturn:
+    """Refuse a device this machine lacks, naming the `form` (a call with a slot for the device) on each of `devices`."""
+    raise LoadError(f"{reason}: use {' or '.join(form.format(d) for d in devices)}{hint}", reason=reason,
+                    devices=devices)
 
 
 def missing_gpu(target: Any) -> str | None:
@@ -1149,7 +1159,7 @@ def plan_load(
     if device_map is not None and importlib.util.find_spec("accelerate") is None:
         raise LoadError(f"device_map={device_map!r} needs the accelerate package (pip install accelerate); "
                         "on one device give device= instead (%gptoss load NAME --device cuda)")
-    check_gpu(target)
+    check_gpu(target, name_or_path)
     on_cpu = str(target).startswith("cpu")
     attention = getattr(config, "_attn_implementation", None) or kw.get("attn_implementation")  # the config's outranks
     attention = str(attention).removeprefix("paged|")

@@ -186,7 +186,8 @@ def doctor(
     name = checkpoint.printable(name)
     target = checkpoint.default_device(device)
     if memory is None:
-        checkpoint.check_gpu(target, ", or give memory= (e.g. '80 GB') to size the model for another machine")
+        checkpoint.check_gpu(target, model if isinstance(model, str | Path) else name, "doctor",
+                             ", or give memory= (e.g. '80 GB') to size the model for another machine")
     p = checkpoint.count_parameters(config)
     free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
     loaded = getattr(model, "config", None) is config
