@@ -22,8 +22,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .events import counted, ctrl_c_says
-from .settings import (APPROVALS, DEFAULT, EFFORTS, Settings, SettingsError, folded, other_digits, parse_assignments,
-                       shown_key, shown_keys)
+from .settings import (APPROVALS, DEFAULT, EFFORTS, UNRECOGNIZED, Settings, SettingsError, nearest,
+                       other_digits, parse_assignments, shown_key, shown_keys)
 from .tools.base import error_message
 from .widgets import say
 from .widgets.sanitize import KEYLIKE, variable_named, visible, visible_line
@@ -109,7 +109,7 @@ class _Parser(argparse.ArgumentParser):
             given = getattr(self, "_given", [])
             return next((hint for word in given if word.startswith("-")
                          and (hint := self._elsewhere(word.split("=")[0], self, given))), "")
-        word = _INVALID_CHOICE.search(message) or _UNRECOGNIZED.search(message)
+        word = _INVALID_CHOICE.search(message) or UNRECOGNIZED.search(message)
         if word is None:   # a stray word, not an option: a question or a command on the wrong line
             return self._misplaced(getattr(self, "_args", [])) if "unrecognized arguments" in message else ""
         args = getattr(self, "_args", [])
@@ -125,7 +125,7 @@ class _Parser(argparse.ArgumentParser):
             return elsewhere
         if parser is self and self.prog == "%gptoss" and _asks(args):   # `%gptoss History of Rome?`: no command
             return self._misplaced(args)
-        near = _nearest(word[1].split("=")[0] if word[1].startswith("-") else word[1], _words_known(parser))
+        near = nearest(word[1].split("=")[0] if word[1].startswith("-") else word[1], _words_known(parser), _MEANT)
         if near:
             return f": did you mean {near!r}?"
         return "" if message.startswith("argument -") else self._misplaced(args)  # (an option's value: not misplaced)
@@ -195,7 +195,6 @@ _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past t
 _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "reset", "restart": "reset",
           "export": "history --export", "info": "status"}
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
-_UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")
 _KEY_RUN = re.compile(r"[A-Za-z0-9]{16,}")  # letters and digits unbroken, as a key's random part is written
 # names IPython writes (`_` and `_1` after each output, `_i3` each input) or owns: a reply kept there was overwritten
 _IPYTHON_NAME = re.compile(r"_+|_\d+|_i+|_i\d+|_[ido]h|In|Out|get_ipython|exit|quit")
@@ -251,20 +250,6 @@ def _keys_hidden(message: str, line: str) -> str:
 def _options(parser: argparse.ArgumentParser) -> set[str]:
     """The option strings of `parser` (-h and --help aside)."""
     return {s for a in parser._actions for s in a.option_strings} - {"-h", "--help"}
-
-
-def _nearest(word: str, known: set[str]) -> str | None:
-    """The known word `word` most likely meant: itself in another case or width (`LOAD`, `ｌｏａｄ`), else the closest,
-    options compared without their dashes (`--exprot` was 'did you mean --text?', the dashes alike)."""
-    word = folded(word)
-    same = sorted(k for k in known if folded(k) == word)
-    if same:
-        return same[0]
-    if _MEANT.get(word, "").split(" ")[0] in known:   # `disconnect` was 'did you mean connect?', its opposite
-        return _MEANT[word]
-    bare = {k.lstrip("-"): k for k in sorted(known) if k.startswith("-") == word.startswith("-")}
-    near = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.7)
-    return bare[near[0]] if near else None
 
 
 def _asks(words: list[str]) -> bool:

@@ -9,6 +9,7 @@ import dataclasses
 import datetime as _dt
 import difflib
 import itertools
+import re
 import shlex
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -209,6 +210,24 @@ def folded(word: str) -> str:
     """`word` as a mistyped word is compared with the one meant: `EFFORT` and the full-width `ｈｉｇｈ` (a CJK keyboard's)
     as effort and high, which difflib found nothing near."""
     return unicodedata.normalize("NFKC", word).casefold()
+
+
+def nearest(word: str, known: Iterable[str], meant: dict[str, str] | None = None) -> str | None:
+    """The known word `word` most likely meant: itself in another case or width (`LOAD`, `ｌｏａｄ`), else `meant`'s
+    word for it, else the closest, options compared without their dashes (`--exprot` was 'did you mean --text?', the
+    dashes alike). The magics and the tiny model's command lines name what was meant with it."""
+    word, known = folded(word), set(known)
+    same = sorted(k for k in known if folded(k) == word)
+    if same:
+        return same[0]
+    if (meant or {}).get(word, "").split(" ")[0] in known:   # `disconnect` was 'did you mean connect?', its opposite
+        return meant[word]
+    bare = {k.lstrip("-"): k for k in sorted(known) if k.startswith("-") == word.startswith("-")}
+    near = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.7)
+    return bare[near[0]] if near else None
+
+
+UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")   # argparse's words for an option it does not know
 
 
 def other_digits(value: Any) -> str:

@@ -110,6 +110,30 @@ def test_help_examples_name_the_packages_own_files_where_they_are(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_mistyped_option_names_the_one_meant_and_a_missing_checkpoint_is_a_usage_error(tmp_path, capsys):
+    """`train --quik` said only "unrecognized arguments: --quik", where the magics name the option meant; `quantize
+    --source /nonexistent` said "error: ..." with status 1 and no program name, where evaluate said a usage error."""
+    import importlib
+
+    for module, args, meant in [("train", ["--quik"], "--quick"), ("evaluate", ["--chekpoint=x"], "--checkpoint"),
+                                ("tokenizer", ["x", "--hepl"], "--help"), ("quantize", ["--souce"], "--source"),
+                                ("llamacpp", ["m.gguf", "--outype"], "--outtype"), ("random_model", ["r", "--seeed"], "--seed")]:
+        with pytest.raises(SystemExit) as ended:
+            importlib.import_module(f"gptoss_lab.tiny.{module}").main(args)
+        said = capsys.readouterr().err.splitlines()[-1]
+        assert ended.value.code == 2 and said == (f"python -m gptoss_lab.tiny.{module}: error: unrecognized arguments: "
+                                                  f"{args[-1]}: did you mean {meant!r}?"), said
+    none = tmp_path / "none"
+    for module, args in [("evaluate", ["--checkpoint", str(none)]), ("quantize", ["--source", str(none)]),
+                         ("llamacpp", [str(tmp_path / "m.gguf"), "--checkpoint", str(none)])]:
+        with pytest.raises(SystemExit) as ended:
+            importlib.import_module(f"gptoss_lab.tiny.{module}").main(args)
+        said = capsys.readouterr().err.splitlines()
+        assert ended.value.code == 2 and said[0].startswith(f"usage: python -m gptoss_lab.tiny.{module}"), said
+        assert said[-1] == f"python -m gptoss_lab.tiny.{module}: error: checkpoint folder not found: {none}", said
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_commands_read_tiny_as_the_bundled_checkpoint_from_any_folder(tmp_path, monkeypatch, capsys):
     """Installed, gpt-oss-tiny's folder is deep in site-packages: `--resume tiny` (as `%gptoss load tiny`) was
     "not found" in every folder but one holding `tiny`. Each command gets past the checkpoint to its next check."""
@@ -463,7 +487,7 @@ def test_llamacpp_into_a_folder_it_cannot_write_says_so_in_one_line_before_it_co
     with pytest.raises(SystemExit) as ended:
         llamacpp.main(["/proc/m.gguf", "--source", str(source)])
     assert ended.value.code == 1
-    assert capsys.readouterr().err == "error: cannot write /proc/m.gguf: No such file or directory\n"
+    assert capsys.readouterr().err == "python -m gptoss_lab.tiny.llamacpp: error: cannot write /proc/m.gguf: No such file or directory\n"
     assert not list(source.rglob("*.ran"))
 
 
@@ -552,7 +576,7 @@ def test_llamacpp_keeps_pips_log_off_stdout_and_a_failure_shows_pips_error(tmp_p
                             env={**env, "XDG_CACHE_HOME": str(tmp_path / "new-cache")})
     assert failed.returncode == 1 and failed.stdout == "", failed
     assert failed.stderr.splitlines() == [fetching, (
-        f"error: pip could not download the llama-cpp-python {installed} sdist (offline? give --source): "
+        f"python -m gptoss_lab.tiny.llamacpp: error: pip could not download the llama-cpp-python {installed} sdist (offline? give --source): "
         f"ERROR: Could not find a version that satisfies the requirement llama-cpp-python=={installed}")]
     assert not offline.exists()
 
@@ -663,8 +687,9 @@ def test_a_finished_run_that_cannot_become_its_out_folder_is_kept_and_said_in_on
         train.main(["--quick", "--out", str(tmp_path / "run")])
     said = capsys.readouterr().err.strip().splitlines()[-1]
     kept = next(tmp_path.glob(".run.partial-*"))
-    assert ended.value.code == 1 and said == (f"error: cannot put the finished work at {tmp_path / 'run'} (Directory "
-                                              f"not empty; another run wrote there meanwhile?): it is kept whole in {kept}")
+    assert ended.value.code == 1 and said == (f"python -m gptoss_lab.tiny.train: error: cannot put the finished work at "
+                                              f"{tmp_path / 'run'} (Directory not empty; another run wrote there "
+                                              f"meanwhile?): it is kept whole in {kept}")
     assert (kept / "model.safetensors").read_bytes() == b"weights" and os.listdir(tmp_path / "run") == ["other.txt"]
     with pytest.raises(RuntimeError), new_folder(tmp_path / "failed") as partial:   # a failing block keeps nothing
         (partial / "half").write_text("x")
@@ -747,7 +772,7 @@ def test_llamacpp_given_a_file_that_is_no_whole_sdist_says_so_in_one_line(tmp_pa
         llamacpp.main([str(tmp_path / "m.gguf"), "--checkpoint", str(random_checkpoint), "--source", str(bad)])
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and len(err.splitlines()) == 1, err
-    assert err.startswith(f"error: {bad} is not a whole .tar.gz (") and err.endswith(
+    assert err.startswith(f"python -m gptoss_lab.tiny.llamacpp: error: {bad} is not a whole .tar.gz (") and err.endswith(
         "): give a llama-cpp-python sdist .tar.gz or its unpacked folder\n"), err
     assert not (tmp_path / "m.gguf").exists() and not any((tmp_path / "cache").iterdir())
 

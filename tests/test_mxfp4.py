@@ -253,7 +253,8 @@ def test_quantize_refusals_are_one_line_and_write_nothing(tmp_path, capsys, rand
         with pytest.raises(SystemExit) as info:
             main(["--source", str(source), "--out", str(out)])
         err = capsys.readouterr().err
-        assert info.value.code == 1 and message in err and err.count("\n") == 1, err
+        assert info.value.code == 2 and err.startswith("usage: python -m gptoss_lab.tiny.quantize"), err
+        assert err.splitlines()[-1].startswith("python -m gptoss_lab.tiny.quantize: error: ") and message in err, err
     assert (existing / "README.md").read_text() == "mine" and [p.name for p in existing.iterdir()] == ["README.md"]
     assert {p.name: p.read_bytes() for p in random_checkpoint.iterdir()} == source_files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "existing", "list", "llama"]
@@ -264,7 +265,7 @@ def test_quantize_refusals_are_one_line_and_write_nothing(tmp_path, capsys, rand
     monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
     with pytest.raises(SystemExit):
         main(["--source", str(random_checkpoint), "--out", str(tmp_path / "ro" / "q")])
-    assert capsys.readouterr().err == f"error: cannot write {tmp_path / 'ro' / 'q'}: Permission denied\n"
+    assert capsys.readouterr().err == f"python -m gptoss_lab.tiny.quantize: error: cannot write {tmp_path / 'ro' / 'q'}: Permission denied\n"
 
 
 def test_quantize_into_an_empty_folder_and_nothing_left_when_it_fails(tmp_path, random_checkpoint, monkeypatch):

@@ -18,7 +18,7 @@ Printed per skill and per turn index; `--check` exits non-zero when a target is 
 """
 from __future__ import annotations
 
-from . import command, importing
+from . import Parser, command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -41,7 +41,7 @@ HELD_OUT_SEED = 20250805
 def _parser() -> argparse.ArgumentParser:
     """The command line's parser: it needs none of the engine's imports, so `--help` and a usage error answer
     before them."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m gptoss_lab.tiny.evaluate", description=__doc__.splitlines()[0],
         epilog="example: python -m gptoss_lab.tiny.evaluate --n 10 --show-failures (a quick look: 10 held-out "
                "conversations and the turns the model got wrong)")

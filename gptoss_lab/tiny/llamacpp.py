@@ -12,10 +12,9 @@ gptoss_lab/docs/remote.md).
 """
 from __future__ import annotations
 
-from . import command, importing
+from . import Parser, command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
-    import argparse
     import json
     import os
     import shlex
@@ -199,7 +198,7 @@ def serve_command(gguf: str | Path, *, model: str = "gpt-oss-tiny", host: str = 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: convert, then print the command that serves the GGUF."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m gptoss_lab.tiny.llamacpp",
         description="Convert gpt-oss-tiny (or any GptOss checkpoint folder) to a GGUF file with llama.cpp's own "
                     "converter, and print the command that serves it.",
@@ -215,8 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         out = convert(args.out, args.checkpoint, outtype=args.outtype, source=args.source)
-    except (OSError, RuntimeError, LoadError) as error:
-        parser.exit(1, f"error: {error}\n")
+    except LoadError as error:   # --checkpoint: a usage error, as evaluate says a missing checkpoint
+        parser.error(str(error))
+    except (OSError, RuntimeError) as error:
+        parser.fail(error)
     except KeyboardInterrupt:
         parser.exit(130, f"interrupted: nothing written to {args.out}\n")
     print(f"wrote {out}; serve it with:\n  " + shlex.join(serve_command(out)))   # quoted: a path may hold spaces

@@ -14,10 +14,9 @@ and the public `quantization_config`. transformers reads it back with its own de
 """
 from __future__ import annotations
 
-from . import command, importing
+from . import Parser, command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
-    import argparse
     import json
     import shlex
     import shutil
@@ -175,7 +174,7 @@ def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: quantize gpt-oss-tiny (or SOURCE) into OUT and print the error per projection."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m gptoss_lab.tiny.quantize",
         description="Write a bf16 GptOss checkpoint (gpt-oss-tiny by default) with its expert weights in MXFP4, "
                     "openai/gpt-oss-20b's layout, and print how far each expert projection moved.",
@@ -187,8 +186,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         errors = quantize_checkpoint(args.source, args.out)
-    except (OSError, ValueError) as error:
-        parser.exit(1, f"error: {error}\n")
+    except ValueError as error:   # the source or --out given: a usage error, as evaluate says a missing checkpoint
+        parser.error(str(error))
+    except OSError as error:
+        parser.fail(error)
     except KeyboardInterrupt:   # (new_folder removed what was written)
         parser.exit(130, f"interrupted: nothing written to {args.out}\n")
     for e in errors:

@@ -12,7 +12,7 @@ sliding window 8 (gpt-oss-tiny: 128), positions 4096 (gpt-oss-tiny: 12288) and Y
 """
 from __future__ import annotations
 
-from . import command, importing
+from . import Parser, command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -66,7 +66,7 @@ def _weight_bytes(layers: int, experts: int, top_k: int) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a random checkpoint into OUT and print its path."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m gptoss_lab.tiny.random_model", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m gptoss_lab.tiny.random_model /tmp/random-gptoss --layers 2,\nthen "

@@ -9,10 +9,9 @@ folder, so `AutoTokenizer`, llama.cpp's converter and vLLM can load the model. `
 """
 from __future__ import annotations
 
-from . import command, importing
+from . import Parser, command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
-    import argparse
     import json
     import shlex
     import shutil
@@ -163,7 +162,7 @@ def tiny_copy(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: write the tokenizer files into FOLDER and print the tokenizer.json path."""
-    p = argparse.ArgumentParser(prog="python -m gptoss_lab.tiny.tokenizer",
+    p = Parser(prog="python -m gptoss_lab.tiny.tokenizer",
                                 description="Write the Harmony (o200k) tokenizer files of a GptOss checkpoint into FOLDER.",
                                 epilog="example: python -m gptoss_lab.tiny.tokenizer tiny, then AutoTokenizer."
                                        "from_pretrained, vLLM or llama.cpp can read gpt-oss-tiny with its tokenizer, "

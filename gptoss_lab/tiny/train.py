@@ -17,7 +17,7 @@ with `save_pretrained` (bf16, unused rows exactly zero), loadable by `AutoModelF
 """
 from __future__ import annotations
 
-from . import command, importing
+from . import Parser, command, importing
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import argparse
@@ -77,7 +77,7 @@ def _undrawable(topics: dict[str, float]) -> str | None:
 def _arguments(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The command line's parser and its arguments, checked as far as no checkpoint is read: it needs no torch, so
     `--help` and a usage error answer at once, before the seconds of importing torch and transformers."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m gptoss_lab.tiny.train", description=__doc__.splitlines()[0],
         epilog="example: python -m gptoss_lab.tiny.train --quick --out /tmp/tiny_runs/smoke (a smoke run of a few "
                f"steps); the checkpoint card ({CHECKPOINT / 'README.md'}) has the shipped model's commands")
@@ -694,7 +694,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         p.exit(130, f"interrupted: nothing written to {args.out}\n")
     except OSError as error:   # the finished run could not become --out (new_folder kept it and says where)
-        p.exit(1, f"error: {error}\n")
+        p.fail(error)
     print(json.dumps({**summary, "out": str(args.out)}))   # where the checkpoint is: the output named it nowhere
 
 
