@@ -896,7 +896,8 @@ class GptossMagics(Magics):
 
     def _history(self, export: bool) -> None:
         session = self.session if self.session is not None else self._unloaded   # an unloaded model's stays readable
-        if session is None or not (session.replies or export):
+        # (--export with no conversation printed the system prompt alone, where the history said there was none)
+        if session is None or not (session.history if export else session.replies):
             say("No conversation yet: ask with a %%gptoss cell.")
             return
         if export:   # a setting the next turn would refuse (a function deleted since) is one line, as that turn's is

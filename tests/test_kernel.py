@@ -384,7 +384,7 @@ def test_reload_ext_keeps_the_output_name_regenerate_fills(kernel):
 
 def test_history_without_a_conversation_says_so_and_loads_nothing(kernel):
     """`%gptoss history` before any question printed nothing, and before any model loaded gpt-oss-tiny
-    to print nothing."""
+    to print nothing; `history --export` printed the system prompt alone."""
     _, kc = kernel
     run(kc, "%load_ext gptoss_lab")
     out, content = run(kc, "%gptoss history")
@@ -392,8 +392,9 @@ def test_history_without_a_conversation_says_so_and_loads_nothing(kernel):
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded"), out
     run(kc, SETUP)
-    out, content = run(kc, "%gptoss history")
-    assert out.strip() == "No conversation yet: ask with a %%gptoss cell.", out
+    for line in ("%gptoss history", "%gptoss history --export"):   # (--export printed the system prompt alone)
+        out, content = run(kc, line)
+        assert out.strip() == "No conversation yet: ask with a %%gptoss cell.", (line, out)
 
 
 def test_history_counts_the_reasoning_in_tokens_as_the_chat_view_does(kernel):
