@@ -253,7 +253,7 @@ def test_a_folder_of_files_the_browser_does_not_read_says_what_it_passed_over(tm
     assert str(error.value).endswith(".yml; passed over 4 files of other kinds: .docx, no suffix, .png)")
     (tmp_path / "notes.txt").write_text("Owls hunt at night.")   # one document among them: the others were unsaid
     assert Browser.from_sources([str(tmp_path)]).describe() == (
-        f"1 document in {tmp_path} (1 text; 3 lines); passed over 4 files of other kinds: .docx, no suffix, .png")
+        f"1 document in {tmp_path} (1 text; 1 line); passed over 4 files of other kinds: .docx, no suffix, .png")
 
 
 def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:
@@ -267,7 +267,7 @@ def test_links_leading_out_of_the_folder_are_never_read(tmp_path: Path) -> None:
     (docs / "sub" / "alias.md").symlink_to(docs / "notes.md")   # a link inside the folder is fine
     (docs / "sub" / "outdir").symlink_to(outside, target_is_directory=True)
     browser = Browser(docs)
-    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 6 lines); skipped 2 that could not be read "
+    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 3 lines); skipped 2 that could not be read "
                                   f"(sub/link.txt: a link to a file outside {docs}, ...)")
     assert "link.txt" not in browser.search("vault password hunter2")
     for target in ("sub/link.txt", "link.txt", str(outside / "secret.txt"), (outside / "secret.txt").as_uri()):
@@ -290,7 +290,7 @@ def test_a_loop_of_links_is_named_as_one_not_as_no_such_file(tmp_path: Path) -> 
     (docs / "sub" / "up").symlink_to("..", target_is_directory=True)
     (docs / "gone.md").symlink_to("moved.md")
     browser = Browser(docs)
-    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 6 lines); skipped 3 that could not be read "
+    assert browser.describe() == (f"1 document in {docs} (1 Markdown; 3 lines); skipped 3 that could not be read "
                                   "(a.txt: a loop of links, which leads to no file, ...)")
     assert [browser.run(call("open", id=name)).output for name in ("b.txt", "./a.txt", "gone.md")] == [
         "Error fetching URL `b.txt`: not read: a loop of links, which leads to no file",
@@ -318,7 +318,7 @@ def test_a_folder_whose_documents_lie_behind_a_link_to_another_folder_says_so(tm
     (papers / "notes").mkdir()
     (papers / "notes" / "voles.md").write_text("# Voles\n\nVoles hide.\n")
     (papers / "same").symlink_to(papers / "notes", target_is_directory=True)
-    assert Browser(papers).describe() == (f"1 document in {papers} (1 Markdown; 6 lines); skipped 1 that could not be "
+    assert Browser(papers).describe() == (f"1 document in {papers} (1 Markdown; 3 lines); skipped 1 that could not be "
                                           f"read (2024: a link to a folder outside {papers})")
 
 
@@ -332,7 +332,7 @@ def test_in_memory_texts_and_a_search_function() -> None:
     memory = Browser({"notes/owls.md": "# Owls\n\nBarn owls swallow mice whole.", "bats.txt": "Bats hunt by echo."})
     assert memory.search("barn owl").splitlines()[7] == "L4:   * 【0†Owls†notes/owls.md】 Owls Barn owls swallow mice whole."
     assert memory.open(id=0).endswith("\nL2: # Owls\nL3: \nL4: Barn owls swallow mice whole.")
-    assert memory.describe() == "2 documents (1 Markdown, 1 text; 8 lines)"
+    assert memory.describe() == "2 documents (1 Markdown, 1 text; 4 lines)"
 
     def wiki(query: str, topn: int) -> list[dict[str, str]]:
         return [{"title": "Owl", "url": "https://wiki.example/owl", "snippet": "Owls are birds.",

@@ -78,7 +78,7 @@ def test_a_folder_is_read_for_at_most_max_read_seconds(tmp_path: Path, monkeypat
     t0 = time.perf_counter()
     browser = Browser(tmp_path)
     assert time.perf_counter() - t0 < 3            # a folder of such PDFs (60 s each) was read without end
-    assert browser.describe() == f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 2 that could not be " \
+    assert browser.describe() == f"1 document in {tmp_path} (1 Markdown; 3 lines); skipped 2 that could not be " \
         "read (b-slow.html: not read: the browser reads documents for at most 0.5 s, ...)"
     assert [name for name, _ in browser.backend.skipped] == ["b-slow.html", "c-owls.md"]
 
@@ -120,7 +120,7 @@ def test_a_file_that_became_a_pipe_is_not_waited_on(tmp_path: Path, monkeypatch:
     os.mkfifo(tmp_path / "voles.md")               # made a pipe after the folder was listed
     monkeypatch.setattr(local, "collect", lambda paths, **_: ([*found[0], (tmp_path / "voles.md", "voles.md")],
                                                               *found[1:]))
-    assert _described_unwaited(tmp_path) == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 1 that could "
+    assert _described_unwaited(tmp_path) == [f"1 document in {tmp_path} (1 Markdown; 3 lines); skipped 1 that could "
                                              "not be read (voles.md: not a regular file)"]
 
 
@@ -133,7 +133,7 @@ def test_pypdf_working_around_a_font_encoding_logs_nothing(caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING):
         described = Browser({"cjk.pdf": data.decode("latin-1")}).describe()
     assert [record.getMessage() for record in caplog.records] == []   # was "Advanced encoding /KSCms-UHC-H not ..."
-    assert described == "1 document (1 PDF; 3 lines)"
+    assert described == "1 document (1 PDF; 1 line)"
 
 
 def test_a_page_from_a_search_api_of_a_megabyte_of_tags_is_one_line(server: FakeServer,
@@ -265,7 +265,7 @@ def test_a_pipe_or_device_named_as_a_document_in_a_folder_is_said_to_be_skipped(
     (tmp_path / "owls.md").write_text("# Owls\n\nBarn owls hunt at dusk.\n")
     os.mkfifo(tmp_path / "voles.md")
     (tmp_path / "null.txt").symlink_to("/dev/null")
-    assert _described_unwaited(tmp_path) == [f"1 document in {tmp_path} (1 Markdown; 6 lines); skipped 2 that could "
+    assert _described_unwaited(tmp_path) == [f"1 document in {tmp_path} (1 Markdown; 3 lines); skipped 2 that could "
                                              f"not be read (null.txt: a link to a file outside {tmp_path}, ...)"]
 
 
@@ -305,7 +305,7 @@ def test_a_file_made_a_link_after_the_folder_was_listed_is_not_followed(tmp_path
     monkeypatch.setattr(local, "collect", lambda paths, **_: found)
     browser = Browser(tmp_path / "docs")
     assert "4711" not in "".join(page.text for page in browser.backend.pages)   # was read as voles.md
-    assert browser.describe() == f"1 document in {tmp_path / 'docs'} (1 Markdown; 6 lines); skipped 1 that could not " \
+    assert browser.describe() == f"1 document in {tmp_path / 'docs'} (1 Markdown; 3 lines); skipped 1 that could not " \
         "be read (voles.md: made a link since the folder was listed; not followed)"
 
 

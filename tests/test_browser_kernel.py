@@ -37,7 +37,7 @@ def test_browse_mistakes_links_out_of_the_folder_and_find_citations(kernel, tmp_
 
     out, content = run(kernel[1], f"%gptoss browse {docs}")
     assert content["status"] == "ok", out
-    assert " ".join(out.split()).startswith(f"The browser reads 1 document in {docs} (1 Markdown; 7 lines); skipped 1 that could not "
+    assert " ".join(out.split()).startswith(f"The browser reads 1 document in {docs} (1 Markdown; 4 lines); skipped 1 that could not "
                           f"be read (vault.txt: a link to a file outside {docs});")
     out, _ = run(kernel[1], "print(s.browser.search('vault password hunter2')); s.browser.reset()")
     assert "vault.txt" not in out
@@ -67,7 +67,7 @@ def test_browse_a_folder_with_a_page_bomb_and_a_name_holding_terminal_sequences(
     assert content["status"] == "ok", out
     printed, seconds = out.rstrip("\n").rsplit("\n", 1)
     assert int(seconds) < 10                        # was minutes: every listed page was read
-    assert " ".join(printed.split()).startswith(f"The browser reads 1 document in {docs} (1 Markdown; 6 lines); skipped 1 that could not "
+    assert " ".join(printed.split()).startswith(f"The browser reads 1 document in {docs} (1 Markdown; 3 lines); skipped 1 that could not "
                               "be read (\\x1b]0;owned\\x07bomb.pdf: the PDF has 90,000 pages; the browser reads at most 5,000);")
 
 

@@ -38,7 +38,7 @@ def test_looking_for_documents_stops_at_max_documents_keeping_the_shallowest(tmp
     _tree(tmp_path)
     browser = Browser(tmp_path)              # was every file of the folder, however many millions (a home folder)
     assert [page.url for page in browser.backend.pages] == ["a/one.md", "top.md"]
-    assert browser.describe() == f"2 documents in {tmp_path} (2 Markdown; 12 lines); left out the rest: the browser " \
+    assert browser.describe() == f"2 documents in {tmp_path} (2 Markdown; 6 lines); left out the rest: the browser " \
         "reads at most 2 documents"
 
 
@@ -64,7 +64,7 @@ def test_looking_for_documents_stops_after_max_list_seconds_keeping_what_it_foun
     browser = Browser(tmp_path)
     monkeypatch.undo()
     assert [page.url for page in browser.backend.pages] == ["top.md"]
-    assert browser.describe() == f"1 document in {tmp_path} (1 Markdown; 6 lines); left out the rest: looking for " \
+    assert browser.describe() == f"1 document in {tmp_path} (1 Markdown; 3 lines); left out the rest: looking for " \
         "documents took longer than 0.6 s"
 
 

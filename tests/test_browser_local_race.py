@@ -43,7 +43,7 @@ def test_a_folder_swapped_for_a_link_while_a_document_is_opened_is_never_followe
         refused = "; skipped 1 that could not be read (sub/a.txt: made a link since the folder was listed; not followed)"
         assert "Barn owls hunt at dusk." in read.get("sub/a.txt", "") or described.endswith(refused), swap_at
         if swap_at == 0:   # swapped before anything of sub/a.txt was opened: it is skipped, and said so
-            assert described == f"1 document in {docs} (1 Markdown; 6 lines){refused}"
+            assert described == f"1 document in {docs} (1 Markdown; 3 lines){refused}"
 
 
 def test_a_hard_link_to_a_file_elsewhere_is_named(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_a_hard_link_to_a_file_elsewhere_is_named(tmp_path: Path) -> None:
     (docs / "voles.txt").write_text("Voles hide.\n")
     os.link(docs / "voles.txt", docs / "voles again.txt")    # both names in the folder: nothing elsewhere to say
     browser = Browser(docs)
-    assert browser.describe() == f"4 documents in {docs} (3 text, 1 Markdown; 18 lines); 1 is a hard link to a file " \
+    assert browser.describe() == f"4 documents in {docs} (3 text, 1 Markdown; 6 lines); 1 is a hard link to a file " \
         "also elsewhere on disk, maybe outside the folder (copy.txt)"   # was read as any other document, unsaid
     os.link(docs / "notes.md", tmp_path / "notes elsewhere.md")
     assert Browser(docs).describe().endswith("; 2 are hard links to a file also elsewhere on disk, maybe outside the "

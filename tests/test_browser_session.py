@@ -121,7 +121,7 @@ def _browse_in(shell, docs: Path, capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     said = out[out.index("The browser reads"):]
     assert " ".join(said.split()) == (
-        f"The browser reads 4 documents in {docs} (1 text, 1 Markdown, 1 PDF, 1 HTML; 90 lines); ask with "
+        f"The browser reads 4 documents in {docs} (1 text, 1 Markdown, 1 PDF, 1 HTML; 63 lines); ask with "
         "`%%gptoss --tools browser` (or `%gptoss config tools=python,browser`).")
     # in lines JupyterLab's output area does not break inside a word (it breaks a longer one at any letter)
     assert all(len(line) <= 68 or " " not in line for line in said.splitlines()), said

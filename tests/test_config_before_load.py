@@ -49,14 +49,14 @@ def test_settings_and_documents_wait_for_the_next_model(kernel, tmp_path):  # no
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded") and "effort: high" in out, out  # still nothing loaded
     said = " ".join(out.split())   # what it reads, a setting of its own
-    assert said.endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)."), out
+    assert said.endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 2 lines)."), out
 
     # the model loaded next takes them over
     out, content = run(kc, "%gptoss load tiny\n%gptoss status", timeout=120)
     assert content["status"] == "ok", out
     said = " ".join(out.split())
     assert "model: gpt-oss-tiny | effort: high | approve: auto | tools: python,browser" in said and "seed: 3" in said
-    assert "guard: off" in said and said.endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 5 lines)"), out
+    assert "guard: off" in said and said.endswith(f" | browser: 1 document in {tmp_path} (1 Markdown; 2 lines)"), out
     out, _ = run(kc, "import gptoss_lab.magics as m, IPython\n"
                      "s = IPython.get_ipython().magics_manager.registry['GptossMagics'].session\n"
                      "print(type(s.browser).__name__, s.browser.describe())")

@@ -145,6 +145,12 @@ def with_url(url: str, text: str) -> str:
     return f"\nURL: {merge_whitespace(replace_special_chars(clean_url(url)))}\n{text}"
 
 
+def own_lines(text: str) -> int:
+    """How many lines a page's text holds of its own: the document's, without the `URL:` header `with_url` puts
+    first (a one-line .txt was said to be "4 lines")."""
+    return len((text.split("\n", 2)[2] if text.startswith("\nURL: ") else text).splitlines())
+
+
 def source_text(page: Page) -> str:
     """What `view_source` shows of a page: the HTML it was converted from (its line ends read as a text document's:
     a `\\r` kept in a line read as a break the numbering did not count), else its text without the `URL:` line

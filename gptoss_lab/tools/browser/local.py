@@ -36,7 +36,7 @@ from ...harmony import clean as harmony_clean
 from ...widgets.sanitize import HIDDEN, reveal_hidden, reveal_mixed_scripts, visible_line
 from .backends import Backend, BackendError
 from .cache import read_page
-from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page, with_url
+from .extract import DOCUMENT_SUFFIXES, ExtractError, document_page, own_lines, with_url
 from .page import (
     MAX_TITLE_CHARS, Page, SearchResult, maybe_truncate, merge_whitespace, replace_special_chars, strip_links,
     wrap_lines,
@@ -271,7 +271,7 @@ class LocalBackend(Backend):
 
     def describe(self) -> str:
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in self.kinds.most_common())
-        lines = sum(len(p.lines) for p in self.pages)
+        lines = sum(own_lines(p.text) for p in self.pages)
         where = f" in {', '.join(self.roots)}" if self.roots and self.roots != ["memory"] else ""
         text = f"{counted(len(self.pages), 'document')}{where} ({kinds}; {counted(lines, 'line')})"
         if self.linked:   # read as the file it is, which no path tells apart: said, so the user can look
