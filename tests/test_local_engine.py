@@ -410,7 +410,7 @@ def test_a_device_torch_does_not_know_is_refused_before_the_loading_line(capsys)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU 0")
-def test_gpu_0_given_as_a_number_is_not_taken_for_no_device(capsys, random_checkpoint):
+def test_gpu_0_given_as_a_number_is_not_taken_for_no_device(capsys, random_checkpoint, tmp_path):
     """`device=0` (GPU 0) was falsy, so the default was used: on a machine without a GPU the model loaded on the CPU,
     and the doctor sized it for the CPU, while `device="0"` was refused."""
     from gptoss_lab.engines.doctor import doctor
@@ -418,6 +418,10 @@ def test_gpu_0_given_as_a_number_is_not_taken_for_no_device(capsys, random_check
     message = rf"^0 was asked for, but torch {re.escape(torch.__version__)} sees no CUDA GPU here: use "
     with pytest.raises(LoadError, match=message + re.escape(f"Session.load('{random_checkpoint}', device='cpu')")):
         LocalEngine.from_pretrained(random_checkpoint, device=0)
+    braced = tmp_path / "run{1}"   # a name the message quotes as it is
+    braced.symlink_to(random_checkpoint)
+    with pytest.raises(LoadError, match=message + re.escape(f"Session.load('{braced}', device='cpu')")):
+        LocalEngine.from_pretrained(braced, device=0)
     assert "Loading" not in capsys.readouterr().out
     with pytest.raises(LoadError, match=message):
         doctor(random_checkpoint, device=0)

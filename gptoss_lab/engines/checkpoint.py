@@ -955,15 +955,16 @@ def check_gpu(target: Any, model: Any, call: str = "Session.load", hint: str = "
 
     if missing := missing_gpu(target):
         _use_another(f"{target} was asked for, but {missing} here", ("cuda",) * torch.cuda.is_available() + ("cpu",),
-                     f"{call}({str(model)!r}, device={{!r}})", hint)
+                     f"{call}({str(model)!r}", hint)
     if (kind := _unusable_device(target)) is not None:
         _use_another(f"{target} was asked for, but torch {torch.__version__} finds no {kind} device here", ("cpu",),
-                     f"{call}({str(model)!r}, device={{!r}})", hint)
+                     f"{call}({str(model)!r}", hint)
 
 
-def _use_another(reason: str, devices: tuple[str, ...], form: str, hint: str) -> NoReturn:
-    """Refuse a device this machine lacks, naming the `form` (a call with a slot for the device) on each of `devices`."""
-    raise LoadError(f"{reason}: use {' or '.join(form.format(d) for d in devices)}{hint}", reason=reason,
+def _use_another(reason: str, devices: tuple[str, ...], call: str, hint: str) -> NoReturn:
+    """Refuse a device this machine lacks, naming the `call` (`Session.load('tiny'` and its other arguments, open)
+    on each of `devices`."""
+    raise LoadError(f"{reason}: use {' or '.join(f'{call}, device={d!r})' for d in devices)}{hint}", reason=reason,
                     devices=devices)
 
 
