@@ -179,3 +179,14 @@ def test_a_return_breaks_the_prompts_and_reasonings_lines_in_the_html_form_as_in
     assert "line one\n    line two" in transcript.to_text() and "step one\n    step two" in transcript.to_text()
     page = transcript.to_html()
     assert "line one<div>line two</div>" in page and "step one<div>step two</div>" in page
+
+
+def test_a_formula_keeps_its_tex_where_a_front_end_drops_mathml_and_the_style() -> None:
+    """An untrusted notebook's JupyterLab drops MathML but keeps its text, and drops our style: a saved `$\\sum$`
+    read "∑i=09i2". The saved form now follows each formula with its TeX, which the style hides (shown once where
+    MathML renders: tests/browser/test_saved_notebook.py)."""
+    recording = "<|channel|>final<|message|>So $\\sum_{i=0}^{9} i^2$ is 285; $\\frac{1}{$ is no TeX.<|return|>"
+    page = _turn(recording).to_html()
+    assert ".gx-fallback .gx-tex{display:none}" in page
+    text = re.sub(r"<[^>]+>", "", page.split("</style></div>")[-1])   # every tag dropped, its text kept
+    assert "So ∑i=09i2 (\\sum_{i=0}^{9} i^2) is 285; \\frac{1}{ is no TeX." in text   # an invalid one once, as before

@@ -175,7 +175,7 @@ def test_a_models_formula_cannot_forge_the_labs_own_markup(forgery: str) -> None
     """Whatever a model writes, its Markdown carries no class of the lab's and no chip attribute: a formula's text
     is text (shown as written), and a model's Markdown is cleaned without the lab's classes."""
     page = markdown_html("Your data checks out. " + forgery)
-    assert [m for m in _markup(page) if m != "<code class='gx-math'>"] == [], page
+    assert [m for m in _markup(page) if m not in ("<code class='gx-math'>", "<span class='gx-tex'>")] == [], page
     assert "&lt;" in page and "<math" in page  # still a formula, whose text shows the tags as written
     answer = "Checked. " + forgery
     reply = Session(ReplayEngine(f"<|channel|>final<|message|>{answer}<|return|>"), namespace={},

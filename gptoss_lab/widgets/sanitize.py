@@ -141,7 +141,8 @@ def _cleaner(lab: bool = True) -> Any:
     # link's name for a screen reader and its tooltip, and passed for a citation chip.
     attributes.update({"*": set(), "a": {"href"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
                        **{tag: {"dir"} for tag in ("div", *PROSE)}})
-    classes = {"span": _pygments_classes(), "code": {"gx-math"}}  # a model's code and formulas
+    # a model's code and formulas (a formula's TeX, `transcript._math`, in a span the styles hide)
+    classes = {"span": _pygments_classes() | {"gx-tex"}, "code": {"gx-math"}}
     if lab:
         attributes.update({"a": {"href", "aria-label", "tabindex", "role"}, "table": {"aria-label"},
                            "details": {"open"}, "sup": {"data-cite"}, "button": {"popovertarget", "aria-label"},

@@ -377,7 +377,7 @@ def markdown_html(text: str) -> str:
     Control characters but tab and line ends are written out first (`\\x00`), as in the saved text: the parser turned
     NUL into U+FFFD and the others were invisible. Kept by text: a turn's end renders its answer for the live view,
     its citation chips and its saved HTML (each a parse of ~100 µs a block), and a saved turn under way its earlier
-    messages again at each tool call."""
+    messages again at each tool call. A formula is followed by its TeX, which the styles hide (`_math`)."""
     text = shallow(written_controls(text))
     md = _markdown()
     tokens = md.parse(text, {})
@@ -541,13 +541,17 @@ def _image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: An
 
 
 def _math(latex: str, options: dict[str, Any]) -> str:
+    """A formula as MathML, then its TeX in brackets, which the saved form's and the live view's styles hide: an
+    untrusted notebook's JupyterLab drops MathML but keeps its text, so a saved `$\\sum_{i=0}^{9} i^2$` read "∑i=09i2";
+    now its TeX follows. A formula that is not valid LaTeX (or no converter) is shown as its source alone."""
     display = options.get("display_mode", False)
     try:
         from latex2mathml.converter import convert_to_element
 
-        return mathml_html(convert_to_element(latex, display="block" if display else "inline"))
-    except Exception:  # not valid LaTeX (or no converter): show the source
+        math = mathml_html(convert_to_element(latex, display="block" if display else "inline"))
+    except Exception:
         return _math_source(latex)
+    return f'{math}<span class="gx-tex"> ({_math_source(latex)})</span>'
 
 
 def _math_source(latex: str) -> str:
@@ -739,6 +743,7 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback table.gx-tool td.gx-tool-head b{font-weight:600}
 .gx-fallback table.gx-tool tr:not(:first-child) + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
 .gx-fallback math{max-width:100%;overflow-x:auto}
+.gx-fallback .gx-tex{display:none}
 .gx-fallback pre{margin:0;padding:0;background:none;overflow-x:auto;white-space:pre-wrap;word-break:normal;
  overflow-wrap:anywhere;font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px)}
 .gx-fallback .gx-output{color:var(--jp-content-font-color2,var(--gx-grey))}

@@ -47,6 +47,8 @@ def _check_transcript(page, where: str, mathml: bool = True) -> None:
     assert padding >= 4, f"{where}: tool card padding {padding}px"                # code not against the border
     assert turn.locator(".gx-final strong").inner_text() == "285"
     assert turn.locator(".gx-final math").count() == (1 if mathml else 0)   # sanitisers without MathML drop it
+    # ... and then the formula's TeX follows its text ("∑i=09i2" alone meant nothing), shown once where MathML is not
+    assert turn.locator(".gx-final").inner_text().count(r"\sum_{i=0}^{9} i^2") == (0 if mathml else 1), where
     assert "tok/s" in turn.locator(".gx-footer").inner_text()
 
 
@@ -88,6 +90,7 @@ def test_saved_notebook_reads_well_in_lab_notebook7_and_nbconvert(lab_notebook, 
     assert not any(p in json.dumps(saved) for p in PLACEHOLDERS)
     assert "widgets" not in saved["metadata"]                                      # no widget state needed
     assert page.locator(".gx-chat .gx-final strong").inner_text() == "285"         # the live view stays live
+    assert "sum_" not in page.locator(".gx-chat .gx-final").inner_text()           # its formula drawn, not its TeX
     again = save_notebook("saved.ipynb")                        # and a second save is the same
     assert again["cells"][1]["outputs"] == outputs
 
