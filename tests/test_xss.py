@@ -128,12 +128,17 @@ class _Audit(HTMLParser):
                 self.problems.append(f"href={value!r} on <{tag}>")
             elif name == "style" and (tag not in ("th", "td") or not value.startswith("text-align")):
                 self.problems.append(f"style={value!r} on <{tag}>")
-            elif name == "class" and any(c.startswith(("jp-", "gx-run", "lm-")) for c in value.split()):
+            elif name == "class" and any(c.startswith(("jp-", "gx-run", "lm-")) for c in value.split()) and not (
+                    tag == "pre" and value in _LEFT_ALIGNED):
                 self.problems.append(f"class={value!r} on <{tag}>")
             if "javascript:" in value or "vbscript:" in value:
                 self.problems.append(f"script URL in {name} on <{tag}>")
 
     handle_startendtag = handle_starttag
+
+
+# A tool card's code and output, left-aligned where nbconvert's sanitizer drops the style (transcript._LEFT)
+_LEFT_ALIGNED = ("gx-code jp-renderedtext text-left", "gx-output jp-renderedtext text-left")
 
 
 def _audit(html: str) -> _Audit:

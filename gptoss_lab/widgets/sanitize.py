@@ -148,7 +148,8 @@ def _cleaner(lab: bool = True) -> Any:
                            "details": {"open"}, "sup": {"data-cite"}, "button": {"popovertarget", "aria-label"},
                            "span": {"id", "popover"}})
         classes = {"span": classes["span"] | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
-                   "details": _GX | _BROWSE["details"], "pre": {"gx-code", "gx-output", "gx-raw"} | _BROWSE["pre"],
+                   "details": _GX | _BROWSE["details"],
+                   "pre": {"gx-code", "gx-output", "gx-raw", "jp-RenderedText", "text-left"} | _BROWSE["pre"],  # _LEFT
                    "table": {"gx-tool"}, "td": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
                    "ul": _BROWSE["ul"], "blockquote": {"gx-final", "gx-commentary"}}
     return nh3.Cleaner(

@@ -635,6 +635,12 @@ def _ran_code(block: Block) -> tuple[str, str]:
     return reveal_bidi(block.text), ""
 
 
+# Classes on a tool card's code and output that left-align them where a sanitizer drops both our style and the cells'
+# inline one (nbconvert's `sanitize_html` keeps classes only): JupyterLab's `.jp-RenderedText` (nbconvert's lab
+# template), Bootstrap's `.text-left` (its classic one). Its cells are right-aligned there, and so was the code.
+_LEFT = "jp-RenderedText text-left"
+
+
 def _tool_html(block: Block) -> str:
     """A tool card as a one-column table: head (tool · status), the code that ran, its output."""
     call = block.call
@@ -643,7 +649,7 @@ def _tool_html(block: Block) -> str:
     left = 'style="text-align:left"'  # the one inline style sanitisers keep; notebook CSS right-aligns cells
     label, whole = _whole_name(block)
     name = f'<tr><td {left}><details><summary>{label}</summary>{html.escape(whole)}</details></td></tr>'
-    code_row = f'<tr><td {left}><pre class="gx-code">{code_html(code, code_language(block))}</pre></td></tr>'
+    code_row = f'<tr><td {left}><pre class="gx-code {_LEFT}">{code_html(code, code_language(block))}</pre></td></tr>'
     rows = [name, code_row] if whole else [code_row]
     if call is not None and call.shown:  # a browser call shows its card: results or page window (citations.py)
         output = card_html(call) or _output_html(shown_output(call.shown))
@@ -679,9 +685,9 @@ def more_label(text: str, rest: str) -> str:
 
 def _output_html(output: str) -> str:
     head, rest = fold(output)
-    folded = (f'<details><summary>{more_label(output, rest)}</summary><pre class="gx-output">{html.escape(rest)}</pre></details>'
-              if rest else "")
-    return f'<pre class="gx-output">{html.escape(head)}</pre>{folded}'
+    pre = f'<pre class="gx-output {_LEFT}">'
+    folded = f'<details><summary>{more_label(output, rest)}</summary>{pre}{html.escape(rest)}</pre></details>' if rest else ""
+    return f'{pre}{html.escape(head)}</pre>{folded}'
 
 
 def _indent(text: str) -> str:

@@ -4,7 +4,8 @@ in JupyterLab or Notebook 7 without the session, and nbconvert's HTML, show prom
 padded tool cards, the answer and the stats, with no "Error displaying widget" box and no placeholder.
 
 Screenshots: /tmp/gptoss_saved_lab.png (trusted), /tmp/gptoss_saved_nb7.png (untrusted: the front end
-sanitises and drops our <style>, as GitHub does), /tmp/gptoss_saved_nbconvert.png.
+sanitises and drops our <style>, as GitHub does), /tmp/gptoss_saved_nbconvert.png,
+/tmp/gptoss_saved_nbconvert_sanitized.png (nbconvert's sanitize_html).
 """
 from __future__ import annotations
 
@@ -120,6 +121,15 @@ def test_saved_notebook_reads_well_in_lab_notebook7_and_nbconvert(lab_notebook, 
     _check_transcript(page, "nbconvert")
     _check_card_style(page, "nbconvert")
     page.screenshot(path="/tmp/gptoss_saved_nbconvert.png", full_page=True)
+
+    # nbconvert's sanitize_html keeps classes but no style: the card's code and output still read from the left
+    html, _ = HTMLExporter(sanitize_html=True).from_filename(str(jupyter_lab.root / "saved.ipynb"))
+    export.write_text(html)
+    page.goto(export.as_uri())
+    card = page.locator("table.gx-tool")
+    assert card.locator("pre").evaluate_all("ns => ns.map(n => getComputedStyle(n).textAlign)") == ["left"] * 2
+    assert "print(sum(i * i for i in range(10)))" in card.inner_text()
+    page.screenshot(path="/tmp/gptoss_saved_nbconvert_sanitized.png", full_page=True)
 
 
 ROUTING = """
