@@ -43,10 +43,10 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
                                 "Basket(items=3, total=17.5, most_expensive='coffee')")],
         False,
     ),
-    "04_expert_routing.ipynb": ([*LOADING, r"Routing\(\d+ tokens × 4 layers × top-2 of 8 experts",
+    "04_expert_routing.ipynb": ([*LOADING, r"Routing\(\d[\d,]* tokens × 4 layers × top-2 of 8 experts",
                                  r"entropy of the load per layer",
                                  # the capital question is compared alone (--new), not with the arithmetic turn's tokens
-                                 r"Routing\(\d+ tokens × 4 layers × top-2 of 8 experts; user \d+, analysis \d+, final \d+\)",
+                                 r"Routing\(\d[\d,]* tokens × 4 layers × top-2 of 8 experts; user \d+, analysis \d+, final \d+\)",
                                  r"Jensen–Shannon divergence of expert load per layer"], False),
     "05_train_gpt_oss_tiny.ipynb": ([# what a run's model depends on: the reader's CPU kernels tell another run apart
                                      r"QUICK run: 16 conversations of seed 0 \(torch's CPU kernels: [A-Z0-9 ]+\)",
@@ -60,7 +60,7 @@ EXPECTED: dict[str, tuple[list[str], bool]] = {
     "06_mxfp4_and_memory.ipynb": ([*LOADING, r"relative RMS error +1\d\.\d\d%", r"MXFP4: 37 \* 12 = 444",
                                    r"tokens route differently", r"total with MXFP4: +65\.2 GB", r"gpt-oss-120b fits on cuda",
                                    r"116\.83 B total"], False),
-    "07_what_do_experts_do.ipynb": ([*LOADING, r"Corpus\(120 texts, \d+ tokens × 4 layers × top-2 of 8 experts",
+    "07_what_do_experts_do.ipynb": ([*LOADING, r"Corpus\(120 texts, \d[\d,]* tokens × 4 layers × top-2 of 8 experts",
                                      r"digit expert: layer \d, expert \d", r"ExpertCard\(layer \d, expert \d",
                                      r"final-channel expert: layer \d, expert \d", r"tokens of the turn changed route",
                                      r"right answers - baseline: \d/8, digit expert off: \d/8, control: .+: \d/8",
