@@ -173,19 +173,22 @@ _LONG_RUN = re.compile(r"\S{%d,}|\s{%d,}|[\r\n/]{%d,}" % ((LONG_PIECE // 2,) * 3
 def fewest_tokens(text: str) -> int:
     """At least how many tokens `encode_text(text)` makes, counted in linear time without encoding it, so that text
     which cannot fit a context is refused at once (1,000,000 "x", 125,000 tokens of 8, took 9 s to encode). A token
-    holds at most `_LONGEST` bytes; one inside a run of an ASCII character at most the vocabulary's longest token of
-    that character alone, and at most two tokens reach into a run from outside it."""
+    holds at most the vocabulary's longest token's bytes; one inside a run of an ASCII character at most the longest
+    token of that character alone, and at most two tokens reach into a run from outside it."""
     data = text.encode("utf-8", "surrogatepass")   # (`clean` only makes text longer)
+    longest = _longest_token()
+    edge = 2 * (longest - 1)   # a run longer than this has bytes no token from outside it reaches
     inside, tokens = 0, 0
     for chunk in range(0, len(data), _RUNS_CHUNK):  # (a run cut in two only counts for less)
         codes = numpy.frombuffer(data, numpy.uint8, min(_RUNS_CHUNK, len(data) - chunk), chunk)
         edges = numpy.concatenate(([0], numpy.flatnonzero(codes[1:] != codes[:-1]) + 1, [len(codes)]))
         lengths = numpy.diff(edges)
-        for start, length in zip(edges[:-1][lengths > 2 * (_LONGEST - 1)], lengths[lengths > 2 * (_LONGEST - 1)]):
+        long = lengths > edge
+        for start, length in zip(edges[:-1][long].tolist(), lengths[long].tolist()):
             if codes[start] < 0x80:
-                inside += int(length)
-                tokens += -(-(int(length) - 2 * (_LONGEST - 1)) // _longest_runs()[codes[start]])
-    return tokens + -(-(len(data) - inside) // _LONGEST)
+                inside += length
+                tokens += -(-(length - edge) // _longest_runs()[codes[start]])
+    return tokens + -(-(len(data) - inside) // longest)
 
 
 def fewest_text_tokens(messages: Sequence[Message]) -> int:
@@ -194,8 +197,13 @@ def fewest_text_tokens(messages: Sequence[Message]) -> int:
     return sum(fewest_tokens(c.text) for m in messages for c in m.content if isinstance(c, TextContent))
 
 
-_LONGEST = 128  # bytes of the vocabulary's longest token (tested)
 _RUNS_CHUNK = 1 << 20  # bytes `fewest_tokens` looks at together
+
+
+@functools.cache
+def _longest_token() -> int:
+    """Bytes of the vocabulary's longest token (128 in o200k_harmony)."""
+    return max(map(len, ranks()))
 
 
 @functools.cache
