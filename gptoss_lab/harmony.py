@@ -548,12 +548,14 @@ class Renderer:
         self._cache: dict[Any, list[int]] = {}
 
     def render(self, messages: Sequence[Message], *, keep_analysis_from: int | None = None,
-               keep_tool_calls: bool = False) -> list[int]:
+               keep_tool_calls: bool = False, remember: bool = True) -> list[int]:
         """Every analysis-channel message of earlier turns is dropped, the built-in tools' calls and outputs with the
         reasoning (as openai-harmony's `auto_drop_analysis` and vLLM drop them: gpt-oss is trained without them);
         messages at index `keep_analysis_from` or later (the current turn's tool loop) are kept. openai-harmony
         itself would keep earlier reasoning during a later tool loop, so the rule is applied here.
-        `keep_tool_calls`: only the reasoning is dropped (how gpt-oss-tiny is trained)."""
+        `keep_tool_calls`: only the reasoning is dropped (how gpt-oss-tiny is trained).
+        `remember=False`: read from the cache but keep it as it is, for a count or an export beside the conversation
+        (kept, the cache would hold only those messages and the next turn encode the whole conversation again)."""
         keep = len(messages) if keep_analysis_from is None else keep_analysis_from
         head = 0
         while head < len(messages) and messages[head].author.role in (Role.SYSTEM, Role.DEVELOPER):
@@ -566,7 +568,8 @@ class Renderer:
                     keep_tool_calls and (m.author.role != Role.ASSISTANT or m.recipient)):
                 continue
             ids += self._ids(m, live)
-        self._cache = live
+        if remember:
+            self._cache = live
         return ids + self._SUFFIX
 
     def _ids(self, item: Message | tuple[Message, ...], live: dict[Any, list[int]]) -> list[int]:

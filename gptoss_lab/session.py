@@ -326,7 +326,8 @@ class Session:
 
     def prompt_ids(self, **overrides: Any) -> list[int]:
         """The whole conversation as the token ids the model would read next (`export` is their text)."""
-        return harmony.render(self.prefix(**overrides) + self.history, keep_tool_calls=_keeps_tool_calls(self.engine))
+        return self._renderer.render(self.prefix(**overrides) + self.history,
+                                     keep_tool_calls=_keeps_tool_calls(self.engine), remember=False)
 
     # ------------------------------------------------------------ the turn loop
 
@@ -388,12 +389,13 @@ class Session:
         ids = self._renderer.render(prefix + past + [user], keep_analysis_from=len(prefix) + start,
                                     keep_tool_calls=_keeps_tool_calls(self.engine))
         if window is not None and not _leaves_answer_room(len(ids), window):
-            alone = len(harmony.render(prefix + [user])) if past else len(ids)   # the question in a new conversation
+            count = functools.partial(self._renderer.render, remember=False)   # the conversation's ids stay cached
+            alone = len(count(prefix + [user])) if past else len(ids)   # the question in a new conversation
             if _leaves_answer_room(alone, window):  # (it was told "shorten it" of a two-word question after a long conversation)
                 raise TurnError(f"{_too_long('the conversation so far and this question are', len(ids), window)}: "
                                 "start a new conversation (%gptoss reset, or ask with --new)")
-            setup = len(self._renderer.render(prefix, keep_analysis_from=len(prefix)))
-            schema = setup - len(harmony.render(self._prefix(settings, tools, None))) if fmt is not None else 0
+            setup = len(count(prefix, keep_analysis_from=len(prefix)))
+            schema = setup - len(count(self._prefix(settings, tools, None))) if fmt is not None else 0
             if schema * 2 >= alone:  # (it said "offer fewer tools or smaller types: shorten it" with no tools offered)
                 raise TurnError(_too_long("the prompt is", alone, window, f" ({schema:,} of them the response format's "
                                           "schema: ask for a smaller one)"))

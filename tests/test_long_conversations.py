@@ -206,3 +206,27 @@ def test_the_context_meter_counts_the_next_turns_system_messages_not_this_turns_
     reply = s.ask("What is six times seven?", **option)
     kept = len(s.prompt_ids())
     assert reply.usage.context_tokens == kept and f"context {kept:,} of 4,096 tokens" in _footer(reply)
+
+
+def test_a_long_pasted_text_is_encoded_once_whatever_follows(monkeypatch):
+    """A document pasted in a question is encoded once. A question refused as too long was encoded twice (with the
+    conversation, then alone), one too long alone left the session's renderer holding only the system message (the
+    next question encoded the whole conversation again: 0.44 s after 340,000 characters), and `history --export`
+    encoded the whole conversation each time (0.5 s)."""
+    document = "\n".join(f"{i},item{i * 7919 % 100_003},{i * 0.37:.2f}" for i in range(3_000))   # 29,265 tokens
+    s = _session("<|channel|>final<|message|>A table.<|return|>" * 2)
+    s.engine.context_window = 40_000
+    encoded = []
+    render_conversation = harmony._render_conversation
+    monkeypatch.setattr(harmony, "_render_conversation", lambda messages: encoded.append(
+        sum(document in harmony.text_of(m) for m in messages)) or render_conversation(messages))
+    s.ask(f"{document}\n\nWhat is this?")
+    with pytest.raises(TurnError, match="the conversation so far and this question are"):
+        s.ask(f"And this one?\n{document}")
+    with pytest.raises(TurnError, match="the prompt is .* shorten it"):
+        s.ask(f"And these?\n{document}\n{document}")
+    s.ask("Which row is last?")
+    ids = s.prompt_ids()
+    assert s.export() == harmony.decode(ids)
+    assert ids == render_conversation(tuple(s.prefix() + s.history)) + [harmony.START, harmony.ASSISTANT]
+    assert sum(encoded) == 3   # each question that holds the document, once
