@@ -61,6 +61,38 @@ def test_long_pieces_are_encoded_with_openai_harmonys_ids():
     assert harmony.decode(ids) == a and ids == harmony.encode_text("a" * 100_000) * 2  # 8-byte tokens, evenly
 
 
+ONE_PIECE = {   # pieces of 6,000 characters that openai-harmony's pre-tokenizer keeps whole
+    "lowercase": lambda rng: "".join(rng.choice(string.ascii_lowercase) for _ in range(6_000)),
+    "spaced word": lambda rng: " " + "".join(rng.choice("etaoinshrdlu") for _ in range(5_997)) + "'s",
+    "DNA": lambda rng: "".join(rng.choice("ACGT") for _ in range(6_000)),
+    "Capitalised": lambda rng: "Sequence" + "".join(rng.choice("xyzabc") for _ in range(5_992)),
+    "a run": lambda rng: "a" * 6_000,
+    "accented": lambda rng: "".join(rng.choice("éñßüøçàè") for _ in range(6_000)),
+    "cyrillic": lambda rng: "".join(rng.choice("абвгдежзийклмнопрст") for _ in range(6_000)),
+    "CJK": lambda rng: "".join(rng.choice("漢字数学的是一不了人我在有他这中大来上国个到说们为子和你地出道也时年") for _ in range(6_000)),
+    "rule": lambda rng: "".join(rng.choice("=-*#~_") for _ in range(6_000)),
+    "slashes": lambda rng: "!" + "/\n" * 3_000,
+    "spaces": lambda rng: " " * 6_000,
+    "tabs": lambda rng: "\t " * 3_000,
+    "blank lines": lambda rng: "\r\n" * 3_000,
+}
+
+
+@pytest.mark.parametrize("kind", ONE_PIECE)
+def test_a_long_piece_is_encoded_by_openai_harmony_in_chunks_with_the_same_ids(kind, monkeypatch):
+    """A long piece went whole through the pure-Python merge (`_bpe`): 9.6 µs a character, 4.8 s for 500,000 lowercase
+    letters (a DNA sequence, a blob pasted without breaks). openai-harmony encodes it in chunks, `_bpe` sees at most
+    two tokens' bytes (where chunks join), and the ids are `_bpe`'s."""
+    piece = ONE_PIECE[kind](random.Random(kind))
+    assert harmony._pieces().fullmatch(piece)
+    expected = harmony._bpe(piece.encode())
+    merged = []
+    bpe = harmony._bpe
+    monkeypatch.setattr(harmony, "_bpe", lambda data: merged.append(len(data)) or bpe(data))
+    assert harmony.encode_text(piece) == expected
+    assert max(merged, default=0) <= 256
+
+
 @pytest.mark.parametrize("prepare", [
     lambda: functools.partial(harmony.encode_text, "b" * 5_000_000),
     lambda: functools.partial(harmony.render, [harmony.system_message(date="2025-06-01"),
