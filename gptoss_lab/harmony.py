@@ -158,24 +158,31 @@ def encode_text(text: str) -> list[int]:
         return _encode_plain(text)
     ids: list[int] = []
     done = 0
-    for piece in _long_pieces(text):
-        ids += _encode_plain(text[done:piece.start()]) + _long_piece(piece.group())
+    for cut, piece in _long_pieces(text):
+        ids += _encode_plain(text[done:cut]) + _long_piece(text[cut:piece.start()]) + _long_piece(piece.group())
         done = piece.end()
     return ids + _encode_plain(text[done:])
 
 
-def _long_pieces(text: str) -> Iterator[regex.Match[str]]:
+def _long_pieces(text: str) -> Iterator[tuple[int, regex.Match[str]]]:
     """The pieces of `LONG_PIECE` characters or more, found by cutting into pieces only the lines around a long run
     (each holds one): cutting all of a 500,000-character document took longer than encoding it. A line that starts
-    with a letter or digit starts a piece (no piece holds a line break and a letter or digit)."""
-    cut = 0  # where the pieces looked at so far end
+    with a letter or digit starts a piece (no piece holds a line break and a letter or digit).
+    With each, where the text before it is cut: before the piece in front of it where that is spaces or tabs and it
+    starts with neither. Text cut at such a long piece ends in spaces that openai-harmony reads as followed by
+    nothing, and its `\s+(?!\S)` took them whole: "\t\t" before "====" was one token where it makes two."""
+    cut, before = 0, None  # where the pieces looked at so far end; the last of them
     for run in _LONG_RUN.finditer(text):
         if run.end() <= cut:
             continue
         line = _LINE_START.search(text, cut, run.start() + 1)
+        before = None if line else before
         for piece in _pieces().finditer(text, line.start() + 1 if line else cut):
             if piece.end() - piece.start() >= LONG_PIECE:
-                yield piece
+                loose = before is not None and before.end() - before.start() < LONG_PIECE and \
+                    _BLANKS.fullmatch(before.group()) and not _BLANKS.match(piece.group())
+                yield before.start() if loose else piece.start(), piece  # type: ignore[union-attr]
+            before = piece
             if piece.end() >= run.end():
                 cut = piece.end()
                 break
@@ -185,6 +192,7 @@ LONG_PIECE = 500  # characters: a piece this long costs openai-harmony ~1 ms at 
 # Every piece of LONG_PIECE characters holds a run this long of non-space, space, or [\r\n/] characters.
 _LONG_RUN = re.compile(r"\S{%d,}|\s{%d,}|[\r\n/]{%d,}" % ((LONG_PIECE // 2,) * 3))
 _LINE_START = regex.compile(r"\n[\p{L}\p{N}]", regex.REVERSE)  # searched from the end: the last before a run
+_BLANKS = regex.compile(r"[^\S\r\n]+")  # white space that is no line break
 
 
 def fewest_tokens(text: str) -> int:
@@ -238,7 +246,8 @@ def _encode_plain(text: str) -> list[int]:
 
 
 def _long_piece(piece: str) -> list[int]:
-    """`_bpe(piece.encode())` of a long pre-tokenizer piece, made by openai-harmony a short chunk at a time (`_bpe`
+    """`_bpe(piece.encode())` of a long pre-tokenizer piece (openai-harmony's ids of a short one, or of ""), made by
+    openai-harmony a short chunk at a time (`_bpe`
     took 9.6 µs a character, 4.8 s for 500,000 lowercase letters). Exact: the merges of a text never cross a joint
     where the last token of its left part's ids and the first of its right part's are merged into neither when
     encoded together, and where they would be, or where the chunk after it would not be one piece to openai-harmony,

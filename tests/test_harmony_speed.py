@@ -62,6 +62,16 @@ def test_long_pieces_are_encoded_with_openai_harmonys_ids():
     assert harmony.decode(ids) == a and ids == harmony.encode_text("a" * 100_000) * 2  # 8-byte tokens, evenly
 
 
+@pytest.mark.parametrize("blanks", [" ", "\t", "  \t", "\t\t", "\u00a0\u00a0", " \t ", "\n  \t"])
+def test_spaces_and_tabs_before_a_long_rule_get_openai_harmonys_ids(blanks):
+    """Text cut before a long piece ends where openai-harmony reads on: "\t\t" before a rule of 600 "=" was one
+    token where it makes two (its `\\s+(?!\\S)` read the tabs as followed by nothing), so the model read a table's
+    rule otherwise than openai-harmony and a server encode it."""
+    for rule in ["=", "-", "/", "*", "!/\n", "a"]:
+        text = f"Total:{blanks}{rule * 600}{blanks}end{blanks}{rule * 300}"
+        assert harmony.encode_text(text) == reference_encode(text), (blanks, rule)
+
+
 ONE_PIECE = {   # pieces of 6,000 characters that openai-harmony's pre-tokenizer keeps whole
     "lowercase": lambda rng: "".join(rng.choice(string.ascii_lowercase) for _ in range(6_000)),
     "spaced word": lambda rng: " " + "".join(rng.choice("etaoinshrdlu") for _ in range(5_997)) + "'s",
