@@ -270,7 +270,7 @@ def test_a_tool_call_of_backticks_renders_in_linear_time_and_its_name_is_cut() -
     name = "`" * 200 + "… (63,800 more characters)"
     assert f"**Tool call {'`' * 201} {name} {'`' * 201}** — done" in markdown
     assert f"{'`' * 64_001}\n{ticks}\n{'`' * 64_001}" in markdown               # the code, as written
-    assert f">{name} · done</b></td>" in page and f"Tool call {name} [done]" in text
+    assert f">{name} · done</b></div></td>" in page and f"Tool call {name} [done]" in text
 
 
 def test_a_long_tool_name_is_cut_in_the_cards_head_and_kept_whole_in_a_fold() -> None:
@@ -285,7 +285,7 @@ def test_a_long_tool_name_is_cut_in_the_cards_head_and_kept_whole_in_a_fold() ->
     head = name[:200].replace("\u200b", "\\u200b") + "… (49,810 more characters)"
     whole = name.replace("\u200b", "\\u200b")
     markdown, page = transcript.to_markdown(), transcript.to_html()
-    assert f"Tool call {head} [done]" in transcript.to_text() and f"{head} · done</b></td>" in page
+    assert f"Tool call {head} [done]" in transcript.to_text() and f"{head} · done</b></div></td>" in page
     fold = "<details><summary>the tool's whole name (50,010 characters)</summary>"
     assert f"** — done\n\n{fold}\n\n```\n{whole}\n```" in markdown and f"{fold}{whole}</details>" in page
 

@@ -128,8 +128,8 @@ class _Audit(HTMLParser):
                 self.problems.append(f"href={value!r} on <{tag}>")
             elif name == "style" and (tag not in ("th", "td") or not value.startswith("text-align")):
                 self.problems.append(f"style={value!r} on <{tag}>")
-            elif name == "class" and any(c.startswith(("jp-", "gx-run", "lm-")) for c in value.split()) and not (
-                    tag == "pre" and value in _LEFT_ALIGNED):
+            elif name == "class" and any(c.startswith(("jp-", "gx-run", "lm-")) for c in value.split()) and (
+                    value not in _KEPT_BY_NBCONVERT.get(tag, ())):
                 self.problems.append(f"class={value!r} on <{tag}>")
             if "javascript:" in value or "vbscript:" in value:
                 self.problems.append(f"script URL in {name} on <{tag}>")
@@ -137,8 +137,10 @@ class _Audit(HTMLParser):
     handle_startendtag = handle_starttag
 
 
-# A tool card's code and output, left-aligned where nbconvert's sanitizer drops the style (transcript._LEFT)
-_LEFT_ALIGNED = ("gx-code jp-renderedtext text-left", "gx-output jp-renderedtext text-left")
+# A tool card's head, code and output, left-aligned where nbconvert's sanitizer drops the style (transcript._LEFT), and
+# a formula's MathML, hidden there (transcript._MATHML_BOX)
+_KEPT_BY_NBCONVERT = {"pre": ("gx-code jp-renderedtext text-left", "gx-output jp-renderedtext text-left"),
+                      "div": ("jp-renderedtext text-left",), "span": ("gx-mathml lm-widget lm-mod-hidden hidden",)}
 
 
 def _audit(html: str) -> _Audit:

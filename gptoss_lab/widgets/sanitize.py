@@ -69,6 +69,10 @@ _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources"}, "ul
            "div": {"gx-cite-head", "gx-browse", "gx-browse-head"}, "pre": {"gx-browse-lines"},
            "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines", "gx-cite-pop"},
            "details": {"gx-browse-raw"}}
+# Classes nbconvert's pages give meaning to, which its `sanitize_html` keeps where it drops our style (transcript.py):
+# a tool card's head, code and output read from the left (`_LEFT`); a formula's MathML is hidden (`_MATHML_BOX`).
+_LEFT = {"jp-RenderedText", "text-left"}
+_MATHML_BOX = {"gx-mathml", "lm-Widget", "lm-mod-hidden", "hidden"}
 
 
 # MathML lengths a formula could use to paint outside its own box (`\smash{\raise{30em}{...}}` over the page
@@ -147,9 +151,10 @@ def _cleaner(lab: bool = True) -> Any:
         attributes.update({"a": {"href", "aria-label", "tabindex", "role"}, "table": {"aria-label"},
                            "details": {"open"}, "sup": {"data-cite"}, "button": {"popovertarget", "aria-label"},
                            "span": {"id", "popover"}})
-        classes = {"span": classes["span"] | _BROWSE["span"], "code": {"gx-math"}, "div": _GX | _BROWSE["div"],
+        classes = {"span": classes["span"] | _BROWSE["span"] | _MATHML_BOX, "code": {"gx-math"},
+                   "div": _GX | _BROWSE["div"] | _LEFT,
                    "details": _GX | _BROWSE["details"],
-                   "pre": {"gx-code", "gx-output", "gx-raw", "jp-RenderedText", "text-left"} | _BROWSE["pre"],  # _LEFT
+                   "pre": {"gx-code", "gx-output", "gx-raw"} | _LEFT | _BROWSE["pre"],
                    "table": {"gx-tool"}, "td": {"gx-tool-head"}, "sup": _BROWSE["sup"], "ol": _BROWSE["ol"],
                    "ul": _BROWSE["ul"], "blockquote": {"gx-final", "gx-commentary"}}
     return nh3.Cleaner(

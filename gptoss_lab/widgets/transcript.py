@@ -590,16 +590,32 @@ def _lines(text: str) -> str:
 
 _PARAGRAPH = re.compile(r"<(/?)p>")
 _HEADING = re.compile(r"<(/?)h[1-6]>")
+_TABLE_HEAD = re.compile(r"<(/?)th\b([^>]*)>|</?t(?:head|body)>")
+# a formula as latex2mathml writes it (its `"` is markup: in an attribute's value the sanitizer writes `&quot;`)
+_MATHML = re.compile(r'<math xmlns="http://www.w3.org/1998/Math/MathML".*?</math>', re.DOTALL)
+# A box that nbconvert's pages hide, as the style's (`_STYLE_BOX`); the style shows it (`display: contents`).
+_MATHML_BOX = "gx-mathml lm-Widget lm-mod-hidden hidden"
 
 
 def _kept_by_sanitizers(answer: str) -> str:
     """An answer's sanitized HTML (`markdown_html`) in tags that nbconvert's `sanitize_html` keeps: paragraphs and
-    headings as <div>s (a heading in bold), a rule as an empty one, a line break as a line's end; that sanitizer showed
-    each <p>, <h4>, <hr> and <br> as its text. The style draws them as before; each reads in its first letter's
+    headings as <div>s (a heading in bold), a rule as an empty one, a line break as a line's end, a table's head cells
+    as its cells in bold (no <thead>, <tbody>, <th>); that sanitizer showed each <p>, <h4>, <hr>, <br> and a table's
+    head as its text. A formula's MathML sits in a box that page hides (`_MATHML_BOX`): it showed each formula as its
+    tags, and its TeX (`_math`) reads in its place. The style draws them as before; each reads in its first letter's
     direction, as the answer's other prose (`_PROSE_TAG`)."""
+    answer = _MATHML.sub(lambda m: f'<span class="{_MATHML_BOX}">{m.group()}</span>', answer)
+    answer = _TABLE_HEAD.sub(_as_cell, answer)
     answer = _HEADING.sub(lambda m: "</b></div>" if m.group(1) else '<div class="gx-h" dir="auto"><b>', answer)
     answer = _PARAGRAPH.sub(lambda m: "</div>" if m.group(1) else '<div class="gx-p" dir="auto">', answer)
     return answer.replace("<hr>", '<div class="gx-hr"></div>').replace("<br>", "<div></div>")
+
+
+def _as_cell(match: re.Match[str]) -> str:
+    """A table's head cell's tag as a cell's in bold; <thead> and <tbody> left out (a row is the table's own)."""
+    if match.group(2) is None:
+        return ""
+    return "</b></td>" if match.group(1) else f"<td{match.group(2)}><b>"
 
 
 def _code_span(text: str) -> str:
@@ -658,7 +674,7 @@ def _tool_html(block: Block) -> str:
     # what a screen reader calls the card (the tool's name, a server's text, is in its head). The head is a row's cell,
     # not a <thead>'s <th>: nbconvert's `sanitize_html` keeps only table, tr and td, and showed the head as raw tags.
     return (f'<table class="gx-tool" aria-label="Tool call, {_status(block)}">'
-            f'<tr><td class="gx-tool-head" {left}><b>{head}</b></td></tr>{"".join(rows)}</table>')
+            f'<tr><td class="gx-tool-head" {left}><div class="{_LEFT}"><b>{head}</b></div></td></tr>{"".join(rows)}</table>')
 
 
 def fold(text: str) -> tuple[str, str]:
@@ -709,6 +725,8 @@ def _quoted(markdown: str) -> str:
 # Where no JupyterLab theme sets the colours (VS Code, a bare page), --gx-grey and --gx-link are mixed from the text's
 # own colour, so they read at 4.5:1 on a dark page as on a light one (a fixed grey read at 2.6:1 on a dark page).
 # A formula wider than the answer scrolls sideways, as code does (none breaks across lines: one ran past the page's edge).
+# An answer's table has no <thead> (`_kept_by_sanitizers`): its first row is drawn as a head row and the rows after it
+# striped as JupyterLab stripes a table's body.
 _PROSE_TAG = re.compile(rf"<({'|'.join(PROSE)})>")  # as the sanitiser writes them: no attributes
 # The saved turn's <style> blocks, in a box nbconvert's pages hide (JupyterLab's `.lm-Widget.lm-mod-hidden` in the lab
 # template, Bootstrap's `.hidden` in the classic one) where its sanitizer drops `hidden` and shows the CSS as text.
@@ -747,6 +765,11 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback table.gx-tool td{border:0;padding:6px 10px;text-align:left}
 .gx-fallback table.gx-tool td.gx-tool-head{background:var(--jp-layout-color2,rgba(127,127,127,.12));font-size:85%}
 .gx-fallback table.gx-tool td.gx-tool-head b{font-weight:600}
+.gx-fallback table.gx-tool td.gx-tool-head div{font-family:inherit;line-height:inherit;padding:0}
+.gx-fallback span.gx-mathml.lm-mod-hidden.hidden{display:contents !important}
+.gx-fallback blockquote tr:first-child > td{border-bottom:var(--jp-border-width,1px) solid var(--jp-border-color1,#ccc)}
+.gx-fallback blockquote tbody tr:nth-child(even){background:var(--jp-layout-color0,none)}
+.gx-fallback blockquote tbody tr:nth-child(odd):not(:first-child){background:var(--jp-rendermime-table-row-background,none)}
 .gx-fallback table.gx-tool tr:not(:first-child) + tr td{border-top:1px dashed var(--jp-border-color2,#ccc)}
 .gx-fallback math{max-width:100%;overflow-x:auto}
 .gx-fallback .gx-tex{display:none}

@@ -124,6 +124,41 @@ def test_the_saved_turn_reads_as_text_where_nbconvert_sanitizes_it(chromium, pag
         page.close()
 
 
+ANSWER = ("<|start|>assistant to=python<|channel|>analysis<|message|>print(285)<|call|>"
+          "<|channel|>final<|message|>| n | squares |\n|:-|-:|\n| 9 | 285 |\n\n"
+          "The sum $\\sum_{i=0}^{9} i^2$ is 285.<|return|>")
+# what the sanitized page showed as text: MathML (`<math xmlns=… display="inline"><mrow><msubsup>…`), a table's head
+_SHOWN_TAGS = re.compile(r"</?(?:math|mrow|msubsup|msup|mi|mn|mo|thead|th)\b[^>]*>")
+
+
+@pytest.mark.parametrize("template", ["lab", "classic"])
+def test_a_saved_answers_math_table_and_card_head_read_where_nbconvert_sanitizes(chromium, tmp_path, template: str):
+    """Under `--HTMLExporter.sanitize_html=True` a formula was its MathML as text ("The sum <math xmlns=… <mrow>…
+    </math> (\\sum_{i=0}^{9} i^2)"), a table's head row its tags (`<th style="text-align:left">n</th>`), and a tool
+    card's head stood at the card's right edge (the page right-aligns table cells; the sanitizer drops our style).
+    Now the formula reads as its TeX, the head row as its words, and the card's head from the left.
+    Screenshot: /tmp/gptoss_static_sanitized_math_{lab,classic}.png."""
+    transcript = Transcript.from_reply(Session(ReplayEngine(ANSWER), namespace={}, approval="auto").ask("Sum?"))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("reply", outputs=[nbformat.v4.new_output(
+        "display_data", data={"text/html": transcript._repr_mimebundle_()["text/html"], "text/plain": "reply"})])])
+    export = tmp_path / "sanitized.html"
+    export.write_text(HTMLExporter(sanitize_html=True, template_name=template).from_notebook_node(notebook)[0])
+    page = chromium.new_page(viewport={"width": 900, "height": 700})
+    try:
+        page.goto(export.as_uri())
+        page.screenshot(path=f"/tmp/gptoss_static_sanitized_math_{template}.png", full_page=True)
+        shown = page.locator(".gx-fallback").inner_text()
+        assert _SHOWN_TAGS.findall(shown) == [], shown
+        assert "The sum (\\sum_{i=0}^{9} i^2) is 285." in " ".join(shown.split()), shown   # its TeX, once
+        assert re.search(r"n\s+squares\s+9\s+285", shown), shown                           # the table's words
+        assert page.locator(".gx-fallback .gx-footer").evaluate("n => getComputedStyle(n).fontWeight") == "400"
+        head = page.locator(".gx-fallback .gx-tool-head").first
+        offset = head.evaluate("td => td.querySelector('b').getBoundingClientRect().left - td.getBoundingClientRect().left")
+        assert offset < 24, f"the card's head starts {offset:.0f} px into its row"
+    finally:
+        page.close()
+
+
 @pytest.mark.parametrize("width", [400, 1280])
 def test_every_citation_popup_is_whole_in_the_window_on_hover_and_on_focus(chromium, pages, width: int) -> None:
     """At 400 px the first popup ran 96 px past the output area's right edge (clipped: the cited lines cut
