@@ -29,6 +29,10 @@ PAYLOADS = [
     f"[data link](data:text/html,<script>{HIT}</script>)",
     f'<input autofocus onfocus="{HIT}">',
     f"![pixel](javascript:{HIT})",
+    # what would fetch a model-chosen address when the turn is drawn (a reader's visit told to its server): none may
+    "![pixel](https://evil.example/leak.png?live) <img src=https://evil.example/raw.png> <img srcset='https://evil.example/s.png 1x'>",
+    "<div style=\"background:url(https://evil.example/css.png)\">css</div> <link rel=prefetch href=https://evil.example/pre>",
+    "$\\href{https://evil.example/math}{math}$ <svg><use href=https://evil.example/use.svg#a /></svg>",
 ]
 # HTML the kernel would never send (its sanitizer removes all of it): pushed straight into the view to
 # show that the front end's own sanitizer (DOMPurify) stops it before the DOM.
@@ -39,6 +43,7 @@ RAW = "".join([
     '<span class="gx-run jp-Dialog nb">spoofed classes</span>', f'<form action="javascript:{HIT}"><input></form>',
     '<math><mpadded voffset="30em" height="0"><mtext>lifted</mtext></mpadded><mspace width="-40em"/>'
     '<mspace height="300em" mathbackground="black"/><mspace depth="1e9px"/><mi mathcolor="white">hid</mi></math>',
+    '<img src="https://evil.example/past-kernel.png"><video poster="https://evil.example/poster.png"></video>',
     "<strong>unsanitised-ok</strong>",
 ])
 PUSH_RAW = f"""
@@ -116,6 +121,9 @@ def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_not
                                            page):
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    fetched: list[str] = []   # no form of the turn fetches an address the model chose (counted in every form below)
+    page.on("request", lambda request: fetched.append(request.url) if "evil.example" in request.url else None)
+    page.route(re.compile(r"https?://evil\.example/"), lambda route: route.abort())
     page.add_init_script(DETECTOR)
     marker = jupyter_lab.root / "pwned.marker"
     marker.unlink(missing_ok=True)
@@ -158,6 +166,7 @@ def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_not
     page.wait_for_selector(".gx-fallback")
     _provoke(page, ".gx-fallback")
     _assert_inert(page, ".gx-fallback", dialogs, marker, "nbconvert HTML")
+    assert fetched == [], f"fetched what the model chose: {fetched}"
 
     # Positive control: the detector does see a script that runs and does reach the kernel.
     open_notebook("xss.ipynb", kernel=True)
@@ -167,6 +176,9 @@ def test_payloads_in_model_text_stay_inert(lab_notebook, open_notebook, save_not
         time.sleep(0.2)
     assert page.evaluate("() => window.__pwned") == 1 and marker.exists()
     marker.unlink()
+    page.evaluate("() => { new Image().src = 'https://evil.example/control.png'; }")   # and a fetch is counted
+    page.wait_for_timeout(500)
+    assert fetched == ["https://evil.example/control.png"]
 
 HIDDEN = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff]")
 # Hebrew and Arabic with a mark, an isolate and an embedding: its controls are not written out (CARDS's `rtl`)
