@@ -92,6 +92,11 @@ function smallLength(value, limit = 12) {
   return Boolean(unit) && parseFloat(m[1]) * unit <= limit;
 }
 const MATHML = "http://www.w3.org/1998/Math/MathML";
+// Text a reader is shown or read (a chip's cited lines, its name): DOMPurify drops any attribute whose value holds
+// "-->", "]>" or "</style" (SAFE_FOR_XML, against markup re-read from a serialised string), so a chip citing "parse -->
+// tokens" lost its popup and its name. Those two, once allowed, are set again on the node as text: nothing re-reads them.
+const TEXT_ATTRS = new Set(["data-cite", "aria-label"]);
+const TEXT_KEPT = new WeakMap();   // node -> [[name, value], ...]
 
 function purifyHooks() {
   DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
@@ -113,9 +118,13 @@ function purifyHooks() {
       data.keepAttr = node.localName !== "mpadded" && smallLength(data.attrValue, name === "linethickness" ? 0.5 : 12);
     } else if (name === "scriptlevel") {   // no larger font at each step (and no mathsize at all: nested \Huge)
       data.keepAttr = !data.attrValue.trim().startsWith("-");
+    } else if (TEXT_ATTRS.has(name)) {
+      TEXT_KEPT.set(node, [...(TEXT_KEPT.get(node) || []), [name, data.attrValue]]);
     }
   });
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    for (const [name, value] of TEXT_KEPT.get(node) || []) node.setAttribute(name, value);
+    TEXT_KEPT.delete(node);
     if (node.nodeName !== "A") return;
     if (node.hasAttribute("href")) {
       node.setAttribute("target", "_blank");

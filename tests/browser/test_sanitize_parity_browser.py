@@ -14,7 +14,9 @@ import re
 
 import pytest
 
+from gptoss_lab.events import Citation, ToolCall
 from gptoss_lab.widgets import esm
+from gptoss_lab.widgets.citations import card_html, sources_html, with_chips
 from gptoss_lab.widgets.sanitize import sanitize
 from gptoss_lab.widgets.transcript import markdown_html
 
@@ -72,6 +74,30 @@ CORPUS = [
     f"<marquee onstart={HIT}>marquee</marquee>",
     "&lt;script&gt;entities stay text&lt;/script&gt; &amp;lt;img&amp;gt;",
 ]
+# Markdown a model writes: the front end must keep all the kernel renders of it (else the live view loses it)
+MARKDOWN = [
+    "| left | centre | right |\n|:-|:-:|-:|\n| `a` | **b** | [c](https://c.example \"title\") |",
+    "# Title\n\n## Sub\n\n---\n\n1. one\n2. two\n   - nested *em* ~~struck~~\n\n> quote\n> > deeper",
+    "```python\ndef f(x):\n    return {'a': x}  # comment\n```\n\n```js\"><img src=x>\nlet a = 1;\n```",
+    "$\\frac{a}{b} + \\sqrt[3]{x} + \\mathbf{v} + \\text{text} + \\hspace{3em} \\overbrace{a+b}^{n}$",
+    "$$\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix} \\quad \\sum_{i=0}^{n} i^2 \\quad \\mathbb{R}$$",
+    "Text[^1] and &copy; &amp; &#x1F600; <https://auto.example> mailto:a@b.example ![img](https://i.example/a.png)",
+    "Line one  \nline two\\\nline three\n\n    indented code",
+]
+# The lab's own markup around hostile page text (citation chips, sources, a search's card), as the live view gets it
+HOSTILE = f'<img src=x onerror={HIT}> "</style><svg onload={HIT}>'
+CITED = [Citation("【0†L1-L2】", 0, 1, 2, f"{EVIL}/page?<b>", "Arrows --> and <!-- comments -->",
+                  "parse --> tokens --> tree\nDict[str, list[int]]> and </style> in a page about CSS"),
+         Citation("【1†L1-L1】", 1, 1, 1, f"javascript:{HIT}", HOSTILE, HOSTILE)]
+SEARCH = ToolCall("browser.search", "analysis", '{"query": "owls"}', status="done", output="[0] owls", data={
+    "kind": "search", "cursor": 0, "query": HOSTILE, "title": "", "url": "", "start": 0, "end": 0, "total": 0,
+    "lines": [], "results": [{"id": 0, "title": HOSTILE, "url": f"{EVIL}/r", "source": HOSTILE, "snippet": HOSTILE}]})
+
+
+def _lab_markup() -> list[str]:
+    return [with_chips(markdown_html("Owls 【0†L1-L2】 hunt 【1†L1-L1】."), CITED), sources_html(CITED), card_html(SEARCH)]
+
+
 PAGE = """<!doctype html><meta charset="utf-8"><body><div id="out"></div></body>"""
 # The front end's sanitizer as the views load it (gptoss_lab.widgets.esm), and helpers: draw HTML three ways, and a
 # form of a DOM that sorts attributes, so two serializations of the same tree compare equal.
@@ -140,6 +166,8 @@ def test_both_sanitizers_keep_the_corpus_inert_and_agree(sanitizer_page) -> None
     kernel = [sanitize(payload, lab=False) for payload in CORPUS]
     markdown = [markdown_html(payload) for payload in CORPUS]
     front = page.evaluate("(payloads) => payloads.map(__purified)", CORPUS)
+    for markup in _lab_markup():
+        page.evaluate("(html) => __draw(html, 'purified')", markup)
     for payload, kept, purified, shown in zip(CORPUS, kernel, front, markdown):
         page.evaluate("([kept, payload, shown]) => { __draw(kept, 'as-is'); __draw(kept, 'purified');"
                       " __draw(payload, 'purified'); __draw(shown, 'as-is'); __draw(shown, 'purified'); }",
@@ -171,7 +199,15 @@ def test_both_sanitizers_keep_the_corpus_inert_and_agree(sanitizer_page) -> None
             differ.append(("front end changes the kernel's", payload, canon(kept), canon(page.evaluate("(html) => __purified(html)", kept))))
         if canon(sanitize(purified)) != canon(purified):   # the front end draws the lab's markup too (a fold's `open`)
             differ.append(("kernel changes the front end's", payload, canon(purified), canon(sanitize(purified))))
+    for text, kept in [*((text, markdown_html(text)) for text in MARKDOWN), *(("lab markup", m) for m in _lab_markup())]:
+        if canon(page.evaluate("(html) => __purified(html)", kept)) != canon(kept):
+            differ.append(("front end changes the kernel's Markdown", text, canon(kept), canon(page.evaluate("(html) => __purified(html)", kept))))
     assert differ == [], "\n".join(map(repr, differ))
+    # what that means for a reader: each live chip keeps its popup (the cited lines) and its name
+    chips = page.evaluate("""() => [...document.querySelectorAll('#out sup.gx-cite')].map((sup) =>
+      [sup.getAttribute('data-cite') || '', sup.querySelector('a').getAttribute('aria-label') || ''])""")
+    assert len(chips) == 2 and "parse --> tokens --> tree" in chips[0][0] and "Arrows --> and" in chips[0][1], chips
+    assert HOSTILE in chips[1][0] and HOSTILE.replace('"', "'") in chips[1][1], chips
 
     # a model's Markdown shows its HTML as text: every tag it wrote is read, none is lost
     for payload, shown in zip(CORPUS, markdown):
