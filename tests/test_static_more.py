@@ -37,7 +37,7 @@ def test_each_chip_names_what_it_cites_and_a_chip_without_a_link_takes_the_focus
     assert 'aria-label="Source 2, titled “manuals/owl.pdf”, line 3"' in local
     for chip in (web, local):   # a button, in the Tab order, that opens its own popover (and the page has it)
         target = re.search(r'popovertarget="(gx-cite-[0-9a-f]{12}-[12])"', chip).group(1)
-        assert re.search(f'</sup><span class="gx-cite-pop" id="{target}" popover=""> \\(\\[[12]\\] [^<]+\\)</span>', saved)
+        assert re.search(f'</sup></span><span class="gx-cite-pop" id="{target}" popover=""> \\(\\[[12]\\] [^<]+\\)</span>', saved)
     assert 'aria-label="Tool call, done"' in saved
 
 

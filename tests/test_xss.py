@@ -138,9 +138,9 @@ class _Audit(HTMLParser):
 
 
 # A tool card's head, code and output, left-aligned where nbconvert's sanitizer drops the style (transcript._LEFT), and
-# a formula's MathML, hidden there (transcript._MATHML_BOX)
+# a formula's MathML and a saved chip, hidden there (sanitize.RICH_BOX)
 _KEPT_BY_NBCONVERT = {"pre": ("gx-code jp-renderedtext text-left", "gx-output jp-renderedtext text-left"),
-                      "div": ("jp-renderedtext text-left",), "span": ("gx-mathml lm-widget lm-mod-hidden hidden",)}
+                      "div": ("jp-renderedtext text-left",), "span": ("gx-rich lm-widget lm-mod-hidden hidden",)}
 
 
 def _audit(html: str) -> _Audit:

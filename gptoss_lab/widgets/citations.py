@@ -24,7 +24,7 @@ import idna
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import HIDDEN, literal_markdown, outside_code, reveal_hidden, reveal_host, reveal_mixed_scripts, \
+from .sanitize import HIDDEN, RICH_BOX, literal_markdown, outside_code, reveal_hidden, reveal_host, reveal_mixed_scripts, \
     reveal_url, sanitize, short_address, shown_output
 
 # What a chip's popup shows at most: the whole popup fits the smallest box it is drawn in (JupyterLab's notebook
@@ -193,14 +193,16 @@ def chip_html(number: int, c: Citation, popover: str = "") -> str:
     With a `popover` id (the saved form, which has no script) the chip is a button that opens and closes its popup
     (a popover after it, whose state the CSS draws the popup by): Escape or a click elsewhere closes it. The popover
     holds the popup's text, which our style hides: where a front end drops the style and the popover (an untrusted
-    notebook, GitHub, nbconvert's sanitizer), the answer says what the chip cites after it, where it was a bare button."""
+    notebook, GitHub, nbconvert's sanitizer), the answer says what the chip cites after it, where it was a bare button.
+    The saved chip sits in `RICH_BOX`: nbconvert's sanitizer showed it as its tags, its cited lines in data-cite."""
     missing = " gx-cite-missing" if not c.text.strip() else ""
     href = _link(c.url)
     label = f'aria-label="{html.escape(chip_label(number, c))}"'
     shown = html.escape(popup_text(number, c))
     if popover:
-        return (f'<sup class="gx-cite{missing}" data-cite="{shown}"><button type="button" popovertarget="{popover}" '
-                f'{label}>{number}</button></sup><span class="gx-cite-pop" id="{popover}" popover> ({shown})</span>')
+        return (f'<span class="{RICH_BOX}"><sup class="gx-cite{missing}" data-cite="{shown}"><button type="button" '
+                f'popovertarget="{popover}" {label}>{number}</button></sup></span>'
+                f'<span class="gx-cite-pop" id="{popover}" popover> ({shown})</span>')
     target = f'href="{html.escape(href)}"' if href else 'tabindex="0" role="doc-noteref"'
     return f'<sup class="gx-cite{missing}" data-cite="{shown}"><a {target} {label}>{number}</a></sup>'
 

@@ -70,9 +70,14 @@ _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources"}, "ul
            "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines", "gx-cite-pop"},
            "details": {"gx-browse-raw"}}
 # Classes nbconvert's pages give meaning to, which its `sanitize_html` keeps where it drops our style (transcript.py):
-# a tool card's head, code and output read from the left (`_LEFT`); a formula's MathML is hidden (`_MATHML_BOX`).
+# a tool card's head, code and output read from the left (`_LEFT`); markup that sanitizer would show as its tags is
+# hidden (`RICH_BOX`).
 _LEFT = {"jp-RenderedText", "text-left"}
-_MATHML_BOX = {"gx-mathml", "lm-Widget", "lm-mod-hidden", "hidden"}
+# A box around markup that only our style shows (it draws the box as `display: contents`): a formula's MathML and a saved
+# citation chip. nbconvert's pages hide it (JupyterLab's `.lm-Widget.lm-mod-hidden` in the lab template, Bootstrap's
+# `.hidden` in the classic one), where `sanitize_html` showed each formula and chip as its tags (a chip's with its cited
+# lines): what follows it says the same in words (the formula's TeX, the chip's popup text).
+RICH_BOX = "gx-rich lm-Widget lm-mod-hidden hidden"
 
 
 # MathML lengths a formula could use to paint outside its own box (`\smash{\raise{30em}{...}}` over the page
@@ -151,7 +156,7 @@ def _cleaner(lab: bool = True) -> Any:
         attributes.update({"a": {"href", "aria-label", "tabindex", "role"}, "table": {"aria-label"},
                            "details": {"open"}, "sup": {"data-cite"}, "button": {"popovertarget", "aria-label"},
                            "span": {"id", "popover"}})
-        classes = {"span": classes["span"] | _BROWSE["span"] | _MATHML_BOX, "code": {"gx-math"},
+        classes = {"span": classes["span"] | _BROWSE["span"] | set(RICH_BOX.split()), "code": {"gx-math"},
                    "div": _GX | _BROWSE["div"] | _LEFT,
                    "details": _GX | _BROWSE["details"],
                    "pre": {"gx-code", "gx-output", "gx-raw"} | _LEFT | _BROWSE["pre"],

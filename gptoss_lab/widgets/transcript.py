@@ -22,7 +22,7 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
-from .sanitize import NO_TYPESETTING, PROSE, demote_headings, fenced, inert_apart, inert_markdown, literal_lines, \
+from .sanitize import NO_TYPESETTING, PROSE, RICH_BOX, demote_headings, fenced, inert_apart, inert_markdown, literal_lines, \
     literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, \
     shallow, shown_output, visible, web_link, within_markup_budget, written_controls
 
@@ -593,18 +593,16 @@ _HEADING = re.compile(r"<(/?)h[1-6]>")
 _TABLE_HEAD = re.compile(r"<(/?)th\b([^>]*)>|</?t(?:head|body)>")
 # a formula as latex2mathml writes it (its `"` is markup: in an attribute's value the sanitizer writes `&quot;`)
 _MATHML = re.compile(r'<math xmlns="http://www.w3.org/1998/Math/MathML".*?</math>', re.DOTALL)
-# A box that nbconvert's pages hide, as the style's (`_STYLE_BOX`); the style shows it (`display: contents`).
-_MATHML_BOX = "gx-mathml lm-Widget lm-mod-hidden hidden"
 
 
 def _kept_by_sanitizers(answer: str) -> str:
     """An answer's sanitized HTML (`markdown_html`) in tags that nbconvert's `sanitize_html` keeps: paragraphs and
     headings as <div>s (a heading in bold), a rule as an empty one, a line break as a line's end, a table's head cells
     as its cells in bold (no <thead>, <tbody>, <th>); that sanitizer showed each <p>, <h4>, <hr>, <br> and a table's
-    head as its text. A formula's MathML sits in a box that page hides (`_MATHML_BOX`): it showed each formula as its
+    head as its text. A formula's MathML sits in a box that page hides (`RICH_BOX`): it showed each formula as its
     tags, and its TeX (`_math`) reads in its place. The style draws them as before; each reads in its first letter's
     direction, as the answer's other prose (`_PROSE_TAG`)."""
-    answer = _MATHML.sub(lambda m: f'<span class="{_MATHML_BOX}">{m.group()}</span>', answer)
+    answer = _MATHML.sub(lambda m: f'<span class="{RICH_BOX}">{m.group()}</span>', answer)
     answer = _TABLE_HEAD.sub(_as_cell, answer)
     answer = _HEADING.sub(lambda m: "</b></div>" if m.group(1) else '<div class="gx-h" dir="auto"><b>', answer)
     answer = _PARAGRAPH.sub(lambda m: "</div>" if m.group(1) else '<div class="gx-p" dir="auto">', answer)
@@ -766,7 +764,7 @@ div.gx-fallback blockquote.gx-final,div.gx-fallback blockquote.gx-commentary{mar
 .gx-fallback table.gx-tool td.gx-tool-head{background:var(--jp-layout-color2,rgba(127,127,127,.12));font-size:85%}
 .gx-fallback table.gx-tool td.gx-tool-head b{font-weight:600}
 .gx-fallback table.gx-tool td.gx-tool-head div{font-family:inherit;line-height:inherit;padding:0}
-.gx-fallback span.gx-mathml.lm-mod-hidden.hidden{display:contents !important}
+.gx-fallback span.gx-rich.lm-mod-hidden.hidden{display:contents !important}
 .gx-fallback blockquote tr:first-child > td{border-bottom:var(--jp-border-width,1px) solid var(--jp-border-color1,#ccc)}
 .gx-fallback blockquote tbody tr:nth-child(even){background:var(--jp-layout-color0,none)}
 .gx-fallback blockquote tbody tr:nth-child(odd):not(:first-child){background:var(--jp-rendermime-table-row-background,none)}

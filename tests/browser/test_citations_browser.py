@@ -79,11 +79,12 @@ def test_browsing_turn_cards_and_citation_chips_live_and_saved(lab_notebook, sav
     page.screenshot(path="/tmp/gptoss_browse_saved.png")
 
     # Not trusted (a copy edited elsewhere), the front end drops our <style>, the chip's data-cite and its popover:
-    # the chip was a bare button. The answer still says what each chip cites, in its own words and lines.
+    # the chip was a bare button, which now sits in a box that JupyterLab's own style hides (sanitize.RICH_BOX). The
+    # answer still says what each chip cites, in its own words and lines.
     saved["cells"][0]["source"] = "# edited elsewhere\n" + "".join(saved["cells"][0]["source"])
     (jupyter_lab.root / "browse_untrusted.ipynb").write_text(json.dumps(saved))
     page = open_notebook("browse_untrusted.ipynb")
-    page.wait_for_selector(".gx-fallback sup.gx-cite", timeout=30_000)
+    page.wait_for_selector(".gx-fallback .gx-cite-pop", timeout=30_000)
     answer = page.locator(".gx-fallback .gx-final")
     answer.screenshot(path="/tmp/gptoss_browse_untrusted.png")
     shown = " ".join(answer.inner_text().split())

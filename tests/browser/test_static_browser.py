@@ -115,7 +115,11 @@ def test_the_saved_turn_reads_as_text_where_nbconvert_sanitizes_it(chromium, pag
         page.screenshot(path="/tmp/gptoss_static_sanitized.png", full_page=True)
         shown = page.locator(".jp-OutputArea-output").inner_text()
         assert "gx-fallback" not in shown and "{" not in shown, shown[:300]          # no CSS
-        assert re.findall(r"</?(?:p|br|h[1-6]|hr|style|thead|th)\b[^>]*>", shown) == [], shown
+        assert re.findall(r"</?(?:p|br|h[1-6]|hr|style|thead|th|sup|button)\b[^>]*>", shown) == [], shown
+        # each chip reads as what it cites, once: "night ([1] Owls of the world · L1–L6 Line 1: …)" (its tags, with the
+        # cited lines again in data-cite, read as text before it)
+        assert " ".join(shown.split()).count("Owls of the world · L1–L6") == 2, shown   # the chip's and the Sources'
+        assert "Owls hunt at night ([1] Owls of the world" in " ".join(shown.split()), shown
         lines = shown.splitlines()
         assert any(line.startswith("python · done") for line in lines), shown       # the tool card's head
         assert "You: Owls?" in lines and "Think about owls." in lines                 # the prompt, the reasoning
