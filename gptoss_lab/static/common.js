@@ -93,8 +93,9 @@ function smallLength(value, limit = 12) {
 }
 const MATHML = "http://www.w3.org/1998/Math/MathML";
 // Text a reader is shown or read (a chip's cited lines, its name): DOMPurify drops any attribute whose value holds
-// "-->", "]>" or "</style" (SAFE_FOR_XML, against markup re-read from a serialised string), so a chip citing "parse -->
-// tokens" lost its popup and its name. Those two, once allowed, are set again on the node as text: nothing re-reads them.
+// "-->", "]>" or "</style" (SAFE_FOR_XML, against markup re-read from a serialised string), so a chip citing
+// "parse --> tokens" lost its popup and its name. Those two, once allowed, are set again on the node as text: nothing
+// re-reads them.
 const TEXT_ATTRS = new Set(["data-cite", "aria-label"]);
 const TEXT_KEPT = new WeakMap();   // node -> [[name, value], ...]
 

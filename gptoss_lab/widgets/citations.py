@@ -24,8 +24,8 @@ import idna
 
 from ..events import Citation, ToolCall
 from . import asset
-from .sanitize import HIDDEN, RICH_BOX, literal_markdown, outside_code, reveal_hidden, reveal_host, reveal_mixed_scripts, \
-    reveal_url, sanitize, short_address, shown_output
+from .sanitize import HIDDEN, RICH_BOX, literal_markdown, outside_code, reveal_hidden, reveal_host, \
+    reveal_mixed_scripts, reveal_url, sanitize, short_address, shown_output
 
 # What a chip's popup shows at most: the whole popup fits the smallest box it is drawn in (JupyterLab's notebook
 # panel in a 320 x 568 window: 226 x 431 px); the Sources list has the whole text.

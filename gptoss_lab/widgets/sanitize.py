@@ -73,8 +73,8 @@ _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources"}, "ul
 # a tool card's head, code and output read from the left (`_LEFT`); markup that sanitizer would show as its tags is
 # hidden (`RICH_BOX`).
 _LEFT = {"jp-RenderedText", "text-left"}
-# A box around markup that only our style shows (it draws the box as `display: contents`): a formula's MathML and a saved
-# citation chip. nbconvert's pages hide it (JupyterLab's `.lm-Widget.lm-mod-hidden` in the lab template, Bootstrap's
+# A box around markup that only our style shows (it draws the box as `display: contents`): a formula's MathML and a
+# saved citation chip. nbconvert's pages hide it (JupyterLab's `.lm-Widget.lm-mod-hidden` in the lab template, Bootstrap's
 # `.hidden` in the classic one), where `sanitize_html` showed each formula and chip as its tags (a chip's with its cited
 # lines): what follows it says the same in words (the formula's TeX, the chip's popup text).
 RICH_BOX = "gx-rich lm-Widget lm-mod-hidden hidden"

@@ -22,8 +22,8 @@ from ..events import (
 )
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
-from .sanitize import NO_TYPESETTING, PROSE, RICH_BOX, demote_headings, fenced, inert_apart, inert_markdown, literal_lines, \
-    literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, \
+from .sanitize import NO_TYPESETTING, PROSE, RICH_BOX, demote_headings, fenced, inert_apart, inert_markdown, \
+    literal_lines, literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, \
     shallow, shown_output, visible, web_link, within_markup_budget, written_controls
 
 if TYPE_CHECKING:
@@ -672,7 +672,8 @@ def _tool_html(block: Block) -> str:
     # what a screen reader calls the card (the tool's name, a server's text, is in its head). The head is a row's cell,
     # not a <thead>'s <th>: nbconvert's `sanitize_html` keeps only table, tr and td, and showed the head as raw tags.
     return (f'<table class="gx-tool" aria-label="Tool call, {_status(block)}">'
-            f'<tr><td class="gx-tool-head" {left}><div class="{_LEFT}"><b>{head}</b></div></td></tr>{"".join(rows)}</table>')
+            f'<tr><td class="gx-tool-head" {left}><div class="{_LEFT}"><b>{head}</b></div></td></tr>'
+            f'{"".join(rows)}</table>')
 
 
 def fold(text: str) -> tuple[str, str]:
