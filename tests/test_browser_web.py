@@ -796,3 +796,17 @@ def test_a_search_service_quoting_the_key_back_never_gets_it_said(server: FakeSe
             Browser.from_sources(["exa"])
         assert str(caught.value) == ("the API key in EXA_API_KEY holds a character an HTTP header cannot carry (a line "
                                      "break, a space, a letter outside ASCII): put the key alone there")
+
+
+def test_a_short_key_is_hidden_where_it_is_quoted_not_in_the_words_of_the_results(server: FakeServer) -> None:
+    """A key of two letters "ab" was written `***` wherever those letters stood: "About a lab" read "About a l***",
+    an address `lab.example` read `l***.example`. A short key is hidden where it stands alone (quoted back, or
+    after a URL-encoded `=`); a long one still wherever it appears."""
+    server.routes["POST /search"] = lambda r: (200, "application/json", json.dumps({"results": [
+        {"url": "https://lab.example/abc?k%3Dab", "title": "About a lab", "summary": "Tabs; key ab; drab."}]}).encode())
+    result = Browser(Exa(api_key="ab", base_url=server.url)).run(ToolCall("browser.search", "analysis", '{"query": "x"}'))
+    assert result.output.endswith("L4:   * 【0†About a lab†lab.example】 Tabs; key ***; drab."), result.output
+    assert result.data["results"][0]["url"] == "https://lab.example/abc?k%3D***"
+    server.routes["POST /search"] = lambda r: (400, "text/plain", b"bad key ab: see https://lab.example/ab")
+    said = Browser(Exa(api_key="ab", base_url=server.url)).run(ToolCall("browser.search", "analysis", '{"query": "x"}'))
+    assert said.output == "Error during search for `x`: Exa answered HTTP 400: bad key ***: see https://lab.example/***"
