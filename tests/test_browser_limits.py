@@ -40,6 +40,8 @@ def test_looking_for_documents_stops_at_max_documents_keeping_the_shallowest(tmp
     assert [page.url for page in browser.backend.pages] == ["a/one.md", "top.md"]
     assert browser.describe() == f"2 documents in {tmp_path} (2 Markdown; 6 lines); left out the rest: the browser " \
         "reads at most 2 documents"
+    quiet = local.LocalBackend.from_paths([tmp_path], progress=False)   # was every file: only the bar counted them
+    assert [page.url for page in quiet.pages] == ["a/one.md", "top.md"] and quiet.left_out == browser.backend.left_out
 
 
 def test_a_glob_stops_at_max_documents_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

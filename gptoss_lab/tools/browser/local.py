@@ -322,6 +322,7 @@ class _Search:
 
         self.deadline = time.monotonic() + MAX_LIST_SECONDS
         self.stopped: str | None = None
+        self.count = 0   # files found (a disabled bar counts none: without progress, a folder's millions were taken)
         self.others: Counter[str] = Counter()   # suffix -> files of no kind the browser reads, passed over
         self.bar = text_bar(desc="Looking for documents", unit=" files", delay=LIST_PROGRESS_AFTER,
                             disable=not progress)
@@ -334,7 +335,7 @@ class _Search:
 
     def goes_on(self) -> bool:
         """Whether to look further (asked before each folder is listed and each file is taken)."""
-        if self.stopped is None and self.bar.n >= MAX_DOCUMENTS:
+        if self.stopped is None and self.count >= MAX_DOCUMENTS:
             self.stopped = f"the browser reads at most {MAX_DOCUMENTS:,} documents"
         elif self.stopped is None and time.monotonic() > self.deadline:
             self.stopped = f"looking for documents took longer than {MAX_LIST_SECONDS:g} s"
@@ -342,6 +343,7 @@ class _Search:
 
     def found(self) -> None:
         """Count one more file found (the bar is redrawn at most 10 times a second)."""
+        self.count += 1
         self.bar.update()
 
 
