@@ -234,7 +234,8 @@ def test_indexing_reads_each_line_and_title_once(monkeypatch: pytest.MonkeyPatch
 
 def test_a_folders_documents_are_each_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Looking for documents resolves the folder once, not again for each document found in it (a tenth of listing
-    3,000 documents), and still leaves out a link to a file outside it."""
+    3,000 documents; then, each document once: 5.6 s of 50,000, unshown by any bar), only the links among them, and
+    still leaves out a link to a file outside it."""
     (tmp_path / "docs" / "a").mkdir(parents=True)
     for n in range(50):
         (tmp_path / "docs" / "a" / f"owls{n}.md").write_text("# Owls\n")
@@ -245,4 +246,4 @@ def test_a_folders_documents_are_each_resolved_once(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(Path, "resolve", lambda self, *args: resolved.append(self) or real(self, *args))
     files, _, outside, _, _ = local.collect([tmp_path / "docs"], progress=False)
     assert len(files) == 50 and outside == [("secret.md", f"a link to a file outside {tmp_path / 'docs'}")]
-    assert len(resolved) <= 51 + 2
+    assert len(resolved) <= 1 + 2
