@@ -20,7 +20,7 @@ import pytest
 from test_browser_hostile import pdf
 from test_browser_web import FakeServer, opened, server  # noqa: F401  (the fake server fixture)
 
-from gptoss_lab.tools.browser import Browser, BrowserError, Exa, SearXNG, extract, local
+from gptoss_lab.tools.browser import Browser, BrowserError, Exa, SearXNG, cache, extract, local
 from gptoss_lab.tools.browser.extract import html_page
 from gptoss_lab.tools.browser.page import end_line
 
@@ -233,6 +233,46 @@ def test_a_pdf_page_that_cannot_be_read_in_the_time_left_of_a_folder_is_refused(
     assert time.perf_counter() - t0 < 3            # was 20 s, and owls.md was left unread
     assert described.endswith("; skipped 1 that could not be read (hex.pdf: reading the PDF would take longer than "
                               "the time left (page 1 draws 20.0 MB))")
+
+
+def test_a_long_pdf_is_read_under_a_bar_naming_its_page_and_running_out_of_time_says_how_far_it_got(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`%gptoss browse` of one book of 4,900 pages showed nothing for a minute (no bar below PROGRESS_FROM files),
+    then "reading the PDF would take longer than 60 s (page 4337 draws 0.0 MB)", blaming a page of nothing. The
+    reading bar shows once a PDF's pages are read READ_PROGRESS_AFTER in, naming the page read (other files, read in
+    seconds, show none); the time running out says how far it got."""
+    import pypdf
+
+    from gptoss_lab.widgets import text
+
+    pages = [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R /Resources << /Font << /F1 3 0 R "
+             b">> >> >>" % (5 + 2 * k) for k in range(4)]
+    drawn = [b"BT /F1 12 Tf 72 700 Td (owls of page %d) Tj ET" % k for k in range(4)]
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "book.pdf").write_bytes(pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R 6 0 R 8 0 R 10 0 R] /Count 4 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        *itertools.chain.from_iterable((page, b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text))
+                                       for page, text in zip(pages, drawn))]))
+    extract_text = pypdf.PageObject.extract_text
+    monkeypatch.setattr(pypdf.PageObject, "extract_text", lambda page, **kw: time.sleep(0.15) or extract_text(page, **kw))
+    monkeypatch.setattr(text, "is_terminal", lambda stream: True)   # redrawn every 0.1 s, not every 3
+    monkeypatch.setattr(local, "READ_PROGRESS_AFTER", 0.1, raising=False)
+    assert Browser(book).describe() == f"1 document in {book} (1 PDF; 7 lines)"
+    assert "Reading documents:   0%|          | 0/1 [" in (shown := capsys.readouterr().out)
+    assert "book.pdf: page 2 of 4]" in shown and "1/1 [" in shown, shown
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "owls.md").write_text("# Owls\n")
+    document_page = local.document_page
+    monkeypatch.setattr(local, "document_page", lambda *a, **kw: time.sleep(0.3) or document_page(*a, **kw))
+    assert Browser(tmp_path / "notes").describe().startswith("1 document") and capsys.readouterr().out == ""
+    monkeypatch.setattr(local, "document_page", document_page)
+    monkeypatch.setattr(extract, "MAX_PDF_SECONDS", 0.35, raising=False)
+    cache.forget()   # read again, not the page kept of it
+    with pytest.raises(BrowserError, match=r"^the document could not be read \(book\.pdf: reading the PDF took "
+                                           r"longer than 0\.35 s \(it read [1-3] of its 4 pages\)\)$"):
+        Browser(book)
 
 
 def test_a_pdf_page_drawing_a_form_is_read() -> None:

@@ -533,18 +533,27 @@ def heading_title(text: str) -> str | None:
     return None
 
 
-def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | None]:
+def pdf_text(data: bytes, deadline: float | None = None,
+             on_page: Callable[[int, int], None] | None = None) -> tuple[str, str | None]:
     """The text of a PDF, page after page (ligatures as their letters), and its title if it has one, read within
-    MAX_PDF_SECONDS and by `deadline` (a `time.monotonic()`) if one is given."""
+    MAX_PDF_SECONDS and by `deadline` (a `time.monotonic()`) if one is given; `on_page(number, count)` is told of
+    each page read (a progress bar: a book of thousands takes up to that minute)."""
     from pypdf import PdfReader
 
     own = time.monotonic() + MAX_PDF_SECONDS
     deadline = min(own, math.inf if deadline is None else deadline)
     limit = f"{MAX_PDF_SECONDS:g} s" if deadline == own else "the time left"
 
+    pages: list[str] = []
+    listed = 0
+
+    def late() -> ExtractError:
+        return ExtractError(f"reading the PDF took longer than {MAX_PDF_SECONDS:g} s" + (
+            f" (it read {len(pages):,} of its {listed:,} pages)" if pages else ""))
+
     def in_time(*_: object) -> None:  # called before each drawing operation: pages can share one of 1M of them
         if time.monotonic() > deadline:
-            raise ExtractError(f"reading the PDF took longer than {MAX_PDF_SECONDS:g} s")
+            raise late()
 
     try:
         with _quiet("pypdf"):  # it logs at ERROR what it works around (CJK fonts' "Advanced encoding")
@@ -553,17 +562,22 @@ def pdf_text(data: bytes, deadline: float | None = None) -> tuple[str, str | Non
                 raise ExtractError("the PDF is encrypted")
             if (count := _page_count(reader.root_object["/Pages"], in_time)) > MAX_PDF_PAGES:
                 raise ExtractError(f"the PDF has {count:,} pages; the browser reads at most {MAX_PDF_PAGES:,}")
-            pages = []
+            listed = len(reader.pages)
             for number, page in enumerate(reader.pages, 1):
                 in_time()
                 # pypdf parses a page's drawing operations whole before the first reaches in_time: 20 MB of one
                 # hex string (a 20 kB file) took 8 s past the deadline
                 drawing, fonts = _parse_bytes(page, in_time)
-                if drawing / PDF_PARSE_BYTES_PER_SECOND + fonts / CMAP_PARSE_BYTES_PER_SECOND > deadline - time.monotonic():
+                needs = drawing / PDF_PARSE_BYTES_PER_SECOND + fonts / CMAP_PARSE_BYTES_PER_SECOND
+                if needs > deadline - time.monotonic():
+                    if needs < 1:   # not the page's size: the time ran out (it was "page 4337 draws 0.0 MB")
+                        raise late()
                     maps = f" and maps its fonts in {fonts / 1e6:,.1f} MB" if fonts > 100_000 else ""
                     raise ExtractError(f"reading the PDF would take longer than {limit} (page {number} draws "
                                        f"{drawing / 1e6:,.1f} MB{maps})")
                 pages.append(page.extract_text(visitor_operand_before=in_time) or "")
+                if on_page is not None:
+                    on_page(number, listed)
             title = (reader.metadata or {}).get("/Title") if reader.metadata else None
     except ExtractError:
         raise
@@ -725,11 +739,12 @@ def _unicode_without_bom(data: bytes) -> str | None:
 
 def document_page(data: bytes, url: str, name: str, *, content_type: str = "", charset: str | None = None,
                   main_content: bool = False, base: str | None = None, deadline: float | None = None,
-                  shown_name: str | None = None) -> Page:
+                  shown_name: str | None = None, on_page: Callable[[int, int], None] | None = None) -> Page:
     """Any supported document (by content type, else by file name, else HTML by how it starts) as a page (HTML
     links resolved against `base`, default `url`), read by `deadline` (a `time.monotonic()`) if one is given. A
     text or PDF document without a title of its own is titled `shown_name` (default: its file name): a file renamed
-    apart from another (`owls (2).txt`) read as `owls.txt` in results, headers and citations."""
+    apart from another (`owls (2).txt`) read as `owls.txt` in results, headers and citations. A PDF tells `on_page`
+    of each page read (see `pdf_text`)."""
     try:
         path = PurePosixPath(urlparse(name).path if "://" in name else name)  # a file may be named `C# notes.html`
     except ValueError:  # `http://[x/owls.html`: urllib's "Invalid IPv6 URL"
@@ -738,7 +753,7 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
     content_type = content_type.split(";")[0].strip().lower()
     stem = shown_name or path.name or name
     if content_type == "application/pdf" or (not content_type and suffix in PDF_SUFFIXES) or data[:5] == b"%PDF-":
-        text, title = pdf_text(data, deadline)
+        text, title = pdf_text(data, deadline, on_page)
         if not text.strip():   # kept, it was a document the model never finds and opens empty; skipped, it is named
             raise ExtractError("the PDF holds no text (scanned pages? the browser reads no images)")
         return text_page(text, url, title or stem)

@@ -17,6 +17,7 @@ import errno
 import fnmatch
 import glob
 import itertools
+import math
 import os
 import posixpath
 import re
@@ -24,9 +25,10 @@ import stat
 import time
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -52,6 +54,7 @@ MAX_READ_SECONDS = 600.0            # reading them all: each PDF may take 60 s, 
 MAX_DOCUMENTS = 50_000              # files found in the folders (20,000 small ones: 5 s to find, 10 s to read)
 MAX_LIST_SECONDS = 60.0             # looking for them (a home folder holds millions of files)
 LIST_PROGRESS_AFTER = 1.0           # s: looking for documents longer shows a progress bar
+READ_PROGRESS_AFTER = 1.0           # s: reading a PDF's pages this long into reading shows one for fewer files too
 _KERNEL_FOLDERS = (Path("/proc"), Path("/sys"))   # files of size 0 that wait for what they report (/proc/kmsg)
 _OPENS_IN_FOLDERS = os.open in os.supports_dir_fd   # a file opened from its folder's descriptor (not on Windows)
 # a folder on the way to a document, opened to be searched (O_PATH: as a path is, without read permission), never a link
@@ -121,30 +124,36 @@ class LocalBackend(Backend):
                                f"{', '.join(sorted(DOCUMENT_SUFFIXES))}{left_out})")
         from ...widgets import text_bar
 
-        show = len(files) >= PROGRESS_FROM if progress is None else progress
+        # from PROGRESS_FROM files at once, else once a PDF's pages are read READ_PROGRESS_AFTER in (see `_on_page`)
+        soon = len(files) >= PROGRESS_FROM if progress is None else progress
         pages, paths, skipped, kinds, stats = [], {}, list(outside), [], {}
         deadline, total, chars = time.monotonic() + MAX_READ_SECONDS, 0, 0
         late = f"not read: the browser reads documents for at most {MAX_READ_SECONDS:g} s"
-        bar = text_bar(files, desc="Reading documents", unit="file", disable=not show)
-        for (path, name), url in zip(bar, _shown_names([name for _, name in files])):   # the user is told `name`
-            try:
-                if time.monotonic() > deadline:
-                    raise ExtractError(late)
-                data, found = _read(path, MAX_FOLDER_BYTES - total)
-                total += len(data)
-                inputs = (url, _readable(path.name), path.as_uri(), PurePosixPath(url).name)
-                page = read_page(data, inputs, lambda: document_page(  # converted (and wrapped) under the progress bar
-                    data, url, inputs[1], base=inputs[2], deadline=deadline, shown_name=inputs[3]))
-                if chars + len(page.text) > MAX_FOLDER_CHARS:   # a PDF's bytes tell little of its text
-                    raise ExtractError(f"not kept: the browser keeps at most {MAX_FOLDER_CHARS / 1e6:,g} million "
-                                       "characters of documents' text in all")
-                chars += len(page.text)
-            except (ExtractError, OSError) as err:   # past the deadline: also the document it cut short
-                skipped.append((name, late if time.monotonic() > deadline else _why(err)))
-                continue
-            pages.append(page)
-            paths[url], stats[url] = path, found
-            kinds.append(_kind(path.name))
+        with text_bar(total=len(files), desc="Reading documents", unit="file", disable=progress is False,
+                      delay=0 if soon else math.inf, miniters=0) as bar:   # 0: redrawn for a PDF's pages too
+            for (path, name), url in zip(files, _shown_names([name for _, name in files])):   # the user is told `name`
+                try:
+                    if time.monotonic() > deadline:
+                        raise ExtractError(late)
+                    data, found = _read(path, MAX_FOLDER_BYTES - total)
+                    total += len(data)
+                    inputs = (url, _readable(path.name), path.as_uri(), PurePosixPath(url).name)
+                    page = read_page(data, inputs, lambda: document_page(  # converted (and wrapped) under the bar
+                        data, url, inputs[1], base=inputs[2], deadline=deadline, shown_name=inputs[3],
+                        on_page=_on_page(bar, url)))
+                    if chars + len(page.text) > MAX_FOLDER_CHARS:   # a PDF's bytes tell little of its text
+                        raise ExtractError(f"not kept: the browser keeps at most {MAX_FOLDER_CHARS / 1e6:,g} million "
+                                           "characters of documents' text in all")
+                    chars += len(page.text)
+                except (ExtractError, OSError) as err:   # past the deadline: also the document it cut short
+                    skipped.append((name, late if time.monotonic() > deadline else _why(err)))
+                    continue
+                finally:
+                    bar.set_postfix_str("", refresh=False)
+                    bar.update()
+                pages.append(page)
+                paths[url], stats[url] = path, found
+                kinds.append(_kind(path.name))
         if not pages:
             first = f"{_written_out(skipped[0][0])}: {_written_out(skipped[0][1])}"
             raise BackendError(f"the document could not be read ({first})" if len(skipped) == 1 else
@@ -425,6 +434,18 @@ def _open_unlinked(path: Path, flags: int) -> int:
         raise
     finally:
         os.close(folder)
+
+
+def _on_page(bar: Any, url: str) -> Callable[[int, int], None]:
+    """What tells the reading bar which page of a PDF (`url`) is read, and shows the bar of a few files from
+    READ_PROGRESS_AFTER into reading: a book of 4,900 pages read for a minute under no bar, then was said to have
+    taken too long. (A few other files show none: they are read in seconds, a PDF's pages can take a minute.)"""
+    def said(number: int, count: int) -> None:
+        bar.delay = min(bar.delay, READ_PROGRESS_AFTER)   # tqdm's own: the time from the bar's start it shows after
+        bar.set_postfix_str(f"{maybe_truncate(url, 60)}: page {number:,} of {count:,}", refresh=False)
+        bar.update(0)   # redrawn at the bar's pace (tqdm's mininterval)
+
+    return said
 
 
 def _hard_linked(stats: Mapping[str, os.stat_result]) -> list[str]:
