@@ -247,3 +247,16 @@ def test_a_folders_documents_are_each_resolved_once(tmp_path: Path, monkeypatch:
     files, _, outside, _, _ = local.collect([tmp_path / "docs"], progress=False)
     assert len(files) == 50 and outside == [("secret.md", f"a link to a file outside {tmp_path / 'docs'}")]
     assert len(resolved) <= 1 + 2
+
+
+def test_a_line_of_megabytes_is_wrapped_in_memory_of_its_own_size() -> None:
+    """A 40 MB text of one line (a minified JSON file) took 0.9 GB to wrap: each of its 20 million words and spaces was
+    a string of its own at once. Wrapping keeps about the lines it makes, with hyphens or without."""
+    from test_routing_trust import _peak
+
+    from gptoss_lab.tools.browser.page import wrap_lines
+
+    for line in ("owl " * 500_000, "owl-owl " * 25_000):
+        lines, peak = _peak(lambda: wrap_lines(line))   # noqa: B023  (called at once)
+        assert isinstance(lines, list) and len(lines) == len(line) // 80 and "".join(lines) == line
+        assert peak < 4 * len(line), f"{peak / len(line):.1f} bytes a character"   # was 19 and 42
