@@ -201,7 +201,7 @@ def fewest_tokens(text: str) -> int:
     holds at most the vocabulary's longest token's bytes; one inside a run of an ASCII character at most the longest
     token of that character alone, and at most two tokens reach into a run from outside it."""
     data = text.encode("utf-8", "surrogatepass")   # (`clean` only makes text longer)
-    longest = _longest_token()
+    longest = longest_token()
     edge = 2 * (longest - 1)   # a run longer than this has bytes no token from outside it reaches
     inside, tokens = 0, 0
     for chunk in range(0, len(data), _RUNS_CHUNK):  # (a run cut in two only counts for less)
@@ -226,8 +226,9 @@ _RUNS_CHUNK = 1 << 20  # bytes `fewest_tokens` looks at together
 
 
 @functools.cache
-def _longest_token() -> int:
-    """Bytes of the vocabulary's longest token (128 in o200k_harmony)."""
+def longest_token() -> int:
+    """Bytes of the vocabulary's longest token (128 in o200k_harmony), so at most as many characters: what bounds the
+    text a number of tokens can hold."""
     return max(map(len, ranks()))
 
 

@@ -62,7 +62,6 @@ _SHOWN_AFTER = 1.0  # s of retrying after which a progress bar says what is retr
 _ECHO = 64  # characters of the prompt that, streamed back first, show a server echoing the prompt
 _MAX_BODY = 1 << 22  # bytes read of an answer that is no stream (a model list, an error), characters of one event
 _SLICE = 4096  # characters of a chunk's text turned into ids at a time: Stop is asked between slices
-_LONGEST_TOKEN = 128  # characters of o200k's longest token: more text than max_tokens × this is past the limit
 _NAME = 200  # characters of the model's name shown (a status line, a view's header)
 _QUOTED = 12  # a key or password this long never comes up in an answer by chance: there the server quoted it
 _HEADER_SAFE = regex.compile(r"[\x20-\x7e]*")  # what an HTTP header value can carry
@@ -916,6 +915,7 @@ class RemoteEngine:
         finish = stop_reason = None
         failure: RemoteError | KeyboardInterrupt | None = None
         overrun = False  # cut by its count of chunks: text that still fills max_tokens is a normal end at the limit
+        most = harmony.longest_token() * limit  # characters `limit` tokens can hold: a token holds at most its bytes
         while True:
             try:
                 text, finish, stop_reason = next(chunks)
@@ -925,7 +925,7 @@ class RemoteEngine:
                 failure = err
                 break
             seen, texts = seen + len(text), texts + bool(text)
-            beyond = seen - _LONGEST_TOKEN * limit
+            beyond = seen - most
             if beyond > 0:  # more text than max_tokens ids can hold (one event of megabytes): what fits is kept
                 pending += retok.feed(text[: len(text) - beyond])
                 failure = RemoteError(f"the server at {self.url} sent more text than max_tokens={limit} can hold "
