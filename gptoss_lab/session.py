@@ -600,6 +600,7 @@ class _Turn:
             self.recorder = Recorder()
         self.stream: harmony.HarmonyStream | None = None
         self.skipped = 0
+        self.invalid = 0                       # places of the model's text that were not valid Harmony (`_invalid`)
         self.dropped = ""                      # what the message cut off at the end was, where it was not kept
         self.inside: list[int] = []            # the notes made while the open message was written (see `_note`)
 
@@ -695,7 +696,10 @@ class _Turn:
             if self.view.stop_requested:
                 raise _Stopped
             for event in stream.close(limit=generated >= room):
-                self._on_event(event)
+                if runaway and isinstance(event, ParseError):  # the text the note below quotes, listed however late
+                    self._invalid(event, listed=True)
+                else:
+                    self._on_event(event)
         finally:
             close = getattr(tokens, "close", None)
             if close is not None:
@@ -753,12 +757,25 @@ class _Turn:
         if isinstance(event, MessageEnd) and event.message is None:  # cut off: keep what was written
             self.dropped = self._keep_partial()
             return None
-        self.emit(event)
         if isinstance(event, ParseError):
-            self._note(f"Not valid Harmony ({event.reason}): {_quoted(event.raw)}")
-        elif isinstance(event, MessageEnd):
+            self._invalid(event)
+            return None
+        self.emit(event)
+        if isinstance(event, MessageEnd):
             return self._on_message(event.message, event.stop_token)
         return None
+
+    def _invalid(self, error: ParseError, *, listed: bool = False) -> None:
+        """Text that is not valid Harmony, shown and noted where it came; past `_INVALID_LISTED` places in a turn (unless
+        `listed`), said once: a model (or server) looping a special token inside its answer gave a note per token,
+        thousands of error boxes in the view, `reply.errors` and the saved transcript."""
+        self.invalid += 1
+        if self.invalid <= _INVALID_LISTED or listed:
+            self.emit(error)
+            self._note(f"Not valid Harmony ({error.reason}): {_quoted(error.raw)}")
+        elif self.invalid == _INVALID_LISTED + 1:
+            self._warn(f"The model's text is not valid Harmony in more places than these {_INVALID_LISTED}: the others "
+                       "are not listed one by one.")
 
     def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
         text = harmony.text_of(message)
@@ -986,6 +1003,7 @@ class _Turn:
         return reply
 
 
+_INVALID_LISTED = 10  # places of text that is not valid Harmony a turn lists, each with its text; more are said once
 _SHORTEST_QUESTION = 5  # tokens a question adds to a conversation at least: <|start|>user<|message|>, one of text, <|end|>
 
 

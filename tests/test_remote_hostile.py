@@ -721,3 +721,45 @@ def test_a_blank_api_key_is_refused_not_dropped(key, said):
         with pytest.raises(RemoteError) as caught:
             Session.connect(server.url, api_key=key, retries=0)
     assert str(caught.value) == said and server.requests == []
+
+
+class _Seen:
+    """A view that keeps every event the turn hands it."""
+
+    stop_requested = False
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def handle(self, event) -> None:
+        self.events.append(event)
+
+    def approve(self, call) -> None:
+        return None
+
+
+def test_a_stream_of_special_tokens_inside_an_answer_is_listed_ten_times_not_thousands():
+    """A server looping `<|message|>` inside the answer (a broken model, or a hostile server) gave one "Not valid
+    Harmony" note per token: 5,000 in `reply.errors`, 5,000 error boxes in the view and the saved transcript."""
+    text = "<|channel|>final<|message|>Hi" + "<|message|>" * 5_000
+    with FakeServer(raw=lambda n: [HEAD, _event(text, "stop")]) as server:
+        session = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"})
+        view = _Seen()
+        reply = session.ask("hi", view=view, max_new_tokens=10_000)
+    listed = ["Not valid Harmony (a special token inside a message's text): '<|message|>'"] * 10
+    assert reply.errors == [*listed, "The model's text is not valid Harmony in more places than these 10: the others "
+                                     "are not listed one by one."]
+    assert sum(type(event).__name__ in ("ParseError", "Notice") for event in view.events) == 11
+    assert reply.final == "Hi" + "<|message|>" * 5_000   # the text itself is all kept, as written
+
+
+def test_a_runaway_header_after_the_listed_places_is_still_quoted():
+    """The note that ends a turn whose header ran away says its text is "quoted above": it is, also after ten other
+    places that were not valid Harmony."""
+    text = "<|channel|>final<|message|>Hi" + "<|message|>" * 20 + "<|end|><|start|>assistant" + " word" * 3_000
+    with FakeServer(raw=lambda n: [HEAD, _event(text, "stop")]) as server:
+        session = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"})
+        reply = session.ask("hi", max_new_tokens=10_000)
+    assert reply.errors[11].startswith("Not valid Harmony (a message header longer than any Harmony header): 'assistant word")
+    assert reply.errors[12].startswith("The model's reply was stopped: where a message header goes, it wrote text "
+                                       "longer than any header (quoted above)")
