@@ -763,3 +763,14 @@ def test_a_runaway_header_after_the_listed_places_is_still_quoted():
     assert reply.errors[11].startswith("Not valid Harmony (a message header longer than any Harmony header): 'assistant word")
     assert reply.errors[12].startswith("The model's reply was stopped: where a message header goes, it wrote text "
                                        "longer than any header (quoted above)")
+
+
+def test_a_flood_of_keep_alive_comments_is_silence_not_an_unended_event():
+    """Keep-alive comments sent without pause (5 MiB of them, each ended by a blank line) ended the turn with "sent 4 MiB
+    without ending an event or line", though every line and comment ended: they count as silence, as slow ones do."""
+    comments = (b": " + b"." * 1000 + b"\n\n") * 1000
+    flood = [HEAD, _event("<|channel|>final<|message|>Hi")] + [comments] * 5
+    with FakeServer(raw=lambda n: flood + [30.0]) as server:
+        reply = Session.connect(server.url, timeout=2, session_options={"namespace": {}, "tools": "none"}).ask("hi")
+    assert reply.final == "Hi"
+    assert reply.errors == [f"The turn failed: the server at {server.url} sent nothing for 2 s (timeout=...)"]

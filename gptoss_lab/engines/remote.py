@@ -84,6 +84,7 @@ _NOT_SSE = regex.compile(r"(?<![^\r\n])(?!(?:data|event|id|retry|error)(?::|[\r\
 # what a line SSE reads starts with (a field it knows, or a comment): matched `partial` against a line still coming in
 _FIELD_START = regex.compile(r"(?:data|event|id|retry|error):|:")
 _FIELD = len("retry:")  # characters of a line that tell whether it starts so
+_BLANK_LINE = ("\n\n", "\r\r", "\n\r")  # a line end and an empty line (a \r\n alone is one line end)
 # OpenSSL's reasons (versions differ) for a TLS handshake that got a plain http answer
 _PLAIN_HTTP = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"})
 # httpcore's RemoteProtocolErrors of a connection dropped (retried); h11's others say the answer is no HTTP
@@ -742,7 +743,7 @@ class RemoteEngine:
             heard = False  # any event at all: a body without one that starts with `<` is a page (a login, a proxy's)
             try:
                 for event in EventSource(reads).iter_sse():  # type: ignore[arg-type]
-                    reads.unended, heard = 0, True
+                    heard = True
                     if event.event == "error":  # `event: error`, or llama.cpp's `error: {...}` line (see _Reads)
                         try:
                             body = _loads(event.data)
@@ -1241,7 +1242,9 @@ class _Clock:
 
 class _Reads:
     """The response as httpx-sse reads it (its headers and text), raising `too_long` once `_MAX_BODY` characters
-    came since the reader last set `unended` (at an event's end), so an endless line cannot fill memory; a byte
+    came since an event stream's last blank line (an event's end; a flood of keep-alive comments, each ended, was said to
+    be one unended event) or since the reader last set `unended` (an NDJSON line's end), so an endless line cannot fill
+    memory; a byte
     order mark starting the stream is left out; its Content-Type in lower case (httpx-sse refused `Text/Event-Stream`,
     and a media type is case-insensitive). Of an event stream
     (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
@@ -1257,6 +1260,7 @@ class _Reads:
         self._response, self._too_long, self._passed_over = response, too_long, passed_over
         response.encoding = "utf-8"  # as SSE and JSON are, whatever its charset= names (httpx would run any codec)
         self._events = events
+        self._ended = ""  # the line end that ended the text handed on last (a blank line may start right after it)
         self.unended = 0
         self.head = ""
 
@@ -1278,6 +1282,11 @@ class _Reads:
             end = max(text.rfind("\n"), text.rfind("\r")) + 1
             if end:
                 lines = "".join(held) + text[:end]
+                ended = self._ended + lines
+                blank = max(map(ended.rfind, _BLANK_LINE))  # a line end, then an empty line
+                if blank >= 0:
+                    self.unended = len(ended) - blank - 2 + len(text) - end
+                self._ended = lines[-1]
                 stray = _NOT_SSE.search(lines)
                 yield _ERROR_FIELD.sub("event: error\ndata:", lines[: stray.start() if stray else None])
                 if stray:  # after the events before it (their text is kept)
