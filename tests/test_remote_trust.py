@@ -103,6 +103,19 @@ def test_https_to_a_plain_http_server_says_so():
     assert message.endswith("): it answers in plain http, so write its URL with http://")
 
 
+def test_plain_http_to_an_https_server_says_to_write_https(certificate):
+    """A new user's `%gptoss connect http://...` to a server that serves https (vLLM --ssl-certfile) read "cannot reach
+    the gpt-oss server ... (ReadError: Connection reset by peer); is it running? (tried 3 times)" of a server that runs."""
+    with _https(certificate) as (server, url):
+        plain = url.replace("https://", "http://")
+        started = time.monotonic()
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(plain, timeout=5)
+        assert time.monotonic() - started < 1  # not retried: asking again cannot mend it
+    assert str(caught.value) == (f"the server at {plain} closed a plain http request without an answer, and it answers "
+                                 "in https: write its URL with https://")
+
+
 @pytest.mark.parametrize("bundle, why", [("missing.pem", "FileNotFoundError"), (".", "IsADirectoryError"),
                                          ("key.pem", "SSLError")])
 def test_a_ca_bundle_that_cannot_be_used_is_one_line(certificate, bundle, why):

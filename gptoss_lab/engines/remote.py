@@ -236,6 +236,19 @@ def _trusted(verify: bool | str | os.PathLike[str] | ssl.SSLContext) -> bool | s
                           "of the server's certificate or of the CA that signed it") from None
 
 
+def _speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """Whether the server at `host`:`port` completes a TLS handshake within `timeout` s (its certificate unchecked: only
+    whether it speaks TLS is asked, and nothing is sent after the handshake)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA bundle loaded: nothing is checked
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1" if _localhost(host) else host, port), timeout=timeout) as sock, \
+                context.wrap_socket(sock, server_hostname=host):
+            return True
+    except (OSError, ValueError):  # refused, reset, timed out, no TLS (ssl.SSLError is an OSError)
+        return False
+
+
 def _tls_failure(err: BaseException) -> ssl.SSLError | None:
     """The TLS error that `err` (an httpx.ConnectError) comes of, if any: a certificate refused, a handshake
     with a server that speaks no TLS."""
@@ -433,7 +446,10 @@ class RemoteEngine:
         auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
         # a server on this machine never through a proxy of the environment (HTTP_PROXY): one elsewhere cannot reach
         # it, and the key would cross the network in plain text to it
-        transport = _Transport(_trusted(verify), None if _loopback(parsed.host) else _env_proxy(parsed))
+        proxy = None if _loopback(parsed.host) else _env_proxy(parsed)
+        transport = _Transport(_trusted(verify), proxy)
+        # where a plain http request is sent straight to the server, one that drops it may serve https only
+        self._plain = (parsed.host, parsed.port or 80) if parsed.scheme == "http" and proxy is None else None
         self._client = httpx.Client(base_url=root, headers={**headers, "Accept-Encoding": "gzip, deflate"},
                                     auth=auth, timeout=httpx.Timeout(timeout), transport=transport,
                                     event_hooks={"response": [_one_coding]})
@@ -544,6 +560,10 @@ class RemoteEngine:
                         if tls.reason in _PLAIN_HTTP else ""
                     raise RemoteError(f"the TLS handshake with the server at {self.url} failed "
                                       f"({_one_line(tls)}){plain}") from None
+                if isinstance(err, httpx.ReadError | httpx.RemoteProtocolError) and self._plain \
+                        and _speaks_tls(*self._plain, min(self.timeout, 5.0)):  # no retry mends it either
+                    raise RemoteError(f"the server at {self.url} closed a plain http request without an answer, and "
+                                      "it answers in https: write its URL with https://") from None
                 if isinstance(err, httpx.RemoteProtocolError) and not str(err).startswith(_DROPPED):  # no retry mends
                     raise RemoteError(f"the server at {self.url} sent an answer that cannot be read "
                                       f"({_one_line(err)}): is it the inference server's address and port?") from None
