@@ -340,6 +340,29 @@ def test_a_server_without_a_model_list_is_explained(body):
             RemoteEngine(server.url)
 
 
+def test_a_web_server_on_the_port_is_said_to_be_no_inference_server(tmp_path):
+    """`python -m http.server` (port 8000 too) answered /v1/models with 404, said as "HTTP 404: Error response Error
+    response Error code: 404 ..." with no word of what to check; a 404 there now asks as a model list of another shape
+    does."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda self, *args: None})
+    files = _QuietServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(tmp_path)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{files.server_address[1]}"
+    try:
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(url)
+    finally:
+        files.shutdown()
+        files.server_close()
+    message = str(caught.value)
+    assert message.startswith(f"the server at {url} answered /v1/models with HTTP 404: Error response")
+    assert message.endswith(f": is it an OpenAI-compatible server (vLLM, llama.cpp, SGLang) or Ollama, and the URL its "
+                            f"root? see {guide('remote.md')}")
+
+
 def test_wrong_model_lists_the_servers_models():
     with FakeServer(models=("gpt-oss-20b", "gpt-oss-120b")) as server:
         with pytest.raises(RemoteError, match="has no model 'gpt-oss-200b'; it serves: gpt-oss-20b, gpt-oss-120b"):

@@ -15,11 +15,15 @@ from gptoss_lab import Session, harmony
 from gptoss_lab.engines import remote
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.remote import RemoteEngine, RemoteError, RemoteWarning
+from gptoss_lab.guides import guide
 from test_remote import HEAD, KEY, PROMPT, FakeServer, _event  # tests/ is on sys.path
 
 PASTED = "sk-proj-Zq81xKeyPasted"   # a key pasted where a value belongs
 HIDDEN = "(… is not shown: it looks like an API key, which goes in an environment variable: --api-key-env VAR)"
 LONG_KEY = KEY + "-567890"  # 21 characters: hidden wherever the server writes it whole
+# what a 404 to the model list asks (the URL's path was not the server's root)
+NO_ROOT = (": is it an OpenAI-compatible server (vLLM, llama.cpp, SGLang) or Ollama, and the URL its root? "
+           f"see {guide('remote.md')}")
 
 
 @contextlib.contextmanager
@@ -328,7 +332,8 @@ def test_a_key_in_the_urls_host_name_is_never_printed():
         port = server.url.rsplit(":", 1)[1]
         [said] = _usage_errors(f"connect http://{PASTED}.localhost:{port}/x/v1")
     assert PASTED.lower() not in said.lower(), said
-    assert said == f"%gptoss connect: the server at http://….localhost:{port}/x answered /v1/models with HTTP 404: Not Found"
+    assert said == (f"%gptoss connect: the server at http://….localhost:{port}/x answered /v1/models with HTTP 404: Not "
+                    f"Found{NO_ROOT}")
 
 
 def test_a_key_in_the_urls_path_is_never_printed():
@@ -340,6 +345,6 @@ def test_a_key_in_the_urls_path_is_never_printed():
         with pytest.raises(RemoteError) as caught:
             RemoteEngine(f"{server.url}/{PASTED}")
         asked = [path for path, _, _ in server.requests]
-    assert said == f"%gptoss connect: the server at {server.url}/… answered /v1/models with HTTP 404: Not Found"
+    assert said == f"%gptoss connect: the server at {server.url}/… answered /v1/models with HTTP 404: Not Found{NO_ROOT}"
     assert str(caught.value) == said.removeprefix("%gptoss connect: ")
     assert f"/{PASTED}/v1/models" in asked   # (the key still goes to the server, in the path it was given)

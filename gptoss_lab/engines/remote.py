@@ -49,6 +49,7 @@ from .base import EngineError, Sampling
 
 _SNIFF = 256  # characters of output without any Harmony marker before we call the server a stripper
 _DOCS = f"see {guide('remote.md')}"  # the path of a file the user can open, installed or cloned
+_WHICH_SERVER = "is it an OpenAI-compatible server (vLLM, llama.cpp, SGLang) or Ollama"  # asked of what answers otherwise
 _JOINER = "\u200d"  # zero-width joiner: `<\u200d|start|>` reads the same to a person, is no token to a server
 _SPELLING = regex.compile(r"<(?=\|[A-Za-z0-9_]+\|>)")  # the `<` of anything spelled like a special token
 _BUSY = frozenset({408, 429, 502, 503, 504})  # statuses that say "not now", never "not this prompt"
@@ -506,12 +507,6 @@ class RemoteEngine:
         return self._retrying(lambda hook: _capped(
             self._client.send(self._client.build_request("GET", path, extensions=hook), stream=True)))
 
-    def _request(self, path: str) -> httpx.Response:
-        """GET `path` (`_get`); HTTP errors become RemoteError."""
-        response = self._get(path)
-        self._raise_for(response, path)
-        return response
-
     def _retrying(self, call: Callable[[dict[str, Any]], httpx.Response],
                   aborted: threading.Event | None = None) -> httpx.Response:
         """`_tries` of `call`, counted on a progress bar that shows once they take `_SHOWN_AFTER` s (a connect that
@@ -591,9 +586,9 @@ class RemoteEngine:
                 if response is None or response.is_closed:  # else a stream, handed on open
                     clock.stop()
 
-    def _raise_for(self, response: httpx.Response, path: str, tries: str = "") -> None:
-        """RemoteError for a `response` to `path` that is no success (a redirect, an HTTP error, a 304 ...); `tries`
-        is said after a busy one's."""
+    def _raise_for(self, response: httpx.Response, path: str, after: str = "") -> None:
+        """RemoteError for a `response` to `path` that is no success (a redirect, an HTTP error, a 304 ...); `after` is
+        said after an HTTP error's status and text (the tries a busy server was given, what to check)."""
         if response.has_redirect_location:  # not followed: the key would go along to wherever it points
             location = self._quote(response.headers["location"])
             raise RemoteError(f"the server at {self.url} redirects {path} to {location!r} "
@@ -608,7 +603,7 @@ class RemoteEngine:
         retry = f" (Retry-After: {self._quote(response.headers['retry-after'], 40)})" \
             if "retry-after" in response.headers else ""
         raise RemoteError(f"the server at {self.url} answered {path} with "
-                          f"{_status(response, self._quote(_server_message(response)))}{retry}{tries}")
+                          f"{_status(response, self._quote(_server_message(response)))}{retry}{after}")
 
     def _is_ollama(self) -> bool:
         """Whether /api/version answers as Ollama's does: a JSON object with a version (a string or list that holds
@@ -625,7 +620,10 @@ class RemoteEngine:
         that is no text (null, a number, an object) is refused: it was sent back as Python wrote it ("None")."""
         path, listing, key = ("/api/tags", "models", "name") if self.ollama else ("/v1/models", "data", "id")
         with self._cleaned():
-            response = self._request(path)
+            response = self._get(path)
+            # a 404: a web server of another kind on that port (python -m http.server, on 8000 too), or not the root
+            self._raise_for(response, path, f": {_WHICH_SERVER}, and the URL its root? {_DOCS}"
+                            if response.status_code == 404 else "")
         if len(response.content) >= _MAX_BODY and response.content.lstrip().startswith(b"{"):  # a JSON object cut
             raise _LongList(f"the server at {self.url} lists its models in more than {_MAX_BODY >> 20} MiB, more "
                             "than the lab reads: name the model with model=... (%gptoss connect URL --model NAME)")
@@ -636,8 +634,7 @@ class RemoteEngine:
                 names = None
             if names is None or not all(isinstance(name, str) and name for name in names):
                 raise RemoteError(f"the server at {self.url} answered {path} with no list of models "
-                                  f"({self._quote(_server_message(response), 80)!r}): is it an OpenAI-compatible "
-                                  f"server (vLLM, llama.cpp, SGLang) or Ollama? {_DOCS}")
+                                  f"({self._quote(_server_message(response), 80)!r}): {_WHICH_SERVER}? {_DOCS}")
             return names
 
     # ------------------------------------------------------------ generation
