@@ -774,3 +774,21 @@ def test_a_flood_of_keep_alive_comments_is_silence_not_an_unended_event():
         reply = Session.connect(server.url, timeout=2, session_options={"namespace": {}, "tools": "none"}).ask("hi")
     assert reply.final == "Hi"
     assert reply.errors == [f"The turn failed: the server at {server.url} sent nothing for 2 s (timeout=...)"]
+
+
+def test_a_body_shorter_than_its_content_length_is_said_to_be_cut_not_unreachable():
+    """A server whose answer stopped short of its Content-Length (a lying header, a crash mid-body) was said to be out of
+    reach: "cannot reach the gpt-oss server ... is it running?", of a server that had just answered."""
+    def short(handler):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"data\": [")
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    with FakeServer() as server:
+        server.httpd.RequestHandlerClass.do_GET = short
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url, retries=1, timeout=5)
+    assert str(caught.value) == (f"the server at {server.url} dropped the connection before a whole answer "
+                                 "(RemoteProtocolError: peer closed connection without sending complete message body "
+                                 "(received 10 bytes, expected 500)); is it running, and is it the inference server's "
+                                 "address? (tried 2 times)")

@@ -565,10 +565,14 @@ class RemoteEngine:
                 pause = min(0.5 * 2**attempt, _MAX_WAIT)
                 if attempt == self.retries or waited + pause > _MAX_WAITING:
                     capped = f"; retries stop after {_MAX_WAITING:g} s of waiting" if attempt < self.retries else ""
-                    raise RemoteError(
-                        f"cannot reach the gpt-oss server at {self.url} ({type(err).__name__}: {err}); "
-                        f"is it running? (tried {attempt + 1} time{'s' * bool(attempt)}{capped})"
-                    ) from None
+                    tried = f"(tried {attempt + 1} time{'s' * bool(attempt)}{capped})"
+                    if isinstance(err, httpx.ConnectError):
+                        raise RemoteError(f"cannot reach the gpt-oss server at {self.url} ({type(err).__name__}: "
+                                          f"{err}); is it running? {tried}") from None
+                    # it connected, then dropped the request, or an answer short of its Content-Length
+                    raise RemoteError(f"the server at {self.url} dropped the connection before a whole answer "
+                                      f"({type(err).__name__}: {err}); is it running, and is it the inference "
+                                      f"server's address? {tried}") from None
                 bar.set_description_str(f"Cannot reach {self.url} yet ({type(err).__name__})", refresh=False)
                 bar.update()
                 aborted.wait(pause)
