@@ -18,6 +18,7 @@ from gptoss_lab.engines.remote import RemoteEngine, RemoteError, shown_url
 from gptoss_lab.guides import guide
 from gptoss_lab.session import TurnError
 from test_remote import HEAD, PROMPT, FakeServer, _event, _gzip_bomb, _status  # tests/ is on sys.path
+from test_transcript import _Recorder
 
 
 def _free_port() -> int:
@@ -723,28 +724,13 @@ def test_a_blank_api_key_is_refused_not_dropped(key, said):
     assert str(caught.value) == said and server.requests == []
 
 
-class _Seen:
-    """A view that keeps every event the turn hands it."""
-
-    stop_requested = False
-
-    def __init__(self) -> None:
-        self.events: list = []
-
-    def handle(self, event) -> None:
-        self.events.append(event)
-
-    def approve(self, call) -> None:
-        return None
-
-
 def test_a_stream_of_special_tokens_inside_an_answer_is_listed_ten_times_not_thousands():
     """A server looping `<|message|>` inside the answer (a broken model, or a hostile server) gave one "Not valid
     Harmony" note per token: 5,000 in `reply.errors`, 5,000 error boxes in the view and the saved transcript."""
     text = "<|channel|>final<|message|>Hi" + "<|message|>" * 5_000
     with FakeServer(raw=lambda n: [HEAD, _event(text, "stop")]) as server:
         session = Session.connect(server.url, session_options={"namespace": {}, "tools": "none"})
-        view = _Seen()
+        view = _Recorder()  # keeps every event the turn hands it
         reply = session.ask("hi", view=view, max_new_tokens=10_000)
     listed = ["Not valid Harmony (a special token inside a message's text): '<|message|>'"] * 10
     assert reply.errors == [*listed, "The model's text is not valid Harmony in more places than these 10: the others "
