@@ -1265,11 +1265,10 @@ class _Reads:
     """The response as httpx-sse reads it (its headers and text), raising `too_long` once `_MAX_BODY` characters
     came since an event stream's last blank line (an event's end; a flood of keep-alive comments, each ended, was said to
     be one unended event) or since the reader last set `unended` (an NDJSON line's end), so an endless line cannot fill
-    memory; a byte
-    order mark starting the stream is left out; its Content-Type in lower case (httpx-sse refused `Text/Event-Stream`,
-    and a media type is case-insensitive). Of an event stream
-    (`events`), whole lines are handed on, llama.cpp's `error: {...}` lines (a field SSE does not know, which
-    httpx-sse drops) written as `event: error` events. `head` keeps the stream's first `_PAGE` characters (to say
+    memory; a byte order mark starting the stream is left out; its Content-Type in lower case (httpx-sse refused
+    `Text/Event-Stream`, and a media type is case-insensitive). Of an event stream (`events`), whole lines are handed
+    on, llama.cpp's `error: {...}` lines (a field SSE does not know, which httpx-sse drops) written as `event: error`
+    events. `head` keeps the stream's first `_PAGE` characters (to say
     what a body that is no stream was). A line of an event stream that SSE passes over as a field it does not know
     (`{"choices": ...` without `data: `, UTF-16, a page) raises `passed_over(line)` as soon as its start shows it,
     before its line break (text that never breaks a line kept coming): the turn ended "closed mid-answer", or "sent
