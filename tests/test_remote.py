@@ -296,7 +296,7 @@ def test_unreachable_server():
     ("", "'' is not an http(s) server URL; write it like http://127.0.0.1:8000"),
     ("http://", "'http://' is not an http(s) server URL; write it like http://127.0.0.1:8000"),  # was http://http:
     ("http://gpu-box:8000/v1?key=1", "'http://gpu-box:8000/v1?…' is not a server URL (it has a ?query or "
-                                     "#fragment); write it like http://127.0.0.1:8000"),
+                                     "#fragment); write it without them: http://gpu-box:8000/v1"),
     ("http://bob:SECRET@[::1",  # the password is left out, and httpx's reason, which may quote a piece of it
      "'http://[::1' is not a server URL (write / ? # @ in a password as %2F %3F %23 %40); "
      "write it like http://127.0.0.1:8000"),

@@ -41,9 +41,14 @@ def test_a_url_password_with_an_unescaped_slash_hash_or_at_is_never_shown(passwo
 
 @pytest.mark.parametrize("url, shown", [
     ("http://gpu-box:8000/v1?api_key=sk-Zq81xLeaked", "'http://gpu-box:8000/v1?…' is not a server URL (it has a ?query "
-                                                       "or #fragment); write it like http://127.0.0.1:8000"),
+                                                       "or #fragment); write it without them: http://gpu-box:8000/v1"),
     ("gpu-box:8000#sk-Zq81xLeaked", "'gpu-box:8000#…' is not a server URL (it has a ?query or #fragment); "
-                                    "write it like http://127.0.0.1:8000"),
+                                    "write it without them: http://gpu-box:8000"),
+    # a web page's address pasted from the browser: the example named another port (8000)
+    ("http://gpu-box:8080/#/chat/sk-Zq81xLeaked", "'http://gpu-box:8080/#…' is not a server URL (it has a ?query or "
+                                                  "#fragment); write it without them: http://gpu-box:8080"),
+    ("http://bob:4711#Zq81x@gpu-box:8000", "'http://gpu-box:8000' is not a server URL (it has a ?query or #fragment); "
+                                           "write it like http://127.0.0.1:8000"),  # a URL of a password: no example
     ("http://gpu-box:80a?key=sk-Zq81xLeaked", "'http://gpu-box:80a?…' is not a server URL (Invalid port: '80a'); "
                                               "write it like http://127.0.0.1:8000"),
 ])

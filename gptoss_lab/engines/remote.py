@@ -187,8 +187,11 @@ def _base_url(url: str) -> httpx.URL:
         raise RemoteError(f"{given!r} is not a server URL (an @ after its host): "
                           "write / ? # @ in a password as %2F %3F %23 %40")
     if parsed.query or parsed.fragment:  # httpx would put the API's paths after it
-        raise RemoteError(f"{given!r} is not a server URL (it has a ?query or #fragment); "
-                          "write it like http://127.0.0.1:8000")
+        # the URL without them (a web page's address pasted: its own port); not of a URL with user:password@, where
+        # httpx may have read the password's start as the host and port (`bob:4711#...@host`)
+        bare = shown_url(str(parsed.copy_with(query=None, fragment=None))).rstrip("/")
+        example = "like http://127.0.0.1:8000" if secret else f"without them: {bare}"
+        raise RemoteError(f"{given!r} is not a server URL (it has a ?query or #fragment); write it {example}")
     try:
         parsed.host.encode("idna")  # as the system's name lookup is given it
     except UnicodeError as err:  # an empty label (two dots), one past 63 characters
