@@ -920,7 +920,24 @@ class bound_threads:
 
     def __exit__(self, *exc: object) -> None:
         if self.timeout:
-            _GUARDS.stop_at(_started_since(self.before), self.when, self.timeout, self.label)
+            threads = _started_since(self.before)
+            for ident, thread in threads.items():
+                if _GUARDS.lingering.get(ident) is not thread:  # (a thread of model code's: its objects go untouched)
+                    _quiet_when_stopped(thread)
+            _GUARDS.stop_at(threads, self.when, self.timeout, self.label)
+
+
+def _quiet_when_stopped(thread: threading.Thread) -> None:
+    """A trusted thread stopped at its call's timeout ends without a traceback: the reaper's one line says it
+    (threading's hook printed the stop's traceback into the user's cell after the Reply). Its other errors are
+    shown as before."""
+    invoke = thread._invoke_excepthook  # type: ignore[attr-defined]
+
+    def invoke_unless_stopped(ended: threading.Thread) -> None:
+        if not isinstance(sys.exc_info()[1], _Stops):
+            invoke(ended)
+
+    thread._invoke_excepthook = invoke_unless_stopped  # type: ignore[attr-defined]
 
 
 def _restore(table: dict[Any, Any], key: Any, value: Any, *, if_there: bool = False, if_gone: bool = False) -> None:
