@@ -31,8 +31,9 @@ def kernel():
         yield both
 
 
-def _turn(kc, code: str, timeout: float = 30) -> tuple[str, dict]:
-    return _execute(kc, f"print(turn({code!r}))", timeout=timeout)
+def _turn(kc, code: str, timeout: float = 1.0) -> tuple[str, dict]:
+    """The turn's one call of `code` under the call's `timeout`, as printed."""
+    return _execute(kc, f"print(turn({code!r}, {timeout}))", timeout=30)
 
 
 def _answers(kc, code: str = "print(6 * 7)", within: float = 15) -> str:
@@ -196,6 +197,25 @@ def test_a_looping_callback_the_code_puts_on_the_kernels_event_loop_does_not_hol
     time.sleep(0.5)
     assert _answers(kc) == "42\n"
     assert _answers(kc) == "42\n"
+    assert km.is_alive()
+
+
+def test_what_a_thread_left_running_puts_on_the_kernels_event_loop_after_its_call_runs_contained(kernel):
+    """A thread the code left running put a looping callback on the kernel's event loop after its call returned,
+    before the call's timeout stopped the thread: the kernel ran it between cells, unwatched, and never answered
+    again. Each is now run as the code ran (stopped at its 0.5 s), whichever way it was put there; a quiet one runs."""
+    km, kc = kernel
+    schedules = ["loop.add_callback(cb)", "loop.call_later(0.1, cb)", "loop.add_handler(r, cb, 1)\nos.write(w, b'x')",
+                 "asyncio.run_coroutine_threadsafe(co(), loop.asyncio_loop)", "loop.add_callback(ran.append, 1)"]
+    out, content = _turn(kc, LOOP.format(name="cb") + "import asyncio, os, threading, time\n"
+                         "loop, ran = get_ipython().kernel.io_loop, []\nr, w = os.pipe()\nasync def co():\n    cb()\n"
+                         "def later():\n    time.sleep(0.3)\n" + "".join(f"    {line}\n" for schedule in schedules
+                                                                      for line in schedule.split("\n"))
+                         + "threading.Thread(target=later, daemon=True).start()\nNone", timeout=0.5)
+    assert content["status"] == "ok" and "'status': 'done'" in out and "'final': 'done'" in out, out
+    time.sleep(0.5)
+    assert _answers(kc, within=10) == "42\n"  # (once the four have had their half second each)
+    assert _answers(kc, "print(ran)", within=3) == "[1]\n"
     assert km.is_alive()
 
 

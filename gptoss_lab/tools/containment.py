@@ -865,6 +865,8 @@ def _patch_table() -> list[tuple[Any, str]]:
                                               "close", "closerange", "dup2", "write", "register_at_fork")]
     for module in (signal, sys.modules.get("_signal")):
         table += [(module, name) for name in ("raise_signal", "pthread_kill", "alarm", "setitimer", "pidfd_send_signal")]
+    table += [(asyncio.BaseEventLoop, name) for name in _SCHEDULES if not name.startswith("add_")]
+    table += [(asyncio.selector_events.BaseSelectorEventLoop, name) for name in _SCHEDULES if name.startswith("add_")]
     return [(owner, name) for owner, name in table if owner is not None and hasattr(owner, name)]
 
 
@@ -1258,6 +1260,15 @@ class _Guards:
         if lingering is not None and _is(ident, lingering):
             return True
         return running and (thread is None or self.trusted.get(ident) is not thread)
+
+    def caller_timeout(self) -> float | None:
+        """The timeout of the call whose code runs on this thread: the latest run's, or the one the thread is stopped
+        at, as one its code left running."""
+        overdue = self.overdue.get(_get_ident())
+        if overdue is not None:
+            return overdue[2]
+        runs = list(self.runs)
+        return runs[-1].timeout if runs else None
 
     def watching(self) -> bool:
         """Whether this thread watches a run. It runs only the lab's code meanwhile, so anything else it runs is the
@@ -1656,6 +1667,8 @@ def _stand_in(original: Callable[..., Any], name: str) -> Callable[..., Any]:
                 return _GUARDS.at_fork(original, *args, **kwargs)
             if name in _STARTS:
                 return _start_seen(original, *args, **kwargs)
+            if name in _SCHEDULES:
+                return _scheduled_contained(original, name, *args, **kwargs)
             if name == "send":
                 return _send_inert(original, *args, **kwargs)
             if name == "set":
@@ -1704,7 +1717,10 @@ def _overdue_line(label: str, timeout: float, threads: int, stuck: int) -> str:
 
 
 _STARTS = ("start_new_thread", "start_new", "_start_new_thread")  # _thread's, its old alias, threading's copy
-_WATCHERS_OWN = ("write", *_STARTS)  # what the watcher calls itself while it watches (the reaper's start)
+# an event loop's ways to run a function later, by where the function is in their arguments (after the loop's own)
+_SCHEDULES = {"call_soon": 0, "call_soon_threadsafe": 0, "call_later": 1, "call_at": 1, "add_reader": 1, "add_writer": 1}
+# what the watcher calls itself while it watches (the reaper's start, the kernel's own callbacks)
+_WATCHERS_OWN = ("write", *_STARTS, *_SCHEDULES)
 
 
 def _start_seen(start: Callable[..., int], function: Any, args: Any, kwargs: Any = None) -> int:
@@ -1730,6 +1746,22 @@ def _start_seen(start: Callable[..., int], function: Any, args: Any, kwargs: Any
     thread = threading.Thread(target=function, args=args, kwargs=kwargs, daemon=True)
     thread.start()
     return thread.ident or 0
+
+
+def _scheduled_contained(schedule: Callable[..., Any], name: str, loop: Any, *args: Any, **kwargs: Any) -> Any:
+    """`loop.call_soon(f)` & co (tornado's `io_loop.add_callback`) from the model's threads, on the loop of the kernel's
+    thread: `f` runs as the code ran (`_Later`), watched and under its call's timeout. A thread the code left running
+    put a looping `f` there after its call returned, and the kernel ran it between cells, unwatched, for good."""
+    at = _SCHEDULES[name]
+    if len(args) <= at or type(args[at]) is _Later or vars(loop).get("_thread_id") != _MAIN:
+        return schedule(loop, *args, **kwargs)
+    reader = name.startswith("add_")
+    later = _Later(args[at], f"{'reader' if reader else 'callback'} on the kernel's event loop", None,
+                   _GUARDS.caller_timeout())
+    scheduled = schedule(loop, *args[:at], later, *args[at + 1:], **kwargs)
+    if reader:  # one that fails is cancelled, else it was called again whenever its file was ready
+        later.hooks = next((handle for handle in _readers(loop) if handle._callback is later), None)
+    return scheduled
 
 
 def _send_inert(send: Callable[..., Any], session: Any, stream: Any, msg_or_type: Any, content: Any = None,
