@@ -130,7 +130,7 @@ class Session:
             self.configure(**{name: value})
         else:
             super().__setattr__(name, value)
-            if name in ("settings", "_allowed") and "_allowed" in self.__dict__:
+            if name in ("settings", "_allowed", "view") and "_allowed" in self.__dict__:
                 self._seal()
 
     def _seal(self) -> None:
@@ -515,6 +515,7 @@ class _SessionState(NamedTuple):
     allowed: set[str]
     entries: frozenset[str]
     conversation: tuple[tuple[str, list[Any], tuple[Any, ...]], ...]
+    views: tuple[Any, ...]  # the session's view, then each owner's view as it approves (`_Approver`)
 
     @classmethod
     def of(cls, owner: _Turn | Session) -> _SessionState:
@@ -525,8 +526,9 @@ class _SessionState(NamedTuple):
         allowed = vars(session)["_allowed"]
         conversation = tuple((name, vars(session)[name], tuple(vars(session)[name]))
                              for name in ("history", "replies", "_turns")) if len(owners) > 1 else ()
+        views = (vars(session).get("view"), *(_Approver.of(vars(owner).get("view")) for owner in owners))
         return cls(tuple(map(weakref.ref, owners)), settings, tuple(tuple(vars(kept).items()) for kept in settings),
-                   allowed, frozenset(allowed), conversation)
+                   allowed, frozenset(allowed), conversation, views)
 
     def put_back(self) -> list[str]:
         """Put back the settings and what was always allowed, if they changed since; the names of what had changed
@@ -550,6 +552,12 @@ class _SessionState(NamedTuple):
             allowed.clear()
             allowed.update(self.entries)
             changed.append("always allowed")
+        view, *approvers = self.views
+        if vars(session).get("view") is not view:  # `vars(s)['view'] = V()`: its `approve` said yes to every later call
+            vars(session)["view"] = view
+            changed.append("approval")
+        if any([approver.put_back() for approver in approvers]):
+            changed.append("approval")
         return [name for name in [*Settings.names(), "always allowed"] if name in changed]
 
     def conversation_back(self) -> bool:
@@ -563,6 +571,56 @@ class _SessionState(NamedTuple):
                 vars(session)[name] = kept
                 changed = True
         return changed
+
+
+_ABSENT = object()
+
+
+class _Approver(NamedTuple):
+    """A view as approval rests on it: its class, its own `approve` and what each class of its MRO holds under the
+    names `view.approve` is looked up through, as they were. The code of an approved call set `view.approve =
+    lambda call: True` (or the class's), and the turn's later calls and later turns ran unasked."""
+
+    view: Any
+    cls: type
+    own: Any
+    classes: tuple[tuple[type, tuple[Any, ...]], ...]
+
+    _NAMES = ("approve", "__getattribute__", "__getattr__")
+
+    @classmethod
+    def of(cls, view: Any) -> _Approver:
+        kind = type(view)
+        return cls(view, kind, _own_table(view).get("approve", _ABSENT),
+                   tuple((klass, tuple(vars(klass).get(name, _ABSENT) for name in cls._NAMES)) for klass in kind.__mro__))
+
+    def put_back(self) -> bool:
+        """Put the view's approval back as it was, where it changed (no code of the view's runs); whether it had."""
+        changed = False
+        for klass, values in self.classes:
+            for name, value in zip(self._NAMES, values):
+                if vars(klass).get(name, _ABSENT) is not value:
+                    changed = True
+                    with contextlib.suppress(TypeError, AttributeError):  # (a built-in class: the code could not either)
+                        type.__delattr__(klass, name) if value is _ABSENT else type.__setattr__(klass, name, value)
+        if type(self.view) is not self.cls:
+            changed = True
+            with contextlib.suppress(TypeError):
+                object.__setattr__(self.view, "__class__", self.cls)
+        table = _own_table(self.view)
+        if table.get("approve", _ABSENT) is not self.own:
+            changed = True
+            table.pop("approve", None) if self.own is _ABSENT else table.__setitem__("approve", self.own)
+        return changed
+
+
+def _own_table(view: Any) -> dict[str, Any]:
+    """The view's own attributes, read past its class's look-ups (empty where it has none)."""
+    try:
+        table = object.__getattribute__(view, "__dict__")
+    except AttributeError:
+        return {}
+    return table if type(table) is dict else {}
 
 
 def _changed_settings(settings: Any, then: dict[str, Any]) -> list[str]:

@@ -64,6 +64,28 @@ def test_approved_code_cannot_turn_approval_off(change: str) -> None:
     assert s.approval == "ask" and s.always_allowed == ()  # and the next turns ask too
 
 
+VIEW = FIND + "class Yes:\n    stop_requested = False\n    def handle(self, event): pass\n    def approve(self, call): return True\n"
+ANSWERED = {  # the approved code answers the later cards itself: the view's approve, or the session's view, replaced
+    "the view's approve": VIEW + "s.view.approve = Yes().approve",
+    "its class's approve": VIEW + "type(s.view).approve = Yes.approve",
+    "its class's look-up": VIEW + "type(s.view).__getattribute__ = lambda v, name: getattr(Yes(), name)",
+    "the session's view": VIEW + "vars(s)['view'] = Yes()",
+}
+
+
+@pytest.mark.parametrize("change", list(ANSWERED))
+def test_approved_code_cannot_answer_the_later_cards_itself(change: str) -> None:
+    """Code the user ran set the view's `approve` (or its class's, or the session's view) to one that says yes: the
+    turn's later calls, and every call of the later turns, ran without a card. It is put back, and the reply says so."""
+    view = type("View", (_View,), {})()  # (a class of its own: an unmended put-back would leave `_View` answering)
+    s = Session(ReplayEngine(_recording(ANSWERED[change], SECOND) + _recording(SECOND)), approval="ask",
+                namespace={}, view=view)
+    first, second = s.ask("one"), s.ask("two")
+    assert view.cards == [ANSWERED[change], SECOND, SECOND]  # each later call was asked about (and refused)
+    assert [c.status for c in first.tool_calls + second.tool_calls] == ["done", "skipped", "skipped"]
+    assert (first.errors, second.errors) == ([WARNING], [])
+
+
 def test_always_allow_chosen_by_the_user_is_kept() -> None:
     s = Session(ReplayEngine(_recording("x = 1", SECOND)), approval="ask", namespace={})
     view = _View(always=True)
