@@ -125,13 +125,15 @@ def test_a_fork_hook_of_the_codes_runs_in_the_kernels_process_only_while_the_run
 
 def test_the_interpreters_settings_the_code_changes_are_put_back():
     """`gc.set_threshold(1, 1, 1)` made every later allocation of the kernel collect, `gc.disable()` stopped
-    collection for good, and `sys.set_int_max_str_digits(640)` failed the user's later `str(10**700)` (a review)."""
-    before = (gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits())
+    collection for good, and `sys.set_int_max_str_digits(640)` failed the user's later `str(10**700)` (a review);
+    `gc.freeze()` kept every object of the kernel's from being collected for good."""
+    before = (gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits(), gc.get_freeze_count())
+    assert before[3] == 0
     result = PythonTool({}, timeout=5).execute(
-        "import gc, sys\ngc.set_threshold(1, 1, 1)\ngc.disable()\nsys.set_int_max_str_digits(640)\n"
-        "print(gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits())")
-    assert (result.status, result.output.strip()) == ("done", "(1, 1, 1) False 640")  # as the code set them
-    assert (gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits()) == before
+        "import gc, sys\ngc.set_threshold(1, 1, 1)\ngc.disable()\nsys.set_int_max_str_digits(640)\ngc.freeze()\n"
+        "print(gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits(), gc.get_freeze_count() > 0)")
+    assert (result.status, result.output.strip()) == ("done", "(1, 1, 1) False 640 True")  # as the code set them
+    assert (gc.get_threshold(), gc.isenabled(), sys.get_int_max_str_digits(), gc.get_freeze_count()) == before
     assert len(str(10**700)) == 701
 
 

@@ -182,6 +182,7 @@ _getpid, _getpgrp, _getsignal = os.getpid, getattr(os, "getpgrp", os.getpid), si
 _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
 _gc_threshold, _gc_set_threshold, _gc_isenabled, _gc_enable, _gc_disable = (
     gc.get_threshold, gc.set_threshold, gc.isenabled, gc.enable, gc.disable)
+_gc_frozen, _gc_unfreeze = gc.get_freeze_count, gc.unfreeze
 # (from Python 3.10.7)
 _int_digits = getattr(sys, "get_int_max_str_digits", lambda: 0)
 _set_int_digits = getattr(sys, "set_int_max_str_digits", lambda digits: None)
@@ -880,15 +881,19 @@ class _Run:
         self.shell_hooks: _ShellHooks | None = None  # what IPython calls at later cells, as it was
         self.timeout: float | None = None
         # the interpreter's settings the code can change for the whole kernel: `gc.set_threshold(1, 1, 1)` made every
-        # later allocation collect, `sys.set_int_max_str_digits(640)` failed the user's `str(10**700)`
-        self.settings = (_gc_threshold(), _gc_isenabled(), _int_digits())
+        # later allocation collect, `sys.set_int_max_str_digits(640)` failed the user's `str(10**700)`, `gc.freeze()`
+        # kept every object of the kernel's then from being collected for good (its cycles never freed)
+        self.settings = (_gc_threshold(), _gc_isenabled(), _int_digits(), _gc_frozen())
 
     def put_back_settings(self) -> None:
-        """The interpreter's settings as they were when the run began."""
-        thresholds, enabled, digits = self.settings
+        """The interpreter's settings as they were when the run began (objects frozen by the code thawed where none
+        were frozen before)."""
+        thresholds, enabled, digits, frozen = self.settings
         _gc_set_threshold(*thresholds)
         (_gc_enable if enabled else _gc_disable)()
         _set_int_digits(digits)
+        if not frozen and _gc_frozen():
+            _gc_unfreeze()
 
     def started(self) -> dict[int, threading.Thread]:
         """Threads the code started that still run, by ident (low-level `_thread` ones run as threading's:
