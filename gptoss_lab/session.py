@@ -591,7 +591,7 @@ class _Approver(NamedTuple):
     @classmethod
     def of(cls, view: Any) -> _Approver:
         kind = type(view)
-        return cls(view, kind, _own_table(view).get("approve", _ABSENT),
+        return cls(view, kind, _own_fields(view).get("approve", _ABSENT),
                    tuple((klass, tuple(vars(klass).get(name, _ABSENT) for name in cls._NAMES)) for klass in kind.__mro__))
 
     def put_back(self) -> bool:
@@ -607,20 +607,45 @@ class _Approver(NamedTuple):
             changed = True
             with contextlib.suppress(TypeError):
                 object.__setattr__(self.view, "__class__", self.cls)
-        table = _own_table(self.view)
-        if table.get("approve", _ABSENT) is not self.own:
+        fields = _own_fields(self.view)
+        if fields.get("approve", _ABSENT) is not self.own:
             changed = True
-            table.pop("approve", None) if self.own is _ABSENT else table.__setitem__("approve", self.own)
+            fields.pop("approve", None) if self.own is _ABSENT else fields.__setitem__("approve", self.own)
+            object.__setattr__(self.view, "__dict__", fields)
         return changed
 
 
-def _own_table(view: Any) -> dict[str, Any]:
-    """The view's own attributes, read past its class's look-ups (empty where it has none)."""
+def _own_fields(owner: Any) -> dict[str, Any]:
+    """An object's own attributes under plain names (a copy), read past its class's look-ups and its dict's: the tool's
+    code can make either its own (a key whose __eq__ a look-up would call). Empty where it has none."""
     try:
-        table = object.__getattribute__(view, "__dict__")
+        table = object.__getattribute__(owner, "__dict__")
     except AttributeError:
         return {}
-    return table if type(table) is dict else {}
+    return {name: value for name, value in dict.items(table) if type(name) is str}
+
+
+_ASKED = ("recipient", "channel", "input", "content_type", "question")
+
+
+def _asked_for(call: ToolCall) -> tuple[Any, ...]:
+    """What a call asked to run, as its card shows it: its class and those fields, read past any look-up of the call's
+    (the tool's code reaches its own call through `gc`: `call.input = "print('hello')"` had the card, the reply and the
+    saved notebook show harmless code as the user's edit, where other code ran)."""
+    fields = _own_fields(call)
+    return (type(call), *(fields.get(name) for name in _ASKED))
+
+
+def _same(now: tuple[Any, ...], then: tuple[Any, ...]) -> bool:
+    """Whether two tuples hold the same objects (by identity: no code of the tool's runs)."""
+    return len(now) == len(then) and all(a is b for a, b in zip(now, then))
+
+
+def _put_back_call(call: ToolCall, asked: tuple[Any, ...]) -> None:
+    """The call's class and fields as `_asked_for` read them (its other fields kept, under plain names)."""
+    kind, *values = asked
+    object.__setattr__(call, "__class__", kind)
+    object.__setattr__(call, "__dict__", {**_own_fields(call), **dict(zip(_ASKED, values))})
 
 
 def _changed_settings(settings: Any, then: dict[str, Any]) -> list[str]:
@@ -880,7 +905,7 @@ class _Turn:
         call.status = "running"
         self.emit(ToolUpdate(call))
         t0 = time.perf_counter()
-        kept = _SessionState.of(self)
+        kept, asked = _SessionState.of(self), _asked_for(call)
         try:
             bound = {"timeout": self.settings.timeout} if _takes(tool.run, "timeout") else {}   # the browser's
             with reporting(lambda text: self._progress(call, text)):
@@ -896,6 +921,10 @@ class _Turn:
             from .tools.python import truncate
 
             result = ToolResult("error", truncate(error_text(err)))
+        if not _same(_asked_for(call), asked):
+            _put_back_call(call, asked)
+            self._warn(f"The {call.recipient} call's code rewrote its own call (what its card shows ran); it was put "
+                       "back.")
         if changed := kept.put_back():
             if set(changed) <= {"approval", "always allowed"}:
                 self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")

@@ -86,6 +86,28 @@ def test_approved_code_cannot_answer_the_later_cards_itself(change: str) -> None
     assert (first.errors, second.errors) == ([WARNING], [])
 
 
+def test_code_cannot_rewrite_its_own_call_to_show_other_code_ran() -> None:
+    """The code reached its own call (`gc`) and set its `input`: the chat card showed the harmless code as the user's
+    edit, and the reply and the saved notebook kept it, where other code had run (its `recipient` too)."""
+    from gptoss_lab.events import ToolEnd
+
+    code = ("import gc\nfrom gptoss_lab.events import ToolCall\nfor c in gc.get_objects():\n"
+            "    if type(c) is ToolCall:\n        c.input, c.recipient = \"print('hello')\", 'functions.hello'\n"
+            "secret = 'ran'")
+    ended: list[tuple[str, str]] = []
+
+    class Shown(_View):
+        def handle(self, event: object) -> None:
+            if isinstance(event, ToolEnd):
+                ended.append((event.call.recipient, event.call.input))
+
+    namespace: dict = {}
+    reply = Session(ReplayEngine(_recording(code)), approval="auto", namespace=namespace).ask("go", view=Shown())
+    assert namespace["secret"] == "ran"
+    assert ended == [("python", code)] and (reply.tool_calls[0].recipient, reply.tool_calls[0].input) == ("python", code)
+    assert reply.errors == ["The python call's code rewrote its own call (what its card shows ran); it was put back."]
+
+
 def test_always_allow_chosen_by_the_user_is_kept() -> None:
     s = Session(ReplayEngine(_recording("x = 1", SECOND)), approval="ask", namespace={})
     view = _View(always=True)
