@@ -515,6 +515,7 @@ class _SessionState(NamedTuple):
     allowed: set[str]
     entries: frozenset[str]
     conversation: tuple[tuple[str, list[Any], tuple[Any, ...]], ...]
+    messages: tuple[Any, ...]  # each message of the history as its parts held it (`_parts_of`)
     views: tuple[Any, ...]  # the session's view, then each owner's view as it approves (`_Approver`)
 
     @classmethod
@@ -526,9 +527,10 @@ class _SessionState(NamedTuple):
         allowed = vars(session)["_allowed"]
         conversation = tuple((name, vars(session)[name], tuple(vars(session)[name]))
                              for name in ("history", "replies", "_turns")) if len(owners) > 1 else ()
+        messages = tuple(map(_parts_of, conversation[0][2])) if conversation else ()
         views = (vars(session).get("view"), *(_Approver.of(vars(owner).get("view")) for owner in owners))
         return cls(tuple(map(weakref.ref, owners)), settings, tuple(tuple(vars(kept).items()) for kept in settings),
-                   allowed, frozenset(allowed), conversation, views)
+                   allowed, frozenset(allowed), conversation, messages, views)
 
     def put_back(self) -> list[str]:
         """Put back the settings and what was always allowed, if they changed since; the names of what had changed
@@ -561,8 +563,9 @@ class _SessionState(NamedTuple):
         return [name for name in [*Settings.names(), "always allowed"] if name in changed]
 
     def conversation_back(self) -> bool:
-        """Put back the history, replies and turns (the lists and what they hold), if they changed; whether they had."""
-        changed = False
+        """Put back the history, replies and turns (the lists and what they hold) and the history's messages (their
+        parts), if they changed; whether they had."""
+        changed = any([_put_back_parts(parts) for parts in self.messages])
         session = self.owners[-1]()
         for name, kept, items in self.conversation:
             if vars(session).get(name) is not kept or len(kept) != len(items) or \
@@ -615,6 +618,16 @@ class _Approver(NamedTuple):
         return changed
 
 
+def _holds(owner: Any, fields: dict[str, Any]) -> bool:
+    """Whether an object's own attributes are still `fields` (`_own_fields`), compared by identity, read as there."""
+    try:
+        table = object.__getattribute__(owner, "__dict__")
+    except AttributeError:
+        return not fields
+    return dict.__len__(table) == len(fields) and all(type(name) is str and fields.get(name, _ABSENT) is value
+                                                      for name, value in dict.items(table))
+
+
 def _own_fields(owner: Any) -> dict[str, Any]:
     """An object's own attributes under plain names (a copy), read past its class's look-ups and its dict's: the tool's
     code can make either its own (a key whose __eq__ a look-up would call). Empty where it has none."""
@@ -623,6 +636,33 @@ def _own_fields(owner: Any) -> dict[str, Any]:
     except AttributeError:
         return {}
     return {name: value for name, value in dict.items(table) if type(name) is str}
+
+
+def _parts_of(message: Any) -> tuple[tuple[tuple[Any, type, dict[str, Any]], ...], Any, tuple[Any, ...]]:
+    """A history message as its parts hold it: itself, its author and each of its contents, each with its class and
+    own fields, and its list of contents with what that held. The tool's code reached the history (`gc`) and rewrote
+    the user's question in place (`m.content[0].text = ...`): the model read, and `history` showed, what the user
+    never asked."""
+    fields = _own_fields(message)
+    content = fields.get("content")
+    parts = tuple(list.copy(content)) if type(content) is list else ()
+    objects = (message, fields.get("author"), *parts)
+    return tuple((part, type(part), _own_fields(part)) for part in objects if part is not None), content, parts
+
+
+def _put_back_parts(kept: tuple[tuple[tuple[Any, type, dict[str, Any]], ...], Any, tuple[Any, ...]]) -> bool:
+    """A history message's parts as `_parts_of` read them, where they changed; whether they had."""
+    objects, content, parts = kept
+    changed = False
+    if type(content) is list and not _same(tuple(list.copy(content)), parts):
+        content[:] = parts
+        changed = True
+    for part, kind, fields in objects:
+        if type(part) is not kind or not _holds(part, fields):
+            object.__setattr__(part, "__class__", kind)
+            object.__setattr__(part, "__dict__", dict(fields))
+            changed = True
+    return changed
 
 
 _ASKED = ("recipient", "channel", "input", "content_type", "question")
