@@ -423,6 +423,30 @@ def test_a_thread_a_function_leaves_running_ends_at_the_calls_timeout(capsys, mo
     assert err == said * 2, err
 
 
+@pytest.mark.parametrize("code", [
+    "import threading, time\nthreading.Thread(target=time.sleep, args=(0.3,)).start()",  # ends during the function
+    "import signal, threading, time\ndef clear():\n    while True:\n        signal.setitimer(signal.ITIMER_REAL, 0)\n"
+    "        time.sleep(0.01)\nthreading.Thread(target=clear, daemon=True).start()",
+], ids=["a thread that ends", "a thread that clears the timer"])
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # refused: a SystemExit, unsaid
+def test_a_thread_the_python_code_left_running_cannot_stop_a_later_functions_timeout(code):
+    """A function called after a python call that left a thread running ran on past its timeout, unbounded: the guards,
+    taken out as that thread ended, cleared the real-time timer, by then the function's deadline's; and the thread
+    could clear it itself (`signal.setitimer(signal.ITIMER_REAL, 0)`)."""
+    def wait() -> str:
+        for _ in range(60):
+            time.sleep(0.05)
+        return "waited"
+
+    recording = ("<|channel|>analysis<|message|>x<|end|><|start|>assistant to=python<|channel|>analysis<|message|>"
+                 + code + "<|call|><|channel|>commentary to=functions.wait <|constrain|>json<|message|>{}<|call|>"
+                 "<|channel|>final<|message|>done<|return|>")
+    started = time.perf_counter()
+    reply = _session(recording, namespace={"wait": wait}).ask("?", tools="python,wait", timeout=0.6)
+    assert [c.status for c in reply.tool_calls] == ["done", "timeout"]
+    assert time.perf_counter() - started < 2.5
+
+
 class _Unsayable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no message")

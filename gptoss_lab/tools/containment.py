@@ -728,9 +728,19 @@ def _self_targeted_killpg(pgid: int, sig: int) -> str | None:
 
 
 def _fatal_timer(sig: int, seconds: float, what: str) -> str | None:
-    if seconds and _getsignal(sig) == signal.SIG_DFL:
+    handler = _getsignal(sig)
+    if seconds and handler == signal.SIG_DFL:
         return f"{what} would end the kernel when it fires ({signal.Signals(sig).name} has no handler)"
+    if sig == signal.SIGALRM and _deadline_rings():
+        return f"{what} would stop or move the timeout of the call the kernel is running"
     return None
+
+
+def _deadline_rings() -> bool:
+    """Whether the real-time timer is a `deadline`'s now (a function tool's call, on the kernel's thread): its SIGALRM
+    handler is."""
+    handler = _getsignal(signal.SIGALRM)
+    return type(handler) is types.MethodType and handler.__func__ is deadline._on_alarm
 
 
 def _lowered_limit(what: str, which: int, limits: tuple[int, int]) -> str | None:
@@ -1515,7 +1525,8 @@ class _Guards:
             self.shell._trait_validators.pop("exit_now", None)
             self.shell = None
         for which in self.timers:  # a timer the code set (when its signal had a handler) goes with it
-            signal.setitimer(which, 0)
+            if which != signal.ITIMER_REAL or not _deadline_rings():  # (set since by a function's call, running: it
+                signal.setitimer(which, 0)                            # ran on past its timeout, unbounded)
         self.timers = []
         for call in self.exits:
             _unregister(call)
