@@ -580,21 +580,23 @@ _ABSENT = object()
 
 
 class _Approver(NamedTuple):
-    """A view as approval rests on it: its class, its own `approve` and what each class of its MRO holds under the
-    names `view.approve` is looked up through, as they were. The code of an approved call set `view.approve =
-    lambda call: True` (or the class's), and the turn's later calls and later turns ran unasked."""
+    """A view as approval rests on it: its class, its own `approve` and `handle`, and what each class of its MRO holds
+    under the names the turn asks it by (and those they are looked up through), as they were. The code of an approved
+    call set `view.approve = lambda call: True` (or the class's), and the turn's later calls and later turns ran
+    unasked; a `handle` or `stop_requested` of its class's that looped held the kernel, the turn never ending."""
 
     view: Any
     cls: type
-    own: Any
+    own: tuple[Any, ...]
     classes: tuple[tuple[type, tuple[Any, ...]], ...]
 
-    _NAMES = ("approve", "__getattribute__", "__getattr__")
+    _NAMES = ("approve", "handle", "stop_requested", "__getattribute__", "__getattr__")
+    _OWN = ("approve", "handle")  # (not `stop_requested`: a view of the user's may set its own, as Stop is pressed)
 
     @classmethod
     def of(cls, view: Any) -> _Approver:
-        kind = type(view)
-        return cls(view, kind, _own_fields(view).get("approve", _ABSENT),
+        kind, fields = type(view), _own_fields(view)
+        return cls(view, kind, tuple(fields.get(name, _ABSENT) for name in cls._OWN),
                    tuple((klass, tuple(vars(klass).get(name, _ABSENT) for name in cls._NAMES)) for klass in kind.__mro__))
 
     def put_back(self) -> bool:
@@ -611,11 +613,26 @@ class _Approver(NamedTuple):
             with contextlib.suppress(TypeError):
                 object.__setattr__(self.view, "__class__", self.cls)
         fields = _own_fields(self.view)
-        if fields.get("approve", _ABSENT) is not self.own:
+        if any(fields.get(name, _ABSENT) is not value for name, value in zip(self._OWN, self.own)):
             changed = True
-            fields.pop("approve", None) if self.own is _ABSENT else fields.__setitem__("approve", self.own)
+            for name, value in zip(self._OWN, self.own):
+                fields.pop(name, None) if value is _ABSENT else fields.__setitem__(name, value)
             object.__setattr__(self.view, "__dict__", fields)
         return changed
+
+    def stop_requested(self) -> bool:
+        """`view.stop_requested` as the view answered it when this was read: its class's property then, or its own
+        value (True only: no code of the value's runs). The watcher asks it on the kernel's thread while the call's
+        code runs, and the code replaced the class's with one that looped there: the timeout never came."""
+        for klass, values in self.classes:
+            found = values[self._NAMES.index("stop_requested")]
+            if found is not _ABSENT:
+                if type(found) is property:
+                    return found.__get__(self.view, self.cls) is True
+                break
+        else:
+            found = False
+        return _own_fields(self.view).get("stop_requested", found) is True
 
 
 def _holds(owner: Any, fields: dict[str, Any]) -> bool:
@@ -949,7 +966,7 @@ class _Turn:
         try:
             bound = {"timeout": self.settings.timeout} if _takes(tool.run, "timeout") else {}   # the browser's
             with reporting(lambda text: self._progress(call, text)):
-                result = tool.run(call, stop=lambda: self.view.stop_requested, **bound)
+                result = tool.run(call, stop=_Approver.of(self.view).stop_requested, **bound)
             if not isinstance(result, ToolResult):  # a tool of the user's: its mistake goes to the model too
                 raise TypeError(f"{type(tool).__name__}.run gave {type(result).__name__}, not a ToolResult")
             if not isinstance(result.output, str):

@@ -3,6 +3,8 @@
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gptoss_lab import ReplayEngine, Session
@@ -84,6 +86,28 @@ def test_approved_code_cannot_answer_the_later_cards_itself(change: str) -> None
     assert view.cards == [ANSWERED[change], SECOND, SECOND]  # each later call was asked about (and refused)
     assert [c.status for c in first.tool_calls + second.tool_calls] == ["done", "skipped", "skipped"]
     assert (first.errors, second.errors) == ([WARNING], [])
+
+
+TURN = ("import gc, time\nfrom gptoss_lab.session import _Turn\n"
+        "t = [o for o in gc.get_objects() if type(o) is _Turn and o.session.namespace is globals()][0]\n")
+HELD = {  # the view's methods the turn asks on the kernel's thread, replaced by ones that hold it there
+    "its class's stop_requested": TURN + "type(t.view).stop_requested = property(lambda view: time.sleep(3))\n"
+                                         "time.sleep(0.3)",
+    "its class's handle": TURN + "type(t.view).handle = lambda view, event: time.sleep(3)",
+    "its own handle": TURN + "t.view.handle = lambda event: time.sleep(3)",
+}
+
+
+@pytest.mark.parametrize("change", list(HELD))
+def test_code_cannot_hold_the_kernel_through_the_views_methods(change: str) -> None:
+    """The watcher asks the view's `stop_requested` on the kernel's thread while the code runs, and the turn hands each
+    event to its `handle` there: replaced by the code with ones that looped, they ran unguarded and the turn never
+    ended. The call's own read of Stop is the view's as the call began, and they are put back after it."""
+    view = type("View", (_View,), {})()
+    started = time.perf_counter()
+    reply = Session(ReplayEngine(_recording(HELD[change], SECOND)), approval="auto", namespace={}).ask("go", view=view)
+    assert time.perf_counter() - started < 2.5
+    assert [c.status for c in reply.tool_calls] == ["done", "done"] and reply.errors == [WARNING]
 
 
 def test_code_cannot_rewrite_its_own_call_to_show_other_code_ran() -> None:
