@@ -27,7 +27,6 @@ cutting passages and the rest of indexing 0.8 s, listing the files 0.2 s.
 """
 from __future__ import annotations
 
-import argparse
 import cProfile
 import json
 import pstats
@@ -37,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gptoss_lab.arguments import Parser
 from gptoss_lab.events import ToolCall
 from gptoss_lab.tools.browser import Browser, LocalBackend, cache
 from gptoss_lab.tools.browser.demo import text_pdf
@@ -94,7 +94,7 @@ def search(browser: Browser, query: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--documents", type=int, default=3000, help="documents in the folder")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the first search's N slowest")
     args = parser.parse_args()

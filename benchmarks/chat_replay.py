@@ -15,12 +15,12 @@ vary twofold with the load).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
 import statistics
 
+from gptoss_lab.arguments import Parser
 from gptoss_lab.events import Citation, Delta, MessageEnd, MessageStart, Reply, TurnEnd, TurnStart
 from gptoss_lab.widgets import asset, esm
 from gptoss_lab.widgets.chat import ChatView
@@ -68,7 +68,7 @@ def snapshot(paragraphs: int) -> tuple[int, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--paragraphs", type=int, default=300)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()

@@ -13,7 +13,6 @@ script end to end on a CPU in a couple of minutes.
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gptoss_lab import Session, harmony
+from gptoss_lab.arguments import Parser
 from gptoss_lab.engines import checkpoint
 from gptoss_lab.engines.checkpoint import CONFIGS, MXFP4_BYTES, KVCache, count_parameters, size
 from gptoss_lab.tiny.quantize import BLOCK, EXPERT_WEIGHTS, QUANTIZATION_CONFIG, SCALE_BIAS
@@ -162,7 +162,7 @@ def _memory(device: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=24, help="layers of gpt-oss-20b to keep (default: all 24)")
     parser.add_argument("--experts", type=int, default=32, help="experts per layer (default: 32, as released)")
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per decode measurement")

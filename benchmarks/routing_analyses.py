@@ -9,7 +9,6 @@ allocations). Save and memory-mapped load are measured too.
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 import tracemalloc
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gptoss_lab.arguments import Parser
 from gptoss_lab.routing import Routing, load
 from gptoss_lab.routing import analysis
 
@@ -52,7 +52,7 @@ def measure(name: str, fn: Callable[[], Any]) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--layers", type=int, default=36)
     parser.add_argument("--experts", type=int, default=128)

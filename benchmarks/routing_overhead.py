@@ -7,13 +7,13 @@ temporary folder. Rounds alternate with/without capture; each condition's median
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from gptoss_lab import harmony
+from gptoss_lab.arguments import Parser
 from gptoss_lab.tools.python import PythonTool
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.local import LocalEngine
@@ -38,7 +38,7 @@ def decode_rate(engine: LocalEngine, prompt: list[int], tokens: int, record: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", help='"tiny", a checkpoint folder or hub id (default: a random GptOss)')
     parser.add_argument("--dtype", help="weights dtype, e.g. float32 (default: the checkpoint's)")
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per measurement")

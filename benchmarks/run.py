@@ -13,7 +13,6 @@ recipe (gptoss_lab.tiny.llamacpp) and kept in ~/.cache/gptoss_lab/bench.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -32,6 +31,7 @@ from typing import Any
 import psutil
 
 from gptoss_lab import Session, harmony
+from gptoss_lab.arguments import Parser
 from gptoss_lab.engines.base import Sampling
 from gptoss_lab.engines.local import LocalEngine
 from gptoss_lab.tiny import CHECKPOINT
@@ -514,7 +514,7 @@ def machine(threads: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds per comparison (alternating)")
     parser.add_argument("--threads", type=int, default=1, help="torch (and llama.cpp) threads; 1 on a shared machine")
     parser.add_argument("--lengths", default="1024,4096,16384,32768", help="context lengths for cold prefill")

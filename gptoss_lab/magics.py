@@ -21,6 +21,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from .arguments import Parser
 from .events import counted, ctrl_c_says
 from .settings import (APPROVALS, DEFAULT, EFFORTS, UNRECOGNIZED, Settings, SettingsError, nearest,
                        other_digits, parse_assignments, shown_key, shown_keys)
@@ -54,8 +55,8 @@ class _Once(argparse._StoreAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports mistakes as one-line UsageErrors and never exits the kernel."""
+class _Parser(Parser):
+    """The lab's parser reporting mistakes as one-line UsageErrors, never exiting the kernel."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

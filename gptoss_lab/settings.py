@@ -215,7 +215,7 @@ def folded(word: str) -> str:
 def nearest(word: str, known: Iterable[str], meant: dict[str, str] | None = None) -> str | None:
     """The known word `word` most likely meant: itself in another case or width (`LOAD`, `ｌｏａｄ`), else `meant`'s
     word for it, else the closest, options compared without their dashes (`--exprot` was 'did you mean --text?', the
-    dashes alike). The magics and the tiny model's command lines name what was meant with it."""
+    dashes alike), else the shortest it starts. The lab's command lines name what was meant with it."""
     word, known = folded(word), set(known)
     same = sorted(k for k in known if folded(k) == word)
     if same:
@@ -224,7 +224,11 @@ def nearest(word: str, known: Iterable[str], meant: dict[str, str] | None = None
         return meant[word]
     bare = {k.lstrip("-"): k for k in sorted(known) if k.startswith("-") == word.startswith("-")}
     near = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.7)
-    return bare[near[0]] if near else None
+    if near:
+        return bare[near[0]]
+    start = word.lstrip("-")   # cut short (`--dev`, `lo`): the shortest word it starts, as argparse read it no more
+    longer = sorted((k for k in bare if len(start) > 1 and k.startswith(start)), key=lambda k: (len(k), k))
+    return bare[longer[0]] if longer else None
 
 
 UNRECOGNIZED = re.compile(r"unrecognized arguments: (-\S+)")   # argparse's words for an option it does not know

@@ -117,7 +117,9 @@ def test_a_mistyped_option_names_the_one_meant_and_a_missing_checkpoint_is_a_usa
 
     for module, args, meant in [("train", ["--quik"], "--quick"), ("evaluate", ["--chekpoint=x"], "--checkpoint"),
                                 ("tokenizer", ["x", "--hepl"], "--help"), ("quantize", ["--souce"], "--source"),
-                                ("llamacpp", ["m.gguf", "--outype"], "--outtype"), ("random_model", ["r", "--seeed"], "--seed")]:
+                                ("llamacpp", ["m.gguf", "--outype"], "--outtype"), ("random_model", ["r", "--seeed"], "--seed"),
+                                # a shortened option is not taken for the one it starts (argparse's prefix matching)
+                                ("llamacpp", ["m.gguf", "--outtyp"], "--outtype"), ("evaluate", ["--show"], "--show-failures")]:
         with pytest.raises(SystemExit) as ended:
             importlib.import_module(f"gptoss_lab.tiny.{module}").main(args)
         said = capsys.readouterr().err.splitlines()[-1]

@@ -36,6 +36,18 @@ CASES = [
     ("%gptoss", "Use numpy to find the mean", "invalid choice: 'Use'", ": to ask, write the question on the lines"),
     ("%%gptoss", "What is 2+2?", "unrecognized arguments: What is 2+2?",
      ": the question goes on the lines below %%gptoss, not on its line"),
+    # a shortened option, command or choice is not taken for the one it starts (argparse's prefix matching read
+    # `--dev cpu` as --device and `--con` as --constrain): it names it
+    ("%gptoss", "load tiny --dev cpu", "unrecognized arguments: --dev cpu", ": did you mean '--device'?"),
+    ("%gptoss", "load --dt float32", "unrecognized arguments: --dt", ": did you mean '--dtype'?"),
+    ("%gptoss", "history --exp", "unrecognized arguments: --exp", ": did you mean '--export'?"),
+    ("%gptoss", "connect http://h:8000 --ret 3", "unrecognized arguments: --ret 3", ": did you mean '--retries'?"),
+    ("%gptoss", "lo tiny", "invalid choice: 'lo'", ": did you mean 'load'?"),
+    ("%%gptoss", "--eff high", "unrecognized arguments: --eff high", ": did you mean '--effort'?"),
+    ("%%gptoss", "--con", "unrecognized arguments: --con", ": did you mean '--constrain'?"),
+    ("%%gptoss", "--appr ask", "unrecognized arguments: --appr ask", ": did you mean '--approve'?"),
+    ("%%gptoss", "--temp 0.5", "unrecognized arguments: --temp 0.5", ": did you mean '--temperature'?"),
+    ("%%gptoss", "--effort hi", "invalid choice: 'hi'", ": did you mean 'high'?"),
     # nothing near: no guess
     ("%gptoss", "zzz", "invalid choice: 'zzz'", " (see %gptoss --help)"),
     ("%%gptoss", "--xyz", "unrecognized arguments: --xyz", " (see %%gptoss --help)"),

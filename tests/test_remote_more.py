@@ -236,12 +236,15 @@ def _usage_errors(*lines: str, cell: str | None = None) -> list[str]:
 @pytest.mark.parametrize("line", ["connect {url} --api-key-env sk-proj-Zq81xKeyPasted", "connect {url} --api-key "
                                   "sk-proj-Zq81xKeyPasted", "connect {url} --api-key=sk-proj-Zq81xKeyPasted"])
 def test_a_key_pasted_where_its_variables_name_belongs_is_never_printed(line):
-    """`%gptoss connect URL --api-key sk-...` (argparse reads --api-key as --api-key-env) said "the environment variable
-    sk-... is not set": the key, printed, stayed in the saved notebook. A conventional name is still shown."""
+    """`%gptoss connect URL --api-key-env sk-...` said "the environment variable sk-... is not set": the key, printed,
+    stayed in the saved notebook. `--api-key`, which argparse read as --api-key-env, is no option (options are written
+    whole): it names the option meant, the key hidden. A conventional name is still shown."""
     with FakeServer() as server:
         pasted, named = _usage_errors(line.format(url=server.url), f"connect {server.url} --api-key-env NO_SUCH_VAR")
     assert pasted == ("%gptoss connect: the environment variable given (its name is not shown: it looks like a key, not "
-                      "a variable's name such as OPENAI_API_KEY) is not set")
+                      "a variable's name such as OPENAI_API_KEY) is not set" if "--api-key-env" in line else
+                      f"%gptoss connect: unrecognized arguments: --api-key{line.partition('--api-key')[2][0]}…: did you "
+                      f"mean '--api-key-env'? {HIDDEN} (see %gptoss connect --help)")
     assert named == "%gptoss connect: the environment variable NO_SUCH_VAR is not set"
 
 

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
+from .. import arguments
+
 CHECKPOINT = Path(__file__).parent / "checkpoint"
 NEW_TOPICS = {  # the training data's skills, each with its weight when a turn starts a new topic (train --topics reweights)
     "arithmetic": 0.22, "kernel": 0.13, "dataframe": 0.09, "function": 0.12, "browse": 0.12, "structured": 0.05,
@@ -16,17 +18,9 @@ NEW_TOPICS = {  # the training data's skills, each with its weight when a turn s
 }
 
 
-class Parser(argparse.ArgumentParser):
-    """The tiny model's command lines: a mistyped option names the one meant (`--quik`: did you mean '--quick'?), as
-    the magics do (argparse's own suggest_on_error is Python 3.14's); `fail` ends a run whose work failed."""
-
-    def error(self, message: str) -> NoReturn:
-        from ..settings import UNRECOGNIZED, nearest   # only here: the settings' pydantic took ~0.2 s of every --help
-
-        if (typed := UNRECOGNIZED.search(message)) is not None:
-            near = nearest(typed[1].split("=")[0], (o for a in self._actions for o in a.option_strings))
-            message += f": did you mean {near!r}?" if near else ""
-        super().error(message)
+class Parser(arguments.Parser):
+    """The tiny model's command lines: options written whole, a mistyped one named (`--quik`: did you mean '--quick'?),
+    as the magics read theirs; `fail` ends a run whose work failed."""
 
     def fail(self, error: BaseException) -> NoReturn:
         """Exit with status 1 and "PROG: error: ...": the work failed, where a mistake in what was typed is a usage
