@@ -879,7 +879,7 @@ class GptossMagics(Magics):
         kept = (" in a new conversation (`%gptoss history` still shows this one)" if session.replies else "")
         say(f"Unloaded {visible(session.engine.name)}: this kernel uses {before / 2**20:,.0f} MB of memory "
             f"before, {after / 2**20:,.0f} MB now. The next %%gptoss cell loads gpt-oss-tiny "
-            f"(or `%gptoss load NAME`), with your settings{kept}.")
+            f"(or {_load_again(session)}), with your settings{kept}.")
 
     def _regenerate(self) -> None:
         if self.session is None and self._unloaded is not None and self._unloaded.replies:
@@ -933,7 +933,7 @@ class GptossMagics(Magics):
             held = self._unloaded
             kept = (f" The next model starts with {_described(held.settings if held else Settings())}"
                     f"{_reads(held) if held else ''}.")
-            say("No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use `%gptoss load NAME`; "
+            say(f"No model loaded (the first %%gptoss cell loads gpt-oss-tiny). Use {_load_again(held)}; "
                 f"`%gptoss help` lists everything.{kept}")
             return
         allowed = self.session.always_allowed   # also under approve=auto: a cell's --approve ask does not ask them
@@ -998,18 +998,22 @@ def _answered(session: Any, ask: Callable[[], Any], says: str) -> Any:
 
 
 def _load(model: str, **options: Any) -> Any:
-    """Session.load for `%gptoss load`: a device this machine lacks is refused naming the command to type instead
-    (`%gptoss load tiny --device cpu`), not the Python call."""
-    from .engines.checkpoint import LoadError
+    """Session.load for `%gptoss load`: a load that would work with another device or dtype (a device this machine
+    lacks) is refused naming the command to type instead, the user's other options kept (`%gptoss load tiny --device
+    cpu --dtype bfloat16`), not the Python call."""
+    from .engines.checkpoint import LoadError, load_command
     from .session import Session
 
     try:
         return Session.load(model, **options)
     except LoadError as err:
-        if not err.devices:
+        if not err.instead:
             raise
-        instead = " or ".join(f"%gptoss load {shlex.quote(model)} --device {device}" for device in err.devices)
-        raise LoadError(f"{err.reason}: use {instead}") from None
+        lines = []
+        for change in err.instead:   # a device given drops a device map: a load takes one of them
+            kept = {k: v for k, v in options.items() if not (k == "device_map" and "device" in change)}
+            lines.append(load_command(model, {**kept, **change}))
+        raise LoadError(f"{err.reason}: use {' or '.join(lines)}") from None
 
 
 def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:
@@ -1023,6 +1027,17 @@ def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:
     except (EngineError, TurnError, SettingsError) as err:
         text = str(err)
         raise UsageError(f"{said_by}: {text}" if said_by and not text.startswith("%") else text) from None
+
+
+def _load_again(unloaded: Any) -> str:
+    """The `%gptoss load` line that loads the model the `unloaded` session held again, its options kept, where it is
+    known (not for a server's model, nor one made in Python), else the command's form."""
+    loaded_from = getattr(getattr(unloaded, "engine", None), "loaded_from", None)
+    if loaded_from is None:
+        return "`%gptoss load NAME`"
+    from .engines.checkpoint import load_command
+
+    return f"`{visible(load_command(*loaded_from))}` for {visible(unloaded.engine.name)} again"
 
 
 def _reads(session: Any) -> str:

@@ -161,6 +161,9 @@ def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_gi
         with pytest.raises(UsageError, match=r"^%gptoss load: cuda was asked for, but torch .* sees no CUDA GPU here: "
                                              r"use %gptoss load tiny --device cpu$"):
             shell.run_line_magic("gptoss", "load tiny --device cuda")
+        with pytest.raises(UsageError, match=r"^%gptoss load: cuda:0 was asked for, .* use %gptoss load tiny --device "
+                                             r"cpu --dtype bfloat16 --dequantize$"):   # their other options kept
+            shell.run_line_magic("gptoss", "load tiny --dequantize --device cuda:0 --dtype bfloat16")
     finally:
         InteractiveShell.clear_instance()
 

@@ -783,6 +783,7 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
     assert content["status"] == "ok" and out.startswith("Unloaded gpt-oss-tiny: this kernel uses "), out
     assert " ".join(out.split()).endswith("with your settings in a new conversation (`%gptoss history` still shows "
                                           "this one)."), out
+    assert "(or `%gptoss load tiny` for gpt-oss-tiny again)" in " ".join(out.split()), out
     assert max(len(line) for line in out.splitlines()) <= 68, out
     out, _ = run(kc, "%gptoss history --export")  # the conversation stays readable from the magics too
     assert "<|start|>user<|message|>Hi<|end|>" in out, out
@@ -791,7 +792,9 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
     out, _ = run(kc, "gc.collect(); print(w() is None, len(s.replies), m.session)")
     assert out.split() == ["True", "1", "None"]
     out, content = run(kc, "s.ask('again')")
-    assert content["ename"] == "TurnError" and "gpt-oss-tiny was unloaded: load a model" in content["evalue"]
+    assert content["ename"] == "TurnError" and content["evalue"] == ("gpt-oss-tiny was unloaded: load it again ("
+                                                                     "Session.load('tiny'), or %gptoss load tiny) to "
+                                                                     "ask again")
     out, content = run(kc, "s.regenerate()")
     assert content["ename"] == "TurnError" and "was unloaded" in content["evalue"]
     out, _ = run(kc, "print(len(s.replies), s.replies[0].prompt)")

@@ -21,6 +21,7 @@ from gptoss_lab.engines.doctor import doctor
 from gptoss_lab.engines.local import LocalEngine
 from test_load_more import with_config  # tests/ is on sys.path
 from test_load_trust import load, one_line_error
+from test_remote_more import _usage_errors
 
 GARBAGE = "holds NaN or infinite values, so every answer would be garbage: copy or download the checkpoint again"
 
@@ -60,10 +61,40 @@ def test_a_weight_made_infinite_by_the_dtype_it_loads_in_says_which_dtype_fits(t
     finite, and bfloat16 loads it."""
     name = "model.layers.1.mlp.router.weight"
     folder = with_weights(random_checkpoint, tmp_path / "wide", poisoned(name, 1e5))
-    assert one_line_error(lambda: load(folder, dtype="float16")) == (
-        f"could not load {folder}: the weight {name} holds values too large for float16 (they became infinite): "
-        "load it in bfloat16 or float32 (dtype='bfloat16', %gptoss load NAME --dtype bfloat16)")
+    said = (f"could not load {folder}: the weight {name} holds values too large for float16 (they became infinite): "
+            "load it in bfloat16 or float32: use ")
+    assert one_line_error(lambda: load(folder, dtype="float16")) == f"{said}Session.load('{folder}', dtype='bfloat16')"
+    # the magic names its own command, with this folder and the user's other options (it said `load NAME`)
+    assert _usage_errors(f"load {folder} --dtype float16 --dequantize") == [
+        f"%gptoss load: {said}%gptoss load {folder} --dtype bfloat16 --dequantize"]
     assert load(folder, dtype="bfloat16").model.model.layers[1].mlp.router.weight.isfinite().all()
+
+
+def test_an_unloaded_models_messages_give_its_own_load_to_copy(random_checkpoint, capsys):
+    """After `%gptoss unload`, the unload line, `%gptoss status` and a later turn of that session said `%gptoss load
+    NAME`: the lab knew the name, and the options it was loaded with. Each gives the line to copy, whole on one line."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from gptoss_lab.session import TurnError
+
+    again = f"%gptoss load {random_checkpoint} --dtype bfloat16"
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.run_line_magic("gptoss", f"load {random_checkpoint} --dtype bfloat16")
+        capsys.readouterr()
+        shell.run_line_magic("gptoss", "unload")
+        shell.run_line_magic("gptoss", "status")
+        unloaded, status = capsys.readouterr().out.split("No model loaded")
+        with pytest.raises(TurnError) as refused:
+            shell.find_magic("gptoss").__self__._unloaded.ask("again")
+    finally:
+        InteractiveShell.clear_instance()
+    for out in (unloaded, status):
+        assert any(f"`{again}`" in line for line in out.splitlines()), out
+        assert f"`{again}` for {random_checkpoint.name} again" in " ".join(out.split()), out
+    assert str(refused.value) == (f"{random_checkpoint.name} was unloaded: load it again (Session.load("
+                                  f"'{random_checkpoint}', dtype='bfloat16'), or {again}) to ask again")
 
 
 def test_large_finite_weights_whose_sums_overflow_still_load(tmp_path, random_checkpoint):
@@ -216,8 +247,13 @@ def test_a_device_map_or_dequantize_that_cannot_apply_is_said_not_silently_taken
         import accelerate  # noqa: F401
     except ImportError:
         with pytest.raises(LoadError, match=r"^device_map=\{'': 'cpu'\} needs the accelerate package "
-                                            r"\(pip install accelerate\); on one device give device= instead"):
+                                            r"\(pip install accelerate\), or load on one device: use "
+                                            r"Session\.load\('tiny', device='cpu'\)$"):
             LocalEngine.from_pretrained("tiny", device_map={"": "cpu"})
+        # the magic's: this machine's device (it said `--device cuda` on a CPU), the user's model and dtype kept
+        assert _usage_errors("load tiny --device-map cpu --dtype bfloat16") == [
+            "%gptoss load: device_map='cpu' needs the accelerate package (pip install accelerate), or load on one "
+            "device: use %gptoss load tiny --device cpu --dtype bfloat16"]
 
 
 def test_a_device_and_a_device_map_together_are_refused():

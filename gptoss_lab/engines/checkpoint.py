@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import socket
 import weakref
 from collections import Counter
@@ -67,12 +68,31 @@ _BUILT_IN_IMPLEMENTATIONS = {
 
 
 class LoadError(EngineError):
-    """A checkpoint could not be loaded; the message says why and what to do, in one line. `devices`, where set, are
-    the devices to load on instead: the message words them as Python calls, `%gptoss load` as its own command."""
+    """A checkpoint could not be loaded; the message says why and what to do, in one line. `instead`, where set, are
+    the loads that would work, each a change of the options given (`{"device": "cpu"}`) after `reason`: the message
+    words them as Python calls, `%gptoss load` as its own command (`load_command`)."""
 
-    def __init__(self, message: str, *, reason: str = "", devices: tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, *, reason: str = "", instead: tuple[dict[str, Any], ...] = ()) -> None:
         super().__init__(message)
-        self.reason, self.devices = reason, devices
+        self.reason, self.instead = reason, instead
+
+
+LOAD_OPTIONS = ("device", "device_map", "dtype", "dequantize")   # the load's arguments `%gptoss load` has options for
+
+
+def load_command(model: Any, options: dict[str, Any]) -> str:
+    """The `%gptoss load` line that loads `model` with `options`, for a message to give the user to copy: their model's
+    own name or path and options, where a message said `%gptoss load NAME`. An option the line cannot write (a device
+    map given as a dict) is left out."""
+    words = ["%gptoss load", shlex.quote(str(model))]
+    for key in LOAD_OPTIONS:
+        value = options.get(key)
+        value = str(value).removeprefix("torch.") if type(value).__name__ == "dtype" else value  # torch.bfloat16
+        if value is True:
+            words.append(f"--{key.replace('_', '-')}")
+        elif isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            words.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -965,7 +985,7 @@ def _use_another(reason: str, devices: tuple[str, ...], call: str, hint: str) ->
     """Refuse a device this machine lacks, naming the `call` (`Session.load('tiny'` and its other arguments, open)
     on each of `devices`."""
     raise LoadError(f"{reason}: use {' or '.join(f'{call}, device={d!r})' for d in devices)}{hint}", reason=reason,
-                    devices=devices)
+                    instead=tuple({"device": d} for d in devices))
 
 
 def missing_gpu(target: Any) -> str | None:
@@ -1158,8 +1178,10 @@ def plan_load(
             device = "cpu"   # cpu:7 is the CPU: it loaded in bfloat16, then failed for want of accelerate
     target = device_map if device_map is not None else default_device(device)
     if device_map is not None and importlib.util.find_spec("accelerate") is None:
-        raise LoadError(f"device_map={device_map!r} needs the accelerate package (pip install accelerate); "
-                        "on one device give device= instead (%gptoss load NAME --device cuda)")
+        one = default_device(None)   # (cuda on a machine without one was the way on)
+        reason = f"device_map={device_map!r} needs the accelerate package (pip install accelerate), or load on one device"
+        raise LoadError(f"{reason}: use Session.load({str(name_or_path)!r}, device={one!r})", reason=reason,
+                        instead=({"device": one},))
     check_gpu(target, name_or_path)
     on_cpu = str(target).startswith("cpu")
     attention = getattr(config, "_attn_implementation", None) or kw.get("attn_implementation")  # the config's outranks
@@ -1410,22 +1432,24 @@ def quiet_mxfp4_warnings(enabled: bool) -> Iterator[None]:
 # ------------------------------------------------------------------ a loaded model
 
 
-def non_finite(model: Any, folder: str | None = None) -> str | None:
-    """Why a loaded model can only compute garbage, naming the first weight that holds NaN or an infinity; else None.
-    The header checks cannot see values, and one NaN in an embedding row, a norm or the router loaded and wrote "!!!!"
-    (NaN logits) at every turn. Packed MXFP4 blocks are whole numbers (their scales are checked before the load).
-    A weight finite in the checkpoint `folder` (where known) was made infinite by the dtype it loaded in: said so."""
-    for name, tensor in model.named_parameters():
+def non_finite(model: Any, folder: str | None, path: str, name: Any) -> LoadError | None:
+    """Why the model loaded from `path` (the `name` given) can only compute garbage, naming the first weight that holds
+    NaN or an infinity, as the LoadError to raise; else None. The header checks cannot see values, and one NaN in an
+    embedding row, a norm or the router loaded and wrote "!!!!" (NaN logits) at every turn. Packed MXFP4 blocks are
+    whole numbers (their scales are checked before the load). A weight finite in the checkpoint `folder` (where known)
+    was made infinite by the dtype it loaded in: said so, with the load in a dtype that holds it."""
+    for weight, tensor in model.named_parameters():
         if tensor.is_floating_point() and tensor.device.type != "meta" and not _all_finite(tensor):
-            shown = printable(clip(name, 120))
-            if _stored_finite(folder, name):   # bfloat16 values past float16's 65504: a new download mends nothing
+            shown = f"could not load {path}: the weight {printable(clip(weight, 120))}"
+            if _stored_finite(folder, weight):   # bfloat16 values past float16's 65504: a new download mends nothing
                 dtype = str(tensor.dtype).removeprefix("torch.")
                 # (float64 weights past float32's range want float64)
                 wider, fits = ("bfloat16", "bfloat16 or float32") if dtype == "float16" else ("float64", "float64")
-                return (f"the weight {shown} holds values too large for {dtype} (they became infinite): load it in "
-                        f"{fits} (dtype={wider!r}, %gptoss load NAME --dtype {wider})")
-            return (f"the weight {shown} holds NaN or infinite values, so every answer would be garbage: copy or "
-                    "download the checkpoint again")
+                reason = f"{shown} holds values too large for {dtype} (they became infinite): load it in {fits}"
+                return LoadError(f"{reason}: use Session.load({str(name)!r}, dtype={wider!r})", reason=reason,
+                                 instead=({"dtype": wider},))
+            return LoadError(f"{shown} holds NaN or infinite values, so every answer would be garbage: copy or "
+                             "download the checkpoint again")
     return None
 
 

@@ -44,6 +44,9 @@ class LocalEngine:
         self.model = model.eval()
         self.config = model.config
         self.name = name or str(getattr(self.config, "_name_or_path", "") or "gpt-oss").rstrip("/").rsplit("/", 1)[-1]
+        # what `from_pretrained` was given (the name or path, and the options of `checkpoint.LOAD_OPTIONS`), so that a
+        # message can write the load again; None for a model made in Python
+        self.loaded_from: tuple[str, dict[str, Any]] | None = None
         self.default_sampling = _default_sampling(getattr(model, "generation_config", None))
         self.context_window: int | None = getattr(self.config, "max_position_embeddings", None)  # tokens
         # gpt-oss-tiny (and what its training script makes) learned with earlier turns' tool calls in the prompt
@@ -102,17 +105,20 @@ class LocalEngine:
         if interrupted:  # raised anew here: the interrupted load's frames held the half-loaded model
             raise KeyboardInterrupt
         try:   # the scan for NaN reads every weight: Ctrl-C there is raised anew too, the model let go
-            wrong = (f"the weight {min(info['missing_keys'])} is missing from its .safetensors files"
+            wrong = (LoadError(f"could not load {plan.source.path}: the weight {min(info['missing_keys'])} is missing "
+                               "from its .safetensors files")
                      if info["missing_keys"]  # transformers filled them with random values: another model than asked for
-                     else checkpoint.non_finite(model, plan.folder))
+                     else checkpoint.non_finite(model, plan.folder, plan.source.path, name_or_path))
         except KeyboardInterrupt:
             wrong, interrupted = None, True
         if wrong or interrupted:
             del model, info   # not kept alive by this frame in the error's traceback
             if interrupted:
                 raise KeyboardInterrupt
-            raise LoadError(f"could not load {plan.source.path}: {wrong}")
+            raise wrong
         engine = cls(model, name=plan.source.name, fast=fast)
+        given = {"device": device, "device_map": device_map, "dtype": dtype, "dequantize": dequantize}
+        engine.loaded_from = str(name_or_path), {k: v for k, v in given.items() if v is not None and v is not False}
         checkpoint.remember_loaded(model, engine.name, plan.folder or plan.source.path)
         if progress and plan.packed and (held := checkpoint.held_weights(model)):  # its own checks differ from the plan's
             say(f"Note: transformers dequantized the MXFP4 experts to {held[0]} after all: "

@@ -2,6 +2,7 @@
 `transcript.Transcript` (the state both show, with text/Markdown/HTML renderings for saved notebooks)."""
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 STATIC = Path(__file__).parent.parent / "static"
 _WIDTH = 68  # characters: JupyterLab's output area holds a line this long whole in a 760 px window
+_COMMAND = re.compile(r"`[^`\n]+`")   # a command or code in a message, in backquotes
 
 
 def asset(name: str) -> Path:
@@ -42,7 +44,10 @@ def say(text: str, *, flush: bool = False) -> None:
 
 def _fitted(text: str) -> str:
     """`text` in lines of at most 68 characters, broken at spaces; its ` | `-separated parts (a status's settings)
-    each whole on a line where they fit, a line they start with "| ". A longer word (a path) has a line of its own."""
+    each whole on a line where they fit, a line they start with "| ". A longer word (a path) has a line of its own, and
+    so has a `command` in backquotes, kept whole to be copied (`%gptoss load` ended one line, its model began the next).
+    (`text` is `visible`: it holds no NUL, which stands for the commands' spaces while the lines are made.)"""
+    text = _COMMAND.sub(lambda command: command[0].replace(" ", "\0"), text)
     lines: list[str] = []
     for part in text.split(" | "):
         if lines and len(lines[-1]) + len(" | ") + len(part) <= _WIDTH:
@@ -50,7 +55,7 @@ def _fitted(text: str) -> str:
         else:
             lines += textwrap.wrap(part, _WIDTH, initial_indent="| " if lines else "", break_long_words=False,
                                    break_on_hyphens=False) or [""]
-    return "\n".join(lines)
+    return "\n".join(lines).replace("\0", " ")
 
 
 def text_bar(iterable: Any = None, **kwargs: Any) -> Any:
