@@ -14,6 +14,7 @@ import keyword
 import os
 import re
 import shlex
+import textwrap
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -437,11 +438,15 @@ def _line_parser() -> _Parser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
-    def command(name: str, text: str) -> _Parser:
-        return sub.add_parser(name, help=text.replace("%", "%%"), description=text)  # help= is %-formatted
+    def command(name: str, text: str, example: str) -> _Parser:
+        """A command, its help ending with an `example` line, whole (its description wrapped as argparse wraps it)."""
+        return sub.add_parser(name, help=text.replace("%", "%%"), description=textwrap.fill(text, 78),   # help= is
+                              epilog=f"example:\n  %gptoss {example}",                          # %-formatted
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    command("help", "show this help and the %%gptoss options")
-    load = command("load", "load a checkpoint into this kernel: tiny (default), a folder, or a hub id")
+    command("help", "show this help and the %%gptoss options", "help")
+    load = command("load", "load a checkpoint into this kernel: tiny (default), a folder, or a hub id",
+                   "load openai/gpt-oss-20b --device cuda")
     load.add_argument("model", nargs="?", default="tiny", type=_given,
                       help="tiny (the default), a checkpoint folder, or a hub id such as openai/gpt-oss-20b")
     place = load.add_mutually_exclusive_group()   # a device map places the weights itself: --device was ignored
@@ -451,7 +456,8 @@ def _line_parser() -> _Parser:
                       help="float32, bfloat16 ... (default: float32 on a CPU where it fits in memory, else the "
                            "checkpoint's)")
     load.add_argument("--dequantize", action="store_true", help="load MXFP4 experts dequantized (in --dtype) even where kernels run")
-    connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)")
+    connect = command("connect", "use an OpenAI-compatible server (vLLM, llama.cpp, Ollama)",
+                      "connect http://127.0.0.1:8000 --api-key-env OPENAI_API_KEY")
     connect.add_argument("url", type=_given, help="the server's address, e.g. http://127.0.0.1:8000")
     connect.add_argument("--model", type=_given, help="the served model's name (default: the server's only model)")
     connect.add_argument("--api-key-env", dest="api_key_env", metavar="VAR", type=_variable_name,
@@ -466,29 +472,33 @@ def _line_parser() -> _Parser:
                        help="trust an https server whose certificate (self-signed) or CA this PEM file holds")
     trust.add_argument("--insecure", dest="verify", action="store_false",
                        help="do not check the https server's certificate (anyone on the way can pose as it)")
-    use = command("use", "drive a Session object you made in Python from %%gptoss cells")
+    use = command("use", "drive a Session object you made in Python from %%gptoss cells",
+                  "use s  (after s = Session.load('tiny') in Python)")
     use.add_argument("variable", type=_given, help="the name of a variable holding a gptoss_lab.Session")
-    command("unload", "free the model's memory (settings and documents are kept for the next model)")
-    command("status", "model, settings and conversation length")
-    command("reset", "forget the conversation (a new chat)")
+    command("unload", "free the model's memory (settings and documents are kept for the next model)", "unload")
+    command("status", "model, settings and conversation length", "status")
+    command("reset", "forget the conversation (a new chat)", "reset")
     command("regenerate", "ask the last question again for a new answer (sampled: with greedy decoding, gpt-oss-tiny's "
-            "default, the answer repeats; set a temperature)")
-    history = command("history", "the conversation so far")
+            "default, the answer repeats; set a temperature)", "regenerate  (after %gptoss config temperature=0.7)")
+    history = command("history", "the conversation so far", "history --export")
     history.add_argument("--export", action="store_true", help="as raw Harmony text")
     config = command("config", "change settings: effort=high approve=auto timeout=60 max_tokens=512 tools=python,f "
                                "temperature=0.7 threads=1 guard=off (let the model write malformed Harmony) ...; "
-                               "KEY=default sets one back (seed=default); before a model is loaded, kept for the next one")
+                               "KEY=default sets one back (seed=default); before a model is loaded, kept for the next one",
+                     "config effort=high approve=auto timeout=60")
     config.add_argument("settings", nargs="*", metavar="KEY=VALUE",
                         help=f"KEY is one of {', '.join(shown_keys(_CONFIG_EXTRA))} (none given: the "
                              f"settings are shown). At first {_defaults()}; threads=default (OMP_NUM_THREADS, else "
                              "all physical cores but one)")
-    command("routing", "show the last reply's expert routing")
-    browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend")
+    command("routing", "show the last reply's expert routing", "routing  (after a %%gptoss --routing cell)")
+    browse = command("browse", "documents the browser tool reads: a folder, files, or a search backend",
+                     "browse ~/papers  (then ask in a %%gptoss --tools browser cell)")
     browse.add_argument("source", nargs="+", type=_given,
                         help="folders, files or globs; or one backend: searxng:URL, exa, youcom")
     browse.add_argument("--api-key-env", metavar="VAR", type=_variable_name,
                         help="environment variable holding the exa/youcom API key (default EXA_API_KEY / YDC_API_KEY)")
-    doctor = command("doctor", "will this model fit here? parameters, memory, kernels, longest context")
+    doctor = command("doctor", "will this model fit here? parameters, memory, kernels, longest context",
+                     "doctor openai/gpt-oss-120b")
     doctor.add_argument("model", nargs="?", type=_given,
                         help="hub id, folder or config (default: the model loaded in this kernel, or tiny when "
                         "none is; connected to a server, name the model)")

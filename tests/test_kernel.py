@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from gptoss_lab.magics import _line_commands
+
 pytestmark = pytest.mark.kernel
 
 SETUP = """
@@ -669,7 +671,11 @@ def test_ctrl_c_while_the_first_cell_loads_tiny_leaves_a_kernel_that_works(kerne
     stays broken: every later cell failed ("Only a single TORCH_LIBRARY can be used ...") until a restart. The cell
     stops with one line (it was a 14-line traceback through the load that said nothing of what was kept)."""
     km, kc = kernel
-    run(kc, "%load_ext gptoss_lab\nimport sys\nprint('torch' in sys.modules)")
+    # (each command's help, asked first, imports no torch: it is quick in a new kernel)
+    out, _ = run(kc, "%load_ext gptoss_lab\nimport sys\nfrom gptoss_lab.magics import _line_commands\n"
+                     "for name in _line_commands(): get_ipython().run_line_magic('gptoss', name + ' --help')\n"
+                     "print('torch' in sys.modules)")
+    assert out.splitlines()[-1] == "False" and out.count("example:") == len(_line_commands()), out
     # interrupted as the load starts: torch is being imported
     error = _interrupt_once_printed(km, kc, "%%gptoss --text --approve never --max-tokens 8\nHello!",
                                     "No model loaded: using")

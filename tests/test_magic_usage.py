@@ -631,3 +631,23 @@ def test_help_asked_before_a_command_is_that_commands_help(capsys):
     assert shown["load -h"].startswith("usage: %gptoss load")
     assert shown["-h connect"] == shown["connect --help"] and "--retries" in shown["-h connect"]
     assert shown["-h help"] == shown["-h"] and "%%gptoss" in shown["-h"] and "--retries" in shown["-h"]
+
+
+def test_each_commands_help_ends_with_an_example_that_runs_as_written(capsys):
+    """`%gptoss load --help` (any command's) listed its options with no example of a whole line, where the usage of
+    all commands has some: each command's help now ends with one, whole on its line, that the magic takes as written."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from gptoss_lab.magics import _line_commands
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        for name in _line_commands():
+            shell.run_line_magic("gptoss", f"{name} --help")
+            said = capsys.readouterr().out
+            assert "example:\n  %gptoss " + name in said, said
+            example = said.rsplit("example:\n  ", 1)[1].split("\n")[0].split("  (")[0]
+            assert _line_parser().parse_args(_words(example.removeprefix("%gptoss "))).command == name, example
+    finally:
+        InteractiveShell.clear_instance()
