@@ -22,7 +22,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from .arguments import Parser
+from .arguments import Parser, plain
 from .events import counted, ctrl_c_says
 from .settings import (APPROVALS, DEFAULT, EFFORTS, UNRECOGNIZED, Settings, SettingsError, nearest,
                        other_digits, parse_assignments, shown_key, shown_keys)
@@ -65,6 +65,7 @@ class _Parser(Parser):
             self.register("action", name, _Once)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        message = plain(message)
         args = getattr(self, "_args", [])
         command = self._command(args)
         misplaced = _options(_cell_parser()) - _words_known(command)   # (`connect --timeout` is connect's own)

@@ -125,6 +125,10 @@ def test_a_mistyped_option_names_the_one_meant_and_a_missing_checkpoint_is_a_usa
         said = capsys.readouterr().err.splitlines()[-1]
         assert ended.value.code == 2 and said == (f"python -m gptoss_lab.tiny.{module}: error: unrecognized arguments: "
                                                   f"{args[-1]}: did you mean {meant!r}?"), said
+    with pytest.raises(SystemExit):   # a value given to an option that takes none, said without argparse's words
+        importlib.import_module("gptoss_lab.tiny.train").main(["--quick=yes"])
+    assert capsys.readouterr().err.splitlines()[-1] == ("python -m gptoss_lab.tiny.train: error: --quick takes no value, "
+                                                        "not 'yes': write --quick alone")
     none = tmp_path / "none"
     for module, args in [("evaluate", ["--checkpoint", str(none)]), ("quantize", ["--source", str(none)]),
                          ("llamacpp", [str(tmp_path / "m.gguf"), "--checkpoint", str(none)])]:

@@ -48,6 +48,10 @@ CASES = [
     ("%%gptoss", "--appr ask", "unrecognized arguments: --appr ask", ": did you mean '--approve'?"),
     ("%%gptoss", "--temp 0.5", "unrecognized arguments: --temp 0.5", ": did you mean '--temperature'?"),
     ("%%gptoss", "--effort hi", "invalid choice: 'hi'", ": did you mean 'high'?"),
+    # a value given to an option that takes none (argparse: "ignored explicit argument 'yes'")
+    ("%%gptoss", "--routing=yes", "--routing takes no value, not 'yes': write --routing alone", " (see %%gptoss --help)"),
+    ("%gptoss", "load tiny --dequantize=true", "--dequantize takes no value, not 'true': write --dequantize alone",
+     " (see %gptoss load --help)"),
     # nothing near: no guess
     ("%gptoss", "zzz", "invalid choice: 'zzz'", " (see %gptoss --help)"),
     ("%%gptoss", "--xyz", "unrecognized arguments: --xyz", " (see %%gptoss --help)"),
