@@ -396,6 +396,13 @@ def test_an_empty_path_is_refused_in_one_line_and_nothing_is_written_here(tmp_pa
     assert ended.value.code == 2 and list(tmp_path.iterdir()) == []
     assert capsys.readouterr().err.splitlines()[-1].endswith("argument folder: an empty value ('') names no file or "
                                                              "folder")
+    from gptoss_lab.tiny import quantize   # (`--out ""` said ". is not a new folder's name ... e.g. run")
+
+    with pytest.raises(SystemExit) as ended:
+        quantize.main(["--out", ""])
+    assert ended.value.code == 2 and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.splitlines()[-1].endswith("argument --out: an empty value ('') names no file or "
+                                                             "folder")
 
 
 def test_tokenizer_that_cannot_finish_leaves_no_file_and_no_folder(tmp_path, monkeypatch, capsys):

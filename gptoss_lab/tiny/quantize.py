@@ -14,7 +14,7 @@ and the public `quantization_config`. transformers reads it back with its own de
 """
 from __future__ import annotations
 
-from . import Parser, command, importing
+from . import Parser, command, importing, path
 
 with importing(__name__):   # Ctrl-C while the command starts: one line, as in its work (torch takes seconds)
     import json
@@ -153,10 +153,10 @@ def _write(source: Path, shards: list[Path], config: dict[str, Any], out: Path) 
         renamed.update({name: shard.name for name in tensors})
         total += sum(tensor.numel() * tensor.element_size() for tensor in tensors.values())
         save_file(tensors, out / shard.name, metadata={"format": "pt"})
-    for path in source.iterdir():  # the checkpoint's own data files (not what a link out of the folder points to)
-        if CHECKPOINT_FILES.fullmatch(path.name) and own_file(source, path) and path.suffix != ".safetensors" \
-                and path.name != "config.json":
-            shutil.copy2(path, out / path.name)
+    for file in source.iterdir():  # the checkpoint's own data files (not what a link out of the folder points to)
+        if CHECKPOINT_FILES.fullmatch(file.name) and own_file(source, file) and file.suffix != ".safetensors" \
+                and file.name != "config.json":
+            shutil.copy2(file, out / file.name)
     index = out / "model.safetensors.index.json"
     if index.exists():
         data = json.loads(index.read_text())
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         epilog="example: python -m gptoss_lab.tiny.quantize --out gpt-oss-tiny-mxfp4, then %gptoss load gpt-oss-tiny-mxfp4")
     parser.add_argument("--source", type=checkpoint_folder, default=CHECKPOINT,
                         help="a bf16 GptOss checkpoint folder, or tiny (the default: gpt-oss-tiny)")
-    parser.add_argument("--out", default="gpt-oss-tiny-mxfp4",
+    parser.add_argument("--out", type=path, default="gpt-oss-tiny-mxfp4",
                         help="a new (or empty) folder to write; nothing is overwritten (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for e in errors:
         print(f"{e.name:<45} relative RMS error {e.relative_rms:6.2%}   max |change| {e.max_abs:.4f}")
     # quoted as the magic reads its words: a folder with a space, unquoted, was three words it refused
-    print(f"Wrote {args.out} (load it with `%gptoss load {shlex.quote(args.out)}`).")
+    print(f"Wrote {args.out} (load it with `%gptoss load {shlex.quote(str(args.out))}`).")
 
 
 if __name__ == "__main__":
