@@ -542,10 +542,28 @@ def _line_commands() -> dict[str, argparse.ArgumentParser]:
 def help_cells(lines: list[str]) -> list[str]:
     """An IPython input transformer: a `%%gptoss` cell with nothing below its magic line gets a blank body, so the
     magic itself answers (its help, or what to write) where IPython refused the empty body with its own message
-    ("did you mean the line magic %gptoss?", of which `%gptoss -e high` is no command)."""
+    ("did you mean the line magic %gptoss?", of which `%gptoss -e high` is no command); a `%gptoss` line ending with
+    `?` reaches the magic (`_asked_on_the_line`)."""
     if lines and re.match(r"%%gptoss(?:\s|$)", lines[0]) and not "".join(lines[1:]).strip():
         return [lines[0].rstrip("\n") + "\n", "\n"]
-    return lines
+    if lines and lines[0].lstrip().startswith("%%"):   # a cell magic's body is its text (a question to the model)
+        return lines
+    return [_asked_on_the_line(line) for line in lines]
+
+
+_ENDS_ASKING = re.compile(r"(\s*)%gptoss\s+(\S.*?)\s*(\?\??)\s*")   # `%gptoss load?`, `%gptoss History of Rome?`
+
+
+def _asked_on_the_line(line: str) -> str:
+    """`line` as the magic's call where it is a `%gptoss` line ending with `?` or `??`, which IPython takes for a help
+    request on its last name (`%gptoss load?` showed IPython's own `%load` magic, `%gptoss History of Rome?` looked
+    for an object `Rome`): a command's name alone asks its help, other words are the magic's as written."""
+    asked = _ENDS_ASKING.fullmatch(line.rstrip("\n"))
+    if asked is None:
+        return line
+    indent, words, marks = asked.groups()
+    words = f"{words} --help" if words in _line_commands() else words + marks
+    return f"{indent}get_ipython().run_line_magic('gptoss', {words!r})\n"
 
 
 help_cells.has_side_effects = True  # type: ignore[attr-defined]  # kept out of IPython's completeness check: a

@@ -655,3 +655,30 @@ def test_each_commands_help_ends_with_an_example_that_runs_as_written(capsys):
             assert _line_parser().parse_args(_words(example.removeprefix("%gptoss "))).command == name, example
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_a_line_ending_with_a_question_mark_reaches_the_magic(capsys):
+    """IPython reads a line ending with `?` as a help request for its last name: `%gptoss load?` showed IPython's own
+    `%load` magic, and `%gptoss History of Rome?` looked for an object `Rome`, where the magic answers where a question
+    goes. A command's name with `?` (or `??`) is its help; the rest reaches the magic as written; `%gptoss?` is still
+    IPython's help of the magic."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        said = {}
+        for line in ("%gptoss load?", "%gptoss config ??", "%gptoss History of Rome?", "%gptoss config instructions=Why?"):
+            shell.run_cell(line)
+            said[line] = "".join(capsys.readouterr())   # (a UsageError on stderr)
+        shell.run_cell("%gptoss?")
+    finally:
+        InteractiveShell.clear_instance()
+    assert said["%gptoss load?"].startswith("usage: %gptoss load"), said
+    assert said["%gptoss config ??"].startswith("usage: %gptoss config"), said
+    assert "to ask, write the question on the lines below a %%gptoss line" in said["%gptoss History of Rome?"], said
+    assert "instructions: 4 characters" in " ".join(said["%gptoss config instructions=Why?"].split()), said
+    from gptoss_lab.magics import help_cells
+
+    body = ["%%gptoss\n", "%gptoss load?\n"]   # a cell magic's body is its own text (here the question)
+    assert help_cells(body) == body
