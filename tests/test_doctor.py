@@ -114,7 +114,11 @@ def test_the_loaded_model_and_odd_arguments():
     assert d.model == "gpt-oss-tiny" and d.parameters == doctor("tiny").parameters and d.fits
     for call, message in [(lambda: doctor(gptoss_lab.ReplayEngine("")), "not loaded in this kernel"),
                           (lambda: doctor("tiny", dtype="banana"), "unknown dtype 'banana': use one of float32"),
-                          (lambda: LocalEngine.from_pretrained("tiny", dtype="nn"), "unknown dtype 'nn'")]:
+                          (lambda: LocalEngine.from_pretrained("tiny", dtype="nn"), "unknown dtype 'nn'"),
+                          # the names other tools write for a dtype (`--dtype bf16`) name the one meant
+                          (lambda: LocalEngine.from_pretrained("tiny", dtype="BF16"),
+                           r"^unknown dtype 'BF16' \(did you mean 'bfloat16'\?\): use one of float32"),
+                          (lambda: doctor("tiny", dtype="half"), r"^unknown dtype 'half' \(did you mean 'float16'\?\)")]:
         with pytest.raises(LoadError, match=message) as info:
             call()
         assert "\n" not in str(info.value)

@@ -50,6 +50,9 @@ _LOAD_OPTIONS = (*_HUB_KW, "trust_remote_code", "use_safetensors", "use_kernels"
                  "offload_folder", "low_cpu_mem_usage")
 _MULTI_DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}
+# what other tools and torch's aliases call the dtypes (`--dtype bf16`, torch.half)
+_DTYPE_MEANT = {"bf16": "bfloat16", "fp16": "float16", "f16": "float16", "half": "float16", "fp32": "float32",
+                "f32": "float32", "float": "float32", "fp64": "float64", "f64": "float64", "double": "float64"}
 _STORED_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}  # safetensors' names
 MAX_LAYERS = 1024  # gpt-oss-120b has 36; transformers lists a layer type per layer before any check
 MAX_SIZE = 2**40  # a config's largest size or window: torch sizes tensors and masks in 64-bit integers
@@ -826,7 +829,9 @@ def _asked_dtype(dtype: Any) -> str:
     """The name of a dtype asked for ("bfloat16", "torch.float16", torch.float32); LoadError in one line for any other."""
     name = str(dtype).removeprefix("torch.")
     if name not in ITEMSIZE:
-        raise LoadError(f"unknown dtype {str(dtype)!r}: use one of {', '.join(ITEMSIZE)}")
+        meant = _DTYPE_MEANT.get(name.casefold()) or (name.casefold() if name.casefold() in ITEMSIZE else None)
+        raise LoadError(f"unknown dtype {str(dtype)!r}{f' (did you mean {meant!r}?)' if meant else ''}: use one of "
+                        f"{', '.join(ITEMSIZE)}")
     return name
 
 
