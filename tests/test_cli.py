@@ -33,8 +33,8 @@ def _run(module: str, *args: str, cwd: Path | None = None, timeout: float = 120,
     openai-harmony or pydantic (train's --help took ~0.6 s of CPU to import the Session its data module needs)."""
     light = light or lighter
     done = subprocess.run([sys.executable, *(["-X", "importtime"] if light else []), "-m",
-                           f"gptoss_lab.tiny.{module}", *args], capture_output=True, text=True, env=ENV, cwd=cwd,
-                          timeout=timeout)
+                           ".".join(filter(None, ("gptoss_lab.tiny", module))), *args], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=timeout)
     if light:
         lines = done.stderr.splitlines(keepends=True)
         imported = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
@@ -833,3 +833,22 @@ def test_llamacpp_prints_a_serve_command_that_a_shell_reads_back_for_a_path_with
     llamacpp.main([str(out)])
     printed = capsys.readouterr().out.splitlines()
     assert shlex.split(printed[1]) == llamacpp.serve_command(out), printed
+
+
+def test_the_package_run_as_a_command_lists_its_commands():
+    """`python -m gptoss_lab.tiny` said only "'gptoss_lab.tiny' is a package and cannot be directly executed": it lists
+    the commands, each with what it does, at once (nothing heavy imported); `python -m gptoss_lab.tiny train --quick`
+    is answered with the line to run."""
+    listed = _run("", lighter=True)
+    assert listed.returncode == 0 and listed.stdout.startswith("usage: python -m gptoss_lab.tiny.COMMAND"), listed
+    for command in ("train", "evaluate", "quantize", "llamacpp", "tokenizer", "random_model"):
+        assert f"\n  {command} " in listed.stdout, listed.stdout
+    assert "Train gpt-oss-tiny from scratch on CPU" in listed.stdout
+    assert _run("", "--help", lighter=True).stdout == listed.stdout
+    word = _run("", "train", "--quick", lighter=True)
+    assert word.returncode == 2 and word.stderr.splitlines()[-1] == (
+        "python -m gptoss_lab.tiny: error: a command is part of the module's name: python -m gptoss_lab.tiny.train "
+        "--quick"), word.stderr
+    other = _run("", "trian", light=True)
+    assert other.returncode == 2 and other.stderr.splitlines()[-1] == (
+        "python -m gptoss_lab.tiny: error: no command 'trian': did you mean 'train'?"), other.stderr
