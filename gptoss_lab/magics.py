@@ -440,9 +440,9 @@ def _line_parser() -> _Parser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     def command(name: str, text: str, example: str) -> _Parser:
-        """A command, its help ending with an `example` line, whole (its description wrapped as argparse wraps it)."""
-        return sub.add_parser(name, help=text.replace("%", "%%"), description=textwrap.fill(text, 78),   # help= is
-                              epilog=f"example:\n  %gptoss {example}",                          # %-formatted
+        """A command whose help ends with an `example` line, kept whole (the description wrapped as argparse would)."""
+        return sub.add_parser(name, help=text.replace("%", "%%"),   # (help= is %-formatted)
+                              description=textwrap.fill(text, 78), epilog=f"example:\n  %gptoss {example}",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     command("help", "show this help and the %%gptoss options", "help")
@@ -551,7 +551,7 @@ def help_cells(lines: list[str]) -> list[str]:
     return [_asked_on_the_line(line) for line in lines]
 
 
-_ENDS_ASKING = re.compile(r"(\s*)%gptoss\s+(\S.*?)\s*(\?\??)\s*")   # `%gptoss load?`, `%gptoss History of Rome?`
+_ENDS_ASKING = re.compile(r"(\s*)%gptoss\s+([^\s?].*?)\s*(\?\??)\s*")   # `%gptoss load?`, `%gptoss History of Rome?`
 
 
 def _asked_on_the_line(line: str) -> str:

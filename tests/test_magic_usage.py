@@ -682,3 +682,4 @@ def test_a_line_ending_with_a_question_mark_reaches_the_magic(capsys):
 
     body = ["%%gptoss\n", "%gptoss load?\n"]   # a cell magic's body is its own text (here the question)
     assert help_cells(body) == body
+    assert help_cells(["%gptoss ??\n"]) == ["%gptoss ??\n"]   # IPython's help of the magic, as `%gptoss??`
