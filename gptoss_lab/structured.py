@@ -165,6 +165,9 @@ class HarmonySchema(GenerateJsonSchema):
             raise _Unshowable(f"the pattern {reprlib.repr(pattern.pattern)} is a compiled re.Pattern, which pydantic "
                               "matches with Python's re and its flags, not as the model is shown it; give it as a "
                               "string (pydantic's Rust regex, as the schema and constrained decoding read it)")
+        refusal = _pattern_refusal(pattern) if isinstance(pattern, str) else None
+        if refusal is not None:
+            raise _Unshowable(refusal)
         return super().str_schema(schema)
 
     def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
@@ -952,10 +955,9 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     schema = dict(schema)
     try:
         kind = jsonschema.validators.validator_for(schema)
-        long = _long_pattern(schema, kind)
-        if long is not None:
-            raise ValueError(f"not supported: a pattern of {long[1]:,} characters at {long[0]}, more than the "
-                             f"{_PATTERN_CHARS:,} the check takes (a pattern is compiled with no time limit)")
+        refusal = _costly_pattern(schema, kind)
+        if refusal is not None:
+            raise ValueError(f"not supported: {refusal}")
         _check_schema(kind, schema)
     except jsonschema.SchemaError as err:
         raise ValueError(f"not a valid JSON schema: {_one_line(err.message)[:300]}") from None
@@ -1083,15 +1085,70 @@ def _loop_in_place(schema: Mapping[str, Any], kind: Any) -> list[str] | None:
 _PATTERN_CHARS = 10_000
 
 
-def _long_pattern(schema: Mapping[str, Any], kind: Any) -> tuple[str, int] | None:
-    """(place, length) of the first `pattern` or `patternProperties` key longer than `_PATTERN_CHARS`, or None."""
+def _costly_pattern(schema: Mapping[str, Any], kind: Any) -> str | None:
+    """Why the first `pattern` or `patternProperties` key in a schema is refused (`_pattern_refusal`), also one
+    longer than `_PATTERN_CHARS`, with its place; None when every one is taken."""
     for node, place, _ in _subschemas(schema, _specification(kind)):
         named = node.get("patternProperties")
         for where, pattern in [("pattern", node.get("pattern")), *(
                 (f"patternProperties/{key[:20]}", key) for key in (named if isinstance(named, Mapping) else ()))]:
             if isinstance(pattern, str) and len(pattern) > _PATTERN_CHARS:
-                return f"{place}/{where}", len(pattern)
+                return (f"a pattern of {len(pattern):,} characters at {place}/{where}, more than the "
+                        f"{_PATTERN_CHARS:,} the check takes (a pattern is compiled with no time limit)")
+            refusal = _pattern_refusal(pattern, f" at {place}/{where}") if isinstance(pattern, str) else None
+            if refusal is not None:
+                return refusal
     return None
+
+
+# characters a pattern may stand for with its repetitions written out (`_written_out`): compiled, `((a{1000}){1000}){3}`
+# took `regex` 1.4 s to check an answer (a fourth level ran the kernel out of memory) and llguidance 182 s before the
+# first token of a constrained answer (`a{100000}` 47 s), neither interruptible; `a{10000}` takes it ~0.15 s a token
+_PATTERN_SIZE = 10_000
+_SIZE_CEILING = 10 ** 12  # sizes are counted up to this, so that `(((a{999999999}){999999999})...)` stays a small number
+# the pieces `_written_out` reads: a group of flags or an anchor, a group's opening (its `?` extension with it), its end,
+# `|`, a counted repetition, `*` `+` `?`, and one item: an escape (\p{...}, \x{...} whole), a character class, a character
+_REPEATS = regex.compile(r"""(?P<flags>\(\?[a-zA-Z-]*\)|[\^$]|\\[bBAzZ]) | (?P<open>\((?:\?(?:<?[=!]|P?<[^>]*>|[a-zA-Z-]*:|>))?)
+    | (?P<close>\)) | (?P<bar>\|) | \{(?P<least>[0-9]*)(?:,(?P<most>[0-9]*))?\} | (?P<once>[*+?])
+    | \\[pPxu]\{[^}]*\} | \\. | \[\^?\]?(?:\[:\w*:\]|\\.|[^\]\\])*\] | .""", flags=regex.S | regex.X)
+
+
+def _written_out(pattern: str) -> int:
+    """How many items (characters, classes) `pattern` stands for with its counted repetitions written out, as
+    `regex` and llguidance build it: `(ab){3}` is 6, `(a{10}|b){10}` 110; `*`, `+` and `{m,}` repeat once (or m times).
+    Anchors stand for none. Read in both dialects (Rust's and JSON Schema's), without compiling it; at most
+    `_SIZE_CEILING`."""
+    sizes, last = [0], 0  # the items of each group open, innermost last; of the one a repetition would repeat
+    for piece in _REPEATS.finditer(pattern):
+        if piece["open"] is not None:
+            sizes.append(0)
+            last = 0
+        elif piece["close"] is not None and len(sizes) > 1:
+            last = sizes.pop()
+            sizes[-1] = min(sizes[-1] + last, _SIZE_CEILING)
+        elif piece["flags"] is not None or piece["bar"] is not None:
+            last = 0
+        elif piece["least"] is not None:
+            count = max(_SIZE_CEILING if len(digits.lstrip("0")) > 12 else int(digits or 0)
+                        for digits in (piece["least"], piece["most"] or "", "1"))
+            sizes[-1] = min(sizes[-1] + last * (count - 1), _SIZE_CEILING)
+            last = min(last * count, _SIZE_CEILING)
+        elif piece["once"] is None:
+            sizes[-1] += 1
+            last = 1
+    return min(sum(sizes), _SIZE_CEILING)
+
+
+def _pattern_refusal(pattern: str, place: str = "") -> str | None:
+    """Why `pattern` (at `place`) is refused, on one line: it stands for more than `_PATTERN_SIZE` items written out
+    (`_written_out`), which no engine compiles in time, nor can a compilation be interrupted; None when it is taken."""
+    size = _written_out(pattern)
+    if size <= _PATTERN_SIZE:
+        return None
+    more = " or more" if size >= _SIZE_CEILING else ""
+    return (f"the pattern {_one_line(reprlib.repr(pattern))}{place} stands for {size:,}{more} "
+            f"characters with its repetitions written out, more than the {_PATTERN_SIZE:,} that checking and "
+            "constrained decoding compile in time; give a length as minLength and maxLength instead")
 
 
 def _unresolved(schema: Mapping[str, Any], kind: Any) -> tuple[str, str] | None:

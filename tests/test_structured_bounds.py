@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Annotated
 
 import pydantic
 import pytest
@@ -419,3 +420,43 @@ def test_ctrl_c_stops_a_validator_that_never_ends_and_the_turn_keeps_its_reply()
     assert time.monotonic() - started < 4
     assert (reply.parsed, reply.errors, session.replies) == (
         None, ["The check of the final answer against the schema was stopped (Ctrl-C): reply.parsed is None."], [reply])
+
+
+_EXPANDING = "^((a{1000}){1000}){3}$"  # 24 characters standing for 3,000,000
+
+
+@pytest.mark.parametrize("given, refusal", [
+    ({"type": "string", "pattern": _EXPANDING}, "not supported: the pattern '^((a{1000}){1000}){3}$' at #/pattern"),
+    ({"type": "object", "patternProperties": {"^(x{200}){200}$": {}}},
+     "not supported: the pattern '^(x{200}){200}$' at #/patternProperties/^(x{200}){200}$"),
+    (Annotated[str, pydantic.Field(pattern="^a{20000}$")], "Annotated: the pattern '^a{20000}$'"),
+], ids=["schema dict", "patternProperties", "typed"])
+def test_a_pattern_whose_repetitions_expand_past_the_bound_is_refused_before_it_is_compiled(given, refusal):
+    """`^((a{1000}){1000}){3}$` was taken; `regex` then compiled it for 1.4 s to check each answer (a fourth level ran the
+    kernel out of memory) and llguidance for 182 s before the first constrained token, neither interruptible. A pattern's
+    size with its repetitions written out is bounded before anything compiles it: refused in one line, at once."""
+    started = time.perf_counter()
+    with pytest.raises((ValueError, TypeError)) as err:
+        ResponseFormat.from_user(given)
+    assert time.perf_counter() - started < 0.5
+    assert str(err.value).startswith(refusal) and "\n" not in str(err.value), str(err.value)
+    assert str(err.value).endswith(" characters with its repetitions written out, more than the 10,000 that checking "
+                                   "and constrained decoding compile in time; give a length as minLength and maxLength "
+                                   "instead")
+    with pytest.raises(TurnError, match="^response format: ") as err:
+        _session('"a"').ask("?", response_format=given, constrain=True)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("pattern, good, bad", [
+    ("^[A-Z]{2}\\d{4}$", "AB1234", "AB123"), ("^\\w{1,64}$", "x" * 64, "x" * 65),
+    ("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", "ann@example.org", "ann@example"), ("^\\d{4}-\\d{2}-\\d{2}$", "2026-12-07", "2026-1-7"),
+    ("^(?:[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12})$", "0" * 8 + "-0000" * 3 + "-" + "0" * 12, "0"),
+    ("^(a{100}){100}$", "a" * 10_000, "a" * 9_999),
+], ids=["code", "word", "email", "date", "uuid", "at the bound"])
+def test_patterns_users_write_are_taken_by_every_format(pattern, good, bad):
+    for given in ({"type": "string", "pattern": pattern}, Annotated[str, pydantic.Field(pattern=pattern)]):
+        fmt = ResponseFormat.from_user(given)
+        assert fmt.parse(json.dumps(good)) == good
+        with pytest.raises(StructuredOutputError, match="does not match|should match"):
+            fmt.parse(json.dumps(bad))
