@@ -868,9 +868,6 @@ def _class_summary(cls: Any) -> str | None:
     return docstring(doc)[0] or None
 
 
-_PYDANTIC_DEPTH = 200  # arrays and objects inside one another that pydantic's JSON reader (jiter) takes
-
-
 def _load_typed(adapter: pydantic.TypeAdapter, body: str) -> Any:
     _strict_json(body)  # pydantic reads 1e999 as inf
     with _checked_in_time(), numbers_as_written(body):  # its unions check the deadline (`_checked_core`)
@@ -938,9 +935,6 @@ def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
     except pydantic.ValidationError as err:
         errors = _listed(err)   # once: a deep union's are seconds to list
         invalid = [e["msg"] for e in errors if e["type"] == "json_invalid"]
-        if invalid and "recursion limit exceeded" in invalid[0]:  # the text is JSON: `_strict_json` read it
-            raise StructuredOutputError(f"the final answer is nested deeper than {_PYDANTIC_DEPTH} levels of arrays "
-                                        "and objects, the most the check (pydantic's JSON reader) takes") from None
         if invalid:
             raise StructuredOutputError(f"the final answer is not valid JSON: {invalid[0]}") from None
         raise StructuredOutputError(f"the final answer does not match the schema: {_described(errors)}") from None
@@ -1259,13 +1253,40 @@ def _has_key(node: Any, key: str) -> bool:
     return isinstance(node, list) and any(_has_key(value, key) for value in node)
 
 
+# arrays and objects inside one another an answer may hold, in every format: what pydantic's JSON reader (jiter) takes,
+# and what jsonschema's check of a recursive schema dict follows within Python's stack (250 ran out of it)
+_MOST_DEPTH = 200
+
+
 def _strict_json(body: str) -> Any:
     """The answer as JSON, or a one-line StructuredOutputError: no NaN/Infinity, no number too large for a float,
-    no integer over Python's digit limit, no nesting past the recursion limit."""
+    no integer over Python's digit limit, no nesting past `_MOST_DEPTH` (the same words however deep: past a
+    thousand levels Python's json cannot read it)."""
     try:
-        return json_value(body)
-    except (ValueError, RecursionError) as err:  # JSONDecodeError; digits over the int limit; nesting
+        value = json_value(body)
+    except ValueError as err:  # JSONDecodeError; digits over the int limit
         raise StructuredOutputError(f"the final answer is not valid JSON: {_one_line(str(err))[:300]}") from None
+    except RecursionError:
+        deep = True
+    else:
+        deep = _deeper_than(value, _MOST_DEPTH)
+    if deep:
+        raise StructuredOutputError(f"the final answer is nested deeper than {_MOST_DEPTH} levels of arrays and objects, "
+                                    "the most the check takes")
+    return value
+
+
+def _deeper_than(value: Any, most: int) -> bool:
+    """Whether a JSON value holds more than `most` arrays and objects inside one another (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        inside = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if inside is not None:
+            if level > most:
+                return True
+            stack.extend((each, level + 1) for each in inside)
+    return False
 
 
 def json_value(text: str) -> Any:

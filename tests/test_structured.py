@@ -702,9 +702,8 @@ def _within(seconds):
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "1" * 5000, '{"n": ' + "9" * 5000 + "}"],
-                         ids=["deep", "long-int", "long-int-inside"])
-def test_an_answer_too_deep_or_too_long_a_number_is_not_valid_json(text):
+@pytest.mark.parametrize("text", ["1" * 5000, '{"n": ' + "9" * 5000 + "}"], ids=["long-int", "long-int-inside"])
+def test_an_answer_with_too_long_a_number_is_not_valid_json(text):
     with pytest.raises(StructuredOutputError, match="^the final answer is not valid JSON: "):
         parse_final(text, {"type": ["array", "object", "integer"]})
 

@@ -117,13 +117,21 @@ def _tree(depth: int) -> str:
     return '{"name": "a", "children": [' * depth + '{"name": "x"}' + "]}" * depth
 
 
-def test_a_valid_answer_nested_deeper_than_the_check_reads_is_told_so_in_one_line():
-    fmt = ResponseFormat.from_user(Tree)
-    assert isinstance(fmt.parse(_tree(99)), Tree)  # 199 arrays and objects inside one another
-    with pytest.raises(StructuredOutputError) as err:
-        fmt.parse(_tree(150))  # valid JSON: it was called "not valid JSON: recursion limit exceeded"
-    assert str(err.value) == ("the final answer is nested deeper than 200 levels of arrays and objects, "
-                              "the most the check (pydantic's JSON reader) takes")
+_TREE_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "children": {"type": "array", "items": {
+    "$ref": "#"}}}, "required": ["name"]}
+
+
+@pytest.mark.parametrize("kind", [Tree, _TREE_SCHEMA, {}], ids=["typed", "recursive schema dict", "any JSON"])
+def test_a_valid_answer_nested_deeper_than_the_check_reads_is_told_so_in_one_line(kind):
+    """Every format takes the same depth and says so in the same words: a schema dict's answer 300 deep was taken, 1,000
+    deep called "not valid JSON: maximum recursion depth exceeded while decoding a JSON array", and a recursive one's
+    250 deep "could not be checked against the schema (RecursionError: ...)", each as deep as Python's stack let it."""
+    fmt = ResponseFormat.from_user(kind)
+    assert fmt.parse(_tree(99)) == (Tree.model_validate_json(_tree(99)) if kind is Tree else json.loads(_tree(99)))
+    for depth in (150, 450, 5_000):  # 301, 901 and 10,001 arrays and objects inside one another: valid JSON
+        with pytest.raises(StructuredOutputError) as err:
+            fmt.parse(_tree(depth))  # typed, it was called "not valid JSON: recursion limit exceeded"
+        assert str(err.value) == "the final answer is nested deeper than 200 levels of arrays and objects, the most the check takes"
 
 
 def test_a_schema_with_a_dollar_schema_inside_is_refused_since_that_part_would_be_checked_without_the_budget():
