@@ -947,6 +947,9 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     import jsonschema
 
     schema = dict(schema)
+    if _deeper_than(schema, _SCHEMA_DEPTH):
+        raise ValueError(f"not supported: the schema is nested deeper than {_SCHEMA_DEPTH} levels of arrays and objects, "
+                         "the most the check and constrained decoding take")
     try:
         kind = jsonschema.validators.validator_for(schema)
         refusal = _costly_pattern(schema, kind)
@@ -1005,6 +1008,12 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
         return value
 
     return schema, load
+
+
+# arrays and objects inside one another in a schema dict: jsonschema's check of it against its meta-schema runs out of
+# Python's stack near 120 (fewer in a kernel, whose stack is deeper: "not a valid JSON schema (RecursionError: ...)"),
+# llguidance reads up to 124 (--constrain)
+_SCHEMA_DEPTH = 100
 
 
 def _outside_refs(node: Any) -> Iterator[str]:

@@ -822,12 +822,11 @@ def test_unevaluated_properties_with_pattern_properties_is_refused_not_left_to_h
 @pytest.mark.parametrize("schema", [
     {"$schema": 5, "type": "object"},
     {"$schema": ["x"], "type": "object"},
-    json.loads('{"items":' * 900 + "{}" + "}" * 900),
     {"type": "string", "default": {"a", "b"}},
     {"type": "string", "examples": [datetime.date(2026, 11, 25)]},
     {"type": "integer", "maximum": 10 ** 5000},
     {"type": "number", "maximum": math.inf},  # shown to the model as `"maximum":Infinity`, which is not JSON
-], ids=["schema-int", "schema-list", "deep", "set", "date", "huge-int", "infinity"])
+], ids=["schema-int", "schema-list", "set", "date", "huge-int", "infinity"])
 def test_a_hostile_schema_dict_is_a_one_line_turn_error(schema):
     with pytest.raises(ValueError, match="^not a valid JSON schema"):
         ResponseFormat.from_user(schema)

@@ -5,6 +5,7 @@ while the session holds Ctrl-C back.)"""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -468,3 +469,33 @@ def test_patterns_users_write_are_taken_by_every_format(pattern, good, bad):
         assert fmt.parse(json.dumps(good)) == good
         with pytest.raises(StructuredOutputError, match="does not match|should match"):
             fmt.parse(json.dumps(bad))
+
+
+def _schema_levels(depth: int, wrap: str = '{"not":', leaf: str = '{"type": "integer"}') -> dict:
+    """A valid schema `depth` arrays and objects deep."""
+    return json.loads(wrap * (depth - 1) + leaf + "}" * (depth - 1))
+
+
+def _in_frames(count: int, call):
+    """`call()` from `count` frames deeper, as a kernel's cell runs."""
+    return call() if count == 0 else _in_frames(count - 1, call)
+
+
+@pytest.mark.parametrize("schema", [_schema_levels(101), _schema_levels(150), _schema_levels(900, '{"items":'),
+                                    json.loads('{"properties": {"a":' * 60 + "{}" + "}}" * 60)],
+                         ids=["101 levels", "150 levels", "900 items", "60 properties"])
+def test_a_schema_dict_nested_past_the_bound_is_refused_in_one_line_whatever_the_stack(schema):
+    """A valid schema 900 levels deep was "not a valid JSON schema (RecursionError: maximum recursion depth exceeded while
+    calling a Python object)", one of 101 taken, how deep depending on Python's stack (a kernel's is deeper), and
+    llguidance cannot read past 124 (--constrain). Every schema dict is bounded the same, told in one line, and one at
+    the bound is taken, also from a kernel's depth, and constrained."""
+    with pytest.raises(TurnError) as err:
+        _session('"a"').ask("?", response_format=schema)
+    assert str(err.value) == ("response format: not supported: the schema is nested deeper than 100 levels of arrays and "
+                              "objects, the most the check and constrained decoding take")
+    fits = _in_frames(150, lambda: ResponseFormat.from_user(_schema_levels(100, '{"type": "array", "items":')))
+    assert fits.parse("[" * 99 + "1" + "]" * 99) == json.loads("[" * 99 + "1" + "]" * 99)
+    with pytest.raises(StructuredOutputError, match="does not match"):
+        fits.parse("[" * 99 + '"a"' + "]" * 99)
+    if importlib.util.find_spec("llguidance"):
+        fits.processor()
