@@ -947,7 +947,7 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     import jsonschema
 
     schema = dict(schema)
-    if _deeper_than(schema, _SCHEMA_DEPTH):
+    if _depth(schema) > _SCHEMA_DEPTH:
         raise ValueError(f"not supported: the schema is nested deeper than {_SCHEMA_DEPTH} levels of arrays and objects, "
                          "the most the check and constrained decoding take")
     try:
@@ -998,8 +998,13 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
 
     def load(body: str) -> Any:
         value = _strict_json(body)
-        with _checked_in_time():
-            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        try:
+            with _checked_in_time():
+                error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        except RecursionError:  # jsonschema recurses several frames a level of the answer, more through $refs
+            raise StructuredOutputError(f"the final answer, {_depth(value)} levels of arrays and objects deep, is nested "
+                                        "deeper than the check of this schema can follow (it ran out of Python's "
+                                        "stack)") from None
         if error is not None:
             where = _location(error.absolute_path) or "answer"
             # one short line, however long the answer or the schema's enum
@@ -1111,8 +1116,9 @@ _PATTERN_SIZE = 10_000
 _SIZE_CEILING = 10 ** 12  # sizes are counted up to this, so that `(((a{999999999}){999999999})...)` stays a small number
 # the pieces `_written_out` reads: a group of flags or an anchor, a group's opening (its `?` extension with it), its end,
 # `|`, a counted repetition, `*` `+` `?`, and one item: an escape (\p{...}, \x{...} whole), a character class, a character
-_REPEATS = regex.compile(r"""(?P<flags>\(\?[a-zA-Z-]*\)|[\^$]|\\[bBAzZ]) | (?P<open>\((?:\?(?:<?[=!]|P?<[^>]*>|[a-zA-Z-]*:|>))?)
-    | (?P<close>\)) | (?P<bar>\|) | \{(?P<least>[0-9]*)(?:,(?P<most>[0-9]*))?\} | (?P<once>[*+?])
+_REPEATS = regex.compile(r"""(?P<flags>\(\?[a-zA-Z-]*\)|[\^$]|\\[bBAzZ])
+    | (?P<open>\((?:\?(?:<?[=!]|P?<[^>]*>|[a-zA-Z-]*:|>))?) | (?P<close>\)) | (?P<bar>\|)
+    | \{(?P<least>[0-9]*)(?:,(?P<most>[0-9]*))?\} | (?P<once>[*+?])
     | \\[pPxu]\{[^}]*\} | \\. | \[\^?\]?(?:\[:\w*:\]|\\.|[^\]\\])*\] | .""", flags=regex.S | regex.X)
 
 
@@ -1278,24 +1284,23 @@ def _strict_json(body: str) -> Any:
     except RecursionError:
         deep = True
     else:
-        deep = _deeper_than(value, _MOST_DEPTH)
+        deep = _depth(value) > _MOST_DEPTH
     if deep:
         raise StructuredOutputError(f"the final answer is nested deeper than {_MOST_DEPTH} levels of arrays and objects, "
                                     "the most the check takes")
     return value
 
 
-def _deeper_than(value: Any, most: int) -> bool:
-    """Whether a JSON value holds more than `most` arrays and objects inside one another (walked without recursion)."""
-    stack = [(value, 1)]
+def _depth(value: Any) -> int:
+    """How many arrays and objects a JSON value holds inside one another (walked without recursion)."""
+    most, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
         inside = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
         if inside is not None:
-            if level > most:
-                return True
+            most = max(most, level)
             stack.extend((each, level + 1) for each in inside)
-    return False
+    return most
 
 
 def json_value(text: str) -> Any:

@@ -486,9 +486,9 @@ def _in_frames(count: int, call):
                          ids=["101 levels", "150 levels", "900 items", "60 properties"])
 def test_a_schema_dict_nested_past_the_bound_is_refused_in_one_line_whatever_the_stack(schema):
     """A valid schema 900 levels deep was "not a valid JSON schema (RecursionError: maximum recursion depth exceeded while
-    calling a Python object)", one of 101 taken, how deep depending on Python's stack (a kernel's is deeper), and
-    llguidance cannot read past 124 (--constrain). Every schema dict is bounded the same, told in one line, and one at
-    the bound is taken, also from a kernel's depth, and constrained."""
+    calling a Python object)", one of 101 taken, how deep depending on Python's stack and its limit (IPython's is
+    3,000), and llguidance cannot read past 124 (--constrain). Every schema dict is bounded the same, told in one line,
+    and one at the bound is taken, also from a kernel's depth, and constrained."""
     with pytest.raises(TurnError) as err:
         _session('"a"').ask("?", response_format=schema)
     assert str(err.value) == ("response format: not supported: the schema is nested deeper than 100 levels of arrays and "
@@ -499,3 +499,27 @@ def test_a_schema_dict_nested_past_the_bound_is_refused_in_one_line_whatever_the
         fits.parse("[" * 99 + '"a"' + "]" * 99)
     if importlib.util.find_spec("llguidance"):
         fits.processor()
+
+
+_LINKED = {"$defs": {"node": {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"next": {
+    "$ref": "#/$defs/node"}}, "required": ["next"]}]}}, "$ref": "#/$defs/node"}
+
+
+def test_an_answer_a_recursive_schema_dicts_check_cannot_follow_is_told_so_in_one_line():
+    """jsonschema follows a recursive schema several frames a level: in a script (Python's limit of 1,000 frames; IPython
+    raises it to 3,000), a linked list 199 deep, within the answers' bound, was "could not be checked against the schema
+    (RecursionError: maximum recursion depth exceeded while getting the repr of an object)". It says what happened;
+    shallower lists are checked as before."""
+    fmt = ResponseFormat.from_user(_LINKED)
+    chain = '{"next": ' * 199 + "null" + "}" * 199
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # (IPython, which other tests load, raised it)
+    try:
+        with pytest.raises(StructuredOutputError) as err:
+            _in_frames(100, lambda: fmt.parse(chain))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert str(err.value) == ("the final answer, 199 levels of arrays and objects deep, is nested deeper than the check of "
+                              "this schema can follow (it ran out of Python's stack)")
+    assert _in_frames(100, lambda: fmt.parse('{"next": ' * 50 + "null" + "}" * 50)) == json.loads(
+        '{"next": ' * 50 + "null" + "}" * 50)
