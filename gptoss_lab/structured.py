@@ -648,11 +648,13 @@ _PLACE_CHARS = 40  # a key in an error's location: a 5 000-digit key filled the 
 
 def _location(parts: Iterable[Any]) -> str:
     """An error's location as `items.0.name`, each key cut to `_PLACE_CHARS` with "…", and one that is not on one
-    line as it is (" 1", "a\\nb", "") written as JSON writes it: " 1" was told as 1, a key the answer did not have."""
+    line as it is (" 1", "a\\nb", "") or holds a character that is not printable (a control character, a direction
+    override) written as JSON writes it: " 1" was told as 1, a key the answer did not have, and "1\\u202e2" as "12"
+    written backwards."""
     shown = []
     for part in map(str, parts):
         cut = part if len(part) <= _PLACE_CHARS else part[:_PLACE_CHARS - 1] + "…"
-        shown.append(cut if cut and cut == _one_line(cut) else json.dumps(cut))
+        shown.append(cut if cut and cut == _one_line(cut) and cut.isprintable() else json.dumps(cut))
     return ".".join(shown)
 
 

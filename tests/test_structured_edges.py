@@ -17,12 +17,14 @@ _REASON = "Input should be greater than or equal to 0"
 @pytest.mark.parametrize("kind", [dict[int, typing.Annotated[int, pydantic.Field(ge=0)]],
                                   {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}],
                          ids=["typed", "schema dict"])
-@pytest.mark.parametrize("key, where", [(" 1", '" 1"'), ("1\n", '"1\\n"'), ("", '""'), ("7" * 1000, "7" * 39 + "…")],
-                         ids=["space", "line break", "empty", "1000 digits"])
+@pytest.mark.parametrize("key, where", [(" 1", '" 1"'), ("1\n", '"1\\n"'), ("", '""'), ("7" * 1000, "7" * 39 + "…"),
+                                        ("\u202e", '"\\u202e"'), ("\x07", '"\\u0007"')],
+                         ids=["space", "line break", "empty", "1000 digits", "direction override", "control"])
 def test_an_error_names_the_key_as_written_and_short_enough_for_its_reason_to_show(kind, key, where):
     """A key " 1" was told as `1.[key]` (its space collapsed), a key the answer did not have, and a 1 000-digit key
     filled the error's 200 characters, so the reason was cut off: a key is quoted when it is not one plain line, and
-    cut short with "…"."""
+    cut short with "…". A direction override or a control character in a key was told as itself (one turns the rest
+    of the warning under the answer around): written out, as in the rest of the lab."""
     with pytest.raises(StructuredOutputError) as err:
         ResponseFormat.from_user(kind).parse(json.dumps({key: -1}))
     message = str(err.value)
