@@ -1874,7 +1874,12 @@ class JsonSchemaProcessor:
         if problem:
             raise ValueError(f"llguidance cannot constrain to this schema: {_one_line(problem)[:300]}")
         self._mask = llguidance.torch.allocate_token_bitmask(1, harmony.VOCAB_SIZE)
-        self._matcher: Any = None
+        # the first answer's matcher, made now: one that starts in error (a grammar too large to start, 4**6
+        # alternatives) allowed only <|return|>, an empty answer, silently
+        self._matcher: Any = llguidance.LLMatcher(_tokenizer(), self.grammar)
+        if self._matcher.is_error():
+            first = (self._matcher.get_error().strip().splitlines() or ["unknown error"])[0]
+            raise ValueError(f"llguidance cannot constrain to this schema: {first[:300]}")
         self._consumed: list[int] = []
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -1896,7 +1901,7 @@ class JsonSchemaProcessor:
         """The matcher brought to `content` (a new final message starts a fresh matcher)."""
         import llguidance
 
-        if self._matcher is None or content[:len(self._consumed)] != self._consumed:
+        if content[:len(self._consumed)] != self._consumed:
             self._matcher, self._consumed = llguidance.LLMatcher(_tokenizer(), self.grammar), []
         new = content[len(self._consumed):]
         if new and not self._matcher.consume_tokens(new):

@@ -290,6 +290,12 @@ def test_constraint_errors_are_clear():
     with pytest.raises(TurnError, match="^constrain: llguidance cannot constrain to this schema: regex parse error"):
         session.ask("?", response_format={"type": "string", "pattern": "(?<=x)y"}, constrain=True)
     assert session.history == []  # refused before the turn started
+    # a grammar llguidance takes but cannot start (4**6 alternatives): its matcher began in error and allowed only
+    # <|return|>, so the constrained answer was empty, "not valid JSON"
+    crossed = {"type": "object", "allOf": [{"anyOf": [{"required": [f"{tag}{i}"]} for i in range(4)]} for tag in "abcdef"]}
+    with pytest.raises(TurnError, match="^constrain: llguidance cannot constrain to this schema: fuel exhausted") as err:
+        session.ask("?", response_format=crossed, constrain=True)
+    assert "\n" not in str(err.value) and session.history == []
     processor = ResponseFormat.from_user(MOOD).processor()
     forced = _PROMPT + harmony.encode("<|channel|>final<|message|>") + harmony.encode_text("Sure! Here")
     with pytest.raises(RuntimeError, match="constrained decoding lost track of the answer"):
