@@ -649,8 +649,8 @@ _PLACE_CHARS = 40  # a key in an error's location: a 5 000-digit key filled the 
 def _location(parts: Iterable[Any]) -> str:
     """An error's location as `items.0.name`, each key cut to `_PLACE_CHARS` with "…", and one that is not on one
     line as it is (" 1", "a\\nb", "") or holds a character that is not printable (a control character, a direction
-    override) written as JSON writes it: " 1" was told as 1, a key the answer did not have, and "1\\u202e2" as "12"
-    written backwards."""
+    override) written as JSON writes it: " 1" was told as 1, a key the answer did not have, and "user\\u202eexe.txt"
+    read "usertxt.exe"."""
     shown = []
     for part in map(str, parts):
         cut = part if len(part) <= _PLACE_CHARS else part[:_PLACE_CHARS - 1] + "…"
@@ -1017,9 +1017,9 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
     return schema, load
 
 
-# arrays and objects inside one another in a schema dict: jsonschema's check of it against its meta-schema runs out of
-# Python's stack near 120 (fewer in a kernel, whose stack is deeper: "not a valid JSON schema (RecursionError: ...)"),
-# llguidance reads up to 124 (--constrain)
+# arrays and objects inside one another in a schema dict: jsonschema's check of it against its meta-schema ran out of
+# Python's stack near 120 in a script (Python's limit of 1,000 frames, less those its caller holds; IPython raises it to
+# 3,000): "not a valid JSON schema (RecursionError: ...)"; llguidance reads up to 124 (--constrain)
 _SCHEMA_DEPTH = 100
 
 
@@ -1271,14 +1271,14 @@ def _has_key(node: Any, key: str) -> bool:
 
 
 # arrays and objects inside one another an answer may hold, in every format: what pydantic's JSON reader (jiter) takes,
-# and what jsonschema's check of a recursive schema dict follows within Python's stack (250 ran out of it)
+# and about what jsonschema's check of a recursive schema dict follows within Python's default limit (250 ran out of it)
 _MOST_DEPTH = 200
 
 
 def _strict_json(body: str) -> Any:
     """The answer as JSON, or a one-line StructuredOutputError: no NaN/Infinity, no number too large for a float,
-    no integer over Python's digit limit, no nesting past `_MOST_DEPTH` (the same words however deep: past a
-    thousand levels Python's json cannot read it)."""
+    no integer over Python's digit limit, no nesting past `_MOST_DEPTH` (the same words however deep: past Python's
+    recursion limit its json cannot read it)."""
     try:
         value = json_value(body)
     except ValueError as err:  # JSONDecodeError; digits over the int limit
