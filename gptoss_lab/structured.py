@@ -1878,8 +1878,7 @@ class JsonSchemaProcessor:
         # alternatives) allowed only <|return|>, an empty answer, silently
         self._matcher: Any = llguidance.LLMatcher(_tokenizer(), self.grammar)
         if self._matcher.is_error():
-            first = (self._matcher.get_error().strip().splitlines() or ["unknown error"])[0]
-            raise ValueError(f"llguidance cannot constrain to this schema: {first[:300]}")
+            raise ValueError(f"llguidance cannot constrain to this schema: {_llguidance_error(self._matcher)}")
         self._consumed: list[int] = []
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -1905,9 +1904,14 @@ class JsonSchemaProcessor:
             self._matcher, self._consumed = llguidance.LLMatcher(_tokenizer(), self.grammar), []
         new = content[len(self._consumed):]
         if new and not self._matcher.consume_tokens(new):
-            raise RuntimeError(f"constrained decoding lost track of the answer: {self._matcher.get_error()}")
+            raise RuntimeError(f"constrained decoding lost track of the answer: {_llguidance_error(self._matcher)}")
         self._consumed = content
         return self._matcher
+
+
+def _llguidance_error(matcher: Any) -> str:
+    """A matcher's error on one line: its first, without the state (a dozen lines) or the backtrace llguidance adds."""
+    return (matcher.get_error().strip().splitlines() or ["unknown error"])[0][:300]
 
 
 _CLOSED = frozenset({harmony.END, *harmony.STOP_TOKENS})

@@ -298,7 +298,8 @@ def test_constraint_errors_are_clear():
     assert "\n" not in str(err.value) and session.history == []
     processor = ResponseFormat.from_user(MOOD).processor()
     forced = _PROMPT + harmony.encode("<|channel|>final<|message|>") + harmony.encode_text("Sure! Here")
-    with pytest.raises(RuntimeError, match="constrained decoding lost track of the answer"):
+    # on one line: llguidance's state followed it, a dozen lines, where the processor is used directly (model.generate)
+    with pytest.raises(RuntimeError, match="^constrained decoding lost track of the answer: Parser Error: [^\n]*$"):
         _allowed(processor, forced)
 
 
