@@ -81,6 +81,46 @@ def test_looking_for_documents_for_long_shows_a_progress_bar(tmp_path: Path, mon
     assert capsys.readouterr().out == ""           # a short look shows none
 
 
+def test_a_listing_a_little_longer_than_its_delay_shows_its_bar_in_a_notebook_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bar was redrawn only every 3 s outside a terminal (a notebook): a listing of 2.5 s (50,000 files) was
+    silent, though longer than LIST_PROGRESS_AFTER."""
+    _tree(tmp_path)
+    monkeypatch.setattr(local, "LIST_PROGRESS_AFTER", 0.2, raising=False)
+    scandir = os.scandir
+
+    def slow(path: object) -> object:          # 4 folders, 0.5 s to list them all
+        time.sleep(0.12)
+        return scandir(path)                   # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", slow)
+    Browser(tmp_path)
+    assert "Looking for documents: 2 files [" in capsys.readouterr().out
+
+
+def test_indexing_for_longer_than_a_second_shows_a_bar_naming_its_steps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """After the reading bar, 50,000 files were indexed for 6-10 s with only bm25s's tokenizing bar shown (names and
+    titles sorted out for 4-8 s before it, the index built for 2 s after it): a bar counts each step now."""
+    _tree(tmp_path)
+    Browser(tmp_path)
+    assert capsys.readouterr().out == ""       # a small folder: none
+    titles = local._distinct_titles
+
+    def slow(pages: list) -> None:             # titles of many documents, as if they took long
+        time.sleep(0.3)
+        titles(pages)
+
+    monkeypatch.setattr(local, "_distinct_titles", slow)
+    monkeypatch.setattr(local, "INDEX_PROGRESS_AFTER", 0.2, raising=False)
+    assert len(Browser(tmp_path).backend.pages) == 4
+    shown = capsys.readouterr().out
+    for step in ("names):   0%|", "passages):", "words):", "the index): 100%|"):
+        assert f"Indexing documents ({step}" in shown, shown
+    local.LocalBackend.from_paths([tmp_path], progress=False)
+    assert capsys.readouterr().out == ""       # none when asked for none
+
+
 def test_the_steps_up_to_the_parse_keep_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(extract, "MAX_HTML_SECONDS", 0.05, raising=False)
     html = "<p>" + "🦉🐭 " * 4_000_000 + "</p>"       # 36 MB of UTF-8 (a file may be 50 MB)

@@ -25,7 +25,7 @@ import stat
 import time
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -55,6 +55,7 @@ MAX_DOCUMENTS = 50_000              # files found in the folders (20,000 small o
 MAX_LIST_SECONDS = 60.0             # looking for them (a home folder holds millions of files)
 LIST_PROGRESS_AFTER = 1.0           # s: looking for documents longer shows a progress bar
 READ_PROGRESS_AFTER = 1.0           # s: reading a PDF's pages this long into reading shows one for fewer files too
+INDEX_PROGRESS_AFTER = 1.0          # s: indexing the documents longer shows a progress bar
 _KERNEL_FOLDERS = (Path("/proc"), Path("/sys"))   # files of size 0 that wait for what they report (/proc/kmsg)
 _OPENS_IN_FOLDERS = os.open in os.supports_dir_fd   # a file opened from its folder's descriptor (not on Windows)
 # a folder on the way to a document, opened to be searched (O_PATH: as a path is, without read permission), never a link
@@ -92,10 +93,16 @@ class LocalBackend(Backend):
         self.linked = list(linked)                        # urls of hard links to a file also elsewhere on disk
         self.kinds = Counter(kinds)
         self.others = Counter(others or {})               # suffix -> files of no kind the browser reads, passed over
-        _distinct_titles(self.pages)
+        with _Indexing(progress is not False) as indexing:
+            _distinct_titles(self.pages)
+            self._name(indexing)
+            self._index(indexing)
+
+    def _name(self, indexing: _Indexing) -> None:
+        """The names each document is opened by (see `_named`), counted on the indexing bar."""
         self._by_name: dict[str, int] = {}                # url, file URI, path or file name -> page
         aliases: dict[str, set[int]] = {}
-        for i, page in enumerate(self.pages):
+        for i, page in indexing.stage("names", self.pages):
             self._by_name.setdefault(page.url, i)
             file = self.files.get(page.url)
             for name in (*((file.as_uri(), str(file)) if file else ()), page.url.rsplit("/", 1)[-1]):
@@ -108,7 +115,6 @@ class LocalBackend(Backend):
             folded.setdefault(name.casefold(), set()).add(i)
         # a name in another case (`Owls.md`), where it names one document only (not `owls.md` beside `OWLS.md`)
         self._by_folded = {name: found.pop() for name, found in folded.items() if len(found) == 1}
-        self._index(progress)
 
     # ------------------------------------------------------------ construction
 
@@ -183,9 +189,9 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------ the index
 
-    def _index(self, progress: bool | None) -> None:
-        """Cut the pages in passages and index them (see bm25.py); bm25s's tokenizing bar shows for a large index,
-        never when `progress` is False. Passages overlap by half: each half (and each title) is tokenized once and a
+    def _index(self, indexing: _Indexing) -> None:
+        """Cut the pages in passages and index them (see bm25.py), each step counted on the indexing bar (bm25s's
+        own bars are not shown: its tokenizing bar showed for 20,000 passages and more, none of the rest). Passages overlap by half: each half (and each title) is tokenized once and a
         passage's words are its title's and its two halves' (each line was tokenized twice, each title once per
         passage: indexing /usr/share/doc's 1,037 documents took 8.5 s of CPU, now 7)."""
         import Stemmer
@@ -197,7 +203,7 @@ class LocalBackend(Backend):
         self._passages: list[_Passage] = []
         texts: list[str] = []                      # each page's title, then its halves, tokenized once each
         made: list[tuple[int, int, int]] = []      # each passage: its title's, its first and its second half's text
-        for d, page in enumerate(self.pages):
+        for d, page in indexing.stage("passages", self.pages):
             lines, header = page.lines, with_url(page.url, "")
             words = strip_links("\n".join(lines)).split("\n")   # a link wrapped across lines keeps its line breaks
             # after the `URL:` header, however many lines a long URL wraps over (its rest was indexed and shown)
@@ -216,14 +222,15 @@ class LocalBackend(Backend):
                                         stopwords="en")
         self._retriever = None
         if made:
-            show = progress is not False and len(made) >= 20_000
-            ids = self._tokenizer.tokenize(texts, return_as="ids", show_progress=show)
+            ids = [found for _, found in indexing.stage("words", self._tokenizer.tokenize(texts, return_as="stream"),
+                                                        len(texts))]
             vocab = self._tokenizer.get_vocab_dict()
             empty = [vocab[""]]   # what bm25s gives a text of no words (a word of its own, never beside others)
             ids = [[] if found == empty else found for found in ids]
             passages = [ids[a] + ids[b] + ids[c] or empty[:] for a, b, c in made]   # title, halves
             self._retriever = FastBM25()
-            self._retriever.index(Tokenized(ids=passages, vocab=vocab), show_progress=show)
+            for _ in indexing.stage("the index", [None]):   # one step of array operations (2 s for 50,000 files)
+                self._retriever.index(Tokenized(ids=passages, vocab=vocab), show_progress=False)
 
     def search(self, query: str, topn: int) -> list[SearchResult]:
         if self._retriever is None or topn <= 0:
@@ -333,8 +340,10 @@ class _Search:
         self.stopped: str | None = None
         self.count = 0   # files found (a disabled bar counts none: without progress, a folder's millions were taken)
         self.others: Counter[str] = Counter()   # suffix -> files of no kind the browser reads, passed over
+        # redrawn as often as it is late to show: a notebook's bars are redrawn every 3 s, and one of a listing of 2.5 s
+        # (50,000 files) never showed
         self.bar = text_bar(desc="Looking for documents", unit=" files", delay=LIST_PROGRESS_AFTER,
-                            disable=not progress)
+                            mininterval=LIST_PROGRESS_AFTER, disable=not progress)
 
     def __enter__(self) -> _Search:
         return self
@@ -434,6 +443,39 @@ def _open_unlinked(path: Path, flags: int) -> int:
         raise
     finally:
         os.close(folder)
+
+
+class _Indexing:
+    """The bar of indexing the documents: shown once it takes longer than INDEX_PROGRESS_AFTER (a folder of 50,000
+    files was indexed for 6-10 s after its reading bar, with bm25s's tokenizing bar alone in the middle), its steps
+    (names, passages, words, the index) counted on it one after the other; never shown if not `shown`."""
+
+    def __init__(self, shown: bool) -> None:
+        from ...widgets import text_bar
+
+        # redrawn as often as it is late to show (a notebook's bar is redrawn every 3 s: a first one at 3 s)
+        self.bar = text_bar(desc="Indexing documents", delay=INDEX_PROGRESS_AFTER, mininterval=INDEX_PROGRESS_AFTER,
+                            disable=not shown, miniters=0, total=1,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
+
+    def __enter__(self) -> _Indexing:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.bar.close()
+
+    def stage(self, name: str, items: Iterable[Any], total: int | None = None) -> Iterator[tuple[int, Any]]:
+        """`items`, numbered, each counted on the bar under `name`; a bar already shown names the step at once (the
+        index is built in one step, which has no count to show)."""
+        bar = self.bar
+        bar.n, bar.last_print_n = 0, 0
+        bar.total = len(items) if total is None else total
+        bar.set_description_str(f"Indexing documents ({name})", refresh=False)
+        if not bar.disable and bar._time() - bar.start_t >= bar.delay:
+            bar.refresh()
+        for i, item in enumerate(items):
+            yield i, item
+            bar.update()
 
 
 def _on_page(bar: Any, url: str) -> Callable[[int, int], None]:
