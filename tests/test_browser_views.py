@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Citation, ToolCall
+from gptoss_lab.events import Citation, Reply, ToolCall
 from gptoss_lab.tools.browser import Browser, demo_folder
 from gptoss_lab.tools.browser.demo import DEMO_QUESTION, DEMO_RECORDING
 from gptoss_lab.widgets.chat import ChatView
@@ -168,6 +169,34 @@ def test_the_saved_transcript_and_the_text_view_show_chips_cards_and_sources(rep
     assert "[browser.search: done]\n    [0] greenhouse humidity\n    **viewing lines [0 - 7] of 7**" in printed
     assert "\nSources:\n  【1†L4】 Greenhouse operating manual (manuals/greenhouse.pdf), L4:" in printed
     assert "L4:\n      Keep the humidity at 68 percent during the day and let it fall at night.\n  【1†L5】" in printed
+
+
+def test_a_page_whose_file_was_edited_since_the_browse_is_said_changed_on_its_card(tmp_path: Path) -> None:
+    """The pages are what the folder held when it was read, and nothing told the user who had edited a file since
+    that the model read the old text: the card of a call opening (or searching in) it says so, in one line."""
+    demo_folder(tmp_path)
+    browser = Browser(tmp_path)
+    said = "manuals/greenhouse.pdf was changed on disk since the folder was read: the model reads it as it was " \
+        "then; %gptoss browse again to read it anew"
+
+    def ask() -> tuple[str, Reply]:
+        out = io.StringIO()
+        session = Session(ReplayEngine(DEMO_RECORDING), namespace={}, browser=browser, tools="browser",
+                          approval="auto", view=TextView(out, colour=False))
+        reply = session.ask(DEMO_QUESTION)
+        return out.getvalue(), reply
+
+    assert "changed on disk" not in ask()[0]          # as read
+    pdf = tmp_path / "manuals" / "greenhouse.pdf"
+    os.utime(pdf, ns=(pdf.stat().st_atime_ns, pdf.stat().st_mtime_ns + 10**9))   # saved again, a second later
+    printed, reply = ask()
+    assert f"[browser.open: done · {said}]" in printed
+    assert f"[browser.find: done · {said}]" in printed
+    assert '<div class="gx-browse-note">' + said in Transcript.from_reply(reply).to_html()
+    assert "68 percent" in reply.citations[0].text       # citations quote what the model was shown
+    pdf.unlink()
+    opened = browser.run(ToolCall("browser.open", "analysis", '{"id": "manuals/greenhouse.pdf"}'))
+    assert opened.data["changed"].startswith("manuals/greenhouse.pdf is no longer on disk since the folder was read")
 
 
 def test_the_chat_view_sends_cards_and_chips(docs: Path) -> None:

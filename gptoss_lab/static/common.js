@@ -48,7 +48,7 @@ const HTML_ATTRS = new Map([["a", ["href", "aria-label", "tabindex", "role"]], [
 const PYGMENTS = /^[a-z]{1,3}[0-9]?$/;
 const CLASSES = new Map(Object.entries({
   span: ["gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines", "gx-tex"], code: ["gx-math"],
-  div: ["gx-cite-head", "gx-browse", "gx-browse-head"], details: ["gx-browse-raw"],
+  div: ["gx-cite-head", "gx-browse", "gx-browse-head", "gx-browse-note"], details: ["gx-browse-raw"],
   pre: ["gx-code", "gx-output", "gx-browse-lines"], sup: ["gx-cite", "gx-cite-missing"],
   ol: ["gx-cite-sources"], ul: ["gx-browse-results"]}).map(([tag, names]) => [tag, new Set(names)]));
 // The one value each of these may have, as in the kernel: a chip with no link is reached by Tab in the page's order

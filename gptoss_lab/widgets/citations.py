@@ -356,7 +356,15 @@ def card_html(call: ToolCall | None) -> str | None:
                 f'<span class="gx-browse-source">{_name(data["url"])}</span> · lines {data["start"]}–'
                 f'{data["end"]} of {data["total"]} · {cursor}</div>'
                 f'<pre class="gx-browse-lines">{_numbered_lines(data["lines"])}</pre>')
+    note = browse_note(call)
+    body += f'<div class="gx-browse-note">{_text(note)}</div>' if note else ""
     return sanitize(f'<div class="gx-browse">{body}</div>')
+
+
+def browse_note(call: ToolCall | None) -> str:
+    """What a browser call's card says to the user beside what the model read: that the document opened or searched
+    was changed on disk since it was read (see LocalBackend.changed), else ""."""
+    return str(call.data.get("changed") or "") if is_browser_call(call) else ""  # type: ignore[union-attr]
 
 
 def _numbered_lines(lines: Sequence[Sequence[Any]]) -> str:

@@ -66,7 +66,7 @@ _GX = {"gx-fallback", "gx-prompt", "gx-notice", "gx-info", "gx-warning", "gx-err
 # The browser's citation chips, sources list and call cards (widgets/citations.py); a chip's popup is the
 # text of its data-cite attribute, drawn by CSS.
 _BROWSE = {"sup": {"gx-cite", "gx-cite-missing"}, "ol": {"gx-cite-sources"}, "ul": {"gx-browse-results"},
-           "div": {"gx-cite-head", "gx-browse", "gx-browse-head"}, "pre": {"gx-browse-lines"},
+           "div": {"gx-cite-head", "gx-browse", "gx-browse-head", "gx-browse-note"}, "pre": {"gx-browse-lines"},
            "span": {"gx-browse-source", "gx-browse-snippet", "gx-browse-n", "gx-cite-lines", "gx-cite-pop"},
            "details": {"gx-browse-raw"}}
 # Classes nbconvert's pages give meaning to, which its `sanitize_html` keeps where it drops our style (transcript.py):

@@ -16,7 +16,7 @@ from typing import TextIO
 from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, ParseError, ToolCall, ToolEnd, \
     ToolUpdate, TurnEnd, TurnStart
 from ..harmony import clean
-from .citations import sources_text
+from .citations import browse_note, sources_text
 from .sanitize import reveal_hidden, shown_output, visible, visible_line
 from .transcript import LABEL, STATUS_LABEL, Transcript, hang, tool_name
 
@@ -132,6 +132,7 @@ class TextView:
     def _status(self, call: ToolCall) -> str:
         label = STATUS_LABEL.get(call.status, call.status)
         doing = f" · {visible_line(call.progress)}" if call.status == "running" and call.progress else ""
+        doing += f" · {visible_line(note)}" if (note := browse_note(call)) else ""
         return f"[{visible(tool_name(call.recipient))}: {self._paint(label, _STATUS_STYLE.get(call.status))}{doing}]"
 
     def approve(self, call: ToolCall) -> Approval | None:

@@ -37,6 +37,11 @@ class Backend(ABC):
     def fetch(self, url: str) -> Page:
         """The page at `url` (raise BackendError when it cannot be had)."""
 
+    def changed(self, url: str) -> str | None:
+        """One line for the user when the page at `url` is no longer as the backend read it (a file edited since the
+        folder was read), else None; the model still reads it as it was, so that its citations match."""
+        return None
+
     def describe(self) -> str:
         """One line for the user: what this backend reads."""
         return type(self).__name__

@@ -84,7 +84,8 @@ class LocalBackend(Backend):
     def __init__(self, pages: Iterable[Page], *, files: Mapping[str, Path] | None = None,
                  roots: Iterable[str] = (), skipped: Iterable[tuple[str, str]] = (),
                  kinds: Iterable[str] = (), left_out: str | None = None, linked: Iterable[str] = (),
-                 others: Mapping[str, int] | None = None, progress: bool | None = None) -> None:
+                 others: Mapping[str, int] | None = None, progress: bool | None = None,
+                 stats: Mapping[str, os.stat_result] | None = None) -> None:
         self.pages: list[Page] = list(pages)
         self.files = dict(files or {})                    # url -> the file it was read from
         self.roots = list(roots)
@@ -93,6 +94,8 @@ class LocalBackend(Backend):
         self.linked = list(linked)                        # urls of hard links to a file also elsewhere on disk
         self.kinds = Counter(kinds)
         self.others = Counter(others or {})               # suffix -> files of no kind the browser reads, passed over
+        # url -> the file's modification time and size when it was read (see `changed`)
+        self._read_as = {url: (found.st_mtime_ns, found.st_size) for url, found in (stats or {}).items()}
         with _Indexing(progress is not False) as indexing:
             _distinct_titles(self.pages)
             self._name(indexing)
@@ -170,7 +173,7 @@ class LocalBackend(Backend):
         for page in pages:
             page.urls = {i: names.get(unquote(link), link) for i, link in page.urls.items()}
         return cls(pages, files=paths, roots=roots, skipped=skipped, kinds=kinds, left_out=stopped,
-                   linked=_hard_linked(stats), others=others, progress=progress)
+                   linked=_hard_linked(stats), others=others, progress=progress, stats=stats)
 
     @classmethod
     def from_texts(cls, texts: Mapping[str | os.PathLike[str], str | bytes]) -> LocalBackend:
@@ -263,6 +266,24 @@ class LocalBackend(Backend):
             which = "the one document" if len(self.pages) == 1 else f"one of the {len(self.pages)} documents"
             raise BackendError(f"not {which} (open a search result by its id, or a document by its path)")
         return self.pages[i]
+
+    def changed(self, url: str) -> str | None:
+        """Said when the file of the document `url` was edited or removed since it was read: the model reads the text
+        it was indexed with (what a search finds, what citations quote), and the user, who edited it, thought it read
+        the new one."""
+        file, was = self.files.get(url), self._read_as.get(url)
+        if file is None or was is None:
+            return None
+        try:
+            now = os.stat(file)
+        except OSError:
+            happened = "is no longer on disk"
+        else:
+            if (now.st_mtime_ns, now.st_size) == was:
+                return None
+            happened = "was changed on disk"
+        return f"{_written_out(url)} {happened} since the folder was read: the model reads it as it was then; " \
+            "%gptoss browse again to read it anew"
 
     def _skipped_why(self, name: str) -> str | None:
         """Why the file the folder holds at `name` was not read (a link loop, unreadable), None for no such file: it

@@ -280,6 +280,7 @@ class Browser(Tool):
             # no document ("Error fetching URL `view-source:owls.html`")
             match = not direct and id >= 0 and current.kind == "find" and current.origin is not None
             page = current.origin if match else self._fetch(url, direct)
+        document = page   # its source shown, what changed is still the document's file
         if view_source:
             page = self._source(page)
             snippet = None
@@ -289,7 +290,8 @@ class Browser(Tool):
             loc = int(line) if isinstance(line, Integral) and 0 <= line < len(page.lines) else 0
             if loc > 4:
                 loc -= 4
-        return self._show(loc, num_lines)
+        text, data = self._show(loc, num_lines)
+        return text, self._noted(data, document)
 
     def _source(self, page: Page) -> Page:
         """The page `view_source` shows of `page` (made once: opened again, the same page and its lines); a source
@@ -319,7 +321,14 @@ class Browser(Tool):
         data["pattern"] = str(pattern)
         data["matches"] = [{"id": int(i), "line": e.line_idx, "text": e.text} for i, e in (found.snippets or {}).items()]
         data["url"], data["title"] = self._address(page), page.title
-        return text, data
+        return text, self._noted(data, page)
+
+    def _noted(self, data: dict[str, Any], page: Page) -> dict[str, Any]:
+        """`data` (what the call's card shows), with the line that tells the user when `page`'s file changed since the
+        backend read it ("changed"): the model is shown the page as it was read, and its citations quote that."""
+        if note := self.backend.changed(page.url):
+            data["changed"] = note
+        return data
 
     def _searchable(self, cursor: int) -> Page:
         """The page at `cursor`, which `find` can search (a document, not a results page)."""
