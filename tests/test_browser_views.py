@@ -186,7 +186,7 @@ def test_a_page_whose_file_was_edited_since_the_browse_is_said_changed_on_its_ca
         reply = session.ask(DEMO_QUESTION)
         return out.getvalue(), reply
 
-    assert "changed on disk" not in ask()[0]          # as read
+    assert "changed on disk" not in ask()[0] + browser.describe()         # as read
     pdf = tmp_path / "manuals" / "greenhouse.pdf"
     os.utime(pdf, ns=(pdf.stat().st_atime_ns, pdf.stat().st_mtime_ns + 10**9))   # saved again, a second later
     printed, reply = ask()
@@ -194,6 +194,8 @@ def test_a_page_whose_file_was_edited_since_the_browse_is_said_changed_on_its_ca
     assert f"[browser.find: done · {said}]" in printed
     assert '<div class="gx-browse-note">' + said in Transcript.from_reply(reply).to_html()
     assert "68 percent" in reply.citations[0].text       # citations quote what the model was shown
+    assert "; 1 changed on disk since read (manuals/greenhouse.pdf): %gptoss browse again to read them anew" in \
+        browser.describe()                               # what %gptoss status says of the browser
     pdf.unlink()
     opened = browser.run(ToolCall("browser.open", "analysis", '{"id": "manuals/greenhouse.pdf"}'))
     assert opened.data["changed"].startswith("manuals/greenhouse.pdf is no longer on disk since the folder was read")

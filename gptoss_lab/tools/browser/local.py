@@ -271,19 +271,20 @@ class LocalBackend(Backend):
         """Said when the file of the document `url` was edited or removed since it was read: the model reads the text
         it was indexed with (what a search finds, what citations quote), and the user, who edited it, thought it read
         the new one."""
+        happened = self._happened(url)
+        return None if happened is None else f"{_written_out(url)} {happened} since the folder was read: the model " \
+            "reads it as it was then; %gptoss browse again to read it anew"
+
+    def _happened(self, url: str) -> str | None:
+        """What became of the file of the document `url` since it was read, None if nothing (or it is no file)."""
         file, was = self.files.get(url), self._read_as.get(url)
         if file is None or was is None:
             return None
         try:
             now = os.stat(file)
         except OSError:
-            happened = "is no longer on disk"
-        else:
-            if (now.st_mtime_ns, now.st_size) == was:
-                return None
-            happened = "was changed on disk"
-        return f"{_written_out(url)} {happened} since the folder was read: the model reads it as it was then; " \
-            "%gptoss browse again to read it anew"
+            return "is no longer on disk"
+        return None if (now.st_mtime_ns, now.st_size) == was else "was changed on disk"
 
     def _skipped_why(self, name: str) -> str | None:
         """Why the file the folder holds at `name` was not read (a link loop, unreadable), None for no such file: it
@@ -321,6 +322,9 @@ class LocalBackend(Backend):
                 f"{_written_out(why)}" + (", ..." if len(self.skipped) > 1 else "") + ")"
         if self.left_out:
             text += f"; left out the rest: {self.left_out}"
+        if changed := [url for url in self._read_as if self._happened(url)]:   # `%gptoss status` says it too
+            text += f"; {len(changed)} changed on disk since read ({_written_out(changed[0])}" + \
+                (", ..." if len(changed) > 1 else "") + "): %gptoss browse again to read them anew"
         return text + _passed_over(self.others)   # a folder of Word files and one .txt read as "1 document", unsaid
 
     def where(self) -> str:
