@@ -121,6 +121,21 @@ def test_indexing_for_longer_than_a_second_shows_a_bar_naming_its_steps(
     assert capsys.readouterr().out == ""       # none when asked for none
 
 
+def test_a_small_folder_shows_no_indexing_bar_in_a_fresh_kernel(tmp_path: Path) -> None:
+    """bm25s and scipy are imported at the first browse of a kernel (0.3 s, a second on a busy machine): imported
+    under the indexing bar, they counted towards its delay, and a small folder's bar could show."""
+    import subprocess
+    import sys
+
+    _tree(tmp_path)
+    script = ("from gptoss_lab.tools.browser import Browser, local\n"
+              "local.INDEX_PROGRESS_AFTER = 0.1   # far less than the imports take, far more than 4 files' index\n"
+              f"print(len(Browser({str(tmp_path)!r}).backend.pages))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(local.__file__).parents[3])})
+    assert done.stdout == "4\n", done.stdout + done.stderr
+
+
 def test_the_steps_up_to_the_parse_keep_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(extract, "MAX_HTML_SECONDS", 0.05, raising=False)
     html = "<p>" + "🦉🐭 " * 4_000_000 + "</p>"       # 36 MB of UTF-8 (a file may be 50 MB)

@@ -96,6 +96,12 @@ class LocalBackend(Backend):
         self.others = Counter(others or {})               # suffix -> files of no kind the browser reads, passed over
         # url -> the file's modification time and size when it was read (see `changed`)
         self._read_as = {url: (found.st_mtime_ns, found.st_size) for url, found in (stats or {}).items()}
+        import Stemmer
+
+        from .bm25 import FastTokenizer   # (bm25s and scipy imported before the bar's second starts: a second on a
+                                          # busy machine, which showed a small folder's bar)
+        self._tokenizer = FastTokenizer(splitter=_WORDS.findall, stemmer=Stemmer.Stemmer("english").stemWord,
+                                        stopwords="en")
         with _Indexing(progress is not False) as indexing:
             _distinct_titles(self.pages)
             self._name(indexing)
@@ -197,10 +203,9 @@ class LocalBackend(Backend):
         own bars are not shown: its tokenizing bar showed for 20,000 passages and more, none of the rest). Passages overlap by half: each half (and each title) is tokenized once and a
         passage's words are its title's and its two halves' (each line was tokenized twice, each title once per
         passage: indexing /usr/share/doc's 1,037 documents took 8.5 s of CPU, now 7)."""
-        import Stemmer
         from bm25s.tokenization import Tokenized
 
-        from .bm25 import FastBM25, FastTokenizer
+        from .bm25 import FastBM25
 
         half = PASSAGE_LINES // 2
         self._passages: list[_Passage] = []
@@ -221,8 +226,6 @@ class LocalBackend(Backend):
                     self._passages.append(_Passage(d, start))
                     made.append((title, halves[start], halves[start + half]))
         self._passage_docs = np.array([passage.doc for passage in self._passages], dtype=np.int64)
-        self._tokenizer = FastTokenizer(splitter=_WORDS.findall, stemmer=Stemmer.Stemmer("english").stemWord,
-                                        stopwords="en")
         self._retriever = None
         if made:
             ids = [found for _, found in indexing.stage("words", self._tokenizer.tokenize(texts, return_as="stream"),
