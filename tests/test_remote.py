@@ -867,6 +867,18 @@ def test_the_api_key_and_a_url_password_never_appear_in_errors(raw):
     assert sent[0] == f"Bearer {KEY}" and sent[-1] == "Basic Ym9iOnNrLVNFQ1JFVC0xMjM0"  # bob:sk-SECRET-1234
 
 
+@pytest.mark.parametrize("key", ["ab", "pass"])
+def test_a_short_key_is_hidden_where_a_server_quotes_it_not_in_the_words_around_it(key):
+    """A key of four to seven letters ("pass") was written `***` wherever its letters stood in a server's error
+    ("a ***word for this com***"), and one under four letters ("ab") was quoted as it was. A short key is hidden
+    where it stands alone, as the web backends hide one; a long one still wherever it appears."""
+    body = json.dumps({"error": {"message": f"key {key} refused: a password for this compass lab"}}).encode()
+    with FakeServer(raw=lambda n: [_status(401, b"Unauthorized", body)]) as server:
+        with pytest.raises(RemoteError) as caught:
+            _stream(server.url, api_key=key, retries=0)
+    assert "HTTP 401: key *** refused: a password for this compass lab" in str(caught.value), str(caught.value)
+
+
 def test_an_api_key_a_header_cannot_carry_is_refused_without_showing_it():
     with FakeServer(_split(ANSWER), api_key=KEY) as server:
         assert RemoteEngine(server.url, api_key=f" {KEY}\n").model == "gpt-oss-test"  # as read from a file

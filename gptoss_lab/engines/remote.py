@@ -44,7 +44,7 @@ from httpx_sse import EventSource, SSEError
 
 from .. import harmony
 from ..guides import guide
-from ..widgets.sanitize import KEYLIKE, visible
+from ..widgets.sanitize import KEYLIKE, Secrets, visible
 from .base import EngineError, Sampling
 
 _SNIFF = 256  # characters of output without any Harmony marker before we call the server a stripper
@@ -440,10 +440,9 @@ class RemoteEngine:
         # user:password@ as its Authorization header carries it, which a server or proxy may quote back
         basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
         token = None if parsed.password else parsed.username  # `http://TOKEN@host`: the user name is the secret
-        # a key or password shorter than this would blank out ordinary words of a message if hidden in it
-        secrets = [s for s in (api_key, parsed.password, token, basic) if s and len(s) >= 4]
-        self._secrets = _Hidden(_written_forms(secrets))
-        self._quoted = _Hidden(s for s in secrets if len(s) >= _QUOTED)  # hidden in the model's text too
+        secrets = [s for s in (api_key, parsed.password, token, basic) if s]
+        self._secrets = Secrets(secrets)   # hidden where a message quotes it (a short one only where it stands alone)
+        self._quoted = Secrets(s for s in secrets if len(s) >= _QUOTED)  # hidden in the model's text too
         # what a 401 or 403 refused: a key given is to be checked, not passed again
         self._credential = "the API key given" if api_key else "the URL's user:password" if parsed.userinfo else None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -503,7 +502,7 @@ class RemoteEngine:
     def _quote(self, text: str, limit: int | None = 200) -> str:
         """What a server sent, to quote in a message: the key and password hidden, then cut to `limit` characters
         (in that order, so no cut leaves part of a key)."""
-        return _blanked(text, self._secrets)[:limit]
+        return self._secrets.hide(text)[:limit]
 
     def _get(self, path: str) -> httpx.Response:
         """GET `path` with retries on connection errors, at most `_MAX_BODY` bytes of its body read."""
@@ -893,8 +892,8 @@ class RemoteEngine:
         held = ""
         try:
             for text, finish, stop_reason in chunks:
-                text = _blanked(held + text, self._quoted)
-                cut = len(text) - (0 if finish else _secret_start(text, self._quoted))
+                text = self._quoted.hide(held + text)
+                cut = len(text) - (0 if finish else _secret_start(text, self._quoted.forms))
                 text, held = text[:cut], text[cut:]
                 yield text, finish, stop_reason
         except (RemoteError, KeyboardInterrupt):  # what arrived before a failure or Ctrl-C still goes out
@@ -1029,32 +1028,10 @@ def _listed(names: list[str], shown: int = 10) -> str:
     return ", ".join(name[:80] for name in names[:shown]) + more
 
 
-def _blanked(text: str, secrets: Sequence[str]) -> str:
-    """`text` with each of `secrets` written `***`."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-def _written_forms(secrets: Iterable[str]) -> list[str]:
-    """Each secret as it is and as JSON writes it in a string (a server quoting it back in a JSON body escapes `"`,
-    `\\` and non-ASCII characters), longest first, so hiding one form leaves no part of a longer one."""
-    forms = {form for secret in secrets
-             for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])}
-    return sorted(forms, key=len, reverse=True)
-
-
 def _secret_start(text: str, secrets: Sequence[str]) -> int:
     """How many characters at the end of `text` could begin one of `secrets` (the next text tells)."""
     return max((n for secret in secrets for n in range(1, min(len(secret), len(text) + 1))
                 if text.endswith(secret[:n])), default=0)
-
-
-class _Hidden(tuple):
-    """Secrets (an API key, a URL's password) that a repr of the engine does not show."""
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} hidden>"
 
 
 def _one_line(err: Exception) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -829,6 +830,41 @@ def variable_named(var: str) -> str:
     if _VARIABLE.fullmatch(var) or (_NAME.fullmatch(var) and not KEYLIKE.fullmatch(var)):
         return var
     return "given (its name is not shown: it looks like a key, not a variable's name such as OPENAI_API_KEY)"
+
+
+SHORT_SECRET = 8   # a key or password shorter than this is hidden only where it stands alone (`_secret_pattern`)
+
+
+class Secrets:
+    """Keys and passwords (an API key, a URL's password, its Basic login) to write `***` in what a user or the model
+    is shown; a repr says only how many (an engine's or a service's repr, an error's locals)."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        # each as a server may quote it back: as sent, or as JSON writes it in a string (escaping `"`, `\` and
+        # non-ASCII letters, or not), longest first, so hiding one form leaves no part of a longer one
+        forms = {form for secret in secrets if secret
+                 for form in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])}
+        self.forms = tuple(sorted(forms, key=len, reverse=True))
+        self._pattern = re.compile("|".join(map(_secret_pattern, self.forms))) if self.forms else None
+
+    def __bool__(self) -> bool:
+        return bool(self.forms)
+
+    def __repr__(self) -> str:
+        return f"<{len(self.forms)} hidden>"
+
+    def hide(self, text: str) -> str:
+        """`text` with every secret in it written `***`."""
+        return self._pattern.sub("***", text) if self._pattern else text
+
+
+def _secret_pattern(secret: str) -> str:
+    """Where `secret` is hidden: a long one wherever it appears (a quote may run into other letters, as `%3D` of a
+    URL-encoded address does); a short one only as a word of its own, not as letters of other words: a key "ab"
+    wrote every "lab" of a page as "l***", a password "pass" a server's "password" as "***word"."""
+    if len(secret) >= SHORT_SECRET:
+        return re.escape(secret)
+    return rf"(?:(?<![^\W_])|(?<=%[0-9A-Fa-f]{{2}})){re.escape(secret)}(?![^\W_])"
 
 
 def visible(text: str) -> str:

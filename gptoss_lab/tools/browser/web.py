@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ...widgets.sanitize import variable_named
+from ...widgets.sanitize import Secrets, variable_named
 from ..base import call_limit, report
 from .backends import Backend, BackendError, one_line
 from .extract import ExtractError, document_page, html_page
@@ -108,10 +108,7 @@ class HttpService:
         self.headers = {"user-agent": USER_AGENT, **(headers or {})}
         address = httpx.URL(self.base_url)   # a password in it logs in (Basic): as secret as the key
         login = base64.b64encode(f"{address.username}:{address.password}".encode()).decode() if address.password else ""
-        # each secret as a service may quote it back (as sent, or as JSON writes it), longest first: never said (`_hide`)
-        secrets = sorted({form for secret in (key, address.password, login) if secret
-                          for form in (secret, json.dumps(secret)[1:-1])}, key=len, reverse=True)
-        self._secrets = re.compile("|".join(map(_secret_pattern, secrets))) if secrets else None
+        self._secrets = Secrets((key, address.password, login))   # never said (`_hide`)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The service's JSON answer, read whole within the request's time (see `_Limit`) and at most MAX_PAGE_BYTES
@@ -175,7 +172,7 @@ class HttpService:
     def _hide(self, text: str) -> str:
         """`text` with the API key (or the address's password) written `***` wherever the service quoted it back (an
         error's text, a redirect's address): what it says reaches the model and the saved notebook."""
-        return self._secrets.sub("***", text) if self._secrets else text
+        return self._secrets.hide(text)
 
     def _hidden(self, value: Any) -> Any:
         """A JSON answer with every string in it hidden (`_hide`): a result's title, snippet or address (only strings
@@ -187,18 +184,6 @@ class HttpService:
         if isinstance(value, list):
             return [self._hidden(item) for item in value]
         return {self._hide(name): self._hidden(item) for name, item in value.items()}
-
-
-SHORT_SECRET = 8   # a key or password shorter than this is hidden only where it stands alone (`_secret_pattern`)
-
-
-def _secret_pattern(secret: str) -> str:
-    """Where `secret` is hidden: a long one wherever it appears (a quote may run into other letters, as `%3D` of a
-    URL-encoded address does); a short one only as a word of its own, not as letters of a page's words: a key "ab"
-    wrote every "lab" of the results as "l***"."""
-    if len(secret) >= SHORT_SECRET:
-        return re.escape(secret)
-    return rf"(?:(?<![^\W_])|(?<=%[0-9A-Fa-f]{{2}})){re.escape(secret)}(?![^\W_])"
 
 
 def _retry_after(header: str | None, attempt: int) -> float:
