@@ -658,7 +658,8 @@ def test_a_port_typed_without_its_host_is_refused_with_the_url_to_write(typed):
 @pytest.mark.parametrize("body, first", [
     (_event("<|channel|>final<|message|>42", "stop").decode().encode("utf-16-le"), "d\\x00a\\x00t\\x00a\\x00:"),
     (b'data: {"choices": [{"text": "42", "finish_reason": "stop"}]}', 'data: {"choices": [{"text": "42", "f'),
-], ids=["utf-16", "no-blank-line"])
+    (b'data: {"choices": [{"text": "4"}]}\ndata: {"choices": [{"text": "2"}]}', 'data: {"choices": [{"text": "4"}]}'),
+], ids=["utf-16", "no-blank-line", "no-blank-lines"])
 def test_a_body_of_no_server_sent_event_is_quoted_not_said_to_have_closed(body, first):
     """A stream in UTF-16, or of `data:` lines never ended by a blank line, said "closed the stream mid-answer (it
     never said it was done)", as if the server had dropped the connection."""
@@ -667,6 +668,18 @@ def test_a_body_of_no_server_sent_event_is_quoted_not_said_to_have_closed(body, 
     assert reply.errors[0].startswith(f"The turn failed: the server at {server.url} sent no server-sent event "
                                       f"(`data: ` lines, then a blank one; in UTF-8): '{first}")
     assert reply.errors[0].endswith(f"'; is it an OpenAI-compatible server? see {guide('remote.md')}")
+
+
+def test_an_answer_cut_inside_its_first_event_is_said_to_be_cut():
+    """A body that ended inside its first event (`Content-Length: 20` in front of a whole event) was said to be
+    "no server-sent event (`data: ` lines, then a blank one ...)", as if the server spoke another format."""
+    cut = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+           + _event("<|channel|>final<|message|>42", "stop"))
+    with FakeServer(raw=lambda n: [cut]) as server:
+        with pytest.raises(RemoteError) as caught:
+            list(RemoteEngine(server.url, retries=0, timeout=10).stream(PROMPT, stop=harmony.STOP_TOKENS))
+    assert str(caught.value) == (f"the server at {server.url} cut its answer short, inside its first event: "
+                                 """'data: {"choices": [{'""")
 
 
 def _whole(body: bytes) -> list[bytes]:

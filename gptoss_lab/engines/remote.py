@@ -786,6 +786,9 @@ class RemoteEngine:
                     said = f"{_named(response.status_code)}, {said}"
                 raise RemoteError(f"the server at {self.url} did not answer with an event stream ({said})") from None
             sent = [line for line in reads.head.splitlines() if line.strip() and not line.startswith(":")]
+            if not heard and sent and len(reads.head) < _PAGE and _cut_json(sent):  # the body ended inside it
+                raise RemoteError(f"the server at {self.url} cut its answer short, inside its first event: "
+                                  f"{self._quote(sent[-1], 120)!r}")
             if not heard and sent:  # text, but no event (a page, lines never ended by a blank one)
                 raise self._passed_over(sent[0], reads)
         raise RemoteError(f"the server at {self.url} closed the stream mid-answer (it never said it was done)")
@@ -1020,6 +1023,21 @@ def _paired(text: str, *, ended: bool) -> tuple[str, str]:
     in an event of its own), and, unless the stream `ended`, a first half that ends it, held for the next chunk."""
     cut = len(text) - (not ended and "\ud800" <= text[-1:] <= "\udbff")
     return text[:cut].encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass"), text[cut:]
+
+
+def _cut_json(lines: list[str]) -> bool:
+    """Whether the data of `lines`, an event no blank line ended, is JSON cut short (`data: {"choices": [{`): a body
+    that ended inside its event, not lines of whole JSON that a server never ended with a blank line."""
+    data = [line[len("data:"):].removeprefix(" ") for line in lines if line.startswith("data:")]
+    if not data or not data[0].lstrip().startswith(("{", "[")):
+        return False
+    for text in ("\n".join(data), data[-1]):   # one value over its lines, or each line one (a blank line missing)
+        try:
+            _loads(text)
+        except ValueError:
+            continue
+        return False
+    return True
 
 
 def _listed(names: list[str], shown: int = 10) -> str:
