@@ -780,9 +780,15 @@ def test_a_flood_of_keep_alive_comments_is_silence_not_an_unended_event():
     assert reply.errors == [f"The turn failed: the server at {server.url} sent nothing for 2 s (timeout=...)"]
 
 
-def test_a_body_shorter_than_its_content_length_is_said_to_be_cut_not_unreachable():
+def test_a_body_shorter_than_its_content_length_is_said_to_be_cut_not_unreachable(monkeypatch, capsys):
     """A server whose answer stopped short of its Content-Length (a lying header, a crash mid-body) was said to be out of
-    reach: "cannot reach the gpt-oss server ... is it running?", of a server that had just answered."""
+    reach: "cannot reach the gpt-oss server ... is it running?", of a server that had just answered; while it was
+    retried, the progress bar said "Cannot reach URL yet"."""
+    from gptoss_lab.engines import remote
+
+    monkeypatch.setattr(remote, "_SHOWN_AFTER", 0)   # the bar at once, and a short wait before the retry
+    monkeypatch.setattr(remote, "_MAX_WAIT", 0.1)
+
     def short(handler):
         handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"data\": [")
         handler.wfile.flush()
@@ -796,3 +802,6 @@ def test_a_body_shorter_than_its_content_length_is_said_to_be_cut_not_unreachabl
                                  "(RemoteProtocolError: peer closed connection without sending complete message body "
                                  "(received 10 bytes, expected 500)); is it running, and is it the inference server's "
                                  "address? (tried 2 times)")
+    shown = capsys.readouterr().out
+    assert (f"The server at {server.url} dropped the connection before a whole answer (RemoteProtocolError), asking "
+            "again: 1 of 2 tries failed") in shown, shown

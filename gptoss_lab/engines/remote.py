@@ -575,7 +575,11 @@ class RemoteEngine:
                     raise RemoteError(f"the server at {self.url} dropped the connection before a whole answer "
                                       f"({type(err).__name__}: {err}); is it running, and is it the inference "
                                       f"server's address? {tried}") from None
-                bar.set_description_str(f"Cannot reach {self.url} yet ({type(err).__name__})", refresh=False)
+                # what is retried, as the line after the last try says it
+                bar.set_description_str(f"Cannot reach {self.url} yet ({type(err).__name__})"
+                                        if isinstance(err, httpx.ConnectError) else
+                                        f"The server at {self.url} dropped the connection before a whole answer "
+                                        f"({type(err).__name__}), asking again", refresh=False)
                 bar.update()
                 aborted.wait(pause)
                 waited += pause
