@@ -416,9 +416,10 @@ def test_auth_failure_says_what_to_pass():
     with FakeServer(api_key="right") as server:
         with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); pass api_key="):
             RemoteEngine(server.url)
-        with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); the API key given was refused: check "
-                                              r"it \(is it this server's\?\)$"):
-            RemoteEngine(server.url, api_key="wrong")
+        for key in ("wrong", "was"):   # a key too short to be hidden in the lab's own words ("was" read "***")
+            with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); the API key given was refused: "
+                                                  r"check it \(is it this server's\?\)$"):
+                RemoteEngine(server.url, api_key=key)
         with pytest.raises(RemoteError, match=r"HTTP 401: Invalid API Key\); the URL's user:password was refused: "
                                               r"check it \(is it this server's\?\)$"):
             RemoteEngine(server.url.replace("http://", "http://bob:wrong-pw@"))
@@ -867,11 +868,11 @@ def test_the_api_key_and_a_url_password_never_appear_in_errors(raw):
     assert sent[0] == f"Bearer {KEY}" and sent[-1] == "Basic Ym9iOnNrLVNFQ1JFVC0xMjM0"  # bob:sk-SECRET-1234
 
 
-@pytest.mark.parametrize("key", ["ab", "pass"])
-def test_a_short_key_is_hidden_where_a_server_quotes_it_not_in_the_words_around_it(key):
+def test_a_short_key_is_hidden_where_a_server_quotes_it_not_in_the_words_around_it():
     """A key of four to seven letters ("pass") was written `***` wherever its letters stood in a server's error
-    ("a ***word for this com***"), and one under four letters ("ab") was quoted as it was. A short key is hidden
-    where it stands alone, as the web backends hide one; a long one still wherever it appears."""
+    ("a ***word for this com***"). A short key is hidden where it stands alone, as the web backends hide one; a long
+    one still wherever it appears."""
+    key = "pass"
     body = json.dumps({"error": {"message": f"key {key} refused: a password for this compass lab"}}).encode()
     with FakeServer(raw=lambda n: [_status(401, b"Unauthorized", body)]) as server:
         with pytest.raises(RemoteError) as caught:

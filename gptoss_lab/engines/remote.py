@@ -440,8 +440,9 @@ class RemoteEngine:
         # user:password@ as its Authorization header carries it, which a server or proxy may quote back
         basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
         token = None if parsed.password else parsed.username  # `http://TOKEN@host`: the user name is the secret
-        secrets = [s for s in (api_key, parsed.password, token, basic) if s]
-        self._secrets = Secrets(secrets)   # hidden where a message quotes it (a short one only where it stands alone)
+        # hidden in a whole message, the lab's words too: one under 4 characters ("was") would blank them
+        secrets = [s for s in (api_key, parsed.password, token, basic) if s and len(s) >= 4]
+        self._secrets = Secrets(secrets)   # a short one only where it stands alone (not "***word" of "password")
         self._quoted = Secrets(s for s in secrets if len(s) >= _QUOTED)  # hidden in the model's text too
         # what a 401 or 403 refused: a key given is to be checked, not passed again
         self._credential = "the API key given" if api_key else "the URL's user:password" if parsed.userinfo else None
