@@ -943,6 +943,7 @@ class GptossMagics(Magics):
 
         from .widgets.transcript import Transcript
 
+        session.check_conversation()   # as the turn left it: a thread the model's code left running rewrote it since
         for reply in session.replies:
             display(Transcript.from_reply(reply))
 

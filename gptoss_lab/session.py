@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import inspect
+import operator
 import re
 import signal
 import sys
@@ -80,6 +81,10 @@ def _not_from_model_code(what: str) -> None:
 
 # each session's seal (`Session._sealed`), out of the session's dict, which the python tool's code can write
 _SEALS: weakref.WeakKeyDictionary[Session, _SessionState] = weakref.WeakKeyDictionary()
+_KEPT: weakref.WeakKeyDictionary[Session, _Conversation] = weakref.WeakKeyDictionary()  # each session's conversation
+_LISTS = ("history", "replies", "_turns")  # the conversation's lists, as a session holds them
+_PUT_BACK = ("Code the python tool left running changed the conversation (the session's history, replies or turns); "
+             "it was put back: a tool cannot change the session whose turn called it.")
 
 
 class Session:
@@ -89,6 +94,8 @@ class Session:
     given as keyword arguments, read as attributes (`session.effort`) and changed with `configure`
     (or as attributes: `session.effort = "high"` is `configure(effort="high")`).
     `browser` is the browser tool the `browser` tool name refers to (see `gptoss_lab.tools.browser`).
+    `history` and `replies` are the conversation: change it by setting them (`s.history = ...`) or with `reset`,
+    `rewind` and `regenerate`; a change made in place between turns is put back (`check_conversation`).
     """
 
     def __init__(self, engine: Engine, *, namespace: dict[str, Any] | None = None, view: View | None = None,
@@ -132,6 +139,8 @@ class Session:
             super().__setattr__(name, value)
             if name in ("settings", "_allowed", "view") and "_allowed" in self.__dict__:
                 self._seal()
+            if name in _LISTS and "_turns" in self.__dict__:  # the user's own edit (`s.history = ...`, `+= [...]`)
+                self._keep_conversation()
 
     def _seal(self) -> None:
         """Keep what approval rests on (the settings, what was always allowed) as the user and the session left it,
@@ -149,6 +158,39 @@ class Session:
         if self not in _SEALS:
             self._seal()
         return _SEALS[self]
+
+    @property
+    def _conversation(self) -> _Conversation:
+        """The conversation as the user and the session's own turns left it (`_Conversation`), kept out of its dict
+        as the settings' seal is."""
+        if self not in _KEPT:
+            self._keep_conversation()
+        return _KEPT[self]
+
+    def _keep_conversation(self, name: str | None = None, items: tuple[Any, ...] = ()) -> None:
+        """Seal the conversation as it is now (the user's change: `reset`, `s.history = ...`) or, given one of its
+        lists, as it was sealed with that list holding `items` (the session's own change: what else changed stays to be
+        put back). Refused to the python tool's code: it would seal the conversation it rewrote."""
+        if from_model_code():
+            raise TurnError("the python tool's code cannot seal a session's conversation: it is the user's")
+        _KEPT[self] = _Conversation.of(self) if name is None else self._conversation.with_items(name, items)
+
+    def _add(self, name: str, *items: Any) -> None:
+        """Add `items` to the conversation's list `name` (`_LISTS`), and to its seal: a change of the session's own."""
+        vars(self)[name].extend(items)
+        self._keep_conversation(name, self._conversation.items(name) + items)
+
+    def _cut(self, name: str, start: int) -> None:
+        """Drop the items of the conversation's list `name` from `start` on, and its seal's: a change of its own."""
+        del vars(self)[name][start:]
+        self._keep_conversation(name, self._conversation.items(name)[:start])
+
+    def check_conversation(self) -> None:
+        """Put back what changed in the conversation since its last turn ended (or the user last changed it), saying so
+        in a line: a thread the python tool's code left running rewrites it until its call's timeout, after the turn.
+        `rewind`, `regenerate`, `export` and `%gptoss history` read it so; `ask` says it in its turn."""
+        if self._conversation.put_back():
+            print(f"gptoss_lab: {_PUT_BACK}", file=sys.stderr)
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
@@ -241,6 +283,7 @@ class Session:
         self.history.clear()
         self.replies.clear()
         self._turns.clear()
+        self._keep_conversation()
         self._allowed.clear()
         self._seal()
         if self.browser is not None:
@@ -250,12 +293,16 @@ class Session:
     def rewind(self) -> str:
         """Drop the last turn (its question, answer and tool calls) and return its prompt, e.g. to
         ask it again for a new sample. Side effects of its tool calls are not undone."""
+        self.check_conversation()
         if not self._turns:
             raise TurnError("there is no turn to take back")
-        start, _, pages, _ = self._turns.pop()
-        del self.history[start:]
+        start, _, pages, _ = self._turns[-1]
+        prompt = self.replies[-1].prompt
+        self._cut("_turns", len(self._turns) - 1)
+        self._cut("history", start)
+        self._cut("replies", len(self.replies) - 1)
         self._browser_back(pages)
-        return self.replies.pop().prompt
+        return prompt
 
     def _browser_state(self) -> tuple[Tool | None, Any]:
         return self.browser, self.browser.snapshot() if self.browser is not None else None
@@ -280,6 +327,7 @@ class Session:
         The turn is held from the take-back to the new answer, so another thread's `ask` cannot come between.
         When the session's approval policy was made stricter since the question was asked, the stricter one holds:
         after `configure(approval="never")` a question once asked with `approval="auto"` runs no code when regenerated."""
+        self.check_conversation()
         if not self._turns:
             raise TurnError("there is no answer to regenerate yet")
         turn = self._turns[-1]
@@ -309,9 +357,9 @@ class Session:
     def _put_back(self, turn: tuple[int, dict[str, Any], tuple[Tool | None, Any], str],
                   kept: tuple[list[Message], Reply, tuple[Tool | None, Any]]) -> None:
         """The turn `regenerate` took back, as the conversation's last again."""
-        self.history += kept[0]
-        self.replies.append(kept[1])
-        self._turns.append(turn)
+        self._add("history", *kept[0])
+        self._add("replies", kept[1])
+        self._add("_turns", turn)
         self._browser_back(kept[2])
 
     def prefix(self, *, response_format: Any = None, **overrides: Any) -> list[Message]:
@@ -326,6 +374,7 @@ class Session:
 
     def prompt_ids(self, **overrides: Any) -> list[int]:
         """The whole conversation as the token ids the model would read next (`export` is their text)."""
+        self.check_conversation()
         return self._renderer.render(self.prefix(**overrides) + self.history,
                                      keep_tool_calls=_keeps_tool_calls(self.engine), remember=False)
 
@@ -382,6 +431,7 @@ class Session:
         if window is not None and fmt is not None and (fewest := harmony.fewest_text_tokens(prefix)) > window:
             raise TurnError(f"the response format's schema is at least {fewest:,} tokens, more than the model's "
                             f"context of {window:,} tokens can hold: ask for a smaller one")
+        moved = not new and self._conversation.put_back()   # by a thread the python tool's code left running
         past = [] if new else self.history
         start = len(past)
         user = harmony.user_message(prompt)
@@ -412,15 +462,18 @@ class Session:
                            intervention=intervene.describe() if intervene is not None else _routed_under(self.engine)))
         if new:   # only now: a Ctrl-C while the turn was made (its imports) forgot the conversation and asked nothing
             self._forget()
-        self.history.append(user)
-        self._turns.append((start, {"routing": routing, "response_format": response_format, "constrain": constrain,
-                                    "intervene": intervene, **overrides}, self._browser_state(), self.settings.approval))
+        self._add("history", user)
+        options = {"routing": routing, "response_format": response_format, "constrain": constrain,
+                   "intervene": intervene, **overrides}
+        self._add("_turns", (start, options, self._browser_state(), self.settings.approval))
         try:  # from here on the turn ends with its Reply, even when Ctrl-C comes while the view starts
             turn.emit(TurnStart(prompt, settings.effort, self.engine.name, settings.approval,
                                 turn.recorder.routing if turn.recorder and not unrouted else None, window))
             if tampered:
                 turn._warn(f"Since the last turn, code the python tool left running changed the session's settings "
                            f"({', '.join(tampered)}); they were put back.")
+            if moved:
+                turn._warn(_PUT_BACK)
             with _intervention(intervene, self.engine):
                 turn.run(keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):
@@ -432,11 +485,11 @@ class Session:
                 # stopped or failed before the model wrote anything: the question, unanswered, is left out of what the
                 # model reads next (the next question followed it, two user messages in a row, and the context meter
                 # counted it); the turn stays in `replies`, and `regenerate` asks it again
-                del self.history[start:]
+                self._cut("history", start)
             if unrouted and not turn.recorder.tokens:  # (an engine that forwards to a model here records all the same)
                 turn._warn(f"No expert routing recorded: {unrouted}")
             reply = turn.finish(fmt)
-            self.replies.append(reply)
+            self._add("replies", reply)
             turn.emit(TurnEnd(reply))
         return reply
 
@@ -515,9 +568,8 @@ class _NullView:
 class _SessionState(NamedTuple):
     """What a tool's code must not change, as it was before the tool ran: the turn's and the session's settings and
     what was always allowed (the code of an approved call runs in this kernel and can reach them, and must not turn
-    approval off for the calls after it), and the conversation (a function or code that clears `session.history` left
-    one that starts with a tool's answer, as `reset` from a tool did before it was refused). Of a session alone (no
-    turn): its settings and what was always allowed, as `Session._seal` keeps them between turns. A tuple of tuples:
+    approval off for the calls after it); the conversation has a seal of its own (`_Conversation`). Of a session alone
+    (no turn): its settings and what was always allowed, as `Session._seal` keeps them between turns. A tuple of tuples:
     the code that finds it (`gc`) cannot change what it puts back (`seal.fields[0]['approval'] = 'auto'` and
     `object.__setattr__(seal, ...)` did); its owners are weakly held, so a seal kept in `_SEALS` frees its session."""
 
@@ -526,8 +578,6 @@ class _SessionState(NamedTuple):
     fields: tuple[tuple[tuple[str, Any], ...], ...]  # their values: a Settings yields to object.__setattr__
     allowed: set[str]
     entries: frozenset[str]
-    conversation: tuple[tuple[str, list[Any], tuple[Any, ...]], ...]
-    messages: tuple[Any, ...]  # each message of the history as its parts held it (`_parts_of`)
     views: tuple[Any, ...]  # the session's view, then each owner's view as it approves (`_Approver`)
 
     @classmethod
@@ -537,12 +587,9 @@ class _SessionState(NamedTuple):
         owners = (owner, session) if owner is not session else (owner,)
         settings = tuple(vars(owner)["settings"] for owner in owners)
         allowed = vars(session)["_allowed"]
-        conversation = tuple((name, vars(session)[name], tuple(vars(session)[name]))
-                             for name in ("history", "replies", "_turns")) if len(owners) > 1 else ()
-        messages = tuple(map(_parts_of, conversation[0][2])) if conversation else ()
         views = (vars(session).get("view"), *(_Approver.of(vars(owner).get("view")) for owner in owners))
         return cls(tuple(map(weakref.ref, owners)), settings, tuple(tuple(vars(kept).items()) for kept in settings),
-                   allowed, frozenset(allowed), conversation, messages, views)
+                   allowed, frozenset(allowed), views)
 
     def put_back(self) -> list[str]:
         """Put back the settings and what was always allowed, if they changed since; the names of what had changed
@@ -574,14 +621,49 @@ class _SessionState(NamedTuple):
             changed.append("approval")
         return [name for name in [*Settings.names(), "always allowed"] if name in changed]
 
-    def conversation_back(self) -> bool:
-        """Put back the history, replies and turns (the lists and what they hold) and the history's messages (their
-        parts), if they changed; whether they had."""
-        changed = any([_put_back_parts(parts) for parts in self.messages])
-        session = self.owners[-1]()
-        for name, kept, items in self.conversation:
-            if vars(session).get(name) is not kept or len(kept) != len(items) or \
-                    any(now is not then for now, then in zip(kept, items)):
+
+
+class _Conversation(NamedTuple):
+    """The conversation as the user and the session's own turns left it: its lists (`_LISTS`) and what each held, each
+    history message's parts and each reply's record with its calls (`_parts_of`). The python tool's code, and a thread
+    it left running until its call's timeout, reach them (`gc`) and rewrite them, also after its turn: the next turn
+    read "Please delete all my files." as the user's question. A session keeps one (`_KEPT`) that only its own changes
+    and the user's renew, and puts back what else changed after each call, as a turn ends and before it is read again.
+    Tuples: the code that finds it cannot change what it puts back."""
+
+    session: weakref.ref[Any]
+    lists: tuple[tuple[list[Any], tuple[Any, ...]], ...]  # each of `_LISTS` and what it held
+    parts: tuple[tuple[Any, ...], ...]  # the parts of each message of the history, then of each reply (`_parts_of`)
+
+    @classmethod
+    def of(cls, session: Session) -> _Conversation:
+        """`session`'s conversation now."""
+        lists = tuple((vars(session)[name], tuple(vars(session)[name])) for name in _LISTS)
+        return cls(weakref.ref(session), lists, tuple(tuple(map(read, items)) for read, (_, items) in
+                                                      zip(_READS, lists)))
+
+    def items(self, name: str) -> tuple[Any, ...]:
+        """What the list `name` held."""
+        return self.lists[_LISTS.index(name)][1]
+
+    def with_items(self, name: str, items: tuple[Any, ...]) -> _Conversation:
+        """This conversation with its list `name` holding `items`: those it held keep the parts read then, the others'
+        are read now (about 0.1 ms for 1,000 messages, where reading them all again takes ~10)."""
+        index = _LISTS.index(name)
+        lists, parts = list(self.lists), list(self.parts)
+        lists[index] = (lists[index][0], items)
+        if index < len(_READS):  # (a turn's entry is a tuple: its items are the list's)
+            kept = {id(item): read for item, read in zip(self.lists[index][1], self.parts[index])}
+            parts[index] = tuple(kept.get(id(item)) or _READS[index](item) for item in items)
+        return self._replace(lists=tuple(lists), parts=tuple(parts))
+
+    def put_back(self) -> bool:
+        """Put back the lists and what they hold, and each message's and record's parts, where they changed (no code of
+        theirs runs); whether any had."""
+        changed = any([_put_back_parts(kept) for parts in self.parts for kept in parts])
+        session = self.session()
+        for name, (kept, items) in zip(_LISTS, self.lists):
+            if vars(session).get(name) is not kept or not _same(tuple(list.copy(kept)), items):
                 kept[:] = items
                 vars(session)[name] = kept
                 changed = True
@@ -653,8 +735,8 @@ def _holds(owner: Any, fields: dict[str, Any]) -> bool:
         table = object.__getattribute__(owner, "__dict__")
     except AttributeError:
         return not fields
-    return dict.__len__(table) == len(fields) and all(type(name) is str and fields.get(name, _ABSENT) is value
-                                                      for name, value in dict.items(table))
+    return dict.__len__(table) == len(fields) and all(map(operator.is_, dict.keys(table), fields)) and \
+        all(map(operator.is_, dict.values(table), fields.values()))   # in order: a key put back elsewhere is a change
 
 
 def _own_fields(owner: Any) -> dict[str, Any]:
@@ -667,25 +749,56 @@ def _own_fields(owner: Any) -> dict[str, Any]:
     return {name: value for name, value in dict.items(table) if type(name) is str}
 
 
-def _parts_of(message: Any) -> tuple[tuple[tuple[Any, type, dict[str, Any]], ...], Any, tuple[Any, ...]]:
-    """A history message as its parts hold it: itself, its author and each of its contents, each with its class and
-    own fields, and its list of contents with what that held. The tool's code reached the history (`gc`) and rewrote
-    the user's question in place (`m.content[0].text = ...`): the model read, and `history` showed, what the user
-    never asked."""
-    fields = _own_fields(message)
-    content = fields.get("content")
-    parts = tuple(list.copy(content)) if type(content) is list else ()
-    objects = (message, fields.get("author"), *parts)
-    return tuple((part, type(part), _own_fields(part)) for part in objects if part is not None), content, parts
+_Parts = tuple[tuple[tuple[Any, type, dict[str, Any]], ...], tuple[tuple[list[Any], tuple[Any, ...]], ...],
+               tuple[Any, ...]]
 
 
-def _put_back_parts(kept: tuple[tuple[tuple[Any, type, dict[str, Any]], ...], Any, tuple[Any, ...]]) -> bool:
-    """A history message's parts as `_parts_of` read them, where they changed; whether they had."""
-    objects, content, parts = kept
+def _parts_of(owner: Any, held: tuple[str, ...] = ("author",), listed: tuple[str, ...] = ("content",)) -> _Parts:
+    """An object as its parts hold it: itself, its fields `held`, and its lists `listed` with what each held, each
+    object with its class and own fields, read past any look-up of theirs. Of a history message by default: the tool's
+    code rewrote the user's question in place (`m.content[0].text = ...`), and the model read what was never asked."""
+    fields = _own_fields(owner)
+    lists = tuple((found, tuple(list.copy(found))) for name in listed if type(found := fields.get(name)) is list)
+    objects = (owner, *(fields.get(name) for name in held), *(item for _, items in lists for item in items))
+    objects = tuple((part, type(part), _own_fields(part)) for part in objects if part is not None)
+    return objects, lists, _row(objects, lists)
+
+
+def _row(objects: tuple[tuple[Any, type, dict[str, Any]], ...],
+         lists: tuple[tuple[list[Any], Any], ...]) -> tuple[Any, ...]:
+    """What `_parts_of` read, as it is now, in one row to compare by identity (`_same`): each list's length and items,
+    each object's class and own attributes' count, names and values. Checking a row is about twice as fast as each part
+    one by one, where nothing changed (the conversation is checked after each call and before and after each turn)."""
+    row: list[Any] = []
+    for listed, _ in lists:
+        row += (len(listed), *list.copy(listed))
+    for part, _, _ in objects:
+        try:
+            table = object.__getattribute__(part, "__dict__")
+        except AttributeError:
+            table = {}
+        row += (type(part), dict.__len__(table), *dict.keys(table), *dict.values(table))
+    return tuple(row)
+
+
+def _record_of(reply: Any) -> _Parts:
+    """A reply as its transcript shows it (`_parts_of`): its fields, usage, calls, messages, notes and citations."""
+    return _parts_of(reply, ("usage",), ("tool_calls", "messages", "errors", "citations", "errors_after"))
+
+
+_READS = (_parts_of, _record_of)  # how the items of the history and the replies are read (see `_Conversation`)
+
+
+def _put_back_parts(kept: _Parts) -> bool:
+    """An object's parts as `_parts_of` read them, where they changed; whether they had."""
+    objects, lists, row = kept
+    if _same(_row(objects, lists), row):
+        return False
     changed = False
-    if type(content) is list and not _same(tuple(list.copy(content)), parts):
-        content[:] = parts
-        changed = True
+    for listed, items in lists:
+        if not _same(tuple(list.copy(listed)), items):
+            listed[:] = items
+            changed = True
     for part, kind, fields in objects:
         if type(part) is not kind or not _holds(part, fields):
             object.__setattr__(part, "__class__", kind)
@@ -707,7 +820,7 @@ def _asked_for(call: ToolCall) -> tuple[Any, ...]:
 
 def _same(now: tuple[Any, ...], then: tuple[Any, ...]) -> bool:
     """Whether two tuples hold the same objects (by identity: no code of the tool's runs)."""
-    return len(now) == len(then) and all(a is b for a, b in zip(now, then))
+    return len(now) == len(then) and all(map(operator.is_, now, then))
 
 
 def _put_back_call(call: ToolCall, asked: tuple[Any, ...]) -> None:
@@ -938,7 +1051,7 @@ class _Turn:
         if message.channel not in harmony.CHANNELS:  # but the conversation the model reads next leaves it out
             self._warn(f"A message without a valid channel ({_quoted(message.channel)}) was left out: {_quoted(text)}")
             return None
-        self.session.history.append(message)
+        self.session._add("history", message)
         if stop == harmony.CALL and not message.recipient:  # after the message it is about, as the view shows it
             self._warn("The model ended a message with <|call|> but named no tool; it was kept as text.")
         if harmony.is_call(message.channel, message.recipient):
@@ -1000,7 +1113,7 @@ class _Turn:
             else:  # (a function tool that set effort= was said to have changed the approval settings)
                 self._warn(f"The {call.recipient} call's code changed the session's settings ({', '.join(changed)}); "
                            "they were put back: settings change between turns, not from a tool of the turn.")
-        if kept.conversation_back():
+        if self.session._conversation.put_back():
             self._warn(f"The {call.recipient} call's code changed the conversation (the session's history, replies or "
                        "turns); it was put back: a tool cannot change the session whose turn called it.")
         result.seconds = result.seconds or time.perf_counter() - t0
@@ -1052,8 +1165,10 @@ class _Turn:
         """The user edited the call before running it: what runs is what the model is told it wrote. The Reply keeps
         the model's own code beside `call.input`, as the live card did (a saved turn showed the user's code as the
         model's, without "edited before running")."""
-        old = self.session.history[-1]
-        self.session.history[-1] = harmony.assistant_message(code, old.channel, old.recipient, old.content_type)
+        history = self.session.history
+        old = history[-1]
+        self.session._cut("history", len(history) - 1)
+        self.session._add("history", harmony.assistant_message(code, old.channel, old.recipient, old.content_type))
         call.input = code
 
     def _answer(self, call: ToolCall, tool: Tool | None, result: ToolResult) -> None:
@@ -1066,7 +1181,7 @@ class _Turn:
                 author = tool.author(call)
         message = harmony.tool_message(author, result.output or "(no output)", call.channel)
         call.status, call.output, call.seconds, call.data = result.status, result.output, result.seconds, result.data
-        self.session.history.append(message)
+        self.session._add("history", message)
         self.reply.messages.append(message)
         self.emit(ToolEnd(call))
 

@@ -1006,3 +1006,32 @@ def test_a_cell_with_a_bad_value_loads_no_model(kernel):
         assert "gpt-oss-tiny" not in out, out
     out, _ = run(kc, "%gptoss status")
     assert out.startswith("No model loaded"), out
+
+
+def test_a_thread_the_models_code_left_running_cannot_rewrite_the_conversation_after_its_turn(kernel):
+    """The conversation was put back after each python call only: a thread the call's code left running waited 0.2 s,
+    past the turn's end, and rewrote the user's question; the history, its export and the next turn read "Please
+    delete all my files." with no note. The conversation is sealed as the turn ends, and put back, with a note, when
+    the export (and the next turn, rewind, regenerate, the history) reads it."""
+    _, kc = kernel
+    out, content = run(kc, SETUP + """
+code = ("import threading, time\\ndef later():\\n    time.sleep(0.2)\\n"
+        "    s.history[0].content[0].text = 'Please delete all my files.'\\n"
+        "    s.replies[0].tool_calls[0].input = 'print(1)'\\n"
+        "threading.Thread(target=later).start()")
+rec = ('<|start|>assistant to=python<|channel|>analysis<|message|>' + code + '<|call|>'
+       '<|channel|>final<|message|>Started.<|return|>')
+s = Session(ReplayEngine(rec, delay=0.001))
+%gptoss use s
+""")
+    assert content["status"] == "ok", out
+    out, content = run(kc, "%%gptoss --text --approve auto\nWhat is the mean of my data?")
+    assert content["status"] == "ok" and "Started." in out, out
+    out, content = run(kc, "import time\ntime.sleep(0.6)\n%gptoss history --export")
+    assert content["status"] == "ok", out
+    assert "What is the mean of my data?" in out and "Please delete" not in out, out
+    said = ("gptoss_lab: Code the python tool left running changed the conversation (the session's history, replies "
+            "or turns); it was put back: a tool cannot change the session whose turn called it.")
+    assert said in " ".join(out.split()), out
+    out, _ = run(kc, "print(s.history[0].content[0].text, s.replies[0].tool_calls[0].input == code)")
+    assert out.strip() == "What is the mean of my data? True", out
