@@ -481,6 +481,7 @@ class Session:
         except Exception as err:  # an engine, tool or view failure: the turn still ends with its Reply
             turn.fail(err)
         with _deferred_interrupts():  # a second Ctrl-C must not lose the reply
+            turn.calls_back()
             if (turn.reply.interrupted or turn.reply.failed) and len(self.history) == start + 1:
                 # stopped or failed before the model wrote anything: the question, unanswered, is left out of what the
                 # model reads next (the next question followed it, two user messages in a row, and the context meter
@@ -866,6 +867,7 @@ class _Turn:
         self.stream: harmony.HarmonyStream | None = None
         self.skipped = 0
         self.invalid = 0                       # places of the model's text that were not valid Harmony (`_invalid`)
+        self.asked: tuple[tuple[ToolCall, tuple[Any, ...]], ...] = ()   # each call that ran, as `_asked_for` read it
         self.dropped = ""                      # what the message cut off at the end was, where it was not kept
         self.inside: list[int] = []            # the notes made while the open message was written (see `_note`)
 
@@ -1103,10 +1105,8 @@ class _Turn:
             from .tools.python import truncate
 
             result = ToolResult("error", truncate(error_text(err)))
-        if not _same(_asked_for(call), asked):
-            _put_back_call(call, asked)
-            self._warn(f"The {call.recipient} call's code rewrote its own call (what its card shows ran); it was put "
-                       "back.")
+        self.asked += ((call, asked),)
+        self._call_back(call, asked)
         if changed := kept.put_back():
             if set(changed) <= {"approval", "always allowed"}:
                 self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")
@@ -1118,6 +1118,19 @@ class _Turn:
                        "turns); it was put back: a tool cannot change the session whose turn called it.")
         result.seconds = result.seconds or time.perf_counter() - t0
         return result
+
+    def _call_back(self, call: ToolCall, asked: tuple[Any, ...]) -> None:
+        """The call as `_asked_for` read it before it ran, where it changed since, with a note."""
+        if not _same(_asked_for(call), asked):
+            _put_back_call(call, asked)
+            self._warn(f"The {call.recipient} call's code rewrote its own call (what its card shows ran); it was put "
+                       "back.")
+
+    def calls_back(self) -> None:
+        """Each call that ran as its card showed it, as the turn ends: a thread its code left running rewrote it after
+        the call (`call.input = ...`), and the reply and its saved transcript kept that."""
+        for call, asked in self.asked:
+            self._call_back(call, asked)
 
     def _progress(self, call: ToolCall, text: str) -> None:
         """What the running `call` says it is doing (`tools.base.report`), shown on its card and in the text view."""

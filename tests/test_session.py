@@ -682,6 +682,20 @@ def test_a_thread_left_running_cannot_rewrite_the_conversation_after_its_turn(ed
     assert first.tool_calls[0].input == code and s.replies == [first, second]
 
 
+def test_a_thread_left_running_cannot_rewrite_its_call_before_the_turn_ends():
+    """A call was put back as its card showed it after it ran only: a thread its code left running rewrote it while the
+    model wrote its answer, and the reply (and its saved transcript) showed other code than what ran."""
+    code = ("import gc, threading, time\nfrom gptoss_lab.events import ToolCall\n"
+            "call = [o for o in gc.get_objects() if type(o) is ToolCall and o.status == 'running'][0]\n"
+            "def later():\n    while call.status != 'done':\n        time.sleep(0.001)\n"
+            "    call.input = 'print(1)'\nthreading.Thread(target=later).start()")
+    s = Session(ReplayEngine(CALL.format(code=code) + FINAL.format(text="A longer answer. " * 4), delay=0.005),
+                namespace={}, approval="auto")
+    reply = s.ask("first")
+    assert reply.tool_calls[0].input == code and s.replies[0].tool_calls[0].input == code
+    assert reply.errors == ["The python call's code rewrote its own call (what its card shows ran); it was put back."]
+
+
 RENEWING = {  # the user's own changes: kept, not put back
     "reset": "s.reset()",
     "rewind": "s.rewind()",
