@@ -634,7 +634,7 @@ class _Conversation(NamedTuple):
 
     session: weakref.ref[Any]
     lists: tuple[tuple[list[Any], tuple[Any, ...]], ...]  # each of `_LISTS` and what it held
-    parts: tuple[tuple[Any, ...], ...]  # the parts of each message of the history, then of each reply (`_parts_of`)
+    parts: tuple[tuple[Any, ...], ...]  # the parts of each item of each list, read as `_READS` says
 
     @classmethod
     def of(cls, session: Session) -> _Conversation:
@@ -653,9 +653,8 @@ class _Conversation(NamedTuple):
         index = _LISTS.index(name)
         lists, parts = list(self.lists), list(self.parts)
         lists[index] = (lists[index][0], items)
-        if index < len(_READS):  # (a turn's entry is a tuple: its items are the list's)
-            kept = {id(item): read for item, read in zip(self.lists[index][1], self.parts[index])}
-            parts[index] = tuple(kept.get(id(item)) or _READS[index](item) for item in items)
+        kept = {id(item): read for item, read in zip(self.lists[index][1], self.parts[index])}
+        parts[index] = tuple(kept.get(id(item)) or _READS[index](item) for item in items)
         return self._replace(lists=tuple(lists), parts=tuple(parts))
 
     def put_back(self) -> bool:
@@ -732,22 +731,27 @@ class _Approver(NamedTuple):
 
 def _holds(owner: Any, fields: dict[str, Any]) -> bool:
     """Whether an object's own attributes are still `fields` (`_own_fields`), compared by identity, read as there."""
-    try:
-        table = object.__getattribute__(owner, "__dict__")
-    except AttributeError:
-        return not fields
+    table = _table(owner)
     return dict.__len__(table) == len(fields) and all(map(operator.is_, dict.keys(table), fields)) and \
         all(map(operator.is_, dict.values(table), fields.values()))   # in order: a key put back elsewhere is a change
 
 
 def _own_fields(owner: Any) -> dict[str, Any]:
     """An object's own attributes under plain names (a copy), read past its class's look-ups and its dict's: the tool's
-    code can make either its own (a key whose __eq__ a look-up would call). Empty where it has none."""
+    code can make either its own (a key whose __eq__ a look-up would call). Empty where it has none; of a dict, its
+    items."""
+    return {name: value for name, value in dict.items(_table(owner)) if type(name) is str}
+
+
+def _table(owner: Any) -> dict[Any, Any]:
+    """Where an object's own attributes are (its `__dict__`, read past any look-up of its class's), or a dict itself;
+    empty where there are none."""
+    if type(owner) is dict:
+        return owner
     try:
-        table = object.__getattribute__(owner, "__dict__")
+        return object.__getattribute__(owner, "__dict__")
     except AttributeError:
         return {}
-    return {name: value for name, value in dict.items(table) if type(name) is str}
 
 
 _Parts = tuple[tuple[tuple[Any, type, dict[str, Any]], ...], tuple[tuple[list[Any], tuple[Any, ...]], ...],
@@ -769,15 +773,12 @@ def _row(objects: tuple[tuple[Any, type, dict[str, Any]], ...],
          lists: tuple[tuple[list[Any], Any], ...]) -> tuple[Any, ...]:
     """What `_parts_of` read, as it is now, in one row to compare by identity (`_same`): each list's length and items,
     each object's class and own attributes' count, names and values. Checking a row is about twice as fast as each part
-    one by one, where nothing changed (the conversation is checked after each call and before and after each turn)."""
+    one by one, where nothing changed (the conversation is checked before each turn and after each call)."""
     row: list[Any] = []
     for listed, _ in lists:
         row += (len(listed), *list.copy(listed))
     for part, _, _ in objects:
-        try:
-            table = object.__getattribute__(part, "__dict__")
-        except AttributeError:
-            table = {}
+        table = _table(part)
         row += (type(part), dict.__len__(table), *dict.keys(table), *dict.values(table))
     return tuple(row)
 
@@ -787,7 +788,13 @@ def _record_of(reply: Any) -> _Parts:
     return _parts_of(reply, ("usage",), ("tool_calls", "messages", "errors", "citations", "errors_after"))
 
 
-_READS = (_parts_of, _record_of)  # how the items of the history and the replies are read (see `_Conversation`)
+def _options_of(turn: tuple[Any, ...]) -> _Parts:
+    """A turn's entry as `regenerate` asks it again: the options it was asked with (a thread the python tool's code
+    left running set `approval='auto'` in them, and the regenerated turn ran the model's code unasked)."""
+    return _parts_of(turn[1], (), ())
+
+
+_READS = (_parts_of, _record_of, _options_of)  # how each of `_LISTS`'s items is read (see `_Conversation`)
 
 
 def _put_back_parts(kept: _Parts) -> bool:
@@ -802,8 +809,12 @@ def _put_back_parts(kept: _Parts) -> bool:
             changed = True
     for part, kind, fields in objects:
         if type(part) is not kind or not _holds(part, fields):
-            object.__setattr__(part, "__class__", kind)
-            object.__setattr__(part, "__dict__", dict(fields))
+            if kind is dict:
+                dict.clear(part)
+                dict.update(part, fields)
+            else:
+                object.__setattr__(part, "__class__", kind)
+                object.__setattr__(part, "__dict__", dict(fields))
             changed = True
     return changed
 

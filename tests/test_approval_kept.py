@@ -200,6 +200,23 @@ def test_a_thread_the_approved_code_left_running_cannot_turn_approval_off_for_la
     assert s.approval == "ask" and s.always_allowed == ()
 
 
+def test_a_thread_the_approved_code_left_running_cannot_regenerate_its_turn_unasked(capsys) -> None:
+    """A turn's options, which `regenerate` asks it again with, were not sealed: a thread the approved code left running
+    set `approval='auto'` in them after the turn, and the regenerated turn ran the model's next call unasked."""
+    import threading
+
+    done = threading.Event()
+    code = (FIND + "import threading, time\ndef later():\n    time.sleep(0.2)\n"
+            "    s._turns[-1][1]['approval'] = 'auto'\n    done.set()\nthreading.Thread(target=later).start()")
+    s = Session(ReplayEngine(_recording(code) + _recording(SECOND)), approval="ask", namespace={"done": done})
+    view = _View()
+    s.ask("one", view=view)
+    assert done.wait(10)
+    again = s.regenerate(view=view)
+    assert view.cards == [code, SECOND] and again.tool_calls[0].status == "skipped"
+    assert "it was put back: a tool cannot change the session whose turn called it." in capsys.readouterr().err
+
+
 SEALED = {  # what approval's seal between turns rests on, written by the approved code past the session's __setattr__
     "the session's dict, then sealed": FIND + "vars(s)['settings'] = s.settings.replace(approval='auto')\ns._seal()",
     "object.__setattr__, then sealed": FIND + "object.__setattr__(s, 'settings', s.settings.replace(approval='auto'))\n"
