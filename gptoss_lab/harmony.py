@@ -165,7 +165,7 @@ def encode_text(text: str) -> list[int]:
 
 
 def _long_pieces(text: str) -> Iterator[tuple[int, regex.Match[str]]]:
-    """The pieces of `LONG_PIECE` characters or more, found by cutting into pieces only the lines around a long run
+    r"""The pieces of `LONG_PIECE` characters or more, found by cutting into pieces only the lines around a long run
     (each holds one): cutting all of a 500,000-character document took longer than encoding it. A line that starts
     with a letter or digit starts a piece (no piece holds a line break and a letter or digit).
     With each, where the text before it is cut: before the piece in front of it where that is spaces or tabs and it

@@ -1099,7 +1099,11 @@ def test_a_thread_the_code_left_running_does_not_write_into_the_users_later_cell
     assert content["status"] == "ok" and len(out) < 2 * MAX_OUTPUT_CHARS, out[:300]
     assert "still running in the background" in json.loads(out.strip().splitlines()[-1])["output"]
     out, content = _execute(kc, "import time\ntime.sleep(1.5)\nprint('mine')")
-    assert content["status"] == "ok" and out == "mine\n", out[:300]
+    # on a loaded machine the flood outlives the call's 1 s timeout: then the lab's one line says it was stopped
+    *before, last = out.splitlines()
+    assert content["status"] == "ok" and last == "mine", out[:300]
+    assert all(line.startswith("gptoss_lab: 1 thread started by the model's python code still ran") for line in before), \
+        out[:300]
     _assert_alive_and_answering(km, kc)
 
 
