@@ -83,8 +83,10 @@ def _not_from_model_code(what: str) -> None:
 _SEALS: weakref.WeakKeyDictionary[Session, _SessionState] = weakref.WeakKeyDictionary()
 _KEPT: weakref.WeakKeyDictionary[Session, _Conversation] = weakref.WeakKeyDictionary()  # each session's conversation
 _LISTS = ("history", "replies", "_turns")  # the conversation's lists, as a session holds them
-_PUT_BACK = ("Code the python tool left running changed the conversation (the session's history, replies or turns); "
-             "it was put back: a tool cannot change the session whose turn called it.")
+_PUT_BACK = ("The conversation (the session's history, replies or turns) changed in place since its last turn, as code "
+             "a tool left running can change it; it was put back: a tool cannot change the session whose turn called "
+             "it (to change the history yourself, set it: s.history = ...).")
+_RAN: weakref.WeakSet[Session] = weakref.WeakSet()  # sessions whose turns ran a tool: only its threads go on after
 
 
 class Session:
@@ -189,8 +191,16 @@ class Session:
         """Put back what changed in the conversation since its last turn ended (or the user last changed it), saying so
         in a line: a thread the python tool's code left running rewrites it until its call's timeout, after the turn.
         `rewind`, `regenerate`, `export` and `%gptoss history` read it so; `ask` says it in its turn."""
-        if self._conversation.put_back():
+        if self._moved():
             print(f"gptoss_lab: {_PUT_BACK}", file=sys.stderr)
+
+    def _moved(self) -> bool:
+        """Whether the conversation changed in place since it was sealed, put back where a tool ran in this session (a
+        thread of its code may have changed it); where none ran, the change is the user's (`s.history.pop()`), sealed."""
+        if self in _RAN:
+            return self._conversation.put_back()
+        self._keep_conversation()
+        return False
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
@@ -431,7 +441,7 @@ class Session:
         if window is not None and fmt is not None and (fewest := harmony.fewest_text_tokens(prefix)) > window:
             raise TurnError(f"the response format's schema is at least {fewest:,} tokens, more than the model's "
                             f"context of {window:,} tokens can hold: ask for a smaller one")
-        moved = not new and self._conversation.put_back()   # by a thread the python tool's code left running
+        moved = not new and self._moved()   # by a thread the python tool's code left running
         past = [] if new else self.history
         start = len(past)
         user = harmony.user_message(prompt)
@@ -1099,6 +1109,7 @@ class _Turn:
             return ToolResult("skipped", _NOT_RUN[approved][0])
         call.status = "running"
         self.emit(ToolUpdate(call))
+        _RAN.add(self.session)
         t0 = time.perf_counter()
         kept, asked = _SessionState.of(self), _asked_for(call)
         try:

@@ -214,7 +214,7 @@ def test_a_thread_the_approved_code_left_running_cannot_regenerate_its_turn_unas
     assert done.wait(10)
     again = s.regenerate(view=view)
     assert view.cards == [code, SECOND] and again.tool_calls[0].status == "skipped"
-    assert "it was put back: a tool cannot change the session whose turn called it." in capsys.readouterr().err
+    assert "it was put back: a tool cannot change the session whose turn called it" in capsys.readouterr().err
 
 
 SEALED = {  # what approval's seal between turns rests on, written by the approved code past the session's __setattr__

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from gptoss_lab.magics import _line_commands
+from gptoss_lab.session import _PUT_BACK
 
 pytestmark = pytest.mark.kernel
 
@@ -1030,8 +1031,7 @@ s = Session(ReplayEngine(rec, delay=0.001))
     out, content = run(kc, "import time\ntime.sleep(0.6)\n%gptoss history --export")
     assert content["status"] == "ok", out
     assert "What is the mean of my data?" in out and "Please delete" not in out, out
-    said = ("gptoss_lab: Code the python tool left running changed the conversation (the session's history, replies "
-            "or turns); it was put back: a tool cannot change the session whose turn called it.")
+    said = "gptoss_lab: " + _PUT_BACK
     assert said in " ".join(out.split()), out
     out, _ = run(kc, "print(s.history[0].content[0].text, s.replies[0].tool_calls[0].input == code)")
     assert out.strip() == "What is the mean of my data? True", out
