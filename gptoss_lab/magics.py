@@ -548,7 +548,11 @@ def help_cells(lines: list[str]) -> list[str]:
         return [lines[0].rstrip("\n") + "\n", "\n"]
     if lines and lines[0].lstrip().startswith("%%"):   # a cell magic's body is its text (a question to the model)
         return lines
-    return [_asked_on_the_line(line) for line in lines]
+    from IPython.core.inputtransformer2 import make_tokens_by_line
+
+    # only a line that starts a statement: one inside a string or brackets is the user's text (as for IPython's own ?)
+    starts = {tokens[0].start[0] - 1 for tokens in make_tokens_by_line(lines) if tokens}
+    return [_asked_on_the_line(line) if row in starts else line for row, line in enumerate(lines)]
 
 
 _ENDS_ASKING = re.compile(r"(\s*)%gptoss\s+([^\s?].*?)\s*(\?\??)\s*")   # `%gptoss load?`, `%gptoss History of Rome?`

@@ -683,3 +683,6 @@ def test_a_line_ending_with_a_question_mark_reaches_the_magic(capsys):
     body = ["%%gptoss\n", "%gptoss load?\n"]   # a cell magic's body is its own text (here the question)
     assert help_cells(body) == body
     assert help_cells(["%gptoss ??\n"]) == ["%gptoss ??\n"]   # IPython's help of the magic, as `%gptoss??`
+    text = ['s = """\n', '%gptoss what is this?\n', '"""\n', 'pair = (1,\n', '%gptoss who?\n', ')\n']
+    assert help_cells(text) == text   # a line of a string or of brackets is the user's text, not a magic's line
+    assert help_cells(["x = 1\n", "%gptoss load?\n"])[1].startswith("get_ipython().run_line_magic")
