@@ -124,6 +124,22 @@ def test_the_loaded_model_and_odd_arguments():
         assert "\n" not in str(info.value)
 
 
+def test_a_misspelt_dtype_is_refused_before_torch_starts():
+    """`%gptoss load tiny --dtype float17` in a new kernel said "Starting torch and transformers (seconds ...)" and
+    was refused only once they were imported: the name is checked first."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom gptoss_lab.engines.local import LocalEngine\ntry:\n"
+            "    LocalEngine.from_pretrained('tiny', dtype='float17')\nexcept Exception as err:\n    print(err)\n"
+            "print('transformers' in sys.modules)")
+    package = str(Path(gptoss_lab.__file__).resolve().parents[1])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=package)
+    assert run.stdout.splitlines() == ["unknown dtype 'float17': use one of float32, float64, bfloat16, float16",
+                                       "False"], run.stdout + run.stderr[-2000:]
+
+
 
 @pytest.mark.parametrize("memory, expected", [("16GB", 16 * 10**9), ("16 GiB", 16 * 2**30), ("0", 0), (0, 0),
                                               ("1e12", 10**12), ("1.5e3 MB", 15 * 10**8), (1e12, 10**12)])

@@ -78,6 +78,8 @@ class LocalEngine:
         dtype is float32 (bf16 matmuls are emulated on most CPUs) and torch leaves one core free
         (see `share_cores`); the load line says both.
         """
+        if isinstance(dtype, str) and dtype != "auto":   # a misspelt dtype refused before seconds of imports
+            checkpoint.dtype_name(None, dtype)
         if progress and "transformers" not in sys.modules:   # in a new kernel, seconds with nothing shown
             say("Starting torch and transformers (seconds, once per kernel) ...", flush=True)
         plan = checkpoint.plan_load(name_or_path, device=device, dtype=dtype, device_map=device_map,
