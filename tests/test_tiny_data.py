@@ -33,15 +33,28 @@ def _kept(c: data.Conversation) -> list:
             if not (i < start and m.author.role == Role.ASSISTANT and m.channel == "analysis" and not m.recipient)]
 
 
-def _replay(c: data.Conversation, teacher: data.Teacher | None = None) -> Session:
-    """The conversation asked again in a fresh session, the teacher answering."""
-    teacher, user = teacher or data.Teacher(), data.ScriptedUser()
-    session = Session(teacher, namespace=copy.deepcopy(c.namespace), view=user, tools=c.tools(), date=c.date,
-                      browser=c.library.browser() if c.library else None)
-    teacher.session = session
-    for turn in c.turns:
-        data.ask(session, user, turn, teacher)
-    return session
+_REPLAYS: dict[int, tuple[data.Conversation, Session]] = {}
+
+
+def _replay(c: data.Conversation) -> Session:
+    """The conversation asked again in a fresh session, the teacher (`session.engine`) answering. Tests only read
+    it, so each conversation is replayed once per run (a replay runs every turn through a real Session)."""
+    if id(c) not in _REPLAYS:
+        teacher, user = data.Teacher(), data.ScriptedUser()
+        session = Session(teacher, namespace=copy.deepcopy(c.namespace), view=user, tools=c.tools(), date=c.date,
+                          browser=c.library.browser() if c.library else None)
+        teacher.session = session
+        for turn in c.turns:
+            data.ask(session, user, turn, teacher)
+        _REPLAYS[id(c)] = c, session   # c is kept alive, so its id is not reused
+    return _REPLAYS[id(c)][1]
+
+
+@functools.cache
+def _held_out(seed: int = evaluate.HELD_OUT_SEED, fresh: bool = False) -> list[data.Conversation]:
+    """The first 60 held-out conversations of `seed`, made once per run: `evaluate.conversations(n, ...)` with no long
+    ones is the first n of them whatever n is, so tests take the first n of these."""
+    return evaluate.conversations(60, seed, long_share=0.0, fresh=fresh)
 
 
 def _shape(m) -> tuple:
@@ -51,9 +64,7 @@ def _shape(m) -> tuple:
 
 def test_sequence_is_exactly_what_the_session_rendered_and_parses_back():
     for c in _conversations()[:30]:
-        teacher = data.Teacher()
-        _replay(c, teacher)
-        assert c.ids == teacher.last  # the session's own last prompt, then the teacher's last reply
+        assert c.ids == _replay(c).engine.last  # the session's own last prompt, then the teacher's last reply
         parsed = harmony.encoding().parse_messages_from_completion_tokens(c.ids, None)
         kept = [m for m in _kept(c)]
         assert [_shape(m) for m in parsed[-len(kept):]] == [_shape(m) for m in kept]
@@ -117,7 +128,7 @@ def test_reasoning_effort_sets_the_analysis_length():
 def test_the_evaluation_gives_the_teacher_full_marks():
     """The scorer and the teacher agree: every turn the teacher answers is scored right (its deliberate
     wrong first calls in error turns aside), citations resolve to the fact's line, no loop after a skip."""
-    for c in evaluate.conversations(25, long_share=0.0):
+    for c in _held_out()[:25]:
         session = _replay(c)
         for turn, reply in zip(c.turns, session.replies):
             result = evaluate.score(turn, reply)
@@ -162,7 +173,7 @@ def test_every_word_of_a_held_out_question_is_one_the_model_can_read():
     weights = load_file(str(CHECKPOINT / "model.safetensors"))
     trained = set(weights["model.embed_tokens.weight"].float().abs().sum(1).nonzero().flatten().tolist())
     prompts = {t.prompt for seed in (evaluate.HELD_OUT_SEED, evaluate.HELD_OUT_SEED + 1) for fresh in (False, True)
-               for c in evaluate.conversations(60, seed, long_share=0.0, fresh=fresh) for t in c.turns}
+               for c in _held_out(seed, fresh) for t in c.turns}
     unreadable = {p: [harmony.decode([i]) for i in harmony.encode_text(p) if i not in trained] for p in prompts}
     assert not {p: words for p, words in unreadable.items() if words}
     training_prompts = {t.prompt for c in _conversations() for t in c.turns}
@@ -186,9 +197,9 @@ def test_training_names_vary_and_never_make_a_held_out_name():
 def test_a_training_phase_can_weight_topics_and_the_default_draws_stay_the_same():
     """`--topics browse=0.3` gives a phase more browsing lessons (and more document folders); without it
     a seed draws exactly the conversations it always drew, so evaluations stay comparable."""
-    plain = [data.conversation(f"mix-{i}") for i in range(60)]
-    assert [c.ids for c in plain] == [data.conversation(f"mix-{i}", topics={}).ids for i in range(60)]
-    boosted = [data.conversation(f"mix-{i}", topics={"browse": 0.3}) for i in range(60)]
+    plain = _conversations()[1:61]   # conversation i is data.conversation(f"test-{i}"), not long
+    assert [c.ids for c in plain] == [data.conversation(f"test-{i}", topics={}).ids for i in range(1, 61)]
+    boosted = [data.conversation(f"test-{i}", topics={"browse": 0.3}) for i in range(1, 61)]
 
     def browsing(conversations: list[data.Conversation]) -> int:
         return sum(t.skill == "browse" for c in conversations for t in c.turns)
@@ -223,6 +234,13 @@ def _made_pools() -> list[skills.Pool]:
             for call in calls]
 
 
+@functools.cache
+def _training_prompts() -> set[str]:
+    """The prompts of 150 training conversations drawn without further phrasings (the seeds `_check_further` draws
+    with them), made once for both options."""
+    return {t.prompt for i in range(150) for t in data.conversation(f"further-{i}").turns}
+
+
 def _check_further(option: str, pools: list[skills.Pool], held: list[str], least: int) -> list[str]:
     """The further training sentences of `pools` that `option` ("more", "wide") draws: each keeps its pool's fields and
     is within a word-set Jaccard similarity of 0.6 of none of `held`; the held-out conversations stay the same with the
@@ -233,15 +251,15 @@ def _check_further(option: str, pools: list[skills.Pool], held: list[str], least
         assert set(re.findall(r"\{(\w+)\}", sentence)) == set(re.findall(r"\{(\w+)\}", pool.train[0])), sentence
         near = max(held, key=lambda h: _jaccard(h, sentence))
         assert _jaccard(near, sentence) < 0.6, (sentence, near)
-    assert [data.conversation(f"eval-{option}-{i}", "eval", **{option: True}).ids for i in range(20)] == \
-        [data.conversation(f"eval-{option}-{i}", "eval").ids for i in range(20)]
+    assert [data.conversation(f"eval-{evaluate.HELD_OUT_SEED}-{i}", "eval", **{option: True}).ids for i in range(20)] == \
+        [c.ids for c in _held_out()[:20]]
     patterns = [re.compile(_pattern(sentence) + "$") for sentence, _ in further]
 
-    def asked(**options: bool) -> list[str]:
-        prompts = {t.prompt for i in range(150) for t in data.conversation(f"{option}-{i}", **options).turns}
+    def asked(prompts: set[str]) -> list[str]:
         return [p for p in prompts if any(pattern.match(p) for pattern in patterns)]
-    assert not asked()
-    assert len(asked(**{option: True})) >= least, asked(**{option: True})
+    assert not asked(_training_prompts())
+    drawn = asked({t.prompt for i in range(150) for t in data.conversation(f"further-{i}", **{option: True}).turns})
+    assert len(drawn) >= least, drawn
     return [sentence for sentence, _ in further]
 
 
@@ -280,7 +298,7 @@ def test_fresh_held_out_sentences_replace_the_held_out_ones_of_the_types_that_go
         skills.Pool(("a",), ("b",), ("c",), ("d", "e"))
     swap = {h: f for pool in pools for h, f in zip(pool.held, pool.fresh)}
     changed = 0
-    both = zip(evaluate.conversations(40, long_share=0.0), evaluate.conversations(40, long_share=0.0, fresh=True))
+    both = zip(_held_out()[:40], _held_out(fresh=True)[:40])
     for plain, fresh in both:
         assert len(plain.turns) == len(fresh.turns)
         for a, b in zip(plain.turns, fresh.turns):
