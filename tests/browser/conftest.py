@@ -153,22 +153,67 @@ def chromium() -> Iterator[object]:
         browser.close()
 
 
+_VIEWPORT = {"width": 1280, "height": 900}
+
+
+def _new_page(chromium) -> object:
+    """A page in a browser context of its own (1280x900, clipboard allowed)."""
+    context = chromium.new_context(viewport=_VIEWPORT, permissions=["clipboard-read", "clipboard-write"])
+    return context.new_page()
+
+
+@pytest.fixture(scope="module")
+def _module_page() -> Iterator[list]:
+    """The JupyterLab page a `shared_page` module's tests take in turn: a one-slot list, empty until a test leaves
+    the page fit for the next one (JupyterLab booted, no dialog open, the test passed)."""
+    slot: list = []
+    yield slot
+    for page in slot:
+        page.context.close()
+
+
+def _cleared(page, lab: Lab) -> bool:
+    """Close every document of a JupyterLab page (without asking to save), so the next test opens its notebook in the
+    same app; False where the page is not JupyterLab or a dialog is open (then it is not kept)."""
+    if not page.url.startswith(f"{lab.url}/lab"):
+        return False
+    cleared = page.evaluate("""() => {
+      const app = window.jupyterapp;
+      if (!app || document.querySelector('.jp-Dialog')) return false;
+      for (const area of ['main', 'down']) for (const widget of Array.from(app.shell.widgets(area))) widget.dispose();
+      window.gxPageHandedOver = true;   // the next test's first notebook opens in this app
+      return true;
+    }""")
+    if cleared:
+        page.set_viewport_size(_VIEWPORT)
+    return cleared
+
+
 @pytest.fixture()
 def page(chromium, jupyter_lab: Lab, request: pytest.FixtureRequest) -> Iterator[object]:
-    """A fresh browser page (1280x900); screenshot to /tmp when the test fails; kernels stopped after."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900},
-                                   permissions=["clipboard-read", "clipboard-write"])
-    page = context.new_page()
+    """A browser page (1280x900); screenshot to /tmp when the test fails; kernels stopped after.
+
+    A fresh page, or in a module marked `shared_page` the JupyterLab page the test before left, its documents
+    closed: each notebook then opens in the booted app (about 4 s less a test than loading JupyterLab again). A test
+    that changes the page itself (init scripts, media emulation, server settings read at load) is marked
+    `shared_page(False)`; a test that fails passes on a fresh page."""
+    marker = request.node.get_closest_marker("shared_page")
+    slot = request.getfixturevalue("_module_page") if marker and marker.args != (False,) else None
+    page = slot.pop() if slot else _new_page(chromium)
     yield page
     report = getattr(request.node, "_report_call", None)
-    if report is not None and report.failed:
+    failed = report is not None and report.failed
+    if failed:
         shot = Path("/tmp") / f"gptoss_lab-{request.node.name}.png"
         try:
             page.screenshot(path=str(shot), full_page=True)
             print(f"screenshot: {shot}")
         except Exception as err:  # the page may be gone; the failure itself matters more
             print(f"no screenshot: {err}")
-    context.close()
+    if slot is not None and not failed and not page.is_closed() and _cleared(page, jupyter_lab):
+        slot.append(page)
+    else:
+        page.context.close()
     jupyter_lab.shutdown_kernels()
 
 
@@ -199,7 +244,16 @@ def _open(page, lab: Lab, name: str, ui: str, kernel: bool = True) -> None:
     """Go to a notebook and wait until its kernel is idle (or, with kernel=False, until it is drawn)."""
     if kernel:
         lab.start_kernel(name)
-    page.goto(lab.open_url(name, ui))
+    if ui == "lab" and page.evaluate("() => window.gxPageHandedOver === true"):   # a shared page, its documents closed
+        page.evaluate("(path) => { window.gxPageHandedOver = false;"
+                      " window.jupyterapp.commands.execute('docmanager:open', {path}); }", name)
+        page.wait_for_function("(path) => window.jupyterapp.shell.currentWidget?.context?.path === path", arg=name,
+                               timeout=60_000)
+        # the Launcher JupyterLab opened in the emptied main area goes: the notebook is the one tab, as on a fresh page
+        page.evaluate("() => { const shell = window.jupyterapp.shell;"
+                      " for (const w of Array.from(shell.widgets('main'))) if (w !== shell.currentWidget) w.dispose(); }")
+    else:
+        page.goto(lab.open_url(name, ui))
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
     if kernel:

@@ -14,6 +14,8 @@ import pytest
 from gptoss_lab.widgets.sanitize import shown_text
 from tests.browser.conftest import in_sight
 
+pytestmark = pytest.mark.shared_page   # each test opens its own notebook in the JupyterLab page the one before left
+
 DATA = """
 import numpy as np
 rng = np.random.default_rng(0)
@@ -99,6 +101,7 @@ def _quoted(token: str) -> str:
     return f'"{shown_text(token)}"'
 
 
+@pytest.mark.shared_page(False)   # it measures the page's JavaScript heap
 def test_routing_view_at_full_scale(lab_notebook, jupyter_lab):
     page = lab_notebook([SETUP, SHOW, LIVE], timeout=120)
     data: dict = {}
@@ -808,6 +811,7 @@ _SCROLL = """(top) => { const notebook = window.jupyterapp.shell.currentWidget.c
         && (!top || document.querySelector('.gptoss-routing[data-draw-ms]')?.offsetWidth > 0); }"""
 
 
+@pytest.mark.shared_page(False)   # JupyterLab reads the windowing setting as it loads
 def test_a_view_virtualised_away_and_back_in_full_windowing_still_works(full_windowing, lab_notebook, kernel_run):
     """In JupyterLab's "full" windowing mode a cell scrolled out of view is detached from the notebook. The routing view
     taken away and put back, and one whose record ended while it was away (26374d2 disposes of the view a record's end
@@ -854,6 +858,7 @@ def test_a_view_virtualised_away_and_back_in_full_windowing_still_works(full_win
     assert page.evaluate("() => window.__roots.map((root) => root.querySelector('select.gr-layer').value)") == ["-1", "2"]
 
 
+@pytest.mark.shared_page(False)   # JupyterLab reads the windowing setting as it loads
 def test_a_second_view_of_the_record_leaves_the_one_virtualised_away_working(full_windowing, lab_notebook, kernel_run):
     """The record shown twice, in the first cell and in the last, under "full" windowing: the last cell's view is drawn
     while the first's is detached, out of view. A view replaced at a record's end is disposed of (matched by model id),
