@@ -13,6 +13,8 @@ import pytest
 from tests.browser.conftest import in_sight, write_notebook
 from tests.browser.test_chat_browser import CONTRAST
 
+pytestmark = pytest.mark.shared_page   # each test opens its own notebook in the JupyterLab page the one before left
+
 TWO_CALLS = (
     "<|channel|>analysis<|message|>Two steps.<|end|>"
     "<|start|>assistant to=python<|channel|>analysis<|message|>x = 6 * 7\nprint(x)<|call|>"
@@ -330,6 +332,7 @@ OVERLAP = """([a, b]) => { const r = a.getBoundingClientRect(), s = b.getBoundin
   return r.left < s.right && s.left < r.right && r.top < s.bottom && s.top < r.bottom; }"""
 
 
+@pytest.mark.shared_page(False)   # it turns touch emulation on for its page
 def test_copy_buttons_show_on_a_touch_screen(lab_notebook):
     """On a touch screen (no hover) the answer's Copy and a card's Copy and Insert as cell are shown without hovering
     (they appeared only under the pointer, so a tablet user never saw them), and the answer's Copy sits under the
