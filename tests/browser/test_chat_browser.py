@@ -19,6 +19,8 @@ import pytest
 
 from tests.browser.conftest import in_sight
 
+pytestmark = pytest.mark.shared_page   # each test opens its own notebook in the JupyterLab page the one before left
+
 RECORDING = (
     "<|channel|>analysis<|message|>The user asks for the sum of squares below 10. "
     "I will compute it with Python to be sure.<|end|>"
@@ -417,6 +419,7 @@ _KEY_LOG = """() => {
 }"""
 
 
+@pytest.mark.shared_page(False)   # a focus ring shows as the card takes focus only in a page no click has met
 def test_approval_card_by_keyboard_only(lab_notebook):
     """Tab reaches Run with a visible focus ring; Edit opens on the model's code; Enter types a new line
     (not swallowed by JupyterLab); Shift+Enter in the editor runs the edited code (it does not run the cell

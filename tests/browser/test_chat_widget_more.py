@@ -10,6 +10,8 @@ import pytest
 
 from tests.browser.conftest import in_sight
 
+pytestmark = pytest.mark.shared_page   # each test opens its own notebook in the JupyterLab page the one before left
+
 SETUP = "from gptoss_lab import Session, ReplayEngine\nfrom gptoss_lab.widgets.chat import ChatView\n"
 ANSWER = "<|channel|>final<|message|>Forty-two.<|return|>"
 CALL = ("<|channel|>analysis<|message|>Compute.<|end|>"
@@ -215,6 +217,7 @@ MOTION = """(sel) => { const node = document.querySelector(sel), style = getComp
   return [style.animationName, style.transitionDuration, after.transitionDuration]; }"""
 
 
+@pytest.mark.shared_page(False)   # it emulates reduced motion for its page
 def test_no_motion_under_prefers_reduced_motion(page, lab_notebook):
     """With the system's "reduce motion" setting the view moves nothing by itself: the "Thinking…" spinner stands
     still while the model thinks, and the reasoning's fold arrow and the card's Copy buttons change at once."""
