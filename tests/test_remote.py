@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -878,6 +879,66 @@ def test_a_short_key_is_hidden_where_a_server_quotes_it_not_in_the_words_around_
         with pytest.raises(RemoteError) as caught:
             _stream(server.url, api_key=key, retries=0)
     assert "HTTP 401: key *** refused: a password for this compass lab" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["it", "was", "the", "given", "check", "server", "refused", "request"])
+def test_a_refused_key_that_is_a_word_of_the_labs_own_sentence_is_hidden_only_where_the_server_quotes_it(key):
+    """The key was hidden in the whole message, the lab's words too: `api_key="given"` read "the API key *** was
+    refused" (saying which word the key is), "check" "...refused: *** it"; a key under 4 letters was not hidden at all,
+    not even where the server quoted it. It is hidden in what the server sent, at any length; the lab's words stay."""
+    body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}}).encode()
+    with FakeServer() as server:
+        server.httpd.RequestHandlerClass.do_GET = lambda self: (
+            self.wfile.write(_status(401, b"Unauthorized", body)), self.wfile.flush())
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url, api_key=key, retries=0)
+    assert str(caught.value) == (f"the server at {server.url} refused the request (HTTP 401: Incorrect API key "
+                                 "provided: ***); the API key given was refused: check it (is it this server's?)")
+
+
+@pytest.mark.parametrize("key", ["to", "read", "answer", "server", "cannot"])
+@pytest.mark.parametrize("sent, said", [
+    (b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://bob:%(key)s@10.9.8.7/%(key)s?token=%(key)s\r\n"
+     b"Content-Length: 0\r\n\r\n",
+     "the server at {url} redirects /v1/models to 'http://10.9.8.7/***?…' (redirects are not followed): connect to "
+     "the inference server's own address"),
+    (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %(key)s\r\nContent-Length: 0\r\n\r\n",
+     "the server at {url} answered /v1/models with HTTP 429 Too Many Requests, without a message (Retry-After: ***)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: br, %(key)s\r\nContent-Length: 0\r\n\r\n",
+     "the server at {url} sent an answer that cannot be read (DecodingError: its body is compressed as br, ***: one "
+     "gzip or deflate is read, no more)"),
+    (b"HTTP/1.1 200 OK\r\nX-Echo %(key)s\r\n\r\n",
+     "the server at {url} sent an answer that cannot be read (RemoteProtocolError: illegal header line: "
+     "bytearray(b'X-Echo ***')): is it the inference server's address and port?"),
+], ids=["redirect", "retry-after", "content-encoding", "header-line"])
+def test_a_key_a_server_echoes_in_a_header_or_a_url_is_hidden_there_and_the_labs_words_stay(key, sent, said):
+    """Server text outside an error body (a redirect's URL with user:key@, a header, what httpx's exceptions quote of
+    them) had the key hidden only by the pass over the whole message, which also blanked the lab's words ("cannot",
+    "read") and skipped a key under 4 letters."""
+    with FakeServer() as server:
+        server.httpd.RequestHandlerClass.do_GET = lambda self: (
+            self.wfile.write(sent % {b"key": key.encode()}), self.wfile.flush(),
+            setattr(self, "close_connection", True))
+        with pytest.raises(RemoteError) as caught:
+            RemoteEngine(server.url, api_key=key, retries=0)
+    assert str(caught.value) == said.format(url=server.url)
+
+
+@pytest.mark.parametrize("key", ["ox", "emu", "yak"])
+def test_a_short_key_the_server_echoes_never_reaches_a_message_the_name_a_repr_or_the_history(key):
+    """A key under 4 letters was not hidden at all: a server naming its model after the key, or quoting it in an
+    error, had it shown in the status line's name, the reply's errors and the engine's repr."""
+    body = json.dumps({"error": {"message": f"quota used up for key {key}"}}).encode()
+    with FakeServer(models=(f"gpt-oss {key}",), api_key=key,
+                    raw=lambda n: [_status(400, b"Bad Request", body)]) as server:
+        session = Session.connect(server.url, api_key=key, retries=0, session_options={"tools": "none"})
+        reply = session.ask("Say hi")
+    engine = session.engine
+    assert engine.name == "gpt-oss ***" and engine.url == server.url
+    assert reply.errors and reply.errors[0].endswith("HTTP 400: quota used up for key ***"), reply.errors
+    # (engine.model keeps the name as served: it is what the server is asked for)
+    shown = [*reply.errors, engine.name, engine.url, repr(engine), repr(session.history), repr(reply)]
+    assert not [text for text in shown if re.search(rf"\b{key}\b", text)], shown
 
 
 def test_an_api_key_a_header_cannot_carry_is_refused_without_showing_it():

@@ -114,6 +114,10 @@ class _LongList(RemoteError):
     """A server's model list longer than the lab reads (a gateway's thousands): a model named is taken unchecked."""
 
 
+class _Compressed(httpx.DecodingError):
+    """`RemoteEngine._one_coding`'s DecodingError: the lab's words, the codings the server named in them quoted."""
+
+
 class RemoteWarning(UserWarning):
     """A remote setting that works but puts something at risk (a key sent in plain text)."""
 
@@ -440,9 +444,10 @@ class RemoteEngine:
         # user:password@ as its Authorization header carries it, which a server or proxy may quote back
         basic = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode() if parsed.userinfo else None
         token = None if parsed.password else parsed.username  # `http://TOKEN@host`: the user name is the secret
-        # hidden in a whole message, the lab's words too: one under 4 characters ("was") would blank them
-        secrets = [s for s in (api_key, parsed.password, token, basic) if s and len(s) >= 4]
-        self._secrets = Secrets(secrets)   # a short one only where it stands alone (not "***word" of "password")
+        # hidden in what a server sent (`_quote`), never in the lab's own words: any length, a short one only where it
+        # stands alone (not "***word" of "password")
+        secrets = [s for s in (api_key, parsed.password, token, basic) if s]
+        self._secrets = Secrets(secrets)
         self._quoted = Secrets(s for s in secrets if len(s) >= _QUOTED)  # hidden in the model's text too
         # what a 401 or 403 refused: a key given is to be checked, not passed again
         self._credential = "the API key given" if api_key else "the URL's user:password" if parsed.userinfo else None
@@ -456,7 +461,7 @@ class RemoteEngine:
         self._plain = (parsed.host, parsed.port or 80) if parsed.scheme == "http" and proxy is None else None
         self._client = httpx.Client(base_url=root, headers={**headers, "Accept-Encoding": "gzip, deflate"},
                                     auth=auth, timeout=httpx.Timeout(timeout), transport=transport,
-                                    event_hooks={"response": [_one_coding]})
+                                    event_hooks={"response": [self._one_coding]})
         with self._cleaned():
             self.ollama = self._is_ollama()
             self.prompt_as = "text" if self.ollama else "ids"
@@ -473,12 +478,12 @@ class RemoteEngine:
             if model is None:
                 if len(models) != 1:
                     raise RemoteError(f"the server at {self.url} serves {len(models)} models "
-                                      f"({_listed(models)}): choose one with model=... "
+                                      f"({self._quote(_listed(models), None)}): choose one with model=... "
                                       "(%gptoss connect URL --model NAME)")
                 model = models[0]
             elif model not in models and f"{model}:latest" not in models:  # Ollama's implied tag
-                raise RemoteError(f"the server at {self.url} has no model {model!r}; "
-                                  f"it serves: {_listed(models)}")
+                raise RemoteError(f"the server at {self.url} has no model {self._quote(model, None)!r}; "
+                                  f"it serves: {self._quote(_listed(models), None)}")
         self.model = model
         # gpt-oss-tiny learned with earlier turns' tool calls in the prompt; it is served under the name the lab's
         # llama.cpp command gives it (gpt-oss is trained without them: see harmony.Renderer)
@@ -493,17 +498,35 @@ class RemoteEngine:
 
     @contextlib.contextmanager
     def _cleaned(self) -> Iterator[None]:
-        """RemoteErrors raised inside, as a user may see them: what a server sent (an error quoting the key,
-        a model name, a header) with control characters written out and the key and password never shown."""
+        """RemoteErrors raised inside, as a user may see them: on one line, control characters written out. The key
+        and password were hidden where server text entered the message (`_quote`), not in the lab's own words."""
         try:
             yield
         except RemoteError as err:
-            raise RemoteError(visible(self._quote(" ".join(str(err).split()), None))) from None
+            raise RemoteError(visible(" ".join(str(err).split()))) from None
 
     def _quote(self, text: str, limit: int | None = 200) -> str:
         """What a server sent, to quote in a message: the key and password hidden, then cut to `limit` characters
         (in that order, so no cut leaves part of a key)."""
         return self._secrets.hide(text)[:limit]
+
+    def _said(self, err: BaseException) -> str:
+        """`err` (httpx's or ssl's, which may quote a server's status line, header or certificate) as "Name: message"
+        on one line, quoted as `_quote` quotes what a server sent; `_one_coding`'s own words as they are."""
+        if isinstance(err, _Compressed):
+            return " ".join(f"DecodingError: {err}".split())
+        return self._quote(_one_line(err), None)
+
+    def _one_coding(self, response: httpx.Response) -> None:
+        """httpx's response hook: DecodingError for a body compressed more than once, or otherwise than gzip or
+        deflate (whose one layer expands a network read at most about 1,000-fold). httpx expands each read whole,
+        layer by layer: `gzip, gzip` of under a kilobyte made hundreds of MiB before `_capped` or `_Reads` saw the
+        first byte. The codings the server named are quoted as it wrote them (`_quote`: a key in any case)."""
+        codings = [coding.strip() for value in response.headers.get_list("content-encoding")
+                   for coding in value.split(",") if coding.strip().lower() not in ("", "identity")]
+        if len(codings) > 1 or not {coding.lower() for coding in codings} <= {"gzip", "deflate"}:
+            raise _Compressed(f"its body is compressed as {self._quote(', '.join(codings), None)}: one gzip or "
+                              "deflate is read, no more", request=response.request)
 
     def _get(self, path: str) -> httpx.Response:
         """GET `path` with retries on connection errors, at most `_MAX_BODY` bytes of its body read."""
@@ -545,36 +568,38 @@ class RemoteEngine:
                 tls = _tls_failure(err)  # no retry mends it
                 if isinstance(tls, ssl.SSLCertVerificationError) and tls.verify_code == _HOSTNAME_MISMATCH:
                     raise RemoteError(  # a CA bundle cannot mend this one: the certificate is another name's
-                        f"the server at {self.url} has a TLS certificate for another name ({tls.verify_message}): "
+                        f"the server at {self.url} has a TLS certificate for another name "
+                        f"({self._quote(tls.verify_message, None)}): "
                         "connect with a name the certificate gives (or verify=False, --insecure, to not check it)"
                     ) from None
                 if isinstance(tls, ssl.SSLCertVerificationError):
                     raise RemoteError(
                         f"the server at {self.url} has a TLS certificate this machine does not trust "
-                        f"({tls.verify_message or tls.reason}): give its CA bundle with verify='ca.pem' "
-                        "(%gptoss connect --ca-bundle PATH), or verify=False (--insecure) to not check it") from None
+                        f"({self._quote(tls.verify_message or tls.reason, None)}): give its CA bundle with "
+                        "verify='ca.pem' (%gptoss connect --ca-bundle PATH), or verify=False (--insecure) to not check "
+                        "it") from None
                 if type(tls) is ssl.SSLError:  # its subclasses: a connection closed mid-handshake, maybe for now
                     plain = ": it answers in plain http, so write its URL with http://" \
                         if tls.reason in _PLAIN_HTTP else ""
                     raise RemoteError(f"the TLS handshake with the server at {self.url} failed "
-                                      f"({_one_line(tls)}){plain}") from None
+                                      f"({self._said(tls)}){plain}") from None
                 if isinstance(err, httpx.ReadError | httpx.RemoteProtocolError) and self._plain \
                         and _speaks_tls(*self._plain, min(self.timeout, 5.0)):  # no retry mends it either
                     raise RemoteError(f"the server at {self.url} closed a plain http request without an answer, and "
                                       "it answers in https: write its URL with https://") from None
                 if isinstance(err, httpx.RemoteProtocolError) and not str(err).startswith(_DROPPED):  # no retry mends
                     raise RemoteError(f"the server at {self.url} sent an answer that cannot be read "
-                                      f"({_one_line(err)}): is it the inference server's address and port?") from None
+                                      f"({self._said(err)}): is it the inference server's address and port?") from None
                 pause = min(0.5 * 2**attempt, _MAX_WAIT)
                 if attempt == self.retries or waited + pause > _MAX_WAITING:
                     capped = f"; retries stop after {_MAX_WAITING:g} s of waiting" if attempt < self.retries else ""
                     tried = f"(tried {attempt + 1} time{'s' * bool(attempt)}{capped})"
                     if isinstance(err, httpx.ConnectError):
-                        raise RemoteError(f"cannot reach the gpt-oss server at {self.url} ({type(err).__name__}: "
-                                          f"{err}); is it running? {tried}") from None
+                        raise RemoteError(f"cannot reach the gpt-oss server at {self.url} ({self._said(err)}); "
+                                          f"is it running? {tried}") from None
                     # it connected, then dropped the request, or an answer short of its Content-Length
                     raise RemoteError(f"the server at {self.url} dropped the connection before a whole answer "
-                                      f"({type(err).__name__}: {err}); is it running, and is it the inference "
+                                      f"({self._said(err)}); is it running, and is it the inference "
                                       f"server's address? {tried}") from None
                 # what is retried, as the line after the last try says it
                 bar.set_description_str(f"Cannot reach {self.url} yet ({type(err).__name__})"
@@ -592,7 +617,7 @@ class RemoteEngine:
                 raise RemoteError(late) from None
             except httpx.HTTPError as err:  # a body that cannot be decoded, a redirect loop ...
                 raise RemoteError(f"the server at {self.url} sent an answer that cannot be read "
-                                  f"({_one_line(err)})") from None
+                                  f"({self._said(err)})") from None
             finally:
                 if response is None or response.is_closed:  # else a stream, handed on open
                     clock.stop()
@@ -601,7 +626,7 @@ class RemoteEngine:
         """RemoteError for a `response` to `path` that is no success (a redirect, an HTTP error, a 304 ...); `after` is
         said after an HTTP error's status and text (the tries a busy server was given, what to check)."""
         if response.has_redirect_location:  # not followed: the key would go along to wherever it points
-            location = self._quote(response.headers["location"])
+            location = self._quote(shown_url(response.headers["location"]))  # no user:password@ or ?query
             raise RemoteError(f"the server at {self.url} redirects {path} to {location!r} "
                               "(redirects are not followed): connect to the inference server's own address")
         if response.is_success:
@@ -786,7 +811,7 @@ class RemoteEngine:
                         yield self._json(event.data)
             except SSEError:
                 kind = response.headers.get("content-type")
-                said = f"Content-Type: {kind!r}" if kind else "no Content-Type"
+                said = f"Content-Type: {self._quote(kind)!r}" if kind else "no Content-Type"
                 if response.status_code != 200:  # a 204 No Content, a 206 ...
                     said = f"{_named(response.status_code)}, {said}"
                 raise RemoteError(f"the server at {self.url} did not answer with an event stream ({said})") from None
@@ -842,9 +867,9 @@ class RemoteEngine:
                 raise RemoteError(silent) from None
             except httpx.DecodingError as err:
                 raise RemoteError(f"the server at {self.url} sent a body that cannot be decoded "
-                                  f"({_one_line(err)})") from None
+                                  f"({self._said(err)})") from None
             except (httpx.TransportError, httpx.StreamError) as err:
-                raise RemoteError(f"the connection to {self.url} broke mid-answer ({_one_line(err)})") from None
+                raise RemoteError(f"the connection to {self.url} broke mid-answer ({self._said(err)})") from None
         except RemoteError:
             if clock.expired:  # the clock shut the connection: what broke or ended the stream is its doing
                 raise RemoteError(silent) from None
@@ -1425,17 +1450,6 @@ def _capped(response: httpx.Response) -> httpx.Response:
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]  # decoded
     return httpx.Response(response.status_code, headers=headers, content=bytes(body[:_MAX_BODY]),
                           request=response.request)
-
-
-def _one_coding(response: httpx.Response) -> None:
-    """httpx's response hook: DecodingError for a body compressed more than once, or otherwise than gzip or deflate
-    (whose one layer expands a network read at most about 1,000-fold). httpx expands each read whole, layer by layer:
-    `gzip, gzip` of under a kilobyte made hundreds of MiB before `_capped` or `_Reads` saw the first byte."""
-    codings = [coding.strip().lower() for value in response.headers.get_list("content-encoding")
-               for coding in value.split(",") if coding.strip().lower() not in ("", "identity")]
-    if len(codings) > 1 or not set(codings) <= {"gzip", "deflate"}:
-        raise httpx.DecodingError(f"its body is compressed as {', '.join(codings)}: one gzip or deflate is read, "
-                                  "no more", request=response.request)
 
 
 def _most_tries(retries: int) -> int:
