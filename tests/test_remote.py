@@ -892,8 +892,24 @@ def test_a_refused_key_that_is_a_word_of_the_labs_own_sentence_is_hidden_only_wh
             self.wfile.write(_status(401, b"Unauthorized", body)), self.wfile.flush())
         with pytest.raises(RemoteError) as caught:
             RemoteEngine(server.url, api_key=key, retries=0)
+        with pytest.raises(RemoteError) as refused:   # a URL's password of the same word
+            RemoteEngine(server.url.replace("http://", f"http://bob:{key}@"), retries=0)
     assert str(caught.value) == (f"the server at {server.url} refused the request (HTTP 401: Incorrect API key "
                                  "provided: ***); the API key given was refused: check it (is it this server's?)")
+    assert str(refused.value) == (f"the server at {server.url} refused the request (HTTP 401: Incorrect API key "
+                                  "provided: ***); the URL's user:password was refused: check it (is it this server's?)")
+
+
+@pytest.mark.parametrize("key", ["an", "event", "stream"])
+def test_a_key_a_streaming_server_echoes_in_its_content_type_is_hidden_there(key):
+    """The Content-Type of an answer that is no event stream is quoted: a key in it was hidden with the lab's words
+    around it ("did not answer with an ***"), one under 4 letters not at all."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; token=%s\r\nConnection: close\r\n\r\nhello" % key.encode()
+    with FakeServer(raw=lambda n: [head]) as server:
+        with pytest.raises(RemoteError) as caught:
+            _stream(server.url, api_key=key, retries=0)
+    assert str(caught.value) == (f"the server at {server.url} did not answer with an event stream (Content-Type: "
+                                 "'text/plain; token=***')")
 
 
 @pytest.mark.parametrize("key", ["to", "read", "answer", "server", "cannot"])
