@@ -916,7 +916,8 @@ def test_a_key_a_streaming_server_echoes_in_its_content_type_is_hidden_there(key
 @pytest.mark.parametrize("sent, said", [
     (b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://bob:%(key)s@10.9.8.7/%(key)s?token=%(key)s\r\n"
      b"Content-Length: 0\r\n\r\n",
-     "the server at {url} redirects /v1/models to 'http://10.9.8.7/***?…' (redirects are not followed): connect to "
+     "the server at {url} redirects /v1/models to 'http://bob:***@10.9.8.7/***?token=***' (redirects are not "
+     "followed): connect to "
      "the inference server's own address"),
     (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %(key)s\r\nContent-Length: 0\r\n\r\n",
      "the server at {url} answered /v1/models with HTTP 429 Too Many Requests, without a message (Retry-After: ***)"),

@@ -626,7 +626,7 @@ class RemoteEngine:
         """RemoteError for a `response` to `path` that is no success (a redirect, an HTTP error, a 304 ...); `after` is
         said after an HTTP error's status and text (the tries a busy server was given, what to check)."""
         if response.has_redirect_location:  # not followed: the key would go along to wherever it points
-            location = self._quote(shown_url(response.headers["location"]))  # no user:password@ or ?query
+            location = self._quote(response.headers["location"])
             raise RemoteError(f"the server at {self.url} redirects {path} to {location!r} "
                               "(redirects are not followed): connect to the inference server's own address")
         if response.is_success:
