@@ -1406,17 +1406,38 @@ def _checked_in_time(unfinished: Exception | None = None) -> Iterator[None]:
         _DEADLINE.reset(deadline)
 
 
+# parts of a schema dict (`_checked_parts`) checked against its meta-schema: 5,000 took 4.7 s of the check's 5 s at a
+# load of 8 on 2 cores when each was `true` or `{}` (0.94 ms a part, the costliest), 2.1 s as `{"type": "string"}`
+_MOST_CHECKED = 3_000
+
+
+def _checked_parts(node: Any) -> int:
+    """How many parts jsonschema's check of a schema dict against its meta-schema goes through: each subschema
+    (`true` and `false` too) and each value of its keywords, the items of a list one by one; enum, const, default and
+    examples are data, one part each, and a property may be named "enum"."""
+    if isinstance(node, list):
+        return sum(map(_checked_parts, node))
+    if not isinstance(node, Mapping):
+        return 1
+    return 1 + sum(1 + sum(map(_checked_parts, value.values())) if key in _NAMED and isinstance(value, Mapping)
+                   else 1 if key in _VALUES else _checked_parts(value) for key, value in node.items())
+
+
 def _check_schema(kind: Any, schema: dict[str, Any]) -> None:
-    """`kind.check_schema(schema)` under the check's deadline: jsonschema checks a schema against its meta-schema at
-    about 1 ms a property, so `--json` of one of 200,000 properties held the kernel for two minutes, Ctrl-C held
-    back, before the turn refused it as longer than the model's context."""
+    """`kind.check_schema(schema)`, its cost counted first (`_MOST_CHECKED`) and under the check's deadline:
+    `--json` of a schema of 200,000 properties held the kernel for two minutes, Ctrl-C held back, and whether one of
+    5,000 prefixItems was taken depended on the machine's load."""
     import jsonschema   # only where a schema dict is checked (see _dict_format)
 
+    if (parts := _checked_parts(schema)) > _MOST_CHECKED:
+        raise ValueError(f"not supported: the schema has {parts:,} parts (subschemas and the values of their "
+                         f"keywords), more than the {_MOST_CHECKED:,} checked in time against its "
+                         "meta-schema: give a smaller one")
     meta = jsonschema.validators.validator_for(kind.META_SCHEMA, default=kind)
     timed = jsonschema.validators.extend(meta, {name: _in_time(check) for name, check in meta.VALIDATORS.items()})
     validator = timed(_without_dialect(kind.META_SCHEMA), format_checker=meta.FORMAT_CHECKER, registry=_meta_schemas())
-    with _checked_in_time(ValueError(f"the schema could not be checked within {_CHECK_SECONDS:g} s (jsonschema takes "
-                                     "about 1 ms a property): give a smaller one")):
+    with _checked_in_time(ValueError(f"the schema could not be checked within {_CHECK_SECONDS:g} s: its check against "
+                                     "its meta-schema was stopped unfinished")):
         for error in validator.iter_errors(schema):
             raise jsonschema.SchemaError.create_from(error)
 
