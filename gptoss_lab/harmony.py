@@ -5,7 +5,7 @@ Everything that knows how gpt-oss text is laid out lives here; the rest of the l
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import codecs
 import datetime as _dt
 import functools
@@ -89,13 +89,16 @@ def encoding() -> HarmonyEncoding:
 @functools.cache
 def ranks() -> dict[bytes, int]:
     """The BPE vocabulary, token bytes -> rank (= id), read from the bundled, checked file."""
+    return dict(_vocabulary())
+
+
+def _vocabulary() -> Iterator[tuple[bytes, int]]:
+    """Each token's bytes and rank (= id) as the bundled file lists them, once openai-harmony has checked the file."""
     encoding()
-    table = {}
     for line in VOCAB_FILE.read_bytes().splitlines():
         if line:
             token, rank = line.split()
-            table[base64.b64decode(token)] = int(rank)
-    return table
+            yield binascii.a2b_base64(token), int(rank)
 
 
 @functools.cache
@@ -228,8 +231,11 @@ _RUNS_CHUNK = 1 << 20  # bytes `fewest_tokens` looks at together
 @functools.cache
 def longest_token() -> int:
     """Bytes of the vocabulary's longest token (128 in o200k_harmony), so at most as many characters: what bounds the
-    text a number of tokens can hold."""
-    return max(map(len, ranks()))
+    text a number of tokens can hold. Read without decoding the whole vocabulary (`ranks`, ~0.5 s), which every first
+    turn paid for its length check."""
+    tokens = [line.split(maxsplit=1)[0] for line in VOCAB_FILE.read_bytes().splitlines() if line]
+    widest = max(map(len, tokens))   # base64: the longest token is among those written longest (4 characters a 3 bytes)
+    return max(len(binascii.a2b_base64(token)) for token in tokens if len(token) == widest)
 
 
 @functools.cache
@@ -345,7 +351,7 @@ def clean(text: str) -> str:
 def _token_bytes() -> list[bytes | None]:
     """Bytes of every token id (special tokens as their spelling), for O(1) streaming decode."""
     table: list[bytes | None] = [None] * VOCAB_SIZE
-    for token_bytes, rank in ranks().items():
+    for token_bytes, rank in _vocabulary():   # not `ranks()`: a first turn needs no dict of the vocabulary
         table[rank] = token_bytes
     for token, name in special_tokens().items():
         table[token] = name.encode()

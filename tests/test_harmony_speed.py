@@ -354,3 +354,21 @@ def test_session_cost_per_token_is_flat_with_no_view():
         early.append(a)
         late.append(b)
     assert min(late) / min(early) <= 1.2, (min(early), min(late))
+
+
+def test_a_first_turn_does_not_build_the_vocabularys_dict():
+    """Every first turn built the vocabulary's dict (`ranks`, 0.2-0.5 s of a tiny model's ~1 s first answer): for its
+    check that the question can fit (`fewest_tokens`, the longest token's length, now read from the file as written)
+    and for the stream's table of each token's bytes (now read from the file); only long pieces need the dict."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import gptoss_lab
+
+    code = ("from gptoss_lab import ReplayEngine, Session, harmony\n"
+            "reply = Session(ReplayEngine('<|channel|>final<|message|>5<|return|>')).ask('What is 2 + 3?')\n"
+            "print(reply.final, harmony.longest_token(), harmony.ranks.cache_info().currsize)")
+    package = str(Path(gptoss_lab.__file__).resolve().parents[1])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=package)
+    assert run.stdout.split() == ["5", str(max(map(len, harmony.ranks()))), "0"], run.stdout + run.stderr[-2000:]
