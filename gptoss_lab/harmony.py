@@ -231,11 +231,9 @@ _RUNS_CHUNK = 1 << 20  # bytes `fewest_tokens` looks at together
 @functools.cache
 def longest_token() -> int:
     """Bytes of the vocabulary's longest token (128 in o200k_harmony), so at most as many characters: what bounds the
-    text a number of tokens can hold. Read without decoding the whole vocabulary (`ranks`, ~0.5 s), which every first
-    turn paid for its length check."""
-    tokens = [line.split(maxsplit=1)[0] for line in VOCAB_FILE.read_bytes().splitlines() if line]
-    widest = max(map(len, tokens))   # base64: the longest token is among those written longest (4 characters a 3 bytes)
-    return max(len(binascii.a2b_base64(token)) for token in tokens if len(token) == widest)
+    text a number of tokens can hold. Read from the stream's table of token bytes, which every turn makes, not from
+    `ranks` (~0.5 s), which a first turn needs not."""
+    return max(len(token) for token in _token_bytes()[:FIRST_SPECIAL] if token)
 
 
 @functools.cache

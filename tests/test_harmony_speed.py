@@ -358,8 +358,8 @@ def test_session_cost_per_token_is_flat_with_no_view():
 
 def test_a_first_turn_does_not_build_the_vocabularys_dict():
     """Every first turn built the vocabulary's dict (`ranks`, 0.2-0.5 s of a tiny model's ~1 s first answer): for its
-    check that the question can fit (`fewest_tokens`, the longest token's length, now read from the file as written)
-    and for the stream's table of each token's bytes (now read from the file); only long pieces need the dict."""
+    check that the question can fit (`fewest_tokens`, the longest token's length) and for the stream's table of each
+    token's bytes: the table is read from the file and the length from the table; only long pieces need the dict."""
     import subprocess
     import sys
     from pathlib import Path
