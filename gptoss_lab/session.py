@@ -97,7 +97,8 @@ class Session:
     (or as attributes: `session.effort = "high"` is `configure(effort="high")`).
     `browser` is the browser tool the `browser` tool name refers to (see `gptoss_lab.tools.browser`).
     `history` and `replies` are the conversation: change it by setting them (`s.history = ...`) or with `reset`,
-    `rewind` and `regenerate`; a change made in place between turns is put back (`check_conversation`).
+    `rewind` and `regenerate`; a change made in place between turns is put back once a tool has run in the
+    session (`check_conversation`).
     """
 
     def __init__(self, engine: Engine, *, namespace: dict[str, Any] | None = None, view: View | None = None,
