@@ -546,7 +546,8 @@ def help_cells(lines: list[str]) -> list[str]:
     `?` reaches the magic (`_asked_on_the_line`)."""
     if lines and re.match(r"%%gptoss(?:\s|$)", lines[0]) and not "".join(lines[1:]).strip():
         return [lines[0].rstrip("\n") + "\n", "\n"]
-    if lines and lines[0].lstrip().startswith("%%"):   # a cell magic's body is its text (a question to the model)
+    if (lines and lines[0].lstrip().startswith("%%")   # a cell magic's body is its text (a question to the model)
+            or not any(_ENDS_ASKING.fullmatch(line.rstrip("\n")) for line in lines)):   # (every cell comes here)
         return lines
     from IPython.core.inputtransformer2 import make_tokens_by_line
 
