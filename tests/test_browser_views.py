@@ -190,6 +190,7 @@ def test_a_page_whose_file_was_edited_since_the_browse_is_said_changed_on_its_ca
     pdf = tmp_path / "manuals" / "greenhouse.pdf"
     os.utime(pdf, ns=(pdf.stat().st_atime_ns, pdf.stat().st_mtime_ns + 10**9))   # saved again, a second later
     printed, reply = ask()
+    assert f"[browser.search: done · {said}]" in printed   # its results quote the file as it was read, too
     assert f"[browser.open: done · {said}]" in printed
     assert f"[browser.find: done · {said}]" in printed
     assert '<div class="gx-browse-note">' + said in Transcript.from_reply(reply).to_html()
@@ -199,6 +200,10 @@ def test_a_page_whose_file_was_edited_since_the_browse_is_said_changed_on_its_ca
     pdf.unlink()
     opened = browser.run(ToolCall("browser.open", "analysis", '{"id": "manuals/greenhouse.pdf"}'))
     assert opened.data["changed"].startswith("manuals/greenhouse.pdf is no longer on disk since the folder was read")
+    (tmp_path / "handbook" / "leave.md").write_text("edited")   # several results' files: one line names them
+    searched = browser.run(ToolCall("browser.search", "analysis", '{"query": "lab"}'))
+    assert searched.data["changed"] == "2 of these documents (handbook/leave.md, manuals/greenhouse.pdf) were changed " \
+        "or removed on disk since the folder was read: the model reads them as they were then; %gptoss browse again to read them anew"
 
 
 def test_the_chat_view_sends_cards_and_chips(docs: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..base import error_text
@@ -37,9 +37,10 @@ class Backend(ABC):
     def fetch(self, url: str) -> Page:
         """The page at `url` (raise BackendError when it cannot be had)."""
 
-    def changed(self, url: str) -> str | None:
-        """One line for the user when the page at `url` is no longer as the backend read it (a file edited since the
-        folder was read), else None; the model still reads it as it was, so that its citations match."""
+    def changed(self, urls: Iterable[str]) -> str | None:
+        """One line for the user when pages at `urls` (a page opened, a search's results) are no longer as the backend
+        read them (a file edited since the folder was read), else None; the model still reads them as they were, so
+        that its citations match."""
         return None
 
     def describe(self) -> str:

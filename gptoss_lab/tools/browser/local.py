@@ -270,13 +270,21 @@ class LocalBackend(Backend):
             raise BackendError(f"not {which} (open a search result by its id, or a document by its path)")
         return self.pages[i]
 
-    def changed(self, url: str) -> str | None:
-        """Said when the file of the document `url` was edited or removed since it was read: the model reads the text
-        it was indexed with (what a search finds, what citations quote), and the user, who edited it, thought it read
-        the new one."""
-        happened = self._happened(url)
-        return None if happened is None else f"{_written_out(url)} {happened} since the folder was read: the model " \
-            "reads it as it was then; %gptoss browse again to read it anew"
+    def changed(self, urls: Iterable[str]) -> str | None:
+        """Said when the files of documents among `urls` were edited or removed since they were read: the model reads
+        the text they were indexed with (what a search finds, what citations quote), and the user, who edited one,
+        thought it read the new one. A search's results drawn from such files are said so as an open of one is."""
+        found = [(url, happened) for url in dict.fromkeys(urls) if (happened := self._happened(url))]
+        if not found:
+            return None
+        if len(found) == 1:
+            url, happened = found[0]
+            return f"{_written_out(url)} {happened} since the folder was read: the model reads it as it was then; " \
+                "%gptoss browse again to read it anew"
+        named = ", ".join(_written_out(url) for url, _ in found[:3]) + (", ..." if len(found) > 3 else "")
+        what = "changed" if all(happened == "was changed on disk" for _, happened in found) else "changed or removed"
+        return f"{len(found)} of these documents ({named}) were {what} on disk since the folder was read: the model " \
+            "reads them as they were then; %gptoss browse again to read them anew"
 
     def _happened(self, url: str) -> str | None:
         """What became of the file of the document `url` since it was read, None if nothing (or it is no file)."""

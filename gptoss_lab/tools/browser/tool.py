@@ -260,7 +260,7 @@ class Browser(Tool):
         data["results"] = [{"id": i, "title": r.title, "url": r.url, "source": label, "snippet": r.snippet,
                             "cut": r.cut}   # an address cut to MAX_URL_CHARS: the card does not link it
                            for i, (r, label) in enumerate(zip(results, result_labels(results)))]
-        return text, data
+        return text, self._noted(data, [r.url for r in results])
 
     def _open(self, id: int | str = -1, cursor: int = -1, loc: int = -1, num_lines: int = -1,
               view_source: bool = False, source: str | None = None) -> tuple[str, Any]:
@@ -291,7 +291,7 @@ class Browser(Tool):
             if loc > 4:
                 loc -= 4
         text, data = self._show(loc, num_lines)
-        return text, self._noted(data, document)
+        return text, self._noted(data, [document.url])
 
     def _source(self, page: Page) -> Page:
         """The page `view_source` shows of `page` (made once: opened again, the same page and its lines); a source
@@ -321,12 +321,13 @@ class Browser(Tool):
         data["pattern"] = str(pattern)
         data["matches"] = [{"id": int(i), "line": e.line_idx, "text": e.text} for i, e in (found.snippets or {}).items()]
         data["url"], data["title"] = self._address(page), page.title
-        return text, self._noted(data, page)
+        return text, self._noted(data, [page.url])
 
-    def _noted(self, data: dict[str, Any], page: Page) -> dict[str, Any]:
-        """`data` (what the call's card shows), with the line that tells the user when `page`'s file changed since the
-        backend read it ("changed"): the model is shown the page as it was read, and its citations quote that."""
-        if note := self.backend.changed(page.url):
+    def _noted(self, data: dict[str, Any], urls: Sequence[str]) -> dict[str, Any]:
+        """`data` (what the call's card shows), with the line that tells the user when the files of the pages at `urls`
+        (the page opened or searched in, a search's results) changed since the backend read them ("changed"): the
+        model is shown the pages as they were read, and its citations quote that."""
+        if note := self.backend.changed(urls):
             data["changed"] = note
         return data
 
