@@ -315,3 +315,36 @@ def test_a_line_of_megabytes_is_wrapped_in_memory_of_its_own_size() -> None:
         lines, peak = _peak(lambda: wrap_lines(line))   # noqa: B023  (called at once)
         assert isinstance(lines, list) and len(lines) == len(line) // 80 and "".join(lines) == line
         assert peak < 4 * len(line), f"{peak / len(line):.1f} bytes a character"   # was 19 and 42
+
+
+def test_a_folder_on_a_slow_disk_shows_progress_from_the_listing_on(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the listing, each document found was looked at again (a stat of each, to see whether it is a link) with
+    no bar moving: 20,000 files were a second of silence before the reading bar, and far more on a network disk. What
+    the listing learnt of each file is kept: the first bar shows as soon as reading starts."""
+    for n in range(400):
+        (tmp_path / f"owls{n}.md").write_text(OWLS)
+    stat = os.stat
+
+    def slow(*args: object, **kwargs: object) -> os.stat_result:   # a network disk: 4 ms a file's stat
+        time.sleep(0.004)
+        return stat(*args, **kwargs)   # type: ignore[arg-type]
+
+    class Screen:
+        """stdout, telling when something was first shown on it."""
+        first: float | None = None
+
+        def write(self, text: str) -> int:
+            self.first = self.first or (time.monotonic() if text.strip() else None)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    screen = Screen()
+    monkeypatch.setattr(os, "stat", slow)
+    monkeypatch.setattr("sys.stdout", screen)
+    start = time.monotonic()
+    Browser(tmp_path)
+    monkeypatch.undo()
+    assert screen.first is not None and screen.first - start < 0.8   # was 1.6 s and more of nothing shown

@@ -406,17 +406,16 @@ def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str
     path = Path(os.path.expanduser(text))   # pathlib's raised RuntimeError for ~user of no such user
     try:
         if path.is_dir():
-            documents, links = _documents_in(path, search)
-            real = path.resolve()   # once, not once a document
-            for found in documents:
-                name = found.relative_to(path).as_posix()
-                if found.is_symlink():   # the folders entered are none: only a link's own file may lie outside
+            real = path.resolve()   # once, not once a document: the folder listed, so what it lists is resolved
+            documents, links = _documents_in(real, search)
+            for found, name, is_link in documents:
+                if is_link:   # the folders entered are none: only a link's own file may lie outside
                     _add_inside(files, outside, found, name, real, text)
-                else:   # resolved, each of 50,000 documents took 5.6 s after the listing's bar had gone
-                    files.setdefault(real / name, name)
-            for link in links:   # (one inside the folder leads to files read where they are)
+                else:
+                    files.setdefault(found, name)
+            for link, name in links:   # (one inside the folder leads to files read where they are)
                 if not link.resolve().is_relative_to(real):
-                    outside.append((link.relative_to(path).as_posix(), f"a link to a folder outside {text}"))
+                    outside.append((name, f"a link to a folder outside {text}"))
         elif path.is_file():
             files.setdefault(path.resolve(), path.name)
             search.found()
@@ -533,40 +532,45 @@ def _hard_linked(stats: Mapping[str, os.stat_result]) -> list[str]:
     return [url for url, file in stats.items() if file.st_nlink > inside[file.st_dev, file.st_ino]]
 
 
-def _documents_in(folder: Path, search: _Search) -> tuple[list[Path], list[Path]]:
-    """The document files under `folder`, sorted, and the links to folders passed over: hidden folders are not
-    entered, nor links to folders (said, so that a folder whose documents lie behind one is not just "no documents
-    found"), and a folder of any depth is walked without recursion, shallow folders first (what `search` stops
-    short of is what lies deepest)."""
-    found: list[Path] = []
-    links: list[Path] = []
-    todo = deque([folder])
+def _documents_in(folder: Path, search: _Search) -> tuple[list[tuple[Path, str, bool]], list[tuple[Path, str]]]:
+    """The document files under `folder`, sorted, each with its path inside it and whether it is a link (as the
+    listing saw it: each file looked at again after the listing, with no bar moving, was a second of silence for
+    20,000 files), and the links to folders passed over, with their paths inside it: hidden folders are not entered,
+    nor links to folders (said, so that a folder whose documents lie behind one is not just "no documents found"),
+    and a folder of any depth is walked without recursion, shallow folders first (what `search` stops short of is
+    what lies deepest)."""
+    found: list[tuple[Path, str, bool]] = []
+    links: list[tuple[Path, str]] = []
+    todo = deque([(folder, "")])
     while todo and search.goes_on():
+        here, inside = todo.popleft()
         try:
-            with os.scandir(todo.popleft()) as listed:
+            with os.scandir(here) as listed:
                 entries = sorted(listed, key=lambda entry: entry.name)
         except OSError:  # a folder that cannot be listed is left out, as rglob did
             continue
         for entry in entries:
             if entry.name.startswith("."):
                 continue
+            name = inside + entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    todo.append(Path(entry.path))
+                    todo.append((Path(entry.path), name + "/"))
                 elif entry.is_symlink() and _dead_end(Path(entry.path)):   # a loop: is_dir raised, and it was left
                     if Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES and search.goes_on():   # out unsaid
-                        found.append(Path(entry.path))   # `_add_inside` says why it is not read
+                        found.append((Path(entry.path), name, True))   # `_add_inside` says why it is not read
                         search.found()
                 elif entry.is_symlink() and entry.is_dir():
-                    links.append(Path(entry.path))
+                    links.append((Path(entry.path), name))
                 elif entry.is_file() and (suffix := Path(entry.name).suffix.lower()) not in DOCUMENT_SUFFIXES:
                     search.others[suffix] += 1
                 elif (entry.is_file() or Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES) and search.goes_on():
-                    found.append(Path(entry.path))   # (a pipe or device named as a document, or a link to one, was
-                    search.found()                   # passed over unsaid: `_read` refuses it, unopened or unwaited)
+                    found.append((Path(entry.path), name, entry.is_symlink()))   # (a pipe or device named as a
+                    search.found()        # document, or a link to one, was passed over unsaid: `_read` refuses it)
             except OSError:
                 continue
-    return sorted(found), sorted(links)
+    # sorted as paths are, by their parts (`a/b.md` before `a-b.md`)
+    return sorted(found, key=lambda item: item[1].split("/")), sorted(links, key=lambda item: item[1].split("/"))
 
 
 def _matches(folder: Path, pattern: tuple[str, ...], search: _Search) -> list[Path]:
