@@ -34,7 +34,10 @@ TEXT_SUFFIXES = {".txt", ".text", ".rst", ".org", ".tex", ".csv", ".tsv", ".json
                  ".py", ".log", ".ini", ".cfg"}
 PDF_SUFFIXES = {".pdf"}
 DOCUMENT_SUFFIXES = HTML_SUFFIXES | MARKDOWN_SUFFIXES | TEXT_SUFFIXES | PDF_SUFFIXES
-MAX_PDF_PAGES = 5_000
+MAX_PDF_PAGES = 5_000          # listed: a PDF of more is skipped (pypdf builds each listed page before reading one)
+# read: a PDF's pages past these are left unread, and said so: pypdf read a page of kerned text in 10 ms of CPU (3 ms
+# one of plain lines), and a book of 5,000 was read or cut off by the 60 s deadline as the machine's load allowed
+MAX_PDF_READ_PAGES = 2_000
 MAX_PDF_SECONDS = 60.0
 PDF_PARSE_BYTES_PER_SECOND = 500_000   # of drawing operations, about the slowest pypdf parses them (hex strings)
 CMAP_PARSE_BYTES_PER_SECOND = 1_500_000   # of fonts' character maps, half the rate pypdf parsed 1.4 MB of `bfchar` lines
@@ -534,10 +537,11 @@ def heading_title(text: str) -> str | None:
 
 
 def pdf_text(data: bytes, deadline: float | None = None,
-             on_page: Callable[[int, int], None] | None = None) -> tuple[str, str | None]:
-    """The text of a PDF, page after page (ligatures as their letters), and its title if it has one, read within
-    MAX_PDF_SECONDS and by `deadline` (a `time.monotonic()`) if one is given; `on_page(number, count)` is told of
-    each page read (a progress bar: a book of thousands takes up to that minute)."""
+             on_page: Callable[[int, int], None] | None = None) -> tuple[str, str | None, str]:
+    """The text of a PDF's first MAX_PDF_READ_PAGES pages, page after page (ligatures as their letters), its title if
+    it has one, and what of it was left unread ("" if nothing), read within MAX_PDF_SECONDS and by `deadline` (a
+    `time.monotonic()`) if one is given; `on_page(number, count)` is told of each page read (a progress bar: a book
+    of thousands takes up to half a minute)."""
     from pypdf import PdfReader
 
     own = time.monotonic() + MAX_PDF_SECONDS
@@ -563,7 +567,8 @@ def pdf_text(data: bytes, deadline: float | None = None,
             if (count := _page_count(reader.root_object["/Pages"], in_time)) > MAX_PDF_PAGES:
                 raise ExtractError(f"the PDF has {count:,} pages; the browser reads at most {MAX_PDF_PAGES:,}")
             listed = len(reader.pages)
-            for number, page in enumerate(reader.pages, 1):
+            read = min(listed, MAX_PDF_READ_PAGES)
+            for number, page in enumerate(itertools.islice(reader.pages, read), 1):
                 in_time()
                 # pypdf parses a page's drawing operations whole before the first reaches in_time: 20 MB of one
                 # hex string (a 20 kB file) took 8 s past the deadline
@@ -577,14 +582,18 @@ def pdf_text(data: bytes, deadline: float | None = None,
                                        f"{drawing / 1e6:,.1f} MB{maps})")
                 pages.append(page.extract_text(visitor_operand_before=in_time) or "")
                 if on_page is not None:
-                    on_page(number, listed)
+                    on_page(number, read)
             title = (reader.metadata or {}).get("/Title") if reader.metadata else None
     except ExtractError:
         raise
     except Exception as err:  # pypdf fails on broken files with assorted errors (AssertionError, AttributeError ...)
         raise ExtractError(f"not a readable PDF ({_pdf_trouble(err)})") from None
     text = "\n\n".join(p.strip("\n") for p in pages).strip().translate(_LIGATURES)
-    return text, str(title).strip() if title else None
+    unread = f"its first {read:,} of {listed:,} pages; the browser reads at most {MAX_PDF_READ_PAGES:,} pages of a " \
+        "PDF" if read < listed else ""
+    if unread and text:   # the model is told where the document it reads stops
+        text += f"\n\n[The browser read the first {read:,} of this PDF's {listed:,} pages.]"
+    return text, str(title).strip() if title else None, unread
 
 
 def _pdf_trouble(err: Exception) -> str:
@@ -753,10 +762,12 @@ def document_page(data: bytes, url: str, name: str, *, content_type: str = "", c
     content_type = content_type.split(";")[0].strip().lower()
     stem = shown_name or path.name or name
     if content_type == "application/pdf" or (not content_type and suffix in PDF_SUFFIXES) or data[:5] == b"%PDF-":
-        text, title = pdf_text(data, deadline, on_page)
+        text, title, unread = pdf_text(data, deadline, on_page)
         if not text.strip():   # kept, it was a document the model never finds and opens empty; skipped, it is named
             raise ExtractError("the PDF holds no text (scanned pages? the browser reads no images)")
-        return text_page(text, url, title or stem)
+        page = text_page(text, url, title or stem)
+        page.unread = unread
+        return page
     html = content_type in ("text/html", "application/xhtml+xml") or not content_type and (
         suffix in HTML_SUFFIXES or suffix not in DOCUMENT_SUFFIXES and _HTML_START.match(data) is not None)
     markup = html or content_type in ("application/xml", "text/xml")

@@ -331,6 +331,9 @@ class LocalBackend(Backend):
             name, why = self.skipped[0]
             text += f"; skipped {len(self.skipped)} that could not be read ({_written_out(name)}: " \
                 f"{_written_out(why)}" + (", ..." if len(self.skipped) > 1 else "") + ")"
+        if partial := [page for page in self.pages if page.unread]:
+            text += f"; read {len(partial)} in part ({_written_out(partial[0].url)}: {partial[0].unread}" + \
+                (", ..." if len(partial) > 1 else "") + ")"
         if self.left_out:
             text += f"; left out the rest: {self.left_out}"
         if changed := [url for url in self._read_as if self._happened(url)]:   # `%gptoss status` says it too

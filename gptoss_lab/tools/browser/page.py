@@ -117,6 +117,7 @@ class Page:
     kind: str = "page"              # page | search | find
     origin: Page | None = field(default=None, repr=False)   # the page a find page searched
     cut: frozenset[str] = frozenset()   # its links' addresses that were cut (SearchResult.cut): none is a page's
+    unread: str = ""                    # what of the document was not read, for the user (a long PDF's last pages)
 
     def __post_init__(self) -> None:
         # every display's header and every indexed passage carries the title: a document whose first line was a
