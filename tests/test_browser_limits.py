@@ -368,3 +368,42 @@ def test_a_long_pdf_is_read_to_a_count_of_pages_and_says_so(tmp_path: Path, monk
     assert text.rstrip().endswith("[The browser read the first 3 of this PDF's 5 pages.]")
     assert browser.describe().endswith("; read 1 in part (book.pdf: its first 3 of 5 pages; the browser reads at most "
                                        "3 pages of a PDF)")
+
+
+def test_looking_through_many_files_of_other_kinds_shows_its_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The listing's bar moved only when a document was found: a folder of 100,000 images and one note was 3 s of
+    silence. It moves for every file looked at."""
+    for n in range(300):
+        (tmp_path / f"photo{n}.png").write_bytes(b"")
+    (tmp_path / "zz.md").write_text(OWLS)
+    monkeypatch.setattr(local, "LIST_PROGRESS_AFTER", 0.1, raising=False)
+    scandir = os.scandir
+
+    class Entry:   # a network disk that lists no file types: each is looked at, 1 ms
+        def __init__(self, entry: os.DirEntry) -> None:
+            self.entry, self.name, self.path = entry, entry.name, entry.path
+
+        def is_file(self) -> bool:
+            time.sleep(0.001)
+            return self.entry.is_file()
+
+        def is_dir(self, **kwargs: bool) -> bool:
+            return self.entry.is_dir(**kwargs)
+
+        def is_symlink(self) -> bool:
+            return self.entry.is_symlink()
+
+    class Listing:
+        def __init__(self, path: object) -> None:
+            self.listed = scandir(path)   # type: ignore[arg-type]
+
+        def __enter__(self) -> list[Entry]:
+            return [Entry(entry) for entry in self.listed]
+
+        def __exit__(self, *_: object) -> None:
+            self.listed.close()
+
+    monkeypatch.setattr(os, "scandir", Listing)
+    Browser(tmp_path)
+    assert "Looking for documents: 0 files [" in capsys.readouterr().out   # was drawn first at the one document

@@ -382,7 +382,7 @@ class _Search:
         # redrawn as often as it is late to show: a notebook's bars are redrawn every 3 s, and one of a listing of 2.5 s
         # (50,000 files) never showed
         self.bar = text_bar(desc="Looking for documents", unit=" files", delay=LIST_PROGRESS_AFTER,
-                            mininterval=LIST_PROGRESS_AFTER, disable=not progress)
+                            mininterval=LIST_PROGRESS_AFTER, disable=not progress, miniters=0)   # 0: see `passed_over`
 
     def __enter__(self) -> _Search:
         return self
@@ -402,6 +402,12 @@ class _Search:
         """Count one more file found (the bar is redrawn at most 10 times a second)."""
         self.count += 1
         self.bar.update()
+
+    def passed_over(self, suffix: str) -> None:
+        """Count a file of no kind the browser reads (by its suffix), the bar redrawn as time passes: it moved only for
+        documents, and a folder of 100,000 images and one note was 3 s of silence."""
+        self.others[suffix] += 1
+        self.bar.update(0)
 
 
 def _collect_one(text: str, files: dict[Path, str], outside: list[tuple[str, str]], search: _Search) -> None:
@@ -566,7 +572,7 @@ def _documents_in(folder: Path, search: _Search) -> tuple[list[tuple[Path, str, 
                 elif entry.is_symlink() and entry.is_dir():
                     links.append((Path(entry.path), name))
                 elif entry.is_file() and (suffix := Path(entry.name).suffix.lower()) not in DOCUMENT_SUFFIXES:
-                    search.others[suffix] += 1
+                    search.passed_over(suffix)
                 elif (entry.is_file() or Path(entry.name).suffix.lower() in DOCUMENT_SUFFIXES) and search.goes_on():
                     found.append((Path(entry.path), name, entry.is_symlink()))   # (a pipe or device named as a
                     search.found()        # document, or a link to one, was passed over unsaid: `_read` refuses it)
