@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from gptoss_lab import harmony
 from gptoss_lab.routing import Routing
@@ -197,3 +198,42 @@ def test_a_styled_table_shows_a_labels_html_as_text():
         page = table.style.background_gradient().to_html()
         assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;\\x1b" in page and "mathjax_ignore" in page
     assert r.label_load().index.get_level_values("label")[0] == label
+
+
+_SPREADSHEET_LABELS = ["=cmd|' /C calc'!A0", "@SUM(1+1)", "+x", "-5", "-", "a\x1bb"]
+
+
+def _spreadsheet_record() -> Routing:
+    """One token per label of `_SPREADSHEET_LABELS` (a record's meta.json from elsewhere holds any of them)."""
+    n = len(_SPREADSHEET_LABELS)
+    return Routing([11] * n, np.zeros((n, 1, 1), int), np.ones((n, 1, 1)), _SPREADSHEET_LABELS, num_experts=1)
+
+
+def test_a_table_written_to_csv_makes_no_formula_in_a_spreadsheet():
+    """A label `=cmd|' /C calc'!A0` went into `to_csv` as it is, and a spreadsheet opening the file ran it as a formula
+    (`to_clipboard` pasted it so). A text a spreadsheet reads as a formula starts with a `'` there, which it shows as
+    text; a number (-5) and a lone "-" stay as they are, a control character too (CSV holds it), and the frame keeps
+    the real labels."""
+    import csv
+    import io
+
+    r = _spreadsheet_record()
+    frame = r.to_frame()
+    escaped = ["'=cmd|' /C calc'!A0", "'@SUM(1+1)", "'+x", "-5", "-", "a\x1bb"]
+    rows = list(csv.DictReader(io.StringIO(frame.to_csv(index=False))))
+    assert [row["label"] for row in rows] == escaped
+    assert list(csv.reader(io.StringIO(frame["label"].to_csv(index=False))))[1:] == [[text] for text in escaped]
+    labels = [row["label"] for row in csv.DictReader(io.StringIO(r.label_load().to_csv()))]  # labels in the index
+    assert sorted(labels) == sorted(escaped)
+    assert frame["label"].tolist() == _SPREADSHEET_LABELS
+
+
+def test_a_table_written_to_excel_holds_no_formula_and_every_label(tmp_path):
+    """`to_excel` wrote the label `=cmd|' /C calc'!A0` as a formula cell, and failed whole on a label holding ESC
+    (openpyxl's IllegalCharacterError): each is a text cell now, the formula with a `'`, the control written out."""
+    openpyxl = pytest.importorskip("openpyxl")   # not a dependency of the lab: pandas needs it for .xlsx
+    path = tmp_path / "routing.xlsx"
+    _spreadsheet_record().to_frame().to_excel(path, index=False)
+    column = [cell for cell in openpyxl.load_workbook(path).active["D"]][1:]   # the label column, after its name
+    assert [cell.value for cell in column] == ["'=cmd|' /C calc'!A0", "'@SUM(1+1)", "'+x", "-5", "-", "a\\x1bb"]
+    assert {cell.data_type for cell in column} == {"s"}

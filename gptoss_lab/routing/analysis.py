@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..events import counted
-from ..widgets.sanitize import shown_text
+from ..widgets.sanitize import shown_text, spreadsheet_text, xlsx_text
 
 if TYPE_CHECKING:
     from .record import Routing
@@ -52,12 +52,13 @@ def _keeping(plain: _F) -> _F:
     return method  # type: ignore[return-value]
 
 
-def _written(plain: _F) -> _F:
-    """pandas text method `plain` (`to_string`) run on the texts as `shown_text` writes them, every row:
-    `to_string()` showed a label's ESC sequence, U+202E and zero-width characters raw, where `repr` writes them out."""
+def _written(plain: _F, write: Callable[[str], str] = shown_text) -> _F:
+    """pandas text method `plain` run on the texts as `write` writes them, every row: `to_string()` showed a label's
+    ESC sequence, U+202E and zero-width characters raw, where `repr` writes them out (`shown_text`); `to_csv` and
+    `to_excel` handed a spreadsheet a label `=cmd|' /C calc'!A0` as a formula (`spreadsheet_text`, `xlsx_text`)."""
     @functools.wraps(plain)
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return plain(_written_texts(self, max(len(self), 1)), *args, **kwargs)
+        return plain(_written_texts(self, max(len(self), 1), write), *args, **kwargs)
     return method  # type: ignore[return-value]
 
 
@@ -71,6 +72,8 @@ class Frame(pd.DataFrame):
     describe = _keeping(pd.DataFrame.describe)
     agg = aggregate = _keeping(pd.DataFrame.aggregate)
     to_string = _written(pd.DataFrame.to_string)
+    to_csv = _written(pd.DataFrame.to_csv, spreadsheet_text)
+    to_excel = _written(pd.DataFrame.to_excel, xlsx_text)
 
     @property
     def _constructor(self) -> type[Frame]:
@@ -177,6 +180,8 @@ class _Column(pd.Series):
     describe = _keeping(pd.Series.describe)
     agg = aggregate = _keeping(pd.Series.aggregate)
     to_string = _written(pd.Series.to_string)
+    to_csv = _written(pd.Series.to_csv, spreadsheet_text)
+    to_excel = _written(pd.Series.to_excel, xlsx_text)
 
     @property
     def _constructor(self) -> type[pd.Series]:

@@ -387,6 +387,28 @@ def shown_text(text: str) -> str:
     return _EDGE_SPACES.sub(lambda run: "\u2423" * len(run.group()), _UNSEEN.sub(_written_out, text))
 
 
+_FORMULA_START = "=+-@\t\r"   # how a spreadsheet tells a cell is a formula (OWASP's "CSV injection")
+_NOT_IN_XLSX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")   # what an .xlsx cell cannot hold (XML 1.0)
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text as a table's CSV gets it: one a spreadsheet would read as a formula (`=cmd|' /C calc'!A0`, `@SUM(…)`,
+    `-based`) starts with a `'`, so the spreadsheet shows it and runs nothing; a number (-5) or one character stays."""
+    if len(text) < 2 or text[0] not in _FORMULA_START:
+        return text
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return "'" + text
+
+
+def xlsx_text(text: str) -> str:
+    """A text as a table's .xlsx gets it: as `spreadsheet_text` writes it, and the controls no .xlsx cell can hold
+    written out (`\\x1b`): openpyxl refused the whole table for one."""
+    return _NOT_IN_XLSX.sub(_written_out, spreadsheet_text(text))
+
+
 def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
