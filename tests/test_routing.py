@@ -229,6 +229,36 @@ def test_session_routing_on_a_tool_using_conversation(random_checkpoint):
     assert engine.last_prefill < len(prompt)  # the last turn did reuse cached positions
 
 
+def test_a_turn_that_fails_midway_keeps_the_routing_of_the_tokens_it_computed(random_checkpoint):
+    """A forward that failed half-way (a GPU out of memory, in its third layer) lost the routing of the tokens generated
+    since the last batch was taken (up to 15): the failed turn kept their text, its record ended at the prompt. Now it
+    keeps every token the model went through, as the model routed it; the half-done one has none."""
+    local = pytest.importorskip("gptoss_lab.engines.local")
+    from gptoss_lab import Session
+    from gptoss_lab.engines.hooks import routers
+
+    engine = local.LocalEngine.from_pretrained(str(random_checkpoint), dtype="float32")
+    calls = 0
+
+    def out_of_memory(module, args, output):
+        nonlocal calls
+        calls += 1
+        if calls == 8:   # the prompt's forward, then six tokens' go through; the seventh's fails in layer 2
+            raise RuntimeError("CUDA out of memory")
+
+    handle = routers(engine.model)[2].register_forward_hook(out_of_memory)
+    session = Session(engine, date="2025-01-01")
+    try:
+        reply = session.ask("Which experts?", routing=True, max_new_tokens=20, temperature=0, tools="none")
+    finally:
+        handle.remove()
+    assert reply.failed == "RuntimeError: CUDA out of memory" and reply.usage.completion_tokens == 7
+    routing, prompt = reply.routing, reply.usage.prompt_tokens
+    assert len(routing) == prompt + 6 and routing.labels == harmony.label_tokens(routing.tokens.tolist())
+    expected, _ = recompute(_load(random_checkpoint), routing.tokens.tolist())
+    np.testing.assert_array_equal(routing.experts, expected)
+
+
 def test_recorder_keeps_one_record_across_the_engine_calls_of_a_turn():
     """Each engine call re-sends the turn so far as its prompt: it is recorded once; a prompt that
     differs from what was recorded replaces the differing tail."""

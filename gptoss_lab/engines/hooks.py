@@ -78,12 +78,16 @@ class RouterHooks:
 
         return hook
 
-    def take(self) -> tuple[np.ndarray, np.ndarray]:
-        """(experts int16 [n, layers, k], weights float32 [n, layers, k]) routed since the last take."""
+    def take(self, tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(experts int16 [n, layers, k], weights float32 [n, layers, k]) routed since the last take; of its first
+        `tokens` tokens only, where given: a forward that failed half-way left the routing of its token in the
+        layers before the failure, which is dropped."""
         import torch
 
         captured, self._captured = self._captured, [[] for _ in self._routers]
         counts = [sum(indices.shape[0] for indices, _ in caps) for caps in captured]
+        if tokens is not None and min(counts) >= tokens:
+            counts = [tokens] * len(counts)
         if not any(counts):
             k = self.top_k
             return np.zeros((0, len(counts), k), np.int16), np.zeros((0, len(counts), k), np.float32)
@@ -91,8 +95,9 @@ class RouterHooks:
             raise RuntimeError(f"routers saw different numbers of tokens per layer: {counts}")
         widths = {indices.shape[-1] for caps in captured for indices, _ in caps}
         width = max(widths)  # an intervention may give some layers another top-k: pad with -1 / 0
-        experts = torch.stack([torch.cat([_pad(i, width, -1) for i, _ in caps]) for caps in captured], dim=1)
-        weights = torch.stack([torch.cat([_pad(w, width, 0) for _, w in caps]) for caps in captured], dim=1)
+        n = counts[0]
+        experts = torch.stack([torch.cat([_pad(i, width, -1) for i, _ in caps])[:n] for caps in captured], dim=1)
+        weights = torch.stack([torch.cat([_pad(w, width, 0) for _, w in caps])[:n] for caps in captured], dim=1)
         experts = experts.masked_fill(weights == 0, -1)  # no gate weight, no expert (disabled with replace=False)
         return experts.to(torch.int16).cpu().numpy(), weights.float().cpu().numpy()
 

@@ -238,7 +238,14 @@ class LocalEngine:
                 unrecorded: list[int] = []  # computed tokens whose routing the hooks still hold
 
                 def forward(tokens: list[int], *, record: bool = True, asking: Callable[[], bool] = _never) -> Any:
-                    logits = self._forward(tokens, asking)
+                    before = len(self._tokens)
+                    try:
+                        logits = self._forward(tokens, asking)
+                    except BaseException:  # an error or a Ctrl-C half-way: the tokens computed keep their routing
+                        done = unrecorded + tokens[: len(self._tokens) - before]
+                        if hooks is not None and done:
+                            self._record(done, hooks, recorder, failed=True)
+                        raise
                     if logits is None:  # stopped between chunks: the hooks' partial routing goes with them
                         return None
                     if hooks is not None:
@@ -319,10 +326,11 @@ class LocalEngine:
             self._tokens.extend(chunk)
         return logits
 
-    def _record(self, tokens: list[int], hooks: Any, recorder: Any) -> None:
-        """Hand the routing of the last computed `tokens` to the recorder, and keep it with the cache."""
+    def _record(self, tokens: list[int], hooks: Any, recorder: Any, *, failed: bool = False) -> None:
+        """Hand the routing of the last computed `tokens` to the recorder, and keep it with the cache; after a forward
+        that `failed` half-way, the routing its own token left in the layers before the failure is dropped."""
         start = len(self._tokens) - len(tokens)
-        experts, weights = hooks.take()
+        experts, weights = hooks.take(len(tokens) if failed else None)
         recorder.add(tokens, experts, weights)  # first: it refuses routing that does not cover the tokens
         if self._routed == start:
             self._routes.append((experts, weights))
