@@ -200,7 +200,7 @@ def test_a_styled_table_shows_a_labels_html_as_text():
     assert r.label_load().index.get_level_values("label")[0] == label
 
 
-_SPREADSHEET_LABELS = ["=cmd|' /C calc'!A0", "@SUM(1+1)", "+x", "-5", "-", "a\x1bb"]
+_SPREADSHEET_LABELS = ["=cmd|' /C calc'!A0", "@SUM(1+1)", "+x", "\t=1+1", "-5", "-", "\t\t", "a\x1bb"]
 
 
 def _spreadsheet_record() -> Routing:
@@ -212,14 +212,14 @@ def _spreadsheet_record() -> Routing:
 def test_a_table_written_to_csv_makes_no_formula_in_a_spreadsheet():
     """A label `=cmd|' /C calc'!A0` went into `to_csv` as it is, and a spreadsheet opening the file ran it as a formula
     (`to_clipboard` pasted it so). A text a spreadsheet reads as a formula starts with a `'` there, which it shows as
-    text; a number (-5) and a lone "-" stay as they are, a control character too (CSV holds it), and the frame keeps
-    the real labels."""
+    text; a number (-5), a lone "-" and whitespace stay as they are, a control character too (CSV holds it), and the
+    frame keeps the real labels."""
     import csv
     import io
 
     r = _spreadsheet_record()
     frame = r.to_frame()
-    escaped = ["'=cmd|' /C calc'!A0", "'@SUM(1+1)", "'+x", "-5", "-", "a\x1bb"]
+    escaped = ["'=cmd|' /C calc'!A0", "'@SUM(1+1)", "'+x", "'\t=1+1", "-5", "-", "\t\t", "a\x1bb"]
     rows = list(csv.DictReader(io.StringIO(frame.to_csv(index=False))))
     assert [row["label"] for row in rows] == escaped
     assert list(csv.reader(io.StringIO(frame["label"].to_csv(index=False))))[1:] == [[text] for text in escaped]
@@ -235,5 +235,6 @@ def test_a_table_written_to_excel_holds_no_formula_and_every_label(tmp_path):
     path = tmp_path / "routing.xlsx"
     _spreadsheet_record().to_frame().to_excel(path, index=False)
     column = [cell for cell in openpyxl.load_workbook(path).active["D"]][1:]   # the label column, after its name
-    assert [cell.value for cell in column] == ["'=cmd|' /C calc'!A0", "'@SUM(1+1)", "'+x", "-5", "-", "a\\x1bb"]
+    assert [cell.value for cell in column] == ["'=cmd|' /C calc'!A0", "'@SUM(1+1)", "'+x", "'\t=1+1", "-5", "-", "\t\t",
+                                                 "a\\x1bb"]
     assert {cell.data_type for cell in column} == {"s"}

@@ -387,14 +387,16 @@ def shown_text(text: str) -> str:
     return _EDGE_SPACES.sub(lambda run: "\u2423" * len(run.group()), _UNSEEN.sub(_written_out, text))
 
 
-_FORMULA_START = "=+-@\t\r"   # how a spreadsheet tells a cell is a formula (OWASP's "CSV injection")
+# a cell a spreadsheet reads as a formula (OWASP's "CSV injection"), after the tabs and returns some of them skip
+_FORMULA = re.compile(r"[\t\r]*[=+\-@].", re.DOTALL)
 _NOT_IN_XLSX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")   # what an .xlsx cell cannot hold (XML 1.0)
 
 
 def spreadsheet_text(text: str) -> str:
     """A text as a table's CSV gets it: one a spreadsheet would read as a formula (`=cmd|' /C calc'!A0`, `@SUM(…)`,
-    `-based`) starts with a `'`, so the spreadsheet shows it and runs nothing; a number (-5) or one character stays."""
-    if len(text) < 2 or text[0] not in _FORMULA_START:
+    `\\t=1+1`, `-based`) starts with a `'`, so the spreadsheet shows it and runs nothing; a number (-5), a lone sign
+    and whitespace (a token "\\t\\t") stay as they are."""
+    if not _FORMULA.match(text):
         return text
     try:
         float(text)
