@@ -238,3 +238,17 @@ def test_a_table_written_to_excel_holds_no_formula_and_every_label(tmp_path):
     assert [cell.value for cell in column] == ["'=cmd|' /C calc'!A0", "'@SUM(1+1)", "'+x", "'\t=1+1", "-5", "-", "\t\t",
                                                  "a\\x1bb"]
     assert {cell.data_type for cell in column} == {"s"}
+
+
+def test_a_styled_table_written_to_excel_holds_the_real_texts_and_no_formula(tmp_path):
+    """`table.style.background_gradient().to_excel(...)` (a heat map for a spreadsheet) wrote the texts as the page shows
+    them, HTML-escaped (a label `<b>` was `&lt;b&gt;`), and a label `=…` as a formula cell: it writes what `to_excel` of
+    the table writes, with the cells' colours."""
+    openpyxl = pytest.importorskip("openpyxl")   # not a dependency of the lab: pandas needs it for .xlsx
+    r = Routing([11, 12, 13], np.array([[[0]], [[1]], [[1]]]), np.ones((3, 1, 1)), ["=SUM(1+1)", "<b>", "<b>"],
+                num_experts=2)
+    path = tmp_path / "heat.xlsx"
+    r.label_load().style.background_gradient().to_excel(path)
+    sheet = openpyxl.load_workbook(path).active
+    assert [cell.value for cell in sheet["A"]][1:] == ["'=SUM(1+1)", "<b>"] and {c.data_type for c in sheet["A"]} == {"s"}
+    assert sheet["C2"].fill.fgColor.rgb != sheet["C3"].fill.fgColor.rgb   # the gradient's colours are kept

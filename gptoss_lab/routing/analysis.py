@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from ..events import counted
 from ..widgets.sanitize import shown_text, spreadsheet_text, xlsx_text
@@ -110,11 +111,20 @@ class Frame(pd.DataFrame):
     def style(self) -> Any:
         """pandas' Styler of this table with its texts written as its HTML form writes them, HTML-escaped, out of
         MathJax's reach: a Styler puts a cell's text into the page as HTML (a record's label `<img onerror=…>` ran in
-        the notebook). Its `data` holds the texts as shown; the frame keeps the real ones."""
+        the notebook). Its `data` holds the texts as shown; the frame keeps the real ones, which its `to_excel` writes."""
         from ..widgets.sanitize import NO_TYPESETTING
 
         shown = _written_texts(self, len(self), lambda text: html.escape(shown_text(text)))
-        return pd.DataFrame(shown, copy=False).style.set_table_attributes(f'class="{NO_TYPESETTING}"')
+        styler = pd.DataFrame(shown, copy=False).style.set_table_attributes(f'class="{NO_TYPESETTING}"')
+        styler.to_excel = functools.wraps(Styler.to_excel)(functools.partial(_styled_to_excel, styler, self))
+        return styler
+
+
+def _styled_to_excel(styler: Styler, frame: Frame, *args: Any, **kwargs: Any) -> None:
+    """`styler.to_excel` of a `Frame.style`: the frame's own texts as `Frame.to_excel` writes them, with the Styler's
+    colours; pandas' wrote the texts as the page shows them (`&lt;b&gt;`), and a label `=…` as a formula cell."""
+    texts = _written_texts(frame, max(len(frame), 1), xlsx_text)
+    Styler(pd.DataFrame(texts, copy=False)).use(styler.export()).to_excel(*args, **kwargs)
 
 
 def _written_texts(frame: pd.DataFrame | pd.Series, ends: int | None = None,
