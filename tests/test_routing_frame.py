@@ -252,3 +252,17 @@ def test_a_styled_table_written_to_excel_holds_the_real_texts_and_no_formula(tmp
     sheet = openpyxl.load_workbook(path).active
     assert [cell.value for cell in sheet["A"]][1:] == ["'=SUM(1+1)", "<b>"] and {c.data_type for c in sheet["A"]} == {"s"}
     assert sheet["C2"].fill.fgColor.rgb != sheet["C3"].fill.fgColor.rgb   # the gradient's colours are kept
+
+
+def test_a_table_with_a_carriage_return_reads_back_from_its_csv_row_for_row():
+    """The tokens "\\r" and "\\r\\r" (and a label holding one) were written unquoted between "\\n" line ends: a
+    reader (pandas, a spreadsheet) took the "\\r" for a line end, and each of the token's rows became two, the
+    columns after it shifted. The CSV ends its lines with "\\r\\n" (RFC 4180), so every field holding either is quoted."""
+    import io
+
+    ids = [harmony.encode_text(piece)[0] for piece in ("a", "\r", "\r\r", "b")]
+    r = Routing(ids, np.zeros((4, 1, 1), int), np.ones((4, 1, 1)), ["x", "x", "y\rz", "x"], num_experts=1)
+    frame = r.to_frame()
+    back = pd.read_csv(io.StringIO(frame.to_csv(index=False)), keep_default_na=False)
+    assert back["text"].tolist() == ["a", "\r", "\r\r", "b"] and back["label"].tolist() == ["x", "x", "y\rz", "x"]
+    assert back["token"].tolist() == ids

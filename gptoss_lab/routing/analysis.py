@@ -63,6 +63,20 @@ def _written(plain: _F, write: Callable[[str], str] = shown_text) -> _F:
     return method  # type: ignore[return-value]
 
 
+def _csv(plain: _F) -> _F:
+    """pandas' `to_csv` (`plain`) of the texts as `spreadsheet_text` writes them, its lines ended "\\r\\n" unless told
+    otherwise (RFC 4180's): ended "\\n", a field holding a "\\r" but no "\\n" (the token "\\r") was not quoted, and a
+    reader took it for a line end (its row became two, the columns after it shifted)."""
+    written = _written(plain, spreadsheet_text)
+
+    @functools.wraps(plain)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("lineterminator") is None:
+            kwargs["lineterminator"] = "\r\n"
+        return written(self, *args, **kwargs)
+    return method  # type: ignore[return-value]
+
+
 class Frame(pd.DataFrame):
     """A DataFrame of routing results (token and label texts in it), shown out of the notebook's MathJax: a text "$…$"
     was typeset as mathematics. What pandas derives from it (slices, sorts, groups, counts ...) is a Frame too;
@@ -73,7 +87,7 @@ class Frame(pd.DataFrame):
     describe = _keeping(pd.DataFrame.describe)
     agg = aggregate = _keeping(pd.DataFrame.aggregate)
     to_string = _written(pd.DataFrame.to_string)
-    to_csv = _written(pd.DataFrame.to_csv, spreadsheet_text)
+    to_csv = _csv(pd.DataFrame.to_csv)
     to_excel = _written(pd.DataFrame.to_excel, xlsx_text)
 
     @property
@@ -190,7 +204,7 @@ class _Column(pd.Series):
     describe = _keeping(pd.Series.describe)
     agg = aggregate = _keeping(pd.Series.aggregate)
     to_string = _written(pd.Series.to_string)
-    to_csv = _written(pd.Series.to_csv, spreadsheet_text)
+    to_csv = _csv(pd.Series.to_csv)
     to_excel = _written(pd.Series.to_excel, xlsx_text)
 
     @property
