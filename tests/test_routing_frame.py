@@ -231,7 +231,7 @@ def test_a_table_written_to_csv_makes_no_formula_in_a_spreadsheet():
 def test_a_table_written_to_excel_holds_no_formula_and_every_label(tmp_path):
     """`to_excel` wrote the label `=cmd|' /C calc'!A0` as a formula cell, and failed whole on a label holding ESC
     (openpyxl's IllegalCharacterError): each is a text cell now, the formula with a `'`, the control written out."""
-    openpyxl = pytest.importorskip("openpyxl")   # not a dependency of the lab: pandas needs it for .xlsx
+    import openpyxl   # a dev dependency (pandas needs it for .xlsx), not one of the lab
     path = tmp_path / "routing.xlsx"
     _spreadsheet_record().to_frame().to_excel(path, index=False)
     column = [cell for cell in openpyxl.load_workbook(path).active["D"]][1:]   # the label column, after its name
@@ -244,7 +244,7 @@ def test_a_styled_table_written_to_excel_holds_the_real_texts_and_no_formula(tmp
     """`table.style.background_gradient().to_excel(...)` (a heat map for a spreadsheet) wrote the texts as the page shows
     them, HTML-escaped (a label `<b>` was `&lt;b&gt;`), and a label `=…` as a formula cell: it writes what `to_excel` of
     the table writes, with the cells' colours."""
-    openpyxl = pytest.importorskip("openpyxl")   # not a dependency of the lab: pandas needs it for .xlsx
+    import openpyxl   # a dev dependency (pandas needs it for .xlsx), not one of the lab
     r = Routing([11, 12, 13], np.array([[[0]], [[1]], [[1]]]), np.ones((3, 1, 1)), ["=SUM(1+1)", "<b>", "<b>"],
                 num_experts=2)
     path = tmp_path / "heat.xlsx"
