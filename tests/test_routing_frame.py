@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from gptoss_lab import harmony
 from gptoss_lab.routing import Routing
