@@ -1170,7 +1170,7 @@ class _Turn:
         scope = _asked(tool, "approval_scope", call)
         if scope is not None and (self.settings.approval == "auto" or scope in self.session._allowed):
             return True
-        call.question = (_asked(tool, "approval_question", call, optional=False) + _bidi_warning(call.input)
+        call.question = (_asked(tool, "approval_question", call, optional=False) + _unseen_warning(call.input)
                          + _wide_warning(call.input))
         call.status = "waiting"
         self.emit(ToolUpdate(call))
@@ -1375,14 +1375,18 @@ def _context_window(engine: Engine) -> int | None:
     return int(window) if window else None
 
 
-def _bidi_warning(code: str) -> str:
-    """A warning for the approval question when the call holds Unicode direction controls (shown written out)."""
-    from .widgets.sanitize import BIDI_CONTROLS
+def _unseen_warning(code: str) -> str:
+    """A warning for the approval question when the call holds Unicode direction controls or characters drawn as
+    nothing (both shown written out)."""
+    from .widgets.sanitize import BIDI_CONTROLS, CODE_UNSEEN
 
-    if BIDI_CONTROLS.search(code) is None:
-        return ""
-    return (" Careful: it holds Unicode direction controls (shown as \\u202e ...), which can make code read "
-            "in another order than it runs.")
+    if BIDI_CONTROLS.search(code) is not None:
+        return (" Careful: it holds Unicode direction controls (shown as \\u202e ...), which can make code read "
+                "in another order than it runs.")
+    if CODE_UNSEEN.search(code) is not None:
+        return (" Careful: it holds characters that are drawn as nothing (shown as \\u200b ...), which can make code "
+                "read as other code.")
+    return ""
 
 
 _WIDE = 120  # characters of a line a tool card shows without scrolling sideways, about

@@ -3,6 +3,8 @@ engines, tools and views. Each case asserts what the user gets: a Reply that say
 conversation that stays valid, and a next turn that works."""
 from __future__ import annotations
 
+import io
+
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -638,13 +640,29 @@ def test_configure_none_puts_a_setting_back_while_ask_none_means_not_given():
     assert make({}).replace(effort="high").replace(effort=parse_assignments(["effort=default"])["effort"]).effort == "medium"
 
 
-def test_code_with_direction_controls_is_shown_in_the_order_it_runs():
-    """'Trojan Source': U+202E and friends can make code read differently from how it runs; every place that
-    shows the code to the user (the card, a saved turn, a terminal) writes them out, and the question warns."""
-    from gptoss_lab.widgets.text import visible
+# Code a reader cannot see as it runs: direction controls (Trojan Source), and characters drawn as nothing (zero-width,
+# tag characters): `exec(... for c in "")` ran the program its string held in invisible tag characters, and
+# `"admin\u200b"` read as "admin"
+_TAGGED = "".join(chr(0xE0000 + ord(c)) for c in "print('pwned')")
+UNSEEN_CODE = [
+    ('access = "user\u202e \u2066# admin only\u2069 \u2066"\nprint(access)', "\\u202e",
+     " Careful: it holds Unicode direction controls (shown as \\u202e ...), which can make code read in another order "
+     "than it runs."),
+    (f'exec(bytes(ord(c) - 0xE0000 for c in "{_TAGGED}").decode())  # user == "admin\u200b"', "\\U000e0070",
+     " Careful: it holds characters that are drawn as nothing (shown as \\u200b ...), which can make code read as "
+     "other code."),
+]
+
+
+@pytest.mark.parametrize(("code", "written", "warning"), UNSEEN_CODE)
+def test_code_is_shown_as_it_runs(code: str, written: str, warning: str):
+    """'Trojan Source': U+202E and friends can make code read differently from how it runs, and characters drawn as
+    nothing hide code in plain sight; every place that shows the code to the user (the card, a saved turn, a
+    terminal) writes them out, and the question warns."""
+    from gptoss_lab.widgets.sanitize import CODE_UNSEEN
+    from gptoss_lab.widgets.text import TextView
     from gptoss_lab.widgets.transcript import Transcript, code_html
 
-    code = 'access = "user\u202e \u2066# admin only\u2069 \u2066"\nprint(access)'
     asked = []
 
     class Approver:
@@ -659,12 +677,14 @@ def test_code_with_direction_controls_is_shown_in_the_order_it_runs():
 
     recording = (f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
                  "<|channel|>final<|message|>Skipped.<|return|>")
-    reply = Session(ReplayEngine(recording), namespace={}, approval="ask").ask("go", view=Approver())
-    assert asked == ["Run this code in your kernel? Careful: it holds Unicode direction controls (shown as "
-                     "\\u202e ...), which can make code read in another order than it runs."]
+    terminal = io.StringIO()
+    text_view = TextView(terminal, colour=False)
+    reply = Session(ReplayEngine(recording), namespace={}, approval="never").ask("go", view=text_view)
+    Session(ReplayEngine(recording), namespace={}, approval="ask").ask("go", view=Approver())
+    assert asked == ["Run this code in your kernel?" + warning]
     assert reply.tool_calls[0].input == code                        # what would run is untouched
-    for shown in (code_html(code), visible(code), Transcript.from_reply(reply).to_html()):
-        assert "\u202e" not in shown and "\u2066" not in shown and "\\u202e" in shown
+    for shown in (code_html(code), terminal.getvalue(), Transcript.from_reply(reply).to_html()):
+        assert CODE_UNSEEN.search(shown) is None and written in shown, shown
 
 
 def test_code_that_pygments_colours_in_quadratic_time_is_shown_plain_at_once():

@@ -20,9 +20,17 @@ const OPS = new Set(["block", "text", "md", "end", "tool", "notice", "error", "r
 const BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
 const BIDI_RE = new RegExp(`[${BIDI}]`, "g");
 const HIDDEN_RE = new RegExp(`[${BIDI}\u200b-\u200d\u2060\ufeff]`, "g");
+// In code (a tool call's, the answer's), every character drawn as nothing written out too (widgets/sanitize.py
+// CODE_UNSEEN): `exec(... for c in "")` ran the program its string held in invisible tag characters.
+const CODE_RE = new RegExp(`[${BIDI}\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200d\u2060-\u206f\u3164`
+  + "\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}]", "gu");
 
 function reveal(text, pattern = HIDDEN_RE) {
-  return String(text).replace(pattern, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  // As Python writes a character by its number: \u200b, or \U000e0070 past the first 65 536
+  return String(text).replace(pattern, (c) => {
+    const n = c.codePointAt(0);
+    return n > 0xffff ? `\\U${n.toString(16).padStart(8, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`;
+  });
 }
 
 function revealText(node, pattern = BIDI_RE) {
@@ -52,7 +60,7 @@ function answerHTML(html) {
   // Sanitised answer HTML whose code (not its prose: right-to-left text) has its direction controls written out.
   const fragment = safeHTML(html);
   if (!fragment.querySelectorAll) return fragment;
-  for (const code of fragment.querySelectorAll("code")) revealText(code);
+  for (const code of fragment.querySelectorAll("code")) revealText(code, CODE_RE);
   // A chip of a local file is no link: focusable all the same, so Tab (and a tap) shows its popup (citations.css)
   for (const chip of fragment.querySelectorAll("sup.gx-cite > a:not([href])")) chip.tabIndex = 0;
   return fragment;
@@ -463,7 +471,7 @@ class Turn {
     const box = b.kind === "reasoning" ? b.text : null;
     const follow = box && box.scrollHeight - box.scrollTop - box.clientHeight < 4;
     if (b.md) b.text.textContent = b.raw.slice(b.upto);
-    else b.text.appendChild(document.createTextNode(b.kind === "tool" ? reveal(op.t, BIDI_RE) : op.t));
+    else b.text.appendChild(document.createTextNode(b.kind === "tool" ? reveal(op.t, CODE_RE) : op.t));
     if (follow) box.scrollTop = box.scrollHeight;
   }
 
@@ -497,7 +505,7 @@ class Turn {
       }
     } else if (op.code !== undefined && b.kind === "tool") {
       setHTML(b.text, op.code);
-      revealText(b.text);
+      revealText(b.text, CODE_RE);
     }
   }
 
@@ -510,7 +518,7 @@ class Turn {
     if (b.editor && op.status !== "waiting") this.closeEditor(b);
     if (op.code !== undefined) {          // the user's edited code is what runs
       setHTML(b.text, op.code);
-      revealText(b.text);
+      revealText(b.text, CODE_RE);
       b.status.textContent += " · edited";
     }
     b.actions.replaceChildren();
@@ -575,7 +583,7 @@ class Turn {
     // came (the same code, written out); changed, what the editor shows is what runs.
     const code = b.code();              // before b.editor exists: b.code() would read the new, empty editor
     b.editor = h("textarea", "gx-editor");
-    b.editor.value = reveal(code, BIDI_RE);
+    b.editor.value = reveal(code, CODE_RE);
     b.editor.spellcheck = false;
     b.editor.title = "Shift+Enter or Ctrl+Enter runs the code";
     b.editor.addEventListener("keydown", (event) => {
@@ -598,7 +606,7 @@ class Turn {
   edited(b) {
     // What the open editor holds, as code to run: the card's code where it is left as shown (written out), else its text.
     const shown = b.ran !== undefined ? b.ran : b.raw;
-    return b.editor.value === reveal(shown, BIDI_RE) ? shown : b.editor.value;
+    return b.editor.value === reveal(shown, CODE_RE) ? shown : b.editor.value;
   }
 
   closeEditor(b) {

@@ -187,9 +187,19 @@ BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 HIDDEN = re.compile(BIDI_CONTROLS.pattern[:-1] + "\u200b-\u200d\u2060\ufeff\ud800-\udfff]")
 
 
-def reveal_bidi(text: str) -> str:
-    """Direction controls written out (`\\u202e`), so shown code reads in the order it runs."""
-    return BIDI_CONTROLS.sub(_escape, text)
+# ... and, in code, every character Unicode draws as nothing where a font has no glyph for it (Default_Ignorable_Code_Point:
+# zero-width ones, soft hyphen, word joiner, invisible operators, variation selectors, Hangul fillers, tag characters):
+# `exec(bytes(ord(c) - 0xE0000 for c in "").decode())` ran the program its string held in tag characters, and
+# `"admin\u200b"` read as "admin"
+CODE_UNSEEN = re.compile(BIDI_CONTROLS.pattern[:-1] + "\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200d"
+                         "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+                         "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+
+
+def reveal_in_code(text: str) -> str:
+    """Direction controls and characters drawn as nothing written out (`\\u202e`, `\\U000e0070`), so shown code reads
+    as it runs, in the order it runs."""
+    return CODE_UNSEEN.sub(_escape, text)
 
 
 def reveal_hidden(text: str) -> str:
@@ -412,7 +422,9 @@ def xlsx_text(text: str) -> str:
 
 
 def _escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
+    """A character as a Python string literal writes it by its number (`\\u200b`, `\\U000e0070`)."""
+    n = ord(match.group())
+    return f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}"
 
 
 def sanitize(html: str, *, lab: bool = True) -> str:
@@ -482,7 +494,7 @@ def inert_markdown(text: str) -> str:
 def _inert_lines(text: str, links: bool) -> str:
     """`text` with `_inert_line` applied outside fenced code (`links`: also its image, address and title rules), each
     line `shallow`."""
-    return "".join(reveal_bidi(line) if inside else _fence_opener(line, opener) if opener else
+    return "".join(reveal_in_code(line) if inside else _fence_opener(line, opener) if opener else
                    _inert_line(_shallow_line(line), links) for line, opener, inside in _by_fences(text))
 
 
@@ -730,7 +742,7 @@ def _parsed_blocks(markdown: str) -> tuple[list[Any], dict[str, Any]]:
 def _inert_line(line: str, links: bool) -> str:
     parts, last = [], 0
     for span in _CODE_SPAN.finditer(line):
-        parts += [_inert_prose(line[last:span.start()], links), reveal_bidi(span.group())]
+        parts += [_inert_prose(line[last:span.start()], links), reveal_in_code(span.group())]
         last = span.end()
     return "".join(parts + [_inert_prose(line[last:], links)])
 

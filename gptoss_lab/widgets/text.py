@@ -17,7 +17,7 @@ from ..events import Approval, Delta, Event, MessageEnd, MessageStart, Notice, P
     ToolUpdate, TurnEnd, TurnStart
 from ..harmony import clean
 from .citations import browse_note, sources_text
-from .sanitize import reveal_hidden, shown_output, visible, visible_line
+from .sanitize import reveal_hidden, reveal_in_code, shown_output, visible, visible_line
 from .transcript import LABEL, STATUS_LABEL, Transcript, hang, tool_name
 
 _STYLE = {"header": "1;36", "reasoning": "2", "prompt": "1", "ok": "32", "bad": "31", "warn": "33", "dim": "2"}
@@ -53,6 +53,7 @@ class TextView:
         self.colour = supports_colour(out or sys.stdout) if colour is None else colour
         self.transcript = Transcript()
         self._style: str | None = None  # the style of the message being streamed
+        self._code = False              # the message being streamed is a tool call's code
         self._pending = ""              # a line being streamed outside a terminal, written when it ends
         self._line_start = True         # the model's next character begins a line (and is indented)
         self._header: str | None = None  # the open message's header, printed with its first visible character
@@ -82,9 +83,10 @@ class TextView:
             header = {"reasoning": "Reasoning (unfiltered model output)", **LABEL}.get(
                 block.kind, f"Tool call {visible(tool_name(block.recipient))}")
             self._style, self._line_start = "reasoning" if block.kind == "reasoning" else None, True
+            self._code = block.kind == "tool"
             self._header, self._held = f"\n── {header} ──", ""
         elif isinstance(event, Delta):
-            self._delta(visible(event.text))
+            self._delta(visible(reveal_in_code(event.text) if self._code else event.text))
         elif isinstance(event, MessageEnd):
             if self._header is None:
                 self._print("")

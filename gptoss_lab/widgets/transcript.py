@@ -23,7 +23,7 @@ from ..events import (
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, RICH_BOX, demote_headings, fenced, inert_apart, inert_markdown, \
-    literal_lines, literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_bidi, reveal_hidden, sanitize, \
+    literal_lines, literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_in_code, reveal_hidden, sanitize, \
     shallow, shown_output, visible, web_link, within_markup_budget, written_controls
 
 if TYPE_CHECKING:
@@ -397,14 +397,14 @@ def code_html(code: str, language: str = "python") -> str:
 
     code = written_controls(code)
     if not language:
-        return reveal_bidi(html.escape(code))
+        return reveal_in_code(html.escape(code))
     out = io.StringIO()
     try:
         HtmlFormatter(nowrap=True).format(_in_time(get_lexer_by_name(language).get_tokens(code),
                                                    time.monotonic() + HIGHLIGHT_SECONDS), out)
     except _TooSlow:
-        return reveal_bidi(html.escape(code))
-    return reveal_bidi(sanitize(out.getvalue().removesuffix("\n")))
+        return reveal_in_code(html.escape(code))
+    return reveal_in_code(sanitize(out.getvalue().removesuffix("\n")))
 
 
 HIGHLIGHT_SECONDS = 1.0
@@ -487,7 +487,7 @@ def _markdown() -> Any:
     md.core.ruler.after("inline", "math_budget", _source_past_math_budget)
     md.add_render_rule("math_source", _formula_as_source)
     md.core.ruler.push("demote_headings", demote_headings)
-    md.core.ruler.push("reveal_bidi", _reveal_code)
+    md.core.ruler.push("reveal_in_code", _reveal_code)
     return md
 
 
@@ -526,10 +526,10 @@ def _reveal_code(state: Any) -> None:
     runs, and must read in the order it runs ("Trojan Source"); prose keeps them (right-to-left text)."""
     for token in state.tokens:
         if token.type in ("fence", "code_block"):
-            token.content = reveal_bidi(token.content)
+            token.content = reveal_in_code(token.content)
         for child in token.children or []:
             if child.type == "code_inline":
-                child.content = reveal_bidi(child.content)
+                child.content = reveal_in_code(child.content)
 
 
 def _image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
@@ -556,7 +556,7 @@ def _math(latex: str, options: dict[str, Any]) -> str:
 
 def _math_source(latex: str) -> str:
     """A formula as its TeX source, as code is shown (direction controls written out)."""
-    return f'<code class="gx-math">{reveal_bidi(html.escape(latex))}</code>'
+    return f'<code class="gx-math">{reveal_in_code(html.escape(latex))}</code>'
 
 
 def code_language(block: Block) -> str:
@@ -645,8 +645,8 @@ def _ran_code(block: Block) -> tuple[str, str]:
     """The code a tool card shows: what ran, marked when the user edited the model's code before Run; direction
     controls written out (as in tool outputs), so it reads in the order it runs in every rendering."""
     if block.call is not None and block.call.input != block.text:
-        return reveal_bidi(block.call.input), " · edited before running"
-    return reveal_bidi(block.text), ""
+        return reveal_in_code(block.call.input), " · edited before running"
+    return reveal_in_code(block.text), ""
 
 
 # Classes on a tool card's code and output that left-align them where a sanitizer drops both our style and the cells'

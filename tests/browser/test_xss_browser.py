@@ -351,7 +351,8 @@ def test_nested_huge_cannot_blow_a_letter_up_to_a_page(lab_notebook, kernel_run)
     assert bar.get_attribute("linethickness") is None and bar.evaluate("(n) => n.getBoundingClientRect().height") < 60
 
 
-TROJAN = 'if access != "user\u202e \u2066# admin\u2069 \u2066":'
+# direction controls, and characters drawn as nothing (a zero-width space, tag characters that spell "go")
+TROJAN = 'if access != "user\u202e \u2066# admin\u2069 \u2066" or role == "admin\u200b\U000e0067\U000e006f":'
 RAW_CODE = f"<p>raw <code>{TROJAN}</code></p>"
 PUSH_TROJAN = f"""
 final = [i for i, b in enumerate(view.transcript.items) if getattr(b, "kind", "") == "final"][0]
@@ -361,12 +362,13 @@ print("pushed")
 
 
 def test_code_in_an_answer_shows_its_direction_controls(lab_notebook, kernel_run):
-    """Trojan Source in an answer's code span and code block shows written out, and so does code past the kernel."""
+    """Trojan Source in an answer's code span and code block shows written out, and so does code past the kernel; so
+    do the characters drawn as nothing (`"admin\\u200b"` read as "admin")."""
     answer = f"Run `{TROJAN}` or\n\n```python\n{TROJAN}\n```\n\nthen go."
     page = _answered(lab_notebook, answer, "trojan.ipynb")
     page.wait_for_selector(".gx-chat .gx-final pre code")
     codes = page.locator(".gx-chat .gx-final code").all_inner_texts()
-    assert len(codes) == 2 and all(HIDDEN.search(c) is None and "\\u202e" in c for c in codes), codes
+    assert [c.strip() for c in codes] == [TROJAN.encode("ascii", "backslashreplace").decode()] * 2, codes
     assert kernel_run(PUSH_TROJAN).strip() == "pushed"
     page.wait_for_selector(".gx-chat .gx-final :text('raw')")
     assert page.locator(".gx-chat .gx-final code").inner_text() == TROJAN.encode("ascii", "backslashreplace").decode()
@@ -378,12 +380,14 @@ PUSH_OVERLAY = f"""
 view._chunk = {{"seq": 10 ** 6, "ops": [{{"op": "end", "i": 0, "html": {OVERLAY!r}, "seconds": 0, "tokens": 0}}]}}
 print("pushed")
 """
+# code whose string holds a program in tag characters, drawn as nothing: read, it ran an empty string
+UNSEEN = f'exec(bytes(ord(c) - 0xE0000 for c in "{"".join(chr(0xE0000 + ord(c)) for c in "print(1)")}").decode())'
 WAITING = ("from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolCall, ToolStart, TurnStart\n"
            "from gptoss_lab.widgets.chat import ChatView\n"
            "view = ChatView.show()\nview.handle(TurnStart('Hi', 'low', 'replay', 'ask'))\n"
            "for e in (MessageStart('commentary', None), Delta('Let me check.', 'commentary'), MessageEnd(None, None)):\n"
            "    view.handle(e)\n"
-           "call = ToolCall('python', 'analysis', 'print(1)', status='waiting', question='Run this code in your kernel?')\n"
+           f"call = ToolCall('python', 'analysis', {UNSEEN!r}, status='waiting', question='Run this code in your kernel?')\n"
            "for e in (MessageStart('analysis', 'python'), Delta(call.input, 'analysis'), MessageEnd(None, None), ToolStart(call)):\n"
            "    view.handle(e)\n"
            "view._flush()\nprint('SHOWN')")
@@ -391,9 +395,12 @@ WAITING = ("from gptoss_lab.events import Delta, MessageEnd, MessageStart, ToolC
 
 def test_html_past_the_kernel_cannot_draw_over_the_approval_card(lab_notebook, kernel_run):
     """The front end keeps the kernel's tags and attributes only: DOMPurify's HTML profile kept <dialog open>, an
-    absolutely placed box drawn over the approval card below the commentary, and <label>, <marquee>, popover, dir."""
+    absolutely placed box drawn over the approval card below the commentary, and <label>, <marquee>, popover, dir.
+    The card's code shows its characters drawn as nothing written out (a program in tag characters read as "")."""
     page = lab_notebook([WAITING], wait_for="text=SHOWN", name="overlay.ipynb")
     page.wait_for_selector(".gx-chat .gx-run")
+    assert page.locator(".gx-chat .gx-code").inner_text() == UNSEEN.encode("ascii", "backslashreplace").decode()
+    page.locator(".gx-chat .gx-tool").screenshot(path="/tmp/gptoss_xss_unseen_code.png")
     assert kernel_run(PUSH_OVERLAY).strip() == "pushed"
     page.wait_for_selector(".gx-chat .gx-commentary :text('FAKE')")
     md = page.locator(".gx-chat .gx-commentary .gx-md")
