@@ -162,6 +162,9 @@ function button(cls, label, title, onclick, name) {
 }
 
 // The Edit button's label and title, and while its editor is open (a second click closes it, keeping the change)
+// What a waiting card's question adds where a line of its code is wider than the card (Turn.sayWide)
+const WIDE = "Careful: a line is wider than this card; scroll sideways to read all of it before it runs.";
+
 const EDIT = ["Edit", "Change the code before it runs (the model is told what ran)"];
 const EDITING = ["Done editing", "Close the editor and keep the change (Run runs it)"];
 
@@ -521,6 +524,7 @@ class Turn {
       revealText(b.text, CODE_RE);
       b.status.textContent += " · edited";
     }
+    b.wide?.disconnect();
     b.actions.replaceChildren();
     b.actions.hidden = op.status !== "waiting";
     if (op.status === "waiting") this.approval(b, op);
@@ -556,11 +560,25 @@ class Turn {
       + "without asking", () => decide("run", true));
     const edit = button("gx-edit", ...EDIT, () => (b.editor ? this.closeEditor(b) : this.openEditor(b)));
     const skip = button("gx-skip", "Skip", "Do not run it; the model is told so", () => decide("skip"));
-    const ask = h("span", "gx-ask", reveal(op.question || "Run this code in your kernel?", BIDI_RE));
+    const question = reveal(op.question || "Run this code in your kernel?", BIDI_RE);
+    const ask = h("span", "gx-ask", question);
     const buttons = h("span", "gx-buttons");   // one group: in a narrow card it wraps below the question
     buttons.append(run, always, edit, skip);
     b.actions.append(ask, buttons);
+    this.sayWide(b, ask, question);
     queueMicrotask(() => this.offerFocus(b));   // after the whole batch: a replayed card may be decided in it
+  }
+
+  sayWide(b, ask, question) {
+    // Code past the card's right edge runs all the same, out of sight: where a line is wider than the card (a narrow
+    // window, wide letters, a run of spaces short of the kernel's 120 characters: `x = 1`, 92 spaces, `;os.remove(p)`),
+    // the question says so while the card waits, as the kernel's does of a longer line (session._wide_warning).
+    if (question.includes("scroll sideways")) return;
+    b.wide = new ResizeObserver(() => {
+      if (b.node.dataset.status !== "waiting") return;
+      ask.textContent = b.pre.scrollWidth > b.pre.clientWidth + 1 ? `${question} ${WIDE}` : question;
+    });
+    b.wide.observe(b.pre);
   }
 
   offerFocus(b) {

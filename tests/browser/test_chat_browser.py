@@ -505,21 +505,34 @@ def test_edit_closed_before_run_runs_the_code_the_card_shows(lab_notebook):
     assert _reply_line(page).startswith("REPLY False ['done', 'done'] ")
 
 
+# a line of 345 characters; then one of 110, short of the kernel's warning (120) and still wider than a card in a
+# 1280 px window (about 96 characters): what runs after its spaces was out of sight, unsaid
+SHORT_WIDE = "p = 'notes.txt'\nx = 1" + " " * 92 + ";os.remove(p)"
 WIDE = ("<|start|>assistant to=python<|channel|>analysis<|message|>print('hello')" + " " * 300
-        + "; import os; print(os.getcwd())<|call|><|channel|>final<|message|>Done.<|return|>")
+        + f"; import os; print(os.getcwd())<|call|><|start|>assistant to=python<|channel|>analysis<|message|>{SHORT_WIDE}"
+        "<|call|><|channel|>final<|message|>Done.<|return|>")
 
 
 def test_a_line_too_long_for_the_card_is_named_on_it(lab_notebook):
     """Code pushed past the card's right edge by a run of spaces is out of sight (the card scrolls sideways):
-    the question on the card says a line is that long. Screenshot: /tmp/gptoss_chat_wide_line.png."""
+    the question on the card says a line is that long, and says a line is wider than the card where one is, though
+    short of the kernel's 120 characters. Screenshot: /tmp/gptoss_chat_wide_line.png."""
     page = lab_notebook(_cells(WIDE, "ask", 0.0), wait_for=".gx-tool[data-status='waiting'] .gx-run")
     card = page.locator(".gx-chat .gx-tool").first
     code = card.locator(".gx-code")
     assert code.evaluate("pre => pre.scrollWidth > pre.clientWidth + 100")      # the rest of the line is out of view
-    assert "a line is 345 characters long; scroll sideways" in card.locator(".gx-ask").inner_text()
+    assert card.locator(".gx-ask").inner_text() == ("Run this code in your kernel? Careful: a line is 345 characters "
+                                                    "long; scroll sideways to read all of it before it runs.")
     card.screenshot(path="/tmp/gptoss_chat_wide_line.png")
     card.locator(".gx-skip").click()
-    assert _reply_line(page).startswith("REPLY False ['skipped'] ")
+    card = page.locator(".gx-chat .gx-tool").nth(1)
+    page.wait_for_selector(".gx-tool[data-status='waiting'] .gx-skip", timeout=30_000)
+    assert card.locator(".gx-code").evaluate("pre => pre.scrollWidth > pre.clientWidth + 40")   # `;os.remove(p)`
+    assert card.locator(".gx-ask").inner_text() == ("Run this code in your kernel? Careful: a line is wider than this "
+                                                    "card; scroll sideways to read all of it before it runs.")
+    card.screenshot(path="/tmp/gptoss_chat_wide_card.png")
+    card.locator(".gx-skip").click()
+    assert _reply_line(page).startswith("REPLY False ['skipped', 'skipped'] ")
 
 
 WIDE_OUTPUT = ("<|start|>assistant to=python<|channel|>analysis<|message|>print(' '.join(['word'] * 120) + ' END')<|call|>"
