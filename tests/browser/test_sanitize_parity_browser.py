@@ -47,6 +47,12 @@ CORPUS = [
     f'<a href="java\nscript:{HIT}">newline</a>',
     f'<a href="data:text/html,<script>parent.{HIT}</script>">data</a>',
     '<a href="vbscript:msgbox(1)">vbs</a>',
+    f'<a href="java\tscript:{HIT}">tab</a><a href="&#x6A;avascript&#x3A;{HIT}">hex</a><a href="javascript&NewLine;:{HIT}">nl</a>',
+    f'<svg><a xlink:href="javascript:{HIT}"><text y="20">svg link</text></a></svg>',
+    f'<math><mtext><a href="javascript:{HIT}">in mtext</a></mtext><mi><a href="javascript:{HIT}">in mi</a></mi></math>',
+    # boxes that would cover the page (the approval card): no style but a column's alignment, no direction
+    '<a href="https://ok.example" style="position:fixed;inset:0;z-index:9">cover</a><p dir="rtl">rtl</p>',
+    '<table><tr><td style="text-align:left;position:fixed;top:0">td fixed</td></tr></table>',
     f'<a href="{EVIL}/a" target="_self" ping="{EVIL}/ping" download>no rel</a>',
     '<a href="/api/kernels">relative</a><a href="//evil.example/x">protocol relative</a>',
     # what fetches or navigates without a click

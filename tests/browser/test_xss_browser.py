@@ -33,6 +33,13 @@ PAYLOADS = [
     "![pixel](https://evil.example/leak.png?live) <img src=https://evil.example/raw.png> <img srcset='https://evil.example/s.png 1x'>",
     "<div style=\"background:url(https://evil.example/css.png)\">css</div> <link rel=prefetch href=https://evil.example/pre>",
     "$\\href{https://evil.example/math}{math}$ <svg><use href=https://evil.example/use.svg#a /></svg>",
+    # script links written otherwise: a tab, capitals, spaces, angle brackets, an autolink, a definition, vbscript
+    f"[tab link](java\tscript:{HIT}) [caps link](JaVaScRiPt:{HIT}) [spaced link](  javascript:{HIT})",
+    f"[angle link](<javascript:{HIT}>) <javascript:{HIT}> [defined link][r] [vb link](vbscript:msgbox(1))\n\n"
+    f"[r]: javascript:{HIT}",
+    f"![svg pixel](data:image/svg+xml,<svg onload={HIT}>) [titled link](javascript:{HIT} \"Source 1\")",
+    # TeX that other renderers (KaTeX, MathJax) turn into links, classes or characters
+    f"$\\url{{javascript:{HIT}}}$ $\\htmlClass{{gx-run}}{{Run}}$ $\\unicode{{x3c}}img src=x onerror={HIT}\\unicode{{x3e}}$",
 ]
 # HTML the kernel would never send (its sanitizer removes all of it): pushed straight into the view to
 # show that the front end's own sanitizer (DOMPurify) stops it before the DOM.
