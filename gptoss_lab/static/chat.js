@@ -572,8 +572,9 @@ class Turn {
   sayWide(b, ask, question) {
     // Code past the card's right edge runs all the same, out of sight: where a line is wider than the card (a narrow
     // window, wide letters, a run of spaces short of the kernel's 120 characters: `x = 1`, 92 spaces, `;os.remove(p)`),
-    // the question says so while the card waits, as the kernel's does of a longer line (session._wide_warning).
-    if (question.includes("scroll sideways")) return;
+    // the question says so while the card waits, as the kernel's does of a longer line (session._wide_warning, the end
+    // of its question: a search's question quotes the model's query, which may say "scroll sideways" too).
+    if (question.endsWith(WIDE.slice(WIDE.indexOf("scroll sideways")))) return;
     b.wide = new ResizeObserver(() => {
       if (b.node.dataset.status !== "waiting") return;
       ask.textContent = b.pre.scrollWidth > b.pre.clientWidth + 1 ? `${question} ${WIDE}` : question;

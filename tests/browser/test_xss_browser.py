@@ -264,8 +264,8 @@ word = "w" * 3000
 view = ChatView.show()
 view.handle(TurnStart("Hi", "low", "model-" + word, "ask"))
 view.handle(Notice(f"The model called '{word}', which is not an enabled tool.", "warning"))
-call = ToolCall("browser.search", "analysis", '{"query": "%s"}' % word, status="waiting",
-                question=f"Search your 4 documents for '{word}'?")
+call = ToolCall("browser.search", "analysis", '{"query": "scroll sideways %s"}' % word, status="waiting",
+                question=f"Search your 4 documents for 'scroll sideways {word}'?")
 for event in (MessageStart("analysis", "browser.search"), Delta(call.input, "analysis"), MessageEnd(None, None),
               ToolStart(call)):
     view.handle(event)
@@ -284,10 +284,14 @@ INSIDE = """(sel) => { const box = document.querySelector('.gx-chat .gx-tool').g
 
 def test_one_long_word_cannot_push_the_approval_buttons_out_of_the_card(lab_notebook):
     """A search query of 3 000 letters in the approval question, a tool name as long in a notice, a model name as
-    long in the bar: the text wraps in its box, ▶ Run and Skip stay in the card (they were 30 000 px to its right)."""
+    long in the bar: the text wraps in its box, ▶ Run and Skip stay in the card (they were 30 000 px to its right).
+    The question says the code is wider than the card, whatever the query says."""
     page = lab_notebook([LONG], wait_for="text=SHOWN", name="long_words.ipynb")
     page.wait_for_selector(".gx-chat .gx-run")
     assert page.evaluate(INSIDE, ".gx-chat .gx-run, .gx-chat .gx-skip, .gx-chat .gx-ask") == [True, True, True]
+    # its code is wider than the card, which the question says, though the model's query says "scroll sideways" too
+    assert page.locator(".gx-chat .gx-ask").inner_text().endswith(
+        "'? Careful: a line is wider than this card; scroll sideways to read all of it before it runs.")
     assert page.evaluate(INSIDE, ".gx-chat .gx-notice, .gx-chat .gx-meta") == [True, True]
     page.locator(".gx-chat .gx-actions").first.screenshot(path="/tmp/gptoss_xss_long_question.png")
     # a running call says what it waits for (a busy search service) in its status, as text, in its card
