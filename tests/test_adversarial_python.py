@@ -400,6 +400,31 @@ def test_the_import_path_and_its_finders_are_put_back(tmp_path):
     assert (imported, ns["ran"], after) == ("tabnanny", [], path + [str(tmp_path)])
 
 
+def test_the_working_folder_environment_and_import_path_order_are_put_back_with_a_note(tmp_path, monkeypatch):
+    """`os.chdir` of the code's had the user's next cell read other files by their relative paths, its
+    `os.environ['PATH'] = ...` ran other programs there (a key the user set was gone), and `sys.path.insert(0, folder)`
+    had its modules shadow the user's: each is put back after the call, and the call's output says so in a line. A
+    module of the user's that it replaced in sys.modules is the user's again."""
+    monkeypatch.setenv("USERS_KEY", "theirs")
+    monkeypatch.chdir(tmp_path)
+    path, environment = sys.path[:], dict(os.environ)
+    try:
+        result = PythonTool({"elsewhere": str(tmp_path.parent)}, timeout=5).execute(
+            "import os, sys, types\nos.chdir(elsewhere)\nos.environ['PATH'] = elsewhere\ndel os.environ['USERS_KEY']\n"
+            "os.environ['ITS_OWN'] = '1'\nsys.path.insert(0, elsewhere)\nsys.modules['json'] = types.ModuleType('json')\n"
+            "print(os.getcwd() == elsewhere, os.environ['PATH'] == elsewhere, sys.path[0] == elsewhere)")
+        after = sys.path[:]
+    finally:
+        sys.path[:] = path
+    assert result.status == "done" and result.output.startswith("True True True\n"), result.output
+    assert result.output.splitlines()[-1] == (
+        f"[Put back after the call, as they were before it: sys.path (the folders it added come after the kernel's); "
+        f"the working folder (os.chdir; back to {tmp_path}); the environment variables ITS_OWN, PATH, USERS_KEY]")
+    assert (os.getcwd(), dict(os.environ), after) == (str(tmp_path), environment, path + [str(tmp_path.parent)])
+    assert (os.environ["USERS_KEY"], sys.modules["json"]) == ("theirs", json)
+    assert PythonTool({}, timeout=5).execute("import os\nos.environ.get('USERS_KEY')").output == "'theirs'\n"
+
+
 def test_what_the_code_registers_to_run_at_exit_never_runs():
     """An atexit function of the code's ran as the kernel ended (restart, shutdown), unguarded and untimed:
     what the code registers is taken out again after the call."""

@@ -43,10 +43,12 @@ watches, so the caller has its answer at the timeout whatever the code does:
   run and every thread a cell starts failing), with what the code added to them taken out. So are the entries
   of the hook lists the interpreter calls by itself, `sys.meta_path`, `sys.path_hooks`, `sys.path` and
   `gc.callbacks` (`sys.meta_path.clear()` would fail every later import), and the finders in `sys.path_importer_cache`; what the code added to them stays
-  after them (a library it imported, six say, needs its finder; so its own finder's `find_spec` runs at the user's next
+  after them (folders it put first in `sys.path` are moved after the kernel's, where they shadowed the user's modules;
+  a finder it put first stays first) (a library it imported, six say, needs its finder; so its own finder's `find_spec` runs at the user's next
   import, on the user's thread, unguarded), but for its gc callbacks, which go with the run
   (whichever thread collects next runs them: a looping one hung the user's next cell; during the run, one that
-  the watcher's own collection runs can still hold it). What it adds to what IPython calls on the kernel's thread at
+  the watcher's own collection runs can still hold it). So are the process's working folder and environment variables (`os.chdir`,
+  `os.environ`): the call's output names them, and `sys.path`, where they were put back. What it adds to what IPython calls on the kernel's thread at
   later cells (event callbacks, input and AST transformers, display printers) stays but runs as the code ran, watched
   and under the call's timeout, and is taken out when it does not end (`_Later`); what it took out of them or
   replaced (a printer, a formatter, a list, the event manager, the handler of errors in cells, a method of the shell
@@ -183,6 +185,9 @@ _listdir, _fstat, _modules = os.listdir, os.fstat, sys.modules
 _gc_threshold, _gc_set_threshold, _gc_isenabled, _gc_enable, _gc_disable = (
     gc.get_threshold, gc.set_threshold, gc.isenabled, gc.enable, gc.disable)
 _gc_frozen, _gc_unfreeze = gc.get_freeze_count, gc.unfreeze
+_getcwd, _chdir, _putenv, _unsetenv = os.getcwd, os.chdir, os.putenv, os.unsetenv
+_environ, _path = os.environ, sys.path
+_environ_data = vars(os.environ)["_data"]  # the process's environment as os.environ keeps it (bytes on POSIX)
 # (from Python 3.10.7)
 _int_digits = getattr(sys, "get_int_max_str_digits", lambda: 0)
 _set_int_digits = getattr(sys, "set_int_max_str_digits", lambda digits: None)
@@ -379,6 +384,7 @@ class Outcome:
     still_running: bool = False
     threads: int = 0
     processes: int = 0
+    put_back: tuple[str, ...] = ()  # what of the kernel's the code changed and the run put back, in words (`_Run.said`)
 
 
 class _Worker(threading.Thread):
@@ -600,7 +606,7 @@ def contain(fn: Callable[[], Any], *, timeout: float | None, output: TextIO | No
               "kernel if it does not end.", file=sys.stderr)
     if interrupts.seen:  # also when the interrupt came as the code finished: the turn ends, output kept
         status = "interrupted"
-    return Outcome(status, _slot(_VALUE, worker), ident in stuck, len(threads), processes)
+    return Outcome(status, _slot(_VALUE, worker), ident in stuck, len(threads), processes, tuple(run.said))
 
 
 def _watch(worker: _Worker, ident: int, timeout: float | None, interrupts: _Interrupts, stop: Callable[[], bool],
@@ -894,21 +900,69 @@ class _Run:
         # later allocation collect, `sys.set_int_max_str_digits(640)` failed the user's `str(10**700)`, `gc.freeze()`
         # kept every object of the kernel's then from being collected for good (its cycles never freed)
         self.settings = (_gc_threshold(), _gc_isenabled(), _int_digits(), _gc_frozen())
+        # the process's working folder and environment: `os.chdir` made the user's next cell read other files by their
+        # relative paths, `os.environ['PATH'] = ...` ran other programs from it, a deleted key failed its lookups
+        self.place = (_cwd(), dict(_environ_data))
+        self.said: list[str] = []   # what the code changed of those, put back, for the call's output (`Outcome`)
 
     def put_back_settings(self) -> None:
-        """The interpreter's settings as they were when the run began (objects frozen by the code thawed where none
-        were frozen before)."""
+        """The interpreter's settings, the working folder and the environment as they were when the run began (objects
+        frozen by the code thawed where none were frozen before)."""
         thresholds, enabled, digits, frozen = self.settings
         _gc_set_threshold(*thresholds)
         (_gc_enable if enabled else _gc_disable)()
         _set_int_digits(digits)
         if not frozen and _gc_frozen():
             _gc_unfreeze()
+        folder, environment = self.place
+        if folder is not None and _cwd() != folder:
+            with contextlib.suppress(OSError):   # (the folder is gone: nowhere to go back to)
+                _chdir(folder)
+                self.said.append(f"the working folder (os.chdir; back to {folder})")
+        if changed := _put_back_environment(environment):
+            self.said.append(f"the environment variable{'s' * (len(changed) > 1)} {_listed(changed)}")
 
     def started(self) -> dict[int, threading.Thread]:
         """Threads the code started that still run, by ident (low-level `_thread` ones run as threading's:
         see `_start_seen`), those it took out of threading's table too."""
         return _started_since(self.before)
+
+
+def _cwd() -> str | None:
+    """The process's working folder, None where it was deleted."""
+    try:
+        return _getcwd()
+    except OSError:
+        return None
+
+
+def _put_back_environment(wanted: dict[Any, Any]) -> list[str]:
+    """`os.environ` and the process's environment as `wanted` (`_environ_data` then), where they changed; the names of
+    the variables that had (compared as plain bytes or text only: no code of the code's objects runs)."""
+    if vars(_environ).get("_data") is not _environ_data:   # `os.environ._data = {...}`
+        vars(_environ)["_data"] = _environ_data
+    if _unchanged(_environ_data, wanted):
+        return []
+    _plain_keys(_environ_data, type(next(iter(wanted), b"")))
+    changed = [key for key in {**_environ_data, **wanted} if type(value := _environ_data.get(key)) is not
+               type(was := wanted.get(key)) or value != was]
+    for key in changed:
+        with contextlib.suppress(OSError, ValueError):
+            _putenv(key, wanted[key]) if key in wanted else _unsetenv(key)
+        _environ_data.pop(key, None)
+    _environ_data.update((key, wanted[key]) for key in changed if key in wanted)
+    return sorted(os.fsdecode(key) for key in changed)
+
+
+def _same_start(now: list[Any], then: list[Any]) -> bool:
+    """Whether the list `now` starts with the items of `then`, compared by identity."""
+    return len(now) >= len(then) and all(map(operator.is_, now, then))
+
+
+def _listed(names: list[str], shown: int = 5) -> str:
+    """Names in a line: the first `shown` of them, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _thread_objects() -> dict[int, Any]:
@@ -1361,7 +1415,7 @@ class _Guards:
         kept, kept_modules, kept_hooks, kept_finders, kept_classes = run.kept
         with self.lock:
             _put_back_classes(kept_classes)  # first: what follows runs threading's methods
-            self._put_back(kept, kept_modules, kept_hooks, kept_finders)
+            run.said += self._put_back(kept, kept_modules, kept_hooks, kept_finders)
             run.put_back_settings()
             if run.shell_hooks is not None:
                 try:
@@ -1390,14 +1444,18 @@ class _Guards:
             _restore_all(attributes, before | guarded, if_gone=if_gone)
 
     def _put_back(self, kept: list[dict[str, Any]], kept_modules: dict[str, Any],
-                  kept_hooks: list[tuple[list[Any], list[Any]]], kept_finders: dict[Any, Any]) -> None:
+                  kept_hooks: list[tuple[list[Any], list[Any]]], kept_finders: dict[Any, Any]) -> list[str]:
+        """What `put_back` says of them: the import path, where the code had changed the kernel's entries of it."""
+        said = []
         for hooks, before in kept_hooks:
             added = [now for now in hooks if not any(now is then for then in before)]
             if hooks is _GC_CALLBACKS and added:  # run by whichever thread collects next, the kernel's too: they go
                 _TAKEN_OUT.extend(added)          # (a looping one hung the user's next cell); kept, not freed here
                 hooks[:] = before
-            elif any(not any(now is then for now in hooks) for then in before):  # the code took one out
-                hooks[:] = before + added
+            elif any(not any(now is then for now in hooks) for then in before) or (  # the code took one out
+                    hooks is _path and not _same_start(hooks, before)):  # or put its folders first: `sys.path.insert(0,
+                hooks[:] = before + added   # folder)` had its modules shadow the user's at their next import
+                said += ["sys.path (the folders it added come after the kernel's)"] * (hooks is _path)
         self._put_back_attributes(kept)
         _restore_all(_modules, kept_modules)
         finders = sys.path_importer_cache  # the kernel's again, were it rebound
@@ -1407,6 +1465,7 @@ class _Guards:
             _plain_keys(finders)
             for folder, finder in kept_finders.items():
                 _restore(finders, folder, finder, if_there=finder is None)
+        return said
 
     def keep_stopping(self, threads: dict[int, Any]) -> None:
         """Threads that did not stop when told: stop them again every REPEAT seconds until they end."""

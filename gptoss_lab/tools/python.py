@@ -219,9 +219,11 @@ def _run(body: CodeType, last: CodeType | None, namespace: dict[str, Any], out: 
 
 
 def _notes(outcome: containment.Outcome, timeout: float | None) -> str:
-    """What the model should know about code that is still going after the call returned (threads it started are
-    stopped at the call's timeout)."""
+    """What the model should know about what its code changed of the kernel's and was put back, and about code that is
+    still going after the call returned (threads it started are stopped at the call's timeout)."""
     notes = ""
+    if outcome.put_back:   # as a cell of the user's would find them next
+        notes += f"\n[Put back after the call, as they were before it: {'; '.join(outcome.put_back)}]"
     if outcome.still_running:
         notes += ("\nThe code did not stop when told (it is stuck in native code or keeps catching the stop) "
                   "and may still be running in the background.")
