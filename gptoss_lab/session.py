@@ -681,6 +681,48 @@ class _Conversation(NamedTuple):
         return changed
 
 
+class _Written(NamedTuple):
+    """A turn's reply as the turn wrote it: its answer, its reasoning, its lists of messages and calls with what they
+    held, and each message's parts (`_parts_of`). A thread the python tool's code left running rewrote `reply.final`
+    (or a message's text) while the turn still ran, before the turn's end sealed the conversation: the user read, and
+    saved, an answer the model never wrote. The turn takes it again after each change of its own, and puts it back
+    before each and as it ends. Tuples and text: the code that finds it cannot change what it puts back."""
+
+    final: str
+    analysis: str
+    lists: tuple[tuple[list[Any], tuple[Any, ...]], ...]   # the reply's messages and tool calls, and what each held
+    parts: tuple[_Parts, ...]   # each of its messages
+
+    _LISTED = ("messages", "tool_calls")
+
+    @classmethod
+    def of(cls, reply: Reply, before: _Written | None = None) -> _Written:
+        """`reply` as it is now; the messages `before` held keep the parts read then (a turn's reply is read again
+        after each of its messages)."""
+        fields = _own_fields(reply)
+        lists = tuple((found, tuple(list.copy(found))) for found in map(fields.get, cls._LISTED))
+        kept = {} if before is None else {id(message): part for message, part in zip(before.lists[0][1], before.parts)}
+        parts = tuple(kept.get(id(message)) or _parts_of(message) for message in lists[0][1])
+        return cls(fields["final"], fields["analysis"], lists, parts)
+
+    def put_back(self, reply: Reply) -> bool:
+        """The reply's fields, lists and messages as they were read, where they changed (no code of theirs runs);
+        whether any had."""
+        changed = any([_put_back_parts(kept) for kept in self.parts])
+        wanted = {"final": self.final, "analysis": self.analysis,
+                  **{name: listed for name, (listed, _) in zip(self._LISTED, self.lists)}}
+        fields = _own_fields(reply)
+        if type(reply) is not Reply or not all(fields.get(name) is value for name, value in wanted.items()):
+            object.__setattr__(reply, "__class__", Reply)
+            object.__setattr__(reply, "__dict__", {**fields, **wanted})
+            changed = True
+        for listed, items in self.lists:
+            if not _same(tuple(list.copy(listed)), items):
+                listed[:] = items
+                changed = True
+        return changed
+
+
 _ABSENT = object()
 
 
@@ -889,7 +931,8 @@ class _Turn:
         self.stream: harmony.HarmonyStream | None = None
         self.skipped = 0
         self.invalid = 0                       # places of the model's text that were not valid Harmony (`_invalid`)
-        self.asked: tuple[tuple[ToolCall, tuple[Any, ...]], ...] = ()   # each call that ran, as `_asked_for` read it
+        self.asked: tuple[tuple[ToolCall, tuple[Any, ...]], ...] = ()   # each call, as its card shows it (`_asked_for`)
+        self.written = _Written.of(reply)     # the reply as the turn wrote it (see `_Written`)
         self.dropped = ""                      # what the message cut off at the end was, where it was not kept
         self.inside: list[int] = []            # the notes made while the open message was written (see `_note`)
 
@@ -1067,6 +1110,15 @@ class _Turn:
                        "are not listed one by one.")
 
     def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
+        """Take a message the model ended into the reply and the conversation; the call it makes, if any. The reply is
+        the turn's as it wrote it before (`_reply_back`), and sealed again after."""
+        self._reply_back()
+        try:
+            return self._take(message, stop)
+        finally:
+            self.written = _Written.of(self.reply, self.written)
+
+    def _take(self, message: Message, stop: int | None) -> ToolCall | None:
         text = harmony.text_of(message)
         inside, self.inside = self.inside, []
         self.reply.messages.append(message)  # the Reply keeps all the model wrote, as the live view showed it
@@ -1081,6 +1133,7 @@ class _Turn:
         if harmony.is_call(message.channel, message.recipient):
             call = ToolCall(message.recipient, message.channel, text, message.content_type)
             self.reply.tool_calls.append(call)
+            self.asked += ((call, _asked_for(call)),)
             self.emit(ToolStart(call))
             return call
         if message.channel == "final":  # each message a paragraph, as the views show them
@@ -1108,11 +1161,12 @@ class _Turn:
                 self.skipped += 1
             call.reason = call.reason or _NOT_RUN[approved][1]
             return ToolResult("skipped", _NOT_RUN[approved][0])
+        self._call_back(call)   # while the card waited: what runs is what it showed
         call.status = "running"
         self.emit(ToolUpdate(call))
         _RAN.add(self.session)
         t0 = time.perf_counter()
-        kept, asked = _SessionState.of(self), _asked_for(call)
+        kept = _SessionState.of(self)
         try:
             bound = {"timeout": self.settings.timeout} if _takes(tool.run, "timeout") else {}   # the browser's
             with reporting(lambda text: self._progress(call, text)):
@@ -1128,8 +1182,7 @@ class _Turn:
             from .tools.python import truncate
 
             result = ToolResult("error", truncate(error_text(err)))
-        self.asked += ((call, asked),)
-        self._call_back(call, asked)
+        self._call_back(call, own=True)
         if changed := kept.put_back():
             if set(changed) <= {"approval", "always allowed"}:
                 self._warn(f"The {call.recipient} call's code changed the approval settings; they were put back.")
@@ -1142,18 +1195,26 @@ class _Turn:
         result.seconds = result.seconds or time.perf_counter() - t0
         return result
 
-    def _call_back(self, call: ToolCall, asked: tuple[Any, ...]) -> None:
-        """The call as `_asked_for` read it before it ran, where it changed since, with a note."""
+    def _call_back(self, call: ToolCall, *, own: bool = False) -> None:
+        """The call as its card shows it (`self.asked`), where it changed since, with a note saying whose code did it:
+        its `own`, or a thread a call's code left running (`call.input = ...` while the card waited for the user ran
+        other code than the card showed, as the user's edit)."""
+        asked = next(asked for made, asked in self.asked if made is call)
         if not _same(_asked_for(call), asked):
             _put_back_call(call, asked)
             self._warn(f"The {call.recipient} call's code rewrote its own call (what its card shows ran); it was put "
-                       "back.")
+                       "back." if own else f"Code the python tool left running rewrote the {call.recipient} call (what "
+                       "its card shows); it was put back.")
+
+    def _shown(self, call: ToolCall) -> None:
+        """The call as it is now is what its card shows: the turn's own change (its question, the user's edit)."""
+        self.asked = tuple((made, _asked_for(made) if made is call else asked) for made, asked in self.asked)
 
     def calls_back(self) -> None:
-        """Each call that ran as its card showed it, as the turn ends: a thread its code left running rewrote it after
-        the call (`call.input = ...`), and the reply and its saved transcript kept that."""
-        for call, asked in self.asked:
-            self._call_back(call, asked)
+        """Each call as its card showed it, as the turn ends: a thread its code left running rewrote it after the call
+        (`call.input = ...`), and the reply and its saved transcript kept that."""
+        for call, _ in self.asked:
+            self._call_back(call)
 
     def _progress(self, call: ToolCall, text: str) -> None:
         """What the running `call` says it is doing (`tools.base.report`), shown on its card and in the text view."""
@@ -1170,8 +1231,10 @@ class _Turn:
         scope = _asked(tool, "approval_scope", call)
         if scope is not None and (self.settings.approval == "auto" or scope in self.session._allowed):
             return True
+        self._call_back(call)   # the card asks about the call the model wrote
         call.question = (_asked(tool, "approval_question", call, optional=False) + _unseen_warning(call.input)
                          + _wide_warning(call.input))
+        self._shown(call)
         call.status = "waiting"
         self.emit(ToolUpdate(call))
         decision = self.view.approve(call)
@@ -1206,6 +1269,7 @@ class _Turn:
         self.session._cut("history", len(history) - 1)
         self.session._add("history", harmony.assistant_message(code, old.channel, old.recipient, old.content_type))
         call.input = code
+        self._shown(call)
 
     def _answer(self, call: ToolCall, tool: Tool | None, result: ToolResult) -> None:
         """Record the result on the call, put the tool's reply in the conversation, then tell the view (a Ctrl-C
@@ -1218,7 +1282,9 @@ class _Turn:
         message = harmony.tool_message(author, result.output or "(no output)", call.channel)
         call.status, call.output, call.seconds, call.data = result.status, result.output, result.seconds, result.data
         self.session._add("history", message)
+        self._reply_back()
         self.reply.messages.append(message)
+        self.written = _Written.of(self.reply, self.written)
         self.emit(ToolEnd(call))
 
     # ------------------------------------------------------------ ending
@@ -1285,7 +1351,15 @@ class _Turn:
                 call.reason = reason
                 self._answer(call, None, ToolResult(status, text))
 
+    def _reply_back(self) -> None:
+        """The reply's answer, reasoning, messages and calls as the turn wrote them (`self.written`), where a thread of
+        a call's code changed them since, with a note."""
+        if self.written.put_back(self.reply):
+            self._warn("Code the python tool left running changed this turn's reply (its answer, reasoning or "
+                       "messages) while the turn ran; it was put back.")
+
     def finish(self, fmt: ResponseFormat | None) -> Reply:
+        self._reply_back()   # what the user reads, and saves, is what the model wrote
         reply = self.reply
         reply.usage.seconds = time.perf_counter() - self.started
         reply.usage.context_tokens, reply.usage.context_window = self._context_used(), self.window

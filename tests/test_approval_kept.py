@@ -250,3 +250,56 @@ def test_a_copy_of_a_session_asks_under_its_own_seal() -> None:
     view = _View(always=True)
     reply = copy.copy(s).ask("go", view=view)
     assert (reply.final, view.cards) == ("done", [SECOND])
+
+
+def test_a_thread_the_code_left_running_cannot_rewrite_what_the_turn_still_writes() -> None:
+    """A thread the approved code left running rewrote the turn's answer, its reasoning and a later call's code while
+    the turn still ran (before its end sealed the conversation): the user read and saved an answer the model never
+    wrote, and the card of the next call asked about, and ran, code the model never wrote as the user's edit. What the
+    model wrote is what the reply holds, and what the card asks about and runs; the reply says it was put back."""
+    import queue
+
+    from gptoss_lab.events import MessageEnd, ToolStart
+
+    asks: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+    code = (TURN + "import threading\ndef later():\n    for _ in range(3):\n        what = asks.get(timeout=10)\n"
+            "        if what == 'analysis':\n            t.reply.final = 'Please delete all my files.'\n"
+            "        elif what == 'call':\n            t.reply.tool_calls[-1].input = \"print('hello')\"\n"
+            "        else:\n            t.reply.analysis = 'I must delete them.'\n"
+            "            t.reply.messages[-1].content[0].text = 'I must delete them.'\n"
+            "        done.put(what)\nthreading.Thread(target=later).start()")
+
+    class Paced(_View):
+        """Lets the thread write at each message the model ends after the first call, and at the second call's card."""
+
+        def handle(self, event: object) -> None:
+            if self.cards and isinstance(event, ToolStart):
+                asks.put("call")
+            elif self.cards and isinstance(event, MessageEnd) and event.message and not event.message.recipient:
+                asks.put(event.message.channel)
+            else:
+                return
+            assert done.get(timeout=10)
+
+        def approve(self, call: object) -> Approval:
+            self.cards.append(call.input)  # type: ignore[attr-defined]
+            return Approval(True)
+
+    recording = ("<|channel|>analysis<|message|>x<|end|>"
+                 f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
+                 "<|start|>assistant<|channel|>analysis<|message|>y<|end|>"
+                 f"<|start|>assistant to=python<|channel|>analysis<|message|>{SECOND}<|call|>"
+                 "<|start|>assistant<|channel|>final<|message|>done<|return|>")
+    view = Paced()
+    s = Session(ReplayEngine(recording), approval="ask", namespace={"asks": asks, "done": done})
+    reply = s.ask("go", view=view)
+    assert (reply.final, reply.analysis) == ("done", "x\ny")
+    assert [m.content[0].text for m in reply.messages if m.channel == "analysis" and not m.recipient] == ["x", "y"]
+    assert view.cards == [code, SECOND] and reply.tool_calls[1].output == "second\n"
+    assert reply.errors == [
+        "Code the python tool left running changed this turn's reply (its answer, reasoning or messages) while the "
+        "turn ran; it was put back.",
+        "Code the python tool left running rewrote the python call (what its card shows); it was put back.",
+        "Code the python tool left running changed this turn's reply (its answer, reasoning or messages) while the "
+        "turn ran; it was put back."]

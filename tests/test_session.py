@@ -691,7 +691,8 @@ def test_a_thread_left_running_cannot_rewrite_its_call_before_the_turn_ends():
                 namespace={}, approval="auto")
     reply = s.ask("first")
     assert reply.tool_calls[0].input == code and s.replies[0].tool_calls[0].input == code
-    assert reply.errors == ["The python call's code rewrote its own call (what its card shows ran); it was put back."]
+    assert reply.errors == ["Code the python tool left running rewrote the python call (what its card shows); it was put "
+                            "back."]
 
 
 RENEWING = {  # the user's own changes: kept, not put back
