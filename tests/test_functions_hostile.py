@@ -8,6 +8,7 @@ import enum
 import functools
 import io
 import re
+import signal
 import sys
 import threading
 import time
@@ -421,6 +422,34 @@ def test_a_thread_a_function_leaves_running_ends_at_the_calls_timeout(capsys, mo
         err += capsys.readouterr().err
     assert err.count(said) == 2
     assert err == said * 2, err
+
+
+def _ignores_the_alarm() -> str:
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    for _ in range(150):   # (bounded: it ran on, untimed, as long as its loop went)
+        time.sleep(0.01)
+    return "looped"
+
+
+def _times_itself() -> str:
+    signal.signal(signal.SIGALRM, lambda signum, frame: None)   # as `signal.alarm`-based timeouts of libraries do
+    signal.setitimer(signal.ITIMER_REAL, 10)
+    time.sleep(0.6)   # a blocking call: the timeout reaches it only when it returns
+    return "slept"
+
+
+@pytest.mark.parametrize("function,status,took", [(_ignores_the_alarm, "timeout", 1.0), (_times_itself, "done", 1.0)])
+def test_a_function_that_takes_the_alarm_over_is_still_timed_out_and_said_to(function, status, took):
+    """A user's function that ignored SIGALRM, or set its own handler and timer, ran on past its timeout for good, the
+    turn never ending, and nothing said so: its timeout is raised into it from another thread where it runs Python,
+    the call's output says so in a line, and the kernel's alarm is as it was."""
+    started = time.perf_counter()
+    result = FunctionTool(function).call("{}", timeout=0.3)
+    assert (result.status, time.perf_counter() - started < took) == (status, True)
+    assert re.fullmatch(r"\[The call took the lab's timer over \(SIGALRM's handler or the real-time timer\): its 0.3 s "
+                        r"timeout was raised into it from another thread, which reaches it only where it runs Python "
+                        r"\(it ran 0\.\d s\)\]", result.output.splitlines()[-1]), result.output
+    assert (signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)) == (signal.SIG_DFL, (0.0, 0.0))
 
 
 @pytest.mark.parametrize("code", [

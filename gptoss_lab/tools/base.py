@@ -83,8 +83,9 @@ def bounded(work: Callable[[], ToolResult], timeout: float | None, stop: Callabl
 
     start = time.perf_counter()
     limit = _CALL.set((time.monotonic() + timeout, ToolTimeout.after(timeout)()) if timeout else None)
+    block = deadline(timeout, stop)
     try:
-        with deadline(timeout, stop):
+        with block:
             result = work()
     except ToolTimeout as err:
         result = ToolResult("timeout", f"Error: ToolTimeout: {err} ({TIMEOUT_HINT})")
@@ -93,6 +94,10 @@ def bounded(work: Callable[[], ToolResult], timeout: float | None, stop: Callabl
     finally:
         _CALL.reset(limit)
     result.seconds = time.perf_counter() - start
+    if block.taken_over:  # (a function that times itself with signal.alarm, or ignores SIGALRM, ran on for good)
+        result.output += (f"\n[The call took the lab's timer over (SIGALRM's handler or the real-time timer): its "
+                          f"{timeout:g} s timeout was raised into it from another thread, which reaches it only where "
+                          f"it runs Python (it ran {result.seconds:.1f} s)]")
     return result
 
 

@@ -2119,7 +2119,9 @@ class deadline:
     the block is (and wakes a blocking call such as `time.sleep`). Elsewhere a watcher thread raises
     the timeout (see `_poke`; a blocking native call then only sees it when it returns), and once the block
     swallowed it, one that traces the block as it is made there (`_traced_timeout`); `stop` is not
-    asked there, as asking it reads the kernel's messages, which belongs to the main thread.
+    asked there, as asking it reads the kernel's messages, which belongs to the main thread. So it does on the main
+    thread where the block took SIGALRM's handler or the real-time timer over (a function of the user's that times
+    itself with `signal.alarm`, or ignores the signal, ran on past its timeout for good): `taken_over` says so.
     """
 
     def __init__(self, seconds: float | None, stop: Callable[[], bool] | None = None) -> None:
@@ -2128,6 +2130,8 @@ class deadline:
         self._alarm = False
         self._trace: tuple[Any] | None = None  # the tracer there before a block that swallowed the timeout was traced
         self._traced: type[ToolTimeout] | None = None  # see `_traced_timeout`
+        self._ended: Any = None  # a lock the block holds while it runs (the watcher waits on it)
+        self.taken_over = False  # the block took the alarm over on the main thread: the watcher raised the timeout
 
     def __enter__(self) -> deadline:
         on_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
@@ -2138,16 +2142,21 @@ class deadline:
         self._end = _monotonic() + self.seconds if self.seconds else None
         self._timeout = ToolTimeout.after(self.seconds) if self.seconds else None
         if on_main:
-            self._previous, self._alarm = signal.signal(signal.SIGALRM, self._on_alarm), True
+            self._handler = self._on_alarm  # (as `signal.getsignal` gives it back: `_rings`)
+            self._previous, self._alarm = signal.signal(signal.SIGALRM, self._handler), True
             first = min(self.seconds or STOP_POLL, STOP_POLL) if self.stop else self.seconds
             self._interval = min(REPEAT, STOP_POLL) if self.stop else REPEAT
             signal.setitimer(signal.ITIMER_REAL, first, self._interval)
-        else:
+        if self.seconds:
+            self._ended = _allocate_lock()
+            self._ended.acquire()
             threading.Thread(target=self._watch, name="gptoss-deadline", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.finished = True
+        if self._ended is not None:
+            self._ended.release()
         if self._trace is not None:
             sys.settrace(self._trace[0])
         if self._alarm:
@@ -2190,7 +2199,7 @@ class deadline:
             # raising here turns tracing off; a handler further out that catches it meets the next ring's raise
             # (which traces again) at its next loop or call; off the main thread, the handler that lets it go
             # traces again (see `_traced_timeout`)
-            if self._alarm:
+            if self._alarm and self._rings():
                 self._ring_soon()
                 raise self._timeout()
             raise self._traced_timeout()()
@@ -2228,18 +2237,24 @@ class deadline:
         """The alarm rung in a few microseconds (not at once: `signal.raise_signal` runs the handler right there)."""
         signal.setitimer(signal.ITIMER_REAL, 1e-5, self._interval)
 
+    def _rings(self) -> bool:
+        """Whether the alarm is this block's still: its handler is SIGALRM's and the real-time timer runs."""
+        return _getsignal(signal.SIGALRM) is self._handler and any(signal.getitimer(signal.ITIMER_REAL))
+
     def _watch(self) -> None:
-        end = self._end or 0
-        while not self.finished and _monotonic() < end:
-            _sleep(min(end - _monotonic(), REPEAT))
-        timeout = self._timeout
-        while not self.finished:
+        """The timeout raised into the block from this thread, from its end time on, every REPEAT seconds until the
+        block ends; on the main thread only while the block keeps the alarm from ringing (`_rings`)."""
+        timeout, wait = self._timeout, (self._end or 0) - _monotonic()
+        while not self._ended.acquire(True, max(wait, 0)):
+            wait = REPEAT
+            if self._alarm and (self._rings() or self.finished):  # (read after: the block's end stops the alarm too)
+                continue
+            self.taken_over = self._alarm
             top = sys._current_frames().get(self.ident)
             if top is not None and top.f_code.co_filename != _HERE:  # not while the block's own exit runs
                 _poke({self.ident: self}, timeout, force=False)
                 if timeout is self._timeout:  # still running next time: the block swallowed it
                     timeout = self._traced_timeout()
-            _sleep(REPEAT)
 
 
 def _exits_a_with(frame: Any) -> bool:
