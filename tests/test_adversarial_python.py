@@ -958,6 +958,7 @@ KERNEL_CASES = [
     ("import os\nos.closerange(3, 4096)", "error", "would close the kernel's own file descriptor"),
     ("import sys\nsys.stdout._original.close()", "error", "AttributeError"),
     ("import sys\nsys.modules.clear()", "done", ""),
+    ("import os\nos.chdir('/')\nos.environ['PATH'] = '/'", "done", "the environment variable PATH]"),
     ("import builtins\nbuiltins.__import__ = None", "done", ""),
     ("import builtins\nbuiltins.print = None", "done", ""),
     ("import threading\nthreading.Thread.start = threading.Event.wait = None", "done", ""),
@@ -1031,7 +1032,8 @@ def _assert_alive_and_answering(km, kc) -> None:
 @pytest.mark.kernel
 def test_hostile_code_in_a_kernel_turn(kernel):
     km, kc = kernel
-    _execute(kc, NEXT_TURN + "\nrss = psutil.Process().memory_info().rss\nthreads = len(__import__('threading').enumerate())")
+    _execute(kc, NEXT_TURN + "\nrss = psutil.Process().memory_info().rss\nthreads = len(__import__('threading').enumerate())"
+                 "\nplace = (os.getcwd(), os.environ['PATH'])")
     for code, status, said in KERNEL_CASES:
         out, content = _execute(kc, f"print(json.dumps(turn({code!r})))")
         assert content["status"] == "ok", (code, out)
@@ -1042,9 +1044,10 @@ def test_hostile_code_in_a_kernel_turn(kernel):
         _assert_alive_and_answering(km, kc)
     out, _ = _execute(kc, "import threading, time\ntime.sleep(0.5)\n"
                           "print((psutil.Process().memory_info().rss - rss) // 2**20, len(threading.enumerate()) - threads,"
-                          " type(os._exit).__name__, type(exit).__name__, 'exit_now' in get_ipython()._trait_validators)")
+                          " type(os._exit).__name__, type(exit).__name__, 'exit_now' in get_ipython()._trait_validators,"
+                          " place == (os.getcwd(), os.environ['PATH']))")
     grown, *rest = out.split()
-    assert int(grown) < 100 and rest == ["0", "builtin_function_or_method", "ZMQExitAutocall", "False"], out
+    assert int(grown) < 100 and rest == ["0", "builtin_function_or_method", "ZMQExitAutocall", "False", "True"], out
 
 
 @pytest.mark.kernel
