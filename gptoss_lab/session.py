@@ -685,8 +685,10 @@ class _Written(NamedTuple):
     """A turn's reply as the turn wrote it: its answer, its reasoning, its lists of messages and calls with what they
     held, and each message's parts (`_parts_of`). A thread the python tool's code left running rewrote `reply.final`
     (or a message's text) while the turn still ran, before the turn's end sealed the conversation: the user read, and
-    saved, an answer the model never wrote. The turn takes it again after each change of its own, and puts it back
-    before each and as it ends. Tuples and text: the code that finds it cannot change what it puts back."""
+    saved, an answer the model never wrote. The turn takes it again after each change of its own and puts it back
+    before each (the messages' parts only after each call, as the conversation's, and as it ends: they are read then,
+    and checking them all at each message made a long turn's cost grow with its square). Tuples and text: the code that
+    finds it cannot change what it puts back."""
 
     final: str
     analysis: str
@@ -697,18 +699,18 @@ class _Written(NamedTuple):
 
     @classmethod
     def of(cls, reply: Reply, before: _Written | None = None) -> _Written:
-        """`reply` as it is now; the messages `before` held keep the parts read then (a turn's reply is read again
-        after each of its messages)."""
+        """`reply` as it is now; the messages `before` held first keep the parts read then (a turn's reply is read
+        again after each of its messages)."""
         fields = _own_fields(reply)
         lists = tuple((found, tuple(list.copy(found))) for found in map(fields.get, cls._LISTED))
-        kept = {} if before is None else {id(message): part for message, part in zip(before.lists[0][1], before.parts)}
-        parts = tuple(kept.get(id(message)) or _parts_of(message) for message in lists[0][1])
-        return cls(fields["final"], fields["analysis"], lists, parts)
+        messages, kept = lists[0][1], () if before is None else before.parts
+        kept = kept if _same(messages[:len(kept)], before.lists[0][1] if before else ()) else ()
+        return cls(fields["final"], fields["analysis"], lists, kept + tuple(map(_parts_of, messages[len(kept):])))
 
-    def put_back(self, reply: Reply) -> bool:
-        """The reply's fields, lists and messages as they were read, where they changed (no code of theirs runs);
-        whether any had."""
-        changed = any([_put_back_parts(kept) for kept in self.parts])
+    def put_back(self, reply: Reply, *, parts: bool = True) -> bool:
+        """The reply's fields and lists as they were read, and its messages' parts with `parts` or where those had
+        changed, where they changed (no code of theirs runs); whether any had."""
+        changed = False
         wanted = {"final": self.final, "analysis": self.analysis,
                   **{name: listed for name, (listed, _) in zip(self._LISTED, self.lists)}}
         fields = _own_fields(reply)
@@ -720,6 +722,8 @@ class _Written(NamedTuple):
             if not _same(tuple(list.copy(listed)), items):
                 listed[:] = items
                 changed = True
+        if parts or changed:   # (the parts too, once anything of the reply's own had changed)
+            changed = any([_put_back_parts(kept) for kept in self.parts]) or changed
         return changed
 
 
@@ -1112,7 +1116,7 @@ class _Turn:
     def _on_message(self, message: Message, stop: int | None) -> ToolCall | None:
         """Take a message the model ended into the reply and the conversation; the call it makes, if any. The reply is
         the turn's as it wrote it before (`_reply_back`), and sealed again after."""
-        self._reply_back()
+        self._reply_back(parts=False)
         try:
             return self._take(message, stop)
         finally:
@@ -1351,10 +1355,10 @@ class _Turn:
                 call.reason = reason
                 self._answer(call, None, ToolResult(status, text))
 
-    def _reply_back(self) -> None:
-        """The reply's answer, reasoning, messages and calls as the turn wrote them (`self.written`), where a thread of
-        a call's code changed them since, with a note."""
-        if self.written.put_back(self.reply):
+    def _reply_back(self, *, parts: bool = True) -> None:
+        """The reply's answer, reasoning, messages and calls as the turn wrote them (`self.written`; the messages'
+        parts with `parts`), where a thread of a call's code changed them since, with a note."""
+        if self.written.put_back(self.reply, parts=parts):
             self._warn("Code the python tool left running changed this turn's reply (its answer, reasoning or "
                        "messages) while the turn ran; it was put back.")
 
