@@ -703,8 +703,8 @@ class _Written(NamedTuple):
         again after each of its messages)."""
         fields = _own_fields(reply)
         lists = tuple((found, tuple(list.copy(found))) for found in map(fields.get, cls._LISTED))
-        messages, kept = lists[0][1], () if before is None else before.parts
-        kept = kept if _same(messages[:len(kept)], before.lists[0][1] if before else ()) else ()
+        messages = lists[0][1]
+        kept = before.parts if before is not None and _same(messages[:len(before.parts)], before.lists[0][1]) else ()
         return cls(fields["final"], fields["analysis"], lists, kept + tuple(map(_parts_of, messages[len(kept):])))
 
     def put_back(self, reply: Reply, *, parts: bool = True) -> bool:
@@ -1123,6 +1123,7 @@ class _Turn:
             self.written = _Written.of(self.reply, self.written)
 
     def _take(self, message: Message, stop: int | None) -> ToolCall | None:
+        """`_on_message`'s work: the message in the reply, and in the conversation where its channel is one."""
         text = harmony.text_of(message)
         inside, self.inside = self.inside, []
         self.reply.messages.append(message)  # the Reply keeps all the model wrote, as the live view showed it
