@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import importlib.util
+import socket
 import threading
 import time
 import warnings
@@ -351,3 +352,21 @@ def test_a_key_in_the_urls_path_is_never_printed():
     assert said == f"%gptoss connect: the server at {server.url}/… answered /v1/models with HTTP 404: Not Found{NO_ROOT}"
     assert str(caught.value) == said.removeprefix("%gptoss connect: ")
     assert f"/{PASTED}/v1/models" in asked   # (the key still goes to the server, in the path it was given)
+
+
+def test_a_url_without_a_port_where_nothing_listens_names_port_80_and_the_servers_ports():
+    """`%gptoss connect http://localhost` (llama.cpp's llama-server listens on 8080) said "cannot reach ... is it
+    running?" without saying it had tried port 80: the line names the port tried and the servers' own ones; a URL
+    that names its port is told nothing of the sort."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 80)) == 0:
+            pytest.skip("something listens on port 80 of this machine")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    said = _usage_errors("connect http://localhost --retries 0", f"connect localhost:{port} --retries 0")
+    assert said[0] == ("%gptoss connect: cannot reach the gpt-oss server at http://localhost (ConnectError: [Errno 111] "
+                       "Connection refused): nothing listens on port 80, where a URL without a port goes; llama.cpp's "
+                       "llama-server listens on 8080, vLLM and llama-cpp-python on 8000, Ollama on 11434: write it like "
+                       "http://localhost:8080 (tried 1 time)")
+    assert said[1].endswith("Connection refused); is it running? (tried 1 time)") and "port 80" not in said[1]

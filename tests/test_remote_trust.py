@@ -230,9 +230,11 @@ def test_connection_retries_stop_after_the_waiting_cap(monkeypatch):
     assert str(err).endswith("is it running? (tried 3 times; retries stop after 2 s of waiting)")  # 0.5 + 1 s
 
 
-def test_an_address_that_never_connects_is_reported_after_one_timeout():
+@pytest.mark.parametrize("port_typed", [True, False])
+def test_an_address_that_never_connects_is_reported_after_one_timeout(monkeypatch, port_typed):
     """A mistyped or firewalled address (no answer to connecting) was tried 3 times, each waiting the whole
-    timeout: `%gptoss connect` to it sat 6 minutes at the default 120 s before saying "is it running?"."""
+    timeout: `%gptoss connect` to it sat 6 minutes at the default 120 s before saying "is it running?". A URL without
+    a port (here `localhost`, its lookup giving the silent address) says port 80 was tried, and the servers' ports."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)  # never accepted: once its queue is full, Linux leaves further connections unanswered
@@ -241,14 +243,20 @@ def test_an_address_that_never_connects_is_reported_after_one_timeout():
             sock.setblocking(False)
             sock.connect_ex(listener.getsockname())
         url = "http://127.0.0.1:%d" % listener.getsockname()[1]
+        if not port_typed:
+            silent = [(socket.AF_INET, socket.SOCK_STREAM, 0, "", listener.getsockname())]
+            monkeypatch.setattr(remote, "_lookup", lambda host, port, waited: silent if port == 80 else [])
+            url = "http://localhost"
         started = time.monotonic()
         with pytest.raises(RemoteError) as caught:
             RemoteEngine(url, timeout=1, retries=2)
         took = time.monotonic() - started
         for sock in queued:
             sock.close()
-    assert str(caught.value) == (f"cannot reach the gpt-oss server at {url}: no connection within 1 s (timeout=...); "
-                                 "is the address right, and is it running?")
+    hint = ("; is the address right, and is it running?" if port_typed else
+            ": nothing answered on port 80, where a URL without a port goes; llama.cpp's llama-server listens on 8080, "
+            "vLLM and llama-cpp-python on 8000, Ollama on 11434: write it like http://localhost:8080")
+    assert str(caught.value) == f"cannot reach the gpt-oss server at {url}: no connection within 1 s (timeout=...){hint}"
     assert took < 2.5
 
 

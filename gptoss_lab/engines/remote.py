@@ -71,6 +71,8 @@ _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 # `http:/host`, `http//host`, `http:host`: a scheme typed without its colon or a slash (read as a host named http)
 _SCHEME_TYPO = regex.compile(r"\s*https?(?::/?|//)(?!/)", regex.IGNORECASE)
 _PORT_ALONE = regex.compile(r"\s*:?(\d+)/?\s*")  # `8000` or `:8000`: a port typed without its host
+_TYPED_PORT = regex.compile(r":\d*$")  # a host's `:8080` as typed (httpx reads `:80` of http:// as no port)
+_SERVER_PORTS = "llama.cpp's llama-server listens on 8080, vLLM and llama-cpp-python on 8000, Ollama on 11434"
 _PATH = regex.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*)(.*)", regex.DOTALL)  # a URL's site, then its path
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
 _KEY_CHARACTERS = regex.compile(r"[\w+=-]+")  # a run of what a key is made of: a host name's label, its scheme, its port
@@ -207,11 +209,16 @@ def _base_url(url: str) -> httpx.URL:
     return parsed
 
 
+def _typed_host(url: str) -> str:
+    """The host and port of `url` as typed: what stands between its `user:password@` and its path or ?query."""
+    site = _PATH.fullmatch(url.strip())[1].split("://", 1)[-1].rpartition("@")[2]  # type: ignore[index]
+    return _QUERY.sub("", site)
+
+
 def _bare_ipv6(url: str) -> bool:
     """Whether the host of `url` (as typed) is an IPv6 address written without its brackets (`::1`, `fe80::1:8000`):
-    two colons or more between its `user:password@` and its ?query, none in brackets."""
-    site = _PATH.fullmatch(url.strip())[1].split("://", 1)[-1].rpartition("@")[2]  # type: ignore[index]
-    host = _QUERY.sub("", site)
+    two colons or more, none in brackets."""
+    host = _typed_host(url)
     return host.count(":") >= 2 and "[" not in host
 
 
@@ -420,8 +427,11 @@ class RemoteEngine:
         if not (isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= _MAX_RETRIES):
             raise RemoteError(f"retries must be a whole number from 0 to {_MAX_RETRIES}, not {retries!r}")
         parsed = _base_url(url)
-        root = str(parsed.copy_with(username=None, password=None))
+        site = parsed.copy_with(username=None, password=None)
+        root = str(site)
         self.url = shown_url(root)   # as every message and status line shows it
+        # a URL typed without a port goes to 80 (443): where nothing answers there, the servers' own ports are named
+        self._unported = None if _TYPED_PORT.search(_typed_host(url)) else site
         self.timeout = timeout
         self.retries = retries
         api_key = _key_given(api_key)
@@ -595,8 +605,8 @@ class RemoteEngine:
                     capped = f"; retries stop after {_MAX_WAITING:g} s of waiting" if attempt < self.retries else ""
                     tried = f"(tried {attempt + 1} time{'s' * bool(attempt)}{capped})"
                     if isinstance(err, httpx.ConnectError):
-                        raise RemoteError(f"cannot reach the gpt-oss server at {self.url} ({self._said(err)}); "
-                                          f"is it running? {tried}") from None
+                        raise RemoteError(f"cannot reach the gpt-oss server at {self.url} ({self._said(err)})"
+                                          f"{self._port_hint(err) or '; is it running?'} {tried}") from None
                     # it connected, then dropped the request, or an answer short of its Content-Length
                     raise RemoteError(f"the server at {self.url} dropped the connection before a whole answer "
                                       f"({self._said(err)}); is it running, and is it the inference "
@@ -609,10 +619,10 @@ class RemoteEngine:
                 bar.update()
                 aborted.wait(pause)
                 waited += pause
-            except httpx.ConnectTimeout:  # not retried: each try would wait the whole timeout again
+            except httpx.ConnectTimeout as err:  # not retried: each try would wait the whole timeout again
                 raise RemoteError(f"cannot reach the gpt-oss server at {self.url}: no connection within "
-                                  f"{self.timeout:g} s (timeout=...); is the address right, and is it running?") \
-                    from None
+                                  f"{self.timeout:g} s (timeout=...)"
+                                  f"{self._port_hint(err) or '; is the address right, and is it running?'}") from None
             except httpx.TimeoutException:
                 raise RemoteError(late) from None
             except httpx.HTTPError as err:  # a body that cannot be decoded, a redirect loop ...
@@ -621,6 +631,17 @@ class RemoteEngine:
             finally:
                 if response is None or response.is_closed:  # else a stream, handed on open
                     clock.stop()
+
+    def _port_hint(self, err: httpx.HTTPError) -> str:
+        """For a URL typed without a port, where nothing took the connection (refused, or no answer): the port it went
+        to, and the inference servers' own ports ("" for another failure: a name that cannot be looked up)."""
+        refused = isinstance(err.__cause__, _Refused)
+        if self._unported is None or not (refused or isinstance(err, httpx.ConnectTimeout)):
+            return ""
+        on = "nothing listens on" if refused else "nothing answered on"
+        port = 80 if self._unported.scheme == "http" else 443
+        example = shown_url(str(self._unported.copy_with(port=8080)))
+        return f": {on} port {port}, where a URL without a port goes; {_SERVER_PORTS}: write it like {example}"
 
     def _raise_for(self, response: httpx.Response, path: str, after: str = "") -> None:
         """RemoteError for a `response` to `path` that is no success (a redirect, an HTTP error, a 304 ...); `after` is
@@ -1137,7 +1158,12 @@ class _Connector(httpcore.SyncBackend):
             except BaseException:
                 sock.close()
                 raise
-        raise httpcore.ConnectError(str(failure)) from failure
+        raise (_Refused if isinstance(failure, ConnectionRefusedError) else httpcore.ConnectError)(str(failure)) \
+            from failure
+
+
+class _Refused(httpcore.ConnectError):
+    """`_Connector`'s ConnectError where the connection was refused: nothing listens on that port."""
 
 
 class _Transport(httpx.BaseTransport):
