@@ -805,3 +805,23 @@ def test_a_body_shorter_than_its_content_length_is_said_to_be_cut_not_unreachabl
     shown = capsys.readouterr().out
     assert (f"The server at {server.url} dropped the connection before a whole answer (RemoteProtocolError), asking "
             "again: 1 of 2 tries failed") in shown, shown
+
+
+PATH_KEY = "sk-proj-Zq81xKeyInPath"
+
+
+@pytest.mark.parametrize("path", [f"/v1;key={PATH_KEY}", f"/key:{PATH_KEY}", f"/{PATH_KEY}.json", f"/k,{PATH_KEY}~",
+                                  "/token/" + PATH_KEY.replace("-", "%2D"), f"/Bearer%20{PATH_KEY}"])
+def test_a_key_in_the_urls_path_among_other_characters_is_never_shown_even_where_the_server_quotes_it(path):
+    """A path segment was written `…` only where all of it looked like a key: `/v1;key=sk-...`, `/sk-....json`, a key
+    percent-encoded (`sk%2Dproj...`) was shown in every connect error, `%gptoss status` and the saved notebook, and a
+    server that quoted the path it was asked (`no route for /v1;key=sk-.../v1/models`) had it shown too."""
+    body = f"no route for {path}/v1/models ({urllib.parse.unquote(path)})".encode()
+    url, listener = _trickling_server([b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                                       b"\r\n%s" % (len(body), body)])
+    with listener, pytest.raises(RemoteError) as caught:
+        RemoteEngine(url + path, retries=0, timeout=5)
+    said = str(caught.value)
+    assert "Zq81x" not in said, said
+    assert said.startswith(f"the server at {url}/") and "…" in said.split(" answered ")[0], said
+    assert "HTTP 404: no route for /" in said and "***" in said, said   # the quote still says what it said

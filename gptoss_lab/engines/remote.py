@@ -30,6 +30,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -75,7 +76,8 @@ _TYPED_PORT = regex.compile(r":\d*$")  # a host's `:8080` as typed (httpx reads 
 _SERVER_PORTS = "llama.cpp's llama-server listens on 8080, vLLM and llama-cpp-python on 8000, Ollama on 11434"
 _PATH = regex.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*)(.*)", regex.DOTALL)  # a URL's site, then its path
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
-_KEY_CHARACTERS = regex.compile(r"[\w+=-]+")  # a run of what a key is made of: a host name's label, its scheme, its port
+# a run of what a key is made of, percent-encoded or not: a host name's label, its scheme, its port, a path's word
+_KEY_CHARACTERS = regex.compile(r"(?:[\w+=-]|%[0-9A-Fa-f]{2})+")
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
 _TITLE = regex.compile(r"<title\b[^>]*>(.*?)</title\s*>", regex.DOTALL | regex.IGNORECASE)
@@ -151,16 +153,22 @@ def _localhost(host: str) -> bool:
 def shown_url(url: str) -> str:
     """`url` as typed, to show it: without its `user:password@` (all after the scheme up to the last @), its ?query
     or #fragment written `?…` or `#…` (`?api_key=sk-...`: some gateways take a key there, others in the path or a
-    host name: a segment of the path or a label of the host that looks like a key is written `…`)."""
+    host name: a run of a label or path segment that holds a key, `_keys_in`, is written `…`)."""
     shown = _QUERY.sub("\\1…", _USERINFO.sub(r"\1", url))
-    site, path = _PATH.fullmatch(shown).groups()  # type: ignore[union-attr]
-    return (_KEY_CHARACTERS.sub(lambda label: _unkeyed(label.group()), site)
-            + "/".join(_unkeyed(part) for part in path.split("/")))
+    return _KEY_CHARACTERS.sub(lambda run: "…" if _keys_in(run.group()) else run.group(), shown)
 
 
-def _unkeyed(part: str) -> str:
-    """A part of a URL as shown: `…` for one that looks like an API key (`KEYLIKE`)."""
-    return "…" if KEYLIKE.fullmatch(part) else part
+def _url_keys(url: str) -> list[str]:
+    """The keys in `url`'s host and path (what `shown_url` writes `…`), as sent and as a server may quote them
+    (decoded): hidden wherever the server's text is shown, as a key given as api_key is."""
+    return [form for run in _KEY_CHARACTERS.findall(url) if (keys := _keys_in(run)) for form in (run, *keys)]
+
+
+def _keys_in(run: str) -> list[str]:
+    """The API keys (`KEYLIKE`) a run of `_KEY_CHARACTERS` holds, its percent-encoding read: all of it, or a part
+    after an `=` or a space (`key=sk-...`, `Bearer%20sk-...`)."""
+    text = urllib.parse.unquote(run)
+    return [part for part in dict.fromkeys([text, *regex.split(r"[\s=]+", text)]) if KEYLIKE.fullmatch(part)]
 
 
 def _base_url(url: str) -> httpx.URL:
@@ -456,7 +464,7 @@ class RemoteEngine:
         token = None if parsed.password else parsed.username  # `http://TOKEN@host`: the user name is the secret
         # hidden in what a server sent (`_quote`), never in the lab's own words: any length, a short one only where it
         # stands alone (not "***word" of "password")
-        secrets = [s for s in (api_key, parsed.password, token, basic) if s]
+        secrets = [s for s in (api_key, parsed.password, token, basic, *_url_keys(root)) if s]
         self._secrets = Secrets(secrets)
         self._quoted = Secrets(s for s in secrets if len(s) >= _QUOTED)  # hidden in the model's text too
         # what a 401 or 403 refused: a key given is to be checked, not passed again
