@@ -370,3 +370,17 @@ def test_a_url_without_a_port_where_nothing_listens_names_port_80_and_the_server
                        "llama-server listens on 8080, vLLM and llama-cpp-python on 8000, Ollama on 11434: write it like "
                        "http://localhost:8080 (tried 1 time)")
     assert said[1].endswith("Connection refused); is it running? (tried 1 time)") and "port 80" not in said[1]
+
+
+def test_a_key_in_the_urls_host_name_is_not_printed_by_the_plain_http_warning_or_the_proxy_line(monkeypatch):
+    """The plain-http warning ("the API key goes unencrypted over http:// to sk-proj-....gateway") and the proxy's
+    "name HOST in NO_PROXY" quoted the host name whole, a key in its label too: it is written `…` there as in the URL."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "ftp://127.0.0.1:9")
+    with pytest.warns(RemoteWarning) as warned, pytest.raises(RemoteError) as caught:
+        RemoteEngine(f"http://{PASTED}.gateway.example:8000", api_key="sk-other-key-given", timeout=1, retries=0)
+    said = [str(warning.message) for warning in warned] + [str(caught.value)]
+    assert not any(PASTED.lower() in line.lower() for line in said), said
+    assert said[0].startswith("the API key goes unencrypted over http:// to ….gateway.example: ")
+    assert said[-1].endswith("is no http, https or socks5 URL: correct it, or name ….gateway.example in NO_PROXY")

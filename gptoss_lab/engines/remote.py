@@ -449,14 +449,15 @@ class RemoteEngine:
         if api_key and parsed.userinfo:
             raise RemoteError("give api_key or a user:password@ in the URL, not both: both go in the one "
                               "Authorization header")
+        host = shown_url(parsed.host)  # a gateway's key may be a label of it
         if (api_key or parsed.userinfo) and parsed.scheme == "http" and not _loopback(parsed.host):
             secret = "API key" if api_key else "password"
-            warnings.warn(f"the {secret} goes unencrypted over http:// to {parsed.host}: anyone on the way can read it; "
+            warnings.warn(f"the {secret} goes unencrypted over http:// to {host}: anyone on the way can read it; "
                           "use https:// unless the network is yours", RemoteWarning, stacklevel=2)
         if (api_key or parsed.userinfo) and verify is False and parsed.scheme == "https" \
                 and not _loopback(parsed.host):
             secret = "API key" if api_key else "password"
-            warnings.warn(f"the {secret} goes to {parsed.host} with its certificate unchecked (verify=False): anyone "
+            warnings.warn(f"the {secret} goes to {host} with its certificate unchecked (verify=False): anyone "
                           "on the way can pose as the server and read it; give its CA bundle instead (verify='ca.pem')",
                           RemoteWarning, stacklevel=2)
         # user:password@ as its Authorization header carries it, which a server or proxy may quote back
@@ -1238,14 +1239,15 @@ def _env_proxy(url: httpx.URL) -> httpcore.Proxy | None:
     if not named or urllib.request.proxy_bypass_environment(url.host, proxies):
         return None
     where = f"the proxy the environment names for {url.scheme}:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)"
+    host = shown_url(url.host)  # a gateway's key may be a label of it
     try:
         proxy = httpx.Proxy(named if "://" in named else f"http://{named}")
     except (ValueError, httpx.InvalidURL):
-        raise RemoteError(f"{where} is no http, https or socks5 URL: correct it, or name {url.host} in NO_PROXY") \
+        raise RemoteError(f"{where} is no http, https or socks5 URL: correct it, or name {host} in NO_PROXY") \
             from None
     if proxy.url.scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
         raise RemoteError(f"{where} is a SOCKS proxy, which needs the socksio package (pip install socksio), "
-                          f"or name {url.host} in NO_PROXY")
+                          f"or name {host} in NO_PROXY")
     return httpcore.Proxy(str(proxy.url), auth=proxy.raw_auth, headers=proxy.headers.raw, ssl_context=proxy.ssl_context)
 
 
