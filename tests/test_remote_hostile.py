@@ -825,3 +825,15 @@ def test_a_key_in_the_urls_path_among_other_characters_is_never_shown_even_where
     assert "Zq81x" not in said, said
     assert said.startswith(f"the server at {url}/") and "…" in said.split(" answered ")[0], said
     assert "HTTP 404: no route for /" in said and "***" in said, said   # the quote still says what it said
+
+
+@pytest.mark.parametrize("model", [None, "gpt-oss-c"])
+def test_a_key_at_the_cut_of_a_listed_model_name_shows_no_part_of_it(model):
+    """Each listed model name was cut to 80 characters before the key was hidden: a server naming a model `m` * 70 +
+    the key had its first 10 characters (`sk-live-Zq`) shown in "serves 2 models (...)" and "has no model ...; it serves"."""
+    key = "sk-live-Zq81xKeyOfTheUser42"
+    with FakeServer(models=("m" * 70 + key, "gpt-oss-b"), api_key=key) as server, \
+            pytest.raises(RemoteError) as caught:
+        RemoteEngine(server.url, api_key=key, model=model)
+    said = str(caught.value)
+    assert "sk-live" not in said and "m" * 70 + "***" in said and "gpt-oss-b" in said, said

@@ -497,12 +497,12 @@ class RemoteEngine:
             if model is None:
                 if len(models) != 1:
                     raise RemoteError(f"the server at {self.url} serves {len(models)} models "
-                                      f"({self._quote(_listed(models), None)}): choose one with model=... "
+                                      f"({self._listed(models)}): choose one with model=... "
                                       "(%gptoss connect URL --model NAME)")
                 model = models[0]
             elif model not in models and f"{model}:latest" not in models:  # Ollama's implied tag
                 raise RemoteError(f"the server at {self.url} has no model {self._quote(model, None)!r}; "
-                                  f"it serves: {self._quote(_listed(models), None)}")
+                                  f"it serves: {self._listed(models)}")
         self.model = model
         # gpt-oss-tiny learned with earlier turns' tool calls in the prompt; it is served under the name the lab's
         # llama.cpp command gives it (gpt-oss is trained without them: see harmony.Renderer)
@@ -528,6 +528,12 @@ class RemoteEngine:
         """What a server sent, to quote in a message: the key and password hidden, then cut to `limit` characters
         (in that order, so no cut leaves part of a key)."""
         return self._secrets.hide(text)[:limit]
+
+    def _listed(self, names: list[str], shown: int = 10) -> str:
+        """The first `shown` of the server's model names, quoted (`_quote`) and each cut to 80 characters, and how many
+        more: a server may serve hundreds."""
+        more = f", … ({len(names) - shown} more)" if len(names) > shown else ""
+        return ", ".join(self._quote(name, 80) for name in names[:shown]) + more
 
     def _said(self, err: BaseException) -> str:
         """`err` (httpx's or ssl's, which may quote a server's status line, header or certificate) as "Name: message"
@@ -1100,10 +1106,6 @@ def _cut_json(lines: list[str]) -> bool:
     return True
 
 
-def _listed(names: list[str], shown: int = 10) -> str:
-    """The first `shown` names, each cut to 80 characters, and how many more: a server may serve hundreds."""
-    more = f", … ({len(names) - shown} more)" if len(names) > shown else ""
-    return ", ".join(name[:80] for name in names[:shown]) + more
 
 
 def _secret_start(text: str, secrets: Sequence[str]) -> int:
