@@ -837,3 +837,20 @@ def test_a_key_at_the_cut_of_a_listed_model_name_shows_no_part_of_it(model):
         RemoteEngine(server.url, api_key=key, model=model)
     said = str(caught.value)
     assert "sk-live" not in said and "m" * 70 + "***" in said and "gpt-oss-b" in said, said
+
+
+@pytest.mark.parametrize("status, kind", [(b"200 OK", b"text/event-stream"), (b"401 Unauthorized", b"text/html")])
+def test_a_key_a_page_holds_where_its_start_is_cut_shows_no_part_of_it(status, kind):
+    """Of a page sent where the stream goes (or as an HTTP error), its first 8,192 characters were read for its words:
+    a server that put the key across that cut, after markup, had its first letters shown (`'<sk-live-Zq'`); the word
+    the cut goes through is left out."""
+    key = "sk-live-Zq81xKeyOfTheUser42"
+    page = ("<html><body>" + "<i></i>" * 2000)[:8192 - 10] + key + " more words</body></html>"
+    answer = [b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+              % (status, kind, len(page), page.encode())]
+    with FakeServer(raw=lambda n: answer, api_key=key) as server:
+        engine = RemoteEngine(server.url, api_key=key)
+        with pytest.raises(RemoteError) as caught:
+            list(engine.stream(PROMPT, stop=harmony.STOP_TOKENS))
+    said = str(caught.value)
+    assert "sk-live" not in said and ("answered with a page" in said or "HTTP 401" in said), said

@@ -332,8 +332,10 @@ def _server_message(response: httpx.Response) -> str:
 
 
 def _page_words(page: str) -> str:
-    """The words of an HTML page's start (`_PAGE` characters), its markup left out and entities read, on one line."""
-    return " ".join(html.unescape(_MARKUP.sub(" ", page[:_PAGE])).split())
+    """The words of an HTML page's start (`_PAGE` characters), its markup left out and entities read, on one line; of
+    a page cut there, the word the cut goes through is left out (of a key the server quoted, its first letters)."""
+    words = html.unescape(_MARKUP.sub(" ", page[:_PAGE])).split()
+    return " ".join(words[:-1] if len(page) >= _PAGE else words)
 
 
 def _json_type(value: Any) -> str:
