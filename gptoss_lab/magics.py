@@ -138,18 +138,19 @@ class _Parser(Parser):
         `%%gptoss --device cpu` or `load --export` is another command's option (they were told the question goes
         below the cell's line, or "did you mean '--effort'?")."""
         name = option.lstrip("-").replace("-", "_")
-        if any(a.dest == name and not a.option_strings for a in parser._actions):   # `load --model tiny`
-            written = next((w for w in args if w.split("=")[0] == option), option)
-            after = args[args.index(written) + 1:args.index(written) + 2]
-            value = written.partition("=")[2] or (after[0] if after else "")
-            value = shlex.quote(value) if _quotable(value) else name.upper()   # a key, a page of garbage: its name
+        written = next((w for w in args if w.split("=")[0] == option), option)
+        after = args[args.index(written) + 1:args.index(written) + 2] if written in args else []
+        value = written.partition("=")[2] or (after[0] if after else "")
+        value = shlex.quote(value) if _quotable(value) else name.upper()   # a key, a page of garbage: its name
+        if _takes(parser, name):   # `load --model tiny`
             return f": the {name} is written without {option}: `{parser.prog} {value}`"
         commands = _line_commands().values()
         owners = [f"`{c.prog}`" for c in commands if c.prog != parser.prog and option in _options(c)]
-        if not owners:
-            return ""
-        return f": {option} is an option of {' and '.join(owners)}" + (", not of a %%gptoss cell"
-                                                                       if self.prog == "%%gptoss" else "")
+        if owners:
+            return f": {option} is an option of {' and '.join(owners)}" + (", not of a %%gptoss cell"
+                                                                           if self.prog == "%%gptoss" else "")
+        takers = [c.prog for c in commands if c.prog != parser.prog and _takes(c, name)]   # `load --url http://...`
+        return f": a {name} is given to `{takers[0]}`, written without {option}: `{takers[0]} {value}`" if takers else ""
 
     def _command(self, args: list[str]) -> argparse.ArgumentParser:
         """The parser of the command `args` name (`%gptoss load ...`: load's), or this one."""
@@ -248,6 +249,11 @@ def _keys_hidden(message: str, line: str) -> str:
     body, see = re.fullmatch(r"(.*?)( \(see \S+(?: \S+)? --help\))?", hidden, re.DOTALL).groups()   # type: ignore[union-attr]
     return f"{body} (… is not shown: it looks like an API key, which goes in an environment variable: " \
            f"--api-key-env VAR){see or ''}"
+
+
+def _takes(parser: argparse.ArgumentParser, name: str) -> bool:
+    """Whether `parser` takes `name` as a positional argument (the url of `connect URL`, the model of `load MODEL`)."""
+    return any(action.dest == name and not action.option_strings for action in parser._actions)
 
 
 def _options(parser: argparse.ArgumentParser) -> set[str]:

@@ -384,3 +384,12 @@ def test_a_key_in_the_urls_host_name_is_not_printed_by_the_plain_http_warning_or
     assert not any(PASTED.lower() in line.lower() for line in said), said
     assert said[0].startswith("the API key goes unencrypted over http:// to ….gateway.example: ")
     assert said[-1].endswith("is no http, https or socks5 URL: correct it, or name ….gateway.example in NO_PROXY")
+
+
+def test_a_server_url_given_to_load_as_an_option_says_to_connect():
+    """`%gptoss load --url http://localhost:8080` (a new user's guess) read "unrecognized arguments: --url (see %gptoss
+    load --help)", whose help names no server: the line says a url goes to `%gptoss connect`, as that line is written."""
+    said = _usage_errors("load --url http://localhost:8080", "load --url=localhost:8080")
+    hint = ": a url is given to `%gptoss connect`, written without --url: `%gptoss connect {}` (see %gptoss load --help)"
+    assert said == ["%gptoss load: unrecognized arguments: --url" + hint.format("http://localhost:8080"),
+                    "%gptoss load: unrecognized arguments: --url=localhost:8080" + hint.format("localhost:8080")]
