@@ -364,12 +364,14 @@ def test_a_url_without_a_port_where_nothing_listens_names_port_80_and_the_server
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    said = _usage_errors("connect http://localhost --retries 0", f"connect localhost:{port} --retries 0")
+    said = _usage_errors("connect http://localhost --retries 0", f"connect localhost:{port} --retries 0",
+                         "connect http://localhost: --retries 0")   # (a colon without a port: port 80 too)
     assert said[0] == ("%gptoss connect: cannot reach the gpt-oss server at http://localhost (ConnectError: [Errno 111] "
                        "Connection refused): nothing listens on port 80, where a URL without a port goes; llama.cpp's "
                        "llama-server listens on 8080, vLLM and llama-cpp-python on 8000, Ollama on 11434: write it like "
                        "http://localhost:8080 (tried 1 time)")
     assert said[1].endswith("Connection refused); is it running? (tried 1 time)") and "port 80" not in said[1]
+    assert said[2] == said[0]
 
 
 def test_a_key_in_the_urls_host_name_is_not_printed_by_the_plain_http_warning_or_the_proxy_line(monkeypatch):

@@ -72,7 +72,7 @@ _USERINFO = regex.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", regex.DOTALL)
 # `http:/host`, `http//host`, `http:host`: a scheme typed without its colon or a slash (read as a host named http)
 _SCHEME_TYPO = regex.compile(r"\s*https?(?::/?|//)(?!/)", regex.IGNORECASE)
 _PORT_ALONE = regex.compile(r"\s*:?(\d+)/?\s*")  # `8000` or `:8000`: a port typed without its host
-_TYPED_PORT = regex.compile(r":\d*$")  # a host's `:8080` as typed (httpx reads `:80` of http:// as no port)
+_TYPED_PORT = regex.compile(r":\d+$")  # a host's `:8080` as typed (httpx reads `:80` of http:// as no port)
 _SERVER_PORTS = "llama.cpp's llama-server listens on 8080, vLLM and llama-cpp-python on 8000, Ollama on 11434"
 _PATH = regex.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*)(.*)", regex.DOTALL)  # a URL's site, then its path
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
