@@ -395,3 +395,18 @@ def test_a_server_url_given_to_load_as_an_option_says_to_connect():
     hint = ": a url is given to `%gptoss connect`, written without --url: `%gptoss connect {}` (see %gptoss load --help)"
     assert said == ["%gptoss load: unrecognized arguments: --url" + hint.format("http://localhost:8080"),
                     "%gptoss load: unrecognized arguments: --url=localhost:8080" + hint.format("localhost:8080")]
+
+
+def test_a_refusal_is_said_when_another_address_of_the_name_is_unreachable(monkeypatch):
+    """`localhost` is 127.0.0.1 and ::1: where 127.0.0.1 refused and ::1 cannot be reached (a machine without IPv6),
+    the line quoted the last failure ("Network is unreachable") and not that nothing listens on port 80."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = s.getsockname()
+    addresses = [(socket.AF_INET, socket.SOCK_STREAM, 0, "", refused),
+                 (socket.AF_INET, socket.SOCK_STREAM, 0, "", ("255.255.255.255", 80))]   # unreachable at once
+    monkeypatch.setattr(remote, "_lookup", lambda host, port, waited: addresses)
+    with pytest.raises(RemoteError) as caught:
+        RemoteEngine("http://localhost", retries=0, timeout=5)
+    assert str(caught.value).startswith("cannot reach the gpt-oss server at http://localhost (ConnectError: [Errno 111] "
+                                        "Connection refused): nothing listens on port 80, "), str(caught.value)

@@ -1167,7 +1167,8 @@ class _Connector(httpcore.SyncBackend):
                 return SyncStream(sock)
             except OSError as err:
                 sock.close()
-                failure = err
+                if not isinstance(failure, ConnectionRefusedError):  # a refusal says most: nothing listens there
+                    failure = err
             except BaseException:
                 sock.close()
                 raise
