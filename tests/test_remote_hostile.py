@@ -811,7 +811,8 @@ PATH_KEY = "sk-proj-Zq81xKeyInPath"
 
 
 @pytest.mark.parametrize("path", [f"/v1;key={PATH_KEY}", f"/key:{PATH_KEY}", f"/{PATH_KEY}.json", f"/k,{PATH_KEY}~",
-                                  "/token/" + PATH_KEY.replace("-", "%2D"), f"/Bearer%20{PATH_KEY}"])
+                                  "/token/" + PATH_KEY.replace("-", "%2D"), f"/Bearer%20{PATH_KEY}", f"/%25{PATH_KEY}",
+                                  f"/{PATH_KEY}%2E"])
 def test_a_key_in_the_urls_path_among_other_characters_is_never_shown_even_where_the_server_quotes_it(path):
     """A path segment was written `…` only where all of it looked like a key: `/v1;key=sk-...`, `/sk-....json`, a key
     percent-encoded (`sk%2Dproj...`) was shown in every connect error, `%gptoss status` and the saved notebook, and a

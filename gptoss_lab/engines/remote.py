@@ -78,6 +78,7 @@ _PATH = regex.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/]*)(.*)", regex.DOTAL
 _QUERY = regex.compile(r"([?#]).*", regex.DOTALL)  # a URL's ?query or #fragment (after its user:password@)
 # a run of what a key is made of, percent-encoded or not: a host name's label, its scheme, its port, a path's word
 _KEY_CHARACTERS = regex.compile(r"(?:[\w+=-]|%[0-9A-Fa-f]{2})+")
+_KEY_WORD = regex.compile(r"[\w+-]+=*")  # a key in a decoded run: its letters, and base64's padding after them
 _MARKUP = regex.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>|<[^>]*>", regex.DOTALL | regex.IGNORECASE)
 _HTML_START = regex.compile(r"\s*<(!doctype\s+html|html)\b", regex.IGNORECASE)  # a page sent as another type
 _TITLE = regex.compile(r"<title\b[^>]*>(.*?)</title\s*>", regex.DOTALL | regex.IGNORECASE)
@@ -165,10 +166,10 @@ def _url_keys(url: str) -> list[str]:
 
 
 def _keys_in(run: str) -> list[str]:
-    """The API keys (`KEYLIKE`) a run of `_KEY_CHARACTERS` holds, its percent-encoding read: all of it, or a part
-    after an `=` or a space (`key=sk-...`, `Bearer%20sk-...`)."""
+    """The API keys (`KEYLIKE`) a run of `_KEY_CHARACTERS` holds, its percent-encoding read: all of it, or a word of it
+    (`key=sk-...`, `Bearer%20sk-...`, `%25sk-...`, `sk-...%2E`)."""
     text = urllib.parse.unquote(run)
-    return [part for part in dict.fromkeys([text, *regex.split(r"[\s=]+", text)]) if KEYLIKE.fullmatch(part)]
+    return [part for part in dict.fromkeys([text, *_KEY_WORD.findall(text)]) if KEYLIKE.fullmatch(part)]
 
 
 def _base_url(url: str) -> httpx.URL:
