@@ -1109,8 +1109,6 @@ def _cut_json(lines: list[str]) -> bool:
     return True
 
 
-
-
 def _secret_start(text: str, secrets: Sequence[str]) -> int:
     """How many characters at the end of `text` could begin one of `secrets` (the next text tells)."""
     return max((n for secret in secrets for n in range(1, min(len(secret), len(text) + 1))
