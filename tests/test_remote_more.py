@@ -410,3 +410,19 @@ def test_a_refusal_is_said_when_another_address_of_the_name_is_unreachable(monke
         RemoteEngine("http://localhost", retries=0, timeout=5)
     assert str(caught.value).startswith("cannot reach the gpt-oss server at http://localhost (ConnectError: [Errno 111] "
                                         "Connection refused): nothing listens on port 80, "), str(caught.value)
+
+
+def test_a_proxy_of_the_environment_that_refuses_is_named_not_the_servers_port(monkeypatch):
+    """Where HTTP_PROXY names a proxy that is down, `%gptoss connect http://gpu-box.example` read "cannot reach the
+    gpt-oss server ... nothing listens on port 80": the server was never asked. The line names the proxy instead."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:%d" % s.getsockname()[1])
+    with pytest.raises(RemoteError) as caught:
+        RemoteEngine("http://gpu-box.example", retries=0, timeout=5)
+    assert str(caught.value) == (
+        "cannot reach the proxy the environment names for http:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) on the way to "
+        "the gpt-oss server at http://gpu-box.example (ConnectError: [Errno 111] Connection refused); is the proxy "
+        "running? Or name gpu-box.example in NO_PROXY (tried 1 time)")

@@ -230,11 +230,12 @@ def test_connection_retries_stop_after_the_waiting_cap(monkeypatch):
     assert str(err).endswith("is it running? (tried 3 times; retries stop after 2 s of waiting)")  # 0.5 + 1 s
 
 
-@pytest.mark.parametrize("port_typed", [True, False])
-def test_an_address_that_never_connects_is_reported_after_one_timeout(monkeypatch, port_typed):
+@pytest.mark.parametrize("given", ["port", "no port", "proxy"])
+def test_an_address_that_never_connects_is_reported_after_one_timeout(monkeypatch, given):
     """A mistyped or firewalled address (no answer to connecting) was tried 3 times, each waiting the whole
     timeout: `%gptoss connect` to it sat 6 minutes at the default 120 s before saying "is it running?". A URL without
-    a port (here `localhost`, its lookup giving the silent address) says port 80 was tried, and the servers' ports."""
+    a port (here `localhost`, its lookup giving the silent address) says port 80 was tried, and the servers' ports; a
+    proxy of the environment that never answers is named (it was "cannot reach the gpt-oss server")."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)  # never accepted: once its queue is full, Linux leaves further connections unanswered
@@ -243,20 +244,29 @@ def test_an_address_that_never_connects_is_reported_after_one_timeout(monkeypatc
             sock.setblocking(False)
             sock.connect_ex(listener.getsockname())
         url = "http://127.0.0.1:%d" % listener.getsockname()[1]
-        if not port_typed:
+        if given == "no port":
             silent = [(socket.AF_INET, socket.SOCK_STREAM, 0, "", listener.getsockname())]
             monkeypatch.setattr(remote, "_lookup", lambda host, port, waited: silent if port == 80 else [])
             url = "http://localhost"
+        if given == "proxy":
+            for name in ("HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("HTTP_PROXY", url)
+            url = "http://gpu-box.example"
         started = time.monotonic()
         with pytest.raises(RemoteError) as caught:
             RemoteEngine(url, timeout=1, retries=2)
         took = time.monotonic() - started
         for sock in queued:
             sock.close()
-    hint = ("; is the address right, and is it running?" if port_typed else
-            ": nothing answered on port 80, where a URL without a port goes; llama.cpp's llama-server listens on 8080, "
-            "vLLM and llama-cpp-python on 8000, Ollama on 11434: write it like http://localhost:8080")
-    assert str(caught.value) == f"cannot reach the gpt-oss server at {url}: no connection within 1 s (timeout=...){hint}"
+    proxy = "the proxy the environment names for http:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY) on the way to "
+    hint = {"port": "; is the address right, and is it running?",
+            "no port": ": nothing answered on port 80, where a URL without a port goes; llama.cpp's llama-server "
+                       "listens on 8080, vLLM and llama-cpp-python on 8000, Ollama on 11434: write it like "
+                       "http://localhost:8080",
+            "proxy": "; is the proxy running? Or name gpu-box.example in NO_PROXY"}[given]
+    assert str(caught.value) == (f"cannot reach {proxy * (given == 'proxy')}the gpt-oss server at {url}: no connection "
+                                 f"within 1 s (timeout=...){hint}")
     assert took < 2.5
 
 

@@ -478,6 +478,9 @@ class RemoteEngine:
         # a server on this machine never through a proxy of the environment (HTTP_PROXY): one elsewhere cannot reach
         # it, and the key would cross the network in plain text to it
         proxy = None if _loopback(parsed.host) else _env_proxy(parsed)
+        # a connection error through that proxy is the proxy's: named, with what to check ("", None without one)
+        self._proxied = f"{_proxy_named(parsed.scheme)} on the way to " if proxy else ""
+        self._proxy_hint = f"; is the proxy running? Or name {host} in NO_PROXY" if proxy else None
         transport = _Transport(_trusted(verify), proxy)
         # where a plain http request is sent straight to the server, one that drops it may serve https only
         self._plain = (parsed.host, parsed.port or 80) if parsed.scheme == "http" and proxy is None else None
@@ -623,8 +626,9 @@ class RemoteEngine:
                     capped = f"; retries stop after {_MAX_WAITING:g} s of waiting" if attempt < self.retries else ""
                     tried = f"(tried {attempt + 1} time{'s' * bool(attempt)}{capped})"
                     if isinstance(err, httpx.ConnectError):
-                        raise RemoteError(f"cannot reach the gpt-oss server at {self.url} ({self._said(err)})"
-                                          f"{self._port_hint(err) or '; is it running?'} {tried}") from None
+                        check = self._port_hint(err) or self._proxy_hint or "; is it running?"
+                        raise RemoteError(f"cannot reach {self._proxied}the gpt-oss server at {self.url} "
+                                          f"({self._said(err)}){check} {tried}") from None
                     # it connected, then dropped the request, or an answer short of its Content-Length
                     raise RemoteError(f"the server at {self.url} dropped the connection before a whole answer "
                                       f"({self._said(err)}); is it running, and is it the inference "
@@ -638,9 +642,9 @@ class RemoteEngine:
                 aborted.wait(pause)
                 waited += pause
             except httpx.ConnectTimeout as err:  # not retried: each try would wait the whole timeout again
-                raise RemoteError(f"cannot reach the gpt-oss server at {self.url}: no connection within "
-                                  f"{self.timeout:g} s (timeout=...)"
-                                  f"{self._port_hint(err) or '; is the address right, and is it running?'}") from None
+                check = self._port_hint(err) or self._proxy_hint or "; is the address right, and is it running?"
+                raise RemoteError(f"cannot reach {self._proxied}the gpt-oss server at {self.url}: no connection "
+                                  f"within {self.timeout:g} s (timeout=...){check}") from None
             except httpx.TimeoutException:
                 raise RemoteError(late) from None
             except httpx.HTTPError as err:  # a body that cannot be decoded, a redirect loop ...
@@ -654,7 +658,7 @@ class RemoteEngine:
         """For a URL typed without a port, where nothing took the connection (refused, or no answer): the port it went
         to, and the inference servers' own ports ("" for another failure: a name that cannot be looked up)."""
         refused = isinstance(err.__cause__, _Refused)
-        if self._unported is None or not (refused or isinstance(err, httpx.ConnectTimeout)):
+        if self._unported is None or self._proxied or not (refused or isinstance(err, httpx.ConnectTimeout)):
             return ""
         on = "nothing listens on" if refused else "nothing answered on"
         port = 80 if self._unported.scheme == "http" else 443
@@ -1242,7 +1246,7 @@ def _env_proxy(url: httpx.URL) -> httpcore.Proxy | None:
     named = proxies.get(url.scheme) or proxies.get("all")
     if not named or urllib.request.proxy_bypass_environment(url.host, proxies):
         return None
-    where = f"the proxy the environment names for {url.scheme}:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)"
+    where = _proxy_named(url.scheme)
     host = shown_url(url.host)  # a gateway's key may be a label of it
     try:
         proxy = httpx.Proxy(named if "://" in named else f"http://{named}")
@@ -1253,6 +1257,11 @@ def _env_proxy(url: httpx.URL) -> httpcore.Proxy | None:
         raise RemoteError(f"{where} is a SOCKS proxy, which needs the socksio package (pip install socksio), "
                           f"or name {host} in NO_PROXY")
     return httpcore.Proxy(str(proxy.url), auth=proxy.raw_auth, headers=proxy.headers.raw, ssl_context=proxy.ssl_context)
+
+
+def _proxy_named(scheme: str) -> str:
+    """The proxy the environment names for `scheme`, in words (never its URL: it may hold a password)."""
+    return f"the proxy the environment names for {scheme}:// (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)"
 
 
 def _lookup(host: str, port: int, waited: Callable[[], None]) -> list[tuple[Any, ...]]:
