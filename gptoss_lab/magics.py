@@ -1072,8 +1072,11 @@ def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:
 
 def _load_again(unloaded: Any) -> str:
     """The `%gptoss load` line that loads the model the `unloaded` session held again, its options kept, where it is
-    known (not for a server's model, nor one made in Python), else the command's form."""
-    loaded_from = getattr(getattr(unloaded, "engine", None), "loaded_from", None)
+    known (not for one made in Python), the `%gptoss connect` line of a server's model, else the command's form."""
+    engine = getattr(unloaded, "engine", None)
+    if isinstance(url := getattr(engine, "url", None), str):
+        return f"`%gptoss connect {visible(url)}` for {visible(engine.name)} again"
+    loaded_from = getattr(engine, "loaded_from", None)
     if loaded_from is None:
         return "`%gptoss load NAME`"
     from .engines.checkpoint import load_command

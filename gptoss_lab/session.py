@@ -262,7 +262,9 @@ class Session:
     def unload(self) -> None:
         """Let go of the model: its weights and KV cache are freed (once no other variable holds the engine) and
         a server's connections closed. The conversation and settings stay readable; later turns are refused."""
-        engine, self.engine = self.engine, _Unloaded(self.engine.name, getattr(self.engine, "loaded_from", None))
+        url = getattr(self.engine, "url", None)   # a server's, as shown (its key hidden)
+        engine, self.engine = self.engine, _Unloaded(self.engine.name, getattr(self.engine, "loaded_from", None),
+                                                     url if isinstance(url, str) else None)
         close = getattr(engine, "close", None)
         del engine
         if callable(close):
@@ -415,7 +417,7 @@ class Session:
         the turn with its `Reply` (see `reply.errors`); a Ctrl-C that lands while that Reply is being kept
         is raised as KeyboardInterrupt once it is in `replies`."""
         if isinstance(self.engine, _Unloaded):
-            raise TurnError(f"{self.engine.name} was unloaded: {_load_again(self.engine.loaded_from)} to ask again")
+            raise TurnError(f"{self.engine.name} was unloaded: {_load_again(self.engine)} to ask again")
         tampered = self._sealed.put_back()   # by a thread the python tool's code left running
         settings, tools = self._checked(overrides)
         if not isinstance(prompt, str):
@@ -544,18 +546,24 @@ class Session:
 
 class _Unloaded:
     """The engine of a session after `Session.unload`: it only keeps the model's name and what it was loaded from
-    (`LocalEngine.loaded_from`, to say how to load it again; turns are refused)."""
+    (`LocalEngine.loaded_from`, or a server's `url` as shown, to say how to load it again; turns are refused)."""
 
-    def __init__(self, name: str, loaded_from: tuple[str, dict[str, Any]] | None = None) -> None:
-        self.name, self.loaded_from = name, loaded_from
+    def __init__(self, name: str, loaded_from: tuple[str, dict[str, Any]] | None = None,
+                 url: str | None = None) -> None:
+        self.name, self.loaded_from, self.url = name, loaded_from, url
 
     def stream(self, *args: Any, **kwargs: Any) -> Iterator[int]:
         raise EngineError(f"{self.name} was unloaded")
 
 
-def _load_again(loaded_from: tuple[str, dict[str, Any]] | None) -> str:
+def _load_again(unloaded: _Unloaded) -> str:
     """How to load an unloaded model again, in Python and in a notebook: its own name and options where known (a
-    model made in Python: any)."""
+    model made in Python: any), or the server it was connected to."""
+    if unloaded.url is not None:
+        from .widgets.sanitize import visible
+
+        return f"connect to it again (Session.connect({visible(unloaded.url)!r}), or %gptoss connect {visible(unloaded.url)})"
+    loaded_from = unloaded.loaded_from
     if loaded_from is None:
         return "load a model (%gptoss load NAME, or Session.load)"
     from .engines.checkpoint import load_command
