@@ -1012,10 +1012,24 @@ def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[s
             where = _location(error.absolute_path) or "answer"
             # one short line, however long the answer or the schema's enum
             raise StructuredOutputError(_one_line(f"the final answer does not match the schema: {where}: "
-                                                  f"{error.message}")[:400])
+                                                  f"{_said(error)}")[:400])
         return value
 
     return schema, load
+
+
+_PART = reprlib.Repr()  # how an error quotes the part of the answer it is about
+_PART.maxstring, _PART.maxother = 60, 60
+
+
+def _said(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message with the part of the answer it starts with (its repr) quoted short: the repr of a long
+    array or text filled the one line before the reason ("... has non-unique elements", "... does not match '^x$'"),
+    which was cut off."""
+    whole = repr(error.instance)
+    if len(whole) <= _PART.maxstring or not error.message.startswith(whole):
+        return error.message
+    return _PART.repr(error.instance) + error.message[len(whole):]
 
 
 # arrays and objects inside one another in a schema dict: jsonschema's check of it against its meta-schema ran out of
@@ -1478,8 +1492,14 @@ def _invalid(message: str) -> jsonschema.ValidationError:
 def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:
     """uniqueItems by hashing each item's `_canonical` form: jsonschema compares every pair of items it cannot
     sort (objects), 13 s for 4 000 of them."""
-    if unique and validator.is_type(instance, "array") and len(set(map(_canonical, instance))) < len(instance):
-        yield _invalid(f"{instance!r} has non-unique elements")  # jsonschema's words
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    first: dict[Any, int] = {}
+    for index, item in enumerate(map(_canonical, instance)):
+        if item in first:  # jsonschema's words, and which items are the same
+            yield _invalid(f"{instance!r} has non-unique elements (items {first[item]} and {index} are equal)")
+            return
+        first[item] = index
 
 
 def _multiple_of(validator: Any, step: Any, instance: Any, schema: Any) -> Any:

@@ -1297,6 +1297,6 @@ def test_the_lab_imports_jsonschema_only_to_check_a_schema_dict():
             "    try:\n        print(fmt.parse(text))\n    except Exception as err:\n        print(err)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.splitlines() == [
-        "False", "the final answer does not match the schema: ids: [1, 1] has non-unique elements",
+        "False", "the final answer does not match the schema: ids: [1, 1] has non-unique elements (items 0 and 1 are equal)",
         "the final answer does not match the schema: answer: Additional properties are not allowed ('x' was unexpected)",
         "{'ids': [2]}"], done.stderr

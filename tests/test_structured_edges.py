@@ -33,6 +33,19 @@ def test_an_error_names_the_key_as_written_and_short_enough_for_its_reason_to_sh
     assert "\n" not in message and len(message) < 200
 
 
+@pytest.mark.parametrize("schema, answer, reason", [
+    ({"type": "string", "pattern": "^[a-z]+$"}, "a" * 5_000 + "!", "does not match '^[a-z]+$'"),
+    ({"type": "array", "maxItems": 3}, list(range(1_000)), "is too long"),
+    ({"type": "object", "properties": {"notes": {"type": "integer"}}}, {"notes": "x" * 5_000}, "is not of type 'integer'"),
+], ids=["pattern", "maxItems", "type"])
+def test_an_error_about_a_long_part_of_the_answer_still_says_what_is_wrong(schema, answer, reason):
+    """A schema dict's error quoted the part of the answer it is about whole: a long text or array filled the line,
+    and what was wrong with it (the pattern, the bound) was cut off. The part is quoted short."""
+    with pytest.raises(StructuredOutputError) as err:
+        ResponseFormat.from_user(schema).parse(json.dumps(answer))
+    assert str(err.value).endswith(reason) and len(str(err.value)) < 200
+
+
 @pytest.mark.parametrize("kind, refusal", [
     ({"type": "string", "format": "regex"}, "is not a 'regex'"), (re.Pattern, "Input should be a valid regular expression"),
 ], ids=["schema dict", "re.Pattern"])
