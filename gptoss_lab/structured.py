@@ -1918,7 +1918,7 @@ class JsonSchemaProcessor:
         self._mask = llguidance.torch.allocate_token_bitmask(1, harmony.VOCAB_SIZE)
         # the first answer's matcher, made now: one that starts in error (a grammar too large to start, 4**6
         # alternatives) allowed only <|return|>, an empty answer, silently
-        self._matcher: Any = llguidance.LLMatcher(_tokenizer(), self.grammar)
+        self._matcher: Any = self._new_matcher()
         if self._matcher.is_error():
             raise ValueError(f"llguidance cannot constrain to this schema: {_llguidance_error(self._matcher)}")
         self._consumed: list[int] = []
@@ -1938,17 +1938,66 @@ class JsonSchemaProcessor:
             apply_token_bitmask_inplace(scores, self._mask.to(scores.device, non_blocking=True))
         return scores
 
-    def _advance(self, content: list[int]) -> Any:
-        """The matcher brought to `content` (a new final message starts a fresh matcher)."""
+    def _new_matcher(self) -> Any:
+        """A matcher at the start of an answer, silent (llguidance printed its own warning on the kernel's stderr, an
+        unfinished line in the cell, when the answer left the grammar: `_lost_track` says it in one line)."""
         import llguidance
 
+        return llguidance.LLMatcher(_tokenizer(), self.grammar, log_level=0)
+
+    def _advance(self, content: list[int]) -> Any:
+        """The matcher brought to `content` (a new final message starts a fresh matcher)."""
         if content[:len(self._consumed)] != self._consumed:
-            self._matcher, self._consumed = llguidance.LLMatcher(_tokenizer(), self.grammar), []
+            self._matcher, self._consumed = self._new_matcher(), []
         new = content[len(self._consumed):]
-        if new and not self._matcher.consume_tokens(new):
-            raise RuntimeError(f"constrained decoding lost track of the answer: {_llguidance_error(self._matcher)}")
+        taken = self._matcher.try_consume_tokens(new) if new else 0
+        if taken < len(new):
+            raise RuntimeError(_lost_track(self._matcher, content[:len(self._consumed) + taken], new[taken]))
         self._consumed = content
         return self._matcher
+
+
+_CHOICES_SHOWN = 12  # characters a lost track's message names as allowed next; more are counted
+
+
+def _lost_track(matcher: Any, written: list[int], token: int) -> str:
+    """One line saying where in the answer (`tags.1`) the token left the schema, what the schema allows next there,
+    and how the answer so far ends: llguidance's own error ("token "blue" doesn't satisfy the grammar") said neither
+    where nor what. `matcher` has taken `written` and not `token`."""
+    import numpy as np
+
+    text = harmony.decode(written)
+    bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    firsts = {(harmony.token_bytes(int(i)) or b"").decode("utf-8", "replace")[:1] for i in
+              np.flatnonzero(bits[:harmony.FIRST_SPECIAL])}
+    shown = sorted(filter(None, firsts))[:_CHOICES_SHOWN]
+    allowed = [*map(repr, shown), *(["the end of the answer"] if bits[harmony.RETURN] else [])]
+    more = len(firsts - {""}) - len(shown)
+    said = " or ".join(allowed) + (f" (and {more} more characters)" if more > 0 else "") if allowed else "nothing"
+    return (f"constrained decoding lost track of the answer at {_json_place(text) or 'its top level'}: "
+            f"{harmony.decode([token])!r} does not fit the schema there, which allows {said} next (the answer so far "
+            f"ends {text[-40:]!r})")[:400]
+
+
+# a JSON text's strings (one left open too: no closing quote) and its punctuation, which `_json_place` follows
+_JSON_PIECES = re.compile(r'"(?:[^"\\]|\\.)*("?)|[{}\[\],]')
+
+
+def _json_place(text: str) -> str:
+    """Where the end of a JSON text cut short is, as an error's location names it (`tags.1`); "" at its top level
+    (a key being written is not a place yet)."""
+    places: list[list[Any]] = []  # per array or object open: its kind and the index or the key written last
+    for found in _JSON_PIECES.finditer(text):
+        piece = found[0]
+        if piece in ("{", "["):
+            places.append([piece, None if piece == "{" else 0])
+        elif piece in ("}", "]"):
+            del places[-1:]
+        elif piece == "," and places:
+            places[-1][1] = places[-1][1] + 1 if places[-1][0] == "[" else None
+        elif found[1] and places and places[-1] == ["{", None]:  # a key: the first string after { or ,
+            places[-1][1] = json.loads(piece, strict=False)  # (a control character written as itself)
+    return _location(place for _, place in places if place is not None)
 
 
 def _llguidance_error(matcher: Any) -> str:

@@ -299,8 +299,41 @@ def test_constraint_errors_are_clear():
     processor = ResponseFormat.from_user(MOOD).processor()
     forced = _PROMPT + harmony.encode("<|channel|>final<|message|>") + harmony.encode_text("Sure! Here")
     # on one line: llguidance's state followed it, a dozen lines, where the processor is used directly (model.generate)
-    with pytest.raises(RuntimeError, match="^constrained decoding lost track of the answer: Parser Error: [^\n]*$"):
+    with pytest.raises(RuntimeError, match="^constrained decoding lost track of the answer at its top level: 'Sure' "
+                                           "does not fit the schema there, which allows '{' next [^\n]*$"):
         _allowed(processor, forced)
+
+
+class _Constrained(ReplayEngine):
+    """A replay that runs the turn's logits processor on the ids so far before each recorded token, as a model in the
+    kernel does before it draws one (a token the mask did not allow is seen at the next)."""
+
+    def stream(self, prompt, *, stop, sampling, recorder=None):
+        import torch
+
+        ids = list(prompt)
+        for token in super().stream(prompt, stop=stop, sampling=sampling, recorder=recorder):
+            sampling.logits_processor(torch.tensor([ids]), torch.zeros(1, harmony.VOCAB_SIZE))
+            ids.append(token)
+            yield token
+
+
+def test_a_constrained_answer_leaving_the_schema_says_where_and_what_it_allows_and_is_kept(capfd):
+    """llguidance's "Parser Error: token "blue" doesn't satisfy the grammar" said neither where in the answer nor what
+    the schema wanted there, and printed its own unfinished warning line into the cell (the kernel's stderr)."""
+    pytest.importorskip("llguidance")
+    schema = {"type": "object", "additionalProperties": False, "required": ["name", "tags"], "properties": {
+        "name": {"type": "string"}, "tags": {"type": "array", "items": {"enum": ["red", "green"]}}}}
+    session = _session("")
+    session.engine = _Constrained('<|channel|>final<|message|>{"name": "Ann", "tags": ["red", "blue"]}<|return|>')
+    reply = session.ask("?", response_format=schema, constrain=True)
+    assert reply.failed == ("RuntimeError: constrained decoding lost track of the answer at tags.1: 'blue' does not "
+                            "fit the schema there, which allows 'g' or 'r' next (the answer so far ends "
+                            "'{\"name\": \"Ann\", \"tags\": [\"red\", \"')")
+    # the partial answer is shown and kept, in the reply and in the conversation
+    assert reply.final == '{"name": "Ann", "tags": ["red", "blue'
+    assert session.history[-1].content[0].text == reply.final
+    assert capfd.readouterr() == ("", "")
 
 
 def _session(recording: str) -> Session:
