@@ -487,6 +487,8 @@ class Session:
                            f"({', '.join(tampered)}); they were put back.")
             if moved:
                 turn._warn(_PUT_BACK)
+            if fmt is not None and fmt.note:
+                turn._warn(fmt.note)
             with _intervention(intervene, self.engine):
                 turn.run(keep_analysis_from=len(prefix) + start)
         except (KeyboardInterrupt, _Stopped):

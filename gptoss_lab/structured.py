@@ -673,8 +673,10 @@ class ResponseFormat:
     """A requested answer format. Build with `from_user`."""
 
     target: Any                 # what the user gave; `parse` returns an instance of it
-    section: dict[str, Any]     # {"name", "description"?, "schema"} for the developer message
+    section: dict[str, Any]     # {"name", "description"?, "schema"} for the developer message: the schema as shown
     _load: Callable[[str], Any] = field(repr=False, compare=False)  # JSON text -> validated value
+    _schema: dict[str, Any] = field(repr=False, compare=False)  # the whole schema, answers are checked against
+    note: str | None = None     # what the user should know of how the schema is shown (`_listed_enums`), one line
 
     @classmethod
     def from_user(cls, obj: Any, *, name: str | None = None, description: str | None = None) -> ResponseFormat:
@@ -700,12 +702,20 @@ class ResponseFormat:
         section: dict[str, Any] = {"name": _section_name(name or default_name)}
         if description or doc:
             section["description"] = description or doc
-        section["schema"] = schema
-        return cls(obj, section, load)
+        section["schema"], unlisted = _listed_enums(schema)
+        note = None
+        if unlisted:
+            places = ", ".join(f"{count:,} values at {place}" for place, count in unlisted[:3])
+            more = f", and {len(unlisted) - 3} more" if len(unlisted) > 3 else ""
+            note = (f"The response format's schema has enums too long to write into the prompt ({places}{more}): the "
+                    "model is told how many values there are, with a few examples; answers are still checked against "
+                    "all of them.")
+        return cls(obj, section, load, schema, note)
 
     @property
     def schema(self) -> dict[str, Any]:
-        return self.section["schema"]
+        """The whole schema, which answers are checked and constrained against (`section` shows it to the model)."""
+        return self._schema
 
     def parse(self, text: str) -> Any:
         """The final answer as the requested type: a model/dataclass instance, a dict or a JSON value
@@ -726,6 +736,47 @@ class ResponseFormat:
         """A transformers logits processor keeping `final` answers inside the schema (needs llguidance);
         ValueError when llguidance cannot compile the schema."""
         return JsonSchemaProcessor(self.schema)
+
+
+_LISTED_CHARS = 10_000   # an enum's values written as JSON that the prompt lists (`_listed_enums`)
+_EXAMPLE_CHARS = 200     # of the values given as examples in place of an enum too long to list
+
+
+def _listed_enums(schema: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, int]]]:
+    """`schema` as the developer message shows it, and the place and size of each enum it does not list: an enum
+    longer than `_LISTED_CHARS` as JSON is said as "one of N values" with a few `examples` (100,000 values made the
+    prompt 1.3 MB, more than a model's context, and the turn was refused)."""
+    unlisted: list[tuple[str, int]] = []
+
+    def walk(node: Any, place: str) -> Any:
+        if isinstance(node, list):
+            return [walk(item, f"{place}/{index}") for index, item in enumerate(node)]
+        if not isinstance(node, dict):
+            return node
+        shown = {key: value if key in _VALUES else
+                 {name: walk(sub, f"{place}/{key}/{name}") for name, sub in value.items()}
+                 if key in _NAMED and isinstance(value, Mapping) else walk(value, f"{place}/{key}")
+                 for key, value in node.items()}
+        values = node.get("enum")
+        if not isinstance(values, list) or len(json.dumps(values)) <= _LISTED_CHARS:
+            return shown
+        unlisted.append((place, len(values)))
+        examples, left = [], _EXAMPLE_CHARS
+        for value in values:
+            left -= len(json.dumps(value)) + 2
+            if left < 0:
+                break
+            examples.append(value)
+        del shown["enum"]
+        kinds = {_kind(value) for value in values}  # the values' one type, where they share one, is said as the type
+        if "type" not in shown and len(kinds) == 1:
+            kind = kinds.pop()
+            shown["type"] = "integer" if kind == "number" and all(isinstance(v, int) for v in values) else kind
+        said = f"One of {len(values):,} values, too many to list here."
+        return {**shown, "description": " ".join(filter(None, [shown.get("description"), said])), "examples": examples}
+
+    shown = walk(schema, "#")
+    return (shown if unlisted else schema), unlisted
 
 
 # a fence of any language (```json, ```jsonc ...: a closing ``` was taken for the opening one); a fence the answer

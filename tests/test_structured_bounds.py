@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pydantic
 import pytest
@@ -64,6 +64,32 @@ def test_a_turn_answering_thousands_of_unique_objects_ends_quickly_with_the_pars
         reply = session.ask("list the items", response_format=_UNIQUE)
     assert (reply.parsed, reply.errors) == (items, [])
     assert time.perf_counter() - started < 8  # the whole turn: 0.5 s here, 13.75 s before (13.7 s checking)
+
+
+_CITIES = [f"city-{i}" for i in range(3_000)]
+
+
+class _City(pydantic.BaseModel):
+    city: Literal[tuple(_CITIES)]  # type: ignore[valid-type]
+
+
+@pytest.mark.parametrize("kind", [_City, {"type": "object", "properties": {"city": {"enum": _CITIES}}}],
+                         ids=["typed", "schema dict"])
+def test_an_enum_too_long_for_the_prompt_is_said_as_how_many_values_and_still_checked(kind):
+    """Every value of an enum was written into the developer message: 100,000 made the prompt 1.3 MB, more than a
+    model's context, and the turn was refused. Past 10,000 characters the model is told how many values there are,
+    with a few examples, the user is told so in one line, and answers are still checked against every value."""
+    session = _session('{"city": "city-2999"}', '{"city": "city-3000"}')
+    prompt = session.export(response_format=kind)
+    assert len(prompt) < 2_000 and '"description":"One of 3,000 values, too many to list here."' in prompt
+    assert '"examples":["city-0","city-1",' in prompt and "city-2999" not in prompt
+    note = ("The response format's schema has enums too long to write into the prompt (3,000 values at "
+            "#/properties/city): the model is told how many values there are, with a few examples; answers are still "
+            "checked against all of them.")
+    good, bad = session.ask("?", response_format=kind), session.ask("?", response_format=kind)
+    assert good.errors == [note] and good.parsed in ({"city": "city-2999"}, _City(city="city-2999"))
+    assert bad.parsed is None and bad.errors[0] == note
+    assert bad.errors[1].startswith("the final answer does not match the schema: city: ")
 
 
 def _anyof_chain(n: int) -> dict:
