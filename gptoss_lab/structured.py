@@ -25,6 +25,7 @@ import decimal
 import enum
 import fractions
 import functools
+import importlib.util
 import json
 import math
 import queue
@@ -33,6 +34,7 @@ import reprlib
 import sys
 import threading
 import time
+import types
 import typing
 import unicodedata
 import urllib.parse
@@ -996,9 +998,9 @@ def _validated(adapter: pydantic.TypeAdapter, body: str) -> Any:
 
 def _dict_format(schema: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[str], Any]]:
     """A JSON-schema dict, checked, and its loader. pydantic builds validators from types, not from
-    schemas, so a schema dict is validated by `jsonschema` (the reference implementation), imported here: its import
-    is most of the lab's (it builds rfc3987_syntax's grammar, over a second), which every other use goes without."""
-    import jsonschema
+    schemas, so a schema dict is validated by `jsonschema` (the reference implementation), imported here (`_jsonschema`),
+    which every other use goes without."""
+    jsonschema = _jsonschema()
 
     schema = dict(schema)
     if _depth(schema) > _SCHEMA_DEPTH:
@@ -1081,6 +1083,36 @@ def _said(error: jsonschema.ValidationError) -> str:
     if len(whole) <= _PART.maxstring or not error.message.startswith(whole):
         return error.message
     return _PART.repr(error.instance) + error.message[len(whole):]
+
+
+def _jsonschema() -> Any:
+    """jsonschema, imported with rfc3987_syntax's import put off to the first use of jsonschema's own IRI check: that
+    import builds its IRI grammar, 1.2 s of CPU (3 s at the first `--json` of a schema dict on a busy machine) of
+    jsonschema's 1.25 s, and the lab checks IRIs its own way (`_check_iris`). A stand-in module gives jsonschema
+    `_iri_syntax` for the real one while it is imported; where rfc3987_syntax is not installed, or was imported before,
+    jsonschema is imported as it is."""
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules or importlib.util.find_spec("rfc3987_syntax") is None:
+        import jsonschema
+        return jsonschema
+    stand_in = types.ModuleType("rfc3987_syntax")
+    stand_in.is_valid_syntax = _iri_syntax  # type: ignore[attr-defined]
+    sys.modules["rfc3987_syntax"] = stand_in
+    try:
+        import jsonschema
+    finally:
+        if sys.modules.get("rfc3987_syntax") is stand_in:
+            del sys.modules["rfc3987_syntax"]
+    return jsonschema
+
+
+def _iri_syntax(term: str, value: str) -> bool:
+    """rfc3987_syntax's `is_valid_syntax`, imported at its first call (`_jsonschema`); True where it cannot be
+    imported, as jsonschema then leaves the IRI formats unchecked."""
+    try:
+        from rfc3987_syntax import is_valid_syntax
+    except ImportError:
+        return True
+    return bool(is_valid_syntax(term, value))
 
 
 # arrays and objects inside one another in a schema dict: jsonschema's check of it against its meta-schema ran out of
