@@ -775,7 +775,8 @@ def _listed_enums(schema: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[st
             kind = kinds.pop()
             shown["type"] = "integer" if kind == "number" and all(isinstance(v, int) for v in values) else kind
         said = f"One of {len(values):,} values, too many to list here."
-        return {**shown, "description": " ".join(filter(None, [shown.get("description"), said])), "examples": examples}
+        shown["description"] = " ".join(filter(None, [shown.get("description"), said]))
+        return {**shown, "examples": examples} if examples else shown  # (none when the first is too long to give)
 
     shown = walk(schema, "#")
     return (shown if unlisted else schema), unlisted

@@ -89,6 +89,9 @@ def test_an_enum_too_long_for_the_prompt_is_said_as_how_many_values_and_still_ch
     good, bad = session.ask("?", response_format=kind), session.ask("?", response_format=kind)
     assert good.errors == [note] and good.parsed in ({"city": "city-2999"}, _City(city="city-2999"))
     assert bad.parsed is None and bad.errors[0] == note
+    long_values = {"enum": [f"{i:02}" + "x" * 300 for i in range(40)]}  # no example given: the first is too long
+    assert ResponseFormat.from_user(long_values).section["schema"] == {
+        "type": "string", "description": "One of 40 values, too many to list here."}
     assert bad.errors[1].startswith("the final answer does not match the schema: city: ")
 
 
