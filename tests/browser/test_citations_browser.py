@@ -244,19 +244,34 @@ SPLIT_WORDS = """(pre) => { const split = [], width = pre.getBoundingClientRect(
   return split; }"""
 
 
+# Numbered lines whose wrapped rows start under their line number, where a reader takes them for lines of their own
+_UNDER_THEIR_NUMBER = """(pre) => { const under = [];
+  for (const number of pre.querySelectorAll(".gx-browse-n")) {
+    const text = number.nextSibling, line = text.data.split("\\n")[0], range = document.createRange();
+    range.setStart(text, 0); range.setEnd(text, line.length);
+    const rows = [...range.getClientRects()].filter((box) => box.width > 0);
+    if (rows.slice(1).some((row) => row.left < number.getBoundingClientRect().right - 0.5))
+      under.push(`${number.textContent}${line.slice(0, 20)}`); }
+  return under; }"""
+
+
 def test_a_pages_lines_wrap_at_spaces_in_a_narrow_view(lab_notebook):
     """At 600 px an opened page's lines wrap between words, as an output does: JupyterLab's `word-break: break-all`
-    reached them and split words mid-word ("C/elsius"). Screenshot: /tmp/gptoss_browse_lines_600.png."""
+    reached them and split words mid-word ("C/elsius"); and a line's wrapped rows hang right of its number, as a
+    numbered list's do: they started under "L3", read as unnumbered lines of the page. Screenshot:
+    /tmp/gptoss_browse_lines_600.png."""
     cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
     page = lab_notebook(cells, wait_for="text=/^CITED /")
     page.set_viewport_size({"width": 600, "height": 800})
     page.wait_for_timeout(300)
-    lines = page.locator(".gx-chat pre.gx-browse-lines").first
+    opened = page.locator(".gx-chat .gx-browse-card").nth(1)   # the page opened (the first pre was the search's raw text)
+    lines = opened.locator("pre.gx-browse-lines").first
     lines.scroll_into_view_if_needed()
-    page.locator(".gx-chat .gx-browse-card").nth(1).screenshot(path="/tmp/gptoss_browse_lines_600.png")
+    opened.screenshot(path="/tmp/gptoss_browse_lines_600.png")
     assert lines.evaluate("n => [getComputedStyle(n).wordBreak, getComputedStyle(n).overflowWrap]") == ["normal", "anywhere"]
     assert lines.evaluate("n => n.getClientRects()[0].height") > 40        # wrapped over several lines
     assert lines.evaluate(SPLIT_WORDS) == []
+    assert lines.evaluate(_UNDER_THEIR_NUMBER) == []
 
 
 def test_a_citation_popup_near_the_notebooks_top_opens_below_the_chip(lab_notebook):
