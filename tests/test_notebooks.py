@@ -482,6 +482,11 @@ def test_notebook_07_counts_an_answer_right_only_for_the_whole_result(capsys: py
     ("01_quickstart.ipynb", "python says: 37 * 12", "37 * 12 = 444.5"),
     ("04_expert_routing.ipynb", "routing = _gptoss.routing", "The largest value in data is 88.5."),
     ("08_browsing.ipynb", "resolved = all", "Keep the humidity at 6.68 percent 【1†L4】."),
+    # the recorded turns of 02 and 03 showed their answers unchecked
+    ("02_harmony_format.ipynb", "reply = session.ask(", "The mean of `data` is **16.0**."),
+    ("02_harmony_format.ipynb", "second = session.ask(", "The last value is 510."),
+    ("03_tools_in_the_kernel.ipynb", "c.input.splitlines()[-1]", "You have 13 items. I did not delete prices.csv."),
+    ("03_tools_in_the_kernel.ipynb", "dollars = convert(", "17.50 € is **$120.30**."),
 ])
 def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number(name: str, marker: str,
                                                                                  wrong: str) -> None:
@@ -495,10 +500,12 @@ def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number
     quote = types.SimpleNamespace(marker="【1†L4】", url="manuals/greenhouse.pdf", start=4, end=4,
                                   text="Keep the humidity at 68 percent.")
     reply = types.SimpleNamespace(final=wrong, analysis="", routing=None, tool_calls=[], citations=[quote],
-                                  raise_for_failure=lambda: None)
+                                  raise_for_failure=lambda: None, failed="")
     model = types.SimpleNamespace(ask=lambda *_, **__: reply, reset=lambda: None)
     namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "states": states, "data": [12, 45, 7, 88, 23, 51],
-                 "low": "", "low_answer": wrong, "prices": {"apples": 3.2, "bread": 2.5, "coffee": 11.8}, "total": 17.5}
+                 "low": "", "low_answer": wrong, "prices": {"apples": 3.2, "bread": 2.5, "coffee": 11.8}, "total": 17.5,
+                 "session": model, "reply": reply, "Session": lambda *_, **__: model, "ReplayEngine": lambda *_: None,
+                 "recording": "", "convert": lambda amount, currency: round(amount * 1.16, 2)}
     with pytest.raises(AssertionError):
         exec(compile(source, f"{name}: the cell of {marker}", "exec"), namespace)
 
