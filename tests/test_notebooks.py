@@ -487,6 +487,7 @@ def test_notebook_07_counts_an_answer_right_only_for_the_whole_result(capsys: py
     ("02_harmony_format.ipynb", "second = session.ask(", "The last value is 510."),
     ("03_tools_in_the_kernel.ipynb", "c.input.splitlines()[-1]", "You have 13 items. I did not delete prices.csv."),
     ("03_tools_in_the_kernel.ipynb", "dollars = convert(", "17.50 € is **$120.30**."),
+    ("07_what_do_experts_do.ipynb", "digit_expert.compare(", "383 + 3420 = 38030."),   # the answer "without" it
 ])
 def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number(name: str, marker: str,
                                                                                  wrong: str) -> None:
@@ -505,7 +506,8 @@ def test_the_checks_of_the_answers_shown_refuse_the_result_inside_another_number
     namespace = {"_gptoss": reply, "bf16": model, "mxfp4": model, "states": states, "data": [12, 45, 7, 88, 23, 51],
                  "low": "", "low_answer": wrong, "prices": {"apples": 3.2, "bread": 2.5, "coffee": 11.8}, "total": 17.5,
                  "session": model, "reply": reply, "Session": lambda *_, **__: model, "ReplayEngine": lambda *_: None,
-                 "recording": "", "convert": lambda amount, currency: round(amount * 1.16, 2)}
+                 "recording": "", "convert": lambda amount, currency: round(amount * 1.16, 2), "layer": 0, "expert": 0,
+                 "disable": lambda _: types.SimpleNamespace(compare=lambda *_: types.SimpleNamespace(baseline=reply))}
     with pytest.raises(AssertionError):
         exec(compile(source, f"{name}: the cell of {marker}", "exec"), namespace)
 
