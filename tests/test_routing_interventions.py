@@ -389,6 +389,10 @@ def test_compare_shows_answers_probabilities_and_route_changes(session):
     legend = figure.axes[0].get_legend().get_window_extent(renderer)
     covered = [ax.get_title() for ax in figure.axes if legend.overlaps(ax.get_window_extent(renderer))]
     assert not covered and figure.bbox.contains(legend.x1, legend.y1), (legend, covered)   # on no panel, in the picture
+    # notebook 07 (81 tokens): the grid's axis label ran into the overlap panel's ("...intervention)op-k overlap")
+    crossed = [(ax.get_xlabel(), other.get_xlabel()) for ax in figure.axes for other in figure.axes if other is not ax
+               and ax.xaxis.label.get_window_extent(renderer).overlaps(other.get_tightbbox(renderer))]
+    assert not crossed, crossed
 
 
 def test_compare_keeps_the_conversation_so_that_regenerate_asks_the_users_question(session):

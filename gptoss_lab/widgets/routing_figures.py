@@ -512,7 +512,7 @@ def _expert_card(card: Any, **_: Any) -> Any:
 
 def _effect(effect: Any, **_: Any) -> Any:
     cells = np.asarray(effect.changes.figure_options["cells"], bool)
-    figure = _figure(min(16, 3 + len(cells) / 40), 2.4 + 0.1 * max(cells.shape[1], 4))
+    figure = _figure(min(16, max(6, 3 + len(cells) / 40)), 2.4 + 0.1 * max(cells.shape[1], 4))   # room for the labels
     grid, lines = figure.subplots(1, 2, width_ratios=[4, 1])
     first = int(effect.changes.index[0]) if len(cells) else 0  # drawn at the positions `changes` is indexed by
     grid.imshow(cells.T, aspect="auto", interpolation="nearest", cmap="Greys", vmin=0, vmax=1,
@@ -521,7 +521,7 @@ def _effect(effect: Any, **_: Any) -> Any:
     if len(answer):
         grid.axvspan(answer[0] - 0.5, answer[-1] + 0.5, color="tab:green", alpha=0.15, label="answer")
         grid.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside the grid, not on it
-    grid.set_xlabel("position of the turn's tokens in the record (without the intervention)")
+    grid.set_xlabel("position of the turn's tokens in the record\n(without the intervention)")  # one line ran into the next panel's
     grid.set_ylabel("layer")
     _title(grid, "route changed (black)", 9)
     lines.plot(effect.agreement["overlap"], np.arange(len(effect.agreement)), marker="o")
