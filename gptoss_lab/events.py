@@ -132,6 +132,7 @@ class Citation:
     url: str = ""
     title: str = ""
     text: str = ""                      # the cited lines
+    changed: str = ""                   # what became of the cited file since it was read ("changed on disk"), if aught
 
 
 

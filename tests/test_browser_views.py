@@ -16,7 +16,7 @@ from gptoss_lab.events import Citation, Reply, ToolCall
 from gptoss_lab.tools.browser import Browser, demo_folder
 from gptoss_lab.tools.browser.demo import DEMO_QUESTION, DEMO_RECORDING
 from gptoss_lab.widgets.chat import ChatView
-from gptoss_lab.widgets.citations import card_html, sources_markdown, sources_text, with_chips
+from gptoss_lab.widgets.citations import card_html, numbered, sources_html, sources_markdown, sources_text, with_chips
 from gptoss_lab.widgets.text import TextView
 from gptoss_lab.widgets.transcript import Transcript, markdown_html
 
@@ -195,11 +195,24 @@ def test_a_page_whose_file_was_edited_since_the_browse_is_said_changed_on_its_ca
     assert f"[browser.find: done · {said}]" in printed
     assert '<div class="gx-browse-note">' + said in Transcript.from_reply(reply).to_html()
     assert "68 percent" in reply.citations[0].text       # citations quote what the model was shown
+    note = "(changed on disk since it was read)"          # and the Sources under the answer say it changed
+    transcript = Transcript.from_reply(reply)
+    assert f"\n  【1†L4】 Greenhouse operating manual (manuals/greenhouse.pdf), L4 {note}:\n" in printed
+    assert f"  [1] Greenhouse operating manual (manuals/greenhouse.pdf), L4 {note}:\n" in transcript.to_text()
+    assert "1. **Greenhouse operating manual** (manuals/greenhouse.pdf) · L4 \\(changed on disk since it was read\\)\n" \
+        in transcript.to_markdown()
+    saved, live = transcript.to_html(), sources_html(reply.citations)   # the chat view draws the latter
+    assert f'<span class="gx-browse-source">manuals/greenhouse.pdf</span></div><div class="gx-browse-note">{note}</div>' \
+        in saved and note in live
+    assert all(note in chip["data-cite"] for chip in chips_of(saved))
+    assert saved.count(note) == 3 * len(chips_of(saved)) + len(numbered(reply.citations))   # each chip's popup,
+    # popover and spoken label, and each source
     assert "; 1 changed on disk since read (manuals/greenhouse.pdf): %gptoss browse again to read them anew" in \
         browser.describe()                               # what %gptoss status says of the browser
     pdf.unlink()
     opened = browser.run(ToolCall("browser.open", "analysis", '{"id": "manuals/greenhouse.pdf"}'))
-    assert opened.data["changed"].startswith("manuals/greenhouse.pdf is no longer on disk since the folder was read")
+    assert opened.data["changed"].startswith("manuals/greenhouse.pdf was removed from disk since the folder was read")
+    assert "L4 (removed from disk since it was read):" in sources_text(browser.citations(reply.final))
     (tmp_path / "handbook" / "leave.md").write_text("edited")   # several results' files: one line names them
     searched = browser.run(ToolCall("browser.search", "analysis", '{"query": "lab"}'))
     assert searched.data["changed"] == "2 of these documents (handbook/leave.md, manuals/greenhouse.pdf) were changed " \

@@ -111,6 +111,12 @@ def _lines_span(start: int, end: int) -> str:
     return f"L{start}" if start == end else f"L{start}–L{end}"
 
 
+def _changed(c: Citation) -> str:
+    """What a source says after its lines when its file changed since it was read (the lines are quoted as they were
+    then: a reader checking them against the file must know), on one line; else ""."""
+    return f" ({_one_line(c.changed)} since it was read)" if c.changed else ""
+
+
 # ---------------------------------------------------------------- citations
 
 def numbered(citations: Sequence[Citation]) -> list[tuple[int, Citation]]:
@@ -142,7 +148,7 @@ def popup_text(number: int, c: Citation) -> str:
     where = f"\n{c.url}" if c.url else ""
     lines = c.text.split("\n")
     quoted = "\n".join(lines[:POPUP_LINES]) + "\n…" if len(lines) > POPUP_LINES else c.text
-    return f"[{number}] {c.title or c.url} · {_lines_span(c.start, c.end)}\n{_cut(quoted, POPUP_CHARS)}{where}"
+    return f"[{number}] {c.title or c.url} · {_lines_span(c.start, c.end)}{_changed(c)}\n{_cut(quoted, POPUP_CHARS)}{where}"
 
 
 def chip_label(number: int, c: Citation) -> str:
@@ -153,7 +159,8 @@ def chip_label(number: int, c: Citation) -> str:
         return f"Source {number}: {_missing(dataclasses.replace(c, title=title, url=url))}"
     site = f" from {_spoken(_site(c.url))}" if _site(c.url) else ""  # a title says what the page claims to be
     where = f"titled {title}{site}, " if title else f"at {url}, " if url else ""
-    return f"Source {number}, {where}" + (f"line {c.start}" if c.start == c.end else f"lines {c.start} to {c.end}")
+    lines = f"line {c.start}" if c.start == c.end else f"lines {c.start} to {c.end}"
+    return f"Source {number}, {where}{lines}{_changed(c)}"
 
 
 def _site(url: str) -> str:
@@ -268,7 +275,8 @@ def sources_html(citations: Sequence[Citation]) -> str:
         if c.text.strip():
             where = f' <span class="gx-browse-source">{_name(c.url)}</span>' if c.url else ""
             # the head a block of its own, not a line ended by <br>, which nbconvert's `sanitize_html` shows as text
-            items.append(f"<li><div>{_a(c.url, c.title or c.url)} · {_lines_span(c.start, c.end)}{where}</div>"
+            note = f'<div class="gx-browse-note">{html.escape(_changed(c).strip())}</div>' if c.changed else ""
+            items.append(f"<li><div>{_a(c.url, c.title or c.url)} · {_lines_span(c.start, c.end)}{where}</div>{note}"
                          f'<span class="gx-cite-lines">{_text(c.text)}</span></li>')
         else:
             items.append(f"<li>{html.escape(_missing(_shown(c)))}</li>")
@@ -287,7 +295,7 @@ def sources_text(citations: Sequence[Citation], *, markers: bool = False) -> str
         c = _shown(c)
         if c.text.strip():
             where = f" ({c.url})" if c.url else ""
-            lines.append(f"  {label} {c.title or c.url}{where}, {_lines_span(c.start, c.end)}:")
+            lines.append(f"  {label} {c.title or c.url}{where}, {_lines_span(c.start, c.end)}{_changed(c)}:")
             lines += [f"      {line}" for line in c.text.splitlines()]
         else:
             lines.append(f"  {label} {_missing(c)}")
@@ -302,7 +310,8 @@ def sources_markdown(citations: Sequence[Citation]) -> str:
         if c.text.strip():
             title = literal_markdown(c.title or c.url)
             head = f"[{title}]({_md_url(href)})" if href else f"**{title}**" + (f" ({literal_markdown(c.url)})" if c.url else "")
-            out.append(f"{number}. {head} · {_lines_span(c.start, c.end)}")
+            note = f" {literal_markdown(_changed(c).strip())}" if c.changed else ""
+            out.append(f"{number}. {head} · {_lines_span(c.start, c.end)}{note}")
             out += [f"   > {_cited_line(line)}" for line in c.text.splitlines() if line.strip()]
         else:
             out.append(f"{number}. {literal_markdown(_missing(c))}")

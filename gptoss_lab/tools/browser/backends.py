@@ -43,6 +43,11 @@ class Backend(ABC):
         that its citations match."""
         return None
 
+    def happened(self, url: str) -> str | None:
+        """What became of the page at `url` since the backend read it, in a few words ("changed on disk"), None if
+        nothing: a citation of it says so under the answer (`Citation.changed`)."""
+        return None
+
     def describe(self) -> str:
         """One line for the user: what this backend reads."""
         return type(self).__name__

@@ -274,28 +274,29 @@ class LocalBackend(Backend):
         """Said when the files of documents among `urls` were edited or removed since they were read: the model reads
         the text they were indexed with (what a search finds, what citations quote), and the user, who edited one,
         thought it read the new one. A search's results drawn from such files are said so as an open of one is."""
-        found = [(url, happened) for url in dict.fromkeys(urls) if (happened := self._happened(url))]
+        found = [(url, happened) for url in dict.fromkeys(urls) if (happened := self.happened(url))]
         if not found:
             return None
         if len(found) == 1:
             url, happened = found[0]
-            return f"{_written_out(url)} {happened} since the folder was read: the model reads it as it was then; " \
-                "%gptoss browse again to read it anew"
+            return f"{_written_out(url)} was {happened} since the folder was read: the model reads it as it was " \
+                "then; %gptoss browse again to read it anew"
         named = ", ".join(_written_out(url) for url, _ in found[:3]) + (", ..." if len(found) > 3 else "")
-        what = "changed" if all(happened == "was changed on disk" for _, happened in found) else "changed or removed"
+        what = "changed" if all(happened == "changed on disk" for _, happened in found) else "changed or removed"
         return f"{len(found)} of these documents ({named}) were {what} on disk since the folder was read: the model " \
             "reads them as they were then; %gptoss browse again to read them anew"
 
-    def _happened(self, url: str) -> str | None:
-        """What became of the file of the document `url` since it was read, None if nothing (or it is no file)."""
+    def happened(self, url: str) -> str | None:
+        """What became of the file of the document `url` since it was read ("changed on disk", "removed from disk"),
+        None if nothing (or it is no file)."""
         file, was = self.files.get(url), self._read_as.get(url)
         if file is None or was is None:
             return None
         try:
             now = os.stat(file)
         except OSError:
-            return "is no longer on disk"
-        return None if (now.st_mtime_ns, now.st_size) == was else "was changed on disk"
+            return "removed from disk"
+        return None if (now.st_mtime_ns, now.st_size) == was else "changed on disk"
 
     def _skipped_why(self, name: str) -> str | None:
         """Why the file the folder holds at `name` was not read (a link loop, unreadable), None for no such file: it
@@ -336,7 +337,7 @@ class LocalBackend(Backend):
                 (", ..." if len(partial) > 1 else "") + ")"
         if self.left_out:
             text += f"; left out the rest: {self.left_out}"
-        if changed := [url for url in self._read_as if self._happened(url)]:   # `%gptoss status` says it too
+        if changed := [url for url in self._read_as if self.happened(url)]:   # `%gptoss status` says it too
             text += f"; {len(changed)} changed on disk since read ({_written_out(changed[0])}" + \
                 (", ..." if len(changed) > 1 else "") + "): %gptoss browse again to read them anew"
         return text + _passed_over(self.others)   # a folder of Word files and one .txt read as "1 document", unsaid

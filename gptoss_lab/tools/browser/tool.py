@@ -190,11 +190,12 @@ class Browser(Tool):
                 found.append(dataclasses.replace(made[key], marker=match.group(0)))
                 continue
             page = self.stack[cursor] if cursor < len(self.stack) else None
-            url = title = quoted = ""
+            url = title = quoted = changed = ""
             if page is not None:
                 source = page.origin or page
                 past_end = start >= len(page.lines)   # of the page cited, a find page too: `_quoted` says where it ends
                 url, title = self._address(source), (page if past_end else source).title
+                changed = self.backend.happened(source.url) or ""   # quoted as it was read: the reader is told
                 # a find page's match headers and blank lines are none of the searched page's
                 if page.kind == "find" and not past_end:
                     numbers = _searched_lines(page)
@@ -207,7 +208,7 @@ class Browser(Tool):
                            f"an answer's citations quote {QUOTED_CHARS:,} characters at most")
                     quoted = _quoted(page, start, end, self._shown.get(page, []), chars, why)
                     left -= len(quoted)
-            made[key] = Citation(match.group(0), cursor, start, end, url, title, quoted)
+            made[key] = Citation(match.group(0), cursor, start, end, url, title, quoted, changed)
             found.append(made[key])
         return found
 
