@@ -408,6 +408,10 @@ class _Search:
         """Count a file of no kind the browser reads (by its suffix), the bar redrawn as time passes: it moved only for
         documents, and a folder of 100,000 images and one note was 3 s of silence."""
         self.others[suffix] += 1
+        self.looked()
+
+    def looked(self) -> None:
+        """A file looked at and not taken (of another kind, or not matching a glob): the bar is redrawn as time passes."""
         self.bar.update(0)
 
 
@@ -610,6 +614,7 @@ def _matches(folder: Path, pattern: tuple[str, ...], search: _Search) -> list[Pa
         try:
             with os.scandir(here) as entries:
                 for entry in entries:
+                    search.looked()   # the bar moved on matches only: a glob over 100,000 images was 3 s of silence
                     if entry.name.startswith(".") and not part.startswith("."):
                         continue
                     if part == "**":
