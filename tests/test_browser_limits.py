@@ -408,3 +408,19 @@ def test_looking_through_many_files_of_other_kinds_shows_its_bar(tmp_path: Path,
     monkeypatch.setattr(os, "scandir", Listing)
     Browser(tmp_path / pattern)
     assert "Looking for documents: 0 files [" in capsys.readouterr().out   # was drawn first at the one document
+
+
+def test_a_large_text_file_among_a_few_is_read_under_a_bar_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder of fewer than PROGRESS_FROM files shows its reading bar only for a PDF's pages: one text file of 10 MB
+    was read for 6.6 s with nothing shown. A file of READ_PROGRESS_BYTES or more shows it at once, naming the file."""
+    (tmp_path / "big.txt").write_text("Barn owls hunt at dusk.\n" * 100)
+    (tmp_path / "small.md").write_text(OWLS)
+    monkeypatch.setattr(local, "READ_PROGRESS_BYTES", 2_000, raising=False)
+    Browser(tmp_path)
+    shown = capsys.readouterr().out
+    assert "Reading documents:   0%|          | 0/2 [00:00<?, ?file/s, big.txt]" in shown, shown
+    assert "| 2/2 [" in shown, shown
+    (tmp_path / "big.txt").write_text(OWLS)
+    Browser(tmp_path)
+    assert capsys.readouterr().out == ""           # small files: none

@@ -55,6 +55,7 @@ MAX_DOCUMENTS = 50_000              # files found in the folders (20,000 small o
 MAX_LIST_SECONDS = 60.0             # looking for them (a home folder holds millions of files)
 LIST_PROGRESS_AFTER = 1.0           # s: looking for documents longer shows a progress bar
 READ_PROGRESS_AFTER = 1.0           # s: reading a PDF's pages this long into reading shows one for fewer files too
+READ_PROGRESS_BYTES = 2_000_000     # a file this large shows the reading bar, naming it (10 MB of text: 6.6 s to read)
 INDEX_PROGRESS_AFTER = 1.0          # s: indexing the documents longer shows a progress bar
 _KERNEL_FOLDERS = (Path("/proc"), Path("/sys"))   # files of size 0 that wait for what they report (/proc/kmsg)
 _OPENS_IN_FOLDERS = os.open in os.supports_dir_fd   # a file opened from its folder's descriptor (not on Windows)
@@ -152,6 +153,9 @@ class LocalBackend(Backend):
                         raise ExtractError(late)
                     data, found = _read(path, MAX_FOLDER_BYTES - total)
                     total += len(data)
+                    if len(data) >= READ_PROGRESS_BYTES:   # read for seconds under no bar in a folder of a few files
+                        bar.delay = 0   # (tqdm's own: shown from now on)
+                        bar.set_postfix_str(maybe_truncate(url, 60))
                     inputs = (url, _readable(path.name), path.as_uri(), PurePosixPath(url).name)
                     page = read_page(data, inputs, lambda: document_page(  # converted (and wrapped) under the bar
                         data, url, inputs[1], base=inputs[2], deadline=deadline, shown_name=inputs[3],
