@@ -107,15 +107,15 @@ def test_indexing_for_longer_than_a_second_shows_a_bar_naming_its_steps(
     assert capsys.readouterr().out == ""       # a small folder: none
     titles = local._distinct_titles
 
-    def slow(pages: list) -> None:             # titles of many documents, as if they took long
+    def slow(*args: object) -> None:           # titles of many documents, as if they took long
         time.sleep(0.3)
-        titles(pages)
+        titles(*args)
 
     monkeypatch.setattr(local, "_distinct_titles", slow)
     monkeypatch.setattr(local, "INDEX_PROGRESS_AFTER", 0.2, raising=False)
     assert len(Browser(tmp_path).backend.pages) == 4
     shown = capsys.readouterr().out
-    for step in ("names):   0%|", "passages):", "words):", "the index): 100%|"):
+    for step in ("names):   0%|", "other names):", "passages):", "words):", "the index): 100%|"):
         assert f"Indexing documents ({step}" in shown, shown
     local.LocalBackend.from_paths([tmp_path], progress=False)
     assert capsys.readouterr().out == ""       # none when asked for none
