@@ -193,9 +193,12 @@ IN_VIEW = "(n) => { const r = n.getBoundingClientRect(); return r.top >= 0 && r.
 def test_live_answer_lists_its_sources_and_a_chip_opens_its_entry(lab_notebook):
     """The live answer shows the Sources list the saved turn has (title, document, cited lines, as text), and a click
     on a chip, or Enter or Space on one Tab reached, takes focus to its entry there, highlighted (the live view had
-    no Sources, and a local document's chip opened nothing). A view drawn after the turn draws the same answer.
+    no Sources, and a local document's chip opened nothing). A view drawn after the turn draws the same answer. The
+    manual is saved again after the browse: its sources say so (they quoted the old lines as current).
     Screenshots: /tmp/gptoss_browse_live_sources.png, /tmp/gptoss_browse_late_view.png."""
-    cells = [CELLS[0].replace("approval='ask'", "approval='auto'"), *CELLS[1:]]
+    edited = ("\nimport os\n_pdf = os.stat('kestrel_docs/manuals/greenhouse.pdf')   # saved again, a second later\n"
+              "os.utime('kestrel_docs/manuals/greenhouse.pdf', ns=(_pdf.st_atime_ns, _pdf.st_mtime_ns + 10**9))")
+    cells = [CELLS[0].replace("approval='ask'", "approval='auto'") + edited, *CELLS[1:]]
     page = lab_notebook(cells, wait_for="text=/^CITED /")
     final = page.locator(".gx-chat .gx-final")
     assert final.locator(".gx-cite-head").inner_text() == "Sources"
@@ -205,6 +208,10 @@ def test_live_answer_lists_its_sources_and_a_chip_opens_its_entry(lab_notebook):
     assert first.startswith("Greenhouse operating manual · L4 manuals/greenhouse.pdf")
     assert "Keep the humidity at 68 percent during the day and let it fall at night." in first
     assert entries.nth(1).inner_text().startswith("Greenhouse operating manual · L5")
+    note = entries.first.locator(".gx-browse-note")
+    assert note.inner_text() == "(changed on disk since it was read)" and note.evaluate(
+        "n => getComputedStyle(n).fontStyle") == "italic"   # drawn as the cards' note is
+    assert "L4 (changed on disk since it was read)" in final.locator("sup.gx-cite").first.get_attribute("data-cite")
     chips = final.locator("sup.gx-cite > a")
     page.set_viewport_size({"width": 1280, "height": 500})          # the list below the fold: the click brings it up
     chips.nth(1).scroll_into_view_if_needed()
