@@ -217,6 +217,9 @@ def test_a_page_whose_file_was_edited_since_the_browse_is_said_changed_on_its_ca
     searched = browser.run(ToolCall("browser.search", "analysis", '{"query": "lab"}'))
     assert searched.data["changed"] == "2 of these documents (handbook/leave.md, manuals/greenhouse.pdf) were changed " \
         "or removed on disk since the folder was read: the model reads them as they were then; %gptoss browse again to read them anew"
+    browser.run(ToolCall("browser.open", "analysis", '{"id": "reports/survey-2024.html", "view_source": true}'))
+    (tmp_path / "reports" / "survey-2024.html").write_text("edited")   # a citation of its source is of its file
+    assert browser.citations(f"【{len(browser.stack) - 1}†L1】")[0].changed == "changed on disk"
 
 
 def test_the_chat_view_sends_cards_and_chips(docs: Path) -> None:

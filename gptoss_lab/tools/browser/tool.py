@@ -195,7 +195,7 @@ class Browser(Tool):
                 source = page.origin or page
                 past_end = start >= len(page.lines)   # of the page cited, a find page too: `_quoted` says where it ends
                 url, title = self._address(source), (page if past_end else source).title
-                changed = self.backend.happened(source.url) or ""   # quoted as it was read: the reader is told
+                changed = self.backend.happened(self._document(source).url) or ""   # quoted as read: the reader is told
                 # a find page's match headers and blank lines are none of the searched page's
                 if page.kind == "find" and not past_end:
                     numbers = _searched_lines(page)
@@ -294,13 +294,17 @@ class Browser(Tool):
         text, data = self._show(loc, num_lines)
         return text, self._noted(data, [document.url])
 
+    def _document(self, page: Page) -> Page:
+        """The document `page` shows: itself, or the one whose source it is (`view_source`)."""
+        return next((document for document, source in self._sources.items() if source is page), page)
+
     def _source(self, page: Page) -> Page:
         """The page `view_source` shows of `page` (made once: opened again, the same page and its lines); a source
         page is its own source, and a search or find page has none."""
         if page.kind != "page":
             raise _UsageError(f"`view_source` shows a document's source, not a {page.kind} results page: open one of "
                               'its results with it, e.g. {"id": 0, "view_source": true}')
-        if any(page is made for made in self._sources.values()):
+        if self._document(page) is not page:   # a source page
             return page
         if page not in self._sources:
             text = source_text(page)
