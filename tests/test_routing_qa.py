@@ -50,6 +50,10 @@ def test_figures_of_long_labels_and_interventions_keep_their_titles_in_the_pictu
                                                   "token_effect").plot()}
     figure = drawn.get(kind, lambda: getattr(r, kind)().plot())()
     assert _cut(figure) == []
+    if kind in ("token_concentration", "label_divergence", "hot_and_cold"):   # lines the panel's width: a legend in
+        renderer = figure.canvas.get_renderer()     # the panel lay over one (token_concentration's "uniform" line)
+        legend = figure.axes[0].get_legend().get_window_extent(renderer)
+        assert not [ax.get_title() for ax in figure.axes if ax.get_visible() and legend.overlaps(ax.get_window_extent(renderer))]
     if kind == "view":   # the whole summary is there, in lines
         assert "".join(figure.texts[0].get_text().split()) == "".join(repr(r).split())
 

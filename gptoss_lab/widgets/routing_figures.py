@@ -43,13 +43,16 @@ def png(figure: Any, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
-def _labels(ax: Any, x: str, y: str, title: str, *, size: int = 10, legend: bool = False) -> None:
-    """Axis labels, title (and legend) of one panel."""
+def _labels(ax: Any, x: str, y: str, title: str, *, size: int = 10, legend: bool = False, note: str | None = None) -> None:
+    """Axis labels, title (and legend, headed by `note`) of one panel."""
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     _title(ax, title, size)
     if legend:
-        for text in ax.legend(fontsize=7).get_texts():
+        # beside the panel, not in it: placed "best" inside, it still lay over a line drawn the panel's width
+        shown = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, title=note,
+                          title_fontsize=7)
+        for text in shown.get_texts():
             text.set_parse_math(False)  # labels from the data ("$" is text, not mathematics)
             text.set_text(_wrapped(text.get_text(), 2.5, 7))  # a long one made the legend wider than the figure
 
@@ -383,16 +386,15 @@ def _per_layer_lines(table: Any, **_: Any) -> Any:
     figure = _figure(7, 3)
     ax = figure.add_subplot()
     columns = list(table.columns)[: _MAX_LABELS + 1]  # jsd and the first labels' "vs rest"
-    if len(columns) < len(table.columns):
-        ax.text(1, 1.02, f"{len(columns) - 1:,} of {counted(len(table.columns) - 1, 'label')} drawn", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=7)
+    note = (f"{len(columns) - 1:,} of {counted(len(table.columns) - 1, 'label')} drawn"
+            if len(columns) < len(table.columns) else None)
     for column in columns:
         ax.plot(table.index, table[column], marker="o" if len(table) < 40 else None, label=shown_text(str(column)),
                 lw=2 if column in ("jsd", "overlap") else 1)
     divergence = "jsd" in table.columns
     _labels(ax, "layer", "bits" if divergence else "share",
             "divergence of the labels' routing per layer" if divergence else "agreement of two routings per layer",
-            legend=True)
+            legend=True, note=note)
     return figure
 
 
