@@ -295,6 +295,15 @@ def _given(value: str) -> str:
     return value
 
 
+def _tool_list(value: str) -> str:
+    """`--tools NAMES`, refused when empty: `--tools ''` (a variable of a shell's, left unset) ran the cell with no
+    tools and said nothing of it."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} names no tool: write --tools none for no tools in this cell, or "
+                                         "the tools' names (python, browser, your functions)")
+    return value
+
+
 def _variable_name(value: str) -> str:
     """`--api-key-env VAR`, refused where it holds what no environment variable's name holds (a space, an `=`): it was
     told "its name is not shown: it looks like a key" (not quoted: it may hold the key itself)."""
@@ -419,7 +428,7 @@ def _cell_parser() -> _Parser:
     p.add_argument("--effort", "--reasoning", "-e", dest="effort", choices=EFFORTS, help="reasoning effort for this cell")
     p.add_argument("--approve", "--approval", "-a", dest="approval", choices=APPROVALS,
                    help="tool calls: run them (auto), ask first (ask), or never run them")
-    p.add_argument("--tools", help="comma list: python, browser and/or names of functions in your namespace; none for no tools")
+    p.add_argument("--tools", type=_tool_list, help="comma list: python, browser and/or names of functions in your namespace; none for no tools")
     p.add_argument("--new", action="store_true", help="start a new conversation with this cell")
     p.add_argument("-o", "--output", dest="output", metavar="NAME", help="also keep the Reply in this variable")
     p.add_argument("--routing", "-r", action="store_true", help="record expert routing of every token")

@@ -53,7 +53,7 @@ class Settings:
         if value is None:
             return "none"
         if isinstance(value, str):
-            return value if value.strip(" ,") else "none"  # "" means no tools, and says so in %gptoss status
+            return _tool_names(value) if value.strip() else "none"  # "" means no tools, and says so in %gptoss status
         if isinstance(value, Iterable):
             return tuple(value)
         raise ValueError("must be a comma-separated string of tool names or a list of tools")
@@ -79,6 +79,22 @@ class Settings:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+
+def _tool_names(value: str) -> str:
+    """`value`, a comma list of tool names, refused where a name is empty (`python,,` was kept and shown as written,
+    offering python alone) or `none` stands beside tools, saying what to write instead."""
+    names = [name.strip() for name in value.split(",")]
+    given = [name for name in names if name]
+    instead = ",".join(name for name in given if name != "none") or "none"
+    empty = [str(i) for i, name in enumerate(names, 1) if not name]
+    if empty:
+        which = f"names {', '.join(empty[:-1])} and {empty[-1]}" if len(empty) > 1 else f"name {empty[0]}"
+        raise ValueError(f"must not hold an empty name ({which} of {len(names)} {'are' if len(empty) > 1 else 'is'} "
+                         f"empty): write {instead!r}")
+    if "none" in given and len(given) > 1:
+        raise ValueError(f"must not list none (no tools) beside tools: write {instead!r}")
+    return value
 
 
 class _Default:

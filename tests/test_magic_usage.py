@@ -686,3 +686,40 @@ def test_a_line_ending_with_a_question_mark_reaches_the_magic(capsys):
     text = ['s = """\n', '%gptoss what is this?\n', '"""\n', 'pair = (1,\n', '%gptoss who?\n', ')\n']
     assert help_cells(text) == text   # a line of a string or of brackets is the user's text, not a magic's line
     assert help_cells(["x = 1\n", "%gptoss load?\n"])[1].startswith("get_ipython().run_line_magic")
+
+
+def test_a_tool_list_with_an_empty_name_or_nothing_in_it_is_refused_saying_what_to_write():
+    """`config tools=python,,` was kept and shown back as `tools: python,,`, `none,python` was "unknown tool 'none'",
+    `NONE` had no hint, and `%%gptoss --tools ''` ran the cell with no tools, saying nothing: each is one line now,
+    naming the empty name and what to write, and the settings stay as they were."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+
+    def said(line: str, cell: str | None = None) -> str:
+        with pytest.raises(UsageError) as error:
+            shell.run_cell_magic("gptoss", line, cell) if cell else shell.run_line_magic("gptoss", line)
+        return str(error.value)
+
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
+                       "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))")
+        shell.run_line_magic("gptoss", "use s")
+        assert said("config tools=python,,") == ("%gptoss config: tools must not hold an empty name (names 2 and 3 of 3 "
+                                                 "are empty): write 'python', not 'python,,'")
+        assert said("config tools=,") == ("%gptoss config: tools must not hold an empty name (names 1 and 2 of 2 are "
+                                          "empty): write 'none', not ','")
+        assert said("config tools=none,python") == ("%gptoss config: tools must not list none (no tools) beside tools: "
+                                                    "write 'python', not 'none,python'")
+        assert said("config tools=NONE").endswith("(did you mean 'none'?)")
+        assert shell.user_ns["s"].settings.tools == "python"   # nothing was changed
+        assert said("--tools python,", "Hi") == ("%%gptoss: --tools must not hold an empty name (name 2 of 2 is empty): "
+                                                 "write 'python', not 'python,' (see %%gptoss --help)")
+        for line, shown in (("--tools ''", "''"), ("--tools ' '", "' '"), ("--tools=", "''")):
+            assert said(line, "Hi") == (f"%%gptoss: argument --tools: {shown} names no tool: write --tools none for no "
+                                        "tools in this cell, or the tools' names (python, browser, your functions) "
+                                        "(see %%gptoss --help)")
+        assert not shell.user_ns["s"].replies   # nothing was asked
+    finally:
+        InteractiveShell.clear_instance()
