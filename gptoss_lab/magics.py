@@ -344,6 +344,26 @@ def _as_written(line: str, *, windows: bool = os.name == "nt") -> list[str]:
     return pieces
 
 
+def _curly_quoted(line: str, words: list[str], magic: str) -> None:
+    """Refuse a value of `line` that starts with a curly quote outside straight quotes (`--effort “high”`, pasted from a
+    web page or typed in a word processor): a shell's splitting reads it as letters of the value, so '“high”' was no
+    effort and `config instructions=“Be brief”` gave the model the quotes. A file or folder of that name is kept."""
+    for piece in _as_written(line):
+        key, equals, value = ("", "", piece) if _CURLY.match(piece) else piece.partition("=")
+        value = value if equals else piece
+        if not _CURLY.match(value) or os.path.exists(os.path.expanduser(piece)):
+            continue
+        prog = magic if magic == "%%gptoss" else _line_parser()._command(words).prog
+        bare = _CURLY.sub("", value)
+        whole = _CURLY.fullmatch(value[-1]) and bare and not _CURLY.search(value[1:-1])   # `“high”`, not `“Be`
+        instead = f"{key}{equals}{shlex.quote(bare)}" if whole else 'the text in straight quotes, " or \''
+        raise UsageError(f"{prog}: {piece} is in curly quotes ({value[0]}), which the magic reads as letters, not "
+                         f"quotes: write {instead} (see {prog} --help)")
+
+
+_CURLY = re.compile("[“”„‟«»‘’‚‛]")   # quotes word processors and web pages write, which no shell reads as quotes
+
+
 def _lexer(text: str, *, windows: bool) -> shlex.shlex:
     """A shell's splitting of `text` into words; on Windows without backslash escapes."""
     lexer = shlex.shlex(text, posix=True)
@@ -671,6 +691,7 @@ class GptossMagics(Magics):
             words = _words(line)
         except ValueError as err:   # shlex's "No closing quotation", named %gptoss in a %%gptoss cell too
             raise UsageError(f"{magic}: {_unsplit(err)}") from None
+        _curly_quoted(line, words, magic)
         named = words[1] if cell is None and len(words) > 1 and words[0] in ("-h", "--help") else ""
         if named in _line_commands().keys() - {"help"}:
             words = [words[1], "--help"]   # `%gptoss -h load`: load's own help, as `%gptoss load -h` gives it

@@ -723,3 +723,40 @@ def test_a_tool_list_with_an_empty_name_or_nothing_in_it_is_refused_saying_what_
         assert not shell.user_ns["s"].replies   # nothing was asked
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_a_value_in_curly_quotes_says_to_write_straight_ones(tmp_path, monkeypatch):
+    """`--effort “high”`, pasted from a web page, was "invalid choice: '“high”'", `--temperature „0.7“` "must be a
+    number", and `config instructions=“Be brief”` gave the model the quotes: the quotes are named, and what to write.
+    Curly quotes inside straight ones, and a folder so named, are the user's text."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+
+    def said(line: str, cell: str | None = None) -> str:
+        with pytest.raises(UsageError) as error:
+            shell.run_cell_magic("gptoss", line, cell) if cell else shell.run_line_magic("gptoss", line)
+        return str(error.value)
+
+    letters = "which the magic reads as letters, not quotes: write"
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        assert said("--effort “high”", "Hi") == f"%%gptoss: “high” is in curly quotes (“), {letters} high (see %%gptoss --help)"
+        assert said("--temperature=„0.7“", "Hi") == (f"%%gptoss: --temperature=„0.7“ is in curly quotes („), {letters} "
+                                                     "--temperature=0.7 (see %%gptoss --help)")
+        assert said("config effort=‘high’") == (f"%gptoss config: effort=‘high’ is in curly quotes (‘), {letters} "
+                                                "effort=high (see %gptoss config --help)")
+        assert said("config instructions=“Be brief”") == (f"%gptoss config: instructions=“Be is in curly quotes (“), "
+                                                          f"{letters} the text in straight quotes, \" or ' (see %gptoss "
+                                                          "config --help)")
+        assert said("browse “notes”") == (f"%gptoss browse: “notes” is in curly quotes (“), {letters} notes (see "
+                                          "%gptoss browse --help)")
+        shell.run_line_magic("gptoss", "config instructions='“Be brief,” she said'")
+        (tmp_path / "“notes”").mkdir()
+        (tmp_path / "“notes”" / "a.md").write_text("# A\nThe harbour opens at dawn.\n")
+        monkeypatch.chdir(tmp_path)
+        shell.run_line_magic("gptoss", "browse “notes”")
+        kept = shell.magics_manager.registry["GptossMagics"]._unloaded
+        assert kept.settings.instructions == "“Be brief,” she said" and kept.browser is not None
+    finally:
+        InteractiveShell.clear_instance()
