@@ -25,7 +25,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from .arguments import Parser, plain
 from .events import counted, ctrl_c_says
 from .settings import (APPROVALS, DEFAULT, EFFORTS, UNRECOGNIZED, Settings, SettingsError, nearest,
-                       other_digits, parse_assignments, shown_key, shown_keys)
+                       number_meant, other_digits, parse_assignments, shown_key, shown_keys)
 from .tools.base import error_message
 from .widgets import say
 from .widgets.sanitize import KEYLIKE, variable_named, visible, visible_line
@@ -320,7 +320,11 @@ def _number(kind: type) -> Any:
     def read(text: str) -> Any:
         if not text.isascii():
             raise argparse.ArgumentTypeError(f"a number in the digits 0-9, not {text!r}{other_digits(text)}")
-        return kind(text)
+        try:
+            return kind(text)
+        except ValueError:   # (argparse said "invalid float value: '0,5'", with no word of the decimal point)
+            meant = number_meant(text, whole=kind is int)
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}{meant}") from None
 
     read.__name__ = kind.__name__   # argparse names it in "invalid int value: 'x'"
     return read
@@ -1130,7 +1134,7 @@ def _threads(value: Any) -> int | None:
             raise ValueError
     except ValueError:
         raise UsageError(f"%gptoss config: threads must be a whole number from 1 to 1024, not {value!r}"
-                         f"{other_digits(value)}") from None
+                         f"{number_meant(value, whole=True)}") from None
     return threads
 
 

@@ -206,7 +206,8 @@ def _one_line(err: pydantic.ValidationError) -> str:
             continue
         message = _PLAIN.get(e["type"]) or e["msg"][0].lower() + e["msg"][1:]
         message = message.replace("input should be", "must be").replace("value error, ", "")
-        hint = (other_digits(e["input"]) if e["type"] in ("int_parsing", "float_parsing") else
+        hint = (number_meant(e["input"], whole=e["type"] == "int_parsing") if e["type"] in ("int_parsing",
+                                                                                           "float_parsing") else
                 _choice_meant(field, e["input"]) if e["type"] == "literal_error" else "")
         problems.append(f"{field} {message}, not {e['input']!r}{hint}" if "input" in e else f"{field}: {message}")
     return "; ".join(problems)
@@ -257,3 +258,21 @@ def other_digits(value: Any) -> str:
         return ""
     plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
     return f": write {plain}" if plain.isascii() else ""
+
+
+def number_meant(value: Any, *, whole: bool) -> str:
+    """": write 1000" for a number written as people write it and Python does not read it, else "": another script's
+    digits (`٣`), a thousands comma (`1,000`), a decimal comma (`0,7`), a whole number in e-notation (`1e3`); each was
+    only "must be a whole number" (`whole`) or "must be a number"."""
+    hint = other_digits(value)
+    if hint or not isinstance(value, str):
+        return hint
+    text = value.strip()
+    if re.fullmatch(r"\d{1,3}(,\d{3})+", text):   # (`1,000` of a number with decimals may be 1.000 too)
+        plain, point = text.replace(",", ""), text.replace(",", ".")
+        return f": write {plain}" if whole or text.count(",") > 1 else f": write {plain} or {point}"
+    if not whole and re.fullmatch(r"\d*,\d+", text):
+        return f": write {'0' * text.startswith(',')}{text.replace(',', '.')}"
+    if whole and re.fullmatch(r"\d+(\.\d+)?[eE]\+?\d+", text) and float(text).is_integer():
+        return f": write {int(float(text))}"
+    return ""

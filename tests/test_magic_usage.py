@@ -688,75 +688,89 @@ def test_a_line_ending_with_a_question_mark_reaches_the_magic(capsys):
     assert help_cells(["x = 1\n", "%gptoss load?\n"])[1].startswith("get_ipython().run_line_magic")
 
 
-def test_a_tool_list_with_an_empty_name_or_nothing_in_it_is_refused_saying_what_to_write():
+@pytest.fixture
+def said():
+    """`said(line, cell=None)`: the one-line UsageError `%gptoss line` (or a `%%gptoss line` cell) gives in an in-process
+    IPython shell with the lab loaded (`said.shell`)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+
+    def said(line: str, cell: str | None = None) -> str:
+        with pytest.raises(UsageError) as error:
+            shell.run_cell_magic("gptoss", line, cell) if cell else shell.run_line_magic("gptoss", line)
+        return str(error.value)
+
+    said.shell = shell
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        yield said
+    finally:
+        InteractiveShell.clear_instance()   # later tests must not find this shell's namespace
+
+
+def test_a_tool_list_with_an_empty_name_or_nothing_in_it_is_refused_saying_what_to_write(said):
     """`config tools=python,,` was kept and shown back as `tools: python,,`, `none,python` was "unknown tool 'none'",
     `NONE` had no hint, and `%%gptoss --tools ''` ran the cell with no tools, saying nothing: each is one line now,
     naming the empty name and what to write, and the settings stay as they were."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-
-    def said(line: str, cell: str | None = None) -> str:
-        with pytest.raises(UsageError) as error:
-            shell.run_cell_magic("gptoss", line, cell) if cell else shell.run_line_magic("gptoss", line)
-        return str(error.value)
-
-    try:
-        shell.run_line_magic("load_ext", "gptoss_lab")
-        shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
-                       "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))")
-        shell.run_line_magic("gptoss", "use s")
-        assert said("config tools=python,,") == ("%gptoss config: tools must not hold an empty name (names 2 and 3 of 3 "
-                                                 "are empty): write 'python', not 'python,,'")
-        assert said("config tools=,") == ("%gptoss config: tools must not hold an empty name (names 1 and 2 of 2 are "
-                                          "empty): write 'none', not ','")
-        assert said("config tools=none,python") == ("%gptoss config: tools must not list none (no tools) beside tools: "
-                                                    "write 'python', not 'none,python'")
-        assert said("config tools=NONE").endswith("(did you mean 'none'?)")
-        assert shell.user_ns["s"].settings.tools == "python"   # nothing was changed
-        assert said("--tools python,", "Hi") == ("%%gptoss: --tools must not hold an empty name (name 2 of 2 is empty): "
-                                                 "write 'python', not 'python,' (see %%gptoss --help)")
-        for line, shown in (("--tools ''", "''"), ("--tools ' '", "' '"), ("--tools=", "''")):
-            assert said(line, "Hi") == (f"%%gptoss: argument --tools: {shown} names no tool: write --tools none for no "
-                                        "tools in this cell, or the tools' names (python, browser, your functions) "
-                                        "(see %%gptoss --help)")
-        assert not shell.user_ns["s"].replies   # nothing was asked
-    finally:
-        InteractiveShell.clear_instance()
+    said.shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
+                        "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))")
+    said.shell.run_line_magic("gptoss", "use s")
+    assert said("config tools=python,,") == ("%gptoss config: tools must not hold an empty name (names 2 and 3 of 3 "
+                                             "are empty): write 'python', not 'python,,'")
+    assert said("config tools=,") == ("%gptoss config: tools must not hold an empty name (names 1 and 2 of 2 are "
+                                      "empty): write 'none', not ','")
+    assert said("config tools=none,python") == ("%gptoss config: tools must not list none (no tools) beside tools: "
+                                                "write 'python', not 'none,python'")
+    assert said("config tools=NONE").endswith("(did you mean 'none'?)")
+    assert said.shell.user_ns["s"].settings.tools == "python"   # nothing was changed
+    assert said("--tools python,", "Hi") == ("%%gptoss: --tools must not hold an empty name (name 2 of 2 is empty): "
+                                             "write 'python', not 'python,' (see %%gptoss --help)")
+    for line, shown in (("--tools ''", "''"), ("--tools ' '", "' '"), ("--tools=", "''")):
+        assert said(line, "Hi") == (f"%%gptoss: argument --tools: {shown} names no tool: write --tools none for no "
+                                    "tools in this cell, or the tools' names (python, browser, your functions) "
+                                    "(see %%gptoss --help)")
+    assert not said.shell.user_ns["s"].replies   # nothing was asked
 
 
-def test_a_value_in_curly_quotes_says_to_write_straight_ones(tmp_path, monkeypatch):
+def test_a_value_in_curly_quotes_says_to_write_straight_ones(said, tmp_path, monkeypatch):
     """`--effort “high”`, pasted from a web page, was "invalid choice: '“high”'", `--temperature „0.7“` "must be a
     number", and `config instructions=“Be brief”` gave the model the quotes: the quotes are named, and what to write.
     Curly quotes inside straight ones, and a folder so named, are the user's text."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-
-    def said(line: str, cell: str | None = None) -> str:
-        with pytest.raises(UsageError) as error:
-            shell.run_cell_magic("gptoss", line, cell) if cell else shell.run_line_magic("gptoss", line)
-        return str(error.value)
-
     letters = "which the magic reads as letters, not quotes: write"
-    try:
-        shell.run_line_magic("load_ext", "gptoss_lab")
-        assert said("--effort “high”", "Hi") == f"%%gptoss: “high” is in curly quotes (“), {letters} high (see %%gptoss --help)"
-        assert said("--temperature=„0.7“", "Hi") == (f"%%gptoss: --temperature=„0.7“ is in curly quotes („), {letters} "
-                                                     "--temperature=0.7 (see %%gptoss --help)")
-        assert said("config effort=‘high’") == (f"%gptoss config: effort=‘high’ is in curly quotes (‘), {letters} "
-                                                "effort=high (see %gptoss config --help)")
-        assert said("config instructions=“Be brief”") == (f"%gptoss config: instructions=“Be is in curly quotes (“), "
-                                                          f"{letters} the text in straight quotes, \" or ' (see %gptoss "
-                                                          "config --help)")
-        assert said("browse “notes”") == (f"%gptoss browse: “notes” is in curly quotes (“), {letters} notes (see "
-                                          "%gptoss browse --help)")
-        shell.run_line_magic("gptoss", "config instructions='“Be brief,” she said'")
-        (tmp_path / "“notes”").mkdir()
-        (tmp_path / "“notes”" / "a.md").write_text("# A\nThe harbour opens at dawn.\n")
-        monkeypatch.chdir(tmp_path)
-        shell.run_line_magic("gptoss", "browse “notes”")
-        kept = shell.magics_manager.registry["GptossMagics"]._unloaded
-        assert kept.settings.instructions == "“Be brief,” she said" and kept.browser is not None
-    finally:
-        InteractiveShell.clear_instance()
+    assert said("--effort “high”", "Hi") == (f"%%gptoss: “high” is in curly quotes (“), {letters} high (see %%gptoss "
+                                             "--help)")
+    assert said("--temperature=„0.7“", "Hi") == (f"%%gptoss: --temperature=„0.7“ is in curly quotes („), {letters} "
+                                                 "--temperature=0.7 (see %%gptoss --help)")
+    assert said("config effort=‘high’") == (f"%gptoss config: effort=‘high’ is in curly quotes (‘), {letters} "
+                                            "effort=high (see %gptoss config --help)")
+    assert said("config instructions=“Be brief”") == (f"%gptoss config: instructions=“Be is in curly quotes (“), "
+                                                      f"{letters} the text in straight quotes, \" or ' (see %gptoss "
+                                                      "config --help)")
+    assert said("browse “notes”") == (f"%gptoss browse: “notes” is in curly quotes (“), {letters} notes (see "
+                                      "%gptoss browse --help)")
+    said.shell.run_line_magic("gptoss", "config instructions='“Be brief,” she said'")
+    (tmp_path / "“notes”").mkdir()
+    (tmp_path / "“notes”" / "a.md").write_text("# A\nThe harbour opens at dawn.\n")
+    monkeypatch.chdir(tmp_path)
+    said.shell.run_line_magic("gptoss", "browse “notes”")
+    kept = said.shell.magics_manager.registry["GptossMagics"]._unloaded
+    assert kept.settings.instructions == "“Be brief,” she said" and kept.browser is not None
+
+
+def test_a_number_written_with_commas_or_in_e_notation_is_answered_with_the_number_to_write(said):
+    """`--max-tokens 1,000`, `--temperature 0,7` (a decimal comma), `config threads=1e3` and `connect --timeout 2,5`
+    were only "must be a whole number", "must be a number" or "invalid float value": the number to write is named."""
+    assert said("--max-tokens 1,000", "Hi") == ("%%gptoss: --max-tokens must be a whole number, not '1,000': write "
+                                                "1000 (see %%gptoss --help)")
+    assert said("--max-tokens 1e3", "Hi").endswith("not '1e3': write 1000 (see %%gptoss --help)")
+    assert said("--temperature 0,7", "Hi") == ("%%gptoss: --temperature must be a number, not '0,7': write 0.7 "
+                                               "(see %%gptoss --help)")
+    assert said("--top-p ,9", "Hi").endswith("not ',9': write 0.9 (see %%gptoss --help)")
+    assert said("--timeout 1,000", "Hi").endswith("not '1,000': write 1000 or 1.000 (see %%gptoss --help)")
+    assert said("--max-tokens 10**9", "Hi").endswith("not '10**9' (see %%gptoss --help)")   # no guess
+    assert said("config threads=1e3") == "%gptoss config: threads must be a whole number from 1 to 1024, not '1e3': " \
+                                         "write 1000"
+    assert said("connect http://127.0.0.1:9 --timeout 2,5") == ("%gptoss connect: argument --timeout: invalid "
+                                                                "float value: '2,5': write 2.5 (see %gptoss "
+                                                                "connect --help)")
