@@ -39,7 +39,7 @@ def load_ipython_extension(ipython: Any) -> None:
     loaded = ipython.magics_manager.registry.get(GptossMagics.__name__)
     if loaded is not None:  # %reload_ext: keep the loaded model, the conversation and the last cell's view and -o name
         magics.session, magics._asked = loaded.session, getattr(loaded, "_asked", None)
-        magics._unloaded = getattr(loaded, "_unloaded", None)
+        magics._unloaded, magics._left = getattr(loaded, "_unloaded", None), getattr(loaded, "_left", None)
     ipython.register_magics(magics)
     if help_cells not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(help_cells)

@@ -673,6 +673,9 @@ class GptossMagics(Magics):
         super().__init__(shell)
         self.session: Any = None
         self._unloaded: Any = None  # the session `%gptoss unload` let go of: the next model takes its settings
+        # the session of the conversation a `load` or `connect` left behind (unloaded), which `%gptoss history` shows
+        # until the next answer (a bare `%gptoss load` dropped it unseen, also one `unload` said it still showed)
+        self._left: Any = None
         # the last reply a cell (or its regenerate) kept, with the cell's --text and -o NAME: `%gptoss regenerate` asks
         # it again in that view and puts the answer in that variable, if it is still the session's last reply
         self._asked: tuple[Any, bool, str | None] | None = None
@@ -801,6 +804,7 @@ class GptossMagics(Magics):
         if name:
             self.shell.user_ns[name] = reply
         self._asked = reply, text, name
+        self._left = None
 
     def _session(self) -> Any:
         if self.session is None:
@@ -821,6 +825,19 @@ class GptossMagics(Magics):
         if self.session is not None and isinstance(self.session.engine, _Unloaded):
             self.session, self._unloaded = None, self.session
 
+    def _leave(self, old: Any) -> str:
+        """What a load or connect says of the conversation of `old`, the session it replaced, which `%gptoss history`
+        shows until the next answer: its model's memory is freed (as it was by letting go of it), but where it is a
+        Session of the user's own (`%gptoss use s`), which stays theirs as it is."""
+        self._left = old if old is not None and old.replies else None
+        if self._left is not None and not any(value is old for value in self.shell.user_ns.values()):
+            try:
+                _one_line(old.unload)
+            except UsageError:   # (a turn of it running on another thread: it is let go of, as before)
+                self._left = None
+        return _new_conversation(self._left, shown=" (`%gptoss history` shows that conversation until your next "
+                                                   "question)")
+
     def _settings_from(self) -> Any:
         """The session whose settings and documents a newly loaded model takes over."""
         return self.session if self.session is not None else self._unloaded
@@ -837,19 +854,19 @@ class GptossMagics(Magics):
             print(usage())
         elif command == "load":
             options = {k: getattr(opts, k) for k in ("device", "dtype", "device_map", "dequantize") if getattr(opts, k)}
-            old = self.session
-            self.session = _keep_settings(_one_line(_load, opts.model, said_by="%gptoss load", **options),
-                                          self._settings_from())
-            say(f"Loaded {visible(self.session.engine.name)}.{_new_conversation(old)}")
+            old = self._settings_from()
+            self.session = _keep_settings(_one_line(_load, opts.model, said_by="%gptoss load", **options), old)
+            say(f"Loaded {visible(self.session.engine.name)}.{self._leave(old)}")
         elif command == "connect":
             api_key = _env_key(opts.api_key_env)
             given = {k: getattr(opts, k) for k in ("timeout", "retries", "verify") if getattr(opts, k) is not None}
             session = _one_line(Session.connect, opts.url, model=opts.model, api_key=api_key, said_by="%gptoss connect",
                                  **given)
-            old, self.session = self.session, _keep_settings(session, self._settings_from())
+            old = self._settings_from()
+            self.session = _keep_settings(session, old)
             # the engine's URL (a user:password@ taken out), and the names the server chose
             say(f"Connected to {visible(self.session.engine.url)} ({visible(self.session.engine.name)})."
-                f"{_new_conversation(old)}")
+                f"{self._leave(old)}")
         elif command == "use":
             session = self.shell.user_ns.get(_identifier(opts.variable))   # `ｓ` is s, as code reads it
             if not isinstance(session, Session):
@@ -865,6 +882,7 @@ class GptossMagics(Magics):
             for session in (self.session, self._unloaded):   # an unloaded model's conversation is shown until then
                 if session is not None:   # (a turn running on another thread refuses it, in one line)
                     _one_line(session.reset, said_by="%gptoss reset")
+            self._left = None
             say("Conversation cleared: the next %%gptoss cell starts a new chat.")
         elif command == "regenerate":
             self._regenerate()
@@ -971,8 +989,9 @@ class GptossMagics(Magics):
 
     def _history(self, export: bool) -> None:
         session = self.session if self.session is not None else self._unloaded   # an unloaded model's stays readable
+        left = self._left if session is None or not session.replies else None   # the one a load left, until an answer
         # (--export with no conversation printed the system prompt alone, where the history said there was none)
-        if session is None or not (session.history if export else session.replies):
+        if (session is None or not (session.history if export else session.replies)) and not (left and not export):
             say("No conversation yet: ask with a %%gptoss cell.")
             return
         if export:   # a setting the next turn would refuse (a function deleted since) is one line, as that turn's is
@@ -988,6 +1007,10 @@ class GptossMagics(Magics):
 
         from .widgets.transcript import Transcript
 
+        if left is not None:
+            say(f"The conversation with {visible(left.engine.name)}, before the model changed (the model now loaded "
+                "starts its own at your next question):")
+            session = left
         session.check_conversation()   # as the turn left it: a thread the model's code left running rewrote it since
         for reply in session.replies:
             display(Transcript.from_reply(reply))
@@ -1155,12 +1178,13 @@ def _described(settings: Any) -> str:
             f"timeout: {settings.timeout:g} s | max tokens: {settings.max_new_tokens}{''.join(chosen)}")
 
 
-def _new_conversation(old: Any) -> str:
-    """What a load or connect says when it leaves a conversation behind (the new model starts its own)."""
+def _new_conversation(old: Any, shown: str = "") -> str:
+    """What a load or connect says when it leaves a conversation behind (the new model starts its own), and where it
+    is `shown`."""
     if old is None or not old.replies:
         return ""
     turns = len(old.replies)
-    return f" A new conversation starts: the {turns} earlier turn{'s are' if turns > 1 else ' is'} not carried over."
+    return f" A new conversation starts: the {turns} earlier turn{'s are' if turns > 1 else ' is'} not carried over{shown}."
 
 
 def _keep_settings(new: Any, old: Any) -> Any:

@@ -817,7 +817,19 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
     assert "effort: high" in out and "timeout: 7 s" in out and "turns: 1" in out, out
     out, _ = run(kc, "%gptoss load tiny", timeout=120)
     assert " ".join(out.split()).endswith("Loaded gpt-oss-tiny. A new conversation starts: the 1 earlier turn is "
-                                          "not carried over."), out
+                                          "not carried over (`%gptoss history` shows that conversation until your "
+                                          "next question)."), out
+    out, _ = run(kc, "%gptoss history")   # (it said "No conversation yet", the conversation gone unseen)
+    assert " ".join(out.split()).startswith("The conversation with gpt-oss-tiny, before the model changed (the model "
+                                            "now loaded starts its own at your next question): You: Hi"), out
+    # a model loaded after `unload` said nothing of the conversation unload had said `history` still showed
+    run(kc, "%%gptoss --text --approve never --max-tokens 32\nHi again\n%gptoss unload", timeout=120)
+    out, _ = run(kc, "%gptoss load", timeout=120)
+    assert "the 1 earlier turn is not carried over (`%gptoss history` shows" in " ".join(out.split()), out
+    out, _ = run(kc, "%gptoss history")
+    assert "You: Hi again" in out and "You: Hi\n" not in out, out
+    run(kc, "%gptoss reset")
+    assert run(kc, "%gptoss history")[0].strip() == "No conversation yet: ask with a %%gptoss cell.", out
 
 
 def test_a_cells_options_on_gpt_oss_tiny_do_what_they_say_or_say_why_not(kernel):
