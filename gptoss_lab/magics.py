@@ -111,7 +111,13 @@ class _Parser(Parser):
         if message.startswith("the following arguments are required: "):   # `connect --url=URL`: as `--url URL`
             given = getattr(self, "_given", [])
             return next((hint for word in given if word.startswith("-")
-                         and (hint := self._elsewhere(word.split("=")[0], self, given))), "")
+                         and (hint := self._elsewhere(word.split("=")[0], self, given))),
+                        _example(self))
+        if (missing := _NO_VALUE.fullmatch(message)) is not None:   # `--effort` at the line's end: what it takes
+            action = next(a for a in self._command(getattr(self, "_args", []))._actions
+                          if missing[1] in a.option_strings)
+            takes = "|".join(map(str, action.choices)) if action.choices else action.metavar or action.dest.upper()
+            return f": write {missing[1]} {takes}"
         word = _INVALID_CHOICE.search(message) or UNRECOGNIZED.search(message)
         if word is None:   # a stray word, not an option: a question or a command on the wrong line
             return self._misplaced(getattr(self, "_args", [])) if "unrecognized arguments" in message else ""
@@ -199,10 +205,18 @@ _CONFIG_EXTRA = ("threads",)  # `%gptoss config` keys of the magic's own, past t
 _MEANT = {"disconnect": "unload", "free": "unload", "clear": "reset", "new": "reset", "restart": "reset",
           "export": "history --export", "info": "status"}
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
+_NO_VALUE = re.compile(r"argument ([^\s/:]+)\S*: expected one argument")   # argparse's words for an option's missing value
 _KEY_RUN = re.compile(r"[A-Za-z0-9]{16,}")  # letters and digits unbroken, as a key's random part is written
 # names IPython writes (`_` and `_1` after each output, `_i3` each input) or owns: a reply kept there was overwritten
 _IPYTHON_NAME = re.compile(r"_+|_\d+|_i+|_i\d+|_[ido]h|In|Out|get_ipython|exit|quit")
 _QUOTED = 100  # the longest word of the user's line an error quotes whole (a longer one: its first 40 characters)
+
+
+def _example(parser: argparse.ArgumentParser) -> str:
+    """`: for example `%gptoss connect http://...``, the command line of `parser`'s example (its help's last line),
+    without its note; "" for a parser with none."""
+    line = (parser.epilog or "").partition("example:\n")[2].strip().split("  (")[0]
+    return f": for example `{line}`" if line else ""
 
 
 def _quotable(value: str) -> bool:

@@ -52,6 +52,14 @@ CASES = [
     ("%%gptoss", "--routing=yes", "--routing takes no value, not 'yes': write --routing alone", " (see %%gptoss --help)"),
     ("%gptoss", "load tiny --dequantize=true", "--dequantize takes no value, not 'true': write --dequantize alone",
      " (see %gptoss load --help)"),
+    # a command's required word or an option's value left out: what to write
+    ("%gptoss", "connect", "the following arguments are required: url",
+     ": for example `%gptoss connect http://127.0.0.1:8000 --api-key-env OPENAI_API_KEY`"),
+    ("%gptoss", "use", "the following arguments are required: variable", ": for example `%gptoss use s` (see"),
+    ("%gptoss", "browse", "the following arguments are required: source", ": for example `%gptoss browse ~/papers` (see"),
+    ("%%gptoss", "-e", "argument --effort/--reasoning/-e: expected one argument", ": write --effort low|medium|high"),
+    ("%%gptoss", "--max-tokens", "argument --max-tokens: expected one argument", ": write --max-tokens N"),
+    ("%gptoss", "load tiny --device", "argument --device: expected one argument", ": write --device DEVICE"),
     # nothing near: no guess
     ("%gptoss", "zzz", "invalid choice: 'zzz'", " (see %gptoss --help)"),
     ("%%gptoss", "--xyz", "unrecognized arguments: --xyz", " (see %%gptoss --help)"),
