@@ -459,9 +459,10 @@ def _written(value: Any) -> str:
 
 
 def _cell_parser() -> _Parser:
-    p = _Parser(prog="%%gptoss", description="Ask the loaded gpt-oss model; the cell body is the prompt "
-                "({name} inserts a variable's value, {{name}} writes {name} itself).\nAn option left out takes "
-                f"the setting `%gptoss config` sets (`%gptoss status` shows them; at first {_defaults()}).",
+    about = ("Ask the loaded gpt-oss model; the cell body is the prompt ({name} inserts a variable's value, {{name}} "
+             "writes {name} itself).", "An option left out takes the setting `%gptoss config` sets (`%gptoss status` "
+             f"shows them; at first {_defaults()}).")
+    p = _Parser(prog="%%gptoss", description="\n".join(textwrap.fill(part, 78) for part in about),
                 epilog=_CELL_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--effort", "--reasoning", "-e", dest="effort", choices=EFFORTS, help="reasoning effort for this cell")
     p.add_argument("--approve", "--approval", "-a", dest="approval", choices=APPROVALS,

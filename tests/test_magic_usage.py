@@ -337,6 +337,8 @@ def test_the_help_of_config_and_of_a_cell_says_the_settings_a_model_starts_with(
         InteractiveShell.clear_instance()
     for start in ("effort=medium", "approve=ask", "timeout=120", "max_tokens=2048", "tools=python", "guard=on"):
         assert start in " ".join(config.split()) and start in " ".join(cell.split()), start
+    # wrapped as every command's help is (the cell's description was two lines, the second of 300 characters)
+    assert max(map(len, cell.splitlines())) <= 80 and max(map(len, config.splitlines())) <= 80, cell
 
 
 @pytest.mark.parametrize("line,meant", [("disconnect", "unload"), ("clear", "reset"), ("export", "history --export"),
