@@ -418,7 +418,8 @@ def test_resolve_tools():
                                             r"tool\(fn, name='...'\)$"):
         Toolset.resolve("add,add_b", {**ns, "add": add, "add_b": other}, builtins)
     for twice in ("add,python,add", [add, add], [add, tool(add)]):  # one function listed twice is said so
-        with pytest.raises(ToolSpecError, match="^the tool 'add' is listed twice$"):
+        written = ": write 'add,python'" if isinstance(twice, str) else ""   # (a comma list: the list to write)
+        with pytest.raises(ToolSpecError, match=f"^the tool 'add' is listed twice{written}$"):
             Toolset.resolve(twice, {**ns, "add": add}, builtins)
 
 

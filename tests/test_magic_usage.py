@@ -171,7 +171,7 @@ def test_a_cells_error_reads_the_same_with_a_model_loaded_or_not(capsys):
         shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
                        "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))")
         shell.run_line_magic("gptoss", "use s")
-        assert said("--tools python,python") == before == "%%gptoss: the tool 'python' is listed twice"
+        assert said("--tools python,python") == before == "%%gptoss: the tool 'python' is listed twice: write 'python'"
         assert said("--ablate 1:3").startswith("%%gptoss: intervention (--ablate): this needs a gpt-oss model")
         assert said("--ablate=,,") == "%%gptoss: --ablate needs LAYER:EXPERT pairs, e.g. --ablate 1:3,2:5"
     finally:

@@ -276,7 +276,7 @@ class Toolset:
             known = functions.get(function.name)
             if known is not None:
                 same = known.function is function.function  # the same function twice (add,add or [add, tool(add)])
-                raise ToolSpecError(f"the tool {function.name!r} is listed twice" if same
+                raise ToolSpecError(f"the tool {function.name!r} is listed twice{_once(spec)}" if same
                                     else f"two different tools are named {function.name!r}: give one of them "
                                          f"another name, tool(fn, name='...')")
             functions[function.name] = function
@@ -285,7 +285,7 @@ class Toolset:
         names = [t.name for t in tools]
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate:
-            raise ToolSpecError(f"the tool {duplicate!r} is listed twice")
+            raise ToolSpecError(f"the tool {duplicate!r} is listed twice{_once(spec)}")
         return cls(tools, disabled=builtins)
 
     def find(self, recipient: str) -> Tool | None:
@@ -330,6 +330,12 @@ def _machinery(item: Any) -> str | None:
                type(owner).__module__ if owner is not None else None]
     return next((_MACHINERY[m.split(".")[0]] for m in modules if isinstance(m, str) and m.split(".")[0] in _MACHINERY),
                 None)
+
+
+def _once(spec: ToolSpec | None) -> str:
+    """`: write 'python,add'`, the comma list `spec` with each name once (`python,python` said only "listed twice"),
+    or "" for a list of tools, whose twice listed tool the message names."""
+    return f": write {','.join(dict.fromkeys(_split(spec)))!r}" if isinstance(spec, str) else ""
 
 
 def _split(spec: ToolSpec | None) -> list[Any]:
