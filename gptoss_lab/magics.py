@@ -934,7 +934,8 @@ class GptossMagics(Magics):
             self._kept().configure(**changes)
         except SettingsError as err:
             setting, _, rest = str(err).partition(" ")
-            raise UsageError(f"%gptoss config: {shown_key(setting)} {rest}") from None
+            back = f" ({shown_key(setting)}=default sets it back)" if changes.get(setting) == "" else ""   # `seed=`
+            raise UsageError(f"%gptoss config: {shown_key(setting)} {rest}{back}") from None
         if given:
             from .engines.checkpoint import import_held
             from .engines.local import use_threads

@@ -770,7 +770,8 @@ def test_a_value_in_curly_quotes_says_to_write_straight_ones(said, tmp_path, mon
 
 def test_a_number_written_with_commas_or_in_e_notation_is_answered_with_the_number_to_write(said):
     """`--max-tokens 1,000`, `--temperature 0,7` (a decimal comma), `config threads=1e3` and `connect --timeout 2,5`
-    were only "must be a whole number", "must be a number" or "invalid float value": the number to write is named."""
+    were only "must be a whole number", "must be a number" or "invalid float value": the number to write is named; a
+    setting given nothing (`config seed=`) says how to set it back."""
     assert said("--max-tokens 1,000", "Hi") == ("%%gptoss: --max-tokens must be a whole number, not '1,000': write "
                                                 "1000 (see %%gptoss --help)")
     assert said("--max-tokens 1e3", "Hi").endswith("not '1e3': write 1000 (see %%gptoss --help)")
@@ -779,6 +780,9 @@ def test_a_number_written_with_commas_or_in_e_notation_is_answered_with_the_numb
     assert said("--top-p ,9", "Hi").endswith("not ',9': write 0.9 (see %%gptoss --help)")
     assert said("--timeout 1,000", "Hi").endswith("not '1,000': write 1000 or 1.000 (see %%gptoss --help)")
     assert said("--max-tokens 10**9", "Hi").endswith("not '10**9' (see %%gptoss --help)")   # no guess
+    assert said("config seed=") == "%gptoss config: seed must be a whole number, not '' (seed=default sets it back)"
+    assert said("config approve=") == ("%gptoss config: approve must be 'auto', 'ask' or 'never', not '' "
+                                       "(approve=default sets it back)")
     assert said("config threads=1e3") == "%gptoss config: threads must be a whole number from 1 to 1024, not '1e3': " \
                                          "write 1000"
     assert said("connect http://127.0.0.1:9 --timeout 2,5") == ("%gptoss connect: argument --timeout: invalid "
