@@ -407,6 +407,9 @@ def test_a_device_torch_does_not_know_is_refused_before_the_loading_line(capsys)
     with pytest.raises(LoadError, match=r"^'bogus' is not a device: use cpu, cuda, cuda:1, mps \.\.\.$"):
         LocalEngine.from_pretrained("tiny", device="bogus")
     assert "Loading" not in capsys.readouterr().out
+    for device, meant in (("CUDA", "cuda"), ("gpu", "cuda"), ("GPU:1", "cuda:1"), ("Cpu", "cpu")):   # (no hint before)
+        with pytest.raises(LoadError, match=rf"^'{device}' is not a device \(did you mean '{meant}'\?\): use cpu, "):
+            LocalEngine.from_pretrained("tiny", device=device)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU 0")

@@ -935,6 +935,19 @@ def _cached(repo_id: str) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def _device_meant(device: Any) -> str:
+    """` (did you mean 'cuda'?)` for a device torch would know in lower case, or written `gpu` (`CUDA`, `GPU:1`), else
+    ""."""
+    import torch
+
+    meant = re.sub(r"^gpu\b", "cuda", str(device).strip().casefold())
+    try:
+        torch.device(meant)
+    except (RuntimeError, TypeError, ValueError):
+        return ""
+    return f" (did you mean {meant!r}?)"
+
+
 def check_device(device: Any) -> None:
     """A one-line LoadError for a device torch does not know, or one that holds no weights (meta: shapes only, where
     "Loading ... on meta" was printed and transformers then asked for accelerate); None: the default; a GPU index is one."""
@@ -945,7 +958,7 @@ def check_device(device: Any) -> None:
     try:
         kind = torch.device(device).type
     except (RuntimeError, TypeError, ValueError):
-        raise LoadError(f"{device!r} is not a device: use cpu, cuda, cuda:1, mps ...") from None
+        raise LoadError(f"{device!r} is not a device{_device_meant(device)}: use cpu, cuda, cuda:1, mps ...") from None
     if kind == "meta":
         raise LoadError(f"{device!r} holds no weights (tensors there have shapes only), so no model can answer there: "
                         "use cpu, cuda, cuda:1, mps ...")
