@@ -83,7 +83,10 @@ class Settings:
 
 def _tool_names(value: str) -> str:
     """`value`, a comma list of tool names, refused where a name is empty (`python,,` was kept and shown as written,
-    offering python alone) or `none` stands beside tools, saying what to write instead."""
+    offering python alone), `none` stands beside tools or another script's comma parts them (`python，browser` was one
+    unknown name), saying what to write instead."""
+    if other := next((c for c in value if c in "，、､﹐"), None):   # a CJK keyboard's commas: one unknown name
+        raise ValueError(f"must be separated by commas (,), not {other!r}: write {re.sub('[，、､﹐]', ',', value)!r}")
     names = [name.strip() for name in value.split(",")]
     given = [name for name in names if name]
     instead = ",".join(name for name in given if name != "none") or "none"

@@ -721,8 +721,9 @@ def said():
 
 def test_a_tool_list_with_an_empty_name_or_nothing_in_it_is_refused_saying_what_to_write(said):
     """`config tools=python,,` was kept and shown back as `tools: python,,`, `none,python` was "unknown tool 'none'",
-    `NONE` had no hint, and `%%gptoss --tools ''` ran the cell with no tools, saying nothing: each is one line now,
-    naming the empty name and what to write, and the settings stay as they were."""
+    `NONE` and `python，browser` (a CJK keyboard's comma) had no hint, and `%%gptoss --tools ''` ran the cell with no
+    tools, saying nothing: each is one line now, naming the empty name and what to write, and the settings stay as
+    they were."""
     said.shell.run_cell("from gptoss_lab import Session, ReplayEngine\n"
                         "s = Session(ReplayEngine('<|channel|>final<|message|>4<|return|>'))")
     said.shell.run_line_magic("gptoss", "use s")
@@ -733,6 +734,8 @@ def test_a_tool_list_with_an_empty_name_or_nothing_in_it_is_refused_saying_what_
     assert said("config tools=none,python") == ("%gptoss config: tools must not list none (no tools) beside tools: "
                                                 "write 'python', not 'none,python'")
     assert said("config tools=NONE").endswith("(did you mean 'none'?)")
+    assert said("config tools=python，browser") == ("%gptoss config: tools must be separated by commas (,), not '，': "
+                                                   "write 'python,browser', not 'python，browser'")
     assert said.shell.user_ns["s"].settings.tools == "python"   # nothing was changed
     assert said("--tools python,", "Hi") == ("%%gptoss: --tools must not hold an empty name (name 2 of 2 is empty): "
                                              "write 'python', not 'python,' (see %%gptoss --help)")
