@@ -132,8 +132,10 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = (), typed: Se
         key = ALIASES.get(key, key)
         if not sep or key not in (*Settings.names(), *extra):
             keys = shown_keys(extra)
+            dashed = key.lstrip("-—–－−‐‑").replace("-", "_")   # `—effort high`, a command line's habit, pasted
             meant = (next(iter(difflib.get_close_matches(folded(key), keys, 1)), None) if sep else
                      _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else
+                     _spaced([dashed, *pairs[i + 1:]]) if dashed != key and dashed in keys else
                      _unquoted(list(typed) if len(typed) == len(pairs) else pairs, i))
             raise SettingsError(f"expected KEY=VALUE with KEY one of {', '.join(keys)}; got {pair!r}"
                                 + (f" (did you mean {meant}?)" if meant else ""))

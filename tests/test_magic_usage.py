@@ -749,7 +749,8 @@ def test_a_tool_list_with_an_empty_name_or_nothing_in_it_is_refused_saying_what_
 def test_a_value_in_curly_quotes_says_to_write_straight_ones(said, tmp_path, monkeypatch):
     """`--effort “high”`, pasted from a web page, was "invalid choice: '“high”'", `--temperature „0.7“` "must be a
     number", and `config instructions=“Be brief”` gave the model the quotes: the quotes are named, and what to write.
-    Curly quotes inside straight ones, and a folder so named, are the user's text."""
+    Curly quotes inside straight ones, and a folder so named, are the user's text. A setting pasted as an option with a
+    long dash (`config —effort high`) is named as `config --effort high` is."""
     letters = "which the magic reads as letters, not quotes: write"
     assert said("--effort “high”", "Hi") == (f"%%gptoss: “high” is in curly quotes (“), {letters} high (see %%gptoss "
                                              "--help)")
@@ -760,6 +761,8 @@ def test_a_value_in_curly_quotes_says_to_write_straight_ones(said, tmp_path, mon
     assert said("config instructions=“Be brief”") == (f"%gptoss config: instructions=“Be is in curly quotes (“), "
                                                       f"{letters} the text in straight quotes, \" or ' (see %gptoss "
                                                       "config --help)")
+    assert said("config —effort high").endswith("got '—effort' (did you mean effort=high?)")   # (no hint before)
+    assert said("config —max-tokens 64").endswith("got '—max-tokens' (did you mean max_tokens=64?)")
     assert said("browse “notes”") == (f"%gptoss browse: “notes” is in curly quotes (“), {letters} notes (see "
                                       "%gptoss browse --help)")
     said.shell.run_line_magic("gptoss", "config instructions='“Be brief,” she said'")
