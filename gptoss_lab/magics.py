@@ -24,7 +24,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .arguments import Parser, plain
 from .events import counted, ctrl_c_says
-from .settings import (APPROVALS, DEFAULT, EFFORTS, UNRECOGNIZED, Settings, SettingsError, nearest,
+from .settings import (APPROVALS, DASHES, DEFAULT, EFFORTS, UNRECOGNIZED, Settings, SettingsError, nearest,
                        number_meant, other_digits, parse_assignments, shown_key, shown_keys)
 from .tools.base import error_message
 from .widgets import say
@@ -96,8 +96,8 @@ class _Parser(Parser):
         command = self._command(args)
         for word in args:
             long = word[:1] in "—–"   # one long dash for two hyphens; other dashes (－－effort, a CJK keyboard's) twice
-            option = "--" + (word[1:] if long else word.lstrip(_DASHES)).split("=")[0]
-            if word[:1] in _DASHES and option in _words_known(command):
+            option = "--" + (word[1:] if long else word.lstrip(DASHES)).split("=")[0]
+            if word[:1] in DASHES and option in _words_known(command):
                 dash = "a long dash" if long else "a dash that is not a hyphen"
                 raise UsageError(f"{command.prog}: {word.split('=')[0]} starts with {dash} ({word[0]}), not two "
                                  f"hyphens: write {option} (see {command.prog} --help)")
@@ -188,7 +188,6 @@ class _Parser(Parser):
         raise _HelpShown
 
 
-_DASHES = "—–－−‐‑"  # dashes that are not the hyphen-minus options start with (long, full-width, minus, hyphens)
 # whether a command, as given, changes the lab's model, session or settings (refused to the python tool's code), for
 # every command: `config` changes them only given KEY=VALUE (alone it shows them); help, status, history, routing and
 # doctor only read

@@ -85,8 +85,8 @@ def _tool_names(value: str) -> str:
     """`value`, a comma list of tool names, refused where a name is empty (`python,,` was kept and shown as written,
     offering python alone), `none` stands beside tools or another script's comma parts them (`python，browser` was one
     unknown name), saying what to write instead."""
-    if other := next((c for c in value if c in "，、､﹐"), None):   # a CJK keyboard's commas: one unknown name
-        raise ValueError(f"must be separated by commas (,), not {other!r}: write {re.sub('[，、､﹐]', ',', value)!r}")
+    if other := next((c for c in value if c in _COMMAS), None):   # a CJK keyboard's: the list was one unknown name
+        raise ValueError(f"must be separated by commas (,), not {other!r}: write {re.sub(f'[{_COMMAS}]', ',', value)!r}")
     names = [name.strip() for name in value.split(",")]
     given = [name for name in names if name]
     instead = ",".join(name for name in given if name != "none") or "none"
@@ -98,6 +98,11 @@ def _tool_names(value: str) -> str:
     if "none" in given and len(given) > 1:
         raise ValueError(f"must not list none (no tools) beside tools: write {instead!r}")
     return value
+
+
+_COMMAS = "，、､﹐"   # commas of other scripts and widths, which a comma list is not split at
+# dashes that are not the hyphen-minus options start with (long, full-width, minus, hyphens), as pasted or typed
+DASHES = "—–－−‐‑"
 
 
 class _Default:
@@ -132,7 +137,7 @@ def parse_assignments(pairs: Iterable[str], extra: Sequence[str] = (), typed: Se
         key = ALIASES.get(key, key)
         if not sep or key not in (*Settings.names(), *extra):
             keys = shown_keys(extra)
-            dashed = key.lstrip("-—–－−‐‑").replace("-", "_")   # `—effort high`, a command line's habit, pasted
+            dashed = key.lstrip("-" + DASHES).replace("-", "_")   # `—effort high`, a command line's habit, pasted
             meant = (next(iter(difflib.get_close_matches(folded(key), keys, 1)), None) if sep else
                      _spaced(pairs[i:]) if key in (*Settings.names(), *extra) else
                      _spaced([dashed, *pairs[i + 1:]]) if dashed != key and dashed in keys else
