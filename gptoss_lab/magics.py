@@ -1006,9 +1006,11 @@ class GptossMagics(Magics):
         session = self.session if self.session is not None else self._unloaded   # an unloaded model's stays readable
         left = self._left if session is None or not session.replies else None   # the one a load left, until an answer
         # (--export with no conversation printed the system prompt alone, where the history said there was none)
-        if (session is None or not (session.history if export else session.replies)) and not (left and not export):
+        if (session is None or not (session.history if export else session.replies)) and left is None:
             say("No conversation yet: ask with a %%gptoss cell.")
             return
+        if export and left is not None:   # it said "No conversation yet" where `%gptoss history` showed that one
+            session = left
         if export:   # a setting the next turn would refuse (a function deleted since) is one line, as that turn's is
             from . import harmony
 

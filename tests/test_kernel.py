@@ -822,6 +822,8 @@ def test_unload_frees_the_model_and_the_next_model_keeps_the_settings(kernel):
     out, _ = run(kc, "%gptoss history")   # (it said "No conversation yet", the conversation gone unseen)
     assert " ".join(out.split()).startswith("The conversation with gpt-oss-tiny, before the model changed (the model "
                                             "now loaded starts its own at your next question): You: Hi"), out
+    out, _ = run(kc, "%gptoss history --export")   # it said "No conversation yet" there
+    assert "<|start|>user<|message|>Hi<|end|>" in out, out
     # a model loaded after `unload` said nothing of the conversation unload had said `history` still showed
     run(kc, "%%gptoss --text --approve never --max-tokens 32\nHi again\n%gptoss unload", timeout=120)
     out, _ = run(kc, "%gptoss load", timeout=120)
