@@ -531,3 +531,24 @@ def test_lone_surrogates_from_a_search_service_are_written_out_so_every_renderin
                       transcript.to_html(), transcript.to_markdown(), transcript.to_text()):
         rendering.encode("utf-8")
         assert "\\ud800" in rendering
+
+
+@pytest.mark.parametrize(("answer", "opens"), [
+    ("[https://github.com/login](https://evil.example/login)", "evil.example"),
+    ("[Sign in at github.com](https://github.com.evil.example/)", "github.com.evil.example"),
+    ("![github.com/logo.png](https://evil.example/x.png)", "evil.example"),
+    ("[help@github.com](mailto:help@evil.example)", "evil.example"),
+])
+def test_a_link_whose_text_names_another_host_says_where_it_goes(answer: str, opens: str) -> None:
+    """`[https://github.com/login](https://evil.example/login)` read as GitHub's sign-in page and opened evil.example's:
+    the live view's and the saved turn's link says which host it opens; one that names its own host, or none, is as
+    written."""
+    note = f" (opens {opens})"
+    for form in (markdown_html(answer), Transcript.from_events(
+            [TurnStart("Hi", "low", "replay", "auto"), MessageStart("final", None), Delta(answer, "final"),
+             MessageEnd(None, None)]).to_html()):
+        links = re.findall(r"<a [^>]*>(.*?)</a>", form)
+        assert len(links) == 1 and links[0].endswith(note), form
+    for honest in ("[github.com/login](https://www.GitHub.com/login)", "<https://evil.example/a>",
+                   "[the docs](https://evil.example)", "[v1.2.3](https://evil.example)"):
+        assert "(opens" not in markdown_html(honest), honest

@@ -277,6 +277,42 @@ def short_address(url: str, chars: int = 120) -> str:
     return start + (rest if len(rest) <= left else rest[:left - 1] + "…")
 
 
+# A host a link's text names: in an address (`https://github.com/login`, `help@github.com`) or alone (`github.com`):
+# dotted labels, the last of two letters or more
+_NAMED_HOST = regex.compile(r"(?<![\p{L}\p{N}_.@-])(?:[a-z][a-z0-9+.-]*://)?(?:[^\s/@]*@)?"
+                            r"((?:[\p{L}\p{N}-]+\.)+\p{L}{2,})(?![\p{L}\p{N}_-])", regex.IGNORECASE)
+
+
+def link_host_note(text: str, href: str) -> str:
+    """What a link whose `text` names a host other than the one `href` opens says after its text, " (opens
+    evil.example)"; else "". `[https://github.com/login](https://evil.example/login)` read as Google's sign-in page
+    while it opened evil.example's (browsers show where only on hover, and not to a finger or a screen reader)."""
+    named = {_site(match.group(1)) for match in _NAMED_HOST.finditer(text)}
+    if href.lower().startswith("mailto:"):
+        host = href[len("mailto:"):].split("?")[0].rpartition("@")[2]
+    else:
+        try:
+            host = urlsplit(href.strip()).hostname or ""
+        except ValueError:
+            host = ""
+    if not named or named == {_site(host)}:
+        return ""
+    return f" (opens {reveal_host(host) or 'no host'})"
+
+
+def _site(host: str) -> str:
+    """`host` as two names of one site compare: ASCII (IDNA), lower case, no `www.` and no final dot."""
+    host = host.lower().rstrip(".")
+    if not host.isascii():
+        import idna
+
+        try:
+            host = idna.encode(host, uts46=True).decode()
+        except (idna.IDNAError, UnicodeError):
+            pass
+    return host.removeprefix("www.")
+
+
 # an http(s) address's host, after any user name: up to its port, path, query or fragment
 _WEB_HOST = re.compile(r"(?i:https?://)(?:[^/?#@\s]*@)?([^/?#:\s]*)")
 

@@ -23,8 +23,8 @@ from ..events import (
 from .citations import card_html, is_browser_call, sources_html, sources_markdown, sources_text, style, with_chips, \
     with_numbers
 from .sanitize import NO_TYPESETTING, PROSE, RICH_BOX, demote_headings, fenced, inert_apart, inert_markdown, \
-    literal_lines, literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_in_code, reveal_hidden, sanitize, \
-    shallow, shown_output, visible, web_link, within_markup_budget, written_controls
+    link_host_note, literal_lines, literal_markdown, mathml_html, one_html_block, past_nesting_limit, reveal_in_code, \
+    reveal_hidden, sanitize, shallow, shown_output, visible, web_link, within_markup_budget, written_controls
 
 if TYPE_CHECKING:
     from ..events import Reply
@@ -488,6 +488,7 @@ def _markdown() -> Any:
     md.add_render_rule("math_source", _formula_as_source)
     md.core.ruler.push("demote_headings", demote_headings)
     md.core.ruler.push("reveal_in_code", _reveal_code)
+    md.core.ruler.push("link_hosts", _say_link_hosts)
     return md
 
 
@@ -532,12 +533,31 @@ def _reveal_code(state: Any) -> None:
                 child.content = reveal_in_code(child.content)
 
 
+def _say_link_hosts(state: Any) -> None:
+    """A markdown-it core rule: a link whose text names another host than the one it opens says which it opens, at the
+    end of its text (`link_host_note`), in the live view and the saved HTML alike."""
+    from markdown_it.token import Token
+
+    for token in state.tokens:
+        children, opened = token.children or [], []
+        for i, child in reversed(list(enumerate(children))):   # from the end: a note put in moves nothing before it
+            if child.type == "link_close":
+                opened.append(i)
+            elif child.type == "link_open" and opened:
+                close = opened.pop()
+                text = "".join(c.content for c in children[i + 1:close] if c.type in ("text", "code_inline"))
+                note = link_host_note(text, str(child.attrGet("href") or ""))
+                if note:
+                    children.insert(close, Token("text", "", 0, content=note))
+
+
 def _image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
     """A model's image is shown as a link: loading it would send a request (and whatever its URL
     carries) without the user's click."""
     token = tokens[idx]
-    alt = html.escape(token.content or "image")
-    return f'<a href="{html.escape(token.attrGet("src") or "")}">[image: {alt}]</a>'
+    src = token.attrGet("src") or ""
+    alt = html.escape((token.content or "image") + "]" + link_host_note(token.content, src))
+    return f'<a href="{html.escape(src)}">[image: {alt}</a>'
 
 
 def _math(latex: str, options: dict[str, Any]) -> str:
