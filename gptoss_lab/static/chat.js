@@ -26,8 +26,10 @@ const CODE_RE = new RegExp(`[${BIDI}\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\
   + "\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e0fff}]", "gu");
 
 function reveal(text, pattern = HIDDEN_RE) {
-  // As Python writes a character by its number: \u200b, or \U000e0070 past the first 65 536
+  // As Python writes a character by its number: \u200b, or \U000e0070 past the first 65 536 (an emoji flag's tag
+  // sequence that UNSEEN_RE matches whole is kept)
   return String(text).replace(pattern, (c) => {
+    if (c.length > 2) return c;
     const n = c.codePointAt(0);
     return n > 0xffff ? `\\U${n.toString(16).padStart(8, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`;
   });
@@ -45,13 +47,19 @@ function revealText(node, pattern = BIDI_RE) {
 // The two direction overrides (LRO, RLO) turn every letter after them around: streamed reasoning and the answer's
 // unfinished part showed `user\u202eexe.txt` as "usertxt.exe". Every text the view shows, whoever drew it, has them
 // written out (\u202e), as the saved forms do (widgets/sanitize.py `written_controls`); right-to-left prose keeps its
-// marks, embeddings and isolates. An observer of the whole view: its records come before the page is painted.
-const OVERRIDES_RE = /[\u202d\u202e]/g;
+// marks, embeddings and isolates. So have the characters drawn as nothing that prose never needs (tag characters but
+// an emoji flag's, zero-width space, word joiner, byte order mark ...): "The mean is 3.15." hid 28 tag characters.
+// Joiners (emoji, scripts) and variation selectors stay. An observer of the whole view: its records come before the
+// page is painted. "Copy answer" copies the answer so written.
+const FLAG = "\u{1f3f4}[\u{e0020}-\u{e007e}]{1,32}\u{e007f}";
+const UNSEEN_RE = new RegExp(`${FLAG}|[\u202d\u202e\u115f\u1160\u17b4\u17b5\u180e\u200b\u2060-\u2065\u206a-\u206f`
+  + "\u3164\ufeff\uffa0\ufff0-\ufff8\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e00ff}\u{e01f0}-\u{e0fff}]",
+  "gu");
 
 function writeOutOverrides(records) {
   for (const record of records) {
     for (const node of record.type === "characterData" ? [record.target] : record.addedNodes) {
-      revealText(node, OVERRIDES_RE);
+      revealText(node, UNSEEN_RE);
     }
   }
 }
@@ -423,7 +431,8 @@ class Turn {
       b.text = h("div", "gx-tail");
       b.node.append(b.md, b.text);
       if (op.kind === "final") {
-        const copy = button("gx-copy", "Copy", "Copy the answer as Markdown", () => copyText(b.raw, copy, "Copy"),
+        const copy = button("gx-copy", "Copy", "Copy the answer as Markdown",
+          () => copyText(reveal(b.raw, UNSEEN_RE), copy, "Copy"),
           "Copy answer");
         b.node.append(copy);
       }

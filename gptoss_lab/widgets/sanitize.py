@@ -382,7 +382,15 @@ _TERMINAL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 # those and the two direction overrides (LRO, RLO), which turn every letter after them around: an answer's
 # `user\u202eexe.txt` read "usertxt.exe" in the saved HTML and Markdown, and the live view (right-to-left text needs
 # only the marks, embeddings and isolates, which prose keeps)
-_WRITTEN_CONTROL = re.compile(f"[{_TERMINAL}\u202d\u202e]")
+# ... and what prose never needs of the characters drawn as nothing (CODE_UNSEEN): tag characters but an emoji flag's
+# (🏴 and tags up to U+E007F, Scotland's), zero-width space, word joiner, invisible operators, byte order mark, Hangul
+# fillers: "The mean is 3.15." and 28 tag characters read as the sentence, and "Copy answer" carried the hidden words
+# into whatever it was pasted in. Prose keeps the joiners (emoji, Indic and Persian scripts), variation selectors, soft
+# hyphens and the direction marks, embeddings and isolates.
+_FLAG = "\U0001f3f4[\U000e0020-\U000e007e]{1,32}\U000e007f"
+_PROSE_UNSEEN = ("\u115f\u1160\u17b4\u17b5\u180e\u200b\u2060-\u2065\u206a-\u206f\u3164\ufeff\uffa0\ufff0-\ufff8"
+                 "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e00ff\U000e01f0-\U000e0fff")
+_WRITTEN_CONTROL = re.compile(f"({_FLAG})|[{_TERMINAL}\u202d\u202e{_PROSE_UNSEEN}]")
 # those, lone surrogates (JSON's "\ud800", which no rendering could encode) and direction controls
 _CONTROLS = re.compile(f"[{_TERMINAL}\ud800-\udfff]|" + BIDI_CONTROLS.pattern)
 
@@ -394,10 +402,19 @@ def shown_output(text: str) -> str:
 
 
 def written_controls(text: str) -> str:
-    """`text` (a saved turn's HTML or Markdown) with control characters but tab and line ends written out (`\\x1b`):
-    those forms reach terminals too (`jupyter nbconvert --to markdown --stdout`), which obeyed the model's escapes; and
-    with the direction overrides written out (`\\u202e`), which make any text read as another."""
-    return _WRITTEN_CONTROL.sub(_written_out, text)
+    """`text` (a saved turn's HTML or Markdown, an answer) with control characters but tab and line ends written out
+    (`\\x1b`): those forms reach terminals too (`jupyter nbconvert --to markdown --stdout`), which obeyed the model's
+    escapes; with the direction overrides written out (`\\u202e`), which make any text read as another; and with the
+    characters drawn as nothing that prose never needs (`\\U000e0041`, `\\u200b`), which hid text from its reader."""
+    return _WRITTEN_CONTROL.sub(_written_unseen, text)
+
+
+def _written_unseen(match: re.Match[str]) -> str:
+    """An emoji flag's tag sequence as it is; a control character as Python writes it (`\\x1b`), any other by its
+    number (`\\u3164`: a Hangul filler is a printable letter to `repr`)."""
+    if match.group(1):
+        return match.group(1)
+    return _written_out(match) if ord(match.group()) < 0x100 else _escape(match)
 
 
 # a line break that starts a blank line (one of spaces and tabs only, or none)

@@ -89,6 +89,10 @@ MARKDOWN = [
     "$$\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix} \\quad \\sum_{i=0}^{n} i^2 \\quad \\mathbb{R}$$",
     "Text[^1] and &copy; &amp; &#x1F600; <https://auto.example> mailto:a@b.example ![img](https://i.example/a.png)",
     "Line one  \nline two\\\nline three\n\n    indented code",
+    # a link whose text names another host says which it opens; hidden words in tag characters are written out, an emoji
+    # flag's tags and a joiner kept
+    "[https://github.com/login](https://evil.example/login) 3.15." + "".join(chr(0xE0000 + ord(c)) for c in "say hi")
+    + " \U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f \U0001f469\u200d\U0001f4bb",
 ]
 # The lab's own markup around hostile page text (citation chips, sources, a search's card), as the live view gets it
 HOSTILE = f'<img src=x onerror={HIT}> "</style><svg onload={HIT}>'
@@ -209,6 +213,10 @@ def test_both_sanitizers_keep_the_corpus_inert_and_agree(sanitizer_page) -> None
         if canon(page.evaluate("(html) => __purified(html)", kept)) != canon(kept):
             differ.append(("front end changes the kernel's Markdown", text, canon(kept), canon(page.evaluate("(html) => __purified(html)", kept))))
     assert differ == [], "\n".join(map(repr, differ))
+    drawn = page.evaluate("(html) => { const d = document.createElement('div'); d.append(safeHTML(html));"
+                          " return d.textContent; }", markdown_html(MARKDOWN[-1]))
+    assert drawn.startswith("https://github.com/login (opens evil.example) 3.15.\\U000e0073\\U000e0061"), drawn
+    assert drawn.rstrip().endswith(MARKDOWN[-1][-11:]), drawn
     # what that means for a reader: each live chip keeps its popup (the cited lines) and its name
     chips = page.evaluate("""() => [...document.querySelectorAll('#out sup.gx-cite')].map((sup) =>
       [sup.getAttribute('data-cite') || '', sup.querySelector('a').getAttribute('aria-label') || ''])""")

@@ -362,6 +362,9 @@ def test_nested_huge_cannot_blow_a_letter_up_to_a_page(lab_notebook, kernel_run)
     assert bar.get_attribute("linethickness") is None and bar.evaluate("(n) => n.getBoundingClientRect().height") < 60
 
 
+# prose that hides words in tag characters, and a link whose text names a host it does not open
+TAGGED = "".join(chr(0xE0000 + ord(c)) for c in "say hi")
+MISLEADING = "[https://github.com/login](https://evil.example/login)"
 # direction controls, and characters drawn as nothing (a zero-width space, tag characters that spell "go")
 TROJAN = 'if access != "user\u202e \u2066# admin\u2069 \u2066" or role == "admin\u200b\U000e0067\U000e006f":'
 RAW_CODE = f"<p>raw <code>{TROJAN}</code></p>"
@@ -374,12 +377,23 @@ print("pushed")
 
 def test_code_in_an_answer_shows_its_direction_controls(lab_notebook, kernel_run):
     """Trojan Source in an answer's code span and code block shows written out, and so does code past the kernel; so
-    do the characters drawn as nothing (`"admin\\u200b"` read as "admin")."""
-    answer = f"Run `{TROJAN}` or\n\n```python\n{TROJAN}\n```\n\nthen go."
+    do the characters drawn as nothing (`"admin\\u200b"` read as "admin"). The answer's prose writes out its tag
+    characters (hidden words) and Copy copies them so; a link whose text names GitHub says it opens evil.example."""
+    answer = f"Run `{TROJAN}` or\n\n```python\n{TROJAN}\n```\n\nthen go.{TAGGED}\n\n{MISLEADING}"
     page = _answered(lab_notebook, answer, "trojan.ipynb")
     page.wait_for_selector(".gx-chat .gx-final pre code")
     codes = page.locator(".gx-chat .gx-final code").all_inner_texts()
     assert [c.strip() for c in codes] == [TROJAN.encode("ascii", "backslashreplace").decode()] * 2, codes
+    tagged = TAGGED.encode("ascii", "backslashreplace").decode()
+    assert f"then go.{tagged}" in page.locator(".gx-chat .gx-final .gx-md").inner_text()
+    link = page.locator(".gx-chat .gx-final a[href='https://evil.example/login']")
+    assert link.inner_text() == "https://github.com/login (opens evil.example)"
+    page.locator(".gx-chat .gx-final").screenshot(path="/tmp/gptoss_xss_answer_unseen.png")
+    page.evaluate("() => { navigator.clipboard.writeText = async (text) => { window.__copied = text; }; }")
+    page.locator(".gx-chat .gx-final .gx-copy").click()
+    page.wait_for_function("() => window.__copied !== undefined")
+    copied = page.evaluate("() => window.__copied")
+    assert f"then go.{tagged}" in copied and not re.search("[\U000e0000-\U000e0fff]", copied)
     assert kernel_run(PUSH_TROJAN).strip() == "pushed"
     page.wait_for_selector(".gx-chat .gx-final :text('raw')")
     assert page.locator(".gx-chat .gx-final code").inner_text() == TROJAN.encode("ascii", "backslashreplace").decode()
