@@ -450,12 +450,14 @@ class Turn {
     b.status = h("span", "gx-status", "writing…");
     b.status.setAttribute("role", "status");   // read out as it changes: "waiting for approval" needs the user
     const tools = h("span", "gx-tool-buttons");
-    const copy = button("gx-copy-code", "Copy", "Copy this code", () => copyText(b.code(), copy, "Copy"),
-      "Copy code");
+    // Copied and inserted as the card shows it, its characters drawn as nothing written out (\U000e0070): a new cell of
+    // the model's code ran what its reader could not see
+    const copy = button("gx-copy-code", "Copy", "Copy this code",
+      () => copyText(reveal(b.code(), CODE_RE), copy, "Copy"), "Copy code");
     tools.append(copy);
     if ((op.recipient || "").startsWith("python")) {
       const insert = button("gx-insert", "Insert as cell", "Add this code as a new cell below this one",
-        () => insertCell(this.model, b.code(), insert));
+        () => insertCell(this.model, reveal(b.code(), CODE_RE), insert));
       tools.append(insert);
     }
     const name = h("span", "gx-tool-name", reveal(op.recipient || "tool"));

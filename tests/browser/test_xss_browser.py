@@ -426,6 +426,13 @@ def test_html_past_the_kernel_cannot_draw_over_the_approval_card(lab_notebook, k
     page.wait_for_selector(".gx-chat .gx-run")
     assert page.locator(".gx-chat .gx-code").inner_text() == UNSEEN.encode("ascii", "backslashreplace").decode()
     page.locator(".gx-chat .gx-tool").screenshot(path="/tmp/gptoss_xss_unseen_code.png")
+    # Insert as cell puts the code in as the card shows it: the new cell's string reads as the program it holds
+    page.locator(".gx-chat .gx-tool").hover()
+    page.locator(".gx-chat .gx-insert").click()
+    page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-Cell').length === 2")
+    inserted = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells[1]"
+                             ".getSource()")
+    assert inserted == UNSEEN.encode("ascii", "backslashreplace").decode()
     assert kernel_run(PUSH_OVERLAY).strip() == "pushed"
     page.wait_for_selector(".gx-chat .gx-commentary :text('FAKE')")
     md = page.locator(".gx-chat .gx-commentary .gx-md")
