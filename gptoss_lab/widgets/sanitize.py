@@ -899,7 +899,8 @@ def literal_markdown(text: str) -> str:
 
 # Terminal control characters in model or tool text (ESC sequences can retitle the window, write the
 # clipboard or overwrite lines) are printed as visible escapes, never sent to the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|" + BIDI_CONTROLS.pattern)  # written out, never obeyed
+# written out, never obeyed; with them, as in the saved forms, what prose never needs of the characters drawn as nothing
+_CONTROL = re.compile(f"({_FLAG})|[\x00-\x08\x0b-\x1f\x7f-\x9f{_PROSE_UNSEEN}]|" + BIDI_CONTROLS.pattern)
 
 
 # A word an API key may be (sk-proj-Zq81x..., hf_..., a UUID, 40 hex digits): 20 or more characters of letters, digits
@@ -957,8 +958,9 @@ def _secret_pattern(secret: str) -> str:
 
 
 def visible(text: str) -> str:
-    """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed."""
-    return _CONTROL.sub(_written_out, text)
+    """Model or tool text with terminal control characters written out (`\\x1b`), never obeyed, and direction controls
+    and the characters drawn as nothing that prose never needs (`\\U000e0069`: words hidden in tag characters)."""
+    return _CONTROL.sub(_written_unseen, text)
 
 
 _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\u2028\u2029"}  # those visible() leaves (\r and \x85 it writes out)
