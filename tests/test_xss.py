@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from html import unescape
 from html.parser import HTMLParser
 
@@ -16,7 +17,7 @@ from gptoss_lab.events import Citation, Delta, MessageEnd, MessageStart, Notice,
     ToolStart, TurnStart
 from gptoss_lab.widgets.chat import ChatView
 from gptoss_lab.widgets.citations import card_html, sources_html, sources_markdown, sources_text, with_chips
-from gptoss_lab.widgets.sanitize import BIDI_CONTROLS, HIDDEN, inert_markdown, sanitize
+from gptoss_lab.widgets.sanitize import BIDI_CONTROLS, HIDDEN, inert_markdown, link_host_note, sanitize
 from gptoss_lab.widgets.text import TextView
 from gptoss_lab.widgets.transcript import Transcript, markdown_html
 
@@ -550,8 +551,12 @@ def test_a_link_whose_text_names_another_host_says_where_it_goes(answer: str, op
         links = re.findall(r"<a [^>]*>(.*?)</a>", form)
         assert len(links) == 1 and links[0].endswith(note), form
     for honest in ("[github.com/login](https://www.GitHub.com/login)", "<https://evil.example/a>",
-                   "[the docs](https://evil.example)", "[v1.2.3](https://evil.example)"):
+                   "[the docs](https://evil.example)", "[v1.2.3](https://evil.example)",
+                   "[john.smith@github.com](mailto:john.smith@github.com)"):
         assert "(opens" not in markdown_html(honest), honest
+    started = time.perf_counter()   # in linear time: 100,000 dotted labels took 1.6 s
+    assert link_host_note("a." * 100_000 + "1", "https://evil.example") == ""
+    assert time.perf_counter() - started < 0.5
 
 
 def test_an_answer_writes_out_the_characters_it_hides() -> None:

@@ -277,17 +277,11 @@ def short_address(url: str, chars: int = 120) -> str:
     return start + (rest if len(rest) <= left else rest[:left - 1] + "…")
 
 
-# A host a link's text names: in an address (`https://github.com/login`, `help@github.com`) or alone (`github.com`):
-# dotted labels, the last of two letters or more
-_NAMED_HOST = regex.compile(r"(?<![\p{L}\p{N}_.@-])(?:[a-z][a-z0-9+.-]*://)?(?:[^\s/@]*@)?"
-                            r"((?:[\p{L}\p{N}-]+\.)+\p{L}{2,})(?![\p{L}\p{N}_-])", regex.IGNORECASE)
-
-
 def link_host_note(text: str, href: str) -> str:
     """What a link whose `text` names a host other than the one `href` opens says after its text, " (opens
     evil.example)"; else "". `[https://github.com/login](https://evil.example/login)` read as Google's sign-in page
     while it opened evil.example's (browsers show where only on hover, and not to a finger or a screen reader)."""
-    named = {_site(match.group(1)) for match in _NAMED_HOST.finditer(text)}
+    named = {_site(name) for name in _named_hosts(text)}
     if href.lower().startswith("mailto:"):
         host = href[len("mailto:"):].split("?")[0].rpartition("@")[2]
     else:
@@ -298,6 +292,15 @@ def link_host_note(text: str, href: str) -> str:
     if not named or named == {_site(host)}:
         return ""
     return f" (opens {reveal_host(host) or 'no host'})"
+
+
+def _named_hosts(text: str) -> Iterator[str]:
+    """The hosts `text` names: in an address (`https://github.com/login`, `help@github.com`) or alone (`github.com`),
+    each a dotted name (`_DOTTED`: linear time) whose last label is two letters or more and that no `@` follows."""
+    for match in _DOTTED.finditer(text):
+        last = match.group().rpartition(".")[2]
+        if len(last) >= 2 and last.isalpha() and not text.startswith("@", match.end()):
+            yield match.group()
 
 
 def _site(host: str) -> str:
