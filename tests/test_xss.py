@@ -309,7 +309,9 @@ ESCAPES = ["a \\*not em\\* b", "\\_x\\_ \\# \\! \\`y\\` z", "a \\\\*b* c", "[a](
 # brackets (CommonMark's form for one with spaces, and autolinks), which it showed as written where the others link;
 # a hard break written with a backslash, which it showed with its backslash.
 ESCAPED = ["costs \\$5 and \\$6", "\\(x\\) \\[y\\] \\{z\\} a \\& b \\<c\\>", "[a](<https://e.org/a b>) <https://e.org/c>",
-           "<a@b.org> or <c@d.org x>", "a\\\nb"]
+           "<a@b.org> or <c@d.org x>", "a\\\nb",
+           "[https://github.com/login](https://evil.example/login) [github.com](<https://evil.example/a>)",
+           "![github.com/logo.png](https://evil.example/x.png)"]
 
 
 def _words(html: str) -> str:

@@ -813,12 +813,23 @@ def _inert_prose(text: str, links: bool) -> str:
     span or fence, whose text (`<img onerror>`) was then read as prose. A backslash escape that starts no math
     (`\\*`) stays one, as the HTML form reads it (escaped, `\\*not em\\*` read "\\ not em\\" in emphasis); any other
     is written as the character it escapes, a reference (`_ESCAPED`)."""
-    text = _BACKSLASH.sub(_inert_backslash, text)
+    text = _BACKSLASH.sub(_inert_backslash, _LINK.sub(_noted_link, text))
     text = _LESS_THAN.sub(_inert_less_than, text.replace("$", "\\$").replace("{", "\\{"))
     if links:
         text = _DESTINATION.sub(_inert_destination, _IMAGE.sub(_inert_image, text))
         text = _TITLE.sub(r"\1", text)
     return text.replace("]:", "\\]:")
+
+
+# a link with text of no brackets to an address the lab keeps, with no title: its text and address
+_LINK = re.compile(r"(?<![!\\])\[([^\[\]\n]*+)(\]\([ \t]*<?((?i:https?://|mailto:)[^\s()<>]*)>?[ \t]*\))")
+
+
+def _noted_link(match: re.Match[str]) -> str:
+    """A link whose text names another host than the one it opens with `link_host_note` at the end of its text, as the
+    HTML form shows it."""
+    text, rest, address = match.groups()
+    return f"[{text}{link_host_note(text, address)}{rest}"
 
 
 # a backslash, with the punctuation after it where that makes a CommonMark escape, or before a line's end (a hard break)
@@ -860,7 +871,7 @@ def _inert_image(match: re.Match[str]) -> str:
     if opener is None:
         return "\\!["
     if _safe_address(address):
-        return f"[[image: {alt or 'image'}]{opener}{address}"
+        return f"[[image: {alt or 'image'}]{link_host_note(alt or '', address)}{opener}{address}"
     return f"\\![{alt}{opener.replace('(', '&#40;', 1)}{address}"
 
 
