@@ -554,7 +554,9 @@ def test_a_link_whose_text_names_another_host_says_where_it_goes(answer: str, op
         assert len(links) == 1 and links[0].endswith(note), form
     for honest in ("[github.com/login](https://www.GitHub.com/login)", "<https://evil.example/a>",
                    "[the docs](https://evil.example)", "[v1.2.3](https://evil.example)",
-                   "[john.smith@github.com](mailto:john.smith@github.com)"):
+                   "[john.smith@github.com](mailto:john.smith@github.com)", "[numpy.linalg.norm](https://numpy.org/doc)",
+                   "[pandas.DataFrame.mean](https://pandas.pydata.org/docs)", "[config.json](https://huggingface.co/x)",
+                   "[main.py](https://github.com/o/r/blob/main/main.py)", "[tensor.to](https://pytorch.org)"):
         assert "(opens" not in markdown_html(honest), honest
     started = time.perf_counter()   # in linear time: 100,000 dotted labels took 1.6 s
     assert link_host_note("a." * 100_000 + "1", "https://evil.example") == ""

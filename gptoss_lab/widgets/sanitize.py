@@ -295,12 +295,23 @@ def link_host_note(text: str, href: str) -> str:
 
 
 def _named_hosts(text: str) -> Iterator[str]:
-    """The hosts `text` names: in an address (`https://github.com/login`, `help@github.com`) or alone (`github.com`),
-    each a dotted name (`_DOTTED`: linear time) whose last label is two letters or more and that no `@` follows."""
+    """The hosts `text` names: an address's (`https://github.com/login`, whatever its ending), or a dotted name
+    (`_DOTTED`: linear time) that no `@` follows, starting `www.` or ending as sites do (`_HOST_ENDINGS`: `github.com`,
+    `help@github.com`), not as a function's or a file's name (`numpy.linalg.norm`, `config.json`, `main.py`)."""
+    yield from _WEB_HOST.findall(text)
     for match in _DOTTED.finditer(text):
-        last = match.group().rpartition(".")[2]
-        if len(last) >= 2 and last.isalpha() and not text.startswith("@", match.end()):
-            yield match.group()
+        name = match.group()
+        if not text.startswith("@", match.end()) and (name.rpartition(".")[2].lower() in _HOST_ENDINGS
+                                                       or name.lower().startswith("www.")):
+            yield name
+
+
+# the endings of the sites a link's text may pass for: the common generic ones and the largest countries' (not
+# those that are also files' or methods' names: .py, .md, .sh, .rs, .pl, .so, .id, .to ...)
+_HOST_ENDINGS = frozenset("""com org net edu gov mil int info biz name pro io ai app dev co me tv xyz site online store
+    shop cloud tech blog news live page link club top art bank money pay login support help us uk de fr jp cn
+    ru br ca au es it nl se no ch eu be at dk fi kr tw hk sg nz za mx ar ie il tr gr pt cz hu ro ua vn th ph in ke ng
+    eg sa ae ir pk bd cl pe sk bg hr si lt lv ee is lu""".split())
 
 
 def _site(host: str) -> str:
