@@ -29,6 +29,9 @@ class SettingsError(WrittenOut, ValueError):
     """A setting was given a value it cannot take; the message is one line, written for the user."""
 
 
+_NUMBERS = ("timeout", "max_new_tokens", "max_tool_calls", "max_skipped", "temperature", "top_p", "seed")
+
+
 @dataclass(frozen=True, config=pydantic.ConfigDict(arbitrary_types_allowed=True, extra="forbid"))
 class Settings:
     """How turns run; build with `make(...)` or `replace(...)`, which refuse bad values in one line."""
@@ -57,6 +60,17 @@ class Settings:
         if isinstance(value, Iterable):
             return tuple(value)
         raise ValueError("must be a comma-separated string of tool names or a list of tools")
+
+    @pydantic.field_validator(*_NUMBERS, mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        """True or False is no number of a setting: `max_new_tokens=True` ran a turn of one token, `timeout=True`
+        gave a tool call one second."""
+        if isinstance(value, bool):
+            kind = cls.__pydantic_fields__[info.field_name].annotation
+            whole = int in (kind, *get_args(kind))
+            raise ValueError(f"must be {'a whole number' if whole else 'a number'}")
+        return value
 
     @pydantic.field_validator("date")
     @classmethod

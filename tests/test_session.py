@@ -1109,3 +1109,16 @@ def test_the_greedy_decoding_notices_start_as_sentences():
     assert s.ask("Hi").errors == []
     assert s.regenerate().errors[0].startswith("The same question, regenerated, gets the same answer again: decoding")
     assert s.ask("Hi", seed=3).errors[0].startswith("Seed changes nothing here: decoding is greedy")
+
+
+def test_true_or_false_is_no_number_of_a_setting():
+    """`ask(..., max_new_tokens=True)` ran a turn of one token and `timeout=True` gave tool calls one second: pydantic
+    read True as 1. Now the setting says what it takes."""
+    s = session(FINAL.format(text="one"))
+    with pytest.raises(TurnError, match=r"^max_new_tokens must be a whole number, not True$"):
+        s.ask("hi", max_new_tokens=True)
+    for name, value, message in (("timeout", True, "a number"), ("seed", False, "a whole number"),
+                                 ("temperature", True, "a number")):
+        with pytest.raises(SettingsError, match=rf"^{name} must be {message}, not {value}$"):
+            s.configure(**{name: value})
+    assert s.ask("hi", max_new_tokens=50).final == "one" and s.settings.timeout == 120.0
