@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
     from .routing import Routing
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60  # how much of a text a repr quotes (a Reply's, a tool call's, a citation's)
+
 ToolStatus = Literal["pending", "waiting", "running", "done", "error", "timeout", "skipped", "interrupted"]
 
 
@@ -38,6 +41,15 @@ class ToolCall:
     @property
     def name(self) -> str:
         return self.recipient.removeprefix("functions.")
+
+    def __repr__(self) -> str:
+        """One bounded line (the dataclass's repr dumped the whole code, output and data: `print(reply.tool_calls)`
+        printed screens of one long output, or of a search's results)."""
+        parts = [f"{_SHORT.repr(self.recipient)}", self.status, f"input={_SHORT.repr(self.input)}",
+                 f"output={_SHORT.repr(self.output)}"]
+        if self.reason:
+            parts.append(f"reason={_SHORT.repr(self.reason)}")
+        return f"ToolCall({', '.join(parts)}, {self.seconds:.2f} s)"
 
     @property
     def shown(self) -> str:
@@ -134,6 +146,15 @@ class Citation:
     text: str = ""                      # the cited lines
     changed: str = ""                   # what became of the cited file since it was read ("changed on disk"), if aught
 
+    def __repr__(self) -> str:
+        """One bounded line: the marker, where it points and the start of the cited text (the dataclass's repr
+        quoted every cited line)."""
+        parts = [self.marker, f"url={_SHORT.repr(self.url)}", f"title={_SHORT.repr(self.title)}",
+                 f"text={_SHORT.repr(self.text)}"]
+        if self.changed:
+            parts.append(f"changed={_SHORT.repr(self.changed)}")
+        return f"Citation({', '.join(parts)})"
+
 
 
 
@@ -204,10 +225,6 @@ class _CtrlCSays(contextlib.AbstractContextManager):
         if error.__cause__ is not None:
             error.__cause__.__traceback__ = None
         raise (Interrupted(self._says) if isinstance(self._says, str) else self._says()) from None
-
-
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = 60  # how much of a text a Reply's repr quotes
 
 
 @dataclass

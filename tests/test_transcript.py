@@ -8,7 +8,7 @@ import pytest
 from openai_harmony import Role
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Approval, Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
+from gptoss_lab.events import Approval, Citation, Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
 from gptoss_lab.widgets.text import TextView
 from gptoss_lab.widgets.transcript import MarkdownBlocks, Transcript, markdown_html, more_label, stats_line
 
@@ -383,6 +383,22 @@ def test_a_replys_repr_is_one_bounded_line() -> None:
     assert len(shown) < 250 and "\n" not in shown, shown
     assert shown.startswith("Reply(prompt='Write a lot', final='word word word") and "1 message, 0 tool calls" in shown
     assert f"{reply.usage.completion_tokens:,} tokens" in shown and "model='replay'" in shown
+
+
+def test_a_tool_calls_and_a_citations_repr_are_one_bounded_line() -> None:
+    """`print(reply.tool_calls)`, as the README does, printed the dataclass's dump of the whole code and output (a
+    call that printed 150,000 characters was a line of the 6,000 the model read); a citation quoted every cited line."""
+    code = "print('<b>' * 50_000)"
+    recording = (f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
+                 "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
+    reply = Session(ReplayEngine(recording), namespace={}, approval="auto").ask("Shout")
+    shown = str(reply.tool_calls)
+    assert len(reply.tool_calls[0].output) > 5_000 and len(shown) < 250 and "\n" not in shown, shown
+    assert shown.startswith("[ToolCall('python', done, input=\"print('<b>' * 50_000)\", output='<b><b>")
+    cited = Citation(marker="【1†L1-L9】", cursor=1, start=1, end=9, url="file:///notes.md", title="Notes",
+                     text="line\n" * 10_000)
+    assert repr(cited).startswith("Citation(【1†L1-L9】, url='file:///notes.md', title='Notes', text='line\\nline")
+    assert len(repr(cited)) < 200
 
 
 @pytest.mark.parametrize(("recording", "approval"), [
