@@ -301,6 +301,9 @@ def test_unreachable_server():
     ("http://bob:SECRET@[::1",  # the password is left out, and httpx's reason, which may quote a piece of it
      "'http://[::1' is not a server URL (write / ? # @ in a password as %2F %3F %23 %40); "
      "write it like http://127.0.0.1:8000"),
+    # `Session.connect(8000)` said "TypeError: expected string or buffer"
+    (8000, "the server's URL is text, like 'http://127.0.0.1:8000', not int"),
+    (b"http://127.0.0.1:8000", "the server's URL is text, like 'http://127.0.0.1:8000', not bytes"),
 ])
 def test_what_is_no_server_url_is_refused_in_one_line(url, message):
     with pytest.raises(RemoteError) as err:
@@ -312,6 +315,7 @@ def test_what_is_no_server_url_is_refused_in_one_line(url, message):
     ({"timeout": None}, "timeout must be a number of seconds above 0, at most 86400 (a day), not None"),
     ({"timeout": -1}, "timeout must be a number of seconds above 0, at most 86400 (a day), not -1"),
     ({"timeout": "30"}, "timeout must be a number of seconds above 0, at most 86400 (a day), not '30'"),
+    ({"timeout": True}, "timeout must be a number of seconds above 0, at most 86400 (a day), not True"),  # was 1 s
     ({"timeout": float("inf")}, "timeout must be a number of seconds above 0, at most 86400 (a day), not inf"),
     ({"timeout": 1e10}, "timeout must be a number of seconds above 0, at most 86400 (a day), not 10000000000.0"),
     ({"retries": -1}, "retries must be a whole number from 0 to 10, not -1"),

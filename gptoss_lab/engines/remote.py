@@ -175,6 +175,8 @@ def _keys_in(run: str) -> list[str]:
 def _base_url(url: str) -> httpx.URL:
     """The server root of `url` (scheme added, a trailing /v1, /v1/chat/completions ... taken off); RemoteError for
     what is no http(s) URL. Its `user:password@` and ?query, if any, are left out of the message."""
+    if not isinstance(url, str):   # `Session.connect(8000)` said "expected string or buffer", of a regular expression
+        raise RemoteError(f"the server's URL is text, like 'http://127.0.0.1:8000', not {type(url).__name__}")
     given = shown_url(url)
     secret = "@" in url  # httpx may quote a piece of a password (`Invalid port: 'se'` of `user:se/cret@`)
     if port := _PORT_ALONE.fullmatch(url):  # http://8000 is the address 0.0.31.64, port 80: somewhere else
@@ -432,7 +434,7 @@ class RemoteEngine:
         retries: int = 2,
         verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
     ) -> None:
-        if not (isinstance(timeout, int | float) and 0 < timeout <= _LONGEST_WAIT):
+        if not (isinstance(timeout, int | float) and not isinstance(timeout, bool) and 0 < timeout <= _LONGEST_WAIT):
             raise RemoteError(f"timeout must be a number of seconds above 0, at most {_LONGEST_WAIT} (a day), "
                               f"not {timeout!r}")
         if not (isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= _MAX_RETRIES):
