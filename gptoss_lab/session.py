@@ -30,7 +30,7 @@ from .events import (
     Approval, Event, MessageEnd, Notice, ParseError, Reply, ToolCall, ToolEnd, ToolStart,
     ToolUpdate, TurnEnd, TurnStart, View, counted,
 )
-from .settings import APPROVALS, DEFAULT, Settings, SettingsError, make
+from .settings import ALIASES, APPROVALS, DEFAULT, Settings, SettingsError, make, setting_meant
 from .structured import ResponseFormat
 from .tools.base import Tool, ToolResult, Toolset, ToolSpecError, error_message, error_text, interrupted, reporting
 from .tools.containment import from_model_code
@@ -136,8 +136,10 @@ class Session:
 
     def __setattr__(self, name: str, value: Any) -> None:
         _not_from_model_code(f"its {name}")  # (a thread the code left running set approval=auto after its call ended)
-        if name in Settings.names():  # (`s.effort = "high"` made an attribute no turn read: they ran at medium)
-            self.configure(**{name: value})
+        # `s.effort = "high"` (and `s.approve = ...`, `s.efort = ...`) made an attribute no turn read, without a word
+        misspelt = not (name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)) and setting_meant(name)
+        if name in Settings.names() or name in ALIASES or misspelt:
+            self.configure(**{name: value})   # checked; a misspelt name is refused in configure's words
         else:
             super().__setattr__(name, value)
             if name in ("settings", "_allowed", "view") and "_allowed" in self.__dict__:
@@ -205,8 +207,8 @@ class Session:
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
-        if settings is not None and name in Settings.names():
-            return getattr(settings, name)
+        if settings is not None and ALIASES.get(name, name) in Settings.names():
+            return getattr(settings, ALIASES.get(name, name))
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------ construction
@@ -240,6 +242,7 @@ class Session:
         """Change settings for the following turns (checked; SettingsError names a bad value); None puts a
         setting back to its default (`configure(seed=None)`: no fixed seed again). Setting `approval` also
         takes back every "Always allow": `%gptoss config approve=ask` means ask again for every call."""
+        changes = {ALIASES.get(k, k): v for k, v in changes.items()}   # `approve=` is `approval=`, here too
         settings = self.settings.replace(**{k: DEFAULT if v is None else v for k, v in changes.items()})
         if "tools" in changes:  # an unknown tool name is refused now, not at the next turn
             try:

@@ -215,9 +215,14 @@ _PLAIN = {"bool_parsing": "must be on or off (true/false, yes/no, 1/0)", "bool_t
           "int_from_float": "must be a whole number"}
 
 
+def setting_meant(name: str) -> str | None:
+    """The setting a name no setting has was likely meant for (`temprature`, `functions`), else None."""
+    return _MEANT.get(name) or next(iter(difflib.get_close_matches(name, Settings.names(), 1)), None)
+
+
 def _not_a_setting(name: str) -> str:
     """"temprature is not a setting (did you mean temperature?); settings are ...", of a keyword no setting has."""
-    meant = _MEANT.get(name) or next(iter(difflib.get_close_matches(name, Settings.names(), 1)), None)
+    meant = setting_meant(name)
     return f"{name} is not a setting{f' (did you mean {meant}?)' if meant else ''}; settings are {', '.join(Settings.names())}"
 
 

@@ -892,6 +892,17 @@ def test_a_setting_assigned_as_an_attribute_is_the_one_turns_use():
         s.temperature = "warm"
     s.seed = None                                                       # None: back to the default, as configure
     assert s.settings.temperature is None and s.seed is None and "seed" not in vars(s)
+    # the cell's words for a setting, and a setting misspelt: the first made an attribute no turn read, the second too
+    s._allowed.add("python")
+    s.approve, s.max_tokens = "never", 7                                # and "Always allow" is taken back, as configure
+    assert s.always_allowed == ()
+    assert (s.settings.approval, s.approve, s.settings.max_new_tokens) == ("never", "never", 7)
+    assert not {"approve", "max_tokens"} & set(vars(s))
+    with pytest.raises(SettingsError, match=r"^efort is not a setting \(did you mean effort\?\); settings are effort, "):
+        s.efort = "low"
+    assert "efort" not in vars(s) and s.effort == "high"
+    s.notes = ["mine"]                                                  # a name of the user's own is theirs
+    assert s.notes == ["mine"]
 
 
 def test_stop_inside_a_tool_call_says_the_half_written_call_is_not_kept():
