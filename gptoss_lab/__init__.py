@@ -5,6 +5,7 @@ instant: torch and transformers load only when a model does.
 """
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 __version__ = "0.1.0"
@@ -27,6 +28,13 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'gptoss_lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """What `gptoss_lab.<Tab>` and `dir(gptoss_lab)` offer: the public names, also those not loaded yet, and the
+    modules loaded (`routing`); not `Any` and `annotations`, which were offered in their place."""
+    return sorted({*(name for name, value in globals().items() if name.startswith("_") or isinstance(value, ModuleType)),
+                   *__all__})
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -871,6 +871,17 @@ def test_turns_ask_the_engine_for_the_format_guard_unless_it_is_turned_off() -> 
     assert guards == [True, False, False]
 
 
+def test_the_packages_public_names_are_offered_to_tab_completion():
+    """`gptoss_lab.<Tab>` (`dir(gptoss_lab)`) offered `Any`, `annotations` and `load_ipython_extension`: the names the
+    README imports load on first use, and were not offered."""
+    import gptoss_lab
+    import gptoss_lab.routing  # noqa: F401 (a module loaded is offered too)
+
+    public = {name for name in dir(gptoss_lab) if not name.startswith("_")}
+    assert {*gptoss_lab.__all__, "routing"} <= public and not {"Any", "annotations"} & public
+    assert all(getattr(gptoss_lab, name) is not None for name in public)
+
+
 def test_a_session_says_what_it_talks_to():
     """`print(session)` gave `<gptoss_lab.session.Session object at 0x…>`."""
     session = Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace={})
