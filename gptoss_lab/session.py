@@ -436,6 +436,13 @@ class Session:
             fmt = ResponseFormat.from_user(response_format) if response_format is not None else None
         except (TypeError, ValueError) as err:
             raise TurnError(f"response format: {err}") from None
+        for name, flag in (("routing", routing), ("constrain", constrain), ("new", new)):
+            if not isinstance(flag, bool):   # `routing="no"` recorded the routing
+                raise TurnError(f"{name}= takes True or False, not {type(flag).__name__}")
+        shown = view or self.view
+        if shown is not None and not callable(getattr(shown, "handle", None)):   # (the turn ran, then the view "failed")
+            raise TurnError(f"view= takes a view, an object with handle(event) such as "
+                            f"gptoss_lab.widgets.text.TextView(), not {type(shown).__name__}")
         if constrain and fmt is None:
             raise TurnError("constrain=True (--constrain) needs a response format (--json SCHEMA)")
         if constrain and getattr(self.engine, "constrains", True) is False:
@@ -471,7 +478,7 @@ class Session:
             processor = fmt.processor() if constrain and fmt is not None else None
         except (ImportError, ValueError) as err:  # llguidance missing, or a schema it cannot compile
             raise TurnError(f"constrain: {err}") from None
-        view = view or self.view or _NullView()
+        view = shown or _NullView()
         unrouted = _unrouted(self.engine) if routing else None  # no model in this kernel: no live view (see below)
         turn = _Turn(self, view, settings, tools, prefix, processor, routing, window,
                      Reply(prompt=prompt, effort=settings.effort, model=self.engine.name,

@@ -871,6 +871,20 @@ def test_turns_ask_the_engine_for_the_format_guard_unless_it_is_turned_off() -> 
     assert guards == [True, False, False]
 
 
+def test_an_option_of_ask_of_the_wrong_kind_is_refused_before_the_turn():
+    """`ask(q, view=42)` ran the turn and noted "The view failed and was closed: AttributeError: 'int' object has no
+    attribute 'handle'"; `routing="no"` recorded the routing. Each is refused in one line, nothing asked."""
+    s = session(FINAL.format(text="one"))
+    for options, said in (({"view": 42}, "view= takes a view, an object with handle(event) such as "
+                                         "gptoss_lab.widgets.text.TextView(), not int"),
+                          ({"routing": "no"}, "routing= takes True or False, not str"),
+                          ({"new": 1}, "new= takes True or False, not int")):
+        with pytest.raises(TurnError) as err:
+            s.ask("hi", **options)
+        assert str(err.value) == said
+    assert s.replies == [] and s.ask("hi").final == "one"
+
+
 def test_the_packages_public_names_are_offered_to_tab_completion():
     """`gptoss_lab.<Tab>` (`dir(gptoss_lab)`) offered `Any`, `annotations` and `load_ipython_extension`: the names the
     README imports load on first use, and were not offered."""
