@@ -407,6 +407,9 @@ def test_resolve_tools():
         with pytest.raises(ToolSpecError) as err:
             Toolset.resolve(typo, ns, builtins)
         assert str(err.value).endswith(f"a function defined in this kernel (did you mean {meant!r}?)"), str(err.value)
+    with pytest.raises(ToolSpecError) as err:   # `tools="python add"`: one unknown tool, said with no word of commas
+        Toolset.resolve("python add", ns, builtins)
+    assert str(err.value).endswith("in this kernel (separate tool names with commas: 'python,add')"), str(err.value)
     with pytest.raises(ToolSpecError, match="not callable"):
         Toolset.resolve("data", ns, builtins)
     with pytest.raises(ToolSpecError, match="two different tools are named 'add'"):

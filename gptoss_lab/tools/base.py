@@ -118,12 +118,15 @@ def error_text(err: BaseException, note: str = "") -> str:
 
 def _meant(name: str, builtins: Iterable[str], namespace: Mapping[str, Any]) -> str:
     """` (did you mean 'double'?)` after an unknown tool's name (`dobule`, `Python`, which were refused with no hint):
-    the built-in tool or function of the namespace nearest to it, when one is near, or `none` written in capitals."""
+    the built-in tool or function of the namespace nearest to it, when one is near, or `none` written in capitals;
+    names written with spaces between them, with commas."""
     from ..settings import folded   # in here: functions imports this module, settings brings pydantic
     from .functions import FunctionTool
 
     if folded(name) == "none":   # `None`, `NONE`: no tools (`nope` is a name mistyped, not none)
         return " (did you mean 'none'?)"
+    if len(words := name.split()) > 1:   # `tools="python browser"` was one unknown tool, with no word of commas
+        return f" (separate tool names with commas: {','.join(words)!r})"
     functions = [key for key, value in namespace.items() if isinstance(key, str) and not key.startswith("_")
                  and (inspect.isfunction(value) or isinstance(value, (Tool, FunctionTool, functools.partial)))]
     choices = {folded(choice): choice for choice in [*functions, *builtins]}
