@@ -39,9 +39,7 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext gptoss_lab`: register the magics."""
-    from .events import Reply
     from .magics import GptossMagics, help_cells
-    from .widgets.transcript import Transcript
 
     magics = GptossMagics(ipython)
     loaded = ipython.magics_manager.registry.get(GptossMagics.__name__)
@@ -51,7 +49,3 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(magics)
     if help_cells not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(help_cells)
-    # A Reply shown as the last value of a cell reads as its transcript in every form, built once (sanitized HTML
-    # where HTML renders, inert Markdown elsewhere: GitHub, nbconvert; its text in terminal IPython, jupyter console)
-    ipython.display_formatter.mimebundle_formatter.for_type(
-        Reply, lambda reply: Transcript.from_reply(reply)._repr_mimebundle_())

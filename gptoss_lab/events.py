@@ -276,6 +276,14 @@ class Reply:
             parts.append("interrupted")
         return f"Reply({', '.join(parts)})"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """A Reply as a cell's value reads as its transcript, built once (sanitized HTML where HTML renders, inert
+        Markdown elsewhere, its text in a terminal); also where `%load_ext gptoss_lab` was not run, as with the Python
+        API alone (it showed the one-line repr there)."""
+        from .widgets.transcript import Transcript
+
+        return Transcript.from_reply(self)._repr_mimebundle_(include, exclude)
+
     def raise_for_failure(self) -> None:
         """TurnFailed when the turn failed: a notebook checks this first, so a check of a failed turn (a recorded
         turn's cell run twice) says what to do, not a bare AssertionError about an empty answer."""

@@ -356,16 +356,19 @@ def test_a_call_not_run_says_why_to_the_user_in_the_saved_turn(view, approval, s
 
 def test_a_reply_shown_as_a_cells_value_reads_as_its_transcript_in_every_form() -> None:
     """A Reply as a cell's last value showed its transcript as HTML and Markdown, but its text/plain (terminal
-    IPython, jupyter console) was the dataclass's dump on one line: `Reply(prompt=..., messages=[Message(...)...])`."""
+    IPython, jupyter console) was the dataclass's dump on one line: `Reply(prompt=..., messages=[Message(...)...])`.
+    With the Python API alone (no `%load_ext gptoss_lab`), it was the one-line repr in every form."""
     from IPython.core.interactiveshell import InteractiveShell
 
     reply = Session(ReplayEngine(RECORDING), namespace={}, approval="auto").ask("Sum of squares?")
     shell = InteractiveShell.instance()
     try:
+        alone, _ = shell.display_formatter.format(reply)
         shell.run_line_magic("load_ext", "gptoss_lab")
         shown, _ = shell.display_formatter.format(reply)
     finally:
         InteractiveShell.clear_instance()   # later tests must not find this shell
+    assert alone == shown
     text = shown["text/plain"]
     assert text.startswith("You: Sum of squares?\n\nReasoning") and "Message(" not in text
     assert "Tool call python [done]:\n    print(sum(i * i for i in range(10)))\n\nOutput:\n    285" in text
