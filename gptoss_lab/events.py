@@ -177,6 +177,15 @@ class Usage:
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.generation_seconds if self.generation_seconds else 0.0
 
+    def __repr__(self) -> str:
+        """The counts and times to three figures, with the speed `tokens_per_s` computes (the dataclass's repr wrote
+        seconds=0.7088705900023342 and left the speed out)."""
+        ttft = "None" if self.ttft is None else f"{self.ttft:.3g}"
+        return (f"Usage(prompt_tokens={self.prompt_tokens}, completion_tokens={self.completion_tokens}, "
+                f"seconds={self.seconds:.3g}, ttft={ttft}, generation_seconds={self.generation_seconds:.3g}, "
+                f"tokens_per_s={self.tokens_per_s:.1f}, context_tokens={self.context_tokens}, "
+                f"context_window={self.context_window})")
+
 
 class _OneLine:
     """An error IPython shows as its one line, not as a traceback: the line is all a notebook's reader needs."""

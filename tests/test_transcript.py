@@ -8,7 +8,8 @@ import pytest
 from openai_harmony import Role
 
 from gptoss_lab import ReplayEngine, Session
-from gptoss_lab.events import Approval, Citation, Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart, TurnStart
+from gptoss_lab.events import (Approval, Citation, Delta, MessageEnd, MessageStart, ToolCall, ToolEnd, ToolStart,
+                               TurnStart, Usage)
 from gptoss_lab.widgets.text import TextView
 from gptoss_lab.widgets.transcript import MarkdownBlocks, Transcript, markdown_html, more_label, stats_line
 
@@ -388,9 +389,10 @@ def test_a_replys_repr_is_one_bounded_line() -> None:
     assert f"{reply.usage.completion_tokens:,} tokens" in shown and "model='replay'" in shown
 
 
-def test_a_tool_calls_and_a_citations_repr_are_one_bounded_line() -> None:
+def test_a_tool_calls_a_citations_and_a_usages_repr_are_one_short_line() -> None:
     """`print(reply.tool_calls)`, as the README does, printed the dataclass's dump of the whole code and output (a
-    call that printed 150,000 characters was a line of the 6,000 the model read); a citation quoted every cited line."""
+    call that printed 150,000 characters was a line of the 6,000 the model read); a citation quoted every cited line;
+    a Usage wrote its seconds to 16 figures, and not the speed."""
     code = "print('<b>' * 50_000)"
     recording = (f"<|start|>assistant to=python<|channel|>analysis<|message|>{code}<|call|>"
                  "<|start|>assistant<|channel|>final<|message|>Done.<|return|>")
@@ -402,6 +404,10 @@ def test_a_tool_calls_and_a_citations_repr_are_one_bounded_line() -> None:
                      text="line\n" * 10_000)
     assert repr(cited).startswith("Citation(【1†L1-L9】, url='file:///notes.md', title='Notes', text='line\\nline")
     assert len(repr(cited)) < 200
+    usage = Usage(prompt_tokens=208, completion_tokens=37, seconds=0.7088705900023342, ttft=0.2977165670017712,
+                  generation_seconds=0.6917767900013132, context_tokens=211, context_window=12288)
+    assert repr(usage) == ("Usage(prompt_tokens=208, completion_tokens=37, seconds=0.709, ttft=0.298, "
+                           "generation_seconds=0.692, tokens_per_s=53.5, context_tokens=211, context_window=12288)")
 
 
 @pytest.mark.parametrize(("recording", "approval"), [
