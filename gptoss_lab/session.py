@@ -205,6 +205,10 @@ class Session:
         self._keep_conversation()
         return False
 
+    def __dir__(self) -> list[str]:
+        """`s.<Tab>` offers the settings too (`s.effort`), which are read through `settings`."""
+        return sorted({*super().__dir__(), *Settings.names()})
+
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings")
         if settings is not None and ALIASES.get(name, name) in Settings.names():

@@ -928,6 +928,7 @@ def test_a_setting_assigned_as_an_attribute_is_the_one_turns_use():
     assert "efort" not in vars(s) and s.effort == "high"
     s.notes = ["mine"]                                                  # a name of the user's own is theirs
     assert s.notes == ["mine"]
+    assert {"effort", "max_new_tokens", "ask", "notes"} <= set(dir(s))   # `s.<Tab>` offered no setting
 
 
 def test_stop_inside_a_tool_call_says_the_half_written_call_is_not_kept():
