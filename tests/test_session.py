@@ -988,6 +988,14 @@ def test_a_recording_of_harmony_strings_in_a_list_is_refused_in_one_line():
                                         r"sequence holding str '<\|channel\|>f"):
         ReplayEngine(["<|channel|>final<|message|>ok<|return|>"])
     assert ReplayEngine(np.array(harmony.encode("<|channel|>final<|message|>ok<|return|>"))).segments  # numpy ids
+    # a file's path, bytes or a number said "'PosixPath' object is not iterable" (bytes played as token ids)
+    from pathlib import Path
+
+    for given, said in ((Path("turn.txt"), "PosixPath: give the file's text, ReplayEngine(path.read_text())"),
+                        (b"<|channel|>", "bytes"), (42, "int")):
+        with pytest.raises(TypeError) as err:
+            ReplayEngine(given)
+        assert str(err.value) == f"ReplayEngine: a recording is Harmony text (one str) or token ids, not {said}"
 
 
 def test_a_recording_played_out_says_how_many_replies_it_holds_and_what_to_do(capsys):

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numbers
+import os
 import reprlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import harmony
@@ -21,6 +22,11 @@ class ReplayEngine:
     """
 
     def __init__(self, recording: str | Sequence[int], *, name: str = "replay", delay: float = 0.0) -> None:
+        if isinstance(recording, bytes | bytearray | os.PathLike) or not isinstance(recording, str | Iterable):
+            # (a file's path or a number said "'PosixPath' object is not iterable"; bytes played as token ids)
+            hint = ": give the file's text, ReplayEngine(path.read_text())" if isinstance(recording, os.PathLike) else ""
+            raise TypeError(f"ReplayEngine: a recording is Harmony text (one str) or token ids, not "
+                            f"{type(recording).__name__}{hint}")
         ids = harmony.encode(recording) if isinstance(recording, str) else list(recording)
         odd = next((t for t in ids if not isinstance(t, numbers.Integral)), None)
         if odd is not None:  # (a list of Harmony strings played its text as one "token" and broke the parser)
