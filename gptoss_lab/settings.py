@@ -212,7 +212,7 @@ _MEANT = {"functions": "tools", "function": "tools"}
 _PLAIN = {"bool_parsing": "must be on or off (true/false, yes/no, 1/0)", "bool_type": "must be on or off",
           "float_parsing": "must be a number", "float_type": "must be a number",
           "int_parsing": "must be a whole number", "int_type": "must be a whole number",
-          "int_from_float": "must be a whole number"}
+          "int_from_float": "must be a whole number", "string_type": "must be text (a str)"}
 
 
 def setting_meant(name: str) -> str | None:

@@ -1156,9 +1156,9 @@ def test_the_greedy_decoding_notices_start_as_sentences():
     assert s.ask("Hi", seed=3).errors[0].startswith("Seed changes nothing here: decoding is greedy")
 
 
-def test_true_or_false_is_no_number_of_a_setting():
+def test_a_value_of_the_wrong_type_from_python_says_what_the_setting_takes():
     """`ask(..., max_new_tokens=True)` ran a turn of one token and `timeout=True` gave tool calls one second: pydantic
-    read True as 1. Now the setting says what it takes."""
+    read True as 1. `configure(instructions=42)` said "must be a valid string". Now the setting says what it takes."""
     s = session(FINAL.format(text="one"))
     with pytest.raises(TurnError, match=r"^max_new_tokens must be a whole number, not True$"):
         s.ask("hi", max_new_tokens=True)
@@ -1166,4 +1166,7 @@ def test_true_or_false_is_no_number_of_a_setting():
                                  ("temperature", True, "a number")):
         with pytest.raises(SettingsError, match=rf"^{name} must be {message}, not {value}$"):
             s.configure(**{name: value})
+    for name in ("instructions", "date"):   # said "must be a valid string", pydantic's words
+        with pytest.raises(SettingsError, match=rf"^{name} must be text \(a str\), not 20260101$"):
+            s.configure(**{name: 20260101})
     assert s.ask("hi", max_new_tokens=50).final == "one" and s.settings.timeout == 120.0
