@@ -106,6 +106,9 @@ class Session:
         if not isinstance(engine, Engine):  # Session("tiny") for Session.load("tiny")
             raise TypeError(f"Session(...) takes an engine, not {type(engine).__name__}: load a model with "
                             "Session.load('tiny') or use a server with Session.connect(url)")
+        if namespace is not None and not isinstance(namespace, dict):  # a list failed every python call, output lost after
+            raise TypeError(f"Session(..., namespace=) takes the dict of names the python tool's code runs in "
+                            f"(globals()), not {type(namespace).__name__}")
         self.engine = engine
         self.settings: Settings = make(settings)
         self.namespace = namespace if namespace is not None else _user_namespace()

@@ -602,6 +602,11 @@ def test_a_session_made_without_an_engine_says_how_to_load_one(engine):
     with pytest.raises(TypeError, match=r"^Session\(\.\.\.\) takes an engine, not (str|NoneType): load a model with "
                                         r"Session\.load\('tiny'\) or use a server with Session\.connect\(url\)$"):
         Session(engine, namespace={})
+    # a namespace that is no dict: each python call failed ("'list' object has no attribute 'get'"), and the process's
+    # output went nowhere after it
+    with pytest.raises(TypeError, match=r"^Session\(\.\.\., namespace=\) takes the dict of names the python tool's "
+                                        r"code runs in \(globals\(\)\), not list$"):
+        Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace=[])
 
 
 def test_model_code_cannot_reset_or_ask_the_session_mid_turn():
