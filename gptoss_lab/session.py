@@ -106,9 +106,6 @@ class Session:
         if not isinstance(engine, Engine):  # Session("tiny") for Session.load("tiny")
             raise TypeError(f"Session(...) takes an engine, not {type(engine).__name__}: load a model with "
                             "Session.load('tiny') or use a server with Session.connect(url)")
-        if namespace is not None and not isinstance(namespace, dict):  # a list failed every python call, output lost after
-            raise TypeError(f"Session(..., namespace=) takes the dict of names the python tool's code runs in "
-                            f"(globals()), not {type(namespace).__name__}")
         self.engine = engine
         self.settings: Settings = make(settings)
         self.namespace = namespace if namespace is not None else _user_namespace()
@@ -139,6 +136,9 @@ class Session:
 
     def __setattr__(self, name: str, value: Any) -> None:
         _not_from_model_code(f"its {name}")  # (a thread the code left running set approval=auto after its call ended)
+        if name == "namespace" and not isinstance(value, dict):  # a list failed every python call, output lost after
+            raise TypeError(f"Session(..., namespace=) takes the dict of names the python tool's code runs in "
+                            f"(globals()), not {type(value).__name__}")
         # `s.effort = "high"` (and `s.approve = ...`, `s.efort = ...`) made an attribute no turn read, without a word
         misspelt = not (name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)) and setting_meant(name)
         if name in Settings.names() or name in ALIASES or misspelt:

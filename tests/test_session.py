@@ -607,6 +607,8 @@ def test_a_session_made_without_an_engine_says_how_to_load_one(engine):
     with pytest.raises(TypeError, match=r"^Session\(\.\.\., namespace=\) takes the dict of names the python tool's "
                                         r"code runs in \(globals\(\)\), not list$"):
         Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>"), namespace=[])
+    with pytest.raises(TypeError, match=r"\(globals\(\)\), not tuple$"):
+        Session(ReplayEngine("<|channel|>final<|message|>ok<|return|>")).namespace = ()
 
 
 def test_model_code_cannot_reset_or_ask_the_session_mid_turn():
