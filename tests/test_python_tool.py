@@ -152,3 +152,24 @@ def test_the_models_code_cannot_write_the_cards_status_line():
     with reporting(said.append):
         result = PythonTool({}).execute("from gptoss_lab.tools.base import report\nreport('approved by you')\nprint(1)")
     assert (result.status, result.output, said) == ("done", "1\n", [])
+
+
+_HALF_SET_UP = """
+import os, stat, sys
+from gptoss_lab import Session
+from gptoss_lab.engines.replay import ReplayEngine
+before = os.fstat(1)
+s = Session(ReplayEngine("<|channel|>commentary to=python <|constrain|>code<|message|>print(1)<|call|>"
+                         "<|channel|>final<|message|>done<|return|>"), approval="auto", namespace={})
+object.__setattr__(s, "namespace", [])   # (Session refuses it; anything failing while a run is set up)
+reply = s.ask("go")
+after = os.fstat(1)
+print(reply.tool_calls[0].output, (before.st_ino, before.st_mode) == (after.st_ino, after.st_mode), file=sys.stderr)
+"""
+
+
+def test_a_run_that_fails_while_it_is_set_up_gives_the_process_its_output_back():
+    """The kernel's fds 1 and 2 were sent into the run's pipe before the rest of a run was set up, outside what puts
+    them back: a failure there (a namespace that is no dict) left every later print of the process going nowhere."""
+    done = subprocess.run([sys.executable, "-c", _HALF_SET_UP], capture_output=True, text=True, timeout=120)
+    assert done.stderr.strip().endswith("Error: AttributeError: 'list' object has no attribute 'get' True"), done.stderr

@@ -1362,30 +1362,37 @@ class _Guards:
             self.output = output if output is not None else self.output
             run = _Run()
             self.runs.append(run)
-            if not self.installed:
-                self._install()
-            else:  # a thread of an earlier run's still runs; ipykernel may have put its own input() back since
-                self._stand_ins()
-        names = _stand_in_names(namespace)
-        users = [key for key in list(namespace) if type(key) is not str] if namespace is not None else []  # see below
-        kept_builtins = namespace.get("__builtins__") if namespace is not None else None
-        streams = _route(output) if output is not None else None
-        with self.lock:
-            originals = {id(stand_in): original for original, stand_in in self.made.values()}
-            run.kept = ([dict(zip(attributes, map(originals.get, map(id, attributes.values()), attributes.values())))
-                         for _, attributes in _KEPT], dict(_modules),
-                        [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, sys.path, gc.callbacks)],
-                        dict(sys.path_importer_cache), _class_state())
-            run.shell_hooks = _ShellHooks()
+        # what the finally below puts back, each once it is known: a failure in between (`sys.path` made a tuple by
+        # a thread of an earlier run's) had left the kernel's fds 1 and 2 sent into the run's pipe for good
+        kept, names, streams, users, kept_builtins = False, None, None, [], None
         try:
+            users = [key for key in list(namespace) if type(key) is not str] if namespace is not None else []  # below
+            kept_builtins = namespace.get("__builtins__") if namespace is not None else None
+            with self.lock:
+                if not self.installed:
+                    self._install()
+                else:  # a thread of an earlier run's still runs; ipykernel may have put its own input() back since
+                    self._stand_ins()
+            names = _stand_in_names(namespace)
+            streams = _route(output) if output is not None else None
+            with self.lock:
+                originals = {id(stand_in): original for original, stand_in in self.made.values()}
+                run.kept = ([dict(zip(attributes, map(originals.get, map(id, attributes.values()), attributes.values())))
+                             for _, attributes in _KEPT], dict(_modules),
+                            [(hooks, hooks[:]) for hooks in (sys.meta_path, sys.path_hooks, sys.path, gc.callbacks)],
+                            dict(sys.path_importer_cache), _class_state())
+                run.shell_hooks = _ShellHooks()
+                kept = True
             yield run
         finally:
-            self.put_back(run)  # first: what follows runs these modules' code (contextlib's, threading's ...)
+            if kept:
+                self.put_back(run)  # first: what follows runs these modules' code (contextlib's, threading's ...)
             for name, stream in (streams or {}).items():  # put back even if the code replaced them
                 _TAKEN_OUT.append(vars(sys).get(name))  # (the code's, not freed here: see _TAKEN_OUT)
                 setattr(sys, name, stream)
-            _restore_names(namespace, names, users)
-            if namespace is not None and namespace.get("__builtins__") is not kept_builtins:
+            if names is not None:   # (known once `users` and `kept_builtins` are)
+                _restore_names(namespace, names, users)
+            if names is not None and namespace is not None and namespace.get("__builtins__") is not kept_builtins:
                 # rebound or deleted by the code: every later cell and call would have no print, import ...
                 _TAKEN_OUT.append(namespace.get("__builtins__"))  # the code's, not freed here (see _TAKEN_OUT)
                 if kept_builtins is None:
