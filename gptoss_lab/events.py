@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from .widgets.sanitize import WrittenOut
+
 if TYPE_CHECKING:
     from openai_harmony import Message
 
@@ -187,18 +189,11 @@ class Usage:
                 f"context_window={self.context_window})")
 
 
-class _OneLine:
-    """An error IPython shows as its one line, not as a traceback: the line is all a notebook's reader needs."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
-
-
-class TurnFailed(_OneLine, RuntimeError):
+class TurnFailed(WrittenOut, RuntimeError):
     """A check of a reply whose turn failed (`Reply.raise_for_failure`): what to do, in one line."""
 
 
-class Interrupted(_OneLine, KeyboardInterrupt):
+class Interrupted(WrittenOut, KeyboardInterrupt):
     """Ctrl-C (the kernel's interrupt) stopped a long command: what stopped and what was kept, in one line (a
     traceback through torch said neither). Still a KeyboardInterrupt, so a script or a cell's later lines stop."""
 

@@ -1177,3 +1177,23 @@ def test_a_value_of_the_wrong_type_from_python_says_what_the_setting_takes():
         with pytest.raises(SettingsError, match=rf"^{name} must be text \(a str\), not 20260101$"):
             s.configure(**{name: 20260101})
     assert s.ask("hi", max_new_tokens=50).final == "one" and s.settings.timeout == 120.0
+
+
+def test_the_labs_errors_from_the_python_api_show_as_their_one_line_in_ipython(capsys):
+    """`Session(..., effort="HIGH")` or `s.ask(...)` refused from a cell printed its one-line message under a
+    traceback through the lab's code (settings, pydantic), as the magics' errors are not: IPython shows the line."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("from gptoss_lab import Session\nfrom gptoss_lab.engines.replay import ReplayEngine\n"
+                       "s = Session(ReplayEngine(''))")
+        capsys.readouterr()
+        shown = []
+        for cell in ("s.configure(effort='HIGH')", "s.ask('Hi', tools='pyton')"):
+            shell.run_cell(cell)
+            shown.append(capsys.readouterr().out.strip())
+    finally:
+        InteractiveShell.clear_instance()
+    assert [len(out.splitlines()) for out in shown] == [1, 1], shown
+    assert shown[0].startswith("SettingsError: ") and shown[1].startswith("TurnError: "), shown

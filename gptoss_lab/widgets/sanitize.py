@@ -998,10 +998,13 @@ def visible_line(text: str) -> str:
 
 
 class WrittenOut:
-    """A mixin of the lab's one-line errors (load, doctor, connect, browser, settings): their message is written out as
-    `visible` writes the lab's other messages, and its newlines too, so a folder's or a server's name with `\\x1b[2J`,
-    a `\\u202e` override or a line of its own is shown, never obeyed, wherever the error is shown (a %gptoss line, a
-    traceback)."""
+    """A mixin of the lab's one-line errors (load, doctor, connect, browser, settings, a turn's): their message is
+    written out as `visible` writes the lab's other messages, and its newlines too, so a folder's or a server's name
+    with `\\x1b[2J`, a `\\u202e` override or a line of its own is shown, never obeyed, wherever the error is shown;
+    IPython shows it as its one line (from the Python API it printed a traceback through the lab's code above it)."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*(visible_line(arg) if isinstance(arg, str) else arg for arg in args))
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
