@@ -93,23 +93,19 @@ def ranks() -> dict[bytes, int]:
 
 
 def _vocabulary() -> Iterator[tuple[bytes, int]]:
-    """Each token's bytes and rank (= id) as the bundled file lists them, once openai-harmony has checked the file."""
+    """Each token's bytes and rank (= id) as the bundled file lists them (`base64 rank` lines), once openai-harmony has
+    checked the file; decoded by C loops (`map`), not a Python loop per line (0.3 s of a first turn)."""
     encoding()
-    for line in VOCAB_FILE.read_bytes().splitlines():
-        if line:
-            token, rank = line.split()
-            yield binascii.a2b_base64(token), int(rank)
+    words = VOCAB_FILE.read_bytes().split()
+    return zip(map(binascii.a2b_base64, words[0::2]), map(int, words[1::2]), strict=True)
 
 
 @functools.cache
 def special_tokens() -> dict[int, str]:
     """Every Harmony special token by id (FIRST_SPECIAL-201087), names as openai-harmony spells them."""
-    found = {}
-    for name in encoding().special_tokens_set:
-        (token,) = encode(name)
-        if token < VOCAB_SIZE:
-            found[token] = name
-    return dict(sorted(found.items()))
+    names = sorted(encoding().special_tokens_set)   # encoded together, one token each: 1,091 encode calls took 0.2 s
+    tokens = encoding().encode("".join(names), allowed_special="all")
+    return dict(sorted((token, name) for token, name in zip(tokens, names, strict=True) if token < VOCAB_SIZE))
 
 
 def decode(ids: Iterable[int]) -> str:
