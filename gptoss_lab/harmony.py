@@ -352,6 +352,13 @@ def _token_bytes() -> list[bytes | None]:
     return table
 
 
+@functools.cache
+def token_lengths() -> list[int]:
+    """Characters each ordinary token decodes to, by id: what a browser window's size in tokens is counted with. Read
+    from the stream's table, which every turn makes (from `ranks`, the browser's first search spent 0.15 s of CPU)."""
+    return [len(token.decode("utf-8", "replace")) if token else 1 for token in _token_bytes()[:FIRST_SPECIAL]]
+
+
 def token_bytes(token: int) -> bytes | None:
     """The bytes of token id `token` (a special token's spelling); None for an id no token has."""
     table = _token_bytes()

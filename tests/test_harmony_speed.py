@@ -359,7 +359,8 @@ def test_session_cost_per_token_is_flat_with_no_view():
 def test_a_first_turn_does_not_build_the_vocabularys_dict():
     """Every first turn built the vocabulary's dict (`ranks`, 0.2-0.5 s of a tiny model's ~1 s first answer): for its
     check that the question can fit (`fewest_tokens`, the longest token's length) and for the stream's table of each
-    token's bytes: the table is read from the file and the length from the table; only long pieces need the dict."""
+    token's bytes: the table is read from the file and the length from the table; only long pieces need the dict.
+    So did the browser's first search, to size its window in tokens: it reads the same table."""
     import subprocess
     import sys
     from pathlib import Path
@@ -368,6 +369,9 @@ def test_a_first_turn_does_not_build_the_vocabularys_dict():
 
     code = ("from gptoss_lab import ReplayEngine, Session, harmony\n"
             "reply = Session(ReplayEngine('<|channel|>final<|message|>5<|return|>')).ask('What is 2 + 3?')\n"
+            "from gptoss_lab.tools.browser import Browser\n"
+            "found = Browser({'town.md': '# Varn\\n' + 'Varn has 1,002 people. ' * 400}).search('Varn people')\n"
+            "assert 'Varn has 1,002 people' in found, found\n"
             "print(reply.final, harmony.longest_token(), harmony.ranks.cache_info().currsize)")
     package = str(Path(gptoss_lab.__file__).resolve().parents[1])
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=package)

@@ -275,19 +275,9 @@ def _keep_breaks(match: re.Match[str], kept: str) -> str:
 
 # ---------------------------------------------------------------- windows sized in tokens
 
-@functools.cache
-def _token_lengths() -> list[int]:
-    """Characters each token of the Harmony vocabulary decodes to (bundled vocabulary, no download)."""
-    ranks = harmony.ranks()
-    lengths = [1] * (max(ranks.values()) + 1)
-    for token, rank in ranks.items():
-        lengths[rank] = len(token.decode("utf-8", "replace"))
-    return lengths
-
-
 def _token_starts(text: str) -> list[int]:
     """Character offset where each token of `text` starts."""
-    lengths = _token_lengths()
+    lengths = harmony.token_lengths()
     ids = harmony.encode_text(text)
     return [0, *itertools.accumulate(lengths[i] if i < len(lengths) else 1 for i in ids)][:-1] if ids else []
 
@@ -299,7 +289,7 @@ def end_line(lines: list[str], loc: int, num_lines: int, view_tokens: int) -> in
     document, 3.8 million tokens, in the conversation for good)."""
     total = len(lines)
     budget = view_tokens if num_lines <= 0 else view_tokens * MAX_WINDOWS
-    chars = (budget + 1) * max(_token_lengths())   # no token is longer: the tokens that can fit are in these
+    chars = (budget + 1) * max(harmony.token_lengths())   # no token is longer: the tokens that can fit are in these
     text = _numbered_from(lines, loc, chars)
     fits = total
     if len(text) > budget:  # at least one character per token: short text fits
