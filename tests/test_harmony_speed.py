@@ -356,11 +356,12 @@ def test_session_cost_per_token_is_flat_with_no_view():
     assert min(late) / min(early) <= 1.2, (min(early), min(late))
 
 
-def test_a_first_turn_does_not_build_the_vocabularys_dict():
+def test_a_first_turn_does_not_build_the_vocabularys_dict(tmp_path):
     """Every first turn built the vocabulary's dict (`ranks`, 0.2-0.5 s of a tiny model's ~1 s first answer): for its
     check that the question can fit (`fewest_tokens`, the longest token's length) and for the stream's table of each
     token's bytes: the table is read from the file and the length from the table; only long pieces need the dict.
-    So did the browser's first search, to size its window in tokens: it reads the same table."""
+    So did the browser's first search, to size its window in tokens: it reads the same table. Browsing a folder
+    imported httpx (0.1-0.3 s) for the web search services: it is imported only for them."""
     import subprocess
     import sys
     from pathlib import Path
@@ -370,12 +371,16 @@ def test_a_first_turn_does_not_build_the_vocabularys_dict():
     code = ("from gptoss_lab import ReplayEngine, Session, harmony\n"
             "reply = Session(ReplayEngine('<|channel|>final<|message|>5<|return|>')).ask('What is 2 + 3?')\n"
             "from gptoss_lab.tools.browser import Browser\n"
-            "found = Browser({'town.md': '# Varn\\n' + 'Varn has 1,002 people. ' * 400}).search('Varn people')\n"
+            f"browser = Browser({str(tmp_path)!r})\n"
+            "found = browser.search('Varn people') + browser.open(id=0) + browser.find('1,002')\n"
             "assert 'Varn has 1,002 people' in found, found\n"
-            "print(reply.final, harmony.longest_token(), harmony.ranks.cache_info().currsize)")
+            "import sys\n"
+            "print(reply.final, harmony.longest_token(), harmony.ranks.cache_info().currsize, 'httpx' in sys.modules)")
+    (tmp_path / "town.md").write_text("# Varn\n" + "Varn has 1,002 people. " * 400)
     package = str(Path(gptoss_lab.__file__).resolve().parents[1])
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=package)
-    assert run.stdout.split() == ["5", str(max(map(len, harmony.ranks()))), "0"], run.stdout + run.stderr[-2000:]
+    assert run.stdout.split() == ["5", str(max(map(len, harmony.ranks()))), "0", "False"], \
+        run.stdout + run.stderr[-2000:]
 
 
 def test_special_tokens_are_read_with_one_encode_call(monkeypatch):

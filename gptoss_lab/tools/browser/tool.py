@@ -34,7 +34,6 @@ from .page import (
     CITATION_PATTERN, MAX_URL_CHARS, Page, cited_lines, clean_url, display, end_line, find_page, maybe_truncate,
     result_labels, results_page,
 )
-from .web import is_local
 
 VIEW_SOURCE_PREFIX = "view-source:"
 # What an answer's citations quote at most: each citation, and all of them together (a distinct citation of a
@@ -456,8 +455,12 @@ def _within(page: Page, loc: int) -> None:
 
 def _is_local_url(url: str) -> bool:
     """Whether `url` is a web address on this computer or its network (see web.is_local)."""
+    if not url.lower().startswith(("http://", "https://")):
+        return False
+    from .web import is_local   # (web imports httpx, 0.1-0.3 s, which browsing your own documents needs not)
+
     try:
-        return url.lower().startswith(("http://", "https://")) and is_local(urlsplit(url).hostname or "")
+        return is_local(urlsplit(url).hostname or "")
     except ValueError:
         return False
 
@@ -625,8 +628,6 @@ _BACKENDS = {"exa": "exa", "youcom": "youcom", "you.com": "youcom", "you": "youc
 
 
 def _from_sources(sources: list[str], api_key_env: str | None) -> Backend:
-    from .web import Exa, SearXNG, YouCom
-
     if not sources:
         raise BrowserError("give a folder, files, or a backend (searxng:URL, exa, youcom)")
     specs = [s for s in sources if not os.path.exists(os.path.expanduser(s)) and (
@@ -640,6 +641,8 @@ def _from_sources(sources: list[str], api_key_env: str | None) -> Backend:
     try:
         if not specs:
             return LocalBackend.from_paths(sources)
+        from .web import Exa, SearXNG, YouCom   # (httpx: 0.1-0.3 s that your own documents need not)
+
         if len(sources) > 1:
             raise BrowserError(f"a search backend ({specs[0]}) is used alone, not with other sources")
         spec = specs[0]
