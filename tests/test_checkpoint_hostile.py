@@ -104,7 +104,7 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, random_checkp
     folder.mkdir()
     shutil.copy(random_checkpoint / "config.json", folder)
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"model.norm.weight": Payload()}))
-    refused = (f"could not load {folder}: its weights are pickled (pytorch_model.bin), which the lab never loads "
+    refused = (f"{folder} cannot be loaded: its weights are pickled (pytorch_model.bin), which the lab never loads "
                "(unpickling can run code): give safetensors weights (model.safetensors)")
     assert one_line_error(lambda: load(folder)) == refused
     assert one_line_error(lambda: doctor(folder)) == refused  # it said the model fits
@@ -158,7 +158,7 @@ def test_pickled_weights_of_a_hub_id_are_never_unpickled(tmp_path, random_checkp
     monkeypatch.setattr(torch, "load", lambda *args, **kw: unpickled.append(args) or {})
     message = one_line_error(lambda: LocalEngine.from_pretrained("someone/pickled", progress=False,
                                                                  cache_dir=str(tmp_path / "hub")))
-    assert message == (f"could not load someone/pickled: its weights are pickled ({shard}), which the lab never "
+    assert message == (f"someone/pickled cannot be loaded: its weights are pickled ({shard}), which the lab never "
                        "loads (unpickling can run code): give safetensors weights (model.safetensors)")
     assert unpickled == []
 
@@ -189,7 +189,7 @@ def test_a_json_file_of_gigabytes_is_refused_before_it_is_read(tmp_path, random_
     shutil.copytree(sharded if name.endswith("index.json") else random_checkpoint, folder)
     with open(folder / name, "r+b") as file:
         file.truncate(64 * 2**30)
-    assert capped_load(folder) == (f"LoadError: could not load {folder}: {name} is 68.7 GB, more than a checkpoint's "
+    assert capped_load(folder) == (f"LoadError: {folder} cannot be loaded: {name} is 68.7 GB, more than a checkpoint's "
                                    "JSON file can be (16.8 MB)")
     if name == "config.json":
         assert "is 68.7 GB, more than" in one_line_error(lambda: doctor(folder / name))
@@ -300,7 +300,7 @@ def test_sampling_defaults_every_turn_would_fail_on_are_refused_at_load(tmp_path
     folder = tmp_path / "sampling"
     shutil.copytree(random_checkpoint, folder)
     (folder / "generation_config.json").write_text(json.dumps(generation))
-    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: its generation_config.json {message}"
+    assert one_line_error(lambda: load(folder)) == f"{folder} cannot be loaded: its generation_config.json {message}"
     (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.6, "top_p": 1}))
     assert load(folder).default_sampling.temperature == 0.6
 
@@ -317,7 +317,7 @@ def test_a_generation_config_transformers_fails_on_is_refused_before_the_weights
     shutil.copytree(random_checkpoint, folder)
     (folder / "generation_config.json").write_text(text)
     message = one_line_error(lambda: LocalEngine.from_pretrained(folder))
-    assert message.startswith(f"could not load {folder}: its generation_config.json cannot be read ({reason}")
+    assert message.startswith(f"{folder} cannot be loaded: its generation_config.json cannot be read ({reason}")
     assert "Loading" not in capsys.readouterr().out
     (folder / "generation_config.json").write_text('{"do_sample": ')  # no JSON: transformers ignores it
     assert load(folder).default_sampling.temperature == 0
@@ -337,7 +337,7 @@ def test_a_refused_load_in_a_kernel_is_one_line_and_keeps_the_loaded_model(tmp_p
         assert run(kc, "%load_ext gptoss_lab\n%gptoss load tiny", timeout=120)[1]["status"] == "ok"
         _, refused = run(kc, f"%gptoss load {folder}", timeout=120)
         assert (refused["ename"], refused["evalue"]) == (
-            "UsageError", f"%gptoss load: could not load {folder}: its generation_config.json must be an object, "
+            "UsageError", f"%gptoss load: {folder} cannot be loaded: its generation_config.json must be an object, "
                           "not [1, 2]")
         assert run(kc, "%gptoss status", timeout=120)[0].startswith("model: gpt-oss-tiny |")
         assert run(kc, "%%gptoss --text --approve never --max-tokens 8\nHello!", timeout=120)[1]["status"] == "ok"
@@ -362,7 +362,7 @@ def test_a_load_that_fails_midway_leaves_no_model_behind(random_checkpoint, monk
         raise RuntimeError("Input/output error")
 
     monkeypatch.setattr(PreTrainedModel, "_load_pretrained_model", staticmethod(unreadable))
-    with pytest.raises(LoadError, match=f"^could not load {random_checkpoint}: Input/output error$") as info:
+    with pytest.raises(LoadError, match=f"^{random_checkpoint} cannot be loaded: Input/output error$") as info:
         load(random_checkpoint)
     kept = info.value  # as IPython keeps the last error
     gc.collect()
@@ -393,7 +393,7 @@ def test_a_config_dtype_or_attention_this_machine_lacks_is_one_line(tmp_path, ra
     assert one_line_error(lambda: load(folder, dtype="auto")) == expected
     assert one_line_error(lambda: doctor(folder, device="cuda", memory="80 GB")) == expected
     folder = copy_with_config(random_checkpoint, tmp_path / "flash", attn_implementation="flash_attention_2")
-    assert one_line_error(lambda: load(folder)).startswith(f"could not load {folder}: ")
+    assert one_line_error(lambda: load(folder)).startswith(f"{folder} cannot be loaded: ")
 
 
 def test_config_values_quoted_in_a_refusal_are_clipped_to_one_short_line(tmp_path, random_checkpoint):
@@ -458,7 +458,7 @@ def test_a_shard_index_that_is_broken_or_reaches_outside_the_folder_is_one_line(
             (folder / "model-00001-of-00002.safetensors").rename(tmp_path / "outside" / "model-00001-of-00002.safetensors")
         index = data
     path.write_text(json.dumps(index))
-    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {message}"
+    assert one_line_error(lambda: load(folder)) == f"{folder} cannot be loaded: {message}"
 
 
 def test_a_sharded_checkpoint_in_the_hub_cache_loads_offline(tmp_path, sharded, monkeypatch):
@@ -694,4 +694,4 @@ def test_training_on_from_a_folder_makes_the_checks_a_load_makes(random_checkpoi
     with pytest.raises(SystemExit) as ended:
         train.main(["--resume", str(folder), "--out", str(tmp_path / "run"), "--quick"])
     assert ended.value.code == 2
-    assert "--resume: could not load" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert " cannot be loaded: " in capsys.readouterr().err and not (tmp_path / "run").exists()

@@ -140,7 +140,6 @@ def test_a_misspelt_dtype_is_refused_before_torch_starts():
                                        "False"], run.stdout + run.stderr[-2000:]
 
 
-
 @pytest.mark.parametrize("memory, expected", [("16GB", 16 * 10**9), ("16 GiB", 16 * 2**30), ("0", 0), (0, 0),
                                               ("1e12", 10**12), ("1.5e3 MB", 15 * 10**8), (1e12, 10**12)])
 def test_memory_strings(memory, expected):
@@ -235,7 +234,7 @@ def test_mxfp4_scales_the_load_refuses_are_refused_by_the_doctor_too(tmp_path, r
     for kw in ({"device": "cpu"}, {"device": "cuda", "memory": "80 GB", "mxfp4_kernels": True}):  # unpacked, packed
         with pytest.raises(LoadError) as refused:
             doctor(folder, **kw)
-        assert str(refused.value) == (f"could not load {folder}: the MXFP4 scales "
+        assert str(refused.value) == (f"{folder} cannot be loaded: the MXFP4 scales "
                                       "'model.layers.1.mlp.experts.down_proj_scales' hold 255, which the MX format "
                                       "reserves for NaN (transformers would read it as 2**128): the checkpoint is "
                                       "damaged; copy or download it again")
@@ -511,7 +510,8 @@ def test_the_kv_cache_a_loaded_engine_holds_counts_as_free_for_it(monkeypatch, f
 @pytest.mark.parametrize("damage", ["truncated", "config_lies"])
 def test_a_folder_the_load_refuses_from_its_headers_is_refused_by_the_doctor_too(tmp_path, random_checkpoint, damage):
     """A half-copied shard, or a config.json whose sizes are not its weights': the doctor said the model fits (sized by
-    the config alone), and `%gptoss load` then refused it; both say the load's one line now."""
+    the config alone), and `%gptoss load` then refused it; both say the load's one line now, which said "could not
+    load" it (odd of a doctor, which loads nothing): the folder cannot be loaded, and what is wrong with it."""
     import json
     import shutil
 
@@ -526,6 +526,10 @@ def test_a_folder_the_load_refuses_from_its_headers_is_refused_by_the_doctor_too
     with pytest.raises(LoadError) as sizing:
         doctor(folder)
     assert str(sizing.value) == str(loading.value) and "\n" not in str(sizing.value)
+    # the doctor loads nothing: it names the folder as one that cannot be loaded, not "could not load" it
+    assert str(sizing.value).startswith(f"{folder} cannot be loaded: ")
+    if damage == "truncated":
+        assert "model.safetensors is damaged or incomplete" in str(sizing.value)
 
 
 def test_a_folder_of_only_its_json_files_is_sized_from_its_config_and_refused_by_the_load(tmp_path, random_checkpoint):

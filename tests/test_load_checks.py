@@ -52,7 +52,7 @@ def poisoned(name: str, value: float):
 def test_a_weight_holding_nan_or_inf_is_refused_naming_it(tmp_path, random_checkpoint, name, value):
     """Each loaded without a word, and every turn wrote "!!!!" (NaN logits) or garbage."""
     folder = with_weights(random_checkpoint, tmp_path / "poisoned", poisoned(name, value))
-    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: the weight {name} {GARBAGE}"
+    assert one_line_error(lambda: load(folder)) == f"{folder} cannot be loaded: the weight {name} {GARBAGE}"
 
 
 def test_a_weight_made_infinite_by_the_dtype_it_loads_in_says_which_dtype_fits(tmp_path, random_checkpoint):
@@ -61,7 +61,7 @@ def test_a_weight_made_infinite_by_the_dtype_it_loads_in_says_which_dtype_fits(t
     finite, and bfloat16 loads it."""
     name = "model.layers.1.mlp.router.weight"
     folder = with_weights(random_checkpoint, tmp_path / "wide", poisoned(name, 1e5))
-    said = (f"could not load {folder}: the weight {name} holds values too large for float16 (they became infinite): "
+    said = (f"{folder} cannot be loaded: the weight {name} holds values too large for float16 (they became infinite): "
             "load it in bfloat16 or float32: use ")
     assert one_line_error(lambda: load(folder, dtype="float16")) == f"{said}Session.load('{folder}', dtype='bfloat16')"
     # the magic names its own command, with this folder and the user's other options (it said `load NAME`)
@@ -118,10 +118,10 @@ def test_the_attention_implementations_gpt_oss_cannot_run_are_refused_before_the
                             ("eagr", "'eagr' is no attention implementation transformers knows")]:
         with pytest.raises(Exception) as info:
             LocalEngine.from_pretrained(random_checkpoint, attn_implementation=option)
-        assert str(info.value) == f"could not load {random_checkpoint}: {message}: {fix}"
+        assert str(info.value) == f"{random_checkpoint} cannot be loaded: {message}: {fix}"
         assert "Loading" not in capsys.readouterr().out
     folder = with_config(random_checkpoint, tmp_path / "sdpa", attn_implementation="sdpa")
-    expected = f"could not load {folder}: {sdpa}: remove \"attn_implementation\" from its config.json"
+    expected = f"{folder} cannot be loaded: {sdpa}: remove \"attn_implementation\" from its config.json"
     assert one_line_error(lambda: load(folder, attn_implementation="eager")) == expected
     assert one_line_error(lambda: doctor(folder)) == expected
     for option in ("eager", "paged|eager"):
@@ -229,8 +229,8 @@ def test_a_hub_id_in_the_cache_offline_is_checked_as_its_folder_is(tmp_path, ran
     found = json.loads(run.stdout.strip().splitlines()[-1])
     assert found["doctor"]["someone/fp16"] == doctor(fp16, device="cpu", memory="1 MB").load_how == "float16"
     assert found["load"] == {
-        "someone/nan": f"could not load someone/nan: the weight model.embed_tokens.weight {GARBAGE}",
-        "someone/huge": f"could not load someone/huge: config.json is {size((huge / 'config.json').stat().st_size)}, "
+        "someone/nan": f"someone/nan cannot be loaded: the weight model.embed_tokens.weight {GARBAGE}",
+        "someone/huge": f"someone/huge cannot be loaded: config.json is {size((huge / 'config.json').stat().st_size)}, "
                         f"more than a checkpoint's JSON file can be ({size(MAX_JSON_BYTES)})",
         "someone/fp16": "fp16", "someone/fine": "fine"}
     assert found["doctor"]["someone/huge"] == found["load"]["someone/huge"]

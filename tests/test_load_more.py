@@ -69,7 +69,7 @@ def test_a_config_cannot_choose_a_hub_kernel_to_run(tmp_path, random_checkpoint,
     installed, said in a line about installing it) and ran it; the user may still ask for it. A config's
     "attn_implementation" outranks the load's attn_implementation=, so asking for another does not help."""
     folder = with_config(random_checkpoint, tmp_path / "kernel", **changes)
-    expected = f"could not load {folder}: its config asks for {message}"
+    expected = f"{folder} cannot be loaded: its config asks for {message}"
     assert one_line_error(lambda: load(folder)) == expected
     assert one_line_error(lambda: doctor(folder)) == expected  # the doctor sized it and said it fits
     config = folder / "config.json"
@@ -111,7 +111,7 @@ def test_a_folder_holding_a_peft_adapter_is_refused_before_transformers_could_ap
     folder = tmp_path / "adapted"
     shutil.copytree(random_checkpoint, folder)
     (folder / "adapter_config.json").write_text(json.dumps(ADAPTER))
-    expected = (f"could not load {folder}: it holds a PEFT adapter (adapter_config.json), which transformers would "
+    expected = (f"{folder} cannot be loaded: it holds a PEFT adapter (adapter_config.json), which transformers would "
                 "apply to its weights where peft is installed: load a folder without it (merge the adapter first)")
     assert one_line_error(lambda: load(folder)) == expected
     assert one_line_error(lambda: doctor(folder)) == expected
@@ -245,7 +245,7 @@ def test_a_shard_index_without_metadata_is_one_line(tmp_path, random_checkpoint)
     index = folder / "model.safetensors.index.json"
     for data in ({"weight_map": weight_map}, {"metadata": [], "weight_map": weight_map}):
         index.write_text(json.dumps(data))
-        assert one_line_error(lambda: load(folder)) == (f"could not load {folder}: model.safetensors.index.json has no "
+        assert one_line_error(lambda: load(folder)) == (f"{folder} cannot be loaded: model.safetensors.index.json has no "
                                                         "metadata object (it may be empty: {})")
     index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     assert load(folder).name == "ckpt"
@@ -262,7 +262,7 @@ def test_a_folder_that_is_a_symlink_loop_is_not_looked_up_on_the_hub(tmp_path, m
     shutil.copytree(random_checkpoint, tmp_path / "ckpt")
     (tmp_path / "ckpt" / "config.json").unlink()
     os.symlink("config.json", tmp_path / "ckpt" / "config.json")
-    assert one_line_error(lambda: load("ckpt")) == ("could not load ckpt: config.json cannot be read (Too many levels "
+    assert one_line_error(lambda: load("ckpt")) == ("ckpt cannot be loaded: config.json cannot be read (Too many levels "
                                                     "of symbolic links)")
 
 
@@ -291,7 +291,7 @@ def test_a_shard_index_cannot_reach_outside_the_folder_or_read_forever(tmp_path,
     (folder / "zero.safetensors").symlink_to("/dev/zero")
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {"model.norm.weight": shard}}))
-    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {message}"
+    assert one_line_error(lambda: load(folder)) == f"{folder} cannot be loaded: {message}"
 
 
 @pytest.mark.parametrize("shard", ["pytorch_model-00001-of-00001.bin", "weights.pt", "model.safetensors.part"])
@@ -311,7 +311,7 @@ def test_a_shard_index_naming_no_safetensors_file_is_refused_before_anything_unp
     unpickled = []
     monkeypatch.setattr(torch, "load", lambda *args, **kw: unpickled.append(args))
     assert one_line_error(lambda: load(folder)) == (
-        f"could not load {folder}: model.safetensors.index.json names the shard {shard!r}, which is no .safetensors "
+        f"{folder} cannot be loaded: model.safetensors.index.json names the shard {shard!r}, which is no .safetensors "
         "file (transformers would unpickle it, and a pickle can run code): give safetensors shards")
     assert unpickled == []
 
@@ -337,9 +337,9 @@ def test_flex_attention_on_a_cpu_is_refused_at_load(tmp_path, random_checkpoint)
     """Chosen by the config (which outranks the load's option) or by the load, the model loaded, then every turn failed:
     "ValueError: Attention sinks cannot be run on CPU with flex attention"."""
     folder = with_config(random_checkpoint, tmp_path / "flex", attn_implementation="flex_attention")
-    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {FLEX}"
-    assert one_line_error(lambda: load(folder, attn_implementation="eager")) == f"could not load {folder}: {FLEX}"
-    expected = f"could not load {random_checkpoint}: {FLEX}"
+    assert one_line_error(lambda: load(folder)) == f"{folder} cannot be loaded: {FLEX}"
+    assert one_line_error(lambda: load(folder, attn_implementation="eager")) == f"{folder} cannot be loaded: {FLEX}"
+    expected = f"{random_checkpoint} cannot be loaded: {FLEX}"
     assert one_line_error(lambda: load(random_checkpoint, attn_implementation="flex_attention")) == expected
     engine = load(random_checkpoint, attn_implementation="eager", fast=False)
     assert len(list(engine.stream([1, 2, 3], stop=set(), sampling=Sampling(temperature=0, max_new_tokens=2)))) == 2
@@ -352,7 +352,7 @@ def test_flash_attention_on_a_cpu_is_refused_before_a_kernel_is_fetched(random_c
     not verify publisher trust status. Set trust_remote_code=True ...", which the lab refuses in turn."""
     name = attention.removeprefix("paged|")
     assert one_line_error(lambda: load(random_checkpoint, attn_implementation=attention)) == (
-        f"could not load {random_checkpoint}: {name} runs on a GPU only: use attn_implementation='eager', or load on "
+        f"{random_checkpoint} cannot be loaded: {name} runs on a GPU only: use attn_implementation='eager', or load on "
         "a GPU")
     assert no_downloads == []
 

@@ -87,10 +87,10 @@ def test_a_json_file_that_is_no_regular_file_is_refused_before_it_is_read(tmp_pa
     else:
         path.symlink_to("/dev/zero" if kind == "dev-zero" else "/proc/self/status")
     why = "is empty (0 bytes on disk)" if kind in ("proc", "empty") else "is not a regular file"
-    assert one_line_error(lambda: load(folder)) == f"could not load {folder}: {name} {why}"
+    assert one_line_error(lambda: load(folder)) == f"{folder} cannot be loaded: {name} {why}"
     if name == "config.json":  # the doctor reads a folder or a config.json
-        assert one_line_error(lambda: doctor(folder)) == f"could not load {folder}: {name} {why}"
-        assert one_line_error(lambda: doctor(path)) == f"could not load {folder}: {name} {why}"
+        assert one_line_error(lambda: doctor(folder)) == f"{folder} cannot be loaded: {name} {why}"
+        assert one_line_error(lambda: doctor(path)) == f"{folder} cannot be loaded: {name} {why}"
 
 
 def test_a_tensor_in_two_shards_is_refused(tmp_path, sharded):
@@ -105,7 +105,7 @@ def test_a_tensor_in_two_shards_is_refused(tmp_path, sharded):
     tensors[copied] = load_file(first)[copied] * 100
     save_file(tensors, second, metadata={"format": "pt"})
     assert one_line_error(lambda: load(folder)) == (
-        f"could not load {folder}: the weight {copied!r} is in two shards, 'model-00001-of-00002.safetensors' and "
+        f"{folder} cannot be loaded: the weight {copied!r} is in two shards, 'model-00001-of-00002.safetensors' and "
         "'model-00002-of-00002.safetensors': remove one copy")
 
 
@@ -140,7 +140,7 @@ def test_mxfp4_scales_that_make_weights_infinite_are_refused(tmp_path, mxfp4, by
         assert torch.isfinite(experts).all()
     else:
         assert one_line_error(lambda: load(folder, dtype=dtype)) == (
-            f"could not load {folder}: the MXFP4 scales {key!r} {refused}")
+            f"{folder} cannot be loaded: the MXFP4 scales {key!r} {refused}")
 
 
 def test_the_engine_stops_with_the_containment_modules_never():
@@ -162,7 +162,7 @@ def test_a_shard_name_cannot_add_a_line_to_the_refusal(tmp_path, sharded):
     data["weight_map"] = {k: bad if v.startswith("model-00002") else v for k, v in data["weight_map"].items()}
     index.write_text(json.dumps(data))
     assert one_line_error(lambda: load(folder)).startswith(
-        f"could not load {folder}: x\\nLoaded gpt-oss-120b.safetensors is damaged or incomplete (")
+        f"{folder} cannot be loaded: x\\nLoaded gpt-oss-120b.safetensors is damaged or incomplete (")
 
 
 YARN = {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,

@@ -336,7 +336,7 @@ def test_weights_the_configs_model_has_no_place_for_are_refused_before_loading(t
     out, logged a multi-line LOAD REPORT table, and every answer came from another model than the one saved."""
     folder = broken_copy(random_checkpoint, tmp_path / "extra", config=config, tensors=tensors)
     message = one_line_error(lambda: LocalEngine.from_pretrained(folder))
-    assert message.startswith(f"could not load {folder}: its .safetensors files hold the weight {weight}, which the "
+    assert message.startswith(f"{folder} cannot be loaded: its .safetensors files hold the weight {weight}, which the "
                               "model its config describes has no place for")
     assert "Loading" not in capsys.readouterr().out
 
@@ -374,9 +374,9 @@ def test_remote_code_is_never_run(tmp_path, random_checkpoint):
 
 @pytest.mark.parametrize("change, message", [
     (lambda t: t.pop("model.layers.0.self_attn.q_proj.weight"),
-     "^could not load someone/broken: the weight model.layers.0.self_attn.q_proj.weight is missing"),
+     "^someone/broken cannot be loaded: the weight model.layers.0.self_attn.q_proj.weight is missing"),
     (lambda t: t.update({"model.layers.0.self_attn.q_proj.weight": torch.zeros(3, 3)}),
-     r"^could not load someone/broken: the weight model.layers.0.self_attn.q_proj.weight has shape \(3, 3\), "),
+     r"^someone/broken cannot be loaded: the weight model.layers.0.self_attn.q_proj.weight has shape \(3, 3\), "),
 ])
 def test_a_broken_checkpoint_in_the_hub_cache_is_not_loaded_nor_called_absent(tmp_path, monkeypatch,
                                                                               random_checkpoint, change, message):

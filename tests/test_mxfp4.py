@@ -319,7 +319,7 @@ def test_mxfp4_weights_whose_config_does_not_say_so_are_refused_before_they_load
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(checkpoint.LoadError) as info:
         LocalEngine.from_pretrained(folder, progress=False)
-    assert str(info.value) == (f"could not load {folder}: the weight {GATE_UP} is stored in MXFP4 ({GATE_UP}_blocks), "
+    assert str(info.value) == (f"{folder} cannot be loaded: the weight {GATE_UP} is stored in MXFP4 ({GATE_UP}_blocks), "
                                "but its config has no quantization_config: add \"quantization_config\": "
                                "{\"quant_method\": \"mxfp4\"} to its config.json")
     assert "LOAD REPORT" not in capfd.readouterr().err  # refused before any weight loaded

@@ -288,7 +288,7 @@ def _check_no_adapter(source: Source, hub_kw: dict[str, Any], folder: str | None
     else:
         found = os.path.lexists(Path(folder) / ADAPTER_CONFIG_NAME)
     if found:
-        raise LoadError(f"could not load {source.path}: it holds a PEFT adapter ({ADAPTER_CONFIG_NAME}), which "
+        raise LoadError(f"{source.path} cannot be loaded: it holds a PEFT adapter ({ADAPTER_CONFIG_NAME}), which "
                         "transformers would apply to its weights where peft is installed: load a folder without it "
                         "(merge the adapter first)")
 
@@ -520,7 +520,7 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> Stored |
             model = AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=torch.float32,
                                                      attn_implementation="eager")
     except (ValueError, TypeError, KeyError, ArithmeticError, AssertionError) as error:  # e.g. yarn's beta_fast < 0
-        raise LoadError(f"could not load {label}: its config builds no gpt-oss model ({first_line(error)})") from None
+        raise LoadError(f"{label} cannot be loaded: its config builds no gpt-oss model ({first_line(error)})") from None
     known = {"lm_head.weight"}  # tied to the embedding, a stored one is taken (with a warning) as untied
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
@@ -528,7 +528,7 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> Stored |
         wanted = {name: (tuple(tensor.shape), None)}  # None: any floating-point dtype
         if name.endswith(EXPERT_WEIGHTS) and f"{name}_blocks" in stored:  # MXFP4, rows are output features
             if getattr(config, "quantization_config", None) is None:  # transformers would load them as unexpected
-                raise LoadError(f"could not load {label}: the weight {name} is stored in MXFP4 ({name}_blocks), but "
+                raise LoadError(f"{label} cannot be loaded: the weight {name} is stored in MXFP4 ({name}_blocks), but "
                                 "its config has no quantization_config: add \"quantization_config\": "
                                 "{\"quant_method\": \"mxfp4\"} to its config.json")
             experts, inputs, outputs = tensor.shape
@@ -537,15 +537,15 @@ def check_tensors(folder: str, config: Any, name: str | None = None) -> Stored |
         known.update(wanted)
         for key, (shape, dtype) in wanted.items():
             if key not in stored:
-                raise LoadError(f"could not load {label}: the weight {key} is missing from its .safetensors files")
+                raise LoadError(f"{label} cannot be loaded: the weight {key} is missing from its .safetensors files")
             got_shape, got_dtype = stored[key]
             if got_shape != shape:
-                raise LoadError(f"could not load {label}: the weight {key} has shape {got_shape}, the config needs {shape}")
+                raise LoadError(f"{label} cannot be loaded: the weight {key} has shape {got_shape}, the config needs {shape}")
             if got_dtype != dtype and not (dtype is None and got_dtype in _STORED_FLOATS):
-                raise LoadError(f"could not load {label}: the weight {key} is stored as {got_dtype}, "
+                raise LoadError(f"{label} cannot be loaded: the weight {key} is stored as {got_dtype}, "
                                 f"not {dtype or 'floating point'}")
     if extra := sorted(set(stored) - known):
-        raise LoadError(f"could not load {label}: its .safetensors files hold the weight "
+        raise LoadError(f"{label} cannot be loaded: its .safetensors files hold the weight "
                         f"{printable(clip(extra[0], 120))}, which the model its config describes has no place for (transformers would leave it out, and "
                         "answer with another model than the one saved): check its config.json (attention_bias, "
                         "num_hidden_layers ...)")
@@ -572,10 +572,10 @@ def check_scales(folder: str, dtype: str, name: str | None = None) -> None:
                     if key.endswith(suffixes):
                         scales = f.get_tensor(key)
                         if scales.numel() and (top := int(scales.max())) > limit:
-                            raise LoadError(f"could not load {label}: the MXFP4 scales {key!r:.120} "
+                            raise LoadError(f"{label} cannot be loaded: the MXFP4 scales {key!r:.120} "
                                             + _scale_refusal(top, dtype, limit))
         except (OSError, SafetensorError) as error:
-            raise LoadError(f"could not load {label}: {printable(shard.name)} is damaged or incomplete "
+            raise LoadError(f"{label} cannot be loaded: {printable(shard.name)} is damaged or incomplete "
                             f"({first_line(error)}); copy or download it again") from None
 
 
@@ -606,8 +606,8 @@ def check_sampling(folder: str, name: str) -> None:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return
     except (ValueError, RecursionError) as error:
-        raise LoadError(f"could not load {name}: its generation_config.json cannot be read ({first_line(error)})") from None
-    wrong = f"could not load {name}: its generation_config.json"
+        raise LoadError(f"{name} cannot be loaded: its generation_config.json cannot be read ({first_line(error)})") from None
+    wrong = f"{name} cannot be loaded: its generation_config.json"
     if not isinstance(data, dict):
         raise LoadError(f"{wrong} must be an object, not {data!r:.40}")
     if not data.get("do_sample"):
@@ -658,13 +658,13 @@ def _json_file(path: Path, label: str) -> None:
     except FileNotFoundError:
         return  # absent (or a dangling link): the caller says what is missing
     except OSError as error:
-        raise LoadError(f"could not load {label}: {path.name} cannot be read ({error.strerror or error})") from None
+        raise LoadError(f"{label} cannot be loaded: {path.name} cannot be read ({error.strerror or error})") from None
     if not S_ISREG(stat.st_mode):
-        raise LoadError(f"could not load {label}: {path.name} is not a regular file")
+        raise LoadError(f"{label} cannot be loaded: {path.name} is not a regular file")
     if stat.st_size == 0:
-        raise LoadError(f"could not load {label}: {path.name} is empty (0 bytes on disk)")
+        raise LoadError(f"{label} cannot be loaded: {path.name} is empty (0 bytes on disk)")
     if stat.st_size > MAX_JSON_BYTES:
-        raise LoadError(f"could not load {label}: {path.name} is {size(stat.st_size)}, more than a checkpoint's JSON "
+        raise LoadError(f"{label} cannot be loaded: {path.name} is {size(stat.st_size)}, more than a checkpoint's JSON "
                         f"file can be ({size(MAX_JSON_BYTES)})")
 
 
@@ -679,20 +679,20 @@ def _weight_files(folder: Path, label: str) -> list[Path]:
     data = read_json(index, label)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
-        raise LoadError(f"could not load {label}: {index.name} has no weight_map of tensor names to shard files")
+        raise LoadError(f"{label} cannot be loaded: {index.name} has no weight_map of tensor names to shard files")
     if not isinstance(data.get("metadata"), dict):  # transformers adds to it: a KeyError or TypeError mid-load
-        raise LoadError(f"could not load {label}: {index.name} has no metadata object (it may be empty: {{}})")
+        raise LoadError(f"{label} cannot be loaded: {index.name} has no metadata object (it may be empty: {{}})")
     shards = sorted(set(weight_map.values()))
     present = {path.name for path in folder.iterdir()}  # not a lookup per name: one too long for the file system raises
     for shard in shards:
         if shard in ("", ".", "..") or Path(shard).name != shard:
-            raise LoadError(f"could not load {label}: {index.name} names the shard {shard!r:.80}, which is not a file "
+            raise LoadError(f"{label} cannot be loaded: {index.name} names the shard {shard!r:.80}, which is not a file "
                             "in the checkpoint folder")
         if shard not in present or not (folder / shard).exists():  # exists: not a link to a blob never downloaded
-            raise LoadError(f"could not load {label}: the shard {shard!r:.80} named in {index.name} is missing; "
+            raise LoadError(f"{label} cannot be loaded: the shard {shard!r:.80} named in {index.name} is missing; "
                             "copy or download it again")
         if not shard.endswith(".safetensors"):  # transformers reads any other shard with torch.load: a pickle
-            raise LoadError(f"could not load {label}: {index.name} names the shard {shard!r:.80}, which is no "
+            raise LoadError(f"{label} cannot be loaded: {index.name} names the shard {shard!r:.80}, which is no "
                             ".safetensors file (transformers would unpickle it, and a pickle can run code): "
                             "give safetensors shards")
     return [folder / shard for shard in shards]
@@ -719,22 +719,22 @@ def _headers(folder: str, label: str) -> dict[str, tuple[tuple[int, ...], str]]:
     where: dict[str, str] = {}  # tensor name -> the shard it is in
     for shard in _weight_files(Path(folder), label):
         if not shard.is_file():  # e.g. a FIFO, whose read would wait forever (here and in transformers)
-            raise LoadError(f"could not load {label}: {printable(shard.name)} is not a regular file")
+            raise LoadError(f"{label} cannot be loaded: {printable(shard.name)} is not a regular file")
         try:
             str(shard).encode()
         except UnicodeEncodeError:  # safetensors takes UTF-8 paths only; the file itself is fine
-            raise LoadError(f"could not load {label.encode(errors='backslashreplace').decode()}: its path is not "
+            raise LoadError(f"{label.encode(errors='backslashreplace').decode()} cannot be loaded: its path is not "
                             "valid UTF-8, which safetensors cannot open: rename the folder") from None
         try:
             with safe_open(shard, "pt") as f:
                 for name in f.keys():
                     if name in where:
-                        raise LoadError(f"could not load {label}: the weight {name!r:.120} is in two shards, "
+                        raise LoadError(f"{label} cannot be loaded: the weight {name!r:.120} is in two shards, "
                                         f"{where[name]!r:.80} and {shard.name!r:.80}: remove one copy")
                     tensor = f.get_slice(name)
                     found[name], where[name] = (tuple(tensor.get_shape()), tensor.get_dtype()), shard.name
         except (OSError, SafetensorError) as error:
-            raise LoadError(f"could not load {label}: {printable(shard.name)} is damaged or incomplete "
+            raise LoadError(f"{label} cannot be loaded: {printable(shard.name)} is damaged or incomplete "
                             f"({first_line(error)}); copy or download it again") from None
     return found
 
@@ -1102,9 +1102,9 @@ class LoadPlan:
         from safetensors import SafetensorError
 
         if isinstance(error, SafetensorError):
-            return LoadError(f"could not load {self.source.path}: a .safetensors file is damaged or incomplete "
+            return LoadError(f"{self.source.path} cannot be loaded: a .safetensors file is damaged or incomplete "
                              f"({first_line(error)}); copy or download it again")
-        return LoadError(f"could not load {self.source.path}: {first_line(error)}")
+        return LoadError(f"{self.source.path} cannot be loaded: {first_line(error)}")
 
 
 _LOAD_MODULES = ("torch", "transformers.models.auto.modeling_auto", "transformers.models.gpt_oss.modeling_gpt_oss")
@@ -1205,10 +1205,10 @@ def plan_load(
     attention = getattr(config, "_attn_implementation", None) or kw.get("attn_implementation")  # the config's outranks
     attention = str(attention).removeprefix("paged|")
     if on_cpu and attention == "flex_attention":
-        raise LoadError(f"could not load {source.path}: flex_attention cannot run gpt-oss's attention sinks on a CPU "
+        raise LoadError(f"{source.path} cannot be loaded: flex_attention cannot run gpt-oss's attention sinks on a CPU "
                         "(transformers refuses it at every turn): use attn_implementation='eager', or load on a GPU")
     if on_cpu and attention.startswith("flash_attention"):  # transformers fetched a GPU kernel, then said to trust it
-        raise LoadError(f"could not load {source.path}: {attention} runs on a GPU only: use "
+        raise LoadError(f"{source.path} cannot be loaded: {attention} runs on a GPU only: use "
                         "attn_implementation='eager', or load on a GPU")
     free = free_bytes(target)
     if dtype is None and (default := cpu_default(config, target, free)):
@@ -1365,7 +1365,7 @@ def check_implementations(config: Any, kw: dict[str, Any], label: str) -> None:
     for kind, (attribute, option, built_in) in _BUILT_IN_IMPLEMENTATIONS.items():
         value = getattr(config, attribute, None)
         if value is not None and value not in built_in and value != kw.get(option):
-            raise LoadError(f"could not load {label}: its config asks for the {kind} implementation "
+            raise LoadError(f"{label} cannot be loaded: its config asks for the {kind} implementation "
                             f"{clip(repr(value), 60)}, which transformers would download from the Hub and "
                             f"run: a checkpoint may choose {', '.join(built_in)}")
 
@@ -1385,10 +1385,10 @@ def _check_attention(config: Any, kw: dict[str, Any], label: str) -> None:
     fix = ("remove \"attn_implementation\" from its config.json" if configured else
            "use attn_implementation='eager', or 'flex_attention' on a GPU")
     if name == "sdpa" and not GptOssPreTrainedModel._supports_sdpa:
-        raise LoadError(f"could not load {label}: gpt-oss cannot run the attention implementation 'sdpa' (transformers "
+        raise LoadError(f"{label} cannot be loaded: gpt-oss cannot run the attention implementation 'sdpa' (transformers "
                         f"has none with gpt-oss's attention sinks): {fix}")
     if not isinstance(name, str) or not (name in ALL_ATTENTION_FUNCTIONS.valid_keys() or _HUB_KERNEL.fullmatch(name)):
-        raise LoadError(f"could not load {label}: {clip(repr(asked), 60)} is no attention implementation "
+        raise LoadError(f"{label} cannot be loaded: {clip(repr(asked), 60)} is no attention implementation "
                         f"transformers knows: {fix}")
 
 
@@ -1410,7 +1410,7 @@ def check_not_pickled(folder: str, label: str) -> None:
 def refused_pickle(label: str, weights: Any) -> LoadError:
     """The one-line LoadError for a checkpoint (named `label`) whose weights file `weights` is a pickle."""
     name = printable(clip(Path(str(getattr(weights, "name", weights))).name, 80))
-    return LoadError(f"could not load {label}: its weights are pickled ({name}), which the lab never loads (unpickling "
+    return LoadError(f"{label} cannot be loaded: its weights are pickled ({name}), which the lab never loads (unpickling "
                      "can run code): give safetensors weights (model.safetensors)")
 
 
@@ -1458,7 +1458,7 @@ def non_finite(model: Any, folder: str | None, path: str, name: Any) -> LoadErro
     was made infinite by the dtype it loaded in: said so, with the load in a dtype that holds it."""
     for weight, tensor in model.named_parameters():
         if tensor.is_floating_point() and tensor.device.type != "meta" and not _all_finite(tensor):
-            shown = f"could not load {path}: the weight {printable(clip(weight, 120))}"
+            shown = f"{path} cannot be loaded: the weight {printable(clip(weight, 120))}"
             if _stored_finite(folder, weight):   # bfloat16 values past float16's 65504: a new download mends nothing
                 dtype = str(tensor.dtype).removeprefix("torch.")
                 # (float64 weights past float32's range want float64)

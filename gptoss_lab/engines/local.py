@@ -107,7 +107,7 @@ class LocalEngine:
         if interrupted:  # raised anew here: the interrupted load's frames held the half-loaded model
             raise KeyboardInterrupt
         try:   # the scan for NaN reads every weight: Ctrl-C there is raised anew too, the model let go
-            wrong = (LoadError(f"could not load {plan.source.path}: the weight {min(info['missing_keys'])} is missing "
+            wrong = (LoadError(f"{plan.source.path} cannot be loaded: the weight {min(info['missing_keys'])} is missing "
                                "from its .safetensors files")
                      if info["missing_keys"]  # transformers filled them with random values: another model than asked for
                      else checkpoint.non_finite(model, plan.folder, plan.source.path, name_or_path))
