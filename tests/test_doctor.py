@@ -140,6 +140,18 @@ def test_a_misspelt_dtype_is_refused_before_torch_starts():
                                        "False"], run.stdout + run.stderr[-2000:]
 
 
+def test_more_memory_never_turns_a_cpu_load_that_fits_into_one_that_does_not():
+    """memory="80 GiB" (85.9 GB) said gpt-oss-20b does not fit on a CPU where "80 GB" said it fits: its 83.7 GB of
+    float32 weights fit in 85.9 GB, so float32 was chosen, with no room left for any context. A CPU load takes float32
+    only with room for a context beside it, and the "loads as" row says why not."""
+    less = doctor("openai/gpt-oss-20b", device="cpu", memory="80 GB")
+    more = doctor("openai/gpt-oss-20b", device="cpu", memory="80 GiB")
+    assert less.fits and more.fits and more.load_how == "bfloat16" and more.max_context >= less.max_context
+    assert dict(more.rows())["loads as"].endswith("its float32 weights take 83.7 GB of the 85.9 GB free, leaving too "
+                                                  "little room for 4,096 tokens of context")
+    assert doctor("openai/gpt-oss-20b", device="cpu", memory="200 GB").load_how == "float32"
+
+
 @pytest.mark.parametrize("memory, expected", [("16GB", 16 * 10**9), ("16 GiB", 16 * 2**30), ("0", 0), (0, 0),
                                               ("1e12", 10**12), ("1.5e3 MB", 15 * 10**8), (1e12, 10**12)])
 def test_memory_strings(memory, expected):

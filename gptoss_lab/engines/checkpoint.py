@@ -34,6 +34,8 @@ MXFP4_BYTES = 4.25 / 8  # 4-bit values plus one 8-bit scale per block of 32
 EXPERT_WEIGHTS = ("experts.gate_up_proj", "experts.down_proj")
 LEAN_COPIES = 8   # [heads, chunk, head_dim] float32 tensors live at the lean CPU forward's attention peak
 SCORE_COPIES = 3  # live copies of the attention scores at eager attention's peak (3.13 measured on CPU, K/V repeats included)
+HEADROOM = 0.05  # share of the free memory kept for activations, the allocator and the runtime
+FLOAT32_CONTEXT = 4096  # tokens of context a CPU load takes float32 only with room for (else the slower bfloat16)
 MXFP4_KERNEL_REPO = "kernels-community/gpt-oss-triton-kernels"  # what transformers fetches for MXFP4 on GPU
 # a module name with at most one ".*" (openai/gpt-oss-20b's: "model.layers.*.self_attn"): transformers matches these as
 # regular expressions, and many ".*" backtrack for hours on each layer's name
@@ -1271,9 +1273,10 @@ def not_float32(label: str, config: Any, name: str, target: Any, free: int | Non
     if str(target) != "cpu" or name == "float32" or free is None:
         return None
     f32 = weight_bytes(config, "float32", packed=False)
-    why = (f"{label} loads in {name}, not float32 (2-4x faster on a CPU): its float32 weights take {size(f32)} and "
-           f"{size(free)} is free")
-    hint = unload_hint("cpu", free, lambda room: f32 <= room) if here else None
+    why = f"{label} loads in {name}, not float32 (2-4x faster on a CPU): its float32 weights take {size(f32)}" + (
+        f" and {size(free)} is free" if f32 > free else f" of the {size(free)} free, leaving too little room for "
+                                                        f"{_float32_context(config):,} tokens of context")
+    hint = unload_hint("cpu", free, lambda room: _float32_fits(config, room)) if here else None
     return f"{why}, and {hint}" if hint else why
 
 
@@ -1393,11 +1396,24 @@ def _check_attention(config: Any, kw: dict[str, Any], label: str) -> None:
 
 
 def cpu_default(config: Any, target: Any, free: int | None) -> str | None:
-    """"float32" when the weights load on a CPU and fit in `free` bytes as float32, else None (the
-    checkpoint's dtype): most CPUs have no fast bf16 matmuls, so float32 computes 2-4x faster there."""
-    if str(target) != "cpu" or (free is not None and weight_bytes(config, "float32", packed=False) > free):
+    """"float32" when the weights load on a CPU and fit in `free` bytes as float32 with room for a context beside them,
+    else None (the checkpoint's dtype): most CPUs have no fast bf16 matmuls, so float32 computes 2-4x faster there."""
+    if str(target) != "cpu" or (free is not None and not _float32_fits(config, free)):
         return None
     return "float32"
+
+
+def _float32_context(config: Any) -> int:
+    """Tokens of context a float32 CPU load leaves room for, or it loads in the checkpoint's dtype."""
+    return min(FLOAT32_CONTEXT, int(config.max_position_embeddings))
+
+
+def _float32_fits(config: Any, free: int) -> bool:
+    """Whether float32 weights and the KV cache of `_float32_context` tokens fit in `free` bytes, headroom kept: weights
+    alone that fit left no room for any context ("80 GiB" did not fit gpt-oss-20b where "80 GB" did, in bfloat16)."""
+    need = weight_bytes(config, "float32", packed=False) + KVCache.of(config, "float32").bytes(
+        _float32_context(config), keep_past=True)
+    return need <= free * (1 - HEADROOM)
 
 
 def check_not_pickled(folder: str, label: str) -> None:

@@ -16,9 +16,8 @@ from typing import Any
 
 from ..events import counted
 from . import checkpoint
-from .checkpoint import KVCache, LoadError, Parameters, size
+from .checkpoint import HEADROOM, KVCache, LoadError, Parameters, size
 
-HEADROOM = 0.05  # share of the free memory kept for activations, the allocator and the runtime
 PACKAGES = ("torch", "transformers", "triton", "kernels", "accelerate")
 _LEAST_BARE = 10**6  # a bare number of bytes below 1 MB is no machine's memory: "16" meant 16 GB
 _MOST = 10**15       # 1 PB, more than any machine has: a larger memory= is a slip ("1e30 GB")
