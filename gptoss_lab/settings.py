@@ -9,6 +9,7 @@ import dataclasses
 import datetime as _dt
 import difflib
 import itertools
+import math
 import re
 import shlex
 import unicodedata
@@ -238,8 +239,18 @@ def _one_line(err: pydantic.ValidationError) -> str:
         hint = (number_meant(e["input"], whole=e["type"] == "int_parsing") if e["type"] in ("int_parsing",
                                                                                            "float_parsing") else
                 _choice_meant(field, e["input"]) if e["type"] == "literal_error" else "")
+        written = re.fullmatch(r": write (\d+)", hint)
+        if written and (most := _most(field)) is not None and int(written[1]) > most:   # 10**9 meant "no limit"
+            hint += f" (at most {most})"
         problems.append(f"{field} {message}, not {e['input']!r}{hint}" if "input" in e else f"{field}: {message}")
     return "; ".join(problems)
+
+
+def _most(field: str) -> int | float | None:
+    """The largest value the setting `field` takes (its `le` bound), else None."""
+    info = Settings.__pydantic_fields__.get(field)
+    bounds = [m.le for m in getattr(info, "metadata", ()) if getattr(m, "le", None) is not None]
+    return bounds[0] if bounds else None
 
 
 def _choice_meant(field: str, value: Any) -> str:
@@ -304,4 +315,18 @@ def number_meant(value: Any, *, whole: bool) -> str:
         return f": write {'0' * text.startswith(',')}{text.replace(',', '.')}"
     if whole and re.fullmatch(r"\d+(\.\d+)?[eE]\+?\d+", text) and float(text).is_integer():
         return f": write {int(float(text))}"
+    if whole and (n := _arithmetic(text)) is not None:
+        return f": write {n}"
     return ""
+
+
+def _arithmetic(text: str) -> int | None:
+    """The whole number a power or product of digits stands for, as Python or a calculator writes it (`10**9`, `2^12`,
+    `4*1024`), else None (also for one of more than 30 digits: no setting takes it). Read, never evaluated."""
+    power = re.fullmatch(r"(\d{1,6})\s*(?:\*\*|\^)\s*(\d{1,3})", text)
+    if power:
+        base, exponent = int(power[1]), int(power[2])
+        return base**exponent if exponent * math.log10(max(base, 1)) < 30 else None
+    if re.fullmatch(r"\d{1,15}(\s*\*\s*\d{1,15})+", text) and len(text) < 60:
+        return math.prod(int(factor) for factor in text.split("*"))
+    return None

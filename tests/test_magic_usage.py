@@ -775,8 +775,9 @@ def test_a_value_in_curly_quotes_says_to_write_straight_ones(said, tmp_path, mon
 
 
 def test_a_number_written_with_commas_or_in_e_notation_is_answered_with_the_number_to_write(said):
-    """`--max-tokens 1,000`, `--temperature 0,7` (a decimal comma), `config threads=1e3` and `connect --timeout 2,5`
-    were only "must be a whole number", "must be a number" or "invalid float value": the number to write is named; a
+    """`--max-tokens 1,000`, `--temperature 0,7` (a decimal comma), `config threads=1e3`, `--max-tokens 10**9` and
+    `connect --timeout 2,5` were only "must be a whole number", "must be a number" or "invalid float value": the number
+    to write is named; a
     setting given nothing (`config seed=`) says how to set it back."""
     assert said("--max-tokens 1,000", "Hi") == ("%%gptoss: --max-tokens must be a whole number, not '1,000': write "
                                                 "1000 (see %%gptoss --help)")
@@ -785,7 +786,13 @@ def test_a_number_written_with_commas_or_in_e_notation_is_answered_with_the_numb
                                                "(see %%gptoss --help)")
     assert said("--top-p ,9", "Hi").endswith("not ',9': write 0.9 (see %%gptoss --help)")
     assert said("--timeout 1,000", "Hi").endswith("not '1,000': write 1000 or 1.000 (see %%gptoss --help)")
-    assert said("--max-tokens 10**9", "Hi").endswith("not '10**9' (see %%gptoss --help)")   # no guess
+    # a power or product written as Python or a calculator writes it was only "must be a whole number": the digits
+    # to write are named, and the most the setting takes where that is less
+    assert said("--max-tokens 10**9", "Hi").endswith("not '10**9': write 1000000000 (at most 1000000) (see %%gptoss "
+                                                     "--help)")
+    assert said("config max_tokens=2^12") == "%gptoss config: max_tokens must be a whole number, not '2^12': write 4096"
+    assert said("--max-tokens 4*1024", "Hi").endswith("not '4*1024': write 4096 (see %%gptoss --help)")
+    assert said("--max-tokens 10**99999", "Hi").endswith("not '10**99999' (see %%gptoss --help)")   # no such number
     assert said("config seed=") == "%gptoss config: seed must be a whole number, not '' (seed=default sets it back)"
     assert said("config approve=") == ("%gptoss config: approve must be 'auto', 'ask' or 'never', not '' "
                                        "(approve=default sets it back)")
