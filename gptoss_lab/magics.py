@@ -556,6 +556,10 @@ def _line_parser() -> _Parser:
     doctor.add_argument("model", nargs="?", type=_given,
                         help="hub id, folder or config (default: the model loaded in this kernel, or tiny when "
                         "none is; connected to a server, name the model)")
+    doctor.add_argument("--device", type=_given, help="cpu, cuda, cuda:1 ... to size it on (default: cuda when available)")
+    doctor.add_argument("--memory", metavar="SIZE", type=_memory,
+                        help="the memory of the machine to size it for, like '80 GB' or '16 GiB' (default: what is "
+                             "free here)")
     return p
 
 
@@ -909,10 +913,8 @@ class GptossMagics(Magics):
         elif command == "browse":
             self._browse(opts.source, opts.api_key_env)
         elif command == "doctor":
-            from . import doctor
-
             model = opts.model or (self.session.engine if self.session is not None else "tiny")
-            return _one_line(doctor, model, said_by="%gptoss doctor")
+            return _one_line(_doctor, model, opts.device, opts.memory, said_by="%gptoss doctor")
         else:
             self._status()
         return None
@@ -1129,6 +1131,35 @@ def _load(model: str, **options: Any) -> Any:
             kept = {k: v for k, v in options.items() if not (k == "device_map" and "device" in change)}
             lines.append(load_command(model, {**kept, **change}))
         raise LoadError(f"{err.reason}: use {' or '.join(lines)}") from None
+
+
+def _doctor(model: Any, device: str | None, memory: str | None) -> Any:
+    """doctor() for `%gptoss doctor`: a device this machine lacks is refused naming the command to type instead (and
+    --memory, to size it for another machine), not the Python call."""
+    from .engines.checkpoint import LoadError
+    from .engines.doctor import doctor
+
+    try:
+        return doctor(model, device=device, memory=memory)
+    except LoadError as err:
+        if not err.instead:
+            raise
+        name = shlex.quote(str(model)) if isinstance(model, str) else ""   # (a loaded engine: the line names none)
+        lines = [" ".join(filter(None, ("%gptoss doctor", name, f"--device {change['device']}")))
+                 for change in err.instead]
+        raise LoadError(f"{err.reason}: use {' or '.join(lines)}, or give --memory (like --memory '80 GB') to size it "
+                        "for another machine") from None
+
+
+def _memory(text: str) -> str:
+    """`%gptoss doctor --memory SIZE`, read as doctor reads it ("80 GB", "16 GiB"): refused in the magic's own line."""
+    from .engines.doctor import memory_bytes
+
+    try:
+        memory_bytes(_given(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _one_line(call: Any, *args: Any, said_by: str = "", **kw: Any) -> Any:

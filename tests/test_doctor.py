@@ -195,6 +195,16 @@ def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_gi
         with pytest.raises(UsageError, match=r"^%gptoss load: cuda:0 was asked for, .* use %gptoss load tiny --device "
                                              r"cpu --dtype bfloat16 --dequantize$"):   # their other options kept
             shell.run_line_magic("gptoss", "load tiny --dequantize --device cuda:0 --dtype bfloat16")
+        # `%gptoss doctor` took no --device or --memory ("unrecognized arguments"): it sizes for another machine too
+        with pytest.raises(UsageError, match=r"^%gptoss doctor: cuda was asked for, but torch .* sees no CUDA GPU here: "
+                                             r"use %gptoss doctor openai/gpt-oss-20b --device cpu, or give --memory "
+                                             r"\(like --memory '80 GB'\) to size it for another machine$"):
+            shell.run_line_magic("gptoss", "doctor openai/gpt-oss-20b --device cuda")
+        sized = shell.run_line_magic("gptoss", "doctor openai/gpt-oss-20b --device cuda --memory '80 GiB'")
+        assert (sized.device, sized.free, sized.free_given) == ("cuda", 80 * 2**30, "80 GiB")
+        with pytest.raises(UsageError, match=r"^%gptoss doctor: argument --memory: memory must be .*, not '80g': write "
+                                             r"'80 GB' or '80 GiB' \(see %gptoss doctor --help\)$"):
+            shell.run_line_magic("gptoss", "doctor openai/gpt-oss-20b --memory 80g")
     finally:
         InteractiveShell.clear_instance()
 

@@ -182,7 +182,8 @@ ELSEWHERE = [
     # another command's option in a cell was "the question goes on the lines below" (`cpu` taken for a question) or
     # "did you mean '--effort'?"; a stray option after an option's value was a misplaced question too (`never`)
     ("%%gptoss", "--approve never --device cpu", "unrecognized arguments: --device cpu: --device is an option of "
-                                                 "`%gptoss load`, not of a %%gptoss cell (see %%gptoss --help)"),
+                                                 "`%gptoss load` and `%gptoss doctor`, not of a %%gptoss cell (see "
+                                                 "%%gptoss --help)"),
     ("%%gptoss", "--approve never --export", "unrecognized arguments: --export: --export is an option of "
                                              "`%gptoss history`, not of a %%gptoss cell (see %%gptoss --help)"),
     ("%%gptoss", "--approve never --xyz", "unrecognized arguments: --xyz (see %%gptoss --help)"),
@@ -193,7 +194,8 @@ ELSEWHERE = [
     ("%gptoss", "load --model tiny", "unrecognized arguments: --model: the model is written without --model: "
                                      "`%gptoss load tiny` (see %gptoss load --help)"),
     ("%gptoss", "connect http://h:1 --device cpu", "unrecognized arguments: --device cpu: --device is an option of "
-                                                   "`%gptoss load` (see %gptoss connect --help)"),
+                                                   "`%gptoss load` and `%gptoss doctor` (see %gptoss connect "
+                                                   "--help)"),
     # the word in another case is the one meant (LOAD was told to write a question below a %%gptoss line)
     ("%gptoss", "LOAD tiny", "argument COMMAND: invalid choice: 'LOAD' (choose from 'help', 'load', 'connect', 'use', "
                              "'unload', 'status', 'reset', 'regenerate', 'history', 'config', 'routing', 'browse', "

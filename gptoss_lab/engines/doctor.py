@@ -188,7 +188,7 @@ def doctor(
         checkpoint.check_gpu(target, model if isinstance(model, str | Path) else name, "doctor",
                              ", or give memory= (e.g. '80 GB') to size the model for another machine")
     p = checkpoint.count_parameters(config)
-    free = _bytes(memory) if memory is not None else checkpoint.free_bytes(target)
+    free = memory_bytes(memory) if memory is not None else checkpoint.free_bytes(target)
     loaded = getattr(model, "config", None) is config
     in_memory = checkpoint.held_weights(model) if loaded else None
     held = in_memory if dtype is None else None  # as in memory, not as configured
@@ -416,10 +416,13 @@ def _versions() -> dict[str, str | None]:
     return found
 
 
-def _bytes(memory: int | str) -> int:
+def memory_bytes(memory: int | str) -> int:
     """Bytes from 17179869184, 1e12, "80 GB", "16GiB" or "1.5e12 B"; ValueError for anything else, negative or not finite,
     a bare number too small to be a machine's bytes (16 meant "16 GB") or a size no machine has."""
     wrong = f"memory must be a number of bytes (0 or more) or like '80 GB' / '16 GiB', not {memory!r:.60}"
+    if isinstance(memory, str) and (short := re.fullmatch(r"\s*(\d+\.?\d*)\s*([kmgt])\s*", memory.lower())):
+        unit = short[2].upper()   # "80g", as docker and `free -g` write it: GB or GiB, not said
+        wrong += f": write '{short[1]} {unit}B' or '{short[1]} {unit}iB'"
     unit = None
     if isinstance(memory, bool):
         raise ValueError(wrong)
