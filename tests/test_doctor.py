@@ -105,6 +105,17 @@ def test_refusals_are_one_line(tmp_path):
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="like '80 GB'"):
         doctor("tiny", memory="lots")
+    # the folder a download went into, not the checkpoint in it: it said what was wrong, not what to give instead
+    (tmp_path / "models" / "gpt-oss-20b").mkdir(parents=True)
+    (tmp_path / "models" / "notes").mkdir()
+    not_one = f"{tmp_path / 'models'} has no config.json, so it is not a transformers checkpoint folder: "
+    with pytest.raises(LoadError) as info:
+        doctor(tmp_path / "models")
+    assert str(info.value) == not_one + "give the folder that holds config.json and the .safetensors files"
+    (tmp_path / "models" / "gpt-oss-20b" / "config.json").write_text("{}")
+    with pytest.raises(LoadError) as info:
+        doctor(tmp_path / "models")
+    assert str(info.value) == not_one + f"the one inside it is {tmp_path / 'models' / 'gpt-oss-20b'}"
 
 
 def test_the_loaded_model_and_odd_arguments():

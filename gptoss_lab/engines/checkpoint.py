@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import itertools
 import json
 import logging
 import math
@@ -125,7 +126,10 @@ def resolve(name_or_path: str | Path) -> Source:
     path = local_path(name_or_path)
     if path.is_dir():
         if not os.path.lexists(path / "config.json"):  # a link that loops is there: reading it says so
-            raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder")
+            inside = _checkpoint_inside(path)
+            raise LoadError(f"{path} has no config.json, so it is not a transformers checkpoint folder: " + (
+                f"the one inside it is {inside}" if inside else
+                "give the folder that holds config.json and the .safetensors files"))
         return Source(str(path), path.resolve().name, False)
     if path.exists():
         raise LoadError(_file_given(path))
@@ -194,6 +198,16 @@ def _file_given(path: Path) -> str:
     if (path.parent / "config.json").is_file():
         return f"{path} is a file: give the checkpoint folder that holds it, {path.parent}"
     return f"{path} is a file: give the checkpoint folder"
+
+
+def _checkpoint_inside(folder: Path, most: int = 200) -> Path | None:
+    """The first of `folder`'s subfolders (of its first `most` entries, by name) holding a config.json: the folder a
+    download went into was given for the checkpoint in it (`~/models` for `~/models/gpt-oss-20b`)."""
+    try:
+        entries = sorted(itertools.islice(os.scandir(folder), most), key=lambda entry: entry.name)
+    except OSError:
+        return None
+    return next((Path(e.path) for e in entries if e.is_dir() and (Path(e.path) / "config.json").is_file()), None)
 
 
 def local_path(name_or_path: str | Path) -> Path:
