@@ -560,6 +560,8 @@ def _line_parser() -> _Parser:
     doctor.add_argument("--memory", metavar="SIZE", type=_memory,
                         help="the memory of the machine to size it for, like '80 GB' or '16 GiB' (default: what is "
                              "free here)")
+    doctor.add_argument("--mxfp4-kernels", dest="mxfp4_kernels", choices=("yes", "no"),
+                        help="whether that machine runs transformers' MXFP4 kernels (default: what this one does)")
     return p
 
 
@@ -914,7 +916,8 @@ class GptossMagics(Magics):
             self._browse(opts.source, opts.api_key_env)
         elif command == "doctor":
             model = opts.model or (self.session.engine if self.session is not None else "tiny")
-            return _one_line(_doctor, model, opts.device, opts.memory, said_by="%gptoss doctor")
+            kernels = None if opts.mxfp4_kernels is None else opts.mxfp4_kernels == "yes"
+            return _one_line(_doctor, model, opts.device, opts.memory, kernels, said_by="%gptoss doctor")
         else:
             self._status()
         return None
@@ -1133,14 +1136,14 @@ def _load(model: str, **options: Any) -> Any:
         raise LoadError(f"{err.reason}: use {' or '.join(lines)}") from None
 
 
-def _doctor(model: Any, device: str | None, memory: str | None) -> Any:
+def _doctor(model: Any, device: str | None, memory: str | None, kernels: bool | None) -> Any:
     """doctor() for `%gptoss doctor`: a device this machine lacks is refused naming the command to type instead (and
     --memory, to size it for another machine), not the Python call."""
     from .engines.checkpoint import LoadError
     from .engines.doctor import doctor
 
     try:
-        return doctor(model, device=device, memory=memory)
+        return doctor(model, device=device, memory=memory, mxfp4_kernels=kernels)
     except LoadError as err:
         if not err.instead:
             raise

@@ -213,6 +213,12 @@ def test_cuda_on_a_machine_without_one_is_a_one_line_refusal_unless_memory_is_gi
             shell.run_line_magic("gptoss", "doctor openai/gpt-oss-20b --device cuda")
         sized = shell.run_line_magic("gptoss", "doctor openai/gpt-oss-20b --device cuda --memory '80 GiB'")
         assert (sized.device, sized.free, sized.free_given) == ("cuda", 80 * 2**30, "80 GiB")
+        # a 16 GB GPU elsewhere was sized with this machine's kernels (none: "does not fit"); notebook 06's
+        # mxfp4_kernels=True is the magic's --mxfp4-kernels yes
+        elsewhere = "doctor openai/gpt-oss-20b --device cuda --memory '16 GiB' --mxfp4-kernels"
+        assert shell.run_line_magic("gptoss", f"{elsewhere} yes").verdict.startswith(
+            "gpt-oss-20b fits on cuda (tight): 13.8 GB of weights (bfloat16 with MXFP4 experts)")
+        assert not shell.run_line_magic("gptoss", f"{elsewhere} no").fits
         with pytest.raises(UsageError, match=r"^%gptoss doctor: argument --memory: memory must be .*, not '80g': write "
                                              r"'80 GB' or '80 GiB' \(see %gptoss doctor --help\)$"):
             shell.run_line_magic("gptoss", "doctor openai/gpt-oss-20b --memory 80g")
