@@ -484,7 +484,8 @@ def test_a_folder_whose_name_is_not_utf8_says_so(tmp_path, random_checkpoint):
     folder = Path(os.fsdecode(bytes(tmp_path) + b"/ckpt-\xff"))
     shutil.copytree(random_checkpoint, folder)
     message = one_line_error(lambda: load(folder))
-    assert message.endswith("ckpt-\\udcff: its path is not valid UTF-8, which safetensors cannot open: rename the folder")
+    assert message.endswith("ckpt-\\udcff cannot be loaded: its path is not valid UTF-8, which safetensors cannot open: "
+                            "rename the folder")
     message.encode()  # printable in a notebook: no lone surrogates
 
 

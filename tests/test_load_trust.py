@@ -289,8 +289,9 @@ def test_quantizing_a_source_whose_config_is_a_fifo_is_refused_unread(tmp_path, 
     child = subprocess.run([sys.executable, "-m", "gptoss_lab.tiny.quantize", "--source", str(source), "--out",
                             str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert (child.returncode, child.stderr.splitlines()[-1]) == (2, "python -m gptoss_lab.tiny.quantize: error: could not "
-                                                                    f"load {source}: config.json is not a regular file")
+    assert (child.returncode, child.stderr.splitlines()[-1]) == (2, "python -m gptoss_lab.tiny.quantize: error: "
+                                                                    f"{source} cannot be loaded: config.json is not a "
+                                                                    "regular file")
 
 
 def test_a_numbered_cpu_device_loads_as_the_cpu(capsys):
