@@ -6,14 +6,34 @@
 // active cell or bar, named for screen readers through aria-activedescendant; moving or Enter does what a click does.
 
 function typed(view, Type) {
-  // A DataView from the kernel (maybe unaligned) -> its own typed array.
-  if (!view || !view.byteLength) return new Type(0);
+  // A DataView from the kernel (maybe unaligned) -> its own typed array; anything else (a notebook file's widget state
+  // can hold any JSON, bytes of any length) is empty, and the arrays' lengths are checked (misshapen).
+  if (!ArrayBuffer.isView(view) || view.byteLength % Type.BYTES_PER_ELEMENT) return new Type(0);
   return new Type(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
 }
 
 function u16(view) { return typed(view, Uint16Array); }
 
 function f32(view) { return typed(view, Float32Array); } // gate weights: a NaN stays NaN
+
+// A record's bounds, as the kernel's (routing/record.py MAX_LAYERS, MAX_TOP_K, MAX_EXPERT + 1): a view's state can
+// come from a notebook file's widget state, not the kernel, and one saying a million layers drew a million-entry
+// layer menu and froze the tab.
+const LIMITS = { L: 1024, k: 256, E: 32768 };
+
+function misshapen(L, k, E, strings, labels, experts, weights) {
+  // Why data is no routing record the view can draw ("" if it is one): counts out of bounds, arrays of other
+  // lengths than [tokens, layers, k], tokens or labels that are not text.
+  const whole = (x, top) => Number.isInteger(x) && x >= 0 && x <= top;
+  if (!whole(L, LIMITS.L) || !whole(k, LIMITS.k) || !whole(E, LIMITS.E)) {
+    return `${L} layers × top-${k} of ${E} experts is past a record's ${LIMITS.L} × ${LIMITS.k} of ${LIMITS.E}`;
+  }
+  const text = (list) => Array.isArray(list) && list.every((x) => typeof x === "string");
+  if (!text(strings) || !text(labels) || labels.length !== strings.length) return "its tokens or labels are not text";
+  const n = strings.length * L * k;
+  if (experts.length !== n || weights.length !== n) return `its arrays are not ${counted(n, "value")} long`;
+  return "";
+}
 
 const MAX_CELL = 32;
 const GRID_KEYS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }; // [token, layer] steps
@@ -189,9 +209,11 @@ class RoutingGrid {
 
   loadSnapshot() {
     const m = this.model, d = this.data;
-    d.L = m.get("layers"); d.k = m.get("top_k"); d.E = m.get("num_experts");
-    d.experts = u16(m.get("experts")); d.weights = f32(m.get("weights"));
-    d.strings = m.get("strings").slice(); d.labels = m.get("labels").slice();
+    const [L, k, E, strings, labels] = ["layers", "top_k", "num_experts", "strings", "labels"].map((name) => m.get(name));
+    const experts = u16(m.get("experts")), weights = f32(m.get("weights"));
+    this.broken = misshapen(L, k, E, strings, labels, experts, weights);
+    Object.assign(d, this.broken ? { L: 0, k: 0, E: 0, experts: new Uint16Array(0), weights: new Float32Array(0),
+      strings: [], labels: [] } : { L, k, E, experts, weights, strings: strings.slice(), labels: labels.slice() });
     d.n = d.strings.length;
     this.measured = { font: "", n: 0, length: 0 };
     this.palette = expertPalette(d.E);
@@ -216,7 +238,7 @@ class RoutingGrid {
       if (this.card && msg.card.layer === this.card.layer && msg.card.expert === this.card.expert) { this.card = msg.card; this.drawCard(); }
       return;
     }
-    if (msg.kind !== "append") return;
+    if (msg.kind !== "append" || this.broken) return;
     const d = this.data;
     if (msg.start > d.n) { this.model.send({ kind: "sync", have: d.n }); return; }
     const skip = d.n - msg.start, count = msg.strings.length - skip;
@@ -304,7 +326,8 @@ class RoutingGrid {
     const under = this.model.get("intervention");   // an ablated turn's grid read as the model's own routing
     this.summary.textContent = `${counted(d.n, "token")} × ${counted(d.L, "layer")} × top-${d.k} of ${counted(d.E, "expert")}`
       + (total > d.n ? ` (the first ${grouped(d.n)} of ${grouped(total)} are shown)` : "")
-      + (under ? `; routed under an intervention: ${under}` : "");
+      + (under ? `; routed under an intervention: ${under}` : "")
+      + (this.broken ? `; this view's data is no routing record (${this.broken}): nothing is drawn` : "");
     this.legend.replaceChildren(...legend(d));
     const fit = Math.min(this.fitCell(), MAX_CELL), cell = this.cell();
     this.zoomRange.value = String(fit >= MAX_CELL ? 0 : Math.round((1000 * Math.log(cell / fit)) / Math.log(MAX_CELL / fit)));
