@@ -7,6 +7,7 @@ running it; a failing test leaves a screenshot in /tmp (gptoss_lab-<test>.png).
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -20,7 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import nbformat
 import pytest
+from nbformat.sign import NotebookNotary
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator
@@ -238,6 +241,36 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     }
     path.write_text(json.dumps(notebook))
     return path
+
+
+def crafted_notebook(path: Path, view: type, states: list[dict]) -> str:
+    """A notebook file as one made to attack its reader could be, trusted (signed as `jupyter trust` signs it): its
+    widget state holds one `view` model (the lab's own code and style) per traits of `states` (bytes go as the widget
+    state's base64 buffers), each shown by an output; returns its name."""
+    models, outputs = {}, []
+    for i, traits in enumerate(states):
+        state = {"_model_module": "anywidget", "_model_module_version": "~0.11.*", "_model_name": "AnyModel",
+                 "_view_module": "anywidget", "_view_module_version": "~0.11.*", "_view_name": "AnyView",
+                 "_anywidget_id": f"{view.__module__}.{view.__name__}", "_esm": str(view._esm),
+                 "_css": str(view._css), "_id": f"crafted{i}",
+                 **{k: v for k, v in traits.items() if not isinstance(v, bytes)}}
+        buffers = [{"path": [k], "encoding": "base64", "data": base64.b64encode(v).decode()}
+                   for k, v in traits.items() if isinstance(v, bytes)]
+        models[f"crafted{i}"] = {"model_name": "AnyModel", "model_module": "anywidget",
+                                 "model_module_version": "~0.11.*", "state": state, "buffers": buffers}
+        ref = {"version_major": 2, "version_minor": 1, "model_id": f"crafted{i}"}
+        outputs.append({"output_type": "display_data", "metadata": {},
+                        "data": {"text/plain": f"{view.__name__}()", "application/vnd.jupyter.widget-view+json": ref}})
+    notebook = nbformat.from_dict({
+        "nbformat": 4, "nbformat_minor": 5,
+        "cells": [{"cell_type": "code", "id": "c0", "metadata": {}, "source": "", "outputs": outputs,
+                   "execution_count": 1}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                     "widgets": {"application/vnd.jupyter.widget-state+json": {
+                         "version_major": 2, "version_minor": 0, "state": models}}}})
+    NotebookNotary().sign(notebook)
+    path.write_text(json.dumps(notebook))
+    return path.name
 
 
 def _open(page, lab: Lab, name: str, ui: str, kernel: bool = True) -> None:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from gptoss_lab.widgets.sanitize import shown_text
-from tests.browser.conftest import in_sight
+from gptoss_lab.widgets.routing import RoutingView
+from tests.browser.conftest import crafted_notebook, in_sight
 
 pytestmark = pytest.mark.shared_page   # each test opens its own notebook in the JupyterLab page the one before left
 
@@ -1007,56 +1008,20 @@ def test_the_view_of_an_ablated_record_says_so(lab_notebook, kernel_run):
     page.wait_for_function("() => document.querySelector('.gptoss-routing .gr-summary').innerText === "
                            "'10 tokens × 2 layers × top-2 of 8 experts'", timeout=10_000)
 
-
-def _crafted_views(path, views: list[dict]) -> str:
-    """A trusted notebook file (as `jupyter trust` signs one) whose widget state holds RoutingViews of `views`' traits
-    (bytes as the widget state's base64 buffers) with the lab's own code, each shown by an output."""
-    import base64
-    import json
-
-    import nbformat
-    from nbformat.sign import NotebookNotary
-
-    from gptoss_lab.widgets import asset
-    from gptoss_lab.widgets.routing import RoutingView
-
-    models, outputs = {}, []
-    for i, traits in enumerate(views):
-        base = {"_model_module": "anywidget", "_model_module_version": "~0.11.*", "_model_name": "AnyModel",
-                "_view_module": "anywidget", "_view_module_version": "~0.11.*", "_view_name": "AnyView",
-                "_anywidget_id": "gptoss_lab.widgets.routing.RoutingView", "_esm": RoutingView._esm,
-                "_css": asset("routing.css").read_text(), "_id": f"crafted{i}", "total": 0,
-                "intervention": "", "channel": "", "selected": -1, "layer": None, "zoom": 0.0}
-        state = {**base, **{k: v for k, v in traits.items() if not isinstance(v, bytes)}}
-        buffers = [{"path": [k], "encoding": "base64", "data": base64.b64encode(v).decode()}
-                   for k, v in traits.items() if isinstance(v, bytes)]
-        models[f"crafted{i}"] = {"model_name": "AnyModel", "model_module": "anywidget",
-                                 "model_module_version": "~0.11.*", "state": state, "buffers": buffers}
-        outputs.append({"output_type": "display_data", "metadata": {}, "data": {"text/plain": "RoutingView()",
-                        "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 1,
-                                                                     "model_id": f"crafted{i}"}}})
-    notebook = nbformat.from_dict({
-        "nbformat": 4, "nbformat_minor": 5, "cells": [{"cell_type": "code", "id": "c0", "metadata": {},
-                                                       "source": "", "outputs": outputs, "execution_count": 1}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                     "widgets": {"application/vnd.jupyter.widget-state+json": {
-                         "version_major": 2, "version_minor": 0, "state": models}}}})
-    NotebookNotary().sign(notebook)
-    path.write_text(json.dumps(notebook))
-    return path.name
+SAVED = {"total": 0, "intervention": "", "channel": "", "selected": -1, "layer": None, "zoom": 0.0}   # a view's other traits
 
 
 def test_a_notebook_files_routing_state_cannot_freeze_the_tab(open_notebook, jupyter_lab):
     """A view's state can come from a notebook file's widget state, not the kernel: one saying 10**6 layers (a few
     bytes) built a million-entry layer menu and froze the tab for minutes, and expert ids of an odd byte length threw
     in the view. Data no record can hold draws nothing, and its summary says why."""
-    name = _crafted_views(jupyter_lab.root / "crafted_routing.ipynb", [
+    name = crafted_notebook(jupyter_lab.root / "crafted_routing.ipynb", RoutingView, [{**SAVED, **traits} for traits in [
         {"layers": 10**6, "top_k": 1, "num_experts": 4, "strings": ["a"], "labels": ["final"],
          "experts": b"\x01\x00", "weights": b"\x00\x00\x80\x3f"},
         {"layers": 1, "top_k": 1, "num_experts": 4, "strings": ["a"], "labels": ["final"],
          "experts": b"\x01\x00\x02", "weights": b"\x00\x00\x80\x3f"},
         {"layers": 1, "top_k": 1, "num_experts": 4, "strings": ["a"], "labels": [7],
-         "experts": b"\x01\x00", "weights": b"\x00\x00\x80\x3f"}])
+         "experts": b"\x01\x00", "weights": b"\x00\x00\x80\x3f"}]])
     page = open_notebook(name)
     page.wait_for_function("() => document.querySelectorAll('.gptoss-routing .gr-summary').length === 3",
                            timeout=30_000)
