@@ -354,7 +354,7 @@ class Turn {
   constructor(view, op) {
     this.view = view;
     this.model = view.model;
-    this.blocks = {};
+    this.blocks = Object.create(null);   // by the op's number: no "__proto__" reaches Object.prototype (a file's state)
     this.contextWindow = op.context_window || 0;
     this.node = h("div", "gx-turn gx-live");
     const row = h("div", "gx-prompt-row");

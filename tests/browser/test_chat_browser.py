@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from tests.browser.conftest import in_sight
+from gptoss_lab.widgets.chat import ChatView
+from tests.browser.conftest import crafted_notebook, in_sight
 
 pytestmark = pytest.mark.shared_page   # each test opens its own notebook in the JupyterLab page the one before left
 
@@ -616,3 +617,27 @@ def test_saved_turn_wraps_long_tokens_in_a_narrow_notebook(lab_notebook, save_no
                              f".gx-fallback {part}")
         assert ends[0] <= ends[1] + 1, (part, ends)                        # all of its text is on screen
     page.locator(".gx-fallback").screenshot(path="/tmp/gptoss_chat_saved_narrow.png")
+
+
+FLAG = "window.gxPwned = (window.gxPwned || []).concat"
+PAYLOAD = (f'<img src=x onerror="{FLAG}(\'img\')"><svg onload="{FLAG}(\'svg\')"></svg>'
+           f'<a href="javascript:{FLAG}(\'link\')">link</a><b>bold</b>')
+
+
+def test_a_notebook_files_chat_state_draws_inert_and_leaves_the_page_alone(open_notebook, jupyter_lab):
+    """A chat view's state can come from a notebook file's widget state, not the kernel (trusted, the view is drawn
+    from it): its HTML draws sanitised like the kernel's, and a block numbered "__proto__" wrote `raw` and `ended` onto
+    every object of the page (Object.prototype), where the view keeps its blocks."""
+    ops = [{"op": "turn", "prompt": PAYLOAD, "effort": "low", "model": "m", "approval": "ask", "context_window": 10,
+            "room": "", "controls": False},
+           {"op": "block", "i": 0, "kind": "final", "channel": "final", "recipient": None, "at": 0},
+           {"op": "end", "i": 0, "seconds": 1, "tokens": 2, "html": PAYLOAD, "sources": PAYLOAD},
+           {"op": "text", "i": "__proto__", "t": "x"}, {"op": "end", "i": "__proto__", "seconds": 1, "tokens": 1}]
+    name = crafted_notebook(jupyter_lab.root / "crafted_chat.ipynb", ChatView, [
+        {"_last": True, "_chunk": {}, "_static": {}, "_snapshot": {"seq": 1, "at": 0, "ops": ops}}])
+    page = open_notebook(name)
+    answer = in_sight(page.locator(".gx-chat .gx-md"))
+    assert answer.inner_text().strip() == "linkbold"   # the link without its href, the bold as bold
+    assert page.locator(".gx-chat img, .gx-chat svg, .gx-chat a[href]").count() == 0
+    assert page.evaluate("() => [window.gxPwned, ({}).raw, ({}).ended]") == [None, None, None]
+    page.locator(".gx-chat").screenshot(path="/tmp/gptoss_lab-chat-crafted.png")
