@@ -430,7 +430,9 @@ def test_the_doctor_says_why_a_cpu_load_is_not_float32(random_checkpoint, monkey
 @pytest.mark.parametrize("memory, says", [(16, "memory=16 reads as 16 bytes: write the unit, like '16 GB'"),
                                           ("80", "memory='80' reads as 80 bytes: write the unit, like '80 GB'"),
                                           ("1e30 GB", "memory='1e30 GB' is more than any machine has (over 1 PB)"),
-                                          (10**20, "is more than any machine has")])
+                                          (10**20, "is more than any machine has"),
+                                          ("1,000 GB", "not '1,000 GB': write '1000 GB'"),   # (no hint before)
+                                          ("80 000 MB", "not '80 000 MB': write '80000 MB'")])
 def test_memory_that_no_machine_has_is_refused_saying_what_to_write(memory, says):
     """`doctor("tiny", memory=16)` read 16 as bytes and answered for "0 kB free", and memory="1e30 GB" printed a
     31-digit number of GB: both are one-line errors that say what to write."""

@@ -423,6 +423,9 @@ def memory_bytes(memory: int | str) -> int:
     if isinstance(memory, str) and (short := re.fullmatch(r"\s*(\d+\.?\d*)\s*([kmgt])\s*", memory.lower())):
         unit = short[2].upper()   # "80g", as docker and `free -g` write it: GB or GiB, not said
         wrong += f": write '{short[1]} {unit}B' or '{short[1]} {unit}iB'"
+    elif isinstance(memory, str) and (grouped := re.fullmatch(r"\s*(\d{1,3}(?:[, _]\d{3})+)(\.\d+)?(\s*[a-z]*)\s*",
+                                                              memory, re.IGNORECASE)):
+        wrong += f": write '{re.sub('[, _]', '', grouped[1])}{grouped[2] or ''}{grouped[3]}'"   # "1,000 GB", "80 000 MB"
     unit = None
     if isinstance(memory, bool):
         raise ValueError(wrong)
