@@ -48,6 +48,19 @@ def random_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def lab_shell():
+    """An in-process IPython shell with the lab's extension loaded (`%gptoss` as in a notebook), cleared afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "gptoss_lab")
+        yield shell
+    finally:
+        InteractiveShell.clear_instance()
+
+
+@pytest.fixture
 def ctrl_c_raises():
     """Ctrl-C raising KeyboardInterrupt, as in a kernel's cell or a terminal: tests run in the background (`pytest &`,
     as some CI runners do) start with SIGINT ignored, and then os.kill(SIGINT) and _thread.interrupt_main do nothing."""

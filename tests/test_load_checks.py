@@ -70,26 +70,19 @@ def test_a_weight_made_infinite_by_the_dtype_it_loads_in_says_which_dtype_fits(t
     assert load(folder, dtype="bfloat16").model.model.layers[1].mlp.router.weight.isfinite().all()
 
 
-def test_an_unloaded_models_messages_give_its_own_load_to_copy(random_checkpoint, capsys):
+def test_an_unloaded_models_messages_give_its_own_load_to_copy(random_checkpoint, lab_shell, capsys):
     """After `%gptoss unload`, the unload line, `%gptoss status` and a later turn of that session said `%gptoss load
     NAME`: the lab knew the name, and the options it was loaded with. Each gives the line to copy, whole on one line."""
-    from IPython.core.interactiveshell import InteractiveShell
-
     from gptoss_lab.session import TurnError
 
     again = f"%gptoss load {random_checkpoint} --dtype bfloat16"
-    shell = InteractiveShell.instance()
-    try:
-        shell.run_line_magic("load_ext", "gptoss_lab")
-        shell.run_line_magic("gptoss", f"load {random_checkpoint} --dtype bfloat16")
-        capsys.readouterr()
-        shell.run_line_magic("gptoss", "unload")
-        shell.run_line_magic("gptoss", "status")
-        unloaded, status = capsys.readouterr().out.split("No model loaded")
-        with pytest.raises(TurnError) as refused:
-            shell.find_magic("gptoss").__self__._unloaded.ask("again")
-    finally:
-        InteractiveShell.clear_instance()
+    lab_shell.run_line_magic("gptoss", f"load {random_checkpoint} --dtype bfloat16")
+    capsys.readouterr()
+    lab_shell.run_line_magic("gptoss", "unload")
+    lab_shell.run_line_magic("gptoss", "status")
+    unloaded, status = capsys.readouterr().out.split("No model loaded")
+    with pytest.raises(TurnError) as refused:
+        lab_shell.find_magic("gptoss").__self__._unloaded.ask("again")
     for out in (unloaded, status):
         assert any(f"`{again}`" in line for line in out.splitlines()), out
         assert f"`{again}` for {random_checkpoint.name} again" in " ".join(out.split()), out

@@ -428,11 +428,9 @@ def test_a_proxy_of_the_environment_that_refuses_is_named_not_the_servers_port(m
         "running? Or name gpu-box.example in NO_PROXY (tried 1 time)")
 
 
-def test_an_unloaded_servers_session_says_to_connect_again_not_to_load(capsys):
+def test_an_unloaded_servers_session_says_to_connect_again_not_to_load(lab_shell, capsys):
     """After `Session.unload()` (or `%gptoss unload`) of a session connected to a server, asking again said "load a
     model (%gptoss load NAME, or Session.load)": the lab knew the server; each line now gives its connect line."""
-    from IPython.core.interactiveshell import InteractiveShell
-
     from gptoss_lab.session import TurnError
 
     with FakeServer(["<|channel|>final<|message|>Hi"]) as server:
@@ -440,16 +438,11 @@ def test_an_unloaded_servers_session_says_to_connect_again_not_to_load(capsys):
         session.unload()
         with pytest.raises(TurnError) as refused:
             session.ask("again")
-        shell = InteractiveShell.instance()
-        try:
-            shell.run_line_magic("load_ext", "gptoss_lab")
-            shell.run_line_magic("gptoss", f"connect {server.url}")
-            capsys.readouterr()
-            shell.run_line_magic("gptoss", "unload")
-            shell.run_line_magic("gptoss", "status")
-            unloaded = capsys.readouterr().out
-        finally:
-            InteractiveShell.clear_instance()
+        lab_shell.run_line_magic("gptoss", f"connect {server.url}")
+        capsys.readouterr()
+        lab_shell.run_line_magic("gptoss", "unload")
+        lab_shell.run_line_magic("gptoss", "status")
+        unloaded = capsys.readouterr().out
     assert str(refused.value) == (f"gpt-oss-test was unloaded: connect to it again (Session.connect('{server.url}'), "
                                   f"or %gptoss connect {server.url}) to ask again")
     assert " ".join(unloaded.split()).count(f"`%gptoss connect {server.url}` for gpt-oss-test again") == 2, unloaded
